@@ -1,0 +1,48 @@
+# gpuwarden: `make demo` and `make test` work on a fresh Debian machine with Python >= 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway slurm-wlm munge
+# Binaries that prove each Debian package is installed.
+DEBIAN_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/prometheus-pushgateway /usr/sbin/slurmctld /usr/sbin/munged
+
+.PHONY: venv deps lint test test-fast demo bench clean
+
+$(BIN)/gpuwarden: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $@
+
+venv: $(BIN)/gpuwarden
+
+# Debian packages for the integration tests (real Prometheus, Alertmanager, Pushgateway, Slurm).
+deps:
+	@missing=0; for b in $(DEBIAN_BINARIES); do [ -x $$b ] || missing=1; done; \
+	if [ $$missing = 1 ]; then \
+		echo "installing Debian packages: $(DEBIAN_PACKAGES)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(DEBIAN_PACKAGES) >/dev/null; \
+	fi
+
+lint: venv
+	$(BIN)/ruff format --check .
+	$(BIN)/ruff check .
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: deps venv lint
+	$(BIN)/pytest -p no:cacheprovider
+
+test-fast: venv
+	$(BIN)/pytest -p no:cacheprovider -m "not integration"
+
+demo: venv
+	$(BIN)/python -m gpuwarden.demo
+
+bench: venv
+	@for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,1 @@
+"""Alerting: ingest, dedup, silences, inhibition, correlation, priority, incidents, store, notifiers."""

@@ -1,0 +1,1 @@
+"""Anomaly detection: sources, detectors, adaptive thresholds, fault signatures, scoring, evaluation."""

@@ -1,0 +1,1 @@
+"""Dashboards: grafanalib sources and Prometheus rules, built into JSON/YAML."""

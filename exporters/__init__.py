@@ -1,0 +1,1 @@
+"""Exporters: NVML collector with DCGM-compatible names, XID watcher, inference tracing, training metrics."""

@@ -1,0 +1,1 @@
+"""Composition root: wires the stages together."""

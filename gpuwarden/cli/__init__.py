@@ -1,0 +1,22 @@
+"""The ``gpuwarden`` command: one Typer app; each command group lives in a module of this package."""
+
+from __future__ import annotations
+
+import typer
+
+from gpuwarden.cli import config_cmd
+
+app = typer.Typer(
+    name="gpuwarden",
+    help="Operations suite for GPU clusters: exporter, anomaly detection, incidents, safe remediation.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+
+# Built-in command groups, listed in one visible place.
+config_cmd.register(app)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

@@ -1,0 +1,47 @@
+"""``gpuwarden config``: validate and show the configuration."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from gpuwarden.config import load_config
+from gpuwarden.errors import ConfigError
+
+config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
+err_console = Console(stderr=True)
+
+
+@config_app.command("validate")
+def validate(
+    path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
+) -> None:
+    """Check a configuration file (and GPUWARDEN_ environment overrides); exit 1 with the problem."""
+    try:
+        load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"{path}: ok")
+
+
+@config_app.command("show")
+def show(
+    path: Annotated[Path | None, typer.Argument(help="YAML configuration file.")] = None,
+) -> None:
+    """Print the effective configuration as JSON, secrets masked."""
+    try:
+        cfg = load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``config`` group to the root app."""
+    app.add_typer(config_app, name="config")

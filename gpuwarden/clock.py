@@ -1,0 +1,112 @@
+"""Time for all logic: a real clock, a manual fake clock for tests and an accelerated clock for demos.
+
+Logic never calls ``time.sleep`` or ``datetime.now`` directly; it asks a ``Clock``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import UTC, datetime
+from typing import Protocol
+
+
+class Clock(Protocol):
+    """Where logic gets the time and waits."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch."""
+        ...
+
+    def now(self) -> datetime:
+        """The current time as an aware UTC datetime."""
+        ...
+
+    def monotonic(self) -> float:
+        """A monotonic reading in seconds, for measuring durations."""
+        ...
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds`` of this clock's time."""
+        ...
+
+
+class SystemClock:
+    """Wall-clock time."""
+
+    def time(self) -> float:
+        """Seconds since the Unix epoch."""
+        return time.time()
+
+    def now(self) -> datetime:
+        """The current UTC time."""
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        """``time.monotonic()``."""
+        return time.monotonic()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds``."""
+        if seconds > 0:
+            time.sleep(seconds)
+
+
+class FakeClock:
+    """A clock that only moves when told to; ``sleep`` advances it instantly. Thread-safe."""
+
+    def __init__(self, start: float = 1_767_225_600.0) -> None:  # 2026-01-01T00:00:00Z
+        self._now = float(start)
+        self._lock = threading.Lock()
+
+    def time(self) -> float:
+        """The fake epoch seconds."""
+        with self._lock:
+            return self._now
+
+    def now(self) -> datetime:
+        """The fake time as UTC datetime."""
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def monotonic(self) -> float:
+        """Same as ``time()``: the fake clock never goes backwards."""
+        return self.time()
+
+    def sleep(self, seconds: float) -> None:
+        """Advance by ``seconds`` without blocking."""
+        self.advance(seconds)
+
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward."""
+        if seconds < 0:
+            raise ValueError("a clock cannot go backwards")
+        with self._lock:
+            self._now += seconds
+
+
+class AcceleratedClock:
+    """Real time sped up by ``factor`` from a chosen start: a demo can live an hour in a minute."""
+
+    def __init__(self, factor: float, start: float | None = None) -> None:
+        if factor <= 0:
+            raise ValueError("factor must be positive")
+        self.factor = factor
+        self._real_origin = time.monotonic()
+        self._origin = time.time() if start is None else start
+
+    def time(self) -> float:
+        """Accelerated epoch seconds."""
+        return self._origin + (time.monotonic() - self._real_origin) * self.factor
+
+    def now(self) -> datetime:
+        """Accelerated time as UTC datetime."""
+        return datetime.fromtimestamp(self.time(), UTC)
+
+    def monotonic(self) -> float:
+        """Accelerated monotonic seconds."""
+        return self.time()
+
+    def sleep(self, seconds: float) -> None:
+        """Block for ``seconds / factor`` of real time."""
+        if seconds > 0:
+            time.sleep(seconds / self.factor)

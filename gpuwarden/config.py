@@ -1,0 +1,222 @@
+"""Configuration: one YAML file plus ``GPUWARDEN_`` environment overrides, validated once at start.
+
+Each stage receives its typed section. Secrets are references in YAML (``{env: SLACK_BOT_TOKEN}``) and
+become ``SecretStr``. ``load_yaml_model`` is the shared loader for every data file (config, runbooks, chaos
+experiments): errors name the file, line and field.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from gpuwarden.errors import ConfigError
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class Section(BaseModel):
+    """Base of config sections: unknown keys are errors, so typos never pass silently."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class SimConfig(Section):
+    """The simulated fleet."""
+
+    seed: int = 0
+    clusters: int = Field(1, ge=1)
+    racks_per_cluster: int = Field(1, ge=1)
+    nodes_per_rack: int = Field(2, ge=1)
+    gpus_per_node: int = Field(8, ge=1, le=16)
+    gpu_model: str = "NVIDIA H100 80GB HBM3"
+
+
+class ExporterConfig(Section):
+    """The NVML/DCGM-compatible exporter."""
+
+    listen_address: str = "0.0.0.0"  # noqa: S104 - a DaemonSet exporter listens on the node's address
+    port: int = Field(9400, ge=1, le=65535)
+    collect_interval_seconds: float = Field(5.0, gt=0)
+    nvml_call_timeout_seconds: float = Field(2.0, gt=0)
+    kubelet_pod_resources_socket: str | None = None
+    simulate: str | None = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
+
+
+class SlackConfig(Section):
+    """Slack notifications; the token is a secret reference, never a literal."""
+
+    bot_token: SecretStr | None = None
+    signing_secret: SecretStr | None = None
+    channel: str = "#gpu-incidents"
+    base_url: str = "https://slack.com/api/"
+
+
+class ApiConfig(Section):
+    """The HTTP API of ``gpuwarden serve``."""
+
+    listen_address: str = "127.0.0.1"
+    port: int = Field(8080, ge=1, le=65535)
+    token: SecretStr | None = None
+    db: str = "gpuwarden.db"
+    max_body_bytes: int = Field(1_048_576, gt=0)
+
+
+class AnomalyConfig(Section):
+    """The anomaly detection service."""
+
+
+class AlertingConfig(Section):
+    """The incident engine."""
+
+
+class TracingConfig(Section):
+    """OpenTelemetry tracing for inference and training."""
+
+
+class GpuwardenConfig(BaseSettings):
+    """The whole configuration. Environment variables ``GPUWARDEN_<SECTION>__<FIELD>`` override YAML."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="GPUWARDEN_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        nested_model_default_partial_update=True,
+    )
+
+    sim: SimConfig = Field(default_factory=SimConfig)
+    exporter: ExporterConfig = Field(default_factory=ExporterConfig)
+    slack: SlackConfig = Field(default_factory=SlackConfig)
+    api: ApiConfig = Field(default_factory=ApiConfig)
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    tracing: TracingConfig = Field(default_factory=TracingConfig)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Environment beats the YAML file (passed as init values); no dotenv or secret dirs."""
+        return (env_settings, init_settings)
+
+
+# --- YAML loading with positions -------------------------------------------------------------------
+
+
+def _positions(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
+    out[path] = node.start_mark.line + 1
+    if isinstance(node, yaml.MappingNode):
+        for key_node, value_node in node.value:
+            key = key_node.value
+            out[(*path, key)] = key_node.start_mark.line + 1
+            _positions(value_node, (*path, key), out)
+            out[(*path, key)] = key_node.start_mark.line + 1
+    elif isinstance(node, yaml.SequenceNode):
+        for i, item in enumerate(node.value):
+            _positions(item, (*path, i), out)
+
+
+def _resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail: str = "") -> Any:
+    """Replace ``{env: NAME}`` mappings by the variable's value; a missing variable is a config error."""
+    if isinstance(data, dict):
+        if set(data) == {"env"} and isinstance(data["env"], str):
+            name = data["env"]
+            if name not in environ:
+                raise ConfigError(
+                    f"secret reference names environment variable {name!r}, which is not set; export it",
+                    path=path,
+                    field=trail,
+                )
+            return environ[name]
+        return {
+            k: _resolve_secret_refs(v, environ, path, f"{trail}.{k}" if trail else str(k))
+            for k, v in data.items()
+        }
+    if isinstance(data, list):
+        return [_resolve_secret_refs(v, environ, path, f"{trail}[{i}]") for i, v in enumerate(data)]
+    return data
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """Parse a YAML file; return the data and a map from key path to 1-based line number."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read file: {exc.strerror}", path=str(path)) from exc
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = mark.line + 1 if mark is not None else None
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"invalid YAML: {problem}", path=str(path), line=line) from exc
+    positions: dict[tuple[str | int, ...], int] = {}
+    if node is not None:
+        _positions(node, (), positions)
+    return data, positions
+
+
+def validation_to_config_error(
+    exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
+) -> ConfigError:
+    """Turn the first pydantic error into a ``ConfigError`` naming file, line and dotted field."""
+    first = exc.errors()[0]
+    loc = tuple(first["loc"])
+    line = None
+    for depth in range(len(loc), -1, -1):
+        if loc[:depth] in positions:
+            line = positions[loc[:depth]]
+            break
+    field = ".".join(str(p) for p in loc)
+    message = first["msg"]
+    if first["type"] == "extra_forbidden":
+        message = "unknown field; remove it or check its spelling"
+    elif first["type"] == "missing":
+        message = "required field is missing; add it"
+    more = len(exc.errors()) - 1
+    if more:
+        message += f" (and {more} more problem{'s' if more > 1 else ''})"
+    return ConfigError(message, path=path, field=field, line=line)
+
+
+def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
+    """Load and validate one YAML data file against a pydantic model."""
+    data, positions = read_yaml(path)
+    if data is None:
+        data = {}
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a mapping", path=str(path), line=1)
+    data = _resolve_secret_refs(data, os.environ if environ is None else environ, str(path))
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, str(path), positions) from exc
+
+
+def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
+    """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
+    env = os.environ if environ is None else environ
+    data: dict[str, Any] = {}
+    positions: dict[tuple[str | int, ...], int] = {}
+    where = str(path) if path is not None else "<environment>"
+    if path is not None:
+        raw, positions = read_yaml(path)
+        if raw is not None and not isinstance(raw, dict):
+            raise ConfigError("the top level must be a mapping", path=where, line=1)
+        data = _resolve_secret_refs(raw or {}, env, where)
+    try:
+        return GpuwardenConfig(**data)
+    except ValidationError as exc:
+        raise validation_to_config_error(exc, where, positions) from exc

@@ -1,0 +1,64 @@
+"""The one exception hierarchy of gpuwarden.
+
+Third-party exceptions are translated into these at a backend or source boundary with ``raise ... from``.
+"""
+
+from __future__ import annotations
+
+
+class GpuwardenError(Exception):
+    """Base of every error gpuwarden raises on purpose."""
+
+
+class ConfigError(GpuwardenError):
+    """A configuration or data file is wrong; raised at load time, names the file, field and fix."""
+
+    def __init__(self, message: str, *, path: str = "", field: str = "", line: int | None = None) -> None:
+        self.path = path
+        self.field = field
+        self.line = line
+        where = path
+        if line is not None:
+            where = f"{where}:{line}" if where else f"line {line}"
+        if field:
+            where = f"{where}: {field}" if where else field
+        super().__init__(f"{where}: {message}" if where else message)
+
+
+class InputError(GpuwardenError):
+    """A request payload or command-line value is malformed; names the field at fault."""
+
+    def __init__(self, message: str, *, field: str = "") -> None:
+        self.field = field
+        super().__init__(f"{field}: {message}" if field else message)
+
+
+class SourceError(GpuwardenError):
+    """Reading metrics failed (NVML, Prometheus, a file)."""
+
+    def __init__(self, message: str, *, source: str = "", retryable: bool = True) -> None:
+        self.source = source
+        self.retryable = retryable
+        super().__init__(f"{source}: {message}" if source else message)
+
+
+class BackendError(GpuwardenError):
+    """A remediation or notification backend failed (Slurm, Kubernetes, Slack)."""
+
+    def __init__(self, message: str, *, backend: str = "", retryable: bool = False) -> None:
+        self.backend = backend
+        self.retryable = retryable
+        super().__init__(f"{backend}: {message}" if backend else message)
+
+
+class ActionRefused(GpuwardenError):
+    """A guardrail said no. Not a failure: nothing was attempted."""
+
+    def __init__(self, reason: str, *, guardrail: str = "") -> None:
+        self.reason = reason
+        self.guardrail = guardrail
+        super().__init__(f"{guardrail}: {reason}" if guardrail else reason)
+
+
+class ActionFailed(GpuwardenError):
+    """An action was attempted and did not achieve its effect."""

@@ -1,0 +1,318 @@
+"""Domain types shared by every stage: targets, alerts, incidents, remediation requests and results.
+
+The model imports no stage. Types are small frozen dataclasses so they are hashable, cheap to build in
+hot loops (the anomaly tick builds hundreds of thousands of values) and easy to compare in tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from types import MappingProxyType
+from typing import Any
+
+# --- targets ---------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterRef:
+    """A cluster: the scope of a scheduler (one Slurm controller, one Kubernetes API)."""
+
+    name: str
+
+    def __str__(self) -> str:
+        return f"cluster/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class RackRef:
+    """A rack inside a cluster: shares power and top-of-rack switching."""
+
+    cluster: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"rack/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class NodeRef:
+    """A host with GPUs."""
+
+    name: str
+    cluster: str = ""
+    rack: str = ""
+
+    def __str__(self) -> str:
+        return f"node/{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class GpuRef:
+    """One GPU (or MIG instance parent) on a node, by index and NVML UUID."""
+
+    node: str
+    index: int
+    uuid: str = ""
+
+    def __str__(self) -> str:
+        return f"gpu/{self.node}/{self.index}"
+
+
+class WorkloadKind(enum.StrEnum):
+    """What kind of thing runs on GPUs."""
+
+    INFERENCE_SERVICE = "inference_service"
+    TRAINING_JOB = "training_job"
+    POD = "pod"
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadRef:
+    """An inference service, a training job or a single pod."""
+
+    kind: WorkloadKind
+    namespace: str
+    name: str
+
+    def __str__(self) -> str:
+        return f"{self.kind.value}/{self.namespace}/{self.name}"
+
+
+Target = ClusterRef | RackRef | NodeRef | GpuRef | WorkloadRef
+
+
+# --- alerts ----------------------------------------------------------------------------------------
+
+_FNV64_OFFSET = 14695981039346656037
+_FNV64_PRIME = 1099511628211
+_FNV64_MASK = (1 << 64) - 1
+_LABEL_SEPARATOR = 0xFF
+
+
+def _fnv1a_add(h: int, data: bytes) -> int:
+    for byte in data:
+        h ^= byte
+        h = (h * _FNV64_PRIME) & _FNV64_MASK
+    return h
+
+
+def label_fingerprint(labels: Mapping[str, str]) -> str:
+    """Alertmanager's label-set fingerprint (FNV-1a 64 over sorted name/value pairs), as 16 hex digits."""
+    h = _FNV64_OFFSET
+    for name in sorted(labels):
+        h = _fnv1a_add(h, name.encode())
+        h = _fnv1a_add(h, bytes([_LABEL_SEPARATOR]))
+        h = _fnv1a_add(h, labels[name].encode())
+        h = _fnv1a_add(h, bytes([_LABEL_SEPARATOR]))
+    return f"{h:016x}"
+
+
+class AlertStatus(enum.StrEnum):
+    """Alertmanager's two states of an alert."""
+
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class AlertSource(enum.StrEnum):
+    """Where an alert came from."""
+
+    ANOMALY = "anomaly"
+    RULE = "rule"
+    WEBHOOK = "webhook"
+
+
+class RecommendedAction(enum.StrEnum):
+    """What the evidence suggests doing; the XID catalog's action buckets plus remediation verbs."""
+
+    NONE = "none"
+    IGNORE = "ignore"
+    RESTART_APP = "restart_app"
+    RESET_GPU = "reset_gpu"
+    DRAIN_AND_RESET = "drain_and_reset"
+    RESTART_NODE = "restart_node"
+    CORDON_AND_DRAIN = "cordon_and_drain"
+    SCALE_OUT = "scale_out"
+    INVESTIGATE = "investigate"
+    CONTACT_SUPPORT = "contact_support"
+
+
+@dataclass(frozen=True, slots=True)
+class EvidencePoint:
+    """One sample that supports an alert."""
+
+    at: datetime
+    value: float
+
+
+@dataclass(frozen=True, slots=True)
+class Alert:
+    """An Alertmanager-compatible alert: identity is the fingerprint of its labels."""
+
+    labels: Mapping[str, str]
+    status: AlertStatus = AlertStatus.FIRING
+    starts_at: datetime | None = None
+    ends_at: datetime | None = None
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    source: AlertSource = AlertSource.RULE
+    score: float | None = None
+    evidence: tuple[EvidencePoint, ...] = ()
+    recommended_action: RecommendedAction = RecommendedAction.NONE
+    generator_url: str = ""
+
+    def __post_init__(self) -> None:
+        # Freeze the mappings so an alert cannot change identity after it was fingerprinted.
+        object.__setattr__(self, "labels", MappingProxyType(dict(self.labels)))
+        object.__setattr__(self, "annotations", MappingProxyType(dict(self.annotations)))
+
+    @property
+    def fingerprint(self) -> str:
+        """Alertmanager's fingerprint of the label set."""
+        return label_fingerprint(self.labels)
+
+    @property
+    def name(self) -> str:
+        """The `alertname` label, or an empty string."""
+        return self.labels.get("alertname", "")
+
+
+# --- incidents -------------------------------------------------------------------------------------
+
+
+class Priority(enum.StrEnum):
+    """P0 urgent .. P3 info, exactly as defined in DESIGN.md; P0 sorts first."""
+
+    P0 = "P0"
+    P1 = "P1"
+    P2 = "P2"
+    P3 = "P3"
+
+    @property
+    def rank(self) -> int:
+        """0 for P0 (most urgent) to 3 for P3."""
+        return int(self.value[1])
+
+    def __lt__(self, other: object) -> bool:
+        if not isinstance(other, Priority):
+            return NotImplemented
+        return self.rank < other.rank
+
+
+class FaultKind(enum.StrEnum):
+    """Root-cause fault classes the suite reasons about."""
+
+    GPU_LOST = "gpu_lost"
+    XID = "xid"
+    ECC_DBE = "ecc_dbe"
+    ECC_SBE_STORM = "ecc_sbe_storm"
+    ROW_REMAP_PENDING = "row_remap_pending"
+    ROW_REMAP_FAILURE = "row_remap_failure"
+    THERMAL = "thermal"
+    POWER_BRAKE = "power_brake"
+    NVLINK = "nvlink"
+    HUNG_GPU = "hung_gpu"
+    STRAGGLER = "straggler"
+    MEMORY_LEAK = "memory_leak"
+    NODE_DOWN = "node_down"
+    RACK_DOWN = "rack_down"
+    SERVICE_DEGRADED = "service_degraded"
+    JOB_STALLED = "job_stalled"
+    EXPORTER_STALE = "exporter_stale"
+    UNKNOWN = "unknown"
+
+
+class IncidentState(enum.StrEnum):
+    """Lifecycle: triggered -> acknowledged -> mitigating -> resolved (and reopened to triggered)."""
+
+    TRIGGERED = "triggered"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATING = "mitigating"
+    RESOLVED = "resolved"
+
+
+@dataclass(frozen=True, slots=True)
+class RootCause:
+    """The lowest common component whose fault explains an incident's alerts."""
+
+    kind: FaultKind
+    target: Target
+
+
+@dataclass(frozen=True, slots=True)
+class Impact:
+    """What a fault costs the workloads it touches; priority is computed from this."""
+
+    workloads: tuple[WorkloadRef, ...] = ()
+    affected_share: float = 0.0
+    error_ratio: float = 0.0
+    slo_burn_rate: float = 0.0
+    gpus_affected: int = 0
+    nodes_affected: int = 0
+    spare_capacity: bool = True
+    summary: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEvent:
+    """One entry on an incident's timeline."""
+
+    at: datetime
+    kind: str
+    message: str
+    data: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class Incident:
+    """A group of alerts explained by one fault, with a priority and a lifecycle."""
+
+    id: str
+    title: str
+    priority: Priority
+    state: IncidentState
+    root_cause: RootCause
+    opened_at: datetime
+    alert_fingerprints: list[str] = field(default_factory=list)
+    impact: Impact = field(default_factory=Impact)
+    timeline: list[TimelineEvent] = field(default_factory=list)
+    actions: list[ActionResult] = field(default_factory=list)
+    resolved_at: datetime | None = None
+
+
+# --- remediation -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class RemediationRequest:
+    """Ask to run one named action against one target."""
+
+    action: str
+    target: Target
+    params: Mapping[str, Any] = field(default_factory=dict)
+    incident_id: str | None = None
+    reason: str = ""
+    dry_run: bool = True
+
+
+class ActionOutcome(enum.StrEnum):
+    """How an action ended."""
+
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REFUSED = "refused"
+    DRY_RUN = "dry_run"
+
+
+@dataclass(frozen=True, slots=True)
+class ActionResult:
+    """What happened when an action ran (or was refused)."""
+
+    request: RemediationRequest
+    outcome: ActionOutcome
+    started_at: datetime
+    ended_at: datetime
+    message: str = ""
+    details: Mapping[str, Any] = field(default_factory=dict)

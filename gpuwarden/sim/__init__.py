@@ -1,0 +1,1 @@
+"""Simulated GPU fleet: topology, workloads, fault injection and a pynvml-compatible API."""

@@ -1,0 +1,1 @@
+"""Remediation: actions, policy, guardrails, executor with journal, verification, escalation, backends."""

@@ -1,0 +1,69 @@
+"""Start and stop real servers (Prometheus, Alertmanager, Pushgateway, ...) on 127.0.0.1 for tests."""
+
+from __future__ import annotations
+
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def require_binary(name: str) -> str:
+    """Path of a server binary; fail (not skip) when missing: `make test` installs it."""
+    path = shutil.which(name) or (f"/usr/bin/{name}" if Path(f"/usr/bin/{name}").exists() else None)
+    if path is None:
+        pytest.fail(f"{name} is not installed; run `make test` (it installs the Debian packages)")
+    return path
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    """Poll ``url`` until it answers 200, the process dies, or ``timeout`` passes."""
+    deadline = time.monotonic() + timeout
+    last = ""
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited with {proc.returncode} before {url} was ready")
+        try:
+            if httpx.get(url, timeout=1.0).status_code == 200:
+                return
+        except httpx.HTTPError as exc:
+            last = str(exc)
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready after {timeout}s: {last}")
+
+
+@contextmanager
+def running(
+    argv: Sequence[str], ready_url: str, log_path: Path, timeout: float = 30.0
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``argv`` with output to ``log_path``; yield once ``ready_url`` answers; always stop it."""
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT)
+        try:
+            try:
+                wait_http_ok(ready_url, proc, timeout)
+            except RuntimeError as exc:
+                raise RuntimeError(
+                    f"{exc}\n--- {log_path} ---\n{log_path.read_text(errors='replace')[-3000:]}"
+                ) from exc
+            yield proc
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
