@@ -1,0 +1,1 @@
+"""HTTP API of `gpuwarden serve` (composition root)."""
