@@ -1,0 +1,54 @@
+"""Seams between the incident engine and what reacts to it (notifiers, the outbox, Slack buttons)."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Protocol
+
+from gpuwarden.model import Incident, TimelineEvent
+
+
+class ChangeKind(enum.StrEnum):
+    """What happened to an incident."""
+
+    OPENED = "opened"
+    UPDATED = "updated"
+    PRIORITY_CHANGED = "priority_changed"
+    ACKNOWLEDGED = "acknowledged"
+    MITIGATING = "mitigating"
+    RESOLVED = "resolved"
+    REOPENED = "reopened"
+
+
+@dataclass(frozen=True, slots=True)
+class IncidentChange:
+    """One change of one incident, with the incident as it is after the change."""
+
+    kind: ChangeKind
+    incident: Incident
+    event: TimelineEvent
+
+
+class IncidentListener(Protocol):
+    """Called by the engine after a change has been committed to the store."""
+
+    def __call__(self, change: IncidentChange) -> None:
+        """React to one committed change; must not raise into the engine."""
+        ...
+
+
+class IncidentActions(Protocol):
+    """What a person can do to an incident from Slack or the API."""
+
+    def acknowledge(self, incident_id: str, by: str) -> Incident:
+        """Mark the incident acknowledged."""
+        ...
+
+    def approve_remediation(self, incident_id: str, by: str) -> Incident:
+        """Record a person's approval for the pending remediation of the incident."""
+        ...
+
+    def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
+        """Silence the incident's alerts for a while."""
+        ...
