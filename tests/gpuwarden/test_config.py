@@ -1,0 +1,84 @@
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from gpuwarden.config import load_config
+from gpuwarden.errors import ConfigError
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_need_no_file() -> None:
+    cfg = load_config(None)
+    assert cfg.exporter.port == 9400
+    assert cfg.exporter.collect_interval_seconds == 5.0
+    assert cfg.sim.gpu_model == "NVIDIA H100 80GB HBM3"
+
+
+def test_yaml_values_are_read(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, "exporter:\n  port: 9500\nsim:\n  seed: 7\n"))
+    assert cfg.exporter.port == 9500
+    assert cfg.sim.seed == 7
+
+
+def test_environment_overrides_yaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "9600")
+    cfg = load_config(write(tmp_path, "exporter:\n  port: 9500\n  collect_interval_seconds: 2\n"))
+    assert cfg.exporter.port == 9600
+    assert cfg.exporter.collect_interval_seconds == 2.0
+
+
+def test_unknown_field_names_file_line_and_field(tmp_path: Path) -> None:
+    path = write(tmp_path, "exporter:\n  port: 9500\n  prot: 1\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.line == 3
+    assert info.value.field == "exporter.prot"
+    assert str(path) in str(info.value)
+    assert "unknown field" in str(info.value)
+
+
+def test_wrong_type_names_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "sim:\n  gpus_per_node: lots\n"))
+    assert info.value.field == "sim.gpus_per_node"
+    assert info.value.line == 2
+
+
+def test_broken_yaml_names_the_line(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "exporter:\n  port: [1, 2\n"))
+    assert "invalid YAML" in str(info.value)
+    assert info.value.line is not None
+
+
+def test_secret_reference_reads_the_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SLACK_BOT_TOKEN", "xoxb-test")
+    cfg = load_config(write(tmp_path, "slack:\n  bot_token: {env: SLACK_BOT_TOKEN}\n"))
+    assert cfg.slack.bot_token is not None
+    assert cfg.slack.bot_token.get_secret_value() == "xoxb-test"
+    assert "xoxb-test" not in repr(cfg)
+
+
+def test_missing_secret_variable_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("NOPE_TOKEN", raising=False)
+    with pytest.raises(ConfigError, match="NOPE_TOKEN"):
+        load_config(write(tmp_path, "slack:\n  bot_token: {env: NOPE_TOKEN}\n"))
+
+
+def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    good = runner.invoke(app, ["config", "validate", str(write(tmp_path, "exporter:\n  port: 9401\n"))])
+    assert good.exit_code == 0
+    assert "ok" in good.output
+    bad_path = tmp_path / "bad.yaml"
+    bad_path.write_text("exporter:\n  port: -1\n")
+    bad = runner.invoke(app, ["config", "validate", str(bad_path)])
+    assert bad.exit_code == 1
+    assert "exporter.port" in bad.output

@@ -1,0 +1,82 @@
+from datetime import UTC, datetime
+
+import pytest
+
+from gpuwarden.model import (
+    ActionOutcome,
+    ActionResult,
+    Alert,
+    GpuRef,
+    NodeRef,
+    Priority,
+    RemediationRequest,
+    WorkloadKind,
+    WorkloadRef,
+    label_fingerprint,
+)
+
+
+def test_fingerprint_of_empty_label_set_is_the_fnv_offset() -> None:
+    # Alertmanager: the fingerprint of an empty label set is hashNew(), FNV-1a 64's offset basis.
+    assert label_fingerprint({}) == "cbf29ce484222325"
+
+
+def test_fingerprint_ignores_label_order_and_changes_with_values() -> None:
+    a = label_fingerprint({"alertname": "GpuLost", "node": "node-01"})
+    b = label_fingerprint({"node": "node-01", "alertname": "GpuLost"})
+    c = label_fingerprint({"alertname": "GpuLost", "node": "node-02"})
+    assert a == b
+    assert a != c
+    assert len(a) == 16
+
+
+def test_fingerprint_separates_name_and_value_boundaries() -> None:
+    # Without the 0xff separator these two label sets would hash the same bytes.
+    assert label_fingerprint({"ab": "c"}) != label_fingerprint({"a": "bc"})
+
+
+def test_alert_labels_cannot_change_after_creation() -> None:
+    labels = {"alertname": "XidError", "gpu": "3"}
+    alert = Alert(labels=labels)
+    labels["gpu"] = "4"
+    assert alert.labels["gpu"] == "3"
+    with pytest.raises(TypeError):
+        alert.labels["gpu"] = "5"  # type: ignore[index]
+    assert alert.fingerprint == label_fingerprint({"alertname": "XidError", "gpu": "3"})
+    assert alert.name == "XidError"
+
+
+def test_priorities_sort_most_urgent_first() -> None:
+    assert sorted([Priority.P3, Priority.P0, Priority.P2, Priority.P1]) == [
+        Priority.P0,
+        Priority.P1,
+        Priority.P2,
+        Priority.P3,
+    ]
+    assert Priority.P0.rank == 0
+    assert Priority.P3.rank == 3
+
+
+@pytest.mark.parametrize(
+    ("target", "text"),
+    [
+        (NodeRef("node-01", cluster="c01", rack="r01"), "node/node-01"),
+        (GpuRef("node-01", 3, "GPU-abc"), "gpu/node-01/3"),
+        (WorkloadRef(WorkloadKind.TRAINING_JOB, "ml", "llm-70b"), "training_job/ml/llm-70b"),
+    ],
+    ids=["node", "gpu", "workload"],
+)
+def test_targets_render_as_kind_slash_name(target: object, text: str) -> None:
+    assert str(target) == text
+
+
+def test_targets_are_hashable_values() -> None:
+    assert {GpuRef("n", 1), GpuRef("n", 1)} == {GpuRef("n", 1)}
+
+
+def test_action_result_keeps_its_request() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    request = RemediationRequest(action="drain_node", target=NodeRef("node-01"))
+    result = ActionResult(request=request, outcome=ActionOutcome.DRY_RUN, started_at=now, ended_at=now)
+    assert result.request.dry_run is True
+    assert result.outcome == "dry_run"
