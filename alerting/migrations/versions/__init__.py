@@ -1,0 +1,1 @@
+"""Alembic revisions, chained by down_revision."""

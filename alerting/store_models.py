@@ -1,0 +1,116 @@
+"""Tables of the incident store: alerts, incidents, their timelines and silences (SQLAlchemy 2)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+from alerting.db import Base
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """A timezone-aware UTC datetime on every backend (SQLite stores naive values)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Store UTC; refuse naive values so a local time never sneaks in."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        """Read back as an aware UTC datetime."""
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+class AlertRow(Base):
+    """The latest state of one alert, keyed by its Alertmanager fingerprint."""
+
+    __tablename__ = "alerts"
+
+    fingerprint: Mapped[str] = mapped_column(String(16), primary_key=True)
+    labels: Mapped[dict[str, str]] = mapped_column(JSON)
+    annotations: Mapped[dict[str, str]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16))
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))
+    generator_url: Mapped[str] = mapped_column(Text, default="")
+    score: Mapped[float | None] = mapped_column(Float, nullable=True)
+    recommended_action: Mapped[str] = mapped_column(String(32), default="none")
+    first_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_seen: Mapped[datetime] = mapped_column(UtcDateTime)
+    receive_count: Mapped[int] = mapped_column(Integer, default=1)
+    incident_id: Mapped[str | None] = mapped_column(
+        String(40), ForeignKey("incidents.id"), nullable=True, index=True
+    )
+    muted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    flapping: Mapped[bool] = mapped_column(Boolean, default=False)
+    transitions: Mapped[list[float]] = mapped_column(JSON, default=list)
+
+
+class IncidentRow(Base):
+    """One incident: root cause, priority, lifecycle state and impact."""
+
+    __tablename__ = "incidents"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    title: Mapped[str] = mapped_column(Text)
+    priority: Mapped[str] = mapped_column(String(2))
+    state: Mapped[str] = mapped_column(String(16), index=True)
+    root_kind: Mapped[str] = mapped_column(String(32))
+    root_target: Mapped[dict[str, Any]] = mapped_column(JSON)
+    opened_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    last_alert_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    first_onset_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    quiet_since: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    acknowledged_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    acknowledged_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    resolved_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
+    merged_into: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
+    impact: Mapped[dict[str, Any]] = mapped_column(JSON)
+    actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class TimelineRow(Base):
+    """One event on an incident's timeline, in insertion order."""
+
+    __tablename__ = "timeline"
+    __table_args__ = (Index("ix_timeline_incident_seq", "incident_id", "seq"),)
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(40), ForeignKey("incidents.id"))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    message: Mapped[str] = mapped_column(Text)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class SilenceRow(Base):
+    """A silence or maintenance window: matchers plus a time range (or a silenced incident)."""
+
+    __tablename__ = "silences"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), default="silence")
+    matchers: Mapped[list[dict[str, Any]]] = mapped_column(JSON)
+    starts_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    ends_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    created_by: Mapped[str] = mapped_column(String(128))
+    comment: Mapped[str] = mapped_column(Text, default="")
+    incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
