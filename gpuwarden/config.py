@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -78,6 +78,20 @@ class AlertingConfig(Section):
 
 class TracingConfig(Section):
     """OpenTelemetry tracing for inference and training."""
+
+    enabled: bool = True
+    service_name: str = Field("gpuwarden-inference", min_length=1)
+    pod_name: str = Field("", description="k8s.pod.name resource attribute; empty leaves it out")
+    span_exporter: Literal["auto", "otlp", "console", "none"] = Field(
+        "auto", description="auto: OTLP/HTTP when otlp_endpoint is set, console otherwise"
+    )
+    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP URL, e.g. http://otel:4318/v1/traces")
+    otlp_timeout_seconds: float = Field(10.0, gt=0)
+    sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of traces exported; metrics see all")
+    model_name: str = Field("gpuwarden-toy-1", min_length=1, description="model the toy server serves")
+    token_seconds: float = Field(0.005, gt=0, description="toy server time per output token on a healthy GPU")
+    pushgateway_url: str | None = Field(None, description="training metrics go here when set")
+    push_interval_seconds: float = Field(5.0, gt=0)
 
 
 class GpuwardenConfig(BaseSettings):
