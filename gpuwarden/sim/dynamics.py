@@ -1,0 +1,219 @@
+"""How a simulated GPU's state moves from one fixed step to the next.
+
+The model is deliberately small but keeps the couplings operators rely on: utilisation follows the
+workload, power follows utilisation and clocks, temperature follows power through a first-order lag,
+throttling lowers clocks (and so power and speed), counters only grow. All randomness comes from the
+caller's ``random.Random`` so the fleet stays deterministic.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+
+from gpuwarden.sim.topology import MIB, GpuState, SimGpu
+
+# nvmlClocksEventReason* bits (pynvml constants).
+REASON_GPU_IDLE = 0x1
+REASON_SW_POWER_CAP = 0x4
+REASON_HW_SLOWDOWN = 0x8
+REASON_SW_THERMAL = 0x20
+REASON_HW_THERMAL = 0x40
+REASON_HW_POWER_BRAKE = 0x80
+
+AMBIENT_C = 28.0
+THERMAL_RESISTANCE_C_PER_W = 0.065  # 700 W settles near 73 C, like an air-cooled HGX H100
+THERMAL_TAU_S = 20.0
+MEMORY_TAU_S = 5.0
+SW_THERMAL_C = 87.0
+HW_THERMAL_C = 92.0
+RESERVED_FB_BYTES = 512 * MIB  # what the driver keeps even on an idle GPU
+
+# Per-workload shape: (power intensity, SM-active share, tensor share, DRAM share, PCIe rx GB/s,
+# PCIe tx GB/s, NVLink GB/s per direction).
+_SHAPES: dict[str, tuple[float, float, float, float, float, float, float]] = {
+    "train": (0.93, 0.85, 0.60, 0.45, 1.5, 0.2, 180.0),
+    "infer": (0.72, 0.60, 0.35, 0.62, 0.3, 0.1, 15.0),
+    "hung": (0.22, 0.02, 0.0, 0.01, 0.0, 0.0, 0.0),
+    "idle": (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+}
+
+
+@dataclass(slots=True)
+class GpuEffects:
+    """What the active faults do to one GPU, recomputed whenever a fault starts or ends."""
+
+    hung: bool = False
+    straggler: float = 1.0  # clock factor
+    runaway_rate: float = 0.0  # growth of the thermal resistance per second
+    runaway_heat: float = 0.0
+    hw_thermal: float = 0.0  # clock factor while forced HW thermal slowdown; 0 = off
+    power_brake: float = 0.0  # clock factor while the power brake holds; 0 = off
+    links_down: set[int] = field(default_factory=set)
+    crc_rates: dict[int, float] = field(default_factory=dict)  # link -> CRC flit errors per second
+    sbe_rate: float = 0.0  # correctable ECC errors per second
+    leak_rate: float = 0.0  # bytes per second
+
+    def capability(self) -> float:
+        """Speed of this GPU relative to a healthy one, from faults alone (0 when hung)."""
+        if self.hung:
+            return 0.0
+        factor = self.straggler
+        if self.hw_thermal:
+            factor *= self.hw_thermal
+        if self.power_brake:
+            factor *= self.power_brake
+        if self.links_down:
+            factor *= 0.5  # collectives fall back to PCIe
+        return factor
+
+
+def _counts(rng: random.Random, rate: float, dt: float) -> int:
+    """Whole events in ``dt`` for a Poisson-ish ``rate``; deterministic given the RNG."""
+    mean = rate * dt
+    if mean <= 0.0:
+        return 0
+    whole = int(mean)
+    return whole + (1 if rng.random() < mean - whole else 0)
+
+
+@dataclass(frozen=True, slots=True)
+class Demand:
+    """What the workload wants from a GPU during one step."""
+
+    activity: float = 0.0  # wanted utilisation, 0..1
+    shape: str = "idle"  # train, infer or idle
+    mem_target: int = 0  # bytes the workload holds
+
+
+def _throttle(temp_c: float, fx: GpuEffects) -> tuple[float, int]:
+    """Clock factor and reason bits from faults and temperature (before the power cap)."""
+    clock_factor = fx.straggler
+    reasons = 0
+    if fx.hw_thermal:
+        clock_factor *= fx.hw_thermal
+        reasons |= REASON_HW_THERMAL | REASON_HW_SLOWDOWN
+    if fx.power_brake:
+        clock_factor *= fx.power_brake
+        reasons |= REASON_HW_POWER_BRAKE | REASON_HW_SLOWDOWN
+    if temp_c >= HW_THERMAL_C:
+        clock_factor *= 0.5
+        reasons |= REASON_HW_THERMAL | REASON_HW_SLOWDOWN
+    elif temp_c >= SW_THERMAL_C:
+        clock_factor *= 0.8
+        reasons |= REASON_SW_THERMAL
+    return clock_factor, reasons
+
+
+def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random.Random) -> float:
+    """Advance one GPU by ``dt`` seconds; return its effective speed (0..1, 0 when hung)."""
+    s = gpu.state
+    spec = gpu.model
+    shape, activity = ("hung", 1.0) if fx.hung else (demand.shape, demand.activity)
+    intensity = _SHAPES[shape][0]
+    clock_factor, reasons = _throttle(s.temp_c, fx)
+
+    # Slower clocks make the same work take longer: utilisation rises until it saturates.
+    util = activity / clock_factor if clock_factor > 0 else 1.0
+    if shape != "hung" and util > 0:
+        util += rng.gauss(0.0, 0.015)
+    util = min(1.0, max(0.0, util))
+
+    idle_mw = spec.idle_power_mw
+    limit_mw = spec.power_limit_mw
+    demand_mw = idle_mw + (limit_mw - idle_mw) * util * intensity * clock_factor**1.5
+    if demand_mw > limit_mw:
+        # The SW power cap trades clocks for power.
+        clock_factor *= (limit_mw / demand_mw) ** (1 / 1.5)
+        demand_mw = float(limit_mw)
+        reasons |= REASON_SW_POWER_CAP
+    power = demand_mw + (rng.gauss(0.0, 4_000.0) if util > 0 else rng.gauss(0.0, 500.0))
+    power = max(idle_mw * 0.8, min(float(limit_mw), power))
+
+    busy = util > 0.01
+    if not busy:
+        reasons |= REASON_GPU_IDLE
+    s.sm_clock = spec.sm_clock_max * min(1.0, clock_factor) if busy else float(spec.sm_clock_idle)
+    s.mem_clock = float(spec.mem_clock_max)
+    s.clock_reasons = reasons
+    if reasons & (REASON_SW_POWER_CAP | REASON_HW_POWER_BRAKE):
+        s.violation_power_ns += int(dt * 1e9)
+    if reasons & (REASON_SW_THERMAL | REASON_HW_THERMAL):
+        s.violation_thermal_ns += int(dt * 1e9)
+    s.util_gpu = util * 100.0
+    s.power_mw = power
+    s.energy_mj += power * dt
+    _heat(s, fx, dt)
+    _activity(s, shape, util, dt)
+    _memory(gpu, fx, demand.mem_target, dt)
+    _interconnect(gpu, fx, shape, util, dt=dt, rng=rng)
+    if fx.hung:
+        return 0.0
+    return min(1.0, clock_factor) * (0.5 if fx.links_down else 1.0)
+
+
+def _heat(s: GpuState, fx: GpuEffects, dt: float) -> None:
+    """Temperature follows power through a first-order lag; a runaway raises the thermal resistance."""
+    if fx.runaway_rate:
+        fx.runaway_heat += fx.runaway_rate * dt
+    resistance = THERMAL_RESISTANCE_C_PER_W * (1.0 + fx.runaway_heat)
+    target_c = AMBIENT_C + resistance * s.power_mw / 1000.0
+    lag = min(1.0, dt / THERMAL_TAU_S)
+    s.temp_c += (target_c - s.temp_c) * lag
+    s.mem_temp_c += (target_c + 6.0 + 10.0 * s.dram_active - s.mem_temp_c) * lag
+
+
+def _activity(s: GpuState, shape: str, util: float, dt: float) -> None:
+    """Profiling ratios and their integrals."""
+    _, sm_share, tensor_share, dram_share, *_ = _SHAPES[shape]
+    s.gr_active = util
+    s.sm_active = util * sm_share
+    s.tensor_active = util * tensor_share
+    s.dram_active = util * dram_share
+    s.gr_active_s += s.gr_active * dt
+    s.sm_active_s += s.sm_active * dt
+    s.tensor_active_s += s.tensor_active * dt
+    s.dram_active_s += s.dram_active * dt
+    s.util_mem = min(100.0, s.dram_active * 100.0 * 0.8)
+
+
+def _memory(gpu: SimGpu, fx: GpuEffects, mem_target: int, dt: float) -> None:
+    """Framebuffer: the workload's footprint (loaded over a few seconds) plus any leak."""
+    s = gpu.state
+    s.leak_bytes += fx.leak_rate * dt
+    want = RESERVED_FB_BYTES + mem_target + s.leak_bytes
+    s.fb_used += int((want - s.fb_used) * min(1.0, dt / MEMORY_TAU_S))
+    s.fb_used = max(RESERVED_FB_BYTES, min(gpu.model.memory_total, s.fb_used))
+
+
+def _interconnect(
+    gpu: SimGpu, fx: GpuEffects, shape: str, util: float, *, dt: float, rng: random.Random
+) -> None:
+    """PCIe and NVLink traffic, link errors and memory errors."""
+    s = gpu.state
+    *_, pcie_rx, pcie_tx, nvlink_gbs = _SHAPES[shape]
+    s.pcie_rx_kbs = max(0.0, pcie_rx * 1e6 * util + rng.uniform(0, 200))
+    s.pcie_tx_kbs = max(0.0, pcie_tx * 1e6 * util + rng.uniform(0, 100))
+    s.pcie_replay += _counts(rng, 2e-5, dt)
+    share = sum(gpu.nvlink_up) / len(gpu.nvlink_up) if gpu.nvlink_up else 0.0
+    kib = nvlink_gbs * 1e9 / 1024.0 * util * share * dt
+    s.nvlink_tx_kib += kib
+    s.nvlink_rx_kib += kib * 0.98
+    for link, rate in fx.crc_rates.items():
+        errors = gpu.nvlink_errors[link]
+        flits = _counts(rng, rate, dt)
+        errors[2] += flits  # CRC_FLIT
+        errors[3] += flits // 8  # CRC_DATA
+        errors[0] += flits // 4  # DL_REPLAY
+    sbe = _counts(rng, fx.sbe_rate or 1e-6, dt)
+    if sbe:
+        s.ecc_sbe_vol += sbe
+        s.ecc_sbe_agg += sbe
+        s.remap_corr += _counts(rng, 0.01 * sbe, 1.0)
+
+
+def inference_activity(base: float, now: float, phase: float, rng: random.Random) -> float:
+    """Wanted utilisation of an inference replica: a daily-ish wave plus noise."""
+    wave = 1.0 + 0.3 * math.sin(2 * math.pi * now / 3600.0 + phase)
+    return max(0.02, min(1.0, base * wave + rng.gauss(0.0, 0.03)))

@@ -1,0 +1,195 @@
+"""Fault injection vocabulary: fault kinds, the validated ``FaultSpec`` and the log record of a fault."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuwarden.errors import InputError
+from gpuwarden.model import GpuRef, NodeRef
+
+# Kinds that need a GPU index, kinds aimed at a whole node, and kinds where a GPU is optional.
+GPU_KINDS = (
+    "xid",
+    "ecc_sbe_storm",
+    "thermal_runaway",
+    "hw_thermal_slowdown",
+    "nvlink_down",
+    "nvlink_crc_burst",
+    "hung",
+    "straggler",
+    "memory_leak",
+    "gpu_lost",
+    "reset_gpu",
+)
+NODE_KINDS = ("node_down", "reboot_node", "drain_node", "undrain_node")
+OPTIONAL_GPU_KINDS = ("power_brake",)
+FAULT_KINDS: tuple[str, ...] = GPU_KINDS + OPTIONAL_GPU_KINDS + NODE_KINDS
+# Kinds that are recovery actions: they act once and stay in the log as instantaneous entries.
+ACTION_KINDS = ("reset_gpu", "reboot_node", "drain_node", "undrain_node")
+
+# Parameters each kind accepts (all numeric). ``duration`` (seconds) ends a fault on its own.
+_COMMON_PARAMS = ("duration",)
+KIND_PARAMS: dict[str, tuple[str, ...]] = {
+    "xid": ("count", "action", "pending"),
+    "ecc_sbe_storm": ("rate",),
+    "thermal_runaway": ("rate",),
+    "hw_thermal_slowdown": ("factor",),
+    "power_brake": ("factor",),
+    "nvlink_down": (),
+    "nvlink_crc_burst": ("rate",),
+    "hung": (),
+    "straggler": ("factor",),
+    "memory_leak": ("rate",),
+    "gpu_lost": (),
+    "node_down": (),
+    "reset_gpu": (),
+    "reboot_node": (),
+    "drain_node": (),
+    "undrain_node": (),
+}
+_ACTION_NO_PARAMS = frozenset(ACTION_KINDS)
+
+# XIDs whose effect lasts until a reset, reboot or clear; other XIDs are one-off events.
+PERSISTENT_XIDS = frozenset({48, 64, 79, 94, 95, 154})
+MAX_XID_BURST = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class FaultSpec:
+    """One validated fault (or recovery action) to inject."""
+
+    kind: str
+    node: str
+    gpu: int | None = None
+    xid: int | None = None
+    link: int | None = None
+    params: Mapping[str, float] = field(default_factory=dict)
+
+    def param(self, name: str, default: float) -> float:
+        """A numeric parameter or its default."""
+        return float(self.params.get(name, default))
+
+
+@dataclass(slots=True)
+class FaultRecord:
+    """An injected fault as the log keeps it: ground truth for the anomaly evaluation."""
+
+    id: str
+    spec: FaultSpec
+    started_at: float
+    ended_at: float | None = None
+    end_reason: str = ""
+    planned_end: float | None = None
+
+    @property
+    def kind(self) -> str:
+        """The fault kind."""
+        return self.spec.kind
+
+    @property
+    def active(self) -> bool:
+        """True until the fault ended (repaired, cleared or timed out)."""
+        return self.ended_at is None
+
+    @property
+    def target(self) -> GpuRef | NodeRef:
+        """The GPU or node the fault hit."""
+        if self.spec.gpu is None:
+            return NodeRef(self.spec.node)
+        return GpuRef(self.spec.node, self.spec.gpu)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "id": self.id,
+            "kind": self.spec.kind,
+            "node": self.spec.node,
+            "gpu": self.spec.gpu,
+            "xid": self.spec.xid,
+            "link": self.spec.link,
+            "params": dict(self.spec.params),
+            "target": str(self.target),
+            "started_at": self.started_at,
+            "ended_at": self.ended_at,
+            "end_reason": self.end_reason,
+        }
+
+
+_FIELDS = ("kind", "node", "gpu", "xid", "link", "params")
+
+
+def _int_field(payload: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
+    value = payload.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InputError(f"must be an integer, got {value!r}", field=name)
+    if not low <= value <= high:
+        raise InputError(f"must be between {low} and {high}, got {value}", field=name)
+    return value
+
+
+def _params(kind: str, raw: Any) -> dict[str, float]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, Mapping):
+        raise InputError("must be an object of name -> number", field="params")
+    allowed = _COMMON_PARAMS + KIND_PARAMS[kind] if kind not in _ACTION_NO_PARAMS else ()
+    out: dict[str, float] = {}
+    for key, value in raw.items():
+        if key not in allowed:
+            valid = ", ".join(allowed) or "none"
+            raise InputError(f"unknown parameter {key!r} for kind {kind}; valid: {valid}", field="params")
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
+        if value < 0:
+            raise InputError(f"must not be negative, got {value}", field=f"params.{key}")
+        out[str(key)] = float(value)
+    if "count" in out and not 1 <= out["count"] <= MAX_XID_BURST:
+        raise InputError(f"must be between 1 and {MAX_XID_BURST}", field="params.count")
+    return out
+
+
+def parse_fault(payload: Mapping[str, Any]) -> FaultSpec:
+    """Validate a fault payload such as ``{"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79}``.
+
+    Raises ``InputError`` naming the field and the fix. Whether the node, GPU and link exist is checked
+    by ``Fleet.inject``, which knows the topology.
+    """
+    if not isinstance(payload, Mapping):
+        raise InputError(
+            'the fault must be a JSON object such as {"kind": "hung", "node": "node-01", "gpu": 0}'
+        )
+    for key in payload:
+        if key not in _FIELDS:
+            raise InputError(f"unknown field; valid fields: {', '.join(_FIELDS)}", field=str(key))
+    kind = payload.get("kind")
+    if kind is None:
+        raise InputError(f"required; one of: {', '.join(FAULT_KINDS)}", field="kind")
+    if not isinstance(kind, str) or kind not in FAULT_KINDS:
+        raise InputError(f"unknown kind {kind!r}; valid kinds: {', '.join(FAULT_KINDS)}", field="kind")
+    node = payload.get("node")
+    if node is None:
+        raise InputError(f'required for kind {kind}, e.g. "node-01"', field="node")
+    if not isinstance(node, str) or not node:
+        raise InputError(f'must be a node name such as "node-01", got {node!r}', field="node")
+    gpu = _int_field(payload, "gpu", 0, 255)
+    if kind in GPU_KINDS and gpu is None:
+        raise InputError(f"required for kind {kind}: the GPU index on the node, e.g. 0", field="gpu")
+    if kind in NODE_KINDS and gpu is not None:
+        raise InputError(f"kind {kind} acts on the whole node; remove gpu", field="gpu")
+    xid = _int_field(payload, "xid", 1, 999)
+    if kind == "xid" and xid is None:
+        raise InputError("required for kind xid: the XID code, e.g. 79", field="xid")
+    if kind != "xid" and xid is not None:
+        raise InputError(f"only valid for kind xid, not {kind}; remove it", field="xid")
+    link = _int_field(payload, "link", 0, 35)
+    if link is not None and kind not in ("nvlink_down", "nvlink_crc_burst"):
+        raise InputError(f"only valid for nvlink_down and nvlink_crc_burst, not {kind}", field="link")
+    if kind in ("nvlink_down", "nvlink_crc_burst") and link is None:
+        link = 0
+    params = _params(kind, payload.get("params"))
+    return FaultSpec(kind=kind, node=node, gpu=gpu, xid=xid, link=link, params=params)

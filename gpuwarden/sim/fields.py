@@ -1,0 +1,168 @@
+"""NVML field values (``nvmlDeviceGetFieldValues``) and GPM metrics as the simulator computes them."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pynvml
+
+from gpuwarden.sim.dynamics import REASON_HW_POWER_BRAKE, REASON_HW_THERMAL, REASON_SW_THERMAL
+from gpuwarden.sim.topology import GpuState, SimGpu
+
+_UINT = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
+_ULL = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
+
+Getter = Callable[[SimGpu], int]
+
+
+def _link_total(counter: int) -> Getter:
+    return lambda g: sum(errors[counter] for errors in g.nvlink_errors)
+
+
+def _state(name: str) -> Getter:
+    return lambda g: int(getattr(g.state, name))
+
+
+# field id -> (value type, getter). Anything absent comes back with nvmlReturn = NOT_SUPPORTED.
+FIELDS: dict[int, tuple[int, Getter]] = {
+    pynvml.NVML_FI_DEV_ECC_CURRENT: (_UINT, lambda g: 1),
+    pynvml.NVML_FI_DEV_ECC_PENDING: (_UINT, lambda g: 1),
+    pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL: (_ULL, _state("ecc_sbe_vol")),
+    pynvml.NVML_FI_DEV_ECC_DBE_VOL_TOTAL: (_ULL, _state("ecc_dbe_vol")),
+    pynvml.NVML_FI_DEV_ECC_SBE_AGG_TOTAL: (_ULL, _state("ecc_sbe_agg")),
+    pynvml.NVML_FI_DEV_ECC_DBE_AGG_TOTAL: (_ULL, _state("ecc_dbe_agg")),
+    pynvml.NVML_FI_DEV_MEMORY_TEMP: (_UINT, _state("mem_temp_c")),
+    pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION: (_ULL, _state("energy_mj")),
+    pynvml.NVML_FI_DEV_POWER_INSTANT: (_UINT, _state("power_mw")),
+    pynvml.NVML_FI_DEV_PCIE_REPLAY_COUNTER: (_ULL, _state("pcie_replay")),
+    pynvml.NVML_FI_DEV_PCIE_COUNT_CORRECTABLE_ERRORS: (_UINT, _state("pcie_replay")),
+    pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT: (_UINT, lambda g: len(g.nvlink_up)),
+    pynvml.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL: (_ULL, _link_total(0)),
+    pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL: (_ULL, _link_total(1)),
+    pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: (_ULL, _link_total(2)),
+    pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(3)),
+    pynvml.NVML_FI_DEV_NVLINK_ECC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(4)),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: (_ULL, _state("nvlink_tx_kib")),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: (_ULL, _state("nvlink_rx_kib")),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: (_ULL, lambda g: int(g.state.nvlink_tx_kib * 1.06)),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: (_ULL, lambda g: int(g.state.nvlink_rx_kib * 1.06)),
+    pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C0_TOTAL: (_ULL, _state("nvlink_tx_kib")),
+    pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C1_TOTAL: (_ULL, _state("nvlink_rx_kib")),
+    pynvml.NVML_FI_DEV_REMAPPED_COR: (_UINT, _state("remap_corr")),
+    pynvml.NVML_FI_DEV_REMAPPED_UNC: (_UINT, _state("remap_unc")),
+    pynvml.NVML_FI_DEV_REMAPPED_PENDING: (_UINT, _state("remap_pending")),
+    pynvml.NVML_FI_DEV_REMAPPED_FAILURE: (_UINT, _state("remap_failure")),
+    pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: (_UINT, _state("recovery_action")),
+    pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP: (_ULL, _state("violation_power_ns")),
+    pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN: (
+        _ULL,
+        lambda g: g.state.violation_thermal_ns if g.state.clock_reasons & REASON_SW_THERMAL else 0,
+    ),
+    pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_THERM_SLOWDOWN: (
+        _ULL,
+        lambda g: g.state.violation_thermal_ns if g.state.clock_reasons & REASON_HW_THERMAL else 0,
+    ),
+    pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_HW_POWER_BRAKE_SLOWDOWN: (
+        _ULL,
+        lambda g: g.state.violation_power_ns if g.state.clock_reasons & REASON_HW_POWER_BRAKE else 0,
+    ),
+}
+
+# Per-link NVLink error fields: (first id of links 0-5, first id of links 6-11 or None, counter index).
+_PER_LINK = (
+    (pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_L0, "NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_L6", 2),
+    (pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L0, "NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_L6", 3),
+    (pynvml.NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_L0, "NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_L6", 0),
+    (pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_L0, "NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_L6", 1),
+)
+
+
+def _per_link(link: int, counter: int) -> Getter:
+    return lambda g: g.nvlink_errors[link][counter] if link < len(g.nvlink_errors) else 0
+
+
+for _first, _second_name, _counter in _PER_LINK:
+    for _link in range(6):
+        FIELDS[_first + _link] = (_ULL, _per_link(_link, _counter))
+    _second = getattr(pynvml, _second_name, None)
+    if _second is not None:
+        for _link in range(6, 12):
+            FIELDS[_second + _link - 6] = (_ULL, _per_link(_link, _counter))
+
+# Retired-page fields exist only before Ampere.
+RETIRED_FIELDS = frozenset(
+    {pynvml.NVML_FI_DEV_RETIRED_SBE, pynvml.NVML_FI_DEV_RETIRED_DBE, pynvml.NVML_FI_DEV_RETIRED_PENDING}
+)
+
+
+def fill_field_values(gpu: SimGpu, field_ids: list[int] | tuple[int, ...], now_us: int) -> object:
+    """Build pynvml's ``c_nvmlFieldValue_t`` array the way ``nvmlDeviceGetFieldValues`` returns it."""
+    values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
+    not_supported = pynvml.NVML_ERROR_NOT_SUPPORTED
+    for i, requested in enumerate(field_ids):
+        slot = values[i]
+        if isinstance(requested, tuple | list):
+            slot.fieldId, slot.scopeId = requested
+            field_id = slot.fieldId
+        else:
+            slot.fieldId = field_id = requested
+        slot.timestamp = now_us
+        entry = FIELDS.get(field_id)
+        if entry is None:
+            if field_id in RETIRED_FIELDS and gpu.model.retired_pages:
+                slot.valueType = _UINT
+                slot.value.uiVal = 0
+            else:
+                slot.nvmlReturn = not_supported
+            continue
+        value_type, getter = entry
+        slot.valueType = value_type
+        if value_type == _UINT:
+            slot.value.uiVal = getter(gpu)
+        else:
+            slot.value.ullVal = getter(gpu)
+    return values
+
+
+# GPM metric id -> which integral of GpuState it averages (percent of the interval).
+GPM_METRICS: dict[int, tuple[str, str]] = {
+    pynvml.NVML_GPM_METRIC_GRAPHICS_UTIL: ("gr_active_s", "gr_active"),
+    pynvml.NVML_GPM_METRIC_SM_UTIL: ("sm_active_s", "sm_active"),
+    pynvml.NVML_GPM_METRIC_SM_OCCUPANCY: ("sm_active_s", "sm_active"),
+    pynvml.NVML_GPM_METRIC_ANY_TENSOR_UTIL: ("tensor_active_s", "tensor_active"),
+    pynvml.NVML_GPM_METRIC_HMMA_TENSOR_UTIL: ("tensor_active_s", "tensor_active"),
+    pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: ("dram_active_s", "dram_active"),
+}
+_OCCUPANCY_SHARE = 0.55  # warps resident vs theoretical, relative to SM activity
+
+
+def gpm_snapshot(state: GpuState) -> dict[str, float]:
+    """The integrals a GPM sample captures."""
+    return {
+        "gr_active_s": state.gr_active_s,
+        "sm_active_s": state.sm_active_s,
+        "tensor_active_s": state.tensor_active_s,
+        "dram_active_s": state.dram_active_s,
+    }
+
+
+def gpm_value(
+    metric_id: int,
+    first: tuple[float, dict[str, float]],
+    second: tuple[float, dict[str, float]],
+    state: GpuState,
+    share: float,
+) -> float | None:
+    """Percent value of one GPM metric between two samples; ``None`` if the metric is unsupported.
+
+    When both samples share a timestamp (a fake clock that did not move) the current ratios stand in.
+    """
+    names = GPM_METRICS.get(metric_id)
+    if names is None:
+        return None
+    integral, gauge = names
+    dt = second[0] - first[0]
+    ratio = (second[1][integral] - first[1][integral]) / dt if dt > 0 else float(getattr(state, gauge))
+    if metric_id == pynvml.NVML_GPM_METRIC_SM_OCCUPANCY:
+        ratio *= _OCCUPANCY_SHARE
+    return max(0.0, min(100.0, abs(ratio) * 100.0 * share))

@@ -1,0 +1,492 @@
+"""The simulated fleet: topology, workloads, lazily advanced dynamics, fault injection and recovery.
+
+One lock guards everything, so an HTTP thread can inject while a collector thread reads and an event
+thread waits. State advances in fixed steps up to ``clock.time()`` whenever somebody reads, so the same
+seed and the same sequence of clock times give the same values.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+from collections.abc import Iterable
+from typing import Any
+
+from gpuwarden.clock import Clock, SystemClock
+from gpuwarden.config import SimConfig
+from gpuwarden.errors import InputError
+from gpuwarden.model import GpuRef
+from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
+from gpuwarden.sim.events import EventQueue, GpuEvent
+from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec
+from gpuwarden.sim.topology import MIB, SimGpu, SimNode, build_nodes
+from gpuwarden.sim.workloads import InferenceService, TrainingJob, place_workloads
+
+STEP_SECONDS = 1.0
+MAX_CATCHUP_STEPS = 900  # beyond this, steps get coarser instead of more numerous
+WARMUP_STEPS = 30
+WARMUP_DT = 5.0
+
+EVENT_XID = 0x8  # nvmlEventTypeXidCriticalError
+RECOVERY_GPU_RESET = 1
+RECOVERY_NODE_REBOOT = 2
+
+# Kinds a GPU reset does not repair: the cooling fault and the node's power brake are outside the GPU.
+_RESET_KEEPS = frozenset({"thermal_runaway", "power_brake", "node_down"})
+_RMA_XID = 64  # row-remap failure: only a replacement (clear_fault) fixes it
+
+Key = tuple[str, int]
+
+
+class Fleet:
+    """A deterministic simulated fleet of nodes with GPUs, workloads and injectable faults."""
+
+    def __init__(self, nodes: list[SimNode], clock: Clock, *, seed: int = 0) -> None:
+        self.clock = clock
+        self.seed = seed
+        self._lock = threading.RLock()
+        self._nodes = nodes
+        self._by_name = {n.name: n for n in nodes}
+        self._gpus: dict[Key, SimGpu] = {(g.node, g.index): g for n in nodes for g in n.gpus}
+        self._effects: dict[Key, GpuEffects] = {k: GpuEffects() for k in self._gpus}
+        self._speed: dict[Key, float] = dict.fromkeys(self._gpus, 1.0)
+        self._rng: dict[Key, random.Random] = {
+            k: random.Random(f"gpuwarden-sim-{seed}-{k[0]}-{k[1]}") for k in self._gpus
+        }
+        self._phase: dict[Key, float] = {k: self._rng[k].uniform(0.0, 6.283) for k in self._gpus}
+        self._pid: dict[Key, int] = {
+            (g.node, g.index): 4000 + 100 * n_i + g.index for n_i, n in enumerate(nodes) for g in n.gpus
+        }
+        start = clock.time()
+        self._t = start
+        placement = place_workloads(nodes, start)
+        self._services = placement.services
+        self._jobs = placement.jobs
+        self._workload_of = placement.by_gpu
+        self._active: dict[str, FaultRecord] = {}
+        self.fault_log: list[FaultRecord] = []
+        self._subs: dict[Key, list[tuple[EventQueue, int]]] = {k: [] for k in self._gpus}
+        self._next_id = 1
+        for _ in range(WARMUP_STEPS):  # the fleet was running before we looked at it
+            self._step(start, WARMUP_DT, jobs=False)
+
+    # --- topology --------------------------------------------------------------------------------
+
+    @property
+    def nodes(self) -> list[SimNode]:
+        """All nodes in name order."""
+        return list(self._nodes)
+
+    def node(self, name: str) -> SimNode:
+        """A node by name; ``InputError`` listing a few valid names when unknown."""
+        node = self._by_name.get(name)
+        if node is None:
+            names = ", ".join(n.name for n in self._nodes[:5])
+            more = " ..." if len(self._nodes) > 5 else ""
+            raise InputError(f"unknown node {name!r}; valid nodes: {names}{more}", field="node")
+        return node
+
+    def gpu(self, node: str, index: int) -> SimGpu:
+        """A GPU by node name and index; ``InputError`` when it does not exist."""
+        n = self.node(node)
+        if not 0 <= index < len(n.gpus):
+            raise InputError(f"{node} has no GPU {index}; valid indices: 0..{len(n.gpus) - 1}", field="gpu")
+        return n.gpus[index]
+
+    def gpu_refs(self) -> list[GpuRef]:
+        """Every GPU as a core-model reference, in node then index order."""
+        return [g.ref for n in self._nodes for g in n.gpus]
+
+    def inference_services(self) -> list[InferenceService]:
+        """The inference services (state advanced to now)."""
+        with self._lock:
+            self._advance()
+            return list(self._services)
+
+    def training_jobs(self) -> list[TrainingJob]:
+        """The training jobs (state advanced to now)."""
+        with self._lock:
+            self._advance()
+            return list(self._jobs)
+
+    def workload_on(self, node: str, index: int) -> InferenceService | TrainingJob | None:
+        """The workload placed on a GPU, if any (placement ignores drains)."""
+        return self._workload_of.get((node, index))
+
+    def gpu_speed_factor(self, node: str, index: int) -> float:
+        """1.0 healthy; < 1 throttled or straggling; 0.0 lost, hung, node down or drained."""
+        with self._lock:
+            self._advance()
+            self.gpu(node, index)
+            return self._speed_of(node, index)
+
+    # --- dynamics --------------------------------------------------------------------------------
+
+    def advance(self) -> None:
+        """Bring the state up to ``clock.time()``."""
+        with self._lock:
+            self._advance()
+
+    def _advance(self) -> None:
+        gap = self.clock.time() - self._t
+        if gap < STEP_SECONDS:
+            return
+        steps = int(gap // STEP_SECONDS)
+        dt = STEP_SECONDS
+        if steps > MAX_CATCHUP_STEPS:
+            dt = steps * STEP_SECONDS / MAX_CATCHUP_STEPS
+            steps = MAX_CATCHUP_STEPS
+        for _ in range(steps):
+            self._t += dt
+            self._step(self._t, dt)
+
+    def _speed_of(self, node: str, index: int) -> float:
+        n = self._by_name[node]
+        if not n.up or n.drained or self._gpus[(node, index)].lost:
+            return 0.0
+        return self._speed[(node, index)]
+
+    def _step(self, now: float, dt: float, *, jobs: bool = True) -> None:
+        if self._active:
+            for rec in [r for r in self._active.values() if r.planned_end is not None]:
+                if rec.planned_end is not None and rec.planned_end <= now:
+                    self._end(rec, "duration", rec.planned_end)
+        stalled = {id(job): job.stalled for job in self._jobs}
+        slowest = {
+            id(job): min((self._speed_of(r.node, r.index) for r in job.ranks.values()), default=1.0)
+            for job in self._jobs
+        }
+        for node in self._nodes:
+            if not node.up:
+                for gpu in node.gpus:
+                    gpu.pids = []
+                continue
+            for gpu in node.gpus:
+                key = (gpu.node, gpu.index)
+                if gpu.lost:
+                    continue
+                fx = self._effects[key]
+                rng = self._rng[key]
+                work = None if node.drained else self._workload_of.get(key)
+                demand = Demand()
+                if isinstance(work, TrainingJob):
+                    own = self._speed[key]
+                    busy = not stalled[id(work)] and own > 0
+                    # Faster ranks wait for the slowest one at every collective.
+                    activity = min(0.95, 0.95 * slowest[id(work)] / own) if busy else 0.0
+                    demand = Demand(activity, "train", work.memory_bytes)
+                elif isinstance(work, InferenceService):
+                    activity = inference_activity(work.base_util, now, self._phase[key], rng)
+                    demand = Demand(activity, "infer", work.memory_bytes)
+                self._speed[key] = step_gpu(gpu, fx, demand, dt, rng)
+                gpu.pids = [self._pid[key]] if (demand.mem_target or gpu.state.leak_bytes) else []
+        if jobs:
+            for job in self._jobs:
+                job.update(now, dt, self._speed_of)
+
+    # --- faults ----------------------------------------------------------------------------------
+
+    def inject(self, spec: FaultSpec) -> str:
+        """Start a fault (or run a recovery action given as a kind); return its id."""
+        with self._lock:
+            self._advance()
+            node = self.node(spec.node)
+            gpu = self.gpu(spec.node, spec.gpu) if spec.gpu is not None else None
+            if gpu is not None and spec.link is not None and spec.link >= len(gpu.nvlink_up):
+                raise InputError(
+                    f"{gpu.name} has NVLinks 0..{len(gpu.nvlink_up) - 1}, not {spec.link}", field="link"
+                )
+            if spec.kind == "reset_gpu" and not node.up:
+                raise InputError(f"{node.name} is down; reboot it before resetting a GPU", field="node")
+            now = self.clock.time()
+            duration = spec.params.get("duration")
+            rec = FaultRecord(
+                id=f"f-{self._next_id:04d}",
+                spec=spec,
+                started_at=now,
+                planned_end=now + duration if duration else None,
+            )
+            self._next_id += 1
+            self.fault_log.append(rec)
+            if spec.kind in ACTION_KINDS:
+                rec.ended_at, rec.end_reason = now, "action"
+                self._run_action(spec)
+                return rec.id
+            self._active[rec.id] = rec
+            if spec.kind == "xid" and gpu is not None:
+                self._xid_effects(gpu, spec)
+                if spec.xid not in PERSISTENT_XIDS:
+                    self._end(rec, "event", now)
+            elif spec.kind == "nvlink_down" and gpu is not None and spec.link is not None:
+                gpu.nvlink_errors[spec.link][1] += 1  # DL_RECOVERY: the link tried and failed
+            self._refresh(node)
+            return rec.id
+
+    def active_faults(self) -> list[FaultRecord]:
+        """Faults that have not ended yet."""
+        with self._lock:
+            self._advance()
+            return list(self._active.values())
+
+    def clear_fault(self, fault_id: str) -> None:
+        """End an active fault as if its cause went away (e.g. a replaced part)."""
+        with self._lock:
+            self._advance()
+            rec = self._active.get(fault_id)
+            if rec is None:
+                known = any(r.id == fault_id for r in self.fault_log)
+                why = "already ended" if known else "unknown fault id"
+                raise InputError(f"{why}: {fault_id!r}", field="id")
+            if rec.spec.kind == "xid" and rec.spec.xid == _RMA_XID and rec.spec.gpu is not None:
+                self._gpus[(rec.spec.node, rec.spec.gpu)].state.remap_failure = 0
+            self._end(rec, "cleared", self.clock.time())
+
+    def reset_gpu(self, node: str, index: int) -> str:
+        """Reset one GPU (nvidia-smi -r): repairs lost, hung, XID and ECC-pending states on it."""
+        return self.inject(FaultSpec("reset_gpu", node, gpu=index))
+
+    def reboot_node(self, node: str) -> str:
+        """Reboot a node: brings it up and resets all its GPUs; a row-remap failure stays."""
+        return self.inject(FaultSpec("reboot_node", node))
+
+    def drain_node(self, node: str) -> str:
+        """Cordon and drain a node: its workloads leave, its GPUs go idle."""
+        return self.inject(FaultSpec("drain_node", node))
+
+    def undrain_node(self, node: str) -> str:
+        """Uncordon a drained node so workloads return."""
+        return self.inject(FaultSpec("undrain_node", node))
+
+    def _run_action(self, spec: FaultSpec) -> None:
+        node = self._by_name[spec.node]
+        now = self.clock.time()
+        if spec.kind == "reset_gpu" and spec.gpu is not None:
+            self._reset(node.gpus[spec.gpu], now)
+        elif spec.kind == "reboot_node":
+            for rec in list(self._active.values()):
+                if rec.spec.node == node.name and not self._is_rma(rec):
+                    self._end(rec, "reboot_node", now, refresh=False)
+            node.up = True
+            for gpu in node.gpus:
+                self._reset(gpu, now)
+        elif spec.kind == "drain_node":
+            node.cordoned = node.drained = True
+        elif spec.kind == "undrain_node":
+            node.cordoned = node.drained = False
+        self._refresh(node)
+
+    @staticmethod
+    def _is_rma(rec: FaultRecord) -> bool:
+        return rec.spec.kind == "xid" and rec.spec.xid == _RMA_XID
+
+    def _reset(self, gpu: SimGpu, now: float) -> None:
+        for rec in list(self._active.values()):
+            if (
+                rec.spec.node == gpu.node
+                and rec.spec.gpu == gpu.index
+                and rec.spec.kind not in _RESET_KEEPS
+                and not self._is_rma(rec)
+            ):
+                self._end(rec, "reset_gpu", now, refresh=False)
+        s = gpu.state
+        s.ecc_sbe_vol = s.ecc_dbe_vol = 0
+        s.remap_pending = 0
+        s.recovery_action = 0
+        s.leak_bytes = 0.0
+        s.energy_mj = 0.0  # NVML's energy counter restarts after a reset
+        for counters in gpu.nvlink_errors:
+            counters[:] = [0] * len(counters)
+        self._refresh(self._by_name[gpu.node])
+
+    def _end(self, rec: FaultRecord, reason: str, at: float, *, refresh: bool = True) -> None:
+        rec.ended_at = at
+        rec.end_reason = reason
+        self._active.pop(rec.id, None)
+        if rec.spec.kind == "memory_leak" and rec.spec.gpu is not None:
+            self._gpus[(rec.spec.node, rec.spec.gpu)].state.leak_bytes = 0.0
+        if refresh:
+            self._refresh(self._by_name[rec.spec.node])
+
+    def _xid_effects(self, gpu: SimGpu, spec: FaultSpec) -> None:
+        s = gpu.state
+        xid = spec.xid or 0
+        s.last_xid = xid
+        if xid in (48, 94, 95):
+            s.ecc_dbe_vol += 1
+            s.ecc_dbe_agg += 1
+            s.remap_unc += 1
+            if spec.param("pending", 1.0):
+                s.remap_pending = 1
+            if xid != 94:
+                s.recovery_action = RECOVERY_GPU_RESET
+        elif xid == 63:
+            s.remap_corr += 1
+            s.remap_pending = 1
+        elif xid == _RMA_XID:
+            s.remap_failure = 1
+        elif xid == 79:
+            s.recovery_action = RECOVERY_NODE_REBOOT
+        elif xid == 92:
+            s.ecc_sbe_vol += 100
+            s.ecc_sbe_agg += 100
+        elif xid == 74 and gpu.nvlink_errors:
+            gpu.nvlink_errors[0][1] += 1
+        elif xid == 154:
+            s.recovery_action = int(spec.param("action", RECOVERY_GPU_RESET))
+        count = int(spec.param("count", 1))
+        subs = self._subs[(gpu.node, gpu.index)]
+        for queue, mask in subs:
+            if mask & EVENT_XID:
+                for _ in range(count):
+                    queue.put(GpuEvent(gpu.node, gpu.index, EVENT_XID, xid))
+
+    def _refresh(self, node: SimNode) -> None:
+        """Recompute the effects of the active faults on one node's GPUs."""
+        node.up = not any(
+            r.spec.kind == "node_down" and r.spec.node == node.name for r in self._active.values()
+        )
+        for gpu in node.gpus:
+            key = (gpu.node, gpu.index)
+            old = self._effects[key]
+            fx = GpuEffects()
+            lost = False
+            for rec in self._active.values():
+                spec = rec.spec
+                if spec.node != node.name or (spec.gpu is not None and spec.gpu != gpu.index):
+                    continue
+                kind = spec.kind
+                if kind == "gpu_lost" or (kind == "xid" and spec.xid == 79):
+                    lost = True
+                elif kind == "hung":
+                    fx.hung = True
+                elif kind == "straggler":
+                    fx.straggler = min(fx.straggler, spec.param("factor", 0.6))
+                elif kind == "thermal_runaway":
+                    fx.runaway_rate = spec.param("rate", 0.01)
+                    fx.runaway_heat = old.runaway_heat
+                elif kind == "hw_thermal_slowdown":
+                    fx.hw_thermal = spec.param("factor", 0.5)
+                elif kind == "power_brake":
+                    fx.power_brake = spec.param("factor", 0.35)
+                elif kind == "nvlink_down" and spec.link is not None:
+                    fx.links_down.add(spec.link)
+                elif kind == "nvlink_crc_burst" and spec.link is not None:
+                    fx.crc_rates[spec.link] = spec.param("rate", 500.0)
+                elif kind == "ecc_sbe_storm":
+                    fx.sbe_rate = spec.param("rate", 20.0)
+                elif kind == "memory_leak":
+                    fx.leak_rate = spec.param("rate", 64.0) * MIB
+            gpu.lost = lost
+            gpu.nvlink_up = [i not in fx.links_down for i in range(len(gpu.nvlink_up))]
+            self._effects[key] = fx
+
+    # --- events ----------------------------------------------------------------------------------
+
+    def subscribe(self, node: str, index: int, queue: EventQueue, mask: int) -> None:
+        """Deliver this GPU's events whose type is in ``mask`` to ``queue`` from now on."""
+        with self._lock:
+            self.gpu(node, index)
+            self._subs[(node, index)].append((queue, mask))
+
+    def unsubscribe(self, queue: EventQueue) -> None:
+        """Stop delivering to ``queue``."""
+        with self._lock:
+            for key, subs in self._subs.items():
+                self._subs[key] = [(q, m) for q, m in subs if q is not queue]
+
+    # --- views -----------------------------------------------------------------------------------
+
+    def describe(self) -> dict[str, Any]:
+        """Topology, workloads and active faults as JSON-ready data."""
+        with self._lock:
+            self._advance()
+            return {
+                "nodes": [
+                    {
+                        "name": n.name,
+                        "cluster": n.cluster,
+                        "rack": n.rack,
+                        "up": n.up,
+                        "cordoned": n.cordoned,
+                        "drained": n.drained,
+                        "gpus": [
+                            {
+                                "index": g.index,
+                                "uuid": g.uuid,
+                                "serial": g.serial,
+                                "pci_bus_id": g.pci_bus_id,
+                                "model": g.name,
+                                "mig": [m.profile for m in g.mig],
+                                "workload": _workload_name(self._workload_of.get((g.node, g.index))),
+                            }
+                            for g in n.gpus
+                        ],
+                    }
+                    for n in self._nodes
+                ],
+                "inference_services": [
+                    {"name": s.name, "namespace": s.namespace, "gpus": [str(g) for g in s.gpus]}
+                    for s in self._services
+                ],
+                "training_jobs": [
+                    {
+                        "name": j.name,
+                        "namespace": j.namespace,
+                        "ranks": {str(r): str(g) for r, g in j.ranks.items()},
+                        "steps_completed": j.steps_completed,
+                    }
+                    for j in self._jobs
+                ],
+                "active_faults": [r.to_dict() for r in self._active.values()],
+            }
+
+
+def _workload_name(work: InferenceService | TrainingJob | None) -> str | None:
+    return None if work is None else str(work.ref)
+
+
+def build_fleet(
+    nodes: int = 2,
+    gpus_per_node: int = 8,
+    *,
+    seed: int = 0,
+    clock: Clock | None = None,
+    racks_per_cluster: int = 1,
+    clusters: int = 1,
+    gpu_model: str = "NVIDIA H100 80GB HBM3",
+    mig_gpus: Iterable[tuple[str, int]] = (),
+) -> Fleet:
+    """Build a deterministic fleet: ``nodes`` in total, spread over ``clusters`` x ``racks_per_cluster``."""
+    built = build_nodes(
+        nodes,
+        gpus_per_node,
+        seed=seed,
+        racks_per_cluster=racks_per_cluster,
+        clusters=clusters,
+        gpu_model=gpu_model,
+        mig_gpus=frozenset(mig_gpus),
+    )
+    return Fleet(built, clock if clock is not None else SystemClock(), seed=seed)
+
+
+def parse_mig_gpu(text: str) -> tuple[str, int]:
+    """Parse ``node-01:7`` into ``("node-01", 7)``."""
+    node, sep, index = text.rpartition(":")
+    if not sep or not node or not index.isdigit():
+        raise InputError(f"expected NODE:INDEX such as node-01:7, got {text!r}", field="mig_gpus")
+    return node, int(index)
+
+
+def fleet_from_config(cfg: SimConfig, clock: Clock | None = None) -> Fleet:
+    """Build the fleet a ``SimConfig`` describes."""
+    mig = [parse_mig_gpu(item) for item in getattr(cfg, "mig_gpus", [])]
+    return build_fleet(
+        cfg.clusters * cfg.racks_per_cluster * cfg.nodes_per_rack,
+        cfg.gpus_per_node,
+        seed=cfg.seed,
+        clock=clock,
+        racks_per_cluster=cfg.racks_per_cluster,
+        clusters=cfg.clusters,
+        gpu_model=cfg.gpu_model,
+        mig_gpus=mig,
+    )
