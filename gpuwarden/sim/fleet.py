@@ -59,9 +59,12 @@ class Fleet:
         }
         start = clock.time()
         self._t = start
+        self._stepping = False
         placement = place_workloads(nodes, start)
         self._services = placement.services
         self._jobs = placement.jobs
+        for job in self._jobs:
+            job._sync = self.advance
         self._workload_of = placement.by_gpu
         self._active: dict[str, FaultRecord] = {}
         self.fault_log: list[FaultRecord] = []
@@ -129,16 +132,20 @@ class Fleet:
 
     def _advance(self) -> None:
         gap = self.clock.time() - self._t
-        if gap < STEP_SECONDS:
+        if gap < STEP_SECONDS or self._stepping:
             return
         steps = int(gap // STEP_SECONDS)
         dt = STEP_SECONDS
         if steps > MAX_CATCHUP_STEPS:
             dt = steps * STEP_SECONDS / MAX_CATCHUP_STEPS
             steps = MAX_CATCHUP_STEPS
-        for _ in range(steps):
-            self._t += dt
-            self._step(self._t, dt)
+        self._stepping = True
+        try:
+            for _ in range(steps):
+                self._t += dt
+                self._step(self._t, dt)
+        finally:
+            self._stepping = False
 
     def _speed_of(self, node: str, index: int) -> float:
         n = self._by_name[node]
@@ -151,7 +158,7 @@ class Fleet:
             for rec in [r for r in self._active.values() if r.planned_end is not None]:
                 if rec.planned_end is not None and rec.planned_end <= now:
                     self._end(rec, "duration", rec.planned_end)
-        stalled = {id(job): job.stalled for job in self._jobs}
+        stalled = {id(job): any(v <= 0.0 for v in job._speed.values()) for job in self._jobs}
         slowest = {
             id(job): min((self._speed_of(r.node, r.index) for r in job.ranks.values()), default=1.0)
             for job in self._jobs

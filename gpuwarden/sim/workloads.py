@@ -48,6 +48,8 @@ class TrainingJob:
     progress: float = 0.0  # steps, fractional
     last_progress_at: float = 0.0
     _speed: dict[int, float] = field(default_factory=dict)
+    # Set by the fleet: brings the simulation up to the clock before a read.
+    _sync: Callable[[], None] = field(default=lambda: None, repr=False, compare=False)
 
     @property
     def ref(self) -> WorkloadRef:
@@ -57,16 +59,19 @@ class TrainingJob:
     @property
     def steps_completed(self) -> int:
         """Whole steps finished since the job started."""
+        self._sync()
         return int(self.progress)
 
     @property
     def stalled(self) -> bool:
         """True when some rank cannot make progress (hung or lost GPU, node down or drained)."""
+        self._sync()
         return any(s <= 0.0 for s in self._speed.values())
 
     def step_seconds(self, rank: int) -> float:
         """Wall time of the current step as ``rank`` sees it; ``math.inf`` while the job is stalled."""
         self._check_rank(rank)
+        self._sync()
         slowest = min(self._speed.values(), default=1.0)
         if slowest <= 0.0:
             return math.inf
@@ -75,12 +80,14 @@ class TrainingJob:
     def compute_seconds(self, rank: int) -> float:
         """Time ``rank`` spends computing in a step (the rest waits on the collective)."""
         self._check_rank(rank)
+        self._sync()
         speed = self._speed.get(rank, 1.0)
         return math.inf if speed <= 0.0 else self.base_step_seconds * 0.8 / speed
 
     def last_progress_time(self, rank: int) -> float:
         """Epoch seconds of the last step progress; stops moving while the job is stalled."""
         self._check_rank(rank)
+        self._sync()
         return self.last_progress_at
 
     def update(self, now: float, dt: float, speed_of: SpeedOf) -> None:

@@ -1,0 +1,98 @@
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from gpuwarden.errors import InputError
+from gpuwarden.sim import FAULT_KINDS, FaultSpec, parse_fault
+
+
+def test_a_valid_xid_payload_becomes_a_fault_spec() -> None:
+    spec = parse_fault({"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79})
+    assert spec == FaultSpec(kind="xid", node="node-01", gpu=3, xid=79)
+
+
+def test_nvlink_kinds_default_to_link_zero_and_params_become_floats() -> None:
+    spec = parse_fault({"kind": "nvlink_crc_burst", "node": "node-01", "gpu": 0, "params": {"rate": 5}})
+    assert spec.link == 0
+    assert spec.params == {"rate": 5.0}
+
+
+def test_every_documented_kind_is_accepted() -> None:
+    for kind in FAULT_KINDS:
+        payload: dict[str, Any] = {"kind": kind, "node": "node-01"}
+        if kind not in ("node_down", "reboot_node", "drain_node", "undrain_node", "power_brake"):
+            payload["gpu"] = 0
+        if kind == "xid":
+            payload["xid"] = 31
+        assert parse_fault(payload).kind == kind
+
+
+@pytest.mark.parametrize(
+    ("payload", "field", "message"),
+    [
+        ([1, 2], "", "JSON object"),
+        ({"node": "node-01"}, "kind", "required; one of: xid"),
+        ({"kind": "meltdown", "node": "node-01"}, "kind", "valid kinds: xid, ecc_sbe_storm"),
+        ({"kind": "hung", "gpu": 0}, "node", "required"),
+        ({"kind": "hung", "node": 5, "gpu": 0}, "node", "node name"),
+        ({"kind": "hung", "node": "node-01"}, "gpu", "required for kind hung"),
+        ({"kind": "hung", "node": "node-01", "gpu": "3"}, "gpu", "integer"),
+        ({"kind": "hung", "node": "node-01", "gpu": True}, "gpu", "integer"),
+        ({"kind": "hung", "node": "node-01", "gpu": -1}, "gpu", "between 0"),
+        ({"kind": "node_down", "node": "node-01", "gpu": 1}, "gpu", "whole node; remove gpu"),
+        ({"kind": "xid", "node": "node-01", "gpu": 0}, "xid", "required for kind xid"),
+        ({"kind": "hung", "node": "node-01", "gpu": 0, "xid": 79}, "xid", "only valid for kind xid"),
+        ({"kind": "hung", "node": "node-01", "gpu": 0, "link": 1}, "link", "only valid for nvlink"),
+        ({"kind": "hung", "node": "node-01", "gpu": 0, "speed": 1}, "speed", "valid fields: kind, node"),
+        ({"kind": "hung", "node": "node-01", "gpu": 0, "params": {"rate": 1}}, "params", "valid: duration"),
+        ({"kind": "hung", "node": "node-01", "gpu": 0, "params": [1]}, "params", "object"),
+        (
+            {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": "x"}},
+            "params.duration",
+            "number",
+        ),
+        (
+            {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": -5}},
+            "params.duration",
+            "negative",
+        ),
+        (
+            {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 0}},
+            "params.count",
+            "between",
+        ),
+        (
+            {"kind": "reset_gpu", "node": "node-01", "gpu": 0, "params": {"duration": 1}},
+            "params",
+            "valid: none",
+        ),
+    ],
+    ids=[
+        "not-an-object",
+        "missing-kind",
+        "unknown-kind",
+        "missing-node",
+        "node-not-a-string",
+        "missing-gpu",
+        "gpu-as-string",
+        "gpu-as-bool",
+        "negative-gpu",
+        "gpu-on-node-kind",
+        "missing-xid",
+        "xid-on-other-kind",
+        "link-on-other-kind",
+        "unknown-field",
+        "unknown-param",
+        "params-not-object",
+        "param-not-number",
+        "negative-param",
+        "zero-burst",
+        "params-on-action",
+    ],
+)
+def test_bad_payload_names_the_field_and_the_fix(payload: Any, field: str, message: str) -> None:
+    with pytest.raises(InputError, match=message) as info:
+        parse_fault(payload)
+    assert info.value.field == field
