@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -44,8 +45,12 @@ class ExporterConfig(Section):
     listen_address: str = "0.0.0.0"  # noqa: S104 - a DaemonSet exporter listens on the node's address
     port: int = Field(9400, ge=1, le=65535)
     collect_interval_seconds: float = Field(5.0, gt=0)
-    nvml_call_timeout_seconds: float = Field(2.0, gt=0)
+    nvml_call_timeout_seconds: float = Field(
+        2.0, gt=0, description="a collection still running after this long is reported stale (a hung call)"
+    )
     kubelet_pod_resources_socket: str | None = None
+    proc_root: str = Field("/proc", description="where /proc/<pid>/cgroup is read for pod/job attribution")
+    hostname: str | None = Field(None, description="the Hostname label; default: NODE_NAME or the host name")
     simulate: str | None = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
 
 
@@ -54,8 +59,12 @@ class SlackConfig(Section):
 
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
-    channel: str = "#gpu-incidents"
+    channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: str = "https://slack.com/api/"
+    timeout_seconds: int = Field(10, ge=1)
+    rate_limit_retries: int = Field(3, ge=0, description="429s retried inside slack-sdk after Retry-After")
+    charts: bool = True
+    runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
 
 
 class ApiConfig(Section):
@@ -68,12 +77,104 @@ class ApiConfig(Section):
     max_body_bytes: int = Field(1_048_576, gt=0)
 
 
+class AnomalyThresholdConfig(Section):
+    """Adaptive thresholds; the defaults were tuned on the NAB tuning split only (see anomaly/nab.py)."""
+
+    alpha: float = Field(0.01, gt=0, le=1, description="baseline EWMA weight per sample")
+    scale_alpha: float = Field(0.005, gt=0, le=1, description="EWMA weight of the absolute error")
+    seasonal_alpha: float = Field(0.1, gt=0, le=1)
+    k: float = Field(8.0, gt=0, description="band half-width in mean absolute errors; score 1 at the band")
+    warmup: int = Field(30, ge=0, description="samples per series during which nothing fires")
+    direction: Literal["up", "down", "both"] = "both"
+    min_deviation: float = Field(0.0, ge=0, description="absolute floor of the band half-width")
+    min_relative_deviation: float = Field(0.0, ge=0, description="band floor as a fraction of |yhat|")
+    seasonality: bool = True
+    seasonal_gain: float = Field(0.7, gt=0, le=1)
+    clip: float = Field(4.0, gt=0)
+    fast_alpha: float = Field(0.1, gt=0, le=1)
+    shift_k: float = Field(0.0, ge=0)
+    volatility_k: float = Field(3.0, ge=0)
+    tail_quantile: float = Field(0.99, ge=0, lt=1)
+    tail_k: float = Field(1.5, gt=0)
+    tail_rate: float = Field(0.01, gt=0, le=1)
+    resolve_after: int = Field(24, ge=1, description="quiet samples before an alert resolves")
+
+
+class AnomalyQueryConfig(Section):
+    """A named PromQL query read by the anomaly service; the name is the `for` label of its scores."""
+
+    name: str
+    expr: str
+    step_seconds: float = Field(30.0, gt=0)
+    direction: Literal["up", "down", "both"] | None = None
+    min_deviation: float | None = Field(None, ge=0)
+
+
 class AnomalyConfig(Section):
     """The anomaly detection service."""
+
+    source: Literal["prometheus", "in-process"] = "in-process"
+    prometheus_url: str = "http://127.0.0.1:9090"
+    query_timeout_seconds: float = Field(10.0, gt=0)
+    queries: list[AnomalyQueryConfig] = Field(default_factory=list)
+    detectors: list[str] = Field(
+        default_factory=lambda: ["adaptive", "level_shift", "multivariate", "fleet", "signatures"]
+    )
+    infer_every_seconds: float = Field(30.0, gt=0)
+    fit_every_seconds: float = Field(3600.0, gt=0)
+    max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")
+    forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
+    stale_after_seconds: float = Field(120.0, gt=0, description="no successful read this long: stale")
+    thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
+    level_shift_queries: list[str] = Field(
+        default_factory=lambda: ["step_time", "latency", "duration"],
+        description="substrings of query names scored by the level-shift detector",
+    )
+    fleet_queries: list[str] = Field(
+        default_factory=lambda: [
+            "DCGM_FI_DEV_GPU_TEMP",
+            "DCGM_FI_DEV_POWER_USAGE",
+            "DCGM_FI_DEV_SM_CLOCK",
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+        ]
+    )
+    fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
+    fleet_k: float = Field(6.0, gt=0)
+    multivariate_trees: int = Field(100, ge=10)
+    multivariate_history: int = Field(4096, ge=64)
+
+
+class InhibitRuleConfig(Section):
+    """An Alertmanager inhibition rule; matchers in Alertmanager's string syntax (``name=~"v"``)."""
+
+    name: str = ""
+    source_matchers: list[str] = Field(min_length=1)
+    target_matchers: list[str] = Field(min_length=1)
+    equal: list[str] = Field(default_factory=list)
+
+
+class MaintenanceWindowConfig(Section):
+    """Planned work: alerts matching the matchers are muted between the two times."""
+
+    matchers: list[str] = Field(min_length=1)
+    starts_at: datetime
+    ends_at: datetime
+    comment: str = ""
 
 
 class AlertingConfig(Section):
     """The incident engine."""
+
+    correlation_window_seconds: float = Field(300.0, gt=0)
+    quiet_period_seconds: float = Field(300.0, ge=0)
+    flap_window_seconds: float = Field(600.0, gt=0)
+    flap_start_transitions: int = Field(6, ge=2)
+    flap_stop_transitions: int = Field(2, ge=0)
+    assume_spare_capacity: bool = True
+    tick_interval_seconds: float = Field(5.0, gt=0)
+    inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
 
 
 class TracingConfig(Section):

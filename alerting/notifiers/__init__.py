@@ -1,0 +1,1 @@
+"""Notifiers: Slack (Block Kit, threads, charts), a generic webhook, and a local Slack API recorder."""

@@ -1,0 +1,213 @@
+"""The notifier seam: what a notification carries, the ``Notifier`` protocol and the notifier registry.
+
+A ``Notification`` is a self-contained, JSON-serialisable snapshot of an incident taken when a change was
+committed, so the outbox can store it and a notifier can render it later, after a restart or an outage,
+exactly as it was. Per-incident delivery state (Slack's channel and message ``ts``) is a ``ThreadState``
+that the outbox persists; a notifier reports progress through a ``ThreadSaver`` so that a crash between
+two Slack calls never forgets a message that already exists.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, replace
+from datetime import datetime
+from importlib.metadata import entry_points
+from typing import Any, Protocol
+
+from pydantic import BaseModel, ConfigDict
+
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.errors import ConfigError
+from gpuwarden.model import ActionResult, Incident
+
+
+class ChartSeries(BaseModel):
+    """One time series to draw: the anomalous metric, with an optional expected band."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    times: tuple[datetime, ...]
+    values: tuple[float, ...]
+    lower: tuple[float, ...] | None = None
+    upper: tuple[float, ...] | None = None
+    unit: str = ""
+
+
+class Notification(BaseModel):
+    """An incident as it was right after one committed change, ready to render for any channel."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    change: ChangeKind
+    incident_id: str
+    title: str
+    priority: str
+    state: str
+    root_cause_kind: str
+    root_cause_target: str
+    impact_summary: str = ""
+    affected_targets: tuple[str, ...] = ()
+    gpus_affected: int = 0
+    nodes_affected: int = 0
+    runbook_url: str = ""
+    actions_taken: tuple[str, ...] = ()
+    opened_at: datetime
+    resolved_at: datetime | None = None
+    event_at: datetime
+    event_kind: str
+    event_message: str
+    series: tuple[ChartSeries, ...] = ()
+
+    @property
+    def is_resolution(self) -> bool:
+        """Whether this change resolved the incident."""
+        return self.change is ChangeKind.RESOLVED
+
+
+def idempotency_key(change: IncidentChange) -> str:
+    """A stable key for one event of one incident: the same change enqueued twice gets the same key."""
+    event = change.event
+    raw = "\x1f".join(
+        (change.incident.id, change.kind.value, event.at.isoformat(), event.kind, event.message)
+    )
+    return hashlib.sha256(raw.encode()).hexdigest()[:32]
+
+
+def describe_action(result: ActionResult) -> str:
+    """One line per remediation action: what, where, how it ended."""
+    line = f"{result.request.action} {result.request.target}: {result.outcome.value}"
+    return f"{line} ({result.message})" if result.message else line
+
+
+RunbookLinker = Callable[[Incident], str]
+
+
+def runbook_linker(base_url: str | None) -> RunbookLinker:
+    """Link each fault kind to its runbook file (``runbooks/<fault_kind>.yaml``) under ``base_url``."""
+
+    def link(incident: Incident) -> str:
+        name = f"{incident.root_cause.kind.value}.yaml"
+        if not base_url:
+            return f"runbooks/{name}"
+        return f"{base_url.rstrip('/')}/{name}"
+
+    return link
+
+
+def build_notification(
+    change: IncidentChange,
+    *,
+    runbook: RunbookLinker | None = None,
+    series: Iterable[ChartSeries] = (),
+) -> Notification:
+    """Snapshot an incident change into a ``Notification``."""
+    incident = change.incident
+    link = runbook or runbook_linker(None)
+    impact = incident.impact
+    affected = [str(incident.root_cause.target)]
+    affected.extend(str(w) for w in impact.workloads if str(w) not in affected)
+    return Notification(
+        key=idempotency_key(change),
+        change=change.kind,
+        incident_id=incident.id,
+        title=incident.title,
+        priority=incident.priority.value,
+        state=incident.state.value,
+        root_cause_kind=incident.root_cause.kind.value,
+        root_cause_target=str(incident.root_cause.target),
+        impact_summary=impact.summary,
+        affected_targets=tuple(affected),
+        gpus_affected=impact.gpus_affected,
+        nodes_affected=impact.nodes_affected,
+        runbook_url=link(incident),
+        actions_taken=tuple(describe_action(a) for a in incident.actions),
+        opened_at=incident.opened_at,
+        resolved_at=incident.resolved_at,
+        event_at=change.event.at,
+        event_kind=change.event.kind,
+        event_message=change.event.message,
+        series=tuple(series),
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class ThreadState:
+    """Where a notifier keeps an incident's conversation: Slack's channel id and parent message ``ts``."""
+
+    channel: str | None = None
+    ts: str | None = None
+    chart_posted: bool = False
+
+    def with_message(self, channel: str, ts: str) -> ThreadState:
+        """The state after the parent message was posted."""
+        return replace(self, channel=channel, ts=ts)
+
+
+ThreadSaver = Callable[[ThreadState], None]
+"""Persists a notifier's progress at once (its own transaction), before the next remote call."""
+
+
+class Notifier(Protocol):
+    """Delivers notifications to one destination. Raises ``BackendError`` (with ``retryable``) on failure."""
+
+    @property
+    def name(self) -> str:
+        """Unique name of this destination, e.g. ``slack`` or ``webhook:oncall``."""
+        ...
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        """Deliver; ``retry`` is true when an earlier attempt may have reached the far end."""
+        ...
+
+
+NotifierFactory = Callable[..., Notifier]
+
+
+class NotifierRegistry:
+    """Notifier kinds by name: the built-ins listed explicitly, third parties via entry points."""
+
+    ENTRY_POINT_GROUP = "gpuwarden.notifiers"
+
+    def __init__(self, factories: Mapping[str, NotifierFactory] | None = None) -> None:
+        self._factories: dict[str, NotifierFactory] = {}
+        for kind, factory in (factories or {}).items():
+            self.register(kind, factory)
+
+    def register(self, kind: str, factory: NotifierFactory) -> None:
+        """Add a notifier kind; a duplicate name is an error."""
+        if kind in self._factories:
+            raise ConfigError(f"notifier kind {kind!r} is registered twice", field="notifiers")
+        self._factories[kind] = factory
+
+    def load_entry_points(self) -> None:
+        """Register third-party notifier kinds from the ``gpuwarden.notifiers`` entry-point group."""
+        for ep in entry_points(group=self.ENTRY_POINT_GROUP):
+            self.register(ep.name, ep.load())
+
+    def create(self, kind: str, **params: Any) -> Notifier:
+        """Build a notifier of a registered kind."""
+        try:
+            factory = self._factories[kind]
+        except KeyError:
+            known = ", ".join(sorted(self._factories)) or "none"
+            raise ConfigError(f"unknown notifier kind {kind!r}; known: {known}", field="notifiers") from None
+        return factory(**params)
+
+    def kinds(self) -> list[str]:
+        """Registered kinds, sorted."""
+        return sorted(self._factories)
+
+
+def builtin_registry() -> NotifierRegistry:
+    """A registry with the built-in notifiers, listed here in one visible place."""
+    # Imported here: both modules import this one, and the types need neither slack-sdk nor httpx.
+    from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
+    from alerting.notifiers.webhook import WebhookNotifier  # noqa: PLC0415
+
+    return NotifierRegistry({"slack": SlackNotifier.from_config, "webhook": WebhookNotifier})

@@ -1,0 +1,90 @@
+"""PNG charts of an incident's anomalous series, drawn with matplotlib's Agg canvas (no display, no pyplot).
+
+Figures are built with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` directly, so there is no global
+pyplot state and charts can be rendered from the dispatcher thread.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Protocol
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from alerting.notifiers.base import ChartSeries
+from gpuwarden.model import Incident
+
+LINE_COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#17becf")
+ANOMALY_COLOUR = "#d62728"
+BAND_COLOUR = "#7f7f7f"
+
+
+class SeriesSource(Protocol):
+    """Finds the series that show an incident's anomaly (evidence of its alerts, a PromQL range, ...)."""
+
+    def series_for(self, incident: Incident) -> Sequence[ChartSeries]:
+        """The series to chart; empty when there is nothing to draw."""
+        ...
+
+
+def _outside_band(s: ChartSeries) -> list[int]:
+    """Indices of points outside the expected band (the anomalous points)."""
+    if s.lower is None and s.upper is None:
+        return []
+    out = []
+    for i, value in enumerate(s.values):
+        low = s.lower[i] if s.lower is not None else float("-inf")
+        high = s.upper[i] if s.upper is not None else float("inf")
+        if not low <= value <= high:
+            out.append(i)
+    return out
+
+
+def _days(times: Sequence[datetime]) -> list[float]:
+    """Matplotlib's date numbers: days since its default epoch, 1970-01-01 UTC."""
+    return [t.timestamp() / 86400.0 for t in times]
+
+
+def render_chart(
+    series: Sequence[ChartSeries], title: str, *, width: float = 8.0, height: float = 3.5
+) -> bytes:
+    """Draw the series (with expected band and anomalous points in red) as a PNG."""
+    if not series:
+        raise ValueError("nothing to draw: no series")
+    for s in series:
+        if len(s.times) != len(s.values) or not s.times:
+            raise ValueError(f"series {s.name!r}: times and values must be non-empty and of equal length")
+        for band in (s.lower, s.upper):
+            if band is not None and len(band) != len(s.values):
+                raise ValueError(f"series {s.name!r}: band length differs from values")
+    fig = Figure(figsize=(width, height), dpi=100, layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    for i, s in enumerate(series):
+        line_colour = LINE_COLOURS[i % len(LINE_COLOURS)]
+        x = _days(s.times)
+        if s.lower is not None and s.upper is not None:
+            ax.fill_between(x, s.lower, s.upper, color=BAND_COLOUR, alpha=0.2, linewidth=0)
+        ax.plot(x, s.values, color=line_colour, linewidth=1.5, label=s.name)
+        anomalous = _outside_band(s)
+        if anomalous:
+            ax.scatter(
+                [x[j] for j in anomalous],
+                [s.values[j] for j in anomalous],
+                color=ANOMALY_COLOUR,
+                s=18,
+                zorder=3,
+            )
+    ax.xaxis_date(tz=UTC)
+    units = {s.unit for s in series if s.unit}
+    if len(units) == 1:
+        ax.set_ylabel(units.pop())
+    ax.set_title(title, fontsize=10, loc="left")
+    ax.grid(True, alpha=0.3)
+    ax.legend(loc="upper left", fontsize=8)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    return buffer.getvalue()

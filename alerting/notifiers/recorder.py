@@ -1,0 +1,568 @@
+"""A local stand-in for the Slack Web API: a real HTTP server on 127.0.0.1 that records every call.
+
+It keeps channels, messages, threads and uploaded files like Slack does, checks Block Kit payloads against
+Slack's documented shape and limits (answering ``invalid_blocks`` / ``invalid_attachments`` as Slack would),
+implements the three steps of ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
+``files.completeUploadExternal``), and can be told to fail: a queued error (429 with ``Retry-After``, 500,
+an API error) or a whole outage. It also records generic webhook POSTs under ``/hooks/<name>``. Tests and the
+demo point slack-sdk's ``base_url`` at ``recorder.base_url``. Run alone: ``python -m
+alerting.notifiers.recorder --port 8099``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qsl, urlsplit
+
+from alerting.notifiers.blockkit import validate_attachments, validate_blocks
+
+logger = logging.getLogger(__name__)
+
+JsonDict = dict[str, Any]
+
+
+@dataclass
+class RecordedCall:
+    """One HTTP call the recorder answered."""
+
+    method: str
+    params: JsonDict
+    token: str | None
+    status: int
+    response: JsonDict
+
+
+@dataclass
+class RecordedMessage:
+    """A message as Slack would store it; ``edits`` counts ``chat.update`` calls."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] = field(default_factory=list)
+    attachments: list[Any] = field(default_factory=list)
+    thread_ts: str | None = None
+    reply_broadcast: bool = False
+    metadata: JsonDict | None = None
+    files: list[str] = field(default_factory=list)
+    edits: int = 0
+
+
+@dataclass
+class RecordedFile:
+    """A file uploaded through ``files_upload_v2``."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes = b""
+    title: str = ""
+    alt_txt: str = ""
+    channel: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False
+
+
+@dataclass(frozen=True)
+class InjectedFailure:
+    """How one upcoming call fails: an HTTP status (with Retry-After) or a Slack API error."""
+
+    status: int = 500
+    error: str = "internal_error"
+    retry_after: int | None = None
+
+
+_JSON_FIELDS = ("blocks", "attachments", "metadata", "files")
+
+
+def _decode_fields(params: JsonDict) -> JsonDict:
+    """Form-encoded calls carry JSON in strings; decode the fields Slack defines as JSON."""
+    for key in _JSON_FIELDS:
+        value = params.get(key)
+        if isinstance(value, str):
+            try:
+                params[key] = json.loads(value)
+            except json.JSONDecodeError:
+                params[key] = {"__invalid_json__": value}
+    return {k: v for k, v in params.items() if v is not None}
+
+
+def _truthy(value: Any) -> bool:
+    return value in (True, 1, "1", "true", "True")
+
+
+class SlackRecorder:
+    """The Slack Web API stand-in; state survives ``stop()``/``start()`` like Slack's during an outage."""
+
+    def __init__(
+        self,
+        *,
+        token: str = "xoxb-gpuwarden-test",  # noqa: S107 - the stand-in's own test token
+        port: int = 0,
+        host: str = "127.0.0.1",
+    ) -> None:
+        self.token = token
+        self.host = host
+        self.port = port
+        self._lock = threading.Lock()
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+        self._ids = itertools.count(1)
+        self._ts_base = int(time.time())
+        self._ts_seq = itertools.count(1)
+        self._channels: dict[str, str] = {}
+        self._calls: list[RecordedCall] = []
+        self._messages: list[RecordedMessage] = []
+        self._files: dict[str, RecordedFile] = {}
+        self._hooks: dict[str, list[JsonDict]] = {}
+        self._failures: dict[str, deque[InjectedFailure]] = {}
+        self._outage: InjectedFailure | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> SlackRecorder:
+        """Listen (again) on the port; the first start picks a free port when ``port`` is 0."""
+        if self._server is not None:
+            return self
+        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server.daemon_threads = True
+        self.port = int(server.server_address[1])
+        self._server = server
+        self._thread = threading.Thread(target=server.serve_forever, name="slack-recorder", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop listening: clients get connection refused, as in a network outage."""
+        server, self._server = self._server, None
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+
+    def __enter__(self) -> SlackRecorder:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    @property
+    def base_url(self) -> str:
+        """The Web API base URL to give slack-sdk (``WebClient(base_url=...)``)."""
+        return f"http://{self.host}:{self.port}/api/"
+
+    @property
+    def root_url(self) -> str:
+        """The server root, e.g. for ``/hooks/<name>`` webhook URLs."""
+        return f"http://{self.host}:{self.port}"
+
+    # --- failure injection -------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        *,
+        status: int = 500,
+        error: str = "internal_error",
+        retry_after: int | None = None,
+        times: int = 1,
+    ) -> None:
+        """Make the next ``times`` calls of ``method`` (``*`` for any) fail this way."""
+        with self._lock:
+            queue = self._failures.setdefault(method, deque())
+            queue.extend(InjectedFailure(status, error, retry_after) for _ in range(times))
+
+    def set_outage(self, status: int | None = 503) -> None:
+        """Answer every call with ``status`` until called with ``None``."""
+        with self._lock:
+            self._outage = None if status is None else InjectedFailure(status, "service_unavailable")
+
+    def _take_failure(self, method: str) -> InjectedFailure | None:
+        with self._lock:
+            if self._outage is not None:
+                return self._outage
+            for key in (method, "*"):
+                queue = self._failures.get(key)
+                if queue:
+                    return queue.popleft()
+        return None
+
+    # --- what tests read ---------------------------------------------------------------------------
+
+    @property
+    def calls(self) -> list[RecordedCall]:
+        """Every call answered, in order."""
+        with self._lock:
+            return list(self._calls)
+
+    def calls_to(self, method: str) -> list[RecordedCall]:
+        """Calls of one API method that succeeded (``ok`` true)."""
+        return [c for c in self.calls if c.method == method and c.response.get("ok") is True]
+
+    def channel_messages(self, channel: str | None = None) -> list[RecordedMessage]:
+        """Top-level messages (not thread replies), oldest first."""
+        with self._lock:
+            cid = self._channels.get(channel, channel) if channel else None
+            return [m for m in self._messages if m.thread_ts is None and (cid is None or m.channel == cid)]
+
+    def replies(self, thread_ts: str) -> list[RecordedMessage]:
+        """Replies in a thread, oldest first."""
+        with self._lock:
+            return [m for m in self._messages if m.thread_ts == thread_ts]
+
+    def files(self) -> list[RecordedFile]:
+        """Completed uploads."""
+        with self._lock:
+            return [f for f in self._files.values() if f.completed]
+
+    def hook_posts(self, name: str) -> list[JsonDict]:
+        """JSON bodies posted to ``/hooks/<name>``."""
+        with self._lock:
+            return list(self._hooks.get(name, []))
+
+    def channel_id(self, name: str) -> str:
+        """The id the recorder gave a channel name (creating it)."""
+        with self._lock:
+            return self._channel_id(name)
+
+    def state(self) -> JsonDict:
+        """Everything recorded, as JSON (``GET /_recorder/state``)."""
+        with self._lock:
+            return {
+                "channels": dict(self._channels),
+                "messages": [
+                    {k: v for k, v in vars(m).items() if k != "files"} | {"files": m.files}
+                    for m in self._messages
+                ],
+                "files": [
+                    {"id": f.id, "filename": f.filename, "length": f.length, "thread_ts": f.thread_ts}
+                    for f in self._files.values()
+                    if f.completed
+                ],
+                "hooks": {k: list(v) for k, v in self._hooks.items()},
+                "calls": len(self._calls),
+            }
+
+    # --- the API -----------------------------------------------------------------------------------
+
+    def _channel_id(self, channel: str) -> str:
+        if channel in self._channels.values():
+            return channel
+        if channel not in self._channels:
+            self._channels[channel] = f"C{next(self._ids):08d}"
+        return self._channels[channel]
+
+    def _new_ts(self) -> str:
+        return f"{self._ts_base}.{next(self._ts_seq):06d}"
+
+    def _find(self, channel: str, ts: str) -> RecordedMessage | None:
+        return next((m for m in self._messages if m.channel == channel and m.ts == ts), None)
+
+    def handle_api(self, method: str, params: JsonDict, token: str | None) -> tuple[int, JsonDict, JsonDict]:
+        """Answer one Web API call: (HTTP status, headers, body)."""
+        failure = self._take_failure(method)
+        if failure is not None:
+            headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
+            body = {"ok": False, "error": "ratelimited" if failure.status == 429 else failure.error}
+            self._record(method, params, token, failure.status, body)
+            return failure.status, headers, body
+        if token is None:
+            body = {"ok": False, "error": "not_authed"}
+        elif token != self.token:
+            body = {"ok": False, "error": "invalid_auth"}
+        else:
+            with self._lock:
+                body = self._dispatch(method, params)
+        self._record(method, params, token, 200, body)
+        return 200, {}, body
+
+    def _record(self, method: str, params: JsonDict, token: str | None, status: int, body: JsonDict) -> None:
+        with self._lock:
+            self._calls.append(RecordedCall(method, params, token, status, body))
+
+    def _dispatch(self, method: str, p: JsonDict) -> JsonDict:
+        handlers: dict[str, Callable[[], JsonDict]] = {
+            "auth.test": lambda: {
+                "ok": True,
+                "user_id": "U0GPUWARDEN",
+                "team": "gpuwarden",
+                "bot_id": "B0GPUWARDEN",
+            },
+            "chat.postMessage": lambda: self._post_message(p),
+            "chat.update": lambda: self._update(p),
+            "conversations.history": lambda: self._history(p),
+            "conversations.replies": lambda: self._replies(p),
+            "files.getUploadURLExternal": lambda: self._get_upload_url(p),
+            "files.completeUploadExternal": lambda: self._complete_upload(p),
+        }
+        handler = handlers.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        return handler()
+
+    @staticmethod
+    def _check_payload(p: JsonDict) -> JsonDict | None:
+        if not (p.get("text") or p.get("blocks") or p.get("attachments")):
+            return {"ok": False, "error": "no_text"}
+        problems = validate_blocks(p["blocks"], "blocks") if "blocks" in p else []
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        problems = validate_attachments(p["attachments"]) if "attachments" in p else []
+        if problems:
+            return {"ok": False, "error": "invalid_attachments", "errors": problems}
+        metadata = p.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        return None
+
+    def _post_message(self, p: JsonDict) -> JsonDict:
+        if not isinstance(p.get("channel"), str):
+            return {"ok": False, "error": "channel_not_found"}
+        problem = self._check_payload(p)
+        if problem is not None:
+            return problem
+        channel = self._channel_id(p["channel"])
+        thread_ts = p.get("thread_ts")
+        if thread_ts is not None:
+            parent = self._find(channel, str(thread_ts))
+            if parent is None or parent.thread_ts is not None:
+                return {"ok": False, "error": "thread_not_found"}
+        message = RecordedMessage(
+            channel=channel,
+            ts=self._new_ts(),
+            text=p.get("text", ""),
+            blocks=p.get("blocks", []),
+            attachments=p.get("attachments", []),
+            thread_ts=None if thread_ts is None else str(thread_ts),
+            reply_broadcast=_truthy(p.get("reply_broadcast")),
+            metadata=p.get("metadata"),
+        )
+        self._messages.append(message)
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _update(self, p: JsonDict) -> JsonDict:
+        channel, ts = p.get("channel"), p.get("ts")
+        if not isinstance(channel, str) or channel not in self._channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        message = self._find(channel, str(ts))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        problem = self._check_payload(p)
+        if problem is not None:
+            return problem
+        message.text = p.get("text", message.text)
+        message.blocks = p.get("blocks", message.blocks)
+        message.attachments = p.get("attachments", message.attachments)
+        if "metadata" in p:
+            message.metadata = p["metadata"]
+        message.edits += 1
+        return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
+
+    @staticmethod
+    def _as_api(m: RecordedMessage, with_metadata: bool) -> JsonDict:
+        out: JsonDict = {"type": "message", "ts": m.ts, "text": m.text}
+        if m.thread_ts is not None:
+            out["thread_ts"] = m.thread_ts
+        if with_metadata and m.metadata is not None:
+            out["metadata"] = m.metadata
+        return out
+
+    def _history(self, p: JsonDict) -> JsonDict:
+        channel = p.get("channel")
+        if not isinstance(channel, str) or channel not in self._channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        limit = int(p.get("limit", 100))
+        meta = _truthy(p.get("include_all_metadata"))
+        visible = [
+            m for m in self._messages if m.channel == channel and (m.thread_ts is None or m.reply_broadcast)
+        ]
+        newest_first = list(reversed(visible))[:limit]
+        return {"ok": True, "messages": [self._as_api(m, meta) for m in newest_first], "has_more": False}
+
+    def _replies(self, p: JsonDict) -> JsonDict:
+        channel, ts = p.get("channel"), str(p.get("ts"))
+        if not isinstance(channel, str) or channel not in self._channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        parent = self._find(channel, ts)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        meta = _truthy(p.get("include_all_metadata"))
+        thread = [parent, *(m for m in self._messages if m.channel == channel and m.thread_ts == ts)]
+        return {"ok": True, "messages": [self._as_api(m, meta) for m in thread], "has_more": False}
+
+    def _get_upload_url(self, p: JsonDict) -> JsonDict:
+        filename, length = p.get("filename"), p.get("length")
+        if not filename or length is None or not str(length).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self._files[file_id] = RecordedFile(id=file_id, filename=str(filename), length=int(length))
+        self._files[file_id].alt_txt = str(p.get("alt_txt", ""))
+        return {"ok": True, "upload_url": f"{self.root_url}/upload/v1/{file_id}", "file_id": file_id}
+
+    def handle_upload(self, file_id: str, data: bytes) -> tuple[int, str]:
+        """Step 2 of ``files_upload_v2``: the raw bytes to the upload URL."""
+        failure = self._take_failure("upload")
+        if failure is not None:
+            self._record("upload", {"file_id": file_id}, None, failure.status, {"ok": False})
+            return failure.status, "upload failed"
+        with self._lock:
+            f = self._files.get(file_id)
+            if f is None:
+                return 404, "no such upload"
+            f.data = data
+        self._record("upload", {"file_id": file_id, "bytes": len(data)}, None, 200, {"ok": True})
+        return 200, f"OK - {len(data)}"
+
+    def _complete_upload(self, p: JsonDict) -> JsonDict:
+        files = p.get("files")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = p.get("channel_id")
+        if channel is not None and channel not in self._channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        thread_ts = p.get("thread_ts")
+        if thread_ts is not None and (channel is None or self._find(channel, str(thread_ts)) is None):
+            return {"ok": False, "error": "thread_not_found"}
+        done = []
+        for item in files:
+            f = self._files.get(item.get("id", "")) if isinstance(item, dict) else None
+            if f is None or f.completed or len(f.data) != f.length:
+                return {"ok": False, "error": "file_not_found" if f is None else "file_upload_size_mismatch"}
+            f.title = str(item.get("title") or f.filename)
+            done.append(f)
+        for f in done:
+            f.completed, f.channel, f.thread_ts = True, channel, None if thread_ts is None else str(thread_ts)
+        if channel is not None:
+            share = RecordedMessage(
+                channel=channel,
+                ts=self._new_ts(),
+                text=str(p.get("initial_comment", "")),
+                thread_ts=None if thread_ts is None else str(thread_ts),
+                files=[f.id for f in done],
+            )
+            self._messages.append(share)
+        return {"ok": True, "files": [{"id": f.id, "name": f.filename, "title": f.title} for f in done]}
+
+    def handle_hook(self, name: str, body: bytes) -> tuple[int, JsonDict]:
+        """A generic webhook POST to ``/hooks/<name>``."""
+        failure = self._take_failure(f"hook:{name}")
+        if failure is not None:
+            self._record(f"hook:{name}", {}, None, failure.status, {"ok": False})
+            return failure.status, {"ok": False}
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            return 400, {"ok": False, "error": "invalid_json"}
+        with self._lock:
+            self._hooks.setdefault(name, []).append(payload)
+        self._record(f"hook:{name}", payload, None, 200, {"ok": True})
+        return 200, {"ok": True}
+
+
+def _parse_params(query: str, content_type: str, body: bytes) -> JsonDict:
+    params: JsonDict = dict(parse_qsl(query, keep_blank_values=True))
+    if body:
+        if content_type.startswith("application/json"):
+            loaded = json.loads(body)
+            if isinstance(loaded, dict):
+                params.update(loaded)
+        elif content_type.startswith("application/x-www-form-urlencoded"):
+            params.update(parse_qsl(body.decode(), keep_blank_values=True))
+    return _decode_fields(params)
+
+
+def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, format: str, *args: Any) -> None:
+            logger.debug("recorder %s", format % args)
+
+        def _send(
+            self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+        ) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            for k, v in (headers or {}).items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, data: JsonDict, headers: dict[str, str] | None = None) -> None:
+            self._send(status, json.dumps(data).encode(), "application/json; charset=utf-8", headers)
+
+        def _body(self) -> bytes:
+            length = int(self.headers.get("Content-Length") or 0)
+            return self.rfile.read(length) if length else b""
+
+        def do_GET(self) -> None:
+            self._route(b"")
+
+        def do_POST(self) -> None:
+            self._route(self._body())
+
+        def _route(self, body: bytes) -> None:
+            url = urlsplit(self.path)
+            path = url.path
+            if path.startswith("/api/"):
+                auth = self.headers.get("Authorization", "")
+                token = auth.removeprefix("Bearer ").strip() if auth.startswith("Bearer ") else None
+                try:
+                    params = _parse_params(url.query, self.headers.get("Content-Type", ""), body)
+                except (json.JSONDecodeError, UnicodeDecodeError):
+                    self._json(200, {"ok": False, "error": "invalid_json"})
+                    return
+                if token is None and isinstance(params.get("token"), str):
+                    token = params.pop("token")
+                status, headers, data = recorder.handle_api(path.removeprefix("/api/"), params, token)
+                self._json(status, data, headers)
+            elif path.startswith("/upload/v1/"):
+                status, text = recorder.handle_upload(path.removeprefix("/upload/v1/"), body)
+                self._send(status, text.encode(), "text/plain; charset=utf-8")
+            elif path.startswith("/hooks/"):
+                status, data = recorder.handle_hook(path.removeprefix("/hooks/"), body)
+                self._json(status, data)
+            elif path == "/_recorder/state":
+                self._json(200, recorder.state())
+            else:
+                self._json(404, {"ok": False, "error": "not_found"})
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the recorder until interrupted."""
+    parser = argparse.ArgumentParser(description="Local Slack Web API stand-in that records calls.")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--token", default="xoxb-gpuwarden-test")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO)
+    recorder = SlackRecorder(token=args.token, port=args.port).start()
+    logger.info(
+        "slack recorder listening base_url=%s state=%s/_recorder/state", recorder.base_url, recorder.root_url
+    )
+    try:
+        threading.Event().wait()
+    except KeyboardInterrupt:
+        recorder.stop()
+
+
+if __name__ == "__main__":
+    main()

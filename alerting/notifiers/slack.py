@@ -1,0 +1,230 @@
+"""Slack through slack-sdk: one message per incident updated in place, the timeline as thread replies.
+
+Every slack-sdk error is translated into ``BackendError(retryable=...)`` in ``SlackNotifier._call`` and
+nowhere else. Rate limits are retried inside slack-sdk by ``RateLimitErrorRetryHandler`` (it honours
+``Retry-After``); outages are retried by the outbox.
+
+Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
+``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
+Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
+a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
+channel history (parent) or the thread (reply) and does not post again if it is there. That lookup needs the
+channel id (``C...``); with a channel name configured the first post of an incident stays at-least-once.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import replace
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.web import SlackResponse
+
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.blocks import SlackMessage, incident_message, timeline_reply
+from alerting.notifiers.charts import render_chart
+from gpuwarden.config import SlackConfig
+from gpuwarden.errors import BackendError, ConfigError
+
+logger = logging.getLogger(__name__)
+
+METADATA_EVENT_TYPE = "gpuwarden_notification"
+RETRYABLE_API_ERRORS = frozenset(
+    {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
+)
+HISTORY_LOOKBACK = 200
+
+
+def make_client(
+    token: str, *, base_url: str = "https://slack.com/api/", timeout: int = 10, rate_limit_retries: int = 3
+) -> WebClient:
+    """A WebClient that retries 429s after ``Retry-After`` and leaves every other retry to the outbox."""
+    return WebClient(
+        token=token,
+        base_url=base_url,
+        timeout=timeout,
+        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],
+    )
+
+
+def _translate(method: str, exc: Exception) -> BackendError:
+    """The one place where slack-sdk and transport errors become gpuwarden errors."""
+    if isinstance(exc, SlackApiError):
+        status = exc.response.status_code
+        data = exc.response.data
+        error = str(data.get("error", "")) if isinstance(data, dict) else ""
+        retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
+        return BackendError(
+            f"{method} failed: {error or f'HTTP {status}'}", backend="slack", retryable=retryable
+        )
+    if isinstance(exc, SlackRequestError):
+        # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
+        retryable = str(exc).startswith("Failed to upload a file")
+        return BackendError(f"{method} request failed: {exc}", backend="slack", retryable=retryable)
+    if isinstance(exc, OSError):
+        return BackendError(f"{method}: cannot reach Slack: {exc}", backend="slack", retryable=True)
+    return BackendError(f"{method} failed: {exc}", backend="slack", retryable=False)
+
+
+class SlackNotifier:
+    """Posts and maintains one Slack message per incident, with a thread of its timeline."""
+
+    def __init__(self, client: WebClient, channel: str, *, name: str = "slack", charts: bool = True) -> None:
+        self._client = client
+        self._channel = channel
+        self._name = name
+        self._charts = charts
+
+    @classmethod
+    def from_config(cls, config: SlackConfig, *, name: str = "slack") -> SlackNotifier:
+        """Build from the ``slack`` config section; the real Slack API unless ``base_url`` says otherwise."""
+        if config.bot_token is None:
+            raise ConfigError("no bot token; set it to {env: SLACK_BOT_TOKEN}", field="slack.bot_token")
+        client = make_client(
+            config.bot_token.get_secret_value(),
+            base_url=config.base_url,
+            timeout=config.timeout_seconds,
+            rate_limit_retries=config.rate_limit_retries,
+        )
+        return cls(client, config.channel, name=name, charts=config.charts)
+
+    @property
+    def name(self) -> str:
+        """The destination's name in the outbox."""
+        return self._name
+
+    def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
+        try:
+            return call()
+        except (SlackClientError, OSError) as exc:
+            raise _translate(method, exc) from exc
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        """Post or update the incident message, attach the chart once, then reply with the event."""
+        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        assert thread.channel is not None and thread.ts is not None
+        channel, ts = thread.channel, thread.ts
+        if not posted_now:
+            message = incident_message(notification)
+            self._call(
+                "chat.update",
+                lambda: self._client.chat_update(
+                    channel=channel, ts=ts, text=message.text, attachments=message.attachments
+                ),
+            )
+        if self._charts and notification.series and not thread.chart_posted:
+            self._attach_chart(notification, channel, ts)
+            save(replace(thread, chart_posted=True))
+        if retry and self._find_reply(channel, ts, notification.key):
+            logger.info(
+                "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
+            )
+            return
+        reply = timeline_reply(notification)
+        self._call(
+            "chat.postMessage",
+            lambda: self._client.chat_postMessage(
+                channel=channel,
+                thread_ts=ts,
+                text=reply.text,
+                blocks=reply.blocks,
+                reply_broadcast=notification.is_resolution,
+                metadata=self._metadata(notification.incident_id, notification.key),
+            ),
+        )
+
+    def _parent_key(self, incident_id: str) -> str:
+        return f"{self._name}:{incident_id}:parent"
+
+    def _metadata(self, incident_id: str, key: str) -> dict[str, Any]:
+        return {"event_type": METADATA_EVENT_TYPE, "event_payload": {"incident_id": incident_id, "key": key}}
+
+    def _parent(
+        self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> tuple[ThreadState, bool]:
+        """The incident's message: the stored one, one found after a crash, or a new post."""
+        if thread.ts is not None and thread.channel is not None:
+            return thread, False
+        key = self._parent_key(n.incident_id)
+        if retry:
+            found = self._find_in_history(thread.channel or self._channel, key)
+            if found is not None:
+                thread = thread.with_message(*found)
+                save(thread)
+                logger.info(
+                    "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
+                )
+                return thread, False
+        message: SlackMessage = incident_message(n)
+        response = self._call(
+            "chat.postMessage",
+            lambda: self._client.chat_postMessage(
+                channel=self._channel,
+                text=message.text,
+                attachments=message.attachments,
+                metadata=self._metadata(n.incident_id, key),
+                unfurl_links=False,
+            ),
+        )
+        thread = thread.with_message(str(response["channel"]), str(response["ts"]))
+        save(thread)
+        return thread, True
+
+    @staticmethod
+    def _has_key(message: Any, key: str) -> bool:
+        metadata = message.get("metadata") if isinstance(message, dict) else None
+        payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
+        return isinstance(payload, dict) and payload.get("key") == key
+
+    def _find_in_history(self, channel: str, key: str) -> tuple[str, str] | None:
+        try:
+            response = self._call(
+                "conversations.history",
+                lambda: self._client.conversations_history(
+                    channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+                ),
+            )
+        except BackendError as exc:
+            if exc.retryable:
+                raise
+            # e.g. channel_not_found for a channel name: we cannot look, so post (at-least-once).
+            logger.warning("slack history lookup impossible channel=%s error=%s", channel, exc)
+            return None
+        for message in response.get("messages") or []:
+            if self._has_key(message, key):
+                return channel, str(message["ts"])
+        return None
+
+    def _find_reply(self, channel: str, ts: str, key: str) -> bool:
+        response = self._call(
+            "conversations.replies",
+            lambda: self._client.conversations_replies(
+                channel=channel, ts=ts, limit=1000, include_all_metadata=True
+            ),
+        )
+        return any(self._has_key(m, key) for m in response.get("messages") or [])
+
+    def _attach_chart(self, n: Notification, channel: str, ts: str) -> None:
+        try:
+            png = render_chart(n.series, f"{n.priority} {n.title}")
+        except ValueError as exc:
+            logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
+            return
+        names = ", ".join(s.name for s in n.series)
+        self._call(
+            "files_upload_v2",
+            lambda: self._client.files_upload_v2(
+                channel=channel,
+                thread_ts=ts,
+                content=png,
+                filename=f"{n.incident_id}.png",
+                title=f"Anomalous series: {names}"[:250],
+                alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
+            ),
+        )

@@ -1,0 +1,346 @@
+"""A persistent notification outbox: a Slack outage delays messages, it never drops or duplicates them.
+
+The ``Outbox`` is an ``IncidentListener``: for every committed incident change it stores one row per
+notifier, keyed by an idempotency key per incident and event (the same change enqueued twice is stored
+once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
+overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
+(``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
+the ``Clock`` and no attempt limit; a non-retryable one marks it ``failed`` (kept, see ``requeue_failed``).
+
+Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
+A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
+notifier that the far end may already have it. The Slack notifier then updates its stored message in place
+(``chat.update`` on the saved ``ts``) and looks for the reply's idempotency key in the thread before posting,
+so nothing is posted twice. What remains at-least-once: the chart upload (a crash between
+``files_upload_v2`` and saving ``chart_posted`` uploads it again), the first post of an incident when the
+configured channel is a name rather than an id, and the generic webhook (receivers dedupe by the
+``Idempotency-Key`` header). One dispatcher per database is assumed; two would race for the same rows.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Boolean, Engine, Float, Index, Integer, String, Text, UniqueConstraint, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+
+from alerting.db import Base
+from alerting.notifiers.base import (
+    ChartSeries,
+    Notification,
+    Notifier,
+    RunbookLinker,
+    ThreadState,
+    build_notification,
+    idempotency_key,
+)
+from alerting.notifiers.charts import SeriesSource
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import Clock
+from gpuwarden.errors import BackendError
+
+logger = logging.getLogger(__name__)
+
+PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
+CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
+
+
+class OutboxMessage(Base):
+    """One notification for one notifier, waiting, in flight, sent or failed."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("notifier", "idempotency_key", name="uq_outbox_notifier_key"),
+        Index("ix_outbox_status_id", "status", "id"),
+        Index("ix_outbox_notifier_incident", "notifier", "incident_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notifier: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class NotificationThread(Base):
+    """Where a notifier keeps an incident's conversation (Slack: channel id and parent ``ts``)."""
+
+    __tablename__ = "notification_threads"
+
+    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    chart_posted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float)
+
+
+@dataclass(frozen=True, slots=True)
+class Backoff:
+    """Exponential backoff between attempts of one message, capped; no attempt limit."""
+
+    initial_seconds: float = 2.0
+    factor: float = 2.0
+    max_seconds: float = 300.0
+
+    def delay(self, attempts: int) -> float:
+        """Seconds to wait after the ``attempts``-th failed attempt."""
+        return float(min(self.max_seconds, self.initial_seconds * self.factor ** max(0, attempts - 1)))
+
+
+@dataclass
+class OutboxStats:
+    """Counters for ``/metrics`` and logs."""
+
+    enqueued: int = 0
+    duplicates: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    errors: int = 0
+    by_notifier_sent: dict[str, int] = field(default_factory=dict)
+
+
+class Outbox:
+    """Stores notifications on incident changes and delivers them with retries; an ``IncidentListener``."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        notifiers: Sequence[Notifier],
+        clock: Clock,
+        *,
+        backoff: Backoff | None = None,
+        runbook: RunbookLinker | None = None,
+        series_source: SeriesSource | None = None,
+    ) -> None:
+        names = [n.name for n in notifiers]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ValueError(f"notifier names must be unique: {', '.join(duplicates)}")
+        self._sessions = sessionmaker(engine, expire_on_commit=False)
+        self._notifiers = {n.name: n for n in notifiers}
+        self._clock = clock
+        self._backoff = backoff or Backoff()
+        self._runbook = runbook
+        self._series = series_source
+        self.stats = OutboxStats()
+
+    # --- enqueue -----------------------------------------------------------------------------------
+
+    def __call__(self, change: IncidentChange) -> None:
+        """Listener entry point: enqueue, and never raise into the engine."""
+        try:
+            self.enqueue(change)
+        except Exception:
+            self.stats.errors += 1
+            logger.exception(
+                "outbox enqueue failed incident_id=%s change=%s", change.incident.id, change.kind
+            )
+
+    def _notification(self, change: IncidentChange) -> Notification:
+        series: tuple[ChartSeries, ...] = ()
+        if self._series is not None and change.kind in CHART_CHANGES:
+            try:
+                series = tuple(self._series.series_for(change.incident))
+            except Exception:
+                self.stats.errors += 1
+                logger.exception("series lookup failed incident_id=%s", change.incident.id)
+        return build_notification(change, runbook=self._runbook, series=series)
+
+    def enqueue(self, change: IncidentChange) -> int:
+        """Store the change for every notifier; returns how many rows were new (0 for a repeat)."""
+        key = idempotency_key(change)
+        now = self._clock.time()
+        added = 0
+        payload: str | None = None
+        for name in self._notifiers:
+            with self._sessions() as session:
+                exists = session.scalar(
+                    select(OutboxMessage.id).where(
+                        OutboxMessage.notifier == name, OutboxMessage.idempotency_key == key
+                    )
+                )
+                if exists is not None:
+                    self.stats.duplicates += 1
+                    continue
+                if payload is None:
+                    payload = self._notification(change).model_dump_json()
+                session.add(
+                    OutboxMessage(
+                        notifier=name,
+                        incident_id=change.incident.id,
+                        idempotency_key=key,
+                        payload=payload,
+                        status=PENDING,
+                        attempts=0,
+                        created_at=now,
+                        next_attempt_at=now,
+                    )
+                )
+                try:
+                    session.commit()
+                except IntegrityError:  # the same change enqueued concurrently: already stored
+                    session.rollback()
+                    self.stats.duplicates += 1
+                    continue
+                added += 1
+        self.stats.enqueued += added
+        return added
+
+    # --- dispatch ----------------------------------------------------------------------------------
+
+    def dispatch_due(self) -> int:
+        """Deliver every due message, in order per (notifier, incident); returns how many were sent."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(OutboxMessage.notifier, OutboxMessage.incident_id)
+                .where(OutboxMessage.status.in_((PENDING, SENDING)))
+                .order_by(OutboxMessage.id)
+            ).all()
+        groups = list(dict.fromkeys((r.notifier, r.incident_id) for r in rows))
+        failing: set[str] = set()
+        sent = 0
+        for notifier_name, incident_id in groups:
+            notifier = self._notifiers.get(notifier_name)
+            if notifier is None or notifier_name in failing:
+                continue
+            outcome = self._drain_group(notifier, incident_id)
+            sent += outcome[0]
+            if outcome[1]:
+                # This destination is failing now: leave its other incidents for the next round.
+                failing.add(notifier_name)
+        return sent
+
+    def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
+        """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
+        sent = 0
+        while True:
+            with self._sessions() as session:
+                head = session.scalars(
+                    select(OutboxMessage)
+                    .where(
+                        OutboxMessage.notifier == notifier.name,
+                        OutboxMessage.incident_id == incident_id,
+                        OutboxMessage.status.in_((PENDING, SENDING)),
+                    )
+                    .order_by(OutboxMessage.id)
+                    .limit(1)
+                ).first()
+            if head is None or head.next_attempt_at > self._clock.time():
+                return sent, False
+            result = self._attempt(notifier, head.id)
+            if result is True:
+                sent += 1
+            elif result is False:
+                return sent, True
+
+    def _attempt(self, notifier: Notifier, row_id: int) -> bool | None:
+        """True: sent. False: will be retried. None: failed for good (the next message may go)."""
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            retry = row.attempts > 0
+            row.status, row.attempts = SENDING, row.attempts + 1
+            attempts, payload, incident_id = row.attempts, row.payload, row.incident_id
+            thread_row = session.get(NotificationThread, (notifier.name, incident_id))
+            thread = (
+                ThreadState(thread_row.channel, thread_row.ts, thread_row.chart_posted)
+                if thread_row is not None
+                else ThreadState()
+            )
+        notification = Notification.model_validate_json(payload)
+
+        def save(state: ThreadState) -> None:
+            self._save_thread(notifier.name, incident_id, state)
+
+        try:
+            notifier.deliver(notification, thread, retry=retry, save=save)
+        except BackendError as exc:
+            return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
+        except Exception as exc:  # a notifier bug: log it, keep the message, try again later
+            self.stats.errors += 1
+            logger.exception("notifier crashed notifier=%s incident_id=%s", notifier.name, incident_id)
+            return self._failed(row_id, attempts, f"{type(exc).__name__}: {exc}", retryable=True)
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.status, row.sent_at, row.last_error = SENT, self._clock.time(), None
+        self.stats.sent += 1
+        self.stats.by_notifier_sent[notifier.name] = self.stats.by_notifier_sent.get(notifier.name, 0) + 1
+        return True
+
+    def _failed(self, row_id: int, attempts: int, error: str, *, retryable: bool) -> bool | None:
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.last_error = error[:2000]
+            if retryable:
+                row.status = PENDING
+                row.next_attempt_at = self._clock.time() + self._backoff.delay(attempts)
+            else:
+                row.status = FAILED
+            notifier, incident_id = row.notifier, row.incident_id
+        if retryable:
+            self.stats.retried += 1
+            logger.warning(
+                "notification delayed notifier=%s incident_id=%s attempts=%d error=%s",
+                notifier,
+                incident_id,
+                attempts,
+                error,
+            )
+            return False
+        self.stats.failed += 1
+        logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
+        return None
+
+    def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
+        with self._sessions() as session, session.begin():
+            row = session.get(NotificationThread, (notifier, incident_id))
+            if row is None:
+                row = NotificationThread(notifier=notifier, incident_id=incident_id)
+                session.add(row)
+            row.channel, row.ts, row.chart_posted = state.channel, state.ts, state.chart_posted
+            row.updated_at = self._clock.time()
+
+    # --- inspection and operation ------------------------------------------------------------------
+
+    def messages(self, status: str | None = None) -> list[OutboxMessage]:
+        """Stored messages in enqueue order, optionally of one status."""
+        with self._sessions() as session:
+            query = select(OutboxMessage).order_by(OutboxMessage.id)
+            if status is not None:
+                query = query.where(OutboxMessage.status == status)
+            return list(session.scalars(query))
+
+    def thread(self, notifier: str, incident_id: str) -> ThreadState | None:
+        """The stored conversation of an incident for a notifier."""
+        with self._sessions() as session:
+            row = session.get(NotificationThread, (notifier, incident_id))
+            return None if row is None else ThreadState(row.channel, row.ts, row.chart_posted)
+
+    def requeue_failed(self) -> int:
+        """Put failed messages back in the queue (after fixing a token or a channel)."""
+        with self._sessions() as session, session.begin():
+            rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == FAILED)))
+            for row in rows:
+                row.status, row.next_attempt_at = PENDING, self._clock.time()
+        return len(rows)
+
+    def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
+        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors."""
+        while not stop.is_set():
+            try:
+                self.dispatch_due()
+            except Exception:
+                self.stats.errors += 1
+                logger.exception("outbox dispatch round failed")
+            self._clock.sleep(poll_seconds)

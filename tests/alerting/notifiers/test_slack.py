@@ -1,0 +1,205 @@
+"""SlackNotifier against the local Slack API recorder: real slack-sdk calls over HTTP."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from pydantic import SecretStr
+
+from alerting.notifiers.base import Notification, ThreadState, build_notification
+from alerting.notifiers.blocks import (
+    ACTION_ACKNOWLEDGE,
+    ACTION_APPROVE,
+    ACTION_SILENCE_1H,
+    PRIORITY_COLOURS,
+    RESOLVED_COLOUR,
+)
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.subscriptions import ChangeKind
+from gpuwarden.config import SlackConfig
+from gpuwarden.errors import BackendError, ConfigError
+from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
+
+
+def notifier_for(
+    recorder: SlackRecorder, *, channel: str = "#gpu-incidents", retries: int = 3
+) -> SlackNotifier:
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=retries)
+    return SlackNotifier(client, channel)
+
+
+class Threads:
+    """Keeps thread state like the outbox does, and remembers every save."""
+
+    def __init__(self) -> None:
+        self.state = ThreadState()
+        self.saves: list[ThreadState] = []
+
+    def save(self, state: ThreadState) -> None:
+        self.state = state
+        self.saves.append(state)
+
+
+def deliver(notifier: SlackNotifier, threads: Threads, n: Notification, *, retry: bool = False) -> None:
+    notifier.deliver(n, threads.state, retry=retry, save=threads.save)
+
+
+def test_first_notification_posts_one_block_kit_message_with_priority_colour_and_buttons(
+    recorder: SlackRecorder,
+) -> None:
+    threads = Threads()
+    deliver(notifier_for(recorder), threads, build_notification(lifecycle()[0]))
+
+    [parent] = recorder.channel_messages("#gpu-incidents")
+    [attachment] = parent.attachments
+    assert attachment["color"] == PRIORITY_COLOURS["P0"]
+    header = attachment["blocks"][0]
+    assert header["type"] == "header"
+    assert header["text"]["text"].startswith(":rotating_light: P0 rack r07 lost power")
+    body = str(attachment["blocks"])
+    assert "training job llm-70b stopped" in body
+    assert "rack_down on `rack/r07`" in body
+    assert "`training_job/research/llm-70b`" in body
+    assert "runbooks/rack_down.yaml" in body
+    buttons = next(b for b in attachment["blocks"] if b["type"] == "actions")["elements"]
+    assert [b["action_id"] for b in buttons] == [ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H]
+    assert {b["value"] for b in buttons} == {"inc-r07"}
+    assert threads.state == ThreadState(parent.channel, parent.ts)
+    [reply] = recorder.replies(parent.ts)
+    assert "opened with 412 alerts" in reply.text
+
+
+def test_later_changes_update_the_message_in_place_and_reply_in_its_thread(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    for c in lifecycle():
+        deliver(notifier, threads, build_notification(c))
+
+    [parent] = recorder.channel_messages()
+    assert len(recorder.calls_to("chat.update")) == 4
+    assert parent.edits == 4
+    [attachment] = parent.attachments
+    assert attachment["color"] == RESOLVED_COLOUR
+    assert attachment["blocks"][0]["text"]["text"].startswith(":white_check_mark: P1")
+    assert all(b["type"] != "actions" for b in attachment["blocks"])
+    assert "drain_node node/n0701: succeeded (drained)" in str(attachment["blocks"])
+    replies = recorder.replies(parent.ts)
+    assert [r.text.split(":")[0] for r in replies] == [
+        "opened",
+        "priority_changed",
+        "acknowledged",
+        "mitigating",
+        "resolved",
+    ]
+    assert [r.reply_broadcast for r in replies] == [False, False, False, False, True]
+    assert "Resolved* after 1 h 35 min" in replies[-1].blocks[0]["text"]["text"]
+
+
+def test_chart_is_uploaded_once_into_the_thread_with_files_upload_v2(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    incident = make_incident()
+    opened = build_notification(change(incident, ChangeKind.OPENED, 0, "opened"), series=[gpu_temperature()])
+    again = build_notification(
+        change(incident, ChangeKind.UPDATED, 1, "2 more alerts"), series=[gpu_temperature()]
+    )
+    deliver(notifier, threads, opened)
+    deliver(notifier, threads, again)
+
+    methods = [c.method for c in recorder.calls]
+    assert methods.count("files.getUploadURLExternal") == 1
+    assert methods.count("upload") == 1
+    assert methods.count("files.completeUploadExternal") == 1
+    [uploaded] = recorder.files()
+    assert uploaded.data.startswith(b"\x89PNG\r\n\x1a\n")
+    assert uploaded.filename == "inc-r07.png"
+    assert uploaded.thread_ts == threads.state.ts
+    assert threads.state.chart_posted
+
+
+def test_rate_limited_call_is_retried_after_retry_after(recorder: SlackRecorder) -> None:
+    recorder.fail_next("chat.postMessage", status=429, retry_after=0)
+    deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+
+    posts = [c for c in recorder.calls if c.method == "chat.postMessage"]
+    assert [c.status for c in posts] == [429, 200, 200]
+    assert len(recorder.channel_messages()) == 1
+
+
+def test_rate_limit_beyond_the_retries_is_a_retryable_backend_error(recorder: SlackRecorder) -> None:
+    recorder.fail_next("chat.postMessage", status=429, retry_after=0)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder, retries=0), Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable
+    assert caught.value.backend == "slack"
+    assert recorder.channel_messages() == []
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "retryable"),
+    [(500, "internal_error", True), (503, "service_unavailable", True), (200, "invalid_auth", False)],
+    ids=["500", "503", "invalid-auth"],
+)
+def test_slack_errors_become_backend_errors_that_say_whether_to_retry(
+    recorder: SlackRecorder, status: int, error: str, retryable: bool
+) -> None:
+    recorder.fail_next("chat.postMessage", status=status, error=error)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable is retryable
+    assert error in str(caught.value) or str(status) in str(caught.value)
+
+
+def test_wrong_token_is_not_retryable(recorder: SlackRecorder) -> None:
+    notifier = SlackNotifier(make_client("xoxb-wrong", base_url=recorder.base_url), "#gpu-incidents")
+    with pytest.raises(BackendError, match="invalid_auth") as caught:
+        deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    assert not caught.value.retryable
+
+
+def test_unreachable_slack_is_retryable(recorder: SlackRecorder) -> None:
+    notifier = notifier_for(recorder)
+    recorder.stop()
+    with pytest.raises(BackendError, match="cannot reach Slack") as caught:
+        deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable
+
+
+def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(recorder: SlackRecorder) -> None:
+    channel_id = recorder.channel_id("#gpu-incidents")
+    notifier = notifier_for(recorder, channel=channel_id)
+    opened = build_notification(lifecycle()[0])
+    lost = Threads()
+    deliver(notifier, lost, opened)  # reached Slack, but pretend the saved ts was lost
+
+    fresh = Threads()
+    deliver(notifier, fresh, opened, retry=True)
+
+    [parent] = recorder.channel_messages()
+    assert fresh.state.ts == parent.ts
+    assert len(recorder.replies(parent.ts)) == 1, "the reply with the same key was found, not posted again"
+    assert parent.edits == 1
+
+
+def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = lifecycle()
+    deliver(notifier, threads, build_notification(changes[0]))
+    deliver(notifier, threads, build_notification(changes[1]), retry=True)
+    [parent] = recorder.channel_messages()
+    assert len(recorder.replies(parent.ts)) == 2
+
+
+def test_from_config_needs_a_token_and_defaults_to_the_real_api() -> None:
+    with pytest.raises(ConfigError, match=r"slack\.bot_token"):
+        SlackNotifier.from_config(SlackConfig())
+    notifier = SlackNotifier.from_config(SlackConfig(bot_token=SecretStr("xoxb-real")))
+    assert notifier._client.base_url == "https://slack.com/api/"
+    assert notifier._client.token == "xoxb-real"
+    assert any(type(h).__name__ == "RateLimitErrorRetryHandler" for h in notifier._client.retry_handlers)
