@@ -1,0 +1,114 @@
+"""``gpuwarden sim``: inject faults into a running simulated fleet and show a fleet's topology."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import InputError
+from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
+
+sim_app = typer.Typer(
+    help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
+)
+err_console = Console(stderr=True)
+
+
+def _param(text: str) -> tuple[str, float | str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise typer.BadParameter(f"expected NAME=VALUE, got {text!r}", param_hint="--param")
+    try:
+        return name, float(value) if "." in value or "e" in value.lower() else int(value)
+    except ValueError:
+        return name, value
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    return typer.Exit(1)
+
+
+@sim_app.command("inject")
+def inject(
+    kind: Annotated[str, typer.Argument(help=f"Fault kind: {', '.join(FAULT_KINDS)}.")],
+    *,
+    url: Annotated[str, typer.Option(help="Base URL of the exporter running with --simulate.")],
+    node: Annotated[str | None, typer.Option(help="Target node, e.g. node-01.")] = None,
+    gpu: Annotated[int | None, typer.Option(help="Target GPU index on the node.")] = None,
+    xid: Annotated[int | None, typer.Option(help="XID code (kind xid).")] = None,
+    link: Annotated[int | None, typer.Option(help="NVLink index (nvlink_down, nvlink_crc_burst).")] = None,
+    param: Annotated[
+        list[str] | None, typer.Option(help="Fault parameter NAME=VALUE, e.g. duration=60; repeatable.")
+    ] = None,
+    timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 10.0,
+) -> None:
+    """POST a fault to URL/sim/faults and print the answer; exit 1 with the server's message on error."""
+    payload: dict[str, Any] = {"kind": kind}
+    for name, value in (("node", node), ("gpu", gpu), ("xid", xid), ("link", link)):
+        if value is not None:
+            payload[name] = value
+    if param:
+        payload["params"] = dict(_param(p) for p in param)
+    target = url.rstrip("/") + "/sim/faults"
+    try:
+        response = httpx.post(target, json=payload, timeout=timeout)
+    except httpx.HTTPError as exc:
+        raise _fail(f"cannot reach {target}: {exc}; is the exporter running with --simulate?") from exc
+    try:
+        body = response.json()
+    except ValueError:
+        body = {"error": response.text.strip() or response.reason_phrase}
+    if response.status_code == 404 and "field" not in body:
+        raise _fail(f"{target} not found; fault injection exists only when the exporter runs with --simulate")
+    if response.is_error:
+        field = f" ({body.get('field')})" if body.get("field") else ""
+        raise _fail(f"{response.status_code}{field}: {body.get('error', body)}")
+    typer.echo(json.dumps(body))
+
+
+@sim_app.command("show")
+def show(
+    *,
+    simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
+    seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 0,
+    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+) -> None:
+    """Print the topology and workloads of a simulated fleet."""
+    if output not in ("table", "json"):
+        raise _fail(f"--output must be table or json, got {output!r}")
+    try:
+        nodes, gpus = parse_simulate_spec(simulate)
+    except InputError as exc:
+        raise _fail(f"--simulate: {exc}") from exc
+    fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock())
+    described = fleet.describe()
+    if output == "json":
+        typer.echo(json.dumps(described, indent=2))
+        return
+    table = Table(title=f"simulated fleet {nodes}x{gpus} (seed {seed})")
+    for column in ("node", "cluster", "rack", "gpu", "uuid", "pci_bus_id", "workload"):
+        table.add_column(column)
+    for node in described["nodes"]:
+        for g in node["gpus"]:
+            table.add_row(
+                node["name"], node["cluster"], node["rack"], str(g["index"]), g["uuid"], g["pci_bus_id"],
+                g["workload"] or "-",
+            )  # fmt: skip
+    console = Console(width=200)
+    console.print(table)
+    for job in described["training_jobs"]:
+        console.print(f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks")
+    for svc in described["inference_services"]:
+        console.print(f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``sim`` group to the root app."""
+    app.add_typer(sim_app, name="sim")
