@@ -1,0 +1,149 @@
+"""Correlation: which incident explains a new alert, and the root cause of a set of alerts.
+
+The root cause is the lowest common component whose fault explains the rest: outage alerts (node down,
+GPU lost, ...) on sibling components escalate to their common parent (two nodes of one rack: the rack),
+workload symptoms (job stalled, SLO burn) defer to any infrastructure fault, and among candidates the
+earliest onset wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.inventory import GpuKey, Inventory, workloads_on
+from alerting.topology import Location, Path, common_ancestor, contains, path_target
+from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef
+
+RACK_DEPTH = 2
+
+
+@dataclass(slots=True)
+class Member:
+    """What correlation needs to know about one alert of an incident."""
+
+    fingerprint: str
+    kind: FaultKind
+    location: Location
+    onset: datetime
+    firing: bool
+    labels: Mapping[str, str]
+    flapping: bool = False
+
+    @property
+    def is_infra(self) -> bool:
+        """An infrastructure fault with a place in the topology (not a workload symptom)."""
+        return bool(self.location.path) and self.kind not in SYMPTOM_KINDS
+
+
+@dataclass(frozen=True, slots=True)
+class Candidate:
+    """An open incident as correlation sees it."""
+
+    id: str
+    root_path: Path
+    workloads: frozenset[WorkloadRef]
+    members: tuple[Member, ...]
+    last_alert_at: datetime
+
+
+def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
+    """GPUs under a path that has at least node depth (all GPUs of a node when the inventory knows it)."""
+    if len(path) >= 4:
+        gpu = path[3]
+        if gpu.isdigit():
+            return {(path[2], int(gpu))}
+        placed = inventory.gpu_by_uuid(gpu) if inventory is not None else None
+        return {placed} if placed is not None else set()
+    if len(path) == 3 and inventory is not None:
+        info = inventory.node(path[2])
+        return {(path[2], i) for i in range(info.gpu_count)} if info is not None else set()
+    return set()
+
+
+def _hosts_workload(path: Path, workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> bool:
+    if inventory is None or not path:
+        return False
+    wanted = set(workloads)
+    if len(path) <= RACK_DEPTH:
+        gpus = {
+            (n.name, i)
+            for n in inventory.nodes_in(path[0], path[1] if len(path) == RACK_DEPTH else None)
+            for i in range(n.gpu_count)
+        }
+    else:
+        gpus = gpu_keys(path[:3], inventory) | gpu_keys(path, inventory)
+    return any(w.ref in wanted for w in workloads_on(inventory, gpus))
+
+
+def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) -> int | None:
+    """How well ``candidate`` explains ``new``: lower is better, None when it does not."""
+    path = new.location.path
+    root = candidate.root_path
+    if not path and not new.location.workloads:
+        # An alert without topology or workload labels only groups with its own kind of alert.
+        same = all(
+            not m.location.path and m.labels.get("alertname") == new.labels.get("alertname")
+            for m in candidate.members
+        )
+        return 1 if same else None
+    if path and root and contains(root, path) and new.is_infra:
+        return 0
+    if new.kind in SYMPTOM_KINDS and not new.location.workloads.isdisjoint(candidate.workloads):
+        return 1
+    if path and root and contains(root, path):
+        return 1
+    if new.is_infra and not root and _hosts_workload(path, candidate.workloads, inventory):
+        return 2
+    if new.kind in OUTAGE_KINDS and path and root:
+        has_outage = any(m.kind in OUTAGE_KINDS for m in candidate.members)
+        if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:
+            return 3
+    return None
+
+
+def best_candidate(
+    candidates: Iterable[Candidate], new: Member, inventory: Inventory | None
+) -> Candidate | None:
+    """The incident that best explains a new alert, or None to open a new one."""
+    ranked = []
+    for c in candidates:
+        rank = join_rank(c, new, inventory)
+        if rank is not None:
+            ranked.append((rank, -len(c.root_path), -c.last_alert_at.timestamp(), c.id, c))
+    return min(ranked, key=lambda r: r[:4])[4] if ranked else None
+
+
+def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
+    """The root cause of a set of alerts and its topology path (empty for a workload root)."""
+    items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
+    infra = [m for m in items if m.is_infra]
+    if infra:
+        outages = [m for m in infra if m.kind in OUTAGE_KINDS]
+        basis = outages or infra
+        path = common_ancestor(m.location.path for m in basis)
+        if not path:
+            path = basis[0].location.path
+        at_root = [m for m in basis if m.location.path == path]
+        if at_root:
+            kind = at_root[0].kind
+        elif len(path) == RACK_DEPTH and outages:
+            kind = FaultKind.RACK_DOWN
+        elif len(path) == RACK_DEPTH + 1 and outages:
+            # Several GPUs of one node lost at once: the node is the common fault.
+            kind = FaultKind.NODE_DOWN if len(outages) > 1 else outages[0].kind
+        else:
+            kind = basis[0].kind
+        return path, RootCause(kind, path_target(path, inventory))
+    if not items:
+        raise ValueError("an incident needs at least one alert")
+    first = items[0]
+    workloads = sorted(first.location.workloads, key=str)
+    if workloads:
+        return (), RootCause(first.kind, workloads[0])
+    path = first.location.path
+    if path:
+        return path, RootCause(first.kind, path_target(path, inventory))
+    return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))

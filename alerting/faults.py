@@ -1,0 +1,64 @@
+"""Fault classification of an alert from its labels: what kind of fault it reports."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+
+from gpuwarden.model import FaultKind
+
+# Faults that take capacity away; alerts of these kinds on sibling components escalate to their parent.
+OUTAGE_KINDS = frozenset({FaultKind.NODE_DOWN, FaultKind.GPU_LOST, FaultKind.RACK_DOWN, FaultKind.HUNG_GPU})
+# Faults seen on a workload: symptoms, never the root cause when an infrastructure fault explains them.
+SYMPTOM_KINDS = frozenset({FaultKind.JOB_STALLED, FaultKind.SERVICE_DEGRADED, FaultKind.STRAGGLER})
+
+_XID_KINDS = {79: FaultKind.GPU_LOST, 48: FaultKind.ECC_DBE, 74: FaultKind.NVLINK, 95: FaultKind.ECC_DBE}
+
+# Order matters: the first pattern found in the normalised alert name wins.
+_NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
+    ("rackdown|rackpower|powerloss|pdu", FaultKind.RACK_DOWN),
+    ("nodedown|nodeunreachable|nodenotready|hostdown|instancedown|nodelost", FaultKind.NODE_DOWN),
+    ("gpulost|gpumissing|falloffbus|felloffbus|gpuunavailable|gpudown", FaultKind.GPU_LOST),
+    ("rowremapfail", FaultKind.ROW_REMAP_FAILURE),
+    ("rowremap", FaultKind.ROW_REMAP_PENDING),
+    ("jobstall|jobstuck|jobhang|trainingstall|jobstopped", FaultKind.JOB_STALLED),
+    ("straggler|steptime", FaultKind.STRAGGLER),
+    ("hung|gpustuck", FaultKind.HUNG_GPU),
+    ("nvlink", FaultKind.NVLINK),
+    ("dbe|doublebit|uncorrectable", FaultKind.ECC_DBE),
+    ("sbe|singlebit|correctable|ecc", FaultKind.ECC_SBE_STORM),
+    ("thermal|temperature|overheat", FaultKind.THERMAL),
+    ("powerbrake|powercap|throttl", FaultKind.POWER_BRAKE),
+    ("memoryleak|memleak", FaultKind.MEMORY_LEAK),
+    (
+        "slo|errorrate|errors|latency|5xx|servicedown|endpointdown|burn|unavailable",
+        FaultKind.SERVICE_DEGRADED,
+    ),
+    ("stale|exporter|scrape", FaultKind.EXPORTER_STALE),
+    ("xid", FaultKind.XID),
+)
+_COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
+
+
+def xid_code(labels: Mapping[str, str]) -> int | None:
+    """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label), if any."""
+    for name in ("xid", "xid_code", "code"):
+        raw = labels.get(name, "")
+        if raw.isdigit():
+            return int(raw)
+    return None
+
+
+def classify(labels: Mapping[str, str]) -> FaultKind:
+    """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, then the alert name."""
+    explicit = labels.get("fault_kind") or labels.get("fault") or ""
+    if explicit in FaultKind.__members__.values():
+        return FaultKind(explicit)
+    name = re.sub(r"[^a-z0-9]", "", labels.get("alertname", "").lower())
+    code = xid_code(labels)
+    if "xid" in name and code is not None:
+        return _XID_KINDS.get(code, FaultKind.XID)
+    for pattern, kind in _COMPILED:
+        if pattern.search(name):
+            return kind
+    return FaultKind.UNKNOWN

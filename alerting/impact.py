@@ -1,0 +1,218 @@
+"""Impact of a root cause on the workloads it touches, and the P0-P3 priority computed from it.
+
+Priorities follow DESIGN.md exactly:
+P0 service completely unavailable (endpoint down or >50 % errors) or a training job fully stopped with
+no spare capacity; P1 >= 25 % of a service's capacity lost, SLO fast burn (>= 14.4x) or a training job
+stalled by a fatal fault while spare capacity exists; P2 latency SLO slow burn, thermal/power throttling, one
+redundant replica lost, or capacity lost with no workload on it; P3 anything else (correctable ECC trend,
+a single non-fatal XID, rising temperature).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from alerting.correlation import Member, gpu_keys
+from alerting.faults import OUTAGE_KINDS
+from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
+from alerting.topology import UNKNOWN, Path, target_label
+from gpuwarden.model import FaultKind, Impact, Priority, RootCause, WorkloadKind, WorkloadRef
+
+FAST_BURN = 14.4
+SLOW_BURN = 1.0
+SERVICE_DOWN_ERRORS = 0.5
+SEVERE_SHARE = 0.25
+_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)", re.IGNORECASE)
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """Impact, the priority it implies, and why."""
+
+    impact: Impact
+    priority: Priority
+    reason: str
+    shares: Mapping[str, float] = field(default_factory=dict)
+    stopped_jobs: tuple[str, ...] = ()
+
+
+def _float(labels: Mapping[str, str], *names: str) -> float:
+    for name in names:
+        try:
+            return float(labels.get(name, ""))
+        except ValueError:
+            continue
+    return 0.0
+
+
+def failed_gpus(
+    root_path: Path, root: RootCause, members: Sequence[Member], inv: Inventory | None
+) -> set[GpuKey]:
+    """GPUs that the outage took away (known through the inventory or the alerts' own labels)."""
+    gpus: set[GpuKey] = set()
+    if (
+        root.kind is FaultKind.RACK_DOWN
+        and len(root_path) == 2
+        and inv is not None
+        and root_path[1] != UNKNOWN
+    ):
+        for node in inv.nodes_in(root_path[0], root_path[1]):
+            gpus |= {(node.name, i) for i in range(node.gpu_count)}
+    for m in members:
+        if m.kind in OUTAGE_KINDS and m.firing:
+            gpus |= gpu_keys(m.location.path, inv)
+    return gpus
+
+
+def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[str]:
+    nodes = {g[0] for g in gpus}
+    nodes |= {m.location.path[2] for m in members if len(m.location.path) >= 3 and m.kind in OUTAGE_KINDS}
+    return nodes
+
+
+def assess(
+    root_path: Path,
+    root: RootCause,
+    members: Sequence[Member],
+    inventory: Inventory | None,
+    assume_spare_capacity: bool = True,
+) -> Assessment:
+    """Compute impact and priority from the firing members (all members once everything resolved)."""
+    live = [m for m in members if m.firing or m.flapping] or list(members)
+    failed = failed_gpus(root_path, root, live, inventory)
+    degraded: set[GpuKey] = set()
+    for m in live:
+        if m.is_infra and m.kind not in OUTAGE_KINDS:
+            degraded |= gpu_keys(m.location.path, inventory)
+    shares: dict[WorkloadRef, float] = {}
+    stopped: dict[WorkloadRef, int] = {}
+    infos: list[WorkloadInfo] = workloads_on(inventory, failed | degraded) if inventory is not None else []
+    for info in infos:
+        hit = sum(1 for unit in info.units if not unit.isdisjoint(failed))
+        shares[info.ref] = hit / len(info.units) if info.units else 0.0
+        if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
+            stopped[info.ref] = len(info.gpus & failed)
+    error_ratio = max((_float(m.labels, "error_ratio") for m in live), default=0.0)
+    burn = max((_float(m.labels, "burn_rate", "slo_burn_rate") for m in live), default=0.0)
+    for m in live:
+        for ref in m.location.workloads:
+            shares.setdefault(ref, 0.0)
+            if m.kind is FaultKind.JOB_STALLED and ref.kind is WorkloadKind.TRAINING_JOB:
+                stopped.setdefault(ref, 0)
+                shares[ref] = 1.0
+            if ref.kind is WorkloadKind.INFERENCE_SERVICE and _DOWN_NAME.search(
+                m.labels.get("alertname", "")
+            ):
+                shares[ref] = 1.0
+    cluster = root_path[0] if root_path else ""
+    spare = assume_spare_capacity
+    if inventory is not None and stopped:
+        spare = inventory.spare_gpus(cluster) >= max(1, sum(stopped.values()))
+    throttling = any(
+        m.kind in (FaultKind.POWER_BRAKE,) or "throttl" in m.labels.get("alertname", "").lower() for m in live
+    )
+    nodes = _nodes(live, failed)
+    priority, reason = _priority(
+        root,
+        shares=shares,
+        stopped=stopped,
+        spare=spare,
+        error_ratio=error_ratio,
+        burn=burn,
+        throttling=throttling,
+        capacity_lost=bool(failed or nodes),
+    )
+    summary = _summary(root, nodes, failed, stopped, shares)
+    impact = Impact(
+        workloads=tuple(sorted(shares, key=str)),
+        affected_share=max(shares.values(), default=0.0),
+        error_ratio=error_ratio,
+        slo_burn_rate=burn,
+        gpus_affected=len(failed | degraded),
+        nodes_affected=len(nodes),
+        spare_capacity=spare,
+        summary=summary,
+    )
+    return Assessment(
+        impact,
+        priority,
+        reason,
+        {str(k): v for k, v in shares.items()},
+        tuple(sorted(str(r) for r in stopped)),
+    )
+
+
+def _priority(
+    root: RootCause,
+    *,
+    shares: Mapping[WorkloadRef, float],
+    stopped: Mapping[WorkloadRef, int],
+    spare: bool,
+    error_ratio: float,
+    burn: float,
+    throttling: bool,
+    capacity_lost: bool,
+) -> tuple[Priority, str]:
+    services = {k: v for k, v in shares.items() if k.kind is WorkloadKind.INFERENCE_SERVICE}
+    if any(v >= 1.0 for v in services.values()):
+        return Priority.P0, "inference service completely unavailable"
+    if error_ratio > SERVICE_DOWN_ERRORS:
+        return Priority.P0, f"error ratio {error_ratio:.0%} > 50%"
+    if stopped and not spare:
+        return Priority.P0, "training job fully stopped with no spare capacity"
+    if any(v >= SEVERE_SHARE for v in services.values()):
+        return Priority.P1, "at least 25% of a service's capacity lost"
+    if burn >= FAST_BURN:
+        return Priority.P1, f"SLO fast burn {burn:g}x at least  14.4x"
+    if stopped:
+        return Priority.P1, "training job stalled by a fatal fault (spare capacity available)"
+    if burn >= SLOW_BURN:
+        return Priority.P2, f"SLO slow burn {burn:g}x"
+    if throttling:
+        return Priority.P2, "thermal/power throttling"
+    if any(v > 0 for v in services.values()):
+        return Priority.P2, "one redundant replica lost"
+    if root.kind in OUTAGE_KINDS and capacity_lost:
+        return Priority.P2, "GPU capacity lost, no workload affected"
+    if root.kind in (FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE):
+        return Priority.P2, f"{root.kind.value} degrades performance"
+    return Priority.P3, "potential problem, not urgent"
+
+
+_PHRASES = {
+    FaultKind.RACK_DOWN: "lost power",
+    FaultKind.NODE_DOWN: "is down",
+    FaultKind.GPU_LOST: "lost (fell off the bus)",
+    FaultKind.JOB_STALLED: "stalled",
+    FaultKind.SERVICE_DEGRADED: "degraded",
+}
+
+
+def _summary(
+    root: RootCause,
+    nodes: set[str],
+    failed: set[GpuKey],
+    stopped: Mapping[WorkloadRef, int],
+    shares: Mapping[WorkloadRef, float],
+) -> str:
+    parts = []
+    if nodes:
+        parts.append(f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}")
+    if failed:
+        parts.append(f"{len(failed)} GPU{'s' if len(failed) != 1 else ''}")
+    for ref in sorted(stopped, key=str):
+        parts.append(f"{target_label(ref)} stopped")
+    for ref, share in sorted(shares.items(), key=lambda kv: str(kv[0])):
+        if ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
+            parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
+    return ", ".join(parts)
+
+
+def title(root: RootCause, assessment: Assessment) -> str:
+    """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
+    phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
+    head = f"{target_label(root.target)} {phrase}"
+    summary = assessment.impact.summary
+    return f"{head}: {summary}" if summary else head

@@ -1,0 +1,103 @@
+"""What the engine may know about the fleet beyond alert labels: nodes, racks, GPUs and workloads.
+
+The composition root adapts a real source (the simulated fleet, Slurm, Kubernetes) to ``Inventory``;
+``StaticInventory`` holds plain lists and serves tests and simple deployments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from gpuwarden.model import WorkloadRef
+
+GpuKey = tuple[str, int]
+"""A GPU as (node name, index)."""
+
+
+@dataclass(frozen=True, slots=True)
+class NodeInfo:
+    """A GPU node and where it sits."""
+
+    name: str
+    cluster: str
+    rack: str
+    gpu_count: int
+    gpu_uuids: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class WorkloadInfo:
+    """A workload and its units: the replicas of a service or the ranks of a training job."""
+
+    ref: WorkloadRef
+    units: tuple[frozenset[GpuKey], ...]
+
+    @property
+    def gpus(self) -> frozenset[GpuKey]:
+        """Every GPU any unit runs on."""
+        return frozenset().union(*self.units) if self.units else frozenset()
+
+
+class Inventory(Protocol):
+    """Topology and placement the engine uses for correlation and impact."""
+
+    def node(self, name: str) -> NodeInfo | None:
+        """A node by name, or None when unknown."""
+        ...
+
+    def gpu_by_uuid(self, uuid: str) -> GpuKey | None:
+        """Where a GPU UUID lives."""
+        ...
+
+    def nodes_in(self, cluster: str, rack: str | None = None) -> Sequence[NodeInfo]:
+        """The nodes of a cluster, or of one rack of it."""
+        ...
+
+    def workloads(self) -> Sequence[WorkloadInfo]:
+        """Every known workload with its placement."""
+        ...
+
+    def spare_gpus(self, cluster: str) -> int:
+        """Healthy GPUs of the cluster that no workload uses."""
+        ...
+
+
+@dataclass
+class StaticInventory:
+    """An ``Inventory`` over fixed lists."""
+
+    node_list: Sequence[NodeInfo] = ()
+    workload_list: Sequence[WorkloadInfo] = ()
+    spare: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self._nodes = {n.name: n for n in self.node_list}
+        self._uuids = {u: (n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
+
+    def node(self, name: str) -> NodeInfo | None:
+        """A node by name."""
+        return self._nodes.get(name)
+
+    def gpu_by_uuid(self, uuid: str) -> GpuKey | None:
+        """Where a GPU UUID lives."""
+        return self._uuids.get(uuid)
+
+    def nodes_in(self, cluster: str, rack: str | None = None) -> Sequence[NodeInfo]:
+        """Nodes of a cluster or rack."""
+        return [n for n in self.node_list if n.cluster == cluster and (rack is None or n.rack == rack)]
+
+    def workloads(self) -> Sequence[WorkloadInfo]:
+        """All workloads."""
+        return self.workload_list
+
+    def spare_gpus(self, cluster: str) -> int:
+        """Spare GPUs as configured (0 when not given)."""
+        return self.spare.get(cluster, 0)
+
+
+def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
+    """Workloads with at least one unit on these GPUs."""
+    wanted = set(gpus)
+    return [w for w in inventory.workloads() if not wanted.isdisjoint(w.gpus)]

@@ -1,0 +1,102 @@
+"""Alertmanager label matchers: ``=``, ``!=``, ``=~``, ``!~`` with fully anchored regular expressions."""
+
+from __future__ import annotations
+
+import enum
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from gpuwarden.errors import InputError
+
+_MATCHER_RE = re.compile(
+    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
+)
+
+
+class MatchOp(enum.StrEnum):
+    """The four matcher operators."""
+
+    EQ = "="
+    NE = "!="
+    RE = "=~"
+    NRE = "!~"
+
+
+@dataclass(frozen=True, slots=True)
+class Matcher:
+    """One matcher; a missing label matches as the empty string, as in Alertmanager."""
+
+    name: str
+    op: MatchOp
+    value: str
+    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.op in (MatchOp.RE, MatchOp.NRE):
+            try:
+                # Alertmanager anchors every regex: ^(?:value)$.
+                compiled = re.compile(f"^(?:{self.value})$")
+            except re.error as exc:
+                raise InputError(
+                    f"invalid regular expression {self.value!r}: {exc}", field=self.name
+                ) from exc
+            object.__setattr__(self, "_regex", compiled)
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        """Whether a label set satisfies this matcher."""
+        actual = labels.get(self.name, "")
+        if self.op is MatchOp.EQ:
+            return actual == self.value
+        if self.op is MatchOp.NE:
+            return actual != self.value
+        assert self._regex is not None
+        found = self._regex.match(actual) is not None
+        return found if self.op is MatchOp.RE else not found
+
+    def to_dict(self) -> dict[str, Any]:
+        """Alertmanager's API shape: name, value, isRegex, isEqual."""
+        return {
+            "name": self.name,
+            "value": self.value,
+            "isRegex": self.op in (MatchOp.RE, MatchOp.NRE),
+            "isEqual": self.op in (MatchOp.EQ, MatchOp.RE),
+        }
+
+    def __str__(self) -> str:
+        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.name}{self.op.value}"{escaped}"'
+
+
+def parse_matcher(text: str) -> Matcher:
+    """Parse ``name="value"`` (or ``!=``, ``=~``, ``!~``); quotes optional for simple values."""
+    m = _MATCHER_RE.match(text)
+    if m is None:
+        raise InputError(f'cannot parse matcher {text!r}; expected name="value"', field="matchers")
+    quoted, bare = m.group(3), m.group(4)
+    value = bytes(quoted, "utf-8").decode("unicode_escape") if quoted is not None else (bare or "")
+    return Matcher(m.group(1), MatchOp(m.group(2)), value)
+
+
+def matcher_from_dict(data: Mapping[str, Any]) -> Matcher:
+    """Build a matcher from Alertmanager's API shape (``isEqual`` defaults to true)."""
+    try:
+        name = str(data["name"])
+        value = str(data["value"])
+    except KeyError as exc:
+        raise InputError("a matcher needs name and value", field=f"matchers.{exc.args[0]}") from exc
+    is_regex = bool(data.get("isRegex", False))
+    is_equal = bool(data.get("isEqual", True))
+    op = {
+        (False, True): MatchOp.EQ,
+        (False, False): MatchOp.NE,
+        (True, True): MatchOp.RE,
+        (True, False): MatchOp.NRE,
+    }[(is_regex, is_equal)]
+    return Matcher(name, op, value)
+
+
+def all_match(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:
+    """True when every matcher matches (an empty list matches everything)."""
+    return all(m.matches(labels) for m in matchers)

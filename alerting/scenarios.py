@@ -1,0 +1,105 @@
+"""Alert storms for tests, the demo and the benchmark: a rack failure and an unrelated node failure.
+
+The fleet is one cluster of ``racks`` racks x 8 nodes x 8 GPUs; training job ``llm-70b`` runs on racks
+r07 and r08 (one rank per GPU) and inference service ``chat`` has 8 one-GPU replicas on rack r01.
+"""
+
+from __future__ import annotations
+
+import random
+from datetime import datetime, timedelta
+
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
+
+CLUSTER = "c1"
+NODES_PER_RACK = 8
+GPUS_PER_NODE = 8
+TRAINING_JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b")
+SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat")
+
+
+def node_name(rack: int, index: int) -> str:
+    """``r07-n03``."""
+    return f"r{rack:02d}-n{index:02d}"
+
+
+def gpu_uuid(node: str, index: int) -> str:
+    """A stable fake NVML UUID."""
+    return f"GPU-{node}-{index:02d}"
+
+
+def fleet_inventory(racks: int = 8, spare_gpus: int = 0) -> StaticInventory:
+    """The scenario fleet as an inventory."""
+    nodes = [
+        NodeInfo(
+            node_name(r, n),
+            CLUSTER,
+            f"r{r:02d}",
+            GPUS_PER_NODE,
+            tuple(gpu_uuid(node_name(r, n), i) for i in range(GPUS_PER_NODE)),
+        )
+        for r in range(1, racks + 1)
+        for n in range(1, NODES_PER_RACK + 1)
+    ]
+    job_racks = [r for r in (7, 8) if r <= racks]
+    ranks = tuple(
+        frozenset({(node_name(r, n), i)})
+        for r in job_racks
+        for n in range(1, NODES_PER_RACK + 1)
+        for i in range(GPUS_PER_NODE)
+    )
+    replicas = tuple(frozenset({(node_name(1, n), 0)}) for n in range(1, NODES_PER_RACK + 1))
+    workloads = [WorkloadInfo(TRAINING_JOB, ranks), WorkloadInfo(SERVICE, replicas)]
+    return StaticInventory(nodes, workloads, {CLUSTER: spare_gpus})
+
+
+def rack_failure(rack: int, start: datetime, seed: int = 0) -> list[Alert]:
+    """Every alert a dead rack raises: node down, GPU lost, XID 79, exporter stale, job ranks stalled."""
+    rng = random.Random(seed)
+    alerts: list[Alert] = []
+
+    def at(offset: float) -> datetime:
+        return start + timedelta(seconds=offset + rng.random() * 20)
+
+    for n in range(1, NODES_PER_RACK + 1):
+        node = node_name(rack, n)
+        base = {"cluster": CLUSTER, "severity": "critical"}
+        alerts.append(
+            Alert(
+                {**base, "alertname": "NodeDown", "instance": f"{node}:9100", "job": "node"}, starts_at=at(5)
+            )
+        )
+        for i in range(GPUS_PER_NODE):
+            gpu = {**base, "Hostname": node, "gpu": str(i), "UUID": gpu_uuid(node, i)}
+            alerts.append(Alert({**gpu, "alertname": "GPULost"}, starts_at=at(0)))
+            alerts.append(Alert({**gpu, "alertname": "GPUXid", "xid": "79"}, starts_at=at(0)))
+            alerts.append(
+                Alert({**gpu, "alertname": "DCGMExporterStale", "severity": "warning"}, starts_at=at(30))
+            )
+            rank = (n - 1) * GPUS_PER_NODE + i
+            alerts.append(
+                Alert(
+                    {**base, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": str(rank)},
+                    starts_at=at(60),
+                )
+            )
+    rng.shuffle(alerts)
+    return alerts
+
+
+def node_failure(rack: int, node_index: int, start: datetime) -> list[Alert]:
+    """A single node dies: node down plus its GPUs lost."""
+    node = node_name(rack, node_index)
+    base = {"cluster": CLUSTER, "severity": "critical"}
+    alerts = [
+        Alert({**base, "alertname": "NodeDown", "instance": f"{node}:9100", "job": "node"}, starts_at=start)
+    ]
+    for i in range(GPUS_PER_NODE):
+        alerts.append(
+            Alert(
+                {**base, "alertname": "GPULost", "Hostname": node, "gpu": str(i), "UUID": gpu_uuid(node, i)},
+                starts_at=start,
+            )
+        )
+    return alerts

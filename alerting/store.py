@@ -1,0 +1,187 @@
+"""Reading and writing the incident store: rows to model types and back, and the queries the API needs."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import Engine, func, select
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.matchers import matcher_from_dict
+from alerting.silences import Silence, SilenceKind
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
+from alerting.topology import target_from_dict
+from gpuwarden.errors import InputError
+from gpuwarden.model import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    FaultKind,
+    Impact,
+    Incident,
+    IncidentState,
+    Priority,
+    RecommendedAction,
+    RootCause,
+    TimelineEvent,
+    WorkloadKind,
+    WorkloadRef,
+)
+
+
+class IncidentNotFound(InputError):
+    """No incident with that id."""
+
+    def __init__(self, incident_id: str) -> None:
+        super().__init__(f"no incident {incident_id!r}", field="id")
+        self.incident_id = incident_id
+
+
+def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
+    """JSON shape of an impact (plus engine extras such as per-workload shares)."""
+    return {
+        "workloads": [
+            {"kind": w.kind.value, "namespace": w.namespace, "name": w.name} for w in impact.workloads
+        ],
+        "affected_share": impact.affected_share,
+        "error_ratio": impact.error_ratio,
+        "slo_burn_rate": impact.slo_burn_rate,
+        "gpus_affected": impact.gpus_affected,
+        "nodes_affected": impact.nodes_affected,
+        "spare_capacity": impact.spare_capacity,
+        "summary": impact.summary,
+        **extra,
+    }
+
+
+def impact_from_dict(data: dict[str, Any]) -> Impact:
+    """Inverse of ``impact_to_dict`` (extras dropped)."""
+    return Impact(
+        workloads=tuple(
+            WorkloadRef(WorkloadKind(w["kind"]), w["namespace"], w["name"]) for w in data.get("workloads", [])
+        ),
+        affected_share=float(data.get("affected_share", 0.0)),
+        error_ratio=float(data.get("error_ratio", 0.0)),
+        slo_burn_rate=float(data.get("slo_burn_rate", 0.0)),
+        gpus_affected=int(data.get("gpus_affected", 0)),
+        nodes_affected=int(data.get("nodes_affected", 0)),
+        spare_capacity=bool(data.get("spare_capacity", True)),
+        summary=str(data.get("summary", "")),
+    )
+
+
+def alert_from_row(row: AlertRow) -> Alert:
+    """The stored alert as a model value."""
+    return Alert(
+        labels=row.labels,
+        status=AlertStatus(row.status),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        annotations=row.annotations,
+        source=AlertSource(row.source),
+        score=row.score,
+        recommended_action=RecommendedAction(row.recommended_action),
+        generator_url=row.generator_url,
+    )
+
+
+def incident_from_rows(
+    row: IncidentRow, timeline: Sequence[TimelineRow], fingerprints: list[str]
+) -> Incident:
+    """The stored incident as a model value."""
+    return Incident(
+        id=row.id,
+        title=row.title,
+        priority=Priority(row.priority),
+        state=IncidentState(row.state),
+        root_cause=RootCause(FaultKind(row.root_kind), target_from_dict(row.root_target)),
+        opened_at=row.opened_at,
+        alert_fingerprints=fingerprints,
+        impact=impact_from_dict(row.impact),
+        timeline=[TimelineEvent(t.at, t.kind, t.message, t.data) for t in timeline],
+        resolved_at=row.resolved_at,
+    )
+
+
+def silence_from_row(row: SilenceRow) -> Silence:
+    """A stored silence as a value."""
+    return Silence(
+        id=row.id,
+        matchers=tuple(matcher_from_dict(m) for m in row.matchers),
+        starts_at=row.starts_at,
+        ends_at=row.ends_at,
+        created_by=row.created_by,
+        comment=row.comment,
+        kind=SilenceKind(row.kind),
+        incident_id=row.incident_id,
+    )
+
+
+class IncidentStore:
+    """Read side of the store, used by the API and the CLI."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.sessions = sessionmaker(engine, expire_on_commit=False)
+
+    def load_incident(self, session: Session, incident_id: str) -> Incident:
+        """One incident with its timeline and member fingerprints."""
+        row = session.get(IncidentRow, incident_id)
+        if row is None:
+            raise IncidentNotFound(incident_id)
+        timeline = session.scalars(
+            select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq)
+        ).all()
+        fps = list(
+            session.scalars(
+                select(AlertRow.fingerprint)
+                .where(AlertRow.incident_id == incident_id)
+                .order_by(AlertRow.first_seen)
+            )
+        )
+        return incident_from_rows(row, timeline, fps)
+
+    def get(self, incident_id: str) -> Incident:
+        """One incident by id."""
+        with self.sessions() as session:
+            return self.load_incident(session, incident_id)
+
+    def list_rows(
+        self, state: str | None = None, include_merged: bool = False
+    ) -> list[tuple[IncidentRow, int]]:
+        """Incidents (newest first) with their alert counts."""
+        with self.sessions() as session:
+            counts = (
+                select(AlertRow.incident_id, func.count().label("n"))
+                .group_by(AlertRow.incident_id)
+                .subquery()
+            )
+            query = select(IncidentRow, func.coalesce(counts.c.n, 0)).outerjoin(
+                counts, counts.c.incident_id == IncidentRow.id
+            )
+            if state is not None:
+                query = query.where(IncidentRow.state == state)
+            if not include_merged:
+                query = query.where(IncidentRow.merged_into.is_(None))
+            query = query.order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
+            return [(row, int(n)) for row, n in session.execute(query).all()]
+
+    def alerts_of(self, incident_id: str) -> list[AlertRow]:
+        """The member alert rows of an incident."""
+        with self.sessions() as session:
+            return list(
+                session.scalars(
+                    select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.starts_at)
+                )
+            )
+
+    def alert(self, fingerprint: str) -> AlertRow | None:
+        """One stored alert by fingerprint."""
+        with self.sessions() as session:
+            return session.get(AlertRow, fingerprint)
+
+    def alert_count(self) -> int:
+        """How many distinct alerts are stored."""
+        with self.sessions() as session:
+            return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)

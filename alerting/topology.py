@@ -1,0 +1,179 @@
+"""Where an alert points in the topology: cluster ⊃ rack ⊃ node ⊃ GPU, plus the workloads it names.
+
+An infrastructure location is a path ``(cluster, rack, node, gpu)`` cut at the most specific known
+component; an unknown rack is ``"?"`` and never counts as a common component.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+
+from alerting.faults import SYMPTOM_KINDS
+from alerting.inventory import Inventory
+from gpuwarden.model import ClusterRef, FaultKind, GpuRef, NodeRef, RackRef, Target, WorkloadKind, WorkloadRef
+
+UNKNOWN = "?"
+Path = tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Location:
+    """The infrastructure path of an alert (may be empty) and the workloads it names."""
+
+    path: Path
+    workloads: frozenset[WorkloadRef]
+
+
+def _node_name(labels: Mapping[str, str]) -> str:
+    for name in ("node", "Hostname", "hostname", "nodename"):
+        if labels.get(name):
+            return labels[name]
+    instance = labels.get("instance", "")
+    if instance.startswith("["):  # [ipv6]:port
+        return instance.split("]")[0].lstrip("[")
+    return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
+
+
+def _workloads(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None) -> set[WorkloadRef]:
+    namespace = labels.get("namespace", "") or "default"
+    found: set[WorkloadRef] = set()
+    for name in ("slurm_job", "training_job"):
+        if labels.get(name):
+            found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), labels[name]))
+    job = labels.get("job", "")
+    if job:
+        # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
+        known = inventory is not None and any(
+            w.ref.kind is WorkloadKind.TRAINING_JOB and w.ref.name == job for w in inventory.workloads()
+        )
+        if known or kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}:
+            found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job))
+    if labels.get("service"):
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, labels["service"]))
+    elif labels.get("pod"):
+        found.add(WorkloadRef(WorkloadKind.POD, namespace, labels["pod"]))
+    if inventory is not None:
+        found = {_canonical(w, inventory) for w in found}
+    return found
+
+
+def _canonical(ref: WorkloadRef, inventory: Inventory) -> WorkloadRef:
+    """The inventory's ref for a workload named by labels (labels may lack the namespace)."""
+    for w in inventory.workloads():
+        if w.ref.kind is ref.kind and w.ref.name == ref.name and ref.namespace in ("", w.ref.namespace):
+            return w.ref
+    return ref
+
+
+def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:
+    """The location of an alert from its labels, completed by the inventory."""
+    cluster = labels.get("cluster", "")
+    rack = labels.get("rack", "")
+    node = _node_name(labels)
+    gpu = labels.get("gpu", "")
+    uuid = labels.get("UUID", "") or labels.get("uuid", "")
+    if inventory is not None:
+        if uuid and not (node and gpu):
+            placed = inventory.gpu_by_uuid(uuid)
+            if placed is not None:
+                node, gpu = node or placed[0], gpu or str(placed[1])
+        info = inventory.node(node) if node else None
+        if info is not None:
+            cluster, rack = cluster or info.cluster, rack or info.rack
+    workloads = frozenset(_workloads(labels, kind, inventory))
+    if kind in SYMPTOM_KINDS and workloads:
+        # A workload symptom points at the workload, not at the host its exporter happens to run on.
+        node, gpu, uuid = "", "", ""
+        if not labels.get("rack"):
+            rack = ""
+    path: list[str] = []
+    if cluster or rack or node:
+        path.append(cluster)
+        if rack or node:
+            path.append(rack or UNKNOWN)
+            if node:
+                path.append(node)
+                if gpu or uuid:
+                    path.append(gpu or uuid)
+    return Location(tuple(path), workloads)
+
+
+def common_ancestor(paths: Iterable[Path]) -> Path:
+    """The longest shared known prefix of the paths (stops at an unknown rack)."""
+    items = list(paths)
+    if not items:
+        return ()
+    prefix: list[str] = []
+    for parts in zip(*items, strict=False):
+        first = parts[0]
+        if first == UNKNOWN or any(p != first for p in parts):
+            break
+        prefix.append(first)
+    return tuple(prefix)
+
+
+def contains(ancestor: Path, path: Path) -> bool:
+    """Whether ``path`` lies in the subtree of ``ancestor`` (a non-empty path)."""
+    return bool(ancestor) and path[: len(ancestor)] == ancestor
+
+
+def path_target(path: Path, inventory: Inventory | None = None) -> Target:
+    """The model target for a path."""
+    cluster = path[0]
+    if len(path) == 1:
+        return ClusterRef(cluster)
+    rack = "" if path[1] == UNKNOWN else path[1]
+    if len(path) == 2:
+        return RackRef(cluster, rack)
+    if len(path) == 3:
+        return NodeRef(path[2], cluster, rack)
+    gpu = path[3]
+    if gpu.isdigit():
+        uuid = ""
+        info = inventory.node(path[2]) if inventory is not None else None
+        if info is not None and int(gpu) < len(info.gpu_uuids):
+            uuid = info.gpu_uuids[int(gpu)]
+        return GpuRef(path[2], int(gpu), uuid)
+    return GpuRef(path[2], -1, gpu)
+
+
+def target_to_dict(target: Target) -> dict[str, str | int]:
+    """A JSON shape for a target: its type plus its fields."""
+    if isinstance(target, ClusterRef):
+        return {"type": "cluster", "name": target.name}
+    if isinstance(target, RackRef):
+        return {"type": "rack", "cluster": target.cluster, "name": target.name}
+    if isinstance(target, NodeRef):
+        return {"type": "node", "cluster": target.cluster, "rack": target.rack, "name": target.name}
+    if isinstance(target, GpuRef):
+        return {"type": "gpu", "node": target.node, "index": target.index, "uuid": target.uuid}
+    return {"type": "workload", "kind": target.kind.value, "namespace": target.namespace, "name": target.name}
+
+
+def target_from_dict(data: Mapping[str, object]) -> Target:
+    """Inverse of ``target_to_dict``."""
+    kind = data.get("type")
+    s = {k: str(v) for k, v in data.items()}
+    if kind == "cluster":
+        return ClusterRef(s["name"])
+    if kind == "rack":
+        return RackRef(s["cluster"], s["name"])
+    if kind == "node":
+        return NodeRef(s["name"], s.get("cluster", ""), s.get("rack", ""))
+    if kind == "gpu":
+        return GpuRef(s["node"], int(s["index"]), s.get("uuid", ""))
+    return WorkloadRef(WorkloadKind(s["kind"]), s["namespace"], s["name"])
+
+
+def target_label(target: Target) -> str:
+    """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training_job llm-70b``."""
+    if isinstance(target, ClusterRef):
+        return f"cluster {target.name}"
+    if isinstance(target, RackRef):
+        return f"rack {target.name or '?'}"
+    if isinstance(target, NodeRef):
+        return f"node {target.name}"
+    if isinstance(target, GpuRef):
+        return f"gpu {target.node}/{target.index if target.index >= 0 else target.uuid}"
+    return f"{target.kind.value.replace('_', ' ')} {target.name}"

@@ -1,0 +1,325 @@
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.inventory import StaticInventory
+from alerting.matchers import parse_matcher
+from alerting.migrate import upgrade
+from alerting.store import IncidentNotFound
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig, InhibitRuleConfig, MaintenanceWindowConfig
+from gpuwarden.model import (
+    Alert,
+    AlertStatus,
+    FaultKind,
+    GpuRef,
+    IncidentState,
+    NodeRef,
+    RackRef,
+    WorkloadKind,
+    WorkloadRef,
+)
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    return path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _engine(
+    db: str, clock: FakeClock, inventory: StaticInventory | None = None, **cfg: object
+) -> IncidentEngine:
+    config = AlertingConfig(**cfg)  # type: ignore[arg-type]
+    return IncidentEngine(make_engine(db), clock, config, inventory)
+
+
+def _ingest_in_batches(engine: IncidentEngine, alerts: list[Alert], size: int = 25) -> None:
+    for i in range(0, len(alerts), size):
+        engine.ingest(alerts[i : i + size])
+
+
+def _open(engine: IncidentEngine) -> list[tuple[str, str, str, dict[str, object], int]]:
+    return [
+        (r.id, r.priority, r.root_kind, r.root_target, n)
+        for r, n in engine.store.list_rows()
+        if r.state != IncidentState.RESOLVED.value
+    ]
+
+
+def _gpu_alert(node: str, gpu: int, name: str = "GPUXid", **extra: str) -> Alert:
+    return Alert({"alertname": name, "cluster": "c1", "Hostname": node, "gpu": str(gpu), **extra})
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2], ids=["order0", "order1", "order2"])
+def test_rack_failure_storm_becomes_one_p0_incident_rooted_at_the_rack(
+    db: str, clock: FakeClock, seed: int
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=0))
+    storm = scenarios.rack_failure(7, clock.now(), seed=seed)
+    assert len(storm) > 250
+    _ingest_in_batches(engine, storm)
+    incidents = _open(engine)
+    assert len(incidents) == 1
+    _, priority, kind, target, count = incidents[0]
+    assert (priority, kind, target["type"], target["name"]) == ("P0", "rack_down", "rack", "r07")
+    assert count == len(storm)
+    incident = engine.store.get(incidents[0][0])
+    assert incident.root_cause.target == RackRef("c1", "r07")
+    assert "8 nodes" in incident.title and "64 GPUs" in incident.title and "llm-70b stopped" in incident.title
+    assert WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b") in incident.impact.workloads
+
+
+def test_rack_failure_with_spare_capacity_is_p1(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(spare_gpus=128))
+    _ingest_in_batches(engine, scenarios.rack_failure(7, clock.now()))
+    assert [i[1] for i in _open(engine)] == ["P1"]
+
+
+def test_two_unrelated_faults_at_once_stay_two_incidents(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    alerts = scenarios.rack_failure(7, clock.now()) + scenarios.node_failure(3, 2, clock.now())
+    alerts.sort(key=lambda a: a.fingerprint)  # interleave the two faults
+    _ingest_in_batches(engine, alerts)
+    found = sorted((i[2], i[3]["name"], i[1]) for i in _open(engine))
+    assert found == [("node_down", "r03-n02", "P2"), ("rack_down", "r07", "P0")]
+
+
+def test_two_xids_on_different_racks_do_not_merge_but_a_node_down_absorbs_its_gpu(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r02-n01", 3, xid="13")])
+    engine.ingest([_gpu_alert("r05-n04", 1, xid="13")])
+    assert len(_open(engine)) == 2
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r02-n01"})])
+    roots = sorted((i[2], i[3].get("name") or i[3]["node"]) for i in _open(engine))
+    assert roots == [("node_down", "r02-n01"), ("xid", "r05-n04")]
+
+
+def test_single_non_fatal_xid_on_an_idle_gpu_is_p3(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r02-n01", 3, xid="13")])
+    (inc,) = _open(engine)
+    assert inc[1] == "P3"
+    assert engine.store.get(inc[0]).root_cause.target == GpuRef(
+        "r02-n01", 3, scenarios.gpu_uuid("r02-n01", 3)
+    )
+
+
+def test_priority_is_reevaluated_as_impact_grows_and_the_change_is_on_the_timeline(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    # Service chat has one replica on GPU 0 of each r01 node: one replica lost is P2.
+    engine.ingest([_gpu_alert("r01-n01", 0, "GPULost")])
+    (inc,) = _open(engine)
+    assert inc[1] == "P2"
+    # Losing the rest of the service's replicas (the rack) makes the endpoint unavailable: P0.
+    engine.ingest(
+        [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r01-n0{n}"}) for n in range(1, 9)]
+    )
+    (inc,) = _open(engine)
+    assert inc[1] == "P0"
+    timeline = engine.store.get(inc[0]).timeline
+    changes = [e.data for e in timeline if e.kind == "priority"]
+    assert changes[0]["to"] == "P2"
+    assert changes[-1] == {"from": "P2", "to": "P0", "reason": "inference service completely unavailable"}
+
+
+def test_repeated_posts_are_deduplicated_by_fingerprint(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+    alert = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})
+    for _ in range(5):
+        engine.ingest([alert])
+        clock.advance(10)
+    (inc,) = _open(engine)
+    assert inc[4] == 1
+    row = engine.store.alert(alert.fingerprint)
+    assert row is not None and row.receive_count == 5
+    assert [e.kind for e in engine.store.get(inc[0]).timeline].count("alert_added") == 1
+
+
+def test_listeners_see_changes_only_after_commit(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+    seen: list[tuple[ChangeKind, int]] = []
+
+    def listener(change: IncidentChange) -> None:
+        # Read through a separate engine: the change must already be committed.
+        other = IncidentEngine(make_engine(db), clock)
+        seen.append((change.kind, len(other.store.get(change.incident.id).alert_fingerprints)))
+
+    engine.subscribe(listener)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})])
+    assert seen and seen[0] == (ChangeKind.OPENED, 1)
+
+
+def test_a_failing_listener_does_not_break_ingest(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+
+    def broken(change: IncidentChange) -> None:
+        raise RuntimeError("boom")
+
+    engine.subscribe(broken)
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "x1"})])
+    assert len(_open(engine)) == 1
+    assert engine.counters["listener_errors"] >= 1
+
+
+def test_lifecycle_auto_resolves_after_quiet_period_and_reopens_on_recurrence(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=300)
+    changes: list[ChangeKind] = []
+    engine.subscribe(lambda c: changes.append(c.kind))
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    (inc,) = _open(engine)
+    assert engine.acknowledge(inc[0], "alice").state is IncidentState.ACKNOWLEDGED
+    assert engine.approve_remediation(inc[0], "bob").state is IncidentState.MITIGATING
+    clock.advance(60)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(299)
+    engine.tick()
+    assert engine.store.get(inc[0]).state is IncidentState.MITIGATING
+    clock.advance(2)
+    engine.tick()
+    resolved = engine.store.get(inc[0])
+    assert resolved.state is IncidentState.RESOLVED and resolved.resolved_at == clock.now()
+    clock.advance(600)
+    engine.ingest([Alert(labels)])
+    reopened = engine.store.get(inc[0])
+    assert reopened.state is IncidentState.TRIGGERED and reopened.resolved_at is None
+    assert changes == [
+        ChangeKind.OPENED,
+        ChangeKind.ACKNOWLEDGED,
+        ChangeKind.MITIGATING,
+        ChangeKind.UPDATED,
+        ChangeKind.RESOLVED,
+        ChangeKind.REOPENED,
+    ]
+
+
+def test_alert_whose_ends_at_passed_resolves_on_tick(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=0)
+    alert = Alert({"alertname": "NodeDown", "node": "x1"}, ends_at=clock.now() + timedelta(seconds=60))
+    engine.ingest([alert])
+    clock.advance(61)
+    engine.tick()
+    engine.tick()
+    row = engine.store.alert(alert.fingerprint)
+    assert row is not None and row.status == "resolved"
+    assert _open(engine) == []
+
+
+def test_flapping_alert_keeps_its_incident_open_and_is_marked(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=30, flap_start_transitions=4, flap_stop_transitions=1)
+    labels = {"alertname": "GPUThermalThrottling", "Hostname": "x1", "gpu": "0"}
+    engine.ingest([Alert(labels)])
+    for _ in range(3):
+        clock.advance(20)
+        engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+        clock.advance(20)
+        engine.ingest([Alert(labels)])
+    clock.advance(20)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(60)
+    engine.tick()
+    (inc,) = _open(engine)
+    kinds = [e.kind for e in engine.store.get(inc[0]).timeline]
+    assert "flapping_started" in kinds
+    row = engine.store.alert(Alert(labels).fingerprint)
+    assert row is not None and row.flapping
+
+
+def test_silenced_alert_is_stored_but_opens_no_incident(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+    engine.add_silence([parse_matcher('node=~"x.*"')], clock.now(), clock.now() + timedelta(hours=1), "me")
+    alert = Alert({"alertname": "NodeDown", "node": "x1"})
+    assert engine.ingest([alert]).muted == 1
+    assert _open(engine) == []
+    row = engine.store.alert(alert.fingerprint)
+    assert row is not None and row.muted_by is not None and row.muted_by.startswith("silence:")
+    clock.advance(3601)
+    other = Alert({"alertname": "NodeDown", "node": "x2"})
+    engine.ingest([other])
+    assert len(_open(engine)) == 1
+
+
+def test_maintenance_window_from_config_mutes_matching_alerts(db: str, clock: FakeClock) -> None:
+    window = MaintenanceWindowConfig(
+        matchers=['rack="r02"'], starts_at=clock.now(), ends_at=clock.now() + timedelta(hours=2)
+    )
+    engine = _engine(db, clock, maintenance_windows=[window])
+    engine.ingest([Alert({"alertname": "NodeDown", "rack": "r02", "node": "a"})])
+    engine.ingest([Alert({"alertname": "NodeDown", "rack": "r03", "node": "b"})])
+    assert [i[3]["name"] for i in _open(engine)] == ["b"]
+
+
+def test_inhibition_rule_mutes_targets_while_the_source_fires(db: str, clock: FakeClock) -> None:
+    rule = InhibitRuleConfig(
+        source_matchers=['alertname="ClusterMaintenance"'],
+        target_matchers=['severity="warning"'],
+        equal=["cluster"],
+    )
+    engine = _engine(db, clock, inhibit_rules=[rule])
+    engine.ingest([Alert({"alertname": "ClusterMaintenance", "cluster": "c1", "severity": "info"})])
+    result = engine.ingest(
+        [Alert({"alertname": "GPUThermal", "cluster": "c1", "node": "a", "severity": "warning"})]
+    )
+    assert result.muted == 1
+    result = engine.ingest(
+        [Alert({"alertname": "GPUThermal", "cluster": "c2", "node": "a", "severity": "warning"})]
+    )
+    assert result.muted == 0
+
+
+def test_silence_incident_mutes_its_alerts_for_the_duration(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+    labels = {"alertname": "NodeDown", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    (inc,) = _open(engine)
+    silenced = engine.silence_incident(inc[0], 3600, "carol")
+    assert silenced.timeline[-1].kind == "silenced"
+    assert any(s.incident_id == inc[0] for s in engine.silences())
+
+
+def test_state_survives_a_restart_of_the_engine(db: str, clock: FakeClock) -> None:
+    inventory = scenarios.fleet_inventory()
+    first = _engine(db, clock, inventory)
+    storm = scenarios.rack_failure(7, clock.now())
+    _ingest_in_batches(first, storm[:100])
+    second = _engine(db, clock, inventory)
+    _ingest_in_batches(second, storm[100:])
+    (inc,) = _open(second)
+    assert (inc[2], inc[4]) == ("rack_down", len(storm))
+
+
+def test_job_stall_first_then_its_node_down_roots_the_incident_at_the_node(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": "TrainingJobStalled", "slurm_job": "llm-70b"})])
+    (inc,) = _open(engine)
+    assert inc[2] == FaultKind.JOB_STALLED.value
+    clock.advance(30)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n01"})])
+    (inc,) = _open(engine)
+    assert engine.store.get(inc[0]).root_cause.target == NodeRef("r07-n01", "c1", "r07")
+
+
+def test_unknown_incident_actions_raise_not_found(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock)
+    with pytest.raises(IncidentNotFound):
+        engine.acknowledge("inc-missing", "x")
