@@ -1,0 +1,126 @@
+"""``gpuwarden inference-server`` and ``gpuwarden loadgen``: the traced toy inference server and its load."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from rich.console import Console
+
+from exporters.inference_server import create_inference_server
+from exporters.loadgen import LoadPlan, run_load
+from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
+from gpuwarden.config import load_config
+from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.sim import build_fleet
+
+err_console = Console(stderr=True)
+
+
+class Output(StrEnum):
+    """Report formats."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class RouteChoice(StrEnum):
+    """OpenAI-compatible routes loadgen can drive."""
+
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+
+
+def inference_server(
+    *,
+    port: Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")] = 8000,
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    config: Annotated[Path | None, typer.Option(help="gpuwarden YAML config (its tracing section).")] = None,
+    node: Annotated[str, typer.Option(help="Simulated node the server runs on.")] = "node-01",
+    gpu: Annotated[int, typer.Option(min=0, help="GPU index on that node.")] = 0,
+    nodes: Annotated[int, typer.Option(min=1, help="Nodes in the embedded simulated fleet.")] = 1,
+    gpus_per_node: Annotated[int, typer.Option(min=1, max=16, help="GPUs per simulated node.")] = 1,
+    seed: Annotated[int, typer.Option(help="Simulation seed.")] = 0,
+    sim_speedup: Annotated[
+        float,
+        typer.Option(min=0.001, help="Simulated time runs this many times faster (thermal faults build up)."),
+    ] = 1.0,
+    tracing: Annotated[bool, typer.Option(help="Trace requests and serve span metrics on /metrics.")] = True,
+    otlp_endpoint: Annotated[
+        str | None, typer.Option(help="OTLP/HTTP traces URL; spans go to the console otherwise.")
+    ] = None,
+    quiet_spans: Annotated[bool, typer.Option(help="Record spans for metrics but export none.")] = False,
+) -> None:
+    """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU."""
+    try:
+        cfg = load_config(config).tracing
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    update: dict[str, object] = {"enabled": tracing}
+    if otlp_endpoint:
+        update["otlp_endpoint"] = otlp_endpoint
+    if quiet_spans:
+        update["span_exporter"] = "none"
+    cfg = cfg.model_copy(update=update)
+    fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
+    fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=fleet_clock)
+    try:
+        server = create_inference_server(cfg, fleet, node=node, gpu=gpu)
+    except (InputError, ValueError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    try:
+        uvicorn.run(server.app, host=host, port=port, log_level="warning", access_log=False)
+    finally:
+        server.shutdown()
+
+
+def loadgen(
+    *,
+    url: Annotated[
+        str, typer.Option(help="Base URL of the server (this machine only).")
+    ] = "http://127.0.0.1:8000",
+    requests: Annotated[int, typer.Option(help="Stop after this many requests.")] = 100,
+    duration: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 30.0,
+    rate: Annotated[
+        float, typer.Option(help="Requests per second; 0 = as fast as concurrency allows.")
+    ] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
+    route: Annotated[RouteChoice, typer.Option(help="Which OpenAI route to drive.")] = RouteChoice.CHAT,
+    model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
+    max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
+    stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
+    output: Annotated[Output, typer.Option(help="Report format.")] = Output.TEXT,
+) -> None:
+    """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99."""
+    plan = LoadPlan(
+        url=url,
+        requests=requests,
+        duration_seconds=duration,
+        rate=rate,
+        concurrency=concurrency,
+        route=route.value,
+        model=model,
+        max_tokens=max_tokens,
+        stream=stream,
+    )
+    try:
+        plan.validate()
+    except InputError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(2) from exc
+    report = asyncio.run(run_load(plan))
+    typer.echo(report.to_json() if output is Output.JSON else report.to_text())
+    if report.ok == 0:
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``inference-server`` and ``loadgen`` to the root app."""
+    app.command("inference-server")(inference_server)
+    app.command("loadgen")(loadgen)
