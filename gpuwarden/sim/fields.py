@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 from collections.abc import Callable
 
 import pynvml
@@ -13,6 +14,7 @@ _UINT = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT
 _ULL = pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG
 
 Getter = Callable[[SimGpu], int]
+_raw_setattr = ctypes.Structure.__setattr__
 
 
 def _link_total(counter: int) -> Getter:
@@ -99,24 +101,25 @@ def fill_field_values(gpu: SimGpu, field_ids: list[int] | tuple[int, ...], now_u
     """Build pynvml's ``c_nvmlFieldValue_t`` array the way ``nvmlDeviceGetFieldValues`` returns it."""
     values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
     not_supported = pynvml.NVML_ERROR_NOT_SUPPORTED
+    put = _raw_setattr  # pynvml's printable __setattr__ costs more than the value itself
     for i, requested in enumerate(field_ids):
         slot = values[i]
         if isinstance(requested, tuple | list):
-            slot.fieldId, slot.scopeId = requested
-            field_id = slot.fieldId
+            field_id, scope_id = requested
+            put(slot, "scopeId", scope_id)
         else:
-            slot.fieldId = field_id = requested
-        slot.timestamp = now_us
+            field_id = requested
+        put(slot, "fieldId", field_id)
+        put(slot, "timestamp", now_us)
         entry = FIELDS.get(field_id)
         if entry is None:
             if field_id in RETIRED_FIELDS and gpu.model.retired_pages:
-                slot.valueType = _UINT
-                slot.value.uiVal = 0
+                put(slot, "valueType", _UINT)
             else:
-                slot.nvmlReturn = not_supported
+                put(slot, "nvmlReturn", not_supported)
             continue
         value_type, getter = entry
-        slot.valueType = value_type
+        put(slot, "valueType", value_type)
         if value_type == _UINT:
             slot.value.uiVal = getter(gpu)
         else:

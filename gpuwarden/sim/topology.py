@@ -184,6 +184,11 @@ class SimGpu:
         return self.model.name
 
     @property
+    def model_name(self) -> str:
+        """Same as ``name``: the product name."""
+        return self.model.name
+
+    @property
     def ref(self) -> GpuRef:
         """This GPU as a core-model reference."""
         return GpuRef(self.node, self.index, self.uuid)

@@ -1,12 +1,14 @@
 from __future__ import annotations
 
+import contextlib
 import threading
 
 import pynvml
 import pytest
 
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import Fleet, SimNvml, parse_fault
+from gpuwarden.errors import InputError
+from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 
 def test_calls_before_init_raise_uninitialized(fleet: Fleet) -> None:
@@ -175,3 +177,117 @@ def test_calls_on_a_down_node_fail(fleet: Fleet, clock: FakeClock) -> None:
         sim.nvmlDeviceGetCount()
     fleet.reboot_node("node-02")
     assert sim.nvmlDeviceGetCount() == 8
+
+
+def test_mig_gpu_exposes_instances_with_profile_names_and_ids(fleet: Fleet) -> None:
+    sim = SimNvml(fleet, "node-02")
+    sim.nvmlInit()
+    parent = sim.nvmlDeviceGetHandleByIndex(7)
+    assert sim.nvmlDeviceGetMigMode(parent) == [pynvml.NVML_DEVICE_MIG_ENABLE] * 2
+    assert sim.nvmlDeviceGetMaxMigDeviceCount(parent) == 7
+    instances = []
+    for slot in range(7):
+        try:
+            mig = sim.nvmlDeviceGetMigDeviceHandleByIndex(parent, slot)
+        except pynvml.NVMLError_NotFound:
+            continue
+        assert sim.nvmlDeviceIsMigDeviceHandle(mig)
+        assert sim.nvmlDeviceGetDeviceHandleFromMigDeviceHandle(mig) is parent
+        instances.append(
+            (
+                sim.nvmlDeviceGetName(mig),
+                sim.nvmlDeviceGetGpuInstanceId(mig),
+                sim.nvmlDeviceGetComputeInstanceId(mig),
+                sim.nvmlDeviceGetUUID(mig)[:4],
+            )
+        )
+        assert sim.nvmlDeviceGetMemoryInfo(mig).total < sim.nvmlDeviceGetMemoryInfo(parent).total
+        with pytest.raises(pynvml.NVMLError_NotSupported):
+            sim.nvmlDeviceGetUtilizationRates(mig)
+    assert instances == [
+        ("NVIDIA H100 80GB HBM3 MIG 3g.40gb", 1, 0, "MIG-"),
+        ("NVIDIA H100 80GB HBM3 MIG 2g.20gb", 5, 0, "MIG-"),
+        ("NVIDIA H100 80GB HBM3 MIG 1g.10gb", 13, 0, "MIG-"),
+    ]
+
+
+def test_non_mig_gpu_reports_mig_disabled_and_rejects_instance_calls(nvml: SimNvml) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert nvml.nvmlDeviceGetMigMode(handle) == [pynvml.NVML_DEVICE_MIG_DISABLE] * 2
+    assert not nvml.nvmlDeviceIsMigDeviceHandle(handle)
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nvml.nvmlDeviceGetGpuInstanceId(handle)
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, 0)
+
+
+def test_field_values_accept_field_and_scope_pairs(nvml: SimNvml, fleet: Fleet) -> None:
+    fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 0, "link": 2}))
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    values = nvml.nvmlDeviceGetFieldValues(
+        handle,
+        [(pynvml.NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL, 0), pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT],
+    )
+    assert values[0].nvmlReturn == pynvml.NVML_SUCCESS and values[0].value.ullVal == 1
+    assert values[1].value.uiVal == 18
+    assert nvml.nvmlDeviceGetNvLinkErrorCounter(handle, 2, pynvml.NVML_NVLINK_ERROR_DL_RECOVERY) == 1
+    with pytest.raises(pynvml.NVMLError_InvalidArgument):
+        nvml.nvmlDeviceGetNvLinkState(handle, 18)
+
+
+def test_older_gpu_models_differ_where_nvml_does(clock: FakeClock) -> None:
+    volta = build_fleet(1, 2, clock=clock, gpu_model="Tesla V100-SXM2-32GB")
+    sim = SimNvml(volta, "node-01")
+    sim.nvmlInit()
+    handle = sim.nvmlDeviceGetHandleByIndex(0)
+    assert sim.nvmlDeviceGetRetiredPagesPendingStatus(handle) == 0
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        sim.nvmlDeviceGetRemappedRows(handle)
+    assert sim.nvmlGpmQueryDeviceSupport(handle).isSupportedDevice == 0
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        sim.nvmlGpmSampleGet(handle, sim.nvmlGpmSampleAlloc())
+
+
+def test_fail_with_times_raises_only_that_many_times(nvml: SimNvml) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.fail("nvmlDeviceGetFieldValues", pynvml.NVMLError_Timeout, times=2)
+    for _ in range(2):
+        with pytest.raises(pynvml.NVMLError_Timeout):
+            nvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_MEMORY_TEMP])
+    assert nvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_MEMORY_TEMP])[0].nvmlReturn == 0
+
+
+def test_fail_rejects_a_function_the_simulator_does_not_have(nvml: SimNvml) -> None:
+    with pytest.raises(InputError, match="nvmlDeviceGetPowerUsag"):
+        nvml.fail("nvmlDeviceGetPowerUsag", pynvml.NVMLError_Unknown)
+
+
+def test_concurrent_injection_and_reads_stay_consistent(fleet: Fleet, clock: FakeClock) -> None:
+    sims = [SimNvml(fleet, name) for name in ("node-01", "node-02")]
+    for sim in sims:
+        sim.nvmlInit()
+    errors: list[BaseException] = []
+
+    def read(sim: SimNvml) -> None:
+        try:
+            for _ in range(300):
+                for i in range(8):
+                    with contextlib.suppress(pynvml.NVMLError_GpuIsLost):
+                        sim.nvmlDeviceGetFieldValues(
+                            sim.nvmlDeviceGetHandleByIndex(i), [pynvml.NVML_FI_DEV_MEMORY_TEMP]
+                        )
+        except BaseException as exc:  # the test reports any failure of the reader thread
+            errors.append(exc)
+
+    readers = [threading.Thread(target=read, args=(sim,)) for sim in sims]
+    for thread in readers:
+        thread.start()
+    for k in range(100):
+        fleet.inject(parse_fault({"kind": "xid", "node": f"node-0{1 + k % 2}", "gpu": k % 8, "xid": 79}))
+        clock.advance(1)
+        fleet.reboot_node(f"node-0{1 + k % 2}")
+    for thread in readers:
+        thread.join(30)
+    assert errors == []
+    assert len(fleet.fault_log) == 200
+    assert fleet.active_faults() == []
