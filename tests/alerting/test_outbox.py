@@ -1,0 +1,295 @@
+"""The outbox: outages delay but never drop or duplicate; order per incident; crash in mid-dispatch."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, inspect
+
+from alerting.db import make_engine
+from alerting.migrate import upgrade
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.notifiers.webhook import WebhookNotifier
+from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox
+from alerting.subscriptions import ChangeKind
+from gpuwarden.clock import FakeClock
+from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
+
+REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> Engine:
+    eng = make_engine(str(tmp_path / "gpuwarden.db"))
+    upgrade(eng)
+    return eng
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
+
+
+def slack(recorder: SlackRecorder, channel: str = "#gpu-incidents") -> SlackNotifier:
+    return SlackNotifier(
+        make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0), channel
+    )
+
+
+def reply_kinds(recorder: SlackRecorder, ts: str) -> list[str]:
+    return [r.text.split(":")[0] for r in recorder.replies(ts)]
+
+
+class Crash(BaseException):
+    """Stands for the process dying: not an Exception, so no handler in the outbox catches it."""
+
+
+class CrashAfterSend:
+    """Delivers through the real notifier, then dies before the outbox can mark the message sent."""
+
+    def __init__(self, inner: SlackNotifier, *, before_saving_thread: bool = False) -> None:
+        self.inner = inner
+        self.before_saving_thread = before_saving_thread
+
+    @property
+    def name(self) -> str:
+        return self.inner.name
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        def lost(_state: ThreadState) -> None:
+            raise Crash
+
+        self.inner.deliver(
+            notification, thread, retry=retry, save=lost if self.before_saving_thread else save
+        )
+        raise Crash
+
+
+def test_migration_creates_the_outbox_tables(engine: Engine) -> None:
+    assert {"notification_outbox", "notification_threads"} <= set(inspect(engine).get_table_names())
+
+
+def test_the_same_change_enqueued_twice_is_stored_once(engine: Engine, recorder: SlackRecorder) -> None:
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    opened = lifecycle()[0]
+    assert outbox.enqueue(opened) == 1
+    assert outbox.enqueue(opened) == 0
+    assert len(outbox.messages()) == 1
+    outbox.dispatch_due()
+    outbox.enqueue(opened)
+    assert outbox.dispatch_due() == 0
+    assert len(recorder.channel_messages()) == 1
+
+
+def test_a_lifecycle_becomes_one_message_updated_in_place_and_a_thread(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    for c in lifecycle():
+        outbox(c)
+    assert outbox.dispatch_due() == 5
+
+    [parent] = recorder.channel_messages()
+    assert parent.edits == 4
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+    assert outbox.thread("slack", "inc-r07") == ThreadState(parent.channel, parent.ts)
+    assert {m.status for m in outbox.messages()} == {SENT}
+
+
+def test_slack_outage_delays_messages_and_delivers_them_once_in_order_when_back(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock, backoff=Backoff(initial_seconds=2, max_seconds=60))
+    changes = lifecycle()
+    outbox(changes[0])
+    outbox.dispatch_due()
+    recorder.stop()
+    for c in changes[1:]:
+        outbox(c)
+
+    for _ in range(6):  # a long outage: backoff grows, nothing is lost
+        assert outbox.dispatch_due() == 0
+        clock.advance(60)
+    waiting = outbox.messages(PENDING)
+    assert len(waiting) == 4
+    assert waiting[0].attempts == 6
+    assert all(m.attempts == 0 for m in waiting[1:]), "later messages of the incident wait behind the first"
+
+    recorder.start()  # same port, Slack is back
+    clock.advance(60)
+    assert outbox.dispatch_due() == 4
+    assert outbox.dispatch_due() == 0
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_backoff_waits_longer_after_each_failure(engine: Engine, recorder: SlackRecorder) -> None:
+    clock = FakeClock()
+    outbox = Outbox(
+        engine, [slack(recorder)], clock, backoff=Backoff(initial_seconds=2, factor=2, max_seconds=5)
+    )
+    recorder.set_outage(500)
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    [row] = outbox.messages()
+    assert row.next_attempt_at == clock.time() + 2
+    clock.advance(1)
+    outbox.dispatch_due()
+    assert outbox.messages()[0].attempts == 1, "not retried before the backoff ends"
+    clock.advance(1)
+    outbox.dispatch_due()
+    assert outbox.messages()[0].next_attempt_at == clock.time() + 4
+    clock.advance(4)
+    outbox.dispatch_due()
+    assert outbox.messages()[0].next_attempt_at == clock.time() + 5, "capped"
+    assert "service_unavailable" in (outbox.messages()[0].last_error or "")
+
+    recorder.set_outage(None)
+    clock.advance(5)
+    assert outbox.dispatch_due() == 1
+    assert len(recorder.channel_messages()) == 1
+
+
+def test_slack_failing_does_not_hold_back_the_webhook(engine: Engine, recorder: SlackRecorder) -> None:
+    webhook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
+    outbox = Outbox(engine, [slack(recorder), webhook], FakeClock())
+    recorder.fail_next("chat.postMessage", status=500, times=10)
+    outbox(lifecycle("inc-a")[0])
+    outbox(lifecycle("inc-b")[0])
+
+    assert outbox.dispatch_due() == 2
+    assert [p["incident"]["id"] for p in recorder.hook_posts("oncall")] == ["inc-a", "inc-b"]
+    assert recorder.channel_messages() == []
+    webhook.close()
+
+
+def test_a_message_slack_refuses_for_good_is_failed_and_the_next_one_goes(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    changes = lifecycle()
+    outbox(changes[0])
+    outbox(changes[1])
+    recorder.fail_next("chat.postMessage", status=200, error="channel_not_found")
+    assert outbox.dispatch_due() == 1
+    statuses = [m.status for m in outbox.messages()]
+    assert statuses == [FAILED, SENT]
+    assert "channel_not_found" in (outbox.messages()[0].last_error or "")
+
+    assert outbox.requeue_failed() == 1
+    assert outbox.dispatch_due() == 1
+    assert {m.status for m in outbox.messages()} == {SENT}
+
+
+def test_crash_after_send_before_marking_sent_does_not_post_twice(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    changes = lifecycle()
+    first = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    first(changes[0])
+    first.dispatch_due()
+    first(changes[1])
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel))], FakeClock())
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+    assert [m.status for m in dying.messages()] == [SENT, SENDING]
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    assert restarted.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == ["opened", "priority_changed"]
+    assert parent.edits == 2, "the replay only updated the stored message in place"
+
+
+def test_crash_between_first_post_and_saving_its_ts_recovers_the_message(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    dying = Outbox(engine, [CrashAfterSend(slack(recorder, channel), before_saving_thread=True)], FakeClock())
+    dying(lifecycle()[0])
+    with pytest.raises(Crash):
+        dying.dispatch_due()
+    assert dying.thread("slack", "inc-r07") is None
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    for c in lifecycle()[1:]:
+        restarted(c)
+    assert restarted.dispatch_due() == 5
+    [parent] = recorder.channel_messages()
+    assert restarted.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_chart_of_the_anomalous_series_is_attached_when_the_incident_opens(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    class Series:
+        def series_for(self, incident: object) -> list[object]:
+            return [gpu_temperature()]
+
+    outbox = Outbox(engine, [slack(recorder)], FakeClock(), series_source=Series())  # type: ignore[arg-type]
+    incident = make_incident()
+    outbox(change(incident, ChangeKind.OPENED, 0, "opened"))
+    outbox(change(incident, ChangeKind.UPDATED, 1, "more alerts"))
+    outbox.dispatch_due()
+    [png] = recorder.files()
+    assert png.data.startswith(b"\x89PNG")
+    assert outbox.thread("slack", incident.id) == ThreadState(png.channel, png.thread_ts, chart_posted=True)
+
+
+def test_listener_never_raises_into_the_engine(tmp_path: Path, recorder: SlackRecorder) -> None:
+    engine = make_engine(str(tmp_path / "no-tables.db"))  # not migrated: every insert fails
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    outbox(lifecycle()[0])
+    assert outbox.stats.errors == 1
+
+
+def test_a_notifier_bug_keeps_the_message_for_later(engine: Engine) -> None:
+    class Broken:
+        name = "broken"
+        calls = 0
+
+        def deliver(
+            self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+        ) -> None:
+            Broken.calls += 1
+            if Broken.calls == 1:
+                raise ZeroDivisionError("bug")
+
+    clock = FakeClock()
+    outbox = Outbox(engine, [Broken()], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    assert outbox.messages(PENDING)[0].last_error == "ZeroDivisionError: bug"
+    clock.advance(60)
+    assert outbox.dispatch_due() == 1
+
+
+def test_webhook_messages_are_retried_through_the_outbox(engine: Engine, recorder: SlackRecorder) -> None:
+    clock = FakeClock()
+    webhook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops")
+    outbox = Outbox(engine, [webhook], clock)
+    recorder.fail_next("hook:ops", status=503, times=2)
+    for c in lifecycle():
+        outbox(c)
+    outbox.dispatch_due()
+    clock.advance(10)
+    outbox.dispatch_due()
+    clock.advance(10)
+    assert outbox.dispatch_due() == 5
+    assert [p["change"] for p in recorder.hook_posts("ops")] == REPLY_ORDER
+    webhook.close()
+
+
+def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRecorder) -> None:
+    with pytest.raises(ValueError, match="unique"):
+        Outbox(engine, [slack(recorder), slack(recorder)], FakeClock())

@@ -1,0 +1,228 @@
+"""Slack's button callbacks: signature, replay window, payload parsing, dispatch to IncidentActions."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from urllib.parse import urlencode
+
+import pytest
+from starlette.applications import Starlette
+from starlette.exceptions import StarletteDeprecationWarning
+
+from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H
+from alerting.slack_interactions import slack_interaction_routes, slack_signature
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import InputError
+from gpuwarden.model import Incident
+from tests.alerting.notifiers.incidents import make_incident
+
+with warnings.catch_warnings():
+    # Starlette's TestClient now asks for httpx2, which the project does not ship; with httpx it still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+SECRET = "8f742231b10e8888abcd99yyyzzz85a5"
+PATH = "/slack/interactions"
+
+
+class RecordingActions:
+    """IncidentActions that remember calls; incident ``inc-gone`` does not exist."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, str, float | None]] = []
+
+    def _incident(self, incident_id: str) -> Incident:
+        if incident_id == "inc-gone":
+            raise KeyError(incident_id)
+        if incident_id == "inc-closed":
+            raise InputError("incident is resolved", field="incident_id")
+        return make_incident(incident_id)
+
+    def acknowledge(self, incident_id: str, by: str) -> Incident:
+        self.calls.append(("acknowledge", incident_id, by, None))
+        return self._incident(incident_id)
+
+    def approve_remediation(self, incident_id: str, by: str) -> Incident:
+        self.calls.append(("approve_remediation", incident_id, by, None))
+        return self._incident(incident_id)
+
+    def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
+        self.calls.append(("silence_incident", incident_id, by, duration_seconds))
+        return self._incident(incident_id)
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def actions() -> RecordingActions:
+    return RecordingActions()
+
+
+@pytest.fixture
+def client(clock: FakeClock, actions: RecordingActions) -> TestClient:
+    return TestClient(Starlette(routes=slack_interaction_routes(SECRET, actions, clock)))
+
+
+def button_body(action_id: str, incident_id: str = "inc-r07", user: str = "alice") -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": {"id": "U123", "username": user},
+        "actions": [{"action_id": action_id, "value": incident_id, "type": "button"}],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def signed(body: bytes, timestamp: int, secret: str = SECRET) -> dict[str, str]:
+    return {
+        "X-Slack-Request-Timestamp": str(timestamp),
+        "X-Slack-Signature": slack_signature(secret, str(timestamp), body),
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
+
+
+def test_signature_matches_slacks_documented_example() -> None:
+    # The worked example in Slack's "Verifying requests from Slack" guide.
+    body = (
+        b"token=xyzz0WbapA4vBCDEFasx0q6G&team_id=T1DC2JH3J&team_domain=testteamnow&channel_id=G8PSS9T3V"
+        b"&channel_name=foobar&user_id=U2CERLKJA&user_name=roadrunner&command=%2Fwebhook-collect&text="
+        b"&response_url=https%3A%2F%2Fhooks.slack.com%2Fcommands%2FT1DC2JH3J%2F397700885554%2F96rGlfmibIGlgcZRskXaIFfN"
+        b"&trigger_id=398738663015.47445629121.803a0bc887a14d10d2c447fce8b6703c"
+    )
+    expected = "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+    assert slack_signature(SECRET, "1531420618", body) == expected
+
+
+@pytest.mark.parametrize(
+    ("action_id", "expected"),
+    [
+        (ACTION_ACKNOWLEDGE, ("acknowledge", "inc-r07", "slack:alice", None)),
+        (ACTION_APPROVE, ("approve_remediation", "inc-r07", "slack:alice", None)),
+        (ACTION_SILENCE_1H, ("silence_incident", "inc-r07", "slack:alice", 3600.0)),
+    ],
+    ids=["acknowledge", "approve", "silence-1h"],
+)
+def test_a_validly_signed_button_press_calls_the_incident_action(
+    client: TestClient,
+    clock: FakeClock,
+    actions: RecordingActions,
+    action_id: str,
+    expected: tuple[object, ...],
+) -> None:
+    body = button_body(action_id)
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 200
+    assert response.json()["actions"] == [{"action_id": action_id, "ok": True, "incident_id": "inc-r07"}]
+    assert actions.calls == [expected]
+
+
+def test_a_bad_signature_is_refused_and_nothing_happens(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    body = button_body(ACTION_ACKNOWLEDGE)
+    response = client.post(
+        PATH, content=body, headers=signed(body, int(clock.time()), secret="not-the-secret")
+    )
+    assert response.status_code == 401
+    assert "signature mismatch" in response.json()["error"]
+    assert actions.calls == []
+
+
+def test_a_body_changed_after_signing_is_refused(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    headers = signed(button_body(ACTION_ACKNOWLEDGE), int(clock.time()))
+    response = client.post(PATH, content=button_body(ACTION_APPROVE), headers=headers)
+    assert response.status_code == 401
+    assert actions.calls == []
+
+
+@pytest.mark.parametrize("age", [301, -301], ids=["replayed-later", "from-the-future"])
+def test_a_request_outside_the_five_minute_window_is_refused(
+    client: TestClient, clock: FakeClock, actions: RecordingActions, age: int
+) -> None:
+    body = button_body(ACTION_ACKNOWLEDGE)
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time()) - age))
+    assert response.status_code == 401
+    assert "stale" in response.json()["error"]
+    assert actions.calls == []
+
+
+def test_a_request_just_inside_the_window_is_accepted(client: TestClient, clock: FakeClock) -> None:
+    body = button_body(ACTION_ACKNOWLEDGE)
+    assert client.post(PATH, content=body, headers=signed(body, int(clock.time()) - 300)).status_code == 200
+
+
+@pytest.mark.parametrize("missing", ["X-Slack-Signature", "X-Slack-Request-Timestamp"])
+def test_missing_signature_headers_are_refused(
+    client: TestClient, clock: FakeClock, actions: RecordingActions, missing: str
+) -> None:
+    body = button_body(ACTION_ACKNOWLEDGE)
+    headers = signed(body, int(clock.time()))
+    del headers[missing]
+    response = client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 401
+    assert "missing" in response.json()["error"]
+    assert actions.calls == []
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"nothing=here", "payload: missing"),
+        (urlencode({"payload": "{not json"}).encode(), "payload: not JSON"),
+        (
+            urlencode({"payload": json.dumps({"type": "block_actions", "actions": []})}).encode(),
+            "payload.user",
+        ),
+        (
+            urlencode(
+                {
+                    "payload": json.dumps(
+                        {"type": "block_actions", "user": {"id": "U1"}, "actions": [{"action_id": "x"}]}
+                    )
+                }
+            ).encode(),
+            "payload.actions[0].value",
+        ),
+    ],
+    ids=["no-payload", "not-json", "no-user", "no-incident-id"],
+)
+def test_a_malformed_payload_is_a_400_naming_the_field(
+    client: TestClient, clock: FakeClock, body: bytes, field: str
+) -> None:
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 400
+    assert field in response.json()["error"]
+
+
+def test_unknown_incident_and_refused_action_are_reported_not_crashed(
+    client: TestClient, clock: FakeClock
+) -> None:
+    for incident_id, error in (("inc-gone", "unknown incident"), ("inc-closed", "incident is resolved")):
+        body = button_body(ACTION_ACKNOWLEDGE, incident_id)
+        response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+        assert response.status_code == 200
+        [result] = response.json()["actions"]
+        assert result["ok"] is False
+        assert error in result["error"]
+
+
+def test_an_oversized_body_is_refused_before_it_is_verified(client: TestClient, clock: FakeClock) -> None:
+    body = b"payload=" + b"x" * 70_000
+    assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).status_code == 413
+
+
+def test_ssl_check_is_answered(client: TestClient, clock: FakeClock, actions: RecordingActions) -> None:
+    body = b"ssl_check=1&token=abc"
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 200
+    assert actions.calls == []
+
+
+def test_routes_need_a_signing_secret(actions: RecordingActions, clock: FakeClock) -> None:
+    with pytest.raises(ValueError, match="signing secret"):
+        slack_interaction_routes("", actions, clock)
