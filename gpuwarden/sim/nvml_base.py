@@ -1,0 +1,229 @@
+"""Plumbing of ``SimNvml``: handles, init/shutdown, system calls and the test controls (fail, hang)."""
+
+from __future__ import annotations
+
+import ctypes
+import itertools
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import pynvml
+
+from gpuwarden.errors import InputError
+from gpuwarden.sim.events import EventQueue
+from gpuwarden.sim.fleet import STEP_SECONDS, Fleet
+from gpuwarden.sim.topology import MigDevice, SimGpu, SimNode
+
+DRIVER_VERSION = "550.90.07"
+NVML_VERSION = "12.550.90.07"
+CUDA_DRIVER_VERSION = 12040
+SUPPORTED_EVENTS = 0x1 | 0x2 | 0x4 | 0x8 | 0x10  # SBE, DBE, PState, Xid, Clock
+NO_INSTANCE = 0xFFFFFFFF
+# Names in pynvml that start with ``nvml`` but are helpers, not library calls.
+_PYNVML_HELPERS = frozenset(
+    {"nvmlExceptionClass", "nvmlStructToFriendlyObject", "nvmlFriendlyObject", "nvmlFriendlyObjectToStruct"}
+)
+_addresses = itertools.count(0x5151_0000_0000, 0x10)  # fake, never dereferenced handle addresses
+
+
+def fake_pointer(kind: Any) -> Any:
+    """A ctypes pointer of ``kind`` with a unique address that nobody dereferences: an opaque handle."""
+    return ctypes.cast(ctypes.c_void_p(next(_addresses)), kind)
+
+
+def pointer_address(pointer: Any) -> int | None:
+    """The address a ctypes pointer holds, or ``None`` for something that is not a pointer."""
+    try:
+        return ctypes.cast(pointer, ctypes.c_void_p).value
+    except (TypeError, ctypes.ArgumentError):
+        return None
+
+
+@dataclass(slots=True)
+class DeviceEntry:
+    """What a device handle stands for: a GPU, or one MIG instance of it."""
+
+    gpu: SimGpu
+    handle: Any
+    mig: MigDevice | None = None
+    parent: Any = None
+
+
+@dataclass(slots=True)
+class FailureRule:
+    """One ``SimNvml.fail`` rule."""
+
+    error: type[Exception]
+    gpu_index: int | None
+    remaining: int | None
+
+
+class NvmlBase:
+    """Handles, lifecycle and test controls shared by every group of simulated NVML calls."""
+
+    """The pynvml API, served from one node of a simulated ``Fleet``."""
+
+    def __init__(self, fleet: Fleet, node_name: str) -> None:
+        self._fleet = fleet
+        self._node: SimNode = fleet.node(node_name)
+        self.node_name = node_name
+        self._init_count = 0
+        self._by_id: dict[int, DeviceEntry] = {}
+        self._by_addr: dict[int, DeviceEntry] = {}
+        self._devices: list[DeviceEntry] = []
+        self._mig: dict[int, list[DeviceEntry]] = {}
+        for gpu in self._node.gpus:
+            dev = self._register(DeviceEntry(gpu, fake_pointer(pynvml.c_nvmlDevice_t)))
+            self._devices.append(dev)
+            self._mig[gpu.index] = [
+                self._register(DeviceEntry(gpu, fake_pointer(pynvml.c_nvmlDevice_t), mig, dev.handle))
+                for mig in gpu.mig
+            ]
+        self._event_sets: dict[int, EventQueue] = {}
+        self._gpm_samples: dict[int, tuple[DeviceEntry, float, dict[str, float]] | None] = {}
+        self._failures: dict[str, list[FailureRule]] = {}
+        self._hangs: dict[str, float] = {}
+        self._release = threading.Event()
+
+    def _register(self, dev: DeviceEntry) -> DeviceEntry:
+        self._by_id[id(dev.handle)] = dev
+        address = pointer_address(dev.handle)
+        if address is not None:
+            self._by_addr[address] = dev
+        return dev
+
+    # --- test controls ---------------------------------------------------------------------------
+
+    def fail(
+        self,
+        function_name: str,
+        error_class: type[Exception],
+        gpu_index: int | None = None,
+        times: int | None = None,
+    ) -> None:
+        """Make ``function_name`` raise ``error_class`` (one GPU or all), ``times`` times or until cleared."""
+        if not callable(getattr(type(self), function_name, None)):
+            raise InputError(f"SimNvml has no function {function_name!r}", field="function_name")
+        self._failures.setdefault(function_name, []).append(FailureRule(error_class, gpu_index, times))
+
+    def hang(self, function_name: str, seconds: float) -> None:
+        """Make ``function_name`` block for ``seconds`` real seconds (or until ``release_hangs``)."""
+        if not callable(getattr(type(self), function_name, None)):
+            raise InputError(f"SimNvml has no function {function_name!r}", field="function_name")
+        self._release.clear()
+        self._hangs[function_name] = seconds
+
+    def release_hangs(self) -> None:
+        """Wake every call blocked by ``hang`` and stop hanging."""
+        self._hangs.clear()
+        self._release.set()
+
+    def clear_failures(self) -> None:
+        """Undo every ``fail`` and ``hang``."""
+        self._failures.clear()
+        self.release_hangs()
+
+    def _hook(self, name: str, gpu_index: int | None) -> None:
+        seconds = self._hangs.get(name)
+        if seconds:
+            self._release.wait(seconds)
+        for failure in self._failures.get(name, ()):
+            if failure.gpu_index is not None and failure.gpu_index != gpu_index:
+                continue
+            if failure.remaining is not None:
+                if failure.remaining <= 0:
+                    continue
+                failure.remaining -= 1
+            raise failure.error()
+
+    # --- plumbing --------------------------------------------------------------------------------
+
+    def __getattr__(self, name: str) -> Any:
+        """pynvml's constants, structs and exception classes; unimplemented calls raise FunctionNotFound."""
+        value = getattr(pynvml, name)
+        if name.startswith("nvml") and callable(value) and name not in _PYNVML_HELPERS:
+
+            def not_found(*_args: Any, **_kwargs: Any) -> Any:
+                raise pynvml.NVMLError_FunctionNotFound()
+
+            return not_found
+        return value
+
+    def _check(self, name: str, gpu_index: int | None = None) -> None:
+        if self._failures or self._hangs:
+            self._hook(name, gpu_index)
+        if self._init_count <= 0:
+            raise pynvml.NVMLError_Uninitialized()
+        if not self._node.up:
+            raise pynvml.NVMLError_Unknown()
+        fleet = self._fleet
+        if fleet.clock.time() - fleet._t >= STEP_SECONDS:
+            fleet.advance()
+
+    def _dev(self, handle: Any, name: str, *, mig_ok: bool = False) -> DeviceEntry:
+        dev = self._by_id.get(id(handle))
+        if dev is None:
+            address = pointer_address(handle)
+            dev = self._by_addr.get(address) if address is not None else None
+            if dev is None:
+                raise pynvml.NVMLError_InvalidArgument()
+        self._check(name, dev.gpu.index)
+        if dev.gpu.lost:
+            raise pynvml.NVMLError_GpuIsLost()
+        if dev.mig is not None and not mig_ok:
+            raise pynvml.NVMLError_NotSupported()
+        return dev
+
+    def _gpu(self, handle: Any, name: str) -> SimGpu:
+        return self._dev(handle, name).gpu
+
+    # --- lifecycle and system --------------------------------------------------------------------
+
+    def nvmlInitWithFlags(self, flags: int) -> None:
+        """Initialise (reference counted, like NVML)."""
+        if self._failures or self._hangs:
+            self._hook("nvmlInitWithFlags", None)
+        if not self._node.up:
+            raise pynvml.NVMLError_DriverNotLoaded()
+        self._init_count += 1
+
+    def nvmlInit(self) -> None:
+        """Initialise with no flags."""
+        if self._failures or self._hangs:
+            self._hook("nvmlInit", None)
+        self.nvmlInitWithFlags(0)
+
+    def nvmlShutdown(self) -> None:
+        """Drop one reference; the last one closes every event set."""
+        if self._init_count <= 0:
+            raise pynvml.NVMLError_Uninitialized()
+        self._init_count -= 1
+        if self._init_count == 0:
+            for queue in self._event_sets.values():
+                self._fleet.unsubscribe(queue)
+                queue.close()
+            self._event_sets.clear()
+
+    def nvmlErrorString(self, result: int) -> str:
+        """The message of an NVML return code."""
+        return str(pynvml.NVMLError(result))
+
+    def nvmlSystemGetDriverVersion(self) -> str:
+        """The simulated driver version."""
+        self._check("nvmlSystemGetDriverVersion")
+        return DRIVER_VERSION
+
+    def nvmlSystemGetNVMLVersion(self) -> str:
+        """The simulated NVML version."""
+        self._check("nvmlSystemGetNVMLVersion")
+        return NVML_VERSION
+
+    def nvmlSystemGetCudaDriverVersion(self) -> int:
+        """CUDA driver version as NVML encodes it (12040 = 12.4)."""
+        self._check("nvmlSystemGetCudaDriverVersion")
+        return CUDA_DRIVER_VERSION
+
+    def nvmlSystemGetCudaDriverVersion_v2(self) -> int:
+        """Same as ``nvmlSystemGetCudaDriverVersion``."""
+        return self.nvmlSystemGetCudaDriverVersion()
