@@ -92,11 +92,11 @@ class AnomalyThresholdConfig(Section):
     seasonal_gain: float = Field(0.7, gt=0, le=1)
     clip: float = Field(4.0, gt=0)
     fast_alpha: float = Field(0.1, gt=0, le=1)
-    shift_k: float = Field(0.0, ge=0)
     volatility_k: float = Field(3.0, ge=0)
     tail_quantile: float = Field(0.99, ge=0, lt=1)
     tail_k: float = Field(1.5, gt=0)
     tail_rate: float = Field(0.01, gt=0, le=1)
+    error_clip: float = Field(1.0, ge=1, description="errors are winsorised at error_clip x clip bands")
     resolve_after: int = Field(24, ge=1, description="quiet samples before an alert resolves")
 
 

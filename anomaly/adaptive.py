@@ -1,0 +1,68 @@
+"""The ``adaptive`` detector: adaptive thresholds over every series a tick read, per-query settings."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.series import View
+from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
+from gpuwarden.config import AnomalyConfig
+from gpuwarden.model import RecommendedAction
+
+
+class AdaptiveDetector:
+    """One vectorised ``AdaptiveThresholds`` per distinct parameter set; learns from every step read."""
+
+    name = "adaptive"
+
+    def __init__(self, cfg: AnomalyConfig | None = None) -> None:
+        cfg = cfg or AnomalyConfig()
+        self.default = ThresholdParams.from_config(cfg.thresholds)
+        self._per_query = {
+            q.name: ThresholdParams.from_config(
+                cfg.thresholds, direction=q.direction, min_deviation=q.min_deviation
+            )
+            for q in cfg.queries
+        }
+        self._models: dict[ThresholdParams, AdaptiveThresholds] = {}
+
+    def model_for(self, query: str) -> AdaptiveThresholds:
+        """The model scoring ``query`` (shared by queries with equal settings)."""
+        params = self._per_query.get(query, self.default)
+        model = self._models.get(params)
+        if model is None:
+            model = self._models[params] = AdaptiveThresholds(params)
+        return model
+
+    def fit(self, view: View) -> None:
+        """Online: nothing to refit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Drop the state of vanished series."""
+        for model in self._models.values():
+            model.reset(ids[ids < model.capacity])
+
+    def detect(self, view: View) -> list[Findings]:
+        """Learn from every step in time order; report the newest step of each query."""
+        out: list[Findings] = []
+        for step in view.steps:
+            scores = self.model_for(step.query).update(step.ids, step.value, step.at)
+            if view.latest.get(step.query) is not step:
+                continue
+            rows = np.flatnonzero(np.isfinite(step.value) & np.isfinite(step.at))
+            out.append(
+                Findings(
+                    detector=self.name,
+                    query=step.query,
+                    labels=[step.labels[i] for i in rows.tolist()],
+                    score=scores.score,
+                    value=step.value[rows],
+                    yhat=scores.yhat,
+                    lower=scores.lower,
+                    upper=scores.upper,
+                    action=RecommendedAction.INVESTIGATE,
+                    summary=f"{step.query} left its adaptive band",
+                )
+            )
+        return out

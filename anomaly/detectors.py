@@ -1,0 +1,99 @@
+"""The detector seam: the ``Detector`` protocol, what a detector returns, and the one registry object.
+
+A detector reads the tick's ``View`` and returns ``Findings``: arrays of scores (>1 means anomalous) with
+the label set of each scored thing, optional bands (``yhat``, ``yhat_lower``, ``yhat_upper``) and the action
+the evidence suggests. Built-ins are listed explicitly in ``builtin_registry``; a duplicate name is an error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import numpy as np
+
+from anomaly.series import View
+from anomaly.thresholds import FloatArray
+from gpuwarden.errors import ConfigError
+from gpuwarden.model import RecommendedAction
+
+
+@dataclass(frozen=True, slots=True)
+class Findings:
+    """One detector's scores for one tick; arrays are aligned with ``labels``."""
+
+    detector: str
+    query: str
+    labels: Sequence[Mapping[str, str]]
+    score: FloatArray
+    value: FloatArray
+    yhat: FloatArray | None = None
+    lower: FloatArray | None = None
+    upper: FloatArray | None = None
+    action: RecommendedAction | Sequence[RecommendedAction] = RecommendedAction.INVESTIGATE
+    summary: str | Sequence[str] = ""
+    alert_labels: Mapping[str, str] = field(default_factory=dict)
+
+    def action_at(self, i: int) -> RecommendedAction:
+        """The recommended action for row ``i``."""
+        if isinstance(self.action, RecommendedAction):
+            return self.action
+        return self.action[i]
+
+    def summary_at(self, i: int) -> str:
+        """The human summary for row ``i``."""
+        if isinstance(self.summary, str):
+            return self.summary
+        return self.summary[i]
+
+    def anomalous(self) -> Iterator[int]:
+        """Rows whose score is above 1."""
+        return iter(np.flatnonzero(self.score > 1.0).tolist())
+
+
+class Detector(Protocol):
+    """Scores what a tick read; ``fit`` is called on the ``fit_every`` schedule."""
+
+    name: str
+
+    def fit(self, view: View) -> None:
+        """Refit models that are not online (may be a no-op)."""
+        ...
+
+    def detect(self, view: View) -> list[Findings]:
+        """Score the tick."""
+        ...
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Series ids that disappeared; drop their state."""
+        ...
+
+
+DetectorFactory = Callable[[], Detector]
+
+
+class DetectorRegistry:
+    """Names to detector factories; one object, built-ins registered in one visible place."""
+
+    def __init__(self) -> None:
+        self._factories: dict[str, DetectorFactory] = {}
+
+    def register(self, name: str, factory: DetectorFactory) -> None:
+        """Add a detector; a duplicate name is a configuration error."""
+        if name in self._factories:
+            raise ConfigError(f"detector {name!r} is registered twice", field="anomaly.detectors")
+        self._factories[name] = factory
+
+    def names(self) -> list[str]:
+        """Registered names in registration order."""
+        return list(self._factories)
+
+    def create(self, names: Sequence[str]) -> list[Detector]:
+        """Instantiate the named detectors; an unknown name is a configuration error."""
+        unknown = [n for n in names if n not in self._factories]
+        if unknown:
+            raise ConfigError(
+                f"unknown detector(s) {unknown}; known: {self.names()}", field="anomaly.detectors"
+            )
+        return [self._factories[n]() for n in names]

@@ -1,0 +1,116 @@
+"""The ``fleet`` detector: each GPU against its peers (same model, job or node), not its own history.
+
+Per query and peer group, the robust centre (median) and spread (MAD) are taken across the group; a GPU's
+robust z-score is smoothed over ticks so only a persistent gap (a straggler, a lemon GPU) reaches the
+threshold, while one noisy sample does not. Groups smaller than ``min_peers`` are not scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.series import Step, View
+from anomaly.thresholds import FloatArray
+from gpuwarden.model import RecommendedAction
+
+_MAD_TO_SIGMA = 1.4826
+
+
+class FleetDetector:
+    """Robust peer comparison; smoothed z per series id in an array."""
+
+    name = "fleet"
+
+    def __init__(
+        self,
+        queries: Sequence[str],
+        peer_labels: Sequence[str] = ("modelName",),
+        *,
+        k: float = 6.0,
+        min_peers: int = 4,
+        alpha: float = 0.3,
+        min_relative_spread: float = 0.02,
+    ) -> None:
+        self.queries = tuple(queries)
+        self.peer_labels = tuple(peer_labels)
+        self.k, self.min_peers, self.alpha = k, min_peers, alpha
+        self.min_relative_spread = min_relative_spread
+        self.smooth = np.zeros(1024)
+        self.fresh = np.ones(1024, np.bool_)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.smooth.size:
+            return
+        size = max(needed, 2 * self.smooth.size)
+        smooth = np.zeros(size)
+        fresh = np.ones(size, np.bool_)
+        smooth[: self.smooth.size] = self.smooth
+        fresh[: self.fresh.size] = self.fresh
+        self.smooth, self.fresh = smooth, fresh
+
+    def fit(self, view: View) -> None:
+        """Online: nothing to refit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Drop state of vanished series."""
+        ids = ids[ids < self.smooth.size]
+        self.smooth[ids] = 0.0
+        self.fresh[ids] = True
+
+    def robust_z(self, step: Step) -> FloatArray:
+        """Each series' robust z-score within its peer group (NaN where the group is too small)."""
+        codes: dict[tuple[str, ...], int] = {}
+        group = np.fromiter(
+            (
+                codes.setdefault(tuple(lab.get(p, "") for p in self.peer_labels), len(codes))
+                for lab in step.labels
+            ),
+            np.int64,
+            len(step.labels),
+        )
+        x = step.value
+        z = np.full(x.size, np.nan)
+        ok = np.flatnonzero(np.isfinite(x))
+        order = ok[np.lexsort((x[ok], group[ok]))]
+        bounds = np.flatnonzero(np.diff(group[order])) + 1
+        for members in np.split(order, bounds):
+            if members.size < self.min_peers:
+                continue
+            vals = x[members]
+            centre = float(np.median(vals))
+            spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals - centre)))
+            spread = max(spread, self.min_relative_spread * abs(centre), 1e-9)
+            z[members] = (vals - centre) / spread
+        return z
+
+    def detect(self, view: View) -> list[Findings]:
+        """Score the newest step of each configured query."""
+        out = []
+        for query in self.queries:
+            step = view.latest.get(query)
+            if step is None or not step.labels:
+                continue
+            z = self.robust_z(step)
+            ids = step.ids
+            if ids.size:
+                self._grow(int(ids.max()) + 1)
+            ok = np.isfinite(z)
+            prev = np.where(self.fresh[ids], z, self.smooth[ids])
+            smooth = np.where(ok, prev + self.alpha * (z - prev), 0.0)
+            self.smooth[ids] = smooth
+            self.fresh[ids] = ~ok
+            out.append(
+                Findings(
+                    detector=self.name,
+                    query=query,
+                    labels=step.labels,
+                    score=np.abs(smooth) / self.k,
+                    value=step.value,
+                    action=RecommendedAction.INVESTIGATE,
+                    summary=f"{query} differs from its peers",
+                )
+            )
+        return out

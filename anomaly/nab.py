@@ -1,0 +1,267 @@
+"""The Numenta Anomaly Benchmark scoring, implemented from its published definition.
+
+* Each labelled window earns ``A_TP * sigma(p) / sigma(-1)`` for its *first* detection, where ``p`` is the
+  detection's position relative to the window's right edge in window lengths (-1 at the left edge) and
+  ``sigma(p) = 2 / (1 + exp(5p)) - 1``; a window with no detection costs ``-A_FN``.
+* A detection outside every window costs ``A_FP * sigma(p)`` with ``p`` its distance past the preceding
+  window's right edge in that window's lengths, or ``-A_FP`` if no window precedes it.
+* Detections in the probation period (the first 15% of a file, at most 750 rows) do not count, nor do
+  windows that end inside it.
+* A score is normalised against the null detector (no detections) and the perfect detector:
+  ``100 * (raw - null) / (perfect - null)``.
+
+Also reported: window F1 without point-adjust (recall = windows with at least one alert; precision =
+alerts inside a window / all alerts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import numpy.typing as npt
+import pandas as pd
+
+from anomaly.thresholds import ThresholdParams
+from anomaly.univariate import DEFAULT_RESOLVE_AFTER, Series, read_series_csv, score_many
+from gpuwarden.errors import InputError
+
+
+@dataclass(frozen=True, slots=True)
+class CostProfile:
+    """NAB's application profile weights."""
+
+    tp: float
+    fp: float
+    fn: float
+
+
+PROFILES: dict[str, CostProfile] = {
+    "standard": CostProfile(tp=1.0, fp=0.11, fn=1.0),
+    "reward_low_FP_rate": CostProfile(tp=1.0, fp=0.22, fn=1.0),
+    "reward_low_FN_rate": CostProfile(tp=1.0, fp=0.11, fn=2.0),
+}
+PROBATION_PERCENT = 0.15
+
+
+@dataclass(frozen=True, slots=True)
+class NabFile:
+    """A corpus file with its windows as inclusive index ranges."""
+
+    name: str
+    series: Series
+    windows: tuple[tuple[int, int], ...]
+
+    @property
+    def category(self) -> str:
+        """The corpus folder, e.g. ``realTraffic``."""
+        return self.name.split("/", 1)[0]
+
+
+@dataclass(slots=True)
+class FileScore:
+    """Raw NAB score parts of one file under one profile."""
+
+    raw: float = 0.0
+    windows: int = 0
+    detected: int = 0
+    alerts: int = 0
+    alerts_in_windows: int = 0
+    false_positive_cost: float = 0.0
+
+
+def probation_length(rows: int) -> int:
+    """Rows at the start of a file that are never scored."""
+    return int(min(math.floor(PROBATION_PERCENT * rows), PROBATION_PERCENT * 5000))
+
+
+def scaled_sigmoid(position: float) -> float:
+    """NAB's reward curve: ~0.987 at -1, 0 at the window's right edge, -1 far past it."""
+    if position >= 3.0:
+        return -1.0
+    return 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
+
+
+def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
+    """Read every CSV named in the windows file; window bounds become index ranges."""
+    try:
+        windows = json.loads(windows_file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise InputError(f"cannot read windows file {windows_file}: {exc}", field="windows") from exc
+    files = []
+    for name in sorted(windows):
+        path = data_dir / name
+        if not path.exists():
+            continue
+        series = read_series_csv(path)
+        stamps = series.timestamps
+        ranges = []
+        for start, end in windows[name]:
+            lo = _epoch(start)
+            hi = _epoch(end)
+            left = int(np.searchsorted(stamps, lo, side="left"))
+            right = int(np.searchsorted(stamps, hi, side="right")) - 1
+            if right >= left:
+                ranges.append((left, right))
+        files.append(NabFile(name=name, series=series, windows=tuple(ranges)))
+    if not files:
+        raise InputError(f"no data file named in {windows_file} exists under {data_dir}", field="data")
+    return files
+
+
+def _epoch(text: str) -> float:
+    return float((pd.Timestamp(text, tz="UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+
+
+def score_file(file: NabFile, alerts: npt.NDArray[np.bool_], profile: CostProfile) -> FileScore:
+    """Score one file's alert onsets under one profile."""
+    rows = len(file.series.values)
+    probation = probation_length(rows)
+    result = FileScore()
+    best: dict[int, float] = {}
+    for w, (_, right) in enumerate(file.windows):
+        if right >= probation:
+            best[w] = -profile.fn
+    result.windows = len(best)
+    starts = [left for left, _ in file.windows]
+    for i in np.flatnonzero(alerts):
+        if i < probation:
+            continue
+        result.alerts += 1
+        w = int(np.searchsorted(starts, i, side="right")) - 1
+        if w >= 0 and i <= file.windows[w][1]:
+            left, right = file.windows[w]
+            width = right - left + 1
+            position = -(right - i + 1) / width
+            reward = scaled_sigmoid(position) * profile.tp / scaled_sigmoid(-1.0)
+            best[w] = max(best[w], reward)
+            result.alerts_in_windows += 1
+            continue
+        if w < 0:
+            cost = -profile.fp
+        else:
+            left, right = file.windows[w]
+            width = right - left + 1
+            cost = scaled_sigmoid(abs(right - i) / max(width - 1, 1)) * profile.fp
+        result.false_positive_cost += cost
+    result.detected = sum(1 for v in best.values() if v > -profile.fn)
+    result.raw = sum(best.values()) + result.false_positive_cost
+    return result
+
+
+@dataclass(slots=True)
+class Summary:
+    """Normalised score and window F1 over a set of files."""
+
+    files: int = 0
+    windows: int = 0
+    scores: dict[str, float | None] = field(default_factory=dict)
+    raw: dict[str, float] = field(default_factory=dict)
+    precision: float = 0.0
+    recall: float = 0.0
+    f1: float = 0.0
+
+
+def summarise(per_file: dict[str, dict[str, FileScore]], names: Iterable[str]) -> Summary:
+    """Normalise raw scores over ``names``; ``None`` where the files hold no window (nothing to find)."""
+    chosen = [n for n in names if n in per_file]
+    summary = Summary(files=len(chosen))
+    for profile_name, profile in PROFILES.items():
+        parts = [per_file[n][profile_name] for n in chosen]
+        raw = sum(p.raw for p in parts)
+        windows = sum(p.windows for p in parts)
+        null = -profile.fn * windows
+        perfect = profile.tp * windows
+        summary.raw[profile_name] = raw
+        summary.scores[profile_name] = 100.0 * (raw - null) / (perfect - null) if windows else None
+        summary.windows = windows
+    standard = [per_file[n]["standard"] for n in chosen]
+    alerts = sum(p.alerts for p in standard)
+    inside = sum(p.alerts_in_windows for p in standard)
+    detected = sum(p.detected for p in standard)
+    summary.precision = inside / alerts if alerts else 0.0
+    summary.recall = detected / summary.windows if summary.windows else 0.0
+    total = summary.precision + summary.recall
+    summary.f1 = 2 * summary.precision * summary.recall / total if total else 0.0
+    return summary
+
+
+def score_corpus(
+    files: list[NabFile], alerts: dict[str, npt.NDArray[np.bool_]]
+) -> dict[str, dict[str, FileScore]]:
+    """Every file under every profile."""
+    return {f.name: {p: score_file(f, alerts[f.name], PROFILES[p]) for p in PROFILES} for f in files}
+
+
+def is_tuning_file(name: str) -> bool:
+    """The fixed development split: files whose SHA-256 of the name is even tune; the rest are held out."""
+    return hashlib.sha256(name.encode()).digest()[0] % 2 == 0
+
+
+def detect_corpus(
+    files: list[NabFile], params: ThresholdParams | None = None, resolve_after: int = DEFAULT_RESOLVE_AFTER
+) -> dict[str, npt.NDArray[np.bool_]]:
+    """Alert onsets of the default detector on every file (no labels are used)."""
+    scored = score_many([f.series for f in files], params, resolve_after)
+    return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
+
+
+@dataclass(slots=True)
+class NabReport:
+    """Per-file scores and summaries over the tuning split, the held-out split, categories and all files."""
+
+    per_file: dict[str, dict[str, FileScore]]
+    splits: dict[str, Summary]
+    categories: dict[str, Summary]
+
+    def to_json(self) -> dict[str, object]:
+        """A JSON-ready dict."""
+
+        def summary(s: Summary) -> dict[str, object]:
+            return {
+                "files": s.files,
+                "windows": s.windows,
+                "scores": {k: None if v is None else round(v, 2) for k, v in s.scores.items()},
+                "raw": {k: round(v, 4) for k, v in s.raw.items()},
+                "window_precision": round(s.precision, 4),
+                "window_recall": round(s.recall, 4),
+                "window_f1": round(s.f1, 4),
+            }
+
+        return {
+            "splits": {k: summary(v) for k, v in self.splits.items()},
+            "categories": {k: summary(v) for k, v in self.categories.items()},
+            "files": {
+                name: {
+                    "split": "tune" if is_tuning_file(name) else "held_out",
+                    "windows": parts["standard"].windows,
+                    "detected": parts["standard"].detected,
+                    "alerts": parts["standard"].alerts,
+                    "raw": {p: round(v.raw, 4) for p, v in parts.items()},
+                }
+                for name, parts in self.per_file.items()
+            },
+        }
+
+
+def evaluate(
+    files: list[NabFile], params: ThresholdParams | None = None, resolve_after: int = DEFAULT_RESOLVE_AFTER
+) -> NabReport:
+    """Detect on every file, score, and summarise by split and category."""
+    per_file = score_corpus(files, detect_corpus(files, params, resolve_after))
+    names = [f.name for f in files]
+    splits = {
+        "tune": summarise(per_file, [n for n in names if is_tuning_file(n)]),
+        "held_out": summarise(per_file, [n for n in names if not is_tuning_file(n)]),
+        "all": summarise(per_file, names),
+    }
+    categories = {
+        c: summarise(per_file, [f.name for f in files if f.category == c])
+        for c in sorted({f.category for f in files})
+    }
+    return NabReport(per_file=per_file, splits=splits, categories=categories)

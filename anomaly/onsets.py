@@ -1,0 +1,48 @@
+"""Turn per-sample anomaly scores into alert onsets: fire on crossing, resolve after a quiet spell.
+
+One anomaly that stays above threshold for an hour is one alert, not 720; a flickering score does not
+re-raise until the series was quiet for ``resolve_after`` samples. Vectorised like the detectors.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+BoolArray = npt.NDArray[np.bool_]
+
+
+class OnsetTracker:
+    """Firing state per series id."""
+
+    def __init__(self, resolve_after: int = 12, capacity: int = 1024) -> None:
+        self.resolve_after = resolve_after
+        self.firing = np.zeros(capacity, np.bool_)
+        self.quiet = np.zeros(capacity, np.int32)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.firing.size:
+            return
+        size = max(needed, 2 * self.firing.size)
+        firing = np.zeros(size, np.bool_)
+        quiet = np.zeros(size, np.int32)
+        firing[: self.firing.size] = self.firing
+        quiet[: self.quiet.size] = self.quiet
+        self.firing, self.quiet = firing, quiet
+
+    def step(self, ids: npt.NDArray[np.int64], anomalous: BoolArray) -> tuple[BoolArray, BoolArray]:
+        """Advance one sample per id; return (raised, resolved) masks aligned with ``ids``."""
+        if ids.size:
+            self._grow(int(ids.max()) + 1)
+        was = self.firing[ids]
+        quiet = np.where(anomalous, 0, self.quiet[ids] + 1)
+        raised = anomalous & ~was
+        resolved = was & ~anomalous & (quiet >= self.resolve_after)
+        self.firing[ids] = (was | anomalous) & ~resolved
+        self.quiet[ids] = np.minimum(quiet, np.iinfo(np.int32).max - 1)
+        return raised, resolved
+
+    def reset(self, ids: npt.NDArray[np.int64]) -> None:
+        """Forget series."""
+        self.firing[ids] = False
+        self.quiet[ids] = 0

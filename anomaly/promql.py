@@ -1,0 +1,148 @@
+"""PromQL source: ``/api/v1/query_range`` over HTTP (Prometheus, Thanos, Mimir, VictoriaMetrics).
+
+Each configured query is read over ``(start, end]`` on a ``step`` grid; series are aligned on that grid,
+missing points are NaN. HTTP and payload errors are translated into ``SourceError`` in one place and then
+reported through ``SourceHealth``; ``read`` itself never raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import numpy as np
+
+from anomaly.sources import Frame, SourceHealth
+from gpuwarden.clock import Clock
+from gpuwarden.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class PromQuery:
+    """A named PromQL expression; the name becomes the ``for`` label of written-back scores."""
+
+    name: str
+    expr: str
+    step_seconds: float = 30.0
+
+
+class PromQLSource:
+    """Reads configured queries from a Prometheus-compatible HTTP API."""
+
+    def __init__(
+        self,
+        base_url: str,
+        queries: Sequence[PromQuery],
+        clock: Clock,
+        *,
+        timeout_seconds: float = 10.0,
+        client: httpx.Client | None = None,
+        name: str = "prometheus",
+    ) -> None:
+        self.name = name
+        self.queries = list(queries)
+        self._clock = clock
+        self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+        self._health = SourceHealth(name=name)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def health(self) -> SourceHealth:
+        """Current health."""
+        return self._health
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        """Every query over ``(start, end]``; on a failure, the frames read so far and an unhealthy state."""
+        frames: list[Frame] = []
+        try:
+            for query in self.queries:
+                frames.append(self.query_range(query, start, end))
+        except SourceError as exc:
+            logger.warning("promql read failed: %s", exc, extra={"source": self.name})
+            self._health.failed(str(exc))
+            return frames
+        self._health.succeeded(self._clock.time(), sum(len(f.labels) for f in frames))
+        return frames
+
+    def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
+        """One ``query_range`` call, aligned on the query's step; raises ``SourceError``."""
+        step = query.step_seconds
+        first = math.floor(start / step) * step + step
+        last = math.floor(end / step) * step
+        if last < first:
+            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)))
+        params = {"query": query.expr, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": f"{step:g}"}
+        data = self._get("/api/v1/query_range", params)
+        grid = np.arange(first, last + step / 2, step)
+        return _matrix_to_frame(query.name, data, grid)
+
+    def query_instant(self, query: PromQuery, at: float) -> Frame:
+        """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
+        data = self._get("/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
+        if data.get("resultType") != "vector":
+            raise SourceError(f"expected a vector, got {data.get('resultType')!r}", source=self.name)
+        labels = []
+        values = []
+        for item in data.get("result", []):
+            labels.append(_labels(item))
+            values.append(_number(item["value"][1]))
+        return Frame(query.name, labels, np.array([at]), np.array(values, dtype=np.float64).reshape(-1, 1))
+
+    def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        try:
+            response = self._client.get(path, params=dict(params))
+        except httpx.HTTPError as exc:
+            raise SourceError(f"{path}: {type(exc).__name__}: {exc}", source=self.name) from exc
+        try:
+            payload = response.json()
+        except ValueError as exc:
+            raise SourceError(f"{path}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+        if response.status_code != 200 or payload.get("status") != "success":
+            error = payload.get("error", "") if isinstance(payload, dict) else ""
+            raise SourceError(
+                f"{path}: HTTP {response.status_code}: {error}",
+                source=self.name,
+                retryable=response.status_code >= 500,
+            )
+        data = payload.get("data")
+        if not isinstance(data, dict):
+            raise SourceError(f"{path}: response has no data", source=self.name)
+        return data
+
+
+def _labels(item: Mapping[str, Any]) -> dict[str, str]:
+    return {str(k): str(v) for k, v in item.get("metric", {}).items()}
+
+
+def _number(text: Any) -> float:
+    try:
+        return float(text)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _matrix_to_frame(name: str, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
+    if data.get("resultType") != "matrix":
+        raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source=name)
+    result = data.get("result", [])
+    values = np.full((len(result), grid.size), np.nan)
+    labels = []
+    step = grid[1] - grid[0] if grid.size > 1 else 1.0
+    for row, item in enumerate(result):
+        labels.append(_labels(item))
+        points = item.get("values", [])
+        if not points:
+            continue
+        stamps = np.array([float(p[0]) for p in points])
+        cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
+        keep = (cols >= 0) & (cols < grid.size)
+        values[row, cols[keep]] = np.array([_number(p[1]) for p in points])[keep]
+    return Frame(name, labels, grid, values)

@@ -1,0 +1,158 @@
+"""Series bookkeeping: stable integer ids per (query, label set), counter rates, and the per-tick view.
+
+Detectors keep their state in arrays indexed by these ids. A series unseen for ``forget_after`` seconds is
+forgotten and its id recycled (detectors are told, so a reused id starts from a clean state). Counters are
+turned into per-second rates; a counter that goes down was reset, and its new value is the increase since
+the reset (Prometheus' ``rate`` semantics), so a restart never looks like a huge negative spike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from anomaly.sources import Frame, SeriesKind
+from anomaly.thresholds import FloatArray, IntArray
+
+SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
+
+
+class SeriesIndex:
+    """Maps (query, labels) to dense integer ids and remembers when each was last seen."""
+
+    def __init__(self) -> None:
+        self._ids: dict[SeriesKey, int] = {}
+        self.keys: list[SeriesKey | None] = []
+        self.labels: list[Mapping[str, str]] = []
+        self.last_seen = np.zeros(0, np.float64)
+        self._free: list[int] = []
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def ids_for(self, query: str, labels: Sequence[Mapping[str, str]], now: float) -> IntArray:
+        """Ids for every label set (new ones are assigned); marks them seen at ``now``."""
+        out = np.empty(len(labels), np.int64)
+        ids = self._ids
+        for i, lab in enumerate(labels):
+            key = (query, tuple(lab.items()))
+            sid = ids.get(key)
+            if sid is None:
+                sid = self._assign(key, lab)
+            out[i] = sid
+        self.last_seen[out] = now
+        return out
+
+    def _assign(self, key: SeriesKey, labels: Mapping[str, str]) -> int:
+        if self._free:
+            sid = self._free.pop()
+            self.keys[sid] = key
+            self.labels[sid] = labels
+        else:
+            sid = len(self.keys)
+            self.keys.append(key)
+            self.labels.append(labels)
+            if sid >= self.last_seen.size:
+                grown = np.full(max(1024, 2 * self.last_seen.size), np.nan)
+                grown[: self.last_seen.size] = self.last_seen
+                self.last_seen = grown
+        self._ids[key] = sid
+        return sid
+
+    def expire(self, now: float, forget_after: float) -> IntArray:
+        """Forget series not seen for ``forget_after`` seconds; return their (now free) ids."""
+        used = self.last_seen[: len(self.keys)]
+        gone = np.flatnonzero(used < now - forget_after)
+        for sid in gone.tolist():
+            key = self.keys[sid]
+            if key is not None:
+                del self._ids[key]
+                self.keys[sid] = None
+                self._free.append(sid)
+        self.last_seen[gone] = np.nan
+        return gone.astype(np.int64)
+
+
+class CounterRates:
+    """Per-second rates of counters with reset handling; state in arrays indexed by series id."""
+
+    def __init__(self) -> None:
+        self.last_value = np.full(1024, np.nan)
+        self.last_time = np.full(1024, np.nan)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.last_value.size:
+            return
+        size = max(needed, 2 * self.last_value.size)
+        for name in ("last_value", "last_time"):
+            old = getattr(self, name)
+            new = np.full(size, np.nan)
+            new[: old.size] = old
+            setattr(self, name, new)
+
+    def update(self, ids: IntArray, values: FloatArray, at: float) -> tuple[FloatArray, FloatArray]:
+        """Return (increase since the previous sample, per-second rate); NaN for a first sample."""
+        if ids.size:
+            self._grow(int(ids.max()) + 1)
+        prev = self.last_value[ids]
+        dt = at - self.last_time[ids]
+        ok = np.isfinite(values)
+        increase = np.where(values >= prev, values - prev, values)  # a drop is a reset: count from zero
+        increase = np.where(ok, increase, np.nan)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(dt > 0, increase / dt, np.nan)
+        self.last_value[ids] = np.where(ok, values, self.last_value[ids])
+        self.last_time[ids] = np.where(ok, at, self.last_time[ids])
+        return increase, rate
+
+    def reset(self, ids: IntArray) -> None:
+        """Forget series."""
+        ids = ids[ids < self.last_value.size]
+        self.last_value[ids] = np.nan
+        self.last_time[ids] = np.nan
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """One query at one time: ids, raw values and the values detectors score (rates for counters)."""
+
+    query: str
+    at: float
+    ids: IntArray
+    labels: Sequence[Mapping[str, str]]
+    raw: FloatArray
+    value: FloatArray
+    increase: FloatArray
+    kind: SeriesKind
+
+
+@dataclass(slots=True)
+class View:
+    """What one scoring tick read: every step in time order, and the newest step of each query."""
+
+    time: float
+    steps: list[Step] = field(default_factory=list)
+    latest: dict[str, Step] = field(default_factory=dict)
+    forgotten: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+
+
+def build_view(frames: Sequence[Frame], index: SeriesIndex, counters: CounterRates, now: float) -> View:
+    """Assign ids, turn counters into increases and rates, and order the steps in time."""
+    view = View(time=now)
+    for frame in frames:
+        if not frame.labels:
+            continue
+        ids = index.ids_for(frame.query, frame.labels, float(frame.timestamps[-1]))
+        for j, at in enumerate(frame.timestamps.tolist()):
+            raw = frame.values[:, j]
+            if frame.kind == "counter":
+                increase, value = counters.update(ids, raw, at)
+            else:
+                increase, value = np.full(raw.shape, np.nan), raw
+            step = Step(frame.query, at, ids, frame.labels, raw, value, increase, frame.kind)
+            view.steps.append(step)
+            view.latest[frame.query] = step
+    view.steps.sort(key=lambda s: s.at)
+    return view

@@ -1,0 +1,217 @@
+"""The scoring loop: read the source, run the detectors, raise and resolve alerts, cache the write-back.
+
+``infer`` is one tick (the ``infer_every`` job); ``fit`` refits models that are not online (``fit_every``).
+Both are loop boundaries: a failing detector is logged and counted and the others still run; a failing
+source yields an unhealthy ``SourceHealth`` and, after ``stale_after_seconds``, a staleness alert.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import numpy as np
+
+from anomaly.adaptive import AdaptiveDetector
+from anomaly.changepoint import LevelShiftDetector
+from anomaly.detectors import Detector, DetectorRegistry, Findings
+from anomaly.fleet import FleetDetector
+from anomaly.multivariate import MultivariateDetector
+from anomaly.series import CounterRates, SeriesIndex, View, build_view
+from anomaly.signatures import SignatureDetector
+from anomaly.sources import Source
+from anomaly.writeback import AnomalyCollector, TickStats, output_labels
+from gpuwarden.clock import Clock
+from gpuwarden.config import AnomalyConfig
+from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_ALERTNAME = "GpuwardenAnomaly"
+
+
+def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
+    """The built-in detectors, listed in one place."""
+    registry = DetectorRegistry()
+    registry.register("adaptive", lambda: AdaptiveDetector(cfg))
+    registry.register("level_shift", lambda: LevelShiftDetector(cfg.level_shift_queries))
+    registry.register(
+        "multivariate",
+        lambda: MultivariateDetector(
+            cfg.fleet_queries, trees=cfg.multivariate_trees, history=cfg.multivariate_history
+        ),
+    )
+    registry.register("fleet", lambda: FleetDetector(cfg.fleet_queries, cfg.fleet_peer_labels, k=cfg.fleet_k))
+    registry.register("signatures", SignatureDetector)
+    return registry
+
+
+@dataclass(slots=True)
+class _Firing:
+    alert: Alert
+    quiet: int = 0
+
+
+@dataclass(slots=True)
+class TickResult:
+    """What one tick changed."""
+
+    raised: list[Alert] = field(default_factory=list)
+    resolved: list[Alert] = field(default_factory=list)
+    findings: list[Findings] = field(default_factory=list)
+
+
+class AnomalyService:
+    """Owns the series index, the detectors, the alert state and the write-back cache."""
+
+    def __init__(
+        self,
+        cfg: AnomalyConfig,
+        sources: Sequence[Source],
+        clock: Clock,
+        detectors: Sequence[Detector] | None = None,
+        on_alert: Callable[[Alert], None] | None = None,
+    ) -> None:
+        self.cfg = cfg
+        self.sources = list(sources)
+        self.clock = clock
+        self.detectors = (
+            list(detectors) if detectors is not None else builtin_registry(cfg).create(cfg.detectors)
+        )
+        self.on_alert = on_alert
+        self.index = SeriesIndex()
+        self.counters = CounterRates()
+        self.collector = AnomalyCollector()
+        self.firing: dict[str, _Firing] = {}
+        self.detector_errors: dict[str, int] = {}
+        self.last_view = View(time=clock.time())
+        self._last_read: dict[str, float] = {}
+        self._started = clock.time()
+
+    def infer(self) -> TickResult:
+        """One scoring tick."""
+        t0 = self.clock.monotonic()
+        now = self.clock.time()
+        frames = []
+        for source in self.sources:
+            start = max(
+                self._last_read.get(source.name, now - self.cfg.infer_every_seconds),
+                now - self.cfg.max_lookback_seconds,
+            )
+            got = source.read(start, now)
+            if source.health().up:
+                self._last_read[source.name] = now
+            frames.extend(got)
+        view = build_view(frames, self.index, self.counters, now)
+        view.forgotten = self.index.expire(now, self.cfg.forget_after_seconds)
+        result = TickResult()
+        for detector in self.detectors:
+            try:
+                if view.forgotten.size:
+                    detector.forget(view.forgotten)
+                result.findings.extend(detector.detect(view))
+            except Exception:  # loop boundary: one detector must not stop the others
+                logger.exception("detector failed", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+        result.findings.extend(self._staleness(now))
+        self._update_alerts(result, now)
+        self.last_view = view
+        stats = TickStats(
+            series=len(self.index),
+            alerts_firing=len(self.firing),
+            tick_seconds=self.clock.monotonic() - t0,
+            detector_errors=dict(self.detector_errors),
+        )
+        self.collector.update(result.findings, [s.health() for s in self.sources], stats)
+        for alert in (*result.raised, *result.resolved):
+            if self.on_alert is not None:
+                self.on_alert(alert)
+        return result
+
+    def fit(self) -> None:
+        """Refit every detector on the last view."""
+        for detector in self.detectors:
+            try:
+                detector.fit(self.last_view)
+            except Exception:  # loop boundary
+                logger.exception("detector fit failed", extra={"detector": detector.name})
+                self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+
+    def _staleness(self, now: float) -> list[Findings]:
+        out = []
+        for source in self.sources:
+            h = source.health()
+            since = h.last_success if h.last_success is not None else self._started
+            age = now - since
+            out.append(
+                Findings(
+                    detector="source",
+                    query="source_staleness",
+                    labels=[{"source": h.name}],
+                    score=np.array([age / self.cfg.stale_after_seconds]),
+                    value=np.array([age]),
+                    action=RecommendedAction.INVESTIGATE,
+                    summary=f"no successful read of {h.name} for {age:.0f}s: {h.last_error}",
+                    alert_labels={"alertname": "GpuwardenSourceStale"},
+                )
+            )
+        return out
+
+    def _update_alerts(self, result: TickResult, now: float) -> None:
+        at = self.clock.now()
+        active: set[str] = set()
+        for f in result.findings:
+            for i in f.anomalous():
+                labels = output_labels(f.labels[i], f.query, f.detector)
+                labels.update(f.alert_labels)
+                labels.setdefault("alertname", DEFAULT_ALERTNAME)
+                alert = _make_alert(f, i, labels, at)
+                key = alert.fingerprint
+                active.add(key)
+                state = self.firing.get(key)
+                if state is None:
+                    self.firing[key] = _Firing(alert)
+                    result.raised.append(alert)
+                else:
+                    state.quiet = 0
+        resolve_after = self.cfg.thresholds.resolve_after
+        for key in list(self.firing):
+            if key in active:
+                continue
+            state = self.firing[key]
+            state.quiet += 1
+            if state.quiet >= resolve_after:
+                del self.firing[key]
+                old = state.alert
+                result.resolved.append(
+                    Alert(
+                        labels=old.labels,
+                        status=AlertStatus.RESOLVED,
+                        starts_at=old.starts_at,
+                        ends_at=at,
+                        annotations=old.annotations,
+                        source=AlertSource.ANOMALY,
+                        score=old.score,
+                        evidence=old.evidence,
+                        recommended_action=old.recommended_action,
+                    )
+                )
+
+
+def _make_alert(f: Findings, i: int, labels: dict[str, str], at: datetime) -> Alert:
+    annotations = {"summary": f.summary_at(i), "detector": f.detector}
+    for name, arr in (("yhat", f.yhat), ("yhat_lower", f.lower), ("yhat_upper", f.upper)):
+        if arr is not None:
+            annotations[name] = f"{float(arr[i]):.6g}"
+    value = float(f.value[i])
+    return Alert(
+        labels=labels,
+        starts_at=at,
+        annotations=annotations,
+        source=AlertSource.ANOMALY,
+        score=float(f.score[i]),
+        evidence=(EvidencePoint(at=at, value=value),),
+        recommended_action=f.action_at(i),
+    )

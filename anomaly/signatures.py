@@ -1,0 +1,307 @@
+"""The ``signatures`` detector: known GPU faults, deterministic, no learning and no warm-up.
+
+XIDs are events (a counter per code, as gpuwarden's exporter writes them; dcgm-exporter's last-XID gauge is
+read too): each new one is mapped through NVIDIA's XID catalog to a recommended action. Double-bit ECC,
+row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts and a
+lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own rule.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from importlib import resources
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.series import Step, View
+from anomaly.thresholds import FloatArray
+from gpuwarden.model import RecommendedAction
+
+XID_COUNTER = "gpuwarden_xid_errors_total"
+XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
+GPU_UP = "gpuwarden_gpu_up"
+DBE = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
+RETIRED_PENDING = "DCGM_FI_DEV_RETIRED_PENDING"
+THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"
+NVLINK_ERRORS = (
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+)
+# nvmlClocksEventReason bits that mean the GPU is being slowed by a fault, not by its workload or a cap.
+SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
+FIRED = 2.0
+
+_BUCKETS = {
+    "RESTART_APP": RecommendedAction.RESTART_APP,
+    "RESET_GPU": RecommendedAction.DRAIN_AND_RESET,
+    "RESTART_BM": RecommendedAction.RESTART_NODE,
+    "RESTART_VM": RecommendedAction.RESTART_NODE,
+    "IGNORE": RecommendedAction.IGNORE,
+    "CONTACT_SUPPORT": RecommendedAction.CONTACT_SUPPORT,
+    "WORKFLOW_XID_48": RecommendedAction.DRAIN_AND_RESET,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class XidEntry:
+    """One row of NVIDIA's XID catalog."""
+
+    xid: int
+    mnemonic: str
+    description: str
+    immediate_action: str
+    investigatory_action: str
+
+    @property
+    def action(self) -> RecommendedAction:
+        """The catalog's immediate action as a gpuwarden action (unknown buckets: investigate)."""
+        return _BUCKETS.get(self.immediate_action, RecommendedAction.INVESTIGATE)
+
+
+def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
+    """Parse the XID catalog shipped with the package (or ``text``)."""
+    if text is None:
+        text = resources.files("anomaly.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
+    catalog = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            xid = int(row["xid"])
+        except (TypeError, ValueError):
+            continue
+        catalog[xid] = XidEntry(
+            xid=xid,
+            mnemonic=row.get("mnemonic") or "",
+            description=row.get("description") or "",
+            immediate_action=(row.get("immediate_action") or "").strip(),
+            investigatory_action=(row.get("investigatory_action") or "").strip(),
+        )
+    return catalog
+
+
+def _find(view: View, name: str) -> Step | None:
+    # prometheus_client may add ``_total`` to a counter's sample name; accept either spelling.
+    return view.latest.get(name) or view.latest.get(name + "_total")
+
+
+class SignatureDetector:
+    """Deterministic rules; each rule yields findings with score 2 (fired) or 0."""
+
+    name = "signatures"
+
+    def __init__(self, catalog: Mapping[int, XidEntry] | None = None, nvlink_burst: float = 10.0) -> None:
+        self.catalog = dict(catalog) if catalog is not None else load_xid_catalog()
+        self.nvlink_burst = nvlink_burst
+        self._last_xid_gauge: dict[int, float] = {}
+        self._up_seen: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+
+    def fit(self, view: View) -> None:
+        """Deterministic: nothing to fit."""
+
+    def forget(self, ids: np.ndarray) -> None:
+        """Drop state of vanished series."""
+        for sid in ids.tolist():
+            self._last_xid_gauge.pop(sid, None)
+
+    def detect(self, view: View) -> list[Findings]:
+        """Apply every rule to the newest step of the metrics it reads."""
+        out: list[Findings] = []
+        for rule in self._rules():
+            out.extend(rule(view))
+        return out
+
+    def _rules(self) -> list[Callable[[View], list[Findings]]]:
+        return [
+            self._xid_counter,
+            self._xid_gauge,
+            self._dbe,
+            self._flags,
+            self._throttle,
+            self._nvlink,
+            self._lost,
+        ]
+
+    def _xid_finding(
+        self, query: str, labels: list[Mapping[str, str]], codes: list[int], values: FloatArray
+    ) -> Findings:
+        entries = [self.catalog.get(c) for c in codes]
+        actions = [e.action if e else RecommendedAction.INVESTIGATE for e in entries]
+        summaries = [
+            f"XID {c} {e.mnemonic}: {e.description}" if e else f"XID {c} (not in the catalog)"
+            for c, e in zip(codes, entries, strict=True)
+        ]
+        alert_labels = [{"xid": str(c)} for c in codes]
+        labels = [{**lab, **extra} for lab, extra in zip(labels, alert_labels, strict=True)]
+        return Findings(
+            self.name,
+            query,
+            labels,
+            np.full(len(codes), FIRED),
+            values,
+            action=actions,
+            summary=summaries,
+            alert_labels={"alertname": "GpuXidError"},
+        )
+
+    def _xid_counter(self, view: View) -> list[Findings]:
+        step = _find(view, XID_COUNTER)
+        if step is None:
+            return []
+        rows = np.flatnonzero(step.increase > 0).tolist()
+        if not rows:
+            return []
+        labels = [step.labels[i] for i in rows]
+        codes = [int(lab.get("xid", "0") or 0) for lab in labels]
+        return [self._xid_finding(step.query, labels, codes, step.increase[rows])]
+
+    def _xid_gauge(self, view: View) -> list[Findings]:
+        if _find(view, XID_COUNTER) is not None:
+            return []  # the counters are exact; the gauge would double-report
+        step = view.latest.get(XID_GAUGE)
+        if step is None:
+            return []
+        rows = []
+        for i, (sid, value) in enumerate(zip(step.ids.tolist(), step.raw.tolist(), strict=True)):
+            before = self._last_xid_gauge.get(sid)
+            self._last_xid_gauge[sid] = value
+            if value > 0 and before is not None and value != before:
+                rows.append(i)
+        if not rows:
+            return []
+        labels = [step.labels[i] for i in rows]
+        return [self._xid_finding(step.query, labels, [int(step.raw[i]) for i in rows], step.raw[rows])]
+
+    def _dbe(self, view: View) -> list[Findings]:
+        step = _find(view, DBE)
+        if step is None:
+            return []
+        fired = np.where(step.increase > 0, FIRED, 0.0)
+        return [
+            Findings(
+                self.name,
+                step.query,
+                step.labels,
+                fired,
+                step.raw,
+                action=RecommendedAction.DRAIN_AND_RESET,
+                summary="double-bit ECC error",
+                alert_labels={"alertname": "GpuDoubleBitEcc"},
+            )
+        ]
+
+    def _flags(self, view: View) -> list[Findings]:
+        rules = (
+            (
+                ROW_REMAP_FAILURE,
+                RecommendedAction.CONTACT_SUPPORT,
+                "row remapping failed",
+                "GpuRowRemapFailure",
+            ),
+            (
+                ROW_REMAP_PENDING,
+                RecommendedAction.DRAIN_AND_RESET,
+                "row remap pending a reset",
+                "GpuRowRemapPending",
+            ),
+            (
+                RETIRED_PENDING,
+                RecommendedAction.DRAIN_AND_RESET,
+                "page retirement pending",
+                "GpuRetirePending",
+            ),
+        )
+        out = []
+        for name, action, summary, alertname in rules:
+            step = view.latest.get(name)
+            if step is not None:
+                fired = np.where(step.raw > 0, FIRED, 0.0)
+                out.append(
+                    Findings(
+                        self.name,
+                        name,
+                        step.labels,
+                        fired,
+                        step.raw,
+                        action=action,
+                        summary=summary,
+                        alert_labels={"alertname": alertname},
+                    )
+                )
+        return out
+
+    def _throttle(self, view: View) -> list[Findings]:
+        step = view.latest.get(THROTTLE_REASONS)
+        if step is None:
+            return []
+        bits = np.where(np.isfinite(step.raw), step.raw, 0).astype(np.int64)
+        mask = sum(SLOWDOWN_BITS)
+        fired = np.where(bits & mask, FIRED, 0.0)
+        summaries = [
+            "clock slowdown: " + ",".join(n for b, n in SLOWDOWN_BITS.items() if v & b) if v & mask else ""
+            for v in bits.tolist()
+        ]
+        return [
+            Findings(
+                self.name,
+                step.query,
+                step.labels,
+                fired,
+                step.raw,
+                action=RecommendedAction.INVESTIGATE,
+                summary=summaries,
+                alert_labels={"alertname": "GpuClockSlowdown"},
+            )
+        ]
+
+    def _nvlink(self, view: View) -> list[Findings]:
+        out = []
+        for name in NVLINK_ERRORS:
+            step = _find(view, name)
+            if step is None:
+                continue
+            inc = np.where(np.isfinite(step.increase), step.increase, 0.0)
+            out.append(
+                Findings(
+                    self.name,
+                    step.query,
+                    step.labels,
+                    inc / self.nvlink_burst,
+                    step.raw,
+                    action=RecommendedAction.DRAIN_AND_RESET,
+                    summary="NVLink error burst",
+                    alert_labels={"alertname": "GpuNvlinkErrors"},
+                )
+            )
+        return out
+
+    def _lost(self, view: View) -> list[Findings]:
+        step = view.latest.get(GPU_UP)
+        if step is None:
+            return []
+        seen = {tuple(lab.items()): lab for lab in step.labels}
+        vanished = [lab for key, lab in self._up_seen.items() if key not in seen]
+        self._up_seen.update(seen)
+        for lab in vanished:
+            self._up_seen.pop(tuple(lab.items()), None)
+        labels = [*step.labels, *vanished]
+        values = np.concatenate([step.raw, np.zeros(len(vanished))])
+        fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)
+        return [
+            Findings(
+                self.name,
+                GPU_UP,
+                labels,
+                fired,
+                values,
+                action=RecommendedAction.RESTART_NODE,
+                summary="GPU lost: it no longer answers NVML",
+                alert_labels={"alertname": "GpuLost"},
+            )
+        ]

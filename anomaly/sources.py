@@ -1,0 +1,151 @@
+"""Where samples come from: the ``Source`` protocol, source health, and the in-process source.
+
+A source returns ``Frame``s: one per query, a matrix of values (series x steps) on a shared time grid with
+one label set per series. Missing points are NaN. Sources never raise out of ``read``: a failure becomes an
+empty result and an unhealthy ``SourceHealth``, so a Prometheus outage cannot crash the scoring loop.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Literal, Protocol
+
+import numpy as np
+from prometheus_client.metrics_core import Metric
+
+from anomaly.thresholds import FloatArray
+from gpuwarden.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+SeriesKind = Literal["gauge", "counter"]
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """Samples of one query: ``values[series, step]`` at ``timestamps[step]``."""
+
+    query: str
+    labels: Sequence[Mapping[str, str]]
+    timestamps: FloatArray
+    values: FloatArray
+    kind: SeriesKind = "gauge"
+
+
+@dataclass(slots=True)
+class SourceHealth:
+    """What the service reports about its own input."""
+
+    name: str
+    up: bool = True
+    last_success: float | None = None
+    last_error: str = ""
+    consecutive_failures: int = 0
+    errors_total: int = 0
+    series: int = 0
+
+    def succeeded(self, at: float, series: int) -> None:
+        """Record a good read."""
+        self.up = True
+        self.last_success = at
+        self.consecutive_failures = 0
+        self.series = series
+
+    def failed(self, error: str) -> None:
+        """Record a failed read."""
+        self.up = False
+        self.last_error = error
+        self.consecutive_failures += 1
+        self.errors_total += 1
+
+
+class Source(Protocol):
+    """Anything the scoring loop can read samples from."""
+
+    name: str
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        """Samples in ``(start, end]``; never raises, reports failures through ``health``."""
+        ...
+
+    def health(self) -> SourceHealth:
+        """Current health of this source."""
+        ...
+
+
+class SupportsCollect(Protocol):
+    """prometheus_client's collector interface (a collector or a ``CollectorRegistry``)."""
+
+    def collect(self) -> Iterable[Metric]:
+        """Fresh metric families."""
+        ...
+
+
+@dataclass(slots=True)
+class _Group:
+    kind: SeriesKind
+    labels: list[Mapping[str, str]] = field(default_factory=list)
+    values: list[float] = field(default_factory=list)
+
+
+class CollectorSource:
+    """Reads in-process collectors (e.g. the exporter's NVML collector) without a Prometheus in between.
+
+    Every sample becomes a series of the query named after the sample (``DCGM_FI_DEV_GPU_TEMP``,
+    ``gpuwarden_xid_errors_total``); ``include`` limits which sample names are read.
+    """
+
+    def __init__(
+        self,
+        collectors: Sequence[SupportsCollect],
+        clock: Clock,
+        include: Iterable[str] | None = None,
+        name: str = "in-process",
+    ) -> None:
+        self.name = name
+        self._collectors = list(collectors)
+        self._clock = clock
+        self._include = frozenset(include) if include is not None else None
+        self._health = SourceHealth(name=name)
+
+    def health(self) -> SourceHealth:
+        """Current health."""
+        return self._health
+
+    def read(self, start: float, end: float) -> list[Frame]:
+        """One instant: whatever the collectors report now, stamped with the clock's time."""
+        now = self._clock.time()
+        groups: dict[str, _Group] = {}
+        try:
+            for collector in self._collectors:
+                for family in collector.collect():
+                    kind: SeriesKind = "counter" if family.type == "counter" else "gauge"
+                    for sample in family.samples:
+                        if sample.name.endswith("_created"):
+                            continue
+                        if self._include is not None and sample.name not in self._include:
+                            continue
+                        group = groups.setdefault(sample.name, _Group(kind=kind))
+                        group.labels.append(sample.labels)
+                        value = float(sample.value)
+                        group.values.append(value if math.isfinite(value) else math.nan)
+        except Exception as exc:  # loop boundary: a collector must not crash scoring
+            logger.exception("in-process source read failed", extra={"source": self.name})
+            self._health.failed(f"{type(exc).__name__}: {exc}")
+            return []
+        stamps = np.array([now])
+        frames = [
+            Frame(
+                query=q,
+                labels=g.labels,
+                timestamps=stamps,
+                values=np.array(g.values, dtype=np.float64).reshape(-1, 1),
+                kind=g.kind,
+            )
+            for q, g in groups.items()
+        ]
+        self._health.succeeded(now, sum(len(g.values) for g in groups.values()))
+        return frames

@@ -1,0 +1,261 @@
+"""Adaptive thresholds: a robust streaming baseline per series, vectorised across series.
+
+State lives in numpy arrays indexed by series id (no Python object per series), so one scoring tick over
+hundreds of thousands of series is a few dozen array operations. Three baselines compete per series:
+
+* ``level``: an EWMA of the value (non-seasonal);
+* ``hour-of-day``: 24 buckets, each an EWMA of the values seen in that hour;
+* ``hour-of-week``: 168 buckets (hour-of-day x day-of-week).
+
+Each model keeps an EWMA of its absolute error; the series uses the model with the smallest error, a seasonal
+one only when it is clearly better (so a series "has seasonality" when its data says so). Updates are
+winsorised at a few bands, so one spike does not drag the baseline or inflate the band.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+import numpy.typing as npt
+
+from gpuwarden.config import AnomalyThresholdConfig
+
+FloatArray = npt.NDArray[np.float64]
+IntArray = npt.NDArray[np.int64]
+Direction = Literal["up", "down", "both"]
+
+_HOURS_PER_DAY = 24
+_HOURS_PER_WEEK = 168
+# The Unix epoch fell on a Thursday; shifting by 3 days makes bucket 0 Monday 00:00 UTC.
+_EPOCH_WEEKDAY_SHIFT_HOURS = 72
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdParams:
+    """Tuning of the adaptive thresholds; the defaults live in ``AnomalyThresholdConfig``."""
+
+    alpha: float
+    scale_alpha: float
+    seasonal_alpha: float
+    k: float
+    warmup: int
+    direction: Direction
+    min_deviation: float
+    min_relative_deviation: float
+    seasonality: bool
+    seasonal_gain: float
+    clip: float
+    fast_alpha: float
+    volatility_k: float
+    tail_quantile: float
+    tail_k: float
+    tail_rate: float
+    error_clip: float
+
+    @classmethod
+    def from_config(cls, cfg: AnomalyThresholdConfig | None = None, **overrides: Any) -> ThresholdParams:
+        """Parameters from the config section (the defaults when ``cfg`` is None), with overrides."""
+        data = (cfg or AnomalyThresholdConfig()).model_dump()
+        data.pop("resolve_after")
+        data.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**data)
+
+
+@dataclass(frozen=True, slots=True)
+class ThresholdScores:
+    """One tick's output for the series that had a finite sample."""
+
+    ids: IntArray
+    score: FloatArray
+    yhat: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+
+class AdaptiveThresholds:
+    """Per-series robust baselines with bands; ``update`` scores a batch of samples then learns from it."""
+
+    def __init__(self, params: ThresholdParams | None = None, capacity: int = 1024) -> None:
+        self.params = params or ThresholdParams.from_config()
+        self._cap = 0
+        self.count = np.zeros(0, np.int32)
+        self.level = np.zeros(0, np.float64)
+        self.dev = np.zeros(0, np.float64)
+        self.dev_day = np.zeros(0, np.float32)
+        self.dev_week = np.zeros(0, np.float32)
+        self.day = np.zeros((0, _HOURS_PER_DAY), np.float32)
+        self.week = np.zeros((0, _HOURS_PER_WEEK), np.float32)
+        self.last_seen = np.zeros(0, np.float64)
+        self.fast_dev = np.zeros(0, np.float32)
+        self.tail = np.zeros(0, np.float32)
+        self._grow(max(capacity, 1))
+
+    @property
+    def capacity(self) -> int:
+        """How many series the arrays hold now."""
+        return self._cap
+
+    def state_bytes_per_series(self) -> float:
+        """Bytes of state one series costs."""
+        arrays = (self.count, self.level, self.dev, self.dev_day, self.dev_week, self.day, self.week)
+        return sum(a.nbytes for a in (*arrays, self.last_seen, self.fast_dev, self.tail)) / self._cap
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self._cap:
+            return
+        new_cap = max(needed, 2 * self._cap)
+
+        def extend(a: npt.NDArray[np.generic], fill: float) -> npt.NDArray[np.generic]:
+            out = np.full((new_cap, *a.shape[1:]), fill, dtype=a.dtype)
+            out[: a.shape[0]] = a
+            return out
+
+        self.count = extend(self.count, 0)  # type: ignore[assignment]
+        self.level = extend(self.level, 0.0)  # type: ignore[assignment]
+        self.dev = extend(self.dev, 0.0)  # type: ignore[assignment]
+        self.dev_day = extend(self.dev_day, np.inf)  # type: ignore[assignment]
+        self.dev_week = extend(self.dev_week, np.inf)  # type: ignore[assignment]
+        self.day = extend(self.day, np.nan)  # type: ignore[assignment]
+        self.week = extend(self.week, np.nan)  # type: ignore[assignment]
+        self.last_seen = extend(self.last_seen, np.nan)  # type: ignore[assignment]
+        self.fast_dev = extend(self.fast_dev, 0.0)  # type: ignore[assignment]
+        self.tail = extend(self.tail, 0.0)  # type: ignore[assignment]
+        self._cap = new_cap
+
+    def reset(self, ids: IntArray) -> None:
+        """Forget series (they disappeared, or their id is being reused)."""
+        self.count[ids] = 0
+        self.level[ids] = 0.0
+        self.dev[ids] = 0.0
+        self.dev_day[ids] = np.inf
+        self.dev_week[ids] = np.inf
+        self.day[ids] = np.nan
+        self.week[ids] = np.nan
+        self.last_seen[ids] = np.nan
+        self.fast_dev[ids] = 0.0
+        self.tail[ids] = 0.0
+
+    def update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
+        """Score ``values`` (one per id, ids unique) against the baselines, then learn from them.
+
+        Non-finite values (NaN from a gap, inf) are skipped: they neither score nor teach.
+        """
+        p = self.params
+        ids = np.asarray(ids, dtype=np.int64)
+        values = np.asarray(values, dtype=np.float64)
+        timestamps = np.broadcast_to(np.asarray(timestamps, dtype=np.float64), values.shape)
+        if ids.size and int(ids.max()) >= self._cap:
+            self._grow(int(ids.max()) + 1)
+        ok = np.isfinite(values) & np.isfinite(timestamps)
+        if not ok.all():
+            ids, values, timestamps = ids[ok], values[ok], timestamps[ok]
+        x = values
+        n = self.count[ids]
+        fresh = n == 0
+        level = np.where(fresh, x, self.level[ids])
+        dev = self.dev[ids]
+        season = _Season(self, ids, x, timestamps, level=level, dev=dev) if p.seasonality else None
+        yhat, scale = (season.yhat, season.scale) if season is not None else (level, dev)
+        resid = x - yhat
+        width = self._width(ids, resid, scale)
+        band = np.maximum(width * scale, p.min_deviation)
+        if p.min_relative_deviation > 0:
+            band = np.maximum(band, p.min_relative_deviation * np.abs(yhat))
+        band = np.maximum(band, 1e-9 * (1.0 + np.abs(yhat)))
+        if p.direction == "up":
+            signed = np.maximum(resid, 0.0)
+        elif p.direction == "down":
+            signed = np.maximum(-resid, 0.0)
+        else:
+            signed = np.abs(resid)
+        score = signed / band
+        # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
+        fast_dev = np.where(fresh, 0.0, self.fast_dev[ids].astype(np.float64))
+        fast_dev = fast_dev + p.fast_alpha * (signed - fast_dev)
+        if p.volatility_k > 0:
+            score = np.maximum(score, fast_dev / (p.volatility_k / width * band))
+        score[n < p.warmup] = 0.0
+
+        # Learn, winsorised at `clip` bands once warmed up (before that the band is not trustworthy).
+        cap = np.where(n >= p.warmup, p.clip * band / width, np.inf)
+        r_level = x - level
+        a = np.where(fresh, 1.0, p.alpha)
+        slow = np.maximum(p.scale_alpha, 1.0 / (n + 1.0))
+        self.level[ids] = level + a * np.clip(r_level, -cap, cap)
+        # The errors are clipped more loosely than the baselines, so a regular pattern that the level model
+        # cannot follow (a daily peak) shows up in its error and the seasonal model wins.
+        err_cap = p.error_clip * cap
+        self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
+        if season is not None:
+            season.learn(self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap)
+        self.fast_dev[ids] = fast_dev
+        self.count[ids] = np.minimum(n + 1, np.iinfo(np.int32).max)
+        self.last_seen[ids] = timestamps
+        return ThresholdScores(ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band)
+
+    def _width(self, ids: IntArray, resid: FloatArray, scale: FloatArray) -> FloatArray | float:
+        """Band half-width in scale units; heavy-tailed series get a streaming high quantile of |r|/scale."""
+        p = self.params
+        if p.tail_quantile <= 0:
+            return p.k
+        tail = self.tail[ids].astype(np.float64)
+        z = np.abs(resid) / np.maximum(scale, 1e-12)
+        step = p.tail_rate * np.where(z > tail, p.tail_quantile, p.tail_quantile - 1.0)
+        self.tail[ids] = np.clip(tail + step * np.maximum(tail, 1.0), 0.0, 1e3)
+        return np.maximum(p.k, p.tail_k * tail)
+
+
+class _Season:
+    """The seasonal baselines of one batch: which model each series uses, and how they learn."""
+
+    def __init__(
+        self,
+        m: AdaptiveThresholds,
+        ids: IntArray,
+        x: FloatArray,
+        timestamps: FloatArray,
+        *,
+        level: FloatArray,
+        dev: FloatArray,
+    ) -> None:
+        gain = m.params.seasonal_gain
+        hours = (timestamps // 3600.0).astype(np.int64)
+        self.h_day = hours % _HOURS_PER_DAY
+        self.h_week = (hours + _EPOCH_WEEKDAY_SHIFT_HOURS) % _HOURS_PER_WEEK
+        self.s_day = m.day[ids, self.h_day].astype(np.float64)
+        self.s_week = m.week[ids, self.h_week].astype(np.float64)
+        self.e_day = m.dev_day[ids].astype(np.float64)
+        self.e_week = m.dev_week[ids].astype(np.float64)
+        use_day = (self.e_day < gain * dev) & ~np.isnan(self.s_day)
+        use_week = (self.e_week < gain * np.minimum(dev, self.e_day)) & ~np.isnan(self.s_week)
+        self.yhat = np.where(use_week, self.s_week, np.where(use_day, self.s_day, level))
+        self.scale = np.where(use_week, self.e_week, np.where(use_day, self.e_day, dev))
+
+    def learn(
+        self,
+        m: AdaptiveThresholds,
+        ids: IntArray,
+        x: FloatArray,
+        *,
+        r_level: FloatArray,
+        cap: FloatArray,
+        slow: FloatArray,
+        err_cap: FloatArray,
+    ) -> None:
+        """Update the visited buckets and each seasonal model's error."""
+        sa = m.params.seasonal_alpha
+        r_day = np.where(np.isnan(self.s_day), r_level, x - self.s_day)
+        r_week = np.where(np.isnan(self.s_week), r_level, x - self.s_week)
+        m.day[ids, self.h_day] = np.where(
+            np.isnan(self.s_day), x, self.s_day + sa * np.clip(r_day, -cap, cap)
+        )
+        m.week[ids, self.h_week] = np.where(
+            np.isnan(self.s_week), x, self.s_week + sa * np.clip(r_week, -cap, cap)
+        )
+        # A bucket's error only counts once the bucket has a value: before that it is the level's error.
+        e_day = np.where(np.isinf(self.e_day), np.abs(r_level), self.e_day)
+        e_week = np.where(np.isinf(self.e_week), np.abs(r_level), self.e_week)
+        m.dev_day[ids] = e_day + slow * (np.minimum(np.abs(r_day), err_cap) - e_day)
+        m.dev_week[ids] = e_week + slow * (np.minimum(np.abs(r_week), err_cap) - e_week)

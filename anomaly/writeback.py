@@ -1,0 +1,94 @@
+"""Scores and bands written back as metrics in vmanomaly's shape, plus the service's own health.
+
+``gpuwarden_anomaly_score`` (>1 means anomalous), ``gpuwarden_anomaly_yhat``, ``gpuwarden_anomaly_yhat_lower``
+and ``gpuwarden_anomaly_yhat_upper`` keep the input series' labels and add ``for="<query name>"`` and
+``model="<detector>"``, so Grafana can draw a series with its band. The collector renders the last tick's
+cache; a scrape never triggers scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client.metrics_core import Metric
+
+from anomaly.detectors import Findings
+from anomaly.sources import SourceHealth
+
+SCORE = "gpuwarden_anomaly_score"
+YHAT = "gpuwarden_anomaly_yhat"
+YHAT_LOWER = "gpuwarden_anomaly_yhat_lower"
+YHAT_UPPER = "gpuwarden_anomaly_yhat_upper"
+
+
+def output_labels(labels: Mapping[str, str], query: str, detector: str) -> dict[str, str]:
+    """Input labels (without ``__name__``) plus ``for`` and ``model``."""
+    out = {k: v for k, v in labels.items() if k != "__name__"}
+    out["for"] = query
+    out["model"] = detector
+    return out
+
+
+@dataclass(slots=True)
+class TickStats:
+    """Numbers about the last tick that the service exports about itself."""
+
+    series: int = 0
+    alerts_firing: int = 0
+    tick_seconds: float = 0.0
+    detector_errors: dict[str, int] = field(default_factory=dict)
+
+
+class AnomalyCollector:
+    """A prometheus_client collector over the last tick's findings and the source health."""
+
+    def __init__(self) -> None:
+        self._findings: Sequence[Findings] = ()
+        self._health: Sequence[SourceHealth] = ()
+        self._stats = TickStats()
+
+    def update(self, findings: Sequence[Findings], health: Sequence[SourceHealth], stats: TickStats) -> None:
+        """Replace the cache (called by the service after each tick)."""
+        self._findings = tuple(findings)
+        self._health = tuple(health)
+        self._stats = stats
+
+    def describe(self) -> list[Metric]:
+        """Families without samples, so registering does not render anything."""
+        return [Metric(name, "", "gauge") for name in (SCORE, YHAT, YHAT_LOWER, YHAT_UPPER)]
+
+    def collect(self) -> Iterable[Metric]:
+        """Fresh families from the cache."""
+        score = Metric(SCORE, "Anomaly score; above 1 means anomalous.", "gauge")
+        yhat = Metric(YHAT, "Expected value.", "gauge")
+        lower = Metric(YHAT_LOWER, "Lower edge of the normal band.", "gauge")
+        upper = Metric(YHAT_UPPER, "Upper edge of the normal band.", "gauge")
+        for f in self._findings:
+            for i, lab in enumerate(f.labels):
+                out = output_labels(lab, f.query, f.detector)
+                score.add_sample(SCORE, out, float(f.score[i]))
+                for family, arr in ((yhat, f.yhat), (lower, f.lower), (upper, f.upper)):
+                    if arr is not None and np.isfinite(arr[i]):
+                        family.add_sample(family.name, out, float(arr[i]))
+        up = Metric("gpuwarden_anomaly_source_up", "1 when the last read of the source succeeded.", "gauge")
+        errors = Metric("gpuwarden_anomaly_source_errors", "Failed reads of the source.", "counter")
+        last = Metric(
+            "gpuwarden_anomaly_source_last_success_timestamp_seconds", "Time of the last good read.", "gauge"
+        )
+        for h in self._health:
+            up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
+            errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
+            if h.last_success is not None:
+                last.add_sample(last.name, {"source": h.name}, h.last_success)
+        series = Metric("gpuwarden_anomaly_series", "Series scored in the last tick.", "gauge")
+        series.add_sample(series.name, {}, float(self._stats.series))
+        firing = Metric("gpuwarden_anomaly_alerts_firing", "Anomaly alerts firing now.", "gauge")
+        firing.add_sample(firing.name, {}, float(self._stats.alerts_firing))
+        tick = Metric("gpuwarden_anomaly_tick_seconds", "Duration of the last scoring tick.", "gauge")
+        tick.add_sample(tick.name, {}, self._stats.tick_seconds)
+        det = Metric("gpuwarden_anomaly_detector_errors", "Detector failures caught by the loop.", "counter")
+        for name, count in self._stats.detector_errors.items():
+            det.add_sample(det.name + "_total", {"detector": name}, float(count))
+        return [score, yhat, lower, upper, up, errors, last, series, firing, tick, det]

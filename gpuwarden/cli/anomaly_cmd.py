@@ -1,0 +1,104 @@
+"""``gpuwarden anomaly``: score a CSV, evaluate on NAB, look up an XID."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from anomaly import nab
+from anomaly.signatures import load_xid_catalog
+from anomaly.thresholds import ThresholdParams
+from anomaly.univariate import read_series_csv, score_many, write_scored_csv
+from gpuwarden.config import AnomalyThresholdConfig, load_config
+from gpuwarden.errors import ConfigError, InputError
+
+anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
+evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
+anomaly_app.add_typer(evaluate_app, name="evaluate")
+err_console = Console(stderr=True)
+
+ConfigOption = Annotated[
+    Path | None, typer.Option("--config", help="YAML configuration (anomaly.thresholds).")
+]
+
+
+def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
+    if config is None:
+        return AnomalyThresholdConfig()
+    return load_config(config).anomaly.thresholds
+
+
+@anomaly_app.command("score")
+def score(
+    input_path: Annotated[Path, typer.Option("--input", help="CSV with columns timestamp,value.")],
+    output: Annotated[
+        Path, typer.Option("--output", help="Where to write timestamp,value,anomaly_score,label.")
+    ],
+    config: ConfigOption = None,
+) -> None:
+    """Score a univariate CSV with the default configuration; label 1 where an alert would be raised."""
+    try:
+        cfg = _thresholds(config)
+        series = read_series_csv(input_path)
+        scored = score_many([series], ThresholdParams.from_config(cfg), cfg.resolve_after)[0]
+        write_scored_csv(scored, output)
+    except (InputError, ConfigError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    typer.echo(f"{output}: {len(series.values)} rows, {int(scored.raised.sum())} alerts")
+
+
+@evaluate_app.command("nab")
+def evaluate_nab(
+    data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
+    windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    config: ConfigOption = None,
+) -> None:
+    """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall."""
+    try:
+        cfg = _thresholds(config)
+        files = nab.load_corpus(data, windows)
+        report = nab.evaluate(files, ThresholdParams.from_config(cfg), cfg.resolve_after)
+    except (InputError, ConfigError) as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if as_json:
+        typer.echo(json.dumps(report.to_json(), indent=2))
+        return
+    console = Console(width=180)
+    files_table = Table("file", "split", "windows", "detected", "alerts", "raw standard")
+    for name, parts in report.per_file.items():
+        s = parts["standard"]
+        split = "tune" if nab.is_tuning_file(name) else "held-out"
+        files_table.add_row(name, split, str(s.windows), str(s.detected), str(s.alerts), f"{s.raw:.3f}")
+    console.print(files_table)
+    summary_table = Table("set", "files", "windows", *nab.PROFILES, "window F1")
+    rows = [(f"split:{k}", v) for k, v in report.splits.items()] + list(report.categories.items())
+    for label, summary in rows:
+        cells = [f"{v:.1f}" if v is not None else "n/a" for v in summary.scores.values()]
+        summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")
+    console.print(summary_table)
+    console.print("held-out = files never used to choose the defaults (anomaly.nab.is_tuning_file)")
+
+
+@anomaly_app.command("xid")
+def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
+    """What an XID means and what gpuwarden recommends doing about it."""
+    entry = load_xid_catalog().get(code)
+    if entry is None:
+        err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
+        raise typer.Exit(1)
+    typer.echo(f"XID {entry.xid} {entry.mnemonic}: {entry.description}")
+    typer.echo(f"immediate: {entry.immediate_action} -> {entry.action.value}")
+    typer.echo(f"investigate: {entry.investigatory_action}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``anomaly`` group to the root app."""
+    app.add_typer(anomaly_app, name="anomaly")

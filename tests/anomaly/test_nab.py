@@ -1,0 +1,130 @@
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from anomaly import nab
+from anomaly.univariate import Series
+
+NAB_DIR = Path("/work/shared/data/nab")
+
+
+def make_file(rows: int = 1000, windows: tuple[tuple[int, int], ...] = ((500, 599),)) -> nab.NabFile:
+    t = np.arange(rows, dtype=float) * 300
+    return nab.NabFile("cat/f.csv", Series("f.csv", t, np.zeros(rows)), windows)
+
+
+def alerts_at(rows: int, *idx: int) -> np.ndarray:
+    a = np.zeros(rows, np.bool_)
+    a[list(idx)] = True
+    return a
+
+
+STANDARD = nab.PROFILES["standard"]
+
+
+def test_the_three_profiles_carry_nabs_published_weights():
+    assert nab.PROFILES["standard"] == nab.CostProfile(tp=1.0, fp=0.11, fn=1.0)
+    assert nab.PROFILES["reward_low_FP_rate"] == nab.CostProfile(tp=1.0, fp=0.22, fn=1.0)
+    assert nab.PROFILES["reward_low_FN_rate"] == nab.CostProfile(tp=1.0, fp=0.11, fn=2.0)
+
+
+def test_the_scaled_sigmoid_matches_nabs_reference_points():
+    assert nab.scaled_sigmoid(-1.0) == pytest.approx(0.98661, abs=1e-5)
+    assert nab.scaled_sigmoid(-0.5) == pytest.approx(0.84828, abs=1e-5)
+    assert nab.scaled_sigmoid(0.0) == 0.0
+    assert nab.scaled_sigmoid(3.5) == -1.0
+
+
+def test_a_miss_costs_the_false_negative_weight():
+    f = make_file()
+    assert nab.score_file(f, alerts_at(1000), STANDARD).raw == -1.0
+    assert nab.score_file(f, alerts_at(1000), nab.PROFILES["reward_low_FN_rate"]).raw == -2.0
+
+
+def test_a_detection_at_the_window_start_earns_the_full_reward_and_later_ones_less():
+    f = make_file()
+    assert nab.score_file(f, alerts_at(1000, 500), STANDARD).raw == pytest.approx(1.0)
+    middle = nab.score_file(f, alerts_at(1000, 550), STANDARD).raw
+    assert middle == pytest.approx(nab.scaled_sigmoid(-0.5) / nab.scaled_sigmoid(-1.0))
+
+
+def test_only_the_first_detection_in_a_window_counts():
+    f = make_file()
+    one = nab.score_file(f, alerts_at(1000, 520), STANDARD)
+    many = nab.score_file(f, alerts_at(1000, 520, 540, 560), STANDARD)
+    assert many.raw == one.raw
+    assert many.alerts_in_windows == 3
+
+
+def test_a_false_positive_before_any_window_costs_the_full_fp_weight():
+    f = make_file()
+    s = nab.score_file(f, alerts_at(1000, 300), STANDARD)
+    assert s.raw == pytest.approx(-1.0 - 0.11)
+
+
+def test_a_false_positive_just_after_a_window_costs_less_than_one_far_after():
+    f = make_file()
+    near = nab.score_file(f, alerts_at(1000, 500, 605), STANDARD).false_positive_cost
+    far = nab.score_file(f, alerts_at(1000, 500, 950), STANDARD).false_positive_cost
+    assert far == pytest.approx(-0.11)
+    assert far < near < 0
+    expected = nab.scaled_sigmoid((605 - 599) / 99) * 0.11
+    assert near == pytest.approx(expected)
+
+
+def test_detections_in_the_probation_period_are_ignored():
+    f = make_file()
+    assert nab.probation_length(1000) == 150
+    assert nab.probation_length(10_000) == 750
+    assert nab.score_file(f, alerts_at(1000, 10, 100), STANDARD).alerts == 0
+
+
+def test_normalisation_gives_100_for_perfect_and_0_for_null():
+    f = make_file()
+    perfect = {f.name: {p: nab.score_file(f, alerts_at(1000, 500), c) for p, c in nab.PROFILES.items()}}
+    null = {f.name: {p: nab.score_file(f, alerts_at(1000), c) for p, c in nab.PROFILES.items()}}
+    assert nab.summarise(perfect, [f.name]).scores["standard"] == pytest.approx(100.0)
+    assert nab.summarise(null, [f.name]).scores["standard"] == pytest.approx(0.0)
+
+
+def test_window_f1_counts_windows_found_and_alerts_inside_windows_without_point_adjust():
+    f = make_file(windows=((300, 399), (600, 699)))
+    parts = {
+        f.name: {p: nab.score_file(f, alerts_at(1000, 310, 320, 800), c) for p, c in nab.PROFILES.items()}
+    }
+    s = nab.summarise(parts, [f.name])
+    assert s.recall == pytest.approx(0.5)
+    assert s.precision == pytest.approx(2 / 3)
+    assert s.f1 == pytest.approx(2 * 0.5 * (2 / 3) / (0.5 + 2 / 3))
+
+
+def test_window_bounds_from_the_labels_file_become_index_ranges(tmp_path):
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    rows = ["timestamp,value"] + [f"2020-01-01 00:{m:02d}:00,{m}" for m in range(60)]
+    (tmp_path / "data" / "c" / "x.csv").write_text("\n".join(rows))
+    windows = {"c/x.csv": [["2020-01-01 00:10:00.000000", "2020-01-01 00:19:00.000000"]]}
+    (tmp_path / "w.json").write_text(json.dumps(windows))
+    files = nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
+    assert files[0].windows == ((10, 19),)
+
+
+def test_the_split_is_fixed_and_holds_files_out():
+    names = [f"cat/file{i}.csv" for i in range(40)]
+    tune = [n for n in names if nab.is_tuning_file(n)]
+    assert 0 < len(tune) < len(names)
+    assert tune == [n for n in names if nab.is_tuning_file(n)]
+
+
+@pytest.mark.skipif(not NAB_DIR.exists(), reason="NAB development data not present")
+def test_the_default_detector_beats_the_windowed_gaussian_baseline_on_the_development_corpus():
+    files = nab.load_corpus(NAB_DIR / "data", NAB_DIR / "labels" / "combined_windows.json")
+    report = nab.evaluate(files)
+    standard = report.splits["all"].scores["standard"]
+    assert standard is not None and not math.isnan(standard)
+    assert standard > 39.6
+    assert report.splits["held_out"].files + report.splits["tune"].files == len(files)

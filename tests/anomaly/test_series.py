@@ -1,0 +1,55 @@
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.sources import Frame
+
+
+def test_the_same_label_set_keeps_its_id_and_a_new_one_gets_another():
+    index = SeriesIndex()
+    a = index.ids_for("q", [{"gpu": "0"}, {"gpu": "1"}], 0.0)
+    b = index.ids_for("q", [{"gpu": "1"}, {"gpu": "2"}], 1.0)
+    assert b[0] == a[1]
+    assert b[1] not in a
+    assert index.ids_for("other", [{"gpu": "0"}], 1.0)[0] not in a
+
+
+def test_series_unseen_for_forget_after_are_dropped_and_their_ids_recycled():
+    index = SeriesIndex()
+    old = index.ids_for("q", [{"gpu": "0"}, {"gpu": "1"}], 0.0)
+    index.ids_for("q", [{"gpu": "1"}], 500.0)
+    gone = index.expire(now=1000.0, forget_after=900.0)
+    assert gone.tolist() == [old[0]]
+    assert len(index) == 1
+    assert index.ids_for("q", [{"gpu": "9"}], 1000.0)[0] == old[0]
+
+
+def test_a_counter_reset_counts_the_new_value_as_the_increase_not_a_negative_spike():
+    rates = CounterRates()
+    ids = np.array([0])
+    rates.update(ids, np.array([100.0]), 0.0)
+    inc, rate = rates.update(ids, np.array([130.0]), 10.0)
+    assert inc[0] == 30 and rate[0] == 3
+    inc, rate = rates.update(ids, np.array([5.0]), 20.0)
+    assert inc[0] == 5 and rate[0] == 0.5
+
+
+def test_a_first_counter_sample_and_a_missing_one_have_no_rate():
+    rates = CounterRates()
+    ids = np.array([0])
+    inc, rate = rates.update(ids, np.array([100.0]), 0.0)
+    assert np.isnan(rate[0])
+    inc, rate = rates.update(ids, np.array([np.nan]), 10.0)
+    assert np.isnan(inc[0])
+    inc, rate = rates.update(ids, np.array([110.0]), 20.0)
+    assert rate[0] == 0.5
+
+
+def test_build_view_orders_steps_in_time_and_keeps_the_newest_per_query():
+    frame = Frame("q", [{"a": "1"}], np.array([10.0, 20.0]), np.array([[1.0, 2.0]]))
+    counter = Frame("c_total", [{"a": "1"}], np.array([15.0]), np.array([[7.0]]), kind="counter")
+    view = build_view([frame, counter], SeriesIndex(), CounterRates(), 20.0)
+    assert [s.at for s in view.steps] == [10.0, 15.0, 20.0]
+    assert view.latest["q"].raw[0] == 2.0
+    assert np.isnan(view.latest["c_total"].value[0])

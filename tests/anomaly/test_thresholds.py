@@ -1,0 +1,113 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
+
+T0 = 1_767_225_600.0  # Monday 2026-01-05 is 4 days later; any start works
+
+
+def feed(det: AdaptiveThresholds, values: np.ndarray, step: float = 60.0, ids: np.ndarray | None = None):
+    ids = np.arange(values.shape[1]) if ids is None else ids
+    out = []
+    for i, row in enumerate(values):
+        out.append(det.update(ids, row, T0 + i * step))
+    return out
+
+
+def test_a_spike_after_warmup_scores_above_one_and_normal_noise_does_not():
+    rng = np.random.default_rng(0)
+    values = (10 + rng.normal(0, 1, 600)).reshape(-1, 1)
+    values[500, 0] = 40
+    out = feed(AdaptiveThresholds(), values)
+    scores = np.array([o.score[0] for o in out])
+    assert scores[500] > 1
+    assert (scores[100:500] <= 1).mean() > 0.99
+
+
+def test_nothing_fires_during_warmup():
+    params = ThresholdParams.from_config(warmup=50)
+    values = np.r_[np.ones(10), [1000.0], np.ones(10)].reshape(-1, 1)
+    out = feed(AdaptiveThresholds(params), values)
+    assert max(o.score[0] for o in out) == 0
+
+
+def test_nan_and_inf_samples_are_skipped_without_teaching_the_baseline():
+    det = AdaptiveThresholds()
+    values = np.full((100, 1), 5.0)
+    values[50:60, 0] = np.nan
+    values[70, 0] = np.inf
+    out = feed(det, values)
+    assert all(o.ids.size == 0 for o in out[50:60])
+    assert det.level[0] == pytest.approx(5.0)
+    assert det.count[0] == 89
+
+
+@pytest.mark.parametrize(("direction", "fires_on_drop"), [("up", False), ("down", True), ("both", True)])
+def test_direction_decides_which_deviations_count(direction, fires_on_drop):
+    rng = np.random.default_rng(1)
+    values = (100 + rng.normal(0, 1, 300)).reshape(-1, 1)
+    values[250, 0] = 50
+    out = feed(AdaptiveThresholds(ThresholdParams.from_config(direction=direction)), values)
+    assert bool(out[250].score[0] > 1) is fires_on_drop
+
+
+def test_min_deviation_keeps_a_flat_series_from_alarming_on_tiny_moves():
+    values = np.full((200, 1), 50.0)
+    values[150, 0] = 50.5
+    loose = feed(AdaptiveThresholds(), values.copy())
+    floored = feed(AdaptiveThresholds(ThresholdParams.from_config(min_deviation=1.0)), values.copy())
+    assert loose[150].score[0] > 1
+    assert floored[150].score[0] < 1
+
+
+def daily(values_at_hour, days=21, noise=1.0, seed=2):
+    hours = np.arange(24 * days)
+    rng = np.random.default_rng(seed)
+    return (values_at_hour(hours % 24) + rng.normal(0, noise, hours.size)).astype(float)
+
+
+def test_a_daily_cycle_is_learned_so_a_daytime_level_at_night_is_flagged():
+    values = daily(lambda h: 50 + 20 * np.sin(2 * np.pi * (h - 6) / 24))
+    night = 24 * 20 + 0  # the trough is at midnight; put the peak's level there
+    values[night] = 70
+    seasonal = feed(AdaptiveThresholds(), values.reshape(-1, 1), step=3600.0)
+    flat = feed(
+        AdaptiveThresholds(ThresholdParams.from_config(seasonality=False)), values.reshape(-1, 1), 3600.0
+    )
+    assert seasonal[night].score[0] > 1
+    assert flat[night].score[0] < 1
+    assert max(o.score[0] for o in seasonal[24 * 14 : night]) < 1
+
+
+def test_a_sharp_daily_peak_is_learned_when_errors_are_clipped_loosely():
+    values = daily(lambda h: 50 + 40 * (h == 12))
+    night = 24 * 20 + 2
+    values[night] = 90
+    params = ThresholdParams.from_config(error_clip=3.0)
+    seasonal = feed(AdaptiveThresholds(params), values.reshape(-1, 1), step=3600.0)
+    noon = 24 * 20 + 12
+    assert seasonal[night].score[0] > 1
+    assert seasonal[noon].score[0] < 1
+
+
+def test_series_scored_together_match_series_scored_alone():
+    rng = np.random.default_rng(3)
+    values = rng.normal(0, 1, (300, 3)) + np.array([0, 10, 100])
+    together = feed(AdaptiveThresholds(), values)
+    alone = feed(AdaptiveThresholds(), values[:, [1]])
+    np.testing.assert_allclose([o.score[1] for o in together], [o.score[0] for o in alone])
+
+
+def test_state_per_series_is_at_most_one_kilobyte():
+    det = AdaptiveThresholds(capacity=10_000)
+    assert det.state_bytes_per_series() <= 1024
+
+
+def test_new_series_ids_grow_the_state_and_reset_forgets_a_series():
+    det = AdaptiveThresholds(capacity=2)
+    det.update(np.array([0, 4000]), np.array([1.0, 2.0]), T0)
+    assert det.capacity > 4000
+    det.reset(np.array([4000]))
+    assert det.count[4000] == 0
