@@ -126,7 +126,9 @@ class Fleet:
     # --- dynamics --------------------------------------------------------------------------------
 
     def advance(self) -> None:
-        """Bring the state up to ``clock.time()``."""
+        """Bring the state up to ``clock.time()``; nearly free when no step is due."""
+        if self.clock.time() - self._t < STEP_SECONDS:
+            return
         with self._lock:
             self._advance()
 
@@ -484,9 +486,9 @@ def parse_mig_gpu(text: str) -> tuple[str, int]:
     return node, int(index)
 
 
-def fleet_from_config(cfg: SimConfig, clock: Clock | None = None) -> Fleet:
-    """Build the fleet a ``SimConfig`` describes."""
-    mig = [parse_mig_gpu(item) for item in getattr(cfg, "mig_gpus", [])]
+def fleet_from_config(cfg: SimConfig, clock: Clock | None = None, *, mig_gpus: Iterable[str] = ()) -> Fleet:
+    """Build the fleet a ``SimConfig`` describes; ``mig_gpus`` lists ``NODE:INDEX`` GPUs with MIG on."""
+    mig = [parse_mig_gpu(item) for item in mig_gpus]
     return build_fleet(
         cfg.clusters * cfg.racks_per_cluster * cfg.nodes_per_rack,
         cfg.gpus_per_node,

@@ -96,3 +96,11 @@ def test_workloads_are_placed_on_gpus() -> None:
     for svc in services:
         assert used.isdisjoint((g.node, g.index) for g in svc.gpus)
     assert fleet.workload_on("node-01", 7) is None
+
+
+def test_fleet_from_config_turns_mig_on_where_asked() -> None:
+    fleet = fleet_from_config(SimConfig(nodes_per_rack=2), FakeClock(), mig_gpus=["node-02:7"])
+    assert [m.profile for m in fleet.gpu("node-02", 7).mig] == ["3g.40gb", "2g.20gb", "1g.10gb"]
+    assert fleet.gpu("node-01", 7).mig == []
+    with pytest.raises(InputError, match="NODE:INDEX"):
+        fleet_from_config(SimConfig(), FakeClock(), mig_gpus=["node-02"])
