@@ -99,7 +99,8 @@ def loadgen(url: str, requests: int) -> dict[str, object]:
 
 
 def p95(prom: str, window_seconds: int) -> float:
-    expr = f'histogram_quantile(0.95, sum by (le) (increase({LATENCY}_bucket{{route="{ROUTE}"}}[{window_seconds}s])))'
+    buckets = f'increase({LATENCY}_bucket{{route="{ROUTE}"}}[{window_seconds}s])'
+    expr = f"histogram_quantile(0.95, sum by (le) ({buckets}))"
     return scalar(prom, expr)
 
 
