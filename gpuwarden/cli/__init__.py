@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gpuwarden.cli import config_cmd, sim_cmd
+from gpuwarden.cli import config_cmd, exporter_cmd, sim_cmd
 
 app = typer.Typer(
     name="gpuwarden",
@@ -15,6 +15,7 @@ app = typer.Typer(
 
 # Built-in command groups, listed in one visible place.
 config_cmd.register(app)
+exporter_cmd.register(app)
 sim_cmd.register(app)
 
 

@@ -1,0 +1,215 @@
+"""The background collection loop: collectors run on worker threads with a deadline; scrapes read a cache.
+
+Each collector (one per NVML instance, so one per simulated node) has its own daemon worker thread. A
+tick hands every idle worker a collection and waits up to ``deadline`` seconds of real time (a hung
+NVML call blocks a thread, and no Python code can interrupt it). A collector that overruns keeps its
+previous values in the exposition, reads ``gpuwarden_exporter_stale 1`` and counts the overrun under the
+NVML function it was inside; its worker gets no new work until the hung call returns, so threads never
+pile up. The other collectors keep reporting. Timestamps come from the ``Clock``.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from prometheus_client import Metric
+from prometheus_client.samples import Sample
+
+from exporters import fields as fams
+from exporters.exposition import EMPTY, Exposition, merge
+from gpuwarden.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+
+class Collector(Protocol):
+    """What the loop runs: ``NvmlCollector`` or anything with the same shape."""
+
+    hostname: str
+    current_call: str | None
+
+    def collect(self) -> list[Metric]:
+        """One full pass; never raises."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class _Result:
+    families: list[Metric]
+    wall: float
+    cpu: float
+    finished_at: float
+
+
+class _Worker:
+    """A daemon thread running one job at a time (a hung job must not block interpreter exit)."""
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[tuple[Callable[[], _Result], Future[_Result]]] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(self, job: Callable[[], _Result]) -> Future[_Result]:
+        future: Future[_Result] = Future()
+        self._jobs.put((job, future))
+        return future
+
+    def _run(self) -> None:
+        while True:
+            job, future = self._jobs.get()
+            if not future.set_running_or_notify_cancel():
+                continue
+            try:
+                future.set_result(job())
+            except BaseException as exc:  # noqa: BLE001 - handed to the loop, which logs and counts it
+                future.set_exception(exc)
+
+
+@dataclass
+class _Source:
+    collector: Collector
+    worker: _Worker
+    families: list[Metric] = field(default_factory=list)
+    pending: Future[_Result] | None = None
+    overran: bool = False
+    stale: bool = False
+    last_success: float | None = None
+    wall: float | None = None
+    cpu: float | None = None
+    overruns: dict[str, int] = field(default_factory=dict)
+    failures: int = 0
+
+
+class CollectionLoop:
+    """Runs collectors every ``interval`` seconds (of ``clock``) and keeps the rendered exposition."""
+
+    def __init__(
+        self, collectors: Sequence[Collector], *, clock: Clock, interval: float, deadline: float
+    ) -> None:
+        self._clock = clock
+        self.interval = interval
+        self.deadline = deadline
+        self._sources = [_Source(c, _Worker(f"collect-{c.hostname}")) for c in collectors]
+        self._exposition = EMPTY
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.ticks = 0
+
+    @property
+    def exposition(self) -> Exposition:
+        """The latest rendered snapshot (what ``/metrics`` serves)."""
+        return self._exposition
+
+    def stale_hosts(self) -> list[str]:
+        """Hosts whose values are from an earlier collection."""
+        return [s.collector.hostname for s in self._sources if s.stale]
+
+    def _job(self, collector: Collector) -> Callable[[], _Result]:
+        def run() -> _Result:
+            cpu0, wall0 = time.thread_time(), self._clock.monotonic()
+            families = collector.collect()
+            return _Result(
+                families, self._clock.monotonic() - wall0, time.thread_time() - cpu0, self._clock.time()
+            )
+
+        return run
+
+    def run_once(self) -> None:
+        """One tick: start idle collectors, wait up to the deadline, publish what is known."""
+        for src in self._sources:
+            if src.pending is None:
+                src.pending = src.worker.submit(self._job(src.collector))
+                src.overran = False
+        pending = [s.pending for s in self._sources if s.pending is not None]
+        wait(pending, timeout=self.deadline)
+        for src in self._sources:
+            self._settle(src)
+        self.ticks += 1
+        self._publish()
+
+    def _settle(self, src: _Source) -> None:
+        future = src.pending
+        if future is None:
+            return
+        if not future.done():
+            src.stale = True
+            if not src.overran:
+                src.overran = True
+                function = src.collector.current_call or "unknown"
+                src.overruns[function] = src.overruns.get(function, 0) + 1
+                logger.warning(
+                    "collection overran its deadline host=%s function=%s deadline=%s",
+                    src.collector.hostname,
+                    function,
+                    self.deadline,
+                )
+            return
+        src.pending = None
+        try:
+            result = future.result()
+        except Exception:  # the loop boundary: a bug in a collector must not stop the exporter
+            logger.exception("collection failed host=%s", src.collector.hostname)
+            src.failures += 1
+            src.stale = True
+            return
+        src.families, src.wall, src.cpu = result.families, result.wall, result.cpu
+        src.last_success, src.stale = result.finished_at, False
+
+    def _health(self) -> list[Metric]:
+        metrics = {f.name: Metric(f.name, f.help, f.kind.value) for f in _HEALTH}
+        for src in self._sources:
+            host = {"Hostname": src.collector.hostname}
+
+            def add(family: fams.Family, value: float, labels: dict[str, str] = host) -> None:
+                metrics[family.name].samples.append(Sample(family.sample_name, labels, value))
+
+            add(fams.STALE, 1.0 if src.stale else 0.0)
+            add(fams.COLLECTION_FAILURES, src.failures)
+            if src.last_success is not None:
+                add(fams.LAST_SUCCESS, src.last_success)
+            if src.wall is not None and src.cpu is not None:
+                add(fams.COLLECTION_DURATION, src.wall)
+                add(fams.COLLECTION_CPU, src.cpu)
+            for function, count in sorted(src.overruns.items()):
+                add(fams.OVERRUNS, count, {**host, "function": function})
+        return list(metrics.values())
+
+    def _publish(self) -> None:
+        families = merge([s.families for s in self._sources if s.families] + [self._health()])
+        self._exposition = Exposition.build(families)
+
+    def run_forever(self) -> None:
+        """Tick every ``interval`` until ``stop()``."""
+        while not self._stop.is_set():
+            started = self._clock.monotonic()
+            try:
+                self.run_once()
+            except Exception:  # the loop boundary
+                logger.exception("collection tick failed")
+            self._clock.sleep(max(0.0, self.interval - (self._clock.monotonic() - started)))
+
+    def start(self) -> None:
+        """Run the loop on a daemon thread."""
+        self._thread = threading.Thread(target=self.run_forever, name="collection-loop", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the current tick (the thread is a daemon; a hung NVML call cannot hold the exit)."""
+        self._stop.set()
+
+
+_HEALTH = (
+    fams.STALE,
+    fams.LAST_SUCCESS,
+    fams.COLLECTION_DURATION,
+    fams.COLLECTION_CPU,
+    fams.OVERRUNS,
+    fams.COLLECTION_FAILURES,
+)

@@ -1,0 +1,119 @@
+"""Render metric families to the Prometheus text format (0.0.4) and to OpenMetrics 1.0.
+
+A scrape only returns bytes rendered here after a collection, so it never waits on NVML. The renderer
+is our own because dcgm-exporter's counters (``DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION``) have no ``_total``
+suffix: the text format keeps them as counters under NVIDIA's exact names, while OpenMetrics, which
+requires ``_total`` on counter samples, declares them ``unknown`` with the same sample names.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+from prometheus_client import Metric
+from prometheus_client.utils import floatToGoString
+
+TEXT_CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+OPENMETRICS_CONTENT_TYPE = "application/openmetrics-text; version=1.0.0; charset=utf-8"
+
+
+def _escape_help(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n")
+
+
+def _escape_value(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
+
+
+class _LabelCache:
+    """Formats a label dict once per render; collectors reuse one dict per GPU across families."""
+
+    def __init__(self) -> None:
+        self._by_id: dict[int, tuple[Mapping[str, str], str]] = {}
+
+    def format(self, labels: Mapping[str, str]) -> str:
+        hit = self._by_id.get(id(labels))
+        if hit is not None and hit[0] is labels:
+            return hit[1]
+        text = ""
+        if labels:
+            text = "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels.items()) + "}"
+        self._by_id[id(labels)] = (labels, text)
+        return text
+
+
+def _value(value: float) -> str:
+    if value.is_integer() and abs(value) < 1e15:
+        return str(int(value))
+    return str(floatToGoString(value))  # type: ignore[no-untyped-call]
+
+
+def _header_name(metric: Metric, openmetrics: bool) -> tuple[str, str]:
+    """(name on HELP/TYPE lines, type) for one family in the chosen format."""
+    name, typ = metric.name, metric.type
+    if typ == "counter":
+        suffixed = bool(metric.samples) and metric.samples[0].name == name + "_total"
+        if openmetrics:
+            return (name, "counter") if suffixed else (name, "unknown")
+        return (name + "_total", typ) if suffixed else (name, typ)
+    return name, typ
+
+
+def render(families: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
+    """Render families (those without samples are left out) in the text format or in OpenMetrics."""
+    labels = _LabelCache()
+    out: list[str] = []
+    append = out.append
+    for metric in families:
+        if not metric.samples:
+            continue
+        name, typ = _header_name(metric, openmetrics)
+        append(f"# HELP {name} {_escape_help(metric.documentation)}\n# TYPE {name} {typ}\n")
+        for sample in metric.samples:
+            append(f"{sample.name}{labels.format(sample.labels)} {_value(float(sample.value))}\n")
+    if openmetrics:
+        append("# EOF\n")
+    return "".join(out).encode("utf-8")
+
+
+def merge(batches: Sequence[Sequence[Metric]]) -> list[Metric]:
+    """Merge families of the same name from several collectors (one per host) into one family each."""
+    if len(batches) == 1:
+        return list(batches[0])
+    merged: dict[str, Metric] = {}
+    for batch in batches:
+        for metric in batch:
+            into = merged.get(metric.name)
+            if into is None:
+                into = Metric(metric.name, metric.documentation, metric.type)
+                merged[metric.name] = into
+            into.samples.extend(metric.samples)
+    return list(merged.values())
+
+
+@dataclass
+class Exposition:
+    """One rendered snapshot: text bytes now, OpenMetrics bytes on first request."""
+
+    families: list[Metric]
+    text: bytes
+    _openmetrics: bytes | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    @classmethod
+    def build(cls, families: list[Metric]) -> Exposition:
+        """Render the text format at once (the common scrape)."""
+        return cls(families, render(families))
+
+    @property
+    def openmetrics(self) -> bytes:
+        """OpenMetrics bytes, rendered once."""
+        with self._lock:
+            if self._openmetrics is None:
+                self._openmetrics = render(self.families, openmetrics=True)
+            return self._openmetrics
+
+
+EMPTY = Exposition([], b"")

@@ -1,0 +1,349 @@
+"""The metric-family table: every family the exporter can emit, with its help, type and NVML source.
+
+DCGM-compatible families keep dcgm-exporter's exact names (and its units: MiB, MHz, W, mJ, us) so that
+Grafana dashboard 12239 and existing alert rules work unchanged. Families that DCGM lacks use the
+``gpuwarden_`` prefix, base units and ``_total`` on counters. The dashboards stage may read this table.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+# Labels of dcgm-exporter, in its order. MIG instances add GPU_I_PROFILE and GPU_I_ID.
+DCGM_GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname")
+MIG_LABELS = ("GPU_I_PROFILE", "GPU_I_ID")
+# gpuwarden's own families drop the camelCase modelName (promtool's lint rejects it); join on UUID.
+OWN_GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "Hostname")
+# Workload attribution labels (only present when known).
+ATTRIBUTION_LABELS = ("namespace", "pod", "container", "pod_uid", "slurm_job")
+
+
+class Kind(enum.StrEnum):
+    """Prometheus metric type."""
+
+    GAUGE = "gauge"
+    COUNTER = "counter"
+
+
+@dataclass(frozen=True, slots=True)
+class Family:
+    """One metric family: name, help, type and where its value comes from."""
+
+    name: str
+    help: str
+    kind: Kind
+    source: str
+
+    @property
+    def dcgm(self) -> bool:
+        """True for dcgm-exporter-compatible families (NVIDIA's names and labels)."""
+        return self.name.startswith("DCGM_")
+
+    @property
+    def sample_name(self) -> str:
+        """The name on sample lines: gpuwarden counters end in ``_total``, DCGM names are kept as is."""
+        if self.kind is Kind.COUNTER and not self.dcgm:
+            return self.name + "_total"
+        return self.name
+
+
+def _g(name: str, help_: str, source: str) -> Family:
+    return Family(name, help_, Kind.GAUGE, source)
+
+
+def _c(name: str, help_: str, source: str) -> Family:
+    return Family(name, help_, Kind.COUNTER, source)
+
+
+# --- DCGM-compatible families -----------------------------------------------------------------------
+
+SM_CLOCK = _g("DCGM_FI_DEV_SM_CLOCK", "SM clock frequency (in MHz).", "nvmlDeviceGetClockInfo(SM)")
+MEM_CLOCK = _g("DCGM_FI_DEV_MEM_CLOCK", "Memory clock frequency (in MHz).", "nvmlDeviceGetClockInfo(MEM)")
+GPU_TEMP = _g("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "nvmlDeviceGetTemperature(GPU)")
+MEMORY_TEMP = _g("DCGM_FI_DEV_MEMORY_TEMP", "Memory temperature (in C).", "field NVML_FI_DEV_MEMORY_TEMP")
+POWER_USAGE = _g("DCGM_FI_DEV_POWER_USAGE", "Power draw (in W).", "nvmlDeviceGetPowerUsage / 1000")
+TOTAL_ENERGY = _c(
+    "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+    "Total energy consumption since the driver was loaded (in mJ).",
+    "field NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+)
+PCIE_REPLAY = _c(
+    "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+    "Total number of PCIe retries.",
+    "field NVML_FI_DEV_PCIE_REPLAY_COUNTER",
+)
+GPU_UTIL = _g("DCGM_FI_DEV_GPU_UTIL", "GPU utilization (in %).", "nvmlDeviceGetUtilizationRates.gpu")
+MEM_COPY_UTIL = _g(
+    "DCGM_FI_DEV_MEM_COPY_UTIL", "Memory utilization (in %).", "nvmlDeviceGetUtilizationRates.memory"
+)
+ENC_UTIL = _g("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", "nvmlDeviceGetEncoderUtilization")
+DEC_UTIL = _g("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", "nvmlDeviceGetDecoderUtilization")
+FB_FREE = _g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "nvmlDeviceGetMemoryInfo.free")
+FB_USED = _g("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "nvmlDeviceGetMemoryInfo.used")
+FB_TOTAL = _g("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", "nvmlDeviceGetMemoryInfo.total")
+XID_ERRORS = _g(
+    "DCGM_FI_DEV_XID_ERRORS",
+    "Value of the last XID error encountered (0: none since the exporter started).",
+    "nvmlEventSetWait (XidCriticalError)",
+)
+NVLINK_BANDWIDTH_TOTAL = _c(
+    "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+    "Total NVLink data traffic, transmitted plus received, for all links (in KiB).",
+    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX + _RX",
+)
+ECC_SBE_VOL = _c(
+    "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+    "Total single-bit volatile ECC errors.",
+    "field NVML_FI_DEV_ECC_SBE_VOL_TOTAL",
+)
+ECC_DBE_VOL = _c(
+    "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+    "Total double-bit volatile ECC errors.",
+    "field NVML_FI_DEV_ECC_DBE_VOL_TOTAL",
+)
+ECC_SBE_AGG = _c(
+    "DCGM_FI_DEV_ECC_SBE_AGG_TOTAL",
+    "Total single-bit persistent (aggregate) ECC errors.",
+    "field NVML_FI_DEV_ECC_SBE_AGG_TOTAL",
+)
+ECC_DBE_AGG = _c(
+    "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+    "Total double-bit persistent (aggregate) ECC errors.",
+    "field NVML_FI_DEV_ECC_DBE_AGG_TOTAL",
+)
+RETIRED_SBE = _c(
+    "DCGM_FI_DEV_RETIRED_SBE", "Total pages retired for single-bit errors.", "field NVML_FI_DEV_RETIRED_SBE"
+)
+RETIRED_DBE = _c(
+    "DCGM_FI_DEV_RETIRED_DBE", "Total pages retired for double-bit errors.", "field NVML_FI_DEV_RETIRED_DBE"
+)
+RETIRED_PENDING = _g(
+    "DCGM_FI_DEV_RETIRED_PENDING", "Pages pending retirement (1: yes).", "field NVML_FI_DEV_RETIRED_PENDING"
+)
+REMAPPED_COR = _c(
+    "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+    "Rows remapped for correctable errors.",
+    "field NVML_FI_DEV_REMAPPED_COR",
+)
+REMAPPED_UNC = _c(
+    "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    "Rows remapped for uncorrectable errors.",
+    "field NVML_FI_DEV_REMAPPED_UNC",
+)
+ROW_REMAP_PENDING = _g(
+    "DCGM_FI_DEV_ROW_REMAP_PENDING",
+    "A row remap is pending and needs a GPU reset (1: yes).",
+    "field NVML_FI_DEV_REMAPPED_PENDING",
+)
+ROW_REMAP_FAILURE = _g(
+    "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+    "Row remapping failed; the GPU needs service (1: yes).",
+    "field NVML_FI_DEV_REMAPPED_FAILURE",
+)
+NVLINK_CRC_FLIT = _c(
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    "Total NVLink flow-control CRC errors, all links.",
+    "field NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+)
+NVLINK_CRC_DATA = _c(
+    "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+    "Total NVLink data CRC errors, all links.",
+    "field NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+)
+NVLINK_REPLAY = _c(
+    "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+    "Total NVLink replay errors, all links.",
+    "field NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+)
+NVLINK_RECOVERY = _c(
+    "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+    "Total NVLink recovery errors, all links.",
+    "field NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+)
+CLOCK_THROTTLE_REASONS = _g(
+    "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+    "Current clock throttle (event) reasons, a bitmask of nvmlClocksEventReason*.",
+    "nvmlDeviceGetCurrentClocksEventReasons (old drivers: ...ThrottleReasons)",
+)
+POWER_VIOLATION = _c(
+    "DCGM_FI_DEV_POWER_VIOLATION",
+    "Throttling duration due to power constraints (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_POWER (ns / 1000)",
+)
+THERMAL_VIOLATION = _c(
+    "DCGM_FI_DEV_THERMAL_VIOLATION",
+    "Throttling duration due to thermal constraints (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_THERMAL (ns / 1000)",
+)
+SYNC_BOOST_VIOLATION = _c(
+    "DCGM_FI_DEV_SYNC_BOOST_VIOLATION",
+    "Throttling duration due to sync-boost constraints (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_SYNC_BOOST (ns / 1000)",
+)
+BOARD_LIMIT_VIOLATION = _c(
+    "DCGM_FI_DEV_BOARD_LIMIT_VIOLATION",
+    "Throttling duration due to board limit constraints (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT (ns / 1000)",
+)
+LOW_UTIL_VIOLATION = _c(
+    "DCGM_FI_DEV_LOW_UTIL_VIOLATION",
+    "Throttling duration due to low utilization (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION (ns / 1000)",
+)
+RELIABILITY_VIOLATION = _c(
+    "DCGM_FI_DEV_RELIABILITY_VIOLATION",
+    "Throttling duration due to reliability constraints (in us).",
+    "field NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns / 1000)",
+)
+PROF_GR_ENGINE_ACTIVE = _g(
+    "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+    "Ratio of time the graphics engine is active.",
+    "GPM NVML_GPM_METRIC_GRAPHICS_UTIL / 100",
+)
+PROF_SM_ACTIVE = _g(
+    "DCGM_FI_PROF_SM_ACTIVE",
+    "The ratio of cycles an SM has at least 1 warp assigned.",
+    "GPM NVML_GPM_METRIC_SM_UTIL / 100",
+)
+PROF_SM_OCCUPANCY = _g(
+    "DCGM_FI_PROF_SM_OCCUPANCY",
+    "The ratio of resident warps to the maximum on an SM.",
+    "GPM NVML_GPM_METRIC_SM_OCCUPANCY / 100",
+)
+PROF_PIPE_TENSOR_ACTIVE = _g(
+    "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+    "Ratio of cycles the tensor pipes are active.",
+    "GPM NVML_GPM_METRIC_ANY_TENSOR_UTIL / 100",
+)
+PROF_DRAM_ACTIVE = _g(
+    "DCGM_FI_PROF_DRAM_ACTIVE",
+    "Ratio of cycles the device memory interface is active sending or receiving data.",
+    "GPM NVML_GPM_METRIC_DRAM_BW_UTIL / 100",
+)
+
+# --- gpuwarden families ------------------------------------------------------------------------------
+
+GPU_UP = _g(
+    "gpuwarden_gpu_up",
+    "1 when the GPU answered NVML in the last collection, 0 when it is lost or needs a reset.",
+    "nvmlDeviceGetHandleByIndex + every per-GPU call",
+)
+RECOVERY_ACTION = _g(
+    "gpuwarden_gpu_recovery_action",
+    "The driver's recommended recovery action (0 none, 1 GPU reset, 2 node reboot, 3 drain P2P, "
+    "4 drain and reset, 5 recover IMEX domain, 6 bus reset, 7 system reboot).",
+    "field NVML_FI_DEV_GET_GPU_RECOVERY_ACTION",
+)
+CLOCK_EVENT_REASON = _g(
+    "gpuwarden_gpu_clock_event_reason_active",
+    "1 while the named clock event (throttle) reason holds, else 0.",
+    "nvmlDeviceGetCurrentClocksEventReasons, decoded",
+)
+XID_TOTAL = _c(
+    "gpuwarden_xid_errors",
+    "XID errors received as NVML events, by XID code; every event counts.",
+    "nvmlEventSetWait (XidCriticalError)",
+)
+XID_LAST_SEEN = _g(
+    "gpuwarden_xid_last_seen_timestamp_seconds",
+    "When the exporter last received this XID code from the GPU (Unix seconds).",
+    "nvmlEventSetWait receipt time",
+)
+PROCESS_MEMORY = _g(
+    "gpuwarden_process_memory_used_bytes",
+    "GPU memory used by one process, with its pod or Slurm job when known.",
+    "nvmlDeviceGetComputeRunningProcesses + /proc/<pid>/cgroup",
+)
+NVML_CALL_ERRORS = _c(
+    "gpuwarden_nvml_call_errors",
+    "NVML calls that failed, by function and NVML error (NotSupported is not an error).",
+    "every NVML call",
+)
+COLLECTION_DURATION = _g(
+    "gpuwarden_collection_duration_seconds",
+    "Wall time of the last completed NVML collection of this host.",
+    "collection loop",
+)
+COLLECTION_CPU = _g(
+    "gpuwarden_collection_cpu_seconds",
+    "CPU time of the last completed NVML collection of this host.",
+    "collection loop",
+)
+LAST_SUCCESS = _g(
+    "gpuwarden_collection_last_success_timestamp_seconds",
+    "When the last collection of this host completed (Unix seconds).",
+    "collection loop",
+)
+STALE = _g(
+    "gpuwarden_exporter_stale",
+    "1 while this host's values are from an earlier collection because the current one overran its deadline.",
+    "collection loop",
+)
+OVERRUNS = _c(
+    "gpuwarden_collection_overruns",
+    "Collections that overran their deadline, by the NVML function that was running (a hung call).",
+    "collection loop",
+)
+COLLECTION_FAILURES = _c(
+    "gpuwarden_collection_failures",
+    "Collections that ended in an unexpected exception (a bug; NVML errors are counted per call).",
+    "collection loop",
+)
+
+FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
+BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+
+# NVML field ids read in one nvmlDeviceGetFieldValues call, and the family each feeds with its scale.
+# (Constants from nvml.h; the NVML_FI_* names are in the comments.)
+FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
+    (82, MEMORY_TEMP, 1.0),  # NVML_FI_DEV_MEMORY_TEMP
+    (83, TOTAL_ENERGY, 1.0),  # NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION (mJ)
+    (94, PCIE_REPLAY, 1.0),  # NVML_FI_DEV_PCIE_REPLAY_COUNTER
+    (3, ECC_SBE_VOL, 1.0),  # NVML_FI_DEV_ECC_SBE_VOL_TOTAL
+    (4, ECC_DBE_VOL, 1.0),  # NVML_FI_DEV_ECC_DBE_VOL_TOTAL
+    (5, ECC_SBE_AGG, 1.0),  # NVML_FI_DEV_ECC_SBE_AGG_TOTAL
+    (6, ECC_DBE_AGG, 1.0),  # NVML_FI_DEV_ECC_DBE_AGG_TOTAL
+    (29, RETIRED_SBE, 1.0),  # NVML_FI_DEV_RETIRED_SBE
+    (30, RETIRED_DBE, 1.0),  # NVML_FI_DEV_RETIRED_DBE
+    (31, RETIRED_PENDING, 1.0),  # NVML_FI_DEV_RETIRED_PENDING
+    (142, REMAPPED_COR, 1.0),  # NVML_FI_DEV_REMAPPED_COR
+    (143, REMAPPED_UNC, 1.0),  # NVML_FI_DEV_REMAPPED_UNC
+    (144, ROW_REMAP_PENDING, 1.0),  # NVML_FI_DEV_REMAPPED_PENDING
+    (145, ROW_REMAP_FAILURE, 1.0),  # NVML_FI_DEV_REMAPPED_FAILURE
+    (38, NVLINK_CRC_FLIT, 1.0),  # NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL
+    (45, NVLINK_CRC_DATA, 1.0),  # NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL
+    (52, NVLINK_REPLAY, 1.0),  # NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL
+    (59, NVLINK_RECOVERY, 1.0),  # NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL
+    (74, POWER_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_POWER (ns -> us)
+    (75, THERMAL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_THERMAL
+    (76, SYNC_BOOST_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_SYNC_BOOST
+    (77, BOARD_LIMIT_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT
+    (78, LOW_UTIL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION
+    (79, RELIABILITY_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY
+    (230, RECOVERY_ACTION, 1.0),  # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION
+)
+# Summed into DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL (KiB): NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX.
+NVLINK_THROUGHPUT_FIELDS = (138, 139)
+
+# GPM metric ids (NVML_GPM_METRIC_*) and the DCGM profiling family each feeds (value / 100 = ratio).
+GPM_FAMILIES: tuple[tuple[int, Family], ...] = (
+    (1, PROF_GR_ENGINE_ACTIVE),  # NVML_GPM_METRIC_GRAPHICS_UTIL
+    (2, PROF_SM_ACTIVE),  # NVML_GPM_METRIC_SM_UTIL
+    (3, PROF_SM_OCCUPANCY),  # NVML_GPM_METRIC_SM_OCCUPANCY
+    (5, PROF_PIPE_TENSOR_ACTIVE),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
+    (10, PROF_DRAM_ACTIVE),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+)
+
+# Clock event (throttle) reason bits and their label values.
+CLOCK_EVENT_REASONS: tuple[tuple[int, str], ...] = (
+    (0x1, "gpu_idle"),
+    (0x2, "applications_clocks_setting"),
+    (0x4, "sw_power_cap"),
+    (0x8, "hw_slowdown"),
+    (0x10, "sync_boost"),
+    (0x20, "sw_thermal_slowdown"),
+    (0x40, "hw_thermal_slowdown"),
+    (0x80, "hw_power_brake_slowdown"),
+    (0x100, "display_clock_setting"),
+)

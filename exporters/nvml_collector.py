@@ -1,0 +1,453 @@
+"""NvmlCollector: one pass over every GPU of one NVML instance, producing DCGM-compatible families.
+
+``nvml`` is the ``pynvml`` module on a real host or a ``gpuwarden.sim`` ``SimNvml`` (same names, same
+``NVMLError_*`` classes), so the simulator exercises this exact code path. The rules:
+
+- ``collect()`` never raises; a failing call leaves its series out and is counted in
+  ``gpuwarden_nvml_call_errors_total{function,error}``.
+- ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
+- ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
+  the XID counters keep their labels, the GPU's other series are absent until it answers again.
+- ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
+- Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
+  one ``nvmlDeviceGetFieldValues`` call per GPU.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import pynvml
+from prometheus_client import Metric
+from prometheus_client.samples import Sample
+
+from exporters import fields as fams
+from exporters.attribution import PodRef, ProcessIdentity, process_labels, workload_labels
+from exporters.xid import XidLedger
+from gpuwarden.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+NOT_SUPPORTED = 3
+NOT_FOUND = 6
+FUNCTION_NOT_FOUND = 13
+LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
+_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+_MIB = 1024 * 1024
+_TEMPERATURE_GPU = 0
+_CLOCK_SM, _CLOCK_MEM = 1, 2
+_MIG_ENABLED = 1
+_FIELD_IDS = [fid for fid, _, _ in fams.FIELD_FAMILIES] + list(fams.NVLINK_THROUGHPUT_FIELDS)
+_FIELD_NAMES = {fid: fam.name for fid, fam, _ in fams.FIELD_FAMILIES} | {
+    138: "NVLINK_THROUGHPUT_DATA_TX",
+    139: "NVLINK_THROUGHPUT_DATA_RX",
+}
+
+
+class ProcessResolver(Protocol):
+    """Maps a host PID to its pod or Slurm job (``exporters.attribution.ProcCgroupResolver``)."""
+
+    def resolve(self, pid: int) -> ProcessIdentity:
+        """Identity of one process."""
+        ...
+
+    def retain(self, pids: Sequence[int]) -> None:
+        """Forget PIDs not in ``pids``."""
+        ...
+
+
+class PodAssignments(Protocol):
+    """GPU UUID -> containers the kubelet assigned it to (``exporters.podresources``)."""
+
+    def pods_for(self, uuid: str) -> Sequence[PodRef]:
+        """Containers holding this GPU (empty when none or unknown)."""
+        ...
+
+
+def error_name(code: int | None) -> str:
+    """``NVMLError_Timeout`` -> ``Timeout``: the value of the ``error`` label."""
+    if code is None:
+        return "Unknown"
+    try:
+        return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
+    except (KeyError, ValueError, AttributeError):
+        return f"code_{code}"
+
+
+def init_nvml(nvml: Any) -> None:
+    """``nvmlInit`` with its failures (no library, no driver, no permission) as one clear SourceError."""
+    try:
+        nvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        name = error_name(getattr(exc, "value", None))
+        hint = {
+            "LibraryNotFound": "libnvidia-ml.so is not installed; is the NVIDIA driver installed? "
+            "(use --simulate NODESxGPUS to run on a simulated fleet)",
+            "DriverNotLoaded": "the NVIDIA kernel driver is not loaded",
+            "NoPermission": "no permission to open the GPU devices",
+            "LibRmVersionMismatch": "NVML library and kernel driver versions differ; reload the driver",
+        }.get(name, str(exc))
+        raise SourceError(f"cannot initialise NVML ({name}): {hint}", source="nvml", retryable=False) from exc
+
+
+class _GpuLost(Exception):
+    def __init__(self, function: str, code: int) -> None:
+        super().__init__(function)
+        self.function = function
+        self.code = code
+
+
+@dataclass
+class _Gpm:
+    """GPM state of one GPU (or MIG instance): two samples, swapped each collection."""
+
+    metrics_get: Any
+    prev: Any = None
+    spare: Any = None
+
+
+@dataclass
+class _Gpu:
+    index: int
+    handle: Any
+    uuid: str
+    labels: dict[str, str]
+    own: dict[str, str]
+    gpm: _Gpm | None = None
+    gpm_checked: bool = False
+    mig_gpm: dict[int, _Gpm] = field(default_factory=dict)
+
+
+class _Out:
+    """Families of one collection, created on first sample, emitted in table order."""
+
+    def __init__(self) -> None:
+        self._metrics: dict[str, Metric] = {}
+
+    def add(self, family: fams.Family, labels: Mapping[str, str], value: float) -> None:
+        metric = self._metrics.get(family.name)
+        if metric is None:
+            metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
+        metric.samples.append(Sample(family.sample_name, labels, value))  # type: ignore[arg-type]
+
+    def mark(self) -> dict[str, int]:
+        """Remember how many samples each family has, to drop a lost GPU's partial samples."""
+        return {name: len(m.samples) for name, m in self._metrics.items()}
+
+    def rollback(self, mark: dict[str, int]) -> None:
+        for name, metric in list(self._metrics.items()):
+            del metric.samples[mark.get(name, 0) :]
+
+    def families(self) -> list[Metric]:
+        return [
+            self._metrics[f.name]
+            for f in fams.FAMILIES
+            if f.name in self._metrics and self._metrics[f.name].samples
+        ]
+
+
+class NvmlCollector:
+    """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
+    ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
+
+    def __init__(
+        self,
+        nvml: Any,
+        *,
+        hostname: str,
+        xids: XidLedger | None = None,
+        resolver: ProcessResolver | None = None,
+        pods: PodAssignments | None = None,
+    ) -> None:
+        self._nvml = nvml
+        self.hostname = hostname
+        self._xids = xids
+        self._resolver = resolver
+        self._pods = pods
+        self._gpus: list[_Gpu] = []
+        self._missing: set[str] = set()
+        self._errors: dict[tuple[str, str], int] = {}
+        self._metrics_get_type = getattr(nvml, "c_nvmlGpmMetricsGet_t", None) or pynvml.c_nvmlGpmMetricsGet_t
+        self.current_call: str | None = None
+
+    # --- the collector protocol -------------------------------------------------------------------
+
+    def describe(self) -> list[Metric]:
+        """Nothing: registering must not call NVML."""
+        return []
+
+    def collect(self) -> list[Metric]:
+        """One pass over all GPUs. Never raises."""
+        out = _Out()
+        try:
+            self._collect(out)
+        except Exception:  # the collection boundary: log and count, keep what was gathered
+            logger.exception("nvml collection failed host=%s", self.hostname)
+            self._count_error("collect", "Exception")
+        for (function, error), count in self._errors.items():
+            labels = {"Hostname": self.hostname, "function": function, "error": error}
+            out.add(fams.NVML_CALL_ERRORS, labels, count)
+        return out.families()
+
+    # --- NVML calls -------------------------------------------------------------------------------
+
+    def _count_error(self, function: str, error: str) -> None:
+        key = (function, error)
+        self._errors[key] = self._errors.get(key, 0) + 1
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """Call one NVML function; None when its series must be left out. GPU loss raises ``_GpuLost``."""
+        if name in self._missing:
+            return None
+        fn = getattr(self._nvml, name, None)
+        if fn is None:
+            self._missing.add(name)
+            self._count_error(name, "FunctionNotFound")
+            return None
+        self.current_call = name
+        try:
+            return fn(*args)
+        except pynvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code == NOT_SUPPORTED:
+                return None
+            if code in LOST_CODES:
+                raise _GpuLost(name, code) from exc
+            if code == FUNCTION_NOT_FOUND:
+                logger.warning("nvml function missing, degrading function=%s host=%s", name, self.hostname)
+                self._missing.add(name)
+            self._count_error(name, error_name(code))
+            return None
+        finally:
+            self.current_call = None
+
+    # --- discovery --------------------------------------------------------------------------------
+
+    def _discover(self, count: int) -> None:
+        gpus = []
+        for index in range(count):
+            handle = uuid = None
+            name = bus = ""
+            minor: Any = index
+            try:
+                handle = self._call("nvmlDeviceGetHandleByIndex", index)
+                if handle is not None:
+                    uuid = self._call("nvmlDeviceGetUUID", handle)
+                    name = self._call("nvmlDeviceGetName", handle) or ""
+                    pci = self._call("nvmlDeviceGetPciInfo", handle)
+                    bus = pci.busId if pci is not None else ""
+                    got = self._call("nvmlDeviceGetMinorNumber", handle)
+                    minor = index if got is None else got
+            except _GpuLost as lost:
+                self._count_error(lost.function, error_name(lost.code))
+            labels = {
+                "gpu": str(index),
+                "UUID": _text(uuid or ""),
+                "pci_bus_id": _text(bus),
+                "device": f"nvidia{minor}",
+                "modelName": _text(name),
+                "Hostname": self.hostname,
+            }
+            own = {k: v for k, v in labels.items() if k != "modelName"}
+            gpus.append(_Gpu(index, handle, labels["UUID"], labels, own))
+        self._gpus = gpus
+
+    def _collect(self, out: _Out) -> None:
+        count = self._call("nvmlDeviceGetCount")
+        if count is None:
+            count = len(self._gpus)
+        if count != len(self._gpus) or any(g.handle is None or not g.uuid for g in self._gpus):
+            self._discover(count)
+        pids: list[int] = []
+        for gpu in self._gpus:
+            up = 0.0
+            if gpu.handle is not None:
+                mark = out.mark()
+                try:
+                    self._collect_gpu(gpu, out, pids)
+                    up = 1.0
+                except _GpuLost as lost:
+                    out.rollback(mark)
+                    self._count_error(lost.function, error_name(lost.code))
+                    gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+            out.add(fams.GPU_UP, gpu.own, up)
+            self._add_xids(gpu, out)
+        if self._resolver is not None:
+            self._resolver.retain(pids)
+
+    # --- one GPU ----------------------------------------------------------------------------------
+
+    def _collect_gpu(self, gpu: _Gpu, out: _Out, pids: list[int]) -> None:
+        call, h = self._call, gpu.handle
+        labels = self._attribute(gpu, out, pids)
+        util = call("nvmlDeviceGetUtilizationRates", h)
+        if util is not None:
+            out.add(fams.GPU_UTIL, labels, util.gpu)
+            out.add(fams.MEM_COPY_UTIL, labels, util.memory)
+        mem = call("nvmlDeviceGetMemoryInfo", h)
+        if mem is not None:
+            out.add(fams.FB_FREE, labels, mem.free // _MIB)
+            out.add(fams.FB_USED, labels, mem.used // _MIB)
+            out.add(fams.FB_TOTAL, labels, mem.total // _MIB)
+        for family, args in (
+            (fams.GPU_TEMP, ("nvmlDeviceGetTemperature", h, _TEMPERATURE_GPU)),
+            (fams.SM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_SM)),
+            (fams.MEM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_MEM)),
+        ):
+            value = call(*args)
+            if value is not None:
+                out.add(family, labels, value)
+        power = call("nvmlDeviceGetPowerUsage", h)
+        if power is not None:
+            out.add(fams.POWER_USAGE, labels, power / 1000.0)
+        for family, name in ((fams.ENC_UTIL, "nvmlDeviceGetEncoderUtilization"),
+                             (fams.DEC_UTIL, "nvmlDeviceGetDecoderUtilization")):  # fmt: skip
+            got = call(name, h)
+            if got is not None:
+                out.add(family, labels, got[0])
+        self._clock_reasons(gpu, out, labels)
+        self._field_values(gpu, out, labels)
+        self._gpm(gpu, out, labels)
+        self._mig(gpu, out)
+
+    def _attribute(self, gpu: _Gpu, out: _Out, pids: list[int]) -> dict[str, str]:
+        """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
+        pods = list(self._pods.pods_for(gpu.uuid)) if self._pods is not None else []
+        procs = self._call("nvmlDeviceGetComputeRunningProcesses", gpu.handle) or []
+        identities: list[tuple[Any, ProcessIdentity]] = []
+        for proc in procs:
+            pid = int(proc.pid)
+            pids.append(pid)
+            ident = self._resolver.resolve(pid) if self._resolver is not None else ProcessIdentity()
+            identities.append((proc, ident))
+        extra = workload_labels((i for _, i in identities), pods)
+        gpu_pods: dict[str, str] = {k: extra[k] for k in ("namespace", "pod", "container") if k in extra}
+        for proc, ident in identities:
+            if proc.usedGpuMemory is None:
+                continue
+            plabels = {**gpu.own, "pid": str(proc.pid), **process_labels(ident, gpu_pods)}
+            out.add(fams.PROCESS_MEMORY, plabels, proc.usedGpuMemory)
+        return {**gpu.labels, **extra} if extra else gpu.labels
+
+    def _clock_reasons(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+        name = "nvmlDeviceGetCurrentClocksEventReasons"
+        if name in self._missing:
+            name = "nvmlDeviceGetCurrentClocksThrottleReasons"  # drivers before the rename
+        reasons = self._call(name, gpu.handle)
+        if reasons is None:
+            return
+        reasons = int(reasons)
+        out.add(fams.CLOCK_THROTTLE_REASONS, labels, reasons)
+        for bit, reason in fams.CLOCK_EVENT_REASONS:
+            out.add(fams.CLOCK_EVENT_REASON, _with(gpu.own, "reason", reason), 1.0 if reasons & bit else 0.0)
+
+    def _field_values(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+        values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
+        if values is None:
+            return
+        throughput: list[float] = []
+        n_families = len(fams.FIELD_FAMILIES)
+        for i, fv in enumerate(values):
+            ret = int(fv.nvmlReturn)
+            if ret == NOT_SUPPORTED:
+                continue
+            fid = _FIELD_IDS[i]
+            if ret in LOST_CODES:
+                raise _GpuLost("nvmlDeviceGetFieldValues", ret)
+            if ret != 0:
+                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[fid]})", error_name(ret))
+                continue
+            value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
+            if i < n_families:
+                _, family, scale = fams.FIELD_FAMILIES[i]
+                out.add(family, gpu.own if not family.dcgm else labels, value * scale)
+            else:
+                throughput.append(value)
+        if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
+            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, sum(throughput))
+
+    # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
+
+    def _gpm(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+        if not gpu.gpm_checked:
+            gpu.gpm_checked = True
+            support = self._call("nvmlGpmQueryDeviceSupport", gpu.handle)
+            if support is not None and support.isSupportedDevice:
+                gpu.gpm = _Gpm(self._new_metrics_get())
+        if gpu.gpm is not None:
+            self._gpm_sample(gpu.gpm, out, labels, "nvmlGpmSampleGet", gpu.handle)
+
+    def _new_metrics_get(self) -> Any:
+        mg = self._metrics_get_type()
+        mg.version = getattr(self._nvml, "NVML_GPM_METRICS_GET_VERSION", 1)
+        mg.numMetrics = len(fams.GPM_FAMILIES)
+        for i, (metric_id, _) in enumerate(fams.GPM_FAMILIES):
+            mg.metrics[i].metricId = metric_id
+        return mg
+
+    def _gpm_sample(self, gpm: _Gpm, out: _Out, labels: Mapping[str, str], getter: str, *args: Any) -> None:
+        sample = gpm.spare if gpm.spare is not None else self._call("nvmlGpmSampleAlloc")
+        if sample is None or self._call(getter, *args, sample) is None:
+            gpm.spare = sample
+            return
+        if gpm.prev is not None:
+            mg = gpm.metrics_get
+            mg.sample1, mg.sample2 = gpm.prev, sample
+            if self._call("nvmlGpmMetricsGet", mg) is not None:
+                for i, (_, family) in enumerate(fams.GPM_FAMILIES):
+                    metric = mg.metrics[i]
+                    if int(metric.nvmlReturn) == 0:
+                        out.add(family, labels, float(metric.value) / 100.0)
+        gpm.spare, gpm.prev = gpm.prev, sample
+
+    # --- MIG instances ----------------------------------------------------------------------------
+
+    def _mig(self, gpu: _Gpu, out: _Out) -> None:
+        mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
+        if mode is None or int(mode[0]) != _MIG_ENABLED:
+            return
+        slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
+        for slot in range(int(slots)):
+            try:
+                mig = self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
+            except pynvml.NVMLError as exc:
+                if getattr(exc, "value", None) not in (NOT_FOUND, NOT_SUPPORTED):
+                    self._count_error("nvmlDeviceGetMigDeviceHandleByIndex", error_name(exc.value))
+                continue
+            gi = self._call("nvmlDeviceGetGpuInstanceId", mig)
+            if gi is None:
+                continue
+            name = _text(self._call("nvmlDeviceGetName", mig) or "")
+            profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
+            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi)}
+            mem = self._call("nvmlDeviceGetMemoryInfo", mig)
+            if mem is not None:
+                out.add(fams.FB_FREE, labels, mem.free // _MIB)
+                out.add(fams.FB_USED, labels, mem.used // _MIB)
+            if gpu.gpm is not None:
+                gpm = gpu.mig_gpm.setdefault(int(gi), _Gpm(self._new_metrics_get()))
+                self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
+
+    # --- XIDs -------------------------------------------------------------------------------------
+
+    def _add_xids(self, gpu: _Gpu, out: _Out) -> None:
+        if self._xids is None or not gpu.uuid:
+            return
+        last, counts = self._xids.snapshot(gpu.uuid)
+        if last is not None:
+            out.add(fams.XID_ERRORS, gpu.labels, last)
+        for xid in sorted(counts):
+            labels = _with(gpu.own, "xid", str(xid))
+            out.add(fams.XID_TOTAL, labels, counts[xid].count)
+            out.add(fams.XID_LAST_SEEN, labels, counts[xid].last_seen)
+
+
+def _with(labels: Mapping[str, str], key: str, value: str) -> dict[str, str]:
+    return {**labels, key: value}
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,60 @@
+"""The exporter's HTTP face: ``/metrics`` renders the cached exposition, ``/healthz`` reports staleness.
+
+A scrape never touches NVML: it returns bytes rendered after the last collection, so it answers in
+microseconds even while an NVML call hangs. ``/metrics`` negotiates OpenMetrics when the scraper asks
+for it (Prometheus does) and falls back to the text format 0.0.4. Extra routes (the simulator's
+``/sim/faults``) are mounted only when the caller passes them, i.e. only with ``--simulate``.
+"""
+
+from __future__ import annotations
+
+import gzip
+from collections.abc import Sequence
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from exporters.collection import CollectionLoop
+from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True when the Accept header lists OpenMetrics (with any q > 0)."""
+    for part in accept.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if media == "application/openmetrics-text":
+            return not any(p.replace(" ", "") in ("q=0", "q=0.0") for p in params)
+    return False
+
+
+def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
+    """The Starlette app serving ``loop``'s exposition."""
+
+    async def metrics(request: Request) -> Response:
+        snapshot = loop.exposition
+        if wants_openmetrics(request.headers.get("accept", "")):
+            body, content_type = snapshot.openmetrics, OPENMETRICS_CONTENT_TYPE
+        else:
+            body, content_type = snapshot.text, TEXT_CONTENT_TYPE
+        headers = {}
+        if "gzip" in request.headers.get("accept-encoding", ""):
+            body = gzip.compress(body, compresslevel=1)
+            headers["Content-Encoding"] = "gzip"
+        return Response(body, media_type=content_type, headers=headers)
+
+    async def healthz(request: Request) -> JSONResponse:
+        stale = loop.stale_hosts()
+        return JSONResponse({"status": "stale" if stale else "ok", "stale_hosts": stale, "ticks": loop.ticks})
+
+    async def index(request: Request) -> PlainTextResponse:
+        return PlainTextResponse("gpuwarden exporter: see /metrics and /healthz\n")
+
+    routes: list[BaseRoute] = [
+        Route("/metrics", metrics, methods=["GET"]),
+        Route("/healthz", healthz, methods=["GET"]),
+        Route("/", index, methods=["GET"]),
+        *extra_routes,
+    ]
+    return Starlette(routes=routes)

@@ -1,0 +1,86 @@
+"""Assembles the exporter: one collector and one XID watcher per NVML instance, one loop, one app.
+
+On a real host there is one NVML instance (the ``pynvml`` module); with ``--simulate`` there is one
+``SimNvml`` per simulated node, each with its own ``Hostname``. The caller (the CLI) initialises NVML,
+so an init failure is reported before anything starts.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.routing import BaseRoute
+
+from exporters.attribution import ProcCgroupResolver
+from exporters.collection import CollectionLoop
+from exporters.nvml_collector import NvmlCollector
+from exporters.podresources import PodResourcesMap
+from exporters.server import create_app
+from exporters.xid import XidLedger, XidWatcher
+from gpuwarden.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class NvmlInstance:
+    """An initialised NVML API (``pynvml`` or a ``SimNvml``) and the host name it reports as."""
+
+    nvml: Any
+    hostname: str
+    proc_root: Path | None = None
+
+
+@dataclass
+class ExporterService:
+    """The running parts; ``start()`` collects once before returning so the first scrape has data."""
+
+    loop: CollectionLoop
+    watchers: list[XidWatcher]
+    app: Starlette
+    collectors: list[NvmlCollector] = field(default_factory=list)
+
+    def start(self) -> None:
+        """Start XID watchers, run one collection, then collect in the background."""
+        for watcher in self.watchers:
+            try:
+                watcher.start()
+            except Exception:  # a loop boundary: the exporter still serves metrics without XID events
+                logger.exception("xid watcher failed to start")
+        self.loop.run_once()
+        self.loop.start()
+
+    def stop(self) -> None:
+        """Stop the loop and the watchers."""
+        self.loop.stop()
+        for watcher in self.watchers:
+            watcher.stop()
+
+
+def build_service(
+    instances: Sequence[NvmlInstance],
+    *,
+    clock: Clock,
+    interval: float,
+    deadline: float,
+    pod_resources_socket: str | None = None,
+    extra_routes: Sequence[BaseRoute] = (),
+) -> ExporterService:
+    """Wire collectors, watchers, loop and app for the given NVML instances."""
+    pods = PodResourcesMap(pod_resources_socket, clock) if pod_resources_socket else None
+    collectors, watchers = [], []
+    for inst in instances:
+        ledger = XidLedger()
+        watchers.append(XidWatcher(inst.nvml, ledger, clock))
+        resolver = ProcCgroupResolver(inst.proc_root) if inst.proc_root is not None else None
+        collectors.append(
+            NvmlCollector(inst.nvml, hostname=inst.hostname, xids=ledger, resolver=resolver, pods=pods)
+        )
+    loop = CollectionLoop(collectors, clock=clock, interval=interval, deadline=deadline)
+    app = create_app(loop, extra_routes=extra_routes)
+    return ExporterService(loop, watchers, app, collectors)

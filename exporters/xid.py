@@ -1,0 +1,156 @@
+"""XIDs as events: a watcher thread on the NVML event set feeds a ledger of counts and last-seen times.
+
+dcgm-exporter keeps only the last XID in a gauge, so a burst of XIDs between scrapes, or the same XID
+twice, is lost. Here every event returned by ``nvmlEventSetWait`` increments a counter per (GPU, XID) and
+stamps its receipt time (NVML events carry no timestamp); the collector reads the ledger at each collection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from collections.abc import Hashable
+from dataclasses import dataclass
+from typing import Any
+
+import pynvml
+
+from gpuwarden.clock import Clock
+
+logger = logging.getLogger(__name__)
+
+XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
+_NVML_ERROR_TIMEOUT = 10
+
+
+@dataclass(frozen=True, slots=True)
+class XidCount:
+    """What the ledger knows about one XID code on one GPU."""
+
+    count: int
+    last_seen: float
+
+
+class XidLedger:
+    """Thread-safe XID counts per GPU UUID. Every recorded event counts; nothing is overwritten."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._counts: dict[str, dict[int, XidCount]] = {}
+        self._last: dict[str, int] = {}
+        self._watched: set[str] = set()
+
+    def watch(self, uuid: str) -> None:
+        """Mark a GPU as registered for XID events (its DCGM last-XID gauge then reads 0 until one comes)."""
+        with self._lock:
+            self._watched.add(uuid)
+
+    def record(self, uuid: str, xid: int, at: float) -> None:
+        """Count one XID event on a GPU, received at ``at`` (Unix seconds)."""
+        with self._lock:
+            per_gpu = self._counts.setdefault(uuid, {})
+            old = per_gpu.get(xid)
+            per_gpu[xid] = XidCount((old.count if old else 0) + 1, at)
+            self._last[uuid] = xid
+
+    def snapshot(self, uuid: str) -> tuple[int | None, dict[int, XidCount]]:
+        """(last XID or 0 if watched and none yet, None if not watched; counts by XID) for one GPU."""
+        with self._lock:
+            counts = dict(self._counts.get(uuid, {}))
+            last = self._last.get(uuid)
+            if last is None and (uuid in self._watched or counts):
+                last = 0
+            return last, counts
+
+
+def handle_key(handle: Any) -> Hashable:
+    """A key that is equal for two NVML handles of the same device (ctypes pointers compare by address)."""
+    if isinstance(handle, ctypes._Pointer):
+        return ("ptr", ctypes.cast(handle, ctypes.c_void_p).value)
+    try:
+        hash(handle)
+    except TypeError:
+        return ("id", id(handle))
+    key: Hashable = handle
+    return key
+
+
+class XidWatcher:
+    """One thread per NVML instance waiting on ``nvmlEventSetWait`` for XID events."""
+
+    def __init__(self, nvml: Any, ledger: XidLedger, clock: Clock, *, wait_ms: int = 500) -> None:
+        self._nvml = nvml
+        self._ledger = ledger
+        self._clock = clock
+        self._wait_ms = wait_ms
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._event_set: Any = None
+        self._devices: dict[Hashable, str] = {}
+        self.errors = 0
+
+    def register(self) -> int:
+        """Create the event set and register every GPU that supports XID events; return how many."""
+        nvml = self._nvml
+        self._event_set = nvml.nvmlEventSetCreate()
+        for index in range(nvml.nvmlDeviceGetCount()):
+            try:
+                handle = nvml.nvmlDeviceGetHandleByIndex(index)
+                uuid = _text(nvml.nvmlDeviceGetUUID(handle))
+                if not nvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
+                    continue
+                nvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self._event_set)
+            except pynvml.NVMLError as exc:
+                logger.warning("xid events unavailable gpu=%s error=%s", index, exc)
+                continue
+            self._devices[handle_key(handle)] = uuid
+            self._ledger.watch(uuid)
+        return len(self._devices)
+
+    def start(self) -> None:
+        """Register (if not yet) and start the watcher thread."""
+        if self._event_set is None:
+            self.register()
+        self._thread = threading.Thread(target=self._run, name="xid-watcher", daemon=True)
+        self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop; it notices within one wait period."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self._event_set is not None:
+            try:
+                self._nvml.nvmlEventSetFree(self._event_set)
+            except pynvml.NVMLError as exc:
+                logger.debug("event set free failed error=%s", exc)
+            self._event_set = None
+
+    def poll(self) -> bool:
+        """Wait once for an event and record it; False on a timeout. The thread calls this in a loop."""
+        try:
+            data = self._nvml.nvmlEventSetWait(self._event_set, self._wait_ms)
+        except pynvml.NVMLError as exc:
+            if getattr(exc, "value", None) == _NVML_ERROR_TIMEOUT:
+                return False
+            raise
+        if int(data.eventType) & XID_EVENT:
+            uuid = self._devices.get(handle_key(data.device))
+            if uuid is None:
+                uuid = _text(self._nvml.nvmlDeviceGetUUID(data.device))
+            self._ledger.record(uuid, int(data.eventData), self._clock.time())
+        return True
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.poll()
+            except Exception:  # a loop boundary: log, count, keep watching
+                self.errors += 1
+                logger.exception("xid watcher wait failed")
+                self._stop.wait(1.0)
+
+
+def _text(value: str | bytes) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)

@@ -1,0 +1,118 @@
+"""``gpuwarden exporter``: serve DCGM-compatible /metrics from real NVML or from a simulated fleet."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import ValidationError
+from rich.console import Console
+
+from exporters.nvml_collector import init_nvml
+from exporters.service import ExporterService, NvmlInstance, build_service
+from gpuwarden.clock import SystemClock
+from gpuwarden.config import ExporterConfig, load_config
+from gpuwarden.errors import ConfigError, InputError, SourceError
+
+err_console = Console(stderr=True)
+logger = logging.getLogger(__name__)
+
+
+def _fail(message: str) -> typer.Exit:
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    return typer.Exit(1)
+
+
+def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
+    import pynvml  # noqa: PLC0415 - only the real path needs the driver binding
+
+    init_nvml(pynvml)
+    hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
+    instance = NvmlInstance(pynvml, hostname, Path(cfg.proc_root))
+    return build_service(
+        [instance],
+        clock=clock,
+        interval=cfg.collect_interval_seconds,
+        deadline=cfg.nvml_call_timeout_seconds,
+        pod_resources_socket=cfg.kubelet_pod_resources_socket,
+    )
+
+
+def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemClock) -> ExporterService:
+    from gpuwarden.sim import SimNvml, build_fleet, fault_routes, parse_simulate_spec  # noqa: PLC0415
+
+    nodes, gpus = parse_simulate_spec(spec)
+    fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
+    instances = []
+    for node in fleet.nodes:
+        nvml = SimNvml(fleet, node.name)
+        init_nvml(nvml)
+        instances.append(NvmlInstance(nvml, node.name))
+    return build_service(
+        instances,
+        clock=clock,
+        interval=cfg.collect_interval_seconds,
+        deadline=cfg.nvml_call_timeout_seconds,
+        pod_resources_socket=cfg.kubelet_pod_resources_socket,
+        extra_routes=fault_routes(fleet),
+    )
+
+
+def exporter(
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default 9400, like dcgm-exporter).")
+    ] = None,
+    listen_address: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    interval: Annotated[float | None, typer.Option(help="Seconds between collections (default 5).")] = None,
+    simulate: Annotated[
+        str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+) -> None:
+    """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    try:
+        full = load_config(config)
+    except ConfigError as exc:
+        raise _fail(str(exc)) from exc
+    updates = {
+        k: v
+        for k, v in {
+            "port": port,
+            "listen_address": listen_address,
+            "collect_interval_seconds": interval,
+            "simulate": simulate,
+        }.items()
+        if v is not None
+    }
+    try:
+        cfg = ExporterConfig.model_validate({**full.exporter.model_dump(), **updates})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise _fail(f"invalid option: {where}: {first['msg']}") from exc
+    clock = SystemClock()
+    try:
+        if cfg.simulate:
+            service = _simulated_service(cfg, cfg.simulate, full.sim.seed, clock)
+        else:
+            service = _real_service(cfg, clock)
+    except (SourceError, InputError) as exc:
+        raise _fail(str(exc)) from exc
+    service.start()
+    mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
+    logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
+    try:
+        uvicorn.run(service.app, host=cfg.listen_address, port=cfg.port, log_level="warning")
+    finally:
+        service.stop()
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``exporter`` command to the root app."""
+    app.command("exporter")(exporter)

@@ -1,0 +1,123 @@
+"""The collection loop: a hung NVML call is bounded, reported, and never blocks a scrape."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Metric
+
+from exporters.collection import CollectionLoop
+from exporters.nvml_collector import NvmlCollector
+from gpuwarden.clock import FakeClock
+from gpuwarden.sim import SimNvml, build_fleet
+
+from .conftest import NODE
+
+
+class _Exposed:
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def served(loop: CollectionLoop) -> CollectorRegistry:
+    """What a scrape would read right now, as a registry."""
+    registry = CollectorRegistry()
+    registry.register(_Exposed(loop.exposition.families))
+    return registry
+
+
+def test_a_hung_call_marks_the_host_stale_and_keeps_the_previous_values(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.3)
+    loop.run_once()
+    before = served(loop)
+    host = {"Hostname": NODE}
+    assert before.get_sample_value("gpuwarden_exporter_stale", host) == 0.0
+    util_labels = next(
+        s.labels for m in before.collect() for s in m.samples if s.name == "DCGM_FI_DEV_GPU_UTIL"
+    )
+    old_util = before.get_sample_value("DCGM_FI_DEV_GPU_UTIL", util_labels)
+    last_success = before.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host)
+
+    nvml.hang("nvmlDeviceGetPowerUsage", 60)
+    clock.advance(5)
+    loop.run_once()  # returns after the deadline although the call is still blocked
+    during = served(loop)
+    assert during.get_sample_value("gpuwarden_exporter_stale", host) == 1.0
+    overrun = {"Hostname": NODE, "function": "nvmlDeviceGetPowerUsage"}
+    assert during.get_sample_value("gpuwarden_collection_overruns_total", overrun) == 1.0
+    assert during.get_sample_value("DCGM_FI_DEV_GPU_UTIL", util_labels) == old_util
+    assert (
+        during.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host) == last_success
+    )
+    assert loop.stale_hosts() == [NODE]
+
+    clock.advance(5)
+    loop.run_once()  # still hung: no second worker is started, the overrun is not double counted
+    assert served(loop).get_sample_value("gpuwarden_collection_overruns_total", overrun) == 1.0
+
+    nvml.release_hangs()
+    clock.advance(5)
+    loop.run_once()  # the hung collection finishes and is taken
+    loop.run_once()  # and a fresh one runs
+    after = served(loop)
+    assert after.get_sample_value("gpuwarden_exporter_stale", host) == 0.0
+    assert after.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host) > last_success
+    assert loop.stale_hosts() == []
+
+
+def test_a_hung_node_does_not_stop_the_other_nodes(clock: FakeClock) -> None:
+    two = build_fleet(2, 2, seed=3, clock=clock)
+    sims = [SimNvml(two, node.name) for node in two.nodes]
+    for sim in sims:
+        sim.nvmlInit()
+    loop = CollectionLoop(
+        [NvmlCollector(sim, hostname=sim.node_name) for sim in sims], clock=clock, interval=5, deadline=0.3
+    )
+    sims[0].hang("nvmlDeviceGetFieldValues", 60)
+    try:
+        loop.run_once()
+        registry = served(loop)
+        stale = {
+            n.name: registry.get_sample_value("gpuwarden_exporter_stale", {"Hostname": n.name})
+            for n in two.nodes
+        }
+        assert stale == {two.nodes[0].name: 1.0, two.nodes[1].name: 0.0}
+        ups = [s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_gpu_up"]
+        assert {s.labels["Hostname"] for s in ups} == {two.nodes[1].name}
+    finally:
+        sims[0].release_hangs()
+
+
+def test_a_collector_that_raises_is_counted_and_the_loop_goes_on(clock: FakeClock) -> None:
+    class Broken:
+        hostname = "broken-node"
+        current_call = None
+
+        def collect(self) -> list[Metric]:
+            raise RuntimeError("a bug")
+
+    loop = CollectionLoop([Broken()], clock=clock, interval=5, deadline=1.0)
+    loop.run_once()
+    loop.run_once()
+    registry = served(loop)
+    host = {"Hostname": "broken-node"}
+    assert registry.get_sample_value("gpuwarden_collection_failures_total", host) == 2.0
+    assert registry.get_sample_value("gpuwarden_exporter_stale", host) == 1.0
+
+
+def test_the_exposition_has_one_help_and_type_per_family_across_nodes(clock: FakeClock) -> None:
+    two = build_fleet(2, 2, seed=3, clock=clock)
+    collectors = []
+    for node in two.nodes:
+        sim = SimNvml(two, node.name)
+        sim.nvmlInit()
+        collectors.append(NvmlCollector(sim, hostname=node.name))
+    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=5)
+    loop.run_once()
+    text = loop.exposition.text.decode()
+    types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
+    assert len(types) == len(set(types))
+    assert text.count("DCGM_FI_DEV_GPU_UTIL{") == 4

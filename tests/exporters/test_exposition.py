@@ -1,0 +1,66 @@
+"""The renderer: DCGM names kept exactly, both formats parse, label values escaped."""
+
+from __future__ import annotations
+
+import math
+
+from prometheus_client import Metric
+from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_openmetrics
+from prometheus_client.parser import text_string_to_metric_families as parse_text
+from prometheus_client.samples import Sample
+
+from exporters.exposition import Exposition, merge, render
+
+LABELS = {"gpu": "0", "UUID": "GPU-1", "Hostname": 'node "a"\\b\nc'}
+
+
+def families() -> list[Metric]:
+    energy = Metric("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "Total energy (in mJ).", "counter")
+    energy.samples.append(Sample("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", LABELS, 123456789.0))
+    xids = Metric("gpuwarden_xid_errors", "XIDs.", "counter")
+    xids.samples.append(Sample("gpuwarden_xid_errors_total", {**LABELS, "xid": "79"}, 2.0))
+    temp = Metric("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "gauge")
+    temp.samples.append(Sample("DCGM_FI_DEV_GPU_TEMP", LABELS, 41.5))
+    temp.samples.append(Sample("DCGM_FI_DEV_GPU_TEMP", {**LABELS, "gpu": "1"}, math.nan))
+    empty = Metric("gpuwarden_gpu_up", "up", "gauge")
+    return [energy, xids, temp, empty]
+
+
+def test_text_format_keeps_dcgm_counter_names_and_suffixes_gpuwarden_counters() -> None:
+    text = render(families()).decode()
+    assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n" in text
+    assert "# TYPE gpuwarden_xid_errors_total counter\n" in text
+    assert "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION{" in text and "} 123456789\n" in text
+    assert "gpuwarden_gpu_up" not in text  # a family without samples is left out
+    parsed = {f.name: f for f in parse_text(text)}
+    sample = parsed["DCGM_FI_DEV_GPU_TEMP"].samples[0]
+    assert sample.labels == LABELS and sample.value == 41.5
+    assert math.isnan(parsed["DCGM_FI_DEV_GPU_TEMP"].samples[1].value)
+
+
+def test_openmetrics_is_valid_and_declares_unsuffixed_counters_unknown() -> None:
+    text = render(families(), openmetrics=True).decode()
+    assert text.endswith("# EOF\n")
+    parsed = {f.name: f for f in parse_openmetrics(text)}
+    assert parsed["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].type == "unknown"
+    assert (
+        parsed["DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"].samples[0].name
+        == "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"
+    )
+    assert parsed["gpuwarden_xid_errors"].type == "counter"
+    assert parsed["gpuwarden_xid_errors"].samples[0].value == 2.0
+
+
+def test_merging_hosts_gives_one_family_per_name() -> None:
+    a, b = families(), families()
+    merged = merge([a, b])
+    names = [m.name for m in merged]
+    assert len(names) == len(set(names))
+    temp = next(m for m in merged if m.name == "DCGM_FI_DEV_GPU_TEMP")
+    assert len(temp.samples) == 4
+
+
+def test_openmetrics_is_rendered_once_per_snapshot() -> None:
+    snapshot = Exposition.build(families())
+    assert snapshot.openmetrics is snapshot.openmetrics
+    assert snapshot.text == render(families())

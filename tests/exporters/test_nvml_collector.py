@@ -1,0 +1,273 @@
+"""NvmlCollector against the simulated NVML: labels, families, and every NVML error class it can meet."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pynvml
+import pytest
+from prometheus_client import CollectorRegistry, Metric
+
+from exporters import fields as fams
+from exporters.nvml_collector import NvmlCollector, init_nvml
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import SourceError
+from gpuwarden.sim import SimNvml, build_fleet, parse_fault
+
+from .conftest import NODE
+
+
+class _Snapshot:
+    """One collection, frozen, so that every get_sample_value reads the same scrape."""
+
+    def __init__(self, families: list[Metric]) -> None:
+        self._families = families
+
+    def collect(self) -> list[Metric]:
+        return self._families
+
+
+def scrape(collector: NvmlCollector) -> CollectorRegistry:
+    """Run one collection and return a fresh registry holding its result."""
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(collector.collect()))
+    return registry
+
+
+def gpu_labels(registry: CollectorRegistry, index: int, *, own: bool = False) -> dict[str, str]:
+    """The label set of one GPU: from its DCGM_FI_DEV_GPU_UTIL series, or its gpuwarden_gpu_up one."""
+    name = "gpuwarden_gpu_up" if own else "DCGM_FI_DEV_GPU_UTIL"
+    for metric in registry.collect():
+        for sample in metric.samples:
+            if sample.name == name and sample.labels["gpu"] == str(index):
+                return dict(sample.labels)
+    raise AssertionError(f"gpu {index} has no {name} series")
+
+
+def value(registry: CollectorRegistry, name: str, labels: dict[str, str]) -> float | None:
+    return registry.get_sample_value(name, labels)
+
+
+def test_registering_the_collector_does_not_call_nvml(nvml: SimNvml) -> None:
+    nvml.fail("nvmlDeviceGetCount", pynvml.NVMLError_Unknown)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    CollectorRegistry().register(collector)
+    errors = [
+        s for m in collector.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
+    count_errors = [s.value for s in errors if s.labels["function"] == "nvmlDeviceGetCount"]
+    assert count_errors == [1.0]  # the first call happened in collect(), not in register()
+
+
+def test_each_gpu_carries_the_dcgm_exporter_labels_in_order(nvml: SimNvml) -> None:
+    families = NvmlCollector(nvml, hostname=NODE).collect()
+    util = next(m for m in families if m.name == "DCGM_FI_DEV_GPU_UTIL")
+    assert len(util.samples) == 8
+    first = util.samples[0].labels
+    assert list(first) == ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
+    assert first["gpu"] == "0" and first["device"] == "nvidia0" and first["Hostname"] == NODE
+    assert first["UUID"].startswith("GPU-") and first["modelName"] == "NVIDIA H100 80GB HBM3"
+    assert first["pci_bus_id"].count(":") == 2
+
+
+def test_an_h100_reports_every_family_the_issue_lists(nvml: SimNvml, clock: FakeClock) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    collector.collect()
+    clock.advance(5)  # GPM ratios need two samples
+    names = {m.name for m in collector.collect()}
+    required = {
+        "DCGM_FI_DEV_GPU_UTIL", "DCGM_FI_DEV_MEM_COPY_UTIL", "DCGM_FI_DEV_FB_USED", "DCGM_FI_DEV_FB_FREE",
+        "DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_DEV_POWER_USAGE",
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "DCGM_FI_DEV_SM_CLOCK", "DCGM_FI_DEV_MEM_CLOCK",
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE",
+        "DCGM_FI_PROF_DRAM_ACTIVE", "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", "DCGM_FI_DEV_ECC_DBE_AGG_TOTAL",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS", "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_ROW_REMAP_PENDING", "DCGM_FI_DEV_ROW_REMAP_FAILURE",
+        "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
+        "DCGM_FI_DEV_POWER_VIOLATION", "gpuwarden_gpu_up", "gpuwarden_gpu_recovery_action",
+        "gpuwarden_process_memory_used_bytes",
+    }  # fmt: skip
+    assert required - names == set()
+    assert all(n in fams.BY_NAME for n in names)
+
+
+def test_profiling_ratios_lie_between_zero_and_one(nvml: SimNvml, clock: FakeClock) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    collector.collect()  # first GPM sample
+    clock.advance(5)
+    registry = scrape(collector)
+    tensor = [
+        s.value for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_PROF_PIPE_TENSOR_ACTIVE"
+    ]
+    assert len(tensor) == 8
+    assert all(0.0 <= v <= 1.0 for v in tensor) and any(v > 0 for v in tensor)
+
+
+def test_power_is_reported_in_watts_and_memory_in_mib(nvml: SimNvml) -> None:
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    assert value(registry, "DCGM_FI_DEV_POWER_USAGE", labels) == pytest.approx(
+        nvml.nvmlDeviceGetPowerUsage(handle) / 1000, rel=0.05
+    )
+    total = value(registry, "DCGM_FI_DEV_FB_TOTAL", labels)
+    assert total == nvml.nvmlDeviceGetMemoryInfo(handle).total // 2**20
+
+
+# --- every NVML error class the collector can meet ---------------------------------------------------
+
+FIELD_FAILURES = [
+    "Unknown", "Timeout", "NoPermission", "InsufficientSize", "InvalidArgument", "Memory", "NoData",
+    "CorruptedInforom", "IrqIssue", "OperatingSystem", "InsufficientResources", "NotReady", "InUse",
+    "InsufficientPower", "NotFound", "LibRmVersionMismatch", "ArgumentVersionMismatch", "Deprecated",
+    "InvalidState", "Uninitialized",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("error", FIELD_FAILURES, ids=FIELD_FAILURES)
+def test_a_failing_call_leaves_its_series_out_and_counts_the_error(nvml: SimNvml, error: str) -> None:
+    nvml.fail("nvmlDeviceGetTemperature", getattr(pynvml, f"NVMLError_{error}"), gpu_index=2)
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    lost, healthy = gpu_labels(registry, 2), gpu_labels(registry, 3)
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", lost) is None
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", healthy) is not None
+    assert value(registry, "DCGM_FI_DEV_GPU_UTIL", lost) is not None  # only that field is gone
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 2, own=True)) == 1.0
+    errors = {"Hostname": NODE, "function": "nvmlDeviceGetTemperature", "error": error}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0
+
+
+def test_not_supported_means_the_series_is_absent_and_no_error(nvml: SimNvml) -> None:
+    nvml.fail("nvmlDeviceGetPowerUsage", pynvml.NVMLError_NotSupported)
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    assert not [s for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_POWER_USAGE"]
+    assert not [
+        s
+        for m in registry.collect()
+        for s in m.samples
+        if s.name.startswith("gpuwarden_nvml_call") and s.labels["function"] == "nvmlDeviceGetPowerUsage"
+    ]
+    assert len(gpu_labels(registry, 0)) == 6  # the GPU itself still reports
+
+
+@pytest.mark.parametrize(
+    "error", ["GpuIsLost", "ResetRequired", "GpuNotFound"], ids=["GpuIsLost", "ResetRequired", "GpuNotFound"]
+)
+def test_a_lost_gpu_reads_up_zero_with_its_labels_kept(nvml: SimNvml, error: str) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    healthy = scrape(collector)
+    before = gpu_labels(healthy, 5, own=True)
+    dcgm = gpu_labels(healthy, 5)
+    nvml.fail("nvmlDeviceGetUtilizationRates", getattr(pynvml, f"NVMLError_{error}"), gpu_index=5)
+    registry = scrape(collector)
+    assert value(registry, "gpuwarden_gpu_up", before) == 0.0
+    assert value(registry, "DCGM_FI_DEV_GPU_UTIL", dcgm) is None
+    assert value(registry, "DCGM_FI_DEV_FB_USED", dcgm) is None  # nothing after the loss is reported
+    procs = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_process_memory_used_bytes"
+    ]
+    assert procs and not [s for s in procs if s.labels["gpu"] == "5"]  # nor what was read before it
+    others = [gpu_labels(registry, i, own=True) for i in (0, 1, 2, 3, 4, 6, 7)]
+    assert [value(registry, "gpuwarden_gpu_up", labels) for labels in others] == [1.0] * 7
+
+
+def test_a_gpu_that_fell_off_the_bus_in_the_simulator_is_down(nvml: SimNvml, fleet: Any) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    labels = gpu_labels(scrape(collector), 1, own=True)
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 1, "xid": 79}))
+    assert value(scrape(collector), "gpuwarden_gpu_up", labels) == 0.0
+    fleet.reset_gpu(NODE, 1)
+    assert value(scrape(collector), "gpuwarden_gpu_up", labels) == 1.0
+
+
+def test_function_not_found_degrades_to_the_old_throttle_reason_call(nvml: SimNvml) -> None:
+    nvml.fail("nvmlDeviceGetCurrentClocksEventReasons", pynvml.NVMLError_FunctionNotFound)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    collector.collect()
+    registry = scrape(collector)
+    labels = gpu_labels(registry, 0)
+    errors = {
+        "Hostname": NODE,
+        "function": "nvmlDeviceGetCurrentClocksEventReasons",
+        "error": "FunctionNotFound",
+    }
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0  # tried once, then retired
+    assert value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels) is not None
+
+
+def test_a_field_value_error_leaves_only_that_field_out(nvml: SimNvml) -> None:
+    class OneBadField:
+        def __init__(self, inner: SimNvml) -> None:
+            self._inner = inner
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self._inner, name)
+
+        def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[int]) -> Any:
+            values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+            values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+            return values
+
+    registry = scrape(NvmlCollector(OneBadField(nvml), hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    assert value(registry, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", labels) is None
+    assert value(registry, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", labels) is not None
+    errors = {
+        "Hostname": NODE,
+        "function": "nvmlDeviceGetFieldValues(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL)",
+        "error": "Unknown",
+    }
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 8.0
+
+
+def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    collector.collect()
+    nvml.nvmlShutdown()
+    families = collector.collect()
+    ups = [s for m in families for s in m.samples if s.name == "gpuwarden_gpu_up"]
+    assert len(ups) == 8 and {s.value for s in ups} == {1.0}  # no GPU call failed as lost ...
+    errors = [s for m in families for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"]
+    uninitialised = {s.labels["function"] for s in errors if s.labels["error"] == "Uninitialized"}
+    assert {
+        "nvmlDeviceGetCount",
+        "nvmlDeviceGetUtilizationRates",
+        "nvmlDeviceGetFieldValues",
+    } <= uninitialised
+
+
+@pytest.mark.parametrize(
+    ("error", "words"),
+    [
+        ("DriverNotLoaded", "driver is not loaded"),
+        ("LibraryNotFound", "libnvidia-ml.so"),
+        ("NoPermission", "permission"),
+        ("Uninitialized", "Uninitialized"),
+    ],
+    ids=["DriverNotLoaded", "LibraryNotFound", "NoPermission", "Uninitialized"],
+)
+def test_init_failures_become_one_clear_source_error(nvml: SimNvml, error: str, words: str) -> None:
+    nvml.fail("nvmlInit", getattr(pynvml, f"NVMLError_{error}"))
+    with pytest.raises(SourceError, match=words) as caught:
+        init_nvml(nvml)
+    assert "\n" not in str(caught.value)
+    assert not caught.value.retryable
+
+
+def test_the_real_binding_without_a_driver_fails_init_cleanly() -> None:
+    with pytest.raises(SourceError, match="LibraryNotFound"):
+        init_nvml(pynvml)
+
+
+def test_mig_instances_get_their_profile_and_instance_labels(clock: FakeClock) -> None:
+    fleet = build_fleet(1, 8, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    families = NvmlCollector(sim, hostname=NODE).collect()
+    used = next(m for m in families if m.name == "DCGM_FI_DEV_FB_USED")
+    mig = [s.labels for s in used.samples if "GPU_I_ID" in s.labels]
+    assert mig, "no MIG instance series"
+    assert all(s["gpu"] == "0" and s["GPU_I_PROFILE"] for s in mig)
+    assert len({s["GPU_I_ID"] for s in mig}) == len(mig)

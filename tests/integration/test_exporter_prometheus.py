@@ -1,0 +1,86 @@
+"""A real Prometheus scrapes ``gpuwarden exporter --simulate 2x8``; XID 79 takes exactly one GPU down."""
+
+from __future__ import annotations
+
+import shutil
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from tests.integration.servers import free_port, require_binary, running
+
+pytestmark = pytest.mark.integration
+
+
+def gpuwarden_argv() -> list[str]:
+    script = Path(sys.executable).parent / "gpuwarden"
+    return [str(script)] if script.exists() else [shutil.which("gpuwarden") or "gpuwarden"]
+
+
+def query(prom: str, promql: str) -> list[dict[str, Any]]:
+    body = httpx.get(f"{prom}/api/v1/query", params={"query": promql}, timeout=5).json()
+    assert body["status"] == "success", body
+    return list(body["data"]["result"])
+
+
+def wait_for(what: str, check: Callable[[], bool], timeout: float) -> None:
+    """Poll ``check`` until true; fail naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.25)
+    pytest.fail(f"timed out after {timeout}s waiting for {what}")
+
+
+def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: Path) -> None:
+    prometheus = require_binary("prometheus")
+    port, prom_port = free_port(), free_port()
+    exporter = f"http://127.0.0.1:{port}"
+    prom = f"http://127.0.0.1:{prom_port}"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+        "scrape_configs:\n  - job_name: gpuwarden\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+    )
+    exporter_argv = [
+        *gpuwarden_argv(), "exporter", "--simulate", "2x8", "--port", str(port),
+        "--listen-address", "127.0.0.1", "--interval", "1",
+    ]  # fmt: skip
+    prom_argv = [
+        prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]  # fmt: skip
+    with (
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=20),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+    ):
+        wait_for("16 GPUs up in Prometheus", lambda: len(query(prom, "gpuwarden_gpu_up == 1")) == 16, 20)
+        utils = query(prom, "DCGM_FI_DEV_GPU_UTIL")
+        assert len(utils) == 16
+        assert {r["metric"]["Hostname"] for r in utils} == {"node-01", "node-02"}
+        assert all(0 <= float(r["value"][1]) <= 100 for r in utils)
+        assert {"gpu", "UUID", "pci_bus_id", "device", "modelName"} <= set(utils[0]["metric"])
+
+        reply = httpx.post(
+            f"{exporter}/sim/faults", json={"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79}, timeout=5
+        )
+        assert reply.status_code == 201, reply.text
+        lost = 'gpuwarden_gpu_up{Hostname="node-01",gpu="3"} == 0'
+        wait_for("node-01 GPU 3 down", lambda: len(query(prom, lost)) == 1, 15)
+        xid = query(prom, 'gpuwarden_xid_errors_total{Hostname="node-01",gpu="3",xid="79"}')
+        assert [float(r["value"][1]) for r in xid] == [1.0]
+        dcgm_xid = query(prom, 'DCGM_FI_DEV_XID_ERRORS{Hostname="node-01",gpu="3"}')
+        assert [float(r["value"][1]) for r in dcgm_xid] == [79.0]
+
+        up = query(prom, "gpuwarden_gpu_up == 1")
+        assert len(up) == 15
+        assert ("node-01", "3") not in {(r["metric"]["Hostname"], r["metric"]["gpu"]) for r in up}
+        fresh = query(prom, "count(timestamp(DCGM_FI_DEV_GPU_UTIL) > time() - 10)")
+        assert [float(r["value"][1]) for r in fresh] == [15.0]  # the other 15 GPUs keep reporting

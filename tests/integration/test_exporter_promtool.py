@@ -1,0 +1,51 @@
+"""``promtool check metrics`` finds nothing wrong in gpuwarden's own families (DCGM names are NVIDIA's)."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from exporters.collection import CollectionLoop
+from exporters.nvml_collector import NvmlCollector
+from exporters.xid import XidLedger, XidWatcher
+from gpuwarden.clock import FakeClock
+from gpuwarden.sim import SimNvml, build_fleet, parse_fault
+from tests.integration.servers import require_binary
+
+pytestmark = pytest.mark.integration
+
+
+def test_every_promtool_problem_is_on_a_dcgm_family(tmp_path: Path) -> None:
+    promtool = require_binary("promtool")
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=1, clock=clock, mig_gpus=[("node-02", 7)])
+    collectors, watchers = [], []
+    for node in fleet.nodes:
+        sim = SimNvml(fleet, node.name)
+        sim.nvmlInit()
+        ledger = XidLedger()
+        watcher = XidWatcher(sim, ledger, clock, wait_ms=0)
+        watcher.register()
+        watchers.append(watcher)
+        collectors.append(NvmlCollector(sim, hostname=node.name, xids=ledger))
+    fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 0, "xid": 48}))
+    for watcher in watchers:
+        while watcher.poll():
+            pass
+    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=5)
+    loop.run_once()
+    clock.advance(5)
+    loop.run_once()
+    text = loop.exposition.text
+    names = {line.split()[2] for line in text.decode().splitlines() if line.startswith("# TYPE ")}
+    assert any(n.startswith("gpuwarden_") for n in names) and any(n.startswith("DCGM_") for n in names)
+    result = subprocess.run(
+        [promtool, "check", "metrics"], check=False, input=text, capture_output=True, timeout=30
+    )
+    problems = [
+        line for line in result.stdout.decode().splitlines() + result.stderr.decode().splitlines() if line
+    ]
+    assert problems, "promtool should flag the camelCase DCGM labels"
+    assert [p for p in problems if not p.startswith("DCGM_")] == []
