@@ -138,7 +138,9 @@ class SlackRecorder:
         server.daemon_threads = True
         self.port = int(server.server_address[1])
         self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="slack-recorder", daemon=True)
+        self._thread = threading.Thread(
+            target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="slack-recorder", daemon=True
+        )
         self._thread.start()
         return self
 

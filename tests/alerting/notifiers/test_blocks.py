@@ -1,0 +1,102 @@
+"""Block Kit rendering: what a person sees in Slack, and that Slack would accept it."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerting.notifiers.base import build_notification
+from alerting.notifiers.blockkit import validate_attachments, validate_blocks
+from alerting.notifiers.blocks import (
+    ACTION_ACKNOWLEDGE,
+    ACTION_APPROVE,
+    ACTION_SILENCE_1H,
+    PRIORITY_COLOURS,
+    escape,
+    incident_message,
+    timeline_reply,
+)
+from alerting.subscriptions import ChangeKind
+from gpuwarden.model import IncidentState, Priority, WorkloadKind, WorkloadRef
+from tests.alerting.notifiers.incidents import change, lifecycle, make_incident
+
+
+@pytest.mark.parametrize(
+    ("priority", "emoji", "colour"),
+    [
+        (Priority.P0, ":rotating_light:", "#d50200"),
+        (Priority.P1, ":red_circle:", "#ff7b00"),
+        (Priority.P2, ":large_orange_circle:", "#f2c744"),
+        (Priority.P3, ":information_source:", "#439fe0"),
+    ],
+    ids=["P0", "P1", "P2", "P3"],
+)
+def test_priority_sets_colour_emoji_and_meaning(priority: Priority, emoji: str, colour: str) -> None:
+    inc = make_incident(priority=priority)
+    message = incident_message(build_notification(change(inc, ChangeKind.OPENED, 0, "opened")))
+    [attachment] = message.attachments
+    assert attachment["color"] == colour == PRIORITY_COLOURS[priority.value]
+    assert attachment["blocks"][0]["text"]["text"].startswith(f"{emoji} {priority.value} ")
+    meanings = {"P0": "urgent", "P1": "severe", "P2": "warning", "P3": "info"}
+    assert f"{priority.value} {meanings[priority.value]}" in str(attachment["blocks"][1])
+    assert message.text.startswith(f"{priority.value} rack r07")
+
+
+@pytest.mark.parametrize("index", range(5), ids=[c.kind.value for c in lifecycle()])
+def test_every_rendered_message_is_valid_block_kit(index: int) -> None:
+    n = build_notification(lifecycle()[index])
+    message = incident_message(n)
+    assert validate_attachments(message.attachments) == []
+    assert validate_blocks(timeline_reply(n).blocks) == []
+
+
+def test_buttons_follow_the_state() -> None:
+    triggered = incident_message(build_notification(lifecycle()[0]))
+    acknowledged = incident_message(build_notification(lifecycle()[2]))
+    resolved = incident_message(build_notification(lifecycle()[4]))
+
+    def buttons(message: object) -> list[str]:
+        blocks = message.attachments[0]["blocks"]  # type: ignore[attr-defined]
+        return [e["action_id"] for b in blocks if b["type"] == "actions" for e in b["elements"]]
+
+    assert buttons(triggered) == [ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H]
+    assert buttons(acknowledged) == [ACTION_APPROVE, ACTION_SILENCE_1H]
+    assert buttons(resolved) == []
+
+
+def test_approve_asks_for_confirmation() -> None:
+    blocks = incident_message(build_notification(lifecycle()[0])).attachments[0]["blocks"]
+    approve = next(
+        e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == ACTION_APPROVE
+    )
+    assert approve["style"] == "primary"
+    assert "rack_down" in approve["confirm"]["text"]["text"]
+
+
+def test_user_text_is_escaped_so_it_cannot_inject_mentions_or_links() -> None:
+    inc = make_incident(title="<!channel> & <http://evil|click>")
+    n = build_notification(change(inc, ChangeKind.OPENED, 0, "<@U1> says hi"))
+    reply = timeline_reply(n).blocks[0]["text"]["text"]
+    assert "<@U1>" not in reply
+    assert "&lt;@U1&gt;" in reply
+    assert escape("a<b>&c") == "a&lt;b&gt;&amp;c"
+
+
+def test_long_titles_and_target_lists_are_cut_to_slack_limits() -> None:
+    inc = make_incident(title="x" * 400)
+    workloads = tuple(WorkloadRef(WorkloadKind.POD, "ns", f"pod-{i}") for i in range(30))
+    inc.impact = type(inc.impact)(workloads=workloads, gpus_affected=30, nodes_affected=4)
+    n = build_notification(change(inc, ChangeKind.OPENED, 0, "opened"))
+    message = incident_message(n)
+    assert validate_attachments(message.attachments) == []
+    header = message.attachments[0]["blocks"][0]["text"]["text"]
+    assert len(header) == 150
+    targets = next(b for b in message.attachments[0]["blocks"] if b.get("block_id") == "targets")["text"][
+        "text"
+    ]
+    assert "…and 21 more" in targets
+
+
+def test_resolution_reply_says_how_long_it_took() -> None:
+    n = build_notification(lifecycle()[4])
+    assert n.state == IncidentState.RESOLVED.value
+    assert "Resolved* after 1 h 35 min" in timeline_reply(n).blocks[0]["text"]["text"]

@@ -1,0 +1,91 @@
+"""The Slack API recorder behaves like Slack where our code depends on it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+
+from alerting.notifiers.recorder import SlackRecorder
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
+
+
+@pytest.fixture
+def client(recorder: SlackRecorder) -> WebClient:
+    return WebClient(token=recorder.token, base_url=recorder.base_url, retry_handlers=[])
+
+
+def test_payloads_slack_would_refuse_get_invalid_blocks(client: WebClient, recorder: SlackRecorder) -> None:
+    with pytest.raises(SlackApiError) as caught:
+        client.chat_postMessage(
+            channel="#x", text="t", blocks=[{"type": "header", "text": {"type": "mrkdwn", "text": "x"}}]
+        )
+    assert caught.value.response["error"] == "invalid_blocks"
+    assert "blocks[0].text.type" in caught.value.response["errors"][0]
+    assert recorder.channel_messages() == []
+
+
+def test_replies_need_an_existing_parent(client: WebClient) -> None:
+    with pytest.raises(SlackApiError, match="thread_not_found"):
+        client.chat_postMessage(channel="#x", text="reply", thread_ts="1.000001")
+
+
+def test_update_needs_the_channel_id_and_an_existing_ts(client: WebClient) -> None:
+    posted = client.chat_postMessage(channel="#x", text="parent")
+    with pytest.raises(SlackApiError, match="channel_not_found"):
+        client.chat_update(channel="#x", ts=posted["ts"], text="new")
+    with pytest.raises(SlackApiError, match="message_not_found"):
+        client.chat_update(channel=posted["channel"], ts="9.999999", text="new")
+    client.chat_update(channel=posted["channel"], ts=posted["ts"], text="new")
+
+
+def test_metadata_is_returned_only_when_asked_for(client: WebClient) -> None:
+    meta = {"event_type": "t", "event_payload": {"key": "k1"}}
+    posted = client.chat_postMessage(channel="#x", text="p", metadata=meta)
+    plain = client.conversations_history(channel=posted["channel"])
+    full = client.conversations_history(channel=posted["channel"], include_all_metadata=True)
+    assert "metadata" not in plain["messages"][0]
+    assert full["messages"][0]["metadata"] == meta
+
+
+def test_unknown_methods_and_wrong_tokens_are_refused(recorder: SlackRecorder, client: WebClient) -> None:
+    with pytest.raises(SlackApiError, match="unknown_method"):
+        client.api_call("chat.fly")
+    with pytest.raises(SlackApiError, match="invalid_auth"):
+        WebClient(token="xoxb-other", base_url=recorder.base_url).auth_test()
+
+
+def test_state_survives_a_restart_on_the_same_port(recorder: SlackRecorder, client: WebClient) -> None:
+    client.chat_postMessage(channel="#x", text="before")
+    port = recorder.port
+    recorder.stop()
+    with pytest.raises(httpx.ConnectError):
+        httpx.get(f"http://127.0.0.1:{port}/_recorder/state")
+    recorder.start()
+    assert recorder.port == port
+    state = httpx.get(f"{recorder.root_url}/_recorder/state").json()
+    assert [m["text"] for m in state["messages"]] == ["before"]
+
+
+def test_an_outage_answers_every_call_until_lifted(recorder: SlackRecorder, client: WebClient) -> None:
+    recorder.set_outage(503)
+    with pytest.raises(SlackApiError) as caught:
+        client.auth_test()
+    assert caught.value.response.status_code == 503
+    recorder.set_outage(None)
+    assert client.auth_test()["ok"] is True
+
+
+def test_upload_completion_checks_the_uploaded_size(client: WebClient) -> None:
+    step1 = client.files_getUploadURLExternal(filename="a.png", length=10)
+    httpx.post(step1["upload_url"], content=b"12345")
+    with pytest.raises(SlackApiError, match="file_upload_size_mismatch"):
+        client.files_completeUploadExternal(files=[{"id": step1["file_id"], "title": "a"}])
