@@ -23,6 +23,7 @@ from alerting.impact import Assessment, assess, title
 from alerting.inhibition import Inhibitor, InhibitRule
 from alerting.inventory import Inventory
 from alerting.matchers import Matcher, parse_matcher
+from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind, muting_silence
 from alerting.store import IncidentNotFound, IncidentStore, impact_to_dict, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -764,6 +765,35 @@ class IncidentEngine:
         """Ids of incidents that are not resolved."""
         with self._lock:
             return list(self._open)
+
+    def open_priorities(self) -> list[Priority]:
+        """Priority of each open incident (for metrics)."""
+        with self._lock:
+            return [inc.priority for inc in self._open.values()]
+
+    def record_action(self, incident_id: str, action: str, outcome: str, message: str, by: str) -> Incident:
+        """Put a remediation action and its outcome on the incident's timeline and action list."""
+        with self._lock, self._sessions() as session, session.begin():
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise IncidentNotFound(incident_id)
+            row.actions = [*row.actions, {"action": action, "outcome": outcome, "message": message, "by": by}]
+            self._event(
+                _Batch(session, self.clock.now()),
+                incident_id,
+                "action",
+                f"{action}: {outcome} {message}".strip(),
+                {"action": action, "outcome": outcome, "by": by},
+            )
+        return self.store.get(incident_id)
+
+    def postmortem(self, incident_id: str) -> str:
+        """A Markdown postmortem draft of one incident."""
+        incident = self.store.get(incident_id)
+        alerts = self.store.alerts_of(incident_id)
+        onset = min((a.starts_at for a in alerts), default=incident.opened_at)
+        names = [a.labels.get("alertname", "") for a in alerts]
+        return render_postmortem(incident, min(onset, incident.opened_at), names)
 
 
 def _describe(labels: dict[str, str]) -> str:

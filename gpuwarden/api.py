@@ -1,1 +1,430 @@
-"""HTTP API of `gpuwarden serve` (composition root)."""
+"""HTTP API of ``gpuwarden serve`` (composition root): Alertmanager-compatible ingest and incidents.
+
+Writes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies over the size limit get
+413, malformed ones 400 naming the field, and an unexpected failure a clean 503 (never a 500): nothing is
+acknowledged that is not committed, so a client retry is always safe.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import BaseRoute, Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from alerting.engine import IncidentEngine
+from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
+from alerting.matchers import matcher_from_dict
+from alerting.silences import SilenceKind
+from alerting.store import IncidentNotFound
+from alerting.store_models import IncidentRow
+from alerting.topology import target_to_dict
+from gpuwarden.config import ApiConfig
+from gpuwarden.errors import InputError
+from gpuwarden.model import Incident
+
+logger = logging.getLogger(__name__)
+
+BackgroundTask = Callable[[threading.Event], None]
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+class _TooLarge(Exception):
+    pass
+
+
+def _iso(at: datetime | None) -> str | None:
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None
+
+
+def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
+    """The list shape of ``GET /api/v1/incidents``."""
+    return {
+        "id": row.id,
+        "title": row.title,
+        "priority": row.priority,
+        "state": row.state,
+        "root_cause": {"kind": row.root_kind, "target": row.root_target},
+        "alert_count": alert_count,
+        "opened_at": _iso(row.opened_at),
+        "resolved_at": _iso(row.resolved_at),
+    }
+
+
+def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The detail shape: the summary plus impact, timeline and member alerts."""
+    impact = incident.impact
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "priority": incident.priority.value,
+        "state": incident.state.value,
+        "root_cause": {
+            "kind": incident.root_cause.kind.value,
+            "target": target_to_dict(incident.root_cause.target),
+        },
+        "alert_count": len(incident.alert_fingerprints),
+        "opened_at": _iso(incident.opened_at),
+        "resolved_at": _iso(incident.resolved_at),
+        "impact": {
+            "summary": impact.summary,
+            "workloads": [str(w) for w in impact.workloads],
+            "affected_share": impact.affected_share,
+            "error_ratio": impact.error_ratio,
+            "slo_burn_rate": impact.slo_burn_rate,
+            "gpus_affected": impact.gpus_affected,
+            "nodes_affected": impact.nodes_affected,
+            "spare_capacity": impact.spare_capacity,
+        },
+        "timeline": [
+            {"at": _iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
+            for e in incident.timeline
+        ],
+        "alerts": list(alerts),
+    }
+
+
+class ApiMetrics(Collector):
+    """The API's own counters, rendered fresh on every scrape."""
+
+    def __init__(self, engine: IncidentEngine) -> None:
+        self.engine = engine
+        self.requests: dict[tuple[str, str], int] = {}
+        self.errors = 0
+        self._lock = threading.Lock()
+
+    def count(self, route: str, code: int) -> None:
+        """Count one answered request."""
+        with self._lock:
+            key = (route, str(code))
+            self.requests[key] = self.requests.get(key, 0) + 1
+
+    def collect(self) -> Any:
+        """Counters of requests, alerts and incidents; open incidents by priority."""
+        requests = CounterMetricFamily(
+            "gpuwarden_api_requests", "HTTP requests answered.", labels=["route", "code"]
+        )
+        with self._lock:
+            for (route, code), n in sorted(self.requests.items()):
+                requests.add_metric([route, code], n)
+            errors = self.errors
+        yield requests
+        yield CounterMetricFamily(
+            "gpuwarden_api_internal_errors", "Requests that failed unexpectedly.", value=errors
+        )
+        c = dict(self.engine.counters)
+        for name, help_text in (
+            ("alerts_received", "Alerts accepted and stored."),
+            ("alerts_muted", "Alerts muted by a silence, maintenance window or inhibition."),
+            ("incidents_opened", "Incidents opened."),
+            ("incidents_resolved", "Incidents resolved automatically."),
+            ("listener_errors", "Incident listeners that raised."),
+        ):
+            yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
+        gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])
+        counts = {p: 0 for p in ("P0", "P1", "P2", "P3")}
+        for priority in self.engine.open_priorities():
+            counts[priority.value] += 1
+        for p, n in counts.items():
+            gauge.add_metric([p], n)
+        yield gauge
+
+
+class CatchAll:
+    """Loop boundary: an unexpected exception becomes a logged, counted 503, never a 500."""
+
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the app; answer 503 if it raises before it started a response."""
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def tracking_send(message: dict[str, Any]) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, receive, tracking_send)  # type: ignore[arg-type]
+        except Exception:
+            self.metrics.errors += 1
+            logger.exception("request failed", extra={"path": scope.get("path")})
+            if not started:
+                response = JSONResponse(
+                    {"error": "internal error; nothing was stored, retry later"},
+                    status_code=503,
+                    headers={"Retry-After": "1"},
+                )
+                await response(scope, receive, send)
+
+
+class _Handlers:
+    """The endpoints, sharing the engine, the limits and the counters."""
+
+    def __init__(self, engine: IncidentEngine, config: ApiConfig, metrics: ApiMetrics) -> None:
+        self.engine = engine
+        self.config = config
+        self.metrics = metrics
+        self.token = config.token.get_secret_value().encode() if config.token is not None else None
+
+    def authorized(self, request: Request) -> bool:
+        """Constant-time check of the bearer token; no configured token means no writes."""
+        if self.token is None:
+            return False
+        scheme, _, given = request.headers.get("authorization", "").partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(given.strip().encode(), self.token)
+
+    async def read_body(self, request: Request) -> bytes:
+        """The body, refusing more than the limit before reading it all."""
+        limit = self.config.max_body_bytes
+        declared = request.headers.get("content-length", "")
+        if declared.isdigit() and int(declared) > limit:
+            raise _TooLarge
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _TooLarge
+            chunks.append(chunk)
+        return b"".join(chunks)
+
+    def write(self, route: str, handler: Callable[[Request, bytes], Awaitable[Response]]) -> Endpoint:
+        """Wrap a write endpoint: token, size limit, input errors."""
+
+        async def endpoint(request: Request) -> Response:
+            if not self.authorized(request):
+                response: Response = _error(401, "missing or wrong bearer token")
+                response.headers["WWW-Authenticate"] = "Bearer"
+            else:
+                try:
+                    response = await handler(request, await self.read_body(request))
+                except _TooLarge:
+                    response = _error(413, f"body larger than {self.config.max_body_bytes} bytes")
+                except IncidentNotFound as exc:
+                    response = _error(404, str(exc), exc.field)
+                except InputError as exc:
+                    response = _error(400, str(exc), exc.field)
+            self.metrics.count(route, response.status_code)
+            return response
+
+        return endpoint
+
+    def read(self, route: str, handler: Callable[[Request], Awaitable[Response]]) -> Endpoint:
+        """Wrap a read endpoint: input errors and not-found."""
+
+        async def endpoint(request: Request) -> Response:
+            try:
+                response = await handler(request)
+            except IncidentNotFound as exc:
+                response = _error(404, str(exc), exc.field)
+            except InputError as exc:
+                response = _error(400, str(exc), exc.field)
+            self.metrics.count(route, response.status_code)
+            return response
+
+        return endpoint
+
+    async def post_alerts(self, request: Request, body: bytes) -> Response:
+        """Prometheus' alert notifier: ``postableAlerts``; 200 only after the commit."""
+        alerts = parse_postable_alerts(parse_json(body))
+        await run_in_threadpool(self.engine.ingest, alerts)
+        return Response(status_code=200)
+
+    async def post_webhook(self, request: Request, body: bytes) -> Response:
+        """Alertmanager's webhook v4 (idempotent: the same payload twice changes nothing more)."""
+        alerts = parse_webhook(parse_json(body))
+        result = await run_in_threadpool(self.engine.ingest, alerts)
+        return JSONResponse({"status": "ok", "accepted": result.accepted})
+
+    async def list_incidents(self, request: Request) -> Response:
+        """Incidents, newest first; ``?state=`` and ``?priority=`` filter."""
+        state = request.query_params.get("state")
+        priority = request.query_params.get("priority")
+        rows = await run_in_threadpool(self.engine.store.list_rows, state)
+        return JSONResponse([incident_summary(r, n) for r, n in rows if priority in (None, r.priority)])
+
+    def _alert_dicts(self, incident_id: str) -> list[dict[str, Any]]:
+        return [
+            {
+                "fingerprint": a.fingerprint,
+                "labels": a.labels,
+                "status": a.status,
+                "startsAt": _iso(a.starts_at),
+                "endsAt": _iso(a.ends_at),
+                "flapping": a.flapping,
+                "receive_count": a.receive_count,
+            }
+            for a in self.engine.store.alerts_of(incident_id)
+        ]
+
+    async def show_incident(self, request: Request) -> Response:
+        """One incident with impact, timeline and alerts."""
+        incident_id = request.path_params["incident_id"]
+        incident = await run_in_threadpool(self.engine.store.get, incident_id)
+        alerts = await run_in_threadpool(self._alert_dicts, incident_id)
+        return JSONResponse(incident_detail(incident, alerts))
+
+    async def ack_incident(self, request: Request, body: bytes) -> Response:
+        """Acknowledge; body ``{"by": "name"}`` is optional."""
+        data = parse_json(body) if body.strip() else {}
+        by = data.get("by", "api") if isinstance(data, dict) else None
+        if not isinstance(by, str) or not by:
+            raise InputError("must be a non-empty string", field="by")
+        incident = await run_in_threadpool(self.engine.acknowledge, request.path_params["incident_id"], by)
+        return JSONResponse(incident_detail(incident, []))
+
+    async def postmortem(self, request: Request) -> Response:
+        """The Markdown postmortem draft."""
+        text = await run_in_threadpool(self.engine.postmortem, request.path_params["incident_id"])
+        return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
+
+    async def post_silence(self, request: Request, body: bytes) -> Response:
+        """Alertmanager's ``postableSilence`` (plus ``maintenance: true`` for a maintenance window)."""
+        data = parse_json(body)
+        if not isinstance(data, dict):
+            raise InputError("must be a JSON object", field="body")
+        raw = data.get("matchers")
+        if not isinstance(raw, list) or not raw:
+            raise InputError("at least one matcher is required", field="matchers")
+        matchers = [
+            matcher_from_dict(m) if isinstance(m, dict) else _bad_matcher(i) for i, m in enumerate(raw)
+        ]
+        starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
+        kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE
+        silence_id = await run_in_threadpool(
+            lambda: self.engine.add_silence(
+                matchers,
+                starts,
+                ends,
+                str(data.get("createdBy", "api")),
+                comment=str(data.get("comment", "")),
+                kind=kind,
+            )
+        )
+        return JSONResponse({"silenceID": silence_id})
+
+    async def list_silences(self, request: Request) -> Response:
+        """Silences and maintenance windows not yet expired."""
+        now = self.engine.clock.now()
+        return JSONResponse(
+            [
+                {
+                    "id": s.id,
+                    "matchers": [m.to_dict() for m in s.matchers],
+                    "startsAt": _iso(s.starts_at),
+                    "endsAt": _iso(s.ends_at),
+                    "createdBy": s.created_by,
+                    "comment": s.comment,
+                    "status": {"state": s.state(now)},
+                }
+                for s in self.engine.silences()
+            ]
+        )
+
+    async def metrics_endpoint(self, request: Request) -> Response:
+        """Prometheus exposition of the API's own counters."""
+        registry = CollectorRegistry()
+        registry.register(self.metrics)
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def healthz(self, request: Request) -> Response:
+        """Liveness."""
+        return PlainTextResponse("ok")
+
+    def routes(self) -> list[BaseRoute]:
+        """Every route of the API."""
+        incident = "/api/v1/incidents/{incident_id}"
+        return [
+            Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
+            Route(
+                "/api/v1/webhook/alertmanager",
+                self.write("/api/v1/webhook/alertmanager", self.post_webhook),
+                methods=["POST"],
+            ),
+            Route("/api/v2/silences", self.write("/api/v2/silences", self.post_silence), methods=["POST"]),
+            Route("/api/v2/silences", self.read("/api/v2/silences", self.list_silences), methods=["GET"]),
+            Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
+            Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
+            Route(
+                f"{incident}/ack",
+                self.write("/api/v1/incidents/{id}/ack", self.ack_incident),
+                methods=["POST"],
+            ),
+            Route(
+                f"{incident}/postmortem",
+                self.read("/api/v1/incidents/{id}/postmortem", self.postmortem),
+                methods=["GET"],
+            ),
+            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
+            Route("/healthz", self.healthz, methods=["GET"]),
+        ]
+
+
+def _error(status: int, message: str, field: str = "") -> JSONResponse:
+    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+def create_app(
+    engine: IncidentEngine,
+    config: ApiConfig,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    background: Sequence[BackgroundTask] = (),
+) -> Starlette:
+    """The Starlette app; ``background`` tasks run in threads until shutdown."""
+    metrics = ApiMetrics(engine)
+    handlers = _Handlers(engine, config, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+        stop = threading.Event()
+        threads = [threading.Thread(target=task, args=(stop,), daemon=True) for task in background]
+        for t in threads:
+            t.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            for t in threads:
+                t.join(timeout=5)
+
+    app = Starlette(routes=[*handlers.routes(), *extra_routes], lifespan=lifespan)
+    app.add_middleware(CatchAll, metrics=metrics)
+    return app
+
+
+def _bad_matcher(index: int) -> Any:
+    raise InputError("must be an object", field=f"matchers[{index}]")
+
+
+def _required_time(data: dict[str, Any], name: str) -> datetime:
+    raw = data.get(name)
+    if not isinstance(raw, str):
+        raise InputError("required RFC 3339 time", field=name)
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InputError(f"not an RFC 3339 time: {raw!r}", field=name) from exc
+    if parsed.tzinfo is None:
+        raise InputError("time needs a timezone", field=name)
+    return parsed

@@ -1,0 +1,103 @@
+"""Parsing what arrives over HTTP: Prometheus' ``POST /api/v2/alerts`` body and Alertmanager's webhook v4.
+
+Errors are ``InputError`` naming the offending field (``[3].labels.node``); unknown keys are ignored,
+because Alertmanager adds fields in minor releases.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+from gpuwarden.errors import InputError
+from gpuwarden.model import Alert, AlertSource, AlertStatus
+
+_YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
+
+
+def parse_json(body: bytes) -> Any:
+    """Decode a JSON body or fail naming the position."""
+    try:
+        return json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError(f"body is not valid JSON: {exc}", field="body") from exc
+
+
+def _time(value: Any, field: str) -> datetime | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise InputError("must be an RFC 3339 string", field=field)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError as exc:
+        raise InputError(f"not an RFC 3339 time: {value!r}", field=field) from exc
+    if parsed.tzinfo is None:
+        raise InputError("time needs a timezone (Z or an offset)", field=field)
+    if parsed.year == _YEAR_ONE:
+        return None
+    return parsed.astimezone(UTC)
+
+
+def _string_map(value: Any, field: str, *, required: bool) -> dict[str, str]:
+    if value is None and not required:
+        return {}
+    if not isinstance(value, Mapping):
+        raise InputError("must be an object of string values", field=field)
+    out: dict[str, str] = {}
+    for key, item in value.items():
+        if not isinstance(item, str):
+            raise InputError("must be a string", field=f"{field}.{key}")
+        out[str(key)] = item
+    if required and not out:
+        raise InputError("must not be empty", field=field)
+    return out
+
+
+def _alert(item: Any, where: str, source: AlertSource) -> Alert:
+    if not isinstance(item, Mapping):
+        raise InputError("must be an object", field=where)
+    labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
+    annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
+    starts_at = _time(item.get("startsAt"), f"{where}.startsAt")
+    ends_at = _time(item.get("endsAt"), f"{where}.endsAt")
+    generator = item.get("generatorURL", "") or ""
+    if not isinstance(generator, str):
+        raise InputError("must be a string", field=f"{where}.generatorURL")
+    status = AlertStatus.FIRING
+    raw_status = item.get("status")
+    if raw_status is not None:
+        if raw_status not in ("firing", "resolved"):
+            raise InputError("must be 'firing' or 'resolved'", field=f"{where}.status")
+        status = AlertStatus(raw_status)
+    return Alert(
+        labels=labels,
+        status=status,
+        starts_at=starts_at,
+        ends_at=ends_at,
+        annotations=annotations,
+        source=source,
+        generator_url=generator,
+    )
+
+
+def parse_postable_alerts(data: Any) -> list[Alert]:
+    """Alertmanager's ``postableAlerts``: a JSON array of alerts (Prometheus' notifier sends this)."""
+    if not isinstance(data, list):
+        raise InputError("must be a JSON array of alerts", field="body")
+    return [_alert(item, f"[{i}]", AlertSource.RULE) for i, item in enumerate(data)]
+
+
+def parse_webhook(data: Any) -> list[Alert]:
+    """Alertmanager's webhook payload version 4."""
+    if not isinstance(data, Mapping):
+        raise InputError("must be a JSON object", field="body")
+    version = data.get("version")
+    if version != "4":
+        raise InputError(f'unsupported version {version!r}; expected "4"', field="version")
+    alerts = data.get("alerts")
+    if not isinstance(alerts, list):
+        raise InputError("must be an array", field="alerts")
+    return [_alert(item, f"alerts[{i}]", AlertSource.WEBHOOK) for i, item in enumerate(alerts)]

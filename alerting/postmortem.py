@@ -1,0 +1,102 @@
+"""A postmortem draft in Markdown: summary, impact, root cause, timeline, actions, MTTD and MTTR."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from alerting.topology import target_label
+from gpuwarden.model import Incident, TimelineEvent
+
+_COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
+
+
+def _duration(delta: timedelta | None) -> str:
+    if delta is None:
+        return "n/a (not resolved)"
+    seconds = int(delta.total_seconds())
+    hours, rest = divmod(seconds, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+def _stamp(at: datetime) -> str:
+    return at.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
+    """One line per event; runs of alert events in the same second collapse into one line."""
+    lines: list[str] = []
+    i = 0
+    while i < len(events):
+        event = events[i]
+        j = i + 1
+        if event.kind in _COLLAPSE:
+            while j < len(events) and events[j].kind == event.kind and events[j].at == event.at:
+                j += 1
+        if j - i > 1:
+            lines.append(
+                f"- {_stamp(event.at)} — {j - i} alerts {event.kind.removeprefix('alert_')} "
+                f"(first: {event.message})"
+            )
+        else:
+            lines.append(f"- {_stamp(event.at)} — {event.message}")
+        i = j
+    return lines
+
+
+def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Sequence[str]) -> str:
+    """Markdown postmortem draft of one incident."""
+    impact = incident.impact
+    ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
+    mttd = incident.opened_at - first_onset
+    mttr = incident.resolved_at - first_onset if incident.resolved_at is not None else None
+    names = sorted(set(alert_names))
+    out = [
+        f"# Postmortem draft: {incident.title}",
+        "",
+        f"- Incident: `{incident.id}`",
+        f"- Priority: **{incident.priority.value}**",
+        f"- State: {incident.state.value}",
+        f"- Opened: {_stamp(incident.opened_at)}",
+        f"- Resolved: {_stamp(incident.resolved_at) if incident.resolved_at else 'not yet'}",
+        "",
+        "## Impact",
+        "",
+        f"- {impact.summary or 'no workload impact known'}",
+        f"- GPUs affected: {impact.gpus_affected}; nodes affected: {impact.nodes_affected}",
+        f"- Workloads: {', '.join(target_label(w) for w in impact.workloads) or 'none known'}",
+        f"- Largest share of a workload affected: {impact.affected_share:.0%}",
+        f"- Spare capacity available: {'yes' if impact.spare_capacity else 'no'}",
+    ]
+    if impact.slo_burn_rate:
+        out.append(f"- SLO burn rate: {impact.slo_burn_rate:g}x")
+    if impact.error_ratio:
+        out.append(f"- Error ratio: {impact.error_ratio:.0%}")
+    out += [
+        "",
+        "## Root cause",
+        "",
+        f"- {incident.root_cause.kind.value} on {target_label(incident.root_cause.target)}",
+        f"- Evidence: {len(incident.alert_fingerprints)} alerts ({', '.join(names) or 'none'})",
+        "",
+        "## Metrics",
+        "",
+        f"- MTTD (first onset to incident opened): {_duration(mttd)}",
+        f"- Time to acknowledge: {_duration(ack - incident.opened_at) if ack else 'not acknowledged'}",
+        f"- MTTR (first onset to resolved): {_duration(mttr)}",
+        "",
+        "## Actions",
+        "",
+    ]
+    actions = [
+        e
+        for e in incident.timeline
+        if e.kind in ("acknowledged", "remediation_approved", "mitigating", "silenced", "action")
+    ]
+    out += [f"- {_stamp(e.at)} — {e.message}" for e in actions] or ["- none recorded"]
+    out += [
+        f"- {r.request.action} on {r.request.target}: {r.outcome.value} {r.message}" for r in incident.actions
+    ]
+    out += ["", "## Timeline", "", *_timeline(incident.timeline), "", "## Follow-ups", "", "- [ ] ", ""]
+    return "\n".join(out)

@@ -1,0 +1,110 @@
+"""``gpuwarden incidents``: list, show, acknowledge and draft postmortems, through the HTTP API."""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Annotated, Any
+
+import httpx
+import typer
+from rich.console import Console
+from rich.table import Table
+
+incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
+console = Console()
+err_console = Console(stderr=True)
+
+UrlOption = Annotated[
+    str, typer.Option("--url", envvar="GPUWARDEN_URL", help="Base URL of `gpuwarden serve`.")
+]
+
+
+def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+    headers = kwargs.pop("headers", {})
+    token = os.environ.get("GPUWARDEN_API_TOKEN")
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    try:
+        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=10.0, **kwargs)
+    except httpx.HTTPError as exc:
+        err_console.print(f"[red]error:[/red] cannot reach {url}: {exc}")
+        raise typer.Exit(2) from exc
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("error", response.text)
+        except ValueError:
+            message = response.text
+        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {message}")
+        raise typer.Exit(1)
+    return response
+
+
+def _target(target: dict[str, Any]) -> str:
+    kind = target.get("type", "")
+    if kind == "gpu":
+        return f"gpu {target.get('node')}/{target.get('index')}"
+    if kind == "workload":
+        return f"{target.get('kind')} {target.get('name')}"
+    return f"{kind} {target.get('name', '')}"
+
+
+@incidents_app.command("list")
+def list_incidents(
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+) -> None:
+    """List incidents, newest first."""
+    params = {"state": state} if state else {}
+    items = _request("GET", url, "/api/v1/incidents", params=params).json()
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
+    for i in items:
+        root = i["root_cause"]
+        table.add_row(
+            i["id"],
+            i["priority"],
+            i["state"],
+            f"{root['kind']} @ {_target(root['target'])}",
+            str(i["alert_count"]),
+            i["opened_at"],
+            i["title"],
+        )
+    console.print(table)
+
+
+@incidents_app.command("show")
+def show(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Show one incident with its impact and timeline."""
+    inc = _request("GET", url, f"/api/v1/incidents/{incident_id}").json()
+    console.print(f"[bold]{inc['priority']}[/bold] {inc['title']}  ({inc['id']}, {inc['state']})")
+    console.print(f"root cause: {inc['root_cause']['kind']} @ {_target(inc['root_cause']['target'])}")
+    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}")
+    for event in inc["timeline"]:
+        console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
+
+
+@incidents_app.command("ack")
+def ack(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: Annotated[str, typer.Option(help="Who acknowledges.")] = "",
+) -> None:
+    """Acknowledge an incident (needs GPUWARDEN_API_TOKEN)."""
+    who = by or os.environ.get("USER", "cli")
+    inc = _request("POST", url, f"/api/v1/incidents/{incident_id}/ack", json={"by": who}).json()
+    typer.echo(f"{inc['id']}: {inc['state']}")
+
+
+@incidents_app.command("postmortem")
+def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """Print the Markdown postmortem draft."""
+    typer.echo(_request("GET", url, f"/api/v1/incidents/{incident_id}/postmortem").text)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``incidents`` group to the root app."""
+    app.add_typer(incidents_app, name="incidents")

@@ -1,0 +1,122 @@
+"""``gpuwarden serve``: the incident engine behind its Alertmanager-compatible HTTP API."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import threading
+from pathlib import Path
+from typing import Annotated
+
+import typer
+import uvicorn
+from pydantic import SecretStr
+from rich.console import Console
+
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.api import BackgroundTask, create_app
+from gpuwarden.clock import SystemClock
+from gpuwarden.config import GpuwardenConfig, load_config
+from gpuwarden.errors import ConfigError
+
+TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
+logger = logging.getLogger("gpuwarden.serve")
+err_console = Console(stderr=True)
+
+
+class JsonLogFormatter(logging.Formatter):
+    """One JSON object per log line."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Render time, level, logger, message (and the exception, if any)."""
+        out = {"ts": self.formatTime(record), "level": record.levelname.lower(), "logger": record.name}
+        out["msg"] = record.getMessage()
+        if record.exc_info:
+            out["exc"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                engine.tick()
+            except Exception:  # loop boundary: keep ticking, log with the exception
+                logger.exception("engine tick failed")
+
+    return run
+
+
+def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
+    """Engine, background loops and extra routes (Slack) for one configuration."""
+    sql = make_engine(db)
+    upgrade(sql)
+    clock = SystemClock()
+    engine = IncidentEngine(sql, clock, cfg.alerting)
+    background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
+    routes: list[object] = []
+    if cfg.slack.bot_token is not None:
+        # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
+        from alerting.notifiers.base import runbook_linker  # noqa: PLC0415
+        from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
+        from alerting.outbox import Outbox  # noqa: PLC0415
+
+        outbox = Outbox(
+            sql,
+            [SlackNotifier.from_config(cfg.slack)],
+            clock,
+            runbook=runbook_linker(cfg.slack.runbook_base_url),
+        )
+        engine.subscribe(outbox)
+        background.append(outbox.run)
+    if cfg.slack.signing_secret is not None:
+        from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
+
+        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock))
+    return engine, background, routes
+
+
+def serve(
+    port: Annotated[int | None, typer.Option(help="TCP port (default from config: api.port).")] = None,
+    host: Annotated[str | None, typer.Option(help="Listen address (default api.listen_address).")] = None,
+    db: Annotated[
+        str | None, typer.Option(help="SQLite path or SQLAlchemy URL (postgresql+psycopg://...).")
+    ] = None,
+    config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+) -> None:
+    """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    api = cfg.api
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        api = api.model_copy(update={"token": SecretStr(token)})
+    if api.token is None:
+        err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
+        raise typer.Exit(1)
+    engine, background, routes = build_service(cfg, db or api.db)
+    app = create_app(engine, api, extra_routes=routes, background=background)  # type: ignore[arg-type]
+    logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
+    uvicorn.run(
+        app,
+        host=host or api.listen_address,
+        port=port or api.port,
+        log_level="warning",
+        access_log=False,
+        log_config=None,
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``serve`` command to the root app."""
+    app.command("serve")(serve)

@@ -1,0 +1,215 @@
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from starlette.exceptions import StarletteDeprecationWarning
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.api import create_app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from gpuwarden.model import label_fingerprint
+
+with warnings.catch_warnings():
+    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> IncidentEngine:
+    sql = make_engine(str(tmp_path / "api.db"))
+    upgrade(sql)
+    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+
+
+@pytest.fixture
+def client(engine: IncidentEngine) -> Iterator[TestClient]:
+    app = create_app(engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+NODE_DOWN = {
+    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
+    "startsAt": "2026-01-01T00:00:00Z",
+}
+
+
+def test_posted_alert_is_stored_before_200_and_opens_an_incident(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    response = client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    assert response.status_code == 200
+    assert engine.store.alert(label_fingerprint(NODE_DOWN["labels"])) is not None  # type: ignore[arg-type]
+    (item,) = client.get("/api/v1/incidents").json()
+    assert set(item) == {
+        "id",
+        "title",
+        "priority",
+        "state",
+        "root_cause",
+        "alert_count",
+        "opened_at",
+        "resolved_at",
+    }
+    assert item["root_cause"] == {
+        "kind": "node_down",
+        "target": {"type": "node", "cluster": "c1", "rack": "r02", "name": "r02-n03"},
+    }
+    assert (item["alert_count"], item["state"], item["resolved_at"]) == (1, "triggered", None)
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [{}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Basic {TOKEN}"}],
+    ids=["missing", "wrong", "not-bearer"],
+)
+def test_writes_without_the_right_bearer_token_are_refused(
+    client: TestClient, engine: IncidentEngine, headers: dict[str, str]
+) -> None:
+    assert client.post("/api/v2/alerts", json=[NODE_DOWN], headers=headers).status_code == 401
+    assert engine.store.alert_count() == 0
+
+
+def test_oversized_body_gets_413_and_nothing_is_stored(client: TestClient, engine: IncidentEngine) -> None:
+    big = [{"labels": {"alertname": "X", "pad": "x" * 5000}}]
+    assert client.post("/api/v2/alerts", json=big, headers=AUTH).status_code == 413
+    assert engine.store.alert_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (json.dumps({"labels": {}}).encode(), "body"),
+        (json.dumps([{"labels": {}}]).encode(), "[0].labels"),
+        (json.dumps([NODE_DOWN, {"labels": {"a": 1}}]).encode(), "[1].labels.a"),
+        (json.dumps([{"labels": {"a": "b"}, "startsAt": "yesterday"}]).encode(), "[0].startsAt"),
+        (json.dumps([{"labels": {"a": "b"}, "endsAt": "2026-01-01T00:00:00"}]).encode(), "[0].endsAt"),
+    ],
+    ids=["bad-json", "not-array", "empty-labels", "non-string-label", "bad-time", "naive-time"],
+)
+def test_malformed_payloads_get_400_naming_the_field_and_change_nothing(
+    client: TestClient, engine: IncidentEngine, body: bytes, field: str
+) -> None:
+    client.post("/api/v2/alerts", json=[{"labels": {"alertname": "Keep", "node": "k"}}], headers=AUTH)
+    before = client.get("/api/v1/incidents").json()
+    response = client.post(
+        "/api/v2/alerts", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 400
+    assert response.json()["field"] == field
+    assert engine.store.alert_count() == 1
+    assert client.get("/api/v1/incidents").json() == before
+
+
+def _webhook(status: str = "firing") -> dict[str, object]:
+    return {
+        "version": "4",
+        "groupKey": '{}:{alertname="NodeDown"}',
+        "truncatedAlerts": 0,
+        "status": status,
+        "receiver": "gpuwarden",
+        "groupLabels": {"alertname": "NodeDown"},
+        "commonLabels": {},
+        "commonAnnotations": {},
+        "externalURL": "http://am:9093",
+        "notification_reason": "first notification",
+        "routeLabels": {"team": "gpu"},
+        "someFutureField": [1, 2, 3],
+        "alerts": [
+            {
+                "status": status,
+                "labels": NODE_DOWN["labels"],
+                "annotations": {"summary": "down"},
+                "startsAt": "2026-01-01T00:00:00Z",
+                "endsAt": "0001-01-01T00:00:00Z",
+                "generatorURL": "http://prom/graph",
+                "fingerprint": "ignored-we-recompute",
+                "anotherNewField": True,
+            }
+        ],
+    }
+
+
+def test_webhook_v4_with_unknown_fields_is_accepted_and_idempotent(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    for _ in range(3):
+        response = client.post("/api/v1/webhook/alertmanager", json=_webhook(), headers=AUTH)
+        assert response.status_code == 200
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["alert_count"] == 1
+    detail = client.get(f"/api/v1/incidents/{item['id']}").json()
+    assert [e["kind"] for e in detail["timeline"]].count("alert_added") == 1
+
+
+def test_webhook_with_another_version_is_refused_naming_version(client: TestClient) -> None:
+    payload = {**_webhook(), "version": "3"}
+    response = client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH)
+    assert (response.status_code, response.json()["field"]) == (400, "version")
+
+
+def test_detail_ack_and_postmortem(client: TestClient) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    path = f"/api/v1/incidents/{item['id']}"
+    assert client.post(f"{path}/ack", json={"by": "alice"}).status_code == 401
+    acked = client.post(f"{path}/ack", json={"by": "alice"}, headers=AUTH).json()
+    assert acked["state"] == "acknowledged"
+    detail = client.get(path).json()
+    assert detail["timeline"][-1]["message"] == "acknowledged by alice"
+    assert detail["alerts"][0]["labels"]["node"] == "r02-n03"
+    md = client.get(f"{path}/postmortem")
+    assert md.headers["content-type"].startswith("text/markdown")
+    for heading in ("## Impact", "## Root cause", "## Timeline", "## Actions", "MTTD", "MTTR"):
+        assert heading in md.text
+    assert client.get("/api/v1/incidents/inc-nope").status_code == 404
+
+
+def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentEngine) -> None:
+    silence = {
+        "matchers": [{"name": "node", "value": "r02-.*", "isRegex": True}],
+        "startsAt": "2025-12-31T00:00:00Z",
+        "endsAt": "2026-01-02T00:00:00Z",
+        "createdBy": "bob",
+        "comment": "planned",
+    }
+    response = client.post("/api/v2/silences", json=silence, headers=AUTH)
+    assert response.status_code == 200 and response.json()["silenceID"]
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    assert client.get("/api/v1/incidents").json() == []
+    assert client.get("/api/v2/silences").json()[0]["status"]["state"] == "active"
+
+
+def test_unexpected_failure_is_a_clean_503_not_a_500(client: TestClient, engine: IncidentEngine) -> None:
+    def broken(alerts: object) -> None:
+        raise RuntimeError("disk on fire")
+
+    engine.ingest = broken  # type: ignore[method-assign]
+    response = client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    assert response.status_code == 503
+    assert "internal error" in response.json()["error"]
+    metrics = client.get("/metrics").text
+    assert "gpuwarden_api_internal_errors_total 1.0" in metrics
+
+
+def test_metrics_count_requests_alerts_and_open_incidents(client: TestClient) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    text = client.get("/metrics").text
+    assert 'gpuwarden_api_requests_total{code="200",route="/api/v2/alerts"} 1.0' in text
+    assert "gpuwarden_alerts_received_total 1.0" in text
+    assert 'gpuwarden_incidents_open{priority="P2"} 1.0' in text
+    assert client.get("/healthz").text == "ok"
