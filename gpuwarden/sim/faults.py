@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from gpuwarden.errors import InputError
 from gpuwarden.model import GpuRef, NodeRef
@@ -153,11 +153,19 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
     return out
 
 
-def parse_fault(payload: Mapping[str, Any]) -> FaultSpec:
+class TargetChecker(Protocol):
+    """What ``parse_fault`` needs from a fleet to check that a target exists."""
+
+    def check_target(self, spec: FaultSpec) -> object:
+        """Raise ``InputError`` when the spec's node, GPU or link does not exist."""
+        ...
+
+
+def parse_fault(payload: Mapping[str, Any], fleet: TargetChecker | None = None) -> FaultSpec:
     """Validate a fault payload such as ``{"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79}``.
 
-    Raises ``InputError`` naming the field and the fix. Whether the node, GPU and link exist is checked
-    by ``Fleet.inject``, which knows the topology.
+    Raises ``InputError`` naming the field and the fix. With ``fleet``, an unknown node, GPU or link is
+    reported too, listing valid ones (``Fleet.inject`` checks that again in any case).
     """
     if not isinstance(payload, Mapping):
         raise InputError(
@@ -192,4 +200,7 @@ def parse_fault(payload: Mapping[str, Any]) -> FaultSpec:
     if kind in ("nvlink_down", "nvlink_crc_burst") and link is None:
         link = 0
     params = _params(kind, payload.get("params"))
-    return FaultSpec(kind=kind, node=node, gpu=gpu, xid=xid, link=link, params=params)
+    spec = FaultSpec(kind=kind, node=node, gpu=gpu, xid=xid, link=link, params=params)
+    if fleet is not None:
+        fleet.check_target(spec)
+    return spec

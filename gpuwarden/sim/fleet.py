@@ -199,12 +199,7 @@ class Fleet:
         """Start a fault (or run a recovery action given as a kind); return its id."""
         with self._lock:
             self._advance()
-            node = self.node(spec.node)
-            gpu = self.gpu(spec.node, spec.gpu) if spec.gpu is not None else None
-            if gpu is not None and spec.link is not None and spec.link >= len(gpu.nvlink_up):
-                raise InputError(
-                    f"{gpu.name} has NVLinks 0..{len(gpu.nvlink_up) - 1}, not {spec.link}", field="link"
-                )
+            node, gpu = self.check_target(spec)
             if spec.kind == "reset_gpu" and not node.up:
                 raise InputError(f"{node.name} is down; reboot it before resetting a GPU", field="node")
             now = self.clock.time()
@@ -230,6 +225,16 @@ class Fleet:
                 gpu.nvlink_errors[spec.link][1] += 1  # DL_RECOVERY: the link tried and failed
             self._refresh(node)
             return rec.id
+
+    def check_target(self, spec: FaultSpec) -> tuple[SimNode, SimGpu | None]:
+        """The node and GPU a spec aims at; ``InputError`` naming valid choices when they do not exist."""
+        node = self.node(spec.node)
+        gpu = self.gpu(spec.node, spec.gpu) if spec.gpu is not None else None
+        if gpu is not None and spec.link is not None and spec.link >= len(gpu.nvlink_up):
+            raise InputError(
+                f"{gpu.name} has NVLinks 0..{len(gpu.nvlink_up) - 1}, not {spec.link}", field="link"
+            )
+        return node, gpu
 
     def active_faults(self) -> list[FaultRecord]:
         """Faults that have not ended yet."""

@@ -52,7 +52,7 @@ def fault_routes(fleet: Fleet) -> list[Route]:
         except (ValueError, UnicodeDecodeError) as exc:
             return _error(400, f"body is not valid JSON: {exc}")
         try:
-            spec = parse_fault(payload)
+            spec = parse_fault(payload, fleet)
             fault_id = fleet.inject(spec)
         except InputError as exc:
             return _error(400, str(exc), exc.field)

@@ -4,8 +4,9 @@ from typing import Any
 
 import pytest
 
+from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
-from gpuwarden.sim import FAULT_KINDS, FaultSpec, parse_fault
+from gpuwarden.sim import FAULT_KINDS, FaultSpec, build_fleet, parse_fault
 
 
 def test_a_valid_xid_payload_becomes_a_fault_spec() -> None:
@@ -96,3 +97,17 @@ def test_bad_payload_names_the_field_and_the_fix(payload: Any, field: str, messa
     with pytest.raises(InputError, match=message) as info:
         parse_fault(payload)
     assert info.value.field == field
+
+
+def test_with_a_fleet_an_unknown_target_lists_valid_choices() -> None:
+    fleet = build_fleet(3, 4, clock=FakeClock())
+    with pytest.raises(InputError, match="node-01, node-02, node-03") as info:
+        parse_fault({"kind": "hung", "node": "node-9", "gpu": 0}, fleet)
+    assert info.value.field == "node"
+    with pytest.raises(InputError, match=r"0\.\.3") as info:
+        parse_fault({"kind": "hung", "node": "node-02", "gpu": 4}, fleet)
+    assert info.value.field == "gpu"
+    with pytest.raises(InputError, match=r"NVLinks 0\.\.17") as info:
+        parse_fault({"kind": "nvlink_down", "node": "node-02", "gpu": 0, "link": 20}, fleet)
+    assert info.value.field == "link"
+    assert parse_fault({"kind": "hung", "node": "node-03", "gpu": 3}, fleet).gpu == 3

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import inspect
 import threading
 
 import pynvml
@@ -291,3 +292,16 @@ def test_concurrent_injection_and_reads_stay_consistent(fleet: Fleet, clock: Fak
     assert errors == []
     assert len(fleet.fault_log) == 200
     assert fleet.active_faults() == []
+
+
+def test_every_simulated_call_has_the_parameter_names_of_pynvml() -> None:
+    checked = 0
+    for name in dir(SimNvml):
+        if not name.startswith("nvml"):
+            continue
+        real = getattr(pynvml, name, None)
+        assert real is not None, f"{name} is not a pynvml function"
+        ours = list(inspect.signature(getattr(SimNvml, name)).parameters)[1:]
+        assert ours == list(inspect.signature(real).parameters), name
+        checked += 1
+    assert checked >= 54
