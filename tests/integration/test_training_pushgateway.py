@@ -1,0 +1,105 @@
+"""A simulated training job pushes per-rank metrics to a real Pushgateway scraped by a real Prometheus:
+a straggler shows up as one slow rank, a hung rank as a job whose progress stops."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from exporters.training import SimTrainingAdapter
+from gpuwarden.clock import FakeClock
+from gpuwarden.sim import FaultSpec, build_fleet
+from tests.integration.servers import free_port, require_binary, running
+
+pytestmark = pytest.mark.integration
+
+
+def query(prom: str, expr: str) -> dict[str, float]:
+    """Instant query; the result keyed by the ``rank`` label."""
+    r = httpx.get(f"{prom}/api/v1/query", params={"query": expr}, timeout=5)
+    r.raise_for_status()
+    return {s["metric"].get("rank", ""): float(s["value"][1]) for s in r.json()["data"]["result"]}
+
+
+def wait_until(prom: str, expr: str, check: object, timeout: float = 20.0) -> dict[str, float]:
+    """Poll ``expr`` until ``check(result)`` holds (Prometheus scrapes the gateway every second)."""
+    deadline = time.monotonic() + timeout
+    result: dict[str, float] = {}
+    while time.monotonic() < deadline:
+        result = query(prom, expr)
+        if callable(check) and check(result):
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"{expr} never satisfied the check; last result {result}")
+
+
+def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path: Path) -> None:
+    pg_port, prom_port = free_port(), free_port()
+    gateway = f"127.0.0.1:{pg_port}"
+    prom = f"http://127.0.0.1:{prom_port}"
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global: {scrape_interval: 1s}\n"
+        "scrape_configs:\n"
+        "  - job_name: pushgateway\n    honor_labels: true\n"
+        f"    static_configs: [{{targets: ['{gateway}']}}]\n"
+    )
+    pushgateway = [
+        require_binary("prometheus-pushgateway"),
+        f"--web.listen-address={gateway}",
+        f"--persistence.file={tmp_path / 'pushgateway.db'}",
+    ]
+    prometheus = [
+        require_binary("prometheus"),
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]
+    clock = FakeClock(time.time())
+    fleet = build_fleet(2, 4, seed=5, clock=clock)
+    [job] = fleet.training_jobs()
+    slow_rank, slow_gpu = next(iter(job.ranks.items()))
+    hung_rank, hung_gpu = list(job.ranks.items())[-1]
+    adapter = SimTrainingAdapter(fleet)
+    selector = f'{{job="{job.name}",namespace="{job.namespace}"}}'
+
+    with (
+        running(pushgateway, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"),
+        running(prometheus, f"{prom}/-/ready", tmp_path / "prometheus.log"),
+    ):
+        fleet.inject(FaultSpec("straggler", slow_gpu.node, slow_gpu.index, params={"factor": 0.5}))
+        clock.advance(30.0)
+        adapter.sync()
+        assert adapter.push(gateway)
+        ranks = {str(r) for r in job.ranks}
+        steps = wait_until(prom, f"gpuwarden_training_steps_total{selector}", lambda r: set(r) == ranks)
+        assert set(steps.values()) == {float(job.steps_completed)}
+        slowest = query(prom, f"topk(1, gpuwarden_training_compute_seconds{selector})")
+        assert list(slowest) == [str(slow_rank)]
+        buckets = f"gpuwarden_training_step_duration_seconds_bucket{selector}"
+        [step_p50] = query(prom, f"histogram_quantile(0.5, sum by (le) ({buckets}))").values()
+        assert step_p50 > job.base_step_seconds  # the straggler slows every step
+
+        fleet.inject(FaultSpec("hung", hung_gpu.node, hung_gpu.index))
+        clock.advance(2.0)
+        adapter.sync()
+        stalled_at = job.last_progress_time(0)
+        clock.advance(300.0)
+        adapter.sync()
+        assert adapter.push(gateway)
+        hung = wait_until(
+            prom,
+            f"gpuwarden_training_compute_seconds{selector} == +Inf",
+            lambda r: list(r) == [str(hung_rank)],
+        )
+        assert hung
+        stalled = query(
+            prom, f"{clock.time()} - gpuwarden_training_last_progress_timestamp_seconds{selector}"
+        )
+        assert set(stalled) == ranks
+        assert all(v >= 300.0 for v in stalled.values())
+        progress = query(prom, f"gpuwarden_training_last_progress_timestamp_seconds{selector}")
+        assert set(progress.values()) == {stalled_at}
