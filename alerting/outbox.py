@@ -21,10 +21,11 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import Boolean, Engine, Float, Index, Integer, String, Text, UniqueConstraint, select
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from sqlalchemy import Boolean, Engine, Float, Index, Integer, String, Text, UniqueConstraint, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -327,6 +328,14 @@ class Outbox:
             row = session.get(NotificationThread, (notifier, incident_id))
             return None if row is None else ThreadState(row.channel, row.ts, row.chart_posted)
 
+    def counts(self) -> dict[str, int]:
+        """How many stored messages are in each status."""
+        with self._sessions() as session:
+            rows = session.execute(
+                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+            ).all()
+        return {str(status): int(count) for status, count in rows}
+
     def requeue_failed(self) -> int:
         """Put failed messages back in the queue (after fixing a token or a channel)."""
         with self._sessions() as session, session.begin():
@@ -344,3 +353,48 @@ class Outbox:
                 self.stats.errors += 1
                 logger.exception("outbox dispatch round failed")
             self._clock.sleep(poll_seconds)
+
+
+class OutboxCollector:
+    """Prometheus metrics of an outbox; register it on the registry that ``/metrics`` serves."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing to describe up front: registering must not touch the database."""
+        return iter(())
+
+    def collect(self) -> Iterator[Metric]:
+        """Counters from this process and the queue depth from the database."""
+        stats = self._outbox.stats
+        sent = CounterMetricFamily(
+            "gpuwarden_notifications_sent", "Notifications delivered, by notifier.", labels=["notifier"]
+        )
+        for name, count in sorted(stats.by_notifier_sent.items()):
+            sent.add_metric([name], count)
+        yield sent
+        yield CounterMetricFamily(
+            "gpuwarden_notification_retries",
+            "Delivery attempts that failed and will be retried.",
+            value=stats.retried,
+        )
+        yield CounterMetricFamily(
+            "gpuwarden_notification_failures",
+            "Notifications refused for good (status failed).",
+            value=stats.failed,
+        )
+        yield CounterMetricFamily(
+            "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
+        )
+        try:
+            counts = self._outbox.counts()
+        except Exception:  # a scrape must not fail because the database is away
+            logger.exception("outbox depth unavailable")
+            return
+        depth = GaugeMetricFamily(
+            "gpuwarden_outbox_messages", "Stored notifications by status.", labels=["status"]
+        )
+        for status in (PENDING, SENDING, SENT, FAILED):
+            depth.add_metric([status], counts.get(status, 0))
+        yield depth

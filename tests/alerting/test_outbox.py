@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, inspect
 
 from alerting.db import make_engine
@@ -14,7 +15,7 @@ from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox
+from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox, OutboxCollector
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
@@ -293,3 +294,20 @@ def test_webhook_messages_are_retried_through_the_outbox(engine: Engine, recorde
 def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRecorder) -> None:
     with pytest.raises(ValueError, match="unique"):
         Outbox(engine, [slack(recorder), slack(recorder)], FakeClock())
+
+
+def test_metrics_show_deliveries_retries_and_queue_depth(engine: Engine, recorder: SlackRecorder) -> None:
+    registry = CollectorRegistry()
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    registry.register(OutboxCollector(outbox))
+    changes = lifecycle()
+    outbox(changes[0])
+    outbox.dispatch_due()
+    recorder.stop()
+    outbox(changes[1])
+    outbox.dispatch_due()
+
+    assert registry.get_sample_value("gpuwarden_notifications_sent_total", {"notifier": "slack"}) == 1
+    assert registry.get_sample_value("gpuwarden_notification_retries_total") == 1
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "sent"}) == 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
@@ -18,7 +19,7 @@ from alerting.notifiers.blocks import (
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.subscriptions import ChangeKind
-from gpuwarden.config import SlackConfig
+from gpuwarden.config import SlackConfig, load_config
 from gpuwarden.errors import BackendError, ConfigError
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 
@@ -203,3 +204,16 @@ def test_from_config_needs_a_token_and_defaults_to_the_real_api() -> None:
     assert notifier._client.base_url == "https://slack.com/api/"
     assert notifier._client.token == "xoxb-real"
     assert any(type(h).__name__ == "RateLimitErrorRetryHandler" for h in notifier._client.retry_handlers)
+
+
+def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: SlackRecorder) -> None:
+    config_file = tmp_path / "gpuwarden.yaml"
+    config_file.write_text(
+        f"slack:\n  bot_token: {{env: SLACK_BOT_TOKEN}}\n  channel: '#ops'\n  base_url: {recorder.base_url}\n"
+    )
+    config = load_config(config_file, environ={"SLACK_BOT_TOKEN": recorder.token})
+    assert "xoxb" not in repr(config.slack)
+    notifier = SlackNotifier.from_config(config.slack)
+    deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    assert len(recorder.channel_messages("#ops")) == 1
+    assert {c.token for c in recorder.calls} == {recorder.token}
