@@ -24,6 +24,15 @@ NO_INSTANCE = 0xFFFFFFFF
 _PYNVML_HELPERS = frozenset(
     {"nvmlExceptionClass", "nvmlStructToFriendlyObject", "nvmlFriendlyObject", "nvmlFriendlyObjectToStruct"}
 )
+# Calls that pynvml implements by calling another one: a failure or hang set on either hits both.
+ALIASES = {
+    "nvmlInit": "nvmlInitWithFlags",
+    "nvmlSystemGetCudaDriverVersion_v2": "nvmlSystemGetCudaDriverVersion",
+    "nvmlDeviceGetPciInfo": "nvmlDeviceGetPciInfo_v3",
+    "nvmlDeviceGetComputeRunningProcesses": "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlDeviceGetComputeRunningProcesses_v2": "nvmlDeviceGetComputeRunningProcesses_v3",
+    "nvmlEventSetWait": "nvmlEventSetWait_v2",
+}
 _addresses = itertools.count(0x5151_0000_0000, 0x10)  # fake, never dereferenced handle addresses
 
 
@@ -105,6 +114,7 @@ class NvmlBase:
         """Make ``function_name`` raise ``error_class`` (one GPU or all), ``times`` times or until cleared."""
         if not callable(getattr(type(self), function_name, None)):
             raise InputError(f"SimNvml has no function {function_name!r}", field="function_name")
+        function_name = ALIASES.get(function_name, function_name)
         self._failures.setdefault(function_name, []).append(FailureRule(error_class, gpu_index, times))
 
     def hang(self, function_name: str, seconds: float) -> None:
@@ -112,7 +122,7 @@ class NvmlBase:
         if not callable(getattr(type(self), function_name, None)):
             raise InputError(f"SimNvml has no function {function_name!r}", field="function_name")
         self._release.clear()
-        self._hangs[function_name] = seconds
+        self._hangs[ALIASES.get(function_name, function_name)] = seconds
 
     def release_hangs(self) -> None:
         """Wake every call blocked by ``hang`` and stop hanging."""
@@ -188,8 +198,6 @@ class NvmlBase:
 
     def nvmlInit(self) -> None:
         """Initialise with no flags."""
-        if self._failures or self._hangs:
-            self._hook("nvmlInit", None)
         self.nvmlInitWithFlags(0)
 
     def nvmlShutdown(self) -> None:

@@ -305,3 +305,16 @@ def test_every_simulated_call_has_the_parameter_names_of_pynvml() -> None:
         assert ours == list(inspect.signature(real).parameters), name
         checked += 1
     assert checked >= 54
+
+
+def test_a_failure_set_on_an_alias_hits_the_call_pynvml_routes_it_to(nvml: SimNvml) -> None:
+    nvml.fail("nvmlEventSetWait", pynvml.NVMLError_Unknown)
+    event_set = nvml.nvmlEventSetCreate()
+    with pytest.raises(pynvml.NVMLError_Unknown):
+        nvml.nvmlEventSetWait_v2(event_set, 0)
+    nvml.fail("nvmlDeviceGetComputeRunningProcesses_v3", pynvml.NVMLError_NoPermission)
+    with pytest.raises(pynvml.NVMLError_NoPermission):
+        nvml.nvmlDeviceGetComputeRunningProcesses(nvml.nvmlDeviceGetHandleByIndex(0))
+    nvml.fail("nvmlInit", pynvml.NVMLError_DriverNotLoaded)
+    with pytest.raises(pynvml.NVMLError_DriverNotLoaded):
+        nvml.nvmlInitWithFlags(0)
