@@ -1,4 +1,24 @@
-"""Simulated GPU fleet: topology, workloads, fault injection and a pynvml-compatible API."""
+"""Simulated GPU fleet: topology, workloads, fault injection and a pynvml-compatible API.
+
+Typical use::
+
+    fleet = build_fleet(2, 8, seed=0, clock=FakeClock())      # node-01..02, 8 H100s each
+    nvml = SimNvml(fleet, "node-01")                           # the pynvml module, for one node
+    nvml.nvmlInit()
+    handle = nvml.nvmlDeviceGetHandleByIndex(3)
+    nvml.nvmlDeviceGetPowerUsage(handle)                       # mW, like pynvml
+    fault_id = fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 3, "xid": 79}))
+    nvml.nvmlDeviceGetPowerUsage(handle)                       # raises pynvml.NVMLError_GpuIsLost
+    fleet.reset_gpu("node-01", 3)                              # repaired; fleet.fault_log keeps the truth
+
+State advances lazily in fixed 1 s steps up to ``clock.time()`` whenever something reads, so the same
+seed and the same clock times give the same values. ``fleet.fault_log`` records every fault with
+``id, kind, target, started_at, ended_at`` (ground truth for evaluations). Recovery: ``reset_gpu``
+repairs GPU faults except a cooling failure (``thermal_runaway``) and a row-remap failure (XID 64);
+``reboot_node`` repairs everything on the node except XID 64; ``clear_fault`` ends any fault (e.g. a
+replaced part). A down node makes every SimNvml call on it raise ``NVMLError_Unknown`` (the real
+exporter would be gone). Tests can make any call fail (``SimNvml.fail``) or hang (``SimNvml.hang``).
+"""
 
 from gpuwarden.sim.faults import FAULT_KINDS, FaultRecord, FaultSpec, parse_fault
 from gpuwarden.sim.fleet import Fleet, build_fleet, fleet_from_config

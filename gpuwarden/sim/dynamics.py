@@ -29,6 +29,7 @@ MEMORY_TAU_S = 5.0
 SW_THERMAL_C = 87.0
 HW_THERMAL_C = 92.0
 RESERVED_FB_BYTES = 512 * MIB  # what the driver keeps even on an idle GPU
+MAX_RUNAWAY_HEAT = 3.0  # a failed cooler at most quadruples the thermal resistance
 
 # Per-workload shape: (power intensity, SM-active share, tensor share, DRAM share, PCIe rx GB/s,
 # PCIe tx GB/s, NVLink GB/s per direction).
@@ -156,7 +157,7 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
 def _heat(s: GpuState, fx: GpuEffects, dt: float) -> None:
     """Temperature follows power through a first-order lag; a runaway raises the thermal resistance."""
     if fx.runaway_rate:
-        fx.runaway_heat += fx.runaway_rate * dt
+        fx.runaway_heat = min(MAX_RUNAWAY_HEAT, fx.runaway_heat + fx.runaway_rate * dt)
     resistance = THERMAL_RESISTANCE_C_PER_W * (1.0 + fx.runaway_heat)
     target_c = AMBIENT_C + resistance * s.power_mw / 1000.0
     lag = min(1.0, dt / THERMAL_TAU_S)

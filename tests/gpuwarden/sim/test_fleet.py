@@ -298,3 +298,25 @@ def test_speed_factor_is_one_for_a_healthy_gpu_and_lower_when_throttled() -> Non
     fleet.inject(parse_fault({"kind": "power_brake", "node": "node-01"}))
     fleet.clock.sleep(5)
     assert 0.0 < fleet.gpu_speed_factor("node-01", 0) < 0.5
+
+
+def test_thermal_runaway_is_bounded_and_a_drained_gpu_cools_down(
+    fleet: Fleet, nvml: SimNvml, clock: FakeClock
+) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    fleet.inject(
+        parse_fault({"kind": "thermal_runaway", "node": "node-01", "gpu": 0, "params": {"rate": 0.1}})
+    )
+    clock.advance(600)
+    hot = nvml.nvmlDeviceGetTemperature(handle, 0)
+    assert hot >= 87
+    assert nvml.nvmlDeviceGetCurrentClocksEventReasons(handle) & (
+        pynvml.nvmlClocksEventReasonSwThermalSlowdown | pynvml.nvmlClocksEventReasonHwThermalSlowdown
+    )
+    assert nvml.nvmlDeviceGetViolationStatus(handle, pynvml.NVML_PERF_POLICY_THERMAL).violationTime > 0
+    assert fleet.gpu_speed_factor("node-01", 0) < 0.9
+    clock.advance(3600)
+    assert nvml.nvmlDeviceGetTemperature(handle, 0) < 110  # bounded: the cooler failed, physics did not
+    fleet.drain_node("node-01")
+    clock.advance(600)
+    assert nvml.nvmlDeviceGetTemperature(handle, 0) < 60
