@@ -127,6 +127,8 @@ class SlackRecorder:
         self._hooks: dict[str, list[JsonDict]] = {}
         self._failures: dict[str, deque[InjectedFailure]] = {}
         self._outage: InjectedFailure | None = None
+        self.on_call: Callable[[RecordedCall], None] | None = None
+        """Called after each call is recorded and before it is answered (tests kill a client here)."""
 
     # --- lifecycle ---------------------------------------------------------------------------------
 
@@ -291,8 +293,11 @@ class SlackRecorder:
         return 200, {}, body
 
     def _record(self, method: str, params: JsonDict, token: str | None, status: int, body: JsonDict) -> None:
+        call = RecordedCall(method, params, token, status, body)
         with self._lock:
-            self._calls.append(RecordedCall(method, params, token, status, body))
+            self._calls.append(call)
+        if self.on_call is not None:
+            self.on_call(call)
 
     def _dispatch(self, method: str, p: JsonDict) -> JsonDict:
         handlers: dict[str, Callable[[], JsonDict]] = {

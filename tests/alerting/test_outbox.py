@@ -2,22 +2,30 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, inspect
 
-from alerting.db import make_engine
+from alerting.db import Base, make_engine
 from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
-from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox, OutboxCollector
 from alerting.subscriptions import ChangeKind
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, SystemClock
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 
 REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
@@ -311,3 +319,89 @@ def test_metrics_show_deliveries_retries_and_queue_depth(engine: Engine, recorde
     assert registry.get_sample_value("gpuwarden_notification_retries_total") == 1
     assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
     assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "sent"}) == 1
+
+
+DISPATCHER = """
+import sys
+from alerting.db import Base, make_engine
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import Outbox
+from gpuwarden.clock import SystemClock
+db, base_url, token, channel = sys.argv[1:5]
+notifier = SlackNotifier(make_client(token, base_url=base_url, rate_limit_retries=0), channel)
+Outbox(make_engine(db), [notifier], SystemClock()).dispatch_due()
+"""
+
+
+def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
+    tmp_path: Path, engine: Engine, recorder: SlackRecorder
+) -> None:
+    channel = recorder.channel_id("#gpu-incidents")
+    queue = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    for incident_id in ("inc-a", "inc-b", "inc-c"):
+        for c in lifecycle(incident_id):
+            queue(c)
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            DISPATCHER,
+            str(tmp_path / "gpuwarden.db"),
+            recorder.base_url,
+            recorder.token,
+            channel,
+        ],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    replies = 0
+
+    def kill_on_seventh_reply(call: RecordedCall) -> None:
+        nonlocal replies
+        if call.method == "chat.postMessage" and "thread_ts" in call.params and call.response.get("ok"):
+            replies += 1
+            if replies == 7:  # Slack has the reply; the dispatcher dies before it hears so
+                os.kill(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    recorder.on_call = kill_on_seventh_reply
+    try:
+        assert proc.wait(timeout=120) == -signal.SIGKILL
+    finally:
+        recorder.on_call = None
+        if proc.poll() is None:
+            proc.kill()
+    assert [m.status for m in queue.messages(SENDING)] == [SENDING]
+
+    restarted = Outbox(engine, [slack(recorder, channel)], FakeClock())
+    restarted.dispatch_due()
+    assert {m.status for m in restarted.messages()} == {SENT}
+    parents = recorder.channel_messages()
+    assert len(parents) == 3
+    for parent in parents:
+        assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_migrated_outbox_schema_matches_the_models(engine: Engine) -> None:
+    ours = {"notification_outbox", "notification_threads"}
+    with engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    mentioning_ours = [d for d in diff if any(name in repr(d) for name in ours)]
+    assert mentioning_ours == []
+
+
+def test_run_loop_delivers_in_the_background_until_stopped(engine: Engine, recorder: SlackRecorder) -> None:
+    outbox = Outbox(engine, [slack(recorder)], SystemClock())
+    stop = threading.Event()
+    worker = threading.Thread(target=outbox.run, args=(stop,), kwargs={"poll_seconds": 0.02})
+    worker.start()
+    try:
+        for c in lifecycle():
+            outbox(c)
+        deadline = time.monotonic() + 30
+        while outbox.counts().get(SENT, 0) < 5 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    finally:
+        stop.set()
+        worker.join()
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
