@@ -8,7 +8,7 @@ Grafana dashboard 12239 and existing alert rules work unchanged. Families that D
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 # Labels of dcgm-exporter, in its order. MIG instances add GPU_I_PROFILE and GPU_I_ID.
 DCGM_GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname")
@@ -34,18 +34,16 @@ class Family:
     help: str
     kind: Kind
     source: str
+    # The name on sample lines: gpuwarden counters end in ``_total``, DCGM names are kept as is.
+    sample_name: str = field(init=False)
+    # True for dcgm-exporter-compatible families (NVIDIA's names and labels).
+    dcgm: bool = field(init=False)
 
-    @property
-    def dcgm(self) -> bool:
-        """True for dcgm-exporter-compatible families (NVIDIA's names and labels)."""
-        return self.name.startswith("DCGM_")
-
-    @property
-    def sample_name(self) -> str:
-        """The name on sample lines: gpuwarden counters end in ``_total``, DCGM names are kept as is."""
-        if self.kind is Kind.COUNTER and not self.dcgm:
-            return self.name + "_total"
-        return self.name
+    def __post_init__(self) -> None:
+        dcgm = self.name.startswith("DCGM_")
+        object.__setattr__(self, "dcgm", dcgm)
+        suffix = "_total" if self.kind is Kind.COUNTER and not dcgm else ""
+        object.__setattr__(self, "sample_name", self.name + suffix)
 
 
 def _g(name: str, help_: str, source: str) -> Family:

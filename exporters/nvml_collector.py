@@ -41,6 +41,8 @@ _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _MIG_ENABLED = 1
 _FIELD_IDS = [fid for fid, _, _ in fams.FIELD_FAMILIES] + list(fams.NVLINK_THROUGHPUT_FIELDS)
+# (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
+_VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
 _FIELD_NAMES = {fid: fam.name for fid, fam, _ in fams.FIELD_FAMILIES} | {
     138: "NVLINK_THROUGHPUT_DATA_TX",
     139: "NVLINK_THROUGHPUT_DATA_RX",
@@ -349,6 +351,7 @@ class NvmlCollector:
         if values is None:
             return
         throughput: list[float] = []
+        got: set[int] = set()
         n_families = len(fams.FIELD_FAMILIES)
         for i, fv in enumerate(values):
             ret = int(fv.nvmlReturn)
@@ -361,6 +364,7 @@ class NvmlCollector:
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[fid]})", error_name(ret))
                 continue
             value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
+            got.add(fid)
             if i < n_families:
                 _, family, scale = fams.FIELD_FAMILIES[i]
                 out.add(family, gpu.own if not family.dcgm else labels, value * scale)
@@ -368,6 +372,11 @@ class NvmlCollector:
                 throughput.append(value)
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
             out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, sum(throughput))
+        for fid, policy, family in _VIOLATION_FALLBACK:
+            if fid not in got:  # drivers without the perf-policy fields still answer the old call
+                status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
+                if status is not None:
+                    out.add(family, labels, float(status.violationTime) / 1000.0)
 
     # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
 

@@ -86,8 +86,8 @@ def test_an_h100_reports_every_family_the_issue_lists(nvml: SimNvml, clock: Fake
         "DCGM_FI_DEV_ROW_REMAP_PENDING", "DCGM_FI_DEV_ROW_REMAP_FAILURE",
         "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
         "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL", "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS",
-        "DCGM_FI_DEV_POWER_VIOLATION", "gpuwarden_gpu_up", "gpuwarden_gpu_recovery_action",
-        "gpuwarden_process_memory_used_bytes",
+        "DCGM_FI_DEV_POWER_VIOLATION", "DCGM_FI_DEV_THERMAL_VIOLATION", "gpuwarden_gpu_up",
+        "gpuwarden_gpu_recovery_action", "gpuwarden_process_memory_used_bytes",
     }  # fmt: skip
     assert required - names == set()
     assert all(n in fams.BY_NAME for n in names)
