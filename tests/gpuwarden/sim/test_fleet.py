@@ -320,3 +320,13 @@ def test_thermal_runaway_is_bounded_and_a_drained_gpu_cools_down(
     fleet.drain_node("node-01")
     clock.advance(600)
     assert nvml.nvmlDeviceGetTemperature(handle, 0) < 60
+
+
+def test_reset_restarts_the_energy_counter_like_nvml(fleet: Fleet, nvml: SimNvml, clock: FakeClock) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(60)
+    before = nvml.nvmlDeviceGetTotalEnergyConsumption(handle)
+    fleet.reset_gpu("node-01", 0)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) < before
+    clock.advance(10)
+    assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) > 0
