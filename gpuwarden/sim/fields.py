@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ctypes
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import pynvml
 
@@ -97,7 +97,7 @@ RETIRED_FIELDS = frozenset(
 )
 
 
-def fill_field_values(gpu: SimGpu, field_ids: list[int] | tuple[int, ...], now_us: int) -> object:
+def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], now_us: int) -> object:
     """Build pynvml's ``c_nvmlFieldValue_t`` array the way ``nvmlDeviceGetFieldValues`` returns it."""
     values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
     not_supported = pynvml.NVML_ERROR_NOT_SUPPORTED

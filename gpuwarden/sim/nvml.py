@@ -14,6 +14,7 @@ the struct it returns.
 from __future__ import annotations
 
 import ctypes
+from collections.abc import Sequence
 from typing import Any
 
 import pynvml
@@ -198,7 +199,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         """PCIe replays since the driver loaded."""
         return self._gpu(handle, "nvmlDeviceGetPcieReplayCounter").state.pcie_replay
 
-    def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: list[int]) -> Any:
+    def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: Sequence[int | tuple[int, int]]) -> Any:
         """A ``c_nvmlFieldValue_t`` array; unsupported fields carry ``nvmlReturn = NOT_SUPPORTED``."""
         gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
         return fill_field_values(gpu, fieldIds, int(self._fleet.clock.time() * 1e6))

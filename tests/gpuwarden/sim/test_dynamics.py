@@ -20,7 +20,7 @@ def _reading(seed: int, times: list[float]) -> list[tuple[int, ...]]:
     fleet = build_fleet(2, 8, seed=seed, clock=clock)
     sim = SimNvml(fleet, "node-02")
     sim.nvmlInit()
-    out = []
+    out: list[tuple[int, ...]] = []
     for t in times:
         clock.advance(t)
         for i in range(8):
