@@ -93,16 +93,18 @@ class CounterRates:
             setattr(self, name, new)
 
     def update(self, ids: IntArray, values: FloatArray, at: float) -> tuple[FloatArray, FloatArray]:
-        """Return (increase since the previous sample, per-second rate); NaN for a first sample."""
+        """Return (increase since the last sample, per-second rate); no rate at a first sample or reset."""
         if ids.size:
             self._grow(int(ids.max()) + 1)
         prev = self.last_value[ids]
         dt = at - self.last_time[ids]
         ok = np.isfinite(values)
-        increase = np.where(values >= prev, values - prev, values)  # a drop is a reset: count from zero
+        reset = values < prev
+        increase = np.where(reset, values, values - prev)  # a drop is a reset: count from zero
         increase = np.where(ok, increase, np.nan)
         with np.errstate(divide="ignore", invalid="ignore"):
-            rate = np.where(dt > 0, increase / dt, np.nan)
+            # The interval that spans a reset lost its pre-reset part: its rate is unknown, not low.
+            rate = np.where((dt > 0) & ~reset, increase / dt, np.nan)
         self.last_value[ids] = np.where(ok, values, self.last_value[ids])
         self.last_time[ids] = np.where(ok, at, self.last_time[ids])
         return increase, rate

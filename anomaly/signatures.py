@@ -96,11 +96,19 @@ class SignatureDetector:
 
     name = "signatures"
 
-    def __init__(self, catalog: Mapping[int, XidEntry] | None = None, nvlink_burst: float = 10.0) -> None:
+    def __init__(
+        self,
+        catalog: Mapping[int, XidEntry] | None = None,
+        *,
+        nvlink_burst: float = 10.0,
+        lost_memory_seconds: float = 3600.0,
+    ) -> None:
         self.catalog = dict(catalog) if catalog is not None else load_xid_catalog()
         self.nvlink_burst = nvlink_burst
         self._last_xid_gauge: dict[int, float] = {}
+        self.lost_memory_seconds = lost_memory_seconds
         self._up_seen: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
+        self._vanished: dict[tuple[tuple[str, str], ...], tuple[Mapping[str, str], float]] = {}
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -286,10 +294,14 @@ class SignatureDetector:
         if step is None:
             return []
         seen = {tuple(lab.items()): lab for lab in step.labels}
-        vanished = [lab for key, lab in self._up_seen.items() if key not in seen]
-        self._up_seen.update(seen)
-        for lab in vanished:
-            self._up_seen.pop(tuple(lab.items()), None)
+        for key, lab in self._up_seen.items():
+            if key not in seen and key not in self._vanished:
+                self._vanished[key] = (lab, view.time)
+        for key in list(self._vanished):
+            if key in seen or view.time - self._vanished[key][1] > self.lost_memory_seconds:
+                del self._vanished[key]
+        self._up_seen = seen
+        vanished = [lab for lab, _ in self._vanished.values()]
         labels = [*step.labels, *vanished]
         values = np.concatenate([step.raw, np.zeros(len(vanished))])
         fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)

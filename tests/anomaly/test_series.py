@@ -32,7 +32,9 @@ def test_a_counter_reset_counts_the_new_value_as_the_increase_not_a_negative_spi
     inc, rate = rates.update(ids, np.array([130.0]), 10.0)
     assert inc[0] == 30 and rate[0] == 3
     inc, rate = rates.update(ids, np.array([5.0]), 20.0)
-    assert inc[0] == 5 and rate[0] == 0.5
+    assert inc[0] == 5 and np.isnan(rate[0])
+    inc, rate = rates.update(ids, np.array([15.0]), 30.0)
+    assert inc[0] == 10 and rate[0] == 1
 
 
 def test_a_first_counter_sample_and_a_missing_one_have_no_rate():

@@ -1,0 +1,79 @@
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+
+def write_series(path: Path, spike_at: int | None = 400) -> None:
+    rng = np.random.default_rng(0)
+    values = 10 + rng.normal(0, 1, 600)
+    if spike_at is not None:
+        values[spike_at] = 60
+    stamps = pd.date_range("2024-01-01", periods=600, freq="5min").strftime("%Y-%m-%d %H:%M:%S")
+    pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(path, index=False)
+
+
+def test_score_writes_scores_and_labels_an_alert_at_the_spike(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    frame = pd.read_csv(out)
+    assert list(frame.columns) == ["timestamp", "value", "anomaly_score", "label"]
+    assert len(frame) == 600
+    assert frame.loc[400, "label"] == 1
+    assert frame.loc[400, "anomaly_score"] > 1
+    assert frame["label"].sum() <= 3
+
+
+def test_score_rejects_a_csv_without_a_value_column(tmp_path):
+    src = tmp_path / "in.csv"
+    src.write_text("timestamp,v\n2024-01-01,1\n")
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "o.csv")]
+    )
+    assert result.exit_code == 1
+    assert "value" in result.output
+
+
+def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    write_series(tmp_path / "data" / "c" / "x.csv")
+    windows = {"c/x.csv": [["2024-01-02 08:00:00.000000", "2024-01-02 11:00:00.000000"]]}  # rows 384-420
+    (tmp_path / "w.json").write_text(json.dumps(windows))
+    result = runner.invoke(
+        app,
+        [
+            "anomaly",
+            "evaluate",
+            "nab",
+            "--data",
+            str(tmp_path / "data"),
+            "--windows",
+            str(tmp_path / "w.json"),
+            "--json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    overall = report["splits"]["all"]
+    assert set(overall["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
+    assert overall["windows"] == 1
+    assert overall["window_recall"] == 1.0
+    assert overall["scores"]["standard"] > 50
+    assert report["files"]["c/x.csv"]["detected"] == 1
+
+
+def test_xid_lookup_names_the_recommended_action():
+    result = runner.invoke(app, ["anomaly", "xid", "48"])
+    assert result.exit_code == 0
+    assert "drain_and_reset" in result.output
+    assert runner.invoke(app, ["anomaly", "xid", "99999"]).exit_code == 1

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.fleet import FleetDetector
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.sources import Frame
+
+Q = "DCGM_FI_DEV_SM_CLOCK"
+
+
+def labels(n: int, model: str = "H100") -> list[dict[str, str]]:
+    return [{"UUID": f"GPU-{model}-{i}", "modelName": model} for i in range(n)]
+
+
+def run(det: FleetDetector, rows: list[np.ndarray], labs: list[dict[str, str]]) -> list[np.ndarray]:
+    index, rates = SeriesIndex(), CounterRates()
+    out = []
+    for t, row in enumerate(rows):
+        view = build_view([Frame(Q, labs, np.array([float(t)]), row.reshape(-1, 1))], index, rates, float(t))
+        out.append(det.detect(view)[0].score)
+    return out
+
+
+def test_a_gpu_persistently_slower_than_its_peers_is_flagged():
+    rng = np.random.default_rng(0)
+    rows = [1980 + rng.normal(0, 10, 16) for _ in range(20)]
+    for r in rows[5:]:
+        r[3] = 1500
+    scores = run(FleetDetector([Q]), rows, labels(16))
+    assert scores[-1][3] > 1
+    assert (np.delete(scores[-1], 3) < 1).all()
+
+
+def test_one_noisy_sample_is_not_enough():
+    rng = np.random.default_rng(1)
+    rows = [1980 + rng.normal(0, 10, 16) for _ in range(10)]
+    rows[6][3] = 1700
+    scores = run(FleetDetector([Q]), rows, labels(16))
+    assert max(s[3] for s in scores) < 1
+
+
+def test_peers_are_only_gpus_of_the_same_model():
+    rng = np.random.default_rng(2)
+    labs = labels(8, "H100") + labels(8, "A100")
+    rows = [np.r_[1980 + rng.normal(0, 10, 8), 1410 + rng.normal(0, 10, 8)] for _ in range(10)]
+    scores = run(FleetDetector([Q]), rows, labs)
+    assert (scores[-1] < 1).all()
+
+
+def test_groups_smaller_than_min_peers_are_not_scored():
+    rows = [np.array([1000.0, 2000.0, 3000.0])] * 5
+    scores = run(FleetDetector([Q], min_peers=4), rows, labels(3))
+    assert (scores[-1] == 0).all()

@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry, Gauge, start_http_server
+
+from anomaly.promql import PromQLSource, PromQuery
+from anomaly.service import AnomalyService
+from gpuwarden.clock import SystemClock
+from gpuwarden.config import AnomalyConfig
+from tests.integration.servers import free_port, require_binary, running
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory):
+    """A real Prometheus scraping a prometheus_client server that the test controls, every second."""
+    tmp = tmp_path_factory.mktemp("prom")
+    registry = CollectorRegistry()
+    gauge = Gauge("test_gpu_temp", "temperature", ["UUID"], registry=registry)
+    gauge.labels("GPU-a").set(60)
+    gauge.labels("GPU-b").set(70)
+    exporter_port = free_port()
+    server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
+    port = free_port()
+    (tmp / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        "scrape_configs:\n"
+        f"  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+    )
+    argv = [
+        require_binary("prometheus"),
+        f"--config.file={tmp / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    url = f"http://127.0.0.1:{port}"
+    try:
+        with running(argv, f"{url}/-/ready", tmp / "prometheus.log"):
+            yield url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def wait_for_samples(source: PromQLSource, query: PromQuery, clock: SystemClock, want: int) -> np.ndarray:
+    deadline = clock.monotonic() + 60
+    while clock.monotonic() < deadline:
+        now = clock.time()
+        frame = source.query_range(query, now - 30, now)
+        if len(frame.labels) == 2 and np.isfinite(frame.values).sum(axis=1).min() >= want:
+            return frame
+        clock.sleep(0.5)
+    raise AssertionError("prometheus never returned the scraped series")
+
+
+def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, request):
+    clock = SystemClock()
+    query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
+    source = PromQLSource(prometheus, [query], clock)
+    request.addfinalizer(source.close)
+    frame = wait_for_samples(source, query, clock, want=3)
+    by_uuid = {lab["UUID"]: row for lab, row in zip(frame.labels, frame.values, strict=True)}
+    assert np.nanmax(by_uuid["GPU-a"]) == 60
+    assert np.nanmax(by_uuid["GPU-b"]) == 70
+    assert np.allclose(np.diff(frame.timestamps), 1.0)
+    instant = source.query_instant(query, clock.time())
+    assert sorted(instant.values[:, 0].tolist()) == [60.0, 70.0]
+
+
+def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, request):
+    clock = SystemClock()
+    cfg = AnomalyConfig(source="prometheus", prometheus_url=prometheus)
+    query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
+    source = PromQLSource(prometheus, [query], clock)
+    request.addfinalizer(source.close)
+    wait_for_samples(source, query, clock, want=2)
+    service = AnomalyService(cfg, [source], clock, detectors=None)
+    result = service.infer()
+    adaptive = [f for f in result.findings if f.detector == "adaptive"]
+    assert adaptive and adaptive[0].query == "temp"
+    assert source.health().up and source.health().series == 2
+
+
+def test_a_bad_query_is_a_source_error_reported_in_health(request):
+    clock = SystemClock()
+    source = PromQLSource("http://127.0.0.1:1", [PromQuery("q", "up")], clock, timeout_seconds=1.0)
+    request.addfinalizer(source.close)
+    assert source.read(clock.time() - 60, clock.time()) == []
+    health = source.health()
+    assert not health.up
+    assert health.consecutive_failures == 1
+    assert "ConnectError" in health.last_error
+
+
+def test_prometheus_going_down_mid_run_does_not_crash_the_service(tmp_path, request):
+    clock = SystemClock()
+    port = free_port()
+    argv = [
+        require_binary("prometheus"),
+        f"--config.file={tmp_path / 'p.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    (tmp_path / "p.yml").write_text("global: {scrape_interval: 1s}\nscrape_configs: []\n")
+    url = f"http://127.0.0.1:{port}"
+    source = PromQLSource(url, [PromQuery("up", "up", step_seconds=1.0)], clock, timeout_seconds=2.0)
+    request.addfinalizer(source.close)
+    service = AnomalyService(AnomalyConfig(stale_after_seconds=1.0), [source], clock)
+    with running(argv, f"{url}/-/ready", tmp_path / "p.log"):
+        service.infer()
+        assert source.health().up
+    clock.sleep(1.5)
+    result = service.infer()
+    assert not source.health().up
+    assert [a.labels["alertname"] for a in result.raised] == ["GpuwardenSourceStale"]
+    families = {m.name: m for m in service.collector.collect()}
+    assert families["gpuwarden_anomaly_source_up"].samples[0].value == 0

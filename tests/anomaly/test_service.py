@@ -1,0 +1,176 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+from prometheus_client import CollectorRegistry
+
+from anomaly.detectors import Findings
+from anomaly.series import View
+from anomaly.service import AnomalyService, builtin_registry
+from anomaly.sources import CollectorSource
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AnomalyConfig
+from gpuwarden.errors import ConfigError
+from gpuwarden.model import AlertSource, AlertStatus, RecommendedAction
+from tests.anomaly.fakes import TableCollector
+
+GPUS = [{"gpu": str(i), "UUID": f"GPU-{i}", "Hostname": "n1", "modelName": "H100"} for i in range(8)]
+TEMP = "DCGM_FI_DEV_GPU_TEMP"
+
+
+def setup(**cfg):
+    clock = FakeClock()
+    col = TableCollector()
+    service = AnomalyService(AnomalyConfig(**cfg), [CollectorSource([col], clock)], clock)
+    return clock, col, service
+
+
+def tick(clock, service, seconds=30.0):
+    clock.advance(seconds)
+    return service.infer()
+
+
+def temps(rng, spike=None):
+    vals = 60 + rng.normal(0, 0.5, len(GPUS))
+    if spike is not None:
+        vals[spike] = 95
+    return list(zip(GPUS, vals.tolist(), strict=True))
+
+
+def test_a_temperature_spike_raises_one_alert_with_labels_score_and_action_then_resolves():
+    rng = np.random.default_rng(0)
+    clock, col, service = setup()
+    for _ in range(60):
+        col.set(TEMP, temps(rng))
+        assert tick(clock, service).raised == []
+    col.set(TEMP, temps(rng, spike=3))
+    result = tick(clock, service)
+    adaptive = [a for a in result.raised if a.labels["model"] == "adaptive"]
+    assert len(adaptive) == 1
+    alert = adaptive[0]
+    assert alert.labels["UUID"] == "GPU-3"
+    assert alert.labels["for"] == TEMP
+    assert alert.labels["alertname"] == "GpuwardenAnomaly"
+    assert alert.source is AlertSource.ANOMALY
+    assert alert.score is not None and alert.score > 1
+    assert alert.evidence[0].value == 95
+    assert alert.recommended_action is RecommendedAction.INVESTIGATE
+    assert float(alert.annotations["yhat_upper"]) < 95
+    resolved = []
+    for _ in range(100):
+        col.set(TEMP, temps(rng))
+        r = tick(clock, service)
+        assert not [a for a in r.raised if a.labels["model"] == "adaptive"]
+        resolved.extend(r.resolved)
+    assert [a.fingerprint for a in resolved if a.labels["model"] == "adaptive"] == [alert.fingerprint]
+    assert resolved[0].status is AlertStatus.RESOLVED
+
+
+def test_scores_and_bands_are_written_back_in_vmanomaly_shape():
+    rng = np.random.default_rng(1)
+    clock, col, service = setup()
+    for _ in range(40):
+        col.set(TEMP, temps(rng))
+        tick(clock, service)
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    labels = {**GPUS[0], "for": TEMP, "model": "adaptive"}
+    score = registry.get_sample_value("gpuwarden_anomaly_score", labels)
+    lower = registry.get_sample_value("gpuwarden_anomaly_yhat_lower", labels)
+    upper = registry.get_sample_value("gpuwarden_anomaly_yhat_upper", labels)
+    yhat = registry.get_sample_value("gpuwarden_anomaly_yhat", labels)
+    assert score is not None and 0 <= score < 1
+    assert lower < yhat < upper
+    assert abs(yhat - 60) < 2
+    assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "in-process"}) == 1
+    assert registry.get_sample_value("gpuwarden_anomaly_series") == len(GPUS)
+
+
+def test_a_broken_source_is_reported_and_raises_a_stale_alert_after_stale_after_seconds():
+    rng = np.random.default_rng(2)
+    clock, col, service = setup(stale_after_seconds=120)
+    for _ in range(5):
+        col.set(TEMP, temps(rng))
+        tick(clock, service)
+    col.fail = True
+    raised = []
+    for _ in range(3):
+        raised += tick(clock, service).raised
+    assert raised == []
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "in-process"}) == 0
+    assert registry.get_sample_value("gpuwarden_anomaly_source_errors_total", {"source": "in-process"}) == 3
+    raised = tick(clock, service).raised + tick(clock, service).raised
+    assert [a.labels["alertname"] for a in raised] == ["GpuwardenSourceStale"]
+    col.fail = False
+    col.set(TEMP, temps(rng))
+    tick(clock, service)
+    assert all(a.labels["alertname"] != "GpuwardenSourceStale" for a in tick(clock, service).raised)
+
+
+class Broken:
+    name = "broken"
+
+    def fit(self, view: View) -> None:
+        raise RuntimeError("fit broke")
+
+    def detect(self, view: View) -> list[Findings]:
+        raise RuntimeError("detect broke")
+
+    def forget(self, ids: np.ndarray) -> None:
+        pass
+
+
+def test_a_failing_detector_is_counted_and_the_others_still_run():
+    rng = np.random.default_rng(3)
+    clock = FakeClock()
+    col = TableCollector()
+    cfg = AnomalyConfig()
+    detectors = [Broken(), *builtin_registry(cfg).create(["adaptive"])]
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, detectors=detectors)
+    col.set(TEMP, temps(rng))
+    result = tick(clock, service)
+    service.fit()
+    assert service.detector_errors == {"broken": 2}
+    assert any(f.detector == "adaptive" for f in result.findings)
+
+
+def test_counter_resets_nan_gaps_and_gpus_coming_and_going_raise_nothing():
+    rng = np.random.default_rng(4)
+    clock, col, service = setup(forget_after_seconds=300)
+    energy = 0.0
+    raised = []
+    for t in range(200):
+        energy = 0.0 if t == 100 else energy + 3000 + rng.normal(0, 30)
+        present = GPUS if not 120 <= t < 150 else GPUS[:4]
+        vals = 60 + rng.normal(0, 0.5, len(present))
+        if 60 <= t < 70:
+            vals[:] = math.nan
+        col.set(TEMP, list(zip(present, vals.tolist(), strict=True)))
+        col.set("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", [(GPUS[0], energy)], kind="counter")
+        new = tick(clock, service).raised
+        raised += [a for a in new if a.labels["alertname"] != "GpuwardenSourceStale"]
+    assert raised == []
+
+
+def test_an_xid_79_through_the_service_recommends_a_node_restart():
+    clock, col, service = setup()
+    lab = {"UUID": "GPU-0", "xid": "79", "Hostname": "n1"}
+    col.set("gpuwarden_xid_errors_total", [(lab, 0.0)], kind="counter")
+    tick(clock, service)
+    col.set("gpuwarden_xid_errors_total", [(lab, 1.0)], kind="counter")
+    raised = tick(clock, service).raised
+    assert [(a.labels["alertname"], a.recommended_action) for a in raised] == [
+        ("GpuXidError", RecommendedAction.RESTART_NODE)
+    ]
+
+
+def test_an_unknown_or_duplicate_detector_name_is_a_config_error():
+    registry = builtin_registry(AnomalyConfig())
+    with pytest.raises(ConfigError, match="unknown detector"):
+        registry.create(["nope"])
+    with pytest.raises(ConfigError, match="twice"):
+        registry.register("adaptive", lambda: registry.create(["adaptive"])[0])

@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.signatures import SignatureDetector, load_xid_catalog
+from anomaly.sources import Frame
+from gpuwarden.model import RecommendedAction
+
+GPU = {"gpu": "0", "UUID": "GPU-a", "Hostname": "n1"}
+
+
+class Feed:
+    def __init__(self) -> None:
+        self.index = SeriesIndex()
+        self.rates = CounterRates()
+        self.det = SignatureDetector()
+        self.t = 0.0
+
+    def tick(self, *frames: tuple[str, list[dict[str, str]], list[float], str]):
+        self.t += 30
+        fs = [
+            Frame(q, labels, np.array([self.t]), np.array(vals, dtype=float).reshape(-1, 1), kind=kind)
+            for q, labels, vals, kind in frames
+        ]
+        view = build_view(fs, self.index, self.rates, self.t)
+        return [f for f in self.det.detect(view)]
+
+
+def fired(findings):
+    return [(f, i) for f in findings for i in f.anomalous()]
+
+
+def test_the_catalog_maps_action_buckets_to_recommended_actions():
+    catalog = load_xid_catalog()
+    assert catalog[79].action is RecommendedAction.RESTART_NODE
+    assert catalog[48].action is RecommendedAction.DRAIN_AND_RESET
+    assert catalog[13].action is RecommendedAction.RESTART_APP
+    assert catalog[63].action is RecommendedAction.IGNORE
+    assert len(catalog) > 90
+
+
+@pytest.mark.parametrize(
+    ("xid", "action"),
+    [
+        (79, RecommendedAction.RESTART_NODE),
+        (48, RecommendedAction.DRAIN_AND_RESET),
+        (13, RecommendedAction.RESTART_APP),
+    ],
+    ids=["fell-off-bus", "dbe", "app-exception"],
+)
+def test_a_new_xid_event_fires_once_with_the_catalog_action(xid, action):
+    feed = Feed()
+    labels = [{**GPU, "xid": str(xid)}]
+    assert fired(feed.tick(("gpuwarden_xid_errors_total", labels, [0], "counter"))) == []
+    hits = fired(feed.tick(("gpuwarden_xid_errors_total", labels, [1], "counter")))
+    assert len(hits) == 1
+    f, i = hits[0]
+    assert f.action_at(i) is action
+    assert f.labels[i]["xid"] == str(xid)
+    assert f.alert_labels["alertname"] == "GpuXidError"
+    assert fired(feed.tick(("gpuwarden_xid_errors_total", labels, [1], "counter"))) == []
+
+
+def test_the_dcgm_last_xid_gauge_fires_when_it_changes():
+    feed = Feed()
+    feed.tick(("DCGM_FI_DEV_XID_ERRORS", [GPU], [0], "gauge"))
+    hits = fired(feed.tick(("DCGM_FI_DEV_XID_ERRORS", [GPU], [48], "gauge")))
+    assert [f.action_at(i) for f, i in hits] == [RecommendedAction.DRAIN_AND_RESET]
+
+
+def test_a_double_bit_ecc_increase_fires_and_a_counter_reset_does_not():
+    feed = Feed()
+    q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    feed.tick((q, [GPU], [3], "counter"))
+    assert fired(feed.tick((q, [GPU], [3], "counter"))) == []
+    assert len(fired(feed.tick((q, [GPU], [4], "counter")))) == 1
+    assert fired(feed.tick((q, [GPU], [0], "counter"))) == []
+
+
+def test_row_remap_failure_asks_for_support_and_pending_for_a_reset():
+    feed = Feed()
+    hits = fired(
+        feed.tick(
+            ("DCGM_FI_DEV_ROW_REMAP_FAILURE", [GPU], [1], "gauge"),
+            ("DCGM_FI_DEV_ROW_REMAP_PENDING", [GPU], [1], "gauge"),
+        )
+    )
+    actions = {f.action_at(i) for f, i in hits}
+    assert actions == {RecommendedAction.CONTACT_SUPPORT, RecommendedAction.DRAIN_AND_RESET}
+
+
+def test_hardware_thermal_slowdown_fires_but_a_power_cap_does_not():
+    feed = Feed()
+    sw_power_cap, hw_thermal = 0x4, 0x40
+    two = [GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}]
+    hits = fired(feed.tick(("DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", two, [sw_power_cap, hw_thermal], "gauge")))
+    assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
+    assert "hw_thermal" in hits[0][0].summary_at(hits[0][1])
+
+
+def test_an_nvlink_error_burst_fires_but_a_trickle_does_not():
+    feed = Feed()
+    q = "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"
+    feed.tick((q, [GPU], [0], "counter"))
+    assert fired(feed.tick((q, [GPU], [2], "counter"))) == []
+    assert len(fired(feed.tick((q, [GPU], [500], "counter")))) == 1
+
+
+def test_a_lost_gpu_fires_whether_it_reports_up_zero_or_vanishes():
+    feed = Feed()
+    a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}
+    assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
+    hits = fired(feed.tick(("gpuwarden_gpu_up", [a, b], [0, 1], "gauge")))
+    assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-a"]
+    hits = fired(feed.tick(("gpuwarden_gpu_up", [a], [1], "gauge")))
+    assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
+    assert hits[0][0].action_at(hits[0][1]) is RecommendedAction.RESTART_NODE
+
+
+def test_a_vanished_gpu_keeps_firing_until_it_comes_back():
+    feed = Feed()
+    a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}
+    feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
+    for _ in range(3):
+        hits = fired(feed.tick(("gpuwarden_gpu_up", [a], [1], "gauge")))
+        assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
+    assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
