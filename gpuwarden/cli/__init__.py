@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import typer
 
-from gpuwarden.cli import config_cmd, exporter_cmd, incidents_cmd, serve_cmd, sim_cmd
+from gpuwarden.cli import (
+    anomaly_cmd,
+    config_cmd,
+    exporter_cmd,
+    incidents_cmd,
+    inference_cmd,
+    serve_cmd,
+    sim_cmd,
+)
 
 app = typer.Typer(
     name="gpuwarden",
@@ -17,6 +25,8 @@ app = typer.Typer(
 config_cmd.register(app)
 exporter_cmd.register(app)
 sim_cmd.register(app)
+anomaly_cmd.register(app)
+inference_cmd.register(app)
 serve_cmd.register(app)
 incidents_cmd.register(app)
 
