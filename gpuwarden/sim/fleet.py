@@ -28,6 +28,7 @@ WARMUP_STEPS = 30
 WARMUP_DT = 5.0
 
 EVENT_XID = 0x8  # nvmlEventTypeXidCriticalError
+EVENT_DBE = 0x2  # nvmlEventTypeDoubleBitEccError
 RECOVERY_GPU_RESET = 1
 RECOVERY_NODE_REBOOT = 2
 
@@ -348,11 +349,13 @@ class Fleet:
         elif xid == 154:
             s.recovery_action = int(spec.param("action", RECOVERY_GPU_RESET))
         count = int(spec.param("count", 1))
-        subs = self._subs[(gpu.node, gpu.index)]
-        for queue, mask in subs:
-            if mask & EVENT_XID:
-                for _ in range(count):
+        dbe = xid in (48, 94, 95)
+        for queue, mask in self._subs[(gpu.node, gpu.index)]:
+            for _ in range(count):
+                if mask & EVENT_XID:
                     queue.put(GpuEvent(gpu.node, gpu.index, EVENT_XID, xid))
+                if dbe and mask & EVENT_DBE:
+                    queue.put(GpuEvent(gpu.node, gpu.index, EVENT_DBE, 0))
 
     def _refresh(self, node: SimNode) -> None:
         """Recompute the effects of the active faults on one node's GPUs."""

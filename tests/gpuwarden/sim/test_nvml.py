@@ -318,3 +318,31 @@ def test_a_failure_set_on_an_alias_hits_the_call_pynvml_routes_it_to(nvml: SimNv
     nvml.fail("nvmlInit", pynvml.NVMLError_DriverNotLoaded)
     with pytest.raises(pynvml.NVMLError_DriverNotLoaded):
         nvml.nvmlInitWithFlags(0)
+
+
+def test_double_bit_xid_also_raises_a_dbe_event_for_sets_that_asked(nvml: SimNvml, fleet: Fleet) -> None:
+    xid_only = nvml.nvmlEventSetCreate()
+    both = nvml.nvmlEventSetCreate()
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    nvml.nvmlDeviceRegisterEvents(handle, pynvml.nvmlEventTypeXidCriticalError, xid_only)
+    nvml.nvmlDeviceRegisterEvents(
+        handle, pynvml.nvmlEventTypeXidCriticalError | pynvml.nvmlEventTypeDoubleBitEccError, both
+    )
+    fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 0, "xid": 48}))
+    assert nvml.nvmlEventSetWait(xid_only, 100).eventData == 48
+    with pytest.raises(pynvml.NVMLError_Timeout):
+        nvml.nvmlEventSetWait(xid_only, 0)
+    kinds = [nvml.nvmlEventSetWait(both, 100).eventType for _ in range(2)]
+    assert kinds == [pynvml.nvmlEventTypeXidCriticalError, pynvml.nvmlEventTypeDoubleBitEccError]
+
+
+def test_events_before_registration_are_not_replayed(nvml: SimNvml, fleet: Fleet) -> None:
+    fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 1, "xid": 31}))
+    event_set = nvml.nvmlEventSetCreate()
+    nvml.nvmlDeviceRegisterEvents(
+        nvml.nvmlDeviceGetHandleByIndex(1), pynvml.nvmlEventTypeXidCriticalError, event_set
+    )
+    with pytest.raises(pynvml.NVMLError_Timeout):
+        nvml.nvmlEventSetWait(event_set, 0)
+    with pytest.raises(pynvml.NVMLError_NotSupported):
+        nvml.nvmlDeviceRegisterEvents(nvml.nvmlDeviceGetHandleByIndex(1), 0x4000, event_set)
