@@ -10,15 +10,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
-from exporters.attribution import ProcCgroupResolver
 from exporters.collection import CollectionLoop
-from exporters.nvml_collector import NvmlCollector
+from exporters.nvml_collector import NvmlCollector, PodAssignments, ProcessResolver
 from exporters.podresources import PodResourcesMap
 from exporters.server import create_app
 from exporters.xid import XidLedger, XidWatcher
@@ -29,11 +27,12 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True, slots=True)
 class NvmlInstance:
-    """An initialised NVML API (``pynvml`` or a ``SimNvml``) and the host name it reports as."""
+    """An initialised NVML API (``pynvml`` or a ``SimNvml``), its host name and its attribution sources."""
 
     nvml: Any
     hostname: str
-    proc_root: Path | None = None
+    resolver: ProcessResolver | None = None
+    pods: PodAssignments | None = None
 
 
 @dataclass
@@ -72,14 +71,14 @@ def build_service(
     extra_routes: Sequence[BaseRoute] = (),
 ) -> ExporterService:
     """Wire collectors, watchers, loop and app for the given NVML instances."""
-    pods = PodResourcesMap(pod_resources_socket, clock) if pod_resources_socket else None
+    kubelet = PodResourcesMap(pod_resources_socket, clock) if pod_resources_socket else None
     collectors, watchers = [], []
     for inst in instances:
         ledger = XidLedger()
         watchers.append(XidWatcher(inst.nvml, ledger, clock))
-        resolver = ProcCgroupResolver(inst.proc_root) if inst.proc_root is not None else None
+        pods = inst.pods if inst.pods is not None else kubelet
         collectors.append(
-            NvmlCollector(inst.nvml, hostname=inst.hostname, xids=ledger, resolver=resolver, pods=pods)
+            NvmlCollector(inst.nvml, hostname=inst.hostname, xids=ledger, resolver=inst.resolver, pods=pods)
         )
     loop = CollectionLoop(collectors, clock=clock, interval=interval, deadline=deadline)
     app = create_app(loop, extra_routes=extra_routes)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gpuwarden.cli import (
+from gpuwarden.cli import (, exporter_cmd
     anomaly_cmd,
     config_cmd,
     exporter_cmd,

@@ -13,6 +13,7 @@ import uvicorn
 from pydantic import ValidationError
 from rich.console import Console
 
+from exporters.attribution import ProcCgroupResolver
 from exporters.nvml_collector import init_nvml
 from exporters.service import ExporterService, NvmlInstance, build_service
 from gpuwarden.clock import SystemClock
@@ -33,7 +34,7 @@ def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
 
     init_nvml(pynvml)
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
-    instance = NvmlInstance(pynvml, hostname, Path(cfg.proc_root))
+    instance = NvmlInstance(pynvml, hostname, ProcCgroupResolver(cfg.proc_root))
     return build_service(
         [instance],
         clock=clock,
@@ -44,15 +45,17 @@ def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
 
 
 def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemClock) -> ExporterService:
+    from exporters.simulated import SimCgroupResolver, SimPodAssignments  # noqa: PLC0415
     from gpuwarden.sim import SimNvml, build_fleet, fault_routes, parse_simulate_spec  # noqa: PLC0415
 
     nodes, gpus = parse_simulate_spec(spec)
     fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
     instances = []
+    kubelet = SimPodAssignments(fleet)
     for node in fleet.nodes:
         nvml = SimNvml(fleet, node.name)
         init_nvml(nvml)
-        instances.append(NvmlInstance(nvml, node.name))
+        instances.append(NvmlInstance(nvml, node.name, SimCgroupResolver(fleet, node.name), kubelet))
     return build_service(
         instances,
         clock=clock,

@@ -1,0 +1,48 @@
+"""Attribution on the simulated fleet: replicas read as kubelet pods, training ranks as Slurm steps."""
+
+from __future__ import annotations
+
+from exporters.attribution import parse_cgroup
+from exporters.nvml_collector import NvmlCollector
+from exporters.simulated import SimCgroupResolver, SimPodAssignments, sim_cgroup, sim_job_id, sim_pod_uid
+from gpuwarden.clock import FakeClock
+from gpuwarden.sim import InferenceService, SimNvml, TrainingJob, build_fleet
+
+
+def test_simulated_gpus_carry_the_pod_or_job_of_their_workload() -> None:
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=7, clock=clock)
+    node = fleet.nodes[0].name
+    sim = SimNvml(fleet, node)
+    sim.nvmlInit()
+    collector = NvmlCollector(
+        sim, hostname=node, resolver=SimCgroupResolver(fleet, node), pods=SimPodAssignments(fleet)
+    )
+    samples = [s for m in collector.collect() for s in m.samples]
+    util = {int(s.labels["gpu"]): s.labels for s in samples if s.name == "DCGM_FI_DEV_GPU_UTIL"}
+    mem = {int(s.labels["gpu"]): s.labels for s in samples if s.name == "gpuwarden_process_memory_used_bytes"}
+    kinds = set()
+    for index, labels in util.items():
+        work = fleet.workload_on(node, index)
+        if isinstance(work, InferenceService) and index in mem:
+            kinds.add("pod")
+            assert labels["namespace"] == work.namespace and labels["pod"].startswith(work.name + "-")
+            assert labels["pod_uid"] == sim_pod_uid(work.namespace, labels["pod"])
+            assert mem[index]["pod_uid"] == labels["pod_uid"] and mem[index]["container"] == "server"
+        elif isinstance(work, TrainingJob) and index in mem:
+            kinds.add("job")
+            assert labels["slurm_job"] == str(sim_job_id(work)) and "pod_uid" not in labels
+    assert kinds == {"pod", "job"}, "the seed should place both inference replicas and training ranks here"
+
+
+def test_the_simulated_cgroup_text_goes_through_the_real_parser() -> None:
+    fleet = build_fleet(1, 8, seed=7, clock=FakeClock())
+    node = fleet.nodes[0].name
+    texts = [sim_cgroup(fleet, node, i) for i in range(8)]
+    parsed = [parse_cgroup(t) for t in texts]
+    assert any("kubepods" in t for t in texts) and any("slurmstepd" in t for t in texts)
+    for text, ident in zip(texts, parsed, strict=True):
+        if "kubepods" in text:
+            assert ident.pod_uid and len(ident.container_id) == 64
+        elif "slurmstepd" in text:
+            assert ident.slurm_job.isdigit() and ident.slurm_step == "0"
