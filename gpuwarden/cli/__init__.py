@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from gpuwarden.cli import (, exporter_cmd
+from gpuwarden.cli import (
     anomaly_cmd,
     config_cmd,
     exporter_cmd,
