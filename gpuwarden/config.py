@@ -64,6 +64,8 @@ class SlackConfig(Section):
     timeout_seconds: int = Field(10, ge=1)
     rate_limit_retries: int = Field(3, ge=0, description="429s retried inside slack-sdk after Retry-After")
     charts: bool = True
+    chart_prometheus_url: str | None = Field(None, description="Prometheus read for incident charts")
+    chart_window_seconds: float = Field(3600.0, gt=0)
     runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
 
 

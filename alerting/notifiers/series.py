@@ -1,0 +1,151 @@
+"""Where chart series come from: a PromQL range query per fault kind, filled in from the root-cause target.
+
+Queries are ``string.Template`` strings over the target's fields: ``$node``, ``$gpu`` (index), ``$uuid``,
+``$rack``, ``$cluster``, ``$namespace``, ``$name``. A fault kind without a query, or a query naming a field
+the target lacks, draws no chart. Values are escaped for PromQL string literals.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from string import Template
+from typing import Any
+
+import httpx
+
+from alerting.notifiers.base import ChartSeries
+from gpuwarden.clock import Clock
+from gpuwarden.config import SlackConfig
+from gpuwarden.errors import SourceError
+from gpuwarden.model import ClusterRef, FaultKind, GpuRef, Incident, NodeRef, RackRef, Target, WorkloadRef
+
+logger = logging.getLogger(__name__)
+
+_GPU = 'Hostname="$node",gpu="$gpu"'
+DEFAULT_QUERIES: Mapping[FaultKind, str] = {
+    FaultKind.THERMAL: f"DCGM_FI_DEV_GPU_TEMP{{{_GPU}}}",
+    FaultKind.POWER_BRAKE: f"DCGM_FI_DEV_POWER_USAGE{{{_GPU}}}",
+    FaultKind.ECC_SBE_STORM: f"rate(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL{{{_GPU}}}[5m])",
+    FaultKind.MEMORY_LEAK: f"DCGM_FI_DEV_FB_USED{{{_GPU}}}",
+    FaultKind.HUNG_GPU: f"DCGM_FI_DEV_GPU_UTIL{{{_GPU}}}",
+    FaultKind.NODE_DOWN: 'up{instance=~"$node(:[0-9]+)?"}',
+}
+MAX_SERIES = 5
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def target_fields(target: Target) -> dict[str, str]:
+    """The template fields a target offers."""
+    if isinstance(target, GpuRef):
+        return {"node": target.node, "gpu": str(target.index), "uuid": target.uuid}
+    if isinstance(target, NodeRef):
+        return {"node": target.name, "cluster": target.cluster, "rack": target.rack}
+    if isinstance(target, RackRef):
+        return {"rack": target.name, "cluster": target.cluster}
+    if isinstance(target, ClusterRef):
+        return {"cluster": target.name}
+    if isinstance(target, WorkloadRef):
+        return {"namespace": target.namespace, "name": target.name, "kind": target.kind.value}
+    return {}
+
+
+def render_query(template: str, target: Target) -> str | None:
+    """The PromQL for a target, or None when the template needs a field the target lacks."""
+    fields = {k: _escape(v) for k, v in target_fields(target).items() if v}
+    try:
+        return Template(template).substitute(fields)
+    except KeyError:
+        return None
+
+
+def _series_name(metric: Mapping[str, str]) -> str:
+    name = metric.get("__name__", "")
+    labels = ",".join(
+        f"{k}={v}" for k, v in sorted(metric.items()) if k in ("Hostname", "gpu", "instance", "UUID")
+    )
+    return f"{name}{{{labels}}}" if labels else name or "series"
+
+
+def parse_matrix(body: Any, limit: int = MAX_SERIES) -> list[ChartSeries]:
+    """Prometheus' ``query_range`` answer as chart series; ``SourceError`` when it is not a matrix."""
+    if not isinstance(body, dict) or body.get("status") != "success":
+        error = body.get("error", "unknown error") if isinstance(body, dict) else "not JSON"
+        raise SourceError(f"query failed: {error}", source="prometheus")
+    data = body.get("data") or {}
+    if data.get("resultType") != "matrix":
+        raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source="prometheus")
+    out = []
+    for result in data.get("result", [])[:limit]:
+        points = [(float(t), float(v)) for t, v in result.get("values", [])]
+        if not points:
+            continue
+        out.append(
+            ChartSeries(
+                name=_series_name(result.get("metric", {})),
+                times=tuple(datetime.fromtimestamp(t, UTC) for t, _ in points),
+                values=tuple(v for _, v in points),
+            )
+        )
+    return out
+
+
+class PromQLSeriesSource:
+    """Reads the series behind an incident from Prometheus' ``/api/v1/query_range``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        clock: Clock,
+        *,
+        queries: Mapping[FaultKind, str] | None = None,
+        window_seconds: float = 3600.0,
+        step_seconds: float = 30.0,
+        client: httpx.Client | None = None,
+    ) -> None:
+        self._url = base_url.rstrip("/") + "/api/v1/query_range"
+        self._clock = clock
+        self._queries = dict(DEFAULT_QUERIES if queries is None else queries)
+        self._window = window_seconds
+        self._step = step_seconds
+        self._client = client or httpx.Client(timeout=10.0)
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()
+
+    def series_for(self, incident: Incident) -> Sequence[ChartSeries]:
+        """The last ``window_seconds`` of the fault kind's query; empty when there is none or it fails."""
+        template = self._queries.get(incident.root_cause.kind)
+        if template is None:
+            return []
+        query = render_query(template, incident.root_cause.target)
+        if query is None:
+            return []
+        end = self._clock.time()
+        params: dict[str, str | float] = {
+            "query": query,
+            "start": end - self._window,
+            "end": end,
+            "step": self._step,
+        }
+        try:
+            response = self._client.get(self._url, params=params)
+            return parse_matrix(response.json())
+        except (httpx.HTTPError, ValueError, SourceError) as exc:
+            # No chart is better than no notification: the message goes out without it.
+            logger.warning(
+                "chart series unavailable incident_id=%s query=%s error=%s", incident.id, query, exc
+            )
+            return []
+
+
+def series_source_from_config(config: SlackConfig, clock: Clock) -> PromQLSeriesSource | None:
+    """The chart source the ``slack`` section asks for, or None when charts or a Prometheus URL are off."""
+    if not config.charts or not config.chart_prometheus_url:
+        return None
+    return PromQLSeriesSource(config.chart_prometheus_url, clock, window_seconds=config.chart_window_seconds)

@@ -1,0 +1,175 @@
+"""Chart series from PromQL: query rendering, Prometheus' matrix answer, and a real Prometheus."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from alerting.notifiers.charts import render_chart
+from alerting.notifiers.series import (
+    PromQLSeriesSource,
+    parse_matrix,
+    render_query,
+    series_source_from_config,
+)
+from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.config import SlackConfig
+from gpuwarden.errors import SourceError
+from gpuwarden.model import FaultKind, GpuRef, NodeRef, Priority, RackRef, RootCause
+from tests.alerting.notifiers.incidents import make_incident
+from tests.integration.servers import free_port, require_binary, running
+
+
+def gpu_incident(kind: FaultKind = FaultKind.THERMAL, node: str = "n0701", index: int = 3) -> Any:
+    incident = make_incident(priority=Priority.P2, title="GPU 3 on n0701 throttling")
+    incident.root_cause = RootCause(kind, GpuRef(node, index, "GPU-abc"))
+    return incident
+
+
+def test_query_is_filled_from_the_target_and_escaped() -> None:
+    assert render_query('DCGM_FI_DEV_GPU_TEMP{Hostname="$node",gpu="$gpu"}', GpuRef("n1", 3)) == (
+        'DCGM_FI_DEV_GPU_TEMP{Hostname="n1",gpu="3"}'
+    )
+    assert render_query('up{instance="$node"}', NodeRef('evil"} or vector(1) #')) == (
+        'up{instance="evil\\"} or vector(1) #"}'
+    )
+
+
+def test_a_query_needing_a_field_the_target_lacks_gives_none() -> None:
+    assert render_query('x{gpu="$gpu"}', RackRef("c1", "r07")) is None
+
+
+def test_matrix_answer_becomes_series() -> None:
+    body = {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [
+                {
+                    "metric": {"__name__": "DCGM_FI_DEV_GPU_TEMP", "gpu": "3", "job": "x"},
+                    "values": [[1.0, "90"], [31.0, "95"]],
+                },
+                {"metric": {"__name__": "DCGM_FI_DEV_GPU_TEMP", "gpu": "4"}, "values": []},
+            ],
+        },
+    }
+    [series] = parse_matrix(body)
+    assert series.name == "DCGM_FI_DEV_GPU_TEMP{gpu=3}"
+    assert series.values == (90.0, 95.0)
+    assert [t.timestamp() for t in series.times] == [1.0, 31.0]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"status": "error", "error": "parse error"},
+        {"status": "success", "data": {"resultType": "vector"}},
+        [],
+    ],
+    ids=["error", "vector", "not-an-object"],
+)
+def test_answers_that_are_not_a_matrix_are_source_errors(body: Any) -> None:
+    with pytest.raises(SourceError):
+        parse_matrix(body)
+
+
+def test_a_failing_prometheus_means_no_chart_not_no_notification() -> None:
+    client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503, text="down")))
+    source = PromQLSeriesSource("http://prometheus:9090", FakeClock(), client=client)
+    assert source.series_for(gpu_incident()) == []
+
+
+def test_fault_kinds_without_a_query_draw_nothing() -> None:
+    def fail(request: httpx.Request) -> httpx.Response:
+        raise AssertionError("no query should be sent")
+
+    source = PromQLSeriesSource(
+        "http://p", FakeClock(), client=httpx.Client(transport=httpx.MockTransport(fail))
+    )
+    assert source.series_for(gpu_incident(FaultKind.RACK_DOWN)) == []
+
+
+class GpuTemperatures(BaseHTTPRequestHandler):
+    """A /metrics endpoint whose GPU 3 heats up with every scrape."""
+
+    scrapes = itertools.count()
+
+    def do_GET(self) -> None:
+        n = next(self.scrapes)
+        body = (
+            "# TYPE DCGM_FI_DEV_GPU_TEMP gauge\n"
+            f'DCGM_FI_DEV_GPU_TEMP{{Hostname="n0701",gpu="3"}} {60 + n}\n'
+            'DCGM_FI_DEV_GPU_TEMP{Hostname="n0701",gpu="4"} 55\n'
+        ).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        return None
+
+
+@pytest.fixture
+def metrics_port() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), GpuTemperatures)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield int(server.server_address[1])
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.integration
+def test_series_of_the_hot_gpu_come_from_a_real_prometheus(tmp_path: Path, metrics_port: int) -> None:
+    prometheus = require_binary("prometheus")
+    prom_port = free_port()
+    config = tmp_path / "prometheus.yml"
+    config.write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\n"
+        "scrape_configs:\n  - job_name: dcgm\n    static_configs:\n"
+        f"      - targets: ['127.0.0.1:{metrics_port}']\n"
+    )
+    argv = [
+        prometheus,
+        f"--config.file={config}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]
+    url = f"http://127.0.0.1:{prom_port}"
+    with running(argv, f"{url}/-/ready", tmp_path / "prometheus.log"):
+        source = PromQLSeriesSource(url, SystemClock(), window_seconds=120, step_seconds=1)
+        series: list[Any] = []
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            series = list(source.series_for(gpu_incident()))
+            if series and len(series[0].values) >= 3:
+                break
+            time.sleep(0.5)
+        source.close()
+    [hot] = series
+    assert hot.name == "DCGM_FI_DEV_GPU_TEMP{Hostname=n0701,gpu=3,instance=127.0.0.1:" + f"{metrics_port}}}"
+    assert hot.values[-1] > hot.values[0] >= 60
+    assert render_chart(series, "GPU 3 on n0701").startswith(b"\x89PNG")
+
+
+def test_config_turns_the_chart_source_on() -> None:
+    assert series_source_from_config(SlackConfig(), FakeClock()) is None
+    assert (
+        series_source_from_config(
+            SlackConfig(chart_prometheus_url="http://p:9090", charts=False), FakeClock()
+        )
+        is None
+    )
+    source = series_source_from_config(SlackConfig(chart_prometheus_url="http://p:9090"), FakeClock())
+    assert isinstance(source, PromQLSeriesSource)
+    source.close()
