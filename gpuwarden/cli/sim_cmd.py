@@ -68,8 +68,7 @@ def inject(
     if response.status_code == 404 and "field" not in body:
         raise _fail(f"{target} not found; fault injection exists only when the exporter runs with --simulate")
     if response.is_error:
-        field = f" ({body.get('field')})" if body.get("field") else ""
-        raise _fail(f"{response.status_code}{field}: {body.get('error', body)}")
+        raise _fail(f"{response.status_code}: {body.get('error', body)}")
     typer.echo(json.dumps(body))
 
 

@@ -83,7 +83,7 @@ def test_inject_passes_link_and_numeric_params(server: str, fleet: Fleet) -> Non
 def test_inject_exits_1_with_the_servers_message_on_bad_input(server: str, fleet: Fleet) -> None:
     result = runner.invoke(_app(), ["sim", "inject", "meltdown", "--url", server, "--node", "node-01"])
     assert result.exit_code == 1
-    assert "400 (kind)" in result.stderr and "valid kinds" in result.stderr
+    assert "400: kind: unknown kind" in result.stderr and "valid kinds" in result.stderr
     bad_node = runner.invoke(_app(), ["sim", "inject", "hung", "--url", server, "--node", "nx", "--gpu", "0"])
     assert bad_node.exit_code == 1 and "node-01" in bad_node.stderr
     assert fleet.fault_log == []
