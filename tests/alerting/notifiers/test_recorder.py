@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -10,6 +12,7 @@ from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 
 from alerting.notifiers.recorder import SlackRecorder
+from tests.integration.servers import free_port, running
 
 
 @pytest.fixture
@@ -89,3 +92,13 @@ def test_upload_completion_checks_the_uploaded_size(client: WebClient) -> None:
     httpx.post(step1["upload_url"], content=b"12345")
     with pytest.raises(SlackApiError, match="file_upload_size_mismatch"):
         client.files_completeUploadExternal(files=[{"id": step1["file_id"], "title": "a"}])
+
+
+def test_recorder_runs_as_a_standalone_server_for_the_demo(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-m", "alerting.notifiers.recorder", "--port", str(port), "--token", "xoxb-demo"]
+    with running(argv, f"http://127.0.0.1:{port}/_recorder/state", tmp_path / "recorder.log"):
+        client = WebClient(token="xoxb-demo", base_url=f"http://127.0.0.1:{port}/api/", retry_handlers=[])
+        client.chat_postMessage(channel="#demo", text="hello")
+        state = httpx.get(f"http://127.0.0.1:{port}/_recorder/state").json()
+    assert [m["text"] for m in state["messages"]] == ["hello"]
