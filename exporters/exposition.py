@@ -8,6 +8,7 @@ requires ``_total`` on counter samples, declares them ``unknown`` with the same 
 
 from __future__ import annotations
 
+import gzip
 import threading
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -100,6 +101,7 @@ class Exposition:
     families: list[Metric]
     text: bytes
     _openmetrics: bytes | None = None
+    _gzipped: dict[bool, bytes] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     @classmethod
@@ -114,6 +116,14 @@ class Exposition:
             if self._openmetrics is None:
                 self._openmetrics = render(self.families, openmetrics=True)
             return self._openmetrics
+
+    def gzipped(self, *, openmetrics: bool = False) -> bytes:
+        """The chosen format gzip-compressed, compressed once per snapshot."""
+        body = self.openmetrics if openmetrics else self.text
+        with self._lock:
+            if openmetrics not in self._gzipped:
+                self._gzipped[openmetrics] = gzip.compress(body, compresslevel=6)
+            return self._gzipped[openmetrics]
 
 
 EMPTY = Exposition([], b"")

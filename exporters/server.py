@@ -8,7 +8,6 @@ for it (Prometheus does) and falls back to the text format 0.0.4. Extra routes (
 
 from __future__ import annotations
 
-import gzip
 from collections.abc import Sequence
 
 from starlette.applications import Starlette
@@ -34,15 +33,12 @@ def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) 
 
     async def metrics(request: Request) -> Response:
         snapshot = loop.exposition
-        if wants_openmetrics(request.headers.get("accept", "")):
-            body, content_type = snapshot.openmetrics, OPENMETRICS_CONTENT_TYPE
-        else:
-            body, content_type = snapshot.text, TEXT_CONTENT_TYPE
-        headers = {}
+        openmetrics = wants_openmetrics(request.headers.get("accept", ""))
+        content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
         if "gzip" in request.headers.get("accept-encoding", ""):
-            body = gzip.compress(body, compresslevel=1)
-            headers["Content-Encoding"] = "gzip"
-        return Response(body, media_type=content_type, headers=headers)
+            body = snapshot.gzipped(openmetrics=openmetrics)
+            return Response(body, media_type=content_type, headers={"Content-Encoding": "gzip"})
+        return Response(snapshot.openmetrics if openmetrics else snapshot.text, media_type=content_type)
 
     async def healthz(request: Request) -> JSONResponse:
         stale = loop.stale_hosts()

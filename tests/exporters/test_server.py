@@ -87,6 +87,10 @@ def test_healthz_reports_stale_hosts(nvml: SimNvml, clock: FakeClock) -> None:
         loop.run_once()
         body = client.get("/healthz").json()
         assert body == {"status": "stale", "stale_hosts": [NODE], "ticks": 2}
+        scrape = client.get("/metrics")  # answers from the cache while the NVML call hangs
+        assert (
+            scrape.status_code == 200 and f'gpuwarden_exporter_stale{{Hostname="{NODE}"}} 1\n' in scrape.text
+        )
     finally:
         nvml.release_hangs()
 
