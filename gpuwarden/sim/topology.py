@@ -88,6 +88,7 @@ def model_spec(name: str) -> GpuModelSpec:
     )
 
 
+MAX_SIM_NODES = 2048  # beyond this one process spends seconds just stepping the fleet
 _SPEC_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
@@ -97,8 +98,8 @@ def parse_simulate_spec(spec: str) -> tuple[int, int]:
     if match is None:
         raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}", field="simulate")
     nodes, gpus = int(match.group(1)), int(match.group(2))
-    if nodes < 1:
-        raise InputError(f"need at least 1 node, got {nodes} in {spec!r}", field="simulate")
+    if not 1 <= nodes <= MAX_SIM_NODES:
+        raise InputError(f"nodes must be 1..{MAX_SIM_NODES}, got {nodes} in {spec!r}", field="simulate")
     if not 1 <= gpus <= 16:
         raise InputError(f"GPUs per node must be 1..16, got {gpus} in {spec!r}", field="simulate")
     return nodes, gpus

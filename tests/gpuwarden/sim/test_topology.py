@@ -23,11 +23,12 @@ def test_simulate_spec_parses_nodes_and_gpus(spec: str, expected: tuple[int, int
     [
         ("", "NODESxGPUS"),
         ("2*8", "NODESxGPUS"),
-        ("0x8", "at least 1 node"),
+        ("0x8", "nodes must be 1..2048"),
+        ("5000x8", "nodes must be 1..2048"),
         ("2x17", "1..16"),
         ("2x0", "1..16"),
     ],
-    ids=["empty", "wrong-separator", "no-nodes", "too-many-gpus", "no-gpus"],
+    ids=["empty", "wrong-separator", "no-nodes", "too-many-nodes", "too-many-gpus", "no-gpus"],
 )
 def test_bad_simulate_spec_is_an_input_error_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:
