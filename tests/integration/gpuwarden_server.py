@@ -1,0 +1,41 @@
+"""Run `gpuwarden serve` as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from tests.integration.servers import free_port, running
+
+TOKEN = "integration-test-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def gpuwarden_binary() -> str:
+    """The console script installed next to this interpreter."""
+    return str(Path(sys.executable).with_name("gpuwarden"))
+
+
+@contextmanager
+def gpuwarden_serve(
+    tmp_path: Path, db: str, name: str = "serve"
+) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
+    """Run `gpuwarden serve` on a free port; yield its base URL and process."""
+    port = free_port()
+    argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", db]
+    url = f"http://127.0.0.1:{port}"
+    # The child inherits the environment: that is how `serve` gets its token.
+    old = os.environ.get("GPUWARDEN_API_TOKEN")
+    os.environ["GPUWARDEN_API_TOKEN"] = TOKEN
+    try:
+        with running(argv, f"{url}/healthz", tmp_path / f"{name}.log") as proc:
+            yield url, proc
+    finally:
+        if old is None:
+            os.environ.pop("GPUWARDEN_API_TOKEN", None)
+        else:
+            os.environ["GPUWARDEN_API_TOKEN"] = old

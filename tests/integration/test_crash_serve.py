@@ -1,0 +1,92 @@
+"""SIGKILL `gpuwarden serve` in the middle of concurrent ingest: every alert that got a 2xx survives."""
+
+from __future__ import annotations
+
+import signal
+import threading
+from pathlib import Path
+
+import httpx
+import pytest
+
+from alerting.db import make_engine
+from alerting.store import IncidentStore
+from gpuwarden.model import label_fingerprint
+from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
+
+
+def _batch(worker: int, seq: int) -> list[dict[str, object]]:
+    return [
+        {
+            "labels": {
+                "alertname": "GPUXid",
+                "cluster": "c1",
+                "rack": f"r{worker:02d}",
+                "Hostname": f"w{worker}-n{seq % 16}",
+                "gpu": str(k),
+                "xid": "13",
+                "seq": str(seq),
+            }
+        }
+        for k in range(4)
+    ]
+
+
+@pytest.mark.integration
+def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_path: Path) -> None:
+    db = str(tmp_path / "crash.db")
+    acked: list[dict[str, str]] = []
+    lock = threading.Lock()
+    stop = threading.Event()
+    enough = threading.Event()
+
+    def post(url: str, worker: int) -> None:
+        with httpx.Client(timeout=5.0) as client:
+            seq = 0
+            while not stop.is_set():
+                batch = _batch(worker, seq)
+                seq += 1
+                try:
+                    response = client.post(f"{url}/api/v2/alerts", json=batch, headers=AUTH)
+                except httpx.HTTPError:
+                    continue
+                if response.status_code == 200:
+                    with lock:
+                        acked.extend(a["labels"] for a in batch)  # type: ignore[misc]
+                        if len(acked) >= 400:
+                            enough.set()
+
+    with gpuwarden_serve(tmp_path, db, "first") as (url, proc):
+        workers = [threading.Thread(target=post, args=(url, w)) for w in range(6)]
+        for t in workers:
+            t.start()
+        enough.wait(timeout=120)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        stop.set()
+        for t in workers:
+            t.join()
+    assert len(acked) >= 400, "the server did not accept enough alerts before the kill"
+
+    store = IncidentStore(make_engine(db))
+    missing = []
+    for labels in acked:
+        row = store.alert(label_fingerprint(labels))
+        if row is None or row.incident_id is None:
+            missing.append(labels)
+    assert missing == []
+    incident_ids = {store.alert(label_fingerprint(labels)).incident_id for labels in acked}  # type: ignore[union-attr]
+    for incident_id in incident_ids:
+        assert incident_id is not None
+        assert store.get(incident_id).alert_fingerprints
+
+    # The restarted service serves the same incidents and keeps correlating new alerts into them.
+    with gpuwarden_serve(tmp_path, db, "second") as (url, _):
+        listed = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        assert {i["id"] for i in listed} >= {
+            i for i in incident_ids if store.get(i).state.value != "resolved"
+        }
+        before = len(listed)
+        again = [{"labels": dict(acked[0], seq="after-restart")}]
+        assert httpx.post(f"{url}/api/v2/alerts", json=again, headers=AUTH, timeout=10).status_code == 200
+        assert len(httpx.get(f"{url}/api/v1/incidents", timeout=10).json()) == before
