@@ -143,13 +143,16 @@ class XidWatcher:
         return True
 
     def _run(self) -> None:
+        last_error = ""
         while not self._stop.is_set():
             try:
                 self.poll()
-            except Exception:  # a loop boundary: log, count, keep watching
+            except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
                 self.errors += 1
-                logger.exception("xid watcher wait failed")
-                self._stop.wait(1.0)
+                if repr(exc) != last_error:
+                    last_error = repr(exc)
+                    logger.exception("xid watcher wait failed")
+                self._stop.wait(1.0)  # back off; also wakes at once on stop()
 
 
 def _text(value: str | bytes) -> str:
