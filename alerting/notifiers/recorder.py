@@ -12,23 +12,21 @@ alerting.notifiers.recorder --port 8099``.
 from __future__ import annotations
 
 import argparse
-import itertools
 import json
 import logging
 import threading
-import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from alerting.notifiers.blockkit import validate_attachments, validate_blocks
+from alerting.notifiers.workspace import JsonDict, RecordedFile, RecordedMessage, SlackWorkspace
 
 logger = logging.getLogger(__name__)
 
-JsonDict = dict[str, Any]
+__all__ = ["InjectedFailure", "RecordedCall", "RecordedFile", "RecordedMessage", "SlackRecorder"]
 
 
 @dataclass
@@ -40,37 +38,6 @@ class RecordedCall:
     token: str | None
     status: int
     response: JsonDict
-
-
-@dataclass
-class RecordedMessage:
-    """A message as Slack would store it; ``edits`` counts ``chat.update`` calls."""
-
-    channel: str
-    ts: str
-    text: str
-    blocks: list[Any] = field(default_factory=list)
-    attachments: list[Any] = field(default_factory=list)
-    thread_ts: str | None = None
-    reply_broadcast: bool = False
-    metadata: JsonDict | None = None
-    files: list[str] = field(default_factory=list)
-    edits: int = 0
-
-
-@dataclass
-class RecordedFile:
-    """A file uploaded through ``files_upload_v2``."""
-
-    id: str
-    filename: str
-    length: int
-    data: bytes = b""
-    title: str = ""
-    alt_txt: str = ""
-    channel: str | None = None
-    thread_ts: str | None = None
-    completed: bool = False
 
 
 @dataclass(frozen=True)
@@ -97,10 +64,6 @@ def _decode_fields(params: JsonDict) -> JsonDict:
     return {k: v for k, v in params.items() if v is not None}
 
 
-def _truthy(value: Any) -> bool:
-    return value in (True, 1, "1", "true", "True")
-
-
 class SlackRecorder:
     """The Slack Web API stand-in; state survives ``stop()``/``start()`` like Slack's during an outage."""
 
@@ -117,13 +80,8 @@ class SlackRecorder:
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._ids = itertools.count(1)
-        self._ts_base = int(time.time())
-        self._ts_seq = itertools.count(1)
-        self._channels: dict[str, str] = {}
+        self._slack = SlackWorkspace(lambda: self.root_url)
         self._calls: list[RecordedCall] = []
-        self._messages: list[RecordedMessage] = []
-        self._files: dict[str, RecordedFile] = {}
         self._hooks: dict[str, list[JsonDict]] = {}
         self._failures: dict[str, deque[InjectedFailure]] = {}
         self._outage: InjectedFailure | None = None
@@ -218,18 +176,20 @@ class SlackRecorder:
     def channel_messages(self, channel: str | None = None) -> list[RecordedMessage]:
         """Top-level messages (not thread replies), oldest first."""
         with self._lock:
-            cid = self._channels.get(channel, channel) if channel else None
-            return [m for m in self._messages if m.thread_ts is None and (cid is None or m.channel == cid)]
+            cid = self._slack.channels.get(channel, channel) if channel else None
+            return [
+                m for m in self._slack.messages if m.thread_ts is None and (cid is None or m.channel == cid)
+            ]
 
     def replies(self, thread_ts: str) -> list[RecordedMessage]:
         """Replies in a thread, oldest first."""
         with self._lock:
-            return [m for m in self._messages if m.thread_ts == thread_ts]
+            return [m for m in self._slack.messages if m.thread_ts == thread_ts]
 
     def files(self) -> list[RecordedFile]:
         """Completed uploads."""
         with self._lock:
-            return [f for f in self._files.values() if f.completed]
+            return [f for f in self._slack.files.values() if f.completed]
 
     def hook_posts(self, name: str) -> list[JsonDict]:
         """JSON bodies posted to ``/hooks/<name>``."""
@@ -239,20 +199,20 @@ class SlackRecorder:
     def channel_id(self, name: str) -> str:
         """The id the recorder gave a channel name (creating it)."""
         with self._lock:
-            return self._channel_id(name)
+            return self._slack.channel_id(name)
 
     def state(self) -> JsonDict:
         """Everything recorded, as JSON (``GET /_recorder/state``)."""
         with self._lock:
             return {
-                "channels": dict(self._channels),
+                "channels": dict(self._slack.channels),
                 "messages": [
                     {k: v for k, v in vars(m).items() if k != "files"} | {"files": m.files}
-                    for m in self._messages
+                    for m in self._slack.messages
                 ],
                 "files": [
                     {"id": f.id, "filename": f.filename, "length": f.length, "thread_ts": f.thread_ts}
-                    for f in self._files.values()
+                    for f in self._slack.files.values()
                     if f.completed
                 ],
                 "hooks": {k: list(v) for k, v in self._hooks.items()},
@@ -260,19 +220,6 @@ class SlackRecorder:
             }
 
     # --- the API -----------------------------------------------------------------------------------
-
-    def _channel_id(self, channel: str) -> str:
-        if channel in self._channels.values():
-            return channel
-        if channel not in self._channels:
-            self._channels[channel] = f"C{next(self._ids):08d}"
-        return self._channels[channel]
-
-    def _new_ts(self) -> str:
-        return f"{self._ts_base}.{next(self._ts_seq):06d}"
-
-    def _find(self, channel: str, ts: str) -> RecordedMessage | None:
-        return next((m for m in self._messages if m.channel == channel and m.ts == ts), None)
 
     def handle_api(self, method: str, params: JsonDict, token: str | None) -> tuple[int, JsonDict, JsonDict]:
         """Answer one Web API call: (HTTP status, headers, body)."""
@@ -288,7 +235,7 @@ class SlackRecorder:
             body = {"ok": False, "error": "invalid_auth"}
         else:
             with self._lock:
-                body = self._dispatch(method, params)
+                body = self._slack.call(method, params)
         self._record(method, params, token, 200, body)
         return 200, {}, body
 
@@ -299,129 +246,6 @@ class SlackRecorder:
         if self.on_call is not None:
             self.on_call(call)
 
-    def _dispatch(self, method: str, p: JsonDict) -> JsonDict:
-        handlers: dict[str, Callable[[], JsonDict]] = {
-            "auth.test": lambda: {
-                "ok": True,
-                "user_id": "U0GPUWARDEN",
-                "team": "gpuwarden",
-                "bot_id": "B0GPUWARDEN",
-            },
-            "chat.postMessage": lambda: self._post_message(p),
-            "chat.update": lambda: self._update(p),
-            "conversations.history": lambda: self._history(p),
-            "conversations.replies": lambda: self._replies(p),
-            "files.getUploadURLExternal": lambda: self._get_upload_url(p),
-            "files.completeUploadExternal": lambda: self._complete_upload(p),
-        }
-        handler = handlers.get(method)
-        if handler is None:
-            return {"ok": False, "error": "unknown_method"}
-        return handler()
-
-    @staticmethod
-    def _check_payload(p: JsonDict) -> JsonDict | None:
-        if not (p.get("text") or p.get("blocks") or p.get("attachments")):
-            return {"ok": False, "error": "no_text"}
-        problems = validate_blocks(p["blocks"], "blocks") if "blocks" in p else []
-        if problems:
-            return {"ok": False, "error": "invalid_blocks", "errors": problems}
-        problems = validate_attachments(p["attachments"]) if "attachments" in p else []
-        if problems:
-            return {"ok": False, "error": "invalid_attachments", "errors": problems}
-        metadata = p.get("metadata")
-        if metadata is not None and not (
-            isinstance(metadata, dict)
-            and isinstance(metadata.get("event_type"), str)
-            and isinstance(metadata.get("event_payload"), dict)
-        ):
-            return {"ok": False, "error": "invalid_metadata_format"}
-        return None
-
-    def _post_message(self, p: JsonDict) -> JsonDict:
-        if not isinstance(p.get("channel"), str):
-            return {"ok": False, "error": "channel_not_found"}
-        problem = self._check_payload(p)
-        if problem is not None:
-            return problem
-        channel = self._channel_id(p["channel"])
-        thread_ts = p.get("thread_ts")
-        if thread_ts is not None:
-            parent = self._find(channel, str(thread_ts))
-            if parent is None or parent.thread_ts is not None:
-                return {"ok": False, "error": "thread_not_found"}
-        message = RecordedMessage(
-            channel=channel,
-            ts=self._new_ts(),
-            text=p.get("text", ""),
-            blocks=p.get("blocks", []),
-            attachments=p.get("attachments", []),
-            thread_ts=None if thread_ts is None else str(thread_ts),
-            reply_broadcast=_truthy(p.get("reply_broadcast")),
-            metadata=p.get("metadata"),
-        )
-        self._messages.append(message)
-        return {"ok": True, "channel": channel, "ts": message.ts, "message": {"text": message.text}}
-
-    def _update(self, p: JsonDict) -> JsonDict:
-        channel, ts = p.get("channel"), p.get("ts")
-        if not isinstance(channel, str) or channel not in self._channels.values():
-            return {"ok": False, "error": "channel_not_found"}
-        message = self._find(channel, str(ts))
-        if message is None:
-            return {"ok": False, "error": "message_not_found"}
-        problem = self._check_payload(p)
-        if problem is not None:
-            return problem
-        message.text = p.get("text", message.text)
-        message.blocks = p.get("blocks", message.blocks)
-        message.attachments = p.get("attachments", message.attachments)
-        if "metadata" in p:
-            message.metadata = p["metadata"]
-        message.edits += 1
-        return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
-
-    @staticmethod
-    def _as_api(m: RecordedMessage, with_metadata: bool) -> JsonDict:
-        out: JsonDict = {"type": "message", "ts": m.ts, "text": m.text}
-        if m.thread_ts is not None:
-            out["thread_ts"] = m.thread_ts
-        if with_metadata and m.metadata is not None:
-            out["metadata"] = m.metadata
-        return out
-
-    def _history(self, p: JsonDict) -> JsonDict:
-        channel = p.get("channel")
-        if not isinstance(channel, str) or channel not in self._channels.values():
-            return {"ok": False, "error": "channel_not_found"}
-        limit = int(p.get("limit", 100))
-        meta = _truthy(p.get("include_all_metadata"))
-        visible = [
-            m for m in self._messages if m.channel == channel and (m.thread_ts is None or m.reply_broadcast)
-        ]
-        newest_first = list(reversed(visible))[:limit]
-        return {"ok": True, "messages": [self._as_api(m, meta) for m in newest_first], "has_more": False}
-
-    def _replies(self, p: JsonDict) -> JsonDict:
-        channel, ts = p.get("channel"), str(p.get("ts"))
-        if not isinstance(channel, str) or channel not in self._channels.values():
-            return {"ok": False, "error": "channel_not_found"}
-        parent = self._find(channel, ts)
-        if parent is None:
-            return {"ok": False, "error": "thread_not_found"}
-        meta = _truthy(p.get("include_all_metadata"))
-        thread = [parent, *(m for m in self._messages if m.channel == channel and m.thread_ts == ts)]
-        return {"ok": True, "messages": [self._as_api(m, meta) for m in thread], "has_more": False}
-
-    def _get_upload_url(self, p: JsonDict) -> JsonDict:
-        filename, length = p.get("filename"), p.get("length")
-        if not filename or length is None or not str(length).isdigit():
-            return {"ok": False, "error": "invalid_arguments"}
-        file_id = f"F{next(self._ids):08d}"
-        self._files[file_id] = RecordedFile(id=file_id, filename=str(filename), length=int(length))
-        self._files[file_id].alt_txt = str(p.get("alt_txt", ""))
-        return {"ok": True, "upload_url": f"{self.root_url}/upload/v1/{file_id}", "file_id": file_id}
-
     def handle_upload(self, file_id: str, data: bytes) -> tuple[int, str]:
         """Step 2 of ``files_upload_v2``: the raw bytes to the upload URL."""
         failure = self._take_failure("upload")
@@ -429,42 +253,10 @@ class SlackRecorder:
             self._record("upload", {"file_id": file_id}, None, failure.status, {"ok": False})
             return failure.status, "upload failed"
         with self._lock:
-            f = self._files.get(file_id)
-            if f is None:
+            if not self._slack.store_upload(file_id, data):
                 return 404, "no such upload"
-            f.data = data
         self._record("upload", {"file_id": file_id, "bytes": len(data)}, None, 200, {"ok": True})
         return 200, f"OK - {len(data)}"
-
-    def _complete_upload(self, p: JsonDict) -> JsonDict:
-        files = p.get("files")
-        if not isinstance(files, list) or not files:
-            return {"ok": False, "error": "invalid_arguments"}
-        channel = p.get("channel_id")
-        if channel is not None and channel not in self._channels.values():
-            return {"ok": False, "error": "channel_not_found"}
-        thread_ts = p.get("thread_ts")
-        if thread_ts is not None and (channel is None or self._find(channel, str(thread_ts)) is None):
-            return {"ok": False, "error": "thread_not_found"}
-        done = []
-        for item in files:
-            f = self._files.get(item.get("id", "")) if isinstance(item, dict) else None
-            if f is None or f.completed or len(f.data) != f.length:
-                return {"ok": False, "error": "file_not_found" if f is None else "file_upload_size_mismatch"}
-            f.title = str(item.get("title") or f.filename)
-            done.append(f)
-        for f in done:
-            f.completed, f.channel, f.thread_ts = True, channel, None if thread_ts is None else str(thread_ts)
-        if channel is not None:
-            share = RecordedMessage(
-                channel=channel,
-                ts=self._new_ts(),
-                text=str(p.get("initial_comment", "")),
-                thread_ts=None if thread_ts is None else str(thread_ts),
-                files=[f.id for f in done],
-            )
-            self._messages.append(share)
-        return {"ok": True, "files": [{"id": f.id, "name": f.filename, "title": f.title} for f in done]}
 
     def handle_hook(self, name: str, body: bytes) -> tuple[int, JsonDict]:
         """A generic webhook POST to ``/hooks/<name>``."""

@@ -1,0 +1,243 @@
+"""The Slack workspace the recorder pretends to be: channels, messages, threads, uploaded files.
+
+Only the Web API methods gpuwarden uses are implemented, with Slack's documented answers and errors. Not
+thread-safe on its own: ``SlackRecorder`` serialises calls.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from alerting.notifiers.blockkit import validate_attachments, validate_blocks
+
+JsonDict = dict[str, Any]
+
+
+@dataclass
+class RecordedMessage:
+    """A message as Slack would store it; ``edits`` counts ``chat.update`` calls."""
+
+    channel: str
+    ts: str
+    text: str
+    blocks: list[Any] = field(default_factory=list)
+    attachments: list[Any] = field(default_factory=list)
+    thread_ts: str | None = None
+    reply_broadcast: bool = False
+    metadata: JsonDict | None = None
+    files: list[str] = field(default_factory=list)
+    edits: int = 0
+
+
+@dataclass
+class RecordedFile:
+    """A file uploaded through ``files_upload_v2``."""
+
+    id: str
+    filename: str
+    length: int
+    data: bytes = b""
+    title: str = ""
+    alt_txt: str = ""
+    channel: str | None = None
+    thread_ts: str | None = None
+    completed: bool = False
+
+
+def _truthy(value: Any) -> bool:
+    return value in (True, 1, "1", "true", "True")
+
+
+class SlackWorkspace:
+    """Slack's side of the conversation, answering Web API methods."""
+
+    def __init__(self, upload_base: Callable[[], str]) -> None:
+        self._upload_base = upload_base
+        self._ids = itertools.count(1)
+        self._ts_base = int(time.time())
+        self._ts_seq = itertools.count(1)
+        self.channels: dict[str, str] = {}
+        self.messages: list[RecordedMessage] = []
+        self.files: dict[str, RecordedFile] = {}
+
+    def channel_id(self, channel: str) -> str:
+        """The id of a channel given by id or name; a new name gets a new channel."""
+        if channel in self.channels.values():
+            return channel
+        if channel not in self.channels:
+            self.channels[channel] = f"C{next(self._ids):08d}"
+        return self.channels[channel]
+
+    def new_ts(self) -> str:
+        """A fresh, increasing message timestamp like Slack's ``1767225600.000001``."""
+        return f"{self._ts_base}.{next(self._ts_seq):06d}"
+
+    def find(self, channel: str, ts: str) -> RecordedMessage | None:
+        """The message with this ``ts`` in this channel."""
+        return next((m for m in self.messages if m.channel == channel and m.ts == ts), None)
+
+    def call(self, method: str, p: JsonDict) -> JsonDict:
+        """Answer one Web API method with Slack's JSON."""
+        handlers: dict[str, Callable[[], JsonDict]] = {
+            "auth.test": lambda: {
+                "ok": True,
+                "user_id": "U0GPUWARDEN",
+                "team": "gpuwarden",
+                "bot_id": "B0GPUWARDEN",
+            },
+            "chat.postMessage": lambda: self._post_message(p),
+            "chat.update": lambda: self._update(p),
+            "conversations.history": lambda: self._history(p),
+            "conversations.replies": lambda: self._replies(p),
+            "files.getUploadURLExternal": lambda: self._get_upload_url(p),
+            "files.completeUploadExternal": lambda: self._complete_upload(p),
+        }
+        handler = handlers.get(method)
+        if handler is None:
+            return {"ok": False, "error": "unknown_method"}
+        return handler()
+
+    @staticmethod
+    def _check_payload(p: JsonDict) -> JsonDict | None:
+        if not (p.get("text") or p.get("blocks") or p.get("attachments")):
+            return {"ok": False, "error": "no_text"}
+        problems = validate_blocks(p["blocks"], "blocks") if "blocks" in p else []
+        if problems:
+            return {"ok": False, "error": "invalid_blocks", "errors": problems}
+        problems = validate_attachments(p["attachments"]) if "attachments" in p else []
+        if problems:
+            return {"ok": False, "error": "invalid_attachments", "errors": problems}
+        metadata = p.get("metadata")
+        if metadata is not None and not (
+            isinstance(metadata, dict)
+            and isinstance(metadata.get("event_type"), str)
+            and isinstance(metadata.get("event_payload"), dict)
+        ):
+            return {"ok": False, "error": "invalid_metadata_format"}
+        return None
+
+    def _post_message(self, p: JsonDict) -> JsonDict:
+        if not isinstance(p.get("channel"), str):
+            return {"ok": False, "error": "channel_not_found"}
+        problem = self._check_payload(p)
+        if problem is not None:
+            return problem
+        channel = self.channel_id(p["channel"])
+        thread_ts = p.get("thread_ts")
+        if thread_ts is not None:
+            parent = self.find(channel, str(thread_ts))
+            if parent is None or parent.thread_ts is not None:
+                return {"ok": False, "error": "thread_not_found"}
+        message = RecordedMessage(
+            channel=channel,
+            ts=self.new_ts(),
+            text=p.get("text", ""),
+            blocks=p.get("blocks", []),
+            attachments=p.get("attachments", []),
+            thread_ts=None if thread_ts is None else str(thread_ts),
+            reply_broadcast=_truthy(p.get("reply_broadcast")),
+            metadata=p.get("metadata"),
+        )
+        self.messages.append(message)
+        return {"ok": True, "channel": channel, "ts": message.ts, "message": {"text": message.text}}
+
+    def _update(self, p: JsonDict) -> JsonDict:
+        channel, ts = p.get("channel"), p.get("ts")
+        if not isinstance(channel, str) or channel not in self.channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        message = self.find(channel, str(ts))
+        if message is None:
+            return {"ok": False, "error": "message_not_found"}
+        problem = self._check_payload(p)
+        if problem is not None:
+            return problem
+        message.text = p.get("text", message.text)
+        message.blocks = p.get("blocks", message.blocks)
+        message.attachments = p.get("attachments", message.attachments)
+        if "metadata" in p:
+            message.metadata = p["metadata"]
+        message.edits += 1
+        return {"ok": True, "channel": channel, "ts": message.ts, "text": message.text}
+
+    @staticmethod
+    def _as_api(m: RecordedMessage, with_metadata: bool) -> JsonDict:
+        out: JsonDict = {"type": "message", "ts": m.ts, "text": m.text}
+        if m.thread_ts is not None:
+            out["thread_ts"] = m.thread_ts
+        if with_metadata and m.metadata is not None:
+            out["metadata"] = m.metadata
+        return out
+
+    def _history(self, p: JsonDict) -> JsonDict:
+        channel = p.get("channel")
+        if not isinstance(channel, str) or channel not in self.channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        limit = int(p.get("limit", 100))
+        meta = _truthy(p.get("include_all_metadata"))
+        visible = [
+            m for m in self.messages if m.channel == channel and (m.thread_ts is None or m.reply_broadcast)
+        ]
+        newest_first = list(reversed(visible))[:limit]
+        return {"ok": True, "messages": [self._as_api(m, meta) for m in newest_first], "has_more": False}
+
+    def _replies(self, p: JsonDict) -> JsonDict:
+        channel, ts = p.get("channel"), str(p.get("ts"))
+        if not isinstance(channel, str) or channel not in self.channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        parent = self.find(channel, ts)
+        if parent is None:
+            return {"ok": False, "error": "thread_not_found"}
+        meta = _truthy(p.get("include_all_metadata"))
+        thread = [parent, *(m for m in self.messages if m.channel == channel and m.thread_ts == ts)]
+        return {"ok": True, "messages": [self._as_api(m, meta) for m in thread], "has_more": False}
+
+    def _get_upload_url(self, p: JsonDict) -> JsonDict:
+        filename, length = p.get("filename"), p.get("length")
+        if not filename or length is None or not str(length).isdigit():
+            return {"ok": False, "error": "invalid_arguments"}
+        file_id = f"F{next(self._ids):08d}"
+        self.files[file_id] = RecordedFile(id=file_id, filename=str(filename), length=int(length))
+        self.files[file_id].alt_txt = str(p.get("alt_txt", ""))
+        return {"ok": True, "upload_url": f"{self._upload_base()}/upload/v1/{file_id}", "file_id": file_id}
+
+    def _complete_upload(self, p: JsonDict) -> JsonDict:
+        files = p.get("files")
+        if not isinstance(files, list) or not files:
+            return {"ok": False, "error": "invalid_arguments"}
+        channel = p.get("channel_id")
+        if channel is not None and channel not in self.channels.values():
+            return {"ok": False, "error": "channel_not_found"}
+        thread_ts = p.get("thread_ts")
+        if thread_ts is not None and (channel is None or self.find(channel, str(thread_ts)) is None):
+            return {"ok": False, "error": "thread_not_found"}
+        done = []
+        for item in files:
+            f = self.files.get(item.get("id", "")) if isinstance(item, dict) else None
+            if f is None or f.completed or len(f.data) != f.length:
+                return {"ok": False, "error": "file_not_found" if f is None else "file_upload_size_mismatch"}
+            f.title = str(item.get("title") or f.filename)
+            done.append(f)
+        for f in done:
+            f.completed, f.channel, f.thread_ts = True, channel, None if thread_ts is None else str(thread_ts)
+        if channel is not None:
+            share = RecordedMessage(
+                channel=channel,
+                ts=self.new_ts(),
+                text=str(p.get("initial_comment", "")),
+                thread_ts=None if thread_ts is None else str(thread_ts),
+                files=[f.id for f in done],
+            )
+            self.messages.append(share)
+        return {"ok": True, "files": [{"id": f.id, "name": f.filename, "title": f.title} for f in done]}
+
+    def store_upload(self, file_id: str, data: bytes) -> bool:
+        """Step 2 of ``files_upload_v2``: keep the bytes; False for an unknown upload."""
+        f = self.files.get(file_id)
+        if f is None:
+            return False
+        f.data = data
+        return True
