@@ -1,0 +1,76 @@
+"""The incident store on a real, throwaway PostgreSQL 15: migrations, a storm, and a restart."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import IncidentState, RackRef
+from tests.integration.servers import free_port
+
+PG_BIN = Path("/usr/lib/postgresql/15/bin")
+
+
+def _as_postgres(*argv: str) -> None:
+    subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    if not (PG_BIN / "initdb").exists():
+        pytest.fail("PostgreSQL 15 is not installed; run `make test` (it installs the Debian package)")
+    # Outside pytest's root-only temp tree: the postgres user must reach its data directory.
+    base = Path(tempfile.mkdtemp(prefix="gpuwarden-pg-"))
+    data = base / "data"
+    shutil.chown(base, "postgres", "postgres")
+    port = free_port()
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
+    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
+    _as_postgres(
+        str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "pg.log"), "-w", "start"
+    )
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+    finally:
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.mark.integration
+def test_storm_on_postgres_is_one_rack_incident_and_survives_a_restart(postgres_url: str) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    upgrade(sql)  # idempotent
+    assert {"alerts", "incidents", "timeline", "silences"} <= set(inspect(sql).get_table_names())
+    clock = FakeClock()
+    inventory = scenarios.fleet_inventory()
+    engine = IncidentEngine(sql, clock, inventory=inventory)
+    storm = scenarios.rack_failure(7, clock.now()) + scenarios.node_failure(3, 2, clock.now())
+    for i in range(0, 150, 25):
+        engine.ingest(storm[i : i + 25])
+    sql.dispose()
+
+    second = make_engine(postgres_url)
+    restarted = IncidentEngine(second, clock, inventory=inventory)
+    for i in range(150, len(storm), 25):
+        restarted.ingest(storm[i : i + 25])
+    rows = [(r, n) for r, n in restarted.store.list_rows() if r.state != IncidentState.RESOLVED.value]
+    assert sorted((r.root_kind, r.priority) for r, _ in rows) == [("node_down", "P2"), ("rack_down", "P0")]
+    assert sum(n for _, n in rows) == len(storm)
+    rack = next(r for r, _ in rows if r.root_kind == "rack_down")
+    incident = restarted.store.get(rack.id)
+    assert incident.root_cause.target == RackRef("c1", "r07")
+    assert incident.opened_at.tzinfo is not None
+    assert restarted.acknowledge(rack.id, "pg-user").state is IncidentState.ACKNOWLEDGED
+    second.dispose()
