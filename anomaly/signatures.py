@@ -29,6 +29,16 @@ ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 RETIRED_PENDING = "DCGM_FI_DEV_RETIRED_PENDING"
 THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"
+RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
+EXPORTER_STALE = "gpuwarden_exporter_stale"
+NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
+# NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.
+_RECOVERY_ACTIONS = {
+    1: RecommendedAction.DRAIN_AND_RESET,
+    2: RecommendedAction.RESTART_NODE,
+    3: RecommendedAction.CORDON_AND_DRAIN,
+    4: RecommendedAction.DRAIN_AND_RESET,
+}
 NVLINK_ERRORS = (
     "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
     "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
@@ -134,6 +144,8 @@ class SignatureDetector:
             self._throttle,
             self._nvlink,
             self._lost,
+            self._recovery,
+            self._stale,
         ]
 
     def _xid_finding(
@@ -275,12 +287,14 @@ class SignatureDetector:
             if step is None:
                 continue
             inc = np.where(np.isfinite(step.increase), step.increase, 0.0)
+            # A recovery error is a link going down and retraining: one is already worth a look.
+            score = FIRED * inc if name == NVLINK_RECOVERY else inc / self.nvlink_burst
             out.append(
                 Findings(
                     self.name,
                     step.query,
                     step.labels,
-                    inc / self.nvlink_burst,
+                    score,
                     step.raw,
                     action=RecommendedAction.DRAIN_AND_RESET,
                     summary="NVLink error burst",
@@ -315,5 +329,41 @@ class SignatureDetector:
                 action=RecommendedAction.RESTART_NODE,
                 summary="GPU lost: it no longer answers NVML",
                 alert_labels={"alertname": "GpuLost"},
+            )
+        ]
+
+    def _recovery(self, view: View) -> list[Findings]:
+        step = view.latest.get(RECOVERY_ACTION)
+        if step is None:
+            return []
+        codes = np.where(np.isfinite(step.raw), step.raw, 0).astype(np.int64)
+        actions = [_RECOVERY_ACTIONS.get(c, RecommendedAction.INVESTIGATE) for c in codes.tolist()]
+        return [
+            Findings(
+                self.name,
+                step.query,
+                step.labels,
+                np.where(codes > 0, FIRED, 0.0),
+                step.raw,
+                action=actions,
+                summary=[f"the driver asks for recovery action {c}" for c in codes.tolist()],
+                alert_labels={"alertname": "GpuRecoveryActionPending"},
+            )
+        ]
+
+    def _stale(self, view: View) -> list[Findings]:
+        step = view.latest.get(EXPORTER_STALE)
+        if step is None:
+            return []
+        return [
+            Findings(
+                self.name,
+                step.query,
+                step.labels,
+                np.where(step.raw > 0, FIRED, 0.0),
+                step.raw,
+                action=RecommendedAction.INVESTIGATE,
+                summary="the exporter serves values from an earlier collection (an NVML call hangs)",
+                alert_labels={"alertname": "GpuExporterStale"},
             )
         ]

@@ -127,3 +127,29 @@ def test_a_vanished_gpu_keeps_firing_until_it_comes_back():
         hits = fired(feed.tick(("gpuwarden_gpu_up", [a], [1], "gauge")))
         assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
     assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
+
+
+def test_one_nvlink_recovery_error_fires_because_a_link_retrained():
+    feed = Feed()
+    q = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
+    feed.tick((q, [GPU], [0], "counter"))
+    assert fired(feed.tick((q, [GPU], [0], "counter"))) == []
+    assert len(fired(feed.tick((q, [GPU], [1], "counter")))) == 1
+
+
+@pytest.mark.parametrize(
+    ("code", "action"),
+    [(1, RecommendedAction.DRAIN_AND_RESET), (2, RecommendedAction.RESTART_NODE)],
+    ids=["gpu-reset", "node-reboot"],
+)
+def test_the_drivers_recovery_action_becomes_the_recommendation(code, action):
+    feed = Feed()
+    assert fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [0], "gauge"))) == []
+    hits = fired(feed.tick(("gpuwarden_gpu_recovery_action", [GPU], [code], "gauge")))
+    assert [f.action_at(i) for f, i in hits] == [action]
+
+
+def test_a_stale_exporter_fires():
+    feed = Feed()
+    hits = fired(feed.tick(("gpuwarden_exporter_stale", [{"Hostname": "n1"}], [1], "gauge")))
+    assert hits[0][0].alert_labels["alertname"] == "GpuExporterStale"
