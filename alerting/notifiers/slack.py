@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 from slack_sdk import WebClient
@@ -37,6 +38,7 @@ RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 HISTORY_LOOKBACK = 200
+REPLIES_PAGE = 200
 
 
 def make_client(
@@ -202,13 +204,25 @@ class SlackNotifier:
         return None
 
     def _find_reply(self, channel: str, ts: str, key: str) -> bool:
-        response = self._call(
-            "conversations.replies",
-            lambda: self._client.conversations_replies(
-                channel=channel, ts=ts, limit=1000, include_all_metadata=True
-            ),
-        )
-        return any(self._has_key(m, key) for m in response.get("messages") or [])
+        """Whether the thread already holds a reply with this key, reading every page of it."""
+        cursor: str | None = None
+        while True:
+            response = self._call(
+                "conversations.replies",
+                partial(
+                    self._client.conversations_replies,
+                    channel=channel,
+                    ts=ts,
+                    limit=REPLIES_PAGE,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                ),
+            )
+            if any(self._has_key(m, key) for m in response.get("messages") or []):
+                return True
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return False
 
     def _attach_chart(self, n: Notification, channel: str, ts: str) -> None:
         try:

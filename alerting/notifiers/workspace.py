@@ -193,7 +193,15 @@ class SlackWorkspace:
             return {"ok": False, "error": "thread_not_found"}
         meta = _truthy(p.get("include_all_metadata"))
         thread = [parent, *(m for m in self.messages if m.channel == channel and m.thread_ts == ts)]
-        return {"ok": True, "messages": [self._as_api(m, meta) for m in thread], "has_more": False}
+        # Pages like Slack's: ``limit`` messages, then ``response_metadata.next_cursor`` for the rest.
+        limit = max(1, int(p.get("limit", 1000)))
+        cursor = str(p.get("cursor") or "")
+        start = int(cursor.removeprefix("next_")) if cursor.startswith("next_") else 0
+        page = thread[start : start + limit]
+        more = start + limit < len(thread)
+        answer: JsonDict = {"ok": True, "messages": [self._as_api(m, meta) for m in page], "has_more": more}
+        answer["response_metadata"] = {"next_cursor": f"next_{start + limit}" if more else ""}
+        return answer
 
     def _get_upload_url(self, p: JsonDict) -> JsonDict:
         filename, length = p.get("filename"), p.get("length")

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
+from alerting.notifiers import slack as slack_module
 from alerting.notifiers.base import Notification, ThreadState, build_notification
 from alerting.notifiers.blocks import (
     ACTION_ACKNOWLEDGE,
@@ -217,3 +218,19 @@ def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: Slack
     deliver(notifier, Threads(), build_notification(lifecycle()[0]))
     assert len(recorder.channel_messages("#ops")) == 1
     assert {c.token for c in recorder.calls} == {recorder.token}
+
+
+def test_retry_reads_every_page_of_a_long_thread(
+    recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(slack_module, "REPLIES_PAGE", 2)
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = lifecycle()
+    for c in changes:
+        deliver(notifier, threads, build_notification(c))
+    deliver(notifier, threads, build_notification(changes[-1]), retry=True)
+
+    [parent] = recorder.channel_messages()
+    assert len(recorder.replies(parent.ts)) == 5, "the resolution on the third page was found"
+    reads = [c for c in recorder.calls if c.method == "conversations.replies"]
+    assert len(reads) == 3
