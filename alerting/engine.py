@@ -65,6 +65,16 @@ class IngestResult:
 
 
 @dataclass
+class _Ticket:
+    """One ingest call waiting for the group commit."""
+
+    alerts: list[Alert]
+    result: IngestResult = field(default_factory=IngestResult)
+    done: bool = False
+    error: Exception | None = None
+
+
+@dataclass
 class _Batch:
     """Pending effects of one transaction."""
 
@@ -72,6 +82,9 @@ class _Batch:
     now: datetime
     touched: set[str] = field(default_factory=set)
     changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
+    last_event: dict[str, TimelineRow] = field(default_factory=dict)
+    added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    rows: dict[str, AlertRow] = field(default_factory=dict)
 
 
 class IncidentEngine:
@@ -90,6 +103,8 @@ class IncidentEngine:
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()
+        self._queue_lock = threading.Lock()
+        self._queue: list[_Ticket] = []
         self._listeners: list[IncidentListener] = []
         self._flap = FlapPolicy(
             self.config.flap_window_seconds,
@@ -212,28 +227,47 @@ class IncidentEngine:
     # --- ingest ---------------------------------------------------------------------------------
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
-        """Store and process alerts in one transaction; returns after the commit."""
-        result = IngestResult()
+        """Store and process alerts; returns after they are committed.
+
+        Group commit: calls that arrive while another is being written wait, and the next writer takes
+        all of them in one transaction, so concurrent requests share one fsync and one recompute.
+        """
+        ticket = _Ticket(list(alerts))
+        with self._queue_lock:
+            self._queue.append(ticket)
         with self._lock:
-            now = self.clock.now()
-            try:
-                with self._sessions() as session, session.begin():
-                    batch = _Batch(session, now)
-                    fps = list({a.fingerprint for a in alerts})
-                    rows = {
-                        r.fingerprint: r
-                        for r in session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(fps)))
-                    }
-                    for alert in alerts:
-                        self._ingest_one(batch, alert, rows, result)
-                    self._finish(batch)
-            except Exception:
-                self._reload()
-                raise
-            self.counters["alerts_received"] += len(alerts)
-            self.counters["alerts_muted"] += result.muted
-            self._notify(batch.changes)
-        return result
+            if not ticket.done:
+                with self._queue_lock:
+                    tickets, self._queue = self._queue, []
+                self._write(tickets)
+        if ticket.error is not None:
+            raise ticket.error
+        return ticket.result
+
+    def _write(self, tickets: list[_Ticket]) -> None:
+        now = self.clock.now()
+        try:
+            with self._sessions() as session, session.begin(), session.no_autoflush:
+                batch = _Batch(session, now)
+                fps = list({a.fingerprint for t in tickets for a in t.alerts})
+                batch.rows = {
+                    r.fingerprint: r
+                    for r in session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(fps)))
+                }
+                for ticket in tickets:
+                    for alert in ticket.alerts:
+                        self._ingest_one(batch, alert, batch.rows, ticket.result)
+                self._finish(batch)
+        except Exception as exc:  # noqa: BLE001 - re-raised in every waiting caller
+            self._reload()
+            for ticket in tickets:
+                ticket.error, ticket.done = exc, True
+            return
+        for ticket in tickets:
+            ticket.done = True
+            self.counters["alerts_received"] += len(ticket.alerts)
+            self.counters["alerts_muted"] += ticket.result.muted
+        self._notify(batch.changes)
 
     def _ingest_one(
         self, batch: _Batch, alert: Alert, rows: dict[str, AlertRow], result: IngestResult
@@ -354,13 +388,7 @@ class IncidentEngine:
         inc.workloads = inc.workloads | member.location.workloads
         inc.last_alert_at = now
         row.incident_id = inc.id
-        self._event(
-            batch,
-            inc.id,
-            "alert_added",
-            f"alert {_describe(row.labels)} firing",
-            {"fingerprint": row.fingerprint, "kind": member.kind.value},
-        )
+        batch.added.setdefault(inc.id, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
 
     def _open_incident(self, batch: _Batch, member: Member) -> _Open:
@@ -435,6 +463,17 @@ class IncidentEngine:
 
     def _finish(self, batch: _Batch) -> None:
         """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
+        for incident_id, added in batch.added.items():
+            # One timeline event per incident and transaction; it lists every alert that joined.
+            fps = [fp for fp, _, _ in added]
+            first = added[0][1]
+            message = (
+                f"alert {first} firing" if len(added) == 1 else f"{len(added)} alerts joined (first: {first})"
+            )
+            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
+            if len(added) == 1:
+                data["fingerprint"] = fps[0]
+            self._event(batch, incident_id, "alert_added", message, data)
         pending = list(batch.touched)
         while pending:
             incident_id = pending.pop()
@@ -506,6 +545,8 @@ class IncidentEngine:
         return any(c[0] == incident_id and c[1] is ChangeKind.OPENED for c in batch.changes)
 
     def _last_event(self, batch: _Batch, incident_id: str) -> TimelineRow:
+        if incident_id in batch.last_event:
+            return batch.last_event[incident_id]
         event = batch.session.scalars(
             select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq.desc())
         ).first()
@@ -524,7 +565,7 @@ class IncidentEngine:
                 continue
             for fp, member in other.members.items():
                 inc.members[fp] = member
-                alert = batch.session.get(AlertRow, fp)
+                alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
                 if alert is not None:
                     alert.incident_id = inc.id
             other_row = batch.session.get(IncidentRow, other.id)
@@ -564,6 +605,7 @@ class IncidentEngine:
     ) -> TimelineRow:
         event = TimelineRow(incident_id=incident_id, at=batch.now, kind=kind, message=message, data=data)
         batch.session.add(event)
+        batch.last_event[incident_id] = event
         if change is not None:
             batch.changes.append((incident_id, change, event))
         return event

@@ -63,6 +63,8 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
     starts_at = _time(item.get("startsAt"), f"{where}.startsAt")
     ends_at = _time(item.get("endsAt"), f"{where}.endsAt")
+    if starts_at is not None and ends_at is not None and ends_at < starts_at:
+        raise InputError("endsAt is before startsAt", field=f"{where}.endsAt")
     generator = item.get("generatorURL", "") or ""
     if not isinstance(generator, str):
         raise InputError("must be a string", field=f"{where}.generatorURL")
