@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import fnmatch
+
 import numpy as np
 
 from anomaly.detectors import Findings
@@ -26,6 +28,15 @@ class AdaptiveDetector:
             for q in cfg.queries
         }
         self._models: dict[ThresholdParams, AdaptiveThresholds] = {}
+        self._patterns = [q.name for q in cfg.queries] + list(cfg.adaptive_metrics)
+        self._scored: dict[str, bool] = {}
+
+    def scores(self, query: str) -> bool:
+        """Whether ``query`` is one of the configured queries or matches ``adaptive_metrics``."""
+        known = self._scored.get(query)
+        if known is None:
+            known = self._scored[query] = any(fnmatch.fnmatchcase(query, p) for p in self._patterns)
+        return known
 
     def model_for(self, query: str) -> AdaptiveThresholds:
         """The model scoring ``query`` (shared by queries with equal settings)."""
@@ -47,6 +58,8 @@ class AdaptiveDetector:
         """Learn from every step in time order; report the newest step of each query."""
         out: list[Findings] = []
         for step in view.steps:
+            if not self.scores(step.query):
+                continue
             scores = self.model_for(step.query).update(step.ids, step.value, step.at)
             if view.latest.get(step.query) is not step:
                 continue

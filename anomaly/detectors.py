@@ -34,6 +34,7 @@ class Findings:
     action: RecommendedAction | Sequence[RecommendedAction] = RecommendedAction.INVESTIGATE
     summary: str | Sequence[str] = ""
     alert_labels: Mapping[str, str] = field(default_factory=dict)
+    immediate: bool = False  # deterministic evidence: alert on the first anomalous tick
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""

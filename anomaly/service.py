@@ -85,6 +85,7 @@ class AnomalyService:
         self.counters = CounterRates()
         self.collector = AnomalyCollector()
         self.firing: dict[str, _Firing] = {}
+        self._pending: dict[str, int] = {}
         self.detector_errors: dict[str, int] = {}
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
@@ -155,6 +156,7 @@ class AnomalyService:
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"no successful read of {h.name} for {age:.0f}s: {h.last_error}",
                     alert_labels={"alertname": "GpuwardenSourceStale"},
+                    immediate=True,
                 )
             )
         return out
@@ -162,6 +164,7 @@ class AnomalyService:
     def _update_alerts(self, result: TickResult, now: float) -> None:
         at = self.clock.now()
         active: set[str] = set()
+        pending: dict[str, int] = {}
         for f in result.findings:
             for i in f.anomalous():
                 labels = output_labels(f.labels[i], f.query, f.detector)
@@ -171,11 +174,16 @@ class AnomalyService:
                 key = alert.fingerprint
                 active.add(key)
                 state = self.firing.get(key)
-                if state is None:
+                if state is not None:
+                    state.quiet = 0
+                    continue
+                # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
+                pending[key] = self._pending.get(key, 0) + 1
+                if f.immediate or pending[key] >= self.cfg.pending_ticks:
+                    pending.pop(key)
                     self.firing[key] = _Firing(alert)
                     result.raised.append(alert)
-                else:
-                    state.quiet = 0
+        self._pending = pending
         resolve_after = self.cfg.thresholds.resolve_after
         for key in list(self.firing):
             if key in active:

@@ -168,6 +168,7 @@ class SignatureDetector:
             action=actions,
             summary=summaries,
             alert_labels={"alertname": "GpuXidError"},
+            immediate=True,
         )
 
     def _xid_counter(self, view: View) -> list[Findings]:
@@ -213,6 +214,7 @@ class SignatureDetector:
                 action=RecommendedAction.DRAIN_AND_RESET,
                 summary="double-bit ECC error",
                 alert_labels={"alertname": "GpuDoubleBitEcc"},
+                immediate=True,
             )
         ]
 
@@ -252,6 +254,7 @@ class SignatureDetector:
                         action=action,
                         summary=summary,
                         alert_labels={"alertname": alertname},
+                        immediate=True,
                     )
                 )
         return out
@@ -277,6 +280,7 @@ class SignatureDetector:
                 action=RecommendedAction.INVESTIGATE,
                 summary=summaries,
                 alert_labels={"alertname": "GpuClockSlowdown"},
+                immediate=True,
             )
         ]
 
@@ -299,6 +303,7 @@ class SignatureDetector:
                     action=RecommendedAction.DRAIN_AND_RESET,
                     summary="NVLink error burst",
                     alert_labels={"alertname": "GpuNvlinkErrors"},
+                    immediate=True,
                 )
             )
         return out
@@ -329,6 +334,7 @@ class SignatureDetector:
                 action=RecommendedAction.RESTART_NODE,
                 summary="GPU lost: it no longer answers NVML",
                 alert_labels={"alertname": "GpuLost"},
+                immediate=True,
             )
         ]
 
@@ -348,6 +354,7 @@ class SignatureDetector:
                 action=actions,
                 summary=[f"the driver asks for recovery action {c}" for c in codes.tolist()],
                 alert_labels={"alertname": "GpuRecoveryActionPending"},
+                immediate=True,
             )
         ]
 
@@ -365,5 +372,6 @@ class SignatureDetector:
                 action=RecommendedAction.INVESTIGATE,
                 summary="the exporter serves values from an earlier collection (an NVML call hangs)",
                 alert_labels={"alertname": "GpuExporterStale"},
+                immediate=True,
             )
         ]

@@ -122,6 +122,20 @@ class AnomalyConfig(Section):
     detectors: list[str] = Field(
         default_factory=lambda: ["adaptive", "level_shift", "multivariate", "fleet", "signatures"]
     )
+    adaptive_metrics: list[str] = Field(
+        default_factory=lambda: [
+            "DCGM_FI_DEV_GPU_TEMP",
+            "DCGM_FI_DEV_MEMORY_TEMP",
+            "DCGM_FI_DEV_POWER_USAGE",
+            "DCGM_FI_DEV_SM_CLOCK",
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+            "*step_time*",
+            "*latency*",
+        ],
+        description="metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all",
+    )
+    pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
     infer_every_seconds: float = Field(30.0, gt=0)
     fit_every_seconds: float = Field(3600.0, gt=0)
     max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")

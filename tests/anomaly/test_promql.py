@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config import AnomalyConfig, AnomalyQueryConfig
 from tests.integration.servers import free_port, require_binary, running
 
 pytestmark = pytest.mark.integration
@@ -72,7 +72,11 @@ def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, 
 
 def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, request):
     clock = SystemClock()
-    cfg = AnomalyConfig(source="prometheus", prometheus_url=prometheus)
+    cfg = AnomalyConfig(
+        source="prometheus",
+        prometheus_url=prometheus,
+        queries=[AnomalyQueryConfig(name="temp", expr="test_gpu_temp", step_seconds=1.0)],
+    )
     query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
     source = PromQLSource(prometheus, [query], clock)
     request.addfinalizer(source.close)

@@ -1,0 +1,267 @@
+"""GPU-fault evaluation on the simulated fleet: inject every fault class many times, score the detection.
+
+The harness drives a ``FakeClock``: every ``interval`` seconds it runs one ``AnomalyService.infer`` (whose
+source reads the fleet, e.g. the exporter's collectors through ``CollectorSource``; this module never
+imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GPU at a random time, stay for
+``hold`` seconds, then the GPU is repaired. The fleet's ``fault_log`` is the ground truth.
+
+* A fault is detected when an alert on its GPU (same ``Hostname`` and ``gpu`` labels) is raised between its
+  start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
+* An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
+  shares its workload (a stalled training job slows every rank: those alerts are sympathetic, not false).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from anomaly.service import AnomalyService
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert
+from gpuwarden.sim import Fleet, parse_fault
+
+
+@dataclass(frozen=True, slots=True)
+class FaultClass:
+    """A kind of fault to inject; ``payload`` is ``parse_fault`` input without node and GPU."""
+
+    name: str
+    hard: bool
+    payload: Mapping[str, Any]
+
+
+FAULT_CLASSES: tuple[FaultClass, ...] = (
+    FaultClass("xid_79_fell_off_bus", True, {"kind": "xid", "xid": 79}),
+    FaultClass("xid_48_double_bit_ecc", True, {"kind": "xid", "xid": 48}),
+    FaultClass("gpu_lost", True, {"kind": "gpu_lost"}),
+    FaultClass("dbe_contained_xid_94", True, {"kind": "xid", "xid": 94}),
+    FaultClass("hw_thermal_slowdown", False, {"kind": "hw_thermal_slowdown"}),
+    FaultClass("power_brake", False, {"kind": "power_brake"}),
+    FaultClass("thermal_runaway", False, {"kind": "thermal_runaway"}),
+    FaultClass("straggler", False, {"kind": "straggler"}),
+    FaultClass("nvlink_crc_burst", False, {"kind": "nvlink_crc_burst", "link": 0}),
+    FaultClass("nvlink_down", False, {"kind": "nvlink_down", "link": 0}),
+    FaultClass("memory_leak", False, {"kind": "memory_leak"}),
+    FaultClass("hung", False, {"kind": "hung"}),
+)
+SOFT_DEADLINE_SECONDS = 300.0
+
+
+@dataclass(slots=True)
+class Injection:
+    """One injected fault and what the detector made of it."""
+
+    fault_class: FaultClass
+    node: str
+    gpu: int
+    started_at: float
+    fault_id: str = ""
+    repaired_at: float | None = None
+    detected_at: float | None = None
+    detected_by: str = ""
+
+
+@dataclass(slots=True)
+class ClassResult:
+    """Recall and latency of one fault class."""
+
+    name: str
+    hard: bool
+    injected: int = 0
+    detected: int = 0
+    within_deadline: int = 0
+    latencies: list[float] = field(default_factory=list)
+    detected_by: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        lat = sorted(self.latencies)
+        return {
+            "hard": self.hard,
+            "injected": self.injected,
+            "recall_within_deadline": round(self.within_deadline / self.injected, 4)
+            if self.injected
+            else None,
+            "recall_any_time_in_window": round(self.detected / self.injected, 4) if self.injected else None,
+            "latency_p50_s": lat[len(lat) // 2] if lat else None,
+            "latency_max_s": lat[-1] if lat else None,
+            "detected_by": dict(sorted(self.detected_by.items(), key=lambda kv: -kv[1])),
+        }
+
+
+@dataclass(slots=True)
+class FaultEvalReport:
+    """Per-class results and the false-alert rate."""
+
+    classes: dict[str, ClassResult]
+    gpu_days: float
+    false_alerts: int
+    false_alert_examples: list[dict[str, str]]
+    interval_seconds: float
+
+    @property
+    def false_alerts_per_1000_gpu_days(self) -> float:
+        """False alerts normalised to 1,000 GPU-days of observation."""
+        return 1000.0 * self.false_alerts / self.gpu_days if self.gpu_days else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "interval_seconds": self.interval_seconds,
+            "gpu_days": round(self.gpu_days, 3),
+            "false_alerts": self.false_alerts,
+            "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
+            "false_alert_examples": self.false_alert_examples[:10],
+            "classes": {name: c.to_json() for name, c in self.classes.items()},
+        }
+
+
+@dataclass(slots=True)
+class EvalPlan:
+    """When and where to inject, and how long each fault stays."""
+
+    duration_seconds: float
+    interval_seconds: float = 30.0
+    spacing_seconds: float = 1200.0
+    hold_seconds: float = 600.0
+    grace_seconds: float = 900.0
+    warmup_seconds: float = 3600.0
+    seed: int = 0
+    classes: tuple[FaultClass, ...] = FAULT_CLASSES
+
+
+def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
+    rng = random.Random(plan.seed)
+    gpus = [(g.node, g.index) for g in fleet.gpu_refs()]
+    out: list[Injection] = []
+    order: list[FaultClass] = []
+    t = start + plan.warmup_seconds
+    end = start + plan.duration_seconds - plan.hold_seconds - plan.grace_seconds
+    while t < end:
+        if not order:
+            order = list(plan.classes)
+            rng.shuffle(order)
+        node, gpu = rng.choice(gpus)
+        at = t + rng.uniform(0.0, plan.spacing_seconds / 2)
+        out.append(Injection(order.pop(), node, gpu, at))
+        t += plan.spacing_seconds
+    return out
+
+
+class _Truth:
+    """Open fault windows by node and by workload, for attributing alerts."""
+
+    def __init__(self, fleet: Fleet, grace: float) -> None:
+        self.fleet = fleet
+        self.grace = grace
+        self.injections: list[Injection] = []
+
+    def _workload(self, node: str, gpu: int) -> str | None:
+        work = self.fleet.workload_on(node, gpu)
+        return None if work is None else f"{type(work).__name__}/{getattr(work, 'name', id(work))}"
+
+    def explains(self, node: str, gpu: int | None, at: float) -> Injection | None:
+        """An open fault window that accounts for an alert on ``node``/``gpu`` at ``at``."""
+        workload = self._workload(node, gpu) if gpu is not None else None
+        for inj in self.injections:
+            end = (inj.repaired_at if inj.repaired_at is not None else at) + self.grace
+            if not inj.started_at <= at <= end:
+                continue
+            if inj.node == node or (workload is not None and self._workload(inj.node, inj.gpu) == workload):
+                return inj
+        return None
+
+
+def _target(alert: Alert) -> tuple[str | None, int | None]:
+    node = alert.labels.get("Hostname")
+    gpu = alert.labels.get("gpu")
+    return node, int(gpu) if gpu is not None and gpu.isdigit() else None
+
+
+def run_fault_eval(
+    fleet: Fleet,
+    service: AnomalyService,
+    clock: FakeClock,
+    plan: EvalPlan,
+    before_tick: Callable[[], None] | None = None,
+) -> FaultEvalReport:
+    """Run the plan; ``before_tick`` lets the caller pump event watchers before each read."""
+    start = clock.time()
+    pending = _schedule(plan, fleet, start)
+    truth = _Truth(fleet, plan.grace_seconds)
+    false_alerts: list[dict[str, str]] = []
+    last_fit = start
+    end = start + plan.duration_seconds
+    while clock.time() < end:
+        tick_at = clock.time() + plan.interval_seconds
+        while pending and pending[0].started_at <= tick_at:
+            inj = pending.pop(0)
+            clock.advance(max(0.0, inj.started_at - clock.time()))
+            payload = {**inj.fault_class.payload, "node": inj.node, "gpu": inj.gpu}
+            inj.fault_id = fleet.inject(parse_fault(payload))
+            truth.injections.append(inj)
+        _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
+        clock.advance(tick_at - clock.time())
+        if before_tick is not None:
+            before_tick()
+        result = service.infer()
+        now = clock.time()
+        if now - last_fit >= service.cfg.fit_every_seconds:
+            service.fit()
+            last_fit = now
+        for alert in result.raised:
+            _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
+    gpus = len(fleet.gpu_refs())
+    observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
+    return FaultEvalReport(
+        classes=_summarise(truth.injections, plan),
+        gpu_days=gpus * observed / 86400.0,
+        false_alerts=len(false_alerts),
+        false_alert_examples=false_alerts,
+        interval_seconds=plan.interval_seconds,
+    )
+
+
+def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
+    for inj in injections:
+        if inj.repaired_at is None and now - inj.started_at >= hold:
+            if any(r.id == inj.fault_id for r in fleet.active_faults()):
+                fleet.clear_fault(inj.fault_id)
+            fleet.reset_gpu(inj.node, inj.gpu)
+            inj.repaired_at = now
+
+
+def _attribute(
+    alert: Alert, now: float, truth: _Truth, false_alerts: list[dict[str, str]], counted_from: float
+) -> None:
+    node, gpu = _target(alert)
+    if node is not None:
+        for inj in truth.injections:
+            open_now = inj.started_at <= now and (inj.repaired_at is None or now <= inj.repaired_at)
+            if inj.node == node and inj.gpu == gpu and open_now and inj.detected_at is None:
+                inj.detected_at = now
+                inj.detected_by = f"{alert.labels.get('alertname', '')}:{alert.labels.get('model', '')}"
+        if truth.explains(node, gpu, now) is not None:
+            return
+    if now >= counted_from:
+        false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}"})
+
+
+def _summarise(injections: list[Injection], plan: EvalPlan) -> dict[str, ClassResult]:
+    out = {c.name: ClassResult(c.name, c.hard) for c in plan.classes}
+    for inj in injections:
+        res = out[inj.fault_class.name]
+        res.injected += 1
+        if inj.detected_at is None:
+            continue
+        latency = inj.detected_at - inj.started_at
+        res.detected += 1
+        res.latencies.append(round(latency, 1))
+        res.detected_by[inj.detected_by] = res.detected_by.get(inj.detected_by, 0) + 1
+        deadline = plan.interval_seconds if inj.fault_class.hard else SOFT_DEADLINE_SECONDS
+        if latency <= deadline:
+            res.within_deadline += 1
+    return out
