@@ -31,7 +31,6 @@ from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from alerting.db import Base
 from alerting.notifiers.base import (
-    ChartSeries,
     Notification,
     Notifier,
     RunbookLinker,
@@ -39,15 +38,13 @@ from alerting.notifiers.base import (
     build_notification,
     idempotency_key,
 )
-from alerting.notifiers.charts import SeriesSource
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import Clock
 from gpuwarden.errors import BackendError
 
 logger = logging.getLogger(__name__)
 
 PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
-CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 
 
 class OutboxMessage(Base):
@@ -123,7 +120,6 @@ class Outbox:
         *,
         backoff: Backoff | None = None,
         runbook: RunbookLinker | None = None,
-        series_source: SeriesSource | None = None,
     ) -> None:
         names = [n.name for n in notifiers]
         duplicates = sorted({n for n in names if names.count(n) > 1})
@@ -134,7 +130,6 @@ class Outbox:
         self._clock = clock
         self._backoff = backoff or Backoff()
         self._runbook = runbook
-        self._series = series_source
         self.stats = OutboxStats()
 
     # --- enqueue -----------------------------------------------------------------------------------
@@ -150,14 +145,9 @@ class Outbox:
             )
 
     def _notification(self, change: IncidentChange) -> Notification:
-        series: tuple[ChartSeries, ...] = ()
-        if self._series is not None and change.kind in CHART_CHANGES:
-            try:
-                series = tuple(self._series.series_for(change.incident))
-            except Exception:
-                self.stats.errors += 1
-                logger.exception("series lookup failed incident_id=%s", change.incident.id)
-        return build_notification(change, runbook=self._runbook, series=series)
+        # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read
+        # by the notifier at delivery time).
+        return build_notification(change, runbook=self._runbook)
 
     def enqueue(self, change: IncidentChange) -> int:
         """Store the change for every notifier; returns how many rows were new (0 for a repeat)."""

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
-from gpuwarden.model import ActionResult, Incident
+from gpuwarden.model import ActionResult, ClusterRef, GpuRef, Incident, NodeRef, RackRef, Target, WorkloadRef
 
 
 class ChartSeries(BaseModel):
@@ -49,6 +49,7 @@ class Notification(BaseModel):
     state: str
     root_cause_kind: str
     root_cause_target: str
+    root_cause_fields: dict[str, str] = {}
     impact_summary: str = ""
     affected_targets: tuple[str, ...] = ()
     gpus_affected: int = 0
@@ -66,6 +67,22 @@ class Notification(BaseModel):
     def is_resolution(self) -> bool:
         """Whether this change resolved the incident."""
         return self.change is ChangeKind.RESOLVED
+
+
+def target_fields(target: Target) -> dict[str, str]:
+    """A target's non-empty identifying fields: ``node``, ``gpu``, ``uuid``, ``rack``, ``cluster``, ..."""
+    fields: dict[str, str] = {}
+    if isinstance(target, GpuRef):
+        fields = {"node": target.node, "gpu": str(target.index), "uuid": target.uuid}
+    elif isinstance(target, NodeRef):
+        fields = {"node": target.name, "cluster": target.cluster, "rack": target.rack}
+    elif isinstance(target, RackRef):
+        fields = {"rack": target.name, "cluster": target.cluster}
+    elif isinstance(target, ClusterRef):
+        fields = {"cluster": target.name}
+    elif isinstance(target, WorkloadRef):
+        fields = {"namespace": target.namespace, "name": target.name, "kind": target.kind.value}
+    return {k: v for k, v in fields.items() if v}
 
 
 def idempotency_key(change: IncidentChange) -> str:
@@ -119,6 +136,7 @@ def build_notification(
         state=incident.state.value,
         root_cause_kind=incident.root_cause.kind.value,
         root_cause_target=str(incident.root_cause.target),
+        root_cause_fields=target_fields(incident.root_cause.target),
         impact_summary=impact.summary,
         affected_targets=tuple(affected),
         gpus_affected=impact.gpus_affected,

@@ -14,8 +14,7 @@ from typing import Protocol
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from alerting.notifiers.base import ChartSeries
-from gpuwarden.model import Incident
+from alerting.notifiers.base import ChartSeries, Notification
 
 LINE_COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#17becf")
 ANOMALY_COLOUR = "#d62728"
@@ -23,9 +22,9 @@ BAND_COLOUR = "#7f7f7f"
 
 
 class SeriesSource(Protocol):
-    """Finds the series that show an incident's anomaly (evidence of its alerts, a PromQL range, ...)."""
+    """Finds the series that show an incident's anomaly (a PromQL range, ...); asked at delivery time."""
 
-    def series_for(self, incident: Incident) -> Sequence[ChartSeries]:
+    def series_for(self, notification: Notification) -> Sequence[ChartSeries]:
         """The series to chart; empty when there is nothing to draw."""
         ...
 

@@ -1,8 +1,9 @@
 """Where chart series come from: a PromQL range query per fault kind, filled in from the root-cause target.
 
-Queries are ``string.Template`` strings over the target's fields: ``$node``, ``$gpu`` (index), ``$uuid``,
-``$rack``, ``$cluster``, ``$namespace``, ``$name``. A fault kind without a query, or a query naming a field
-the target lacks, draws no chart. Values are escaped for PromQL string literals.
+Queries are ``string.Template`` strings over the root-cause target's fields: ``$node``, ``$gpu`` (index),
+``$uuid``, ``$rack``, ``$cluster``, ``$namespace``, ``$name``. A fault kind without a query, or a query
+naming a field the target lacks, draws no chart. Values are escaped for PromQL string literals. The Slack
+notifier asks at delivery time, off the incident engine's path.
 """
 
 from __future__ import annotations
@@ -15,11 +16,11 @@ from typing import Any
 
 import httpx
 
-from alerting.notifiers.base import ChartSeries
+from alerting.notifiers.base import ChartSeries, Notification
 from gpuwarden.clock import Clock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import SourceError
-from gpuwarden.model import ClusterRef, FaultKind, GpuRef, Incident, NodeRef, RackRef, Target, WorkloadRef
+from gpuwarden.model import FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -33,32 +34,17 @@ DEFAULT_QUERIES: Mapping[FaultKind, str] = {
     FaultKind.NODE_DOWN: 'up{instance=~"$node(:[0-9]+)?"}',
 }
 MAX_SERIES = 5
+AFTER_EVENT_SECONDS = 300.0
 
 
 def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', '\\"')
 
 
-def target_fields(target: Target) -> dict[str, str]:
-    """The template fields a target offers."""
-    if isinstance(target, GpuRef):
-        return {"node": target.node, "gpu": str(target.index), "uuid": target.uuid}
-    if isinstance(target, NodeRef):
-        return {"node": target.name, "cluster": target.cluster, "rack": target.rack}
-    if isinstance(target, RackRef):
-        return {"rack": target.name, "cluster": target.cluster}
-    if isinstance(target, ClusterRef):
-        return {"cluster": target.name}
-    if isinstance(target, WorkloadRef):
-        return {"namespace": target.namespace, "name": target.name, "kind": target.kind.value}
-    return {}
-
-
-def render_query(template: str, target: Target) -> str | None:
-    """The PromQL for a target, or None when the template needs a field the target lacks."""
-    fields = {k: _escape(v) for k, v in target_fields(target).items() if v}
+def render_query(template: str, fields: Mapping[str, str]) -> str | None:
+    """The PromQL for a target's fields, or None when the template needs a field the target lacks."""
     try:
-        return Template(template).substitute(fields)
+        return Template(template).substitute({k: _escape(v) for k, v in fields.items() if v})
     except KeyError:
         return None
 
@@ -118,15 +104,16 @@ class PromQLSeriesSource:
         """Close the HTTP client."""
         self._client.close()
 
-    def series_for(self, incident: Incident) -> Sequence[ChartSeries]:
-        """The last ``window_seconds`` of the fault kind's query; empty when there is none or it fails."""
-        template = self._queries.get(incident.root_cause.kind)
-        if template is None:
+    def series_for(self, notification: Notification) -> Sequence[ChartSeries]:
+        """``window_seconds`` of the fault kind's query up to the event (plus a little, never past now)."""
+        try:
+            template = self._queries.get(FaultKind(notification.root_cause_kind))
+        except ValueError:
             return []
-        query = render_query(template, incident.root_cause.target)
+        query = None if template is None else render_query(template, notification.root_cause_fields)
         if query is None:
             return []
-        end = self._clock.time()
+        end = min(self._clock.time(), notification.event_at.timestamp() + AFTER_EVENT_SECONDS)
         params: dict[str, str | float] = {
             "query": query,
             "start": end - self._window,
@@ -139,7 +126,10 @@ class PromQLSeriesSource:
         except (httpx.HTTPError, ValueError, SourceError) as exc:
             # No chart is better than no notification: the message goes out without it.
             logger.warning(
-                "chart series unavailable incident_id=%s query=%s error=%s", incident.id, query, exc
+                "chart series unavailable incident_id=%s query=%s error=%s",
+                notification.incident_id,
+                query,
+                exc,
             )
             return []
 

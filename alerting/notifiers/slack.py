@@ -15,7 +15,7 @@ channel id (``C...``); with a channel name configured the first post of an incid
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
@@ -25,9 +25,12 @@ from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 from slack_sdk.web import SlackResponse
 
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
 from alerting.notifiers.blocks import SlackMessage, incident_message, timeline_reply
-from alerting.notifiers.charts import render_chart
+from alerting.notifiers.charts import SeriesSource, render_chart
+from alerting.notifiers.series import series_source_from_config
+from alerting.subscriptions import ChangeKind
+from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import BackendError, ConfigError
 
@@ -38,6 +41,7 @@ RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
 HISTORY_LOOKBACK = 200
+CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
 
@@ -75,15 +79,29 @@ def _translate(method: str, exc: Exception) -> BackendError:
 class SlackNotifier:
     """Posts and maintains one Slack message per incident, with a thread of its timeline."""
 
-    def __init__(self, client: WebClient, channel: str, *, name: str = "slack", charts: bool = True) -> None:
+    def __init__(
+        self,
+        client: WebClient,
+        channel: str,
+        *,
+        name: str = "slack",
+        charts: bool = True,
+        series_source: SeriesSource | None = None,
+    ) -> None:
         self._client = client
         self._channel = channel
         self._name = name
         self._charts = charts
+        self._series = series_source
 
     @classmethod
-    def from_config(cls, config: SlackConfig, *, name: str = "slack") -> SlackNotifier:
-        """Build from the ``slack`` config section; the real Slack API unless ``base_url`` says otherwise."""
+    def from_config(
+        cls, config: SlackConfig, *, name: str = "slack", clock: Clock | None = None
+    ) -> SlackNotifier:
+        """Build from the ``slack`` config section; the real Slack API unless ``base_url`` says otherwise.
+
+        Charts read Prometheus at ``chart_prometheus_url`` when it is set.
+        """
         if config.bot_token is None:
             raise ConfigError("no bot token; set it to {env: SLACK_BOT_TOKEN}", field="slack.bot_token")
         client = make_client(
@@ -92,7 +110,8 @@ class SlackNotifier:
             timeout=config.timeout_seconds,
             rate_limit_retries=config.rate_limit_retries,
         )
-        return cls(client, config.channel, name=name, charts=config.charts)
+        series = series_source_from_config(config, clock or SystemClock())
+        return cls(client, config.channel, name=name, charts=config.charts, series_source=series)
 
     @property
     def name(self) -> str:
@@ -120,9 +139,11 @@ class SlackNotifier:
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
             )
-        if self._charts and notification.series and not thread.chart_posted:
-            self._attach_chart(notification, channel, ts)
-            save(replace(thread, chart_posted=True))
+        if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
+            series = self._chart_series(notification)
+            if series:
+                self._attach_chart(notification, series, channel, ts)
+                save(replace(thread, chart_posted=True))
         if retry and self._find_reply(channel, ts, notification.key):
             logger.info(
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
@@ -224,13 +245,23 @@ class SlackNotifier:
             if cursor is None:
                 return False
 
-    def _attach_chart(self, n: Notification, channel: str, ts: str) -> None:
+    def _chart_series(self, n: Notification) -> Sequence[ChartSeries]:
+        """Series carried by the notification, else read from the series source (never raises)."""
+        if n.series or self._series is None:
+            return n.series
         try:
-            png = render_chart(n.series, f"{n.priority} {n.title}")
+            return self._series.series_for(n)
+        except Exception:  # a chart is optional: a broken source must not block the message
+            logger.exception("chart series lookup failed incident_id=%s", n.incident_id)
+            return ()
+
+    def _attach_chart(self, n: Notification, series: Sequence[ChartSeries], channel: str, ts: str) -> None:
+        try:
+            png = render_chart(series, f"{n.priority} {n.title}")
         except ValueError as exc:
             logger.warning("chart not drawn incident_id=%s error=%s", n.incident_id, exc)
             return
-        names = ", ".join(s.name for s in n.series)
+        names = ", ".join(s.name for s in series)
         self._call(
             "files_upload_v2",
             lambda: self._client.files_upload_v2(

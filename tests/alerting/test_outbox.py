@@ -19,7 +19,7 @@ from sqlalchemy import Engine, inspect
 
 from alerting.db import Base, make_engine
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
@@ -242,10 +242,11 @@ def test_chart_of_the_anomalous_series_is_attached_when_the_incident_opens(
     engine: Engine, recorder: SlackRecorder
 ) -> None:
     class Series:
-        def series_for(self, incident: object) -> list[object]:
+        def series_for(self, notification: Notification) -> list[ChartSeries]:
             return [gpu_temperature()]
 
-    outbox = Outbox(engine, [slack(recorder)], FakeClock(), series_source=Series())  # type: ignore[arg-type]
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    outbox = Outbox(engine, [SlackNotifier(client, "#gpu-incidents", series_source=Series())], FakeClock())
     incident = make_incident()
     outbox(change(incident, ChangeKind.OPENED, 0, "opened"))
     outbox(change(incident, ChangeKind.UPDATED, 1, "more alerts"))

@@ -49,6 +49,7 @@ def test_notification_snapshots_what_the_message_shows() -> None:
     assert n.priority == "P1"
     assert n.state == "mitigating"
     assert n.root_cause_target == "rack/r07"
+    assert n.root_cause_fields == {"rack": "r07", "cluster": "c1"}
     assert n.affected_targets == ("rack/r07", "training_job/research/llm-70b")
     assert (n.nodes_affected, n.gpus_affected) == (8, 64)
     assert n.runbook_url == "https://runbooks.example/gpu/rack_down.yaml"

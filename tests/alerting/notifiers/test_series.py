@@ -6,6 +6,7 @@ import itertools
 import threading
 import time
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -13,6 +14,7 @@ from typing import Any
 import httpx
 import pytest
 
+from alerting.notifiers.base import Notification, build_notification, target_fields
 from alerting.notifiers.charts import render_chart
 from alerting.notifiers.series import (
     PromQLSeriesSource,
@@ -20,31 +22,36 @@ from alerting.notifiers.series import (
     render_query,
     series_source_from_config,
 )
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import SourceError
 from gpuwarden.model import FaultKind, GpuRef, NodeRef, Priority, RackRef, RootCause
-from tests.alerting.notifiers.incidents import make_incident
+from tests.alerting.notifiers.incidents import change, make_incident
 from tests.integration.servers import free_port, require_binary, running
 
 
-def gpu_incident(kind: FaultKind = FaultKind.THERMAL, node: str = "n0701", index: int = 3) -> Any:
+def gpu_notification(
+    kind: FaultKind = FaultKind.THERMAL, node: str = "n0701", index: int = 3
+) -> Notification:
     incident = make_incident(priority=Priority.P2, title="GPU 3 on n0701 throttling")
     incident.root_cause = RootCause(kind, GpuRef(node, index, "GPU-abc"))
-    return incident
+    return build_notification(change(incident, ChangeKind.OPENED, 0, "opened"))
 
 
 def test_query_is_filled_from_the_target_and_escaped() -> None:
-    assert render_query('DCGM_FI_DEV_GPU_TEMP{Hostname="$node",gpu="$gpu"}', GpuRef("n1", 3)) == (
+    fields = target_fields(GpuRef("n1", 3))
+    assert render_query('DCGM_FI_DEV_GPU_TEMP{Hostname="$node",gpu="$gpu"}', fields) == (
         'DCGM_FI_DEV_GPU_TEMP{Hostname="n1",gpu="3"}'
     )
-    assert render_query('up{instance="$node"}', NodeRef('evil"} or vector(1) #')) == (
+    assert render_query('up{instance="$node"}', target_fields(NodeRef('evil"} or vector(1) #'))) == (
         'up{instance="evil\\"} or vector(1) #"}'
     )
 
 
 def test_a_query_needing_a_field_the_target_lacks_gives_none() -> None:
-    assert render_query('x{gpu="$gpu"}', RackRef("c1", "r07")) is None
+    assert render_query('x{gpu="$gpu"}', target_fields(RackRef("c1", "r07"))) is None
+    assert render_query('x{uuid="$uuid"}', target_fields(GpuRef("n1", 3))) is None, "an empty uuid is missing"
 
 
 def test_matrix_answer_becomes_series() -> None:
@@ -84,7 +91,7 @@ def test_answers_that_are_not_a_matrix_are_source_errors(body: Any) -> None:
 def test_a_failing_prometheus_means_no_chart_not_no_notification() -> None:
     client = httpx.Client(transport=httpx.MockTransport(lambda r: httpx.Response(503, text="down")))
     source = PromQLSeriesSource("http://prometheus:9090", FakeClock(), client=client)
-    assert source.series_for(gpu_incident()) == []
+    assert source.series_for(gpu_notification()) == []
 
 
 def test_fault_kinds_without_a_query_draw_nothing() -> None:
@@ -94,7 +101,7 @@ def test_fault_kinds_without_a_query_draw_nothing() -> None:
     source = PromQLSeriesSource(
         "http://p", FakeClock(), client=httpx.Client(transport=httpx.MockTransport(fail))
     )
-    assert source.series_for(gpu_incident(FaultKind.RACK_DOWN)) == []
+    assert source.series_for(gpu_notification(FaultKind.RACK_DOWN)) == []
 
 
 class GpuTemperatures(BaseHTTPRequestHandler):
@@ -151,7 +158,8 @@ def test_series_of_the_hot_gpu_come_from_a_real_prometheus(tmp_path: Path, metri
         series: list[Any] = []
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
-            series = list(source.series_for(gpu_incident()))
+            n = gpu_notification().model_copy(update={"event_at": datetime.now(UTC)})
+            series = list(source.series_for(n))
             if series and len(series[0].values) >= 3:
                 break
             time.sleep(0.5)
@@ -173,3 +181,25 @@ def test_config_turns_the_chart_source_on() -> None:
     source = series_source_from_config(SlackConfig(chart_prometheus_url="http://p:9090"), FakeClock())
     assert isinstance(source, PromQLSeriesSource)
     source.close()
+
+
+def test_the_range_ends_a_little_after_the_event_and_never_in_the_future() -> None:
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+    clock = FakeClock()
+    source = PromQLSeriesSource(
+        "http://p", clock, window_seconds=600, client=httpx.Client(transport=httpx.MockTransport(answer))
+    )
+    long_ago = gpu_notification().model_copy(update={"event_at": clock.now() - timedelta(hours=2)})
+    just_now = gpu_notification().model_copy(update={"event_at": clock.now()})
+    assert source.series_for(long_ago) == []
+    assert source.series_for(just_now) == []
+    ends = [float(r.url.params["end"]) for r in asked]
+    starts = [float(r.url.params["start"]) for r in asked]
+    assert ends == [clock.time() - 7200 + 300, clock.time()]
+    assert [e - s for s, e in zip(starts, ends, strict=True)] == [600, 600]
+    assert asked[0].url.params["query"] == 'DCGM_FI_DEV_GPU_TEMP{Hostname="n0701",gpu="3"}'

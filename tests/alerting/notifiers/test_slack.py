@@ -9,7 +9,7 @@ import pytest
 from pydantic import SecretStr
 
 from alerting.notifiers import slack as slack_module
-from alerting.notifiers.base import Notification, ThreadState, build_notification
+from alerting.notifiers.base import ChartSeries, Notification, ThreadState, build_notification
 from alerting.notifiers.blocks import (
     ACTION_ACKNOWLEDGE,
     ACTION_APPROVE,
@@ -234,3 +234,40 @@ def test_retry_reads_every_page_of_a_long_thread(
     assert len(recorder.replies(parent.ts)) == 5, "the resolution on the third page was found"
     reads = [c for c in recorder.calls if c.method == "conversations.replies"]
     assert len(reads) == 3
+
+
+class CountingSource:
+    """A series source that counts questions and can be broken."""
+
+    def __init__(self, *, broken: bool = False) -> None:
+        self.asked: list[str] = []
+        self.broken = broken
+
+    def series_for(self, notification: Notification) -> list[ChartSeries]:
+        self.asked.append(notification.change.value)
+        if self.broken:
+            raise RuntimeError("prometheus exploded")
+        return [gpu_temperature()]
+
+
+def test_series_source_is_asked_at_delivery_only_when_the_incident_opens(recorder: SlackRecorder) -> None:
+    source = CountingSource()
+    client = make_client(recorder.token, base_url=recorder.base_url)
+    notifier, threads = SlackNotifier(client, "#gpu-incidents", series_source=source), Threads()
+    for c in lifecycle():
+        deliver(notifier, threads, build_notification(c))
+    assert source.asked == ["opened"]
+    assert len(recorder.files()) == 1
+    assert threads.state.chart_posted
+
+
+def test_a_broken_series_source_costs_the_chart_not_the_message(recorder: SlackRecorder) -> None:
+    client = make_client(recorder.token, base_url=recorder.base_url)
+    notifier, threads = (
+        SlackNotifier(client, "#gpu-incidents", series_source=CountingSource(broken=True)),
+        Threads(),
+    )
+    deliver(notifier, threads, build_notification(lifecycle()[0]))
+    assert len(recorder.channel_messages()) == 1
+    assert recorder.files() == []
+    assert not threads.state.chart_posted
