@@ -4,17 +4,26 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 from urllib.parse import urlencode
 
 import pytest
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
 from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import Outbox
+from alerting.scenarios import fleet_inventory, node_failure
 from alerting.slack_interactions import slack_interaction_routes, slack_signature
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
-from gpuwarden.model import Incident
+from gpuwarden.model import Incident, IncidentState
 from tests.alerting.notifiers.incidents import make_incident
 
 with warnings.catch_warnings():
@@ -226,3 +235,39 @@ def test_ssl_check_is_answered(client: TestClient, clock: FakeClock, actions: Re
 def test_routes_need_a_signing_secret(actions: RecordingActions, clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="signing secret"):
         slack_interaction_routes("", actions, clock)
+
+
+def test_a_button_press_reaches_the_engine_and_the_slack_message_follows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    sql = make_engine(str(tmp_path / "gpuwarden.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, AlertingConfig(), inventory=fleet_inventory())
+    with SlackRecorder() as recorder:
+        notifier = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        outbox = Outbox(sql, [notifier], clock)
+        engine.subscribe(outbox)
+        engine.ingest(node_failure(3, 2, clock.now()))
+        outbox.dispatch_due()
+        [parent] = recorder.channel_messages()
+        blocks = parent.attachments[0]["blocks"]
+        ack = next(
+            e
+            for b in blocks
+            if b["type"] == "actions"
+            for e in b["elements"]
+            if e["action_id"] == ACTION_ACKNOWLEDGE
+        )
+
+        client = TestClient(Starlette(routes=slack_interaction_routes(SECRET, engine, clock)))
+        body = button_body(ACTION_ACKNOWLEDGE, ack["value"], user="bob")
+        assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).json()["actions"][0][
+            "ok"
+        ]
+        outbox.dispatch_due()
+
+        assert engine.store.get(ack["value"]).state is IncidentState.ACKNOWLEDGED
+        [parent] = recorder.channel_messages()
+        summary = str(parent.attachments[0]["blocks"][1])
+        assert "*State*\\nacknowledged" in summary
+        assert ACTION_ACKNOWLEDGE not in str(parent.attachments[0]["blocks"])
+        assert "acknowledged by slack:bob" in recorder.replies(parent.ts)[-1].text
