@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 
 import numpy as np
@@ -30,6 +31,8 @@ class AdaptiveDetector:
         self._models: dict[ThresholdParams, AdaptiveThresholds] = {}
         self._patterns = [q.name for q in cfg.queries] + list(cfg.adaptive_metrics)
         self._scored: dict[str, bool] = {}
+        self._floors = dict(cfg.min_deviation_by_metric)
+        self._params: dict[str, ThresholdParams] = {}
 
     def scores(self, query: str) -> bool:
         """Whether ``query`` is one of the configured queries or matches ``adaptive_metrics``."""
@@ -38,9 +41,20 @@ class AdaptiveDetector:
             known = self._scored[query] = any(fnmatch.fnmatchcase(query, p) for p in self._patterns)
         return known
 
+    def params_for(self, query: str) -> ThresholdParams:
+        """The query's settings: its own, else the defaults, with the metric's band floor if one is set."""
+        params = self._params.get(query)
+        if params is None:
+            params = self._per_query.get(query, self.default)
+            floors = [v for pattern, v in self._floors.items() if fnmatch.fnmatchcase(query, pattern)]
+            if floors:
+                params = dataclasses.replace(params, min_deviation=max(params.min_deviation, *floors))
+            self._params[query] = params
+        return params
+
     def model_for(self, query: str) -> AdaptiveThresholds:
         """The model scoring ``query`` (shared by queries with equal settings)."""
-        params = self._per_query.get(query, self.default)
+        params = self.params_for(query)
         model = self._models.get(params)
         if model is None:
             model = self._models[params] = AdaptiveThresholds(params)

@@ -1,4 +1,4 @@
-"""The ``fleet`` detector: each GPU against its peers (same model, job or node), not its own history.
+"""The ``fleet`` detector: each GPU against its peers (same model and same job), not its own history.
 
 Per query and peer group, the robust centre (median) and spread (MAD) are taken across the group; a GPU's
 robust z-score is smoothed over ticks so only a persistent gap (a straggler, a lemon GPU) reaches the
@@ -7,7 +7,8 @@ threshold, while one noisy sample does not. Groups smaller than ``min_peers`` ar
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import re
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 
@@ -17,6 +18,19 @@ from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
 
 _MAD_TO_SIGMA = 1.4826
+# Replica suffixes of pod names: StatefulSet ordinals and Deployment/ReplicaSet hashes.
+_REPLICA_SUFFIX = re.compile(r"(-[0-9a-f]{8,10})?(-[a-z0-9]{5}|-\d+)$")
+
+
+def peer_key(labels: Mapping[str, str], peer_labels: Sequence[str]) -> tuple[str, ...] | None:
+    """The peer group of a GPU: its model plus its workload (Slurm job, or namespace and pod without the
+    replica suffix). None for a GPU that runs nothing known: idle GPUs are not compared with busy ones."""
+    job = labels.get("slurm_job", "")
+    pod = labels.get("pod", "")
+    if not job and not pod:
+        return None
+    workload = job or f"{labels.get('namespace', '')}/{_REPLICA_SUFFIX.sub('', pod)}"
+    return (*(labels.get(p, "") for p in peer_labels), workload)
 
 
 class FleetDetector:
@@ -62,18 +76,15 @@ class FleetDetector:
 
     def robust_z(self, step: Step) -> FloatArray:
         """Each series' robust z-score within its peer group (NaN where the group is too small)."""
-        codes: dict[tuple[str, ...], int] = {}
+        codes: dict[tuple[str, ...] | None, int] = {None: -1}
         group = np.fromiter(
-            (
-                codes.setdefault(tuple(lab.get(p, "") for p in self.peer_labels), len(codes))
-                for lab in step.labels
-            ),
+            (codes.setdefault(peer_key(lab, self.peer_labels), len(codes)) for lab in step.labels),
             np.int64,
             len(step.labels),
         )
         x = step.value
         z = np.full(x.size, np.nan)
-        ok = np.flatnonzero(np.isfinite(x))
+        ok = np.flatnonzero(np.isfinite(x) & (group >= 0))
         order = ok[np.lexsort((x[ok], group[ok]))]
         bounds = np.flatnonzero(np.diff(group[order])) + 1
         for members in np.split(order, bounds):

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import time
 
 from anomaly.faulteval import EvalPlan, run_fault_eval
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from exporters.nvml_collector import NvmlCollector
+from exporters.simulated import SimCgroupResolver, SimPodAssignments
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
@@ -27,6 +29,7 @@ def build(nodes: int, gpus: int, seed: int, interval: float):
     clock = FakeClock()
     fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
     collectors, watchers = [], []
+    kubelet = SimPodAssignments(fleet)
     for node in fleet.nodes:
         nvml = SimNvml(fleet, node.name)
         nvml.nvmlInit()
@@ -34,7 +37,10 @@ def build(nodes: int, gpus: int, seed: int, interval: float):
         watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
         watcher.register()
         watchers.append(watcher)
-        collectors.append(NvmlCollector(nvml, hostname=node.name, xids=ledger))
+        resolver = SimCgroupResolver(fleet, node.name)
+        collectors.append(
+            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
+        )
     source = CollectorSource(collectors, clock)
     service = AnomalyService(AnomalyConfig(infer_every_seconds=interval), [source], clock)
 
@@ -54,6 +60,9 @@ def main() -> None:
     parser.add_argument("--interval", type=float, default=30.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    logging.basicConfig(
+        level=logging.ERROR
+    )  # the simulator lacks encoder/decoder calls; keep stdout one line
     clock, fleet, service, pump = build(args.nodes, args.gpus, args.seed, args.interval)
     plan = EvalPlan(duration_seconds=args.days * 86400, interval_seconds=args.interval, seed=args.seed)
     started = time.perf_counter()

@@ -135,6 +135,17 @@ class AnomalyConfig(Section):
         ],
         description="metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all",
     )
+    min_deviation_by_metric: dict[str, float] = Field(
+        default_factory=lambda: {
+            "DCGM_FI_DEV_GPU_TEMP": 5.0,
+            "DCGM_FI_DEV_MEMORY_TEMP": 5.0,
+            "DCGM_FI_DEV_POWER_USAGE": 50.0,
+            "DCGM_FI_DEV_SM_CLOCK": 150.0,
+            "DCGM_FI_DEV_GPU_UTIL": 15.0,
+            "DCGM_FI_DEV_FB_USED": 2048.0,
+        },
+        description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
+    )
     pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
     infer_every_seconds: float = Field(30.0, gt=0)
     fit_every_seconds: float = Field(3600.0, gt=0)
@@ -191,6 +202,8 @@ class AlertingConfig(Section):
     tick_interval_seconds: float = Field(5.0, gt=0)
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
+    inventory_file: str | None = Field(None, description="YAML inventory: nodes, racks, workload placement")
+    sim_inventory: bool = Field(False, description="use the simulated fleet (sim section) as the inventory")
 
 
 class TracingConfig(Section):

@@ -10,7 +10,7 @@ Q = "DCGM_FI_DEV_SM_CLOCK"
 
 
 def labels(n: int, model: str = "H100") -> list[dict[str, str]]:
-    return [{"UUID": f"GPU-{model}-{i}", "modelName": model} for i in range(n)]
+    return [{"UUID": f"GPU-{model}-{i}", "modelName": model, "slurm_job": "42"} for i in range(n)]
 
 
 def run(det: FleetDetector, rows: list[np.ndarray], labs: list[dict[str, str]]) -> list[np.ndarray]:
@@ -52,3 +52,22 @@ def test_groups_smaller_than_min_peers_are_not_scored():
     rows = [np.array([1000.0, 2000.0, 3000.0])] * 5
     scores = run(FleetDetector([Q], min_peers=4), rows, labels(3))
     assert (scores[-1] == 0).all()
+
+
+def test_idle_gpus_are_not_compared_with_busy_ones():
+    labs = labels(8)
+    labs[3] = {"UUID": "GPU-idle", "modelName": "H100"}  # no job, no pod: runs nothing
+    rows = [np.r_[np.full(3, 1980.0), [345.0], np.full(4, 1980.0)] for _ in range(10)]
+    scores = run(FleetDetector([Q]), rows, labs)
+    assert scores[-1][3] == 0
+
+
+def test_inference_replicas_of_one_service_are_peers_and_other_services_are_not():
+    from anomaly.fleet import peer_key
+
+    a = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-chat-0"}, ["modelName"])
+    b = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-chat-12"}, ["modelName"])
+    c = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-embed-3"}, ["modelName"])
+    d = peer_key({"modelName": "H100", "namespace": "inf", "pod": "api-7d9f8b6c5d-x2x7q"}, ["modelName"])
+    assert a == b != c
+    assert d == ("H100", "inf/api")
