@@ -136,6 +136,8 @@ class IncidentEngine:
             for i, w in enumerate(self.config.maintenance_windows)
         ]
         self._open: dict[str, _Open] = {}
+        self._hold = timedelta(seconds=self.config.announce_delay_seconds)
+        self._unannounced: dict[str, datetime] = {}
         self.counters: dict[str, int] = {
             "alerts_received": 0,
             "alerts_muted": 0,
@@ -153,6 +155,23 @@ class IncidentEngine:
             self._listeners.append(listener)
 
     def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+        """Tell listeners, holding back new incidents for the announce delay (like Alertmanager's group_wait).
+
+        An incident merged or resolved before its announcement is never announced; changes of a held
+        incident fold into its announcement.
+        """
+        out: list[tuple[str, ChangeKind, TimelineRow]] = []
+        for incident_id, kind, event in changes:
+            if kind is ChangeKind.OPENED and self._hold > timedelta(0):
+                self._unannounced[incident_id] = event.at
+            elif incident_id in self._unannounced:
+                if kind is ChangeKind.RESOLVED:
+                    del self._unannounced[incident_id]
+            else:
+                out.append((incident_id, kind, event))
+        self._emit(out)
+
+    def _emit(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         if not self._listeners or not changes:
             return
         cache: dict[str, Incident] = {}
@@ -161,13 +180,28 @@ class IncidentEngine:
                 cache[incident_id] = self.store.get(incident_id)
             incident = cache[incident_id]
             match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
-            change = IncidentChange(kind, incident, match or incident.timeline[-1])
-            for listener in list(self._listeners):
-                try:
-                    listener(change)
-                except Exception:  # loop boundary: a listener must never break ingest
-                    self.counters["listener_errors"] += 1
-                    logger.exception("incident listener failed", extra={"incident_id": incident_id})
+            self._call_listeners(IncidentChange(kind, incident, match or incident.timeline[-1]))
+
+    def _call_listeners(self, change: IncidentChange) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener(change)
+            except Exception:  # loop boundary: a listener must never break ingest
+                self.counters["listener_errors"] += 1
+                logger.exception("incident listener failed", extra={"incident_id": change.incident.id})
+
+    def _announce_due(self, now: datetime) -> None:
+        """Announce held incidents whose delay has passed, as they are now."""
+        due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
+        for incident_id in due:
+            del self._unannounced[incident_id]
+            if not self._listeners:
+                continue
+            incident = self.store.get(incident_id)
+            if incident.state is IncidentState.RESOLVED:
+                continue
+            opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
+            self._call_listeners(IncidentChange(ChangeKind.OPENED, incident, opened))
 
     # --- state rebuild --------------------------------------------------------------------------
 
@@ -194,6 +228,9 @@ class IncidentEngine:
                 )
             ).all()
             for row in rows:
+                # A crash may have come between opening and announcing: announce again (listeners such
+                # as the outbox dedupe by the event's idempotency key).
+                self._unannounced[row.id] = row.opened_at
                 self._open[row.id] = _Open(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
@@ -355,12 +392,9 @@ class IncidentEngine:
                     {"fingerprint": row.fingerprint},
                 )
             if not row.flapping:
-                self._event(
-                    batch,
-                    inc.id,
-                    f"alert_{status.value}",
-                    f"alert {_describe(row.labels)} {status.value}",
-                    {"fingerprint": row.fingerprint},
+                key = f"{inc.id}\0alert_{status.value}"
+                batch.added.setdefault(key, []).append(
+                    (row.fingerprint, _describe(row.labels), member.kind.value)
                 )
             batch.touched.add(inc.id)
             return
@@ -388,7 +422,8 @@ class IncidentEngine:
         inc.workloads = inc.workloads | member.location.workloads
         inc.last_alert_at = now
         row.incident_id = inc.id
-        batch.added.setdefault(inc.id, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
+        key = f"{inc.id}\0alert_added"
+        batch.added.setdefault(key, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
 
     def _open_incident(self, batch: _Batch, member: Member) -> _Open:
@@ -463,17 +498,18 @@ class IncidentEngine:
 
     def _finish(self, batch: _Batch) -> None:
         """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
-        for incident_id, added in batch.added.items():
-            # One timeline event per incident and transaction; it lists every alert that joined.
+        verbs = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
+        for key, added in batch.added.items():
+            # One timeline event per incident, kind and transaction; it lists every alert concerned.
+            incident_id, kind = key.split("\0")
             fps = [fp for fp, _, _ in added]
             first = added[0][1]
-            message = (
-                f"alert {first} firing" if len(added) == 1 else f"{len(added)} alerts joined (first: {first})"
-            )
+            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
+            message = single if len(added) == 1 else f"{len(added)} alerts {verbs[kind]} (first: {first})"
             data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
             if len(added) == 1:
                 data["fingerprint"] = fps[0]
-            self._event(batch, incident_id, "alert_added", message, data)
+            self._event(batch, incident_id, kind, message, data)
         pending = list(batch.touched)
         while pending:
             incident_id = pending.pop()
@@ -659,6 +695,7 @@ class IncidentEngine:
                 self._open.pop(incident_id, None)
                 self.counters["incidents_resolved"] += 1
             self._notify(batch.changes)
+            self._announce_due(now)
 
     # --- people ---------------------------------------------------------------------------------
 

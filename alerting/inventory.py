@@ -8,9 +8,14 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from pathlib import Path
+from typing import Any, Protocol
 
-from gpuwarden.model import WorkloadRef
+from pydantic import BaseModel, ConfigDict, Field
+
+from gpuwarden.config import load_yaml_model
+from gpuwarden.errors import ConfigError
+from gpuwarden.model import WorkloadKind, WorkloadRef
 
 GpuKey = tuple[str, int]
 """A GPU as (node name, index)."""
@@ -101,3 +106,85 @@ def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadI
     """Workloads with at least one unit on these GPUs."""
     wanted = set(gpus)
     return [w for w in inventory.workloads() if not wanted.isdisjoint(w.gpus)]
+
+
+# --- inventory files -------------------------------------------------------------------------------
+
+
+class _NodeEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    cluster: str
+    rack: str
+    gpus: int = Field(ge=0)
+    gpu_uuids: list[str] = Field(default_factory=list)
+
+
+class _WorkloadEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    kind: WorkloadKind
+    namespace: str = ""
+    name: str
+    units: list[list[str]] = Field(description='each unit (replica or rank) lists its GPUs as "node:index"')
+
+
+class InventoryFile(BaseModel):
+    """A static inventory as data: nodes, workloads with their units, spare GPUs per cluster."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    nodes: list[_NodeEntry] = Field(default_factory=list)
+    workloads: list[_WorkloadEntry] = Field(default_factory=list)
+    spare_gpus: dict[str, int] = Field(default_factory=dict)
+
+
+def _gpu_key(text: str) -> GpuKey:
+    node, _, index = text.rpartition(":")
+    if not node or not index.isdigit():
+        raise ValueError(f'GPU {text!r} must be "node:index"')
+    return node, int(index)
+
+
+def load_inventory(path: Path) -> StaticInventory:
+    """Read an inventory YAML file (errors name file, line and field)."""
+    data = load_yaml_model(path, InventoryFile)
+    try:
+        workloads = [
+            WorkloadInfo(
+                WorkloadRef(w.kind, w.namespace, w.name),
+                tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units),
+            )
+            for w in data.workloads
+        ]
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=str(path), field="workloads.units") from exc
+    nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
+    return StaticInventory(nodes, workloads, dict(data.spare_gpus))
+
+
+def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
+    """The inverse of ``load_inventory``: a mapping to write as YAML."""
+    return {
+        "nodes": [
+            {
+                "name": n.name,
+                "cluster": n.cluster,
+                "rack": n.rack,
+                "gpus": n.gpu_count,
+                "gpu_uuids": list(n.gpu_uuids),
+            }
+            for n in inventory.node_list
+        ],
+        "workloads": [
+            {
+                "kind": w.ref.kind.value,
+                "namespace": w.ref.namespace,
+                "name": w.ref.name,
+                "units": [sorted(f"{node}:{index}" for node, index in unit) for unit in w.units],
+            }
+            for w in inventory.workload_list
+        ],
+        "spare_gpus": dict(inventory.spare),
+    }

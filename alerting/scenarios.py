@@ -54,7 +54,9 @@ def fleet_inventory(racks: int = 8, spare_gpus: int = 0) -> StaticInventory:
     return StaticInventory(nodes, workloads, {CLUSTER: spare_gpus})
 
 
-def rack_failure(rack: int, start: datetime, seed: int = 0) -> list[Alert]:
+def rack_failure(
+    rack: int, start: datetime, seed: int = 0, stalled_job: str | None = "llm-70b"
+) -> list[Alert]:
     """Every alert a dead rack raises: node down, GPU lost, XID 79, exporter stale, job ranks stalled."""
     rng = random.Random(seed)
     alerts: list[Alert] = []
@@ -77,10 +79,12 @@ def rack_failure(rack: int, start: datetime, seed: int = 0) -> list[Alert]:
             alerts.append(
                 Alert({**gpu, "alertname": "DCGMExporterStale", "severity": "warning"}, starts_at=at(30))
             )
+            if stalled_job is None:
+                continue
             rank = (n - 1) * GPUS_PER_NODE + i
             alerts.append(
                 Alert(
-                    {**base, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": str(rank)},
+                    {**base, "alertname": "TrainingJobStalled", "slurm_job": stalled_job, "rank": str(rank)},
                     starts_at=at(60),
                 )
             )

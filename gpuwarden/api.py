@@ -27,6 +27,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.matchers import matcher_from_dict
 from alerting.silences import SilenceKind
 from alerting.store import IncidentNotFound
@@ -35,6 +36,7 @@ from alerting.topology import target_to_dict
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident
+from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
 
@@ -411,6 +413,27 @@ def create_app(
     app = Starlette(routes=[*handlers.routes(), *extra_routes], lifespan=lifespan)
     app.add_middleware(CatchAll, metrics=metrics)
     return app
+
+
+def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
+    """Adapt the simulated fleet to the engine's ``Inventory``: nodes, replicas, ranks and spare GPUs."""
+    nodes = [
+        NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
+    ]
+    workloads = [
+        WorkloadInfo(s.ref, tuple(frozenset({(g.node, g.index)}) for g in s.gpus))
+        for s in fleet.inference_services()
+    ]
+    workloads += [
+        WorkloadInfo(j.ref, tuple(frozenset({(g.node, g.index)}) for _, g in sorted(j.ranks.items())))
+        for j in fleet.training_jobs()
+    ]
+    used = {gpu for w in workloads for gpu in w.gpus}
+    spare: dict[str, int] = {}
+    for n in fleet.nodes:
+        free = sum(1 for g in n.gpus if (n.name, g.index) not in used and not g.lost) if n.up else 0
+        spare[n.cluster] = spare.get(n.cluster, 0) + free
+    return StaticInventory(nodes, workloads, spare)
 
 
 def _bad_matcher(index: int) -> Any:

@@ -17,11 +17,13 @@ from rich.console import Console
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import Inventory, load_inventory
 from alerting.migrate import upgrade
-from gpuwarden.api import BackgroundTask, create_app
+from gpuwarden.api import BackgroundTask, create_app, inventory_from_fleet
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig, load_config
 from gpuwarden.errors import ConfigError
+from gpuwarden.sim.fleet import fleet_from_config
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
@@ -56,7 +58,12 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     sql = make_engine(db)
     upgrade(sql)
     clock = SystemClock()
-    engine = IncidentEngine(sql, clock, cfg.alerting)
+    inventory: Inventory | None = None
+    if cfg.alerting.inventory_file:
+        inventory = load_inventory(Path(cfg.alerting.inventory_file))
+    elif cfg.alerting.sim_inventory:
+        inventory = inventory_from_fleet(fleet_from_config(cfg.sim, clock))
+    engine = IncidentEngine(sql, clock, cfg.alerting, inventory)
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
     routes: list[object] = []
     if cfg.slack.bot_token is not None:
@@ -104,7 +111,11 @@ def serve(
     if api.token is None:
         err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
         raise typer.Exit(1)
-    engine, background, routes = build_service(cfg, db or api.db)
+    try:
+        engine, background, routes = build_service(cfg, db or api.db)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
     app = create_app(engine, api, extra_routes=routes, background=background)  # type: ignore[arg-type]
     logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
     uvicorn.run(

@@ -43,6 +43,7 @@ def clock() -> FakeClock:
 def _engine(
     db: str, clock: FakeClock, inventory: StaticInventory | None = None, **cfg: object
 ) -> IncidentEngine:
+    cfg.setdefault("announce_delay_seconds", 0)
     config = AlertingConfig(**cfg)  # type: ignore[arg-type]
     return IncidentEngine(make_engine(db), clock, config, inventory)
 
@@ -323,3 +324,36 @@ def test_unknown_incident_actions_raise_not_found(db: str, clock: FakeClock) -> 
     engine = _engine(db, clock)
     with pytest.raises(IncidentNotFound):
         engine.acknowledge("inc-missing", "x")
+
+
+def test_new_incidents_are_announced_after_the_delay_and_merged_ones_never(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(), announce_delay_seconds=10)
+    seen: list[tuple[ChangeKind, str]] = []
+    engine.subscribe(lambda c: seen.append((c.kind, c.incident.root_cause.kind.value)))
+    engine.ingest([_gpu_alert("r07-n01", 0, "GPULost")])
+    engine.ingest([_gpu_alert("r07-n02", 0, "GPULost")])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n03"})])
+    clock.advance(9)
+    engine.tick()
+    assert seen == []
+    clock.advance(1)
+    engine.tick()
+    assert seen == [(ChangeKind.OPENED, "rack_down")]
+    clock.advance(1)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n04"})])
+    assert seen[-1][0] is ChangeKind.UPDATED
+
+
+def test_incident_resolved_before_its_announcement_is_never_announced(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, announce_delay_seconds=30, quiet_period_seconds=5)
+    seen: list[ChangeKind] = []
+    engine.subscribe(lambda c: seen.append(c.kind))
+    labels = {"alertname": "NodeDown", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    clock.advance(2)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(6)
+    engine.tick()
+    clock.advance(60)
+    engine.tick()
+    assert seen == []

@@ -13,10 +13,11 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from gpuwarden.api import create_app
+from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import ApiConfig
+from gpuwarden.config import ApiConfig, SimConfig
 from gpuwarden.model import label_fingerprint
+from gpuwarden.sim.fleet import fleet_from_config
 
 with warnings.catch_warnings():
     # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
@@ -213,3 +214,20 @@ def test_metrics_count_requests_alerts_and_open_incidents(client: TestClient) ->
     assert "gpuwarden_alerts_received_total 1.0" in text
     assert 'gpuwarden_incidents_open{priority="P2"} 1.0' in text
     assert client.get("/healthz").text == "ok"
+
+
+def test_simulated_fleet_adapts_to_an_inventory_with_placement_and_spare() -> None:
+    fleet = fleet_from_config(SimConfig(racks_per_cluster=2, nodes_per_rack=2), FakeClock())
+    inventory = inventory_from_fleet(fleet)
+    node = fleet.nodes[0]
+    info = inventory.node(node.name)
+    assert info is not None and (info.cluster, info.rack, info.gpu_count) == (
+        node.cluster,
+        node.rack,
+        len(node.gpus),
+    )
+    placed = {w.ref for w in inventory.workloads()}
+    assert placed == {s.ref for s in fleet.inference_services()} | {j.ref for j in fleet.training_jobs()}
+    total = sum(len(n.gpus) for n in fleet.nodes)
+    used = len({g for w in inventory.workloads() for g in w.gpus})
+    assert inventory.spare_gpus(node.cluster) == total - used

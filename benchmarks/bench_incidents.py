@@ -1,0 +1,280 @@
+"""Alertmanager vs gpuwarden on the same alert storms, in one run: one JSON line.
+
+Both servers are real processes on 127.0.0.1: Debian's Alertmanager 0.25 with a typical route
+(``group_by: [alertname, cluster]``; timers scaled down 30x so the run takes seconds: group_wait 1s,
+group_interval 2s) routing to a local webhook that counts notifications, and ``gpuwarden serve`` notifying
+a local Slack Web API stand-in (alerting.notifiers.recorder). Each storm fires in waves, then resolves.
+
+* ``notifications``: webhook POSTs Alertmanager made, and new top-level Slack messages gpuwarden posted
+  (in-place ``chat.update`` edits and thread replies ping nobody and are counted apart).
+* ``alerts_per_second``: distinct alerts ingested over HTTP (``POST /api/v2/alerts``, batches of 64 like
+  Prometheus, 4 concurrent clients), acknowledged by the server, same stream for both.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from alerting import scenarios
+from alerting.inventory import inventory_data
+from alerting.notifiers.recorder import SlackRecorder
+from gpuwarden.model import Alert
+
+TOKEN = "bench-token"
+BATCH = 64
+CLIENTS = 4
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"{url}: server exited with {proc.returncode}")
+        try:
+            if httpx.get(url, timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.1)
+    raise RuntimeError(f"{url} not ready")
+
+
+@contextmanager
+def process(argv: Sequence[str], ready: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+    with log.open("wb") as out:
+        proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env)
+        try:
+            wait_ready(ready, proc)
+            yield
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+class CountingReceiver:
+    """A webhook endpoint that counts Alertmanager's notifications."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.alerts = 0
+        lock = threading.Lock()
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with lock:
+                    owner.count += 1
+                    owner.alerts += len(body.get("alerts", []))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+def as_postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
+    starts = min(alert.starts_at or ends_at, datetime.now(UTC), ends_at)
+    return {"labels": dict(alert.labels), "startsAt": starts.isoformat(), "endsAt": ends_at.isoformat()}
+
+
+def post_all(url: str, headers: dict[str, str], items: list[dict[str, Any]], clients: int = CLIENTS) -> float:
+    """Post in batches of 64 with concurrent clients; return alerts per second (all must be 2xx)."""
+    batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
+    pools = [httpx.Client(timeout=60, headers=headers) for _ in range(clients)]
+
+    def send(i: int) -> None:
+        response = pools[i % clients].post(url, json=batches[i])
+        response.raise_for_status()
+
+    start = time.perf_counter()
+    with ThreadPoolExecutor(clients) as ex:
+        list(ex.map(send, range(len(batches))))
+    elapsed = time.perf_counter() - start
+    for c in pools:
+        c.close()
+    return len(items) / elapsed
+
+
+def storms(start: datetime) -> dict[str, list[Alert]]:
+    return {
+        "rack_power_loss": scenarios.rack_failure(7, start),
+        "two_unrelated_faults": scenarios.rack_failure(5, start, seed=1, stalled_job=None)
+        + scenarios.node_failure(2, 4, start),
+    }
+
+
+def relabel(alerts: list[Alert], cluster: str) -> list[Alert]:
+    return [Alert({**a.labels, "cluster": cluster}, starts_at=a.starts_at) for a in alerts]
+
+
+def run_storm(
+    alerts: list[Alert], targets: list[tuple[str, dict[str, str]]], settle: Callable[[], None]
+) -> None:
+    """Fire the storm in 4 waves 0.5 s apart (as rule evaluations would), let it settle, resolve it."""
+    waves = [alerts[i::4] for i in range(4)]
+    for wave in waves:
+        later = datetime.now(UTC) + timedelta(minutes=10)
+        for url, headers in targets:
+            post_all(url, headers, [as_postable(a, later) for a in wave], clients=1)
+        time.sleep(0.5)
+    time.sleep(4)
+    now = datetime.now(UTC)
+    for url, headers in targets:
+        post_all(url, headers, [as_postable(a, now) for a in alerts], clients=1)
+    settle()
+
+
+def main() -> None:
+    am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
+    gw_bin = str(Path(sys.executable).with_name("gpuwarden"))
+    work = Path(tempfile.mkdtemp(prefix="bench-incidents-"))
+    receiver = CountingReceiver()
+    am_port, gw_port = free_port(), free_port()
+    am_cfg = work / "am.yml"
+    am_cfg.write_text(
+        yaml.safe_dump(
+            {
+                "route": {
+                    "receiver": "hook",
+                    "group_by": ["alertname", "cluster"],
+                    "group_wait": "1s",
+                    "group_interval": "2s",
+                    "repeat_interval": "4h",
+                },
+                "receivers": [
+                    {"name": "hook", "webhook_configs": [{"url": receiver.url, "send_resolved": True}]}
+                ],
+            }
+        )
+    )
+    recorder = SlackRecorder().start()
+    inventory = work / "inventory.yaml"
+    inventory.write_text(yaml.safe_dump(inventory_data(scenarios.fleet_inventory())))
+    gw_cfg = work / "gw.yml"
+    gw_cfg.write_text(
+        yaml.safe_dump(
+            {
+                "slack": {
+                    "bot_token": {"env": "SLACK_BOT_TOKEN"},
+                    "base_url": recorder.base_url,
+                    "charts": False,
+                },
+                "alerting": {
+                    "quiet_period_seconds": 1,
+                    "tick_interval_seconds": 0.5,
+                    "announce_delay_seconds": 1,
+                    "inventory_file": str(inventory),
+                },
+            }
+        )
+    )
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, "SLACK_BOT_TOKEN": recorder.token}
+    am_argv = [
+        am_bin,
+        f"--config.file={am_cfg}",
+        f"--storage.path={work / 'am'}",
+        f"--web.listen-address=127.0.0.1:{am_port}",
+        "--cluster.listen-address=",
+    ]
+    gw_argv = [gw_bin, "serve", "--port", str(gw_port), "--db", str(work / "gw.db"), "--config", str(gw_cfg)]
+    am_url = f"http://127.0.0.1:{am_port}/api/v2/alerts"
+    gw_url = f"http://127.0.0.1:{gw_port}/api/v2/alerts"
+    auth = {"Authorization": f"Bearer {TOKEN}"}
+    result: dict[str, Any] = {"benchmark": "incidents", "scenarios": {}}
+    with (
+        process(am_argv, f"http://127.0.0.1:{am_port}/-/ready", work / "am.log"),
+        process(gw_argv, f"http://127.0.0.1:{gw_port}/healthz", work / "gw.log", env),
+    ):
+        targets = [(am_url, {}), (gw_url, auth)]
+        seen = 0
+        for name, alerts in storms(datetime.now(UTC)).items():
+            am_before, top_before = receiver.count, len(recorder.channel_messages())
+            calls_before = len(recorder.calls)
+
+            def settle() -> None:
+                # AM: group_interval ticks deliver the resolution; gpuwarden: quiet period + outbox drain.
+                time.sleep(6)
+
+            run_storm(alerts, targets, settle)
+            incidents = httpx.get(f"http://127.0.0.1:{gw_port}/api/v1/incidents", timeout=10).json()
+            am_n = receiver.count - am_before
+            fresh = incidents[: len(incidents) - seen]
+            seen = len(incidents)
+            gw_n = len(recorder.channel_messages()) - top_before
+            result["scenarios"][name] = {
+                "alerts": len(alerts),
+                "alertmanager_notifications": am_n,
+                "gpuwarden_notifications": gw_n,
+                "gpuwarden_slack_calls_incl_updates_and_thread_replies": len(recorder.calls) - calls_before,
+                "reduction": round(am_n / gw_n, 1) if gw_n else None,
+                "gpuwarden_incidents": [
+                    [
+                        i["priority"],
+                        i["root_cause"]["kind"],
+                        i["root_cause"]["target"].get("name"),
+                        i["state"],
+                    ]
+                    for i in fresh
+                ],
+            }
+        am_total = sum(s["alertmanager_notifications"] for s in result["scenarios"].values())
+        gw_total = sum(s["gpuwarden_notifications"] for s in result["scenarios"].values())
+        result["notifications"] = {"alertmanager": am_total, "gpuwarden": gw_total}
+        result["notification_reduction"] = round(am_total / gw_total, 1) if gw_total else None
+
+        # Throughput: the same fresh stream (new cluster labels => new fingerprints) to each server.
+        base = scenarios.rack_failure(7, datetime.now(UTC))
+        stream = [a for k in range(12) for a in relabel(base, f"bench{k}")]
+        later = datetime.now(UTC) + timedelta(minutes=10)
+        items = [as_postable(a, later) for a in stream]
+        result["throughput_alerts"] = len(items)
+        result["alerts_per_second"] = {
+            "alertmanager": round(post_all(am_url, {}, items)),
+            "gpuwarden": round(post_all(gw_url, auth, items)),
+        }
+    recorder.stop()
+    receiver.server.shutdown()
+    shutil.rmtree(work, ignore_errors=True)
+    result["targets_met"] = {
+        "notifications_10x_fewer": (result["notification_reduction"] or 0) >= 10,
+        "ingest_rate_at_least_alertmanager": result["alerts_per_second"]["gpuwarden"]
+        >= result["alerts_per_second"]["alertmanager"],
+    }
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
