@@ -11,11 +11,15 @@ from rich.console import Console
 from rich.table import Table
 
 from anomaly import nab
+from anomaly.promql import PromQLSource, PromQuery
+from anomaly.service import AnomalyService
 from anomaly.signatures import load_xid_catalog
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import read_series_csv, score_many, write_scored_csv
-from gpuwarden.config import AnomalyThresholdConfig, load_config
+from gpuwarden.clock import SystemClock
+from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig, load_config
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.model import Alert
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
@@ -85,6 +89,56 @@ def evaluate_nab(
         summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")
     console.print(summary_table)
     console.print("held-out = files never used to choose the defaults (anomaly.nab.is_tuning_file)")
+
+
+@anomaly_app.command("run")
+def run(
+    config: ConfigOption = None,
+    ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
+) -> None:
+    """Score the configured PromQL queries every infer_every_seconds and print alerts as JSON lines."""
+    try:
+        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from exc
+    if not cfg.queries:
+        err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
+        raise typer.Exit(1)
+    clock = SystemClock()
+    queries = [PromQuery(q.name, q.expr, q.step_seconds) for q in cfg.queries]
+    source = PromQLSource(cfg.prometheus_url, queries, clock, timeout_seconds=cfg.query_timeout_seconds)
+    service = AnomalyService(cfg, [source], clock, on_alert=_print_alert)
+    done = 0
+    try:
+        while ticks == 0 or done < ticks:
+            service.infer()
+            done += 1
+            health = source.health()
+            if not health.up:
+                err_console.print(f"source {health.name} down: {health.last_error}")
+            if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
+                service.fit()
+            if ticks == 0 or done < ticks:
+                clock.sleep(cfg.infer_every_seconds)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        source.close()
+
+
+def _print_alert(alert: Alert) -> None:
+    typer.echo(
+        json.dumps(
+            {
+                "status": alert.status.value,
+                "labels": dict(alert.labels),
+                "score": alert.score,
+                "recommended_action": alert.recommended_action.value,
+                "summary": alert.annotations.get("summary", ""),
+            }
+        )
+    )
 
 
 @anomaly_app.command("xid")

@@ -77,3 +77,20 @@ def test_xid_lookup_names_the_recommended_action():
     assert result.exit_code == 0
     assert "drain_and_reset" in result.output
     assert runner.invoke(app, ["anomaly", "xid", "99999"]).exit_code == 1
+
+
+def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+    )
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1"])
+    assert result.exit_code == 0, result.output
+    assert "source prometheus down" in result.output
+
+
+def test_run_refuses_a_config_without_queries():
+    result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
+    assert result.exit_code == 1
+    assert "anomaly.queries" in result.output

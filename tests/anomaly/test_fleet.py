@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from anomaly.fleet import FleetDetector
+from anomaly.fleet import FleetDetector, peer_key
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.sources import Frame
 
@@ -63,8 +63,6 @@ def test_idle_gpus_are_not_compared_with_busy_ones():
 
 
 def test_inference_replicas_of_one_service_are_peers_and_other_services_are_not():
-    from anomaly.fleet import peer_key
-
     a = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-chat-0"}, ["modelName"])
     b = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-chat-12"}, ["modelName"])
     c = peer_key({"modelName": "H100", "namespace": "inf", "pod": "llm-embed-3"}, ["modelName"])
