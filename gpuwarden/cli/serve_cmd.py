@@ -96,9 +96,6 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
 ) -> None:
     """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
         cfg = load_config(config)
     except ConfigError as exc:
@@ -112,7 +109,10 @@ def serve(
         err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
         raise typer.Exit(1)
     try:
-        engine, background, routes = build_service(cfg, db or api.db)
+        handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    engine, background, routes = build_service(cfg, db or api.db)
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc

@@ -1,0 +1,51 @@
+"""`gpuwarden incidents` against a real `gpuwarden serve` process."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
+
+runner = CliRunner()
+
+
+@pytest.mark.integration
+def test_list_show_ack_and_postmortem_through_the_api(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with gpuwarden_serve(tmp_path, str(tmp_path / "cli.db")) as (url, _):
+        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"}}
+        assert httpx.post(f"{url}/api/v2/alerts", json=[alert], headers=AUTH, timeout=10).status_code == 200
+
+        listed = runner.invoke(app, ["incidents", "list", "--url", url, "--output", "json"])
+        assert listed.exit_code == 0, listed.output
+        (item,) = json.loads(listed.stdout)
+        assert item["root_cause"]["kind"] == "node_down" and item["state"] == "triggered"
+
+        shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", url])
+        assert shown.exit_code == 0 and "node r01-n01" in shown.stdout
+
+        monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+        refused = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url])
+        assert refused.exit_code == 1
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        acked = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url, "--by", "alice"])
+        assert acked.exit_code == 0 and acked.stdout.strip() == f"{item['id']}: acknowledged"
+
+        md = runner.invoke(app, ["incidents", "postmortem", item["id"], "--url", url])
+        assert md.exit_code == 0 and md.stdout.startswith("# Postmortem draft: node r01-n01 is down")
+        assert "acknowledged by alice" in md.stdout
+
+        missing = runner.invoke(app, ["incidents", "show", "inc-none", "--url", url])
+        assert missing.exit_code == 1
+
+
+def test_unreachable_server_exits_2() -> None:
+    result = runner.invoke(app, ["incidents", "list", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2

@@ -1,0 +1,49 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import SecretStr
+from starlette.routing import Route
+from typer.testing import CliRunner
+
+from alerting import scenarios
+from alerting.inventory import inventory_data
+from gpuwarden.cli import app
+from gpuwarden.cli.serve_cmd import build_service
+from gpuwarden.config import GpuwardenConfig
+
+runner = CliRunner()
+
+
+def test_serve_refuses_to_start_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1
+    assert "GPUWARDEN_API_TOKEN" in result.output
+
+
+def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(tmp_path: Path) -> None:
+    cfg = GpuwardenConfig()
+    cfg.slack.bot_token = SecretStr("xoxb-test")
+    cfg.slack.signing_secret = SecretStr("signing")
+    cfg.slack.base_url = "http://127.0.0.1:9/api/"
+    engine, background, routes = build_service(cfg, str(tmp_path / "s.db"))
+    assert len(background) == 2  # engine tick and outbox dispatcher
+    assert any(isinstance(r, Route) and r.path == "/slack/interactions" for r in routes)
+    assert len(engine._listeners) == 1
+
+
+def test_without_slack_only_the_tick_runs(tmp_path: Path) -> None:
+    engine, background, routes = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))
+    assert (len(background), routes, engine._listeners) == (1, [], [])
+
+
+def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory_data(scenarios.fleet_inventory())))
+    cfg = GpuwardenConfig()
+    cfg.alerting.inventory_file = str(path)
+    engine, _, _ = build_service(cfg, str(tmp_path / "s.db"))
+    assert engine.inventory is not None and engine.inventory.node("r07-n01") is not None
