@@ -108,11 +108,11 @@ def serve(
     if api.token is None:
         err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
         raise typer.Exit(1)
-    try:
-        handler = logging.StreamHandler(sys.stderr)
+    handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    engine, background, routes = build_service(cfg, db or api.db)
+    try:
+        engine, background, routes = build_service(cfg, db or api.db)
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
