@@ -83,6 +83,7 @@ class AdaptiveDetector:
                     detector=self.name,
                     query=step.query,
                     labels=[step.labels[i] for i in rows.tolist()],
+                    ids=step.ids[rows],
                     score=scores.score,
                     value=step.value[rows],
                     yhat=scores.yhat,

@@ -112,6 +112,7 @@ class LevelShiftDetector:
                     detector=self.name,
                     query=query,
                     labels=step.labels,
+                    ids=step.ids,
                     score=scores,
                     value=step.value,
                     yhat=self.mean[step.ids],

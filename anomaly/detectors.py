@@ -14,7 +14,7 @@ from typing import Protocol
 import numpy as np
 
 from anomaly.series import View
-from anomaly.thresholds import FloatArray
+from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import RecommendedAction
 
@@ -35,6 +35,7 @@ class Findings:
     summary: str | Sequence[str] = ""
     alert_labels: Mapping[str, str] = field(default_factory=dict)
     immediate: bool = False  # deterministic evidence: alert on the first anomalous tick
+    ids: IntArray | None = None  # series ids of the rows, so the service can attach an evidence window
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""

@@ -118,6 +118,7 @@ class FleetDetector:
                     detector=self.name,
                     query=query,
                     labels=step.labels,
+                    ids=ids,
                     score=np.abs(smooth) / self.k,
                     value=step.value,
                     action=RecommendedAction.INVESTIGATE,

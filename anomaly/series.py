@@ -116,6 +116,58 @@ class CounterRates:
         self.last_time[ids] = np.nan
 
 
+class EvidenceBuffer:
+    """The last ``depth`` (time, value) samples of every series, in arrays: the evidence window of alerts."""
+
+    def __init__(self, depth: int = 10) -> None:
+        self.depth = depth
+        self.times = np.full((1024, depth), np.nan)
+        self.values = np.full((1024, depth), np.nan)
+        self.pos = np.zeros(1024, np.int64)
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.pos.size:
+            return
+        size = max(needed, 2 * self.pos.size)
+        times = np.full((size, self.depth), np.nan)
+        values = np.full((size, self.depth), np.nan)
+        pos = np.zeros(size, np.int64)
+        times[: self.pos.size], values[: self.pos.size], pos[: self.pos.size] = (
+            self.times,
+            self.values,
+            self.pos,
+        )
+        self.times, self.values, self.pos = times, values, pos
+
+    def push(self, ids: IntArray, values: FloatArray, at: float) -> None:
+        """Append one sample per id (ids unique)."""
+        if not ids.size:
+            return
+        self._grow(int(ids.max()) + 1)
+        slot = self.pos[ids] % self.depth
+        self.times[ids, slot] = at
+        self.values[ids, slot] = values
+        self.pos[ids] += 1
+
+    def window(self, sid: int) -> list[tuple[float, float]]:
+        """The series' remembered samples, oldest first, finite only."""
+        if sid >= self.pos.size:
+            return []
+        order = (np.arange(self.depth) + self.pos[sid]) % self.depth
+        return [
+            (float(t), float(v))
+            for t, v in zip(self.times[sid, order], self.values[sid, order], strict=True)
+            if np.isfinite(t) and np.isfinite(v)
+        ]
+
+    def reset(self, ids: IntArray) -> None:
+        """Forget series."""
+        ids = ids[ids < self.pos.size]
+        self.times[ids] = np.nan
+        self.values[ids] = np.nan
+        self.pos[ids] = 0
+
+
 @dataclass(frozen=True, slots=True)
 class Step:
     """One query at one time: ids, raw values and the values detectors score (rates for counters)."""

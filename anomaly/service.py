@@ -10,7 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 import numpy as np
 
@@ -19,7 +19,7 @@ from anomaly.changepoint import LevelShiftDetector
 from anomaly.detectors import Detector, DetectorRegistry, Findings
 from anomaly.fleet import FleetDetector
 from anomaly.multivariate import MultivariateDetector
-from anomaly.series import CounterRates, SeriesIndex, View, build_view
+from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Source
 from anomaly.writeback import AnomalyCollector, TickStats, output_labels
@@ -83,6 +83,7 @@ class AnomalyService:
         self.on_alert = on_alert
         self.index = SeriesIndex()
         self.counters = CounterRates()
+        self.evidence = EvidenceBuffer()
         self.collector = AnomalyCollector()
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, int] = {}
@@ -107,6 +108,9 @@ class AnomalyService:
             frames.extend(got)
         view = build_view(frames, self.index, self.counters, now)
         view.forgotten = self.index.expire(now, self.cfg.forget_after_seconds)
+        self.evidence.reset(view.forgotten)
+        for step in view.steps:
+            self.evidence.push(step.ids, step.value, step.at)
         result = TickResult()
         for detector in self.detectors:
             try:
@@ -170,7 +174,8 @@ class AnomalyService:
                 labels = output_labels(f.labels[i], f.query, f.detector)
                 labels.update(f.alert_labels)
                 labels.setdefault("alertname", DEFAULT_ALERTNAME)
-                alert = _make_alert(f, i, labels, at)
+                window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
+                alert = _make_alert(f, i, labels, at, window)
                 key = alert.fingerprint
                 active.add(key)
                 state = self.firing.get(key)
@@ -208,18 +213,22 @@ class AnomalyService:
                 )
 
 
-def _make_alert(f: Findings, i: int, labels: dict[str, str], at: datetime) -> Alert:
+def _make_alert(
+    f: Findings, i: int, labels: dict[str, str], at: datetime, window: list[tuple[float, float]]
+) -> Alert:
     annotations = {"summary": f.summary_at(i), "detector": f.detector}
     for name, arr in (("yhat", f.yhat), ("yhat_lower", f.lower), ("yhat_upper", f.upper)):
         if arr is not None:
             annotations[name] = f"{float(arr[i]):.6g}"
-    value = float(f.value[i])
+    evidence = tuple(EvidencePoint(at=datetime.fromtimestamp(t, UTC), value=v) for t, v in window)
+    if not evidence:
+        evidence = (EvidencePoint(at=at, value=float(f.value[i])),)
     return Alert(
         labels=labels,
         starts_at=at,
         annotations=annotations,
         source=AlertSource.ANOMALY,
         score=float(f.score[i]),
-        evidence=(EvidencePoint(at=at, value=value),),
+        evidence=evidence,
         recommended_action=f.action_at(i),
     )

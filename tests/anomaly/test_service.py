@@ -73,7 +73,11 @@ def test_a_lasting_temperature_spike_raises_one_alert_with_labels_score_and_acti
     assert alert.labels["alertname"] == "GpuwardenAnomaly"
     assert alert.source is AlertSource.ANOMALY
     assert alert.score is not None and alert.score > 1
-    assert alert.evidence[0].value == 95
+    # The evidence window: the series' last samples, oldest first, ending with the anomalous ones.
+    assert len(alert.evidence) == 10
+    assert [e.value for e in alert.evidence[-3:]] == [95, 95, 95]
+    assert abs(alert.evidence[0].value - 60) < 3
+    assert alert.evidence[0].at < alert.evidence[-1].at
     assert alert.recommended_action is RecommendedAction.INVESTIGATE
     assert float(alert.annotations["yhat_upper"]) < 95
     resolved = []
