@@ -527,6 +527,10 @@ class IncidentEngine:
         members = list(inc.members.values())
         if not members:
             return
+        if row.title and not any(m.firing or m.flapping for m in members):
+            # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
+            self._start_quiet(batch, inc, row)
+            return
         inc.root_path, root = root_cause(members, self.inventory)
         assessment = assess(inc.root_path, root, members, self.inventory, self.config.assume_spare_capacity)
         inc.workloads = self._workloads_of(inc, assessment)
@@ -568,11 +572,14 @@ class IncidentEngine:
                 },
                 change=None if is_new else ChangeKind.PRIORITY_CHANGED,
             )
-        live = [m for m in members if m.firing or m.flapping]
-        if live:
-            row.quiet_since = None
-        elif row.quiet_since is None:
-            row.quiet_since = now
+        row.quiet_since = None
+        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+            batch.changes.append((inc.id, ChangeKind.UPDATED, self._last_event(batch, inc.id)))
+
+    def _start_quiet(self, batch: _Batch, inc: _Open, row: IncidentRow) -> None:
+        row.updated_at = batch.now
+        if row.quiet_since is None:
+            row.quiet_since = batch.now
             self._event(batch, inc.id, "quiet", "all alerts resolved; waiting for the quiet period", {})
         if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
             batch.changes.append((inc.id, ChangeKind.UPDATED, self._last_event(batch, inc.id)))

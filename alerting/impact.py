@@ -52,8 +52,16 @@ def failed_gpus(
 ) -> set[GpuKey]:
     """GPUs that the outage took away (known through the inventory or the alerts' own labels)."""
     gpus: set[GpuKey] = set()
+    # The whole rack counts as lost only while it still looks dead: a rack alert or two nodes down.
+    down = {
+        m.location.path[2]
+        for m in members
+        if m.kind in OUTAGE_KINDS and m.firing and len(m.location.path) > 2
+    }
+    whole_rack = len(down) >= 2 or any(m.firing and m.location.path == root_path for m in members)
     if (
-        root.kind is FaultKind.RACK_DOWN
+        whole_rack
+        and root.kind is FaultKind.RACK_DOWN
         and len(root_path) == 2
         and inv is not None
         and root_path[1] != UNKNOWN

@@ -200,7 +200,9 @@ class AlertingConfig(Section):
     flap_stop_transitions: int = Field(2, ge=0)
     assume_spare_capacity: bool = True
     tick_interval_seconds: float = Field(5.0, gt=0)
-    announce_delay_seconds: float = Field(10.0, ge=0, description="hold a new incident back, like group_wait")
+    announce_delay_seconds: float = Field(
+        0.0, ge=0, description="hold a new incident back, like group_wait (10 s suits a storm)"
+    )
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
     inventory_file: str | None = Field(None, description="YAML inventory: nodes, racks, workload placement")

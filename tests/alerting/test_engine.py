@@ -22,6 +22,7 @@ from gpuwarden.model import (
     GpuRef,
     IncidentState,
     NodeRef,
+    Priority,
     RackRef,
     WorkloadKind,
     WorkloadRef,
@@ -357,3 +358,21 @@ def test_incident_resolved_before_its_announcement_is_never_announced(db: str, c
     clock.advance(60)
     engine.tick()
     assert seen == []
+
+
+def test_priority_drops_as_alerts_resolve_but_the_peak_stays_once_all_resolved(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    down = [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r01-n0{n}"}) for n in range(1, 9)]
+    engine.ingest(down)
+    (inc,) = _open(engine)
+    assert inc[1] == "P0"
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in down[1:]])
+    assert engine.store.get(inc[0]).priority is Priority.P2  # one replica of chat still lost
+    clock.advance(60)
+    engine.ingest([Alert(down[0].labels, status=AlertStatus.RESOLVED)])
+    incident = engine.store.get(inc[0])
+    assert incident.priority is Priority.P2
+    assert incident.timeline[-1].kind == "quiet"
