@@ -20,7 +20,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("nodedown|nodeunreachable|nodenotready|hostdown|instancedown|nodelost", FaultKind.NODE_DOWN),
     ("gpulost|gpumissing|falloffbus|felloffbus|gpuunavailable|gpudown", FaultKind.GPU_LOST),
     ("rowremapfail", FaultKind.ROW_REMAP_FAILURE),
-    ("rowremap", FaultKind.ROW_REMAP_PENDING),
+    ("rowremap|retire", FaultKind.ROW_REMAP_PENDING),
     ("jobstall|jobstuck|jobhang|trainingstall|jobstopped", FaultKind.JOB_STALLED),
     ("straggler|steptime", FaultKind.STRAGGLER),
     ("hung|gpustuck", FaultKind.HUNG_GPU),
@@ -28,7 +28,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("dbe|doublebit|uncorrectable", FaultKind.ECC_DBE),
     ("sbe|singlebit|correctable|ecc", FaultKind.ECC_SBE_STORM),
     ("thermal|temperature|overheat", FaultKind.THERMAL),
-    ("powerbrake|powercap|throttl", FaultKind.POWER_BRAKE),
+    ("powerbrake|powercap|throttl|slowdown", FaultKind.POWER_BRAKE),
     ("memoryleak|memleak", FaultKind.MEMORY_LEAK),
     (
         "slo|errorrate|errors|latency|5xx|servicedown|endpointdown|burn|unavailable",

@@ -1,0 +1,32 @@
+from __future__ import annotations
+
+import pytest
+
+from alerting.faults import classify
+from gpuwarden.model import FaultKind
+
+
+@pytest.mark.parametrize(
+    ("labels", "kind"),
+    [
+        ({"alertname": "GpuXidError", "xid": "79"}, FaultKind.GPU_LOST),
+        ({"alertname": "GpuXidError", "xid": "48"}, FaultKind.ECC_DBE),
+        ({"alertname": "GpuXidError", "xid": "13"}, FaultKind.XID),
+        ({"alertname": "GpuDoubleBitEcc"}, FaultKind.ECC_DBE),
+        ({"alertname": "GpuRetirePending"}, FaultKind.ROW_REMAP_PENDING),
+        ({"alertname": "GpuRowRemapFailure"}, FaultKind.ROW_REMAP_FAILURE),
+        ({"alertname": "GpuClockSlowdown"}, FaultKind.POWER_BRAKE),
+        ({"alertname": "GpuNvlinkErrors"}, FaultKind.NVLINK),
+        ({"alertname": "GpuwardenSourceStale"}, FaultKind.EXPORTER_STALE),
+        ({"alertname": "NodeDown"}, FaultKind.NODE_DOWN),
+        ({"alertname": "KubeNodeNotReady"}, FaultKind.NODE_DOWN),
+        ({"alertname": "RackPowerLoss"}, FaultKind.RACK_DOWN),
+        ({"alertname": "TrainingJobStalled"}, FaultKind.JOB_STALLED),
+        ({"alertname": "InferenceSLOFastBurn"}, FaultKind.SERVICE_DEGRADED),
+        ({"alertname": "GpuwardenAnomaly", "fault_kind": "thermal"}, FaultKind.THERMAL),
+        ({"alertname": "SomethingElse"}, FaultKind.UNKNOWN),
+    ],
+    ids=lambda v: v.get("alertname", "") + v.get("xid", "") if isinstance(v, dict) else "",
+)
+def test_alert_names_and_xid_codes_map_to_fault_kinds(labels: dict[str, str], kind: FaultKind) -> None:
+    assert classify(labels) is kind
