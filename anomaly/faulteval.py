@@ -101,6 +101,7 @@ class FaultEvalReport:
     false_alerts: int
     false_alert_examples: list[dict[str, str]]
     interval_seconds: float
+    missed: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def false_alerts_per_1000_gpu_days(self) -> float:
@@ -115,6 +116,7 @@ class FaultEvalReport:
             "false_alerts": self.false_alerts,
             "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
             "false_alert_examples": self.false_alert_examples[:10],
+            "missed": self.missed[:20],
             "classes": {name: c.to_json() for name, c in self.classes.items()},
         }
 
@@ -159,18 +161,18 @@ class _Truth:
         self.grace = grace
         self.injections: list[Injection] = []
 
-    def _workload(self, node: str, gpu: int) -> str | None:
+    def workload(self, node: str, gpu: int) -> str | None:
         work = self.fleet.workload_on(node, gpu)
         return None if work is None else f"{type(work).__name__}/{getattr(work, 'name', id(work))}"
 
     def explains(self, node: str, gpu: int | None, at: float) -> Injection | None:
         """An open fault window that accounts for an alert on ``node``/``gpu`` at ``at``."""
-        workload = self._workload(node, gpu) if gpu is not None else None
+        workload = self.workload(node, gpu) if gpu is not None else None
         for inj in self.injections:
             end = (inj.repaired_at if inj.repaired_at is not None else at) + self.grace
             if not inj.started_at <= at <= end:
                 continue
-            if inj.node == node or (workload is not None and self._workload(inj.node, inj.gpu) == workload):
+            if inj.node == node or (workload is not None and self.workload(inj.node, inj.gpu) == workload):
                 return inj
         return None
 
@@ -222,6 +224,21 @@ def run_fault_eval(
         false_alerts=len(false_alerts),
         false_alert_examples=false_alerts,
         interval_seconds=plan.interval_seconds,
+        missed=[
+            {
+                "class": inj.fault_class.name,
+                "node": inj.node,
+                "gpu": inj.gpu,
+                "workload": truth.workload(inj.node, inj.gpu),
+                "detected_after_s": None
+                if inj.detected_at is None
+                else round(inj.detected_at - inj.started_at),
+            }
+            for inj in truth.injections
+            if inj.detected_at is None
+            or inj.detected_at - inj.started_at
+            > (plan.interval_seconds if inj.fault_class.hard else SOFT_DEADLINE_SECONDS)
+        ],
     )
 
 

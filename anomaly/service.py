@@ -17,7 +17,7 @@ import numpy as np
 from anomaly.adaptive import AdaptiveDetector
 from anomaly.changepoint import LevelShiftDetector
 from anomaly.detectors import Detector, DetectorRegistry, Findings
-from anomaly.fleet import FleetDetector
+from anomaly.fleet import FleetDetector, peer_key
 from anomaly.multivariate import MultivariateDetector
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
@@ -30,6 +30,8 @@ from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, Reco
 logger = logging.getLogger(__name__)
 
 DEFAULT_ALERTNAME = "GpuwardenAnomaly"
+_COLLECTIVE_MIN = 3
+_COLLECTIVE_SHARE = 0.5
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -40,7 +42,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
     registry.register(
         "multivariate",
         lambda: MultivariateDetector(
-            cfg.fleet_queries, trees=cfg.multivariate_trees, history=cfg.multivariate_history
+            cfg.multivariate_queries, trees=cfg.multivariate_trees, history=cfg.multivariate_history
         ),
     )
     registry.register("fleet", lambda: FleetDetector(cfg.fleet_queries, cfg.fleet_peer_labels, k=cfg.fleet_k))
@@ -87,6 +89,7 @@ class AnomalyService:
         self.collector = AnomalyCollector()
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, int] = {}
+        self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
@@ -165,12 +168,39 @@ class AnomalyService:
             )
         return out
 
+    def _drop_collective(self, f: Findings, rows: list[int]) -> list[int]:
+        """Rows left after removing workload-wide changes.
+
+        When at least half of a workload's GPUs (and at least three) leave their band on the same metric in
+        the same tick, the workload changed (a job ended, a service scaled), not a GPU: those rows do not
+        alert. Only computed in ticks where one finding has several anomalous rows.
+        """
+        hit: dict[tuple[str, ...], list[int]] = {}
+        for i in rows:
+            key = peer_key(f.labels[i], ())
+            if key is not None:
+                hit.setdefault(key, []).append(i)
+        crowded = {k for k, members in hit.items() if len(members) >= _COLLECTIVE_MIN}
+        if not crowded:
+            return rows
+        sizes: dict[tuple[str, ...], int] = dict.fromkeys(crowded, 0)
+        for lab in f.labels:
+            key = peer_key(lab, ())
+            if key in sizes:
+                sizes[key] += 1
+        drop = {i for k in crowded if len(hit[k]) >= _COLLECTIVE_SHARE * sizes[k] for i in hit[k]}
+        self.collective_suppressed += len(drop)
+        return [i for i in rows if i not in drop]
+
     def _update_alerts(self, result: TickResult, now: float) -> None:
         at = self.clock.now()
         active: set[str] = set()
         pending: dict[str, int] = {}
         for f in result.findings:
-            for i in f.anomalous():
+            rows = list(f.anomalous())
+            if not f.immediate and len(rows) >= _COLLECTIVE_MIN:
+                rows = self._drop_collective(f, rows)
+            for i in rows:
                 labels = output_labels(f.labels[i], f.query, f.detector)
                 labels.update(f.alert_labels)
                 labels.setdefault("alertname", DEFAULT_ALERTNAME)

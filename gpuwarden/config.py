@@ -158,6 +158,10 @@ class AnomalyConfig(Section):
         description="substrings of query names scored by the level-shift detector",
     )
     fleet_queries: list[str] = Field(
+        default_factory=lambda: ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"],
+        description="compared across peers (same model and workload); utilisation varies too much by replica",
+    )
+    multivariate_queries: list[str] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_GPU_TEMP",
             "DCGM_FI_DEV_POWER_USAGE",

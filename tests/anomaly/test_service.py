@@ -196,3 +196,32 @@ def test_an_unknown_or_duplicate_detector_name_is_a_config_error():
         registry.create(["nope"])
     with pytest.raises(ConfigError, match="twice"):
         registry.register("adaptive", lambda: registry.create(["adaptive"])[0])
+
+
+def test_a_whole_job_changing_at_once_is_a_workload_event_not_a_gpu_alert():
+    rng = np.random.default_rng(6)
+    clock, col, service = setup()
+    job = [{**g, "slurm_job": "77"} for g in GPUS]
+
+    def job_temps(hot):
+        vals = 60 + rng.normal(0, 0.5, len(job))
+        vals[hot] = 90
+        return list(zip(job, vals.tolist(), strict=True))
+
+    for _ in range(60):
+        col.set(TEMP, job_temps([]))
+        tick(clock, service)
+    raised = []
+    for _ in range(4):
+        col.set(TEMP, job_temps([0, 1, 2, 3, 4]))
+        raised += tick(clock, service).raised
+    assert [a for a in raised if a.labels["model"] == "adaptive"] == []
+    assert service.collective_suppressed > 0
+    for _ in range(40):
+        col.set(TEMP, job_temps([]))
+        tick(clock, service)
+    raised = []
+    for _ in range(4):
+        col.set(TEMP, job_temps([6]))
+        raised += tick(clock, service).raised
+    assert [a.labels["gpu"] for a in raised if a.labels["model"] == "adaptive"] == ["6"]
