@@ -39,7 +39,7 @@ test-fast: venv
 	$(BIN)/pytest -p no:cacheprovider -m "not integration"
 
 demo: venv
-	$(BIN)/python -m gpuwarden.demo
+	$(BIN)/gpuwarden demo
 
 bench: venv
 	@for b in benchmarks/bench_*.py; do $(BIN)/python $$b; done

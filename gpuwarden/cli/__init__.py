@@ -7,6 +7,7 @@ import typer
 from gpuwarden.cli import (
     anomaly_cmd,
     config_cmd,
+    demo_cmd,
     exporter_cmd,
     incidents_cmd,
     inference_cmd,
@@ -23,6 +24,7 @@ app = typer.Typer(
 
 # Built-in command groups, listed in one visible place.
 config_cmd.register(app)
+demo_cmd.register(app)
 exporter_cmd.register(app)
 sim_cmd.register(app)
 anomaly_cmd.register(app)
