@@ -31,6 +31,7 @@ class FaultClass:
     name: str
     hard: bool
     payload: Mapping[str, Any]
+    needs_workload: bool = False  # a slower idle GPU shows nothing: inject only where work runs
 
 
 FAULT_CLASSES: tuple[FaultClass, ...] = (
@@ -41,7 +42,7 @@ FAULT_CLASSES: tuple[FaultClass, ...] = (
     FaultClass("hw_thermal_slowdown", False, {"kind": "hw_thermal_slowdown"}),
     FaultClass("power_brake", False, {"kind": "power_brake"}),
     FaultClass("thermal_runaway", False, {"kind": "thermal_runaway"}),
-    FaultClass("straggler", False, {"kind": "straggler"}),
+    FaultClass("straggler", False, {"kind": "straggler"}, needs_workload=True),
     FaultClass("nvlink_crc_burst", False, {"kind": "nvlink_crc_burst", "link": 0}),
     FaultClass("nvlink_down", False, {"kind": "nvlink_down", "link": 0}),
     FaultClass("memory_leak", False, {"kind": "memory_leak"}),
@@ -138,6 +139,7 @@ class EvalPlan:
 def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
     rng = random.Random(plan.seed)
     gpus = [(g.node, g.index) for g in fleet.gpu_refs()]
+    busy = [(n, i) for n, i in gpus if fleet.workload_on(n, i) is not None]
     out: list[Injection] = []
     order: list[FaultClass] = []
     t = start + plan.warmup_seconds
@@ -146,9 +148,11 @@ def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
         if not order:
             order = list(plan.classes)
             rng.shuffle(order)
-        node, gpu = rng.choice(gpus)
+        fault_class = order.pop()
+        candidates = busy if fault_class.needs_workload else gpus
+        node, gpu = rng.choice(candidates)
         at = t + rng.uniform(0.0, plan.spacing_seconds / 2)
-        out.append(Injection(order.pop(), node, gpu, at))
+        out.append(Injection(fault_class, node, gpu, at))
         t += plan.spacing_seconds
     return out
 

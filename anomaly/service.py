@@ -32,6 +32,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 _COLLECTIVE_MIN = 3
 _COLLECTIVE_SHARE = 0.5
+_COLLECTIVE_SCORE = 0.5
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -171,16 +172,18 @@ class AnomalyService:
     def _drop_collective(self, f: Findings, rows: list[int]) -> list[int]:
         """Rows left after removing workload-wide changes.
 
-        When at least half of a workload's GPUs (and at least three) leave their band on the same metric in
-        the same tick, the workload changed (a job ended, a service scaled), not a GPU: those rows do not
-        alert. Only computed in ticks where one finding has several anomalous rows.
+        When at least half of a workload's GPUs are more than half-way out of their band on the same metric
+        in the same tick, the workload changed (a job stalled or ended, a service scaled), not a GPU: its
+        anomalous rows do not alert (the GPU that stalled a job is caught by its own signals). Only computed
+        in ticks where one finding has several anomalous rows.
         """
-        hit: dict[tuple[str, ...], list[int]] = {}
-        for i in rows:
+        moved = np.flatnonzero(f.score > _COLLECTIVE_SCORE).tolist()
+        counts: dict[tuple[str, ...], int] = {}
+        for i in moved:
             key = peer_key(f.labels[i], ())
             if key is not None:
-                hit.setdefault(key, []).append(i)
-        crowded = {k for k, members in hit.items() if len(members) >= _COLLECTIVE_MIN}
+                counts[key] = counts.get(key, 0) + 1
+        crowded = {k for k, n in counts.items() if n >= _COLLECTIVE_MIN}
         if not crowded:
             return rows
         sizes: dict[tuple[str, ...], int] = dict.fromkeys(crowded, 0)
@@ -188,9 +191,10 @@ class AnomalyService:
             key = peer_key(lab, ())
             if key in sizes:
                 sizes[key] += 1
-        drop = {i for k in crowded if len(hit[k]) >= _COLLECTIVE_SHARE * sizes[k] for i in hit[k]}
-        self.collective_suppressed += len(drop)
-        return [i for i in rows if i not in drop]
+        collective = {k for k in crowded if counts[k] >= _COLLECTIVE_SHARE * sizes[k]}
+        kept = [i for i in rows if peer_key(f.labels[i], ()) not in collective]
+        self.collective_suppressed += len(rows) - len(kept)
+        return kept
 
     def _update_alerts(self, result: TickResult, now: float) -> None:
         at = self.clock.now()

@@ -23,6 +23,7 @@ import numpy.typing as npt
 from gpuwarden.config import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
+BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 Direction = Literal["up", "down", "both"]
 
@@ -53,6 +54,7 @@ class ThresholdParams:
     tail_k: float
     tail_rate: float
     error_clip: float
+    seasonal_freeze: bool
 
     @classmethod
     def from_config(cls, cfg: AnomalyThresholdConfig | None = None, **overrides: Any) -> ThresholdParams:
@@ -189,7 +191,9 @@ class AdaptiveThresholds:
         err_cap = p.error_clip * cap
         self.dev[ids] = dev + slow * (np.minimum(np.abs(r_level), err_cap) - dev)
         if season is not None:
-            season.learn(self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap)
+            season.learn(
+                self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=score > 1.0
+            )
         self.fast_dev[ids] = fast_dev
         self.count[ids] = np.minimum(n + 1, np.iinfo(np.int32).max)
         self.last_seen[ids] = timestamps
@@ -243,9 +247,18 @@ class _Season:
         cap: FloatArray,
         slow: FloatArray,
         err_cap: FloatArray,
+        frozen: BoolArray,
     ) -> None:
-        """Update the visited buckets and each seasonal model's error."""
-        sa = m.params.seasonal_alpha
+        """Update the visited buckets and each seasonal model's error.
+
+        With ``seasonal_freeze`` an anomalous sample does not teach the buckets: an incident at 14:00 must
+        not become tomorrow's 14:00 normal.
+        """
+        sa = (
+            np.where(frozen, 0.0, m.params.seasonal_alpha)
+            if m.params.seasonal_freeze
+            else m.params.seasonal_alpha
+        )
         r_day = np.where(np.isnan(self.s_day), r_level, x - self.s_day)
         r_week = np.where(np.isnan(self.s_week), r_level, x - self.s_week)
         m.day[ids, self.h_day] = np.where(

@@ -99,6 +99,7 @@ class AnomalyThresholdConfig(Section):
     tail_k: float = Field(1.5, gt=0)
     tail_rate: float = Field(0.01, gt=0, le=1)
     error_clip: float = Field(1.0, ge=1, description="errors are winsorised at error_clip x clip bands")
+    seasonal_freeze: bool = Field(False, description="anomalous samples do not teach the seasonal buckets")
     resolve_after: int = Field(24, ge=1, description="quiet samples before an alert resolves")
 
 
@@ -124,8 +125,6 @@ class AnomalyConfig(Section):
     )
     adaptive_metrics: list[str] = Field(
         default_factory=lambda: [
-            "DCGM_FI_DEV_GPU_TEMP",
-            "DCGM_FI_DEV_MEMORY_TEMP",
             "DCGM_FI_DEV_POWER_USAGE",
             "DCGM_FI_DEV_SM_CLOCK",
             "DCGM_FI_DEV_GPU_UTIL",
@@ -133,7 +132,10 @@ class AnomalyConfig(Section):
             "*step_time*",
             "*latency*",
         ],
-        description="metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all",
+        description=(
+            "metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all."
+            " Temperatures are left to the fleet detector: they lag every workload change by minutes."
+        ),
     )
     min_deviation_by_metric: dict[str, float] = Field(
         default_factory=lambda: {

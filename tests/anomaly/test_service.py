@@ -21,6 +21,7 @@ TEMP = "DCGM_FI_DEV_GPU_TEMP"
 
 
 def setup(**cfg):
+    cfg.setdefault("adaptive_metrics", [TEMP])  # the default set leaves temperatures to the fleet detector
     clock = FakeClock()
     col = TableCollector()
     service = AnomalyService(AnomalyConfig(**cfg), [CollectorSource([col], clock)], clock)
@@ -150,7 +151,7 @@ def test_a_failing_detector_is_counted_and_the_others_still_run():
     rng = np.random.default_rng(3)
     clock = FakeClock()
     col = TableCollector()
-    cfg = AnomalyConfig()
+    cfg = AnomalyConfig(adaptive_metrics=[TEMP])
     detectors = [Broken(), *builtin_registry(cfg).create(["adaptive"])]
     service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, detectors=detectors)
     col.set(TEMP, temps(rng))

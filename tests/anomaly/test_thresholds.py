@@ -111,3 +111,16 @@ def test_new_series_ids_grow_the_state_and_reset_forgets_a_series():
     assert det.capacity > 4000
     det.reset(np.array([4000]))
     assert det.count[4000] == 0
+
+
+@pytest.mark.parametrize("freeze", [True, False], ids=["frozen", "learning"])
+def test_an_incident_does_not_become_the_next_days_normal_when_buckets_freeze(freeze):
+    values = daily(lambda h: 50 + 20 * np.sin(2 * np.pi * (h - 6) / 24), days=16)
+    incident = slice(24 * 14 + 13, 24 * 14 + 16)  # three hours far above normal on day 14
+    values[incident] += 60
+    params = ThresholdParams.from_config(seasonal_freeze=freeze)
+    # Sample every 5 minutes so each hour bucket sees the incident many times.
+    fine = np.repeat(values, 12)
+    out = feed(AdaptiveThresholds(params), fine.reshape(-1, 1), step=300.0)
+    next_day = [o.score[0] for o in out[12 * (24 * 15 + 13) : 12 * (24 * 15 + 16)]]
+    assert (max(next_day) > 1) is not freeze
