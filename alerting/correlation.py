@@ -78,6 +78,22 @@ def _hosts_workload(path: Path, workloads: Iterable[WorkloadRef], inventory: Inv
     return any(w.ref in wanted for w in workloads_on(inventory, gpus))
 
 
+def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> bool:
+    """True when the candidate holds the same alert on at least two GPUs of ``path``'s rack.
+
+    One earlier single-GPU fault is not a pattern: two unrelated faults on different nodes stay apart.
+    """
+    name = new.labels.get("alertname")
+    same = [
+        m
+        for m in candidate.members
+        if m.is_infra and m.labels.get("alertname") == name and m.kind == new.kind
+    ]
+    if len(same) < 2:
+        return False
+    return len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH
+
+
 def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) -> int | None:
     """How well ``candidate`` explains ``new``: lower is better, None when it does not."""
     path = new.location.path
@@ -97,6 +113,12 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
         return 1
     if new.is_infra and not root and _hosts_workload(path, candidate.workloads, inventory):
         return 2
+    if new.is_infra and path and root and len(common_ancestor([root, path])) > RACK_DEPTH:
+        # Faults on several GPUs of one node within the window: the node is the lowest common component.
+        return 3
+    if new.is_infra and path and root and _same_signal_spread(candidate, new, path):
+        # The same signal on GPUs of several nodes of one rack (at least two already): roll up to the rack.
+        return 4
     if new.kind in OUTAGE_KINDS and path and root:
         has_outage = any(m.kind in OUTAGE_KINDS for m in candidate.members)
         if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:

@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.correlation import Candidate, Member, best_candidate, root_cause
 from alerting.faults import classify
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import Assessment, assess, title
+from alerting.impact import Assessment, assess, seen, title
 from alerting.inhibition import Inhibitor, InhibitRule
 from alerting.inventory import Inventory
 from alerting.matchers import Matcher, parse_matcher
@@ -545,7 +545,7 @@ class IncidentEngine:
                 change=ChangeKind.UPDATED,
             )
         row.root_kind, row.root_target = root.kind.value, new_target
-        row.title = title(root, assessment)
+        row.title = title(root, assessment, seen(members))
         row.impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),

@@ -218,9 +218,26 @@ def _summary(
     return ", ".join(parts)
 
 
-def title(root: RootCause, assessment: Assessment) -> str:
+def seen(members: Sequence[Member]) -> str:
+    """What the earliest firing alert reports: ``GpuwardenAnomaly on DCGM_FI_DEV_POWER_USAGE``.
+
+    Used when the fault kind is unknown, so the title names the observation instead of "unknown".
+    """
+    live = [m for m in members if m.firing] or list(members)
+    if not live:
+        return ""
+    first = min(live, key=lambda m: (m.onset, m.fingerprint))
+    name = first.labels.get("alertname", "alert")
+    metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
+    return f"{name} on {metric}" if metric else name
+
+
+def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
     """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
-    phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
+    if root.kind is FaultKind.UNKNOWN and observed:
+        phrase = observed
+    else:
+        phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     head = f"{target_label(root.target)} {phrase}"
     summary = assessment.impact.summary
     return f"{head}: {summary}" if summary else head

@@ -376,3 +376,42 @@ def test_priority_drops_as_alerts_resolve_but_the_peak_stays_once_all_resolved(
     incident = engine.store.get(inc[0])
     assert incident.priority is Priority.P2
     assert incident.timeline[-1].kind == "quiet"
+
+
+def test_an_unknown_kind_incident_title_names_the_alert_and_metric_seen(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    labels = {"for": "DCGM_FI_DEV_POWER_USAGE", "model": "mad"}
+    engine.ingest([_gpu_alert("r02-n01", 3, name="GpuwardenAnomaly", **labels)])
+    (row, _), *_ = engine.store.list_rows()
+    assert row.root_kind == "unknown"
+    assert "GpuwardenAnomaly on DCGM_FI_DEV_POWER_USAGE" in row.title and "unknown" not in row.title
+
+
+def test_anomalies_on_several_gpus_of_one_node_join_one_node_level_incident(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    for gpu in range(5):
+        engine.ingest([_gpu_alert("r02-n01", gpu, name="GpuwardenAnomaly", **{"for": "m"})])
+        clock.advance(5)
+    (incident,) = _open(engine)
+    assert incident[3].get("name") == "r02-n01" or incident[3].get("node") == "r02-n01"
+
+
+def test_the_same_anomaly_on_gpus_of_several_nodes_of_one_rack_rolls_up_to_the_rack(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    for node in ("r02-n01", "r02-n01", "r02-n02", "r02-n03"):
+        gpu = len(_open(engine))
+        engine.ingest([_gpu_alert(node, gpu, name="GpuwardenAnomaly", **{"for": "m"})])
+        clock.advance(5)
+    (incident,) = _open(engine)
+    assert incident[3].get("name") == "r02" or incident[3].get("rack") == "r02"
+
+
+def test_single_gpu_faults_on_two_nodes_of_one_rack_stay_separate(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r02-n01", 3, xid="13")])
+    engine.ingest([_gpu_alert("r02-n04", 1, xid="13")])
+    assert len(_open(engine)) == 2
