@@ -83,6 +83,9 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> bool:
 
     One earlier single-GPU fault is not a pattern: two unrelated faults on different nodes stay apart.
     """
+    root = candidate.root_path
+    if len(root) < RACK_DEPTH or root[:RACK_DEPTH] != path[:RACK_DEPTH]:
+        return False  # cheap test first: ingest calls this for every open incident
     name = new.labels.get("alertname")
     same = [
         m
