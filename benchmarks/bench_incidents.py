@@ -261,6 +261,8 @@ def main() -> None:
         later = datetime.now(UTC) + timedelta(minutes=10)
         items = [as_postable(a, later) for a in stream]
         result["throughput_alerts"] = len(items)
+        result["throughput_batch_size"] = BATCH
+        result["throughput_clients"] = CLIENTS
         result["alerts_per_second"] = {
             "alertmanager": round(post_all(am_url, {}, items)),
             "gpuwarden": round(post_all(gw_url, auth, items)),
