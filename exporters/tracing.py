@@ -166,12 +166,15 @@ class GenerationSpan:
         """Record what was asked for; a handler that calls this counts its own tokens."""
         self.annotated = True
         self.stream = stream
-        self.span.set_attribute(GEN_AI_OPERATION, operation)
-        self.span.set_attribute(GEN_AI_REQUEST_MODEL, model)
-        self.span.set_attribute(GEN_AI_INPUT_TOKENS, input_tokens)
-        self.span.set_attribute(GEN_AI_STREAM, stream)
+        attributes: dict[str, str | int | bool] = {
+            GEN_AI_OPERATION: operation,
+            GEN_AI_REQUEST_MODEL: model,
+            GEN_AI_INPUT_TOKENS: input_tokens,
+            GEN_AI_STREAM: stream,
+        }
         if max_tokens is not None:
-            self.span.set_attribute(GEN_AI_REQUEST_MAX_TOKENS, max_tokens)
+            attributes[GEN_AI_REQUEST_MAX_TOKENS] = max_tokens
+        self.span.set_attributes(attributes)  # one lock round-trip instead of five
         self.span.update_name(f"{operation} {model}")
 
     def token(self, count: int = 1) -> None:
@@ -187,12 +190,12 @@ class GenerationSpan:
     def finish(self, *, response_model: str | None = None, output_tokens: int | None = None) -> None:
         """Record the response: output tokens (default: those counted) and time per output token."""
         produced = self.tokens if output_tokens is None else output_tokens
-        self.span.set_attribute(GEN_AI_OUTPUT_TOKENS, produced)
+        attributes: dict[str, str | int | float] = {GEN_AI_OUTPUT_TOKENS: produced}
         if response_model is not None:
-            self.span.set_attribute(GEN_AI_RESPONSE_MODEL, response_model)
+            attributes[GEN_AI_RESPONSE_MODEL] = response_model
         if self.stream and self.tokens > 1:
-            per_token = (self._last_ns - self._first_ns) / 1e9 / (self.tokens - 1)
-            self.span.set_attribute(GEN_AI_TPOT, per_token)
+            attributes[GEN_AI_TPOT] = (self._last_ns - self._first_ns) / 1e9 / (self.tokens - 1)
+        self.span.set_attributes(attributes)
 
 
 _current: ContextVar[GenerationSpan | None] = ContextVar("gpuwarden_generation", default=None)
@@ -223,11 +226,11 @@ def _route_of(scope: Scope) -> str:
 
 
 def _finish_http_span(span: trace.Span, method: str, route: str, status: int) -> None:
-    span.set_attribute(HTTP_ROUTE, route)
-    span.set_attribute(HTTP_STATUS, status)
     if status >= 500:
-        span.set_attribute(ERROR_TYPE, str(status))
+        span.set_attributes({HTTP_ROUTE: route, HTTP_STATUS: status, ERROR_TYPE: str(status)})
         span.set_status(Status(StatusCode.ERROR))
+    else:
+        span.set_attributes({HTTP_ROUTE: route, HTTP_STATUS: status})
     if not span.is_recording():
         return
     name = getattr(span, "name", "")
