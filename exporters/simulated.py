@@ -10,12 +10,19 @@ pod-resources API would. Pod UIDs and job ids are derived from names, so they ar
 from __future__ import annotations
 
 import hashlib
+import logging
 import uuid
 import zlib
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from exporters.attribution import PodRef, ProcessIdentity, parse_cgroup
-from gpuwarden.sim import Fleet, InferenceService, TrainingJob
+from exporters.nvml_collector import NvmlCollector
+from exporters.xid import XidLedger, XidWatcher
+from gpuwarden.clock import Clock
+from gpuwarden.sim import Fleet, InferenceService, SimNvml, TrainingJob
+
+logger = logging.getLogger(__name__)
 
 
 def _pod_name(service: InferenceService, node: str, index: int) -> str:
@@ -79,3 +86,43 @@ class SimPodAssignments:
         """The container holding this GPU, if an inference replica does."""
         ref = self._by_uuid.get(uuid)
         return (ref,) if ref is not None else ()
+
+
+@dataclass(frozen=True, slots=True)
+class SimCollectors:
+    """One NVML collector and XID watcher per node of a simulated fleet, driven by the caller (no threads).
+
+    The in-process pipelines (the demo, the GPU-fault evaluation) call ``pump_xids`` before each
+    collection, where the exporter's own watcher threads would have been waiting on the event set.
+    """
+
+    collectors: list[NvmlCollector]
+    watchers: list[XidWatcher]
+
+    def pump_xids(self) -> None:
+        """Record every pending XID event of every node."""
+        for watcher in self.watchers:
+            try:
+                while watcher.poll():
+                    pass
+            except Exception:  # loop boundary: a node whose NVML is gone must not stop the others
+                logger.debug("xid watcher poll failed", exc_info=True)
+
+
+def sim_collectors(fleet: Fleet, clock: Clock) -> SimCollectors:
+    """Collectors for every node of ``fleet``, attributing processes as a real node would."""
+    kubelet = SimPodAssignments(fleet)
+    collectors: list[NvmlCollector] = []
+    watchers: list[XidWatcher] = []
+    for node in fleet.nodes:
+        nvml = SimNvml(fleet, node.name)
+        nvml.nvmlInit()
+        ledger = XidLedger()
+        watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+        watcher.register()
+        watchers.append(watcher)
+        resolver = SimCgroupResolver(fleet, node.name)
+        collectors.append(
+            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
+        )
+    return SimCollectors(collectors, watchers)

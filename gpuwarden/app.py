@@ -7,7 +7,6 @@ same run gives the same story every time.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,16 +19,12 @@ from alerting.notifiers.slack import SlackNotifier
 from alerting.outbox import Outbox
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
-from exporters.nvml_collector import NvmlCollector
-from exporters.simulated import SimCgroupResolver, SimPodAssignments
-from exporters.xid import XidLedger, XidWatcher
+from exporters.simulated import SimCollectors, sim_collectors
 from gpuwarden.api import inventory_from_fleet
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig, AnomalyConfig, SlackConfig
 from gpuwarden.model import Alert, AlertStatus, Incident
-from gpuwarden.sim import Fleet, SimNvml, build_fleet
-
-logger = logging.getLogger(__name__)
+from gpuwarden.sim import Fleet, build_fleet
 
 
 @dataclass
@@ -48,8 +43,7 @@ class SimulatedPipeline:
 
     clock: FakeClock
     fleet: Fleet
-    collectors: list[NvmlCollector]
-    watchers: list[XidWatcher]
+    nvml: SimCollectors
     anomaly: AnomalyService
     engine: IncidentEngine
     outbox: Outbox
@@ -61,8 +55,7 @@ class SimulatedPipeline:
     def tick(self) -> TickReport:
         """Advance one collection interval and push everything one stage further."""
         self.clock.advance(self.interval)
-        for watcher in self.watchers:
-            self._drain_events(watcher)
+        self.nvml.pump_xids()
         result = self.anomaly.infer()
         report = TickReport(raised=list(result.raised), resolved=list(result.resolved))
         changed = [*result.raised, *result.resolved]
@@ -73,14 +66,6 @@ class SimulatedPipeline:
         self.alerts_raised += len(result.raised)
         self.alerts_resolved += len(result.resolved)
         return report
-
-    @staticmethod
-    def _drain_events(watcher: XidWatcher) -> None:
-        try:
-            while watcher.poll():
-                pass
-        except Exception:  # loop boundary: a node whose NVML is gone must not stop the pipeline
-            logger.debug("xid watcher poll failed", exc_info=True)
 
     def run(self, seconds: float, on_tick: Callable[[TickReport], None] | None = None) -> None:
         """Tick for ``seconds`` of simulated time."""
@@ -110,22 +95,9 @@ def build_simulated_pipeline(
     """Build the whole pipeline on a fresh simulated fleet and a SQLite store at ``db_path``."""
     clock = FakeClock()
     fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=clock, racks_per_cluster=racks)
-    kubelet = SimPodAssignments(fleet)
-    collectors: list[NvmlCollector] = []
-    watchers: list[XidWatcher] = []
-    for node in fleet.nodes:
-        nvml = SimNvml(fleet, node.name)
-        nvml.nvmlInit()
-        ledger = XidLedger()
-        watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
-        watcher.register()
-        watchers.append(watcher)
-        resolver = SimCgroupResolver(fleet, node.name)
-        collectors.append(
-            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
-        )
+    nodes_nvml = sim_collectors(fleet, clock)
     anomaly = AnomalyService(
-        AnomalyConfig(infer_every_seconds=interval), [CollectorSource(collectors, clock)], clock
+        AnomalyConfig(infer_every_seconds=interval), [CollectorSource(nodes_nvml.collectors, clock)], clock
     )
     sql = make_engine(str(db_path))
     upgrade(sql)
@@ -136,7 +108,7 @@ def build_simulated_pipeline(
     )
     outbox = Outbox(sql, [SlackNotifier.from_config(slack_cfg, clock=clock)], clock)
     engine.subscribe(outbox)
-    return SimulatedPipeline(clock, fleet, collectors, watchers, anomaly, engine, outbox, slack, interval)
+    return SimulatedPipeline(clock, fleet, nodes_nvml, anomaly, engine, outbox, slack, interval)
 
 
 def firing(alerts: list[Alert]) -> list[Alert]:

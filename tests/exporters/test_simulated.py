@@ -4,9 +4,16 @@ from __future__ import annotations
 
 from exporters.attribution import parse_cgroup
 from exporters.nvml_collector import NvmlCollector
-from exporters.simulated import SimCgroupResolver, SimPodAssignments, sim_cgroup, sim_job_id, sim_pod_uid
+from exporters.simulated import (
+    SimCgroupResolver,
+    SimPodAssignments,
+    sim_cgroup,
+    sim_collectors,
+    sim_job_id,
+    sim_pod_uid,
+)
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import InferenceService, SimNvml, TrainingJob, build_fleet
+from gpuwarden.sim import InferenceService, SimNvml, TrainingJob, build_fleet, parse_fault
 
 
 def test_simulated_gpus_carry_the_pod_or_job_of_their_workload() -> None:
@@ -46,3 +53,21 @@ def test_the_simulated_cgroup_text_goes_through_the_real_parser() -> None:
             assert ident.pod_uid and len(ident.container_id) == 64
         elif "slurmstepd" in text:
             assert ident.slurm_job.isdigit() and ident.slurm_step == "0"
+
+
+def test_sim_collectors_cover_every_node_and_pumped_xids_reach_the_right_gpu_counter() -> None:
+    clock = FakeClock()
+    fleet = build_fleet(2, 4, seed=7, clock=clock)
+    nodes = sim_collectors(fleet, clock)
+    assert len(nodes.collectors) == len(nodes.watchers) == 2
+    fleet.inject(parse_fault({"kind": "xid", "node": "node-02", "gpu": 1, "xid": 31}))
+    clock.advance(5)
+    nodes.pump_xids()
+    counts = {
+        (s.labels["Hostname"], s.labels["gpu"]): s.value
+        for collector in nodes.collectors
+        for m in collector.collect()
+        for s in m.samples
+        if s.name == "gpuwarden_xid_errors_total" and s.labels.get("xid") == "31"
+    }
+    assert counts == {("node-02", "1"): 1.0}
