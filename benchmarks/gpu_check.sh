@@ -54,8 +54,9 @@ fi
 
 if [ "$SIMULATE" = 0 ]; then
   [ "$HAVE_SMI" = 1 ] || fail_json "nvidia-smi not found: this check needs a machine with an NVIDIA driver"
-  nvidia-smi --query-gpu=name --format=csv,noheader | grep -q "H100" \
-    || fail_json "no H100 found by nvidia-smi: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
+  # Hopper: H100, H200 and GH200 support the same families (GPM profiling included).
+  nvidia-smi --query-gpu=name --format=csv,noheader | grep -Eq "H100|H200|GH200" \
+    || fail_json "no Hopper GPU (H100/H200/GH200) found by nvidia-smi: $(nvidia-smi --query-gpu=name --format=csv,noheader | head -1)"
   HELP_QUERY="$(nvidia-smi --help-query-gpu)"
 else
   HELP_QUERY=""
