@@ -19,6 +19,7 @@ from anomaly.changepoint import LevelShiftDetector
 from anomaly.detectors import Detector, DetectorRegistry, Findings
 from anomaly.fleet import FleetDetector, peer_key
 from anomaly.multivariate import MultivariateDetector
+from anomaly.presence import PresenceDetector
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Source
@@ -48,6 +49,14 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
     )
     registry.register("fleet", lambda: FleetDetector(cfg.fleet_queries, cfg.fleet_peer_labels, k=cfg.fleet_k))
     registry.register("signatures", SignatureDetector)
+    registry.register(
+        "presence",
+        lambda: PresenceDetector(
+            cfg.presence_queries,
+            absent_after=cfg.absent_after_seconds,
+            forget_after=cfg.absent_forget_seconds,
+        ),
+    )
     return registry
 
 

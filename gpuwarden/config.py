@@ -121,7 +121,7 @@ class AnomalyConfig(Section):
     query_timeout_seconds: float = Field(10.0, gt=0)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
-        default_factory=lambda: ["adaptive", "level_shift", "multivariate", "fleet", "signatures"]
+        default_factory=lambda: ["adaptive", "level_shift", "multivariate", "fleet", "signatures", "presence"]
     )
     adaptive_metrics: list[str] = Field(
         default_factory=lambda: [
@@ -174,6 +174,22 @@ class AnomalyConfig(Section):
     )
     fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
     fleet_k: float = Field(6.0, gt=0)
+    presence_queries: list[str] = Field(
+        default_factory=lambda: [
+            "DCGM_FI_DEV_GPU_TEMP",
+            "DCGM_FI_DEV_POWER_USAGE",
+            "DCGM_FI_DEV_SM_CLOCK",
+            "DCGM_FI_DEV_GPU_UTIL",
+            "DCGM_FI_DEV_FB_USED",
+        ],
+        description="metric names (fnmatch patterns) whose arrival shows a GPU is reported",
+    )
+    absent_after_seconds: float = Field(
+        90.0, gt=0, description="no presence series of a GPU for this long: exporter stale / node down"
+    )
+    absent_forget_seconds: float = Field(
+        3600.0, gt=0, description="an absent GPU is dropped (its alert resolves) after this long"
+    )
     multivariate_trees: int = Field(100, ge=10)
     multivariate_history: int = Field(4096, ge=64)
 

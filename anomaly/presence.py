@@ -1,0 +1,216 @@
+"""The ``presence`` detector: a GPU or a whole node whose metrics stop arriving.
+
+A node that goes down, or an exporter that stops reporting a GPU, shows as *missing* series, which no
+value-based detector can see. Each GPU (``Hostname`` + ``gpu`` by default) is remembered with the last time
+one of its presence series (``presence_queries``, fnmatch patterns) arrived. Once that is more than
+``absent_after`` seconds ago the GPU is absent: ``GpuExporterStale`` for it, or one ``NodeDown`` for its node
+when every GPU the node had is absent. The alert resolves when the series come back, or once the GPU has
+been absent for ``forget_after`` seconds (a decommissioned node does not page forever).
+
+Normal churn raises nothing: a pod or job label changing on a GPU keeps the same GPU key; a lost GPU that the
+exporter still reports as ``gpuwarden_gpu_up == 0`` is left to the ``GpuLost`` signature; and when more than
+``max_absent_share`` of all known GPUs vanish at once, or a tick read no presence series at all, the source is
+the problem (its own staleness alert covers it), not the nodes, so nothing is reported and the clocks wait.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.series import View
+from anomaly.signatures import FIRED, GPU_UP
+from anomaly.thresholds import IntArray
+from gpuwarden.model import RecommendedAction
+
+PRESENCE_QUERY = "gpu_presence"
+_KEPT_LABELS = ("Hostname", "gpu", "UUID", "modelName", "pci_bus_id", "device", "instance", "job")
+
+GpuKey = tuple[str, ...]
+_UNRESOLVED = -1
+_NO_GPU = -2
+
+
+class PresenceDetector:
+    """Per-GPU last-seen times in an array; each series id is mapped to its GPU's slot once, not per tick."""
+
+    name = "presence"
+
+    def __init__(
+        self,
+        queries: Sequence[str],
+        *,
+        key_labels: Sequence[str] = ("Hostname", "gpu"),
+        absent_after: float = 90.0,
+        forget_after: float = 3600.0,
+        max_absent_share: float = 0.5,
+    ) -> None:
+        self.patterns = tuple(queries)
+        self.key_labels = tuple(key_labels)
+        self.absent_after = absent_after
+        self.forget_after = forget_after
+        self.max_absent_share = max_absent_share
+        self.slots: dict[GpuKey, int] = {}
+        self.keys: list[GpuKey | None] = []
+        self.labels: list[Mapping[str, str]] = []
+        self.last_seen = np.zeros(0)  # per GPU slot; NaN for a free slot
+        self._series_slot = np.full(1024, _UNRESOLVED, np.int64)  # per series id
+        self._free: list[int] = []
+        self._matches: dict[str, bool] = {}
+        self._last_tick: float | None = None
+
+    def matches(self, query: str) -> bool:
+        """Whether ``query`` counts as a sign of life of the GPU it is about."""
+        known = self._matches.get(query)
+        if known is None:
+            known = self._matches[query] = any(fnmatch.fnmatchcase(query, p) for p in self.patterns)
+        return known
+
+    def fit(self, view: View) -> None:
+        """Online: nothing to refit."""
+
+    def forget(self, ids: IntArray) -> None:
+        """Series ids about to be reused: their GPU is looked up again when they reappear."""
+        ids = ids[ids < self._series_slot.size]
+        self._series_slot[ids] = _UNRESOLVED
+
+    def _key(self, labels: Mapping[str, str]) -> GpuKey | None:
+        key = tuple(labels.get(k, "") for k in self.key_labels)
+        return key if key[0] else None
+
+    def _slot_for(self, labels: Mapping[str, str]) -> int:
+        key = self._key(labels)
+        if key is None:
+            return _NO_GPU
+        slot = self.slots.get(key)
+        if slot is None:
+            kept = {k: labels[k] for k in _KEPT_LABELS if k in labels}
+            if self._free:
+                slot = self._free.pop()
+                self.keys[slot], self.labels[slot] = key, kept
+            else:
+                slot = len(self.keys)
+                self.keys.append(key)
+                self.labels.append(kept)
+                if slot >= self.last_seen.size:
+                    grown = np.full(max(64, 2 * self.last_seen.size), np.nan)
+                    grown[: self.last_seen.size] = self.last_seen
+                    self.last_seen = grown
+            self.last_seen[slot] = -np.inf
+            self.slots[key] = slot
+        return slot
+
+    def _observe(self, view: View) -> bool:
+        """Mark the GPUs that reported; False when the tick read no presence series at all."""
+        seen_any = False
+        for step in view.steps:
+            if not self.matches(step.query) or not step.labels:
+                continue
+            seen_any = True
+            ids = step.ids
+            if ids.size and int(ids.max()) >= self._series_slot.size:
+                grown = np.full(max(int(ids.max()) + 1, 2 * self._series_slot.size), _UNRESOLVED, np.int64)
+                grown[: self._series_slot.size] = self._series_slot
+                self._series_slot = grown
+            slots = self._series_slot[ids]
+            for i in np.flatnonzero(slots == _UNRESOLVED).tolist():
+                slots[i] = self._slot_for(step.labels[i])
+            self._series_slot[ids] = slots
+            use = slots[(slots >= 0) & np.isfinite(step.raw)]
+            np.maximum.at(self.last_seen, use, step.at)
+        return seen_any
+
+    def _drop(self, slots: IntArray) -> None:
+        for slot in slots.tolist():
+            key = self.keys[slot]
+            if key is not None:
+                del self.slots[key]
+                self.keys[slot] = None
+                self._free.append(slot)
+        self.last_seen[slots] = np.nan
+        self._series_slot[np.isin(self._series_slot, slots)] = _UNRESOLVED
+
+    def _lost(self, view: View) -> set[GpuKey]:
+        """GPUs the exporter still reports, as lost: the ``GpuLost`` signature speaks for them."""
+        step = view.latest.get(GPU_UP)
+        if step is None:
+            return set()
+        down = np.flatnonzero(np.isfinite(step.raw) & (step.raw < 0.5)).tolist()
+        return {k for k in (self._key(step.labels[i]) for i in down) if k is not None}
+
+    def detect(self, view: View) -> list[Findings]:
+        """GPUs absent for ``absent_after`` seconds, rolled up to their node when the whole node is."""
+        now = view.time
+        if not self._observe(view):
+            # Nothing read at all: a source outage. Shift every clock so the gap does not count as absence.
+            if self._last_tick is not None:
+                self.last_seen += now - self._last_tick
+            self._last_tick = now
+            return []
+        self._last_tick = now
+        used = self.last_seen[: len(self.keys)]
+        with np.errstate(invalid="ignore"):
+            gone = np.flatnonzero(now - used > self.forget_after)
+            if gone.size:
+                self._drop(gone)
+            absent = np.flatnonzero(now - used > self.absent_after)
+        if not absent.size or absent.size > self.max_absent_share * len(self.slots):
+            return []
+        per_node: dict[str, int] = {}
+        for key in self.slots:
+            per_node[key[0]] = per_node.get(key[0], 0) + 1
+        absent_per_node: dict[str, int] = {}
+        for slot in absent.tolist():
+            node = self._node(slot)
+            absent_per_node[node] = absent_per_node.get(node, 0) + 1
+        down = sorted(node for node, n in absent_per_node.items() if n == per_node[node])
+        lost = self._lost(view)
+        whole = set(down)
+        stale = [s for s in absent.tolist() if self._node(s) not in whole and self.keys[s] not in lost]
+        out: list[Findings] = []
+        if stale:
+            ages = now - self.last_seen[stale]
+            out.append(
+                Findings(
+                    detector=self.name,
+                    query=PRESENCE_QUERY,
+                    labels=[self.labels[s] for s in stale],
+                    score=np.full(len(stale), FIRED),
+                    value=ages,
+                    action=RecommendedAction.INVESTIGATE,
+                    summary=[f"no metrics from this GPU for {a:.0f}s" for a in ages.tolist()],
+                    alert_labels={"alertname": "GpuExporterStale"},
+                    immediate=True,
+                )
+            )
+        if down:
+            newest = {node: -np.inf for node in down}
+            for slot in absent.tolist():
+                node = self._node(slot)
+                if node in newest:
+                    newest[node] = max(newest[node], float(self.last_seen[slot]))
+            ages = np.array([now - newest[node] for node in down])
+            out.append(
+                Findings(
+                    detector=self.name,
+                    query=PRESENCE_QUERY,
+                    labels=[{self.key_labels[0]: node} for node in down],
+                    score=np.full(len(down), FIRED),
+                    value=ages,
+                    action=RecommendedAction.RESTART_NODE,
+                    summary=[
+                        f"no metrics from any GPU of {node} for {a:.0f}s: the node or its exporter is down"
+                        for node, a in zip(down, ages.tolist(), strict=True)
+                    ],
+                    alert_labels={"alertname": "NodeDown"},
+                    immediate=True,
+                )
+            )
+        return out
+
+    def _node(self, slot: int) -> str:
+        key = self.keys[slot]
+        return key[0] if key is not None else ""
