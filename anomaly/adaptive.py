@@ -78,14 +78,15 @@ class AdaptiveDetector:
             if view.latest.get(step.query) is not step:
                 continue
             rows = np.flatnonzero(np.isfinite(step.value) & np.isfinite(step.at))
+            whole = rows.size == len(step.labels)
             out.append(
                 Findings(
                     detector=self.name,
                     query=step.query,
-                    labels=[step.labels[i] for i in rows.tolist()],
-                    ids=step.ids[rows],
+                    labels=step.labels if whole else [step.labels[i] for i in rows.tolist()],
+                    ids=step.ids if whole else step.ids[rows],
                     score=scores.score,
-                    value=step.value[rows],
+                    value=step.value if whole else step.value[rows],
                     yhat=scores.yhat,
                     lower=scores.lower,
                     upper=scores.upper,

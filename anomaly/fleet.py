@@ -14,7 +14,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
-from anomaly.thresholds import FloatArray
+from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 _MAD_TO_SIGMA = 1.4826
@@ -54,6 +54,7 @@ class FleetDetector:
         self.min_relative_spread = min_relative_spread
         self.smooth = np.zeros(1024)
         self.fresh = np.ones(1024, np.bool_)
+        self._group_cache: dict[str, tuple[IntArray, IntArray]] = {}
 
     def _grow(self, needed: int) -> None:
         if needed <= self.smooth.size:
@@ -70,18 +71,31 @@ class FleetDetector:
 
     def forget(self, ids: np.ndarray) -> None:
         """Drop state of vanished series."""
+        if ids.size:
+            self._group_cache.clear()  # an id may come back with other labels
         ids = ids[ids < self.smooth.size]
         self.smooth[ids] = 0.0
         self.fresh[ids] = True
 
-    def robust_z(self, step: Step) -> FloatArray:
-        """Each series' robust z-score within its peer group (NaN where the group is too small)."""
+    def _groups(self, step: Step) -> IntArray:
+        """Peer-group code of each row (-1: not compared); reused while the series ids are unchanged."""
+        cached = self._group_cache.get(step.query)
+        if cached is not None:
+            ids = cached[0]
+            if ids is step.ids or (ids.shape == step.ids.shape and np.array_equal(ids, step.ids)):
+                return cached[1]
         codes: dict[tuple[str, ...] | None, int] = {None: -1}
         group = np.fromiter(
             (codes.setdefault(peer_key(lab, self.peer_labels), len(codes)) for lab in step.labels),
             np.int64,
             len(step.labels),
         )
+        self._group_cache[step.query] = (step.ids, group)
+        return group
+
+    def robust_z(self, step: Step) -> FloatArray:
+        """Each series' robust z-score within its peer group (NaN where the group is too small)."""
+        group = self._groups(step)
         x = step.value
         z = np.full(x.size, np.nan)
         ok = np.flatnonzero(np.isfinite(x) & (group >= 0))

@@ -28,12 +28,29 @@ class SeriesIndex:
         self.labels: list[Mapping[str, str]] = []
         self.last_seen = np.zeros(0, np.float64)
         self._free: list[int] = []
+        self._last: dict[str, tuple[Sequence[Mapping[str, str]], IntArray]] = {}
 
     def __len__(self) -> int:
         return len(self._ids)
 
     def ids_for(self, query: str, labels: Sequence[Mapping[str, str]], now: float) -> IntArray:
-        """Ids for every label set (new ones are assigned); marks them seen at ``now``."""
+        """Ids for every label set (new ones are assigned); marks them seen at ``now``.
+
+        The last mapping of each query is kept: when a tick's label sets equal the previous tick's (the
+        usual case; compared in C, by identity first), the ids are reused without hashing any label set.
+        Label dicts must not be mutated in place after they were read.
+        """
+        cached = self._last.get(query)
+        if cached is not None and len(cached[0]) == len(labels) and cached[0] == labels:
+            self.last_seen[cached[1]] = now
+            return cached[1]
+        out = self._lookup(query, labels)
+        out.flags.writeable = False
+        self._last[query] = (labels if isinstance(labels, list) else list(labels), out)
+        self.last_seen[out] = now
+        return out
+
+    def _lookup(self, query: str, labels: Sequence[Mapping[str, str]]) -> IntArray:
         out = np.empty(len(labels), np.int64)
         ids = self._ids
         for i, lab in enumerate(labels):
@@ -42,7 +59,6 @@ class SeriesIndex:
             if sid is None:
                 sid = self._assign(key, lab)
             out[i] = sid
-        self.last_seen[out] = now
         return out
 
     def _assign(self, key: SeriesKey, labels: Mapping[str, str]) -> int:
@@ -65,6 +81,8 @@ class SeriesIndex:
         """Forget series not seen for ``forget_after`` seconds; return their (now free) ids."""
         used = self.last_seen[: len(self.keys)]
         gone = np.flatnonzero(used < now - forget_after)
+        if gone.size:
+            self._last.clear()  # freed ids may be reassigned: no cached mapping may still name them
         for sid in gone.tolist():
             key = self.keys[sid]
             if key is not None:

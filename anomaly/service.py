@@ -23,6 +23,7 @@ from anomaly.presence import PresenceDetector
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Source
+from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, output_labels
 from gpuwarden.clock import Clock
 from gpuwarden.config import AnomalyConfig
@@ -49,6 +50,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
     )
     registry.register("fleet", lambda: FleetDetector(cfg.fleet_queries, cfg.fleet_peer_labels, k=cfg.fleet_k))
     registry.register("signatures", SignatureDetector)
+    registry.register("thermal", ThermalDetector)
     registry.register(
         "presence",
         lambda: PresenceDetector(

@@ -8,7 +8,6 @@ empty result and an unhealthy ``SourceHealth``, so a Prometheus outage cannot cr
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Literal, Protocol
@@ -122,30 +121,36 @@ class CollectorSource:
         try:
             for collector in self._collectors:
                 for family in collector.collect():
-                    kind: SeriesKind = "counter" if family.type == "counter" else "gauge"
-                    for sample in family.samples:
-                        if sample.name.endswith("_created"):
-                            continue
-                        if self._include is not None and sample.name not in self._include:
-                            continue
-                        group = groups.setdefault(sample.name, _Group(kind=kind))
-                        group.labels.append(sample.labels)
-                        value = float(sample.value)
-                        group.values.append(value if math.isfinite(value) else math.nan)
+                    if family.samples:
+                        self._add_family(family, groups)
         except Exception as exc:  # loop boundary: a collector must not crash scoring
             logger.exception("in-process source read failed", extra={"source": self.name})
             self._health.failed(f"{type(exc).__name__}: {exc}")
             return []
         stamps = np.array([now])
-        frames = [
-            Frame(
-                query=q,
-                labels=g.labels,
-                timestamps=stamps,
-                values=np.array(g.values, dtype=np.float64).reshape(-1, 1),
-                kind=g.kind,
-            )
-            for q, g in groups.items()
-        ]
+        frames = []
+        for q, g in groups.items():
+            values = np.array(g.values, dtype=np.float64).reshape(-1, 1)
+            values[~np.isfinite(values)] = np.nan
+            frames.append(Frame(query=q, labels=g.labels, timestamps=stamps, values=values, kind=g.kind))
         self._health.succeeded(now, sum(len(g.values) for g in groups.values()))
         return frames
+
+    def _add_family(self, family: Metric, groups: dict[str, _Group]) -> None:
+        """Group a family's samples by sample name (columns of the sample tuples, no per-sample branch)."""
+        kind: SeriesKind = "counter" if family.type == "counter" else "gauge"
+        names, labels, values = list(zip(*family.samples, strict=False))[:3]
+        distinct = set(names)
+        for name in distinct:
+            if name.endswith("_created"):
+                continue
+            if self._include is not None and name not in self._include:
+                continue
+            group = groups.setdefault(name, _Group(kind=kind))
+            if len(distinct) == 1:
+                group.labels.extend(labels)
+                group.values.extend(values)
+            else:
+                rows = [i for i, n in enumerate(names) if n == name]
+                group.labels.extend(labels[i] for i in rows)
+                group.values.extend(values[i] for i in rows)

@@ -121,7 +121,15 @@ class AnomalyConfig(Section):
     query_timeout_seconds: float = Field(10.0, gt=0)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
-        default_factory=lambda: ["adaptive", "level_shift", "multivariate", "fleet", "signatures", "presence"]
+        default_factory=lambda: [
+            "adaptive",
+            "level_shift",
+            "multivariate",
+            "fleet",
+            "signatures",
+            "thermal",
+            "presence",
+        ]
     )
     adaptive_metrics: list[str] = Field(
         default_factory=lambda: [

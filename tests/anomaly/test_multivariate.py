@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+from sklearn.ensemble import IsolationForest
 
-from anomaly.multivariate import MultivariateDetector
+from anomaly.multivariate import MultivariateDetector, _ForestScorer
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.sources import Frame
 
@@ -45,3 +46,14 @@ def test_gpus_missing_a_feature_are_left_out_of_the_batch():
     labs, matrix = det.matrix(view_of(x, 0.0, index, rates))
     assert [lab["UUID"] for lab in labs] == ["GPU-0", "GPU-2"]
     assert matrix.shape == (2, 3)
+
+
+def test_the_fast_forest_scorer_equals_scikit_learns_score_samples():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(400, 5))
+    probe = np.vstack([rng.normal(size=(60, 5)), rng.normal(8, 1, size=(4, 5))])
+    for max_features in (1.0, 3):
+        model = IsolationForest(n_estimators=30, max_features=max_features, random_state=1).fit(x)
+        scorer = _ForestScorer.of(model, 5)
+        assert scorer is not None
+        np.testing.assert_allclose(scorer.score(probe), -model.score_samples(probe), rtol=1e-12)

@@ -1,0 +1,153 @@
+"""The ``thermal`` detector: a GPU hotter than its own power draw explains (a failing cooler).
+
+Temperature follows power through a thermal resistance and a lag of tens of seconds, so neither raw series
+works alone: temperature moves with every workload change, and an idle GPU whose cooling fails shows no
+clock slowdown until it is far too late (it never reaches the throttle point). Per GPU, this detector keeps
+an online ridge regression of temperature on lagged power (exponentially weighted moments) and scores how far
+the temperature is *above* what the power predicts, in units of the usual error (at least
+``min_deviation`` degrees). Anomalous samples are winsorised at the band before they teach the regression,
+so a slow runaway does not become the new normal within minutes.
+
+State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
+(``UUID``) once and reused while both queries keep the same series.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.detectors import Findings
+from anomaly.series import Step, View
+from anomaly.thresholds import FloatArray, IntArray
+from gpuwarden.model import RecommendedAction
+
+TEMP = "DCGM_FI_DEV_GPU_TEMP"
+POWER = "DCGM_FI_DEV_POWER_USAGE"
+_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev")
+
+
+class ThermalDetector:
+    """Temperature against lagged power, per GPU, vectorised."""
+
+    name = "thermal"
+
+    def __init__(
+        self,
+        temp_query: str = TEMP,
+        power_query: str = POWER,
+        *,
+        key_label: str = "UUID",
+        lag_seconds: float = 20.0,
+        alpha: float = 0.01,
+        k: float = 6.0,
+        min_deviation: float = 3.0,
+        ridge_watts: float = 10.0,
+        warmup: int = 60,
+    ) -> None:
+        self.temp_query, self.power_query, self.key_label = temp_query, power_query, key_label
+        self.lag_seconds, self.alpha, self.k = lag_seconds, alpha, k
+        self.min_deviation, self.ridge, self.warmup = min_deviation, ridge_watts**2, warmup
+        self.n = np.zeros(0)
+        self.last = np.zeros(0)
+        self.lagged = np.zeros(0)
+        self.mp = np.zeros(0)
+        self.mt = np.zeros(0)
+        self.mpp = np.zeros(0)
+        self.mpt = np.zeros(0)
+        self.dev = np.zeros(0)
+        self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
+
+    def _grow(self, needed: int) -> None:
+        if needed <= self.n.size:
+            return
+        size = max(needed, 2 * self.n.size, 1024)
+        for name in _FIELDS:
+            old = getattr(self, name)
+            new = np.zeros(size)
+            new[: old.size] = old
+            setattr(self, name, new)
+
+    def fit(self, view: View) -> None:
+        """Online: nothing to refit."""
+
+    def forget(self, ids: IntArray) -> None:
+        """Drop the state of vanished series (and the cached join, which may name them)."""
+        if ids.size:
+            self._join = None
+        ids = ids[ids < self.n.size]
+        self.n[ids] = 0
+
+    def _rows(self, temp: Step, power: Step) -> tuple[IntArray, IntArray]:
+        """Rows of ``temp`` and the matching rows of ``power`` (same key label)."""
+        j = self._join
+        if j is not None and _same(j[0], temp.ids) and _same(j[1], power.ids):
+            return j[2], j[3]
+        where = {lab.get(self.key_label): i for i, lab in enumerate(power.labels)}
+        pairs = [(i, where.get(lab.get(self.key_label))) for i, lab in enumerate(temp.labels)]
+        kept = [(i, p) for i, p in pairs if p is not None]
+        rows_t = np.array([i for i, _ in kept], np.int64)
+        rows_p = np.array([p for _, p in kept], np.int64)
+        self._join = (temp.ids, power.ids, rows_t, rows_p)
+        return rows_t, rows_p
+
+    def detect(self, view: View) -> list[Findings]:
+        """Score the newest temperature of every GPU that also reports power."""
+        temp, power = view.latest.get(self.temp_query), view.latest.get(self.power_query)
+        if temp is None or power is None or not temp.labels or not power.labels:
+            return []
+        rows_t, rows_p = self._rows(temp, power)
+        x_t, x_p = temp.value[rows_t], power.value[rows_p]
+        ok = np.flatnonzero(np.isfinite(x_t) & np.isfinite(x_p))
+        rows, t, p = rows_t[ok], x_t[ok], x_p[ok]
+        ids = temp.ids[rows]
+        if ids.size:
+            self._grow(int(ids.max()) + 1)
+        score = self._update(ids, t, p, temp.at)
+        full = np.zeros(len(temp.labels))
+        full[rows] = score
+        return [
+            Findings(
+                detector=self.name,
+                query=self.temp_query,
+                labels=temp.labels,
+                ids=temp.ids,
+                score=full,
+                value=temp.value,
+                action=RecommendedAction.INVESTIGATE,
+                summary="the GPU runs hotter than its power draw explains (cooling failing?)",
+            )
+        ]
+
+    def _update(self, ids: IntArray, t: FloatArray, p: FloatArray, at: float) -> FloatArray:
+        n = self.n[ids]
+        fresh = n == 0
+        gap = at - self.last[ids]
+        gain = np.where(fresh, 1.0, 1.0 - np.exp(-np.maximum(gap, 0.0) / self.lag_seconds))
+        lagged = np.where(fresh, p, self.lagged[ids] + gain * (p - self.lagged[ids]))
+        mp, mt = np.where(fresh, lagged, self.mp[ids]), np.where(fresh, t, self.mt[ids])
+        mpp = np.where(fresh, lagged * lagged, self.mpp[ids])
+        mpt = np.where(fresh, lagged * t, self.mpt[ids])
+        var = np.maximum(mpp - mp * mp, 0.0)
+        slope = (mpt - mp * mt) / (var + self.ridge)
+        yhat = mt + slope * (lagged - mp)
+        resid = t - yhat
+        dev = self.dev[ids]
+        band = np.maximum(self.k * dev, self.min_deviation)
+        score = np.where(n >= self.warmup, np.maximum(resid, 0.0) / band, 0.0)
+        # Learn from the sample winsorised at the band, so an excursion teaches little.
+        cap = np.where(n >= self.warmup, band, np.inf)
+        t_used = yhat + np.clip(resid, -cap, cap)
+        w = np.maximum(self.alpha, 1.0 / (n + 1.0))
+        self.mp[ids] = mp + w * (lagged - mp)
+        self.mt[ids] = mt + w * (t_used - mt)
+        self.mpp[ids] = mpp + w * (lagged * lagged - mpp)
+        self.mpt[ids] = mpt + w * (lagged * t_used - mpt)
+        self.dev[ids] = np.where(fresh, 0.0, dev + w * (np.minimum(np.abs(resid), cap) - dev))
+        self.lagged[ids] = lagged
+        self.last[ids] = at
+        self.n[ids] = n + 1
+        return score
+
+
+def _same(a: IntArray, b: IntArray) -> bool:
+    return a is b or (a.shape == b.shape and bool(np.array_equal(a, b)))

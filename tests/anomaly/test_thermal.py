@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from anomaly.series import CounterRates, SeriesIndex, build_view
+from anomaly.sources import Frame
+from anomaly.thermal import POWER, TEMP, ThermalDetector
+
+GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
+TAU = 20.0  # the simulated thermal lag
+
+
+class Gpus:
+    """First-order thermal model: temperature follows 28 C + R * power, lagged; R grows if a cooler fails."""
+
+    def __init__(self) -> None:
+        self.temp = np.full(len(GPUS), 32.0)
+        self.resistance = np.full(len(GPUS), 0.065)
+        self.index, self.rates = SeriesIndex(), CounterRates()
+        self.t = 1_767_225_600.0
+
+    def step(self, power: np.ndarray, rng: np.random.Generator):
+        for _ in range(30):  # one second at a time, like the simulator
+            target = 28.0 + self.resistance * power
+            self.temp += (target - self.temp) / TAU
+        self.t += 30.0
+        frames = [
+            Frame(TEMP, GPUS, np.array([self.t]), np.round(self.temp)[:, None]),
+            Frame(POWER, GPUS, np.array([self.t]), (power + rng.normal(0, 4, len(GPUS)))[:, None]),
+        ]
+        return build_view(frames, self.index, self.rates, self.t)
+
+
+def test_an_idle_gpu_whose_cooling_fails_is_flagged_within_a_few_minutes_and_its_peers_are_not():
+    rng = np.random.default_rng(0)
+    gpus, det = Gpus(), ThermalDetector()
+    idle = np.full(len(GPUS), 70.0)
+    for _ in range(120):
+        assert det.detect(gpus.step(idle, rng))[0].score.max() <= 1.0
+    flagged_after = None
+    for tick in range(1, 11):
+        gpus.resistance[2] = 0.065 * (1.0 + min(3.0, 0.3 * tick))  # the cooler fails over 5 minutes
+        score = det.detect(gpus.step(idle, rng))[0].score
+        assert np.delete(score, 2).max() <= 1.0
+        if score[2] > 1.0 and flagged_after is None:
+            flagged_after = tick
+    assert flagged_after is not None and flagged_after <= 5
+
+
+def test_workload_changes_that_move_temperature_with_power_raise_nothing():
+    rng = np.random.default_rng(1)
+    gpus, det = Gpus(), ThermalDetector()
+    worst = 0.0
+    for tick in range(600):
+        # Jobs start and stop every 20 minutes on half the GPUs; an hourly wave on the others.
+        on = (tick // 40) % 2 == 1
+        power = np.where(np.arange(len(GPUS)) % 2 == 0, 690.0 if on else 75.0, 0.0)
+        wave = 350.0 + 200.0 * math.sin(2 * math.pi * tick * 30 / 3600)
+        power = np.where(np.arange(len(GPUS)) % 2 == 1, wave, power)
+        score = det.detect(gpus.step(power, rng))[0].score
+        if tick >= 60:
+            worst = max(worst, float(score.max()))
+    assert worst <= 1.0
