@@ -88,6 +88,7 @@ class ClassResult:
             else None,
             "recall_any_time_in_window": round(self.detected / self.injected, 4) if self.injected else None,
             "latency_p50_s": lat[len(lat) // 2] if lat else None,
+            "latency_p90_s": lat[min(len(lat) - 1, (9 * len(lat)) // 10)] if lat else None,
             "latency_max_s": lat[-1] if lat else None,
             "detected_by": dict(sorted(self.detected_by.items(), key=lambda kv: -kv[1])),
         }
@@ -109,6 +110,14 @@ class FaultEvalReport:
         """False alerts normalised to 1,000 GPU-days of observation."""
         return 1000.0 * self.false_alerts / self.gpu_days if self.gpu_days else 0.0
 
+    def false_alerts_by_detector(self) -> dict[str, int]:
+        """False alerts counted by ``alertname:model`` (which detector raised them)."""
+        out: dict[str, int] = {}
+        for a in self.false_alert_examples:
+            key = f"{a.get('alertname', '')}:{a.get('model', '')}:{a.get('for', '')}"
+            out[key] = out.get(key, 0) + 1
+        return out
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -116,6 +125,7 @@ class FaultEvalReport:
             "gpu_days": round(self.gpu_days, 3),
             "false_alerts": self.false_alerts,
             "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
+            "false_alerts_by_detector": self.false_alerts_by_detector(),
             "false_alert_examples": self.false_alert_examples[:10],
             "missed": self.missed[:20],
             "classes": {name: c.to_json() for name, c in self.classes.items()},
@@ -286,3 +296,25 @@ def _summarise(injections: list[Injection], plan: EvalPlan) -> dict[str, ClassRe
         if latency <= deadline:
             res.within_deadline += 1
     return out
+
+
+def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
+    """One report over several independent runs (seeds): counts and GPU-days add up."""
+    classes: dict[str, ClassResult] = {}
+    for r in reports:
+        for name, c in r.classes.items():
+            m = classes.setdefault(name, ClassResult(name, c.hard))
+            m.injected += c.injected
+            m.detected += c.detected
+            m.within_deadline += c.within_deadline
+            m.latencies.extend(c.latencies)
+            for k, v in c.detected_by.items():
+                m.detected_by[k] = m.detected_by.get(k, 0) + v
+    return FaultEvalReport(
+        classes=classes,
+        gpu_days=sum(r.gpu_days for r in reports),
+        false_alerts=sum(r.false_alerts for r in reports),
+        false_alert_examples=[a for r in reports for a in r.false_alert_examples],
+        interval_seconds=reports[0].interval_seconds if reports else 0.0,
+        missed=[m for r in reports for m in r.missed],
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Literal, Protocol
 
 import numpy as np
@@ -19,6 +20,7 @@ from anomaly.thresholds import FloatArray
 from gpuwarden.clock import Clock
 
 logger = logging.getLogger(__name__)
+_NAME, _LABELS, _VALUE = itemgetter(0), itemgetter(1), itemgetter(2)  # prometheus_client Sample fields
 
 SeriesKind = Literal["gauge", "counter"]
 
@@ -139,8 +141,9 @@ class CollectorSource:
     def _add_family(self, family: Metric, groups: dict[str, _Group]) -> None:
         """Group a family's samples by sample name (columns of the sample tuples, no per-sample branch)."""
         kind: SeriesKind = "counter" if family.type == "counter" else "gauge"
-        names, labels, values = list(zip(*family.samples, strict=False))[:3]
-        distinct = set(names)
+        samples = family.samples
+        distinct = set(map(_NAME, samples))
+        labels, values = list(map(_LABELS, samples)), list(map(_VALUE, samples))
         for name in distinct:
             if name.endswith("_created"):
                 continue
@@ -151,6 +154,6 @@ class CollectorSource:
                 group.labels.extend(labels)
                 group.values.extend(values)
             else:
-                rows = [i for i, n in enumerate(names) if n == name]
+                rows = [i for i, s in enumerate(samples) if s.name == name]
                 group.labels.extend(labels[i] for i in rows)
                 group.values.extend(values[i] for i in rows)

@@ -55,3 +55,22 @@ def test_build_view_orders_steps_in_time_and_keeps_the_newest_per_query():
     assert [s.at for s in view.steps] == [10.0, 15.0, 20.0]
     assert view.latest["q"].raw[0] == 2.0
     assert np.isnan(view.latest["c_total"].value[0])
+
+
+def test_the_label_to_id_mapping_is_reused_between_ticks_and_dropped_when_ids_are_freed():
+    index = SeriesIndex()
+    a = [{"gpu": "0"}, {"gpu": "1"}]
+    first = index.ids_for("q", a, 0.0)
+    again = index.ids_for("q", [dict(lab) for lab in a], 30.0)  # equal label sets, new dicts
+    assert again.tolist() == first.tolist()
+    assert index.last_seen[first].tolist() == [30.0, 30.0]
+    moved = index.ids_for("q", [{"gpu": "1"}, {"gpu": "0"}], 60.0)
+    assert moved.tolist() == first.tolist()[::-1]
+    index.ids_for("other", [{"gpu": "9"}], 2000.0)
+    freed = index.expire(2000.0, 900.0)
+    assert sorted(freed.tolist()) == sorted(first.tolist())
+    # The same label sets as the last cached tick: they must be registered again, not served from the cache.
+    back = index.ids_for("q", [{"gpu": "1"}, {"gpu": "0"}], 2030.0)
+    assert len(index) == 3
+    assert index.keys[int(back[0])] == ("q", (("gpu", "1"),))
+    assert index.keys[int(back[1])] == ("q", (("gpu", "0"),))
