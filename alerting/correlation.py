@@ -8,7 +8,7 @@ earliest onset wins.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,7 +45,7 @@ class Candidate:
     id: str
     root_path: Path
     workloads: frozenset[WorkloadRef]
-    members: tuple[Member, ...]
+    members: Collection[Member]
     last_alert_at: datetime
 
 

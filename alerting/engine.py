@@ -23,6 +23,14 @@ from alerting.impact import Assessment, assess, seen, title
 from alerting.inhibition import Inhibitor, InhibitRule
 from alerting.inventory import Inventory
 from alerting.matchers import Matcher, parse_matcher
+from alerting.pending import (
+    FingerprintCache,
+    PendingAlert,
+    Repeat,
+    StoredAlert,
+    insert_pending,
+    update_repeats,
+)
 from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind, muting_silence
 from alerting.store import IncidentNotFound, IncidentStore, impact_to_dict, silence_from_row
@@ -50,9 +58,8 @@ class _Open:
     workloads: frozenset[WorkloadRef] = frozenset()
 
     def candidate(self) -> Candidate:
-        return Candidate(
-            self.id, self.root_path, self.workloads, tuple(self.members.values()), self.last_alert_at
-        )
+        # A live view of the members, not a copy: ingest asks every open incident for each new alert.
+        return Candidate(self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at)
 
 
 @dataclass
@@ -84,7 +91,8 @@ class _Batch:
     changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
     last_event: dict[str, TimelineRow] = field(default_factory=dict)
     added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
-    rows: dict[str, AlertRow] = field(default_factory=dict)
+    rows: dict[str, StoredAlert] = field(default_factory=dict)
+    new: list[PendingAlert] = field(default_factory=list)
 
 
 class IncidentEngine:
@@ -136,6 +144,9 @@ class IncidentEngine:
             for i, w in enumerate(self.config.maintenance_windows)
         ]
         self._open: dict[str, _Open] = {}
+        # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
+        self._status: dict[str, str] = {}
+        self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
         self.counters: dict[str, int] = {
@@ -205,7 +216,7 @@ class IncidentEngine:
 
     # --- state rebuild --------------------------------------------------------------------------
 
-    def _member(self, row: AlertRow) -> Member:
+    def _member(self, row: StoredAlert) -> Member:
         kind = classify(row.labels)
         return Member(
             fingerprint=row.fingerprint,
@@ -234,6 +245,9 @@ class IncidentEngine:
                 self._open[row.id] = _Open(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
+            self._status = {
+                fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
+            }
             for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
                 self._inhibitor.update(alert.fingerprint, alert.labels, True)
             if self._open:
@@ -283,23 +297,43 @@ class IncidentEngine:
 
     def _write(self, tickets: list[_Ticket]) -> None:
         now = self.clock.now()
+        status_after: dict[str, str] = {}
         try:
             with self._sessions() as session, session.begin(), session.no_autoflush:
                 batch = _Batch(session, now)
-                fps = list({a.fingerprint for t in tickets for a in t.alerts})
-                batch.rows = {
-                    r.fingerprint: r
-                    for r in session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(fps)))
-                }
+                slow: list[tuple[Alert, str, AlertStatus, IngestResult]] = []
+                slow_fps: set[str] = set()
+                repeats: list[Repeat] = []
                 for ticket in tickets:
                     for alert in ticket.alerts:
-                        self._ingest_one(batch, alert, batch.rows, ticket.result)
-                self._finish(batch)
+                        fp = self._fingerprints.fingerprint(alert.labels)
+                        status = _status_of(alert, now)
+                        ticket.result.accepted += 1
+                        if fp not in slow_fps and self._status.get(fp) == status.value:
+                            # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
+                            repeats.append(Repeat(fp, alert.ends_at, dict(alert.annotations), alert.score))
+                        else:
+                            slow_fps.add(fp)
+                            slow.append((alert, fp, status, ticket.result))
+                update_repeats(session, repeats, now)
+                if slow:
+                    batch.rows = {
+                        r.fingerprint: r
+                        for r in session.scalars(
+                            select(AlertRow).where(AlertRow.fingerprint.in_(list(slow_fps)))
+                        )
+                    }
+                    for alert, fp, status, result in slow:
+                        self._ingest_one(batch, alert, fp, status, result)
+                    self._finish(batch)
+                    insert_pending(session, batch.new)
+                    status_after = {fp: row.status for fp, row in batch.rows.items()}
         except Exception as exc:  # noqa: BLE001 - re-raised in every waiting caller
             self._reload()
             for ticket in tickets:
                 ticket.error, ticket.done = exc, True
             return
+        self._status.update(status_after)
         for ticket in tickets:
             ticket.done = True
             self.counters["alerts_received"] += len(ticket.alerts)
@@ -307,18 +341,13 @@ class IncidentEngine:
         self._notify(batch.changes)
 
     def _ingest_one(
-        self, batch: _Batch, alert: Alert, rows: dict[str, AlertRow], result: IngestResult
+        self, batch: _Batch, alert: Alert, fp: str, status: AlertStatus, result: IngestResult
     ) -> None:
         now = batch.now
-        fp = alert.fingerprint
-        expired = alert.ends_at is not None and alert.ends_at <= now
-        status = (
-            AlertStatus.RESOLVED if alert.status is AlertStatus.RESOLVED or expired else AlertStatus.FIRING
-        )
         starts_at = alert.starts_at or now
-        row = rows.get(fp)
+        row = batch.rows.get(fp)
         if row is None:
-            row = AlertRow(
+            row = PendingAlert(
                 fingerprint=fp,
                 labels=dict(alert.labels),
                 annotations=dict(alert.annotations),
@@ -331,14 +360,9 @@ class IncidentEngine:
                 recommended_action=alert.recommended_action.value,
                 first_seen=now,
                 last_seen=now,
-                receive_count=1,
-                incident_id=None,
-                muted_by=None,
-                flapping=False,
-                transitions=[],
             )
-            batch.session.add(row)
-            rows[fp] = row
+            batch.new.append(row)
+            batch.rows[fp] = row
             previous: str | None = None
         else:
             previous = row.status
@@ -351,7 +375,6 @@ class IncidentEngine:
                 row.score = alert.score
             if previous != status.value and status is AlertStatus.FIRING:
                 row.starts_at = starts_at
-        result.accepted += 1
         changed = previous is not None and previous != status.value
         if changed or previous is None:
             self._inhibitor.update(fp, row.labels, status is AlertStatus.FIRING)
@@ -364,7 +387,7 @@ class IncidentEngine:
             return  # a repeat: dedup, only last_seen and endsAt moved
         self._apply(batch, row, status, was_flapping, result)
 
-    def _mute_reason(self, row: AlertRow, now: datetime) -> str | None:
+    def _mute_reason(self, row: StoredAlert, now: datetime) -> str | None:
         silence = muting_silence(self._silences, row.labels, now, row.incident_id)
         if silence is not None:
             return f"{silence.kind.value}:{silence.id}"
@@ -372,7 +395,7 @@ class IncidentEngine:
         return f"inhibited:{rule}" if rule is not None else None
 
     def _apply(
-        self, batch: _Batch, row: AlertRow, status: AlertStatus, was_flapping: bool, res: IngestResult
+        self, batch: _Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
     ) -> None:
         now = batch.now
         firing = status is AlertStatus.FIRING
@@ -458,7 +481,7 @@ class IncidentEngine:
         self.counters["incidents_opened"] += 1
         return inc
 
-    def _reopen(self, batch: _Batch, row: AlertRow) -> None:
+    def _reopen(self, batch: _Batch, row: StoredAlert) -> None:
         assert row.incident_id is not None
         inc_row = batch.session.get(IncidentRow, row.incident_id)
         if inc_row is None:
@@ -880,6 +903,13 @@ class IncidentEngine:
         onset = min((a.starts_at for a in alerts), default=incident.opened_at)
         names = [a.labels.get("alertname", "") for a in alerts]
         return render_postmortem(incident, min(onset, incident.opened_at), names)
+
+
+def _status_of(alert: Alert, now: datetime) -> AlertStatus:
+    """Resolved when the alert says so or its endsAt has passed (Alertmanager's rule), else firing."""
+    if alert.status is AlertStatus.RESOLVED or (alert.ends_at is not None and alert.ends_at <= now):
+        return AlertStatus.RESOLVED
+    return AlertStatus.FIRING
 
 
 def _describe(labels: dict[str, str]) -> str:

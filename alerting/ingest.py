@@ -6,10 +6,11 @@ because Alertmanager adds fields in minor releases.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
+
+import orjson
 
 from gpuwarden.errors import InputError
 from gpuwarden.model import Alert, AlertSource, AlertStatus
@@ -20,8 +21,8 @@ _YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
 def parse_json(body: bytes) -> Any:
     """Decode a JSON body or fail naming the position."""
     try:
-        return json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
         raise InputError(f"body is not valid JSON: {exc}", field="body") from exc
 
 
