@@ -317,12 +317,11 @@ class IncidentEngine:
                             slow.append((alert, fp, status, ticket.result))
                 update_repeats(session, repeats, now)
                 if slow:
-                    batch.rows = {
-                        r.fingerprint: r
-                        for r in session.scalars(
-                            select(AlertRow).where(AlertRow.fingerprint.in_(list(slow_fps)))
-                        )
-                    }
+                    # Only alerts the store already holds are read; the status cache knows which.
+                    known = [fp for fp in slow_fps if fp in self._status]
+                    if known:
+                        query = select(AlertRow).where(AlertRow.fingerprint.in_(known))
+                        batch.rows = {r.fingerprint: r for r in session.scalars(query)}
                     for alert, fp, status, result in slow:
                         self._ingest_one(batch, alert, fp, status, result)
                     self._finish(batch)

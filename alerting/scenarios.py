@@ -1,4 +1,8 @@
-"""Alert storms for tests, the demo and the benchmark: a rack failure and an unrelated node failure.
+"""Alert storms for tests, the demo and the benchmark, as a GPU operator meets them.
+
+Storms (one fault, many alerts): a rack losing power, an NVSwitch failing on one node, a bad driver
+rolled out to the racks of a training job, a training job hanging everywhere at once. A single node
+failure is the unrelated fault that must stay a separate incident.
 
 The fleet is one cluster of ``racks`` racks x 8 nodes x 8 GPUs; training job ``llm-70b`` runs on racks
 r07 and r08 (one rank per GPU) and inference service ``chat`` has 8 one-GPU replicas on rack r01.
@@ -107,3 +111,102 @@ def node_failure(rack: int, node_index: int, start: datetime) -> list[Alert]:
             )
         )
     return alerts
+
+
+def nvlink_switch_failure(rack: int, node_index: int, start: datetime, seed: int = 0) -> list[Alert]:
+    """An NVSwitch fails on a node of the training job (rack 7 or 8): XID 74 and NVLink errors on all
+    its GPUs, and the job's ranks there stall."""
+    rng = random.Random(seed)
+    node = node_name(rack, node_index)
+    base = {"cluster": CLUSTER, "severity": "critical"}
+    alerts: list[Alert] = []
+    first_rank = (7, 8).index(rack) * NODES_PER_RACK * GPUS_PER_NODE  # the job's racks
+    for i in range(GPUS_PER_NODE):
+        gpu = {**base, "Hostname": node, "gpu": str(i), "UUID": gpu_uuid(node, i)}
+        onset = start + timedelta(seconds=rng.random() * 10)
+        alerts.append(Alert({**gpu, "alertname": "GPUXid", "xid": "74"}, starts_at=onset))
+        alerts.append(Alert({**gpu, "alertname": "GPUNVLinkErrors", "severity": "warning"}, starts_at=onset))
+        rank = first_rank + (node_index - 1) * GPUS_PER_NODE + i
+        alerts.append(
+            Alert(
+                {**base, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": str(rank)},
+                starts_at=start + timedelta(seconds=60 + rng.random() * 20),
+            )
+        )
+    rng.shuffle(alerts)
+    return alerts
+
+
+def driver_rollout_xids(
+    racks: tuple[int, ...], start: datetime, seed: int = 0, stalled_job: str | None = "llm-70b"
+) -> list[Alert]:
+    """A bad driver rolled out node by node to ``racks``: GSP timeouts (XID 119) on every GPU it reached.
+
+    The training job on those GPUs stalls: every rank it has there raises ``TrainingJobStalled``.
+    """
+    rng = random.Random(seed)
+    base = {"cluster": CLUSTER, "severity": "critical"}
+    alerts: list[Alert] = []
+    job_racks = [r for r in (7, 8) if r in racks]
+    for k, rack in enumerate(racks):
+        for n in range(1, NODES_PER_RACK + 1):
+            node = node_name(rack, n)
+            # The rollout reaches one node every 15 s; the driver fails on each GPU soon after.
+            reached = start + timedelta(seconds=15 * (k * NODES_PER_RACK + n))
+            for i in range(GPUS_PER_NODE):
+                gpu = {**base, "Hostname": node, "gpu": str(i), "UUID": gpu_uuid(node, i)}
+                onset = reached + timedelta(seconds=rng.random() * 10)
+                alerts.append(Alert({**gpu, "alertname": "GPUXid", "xid": "119"}, starts_at=onset))
+                if stalled_job is None or rack not in job_racks:
+                    continue
+                rank = job_racks.index(rack) * NODES_PER_RACK * GPUS_PER_NODE + (n - 1) * GPUS_PER_NODE + i
+                alerts.append(
+                    Alert(
+                        {
+                            **base,
+                            "alertname": "TrainingJobStalled",
+                            "slurm_job": stalled_job,
+                            "rank": str(rank),
+                        },
+                        starts_at=onset + timedelta(seconds=60),
+                    )
+                )
+    rng.shuffle(alerts)
+    return alerts
+
+
+def job_wide_stall(start: datetime, job: str = "llm-70b", ranks: int = 128, seed: int = 0) -> list[Alert]:
+    """A training job hangs everywhere at once (a collective deadlock): every rank stalls, no GPU fault."""
+    rng = random.Random(seed)
+    base = {"cluster": CLUSTER, "severity": "critical", "slurm_job": job}
+    alerts = [
+        Alert(
+            {**base, "alertname": "TrainingJobStalled", "rank": str(r)},
+            starts_at=start + timedelta(seconds=rng.random() * 30),
+        )
+        for r in range(ranks)
+    ]
+    alerts += [
+        Alert(
+            {**base, "alertname": "TrainingStepTimeHigh", "rank": str(r)},
+            starts_at=start + timedelta(seconds=rng.random() * 30),
+        )
+        for r in range(ranks)
+    ]
+    rng.shuffle(alerts)
+    return alerts
+
+
+def storm_scenarios(start: datetime) -> dict[str, list[Alert]]:
+    """The storms the notification target is about, by name: each is one fault."""
+    return {
+        "rack_power_loss": rack_failure(7, start),
+        "nvlink_switch_failure": nvlink_switch_failure(8, 3, start),
+        "driver_rollout_xids": driver_rollout_xids((7, 8), start),
+        "training_job_stall": job_wide_stall(start),
+    }
+
+
+def unrelated_faults(start: datetime) -> list[Alert]:
+    """Two unrelated faults at once (a rack and a node elsewhere): a correctness check, not a storm."""
+    return rack_failure(5, start, seed=1, stalled_job=None) + node_failure(2, 4, start)
