@@ -7,8 +7,17 @@ a local Slack Web API stand-in (alerting.notifiers.recorder). Each storm fires i
 
 * ``notifications``: webhook POSTs Alertmanager made, and new top-level Slack messages gpuwarden posted
   (in-place ``chat.update`` edits and thread replies ping nobody and are counted apart).
-* ``alerts_per_second``: distinct alerts ingested over HTTP (``POST /api/v2/alerts``, batches of 64 like
-  Prometheus, 4 concurrent clients), acknowledged by the server, same stream for both.
+* Storms (``alerting.scenarios.storm_scenarios``: rack power loss, NVSwitch failure, bad driver rollout,
+  job-wide stall) are what the >=10x target is about; ``two_unrelated_faults`` is a correctness check
+  (it must stay two incidents) and is reported apart. Each scenario's alerts carry a ``storm`` label so
+  that a later scenario never re-fires (and reopens) an earlier one's alerts.
+* ``alerts_per_second``: alerts acknowledged per second over HTTP (``POST /api/v2/alerts``, batches of
+  64 like Prometheus, 4 concurrent clients, the same pre-encoded bodies for both servers). ``fresh``:
+  every alert new (new fingerprints: stored, correlated, incidents opened); ``repeat``: the same bodies
+  posted again, as Prometheus re-posts firing alerts at every evaluation (the steady state). Each figure
+  is the best of 3 passes. ``client_cpu_share`` is the posting process's CPU time over the wall time
+  (near 1.0 would mean the Python client, not the server, sets the pace); ``server_cpu_ms_per_1k``
+  is the server process's CPU time per 1000 alerts.
 """
 
 from __future__ import annotations
@@ -41,6 +50,7 @@ from gpuwarden.model import Alert
 TOKEN = "bench-token"
 BATCH = 64
 CLIENTS = 4
+CHECK = "two_unrelated_faults"  # a correctness check (two incidents), not a storm
 
 
 def free_port() -> int:
@@ -64,12 +74,14 @@ def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -
 
 
 @contextmanager
-def process(argv: Sequence[str], ready: str, log: Path, env: dict[str, str] | None = None) -> Iterator[None]:
+def process(
+    argv: Sequence[str], ready: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as out:
         proc = subprocess.Popen(list(argv), stdout=out, stderr=subprocess.STDOUT, env=env)
         try:
             wait_ready(ready, proc)
-            yield
+            yield proc
         finally:
             proc.terminate()
             try:
@@ -112,27 +124,70 @@ def as_postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
 
 def post_all(url: str, headers: dict[str, str], items: list[dict[str, Any]], clients: int = CLIENTS) -> float:
     """Post in batches of 64 with concurrent clients; return alerts per second (all must be 2xx)."""
-    batches = [items[i : i + BATCH] for i in range(0, len(items), BATCH)]
-    pools = [httpx.Client(timeout=60, headers=headers) for _ in range(clients)]
+    rate, _ = post_bodies(url, headers, encode(items), len(items), clients)
+    return rate
+
+
+def encode(items: list[dict[str, Any]]) -> list[bytes]:
+    """The request bodies, batches of 64, encoded once (the client's JSON work is not timed)."""
+    return [json.dumps(items[i : i + BATCH]).encode() for i in range(0, len(items), BATCH)]
+
+
+def post_bodies(
+    url: str, headers: dict[str, str], bodies: list[bytes], count: int, clients: int = CLIENTS
+) -> tuple[float, float]:
+    """Post pre-encoded bodies with concurrent clients: (alerts per second, client CPU share)."""
+    hdrs = {**headers, "Content-Type": "application/json"}
+    pools = [httpx.Client(timeout=60, headers=hdrs) for _ in range(clients)]
 
     def send(i: int) -> None:
-        response = pools[i % clients].post(url, json=batches[i])
+        response = pools[i % clients].post(url, content=bodies[i])
         response.raise_for_status()
 
+    cpu = time.process_time()
     start = time.perf_counter()
     with ThreadPoolExecutor(clients) as ex:
-        list(ex.map(send, range(len(batches))))
+        list(ex.map(send, range(len(bodies))))
     elapsed = time.perf_counter() - start
+    cpu = time.process_time() - cpu
     for c in pools:
         c.close()
-    return len(items) / elapsed
+    return count / elapsed, cpu / elapsed
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def throughput(
+    url: str, headers: dict[str, str], items: list[dict[str, Any]], pid: int, passes: int = 3
+) -> dict[str, float]:
+    """Fresh alerts (best of ``passes`` streams, each relabelled new) then repeats of the last one."""
+    out: dict[str, float] = {}
+    for mode in ("fresh", "repeat"):
+        best = (0.0, 0.0, 0.0)
+        for k in range(passes):
+            if mode == "fresh":
+                stream = [{**a, "labels": {**a["labels"], "pass": str(k)}} for a in items]
+                bodies = encode(stream)
+            cpu = cpu_seconds(pid)
+            rate, client = post_bodies(url, headers, bodies, len(items))
+            server_ms = (cpu_seconds(pid) - cpu) * 1e6 / len(items)
+            if rate > best[0]:
+                best = (rate, client, server_ms)
+        out[mode] = round(best[0])
+        out[f"{mode}_client_cpu_share"] = round(best[1], 2)
+        out[f"{mode}_server_cpu_ms_per_1k"] = round(best[2], 1)
+    return out
 
 
 def storms(start: datetime) -> dict[str, list[Alert]]:
+    named = {**scenarios.storm_scenarios(start), CHECK: scenarios.unrelated_faults(start)}
     return {
-        "rack_power_loss": scenarios.rack_failure(7, start),
-        "two_unrelated_faults": scenarios.rack_failure(5, start, seed=1, stalled_job=None)
-        + scenarios.node_failure(2, 4, start),
+        name: [Alert({**a.labels, "storm": name}, starts_at=a.starts_at) for a in alerts]
+        for name, alerts in named.items()
     }
 
 
@@ -215,8 +270,8 @@ def main() -> None:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     result: dict[str, Any] = {"benchmark": "incidents", "scenarios": {}}
     with (
-        process(am_argv, f"http://127.0.0.1:{am_port}/-/ready", work / "am.log"),
-        process(gw_argv, f"http://127.0.0.1:{gw_port}/healthz", work / "gw.log", env),
+        process(am_argv, f"http://127.0.0.1:{am_port}/-/ready", work / "am.log") as am_proc,
+        process(gw_argv, f"http://127.0.0.1:{gw_port}/healthz", work / "gw.log", env) as gw_proc,
     ):
         targets = [(am_url, {}), (gw_url, auth)]
         seen = 0
@@ -235,6 +290,7 @@ def main() -> None:
             seen = len(incidents)
             gw_n = len(recorder.channel_messages()) - top_before
             result["scenarios"][name] = {
+                "storm": name != CHECK,
                 "alerts": len(alerts),
                 "alertmanager_notifications": am_n,
                 "gpuwarden_notifications": gw_n,
@@ -250,30 +306,35 @@ def main() -> None:
                     for i in fresh
                 ],
             }
-        am_total = sum(s["alertmanager_notifications"] for s in result["scenarios"].values())
-        gw_total = sum(s["gpuwarden_notifications"] for s in result["scenarios"].values())
-        result["notifications"] = {"alertmanager": am_total, "gpuwarden": gw_total}
-        result["notification_reduction"] = round(am_total / gw_total, 1) if gw_total else None
+        figures = result["scenarios"]
+        for key, names in (("storms", [n for n in figures if n != CHECK]), ("all", list(figures))):
+            am_n = sum(figures[n]["alertmanager_notifications"] for n in names)
+            gw_n = sum(figures[n]["gpuwarden_notifications"] for n in names)
+            result[f"notifications_{key}"] = {"alertmanager": am_n, "gpuwarden": gw_n}
+            result[f"notification_reduction_{key}"] = round(am_n / gw_n, 1) if gw_n else None
 
-        # Throughput: the same fresh stream (new cluster labels => new fingerprints) to each server.
+        # Throughput: the same stream (new cluster labels => new fingerprints) to each server.
         base = scenarios.rack_failure(7, datetime.now(UTC))
-        stream = [a for k in range(12) for a in relabel(base, f"bench{k}")]
+        stream = [a for k in range(24) for a in relabel(base, f"bench{k}")]
         later = datetime.now(UTC) + timedelta(minutes=10)
         items = [as_postable(a, later) for a in stream]
         result["throughput_alerts"] = len(items)
         result["throughput_batch_size"] = BATCH
         result["throughput_clients"] = CLIENTS
         result["alerts_per_second"] = {
-            "alertmanager": round(post_all(am_url, {}, items)),
-            "gpuwarden": round(post_all(gw_url, auth, items)),
+            "alertmanager": throughput(am_url, {}, items, am_proc.pid),
+            "gpuwarden": throughput(gw_url, auth, items, gw_proc.pid),
         }
     recorder.stop()
     receiver.server.shutdown()
     shutil.rmtree(work, ignore_errors=True)
+    rates = result["alerts_per_second"]
     result["targets_met"] = {
-        "notifications_10x_fewer": (result["notification_reduction"] or 0) >= 10,
-        "ingest_rate_at_least_alertmanager": result["alerts_per_second"]["gpuwarden"]
-        >= result["alerts_per_second"]["alertmanager"],
+        "notifications_10x_fewer_on_storms": (result["notification_reduction_storms"] or 0) >= 10,
+        "ingest_rate_at_least_alertmanager_fresh": rates["gpuwarden"]["fresh"]
+        >= rates["alertmanager"]["fresh"],
+        "ingest_rate_at_least_alertmanager_repeat": rates["gpuwarden"]["repeat"]
+        >= rates["alertmanager"]["repeat"],
     }
     print(json.dumps(result))
 
