@@ -21,10 +21,11 @@ class AdaptiveDetector:
 
     def __init__(self, cfg: AnomalyConfig | None = None) -> None:
         cfg = cfg or AnomalyConfig()
-        self.default = ThresholdParams.from_config(cfg.thresholds)
+        season = cfg.thresholds.seasonality and cfg.adaptive_seasonality
+        self.default = ThresholdParams.from_config(cfg.thresholds, seasonality=season)
         self._per_query = {
             q.name: ThresholdParams.from_config(
-                cfg.thresholds, direction=q.direction, min_deviation=q.min_deviation
+                cfg.thresholds, direction=q.direction, min_deviation=q.min_deviation, seasonality=season
             )
             for q in cfg.queries
         }

@@ -36,6 +36,7 @@ class Findings:
     alert_labels: Mapping[str, str] = field(default_factory=dict)
     immediate: bool = False  # deterministic evidence: alert on the first anomalous tick
     ids: IntArray | None = None  # series ids of the rows, so the service can attach an evidence window
+    resolve_after: int | None = None  # quiet ticks before the alert resolves; None: thresholds.resolve_after
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""

@@ -32,6 +32,14 @@ class FaultClass:
     hard: bool
     payload: Mapping[str, Any]
     needs_workload: bool = False  # a slower idle GPU shows nothing: inject only where work runs
+    node_level: bool = False  # aimed at a whole node; detected by an alert naming the node without a GPU
+    deadline_seconds: float | None = None  # None: one interval for hard faults, 5 minutes for soft ones
+
+    def deadline(self, interval: float) -> float:
+        """Seconds after the start within which a detection counts."""
+        if self.deadline_seconds is not None:
+            return self.deadline_seconds
+        return interval if self.hard else SOFT_DEADLINE_SECONDS
 
 
 FAULT_CLASSES: tuple[FaultClass, ...] = (
@@ -47,6 +55,9 @@ FAULT_CLASSES: tuple[FaultClass, ...] = (
     FaultClass("nvlink_down", False, {"kind": "nvlink_down", "link": 0}),
     FaultClass("memory_leak", False, {"kind": "memory_leak"}),
     FaultClass("hung", False, {"kind": "hung"}),
+    # The collector of a down node stops producing samples; the presence detector's bound (90 s by default)
+    # plus up to two collection intervals.
+    FaultClass("node_down", False, {"kind": "node_down"}, node_level=True, deadline_seconds=150.0),
 )
 SOFT_DEADLINE_SECONDS = 300.0
 
@@ -57,7 +68,7 @@ class Injection:
 
     fault_class: FaultClass
     node: str
-    gpu: int
+    gpu: int | None
     started_at: float
     fault_id: str = ""
     repaired_at: float | None = None
@@ -162,7 +173,7 @@ def _schedule(plan: EvalPlan, fleet: Fleet, start: float) -> list[Injection]:
         candidates = busy if fault_class.needs_workload else gpus
         node, gpu = rng.choice(candidates)
         at = t + rng.uniform(0.0, plan.spacing_seconds / 2)
-        out.append(Injection(fault_class, node, gpu, at))
+        out.append(Injection(fault_class, node, None if fault_class.node_level else gpu, at))
         t += plan.spacing_seconds
     return out
 
@@ -175,9 +186,17 @@ class _Truth:
         self.grace = grace
         self.injections: list[Injection] = []
 
-    def workload(self, node: str, gpu: int) -> str | None:
+    def workload(self, node: str, gpu: int | None) -> str | None:
+        if gpu is None:
+            return None
         work = self.fleet.workload_on(node, gpu)
         return None if work is None else f"{type(work).__name__}/{getattr(work, 'name', id(work))}"
+
+    def workloads(self, inj: Injection) -> set[str | None]:
+        """Workloads a fault touches: its GPU's, or those of every GPU of its node."""
+        if inj.gpu is not None:
+            return {self.workload(inj.node, inj.gpu)}
+        return {self.workload(g.node, g.index) for g in self.fleet.gpu_refs() if g.node == inj.node}
 
     def explains(self, node: str, gpu: int | None, at: float) -> Injection | None:
         """An open fault window that accounts for an alert on ``node``/``gpu`` at ``at``."""
@@ -186,7 +205,7 @@ class _Truth:
             end = (inj.repaired_at if inj.repaired_at is not None else at) + self.grace
             if not inj.started_at <= at <= end:
                 continue
-            if inj.node == node or (workload is not None and self.workload(inj.node, inj.gpu) == workload):
+            if inj.node == node or (workload is not None and workload in self.workloads(inj)):
                 return inj
         return None
 
@@ -216,7 +235,9 @@ def run_fault_eval(
         while pending and pending[0].started_at <= tick_at:
             inj = pending.pop(0)
             clock.advance(max(0.0, inj.started_at - clock.time()))
-            payload = {**inj.fault_class.payload, "node": inj.node, "gpu": inj.gpu}
+            payload = {**inj.fault_class.payload, "node": inj.node}
+            if inj.gpu is not None:
+                payload["gpu"] = inj.gpu
             inj.fault_id = fleet.inject(parse_fault(payload))
             truth.injections.append(inj)
         _repair_due(fleet, truth.injections, clock.time(), plan.hold_seconds)
@@ -250,8 +271,7 @@ def run_fault_eval(
             }
             for inj in truth.injections
             if inj.detected_at is None
-            or inj.detected_at - inj.started_at
-            > (plan.interval_seconds if inj.fault_class.hard else SOFT_DEADLINE_SECONDS)
+            or inj.detected_at - inj.started_at > inj.fault_class.deadline(plan.interval_seconds)
         ],
     )
 
@@ -261,7 +281,8 @@ def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: flo
         if inj.repaired_at is None and now - inj.started_at >= hold:
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
-            fleet.reset_gpu(inj.node, inj.gpu)
+            if inj.gpu is not None:
+                fleet.reset_gpu(inj.node, inj.gpu)
             inj.repaired_at = now
 
 
@@ -292,8 +313,7 @@ def _summarise(injections: list[Injection], plan: EvalPlan) -> dict[str, ClassRe
         res.detected += 1
         res.latencies.append(round(latency, 1))
         res.detected_by[inj.detected_by] = res.detected_by.get(inj.detected_by, 0) + 1
-        deadline = plan.interval_seconds if inj.fault_class.hard else SOFT_DEADLINE_SECONDS
-        if latency <= deadline:
+        if latency <= inj.fault_class.deadline(plan.interval_seconds):
             res.within_deadline += 1
     return out
 

@@ -4,8 +4,9 @@ A node that goes down, or an exporter that stops reporting a GPU, shows as *miss
 value-based detector can see. Each GPU (``Hostname`` + ``gpu`` by default) is remembered with the last time
 one of its presence series (``presence_queries``, fnmatch patterns) arrived. Once that is more than
 ``absent_after`` seconds ago the GPU is absent: ``GpuExporterStale`` for it, or one ``NodeDown`` for its node
-when every GPU the node had is absent. The alert resolves when the series come back, or once the GPU has
-been absent for ``forget_after`` seconds (a decommissioned node does not page forever).
+when every GPU the node had is absent. The alert resolves on the first tick the series are back
+(``resolve_after`` ticks), or once the GPU has been absent for ``forget_after`` seconds (a decommissioned node
+does not page forever).
 
 Normal churn raises nothing: a pod or job label changing on a GPU keeps the same GPU key; a lost GPU that the
 exporter still reports as ``gpuwarden_gpu_up == 0`` is left to the ``GpuLost`` signature; and when more than
@@ -47,12 +48,14 @@ class PresenceDetector:
         absent_after: float = 90.0,
         forget_after: float = 3600.0,
         max_absent_share: float = 0.5,
+        resolve_after: int = 1,
     ) -> None:
         self.patterns = tuple(queries)
         self.key_labels = tuple(key_labels)
         self.absent_after = absent_after
         self.forget_after = forget_after
         self.max_absent_share = max_absent_share
+        self.resolve_after = resolve_after
         self.slots: dict[GpuKey, int] = {}
         self.keys: list[GpuKey | None] = []
         self.labels: list[Mapping[str, str]] = []
@@ -184,6 +187,7 @@ class PresenceDetector:
                     summary=[f"no metrics from this GPU for {a:.0f}s" for a in ages.tolist()],
                     alert_labels={"alertname": "GpuExporterStale"},
                     immediate=True,
+                    resolve_after=self.resolve_after,
                 )
             )
         if down:
@@ -207,6 +211,7 @@ class PresenceDetector:
                     ],
                     alert_labels={"alertname": "NodeDown"},
                     immediate=True,
+                    resolve_after=self.resolve_after,
                 )
             )
         return out

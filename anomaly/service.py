@@ -65,6 +65,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
 @dataclass(slots=True)
 class _Firing:
     alert: Alert
+    resolve_after: int
     quiet: int = 0
 
 
@@ -231,16 +232,15 @@ class AnomalyService:
                 pending[key] = self._pending.get(key, 0) + 1
                 if f.immediate or pending[key] >= self.cfg.pending_ticks:
                     pending.pop(key)
-                    self.firing[key] = _Firing(alert)
+                    self.firing[key] = _Firing(alert, f.resolve_after or self.cfg.thresholds.resolve_after)
                     result.raised.append(alert)
         self._pending = pending
-        resolve_after = self.cfg.thresholds.resolve_after
         for key in list(self.firing):
             if key in active:
                 continue
             state = self.firing[key]
             state.quiet += 1
-            if state.quiet >= resolve_after:
+            if state.quiet >= state.resolve_after:
                 del self.firing[key]
                 old = state.alert
                 result.resolved.append(

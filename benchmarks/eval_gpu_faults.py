@@ -19,6 +19,7 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
+import pynvml
 from scipy.stats import chi2
 
 from anomaly.faulteval import EvalPlan, FaultEvalReport, merge_reports, run_fault_eval
@@ -53,8 +54,11 @@ def build(nodes: int, gpus: int, seed: int, interval: float):
 
     def pump() -> None:
         for w in watchers:
-            while w.poll():
-                pass
+            try:
+                while w.poll():
+                    pass
+            except pynvml.NVMLError:  # a down node: the watcher's own thread logs, backs off and retries
+                w.errors += 1
 
     return clock, fleet, service, pump
 

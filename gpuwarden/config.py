@@ -145,6 +145,15 @@ class AnomalyConfig(Section):
             " Temperatures are left to the fleet detector: they lag every workload change by minutes."
         ),
     )
+    adaptive_seasonality: bool = Field(
+        False,
+        description=(
+            "hour-of-day/week baselines in the service's adaptive detector. Off by default: the buckets learn"
+            " from every sample within the hour, so on a series with a cycle shorter than an hour (an"
+            " inference replica's load) the bucket only tracks the last minutes and is stale at each hour"
+            " change, which raised false alerts in the GPU-fault evaluation (tuning seeds 0-1)"
+        ),
+    )
     min_deviation_by_metric: dict[str, float] = Field(
         default_factory=lambda: {
             "DCGM_FI_DEV_GPU_TEMP": 5.0,
