@@ -27,8 +27,15 @@ import numpy as np
 import numpy.typing as npt
 import pandas as pd
 
+from anomaly.breakout import BreakoutParams
 from anomaly.thresholds import ThresholdParams
-from anomaly.univariate import DEFAULT_RESOLVE_AFTER, Series, read_series_csv, score_many
+from anomaly.univariate import (
+    DEFAULT_BREAKOUT,
+    DEFAULT_RESOLVE_AFTER,
+    Series,
+    read_series_csv,
+    score_many,
+)
 from gpuwarden.errors import InputError
 
 
@@ -82,7 +89,7 @@ def probation_length(rows: int) -> int:
 
 def scaled_sigmoid(position: float) -> float:
     """NAB's reward curve: ~0.987 at -1, 0 at the window's right edge, -1 far past it."""
-    if position >= 3.0:
+    if position > 3.0:
         return -1.0
     return 2.0 / (1.0 + math.exp(5.0 * position)) - 1.0
 
@@ -204,10 +211,13 @@ def is_tuning_file(name: str) -> bool:
 
 
 def detect_corpus(
-    files: list[NabFile], params: ThresholdParams | None = None, resolve_after: int = DEFAULT_RESOLVE_AFTER
+    files: list[NabFile],
+    params: ThresholdParams | None = None,
+    resolve_after: int = DEFAULT_RESOLVE_AFTER,
+    breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Alert onsets of the default detector on every file (no labels are used)."""
-    scored = score_many([f.series for f in files], params, resolve_after)
+    scored = score_many([f.series for f in files], params, resolve_after, breakout)
     return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
 
 
@@ -250,10 +260,13 @@ class NabReport:
 
 
 def evaluate(
-    files: list[NabFile], params: ThresholdParams | None = None, resolve_after: int = DEFAULT_RESOLVE_AFTER
+    files: list[NabFile],
+    params: ThresholdParams | None = None,
+    resolve_after: int = DEFAULT_RESOLVE_AFTER,
+    breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
-    per_file = score_corpus(files, detect_corpus(files, params, resolve_after))
+    per_file = score_corpus(files, detect_corpus(files, params, resolve_after, breakout))
     names = [f.name for f in files]
     splits = {
         "tune": summarise(per_file, [n for n in names if is_tuning_file(n)]),

@@ -1,7 +1,14 @@
 """Score plain univariate series (``timestamp,value`` CSV files) with the default detector.
 
-Many series are scored together through the vectorised ``AdaptiveThresholds``: series ``j`` receives its
-``i``-th sample at step ``i``; this is how the NAB evaluation scores a whole corpus in seconds.
+The default detector is two streaming detectors, either of which raises an alert:
+
+* ``AdaptiveThresholds`` (robust EWMA baseline with seasonal buckets), whose score crossings become alerts
+  through ``OnsetTracker`` (one alert per excursion, re-armed after ``resolve_after`` quiet samples);
+* ``RangeBreakout`` (a value beyond everything the series has shown, re-armed after a quiet spell).
+
+The anomaly score is the larger of the two scores (>1 means anomalous). Many series are scored together:
+series ``j`` receives its ``i``-th sample at step ``i``; this is how the NAB evaluation scores a whole
+corpus in seconds. Everything is causal: a sample's score depends only on the samples before it.
 """
 
 from __future__ import annotations
@@ -12,12 +19,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from anomaly.breakout import BreakoutParams, RangeBreakout
 from anomaly.onsets import OnsetTracker
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
 
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
+DEFAULT_BREAKOUT = BreakoutParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +69,11 @@ def score_many(
     series: list[Series],
     params: ThresholdParams | None = None,
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
+    breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
 ) -> list[ScoredSeries]:
-    """Score every series with one vectorised detector; alerts are raised where the score crosses 1."""
+    """Score every series with the default detectors; ``breakout=None`` leaves the adaptive one alone."""
     detector = AdaptiveThresholds(params, capacity=max(len(series), 1))
+    ranges = RangeBreakout(breakout, capacity=max(len(series), 1)) if breakout is not None else None
     onsets = OnsetTracker(resolve_after=resolve_after, capacity=max(len(series), 1))
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     longest = int(lengths.max()) if len(series) else 0
@@ -78,9 +89,13 @@ def score_many(
     for i in range(longest):
         active = all_ids[lengths > i]
         out = detector.update(active, values[i, active], stamps[i, active])
-        scores[i, out.ids] = out.score
         up, _ = onsets.step(out.ids, out.score > 1.0)
-        raised[i, out.ids] = up
+        if ranges is not None:
+            novel = ranges.update(active, values[i, active])
+            scores[i, active] = novel.score
+            raised[i, active] = novel.raised
+        scores[i, out.ids] = np.maximum(scores[i, out.ids], out.score)
+        raised[i, out.ids] |= up
     return [
         ScoredSeries(series=s, score=scores[: lengths[j], j], raised=raised[: lengths[j], j])
         for j, s in enumerate(series)

@@ -77,6 +77,35 @@ def test_a_false_positive_just_after_a_window_costs_less_than_one_far_after():
     assert near == pytest.approx(expected)
 
 
+def test_a_false_positive_between_windows_is_measured_from_the_preceding_windows_right_edge():
+    f = make_file(windows=((300, 399), (600, 699)))
+    s = nab.score_file(f, alerts_at(1000, 300, 450, 600), STANDARD)
+    # hand-computed: position (450 - 399) / (100 - 1) = 0.51515; sigma = 2 / (1 + e^2.57576) - 1 = -0.85857
+    assert s.false_positive_cost == pytest.approx(-0.85857 * 0.11, abs=1e-5)
+    assert s.raw == pytest.approx(2.0 - 0.85857 * 0.11, abs=1e-5)
+
+
+def test_the_reward_curve_is_clamped_to_minus_one_only_beyond_three_window_lengths():
+    assert nab.scaled_sigmoid(3.0) == pytest.approx(2 / (1 + math.exp(15)) - 1)
+    assert nab.scaled_sigmoid(3.0) != -1.0
+    assert nab.scaled_sigmoid(3.0001) == -1.0
+
+
+def test_a_window_reaching_past_probation_counts_and_is_rewarded_by_its_whole_width():
+    f = make_file(windows=((100, 199),))
+    s = nab.score_file(f, alerts_at(1000, 120, 150), STANDARD)
+    assert s.windows == 1 and s.alerts == 1
+    # the first countable alert (150) lies 50 rows before the right edge of a 100-row window: p = -0.5
+    assert s.raw == pytest.approx(0.84828 / 0.98661, abs=1e-5)
+
+
+def test_a_window_ending_inside_probation_is_not_scored():
+    f = make_file(windows=((50, 100), (500, 599)))
+    s = nab.score_file(f, alerts_at(1000), STANDARD)
+    assert s.windows == 1
+    assert s.raw == -1.0
+
+
 def test_detections_in_the_probation_period_are_ignored():
     f = make_file()
     assert nab.probation_length(1000) == 150
@@ -127,4 +156,6 @@ def test_the_default_detector_beats_the_windowed_gaussian_baseline_on_the_develo
     standard = report.splits["all"].scores["standard"]
     assert standard is not None and not math.isnan(standard)
     assert standard > 39.6
+    tune = report.splits["tune"].scores["standard"]
+    assert tune is not None and tune > 65.0  # the adaptive thresholds alone score 65.0 on the tuning split
     assert report.splits["held_out"].files + report.splits["tune"].files == len(files)

@@ -1,0 +1,36 @@
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.univariate import Series, score_many
+
+
+def uniform_noise_then(value: float, rows: int = 600, at: int = 500) -> Series:
+    rng = np.random.default_rng(1)
+    values = rng.uniform(0.0, 1.0, rows)
+    values[at] = value
+    return Series("s", np.arange(rows, dtype=float) * 300, values)
+
+
+def test_a_value_just_beyond_the_whole_history_is_caught_by_the_range_breakout_not_the_band():
+    series = uniform_noise_then(1.2)
+    adaptive_only = score_many([series], breakout=None)[0]
+    default = score_many([series])[0]
+    assert not adaptive_only.raised[500]
+    assert default.raised[500]
+    assert default.score[500] > 1.0 >= adaptive_only.score[500]
+
+
+def test_a_large_spike_is_raised_once_and_scores_are_causal():
+    series = uniform_noise_then(50.0)
+    scored = score_many([series])[0]
+    assert np.flatnonzero(scored.raised).tolist() == [500]
+    truncated = Series("s", series.timestamps[:501], series.values[:501])
+    np.testing.assert_allclose(score_many([truncated])[0].score, scored.score[:501])
+
+
+def test_series_of_different_lengths_are_scored_together_like_alone():
+    a, b = uniform_noise_then(50.0), uniform_noise_then(3.0, rows=520, at=510)
+    together = score_many([a, b])
+    assert np.array_equal(together[1].raised, score_many([b])[0].raised)
+    assert len(together[1].score) == 520
