@@ -228,6 +228,7 @@ class NabReport:
     per_file: dict[str, dict[str, FileScore]]
     splits: dict[str, Summary]
     categories: dict[str, Summary]
+    split_categories: dict[str, dict[str, Summary]] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, object]:
         """A JSON-ready dict."""
@@ -246,6 +247,10 @@ class NabReport:
         return {
             "splits": {k: summary(v) for k, v in self.splits.items()},
             "categories": {k: summary(v) for k, v in self.categories.items()},
+            "split_categories": {
+                split: {k: summary(v) for k, v in cats.items()}
+                for split, cats in self.split_categories.items()
+            },
             "files": {
                 name: {
                     "split": "tune" if is_tuning_file(name) else "held_out",
@@ -277,4 +282,15 @@ def evaluate(
         c: summarise(per_file, [f.name for f in files if f.category == c])
         for c in sorted({f.category for f in files})
     }
-    return NabReport(per_file=per_file, splits=splits, categories=categories)
+    split_categories = {
+        split: {
+            c: summarise(
+                per_file, [f.name for f in files if f.category == c and is_tuning_file(f.name) == tune]
+            )
+            for c in sorted({f.category for f in files if is_tuning_file(f.name) == tune})
+        }
+        for split, tune in (("tune", True), ("held_out", False))
+    }
+    return NabReport(
+        per_file=per_file, splits=splits, categories=categories, split_categories=split_categories
+    )

@@ -84,6 +84,7 @@ def evaluate_nab(
     console.print(files_table)
     summary_table = Table("set", "files", "windows", *nab.PROFILES, "window F1")
     rows = [(f"split:{k}", v) for k, v in report.splits.items()] + list(report.categories.items())
+    rows += [(f"{split}:{c}", v) for split, cats in report.split_categories.items() for c, v in cats.items()]
     for label, summary in rows:
         cells = [f"{v:.1f}" if v is not None else "n/a" for v in summary.scores.values()]
         summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")

@@ -159,3 +159,7 @@ def test_the_default_detector_beats_the_windowed_gaussian_baseline_on_the_develo
     tune = report.splits["tune"].scores["standard"]
     assert tune is not None and tune > 65.0  # the adaptive thresholds alone score 65.0 on the tuning split
     assert report.splits["held_out"].files + report.splits["tune"].files == len(files)
+    by_split = report.to_json()["split_categories"]
+    assert isinstance(by_split, dict)
+    assert sum(c["files"] for c in by_split["tune"].values()) == report.splits["tune"].files
+    assert sum(c["windows"] for c in by_split["held_out"].values()) == report.splits["held_out"].windows
