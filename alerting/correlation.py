@@ -101,6 +101,11 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
     """How well ``candidate`` explains ``new``: lower is better, None when it does not."""
     path = new.location.path
     root = candidate.root_path
+    if path and root and path[0] != root[0]:
+        # Another cluster: only a symptom of a workload the incident already holds can join (ingest asks
+        # every open incident for each new alert, so this exit comes first).
+        is_symptom = new.kind in SYMPTOM_KINDS
+        return 1 if is_symptom and not new.location.workloads.isdisjoint(candidate.workloads) else None
     if not path and not new.location.workloads:
         # An alert without topology or workload labels only groups with its own kind of alert.
         same = all(
