@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import orjson
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.orm import DeclarativeBase
 
@@ -25,11 +26,23 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def _json_dumps(value: Any) -> str:
+    # orjson: the labels, annotations and timeline data of every stored alert go through here.
+    return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a SQLAlchemy URL or a plain SQLite path; SQLite gets WAL, commits survive SIGKILL."""
     if "://" not in url:
         url = f"sqlite:///{url}"
-    engine = create_engine(url, future=True, pool_pre_ping=True)
-    if engine.dialect.name == "sqlite":
+    sqlite = url.startswith("sqlite")
+    engine = create_engine(
+        url,
+        future=True,
+        pool_pre_ping=not sqlite,  # a file cannot drop the connection; a server can
+        json_serializer=_json_dumps,
+        json_deserializer=orjson.loads,
+    )
+    if sqlite:
         event.listen(engine, "connect", _sqlite_pragmas)
     return engine

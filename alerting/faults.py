@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Mapping
 
@@ -52,10 +53,15 @@ def xid_code(labels: Mapping[str, str]) -> int | None:
 def classify(labels: Mapping[str, str]) -> FaultKind:
     """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, then the alert name."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
+    return _classify(explicit, labels.get("alertname", ""), xid_code(labels))
+
+
+@functools.lru_cache(maxsize=4096)
+def _classify(explicit: str, alertname: str, code: int | None) -> FaultKind:
+    # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
-    name = re.sub(r"[^a-z0-9]", "", labels.get("alertname", "").lower())
-    code = xid_code(labels)
+    name = re.sub(r"[^a-z0-9]", "", alertname.lower())
     if "xid" in name and code is not None:
         return _XID_KINDS.get(code, FaultKind.XID)
     for pattern, kind in _COMPILED:
