@@ -97,6 +97,17 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> bool:
     return len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH
 
 
+def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
+    """True when an incident rooted in another cluster than ``new`` cannot explain it.
+
+    Across clusters only a symptom of a workload the incident already holds can join.
+    """
+    path = new.location.path
+    if not (path and root and path[0] != root[0]):
+        return False
+    return new.kind not in SYMPTOM_KINDS or new.location.workloads.isdisjoint(workloads)
+
+
 def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) -> int | None:
     """How well ``candidate`` explains ``new``: lower is better, None when it does not."""
     path = new.location.path
@@ -104,8 +115,7 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
     if path and root and path[0] != root[0]:
         # Another cluster: only a symptom of a workload the incident already holds can join (ingest asks
         # every open incident for each new alert, so this exit comes first).
-        is_symptom = new.kind in SYMPTOM_KINDS
-        return 1 if is_symptom and not new.location.workloads.isdisjoint(candidate.workloads) else None
+        return None if foreign(root, candidate.workloads, new) else 1
     if not path and not new.location.workloads:
         # An alert without topology or workload labels only groups with its own kind of alert.
         same = all(

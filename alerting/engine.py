@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.correlation import Candidate, Member, best_candidate, root_cause
+from alerting.correlation import Candidate, Member, best_candidate, foreign, root_cause
 from alerting.faults import classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
@@ -429,10 +429,12 @@ class IncidentEngine:
             self._reopen(batch, row)
             return
         member = self._member(row)
+        horizon = now - self._window
         candidates = [
             o.candidate()
             for o in self._open.values()
-            if o.last_alert_at >= now - self._window or any(m.firing for m in o.members.values())
+            if not foreign(o.root_path, o.workloads, member)
+            and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
