@@ -47,6 +47,11 @@ def _string_map(value: Any, field: str, *, required: bool) -> dict[str, str]:
         return {}
     if not isinstance(value, Mapping):
         raise InputError("must be an object of string values", field=field)
+    if type(value) is dict and all(type(item) is str for item in value.values()):
+        # The common case, checked in one pass (JSON object keys are always strings).
+        if required and not value:
+            raise InputError("must not be empty", field=field)
+        return value
     out: dict[str, str] = {}
     for key, item in value.items():
         if not isinstance(item, str):
