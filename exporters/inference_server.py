@@ -28,6 +28,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporters.spanmetrics import SpanMetrics
 from exporters.tracing import (
+    ERROR_TYPE,
     GenerationSpan,
     TracingMiddleware,
     build_tracer_provider,
@@ -350,7 +351,7 @@ class InferenceHandlers:
             error = {"error": {"message": str(exc), "type": "service_unavailable", "code": 503}}
             yield f"data: {json.dumps(error)}\n\n".encode()
             if gen is not None:
-                gen.span.set_attribute("error.type", "gpu_unavailable")
+                gen.set_attribute(ERROR_TYPE, "gpu_unavailable")
             return
         if gen is not None:
             gen.finish(response_model=self.model)

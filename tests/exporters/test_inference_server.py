@@ -17,6 +17,7 @@ from exporters.inference_server import (
     create_inference_server,
     toy_tokens,
 )
+from exporters.tracing import build_tracer_provider
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import TracingConfig
 from gpuwarden.sim import build_fleet
@@ -251,3 +252,27 @@ def test_tracing_disabled_serves_the_same_api_without_metrics() -> None:
     assert server.tracer_provider is None
     assert client.get("/v1/models").json()["data"][0]["id"] == MODEL
     assert client.get("/metrics").status_code == 404
+
+
+def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> None:
+    exporter = InMemorySpanExporter()
+    provider = build_tracer_provider(TracingConfig(), span_exporter=exporter)
+    gpu = FakeGpu()
+    gpu.after_calls = (2, 0.0)
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    app = build_inference_app(
+        ServedGpu(gpu, "node-01", 0, 0.01), model=MODEL, tracer_provider=provider, clock=clock, sleep=sleep
+    )
+    AsgiClient(app).post("/v1/chat/completions", json={**CHAT, "stream": True})
+    provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "gpu_unavailable"
+    assert attrs["http.response.status_code"] == 200  # the status line went out before the GPU was lost
+    assert "gen_ai.usage.output_tokens" not in attrs
+    assert attrs["gen_ai.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
+    provider.shutdown()

@@ -321,3 +321,44 @@ def test_exporter_follows_the_configuration(cfg: TracingConfig, kind: type) -> N
 def test_otlp_exporter_without_an_endpoint_is_refused_at_setup() -> None:
     with pytest.raises(ValueError, match="otlp_endpoint"):
         configured_span_exporter(TracingConfig(span_exporter="otlp"))
+
+
+@pytest.mark.parametrize(
+    ("ratio", "flags", "exported"),
+    [(1.0, "00", False), (0.0, "01", True)],
+    ids=["unsampled-parent-wins-over-ratio-1", "sampled-parent-wins-over-ratio-0"],
+)
+def test_callers_sampling_decision_decides_export_yet_every_request_is_recorded(
+    clock: FakeClock, ratio: float, flags: str, exported: bool
+) -> None:
+    seen: list[bool] = []
+
+    class Seen(SpanProcessor):
+        def on_end(self, span: ReadableSpan) -> None:
+            seen.append(span.context.trace_flags.sampled)
+
+    exporter = InMemorySpanExporter()
+    p = build_tracer_provider(TracingConfig(sample_ratio=ratio), span_exporter=exporter, processors=[Seen()])
+    app = Starlette(
+        routes=toy_app(clock), middleware=[Middleware(TracingMiddleware, tracer_provider=p, clock=clock)]
+    )
+    AsgiClient(app).post(
+        "/v1/chat/completions",
+        json={"model": "toy-1", "stream": False},
+        headers={"traceparent": f"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-{flags}"},
+    )
+    p.force_flush()
+    assert seen == [exported]
+    assert len(exporter.get_finished_spans()) == (1 if exported else 0)
+    p.shutdown()
+
+
+def test_ratio_samples_about_that_share_of_root_traces(clock: FakeClock) -> None:
+    exporter = InMemorySpanExporter()
+    p = build_tracer_provider(TracingConfig(sample_ratio=0.25), span_exporter=exporter)
+    tracer = p.get_tracer("t")
+    for _ in range(2000):
+        tracer.start_span("root", kind=SpanKind.SERVER).end()
+    p.force_flush()
+    assert 350 < len(exporter.get_finished_spans()) < 650
+    p.shutdown()
