@@ -28,9 +28,11 @@ import numpy.typing as npt
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams
+from anomaly.recurrence import RecurrenceParams
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import (
     DEFAULT_BREAKOUT,
+    DEFAULT_RECURRENCE,
     DEFAULT_RESOLVE_AFTER,
     Series,
     read_series_csv,
@@ -215,9 +217,10 @@ def detect_corpus(
     params: ThresholdParams | None = None,
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
+    recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Alert onsets of the default detector on every file (no labels are used)."""
-    scored = score_many([f.series for f in files], params, resolve_after, breakout)
+    scored = score_many([f.series for f in files], params, resolve_after, breakout, recurrence)
     return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
 
 
@@ -269,9 +272,10 @@ def evaluate(
     params: ThresholdParams | None = None,
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
+    recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
-    per_file = score_corpus(files, detect_corpus(files, params, resolve_after, breakout))
+    per_file = score_corpus(files, detect_corpus(files, params, resolve_after, breakout, recurrence))
     names = [f.name for f in files]
     splits = {
         "tune": summarise(per_file, [n for n in names if is_tuning_file(n)]),

@@ -3,7 +3,8 @@
 The default detector is two streaming detectors, either of which raises an alert:
 
 * ``AdaptiveThresholds`` (robust EWMA baseline with seasonal buckets), whose score crossings become alerts
-  through ``OnsetTracker`` (one alert per excursion, re-armed after ``resolve_after`` quiet samples);
+  through ``OnsetTracker`` (one alert per excursion, re-armed after ``resolve_after`` quiet samples), less
+  those that ``DailyRecurrence`` finds began at the same time of day yesterday too;
 * ``RangeBreakout`` (a value beyond everything the series has shown, re-armed after a quiet spell).
 
 The anomaly score is the larger of the two scores (>1 means anomalous). Many series are scored together:
@@ -21,12 +22,14 @@ import pandas as pd
 
 from anomaly.breakout import BreakoutParams, RangeBreakout
 from anomaly.onsets import OnsetTracker
+from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
 
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
 DEFAULT_BREAKOUT = BreakoutParams()
+DEFAULT_RECURRENCE = RecurrenceParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,11 +73,13 @@ def score_many(
     params: ThresholdParams | None = None,
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
+    recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
 ) -> list[ScoredSeries]:
-    """Score every series with the default detectors; ``breakout=None`` leaves the adaptive one alone."""
+    """Score every series with the default detectors; ``None`` turns the breakout or recurrence part off."""
     detector = AdaptiveThresholds(params, capacity=max(len(series), 1))
     ranges = RangeBreakout(breakout, capacity=max(len(series), 1)) if breakout is not None else None
     onsets = OnsetTracker(resolve_after=resolve_after, capacity=max(len(series), 1))
+    routine = DailyRecurrence(recurrence) if recurrence is not None else None
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     longest = int(lengths.max()) if len(series) else 0
     width = len(series)
@@ -90,6 +95,8 @@ def score_many(
         active = all_ids[lengths > i]
         out = detector.update(active, values[i, active], stamps[i, active])
         up, _ = onsets.step(out.ids, out.score > 1.0)
+        if routine is not None:
+            up = routine.filter(out.ids, up, stamps[i, out.ids])
         if ranges is not None:
             novel = ranges.update(active, values[i, active])
             scores[i, active] = novel.score

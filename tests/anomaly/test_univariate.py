@@ -34,3 +34,23 @@ def test_series_of_different_lengths_are_scored_together_like_alone():
     together = score_many([a, b])
     assert np.array_equal(together[1].raised, score_many([b])[0].raised)
     assert len(together[1].score) == 520
+
+
+def daily_spike_series(days: int = 6, per_day: int = 288) -> Series:
+    rng = np.random.default_rng(2)
+    rows = days * per_day
+    values = 10 + rng.normal(0, 0.5, rows)
+    for d in range(1, days):
+        values[d * per_day + 100 : d * per_day + 104] += 8.0  # a nightly job, same time every day
+    return Series("s", np.arange(rows, dtype=float) * 300, values)
+
+
+def test_a_spike_at_the_same_time_every_day_alerts_on_its_first_day_only():
+    series = daily_spike_series()
+    without = score_many([series], recurrence=None)[0]
+    default = score_many([series])[0]
+    days_alerted = sorted({int(i) // 288 for i in np.flatnonzero(without.raised)})
+    assert len(days_alerted) >= 3  # the adaptive band alone keeps re-alerting
+    assert np.flatnonzero(default.raised).tolist()[:1] == np.flatnonzero(without.raised).tolist()[:1]
+    assert default.raised.sum() < without.raised.sum()
+    assert not default.raised[3 * 288 :].any()

@@ -1,0 +1,42 @@
+from __future__ import annotations
+
+import numpy as np
+
+from anomaly.recurrence import DailyRecurrence, RecurrenceParams
+
+DAY = 86_400.0
+ONE = np.array([0], dtype=np.int64)
+
+
+def onset(detector: DailyRecurrence, t: float, series: np.ndarray = ONE) -> bool:
+    return bool(detector.filter(series, np.array([True]), np.array([t]))[0])
+
+
+def test_the_first_onset_is_kept_and_the_same_time_next_day_is_muted():
+    detector = DailyRecurrence()
+    assert onset(detector, 1000.0)
+    assert not onset(detector, 1000.0 + DAY + 1800)
+    assert not onset(detector, 1000.0 + 2 * DAY - 600)  # yesterday's muted onset still counts as seen
+
+
+def test_an_onset_at_another_hour_or_after_a_skipped_day_is_kept():
+    detector = DailyRecurrence(RecurrenceParams(tolerance_seconds=3600))
+    assert onset(detector, 0.0)
+    assert onset(detector, DAY + 2 * 3600)
+    assert onset(detector, 3 * DAY)
+
+
+def test_samples_without_an_onset_are_never_turned_into_one():
+    detector = DailyRecurrence()
+    out = detector.filter(np.array([0, 1], dtype=np.int64), np.array([False, False]), np.array([0.0, 0.0]))
+    assert not out.any()
+
+
+def test_series_are_remembered_apart_and_reset_forgets():
+    detector = DailyRecurrence()
+    other = np.array([7], dtype=np.int64)
+    assert onset(detector, 0.0)
+    assert onset(detector, DAY, other)
+    assert not onset(detector, DAY)
+    detector.reset(ONE)
+    assert onset(detector, 2 * DAY)
