@@ -1,6 +1,7 @@
 """Cost of request tracing: added latency per request, and inference-server throughput with and without it.
 
-Prints one JSON line. Everything runs in-process through ASGI calls (no network noise):
+Prints one JSON line. Everything runs in-process through ASGI calls (no network noise; a real uvicorn
+server adds HTTP parsing and socket writes per request and per chunk, so its relative loss is smaller):
 
 - ``added_latency_us_p50``: P50 latency of a trivial handler under ``TracingMiddleware`` (span, span
   metrics, batch processor to a null exporter) minus the same handler bare. Target <= 50 us.
@@ -8,8 +9,11 @@ Prints one JSON line. Everything runs in-process through ASGI calls (no network 
   pace, 5 ms per token, 32 concurrent requests) traced vs untraced. Target <= 5 %.
 - ``fast_tokens_0_5ms_loss_pct`` and ``cpu_bound_throughput_loss_pct``: the same at 0.5 ms per token and
   at zero token time, where the server is pure Python CPU work (parse, route, generate, encode) and the
-  tracing cost (~30 us per span plus ~2 us per streamed token) becomes a visible share. These are the
-  worst cases, reported for honesty rather than as the target.
+  tracing cost per request (``cpu_bound_added_us_per_request``: span, attributes, span metrics, 16 token
+  marks, 20 wrapped sends) becomes a visible share.
+
+Each throughput figure is the median of ``repeats`` runs of a fresh server after a warm-up pass, traced and
+untraced alternating in ABBA order so drift from other processes hits both alike; every run is printed.
 
 Usage: ``.venv/bin/python benchmarks/bench_tracing.py [--quick]``
 """
