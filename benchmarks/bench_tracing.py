@@ -14,6 +14,8 @@ server adds HTTP parsing and socket writes per request and per chunk, so its rel
 
 Each throughput figure is the median of ``repeats`` runs of a fresh server after a warm-up pass, traced and
 untraced alternating in ABBA order so drift from other processes hits both alike; every run is printed.
+``cpu_time_us_per_request`` / ``cpu_time_loss_pct`` give the same comparison from process CPU time, which
+other processes on a shared machine disturb far less than requests/s.
 
 Usage: ``.venv/bin/python benchmarks/bench_tracing.py [--quick]``
 """
@@ -136,8 +138,14 @@ def added_latency(n: int) -> dict[str, float]:
     }
 
 
-def throughput(enabled: bool, token_seconds: float, requests: int, concurrency: int = 32) -> float:
-    """Requests/s of one fresh server (traced or not) after a warm-up pass, same load either way."""
+def throughput(
+    enabled: bool, token_seconds: float, requests: int, concurrency: int = 32
+) -> tuple[float, float]:
+    """Requests/s and process CPU us per request of one fresh server (traced or not) after a warm-up pass.
+
+    CPU time counts every thread (the batch exporter's too) and, unlike requests/s, barely moves when other
+    processes take the core, so it is the steadier measure of what tracing costs on a shared machine.
+    """
     fleet = build_fleet(1, 1, seed=0, clock=FakeClock())
     cfg = TracingConfig(enabled=enabled, token_seconds=max(token_seconds, 1e-9), span_exporter="none")
 
@@ -157,7 +165,7 @@ def throughput(enabled: bool, token_seconds: float, requests: int, concurrency: 
     ).encode()
     scope = http_scope("/v1/chat/completions", "POST", len(body))
 
-    async def run() -> float:
+    async def run() -> tuple[float, float]:
         queue = iter(range(min(requests, 300)))
 
         async def worker() -> None:
@@ -166,9 +174,10 @@ def throughput(enabled: bool, token_seconds: float, requests: int, concurrency: 
 
         await asyncio.gather(*(worker() for _ in range(concurrency)))  # warm-up pass
         queue = iter(range(requests))
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         await asyncio.gather(*(worker() for _ in range(concurrency)))
-        return requests / (time.perf_counter() - t0)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        return requests / wall, cpu / requests * 1e6
 
     rate = asyncio.run(run())
     server.shutdown()
@@ -179,12 +188,21 @@ def loss(token_seconds: float, requests: int, repeats: int) -> dict[str, Any]:
     """Median requests/s traced and untraced over ``repeats`` pairs run in ABBA order (drift hits both)."""
     off: list[float] = []
     on: list[float] = []
+    cpu_off: list[float] = []
+    cpu_on: list[float] = []
     for i in range(repeats):
         order = (False, True) if i % 2 == 0 else (True, False)
         for enabled in order:
-            (on if enabled else off).append(throughput(enabled, token_seconds, requests))
+            rps, cpu_us = throughput(enabled, token_seconds, requests)
+            (on if enabled else off).append(rps)
+            (cpu_on if enabled else cpu_off).append(cpu_us)
     med_off, med_on = statistics.median(off), statistics.median(on)
+    med_cpu_off, med_cpu_on = statistics.median(cpu_off), statistics.median(cpu_on)
     return {
+        "cpu_us_per_request_untraced": med_cpu_off,
+        "cpu_us_per_request_traced": med_cpu_on,
+        # Throughput a saturated core loses to tracing, from CPU time: 1 - untraced cost / traced cost.
+        "cpu_loss_pct": 100 * (1 - med_cpu_off / med_cpu_on),
         "untraced_rps": med_off,
         "traced_rps": med_on,
         "loss_pct": 100 * (1 - med_on / med_off),
@@ -221,6 +239,13 @@ def main() -> None:
         "cpu_bound_traced_rps": round(cpu["traced_rps"], 1),
         "cpu_bound_throughput_loss_pct": round(cpu["loss_pct"], 2),
         "cpu_bound_added_us_per_request": round(cpu["added_us_per_request"], 1),
+        "cpu_time_us_per_request": {
+            name: [round(r["cpu_us_per_request_untraced"], 1), round(r["cpu_us_per_request_traced"], 1)]
+            for name, r in (("paced", paced), ("fast", fast), ("cpu", cpu))
+        },
+        "cpu_time_loss_pct": {
+            name: round(r["cpu_loss_pct"], 2) for name, r in (("paced", paced), ("fast", fast), ("cpu", cpu))
+        },
         "runs": {
             "paced": [paced["untraced_runs"], paced["traced_runs"]],
             "fast": [fast["untraced_runs"], fast["traced_runs"]],
