@@ -129,6 +129,14 @@ class FaultEvalReport:
             out[key] = out.get(key, 0) + 1
         return out
 
+    def false_alerts_by_gpu(self) -> dict[str, int]:
+        """False alerts counted by ``seed/Hostname/gpu``, most first (a lemon GPU shows as one big count)."""
+        out: dict[str, int] = {}
+        for a in self.false_alert_examples:
+            key = f"{a.get('seed', '')}/{a.get('Hostname', '')}/{a.get('gpu', '')}"
+            out[key] = out.get(key, 0) + 1
+        return dict(sorted(out.items(), key=lambda kv: -kv[1])[:20])
+
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
         return {
@@ -137,6 +145,7 @@ class FaultEvalReport:
             "false_alerts": self.false_alerts,
             "false_alerts_per_1000_gpu_days": round(self.false_alerts_per_1000_gpu_days, 3),
             "false_alerts_by_detector": self.false_alerts_by_detector(),
+            "false_alerts_by_gpu": self.false_alerts_by_gpu(),
             "false_alert_examples": self.false_alert_examples[:10],
             "missed": self.missed[:20],
             "classes": {name: c.to_json() for name, c in self.classes.items()},

@@ -7,6 +7,7 @@ threshold, while one noisy sample does not. Groups smaller than ``min_peers`` ar
 
 from __future__ import annotations
 
+import fnmatch
 import re
 from collections.abc import Mapping, Sequence
 
@@ -47,11 +48,16 @@ class FleetDetector:
         min_peers: int = 4,
         alpha: float = 0.3,
         min_relative_spread: float = 0.02,
+        min_deviation: Mapping[str, float] | None = None,
     ) -> None:
         self.queries = tuple(queries)
         self.peer_labels = tuple(peer_labels)
         self.k, self.min_peers, self.alpha = k, min_peers, alpha
         self.min_relative_spread = min_relative_spread
+        # Smallest gap from the peers' median that may alert, per metric (fnmatch patterns): integer-valued
+        # temperatures of replicas at different load collapse the MAD to a degree or two.
+        self.min_deviation = dict(min_deviation or {})
+        self._floors: dict[str, float] = {}
         self.smooth = np.zeros(1024)
         self.fresh = np.ones(1024, np.bool_)
         self._group_cache: dict[str, tuple[IntArray, IntArray]] = {}
@@ -93,6 +99,13 @@ class FleetDetector:
         self._group_cache[step.query] = (step.ids, group)
         return group
 
+    def _floor(self, query: str) -> float:
+        floor = self._floors.get(query)
+        if floor is None:
+            hits = [v for p, v in self.min_deviation.items() if fnmatch.fnmatchcase(query, p)]
+            floor = self._floors[query] = max(hits, default=0.0)
+        return floor
+
     def robust_z(self, step: Step) -> FloatArray:
         """Each series' robust z-score within its peer group (NaN where the group is too small)."""
         group = self._groups(step)
@@ -107,7 +120,9 @@ class FleetDetector:
             vals = x[members]
             centre = float(np.median(vals))
             spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals - centre)))
-            spread = max(spread, self.min_relative_spread * abs(centre), 1e-9)
+            spread = max(
+                spread, self.min_relative_spread * abs(centre), self._floor(step.query) / self.k, 1e-9
+            )
             z[members] = (vals - centre) / spread
         return z
 

@@ -48,7 +48,15 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
             cfg.multivariate_queries, trees=cfg.multivariate_trees, history=cfg.multivariate_history
         ),
     )
-    registry.register("fleet", lambda: FleetDetector(cfg.fleet_queries, cfg.fleet_peer_labels, k=cfg.fleet_k))
+    registry.register(
+        "fleet",
+        lambda: FleetDetector(
+            cfg.fleet_queries,
+            cfg.fleet_peer_labels,
+            k=cfg.fleet_k,
+            min_deviation=cfg.fleet_min_deviation_by_metric,
+        ),
+    )
     registry.register("signatures", SignatureDetector)
     registry.register("thermal", ThermalDetector)
     registry.register(

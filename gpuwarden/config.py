@@ -191,6 +191,14 @@ class AnomalyConfig(Section):
     )
     fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
     fleet_k: float = Field(6.0, gt=0)
+    fleet_min_deviation_by_metric: dict[str, float] = Field(
+        default_factory=lambda: {"DCGM_FI_DEV_GPU_TEMP": 10.0},
+        description=(
+            "smallest gap from the peers' median that the fleet detector may alert on (fnmatch patterns):"
+            " inference replicas at different points of their load cycle differ by several degrees, and"
+            " integer temperatures collapse the peers' MAD (tuning seeds 100-107)"
+        ),
+    )
     presence_queries: list[str] = Field(
         default_factory=lambda: [
             "DCGM_FI_DEV_GPU_TEMP",

@@ -69,3 +69,16 @@ def test_inference_replicas_of_one_service_are_peers_and_other_services_are_not(
     d = peer_key({"modelName": "H100", "namespace": "inf", "pod": "api-7d9f8b6c5d-x2x7q"}, ["modelName"])
     assert a == b != c
     assert d == ("H100", "inf/api")
+
+
+def test_a_metric_floor_keeps_integer_temperatures_of_replicas_at_different_load_from_alerting():
+    # Most replicas read the same integer temperature, so the peers' MAD collapses; one at its load peak.
+    rows = [np.array([40.0, 41.0, 40.0, 40.0, 46.0, 44.0, 40.0, 40.0]) for _ in range(20)]
+    plain = run(FleetDetector([Q]), rows, labels(8))
+    assert plain[-1][4] > 1  # without a floor a 6-degree gap looks like a lemon GPU
+    floored = run(FleetDetector([Q], min_deviation={"DCGM_FI_DEV_*": 10.0}), rows, labels(8))
+    assert (floored[-1] < 1).all()
+    hot = [r.copy() for r in rows]
+    for r in hot:
+        r[4] = 58.0  # 18 degrees above its peers is still flagged
+    assert run(FleetDetector([Q], min_deviation={"DCGM_FI_DEV_*": 10.0}), hot, labels(8))[-1][4] > 1
