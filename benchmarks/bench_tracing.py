@@ -14,8 +14,9 @@ server adds HTTP parsing and socket writes per request and per chunk, so its rel
 
 Each throughput figure is the median of ``repeats`` runs of a fresh server after a warm-up pass, traced and
 untraced alternating in ABBA order so drift from other processes hits both alike; every run is printed.
-``cpu_time_us_per_request`` / ``cpu_time_loss_pct`` give the same comparison from process CPU time, which
-other processes on a shared machine disturb far less than requests/s.
+``cpu_time_us_per_request`` / ``cpu_time_loss_pct`` give the same comparison from process CPU time (all
+threads), which also shows the cost when the server is not saturated. On a shared machine both views move
+by 10-20 % between runs: read the printed runs, and compare figures from a quiet machine.
 
 Usage: ``.venv/bin/python benchmarks/bench_tracing.py [--quick]``
 """
@@ -143,8 +144,8 @@ def throughput(
 ) -> tuple[float, float]:
     """Requests/s and process CPU us per request of one fresh server (traced or not) after a warm-up pass.
 
-    CPU time counts every thread (the batch exporter's too) and, unlike requests/s, barely moves when other
-    processes take the core, so it is the steadier measure of what tracing costs on a shared machine.
+    CPU time counts every thread (the batch exporter's too), so it shows what tracing costs even when the
+    server is not saturated and requests/s cannot move.
     """
     fleet = build_fleet(1, 1, seed=0, clock=FakeClock())
     cfg = TracingConfig(enabled=enabled, token_seconds=max(token_seconds, 1e-9), span_exporter="none")
