@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
-from gpuwarden.model import Incident, TimelineEvent
+from gpuwarden.model import Incident, Priority, TimelineEvent
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
 
@@ -45,9 +45,23 @@ def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
     return lines
 
 
+def peak_priority(incident: Incident) -> tuple[Priority, str]:
+    """The most urgent priority the incident ever had, and why (priority falls as an incident recovers)."""
+    peak, reason = incident.priority, ""
+    for event in incident.timeline:
+        raw = str(event.data.get("to")) if event.kind == "priority" else ""
+        if raw in Priority.__members__ and Priority(raw).rank < peak.rank:
+            peak, reason = Priority(raw), str(event.data.get("reason", ""))
+    return peak, reason
+
+
 def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Sequence[str]) -> str:
     """Markdown postmortem draft of one incident."""
     impact = incident.impact
+    peak, peak_reason = peak_priority(incident)
+    priority = f"**{incident.priority.value}**"
+    if peak != incident.priority:
+        priority = f"**{peak.value}** at its worst ({peak_reason}); {incident.priority.value} at the end"
     ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
     mttd = incident.opened_at - first_onset
     mttr = incident.resolved_at - first_onset if incident.resolved_at is not None else None
@@ -56,7 +70,7 @@ def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Se
         f"# Postmortem draft: {incident.title}",
         "",
         f"- Incident: `{incident.id}`",
-        f"- Priority: **{incident.priority.value}**",
+        f"- Priority: {priority}",
         f"- State: {incident.state.value}",
         f"- Opened: {_stamp(incident.opened_at)}",
         f"- Resolved: {_stamp(incident.resolved_at) if incident.resolved_at else 'not yet'}",
