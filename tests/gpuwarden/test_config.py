@@ -3,6 +3,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from alerting.matchers import parse_matcher
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
@@ -82,3 +83,19 @@ def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
     bad = runner.invoke(app, ["config", "validate", str(bad_path)])
     assert bad.exit_code == 1
     assert "exporter.port" in bad.output
+
+
+def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.setenv(name, f"secret-{name}")
+    example = Path(__file__).resolve().parents[2] / "deploy" / "gpuwarden.example.yaml"
+    cfg = load_config(example)
+    assert cfg.api.token is not None and cfg.api.token.get_secret_value() == "secret-GPUWARDEN_API_TOKEN"
+    assert [q.name for q in cfg.anomaly.queries] == ["gpu_power", "gpu_sm_clock"]
+    rule = cfg.alerting.inhibit_rules[0]
+    for matchers in (
+        rule.source_matchers,
+        rule.target_matchers,
+        cfg.alerting.maintenance_windows[0].matchers,
+    ):
+        assert [parse_matcher(m) for m in matchers]
