@@ -28,10 +28,12 @@ import numpy.typing as npt
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams
+from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import (
     DEFAULT_BREAKOUT,
+    DEFAULT_NOVELTY,
     DEFAULT_RECURRENCE,
     DEFAULT_RESOLVE_AFTER,
     Series,
@@ -218,9 +220,13 @@ def detect_corpus(
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
+    *,
+    novelty: NoveltyParams | None = DEFAULT_NOVELTY,
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Alert onsets of the default detector on every file (no labels are used)."""
-    scored = score_many([f.series for f in files], params, resolve_after, breakout, recurrence)
+    scored = score_many(
+        [f.series for f in files], params, resolve_after, breakout, recurrence, novelty=novelty
+    )
     return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
 
 
@@ -273,9 +279,12 @@ def evaluate(
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
+    *,
+    novelty: NoveltyParams | None = DEFAULT_NOVELTY,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
-    per_file = score_corpus(files, detect_corpus(files, params, resolve_after, breakout, recurrence))
+    alerts = detect_corpus(files, params, resolve_after, breakout, recurrence, novelty=novelty)
+    per_file = score_corpus(files, alerts)
     names = [f.name for f in files]
     splits = {
         "tune": summarise(per_file, [n for n in names if is_tuning_file(n)]),

@@ -1,13 +1,14 @@
 """Score plain univariate series (``timestamp,value`` CSV files) with the default detector.
 
-The default detector is two streaming detectors, either of which raises an alert:
+The default detector is three streaming detectors, any of which raises an alert:
 
 * ``AdaptiveThresholds`` (robust EWMA baseline with seasonal buckets), whose score crossings become alerts
   through ``OnsetTracker`` (one alert per excursion, re-armed after ``resolve_after`` quiet samples), less
   those that ``DailyRecurrence`` finds began at the same time of day yesterday too;
-* ``RangeBreakout`` (a value beyond everything the series has shown, re-armed after a quiet spell).
+* ``RangeBreakout`` (a value beyond everything the series has shown, re-armed after a quiet spell);
+* ``ContextNovelty`` (a change between value levels never seen before, see ``anomaly.novelty``).
 
-The anomaly score is the larger of the two scores (>1 means anomalous). Many series are scored together:
+The anomaly score is the largest of the three scores (>1 means anomalous). Many series are scored together:
 series ``j`` receives its ``i``-th sample at step ``i``; this is how the NAB evaluation scores a whole
 corpus in seconds. Everything is causal: a sample's score depends only on the samples before it.
 """
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams, RangeBreakout
+from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
@@ -30,6 +32,7 @@ from gpuwarden.errors import InputError
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
 DEFAULT_BREAKOUT = BreakoutParams()
 DEFAULT_RECURRENCE = RecurrenceParams()
+DEFAULT_NOVELTY = NoveltyParams()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,12 +77,16 @@ def score_many(
     resolve_after: int = DEFAULT_RESOLVE_AFTER,
     breakout: BreakoutParams | None = DEFAULT_BREAKOUT,
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
+    *,
+    novelty: NoveltyParams | None = DEFAULT_NOVELTY,
 ) -> list[ScoredSeries]:
-    """Score every series with the default detectors; ``None`` turns the breakout or recurrence part off."""
+    """Score every series with the default detectors; ``None`` turns the breakout, recurrence or novelty
+    part off."""
     detector = AdaptiveThresholds(params, capacity=max(len(series), 1))
     ranges = RangeBreakout(breakout, capacity=max(len(series), 1)) if breakout is not None else None
     onsets = OnsetTracker(resolve_after=resolve_after, capacity=max(len(series), 1))
     routine = DailyRecurrence(recurrence) if recurrence is not None else None
+    contexts = ContextNovelty(novelty) if novelty is not None else None
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     longest = int(lengths.max()) if len(series) else 0
     width = len(series)
@@ -101,6 +108,10 @@ def score_many(
             novel = ranges.update(active, values[i, active])
             scores[i, active] = novel.score
             raised[i, active] = novel.raised
+        if contexts is not None:
+            new = contexts.update(active, values[i, active])
+            scores[i, active] = np.maximum(scores[i, active], new.score)
+            raised[i, active] |= new.raised
         scores[i, out.ids] = np.maximum(scores[i, out.ids], out.score)
         raised[i, out.ids] |= up
     return [

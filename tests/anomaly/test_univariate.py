@@ -14,8 +14,8 @@ def uniform_noise_then(value: float, rows: int = 600, at: int = 500) -> Series:
 
 def test_a_value_just_beyond_the_whole_history_is_caught_by_the_range_breakout_not_the_band():
     series = uniform_noise_then(1.2)
-    adaptive_only = score_many([series], breakout=None)[0]
-    default = score_many([series])[0]
+    adaptive_only = score_many([series], breakout=None, novelty=None)[0]
+    default = score_many([series], novelty=None)[0]
     assert not adaptive_only.raised[500]
     assert default.raised[500]
     assert default.score[500] > 1.0 >= adaptive_only.score[500]
@@ -23,10 +23,28 @@ def test_a_value_just_beyond_the_whole_history_is_caught_by_the_range_breakout_n
 
 def test_a_large_spike_is_raised_once_and_scores_are_causal():
     series = uniform_noise_then(50.0)
-    scored = score_many([series])[0]
+    scored = score_many([series], novelty=None)[0]
     assert np.flatnonzero(scored.raised).tolist() == [500]
     truncated = Series("s", series.timestamps[:501], series.values[:501])
+    np.testing.assert_allclose(score_many([truncated], novelty=None)[0].score, scored.score[:501])
+
+
+def test_the_default_detector_with_its_novelty_part_is_causal_too():
+    series = uniform_noise_then(50.0)
+    scored = score_many([series])[0]
+    assert scored.raised[500]
+    truncated = Series("s", series.timestamps[:501], series.values[:501])
     np.testing.assert_allclose(score_many([truncated])[0].score, scored.score[:501])
+
+
+def test_a_new_shape_inside_the_known_range_is_caught_by_the_novelty_part():
+    ramps = np.tile(np.arange(10.0), 100)  # 0, 1, .., 9 again and again
+    values = np.concatenate([ramps, np.array([0.0, 9.0, 0.0, 9.0]), ramps[:100]])
+    series = Series("s", np.arange(values.size, dtype=float) * 300, values)
+    without = score_many([series], novelty=None)[0]
+    default = score_many([series])[0]
+    assert not without.raised[1000:1004].any()
+    assert default.raised[1000:1004].any()
 
 
 def test_series_of_different_lengths_are_scored_together_like_alone():

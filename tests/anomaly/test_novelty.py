@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly.novelty import ContextNovelty, NoveltyParams
+
+ONE = np.array([0], dtype=np.int64)
+PARAMS = NoveltyParams(levels=4, order=2, threshold=0.5, warmup=40, rearm=20)
+
+
+def feed(detector: ContextNovelty, values: list[float]) -> tuple[list[float], list[int]]:
+    scores, raised = [], []
+    for i, v in enumerate(values):
+        out = detector.update(ONE, np.array([v]))
+        scores.append(float(out.score[0]))
+        if out.raised[0]:
+            raised.append(i)
+    return scores, raised
+
+
+def saw(cycles: int) -> list[float]:
+    return [0.0, 1.0, 2.0, 3.0] * cycles  # levels 0, 1, 2, 3 in turn, over a range of 0..3
+
+
+def test_a_repeating_pattern_raises_nothing_once_warmed_up():
+    scores, raised = feed(ContextNovelty(PARAMS), saw(40))
+    assert raised == []
+    assert max(scores[40:]) == 0.0
+
+
+def test_a_new_pattern_inside_the_known_range_raises():
+    # 0 -> 3 -> 0 never happened in the saw: the change 3 -> 0 did, but 0 -> 3 is new
+    scores, raised = feed(ContextNovelty(PARAMS), [*saw(20), 0.0, 3.0, *saw(5)])
+    assert raised == [81]
+    assert scores[81] >= 1.0
+
+
+def test_a_pattern_raises_only_the_first_time_it_is_seen():
+    odd = [0.0, 3.0, 0.0, 2.0]  # 0 -> 3 and 3 -> 0 -> 2 are new
+    _, raised = feed(ContextNovelty(PARAMS), [*saw(20), *odd, *saw(10), *odd, *saw(10)])
+    assert raised == [81]
+    # the second occurrence comes 40 samples later, past the re-arm spell of 20, yet is familiar now
+    scores, _ = feed(ContextNovelty(PARAMS), [*saw(20), *odd, *saw(10), *odd])
+    assert max(scores[-4:]) == 0.0
+
+
+def test_nothing_is_scored_or_raised_during_the_warm_up():
+    scores, raised = feed(ContextNovelty(PARAMS), [5.0, -5.0, 0.0, 9.0, 1.0, 7.0, *saw(8)])
+    assert len(scores) == 38 < PARAMS.warmup
+    assert raised == [] and max(scores) == 0.0
+
+
+def test_a_novelty_within_the_rearm_spell_of_another_does_not_raise_again():
+    _, raised = feed(ContextNovelty(PARAMS), [*saw(20), 0.0, 3.0, 1.0, 3.0, *saw(2)])
+    assert raised == [81]  # 1 -> 3 at 83 is new too, but comes 2 samples after the alert
+
+
+def test_scores_of_earlier_samples_do_not_change_when_later_samples_arrive():
+    rng = np.random.default_rng(7)
+    values = list(np.round(rng.normal(size=300) * 3) + np.tile(np.arange(10.0), 30))
+    short, _ = feed(ContextNovelty(PARAMS), values[:200])
+    long, _ = feed(ContextNovelty(PARAMS), values)
+    assert long[:200] == short
+    assert max(long) >= 1.0  # the comparison is not between two all-zero lists
+
+
+def test_series_are_independent_and_nan_samples_are_skipped():
+    detector = ContextNovelty(PARAMS)
+    ids = np.array([0, 1], dtype=np.int64)
+    odd_one = [*saw(20), 0.0, 3.0]
+    for i, v in enumerate(odd_one):
+        out = detector.update(ids, np.array([v, saw(21)[i] if i < 81 else np.nan]))
+    assert bool(out.raised[0]) and not bool(out.raised[1])
+    assert out.score[1] == 0.0
+    # the NaN left series 1 where it was: its next value continues the saw with nothing new
+    out = detector.update(ids, np.array([0.0, 1.0]))
+    assert out.score[1] == 0.0
+
+
+def test_invalid_parameters_are_refused():
+    with pytest.raises(ValueError):
+        ContextNovelty(NoveltyParams(levels=0))
