@@ -214,6 +214,11 @@ def is_tuning_file(name: str) -> bool:
     return hashlib.sha256(name.encode()).digest()[0] % 2 == 0
 
 
+def tuning_files(files: list[NabFile]) -> list[NabFile]:
+    """Only the tuning split: what a detector or threshold may be developed on without touching held-out."""
+    return [f for f in files if is_tuning_file(f.name)]
+
+
 def detect_corpus(
     files: list[NabFile],
     params: ThresholdParams | None = None,

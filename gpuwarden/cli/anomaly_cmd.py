@@ -62,12 +62,17 @@ def evaluate_nab(
     data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
     windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    tune_only: Annotated[
+        bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
+    ] = False,
     config: ConfigOption = None,
 ) -> None:
     """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall."""
     try:
         cfg = _thresholds(config)
         files = nab.load_corpus(data, windows)
+        if tune_only:
+            files = nab.tuning_files(files)
         report = nab.evaluate(files, ThresholdParams.from_config(cfg), cfg.resolve_after)
     except (InputError, ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {exc}")

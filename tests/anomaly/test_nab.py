@@ -149,6 +149,13 @@ def test_the_split_is_fixed_and_holds_files_out():
     assert tune == [n for n in names if nab.is_tuning_file(n)]
 
 
+def test_the_tuning_files_are_exactly_those_of_the_tuning_split():
+    files = [nab.NabFile(f"cat/file{i}.csv", make_file().series, ()) for i in range(20)]
+    chosen = nab.tuning_files(files)
+    assert 0 < len(chosen) < len(files)
+    assert [f.name for f in chosen] == [f.name for f in files if nab.is_tuning_file(f.name)]
+
+
 @pytest.mark.skipif(not NAB_DIR.exists(), reason="NAB development data not present")
 def test_the_default_detector_beats_the_windowed_gaussian_baseline_on_the_development_corpus():
     files = nab.load_corpus(NAB_DIR / "data", NAB_DIR / "labels" / "combined_windows.json")
@@ -168,7 +175,7 @@ def test_the_default_detector_beats_the_windowed_gaussian_baseline_on_the_develo
 @pytest.mark.skipif(not NAB_DIR.exists(), reason="NAB development data not present")
 def test_the_novelty_part_of_the_default_detector_earns_its_place_on_the_tuning_split():
     files = nab.load_corpus(NAB_DIR / "data", NAB_DIR / "labels" / "combined_windows.json")
-    tune = [f for f in files if nab.is_tuning_file(f.name)]
+    tune = nab.tuning_files(files)
     with_novelty = nab.evaluate(tune).splits["tune"].scores["standard"]
     without = nab.evaluate(tune, novelty=None).splits["tune"].scores["standard"]
     assert with_novelty is not None and without is not None
