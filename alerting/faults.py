@@ -40,6 +40,18 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 
+# A generic anomaly alert (gpuwarden's ``GpuwardenAnomaly``, vmanomaly-style rules) names the series it
+# scored in ``for`` (or ``metric``/``__name__``) and the detector in ``model``: the series says what broke.
+_METRIC_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
+    ("temp", FaultKind.THERMAL),
+    ("nvlink", FaultKind.NVLINK),
+    ("eccdbe|uncorrectable", FaultKind.ECC_DBE),
+    ("eccsbe", FaultKind.ECC_SBE_STORM),
+    ("steptime", FaultKind.STRAGGLER),
+)
+_METRIC_COMPILED = tuple((re.compile(p), k) for p, k in _METRIC_PATTERNS)
+_MODEL_KINDS = {"thermal": FaultKind.THERMAL}
+
 
 def xid_code(labels: Mapping[str, str]) -> int | None:
     """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label), if any."""
@@ -51,13 +63,14 @@ def xid_code(labels: Mapping[str, str]) -> int | None:
 
 
 def classify(labels: Mapping[str, str]) -> FaultKind:
-    """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, then the alert name."""
+    """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, the alert name, the series."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
-    return _classify(explicit, labels.get("alertname", ""), xid_code(labels))
+    metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
+    return _classify(explicit, labels.get("alertname", ""), xid_code(labels), labels.get("model", ""), metric)
 
 
 @functools.lru_cache(maxsize=4096)
-def _classify(explicit: str, alertname: str, code: int | None) -> FaultKind:
+def _classify(explicit: str, alertname: str, code: int | None, model: str, metric: str) -> FaultKind:
     # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
@@ -66,5 +79,11 @@ def _classify(explicit: str, alertname: str, code: int | None) -> FaultKind:
         return _XID_KINDS.get(code, FaultKind.XID)
     for pattern, kind in _COMPILED:
         if pattern.search(name):
+            return kind
+    if model in _MODEL_KINDS:
+        return _MODEL_KINDS[model]
+    metric = re.sub(r"[^a-z0-9]", "", metric.lower())
+    for pattern, kind in _METRIC_COMPILED:
+        if pattern.search(metric):
             return kind
     return FaultKind.UNKNOWN

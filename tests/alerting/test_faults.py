@@ -24,9 +24,27 @@ from gpuwarden.model import FaultKind
         ({"alertname": "TrainingJobStalled"}, FaultKind.JOB_STALLED),
         ({"alertname": "InferenceSLOFastBurn"}, FaultKind.SERVICE_DEGRADED),
         ({"alertname": "GpuwardenAnomaly", "fault_kind": "thermal"}, FaultKind.THERMAL),
+        (
+            {"alertname": "GpuwardenAnomaly", "model": "thermal", "for": "DCGM_FI_DEV_SM_CLOCK"},
+            FaultKind.THERMAL,
+        ),
+        (
+            {"alertname": "GpuwardenAnomaly", "model": "fleet", "for": "DCGM_FI_DEV_GPU_TEMP"},
+            FaultKind.THERMAL,
+        ),
+        (
+            {"alertname": "GpuwardenAnomaly", "for": "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL"},
+            FaultKind.NVLINK,
+        ),
+        (
+            {"alertname": "GpuwardenAnomaly", "model": "adaptive", "for": "DCGM_FI_DEV_POWER_USAGE"},
+            FaultKind.UNKNOWN,
+        ),
         ({"alertname": "SomethingElse"}, FaultKind.UNKNOWN),
     ],
-    ids=lambda v: v.get("alertname", "") + v.get("xid", "") if isinstance(v, dict) else "",
+    ids=lambda v: (
+        "-".join(v.get(k, "") for k in ("alertname", "xid", "model", "for")) if isinstance(v, dict) else ""
+    ),
 )
 def test_alert_names_and_xid_codes_map_to_fault_kinds(labels: dict[str, str], kind: FaultKind) -> None:
     assert classify(labels) is kind
