@@ -19,48 +19,24 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from typing import Any
 
-import pynvml
 from scipy.stats import chi2
 
 from anomaly.faulteval import EvalPlan, FaultEvalReport, merge_reports, run_fault_eval
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
-from exporters.nvml_collector import NvmlCollector
-from exporters.simulated import SimCgroupResolver, SimPodAssignments
-from exporters.xid import XidLedger, XidWatcher
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
-from gpuwarden.sim import SimNvml, build_fleet
+from gpuwarden.sim import build_fleet
 
 
 def build(nodes: int, gpus: int, seed: int, interval: float):
     clock = FakeClock()
     fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
-    collectors, watchers = [], []
-    kubelet = SimPodAssignments(fleet)
-    for node in fleet.nodes:
-        nvml = SimNvml(fleet, node.name)
-        nvml.nvmlInit()
-        ledger = XidLedger()
-        watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
-        watcher.register()
-        watchers.append(watcher)
-        resolver = SimCgroupResolver(fleet, node.name)
-        collectors.append(
-            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
-        )
-    source = CollectorSource(collectors, clock)
+    nvml = sim_collectors(fleet, clock)
+    source = CollectorSource(nvml.collectors, clock)
     service = AnomalyService(AnomalyConfig(infer_every_seconds=interval), [source], clock)
-
-    def pump() -> None:
-        for w in watchers:
-            try:
-                while w.poll():
-                    pass
-            except pynvml.NVMLError:  # a down node: the watcher's own thread logs, backs off and retries
-                w.errors += 1
-
-    return clock, fleet, service, pump
+    return clock, fleet, service, nvml.pump_xids
 
 
 def run_one(args: tuple[int, int, int, float, float]) -> tuple[FaultEvalReport, float]:

@@ -106,6 +106,7 @@ class SimCollectors:
                 while watcher.poll():
                     pass
             except Exception:  # loop boundary: a node whose NVML is gone must not stop the others
+                watcher.errors += 1
                 logger.debug("xid watcher poll failed", exc_info=True)
 
 

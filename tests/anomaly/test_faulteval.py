@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import logging
 
-import pynvml
 import pytest
 
 from anomaly.faulteval import FAULT_CLASSES, EvalPlan, run_fault_eval
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
-from exporters.nvml_collector import NvmlCollector
-from exporters.simulated import SimCgroupResolver, SimPodAssignments
-from exporters.xid import XidLedger, XidWatcher
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
-from gpuwarden.sim import SimNvml, build_fleet
+from gpuwarden.sim import build_fleet
 
 
 @pytest.fixture(scope="module")
@@ -23,31 +20,10 @@ def report():
     logging.getLogger("exporters").setLevel(logging.ERROR)
     clock = FakeClock()
     fleet = build_fleet(4, 8, seed=3, clock=clock)
-    kubelet = SimPodAssignments(fleet)
-    collectors, watchers = [], []
-    for node in fleet.nodes:
-        nvml = SimNvml(fleet, node.name)
-        nvml.nvmlInit()
-        ledger = XidLedger()
-        watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
-        watcher.register()
-        watchers.append(watcher)
-        resolver = SimCgroupResolver(fleet, node.name)
-        collectors.append(
-            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
-        )
-    service = AnomalyService(AnomalyConfig(), [CollectorSource(collectors, clock)], clock)
-
-    def pump() -> None:
-        for w in watchers:
-            try:
-                while w.poll():
-                    pass
-            except pynvml.NVMLError:  # a down node; the watcher's own thread would back off and retry
-                pass
-
+    nvml = sim_collectors(fleet, clock)
+    service = AnomalyService(AnomalyConfig(), [CollectorSource(nvml.collectors, clock)], clock)
     plan = EvalPlan(duration_seconds=5 * 3600, spacing_seconds=900, warmup_seconds=3600, seed=3)
-    return run_fault_eval(fleet, service, clock, plan, before_tick=pump)
+    return run_fault_eval(fleet, service, clock, plan, before_tick=nvml.pump_xids)
 
 
 def test_every_fault_class_was_injected(report):
