@@ -32,6 +32,12 @@ THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"
 RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
 EXPORTER_STALE = "gpuwarden_exporter_stale"
 NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
+GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
+# A hung GPU: the driver sees a kernel running the whole sample period (utilisation pinned at 100 %) while
+# the SMs do almost nothing. Busy workloads, memory-bound ones included, keep a much larger SM-active share.
+HUNG_UTIL_PCT = 95.0
+HUNG_SM_ACTIVE = 0.05
 # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION values: 1 GPU reset, 2 node reboot, 3 drain P2P, 4 drain and reset.
 _RECOVERY_ACTIONS = {
     1: RecommendedAction.DRAIN_AND_RESET,
@@ -146,6 +152,7 @@ class SignatureDetector:
             self._lost,
             self._recovery,
             self._stale,
+            self._hung,
         ]
 
     def _xid_finding(
@@ -373,5 +380,33 @@ class SignatureDetector:
                 summary="the exporter serves values from an earlier collection (an NVML call hangs)",
                 alert_labels={"alertname": "GpuExporterStale"},
                 immediate=True,
+            )
+        ]
+
+    def _hung(self, view: View) -> list[Findings]:
+        util, sm = view.latest.get(GPU_UTIL), view.latest.get(SM_ACTIVE)
+        if util is None or sm is None:
+            return []
+        sm_by_gpu = {
+            labels.get("UUID", ""): v
+            for labels, v in zip(sm.labels, sm.raw.tolist(), strict=True)
+            if labels.get("UUID")
+        }
+        sm_share = np.array(
+            [sm_by_gpu.get(labels.get("UUID", ""), np.nan) for labels in util.labels], dtype=float
+        )
+        hung = (util.raw >= HUNG_UTIL_PCT) & (
+            sm_share < HUNG_SM_ACTIVE
+        )  # NaN (no SM-active series) never fires
+        return [
+            Findings(
+                self.name,
+                util.query,
+                util.labels,
+                np.where(hung, FIRED, 0.0),
+                util.raw,
+                action=RecommendedAction.RESET_GPU,
+                summary="utilisation pinned at 100 % while the SMs are idle: the GPU looks hung",
+                alert_labels={"alertname": "GpuHung"},
             )
         ]

@@ -153,3 +153,20 @@ def test_a_stale_exporter_fires():
     feed = Feed()
     hits = fired(feed.tick(("gpuwarden_exporter_stale", [{"Hostname": "n1"}], [1], "gauge")))
     assert hits[0][0].alert_labels["alertname"] == "GpuExporterStale"
+
+
+def test_utilisation_pinned_while_the_sms_idle_reads_as_a_hung_gpu_and_busy_or_idle_gpus_do_not():
+    feed = Feed()
+    gpus = [{**GPU, "gpu": str(i), "UUID": f"GPU-{i}"} for i in range(4)]
+    # hung; busy memory-bound; idle; pinned utilisation but no SM-active series for it
+    util = [100.0, 100.0, 0.0, 100.0]
+    sm = [0.02, 0.30, 0.0]
+    hits = fired(
+        feed.tick(
+            ("DCGM_FI_DEV_GPU_UTIL", gpus, util, "gauge"),
+            ("DCGM_FI_PROF_SM_ACTIVE", list(reversed(gpus[:3])), list(reversed(sm)), "gauge"),
+        )
+    )
+    assert [(f.alert_labels["alertname"], f.labels[i]["UUID"]) for f, i in hits] == [("GpuHung", "GPU-0")]
+    f, i = hits[0]
+    assert f.action_at(i) is RecommendedAction.RESET_GPU
