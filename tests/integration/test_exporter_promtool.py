@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 
 from exporters.collection import CollectionLoop
-from exporters.nvml_collector import NvmlCollector
-from exporters.xid import XidLedger, XidWatcher
+from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import SimNvml, build_fleet, parse_fault
+from gpuwarden.sim import build_fleet, parse_fault
 from tests.integration.servers import require_binary
 
 pytestmark = pytest.mark.integration
@@ -21,20 +20,10 @@ def test_every_promtool_problem_is_on_a_dcgm_family(tmp_path: Path) -> None:
     promtool = require_binary("promtool")
     clock = FakeClock()
     fleet = build_fleet(2, 8, seed=1, clock=clock, mig_gpus=[("node-02", 7)])
-    collectors, watchers = [], []
-    for node in fleet.nodes:
-        sim = SimNvml(fleet, node.name)
-        sim.nvmlInit()
-        ledger = XidLedger()
-        watcher = XidWatcher(sim, ledger, clock, wait_ms=0)
-        watcher.register()
-        watchers.append(watcher)
-        collectors.append(NvmlCollector(sim, hostname=node.name, xids=ledger))
+    nodes = sim_collectors(fleet, clock)
     fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 0, "xid": 48}))
-    for watcher in watchers:
-        while watcher.poll():
-            pass
-    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=5)
+    nodes.pump_xids()
+    loop = CollectionLoop(nodes.collectors, clock=clock, interval=5, deadline=5)
     loop.run_once()
     clock.advance(5)
     loop.run_once()
