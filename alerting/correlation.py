@@ -78,14 +78,21 @@ def _hosts_workload(path: Path, workloads: Iterable[WorkloadRef], inventory: Inv
     return any(w.ref in wanted for w in workloads_on(inventory, gpus))
 
 
-def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> bool:
-    """True when the candidate holds the same alert on at least two GPUs of ``path``'s rack.
+def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | None:
+    """How the same alert already held by ``candidate`` spreads to ``path``: None when it does not.
 
-    One earlier single-GPU fault is not a pattern: two unrelated faults on different nodes stay apart.
+    4: the candidate holds it on at least two GPUs and they share ``path``'s rack (roll up to the rack).
+    5: the candidate holds it on GPUs of at least two nodes and ``path`` is another rack of the same cluster
+    (a bad driver or firmware rolled out rack by rack; roll up to the cluster). Outages are left out of the
+    cluster roll-up: two dead nodes in two racks are two faults. One earlier single-GPU fault is not a
+    pattern: two unrelated faults on different nodes stay apart.
     """
     root = candidate.root_path
-    if len(root) < RACK_DEPTH or root[:RACK_DEPTH] != path[:RACK_DEPTH]:
-        return False  # cheap test first: ingest calls this for every open incident
+    if len(root) < 1 or root[0] != path[0] or len(root) > RACK_DEPTH + 1:
+        return None  # cheap test first: ingest calls this for every open incident
+    same_rack = root[:RACK_DEPTH] == path[:RACK_DEPTH]
+    if not same_rack and (new.kind in OUTAGE_KINDS or len(root) > RACK_DEPTH):
+        return None
     name = new.labels.get("alertname")
     same = [
         m
@@ -93,8 +100,11 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> bool:
         if m.is_infra and m.labels.get("alertname") == name and m.kind == new.kind
     ]
     if len(same) < 2:
-        return False
-    return len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH
+        return None
+    if same_rack:
+        return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
+    nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
+    return 5 if len(nodes) >= 2 else None
 
 
 def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
@@ -134,9 +144,11 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
     if new.is_infra and path and root and len(common_ancestor([root, path])) > RACK_DEPTH:
         # Faults on several GPUs of one node within the window: the node is the lowest common component.
         return 3
-    if new.is_infra and path and root and _same_signal_spread(candidate, new, path):
-        # The same signal on GPUs of several nodes of one rack (at least two already): roll up to the rack.
-        return 4
+    if new.is_infra and path and root:
+        # The same signal on GPUs of several nodes (at least two already): roll up to the rack or cluster.
+        spread = _same_signal_spread(candidate, new, path)
+        if spread is not None:
+            return spread
     if new.kind in OUTAGE_KINDS and path and root:
         has_outage = any(m.kind in OUTAGE_KINDS for m in candidate.members)
         if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import random
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -43,6 +43,39 @@ EXPECTED = {
     # Every rank hangs with no infrastructure fault: the job itself is the root cause, P0.
     "training_job_stall": [("P0", "job_stalled", "llm-70b", 256)],
 }
+
+
+def _incidents_on_timeline(tmp_path: Path, alerts: list[Alert]) -> list[tuple[str, str, str | None, int]]:
+    """Post the storm as it unfolds: every 15 s rule evaluation sends each alert whose onset has passed."""
+    path = str(tmp_path / "timeline.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(), scenarios.fleet_inventory())
+    last = max(a.starts_at or START for a in alerts)
+    while clock.now() <= last + timedelta(seconds=15):
+        due = [a for a in alerts if (a.starts_at or START) <= clock.now()]
+        for i in range(0, len(due), 64):
+            engine.ingest(due[i : i + 64])
+        clock.advance(15)
+    return sorted(
+        (r.priority, r.root_kind, r.root_target.get("name"), n) for r, n in engine.store.list_rows()
+    )
+
+
+@pytest.mark.parametrize("name", sorted(EXPECTED))
+def test_each_storm_stays_one_incident_while_it_unfolds_over_minutes(tmp_path: Path, name: str) -> None:
+    # The driver rollout reaches rack r08 four minutes after r07: its XIDs join the r07 incident, whose
+    # root moves up to the cluster, rather than opening a second incident (and a second page).
+    alerts = scenarios.storm_scenarios(START)[name]
+    assert _incidents_on_timeline(tmp_path, alerts) == EXPECTED[name]
+
+
+def test_two_unrelated_faults_stay_two_incidents_while_they_unfold(tmp_path: Path) -> None:
+    found = _incidents_on_timeline(tmp_path, scenarios.unrelated_faults(START))
+    assert [(kind, target) for _, kind, target, _ in found] == [
+        ("node_down", "r02-n04"),
+        ("rack_down", "r05"),
+    ]
 
 
 @pytest.mark.parametrize("name", sorted(EXPECTED))
