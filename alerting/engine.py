@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -79,6 +79,7 @@ class _Ticket:
     result: IngestResult = field(default_factory=IngestResult)
     done: bool = False
     error: Exception | None = None
+    at: datetime | None = None  # when the batch was accepted (journal replay); None: now
 
 
 @dataclass
@@ -295,26 +296,52 @@ class IncidentEngine:
             raise ticket.error
         return ticket.result
 
-    def _write(self, tickets: list[_Ticket]) -> None:
+    def apply_accepted(
+        self,
+        batches: Sequence[tuple[datetime, Sequence[Alert]]],
+        in_transaction: Callable[[Session], None],
+    ) -> IngestResult:
+        """Apply batches accepted earlier (the journal), each at its own accept time, in ONE transaction.
+
+        ``in_transaction`` runs inside it (the journal commits its applied offset there), so the alerts
+        and the offset are stored together or not at all. Raises what the transaction raised.
+        """
+        tickets = [_Ticket(list(alerts), at=at) for at, alerts in batches]
+        with self._lock:
+            self._write(tickets, in_transaction)
+        total = IngestResult()
+        for ticket in tickets:
+            if ticket.error is not None:
+                raise ticket.error
+            total.accepted += ticket.result.accepted
+            total.muted += ticket.result.muted
+            total.opened.extend(ticket.result.opened)
+        return total
+
+    def _write(self, tickets: list[_Ticket], in_transaction: Callable[[Session], None] | None = None) -> None:
         now = self.clock.now()
+        times = [t.at for t in tickets if t.at is not None]
+        if times:
+            now = max(times)
         status_after: dict[str, str] = {}
         try:
             with self._sessions() as session, session.begin(), session.no_autoflush:
                 batch = _Batch(session, now)
-                slow: list[tuple[Alert, str, AlertStatus, IngestResult]] = []
+                slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
                 for ticket in tickets:
+                    at = ticket.at or now
                     for alert in ticket.alerts:
                         fp = self._fingerprints.fingerprint(alert.labels)
-                        status = _status_of(alert, now)
+                        status = _status_of(alert, at)
                         ticket.result.accepted += 1
                         if fp not in slow_fps and self._status.get(fp) == status.value:
                             # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
                             repeats.append(Repeat(fp, alert.ends_at, dict(alert.annotations), alert.score))
                         else:
                             slow_fps.add(fp)
-                            slow.append((alert, fp, status, ticket.result))
+                            slow.append((alert, fp, status, ticket.result, at))
                 update_repeats(session, repeats, now)
                 if slow:
                     # Only alerts the store already holds are read; the status cache knows which.
@@ -322,11 +349,15 @@ class IncidentEngine:
                     if known:
                         query = select(AlertRow).where(AlertRow.fingerprint.in_(known))
                         batch.rows = {r.fingerprint: r for r in session.scalars(query)}
-                    for alert, fp, status, result in slow:
+                    for alert, fp, status, result, at in slow:
+                        batch.now = at
                         self._ingest_one(batch, alert, fp, status, result)
+                    batch.now = now
                     self._finish(batch)
                     insert_pending(session, batch.new)
                     status_after = {fp: row.status for fp, row in batch.rows.items()}
+                if in_transaction is not None:
+                    in_transaction(session)
         except Exception as exc:  # noqa: BLE001 - re-raised in every waiting caller
             self._reload()
             for ticket in tickets:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -114,3 +114,12 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
     incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+
+
+class JournalOffsetRow(Base):
+    """How far the store has applied one accept journal (committed with the alerts it applied)."""
+
+    __tablename__ = "ingest_journal"
+
+    journal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    applied_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)

@@ -2,7 +2,13 @@
 
 Writes need ``Authorization: Bearer <token>`` (compared in constant time). Bodies over the size limit get
 413, malformed ones 400 naming the field, and an unexpected failure a clean 503 (never a 500): nothing is
-acknowledged that is not committed, so a client retry is always safe.
+acknowledged that is not durable, so a client retry is always safe.
+
+With an accept journal (``gpuwarden serve`` always has one), alert writes are acknowledged once the whole
+validated batch is appended to the journal (see ``alerting.journal``); the applier stores and correlates
+them right after. Reads of incidents first wait (at most ``READ_BARRIER_SECONDS``) until everything
+acknowledged before the read arrived is applied, so a script sees its own writes; if the applier is
+further behind, the answer carries ``X-Gpuwarden-Ingest-Lag`` (bytes not yet applied).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
 from alerting.matchers import matcher_from_dict
 from alerting.silences import SilenceKind
 from alerting.store import IncidentNotFound
@@ -41,6 +48,8 @@ from gpuwarden.sim.fleet import Fleet
 logger = logging.getLogger(__name__)
 
 BackgroundTask = Callable[[threading.Event], None]
+READ_BARRIER_SECONDS = 10.0
+LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
@@ -182,10 +191,17 @@ class CatchAll:
 class _Handlers:
     """The endpoints, sharing the engine, the limits and the counters."""
 
-    def __init__(self, engine: IncidentEngine, config: ApiConfig, metrics: ApiMetrics) -> None:
+    def __init__(
+        self,
+        engine: IncidentEngine,
+        config: ApiConfig,
+        metrics: ApiMetrics,
+        applier: JournalApplier | None = None,
+    ) -> None:
         self.engine = engine
         self.config = config
         self.metrics = metrics
+        self.applier = applier
         self.token = config.token.get_secret_value().encode() if config.token is not None else None
 
     def authorized(self, request: Request) -> bool:
@@ -210,14 +226,33 @@ class _Handlers:
             chunks.append(chunk)
         return b"".join(chunks)
 
-    def write(self, route: str, handler: Callable[[Request, bytes], Awaitable[Response]]) -> Endpoint:
-        """Wrap a write endpoint: token, size limit, input errors."""
+    async def barrier(self) -> int:
+        """Wait until what was acknowledged before now is applied; returns the bytes still behind."""
+        applier = self.applier
+        if applier is None:
+            return 0
+        target = applier.journal.end
+        if applier.applied >= target:
+            return 0
+        await run_in_threadpool(applier.wait_applied, target, READ_BARRIER_SECONDS)
+        return max(0, target - applier.applied)
+
+    def write(
+        self,
+        route: str,
+        handler: Callable[[Request, bytes], Awaitable[Response]],
+        *,
+        barrier: bool = False,
+    ) -> Endpoint:
+        """Wrap a write endpoint: token, size limit, input errors (and the read barrier if asked)."""
 
         async def endpoint(request: Request) -> Response:
+            lag = 0
             if not self.authorized(request):
                 response: Response = _error(401, "missing or wrong bearer token")
                 response.headers["WWW-Authenticate"] = "Bearer"
             else:
+                lag = await self.barrier() if barrier else 0
                 try:
                     response = await handler(request, await self.read_body(request))
                 except _TooLarge:
@@ -226,35 +261,52 @@ class _Handlers:
                     response = _error(404, str(exc), exc.field)
                 except InputError as exc:
                     response = _error(400, str(exc), exc.field)
+            if lag:
+                response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
             return response
 
         return endpoint
 
     def read(self, route: str, handler: Callable[[Request], Awaitable[Response]]) -> Endpoint:
-        """Wrap a read endpoint: input errors and not-found."""
+        """Wrap a read endpoint: the read barrier, input errors and not-found."""
 
         async def endpoint(request: Request) -> Response:
+            lag = await self.barrier()
             try:
                 response = await handler(request)
             except IncidentNotFound as exc:
                 response = _error(404, str(exc), exc.field)
             except InputError as exc:
                 response = _error(400, str(exc), exc.field)
+            if lag:
+                response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
             return response
 
         return endpoint
 
+    def accept(self, kind: int, body: bytes, alerts: int) -> None:
+        """Append a validated batch to the journal and wake the applier (the ack point)."""
+        assert self.applier is not None
+        self.applier.journal.append(kind, body, alerts)
+        self.applier.notify()
+
     async def post_alerts(self, request: Request, body: bytes) -> Response:
-        """Prometheus' alert notifier: ``postableAlerts``; 200 only after the commit."""
+        """Prometheus' alert notifier: ``postableAlerts``; 200 only once durable (journal or commit)."""
         alerts = parse_postable_alerts(parse_json(body))
-        await run_in_threadpool(self.engine.ingest, alerts)
+        if self.applier is not None:
+            self.accept(KIND_POSTABLE, body, len(alerts))
+        else:
+            await run_in_threadpool(self.engine.ingest, alerts)
         return Response(status_code=200)
 
     async def post_webhook(self, request: Request, body: bytes) -> Response:
         """Alertmanager's webhook v4 (idempotent: the same payload twice changes nothing more)."""
         alerts = parse_webhook(parse_json(body))
+        if self.applier is not None:
+            self.accept(KIND_WEBHOOK, body, len(alerts))
+            return JSONResponse({"status": "ok", "accepted": len(alerts)})
         result = await run_in_threadpool(self.engine.ingest, alerts)
         return JSONResponse({"status": "ok", "accepted": result.accepted})
 
@@ -349,6 +401,12 @@ class _Handlers:
         registry.register(self.metrics)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
+    async def ingest_status(self, request: Request) -> Response:
+        """Accepted and applied journal offsets and the lag between them (cheap: no store query)."""
+        if self.applier is None:
+            return JSONResponse({"journal": False, "lag_bytes": 0})
+        return JSONResponse({"journal": True, **self.applier.status()})
+
     async def healthz(self, request: Request) -> Response:
         """Liveness."""
         return PlainTextResponse("ok")
@@ -363,13 +421,17 @@ class _Handlers:
                 self.write("/api/v1/webhook/alertmanager", self.post_webhook),
                 methods=["POST"],
             ),
-            Route("/api/v2/silences", self.write("/api/v2/silences", self.post_silence), methods=["POST"]),
+            Route(
+                "/api/v2/silences",
+                self.write("/api/v2/silences", self.post_silence, barrier=True),
+                methods=["POST"],
+            ),
             Route("/api/v2/silences", self.read("/api/v2/silences", self.list_silences), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
             Route(
                 f"{incident}/ack",
-                self.write("/api/v1/incidents/{id}/ack", self.ack_incident),
+                self.write("/api/v1/incidents/{id}/ack", self.ack_incident, barrier=True),
                 methods=["POST"],
             ),
             Route(
@@ -377,6 +439,7 @@ class _Handlers:
                 self.read("/api/v1/incidents/{id}/postmortem", self.postmortem),
                 methods=["GET"],
             ),
+            Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
         ]
@@ -392,10 +455,17 @@ def create_app(
     *,
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[BackgroundTask] = (),
+    applier: JournalApplier | None = None,
 ) -> Starlette:
-    """The Starlette app; ``background`` tasks run in threads until shutdown."""
+    """The Starlette app; ``background`` tasks run in threads until shutdown.
+
+    With ``applier``, alert writes are acknowledged once journaled and the applier runs as one more
+    background task; without it they are stored synchronously before the answer.
+    """
     metrics = ApiMetrics(engine)
-    handlers = _Handlers(engine, config, metrics)
+    handlers = _Handlers(engine, config, metrics, applier)
+    if applier is not None:
+        background = [*background, applier.run]
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

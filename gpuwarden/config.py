@@ -191,6 +191,19 @@ class AnomalyConfig(Section):
     )
     fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
     fleet_k: float = Field(6.0, gt=0)
+    fleet_k_exit: float = Field(
+        3.0,
+        gt=0,
+        description=(
+            "hysteresis of the fleet detector: a GPU enters at fleet_k and leaves only below fleet_k_exit, so"
+            " one hovering at its peers' band edge raises once (tuning seeds 500-503)"
+        ),
+    )
+    fleet_hold_ticks: int = Field(
+        240,
+        ge=1,
+        description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
+    )
     fleet_min_deviation_by_metric: dict[str, float] = Field(
         default_factory=lambda: {"DCGM_FI_DEV_GPU_TEMP": 10.0},
         description=(
@@ -254,6 +267,10 @@ class AlertingConfig(Section):
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
     inventory_file: str | None = Field(None, description="YAML inventory: nodes, racks, workload placement")
     sim_inventory: bool = Field(False, description="use the simulated fleet (sim section) as the inventory")
+    journal_dir: str | None = Field(
+        None,
+        description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
+    )
 
 
 class TracingConfig(Section):

@@ -18,6 +18,7 @@ from rich.console import Console
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import Inventory, load_inventory
+from alerting.journal import AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.api import BackgroundTask, create_app, inventory_from_fleet
 from gpuwarden.clock import SystemClock
@@ -51,6 +52,24 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
                 logger.exception("engine tick failed")
 
     return run
+
+
+def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
+    """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal."""
+    if cfg.alerting.journal_dir:
+        return Path(cfg.alerting.journal_dir)
+    if "://" not in db:
+        return Path(f"{db}.journal")
+    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
+        return Path(f"{db.removeprefix('sqlite:///')}.journal")
+    return Path("gpuwarden-journal")
+
+
+def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> JournalApplier:
+    """Open (and recover) the accept journal and its applier for ``engine``'s store."""
+    sql = engine.store.engine
+    journal = AcceptJournal(journal_dir(cfg, db), lambda journal_id: applied_offset(sql, journal_id))
+    return JournalApplier(journal, engine)
 
 
 def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
@@ -113,10 +132,20 @@ def serve(
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
     try:
         engine, background, routes = build_service(cfg, db or api.db)
+        applier = build_applier(cfg, db or api.db, engine)
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    app = create_app(engine, api, extra_routes=routes, background=background)  # type: ignore[arg-type]
+    # Replay what was acknowledged but not applied before a crash, before taking new requests.
+    while applier.apply_available():
+        pass
+    app = create_app(
+        engine,
+        api,
+        extra_routes=routes,  # type: ignore[arg-type]
+        background=background,
+        applier=applier,
+    )
     logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
     uvicorn.run(
         app,

@@ -1,4 +1,9 @@
-"""SIGKILL `gpuwarden serve` in the middle of concurrent ingest: every alert that got a 2xx survives."""
+"""SIGKILL `gpuwarden serve` in the middle of concurrent ingest: every alert that got a 2xx survives.
+
+`serve` acknowledges once a batch is in its accept journal; the kill lands while the applier is still
+behind, so the restart must replay the journal from the offset the store committed: every acknowledged
+alert stored and correlated exactly once, no incident duplicated.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import httpx
 import pytest
 
 from alerting.db import make_engine
+from alerting.journal import AcceptJournal, applied_offset
 from alerting.store import IncidentStore
 from gpuwarden.model import label_fingerprint
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
@@ -68,23 +74,38 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_
             t.join()
     assert len(acked) >= 400, "the server did not accept enough alerts before the kill"
 
-    store = IncidentStore(make_engine(db))
+    sql = make_engine(db)
+    store = IncidentStore(sql)
+    stored_before = store.alert_count()
+    journal = AcceptJournal(Path(f"{db}.journal"), lambda jid: applied_offset(sql, jid))
+    behind = journal.end - applied_offset(sql, journal.journal_id)
+    journal.close()
+    assert behind > 0, "the applier had caught up at the kill: nothing left to replay"
+
+    # Restart: the journal is replayed before the server answers.
+    with gpuwarden_serve(tmp_path, db, "replay") as (url, _):
+        httpx.get(f"{url}/api/v1/incidents", timeout=30)
+    assert store.alert_count() > stored_before
     missing = []
     for labels in acked:
         row = store.alert(label_fingerprint(labels))
         if row is None or row.incident_id is None:
             missing.append(labels)
     assert missing == []
+    once = [store.alert(label_fingerprint(labels)).receive_count for labels in acked]  # type: ignore[union-attr]
+    assert set(once) == {1}, "a replayed alert was applied twice"
     incident_ids = {store.alert(label_fingerprint(labels)).incident_id for labels in acked}  # type: ignore[union-attr]
     for incident_id in incident_ids:
         assert incident_id is not None
         assert store.get(incident_id).alert_fingerprints
+    roots = [(r.root_kind, str(sorted(r.root_target.items()))) for r, _ in store.list_rows()]
+    assert len(roots) == len(set(roots)), "an incident was duplicated"
 
     # The restarted service serves the same incidents and keeps correlating new alerts into them.
     with gpuwarden_serve(tmp_path, db, "second") as (url, _):
         listed = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
         assert {i["id"] for i in listed} >= {
-            i for i in incident_ids if store.get(i).state.value != "resolved"
+            i for i in incident_ids if i is not None and store.get(i).state.value != "resolved"
         }
         before = len(listed)
         again = [{"labels": dict(acked[0], seq="after-restart")}]

@@ -8,12 +8,14 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import inspect
 
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import IncidentState, RackRef
@@ -74,3 +76,28 @@ def test_storm_on_postgres_is_one_rack_incident_and_survives_a_restart(postgres_
     assert incident.opened_at.tzinfo is not None
     assert restarted.acknowledge(rack.id, "pg-user").state is IncidentState.ACKNOWLEDGED
     second.dispose()
+
+
+@pytest.mark.integration
+def test_accept_journal_commits_its_offset_in_postgres_and_replays_only_the_rest(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    directory = tmp_path / "journal"  # a PostgreSQL store keeps its journal in a local data directory
+    journal = AcceptJournal(directory, lambda jid: applied_offset(sql, jid))
+    applier = JournalApplier(journal, IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory()))
+    body = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}]
+    journal.append(KIND_POSTABLE, orjson.dumps(body), 1)
+    applier.apply_available()
+    body[0]["labels"]["node"] = "r01-n02"
+    end = journal.append(KIND_POSTABLE, orjson.dumps(body), 1)  # acknowledged, not applied: then a crash
+    journal.close()
+
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    replay = JournalApplier(AcceptJournal(directory, lambda jid: applied_offset(sql, jid)), engine)
+    assert replay.apply_available() == 1
+    assert applied_offset(sql, journal.journal_id) == end
+    assert engine.store.alert_count() == 2
+    assert len(engine.store.list_rows()) == 1
+    sql.dispose()

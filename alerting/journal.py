@@ -1,0 +1,343 @@
+"""Durable accept journal: ``POST /api/v2/alerts`` acknowledges once the validated batch is appended here.
+
+The request path only authenticates, parses, validates and appends one record; an applier thread reads
+the records in order and runs them through the incident engine in large batches. The offset it has
+applied is committed in the same store transaction as the alerts it applied, so after a crash replay
+starts exactly where the store stopped: every acknowledged alert is applied once.
+
+Record: ``MAGIC (2) | length (u32) | crc32 (u32) | kind (u8) | accepted-at (f64 seconds) | body``, written
+with ONE ``os.write`` on an ``O_APPEND`` descriptor, without fsync. That survives SIGKILL of the process
+(the bytes are in the OS page cache), exactly like the store's SQLite WAL with ``synchronous=NORMAL``; a
+power loss or kernel crash can lose the last records, as it can lose the last SQLite commits. A record
+cut short by a crash during the write fails its length or checksum; it was never acknowledged and is
+dropped at recovery.
+
+Offsets are logical (bytes since the journal was created); segment files are named by the offset of
+their first byte and deleted once applied. The journal directory belongs to one server: for SQLite it
+defaults to ``<db>.journal`` next to the database, for PostgreSQL it is ``alerting.journal_dir`` (or
+``./gpuwarden-journal``). Its random id keys the applied offset in the store, so a lost directory starts
+a fresh journal instead of skipping records.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import struct
+import threading
+import time
+import uuid
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Engine, Table, insert, select, update
+from sqlalchemy.orm import Session
+
+from alerting.engine import IncidentEngine
+from alerting.ingest import parse_postable_alerts, parse_webhook
+from alerting.store_models import JournalOffsetRow
+from gpuwarden.errors import InputError
+from gpuwarden.model import Alert
+
+logger = logging.getLogger(__name__)
+
+MAGIC = b"GW"
+_HEADER = struct.Struct("<2sII")  # magic, payload length, crc32 of the payload
+_META = struct.Struct("<Bd")  # kind, accepted-at (epoch seconds)
+KIND_POSTABLE = 1  # Prometheus' postableAlerts (``POST /api/v2/alerts``)
+KIND_WEBHOOK = 2  # Alertmanager's webhook v4
+_SUFFIX = ".seg"
+_OFFSETS = cast(Table, JournalOffsetRow.__table__)
+
+
+class JournalCorrupt(Exception):
+    """A record before the last one is unreadable: not a torn write but damage; the applier stops there."""
+
+
+@dataclass(frozen=True, slots=True)
+class JournalRecord:
+    """One acknowledged batch as the applier reads it."""
+
+    kind: int
+    accepted_at: float
+    body: bytes
+    end: int  # logical offset just past this record
+
+    def alerts(self) -> list[Alert]:
+        """Parse the body again (it was validated before it was appended, so this does not fail)."""
+        data = _loads(self.body)
+        return parse_webhook(data) if self.kind == KIND_WEBHOOK else parse_postable_alerts(data)
+
+
+def _loads(body: bytes) -> Any:
+    return orjson.loads(body)
+
+
+def encode_record(kind: int, accepted_at: float, body: bytes) -> bytes:
+    """Header and payload of one record, as one buffer for one write."""
+    payload = _META.pack(kind, accepted_at) + body
+    return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def scan(data: bytes, base: int) -> tuple[list[JournalRecord], int]:
+    """Whole, checksummed records at the start of ``data``; also how many bytes they take."""
+    records: list[JournalRecord] = []
+    pos = 0
+    size = len(data)
+    while pos + _HEADER.size <= size:
+        magic, length, crc = _HEADER.unpack_from(data, pos)
+        start = pos + _HEADER.size
+        if magic != MAGIC or length < _META.size or start + length > size:
+            break
+        payload = data[start : start + length]
+        if zlib.crc32(payload) != crc:
+            break
+        kind, at = _META.unpack_from(payload)
+        pos = start + length
+        records.append(JournalRecord(kind, at, payload[_META.size :], base + pos))
+    return records, pos
+
+
+class AcceptJournal:
+    """Append-only, segmented, checksummed journal of acknowledged batches (thread-safe appends)."""
+
+    def __init__(self, directory: Path, applied: Callable[[str], int], segment_bytes: int = 64 << 20) -> None:
+        """Open (or create) ``directory``; ``applied(journal_id)`` gives the offset the store has applied.
+
+        Recovery: fully applied segments are deleted; a torn last record is cut off (it was never
+        acknowledged).
+        """
+        self.directory = directory
+        self.segment_bytes = segment_bytes
+        directory.mkdir(parents=True, exist_ok=True)
+        id_file = directory / "journal-id"
+        if not id_file.exists():
+            tmp = directory / "journal-id.tmp"
+            tmp.write_text(uuid.uuid4().hex)
+            os.replace(tmp, id_file)
+        self.journal_id = id_file.read_text().strip()
+        self._lock = threading.Lock()
+        self.torn_bytes = 0
+        start = applied(self.journal_id)
+        segments = self.segments()
+        # Drop segments that end at or before the applied offset (the next one starts there).
+        while len(segments) > 1 and segments[1] <= start:
+            (directory / _name(segments.pop(0))).unlink()
+        if not segments:
+            segments = [start]
+            (directory / _name(start)).touch()
+        for i, base in enumerate(segments):
+            path = directory / _name(base)
+            data = path.read_bytes()
+            _, good = scan(data, base)
+            if good < len(data):
+                self.torn_bytes += len(data) - good
+                logger.warning(
+                    "journal: dropped %d bytes of a torn record in %s (never acknowledged)",
+                    len(data) - good,
+                    path.name,
+                )
+                with path.open("r+b") as f:
+                    f.truncate(good)
+                for later in segments[i + 1 :]:
+                    (directory / _name(later)).unlink()
+                segments = segments[: i + 1]
+                break
+        self._base = segments[-1]
+        self._size = (directory / _name(self._base)).stat().st_size
+        self._fd = os.open(directory / _name(self._base), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._end = self._base + self._size
+        self.first = max(start, segments[0])
+        self.records_appended = 0
+        self.alerts_appended = 0
+
+    def segments(self) -> list[int]:
+        """Base offsets of the segment files, ascending."""
+        return sorted(int(p.name.removesuffix(_SUFFIX)) for p in self.directory.glob(f"*{_SUFFIX}"))
+
+    @property
+    def end(self) -> int:
+        """Offset just past the last acknowledged record."""
+        return self._end
+
+    def append(self, kind: int, body: bytes, alerts: int, accepted_at: float | None = None) -> int:
+        """Append one validated batch; returns its end offset. After this returns it may be acknowledged."""
+        record = encode_record(kind, time.time() if accepted_at is None else accepted_at, body)
+        with self._lock:
+            if self._size >= self.segment_bytes:
+                self._rotate()
+            written = os.write(self._fd, record)
+            if written != len(record):  # disk full: undo the partial record, refuse the batch
+                os.ftruncate(self._fd, self._size)
+                raise OSError(f"journal: short write ({written} of {len(record)} bytes)")
+            self._size += written
+            self._end += written
+            self.records_appended += 1
+            self.alerts_appended += alerts
+            return self._end
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._base, self._size = self._end, 0
+        self._fd = os.open(
+            self.directory / _name(self._base), os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o600
+        )
+
+    def read(self, start: int, max_bytes: int = 4 << 20) -> list[JournalRecord]:
+        """Records from ``start`` (a record boundary) up to about ``max_bytes``, never past ``end``."""
+        end = self._end
+        if start >= end:
+            return []
+        segments = self.segments()
+        base = max((b for b in segments if b <= start), default=None)
+        if base is None:
+            raise JournalCorrupt(f"journal: no segment holds offset {start}")
+        later = [b for b in segments if b > base]
+        stop = min(end, later[0]) if later else end
+        want = min(stop - start, max(max_bytes, _HEADER.size))
+        with (self.directory / _name(base)).open("rb") as f:
+            f.seek(start - base)
+            data = f.read(want)
+            if len(data) >= _HEADER.size:
+                _, length, _ = _HEADER.unpack_from(data)
+                whole = _HEADER.size + length
+                if whole > len(data) and start + whole <= stop:  # one record larger than max_bytes
+                    data += f.read(whole - len(data))
+        records, _ = scan(data, start)
+        if not records:
+            raise JournalCorrupt(f"journal: unreadable record at offset {start}")
+        return records
+
+    def discard_applied(self, applied: int) -> None:
+        """Delete segments entirely before ``applied`` (never the one being written)."""
+        with self._lock:
+            current = self._base
+        segments = self.segments()
+        for base, nxt in itertools.pairwise(segments):
+            if nxt <= applied and base != current:
+                (self.directory / _name(base)).unlink(missing_ok=True)
+
+    def close(self) -> None:
+        """Close the append descriptor."""
+        with self._lock:
+            os.close(self._fd)
+
+
+def _name(base: int) -> str:
+    return f"{base:020d}{_SUFFIX}"
+
+
+def applied_offset(sql: Engine, journal_id: str) -> int:
+    """The offset the store has applied for this journal (creating its row at 0)."""
+    with sql.begin() as conn:
+        found = conn.execute(
+            select(_OFFSETS.c.applied_offset).where(_OFFSETS.c.journal_id == journal_id)
+        ).scalar()
+        if found is None:
+            conn.execute(insert(_OFFSETS).values(journal_id=journal_id, applied_offset=0))
+            return 0
+        return int(found)
+
+
+class JournalApplier:
+    """Applies journal records through the engine, committing the applied offset with them."""
+
+    def __init__(
+        self,
+        journal: AcceptJournal,
+        engine: IncidentEngine,
+        *,
+        batch_bytes: int = 4 << 20,
+        retry_seconds: float = 1.0,
+    ) -> None:
+        self.journal = journal
+        self.engine = engine
+        self.batch_bytes = batch_bytes
+        self.retry_seconds = retry_seconds
+        self.applied = journal.first
+        self.alerts_applied = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+
+    def notify(self) -> None:
+        """New records were appended."""
+        self._wake.set()
+
+    def apply_available(self) -> int:
+        """Apply one batch of pending records; returns how many alerts it applied (0: caught up)."""
+        records = self.journal.read(self.applied, self.batch_bytes)
+        if not records:
+            return 0
+        batches: list[tuple[datetime, list[Alert]]] = []
+        for record in records:
+            try:
+                alerts = record.alerts()
+            except InputError:  # validated before append; a parser change must not wedge the journal
+                logger.exception("journal: record at %d no longer parses; skipped", record.end)
+                continue
+            batches.append((datetime.fromtimestamp(record.accepted_at, UTC), alerts))
+        end = records[-1].end
+        journal_id = self.journal.journal_id
+
+        def commit_offset(session: Session) -> None:
+            session.connection().execute(
+                update(_OFFSETS).where(_OFFSETS.c.journal_id == journal_id).values(applied_offset=end)
+            )
+
+        self.engine.apply_accepted(batches, commit_offset)
+        applied = sum(len(a) for _, a in batches)
+        with self._cond:
+            self.applied = end
+            self.alerts_applied += applied
+            self._cond.notify_all()
+        self.journal.discard_applied(end)
+        return max(applied, 1)
+
+    def run(self, stop: threading.Event) -> None:
+        """Background loop: apply whenever records are pending; retry after a failure."""
+        while not stop.is_set():
+            try:
+                if self.applied < self.journal.end:
+                    self.apply_available()
+                    continue
+            except Exception as exc:  # loop boundary: records stay in the journal, retried later
+                self.failures += 1
+                self.last_error = repr(exc)
+                logger.exception("journal: applying from offset %d failed; will retry", self.applied)
+                stop.wait(self.retry_seconds)
+                continue
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def wait_applied(self, offset: int, timeout: float) -> bool:
+        """Block until everything up to ``offset`` is applied, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while self.applied < offset:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._cond.wait(left)
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Offsets and counters for ``GET /api/v1/ingest/status``."""
+        accepted = self.journal.end
+        return {
+            "journal_id": self.journal.journal_id,
+            "accepted_offset": accepted,
+            "applied_offset": self.applied,
+            "lag_bytes": max(0, accepted - self.applied),
+            "alerts_accepted": self.journal.alerts_appended,
+            "alerts_applied": self.alerts_applied,
+            "apply_failures": self.failures,
+            "last_error": self.last_error,
+        }

@@ -1,0 +1,206 @@
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.journal import (
+    KIND_POSTABLE,
+    KIND_WEBHOOK,
+    AcceptJournal,
+    JournalApplier,
+    JournalRecord,
+    applied_offset,
+    encode_record,
+)
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import label_fingerprint
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+
+
+def _alert(node: str, **extra: str) -> dict[str, object]:
+    return {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": node, **extra}}
+
+
+def _body(*nodes: str) -> bytes:
+    return orjson.dumps([_alert(n) for n in nodes])
+
+
+@pytest.fixture
+def sql(tmp_path: Path) -> Engine:
+    engine = make_engine(str(tmp_path / "j.db"))
+    upgrade(engine)
+    return engine
+
+
+def _open(sql: Engine, directory: Path, **kwargs: int) -> AcceptJournal:
+    return AcceptJournal(directory, lambda jid: applied_offset(sql, jid), **kwargs)
+
+
+def _engine(sql: Engine) -> IncidentEngine:
+    # The clock is an hour past the accept times the tests use: applying must use the accept time.
+    return IncidentEngine(sql, FakeClock(T0.timestamp() + 3600), inventory=scenarios.fleet_inventory())
+
+
+def test_appended_records_read_back_in_order_with_their_end_offsets(sql: Engine, tmp_path: Path) -> None:
+    journal = _open(sql, tmp_path / "j")
+    first = journal.append(KIND_POSTABLE, _body("r01-n01"), 1, accepted_at=1.5)
+    second = journal.append(KIND_WEBHOOK, b'{"version": "4", "alerts": []}', 0, accepted_at=2.5)
+    records = journal.read(0)
+    assert [(r.kind, r.accepted_at, r.end) for r in records] == [
+        (KIND_POSTABLE, 1.5, first),
+        (KIND_WEBHOOK, 2.5, second),
+    ]
+    assert journal.read(first) == records[1:]
+    assert journal.read(second) == []
+    assert records[0].alerts()[0].labels["node"] == "r01-n01"
+
+
+def test_a_torn_last_record_is_dropped_at_recovery_and_later_appends_follow_the_whole_ones(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory)
+    whole = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
+    journal.close()
+    (segment,) = directory.glob("*.seg")
+    torn = encode_record(KIND_POSTABLE, 3.0, _body("r01-n02"))
+    with segment.open("ab") as f:
+        f.write(torn[: len(torn) // 2])  # the process died inside the write: never acknowledged
+
+    reopened = _open(sql, directory)
+    assert reopened.torn_bytes == len(torn) // 2
+    assert reopened.end == whole
+    after = reopened.append(KIND_POSTABLE, _body("r01-n03"), 1)
+    nodes = [r.alerts()[0].labels["node"] for r in reopened.read(0)]
+    assert nodes == ["r01-n01", "r01-n03"]
+    assert reopened.read(0)[-1].end == after
+
+
+def test_a_flipped_byte_in_the_last_record_fails_its_checksum(sql: Engine, tmp_path: Path) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory)
+    whole = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
+    journal.append(KIND_POSTABLE, _body("r01-n02"), 1)
+    journal.close()
+    (segment,) = directory.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[-3] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    assert _open(sql, directory).end == whole
+
+
+def test_segments_rotate_and_applied_ones_are_deleted_while_offsets_keep_growing(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory, segment_bytes=100)
+    ends = [journal.append(KIND_POSTABLE, _body(f"r01-n{i:02d}"), 1) for i in range(6)]
+    assert len(journal.segments()) > 2
+    assert [r.end for r in _read_all(journal, 0)] == ends
+    journal.discard_applied(ends[3])
+    assert min(journal.segments()) <= ends[3]
+    assert [r.end for r in _read_all(journal, ends[3])] == ends[4:]
+    assert len(journal.segments()) < 6
+
+
+def _read_all(journal: AcceptJournal, start: int) -> list[JournalRecord]:
+    out: list[JournalRecord] = []
+    while records := journal.read(start, max_bytes=1):
+        out.extend(records)
+        start = records[-1].end
+    return out
+
+
+def test_applier_stores_and_correlates_and_commits_its_offset_with_the_alerts(
+    sql: Engine, tmp_path: Path
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine)
+    end = journal.append(KIND_POSTABLE, _body("r02-n01", "r02-n02"), 2, accepted_at=T0.timestamp())
+    assert applier.apply_available() == 2
+    assert applied_offset(sql, journal.journal_id) == end == applier.applied
+    row = engine.store.alert(label_fingerprint(_alert("r02-n01")["labels"]))  # type: ignore[arg-type]
+    assert row is not None and row.incident_id is not None
+    assert row.first_seen == T0  # applied at its accept time, not at the apply time
+    assert applier.apply_available() == 0
+
+
+def test_after_a_restart_replay_starts_at_the_committed_offset_so_nothing_is_applied_twice(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory)
+    applier = JournalApplier(journal, _engine(sql))
+    journal.append(KIND_POSTABLE, _body("r03-n01"), 1)
+    applier.apply_available()
+    journal.append(KIND_POSTABLE, _body("r03-n02"), 1)  # acknowledged, then the process died
+    journal.close()
+
+    engine = _engine(sql)
+    replay = JournalApplier(_open(sql, directory), engine)
+    assert replay.apply_available() == 1
+    first = engine.store.alert(label_fingerprint(_alert("r03-n01")["labels"]))  # type: ignore[arg-type]
+    second = engine.store.alert(label_fingerprint(_alert("r03-n02")["labels"]))  # type: ignore[arg-type]
+    assert first is not None and first.receive_count == 1
+    assert second is not None and second.incident_id == first.incident_id
+    assert len(engine.store.list_rows()) == 1
+
+
+def test_a_failed_transaction_stores_neither_the_alerts_nor_the_offset(sql: Engine, tmp_path: Path) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    journal.append(KIND_POSTABLE, _body("r04-n01"), 1)
+    fp = label_fingerprint(_alert("r04-n01")["labels"])  # type: ignore[arg-type]
+
+    def fail(session: Session) -> None:
+        raise RuntimeError("disk gone")
+
+    record = journal.read(0)[0]
+    with pytest.raises(RuntimeError):
+        engine.apply_accepted([(T0, record.alerts())], fail)
+    assert engine.store.alert(fp) is None
+    assert applied_offset(sql, journal.journal_id) == 0
+    applier = JournalApplier(journal, engine)
+    applier.apply_available()
+    assert engine.store.alert(fp) is not None
+
+
+def test_webhook_records_replayed_twice_stay_one_alert(sql: Engine, tmp_path: Path) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine)
+    payload = orjson.dumps({"version": "4", "status": "firing", "alerts": [_alert("r05-n01")]})
+    journal.append(KIND_WEBHOOK, payload, 1)
+    journal.append(KIND_WEBHOOK, payload, 1)  # Alertmanager retried
+    applier.apply_available()
+    assert engine.store.alert_count() == 1
+    assert len(engine.store.list_rows()) == 1
+
+
+def test_wait_applied_returns_once_the_background_applier_caught_up(sql: Engine, tmp_path: Path) -> None:
+    journal = _open(sql, tmp_path / "j")
+    applier = JournalApplier(journal, _engine(sql))
+    stop = threading.Event()
+    thread = threading.Thread(target=applier.run, args=(stop,))
+    thread.start()
+    try:
+        end = journal.append(KIND_POSTABLE, _body("r06-n01"), 1)
+        applier.notify()
+        assert applier.wait_applied(end, timeout=30)
+        assert applier.status()["lag_bytes"] == 0
+        assert applier.status()["alerts_applied"] == 1
+    finally:
+        stop.set()
+        thread.join()

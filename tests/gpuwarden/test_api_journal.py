@@ -1,0 +1,109 @@
+"""The API with an accept journal (as ``gpuwarden serve`` runs it): ack on append, reads see own writes."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from starlette.exceptions import StarletteDeprecationWarning
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.journal import AcceptJournal, JournalApplier, applied_offset
+from alerting.migrate import upgrade
+from gpuwarden.api import create_app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from gpuwarden.model import label_fingerprint
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NODE_DOWN = {
+    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
+    "startsAt": "2026-01-01T00:00:00Z",
+}
+
+
+@pytest.fixture
+def applier(tmp_path: Path) -> JournalApplier:
+    sql = make_engine(str(tmp_path / "api.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    journal = AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid))
+    return JournalApplier(journal, engine)
+
+
+@pytest.fixture
+def client(applier: JournalApplier) -> Iterator[TestClient]:
+    app = create_app(applier.engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096), applier=applier)
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def test_a_post_is_journaled_before_200_and_the_next_read_sees_its_incident(
+    client: TestClient, applier: JournalApplier
+) -> None:
+    assert client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH).status_code == 200
+    assert [r.alerts()[0].labels for r in applier.journal.read(0)] == [NODE_DOWN["labels"]]
+    (item,) = client.get("/api/v1/incidents").json()
+    assert (item["alert_count"], item["root_cause"]["kind"]) == (1, "node_down")
+    assert applier.engine.store.alert(label_fingerprint(NODE_DOWN["labels"])) is not None  # type: ignore[arg-type]
+
+
+def test_ingest_status_reports_accepted_and_applied_offsets(
+    client: TestClient, applier: JournalApplier
+) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    client.get("/api/v1/incidents")  # the read barrier: applied by now
+    status = client.get("/api/v1/ingest/status").json()
+    assert status["journal"] is True
+    assert status["accepted_offset"] == status["applied_offset"] == applier.journal.end > 0
+    assert (status["lag_bytes"], status["alerts_accepted"], status["alerts_applied"]) == (0, 1, 1)
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b"{not json", "body"),
+        (json.dumps([NODE_DOWN, {"labels": {"a": 1}}]).encode(), "[1].labels.a"),
+        (json.dumps([{"labels": {"a": "b"}, "startsAt": "yesterday"}]).encode(), "[0].startsAt"),
+    ],
+    ids=["bad-json", "non-string-label", "bad-time"],
+)
+def test_a_bad_batch_gets_400_and_nothing_of_it_reaches_the_journal(
+    client: TestClient, applier: JournalApplier, body: bytes, field: str
+) -> None:
+    response = client.post(
+        "/api/v2/alerts", content=body, headers={**AUTH, "Content-Type": "application/json"}
+    )
+    assert (response.status_code, response.json()["field"]) == (400, field)
+    assert applier.journal.end == 0
+    assert client.get("/api/v1/incidents").json() == []
+
+
+def test_writes_without_the_token_or_over_the_limit_are_refused_before_the_journal(
+    client: TestClient, applier: JournalApplier
+) -> None:
+    assert client.post("/api/v2/alerts", json=[NODE_DOWN]).status_code == 401
+    big = [{"labels": {"alertname": "X", "pad": "x" * 5000}}]
+    assert client.post("/api/v2/alerts", json=big, headers=AUTH).status_code == 413
+    assert applier.journal.end == 0
+
+
+def test_webhook_through_the_journal_is_idempotent(client: TestClient, applier: JournalApplier) -> None:
+    payload = {"version": "4", "status": "firing", "receiver": "gw", "alerts": [NODE_DOWN], "extra": 1}
+    for _ in range(2):
+        response = client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH)
+        assert response.json() == {"status": "ok", "accepted": 1}
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["alert_count"] == 1
+    assert applier.engine.store.alert_count() == 1
