@@ -3,6 +3,12 @@
 Per query and peer group, the robust centre (median) and spread (MAD) are taken across the group; a GPU's
 robust z-score is smoothed over ticks so only a persistent gap (a straggler, a lemon GPU) reaches the
 threshold, while one noisy sample does not. Groups smaller than ``min_peers`` are not scored.
+
+A GPU that hovers at the edge of its peers' band must not re-raise each time it crosses back: the threshold
+has hysteresis (a series enters at ``k`` and only leaves below ``k_exit``; while it is in, its score is
+``|z| / k_exit``), and its alert stays open until it has been quiet for ``hold_ticks`` ticks. A "lemon"
+GPU that is persistently but mildly different from its peers is therefore one alert that stays open, not a
+stream of raises.
 """
 
 from __future__ import annotations
@@ -49,10 +55,14 @@ class FleetDetector:
         alpha: float = 0.3,
         min_relative_spread: float = 0.02,
         min_deviation: Mapping[str, float] | None = None,
+        k_exit: float | None = None,
+        hold_ticks: int | None = None,
     ) -> None:
         self.queries = tuple(queries)
         self.peer_labels = tuple(peer_labels)
         self.k, self.min_peers, self.alpha = k, min_peers, alpha
+        self.k_exit = k / 2.0 if k_exit is None else min(k_exit, k)
+        self.hold_ticks = hold_ticks
         self.min_relative_spread = min_relative_spread
         # Smallest gap from the peers' median that may alert, per metric (fnmatch patterns): integer-valued
         # temperatures of replicas at different load collapse the MAD to a degree or two.
@@ -60,6 +70,7 @@ class FleetDetector:
         self._floors: dict[str, float] = {}
         self.smooth = np.zeros(1024)
         self.fresh = np.ones(1024, np.bool_)
+        self.latched = np.zeros(1024, np.bool_)
         self._group_cache: dict[str, tuple[IntArray, IntArray]] = {}
 
     def _grow(self, needed: int) -> None:
@@ -68,9 +79,11 @@ class FleetDetector:
         size = max(needed, 2 * self.smooth.size)
         smooth = np.zeros(size)
         fresh = np.ones(size, np.bool_)
+        latched = np.zeros(size, np.bool_)
         smooth[: self.smooth.size] = self.smooth
         fresh[: self.fresh.size] = self.fresh
-        self.smooth, self.fresh = smooth, fresh
+        latched[: self.latched.size] = self.latched
+        self.smooth, self.fresh, self.latched = smooth, fresh, latched
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
@@ -82,6 +95,7 @@ class FleetDetector:
         ids = ids[ids < self.smooth.size]
         self.smooth[ids] = 0.0
         self.fresh[ids] = True
+        self.latched[ids] = False
 
     def _groups(self, step: Step) -> IntArray:
         """Peer-group code of each row (-1: not compared); reused while the series ids are unchanged."""
@@ -142,16 +156,21 @@ class FleetDetector:
             smooth = np.where(ok, prev + self.alpha * (z - prev), 0.0)
             self.smooth[ids] = smooth
             self.fresh[ids] = ~ok
+            # Hysteresis: enter at k, stay in until |z| drops below k_exit.
+            size = np.abs(smooth)
+            latched = np.where(self.latched[ids], size >= self.k_exit, size > self.k)
+            self.latched[ids] = latched
             out.append(
                 Findings(
                     detector=self.name,
                     query=query,
                     labels=step.labels,
                     ids=ids,
-                    score=np.abs(smooth) / self.k,
+                    score=size / np.where(latched, self.k_exit, self.k),
                     value=step.value,
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} differs from its peers",
+                    resolve_after=self.hold_ticks,
                 )
             )
         return out

@@ -55,6 +55,8 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
             cfg.fleet_peer_labels,
             k=cfg.fleet_k,
             min_deviation=cfg.fleet_min_deviation_by_metric,
+            k_exit=cfg.fleet_k_exit,
+            hold_ticks=cfg.fleet_hold_ticks,
         ),
     )
     registry.register("signatures", SignatureDetector)

@@ -82,3 +82,49 @@ def test_a_metric_floor_keeps_integer_temperatures_of_replicas_at_different_load
     for r in hot:
         r[4] = 58.0  # 18 degrees above its peers is still flagged
     assert run(FleetDetector([Q], min_deviation={"DCGM_FI_DEV_*": 10.0}), hot, labels(8))[-1][4] > 1
+
+
+def rises(scores: list[np.ndarray], row: int) -> int:
+    """How many times row's score went from <=1 to >1."""
+    above = [bool(s[row] > 1) for s in scores]
+    return sum(1 for before, now in zip([False, *above], above, strict=False) if now and not before)
+
+
+def hovering_rows(gaps: list[float]) -> list[np.ndarray]:
+    """16 peers at 1980 MHz +- noise; GPU 3 sits ``gap`` MHz below them, one gap per tick."""
+    rng = np.random.default_rng(7)
+    rows = []
+    for gap in gaps:
+        row = 1980 + rng.normal(0, 10, 16)
+        row[3] = 1980 - gap
+        rows.append(row)
+    return rows
+
+
+def test_a_gpu_hovering_at_the_band_edge_enters_once_and_stays_in():
+    # Spread ~ max(MAD sigma ~10, 2% of 1980 = 39.6): z of a 280 MHz gap ~7 (> k=6), of 160 MHz ~4 (< k,
+    # > k_exit=3). Without hysteresis each return above k is a new crossing.
+    gaps = [0.0] * 5 + ([280.0] * 10 + [160.0] * 10) * 4
+    scores = run(FleetDetector([Q]), hovering_rows(gaps), labels(16))
+    assert rises(scores, 3) == 1
+    assert scores[-1][3] > 1
+
+
+def test_a_gpu_that_returns_to_its_peers_leaves_the_alert_state():
+    gaps = [0.0] * 5 + [280.0] * 15 + [0.0] * 15
+    scores = run(FleetDetector([Q]), hovering_rows(gaps), labels(16))
+    assert rises(scores, 3) == 1
+    assert scores[-1][3] < 1
+
+
+def test_without_hysteresis_the_same_hovering_gpu_would_cross_several_times():
+    gaps = [0.0] * 5 + ([280.0] * 10 + [160.0] * 10) * 4
+    scores = run(FleetDetector([Q], k_exit=6.0), hovering_rows(gaps), labels(16))
+    assert rises(scores, 3) > 1
+
+
+def test_fleet_findings_ask_the_service_to_hold_their_alerts_open():
+    index, rates = SeriesIndex(), CounterRates()
+    row = np.full((16, 1), 1980.0)
+    view = build_view([Frame(Q, labels(16), np.array([0.0]), row)], index, rates, 0.0)
+    assert FleetDetector([Q], hold_ticks=240).detect(view)[0].resolve_after == 240

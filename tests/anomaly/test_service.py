@@ -229,3 +229,19 @@ def test_a_whole_job_changing_at_once_is_a_workload_event_not_a_gpu_alert():
         col.set(TEMP, job_temps([6]))
         raised += tick(clock, service).raised
     assert [a.labels["gpu"] for a in raised if a.labels["model"] == "adaptive"] == ["6"]
+
+
+def test_a_gpu_drifting_in_and_out_of_its_peers_band_is_one_fleet_alert_that_stays_open():
+    power = "DCGM_FI_DEV_POWER_USAGE"
+    gpus = [{**g, "slurm_job": "7"} for g in GPUS]
+    rng = np.random.default_rng(3)
+    clock, col, service = setup(detectors=["fleet"], fleet_queries=[power], adaptive_metrics=[])
+    raised = []
+    # Out for 10 ticks, back with its peers for 40 (longer than thresholds.resolve_after), three times.
+    for phase in [0.0] * 10 + ([200.0] * 10 + [0.0] * 40) * 3:
+        vals = 500 + rng.normal(0, 3, len(gpus))
+        vals[5] -= phase
+        col.set(power, list(zip(gpus, vals.tolist(), strict=True)))
+        raised += tick(clock, service).raised
+    assert [a.labels["gpu"] for a in raised] == ["5"]
+    assert any(a.labels.get("gpu") == "5" for a in (s.alert for s in service.firing.values()))
