@@ -81,3 +81,34 @@ def test_series_are_independent_and_nan_samples_are_skipped():
 def test_invalid_parameters_are_refused():
     with pytest.raises(ValueError):
         ContextNovelty(NoveltyParams(levels=0))
+
+
+def sine(rows: int, period: int, level: float = 0.0) -> list[float]:
+    return [level + float(np.sin(2 * np.pi * i / period)) for i in range(rows)]
+
+
+def test_a_clean_periodic_series_raises_nothing_at_the_end_of_its_warm_up():
+    # the range grows over the first quarter period, so the warm-up met its levels under other quantisations
+    scores, raised = feed(ContextNovelty(PARAMS), sine(200, 32))
+    assert raised == []
+    assert max(scores) == 0.0
+
+
+def test_a_daily_shape_under_the_default_parameters_raises_nothing_at_the_end_of_its_warm_up():
+    # like NAB's art_daily_no_noise: 288 samples a day, a warm-up of 300 that ends early on the second day
+    _, raised = feed(ContextNovelty(), sine(1500, 288))
+    assert raised == []
+
+
+def test_a_level_change_after_the_warm_up_and_a_quiet_spell_still_raises():
+    values = [*sine(100, 16), *sine(40, 16, level=5.0)]
+    scores, raised = feed(ContextNovelty(PARAMS), values)
+    assert raised == [100]
+    assert scores[100] >= 1.0
+
+
+def test_a_series_still_meeting_new_contexts_at_the_end_of_its_warm_up_stays_muted_for_the_rearm_spell():
+    rng = np.random.default_rng(3)
+    noise = list(rng.uniform(0.0, 3.0, PARAMS.warmup))  # at 4 levels, new level changes until the end
+    _, raised = feed(ContextNovelty(PARAMS), [*noise, *sine(40, 16, level=10.0)])
+    assert all(i >= PARAMS.warmup + PARAMS.rearm - 1 for i in raised)
