@@ -12,7 +12,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
 from alerting.inventory import GpuKey, Inventory, workloads_on
 from alerting.topology import Location, Path, common_ancestor, contains, path_target
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef
@@ -31,6 +31,11 @@ class Member:
     firing: bool
     labels: Mapping[str, str]
     flapping: bool = False
+
+    @property
+    def is_outage(self) -> bool:
+        """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset."""
+        return is_outage(self.kind, self.labels)
 
     @property
     def is_infra(self) -> bool:
@@ -149,8 +154,8 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
         spread = _same_signal_spread(candidate, new, path)
         if spread is not None:
             return spread
-    if new.kind in OUTAGE_KINDS and path and root:
-        has_outage = any(m.kind in OUTAGE_KINDS for m in candidate.members)
+    if new.is_outage and path and root:
+        has_outage = any(m.is_outage for m in candidate.members)
         if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:
             return 3
     return None
@@ -173,7 +178,7 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
     infra = [m for m in items if m.is_infra]
     if infra:
-        outages = [m for m in infra if m.kind in OUTAGE_KINDS]
+        outages = [m for m in infra if m.is_outage]
         basis = outages or infra
         path = common_ancestor(m.location.path for m in basis)
         if not path:

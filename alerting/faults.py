@@ -7,6 +7,7 @@ import re
 from collections.abc import Mapping
 
 from gpuwarden.model import FaultKind
+from gpuwarden.xid import out_of_service
 
 # Faults that take capacity away; alerts of these kinds on sibling components escalate to their parent.
 OUTAGE_KINDS = frozenset({FaultKind.NODE_DOWN, FaultKind.GPU_LOST, FaultKind.RACK_DOWN, FaultKind.HUNG_GPU})
@@ -60,6 +61,17 @@ def xid_code(labels: Mapping[str, str]) -> int | None:
         if raw.isdigit():
             return int(raw)
     return None
+
+
+def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
+    """True when the fault takes the GPU's capacity away: an outage kind, or an XID whose catalog action
+    is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then)."""
+    if kind in OUTAGE_KINDS:
+        return True
+    if kind is not FaultKind.XID:
+        return False
+    code = xid_code(labels)
+    return code is not None and out_of_service(code)
 
 
 def classify(labels: Mapping[str, str]) -> FaultKind:

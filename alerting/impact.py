@@ -15,7 +15,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.correlation import Member, gpu_keys
-from alerting.faults import OUTAGE_KINDS
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, target_label
 from gpuwarden.model import FaultKind, Impact, Priority, RootCause, WorkloadKind, WorkloadRef
@@ -53,11 +52,7 @@ def failed_gpus(
     """GPUs that the outage took away (known through the inventory or the alerts' own labels)."""
     gpus: set[GpuKey] = set()
     # The whole rack counts as lost only while it still looks dead: a rack alert or two nodes down.
-    down = {
-        m.location.path[2]
-        for m in members
-        if m.kind in OUTAGE_KINDS and m.firing and len(m.location.path) > 2
-    }
+    down = {m.location.path[2] for m in members if m.is_outage and m.firing and len(m.location.path) > 2}
     whole_rack = len(down) >= 2 or any(m.firing and m.location.path == root_path for m in members)
     if (
         whole_rack
@@ -69,14 +64,14 @@ def failed_gpus(
         for node in inv.nodes_in(root_path[0], root_path[1]):
             gpus |= {(node.name, i) for i in range(node.gpu_count)}
     for m in members:
-        if m.kind in OUTAGE_KINDS and m.firing:
+        if m.is_outage and m.firing:
             gpus |= gpu_keys(m.location.path, inv)
     return gpus
 
 
 def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[str]:
     nodes = {g[0] for g in gpus}
-    nodes |= {m.location.path[2] for m in members if len(m.location.path) >= 3 and m.kind in OUTAGE_KINDS}
+    nodes |= {m.location.path[2] for m in members if len(m.location.path) >= 3 and m.is_outage}
     return nodes
 
 
@@ -92,7 +87,7 @@ def assess(
     failed = failed_gpus(root_path, root, live, inventory)
     degraded: set[GpuKey] = set()
     for m in live:
-        if m.is_infra and m.kind not in OUTAGE_KINDS:
+        if m.is_infra and not m.is_outage:
             degraded |= gpu_keys(m.location.path, inventory)
     shares: dict[WorkloadRef, float] = {}
     stopped: dict[WorkloadRef, int] = {}
@@ -182,7 +177,7 @@ def _priority(
         return Priority.P2, "thermal/power throttling"
     if any(v > 0 for v in services.values()):
         return Priority.P2, "one redundant replica lost"
-    if root.kind in OUTAGE_KINDS and capacity_lost:
+    if capacity_lost:
         return Priority.P2, "GPU capacity lost, no workload affected"
     if root.kind in (FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE):
         return Priority.P2, f"{root.kind.value} degrades performance"

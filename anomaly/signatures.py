@@ -85,7 +85,7 @@ class XidEntry:
 def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
     """Parse the XID catalog shipped with the package (or ``text``)."""
     if text is None:
-        text = resources.files("anomaly.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
+        text = resources.files("gpuwarden.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
     catalog = {}
     for row in csv.DictReader(io.StringIO(text)):
         try:

@@ -1,0 +1,64 @@
+"""NVIDIA's XID catalog (``gpuwarden/data/xid_catalog.csv``): what each XID means and what it needs.
+
+Shared by the stages: the anomaly service maps an XID to a recommended action, the incident engine needs
+to know whether an XID took the GPU out of service (its immediate action is a GPU reset or a reboot) to
+compute the impact and the priority.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from dataclasses import dataclass
+from importlib import resources
+
+# Immediate actions after which the GPU does no work until it is reset or its machine restarted.
+OUT_OF_SERVICE_ACTIONS = frozenset({"RESET_GPU", "RESTART_BM", "RESTART_VM", "WORKFLOW_XID_48"})
+
+
+@dataclass(frozen=True, slots=True)
+class XidEntry:
+    """One row of NVIDIA's XID catalog."""
+
+    xid: int
+    mnemonic: str
+    description: str
+    immediate_action: str
+    investigatory_action: str
+
+    @property
+    def out_of_service(self) -> bool:
+        """True when the GPU stops working until a reset or reboot (XID 79, 119, 48, ...)."""
+        return self.immediate_action in OUT_OF_SERVICE_ACTIONS
+
+
+def parse_xid_catalog(text: str) -> dict[int, XidEntry]:
+    """Parse the catalog's CSV text; rows without a numeric ``xid`` are skipped."""
+    catalog = {}
+    for row in csv.DictReader(io.StringIO(text)):
+        try:
+            xid = int(row["xid"])
+        except (TypeError, ValueError):
+            continue
+        catalog[xid] = XidEntry(
+            xid=xid,
+            mnemonic=row.get("mnemonic") or "",
+            description=row.get("description") or "",
+            immediate_action=(row.get("immediate_action") or "").strip(),
+            investigatory_action=(row.get("investigatory_action") or "").strip(),
+        )
+    return catalog
+
+
+@functools.cache
+def xid_catalog() -> dict[int, XidEntry]:
+    """The catalog shipped with the package, parsed once."""
+    text = resources.files("gpuwarden.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
+    return parse_xid_catalog(text)
+
+
+def out_of_service(xid: int) -> bool:
+    """True when the catalog says XID ``xid`` takes the GPU out of service (unknown XIDs: False)."""
+    entry = xid_catalog().get(xid)
+    return entry is not None and entry.out_of_service
