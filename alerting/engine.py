@@ -17,7 +17,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.correlation import Candidate, Member, best_candidate, foreign, root_cause
-from alerting.faults import classify
+from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
 from alerting.inhibition import Inhibitor, InhibitRule
@@ -461,10 +461,18 @@ class IncidentEngine:
             return
         member = self._member(row)
         horizon = now - self._window
+        # An alert placed in a cluster that is not a workload symptom can only join incidents of its own
+        # cluster or without a topology root: ``foreign`` says so; this inline test skips the others
+        # without a call each (ingest asks every open incident for each new alert).
+        path = member.location.path
+        cluster = (
+            path[0] if path and not (member.kind in SYMPTOM_KINDS and member.location.workloads) else None
+        )
         candidates = [
             o.candidate()
             for o in self._open.values()
-            if not foreign(o.root_path, o.workloads, member)
+            if (cluster is None or not o.root_path or o.root_path[0] == cluster)
+            and not foreign(o.root_path, o.workloads, member)
             and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
         ]
         chosen = best_candidate(candidates, member, self.inventory)

@@ -156,6 +156,7 @@ class AcceptJournal:
         self.first = max(start, segments[0])
         self.records_appended = 0
         self.alerts_appended = 0
+        self.last_append = 0.0
 
     def segments(self) -> list[int]:
         """Base offsets of the segment files, ascending."""
@@ -178,6 +179,7 @@ class AcceptJournal:
                 raise OSError(f"journal: short write ({written} of {len(record)} bytes)")
             self._size += written
             self._end += written
+            self.last_append = time.monotonic()
             self.records_appended += 1
             self.alerts_appended += alerts
             return self._end
@@ -255,11 +257,19 @@ class JournalApplier:
         *,
         batch_bytes: int = 4 << 20,
         retry_seconds: float = 1.0,
+        burst_gap_seconds: float = 0.01,
+        max_lag_bytes: int = 32 << 20,
     ) -> None:
+        """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
+        applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
+        lag passed ``max_lag_bytes`` or a read is waiting for its writes."""
         self.journal = journal
         self.engine = engine
         self.batch_bytes = batch_bytes
         self.retry_seconds = retry_seconds
+        self.burst_gap_seconds = burst_gap_seconds
+        self.max_lag_bytes = max_lag_bytes
+        self._readers = 0
         self.applied = journal.first
         self.alerts_applied = 0
         self.failures = 0
@@ -305,7 +315,12 @@ class JournalApplier:
         """Background loop: apply whenever records are pending; retry after a failure."""
         while not stop.is_set():
             try:
-                if self.applied < self.journal.end:
+                lag = self.journal.end - self.applied
+                if lag > 0:
+                    busy = time.monotonic() - self.journal.last_append < self.burst_gap_seconds
+                    if busy and lag < self.max_lag_bytes and not self._readers:
+                        stop.wait(self.burst_gap_seconds)
+                        continue
                     self.apply_available()
                     continue
             except Exception as exc:  # loop boundary: records stay in the journal, retried later
@@ -321,11 +336,15 @@ class JournalApplier:
         """Block until everything up to ``offset`` is applied, at most ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         with self._cond:
-            while self.applied < offset:
-                left = deadline - time.monotonic()
-                if left <= 0:
-                    return False
-                self._cond.wait(left)
+            self._readers += 1
+            try:
+                while self.applied < offset:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._readers -= 1
         return True
 
     def status(self) -> dict[str, Any]:
