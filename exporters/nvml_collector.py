@@ -7,7 +7,9 @@
   ``gpuwarden_nvml_call_errors_total{function,error}``.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
-  the XID counters keep their labels, the GPU's other series are absent until it answers again.
+  the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
+  whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
+  all (NVML uninitialised, the node going down) no GPU series is reported, as if the exporter were gone.
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
@@ -139,6 +141,10 @@ class _Out:
         """Remember how many samples each family has, to drop a lost GPU's partial samples."""
         return {name: len(m.samples) for name, m in self._metrics.items()}
 
+    def size(self) -> int:
+        """Samples so far."""
+        return sum(len(m.samples) for m in self._metrics.values())
+
     def rollback(self, mark: dict[str, int]) -> None:
         for name, metric in list(self._metrics.items()):
             del metric.samples[mark.get(name, 0) :]
@@ -172,6 +178,7 @@ class NvmlCollector:
         self._gpus: list[_Gpu] = []
         self._missing: set[str] = set()
         self._errors: dict[tuple[str, str], int] = {}
+        self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self._metrics_get_type = getattr(nvml, "c_nvmlGpmMetricsGet_t", None) or pynvml.c_nvmlGpmMetricsGet_t
         self.current_call: str | None = None
 
@@ -211,10 +218,13 @@ class NvmlCollector:
             return None
         self.current_call = name
         try:
-            return fn(*args)
+            result = fn(*args)
+            self._answers += 1
+            return result
         except pynvml.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code == NOT_SUPPORTED:
+                self._answers += 1
                 return None
             if code in LOST_CODES:
                 raise _GpuLost(name, code) from exc
@@ -258,6 +268,15 @@ class NvmlCollector:
         self._gpus = gpus
 
     def _collect(self, out: _Out) -> None:
+        start, answers = out.mark(), self._answers
+        self._collect_all(out)
+        if self._answers == answers:
+            # Not one call answered (NVML uninitialised, the node going down): the exporter is blind, as if
+            # it were gone. Report no GPU rather than guess; the errors say why, and the GPUs' series go
+            # stale as they would when a real exporter dies.
+            out.rollback(start)
+
+    def _collect_all(self, out: _Out) -> None:
         count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
@@ -270,7 +289,9 @@ class NvmlCollector:
                 mark = out.mark()
                 try:
                     self._collect_gpu(gpu, out, pids)
-                    up = 1.0
+                    # A GPU that gave not one series (every call failed: the driver is wedged) did not
+                    # answer: it is not up, even though no call said it was lost.
+                    up = 1.0 if out.size() > sum(mark.values()) else 0.0
                 except _GpuLost as lost:
                     out.rollback(mark)
                     self._count_error(lost.function, error_name(lost.code))

@@ -227,8 +227,8 @@ def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> 
     collector.collect()
     nvml.nvmlShutdown()
     families = collector.collect()
-    ups = [s for m in families for s in m.samples if s.name == "gpuwarden_gpu_up"]
-    assert len(ups) == 8 and {s.value for s in ups} == {1.0}  # no GPU call failed as lost ...
+    # Not one call answered: the exporter is blind and reports no GPU (as if it were gone), only errors.
+    assert not [s for m in families for s in m.samples if s.name.startswith(("DCGM_", "gpuwarden_gpu"))]
     errors = [s for m in families for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"]
     uninitialised = {s.labels["function"] for s in errors if s.labels["error"] == "Uninitialized"}
     assert {
@@ -271,3 +271,29 @@ def test_mig_instances_get_their_profile_and_instance_labels(clock: FakeClock) -
     assert mig, "no MIG instance series"
     assert all(s["gpu"] == "0" and s["GPU_I_PROFILE"] for s in mig)
     assert len({s["GPU_I_ID"] for s in mig}) == len(mig)
+
+
+def test_a_gpu_whose_every_call_fails_reads_up_zero_until_it_answers_again(nvml: SimNvml) -> None:
+    # Every call on GPU 4 fails with Unknown, never GpuIsLost: it does not answer, so it is not up.
+    collector = NvmlCollector(nvml, hostname=NODE)
+    labels = gpu_labels(scrape(collector), 4, own=True)
+    for name in dir(type(nvml)):
+        if name.startswith("nvml") and name != "nvmlDeviceGetCount" and callable(getattr(nvml, name)):
+            nvml.fail(name, pynvml.NVMLError_Unknown, gpu_index=4)
+    first = scrape(collector)
+    assert value(first, "gpuwarden_gpu_up", labels) == 0.0
+    assert value(first, "gpuwarden_gpu_up", gpu_labels(first, 3, own=True)) == 1.0
+    nvml.clear_failures()
+    assert value(scrape(collector), "gpuwarden_gpu_up", labels) == 1.0
+
+
+def test_a_down_node_reports_no_gpu_as_if_its_exporter_were_gone(nvml: SimNvml, fleet: Any) -> None:
+    # A down node's NVML fails every call with Unknown: its collector must not say its GPUs are up.
+    collector = NvmlCollector(nvml, hostname=NODE)
+    labels = [gpu_labels(scrape(collector), i, own=True) for i in range(8)]
+    fleet.inject(parse_fault({"kind": "node_down", "node": NODE}))
+    down = scrape(collector)
+    assert [value(down, "gpuwarden_gpu_up", each) for each in labels] == [None] * 8
+    fleet.reboot_node(NODE)
+    up = scrape(collector)
+    assert [value(up, "gpuwarden_gpu_up", each) for each in labels] == [1.0] * 8
