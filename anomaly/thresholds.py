@@ -177,7 +177,10 @@ class AdaptiveThresholds:
         fast_dev = np.where(fresh, 0.0, self.fast_dev[ids].astype(np.float64))
         fast_dev = fast_dev + p.fast_alpha * (signed - fast_dev)
         if p.volatility_k > 0:
-            score = np.maximum(score, fast_dev / (p.volatility_k / width * band))
+            # A recent error below the absolute floor is never anomalous: after a workload stall the widened
+            # tail band made a small lag of the level (a constant SM clock 15 MHz above its recovering
+            # baseline) score ~1 for hours, and GPUs crossing it one by one escaped the collective filter.
+            score = np.maximum(score, fast_dev / np.maximum(p.volatility_k / width * band, p.min_deviation))
         score[n < p.warmup] = 0.0
 
         # Learn, winsorised at `clip` bands once warmed up (before that the band is not trustworthy).

@@ -124,3 +124,22 @@ def test_an_incident_does_not_become_the_next_days_normal_when_buckets_freeze(fr
     out = feed(AdaptiveThresholds(params), fine.reshape(-1, 1), step=300.0)
     next_day = [o.score[0] for o in out[12 * (24 * 15 + 13) : 12 * (24 * 15 + 16)]]
     assert (max(next_day) > 1) is not freeze
+
+
+def test_after_a_job_stall_a_constant_clock_back_at_its_normal_raises_nothing_below_the_floor():
+    # A training GPU's SM clock in the simulator: constant 1980 MHz, idle 345 MHz during a one-hour job
+    # stall, then constant again. The baseline lags a few MHz behind for hours; with the volatility term
+    # measured against the widened tail band that lag alone scored above 1, although it is far below the
+    # 150 MHz floor.
+    m = AdaptiveThresholds(ThresholdParams.from_config(min_deviation=150.0))
+    values = [1980.0] * 100 + [345.0] * 60 + [1980.0] * 1500
+    scores = [float(m.update(np.array([0]), np.array([v]), 30.0 * i).score[0]) for i, v in enumerate(values)]
+    assert max(scores[100:160]) > 1  # the stall itself is far out of the band
+    assert max(scores[220:]) <= 1
+
+
+def test_a_drop_larger_than_the_floor_still_scores_above_one():
+    m = AdaptiveThresholds(ThresholdParams.from_config(min_deviation=150.0))
+    values = [1980.0] * 200 + [1500.0] * 5
+    scores = [float(m.update(np.array([0]), np.array([v]), 30.0 * i).score[0]) for i, v in enumerate(values)]
+    assert min(scores[200:]) > 1
