@@ -216,9 +216,15 @@ class AcceptJournal:
             raise JournalCorrupt(f"journal: unreadable record at offset {start}")
         return records
 
-    def discard_applied(self, applied: int) -> None:
-        """Delete segments entirely before ``applied`` (never the one being written)."""
+    def discard_applied(self, applied: int, start_over_bytes: int = 1 << 20) -> None:
+        """Delete segments entirely before ``applied`` (never the one being written).
+
+        When everything is applied and the current segment holds at least ``start_over_bytes``, a new
+        segment starts first, so an idle journal does not keep old records around.
+        """
         with self._lock:
+            if applied == self._end and self._size >= start_over_bytes:
+                self._rotate()
             current = self._base
         segments = self.segments()
         for base, nxt in itertools.pairwise(segments):

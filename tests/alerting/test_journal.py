@@ -204,3 +204,17 @@ def test_wait_applied_returns_once_the_background_applier_caught_up(sql: Engine,
     finally:
         stop.set()
         thread.join()
+
+
+def test_once_everything_is_applied_the_journal_starts_a_new_segment_and_drops_the_old(
+    sql: Engine, tmp_path: Path
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    ends = [journal.append(KIND_POSTABLE, _body(f"r07-n{i:02d}"), 1) for i in range(3)]
+    journal.discard_applied(ends[1], start_over_bytes=1)  # not all applied: nothing goes
+    assert journal.segments() == [0]
+    journal.discard_applied(ends[2], start_over_bytes=1)
+    assert journal.segments() == [ends[2]]
+    assert journal.read(ends[2]) == []
+    after = journal.append(KIND_POSTABLE, _body("r07-n09"), 1)
+    assert [r.end for r in journal.read(ends[2])] == [after]
