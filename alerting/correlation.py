@@ -186,6 +186,10 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
         at_root = [m for m in basis if m.location.path == path]
         if at_root:
             kind = at_root[0].kind
+        elif all(m.kind is FaultKind.XID for m in basis):
+            # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
+            # rack is down, whatever the XID took out of service.
+            kind = FaultKind.XID
         elif len(path) == RACK_DEPTH and outages:
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:

@@ -15,9 +15,11 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.correlation import Member, gpu_keys
+from alerting.faults import xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, target_label
 from gpuwarden.model import FaultKind, Impact, Priority, RootCause, WorkloadKind, WorkloadRef
+from gpuwarden.xid import xid_catalog
 
 FAST_BURN = 14.4
 SLOW_BURN = 1.0
@@ -216,11 +218,20 @@ def _summary(
 def seen(members: Sequence[Member]) -> str:
     """What the earliest firing alert reports: ``GpuwardenAnomaly on DCGM_FI_DEV_POWER_USAGE``.
 
-    Used when the fault kind is unknown, so the title names the observation instead of "unknown".
+    Used when the fault kind is unknown, so the title names the observation instead of "unknown", and for
+    an XID root, so the title names the XID: ``XID 119 (GSP RPC Timeout)``.
     """
     live = [m for m in members if m.firing] or list(members)
     if not live:
         return ""
+    codes = {xid_code(m.labels) for m in live if m.kind is FaultKind.XID}
+    if len(codes) == 1 and None not in codes:
+        (code,) = codes
+        assert code is not None
+        entry = xid_catalog().get(code)
+        return (
+            f"XID {code} ({entry.description})" if entry is not None and entry.description else f"XID {code}"
+        )
     first = min(live, key=lambda m: (m.onset, m.fingerprint))
     name = first.labels.get("alertname", "alert")
     metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
@@ -229,7 +240,9 @@ def seen(members: Sequence[Member]) -> str:
 
 def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
     """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
-    if root.kind is FaultKind.UNKNOWN and observed:
+    if (root.kind is FaultKind.UNKNOWN and observed) or (
+        root.kind is FaultKind.XID and observed.startswith("XID ")
+    ):
         phrase = observed
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")

@@ -59,3 +59,24 @@ def test_an_out_of_service_xid_on_a_replica_loses_that_replica(tmp_path: Path) -
 def test_an_out_of_service_xid_on_an_idle_gpu_is_lost_capacity(tmp_path: Path) -> None:
     priority, reason = _priority_of(tmp_path, _xid("r03-n02", 5, 119))
     assert (priority, reason) == ("P2", "GPU capacity lost, no workload affected")
+
+
+def test_an_xid_incident_is_titled_with_the_xid_and_its_meaning(tmp_path: Path) -> None:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(path), FakeClock(), config, scenarios.fleet_inventory())
+    engine.ingest([_xid("r03-n02", 5, 119), _xid("r03-n02", 6, 119)])
+    ((row, _),) = engine.store.list_rows()
+    assert row.title.startswith("node r03-n02 XID 119 (GSP RPC Timeout): ")
+
+
+def test_an_xid_on_every_gpu_of_a_rack_is_an_xid_fault_not_a_power_loss(tmp_path: Path) -> None:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(path), FakeClock(), config, scenarios.fleet_inventory())
+    engine.ingest([_xid(f"r03-n0{n}", gpu, 119) for n in range(1, 9) for gpu in range(8)])
+    ((row, count),) = engine.store.list_rows()
+    assert (row.root_kind, row.root_target.get("name"), count) == ("xid", "r03", 64)
+    assert row.title.startswith("rack r03 XID 119 (GSP RPC Timeout): 8 nodes, 64 GPUs")
