@@ -372,7 +372,8 @@ def main() -> None:
             am_n = receiver.count - am_before
             fresh = incidents[: len(incidents) - seen]
             seen = len(incidents)
-            gw_n = len(recorder.channel_messages()) - top_before
+            posted = recorder.channel_messages()[top_before:]
+            gw_n = len(posted)
             result["scenarios"][name] = {
                 "storm": name != CHECK,
                 "alerts": len(alerts),
@@ -380,6 +381,7 @@ def main() -> None:
                 "alertmanager_default_group_interval_notifications": receiver_default.count
                 - am_default_before,
                 "gpuwarden_notifications": gw_n,
+                "gpuwarden_messages": [m.text for m in posted],
                 "gpuwarden_slack_calls_incl_updates_and_thread_replies": len(recorder.calls) - calls_before,
                 "reduction": round(am_n / gw_n, 1) if gw_n else None,
                 "gpuwarden_incidents": [
