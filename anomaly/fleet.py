@@ -5,10 +5,11 @@ robust z-score is smoothed over ticks so only a persistent gap (a straggler, a l
 threshold, while one noisy sample does not. Groups smaller than ``min_peers`` are not scored.
 
 A GPU that hovers at the edge of its peers' band must not re-raise each time it crosses back: the threshold
-has hysteresis (a series enters at ``k`` and only leaves below ``k_exit``; while it is in, its score is
-``|z| / k_exit``), and its alert stays open until it has been quiet for ``hold_ticks`` ticks. A "lemon"
-GPU that is persistently but mildly different from its peers is therefore one alert that stays open, not a
-stream of raises.
+has hysteresis (a series enters once above ``k`` for ``enter_ticks`` ticks in a row, as the service's
+``pending_ticks`` asks, and only leaves below ``k_exit``; while it is in, its score is ``|z| / k_exit``),
+and its alert stays open until it has been quiet for ``hold_ticks`` ticks. A shorter touch of ``k`` is not
+latched, so this raises at most what the plain threshold did. A "lemon" GPU that is persistently but mildly
+different from its peers is therefore one alert that stays open, not a stream of raises.
 """
 
 from __future__ import annotations
@@ -57,12 +58,14 @@ class FleetDetector:
         min_deviation: Mapping[str, float] | None = None,
         k_exit: float | None = None,
         hold_ticks: int | None = None,
+        enter_ticks: int = 3,
     ) -> None:
         self.queries = tuple(queries)
         self.peer_labels = tuple(peer_labels)
         self.k, self.min_peers, self.alpha = k, min_peers, alpha
         self.k_exit = k / 2.0 if k_exit is None else min(k_exit, k)
         self.hold_ticks = hold_ticks
+        self.enter_ticks = enter_ticks
         self.min_relative_spread = min_relative_spread
         # Smallest gap from the peers' median that may alert, per metric (fnmatch patterns): integer-valued
         # temperatures of replicas at different load collapse the MAD to a degree or two.
@@ -71,6 +74,7 @@ class FleetDetector:
         self.smooth = np.zeros(1024)
         self.fresh = np.ones(1024, np.bool_)
         self.latched = np.zeros(1024, np.bool_)
+        self.above = np.zeros(1024, np.int64)
         self._group_cache: dict[str, tuple[IntArray, IntArray]] = {}
 
     def _grow(self, needed: int) -> None:
@@ -80,6 +84,9 @@ class FleetDetector:
         smooth = np.zeros(size)
         fresh = np.ones(size, np.bool_)
         latched = np.zeros(size, np.bool_)
+        above = np.zeros(size, np.int64)
+        above[: self.above.size] = self.above
+        self.above = above
         smooth[: self.smooth.size] = self.smooth
         fresh[: self.fresh.size] = self.fresh
         latched[: self.latched.size] = self.latched
@@ -96,6 +103,7 @@ class FleetDetector:
         self.smooth[ids] = 0.0
         self.fresh[ids] = True
         self.latched[ids] = False
+        self.above[ids] = 0
 
     def _groups(self, step: Step) -> IntArray:
         """Peer-group code of each row (-1: not compared); reused while the series ids are unchanged."""
@@ -158,7 +166,11 @@ class FleetDetector:
             self.fresh[ids] = ~ok
             # Hysteresis: enter at k, stay in until |z| drops below k_exit.
             size = np.abs(smooth)
-            latched = np.where(self.latched[ids], size >= self.k_exit, size > self.k)
+            # Only a series above k for enter_ticks ticks in a row latches: a one- or two-tick touch of k
+            # must stay the transient the service's pending_ticks ignores, not a raise held up by k_exit.
+            above = np.where(size > self.k, self.above[ids] + 1, 0)
+            self.above[ids] = above
+            latched = np.where(self.latched[ids], size >= self.k_exit, above >= self.enter_ticks)
             self.latched[ids] = latched
             out.append(
                 Findings(

@@ -128,3 +128,12 @@ def test_fleet_findings_ask_the_service_to_hold_their_alerts_open():
     row = np.full((16, 1), 1980.0)
     view = build_view([Frame(Q, labels(16), np.array([0.0]), row)], index, rates, 0.0)
     assert FleetDetector([Q], hold_ticks=240).detect(view)[0].resolve_after == 240
+    assert FleetDetector([Q], hold_ticks=240).detect(view)[0].resolve_after == 240
+
+
+def test_a_one_tick_touch_of_k_is_not_latched_into_an_alert():
+    # One 900 MHz sample lifts the smoothed z just above k for one tick; the gap then sits at z ~4 (between
+    # k_exit and k): a touch shorter than enter_ticks must not be latched and held as an alert.
+    gaps = [0.0] * 5 + [900.0] + [160.0] * 20
+    scores = run(FleetDetector([Q]), hovering_rows(gaps), labels(16))
+    assert sum(1 for s in scores if s[3] > 1) < 3
