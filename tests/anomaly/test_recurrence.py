@@ -40,3 +40,19 @@ def test_series_are_remembered_apart_and_reset_forgets():
     assert not onset(detector, DAY)
     detector.reset(ONE)
     assert onset(detector, 2 * DAY)
+
+
+def test_an_onset_at_the_same_time_a_week_later_is_muted_unless_weekly_is_off():
+    weekly = DailyRecurrence()
+    assert onset(weekly, 5000.0)
+    assert onset(weekly, 5000.0 + 3 * DAY)  # three days later is not routine
+    assert not onset(weekly, 5000.0 + 7 * DAY - 1200)
+    daily_only = DailyRecurrence(RecurrenceParams(weekly_seconds=None))
+    assert onset(daily_only, 5000.0)
+    assert onset(daily_only, 5000.0 + 7 * DAY - 1200)
+
+
+def test_onsets_older_than_a_week_are_forgotten():
+    detector = DailyRecurrence()
+    assert onset(detector, 0.0)
+    assert onset(detector, 14 * DAY)  # two weeks later: neither yesterday nor last week
