@@ -8,11 +8,7 @@ lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own
 
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from importlib import resources
 
 import numpy as np
 
@@ -20,6 +16,7 @@ from anomaly.detectors import Findings
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
+from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_catalog
 
 XID_COUNTER = "gpuwarden_xid_errors_total"
 XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
@@ -66,40 +63,14 @@ _BUCKETS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class XidEntry:
-    """One row of NVIDIA's XID catalog."""
-
-    xid: int
-    mnemonic: str
-    description: str
-    immediate_action: str
-    investigatory_action: str
-
-    @property
-    def action(self) -> RecommendedAction:
-        """The catalog's immediate action as a gpuwarden action (unknown buckets: investigate)."""
-        return _BUCKETS.get(self.immediate_action, RecommendedAction.INVESTIGATE)
+def xid_action(entry: XidEntry) -> RecommendedAction:
+    """The catalog's immediate action as a gpuwarden action (unknown buckets: investigate)."""
+    return _BUCKETS.get(entry.immediate_action, RecommendedAction.INVESTIGATE)
 
 
 def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
-    """Parse the XID catalog shipped with the package (or ``text``)."""
-    if text is None:
-        text = resources.files("gpuwarden.data").joinpath("xid_catalog.csv").read_text(encoding="utf-8")
-    catalog = {}
-    for row in csv.DictReader(io.StringIO(text)):
-        try:
-            xid = int(row["xid"])
-        except (TypeError, ValueError):
-            continue
-        catalog[xid] = XidEntry(
-            xid=xid,
-            mnemonic=row.get("mnemonic") or "",
-            description=row.get("description") or "",
-            immediate_action=(row.get("immediate_action") or "").strip(),
-            investigatory_action=(row.get("investigatory_action") or "").strip(),
-        )
-    return catalog
+    """The XID catalog shipped with the package (``gpuwarden.xid``), or parsed from ``text``."""
+    return parse_xid_catalog(text) if text is not None else dict(xid_catalog())
 
 
 def _find(view: View, name: str) -> Step | None:
@@ -159,7 +130,7 @@ class SignatureDetector:
         self, query: str, labels: list[Mapping[str, str]], codes: list[int], values: FloatArray
     ) -> Findings:
         entries = [self.catalog.get(c) for c in codes]
-        actions = [e.action if e else RecommendedAction.INVESTIGATE for e in entries]
+        actions = [xid_action(e) if e else RecommendedAction.INVESTIGATE for e in entries]
         summaries = [
             f"XID {c} {e.mnemonic}: {e.description}" if e else f"XID {c} (not in the catalog)"
             for c, e in zip(codes, entries, strict=True)

@@ -13,7 +13,7 @@ from rich.table import Table
 from anomaly import nab
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
-from anomaly.signatures import load_xid_catalog
+from anomaly.signatures import load_xid_catalog, xid_action
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import read_series_csv, score_many, write_scored_csv
 from gpuwarden.clock import SystemClock
@@ -155,7 +155,7 @@ def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
         err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
         raise typer.Exit(1)
     typer.echo(f"XID {entry.xid} {entry.mnemonic}: {entry.description}")
-    typer.echo(f"immediate: {entry.immediate_action} -> {entry.action.value}")
+    typer.echo(f"immediate: {entry.immediate_action} -> {xid_action(entry).value}")
     typer.echo(f"investigate: {entry.investigatory_action}")
 
 
