@@ -298,7 +298,11 @@ class SignatureDetector:
             if key in seen or view.time - self._vanished[key][1] > self.lost_memory_seconds:
                 del self._vanished[key]
         self._up_seen = seen
-        vanished = [lab for lab, _ in self._vanished.values()]
+        # A GPU whose series vanished while its exporter still reports the others fell off the bus; when a
+        # whole host's series vanish, the node or its exporter is gone: presence's NodeDown says so, and
+        # eight GpuLost alerts would stay open over a later, real loss of one of those GPUs.
+        hosts = {lab.get("Hostname") for lab in step.labels}
+        vanished = [lab for lab, _ in self._vanished.values() if lab.get("Hostname") in hosts]
         labels = [*step.labels, *vanished]
         values = np.concatenate([step.raw, np.zeros(len(vanished))])
         fired = np.where(np.isfinite(values) & (values < 0.5), FIRED, 0.0)

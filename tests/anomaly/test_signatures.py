@@ -129,6 +129,17 @@ def test_a_vanished_gpu_keeps_firing_until_it_comes_back():
     assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
 
 
+def test_a_whole_host_vanishing_is_left_to_node_down_not_raised_as_lost_gpus():
+    feed = Feed()
+    a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}
+    other = {**GPU, "Hostname": "node-02", "UUID": "GPU-c"}
+    feed.tick(("gpuwarden_gpu_up", [a, b, other], [1, 1, 1], "gauge"))
+    assert fired(feed.tick(("gpuwarden_gpu_up", [other], [1], "gauge"))) == []
+    feed.tick(("gpuwarden_gpu_up", [a, b, other], [1, 1, 1], "gauge"))  # the node is back
+    hits = fired(feed.tick(("gpuwarden_gpu_up", [a, other], [1, 1], "gauge")))
+    assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]  # then one of its GPUs falls off
+
+
 def test_one_nvlink_recovery_error_fires_because_a_link_retrained():
     feed = Feed()
     q = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
