@@ -290,7 +290,8 @@ def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: flo
         if inj.repaired_at is None and now - inj.started_at >= hold:
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
-            if inj.gpu is not None:
+            # A GPU fault on a node that another fault took down: its reboot repairs the GPU too.
+            if inj.gpu is not None and fleet.node(inj.node).up:
                 fleet.reset_gpu(inj.node, inj.gpu)
             inj.repaired_at = now
 

@@ -6,13 +6,13 @@ import logging
 
 import pytest
 
-from anomaly.faulteval import FAULT_CLASSES, EvalPlan, run_fault_eval
+from anomaly.faulteval import FAULT_CLASSES, EvalPlan, Injection, _repair_due, run_fault_eval
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AnomalyConfig
-from gpuwarden.sim import build_fleet
+from gpuwarden.sim import build_fleet, parse_fault
 
 
 @pytest.fixture(scope="module")
@@ -46,3 +46,14 @@ def test_soft_faults_are_detected_within_five_minutes(report):
 def test_no_alert_is_raised_on_healthy_gpus(report):
     assert report.false_alerts == 0, report.false_alert_examples
     assert report.gpu_days == pytest.approx(32 * 4 / 24)
+
+
+def test_a_gpu_fault_due_for_repair_on_a_node_that_is_down_waits_for_the_reboot():
+    clock = FakeClock()
+    fleet = build_fleet(2, 8, seed=3, clock=clock)
+    gpu_class = next(c for c in FAULT_CLASSES if not c.node_level)
+    gpu_fault = Injection(gpu_class, "node-01", 2, clock.now().timestamp())
+    gpu_fault.fault_id = fleet.inject(parse_fault({"kind": "thermal_runaway", "node": "node-01", "gpu": 2}))
+    fleet.inject(parse_fault({"kind": "node_down", "node": "node-01"}))
+    _repair_due(fleet, [gpu_fault], clock.now().timestamp() + 600, hold=600)  # no "reboot it first" error
+    assert gpu_fault.repaired_at is not None
