@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
-from alerting.inventory import GpuKey, Inventory, workloads_on
+from alerting.inventory import GpuKey, Inventory
 from alerting.topology import Location, Path, common_ancestor, contains, path_target
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef
 
@@ -52,6 +52,7 @@ class Candidate:
     workloads: frozenset[WorkloadRef]
     members: Collection[Member]
     last_alert_at: datetime
+    placed: frozenset[GpuKey] | None = None  # GPUs its workloads run on (None: look them up)
 
 
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
@@ -68,10 +69,16 @@ def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
     return set()
 
 
-def _hosts_workload(path: Path, workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> bool:
-    if inventory is None or not path:
+def placement(workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> frozenset[GpuKey]:
+    """Every GPU these workloads run on, as far as the inventory knows."""
+    if inventory is None:
+        return frozenset()
+    return frozenset().union(*(inventory.placement(w) for w in workloads))
+
+
+def _hosts_workload(path: Path, placed: frozenset[GpuKey], inventory: Inventory | None) -> bool:
+    if inventory is None or not path or not placed:
         return False
-    wanted = set(workloads)
     if len(path) <= RACK_DEPTH:
         gpus = {
             (n.name, i)
@@ -80,7 +87,7 @@ def _hosts_workload(path: Path, workloads: Iterable[WorkloadRef], inventory: Inv
         }
     else:
         gpus = gpu_keys(path[:3], inventory) | gpu_keys(path, inventory)
-    return any(w.ref in wanted for w in workloads_on(inventory, gpus))
+    return not placed.isdisjoint(gpus)
 
 
 def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | None:
@@ -144,8 +151,9 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
         return 1
     if path and root and contains(root, path):
         return 1
-    if new.is_infra and not root and _hosts_workload(path, candidate.workloads, inventory):
-        return 2
+    if new.is_infra and not root:
+        placed = placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
+        return 2 if _hosts_workload(path, placed, inventory) else None
     if new.is_infra and path and root and len(common_ancestor([root, path])) > RACK_DEPTH:
         # Faults on several GPUs of one node within the window: the node is the lowest common component.
         return 3

@@ -16,12 +16,12 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.correlation import Candidate, Member, best_candidate, foreign, root_cause
+from alerting.correlation import Candidate, Member, best_candidate, foreign, placement, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
 from alerting.inhibition import Inhibitor, InhibitRule
-from alerting.inventory import Inventory
+from alerting.inventory import GpuKey, Inventory
 from alerting.matchers import Matcher, parse_matcher
 from alerting.pending import (
     FingerprintCache,
@@ -56,10 +56,13 @@ class _Open:
     last_alert_at: datetime
     members: dict[str, Member] = field(default_factory=dict)
     workloads: frozenset[WorkloadRef] = frozenset()
+    placed: frozenset[GpuKey] = frozenset()  # GPUs of ``workloads`` per the inventory; set with them
 
     def candidate(self) -> Candidate:
         # A live view of the members, not a copy: ingest asks every open incident for each new alert.
-        return Candidate(self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at)
+        return Candidate(
+            self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at, self.placed
+        )
 
 
 @dataclass
@@ -260,7 +263,7 @@ class IncidentEngine:
             for inc in self._open.values():
                 if inc.members:
                     inc.root_path, _ = root_cause(inc.members.values(), self.inventory)
-                    inc.workloads = self._workloads_of(inc, None)
+                    self._set_workloads(inc, self._workloads_of(inc, None))
             now = self.clock.now()
             configured = [
                 s for s in self._silences if s.kind is SilenceKind.MAINTENANCE and s.created_by == "config"
@@ -277,6 +280,10 @@ class IncidentEngine:
         return frozenset(found)
 
     # --- ingest ---------------------------------------------------------------------------------
+
+    def _set_workloads(self, inc: _Open, workloads: frozenset[WorkloadRef]) -> None:
+        if workloads != inc.workloads:
+            inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         """Store and process alerts; returns after they are committed.
@@ -330,10 +337,11 @@ class IncidentEngine:
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
+                fps = iter(self._fingerprints.fingerprint_all([a.labels for t in tickets for a in t.alerts]))
                 for ticket in tickets:
                     at = ticket.at or now
                     for alert in ticket.alerts:
-                        fp = self._fingerprints.fingerprint(alert.labels)
+                        fp = next(fps)
                         status = _status_of(alert, at)
                         ticket.result.accepted += 1
                         if fp not in slow_fps and self._status.get(fp) == status.value:
@@ -482,7 +490,8 @@ class IncidentEngine:
         else:
             inc = self._open[chosen.id]
         inc.members[row.fingerprint] = member
-        inc.workloads = inc.workloads | member.location.workloads
+        if not member.location.workloads <= inc.workloads:
+            self._set_workloads(inc, inc.workloads | member.location.workloads)
         inc.last_alert_at = now
         row.incident_id = inc.id
         key = f"{inc.id}\0alert_added"
@@ -596,7 +605,7 @@ class IncidentEngine:
             return
         inc.root_path, root = root_cause(members, self.inventory)
         assessment = assess(inc.root_path, root, members, self.inventory, self.config.assume_spare_capacity)
-        inc.workloads = self._workloads_of(inc, assessment)
+        self._set_workloads(inc, self._workloads_of(inc, assessment))
         new_target = target_to_dict(root.target)
         if (row.root_kind, row.root_target) != (root.kind.value, new_target) and row.title:
             self._event(

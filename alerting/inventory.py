@@ -68,6 +68,18 @@ class Inventory(Protocol):
         """Healthy GPUs of the cluster that no workload uses."""
         ...
 
+    def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
+        """Workloads with at least one unit on these GPUs, in ``workloads()`` order."""
+        ...
+
+    def placement(self, ref: WorkloadRef) -> frozenset[GpuKey]:
+        """Every GPU the workload runs on (empty when unknown)."""
+        ...
+
+    def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
+        """The known workload of this kind and name (in ``namespace`` unless it is empty), or None."""
+        ...
+
 
 @dataclass
 class StaticInventory:
@@ -78,8 +90,21 @@ class StaticInventory:
     spare: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        # Indexes: correlation asks these questions for every new alert against every open incident.
         self._nodes = {n.name: n for n in self.node_list}
         self._uuids = {u: (n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
+        self._racks: dict[tuple[str, str | None], list[NodeInfo]] = {}
+        for n in self.node_list:
+            self._racks.setdefault((n.cluster, n.rack), []).append(n)
+            self._racks.setdefault((n.cluster, None), []).append(n)
+        self._on_gpu: dict[GpuKey, list[int]] = {}
+        self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
+        self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
+        for position, w in enumerate(self.workload_list):
+            self._named.setdefault((w.ref.kind, w.ref.name), []).append(w.ref)
+            self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
+            for gpu in w.gpus:
+                self._on_gpu.setdefault(gpu, []).append(position)
 
     def node(self, name: str) -> NodeInfo | None:
         """A node by name."""
@@ -91,7 +116,7 @@ class StaticInventory:
 
     def nodes_in(self, cluster: str, rack: str | None = None) -> Sequence[NodeInfo]:
         """Nodes of a cluster or rack."""
-        return [n for n in self.node_list if n.cluster == cluster and (rack is None or n.rack == rack)]
+        return self._racks.get((cluster, rack), [])
 
     def workloads(self) -> Sequence[WorkloadInfo]:
         """All workloads."""
@@ -101,11 +126,26 @@ class StaticInventory:
         """Spare GPUs as configured (0 when not given)."""
         return self.spare.get(cluster, 0)
 
+    def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
+        """Workloads with at least one unit on these GPUs, in ``workload_list`` order."""
+        found = {p for gpu in gpus for p in self._on_gpu.get(gpu, ())}
+        return [self.workload_list[p] for p in sorted(found)]
+
+    def placement(self, ref: WorkloadRef) -> frozenset[GpuKey]:
+        """Every GPU the workload runs on (empty when unknown)."""
+        return self._placement.get(ref, frozenset())
+
+    def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
+        """The first listed workload of this kind and name (in ``namespace`` unless it is empty)."""
+        for ref in self._named.get((kind, name), ()):
+            if namespace in ("", ref.namespace):
+                return ref
+        return None
+
 
 def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
     """Workloads with at least one unit on these GPUs."""
-    wanted = set(gpus)
-    return [w for w in inventory.workloads() if not wanted.isdisjoint(w.gpus)]
+    return inventory.workloads_on(gpus)
 
 
 # --- inventory files -------------------------------------------------------------------------------

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any, cast
 
+import numpy as np
 from sqlalchemy import Table, bindparam, func, insert, update
 from sqlalchemy.orm import Session
 
@@ -98,6 +99,46 @@ def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -
     session.connection().execute(_REPEAT, params)
 
 
+_FNV64_OFFSET = np.uint64(0xCBF29CE484222325)
+_FNV64_PRIME = np.uint64(0x100000001B3)
+_VECTOR_FROM = 32  # fewer label sets than this: hashing them one by one is cheaper than numpy's set-up
+
+
+def _fingerprint_bytes(labels: Mapping[str, str]) -> bytes:
+    """What Alertmanager hashes: each name and value in name order, each followed by 0xFF."""
+    parts: list[bytes] = []
+    for name in sorted(labels):
+        parts += (name.encode(), labels[name].encode())
+    return b"\xff".join(parts) + b"\xff" if parts else b""
+
+
+def fingerprints(label_sets: Sequence[Mapping[str, str]]) -> list[str]:
+    """``label_fingerprint`` of many label sets at once: FNV-1a 64 run over all of them together.
+
+    Byte ``j`` of every label set long enough is hashed in one numpy step (sets sorted longest first, so
+    those still going are a prefix), instead of a Python loop per byte per alert: new alerts arrive by
+    thousands in a storm, and hashing them byte by byte was a tenth of the applier's time.
+    """
+    if len(label_sets) < _VECTOR_FROM:
+        return [label_fingerprint(labels) for labels in label_sets]
+    data = [_fingerprint_bytes(labels) for labels in label_sets]
+    lengths = np.fromiter((len(d) for d in data), dtype=np.int64, count=len(data))
+    order = np.argsort(-lengths, kind="stable")
+    lengths = lengths[order]
+    width = int(lengths[0]) if len(lengths) else 0
+    table = np.zeros((len(data), width), dtype=np.uint8)
+    table[np.arange(width) < lengths[:, None]] = np.frombuffer(b"".join(data[i] for i in order), np.uint8)
+    still = np.searchsorted(-lengths, -np.arange(width), side="left")  # sets longer than j, per j
+    h = np.full(len(data), _FNV64_OFFSET, dtype=np.uint64)
+    for j in range(width):
+        k = int(still[j])
+        h[:k] = (h[:k] ^ table[:k, j]) * _FNV64_PRIME
+    out = [""] * len(data)
+    for position, value in zip(order.tolist(), h.tolist(), strict=True):
+        out[position] = f"{value:016x}"
+    return out
+
+
 class FingerprintCache:
     """Label set → Alertmanager fingerprint, so a repeated alert is not hashed byte by byte again.
 
@@ -110,10 +151,18 @@ class FingerprintCache:
 
     def fingerprint(self, labels: Mapping[str, str]) -> str:
         """The fingerprint of ``labels``."""
-        key = tuple(sorted(labels.items()))
-        fp = self._known.get(key)
-        if fp is None:
-            if len(self._known) >= self.size:
-                self._known.clear()
-            fp = self._known[key] = label_fingerprint(labels)
-        return fp
+        return self.fingerprint_all([labels])[0]
+
+    def fingerprint_all(self, label_sets: Sequence[Mapping[str, str]]) -> list[str]:
+        """The fingerprints of many label sets; those not cached are hashed together."""
+        keys = [tuple(sorted(labels.items())) for labels in label_sets]
+        known = self._known
+        missing = {key: labels for key, labels in zip(keys, label_sets, strict=True) if key not in known}
+        if not missing:
+            return [known[key] for key in keys]
+        fresh = dict(zip(missing, fingerprints(list(missing.values())), strict=True))
+        out = [fresh.get(key) or known[key] for key in keys]
+        if len(known) + len(fresh) > self.size:
+            known.clear()
+        known.update(fresh)
+        return out

@@ -44,9 +44,7 @@ def _workloads(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory 
     job = labels.get("job", "")
     if job:
         # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
-        known = inventory is not None and any(
-            w.ref.kind is WorkloadKind.TRAINING_JOB and w.ref.name == job for w in inventory.workloads()
-        )
+        known = inventory is not None and inventory.find_workload(WorkloadKind.TRAINING_JOB, job) is not None
         if known or kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}:
             found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job))
     if labels.get("service"):
@@ -60,10 +58,7 @@ def _workloads(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory 
 
 def _canonical(ref: WorkloadRef, inventory: Inventory) -> WorkloadRef:
     """The inventory's ref for a workload named by labels (labels may lack the namespace)."""
-    for w in inventory.workloads():
-        if w.ref.kind is ref.kind and w.ref.name == ref.name and ref.namespace in ("", w.ref.namespace):
-            return w.ref
-    return ref
+    return inventory.find_workload(ref.kind, ref.name, ref.namespace) or ref
 
 
 def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:

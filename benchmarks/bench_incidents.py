@@ -44,6 +44,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -53,7 +54,7 @@ import httpx
 import yaml
 
 from alerting import scenarios
-from alerting.inventory import inventory_data
+from alerting.inventory import StaticInventory, WorkloadInfo, inventory_data
 from alerting.notifiers.recorder import SlackRecorder
 from gpuwarden.model import Alert
 
@@ -232,8 +233,48 @@ def storms(start: datetime) -> dict[str, list[Alert]]:
     }
 
 
-def relabel(alerts: list[Alert], cluster: str) -> list[Alert]:
-    return [Alert({**a.labels, "cluster": cluster}, starts_at=a.starts_at) for a in alerts]
+THROUGHPUT_CLUSTERS = [f"bench{k}" for k in range(24)]
+
+
+def in_cluster(alerts: list[Alert], cluster: str) -> list[Alert]:
+    """The same storm in another cluster: its own hosts, GPUs and job (names carry the cluster)."""
+    out = []
+    for a in alerts:
+        labels = {**a.labels, "cluster": cluster}
+        for name in ("Hostname", "instance"):
+            if name in labels:
+                labels[name] = f"{cluster}-{labels[name]}"
+        if "UUID" in labels:
+            labels["UUID"] = labels["UUID"].replace("GPU-", f"GPU-{cluster}-", 1)
+        if "slurm_job" in labels:
+            labels["slurm_job"] = f"{labels['slurm_job']}-{cluster}"
+        out.append(Alert(labels, starts_at=a.starts_at))
+    return out
+
+
+def bench_inventory() -> StaticInventory:
+    """The scenario fleet (cluster c1, for the storms) and a copy of it per throughput cluster, as
+    ``in_cluster`` names them: the applier correlates the throughput stream with a full inventory."""
+    base = scenarios.fleet_inventory()
+    nodes, workloads = list(base.node_list), list(base.workload_list)
+    for cluster in THROUGHPUT_CLUSTERS:
+        nodes += [
+            replace(
+                n,
+                name=f"{cluster}-{n.name}",
+                cluster=cluster,
+                gpu_uuids=tuple(u.replace("GPU-", f"GPU-{cluster}-", 1) for u in n.gpu_uuids),
+            )
+            for n in base.node_list
+        ]
+        workloads += [
+            WorkloadInfo(
+                replace(w.ref, name=f"{w.ref.name}-{cluster}"),
+                tuple(frozenset((f"{cluster}-{node}", i) for node, i in unit) for unit in w.units),
+            )
+            for w in base.workload_list
+        ]
+    return StaticInventory(nodes, workloads, dict(base.spare))
 
 
 def run_storm(
@@ -295,7 +336,7 @@ def throughput_section(
 ) -> None:
     """Alerts acknowledged per second by each server on the same stream (see the module docstring)."""
     base = scenarios.rack_failure(7, datetime.now(UTC))
-    stream = [a for k in range(24) for a in relabel(base, f"bench{k}")]
+    stream = [a for cluster in THROUGHPUT_CLUSTERS for a in in_cluster(base, cluster)]
     later = datetime.now(UTC) + timedelta(minutes=10)
     items = [as_postable(a, later) for a in stream]
     result["throughput_alerts"] = len(items)
@@ -324,7 +365,7 @@ def main() -> None:
     )
     recorder = SlackRecorder().start()
     inventory = work / "inventory.yaml"
-    inventory.write_text(yaml.safe_dump(inventory_data(scenarios.fleet_inventory())))
+    inventory.write_text(yaml.safe_dump(inventory_data(bench_inventory())))
     gw_cfg = work / "gw.yml"
     gw_cfg.write_text(
         yaml.safe_dump(

@@ -8,6 +8,7 @@ import yaml
 from alerting import scenarios
 from alerting.inventory import inventory_data, load_inventory, workloads_on
 from gpuwarden.errors import ConfigError
+from gpuwarden.model import WorkloadKind, WorkloadRef
 
 
 def test_inventory_file_round_trips_nodes_workloads_and_spare(tmp_path: Path) -> None:
@@ -36,3 +37,20 @@ def test_unknown_inventory_key_is_an_error_with_its_line(tmp_path: Path) -> None
     path.write_text("nodes: []\nrackz: []\n")
     with pytest.raises(ConfigError, match=r"inventory.yaml:2: rackz"):
         load_inventory(path)
+
+
+def test_inventory_lookups_answer_what_a_scan_of_the_lists_answers() -> None:
+    inv = scenarios.fleet_inventory(racks=8)
+    for cluster, rack in (("c1", "r07"), ("c1", None), ("c9", None), ("c1", "r99")):
+        scan = [n for n in inv.node_list if n.cluster == cluster and rack in (None, n.rack)]
+        assert list(inv.nodes_in(cluster, rack)) == scan
+    for gpus in ([("r07-n01", 0)], [("r01-n02", 0), ("r08-n08", 7)], [("r03-n01", 0)], []):
+        scan_w = [w for w in inv.workload_list if not set(gpus).isdisjoint(w.gpus)]
+        assert inv.workloads_on(gpus) == scan_w
+    job = scenarios.TRAINING_JOB
+    assert inv.placement(job) == frozenset().union(*next(w for w in inv.workload_list if w.ref == job).units)
+    assert inv.placement(WorkloadRef(WorkloadKind.TRAINING_JOB, "x", "unknown")) == frozenset()
+    assert inv.find_workload(job.kind, job.name) == job
+    assert inv.find_workload(job.kind, job.name, job.namespace) == job
+    assert inv.find_workload(job.kind, job.name, "elsewhere") is None
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, job.name) is None

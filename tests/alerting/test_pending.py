@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 from pathlib import Path
 
@@ -8,7 +9,7 @@ import pytest
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.pending import FingerprintCache
+from alerting.pending import FingerprintCache, fingerprints
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, label_fingerprint
@@ -77,3 +78,28 @@ def test_a_resolve_after_repeats_is_a_change_not_a_repeat(db: str) -> None:
     assert row.incident_id is not None
     kinds = [e.kind for e in engine.store.get(row.incident_id).timeline]
     assert "alert_resolved" in kinds and "quiet" in kinds
+
+
+def test_many_fingerprints_at_once_are_alertmanagers_whatever_the_labels() -> None:
+    # Enough label sets to take the numpy path: empty sets, multi-byte UTF-8 (including U+00FF, whose
+    # encoding must not be confused with the 0xFF separator), very different lengths.
+    rng = random.Random(7)
+    alphabet = "abcXYZ019/:-_. éÿ€😀"
+    label_sets = [{}, {"ÿ": "\xff"}, {"a": ""}] + [
+        {
+            f"k{rng.randint(0, 40)}": "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 90)))
+            for _ in range(rng.randint(0, 10))
+        }
+        for _ in range(500)
+    ]
+    assert fingerprints(label_sets) == [label_fingerprint(labels) for labels in label_sets]
+    assert fingerprints(label_sets[:3]) == [label_fingerprint(labels) for labels in label_sets[:3]]
+
+
+def test_fingerprint_cache_hashes_a_batch_together_and_stays_bounded() -> None:
+    cache = FingerprintCache(size=100)
+    label_sets = [{"alertname": "A", "n": str(i)} for i in range(150)]
+    assert cache.fingerprint_all(label_sets) == [label_fingerprint(labels) for labels in label_sets]
+    again = label_sets[100:] + label_sets[:60]  # half cached, half not, past the bound
+    assert cache.fingerprint_all(again) == [label_fingerprint(labels) for labels in again]
+    assert len(cache._known) <= 150
