@@ -10,6 +10,15 @@ has hysteresis (a series enters once above ``k`` for ``enter_ticks`` ticks in a 
 and its alert stays open until it has been quiet for ``hold_ticks`` ticks. A shorter touch of ``k`` is not
 latched, so this raises at most what the plain threshold did. A "lemon" GPU that is persistently but mildly
 different from its peers is therefore one alert that stays open, not a stream of raises.
+
+Load-following metrics (``load_adjusted``, power by default) are compared net of load: replicas of an
+inference service each follow their own traffic, so one at its peak draws a third more power than the
+median replica while being perfectly healthy. Per peer group the detector learns, from the normal members
+of past ticks, how far a metric moves with the load metric (``load_query``, utilisation) across the group
+(a ridge-regularised slope of deviation on deviation, averaged over hours); the GPU's deviation less what
+its load deviation explains is what is scored. Where peers share one load (ranks of a training job) there is
+no spread of load to learn from and the slope stays near 0: the plain comparison. A GPU drawing less power
+at the same or higher load (throttled, hung at 100 % utilisation) stands out more, not less.
 """
 
 from __future__ import annotations
@@ -41,6 +50,14 @@ def peer_key(labels: Mapping[str, str], peer_labels: Sequence[str]) -> tuple[str
     return (*(labels.get(p, "") for p in peer_labels), workload)
 
 
+def _gpu_identity(labels: Mapping[str, str]) -> tuple[str, str]:
+    """The GPU a series is about, the same for every metric of it."""
+    uuid = labels.get("UUID") or labels.get("uuid")
+    if uuid:
+        return (uuid, "")
+    return (labels.get("Hostname") or labels.get("instance", ""), labels.get("gpu", ""))
+
+
 class FleetDetector:
     """Robust peer comparison; smoothed z per series id in an array."""
 
@@ -59,6 +76,10 @@ class FleetDetector:
         k_exit: float | None = None,
         hold_ticks: int | None = None,
         enter_ticks: int = 3,
+        load_query: str | None = None,
+        load_adjusted: Sequence[str] = (),
+        load_alpha: float = 1.0 / 240.0,
+        load_ridge: float = 9.0,
     ) -> None:
         self.queries = tuple(queries)
         self.peer_labels = tuple(peer_labels)
@@ -76,6 +97,13 @@ class FleetDetector:
         self.latched = np.zeros(1024, np.bool_)
         self.above = np.zeros(1024, np.int64)
         self._group_cache: dict[str, tuple[IntArray, IntArray]] = {}
+        self._group_keys: dict[str, list[tuple[str, ...] | None]] = {}
+        # Load adjustment: per (query, peer group) the averaged products of load and metric deviations.
+        self.load_query = load_query
+        self.load_adjusted = tuple(load_adjusted)
+        self.load_alpha, self.load_ridge = load_alpha, load_ridge
+        self._load_moments: dict[tuple[str, tuple[str, ...] | None], list[float]] = {}
+        self._align_cache: dict[str, tuple[IntArray, IntArray, IntArray]] = {}
 
     def _grow(self, needed: int) -> None:
         if needed <= self.smooth.size:
@@ -118,8 +146,30 @@ class FleetDetector:
             np.int64,
             len(step.labels),
         )
+        keys: list[tuple[str, ...] | None] = [None] * len(codes)
+        for key, code in codes.items():
+            if code >= 0:
+                keys[code] = key
         self._group_cache[step.query] = (step.ids, group)
+        self._group_keys[step.query] = keys
         return group
+
+    def _load(self, step: Step, view: View) -> FloatArray | None:
+        """The load metric of each row's GPU (NaN where not reported), or None when not adjusted."""
+        if self.load_query is None or not any(fnmatch.fnmatchcase(step.query, p) for p in self.load_adjusted):
+            return None
+        load = view.latest.get(self.load_query)
+        if load is None or not load.labels:
+            return None
+        cached = self._align_cache.get(step.query)
+        if cached is None or not (
+            np.array_equal(cached[0], step.ids) and np.array_equal(cached[1], load.ids)
+        ):
+            where = {_gpu_identity(lab): i for i, lab in enumerate(load.labels)}
+            rows = np.fromiter((where.get(_gpu_identity(lab), -1) for lab in step.labels), np.int64)
+            cached = self._align_cache[step.query] = (step.ids, load.ids, rows)
+        rows = cached[2]
+        return np.where(rows >= 0, load.value[np.maximum(rows, 0)], np.nan)
 
     def _floor(self, query: str) -> float:
         floor = self._floors.get(query)
@@ -128,8 +178,9 @@ class FleetDetector:
             floor = self._floors[query] = max(hits, default=0.0)
         return floor
 
-    def robust_z(self, step: Step) -> FloatArray:
-        """Each series' robust z-score within its peer group (NaN where the group is too small)."""
+    def robust_z(self, step: Step, load: FloatArray | None = None) -> FloatArray:
+        """Each series' robust z-score within its peer group (NaN where the group is too small); with
+        ``load``, of its deviation net of what its load deviation explains (see the module docstring)."""
         group = self._groups(step)
         x = step.value
         z = np.full(x.size, np.nan)
@@ -141,12 +192,47 @@ class FleetDetector:
                 continue
             vals = x[members]
             centre = float(np.median(vals))
+            level = abs(centre)
+            if load is not None:
+                vals, centre = self._net_of_load(step.query, int(group[members[0]]), vals, load[members])
             spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals - centre)))
-            spread = max(
-                spread, self.min_relative_spread * abs(centre), self._floor(step.query) / self.k, 1e-9
-            )
+            spread = max(spread, self.min_relative_spread * level, self._floor(step.query) / self.k, 1e-9)
             z[members] = (vals - centre) / spread
+            if load is not None:
+                self._learn_load(step.query, int(group[members[0]]), x[members], load[members], z[members])
         return z
+
+    def _net_of_load(
+        self, query: str, code: int, vals: FloatArray, load: FloatArray
+    ) -> tuple[FloatArray, float]:
+        """Values less slope x load deviation (rows without a load value unchanged), and their median."""
+        moments = self._load_moments.get((query, self._group_keys[query][code]))
+        if moments is None:
+            return vals, float(np.median(vals))
+        slope = moments[0] / (moments[1] + self.load_ridge)
+        known = np.isfinite(load)
+        if known.sum() < self.min_peers:
+            return vals, float(np.median(vals))
+        net = vals - slope * np.where(known, load - float(np.median(load[known])), 0.0)
+        return net, float(np.median(net))
+
+    def _learn_load(self, query: str, code: int, vals: FloatArray, load: FloatArray, z: FloatArray) -> None:
+        """Average this tick's co-deviation of metric and load over the group's normal members (|z| below
+        k_exit: a faulty GPU must not teach the group that its fault is what load does)."""
+        normal = np.isfinite(load) & (np.abs(z) < self.k_exit)
+        if normal.sum() < self.min_peers:
+            return
+        dx = load[normal] - float(np.median(load[normal]))
+        dy = vals[normal] - float(np.median(vals[normal]))
+        key = (query, self._group_keys[query][code])
+        tick = (float(np.mean(dx * dy)), float(np.mean(dx * dx)))
+        moments = self._load_moments.get(key)
+        if moments is None:
+            self._load_moments[key] = list(tick)
+            return
+        a = self.load_alpha
+        moments[0] += a * (tick[0] - moments[0])
+        moments[1] += a * (tick[1] - moments[1])
 
     def detect(self, view: View) -> list[Findings]:
         """Score the newest step of each configured query."""
@@ -155,7 +241,7 @@ class FleetDetector:
             step = view.latest.get(query)
             if step is None or not step.labels:
                 continue
-            z = self.robust_z(step)
+            z = self.robust_z(step, self._load(step, view))
             ids = step.ids
             if ids.size:
                 self._grow(int(ids.max()) + 1)

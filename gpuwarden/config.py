@@ -204,6 +204,18 @@ class AnomalyConfig(Section):
         ge=1,
         description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
     )
+    fleet_load_query: str | None = Field(
+        "DCGM_FI_DEV_GPU_UTIL",
+        description="the load metric the fleet detector nets load-following metrics of (null: compare as is)",
+    )
+    fleet_load_adjusted: list[str] = Field(
+        default_factory=lambda: ["DCGM_FI_DEV_POWER_USAGE"],
+        description=(
+            "metrics (fnmatch patterns) the fleet detector compares net of load: inference replicas each"
+            " follow their own traffic, and one at its peak draws a third more power than the median"
+            " replica (fresh seeds 700-707 and 800-803)"
+        ),
+    )
     fleet_min_deviation_by_metric: dict[str, float] = Field(
         default_factory=lambda: {"DCGM_FI_DEV_GPU_TEMP": 10.0},
         description=(

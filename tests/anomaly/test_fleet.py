@@ -137,3 +137,69 @@ def test_a_one_tick_touch_of_k_is_not_latched_into_an_alert():
     gaps = [0.0] * 5 + [900.0] + [160.0] * 20
     scores = run(FleetDetector([Q]), hovering_rows(gaps), labels(16))
     assert sum(1 for s in scores if s[3] > 1) < 3
+
+
+P = "DCGM_FI_DEV_POWER_USAGE"
+U = "DCGM_FI_DEV_GPU_UTIL"
+
+
+def replicas(n: int) -> list[dict[str, str]]:
+    return [
+        {"UUID": f"GPU-{i}", "modelName": "H100", "namespace": "inf", "pod": f"llm-embed-{i}"}
+        for i in range(n)
+    ]
+
+
+def run_with_load(
+    det: FleetDetector, util_rows: list[np.ndarray], power_rows: list[np.ndarray]
+) -> list[np.ndarray]:
+    index, rates, labs = SeriesIndex(), CounterRates(), replicas(util_rows[0].size)
+    out = []
+    for t, (u, p) in enumerate(zip(util_rows, power_rows, strict=True)):
+        stamp = np.array([float(t)])
+        frames = [Frame(U, labs, stamp, u.reshape(-1, 1)), Frame(P, labs, stamp, p.reshape(-1, 1))]
+        out.append(det.detect(build_view(frames, index, rates, float(t)))[0].score)
+    return out
+
+
+def replica_load(ticks: int, n: int = 8, seed: int = 0) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Replicas each on its own traffic wave (random phase), power following utilisation."""
+    rng = np.random.default_rng(seed)
+    phase = rng.uniform(0, 2 * np.pi, n)
+    util = [
+        35 * (1 + 0.3 * np.sin(2 * np.pi * t / 120 + phase)) + rng.normal(0, 1.5, n) for t in range(ticks)
+    ]
+    power = [70 + 4.0 * u + rng.normal(0, 4, n) for u in util]
+    return util, power
+
+
+def test_power_of_replicas_at_different_load_is_compared_net_of_load():
+    util, power = replica_load(600)
+    for u, p in zip(util[400:], power[400:], strict=True):
+        u[2], p[2] = 60.0, 70 + 4.0 * 60.0  # one replica at twice the others' traffic: healthy, just busy
+    plain = run_with_load(FleetDetector([P]), util, power)
+    assert max(s[2] for s in plain[400:]) > 1  # compared as is, its power looks like a lemon GPU
+    adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power)
+    assert max(s.max() for s in adjusted[200:]) < 1
+
+
+def test_a_replica_drawing_less_power_at_the_same_load_still_stands_out_net_of_load():
+    util, power = replica_load(600, seed=1)
+    for p in power[400:]:
+        p[5] -= 60.0  # throttled: 60 W below what its load draws
+    adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power)
+    assert adjusted[-1][5] > 1
+    assert max(np.delete(s, 5).max() for s in adjusted[200:]) < 1
+
+
+def test_ranks_at_one_load_learn_no_slope_so_a_hung_rank_is_compared_as_is():
+    # A stalled job: every rank idle at 0 % and 70 W, one hung rank at 100 % and 210 W.
+    rng = np.random.default_rng(2)
+    util = [np.r_[rng.normal(97, 0.5, 8)] for _ in range(200)] + [
+        np.r_[np.zeros(7), [100.0]] for _ in range(20)
+    ]
+    power = [np.full(8, 380.0) + rng.normal(0, 3, 8) for _ in range(200)] + [
+        np.r_[np.full(7, 70.0) + rng.normal(0, 0.5, 7), [210.0]] for _ in range(20)
+    ]
+    adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power)
+    assert adjusted[205][7] > 1

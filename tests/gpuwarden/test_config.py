@@ -91,7 +91,10 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
     example = Path(__file__).resolve().parents[2] / "deploy" / "gpuwarden.example.yaml"
     cfg = load_config(example)
     assert cfg.api.token is not None and cfg.api.token.get_secret_value() == "secret-GPUWARDEN_API_TOKEN"
-    assert [q.name for q in cfg.anomaly.queries] == ["gpu_power", "gpu_sm_clock"]
+    names = [q.name for q in cfg.anomaly.queries]
+    assert names == [q.expr for q in cfg.anomaly.queries]  # detectors find queries by metric name
+    assert cfg.anomaly.fleet_load_query in names
+    assert {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"} <= set(names) & set(cfg.anomaly.fleet_queries)
     rule = cfg.alerting.inhibit_rules[0]
     for matchers in (
         rule.source_matchers,
