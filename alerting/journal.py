@@ -12,6 +12,14 @@ power loss or kernel crash can lose the last records, as it can lose the last SQ
 cut short by a crash during the write fails its length or checksum; it was never acknowledged and is
 dropped at recovery.
 
+A record that the store keeps refusing (a poison record: say a label value PostgreSQL cannot hold) must
+not hold back every later one. After ``poison_after`` failures at one offset the applier applies the failing
+batch one record at a time; a single record that fails ``poison_after`` times while the store still takes
+a plain write is moved to ``quarantine/`` beside the segments (its body as posted, its accept time and the
+error, as JSON) and the applied offset moves past it. A store that takes no write at all (down, locked,
+full) quarantines nothing: the applier retries until it is back. Quarantined records are counted in the
+ingest status; their body can be posted again once the cause is fixed.
+
 Offsets are logical (bytes since the journal was created); segment files are named by the offset of
 their first byte and deleted once applied. The journal directory belongs to one server: for SQLite it
 defaults to ``<db>.journal`` next to the database, for PostgreSQL it is ``alerting.journal_dir`` (or
@@ -265,6 +273,7 @@ class JournalApplier:
         retry_seconds: float = 1.0,
         burst_gap_seconds: float = 0.01,
         max_lag_bytes: int = 32 << 20,
+        poison_after: int = 3,
     ) -> None:
         """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
         applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
@@ -280,6 +289,11 @@ class JournalApplier:
         self.alerts_applied = 0
         self.failures = 0
         self.last_error: str | None = None
+        self.poison_after = poison_after
+        self.quarantined = 0
+        self._failing_at = -1  # offset of the last failure, and how many times in a row it failed there
+        self._failures_here = 0
+        self._isolate_until = -1  # below this offset, records are applied one at a time
         self._wake = threading.Event()
         self._cond = threading.Condition()
 
@@ -288,10 +302,98 @@ class JournalApplier:
         self._wake.set()
 
     def apply_available(self) -> int:
-        """Apply one batch of pending records; returns how many alerts it applied (0: caught up)."""
+        """Apply one batch of pending records; returns how many alerts it applied (0: caught up).
+
+        Raises what applying raised, unless that quarantined a poison record (see the module docstring).
+        """
         records = self.journal.read(self.applied, self.batch_bytes)
         if not records:
             return 0
+        if self.applied < self._isolate_until:
+            records = records[:1]
+        try:
+            applied = self._apply(records)
+        except Exception as exc:
+            if self._failed(records, exc):
+                return 1
+            raise
+        self._failing_at, self._failures_here = -1, 0
+        return applied
+
+    def _failed(self, records: list[JournalRecord], exc: Exception) -> bool:
+        """Count a failure at the applied offset; isolate or quarantine; True when it quarantined."""
+        if self._failing_at != self.applied:
+            self._failing_at, self._failures_here = self.applied, 0
+        self._failures_here += 1
+        if self._failures_here < self.poison_after:
+            return False
+        if len(records) > 1:
+            logger.warning(
+                "journal: a batch at offset %d failed %d times (%r); applying it one record at a time",
+                self.applied,
+                self._failures_here,
+                exc,
+            )
+            self._isolate_until, self._failures_here = records[-1].end, 0
+            return False
+        if not self._store_takes_writes():
+            return False
+        self._quarantine(records[0], exc)
+        return True
+
+    def _store_takes_writes(self) -> bool:
+        """Whether a plain write (the applied offset, unchanged) commits: the store is up, the record bad."""
+        try:
+            self._commit_offset(self.applied)
+        except Exception:  # any failure here: not the record's fault, keep retrying
+            logger.exception("journal: the store takes no write either; retrying, nothing quarantined")
+            return False
+        return True
+
+    def _commit_offset(self, offset: int) -> None:
+        with self.engine.store.engine.begin() as conn:
+            conn.execute(
+                update(_OFFSETS)
+                .where(_OFFSETS.c.journal_id == self.journal.journal_id)
+                .values(applied_offset=offset)
+            )
+
+    def _quarantine(self, record: JournalRecord, exc: Exception) -> None:
+        """Keep the record beside the journal with its error, then commit the offset past it."""
+        start = self.applied
+        folder = self.journal.directory / "quarantine"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{start:020d}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(
+            orjson.dumps(
+                {
+                    "offset": start,
+                    "kind": "webhook" if record.kind == KIND_WEBHOOK else "postable_alerts",
+                    "accepted_at": datetime.fromtimestamp(record.accepted_at, UTC).isoformat(),
+                    "error": repr(exc),
+                    "body": record.body.decode("utf-8", errors="replace"),
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+        os.replace(tmp, path)
+        self._commit_offset(record.end)
+        logger.error(
+            "journal: record at offset %d failed %d times while the store takes writes; quarantined: %s: %r",
+            start,
+            self._failures_here,
+            path,
+            exc,
+        )
+        with self._cond:
+            self.applied = record.end
+            self.quarantined += 1
+            self._cond.notify_all()
+        self._failing_at, self._failures_here = -1, 0
+        self.journal.discard_applied(record.end)
+
+    def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []
         for record in records:
             try:
@@ -365,4 +467,6 @@ class JournalApplier:
             "alerts_applied": self.alerts_applied,
             "apply_failures": self.failures,
             "last_error": self.last_error,
+            "records_quarantined": self.quarantined,
+            "quarantine_dir": str(self.journal.directory / "quarantine"),
         }

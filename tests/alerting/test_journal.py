@@ -218,3 +218,67 @@ def test_once_everything_is_applied_the_journal_starts_a_new_segment_and_drops_t
     assert journal.read(ends[2]) == []
     after = journal.append(KIND_POSTABLE, _body("r07-n09"), 1)
     assert [r.end for r in journal.read(ends[2])] == [after]
+
+
+def _drain(applier: JournalApplier, tries: int = 20) -> int:
+    """Call the applier as its loop does (a failure is retried) until caught up; returns the failures."""
+    failures = 0
+    for _ in range(tries):
+        try:
+            if applier.apply_available() == 0:
+                return failures
+        except Exception:  # the loop retries
+            failures += 1
+    raise AssertionError("the applier never caught up")
+
+
+def test_a_record_the_store_keeps_refusing_is_quarantined_and_the_ones_after_it_are_applied(
+    sql: Engine, tmp_path: Path
+) -> None:
+    with sql.begin() as conn:  # the store itself refuses one label value, as PostgreSQL refuses a NUL
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.labels LIKE '%poison%'"
+            " BEGIN SELECT RAISE(ABORT, 'value refused'); END"
+        )
+    journal = _open(sql, tmp_path / "j")
+    journal.append(KIND_POSTABLE, _body("r04-n01"), 1, accepted_at=T0.timestamp())
+    bad = orjson.dumps([_alert("r04-n02", note="poison")])
+    start = journal.append(KIND_POSTABLE, _body("r04-n03"), 1, accepted_at=T0.timestamp())
+    journal.append(KIND_POSTABLE, bad, 1, accepted_at=T0.timestamp())
+    journal.append(KIND_POSTABLE, _body("r04-n04"), 1, accepted_at=T0.timestamp())
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine, poison_after=2)
+    failures = _drain(applier)
+    assert failures == 3  # twice as a batch, then alone: its second failure alone quarantines it
+    for node in ("r04-n01", "r04-n03", "r04-n04"):
+        assert engine.store.alert(label_fingerprint(_alert(node)["labels"])) is not None  # type: ignore[arg-type]
+    assert engine.store.alert(label_fingerprint(_alert("r04-n02", note="poison")["labels"])) is None  # type: ignore[arg-type]
+    assert applied_offset(sql, journal.journal_id) == journal.end
+    (kept,) = (tmp_path / "j" / "quarantine").glob("*.json")
+    saved = orjson.loads(kept.read_bytes())
+    assert saved["offset"] == start
+    assert orjson.loads(saved["body"]) == orjson.loads(bad)
+    assert "value refused" in saved["error"]
+    status = applier.status()
+    assert status["records_quarantined"] == 1 and status["lag_bytes"] == 0
+
+
+def test_a_store_that_takes_no_write_at_all_quarantines_nothing_and_is_caught_up_with_later(
+    sql: Engine, tmp_path: Path
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    journal.append(KIND_POSTABLE, _body("r04-n01"), 1, accepted_at=T0.timestamp())
+    journal.append(KIND_POSTABLE, _body("r04-n02"), 1, accepted_at=T0.timestamp())
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine, poison_after=2)
+    with sql.begin() as conn:  # every write now fails, the probe's too
+        conn.exec_driver_sql("ALTER TABLE ingest_journal RENAME TO ingest_journal_away")
+    for _ in range(8):
+        with pytest.raises(Exception, match="ingest_journal"):
+            applier.apply_available()
+    assert applier.quarantined == 0
+    assert not (tmp_path / "j" / "quarantine").exists()
+    with sql.begin() as conn:
+        conn.exec_driver_sql("ALTER TABLE ingest_journal_away RENAME TO ingest_journal")
+    assert _drain(applier) == 0
+    assert applier.alerts_applied == 2 and applier.quarantined == 0

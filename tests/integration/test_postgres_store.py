@@ -18,7 +18,7 @@ from alerting.engine import IncidentEngine
 from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import IncidentState, RackRef
+from gpuwarden.model import IncidentState, RackRef, label_fingerprint
 from tests.integration.servers import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -100,4 +100,33 @@ def test_accept_journal_commits_its_offset_in_postgres_and_replays_only_the_rest
     assert applied_offset(sql, journal.journal_id) == end
     assert engine.store.alert_count() == 2
     assert len(engine.store.list_rows()) == 1
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_a_record_postgres_refuses_is_quarantined_and_the_next_one_applied(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    # PostgreSQL text cannot hold NUL, which JSON and Prometheus label values can: the incident's title and
+    # timeline carry the node name, so this record fails in every transaction, while the store is fine.
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    journal = AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid))
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    applier = JournalApplier(journal, engine, poison_after=2)
+    bad = [{"labels": {"alertname": "NodeDown", "cluster": "c9", "node": "x1\u0000"}}]
+    good = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n03"}}]
+    journal.append(KIND_POSTABLE, orjson.dumps(bad), 1)
+    end = journal.append(KIND_POSTABLE, orjson.dumps(good), 1)
+    failures = 0
+    for _ in range(10):
+        try:
+            if applier.apply_available() == 0:
+                break
+        except Exception:  # the applier's loop retries
+            failures += 1
+    assert failures >= 1 and applier.quarantined == 1
+    assert applied_offset(sql, journal.journal_id) == end
+    assert engine.store.alert(label_fingerprint(good[0]["labels"])) is not None
+    assert len(list((tmp_path / "journal" / "quarantine").glob("*.json"))) == 1
     sql.dispose()
