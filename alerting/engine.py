@@ -2,6 +2,8 @@
 
 One writer: every change runs under a lock in one transaction, and listeners are called only after the
 commit. An in-memory view of open incidents (rebuilt from the store at start) keeps correlation cheap.
+This module ingests and correlates; ``alerting.grouping`` recomputes and merges the incidents a transaction
+touched, ``alerting.lifecycle`` serves what people do with incidents, ``alerting.batch`` holds the state.
 """
 
 from __future__ import annotations
@@ -9,20 +11,21 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.correlation import Candidate, Member, best_candidate, foreign, placement, root_cause
+from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
+from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import Assessment, assess, seen, title
+from alerting.grouping import IncidentGrouping
 from alerting.inhibition import Inhibitor, InhibitRule
-from alerting.inventory import GpuKey, Inventory
-from alerting.matchers import Matcher, parse_matcher
+from alerting.inventory import Inventory
+from alerting.lifecycle import IncidentLifecycle
+from alerting.matchers import parse_matcher
 from alerting.pending import (
     FingerprintCache,
     PendingAlert,
@@ -31,75 +34,19 @@ from alerting.pending import (
     insert_pending,
     update_repeats,
 )
-from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind, muting_silence
-from alerting.store import IncidentNotFound, IncidentStore, impact_to_dict, silence_from_row
+from alerting.store import IncidentStore, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
-from alerting.topology import Path, contains, locate, target_to_dict
+from alerting.topology import locate, target_to_dict
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.errors import InputError
-from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priority, WorkloadRef
+from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priority
 
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class _Open:
-    """An open incident as the engine keeps it in memory."""
-
-    id: str
-    root_path: Path
-    priority: Priority
-    state: IncidentState
-    last_alert_at: datetime
-    members: dict[str, Member] = field(default_factory=dict)
-    workloads: frozenset[WorkloadRef] = frozenset()
-    placed: frozenset[GpuKey] = frozenset()  # GPUs of ``workloads`` per the inventory; set with them
-
-    def candidate(self) -> Candidate:
-        # A live view of the members, not a copy: ingest asks every open incident for each new alert.
-        return Candidate(
-            self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at, self.placed
-        )
-
-
-@dataclass
-class IngestResult:
-    """What one ingest call did."""
-
-    accepted: int = 0
-    opened: list[str] = field(default_factory=list)
-    muted: int = 0
-
-
-@dataclass
-class _Ticket:
-    """One ingest call waiting for the group commit."""
-
-    alerts: list[Alert]
-    result: IngestResult = field(default_factory=IngestResult)
-    done: bool = False
-    error: Exception | None = None
-    at: datetime | None = None  # when the batch was accepted (journal replay); None: now
-
-
-@dataclass
-class _Batch:
-    """Pending effects of one transaction."""
-
-    session: Session
-    now: datetime
-    touched: set[str] = field(default_factory=set)
-    changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
-    last_event: dict[str, TimelineRow] = field(default_factory=dict)
-    added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
-    rows: dict[str, StoredAlert] = field(default_factory=dict)
-    new: list[PendingAlert] = field(default_factory=list)
-
-
-class IncidentEngine:
+class IncidentEngine(IncidentGrouping, IncidentLifecycle):
     """Turns alerts into incidents; implements ``IncidentActions`` for Slack and the API."""
 
     def __init__(
@@ -116,7 +63,7 @@ class IncidentEngine:
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
-        self._queue: list[_Ticket] = []
+        self._queue: list[Ticket] = []
         self._listeners: list[IncidentListener] = []
         self._flap = FlapPolicy(
             self.config.flap_window_seconds,
@@ -147,7 +94,7 @@ class IncidentEngine:
             )
             for i, w in enumerate(self.config.maintenance_windows)
         ]
-        self._open: dict[str, _Open] = {}
+        self._open: dict[str, OpenIncident] = {}
         # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
         self._status: dict[str, str] = {}
         self._fingerprints = FingerprintCache()
@@ -246,7 +193,7 @@ class IncidentEngine:
                 # A crash may have come between opening and announcing: announce again (listeners such
                 # as the outbox dedupe by the event's idempotency key).
                 self._unannounced[row.id] = row.opened_at
-                self._open[row.id] = _Open(
+                self._open[row.id] = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
             self._status = {
@@ -271,19 +218,7 @@ class IncidentEngine:
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
             self._silences = configured + [silence_from_row(r) for r in stored]
 
-    def _workloads_of(self, inc: _Open, assessment: Assessment | None) -> frozenset[WorkloadRef]:
-        found: set[WorkloadRef] = set()
-        for m in inc.members.values():
-            found |= m.location.workloads
-        if assessment is not None:
-            found |= set(assessment.impact.workloads)
-        return frozenset(found)
-
     # --- ingest ---------------------------------------------------------------------------------
-
-    def _set_workloads(self, inc: _Open, workloads: frozenset[WorkloadRef]) -> None:
-        if workloads != inc.workloads:
-            inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         """Store and process alerts; returns after they are committed.
@@ -291,7 +226,7 @@ class IncidentEngine:
         Group commit: calls that arrive while another is being written wait, and the next writer takes
         all of them in one transaction, so concurrent requests share one fsync and one recompute.
         """
-        ticket = _Ticket(list(alerts))
+        ticket = Ticket(list(alerts))
         with self._queue_lock:
             self._queue.append(ticket)
         with self._lock:
@@ -313,7 +248,7 @@ class IncidentEngine:
         ``in_transaction`` runs inside it (the journal commits its applied offset there), so the alerts
         and the offset are stored together or not at all. Raises what the transaction raised.
         """
-        tickets = [_Ticket(list(alerts), at=at) for at, alerts in batches]
+        tickets = [Ticket(list(alerts), at=at) for at, alerts in batches]
         with self._lock:
             self._write(tickets, in_transaction)
         total = IngestResult()
@@ -325,7 +260,7 @@ class IncidentEngine:
             total.opened.extend(ticket.result.opened)
         return total
 
-    def _write(self, tickets: list[_Ticket], in_transaction: Callable[[Session], None] | None = None) -> None:
+    def _write(self, tickets: list[Ticket], in_transaction: Callable[[Session], None] | None = None) -> None:
         now = self.clock.now()
         times = [t.at for t in tickets if t.at is not None]
         if times:
@@ -333,7 +268,7 @@ class IncidentEngine:
         status_after: dict[str, str] = {}
         try:
             with self._sessions() as session, session.begin(), session.no_autoflush:
-                batch = _Batch(session, now)
+                batch = Batch(session, now)
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
@@ -379,7 +314,7 @@ class IncidentEngine:
         self._notify(batch.changes)
 
     def _ingest_one(
-        self, batch: _Batch, alert: Alert, fp: str, status: AlertStatus, result: IngestResult
+        self, batch: Batch, alert: Alert, fp: str, status: AlertStatus, result: IngestResult
     ) -> None:
         now = batch.now
         starts_at = alert.starts_at or now
@@ -433,7 +368,7 @@ class IncidentEngine:
         return f"inhibited:{rule}" if rule is not None else None
 
     def _apply(
-        self, batch: _Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
+        self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
     ) -> None:
         now = batch.now
         firing = status is AlertStatus.FIRING
@@ -445,8 +380,7 @@ class IncidentEngine:
             inc.members[row.fingerprint] = member
             if row.flapping != was_flapping:
                 verb = "started" if row.flapping else "stopped"
-                self._event(
-                    batch,
+                batch.event(
                     inc.id,
                     f"flapping_{verb}",
                     f"alert {row.labels.get('alertname', '')} {verb} flapping",
@@ -498,10 +432,10 @@ class IncidentEngine:
         batch.added.setdefault(key, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
 
-    def _open_incident(self, batch: _Batch, member: Member) -> _Open:
+    def _open_incident(self, batch: Batch, member: Member) -> OpenIncident:
         now = batch.now
         path, root = root_cause([member], self.inventory)
-        inc = _Open(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
+        inc = OpenIncident(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
         self._open[inc.id] = inc
         batch.session.add(
             IncidentRow(
@@ -526,11 +460,11 @@ class IncidentEngine:
             )
         )
         batch.session.flush()
-        self._event(batch, inc.id, "opened", "incident opened", {}, change=ChangeKind.OPENED)
+        batch.event(inc.id, "opened", "incident opened", {}, change=ChangeKind.OPENED)
         self.counters["incidents_opened"] += 1
         return inc
 
-    def _reopen(self, batch: _Batch, row: StoredAlert) -> None:
+    def _reopen(self, batch: Batch, row: StoredAlert) -> None:
         assert row.incident_id is not None
         inc_row = batch.session.get(IncidentRow, row.incident_id)
         if inc_row is None:
@@ -551,13 +485,12 @@ class IncidentEngine:
         target.resolved_at = None
         target.quiet_since = None
         target.reopen_count += 1
-        inc = _Open(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
+        inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
         inc.members[row.fingerprint] = self._member(row)
         self._open[target.id] = inc
-        self._event(
-            batch,
+        batch.event(
             target.id,
             "reopened",
             f"reopened: {_describe(row.labels)} fired again",
@@ -565,165 +498,6 @@ class IncidentEngine:
             change=ChangeKind.REOPENED,
         )
         batch.touched.add(target.id)
-
-    # --- recompute ------------------------------------------------------------------------------
-
-    def _finish(self, batch: _Batch) -> None:
-        """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
-        verbs = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
-        for key, added in batch.added.items():
-            # One timeline event per incident, kind and transaction; it lists every alert concerned.
-            incident_id, kind = key.split("\0")
-            fps = [fp for fp, _, _ in added]
-            first = added[0][1]
-            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
-            message = single if len(added) == 1 else f"{len(added)} alerts {verbs[kind]} (first: {first})"
-            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
-            if len(added) == 1:
-                data["fingerprint"] = fps[0]
-            self._event(batch, incident_id, kind, message, data)
-        pending = list(batch.touched)
-        while pending:
-            incident_id = pending.pop()
-            inc = self._open.get(incident_id)
-            if inc is None:
-                continue
-            self._recompute(batch, inc)
-            if self._merge_into(batch, inc):
-                pending.append(inc.id)
-
-    def _recompute(self, batch: _Batch, inc: _Open) -> None:
-        session, now = batch.session, batch.now
-        row = session.get(IncidentRow, inc.id)
-        assert row is not None
-        members = list(inc.members.values())
-        if not members:
-            return
-        if row.title and not any(m.firing or m.flapping for m in members):
-            # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
-            self._start_quiet(batch, inc, row)
-            return
-        inc.root_path, root = root_cause(members, self.inventory)
-        assessment = assess(inc.root_path, root, members, self.inventory, self.config.assume_spare_capacity)
-        self._set_workloads(inc, self._workloads_of(inc, assessment))
-        new_target = target_to_dict(root.target)
-        if (row.root_kind, row.root_target) != (root.kind.value, new_target) and row.title:
-            self._event(
-                batch,
-                inc.id,
-                "root_cause_changed",
-                f"root cause is now {root.kind.value} on {root.target}",
-                {"kind": root.kind.value, "target": new_target},
-                change=ChangeKind.UPDATED,
-            )
-        row.root_kind, row.root_target = root.kind.value, new_target
-        row.title = title(root, assessment, seen(members))
-        row.impact = impact_to_dict(
-            assessment.impact,
-            shares=dict(assessment.shares),
-            stopped_jobs=list(assessment.stopped_jobs),
-            priority_reason=assessment.reason,
-        )
-        row.first_onset_at = min(m.onset for m in members)
-        row.last_alert_at = inc.last_alert_at
-        row.updated_at = now
-        is_new = self._is_new(batch, inc.id)
-        if row.priority != assessment.priority.value or is_new:
-            old = row.priority
-            row.priority = assessment.priority.value
-            inc.priority = assessment.priority
-            self._event(
-                batch,
-                inc.id,
-                "priority",
-                f"priority {assessment.priority.value}: {assessment.reason}",
-                {
-                    "from": None if is_new else old,
-                    "to": assessment.priority.value,
-                    "reason": assessment.reason,
-                },
-                change=None if is_new else ChangeKind.PRIORITY_CHANGED,
-            )
-        row.quiet_since = None
-        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
-            batch.changes.append((inc.id, ChangeKind.UPDATED, self._last_event(batch, inc.id)))
-
-    def _start_quiet(self, batch: _Batch, inc: _Open, row: IncidentRow) -> None:
-        row.updated_at = batch.now
-        if row.quiet_since is None:
-            row.quiet_since = batch.now
-            self._event(batch, inc.id, "quiet", "all alerts resolved; waiting for the quiet period", {})
-        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
-            batch.changes.append((inc.id, ChangeKind.UPDATED, self._last_event(batch, inc.id)))
-
-    def _is_new(self, batch: _Batch, incident_id: str) -> bool:
-        return any(c[0] == incident_id and c[1] is ChangeKind.OPENED for c in batch.changes)
-
-    def _last_event(self, batch: _Batch, incident_id: str) -> TimelineRow:
-        if incident_id in batch.last_event:
-            return batch.last_event[incident_id]
-        event = batch.session.scalars(
-            select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq.desc())
-        ).first()
-        assert event is not None
-        return event
-
-    def _merge_into(self, batch: _Batch, inc: _Open) -> bool:
-        """Fold other open incidents that the (new) root of ``inc`` explains into it."""
-        merged = False
-        for other in list(self._open.values()):
-            if other.id == inc.id or not other.members:
-                continue
-            inside = bool(other.root_path) and contains(inc.root_path, other.root_path)
-            symptom_only = not other.root_path and not other.workloads.isdisjoint(inc.workloads)
-            if not (inside or symptom_only):
-                continue
-            for fp, member in other.members.items():
-                inc.members[fp] = member
-                alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
-                if alert is not None:
-                    alert.incident_id = inc.id
-            other_row = batch.session.get(IncidentRow, other.id)
-            assert other_row is not None
-            other_row.merged_into = inc.id
-            other_row.state = IncidentState.RESOLVED.value
-            other_row.resolved_at = batch.now
-            self._event(
-                batch,
-                other.id,
-                "merged",
-                f"merged into {inc.id}",
-                {"into": inc.id},
-                change=ChangeKind.RESOLVED,
-            )
-            self._event(
-                batch,
-                inc.id,
-                "merged",
-                f"absorbed {other.id} ({len(other.members)} alerts)",
-                {"from": other.id},
-            )
-            inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
-            del self._open[other.id]
-            merged = True
-        return merged
-
-    def _event(
-        self,
-        batch: _Batch,
-        incident_id: str,
-        kind: str,
-        message: str,
-        data: dict[str, object],
-        *,
-        change: ChangeKind | None = None,
-    ) -> TimelineRow:
-        event = TimelineRow(incident_id=incident_id, at=batch.now, kind=kind, message=message, data=data)
-        batch.session.add(event)
-        batch.last_event[incident_id] = event
-        if change is not None:
-            batch.changes.append((incident_id, change, event))
-        return event
 
     # --- time-driven work -----------------------------------------------------------------------
 
@@ -751,7 +525,7 @@ class IncidentEngine:
                 self.ingest(expired)
             due = []
             with self._sessions() as session, session.begin():
-                batch = _Batch(session, now)
+                batch = Batch(session, now)
                 for inc in list(self._open.values()):
                     row = session.get(IncidentRow, inc.id)
                     if row is None or row.quiet_since is None or now - row.quiet_since < self._quiet:
@@ -761,8 +535,7 @@ class IncidentEngine:
                     row.state = IncidentState.RESOLVED.value
                     row.resolved_at = now
                     row.updated_at = now
-                    self._event(
-                        batch,
+                    batch.event(
                         inc.id,
                         "resolved",
                         "resolved: all alerts quiet for the quiet period",
@@ -775,183 +548,6 @@ class IncidentEngine:
                 self.counters["incidents_resolved"] += 1
             self._notify(batch.changes)
             self._announce_due(now)
-
-    # --- people ---------------------------------------------------------------------------------
-
-    def _transition(
-        self,
-        incident_id: str,
-        by: str,
-        kind: str,
-        message: str,
-        *,
-        change: ChangeKind,
-        state: IncidentState | None,
-        data: dict[str, object] | None = None,
-    ) -> Incident:
-        with self._lock:
-            now = self.clock.now()
-            with self._sessions() as session, session.begin():
-                row = session.get(IncidentRow, incident_id)
-                if row is None:
-                    raise IncidentNotFound(incident_id)
-                if row.state == IncidentState.RESOLVED.value and state is not None:
-                    raise InputError(f"incident {incident_id} is resolved", field="state")
-                batch = _Batch(session, now)
-                if state is not None:
-                    row.state = state.value
-                    if incident_id in self._open:
-                        self._open[incident_id].state = state
-                if state is IncidentState.ACKNOWLEDGED:
-                    row.acknowledged_at, row.acknowledged_by = now, by
-                row.updated_at = now
-                self._event(batch, incident_id, kind, message, {"by": by, **(data or {})}, change=change)
-            self._notify(batch.changes)
-            return self.store.get(incident_id)
-
-    def acknowledge(self, incident_id: str, by: str) -> Incident:
-        """Mark the incident acknowledged (idempotent once acknowledged or later)."""
-        current = self.store.get(incident_id)
-        if current.state is not IncidentState.TRIGGERED:
-            return current
-        return self._transition(
-            incident_id,
-            by,
-            "acknowledged",
-            f"acknowledged by {by}",
-            change=ChangeKind.ACKNOWLEDGED,
-            state=IncidentState.ACKNOWLEDGED,
-        )
-
-    def approve_remediation(self, incident_id: str, by: str) -> Incident:
-        """Record a person's approval; the incident moves to mitigating."""
-        return self._transition(
-            incident_id,
-            by,
-            "remediation_approved",
-            f"remediation approved by {by}",
-            change=ChangeKind.MITIGATING,
-            state=IncidentState.MITIGATING,
-        )
-
-    def mark_mitigating(self, incident_id: str, by: str, action: str) -> Incident:
-        """An automatic or manual action is running against the incident."""
-        return self._transition(
-            incident_id,
-            by,
-            "mitigating",
-            f"mitigating: {action}",
-            change=ChangeKind.MITIGATING,
-            state=IncidentState.MITIGATING,
-            data={"action": action},
-        )
-
-    def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
-        """Mute the incident's alerts (present and future changes) for a while."""
-        if duration_seconds <= 0:
-            raise InputError("must be positive", field="duration_seconds")
-        self.store.get(incident_id)
-        now = self.clock.now()
-        self.add_silence(
-            [],
-            now,
-            now + timedelta(seconds=duration_seconds),
-            by,
-            comment=f"silence of {incident_id}",
-            incident_id=incident_id,
-        )
-        return self._transition(
-            incident_id,
-            by,
-            "silenced",
-            f"silenced for {duration_seconds:g}s by {by}",
-            change=ChangeKind.UPDATED,
-            state=None,
-            data={"seconds": duration_seconds},
-        )
-
-    def add_silence(
-        self,
-        matchers: Sequence[Matcher],
-        starts_at: datetime,
-        ends_at: datetime,
-        created_by: str,
-        *,
-        comment: str = "",
-        kind: SilenceKind = SilenceKind.SILENCE,
-        incident_id: str | None = None,
-    ) -> str:
-        """Store a silence or maintenance window; returns its id."""
-        if ends_at <= starts_at:
-            raise InputError("must be after startsAt", field="endsAt")
-        if not matchers and incident_id is None:
-            raise InputError("at least one matcher is required", field="matchers")
-        silence = Silence(
-            f"sil-{uuid.uuid4().hex[:12]}",
-            tuple(matchers),
-            starts_at,
-            ends_at,
-            created_by,
-            comment,
-            kind,
-            incident_id,
-        )
-        with self._lock:
-            with self._sessions() as session, session.begin():
-                session.add(
-                    SilenceRow(
-                        id=silence.id,
-                        kind=kind.value,
-                        matchers=[m.to_dict() for m in matchers],
-                        starts_at=starts_at,
-                        ends_at=ends_at,
-                        created_by=created_by,
-                        comment=comment,
-                        incident_id=incident_id,
-                    )
-                )
-            self._silences.append(silence)
-        return silence.id
-
-    def silences(self) -> list[Silence]:
-        """Silences and maintenance windows that are not yet expired."""
-        now = self.clock.now()
-        with self._lock:
-            return [s for s in self._silences if s.state(now) != "expired"]
-
-    def open_incident_ids(self) -> Iterable[str]:
-        """Ids of incidents that are not resolved."""
-        with self._lock:
-            return list(self._open)
-
-    def open_priorities(self) -> list[Priority]:
-        """Priority of each open incident (for metrics)."""
-        with self._lock:
-            return [inc.priority for inc in self._open.values()]
-
-    def record_action(self, incident_id: str, action: str, outcome: str, message: str, by: str) -> Incident:
-        """Put a remediation action and its outcome on the incident's timeline and action list."""
-        with self._lock, self._sessions() as session, session.begin():
-            row = session.get(IncidentRow, incident_id)
-            if row is None:
-                raise IncidentNotFound(incident_id)
-            row.actions = [*row.actions, {"action": action, "outcome": outcome, "message": message, "by": by}]
-            self._event(
-                _Batch(session, self.clock.now()),
-                incident_id,
-                "action",
-                f"{action}: {outcome} {message}".strip(),
-                {"action": action, "outcome": outcome, "by": by},
-            )
-        return self.store.get(incident_id)
-
-    def postmortem(self, incident_id: str) -> str:
-        """A Markdown postmortem draft of one incident."""
-        incident = self.store.get(incident_id)
-        alerts = self.store.alerts_of(incident_id)
-        onset = min((a.starts_at for a in alerts), default=incident.opened_at)
-        names = [a.labels.get("alertname", "") for a in alerts]
-        return render_postmortem(incident, min(onset, incident.opened_at), names)
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

@@ -1,0 +1,107 @@
+"""What the incident engine holds while it works: open incidents in memory, and one transaction's effects.
+
+``OpenIncident`` is the in-memory view of an incident that is not resolved (what correlation asks about for
+every new alert); ``Batch`` gathers one transaction's timeline events and changes, which listeners hear of
+only after the commit; ``Ticket`` is one ingest call waiting for the group commit.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.correlation import Candidate, Member
+from alerting.inventory import GpuKey
+from alerting.pending import PendingAlert, StoredAlert
+from alerting.store_models import TimelineRow
+from alerting.subscriptions import ChangeKind
+from alerting.topology import Path
+from gpuwarden.model import Alert, IncidentState, Priority, WorkloadRef
+
+
+@dataclass
+class OpenIncident:
+    """An open incident as the engine keeps it in memory."""
+
+    id: str
+    root_path: Path
+    priority: Priority
+    state: IncidentState
+    last_alert_at: datetime
+    members: dict[str, Member] = field(default_factory=dict)
+    workloads: frozenset[WorkloadRef] = frozenset()
+    placed: frozenset[GpuKey] = frozenset()  # GPUs of ``workloads`` per the inventory; set with them
+
+    def candidate(self) -> Candidate:
+        """A live view of the members, not a copy: ingest asks every open incident for each new alert."""
+        return Candidate(
+            self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at, self.placed
+        )
+
+
+@dataclass
+class IngestResult:
+    """What one ingest call did."""
+
+    accepted: int = 0
+    opened: list[str] = field(default_factory=list)
+    muted: int = 0
+
+
+@dataclass
+class Ticket:
+    """One ingest call waiting for the group commit."""
+
+    alerts: list[Alert]
+    result: IngestResult = field(default_factory=IngestResult)
+    done: bool = False
+    error: Exception | None = None
+    at: datetime | None = None  # when the batch was accepted (journal replay); None: now
+
+
+@dataclass
+class Batch:
+    """Pending effects of one transaction."""
+
+    session: Session
+    now: datetime
+    touched: set[str] = field(default_factory=set)
+    changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
+    last_event: dict[str, TimelineRow] = field(default_factory=dict)
+    added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
+    rows: dict[str, StoredAlert] = field(default_factory=dict)
+    new: list[PendingAlert] = field(default_factory=list)
+
+    def event(
+        self,
+        incident_id: str,
+        kind: str,
+        message: str,
+        data: dict[str, object],
+        *,
+        change: ChangeKind | None = None,
+    ) -> TimelineRow:
+        """Add a timeline event; with ``change``, listeners hear of it after the commit."""
+        event = TimelineRow(incident_id=incident_id, at=self.now, kind=kind, message=message, data=data)
+        self.session.add(event)
+        self.last_event[incident_id] = event
+        if change is not None:
+            self.changes.append((incident_id, change, event))
+        return event
+
+    def is_new(self, incident_id: str) -> bool:
+        """Whether the incident was opened in this transaction."""
+        return any(c[0] == incident_id and c[1] is ChangeKind.OPENED for c in self.changes)
+
+    def latest_event(self, incident_id: str) -> TimelineRow:
+        """The incident's newest timeline event, this transaction's or the store's."""
+        if incident_id in self.last_event:
+            return self.last_event[incident_id]
+        event = self.session.scalars(
+            select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq.desc())
+        ).first()
+        assert event is not None
+        return event

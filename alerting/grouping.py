@@ -1,0 +1,163 @@
+"""Grouping: after a transaction's alerts joined incidents, recompute each touched incident's root cause,
+impact, priority and title, and fold into it the open incidents its (new) root explains.
+
+``IncidentGrouping`` is the part of ``IncidentEngine`` that does it, over the engine's in-memory open
+incidents and the transaction's ``Batch``.
+"""
+
+from __future__ import annotations
+
+from alerting.batch import Batch, OpenIncident
+from alerting.correlation import placement, root_cause
+from alerting.impact import Assessment, assess, seen, title
+from alerting.inventory import Inventory
+from alerting.store import impact_to_dict
+from alerting.store_models import AlertRow, IncidentRow
+from alerting.subscriptions import ChangeKind
+from alerting.topology import contains, target_to_dict
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import IncidentState, WorkloadRef
+
+
+class IncidentGrouping:
+    """Root cause, impact, priority and merges of open incidents; mixed into ``IncidentEngine``."""
+
+    config: AlertingConfig
+    inventory: Inventory | None
+    _open: dict[str, OpenIncident]
+
+    def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
+        if workloads != inc.workloads:
+            inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
+
+    def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
+        found: set[WorkloadRef] = set()
+        for m in inc.members.values():
+            found |= m.location.workloads
+        if assessment is not None:
+            found |= set(assessment.impact.workloads)
+        return frozenset(found)
+
+    def _finish(self, batch: Batch) -> None:
+        """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
+        verbs = {"alert_added": "joined", "alert_firing": "firing again", "alert_resolved": "resolved"}
+        for key, added in batch.added.items():
+            # One timeline event per incident, kind and transaction; it lists every alert concerned.
+            incident_id, kind = key.split("\0")
+            fps = [fp for fp, _, _ in added]
+            first = added[0][1]
+            single = f"alert {first} {'resolved' if kind == 'alert_resolved' else 'firing'}"
+            message = single if len(added) == 1 else f"{len(added)} alerts {verbs[kind]} (first: {first})"
+            data: dict[str, object] = {"fingerprints": fps, "kinds": sorted({k for _, _, k in added})}
+            if len(added) == 1:
+                data["fingerprint"] = fps[0]
+            batch.event(incident_id, kind, message, data)
+        pending = list(batch.touched)
+        while pending:
+            incident_id = pending.pop()
+            inc = self._open.get(incident_id)
+            if inc is None:
+                continue
+            self._recompute(batch, inc)
+            if self._merge_into(batch, inc):
+                pending.append(inc.id)
+
+    def _recompute(self, batch: Batch, inc: OpenIncident) -> None:
+        session, now = batch.session, batch.now
+        row = session.get(IncidentRow, inc.id)
+        assert row is not None
+        members = list(inc.members.values())
+        if not members:
+            return
+        if row.title and not any(m.firing or m.flapping for m in members):
+            # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
+            self._start_quiet(batch, inc, row)
+            return
+        inc.root_path, root = root_cause(members, self.inventory)
+        assessment = assess(inc.root_path, root, members, self.inventory, self.config.assume_spare_capacity)
+        self._set_workloads(inc, self._workloads_of(inc, assessment))
+        new_target = target_to_dict(root.target)
+        if (row.root_kind, row.root_target) != (root.kind.value, new_target) and row.title:
+            batch.event(
+                inc.id,
+                "root_cause_changed",
+                f"root cause is now {root.kind.value} on {root.target}",
+                {"kind": root.kind.value, "target": new_target},
+                change=ChangeKind.UPDATED,
+            )
+        row.root_kind, row.root_target = root.kind.value, new_target
+        row.title = title(root, assessment, seen(members))
+        row.impact = impact_to_dict(
+            assessment.impact,
+            shares=dict(assessment.shares),
+            stopped_jobs=list(assessment.stopped_jobs),
+            priority_reason=assessment.reason,
+        )
+        row.first_onset_at = min(m.onset for m in members)
+        row.last_alert_at = inc.last_alert_at
+        row.updated_at = now
+        is_new = batch.is_new(inc.id)
+        if row.priority != assessment.priority.value or is_new:
+            old = row.priority
+            row.priority = assessment.priority.value
+            inc.priority = assessment.priority
+            batch.event(
+                inc.id,
+                "priority",
+                f"priority {assessment.priority.value}: {assessment.reason}",
+                {
+                    "from": None if is_new else old,
+                    "to": assessment.priority.value,
+                    "reason": assessment.reason,
+                },
+                change=None if is_new else ChangeKind.PRIORITY_CHANGED,
+            )
+        row.quiet_since = None
+        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+            batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
+
+    def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
+        row.updated_at = batch.now
+        if row.quiet_since is None:
+            row.quiet_since = batch.now
+            batch.event(inc.id, "quiet", "all alerts resolved; waiting for the quiet period", {})
+        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+            batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
+
+    def _merge_into(self, batch: Batch, inc: OpenIncident) -> bool:
+        """Fold other open incidents that the (new) root of ``inc`` explains into it."""
+        merged = False
+        for other in list(self._open.values()):
+            if other.id == inc.id or not other.members:
+                continue
+            inside = bool(other.root_path) and contains(inc.root_path, other.root_path)
+            symptom_only = not other.root_path and not other.workloads.isdisjoint(inc.workloads)
+            if not (inside or symptom_only):
+                continue
+            for fp, member in other.members.items():
+                inc.members[fp] = member
+                alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
+                if alert is not None:
+                    alert.incident_id = inc.id
+            other_row = batch.session.get(IncidentRow, other.id)
+            assert other_row is not None
+            other_row.merged_into = inc.id
+            other_row.state = IncidentState.RESOLVED.value
+            other_row.resolved_at = batch.now
+            batch.event(
+                other.id,
+                "merged",
+                f"merged into {inc.id}",
+                {"into": inc.id},
+                change=ChangeKind.RESOLVED,
+            )
+            batch.event(
+                inc.id,
+                "merged",
+                f"absorbed {other.id} ({len(other.members)} alerts)",
+                {"from": other.id},
+            )
+            inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
+            del self._open[other.id]
+            merged = True
+        return merged

@@ -1,0 +1,214 @@
+"""What people do with an incident: acknowledge, approve remediation, mark mitigating, silence, record an
+action, draft the postmortem; and the silences and maintenance windows they add.
+
+``IncidentLifecycle`` is the part of ``IncidentEngine`` that serves Slack buttons, the API and the runbook
+executor. Each change runs under the engine's lock in one transaction; listeners hear of it after the commit.
+"""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.batch import Batch, OpenIncident
+from alerting.matchers import Matcher
+from alerting.postmortem import render_postmortem
+from alerting.silences import Silence, SilenceKind
+from alerting.store import IncidentNotFound, IncidentStore
+from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
+from alerting.subscriptions import ChangeKind
+from gpuwarden.clock import Clock
+from gpuwarden.errors import InputError
+from gpuwarden.model import Incident, IncidentState, Priority
+
+
+class IncidentLifecycle:
+    """Operator actions on incidents; mixed into ``IncidentEngine``, whose state it uses."""
+
+    clock: Clock
+    store: IncidentStore
+    _lock: threading.RLock
+    _sessions: sessionmaker[Session]
+    _open: dict[str, OpenIncident]
+    _silences: list[Silence]
+
+    def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+        raise NotImplementedError  # the engine's: tell listeners after the commit
+
+    def _transition(
+        self,
+        incident_id: str,
+        by: str,
+        kind: str,
+        message: str,
+        *,
+        change: ChangeKind,
+        state: IncidentState | None,
+        data: dict[str, object] | None = None,
+    ) -> Incident:
+        with self._lock:
+            now = self.clock.now()
+            with self._sessions() as session, session.begin():
+                row = session.get(IncidentRow, incident_id)
+                if row is None:
+                    raise IncidentNotFound(incident_id)
+                if row.state == IncidentState.RESOLVED.value and state is not None:
+                    raise InputError(f"incident {incident_id} is resolved", field="state")
+                batch = Batch(session, now)
+                if state is not None:
+                    row.state = state.value
+                    if incident_id in self._open:
+                        self._open[incident_id].state = state
+                if state is IncidentState.ACKNOWLEDGED:
+                    row.acknowledged_at, row.acknowledged_by = now, by
+                row.updated_at = now
+                batch.event(incident_id, kind, message, {"by": by, **(data or {})}, change=change)
+            self._notify(batch.changes)
+            return self.store.get(incident_id)
+
+    def acknowledge(self, incident_id: str, by: str) -> Incident:
+        """Mark the incident acknowledged (idempotent once acknowledged or later)."""
+        current = self.store.get(incident_id)
+        if current.state is not IncidentState.TRIGGERED:
+            return current
+        return self._transition(
+            incident_id,
+            by,
+            "acknowledged",
+            f"acknowledged by {by}",
+            change=ChangeKind.ACKNOWLEDGED,
+            state=IncidentState.ACKNOWLEDGED,
+        )
+
+    def approve_remediation(self, incident_id: str, by: str) -> Incident:
+        """Record a person's approval; the incident moves to mitigating."""
+        return self._transition(
+            incident_id,
+            by,
+            "remediation_approved",
+            f"remediation approved by {by}",
+            change=ChangeKind.MITIGATING,
+            state=IncidentState.MITIGATING,
+        )
+
+    def mark_mitigating(self, incident_id: str, by: str, action: str) -> Incident:
+        """An automatic or manual action is running against the incident."""
+        return self._transition(
+            incident_id,
+            by,
+            "mitigating",
+            f"mitigating: {action}",
+            change=ChangeKind.MITIGATING,
+            state=IncidentState.MITIGATING,
+            data={"action": action},
+        )
+
+    def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
+        """Mute the incident's alerts (present and future changes) for a while."""
+        if duration_seconds <= 0:
+            raise InputError("must be positive", field="duration_seconds")
+        self.store.get(incident_id)
+        now = self.clock.now()
+        self.add_silence(
+            [],
+            now,
+            now + timedelta(seconds=duration_seconds),
+            by,
+            comment=f"silence of {incident_id}",
+            incident_id=incident_id,
+        )
+        return self._transition(
+            incident_id,
+            by,
+            "silenced",
+            f"silenced for {duration_seconds:g}s by {by}",
+            change=ChangeKind.UPDATED,
+            state=None,
+            data={"seconds": duration_seconds},
+        )
+
+    def add_silence(
+        self,
+        matchers: Sequence[Matcher],
+        starts_at: datetime,
+        ends_at: datetime,
+        created_by: str,
+        *,
+        comment: str = "",
+        kind: SilenceKind = SilenceKind.SILENCE,
+        incident_id: str | None = None,
+    ) -> str:
+        """Store a silence or maintenance window; returns its id."""
+        if ends_at <= starts_at:
+            raise InputError("must be after startsAt", field="endsAt")
+        if not matchers and incident_id is None:
+            raise InputError("at least one matcher is required", field="matchers")
+        silence = Silence(
+            f"sil-{uuid.uuid4().hex[:12]}",
+            tuple(matchers),
+            starts_at,
+            ends_at,
+            created_by,
+            comment,
+            kind,
+            incident_id,
+        )
+        with self._lock:
+            with self._sessions() as session, session.begin():
+                session.add(
+                    SilenceRow(
+                        id=silence.id,
+                        kind=kind.value,
+                        matchers=[m.to_dict() for m in matchers],
+                        starts_at=starts_at,
+                        ends_at=ends_at,
+                        created_by=created_by,
+                        comment=comment,
+                        incident_id=incident_id,
+                    )
+                )
+            self._silences.append(silence)
+        return silence.id
+
+    def silences(self) -> list[Silence]:
+        """Silences and maintenance windows that are not yet expired."""
+        now = self.clock.now()
+        with self._lock:
+            return [s for s in self._silences if s.state(now) != "expired"]
+
+    def open_incident_ids(self) -> Iterable[str]:
+        """Ids of incidents that are not resolved."""
+        with self._lock:
+            return list(self._open)
+
+    def open_priorities(self) -> list[Priority]:
+        """Priority of each open incident (for metrics)."""
+        with self._lock:
+            return [inc.priority for inc in self._open.values()]
+
+    def record_action(self, incident_id: str, action: str, outcome: str, message: str, by: str) -> Incident:
+        """Put a remediation action and its outcome on the incident's timeline and action list."""
+        with self._lock, self._sessions() as session, session.begin():
+            row = session.get(IncidentRow, incident_id)
+            if row is None:
+                raise IncidentNotFound(incident_id)
+            row.actions = [*row.actions, {"action": action, "outcome": outcome, "message": message, "by": by}]
+            Batch(session, self.clock.now()).event(
+                incident_id,
+                "action",
+                f"{action}: {outcome} {message}".strip(),
+                {"action": action, "outcome": outcome, "by": by},
+            )
+        return self.store.get(incident_id)
+
+    def postmortem(self, incident_id: str) -> str:
+        """A Markdown postmortem draft of one incident."""
+        incident = self.store.get(incident_id)
+        alerts = self.store.alerts_of(incident_id)
+        onset = min((a.starts_at for a in alerts), default=incident.opened_at)
+        names = [a.labels.get("alertname", "") for a in alerts]
+        return render_postmortem(incident, min(onset, incident.opened_at), names)
