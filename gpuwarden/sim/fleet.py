@@ -35,6 +35,7 @@ RECOVERY_NODE_REBOOT = 2
 # Kinds a GPU reset does not repair: the cooling fault and the node's power brake are outside the GPU.
 _RESET_KEEPS = frozenset({"thermal_runaway", "power_brake", "node_down"})
 _RMA_XID = 64  # row-remap failure: only a replacement (clear_fault) fixes it
+_UNREADABLE = GpuEffects()  # what acts on a GPU that runs nothing: no fault, no work
 
 Key = tuple[str, int]
 
@@ -170,10 +171,12 @@ class Fleet:
             if not node.up:
                 for gpu in node.gpus:
                     gpu.pids = []
+                    self._cool(gpu, dt)
                 continue
             for gpu in node.gpus:
                 key = (gpu.node, gpu.index)
                 if gpu.lost:
+                    self._cool(gpu, dt)
                     continue
                 fx = self._effects[key]
                 rng = self._rng[key]
@@ -193,6 +196,11 @@ class Fleet:
         if jobs:
             for job in self._jobs:
                 job.update(now, dt, self._speed_of)
+
+    def _cool(self, gpu: SimGpu, dt: float) -> None:
+        """A GPU nobody can read (off the bus, node down) runs nothing: it cools as an idle one does, so it
+        comes back at an idle GPU's temperature, not at the one it had when it was lost."""
+        step_gpu(gpu, _UNREADABLE, Demand(), dt, self._rng[(gpu.node, gpu.index)])
 
     # --- faults ----------------------------------------------------------------------------------
 

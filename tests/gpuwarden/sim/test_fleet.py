@@ -330,3 +330,18 @@ def test_reset_restarts_the_energy_counter_like_nvml(fleet: Fleet, nvml: SimNvml
     assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) < before
     clock.advance(10)
     assert nvml.nvmlDeviceGetTotalEnergyConsumption(handle) > 0
+
+
+def test_a_gpu_off_the_bus_cools_like_an_idle_one_and_comes_back_at_idle_temperature(
+    fleet: Fleet, nvml: SimNvml, clock: FakeClock
+) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)  # a training rank: hot while its job runs
+    clock.advance(60)
+    hot = nvml.nvmlDeviceGetTemperature(handle, 0)
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": "node-01", "gpu": 0}))
+    clock.advance(600)  # its job is stalled: every other rank idles and cools meanwhile
+    fleet.reset_gpu("node-01", 0)
+    back = nvml.nvmlDeviceGetTemperature(nvml.nvmlDeviceGetHandleByIndex(0), 0)
+    peer = nvml.nvmlDeviceGetTemperature(nvml.nvmlDeviceGetHandleByIndex(1), 0)
+    assert back < hot - 10
+    assert abs(back - peer) <= 3
