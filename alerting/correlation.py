@@ -76,17 +76,25 @@ def placement(workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> 
     return frozenset().union(*(inventory.placement(w) for w in workloads))
 
 
-def _hosts_workload(path: Path, placed: frozenset[GpuKey], inventory: Inventory | None) -> bool:
-    if inventory is None or not path or not placed:
-        return False
+def _gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
+    """The GPUs of a cluster or rack path, or of the node of a node or GPU path."""
     if len(path) <= RACK_DEPTH:
-        gpus = {
+        return frozenset(
             (n.name, i)
             for n in inventory.nodes_in(path[0], path[1] if len(path) == RACK_DEPTH else None)
             for i in range(n.gpu_count)
-        }
-    else:
-        gpus = gpu_keys(path[:3], inventory) | gpu_keys(path, inventory)
+        )
+    return frozenset(gpu_keys(path[:3], inventory) | gpu_keys(path, inventory))
+
+
+def _hosts_workload(
+    path: Path, placed: frozenset[GpuKey], inventory: Inventory | None, under: dict[Path, frozenset[GpuKey]]
+) -> bool:
+    if inventory is None or not path or not placed:
+        return False
+    gpus = under.get(path)
+    if gpus is None:
+        gpus = under[path] = _gpus_under(path, inventory)
     return not placed.isdisjoint(gpus)
 
 
@@ -130,8 +138,16 @@ def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
     return new.kind not in SYMPTOM_KINDS or new.location.workloads.isdisjoint(workloads)
 
 
-def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) -> int | None:
-    """How well ``candidate`` explains ``new``: lower is better, None when it does not."""
+def join_rank(
+    candidate: Candidate,
+    new: Member,
+    inventory: Inventory | None,
+    under: dict[Path, frozenset[GpuKey]] | None = None,
+) -> int | None:
+    """How well ``candidate`` explains ``new``: lower is better, None when it does not.
+
+    ``under`` keeps the GPUs under ``new``'s path between calls for the same alert (``best_candidate``).
+    """
     path = new.location.path
     root = candidate.root_path
     if path and root and path[0] != root[0]:
@@ -153,7 +169,7 @@ def join_rank(candidate: Candidate, new: Member, inventory: Inventory | None) ->
         return 1
     if new.is_infra and not root:
         placed = placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
-        return 2 if _hosts_workload(path, placed, inventory) else None
+        return 2 if _hosts_workload(path, placed, inventory, {} if under is None else under) else None
     if new.is_infra and path and root and len(common_ancestor([root, path])) > RACK_DEPTH:
         # Faults on several GPUs of one node within the window: the node is the lowest common component.
         return 3
@@ -174,8 +190,9 @@ def best_candidate(
 ) -> Candidate | None:
     """The incident that best explains a new alert, or None to open a new one."""
     ranked = []
+    under: dict[Path, frozenset[GpuKey]] = {}
     for c in candidates:
-        rank = join_rank(c, new, inventory)
+        rank = join_rank(c, new, inventory, under)
         if rank is not None:
             ranked.append((rank, -len(c.root_path), -c.last_alert_at.timestamp(), c.id, c))
     return min(ranked, key=lambda r: r[:4])[4] if ranked else None
