@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import os
@@ -146,6 +147,12 @@ def serve(
         background=background,
         applier=applier,
     )
+    # The engine holds every open incident and the status of every stored alert; the applier allocates a
+    # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
+    # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
+    # is long-lived: frozen out of collections; young passes every 10,000 allocations.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
     uvicorn.run(
         app,
