@@ -244,7 +244,10 @@ class AnomalyService:
                 pending[key] = self._pending.get(key, 0) + 1
                 if f.immediate or pending[key] >= self.cfg.pending_ticks:
                     pending.pop(key)
-                    self.firing[key] = _Firing(alert, f.resolve_after or self.cfg.thresholds.resolve_after)
+                    hold = (
+                        self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
+                    )
+                    self.firing[key] = _Firing(alert, f.resolve_after or hold)
                     result.raised.append(alert)
         self._pending = pending
         for key in list(self.firing):

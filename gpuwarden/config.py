@@ -166,6 +166,15 @@ class AnomalyConfig(Section):
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
     pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
+    immediate_resolve_after: int = Field(
+        4,
+        ge=1,
+        description=(
+            "quiet ticks before an alert of a deterministic signature (GPU lost, XID, ECC, clock slowdown,"
+            " NVLink) resolves: the condition it tests is exact, and a GPU that fails again minutes after"
+            " its repair must raise again (thresholds.resolve_after keeps learned detectors' alerts longer)"
+        ),
+    )
     infer_every_seconds: float = Field(30.0, gt=0)
     fit_every_seconds: float = Field(3600.0, gt=0)
     max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")

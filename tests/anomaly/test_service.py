@@ -245,3 +245,26 @@ def test_a_gpu_drifting_in_and_out_of_its_peers_band_is_one_fleet_alert_that_sta
         raised += tick(clock, service).raised
     assert [a.labels["gpu"] for a in raised] == ["5"]
     assert any(a.labels.get("gpu") == "5" for a in (s.alert for s in service.firing.values()))
+
+
+def test_a_gpu_lost_again_minutes_after_its_repair_raises_again():
+    # Deterministic signatures resolve after a few quiet ticks (learned detectors' alerts stay 12 minutes):
+    # a second loss six minutes after the reset must page again, not hide in the first alert.
+    rng = np.random.default_rng(2)
+    clock, col, service = setup()
+
+    def minute() -> list:
+        col.set(TEMP, temps(rng))
+        return tick(clock, service).raised + tick(clock, service).raised  # a minute
+
+    up = [(g, 1.0) for g in GPUS]
+    down = [(g, 0.0 if g["gpu"] == "5" else 1.0) for g in GPUS]
+    col.set("gpuwarden_gpu_up", up)
+    for _ in range(30):
+        minute()
+    raised: list = []
+    for phase, minutes in ((down, 10), (up, 6), (down, 10)):
+        col.set("gpuwarden_gpu_up", phase)
+        for _ in range(minutes):
+            raised += [a for a in minute() if a.labels.get("alertname") == "GpuLost"]
+    assert [a.labels["gpu"] for a in raised] == ["5", "5"]
