@@ -34,6 +34,7 @@ from alerting.pending import (
     insert_pending,
     update_repeats,
 )
+from alerting.retention import StoreRetention
 from alerting.silences import Silence, SilenceKind, muting_silence
 from alerting.store import IncidentStore, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -46,7 +47,7 @@ from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priorit
 logger = logging.getLogger(__name__)
 
 
-class IncidentEngine(IncidentGrouping, IncidentLifecycle):
+class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
     """Turns alerts into incidents; implements ``IncidentActions`` for Slack and the API."""
 
     def __init__(
@@ -106,6 +107,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
             "incidents_opened": 0,
             "incidents_resolved": 0,
             "listener_errors": 0,
+            "incidents_pruned": 0,
+            "alerts_pruned": 0,
         }
         self._reload()
 
@@ -398,8 +401,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
         if row.muted_by is not None:
             res.muted += 1
             return
-        if row.incident_id is not None:
-            self._reopen(batch, row)
+        if row.incident_id is not None and self._reopen(batch, row):
             return
         member = self._member(row)
         horizon = now - self._window
@@ -464,11 +466,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
         self.counters["incidents_opened"] += 1
         return inc
 
-    def _reopen(self, batch: Batch, row: StoredAlert) -> None:
+    def _reopen(self, batch: Batch, row: StoredAlert) -> bool:
+        """Bring the alert's incident back (False when the incident is no longer stored)."""
         assert row.incident_id is not None
         inc_row = batch.session.get(IncidentRow, row.incident_id)
         if inc_row is None:
-            return
+            row.incident_id = None
+            return False
         target = inc_row
         while target.merged_into is not None:
             nxt = batch.session.get(IncidentRow, target.merged_into)
@@ -480,7 +484,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
             inc = self._open[target.id]
             inc.members[row.fingerprint] = self._member(row)
             batch.touched.add(inc.id)
-            return
+            return True
         target.state = IncidentState.TRIGGERED.value
         target.resolved_at = None
         target.quiet_since = None
@@ -498,6 +502,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
             change=ChangeKind.REOPENED,
         )
         batch.touched.add(target.id)
+        return True
 
     # --- time-driven work -----------------------------------------------------------------------
 
@@ -548,6 +553,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle):
                 self.counters["incidents_resolved"] += 1
             self._notify(batch.changes)
             self._announce_due(now)
+        self._prune_if_due(now)
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

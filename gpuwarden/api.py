@@ -143,6 +143,8 @@ class ApiMetrics(Collector):
             ("incidents_opened", "Incidents opened."),
             ("incidents_resolved", "Incidents resolved automatically."),
             ("listener_errors", "Incident listeners that raised."),
+            ("incidents_pruned", "Resolved incidents deleted after the retention period."),
+            ("alerts_pruned", "Resolved alerts deleted after the retention period."),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
         gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])

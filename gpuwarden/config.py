@@ -292,6 +292,12 @@ class AlertingConfig(Section):
         None,
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
     )
+    retention_days: float = Field(
+        90.0,
+        ge=0,
+        description="resolved incidents, resolved alerts and ended silences older than this are deleted "
+        "(checked hourly); 0 keeps everything",
+    )
 
 
 class TracingConfig(Section):

@@ -6,19 +6,21 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import func, inspect, select
 
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
+from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import IncidentState, RackRef, label_fingerprint
+from gpuwarden.model import AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.integration.servers import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -75,6 +77,20 @@ def test_storm_on_postgres_is_one_rack_incident_and_survives_a_restart(postgres_
     assert incident.root_cause.target == RackRef("c1", "r07")
     assert incident.opened_at.tzinfo is not None
     assert restarted.acknowledge(rack.id, "pg-user").state is IncidentState.ACKNOWLEDGED
+
+    # Resolved, then forgotten after the retention period (90 days by default).
+    resolved = [replace(a, status=AlertStatus.RESOLVED) for a in storm]
+    for i in range(0, len(resolved), 100):
+        restarted.ingest(resolved[i : i + 100])
+    clock.advance(restarted.config.quiet_period_seconds + 1)
+    restarted.tick()
+    assert list(restarted.open_incident_ids()) == []
+    clock.advance(91 * 86_400)
+    with second.connect() as conn:  # with the incidents the storm merged away
+        stored = conn.execute(select(func.count()).select_from(IncidentRow)).scalar_one()
+    pruned = restarted.prune()
+    assert (pruned.incidents, len(pruned.alerts)) == (stored, len(storm))
+    assert (restarted.store.alert_count(), restarted.store.list_rows()) == (0, [])
     second.dispose()
 
 

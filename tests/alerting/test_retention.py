@@ -1,0 +1,192 @@
+"""Retention: resolved history past the retention period goes; open incidents and recent history stay."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine, func, select
+
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.matchers import parse_matcher
+from alerting.migrate import upgrade
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.outbox import PENDING, Outbox
+from alerting.store import IncidentNotFound
+from alerting.store_models import AlertRow, SilenceRow, TimelineRow
+from gpuwarden.api import ApiMetrics
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, IncidentState
+
+DAY = 86_400.0
+NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+
+
+@pytest.fixture
+def sql(tmp_path: Path) -> Engine:
+    eng = make_engine(str(tmp_path / "incidents.db"))
+    upgrade(eng)
+    return eng
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
+
+
+def _engine(sql: Engine, clock: FakeClock, **cfg: object) -> IncidentEngine:
+    cfg.setdefault("announce_delay_seconds", 0)
+    cfg.setdefault("quiet_period_seconds", 300)
+    return IncidentEngine(sql, clock, AlertingConfig(**cfg))  # type: ignore[arg-type]
+
+
+def _resolved_incident(engine: IncidentEngine, clock: FakeClock, labels: dict[str, str]) -> str:
+    """Fire, resolve, and let the quiet period pass: the id of a resolved incident."""
+    engine.ingest([Alert(labels)])
+    incident_id = engine.store.get(next(iter(engine.open_incident_ids()))).id
+    clock.advance(60)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(301)
+    engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    return incident_id
+
+
+def _rows(sql: Engine, table: type) -> int:
+    with sql.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(table)).scalar_one())
+
+
+def test_a_resolved_incident_past_retention_goes_with_its_alerts_and_timeline(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = _engine(sql, clock, retention_days=30)
+    old = _resolved_incident(engine, clock, NODE_DOWN)
+    clock.advance(30 * DAY + 1)
+    engine.tick()
+    with pytest.raises(IncidentNotFound):
+        engine.store.get(old)
+    assert engine.store.alert(Alert(NODE_DOWN).fingerprint) is None
+    assert (_rows(sql, AlertRow), _rows(sql, TimelineRow)) == (0, 0)
+    # The same alert firing again is a new incident, not the forgotten one reopened.
+    engine.ingest([Alert(NODE_DOWN)])
+    [new] = engine.open_incident_ids()
+    assert new != old
+    assert engine.store.get(new).timeline[0].kind == "opened"
+
+
+def test_history_younger_than_retention_stays_and_reopens(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=30)
+    old = _resolved_incident(engine, clock, NODE_DOWN)
+    clock.advance(29 * DAY)
+    engine.tick()
+    assert engine.store.get(old).state is IncidentState.RESOLVED
+    engine.ingest([Alert(NODE_DOWN)])
+    assert engine.store.get(old).state is IncidentState.TRIGGERED
+
+
+def test_an_open_incident_keeps_its_old_resolved_alerts(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=30)
+    xid = {"alertname": "GPUXid", "cluster": "c1", "Hostname": "x1", "gpu": "0", "xid": "79"}
+    engine.ingest([Alert(NODE_DOWN), Alert(xid)])
+    [incident_id] = engine.open_incident_ids()
+    engine.ingest([Alert(xid, status=AlertStatus.RESOLVED)])
+    clock.advance(31 * DAY)
+    engine.tick()
+    incident = engine.store.get(incident_id)
+    assert incident.state is not IncidentState.RESOLVED
+    assert len(incident.alert_fingerprints) == 2
+
+
+def test_resolved_alerts_in_no_incident_go_in_slices(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=7)
+    # Resolved before they were ever seen firing: stored, in no incident (1,200 > one 500-row slice).
+    engine.ingest([Alert({**NODE_DOWN, "node": f"n{i}"}, status=AlertStatus.RESOLVED) for i in range(1_200)])
+    clock.advance(6 * DAY)
+    assert len(engine.prune().alerts) == 0
+    clock.advance(DAY + 1)
+    assert len(engine.prune().alerts) == 1_200
+    assert _rows(sql, AlertRow) == 0
+    # One of them firing now is a new alert: it opens an incident.
+    engine.ingest([Alert({**NODE_DOWN, "node": "n7"})])
+    assert len(list(engine.open_incident_ids())) == 1
+
+
+def test_firing_alerts_are_never_pruned_however_old(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=7)
+    engine.ingest([Alert(NODE_DOWN)])
+    clock.advance(100 * DAY)
+    engine.tick()
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.status == AlertStatus.FIRING.value
+
+
+def test_ended_silences_past_retention_go_and_active_ones_stay(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=7)
+    now = clock.now()
+    engine.add_silence([parse_matcher('node="x1"')], now, now + timedelta(hours=1), "alice")
+    engine.add_silence([parse_matcher('node="x2"')], now, now + timedelta(days=365), "bob")
+    clock.advance(8 * DAY)
+    assert engine.prune().silences == 1
+    assert _rows(sql, SilenceRow) == 1
+    assert [s.created_by for s in engine.silences()] == ["bob"]
+
+
+def test_retention_zero_keeps_everything(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=0)
+    old = _resolved_incident(engine, clock, NODE_DOWN)
+    clock.advance(3_650 * DAY)
+    engine.tick()
+    assert engine.store.get(old).state is IncidentState.RESOLVED
+
+
+def test_the_tick_prunes_at_most_hourly(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock, retention_days=1)
+    engine.tick()  # the first tick prunes (nothing yet)
+    engine.ingest([Alert(NODE_DOWN, status=AlertStatus.RESOLVED)])
+    clock.advance(DAY + 1)
+    engine.tick()
+    assert _rows(sql, AlertRow) == 0
+    engine.ingest([Alert({**NODE_DOWN, "node": "x2"}, status=AlertStatus.RESOLVED)])
+    clock.advance(DAY + 1)
+    engine.tick()  # a day later: due again
+    clock.advance(60)
+    engine.ingest([Alert({**NODE_DOWN, "node": "x3"}, status=AlertStatus.RESOLVED)])
+    clock.advance(DAY + 1)
+    engine.tick()
+    assert _rows(sql, AlertRow) == 0
+    registry = CollectorRegistry()
+    registry.register(ApiMetrics(engine))
+    assert registry.get_sample_value("gpuwarden_alerts_pruned_total") == 3
+
+
+def test_sent_notifications_of_a_pruned_incident_go_and_queued_ones_stay(
+    sql: Engine, clock: FakeClock, recorder: SlackRecorder
+) -> None:
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    outbox = Outbox(sql, [SlackNotifier(client, "#gpu-incidents")], clock)
+    engine = _engine(sql, clock, retention_days=30)
+    engine.subscribe(outbox)
+    delivered = _resolved_incident(engine, clock, NODE_DOWN)
+    outbox.dispatch_due()
+    recorder.stop()  # Slack down: the second incident's messages wait
+    queued = _resolved_incident(engine, clock, {**NODE_DOWN, "node": "x2"})
+    outbox.dispatch_due()
+    assert outbox.thread("slack", delivered) is not None
+    clock.advance(31 * DAY)
+    assert engine.prune().incidents == 2
+    assert [m.incident_id for m in outbox.messages()] == [queued] * len(outbox.messages(PENDING))
+    assert outbox.messages(PENDING), "a message Slack has not taken yet is never dropped"
+    assert outbox.thread("slack", delivered) is None
