@@ -7,7 +7,8 @@ because Alertmanager adds fields in minor releases.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from datetime import UTC, datetime
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import orjson
@@ -91,11 +92,25 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     )
 
 
-def parse_postable_alerts(data: Any) -> list[Alert]:
-    """Alertmanager's ``postableAlerts``: a JSON array of alerts (Prometheus' notifier sends this)."""
+def parse_postable_alerts(
+    data: Any, received_at: datetime | None = None, resolve_timeout: timedelta | None = None
+) -> list[Alert]:
+    """Alertmanager's ``postableAlerts``: a JSON array of alerts (Prometheus' notifier sends this).
+
+    As in Alertmanager, an alert posted without ``endsAt`` ends ``resolve_timeout`` after it was received
+    (or after its ``startsAt``, if later), so one its sender stops re-posting resolves by itself.
+    """
     if not isinstance(data, list):
         raise InputError("must be a JSON array of alerts", field="body")
-    return [_alert(item, f"[{i}]", AlertSource.RULE) for i, item in enumerate(data)]
+    alerts = [_alert(item, f"[{i}]", AlertSource.RULE) for i, item in enumerate(data)]
+    if received_at is None or resolve_timeout is None:
+        return alerts
+    return [
+        a
+        if a.ends_at is not None or a.status is AlertStatus.RESOLVED
+        else replace(a, ends_at=max(received_at, a.starts_at or received_at) + resolve_timeout)
+        for a in alerts
+    ]
 
 
 def parse_webhook(data: Any) -> list[Alert]:

@@ -39,7 +39,7 @@ import uuid
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, cast
 
@@ -77,10 +77,15 @@ class JournalRecord:
     body: bytes
     end: int  # logical offset just past this record
 
-    def alerts(self) -> list[Alert]:
-        """Parse the body again (it was validated before it was appended, so this does not fail)."""
+    def alerts(self, resolve_timeout: timedelta | None = None) -> list[Alert]:
+        """Parse the body again (it was validated before it was appended, so this does not fail).
+
+        ``resolve_timeout`` ends posted alerts that carry no ``endsAt``, counted from the accept time.
+        """
         data = _loads(self.body)
-        return parse_webhook(data) if self.kind == KIND_WEBHOOK else parse_postable_alerts(data)
+        if self.kind == KIND_WEBHOOK:
+            return parse_webhook(data)
+        return parse_postable_alerts(data, datetime.fromtimestamp(self.accepted_at, UTC), resolve_timeout)
 
 
 def _loads(body: bytes) -> Any:
@@ -395,9 +400,10 @@ class JournalApplier:
 
     def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []
+        timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
         for record in records:
             try:
-                alerts = record.alerts()
+                alerts = record.alerts(timeout)
             except InputError:  # validated before append; a parser change must not wedge the journal
                 logger.exception("journal: record at %d no longer parses; skipped", record.end)
                 continue

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -291,15 +291,18 @@ class _Handlers:
     def accept(self, kind: int, body: bytes, alerts: int) -> None:
         """Append a validated batch to the journal and wake the applier (the ack point)."""
         assert self.applier is not None
-        self.applier.journal.append(kind, body, alerts)
+        self.applier.journal.append(kind, body, alerts, accepted_at=self.engine.clock.time())
         self.applier.notify()
 
     async def post_alerts(self, request: Request, body: bytes) -> Response:
         """Prometheus' alert notifier: ``postableAlerts``; 200 only once durable (journal or commit)."""
-        alerts = parse_postable_alerts(parse_json(body))
+        data = parse_json(body)
         if self.applier is not None:
-            self.accept(KIND_POSTABLE, body, len(alerts))
+            # Validated now; the applier parses it again and ends alerts without endsAt from the accept time.
+            self.accept(KIND_POSTABLE, body, len(parse_postable_alerts(data)))
         else:
+            timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
+            alerts = parse_postable_alerts(data, self.engine.clock.now(), timeout)
             await run_in_threadpool(self.engine.ingest, alerts)
         return Response(status_code=200)
 

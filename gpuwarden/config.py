@@ -292,6 +292,12 @@ class AlertingConfig(Section):
         None,
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
     )
+    resolve_timeout_seconds: float = Field(
+        300.0,
+        gt=0,
+        description="an alert POSTed to /api/v2/alerts without endsAt ends this long after it was received, "
+        "unless posted again (Alertmanager's global.resolve_timeout)",
+    )
     retention_days: float = Field(
         90.0,
         ge=0,

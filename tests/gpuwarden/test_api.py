@@ -231,3 +231,22 @@ def test_simulated_fleet_adapts_to_an_inventory_with_placement_and_spare() -> No
     total = sum(len(n.gpus) for n in fleet.nodes)
     used = len({g for w in inventory.workloads() for g in w.gpus})
     assert inventory.spare_gpus(node.cluster) == total - used
+
+
+def test_an_alert_posted_without_ends_at_resolves_after_the_resolve_timeout_unless_posted_again(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    clock = engine.clock
+    assert isinstance(clock, FakeClock)
+    kept = {"labels": {"alertname": "Kept", "node": "r01-n01"}, "endsAt": "2027-01-01T00:00:00Z"}
+    client.post("/api/v2/alerts", json=[NODE_DOWN, kept], headers=AUTH)
+    fingerprint = label_fingerprint(NODE_DOWN["labels"])  # type: ignore[arg-type]
+    clock.advance(240)
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)  # re-posted: ends 5 min from now
+    clock.advance(240)
+    engine.tick()
+    assert engine.store.alert(fingerprint).status == "firing"  # type: ignore[union-attr]
+    clock.advance(61)  # the sender stopped: 5 minutes after its last post, as in Alertmanager
+    engine.tick()
+    assert engine.store.alert(fingerprint).status == "resolved"  # type: ignore[union-attr]
+    assert engine.store.alert(label_fingerprint(kept["labels"])).status == "firing"  # type: ignore[arg-type,union-attr]

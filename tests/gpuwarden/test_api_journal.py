@@ -107,3 +107,20 @@ def test_webhook_through_the_journal_is_idempotent(client: TestClient, applier: 
     (item,) = client.get("/api/v1/incidents").json()
     assert item["alert_count"] == 1
     assert applier.engine.store.alert_count() == 1
+
+
+def test_an_alert_posted_without_ends_at_ends_resolve_timeout_after_it_was_accepted(
+    client: TestClient, applier: JournalApplier
+) -> None:
+    engine = applier.engine
+    clock = engine.clock
+    assert isinstance(clock, FakeClock)
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    clock.advance(120)  # applied later than accepted: the timeout counts from the accept
+    client.get("/api/v1/incidents")  # the read barrier applies it
+    row = engine.store.alert(label_fingerprint(NODE_DOWN["labels"]))  # type: ignore[arg-type]
+    assert row is not None and row.status == "firing"
+    assert row.ends_at is not None and (row.ends_at - clock.now()).total_seconds() == 180
+    clock.advance(181)
+    engine.tick()
+    assert engine.store.alert(row.fingerprint).status == "resolved"  # type: ignore[union-attr]
