@@ -17,6 +17,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.model import Alert, AlertSource, AlertStatus
 
 _YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
+_LATEST = datetime.max.replace(tzinfo=UTC)
 
 
 def parse_json(body: bytes) -> Any:
@@ -108,9 +109,14 @@ def parse_postable_alerts(
     return [
         a
         if a.ends_at is not None or a.status is AlertStatus.RESOLVED
-        else replace(a, ends_at=max(received_at, a.starts_at or received_at) + resolve_timeout)
+        else replace(a, ends_at=_later(max(received_at, a.starts_at or received_at), resolve_timeout))
         for a in alerts
     ]
+
+
+def _later(at: datetime, delta: timedelta) -> datetime:
+    """``at + delta``, kept at the last representable time for a startsAt near year 9999."""
+    return at + delta if at < _LATEST - delta else _LATEST
 
 
 def parse_webhook(data: Any) -> list[Alert]:
