@@ -36,11 +36,12 @@ class Matcher:
     def __post_init__(self) -> None:
         if self.op in (MatchOp.RE, MatchOp.NRE):
             try:
+                re.compile(self.value)  # errors point into the value as written
                 # Alertmanager anchors every regex: ^(?:value)$.
                 compiled = re.compile(f"^(?:{self.value})$")
             except re.error as exc:
                 raise InputError(
-                    f"invalid regular expression {self.value!r}: {exc}", field=self.name
+                    f"invalid regular expression {self.value!r}: {exc}", field=self.name or "value"
                 ) from exc
             object.__setattr__(self, "_regex", compiled)
 
@@ -79,22 +80,45 @@ def parse_matcher(text: str) -> Matcher:
     return Matcher(m.group(1), MatchOp(m.group(2)), value)
 
 
-def matcher_from_dict(data: Mapping[str, Any]) -> Matcher:
-    """Build a matcher from Alertmanager's API shape (``isEqual`` defaults to true)."""
+_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Matcher:
+    """Build a matcher from Alertmanager's API shape (``isEqual`` defaults to true).
+
+    Errors name the field under ``where`` (``matchers[2].isRegex``): a label name as Prometheus allows it,
+    a string value, booleans for the flags (the string "false" is not false), a regex that compiles.
+    """
+    name, value = data.get("name"), data.get("value")
+    if not isinstance(name, str) or not _LABEL_NAME.match(name):
+        raise InputError("must be a label name ([A-Za-z_][A-Za-z0-9_]*)", field=f"{where}.name")
+    if not isinstance(value, str):
+        raise InputError("must be a string", field=f"{where}.value")
+    flags = []
+    for flag, default in (("isRegex", False), ("isEqual", True)):
+        raw = data.get(flag, default)
+        if not isinstance(raw, bool):
+            raise InputError("must be true or false", field=f"{where}.{flag}")
+        flags.append(raw)
     try:
-        name = str(data["name"])
-        value = str(data["value"])
-    except KeyError as exc:
-        raise InputError("a matcher needs name and value", field=f"matchers.{exc.args[0]}") from exc
-    is_regex = bool(data.get("isRegex", False))
-    is_equal = bool(data.get("isEqual", True))
-    op = {
-        (False, True): MatchOp.EQ,
-        (False, False): MatchOp.NE,
-        (True, True): MatchOp.RE,
-        (True, False): MatchOp.NRE,
-    }[(is_regex, is_equal)]
-    return Matcher(name, op, value)
+        return Matcher(name, _op(flags[0], flags[1]), value)
+    except InputError as exc:
+        raise InputError(str(exc).removeprefix(f"{exc.field}: "), field=f"{where}.value") from exc
+
+
+def stored_matcher(data: Mapping[str, Any]) -> Matcher:
+    """A matcher as the store keeps it (written by ``to_dict``; not validated again: older rows load)."""
+    return Matcher(
+        str(data["name"]),
+        _op(bool(data.get("isRegex", False)), bool(data.get("isEqual", True))),
+        str(data["value"]),
+    )
+
+
+def _op(is_regex: bool, is_equal: bool) -> MatchOp:
+    if is_regex:
+        return MatchOp.RE if is_equal else MatchOp.NRE
+    return MatchOp.EQ if is_equal else MatchOp.NE
 
 
 def all_match(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:

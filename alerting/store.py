@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.matchers import matcher_from_dict
+from alerting.matchers import stored_matcher
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.topology import target_from_dict
@@ -108,7 +108,7 @@ def silence_from_row(row: SilenceRow) -> Silence:
     """A stored silence as a value."""
     return Silence(
         id=row.id,
-        matchers=tuple(matcher_from_dict(m) for m in row.matchers),
+        matchers=tuple(stored_matcher(m) for m in row.matchers),
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         created_by=row.created_by,

@@ -366,7 +366,8 @@ class _Handlers:
         if not isinstance(raw, list) or not raw:
             raise InputError("at least one matcher is required", field="matchers")
         matchers = [
-            matcher_from_dict(m) if isinstance(m, dict) else _bad_matcher(i) for i, m in enumerate(raw)
+            matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
+            for i, m in enumerate(raw)
         ]
         starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
         kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE

@@ -53,3 +53,37 @@ def test_bad_regex_is_an_input_error_naming_the_label() -> None:
 def test_garbage_matcher_is_refused() -> None:
     with pytest.raises(InputError):
         parse_matcher("no operator here")
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"name": "", "value": "x"}, "matchers[1].name"),
+        ({"name": "1node", "value": "x"}, "matchers[1].name"),
+        ({"name": 5, "value": "x"}, "matchers[1].name"),
+        ({"value": "x"}, "matchers[1].name"),
+        ({"name": "node", "value": None}, "matchers[1].value"),
+        ({"name": "node", "value": "x", "isRegex": "false"}, "matchers[1].isRegex"),
+        ({"name": "node", "value": "x", "isEqual": 0}, "matchers[1].isEqual"),
+        ({"name": "node", "value": "[a-", "isRegex": True}, "matchers[1].value"),
+    ],
+    ids=[
+        "empty-name",
+        "bad-name",
+        "number-name",
+        "no-name",
+        "null-value",
+        "string-flag",
+        "int-flag",
+        "bad-regex",
+    ],
+)
+def test_api_matchers_are_refused_naming_the_field(data: dict[str, object], field: str) -> None:
+    with pytest.raises(InputError) as info:
+        matcher_from_dict(data, "matchers[1]")
+    assert info.value.field == field
+
+
+def test_a_bad_regex_error_points_into_the_value_as_written() -> None:
+    with pytest.raises(InputError, match="position 2"):
+        matcher_from_dict({"name": "node", "value": "ab[", "isRegex": True})

@@ -175,3 +175,40 @@ def test_generated_webhook_payloads_get_200_or_a_400_naming_the_field_and_never_
             _post_and_check(client, applier, "/api/v1/webhook/alertmanager", payload)
 
         check()
+
+
+matchers = st.fixed_dictionaries(
+    {
+        "name": st.one_of(st.sampled_from([*LABEL_NAMES, "", "1x"]), anything),
+        "value": st.one_of(st.sampled_from(["(", "[a-", ".*", "a|b", "\\", "", "n1"]), st.text(max_size=6)),
+    },
+    optional={"isRegex": st.one_of(st.booleans(), anything), "isEqual": st.one_of(st.booleans(), anything)},
+)
+silences = st.fixed_dictionaries(
+    {
+        "matchers": st.one_of(st.lists(matchers, min_size=1, max_size=3), anything),
+        "startsAt": st.sampled_from([*VALID_TIMES, *BAD_TIMES]),
+        "endsAt": st.sampled_from([*VALID_TIMES, "2027-01-01T00:00:00Z"]),
+    },
+    optional={"createdBy": st.text(max_size=5), "comment": st.text(max_size=5), "maintenance": st.booleans()},
+)
+
+
+def test_generated_silences_get_200_or_a_400_naming_the_field_and_alerts_keep_flowing(tmp_path: Path) -> None:
+    client, applier = _client(tmp_path)
+    probe = json.dumps([{"labels": {"alertname": "Probe", "node": "n1"}}]).encode()
+    with client:
+
+        @FUZZ
+        @given(silences)
+        def check(payload: Any) -> None:
+            response = client.post("/api/v2/silences", content=json.dumps(payload).encode(), headers=HEADERS)
+            assert response.status_code in (200, 400), (response.status_code, response.text, payload)
+            if response.status_code == 400:
+                assert response.json()["field"], response.text
+            assert client.get("/api/v2/silences").status_code == 200
+            assert client.post("/api/v2/alerts", content=probe, headers=HEADERS).status_code == 200
+            assert client.get("/api/v1/incidents").status_code == 200
+            assert applier.status()["records_quarantined"] == 0
+
+        check()
