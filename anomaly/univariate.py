@@ -63,12 +63,35 @@ def read_series_csv(path: Path) -> Series:
     if missing:
         raise InputError(f"{path} lacks column(s) {sorted(missing)}; expected timestamp,value", field="input")
     try:
-        stamps = pd.to_datetime(frame["timestamp"], utc=True)
+        # The format is inferred from the first row; a row that does not parse the same way is reported.
+        stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
+    if stamps.isna().any():
+        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
+        raw = frame["timestamp"].iloc[row]
+        raise InputError(
+            f"{path} line {row + 2}: {raw!r} is not a time like the rows above", field="timestamp"
+        )
     seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
-    values = pd.to_numeric(frame["value"], errors="coerce").to_numpy(np.float64)
-    return Series(name=path.name, timestamps=seconds, values=values)
+    # Repeated timestamps are kept in file order (NAB's own files repeat a clock change's hour).
+    backwards = np.flatnonzero(np.diff(seconds) < 0)
+    if len(backwards):
+        row = int(backwards[0]) + 1
+        raise InputError(
+            f"{path} line {row + 2}: {frame['timestamp'].iloc[row]!r} is before the row above it; "
+            "sort the file by time",
+            field="timestamp",
+        )
+    numbers = pd.to_numeric(frame["value"], errors="coerce")
+    typos = numbers.isna() & frame["value"].notna()  # empty, NaN, NA: a gap; anything else: a mistake
+    if typos.any():
+        row = int(np.flatnonzero(typos.to_numpy())[0])
+        raise InputError(
+            f"{path} line {row + 2}: {frame['value'].iloc[row]!r} is not a number (leave it empty for a gap)",
+            field="value",
+        )
+    return Series(name=path.name, timestamps=seconds, values=numbers.to_numpy(np.float64))
 
 
 def score_many(

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
@@ -42,6 +43,32 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
     )
     assert result.exit_code == 1
     assert "value" in result.output
+
+
+@pytest.mark.parametrize(
+    ("rows", "message"),
+    [
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1\nsoon,2\n", "line 4: 'soon' is not a time"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1O\n", "line 3: '1O' is not a number"),
+        ("2024-01-01 00:05:00,1\n2024-01-01 00:00:00,2\n", "line 3: '2024-01-01 00:00:00' is before the row"),
+    ],
+    ids=["bad-time", "typo-value", "backwards"],
+)
+def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n" + rows)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
+
+
+def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,\n2024-01-01 00:05:00,NaN\n")
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert len(pd.read_csv(out)) == 3
 
 
 def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
