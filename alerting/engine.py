@@ -22,10 +22,9 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
-from alerting.inhibition import Inhibitor, InhibitRule
+from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.lifecycle import IncidentLifecycle
-from alerting.matchers import parse_matcher
 from alerting.pending import (
     FingerprintCache,
     PendingAlert,
@@ -35,7 +34,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.retention import StoreRetention
-from alerting.silences import Silence, SilenceKind, muting_silence
+from alerting.silences import Silence, SilenceKind, configured_mutes, muting_silence
 from alerting.store import IncidentStore, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
@@ -73,28 +72,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
         )
         self._window = timedelta(seconds=self.config.correlation_window_seconds)
         self._quiet = timedelta(seconds=self.config.quiet_period_seconds)
-        rules = [
-            InhibitRule(
-                tuple(parse_matcher(m) for m in r.source_matchers),
-                tuple(parse_matcher(m) for m in r.target_matchers),
-                tuple(r.equal),
-                r.name,
-            )
-            for r in self.config.inhibit_rules
-        ]
+        rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
-        self._silences: list[Silence] = [
-            Silence(
-                id=f"maintenance-{i}",
-                matchers=tuple(parse_matcher(m) for m in w.matchers),
-                starts_at=w.starts_at,
-                ends_at=w.ends_at,
-                created_by="config",
-                comment=w.comment,
-                kind=SilenceKind.MAINTENANCE,
-            )
-            for i, w in enumerate(self.config.maintenance_windows)
-        ]
+        self._silences: list[Silence] = windows
         self._open: dict[str, OpenIncident] = {}
         # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
         self._status: dict[str, str] = {}

@@ -7,7 +7,10 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from alerting.matchers import Matcher, all_match
+from alerting.inhibition import InhibitRule
+from alerting.matchers import Matcher, all_match, parse_matcher
+from gpuwarden.config import AlertingConfig
+from gpuwarden.errors import ConfigError, InputError
 
 
 class SilenceKind(enum.StrEnum):
@@ -55,3 +58,44 @@ def muting_silence(
         if silence.mutes(labels, now, incident_id):
             return silence
     return None
+
+
+def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silence]]:
+    """The inhibition rules and maintenance windows of the config, every matcher parsed.
+
+    Raises ``ConfigError`` naming the field (``alerting.inhibit_rules[0].source_matchers[1]``), so a bad
+    matcher stops ``serve`` and ``config validate`` with the place to fix, not a traceback.
+    """
+
+    def parsed(texts: Sequence[str], where: str) -> tuple[Matcher, ...]:
+        out = []
+        for i, text in enumerate(texts):
+            try:
+                out.append(parse_matcher(text))
+            except InputError as exc:
+                message = str(exc).removeprefix(f"{exc.field}: ")
+                raise ConfigError(message, field=f"alerting.{where}[{i}]") from exc
+        return tuple(out)
+
+    rules = [
+        InhibitRule(
+            parsed(r.source_matchers, f"inhibit_rules[{k}].source_matchers"),
+            parsed(r.target_matchers, f"inhibit_rules[{k}].target_matchers"),
+            tuple(r.equal),
+            r.name,
+        )
+        for k, r in enumerate(cfg.inhibit_rules)
+    ]
+    windows = [
+        Silence(
+            id=f"maintenance-{k}",
+            matchers=parsed(w.matchers, f"maintenance_windows[{k}].matchers"),
+            starts_at=w.starts_at,
+            ends_at=w.ends_at,
+            created_by="config",
+            comment=w.comment,
+            kind=SilenceKind.MAINTENANCE,
+        )
+        for k, w in enumerate(cfg.maintenance_windows)
+    ]
+    return rules, windows

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gpuwarden.errors import ConfigError
@@ -270,6 +270,14 @@ class MaintenanceWindowConfig(Section):
     ends_at: datetime
     comment: str = ""
 
+    @model_validator(mode="after")
+    def _ends_after_start(self) -> MaintenanceWindowConfig:
+        if self.starts_at.tzinfo is None or self.ends_at.tzinfo is None:
+            raise ValueError("starts_at and ends_at need a timezone (2026-12-01T02:00:00Z)")
+        if self.ends_at <= self.starts_at:
+            raise ValueError("ends_at must be after starts_at")
+        return self
+
 
 class AlertingConfig(Section):
     """The incident engine."""
@@ -449,6 +457,36 @@ def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] 
         raise validation_to_config_error(exc, str(path), positions) from exc
 
 
+_SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
+
+
+def _secret_fields() -> list[tuple[str, str]]:
+    """(section, field) of every ``SecretStr`` setting."""
+    out = []
+    for section, info in GpuwardenConfig.model_fields.items():
+        model = info.annotation
+        if isinstance(model, type) and issubclass(model, BaseModel):
+            fields = model.model_fields.items()
+            out += [(section, name) for name, f in fields if "SecretStr" in str(f.annotation)]
+    return out
+
+
+def _refuse_literal_secrets(
+    raw: dict[str, Any], where: str, positions: dict[tuple[str | int, ...], int]
+) -> None:
+    """A token written into the file ends up in backups and repositories: the file holds a reference."""
+    for section, name in _secret_fields():
+        block = raw.get(section)
+        if isinstance(block, dict) and isinstance(block.get(name), str):
+            env = _SECRET_ENV.get((section, name), f"{section}_{name}".upper())
+            raise ConfigError(
+                f"a secret written into the file; write {{env: {env}}} and export {env}",
+                path=where,
+                field=f"{section}.{name}",
+                line=positions.get((section, name)),
+            )
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
     """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
     env = os.environ if environ is None else environ
@@ -459,6 +497,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
+        _refuse_literal_secrets(raw or {}, where, positions)
         data = _resolve_secret_refs(raw or {}, env, where)
     try:
         return GpuwardenConfig(**data)

@@ -14,6 +14,7 @@ class ConfigError(GpuwardenError):
     """A configuration or data file is wrong; raised at load time, names the file, field and fix."""
 
     def __init__(self, message: str, *, path: str = "", field: str = "", line: int | None = None) -> None:
+        self.message = message
         self.path = path
         self.field = field
         self.line = line
@@ -23,6 +24,12 @@ class ConfigError(GpuwardenError):
         if field:
             where = f"{where}: {field}" if where else field
         super().__init__(f"{where}: {message}" if where else message)
+
+    def in_file(self, path: str) -> ConfigError:
+        """The same error, naming ``path`` if it names no file yet."""
+        if self.path or not path:
+            return self
+        return ConfigError(self.message, path=path, field=self.field, line=self.line)
 
 
 class InputError(GpuwardenError):

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from alerting.silences import configured_mutes
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
 
@@ -22,9 +23,10 @@ def validate(
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides); exit 1 with the problem."""
     try:
-        load_config(path)
+        cfg = load_config(path)
+        configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc.in_file(str(path))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{path}: ok")
 

@@ -135,7 +135,7 @@ def serve(
         engine, background, routes = build_service(cfg, db or api.db)
         applier = build_applier(cfg, db or api.db, engine)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {exc.in_file(str(config or ''))}")
         raise typer.Exit(1) from exc
     # Replay what was acknowledged but not applied before a crash, before taking new requests.
     while applier.apply_available():

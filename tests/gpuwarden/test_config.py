@@ -102,3 +102,46 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
         cfg.alerting.maintenance_windows[0].matchers,
     ):
         assert [parse_matcher(m) for m in matchers]
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        (
+            '  inhibit_rules:\n    - source_matchers: [\'node=~"("\']\n      target_matchers: ["a=b"]\n',
+            "alerting.inhibit_rules[0].source_matchers[0]: invalid regular expression",
+        ),
+        (
+            '  maintenance_windows:\n    - matchers: ["rack=r07", "no operator"]\n'
+            "      starts_at: 2026-12-01T02:00:00Z\n      ends_at: 2026-12-01T04:00:00Z\n",
+            "alerting.maintenance_windows[0].matchers[1]: cannot parse matcher",
+        ),
+        (
+            '  maintenance_windows:\n    - matchers: ["rack=r07"]\n'
+            "      starts_at: 2026-12-01T04:00:00Z\n      ends_at: 2026-12-01T02:00:00Z\n",
+            ":3: alerting.maintenance_windows.0: Value error, ends_at must be after starts_at",
+        ),
+        (
+            '  maintenance_windows:\n    - matchers: ["rack=r07"]\n'
+            "      starts_at: 2026-12-01T02:00:00\n      ends_at: 2026-12-01T04:00:00\n",
+            "need a timezone",
+        ),
+    ],
+    ids=["bad-regex", "bad-matcher", "window-backwards", "window-naive"],
+)
+def test_config_validate_refuses_what_serve_could_not_run_naming_file_and_field(
+    tmp_path: Path, alerting: str, expected: str
+) -> None:
+    path = write(tmp_path, "alerting:\n" + alerting)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert str(path) in output and expected in output
+
+
+def test_a_secret_written_into_the_file_is_refused_naming_the_reference_to_write(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "slack:\n  channel: C1\n  bot_token: xoxb-123\n"), environ={})
+    assert (info.value.field, info.value.line) == ("slack.bot_token", 3)
+    assert "{env: SLACK_BOT_TOKEN}" in str(info.value)
+    assert "xoxb-123" not in str(info.value)

@@ -47,3 +47,16 @@ def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:
     cfg.alerting.inventory_file = str(path)
     engine, _, _ = build_service(cfg, str(tmp_path / "s.db"))
     assert engine.inventory is not None and engine.inventory.node("r07-n01") is not None
+
+
+def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "alerting:\n  inhibit_rules:\n    - source_matchers: ['node=~\"(\"']\n      target_matchers: [a=b]\n"
+    )
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    assert result.exit_code == 1
+    assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
