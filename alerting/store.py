@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.matchers import stored_matcher
@@ -148,24 +148,53 @@ class IncidentStore:
             return self.load_incident(session, incident_id)
 
     def list_rows(
-        self, state: str | None = None, include_merged: bool = False
+        self,
+        state: str | None = None,
+        include_merged: bool = False,
+        *,
+        priority: str | None = None,
+        limit: int | None = None,
     ) -> list[tuple[IncidentRow, int]]:
-        """Incidents (newest first) with their alert counts."""
+        """Incidents (newest first, at most ``limit``) with their alert counts."""
         with self.sessions() as session:
-            counts = (
-                select(AlertRow.incident_id, func.count().label("n"))
-                .group_by(AlertRow.incident_id)
-                .subquery()
-            )
-            query = select(IncidentRow, func.coalesce(counts.c.n, 0)).outerjoin(
-                counts, counts.c.incident_id == IncidentRow.id
-            )
-            if state is not None:
-                query = query.where(IncidentRow.state == state)
-            if not include_merged:
-                query = query.where(IncidentRow.merged_into.is_(None))
+            query = self._filtered(select(IncidentRow), state, include_merged, priority)
             query = query.order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
-            return [(row, int(n)) for row, n in session.execute(query).all()]
+            if limit is not None:
+                query = query.limit(limit)
+            rows = list(session.scalars(query))
+            # Counted for the listed incidents only (by the incident_id index), not the whole table.
+            counts: dict[str | None, int] = {}
+            ids = [r.id for r in rows]
+            for i in range(0, len(ids), 500):
+                grouped = (
+                    select(AlertRow.incident_id, func.count())
+                    .where(AlertRow.incident_id.in_(ids[i : i + 500]))
+                    .group_by(AlertRow.incident_id)
+                )
+                counts.update({k: int(n) for k, n in session.execute(grouped)})
+            return [(row, counts.get(row.id, 0)) for row in rows]
+
+    def count_rows(
+        self, state: str | None = None, include_merged: bool = False, *, priority: str | None = None
+    ) -> int:
+        """How many incidents ``list_rows`` would return without a limit."""
+        with self.sessions() as session:
+            query = self._filtered(
+                select(func.count()).select_from(IncidentRow), state, include_merged, priority
+            )
+            return int(session.execute(query).scalar_one())
+
+    @staticmethod
+    def _filtered(
+        query: Select[Any], state: str | None, include_merged: bool, priority: str | None
+    ) -> Select[Any]:
+        if state is not None:
+            query = query.where(IncidentRow.state == state)
+        if priority is not None:
+            query = query.where(IncidentRow.priority == priority)
+        if not include_merged:
+            query = query.where(IncidentRow.merged_into.is_(None))
+        return query
 
     def alerts_of(self, incident_id: str) -> list[AlertRow]:
         """The member alert rows of an incident."""

@@ -42,7 +42,7 @@ from alerting.store_models import IncidentRow
 from alerting.topology import target_to_dict
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
-from gpuwarden.model import Incident
+from gpuwarden.model import Incident, IncidentState, Priority
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
@@ -316,11 +316,22 @@ class _Handlers:
         return JSONResponse({"status": "ok", "accepted": result.accepted})
 
     async def list_incidents(self, request: Request) -> Response:
-        """Incidents, newest first; ``?state=`` and ``?priority=`` filter."""
-        state = request.query_params.get("state")
-        priority = request.query_params.get("priority")
-        rows = await run_in_threadpool(self.engine.store.list_rows, state)
-        return JSONResponse([incident_summary(r, n) for r, n in rows if priority in (None, r.priority)])
+        """Incidents, newest first; ``?state=`` and ``?priority=`` filter, ``?limit=`` caps the list.
+
+        ``X-Total-Count`` says how many match without the cap.
+        """
+        params = request.query_params
+        state = _choice(params.get("state"), "state", [s.value for s in IncidentState])
+        priority = _choice(params.get("priority"), "priority", [p.value for p in Priority])
+        limit = _positive(params.get("limit"), "limit")
+        store = self.engine.store
+        rows = await run_in_threadpool(lambda: store.list_rows(state, priority=priority, limit=limit))
+        total = (
+            len(rows)
+            if limit is None
+            else await run_in_threadpool(store.count_rows, state, priority=priority)
+        )
+        return JSONResponse([incident_summary(r, n) for r, n in rows], headers={"X-Total-Count": str(total)})
 
     def _alert_dicts(self, incident_id: str) -> list[dict[str, Any]]:
         return [
@@ -527,3 +538,17 @@ def _required_time(data: dict[str, Any], name: str) -> datetime:
     if parsed.tzinfo is None:
         raise InputError("time needs a timezone", field=name)
     return parsed
+
+
+def _choice(value: str | None, name: str, allowed: list[str]) -> str | None:
+    if value is None or value in allowed:
+        return value
+    raise InputError(f"{value!r} is not one of {', '.join(allowed)}", field=name)
+
+
+def _positive(value: str | None, name: str) -> int | None:
+    if value is None:
+        return None
+    if not value.isdigit() or int(value) < 1:
+        raise InputError(f"{value!r} is not a positive whole number", field=name)
+    return int(value)

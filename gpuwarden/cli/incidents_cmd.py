@@ -54,10 +54,17 @@ def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
+    priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0)] = 50,
 ) -> None:
     """List incidents, newest first."""
-    params = {"state": state} if state else {}
-    items = _request("GET", url, "/api/v1/incidents", params=params).json()
+    params: dict[str, str | int] = {
+        k: v for k, v in (("state", state), ("priority", priority)) if v is not None
+    }
+    if limit:
+        params["limit"] = limit
+    response = _request("GET", url, "/api/v1/incidents", params=params)
+    items = response.json()
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
@@ -74,6 +81,9 @@ def list_incidents(
             i["title"],
         )
     console.print(table)
+    total = int(response.headers.get("X-Total-Count", len(items)))
+    if total > len(items):
+        err_console.print(f"showing the newest {len(items)} of {total}; --limit 0 lists all")
 
 
 @incidents_app.command("show")

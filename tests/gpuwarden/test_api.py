@@ -250,3 +250,19 @@ def test_an_alert_posted_without_ends_at_resolves_after_the_resolve_timeout_unle
     engine.tick()
     assert engine.store.alert(fingerprint).status == "resolved"  # type: ignore[union-attr]
     assert engine.store.alert(label_fingerprint(kept["labels"])).status == "firing"  # type: ignore[arg-type,union-attr]
+
+
+def test_incident_list_filters_caps_and_counts(client: TestClient) -> None:
+    nodes = ["r01-n01", "r02-n02", "r03-n03"]
+    for node in nodes:
+        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": node}}
+        assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
+    capped = client.get("/api/v1/incidents", params={"limit": 2})
+    assert (len(capped.json()), capped.headers["X-Total-Count"]) == (2, "3")
+    full = client.get("/api/v1/incidents", params={"state": "triggered", "priority": "P2"})
+    assert (len(full.json()), full.headers["X-Total-Count"]) == (3, "3")
+    assert [i["alert_count"] for i in full.json()] == [1, 1, 1]
+    assert client.get("/api/v1/incidents", params={"priority": "P0"}).json() == []
+    for params, field in (({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"state": "open"}, "state")):
+        refused = client.get("/api/v1/incidents", params=params)
+        assert (refused.status_code, refused.json()["field"]) == (400, field)

@@ -45,6 +45,17 @@ def test_list_show_ack_and_postmortem_through_the_api(
         missing = runner.invoke(app, ["incidents", "show", "inc-none", "--url", url])
         assert missing.exit_code == 1
 
+        other = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r02", "node": "r02-n01"}}
+        assert httpx.post(f"{url}/api/v2/alerts", json=[other], headers=AUTH, timeout=10).status_code == 200
+        capped = runner.invoke(app, ["incidents", "list", "--url", url, "--limit", "1"])
+        assert capped.exit_code == 0, capped.output
+        assert "r02-n01" in capped.stdout and "r01-n01" not in capped.stdout  # newest first
+        assert "showing the newest 1 of 2; --limit 0 lists all" in capped.stderr
+        everything = runner.invoke(app, ["incidents", "list", "--url", url, "--limit", "0"])
+        assert "r01-n01" in everything.stdout and "showing" not in everything.stderr
+        typo = runner.invoke(app, ["incidents", "list", "--url", url, "--state", "open"])
+        assert typo.exit_code == 1 and "state" in typo.stderr
+
 
 def test_unreachable_server_exits_2() -> None:
     result = runner.invoke(app, ["incidents", "list", "--url", "http://127.0.0.1:9"])
