@@ -25,6 +25,7 @@ from alerting.grouping import IncidentGrouping
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.lifecycle import IncidentLifecycle
+from alerting.muting import MuteTracking
 from alerting.pending import (
     FingerprintCache,
     PendingAlert,
@@ -34,7 +35,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.retention import StoreRetention
-from alerting.silences import Silence, SilenceKind, configured_mutes, muting_silence
+from alerting.silences import Silence, SilenceKind, configured_mutes
 from alerting.store import IncidentStore, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
@@ -46,7 +47,7 @@ from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priorit
 logger = logging.getLogger(__name__)
 
 
-class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
+class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTracking):
     """Turns alerts into incidents; implements ``IncidentActions`` for Slack and the API."""
 
     def __init__(
@@ -78,6 +79,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
         self._open: dict[str, OpenIncident] = {}
         # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
         self._status: dict[str, str] = {}
+        # Firing alerts a silence, maintenance window or inhibition mutes (labels, incident): the tick
+        # releases them when what muted them ends. ``_recheck`` sends a repeat through the slow path.
+        self._muted: dict[str, tuple[dict[str, str], str | None]] = {}
+        self._recheck: set[str] = set()
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
@@ -182,8 +187,11 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
             self._status = {
                 fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
             }
+            self._muted.clear()
             for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
                 self._inhibitor.update(alert.fingerprint, alert.labels, True)
+                if alert.muted_by is not None:
+                    self._muted[alert.fingerprint] = (alert.labels, alert.incident_id)
             if self._open:
                 for alert in session.scalars(
                     select(AlertRow).where(AlertRow.incident_id.in_(list(self._open)))
@@ -249,6 +257,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
         if times:
             now = max(times)
         status_after: dict[str, str] = {}
+        muted_after: dict[str, tuple[dict[str, str], str | None] | None] = {}
         try:
             with self._sessions() as session, session.begin(), session.no_autoflush:
                 batch = Batch(session, now)
@@ -256,13 +265,14 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
                 fps = iter(self._fingerprints.fingerprint_all([a.labels for t in tickets for a in t.alerts]))
+                recheck = self._recheck
                 for ticket in tickets:
                     at = ticket.at or now
                     for alert in ticket.alerts:
                         fp = next(fps)
                         status = _status_of(alert, at)
                         ticket.result.accepted += 1
-                        if fp not in slow_fps and self._status.get(fp) == status.value:
+                        if fp not in slow_fps and fp not in recheck and self._status.get(fp) == status.value:
                             # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
                             repeats.append(Repeat(fp, alert.ends_at, dict(alert.annotations), alert.score))
                         else:
@@ -282,6 +292,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
                     self._finish(batch)
                     insert_pending(session, batch.new)
                     status_after = {fp: row.status for fp, row in batch.rows.items()}
+                    muted_after = {
+                        fp: (row.labels, row.incident_id) if row.status == "firing" and row.muted_by else None
+                        for fp, row in batch.rows.items()
+                    }
                 if in_transaction is not None:
                     in_transaction(session)
         except Exception as exc:  # noqa: BLE001 - re-raised in every waiting caller
@@ -289,12 +303,24 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
             for ticket in tickets:
                 ticket.error, ticket.done = exc, True
             return
-        self._status.update(status_after)
+        self._remember(status_after, muted_after)
         for ticket in tickets:
             ticket.done = True
             self.counters["alerts_received"] += len(ticket.alerts)
             self.counters["alerts_muted"] += ticket.result.muted
         self._notify(batch.changes)
+
+    def _remember(
+        self, status: dict[str, str], muted: dict[str, tuple[dict[str, str], str | None] | None]
+    ) -> None:
+        """After a commit: the status cache, which firing alerts are muted, nothing left to recheck."""
+        self._status.update(status)
+        for fp, entry in muted.items():
+            if entry is None:
+                self._muted.pop(fp, None)
+            else:
+                self._muted[fp] = entry
+        self._recheck.clear()
 
     def _ingest_one(
         self, batch: Batch, alert: Alert, fp: str, status: AlertStatus, result: IngestResult
@@ -339,16 +365,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
             row.transitions, row.flapping = flap_state(
                 self._flap, list(row.transitions), now.timestamp(), True, row.flapping
             )
-        if previous is not None and not changed:
+        if previous is not None and not changed and fp not in self._recheck:
             return  # a repeat: dedup, only last_seen and endsAt moved
         self._apply(batch, row, status, was_flapping, result)
-
-    def _mute_reason(self, row: StoredAlert, now: datetime) -> str | None:
-        silence = muting_silence(self._silences, row.labels, now, row.incident_id)
-        if silence is not None:
-            return f"{silence.kind.value}:{silence.id}"
-        rule = self._inhibitor.inhibited_by(row.fingerprint, row.labels)
-        return f"inhibited:{rule}" if rule is not None else None
 
     def _apply(
         self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
@@ -508,6 +527,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention):
                 ]
             if expired:
                 self.ingest(expired)
+            self._release_unmuted(now)
             due = []
             with self._sessions() as session, session.begin():
                 batch = Batch(session, now)

@@ -30,12 +30,24 @@ from gpuwarden.model import (
 )
 
 
-class IncidentNotFound(InputError):
+class NotFound(InputError):
+    """Nothing stored under that id (the API answers 404)."""
+
+
+class IncidentNotFound(NotFound):
     """No incident with that id."""
 
     def __init__(self, incident_id: str) -> None:
         super().__init__(f"no incident {incident_id!r}", field="id")
         self.incident_id = incident_id
+
+
+class SilenceNotFound(NotFound):
+    """No silence with that id."""
+
+    def __init__(self, silence_id: str) -> None:
+        super().__init__(f"no silence {silence_id!r}", field="silenceID")
+        self.silence_id = silence_id
 
 
 def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
@@ -214,3 +226,10 @@ class IncidentStore:
         """How many distinct alerts are stored."""
         with self.sessions() as session:
             return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)
+
+
+def firing_alerts(store: IncidentStore) -> list[AlertRow]:
+    """Every firing alert, oldest first (what Alertmanager's ``GET /api/v2/alerts`` lists)."""
+    with store.sessions() as session:
+        query = select(AlertRow).where(AlertRow.status == "firing").order_by(AlertRow.starts_at)
+        return list(session.scalars(query))

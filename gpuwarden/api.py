@@ -37,7 +37,7 @@ from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
 from alerting.matchers import matcher_from_dict
 from alerting.silences import SilenceKind
-from alerting.store import IncidentNotFound
+from alerting.store import NotFound
 from alerting.store_models import IncidentRow
 from alerting.topology import target_to_dict
 from gpuwarden.config import ApiConfig
@@ -259,7 +259,7 @@ class _Handlers:
                     response = await handler(request, await self.read_body(request))
                 except _TooLarge:
                     response = _error(413, f"body larger than {self.config.max_body_bytes} bytes")
-                except IncidentNotFound as exc:
+                except NotFound as exc:
                     response = _error(404, str(exc), exc.field)
                 except InputError as exc:
                     response = _error(400, str(exc), exc.field)
@@ -277,7 +277,7 @@ class _Handlers:
             lag = await self.barrier()
             try:
                 response = await handler(request)
-            except IncidentNotFound as exc:
+            except NotFound as exc:
                 response = _error(404, str(exc), exc.field)
             except InputError as exc:
                 response = _error(400, str(exc), exc.field)

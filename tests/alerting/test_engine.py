@@ -289,6 +289,49 @@ def test_inhibition_rule_mutes_targets_while_the_source_fires(db: str, clock: Fa
     assert result.muted == 0
 
 
+@pytest.mark.parametrize("restart", [False, True], ids=["running", "restarted-during-the-window"])
+def test_an_alert_still_firing_when_its_maintenance_window_ends_opens_an_incident_then(
+    db: str, clock: FakeClock, restart: bool
+) -> None:
+    window = MaintenanceWindowConfig(
+        matchers=['rack="r02"'], starts_at=clock.now(), ends_at=clock.now() + timedelta(minutes=30)
+    )
+    engine = _engine(db, clock, maintenance_windows=[window])
+    labels = {"alertname": "NodeDown", "rack": "r02", "node": "a"}
+    for minute in range(45):  # Prometheus re-posts every minute, endsAt 4 minutes ahead
+        if restart and minute == 10:
+            engine = _engine(db, clock, maintenance_windows=[window])
+        engine.ingest([Alert(labels, ends_at=clock.now() + timedelta(minutes=4))])
+        engine.tick()
+        opened = _open(engine)
+        assert (len(opened) == 1) is (minute >= 30), minute
+        clock.advance(60)
+    assert engine.store.get(opened[0][0]).alert_fingerprints == [Alert(labels).fingerprint]
+
+
+def test_an_inhibited_alert_opens_an_incident_when_its_inhibiting_alert_resolves(
+    db: str, clock: FakeClock
+) -> None:
+    rule = InhibitRuleConfig(
+        source_matchers=['alertname="ClusterMaintenance"'],
+        target_matchers=['severity="warning"'],
+        equal=["cluster"],
+    )
+    engine = _engine(db, clock, inhibit_rules=[rule])
+    source = {"alertname": "ClusterMaintenance", "cluster": "c1", "severity": "info"}
+    engine.ingest([Alert(source)])
+    (maintenance,) = _open(engine)
+    target = Alert({"alertname": "GPUThermal", "cluster": "c1", "node": "a", "severity": "warning"})
+    assert engine.ingest([target]).muted == 1
+    engine.tick()
+    assert [i[0] for i in _open(engine)] == [maintenance[0]]
+    engine.ingest([Alert(source, status=AlertStatus.RESOLVED)])
+    engine.tick()  # no re-post needed: Alertmanager's webhook repeats only every repeat_interval
+    row = engine.store.alert(target.fingerprint)
+    assert row is not None and row.muted_by is None and row.incident_id is not None
+    assert row.incident_id in {i[0] for i in _open(engine)}
+
+
 def test_silence_incident_mutes_its_alerts_for_the_duration(db: str, clock: FakeClock) -> None:
     engine = _engine(db, clock)
     labels = {"alertname": "NodeDown", "node": "x1"}
