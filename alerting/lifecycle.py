@@ -12,13 +12,14 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
 from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind
-from alerting.store import IncidentNotFound, IncidentStore
+from alerting.store import IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
@@ -179,6 +180,47 @@ class IncidentLifecycle:
         now = self.clock.now()
         with self._lock:
             return [s for s in self._silences if s.state(now) != "expired"]
+
+    def all_silences(self) -> list[Silence]:
+        """Every stored silence, expired ones too until retention deletes them, and the config's windows."""
+        with self._lock, self._sessions() as session:
+            stored = [
+                silence_from_row(r) for r in session.scalars(select(SilenceRow).order_by(SilenceRow.ends_at))
+            ]
+            configured = [
+                s for s in self._silences if s.created_by == "config" and s.kind is SilenceKind.MAINTENANCE
+            ]
+        return configured + stored
+
+    def silence(self, silence_id: str) -> Silence:
+        """One silence or window by id."""
+        found = next((s for s in self.all_silences() if s.id == silence_id), None)
+        if found is None:
+            raise SilenceNotFound(silence_id)
+        return found
+
+    def expire_silence(self, silence_id: str) -> Silence:
+        """End a silence now (Alertmanager's ``DELETE /api/v2/silence/{id}``).
+
+        What it muted is released at the next tick. Expiring an expired silence changes nothing; a window of
+        the configuration file is refused.
+        """
+        now = self.clock.now()
+        with self._lock:
+            with self._sessions() as session, session.begin():
+                row = session.get(SilenceRow, silence_id)
+                if row is None:
+                    if any(s.id == silence_id for s in self._silences):
+                        raise InputError(
+                            "a maintenance window of the configuration file: edit it there", field="silenceID"
+                        )
+                    raise SilenceNotFound(silence_id)
+                if row.ends_at > now:
+                    row.starts_at = min(row.starts_at, now)
+                    row.ends_at = now
+                expired = silence_from_row(row)
+            self._silences = [expired if s.id == silence_id else s for s in self._silences]
+        return expired
 
     def open_incident_ids(self) -> Iterable[str]:
         """Ids of incidents that are not resolved."""

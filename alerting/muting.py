@@ -19,12 +19,14 @@ from alerting.inhibition import Inhibitor
 from alerting.pending import StoredAlert
 from alerting.silences import Silence, muting_silence
 from alerting.store_models import AlertRow
+from gpuwarden.clock import Clock
 from gpuwarden.model import Alert, AlertSource, AlertStatus
 
 
 class MuteTracking:
     """The engine's muted firing alerts; see the module docstring."""
 
+    clock: Clock
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
     _silences: list[Silence]
@@ -35,6 +37,16 @@ class MuteTracking:
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         raise NotImplementedError  # the engine's
+
+    def mute_state(
+        self, fingerprint: str, labels: dict[str, str], incident_id: str | None = None
+    ) -> tuple[list[str], list[str]]:
+        """What mutes an alert now: the ids of the silences (and windows), and the inhibition rules."""
+        now = self.clock.now()
+        with self._lock:
+            silenced = [s.id for s in self._silences if s.mutes(labels, now, incident_id)]
+            rule = self._inhibitor.inhibited_by(fingerprint, labels)
+        return silenced, [] if rule is None else [rule or "inhibit_rule"]
 
     def _mute_reason(self, row: StoredAlert, now: datetime) -> str | None:
         return self._muted_by(row.fingerprint, row.labels, row.incident_id, now)

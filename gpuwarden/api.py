@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -35,11 +35,10 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
-from alerting.matchers import matcher_from_dict
-from alerting.silences import SilenceKind
 from alerting.store import NotFound
 from alerting.store_models import IncidentRow
 from alerting.topology import target_to_dict
+from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState, Priority
@@ -57,10 +56,6 @@ class _TooLarge(Exception):
     pass
 
 
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat().replace("+00:00", "Z") if at is not None else None
-
-
 def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
     """The list shape of ``GET /api/v1/incidents``."""
     return {
@@ -70,8 +65,8 @@ def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
         "state": row.state,
         "root_cause": {"kind": row.root_kind, "target": row.root_target},
         "alert_count": alert_count,
-        "opened_at": _iso(row.opened_at),
-        "resolved_at": _iso(row.resolved_at),
+        "opened_at": iso(row.opened_at),
+        "resolved_at": iso(row.resolved_at),
     }
 
 
@@ -88,8 +83,8 @@ def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dic
             "target": target_to_dict(incident.root_cause.target),
         },
         "alert_count": len(incident.alert_fingerprints),
-        "opened_at": _iso(incident.opened_at),
-        "resolved_at": _iso(incident.resolved_at),
+        "opened_at": iso(incident.opened_at),
+        "resolved_at": iso(incident.resolved_at),
         "impact": {
             "summary": impact.summary,
             "workloads": [str(w) for w in impact.workloads],
@@ -101,7 +96,7 @@ def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dic
             "spare_capacity": impact.spare_capacity,
         },
         "timeline": [
-            {"at": _iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
+            {"at": iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
             for e in incident.timeline
         ],
         "alerts": list(alerts),
@@ -339,8 +334,8 @@ class _Handlers:
                 "fingerprint": a.fingerprint,
                 "labels": a.labels,
                 "status": a.status,
-                "startsAt": _iso(a.starts_at),
-                "endsAt": _iso(a.ends_at),
+                "startsAt": iso(a.starts_at),
+                "endsAt": iso(a.ends_at),
                 "flapping": a.flapping,
                 "receive_count": a.receive_count,
             }
@@ -368,50 +363,6 @@ class _Handlers:
         text = await run_in_threadpool(self.engine.postmortem, request.path_params["incident_id"])
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
 
-    async def post_silence(self, request: Request, body: bytes) -> Response:
-        """Alertmanager's ``postableSilence`` (plus ``maintenance: true`` for a maintenance window)."""
-        data = parse_json(body)
-        if not isinstance(data, dict):
-            raise InputError("must be a JSON object", field="body")
-        raw = data.get("matchers")
-        if not isinstance(raw, list) or not raw:
-            raise InputError("at least one matcher is required", field="matchers")
-        matchers = [
-            matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
-            for i, m in enumerate(raw)
-        ]
-        starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
-        kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE
-        silence_id = await run_in_threadpool(
-            lambda: self.engine.add_silence(
-                matchers,
-                starts,
-                ends,
-                str(data.get("createdBy", "api")),
-                comment=str(data.get("comment", "")),
-                kind=kind,
-            )
-        )
-        return JSONResponse({"silenceID": silence_id})
-
-    async def list_silences(self, request: Request) -> Response:
-        """Silences and maintenance windows not yet expired."""
-        now = self.engine.clock.now()
-        return JSONResponse(
-            [
-                {
-                    "id": s.id,
-                    "matchers": [m.to_dict() for m in s.matchers],
-                    "startsAt": _iso(s.starts_at),
-                    "endsAt": _iso(s.ends_at),
-                    "createdBy": s.created_by,
-                    "comment": s.comment,
-                    "status": {"state": s.state(now)},
-                }
-                for s in self.engine.silences()
-            ]
-        )
-
     async def metrics_endpoint(self, request: Request) -> Response:
         """Prometheus exposition of the API's own counters."""
         registry = CollectorRegistry()
@@ -431,6 +382,8 @@ class _Handlers:
     def routes(self) -> list[BaseRoute]:
         """Every route of the API."""
         incident = "/api/v1/incidents/{incident_id}"
+        silence = "/api/v2/silence/{silence_id}"
+        am = AlertmanagerApi(self.engine)
         return [
             Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
@@ -438,12 +391,20 @@ class _Handlers:
                 self.write("/api/v1/webhook/alertmanager", self.post_webhook),
                 methods=["POST"],
             ),
+            Route("/api/v2/alerts", self.read("/api/v2/alerts", am.list_alerts), methods=["GET"]),
             Route(
                 "/api/v2/silences",
-                self.write("/api/v2/silences", self.post_silence, barrier=True),
+                self.write("/api/v2/silences", am.post_silence, barrier=True),
                 methods=["POST"],
             ),
-            Route("/api/v2/silences", self.read("/api/v2/silences", self.list_silences), methods=["GET"]),
+            Route("/api/v2/silences", self.read("/api/v2/silences", am.list_silences), methods=["GET"]),
+            Route(silence, self.read("/api/v2/silence/{id}", am.get_silence), methods=["GET"]),
+            Route(
+                silence,
+                self.write("/api/v2/silence/{id}", am.expire_silence, barrier=True),
+                methods=["DELETE"],
+            ),
+            Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
             Route(
@@ -521,23 +482,6 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
         free = sum(1 for g in n.gpus if (n.name, g.index) not in used and not g.lost) if n.up else 0
         spare[n.cluster] = spare.get(n.cluster, 0) + free
     return StaticInventory(nodes, workloads, spare)
-
-
-def _bad_matcher(index: int) -> Any:
-    raise InputError("must be an object", field=f"matchers[{index}]")
-
-
-def _required_time(data: dict[str, Any], name: str) -> datetime:
-    raw = data.get(name)
-    if not isinstance(raw, str):
-        raise InputError("required RFC 3339 time", field=name)
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise InputError(f"not an RFC 3339 time: {raw!r}", field=name) from exc
-    if parsed.tzinfo is None:
-        raise InputError("time needs a timezone", field=name)
-    return parsed
 
 
 def _choice(value: str | None, name: str, allowed: list[str]) -> str | None:

@@ -266,3 +266,29 @@ def test_incident_list_filters_caps_and_counts(client: TestClient) -> None:
     for params, field in (({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"state": "open"}, "state")):
         refused = client.get("/api/v1/incidents", params=params)
         assert (refused.status_code, refused.json()["field"]) == (400, field)
+
+
+def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    matchers = [{"name": "node", "value": "r02-n03"}]
+    body = {"matchers": matchers, "startsAt": "2025-12-31T00:00:00Z", "endsAt": "2026-01-02T00:00:00Z"}
+    first = client.post("/api/v2/silences", json=body, headers=AUTH).json()["silenceID"]
+    (alert,) = client.get("/api/v2/alerts", params={"silenced": "true"}).json()
+    assert alert["status"] == {"state": "suppressed", "silencedBy": [first], "inhibitedBy": []}
+    assert client.get("/api/v2/alerts", params={"silenced": "false"}).json() == []
+    assert client.get("/api/v2/alerts", params={"filter": 'node="other"'}).json() == []
+    assert client.get("/api/v2/alerts", params={"filter": "node=~("}).json()["field"] == "filter"
+    assert client.get("/api/v2/alerts", params={"active": "maybe"}).json()["field"] == "active"
+
+    second = client.post("/api/v2/silences", json={**body, "id": first}, headers=AUTH).json()["silenceID"]
+    states = {s["id"]: s["status"]["state"] for s in client.get("/api/v2/silences").json()}
+    assert states == {first: "expired", second: "active"}
+    assert client.delete(f"/api/v2/silence/{second}", headers=AUTH).status_code == 200
+    assert client.get(f"/api/v2/silence/{second}").json()["status"]["state"] == "expired"
+    assert client.delete("/api/v2/silence/sil-nope", headers=AUTH).status_code == 404
+    assert client.delete(f"/api/v2/silence/{first}").status_code == 401
+    assert client.post("/api/v2/silences", json={**body, "id": "sil-nope"}, headers=AUTH).status_code == 404
+    engine.tick()  # the silence is over: the alert it held back opens its incident
+    assert [i["alert_count"] for i in client.get("/api/v1/incidents").json()] == [1]

@@ -1,0 +1,197 @@
+"""Alertmanager's API v2 beyond ingest, as ``amtool`` and Grafana's Alertmanager data source use it.
+
+``GET /api/v2/alerts`` lists the firing alerts (``gettableAlerts``: state, ``silencedBy``, ``inhibitedBy``;
+``filter``, ``active``, ``silenced``, ``inhibited`` as in Alertmanager). Silences: ``POST /api/v2/silences``
+(with the ``id`` of an existing silence it replaces it, as ``amtool silence update`` expects),
+``GET /api/v2/silences`` (expired ones too, until retention deletes them), ``GET`` and ``DELETE
+/api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with the alerting
+configuration as ``config.original`` and no cluster. Routes and their auth are wired in ``gpuwarden.api``.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import yaml
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from alerting.engine import IncidentEngine
+from alerting.ingest import parse_json
+from alerting.matchers import all_match, matcher_from_dict, parse_matcher
+from alerting.silences import Silence, SilenceKind
+from alerting.store import firing_alerts
+from alerting.store_models import AlertRow
+from gpuwarden import __version__
+from gpuwarden.errors import InputError
+
+RECEIVER = "gpuwarden"  # every alert reaches the incident engine
+GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Alertmanager writes "no time"
+
+
+def iso(at: datetime | None) -> str | None:
+    """RFC 3339 in UTC with a ``Z``."""
+    return at.isoformat().replace("+00:00", "Z") if at is not None else None
+
+
+def gettable_silence(s: Silence, now: datetime) -> dict[str, Any]:
+    """Alertmanager's ``gettableSilence``."""
+    return {
+        "id": s.id,
+        "matchers": [m.to_dict() for m in s.matchers],
+        "startsAt": iso(s.starts_at),
+        "endsAt": iso(s.ends_at),
+        "updatedAt": iso(s.starts_at),
+        "createdBy": s.created_by,
+        "comment": s.comment,
+        "status": {"state": s.state(now)},
+    }
+
+
+def gettable_alert(row: AlertRow, silenced: list[str], inhibited: list[str]) -> dict[str, Any]:
+    """Alertmanager's ``gettableAlert`` of a stored firing alert."""
+    return {
+        "labels": row.labels,
+        "annotations": row.annotations,
+        "startsAt": iso(row.starts_at),
+        "endsAt": iso(row.ends_at) or GO_ZERO_TIME,
+        "updatedAt": iso(row.last_seen),
+        "generatorURL": row.generator_url,
+        "fingerprint": row.fingerprint,
+        "receivers": [{"name": RECEIVER}],
+        "status": {
+            "state": "suppressed" if silenced or inhibited else "active",
+            "silencedBy": silenced,
+            "inhibitedBy": inhibited,
+        },
+    }
+
+
+class AlertmanagerApi:
+    """The handlers; ``gpuwarden.api`` wraps them with the token check, the read barrier and errors."""
+
+    def __init__(self, engine: IncidentEngine) -> None:
+        self.engine = engine
+        self.started = datetime.now(UTC)
+
+    async def list_alerts(self, request: Request) -> Response:
+        """Firing alerts matching every ``filter`` matcher, by state as Alertmanager filters them."""
+        params = request.query_params
+        show = {name: _flag(params.get(name), name) for name in ("active", "silenced", "inhibited")}
+        filters = []
+        for text in params.getlist("filter"):
+            try:
+                filters.append(parse_matcher(text))
+            except InputError as exc:
+                raise InputError(str(exc).removeprefix(f"{exc.field}: "), field="filter") from exc
+        rows = await run_in_threadpool(firing_alerts, self.engine.store)
+        out = []
+        for row in rows:
+            if not all_match(filters, row.labels):
+                continue
+            silenced, inhibited = self.engine.mute_state(row.fingerprint, row.labels, row.incident_id)
+            active = not silenced and not inhibited
+            if (active and not show["active"]) or (silenced and not show["silenced"]):
+                continue
+            if inhibited and not show["inhibited"]:
+                continue
+            out.append(gettable_alert(row, silenced, inhibited))
+        return JSONResponse(out)
+
+    async def post_silence(self, request: Request, body: bytes) -> Response:
+        """Alertmanager's ``postableSilence`` (plus ``maintenance: true`` for a maintenance window)."""
+        data = parse_json(body)
+        if not isinstance(data, dict):
+            raise InputError("must be a JSON object", field="body")
+        raw = data.get("matchers")
+        if not isinstance(raw, list) or not raw:
+            raise InputError("at least one matcher is required", field="matchers")
+        matchers = [
+            matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
+            for i, m in enumerate(raw)
+        ]
+        starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
+        kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE
+        replaced = data.get("id")
+        if replaced is not None and not isinstance(replaced, str):
+            raise InputError("must be a string", field="id")
+        engine = self.engine
+
+        def store() -> str:
+            if replaced:  # an update: the old silence ends now, the new one takes over
+                engine.silence(replaced)
+                engine.expire_silence(replaced)
+            return engine.add_silence(
+                matchers,
+                starts,
+                ends,
+                str(data.get("createdBy", "api")),
+                comment=str(data.get("comment", "")),
+                kind=kind,
+            )
+
+        return JSONResponse({"silenceID": await run_in_threadpool(store)})
+
+    async def list_silences(self, request: Request) -> Response:
+        """Every silence and maintenance window, expired ones too until retention deletes them."""
+        now = self.engine.clock.now()
+        silences = await run_in_threadpool(self.engine.all_silences)
+        return JSONResponse([gettable_silence(s, now) for s in silences])
+
+    async def get_silence(self, request: Request) -> Response:
+        """One silence."""
+        silence = await run_in_threadpool(self.engine.silence, request.path_params["silence_id"])
+        return JSONResponse(gettable_silence(silence, self.engine.clock.now()))
+
+    async def expire_silence(self, request: Request, body: bytes) -> Response:
+        """End a silence now; the alerts it muted fire again at the engine's next tick."""
+        await run_in_threadpool(self.engine.expire_silence, request.path_params["silence_id"])
+        return Response(status_code=200)
+
+    async def status(self, request: Request) -> Response:
+        """Alertmanager's ``alertmanagerStatus``: no cluster; the alerting section as the config."""
+        config = yaml.safe_dump(self.engine.config.model_dump(mode="json"), sort_keys=False)
+        return JSONResponse(
+            {
+                "cluster": {"name": "", "status": "disabled", "peers": []},
+                "config": {"original": config},
+                "uptime": iso(self.started),
+                "versionInfo": {
+                    "version": __version__,
+                    "branch": "",
+                    "buildDate": "",
+                    "buildUser": "",
+                    "goVersion": "",
+                    "revision": "",
+                },
+            }
+        )
+
+
+def _flag(value: str | None, name: str) -> bool:
+    if value is None:
+        return True
+    if value.lower() in ("true", "1"):
+        return True
+    if value.lower() in ("false", "0"):
+        return False
+    raise InputError(f"{value!r} is not true or false", field=name)
+
+
+def _bad_matcher(index: int) -> Any:
+    raise InputError("must be an object", field=f"matchers[{index}]")
+
+
+def _required_time(data: dict[str, Any], name: str) -> datetime:
+    raw = data.get(name)
+    if not isinstance(raw, str):
+        raise InputError("required RFC 3339 time", field=name)
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError as exc:
+        raise InputError(f"not an RFC 3339 time: {raw!r}", field=name) from exc
+    if parsed.tzinfo is None:
+        raise InputError("time needs a timezone", field=name)
+    return parsed
