@@ -68,6 +68,11 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     if not isinstance(item, Mapping):
         raise InputError("must be an object", field=where)
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
+    if "" in labels.values():
+        # Alertmanager drops empty-valued labels before it fingerprints: {a="x", b=""} is {a="x"}.
+        labels = {k: v for k, v in labels.items() if v}
+        if not labels:
+            raise InputError("must not be empty (empty values do not count)", field=f"{where}.labels")
     annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
     starts_at = _time(item.get("startsAt"), f"{where}.startsAt")
     ends_at = _time(item.get("endsAt"), f"{where}.endsAt")
