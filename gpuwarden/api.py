@@ -420,6 +420,9 @@ class _Handlers:
             Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
+            # Alertmanager's probe paths, for setups that probe gpuwarden where an Alertmanager stood.
+            Route("/-/healthy", self.healthz, methods=["GET", "HEAD"]),
+            Route("/-/ready", self.healthz, methods=["GET", "HEAD"]),
         ]
 
 

@@ -292,3 +292,7 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert client.post("/api/v2/silences", json={**body, "id": "sil-nope"}, headers=AUTH).status_code == 404
     engine.tick()  # the silence is over: the alert it held back opens its incident
     assert [i["alert_count"] for i in client.get("/api/v1/incidents").json()] == [1]
+
+
+def test_alertmanager_probe_paths_answer(client: TestClient) -> None:
+    assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200, 200, 200]
