@@ -533,7 +533,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 batch = Batch(session, now)
                 for inc in list(self._open.values()):
                     row = session.get(IncidentRow, inc.id)
-                    if row is None or row.quiet_since is None or now - row.quiet_since < self._quiet:
+                    if row is None:
+                        continue
+                    self._settle_flapping(batch, inc, row)
+                    if row.quiet_since is None or now - row.quiet_since < self._quiet:
                         continue
                     if any(m.firing or m.flapping for m in inc.members.values()):
                         continue

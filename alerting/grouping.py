@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import placement, root_cause
+from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
 from alerting.inventory import Inventory
 from alerting.store import impact_to_dict
@@ -25,6 +26,7 @@ class IncidentGrouping:
     config: AlertingConfig
     inventory: Inventory | None
     _open: dict[str, OpenIncident]
+    _flap: FlapPolicy
 
     def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
         if workloads != inc.workloads:
@@ -115,6 +117,30 @@ class IncidentGrouping:
         row.quiet_since = None
         if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
+
+    def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
+        """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went
+        quiet has no transition left to clear it), and start the quiet period if nothing fires any more."""
+        stopped = False
+        for fingerprint, member in inc.members.items():
+            if not member.flapping:
+                continue
+            alert = batch.session.get(AlertRow, fingerprint)
+            if alert is None:
+                continue
+            kept, flapping = flap_state(
+                self._flap, list(alert.transitions), batch.now.timestamp(), False, True
+            )
+            if flapping:
+                continue
+            alert.transitions, alert.flapping, member.flapping = kept, False, False
+            name = alert.labels.get("alertname", "")
+            batch.event(
+                inc.id, "flapping_stopped", f"alert {name} stopped flapping", {"fingerprint": fingerprint}
+            )
+            stopped = True
+        if stopped and row.title and not any(m.firing or m.flapping for m in inc.members.values()):
+            self._start_quiet(batch, inc, row)
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         row.updated_at = batch.now

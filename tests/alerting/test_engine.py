@@ -247,6 +247,31 @@ def test_flapping_alert_keeps_its_incident_open_and_is_marked(db: str, clock: Fa
     assert row is not None and row.flapping
 
 
+def test_an_alert_that_stopped_flapping_and_stays_resolved_lets_its_incident_resolve(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=300, flap_window_seconds=600)
+    labels = {"alertname": "GPUThermalThrottling", "Hostname": "x1", "gpu": "0"}
+    engine.ingest([Alert(labels)])
+    for _ in range(4):
+        clock.advance(30)
+        engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+        clock.advance(30)
+        engine.ingest([Alert(labels)])
+    clock.advance(30)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])  # and it stays resolved
+    (inc,) = _open(engine)
+    for _ in range(40):  # 20 minutes of ticks: the flap window empties, then the quiet period passes
+        clock.advance(30)
+        engine.tick()
+    incident = engine.store.get(inc[0])
+    kinds = [e.kind for e in incident.timeline]
+    assert incident.state is IncidentState.RESOLVED
+    assert kinds.index("flapping_started") < kinds.index("flapping_stopped") < kinds.index("resolved")
+    row = engine.store.alert(Alert(labels).fingerprint)
+    assert row is not None and not row.flapping
+
+
 def test_silenced_alert_is_stored_but_opens_no_incident(db: str, clock: FakeClock) -> None:
     engine = _engine(db, clock)
     engine.add_silence([parse_matcher('node=~"x.*"')], clock.now(), clock.now() + timedelta(hours=1), "me")
