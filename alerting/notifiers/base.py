@@ -62,11 +62,18 @@ class Notification(BaseModel):
     event_kind: str
     event_message: str
     series: tuple[ChartSeries, ...] = ()
+    escalated: bool = False  # a priority change to a more urgent priority
 
     @property
     def is_resolution(self) -> bool:
         """Whether this change resolved the incident."""
         return self.change is ChangeKind.RESOLVED
+
+    @property
+    def is_broadcast(self) -> bool:
+        """Whether the channel must see this change, not only the thread: a resolution, a reopening (its
+        message may be far up the channel) or an escalation."""
+        return self.is_resolution or self.change is ChangeKind.REOPENED or self.escalated
 
 
 def target_fields(target: Target) -> dict[str, str]:
@@ -149,7 +156,16 @@ def build_notification(
         event_kind=change.event.kind,
         event_message=change.event.message,
         series=tuple(series),
+        escalated=_escalated(change),
     )
+
+
+def _escalated(change: IncidentChange) -> bool:
+    """A priority change whose timeline event says it went to a more urgent priority (P0 is the most)."""
+    if change.kind is not ChangeKind.PRIORITY_CHANGED:
+        return False
+    before, after = change.event.data.get("from"), change.event.data.get("to")
+    return isinstance(before, str) and isinstance(after, str) and after < before
 
 
 @dataclass(frozen=True, slots=True)

@@ -157,7 +157,7 @@ class SlackNotifier:
                 thread_ts=ts,
                 text=reply.text,
                 blocks=reply.blocks,
-                reply_broadcast=notification.is_resolution,
+                reply_broadcast=notification.is_broadcast,
                 metadata=self._metadata(notification.incident_id, notification.key),
             ),
         )

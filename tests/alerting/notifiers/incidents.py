@@ -54,10 +54,17 @@ def make_incident(
 
 
 def change(
-    incident: Incident, kind: ChangeKind, minutes: float, message: str, event_kind: str | None = None
+    incident: Incident,
+    kind: ChangeKind,
+    minutes: float,
+    message: str,
+    event_kind: str | None = None,
+    data: dict[str, str] | None = None,
 ) -> IncidentChange:
     """A change of ``incident`` ``minutes`` after T0."""
-    event = TimelineEvent(at=T0 + timedelta(minutes=minutes), kind=event_kind or kind.value, message=message)
+    event = TimelineEvent(
+        at=T0 + timedelta(minutes=minutes), kind=event_kind or kind.value, message=message, data=data or {}
+    )
     incident.timeline.append(event)
     return IncidentChange(kind=kind, incident=incident, event=event)
 

@@ -22,6 +22,7 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.subscriptions import ChangeKind
 from gpuwarden.config import SlackConfig, load_config
 from gpuwarden.errors import BackendError, ConfigError
+from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 
 
@@ -271,3 +272,23 @@ def test_a_broken_series_source_costs_the_chart_not_the_message(recorder: SlackR
     assert len(recorder.channel_messages()) == 1
     assert recorder.files() == []
     assert not threads.state.chart_posted
+
+
+def test_a_reopening_and_an_escalation_reach_the_channel_not_only_the_thread(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = [change(make_incident(priority=Priority.P2), ChangeKind.OPENED, 0, "opened")]
+    escalated = make_incident(priority=Priority.P0)
+    changes.append(
+        change(escalated, ChangeKind.PRIORITY_CHANGED, 2, "P2 -> P0", "priority", {"from": "P2", "to": "P0"})
+    )
+    lowered = make_incident(priority=Priority.P1)
+    changes.append(
+        change(lowered, ChangeKind.PRIORITY_CHANGED, 4, "P0 -> P1", "priority", {"from": "P0", "to": "P1"})
+    )
+    changes.append(
+        change(make_incident(priority=Priority.P1), ChangeKind.REOPENED, 900, "GPULost fired again")
+    )
+    for c in changes:
+        deliver(notifier, threads, build_notification(c))
+    [parent] = recorder.channel_messages()
+    assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, True, False, True]
