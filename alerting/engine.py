@@ -546,7 +546,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     batch.event(
                         inc.id,
                         "resolved",
-                        "resolved: all alerts quiet for the quiet period",
+                        "all alerts quiet for the quiet period",
                         {},
                         change=ChangeKind.RESOLVED,
                     )

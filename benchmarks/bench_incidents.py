@@ -3,13 +3,18 @@
 Both servers are real processes on 127.0.0.1: Debian's Alertmanager 0.25 with a typical route
 (``group_by: [alertname, cluster]``; every timer scaled down 30x so the run takes seconds: group_wait 30 s
 -> 1 s, group_interval 1 min -> 2 s) routing to a local webhook that counts notifications, and ``gpuwarden
-serve`` notifying a local Slack Web API stand-in (alerting.notifiers.recorder). A second Alertmanager with
-its default group_interval (5 min -> 10 s; it sends fewer updates) is reported next to it. Each storm is
-replayed on its own timeline (each alert's onset, scaled 30x), posted every rule evaluation (15 s -> 0.5 s)
+serve`` notifying a local Slack Web API stand-in (alerting.notifiers.recorder). A second Alertmanager the
+same but without resolved notifications (``send_resolved: false``, its default for Slack) is compared with
+gpuwarden's default, which edits a resolved incident's message in place rather than posting; the first
+(``send_resolved: true``) with gpuwarden posting resolutions too (``slack.broadcast_resolutions``). A third
+with the default group_interval (5 min -> 10 s; it sends fewer updates) is reported next to them. Each storm
+is replayed on its own timeline (each alert's onset, scaled 30x), posted every rule evaluation (15 s -> 0.5 s)
 as Prometheus does, held 2 min (scaled) after its last onset, then resolved.
 
-* ``notifications``: webhook POSTs Alertmanager made, and new top-level Slack messages gpuwarden posted
-  (in-place ``chat.update`` edits and thread replies ping nobody and are counted apart).
+* ``notifications``: webhook POSTs Alertmanager made (its resolved notifications included:
+  ``send_resolved``), and the Slack messages gpuwarden made visible in the channel: new top-level messages
+  and thread replies broadcast to the channel (resolutions, escalations, reopenings). In-place
+  ``chat.update`` edits and plain thread replies ping nobody and are counted apart.
 * Storms (``alerting.scenarios.storm_scenarios``: rack power loss, NVSwitch failure, bad driver rollout,
   job-wide stall) are what the >=10x target is about; ``two_unrelated_faults`` is a correctness check
   (it must stay two incidents) and is reported apart. Each scenario's alerts carry a ``storm`` label so
@@ -304,7 +309,9 @@ def run_storm(
     settle()
 
 
-def alertmanager_argv(binary: str, storage: Path, hook: str, group_interval: str, port: int) -> list[str]:
+def alertmanager_argv(
+    binary: str, storage: Path, hook: str, group_interval: str, port: int, send_resolved: bool = True
+) -> list[str]:
     """A real Alertmanager with the typical route (``group_by: [alertname, cluster]``) to ``hook``."""
     storage.mkdir(parents=True, exist_ok=True)
     config = storage / "am.yml"
@@ -318,7 +325,9 @@ def alertmanager_argv(binary: str, storage: Path, hook: str, group_interval: str
                     "group_interval": group_interval,
                     "repeat_interval": "4h",
                 },
-                "receivers": [{"name": "hook", "webhook_configs": [{"url": hook, "send_resolved": True}]}],
+                "receivers": [
+                    {"name": "hook", "webhook_configs": [{"url": hook, "send_resolved": send_resolved}]}
+                ],
             }
         )
     )
@@ -356,9 +365,14 @@ def main() -> None:
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     gw_bin = str(Path(sys.executable).with_name("gpuwarden"))
     work = Path(tempfile.mkdtemp(prefix="bench-incidents-"))
-    receiver, receiver_default = CountingReceiver(), CountingReceiver()
-    am_port, am_default_port, gw_port = free_port(), free_port(), free_port()
+    receiver, receiver_default, receiver_firing = CountingReceiver(), CountingReceiver(), CountingReceiver()
+    am_port, am_default_port, am_firing_port, gw_port = free_port(), free_port(), free_port(), free_port()
     am_argv = alertmanager_argv(am_bin, work / "am", receiver.url, "2s", am_port)
+    # The same without resolved notifications (send_resolved: false, Alertmanager's default for Slack),
+    # to compare with gpuwarden's default, which edits a resolved incident's message instead of posting.
+    am_firing_argv = alertmanager_argv(
+        am_bin, work / "am-firing", receiver_firing.url, "2s", am_firing_port, send_resolved=False
+    )
     # Alertmanager's own default group_interval (5 min, scaled: 10 s), reported next to the target figure.
     am_default_argv = alertmanager_argv(
         am_bin, work / "am-default", receiver_default.url, "10s", am_default_port
@@ -393,14 +407,16 @@ def main() -> None:
     with (
         process(am_argv, f"http://127.0.0.1:{am_port}/-/ready", work / "am.log") as am_proc,
         process(am_default_argv, f"http://127.0.0.1:{am_default_port}/-/ready", work / "am-default.log"),
+        process(am_firing_argv, f"http://127.0.0.1:{am_firing_port}/-/ready", work / "am-firing.log"),
         process(gw_argv, f"http://127.0.0.1:{gw_port}/healthz", work / "gw.log", env) as gw_proc,
     ):
         am_default_url = f"http://127.0.0.1:{am_default_port}/api/v2/alerts"
-        targets = [(am_url, {}), (am_default_url, {}), (gw_url, auth)]
+        am_firing_url = f"http://127.0.0.1:{am_firing_port}/api/v2/alerts"
+        targets = [(am_url, {}), (am_default_url, {}), (am_firing_url, {}), (gw_url, auth)]
         seen = 0
         for name, alerts in ({} if throughput_only else storms(datetime.now(UTC))).items():
-            am_before, top_before = receiver.count, len(recorder.channel_messages())
-            am_default_before = receiver_default.count
+            am_before, top_before = receiver.count, len(recorder.visible_in_channel())
+            am_default_before, am_firing_before = receiver_default.count, receiver_firing.count
             calls_before = len(recorder.calls)
 
             def settle() -> None:
@@ -413,18 +429,23 @@ def main() -> None:
             am_n = receiver.count - am_before
             fresh = incidents[: len(incidents) - seen]
             seen = len(incidents)
-            posted = recorder.channel_messages()[top_before:]
+            # A notification is what reaches the channel: new messages and replies broadcast to it (a
+            # resolution, an escalation, a reopening), as every Alertmanager notification is a message.
+            posted = recorder.visible_in_channel()[top_before:]
             gw_n = len(posted)
+            # With slack.broadcast_resolutions each resolved incident also posts its resolution once.
+            resolved = sum(1 for i in fresh if i["state"] == "resolved")
             result["scenarios"][name] = {
                 "storm": name != CHECK,
                 "alerts": len(alerts),
                 "alertmanager_notifications": am_n,
+                "alertmanager_notifications_without_resolved": receiver_firing.count - am_firing_before,
                 "alertmanager_default_group_interval_notifications": receiver_default.count
                 - am_default_before,
                 "gpuwarden_notifications": gw_n,
+                "gpuwarden_notifications_with_resolution_broadcasts": gw_n + resolved,
                 "gpuwarden_messages": [m.text for m in posted],
                 "gpuwarden_slack_calls_incl_updates_and_thread_replies": len(recorder.calls) - calls_before,
-                "reduction": round(am_n / gw_n, 1) if gw_n else None,
                 "gpuwarden_incidents": [
                     [
                         i["priority"],
@@ -437,13 +458,30 @@ def main() -> None:
             }
         figures = result["scenarios"]
         for key, names in (("storms", [n for n in figures if n != CHECK]), ("all", list(figures))):
-            am_n = sum(figures[n]["alertmanager_notifications"] for n in names)
-            gw_n = sum(figures[n]["gpuwarden_notifications"] for n in names)
-            result[f"notifications_{key}"] = {"alertmanager": am_n, "gpuwarden": gw_n}
-            result[f"notification_reduction_{key}"] = round(am_n / gw_n, 1) if gw_n else None
-            am_d = sum(figures[n]["alertmanager_default_group_interval_notifications"] for n in names)
-            result[f"notification_reduction_{key}_vs_default_group_interval"] = (
-                round(am_d / gw_n, 1) if gw_n else None
+
+            def total(field: str, names: list[str] = names) -> int:
+                return sum(int(figures[n][field]) for n in names)
+
+            gw_n, gw_r = (
+                total("gpuwarden_notifications"),
+                total("gpuwarden_notifications_with_resolution_broadcasts"),
+            )
+            am_n, am_f = (
+                total("alertmanager_notifications"),
+                total("alertmanager_notifications_without_resolved"),
+            )
+            am_d = total("alertmanager_default_group_interval_notifications")
+            result[f"notifications_{key}"] = {
+                "alertmanager_without_resolved": am_f,
+                "gpuwarden": gw_n,
+                "alertmanager_with_resolved": am_n,
+                "gpuwarden_with_resolution_broadcasts": gw_r,
+            }
+            # Like for like: neither posts resolutions; then both do.
+            result[f"notification_reduction_{key}"] = round(am_f / gw_n, 1) if gw_n else None
+            result[f"notification_reduction_{key}_with_resolutions"] = round(am_n / gw_r, 1) if gw_r else None
+            result[f"notification_reduction_{key}_with_resolutions_vs_default_group_interval"] = (
+                round(am_d / gw_r, 1) if gw_r else None
             )
 
         # Throughput: the same stream (new cluster labels => new fingerprints) to each server.
@@ -452,12 +490,17 @@ def main() -> None:
     recorder.stop()
     receiver.server.shutdown()
     receiver_default.server.shutdown()
+    receiver_firing.server.shutdown()
     shutil.rmtree(work, ignore_errors=True)
     result["targets_met"] = {}
     if not throughput_only:
         result["targets_met"]["notifications_10x_fewer_on_storms"] = (
-            result["notification_reduction_storms"] or 0
-        ) >= 10
+            min(
+                result["notification_reduction_storms"] or 0,
+                result["notification_reduction_storms_with_resolutions"] or 0,
+            )
+            >= 10
+        )
     if not storms_only:
         rates = result["alerts_per_second"]
         result["targets_met"]["ingest_rate_at_least_alertmanager_fresh"] = (

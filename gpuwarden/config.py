@@ -67,6 +67,11 @@ class SlackConfig(Section):
     chart_prometheus_url: str | None = Field(None, description="Prometheus read for incident charts")
     chart_window_seconds: float = Field(3600.0, gt=0)
     runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
+    broadcast_resolutions: bool = Field(
+        False,
+        description="also post each resolution to the channel (it always edits the incident's message in "
+        "place and replies in its thread); like Alertmanager's send_resolved, off by default for Slack",
+    )
 
 
 class ApiConfig(Section):

@@ -70,10 +70,10 @@ class Notification(BaseModel):
         return self.change is ChangeKind.RESOLVED
 
     @property
-    def is_broadcast(self) -> bool:
-        """Whether the channel must see this change, not only the thread: a resolution, a reopening (its
-        message may be far up the channel) or an escalation."""
-        return self.is_resolution or self.change is ChangeKind.REOPENED or self.escalated
+    def needs_attention(self) -> bool:
+        """Whether people must see this change arrive, not only the incident's message change in place: a
+        reopening (that message may be far up the channel) or an escalation."""
+        return self.change is ChangeKind.REOPENED or self.escalated
 
 
 def target_fields(target: Target) -> dict[str, str]:

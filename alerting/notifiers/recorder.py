@@ -181,6 +181,11 @@ class SlackRecorder:
                 m for m in self._slack.messages if m.thread_ts is None and (cid is None or m.channel == cid)
             ]
 
+    def visible_in_channel(self) -> list[RecordedMessage]:
+        """What a channel member sees arrive: top-level messages and replies broadcast to the channel."""
+        with self._lock:
+            return [m for m in self._slack.messages if m.thread_ts is None or m.reply_broadcast]
+
     def replies(self, thread_ts: str) -> list[RecordedMessage]:
         """Replies in a thread, oldest first."""
         with self._lock:

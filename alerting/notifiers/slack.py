@@ -87,12 +87,14 @@ class SlackNotifier:
         name: str = "slack",
         charts: bool = True,
         series_source: SeriesSource | None = None,
+        broadcast_resolutions: bool = False,
     ) -> None:
         self._client = client
         self._channel = channel
         self._name = name
         self._charts = charts
         self._series = series_source
+        self._broadcast_resolutions = broadcast_resolutions
 
     @classmethod
     def from_config(
@@ -111,7 +113,14 @@ class SlackNotifier:
             rate_limit_retries=config.rate_limit_retries,
         )
         series = series_source_from_config(config, clock or SystemClock())
-        return cls(client, config.channel, name=name, charts=config.charts, series_source=series)
+        return cls(
+            client,
+            config.channel,
+            name=name,
+            charts=config.charts,
+            series_source=series,
+            broadcast_resolutions=config.broadcast_resolutions,
+        )
 
     @property
     def name(self) -> str:
@@ -157,7 +166,8 @@ class SlackNotifier:
                 thread_ts=ts,
                 text=reply.text,
                 blocks=reply.blocks,
-                reply_broadcast=notification.is_broadcast,
+                reply_broadcast=notification.needs_attention
+                or (notification.is_resolution and self._broadcast_resolutions),
                 metadata=self._metadata(notification.incident_id, notification.key),
             ),
         )

@@ -33,10 +33,10 @@ def recorder() -> Iterator[SlackRecorder]:
 
 
 def notifier_for(
-    recorder: SlackRecorder, *, channel: str = "#gpu-incidents", retries: int = 3
+    recorder: SlackRecorder, *, channel: str = "#gpu-incidents", retries: int = 3, **options: bool
 ) -> SlackNotifier:
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=retries)
-    return SlackNotifier(client, channel)
+    return SlackNotifier(client, channel, **options)
 
 
 class Threads:
@@ -101,7 +101,7 @@ def test_later_changes_update_the_message_in_place_and_reply_in_its_thread(recor
         "mitigating",
         "resolved",
     ]
-    assert [r.reply_broadcast for r in replies] == [False, False, False, False, True]
+    assert [r.reply_broadcast for r in replies] == [False] * 5  # a resolution edits the message in place
     assert "Resolved* after 1 h 35 min" in replies[-1].blocks[0]["text"]["text"]
 
 
@@ -292,3 +292,12 @@ def test_a_reopening_and_an_escalation_reach_the_channel_not_only_the_thread(rec
         deliver(notifier, threads, build_notification(c))
     [parent] = recorder.channel_messages()
     assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, True, False, True]
+
+
+def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder, broadcast_resolutions=True), Threads()
+    for c in lifecycle():
+        deliver(notifier, threads, build_notification(c))
+    [parent] = recorder.channel_messages()
+    assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, False, False, False, True]
+    assert [m.text.split(":")[0] for m in recorder.visible_in_channel()][1:] == ["resolved"]
