@@ -233,3 +233,13 @@ def firing_alerts(store: IncidentStore) -> list[AlertRow]:
     with store.sessions() as session:
         query = select(AlertRow).where(AlertRow.status == "firing").order_by(AlertRow.starts_at)
         return list(session.scalars(query))
+
+
+def incident_rows(store: IncidentStore, ids: Sequence[str]) -> dict[str, IncidentRow]:
+    """Incident rows by id (those that exist)."""
+    out: dict[str, IncidentRow] = {}
+    with store.sessions() as session:
+        for i in range(0, len(ids), 500):
+            query = select(IncidentRow).where(IncidentRow.id.in_(list(ids[i : i + 500])))
+            out.update({r.id: r for r in session.scalars(query)})
+    return out

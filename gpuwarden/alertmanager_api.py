@@ -1,7 +1,8 @@
 """Alertmanager's API v2 beyond ingest, as ``amtool`` and Grafana's Alertmanager data source use it.
 
 ``GET /api/v2/alerts`` lists the firing alerts (``gettableAlerts``: state, ``silencedBy``, ``inhibitedBy``;
-``filter``, ``active``, ``silenced``, ``inhibited`` as in Alertmanager). Silences: ``POST /api/v2/silences``
+``filter``, ``active``, ``silenced``, ``inhibited`` as in Alertmanager) and ``GET /api/v2/alerts/groups``
+(one group per incident, for Grafana's alert-group view). Silences: ``POST /api/v2/silences``
 (with the ``id`` of an existing silence it replaces it, as ``amtool silence update`` expects),
 ``GET /api/v2/silences`` (expired ones too, until retention deletes them), ``GET`` and ``DELETE
 /api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with the alerting
@@ -22,7 +23,7 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json
 from alerting.matchers import all_match, matcher_from_dict, parse_matcher
 from alerting.silences import Silence, SilenceKind
-from alerting.store import firing_alerts
+from alerting.store import firing_alerts, incident_rows
 from alerting.store_models import AlertRow
 from gpuwarden import __version__
 from gpuwarden.errors import InputError
@@ -78,6 +79,32 @@ class AlertmanagerApi:
 
     async def list_alerts(self, request: Request) -> Response:
         """Firing alerts matching every ``filter`` matcher, by state as Alertmanager filters them."""
+        return JSONResponse([alert for alert, _ in await self._alerts(request)])
+
+    async def list_groups(self, request: Request) -> Response:
+        """``alertGroups``: an incident is a group (labels ``incident``, ``priority``, ``root_cause``); firing
+        alerts in no incident (muted ones) form one group without labels. Same filters as the alerts."""
+        by_incident: dict[str | None, list[dict[str, Any]]] = {}
+        for alert, incident_id in await self._alerts(request):
+            by_incident.setdefault(incident_id, []).append(alert)
+        rows = await run_in_threadpool(incident_rows, self.engine.store, [i for i in by_incident if i])
+        groups = []
+        for incident_id, alerts in by_incident.items():
+            row = rows.get(incident_id) if incident_id else None
+            labels = (
+                {
+                    "incident": row.id,
+                    "priority": row.priority,
+                    "root_cause": row.root_kind,
+                    "title": row.title,
+                }
+                if row is not None
+                else {}
+            )
+            groups.append({"labels": labels, "receiver": {"name": RECEIVER}, "alerts": alerts})
+        return JSONResponse(groups)
+
+    async def _alerts(self, request: Request) -> list[tuple[dict[str, Any], str | None]]:
         params = request.query_params
         show = {name: _flag(params.get(name), name) for name in ("active", "silenced", "inhibited")}
         filters = []
@@ -97,8 +124,8 @@ class AlertmanagerApi:
                 continue
             if inhibited and not show["inhibited"]:
                 continue
-            out.append(gettable_alert(row, silenced, inhibited))
-        return JSONResponse(out)
+            out.append((gettable_alert(row, silenced, inhibited), row.incident_id))
+        return out
 
     async def post_silence(self, request: Request, body: bytes) -> Response:
         """Alertmanager's ``postableSilence`` (plus ``maintenance: true`` for a maintenance window)."""

@@ -393,6 +393,9 @@ class _Handlers:
             ),
             Route("/api/v2/alerts", self.read("/api/v2/alerts", am.list_alerts), methods=["GET"]),
             Route(
+                "/api/v2/alerts/groups", self.read("/api/v2/alerts/groups", am.list_groups), methods=["GET"]
+            ),
+            Route(
                 "/api/v2/silences",
                 self.write("/api/v2/silences", am.post_silence, barrier=True),
                 methods=["POST"],

@@ -296,3 +296,24 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
 
 def test_alertmanager_probe_paths_answer(client: TestClient) -> None:
     assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200, 200, 200]
+
+
+def test_alert_groups_are_incidents_for_grafana(client: TestClient) -> None:
+    rack = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": f"r02-n0{n}"}} for n in (1, 2)]
+    muted = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r05-n01"}}
+    window = {
+        "matchers": [{"name": "node", "value": "r05-n01"}],
+        "startsAt": "2025-12-31T00:00:00Z",
+        "endsAt": "2026-01-02T00:00:00Z",
+    }
+    client.post("/api/v2/silences", json=window, headers=AUTH)
+    client.post("/api/v2/alerts", json=[*rack, muted], headers=AUTH)
+    (incident,) = client.get("/api/v1/incidents").json()
+    groups = {g["labels"].get("incident"): g for g in client.get("/api/v2/alerts/groups").json()}
+    assert set(groups) == {incident["id"], None}
+    group = groups[incident["id"]]
+    assert group["labels"]["priority"] == incident["priority"] and group["receiver"] == {"name": "gpuwarden"}
+    assert sorted(a["labels"]["node"] for a in group["alerts"]) == ["r02-n01", "r02-n02"]
+    assert [a["status"]["state"] for a in groups[None]["alerts"]] == ["suppressed"]
+    active_only = client.get("/api/v2/alerts/groups", params={"silenced": "false"}).json()
+    assert [g["labels"].get("incident") for g in active_only] == [incident["id"]]
