@@ -73,6 +73,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         )
         self._window = timedelta(seconds=self.config.correlation_window_seconds)
         self._quiet = timedelta(seconds=self.config.quiet_period_seconds)
+        self._reopen_within = timedelta(seconds=self.config.reopen_window_seconds)
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows
@@ -478,6 +479,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             if nxt is None:
                 break
             target = nxt
+        if (
+            target.id not in self._open
+            and target.resolved_at is not None
+            and batch.now - target.resolved_at > self._reopen_within
+        ):
+            row.incident_id = None  # long resolved: a recurrence now is a new incident
+            return False
         row.incident_id = target.id
         if target.id in self._open:
             inc = self._open[target.id]

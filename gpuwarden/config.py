@@ -305,6 +305,12 @@ class AlertingConfig(Section):
         None,
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
     )
+    reopen_window_seconds: float = Field(
+        86_400.0,
+        ge=0,
+        description="an alert firing again this soon after its incident resolved reopens it; later, it opens "
+        "a new incident",
+    )
     resolve_timeout_seconds: float = Field(
         300.0,
         gt=0,

@@ -215,6 +215,23 @@ def test_lifecycle_auto_resolves_after_quiet_period_and_reopens_on_recurrence(
     ]
 
 
+def test_a_recurrence_after_the_reopen_window_is_a_new_incident(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=3600)
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    [first] = engine.open_incident_ids()
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(301)
+    engine.tick()
+    clock.advance(3601)
+    engine.ingest([Alert(labels)])
+    [second] = engine.open_incident_ids()
+    assert second != first
+    assert engine.store.get(first).state is IncidentState.RESOLVED
+    assert engine.store.get(second).alert_fingerprints == [Alert(labels).fingerprint]
+    assert engine.store.get(first).alert_fingerprints == []  # the alert moved to the new incident
+
+
 def test_alert_whose_ends_at_passed_resolves_on_tick(db: str, clock: FakeClock) -> None:
     engine = _engine(db, clock, quiet_period_seconds=0)
     alert = Alert({"alertname": "NodeDown", "node": "x1"}, ends_at=clock.now() + timedelta(seconds=60))

@@ -88,7 +88,7 @@ def test_a_resolved_incident_past_retention_goes_with_its_alerts_and_timeline(
 
 
 def test_history_younger_than_retention_stays_and_reopens(sql: Engine, clock: FakeClock) -> None:
-    engine = _engine(sql, clock, retention_days=30)
+    engine = _engine(sql, clock, retention_days=30, reopen_window_seconds=40 * DAY)
     old = _resolved_incident(engine, clock, NODE_DOWN)
     clock.advance(29 * DAY)
     engine.tick()
