@@ -36,7 +36,7 @@ from alerting.pending import (
 )
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, SilenceKind, configured_mutes
-from alerting.store import IncidentStore, silence_from_row
+from alerting.store import IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.topology import locate, target_to_dict
@@ -523,16 +523,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                         AlertRow.status == AlertStatus.FIRING.value, AlertRow.ends_at <= now
                     )
                 ).all()
-                expired = [
-                    Alert(
-                        labels=r.labels,
-                        status=AlertStatus.RESOLVED,
-                        starts_at=r.starts_at,
-                        ends_at=r.ends_at,
-                        annotations=r.annotations,
-                    )
-                    for r in stale
-                ]
+                expired = [alert_from_row(r, AlertStatus.RESOLVED) for r in stale]
             if expired:
                 self.ingest(expired)
             self._release_unmuted(now)

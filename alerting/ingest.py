@@ -28,7 +28,8 @@ def parse_json(body: bytes) -> Any:
         raise InputError(f"body is not valid JSON: {exc}", field="body") from exc
 
 
-def _time(value: Any, field: str) -> datetime | None:
+def parse_time(value: Any, field: str) -> datetime | None:
+    """An RFC 3339 time with a timezone, in UTC; None for null, "" and Go's zero time."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -74,8 +75,8 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
         if not labels:
             raise InputError("must not be empty (empty values do not count)", field=f"{where}.labels")
     annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
-    starts_at = _time(item.get("startsAt"), f"{where}.startsAt")
-    ends_at = _time(item.get("endsAt"), f"{where}.endsAt")
+    starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
+    ends_at = parse_time(item.get("endsAt"), f"{where}.endsAt")
     if starts_at is not None and ends_at is not None and ends_at < starts_at:
         raise InputError("endsAt is before startsAt", field=f"{where}.endsAt")
     generator = item.get("generatorURL", "") or ""

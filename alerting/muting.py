@@ -18,9 +18,10 @@ from alerting.batch import IngestResult
 from alerting.inhibition import Inhibitor
 from alerting.pending import StoredAlert
 from alerting.silences import Silence, muting_silence
+from alerting.store import alert_from_row
 from alerting.store_models import AlertRow
 from gpuwarden.clock import Clock
-from gpuwarden.model import Alert, AlertSource, AlertStatus
+from gpuwarden.model import Alert, AlertStatus
 
 
 class MuteTracking:
@@ -71,18 +72,7 @@ class MuteTracking:
         with self._sessions() as session:
             rows = session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(freed))).all()
             alerts = [
-                Alert(
-                    labels=r.labels,
-                    status=AlertStatus.FIRING,
-                    starts_at=r.starts_at,
-                    ends_at=r.ends_at,
-                    annotations=r.annotations,
-                    source=AlertSource(r.source),
-                    generator_url=r.generator_url,
-                    score=r.score,
-                )
-                for r in rows
-                if r.status == AlertStatus.FIRING.value
+                alert_from_row(r, AlertStatus.FIRING) for r in rows if r.status == AlertStatus.FIRING.value
             ]
         self._recheck.update(freed)
         self.ingest(alerts)

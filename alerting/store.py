@@ -83,11 +83,11 @@ def impact_from_dict(data: dict[str, Any]) -> Impact:
     )
 
 
-def alert_from_row(row: AlertRow) -> Alert:
-    """The stored alert as a model value."""
+def alert_from_row(row: AlertRow, status: AlertStatus | None = None) -> Alert:
+    """The stored alert as a model value (with another ``status``, to send it through ingest again)."""
     return Alert(
         labels=row.labels,
-        status=AlertStatus(row.status),
+        status=status or AlertStatus(row.status),
         starts_at=row.starts_at,
         ends_at=row.ends_at,
         annotations=row.annotations,

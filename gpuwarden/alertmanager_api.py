@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import parse_json
+from alerting.ingest import parse_json, parse_time
 from alerting.matchers import all_match, matcher_from_dict, parse_matcher
 from alerting.silences import Silence, SilenceKind
 from alerting.store import firing_alerts, incident_rows
@@ -212,13 +212,7 @@ def _bad_matcher(index: int) -> Any:
 
 
 def _required_time(data: dict[str, Any], name: str) -> datetime:
-    raw = data.get(name)
-    if not isinstance(raw, str):
+    parsed = parse_time(data.get(name), name)
+    if parsed is None:
         raise InputError("required RFC 3339 time", field=name)
-    try:
-        parsed = datetime.fromisoformat(raw)
-    except ValueError as exc:
-        raise InputError(f"not an RFC 3339 time: {raw!r}", field=name) from exc
-    if parsed.tzinfo is None:
-        raise InputError("time needs a timezone", field=name)
     return parsed
