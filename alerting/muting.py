@@ -39,6 +39,11 @@ class MuteTracking:
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         raise NotImplementedError  # the engine's
 
+    def muted_count(self) -> int:
+        """How many firing alerts a silence, maintenance window or inhibition holds back now."""
+        with self._lock:
+            return len(self._muted)
+
     def mute_state(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None = None
     ) -> tuple[list[str], list[str]]:

@@ -142,6 +142,12 @@ class ApiMetrics(Collector):
             ("alerts_pruned", "Resolved alerts deleted after the retention period."),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
+        yield GaugeMetricFamily(
+            "gpuwarden_alerts_muted_firing",
+            "Firing alerts held back by a silence, maintenance window or inhibition (they open or join an "
+            "incident when that ends).",
+            value=self.engine.muted_count(),
+        )
         gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])
         counts = {p: 0 for p in ("P0", "P1", "P2", "P3")}
         for priority in self.engine.open_priorities():

@@ -315,5 +315,6 @@ def test_alert_groups_are_incidents_for_grafana(client: TestClient) -> None:
     assert group["labels"]["priority"] == incident["priority"] and group["receiver"] == {"name": "gpuwarden"}
     assert sorted(a["labels"]["node"] for a in group["alerts"]) == ["r02-n01", "r02-n02"]
     assert [a["status"]["state"] for a in groups[None]["alerts"]] == ["suppressed"]
+    assert "gpuwarden_alerts_muted_firing 1.0" in client.get("/metrics").text
     active_only = client.get("/api/v2/alerts/groups", params={"silenced": "false"}).json()
     assert [g["labels"].get("incident") for g in active_only] == [incident["id"]]
