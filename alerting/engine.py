@@ -545,7 +545,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     batch.event(
                         inc.id,
                         "resolved",
-                        "all alerts quiet for the quiet period",
+                        "resolved: all alerts quiet for the quiet period",
                         {},
                         change=ChangeKind.RESOLVED,
                     )

@@ -170,13 +170,14 @@ def _duration(seconds: float) -> str:
 
 def timeline_reply(n: Notification) -> SlackMessage:
     """One timeline event as a thread reply; the resolution says how long the incident lasted."""
+    message = n.event_message.removeprefix(f"{n.event_kind}: ")  # not "resolved: resolved: ..."
     if n.is_resolution:
         took = ""
         if n.resolved_at is not None:
             took = f" after {_duration((n.resolved_at - n.opened_at).total_seconds())}"
-        text = f"{RESOLVED_EMOJI} *Resolved*{took}: {escape(n.event_message)}"
+        text = f"{RESOLVED_EMOJI} *Resolved*{took}: {escape(message)}"
     else:
-        text = f"*{escape(n.event_kind)}*: {escape(n.event_message)}"
+        text = f"*{escape(n.event_kind)}*: {escape(message)}"
     blocks: list[Block] = [
         {"type": "section", "text": _mrkdwn(text)},
         {
@@ -184,5 +185,5 @@ def timeline_reply(n: Notification) -> SlackMessage:
             "elements": [_mrkdwn(f"{_slack_date(n.event_at)} · {n.priority} · {escape(n.state)}")],
         },
     ]
-    plain = f"{n.event_kind}: {n.event_message}"
+    plain = f"{n.event_kind}: {message}"
     return SlackMessage(text=_truncate(plain, SECTION_MAX), blocks=blocks)

@@ -100,3 +100,13 @@ def test_resolution_reply_says_how_long_it_took() -> None:
     n = build_notification(lifecycle()[4])
     assert n.state == IncidentState.RESOLVED.value
     assert "Resolved* after 1 h 35 min" in timeline_reply(n).blocks[0]["text"]["text"]
+
+
+def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
+    resolved = make_incident(state=IncidentState.RESOLVED)
+    event = change(
+        resolved, ChangeKind.RESOLVED, 95, "resolved: all alerts quiet for the quiet period", "resolved"
+    )
+    reply = timeline_reply(build_notification(event))
+    assert reply.text == "resolved: all alerts quiet for the quiet period"
+    assert "resolved: resolved" not in str(reply.blocks)
