@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from alerting.inventory import load_inventory
 from alerting.silences import configured_mutes
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
@@ -25,6 +26,11 @@ def validate(
     try:
         cfg = load_config(path)
         configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
+        if cfg.alerting.inventory_file:
+            try:
+                load_inventory(Path(cfg.alerting.inventory_file))
+            except ConfigError as exc:  # name the setting that points at the inventory, then its problem
+                raise ConfigError(str(exc), path=str(path), field="alerting.inventory_file") from exc
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc.in_file(str(path))}")
         raise typer.Exit(1) from exc

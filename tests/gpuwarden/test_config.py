@@ -145,3 +145,17 @@ def test_a_secret_written_into_the_file_is_refused_naming_the_reference_to_write
     assert (info.value.field, info.value.line) == ("slack.bot_token", 3)
     assert "{env: SLACK_BOT_TOKEN}" in str(info.value)
     assert "xoxb-123" not in str(info.value)
+
+
+def test_config_validate_reads_the_inventory_file_the_config_names(tmp_path: Path) -> None:
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("nodes:\n  - name: n1\n    cluster: c1\n    rack: r1\n    gpus: many\n")
+    path = write(tmp_path, f"alerting:\n  inventory_file: {inventory}\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "alerting.inventory_file" in output and "nodes.0.gpus" in output
+    inventory.unlink()
+    assert "cannot read" in " ".join(
+        CliRunner().invoke(app, ["config", "validate", str(path)]).output.split()
+    )
