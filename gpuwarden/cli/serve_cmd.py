@@ -16,11 +16,10 @@ import uvicorn
 from pydantic import SecretStr
 from rich.console import Console
 
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import Inventory, load_inventory
 from alerting.journal import AcceptJournal, JournalApplier, applied_offset
-from alerting.migrate import upgrade
+from alerting.migrate import open_store
 from gpuwarden.api import BackgroundTask, create_app, inventory_from_fleet
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig, load_config
@@ -75,8 +74,7 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
 
 def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
     """Engine, background loops and extra routes (Slack) for one configuration."""
-    sql = make_engine(db)
-    upgrade(sql)
+    sql = open_store(db)
     clock = SystemClock()
     inventory: Inventory | None = None
     if cfg.alerting.inventory_file:

@@ -60,3 +60,22 @@ def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
     assert result.exit_code == 1
     assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("db", "expected"),
+    [
+        ("postgresql+psycopg://u:pw-secret@127.0.0.1:1/x", "u:***@127.0.0.1:1/x: cannot open the store"),
+        ("mysql://host/x", "not a database gpuwarden can use"),
+        ("{tmp}/missing/dir/x.db", "does its directory exist?"),
+    ],
+    ids=["postgres-down", "unknown-database", "sqlite-no-directory"],
+)
+def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, db: str, expected: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, ["serve", "--db", db.format(tmp=tmp_path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "api.db" in output and expected in output and "pw-secret" not in output
