@@ -103,7 +103,7 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
     try:
         return Matcher(name, _op(flags[0], flags[1]), value)
     except InputError as exc:
-        raise InputError(str(exc).removeprefix(f"{exc.field}: "), field=f"{where}.value") from exc
+        raise InputError(exc.message, field=f"{where}.value") from exc
 
 
 def stored_matcher(data: Mapping[str, Any]) -> Matcher:

@@ -73,8 +73,7 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
             try:
                 out.append(parse_matcher(text))
             except InputError as exc:
-                message = str(exc).removeprefix(f"{exc.field}: ")
-                raise ConfigError(message, field=f"alerting.{where}[{i}]") from exc
+                raise ConfigError(exc.message, field=f"alerting.{where}[{i}]") from exc
         return tuple(out)
 
     rules = [

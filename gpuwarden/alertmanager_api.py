@@ -112,7 +112,7 @@ class AlertmanagerApi:
             try:
                 filters.append(parse_matcher(text))
             except InputError as exc:
-                raise InputError(str(exc).removeprefix(f"{exc.field}: "), field="filter") from exc
+                raise InputError(exc.message, field="filter") from exc
         rows = await run_in_threadpool(firing_alerts, self.engine.store)
         out = []
         for row in rows:

@@ -36,6 +36,7 @@ class InputError(GpuwardenError):
     """A request payload or command-line value is malformed; names the field at fault."""
 
     def __init__(self, message: str, *, field: str = "") -> None:
+        self.message = message  # without the field, to name another field when re-raised
         self.field = field
         super().__init__(f"{field}: {message}" if field else message)
 
