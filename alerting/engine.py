@@ -35,7 +35,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.retention import StoreRetention
-from alerting.silences import Silence, SilenceKind, configured_mutes
+from alerting.silences import Silence, configured_mutes
 from alerting.store import IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
@@ -204,9 +204,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     inc.root_path, _ = root_cause(inc.members.values(), self.inventory)
                     self._set_workloads(inc, self._workloads_of(inc, None))
             now = self.clock.now()
-            configured = [
-                s for s in self._silences if s.kind is SilenceKind.MAINTENANCE and s.created_by == "config"
-            ]
+            configured = [s for s in self._silences if s.configured]
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
             self._silences = configured + [silence_from_row(r) for r in stored]
 
@@ -294,7 +292,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     insert_pending(session, batch.new)
                     status_after = {fp: row.status for fp, row in batch.rows.items()}
                     muted_after = {
-                        fp: (row.labels, row.incident_id) if row.status == "firing" and row.muted_by else None
+                        fp: (row.labels, row.incident_id)
+                        if row.status == AlertStatus.FIRING.value and row.muted_by
+                        else None
                         for fp, row in batch.rows.items()
                     }
                 if in_transaction is not None:

@@ -187,9 +187,7 @@ class IncidentLifecycle:
             stored = [
                 silence_from_row(r) for r in session.scalars(select(SilenceRow).order_by(SilenceRow.ends_at))
             ]
-            configured = [
-                s for s in self._silences if s.created_by == "config" and s.kind is SilenceKind.MAINTENANCE
-            ]
+            configured = [s for s in self._silences if s.configured]
         return configured + stored
 
     def silence(self, silence_id: str) -> Silence:
@@ -210,7 +208,7 @@ class IncidentLifecycle:
             with self._sessions() as session, session.begin():
                 row = session.get(SilenceRow, silence_id)
                 if row is None:
-                    if any(s.id == silence_id for s in self._silences):
+                    if any(s.id == silence_id and s.configured for s in self._silences):
                         raise InputError(
                             "a maintenance window of the configuration file: edit it there", field="silenceID"
                         )

@@ -142,8 +142,8 @@ class StoreRetention:
             total.add(part)
             if not part.more:
                 break
-        self.counters["incidents_pruned"] = self.counters.get("incidents_pruned", 0) + total.incidents
-        self.counters["alerts_pruned"] = self.counters.get("alerts_pruned", 0) + len(total.alerts)
+        self.counters["incidents_pruned"] += total.incidents
+        self.counters["alerts_pruned"] += len(total.alerts)
         if total.incidents or total.alerts or total.silences:
             logger.info(
                 "pruned resolved history",

@@ -33,6 +33,11 @@ class Silence:
     kind: SilenceKind = SilenceKind.SILENCE
     incident_id: str | None = None
 
+    @property
+    def configured(self) -> bool:
+        """A maintenance window of the configuration file (it lives in the config, not in the store)."""
+        return self.kind is SilenceKind.MAINTENANCE and self.created_by == "config"
+
     def state(self, now: datetime) -> str:
         """Alertmanager's silence state: pending, active or expired."""
         if now < self.starts_at:

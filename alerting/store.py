@@ -176,15 +176,24 @@ class IncidentStore:
             rows = list(session.scalars(query))
             # Counted for the listed incidents only (by the incident_id index), not the whole table.
             counts: dict[str | None, int] = {}
-            ids = [r.id for r in rows]
-            for i in range(0, len(ids), 500):
+            for ids in _chunks([r.id for r in rows]):
                 grouped = (
                     select(AlertRow.incident_id, func.count())
-                    .where(AlertRow.incident_id.in_(ids[i : i + 500]))
+                    .where(AlertRow.incident_id.in_(ids))
                     .group_by(AlertRow.incident_id)
                 )
                 counts.update({k: int(n) for k, n in session.execute(grouped)})
             return [(row, counts.get(row.id, 0)) for row in rows]
+
+    def rows_by_id(self, ids: Sequence[str]) -> dict[str, IncidentRow]:
+        """Incident rows by id (those that exist)."""
+        out: dict[str, IncidentRow] = {}
+        with self.sessions() as session:
+            for chunk in _chunks(list(ids)):
+                out.update(
+                    {r.id: r for r in session.scalars(select(IncidentRow).where(IncidentRow.id.in_(chunk)))}
+                )
+        return out
 
     def count_rows(
         self, state: str | None = None, include_merged: bool = False, *, priority: str | None = None
@@ -222,24 +231,18 @@ class IncidentStore:
         with self.sessions() as session:
             return session.get(AlertRow, fingerprint)
 
+    def firing_alerts(self) -> list[AlertRow]:
+        """Every firing alert, oldest first (what Alertmanager's ``GET /api/v2/alerts`` lists)."""
+        with self.sessions() as session:
+            query = select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)
+            return list(session.scalars(query.order_by(AlertRow.starts_at)))
+
     def alert_count(self) -> int:
         """How many distinct alerts are stored."""
         with self.sessions() as session:
             return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)
 
 
-def firing_alerts(store: IncidentStore) -> list[AlertRow]:
-    """Every firing alert, oldest first (what Alertmanager's ``GET /api/v2/alerts`` lists)."""
-    with store.sessions() as session:
-        query = select(AlertRow).where(AlertRow.status == "firing").order_by(AlertRow.starts_at)
-        return list(session.scalars(query))
-
-
-def incident_rows(store: IncidentStore, ids: Sequence[str]) -> dict[str, IncidentRow]:
-    """Incident rows by id (those that exist)."""
-    out: dict[str, IncidentRow] = {}
-    with store.sessions() as session:
-        for i in range(0, len(ids), 500):
-            query = select(IncidentRow).where(IncidentRow.id.in_(list(ids[i : i + 500])))
-            out.update({r.id: r for r in session.scalars(query)})
-    return out
+def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
+    """``ids`` in pieces small enough for one ``IN (...)`` on every backend."""
+    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -23,7 +23,6 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_time
 from alerting.matchers import all_match, matcher_from_dict, parse_matcher
 from alerting.silences import Silence, SilenceKind
-from alerting.store import firing_alerts, incident_rows
 from alerting.store_models import AlertRow
 from gpuwarden import __version__
 from gpuwarden.errors import InputError
@@ -87,7 +86,7 @@ class AlertmanagerApi:
         by_incident: dict[str | None, list[dict[str, Any]]] = {}
         for alert, incident_id in await self._alerts(request):
             by_incident.setdefault(incident_id, []).append(alert)
-        rows = await run_in_threadpool(incident_rows, self.engine.store, [i for i in by_incident if i])
+        rows = await run_in_threadpool(self.engine.store.rows_by_id, [i for i in by_incident if i])
         groups = []
         for incident_id, alerts in by_incident.items():
             row = rows.get(incident_id) if incident_id else None
@@ -113,7 +112,7 @@ class AlertmanagerApi:
                 filters.append(parse_matcher(text))
             except InputError as exc:
                 raise InputError(exc.message, field="filter") from exc
-        rows = await run_in_threadpool(firing_alerts, self.engine.store)
+        rows = await run_in_threadpool(self.engine.store.firing_alerts)
         out = []
         for row in rows:
             if not all_match(filters, row.labels):
