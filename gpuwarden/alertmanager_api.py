@@ -146,8 +146,7 @@ class AlertmanagerApi:
         engine = self.engine
 
         def store() -> str:
-            if replaced:  # an update: the old silence ends now, the new one takes over
-                engine.silence(replaced)
+            if replaced:  # an update: the old silence ends now (404 if unknown), the new one takes over
                 engine.expire_silence(replaced)
             return engine.add_silence(
                 matchers,

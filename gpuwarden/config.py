@@ -11,7 +11,7 @@ import os
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
@@ -478,7 +478,9 @@ def _secret_fields() -> list[tuple[str, str]]:
         model = info.annotation
         if isinstance(model, type) and issubclass(model, BaseModel):
             fields = model.model_fields.items()
-            out += [(section, name) for name, f in fields if "SecretStr" in str(f.annotation)]
+            out += [
+                (section, name) for name, f in fields if SecretStr in (f.annotation, *get_args(f.annotation))
+            ]
     return out
 
 

@@ -244,17 +244,25 @@ def test_alert_whose_ends_at_passed_resolves_on_tick(db: str, clock: FakeClock) 
     assert _open(engine) == []
 
 
+THROTTLING = {"alertname": "GPUThermalThrottling", "Hostname": "x1", "gpu": "0"}
+
+
+def _flap_then_resolve(engine: IncidentEngine, clock: FakeClock, cycles: int, step: float) -> dict[str, str]:
+    """Fire, then ``cycles`` times resolve and fire again ``step`` seconds apart, then resolve."""
+    engine.ingest([Alert(THROTTLING)])
+    for _ in range(cycles):
+        clock.advance(step)
+        engine.ingest([Alert(THROTTLING, status=AlertStatus.RESOLVED)])
+        clock.advance(step)
+        engine.ingest([Alert(THROTTLING)])
+    clock.advance(step)
+    engine.ingest([Alert(THROTTLING, status=AlertStatus.RESOLVED)])
+    return THROTTLING
+
+
 def test_flapping_alert_keeps_its_incident_open_and_is_marked(db: str, clock: FakeClock) -> None:
     engine = _engine(db, clock, quiet_period_seconds=30, flap_start_transitions=4, flap_stop_transitions=1)
-    labels = {"alertname": "GPUThermalThrottling", "Hostname": "x1", "gpu": "0"}
-    engine.ingest([Alert(labels)])
-    for _ in range(3):
-        clock.advance(20)
-        engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
-        clock.advance(20)
-        engine.ingest([Alert(labels)])
-    clock.advance(20)
-    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    labels = _flap_then_resolve(engine, clock, cycles=3, step=20)
     clock.advance(60)
     engine.tick()
     (inc,) = _open(engine)
@@ -268,15 +276,7 @@ def test_an_alert_that_stopped_flapping_and_stays_resolved_lets_its_incident_res
     db: str, clock: FakeClock
 ) -> None:
     engine = _engine(db, clock, quiet_period_seconds=300, flap_window_seconds=600)
-    labels = {"alertname": "GPUThermalThrottling", "Hostname": "x1", "gpu": "0"}
-    engine.ingest([Alert(labels)])
-    for _ in range(4):
-        clock.advance(30)
-        engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
-        clock.advance(30)
-        engine.ingest([Alert(labels)])
-    clock.advance(30)
-    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])  # and it stays resolved
+    labels = _flap_then_resolve(engine, clock, cycles=4, step=30)  # and it stays resolved
     (inc,) = _open(engine)
     for _ in range(40):  # 20 minutes of ticks: the flap window empties, then the quiet period passes
         clock.advance(30)
