@@ -36,19 +36,27 @@ def open_store(url: str, field: str = "api.db") -> Engine:
     An unknown database, a server that refuses the connection and a SQLite file that cannot be created
     stop ``serve`` with the URL (password hidden) and the reason instead of a traceback.
     """
-    shown = url
     try:
-        if "://" in url:
-            shown = make_url(url).render_as_string(hide_password=True)
         engine = make_engine(url)
         upgrade(engine)
-    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError) as exc:
+    except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, SQLAlchemyError) as exc:
+        raise store_error(url, exc, field) from exc
+    return engine
+
+
+def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
+    """The ``ConfigError`` for a store that cannot be used: the URL with its password hidden, and why."""
+    shown = url
+    if "://" in url:
+        try:
+            shown = make_url(url).render_as_string(hide_password=True)
+        except ArgumentError:
+            shown = url
+    if isinstance(exc, ArgumentError | NoSuchModuleError | ModuleNotFoundError):
         message = (
             f"{shown}: not a database gpuwarden can use ({exc}); give a SQLite path or postgresql+psycopg://"
         )
-        raise ConfigError(message, field=field) from exc
-    except SQLAlchemyError as exc:
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-        hint = " (does its directory exist?)" if "://" not in url or url.startswith("sqlite") else ""
-        raise ConfigError(f"{shown}: cannot open the store: {reason}{hint}", field=field) from exc
-    return engine
+        return ConfigError(message, field=field)
+    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+    hint = " (does its directory exist?)" if "://" not in url or url.startswith("sqlite") else ""
+    return ConfigError(f"{shown}: cannot open the store: {reason}{hint}", field=field)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -22,11 +22,11 @@ def gpuwarden_binary() -> str:
 
 @contextmanager
 def gpuwarden_serve(
-    tmp_path: Path, db: str, name: str = "serve"
+    tmp_path: Path, db: str, name: str = "serve", extra_args: Sequence[str] = ()
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
     """Run `gpuwarden serve` on a free port; yield its base URL and process."""
     port = free_port()
-    argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", db]
+    argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", db, *extra_args]
     url = f"http://127.0.0.1:{port}"
     # The child inherits the environment: that is how `serve` gets its token.
     old = os.environ.get("GPUWARDEN_API_TOKEN")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 import tempfile
@@ -11,11 +12,12 @@ from pathlib import Path
 
 import orjson
 import pytest
-from sqlalchemy import func, inspect, select
+from sqlalchemy import func, inspect, select, text
 
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.instance_lock import InstanceBusy, InstanceLocks
 from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
@@ -146,3 +148,44 @@ def test_a_record_postgres_refuses_is_quarantined_and_the_next_one_applied(
     assert engine.store.alert(label_fingerprint(good[0]["labels"])) is not None
     assert len(list((tmp_path / "journal" / "quarantine").glob("*.json"))) == 1
     sql.dispose()
+
+
+@pytest.mark.integration
+def test_second_server_on_one_postgres_store_is_refused_and_a_lost_lock_is_taken_again(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    first = InstanceLocks.for_server(postgres_url, tmp_path / "a")
+    first.try_acquire()
+    second = InstanceLocks.for_server(
+        postgres_url, tmp_path / "b"
+    )  # its own journal: only the store is shared
+    with pytest.raises(InstanceBusy) as err:
+        second.try_acquire()
+    assert err.value.what == f"store {postgres_url}"
+    assert err.value.holder.startswith(f"gpuwarden serve, pid {os.getpid()} on ")
+    assert first.check() is None
+
+    admin = make_engine(postgres_url)
+
+    def kill_lock_sessions() -> None:
+        with admin.begin() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'gpuwarden serve%'"
+                )
+            )
+
+    # The lock session dies (a PostgreSQL restart, a network cut): the server takes its lock again.
+    kill_lock_sessions()
+    assert first.check() is None
+    with pytest.raises(InstanceBusy):
+        second.try_acquire()
+    # Lost again, and this time a standby took it first: the server learns that it must stop.
+    kill_lock_sessions()
+    second.try_acquire()
+    lost = first.check()
+    assert lost is not None and lost.what == f"store {postgres_url}"
+    second.release()
+    first.release()
+    admin.dispose()

@@ -1,0 +1,297 @@
+"""One active ``gpuwarden serve`` per store and per accept journal.
+
+The engine keeps its picture of open incidents and alert states in memory, and the journal directory has
+one writer. Two servers on one store open duplicate incidents and post duplicate Slack messages; two on one
+SQLite file also share its journal and lose alerts (each keeps its own offsets into the same segment: with
+three alerts posted to each, one server stored two of its three, the other one of its three). A Kubernetes
+rolling update, or a second ``serve`` started by hand beside the systemd one, does exactly that.
+
+So ``serve`` takes, before it opens anything, an exclusive lock on
+
+* the journal directory: ``flock`` on ``<dir>/lock``;
+* the store: for SQLite ``flock`` on ``<db>.lock`` beside the file; for PostgreSQL a session advisory lock
+  (``pg_try_advisory_lock``) on a connection held open for the life of the process.
+
+The operating system or PostgreSQL releases them when the process ends, SIGKILL included, so a restart
+never waits for a stale lock. The lock files and the lock connection's ``application_name`` say who holds
+them (pid, host, start time), and a refused start names that holder. PostgreSQL drops the advisory lock
+with its connection; ``check`` takes it again, or reports that another server has it.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import socket
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Protocol
+
+from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.pool import NullPool
+
+logger = logging.getLogger(__name__)
+
+# pg_try_advisory_lock takes one bigint: the ASCII of "gpuwarden" cut to 8 bytes, so unrelated software
+# using advisory locks on the same database is unlikely to pick it.
+ADVISORY_KEY = int.from_bytes(b"gpuwarde", "big") & ((1 << 63) - 1)
+# pg_locks shows a bigint key as two 32-bit halves: classid (high) and objid (low).
+_KEY_PARTS = {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFFFFFF}
+
+
+class InstanceBusy(Exception):
+    """Another ``gpuwarden serve`` holds the store or the journal directory."""
+
+    def __init__(self, what: str, holder: str) -> None:
+        self.what = what
+        self.holder = holder
+        super().__init__(f"{what} is in use by another gpuwarden serve ({holder})")
+
+
+def identity() -> str:
+    """Who this process is, as lock holders are described: pid, host and start time."""
+    started = datetime.now(UTC).isoformat(timespec="seconds")
+    return f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
+
+
+class Lock(Protocol):
+    """One exclusive lock: taken without waiting, described for an error, released once."""
+
+    what: str
+
+    def try_acquire(self) -> bool:
+        """Take the lock now, or False when another process holds it."""
+
+    def holder(self) -> str:
+        """Who holds it, as far as can be told."""
+
+    def release(self) -> None:
+        """Give it back (idempotent)."""
+
+
+class FileLock:
+    """``flock`` on a file; the file's text says who holds it."""
+
+    def __init__(self, path: Path, what: str, me: str, *, make_directory: bool = False) -> None:
+        self.path = path
+        self.what = what
+        self.me = me
+        self.make_directory = make_directory
+        self._fd: int | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock now (creating the file), or False when another process holds it.
+
+        Raises ``OSError`` when the file cannot be created (its directory is missing, say).
+        """
+        if self._fd is not None:
+            return True
+        if self.make_directory:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{self.me}\n".encode())
+        self._fd = fd
+        return True
+
+    def holder(self) -> str:
+        """What the holder wrote in the lock file."""
+        try:
+            return self.path.read_text().strip() or "holder unknown"
+        except OSError:
+            return "holder unknown"
+
+    def release(self) -> None:
+        """Unlock and close; the file stays (removing it would race with a process about to lock it)."""
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+
+class AdvisoryLock:
+    """A PostgreSQL session advisory lock on a connection of its own, held open while locked."""
+
+    def __init__(self, url: str, what: str, me: str) -> None:
+        self.what = what
+        self._engine: Engine = create_engine(
+            url, poolclass=NullPool, connect_args={"application_name": f"gpuwarden serve, {me}"[:63]}
+        )
+        self._conn: Connection | None = None
+
+    def try_acquire(self) -> bool:
+        """Take the lock now, or False when another session holds it (raises when the server is down)."""
+        if self._conn is not None:
+            return True
+        conn = self._engine.connect()
+        try:
+            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+            conn.commit()
+        except BaseException:
+            conn.close()
+            raise
+        if not got:
+            conn.close()
+            return False
+        self._conn = conn
+        return True
+
+    def held(self) -> bool:
+        """Whether the lock connection is alive and still holds the lock."""
+        if self._conn is None:
+            return False
+        try:
+            count = self._conn.execute(
+                text(
+                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                    " AND pid = pg_backend_pid() AND CAST(classid AS bigint) = :hi"
+                    " AND CAST(objid AS bigint) = :lo"
+                ),
+                _KEY_PARTS,
+            ).scalar()
+            self._conn.commit()
+        except SQLAlchemyError:
+            self._drop()
+            return False
+        if not count:
+            self._drop()
+        return bool(count)
+
+    def holder(self) -> str:
+        """The holding session's application name and address, from ``pg_locks``."""
+        try:
+            with self._engine.connect() as conn:
+                row = conn.execute(
+                    text(
+                        "SELECT a.application_name, a.client_addr FROM pg_locks l"
+                        " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
+                        " AND l.granted AND CAST(l.classid AS bigint) = :hi"
+                        " AND CAST(l.objid AS bigint) = :lo"
+                    ),
+                    _KEY_PARTS,
+                ).first()
+        except SQLAlchemyError:
+            return "holder unknown"
+        if row is None:
+            return "holder unknown"
+        name, addr = row
+        return f"{name or 'a session'}" + (f" from {addr}" if addr else "")
+
+    def _drop(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except SQLAlchemyError:
+                logger.debug("instance lock: closing a dead lock connection failed", exc_info=True)
+            self._conn = None
+
+    def release(self) -> None:
+        """Close the lock connection, which releases the lock."""
+        self._drop()
+        self._engine.dispose()
+
+
+def store_lock(db: str, me: str) -> Lock | None:
+    """The lock for a store URL or SQLite path (None for an in-memory SQLite store: nothing is shared)."""
+    url = make_url(db if "://" in db else f"sqlite:///{db}")
+    if url.get_backend_name() == "sqlite":
+        if not url.database or url.database == ":memory:":
+            return None
+        return FileLock(Path(f"{url.database}.lock"), f"store {url.database}", me)
+    if url.get_backend_name() == "postgresql":
+        shown = url.render_as_string(hide_password=True)
+        return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}", me)
+    return None
+
+
+class InstanceLocks:
+    """The store lock and the journal directory lock of one ``serve``, taken together."""
+
+    def __init__(self, locks: list[Lock]) -> None:
+        self.locks = locks
+        self._held: list[Lock] = []
+
+    @classmethod
+    def for_server(cls, db: str, journal: Path) -> InstanceLocks:
+        """The locks ``serve`` needs for store ``db`` and journal directory ``journal``."""
+        me = identity()
+        locks: list[Lock] = [
+            FileLock(journal / "lock", f"journal directory {journal}", me, make_directory=True)
+        ]
+        store = store_lock(db, me)
+        if store is not None:
+            locks.insert(0, store)
+        return cls(locks)
+
+    def try_acquire(self) -> None:
+        """Take every lock or none; raises ``InstanceBusy`` naming the first one held elsewhere.
+
+        The store's lock comes first: a store that cannot be opened (``OSError``, ``SQLAlchemyError``)
+        fails before anything is created for it.
+        """
+        for lock in self.locks:
+            if lock in self._held:
+                continue
+            try:
+                taken = lock.try_acquire()
+            except BaseException:
+                self.release()
+                raise
+            if not taken:
+                holder = lock.holder()
+                self.release()
+                raise InstanceBusy(lock.what, holder)
+            self._held.append(lock)
+
+    def acquire(self, *, wait: bool, sleep: Callable[[float], None], poll_seconds: float = 1.0) -> None:
+        """Take the locks; with ``wait`` (a standby) poll until the active server is gone.
+
+        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised.
+        """
+        announced = ""
+        while True:
+            try:
+                self.try_acquire()
+                if announced:
+                    logger.info("instance lock: taken; this server is now active")
+                return
+            except (InstanceBusy, SQLAlchemyError) as exc:
+                if not wait:
+                    raise
+                said = str(exc).splitlines()[0]
+                if said != announced:
+                    logger.info("instance lock: standby, waiting: %s", said)
+                    announced = said
+            sleep(poll_seconds)
+
+    def check(self) -> InstanceBusy | None:
+        """Re-take a PostgreSQL lock lost with its connection; what holds it elsewhere, if so.
+
+        A store that cannot be reached is not a loss: no other server can take the lock from it either.
+        """
+        for lock in self.locks:
+            if not isinstance(lock, AdvisoryLock) or lock.held():
+                continue
+            try:
+                if lock.try_acquire():
+                    logger.warning("instance lock: the store lock was lost with its connection; taken again")
+                    continue
+            except SQLAlchemyError:
+                logger.warning("instance lock: the store is unreachable; will take the lock again when back")
+                continue
+            return InstanceBusy(lock.what, lock.holder())
+        return None
+
+    def release(self) -> None:
+        """Release every lock held (idempotent)."""
+        for lock in reversed(self._held):
+            lock.release()
+        self._held = []

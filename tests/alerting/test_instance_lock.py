@@ -1,0 +1,115 @@
+"""One active server per store and journal: a second one is refused, or waits as a standby."""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from alerting.instance_lock import FileLock, InstanceBusy, InstanceLocks, store_lock
+
+
+def _locks(tmp_path: Path, db: str = "gw.db", journal: str = "gw.db.journal") -> InstanceLocks:
+    return InstanceLocks.for_server(str(tmp_path / db), tmp_path / journal)
+
+
+def test_second_server_on_one_sqlite_store_is_refused_naming_the_store_and_the_holder(tmp_path: Path) -> None:
+    first = _locks(tmp_path)
+    first.try_acquire()
+    second = _locks(tmp_path)
+    with pytest.raises(InstanceBusy) as err:
+        second.try_acquire()
+    assert err.value.what == f"store {tmp_path / 'gw.db'}"
+    assert f"pid {os.getpid()} on " in err.value.holder
+    assert "in use by another gpuwarden serve" in str(err.value)
+    first.release()
+    second.try_acquire()  # free once the first is gone
+    second.release()
+
+
+def test_locks_are_all_or_nothing(tmp_path: Path) -> None:
+    """A server refused over the journal directory does not keep the store locked."""
+    other = FileLock(tmp_path / "shared.journal" / "lock", "journal", "pid 1 on elsewhere")
+    (tmp_path / "shared.journal").mkdir()
+    assert other.try_acquire()
+    refused = _locks(tmp_path, "a.db", "shared.journal")
+    with pytest.raises(InstanceBusy) as err:
+        refused.try_acquire()
+    assert err.value.what == f"journal directory {tmp_path / 'shared.journal'}"
+    assert err.value.holder == "pid 1 on elsewhere"
+    # The store of the refused server is free: another server can use it.
+    store = store_lock(str(tmp_path / "a.db"), "me")
+    assert store is not None and store.try_acquire()
+    store.release()
+    other.release()
+
+
+def test_standby_waits_until_the_active_server_is_gone(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    active = _locks(tmp_path)
+    active.try_acquire()
+    standby = _locks(tmp_path)
+    polls: list[float] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 3:
+            active.release()  # the active server stops after three polls
+
+    with caplog.at_level(logging.INFO, logger="alerting.instance_lock"):
+        standby.acquire(wait=True, sleep=sleep, poll_seconds=0.5)
+    assert polls == [0.5, 0.5, 0.5]
+    messages = [r.getMessage() for r in caplog.records]
+    assert sum("standby, waiting" in m for m in messages) == 1  # said once, not every poll
+    assert messages[-1] == "instance lock: taken; this server is now active"
+    with pytest.raises(InstanceBusy):
+        _locks(tmp_path).try_acquire()
+    standby.release()
+
+
+def test_without_standby_acquire_raises_at_once(tmp_path: Path) -> None:
+    active = _locks(tmp_path)
+    active.try_acquire()
+
+    def sleep(seconds: float) -> None:
+        raise AssertionError("must not wait")
+
+    with pytest.raises(InstanceBusy):
+        _locks(tmp_path).acquire(wait=False, sleep=sleep)
+    active.release()
+
+
+def test_a_killed_server_leaves_no_stale_lock(tmp_path: Path) -> None:
+    """The OS releases the lock with the process, even on SIGKILL: a restart never waits."""
+    code = (
+        "import sys, pathlib\n"
+        "from alerting.instance_lock import InstanceLocks\n"
+        "p = pathlib.Path(sys.argv[1])\n"
+        "InstanceLocks.for_server(str(p / 'gw.db'), p / 'gw.db.journal').try_acquire()\n"
+        "print('locked', flush=True)\n"
+        "sys.stdin.read()\n"
+    )
+    with subprocess.Popen(
+        [sys.executable, "-c", code, str(tmp_path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE
+    ) as proc:
+        try:
+            assert proc.stdout is not None and proc.stdout.readline() == b"locked\n"
+            with pytest.raises(InstanceBusy) as err:
+                _locks(tmp_path).try_acquire()
+            assert f"pid {proc.pid} on " in err.value.holder
+        finally:
+            proc.kill()
+            proc.wait(timeout=10)
+    _locks(tmp_path).try_acquire()
+
+
+def test_in_memory_sqlite_store_needs_no_store_lock(tmp_path: Path) -> None:
+    assert store_lock(":memory:", "me") is None
+    assert store_lock("sqlite://", "me") is None
+    locks = InstanceLocks.for_server("sqlite://", tmp_path / "j")
+    assert [lock.what for lock in locks.locks] == [f"journal directory {tmp_path / 'j'}"]
