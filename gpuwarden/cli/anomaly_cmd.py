@@ -1,25 +1,25 @@
-"""``gpuwarden anomaly``: score a CSV, evaluate on NAB, look up an XID."""
+"""``gpuwarden anomaly``: score a CSV, evaluate on NAB, look up an XID.
+
+The anomaly stage (numpy, pandas, scikit-learn) and the configuration model are imported inside each
+command: the rest of the CLI, ``--help`` included, must start without them.
+"""
 
 from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from anomaly import nab
-from anomaly.promql import PromQLSource, PromQuery
-from anomaly.service import AnomalyService
-from anomaly.signatures import load_xid_catalog, xid_action
-from anomaly.thresholds import ThresholdParams
-from anomaly.univariate import read_series_csv, score_many, write_scored_csv
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig, load_config
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert
+
+if TYPE_CHECKING:
+    from gpuwarden.config import AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
@@ -32,6 +32,8 @@ ConfigOption = Annotated[
 
 
 def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
+    from gpuwarden.config import AnomalyThresholdConfig, load_config  # noqa: PLC0415
+
     if config is None:
         return AnomalyThresholdConfig()
     return load_config(config).anomaly.thresholds
@@ -46,6 +48,9 @@ def score(
     config: ConfigOption = None,
 ) -> None:
     """Score a univariate CSV with the default configuration; label 1 where an alert would be raised."""
+    from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
+    from anomaly.univariate import read_series_csv, score_many, write_scored_csv  # noqa: PLC0415
+
     try:
         cfg = _thresholds(config)
         series = read_series_csv(input_path)
@@ -68,6 +73,9 @@ def evaluate_nab(
     config: ConfigOption = None,
 ) -> None:
     """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall."""
+    from anomaly import nab  # noqa: PLC0415
+    from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
+
     try:
         cfg = _thresholds(config)
         files = nab.load_corpus(data, windows)
@@ -103,6 +111,10 @@ def run(
     ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds and print alerts as JSON lines."""
+    from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
+    from anomaly.service import AnomalyService  # noqa: PLC0415
+    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
+
     try:
         cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
     except ConfigError as exc:
@@ -150,6 +162,8 @@ def _print_alert(alert: Alert) -> None:
 @anomaly_app.command("xid")
 def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
+    from anomaly.signatures import load_xid_catalog, xid_action  # noqa: PLC0415
+
     entry = load_xid_catalog().get(code)
     if entry is None:
         err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")

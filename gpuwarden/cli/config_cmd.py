@@ -9,9 +9,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from alerting.inventory import load_inventory
-from alerting.silences import configured_mutes
-from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
 
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
@@ -23,6 +20,11 @@ def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides); exit 1 with the problem."""
+    # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
+    from alerting.inventory import load_inventory  # noqa: PLC0415
+    from alerting.silences import configured_mutes  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+
     try:
         cfg = load_config(path)
         configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
@@ -42,6 +44,8 @@ def show(
     path: Annotated[Path | None, typer.Argument(help="YAML configuration file.")] = None,
 ) -> None:
     """Print the effective configuration as JSON, secrets masked."""
+    from gpuwarden.config import load_config  # noqa: PLC0415 - see validate
+
     try:
         cfg = load_config(path)
     except ConfigError as exc:

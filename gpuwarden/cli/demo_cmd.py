@@ -6,14 +6,16 @@ import json
 import logging
 import tempfile
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from gpuwarden.app import SimulatedPipeline, TickReport, build_simulated_pipeline, firing
 from gpuwarden.sim import FaultSpec
+
+if TYPE_CHECKING:
+    from gpuwarden.app import SimulatedPipeline, TickReport
 
 console = Console()
 
@@ -28,6 +30,8 @@ REPAIRS_AT_30 = [FaultSpec("reboot_node", "node-06")]
 
 
 def _narrate(pipeline: SimulatedPipeline, report: TickReport) -> None:
+    from gpuwarden.app import firing  # noqa: PLC0415 - gpuwarden.app loads every stage, see demo()
+
     at = pipeline.clock.now().strftime("%H:%M:%S")
     for alert in firing(report.raised):
         where = alert.labels.get("Hostname") or alert.labels.get("node", "")
@@ -62,6 +66,10 @@ def demo(
     output: Annotated[str, typer.Option(help="text or json (a summary for scripts).")] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
+    # Imported here: the composition root loads every stage (scikit-learn, matplotlib, alembic, slack-sdk),
+    # which the rest of the CLI must start without.
+    from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415
+
     logging.basicConfig(level=logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)

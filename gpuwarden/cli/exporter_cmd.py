@@ -6,19 +6,17 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from pydantic import ValidationError
 from rich.console import Console
 
-from exporters.attribution import ProcCgroupResolver
-from exporters.nvml_collector import init_nvml
-from exporters.service import ExporterService, NvmlInstance, build_service
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import ExporterConfig, load_config
 from gpuwarden.errors import ConfigError, InputError, SourceError
+
+if TYPE_CHECKING:
+    from exporters.service import ExporterService
+    from gpuwarden.config import ExporterConfig
 
 err_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
@@ -31,6 +29,10 @@ def _fail(message: str) -> typer.Exit:
 
 def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
     import pynvml  # noqa: PLC0415 - only the real path needs the driver binding
+
+    from exporters.attribution import ProcCgroupResolver  # noqa: PLC0415
+    from exporters.nvml_collector import init_nvml  # noqa: PLC0415
+    from exporters.service import NvmlInstance, build_service  # noqa: PLC0415
 
     init_nvml(pynvml)
     hostname = cfg.hostname or os.environ.get("NODE_NAME") or socket.gethostname()
@@ -45,6 +47,8 @@ def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
 
 
 def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemClock) -> ExporterService:
+    from exporters.nvml_collector import init_nvml  # noqa: PLC0415
+    from exporters.service import NvmlInstance, build_service  # noqa: PLC0415
     from exporters.simulated import SimCgroupResolver, SimPodAssignments  # noqa: PLC0415
     from gpuwarden.sim import SimNvml, build_fleet, fault_routes, parse_simulate_spec  # noqa: PLC0415
 
@@ -78,6 +82,13 @@ def exporter(
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
 ) -> None:
     """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
+    # Imported here, like the exporter stage in _real_service and _simulated_service: the rest of the CLI
+    # must start without uvicorn and the configuration model.
+    import uvicorn  # noqa: PLC0415
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from gpuwarden.config import ExporterConfig, load_config  # noqa: PLC0415
+
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         full = load_config(config)

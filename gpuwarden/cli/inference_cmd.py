@@ -8,13 +8,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-import uvicorn
 from rich.console import Console
 
-from exporters.inference_server import create_inference_server
 from exporters.loadgen import LoadPlan, run_load
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
-from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.sim import build_fleet
 
@@ -56,6 +53,12 @@ def inference_server(
     quiet_spans: Annotated[bool, typer.Option(help="Record spans for metrics but export none.")] = False,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU."""
+    # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
+    import uvicorn  # noqa: PLC0415
+
+    from exporters.inference_server import create_inference_server  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+
     try:
         cfg = load_config(config).tracing
     except ConfigError as exc:

@@ -9,22 +9,21 @@ import os
 import sys
 import threading
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
-from pydantic import SecretStr
 from rich.console import Console
 
-from alerting.engine import IncidentEngine
-from alerting.inventory import Inventory, load_inventory
-from alerting.journal import AcceptJournal, JournalApplier, applied_offset
-from alerting.migrate import open_store
-from gpuwarden.api import BackgroundTask, create_app, inventory_from_fleet
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import GpuwardenConfig, load_config
 from gpuwarden.errors import ConfigError
 from gpuwarden.sim.fleet import fleet_from_config
+
+if TYPE_CHECKING:
+    from alerting.engine import IncidentEngine
+    from alerting.inventory import Inventory
+    from alerting.journal import JournalApplier
+    from gpuwarden.api import BackgroundTask
+    from gpuwarden.config import GpuwardenConfig
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
@@ -67,6 +66,8 @@ def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
 
 def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> JournalApplier:
     """Open (and recover) the accept journal and its applier for ``engine``'s store."""
+    from alerting.journal import AcceptJournal, JournalApplier, applied_offset  # noqa: PLC0415
+
     sql = engine.store.engine
     journal = AcceptJournal(journal_dir(cfg, db), lambda journal_id: applied_offset(sql, journal_id))
     return JournalApplier(journal, engine)
@@ -74,6 +75,13 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
 
 def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
     """Engine, background loops and extra routes (Slack) for one configuration."""
+    # Imported here, not at module level: every other command (--help, incidents, config) must start
+    # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
+    from alerting.engine import IncidentEngine  # noqa: PLC0415
+    from alerting.inventory import load_inventory  # noqa: PLC0415
+    from alerting.migrate import open_store  # noqa: PLC0415
+    from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
+
     sql = open_store(db)
     clock = SystemClock()
     inventory: Inventory | None = None
@@ -114,6 +122,13 @@ def serve(
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
 ) -> None:
     """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN."""
+    # Imported here for the reason build_service gives.
+    import uvicorn  # noqa: PLC0415
+    from pydantic import SecretStr  # noqa: PLC0415
+
+    from gpuwarden.api import create_app  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+
     try:
         cfg = load_config(config)
     except ConfigError as exc:

@@ -10,10 +10,9 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gpuwarden.clock import Clock, SystemClock
-from gpuwarden.config import SimConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import GpuRef
 from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
@@ -21,6 +20,9 @@ from gpuwarden.sim.events import EventQueue, GpuEvent
 from gpuwarden.sim.faults import ACTION_KINDS, PERSISTENT_XIDS, FaultRecord, FaultSpec
 from gpuwarden.sim.topology import MIB, SimGpu, SimNode, build_nodes
 from gpuwarden.sim.workloads import InferenceService, TrainingJob, place_workloads
+
+if TYPE_CHECKING:  # only an annotation: `gpuwarden --help` starts without the configuration model
+    from gpuwarden.config import SimConfig
 
 STEP_SECONDS = 1.0
 MAX_CATCHUP_STEPS = 900  # beyond this, steps get coarser instead of more numerous
