@@ -6,6 +6,7 @@ import gc
 import json
 import logging
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -20,6 +21,7 @@ from gpuwarden.sim.fleet import fleet_from_config
 
 if TYPE_CHECKING:
     from alerting.engine import IncidentEngine
+    from alerting.instance_lock import InstanceBusy, InstanceLocks
     from alerting.inventory import Inventory
     from alerting.journal import JournalApplier
     from gpuwarden.api import BackgroundTask
@@ -51,6 +53,40 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
                 logger.exception("engine tick failed")
 
     return run
+
+
+def _lock_watch(locks: InstanceLocks, lost: list[InstanceBusy], interval: float = 5.0) -> BackgroundTask:
+    """Keep a PostgreSQL store lock; if a standby took it meanwhile, stop this server (SIGTERM to itself)."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                busy = locks.check()
+            except Exception:  # loop boundary: the next check tries again
+                logger.exception("instance lock: check failed")
+                continue
+            if busy is not None:
+                logger.error("instance lock: lost: %s; stopping so that one server writes", busy)
+                lost.append(busy)
+                os.kill(os.getpid(), signal.SIGTERM)
+                return
+
+    return run
+
+
+def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks:
+    """This server's store and journal locks, or a ``ConfigError``/``InstanceBusy`` saying why not."""
+    from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - see build_service
+
+    from alerting.instance_lock import InstanceLocks  # noqa: PLC0415
+    from alerting.migrate import store_error  # noqa: PLC0415
+
+    try:
+        locks = InstanceLocks.for_server(db, journal_dir(cfg, db))
+        locks.acquire(wait=standby, sleep=SystemClock().sleep)
+    except (OSError, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver for the URL
+        raise store_error(db, exc) from exc
+    return locks
 
 
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
@@ -120,12 +156,23 @@ def serve(
         str | None, typer.Option(help="SQLite path or SQLAlchemy URL (postgresql+psycopg://...).")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+    standby: Annotated[
+        bool,
+        typer.Option(
+            "--standby",
+            help="If another serve holds the store, wait (port closed) and take over when it stops.",
+        ),
+    ] = False,
 ) -> None:
-    """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN."""
+    """Run the incident engine and its HTTP API; the write token comes from GPUWARDEN_API_TOKEN.
+
+    One server is active per store: a second one stops, naming the first, or waits with --standby.
+    """
     # Imported here for the reason build_service gives.
     import uvicorn  # noqa: PLC0415
     from pydantic import SecretStr  # noqa: PLC0415
 
+    from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
@@ -144,12 +191,21 @@ def serve(
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
     logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # alembic, imported after this point, says "setup plugin ..." at INFO for each of its plugins.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     try:
+        locks = take_locks(cfg, db or api.db, standby=standby)
         engine, background, routes = build_service(cfg, db or api.db)
         applier = build_applier(cfg, db or api.db, engine)
+    except InstanceBusy as exc:
+        hint = "stop it first, or start this one with --standby to take over when it stops"
+        err_console.print(f"[red]error:[/red] {exc}; {hint}")
+        raise typer.Exit(1) from exc
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc.in_file(str(config or ''))}")
         raise typer.Exit(1) from exc
+    lost: list[InstanceBusy] = []
+    background = [*background, _lock_watch(locks, lost)]
     # Replay what was acknowledged but not applied before a crash, before taking new requests.
     while applier.apply_available():
         pass
@@ -167,14 +223,20 @@ def serve(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
-    uvicorn.run(
-        app,
-        host=host or api.listen_address,
-        port=port or api.port,
-        log_level="warning",
-        access_log=False,
-        log_config=None,
-    )
+    try:
+        uvicorn.run(
+            app,
+            host=host or api.listen_address,
+            port=port or api.port,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+        )
+    finally:
+        locks.release()
+    if lost:
+        err_console.print(f"[red]error:[/red] stopped: {lost[0]}")
+        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

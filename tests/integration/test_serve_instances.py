@@ -1,0 +1,96 @@
+"""Two `gpuwarden serve` on one store: the second is refused, or as a standby takes over when the first dies.
+
+Before the instance lock both ran: each kept its own offsets into the one accept journal beside the SQLite
+file, and alerts posted to them were lost.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary, gpuwarden_serve
+from tests.integration.servers import free_port, wait_http_ok
+
+
+def _node_down(node: str) -> list[dict[str, object]]:
+    return [{"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "Hostname": node}}]
+
+
+def _serve_argv(db: str, port: int, *extra: str) -> list[str]:
+    return [gpuwarden_binary(), "serve", "--port", str(port), "--db", db, *extra]
+
+
+def _wait_for_line(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in path.read_text(errors="replace"):
+        assert proc.poll() is None, path.read_text(errors="replace")
+        assert time.monotonic() < deadline, f"{text!r} not logged in {timeout} s"
+        time.sleep(0.1)
+
+
+@pytest.mark.integration
+def test_a_second_server_on_the_same_store_is_refused_naming_the_first(tmp_path: Path) -> None:
+    db = str(tmp_path / "gw.db")
+    with gpuwarden_serve(tmp_path, db) as (url, first):
+        second = subprocess.run(
+            _serve_argv(db, free_port()),
+            env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert second.returncode == 1
+        said = " ".join(second.stderr.split())
+        assert f"store {db} is in use by another gpuwarden serve (pid {first.pid} on " in said
+        assert "--standby" in said
+        # The first one is untouched and still takes alerts.
+        response = httpx.post(f"{url}/api/v2/alerts", json=_node_down("n1"), headers=AUTH, timeout=10)
+        assert response.status_code == 200
+
+
+@pytest.mark.integration
+def test_a_standby_takes_over_when_the_active_server_is_killed(tmp_path: Path) -> None:
+    db = str(tmp_path / "gw.db")
+    port = free_port()
+    standby_url = f"http://127.0.0.1:{port}"
+    log = (tmp_path / "standby.log").open("wb")
+    with gpuwarden_serve(tmp_path, db) as (url, active):
+        standby = subprocess.Popen(
+            _serve_argv(db, port, "--standby"),
+            env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            for node in ("n1", "n2"):
+                response = httpx.post(f"{url}/api/v2/alerts", json=_node_down(node), headers=AUTH, timeout=10)
+                assert response.status_code == 200
+            _wait_for_line(tmp_path / "standby.log", "standby, waiting", standby)
+            with pytest.raises(httpx.ConnectError):  # a standby does not take requests
+                httpx.get(f"{standby_url}/healthz", timeout=2)
+            active.send_signal(signal.SIGKILL)
+            active.wait(timeout=10)
+            wait_http_ok(f"{standby_url}/healthz", standby, timeout=60)
+            incidents = httpx.get(f"{standby_url}/api/v1/incidents", timeout=10).json()
+            assert [i["alert_count"] for i in incidents] == [2]
+            response = httpx.post(
+                f"{standby_url}/api/v2/alerts", json=_node_down("n3"), headers=AUTH, timeout=10
+            )
+            assert response.status_code == 200
+        finally:
+            standby.terminate()
+            try:
+                standby.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                standby.kill()
+                standby.wait()
+            log.close()
+    assert "this server is now active" in (tmp_path / "standby.log").read_text()
