@@ -6,9 +6,9 @@ import gc
 import json
 import logging
 import os
-import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
     from alerting.inventory import Inventory
     from alerting.journal import JournalApplier
     from gpuwarden.api import BackgroundTask
-    from gpuwarden.config import GpuwardenConfig
+    from gpuwarden.config import ApiConfig, GpuwardenConfig
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
@@ -55,8 +55,10 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
     return run
 
 
-def _lock_watch(locks: InstanceLocks, lost: list[InstanceBusy], interval: float = 5.0) -> BackgroundTask:
-    """Keep a PostgreSQL store lock; if a standby took it meanwhile, stop this server (SIGTERM to itself)."""
+def _lock_watch(
+    locks: InstanceLocks, on_lost: Callable[[InstanceBusy], None], interval: float = 5.0
+) -> BackgroundTask:
+    """Keep a PostgreSQL store lock; if a standby took it meanwhile, call ``on_lost`` (which stops serve)."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
@@ -67,11 +69,32 @@ def _lock_watch(locks: InstanceLocks, lost: list[InstanceBusy], interval: float 
                 continue
             if busy is not None:
                 logger.error("instance lock: lost: %s; stopping so that one server writes", busy)
-                lost.append(busy)
-                os.kill(os.getpid(), signal.SIGTERM)
+                on_lost(busy)
                 return
 
     return run
+
+
+def _with_token(api: ApiConfig) -> ApiConfig:
+    """The API settings with the write token from the environment; without any token serve stops."""
+    from pydantic import SecretStr  # noqa: PLC0415 - see build_service
+
+    token = os.environ.get(TOKEN_ENV)
+    if token:
+        api = api.model_copy(update={"token": SecretStr(token)})
+    if api.token is None:
+        err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
+        raise typer.Exit(1)
+    return api
+
+
+def _log_json() -> None:
+    """``serve`` logs one JSON object per line to stderr."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(JsonLogFormatter())
+    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
+    # alembic, imported after this point, says "setup plugin ..." at INFO for each of its plugins.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
 
 
 def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks:
@@ -170,7 +193,6 @@ def serve(
     """
     # Imported here for the reason build_service gives.
     import uvicorn  # noqa: PLC0415
-    from pydantic import SecretStr  # noqa: PLC0415
 
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
@@ -181,18 +203,8 @@ def serve(
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {exc}")
         raise typer.Exit(1) from exc
-    api = cfg.api
-    token = os.environ.get(TOKEN_ENV)
-    if token:
-        api = api.model_copy(update={"token": SecretStr(token)})
-    if api.token is None:
-        err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
-        raise typer.Exit(1)
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # alembic, imported after this point, says "setup plugin ..." at INFO for each of its plugins.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    api = _with_token(cfg.api)
+    _log_json()
     try:
         locks = take_locks(cfg, db or api.db, standby=standby)
         engine, background, routes = build_service(cfg, db or api.db)
@@ -205,7 +217,12 @@ def serve(
         err_console.print(f"[red]error:[/red] {exc.in_file(str(config or ''))}")
         raise typer.Exit(1) from exc
     lost: list[InstanceBusy] = []
-    background = [*background, _lock_watch(locks, lost)]
+
+    def on_lost(busy: InstanceBusy) -> None:
+        lost.append(busy)
+        server.should_exit = True  # uvicorn's own graceful stop, as on SIGTERM
+
+    background = [*background, _lock_watch(locks, on_lost)]
     # Replay what was acknowledged but not applied before a crash, before taking new requests.
     while applier.apply_available():
         pass
@@ -223,8 +240,8 @@ def serve(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
-    try:
-        uvicorn.run(
+    server = uvicorn.Server(
+        uvicorn.Config(
             app,
             host=host or api.listen_address,
             port=port or api.port,
@@ -232,6 +249,9 @@ def serve(
             access_log=False,
             log_config=None,
         )
+    )
+    try:
+        server.run()
     finally:
         locks.release()
     if lost:

@@ -23,6 +23,7 @@ from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import AlertStatus, IncidentState, RackRef, label_fingerprint
+from tests.integration.gpuwarden_server import gpuwarden_serve
 from tests.integration.servers import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -188,4 +189,29 @@ def test_second_server_on_one_postgres_store_is_refused_and_a_lost_lock_is_taken
     assert lost is not None and lost.what == f"store {postgres_url}"
     second.release()
     first.release()
+    admin.dispose()
+
+
+@pytest.mark.integration
+def test_serve_stops_when_a_standby_took_the_postgres_lock_it_lost(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_ALERTING__JOURNAL_DIR", str(tmp_path / "journal"))
+    admin = make_engine(postgres_url)
+    with gpuwarden_serve(tmp_path, postgres_url) as (_, proc):
+        standby = InstanceLocks.for_server(postgres_url, tmp_path / "standby")
+        with pytest.raises(InstanceBusy):
+            standby.try_acquire()
+        with admin.begin() as conn:  # the server's lock session dies; the standby is first to take it
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name LIKE 'gpuwarden serve%'"
+                )
+            )
+        standby.try_acquire()
+        assert proc.wait(timeout=60) == 1
+    log = (tmp_path / "serve.log").read_text()
+    assert "instance lock: lost: store " in log
+    standby.release()
     admin.dispose()
