@@ -26,6 +26,8 @@ from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState, Priority
 
+MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
+
 
 class IncidentLifecycle:
     """Operator actions on incidents; mixed into ``IncidentEngine``, whose state it uses."""
@@ -106,6 +108,17 @@ class IncidentLifecycle:
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
             data={"action": action},
+        )
+
+    def add_note(self, incident_id: str, by: str, text: str) -> Incident:
+        """A person's note on the timeline (resolved incidents too: postmortems are written after)."""
+        text = text.strip()
+        if not text:
+            raise InputError("must be a non-empty string", field="text")
+        if len(text) > MAX_NOTE_CHARS:
+            raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        return self._transition(
+            incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None
         )
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:

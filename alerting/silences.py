@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -11,6 +12,20 @@ from alerting.inhibition import InhibitRule
 from alerting.matchers import Matcher, all_match, parse_matcher
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import ConfigError, InputError
+
+_DURATION = re.compile(r"(\d+)(ms|[wdhms])")
+_UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+
+
+def parse_duration(text: str, field: str = "duration") -> float:
+    """Seconds in a Prometheus/amtool duration: ``90m``, ``1h30m``, ``2d``, ``1w``; positive."""
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text.strip():
+        raise InputError(f"{text!r} is not a duration like 30m, 1h or 1h30m", field=field)
+    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    if seconds <= 0:
+        raise InputError(f"{text!r} is not a positive duration", field=field)
+    return seconds
 
 
 class SilenceKind(enum.StrEnum):

@@ -37,11 +37,11 @@ from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
 from alerting.store import NotFound
 from alerting.store_models import IncidentRow
-from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
-from gpuwarden.model import Incident, IncidentState, Priority
+from gpuwarden.incident_api import IncidentActionsApi, incident_detail
+from gpuwarden.model import IncidentState, Priority
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
@@ -67,39 +67,6 @@ def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
         "alert_count": alert_count,
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
-    }
-
-
-def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
-    """The detail shape: the summary plus impact, timeline and member alerts."""
-    impact = incident.impact
-    return {
-        "id": incident.id,
-        "title": incident.title,
-        "priority": incident.priority.value,
-        "state": incident.state.value,
-        "root_cause": {
-            "kind": incident.root_cause.kind.value,
-            "target": target_to_dict(incident.root_cause.target),
-        },
-        "alert_count": len(incident.alert_fingerprints),
-        "opened_at": iso(incident.opened_at),
-        "resolved_at": iso(incident.resolved_at),
-        "impact": {
-            "summary": impact.summary,
-            "workloads": [str(w) for w in impact.workloads],
-            "affected_share": impact.affected_share,
-            "error_ratio": impact.error_ratio,
-            "slo_burn_rate": impact.slo_burn_rate,
-            "gpus_affected": impact.gpus_affected,
-            "nodes_affected": impact.nodes_affected,
-            "spare_capacity": impact.spare_capacity,
-        },
-        "timeline": [
-            {"at": iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
-            for e in incident.timeline
-        ],
-        "alerts": list(alerts),
     }
 
 
@@ -355,15 +322,6 @@ class _Handlers:
         alerts = await run_in_threadpool(self._alert_dicts, incident_id)
         return JSONResponse(incident_detail(incident, alerts))
 
-    async def ack_incident(self, request: Request, body: bytes) -> Response:
-        """Acknowledge; body ``{"by": "name"}`` is optional."""
-        data = parse_json(body) if body.strip() else {}
-        by = data.get("by", "api") if isinstance(data, dict) else None
-        if not isinstance(by, str) or not by:
-            raise InputError("must be a non-empty string", field="by")
-        incident = await run_in_threadpool(self.engine.acknowledge, request.path_params["incident_id"], by)
-        return JSONResponse(incident_detail(incident, []))
-
     async def postmortem(self, request: Request) -> Response:
         """The Markdown postmortem draft."""
         text = await run_in_threadpool(self.engine.postmortem, request.path_params["incident_id"])
@@ -390,6 +348,7 @@ class _Handlers:
         incident = "/api/v1/incidents/{incident_id}"
         silence = "/api/v2/silence/{silence_id}"
         am = AlertmanagerApi(self.engine)
+        actions = IncidentActionsApi(self.engine)
         return [
             Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
@@ -416,11 +375,14 @@ class _Handlers:
             Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
-            Route(
-                f"{incident}/ack",
-                self.write("/api/v1/incidents/{id}/ack", self.ack_incident, barrier=True),
-                methods=["POST"],
-            ),
+            *[
+                Route(
+                    f"{incident}/{action}",
+                    self.write(f"/api/v1/incidents/{{id}}/{action}", handler, barrier=True),
+                    methods=["POST"],
+                )
+                for action, handler in actions.handlers().items()
+            ],
             Route(
                 f"{incident}/postmortem",
                 self.read("/api/v1/incidents/{id}/postmortem", self.postmortem),

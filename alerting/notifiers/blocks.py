@@ -176,6 +176,8 @@ def timeline_reply(n: Notification) -> SlackMessage:
         if n.resolved_at is not None:
             took = f" after {_duration((n.resolved_at - n.opened_at).total_seconds())}"
         text = f"{RESOLVED_EMOJI} *Resolved*{took}: {escape(message)}"
+    elif message.startswith(n.event_kind):  # "acknowledged by alice", "note by bob: ..."
+        text = f"*{escape(n.event_kind)}*{escape(message.removeprefix(n.event_kind))}"
     else:
         text = f"*{escape(n.event_kind)}*: {escape(message)}"
     blocks: list[Block] = [

@@ -1,4 +1,4 @@
-"""``gpuwarden incidents``: list, show, acknowledge and draft postmortems, through the HTTP API."""
+"""``gpuwarden incidents``: list, show, ack, mitigate, note, silence, postmortem, over the HTTP API."""
 
 from __future__ import annotations
 
@@ -97,16 +97,56 @@ def show(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
         console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
 
 
+ByOption = Annotated[str, typer.Option(help="Who does it (default: $USER).")]
+
+
+def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
+    body = {**body, "by": by or os.environ.get("USER", "cli")}
+    inc: dict[str, Any] = _request("POST", url, f"/api/v1/incidents/{incident_id}/{action}", json=body).json()
+    return inc
+
+
 @incidents_app.command("ack")
-def ack(
-    incident_id: str,
-    url: UrlOption = "http://127.0.0.1:8080",
-    by: Annotated[str, typer.Option(help="Who acknowledges.")] = "",
-) -> None:
+def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
     """Acknowledge an incident (needs GPUWARDEN_API_TOKEN)."""
-    who = by or os.environ.get("USER", "cli")
-    inc = _request("POST", url, f"/api/v1/incidents/{incident_id}/ack", json={"by": who}).json()
+    inc = _act(url, incident_id, "ack", {}, by)
     typer.echo(f"{inc['id']}: {inc['state']}")
+
+
+@incidents_app.command("mitigate")
+def mitigate(
+    incident_id: str,
+    action: Annotated[str, typer.Option(help="What is being done, e.g. 'draining node r07-n03'.")],
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: ByOption = "",
+) -> None:
+    """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN)."""
+    inc = _act(url, incident_id, "mitigate", {"action": action}, by)
+    typer.echo(f"{inc['id']}: {inc['state']}")
+
+
+@incidents_app.command("note")
+def note(
+    incident_id: str,
+    text: Annotated[str, typer.Argument(help="The note (timeline, Slack thread, postmortem).")],
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: ByOption = "",
+) -> None:
+    """Add a note to an incident's timeline (needs GPUWARDEN_API_TOKEN)."""
+    inc = _act(url, incident_id, "notes", {"text": text}, by)
+    typer.echo(f"{inc['id']}: noted")
+
+
+@incidents_app.command("silence")
+def silence(
+    incident_id: str,
+    duration: Annotated[str, typer.Option("--for", help="How long: 30m, 1h, 1h30m, 2d.")] = "1h",
+    url: UrlOption = "http://127.0.0.1:8080",
+    by: ByOption = "",
+) -> None:
+    """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN)."""
+    inc = _act(url, incident_id, "silence", {"duration": duration}, by)
+    typer.echo(f"{inc['id']}: silenced for {duration}")
 
 
 @incidents_app.command("postmortem")

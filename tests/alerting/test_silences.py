@@ -2,8 +2,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from alerting.matchers import parse_matcher
-from alerting.silences import Silence, muting_silence
+from alerting.silences import Silence, muting_silence, parse_duration
+from gpuwarden.errors import InputError
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -41,3 +44,18 @@ def test_incident_silence_mutes_members_of_that_incident_only() -> None:
     assert s.mutes({"x": "y"}, T0, "inc-1")
     assert not s.mutes({"x": "y"}, T0, "inc-2")
     assert not s.mutes({"x": "y"}, T0, None)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90m", 5400.0), ("1h30m", 5400.0), ("2d", 172800.0), ("1w", 604800.0), ("45s", 45.0), ("500ms", 0.5)],
+)
+def test_durations_are_read_as_amtool_writes_them(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["", "1.5h", "h", "0s", "-1h", "1h 30m", "1y", "60"])
+def test_a_duration_that_is_not_one_is_refused_naming_the_field(text: str) -> None:
+    with pytest.raises(InputError) as err:
+        parse_duration(text)
+    assert err.value.field == "duration"

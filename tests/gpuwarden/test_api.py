@@ -180,6 +180,57 @@ def test_detail_ack_and_postmortem(client: TestClient) -> None:
     assert client.get("/api/v1/incidents/inc-nope").status_code == 404
 
 
+def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: IncidentEngine) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    path = f"/api/v1/incidents/{item['id']}"
+    assert client.post(f"{path}/mitigate", json={"action": "reboot"}).status_code == 401
+    refused = client.post(f"{path}/mitigate", json={"by": "alice"}, headers=AUTH)
+    assert (refused.status_code, refused.json()["field"]) == (400, "action")
+    mitigating = client.post(
+        f"{path}/mitigate", json={"action": "power-cycling r02-n03", "by": "alice"}, headers=AUTH
+    )
+    assert mitigating.status_code == 200 and mitigating.json()["state"] == "mitigating"
+    noted = client.post(f"{path}/notes", json={"text": "BMC says PSU 2 failed", "by": "bob"}, headers=AUTH)
+    assert noted.status_code == 200
+    blank = client.post(f"{path}/notes", json={"text": "  "}, headers=AUTH)
+    assert (blank.status_code, blank.json()["field"]) == (400, "text")
+    bad = client.post(f"{path}/silence", json={"duration": "an hour"}, headers=AUTH)
+    assert (bad.status_code, bad.json()["field"]) == (400, "duration")
+    silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
+    assert silenced.status_code == 200
+    assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
+        "mitigating: power-cycling r02-n03",
+        "note by bob: BMC says PSU 2 failed",
+        "silenced for 5400s by carol",
+    ]
+    (silence,) = client.get("/api/v2/silences").json()
+    assert silence["comment"] == f"silence of {item['id']}" and silence["endsAt"] == "2026-01-01T01:30:00Z"
+    assert "note by bob: BMC says PSU 2 failed" in client.get(f"{path}/postmortem").text
+    assert (
+        client.post("/api/v1/incidents/inc-nope/notes", json={"text": "x"}, headers=AUTH).status_code == 404
+    )
+
+
+def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    resolved = {**NODE_DOWN, "endsAt": "2026-01-01T00:00:00Z"}
+    client.post("/api/v2/alerts", json=[resolved], headers=AUTH)
+    engine.clock.advance(engine.config.quiet_period_seconds + 1)  # type: ignore[attr-defined]
+    engine.tick()
+    (item,) = client.get("/api/v1/incidents").json()
+    assert item["state"] == "resolved"
+    path = f"/api/v1/incidents/{item['id']}"
+    assert (
+        client.post(f"{path}/notes", json={"text": "root cause: PDU breaker"}, headers=AUTH).status_code
+        == 200
+    )
+    refused = client.post(f"{path}/mitigate", json={"action": "reboot"}, headers=AUTH)
+    assert (refused.status_code, refused.json()["field"]) == (400, "state")
+
+
 def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentEngine) -> None:
     silence = {
         "matchers": [{"name": "node", "value": "r02-.*", "isRegex": True}],

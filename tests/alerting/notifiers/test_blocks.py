@@ -110,3 +110,21 @@ def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
     reply = timeline_reply(build_notification(event))
     assert reply.text == "resolved: all alerts quiet for the quiet period"
     assert "resolved: resolved" not in str(reply.blocks)
+
+
+@pytest.mark.parametrize(
+    ("kind", "message", "shown"),
+    [
+        ("note", "note by bob: PSU 2 was loose", "*note* by bob: PSU 2 was loose"),
+        ("acknowledged", "acknowledged by alice", "*acknowledged* by alice"),
+        ("alert_added", "GPUXid on r07-n01", "*alert_added*: GPUXid on r07-n01"),
+    ],
+    ids=["note", "acknowledged", "other"],
+)
+def test_a_reply_whose_message_starts_with_its_kind_bolds_it_once(
+    kind: str, message: str, shown: str
+) -> None:
+    event = change(make_incident(), ChangeKind.UPDATED, 10, message, kind)
+    reply = timeline_reply(build_notification(event))
+    assert reply.blocks[0]["text"]["text"] == shown
+    assert reply.text == f"{kind}: {message}"  # the fallback text keeps the kind first

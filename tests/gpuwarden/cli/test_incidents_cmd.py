@@ -16,7 +16,7 @@ runner = CliRunner()
 
 
 @pytest.mark.integration
-def test_list_show_ack_and_postmortem_through_the_api(
+def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with gpuwarden_serve(tmp_path, str(tmp_path / "cli.db")) as (url, _):
@@ -38,9 +38,22 @@ def test_list_show_ack_and_postmortem_through_the_api(
         acked = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url, "--by", "alice"])
         assert acked.exit_code == 0 and acked.stdout.strip() == f"{item['id']}: acknowledged"
 
+        base = ["--url", url, "--by", "alice"]
+        working = runner.invoke(
+            app, ["incidents", "mitigate", item["id"], "--action", "reseating PSU", *base]
+        )
+        assert working.exit_code == 0 and working.stdout.strip() == f"{item['id']}: mitigating"
+        noted = runner.invoke(app, ["incidents", "note", item["id"], "PSU 2 was loose", *base])
+        assert noted.exit_code == 0 and noted.stdout.strip() == f"{item['id']}: noted"
+        hushed = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2h", *base])
+        assert hushed.exit_code == 0 and hushed.stdout.strip() == f"{item['id']}: silenced for 2h"
+        wrong = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2 hours", *base])
+        assert wrong.exit_code == 1 and "duration" in wrong.stderr
+
         md = runner.invoke(app, ["incidents", "postmortem", item["id"], "--url", url])
         assert md.exit_code == 0 and md.stdout.startswith("# Postmortem draft: node r01-n01 is down")
         assert "acknowledged by alice" in md.stdout
+        assert "mitigating: reseating PSU" in md.stdout and "note by alice: PSU 2 was loose" in md.stdout
 
         missing = runner.invoke(app, ["incidents", "show", "inc-none", "--url", url])
         assert missing.exit_code == 1

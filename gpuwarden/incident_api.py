@@ -1,0 +1,120 @@
+"""What people do to an incident over the API: acknowledge, mark mitigating, note, silence.
+
+``POST /api/v1/incidents/{id}/ack`` (``{"by"}``), ``.../mitigate`` (``{"action", "by"}``: someone is working
+on it, by hand or by a tool gpuwarden does not drive), ``.../notes`` (``{"text", "by"}``: on the timeline, in
+the Slack thread and in the postmortem) and ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
+button's silence for any duration). ``by`` defaults to ``api``. Each answers with the incident's detail.
+Routes and their auth are wired in ``gpuwarden.api``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from alerting.engine import IncidentEngine
+from alerting.ingest import parse_json
+from alerting.silences import parse_duration
+from alerting.topology import target_to_dict
+from gpuwarden.alertmanager_api import iso
+from gpuwarden.errors import InputError
+from gpuwarden.model import Incident
+
+Handler = Callable[[Request, bytes], Awaitable[Response]]
+
+
+def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+    """The detail shape: the summary plus impact, timeline and member alerts."""
+    impact = incident.impact
+    return {
+        "id": incident.id,
+        "title": incident.title,
+        "priority": incident.priority.value,
+        "state": incident.state.value,
+        "root_cause": {
+            "kind": incident.root_cause.kind.value,
+            "target": target_to_dict(incident.root_cause.target),
+        },
+        "alert_count": len(incident.alert_fingerprints),
+        "opened_at": iso(incident.opened_at),
+        "resolved_at": iso(incident.resolved_at),
+        "impact": {
+            "summary": impact.summary,
+            "workloads": [str(w) for w in impact.workloads],
+            "affected_share": impact.affected_share,
+            "error_ratio": impact.error_ratio,
+            "slo_burn_rate": impact.slo_burn_rate,
+            "gpus_affected": impact.gpus_affected,
+            "nodes_affected": impact.nodes_affected,
+            "spare_capacity": impact.spare_capacity,
+        },
+        "timeline": [
+            {"at": iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
+            for e in incident.timeline
+        ],
+        "alerts": list(alerts),
+    }
+
+
+def _fields(body: bytes) -> dict[str, Any]:
+    data = parse_json(body) if body.strip() else {}
+    if not isinstance(data, dict):
+        raise InputError("must be a JSON object", field="body")
+    by = data.setdefault("by", "api")
+    if not isinstance(by, str) or not by.strip():
+        raise InputError("must be a non-empty string", field="by")
+    return data
+
+
+def _text(data: dict[str, Any], field: str) -> str:
+    value = data.get(field)
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", field=field)
+    return value.strip()
+
+
+class IncidentActionsApi:
+    """Handlers of the incident actions; each takes the request and its (size-checked) body."""
+
+    def __init__(self, engine: IncidentEngine) -> None:
+        self.engine = engine
+
+    def handlers(self) -> dict[str, Handler]:
+        """Action name (the last path segment) to handler."""
+        return {"ack": self.ack, "mitigate": self.mitigate, "notes": self.note, "silence": self.silence}
+
+    async def _answer(self, call: Callable[..., Incident], *args: object) -> Response:
+        incident = await run_in_threadpool(call, *args)
+        return JSONResponse(incident_detail(incident, []))
+
+    async def ack(self, request: Request, body: bytes) -> Response:
+        """Acknowledge (idempotent)."""
+        data = _fields(body)
+        return await self._answer(self.engine.acknowledge, request.path_params["incident_id"], data["by"])
+
+    async def mitigate(self, request: Request, body: bytes) -> Response:
+        """Mark mitigating, saying what is being done."""
+        data = _fields(body)
+        action = _text(data, "action")
+        incident_id = request.path_params["incident_id"]
+        return await self._answer(self.engine.mark_mitigating, incident_id, data["by"], action)
+
+    async def note(self, request: Request, body: bytes) -> Response:
+        """Add a note to the timeline."""
+        data = _fields(body)
+        text = _text(data, "text")
+        return await self._answer(self.engine.add_note, request.path_params["incident_id"], data["by"], text)
+
+    async def silence(self, request: Request, body: bytes) -> Response:
+        """Silence the incident's alerts for ``duration``."""
+        data = _fields(body)
+        duration = data.get("duration")
+        if not isinstance(duration, str):
+            raise InputError("must be a duration like 30m, 1h or 1h30m", field="duration")
+        seconds = parse_duration(duration)
+        incident_id = request.path_params["incident_id"]
+        return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
