@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Protocol
 
 from sqlalchemy import Connection, Engine, create_engine, make_url, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 logger = logging.getLogger(__name__)
@@ -200,7 +200,10 @@ class AdvisoryLock:
 
 
 def store_lock(db: str, me: str) -> Lock | None:
-    """The lock for a store URL or SQLite path (None for an in-memory SQLite store: nothing is shared)."""
+    """The lock for a store URL or SQLite path (None for an in-memory SQLite store: nothing is shared).
+
+    Raises ``ArgumentError`` for a database gpuwarden does not support, before anything is created.
+    """
     url = make_url(db if "://" in db else f"sqlite:///{db}")
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
@@ -209,7 +212,7 @@ def store_lock(db: str, me: str) -> Lock | None:
     if url.get_backend_name() == "postgresql":
         shown = url.render_as_string(hide_password=True)
         return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}", me)
-    return None
+    raise ArgumentError(f"{url.get_backend_name()} is not supported")
 
 
 class InstanceLocks:

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import ArgumentError
 
 from alerting.instance_lock import FileLock, InstanceBusy, InstanceLocks, store_lock
 
@@ -113,3 +114,11 @@ def test_in_memory_sqlite_store_needs_no_store_lock(tmp_path: Path) -> None:
     assert store_lock("sqlite://", "me") is None
     locks = InstanceLocks.for_server("sqlite://", tmp_path / "j")
     assert [lock.what for lock in locks.locks] == [f"journal directory {tmp_path / 'j'}"]
+
+
+def test_a_database_gpuwarden_does_not_support_is_refused_before_any_lock_file_is_made(
+    tmp_path: Path,
+) -> None:
+    with pytest.raises(ArgumentError):
+        InstanceLocks.for_server("mysql://host/x", tmp_path / "journal")
+    assert not (tmp_path / "journal").exists()
