@@ -6,6 +6,7 @@ because Alertmanager adds fields in minor releases.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,7 +15,7 @@ from typing import Any
 import orjson
 
 from gpuwarden.errors import InputError
-from gpuwarden.model import Alert, AlertSource, AlertStatus
+from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 
 _YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -96,7 +97,29 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
         annotations=annotations,
         source=source,
         generator_url=generator,
+        score=_score(annotations),
+        recommended_action=_action(annotations),
     )
+
+
+def _score(annotations: Mapping[str, str]) -> float | None:
+    """The ``score`` annotation (the anomaly service's, or a rule's) when it is a finite number."""
+    raw = annotations.get("score")
+    if raw is None:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        return None
+    return value if math.isfinite(value) else None
+
+
+def _action(annotations: Mapping[str, str]) -> RecommendedAction:
+    """The ``recommended_action`` annotation when it names one; anything else is no recommendation."""
+    try:
+        return RecommendedAction(annotations.get("recommended_action", ""))
+    except ValueError:
+        return RecommendedAction.NONE
 
 
 def parse_postable_alerts(

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
 
 from apscheduler.schedulers.background import BackgroundScheduler
 
@@ -19,8 +21,10 @@ logger = logging.getLogger(__name__)
 class AnomalyScheduler:
     """Runs a service's infer and fit jobs on intervals; one tick at a time."""
 
-    def __init__(self, service: AnomalyService) -> None:
+    def __init__(self, service: AnomalyService, after_infer: Callable[[], object] | None = None) -> None:
+        """``after_infer`` runs after each tick, in the same job (the alert forwarder's flush)."""
         self.service = service
+        self.after_infer = after_infer
         self._lock = threading.Lock()
         self._scheduler = BackgroundScheduler(timezone="UTC")
         self.ticks = 0
@@ -33,6 +37,8 @@ class AnomalyScheduler:
             try:
                 self.service.infer()
                 self.ticks += 1
+                if self.after_infer is not None:
+                    self.after_infer()
             except Exception:  # loop boundary
                 self.failures += 1
                 logger.exception("anomaly tick failed")
@@ -48,7 +54,7 @@ class AnomalyScheduler:
                 logger.exception("anomaly fit failed")
 
     def start(self) -> None:
-        """Schedule both jobs (no overlap, missed runs coalesced) and start the background thread."""
+        """Schedule both jobs (no overlap, missed runs coalesced; the first tick at once) and start."""
         cfg = self.service.cfg
         self._scheduler.add_job(
             self.infer_job,
@@ -57,6 +63,7 @@ class AnomalyScheduler:
             id="infer",
             max_instances=1,
             coalesce=True,
+            next_run_time=datetime.now(UTC),
         )
         self._scheduler.add_job(
             self.fit_job, "interval", seconds=cfg.fit_every_seconds, id="fit", max_instances=1, coalesce=True

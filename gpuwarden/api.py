@@ -306,6 +306,9 @@ class _Handlers:
             {
                 "fingerprint": a.fingerprint,
                 "labels": a.labels,
+                "annotations": a.annotations,
+                "score": a.score,
+                "recommended_action": a.recommended_action,
                 "status": a.status,
                 "startsAt": iso(a.starts_at),
                 "endsAt": iso(a.ends_at),

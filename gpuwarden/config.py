@@ -182,6 +182,17 @@ class AnomalyConfig(Section):
     )
     infer_every_seconds: float = Field(30.0, gt=0)
     fit_every_seconds: float = Field(3600.0, gt=0)
+    alert_url: str | None = Field(
+        None,
+        description=(
+            "base URL of `gpuwarden serve` that `anomaly run` posts its alerts to (token from"
+            " GPUWARDEN_API_TOKEN); unset: they are printed as JSON lines"
+        ),
+    )
+    listen_address: str = Field("127.0.0.1", description="where `anomaly run` serves /metrics")
+    port: int = Field(
+        9701, ge=0, le=65535, description="`anomaly run`'s /metrics port (scores, bands, health); 0: none"
+    )
     max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")
     forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
     stale_after_seconds: float = Field(120.0, gt=0, description="no successful read this long: stale")

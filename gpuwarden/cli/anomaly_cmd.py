@@ -7,6 +7,11 @@ command: the rest of the CLI, ``--help`` included, must start without them.
 from __future__ import annotations
 
 import json
+import logging
+import os
+import signal
+import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -19,6 +24,7 @@ from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert
 
 if TYPE_CHECKING:
+    from anomaly.service import AnomalyService
     from gpuwarden.config import AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
@@ -109,8 +115,18 @@ def evaluate_nab(
 def run(
     config: ConfigOption = None,
     ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
+    port: Annotated[
+        int | None, typer.Option(help="Serve /metrics here (default anomaly.port; 0: no metrics).")
+    ] = None,
 ) -> None:
-    """Score the configured PromQL queries every infer_every_seconds and print alerts as JSON lines."""
+    """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
+
+    Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
+    sends rule alerts, or are printed as JSON lines when no alert_url is set.
+    """
+    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+
+    from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
@@ -123,26 +139,72 @@ def run(
     if not cfg.queries:
         err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
         raise typer.Exit(1)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
     queries = [PromQuery(q.name, q.expr, q.step_seconds) for q in cfg.queries]
     source = PromQLSource(cfg.prometheus_url, queries, clock, timeout_seconds=cfg.query_timeout_seconds)
-    service = AnomalyService(cfg, [source], clock, on_alert=_print_alert)
-    done = 0
+    forwarder = None
+    if cfg.alert_url:
+        token = os.environ.get("GPUWARDEN_API_TOKEN")
+        forwarder = AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
+    service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    if forwarder is not None:
+        registry.register(forwarder)
+    metrics_port = cfg.port if port is None else port
     try:
-        while ticks == 0 or done < ticks:
-            service.infer()
-            done += 1
+        server = start_http_server(metrics_port, cfg.listen_address, registry)[0] if metrics_port else None
+    except OSError as exc:
+        source.close()
+        where = f"{cfg.listen_address}:{metrics_port}"
+        err_console.print(f"[red]error:[/red] anomaly.port: cannot serve /metrics on {where}: {exc.strerror}")
+        raise typer.Exit(1) from exc
+    try:
+        if ticks:
+            _run_ticks(service, ticks, forwarder.flush if forwarder else None)
+        else:
+            _run_scheduled(service, forwarder.flush if forwarder else None)
+    finally:
+        source.close()
+        if forwarder is not None:
+            forwarder.close()
+        if server is not None:
+            server.shutdown()
+            server.server_close()
+
+
+def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] | None) -> None:
+    """A fixed number of ticks, one every infer_every_seconds (scripts, tests)."""
+    cfg = service.cfg
+    for done in range(1, ticks + 1):
+        service.infer()
+        if after is not None:
+            after()
+        for source in service.sources:
             health = source.health()
             if not health.up:
                 err_console.print(f"source {health.name} down: {health.last_error}")
-            if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
-                service.fit()
-            if ticks == 0 or done < ticks:
-                clock.sleep(cfg.infer_every_seconds)
-    except KeyboardInterrupt:
-        pass
+        if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
+            service.fit()
+        if done < ticks:
+            service.clock.sleep(cfg.infer_every_seconds)
+
+
+def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) -> None:
+    """fit_every / infer_every on APScheduler until SIGINT or SIGTERM."""
+    from anomaly.scheduler import AnomalyScheduler  # noqa: PLC0415
+
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    scheduler = AnomalyScheduler(service, after_infer=after)
+    scheduler.start()
+    try:
+        while not stop.wait(1.0):  # a timed wait: the main thread must return to run the signal handlers
+            pass
     finally:
-        source.close()
+        scheduler.shutdown()
 
 
 def _print_alert(alert: Alert) -> None:

@@ -40,6 +40,12 @@ def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     return response
 
 
+def _check_output(output: str, allowed: tuple[str, ...]) -> None:
+    if output not in allowed:
+        err_console.print(f"[red]error:[/red] --output {output!r}: use one of {', '.join(allowed)}")
+        raise typer.Exit(1)
+
+
 def _target(target: dict[str, Any]) -> str:
     kind = target.get("type", "")
     if kind == "gpu":
@@ -58,6 +64,7 @@ def list_incidents(
     limit: Annotated[int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0)] = 50,
 ) -> None:
     """List incidents, newest first."""
+    _check_output(output, ("table", "json"))
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -87,12 +94,25 @@ def list_incidents(
 
 
 @incidents_app.command("show")
-def show(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
-    """Show one incident with its impact and timeline."""
+def show(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+) -> None:
+    """Show one incident with its impact, recommended actions and timeline."""
+    _check_output(output, ("text", "json"))
     inc = _request("GET", url, f"/api/v1/incidents/{incident_id}").json()
+    if output == "json":
+        typer.echo(json.dumps(inc, indent=2))
+        return
     console.print(f"[bold]{inc['priority']}[/bold] {inc['title']}  ({inc['id']}, {inc['state']})")
     console.print(f"root cause: {inc['root_cause']['kind']} @ {_target(inc['root_cause']['target'])}")
     console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}")
+    actions = sorted(
+        {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
+    )
+    if actions:
+        console.print(f"recommended: {', '.join(actions)}", markup=False)
     for event in inc["timeline"]:
         console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
 

@@ -112,7 +112,7 @@ def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
         "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
         "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
     )
-    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1"])
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
     assert result.exit_code == 0, result.output
     assert "source prometheus down" in result.output
 

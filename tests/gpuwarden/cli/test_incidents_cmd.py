@@ -20,7 +20,10 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with gpuwarden_serve(tmp_path, str(tmp_path / "cli.db")) as (url, _):
-        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"}}
+        alert = {
+            "labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"},
+            "annotations": {"recommended_action": "restart_node"},
+        }
         assert httpx.post(f"{url}/api/v2/alerts", json=[alert], headers=AUTH, timeout=10).status_code == 200
 
         listed = runner.invoke(app, ["incidents", "list", "--url", url, "--output", "json"])
@@ -30,6 +33,11 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
 
         shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", url])
         assert shown.exit_code == 0 and "node r01-n01" in shown.stdout
+        assert "recommended: restart_node" in shown.stdout
+        as_json = runner.invoke(app, ["incidents", "show", item["id"], "--url", url, "-o", "json"])
+        assert json.loads(as_json.stdout)["alerts"][0]["recommended_action"] == "restart_node"
+        yaml_please = runner.invoke(app, ["incidents", "list", "--url", url, "-o", "yaml"])
+        assert yaml_please.exit_code == 1 and "table, json" in yaml_please.stderr
 
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
         refused = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url])

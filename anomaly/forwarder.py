@@ -1,0 +1,156 @@
+"""Deliver the anomaly service's alerts to ``gpuwarden serve`` as Prometheus delivers rule alerts.
+
+After every tick each firing alert is posted again (``POST /api/v2/alerts``) with ``endsAt`` a few ticks
+ahead, so the incident engine resolves it by itself if this service stops; a resolved alert is posted
+with its end. The score and the recommended action travel as the annotations ``score`` and
+``recommended_action``, which the engine reads back.
+
+``gpuwarden serve`` down, refusing the token, or answering 429/5xx loses nothing: firing alerts are re-posted
+at the next tick anyway, and resolutions wait (oldest dropped past ``max_unsent``, counted) until a post
+succeeds. A 400 means this service built a body the server refuses; it is logged with the server's message
+and the batch is not retried (it would be refused forever).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from gpuwarden.clock import Clock
+from gpuwarden.model import Alert, AlertStatus
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500  # alerts per POST; Prometheus sends at most 64, gpuwarden serve takes bodies up to 1 MiB
+
+
+def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
+    """Alertmanager's ``postableAlert`` of an anomaly alert, score and action as annotations."""
+    annotations = dict(alert.annotations)
+    if alert.score is not None:
+        annotations["score"] = f"{alert.score:.3f}"
+    annotations["recommended_action"] = alert.recommended_action.value
+    body: dict[str, Any] = {"labels": dict(alert.labels), "annotations": annotations, "endsAt": _iso(ends_at)}
+    if alert.starts_at is not None:
+        body["startsAt"] = _iso(alert.starts_at)
+    if alert.generator_url:
+        body["generatorURL"] = alert.generator_url
+    return body
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+class AlertForwarder(Collector):
+    """Keeps what the service fires and resolves; ``flush`` posts it to ``gpuwarden serve``."""
+
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None,
+        clock: Clock,
+        *,
+        resend_seconds: float,
+        client: httpx.Client | None = None,
+        max_unsent: int = 10_000,
+    ) -> None:
+        """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those ahead."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.url = base_url.rstrip("/") + "/api/v2/alerts"
+        self._client = client or httpx.Client(timeout=10.0, headers=headers)
+        self._clock = clock
+        self._hold = timedelta(seconds=4 * resend_seconds)
+        self.max_unsent = max_unsent
+        self.firing: dict[str, Alert] = {}
+        self.unsent_resolved: dict[str, Alert] = {}
+        self.posted = 0
+        self.failures = 0
+        self.dropped = 0
+        self.last_error: str | None = None
+
+    def on_alert(self, alert: Alert) -> None:
+        """The service's callback: an alert raised or resolved this tick."""
+        fp = alert.fingerprint
+        if alert.status is AlertStatus.FIRING:
+            self.firing[fp] = alert
+            self.unsent_resolved.pop(fp, None)
+            return
+        self.firing.pop(fp, None)
+        self.unsent_resolved[fp] = alert
+        while len(self.unsent_resolved) > self.max_unsent:
+            del self.unsent_resolved[next(iter(self.unsent_resolved))]
+            self.dropped += 1
+
+    def flush(self) -> bool:
+        """Post every firing alert and every resolution not yet accepted; True when all were accepted."""
+        now = self._clock.now()
+        resolved = list(self.unsent_resolved.items())
+        bodies = [postable(a, now + self._hold) for a in self.firing.values()]
+        bodies += [postable(a, a.ends_at or now) for _, a in resolved]
+        for start in range(0, len(bodies), BATCH):
+            if not self._post(bodies[start : start + BATCH]):
+                return False
+        for fp, alert in resolved:
+            if self.unsent_resolved.get(fp) is alert:
+                del self.unsent_resolved[fp]
+        return True
+
+    def _post(self, batch: list[dict[str, Any]]) -> bool:
+        try:
+            response = self._client.post(self.url, json=batch)
+        except httpx.HTTPError as exc:
+            return self._failed(f"{type(exc).__name__}: {exc}")
+        if response.status_code == 200:
+            self.posted += len(batch)
+            self.last_error = None
+            return True
+        message = f"HTTP {response.status_code}: {response.text[:300]}"
+        if response.status_code == 400:
+            logger.error("alert forward: gpuwarden serve refused a batch, not retried: %s", message)
+            self.failures += 1
+            self.last_error = message
+            return True
+        return self._failed(message)
+
+    def _failed(self, error: str) -> bool:
+        self.failures += 1
+        if error != self.last_error:
+            logger.warning("alert forward to %s failed, will retry at the next tick: %s", self.url, error)
+        self.last_error = error
+        return False
+
+    def describe(self) -> Iterable[Metric]:
+        """Families this collector renders (registering does not post anything)."""
+        return list(self.collect())
+
+    def collect(self) -> Iterable[Metric]:
+        """Forwarding counters and what waits to be delivered."""
+        posted = CounterMetricFamily(
+            "gpuwarden_anomaly_alerts_forwarded", "Alerts posted to gpuwarden serve and accepted."
+        )
+        posted.add_metric([], self.posted)
+        failed = CounterMetricFamily(
+            "gpuwarden_anomaly_alert_forward_failures", "Posts to gpuwarden serve that failed (retried)."
+        )
+        failed.add_metric([], self.failures)
+        dropped = CounterMetricFamily(
+            "gpuwarden_anomaly_alerts_dropped", "Resolutions dropped, oldest first, past the unsent limit."
+        )
+        dropped.add_metric([], self.dropped)
+        waiting = GaugeMetricFamily(
+            "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted by gpuwarden serve."
+        )
+        waiting.add_metric([], len(self.unsent_resolved))
+        return [posted, failed, dropped, waiting]
+
+    def close(self) -> None:
+        """Close the HTTP client."""
+        self._client.close()

@@ -1,0 +1,145 @@
+"""The anomaly service's alerts reach `gpuwarden serve` as Prometheus' rule alerts do, through its outages."""
+
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from alerting.ingest import parse_json, parse_postable_alerts
+from anomaly.forwarder import AlertForwarder
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
+
+
+class Serve:
+    """Stands in for `gpuwarden serve`'s POST /api/v2/alerts: records bodies, answers as scripted."""
+
+    def __init__(self) -> None:
+        self.bodies: list[list[dict[str, object]]] = []
+        self.answers: list[int | Exception] = []
+
+    def handle(self, request: httpx.Request) -> httpx.Response:
+        answer = self.answers.pop(0) if self.answers else 200
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == 200:
+            body = json.loads(request.content)
+            parse_postable_alerts(parse_json(request.content))  # what serve would refuse, this test refuses
+            self.bodies.append(body)
+        return httpx.Response(answer, json={"error": "scripted"} if answer != 200 else {})
+
+
+def _forwarder(serve: Serve, clock: FakeClock, **kwargs: int) -> AlertForwarder:
+    client = httpx.Client(transport=httpx.MockTransport(serve.handle))
+    return AlertForwarder("http://serve:9700/", "t0ken", clock, resend_seconds=30, client=client, **kwargs)
+
+
+def _xid(gpu: str, clock: FakeClock, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+    return Alert(
+        {"alertname": "GpuXid", "Hostname": "node-01", "gpu": gpu, "xid": "79"},
+        status=status,
+        starts_at=clock.now() - timedelta(seconds=30),
+        ends_at=clock.now() if status is AlertStatus.RESOLVED else None,
+        annotations={"summary": "XID 79: GPU has fallen off the bus"},
+        source=AlertSource.ANOMALY,
+        score=12.5,
+        recommended_action=RecommendedAction.DRAIN_AND_RESET,
+    )
+
+
+def test_firing_alerts_are_reposted_every_tick_with_their_score_and_action() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("3", clock))
+    assert forwarder.flush()
+    clock.advance(30)
+    assert forwarder.flush()
+    assert len(serve.bodies) == 2  # Prometheus' semantics: a firing alert is sent again at each evaluation
+    (item,) = serve.bodies[1]
+    assert item["endsAt"] == (clock.now() + timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    (alert,) = parse_postable_alerts(serve.bodies[1])
+    assert alert.score == 12.5 and alert.recommended_action is RecommendedAction.DRAIN_AND_RESET
+    assert alert.labels["gpu"] == "3"
+
+
+def test_serve_down_loses_no_resolution_and_posts_it_once_when_back() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("3", clock))
+    forwarder.on_alert(_xid("5", clock))
+    assert forwarder.flush()
+    forwarder.on_alert(_xid("3", clock, AlertStatus.RESOLVED))
+    serve.answers = [httpx.ConnectError("connection refused"), 503, 401]
+    for _ in range(3):
+        assert not forwarder.flush()
+    assert forwarder.failures == 3 and len(forwarder.unsent_resolved) == 1
+    assert forwarder.last_error is not None and forwarder.last_error.startswith("HTTP 401")
+    assert forwarder.flush()  # serve is back
+    assert forwarder.flush()
+    resolved = [
+        item
+        for body in serve.bodies
+        for item in body
+        if item["labels"]["gpu"] == "3"  # type: ignore[index]
+    ]
+    assert len(resolved) == 2  # fired once, resolved once: the resolution is not sent again
+    assert resolved[1]["endsAt"] == clock.now().isoformat().replace("+00:00", "Z")
+    assert [item["labels"]["gpu"] for item in serve.bodies[-1]] == ["5"]  # type: ignore[index]
+
+
+def test_an_alert_firing_again_before_its_resolution_was_sent_is_not_resolved() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("3", clock, AlertStatus.RESOLVED))
+    forwarder.on_alert(_xid("3", clock))
+    assert forwarder.unsent_resolved == {} and len(forwarder.firing) == 1
+
+
+def test_a_body_serve_refuses_is_logged_not_retried_forever(caplog: pytest.LogCaptureFixture) -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("3", clock, AlertStatus.RESOLVED))
+    serve.answers = [400]
+    assert forwarder.flush()
+    assert forwarder.unsent_resolved == {}
+    assert "refused a batch, not retried" in caplog.text
+
+
+def test_resolutions_past_the_limit_are_dropped_oldest_first_and_counted() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock, max_unsent=2)
+    for gpu in ("1", "2", "3"):
+        forwarder.on_alert(_xid(gpu, clock, AlertStatus.RESOLVED))
+    assert [a.labels["gpu"] for a in forwarder.unsent_resolved.values()] == ["2", "3"]
+    registry = CollectorRegistry()
+    registry.register(forwarder)
+    assert registry.get_sample_value("gpuwarden_anomaly_alerts_dropped_total") == 1
+    assert registry.get_sample_value("gpuwarden_anomaly_alerts_unsent") == 2
+    assert forwarder.flush()
+    assert registry.get_sample_value("gpuwarden_anomaly_alerts_forwarded_total") == 2
+
+
+def test_alerts_go_in_batches_with_the_bearer_token() -> None:
+    clock, seen = FakeClock(), []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(
+            (request.url.path, request.headers.get("authorization"), len(json.loads(request.content)))
+        )
+        return httpx.Response(200, json={})
+
+    forwarder = AlertForwarder(
+        "http://serve:9700",
+        "t0ken",
+        clock,
+        resend_seconds=30,
+        client=httpx.Client(transport=httpx.MockTransport(handle), headers={"Authorization": "Bearer t0ken"}),
+    )
+    for gpu in range(1200):
+        forwarder.on_alert(_xid(str(gpu), clock))
+    assert forwarder.flush()
+    assert seen == [("/api/v2/alerts", "Bearer t0ken", n) for n in (500, 500, 200)]

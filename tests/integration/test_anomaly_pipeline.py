@@ -1,0 +1,121 @@
+"""The whole pipeline as it runs in production, every stage a real process.
+
+``gpuwarden exporter --simulate`` -> a real Prometheus -> ``gpuwarden anomaly run`` (PromQL source,
+APScheduler, /metrics) -> ``gpuwarden serve``. An XID 79 injected into the exporter must become an incident
+in ``serve``, carrying the anomaly service's recommended action, and Prometheus must scrape the service's
+vmanomaly-shaped scores.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from anomaly.signatures import load_xid_catalog, xid_action
+from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary, gpuwarden_serve
+from tests.integration.servers import free_port, require_binary, running
+from tests.integration.test_exporter_prometheus import query, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _incidents(url: str) -> list[dict[str, object]]:
+    return list(httpx.get(f"{url}/api/v1/incidents", timeout=5).json())
+
+
+def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anomaly_run(
+    tmp_path: Path,
+) -> None:
+    prometheus = require_binary("prometheus")
+    exporter_port, prom_port, anomaly_port = free_port(), free_port(), free_port()
+    exporter, prom = f"http://127.0.0.1:{exporter_port}", f"http://127.0.0.1:{prom_port}"
+    (tmp_path / "prometheus.yml").write_text(
+        yaml.safe_dump(
+            {
+                "global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+                "scrape_configs": [
+                    {"job_name": "dcgm", "static_configs": [{"targets": [f"127.0.0.1:{exporter_port}"]}]},
+                    {"job_name": "anomaly", "static_configs": [{"targets": [f"127.0.0.1:{anomaly_port}"]}]},
+                ],
+            }
+        )
+    )
+    exporter_argv = [
+        gpuwarden_binary(), "exporter", "--simulate", "1x4", "--port", str(exporter_port),
+        "--listen-address", "127.0.0.1", "--interval", "1",
+    ]  # fmt: skip
+    prom_argv = [
+        prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+        f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]  # fmt: skip
+    with (
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
+        gpuwarden_serve(tmp_path, str(tmp_path / "gw.db")) as (serve, _),
+    ):
+        config = tmp_path / "gpuwarden.yaml"
+        config.write_text(
+            yaml.safe_dump(
+                {
+                    "anomaly": {
+                        "source": "prometheus",
+                        "prometheus_url": prom,
+                        "infer_every_seconds": 1,
+                        "alert_url": serve,
+                        "port": anomaly_port,
+                        "queries": [
+                            {"name": name, "expr": name, "step_seconds": 1}
+                            for name in (
+                                "DCGM_FI_DEV_XID_ERRORS",
+                                "gpuwarden_gpu_up",
+                                "DCGM_FI_DEV_POWER_USAGE",
+                            )
+                        ],
+                    }
+                }
+            )
+        )
+        wait_for("4 GPUs in Prometheus", lambda: len(query(prom, "gpuwarden_gpu_up == 1")) == 4, 30)
+        argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(config)]
+        env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN}
+        with (tmp_path / "anomaly.log").open("wb") as log:
+            anomaly = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+            try:
+                wait_for(
+                    "the anomaly service's scores in Prometheus",
+                    lambda: bool(query(prom, 'gpuwarden_anomaly_score{for="DCGM_FI_DEV_POWER_USAGE"}')),
+                    60,
+                )
+                assert _incidents(serve) == []  # a healthy fleet: nothing raised
+                reply = httpx.post(
+                    f"{exporter}/sim/faults",
+                    json={"kind": "xid", "node": "node-01", "gpu": 2, "xid": 79},
+                    timeout=5,
+                )
+                assert reply.status_code == 201, reply.text
+                wait_for("an incident in serve", lambda: len(_incidents(serve)) == 1, 60)
+                (incident,) = _incidents(serve)
+                detail = httpx.get(f"{serve}/api/v1/incidents/{incident['id']}", timeout=5).json()
+                names = {a["labels"]["alertname"] for a in detail["alerts"]}
+                assert "GpuXidError" in names, detail["alerts"]
+                xid = next(a for a in detail["alerts"] if a["labels"]["alertname"] == "GpuXidError")
+                assert xid["labels"]["xid"] == "79" and xid["labels"]["gpu"] == "2"
+                expected = xid_action(load_xid_catalog()[79])  # what the XID catalog says to do
+                assert xid["recommended_action"] == expected.value and xid["score"] > 1
+                assert xid["annotations"]["summary"].startswith("XID 79")
+                wait_for(
+                    "the forwarder's counter in Prometheus",
+                    lambda: bool(query(prom, "gpuwarden_anomaly_alerts_forwarded_total > 0")),
+                    30,
+                )
+            finally:
+                anomaly.send_signal(signal.SIGTERM)
+                code = anomaly.wait(timeout=30)
+        assert code == 0, (tmp_path / "anomaly.log").read_text()
