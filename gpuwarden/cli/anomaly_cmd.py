@@ -24,8 +24,9 @@ from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert
 
 if TYPE_CHECKING:
+    from anomaly.forwarder import AlertForwarder
     from anomaly.service import AnomalyService
-    from gpuwarden.config import AnomalyThresholdConfig
+    from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
@@ -126,7 +127,6 @@ def run(
     """
     from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
 
-    from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
@@ -141,12 +141,9 @@ def run(
         raise typer.Exit(1)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
+    forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds) for q in cfg.queries]
     source = PromQLSource(cfg.prometheus_url, queries, clock, timeout_seconds=cfg.query_timeout_seconds)
-    forwarder = None
-    if cfg.alert_url:
-        token = os.environ.get("GPUWARDEN_API_TOKEN")
-        forwarder = AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
     service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
     registry = CollectorRegistry()
     registry.register(service.collector)
@@ -157,6 +154,8 @@ def run(
         server = start_http_server(metrics_port, cfg.listen_address, registry)[0] if metrics_port else None
     except OSError as exc:
         source.close()
+        if forwarder is not None:
+            forwarder.close()
         where = f"{cfg.listen_address}:{metrics_port}"
         err_console.print(f"[red]error:[/red] anomaly.port: cannot serve /metrics on {where}: {exc.strerror}")
         raise typer.Exit(1) from exc
@@ -172,6 +171,25 @@ def run(
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
+    """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set; a bad setting stops run."""
+    from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
+
+    if not cfg.alert_url:
+        return None
+    if not cfg.alert_url.startswith(("http://", "https://")):
+        err_console.print(f"[red]error:[/red] anomaly.alert_url: {cfg.alert_url!r} is not an http(s) URL")
+        raise typer.Exit(1)
+    token = os.environ.get("GPUWARDEN_API_TOKEN")
+    if not token:
+        err_console.print(
+            "[red]error:[/red] anomaly.alert_url is set but GPUWARDEN_API_TOKEN is not: export the token"
+            " `gpuwarden serve` takes (it refuses alerts without it)"
+        )
+        raise typer.Exit(1)
+    return AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
 
 
 def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] | None) -> None:

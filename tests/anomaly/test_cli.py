@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -121,3 +122,30 @@ def test_run_refuses_a_config_without_queries():
     result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
     assert result.exit_code == 1
     assert "anomaly.queries" in result.output
+
+
+def test_run_refuses_an_alert_url_without_a_token_or_scheme(tmp_path, monkeypatch):
+    cfg = tmp_path / "c.yaml"
+    base = "anomaly:\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    cfg.write_text(base + "  alert_url: http://127.0.0.1:9700\n")
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    cfg.write_text(base + "  alert_url: 127.0.0.1:9700\n")
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 1 and "anomaly.alert_url" in " ".join(result.output.split())
+
+
+def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("anomaly:\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(
+            app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", str(port)]
+        )
+    assert result.exit_code == 1
+    assert f"anomaly.port: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
