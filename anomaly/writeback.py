@@ -16,11 +16,12 @@ from prometheus_client.metrics_core import Metric
 
 from anomaly.detectors import Findings
 from anomaly.sources import SourceHealth
+from gpuwarden.model import ANOMALY_SCORE, ANOMALY_YHAT, ANOMALY_YHAT_LOWER, ANOMALY_YHAT_UPPER
 
-SCORE = "gpuwarden_anomaly_score"
-YHAT = "gpuwarden_anomaly_yhat"
-YHAT_LOWER = "gpuwarden_anomaly_yhat_lower"
-YHAT_UPPER = "gpuwarden_anomaly_yhat_upper"
+SCORE = ANOMALY_SCORE
+YHAT = ANOMALY_YHAT
+YHAT_LOWER = ANOMALY_YHAT_LOWER
+YHAT_UPPER = ANOMALY_YHAT_UPPER
 
 
 def output_labels(labels: Mapping[str, str], query: str, detector: str) -> dict[str, str]:

@@ -125,6 +125,13 @@ class AlertSource(enum.StrEnum):
     WEBHOOK = "webhook"
 
 
+# The anomaly service's write-back metrics (vmanomaly's shape): it writes them, Slack's charts read the band.
+ANOMALY_SCORE = "gpuwarden_anomaly_score"
+ANOMALY_YHAT = "gpuwarden_anomaly_yhat"
+ANOMALY_YHAT_LOWER = "gpuwarden_anomaly_yhat_lower"
+ANOMALY_YHAT_UPPER = "gpuwarden_anomaly_yhat_upper"
+
+
 class RecommendedAction(enum.StrEnum):
     """What the evidence suggests doing; the XID catalog's action buckets plus remediation verbs."""
 

@@ -7,6 +7,7 @@ pyplot state and charts can be rendered from the dispatcher thread.
 from __future__ import annotations
 
 import io
+import math
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Protocol
@@ -35,9 +36,10 @@ def _outside_band(s: ChartSeries) -> list[int]:
         return []
     out = []
     for i, value in enumerate(s.values):
-        low = s.lower[i] if s.lower is not None else float("-inf")
-        high = s.upper[i] if s.upper is not None else float("inf")
-        if not low <= value <= high:
+        low = s.lower[i] if s.lower is not None else -math.inf
+        high = s.upper[i] if s.upper is not None else math.inf
+        # NaN: no band at that point (the anomaly service had not scored it yet), so nothing to be outside of.
+        if (not math.isnan(low) and value < low) or (not math.isnan(high) and value > high):
             out.append(i)
     return out
 

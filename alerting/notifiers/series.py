@@ -9,6 +9,7 @@ notifier asks at delivery time, off the incident engine's path.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from string import Template
@@ -20,7 +21,7 @@ from alerting.notifiers.base import ChartSeries, Notification
 from gpuwarden.clock import Clock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import SourceError
-from gpuwarden.model import FaultKind
+from gpuwarden.model import ANOMALY_YHAT_LOWER, ANOMALY_YHAT_UPPER, FaultKind
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +58,8 @@ def _series_name(metric: Mapping[str, str]) -> str:
     return f"{name}{{{labels}}}" if labels else name or "series"
 
 
-def parse_matrix(body: Any, limit: int = MAX_SERIES) -> list[ChartSeries]:
-    """Prometheus' ``query_range`` answer as chart series; ``SourceError`` when it is not a matrix."""
+def _matrix(body: Any, limit: int) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+    """Prometheus' ``query_range`` answer as (labels, points) pairs; ``SourceError`` unless a matrix."""
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error", "unknown error") if isinstance(body, dict) else "not JSON"
         raise SourceError(f"query failed: {error}", source="prometheus")
@@ -68,16 +69,39 @@ def parse_matrix(body: Any, limit: int = MAX_SERIES) -> list[ChartSeries]:
     out = []
     for result in data.get("result", [])[:limit]:
         points = [(float(t), float(v)) for t, v in result.get("values", [])]
-        if not points:
-            continue
-        out.append(
-            ChartSeries(
-                name=_series_name(result.get("metric", {})),
-                times=tuple(datetime.fromtimestamp(t, UTC) for t, _ in points),
-                values=tuple(v for _, v in points),
-            )
-        )
+        if points:
+            out.append((dict(result.get("metric", {})), points))
     return out
+
+
+def _chart_series(metric: Mapping[str, str], points: Sequence[tuple[float, float]]) -> ChartSeries:
+    return ChartSeries(
+        name=_series_name(metric),
+        times=tuple(datetime.fromtimestamp(t, UTC) for t, _ in points),
+        values=tuple(v for _, v in points),
+    )
+
+
+def parse_matrix(body: Any, limit: int = MAX_SERIES) -> list[ChartSeries]:
+    """Prometheus' ``query_range`` answer as chart series; ``SourceError`` when it is not a matrix."""
+    return [_chart_series(metric, points) for metric, points in _matrix(body, limit)]
+
+
+def band_queries(metric: Mapping[str, str]) -> tuple[str, str] | None:
+    """PromQL for the expected band the anomaly service wrote back for one GPU series (``for`` is the
+    metric's name, as the service's queries are named): the lowest lower bound and the highest upper bound
+    of its detectors. None for a series that is not one GPU's metric (a ``rate()``, a node's ``up``)."""
+    name, node, gpu = metric.get("__name__"), metric.get("Hostname"), metric.get("gpu")
+    if not (name and node and gpu):
+        return None
+    selector = f'{{for="{_escape(name)}",Hostname="{_escape(node)}",gpu="{_escape(gpu)}"}}'
+    return f"min({ANOMALY_YHAT_LOWER}{selector})", f"max({ANOMALY_YHAT_UPPER}{selector})"
+
+
+def _aligned(points: Sequence[tuple[float, float]], times: Sequence[float]) -> tuple[float, ...]:
+    """Band values at the series' timestamps; NaN where the band has no point."""
+    at = dict(points)
+    return tuple(at.get(t, math.nan) for t in times)
 
 
 class PromQLSeriesSource:
@@ -121,8 +145,7 @@ class PromQLSeriesSource:
             "step": self._step,
         }
         try:
-            response = self._client.get(self._url, params=params)
-            return parse_matrix(response.json())
+            found = _matrix(self._get(params, query), MAX_SERIES)
         except (httpx.HTTPError, ValueError, SourceError) as exc:
             # No chart is better than no notification: the message goes out without it.
             logger.warning(
@@ -132,6 +155,35 @@ class PromQLSeriesSource:
                 exc,
             )
             return []
+        return [self._with_band(metric, points, params) for metric, points in found]
+
+    def _get(self, params: Mapping[str, str | float], query: str) -> Any:
+        response = self._client.get(self._url, params={**params, "query": query})
+        return response.json()
+
+    def _with_band(
+        self,
+        metric: Mapping[str, str],
+        points: Sequence[tuple[float, float]],
+        params: Mapping[str, str | float],
+    ) -> ChartSeries:
+        """The series with the anomaly service's band when Prometheus has it (else without: never raises)."""
+        series = _chart_series(metric, points)
+        queries = band_queries(metric)
+        if queries is None:
+            return series
+        times = [t for t, _ in points]
+        bands: list[tuple[float, ...] | None] = []
+        for query in queries:
+            try:
+                found = _matrix(self._get(params, query), 1)
+            except (httpx.HTTPError, ValueError, SourceError) as exc:
+                logger.info("chart band unavailable query=%s error=%s", query, exc)
+                found = []
+            bands.append(_aligned(found[0][1], times) if found else None)
+        if bands[0] is None and bands[1] is None:
+            return series
+        return series.model_copy(update={"lower": bands[0], "upper": bands[1]})
 
 
 def series_source_from_config(config: SlackConfig, clock: Clock) -> PromQLSeriesSource | None:

@@ -58,3 +58,11 @@ def test_malformed_series_are_refused(series: ChartSeries) -> None:
 def test_nothing_to_draw_is_refused() -> None:
     with pytest.raises(ValueError, match="no series"):
         render_chart([], "empty")
+
+
+def test_no_band_at_a_point_is_not_an_anomaly_there() -> None:
+    """NaN in the band: the anomaly service had not scored that point yet."""
+    series = gpu_temperature(anomalous=False)
+    nan_band = tuple(float("nan") for _ in series.values)
+    hidden = series.model_copy(update={"values": tuple(v + 100 for v in series.values), "lower": nan_band})
+    assert anomaly_pixels(render_chart([hidden.model_copy(update={"upper": nan_band})], "no band")) == 0

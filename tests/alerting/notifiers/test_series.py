@@ -104,6 +104,56 @@ def test_fault_kinds_without_a_query_draw_nothing() -> None:
     assert source.series_for(gpu_notification(FaultKind.RACK_DOWN)) == []
 
 
+def _matrix_body(*results: tuple[dict[str, str], list[tuple[float, float]]]) -> dict[str, Any]:
+    return {
+        "status": "success",
+        "data": {
+            "resultType": "matrix",
+            "result": [{"metric": m, "values": [[t, str(v)] for t, v in pts]} for m, pts in results],
+        },
+    }
+
+
+def test_a_gpu_series_carries_the_band_the_anomaly_service_wrote_back() -> None:
+    asked: list[str] = []
+    temp = {"__name__": "DCGM_FI_DEV_GPU_TEMP", "Hostname": "n0701", "gpu": "3"}
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        query = request.url.params["query"]
+        asked.append(query)
+        if query.startswith("min(gpuwarden_anomaly_yhat_lower"):
+            return httpx.Response(200, json=_matrix_body(({}, [(30.0, 55.0), (60.0, 56.0)])))
+        if query.startswith("max(gpuwarden_anomaly_yhat_upper"):
+            return httpx.Response(503, text="overloaded")
+        return httpx.Response(200, json=_matrix_body((temp, [(0.0, 60.0), (30.0, 61.0), (60.0, 90.0)])))
+
+    client = httpx.Client(transport=httpx.MockTransport(prometheus))
+    [series] = PromQLSeriesSource("http://p", FakeClock(), client=client).series_for(gpu_notification())
+    assert asked[1:] == [
+        'min(gpuwarden_anomaly_yhat_lower{for="DCGM_FI_DEV_GPU_TEMP",Hostname="n0701",gpu="3"})',
+        'max(gpuwarden_anomaly_yhat_upper{for="DCGM_FI_DEV_GPU_TEMP",Hostname="n0701",gpu="3"})',
+    ]
+    assert series.lower is not None and series.lower[1:] == (55.0, 56.0)
+    assert series.lower[0] != series.lower[0]  # NaN: no band point at t=0
+    assert series.upper is None  # its query failed: the chart goes without that edge
+
+
+def test_a_series_that_is_not_one_gpus_metric_asks_for_no_band() -> None:
+    asked: list[str] = []
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.params["query"])
+        return httpx.Response(200, json=_matrix_body(({"Hostname": "n0701", "gpu": "3"}, [(0.0, 1.0)])))
+
+    client = httpx.Client(transport=httpx.MockTransport(prometheus))
+    source = PromQLSeriesSource("http://p", FakeClock(), client=client)
+    [series] = source.series_for(gpu_notification(FaultKind.ECC_SBE_STORM))  # rate(): no __name__
+    assert len(asked) == 1 and series.lower is None and series.upper is None
+
+
+GPU3 = 'for="DCGM_FI_DEV_GPU_TEMP",Hostname="n0701",gpu="3"'  # the anomaly service's labels for its band
+
+
 class GpuTemperatures(BaseHTTPRequestHandler):
     """A /metrics endpoint whose GPU 3 heats up with every scrape."""
 
@@ -115,6 +165,11 @@ class GpuTemperatures(BaseHTTPRequestHandler):
             "# TYPE DCGM_FI_DEV_GPU_TEMP gauge\n"
             f'DCGM_FI_DEV_GPU_TEMP{{Hostname="n0701",gpu="3"}} {60 + n}\n'
             'DCGM_FI_DEV_GPU_TEMP{Hostname="n0701",gpu="4"} 55\n'
+            "# TYPE gpuwarden_anomaly_yhat_lower gauge\n"
+            f'gpuwarden_anomaly_yhat_lower{{{GPU3},model="adaptive"}} 58\n'
+            f'gpuwarden_anomaly_yhat_lower{{{GPU3},model="fleet"}} 50\n'
+            "# TYPE gpuwarden_anomaly_yhat_upper gauge\n"
+            f'gpuwarden_anomaly_yhat_upper{{{GPU3},model="adaptive"}} 62\n'
         ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "text/plain; version=0.0.4")
@@ -167,6 +222,10 @@ def test_series_of_the_hot_gpu_come_from_a_real_prometheus(tmp_path: Path, metri
     [hot] = series
     assert hot.name == "DCGM_FI_DEV_GPU_TEMP{Hostname=n0701,gpu=3,instance=127.0.0.1:" + f"{metrics_port}}}"
     assert hot.values[-1] > hot.values[0] >= 60
+    # The band written back by two detectors: the lowest lower bound, the highest upper one.
+    assert hot.lower is not None and hot.upper is not None
+    assert {v for v in hot.lower if v == v} == {50.0}  # v == v: not NaN (a point before the first band)
+    assert {v for v in hot.upper if v == v} == {62.0}
     assert render_chart(series, "GPU 3 on n0701").startswith(b"\x89PNG")
 
 
