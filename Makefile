@@ -3,9 +3,9 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway slurm-wlm munge postgresql
+DEBIAN_PACKAGES := prometheus prometheus-alertmanager prometheus-pushgateway slurm-wlm munge postgresql victoria-metrics
 # Binaries that prove each Debian package is installed.
-DEBIAN_BINARIES := /usr/bin/prometheus /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/prometheus-pushgateway /usr/sbin/slurmctld /usr/sbin/munged /usr/lib/postgresql/15/bin/initdb
+DEBIAN_BINARIES := /usr/bin/prometheus /usr/bin/victoria-metrics /usr/bin/promtool /usr/bin/prometheus-alertmanager /usr/bin/prometheus-pushgateway /usr/sbin/slurmctld /usr/sbin/munged /usr/lib/postgresql/15/bin/initdb
 
 .PHONY: venv deps lint test test-fast demo bench clean
 

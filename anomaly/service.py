@@ -124,18 +124,19 @@ class AnomalyService:
         """One scoring tick."""
         t0 = self.clock.monotonic()
         now = self.clock.time()
+        until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
         frames = []
         for source in self.sources:
             start = max(
-                self._last_read.get(source.name, now - self.cfg.infer_every_seconds),
-                now - self.cfg.max_lookback_seconds,
+                self._last_read.get(source.name, until - self.cfg.infer_every_seconds),
+                until - self.cfg.max_lookback_seconds,
             )
-            got = source.read(start, now)
+            got = source.read(start, until)
             if source.health().up:
-                self._last_read[source.name] = now
+                self._last_read[source.name] = until
             frames.extend(got)
-        view = build_view(frames, self.index, self.counters, now)
-        view.forgotten = self.index.expire(now, self.cfg.forget_after_seconds)
+        view = build_view(frames, self.index, self.counters, until)
+        view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
         self.evidence.reset(view.forgotten)
         for step in view.steps:
             self.evidence.push(step.ids, step.value, step.at)

@@ -194,6 +194,15 @@ class AnomalyConfig(Section):
         9701, ge=0, le=65535, description="`anomaly run`'s /metrics port (scores, bands, health); 0: none"
     )
     max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")
+    latency_offset_seconds: float = Field(
+        0.0,
+        ge=0,
+        description=(
+            "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics answers its"
+            " last -search.latencyOffset (30 s by default) with the last older sample repeated, so set this to"
+            " that value there; Prometheus has the latest scrape at once (0)"
+        ),
+    )
     forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
     stale_after_seconds: float = Field(120.0, gt=0, description="no successful read this long: stale")
     thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
