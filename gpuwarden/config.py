@@ -198,9 +198,9 @@ class AnomalyConfig(Section):
         0.0,
         ge=0,
         description=(
-            "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics answers its"
-            " last -search.latencyOffset (30 s by default) with the last older sample repeated, so set this to"
-            " that value there; Prometheus has the latest scrape at once (0)"
+            "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics hides its"
+            " last -search.latencyOffset (30 s by default; empty, or the last older sample repeated), so set"
+            " this to that value there; Prometheus has the latest scrape at once (0)"
         ),
     )
     forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
