@@ -66,6 +66,9 @@ class SlackConfig(Section):
     charts: bool = True
     chart_prometheus_url: str | None = Field(None, description="Prometheus read for incident charts")
     chart_window_seconds: float = Field(3600.0, gt=0)
+    chart_latency_offset_seconds: float = Field(
+        0.0, ge=0, description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)"
+    )
     runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
     broadcast_resolutions: bool = Field(
         False,

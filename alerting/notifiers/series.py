@@ -115,6 +115,7 @@ class PromQLSeriesSource:
         queries: Mapping[FaultKind, str] | None = None,
         window_seconds: float = 3600.0,
         step_seconds: float = 30.0,
+        latency_offset_seconds: float = 0.0,
         client: httpx.Client | None = None,
     ) -> None:
         self._url = base_url.rstrip("/") + "/api/v1/query_range"
@@ -122,6 +123,7 @@ class PromQLSeriesSource:
         self._queries = dict(DEFAULT_QUERIES if queries is None else queries)
         self._window = window_seconds
         self._step = step_seconds
+        self._offset = latency_offset_seconds
         self._client = client or httpx.Client(timeout=10.0)
 
     def close(self) -> None:
@@ -129,7 +131,8 @@ class PromQLSeriesSource:
         self._client.close()
 
     def series_for(self, notification: Notification) -> Sequence[ChartSeries]:
-        """``window_seconds`` of the fault kind's query up to the event (plus a little, never past now)."""
+        """``window_seconds`` of the fault kind's query up to the event (plus a little, never past now, nor
+        into the store's latency offset, where VictoriaMetrics repeats its last older sample)."""
         try:
             template = self._queries.get(FaultKind(notification.root_cause_kind))
         except ValueError:
@@ -137,7 +140,7 @@ class PromQLSeriesSource:
         query = None if template is None else render_query(template, notification.root_cause_fields)
         if query is None:
             return []
-        end = min(self._clock.time(), notification.event_at.timestamp() + AFTER_EVENT_SECONDS)
+        end = min(self._clock.time() - self._offset, notification.event_at.timestamp() + AFTER_EVENT_SECONDS)
         params: dict[str, str | float] = {
             "query": query,
             "start": end - self._window,
@@ -190,4 +193,9 @@ def series_source_from_config(config: SlackConfig, clock: Clock) -> PromQLSeries
     """The chart source the ``slack`` section asks for, or None when charts or a Prometheus URL are off."""
     if not config.charts or not config.chart_prometheus_url:
         return None
-    return PromQLSeriesSource(config.chart_prometheus_url, clock, window_seconds=config.chart_window_seconds)
+    return PromQLSeriesSource(
+        config.chart_prometheus_url,
+        clock,
+        window_seconds=config.chart_window_seconds,
+        latency_offset_seconds=config.chart_latency_offset_seconds,
+    )

@@ -262,3 +262,21 @@ def test_the_range_ends_a_little_after_the_event_and_never_in_the_future() -> No
     assert ends == [clock.time() - 7200 + 300, clock.time()]
     assert [e - s for s, e in zip(starts, ends, strict=True)] == [600, 600]
     assert asked[0].url.params["query"] == 'DCGM_FI_DEV_GPU_TEMP{Hostname="n0701",gpu="3"}'
+
+
+def test_the_range_stops_short_of_the_stores_latency_offset() -> None:
+    asked: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request)
+        return httpx.Response(200, json={"status": "success", "data": {"resultType": "matrix", "result": []}})
+
+    clock = FakeClock()
+    config = SlackConfig.model_validate(
+        {"chart_prometheus_url": "http://vm:8428", "chart_latency_offset_seconds": 30}
+    )
+    source = series_source_from_config(config, clock)
+    assert source is not None
+    source._client = httpx.Client(transport=httpx.MockTransport(answer))
+    source.series_for(gpu_notification().model_copy(update={"event_at": clock.now()}))
+    assert float(asked[0].url.params["end"]) == clock.time() - 30
