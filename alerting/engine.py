@@ -18,7 +18,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
-from alerting.correlation import Member, best_candidate, foreign, root_cause
+from alerting.correlation import Member, best_candidate, foreign, placement, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
@@ -207,6 +207,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             configured = [s for s in self._silences if s.configured]
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
             self._silences = configured + [silence_from_row(r) for r in stored]
+
+    def replace_inventory(self, inventory: Inventory) -> None:
+        """Use a newer inventory (a Slurm refresh): new alerts are placed with it, open incidents again."""
+        with self._lock:
+            self.inventory = inventory
+            for inc in self._open.values():
+                inc.placed = placement(inc.workloads, inventory)
 
     # --- ingest ---------------------------------------------------------------------------------
 

@@ -38,6 +38,7 @@ class WorkloadInfo:
 
     ref: WorkloadRef
     units: tuple[frozenset[GpuKey], ...]
+    aliases: tuple[str, ...] = ()  # other names alerts use for it (a Slurm job's id besides its name)
 
     @property
     def gpus(self) -> frozenset[GpuKey]:
@@ -101,7 +102,8 @@ class StaticInventory:
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
-            self._named.setdefault((w.ref.kind, w.ref.name), []).append(w.ref)
+            for name in (w.ref.name, *w.aliases):
+                self._named.setdefault((w.ref.kind, name), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)

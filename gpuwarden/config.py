@@ -324,6 +324,16 @@ class AlertingConfig(Section):
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
     inventory_file: str | None = Field(None, description="YAML inventory: nodes, racks, workload placement")
     sim_inventory: bool = Field(False, description="use the simulated fleet (sim section) as the inventory")
+    slurm_inventory: bool = Field(
+        False,
+        description=(
+            "read nodes, racks (topology/tree leaf switches) and running jobs from Slurm (scontrol, sinfo,"
+            " squeue on PATH; SLURM_CONF from the environment), again every inventory_refresh_seconds"
+        ),
+    )
+    inventory_refresh_seconds: float = Field(
+        60.0, gt=0, description="how often the Slurm inventory is re-read"
+    )
     journal_dir: str | None = Field(
         None,
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
@@ -346,6 +356,21 @@ class AlertingConfig(Section):
         description="resolved incidents, resolved alerts and ended silences older than this are deleted "
         "(checked hourly); 0 keeps everything",
     )
+
+    @model_validator(mode="after")
+    def _one_inventory(self) -> AlertingConfig:
+        chosen = [
+            name
+            for name, on in (
+                ("inventory_file", bool(self.inventory_file)),
+                ("sim_inventory", self.sim_inventory),
+                ("slurm_inventory", self.slurm_inventory),
+            )
+            if on
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one inventory source, not {' and '.join(chosen)}")
+        return self
 
 
 class TracingConfig(Section):

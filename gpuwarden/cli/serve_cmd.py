@@ -22,8 +22,9 @@ from gpuwarden.sim.fleet import fleet_from_config
 if TYPE_CHECKING:
     from alerting.engine import IncidentEngine
     from alerting.instance_lock import InstanceBusy, InstanceLocks
-    from alerting.inventory import Inventory
+    from alerting.inventory import Inventory, StaticInventory
     from alerting.journal import JournalApplier
+    from alerting.slurm_inventory import SlurmInventory
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import ApiConfig, GpuwardenConfig
 
@@ -51,6 +52,33 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
                 engine.tick()
             except Exception:  # loop boundary: keep ticking, log with the exception
                 logger.exception("engine tick failed")
+
+    return run
+
+
+def _slurm_inventory(clock: SystemClock) -> tuple[SlurmInventory, StaticInventory]:
+    """The Slurm inventory reader and its first read; a Slurm that cannot be read stops serve."""
+    from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415 - see build_service
+    from gpuwarden.errors import SourceError  # noqa: PLC0415
+
+    slurm = SlurmInventory(clock)
+    try:
+        return slurm, slurm.read()
+    except SourceError as exc:
+        raise ConfigError(
+            f"cannot read the Slurm inventory: {exc}", field="alerting.slurm_inventory"
+        ) from exc
+
+
+def _inventory_refresh(engine: IncidentEngine, slurm: SlurmInventory, interval: float) -> BackgroundTask:
+    """Re-read Slurm every ``interval``; a failed read keeps the last inventory."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                engine.replace_inventory(slurm.read())
+            except Exception:  # loop boundary: the last inventory stays; the next read tries again
+                logger.exception("slurm inventory: refresh failed; keeping the last one")
 
     return run
 
@@ -144,12 +172,17 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     sql = open_store(db)
     clock = SystemClock()
     inventory: Inventory | None = None
+    slurm = None
     if cfg.alerting.inventory_file:
         inventory = load_inventory(Path(cfg.alerting.inventory_file))
     elif cfg.alerting.sim_inventory:
         inventory = inventory_from_fleet(fleet_from_config(cfg.sim, clock))
+    elif cfg.alerting.slurm_inventory:
+        slurm, inventory = _slurm_inventory(clock)
     engine = IncidentEngine(sql, clock, cfg.alerting, inventory)
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
+    if slurm is not None:
+        background.append(_inventory_refresh(engine, slurm, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
     if cfg.slack.bot_token is not None:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.

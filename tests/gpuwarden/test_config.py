@@ -159,3 +159,12 @@ def test_config_validate_reads_the_inventory_file_the_config_names(tmp_path: Pat
     assert "cannot read" in " ".join(
         CliRunner().invoke(app, ["config", "validate", str(path)]).output.split()
     )
+
+
+def test_two_inventory_sources_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("alerting:\n  sim_inventory: true\n  slurm_inventory: true\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "choose one inventory source, not sim_inventory and slurm_inventory" in str(err.value)
+    assert "alerting" in str(err.value)

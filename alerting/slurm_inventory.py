@@ -1,0 +1,219 @@
+"""The inventory of a Slurm cluster, read with Slurm's own commands.
+
+* nodes and their GPUs: ``sinfo --json`` (``gres`` such as ``gpu:8`` or ``gpu:h100:8(S:0-1)``);
+* racks: ``scontrol show topology`` with the ``topology/tree`` plugin, a node's rack being the leaf switch
+  it hangs off (no topology: the rack is unknown);
+* the cluster: ``ClusterName`` of ``scontrol show config``;
+* training jobs: ``squeue --json``, each running job with the GPUs it holds on each node
+  (``gres_detail`` such as ``gpu:4(IDX:0-3)``, one entry per allocated node). A job is named by its job
+  name and also answers to its job id, which is what the exporter's cgroup attribution puts in
+  ``slurm_job``. Each GPU is one unit (one rank per GPU, as training launchers place them).
+
+When a node dies Slurm ends or requeues its jobs, and the next read no longer shows them on their GPUs;
+the incident that the node's failure opens must still know that the job ran there. So a job read once stays
+in the inventory ``keep_ended_seconds`` after it stops running. Spare GPUs per cluster are the GPUs of
+usable nodes that no running job holds.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import subprocess
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.topology import UNKNOWN
+from gpuwarden.clock import Clock
+from gpuwarden.errors import SourceError
+from gpuwarden.model import WorkloadKind, WorkloadRef
+
+logger = logging.getLogger(__name__)
+
+Runner = Callable[[Sequence[str]], str]
+_RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED"}
+_UNUSABLE = ("down", "drain", "fail", "maint", "future", "not_responding", "unknown")
+_GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
+_IDX = re.compile(r"IDX:([0-9,\-]+)")
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0) -> str:
+    """Run a Slurm command; its stdout, or ``SourceError`` with its stderr."""
+    try:
+        done = subprocess.run(
+            list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env
+        )
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
+    if done.returncode != 0:
+        reason = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise SourceError(f"{' '.join(argv)} exited {done.returncode}: {reason}", source="slurm")
+    return done.stdout
+
+
+def expand_hostlist(text: str) -> list[str]:
+    """Slurm's hostlist expression to names: ``node-[01-03,07],gpu9`` -> node-01, node-02, node-03, ..."""
+    names: list[str] = []
+    depth, start = 0, 0
+    for i, ch in enumerate(text + ","):
+        if ch == "[":
+            depth += 1
+        elif ch == "]":
+            depth -= 1
+        elif ch == "," and depth == 0:
+            if text[start:i]:
+                names.extend(_expand_one(text[start:i]))
+            start = i + 1
+    return names
+
+
+def _expand_one(pattern: str) -> list[str]:
+    match = re.search(r"\[([^\]]*)\]", pattern)
+    if match is None:
+        return [pattern]
+    head, tail = pattern[: match.start()], pattern[match.end() :]
+    out: list[str] = []
+    for value in _numbers(match.group(1)):
+        out.extend(head + value + rest for rest in _expand_one(tail))
+    return out
+
+
+def _numbers(ranges: str) -> list[str]:
+    """``01-03,7`` -> 01, 02, 03, 7 (zero padding kept)."""
+    out: list[str] = []
+    for part in ranges.split(","):
+        low, _, high = part.partition("-")
+        if not high:
+            out.append(low)
+            continue
+        width = len(low) if low.startswith("0") else 0
+        out.extend(str(n).zfill(width) for n in range(int(low), int(high) + 1))
+    return out
+
+
+def gpu_count(gres: str) -> int:
+    """GPUs in a node's ``gres`` string: ``gpu:8``, ``gpu:h100:8(S:0-1)``, ``gpu:a:2,gpu:b:2``."""
+    total = 0
+    for item in re.split(r",(?![^(]*\))", gres or ""):
+        match = _GRES_COUNT.match(item.strip())
+        if match:
+            total += int(match.group(1))
+    return total
+
+
+def gpu_indices(detail: str) -> list[int]:
+    """GPU indices in one ``gres_detail`` entry: ``gpu:4(IDX:0-3)`` -> 0, 1, 2, 3."""
+    match = _IDX.search(detail or "")
+    return [int(v) for v in _numbers(match.group(1))] if match else []
+
+
+def _state(node: Mapping[str, Any]) -> str:
+    state = node.get("state", "")
+    states = state if isinstance(state, list) else [state]  # a list since Slurm 23.02
+    flags = node.get("state_flags") or []
+    return " ".join(str(s) for s in [*states, *flags]).lower()
+
+
+def _job_state(job: Mapping[str, Any]) -> str:
+    state = job.get("job_state", "")
+    return str(state[0] if isinstance(state, list) and state else state).upper()
+
+
+def parse_topology(text: str) -> dict[str, str]:
+    """Node -> the leaf switch (``Level=0``) it hangs off, from ``scontrol show topology``."""
+    racks: dict[str, str] = {}
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("Level") == "0" and fields.get("SwitchName") and fields.get("Nodes"):
+            for node in expand_hostlist(fields["Nodes"]):
+                racks[node] = fields["SwitchName"]
+    return racks
+
+
+def parse_cluster_name(text: str) -> str:
+    """``ClusterName`` from ``scontrol show config``."""
+    for line in text.splitlines():
+        name, _, value = line.partition("=")
+        if name.strip() == "ClusterName":
+            return value.strip()
+    return UNKNOWN
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    info: WorkloadInfo
+    running: bool
+
+
+def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
+    """Jobs holding GPUs, from ``squeue --json``."""
+    out = []
+    for job in squeue.get("jobs", []):
+        nodes = [n.get("nodename", "") for n in (job.get("job_resources") or {}).get("allocated_nodes", [])]
+        details = job.get("gres_detail") or []
+        gpus: list[GpuKey] = []
+        for node, detail in zip(nodes, details, strict=False):
+            gpus.extend((node, index) for index in gpu_indices(detail))
+        if not gpus:
+            continue
+        job_id = str(job.get("job_id", ""))
+        name = str(job.get("name") or job_id)
+        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", name)
+        units = tuple(frozenset({gpu}) for gpu in gpus)
+        out.append(_Job(WorkloadInfo(ref, units, aliases=(job_id,)), _job_state(job) in _RUNNING))
+    return out
+
+
+class SlurmInventory:
+    """Reads the inventory from Slurm; ``read`` runs ``scontrol``, ``sinfo`` and ``squeue`` once."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        run: Runner | None = None,
+        *,
+        env: Mapping[str, str] | None = None,
+        keep_ended_seconds: float = 3600.0,
+    ) -> None:
+        self._run: Runner = run or (lambda argv: run_command(argv, env))
+        self._clock = clock
+        self._keep = keep_ended_seconds
+        self._seen: dict[tuple[str, tuple[str, ...]], tuple[float, WorkloadInfo]] = {}
+
+    def read(self) -> StaticInventory:
+        """The cluster as Slurm sees it now, plus jobs that stopped running less than a while ago."""
+        cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
+        racks = parse_topology(self._run(["scontrol", "show", "topology"]))
+        sinfo = self._json(["sinfo", "--json"])
+        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]))
+        now = self._clock.time()
+        nodes: list[NodeInfo] = []
+        usable = 0
+        for node in sinfo.get("nodes", []):
+            count = gpu_count(str(node.get("gres", "")))
+            name = str(node.get("name", ""))
+            nodes.append(NodeInfo(name, cluster, racks.get(name, UNKNOWN), count))
+            if not any(word in _state(node) for word in _UNUSABLE):
+                usable += count
+        held = 0
+        for job in jobs:
+            key = (job.info.ref.name, job.info.aliases)
+            if job.running:
+                self._seen[key] = (now, job.info)
+                held += len(job.info.units)
+        self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self._keep}
+        workloads = [info for _, info in self._seen.values()]
+        return StaticInventory(nodes, workloads, {cluster: max(0, usable - held)})
+
+    def _json(self, argv: list[str]) -> dict[str, Any]:
+        text = self._run(argv)
+        try:
+            data = json.loads(text)
+        except ValueError as exc:
+            raise SourceError(f"{' '.join(argv)}: not JSON ({exc})", source="slurm") from exc
+        if not isinstance(data, dict):
+            raise SourceError(f"{' '.join(argv)}: not a JSON object", source="slurm")
+        return data

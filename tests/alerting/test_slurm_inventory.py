@@ -1,0 +1,114 @@
+"""Reading Slurm's answers: hostlists, GRES strings, the topology, jobs, and jobs kept after they end."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+import pytest
+
+from alerting.slurm_inventory import (
+    SlurmInventory,
+    expand_hostlist,
+    gpu_count,
+    gpu_indices,
+    parse_cluster_name,
+    parse_topology,
+)
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import SourceError
+
+
+@pytest.mark.parametrize(
+    ("text", "names"),
+    [
+        ("node-01", ["node-01"]),
+        ("node-[01-03,07]", ["node-01", "node-02", "node-03", "node-07"]),
+        ("gpu[8-10],login", ["gpu8", "gpu9", "gpu10", "login"]),
+        ("r[1-2]n[01-02]", ["r1n01", "r1n02", "r2n01", "r2n02"]),
+    ],
+    ids=["one", "padded-ranges", "unpadded-and-plain", "two-groups"],
+)
+def test_hostlists_expand_as_scontrol_show_hostnames_does(text: str, names: list[str]) -> None:
+    assert expand_hostlist(text) == names
+
+
+@pytest.mark.parametrize(
+    ("gres", "count"),
+    [("gpu:8", 8), ("gpu:h100:8(S:0-1)", 8), ("gpu:a100:2,gpu:t4:2", 4), ("", 0), ("mps:100", 0)],
+)
+def test_gpus_of_a_node_from_its_gres(gres: str, count: int) -> None:
+    assert gpu_count(gres) == count
+
+
+def test_gpu_indices_of_a_job_on_one_node() -> None:
+    assert gpu_indices("gpu:4(IDX:0-3)") == [0, 1, 2, 3]
+    assert gpu_indices("gpu:h100:3(IDX:0,2,5-6)") == [0, 2, 5, 6]
+    assert gpu_indices("") == []
+
+
+def test_racks_are_the_leaf_switches_of_the_topology() -> None:
+    text = (
+        "SwitchName=r01 Level=0 LinkSpeed=1 Nodes=node-[01-02]\n"
+        "SwitchName=r02 Level=0 LinkSpeed=1 Nodes=node-03\n"
+        "SwitchName=spine Level=1 LinkSpeed=1 Nodes=node-[01-03] Switches=r[01-02]\n"
+    )
+    assert parse_topology(text) == {"node-01": "r01", "node-02": "r01", "node-03": "r02"}
+    assert parse_cluster_name("AuthType = auth/munge\nClusterName             = c7\n") == "c7"
+
+
+class FakeSlurm:
+    """Answers the four commands the reader runs, from editable state."""
+
+    def __init__(self) -> None:
+        self.jobs: list[dict[str, object]] = []
+        self.node_state = "mixed"
+        self.broken = False
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        if self.broken:
+            raise SourceError("slurmctld not responding", source="slurm")
+        if list(argv[:3]) == ["scontrol", "show", "config"]:
+            return "ClusterName = c1\n"
+        if list(argv[:3]) == ["scontrol", "show", "topology"]:
+            return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
+        if argv[0] == "sinfo":
+            nodes = [{"name": n, "gres": "gpu:8", "state": self.node_state} for n in ("n1", "n2")]
+            return json.dumps({"nodes": nodes})
+        return json.dumps({"jobs": self.jobs})
+
+
+def _job(job_id: int, name: str, state: str) -> dict[str, object]:
+    return {
+        "job_id": job_id,
+        "name": name,
+        "job_state": state,
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}, {"nodename": "n2"}]},
+        "gres_detail": ["gpu:8(IDX:0-7)", "gpu:2(IDX:0-1)"],
+    }
+
+
+def test_a_job_stays_known_a_while_after_it_stops_and_spare_gpus_follow_slurm() -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING"), _job(42, "pending", "PENDING")]
+    first = reader.read()
+    assert [(n.name, n.rack, n.gpu_count) for n in first.node_list] == [("n1", "r07", 8), ("n2", "r07", 8)]
+    (job,) = first.workload_list  # a pending job holds no GPUs... until it runs
+    assert len(job.units) == 10 and job.aliases == ("41",)
+    assert first.spare == {"c1": 6}
+    slurm.jobs = [_job(41, "llm-70b", "NODE_FAIL")]
+    slurm.node_state = "down"
+    clock.advance(120)
+    after = reader.read()
+    assert [w.ref.name for w in after.workload_list] == ["llm-70b"]
+    assert after.spare == {"c1": 0}  # down nodes spare nothing
+    clock.advance(200)
+    assert reader.read().workload_list == []
+
+
+def test_a_slurm_that_cannot_be_read_raises_a_source_error() -> None:
+    slurm = FakeSlurm()
+    slurm.broken = True
+    with pytest.raises(SourceError, match="slurmctld not responding"):
+        SlurmInventory(FakeClock(), slurm).read()
