@@ -41,8 +41,11 @@ class Assessment:
 
 def _float(labels: Mapping[str, str], *names: str) -> float:
     for name in names:
+        raw = labels.get(name)
+        if raw is None:  # the usual case, without an exception per member per recompute
+            continue
         try:
-            return float(labels.get(name, ""))
+            return float(raw)
         except ValueError:
             continue
     return 0.0

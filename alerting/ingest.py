@@ -102,10 +102,13 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     )
 
 
+_ACTIONS = {a.value: a for a in RecommendedAction}
+
+
 def _score(annotations: Mapping[str, str]) -> float | None:
     """The ``score`` annotation (the anomaly service's, or a rule's) when it is a finite number."""
     raw = annotations.get("score")
-    if raw is None:
+    if raw is None:  # most alerts: no exception raised and caught per alert on the ingest path
         return None
     try:
         value = float(raw)
@@ -116,10 +119,7 @@ def _score(annotations: Mapping[str, str]) -> float | None:
 
 def _action(annotations: Mapping[str, str]) -> RecommendedAction:
     """The ``recommended_action`` annotation when it names one; anything else is no recommendation."""
-    try:
-        return RecommendedAction(annotations.get("recommended_action", ""))
-    except ValueError:
-        return RecommendedAction.NONE
+    return _ACTIONS.get(annotations.get("recommended_action", ""), RecommendedAction.NONE)
 
 
 def parse_postable_alerts(
