@@ -12,13 +12,14 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
-from alerting.correlation import Member, best_candidate, foreign, placement, root_cause
+from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
@@ -213,7 +214,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         with self._lock:
             self.inventory = inventory
             for inc in self._open.values():
-                inc.placed = placement(inc.workloads, inventory)
+                # Members were located with the old inventory: a job that was unknown then (an alert naming
+                # it by Slurm id before the refresh that listed it) is known now.
+                for fp, m in inc.members.items():
+                    inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
+                if inc.members:
+                    inc.root_path, _ = root_cause(inc.members.values(), inventory)
+                self._set_workloads(inc, self._workloads_of(inc, None))
 
     # --- ingest ---------------------------------------------------------------------------------
 

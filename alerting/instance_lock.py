@@ -51,6 +51,16 @@ class InstanceBusy(Exception):
         super().__init__(f"{what} is in use by another gpuwarden serve ({holder})")
 
 
+class LockFileError(Exception):
+    """A lock file that cannot be created or opened (its directory is missing, not a directory, read-only)."""
+
+    def __init__(self, what: str, cause: OSError) -> None:
+        self.what = what
+        self.cause = cause
+        self.reason = cause.strerror or str(cause)
+        super().__init__(f"{what}: {self.reason}")
+
+
 def identity() -> str:
     """Who this process is, as lock holders are described: pid, host and start time."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
@@ -85,13 +95,16 @@ class FileLock:
     def try_acquire(self) -> bool:
         """Take the lock now (creating the file), or False when another process holds it.
 
-        Raises ``OSError`` when the file cannot be created (its directory is missing, say).
+        Raises ``LockFileError`` when the file cannot be created (its directory is missing, say).
         """
         if self._fd is not None:
             return True
-        if self.make_directory:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            if self.make_directory:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise LockFileError(self.what, exc) from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -254,10 +267,12 @@ class InstanceLocks:
                 raise InstanceBusy(lock.what, holder)
             self._held.append(lock)
 
-    def acquire(self, *, wait: bool, sleep: Callable[[float], None], poll_seconds: float = 1.0) -> None:
+    def acquire(self, *, wait: bool, sleep: Callable[[float], None], poll_seconds: float = 5.0) -> None:
         """Take the locks; with ``wait`` (a standby) poll until the active server is gone.
 
-        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised.
+        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised. It polls
+        every 5 s while the active server checks its lock every second, so after a PostgreSQL restart (every
+        session, and every advisory lock, gone) the active server takes its lock back first.
         """
         announced = ""
         while True:

@@ -14,6 +14,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import ConfigError, InputError
 
 _DURATION = re.compile(r"(\d+)(ms|[wdhms])")
+MAX_DURATION_SECONDS = 366 * 86400.0
 _UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 
 
@@ -25,6 +26,8 @@ def parse_duration(text: str, field: str = "duration") -> float:
     seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
     if seconds <= 0:
         raise InputError(f"{text!r} is not a positive duration", field=field)
+    if seconds > MAX_DURATION_SECONDS:
+        raise InputError(f"{text!r} is longer than a year; expire and renew long silences", field=field)
     return seconds
 
 

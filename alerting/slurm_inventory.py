@@ -5,14 +5,20 @@
   it hangs off (no topology: the rack is unknown);
 * the cluster: ``ClusterName`` of ``scontrol show config``;
 * training jobs: ``squeue --json``, each running job with the GPUs it holds on each node
-  (``gres_detail`` such as ``gpu:4(IDX:0-3)``, one entry per allocated node). A job is named by its job
-  name and also answers to its job id, which is what the exporter's cgroup attribution puts in
-  ``slurm_job``. Each GPU is one unit (one rank per GPU, as training launchers place them).
+  (``gres_detail`` such as ``gpu:4(IDX:0-3)``, one entry per allocated node). Job names repeat (array jobs,
+  ``bash``), ids do not: a job is ``<name> (<id>)``, and answers to its id (what the exporter's cgroup
+  attribution puts in ``slurm_job``) and to its name. Each GPU is one unit (one rank per GPU, as training
+  launchers place them).
 
-When a node dies Slurm ends or requeues its jobs, and the next read no longer shows them on their GPUs;
-the incident that the node's failure opens must still know that the job ran there. So a job read once stays
-in the inventory ``keep_ended_seconds`` after it stops running. Spare GPUs per cluster are the GPUs of
-usable nodes that no running job holds.
+When a node dies Slurm ends (NODE_FAIL, FAILED) or requeues its jobs, and the next read no longer shows them
+on their GPUs; the incident that the node's failure opens must still know that the job ran there. So a job
+that stops running for any other reason than finishing (COMPLETED, CANCELLED, TIMEOUT), or that vanishes
+from ``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held.
+Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
+
+Tested against Slurm 22.05 (Debian 12). A later release whose JSON lacks the fields read here (``nodes`` of
+``sinfo``; ``job_resources.allocated_nodes`` or ``job_resources.nodes.allocation`` of a job) is refused
+with a ``SourceError`` naming the field, not read as an empty cluster.
 """
 
 from __future__ import annotations
@@ -35,7 +41,8 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str]
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED"}
-_UNUSABLE = ("down", "drain", "fail", "maint", "future", "not_responding", "unknown")
+_FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT"}  # ended on purpose: nothing to explain afterwards
+_UNUSABLE = {"down", "drain", "drained", "draining", "fail", "failing", "maint", "future", "not_responding"}
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 _IDX = re.compile(r"IDX:([0-9,\-]+)")
 
@@ -110,11 +117,13 @@ def gpu_indices(detail: str) -> list[int]:
     return [int(v) for v in _numbers(match.group(1))] if match else []
 
 
-def _state(node: Mapping[str, Any]) -> str:
+def _usable(node: Mapping[str, Any]) -> bool:
+    """Whether a node can run work: no DOWN, DRAIN, FAIL, ... among its state words (POWERED_DOWN is one
+    word: a powered-down idle node is usable)."""
     state = node.get("state", "")
     states = state if isinstance(state, list) else [state]  # a list since Slurm 23.02
-    flags = node.get("state_flags") or []
-    return " ".join(str(s) for s in [*states, *flags]).lower()
+    words = " ".join(str(s) for s in [*states, *(node.get("state_flags") or [])]).lower()
+    return not _UNUSABLE & set(re.split(r"[^a-z_]+", words))
 
 
 def _job_state(job: Mapping[str, Any]) -> str:
@@ -144,15 +153,35 @@ def parse_cluster_name(text: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class _Job:
+    job_id: str
     info: WorkloadInfo
-    running: bool
+    state: str
+
+
+def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
+    """Node names in allocation order: ``allocated_nodes`` (22.05) or ``nodes.allocation`` (23.11+)."""
+    resources = job.get("job_resources") or {}
+    if "allocated_nodes" in resources:
+        return [str(n.get("nodename", "")) for n in resources["allocated_nodes"]]
+    nodes = resources.get("nodes")
+    if isinstance(nodes, Mapping) and "allocation" in nodes:
+        return [str(n.get("name", "")) for n in nodes["allocation"]]
+    if not resources:
+        return []  # a pending job holds nothing yet
+    raise SourceError(
+        f"job {job.get('job_id')}: job_resources has neither allocated_nodes nor nodes.allocation"
+        " (a Slurm release this reader does not know)",
+        source="slurm",
+    )
 
 
 def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
     """Jobs holding GPUs, from ``squeue --json``."""
+    if "jobs" not in squeue:
+        raise SourceError("squeue --json: no 'jobs' field", source="slurm")
     out = []
-    for job in squeue.get("jobs", []):
-        nodes = [n.get("nodename", "") for n in (job.get("job_resources") or {}).get("allocated_nodes", [])]
+    for job in squeue["jobs"]:
+        nodes = _allocated_nodes(job)
         details = job.get("gres_detail") or []
         gpus: list[GpuKey] = []
         for node, detail in zip(nodes, details, strict=False):
@@ -160,10 +189,10 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
         if not gpus:
             continue
         job_id = str(job.get("job_id", ""))
-        name = str(job.get("name") or job_id)
-        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", name)
+        name = str(job.get("name") or "job")
+        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
         units = tuple(frozenset({gpu}) for gpu in gpus)
-        out.append(_Job(WorkloadInfo(ref, units, aliases=(job_id,)), _job_state(job) in _RUNNING))
+        out.append(_Job(job_id, WorkloadInfo(ref, units, aliases=(job_id, name)), _job_state(job)))
     return out
 
 
@@ -181,32 +210,46 @@ class SlurmInventory:
         self._run: Runner = run or (lambda argv: run_command(argv, env))
         self._clock = clock
         self._keep = keep_ended_seconds
-        self._seen: dict[tuple[str, tuple[str, ...]], tuple[float, WorkloadInfo]] = {}
+        self._running: dict[str, WorkloadInfo] = {}  # job id -> placement, as last read running
+        self._kept: dict[str, tuple[float, WorkloadInfo]] = {}  # stopped abnormally: since when, placement
 
     def read(self) -> StaticInventory:
-        """The cluster as Slurm sees it now, plus jobs that stopped running less than a while ago."""
+        """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
         sinfo = self._json(["sinfo", "--json"])
+        if "nodes" not in sinfo:
+            raise SourceError(
+                "sinfo --json: no 'nodes' field (a Slurm release this reader does not know)", source="slurm"
+            )
         jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]))
         now = self._clock.time()
         nodes: list[NodeInfo] = []
-        usable = 0
-        for node in sinfo.get("nodes", []):
+        usable: dict[str, int] = {}
+        for node in sinfo["nodes"]:
             count = gpu_count(str(node.get("gres", "")))
             name = str(node.get("name", ""))
             nodes.append(NodeInfo(name, cluster, racks.get(name, UNKNOWN), count))
-            if not any(word in _state(node) for word in _UNUSABLE):
-                usable += count
-        held = 0
+            if _usable(node):
+                usable[name] = count
+        running: dict[str, WorkloadInfo] = {}
         for job in jobs:
-            key = (job.info.ref.name, job.info.aliases)
-            if job.running:
-                self._seen[key] = (now, job.info)
-                held += len(job.info.units)
-        self._seen = {k: v for k, v in self._seen.items() if now - v[0] <= self._keep}
-        workloads = [info for _, info in self._seen.values()]
-        return StaticInventory(nodes, workloads, {cluster: max(0, usable - held)})
+            if job.state in _RUNNING:
+                running[job.job_id] = job.info
+            elif job.job_id in self._running and job.state not in _FINISHED:
+                self._kept[job.job_id] = (now, self._running[job.job_id])  # NODE_FAIL, FAILED, requeued
+        for job_id, info in self._running.items():
+            if job_id not in running and job_id not in {j.job_id for j in jobs}:
+                self._kept[job_id] = (now, info)  # gone from squeue while running: how it ended is unknown
+        self._running = running
+        self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
+        free = dict(usable)
+        for info in running.values():
+            for node, _ in info.gpus:
+                if node in free:
+                    free[node] -= 1
+        workloads = [*running.values(), *(info for _, info in self._kept.values())]
+        return StaticInventory(nodes, workloads, {cluster: max(0, sum(free.values()))})
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

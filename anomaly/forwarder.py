@@ -1,8 +1,8 @@
 """Deliver the anomaly service's alerts to ``gpuwarden serve`` as Prometheus delivers rule alerts.
 
-After every tick each firing alert is posted again (``POST /api/v2/alerts``) with ``endsAt`` a few ticks
-ahead, so the incident engine resolves it by itself if this service stops; a resolved alert is posted
-with its end. The score and the recommended action travel as the annotations ``score`` and
+After every tick each firing alert is posted again (``POST /api/v2/alerts``) with ``endsAt`` four ticks (and
+at least four minutes) ahead, so the incident engine resolves it by itself if this service stops; a resolved
+alert is posted with its end. The score and the recommended action travel as the annotations ``score`` and
 ``recommended_action``, which the engine reads back.
 
 ``gpuwarden serve`` down, refusing the token, or answering 429/5xx loses nothing: firing alerts are re-posted
@@ -28,6 +28,7 @@ from gpuwarden.model import Alert, AlertStatus
 
 logger = logging.getLogger(__name__)
 
+RESEND_FLOOR_SECONDS = 60.0  # Prometheus' --rules.alert.resend-delay
 BATCH = 500  # alerts per POST; Prometheus sends at most 64, gpuwarden serve takes bodies up to 1 MiB
 
 
@@ -62,12 +63,15 @@ class AlertForwarder(Collector):
         client: httpx.Client | None = None,
         max_unsent: int = 10_000,
     ) -> None:
-        """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those ahead."""
-        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those (a minute at
+        least) ahead."""
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
-        self._client = client or httpx.Client(timeout=10.0, headers=headers)
+        self._client = client or httpx.Client(timeout=10.0)
+        if token:
+            self._client.headers["Authorization"] = f"Bearer {token}"
         self._clock = clock
-        self._hold = timedelta(seconds=4 * resend_seconds)
+        # As Prometheus: endsAt four resends ahead, resends a minute apart at least (a slow refit delays one).
+        self._hold = timedelta(seconds=4 * max(RESEND_FLOOR_SECONDS, resend_seconds))
         self.max_unsent = max_unsent
         self.firing: dict[str, Alert] = {}
         self.unsent_resolved: dict[str, Alert] = {}

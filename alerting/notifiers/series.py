@@ -124,6 +124,7 @@ class PromQLSeriesSource:
         self._window = window_seconds
         self._step = step_seconds
         self._offset = latency_offset_seconds
+        self._bands_reachable = True
         self._client = client or httpx.Client(timeout=10.0)
 
     def close(self) -> None:
@@ -158,6 +159,7 @@ class PromQLSeriesSource:
                 exc,
             )
             return []
+        self._bands_reachable = True  # one unreachable band query skips the rest of this chart's
         return [self._with_band(metric, points, params) for metric, points in found]
 
     def _get(self, params: Mapping[str, str | float], query: str) -> Any:
@@ -178,11 +180,15 @@ class PromQLSeriesSource:
         times = [t for t, _ in points]
         bands: list[tuple[float, ...] | None] = []
         for query in queries:
-            try:
-                found = _matrix(self._get(params, query), 1)
-            except (httpx.HTTPError, ValueError, SourceError) as exc:
-                logger.info("chart band unavailable query=%s error=%s", query, exc)
-                found = []
+            found = []
+            if self._bands_reachable:  # a Prometheus timing out must not hold the message up ten times over
+                try:
+                    found = _matrix(self._get(params, query), 1)
+                except httpx.HTTPError as exc:
+                    logger.info("chart band unreachable query=%s error=%s", query, exc)
+                    self._bands_reachable = False
+                except (ValueError, SourceError) as exc:
+                    logger.info("chart band unavailable query=%s error=%s", query, exc)
             bands.append(_aligned(found[0][1], times) if found else None)
         if bands[0] is None and bands[1] is None:
             return series

@@ -117,7 +117,8 @@ def run(
     config: ConfigOption = None,
     ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
     port: Annotated[
-        int | None, typer.Option(help="Serve /metrics here (default anomaly.port; 0: no metrics).")
+        int | None,
+        typer.Option(help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none)."),
     ] = None,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
@@ -149,7 +150,7 @@ def run(
     registry.register(service.collector)
     if forwarder is not None:
         registry.register(forwarder)
-    metrics_port = cfg.port if port is None else port
+    metrics_port = port if port is not None else (0 if ticks else cfg.port)  # a --ticks script: no port
     try:
         server = start_http_server(metrics_port, cfg.listen_address, registry)[0] if metrics_port else None
     except OSError as exc:
@@ -157,7 +158,10 @@ def run(
         if forwarder is not None:
             forwarder.close()
         where = f"{cfg.listen_address}:{metrics_port}"
-        err_console.print(f"[red]error:[/red] anomaly.port: cannot serve /metrics on {where}: {exc.strerror}")
+        setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
+        err_console.print(
+            f"[red]error:[/red] {setting}: cannot serve /metrics on {where}: {exc.strerror or exc}"
+        )
         raise typer.Exit(1) from exc
     try:
         if ticks:

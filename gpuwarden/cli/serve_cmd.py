@@ -56,8 +56,9 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
     return run
 
 
-def _slurm_inventory(clock: SystemClock) -> tuple[SlurmInventory, StaticInventory]:
-    """The Slurm inventory reader and its first read; a Slurm that cannot be read stops serve."""
+def _slurm_inventory(clock: SystemClock) -> tuple[SlurmInventory, StaticInventory | None]:
+    """The Slurm inventory reader and its first read. A Slurm that cannot be read now (slurmctld down, an
+    incident in itself) does not stop serve: it starts without an inventory and the refresh tries again."""
     from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415 - see build_service
     from gpuwarden.errors import SourceError  # noqa: PLC0415
 
@@ -65,9 +66,8 @@ def _slurm_inventory(clock: SystemClock) -> tuple[SlurmInventory, StaticInventor
     try:
         return slurm, slurm.read()
     except SourceError as exc:
-        raise ConfigError(
-            f"cannot read the Slurm inventory: {exc}", field="alerting.slurm_inventory"
-        ) from exc
+        logger.error("slurm inventory: cannot read it (%s); starting without, retrying every refresh", exc)
+        return slurm, None
 
 
 def _inventory_refresh(engine: IncidentEngine, slurm: SlurmInventory, interval: float) -> BackgroundTask:
@@ -84,7 +84,7 @@ def _inventory_refresh(engine: IncidentEngine, slurm: SlurmInventory, interval: 
 
 
 def _lock_watch(
-    locks: InstanceLocks, on_lost: Callable[[InstanceBusy], None], interval: float = 5.0
+    locks: InstanceLocks, on_lost: Callable[[InstanceBusy], None], interval: float = 1.0
 ) -> BackgroundTask:
     """Keep a PostgreSQL store lock; if a standby took it meanwhile, call ``on_lost`` (which stops serve)."""
 
@@ -129,12 +129,19 @@ def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks
     """This server's store and journal locks, or a ``ConfigError``/``InstanceBusy`` saying why not."""
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - see build_service
 
-    from alerting.instance_lock import InstanceLocks  # noqa: PLC0415
+    from alerting.instance_lock import InstanceLocks, LockFileError  # noqa: PLC0415
     from alerting.migrate import store_error  # noqa: PLC0415
 
+    journal = journal_dir(cfg, db)
     try:
-        locks = InstanceLocks.for_server(db, journal_dir(cfg, db))
+        locks = InstanceLocks.for_server(db, journal)
         locks.acquire(wait=standby, sleep=SystemClock().sleep)
+    except LockFileError as exc:
+        if exc.what.startswith("journal"):
+            raise ConfigError(
+                f"{journal}: cannot use it: {exc.reason}", field="alerting.journal_dir"
+            ) from exc
+        raise store_error(db, exc.cause) from exc
     except (OSError, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver for the URL
         raise store_error(db, exc) from exc
     return locks

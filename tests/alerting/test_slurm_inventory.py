@@ -17,6 +17,7 @@ from alerting.slurm_inventory import (
 )
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
+from gpuwarden.model import WorkloadKind
 
 
 @pytest.mark.parametrize(
@@ -88,23 +89,79 @@ def _job(job_id: int, name: str, state: str) -> dict[str, object]:
     }
 
 
-def test_a_job_stays_known_a_while_after_it_stops_and_spare_gpus_follow_slurm() -> None:
+def test_a_job_stays_known_a_while_after_it_fails_and_spare_gpus_follow_slurm() -> None:
     slurm, clock = FakeSlurm(), FakeClock()
     reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
     slurm.jobs = [_job(41, "llm-70b", "RUNNING"), _job(42, "pending", "PENDING")]
     first = reader.read()
     assert [(n.name, n.rack, n.gpu_count) for n in first.node_list] == [("n1", "r07", 8), ("n2", "r07", 8)]
     (job,) = first.workload_list  # a pending job holds no GPUs... until it runs
-    assert len(job.units) == 10 and job.aliases == ("41",)
+    assert job.ref.name == "llm-70b (41)" and job.aliases == ("41", "llm-70b") and len(job.units) == 10
     assert first.spare == {"c1": 6}
     slurm.jobs = [_job(41, "llm-70b", "NODE_FAIL")]
     slurm.node_state = "down"
     clock.advance(120)
     after = reader.read()
-    assert [w.ref.name for w in after.workload_list] == ["llm-70b"]
+    assert [w.ref.name for w in after.workload_list] == ["llm-70b (41)"]
     assert after.spare == {"c1": 0}  # down nodes spare nothing
-    clock.advance(200)
+    clock.advance(299)
+    assert reader.read().workload_list != []  # kept keep_ended_seconds from when it stopped
+    clock.advance(2)
     assert reader.read().workload_list == []
+
+
+@pytest.mark.parametrize(
+    ("state", "kept"),
+    [("COMPLETED", False), ("CANCELLED", False), ("TIMEOUT", False), ("FAILED", True), ("PENDING", True)],
+    ids=["completed", "cancelled", "timeout", "failed", "requeued"],
+)
+def test_only_a_job_that_stopped_abnormally_is_kept(state: str, kept: bool) -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader.read()
+    slurm.jobs = [_job(41, "llm-70b", state)]
+    clock.advance(10)
+    assert bool(reader.read().workload_list) is kept
+
+
+def test_a_job_gone_from_squeue_while_running_is_kept() -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader.read()
+    slurm.jobs = []
+    assert [w.ref.name for w in reader.read().workload_list] == ["llm-70b (41)"]
+
+
+def test_two_jobs_with_one_name_stay_two_workloads() -> None:
+    slurm = FakeSlurm()
+    slurm.jobs = [
+        _job(41, "train", "RUNNING"),
+        {**_job(42, "train", "RUNNING"), "gres_detail": ["gpu:1(IDX:7)"]},
+    ]
+    inventory = SlurmInventory(FakeClock(), slurm).read()
+    assert [w.ref.name for w in inventory.workload_list] == ["train (41)", "train (42)"]
+    ref = inventory.find_workload(WorkloadKind.TRAINING_JOB, "42")
+    assert ref is not None and inventory.placement(ref) == {("n1", 7)}
+
+
+def test_a_powered_down_idle_node_is_usable_and_a_draining_one_is_not() -> None:
+    slurm = FakeSlurm()
+    slurm.node_state = "idle"
+    reader = SlurmInventory(FakeClock(), slurm)
+    assert reader.read().spare == {"c1": 16}
+    slurm.node_state = "IDLE+POWERED_DOWN"
+    assert reader.read().spare == {"c1": 16}
+    slurm.node_state = "MIXED+DRAIN"
+    assert reader.read().spare == {"c1": 0}
+
+
+def test_json_of_a_slurm_release_this_reader_does_not_know_is_refused_not_read_as_empty() -> None:
+    slurm = FakeSlurm()
+    slurm.jobs = [{"job_id": 7, "name": "x", "job_state": "RUNNING", "job_resources": {"hosts": 2}}]
+    with pytest.raises(SourceError, match=r"neither allocated_nodes nor nodes\.allocation"):
+        SlurmInventory(FakeClock(), slurm).read()
 
 
 def test_a_slurm_that_cannot_be_read_raises_a_source_error() -> None:

@@ -148,4 +148,4 @@ def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_pat
             app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", str(port)]
         )
     assert result.exit_code == 1
-    assert f"anomaly.port: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
+    assert f"--port: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())

@@ -60,7 +60,8 @@ def test_firing_alerts_are_reposted_every_tick_with_their_score_and_action() -> 
     assert forwarder.flush()
     assert len(serve.bodies) == 2  # Prometheus' semantics: a firing alert is sent again at each evaluation
     (item,) = serve.bodies[1]
-    assert item["endsAt"] == (clock.now() + timedelta(seconds=120)).isoformat().replace("+00:00", "Z")
+    # four resends ahead, a resend being at least Prometheus' one minute: 4 x max(60, 30) s
+    assert item["endsAt"] == (clock.now() + timedelta(seconds=240)).isoformat().replace("+00:00", "Z")
     (alert,) = parse_postable_alerts(serve.bodies[1])
     assert alert.score == 12.5 and alert.recommended_action is RecommendedAction.DRAIN_AND_RESET
     assert alert.labels["gpu"] == "3"
@@ -132,13 +133,8 @@ def test_alerts_go_in_batches_with_the_bearer_token() -> None:
         )
         return httpx.Response(200, json={})
 
-    forwarder = AlertForwarder(
-        "http://serve:9700",
-        "t0ken",
-        clock,
-        resend_seconds=30,
-        client=httpx.Client(transport=httpx.MockTransport(handle), headers={"Authorization": "Bearer t0ken"}),
-    )
+    client = httpx.Client(transport=httpx.MockTransport(handle))  # no headers: the token is the forwarder's
+    forwarder = AlertForwarder("http://serve:9700", "t0ken", clock, resend_seconds=30, client=client)
     for gpu in range(1200):
         forwarder.on_alert(_xid(str(gpu), clock))
     assert forwarder.flush()

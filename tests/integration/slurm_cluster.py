@@ -58,6 +58,14 @@ class SlurmCluster:
             time.sleep(0.2)
         return job_id
 
+    def wait_job_not_running(self, job_id: str) -> None:
+        """Wait until the job left RUNNING (ended, failed or requeued)."""
+        deadline = time.monotonic() + 60
+        while self.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() == "RUNNING":
+            if time.monotonic() > deadline:
+                pytest.fail(f"job {job_id} still running: {self.run('squeue', '-j', job_id)}")
+            time.sleep(0.2)
+
 
 def _config(base: Path, host: str, ports: list[int]) -> str:
     nodes = "\n".join(
@@ -86,7 +94,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 GresTypes=gpu
 TopologyPlugin=topology/tree
-ReturnToService=2
+ReturnToService=1
 KillWait=1
 MpiDefault=none
 JobCompType=jobcomp/none

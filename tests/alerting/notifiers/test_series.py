@@ -280,3 +280,21 @@ def test_the_range_stops_short_of_the_stores_latency_offset() -> None:
     source._client = httpx.Client(transport=httpx.MockTransport(answer))
     source.series_for(gpu_notification().model_copy(update={"event_at": clock.now()}))
     assert float(asked[0].url.params["end"]) == clock.time() - 30
+
+
+def test_a_band_query_timing_out_skips_the_other_band_queries_of_that_chart() -> None:
+    asked: list[str] = []
+    gpu = {"__name__": "DCGM_FI_DEV_GPU_TEMP", "Hostname": "n0701"}
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        query = request.url.params["query"]
+        asked.append(query)
+        if "yhat" in query:
+            raise httpx.ReadTimeout("slow", request=request)
+        rows = [({**gpu, "gpu": str(i)}, [(0.0, 60.0)]) for i in range(3)]
+        return httpx.Response(200, json=_matrix_body(*rows))
+
+    client = httpx.Client(transport=httpx.MockTransport(prometheus))
+    series = PromQLSeriesSource("http://p", FakeClock(), client=client).series_for(gpu_notification())
+    assert len(series) == 3 and all(s.lower is None and s.upper is None for s in series)
+    assert len(asked) == 2  # the series, then one band query: not six

@@ -79,3 +79,16 @@ def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
     output = " ".join(result.output.split())
     assert result.exit_code == 1
     assert "api.db" in output and expected in output and "pw-secret" not in output
+
+
+def test_serve_names_the_journal_dir_when_it_cannot_use_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "afile").write_text("not a directory")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"alerting": {"journal_dir": str(tmp_path / "afile" / "journal")}}))
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1
+    assert "alerting.journal_dir" in output and "api.db" not in output
