@@ -48,7 +48,7 @@ class SlurmCluster:
         """Submit ``sleep`` as a job holding GPUs; its job id once it runs."""
         out = self.run(
             "sbatch", "--parsable", "-J", name, "-N", str(nodes), f"--gres=gpu:{gpus_per_node}",
-            "--wrap", "sleep 600",
+            f"--chdir={self.conf.parent}", "--output=/dev/null", "--wrap", "sleep 600",
         )  # fmt: skip
         job_id = out.strip().split(";")[0]
         deadline = time.monotonic() + 60
