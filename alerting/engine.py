@@ -96,6 +96,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             "listener_errors": 0,
             "incidents_pruned": 0,
             "alerts_pruned": 0,
+            "inventory_refresh_failures": 0,
         }
         self._reload()
 

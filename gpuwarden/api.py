@@ -107,6 +107,7 @@ class ApiMetrics(Collector):
             ("listener_errors", "Incident listeners that raised."),
             ("incidents_pruned", "Resolved incidents deleted after the retention period."),
             ("alerts_pruned", "Resolved alerts deleted after the retention period."),
+            ("inventory_refresh_failures", "Inventory re-reads (Slurm) that failed; the last one stays."),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
         yield GaugeMetricFamily(
@@ -114,6 +115,12 @@ class ApiMetrics(Collector):
             "Firing alerts held back by a silence, maintenance window or inhibition (they open or join an "
             "incident when that ends).",
             value=self.engine.muted_count(),
+        )
+        inventory = self.engine.inventory
+        yield GaugeMetricFamily(
+            "gpuwarden_inventory_workloads",
+            "Workloads (services, training jobs) the inventory places on GPUs.",
+            value=len(inventory.workloads()) if inventory is not None else 0,
         )
         gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])
         counts = {p: 0 for p in ("P0", "P1", "P2", "P3")}

@@ -78,6 +78,7 @@ def _inventory_refresh(engine: IncidentEngine, slurm: SlurmInventory, interval: 
             try:
                 engine.replace_inventory(slurm.read())
             except Exception:  # loop boundary: the last inventory stays; the next read tries again
+                engine.counters["inventory_refresh_failures"] += 1
                 logger.exception("slurm inventory: refresh failed; keeping the last one")
 
     return run

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
 import httpx
@@ -17,8 +16,17 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, Priority, WorkloadKind
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
 from tests.integration.slurm_cluster import slurm_cluster
+from tests.integration.test_exporter_prometheus import wait_for
 
 pytestmark = pytest.mark.integration
+
+
+def _metric(url: str, name: str) -> float:
+    """One unlabelled sample of serve's /metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
 
 
 def test_nodes_racks_and_a_running_job_come_from_slurm_and_explain_a_node_failure(tmp_path: Path) -> None:
@@ -73,10 +81,11 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
             url,
             _,
         ):
-            job_id = cluster.submit(
-                "llm-70b", nodes=2, gpus_per_node=4
-            )  # started after serve: the refresh finds it
-            time.sleep(3)  # three inventory refreshes (one a second)
+            # The job starts after serve did: a refresh (every second here) finds it.
+            job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
+            wait_for(
+                "the refresh to find the job", lambda: _metric(url, "gpuwarden_inventory_workloads") == 1, 30
+            )
             alerts = [
                 {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "node-02"}},
                 {"labels": {"alertname": "TrainingJobStalled", "cluster": "c1", "slurm_job": job_id}},
@@ -95,7 +104,9 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
         url,
         _,
     ):
-        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
-        time.sleep(1.5)  # at least one refresh
+        assert _metric(url, "gpuwarden_inventory_workloads") == 0
+        wait_for(
+            "a failed refresh", lambda: _metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1, 30
+        )
     log = (tmp_path / "later.log").read_text()
     assert "slurm inventory: cannot read it" in log and "refresh failed; keeping the last one" in log
