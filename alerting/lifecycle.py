@@ -19,7 +19,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
 from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind
-from alerting.store import IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
+from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
@@ -60,7 +60,9 @@ class IncidentLifecycle:
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
-                    raise InputError(f"incident {incident_id} is resolved", field="state")
+                    raise Conflict(
+                        f"incident {incident_id} is resolved; only notes can be added", field="incident"
+                    )
                 batch = Batch(session, now)
                 if state is not None:
                     row.state = state.value

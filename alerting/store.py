@@ -34,6 +34,10 @@ class NotFound(InputError):
     """Nothing stored under that id (the API answers 404)."""
 
 
+class Conflict(InputError):
+    """The request is well formed but the thing it acts on is not in a state that allows it (409)."""
+
+
 class IncidentNotFound(NotFound):
     """No incident with that id."""
 

@@ -35,7 +35,7 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
-from alerting.store import NotFound
+from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.config import ApiConfig
@@ -236,6 +236,8 @@ class _Handlers:
                     response = _error(413, f"body larger than {self.config.max_body_bytes} bytes")
                 except NotFound as exc:
                     response = _error(404, str(exc), exc.field)
+                except Conflict as exc:
+                    response = _error(409, str(exc), exc.field)
                 except InputError as exc:
                     response = _error(400, str(exc), exc.field)
             if lag:

@@ -228,7 +228,7 @@ def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated(
         == 200
     )
     refused = client.post(f"{path}/mitigate", json={"action": "reboot"}, headers=AUTH)
-    assert (refused.status_code, refused.json()["field"]) == (400, "state")
+    assert (refused.status_code, refused.json()["field"]) == (409, "incident")
 
 
 def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentEngine) -> None:
