@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import bench_incidents as bench  # its server start-up and free port
 
 RUNS = 5
 ROOT = Path(__file__).resolve().parents[1]
@@ -32,12 +35,6 @@ GPUWARDEN = str(Path(sys.executable).with_name("gpuwarden"))
 TOKEN = "bench-token"
 SECRETS = {"GPUWARDEN_API_TOKEN": TOKEN, "SLACK_BOT_TOKEN": "xoxb-bench", "SLACK_SIGNING_SECRET": "bench"}
 ALERT = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"}}
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def summary(samples: Sequence[float], digits: int = 3) -> dict[str, float]:
@@ -77,38 +74,18 @@ def import_ms(env: dict[str, str]) -> dict[str, float]:
 @contextmanager
 def serve(work: Path, env: dict[str, str]) -> Iterator[str]:
     """A ``gpuwarden serve`` on a free port with one incident stored; yields its base URL."""
-    port = free_port()
+    port = bench.free_port()
     url = f"http://127.0.0.1:{port}"
     argv = [GPUWARDEN, "serve", "--port", str(port), "--db", str(work / "gw.db")]
-    with (work / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
-        try:
-            wait_for(lambda: httpx.get(f"{url}/healthz", timeout=1).status_code == 200, proc)
-            auth = {"Authorization": f"Bearer {TOKEN}"}
-            httpx.post(f"{url}/api/v2/alerts", json=[ALERT], headers=auth, timeout=10).raise_for_status()
-            wait_for(lambda: bool(httpx.get(f"{url}/api/v1/incidents", timeout=1).json()), proc)
-            yield url
-        finally:
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-
-def wait_for(ready: Callable[[], bool], proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"gpuwarden serve exited with {proc.returncode}")
-        try:
-            if ready():
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError("gpuwarden serve not ready")
+    with bench.process(argv, f"{url}/healthz", work / "serve.log", env):
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        httpx.post(f"{url}/api/v2/alerts", json=[ALERT], headers=auth, timeout=10).raise_for_status()
+        deadline = time.monotonic() + 30
+        while not httpx.get(f"{url}/api/v1/incidents", timeout=1).json():
+            if time.monotonic() > deadline:
+                raise RuntimeError("gpuwarden serve stored no incident in 30 s")
+            time.sleep(0.1)
+        yield url
 
 
 def main() -> None:
