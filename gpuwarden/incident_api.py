@@ -19,6 +19,7 @@ from starlette.responses import JSONResponse, Response
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json
 from alerting.silences import parse_duration
+from alerting.store import impact_to_dict
 from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.errors import InputError
@@ -42,16 +43,8 @@ def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dic
         "alert_count": len(incident.alert_fingerprints),
         "opened_at": iso(incident.opened_at),
         "resolved_at": iso(incident.resolved_at),
-        "impact": {
-            "summary": impact.summary,
-            "workloads": [str(w) for w in impact.workloads],
-            "affected_share": impact.affected_share,
-            "error_ratio": impact.error_ratio,
-            "slo_burn_rate": impact.slo_burn_rate,
-            "gpus_affected": impact.gpus_affected,
-            "nodes_affected": impact.nodes_affected,
-            "spare_capacity": impact.spare_capacity,
-        },
+        # The stored shape, with workloads as "kind/namespace/name" strings for people and scripts.
+        "impact": {**impact_to_dict(impact), "workloads": [str(w) for w in impact.workloads]},
         "timeline": [
             {"at": iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
             for e in incident.timeline
