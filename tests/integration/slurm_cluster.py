@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.servers import free_port, require_binary
+from tests.integration.servers import free_port, require_binary, stop
 
 NODES = ("node-01", "node-02")
 GPUS_PER_NODE = 4
@@ -139,7 +139,7 @@ def slurm_cluster() -> Iterator[SlurmCluster]:
         for i, argv in enumerate(daemons):
             log = stack.enter_context((base / f"daemon-{i}.out").open("wb"))
             proc = subprocess.Popen(argv, env=cluster.env, stdout=log, stderr=subprocess.STDOUT)
-            stack.callback(_stop, proc)
+            stack.callback(stop, proc)
             if i == 0:
                 _wait_for((base / "munge" / "munge.socket").exists, "munged", base)
             if i == 1:
@@ -193,12 +193,3 @@ def _kill_leftovers(conf: Path) -> None:
                 os.kill(int(proc.name), signal.SIGKILL)
         except (OSError, ProcessLookupError):
             continue
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()

@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary, gpuwarden_serve
-from tests.integration.servers import free_port, wait_http_ok
+from tests.integration.servers import free_port, stop, wait_http_ok
 
 
 def _node_down(node: str) -> list[dict[str, object]]:
@@ -86,11 +86,6 @@ def test_a_standby_takes_over_when_the_active_server_is_killed(tmp_path: Path) -
             )
             assert response.status_code == 200
         finally:
-            standby.terminate()
-            try:
-                standby.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                standby.kill()
-                standby.wait()
+            stop(standby)
             log.close()
     assert "this server is now active" in (tmp_path / "standby.log").read_text()
