@@ -238,8 +238,9 @@ class SlurmInventory:
                 running[job.job_id] = job.info
             elif job.job_id in self._running and job.state not in _FINISHED:
                 self._kept[job.job_id] = (now, self._running[job.job_id])  # NODE_FAIL, FAILED, requeued
+        listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
-            if job_id not in running and job_id not in {j.job_id for j in jobs}:
+            if job_id not in listed:
                 self._kept[job_id] = (now, info)  # gone from squeue while running: how it ended is unknown
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
