@@ -142,8 +142,7 @@ class PromQLSeriesSource:
         if query is None:
             return []
         end = min(self._clock.time() - self._offset, notification.event_at.timestamp() + AFTER_EVENT_SECONDS)
-        params: dict[str, str | float] = {
-            "query": query,
+        params: dict[str, str | float] = {  # the query itself is added per request (series, then bands)
             "start": end - self._window,
             "end": end,
             "step": self._step,
