@@ -290,6 +290,12 @@ class InstanceLocks:
                     announced = said
             sleep(poll_seconds)
 
+    @property
+    def can_be_lost(self) -> bool:
+        """Whether a lock can go while the process lives (a PostgreSQL one, with its connection): only then
+        is ``check`` worth calling."""
+        return any(isinstance(lock, AdvisoryLock) for lock in self.locks)
+
     def check(self) -> InstanceBusy | None:
         """Re-take a PostgreSQL lock lost with its connection; what holds it elsewhere, if so.
 

@@ -263,7 +263,8 @@ def serve(
         lost.append(busy)
         server.should_exit = True  # uvicorn's own graceful stop, as on SIGTERM
 
-    background = [*background, _lock_watch(locks, on_lost)]
+    if locks.can_be_lost:  # file locks last as long as the process: nothing to watch for SQLite
+        background = [*background, _lock_watch(locks, on_lost)]
     # Replay what was acknowledged but not applied before a crash, before taking new requests.
     while applier.apply_available():
         pass

@@ -122,3 +122,8 @@ def test_a_database_gpuwarden_does_not_support_is_refused_before_any_lock_file_i
     with pytest.raises(ArgumentError):
         InstanceLocks.for_server("mysql://host/x", tmp_path / "journal")
     assert not (tmp_path / "journal").exists()
+
+
+def test_only_a_postgresql_lock_can_be_lost_while_the_process_lives(tmp_path: Path) -> None:
+    assert not _locks(tmp_path).can_be_lost
+    assert InstanceLocks.for_server("postgresql+psycopg://u@127.0.0.1:1/x", tmp_path / "j").can_be_lost
