@@ -10,7 +10,6 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.journal import (
     KIND_POSTABLE,
@@ -21,7 +20,6 @@ from alerting.journal import (
     applied_offset,
     encode_record,
 )
-from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import label_fingerprint
 
@@ -34,13 +32,6 @@ def _alert(node: str, **extra: str) -> dict[str, object]:
 
 def _body(*nodes: str) -> bytes:
     return orjson.dumps([_alert(n) for n in nodes])
-
-
-@pytest.fixture
-def sql(tmp_path: Path) -> Engine:
-    engine = make_engine(str(tmp_path / "j.db"))
-    upgrade(engine)
-    return engine
 
 
 def _open(sql: Engine, directory: Path, **kwargs: int) -> AcceptJournal:

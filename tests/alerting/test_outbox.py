@@ -18,7 +18,6 @@ from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, inspect
 
 from alerting.db import Base, make_engine
-from alerting.migrate import upgrade
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
@@ -32,10 +31,9 @@ REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "reso
 
 
 @pytest.fixture
-def engine(tmp_path: Path) -> Engine:
-    eng = make_engine(str(tmp_path / "gpuwarden.db"))
-    upgrade(eng)
-    return eng
+def engine(sql: Engine) -> Engine:
+    """The store under the name these tests give it (the outbox's SQLAlchemy engine)."""
+    return sql
 
 
 @pytest.fixture

@@ -4,16 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, func, select
 
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
-from alerting.migrate import upgrade
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import PENDING, Outbox
@@ -26,13 +23,6 @@ from gpuwarden.model import Alert, AlertStatus, IncidentState
 
 DAY = 86_400.0
 NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
-
-
-@pytest.fixture
-def sql(tmp_path: Path) -> Engine:
-    eng = make_engine(str(tmp_path / "incidents.db"))
-    upgrade(eng)
-    return eng
 
 
 @pytest.fixture
