@@ -39,6 +39,7 @@ class WorkloadInfo:
     ref: WorkloadRef
     units: tuple[frozenset[GpuKey], ...]
     aliases: tuple[str, ...] = ()  # other names alerts use for it (a Slurm job's id besides its name)
+    pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
 
     @property
     def gpus(self) -> frozenset[GpuKey]:
@@ -78,7 +79,8 @@ class Inventory(Protocol):
         ...
 
     def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
-        """The known workload of this kind and name (in ``namespace`` unless it is empty), or None."""
+        """The known workload of this kind and name (in ``namespace`` unless it is empty), or None; for
+        ``POD``, also the workload that runs a pod of that name."""
         ...
 
 
@@ -104,6 +106,8 @@ class StaticInventory:
         for position, w in enumerate(self.workload_list):
             for name in (w.ref.name, *w.aliases):
                 self._named.setdefault((w.ref.kind, name), []).append(w.ref)
+            for pod in w.pods:
+                self._named.setdefault((WorkloadKind.POD, pod), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)

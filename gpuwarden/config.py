@@ -307,6 +307,41 @@ class MaintenanceWindowConfig(Section):
         return self
 
 
+class KubernetesInventoryConfig(Section):
+    """Where the Kubernetes inventory comes from (``alerting.kubernetes_inventory``)."""
+
+    cluster: str = Field(
+        ..., min_length=1, description="the cluster's name as alerts carry it in `cluster` (the API has none)"
+    )
+    kubeconfig: str | None = Field(
+        None,
+        description="kubeconfig file; default: the pod's service account inside a cluster, else KUBECONFIG "
+        "or ~/.kube/config",
+    )
+    context: str | None = Field(None, description="kubeconfig context; default: its current context")
+    rack_labels: list[str] = Field(
+        ["topology.kubernetes.io/rack", "rack"],
+        description="node labels that name a node's rack; the first one a node carries wins",
+    )
+    gpu_resources: list[str] = Field(
+        ["nvidia.com/gpu"], min_length=1, description="extended resources that are GPUs"
+    )
+    gpu_assignment_url: str | None = Field(
+        None,
+        description="Prometheus-compatible API to learn which GPU each pod holds from the exporter's labels; "
+        "without it, pods sharing a node are placed on every GPU of it no other pod holds",
+    )
+    gpu_assignment_query: str = Field(
+        "group by (Hostname, gpu, UUID, namespace, pod) (DCGM_FI_DEV_GPU_TEMP)",
+        min_length=1,
+        description="instant query whose series carry Hostname (node), gpu (index), UUID, namespace, pod",
+    )
+    keep_ended_seconds: float = Field(
+        3600.0, ge=0, description="how long a pod lost with its node stays placed on its GPUs"
+    )
+    request_timeout_seconds: float = Field(10.0, gt=0)
+
+
 class AlertingConfig(Section):
     """The incident engine."""
 
@@ -331,8 +366,13 @@ class AlertingConfig(Section):
             " squeue on PATH; SLURM_CONF from the environment), again every inventory_refresh_seconds"
         ),
     )
+    kubernetes_inventory: KubernetesInventoryConfig | None = Field(
+        None,
+        description="read nodes, racks (a node label) and the pods that hold GPUs from the Kubernetes API,"
+        " again every inventory_refresh_seconds",
+    )
     inventory_refresh_seconds: float = Field(
-        60.0, gt=0, description="how often the Slurm inventory is re-read"
+        60.0, gt=0, description="how often the Slurm or Kubernetes inventory is re-read"
     )
     journal_dir: str | None = Field(
         None,
@@ -365,6 +405,7 @@ class AlertingConfig(Section):
                 ("inventory_file", bool(self.inventory_file)),
                 ("sim_inventory", self.sim_inventory),
                 ("slurm_inventory", self.slurm_inventory),
+                ("kubernetes_inventory", self.kubernetes_inventory is not None),
             )
             if on
         ]

@@ -10,7 +10,7 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
@@ -24,9 +24,9 @@ if TYPE_CHECKING:
     from alerting.instance_lock import InstanceBusy, InstanceLocks
     from alerting.inventory import Inventory, StaticInventory
     from alerting.journal import JournalApplier
-    from alerting.slurm_inventory import SlurmInventory
+    from alerting.k8s_inventory import Assignment, KubernetesInventory
     from gpuwarden.api import BackgroundTask
-    from gpuwarden.config import ApiConfig, GpuwardenConfig
+    from gpuwarden.config import ApiConfig, GpuwardenConfig, KubernetesInventoryConfig
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
@@ -56,30 +56,84 @@ def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
     return run
 
 
-def _slurm_inventory(clock: SystemClock) -> tuple[SlurmInventory, StaticInventory | None]:
-    """The Slurm inventory reader and its first read. A Slurm that cannot be read now (slurmctld down, an
-    incident in itself) does not stop serve: it starts without an inventory and the refresh tries again."""
-    from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415 - see build_service
-    from gpuwarden.errors import SourceError  # noqa: PLC0415
+class _InventorySource(Protocol):
+    def read(self) -> StaticInventory: ...
 
-    slurm = SlurmInventory(clock)
+
+def _first_read(source: _InventorySource, name: str) -> StaticInventory | None:
+    """The inventory source's first read. A source that cannot be read now (slurmctld or the Kubernetes API
+    down, an incident in itself) does not stop serve: it starts without an inventory and the refresh tries
+    again."""
+    from gpuwarden.errors import SourceError  # noqa: PLC0415 - see build_service
+
     try:
-        return slurm, slurm.read()
+        return source.read()
     except SourceError as exc:
-        logger.error("slurm inventory: cannot read it (%s); starting without, retrying every refresh", exc)
-        return slurm, None
+        logger.error("%s inventory: cannot read it (%s); starting without, retrying every refresh", name, exc)
+        return None
 
 
-def _inventory_refresh(engine: IncidentEngine, slurm: SlurmInventory, interval: float) -> BackgroundTask:
-    """Re-read Slurm every ``interval``; a failed read keeps the last inventory."""
+def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
+    """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
+    and the exporter's GPU assignments from Prometheus when configured."""
+    from kubernetes import config as kube_config  # noqa: PLC0415 - see build_service
+    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+
+    from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
+
+    try:
+        if cfg.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+            configuration = Configuration()
+            kube_config.load_incluster_config(client_configuration=configuration)
+            api_client = ApiClient(configuration)
+        else:
+            api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
+    except (kube_config.ConfigException, OSError, ValueError) as exc:
+        raise ConfigError(
+            f"cannot load the Kubernetes client configuration: {exc}",
+            field="alerting.kubernetes_inventory.kubeconfig",
+        ) from exc
+    assignments: Callable[[], list[Assignment]] | None = None
+    if cfg.gpu_assignment_url:
+        from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
+
+        prometheus = PromQLSource(
+            cfg.gpu_assignment_url,
+            [],
+            clock,
+            timeout_seconds=cfg.request_timeout_seconds,
+            name="gpu_assignment",
+        )
+        query = PromQuery("gpu_assignment", cfg.gpu_assignment_query)
+
+        def read_assignments() -> list[Assignment]:
+            return assignments_from_labels(prometheus.query_instant(query, clock.time()).labels)
+
+        assignments = read_assignments
+
+    return KubernetesInventory(
+        clock,
+        api_lister(api_client, cfg.request_timeout_seconds),
+        cluster=cfg.cluster,
+        rack_labels=cfg.rack_labels,
+        gpu_resources=cfg.gpu_resources,
+        assignments=assignments,
+        keep_ended_seconds=cfg.keep_ended_seconds,
+    )
+
+
+def _inventory_refresh(
+    engine: IncidentEngine, source: _InventorySource, name: str, interval: float
+) -> BackgroundTask:
+    """Re-read the inventory every ``interval``; a failed read keeps the last inventory."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
             try:
-                engine.replace_inventory(slurm.read())
+                engine.replace_inventory(source.read())
             except Exception:  # loop boundary: the last inventory stays; the next read tries again
                 engine.counters["inventory_refresh_failures"] += 1
-                logger.exception("slurm inventory: refresh failed; keeping the last one")
+                logger.exception("%s inventory: refresh failed; keeping the last one", name)
 
     return run
 
@@ -180,17 +234,23 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     sql = open_store(db)
     clock = SystemClock()
     inventory: Inventory | None = None
-    slurm = None
+    source: tuple[_InventorySource, str] | None = None
     if cfg.alerting.inventory_file:
         inventory = load_inventory(Path(cfg.alerting.inventory_file))
     elif cfg.alerting.sim_inventory:
         inventory = inventory_from_fleet(fleet_from_config(cfg.sim, clock))
     elif cfg.alerting.slurm_inventory:
-        slurm, inventory = _slurm_inventory(clock)
+        from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
+
+        source = (SlurmInventory(clock), "slurm")
+    elif cfg.alerting.kubernetes_inventory is not None:
+        source = (_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes")
+    if source is not None:
+        inventory = _first_read(*source)
     engine = IncidentEngine(sql, clock, cfg.alerting, inventory)
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
-    if slurm is not None:
-        background.append(_inventory_refresh(engine, slurm, cfg.alerting.inventory_refresh_seconds))
+    if source is not None:
+        background.append(_inventory_refresh(engine, *source, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
     if cfg.slack.bot_token is not None:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.

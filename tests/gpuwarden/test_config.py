@@ -168,3 +168,19 @@ def test_two_inventory_sources_are_refused(tmp_path: Path) -> None:
         load_config(path)
     assert "choose one inventory source, not sim_inventory and slurm_inventory" in str(err.value)
     assert "alerting" in str(err.value)
+
+
+def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("alerting:\n  kubernetes_inventory:\n    kubeconfig: /k\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "alerting.kubernetes_inventory.cluster" in str(err.value)
+    path.write_text("alerting:\n  slurm_inventory: true\n  kubernetes_inventory:\n    cluster: k1\n")
+    with pytest.raises(ConfigError, match="not slurm_inventory and kubernetes_inventory"):
+        load_config(path)
+    path.write_text("alerting:\n  kubernetes_inventory:\n    cluster: k1\n    gpu_resources: []\n")
+    with pytest.raises(ConfigError, match="gpu_resources"):
+        load_config(path)
+    path.write_text("alerting:\n  kubernetes_inventory:\n    cluster: k1\n")
+    assert load_config(path).alerting.kubernetes_inventory.rack_labels[0] == "topology.kubernetes.io/rack"  # type: ignore[union-attr]
