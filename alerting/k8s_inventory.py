@@ -213,8 +213,10 @@ class KubernetesInventory:
         gpu_resources: Sequence[str] = DEFAULT_GPU_RESOURCES,
         assignments: Callable[[], Sequence[Assignment]] | None = None,
         keep_ended_seconds: float = 3600.0,
+        on_close: Sequence[Callable[[], object]] = (),
     ) -> None:
         self._clock = clock
+        self._on_close = list(on_close)
         self._list = lister
         self._cluster = cluster
         self._rack_labels = tuple(rack_labels)
@@ -224,6 +226,11 @@ class KubernetesInventory:
         self._placed: dict[tuple[str, str], _Pod] = {}  # as last read
         self._kept: dict[tuple[str, str], tuple[float, _Pod]] = {}
         self.ambiguous_pods = 0
+
+    def close(self) -> None:
+        """Close the clients the reader was given (``on_close``)."""
+        for close in self._on_close:
+            close()
 
     def read(self) -> StaticInventory:
         """The cluster as its API shows it now, plus pods lost with their node less than a while ago."""

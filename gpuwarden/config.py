@@ -14,7 +14,15 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from gpuwarden.errors import ConfigError
@@ -340,6 +348,16 @@ class KubernetesInventoryConfig(Section):
         3600.0, ge=0, description="how long a pod lost with its node stays placed on its GPUs"
     )
     request_timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("kubeconfig")
+    @classmethod
+    def _kubeconfig_is_a_file(cls, value: str | None) -> str | None:
+        if value is not None and not Path(value).is_file():
+            raise ValueError(
+                f"{value} is not a file: give a kubeconfig's path, or leave the setting out to use the pod's"
+                " service account (in a cluster) or KUBECONFIG"
+            )
+        return value
 
 
 class AlertingConfig(Section):

@@ -94,6 +94,7 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
             field="alerting.kubernetes_inventory.kubeconfig",
         ) from exc
     assignments: Callable[[], list[Assignment]] | None = None
+    on_close: list[Callable[[], object]] = [api_client.close]
     if cfg.gpu_assignment_url:
         from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
 
@@ -110,6 +111,7 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
             return assignments_from_labels(prometheus.query_instant(query, clock.time()).labels)
 
         assignments = read_assignments
+        on_close.append(prometheus.close)
 
     return KubernetesInventory(
         clock,
@@ -119,6 +121,7 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
         gpu_resources=cfg.gpu_resources,
         assignments=assignments,
         keep_ended_seconds=cfg.keep_ended_seconds,
+        on_close=on_close,
     )
 
 
@@ -231,7 +234,6 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     from alerting.migrate import open_store  # noqa: PLC0415
     from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
 
-    sql = open_store(db)
     clock = SystemClock()
     inventory: Inventory | None = None
     source: tuple[_InventorySource, str] | None = None
@@ -245,6 +247,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         source = (SlurmInventory(clock), "slurm")
     elif cfg.alerting.kubernetes_inventory is not None:
         source = (_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes")
+    sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
     if source is not None:
         inventory = _first_read(*source)
     engine = IncidentEngine(sql, clock, cfg.alerting, inventory)

@@ -172,10 +172,13 @@ def test_two_inventory_sources_are_refused(tmp_path: Path) -> None:
 
 def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
-    path.write_text("alerting:\n  kubernetes_inventory:\n    kubeconfig: /k\n")
+    path.write_text(f"alerting:\n  kubernetes_inventory:\n    kubeconfig: {path}\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
     assert "alerting.kubernetes_inventory.cluster" in str(err.value)
+    path.write_text(f"alerting:\n  kubernetes_inventory:\n    cluster: k1\n    kubeconfig: {tmp_path}/nope\n")
+    with pytest.raises(ConfigError, match=r"kubeconfig.*nope is not a file"):
+        load_config(path)
     path.write_text("alerting:\n  slurm_inventory: true\n  kubernetes_inventory:\n    cluster: k1\n")
     with pytest.raises(ConfigError, match="not slurm_inventory and kubernetes_inventory"):
         load_config(path)

@@ -9,6 +9,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import httpx
+
 from tests.integration.servers import free_port, running
 
 TOKEN = "integration-test-token"
@@ -39,3 +41,11 @@ def gpuwarden_serve(
             os.environ.pop("GPUWARDEN_API_TOKEN", None)
         else:
             os.environ["GPUWARDEN_API_TOKEN"] = old
+
+
+def serve_metric(url: str, name: str) -> float:
+    """One unlabelled sample of serve's /metrics."""
+    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")

@@ -14,19 +14,11 @@ from alerting.migrate import upgrade
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, Priority, WorkloadKind
-from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
+from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.slurm_cluster import slurm_cluster
 from tests.integration.test_exporter_prometheus import wait_for
 
 pytestmark = pytest.mark.integration
-
-
-def _metric(url: str, name: str) -> float:
-    """One unlabelled sample of serve's /metrics."""
-    for line in httpx.get(f"{url}/metrics", timeout=5).text.splitlines():
-        if line.startswith(f"{name} "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} not in /metrics")
 
 
 def test_nodes_racks_and_a_running_job_come_from_slurm_and_explain_a_node_failure(tmp_path: Path) -> None:
@@ -84,7 +76,9 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
             # The job starts after serve did: a refresh (every second here) finds it.
             job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
             wait_for(
-                "the refresh to find the job", lambda: _metric(url, "gpuwarden_inventory_workloads") == 1, 30
+                "the refresh to find the job",
+                lambda: serve_metric(url, "gpuwarden_inventory_workloads") == 1,
+                30,
             )
             alerts = [
                 {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "node-02"}},
@@ -104,9 +98,11 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
         url,
         _,
     ):
-        assert _metric(url, "gpuwarden_inventory_workloads") == 0
+        assert serve_metric(url, "gpuwarden_inventory_workloads") == 0
         wait_for(
-            "a failed refresh", lambda: _metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1, 30
+            "a failed refresh",
+            lambda: serve_metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1,
+            30,
         )
     log = (tmp_path / "later.log").read_text()
     assert "slurm inventory: cannot read it" in log and "refresh failed; keeping the last one" in log

@@ -1,0 +1,286 @@
+"""The Kubernetes inventory through the official client against the local API stand-in (kmock, over real
+HTTP; no real cluster can run here), and `gpuwarden serve` using it to place a node failure on a service."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from kubernetes import config as kube_config
+from kubernetes.client import ApiClient, Configuration
+
+from alerting.k8s_inventory import KubernetesInventory, api_lister
+from gpuwarden.cli.serve_cmd import _kubernetes_inventory
+from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.config import KubernetesInventoryConfig
+from gpuwarden.errors import SourceError
+from gpuwarden.model import WorkloadKind, WorkloadRef
+from tests.integration.gpuwarden_server import AUTH, gpuwarden_binary, gpuwarden_serve, serve_metric
+from tests.integration.kube_api import KubeApi, kube_api
+from tests.integration.servers import free_port, require_binary, running
+from tests.integration.test_exporter_prometheus import query, wait_for
+
+pytestmark = pytest.mark.integration
+
+LLAMA = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
+
+
+def gpu_node(name: str, rack: str, ready: str = "True") -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Node",
+        "metadata": {"name": name, "labels": {"topology.kubernetes.io/rack": rack}},
+        "spec": {},
+        "status": {
+            "capacity": {"cpu": "96", "nvidia.com/gpu": "8"},
+            "allocatable": {"cpu": "95", "nvidia.com/gpu": "8"},
+            "conditions": [{"type": "Ready", "status": ready}],
+        },
+    }
+
+
+def owned(obj: dict[str, Any]) -> list[dict[str, Any]]:
+    meta = obj["metadata"]
+    ref = {"apiVersion": obj["apiVersion"], "kind": obj["kind"], "name": meta["name"], "uid": meta["uid"]}
+    return [{**ref, "controller": True}]
+
+
+def gpu_pod(name: str, namespace: str, node: str, gpus: int, owner: dict[str, Any]) -> dict[str, Any]:
+    container = {"name": "main", "image": "vllm:1", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+    return {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": name,
+            "namespace": namespace,
+            "labels": {"app.kubernetes.io/name": "llama-70b"},
+            "ownerReferences": owned(owner),
+        },
+        "spec": {"nodeName": node, "containers": [container]},
+        "status": {"phase": "Running"},
+    }
+
+
+def seed(kube: KubeApi) -> None:
+    """Four 8-GPU nodes in racks r1 and r2; llama, a Deployment, runs one 8-GPU replica on each of g1-g4;
+    a training Job's pod holds 4 GPUs of a fifth node."""
+    for i in range(1, 6):
+        kube.create(gpu_node(f"g{i}", "r1" if i <= 2 else "r2"))
+    deployment = kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "metadata": {"name": "llama", "namespace": "serving"},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "llama"}}},
+        }
+    )
+    replica_set = kube.create(
+        {
+            "apiVersion": "apps/v1",
+            "kind": "ReplicaSet",
+            "metadata": {"name": "llama-7f9c", "namespace": "serving", "ownerReferences": owned(deployment)},
+            "spec": {"replicas": 4, "selector": {"matchLabels": {"app": "llama"}}},
+        }
+    )
+    for i in range(1, 5):
+        kube.create(gpu_pod(f"llama-7f9c-{i}", "serving", f"g{i}", 8, replica_set))
+    job = kube.create(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "finetune", "namespace": "train"}}
+    )
+    kube.create(gpu_pod("finetune-x1", "train", "g5", 4, job))
+
+
+@pytest.fixture
+def kube(tmp_path: Path) -> Iterator[KubeApi]:
+    with kube_api(tmp_path) as api:
+        seed(api)
+        yield api
+
+
+def client(kubeconfig: Path, retries: bool | None = None) -> ApiClient:
+    cfg = Configuration()
+    kube_config.load_kube_config(config_file=str(kubeconfig), client_configuration=cfg)
+    cfg.retries = retries
+    return ApiClient(cfg)
+
+
+def test_the_official_client_reads_nodes_racks_and_the_pods_holding_gpus(
+    kube: KubeApi, tmp_path: Path
+) -> None:
+    with client(kube.write_kubeconfig(tmp_path / "kubeconfig")) as api:
+        inv = KubernetesInventory(FakeClock(0.0), api_lister(api), cluster="k1").read()
+    assert [(n.name, n.rack, n.gpu_count) for n in inv.nodes_in("k1", "r2")] == [
+        ("g3", "r2", 8),
+        ("g4", "r2", 8),
+        ("g5", "r2", 8),
+    ]
+    by_ref = {w.ref: w for w in inv.workloads()}
+    assert set(by_ref) == {LLAMA, WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "finetune")}
+    assert [min(u) for u in by_ref[LLAMA].units] == [(f"g{i}", 0) for i in range(1, 5)]
+    assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-3", "serving") == LLAMA
+    assert inv.spare_gpus("k1") == 4  # g5's other four
+
+
+def test_a_429_or_an_unreachable_api_is_a_retryable_source_error(kube: KubeApi, tmp_path: Path) -> None:
+    kubeconfig = kube.write_kubeconfig(tmp_path / "kubeconfig")
+    with client(kubeconfig, retries=False) as api:
+        reader = KubernetesInventory(FakeClock(0.0), api_lister(api), cluster="k1")
+        kube.fail_next(1, 429)
+        with pytest.raises(SourceError, match="list nodes: HTTP 429") as err:
+            reader.read()
+        assert err.value.retryable
+        assert len(reader.read().workloads()) == 2  # the next read works
+    # The default client honours Retry-After on a 429 by itself (urllib3's Retry): a short burst passes.
+    with client(kubeconfig) as api:
+        kube.fail_next(2, 429)
+        assert len(KubernetesInventory(FakeClock(0.0), api_lister(api), cluster="k1").read().workloads()) == 2
+    cfg = Configuration()
+    cfg.host, cfg.retries = "http://127.0.0.1:9", False  # nothing listens on the discard port
+    with ApiClient(cfg) as api, pytest.raises(SourceError, match="list nodes"):
+        KubernetesInventory(FakeClock(0.0), api_lister(api, timeout_seconds=2), cluster="k1").read()
+
+
+def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
+    kube: KubeApi, tmp_path: Path
+) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    inventory = {"cluster": "k1", "kubeconfig": str(kube.write_kubeconfig(tmp_path / "kubeconfig"))}
+    config.write_text(
+        yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory, "inventory_refresh_seconds": 1}})
+    )
+    with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (url, _):
+        assert serve_metric(url, "gpuwarden_inventory_workloads") == 2
+        alerts = [
+            {"labels": {"alertname": "NodeDown", "node": "g2"}},
+            # dcgm-exporter style: the pod labels of the GPU's kubelet assignment, no cluster, no rack.
+            {
+                "labels": {"alertname": "GpuXid", "xid": "79", "Hostname": "g3", "gpu": "5"}
+                | pod("llama-7f9c-3")
+            },
+        ]
+        assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        incidents = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        by_kind = {i["root_cause"]["kind"]: i for i in incidents}
+        assert set(by_kind) == {"node_down", "gpu_lost"}, incidents
+        assert by_kind["node_down"]["root_cause"]["target"] | {"type": "node"} == {
+            "type": "node",
+            "cluster": "k1",  # from the inventory: the alert carried neither cluster nor rack
+            "rack": "r1",
+            "name": "g2",
+        }
+        for incident in incidents:
+            # One replica of four lost each: ">=25% of a service's capacity lost" is P1.
+            assert incident["priority"] == "P1", incident
+            assert incident["title"].endswith("inference service llama 25% of replicas lost"), incident
+
+        # The API answers 429 for a while: the refresh fails, serve keeps the last inventory and runs on.
+        kube.fail_next(8, 429)
+        wait_for(
+            "a failed refresh",
+            lambda: serve_metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1,
+            30,
+        )
+        assert serve_metric(url, "gpuwarden_inventory_workloads") == 2
+        assert httpx.get(f"{url}/healthz", timeout=5).status_code == 200
+
+
+def pod(name: str) -> dict[str, str]:
+    return {"namespace": "serving", "pod": name, "container": "main"}
+
+
+def test_serve_starts_without_the_api_and_refuses_a_missing_kubeconfig(tmp_path: Path) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    unreachable = tmp_path / "kubeconfig"
+    with kube_api(tmp_path) as kube:
+        kube.write_kubeconfig(unreachable)  # its server stops with this block
+    inventory = {"cluster": "k1", "kubeconfig": str(unreachable)}
+    config.write_text(yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory}}))
+    with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (url, _):
+        assert serve_metric(url, "gpuwarden_inventory_workloads") == 0
+    assert "kubernetes inventory: cannot read it" in (tmp_path / "serve.log").read_text()
+
+    # A kubeconfig that is not there: serve refuses to start, naming the setting, and creates no store.
+    inventory["kubeconfig"] = str(tmp_path / "missing")
+    config.write_text(yaml.safe_dump({"alerting": {"kubernetes_inventory": inventory}}))
+    done = subprocess.run(
+        [gpuwarden_binary(), "serve", "--db", str(tmp_path / "x.db"), "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "GPUWARDEN_API_TOKEN": "t"},
+        check=False,
+    )
+    assert done.returncode == 1
+    message = " ".join(done.stderr.split())
+    assert "alerting.kubernetes_inventory.kubeconfig" in message and "missing is not a file" in message, (
+        message
+    )
+    assert not (tmp_path / "x.db").exists()
+
+
+class _Exposition(BaseHTTPRequestHandler):
+    """g5 as the exporter shows it: GPUs 0-3 assigned to finetune-x1, 4-5 to eval-0, 6-7 free."""
+
+    def do_GET(self) -> None:
+        rows = []
+        for gpu in range(8):
+            pod = "finetune-x1" if gpu < 4 else "eval-0" if gpu < 6 else ""
+            namespace = "train" if gpu < 4 else "lab" if gpu < 6 else ""
+            rows.append(
+                f'DCGM_FI_DEV_GPU_TEMP{{Hostname="g5",gpu="{gpu}",UUID="GPU-g5-{gpu}",'
+                f'namespace="{namespace}",pod="{pod}"}} 41'
+            )
+        body = ("\n".join(rows) + "\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/plain; version=0.0.4")
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporters_series_in_prometheus(
+    kube: KubeApi, tmp_path: Path
+) -> None:
+    job = kube.create(
+        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "eval", "namespace": "lab"}}
+    )
+    kube.create(gpu_pod("eval-0", "lab", "g5", 2, job))
+    exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exposition)
+    threading.Thread(target=exporter.serve_forever, daemon=True).start()
+    prom_port = free_port()
+    prom = f"http://127.0.0.1:{prom_port}"
+    (tmp_path / "prometheus.yml").write_text(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: exporter\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.server_address[1]}']\n"
+    )
+    prom_argv = [
+        require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
+    ]  # fmt: skip
+    settings = KubernetesInventoryConfig(
+        cluster="k1", kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")), gpu_assignment_url=prom
+    )
+    try:
+        with running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20):
+            wait_for("g5's GPUs in Prometheus", lambda: len(query(prom, "DCGM_FI_DEV_GPU_TEMP")) == 8, 20)
+            reader = _kubernetes_inventory(settings, SystemClock())  # what serve builds from the settings
+            inv = reader.read()
+            reader.close()
+    finally:
+        exporter.shutdown()
+        exporter.server_close()
+    placed = {w.ref.name: w.gpus for w in inv.workloads()}
+    assert placed["finetune"] == {("g5", i) for i in range(4)}
+    assert placed["eval"] == {("g5", 4), ("g5", 5)}
+    assert reader.ambiguous_pods == 0
+    assert inv.gpu_by_uuid("GPU-g5-6") == ("g5", 6)
