@@ -16,6 +16,7 @@ import orjson
 
 from gpuwarden.errors import InputError
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
+from gpuwarden.xid import action_for_xid
 
 _YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
 _LATEST = datetime.max.replace(tzinfo=UTC)
@@ -98,7 +99,7 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
         source=source,
         generator_url=generator,
         score=_score(annotations),
-        recommended_action=_action(annotations),
+        recommended_action=_action(annotations, labels),
     )
 
 
@@ -117,9 +118,17 @@ def _score(annotations: Mapping[str, str]) -> float | None:
     return value if math.isfinite(value) else None
 
 
-def _action(annotations: Mapping[str, str]) -> RecommendedAction:
-    """The ``recommended_action`` annotation when it names one; anything else is no recommendation."""
-    return _ACTIONS.get(annotations.get("recommended_action", ""), RecommendedAction.NONE)
+def _action(annotations: Mapping[str, str], labels: Mapping[str, str]) -> RecommendedAction:
+    """The ``recommended_action`` annotation when it names one; else, for an alert carrying an XID (an ``xid``
+    or ``xid_code`` label, as a rule over the exporter's per-XID counter keeps it), the XID catalog's action;
+    else no recommendation."""
+    named = annotations.get("recommended_action")
+    if named is not None:
+        return _ACTIONS.get(named, RecommendedAction.NONE)
+    code = labels.get("xid") or labels.get("xid_code")
+    if code is None:  # most alerts: two dict lookups on the ingest path
+        return RecommendedAction.NONE
+    return action_for_xid(int(code)) if code.isdigit() else RecommendedAction.NONE
 
 
 def parse_postable_alerts(

@@ -16,7 +16,7 @@ from anomaly.detectors import Findings
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
-from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_catalog
+from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
 
 XID_COUNTER = "gpuwarden_xid_errors_total"
 XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
@@ -51,21 +51,6 @@ NVLINK_ERRORS = (
 # nvmlClocksEventReason bits that mean the GPU is being slowed by a fault, not by its workload or a cap.
 SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
 FIRED = 2.0
-
-_BUCKETS = {
-    "RESTART_APP": RecommendedAction.RESTART_APP,
-    "RESET_GPU": RecommendedAction.DRAIN_AND_RESET,
-    "RESTART_BM": RecommendedAction.RESTART_NODE,
-    "RESTART_VM": RecommendedAction.RESTART_NODE,
-    "IGNORE": RecommendedAction.IGNORE,
-    "CONTACT_SUPPORT": RecommendedAction.CONTACT_SUPPORT,
-    "WORKFLOW_XID_48": RecommendedAction.DRAIN_AND_RESET,
-}
-
-
-def xid_action(entry: XidEntry) -> RecommendedAction:
-    """The catalog's immediate action as a gpuwarden action (unknown buckets: investigate)."""
-    return _BUCKETS.get(entry.immediate_action, RecommendedAction.INVESTIGATE)
 
 
 def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:

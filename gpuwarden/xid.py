@@ -13,6 +13,8 @@ import io
 from dataclasses import dataclass
 from importlib import resources
 
+from gpuwarden.model import RecommendedAction
+
 # Immediate actions after which the GPU does no work until it is reset or its machine restarted.
 OUT_OF_SERVICE_ACTIONS = frozenset({"RESET_GPU", "RESTART_BM", "RESTART_VM", "WORKFLOW_XID_48"})
 
@@ -62,3 +64,25 @@ def out_of_service(xid: int) -> bool:
     """True when the catalog says XID ``xid`` takes the GPU out of service (unknown XIDs: False)."""
     entry = xid_catalog().get(xid)
     return entry is not None and entry.out_of_service
+
+
+_BUCKETS = {
+    "RESTART_APP": RecommendedAction.RESTART_APP,
+    "RESET_GPU": RecommendedAction.DRAIN_AND_RESET,
+    "RESTART_BM": RecommendedAction.RESTART_NODE,
+    "RESTART_VM": RecommendedAction.RESTART_NODE,
+    "IGNORE": RecommendedAction.IGNORE,
+    "CONTACT_SUPPORT": RecommendedAction.CONTACT_SUPPORT,
+    "WORKFLOW_XID_48": RecommendedAction.DRAIN_AND_RESET,
+}
+
+
+def xid_action(entry: XidEntry) -> RecommendedAction:
+    """The catalog's immediate action as a gpuwarden action (unknown buckets: investigate)."""
+    return _BUCKETS.get(entry.immediate_action, RecommendedAction.INVESTIGATE)
+
+
+def action_for_xid(xid: int) -> RecommendedAction:
+    """What the catalog says to do after XID ``xid``; an XID the catalog lacks: investigate."""
+    entry = xid_catalog().get(xid)
+    return xid_action(entry) if entry is not None else RecommendedAction.INVESTIGATE

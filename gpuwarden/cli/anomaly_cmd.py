@@ -246,7 +246,8 @@ def _print_alert(alert: Alert) -> None:
 @anomaly_app.command("xid")
 def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
-    from anomaly.signatures import load_xid_catalog, xid_action  # noqa: PLC0415
+    from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
+    from gpuwarden.xid import xid_action  # noqa: PLC0415
 
     entry = load_xid_catalog().get(code)
     if entry is None:

@@ -4,9 +4,10 @@ import numpy as np
 import pytest
 
 from anomaly.series import CounterRates, SeriesIndex, build_view
-from anomaly.signatures import SignatureDetector, load_xid_catalog, xid_action
+from anomaly.signatures import SignatureDetector, load_xid_catalog
 from anomaly.sources import Frame
 from gpuwarden.model import RecommendedAction
+from gpuwarden.xid import xid_action
 
 GPU = {"gpu": "0", "UUID": "GPU-a", "Hostname": "n1"}
 

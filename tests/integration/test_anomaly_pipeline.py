@@ -17,7 +17,8 @@ import httpx
 import pytest
 import yaml
 
-from anomaly.signatures import load_xid_catalog, xid_action
+from anomaly.signatures import load_xid_catalog
+from gpuwarden.xid import xid_action
 from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary, gpuwarden_serve
 from tests.integration.servers import free_port, require_binary, running
 from tests.integration.test_exporter_prometheus import query, wait_for

@@ -176,6 +176,8 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
             "rack": "r1",
             "name": "g2",
         }
+        (xid,) = httpx.get(f"{url}/api/v1/incidents/{by_kind['gpu_lost']['id']}", timeout=10).json()["alerts"]
+        assert xid["recommended_action"] == "restart_node"  # the XID catalog's RESTART_BM for XID 79
         for incident in incidents:
             # One replica of four lost each: ">=25% of a service's capacity lost" is P1.
             assert incident["priority"] == "P1", incident
