@@ -1,0 +1,20 @@
+"""The inventory benchmark's synthetic cluster reads as intended: every pod placed, one JSON line."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+BENCH = Path(__file__).resolve().parents[2] / "benchmarks" / "bench_inventory.py"
+
+
+def test_a_small_run_prints_one_json_line_with_every_gpu_pod_placed() -> None:
+    argv = [sys.executable, str(BENCH), "--nodes", "8", "--cpu-pods", "20", "--repeat", "1", "--assigned"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    (line,) = done.stdout.splitlines()
+    result = json.loads(line)
+    # Two 4-GPU replicas per 8-GPU node, 16 replicas per service: 16 GPU pods in one service.
+    assert (result["gpus"], result["gpu_pods"], result["workloads"], result["pods"]) == (64, 16, 1, 36)
+    assert result["ambiguous_pods"] == 0 and result["read_seconds"] > 0
