@@ -128,7 +128,7 @@ def _action(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Recomm
     code = labels.get("xid") or labels.get("xid_code")
     if code is None:  # most alerts: two dict lookups on the ingest path
         return RecommendedAction.NONE
-    return action_for_xid(int(code)) if code.isdigit() else RecommendedAction.NONE
+    return action_for_xid(int(code)) if code.isascii() and code.isdigit() else RecommendedAction.NONE
 
 
 def parse_postable_alerts(

@@ -103,11 +103,13 @@ class StaticInventory:
         self._on_gpu: dict[GpuKey, list[int]] = {}
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
+        self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
-            for name in (w.ref.name, *w.aliases):
-                self._named.setdefault((w.ref.kind, name), []).append(w.ref)
+            self._named.setdefault((w.ref.kind, w.ref.name), []).append(w.ref)
             for pod in w.pods:
                 self._named.setdefault((WorkloadKind.POD, pod), []).append(w.ref)
+            for alias in w.aliases:
+                self._aliases.setdefault((w.ref.kind, alias), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)
@@ -142,11 +144,13 @@ class StaticInventory:
         return self._placement.get(ref, frozenset())
 
     def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
-        """The first listed workload of this kind and name (in ``namespace`` unless it is empty)."""
+        """The first listed workload of this kind and name (in ``namespace`` unless it is empty); else the one
+        workload that answers to it as an alias (an alias several workloads carry names none of them)."""
         for ref in self._named.get((kind, name), ()):
             if namespace in ("", ref.namespace):
                 return ref
-        return None
+        found = {ref for ref in self._aliases.get((kind, name), ()) if namespace in ("", ref.namespace)}
+        return found.pop() if len(found) == 1 else None
 
 
 def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:

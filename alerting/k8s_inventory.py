@@ -1,15 +1,23 @@
 """The inventory of a Kubernetes cluster, read through the Kubernetes API with the official client.
 
-* nodes and their GPUs: ``status.capacity`` of each node for the GPU resources (``nvidia.com/gpu``);
-  racks from the first node label in ``rack_labels`` that the node carries (none: the rack is unknown);
-* workloads: every pod bound to a node that requests GPUs, grouped by what runs it. A pod of a Deployment
-  (through its ReplicaSet), StatefulSet or LeaderWorkerSet is a replica of an inference service named after
-  that controller; a pod of a Job, JobSet or training operator job (PyTorchJob, MPIJob, ...) is a worker of
-  a training job; any other pod is a workload of its own. Each pod is one unit (replica or worker), and an
-  alert naming a pod (the exporter's ``namespace``/``pod`` labels) is placed on the workload that runs it.
-  A service also answers to its pods' ``app.kubernetes.io/name`` and ``app`` labels, which is what an
-  inference server usually reports as its ``service``.
-* spare GPUs: the GPUs of Ready, schedulable nodes that no bound pod requests.
+* nodes and their GPUs: ``status.capacity`` of each node for the GPU resources (``nvidia.com/gpu``; with
+  the MIG "single" strategy that counts MIG slices); racks from the first node label in ``rack_labels``
+  that the node carries (none: the rack is unknown). A node whose GPU capacity drops to 0 (its device
+  plugin down) keeps its last count and is not counted as spare;
+* workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
+
+  - an inference service: a Deployment or Argo Rollout (the owning ReplicaSet's name less the
+    ``pod-template-hash``), a StatefulSet, a KServe InferenceService (``serving.kserve.io/inferenceservice``)
+    or a LeaderWorkerSet (``leaderworkerset.sigs.k8s.io/name``; one unit per group of leader and workers);
+  - a training job: a Job, JobSet or training operator job (PyTorchJob, MPIJob, ...), named by the JobSet
+    or ``training.kubeflow.org/job-name`` label when there is one;
+  - any other pod (bare pods, DaemonSets, Kubeflow notebooks) is a workload of its own.
+
+  Each pod is one unit (replica or worker) unless said otherwise, and an alert naming a pod (the exporter's
+  ``namespace``/``pod`` labels) is placed on the workload that runs it. A service also answers to its pods'
+  ``app.kubernetes.io/name`` and ``app`` labels, which is what an inference server usually reports as its
+  ``service``, unless another workload carries the same label;
+* spare GPUs: the allocatable GPUs of Ready, schedulable nodes that no bound pod requests.
 
 The Kubernetes API says how many GPUs a pod got, not which: only the kubelet knows (its pod-resources API,
 which the gpuwarden exporter and dcgm-exporter read to label each GPU's series with its pod). So the
@@ -18,14 +26,17 @@ read by the composition root); otherwise a pod that holds every GPU of its node 
 sharing a node is placed on the node's GPUs that no other pod is known to hold. The last case over-counts
 (one dead GPU hits every such pod of that node); ``ambiguous_pods`` says how many pods were placed so.
 
-When a node dies its pods stay listed (phase Running, then Unknown or Failed) until the node controller
-evicts them; an incident the node's failure opened must still know they ran there after they are gone. So a
-pod that disappears or fails while its node is not Ready, or that fails (phase Failed or Unknown), stays a
-unit of its workload ``keep_ended_seconds`` with the GPUs it held. A pod deleted from a healthy node (a
-rollout, a scale-down) or that succeeded is not kept.
+When a node dies its pods stay listed (phase Running, then Unknown or Failed, or Terminating) until the
+node controller evicts them; an incident the node's failure opened must still know they ran there after
+they are gone. So a pod that disappears, fails or is Unknown while its node is not Ready (or that failed
+with a node reason: NodeLost, Shutdown, Terminated) stays a unit of its workload ``keep_ended_seconds``
+with the GPUs it held, but only while the workload has fewer units than before the loss: once its
+replacement runs, the service is whole again. A pod that ends on a healthy node (a rollout, a scale-down,
+its own failure) is not kept; an alert about a GPU fault it died of names the pod in its own labels.
 
-Lists are read in pages (``limit``/``continue``) and filtered here, so a list that ignores selectors (the
-test stand-in) reads the same as a real API server.
+Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
+filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
+done here, so a list that ignores selectors (the test stand-in) reads the same as a real API server.
 """
 
 from __future__ import annotations
@@ -34,7 +45,6 @@ import gc
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,18 +56,23 @@ from gpuwarden.model import WorkloadKind, WorkloadRef
 
 logger = logging.getLogger(__name__)
 
-Lister = Callable[[str], list[dict[str, Any]]]
-"""Every object of a resource (``nodes``, ``pods``, ``replicasets``) across namespaces."""
+Lister = Callable[[str], Iterable[dict[str, Any]]]
+"""Every object of a resource (``nodes``, ``pods``) across namespaces, as it is read."""
 
 DEFAULT_RACK_LABELS = ("topology.kubernetes.io/rack", "rack")
 DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu",)
-SERVICE_OWNERS = frozenset({"Deployment", "StatefulSet", "LeaderWorkerSet", "ReplicaSet", "DaemonSet"})
+SERVICE_OWNERS = frozenset({"StatefulSet", "ReplicaSet"})
 TRAINING_OWNERS = frozenset({"Job", "JobSet", "PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob"})
 # Labels that name the training job above a pod's direct owner (a JobSet's Job, an operator's replica).
 TRAINING_NAME_LABELS = ("jobset.sigs.k8s.io/jobset-name", "training.kubeflow.org/job-name")
 SERVICE_ALIAS_LABELS = ("app.kubernetes.io/name", "app")
+HASH_LABELS = ("pod-template-hash", "rollouts-pod-template-hash")  # Deployment's, Argo Rollout's
+LWS_NAME, LWS_GROUP = "leaderworkerset.sigs.k8s.io/name", "leaderworkerset.sigs.k8s.io/group-index"
+KSERVE_NAME = "serving.kserve.io/inferenceservice"
+NOTEBOOK_NAME = "notebook-name"  # Kubeflow notebooks: one-replica StatefulSets, not services
 _PLACED_PHASES = {"Pending", "Running"}
-_FAILED_PHASES = {"Failed", "Unknown"}
+_ENDED_PHASES = {"Failed", "Unknown"}
+_NODE_REASONS = {"NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
 PAGE = 500
 
 
@@ -101,10 +116,12 @@ def _quantity(value: Any) -> int:
         return 0
 
 
-def node_gpus(node: Mapping[str, Any], resources: Sequence[str]) -> int:
-    """GPUs a node has: its capacity (allocatable drops a GPU the device plugin marks unhealthy)."""
-    capacity = (node.get("status") or {}).get("capacity") or {}
-    return sum(_quantity(capacity.get(r, 0)) for r in resources)
+def node_gpus(node: Mapping[str, Any], resources: Sequence[str], field: str = "capacity") -> int:
+    """GPUs a node has (``capacity``), or can give to pods (``allocatable``: less the GPUs the device plugin
+    marks unhealthy; the capacity when the node does not say)."""
+    status = node.get("status") or {}
+    amounts = status.get(field) or status.get("capacity") or {}
+    return sum(_quantity(amounts.get(r, 0)) for r in resources)
 
 
 def node_ready(node: Mapping[str, Any]) -> bool:
@@ -116,8 +133,9 @@ def node_ready(node: Mapping[str, Any]) -> bool:
 
 
 def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
-    """GPUs a pod requests: the sum over its containers, or the largest init container if more (the
-    scheduler's rule). Extended resources are set in limits (requests, if given, must equal them)."""
+    """GPUs a pod requests, by the scheduler's rule: its containers plus its sidecars (init containers that
+    keep running, ``restartPolicy: Always``), or an init container plus the sidecars started before it if
+    that is more. Extended resources are set in limits (requests, if given, must equal them)."""
 
     def wanted(container: Mapping[str, Any]) -> int:
         spec = container.get("resources") or {}
@@ -125,9 +143,13 @@ def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
         return sum(_quantity(amounts.get(r, 0)) for r in resources)
 
     pod_spec = pod.get("spec") or {}
-    main = sum(wanted(c) for c in pod_spec.get("containers") or [])
-    init = max((wanted(c) for c in pod_spec.get("initContainers") or []), default=0)
-    return max(main, init)
+    sidecars, peak = 0, 0
+    for init in pod_spec.get("initContainers") or []:
+        if init.get("restartPolicy") == "Always":
+            sidecars += wanted(init)
+        else:
+            peak = max(peak, sidecars + wanted(init))
+    return max(sum(wanted(c) for c in pod_spec.get("containers") or []) + sidecars, peak)
 
 
 def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -138,26 +160,33 @@ def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
     return (str(refs[0].get("kind", "")), str(refs[0].get("name", ""))) if refs else None
 
 
-def _workload_of(
-    pod: Mapping[str, Any], replica_sets: Mapping[tuple[str, str], Mapping[str, Any]]
-) -> tuple[WorkloadRef, tuple[str, ...]]:
-    """The workload that runs a pod, and the other names it answers to."""
+def _workload_of(pod: Mapping[str, Any]) -> tuple[WorkloadRef, str, tuple[str, ...]]:
+    """The workload that runs a pod, the unit of it the pod belongs to, and the other names it answers to."""
     meta = pod.get("metadata") or {}
     namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
     labels = meta.get("labels") or {}
+    aliases = tuple(dict.fromkeys(str(labels[k]) for k in SERVICE_ALIAS_LABELS if labels.get(k)))
+    if labels.get(LWS_NAME):  # leader and workers of a group serve one replica together
+        group = f"group {labels.get(LWS_GROUP, name)}"
+        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, str(labels[LWS_NAME])), group, aliases
+    if labels.get(KSERVE_NAME):  # one Deployment per revision: the InferenceService is the service
+        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, str(labels[KSERVE_NAME])), name, aliases
     owner = _controller(meta)
-    if owner is not None and owner[0] == "ReplicaSet":
-        replica_set = replica_sets.get((namespace, owner[1]))
-        above = _controller(replica_set.get("metadata") or {}) if replica_set is not None else None
-        if above is not None and above[0] == "Deployment":
-            owner = above
-    if owner is not None and (owner[0] in TRAINING_OWNERS or owner[0].endswith("Job")):
-        job = next((labels[k] for k in TRAINING_NAME_LABELS if labels.get(k)), owner[1])
-        return WorkloadRef(WorkloadKind.TRAINING_JOB, namespace, job), ()
-    if owner is not None and owner[0] in SERVICE_OWNERS:
-        aliases = tuple(dict.fromkeys(str(labels[k]) for k in SERVICE_ALIAS_LABELS if labels.get(k)))
-        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, owner[1]), aliases
-    return WorkloadRef(WorkloadKind.POD, namespace, name), ()
+    if labels.get(NOTEBOOK_NAME) or owner is None:
+        return WorkloadRef(WorkloadKind.POD, namespace, name), name, ()
+    kind, owner_name = owner
+    if kind in TRAINING_OWNERS or kind.endswith("Job"):
+        job = next((str(labels[k]) for k in TRAINING_NAME_LABELS if labels.get(k)), owner_name)
+        return WorkloadRef(WorkloadKind.TRAINING_JOB, namespace, job), name, ()
+    if kind == "ReplicaSet":  # a Deployment's or Rollout's ReplicaSet is "<name>-<pod-template-hash>"
+        for label in HASH_LABELS:
+            suffix = f"-{labels.get(label, '')}"
+            if labels.get(label) and owner_name.endswith(suffix):
+                owner_name = owner_name[: -len(suffix)]
+                break
+    if kind in SERVICE_OWNERS:
+        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, owner_name), name, aliases
+    return WorkloadRef(WorkloadKind.POD, namespace, name), name, ()  # DaemonSets and the rest
 
 
 @dataclass(slots=True)
@@ -166,17 +195,25 @@ class _Pod:
     node: str
     count: int
     workload: WorkloadRef
+    unit: str  # pods with the same unit serve one replica together
     aliases: tuple[str, ...]
     gpus: frozenset[GpuKey] = frozenset()
+
+
+@dataclass(frozen=True, slots=True)
+class _Kept:
+    since: float
+    pod: _Pod
+    units_before: int  # how many units its workload had when it was lost
 
 
 @dataclass(slots=True)
 class _Read:
     nodes: list[NodeInfo] = field(default_factory=list)
-    pods: list[_Pod] = field(default_factory=list)
-    ended: list[tuple[str, str]] = field(default_factory=list)  # failed pods (namespace, name)
+    pods: list[_Pod] = field(default_factory=list)  # placed: bound and Pending or Running
+    ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
     ready: set[str] = field(default_factory=set)
-    usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> its GPUs
+    usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
 
 
 def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment]) -> int:
@@ -203,7 +240,7 @@ def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[A
 
 
 class KubernetesInventory:
-    """Reads the inventory from the Kubernetes API; ``read`` lists nodes, pods and ReplicaSets once."""
+    """Reads the inventory from the Kubernetes API; ``read`` lists nodes and bound pods once."""
 
     def __init__(
         self,
@@ -226,7 +263,9 @@ class KubernetesInventory:
         self._assignments = assignments
         self._keep = keep_ended_seconds
         self._placed: dict[tuple[str, str], _Pod] = {}  # as last read
-        self._kept: dict[tuple[str, str], tuple[float, _Pod]] = {}
+        self._units: dict[WorkloadRef, int] = {}  # units per workload, as last read
+        self._kept: dict[tuple[str, str], _Kept] = {}
+        self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
         self.ambiguous_pods = 0
 
     def close(self) -> None:
@@ -237,9 +276,8 @@ class KubernetesInventory:
     def read(self) -> StaticInventory:
         """The cluster as its API shows it now, plus pods lost with their node less than a while ago."""
         now = self._clock.time()
-        with gc_paused():
-            seen = self._read_api()
-            assigned = self._read_assignments()
+        seen = self._read_api()
+        assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         self.ambiguous_pods = _place(seen.pods, nodes, assigned)
         if self.ambiguous_pods:
@@ -253,54 +291,66 @@ class KubernetesInventory:
             NodeInfo(n.name, n.cluster, n.rack, n.gpu_count, uuids.get(n.name, ())) for n in seen.nodes
         ]
         placed = {p.key: p for p in seen.pods}
-        failed = set(seen.ended)
-        for key, pod in self._placed.items():
-            if key in placed:
-                continue
-            if key in failed or pod.node not in seen.ready:
-                self._kept[key] = (now, pod)
+        current: dict[WorkloadRef, set[str]] = {}
+        for pod in placed.values():
+            current.setdefault(pod.workload, set()).add(pod.unit)
+        lost = [p for p in self._placed.values() if p.key not in placed and p.node not in seen.ready]
+        for pod in [*lost, *seen.ended]:
+            if pod.key not in self._kept:
+                # It was a unit beside the ones running now (counted so when first seen ended: a restart).
+                beside = len(current.get(pod.workload, set()) | {pod.unit})
+                before = max(self._units.get(pod.workload, 0), beside)
+                if not pod.gpus:  # an ended pod seen for the first time (after a restart): its node's GPUs
+                    info = nodes.get(pod.node)
+                    pod.gpus = frozenset((pod.node, i) for i in range(info.gpu_count if info else 0))
+                self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
         self._placed = placed
-        self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in placed}
+        self._kept = {k: v for k, v in self._kept.items() if now - v.since <= self._keep and k not in placed}
+        workloads = _workloads(list(placed.values()), list(self._kept.values()))
+        self._units = {w.ref: len(w.units) for w in workloads}
         free = dict(seen.usable)
         for pod in placed.values():
             if pod.node in free:
                 free[pod.node] -= pod.count
-        pods = [*placed.values(), *(p for _, p in self._kept.values())]
-        return StaticInventory(node_list, _workloads(pods), {self._cluster: max(0, sum(free.values()))})
+        return StaticInventory(node_list, workloads, {self._cluster: max(0, sum(free.values()))})
 
     def _read_api(self) -> _Read:
         out = _Read()
         for node in self._list("nodes"):
             meta = node.get("metadata") or {}
             name = str(meta.get("name", ""))
-            count = node_gpus(node, self._resources)
+            capacity = node_gpus(node, self._resources)
+            count = capacity or self._gpu_counts.get(name, 0)  # device plugin down: the GPUs are still there
             if not name or count == 0:
                 continue
+            self._gpu_counts[name] = count
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
             if node_ready(node):
                 out.ready.add(name)
-                if not (node.get("spec") or {}).get("unschedulable"):
-                    out.usable[name] = count
+                if capacity and not (node.get("spec") or {}).get("unschedulable"):
+                    out.usable[name] = node_gpus(node, self._resources, "allocatable")
         gpu_nodes = {n.name for n in out.nodes}
-        replica_sets: dict[tuple[str, str], Mapping[str, Any]] | None = None
         for pod in self._list("pods"):
-            meta = pod.get("metadata") or {}
             on = str((pod.get("spec") or {}).get("nodeName") or "")
+            if not on or on not in gpu_nodes:
+                continue
             count = pod_gpus(pod, self._resources)
-            if not on or count == 0 or on not in gpu_nodes:
+            if count == 0:
                 continue
-            key = (str(meta.get("namespace") or "default"), str(meta.get("name", "")))
-            phase = str((pod.get("status") or {}).get("phase", ""))
-            if phase in _FAILED_PHASES:
-                out.ended.append(key)
-            if phase not in _PLACED_PHASES:
-                continue
-            if replica_sets is None:  # only when some pod holds GPUs: ReplicaSets are many
-                replica_sets = {_key(rs): rs for rs in self._list("replicasets")}
-            ref, aliases = _workload_of(pod, replica_sets)
-            out.pods.append(_Pod(key, on, count, ref, aliases))
+            meta = pod.get("metadata") or {}
+            status = pod.get("status") or {}
+            phase = str(status.get("phase", ""))
+            ref, unit, aliases = _workload_of(pod)
+            found = _Pod(_key(pod), on, count, ref, unit, aliases)
+            node_lost = on not in out.ready
+            if phase in _ENDED_PHASES or (meta.get("deletionTimestamp") and phase in _PLACED_PHASES):
+                if node_lost or status.get("reason") in _NODE_REASONS:
+                    out.ended.append(found)
+                continue  # ended or going away on a healthy node: its GPUs are free, or soon
+            if phase in _PLACED_PHASES:
+                out.pods.append(found)
         return out
 
     def _read_assignments(self) -> list[Assignment]:
@@ -331,18 +381,24 @@ def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:
     }
 
 
-def _workloads(pods: Sequence[_Pod]) -> list[WorkloadInfo]:
-    grouped: dict[WorkloadRef, list[_Pod]] = {}
-    for pod in pods:
-        grouped.setdefault(pod.workload, []).append(pod)
+def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadInfo]:
+    """Workloads of the placed pods, plus units lost with their node while the workload has fewer units
+    than it had before the loss (until its replacements run)."""
+    grouped: dict[WorkloadRef, dict[str, list[_Pod]]] = {}
+    for pod in sorted(placed, key=lambda p: p.key):
+        grouped.setdefault(pod.workload, {}).setdefault(pod.unit, []).append(pod)
+    for k in sorted(kept, key=lambda k: (-k.since, k.pod.key)):  # the latest losses are the missing units
+        units = grouped.setdefault(k.pod.workload, {})
+        if k.pod.unit in units or len(units) < k.units_before:
+            units.setdefault(k.pod.unit, []).append(k.pod)
     out = []
-    for ref, members in grouped.items():
-        members.sort(key=lambda p: p.key)
+    for ref, units in grouped.items():
+        members = [p for unit in units.values() for p in unit]
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
         out.append(
             WorkloadInfo(
                 ref,
-                tuple(p.gpus for p in members),
+                tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values()),
                 aliases=aliases,
                 pods=tuple(p.key[1] for p in members),
             )
@@ -354,41 +410,44 @@ def _workloads(pods: Sequence[_Pod]) -> list[WorkloadInfo]:
 
 
 def decode_page(data: bytes) -> Any:
-    """One list response's JSON."""
-    return json.loads(data)
-
-
-@contextmanager
-def gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off for a while. Decoding a large cluster's lists allocates millions of
-    dicts and strings, none in a cycle, and each allocation burst set off full collections that walked
-    every live object: for 42,500 pods they took three quarters of the read (benchmarks/bench_inventory.py).
-    Reference counting still frees everything."""
+    """One list response's JSON, with the cyclic garbage collector paused: a page of 500 pods allocates
+    hundreds of thousands of dicts and strings, none in a cycle, and each burst set off full collections that
+    walked every live object of the process (for 42,500 pods three quarters of the read,
+    benchmarks/bench_inventory.py). Reference counting still frees everything."""
     enabled = gc.isenabled()
     gc.disable()
     try:
-        yield
+        return json.loads(data)
     finally:
         if enabled:
             gc.enable()
 
 
-def api_lister(api_client: Any, timeout_seconds: float = 10.0) -> Lister:
+def _api_message(exc: Any) -> str:
+    """The Kubernetes ``Status`` message of an ``ApiException``, when its body has one."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        return ""
+    return str(body.get("message", "")) if isinstance(body, dict) else ""
+
+
+def api_lister(
+    api_client: Any, timeout_seconds: float = 10.0, calls: Mapping[str, Callable[..., Any]] | None = None
+) -> Lister:
     """A ``Lister`` over ``kubernetes.client``: raw JSON pages (the client's model objects cost ~10x the
-    time for large lists), errors as ``SourceError`` (a 429 or 5xx is retryable)."""
+    time for large lists), errors as ``SourceError`` (a 429, 5xx or expired ``continue`` is retryable).
+    ``calls`` replaces the client's list functions (tests)."""
     from kubernetes import client  # noqa: PLC0415 - only serve with a Kubernetes inventory needs it
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
-    core, apps = client.CoreV1Api(api_client), client.AppsV1Api(api_client)
-    calls: dict[str, Callable[..., Any]] = {
-        "nodes": core.list_node,
-        "pods": core.list_pod_for_all_namespaces,
-        "replicasets": apps.list_replica_set_for_all_namespaces,
-    }
+    if calls is None:
+        core = client.CoreV1Api(api_client)
+        calls = {"nodes": core.list_node, "pods": core.list_pod_for_all_namespaces}
+    selectors = {"pods": "spec.nodeName!="}  # bound pods only; Pending ones hold no GPU yet
 
-    def list_all(resource: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = []
+    def list_all(resource: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
         while True:
             kwargs: dict[str, Any] = {
@@ -396,26 +455,39 @@ def api_lister(api_client: Any, timeout_seconds: float = 10.0) -> Lister:
                 "_preload_content": False,
                 "_request_timeout": timeout_seconds,
             }
+            if resource in selectors:
+                kwargs["field_selector"] = selectors[resource]
             if token:
                 kwargs["_continue"] = token
             try:
                 response = calls[resource](**kwargs)
                 page = decode_page(response.data)
             except ApiException as exc:
-                raise SourceError(
-                    f"list {resource}: HTTP {exc.status} {exc.reason}",
-                    source="kubernetes",
-                    retryable=exc.status == 429 or (exc.status or 0) >= 500,
-                ) from exc
+                raise _api_error(resource, exc) from exc
             except (HTTPError, OSError, ValueError) as exc:
                 raise SourceError(
                     f"list {resource}: {type(exc).__name__}: {exc}", source="kubernetes"
                 ) from exc
             if not isinstance(page, dict) or not isinstance(page.get("items"), list):
                 raise SourceError(f"list {resource}: the response has no 'items' list", source="kubernetes")
-            items.extend(page["items"])
+            yield from page["items"]
             token = (page.get("metadata") or {}).get("continue")
             if not token:
-                return items
+                return
 
     return list_all
+
+
+def _api_error(resource: str, exc: Any) -> SourceError:
+    status = exc.status or 0
+    message = f"list {resource}: HTTP {status} {exc.reason}"
+    detail = _api_message(exc)
+    if detail:
+        message += f": {detail}"
+    if status in (401, 403):
+        message += (
+            " (give serve's credentials get/list on nodes and pods: deploy/kubernetes-inventory-rbac.yaml)"
+        )
+    elif status == 410:
+        message += " (the list's continue token expired; the next refresh lists again)"
+    return SourceError(message, source="kubernetes", retryable=status in (410, 429) or status >= 500)

@@ -47,10 +47,21 @@ def _workloads(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory 
         known = inventory is not None and inventory.find_workload(WorkloadKind.TRAINING_JOB, job) is not None
         if known or kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}:
             found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job))
-    if labels.get("service"):
-        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, labels["service"]))
-    elif labels.get("pod"):
-        found.add(WorkloadRef(WorkloadKind.POD, namespace, labels["pod"]))
+    service, pod, pod_namespace = labels.get("service", ""), labels.get("pod", ""), namespace
+    if labels.get("exported_pod"):
+        # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
+        # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
+        pod, pod_namespace = labels["exported_pod"], labels.get("exported_namespace") or namespace
+    if service and pod and inventory is not None:
+        # The Prometheus Operator labels every scraped series with the Service it scraped (the exporter's
+        # own): a `service` the inventory does not know loses to a `pod` it knows.
+        known = inventory.find_workload(WorkloadKind.INFERENCE_SERVICE, service, namespace) is not None
+        if not known and inventory.find_workload(WorkloadKind.POD, pod, pod_namespace) is not None:
+            service = ""
+    if service:
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, service))
+    elif pod:
+        found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod))
     if inventory is not None:
         found = {_canonical(w, inventory) for w in found}
     return found

@@ -2,14 +2,15 @@
 
 A synthetic cluster as the API would list it: ``--nodes`` 8-GPU nodes (1,250: 10,000 GPUs) in racks of 32;
 inference Deployments whose replicas hold 4 GPUs (two per node, so every GPU is held and pods share nodes);
-and ``--cpu-pods`` pods without GPUs (the bulk of a real cluster's pods, which the reader must skip). The
-list bodies are JSON text, as the official client returns them with ``_preload_content=False``; the timing
-covers decoding them (as ``api_lister`` does) and building the inventory (``KubernetesInventory.read``),
-the best of ``--repeat``.
+and ``--cpu-pods`` pods without GPUs (the bulk of a real cluster's pods, which the reader must skip). Each
+pod carries what a real one does (environment, volumes, probes, managed fields, container statuses):
+about 4.5 KB of JSON. The bodies are served in pages of 500, as JSON text, the way the official client
+returns them with ``_preload_content=False``; the timing covers decoding them (``decode_page``, as
+``api_lister`` does) and building the inventory (``KubernetesInventory.read``), the best of ``--repeat``.
 ``--assigned`` also gives every pod's GPU indices, as the exporter's series in Prometheus would.
 
 The HTTP transfer is left out: on a real cluster it depends on the API server, and the test stand-in (kmock)
-would measure itself.
+would measure itself. Peak memory (``max_rss_mb``) includes the synthetic bodies themselves.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import resource
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -31,17 +33,15 @@ from gpuwarden.clock import FakeClock
 RACK = "topology.kubernetes.io/rack"
 
 
-def cluster(nodes: int, cpu_pods: int) -> tuple[dict[str, bytes], list[Assignment]]:
-    """The list bodies of nodes, pods and ReplicaSets, and the GPU assignments of the GPU pods."""
+def cluster(nodes: int, cpu_pods: int) -> tuple[dict[str, list[bytes]], list[Assignment]]:
+    """The list pages of nodes and pods, and the GPU assignments of the GPU pods."""
     node_items = [
         {
-            "metadata": {
-                "name": f"gpu-{n:05d}",
-                "labels": {"topology.kubernetes.io/rack": f"r{n // 32:03d}"},
-            },
+            "metadata": {"name": f"gpu-{n:05d}", "labels": {RACK: f"r{n // 32:03d}"}},
             "spec": {},
             "status": {
                 "capacity": {"cpu": "128", "memory": "2Ti", "nvidia.com/gpu": "8"},
+                "allocatable": {"cpu": "127", "memory": "1990Gi", "nvidia.com/gpu": "8"},
                 "conditions": [
                     {"type": "MemoryPressure", "status": "False"},
                     {"type": "Ready", "status": "True"},
@@ -51,47 +51,98 @@ def cluster(nodes: int, cpu_pods: int) -> tuple[dict[str, bytes], list[Assignmen
         for n in range(nodes)
     ]
     pods: list[dict[str, Any]] = []
-    replica_sets: list[dict[str, Any]] = []
     assigned: list[Assignment] = []
     per_service = 16  # replicas
     for i in range(nodes * 2):
         service, replica = divmod(i, per_service)
         rs = f"svc-{service:04d}-5d8f7c"
-        if replica == 0:
-            owner = [{"kind": "Deployment", "name": f"svc-{service:04d}", "controller": True}]
-            replica_sets.append({"metadata": {"namespace": "serving", "name": rs, "ownerReferences": owner}})
         node, half = divmod(i, 2)
         name = f"{rs}-{replica:05d}"
-        pods.append(
-            _pod(name, f"gpu-{node:05d}", 4, [{"kind": "ReplicaSet", "name": rs, "controller": True}])
-        )
+        owner = [{"kind": "ReplicaSet", "name": rs, "controller": True}]
+        pods.append(_pod(name, f"gpu-{node:05d}", 4, owner))
         assigned.extend(
             Assignment(f"gpu-{node:05d}", half * 4 + g, f"GPU-{node}-{half * 4 + g}", "serving", name)
             for g in range(4)
         )
-    pods.extend(_pod(f"web-{p:06d}", f"gpu-{p % nodes:05d}", 0, []) for p in range(cpu_pods))
-    bodies = {
-        "nodes": json.dumps({"items": node_items, "metadata": {}}).encode(),
-        "pods": json.dumps({"items": pods, "metadata": {}}).encode(),
-        "replicasets": json.dumps({"items": replica_sets, "metadata": {}}).encode(),
-    }
-    return bodies, assigned
+    pods.extend(_pod(f"web-5d8f7c-{p:06d}", f"gpu-{p % nodes:05d}", 0, []) for p in range(cpu_pods))
+    return {"nodes": _pages(node_items), "pods": _pages(pods)}, assigned
+
+
+def _pages(items: list[dict[str, Any]], size: int = 500) -> list[bytes]:
+    return [
+        json.dumps(
+            {"items": items[i : i + size], "metadata": {"continue": "next" if i + size < len(items) else ""}}
+        ).encode()
+        for i in range(0, len(items), size)
+    ]
 
 
 def _pod(name: str, node: str, gpus: int, owners: list[dict[str, Any]]) -> dict[str, Any]:
     limits = {"cpu": "4", "memory": "16Gi", **({"nvidia.com/gpu": str(gpus)} if gpus else {})}
+    app = name.rsplit("-", 2)[0]
+    env = [{"name": f"SETTING_{i}", "value": f"value-{i}-{app}"} for i in range(12)]
+    mounts = [{"name": f"vol-{i}", "mountPath": f"/mnt/data/{i}", "readOnly": True} for i in range(4)]
+    probe = {"httpGet": {"path": "/health", "port": 8000}, "periodSeconds": 10, "failureThreshold": 3}
     return {
         "metadata": {
             "namespace": "serving",
             "name": name,
-            "labels": {"app.kubernetes.io/name": name.rsplit("-", 2)[0]},
+            "uid": "3f1c9a52-8d2e-4b7a-9c61-0e5f2d8a7b41",
+            "resourceVersion": "918273645",
+            "creationTimestamp": "2026-11-20T08:15:00Z",
+            "labels": {"app.kubernetes.io/name": app, "pod-template-hash": "5d8f7c", "team": "inference"},
+            "annotations": {"prometheus.io/scrape": "true", "prometheus.io/port": "8000"},
             "ownerReferences": owners,
+            "managedFields": [
+                {
+                    "manager": "kube-controller-manager",
+                    "operation": "Update",
+                    "apiVersion": "v1",
+                    "fieldsType": "FieldsV1",
+                    "fieldsV1": {f"f:spec.containers.{i}": {} for i in range(30)},
+                }
+            ],
         },
         "spec": {
             "nodeName": node,
-            "containers": [{"name": "main", "image": "vllm:0.6", "resources": {"limits": limits}}],
+            "serviceAccountName": "default",
+            "containers": [
+                {
+                    "name": "main",
+                    "image": "registry.example.com/inference/vllm:0.6.3",
+                    "args": ["--model", "/models/llama", "--tensor-parallel-size", str(gpus or 1)],
+                    "env": env,
+                    "resources": {"limits": limits, "requests": limits},
+                    "volumeMounts": mounts,
+                    "readinessProbe": probe,
+                    "livenessProbe": probe,
+                }
+            ],
+            "volumes": [
+                {"name": f"vol-{i}", "persistentVolumeClaim": {"claimName": f"data-{i}"}} for i in range(4)
+            ],
+            "tolerations": [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
         },
-        "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True"}]},
+        "status": {
+            "phase": "Running",
+            "podIP": "10.42.17.23",
+            "startTime": "2026-11-20T08:15:03Z",
+            "conditions": [
+                {"type": t, "status": "True", "lastTransitionTime": "2026-11-20T08:15:40Z"}
+                for t in ("Initialized", "Ready", "ContainersReady", "PodScheduled")
+            ],
+            "containerStatuses": [
+                {
+                    "name": "main",
+                    "ready": True,
+                    "restartCount": 0,
+                    "image": "registry.example.com/inference/vllm:0.6.3",
+                    "imageID": "registry.example.com/inference/vllm@sha256:" + "ab" * 32,
+                    "containerID": "containerd://" + "cd" * 32,
+                    "state": {"running": {"startedAt": "2026-11-20T08:15:20Z"}},
+                }
+            ],
+        },
     }
 
 
@@ -104,9 +155,9 @@ def main() -> None:
     args = parser.parse_args()
     bodies, assigned = cluster(args.nodes, args.cpu_pods)
 
-    def lister(name: str) -> list[dict[str, Any]]:
-        items: list[dict[str, Any]] = decode_page(bodies[name])["items"]  # as the reader's client does
-        return items
+    def lister(name: str) -> Iterator[dict[str, Any]]:
+        for page in bodies[name]:
+            yield from decode_page(page)["items"]  # page by page, as api_lister does
 
     best = float("inf")
     inventory = None
@@ -130,7 +181,7 @@ def main() -> None:
                 "pods": gpu_pods + args.cpu_pods,
                 "gpu_pods": gpu_pods,
                 "workloads": len(inventory.workloads()),
-                "list_bytes": sum(len(b) for b in bodies.values()),
+                "list_bytes": sum(len(page) for pages in bodies.values() for page in pages),
                 "assigned": args.assigned,
                 "ambiguous_pods": reader.ambiguous_pods,
                 "read_seconds": round(best, 3),

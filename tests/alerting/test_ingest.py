@@ -34,10 +34,20 @@ def test_score_and_recommended_action_annotations_are_read_when_they_parse(
         ({"xid": "63"}, {}, RecommendedAction.IGNORE),
         ({"xid": "99999"}, {}, RecommendedAction.INVESTIGATE),  # not in the catalog
         ({"xid": "seventy-nine"}, {}, RecommendedAction.NONE),
+        ({"xid": "\u00b2"}, {}, RecommendedAction.NONE),  # a digit to str.isdigit, not to int()
         ({"xid": "79"}, {"recommended_action": "drain_and_reset"}, RecommendedAction.DRAIN_AND_RESET),
         ({"code": "500"}, {}, RecommendedAction.NONE),  # `code` is an HTTP status as often as an XID
     ],
-    ids=["79", "xid_code", "informational", "unknown-xid", "not-a-number", "annotation-wins", "code-label"],
+    ids=[
+        "79",
+        "xid_code",
+        "informational",
+        "unknown-xid",
+        "not-a-number",
+        "superscript-two",
+        "annotation-wins",
+        "code-label",
+    ],
 )
 def test_an_alert_carrying_an_xid_gets_the_catalogs_action(
     labels: dict[str, str], annotations: dict[str, str], action: RecommendedAction

@@ -3,14 +3,17 @@ placement with and without the exporter's assignments, spare GPUs, and pods kept
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
+from kubernetes.client.exceptions import ApiException
 
 from alerting.faults import classify
 from alerting.k8s_inventory import (
     Assignment,
     KubernetesInventory,
+    api_lister,
     assignments_from_labels,
     node_gpus,
     pod_gpus,
@@ -56,16 +59,11 @@ def pod(
     return {"metadata": meta, "spec": spec, "status": {"phase": phase}}
 
 
-def replica_set(namespace: str, name: str, deployment: str) -> dict:
-    owner = [{"kind": "Deployment", "name": deployment, "controller": True}]
-    return {"metadata": {"namespace": namespace, "name": name, "ownerReferences": owner}}
-
-
 class FakeApi:
     """The objects a lister returns, changed between reads by the test."""
 
     def __init__(self) -> None:
-        self.objects: dict[str, list[dict]] = {"nodes": [], "pods": [], "replicasets": []}
+        self.objects: dict[str, list[dict]] = {"nodes": [], "pods": []}
         self.calls: list[str] = []
 
     def __call__(self, resource: str) -> list[dict]:
@@ -82,11 +80,13 @@ def serving_cluster(api: FakeApi) -> None:
         node("g4", rack="r2"),
         node("cpu", 0),
     ]
-    api.objects["replicasets"] = [replica_set("serving", "llama-7f9c", "llama")]
-    api.objects["pods"] = [
-        pod("serving", f"llama-7f9c-{i}", f"g{i}", 8, ("ReplicaSet", "llama-7f9c"), {"app": "llama-70b"})
-        for i in range(1, 5)
-    ]
+    api.objects["pods"] = [llama(i, f"g{i}") for i in range(1, 5)]
+
+
+def llama(i: int, on: str | None, phase: str = "Running") -> dict:
+    """Replica ``i`` of the llama Deployment (its ReplicaSet is llama-7f9c)."""
+    labels = {"app": "llama-70b", "pod-template-hash": "7f9c"}
+    return pod("serving", f"llama-7f9c-{i}", on, 8, ("ReplicaSet", "llama-7f9c"), labels, phase)
 
 
 def inventory(api: FakeApi, clock: FakeClock | None = None, **kwargs: Any) -> KubernetesInventory:
@@ -125,24 +125,60 @@ def test_deployment_pods_are_replicas_of_one_service_that_answers_to_its_pods() 
     assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "llama-70b") == SERVICE  # the app label
 
 
-def test_controllers_decide_the_kind_of_workload() -> None:
+def test_controllers_and_labels_decide_the_workload() -> None:
     api = FakeApi()
-    api.objects["nodes"] = [node(f"g{i}") for i in range(1, 6)]
+    api.objects["nodes"] = [node(f"g{i}") for i in range(1, 10)]
+    rollout = {"rollouts-pod-template-hash": "6c5d"}
     api.objects["pods"] = [
         pod("serving", "vllm-0", "g1", 8, ("StatefulSet", "vllm")),
         pod("train", "llm-w-0", "g2", 8, ("Job", "llm-w"), {"jobset.sigs.k8s.io/jobset-name": "llm-70b"}),
         pod("train", "bert-worker-0", "g3", 8, ("PyTorchJob", "bert")),
         pod("lab", "notebook", "g4", 1),
-        pod("serving", "orphan-rs-1", "g5", 8, ("ReplicaSet", "orphan-rs")),  # its ReplicaSet is not listed
+        pod("serving", "orphan-rs-1", "g5", 8, ("ReplicaSet", "orphan-rs")),  # a ReplicaSet of its own
+        pod("serving", "canary-6c5d-x", "g6", 8, ("ReplicaSet", "canary-6c5d"), rollout),  # an Argo Rollout
+        pod("kube-system", "dcgm-probe-x", "g7", 1, ("DaemonSet", "dcgm-probe")),
+        pod("lab", "nb-0", "g8", 1, ("StatefulSet", "nb"), {"notebook-name": "nb"}),
+        pod(
+            "serving",
+            "mixtral-predictor-00001-deployment-9f-x",
+            "g9",
+            8,
+            ("ReplicaSet", "mixtral-predictor-00001-deployment-9f"),
+            {"serving.kserve.io/inferenceservice": "mixtral", "pod-template-hash": "9f"},
+        ),
     ]
     refs = {w.ref for w in inventory(api).read().workloads()}
+    service, job, single = WorkloadKind.INFERENCE_SERVICE, WorkloadKind.TRAINING_JOB, WorkloadKind.POD
     assert refs == {
-        WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "vllm"),
-        WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "llm-70b"),
-        WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "bert"),
-        WorkloadRef(WorkloadKind.POD, "lab", "notebook"),
-        WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "orphan-rs"),
+        WorkloadRef(service, "serving", "vllm"),
+        WorkloadRef(job, "train", "llm-70b"),
+        WorkloadRef(job, "train", "bert"),
+        WorkloadRef(single, "lab", "notebook"),
+        WorkloadRef(service, "serving", "orphan-rs"),
+        WorkloadRef(service, "serving", "canary"),
+        WorkloadRef(single, "kube-system", "dcgm-probe-x"),
+        WorkloadRef(single, "lab", "nb-0"),
+        WorkloadRef(service, "serving", "mixtral"),
     }
+
+
+def test_a_leader_worker_set_group_is_one_replica() -> None:
+    api = FakeApi()
+    api.objects["nodes"] = [node(f"g{i}") for i in range(1, 5)]
+    api.objects["pods"] = []
+    for group in range(2):
+        for member in range(2):
+            labels = {
+                "leaderworkerset.sigs.k8s.io/name": "llama",
+                "leaderworkerset.sigs.k8s.io/group-index": str(group),
+            }
+            # the leader is owned by the LWS's StatefulSet, the workers by one named after the leader
+            owner = ("StatefulSet", "llama") if member == 0 else ("StatefulSet", f"llama-{group}")
+            name = f"llama-{group}" if member == 0 else f"llama-{group}-{member}"
+            api.objects["pods"].append(pod("serving", name, f"g{group * 2 + member + 1}", 8, owner, labels))
+    [info] = inventory(api).read().workloads()
+    assert info.ref == SERVICE
+    assert [sorted({n for n, _ in u}) for u in info.units] == [["g1", "g2"], ["g3", "g4"]]
 
 
 def test_pods_without_gpus_unbound_or_finished_are_not_placed() -> None:
@@ -154,9 +190,7 @@ def test_pods_without_gpus_unbound_or_finished_are_not_placed() -> None:
         pod("a", "done", "g1", 8, phase="Succeeded"),
         pod("a", "on-cpu-node", "cpu", 1),
     ]
-    inv = inventory(api)
-    assert inv.read().workloads() == []
-    assert "replicasets" not in api.calls  # nothing holds GPUs: ReplicaSets are not worth listing
+    assert inventory(api).read().workloads() == []
 
 
 def test_gpu_requests_follow_the_schedulers_rule() -> None:
@@ -166,8 +200,11 @@ def test_gpu_requests_follow_the_schedulers_rule() -> None:
     assert pod_gpus(p, ["nvidia.com/gpu"]) == 4  # the largest init container beats the sum of 3
     p["spec"]["initContainers"] = []
     assert pod_gpus(p, ["nvidia.com/gpu"]) == 3
+    sidecar = {"name": "proxy", "restartPolicy": "Always", "resources": {"limits": {"nvidia.com/gpu": "1"}}}
+    p["spec"]["initContainers"] = [sidecar]
+    assert pod_gpus(p, ["nvidia.com/gpu"]) == 4  # a sidecar runs beside the containers: added
     p["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"] = "lots"
-    assert pod_gpus(p, ["nvidia.com/gpu"]) == 1  # a malformed quantity counts nothing, not a crash
+    assert pod_gpus(p, ["nvidia.com/gpu"]) == 2  # a malformed quantity counts nothing, not a crash
 
 
 def test_pods_sharing_a_node_are_placed_exactly_with_the_exporters_assignments() -> None:
@@ -210,41 +247,74 @@ def test_unreadable_assignments_fall_back_to_the_guess() -> None:
 def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
     api = FakeApi()
     api.objects["nodes"] = [node("g1"), node("g2"), node("g3", ready=False), node("g4", cordoned=True)]
+    api.objects["nodes"].append(node("g5"))
+    api.objects["nodes"][-1]["status"]["allocatable"] = {"nvidia.com/gpu": "6"}  # two marked unhealthy
     api.objects["pods"] = [pod("a", "p1", "g1", 8), pod("a", "p2", "g2", 3)]
-    assert inventory(api).read().spare_gpus("k1") == 5
+    assert inventory(api).read().spare_gpus("k1") == 5 + 6
 
 
-def test_a_pod_lost_with_its_node_stays_placed_for_a_while() -> None:
+def test_a_node_whose_device_plugin_stops_keeps_its_gpus_but_is_not_spare() -> None:
+    api = FakeApi()
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    reader = inventory(api)
+    reader.read()
+    api.objects["nodes"][0] = node("g1", 0)  # the kubelet reports 0 GPUs once the plugin is gone
+    inv = reader.read()
+    assert inv.node("g1") is not None and inv.node("g1").gpu_count == 8  # type: ignore[union-attr]
+    assert inv.spare_gpus("k1") == 8
+
+
+def test_a_pod_lost_with_its_node_stays_placed_until_it_is_replaced_or_a_while_passed() -> None:
     api, clock = FakeApi(), FakeClock(1000.0)
     serving_cluster(api)
     reader = inventory(api, clock, keep_ended_seconds=600)
     reader.read()
-    # g2 dies; the node controller evicts its pod and the Deployment starts a replacement on g4.
+    # g2 dies; the node controller evicts its pod and the Deployment creates a replacement, not yet bound.
     api.objects["nodes"][1] = node("g2", ready=False)
     api.objects["pods"] = [p for p in api.objects["pods"] if p["spec"]["nodeName"] != "g2"]
-    api.objects["pods"].append(
-        pod("serving", "llama-7f9c-9", None, 8, ("ReplicaSet", "llama-7f9c"), phase="Pending")
-    )
+    api.objects["pods"].append(llama(9, None, phase="Pending"))
     clock.advance(60)
     inv = reader.read()
     [info] = inv.workloads()
-    assert {("g2", 0)} <= info.gpus  # the incident of g2's failure still finds llama there
+    assert len(info.units) == 4 and {("g2", 0)} <= info.gpus  # the incident of g2's failure finds llama
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-2", "serving") == SERVICE
+    # The replacement runs on g5: the service is whole again, the lost replica no longer counts.
+    api.objects["nodes"].append(node("g5"))
+    api.objects["pods"][-1] = llama(9, "g5")
+    clock.advance(60)
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and not {("g2", 0)} <= info.gpus
+    # The replacement dies with g5: one replica is missing, the latest lost, until keep_ended_seconds.
+    api.objects["nodes"][-1] = node("g5", ready=False)
+    api.objects["pods"].pop()
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and {("g5", 0)} <= info.gpus and not {("g2", 0)} <= info.gpus
     clock.advance(601)
     [info] = reader.read().workloads()
-    assert not {("g2", 0)} <= info.gpus
+    assert len(info.units) == 3
 
 
-def test_failed_pods_are_kept_and_rolled_out_pods_are_not() -> None:
+def test_pods_ending_on_a_healthy_node_are_not_kept() -> None:
     api = FakeApi()
     serving_cluster(api)
     reader = inventory(api)
     reader.read()
-    api.objects["pods"][0]["status"]["phase"] = "Failed"  # g1 is Ready, but the pod failed: kept
+    api.objects["pods"][0]["status"]["phase"] = "Failed"  # its own failure, g1 Ready: not kept
     del api.objects["pods"][1]  # deleted from a healthy node (a rollout): gone
+    api.objects["pods"][1]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"  # terminating: going
     [info] = reader.read().workloads()
-    nodes = {n for n, _ in info.gpus}
-    assert nodes == {"g1", "g3", "g4"}
+    assert {n for n, _ in info.gpus} == {"g4"}
+    api.objects["pods"][0]["status"]["reason"] = "NodeLost"  # failed for its node's sake: kept
+    assert {n for n, _ in reader.read().workloads()[0].gpus} == {"g1", "g4"}
+
+
+def test_after_a_restart_pods_left_on_a_dead_node_are_still_found() -> None:
+    api = FakeApi()
+    serving_cluster(api)
+    api.objects["nodes"][2] = node("g3", rack="r2", ready=False)
+    api.objects["pods"][2]["status"]["phase"] = "Unknown"  # the node stopped reporting
+    [info] = inventory(api).read().workloads()  # a reader that never saw it running
+    assert {n for n, _ in info.gpus} == {"g1", "g2", "g3", "g4"}
 
 
 def test_an_alert_naming_a_pod_is_placed_on_its_service() -> None:
@@ -270,3 +340,83 @@ def test_a_failing_list_fails_the_read(resource: str) -> None:
 
     with pytest.raises(SourceError, match="429"):
         KubernetesInventory(FakeClock(0.0), lister, cluster="k1").read()
+
+
+def test_an_exact_name_beats_an_alias_and_a_shared_alias_names_nothing() -> None:
+    api = FakeApi()
+    serving_cluster(api)
+    chat = {"app": "llama", "pod-template-hash": "88aa"}  # a Deployment whose pods say app=llama
+    api.objects["nodes"].append(node("g9"))
+    api.objects["pods"].append(pod("serving", "chat-88aa-1", "g9", 1, ("ReplicaSet", "chat-88aa"), chat))
+    inv = inventory(api).read()
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "llama", "serving") == SERVICE
+    helm = {"app.kubernetes.io/name": "vllm", "pod-template-hash": "77bb"}  # two charts, one name
+    api.objects["pods"].append(pod("serving", "big-77bb-1", "g9", 1, ("ReplicaSet", "big-77bb"), helm))
+    api.objects["pods"].append(pod("serving", "small-77bb-1", "g9", 1, ("ReplicaSet", "small-77bb"), helm))
+    inv = inventory(api).read()
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "vllm", "serving") is None
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "llama-70b", "serving") == SERVICE
+
+
+@pytest.mark.parametrize(
+    "labels",
+    [
+        # The Prometheus Operator adds the scraped Service: the exporter's own, which the inventory lacks.
+        {"service": "nvidia-dcgm-exporter", "namespace": "serving", "pod": "llama-7f9c-3"},
+        # Prometheus keeps the exporter's pod labels as exported_* when the target has its own.
+        {
+            "namespace": "gpu-operator",
+            "pod": "dcgm-x",
+            "exported_namespace": "serving",
+            "exported_pod": "llama-7f9c-3",
+        },
+    ],
+    ids=["operator-service-label", "exported-pod"],
+)
+def test_the_gpus_pod_wins_over_labels_about_the_exporter(labels: dict[str, str]) -> None:
+    api = FakeApi()
+    serving_cluster(api)
+    labels = {"alertname": "GpuXid", "xid": "79", "Hostname": "g3", "gpu": "5", **labels}
+    assert locate(labels, classify(labels), inventory(api).read()).workloads == {SERVICE}
+
+
+class _Response:
+    def __init__(self, body: dict) -> None:
+        self.data = json.dumps(body).encode()
+
+
+def test_the_lister_follows_continue_tokens_and_lists_bound_pods_only() -> None:
+    seen: list[dict] = []
+
+    def list_pods(**kwargs: Any) -> _Response:
+        seen.append(kwargs)
+        assert len(seen) <= 2, "the lister asked for the first page again: it dropped the continue token"
+        if "_continue" not in kwargs:
+            return _Response({"items": [{"n": 1}, {"n": 2}], "metadata": {"continue": "t1"}})
+        return _Response({"items": [{"n": 3}], "metadata": {}})
+
+    lister = api_lister(None, calls={"pods": list_pods})
+    assert [item["n"] for item in lister("pods")] == [1, 2, 3]
+    assert [call.get("_continue") for call in seen] == [None, "t1"]
+    assert all(call["field_selector"] == "spec.nodeName!=" and call["limit"] == 500 for call in seen)
+    assert all(call["_preload_content"] is False for call in seen)
+
+
+@pytest.mark.parametrize(
+    ("status", "message", "retryable"),
+    [
+        (403, 'cannot list resource "pods" .*kubernetes-inventory-rbac.yaml', False),
+        (410, "continue token expired", True),
+        (429, "HTTP 429", True),
+        (500, "HTTP 500", True),
+    ],
+)
+def test_api_errors_say_what_to_do(status: int, message: str, retryable: bool) -> None:
+    def fail(**kwargs: Any) -> _Response:
+        exc = ApiException(status=status, reason="Failure")
+        exc.body = json.dumps({"kind": "Status", "message": 'User "x" cannot list resource "pods"'})
+        raise exc
+
+    with pytest.raises(SourceError, match=message) as err:
+        list(api_lister(None, calls={"pods": fail})("pods"))
+    assert err.value.retryable is retryable

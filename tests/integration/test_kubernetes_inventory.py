@@ -55,15 +55,13 @@ def owned(obj: dict[str, Any]) -> list[dict[str, Any]]:
 
 def gpu_pod(name: str, namespace: str, node: str, gpus: int, owner: dict[str, Any]) -> dict[str, Any]:
     container = {"name": "main", "image": "vllm:1", "resources": {"limits": {"nvidia.com/gpu": str(gpus)}}}
+    labels = {"app.kubernetes.io/name": "llama-70b"}
+    if owner["kind"] == "ReplicaSet":  # the Deployment controller's hash, the suffix of the ReplicaSet's name
+        labels["pod-template-hash"] = owner["metadata"]["name"].rsplit("-", 1)[1]
     return {
         "apiVersion": "v1",
         "kind": "Pod",
-        "metadata": {
-            "name": name,
-            "namespace": namespace,
-            "labels": {"app.kubernetes.io/name": "llama-70b"},
-            "ownerReferences": owned(owner),
-        },
+        "metadata": {"name": name, "namespace": namespace, "labels": labels, "ownerReferences": owned(owner)},
         "spec": {"nodeName": node, "containers": [container]},
         "status": {"phase": "Running"},
     }
