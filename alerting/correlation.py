@@ -31,6 +31,7 @@ class Member:
     firing: bool
     labels: Mapping[str, str]
     flapping: bool = False
+    recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
 
     @property
     def is_outage(self) -> bool:

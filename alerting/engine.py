@@ -133,7 +133,17 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 cache[incident_id] = self.store.get(incident_id)
             incident = cache[incident_id]
             match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
-            self._call_listeners(IncidentChange(kind, incident, match or incident.timeline[-1]))
+            change = IncidentChange(
+                kind, incident, match or incident.timeline[-1], self._recommended(incident_id)
+            )
+            self._call_listeners(change)
+
+    def _recommended(self, incident_id: str) -> tuple[str, ...]:
+        """What the incident's firing alerts recommend doing (none: nothing)."""
+        inc = self._open.get(incident_id)
+        if inc is None:
+            return ()
+        return tuple(sorted({m.recommended_action for m in inc.members.values() if m.firing} - {"none"}))
 
     def _call_listeners(self, change: IncidentChange) -> None:
         for listener in list(self._listeners):
@@ -154,7 +164,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             if incident.state is IncidentState.RESOLVED:
                 continue
             opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
-            self._call_listeners(IncidentChange(ChangeKind.OPENED, incident, opened))
+            self._call_listeners(
+                IncidentChange(ChangeKind.OPENED, incident, opened, self._recommended(incident_id))
+            )
 
     # --- state rebuild --------------------------------------------------------------------------
 
@@ -168,6 +180,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             firing=row.status == AlertStatus.FIRING,
             labels=row.labels,
             flapping=row.flapping,
+            recommended_action=row.recommended_action,
         )
 
     def _reload(self) -> None:

@@ -28,6 +28,7 @@ class IncidentChange:
     kind: ChangeKind
     incident: Incident
     event: TimelineEvent
+    recommended: tuple[str, ...] = ()  # the recommended actions of its firing alerts
 
 
 class IncidentListener(Protocol):

@@ -56,6 +56,7 @@ class Notification(BaseModel):
     nodes_affected: int = 0
     runbook_url: str = ""
     actions_taken: tuple[str, ...] = ()
+    recommended_actions: tuple[str, ...] = ()
     opened_at: datetime
     resolved_at: datetime | None = None
     event_at: datetime
@@ -150,6 +151,7 @@ def build_notification(
         nodes_affected=impact.nodes_affected,
         runbook_url=link(incident),
         actions_taken=tuple(describe_action(a) for a in incident.actions),
+        recommended_actions=change.recommended,
         opened_at=incident.opened_at,
         resolved_at=incident.resolved_at,
         event_at=change.event.at,

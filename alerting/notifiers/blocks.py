@@ -125,6 +125,27 @@ def _buttons(n: Notification) -> Block:
     return {"type": "actions", "block_id": "incident_actions", "elements": elements}
 
 
+RECOMMENDED = {
+    "ignore": "nothing: informational",
+    "restart_app": "restart the workload",
+    "reset_gpu": "reset the GPU",
+    "drain_and_reset": "drain the GPU's workloads, then reset it",
+    "restart_node": "cordon and drain the node, then reboot it",
+    "cordon_and_drain": "cordon and drain the node",
+    "scale_out": "scale the service out",
+    "investigate": "investigate (no known remedy)",
+    "contact_support": "contact NVIDIA support",
+}
+
+
+def _recommended(n: Notification) -> list[Block]:
+    """What the firing alerts recommend (the XID catalog's action, the anomaly service's), when anything."""
+    if not n.recommended_actions:
+        return []
+    lines = "\n".join(f"• {escape(RECOMMENDED.get(a, a))}" for a in n.recommended_actions)
+    return [{"type": "section", "block_id": "recommended", "text": _mrkdwn(f"*Recommended*\n{lines}")}]
+
+
 def incident_message(n: Notification) -> SlackMessage:
     """The incident message: priority colour, emoji, title, impact, root cause, targets, runbook, actions."""
     header = f"{emoji(n)} {n.priority} {n.title}"
@@ -147,6 +168,7 @@ def incident_message(n: Notification) -> SlackMessage:
             "text": _mrkdwn(f"*Impact*\n{escape(n.impact_summary) or '_unknown_'}"),
         },
         {"type": "section", "block_id": "targets", "text": _mrkdwn(f"*Affected targets*\n{_targets(n)}")},
+        *_recommended(n),
         {"type": "section", "block_id": "runbook", "text": _mrkdwn(f"*Runbook*\n{_runbook(n.runbook_url)}")},
         {"type": "section", "block_id": "actions_taken", "text": _mrkdwn(f"*Actions taken*\n{actions}")},
     ]

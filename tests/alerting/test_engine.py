@@ -24,6 +24,7 @@ from gpuwarden.model import (
     NodeRef,
     Priority,
     RackRef,
+    RecommendedAction,
     WorkloadKind,
     WorkloadRef,
 )
@@ -500,3 +501,17 @@ def test_single_gpu_faults_on_two_nodes_of_one_rack_stay_separate(db: str, clock
     engine.ingest([_gpu_alert("r02-n01", 3, xid="13")])
     engine.ingest([_gpu_alert("r02-n04", 1, xid="13")])
     assert len(_open(engine)) == 2
+
+
+def test_changes_carry_what_the_firing_alerts_recommend(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=0)
+    seen: list[tuple[ChangeKind, tuple[str, ...]]] = []
+    engine.subscribe(lambda c: seen.append((c.kind, c.recommended)))
+    xid = {"alertname": "GpuXid", "xid": "79", "cluster": "c1", "node": "x1", "gpu": "3"}
+    down = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(xid, recommended_action=RecommendedAction.RESTART_NODE), Alert(down)])
+    assert seen[0] == (ChangeKind.OPENED, ("restart_node",))
+    clock.advance(60)
+    engine.ingest([Alert(xid, status=AlertStatus.RESOLVED), Alert(down, status=AlertStatus.RESOLVED)])
+    engine.tick()
+    assert seen[-1] == (ChangeKind.RESOLVED, ())  # nothing firing: nothing to do

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 
 from alerting.notifiers.base import build_notification
@@ -128,3 +130,18 @@ def test_a_reply_whose_message_starts_with_its_kind_bolds_it_once(
     reply = timeline_reply(build_notification(event))
     assert reply.blocks[0]["text"]["text"] == shown
     assert reply.text == f"{kind}: {message}"  # the fallback text keeps the kind first
+
+
+def test_the_recommended_actions_are_shown_in_words_when_there_are_any() -> None:
+    inc = make_incident()
+    opened = change(inc, ChangeKind.OPENED, 0, "opened")
+    plain = incident_message(build_notification(opened)).attachments[0]["blocks"]
+    assert "recommended" not in [b.get("block_id") for b in plain]
+    advised = replace(opened, recommended=("restart_node", "made_up_action"))
+    message = incident_message(build_notification(advised))
+    [block] = [b for b in message.attachments[0]["blocks"] if b.get("block_id") == "recommended"]
+    assert (
+        block["text"]["text"]
+        == "*Recommended*\n• cordon and drain the node, then reboot it\n• made_up_action"
+    )
+    assert validate_attachments(message.attachments) == []
