@@ -61,6 +61,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         self.config = config or AlertingConfig()
         self.clock = clock
         self.inventory = inventory
+        self.inventory_source = ""  # where it comes from (file, sim, slurm, kubernetes); set by the caller
+        self.inventory_read_at = clock.now() if inventory is not None else None
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()
@@ -227,6 +229,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         """Use a newer inventory (a Slurm refresh): new alerts are placed with it, open incidents again."""
         with self._lock:
             self.inventory = inventory
+            self.inventory_read_at = self.clock.now()
             for inc in self._open.values():
                 # Members were located with the old inventory: a job that was unknown then (an alert naming
                 # it by Slurm id before the refresh that listed it) is known now.

@@ -178,6 +178,8 @@ class _WorkloadEntry(BaseModel):
     namespace: str = ""
     name: str
     units: list[list[str]] = Field(description='each unit (replica or rank) lists its GPUs as "node:index"')
+    aliases: list[str] = Field(default_factory=list, description="other names alerts use for it")
+    pods: list[str] = Field(default_factory=list, description="its pods: an alert naming one points here")
 
 
 class InventoryFile(BaseModel):
@@ -205,6 +207,8 @@ def load_inventory(path: Path) -> StaticInventory:
             WorkloadInfo(
                 WorkloadRef(w.kind, w.namespace, w.name),
                 tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units),
+                aliases=tuple(w.aliases),
+                pods=tuple(w.pods),
             )
             for w in data.workloads
         ]
@@ -212,6 +216,10 @@ def load_inventory(path: Path) -> StaticInventory:
         raise ConfigError(str(exc), path=str(path), field="workloads.units") from exc
     nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
     return StaticInventory(nodes, workloads, dict(data.spare_gpus))
+
+
+def _gpu_order(text: str) -> tuple[str, int]:
+    return _gpu_key(text)
 
 
 def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
@@ -232,7 +240,11 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "kind": w.ref.kind.value,
                 "namespace": w.ref.namespace,
                 "name": w.ref.name,
-                "units": [sorted(f"{node}:{index}" for node, index in unit) for unit in w.units],
+                "units": [
+                    sorted((f"{node}:{index}" for node, index in unit), key=_gpu_order) for unit in w.units
+                ],
+                **({"aliases": list(w.aliases)} if w.aliases else {}),
+                **({"pods": list(w.pods)} if w.pods else {}),
             }
             for w in inventory.workload_list
         ],

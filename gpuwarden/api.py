@@ -33,7 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, inventory_data
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
@@ -107,7 +107,10 @@ class ApiMetrics(Collector):
             ("listener_errors", "Incident listeners that raised."),
             ("incidents_pruned", "Resolved incidents deleted after the retention period."),
             ("alerts_pruned", "Resolved alerts deleted after the retention period."),
-            ("inventory_refresh_failures", "Inventory re-reads (Slurm) that failed; the last one stays."),
+            (
+                "inventory_refresh_failures",
+                "Inventory re-reads (Slurm, Kubernetes) that failed; the last one stays.",
+            ),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
         yield GaugeMetricFamily(
@@ -334,6 +337,28 @@ class _Handlers:
         alerts = await run_in_threadpool(self._alert_dicts, incident_id)
         return JSONResponse(incident_detail(incident, alerts))
 
+    async def show_inventory(self, request: Request) -> Response:
+        """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it
+        back), with where it came from and when it was read."""
+        inventory = self.engine.inventory
+        if not isinstance(inventory, StaticInventory):
+            source = self.engine.inventory_source
+            message = (
+                f"the {source} inventory has not been read yet (see serve's log and"
+                " gpuwarden_inventory_refresh_failures_total)"
+                if source
+                else "serve runs without an inventory: configure alerting.inventory_file, sim_inventory,"
+                " slurm_inventory or kubernetes_inventory"
+            )
+            raise NotFound(message, field="inventory")
+        data = await run_in_threadpool(inventory_data, inventory)
+        about = {
+            "source": self.engine.inventory_source,
+            "read_at": iso(self.engine.inventory_read_at),
+            "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
+        }
+        return JSONResponse({"about": about, **data})
+
     async def postmortem(self, request: Request) -> Response:
         """The Markdown postmortem draft."""
         text = await run_in_threadpool(self.engine.postmortem, request.path_params["incident_id"])
@@ -386,6 +411,7 @@ class _Handlers:
             ),
             Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
+            Route("/api/v1/inventory", self.read("/api/v1/inventory", self.show_inventory), methods=["GET"]),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
             *[
                 Route(

@@ -11,6 +11,7 @@ from gpuwarden.cli import (
     exporter_cmd,
     incidents_cmd,
     inference_cmd,
+    inventory_cmd,
     serve_cmd,
     sim_cmd,
 )
@@ -31,6 +32,7 @@ anomaly_cmd.register(app)
 inference_cmd.register(app)
 serve_cmd.register(app)
 incidents_cmd.register(app)
+inventory_cmd.register(app)
 
 
 def main() -> None:

@@ -20,7 +20,7 @@ UrlOption = Annotated[
 ]
 
 
-def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:
@@ -40,7 +40,7 @@ def _request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     return response
 
 
-def _check_output(output: str, allowed: tuple[str, ...]) -> None:
+def check_output(output: str, allowed: tuple[str, ...]) -> None:
     if output not in allowed:
         err_console.print(f"[red]error:[/red] --output {output!r}: use one of {', '.join(allowed)}")
         raise typer.Exit(1)
@@ -64,13 +64,13 @@ def list_incidents(
     limit: Annotated[int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0)] = 50,
 ) -> None:
     """List incidents, newest first."""
-    _check_output(output, ("table", "json"))
+    check_output(output, ("table", "json"))
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
     if limit:
         params["limit"] = limit
-    response = _request("GET", url, "/api/v1/incidents", params=params)
+    response = api_request("GET", url, "/api/v1/incidents", params=params)
     items = response.json()
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
@@ -100,8 +100,8 @@ def show(
     output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    _check_output(output, ("text", "json"))
-    inc = _request("GET", url, f"/api/v1/incidents/{incident_id}").json()
+    check_output(output, ("text", "json"))
+    inc = api_request("GET", url, f"/api/v1/incidents/{incident_id}").json()
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
         return
@@ -122,7 +122,9 @@ ByOption = Annotated[str, typer.Option(help="Who does it (default: $USER).")]
 
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
     body = {**body, "by": by or os.environ.get("USER", "cli")}
-    inc: dict[str, Any] = _request("POST", url, f"/api/v1/incidents/{incident_id}/{action}", json=body).json()
+    inc: dict[str, Any] = api_request(
+        "POST", url, f"/api/v1/incidents/{incident_id}/{action}", json=body
+    ).json()
     return inc
 
 
@@ -172,7 +174,7 @@ def silence(
 @incidents_app.command("postmortem")
 def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
     """Print the Markdown postmortem draft."""
-    typer.echo(_request("GET", url, f"/api/v1/incidents/{incident_id}/postmortem").text)
+    typer.echo(api_request("GET", url, f"/api/v1/incidents/{incident_id}/postmortem").text)
 
 
 def register(app: typer.Typer) -> None:

@@ -225,6 +225,12 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
     return JournalApplier(journal, engine)
 
 
+def _source_name(cfg: GpuwardenConfig) -> str:
+    if cfg.alerting.inventory_file:
+        return f"file {cfg.alerting.inventory_file}"
+    return "sim" if cfg.alerting.sim_inventory else ""
+
+
 def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
     """Engine, background loops and extra routes (Slack) for one configuration."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
@@ -251,6 +257,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     if source is not None:
         inventory = _first_read(*source)
     engine = IncidentEngine(sql, clock, cfg.alerting, inventory)
+    engine.inventory_source = _source_name(cfg) if source is None else source[1]
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
     if source is not None:
         background.append(_inventory_refresh(engine, *source, cfg.alerting.inventory_refresh_seconds))

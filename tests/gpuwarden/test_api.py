@@ -6,12 +6,14 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import load_inventory
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock
@@ -369,3 +371,33 @@ def test_alert_groups_are_incidents_for_grafana(client: TestClient) -> None:
     assert "gpuwarden_alerts_muted_firing 1.0" in client.get("/metrics").text
     active_only = client.get("/api/v2/alerts/groups", params={"silenced": "false"}).json()
     assert [g["labels"].get("incident") for g in active_only] == [incident["id"]]
+
+
+def test_the_inventory_is_served_as_an_inventory_file_that_reads_back(
+    client: TestClient, engine: IncidentEngine, tmp_path: Path
+) -> None:
+    engine.inventory_source = "sim"
+    response = client.get("/api/v1/inventory")
+    assert response.status_code == 200
+    data = response.json()
+    about = data.pop("about")
+    assert about["source"] == "sim" and about["read_at"].endswith("Z") and about["refresh_failures"] == 0
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data))
+    again = load_inventory(path)  # what alerting.inventory_file would read
+    assert engine.inventory is not None
+    assert [(w.ref, w.units, w.aliases) for w in again.workloads()] == [
+        (w.ref, w.units, w.aliases) for w in engine.inventory.workloads()
+    ]
+    assert list(again.node_list) == list(engine.inventory.node_list)  # type: ignore[attr-defined]
+
+
+def test_without_an_inventory_the_api_says_how_to_configure_one(tmp_path: Path) -> None:
+    sql = make_engine(str(tmp_path / "bare.db"))
+    upgrade(sql)
+    bare = IncidentEngine(sql, FakeClock())
+    with TestClient(create_app(bare, ApiConfig(token=SecretStr(TOKEN)))) as c:
+        response = c.get("/api/v1/inventory")
+        assert response.status_code == 404 and "kubernetes_inventory" in response.json()["error"]
+        bare.inventory_source = "kubernetes"  # configured, but its first read failed
+        assert "has not been read yet" in c.get("/api/v1/inventory").json()["error"]

@@ -3,6 +3,7 @@ HTTP; no real cluster can run here), and `gpuwarden serve` using it to place a n
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -17,6 +18,7 @@ import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
+from alerting.inventory import load_inventory
 from alerting.k8s_inventory import KubernetesInventory, api_lister
 from gpuwarden.cli.serve_cmd import _kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
@@ -180,6 +182,30 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
             # One replica of four lost each: ">=25% of a service's capacity lost" is P1.
             assert incident["priority"] == "P1", incident
             assert incident["title"].endswith("inference service llama 25% of replicas lost"), incident
+
+        # What serve knows, as an operator asks it: the CLI, and an export that an inventory file can replay.
+        cli = [gpuwarden_binary(), "inventory"]
+        shown = subprocess.run(
+            [*cli, "workloads", "--url", url, "--node", "g2", "-o", "json"],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        (llama,) = json.loads(shown.stdout)
+        assert (llama["kind"], llama["namespace"], llama["name"], len(llama["units"])) == (
+            "inference_service",
+            "serving",
+            "llama",
+            4,
+        )
+        assert "llama-70b" in llama["aliases"] and "llama-7f9c-3" in llama["pods"]
+        table = subprocess.run([*cli, "nodes", "--url", url], capture_output=True, text=True, check=True)
+        assert "5 nodes; spare GPUs: k1 4" in table.stderr and "source: kubernetes" in table.stderr
+        export = subprocess.run([*cli, "export", "--url", url], capture_output=True, text=True, check=True)
+        (tmp_path / "snapshot.yaml").write_text(export.stdout)
+        snapshot = load_inventory(tmp_path / "snapshot.yaml")
+        assert snapshot.find_workload(WorkloadKind.POD, "llama-7f9c-3", "serving") == LLAMA
+        assert snapshot.spare_gpus("k1") == 4
 
         # The API answers 429 for a while: the refresh fails, serve keeps the last inventory and runs on.
         kube.fail_next(8, 429)

@@ -1,0 +1,109 @@
+"""``gpuwarden inventory``: what a running ``gpuwarden serve`` knows of the fleet (nodes, racks, workloads and
+the GPUs they hold), as correlation and priority use it, over the HTTP API."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from gpuwarden.cli.incidents_cmd import UrlOption, api_request, check_output
+
+inventory_app = typer.Typer(
+    help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
+    no_args_is_help=True,
+)
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _fetch(url: str) -> dict[str, Any]:
+    data: dict[str, Any] = api_request("GET", url, "/api/v1/inventory").json()
+    return data
+
+
+def _about(data: dict[str, Any]) -> None:
+    about = data.get("about", {})
+    failures = about.get("refresh_failures", 0)
+    line = f"source: {about.get('source') or 'unknown'}, read {about.get('read_at')}"
+    if failures:
+        line += f", {failures} failed refreshes since serve started (the last good read is shown)"
+    err_console.print(line, markup=False, highlight=False)
+
+
+@inventory_app.command("nodes")
+def nodes(
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    rack: Annotated[str | None, typer.Option(help="Only the nodes of this rack.")] = None,
+) -> None:
+    """Nodes with their cluster, rack and GPU count."""
+    check_output(output, ("table", "json"))
+    data = _fetch(url)
+    items = [n for n in data["nodes"] if rack is None or n["rack"] == rack]
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table("node", "cluster", "rack", "gpus")
+    for n in items:
+        table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]))
+    console.print(table)
+    spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
+    err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
+    _about(data)
+
+
+@inventory_app.command("workloads")
+def workloads(
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
+) -> None:
+    """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
+    check_output(output, ("table", "json"))
+    data = _fetch(url)
+    items = [
+        w
+        for w in data["workloads"]
+        if node is None or any(g.rpartition(":")[0] == node for unit in w["units"] for g in unit)
+    ]
+    if output == "json":
+        typer.echo(json.dumps(items, indent=2))
+        return
+    table = Table("kind", "namespace", "name", "units", "gpus", "nodes", "also known as")
+    for w in items:
+        gpus = {g for unit in w["units"] for g in unit}
+        hosts = sorted({g.rpartition(":")[0] for g in gpus})
+        shown = ", ".join(hosts[:4]) + (f" (+{len(hosts) - 4})" if len(hosts) > 4 else "")
+        table.add_row(
+            w["kind"],
+            w["namespace"] or "-",
+            w["name"],
+            str(len(w["units"])),
+            str(len(gpus)),
+            shown,
+            ", ".join(w.get("aliases", [])),
+        )
+    console.print(table)
+    err_console.print(f"{len(items)} workloads", markup=False, highlight=False)
+    _about(data)
+
+
+@inventory_app.command("export")
+def export(url: UrlOption = "http://127.0.0.1:8080") -> None:
+    """The inventory as an inventory file (YAML) that `alerting.inventory_file` reads: a snapshot of what
+    Slurm or Kubernetes said, to replay incidents or test rules offline."""
+    import yaml  # noqa: PLC0415 - only this command writes YAML
+
+    data = _fetch(url)
+    _about(data)
+    data.pop("about", None)
+    typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``inventory`` group to the root app."""
+    app.add_typer(inventory_app, name="inventory")
