@@ -43,9 +43,23 @@ from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.topology import locate, target_to_dict
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priority
+from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priority, RecommendedAction
 
 logger = logging.getLogger(__name__)
+# Recommended actions, the most drastic first: the order a person reads them in.
+_URGENCY = tuple(
+    a.value
+    for a in (
+        RecommendedAction.RESTART_NODE,
+        RecommendedAction.DRAIN_AND_RESET,
+        RecommendedAction.RESET_GPU,
+        RecommendedAction.CORDON_AND_DRAIN,
+        RecommendedAction.RESTART_APP,
+        RecommendedAction.SCALE_OUT,
+        RecommendedAction.CONTACT_SUPPORT,
+        RecommendedAction.INVESTIGATE,
+    )
+)
 
 
 class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTracking):
@@ -62,7 +76,12 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         self.clock = clock
         self.inventory = inventory
         self.inventory_source = ""  # where it comes from (file, sim, slurm, kubernetes); set by the caller
-        self.inventory_read_at = clock.now() if inventory is not None else None
+        # The inventory and when it was read, replaced together (readers take both from one tuple).
+        self.inventory_state: tuple[Inventory | None, datetime | None] = (
+            inventory,
+            clock.now() if inventory is not None else None,
+        )
+        self.inventory_failed_at: datetime | None = None  # the last refresh that failed
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()
@@ -141,11 +160,17 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             self._call_listeners(change)
 
     def _recommended(self, incident_id: str) -> tuple[str, ...]:
-        """What the incident's firing alerts recommend doing (none: nothing)."""
+        """What the incident's firing alerts recommend, the most drastic first ("ignore" is no advice)."""
         inc = self._open.get(incident_id)
         if inc is None:
             return ()
-        return tuple(sorted({m.recommended_action for m in inc.members.values() if m.firing} - {"none"}))
+        actions = {m.recommended_action for m in inc.members.values() if m.firing} - {
+            RecommendedAction.NONE.value,
+            RecommendedAction.IGNORE.value,
+        }
+        return tuple(
+            sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a))
+        )
 
     def _call_listeners(self, change: IncidentChange) -> None:
         for listener in list(self._listeners):
@@ -229,7 +254,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         """Use a newer inventory (a Slurm refresh): new alerts are placed with it, open incidents again."""
         with self._lock:
             self.inventory = inventory
-            self.inventory_read_at = self.clock.now()
+            self.inventory_state = (inventory, self.clock.now())
             for inc in self._open.values():
                 # Members were located with the old inventory: a job that was unknown then (an alert naming
                 # it by Slurm id before the refresh that listed it) is known now.

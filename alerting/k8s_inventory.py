@@ -197,6 +197,7 @@ class _Pod:
     workload: WorkloadRef
     unit: str  # pods with the same unit serve one replica together
     aliases: tuple[str, ...]
+    running: bool = True  # False: bound, but Pending (pulling its image, say): not serving yet
     gpus: frozenset[GpuKey] = frozenset()
 
 
@@ -204,7 +205,7 @@ class _Pod:
 class _Kept:
     since: float
     pod: _Pod
-    units_before: int  # how many units its workload had when it was lost
+    units_before: int  # how many units its workload served when it was lost
 
 
 @dataclass(slots=True)
@@ -265,6 +266,7 @@ class KubernetesInventory:
         self._placed: dict[tuple[str, str], _Pod] = {}  # as last read
         self._units: dict[WorkloadRef, int] = {}  # units per workload, as last read
         self._kept: dict[tuple[str, str], _Kept] = {}
+        self._expired: set[tuple[str, str]] = set()  # kept their while and still listed (Terminating, Failed)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
         self.ambiguous_pods = 0
 
@@ -291,21 +293,27 @@ class KubernetesInventory:
             NodeInfo(n.name, n.cluster, n.rack, n.gpu_count, uuids.get(n.name, ())) for n in seen.nodes
         ]
         placed = {p.key: p for p in seen.pods}
-        current: dict[WorkloadRef, set[str]] = {}
+        serving: dict[WorkloadRef, set[str]] = {}
         for pod in placed.values():
-            current.setdefault(pod.workload, set()).add(pod.unit)
+            if pod.running:
+                serving.setdefault(pod.workload, set()).add(pod.unit)
         lost = [p for p in self._placed.values() if p.key not in placed and p.node not in seen.ready]
         for pod in [*lost, *seen.ended]:
-            if pod.key not in self._kept:
-                # It was a unit beside the ones running now (counted so when first seen ended: a restart).
-                beside = len(current.get(pod.workload, set()) | {pod.unit})
-                before = max(self._units.get(pod.workload, 0), beside)
-                if not pod.gpus:  # an ended pod seen for the first time (after a restart): its node's GPUs
-                    info = nodes.get(pod.node)
-                    pod.gpus = frozenset((pod.node, i) for i in range(info.gpu_count if info else 0))
-                self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
+            if pod.key in self._kept or pod.key in self._expired:
+                continue
+            if pod.workload in self._units:
+                before = self._units[pod.workload]
+            else:  # first seen ended (a restart): it served beside the units serving now
+                before = len(serving.get(pod.workload, set()) | {pod.unit})
+            if not pod.gpus:  # never seen placed: its node's GPUs
+                info = nodes.get(pod.node)
+                pod.gpus = frozenset((pod.node, i) for i in range(info.gpu_count if info else 0))
+            self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
         self._placed = placed
-        self._kept = {k: v for k, v in self._kept.items() if now - v.since <= self._keep and k not in placed}
+        listed = set(placed) | {p.key for p in seen.ended}
+        expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
+        self._expired = (self._expired | expired) & listed  # still listed: not kept a second time
+        self._kept = {k: v for k, v in self._kept.items() if k not in expired and k not in placed}
         workloads = _workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
         free = dict(seen.usable)
@@ -350,6 +358,7 @@ class KubernetesInventory:
                     out.ended.append(found)
                 continue  # ended or going away on a healthy node: its GPUs are free, or soon
             if phase in _PLACED_PHASES:
+                found.running = phase == "Running"
                 out.pods.append(found)
         return out
 
@@ -382,18 +391,24 @@ def _uuids(assigned: Sequence[Assignment]) -> dict[str, tuple[str, ...]]:
 
 
 def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadInfo]:
-    """Workloads of the placed pods, plus units lost with their node while the workload has fewer units
-    than it had before the loss (until its replacements run)."""
+    """Workloads of the placed pods: one unit per group of Running pods (a Pending pod is known by name but
+    serves nothing yet), plus units lost with their node while the workload serves fewer units than it did
+    before the loss (until its replacements run)."""
     grouped: dict[WorkloadRef, dict[str, list[_Pod]]] = {}
+    pending: dict[WorkloadRef, list[_Pod]] = {}
     for pod in sorted(placed, key=lambda p: p.key):
-        grouped.setdefault(pod.workload, {}).setdefault(pod.unit, []).append(pod)
+        if pod.running:
+            grouped.setdefault(pod.workload, {}).setdefault(pod.unit, []).append(pod)
+        else:
+            pending.setdefault(pod.workload, []).append(pod)
+            grouped.setdefault(pod.workload, {})
     for k in sorted(kept, key=lambda k: (-k.since, k.pod.key)):  # the latest losses are the missing units
         units = grouped.setdefault(k.pod.workload, {})
         if k.pod.unit in units or len(units) < k.units_before:
             units.setdefault(k.pod.unit, []).append(k.pod)
     out = []
     for ref, units in grouped.items():
-        members = [p for unit in units.values() for p in unit]
+        members = [p for unit in units.values() for p in unit] + pending.get(ref, [])
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
         out.append(
             WorkloadInfo(
@@ -484,7 +499,11 @@ def _api_error(resource: str, exc: Any) -> SourceError:
     detail = _api_message(exc)
     if detail:
         message += f": {detail}"
-    if status in (401, 403):
+    if status == 401:
+        message += (
+            " (the API rejected serve's credentials: an expired or revoked token, or the wrong kubeconfig)"
+        )
+    elif status == 403:
         message += (
             " (give serve's credentials get/list on nodes and pods: deploy/kubernetes-inventory-rbac.yaml)"
         )

@@ -28,7 +28,7 @@ import logging
 import re
 import subprocess
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
@@ -249,7 +249,14 @@ class SlurmInventory:
             for node, _ in info.gpus:
                 if node in free:
                     free[node] -= 1
-        workloads = [*running.values(), *(info for _, info in self._kept.values())]
+        # A job resubmitted under the same name is that name now, not the run that failed before it: an
+        # alias two workloads share names neither, so the kept run answers to its id only.
+        names = {alias for info in running.values() for alias in info.aliases}
+        kept = [
+            replace(info, aliases=tuple(a for a in info.aliases if a not in names))
+            for _, info in self._kept.values()
+        ]
+        workloads = [*running.values(), *kept]
         return StaticInventory(nodes, workloads, {cluster: max(0, sum(free.values()))})
 
     def _json(self, argv: list[str]) -> dict[str, Any]:

@@ -339,10 +339,10 @@ class _Handlers:
 
     async def show_inventory(self, request: Request) -> Response:
         """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it
-        back), with where it came from and when it was read."""
-        inventory = self.engine.inventory
-        if not isinstance(inventory, StaticInventory):
-            source = self.engine.inventory_source
+        back), with where it came from, when it was read and when a refresh last failed."""
+        inventory, read_at = self.engine.inventory_state
+        source = self.engine.inventory_source
+        if inventory is None:
             message = (
                 f"the {source} inventory has not been read yet (see serve's log and"
                 " gpuwarden_inventory_refresh_failures_total)"
@@ -351,11 +351,16 @@ class _Handlers:
                 " slurm_inventory or kubernetes_inventory"
             )
             raise NotFound(message, field="inventory")
+        if not isinstance(inventory, StaticInventory):
+            raise NotFound(f"the {source or 'configured'} inventory cannot be listed", field="inventory")
         data = await run_in_threadpool(inventory_data, inventory)
+        failed_at = self.engine.inventory_failed_at
         about = {
-            "source": self.engine.inventory_source,
-            "read_at": iso(self.engine.inventory_read_at),
+            "source": source,
+            "read_at": iso(read_at),
             "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
+            "last_refresh_failed_at": iso(failed_at),
+            "stale": failed_at is not None and read_at is not None and failed_at > read_at,
         }
         return JSONResponse({"about": about, **data})
 

@@ -27,10 +27,9 @@ def _fetch(url: str) -> dict[str, Any]:
 
 def _about(data: dict[str, Any]) -> None:
     about = data.get("about", {})
-    failures = about.get("refresh_failures", 0)
     line = f"source: {about.get('source') or 'unknown'}, read {about.get('read_at')}"
-    if failures:
-        line += f", {failures} failed refreshes since serve started (the last good read is shown)"
+    if about.get("stale"):
+        line += f"; the refresh at {about.get('last_refresh_failed_at')} failed: this is the last good read"
     err_console.print(line, markup=False, highlight=False)
 
 

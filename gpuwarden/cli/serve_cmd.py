@@ -136,6 +136,7 @@ def _inventory_refresh(
                 engine.replace_inventory(source.read())
             except Exception:  # loop boundary: the last inventory stays; the next read tries again
                 engine.counters["inventory_refresh_failures"] += 1
+                engine.inventory_failed_at = engine.clock.now()
                 logger.exception("%s inventory: refresh failed; keeping the last one", name)
 
     return run

@@ -299,13 +299,36 @@ def test_pods_ending_on_a_healthy_node_are_not_kept() -> None:
     serving_cluster(api)
     reader = inventory(api)
     reader.read()
-    api.objects["pods"][0]["status"]["phase"] = "Failed"  # its own failure, g1 Ready: not kept
-    del api.objects["pods"][1]  # deleted from a healthy node (a rollout): gone
-    api.objects["pods"][1]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"  # terminating: going
+    pods = api.objects["pods"]
+    pods[0]["status"]["phase"] = "Failed"  # its own failure, g1 Ready: not kept
+    pods[2]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"  # terminating on g3 (a rollout)
+    pods[3]["status"] |= {"phase": "Failed", "reason": "NodeLost"}  # failed for its node's sake: kept
+    del pods[1]  # deleted from a healthy node (a scale-down): gone
     [info] = reader.read().workloads()
     assert {n for n, _ in info.gpus} == {"g4"}
-    api.objects["pods"][0]["status"]["reason"] = "NodeLost"  # failed for its node's sake: kept
-    assert {n for n, _ in reader.read().workloads()[0].gpus} == {"g1", "g4"}
+
+
+def test_a_pending_replacement_does_not_make_the_service_whole_and_an_expired_loss_stays_gone() -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock, keep_ended_seconds=600)
+    reader.read()
+    # g2 dies; its pod stays listed Terminating; the replacement is bound to g5 at once, still Pending.
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["nodes"].append(node("g5"))
+    api.objects["pods"][1]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
+    api.objects["pods"].append(llama(9, "g5", phase="Pending"))
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and {("g2", 0)} <= info.gpus  # 3 serving + the lost one; not 5
+    assert "llama-7f9c-9" in info.pods  # the Pending replacement is known by name
+    api.objects["pods"][-1] = llama(9, "g5")  # it runs: whole again
+    [info] = reader.read().workloads()
+    assert len(info.units) == 4 and not {("g2", 0)} <= info.gpus
+    clock.advance(601)  # past keep_ended_seconds while g2's pod is still listed: not kept a second time
+    reader.read()
+    api.objects["pods"][-1] = llama(9, "g5", phase="Pending")  # even if the replacement stops serving
+    [info] = reader.read().workloads()
+    assert not {("g2", 0)} <= info.gpus
 
 
 def test_after_a_restart_pods_left_on_a_dead_node_are_still_found() -> None:
@@ -406,6 +429,7 @@ def test_the_lister_follows_continue_tokens_and_lists_bound_pods_only() -> None:
     ("status", "message", "retryable"),
     [
         (403, 'cannot list resource "pods" .*kubernetes-inventory-rbac.yaml', False),
+        (401, "rejected serve's credentials: an expired or revoked token", False),
         (410, "continue token expired", True),
         (429, "HTTP 429", True),
         (500, "HTTP 500", True),

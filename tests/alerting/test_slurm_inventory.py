@@ -169,3 +169,17 @@ def test_a_slurm_that_cannot_be_read_raises_a_source_error() -> None:
     slurm.broken = True
     with pytest.raises(SourceError, match="slurmctld not responding"):
         SlurmInventory(FakeClock(), slurm).read()
+
+
+def test_a_resubmitted_job_answers_to_its_name_and_the_failed_run_to_its_id() -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader.read()
+    slurm.jobs = [_job(41, "llm-70b", "FAILED"), _job(42, "llm-70b", "RUNNING")]
+    clock.advance(10)
+    inv = reader.read()
+    assert inv.find_workload(WorkloadKind.TRAINING_JOB, "llm-70b") == inv.find_workload(
+        WorkloadKind.TRAINING_JOB, "42"
+    )
+    assert inv.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None  # still known, by its id

@@ -13,12 +13,12 @@ from starlette.exceptions import StarletteDeprecationWarning
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.inventory import load_inventory
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, load_inventory
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig, SimConfig
-from gpuwarden.model import label_fingerprint
+from gpuwarden.model import WorkloadKind, WorkloadRef, label_fingerprint
 from gpuwarden.sim.fleet import fleet_from_config
 
 with warnings.catch_warnings():
@@ -401,3 +401,31 @@ def test_without_an_inventory_the_api_says_how_to_configure_one(tmp_path: Path) 
         assert response.status_code == 404 and "kubernetes_inventory" in response.json()["error"]
         bare.inventory_source = "kubernetes"  # configured, but its first read failed
         assert "has not been read yet" in c.get("/api/v1/inventory").json()["error"]
+
+
+def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path) -> None:
+    sql = make_engine(str(tmp_path / "k.db"))
+    upgrade(sql)
+    nodes = [NodeInfo("g1", "k1", "r1", 2, ("GPU-a", "GPU-b"))]
+    service = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm-70b (41)")
+    workloads = [
+        WorkloadInfo(service, (frozenset({("g1", 0)}),), aliases=("llama-70b",), pods=("llama-7f9c-1",)),
+        WorkloadInfo(job, (frozenset({("g1", 1)}),), aliases=("41", "llm-70b")),
+    ]
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock, inventory=StaticInventory(nodes, workloads, {"k1": 0}))
+    engine.inventory_source = "kubernetes"
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)))) as c:
+        data = c.get("/api/v1/inventory").json()
+        assert data["about"]["stale"] is False
+        clock.advance(60)
+        engine.inventory_failed_at = clock.now()  # what serve's refresh loop records
+        assert c.get("/api/v1/inventory").json()["about"]["stale"] is True
+    data.pop("about")
+    path = tmp_path / "snapshot.yaml"
+    path.write_text(yaml.safe_dump(data))
+    again = load_inventory(path)
+    assert list(again.workloads()) == workloads and list(again.node_list) == nodes
+    assert again.find_workload(WorkloadKind.POD, "llama-7f9c-1", "serving") == service
+    assert again.find_workload(WorkloadKind.TRAINING_JOB, "41") == job
