@@ -91,20 +91,19 @@ def assignments_from_labels(
     rows: Iterable[Mapping[str, str]], node_label: str = "Hostname", gpu_label: str = "gpu"
 ) -> list[Assignment]:
     """Assignments from the label sets of a PromQL result (``Hostname``, ``gpu``, ``UUID``, ``namespace``,
-    ``pod``); rows without a node or a numeric index are skipped."""
+    ``pod``; ``exported_pod``/``exported_namespace`` when Prometheus renamed the exporter's own because the
+    scrape target had a pod label, as under the Prometheus Operator); rows without a node or a numeric index
+    are skipped."""
     out = []
     for labels in rows:
         node, index = labels.get(node_label, ""), labels.get(gpu_label, "")
-        if node and index.isdigit():
-            out.append(
-                Assignment(
-                    node,
-                    int(index),
-                    labels.get("UUID", ""),
-                    labels.get("namespace", ""),
-                    labels.get("pod", ""),
-                )
-            )
+        if not (node and index.isascii() and index.isdigit()):
+            continue
+        if "exported_pod" in labels:
+            namespace, pod = labels.get("exported_namespace", ""), labels["exported_pod"]
+        else:
+            namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
+        out.append(Assignment(node, int(index), labels.get("UUID", ""), namespace, pod))
     return out
 
 

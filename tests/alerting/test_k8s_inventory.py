@@ -222,6 +222,7 @@ def test_pods_sharing_a_node_are_placed_exactly_with_the_exporters_assignments()
         {"Hostname": "g1", "gpu": "2", "UUID": "GPU-c", "namespace": "a", "pod": "p1"},
         {"Hostname": "g1", "gpu": "3", "UUID": "GPU-d"},  # free: no pod label
         {"Hostname": "", "gpu": "9"},  # skipped: no node
+        {"Hostname": "g1", "gpu": "\u00b3", "pod": "p1"},  # skipped: not an index
     ]
     exact = inventory(api, assignments=lambda: assignments_from_labels(rows))
     inv = exact.read()
@@ -444,3 +445,17 @@ def test_api_errors_say_what_to_do(status: int, message: str, retryable: bool) -
     with pytest.raises(SourceError, match=message) as err:
         list(api_lister(None, calls={"pods": fail})("pods"))
     assert err.value.retryable is retryable
+
+
+def test_assignments_read_the_exported_labels_prometheus_renamed() -> None:
+    rows = [
+        # Scraped through a Kubernetes service discovery: the target's own pod label wins `pod`.
+        {"Hostname": "g1", "gpu": "0", "namespace": "gpu-operator", "pod": "dcgm-exporter-x",
+         "exported_namespace": "serving", "exported_pod": "llama-7f9c-1"},
+        # A free GPU carries only the exporter's own pod, which holds no GPU: it places nothing.
+        {"Hostname": "g1", "gpu": "1", "namespace": "gpu-operator", "pod": "dcgm-exporter-x"},
+    ]  # fmt: skip
+    assert assignments_from_labels(rows) == [
+        Assignment("g1", 0, "", "serving", "llama-7f9c-1"),
+        Assignment("g1", 1, "", "gpu-operator", "dcgm-exporter-x"),
+    ]
