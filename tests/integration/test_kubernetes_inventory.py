@@ -6,9 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -252,61 +250,65 @@ def test_serve_starts_without_the_api_and_refuses_a_missing_kubeconfig(tmp_path:
     assert not (tmp_path / "x.db").exists()
 
 
-class _Exposition(BaseHTTPRequestHandler):
-    """g5 as the exporter shows it: GPUs 0-3 assigned to finetune-x1, 4-5 to eval-0, 6-7 free."""
-
-    def do_GET(self) -> None:
-        rows = []
-        for gpu in range(8):
-            pod = "finetune-x1" if gpu < 4 else "eval-0" if gpu < 6 else ""
-            namespace = "train" if gpu < 4 else "lab" if gpu < 6 else ""
-            rows.append(
-                f'DCGM_FI_DEV_GPU_TEMP{{Hostname="g5",gpu="{gpu}",UUID="GPU-g5-{gpu}",'
-                f'namespace="{namespace}",pod="{pod}"}} 41'
-            )
-        body = ("\n".join(rows) + "\n").encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "text/plain; version=0.0.4")
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
-
-
-def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporters_series_in_prometheus(
-    kube: KubeApi, tmp_path: Path
+def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prometheus(
+    tmp_path: Path,
 ) -> None:
-    job = kube.create(
-        {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "eval", "namespace": "lab"}}
-    )
-    kube.create(gpu_pod("eval-0", "lab", "g5", 2, job))
-    exporter = ThreadingHTTPServer(("127.0.0.1", 0), _Exposition)
-    threading.Thread(target=exporter.serve_forever, daemon=True).start()
-    prom_port = free_port()
+    """The whole attribution chain: the simulated exporter labels each GPU with the pod its kubelet assigned
+    (llm-chat-0..3 on GPUs 4-5 of node-01 and node-02, llm-embed-0..1 on GPU 6), a real Prometheus scrapes
+    it, and the inventory places the API's pods, which share their nodes, on exactly those GPUs."""
+    port, prom_port = free_port(), free_port()
     prom = f"http://127.0.0.1:{prom_port}"
     (tmp_path / "prometheus.yml").write_text(
-        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: exporter\n"
-        f"    static_configs:\n      - targets: ['127.0.0.1:{exporter.server_address[1]}']\n"
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: dcgm\n"
+        f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     )
+    exporter_argv = [
+        gpuwarden_binary(), "exporter", "--simulate", "2x8", "--port", str(port),
+        "--listen-address", "127.0.0.1", "--interval", "1",
+    ]  # fmt: skip
     prom_argv = [
         require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
         f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
     ]  # fmt: skip
-    settings = KubernetesInventoryConfig(
-        cluster="k1", kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")), gpu_assignment_url=prom
-    )
-    try:
-        with running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20):
-            wait_for("g5's GPUs in Prometheus", lambda: len(query(prom, "DCGM_FI_DEV_GPU_TEMP")) == 8, 20)
-            reader = _kubernetes_inventory(settings, SystemClock())  # what serve builds from the settings
-            inv = reader.read()
-            reader.close()
-    finally:
-        exporter.shutdown()
-        exporter.server_close()
-    placed = {w.ref.name: w.gpus for w in inv.workloads()}
-    assert placed["finetune"] == {("g5", i) for i in range(4)}
-    assert placed["eval"] == {("g5", 4), ("g5", 5)}
-    assert reader.ambiguous_pods == 0
-    assert inv.gpu_by_uuid("GPU-g5-6") == ("g5", 6)
+    with (
+        kube_api(tmp_path) as kube,
+        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+    ):
+        for name in ("node-01", "node-02"):
+            kube.create(gpu_node(name, "r1"))
+        for service, placed in (
+            ("llm-chat", ["node-01", "node-01", "node-02", "node-02"]),
+            ("llm-embed", ["node-01", "node-02"]),
+        ):
+            owner = kube.create(
+                {
+                    "apiVersion": "apps/v1",
+                    "kind": "StatefulSet",
+                    "metadata": {"name": service, "namespace": "inference"},
+                    "spec": {"replicas": len(placed), "selector": {"matchLabels": {"app": service}}},
+                }
+            )
+            for replica, node in enumerate(placed):
+                kube.create(gpu_pod(f"{service}-{replica}", "inference", node, 1, owner))
+        settings = KubernetesInventoryConfig(
+            cluster="k1",
+            kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
+            gpu_assignment_url=prom,
+        )
+        reader = _kubernetes_inventory(settings, SystemClock())  # what serve builds from the settings
+        wait_for(
+            "the exporter's pod labels in Prometheus",
+            lambda: len(query(prom, 'DCGM_FI_DEV_GPU_TEMP{pod!=""}')) == 6,
+            30,
+        )
+        inv = reader.read()
+        reader.close()
+    placed = {w.ref.name: sorted(sorted(u) for u in w.units) for w in inv.workloads()}
+    assert placed == {
+        "llm-chat": [[("node-01", 4)], [("node-01", 5)], [("node-02", 4)], [("node-02", 5)]],
+        "llm-embed": [[("node-01", 6)], [("node-02", 6)]],
+    }
+    assert reader.ambiguous_pods == 0  # without the exporter's labels all six would be guesses
+    assert len(inv.node("node-01").gpu_uuids) == 8  # type: ignore[union-attr]
+    assert inv.gpu_by_uuid(inv.node("node-02").gpu_uuids[5]) == ("node-02", 5)  # type: ignore[union-attr]
