@@ -251,7 +251,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             self._silences = configured + [silence_from_row(r) for r in stored]
 
     def replace_inventory(self, inventory: Inventory) -> None:
-        """Use a newer inventory (a Slurm refresh): new alerts are placed with it, open incidents again."""
+        """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
+        incidents with firing alerts are placed and assessed again, so their impact and priority follow what
+        changed (a job now known, a service whose lost replica was replaced)."""
         with self._lock:
             self.inventory = inventory
             self.inventory_state = (inventory, self.clock.now())
@@ -263,6 +265,18 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 if inc.members:
                     inc.root_path, _ = root_cause(inc.members.values(), inventory)
                 self._set_workloads(inc, self._workloads_of(inc, None))
+            live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
+            if not live:
+                return
+            try:
+                with self._sessions() as session, session.begin():
+                    batch = Batch(session, self.clock.now())
+                    for inc in live:
+                        self._recompute(batch, inc)
+            except Exception:
+                self._reload()  # the in-memory view back to what the store holds; the caller logs it
+                raise
+            self._notify(batch.changes)
 
     # --- ingest ---------------------------------------------------------------------------------
 

@@ -8,7 +8,9 @@ from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from sqlalchemy import Engine
 
+from alerting.engine import IncidentEngine
 from alerting.faults import classify
 from alerting.k8s_inventory import (
     Assignment,
@@ -18,10 +20,11 @@ from alerting.k8s_inventory import (
     node_gpus,
     pod_gpus,
 )
+from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.model import Alert, Priority, WorkloadKind, WorkloadRef
 
 SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
 
@@ -459,3 +462,26 @@ def test_assignments_read_the_exported_labels_prometheus_renamed() -> None:
         Assignment("g1", 0, "", "serving", "llama-7f9c-1"),
         Assignment("g1", 1, "", "gpu-operator", "dcgm-exporter-x"),
     ]
+
+
+def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    changes: list[ChangeKind] = []
+    engine.subscribe(lambda c: changes.append(c.kind))
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    incident = engine.store.get(row.id)
+    assert incident.priority is Priority.P1 and "llama 25% of replicas lost" in incident.title
+    # The node stays down; its pod is evicted and the Deployment's replacement runs on g5.
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["nodes"].append(node("g5"))
+    api.objects["pods"][1] = llama(9, "g5")
+    clock.advance(60)
+    engine.replace_inventory(reader.read())
+    incident = engine.store.get(incident.id)
+    assert incident.priority is not Priority.P1 and "llama" not in incident.title  # the service is whole
+    assert changes[-1] is ChangeKind.PRIORITY_CHANGED
+    assert "priority" in [e.kind for e in incident.timeline]
