@@ -17,7 +17,12 @@ NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")
 def test_both_detectors_are_scored_on_the_same_files() -> None:
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "nab_vs_htm.py")],
+        [
+            sys.executable,
+            str(ROOT / "benchmarks" / "nab_vs_htm.py"),
+            f"--data={NAB / 'data'}",
+            f"--windows={NAB / 'labels' / 'combined_windows.json'}",
+        ],
         capture_output=True,
         text=True,
         check=True,
