@@ -41,7 +41,6 @@ done here, so a list that ignores selectors (the test stand-in) reads the same a
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -49,6 +48,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.jsonload import loads_without_gc
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -424,17 +424,8 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
 
 
 def decode_page(data: bytes) -> Any:
-    """One list response's JSON, with the cyclic garbage collector paused: a page of 500 pods allocates
-    hundreds of thousands of dicts and strings, none in a cycle, and each burst set off full collections that
-    walked every live object of the process (for 42,500 pods three quarters of the read,
-    benchmarks/bench_inventory.py). Reference counting still frees everything."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        return json.loads(data)
-    finally:
-        if enabled:
-            gc.enable()
+    """One list response's JSON (500 pods: hundreds of thousands of objects), without the cyclic GC."""
+    return loads_without_gc(data)
 
 
 def _api_message(exc: Any) -> str:

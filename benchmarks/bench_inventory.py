@@ -9,6 +9,11 @@ returns them with ``_preload_content=False``; the timing covers decoding them (`
 ``api_lister`` does) and building the inventory (``KubernetesInventory.read``), the best of ``--repeat``.
 ``--assigned`` also gives every pod's GPU indices, as the exporter's series in Prometheus would.
 
+``--slurm`` measures the Slurm inventory instead (``SlurmInventory.read``): the same nodes in ``sinfo
+--json``, ``--jobs`` running jobs of 2 nodes x 4 GPUs each plus as many finished ones in ``squeue --json
+--states=all``, with the fields Slurm 22.05 prints for a job (about 3 KB each); the commands' output is
+given, not run.
+
 The HTTP transfer is left out: on a real cluster it depends on the API server, and the test stand-in (kmock)
 would measure itself. Peak memory (``max_rss_mb``) includes the synthetic bodies themselves.
 """
@@ -28,6 +33,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from alerting.k8s_inventory import Assignment, KubernetesInventory, decode_page
+from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock
 
 RACK = "topology.kubernetes.io/rack"
@@ -146,13 +152,96 @@ def _pod(name: str, node: str, gpus: int, owners: list[dict[str, Any]]) -> dict[
     }
 
 
+def slurm_outputs(nodes: int, jobs: int) -> dict[str, str]:
+    """What scontrol, sinfo and squeue would print for such a cluster."""
+    names = [f"gpu-{n:05d}" for n in range(nodes)]
+    sinfo = {
+        "nodes": [{"name": n, "gres": "gpu:h100:8(S:0-1)", "state": "mixed", "cpus": 128} for n in names]
+    }
+    squeue = []
+    for j in range(jobs * 2):
+        pair = [names[(2 * j) % nodes], names[(2 * j + 1) % nodes]]
+        state = "RUNNING" if j < jobs else "COMPLETED"
+        squeue.append(
+            {
+                "job_id": 100_000 + j,
+                "name": f"train-{j % 97}",
+                "job_state": state,
+                "user_name": "alice",
+                "account": "research",
+                "partition": "gpu",
+                "command": "/home/alice/train.sh --config /home/alice/configs/llm.yaml",
+                "current_working_directory": "/home/alice/runs/" + "x" * 40,
+                "nodes": ",".join(pair),
+                "gres_detail": ["gpu:4(IDX:0-3)", "gpu:4(IDX:4-7)"],
+                "job_resources": {
+                    "nodes": ",".join(pair),
+                    "allocated_nodes": [
+                        {
+                            "nodename": n,
+                            "cpus": 32,
+                            "sockets": {
+                                str(s): {"cores": {str(c): "allocated" for c in range(16)}} for s in range(2)
+                            },
+                        }
+                        for n in pair
+                    ],
+                },
+                "tres_alloc_str": "cpu=64,mem=512G,node=2,billing=64,gres/gpu=8",
+                "start_time": 1_764_000_000 + j,
+                "submit_time": 1_763_999_000 + j,
+            }
+        )
+    topology = "\n".join(
+        f"SwitchName=r{r:03d} Level=0 LinkSpeed=1 Nodes={','.join(names[r * 32 : r * 32 + 32])}"
+        for r in range((nodes + 31) // 32)
+    )
+    return {
+        "scontrol show config": "ClusterName = c1\n",
+        "scontrol show topology": topology + "\n",
+        "sinfo --json": json.dumps(sinfo),
+        "squeue --json --states=all": json.dumps({"jobs": squeue}),
+    }
+
+
+def bench_slurm(args: argparse.Namespace) -> None:
+    outputs = slurm_outputs(args.nodes, args.jobs)
+    best = float("inf")
+    inventory = None
+    for _ in range(args.repeat):
+        reader = SlurmInventory(FakeClock(0.0), lambda argv: outputs[" ".join(argv)])
+        gc.collect()
+        start = time.perf_counter()
+        inventory = reader.read()
+        best = min(best, time.perf_counter() - start)
+    assert inventory is not None
+    print(
+        json.dumps(
+            {
+                "bench": "slurm_inventory_read",
+                "nodes": args.nodes,
+                "gpus": args.nodes * 8,
+                "jobs_listed": args.jobs * 2,
+                "running_jobs": len(inventory.workloads()),
+                "squeue_bytes": len(outputs["squeue --json --states=all"]),
+                "read_seconds": round(best, 3),
+            }
+        )
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--nodes", type=int, default=1250)
     parser.add_argument("--cpu-pods", type=int, default=40_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--assigned", action="store_true", help="give every pod's GPU indices")
+    parser.add_argument("--slurm", action="store_true", help="measure the Slurm inventory instead")
+    parser.add_argument("--jobs", type=int, default=5000, help="running Slurm jobs (--slurm)")
     args = parser.parse_args()
+    if args.slurm:
+        bench_slurm(args)
+        return
     bodies, assigned = cluster(args.nodes, args.cpu_pods)
 
     def lister(name: str) -> Iterator[dict[str, Any]]:

@@ -18,3 +18,10 @@ def test_a_small_run_prints_one_json_line_with_every_gpu_pod_placed() -> None:
     # Two 4-GPU replicas per 8-GPU node, 16 replicas per service: 16 GPU pods in one service.
     assert (result["gpus"], result["gpu_pods"], result["workloads"], result["pods"]) == (64, 16, 1, 36)
     assert result["ambiguous_pods"] == 0 and result["read_seconds"] > 0
+
+
+def test_the_slurm_mode_reads_every_running_job() -> None:
+    argv = [sys.executable, str(BENCH), "--slurm", "--nodes", "8", "--jobs", "5", "--repeat", "1"]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True)
+    result = json.loads(done.stdout)
+    assert (result["jobs_listed"], result["running_jobs"]) == (10, 5)  # the 5 COMPLETED ones are not kept
