@@ -89,8 +89,11 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
         else:
             api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
     except (kube_config.ConfigException, OSError, ValueError) as exc:
+        where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
         raise ConfigError(
-            f"cannot load the Kubernetes client configuration: {exc}",
+            f"cannot load the Kubernetes client configuration from {where}"
+            f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context), or"
+            " run serve in a pod with a service account",
             field="alerting.kubernetes_inventory.kubeconfig",
         ) from exc
     assignments: Callable[[], list[Assignment]] | None = None

@@ -21,7 +21,7 @@ from alerting.k8s_inventory import KubernetesInventory, api_lister
 from gpuwarden.cli.serve_cmd import _kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
-from gpuwarden.errors import SourceError
+from gpuwarden.errors import ConfigError, SourceError
 from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_binary, gpuwarden_serve, serve_metric
 from tests.integration.kube_api import KubeApi, kube_api
@@ -312,3 +312,16 @@ def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prome
     assert reader.ambiguous_pods == 0  # without the exporter's labels all six would be guesses
     assert len(inv.node("node-01").gpu_uuids) == 8  # type: ignore[union-attr]
     assert inv.gpu_by_uuid(inv.node("node-02").gpu_uuids[5]) == ("node-02", 5)  # type: ignore[union-attr]
+
+
+def test_a_kubeconfig_without_the_named_context_is_a_config_error_naming_both(
+    kube: KubeApi, tmp_path: Path
+) -> None:
+    settings = KubernetesInventoryConfig(
+        cluster="k1", kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")), context="prod-east"
+    )
+    with pytest.raises(ConfigError) as err:
+        _kubernetes_inventory(settings, SystemClock())
+    message = str(err.value)
+    assert "alerting.kubernetes_inventory.kubeconfig" in message and "context prod-east" in message
+    assert str(tmp_path / "kubeconfig") in message
