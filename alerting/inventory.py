@@ -153,6 +153,21 @@ class StaticInventory:
         return found.pop() if len(found) == 1 else None
 
 
+def merge_inventories(parts: Sequence[StaticInventory]) -> StaticInventory:
+    """One inventory of several sources (a Kubernetes inference cluster and a Slurm training cluster): their
+    nodes (a name two sources list is the first one's), workloads and spare GPUs per cluster."""
+    if len(parts) == 1:
+        return parts[0]
+    nodes: dict[str, NodeInfo] = {}
+    spare: dict[str, int] = {}
+    for part in parts:
+        for n in part.node_list:
+            nodes.setdefault(n.name, n)
+        for cluster, count in part.spare.items():
+            spare[cluster] = spare.get(cluster, 0) + count
+    return StaticInventory(list(nodes.values()), [w for p in parts for w in p.workload_list], spare)
+
+
 def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
     """Workloads with at least one unit on these GPUs."""
     return inventory.workloads_on(gpus)

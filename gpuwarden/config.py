@@ -417,18 +417,20 @@ class AlertingConfig(Section):
 
     @model_validator(mode="after")
     def _one_inventory(self) -> AlertingConfig:
-        chosen = [
+        others = [
             name
             for name, on in (
                 ("inventory_file", bool(self.inventory_file)),
-                ("sim_inventory", self.sim_inventory),
                 ("slurm_inventory", self.slurm_inventory),
                 ("kubernetes_inventory", self.kubernetes_inventory is not None),
             )
             if on
         ]
-        if len(chosen) > 1:
-            raise ValueError(f"choose one inventory source, not {' and '.join(chosen)}")
+        if self.sim_inventory and others:
+            raise ValueError(
+                f"sim_inventory (the simulated fleet) cannot be combined with {' and '.join(others)}; the"
+                " others combine (a Kubernetes inference cluster with a Slurm training cluster)"
+            )
         return self
 
 

@@ -22,7 +22,7 @@ from gpuwarden.sim.fleet import fleet_from_config
 if TYPE_CHECKING:
     from alerting.engine import IncidentEngine
     from alerting.instance_lock import InstanceBusy, InstanceLocks
-    from alerting.inventory import Inventory, StaticInventory
+    from alerting.inventory import StaticInventory
     from alerting.journal import JournalApplier
     from alerting.k8s_inventory import Assignment, KubernetesInventory
     from gpuwarden.api import BackgroundTask
@@ -60,17 +60,66 @@ class _InventorySource(Protocol):
     def read(self) -> StaticInventory: ...
 
 
-def _first_read(source: _InventorySource, name: str) -> StaticInventory | None:
-    """The inventory source's first read. A source that cannot be read now (slurmctld or the Kubernetes API
-    down, an incident in itself) does not stop serve: it starts without an inventory and the refresh tries
-    again."""
-    from gpuwarden.errors import SourceError  # noqa: PLC0415 - see build_service
+class _Inventories:
+    """The inventory of every configured source, merged: fixed parts (an inventory file, the simulated
+    fleet) and sources read again every refresh (Slurm, Kubernetes), each keeping its last good read."""
 
-    try:
-        return source.read()
-    except SourceError as exc:
-        logger.error("%s inventory: cannot read it (%s); starting without, retrying every refresh", name, exc)
-        return None
+    def __init__(
+        self, fixed: list[tuple[StaticInventory, str]], sources: list[tuple[_InventorySource, str]]
+    ) -> None:
+        self.fixed = fixed
+        self.sources = sources
+        self.latest: dict[str, StaticInventory] = {}
+
+    @property
+    def name(self) -> str:
+        """The sources, as the inventory API reports them."""
+        return " + ".join(name for _, name in [*self.fixed, *self.sources])
+
+    def read(self, engine: IncidentEngine | None = None) -> bool:
+        """Read every source again; True when at least one read worked. A source that fails keeps its last
+        read; one that cannot be read when serve starts (slurmctld or the Kubernetes API down, an incident
+        in itself) does not stop serve, which starts without that part and tries again every refresh."""
+        worked = False
+        for source, name in self.sources:
+            try:
+                self.latest[name] = source.read()
+                worked = True
+            except Exception:  # loop boundary: one source down leaves the others
+                if engine is None:
+                    logger.exception(
+                        "%s inventory: cannot read it; starting without, retrying every refresh", name
+                    )
+                    continue
+                engine.counters["inventory_refresh_failures"] += 1
+                engine.inventory_failed_at = engine.clock.now()
+                logger.exception("%s inventory: refresh failed; keeping the last one", name)
+        return worked
+
+    def merged(self) -> StaticInventory | None:
+        """Every part as one inventory, or None before any part was read."""
+        from alerting.inventory import merge_inventories  # noqa: PLC0415 - see build_service
+
+        parts = [*(part for part, _ in self.fixed), *self.latest.values()]
+        return merge_inventories(parts) if parts else None
+
+
+def _inventory_refresh(engine: IncidentEngine, inventories: _Inventories, interval: float) -> BackgroundTask:
+    """Re-read the Slurm and Kubernetes inventories every ``interval``; a failed read keeps the last one."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                if inventories.read(engine):
+                    merged = inventories.merged()
+                    if merged is not None:
+                        engine.replace_inventory(merged)
+            except Exception:  # loop boundary: the last inventory stays; the next refresh tries again
+                engine.counters["inventory_refresh_failures"] += 1
+                engine.inventory_failed_at = engine.clock.now()
+                logger.exception("inventory: refresh failed; keeping the last one")
+
+    return run
 
 
 def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
@@ -126,23 +175,6 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
         keep_ended_seconds=cfg.keep_ended_seconds,
         on_close=on_close,
     )
-
-
-def _inventory_refresh(
-    engine: IncidentEngine, source: _InventorySource, name: str, interval: float
-) -> BackgroundTask:
-    """Re-read the inventory every ``interval``; a failed read keeps the last inventory."""
-
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(interval):
-            try:
-                engine.replace_inventory(source.read())
-            except Exception:  # loop boundary: the last inventory stays; the next read tries again
-                engine.counters["inventory_refresh_failures"] += 1
-                engine.inventory_failed_at = engine.clock.now()
-                logger.exception("%s inventory: refresh failed; keeping the last one", name)
-
-    return run
 
 
 def _lock_watch(
@@ -229,12 +261,6 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
     return JournalApplier(journal, engine)
 
 
-def _source_name(cfg: GpuwardenConfig) -> str:
-    if cfg.alerting.inventory_file:
-        return f"file {cfg.alerting.inventory_file}"
-    return "sim" if cfg.alerting.sim_inventory else ""
-
-
 def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
     """Engine, background loops and extra routes (Slack) for one configuration."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
@@ -245,26 +271,28 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
 
     clock = SystemClock()
-    inventory: Inventory | None = None
-    source: tuple[_InventorySource, str] | None = None
+    fixed: list[tuple[StaticInventory, str]] = []
+    sources: list[tuple[_InventorySource, str]] = []
     if cfg.alerting.inventory_file:
-        inventory = load_inventory(Path(cfg.alerting.inventory_file))
-    elif cfg.alerting.sim_inventory:
-        inventory = inventory_from_fleet(fleet_from_config(cfg.sim, clock))
-    elif cfg.alerting.slurm_inventory:
+        fixed.append(
+            (load_inventory(Path(cfg.alerting.inventory_file)), f"file {cfg.alerting.inventory_file}")
+        )
+    if cfg.alerting.sim_inventory:
+        fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
+    if cfg.alerting.slurm_inventory:
         from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
 
-        source = (SlurmInventory(clock), "slurm")
-    elif cfg.alerting.kubernetes_inventory is not None:
-        source = (_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes")
+        sources.append((SlurmInventory(clock), "slurm"))
+    if cfg.alerting.kubernetes_inventory is not None:
+        sources.append((_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
+    inventories = _Inventories(fixed, sources)
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
-    if source is not None:
-        inventory = _first_read(*source)
-    engine = IncidentEngine(sql, clock, cfg.alerting, inventory)
-    engine.inventory_source = _source_name(cfg) if source is None else source[1]
+    inventories.read()
+    engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
+    engine.inventory_source = inventories.name
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
-    if source is not None:
-        background.append(_inventory_refresh(engine, *source, cfg.alerting.inventory_refresh_seconds))
+    if sources:
+        background.append(_inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
     if cfg.slack.bot_token is not None:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.

@@ -6,7 +6,15 @@ import pytest
 import yaml
 
 from alerting import scenarios
-from alerting.inventory import inventory_data, load_inventory, workloads_on
+from alerting.inventory import (
+    NodeInfo,
+    StaticInventory,
+    WorkloadInfo,
+    inventory_data,
+    load_inventory,
+    merge_inventories,
+    workloads_on,
+)
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
 
@@ -54,3 +62,31 @@ def test_inventory_lookups_answer_what_a_scan_of_the_lists_answers() -> None:
     assert inv.find_workload(job.kind, job.name, job.namespace) == job
     assert inv.find_workload(job.kind, job.name, "elsewhere") is None
     assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, job.name) is None
+
+
+def test_inventories_of_two_sources_merge_into_one() -> None:
+    training = StaticInventory(
+        [NodeInfo("t1", "slurm-a", "r1", 8), NodeInfo("shared", "slurm-a", "r1", 8)],
+        [
+            WorkloadInfo(
+                WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm (41)"), (frozenset({("t1", 0)}),), ("41",)
+            )
+        ],
+        {"slurm-a": 7},
+    )
+    serving = StaticInventory(
+        [NodeInfo("k1-n1", "k8s-b", "r9", 8), NodeInfo("shared", "k8s-b", "r9", 4)],
+        [
+            WorkloadInfo(
+                WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama"), (frozenset({("k1-n1", 0)}),)
+            )
+        ],
+        {"k8s-b": 3},
+    )
+    merged = merge_inventories([training, serving])
+    assert [n.name for n in merged.node_list] == ["t1", "shared", "k1-n1"]
+    assert merged.node("shared").cluster == "slurm-a"  # type: ignore[union-attr]  # the first source's
+    assert merged.spare_gpus("slurm-a") == 7 and merged.spare_gpus("k8s-b") == 3
+    assert merged.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None
+    assert [w.ref.name for w in merged.workloads_on([("k1-n1", 0)])] == ["llama"]
+    assert merge_inventories([serving]) is serving

@@ -161,12 +161,12 @@ def test_config_validate_reads_the_inventory_file_the_config_names(tmp_path: Pat
     )
 
 
-def test_two_inventory_sources_are_refused(tmp_path: Path) -> None:
+def test_the_simulated_fleet_does_not_combine_with_other_inventories(tmp_path: Path) -> None:
     path = tmp_path / "c.yaml"
     path.write_text("alerting:\n  sim_inventory: true\n  slurm_inventory: true\n")
     with pytest.raises(ConfigError) as err:
         load_config(path)
-    assert "choose one inventory source, not sim_inventory and slurm_inventory" in str(err.value)
+    assert "sim_inventory (the simulated fleet) cannot be combined with slurm_inventory" in str(err.value)
     assert "alerting" in str(err.value)
 
 
@@ -180,8 +180,8 @@ def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_pat
     with pytest.raises(ConfigError, match=r"kubeconfig.*nope is not a file"):
         load_config(path)
     path.write_text("alerting:\n  slurm_inventory: true\n  kubernetes_inventory:\n    cluster: k1\n")
-    with pytest.raises(ConfigError, match="not slurm_inventory and kubernetes_inventory"):
-        load_config(path)
+    both = load_config(path).alerting  # a Slurm training cluster beside a Kubernetes inference one
+    assert both.slurm_inventory and both.kubernetes_inventory is not None
     path.write_text("alerting:\n  kubernetes_inventory:\n    cluster: k1\n    gpu_resources: []\n")
     with pytest.raises(ConfigError, match="gpu_resources"):
         load_config(path)

@@ -325,3 +325,52 @@ def test_a_kubeconfig_without_the_named_context_is_a_config_error_naming_both(
     message = str(err.value)
     assert "alerting.kubernetes_inventory.kubeconfig" in message and "context prod-east" in message
     assert str(tmp_path / "kubeconfig") in message
+
+
+def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeApi, tmp_path: Path) -> None:
+    """A Slurm training cluster (here as its inventory file) beside the Kubernetes inference cluster: one
+    serve places alerts on both, and a Kubernetes outage leaves the training part alone."""
+    training = tmp_path / "training.yaml"
+    training.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": [{"name": f"t{i}", "cluster": "slurm-a", "rack": "tr1", "gpus": 8} for i in (1, 2)],
+                "workloads": [
+                    {
+                        "kind": "training_job",
+                        "name": "llm-70b (41)",
+                        "aliases": ["41"],
+                        "units": [["t1:0"], ["t2:0"]],
+                    }
+                ],
+            }
+        )
+    )
+    inventory = {"cluster": "k1", "kubeconfig": str(kube.write_kubeconfig(tmp_path / "kubeconfig"))}
+    settings = {
+        "inventory_file": str(training),
+        "kubernetes_inventory": inventory,
+        "inventory_refresh_seconds": 1,
+    }
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(yaml.safe_dump({"alerting": settings}))
+    with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), extra_args=["--config", str(config)]) as (url, _):
+        shown = httpx.get(f"{url}/api/v1/inventory", timeout=10).json()
+        assert shown["about"]["source"] == f"file {training} + kubernetes"
+        names = {w["name"] for w in shown["workloads"]}
+        assert names == {"llm-70b (41)", "llama", "finetune"}
+        alerts = [
+            {"labels": {"alertname": "NodeDown", "node": "t1"}},  # training cluster
+            {"labels": {"alertname": "NodeDown", "node": "g4"}},  # inference cluster
+        ]
+        assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
+        titles = sorted(i["title"] for i in httpx.get(f"{url}/api/v1/incidents", timeout=10).json())
+        assert any("llm-70b (41)" in t for t in titles) and any("llama" in t for t in titles), titles
+        kube.fail_next(40, 503)  # the Kubernetes API goes away for a while
+        wait_for(
+            "a failed refresh",
+            lambda: serve_metric(url, "gpuwarden_inventory_refresh_failures_total") >= 1,
+            30,
+        )
+        after = httpx.get(f"{url}/api/v1/inventory", timeout=10).json()
+        assert {w["name"] for w in after["workloads"]} == names  # both parts kept
