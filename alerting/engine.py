@@ -23,6 +23,7 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
+from alerting.impact import assess
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.lifecycle import IncidentLifecycle
@@ -43,7 +44,15 @@ from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.topology import locate, target_to_dict
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, Incident, IncidentState, Priority, RecommendedAction
+from gpuwarden.model import (
+    Alert,
+    AlertStatus,
+    Incident,
+    IncidentState,
+    Priority,
+    RecommendedAction,
+    WorkloadRef,
+)
 
 logger = logging.getLogger(__name__)
 # Recommended actions, the most drastic first: the order a person reads them in.
@@ -81,7 +90,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             inventory,
             clock.now() if inventory is not None else None,
         )
-        self.inventory_failed_at: datetime | None = None  # the last refresh that failed
+        # Per refreshed source (Slurm, Kubernetes): when it was last read and when a read last failed.
+        self.inventory_sources: dict[str, dict[str, datetime | None]] = {}
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()
@@ -253,10 +263,16 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
     def replace_inventory(self, inventory: Inventory) -> None:
         """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
         incidents with firing alerts are placed and assessed again, so their impact and priority follow what
-        changed (a job now known, a service whose lost replica was replaced)."""
+        changed (a job now known, a service whose lost replica was replaced). An unchanged inventory changes
+        nothing; an incident changes (and listeners hear of it) only when its assessment does; and a refresh
+        never lowers a priority because a workload the incident named has left the inventory (a stopped job
+        past its keep time): what the incident said then still holds."""
         with self._lock:
-            self.inventory = inventory
+            previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
+            if inventory == previous:
+                return
+            named = {inc.id: inc.workloads for inc in self._open.values()}
             for inc in self._open.values():
                 # Members were located with the old inventory: a job that was unknown then (an alert naming
                 # it by Slurm id before the refresh that listed it) is known now.
@@ -272,11 +288,29 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 with self._sessions() as session, session.begin():
                     batch = Batch(session, self.clock.now())
                     for inc in live:
-                        self._recompute(batch, inc)
+                        self._reassess(batch, inc, named.get(inc.id, frozenset()))
             except Exception:
                 self._reload()  # the in-memory view back to what the store holds; the caller logs it
                 raise
             self._notify(batch.changes)
+
+    def _reassess(self, batch: Batch, inc: OpenIncident, named: frozenset[WorkloadRef]) -> None:
+        """One open incident after an inventory change (see ``replace_inventory``)."""
+        row = batch.session.get(IncidentRow, inc.id)
+        if row is None or self.inventory is None:
+            return
+        members = list(inc.members.values())
+        path, root = root_cause(members, self.inventory)
+        assessment = assess(path, root, members, self.inventory, self.config.assume_spare_capacity)
+        gone = any(self.inventory.find_workload(w.kind, w.name, w.namespace) is None for w in named)
+        if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
+            return
+        shown = (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+        updated_at = row.updated_at
+        self._recompute(batch, inc)
+        if (row.priority, row.title, row.root_kind, row.root_target, row.impact) == shown:
+            row.updated_at = updated_at  # nothing to tell anyone
+            batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
 
     # --- ingest ---------------------------------------------------------------------------------
 

@@ -18,7 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -354,13 +354,21 @@ class _Handlers:
         if not isinstance(inventory, StaticInventory):
             raise NotFound(f"the {source or 'configured'} inventory cannot be listed", field="inventory")
         data = await run_in_threadpool(inventory_data, inventory)
-        failed_at = self.engine.inventory_failed_at
+        parts = [
+            {
+                "name": name,
+                "read_at": iso(times.get("read_at")),
+                "failed_at": iso(times.get("failed_at")),
+                "stale": _stale(times.get("read_at"), times.get("failed_at")),
+            }
+            for name, times in list(self.engine.inventory_sources.items())
+        ]
         about = {
             "source": source,
             "read_at": iso(read_at),
             "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
-            "last_refresh_failed_at": iso(failed_at),
-            "stale": failed_at is not None and read_at is not None and failed_at > read_at,
+            "refreshed_sources": parts,
+            "stale": any(p["stale"] for p in parts),
         }
         return JSONResponse({"about": about, **data})
 
@@ -478,6 +486,11 @@ def create_app(
     app = Starlette(routes=[*handlers.routes(), *extra_routes], lifespan=lifespan)
     app.add_middleware(CatchAll, metrics=metrics)
     return app
+
+
+def _stale(read_at: datetime | None, failed_at: datetime | None) -> bool:
+    """A refreshed source never read, or failed since its last read: its part is missing or old."""
+    return read_at is None or (failed_at is not None and failed_at > read_at)
 
 
 def inventory_from_fleet(fleet: Fleet) -> StaticInventory:

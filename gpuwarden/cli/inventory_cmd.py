@@ -28,8 +28,10 @@ def _fetch(url: str) -> dict[str, Any]:
 def _about(data: dict[str, Any]) -> None:
     about = data.get("about", {})
     line = f"source: {about.get('source') or 'unknown'}, read {about.get('read_at')}"
-    if about.get("stale"):
-        line += f"; the refresh at {about.get('last_refresh_failed_at')} failed: this is the last good read"
+    for part in about.get("refreshed_sources", []):
+        if part.get("stale"):
+            last = f"last read {part['read_at']}" if part.get("read_at") else "never read"
+            line += f"; {part['name']}: failed at {part['failed_at']}, {last}"
     err_console.print(line, markup=False, highlight=False)
 
 

@@ -20,6 +20,8 @@ from gpuwarden.errors import ConfigError
 from gpuwarden.sim.fleet import fleet_from_config
 
 if TYPE_CHECKING:
+    from datetime import datetime
+
     from alerting.engine import IncidentEngine
     from alerting.instance_lock import InstanceBusy, InstanceLocks
     from alerting.inventory import StaticInventory
@@ -65,42 +67,53 @@ class _Inventories:
     fleet) and sources read again every refresh (Slurm, Kubernetes), each keeping its last good read."""
 
     def __init__(
-        self, fixed: list[tuple[StaticInventory, str]], sources: list[tuple[_InventorySource, str]]
+        self,
+        fixed: list[tuple[StaticInventory, str]],
+        sources: list[tuple[_InventorySource, str]],
+        clock: SystemClock,
     ) -> None:
         self.fixed = fixed
         self.sources = sources
+        self.clock = clock
         self.latest: dict[str, StaticInventory] = {}
+        # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
+        self.status: dict[str, dict[str, datetime | None]] = {
+            name: {"read_at": None, "failed_at": None} for _, name in sources
+        }
 
     @property
     def name(self) -> str:
         """The sources, as the inventory API reports them."""
         return " + ".join(name for _, name in [*self.fixed, *self.sources])
 
-    def read(self, engine: IncidentEngine | None = None) -> bool:
-        """Read every source again; True when at least one read worked. A source that fails keeps its last
-        read; one that cannot be read when serve starts (slurmctld or the Kubernetes API down, an incident
-        in itself) does not stop serve, which starts without that part and tries again every refresh."""
-        worked = False
+    def read(self, at_start: bool = False) -> tuple[bool, bool]:
+        """Read every source again: whether any read worked, and whether any failed. A source that fails
+        keeps its last read; one that cannot be read when serve starts (slurmctld or the Kubernetes API down,
+        an incident in itself) does not stop serve, which starts without that part and tries again."""
+        worked = failed = False
         for source, name in self.sources:
             try:
                 self.latest[name] = source.read()
+                self.status[name]["read_at"] = self.clock.now()
                 worked = True
             except Exception:  # loop boundary: one source down leaves the others
-                if engine is None:
+                self.status[name]["failed_at"] = self.clock.now()
+                failed = True
+                if at_start:
                     logger.exception(
                         "%s inventory: cannot read it; starting without, retrying every refresh", name
                     )
-                    continue
-                engine.counters["inventory_refresh_failures"] += 1
-                engine.inventory_failed_at = engine.clock.now()
-                logger.exception("%s inventory: refresh failed; keeping the last one", name)
-        return worked
+                else:
+                    logger.exception("%s inventory: refresh failed; keeping the last one", name)
+        return worked, failed
 
     def merged(self) -> StaticInventory | None:
-        """Every part as one inventory, or None before any part was read."""
+        """Every part as one inventory, in configuration order (a node two sources list is the first one's),
+        or None before any part was read."""
         from alerting.inventory import merge_inventories  # noqa: PLC0415 - see build_service
 
-        parts = [*(part for part, _ in self.fixed), *self.latest.values()]
+        parts = [part for part, _ in self.fixed]
+        parts.extend(self.latest[name] for _, name in self.sources if name in self.latest)
         return merge_inventories(parts) if parts else None
 
 
@@ -110,13 +123,14 @@ def _inventory_refresh(engine: IncidentEngine, inventories: _Inventories, interv
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
             try:
-                if inventories.read(engine):
-                    merged = inventories.merged()
-                    if merged is not None:
-                        engine.replace_inventory(merged)
+                worked, failed = inventories.read()
+                if failed:
+                    engine.counters["inventory_refresh_failures"] += 1
+                merged = inventories.merged() if worked else None
+                if merged is not None:
+                    engine.replace_inventory(merged)
             except Exception:  # loop boundary: the last inventory stays; the next refresh tries again
                 engine.counters["inventory_refresh_failures"] += 1
-                engine.inventory_failed_at = engine.clock.now()
                 logger.exception("inventory: refresh failed; keeping the last one")
 
     return run
@@ -130,21 +144,28 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
 
     from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
 
+    in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:
-        if cfg.kubeconfig is None and os.environ.get("KUBERNETES_SERVICE_HOST"):
+        if in_cluster:
             configuration = Configuration()
             kube_config.load_incluster_config(client_configuration=configuration)
             api_client = ApiClient(configuration)
         else:
             api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
     except (kube_config.ConfigException, OSError, ValueError) as exc:
-        where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-        raise ConfigError(
-            f"cannot load the Kubernetes client configuration from {where}"
-            f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context), or"
-            " run serve in a pod with a service account",
-            field="alerting.kubernetes_inventory.kubeconfig",
-        ) from exc
+        if in_cluster:
+            message = (
+                f"in a pod, but its service account cannot be used: {exc}; mount the service account token"
+                " (automountServiceAccountToken), or set kubeconfig"
+            )
+        else:
+            where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            message = (
+                f"cannot load the Kubernetes client configuration from {where}"
+                f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context),"
+                " or run serve in a pod with a service account"
+            )
+        raise ConfigError(message, field="alerting.kubernetes_inventory.kubeconfig") from exc
     assignments: Callable[[], list[Assignment]] | None = None
     on_close: list[Callable[[], object]] = [api_client.close]
     if cfg.gpu_assignment_url:
@@ -285,11 +306,12 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         sources.append((SlurmInventory(clock), "slurm"))
     if cfg.alerting.kubernetes_inventory is not None:
         sources.append((_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
-    inventories = _Inventories(fixed, sources)
+    inventories = _Inventories(fixed, sources, clock)
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
-    inventories.read()
+    inventories.read(at_start=True)
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
     engine.inventory_source = inventories.name
+    engine.inventory_sources = inventories.status
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
     if sources:
         background.append(_inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))

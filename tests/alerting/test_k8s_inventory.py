@@ -484,4 +484,32 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     incident = engine.store.get(incident.id)
     assert incident.priority is not Priority.P1 and "llama" not in incident.title  # the service is whole
     assert changes[-1] is ChangeKind.PRIORITY_CHANGED
-    assert "priority" in [e.kind for e in incident.timeline]
+    assert [e.data.get("from") for e in incident.timeline if e.kind == "priority"] == [None, "P1"]
+    # The same inventory again: nothing changes, nobody is told.
+    told = len(changes)
+    clock.advance(60)
+    engine.replace_inventory(reader.read())
+    assert len(changes) == told and engine.store.get(incident.id).timeline == incident.timeline
+
+
+def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_an_acknowledgement(
+    sql: Engine,
+) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    told: list[tuple[ChangeKind, str]] = []
+    engine.subscribe(lambda c: told.append((c.kind, c.event.kind)))
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    engine.acknowledge(row.id, "alice")
+    before = len(told)
+    # Another node joins: the inventory changed, this incident's assessment did not.
+    api.objects["nodes"].append(node("g5"))
+    engine.replace_inventory(reader.read())
+    assert len(told) == before  # no second "acknowledged" for Slack to post
+    # The whole Deployment is deleted (g2 still down): llama leaves the inventory; the incident keeps P1.
+    api.objects["pods"] = []
+    engine.replace_inventory(reader.read())
+    assert engine.store.get(row.id).priority is Priority.P1

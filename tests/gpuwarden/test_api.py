@@ -418,10 +418,18 @@ def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path)
     engine.inventory_source = "kubernetes"
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)))) as c:
         data = c.get("/api/v1/inventory").json()
-        assert data["about"]["stale"] is False
-        clock.advance(60)
-        engine.inventory_failed_at = clock.now()  # what serve's refresh loop records
-        assert c.get("/api/v1/inventory").json()["about"]["stale"] is True
+        assert data["about"]["stale"] is False and data["about"]["refreshed_sources"] == []
+        # What serve's refresh loop records per source: Kubernetes read, Slurm failing since it started.
+        engine.inventory_sources = {
+            "kubernetes": {"read_at": clock.now(), "failed_at": None},
+            "slurm": {"read_at": None, "failed_at": clock.now()},
+        }
+        about = c.get("/api/v1/inventory").json()["about"]
+        assert about["stale"] is True
+        assert [(p["name"], p["stale"]) for p in about["refreshed_sources"]] == [
+            ("kubernetes", False),
+            ("slurm", True),
+        ]
     data.pop("about")
     path = tmp_path / "snapshot.yaml"
     path.write_text(yaml.safe_dump(data))
