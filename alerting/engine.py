@@ -223,6 +223,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
     def _reload(self) -> None:
         """Rebuild the in-memory view from the store (at start, and after a failed transaction)."""
         with self._lock, self._sessions() as session:
+            known = set(self._open)  # announced already, or still held in _unannounced
             self._open.clear()
             self._inhibitor = Inhibitor(self._inhibitor.rules)
             rows = session.scalars(
@@ -231,9 +232,11 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 )
             ).all()
             for row in rows:
-                # A crash may have come between opening and announcing: announce again (listeners such
-                # as the outbox dedupe by the event's idempotency key).
-                self._unannounced[row.id] = row.opened_at
+                # At start, a crash may have come between opening and announcing: announce again (listeners
+                # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
+                # the incidents this process already knew were announced or are still held: not again.
+                if row.id not in known:
+                    self._unannounced[row.id] = row.opened_at
                 self._open[row.id] = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )

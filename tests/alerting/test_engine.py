@@ -522,3 +522,21 @@ def test_changes_carry_what_the_firing_alerts_recommend(db: str, clock: FakeCloc
     before = len(seen)
     engine.ingest([Alert(xid, status=AlertStatus.RESOLVED)])  # the XID alert ends, the node is still down
     assert len(seen) > before and seen[-1][1] == ("investigate",)  # only firing alerts recommend
+
+
+def test_a_rebuild_after_a_failed_transaction_does_not_announce_incidents_again(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock)
+    opened: list[str] = []
+    engine.subscribe(lambda c: opened.append(c.incident.id) if c.kind is ChangeKind.OPENED else None)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "x1"})])
+    assert len(opened) == 1
+    engine._reload()  # what a failed transaction does: the in-memory view rebuilt from the store
+    clock.advance(30)
+    engine.tick()
+    assert len(opened) == 1
+    restarted = _engine(db, clock)  # a new process, which may have crashed before announcing: it does
+    restarted.subscribe(lambda c: opened.append(c.incident.id) if c.kind is ChangeKind.OPENED else None)
+    restarted.tick()
+    assert len(opened) == 2
