@@ -34,6 +34,9 @@ class OpenIncident:
     members: dict[str, Member] = field(default_factory=dict)
     workloads: frozenset[WorkloadRef] = frozenset()
     placed: frozenset[GpuKey] = frozenset()  # GPUs of ``workloads`` per the inventory; set with them
+    # Workloads the incident showed that an inventory knew: one that leaves the inventory later does not
+    # lower the incident's priority (see ``IncidentEngine.replace_inventory``).
+    inventoried: set[WorkloadRef] = field(default_factory=set)
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""

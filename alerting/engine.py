@@ -51,6 +51,7 @@ from gpuwarden.model import (
     IncidentState,
     Priority,
     RecommendedAction,
+    WorkloadKind,
     WorkloadRef,
 )
 
@@ -119,6 +120,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
+        self._announced: set[str] = set()  # open incidents this process has announced
+        self._reassessed = False  # the open incidents were assessed with the current inventory
         self.counters: dict[str, int] = {
             "alerts_received": 0,
             "alerts_muted": 0,
@@ -152,6 +155,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
             else:
+                if kind is ChangeKind.OPENED:
+                    self._announced.add(incident_id)
+                elif kind is ChangeKind.RESOLVED:
+                    self._announced.discard(incident_id)
                 out.append((incident_id, kind, event))
         self._emit(out)
 
@@ -195,6 +202,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
         for incident_id in due:
             del self._unannounced[incident_id]
+            self._announced.add(incident_id)
             if not self._listeners:
                 continue
             incident = self.store.get(incident_id)
@@ -223,7 +231,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
     def _reload(self) -> None:
         """Rebuild the in-memory view from the store (at start, and after a failed transaction)."""
         with self._lock, self._sessions() as session:
-            known = set(self._open)  # announced already, or still held in _unannounced
+            # Announced already, or still held: not held again. At start both are empty.
+            known = self._announced | set(self._unannounced)
             self._open.clear()
             self._inhibitor = Inhibitor(self._inhibitor.rules)
             rows = session.scalars(
@@ -240,6 +249,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 self._open[row.id] = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
+            self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
+            self._reassessed = False  # what the store holds was not assessed with this inventory
             self._status = {
                 fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
             }
@@ -266,16 +277,17 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
     def replace_inventory(self, inventory: Inventory) -> None:
         """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
         incidents with firing alerts are placed and assessed again, so their impact and priority follow what
-        changed (a job now known, a service whose lost replica was replaced). An unchanged inventory changes
-        nothing; an incident changes (and listeners hear of it) only when its assessment does; and a refresh
-        never lowers a priority because a workload the incident named has left the inventory (a stopped job
-        past its keep time): what the incident said then still holds."""
+        changed (a job now known, a service whose lost replica was replaced). An inventory equal to the last
+        one changes nothing once the open incidents were assessed with it (the first refresh after a start,
+        or after a failed one, assesses them anyway); an incident changes (and listeners hear of it) only
+        when its assessment does; and a refresh never lowers a priority because a workload the incident
+        showed, and an inventory knew, has left the inventory (a stopped job past its keep time)."""
         with self._lock:
             previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
-            if inventory == previous:
+            if inventory == previous and self._reassessed:
                 return
-            named = {inc.id: inc.workloads for inc in self._open.values()}
+            self._reassessed = False
             for inc in self._open.values():
                 # Members were located with the old inventory: a job that was unknown then (an alert naming
                 # it by Slurm id before the refresh that listed it) is known now.
@@ -285,33 +297,45 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     inc.root_path, _ = root_cause(inc.members.values(), inventory)
                 self._set_workloads(inc, self._workloads_of(inc, None))
             live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
-            if not live:
-                return
-            try:
-                with self._sessions() as session, session.begin():
-                    batch = Batch(session, self.clock.now())
-                    for inc in live:
-                        self._reassess(batch, inc, named.get(inc.id, frozenset()))
-            except Exception:
-                self._reload()  # the in-memory view back to what the store holds; the caller logs it
-                raise
-            self._notify(batch.changes)
+            batch = None
+            if live:
+                try:
+                    with self._sessions() as session, session.begin():
+                        batch = Batch(session, self.clock.now())
+                        for inc in live:
+                            self._reassess(batch, inc, previous)
+                except Exception:
+                    self._reload()  # the in-memory view back to what the store holds; the caller logs it
+                    raise
+            self._reassessed = True
+            if batch is not None:
+                self._notify(batch.changes)
 
-    def _reassess(self, batch: Batch, inc: OpenIncident, named: frozenset[WorkloadRef]) -> None:
+    def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
         """One open incident after an inventory change (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
-        if row is None or self.inventory is None:
+        current = self.inventory
+        if row is None or current is None:
             return
+        shown = {
+            WorkloadRef(WorkloadKind(w["kind"]), w["namespace"], w["name"])
+            for w in (row.impact or {}).get("workloads", [])
+        }
+        for inventory in (previous, current):
+            if inventory is not None:
+                inc.inventoried |= {w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace)}
         members = list(inc.members.values())
-        path, root = root_cause(members, self.inventory)
-        assessment = assess(path, root, members, self.inventory, self.config.assume_spare_capacity)
-        gone = any(self.inventory.find_workload(w.kind, w.name, w.namespace) is None for w in named)
+        path, root = root_cause(members, current)
+        assessment = assess(path, root, members, current, self.config.assume_spare_capacity)
+        gone = any(
+            current.find_workload(w.kind, w.name, w.namespace) is None for w in inc.inventoried & shown
+        )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
-        shown = (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+        before = (row.priority, row.title, row.root_kind, row.root_target, row.impact)
         updated_at = row.updated_at
         self._recompute(batch, inc)
-        if (row.priority, row.title, row.root_kind, row.root_target, row.impact) == shown:
+        if (row.priority, row.title, row.root_kind, row.root_target, row.impact) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
 

@@ -86,11 +86,12 @@ class _Inventories:
         """The sources, as the inventory API reports them."""
         return " + ".join(name for _, name in [*self.fixed, *self.sources])
 
-    def read(self, at_start: bool = False) -> tuple[bool, bool]:
-        """Read every source again: whether any read worked, and whether any failed. A source that fails
-        keeps its last read; one that cannot be read when serve starts (slurmctld or the Kubernetes API down,
-        an incident in itself) does not stop serve, which starts without that part and tries again."""
-        worked = failed = False
+    def read(self, engine: IncidentEngine | None = None) -> bool:
+        """Read every source again (``engine``: a refresh, whose failures it counts per source); whether any
+        read worked. A source that fails keeps its last read; one that cannot be read when serve starts
+        (slurmctld or the Kubernetes API down, an incident in itself) does not stop serve, which starts
+        without that part and tries again."""
+        worked = False
         for source, name in self.sources:
             try:
                 self.latest[name] = source.read()
@@ -98,14 +99,14 @@ class _Inventories:
                 worked = True
             except Exception:  # loop boundary: one source down leaves the others
                 self.status[name]["failed_at"] = self.clock.now()
-                failed = True
-                if at_start:
+                if engine is None:
                     logger.exception(
                         "%s inventory: cannot read it; starting without, retrying every refresh", name
                     )
                 else:
+                    engine.counters["inventory_refresh_failures"] += 1
                     logger.exception("%s inventory: refresh failed; keeping the last one", name)
-        return worked, failed
+        return worked
 
     def merged(self) -> StaticInventory | None:
         """Every part as one inventory, in configuration order (a node two sources list is the first one's),
@@ -123,9 +124,7 @@ def _inventory_refresh(engine: IncidentEngine, inventories: _Inventories, interv
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
             try:
-                worked, failed = inventories.read()
-                if failed:
-                    engine.counters["inventory_refresh_failures"] += 1
+                worked = inventories.read(engine)
                 merged = inventories.merged() if worked else None
                 if merged is not None:
                     engine.replace_inventory(merged)
@@ -308,7 +307,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         sources.append((_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
     inventories = _Inventories(fixed, sources, clock)
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
-    inventories.read(at_start=True)
+    inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
     engine.inventory_source = inventories.name
     engine.inventory_sources = inventories.status

@@ -513,3 +513,62 @@ def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_a
     api.objects["pods"] = []
     engine.replace_inventory(reader.read())
     assert engine.store.get(row.id).priority is Priority.P1
+
+
+def test_the_priority_guard_holds_across_refreshes(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    api.objects["pods"] = []  # llama deleted while g2 is down
+    engine.replace_inventory(reader.read())
+    api.objects["nodes"].append(node("g6"))  # an unrelated change later
+    engine.replace_inventory(reader.read())
+    assert engine.store.get(row.id).priority is Priority.P1  # still what the incident said
+
+
+def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_not_block_it(
+    sql: Engine,
+) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    # The alert also names a Slurm job that no inventory here knows.
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2", "slurm_job": "4242"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert engine.store.get(row.id).priority is Priority.P1
+    # While serve is down, g2's replica is replaced (g2 NotReady, the new pod runs on g5).
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["nodes"].append(node("g5"))
+    api.objects["pods"][1] = llama(9, "g5")
+    restarted = IncidentEngine(sql, clock, inventory=reader.read())  # its read at start
+    restarted.replace_inventory(reader.read())  # the first refresh: the same inventory, assessed anyway
+    assert restarted.store.get(row.id).priority is not Priority.P1  # llama is whole; job 4242 blocks nothing
+
+
+def test_a_failed_reassessment_is_retried_at_the_next_refresh(
+    sql: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    serving_cluster(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["nodes"].append(node("g5"))
+    api.objects["pods"][1] = llama(9, "g5")
+    fresh = reader.read()
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("database is locked")
+
+    monkeypatch.setattr(engine, "_reassess", broken)
+    with pytest.raises(RuntimeError):
+        engine.replace_inventory(fresh)
+    monkeypatch.undo()
+    engine.replace_inventory(reader.read())  # equal to the failed one
+    assert engine.store.get(row.id).priority is not Priority.P1
