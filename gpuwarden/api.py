@@ -125,6 +125,22 @@ class ApiMetrics(Collector):
             "Workloads (services, training jobs) the inventory places on GPUs.",
             value=len(inventory.workloads()) if inventory is not None else 0,
         )
+        read = GaugeMetricFamily(
+            "gpuwarden_inventory_last_read_timestamp_seconds",
+            "When each refreshed inventory source (slurm, kubernetes) was last read (alert on time() - it).",
+            labels=["source"],
+        )
+        failed = GaugeMetricFamily(
+            "gpuwarden_inventory_last_failure_timestamp_seconds",
+            "When a read of each refreshed inventory source last failed (0: never).",
+            labels=["source"],
+        )
+        for name, times in list(self.engine.inventory_sources.items()):
+            read_at, failed_at = times.get("read_at"), times.get("failed_at")
+            read.add_metric([name], read_at.timestamp() if read_at is not None else 0.0)
+            failed.add_metric([name], failed_at.timestamp() if failed_at is not None else 0.0)
+        yield read
+        yield failed
         gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])
         counts = {p: 0 for p in ("P0", "P1", "P2", "P3")}
         for priority in self.engine.open_priorities():

@@ -366,6 +366,10 @@ def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeA
         assert httpx.post(f"{url}/api/v2/alerts", json=alerts, headers=AUTH, timeout=10).status_code == 200
         titles = sorted(i["title"] for i in httpx.get(f"{url}/api/v1/incidents", timeout=10).json())
         assert any("llm-70b (41)" in t for t in titles) and any("llama" in t for t in titles), titles
+        never = 'gpuwarden_inventory_last_failure_timestamp_seconds{source="kubernetes"} 0.0'
+        metrics = httpx.get(f"{url}/metrics", timeout=5).text
+        assert 'gpuwarden_inventory_last_read_timestamp_seconds{source="kubernetes"}' in metrics
+        assert never in metrics
         kube.fail_next(40, 503)  # the Kubernetes API goes away for a while
         wait_for(
             "a failed refresh",
@@ -374,3 +378,6 @@ def test_serve_combines_a_training_inventory_with_the_kubernetes_one(kube: KubeA
         )
         after = httpx.get(f"{url}/api/v1/inventory", timeout=10).json()
         assert {w["name"] for w in after["workloads"]} == names  # both parts kept
+        kubernetes = next(p for p in after["about"]["refreshed_sources"] if p["name"] == "kubernetes")
+        assert kubernetes["stale"] and after["about"]["stale"]
+        assert never not in httpx.get(f"{url}/metrics", timeout=5).text
