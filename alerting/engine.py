@@ -334,7 +334,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             return
         before = (row.priority, row.title, row.root_kind, row.root_target, row.impact)
         updated_at = row.updated_at
-        self._recompute(batch, inc)
+        self._recompute(batch, inc, (path, root, assessment))
         if (row.priority, row.title, row.root_kind, row.root_target, row.impact) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]

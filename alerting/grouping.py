@@ -15,9 +15,9 @@ from alerting.inventory import Inventory
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.topology import contains, target_to_dict
+from alerting.topology import Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import IncidentState, WorkloadRef
+from gpuwarden.model import IncidentState, RootCause, WorkloadRef
 
 
 class IncidentGrouping:
@@ -64,7 +64,11 @@ class IncidentGrouping:
             if self._merge_into(batch, inc):
                 pending.append(inc.id)
 
-    def _recompute(self, batch: Batch, inc: OpenIncident) -> None:
+    def _recompute(
+        self, batch: Batch, inc: OpenIncident, assessed: tuple[Path, RootCause, Assessment] | None = None
+    ) -> None:
+        """Root cause, impact and priority of one incident, written to its row; ``assessed``: already
+        computed from its members and the current inventory (an inventory refresh decides on it first)."""
         session, now = batch.session, batch.now
         row = session.get(IncidentRow, inc.id)
         assert row is not None
@@ -75,8 +79,12 @@ class IncidentGrouping:
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
             self._start_quiet(batch, inc, row)
             return
-        inc.root_path, root = root_cause(members, self.inventory)
-        assessment = assess(inc.root_path, root, members, self.inventory, self.config.assume_spare_capacity)
+        if assessed is None:
+            path, root = root_cause(members, self.inventory)
+            assessment = assess(path, root, members, self.inventory, self.config.assume_spare_capacity)
+        else:
+            path, root, assessment = assessed
+        inc.root_path = path
         self._set_workloads(inc, self._workloads_of(inc, assessment))
         new_target = target_to_dict(root.target)
         if (row.root_kind, row.root_target) != (root.kind.value, new_target) and row.title:

@@ -233,10 +233,6 @@ def load_inventory(path: Path) -> StaticInventory:
     return StaticInventory(nodes, workloads, dict(data.spare_gpus))
 
 
-def _gpu_order(text: str) -> tuple[str, int]:
-    return _gpu_key(text)
-
-
 def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
     """The inverse of ``load_inventory``: a mapping to write as YAML."""
     return {
@@ -256,7 +252,7 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "namespace": w.ref.namespace,
                 "name": w.ref.name,
                 "units": [
-                    sorted((f"{node}:{index}" for node, index in unit), key=_gpu_order) for unit in w.units
+                    sorted((f"{node}:{index}" for node, index in unit), key=_gpu_key) for unit in w.units
                 ],
                 **({"aliases": list(w.aliases)} if w.aliases else {}),
                 **({"pods": list(w.pods)} if w.pods else {}),

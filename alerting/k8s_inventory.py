@@ -423,11 +423,6 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
 # --- the official client ---------------------------------------------------------------------------
 
 
-def decode_page(data: bytes) -> Any:
-    """One list response's JSON (500 pods: hundreds of thousands of objects), without the cyclic GC."""
-    return loads_without_gc(data)
-
-
 def _api_message(exc: Any) -> str:
     """The Kubernetes ``Status`` message of an ``ApiException``, when its body has one."""
     try:
@@ -466,7 +461,7 @@ def api_lister(
                 kwargs["_continue"] = token
             try:
                 response = calls[resource](**kwargs)
-                page = decode_page(response.data)
+                page = loads_without_gc(response.data)  # 500 pods: hundreds of thousands of objects
             except ApiException as exc:
                 raise _api_error(resource, exc) from exc
             except (HTTPError, OSError, ValueError) as exc:

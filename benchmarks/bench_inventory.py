@@ -5,7 +5,7 @@ inference Deployments whose replicas hold 4 GPUs (two per node, so every GPU is 
 and ``--cpu-pods`` pods without GPUs (the bulk of a real cluster's pods, which the reader must skip). Each
 pod carries what a real one does (environment, volumes, probes, managed fields, container statuses):
 about 4.5 KB of JSON. The bodies are served in pages of 500, as JSON text, the way the official client
-returns them with ``_preload_content=False``; the timing covers decoding them (``decode_page``, as
+returns them with ``_preload_content=False``; the timing covers decoding them (``loads_without_gc``, as
 ``api_lister`` does) and building the inventory (``KubernetesInventory.read``), the best of ``--repeat``.
 ``--assigned`` also gives every pod's GPU indices, as the exporter's series in Prometheus would.
 
@@ -32,7 +32,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from alerting.k8s_inventory import Assignment, KubernetesInventory, decode_page
+from alerting.jsonload import loads_without_gc
+from alerting.k8s_inventory import Assignment, KubernetesInventory
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.clock import FakeClock
 
@@ -246,7 +247,7 @@ def main() -> None:
 
     def lister(name: str) -> Iterator[dict[str, Any]]:
         for page in bodies[name]:
-            yield from decode_page(page)["items"]  # page by page, as api_lister does
+            yield from loads_without_gc(page)["items"]  # page by page, as api_lister does
 
     best = float("inf")
     inventory = None

@@ -4,6 +4,7 @@ placement with and without the exporter's assignments, spare GPUs, and pods kept
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from typing import Any
 
 import pytest
@@ -464,23 +465,43 @@ def test_assignments_read_the_exported_labels_prometheus_renamed() -> None:
     ]
 
 
-def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engine) -> None:
+@dataclass
+class NodeDown:
+    """The serving cluster behind an engine, with g2 reported down: one incident, llama's replica on g2."""
+
+    api: FakeApi
+    clock: FakeClock
+    reader: KubernetesInventory
+    engine: IncidentEngine
+    incident_id: str
+
+    def replace_g2_replica(self) -> None:
+        """g2 stays down; its pod is evicted and the Deployment's replacement runs on g5."""
+        self.api.objects["nodes"][1] = node("g2", ready=False)
+        self.api.objects["nodes"].append(node("g5"))
+        self.api.objects["pods"][1] = llama(9, "g5")
+
+
+def node_down_on_g2(sql: Engine, **labels: str) -> NodeDown:
     api, clock = FakeApi(), FakeClock(1000.0)
     serving_cluster(api)
     reader = inventory(api, clock)
     engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2", **labels})])
+    ((row, _),) = engine.store.list_rows(None)
+    return NodeDown(api, clock, reader, engine, row.id)
+
+
+def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engine) -> None:
+    scene = node_down_on_g2(sql)
+    engine, clock = scene.engine, scene.clock
     changes: list[ChangeKind] = []
     engine.subscribe(lambda c: changes.append(c.kind))
-    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
-    ((row, _),) = engine.store.list_rows(None)
-    incident = engine.store.get(row.id)
+    incident = engine.store.get(scene.incident_id)
     assert incident.priority is Priority.P1 and "llama 25% of replicas lost" in incident.title
-    # The node stays down; its pod is evicted and the Deployment's replacement runs on g5.
-    api.objects["nodes"][1] = node("g2", ready=False)
-    api.objects["nodes"].append(node("g5"))
-    api.objects["pods"][1] = llama(9, "g5")
+    scene.replace_g2_replica()
     clock.advance(60)
-    engine.replace_inventory(reader.read())
+    engine.replace_inventory(scene.reader.read())
     incident = engine.store.get(incident.id)
     assert incident.priority is not Priority.P1 and "llama" not in incident.title  # the service is whole
     assert changes[-1] is ChangeKind.PRIORITY_CHANGED
@@ -488,87 +509,63 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     # The same inventory again: nothing changes, nobody is told.
     told = len(changes)
     clock.advance(60)
-    engine.replace_inventory(reader.read())
+    engine.replace_inventory(scene.reader.read())
     assert len(changes) == told and engine.store.get(incident.id).timeline == incident.timeline
 
 
 def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_an_acknowledgement(
     sql: Engine,
 ) -> None:
-    api, clock = FakeApi(), FakeClock(1000.0)
-    serving_cluster(api)
-    reader = inventory(api, clock)
-    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    scene = node_down_on_g2(sql)
+    engine, api = scene.engine, scene.api
     told: list[tuple[ChangeKind, str]] = []
     engine.subscribe(lambda c: told.append((c.kind, c.event.kind)))
-    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
-    ((row, _),) = engine.store.list_rows(None)
-    engine.acknowledge(row.id, "alice")
+    engine.acknowledge(scene.incident_id, "alice")
     before = len(told)
     # Another node joins: the inventory changed, this incident's assessment did not.
     api.objects["nodes"].append(node("g5"))
-    engine.replace_inventory(reader.read())
+    engine.replace_inventory(scene.reader.read())
     assert len(told) == before  # no second "acknowledged" for Slack to post
     # The whole Deployment is deleted (g2 still down): llama leaves the inventory; the incident keeps P1.
     api.objects["pods"] = []
-    engine.replace_inventory(reader.read())
-    assert engine.store.get(row.id).priority is Priority.P1
+    engine.replace_inventory(scene.reader.read())
+    assert engine.store.get(scene.incident_id).priority is Priority.P1
 
 
 def test_the_priority_guard_holds_across_refreshes(sql: Engine) -> None:
-    api, clock = FakeApi(), FakeClock(1000.0)
-    serving_cluster(api)
-    reader = inventory(api, clock)
-    engine = IncidentEngine(sql, clock, inventory=reader.read())
-    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
-    ((row, _),) = engine.store.list_rows(None)
-    api.objects["pods"] = []  # llama deleted while g2 is down
-    engine.replace_inventory(reader.read())
-    api.objects["nodes"].append(node("g6"))  # an unrelated change later
-    engine.replace_inventory(reader.read())
-    assert engine.store.get(row.id).priority is Priority.P1  # still what the incident said
+    scene = node_down_on_g2(sql)
+    scene.api.objects["pods"] = []  # llama deleted while g2 is down
+    scene.engine.replace_inventory(scene.reader.read())
+    scene.api.objects["nodes"].append(node("g6"))  # an unrelated change later
+    scene.engine.replace_inventory(scene.reader.read())
+    assert scene.engine.store.get(scene.incident_id).priority is Priority.P1  # still what it said
 
 
 def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_not_block_it(
     sql: Engine,
 ) -> None:
-    api, clock = FakeApi(), FakeClock(1000.0)
-    serving_cluster(api)
-    reader = inventory(api, clock)
-    engine = IncidentEngine(sql, clock, inventory=reader.read())
-    # The alert also names a Slurm job that no inventory here knows.
-    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2", "slurm_job": "4242"})])
-    ((row, _),) = engine.store.list_rows(None)
-    assert engine.store.get(row.id).priority is Priority.P1
-    # While serve is down, g2's replica is replaced (g2 NotReady, the new pod runs on g5).
-    api.objects["nodes"][1] = node("g2", ready=False)
-    api.objects["nodes"].append(node("g5"))
-    api.objects["pods"][1] = llama(9, "g5")
-    restarted = IncidentEngine(sql, clock, inventory=reader.read())  # its read at start
-    restarted.replace_inventory(reader.read())  # the first refresh: the same inventory, assessed anyway
-    assert restarted.store.get(row.id).priority is not Priority.P1  # llama is whole; job 4242 blocks nothing
+    scene = node_down_on_g2(sql, slurm_job="4242")  # a Slurm job that no inventory here knows
+    assert scene.engine.store.get(scene.incident_id).priority is Priority.P1
+    scene.replace_g2_replica()  # while serve is down
+    restarted = IncidentEngine(sql, scene.clock, inventory=scene.reader.read())  # its read at start
+    restarted.replace_inventory(scene.reader.read())  # the first refresh: the same inventory, assessed anyway
+    # llama is whole; job 4242 blocks nothing
+    assert restarted.store.get(scene.incident_id).priority is not Priority.P1
 
 
 def test_a_failed_reassessment_is_retried_at_the_next_refresh(
     sql: Engine, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    api, clock = FakeApi(), FakeClock(1000.0)
-    serving_cluster(api)
-    reader = inventory(api, clock)
-    engine = IncidentEngine(sql, clock, inventory=reader.read())
-    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
-    ((row, _),) = engine.store.list_rows(None)
-    api.objects["nodes"][1] = node("g2", ready=False)
-    api.objects["nodes"].append(node("g5"))
-    api.objects["pods"][1] = llama(9, "g5")
-    fresh = reader.read()
+    scene = node_down_on_g2(sql)
+    scene.replace_g2_replica()
+    fresh = scene.reader.read()
 
     def broken(*args: Any) -> None:
         raise RuntimeError("database is locked")
 
-    monkeypatch.setattr(engine, "_reassess", broken)
+    monkeypatch.setattr(scene.engine, "_reassess", broken)
     with pytest.raises(RuntimeError):
-        engine.replace_inventory(fresh)
+        scene.engine.replace_inventory(fresh)
     monkeypatch.undo()
-    engine.replace_inventory(reader.read())  # equal to the failed one
-    assert engine.store.get(row.id).priority is not Priority.P1
+    scene.engine.replace_inventory(scene.reader.read())  # equal to the failed one
+    assert scene.engine.store.get(scene.incident_id).priority is not Priority.P1
