@@ -28,11 +28,13 @@ import numpy.typing as npt
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams
+from anomaly.entropy import EntropyParams
 from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import (
     DEFAULT_BREAKOUT,
+    DEFAULT_ENTROPY,
     DEFAULT_NOVELTY,
     DEFAULT_RECURRENCE,
     DEFAULT_RESOLVE_AFTER,
@@ -227,10 +229,17 @@ def detect_corpus(
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
+    entropy: EntropyParams | None = DEFAULT_ENTROPY,
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Alert onsets of the default detector on every file (no labels are used)."""
     scored = score_many(
-        [f.series for f in files], params, resolve_after, breakout, recurrence, novelty=novelty
+        [f.series for f in files],
+        params,
+        resolve_after,
+        breakout,
+        recurrence,
+        novelty=novelty,
+        entropy=entropy,
     )
     return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
 
@@ -286,9 +295,12 @@ def evaluate(
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
+    entropy: EntropyParams | None = DEFAULT_ENTROPY,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
-    alerts = detect_corpus(files, params, resolve_after, breakout, recurrence, novelty=novelty)
+    alerts = detect_corpus(
+        files, params, resolve_after, breakout, recurrence, novelty=novelty, entropy=entropy
+    )
     per_file = score_corpus(files, alerts)
     names = [f.name for f in files]
     splits = {

@@ -8,7 +8,10 @@ The default detector is three streaming detectors, any of which raises an alert:
 * ``RangeBreakout`` (a value beyond everything the series has shown, re-armed after a quiet spell);
 * ``ContextNovelty`` (a change between value levels never seen before, see ``anomaly.novelty``).
 
-The anomaly score is the largest of the three scores (>1 means anomalous). Many series are scored together:
+A fourth, ``RelativeEntropy`` (see ``anomaly.entropy``), can be added with ``entropy=EntropyParams()``; it
+is not in the default because it lowered the cross-validated NAB score (``benchmarks/nab_cv.py``).
+
+The anomaly score is the largest of the scores (>1 means anomalous). Many series are scored together:
 series ``j`` receives its ``i``-th sample at step ``i``; this is how the NAB evaluation scores a whole
 corpus in seconds. Everything is causal: a sample's score depends only on the samples before it.
 """
@@ -22,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams, RangeBreakout
+from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
@@ -33,6 +37,7 @@ DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after
 DEFAULT_BREAKOUT = BreakoutParams()
 DEFAULT_RECURRENCE = RecurrenceParams()
 DEFAULT_NOVELTY = NoveltyParams()
+DEFAULT_ENTROPY: EntropyParams | None = None  # see the module docstring
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,14 +107,16 @@ def score_many(
     recurrence: RecurrenceParams | None = DEFAULT_RECURRENCE,
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
+    entropy: EntropyParams | None = DEFAULT_ENTROPY,
 ) -> list[ScoredSeries]:
-    """Score every series with the default detectors; ``None`` turns the breakout, recurrence or novelty
-    part off."""
+    """Score every series with the default detectors; ``None`` turns the breakout, recurrence, novelty or
+    entropy part off."""
     detector = AdaptiveThresholds(params, capacity=max(len(series), 1))
     ranges = RangeBreakout(breakout, capacity=max(len(series), 1)) if breakout is not None else None
     onsets = OnsetTracker(resolve_after=resolve_after, capacity=max(len(series), 1))
     routine = DailyRecurrence(recurrence) if recurrence is not None else None
     contexts = ContextNovelty(novelty) if novelty is not None else None
+    shapes = RelativeEntropy(entropy, capacity=max(len(series), 1)) if entropy is not None else None
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     longest = int(lengths.max()) if len(series) else 0
     width = len(series)
@@ -135,6 +142,10 @@ def score_many(
             new = contexts.update(active, values[i, active])
             scores[i, active] = np.maximum(scores[i, active], new.score)
             raised[i, active] |= new.raised
+        if shapes is not None:
+            shifted = shapes.update(active, values[i, active])
+            scores[i, active] = np.maximum(scores[i, active], shifted.score)
+            raised[i, active] |= shifted.raised
         scores[i, out.ids] = np.maximum(scores[i, out.ids], out.score)
         raised[i, out.ids] |= up
     return [
