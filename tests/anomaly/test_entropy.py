@@ -43,6 +43,20 @@ def test_nothing_fires_before_the_warm_up_ends_nor_right_after_it() -> None:
     assert not raised[PARAMS.warmup : PARAMS.warmup + 5].any()
 
 
+def test_a_distribution_the_warm_up_showed_early_does_not_raise_after_it() -> None:
+    # The warm-up oscillates, then sits at one level for its last windows; the oscillation comes back.
+    params = EntropyParams(window=20, bins=5, warmup=300, rearm=50)
+    values = np.concatenate([alternating(150), np.full(150, 5.0), alternating(300)])
+    _, raised = feed(RelativeEntropy(params), np.array([0]), values[:, None])
+    assert not raised.any()
+    # Without the early part it is new: the same ending raises once the oscillation starts.
+    quiet = 5.0 + np.random.default_rng(2).uniform(0, 0.5, 300)
+    fresh = np.concatenate([quiet, alternating(300)])
+    _, raised = feed(RelativeEntropy(params), np.array([0]), fresh[:, None])
+    onsets = np.flatnonzero(raised[:, 0]).tolist()
+    assert len(onsets) == 1 and 300 <= onsets[0] < 300 + 20
+
+
 def test_series_are_independent_and_a_gap_changes_nothing() -> None:
     steady = alternating(500)
     settled = np.concatenate([alternating(400), np.full(100, 5.0)])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from anomaly.nab import evaluate, load_corpus
+from anomaly.nab import FileScore, evaluate, load_corpus
 
 ROOT = Path(__file__).resolve().parents[2]
 NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project's ../shared
@@ -49,3 +49,19 @@ def test_the_cross_validated_score_uses_held_out_folds_and_the_baseline_is_the_d
     by_category = result["cross_validated"]["leave_one_category_out"]
     assert sorted(by_category["picks"]) == sorted(n.split("/")[0] for n in FILES)
     assert by_category["entropy_off"] == result["all_files"]["off"]  # nothing chosen: no optimism
+
+
+def test_each_fold_is_scored_with_the_choice_made_on_the_other_folds() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from nab_cv import cross_validate  # noqa: PLC0415
+
+    def scores(*raws: float) -> dict[str, FileScore]:
+        return {f"f{i}": FileScore(raw=r, windows=1) for i, r in enumerate(raws)}
+
+    # "a" is best overall (2.0 against 1.0) and best on f0 and f1, but worst on f2, where "b" wins.
+    table = {"a": scores(1.0, 1.0, 0.0), "b": scores(0.0, 0.0, 1.0)}
+    score, picks = cross_validate(table, {"f0": "x", "f1": "y", "f2": "z"})
+    # f0's choice is made on f1 and f2 (a: 1.0, b: 1.0, a tie kept in order: a), f1's likewise, and f2's on
+    # f0 and f1 (a); a fold that saw itself would have picked b for f2 and scored 3 of 3.
+    assert picks == {"x": "a", "y": "a", "z": "a"}
+    assert score == pytest.approx(100.0 * (2.0 + 3) / (2 * 3), abs=0.01)
