@@ -15,7 +15,7 @@ from datetime import datetime
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
 from alerting.inventory import GpuKey, Inventory
 from alerting.topology import Location, Path, common_ancestor, contains, path_target
-from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef
+from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
 
 RACK_DEPTH = 2
 
@@ -136,7 +136,7 @@ def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
     path = new.location.path
     if not (path and root and path[0] != root[0]):
         return False
-    return new.kind not in SYMPTOM_KINDS or new.location.workloads.isdisjoint(workloads)
+    return new.kind not in SYMPTOM_KINDS or not shares_workload(new.location.workloads, workloads)
 
 
 def join_rank(
@@ -164,7 +164,7 @@ def join_rank(
         return 1 if same else None
     if path and root and contains(root, path) and new.is_infra:
         return 0
-    if new.kind in SYMPTOM_KINDS and not new.location.workloads.isdisjoint(candidate.workloads):
+    if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
         return 1
     if path and root and contains(root, path):
         return 1

@@ -51,8 +51,8 @@ from gpuwarden.model import (
     IncidentState,
     Priority,
     RecommendedAction,
-    WorkloadKind,
-    WorkloadRef,
+    add_workloads,
+    workload_from_dict,
 )
 
 logger = logging.getLogger(__name__)
@@ -317,18 +317,18 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         current = self.inventory
         if row is None or current is None:
             return
-        shown = {
-            WorkloadRef(WorkloadKind(w["kind"]), w["namespace"], w["name"])
-            for w in (row.impact or {}).get("workloads", [])
-        }
+        shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
         for inventory in (previous, current):
             if inventory is not None:
-                inc.inventoried |= {w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace)}
+                inc.inventoried |= {
+                    w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace, w.cluster)
+                }
         members = list(inc.members.values())
         path, root = root_cause(members, current)
         assessment = assess(path, root, members, current, self.config.assume_spare_capacity)
         gone = any(
-            current.find_workload(w.kind, w.name, w.namespace) is None for w in inc.inventoried & shown
+            current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None
+            for w in inc.inventoried & shown
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
@@ -558,7 +558,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             inc = self._open[chosen.id]
         inc.members[row.fingerprint] = member
         if not member.location.workloads <= inc.workloads:
-            self._set_workloads(inc, inc.workloads | member.location.workloads)
+            self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))
         inc.last_alert_at = now
         row.incident_id = inc.id
         key = f"{inc.id}\0alert_added"

@@ -17,7 +17,7 @@ from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import IncidentState, RootCause, WorkloadRef
+from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, shares_workload
 
 
 class IncidentGrouping:
@@ -33,12 +33,12 @@ class IncidentGrouping:
             inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
 
     def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
-        found: set[WorkloadRef] = set()
+        found: frozenset[WorkloadRef] = frozenset()
+        if assessment is not None:  # the inventory's refs first: a label's ref of no cluster is one of them
+            found = add_workloads(found, assessment.impact.workloads)
         for m in inc.members.values():
-            found |= m.location.workloads
-        if assessment is not None:
-            found |= set(assessment.impact.workloads)
-        return frozenset(found)
+            found = add_workloads(found, m.location.workloads)
+        return found
 
     def _finish(self, batch: Batch) -> None:
         """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""
@@ -165,7 +165,7 @@ class IncidentGrouping:
             if other.id == inc.id or not other.members:
                 continue
             inside = bool(other.root_path) and contains(inc.root_path, other.root_path)
-            symptom_only = not other.root_path and not other.workloads.isdisjoint(inc.workloads)
+            symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
             if not (inside or symptom_only):
                 continue
             for fp, member in other.members.items():

@@ -7,7 +7,7 @@ The composition root adapts a real source (the simulated fleet, Slurm, Kubernete
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpuwarden.config import load_yaml_model
 from gpuwarden.errors import ConfigError
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.model import WorkloadKind, WorkloadRef, same_cluster
 
 GpuKey = tuple[str, int]
 """A GPU as (node name, index)."""
@@ -78,9 +78,11 @@ class Inventory(Protocol):
         """Every GPU the workload runs on (empty when unknown)."""
         ...
 
-    def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
-        """The known workload of this kind and name (in ``namespace`` unless it is empty), or None; for
-        ``POD``, also the workload that runs a pod of that name."""
+    def find_workload(
+        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+    ) -> WorkloadRef | None:
+        """The known workload of this kind and name (in ``namespace`` and ``cluster`` unless they are empty),
+        or None; for ``POD``, also the workload that runs a pod of that name."""
         ...
 
 
@@ -143,14 +145,27 @@ class StaticInventory:
         """Every GPU the workload runs on (empty when unknown)."""
         return self._placement.get(ref, frozenset())
 
-    def find_workload(self, kind: WorkloadKind, name: str, namespace: str = "") -> WorkloadRef | None:
-        """The first listed workload of this kind and name (in ``namespace`` unless it is empty); else the one
-        workload that answers to it as an alias (an alias several workloads carry names none of them)."""
+    def find_workload(
+        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+    ) -> WorkloadRef | None:
+        """The first listed workload of this kind and name (in ``namespace`` and ``cluster`` unless they are
+        empty; a workload of no known cluster is in every one); else the one workload that answers to it as
+        an alias (an alias several workloads carry names none of them)."""
+
+        def fits(ref: WorkloadRef) -> bool:
+            return namespace in ("", ref.namespace) and same_cluster(ref.cluster, cluster)
+
         for ref in self._named.get((kind, name), ()):
-            if namespace in ("", ref.namespace):
+            if fits(ref):
                 return ref
-        found = {ref for ref in self._aliases.get((kind, name), ()) if namespace in ("", ref.namespace)}
+        found = {ref for ref in self._aliases.get((kind, name), ()) if fits(ref)}
         return found.pop() if len(found) == 1 else None
+
+
+def in_cluster(workloads: Iterable[WorkloadInfo], cluster: str) -> list[WorkloadInfo]:
+    """A cluster's workloads as its source read them, each ref carrying that cluster (Slurm job ids and
+    Kubernetes names repeat from one cluster to the next)."""
+    return [w if w.ref.cluster else replace(w, ref=replace(w.ref, cluster=cluster)) for w in workloads]
 
 
 def merge_inventories(parts: Sequence[StaticInventory]) -> StaticInventory:
@@ -192,6 +207,7 @@ class _WorkloadEntry(BaseModel):
     kind: WorkloadKind
     namespace: str = ""
     name: str
+    cluster: str = Field("", description="its cluster; when empty, that of its GPUs' nodes if they share one")
     units: list[list[str]] = Field(description='each unit (replica or rank) lists its GPUs as "node:index"')
     aliases: list[str] = Field(default_factory=list, description="other names alerts use for it")
     pods: list[str] = Field(default_factory=list, description="its pods: an alert naming one points here")
@@ -217,19 +233,18 @@ def _gpu_key(text: str) -> GpuKey:
 def load_inventory(path: Path) -> StaticInventory:
     """Read an inventory YAML file (errors name file, line and field)."""
     data = load_yaml_model(path, InventoryFile)
+    nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
+    cluster_of = {n.name: n.cluster for n in nodes}
+    workloads = []
     try:
-        workloads = [
-            WorkloadInfo(
-                WorkloadRef(w.kind, w.namespace, w.name),
-                tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units),
-                aliases=tuple(w.aliases),
-                pods=tuple(w.pods),
-            )
-            for w in data.workloads
-        ]
+        for w in data.workloads:
+            units = tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units)
+            clusters = {cluster_of.get(node, "") for unit in units for node, _ in unit}
+            cluster = w.cluster or (clusters.pop() if len(clusters) == 1 else "")
+            ref = WorkloadRef(w.kind, w.namespace, w.name, cluster)
+            workloads.append(WorkloadInfo(ref, units, aliases=tuple(w.aliases), pods=tuple(w.pods)))
     except ValueError as exc:
         raise ConfigError(str(exc), path=str(path), field="workloads.units") from exc
-    nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
     return StaticInventory(nodes, workloads, dict(data.spare_gpus))
 
 
@@ -251,6 +266,7 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "kind": w.ref.kind.value,
                 "namespace": w.ref.namespace,
                 "name": w.ref.name,
+                **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
                 "units": [
                     sorted((f"{node}:{index}" for node, index in unit), key=_gpu_key) for unit in w.units
                 ],

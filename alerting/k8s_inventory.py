@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.jsonload import loads_without_gc
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
@@ -319,7 +319,8 @@ class KubernetesInventory:
         for pod in placed.values():
             if pod.node in free:
                 free[pod.node] -= pod.count
-        return StaticInventory(node_list, workloads, {self._cluster: max(0, sum(free.values()))})
+        spare = {self._cluster: max(0, sum(free.values()))}
+        return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
 
     def _read_api(self) -> _Read:
         out = _Read()

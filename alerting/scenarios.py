@@ -19,8 +19,8 @@ from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
 CLUSTER = "c1"
 NODES_PER_RACK = 8
 GPUS_PER_NODE = 8
-TRAINING_JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b")
-SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat")
+TRAINING_JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b", CLUSTER)
+SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", CLUSTER)
 
 
 def node_name(rack: int, index: int) -> str:

@@ -31,7 +31,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -257,7 +257,7 @@ class SlurmInventory:
             for _, info in self._kept.values()
         ]
         workloads = [*running.values(), *kept]
-        return StaticInventory(nodes, workloads, {cluster: max(0, sum(free.values()))})
+        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: max(0, sum(free.values()))})
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

@@ -25,8 +25,8 @@ from gpuwarden.model import (
     RecommendedAction,
     RootCause,
     TimelineEvent,
-    WorkloadKind,
-    WorkloadRef,
+    workload_from_dict,
+    workload_to_dict,
 )
 
 
@@ -57,9 +57,7 @@ class SilenceNotFound(NotFound):
 def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
     """JSON shape of an impact (plus engine extras such as per-workload shares)."""
     return {
-        "workloads": [
-            {"kind": w.kind.value, "namespace": w.namespace, "name": w.name} for w in impact.workloads
-        ],
+        "workloads": [workload_to_dict(w) for w in impact.workloads],
         "affected_share": impact.affected_share,
         "error_ratio": impact.error_ratio,
         "slo_burn_rate": impact.slo_burn_rate,
@@ -74,9 +72,7 @@ def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
 def impact_from_dict(data: dict[str, Any]) -> Impact:
     """Inverse of ``impact_to_dict`` (extras dropped)."""
     return Impact(
-        workloads=tuple(
-            WorkloadRef(WorkloadKind(w["kind"]), w["namespace"], w["name"]) for w in data.get("workloads", [])
-        ),
+        workloads=tuple(workload_from_dict(w) for w in data.get("workloads", [])),
         affected_share=float(data.get("affected_share", 0.0)),
         error_ratio=float(data.get("error_ratio", 0.0)),
         slo_burn_rate=float(data.get("slo_burn_rate", 0.0)),

@@ -11,7 +11,18 @@ from dataclasses import dataclass
 
 from alerting.faults import SYMPTOM_KINDS
 from alerting.inventory import Inventory
-from gpuwarden.model import ClusterRef, FaultKind, GpuRef, NodeRef, RackRef, Target, WorkloadKind, WorkloadRef
+from gpuwarden.model import (
+    ClusterRef,
+    FaultKind,
+    GpuRef,
+    NodeRef,
+    RackRef,
+    Target,
+    WorkloadKind,
+    WorkloadRef,
+    workload_from_dict,
+    workload_to_dict,
+)
 
 UNKNOWN = "?"
 Path = tuple[str, ...]
@@ -35,41 +46,52 @@ def _node_name(labels: Mapping[str, str]) -> str:
     return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
 
 
-def _workloads(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None) -> set[WorkloadRef]:
+def _workloads(
+    labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str
+) -> set[WorkloadRef]:
+    """The workloads an alert names, in the alert's cluster (from its labels or its node)."""
     namespace = labels.get("namespace", "") or "default"
+
+    def known(kind: WorkloadKind, name: str, namespace: str = "") -> bool:
+        return inventory is not None and inventory.find_workload(kind, name, namespace, cluster) is not None
+
     found: set[WorkloadRef] = set()
     for name in ("slurm_job", "training_job"):
         if labels.get(name):
-            found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), labels[name]))
+            found.add(
+                WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), labels[name], cluster)
+            )
     job = labels.get("job", "")
-    if job:
-        # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
-        known = inventory is not None and inventory.find_workload(WorkloadKind.TRAINING_JOB, job) is not None
-        if known or kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}:
-            found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job))
+    # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
+    job_fault = kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
+    if job and (job_fault or known(WorkloadKind.TRAINING_JOB, job)):
+        found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job, cluster))
     service, pod, pod_namespace = labels.get("service", ""), labels.get("pod", ""), namespace
     if labels.get("exported_pod"):
         # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
         # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
         pod, pod_namespace = labels["exported_pod"], labels.get("exported_namespace") or namespace
-    if service and pod and inventory is not None:
-        # The Prometheus Operator labels every scraped series with the Service it scraped (the exporter's
-        # own): a `service` the inventory does not know loses to a `pod` it knows.
-        known = inventory.find_workload(WorkloadKind.INFERENCE_SERVICE, service, namespace) is not None
-        if not known and inventory.find_workload(WorkloadKind.POD, pod, pod_namespace) is not None:
-            service = ""
+    # The Prometheus Operator labels every scraped series with the Service it scraped (the exporter's own):
+    # a `service` the inventory does not know loses to a `pod` it knows.
+    if (
+        service
+        and pod
+        and not known(WorkloadKind.INFERENCE_SERVICE, service, namespace)
+        and known(WorkloadKind.POD, pod, pod_namespace)
+    ):
+        service = ""
     if service:
-        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, service))
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, service, cluster))
     elif pod:
-        found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod))
+        found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
     if inventory is not None:
         found = {_canonical(w, inventory) for w in found}
     return found
 
 
 def _canonical(ref: WorkloadRef, inventory: Inventory) -> WorkloadRef:
-    """The inventory's ref for a workload named by labels (labels may lack the namespace)."""
-    return inventory.find_workload(ref.kind, ref.name, ref.namespace) or ref
+    """The inventory's ref for a workload named by labels (labels may lack the namespace or the cluster)."""
+    return inventory.find_workload(ref.kind, ref.name, ref.namespace, ref.cluster) or ref
 
 
 def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:
@@ -87,7 +109,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
         info = inventory.node(node) if node else None
         if info is not None:
             cluster, rack = cluster or info.cluster, rack or info.rack
-    workloads = frozenset(_workloads(labels, kind, inventory))
+    workloads = frozenset(_workloads(labels, kind, inventory, cluster))
     if kind in SYMPTOM_KINDS and workloads:
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""
@@ -154,7 +176,7 @@ def target_to_dict(target: Target) -> dict[str, str | int]:
         return {"type": "node", "cluster": target.cluster, "rack": target.rack, "name": target.name}
     if isinstance(target, GpuRef):
         return {"type": "gpu", "node": target.node, "index": target.index, "uuid": target.uuid}
-    return {"type": "workload", "kind": target.kind.value, "namespace": target.namespace, "name": target.name}
+    return {"type": "workload", **workload_to_dict(target)}
 
 
 def target_from_dict(data: Mapping[str, object]) -> Target:
@@ -169,7 +191,7 @@ def target_from_dict(data: Mapping[str, object]) -> Target:
         return NodeRef(s["name"], s.get("cluster", ""), s.get("rack", ""))
     if kind == "gpu":
         return GpuRef(s["node"], int(s["index"]), s.get("uuid", ""))
-    return WorkloadRef(WorkloadKind(s["kind"]), s["namespace"], s["name"])
+    return workload_from_dict(s)
 
 
 def target_label(target: Target) -> str:

@@ -18,6 +18,7 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -514,13 +515,17 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
     nodes = [
         NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
     ]
-    workloads = [
-        WorkloadInfo(s.ref, tuple(frozenset({(g.node, g.index)}) for g in s.gpus))
-        for s in fleet.inference_services()
+    cluster_of = {n.name: n.cluster for n in fleet.nodes}
+    placed = [(s.ref, [(g.node, g.index) for g in s.gpus]) for s in fleet.inference_services()]
+    placed += [
+        (j.ref, [(g.node, g.index) for _, g in sorted(j.ranks.items())]) for j in fleet.training_jobs()
     ]
-    workloads += [
-        WorkloadInfo(j.ref, tuple(frozenset({(g.node, g.index)}) for _, g in sorted(j.ranks.items())))
-        for j in fleet.training_jobs()
+    workloads = [
+        WorkloadInfo(
+            replace(ref, cluster=cluster_of.get(gpus[0][0], "") if gpus else ""),
+            tuple(frozenset({gpu}) for gpu in gpus),
+        )
+        for ref, gpus in placed
     ]
     used = {gpu for w in workloads for gpu in w.gpus}
     spare: dict[str, int] = {}

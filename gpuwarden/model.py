@@ -7,7 +7,7 @@ hot loops (the anomaly tick builds hundreds of thousands of values) and easy to 
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from types import MappingProxyType
@@ -71,17 +71,66 @@ class WorkloadKind(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class WorkloadRef:
-    """An inference service, a training job or a single pod."""
+    """An inference service, a training job or a single pod; ``cluster`` is empty when unknown.
+
+    Two clusters may run workloads of the same kind, namespace and name (two Slurm clusters both reach job
+    1234): the cluster keeps them apart. An empty cluster matches any (see ``same_cluster``)."""
 
     kind: WorkloadKind
     namespace: str
     name: str
+    cluster: str = ""
 
     def __str__(self) -> str:
         return f"{self.kind.value}/{self.namespace}/{self.name}"
 
 
 Target = ClusterRef | RackRef | NodeRef | GpuRef | WorkloadRef
+
+
+def same_cluster(known: str, wanted: str) -> bool:
+    """Whether a workload of cluster ``known`` may be the one wanted in ``wanted`` (either may be unknown)."""
+    return not known or not wanted or known == wanted
+
+
+def shares_workload(a: Iterable[WorkloadRef], b: Iterable[WorkloadRef]) -> bool:
+    """Whether a workload of ``a`` may be one of ``b``: the same kind, namespace and name, in the same
+    cluster or where either cluster is unknown."""
+    clusters: dict[tuple[WorkloadKind, str, str], list[str]] = {}
+    for ref in b:
+        clusters.setdefault((ref.kind, ref.namespace, ref.name), []).append(ref.cluster)
+    return any(
+        same_cluster(ref.cluster, other)
+        for ref in a
+        for other in clusters.get((ref.kind, ref.namespace, ref.name), ())
+    )
+
+
+def add_workloads(held: frozenset[WorkloadRef], new: Iterable[WorkloadRef]) -> frozenset[WorkloadRef]:
+    """``held`` plus each workload of ``new`` that it does not hold yet (see ``shares_workload``)."""
+    out = set(held)
+    for ref in new:
+        if ref not in out and not shares_workload((ref,), out):
+            out.add(ref)
+    return frozenset(out)
+
+
+def workload_to_dict(ref: WorkloadRef) -> dict[str, str]:
+    """A JSON shape for a workload (``cluster`` only when known, as stored before clusters were)."""
+    data = {"kind": ref.kind.value, "namespace": ref.namespace, "name": ref.name}
+    if ref.cluster:
+        data["cluster"] = ref.cluster
+    return data
+
+
+def workload_from_dict(data: Mapping[str, object]) -> WorkloadRef:
+    """Inverse of ``workload_to_dict``."""
+    return WorkloadRef(
+        WorkloadKind(str(data["kind"])),
+        str(data["namespace"]),
+        str(data["name"]),
+        str(data.get("cluster", "")),
+    )
 
 
 # --- alerts ----------------------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime
 
 from alerting import scenarios
@@ -37,3 +38,15 @@ def test_a_symptom_of_the_incidents_workload_joins_whatever_cluster_label_it_car
     stall = _member("s", alertname="TrainingJobStalled", **labels)
     assert stall.location.path[0] == "c2"
     assert join_rank(_node_incident("c1"), stall, None) == 1
+
+
+def test_a_symptom_of_a_same_named_workload_of_another_cluster_does_not_join() -> None:
+    incident = _node_incident("c1")
+    in_c1 = Candidate(
+        incident.id, incident.root_path, frozenset({replace(JOB, cluster="c1")}), incident.members, AT
+    )
+    labels = {"cluster": "c2", "node": "r07-n01", "namespace": "research", "slurm_job": "llm-70b"}
+    stall = _member("s", alertname="TrainingJobStalled", **labels)
+    assert join_rank(in_c1, stall, None) is None  # c2's llm-70b is another job
+    same = _member("t", alertname="TrainingJobStalled", **{**labels, "cluster": "c1"})
+    assert join_rank(in_c1, same, None) == 1

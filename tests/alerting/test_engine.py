@@ -83,7 +83,7 @@ def test_rack_failure_storm_becomes_one_p0_incident_rooted_at_the_rack(
     incident = engine.store.get(incidents[0][0])
     assert incident.root_cause.target == RackRef("c1", "r07")
     assert "8 nodes" in incident.title and "64 GPUs" in incident.title and "llm-70b stopped" in incident.title
-    assert WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b") in incident.impact.workloads
+    assert WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b", "c1") in incident.impact.workloads
 
 
 def test_rack_failure_with_spare_capacity_is_p1(db: str, clock: FakeClock) -> None:

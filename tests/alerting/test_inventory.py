@@ -1,22 +1,33 @@
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 import yaml
 
 from alerting import scenarios
+from alerting.faults import classify
 from alerting.inventory import (
     NodeInfo,
     StaticInventory,
     WorkloadInfo,
+    in_cluster,
     inventory_data,
     load_inventory,
     merge_inventories,
     workloads_on,
 )
+from alerting.topology import locate
 from gpuwarden.errors import ConfigError
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.model import (
+    WorkloadKind,
+    WorkloadRef,
+    add_workloads,
+    shares_workload,
+    workload_from_dict,
+    workload_to_dict,
+)
 
 
 def test_inventory_file_round_trips_nodes_workloads_and_spare(tmp_path: Path) -> None:
@@ -90,3 +101,77 @@ def test_inventories_of_two_sources_merge_into_one() -> None:
     assert merged.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None
     assert [w.ref.name for w in merged.workloads_on([("k1-n1", 0)])] == ["llama"]
     assert merge_inventories([serving]) is serving
+
+
+def _slurm_cluster(cluster: str, node: str, job_name: str) -> StaticInventory:
+    """One Slurm cluster whose job 1234 runs on its node, as the Slurm source gives it."""
+    ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{job_name} (1234)")
+    units = tuple(frozenset({(node, i)}) for i in range(4))
+    jobs = in_cluster([WorkloadInfo(ref, units, aliases=("1234", job_name))], cluster)
+    return StaticInventory([NodeInfo(node, cluster, "r1", 8)], jobs, {cluster: 4})
+
+
+def test_the_same_job_id_in_two_slurm_clusters_is_two_workloads_each_found_from_its_alerts() -> None:
+    both = merge_inventories([_slurm_cluster("east", "e1", "pretrain"), _slurm_cluster("west", "w1", "eval")])
+    east, west = (w.ref for w in both.workloads())
+    assert (east.cluster, west.cluster) == ("east", "west")
+    assert both.find_workload(WorkloadKind.TRAINING_JOB, "1234", cluster="west") == west
+    assert both.find_workload(WorkloadKind.TRAINING_JOB, "1234", cluster="east") == east
+    assert both.find_workload(WorkloadKind.TRAINING_JOB, "1234") is None  # which one: it cannot say
+    stall = {"alertname": "TrainingJobStalled", "cluster": "west", "slurm_job": "1234"}
+    assert locate(stall, classify(stall), both).workloads == {west}
+    by_node = {"alertname": "TrainingJobStalled", "node": "e1", "slurm_job": "1234"}  # its node's cluster
+    assert locate(by_node, classify(by_node), both).workloads == {east}
+
+
+def test_a_job_of_the_same_name_and_id_in_two_clusters_keeps_its_own_gpus() -> None:
+    both = merge_inventories([_slurm_cluster("east", "e1", "llm"), _slurm_cluster("west", "w1", "llm")])
+    east, west = (w.ref for w in both.workloads())
+    assert east != west and east.name == west.name
+    assert {node for node, _ in both.placement(east)} == {"e1"}
+    assert {node for node, _ in both.placement(west)} == {"w1"}
+    assert both.find_workload(WorkloadKind.TRAINING_JOB, "llm (1234)", cluster="west") == west
+
+
+def test_a_workload_of_no_known_cluster_answers_in_every_cluster() -> None:
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat")
+    inv = StaticInventory([], [WorkloadInfo(ref, ())])
+    assert inv.find_workload(ref.kind, "chat", cluster="anywhere") == ref
+    alert = {"alertname": "InferenceErrorRate", "cluster": "c9", "namespace": "serving", "service": "chat"}
+    assert locate(alert, classify(alert), inv).workloads == {ref}
+    assert locate(alert, classify(alert), None).workloads == {replace(ref, cluster="c9")}
+
+
+def test_an_inventory_file_gives_workloads_their_cluster_or_that_of_their_nodes(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "nodes": [
+                    {"name": "a1", "cluster": "east", "rack": "r1", "gpus": 2},
+                    {"name": "b1", "cluster": "west", "rack": "r1", "gpus": 2},
+                ],
+                "workloads": [
+                    {"kind": "training_job", "name": "on-a", "units": [["a1:0"], ["a1:1"]]},
+                    {"kind": "training_job", "name": "across", "units": [["a1:0"], ["b1:0"]]},
+                    {"kind": "training_job", "name": "said", "cluster": "west", "units": [["a1:1"]]},
+                ],
+            }
+        )
+    )
+    inv = load_inventory(path)
+    assert [w.ref.cluster for w in inv.workloads()] == ["east", "", "west"]
+    written = inventory_data(inv)["workloads"]
+    assert [w.get("cluster") for w in written] == ["east", None, "west"]
+
+
+def test_workloads_match_by_name_in_the_same_or_an_unknown_cluster() -> None:
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "1234")
+    east, west = replace(job, cluster="east"), replace(job, cluster="west")
+    assert shares_workload([east], [job]) and shares_workload([job], [west])
+    assert not shares_workload([east], [west])
+    assert not shares_workload([east], [replace(west, name="999", cluster="east")])
+    assert add_workloads(frozenset({east}), [job, west]) == {east, west}
+    assert workload_from_dict(workload_to_dict(west)) == west
+    assert "cluster" not in workload_to_dict(job)  # stored as before clusters were
+    assert workload_from_dict({"kind": "training_job", "namespace": "", "name": "1234"}) == job

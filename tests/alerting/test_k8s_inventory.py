@@ -27,7 +27,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.model import Alert, Priority, WorkloadKind, WorkloadRef
 
-SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
+SERVICE = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama", "k1")
 
 
 def node(
@@ -154,15 +154,15 @@ def test_controllers_and_labels_decide_the_workload() -> None:
     refs = {w.ref for w in inventory(api).read().workloads()}
     service, job, single = WorkloadKind.INFERENCE_SERVICE, WorkloadKind.TRAINING_JOB, WorkloadKind.POD
     assert refs == {
-        WorkloadRef(service, "serving", "vllm"),
-        WorkloadRef(job, "train", "llm-70b"),
-        WorkloadRef(job, "train", "bert"),
-        WorkloadRef(single, "lab", "notebook"),
-        WorkloadRef(service, "serving", "orphan-rs"),
-        WorkloadRef(service, "serving", "canary"),
-        WorkloadRef(single, "kube-system", "dcgm-probe-x"),
-        WorkloadRef(single, "lab", "nb-0"),
-        WorkloadRef(service, "serving", "mixtral"),
+        WorkloadRef(service, "serving", "vllm", "k1"),
+        WorkloadRef(job, "train", "llm-70b", "k1"),
+        WorkloadRef(job, "train", "bert", "k1"),
+        WorkloadRef(single, "lab", "notebook", "k1"),
+        WorkloadRef(service, "serving", "orphan-rs", "k1"),
+        WorkloadRef(service, "serving", "canary", "k1"),
+        WorkloadRef(single, "kube-system", "dcgm-probe-x", "k1"),
+        WorkloadRef(single, "lab", "nb-0", "k1"),
+        WorkloadRef(service, "serving", "mixtral", "k1"),
     }
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 import warnings
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -280,7 +281,11 @@ def test_simulated_fleet_adapts_to_an_inventory_with_placement_and_spare() -> No
         len(node.gpus),
     )
     placed = {w.ref for w in inventory.workloads()}
-    assert placed == {s.ref for s in fleet.inference_services()} | {j.ref for j in fleet.training_jobs()}
+    simulated = [*fleet.inference_services(), *fleet.training_jobs()]
+    assert {replace(r, cluster="") for r in placed} == {w.ref for w in simulated}
+    cluster_of = {n.name: n.cluster for n in fleet.nodes}
+    for w in inventory.workloads():  # each in the cluster of its GPUs
+        assert {cluster_of[gpu[0]] for gpu in w.gpus} == {w.ref.cluster}
     total = sum(len(n.gpus) for n in fleet.nodes)
     used = len({g for w in inventory.workloads() for g in w.gpus})
     assert inventory.spare_gpus(node.cluster) == total - used
@@ -407,8 +412,9 @@ def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path)
     sql = make_engine(str(tmp_path / "k.db"))
     upgrade(sql)
     nodes = [NodeInfo("g1", "k1", "r1", 2, ("GPU-a", "GPU-b"))]
-    service = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
-    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm-70b (41)")
+    # As the Kubernetes and Slurm sources give them: in their cluster (a file read back infers it anyway).
+    service = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama", "k1")
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm-70b (41)", "k1")
     workloads = [
         WorkloadInfo(service, (frozenset({("g1", 0)}),), aliases=("llama-70b",), pods=("llama-7f9c-1",)),
         WorkloadInfo(job, (frozenset({("g1", 1)}),), aliases=("41", "llm-70b")),
