@@ -136,20 +136,29 @@ def parse_postable_alerts(
 ) -> list[Alert]:
     """Alertmanager's ``postableAlerts``: a JSON array of alerts (Prometheus' notifier sends this).
 
-    As in Alertmanager, an alert posted without ``endsAt`` ends ``resolve_timeout`` after it was received
-    (or after its ``startsAt``, if later), so one its sender stops re-posting resolves by itself.
+    As in Alertmanager, an alert posted without ``endsAt`` ends ``resolve_timeout`` after it was received,
+    so one its sender stops re-posting resolves by itself; one whose ``startsAt`` is later than that is
+    refused, as Alertmanager refuses it (it would otherwise fire until its far-off start plus the timeout).
     """
     if not isinstance(data, list):
         raise InputError("must be a JSON array of alerts", field="body")
     alerts = [_alert(item, f"[{i}]", AlertSource.RULE) for i, item in enumerate(data)]
     if received_at is None or resolve_timeout is None:
         return alerts
-    return [
-        a
-        if a.ends_at is not None or a.status is AlertStatus.RESOLVED
-        else replace(a, ends_at=_later(max(received_at, a.starts_at or received_at), resolve_timeout))
-        for a in alerts
-    ]
+    ends = _later(received_at, resolve_timeout)
+    timed: list[Alert] = []
+    for i, a in enumerate(alerts):
+        if a.ends_at is not None or a.status is AlertStatus.RESOLVED:
+            timed.append(a)
+            continue
+        if a.starts_at is not None and a.starts_at > ends:
+            raise InputError(
+                f"is after {ends.isoformat()}, when an alert posted now without endsAt ends (the resolve "
+                "timeout after it was received): check the sender's clock, or send endsAt",
+                field=f"[{i}].startsAt",
+            )
+        timed.append(replace(a, ends_at=ends))
+    return timed
 
 
 def _later(at: datetime, delta: timedelta) -> datetime:

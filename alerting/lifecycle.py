@@ -60,9 +60,7 @@ class IncidentLifecycle:
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
-                    raise Conflict(
-                        f"incident {incident_id} is resolved; only notes can be added", field="incident"
-                    )
+                    raise _resolved(incident_id)
                 batch = Batch(session, now)
                 if state is not None:
                     row.state = state.value
@@ -76,8 +74,10 @@ class IncidentLifecycle:
             return self.store.get(incident_id)
 
     def acknowledge(self, incident_id: str, by: str) -> Incident:
-        """Mark the incident acknowledged (idempotent once acknowledged or later)."""
+        """Mark the incident acknowledged (idempotent until it is resolved, then refused)."""
         current = self.store.get(incident_id)
+        if current.state is IncidentState.RESOLVED:
+            raise _resolved(incident_id)
         if current.state is not IncidentState.TRIGGERED:
             return current
         return self._transition(
@@ -127,7 +127,8 @@ class IncidentLifecycle:
         """Mute the incident's alerts (present and future changes) for a while."""
         if duration_seconds <= 0:
             raise InputError("must be positive", field="duration_seconds")
-        self.store.get(incident_id)
+        if self.store.get(incident_id).state is IncidentState.RESOLVED:
+            raise _resolved(incident_id)  # before the silence: a refused request changes nothing
         now = self.clock.now()
         self.add_silence(
             [],
@@ -267,3 +268,7 @@ class IncidentLifecycle:
         onset = min((a.starts_at for a in alerts), default=incident.opened_at)
         names = [a.labels.get("alertname", "") for a in alerts]
         return render_postmortem(incident, min(onset, incident.opened_at), names)
+
+
+def _resolved(incident_id: str) -> Conflict:
+    return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")

@@ -1,4 +1,9 @@
-"""Alertmanager label matchers: ``=``, ``!=``, ``=~``, ``!~`` with fully anchored regular expressions."""
+"""Alertmanager label matchers: ``=``, ``!=``, ``=~``, ``!~`` with fully anchored regular expressions.
+
+Regular expressions run on RE2, as Alertmanager's (Go's regexp) do: time linear in the input, and the same
+syntax (no backreferences or lookarounds). Python's backtracking engine let one filter or silence such as
+``(a+)+b`` hold the server for seconds per alert, doubling with each character of a label value.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,12 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import re2
+
 from gpuwarden.errors import InputError
+
+_RE2_OPTIONS = re2.Options()
+_RE2_OPTIONS.log_errors = False  # a bad pattern is the caller's 400, not a line on stderr
 
 _MATCHER_RE = re.compile(
     r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
@@ -31,19 +41,29 @@ class Matcher:
     name: str
     op: MatchOp
     value: str
-    _regex: re.Pattern[str] | None = field(default=None, compare=False, repr=False)
+    _regex: Any = field(default=None, compare=False, repr=False)  # an RE2 pattern
 
     def __post_init__(self) -> None:
         if self.op in (MatchOp.RE, MatchOp.NRE):
             try:
-                re.compile(self.value)  # errors point into the value as written
+                re2.compile(self.value, _RE2_OPTIONS)  # errors point into the value as written
                 # Alertmanager anchors every regex: ^(?:value)$.
-                compiled = re.compile(f"^(?:{self.value})$")
-            except re.error as exc:
+                compiled = re2.compile(f"^(?:{self.value})$", _RE2_OPTIONS)
+            except re2.error as exc:
+                reason = (
+                    exc.args[0].decode(errors="replace")
+                    if exc.args and isinstance(exc.args[0], bytes)
+                    else exc
+                )
                 raise InputError(
-                    f"invalid regular expression {self.value!r}: {exc}", field=self.name or "value"
+                    f"invalid regular expression {self.value!r}: {reason}", field=self.name or "value"
                 ) from exc
             object.__setattr__(self, "_regex", compiled)
+
+    @property
+    def matches_empty(self) -> bool:
+        """Whether a label set without this label (or with it empty) matches."""
+        return self.matches({})
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         """Whether a label set satisfies this matcher."""

@@ -106,6 +106,8 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         windows = json.loads(windows_file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read windows file {windows_file}: {exc}", field="windows") from exc
+    if not isinstance(windows, dict):
+        raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")
     files = []
     for name in sorted(windows):
         path = data_dir / name
@@ -114,9 +116,9 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         series = read_series_csv(path)
         stamps = series.timestamps
         ranges = []
-        for start, end in windows[name]:
-            lo = _epoch(start)
-            hi = _epoch(end)
+        for start, end in _pairs(windows[name], f"{windows_file}: {name}"):
+            lo = _epoch(start, f"{windows_file}: {name}")
+            hi = _epoch(end, f"{windows_file}: {name}")
             left = int(np.searchsorted(stamps, lo, side="left"))
             right = int(np.searchsorted(stamps, hi, side="right")) - 1
             if right >= left:
@@ -127,8 +129,20 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
     return files
 
 
-def _epoch(text: str) -> float:
-    return float((pd.Timestamp(text, tz="UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+def _pairs(value: object, where: str) -> list[tuple[object, object]]:
+    """A file's windows: a list of [start, end] pairs, as NAB's combined_windows.json has them."""
+    if not isinstance(value, list) or not all(isinstance(w, list) and len(w) == 2 for w in value):
+        raise InputError(
+            f"{where}: expected a list of [start, end] pairs, got {value!r:.80}", field="windows"
+        )
+    return [(w[0], w[1]) for w in value]
+
+
+def _epoch(text: object, where: str = "") -> float:
+    try:
+        return float((pd.Timestamp(str(text), tz="UTC") - pd.Timestamp(0, tz="UTC")).total_seconds())
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{where}: {text!r} is not a time", field="windows") from exc
 
 
 def score_file(file: NabFile, alerts: npt.NDArray[np.bool_], profile: CostProfile) -> FileScore:

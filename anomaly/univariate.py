@@ -165,4 +165,7 @@ def write_scored_csv(scored: ScoredSeries, path: Path) -> None:
             "label": scored.raised.astype(np.int8),
         }
     )
-    frame.to_csv(path, index=False)
+    try:
+        frame.to_csv(path, index=False)
+    except OSError as exc:  # a missing directory, a directory, no permission
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}", field="output") from exc

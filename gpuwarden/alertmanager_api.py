@@ -138,6 +138,9 @@ class AlertmanagerApi:
             matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
             for i, m in enumerate(raw)
         ]
+        if all(m.matches_empty for m in matchers):
+            # Alertmanager's rule too: such a silence would mute every alert, whatever its labels.
+            raise InputError("at least one matcher must not match the empty string", field="matchers")
         starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
         kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE
         replaced = data.get("id")

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -541,9 +542,13 @@ def _choice(value: str | None, name: str, allowed: list[str]) -> str | None:
     raise InputError(f"{value!r} is not one of {', '.join(allowed)}", field=name)
 
 
+MAX_LIMIT = 1_000_000_000
+"""The largest ``?limit=`` (the stores take 64-bit limits: a larger number overflowed into a 503)."""
+
+
 def _positive(value: str | None, name: str) -> int | None:
     if value is None:
         return None
-    if not value.isdigit() or int(value) < 1:
-        raise InputError(f"{value!r} is not a positive whole number", field=name)
+    if not re.fullmatch(r"[0-9]{1,10}", value) or not 1 <= int(value) <= MAX_LIMIT:
+        raise InputError(f"{value!r} is not a whole number from 1 to {MAX_LIMIT}", field=name)
     return int(value)

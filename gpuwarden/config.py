@@ -8,6 +8,7 @@ experiments): errors name the file, line and field.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
@@ -23,7 +24,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from gpuwarden.errors import ConfigError
 
@@ -31,9 +32,10 @@ ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
 class Section(BaseModel):
-    """Base of config sections: unknown keys are errors, so typos never pass silently."""
+    """Base of config sections: unknown keys are errors, so typos never pass silently; so are infinite and
+    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SimConfig(Section):
@@ -529,6 +531,11 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", path=str(path)) from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
+            path=str(path),
+        ) from exc
     # One parse (the node tree keeps the line of every key), with libyaml when PyYAML was built with it:
     # a 12,800-GPU inventory took 1.6 s parsed twice in pure Python.
     loader = _LOADER(text)
@@ -633,3 +640,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         return GpuwardenConfig(**data)
     except ValidationError as exc:
         raise validation_to_config_error(exc, where, positions) from exc
+    except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
+        section = re.search(r'field "([^"]+)"', str(exc))
+        raise ConfigError(
+            f"{exc}; a GPUWARDEN_<SECTION> variable holds JSON, GPUWARDEN_<SECTION>__<FIELD> one value",
+            path="<environment>",
+            field=section.group(1) if section else "",
+        ) from exc

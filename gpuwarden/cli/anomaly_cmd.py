@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.clock import SystemClock
@@ -64,7 +65,7 @@ def score(
         scored = score_many([series], ThresholdParams.from_config(cfg), cfg.resolve_after)[0]
         write_scored_csv(scored, output)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{output}: {len(series.values)} rows, {int(scored.raised.sum())} alerts")
 
@@ -90,7 +91,7 @@ def evaluate_nab(
             files = nab.tuning_files(files)
         report = nab.evaluate(files, ThresholdParams.from_config(cfg), cfg.resolve_after)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -118,7 +119,11 @@ def run(
     ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
     port: Annotated[
         int | None,
-        typer.Option(help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none)."),
+        typer.Option(
+            min=0,
+            max=65535,
+            help="Serve /metrics here (default anomaly.port, or none with --ticks; 0: none).",
+        ),
     ] = None,
 ) -> None:
     """Score the configured PromQL queries every infer_every_seconds; serve scores and bands on /metrics.
@@ -135,7 +140,7 @@ def run(
     try:
         cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     if not cfg.queries:
         err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")

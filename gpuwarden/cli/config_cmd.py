@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpuwarden.errors import ConfigError
 
@@ -34,7 +35,7 @@ def validate(
             except ConfigError as exc:  # name the setting that points at the inventory, then its problem
                 raise ConfigError(str(exc), path=str(path), field="alerting.inventory_file") from exc
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc.in_file(str(path))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{path}: ok")
 
@@ -49,7 +50,7 @@ def show(
     try:
         cfg = load_config(path)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
 

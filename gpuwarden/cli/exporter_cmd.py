@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
@@ -23,7 +24,7 @@ logger = logging.getLogger(__name__)
 
 
 def _fail(message: str) -> typer.Exit:
-    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
     return typer.Exit(1)
 
 
@@ -72,7 +73,8 @@ def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemC
 
 def exporter(
     port: Annotated[
-        int | None, typer.Option(help="Port to listen on (default 9400, like dcgm-exporter).")
+        int | None,
+        typer.Option(help="Port to listen on (default 9400, like dcgm-exporter)."),
     ] = None,
     listen_address: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between collections (default 5).")] = None,

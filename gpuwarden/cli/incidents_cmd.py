@@ -9,11 +9,13 @@ from typing import Annotated, Any
 import httpx
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
+MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="GPUWARDEN_URL", help="Base URL of `gpuwarden serve`.")
@@ -28,14 +30,14 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=10.0, **kwargs)
     except httpx.HTTPError as exc:
-        err_console.print(f"[red]error:[/red] cannot reach {url}: {exc}")
+        err_console.print(f"[red]error:[/red] cannot reach {url}: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if response.status_code >= 400:
         try:
             message = response.json().get("error", response.text)
         except ValueError:
             message = response.text
-        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {message}")
+        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(message)}")
         raise typer.Exit(1)
     return response
 
@@ -61,7 +63,9 @@ def list_incidents(
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0)] = 50,
+    limit: Annotated[
+        int, typer.Option(help="At most this many, newest first; 0 lists all.", min=0, max=MAX_LIMIT)
+    ] = 50,
 ) -> None:
     """List incidents, newest first."""
     check_output(output, ("table", "json"))

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from exporters.loadgen import LoadPlan, run_load
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
@@ -62,7 +63,7 @@ def inference_server(
     try:
         cfg = load_config(config).tracing
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     update: dict[str, object] = {"enabled": tracing}
     if otlp_endpoint:
@@ -75,7 +76,7 @@ def inference_server(
     try:
         server = create_inference_server(cfg, fleet, node=node, gpu=gpu)
     except (InputError, ValueError) as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     try:
         uvicorn.run(server.app, host=host, port=port, log_level="warning", access_log=False)
@@ -115,7 +116,7 @@ def loadgen(
     try:
         plan.validate()
     except InputError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     report = asyncio.run(run_load(plan))
     typer.echo(report.to_json() if output is Output.JSON else report.to_text())

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated, Protocol
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
@@ -138,7 +139,8 @@ def _inventory_refresh(engine: IncidentEngine, inventories: _Inventories, interv
 def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
     """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
     and the exporter's GPU assignments from Prometheus when configured."""
-    from kubernetes import config as kube_config  # noqa: PLC0415 - see build_service
+    import yaml  # noqa: PLC0415 - see prepare_inventories
+    from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
 
     from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
@@ -151,7 +153,7 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
             api_client = ApiClient(configuration)
         else:
             api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
-    except (kube_config.ConfigException, OSError, ValueError) as exc:
+    except (kube_config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
         if in_cluster:
             message = (
                 f"in a pod, but its service account cannot be used: {exc}; mount the service account token"
@@ -281,22 +283,24 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
     return JournalApplier(journal, engine)
 
 
-def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
-    """Engine, background loops and extra routes (Slack) for one configuration."""
+def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
+    """The configured inventory sources with their settings checked (the file read, the kubeconfig
+    loaded); serve calls this before it makes any lock, journal or store file, so a wrong setting changes
+    nothing. The refreshed sources are first read later, by ``build_service``."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
-    from alerting.engine import IncidentEngine  # noqa: PLC0415
     from alerting.inventory import load_inventory  # noqa: PLC0415
-    from alerting.migrate import open_store  # noqa: PLC0415
     from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
 
     clock = SystemClock()
     fixed: list[tuple[StaticInventory, str]] = []
     sources: list[tuple[_InventorySource, str]] = []
     if cfg.alerting.inventory_file:
-        fixed.append(
-            (load_inventory(Path(cfg.alerting.inventory_file)), f"file {cfg.alerting.inventory_file}")
-        )
+        try:
+            inventory = load_inventory(Path(cfg.alerting.inventory_file))
+        except ConfigError as exc:  # name the setting that points at the inventory, then its problem
+            raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+        fixed.append((inventory, f"file {cfg.alerting.inventory_file}"))
     if cfg.alerting.sim_inventory:
         fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
     if cfg.alerting.slurm_inventory:
@@ -305,7 +309,18 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         sources.append((SlurmInventory(clock), "slurm"))
     if cfg.alerting.kubernetes_inventory is not None:
         sources.append((_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
-    inventories = _Inventories(fixed, sources, clock)
+    return _Inventories(fixed, sources, clock)
+
+
+def build_service(
+    cfg: GpuwardenConfig, db: str, inventories: _Inventories | None = None
+) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
+    """Engine, background loops and extra routes (Slack) for one configuration."""
+    from alerting.engine import IncidentEngine  # noqa: PLC0415 - see prepare_inventories
+    from alerting.migrate import open_store  # noqa: PLC0415
+
+    inventories = inventories or prepare_inventories(cfg)
+    clock, sources = inventories.clock, inventories.sources
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
     inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
@@ -337,7 +352,9 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
 
 
 def serve(
-    port: Annotated[int | None, typer.Option(help="TCP port (default from config: api.port).")] = None,
+    port: Annotated[
+        int | None, typer.Option(min=1, max=65535, help="TCP port (default from config: api.port).")
+    ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default api.listen_address).")] = None,
     db: Annotated[
         str | None, typer.Option(help="SQLite path or SQLAlchemy URL (postgresql+psycopg://...).")
@@ -365,20 +382,23 @@ def serve(
     try:
         cfg = load_config(config)
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     api = _with_token(cfg.api)
     _log_json()
     try:
+        inventories = prepare_inventories(
+            cfg
+        )  # before the lock and journal files: a wrong setting makes none
         locks = take_locks(cfg, db or api.db, standby=standby)
-        engine, background, routes = build_service(cfg, db or api.db)
+        engine, background, routes = build_service(cfg, db or api.db, inventories)
         applier = build_applier(cfg, db or api.db, engine)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
-        err_console.print(f"[red]error:[/red] {exc}; {hint}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {exc.in_file(str(config or ''))}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(config or ''))))}")
         raise typer.Exit(1) from exc
     lost: list[InstanceBusy] = []
 
@@ -420,7 +440,7 @@ def serve(
     finally:
         locks.release()
     if lost:
-        err_console.print(f"[red]error:[/red] stopped: {lost[0]}")
+        err_console.print(f"[red]error:[/red] stopped: {escape(str(lost[0]))}")
         raise typer.Exit(1)
 
 

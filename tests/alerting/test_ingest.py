@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 
 from alerting.ingest import parse_postable_alerts
+from gpuwarden.errors import InputError
 from gpuwarden.model import RecommendedAction
 
 
@@ -56,3 +59,19 @@ def test_an_alert_carrying_an_xid_gets_the_catalogs_action(
         [{"labels": {"alertname": "GpuXid", **labels}, "annotations": annotations}]
     )
     assert alert.recommended_action is action
+
+
+def test_an_alert_without_ends_at_ends_the_resolve_timeout_after_it_was_received() -> None:
+    received, timeout = datetime(2026, 3, 1, 12, 0, tzinfo=UTC), timedelta(minutes=5)
+    soon = {"labels": {"alertname": "A"}, "startsAt": "2026-03-01T12:02:00Z"}  # a sender's clock 2 min ahead
+    (alert,) = parse_postable_alerts([soon], received, timeout)
+    assert alert.ends_at == received + timeout
+    for starts in ("2026-03-01T14:00:00Z", "9999-12-31T23:59:59Z"):
+        late = {"labels": {"alertname": "A"}, "startsAt": starts}
+        with pytest.raises(InputError) as info:
+            parse_postable_alerts([soon, late], received, timeout)
+        assert info.value.field == "[1].startsAt"
+    ended = {**soon, "startsAt": "2026-03-01T14:00:00Z", "endsAt": "2026-03-01T15:00:00Z"}
+    assert parse_postable_alerts([ended], received, timeout)[0].ends_at == datetime(
+        2026, 3, 1, 15, tzinfo=UTC
+    )

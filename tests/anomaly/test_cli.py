@@ -149,3 +149,39 @@ def test_run_says_which_setting_to_change_when_its_metrics_port_is_taken(tmp_pat
         )
     assert result.exit_code == 1
     assert f"--port: cannot serve /metrics on 127.0.0.1:{port}" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize("where", ["missing/o.csv", "."], ids=["no-directory", "a-directory"])
+def test_score_names_an_output_it_cannot_write(tmp_path, where):
+    src = tmp_path / "in.csv"
+    write_series(src)
+    out = tmp_path / where
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1 and "cannot write" in result.output and "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("windows", "message"),
+    [
+        ({"c/x.csv": "x"}, "expected a list of [start, end] pairs"),
+        ({"c/x.csv": [["soon", "2024-01-02 11:00:00"]]}, "'soon' is not a time"),
+        (["c/x.csv"], "expected an object"),
+    ],
+    ids=["not-pairs", "bad-time", "not-an-object"],
+)
+def test_evaluate_nab_names_a_bad_windows_file(tmp_path, windows, message):
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    write_series(tmp_path / "data" / "c" / "x.csv")
+    (tmp_path / "w.json").write_text(json.dumps(windows))
+    args = [
+        "anomaly",
+        "evaluate",
+        "nab",
+        "--data",
+        str(tmp_path / "data"),
+        "--windows",
+        str(tmp_path / "w.json"),
+    ]
+    result = runner.invoke(app, args)
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and message in output and "Traceback" not in output, output

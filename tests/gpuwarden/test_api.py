@@ -215,7 +215,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     )
 
 
-def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated(
+def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated_acknowledged_or_silenced(
     client: TestClient, engine: IncidentEngine
 ) -> None:
     client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
@@ -230,8 +230,11 @@ def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated(
         client.post(f"{path}/notes", json={"text": "root cause: PDU breaker"}, headers=AUTH).status_code
         == 200
     )
-    refused = client.post(f"{path}/mitigate", json={"action": "reboot"}, headers=AUTH)
-    assert (refused.status_code, refused.json()["field"]) == (409, "incident")
+    silences = client.get("/api/v2/silences").json()
+    for action, body in (("mitigate", {"action": "reboot"}), ("ack", {}), ("silence", {"duration": "1h"})):
+        refused = client.post(f"{path}/{action}", json={"by": "ana", **body}, headers=AUTH)
+        assert (refused.status_code, refused.json()["field"]) == (409, "incident"), action
+    assert client.get("/api/v2/silences").json() == silences  # the refused silence was not made
 
 
 def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentEngine) -> None:
@@ -247,6 +250,23 @@ def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentE
     client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
     assert client.get("/api/v1/incidents").json() == []
     assert client.get("/api/v2/silences").json()[0]["status"]["state"] == "active"
+
+
+def test_a_silence_that_would_match_every_alert_is_refused_and_not_made(client: TestClient) -> None:
+    times = {"startsAt": "2025-12-31T00:00:00Z", "endsAt": "2026-01-02T00:00:00Z", "createdBy": "bob"}
+    everything = (
+        [{"name": "a", "value": ""}],
+        [{"name": "a", "value": ".*", "isRegex": True}],
+        [{"name": "a", "value": "x", "isEqual": False}, {"name": "b", "value": "", "isRegex": True}],
+    )
+    for matchers in everything:
+        refused = client.post("/api/v2/silences", json={"matchers": matchers, **times}, headers=AUTH)
+        assert (refused.status_code, refused.json()["field"]) == (400, "matchers"), matchers
+    assert client.get("/api/v2/silences").json() == []
+    one_real = [{"name": "a", "value": ".*", "isRegex": True}, {"name": "node", "value": "r02-n03"}]
+    assert (
+        client.post("/api/v2/silences", json={"matchers": one_real, **times}, headers=AUTH).status_code == 200
+    )
 
 
 def test_unexpected_failure_is_a_clean_503_not_a_500(client: TestClient, engine: IncidentEngine) -> None:
@@ -321,7 +341,14 @@ def test_incident_list_filters_caps_and_counts(client: TestClient) -> None:
     assert (len(full.json()), full.headers["X-Total-Count"]) == (3, "3")
     assert [i["alert_count"] for i in full.json()] == [1, 1, 1]
     assert client.get("/api/v1/incidents", params={"priority": "P0"}).json() == []
-    for params, field in (({"limit": "0"}, "limit"), ({"limit": "x"}, "limit"), ({"state": "open"}, "state")):
+    huge, digit = {"limit": "99999999999999999999"}, {"limit": "\u00b2"}  # past 64 bits; a superscript two
+    for params, field in (
+        ({"limit": "0"}, "limit"),
+        ({"limit": "x"}, "limit"),
+        (huge, "limit"),
+        (digit, "limit"),
+        ({"state": "open"}, "state"),
+    ):
         refused = client.get("/api/v1/incidents", params=params)
         assert (refused.status_code, refused.json()["field"]) == (400, field)
 

@@ -187,3 +187,36 @@ def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_pat
         load_config(path)
     path.write_text("alerting:\n  kubernetes_inventory:\n    cluster: k1\n")
     assert load_config(path).alerting.kubernetes_inventory.rack_labels[0] == "topology.kubernetes.io/rack"  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("alerting:\n  resolve_timeout_seconds: .inf\n", "alerting.resolve_timeout_seconds"),
+        ("alerting:\n  quiet_period_seconds: 1e400\n", "alerting.quiet_period_seconds"),
+        ("anomaly:\n  thresholds:\n    k: .nan\n", "anomaly.thresholds.k"),
+    ],
+    ids=["inf", "overflow", "nan"],
+)
+def test_infinite_and_nan_numbers_are_refused_naming_the_field(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.field == field
+    assert "finite" in str(info.value)
+
+
+def test_non_utf8_config_is_a_config_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_bytes(b"\xff\xfeexporter:\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert str(path) in str(info.value) and "UTF-8" in str(info.value)
+
+
+def test_invalid_json_in_an_environment_override_names_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_ALERTING__INHIBIT_RULES", "[[")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "exporter:\n  port: 9500\n"))
+    assert "<environment>" in str(info.value) and info.value.field == "alerting"

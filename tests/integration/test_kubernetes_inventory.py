@@ -30,7 +30,7 @@ from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
 
-LLAMA = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama")
+LLAMA = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama", "k1")
 
 
 def gpu_node(name: str, rack: str, ready: str = "True") -> dict[str, Any]:
@@ -121,7 +121,7 @@ def test_the_official_client_reads_nodes_racks_and_the_pods_holding_gpus(
         ("g5", "r2", 8),
     ]
     by_ref = {w.ref: w for w in inv.workloads()}
-    assert set(by_ref) == {LLAMA, WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "finetune")}
+    assert set(by_ref) == {LLAMA, WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "finetune", "k1")}
     assert [min(u) for u in by_ref[LLAMA].units] == [(f"g{i}", 0) for i in range(1, 5)]
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-3", "serving") == LLAMA
     assert inv.spare_gpus("k1") == 4  # g5's other four

@@ -92,3 +92,37 @@ def test_serve_names_the_journal_dir_when_it_cannot_use_it(
     output = " ".join(result.output.split())
     assert result.exit_code == 1
     assert "alerting.journal_dir" in output and "api.db" not in output
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        ({"inventory_file": "{tmp}/missing.yaml"}, "alerting.inventory_file"),
+        ({"inventory_file": "{tmp}"}, "alerting.inventory_file"),
+        ({"kubernetes_inventory": {"cluster": "k", "kubeconfig": "{tmp}/kubeconfig"}}, "kubeconfig"),
+    ],
+    ids=["missing-inventory", "inventory-is-a-directory", "kubeconfig-not-yaml"],
+)
+def test_a_wrong_inventory_setting_stops_serve_before_it_makes_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alerting: dict[str, object], expected: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "kubeconfig").write_text("apiVersion: v1\nclusters: [\n")  # a YAML syntax error
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"alerting": alerting}).replace("{tmp}", str(tmp_path)))
+    store = tmp_path / "store"
+    store.mkdir()
+    result = runner.invoke(app, ["serve", "--db", str(store / "x.db"), "--config", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and expected in output and "Traceback" not in output, output
+    assert list(store.iterdir()) == []  # no store, lock or journal
+
+
+@pytest.mark.parametrize("port", ["83537", "-5", "0"])
+def test_serve_refuses_a_port_out_of_range_before_making_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, port: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", port])
+    assert result.exit_code == 2 and "--port" in result.output  # a usage error, as click gives them
+    assert list(tmp_path.iterdir()) == []
