@@ -71,6 +71,8 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     if not isinstance(item, Mapping):
         raise InputError("must be an object", field=where)
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
+    if "" in labels:
+        raise InputError("a label name must not be empty", field=f"{where}.labels")
     if "" in labels.values():
         # Alertmanager drops empty-valued labels before it fingerprints: {a="x", b=""} is {a="x"}.
         labels = {k: v for k, v in labels.items() if v}

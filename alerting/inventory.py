@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -220,7 +220,7 @@ class InventoryFile(BaseModel):
 
     nodes: list[_NodeEntry] = Field(default_factory=list)
     workloads: list[_WorkloadEntry] = Field(default_factory=list)
-    spare_gpus: dict[str, int] = Field(default_factory=dict)
+    spare_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
 
 def _gpu_key(text: str) -> GpuKey:
@@ -233,19 +233,35 @@ def _gpu_key(text: str) -> GpuKey:
 def load_inventory(path: Path) -> StaticInventory:
     """Read an inventory YAML file (errors name file, line and field)."""
     data = load_yaml_model(path, InventoryFile)
+    listed: dict[str, int] = {}
+    for i, n in enumerate(data.nodes):
+        if n.name in listed:
+            message = f"node {n.name!r} is listed twice (also nodes[{listed[n.name]}])"
+            raise ConfigError(message, path=str(path), field=f"nodes[{i}].name")
+        listed[n.name] = i
     nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
-    cluster_of = {n.name: n.cluster for n in nodes}
-    workloads = []
-    try:
-        for w in data.workloads:
-            units = tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units)
-            clusters = {cluster_of.get(node, "") for unit in units for node, _ in unit}
-            cluster = w.cluster or (clusters.pop() if len(clusters) == 1 else "")
-            ref = WorkloadRef(w.kind, w.namespace, w.name, cluster)
-            workloads.append(WorkloadInfo(ref, units, aliases=tuple(w.aliases), pods=tuple(w.pods)))
-    except ValueError as exc:
-        raise ConfigError(str(exc), path=str(path), field="workloads.units") from exc
+    workloads = [_workload(w, nodes, listed, path, f"workloads[{i}]") for i, w in enumerate(data.workloads)]
     return StaticInventory(nodes, workloads, dict(data.spare_gpus))
+
+
+def _workload(
+    w: _WorkloadEntry, nodes: list[NodeInfo], listed: dict[str, int], path: Path, where: str
+) -> WorkloadInfo:
+    """One workload entry: its units checked against the nodes the file lists, its cluster settled."""
+    try:
+        units = tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units)
+    except ValueError as exc:
+        raise ConfigError(str(exc), path=str(path), field=f"{where}.units") from exc
+    for node, index in (gpu for unit in units for gpu in unit):
+        # A node the file does not list may be one another source knows; a listed one says how many.
+        count = nodes[listed[node]].gpu_count if node in listed else None
+        if count is not None and index >= count:
+            message = f"GPU {node}:{index}, but node {node} has {count} GPUs, numbered from 0"
+            raise ConfigError(message, path=str(path), field=f"{where}.units")
+    clusters = {nodes[listed[node]].cluster if node in listed else "" for unit in units for node, _ in unit}
+    cluster = w.cluster or (clusters.pop() if len(clusters) == 1 else "")
+    ref = WorkloadRef(w.kind, w.namespace, w.name, cluster)
+    return WorkloadInfo(ref, units, aliases=tuple(w.aliases), pods=tuple(w.pods))
 
 
 def inventory_data(inventory: StaticInventory) -> dict[str, Any]:

@@ -96,7 +96,14 @@ def read_series_csv(path: Path) -> Series:
             f"{path} line {row + 2}: {frame['value'].iloc[row]!r} is not a number (leave it empty for a gap)",
             field="value",
         )
-    return Series(name=path.name, timestamps=seconds, values=numbers.to_numpy(np.float64))
+    values = numbers.to_numpy(np.float64)
+    infinite = np.flatnonzero(np.isinf(values))
+    if len(infinite):
+        row = int(infinite[0])
+        raise InputError(
+            f"{path} line {row + 2}: the value is {values[row]}, not a finite number", field="value"
+        )
+    return Series(name=path.name, timestamps=seconds, values=values)
 
 
 def score_many(

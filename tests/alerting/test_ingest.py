@@ -75,3 +75,9 @@ def test_an_alert_without_ends_at_ends_the_resolve_timeout_after_it_was_received
     assert parse_postable_alerts([ended], received, timeout)[0].ends_at == datetime(
         2026, 3, 1, 15, tzinfo=UTC
     )
+
+
+def test_an_empty_label_name_is_refused() -> None:
+    with pytest.raises(InputError) as info:
+        parse_postable_alerts([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B", "": "x"}}])
+    assert info.value.field == "[1].labels"

@@ -47,8 +47,38 @@ def test_bad_gpu_reference_in_inventory_names_the_field(tmp_path: Path) -> None:
     path.write_text(
         yaml.safe_dump({"workloads": [{"kind": "training_job", "name": "j", "units": [["nocolon"]]}]})
     )
-    with pytest.raises(ConfigError, match=r"workloads\.units"):
+    with pytest.raises(ConfigError, match=r"workloads\[0\]\.units"):
         load_inventory(path)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        (
+            {"nodes": [{"name": "n1", "cluster": "c", "rack": "r", "gpus": 8}] * 2},
+            "nodes[1].name",
+            "listed twice",
+        ),
+        (
+            {
+                "nodes": [{"name": "n1", "cluster": "c", "rack": "r", "gpus": 8}],
+                "workloads": [{"kind": "training_job", "name": "j", "units": [["n1:7"], ["n1:99"]]}],
+            },
+            "workloads[0].units",
+            "n1 has 8 GPUs",
+        ),
+        ({"spare_gpus": {"c": -3}}, "spare_gpus.c", "greater than or equal to 0"),
+    ],
+    ids=["duplicate-node", "gpu-index-past-the-node", "negative-spare"],
+)
+def test_an_inventory_that_contradicts_itself_is_refused_naming_the_field(
+    tmp_path: Path, data: dict[str, object], field: str, words: str
+) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(ConfigError) as info:
+        load_inventory(path)
+    assert info.value.field == field and words in str(info.value)
 
 
 def test_unknown_inventory_key_is_an_error_with_its_line(tmp_path: Path) -> None:

@@ -52,8 +52,13 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1\nsoon,2\n", "line 4: 'soon' is not a time"),
         ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1O\n", "line 3: '1O' is not a number"),
         ("2024-01-01 00:05:00,1\n2024-01-01 00:00:00,2\n", "line 3: '2024-01-01 00:00:00' is before the row"),
+        (
+            "2024-01-01 00:00:00,1\n2024-01-01 00:05:00,1e400\n",
+            "line 3: the value is inf, not a finite number",
+        ),
+        ("2024-01-01 00:00:00,-inf\n", "line 2: the value is -inf, not a finite number"),
     ],
-    ids=["bad-time", "typo-value", "backwards"],
+    ids=["bad-time", "typo-value", "backwards", "overflow", "infinity"],
 )
 def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"
