@@ -12,10 +12,12 @@ import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args
+from typing import Annotated, Any, Literal, TypeVar, get_args
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +31,17 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 from gpuwarden.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Section(BaseModel):
@@ -70,11 +83,11 @@ class SlackConfig(Section):
     bot_token: SecretStr | None = None
     signing_secret: SecretStr | None = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
-    base_url: str = "https://slack.com/api/"
+    base_url: HttpUrl = "https://slack.com/api/"
     timeout_seconds: int = Field(10, ge=1)
     rate_limit_retries: int = Field(3, ge=0, description="429s retried inside slack-sdk after Retry-After")
     charts: bool = True
-    chart_prometheus_url: str | None = Field(None, description="Prometheus read for incident charts")
+    chart_prometheus_url: HttpUrl | None = Field(None, description="Prometheus read for incident charts")
     chart_window_seconds: float = Field(3600.0, gt=0)
     chart_latency_offset_seconds: float = Field(
         0.0, ge=0, description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)"
@@ -135,7 +148,7 @@ class AnomalyConfig(Section):
     """The anomaly detection service."""
 
     source: Literal["prometheus", "in-process"] = "in-process"
-    prometheus_url: str = "http://127.0.0.1:9090"
+    prometheus_url: HttpUrl = "http://127.0.0.1:9090"
     query_timeout_seconds: float = Field(10.0, gt=0)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
@@ -195,7 +208,7 @@ class AnomalyConfig(Section):
     )
     infer_every_seconds: float = Field(30.0, gt=0)
     fit_every_seconds: float = Field(3600.0, gt=0)
-    alert_url: str | None = Field(
+    alert_url: HttpUrl | None = Field(
         None,
         description=(
             "base URL of `gpuwarden serve` that `anomaly run` posts its alerts to (token from"
@@ -336,7 +349,7 @@ class KubernetesInventoryConfig(Section):
     gpu_resources: list[str] = Field(
         ["nvidia.com/gpu"], min_length=1, description="extended resources that are GPUs"
     )
-    gpu_assignment_url: str | None = Field(
+    gpu_assignment_url: HttpUrl | None = Field(
         None,
         description="Prometheus-compatible API to learn which GPU each pod holds from the exporter's labels; "
         "without it, pods sharing a node are placed on every GPU of it no other pod holds",
@@ -445,7 +458,7 @@ class TracingConfig(Section):
     span_exporter: Literal["auto", "otlp", "console", "none"] = Field(
         "auto", description="auto: OTLP/HTTP when otlp_endpoint is set, console otherwise"
     )
-    otlp_endpoint: str | None = Field(None, description="OTLP/HTTP URL, e.g. http://otel:4318/v1/traces")
+    otlp_endpoint: HttpUrl | None = Field(None, description="OTLP/HTTP URL, e.g. http://otel:4318/v1/traces")
     otlp_timeout_seconds: float = Field(10.0, gt=0)
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of traces exported; metrics see all")
     model_name: str = Field("gpuwarden-toy-1", min_length=1, description="model the toy server serves")

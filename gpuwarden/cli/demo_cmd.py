@@ -12,6 +12,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from gpuwarden.cli.incidents_cmd import check_output
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -66,6 +67,7 @@ def demo(
     output: Annotated[str, typer.Option(help="text or json (a summary for scripts).")] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
+    check_output(output, ("text", "json"))  # before the simulation, not after it
     # Imported here: the composition root loads every stage (scikit-learn, matplotlib, alembic, slack-sdk),
     # which the rest of the CLI must start without.
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415

@@ -220,3 +220,18 @@ def test_invalid_json_in_an_environment_override_names_the_environment(
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "exporter:\n  port: 9500\n"))
     assert "<environment>" in str(info.value) and info.value.field == "alerting"
+
+
+@pytest.mark.parametrize(
+    ("text", "field"),
+    [
+        ("anomaly:\n  prometheus_url: not a url\n", "anomaly.prometheus_url"),
+        ("anomaly:\n  alert_url: ftp://x\n", "anomaly.alert_url"),
+        ("tracing:\n  otlp_endpoint: otel:4318\n", "tracing.otlp_endpoint"),
+    ],
+    ids=["no-scheme", "ftp", "host-port-only"],
+)
+def test_urls_must_be_http_with_a_host(tmp_path: Path, text: str, field: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert info.value.field == field and "http(s) URL" in str(info.value)

@@ -2,7 +2,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from typer.testing import CliRunner
+
 from gpuwarden.app import build_simulated_pipeline
+from gpuwarden.cli import app
 from gpuwarden.cli.demo_cmd import _run
 from gpuwarden.model import FaultKind, IncidentState
 
@@ -20,3 +23,8 @@ def test_the_demo_ends_with_repaired_faults_resolved_and_only_the_unrepaired_one
         assert len(pipeline.slack.channel_messages()) == 3
     finally:
         pipeline.close()
+
+
+def test_an_unknown_output_format_is_refused_before_the_demo_runs() -> None:
+    result = CliRunner().invoke(app, ["demo", "--output", "yaml"])
+    assert result.exit_code == 1 and "use one of text, json" in result.output
