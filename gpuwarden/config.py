@@ -637,6 +637,18 @@ def _refuse_literal_secrets(
             )
 
 
+def _overriding_variable(loc: tuple[Any, ...]) -> str | None:
+    """The ``GPUWARDEN_`` variable (as pydantic-settings reads the process environment) that set the
+    setting at ``loc`` or a section holding it; None when the value came from the file or a default."""
+    prefix = GpuwardenConfig.model_config.get("env_prefix", "")
+    for name in sorted(os.environ):
+        if name.upper().startswith(prefix) and len(name) > len(prefix):
+            path = tuple(name[len(prefix) :].lower().split("__"))
+            if tuple(str(part).lower() for part in loc[: len(path)]) == path:
+                return name
+    return None
+
+
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
     """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
     env = os.environ if environ is None else environ
@@ -652,7 +664,13 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     try:
         return GpuwardenConfig(**data)
     except ValidationError as exc:
-        raise validation_to_config_error(exc, where, positions) from exc
+        variable = _overriding_variable(tuple(exc.errors()[0]["loc"]))
+        if variable is None:
+            raise validation_to_config_error(exc, where, positions) from exc
+        error = validation_to_config_error(exc, "<environment>", {})
+        raise ConfigError(
+            f"{error.message} (set by {variable})", path="<environment>", field=error.field
+        ) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         section = re.search(r'field "([^"]+)"', str(exc))
         raise ConfigError(

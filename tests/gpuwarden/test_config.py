@@ -235,3 +235,14 @@ def test_urls_must_be_http_with_a_host(tmp_path: Path, text: str, field: str) ->
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, text))
     assert info.value.field == field and "http(s) URL" in str(info.value)
+
+
+def test_a_bad_environment_override_names_its_variable_not_the_files_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API__PORT", "abc")
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "api:\n  port: 9700\n"))
+    message = str(info.value)
+    assert message.startswith("<environment>: api.port") and "GPUWARDEN_API__PORT" in message
+    assert info.value.line is None
