@@ -672,9 +672,13 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             f"{error.message} (set by {variable})", path="<environment>", field=error.field
         ) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
-        section = re.search(r'field "([^"]+)"', str(exc))
+        found = re.search(r'field "([^"]+)"', str(exc))
+        section = found.group(1) if found else ""
+        prefix = f"GPUWARDEN_{section.upper()}"
+        suspects = sorted(n for n in os.environ if section and n.upper().startswith(prefix))
         raise ConfigError(
-            f"{exc}; a GPUWARDEN_<SECTION> variable holds JSON, GPUWARDEN_<SECTION>__<FIELD> one value",
+            f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
+            " is JSON",
             path="<environment>",
-            field=section.group(1) if section else "",
+            field=section,
         ) from exc

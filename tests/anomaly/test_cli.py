@@ -23,6 +23,22 @@ def write_series(path: Path, spike_at: int | None = 400) -> None:
     pd.DataFrame({"timestamp": stamps, "value": values}).to_csv(path, index=False)
 
 
+def evaluate_args(tmp_path: Path, windows: object) -> list[str]:
+    """`anomaly evaluate nab` over one NAB-like file, c/x.csv under tmp_path/data, with these windows."""
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    write_series(tmp_path / "data" / "c" / "x.csv")
+    (tmp_path / "w.json").write_text(json.dumps(windows))
+    return [
+        "anomaly",
+        "evaluate",
+        "nab",
+        "--data",
+        str(tmp_path / "data"),
+        "--windows",
+        str(tmp_path / "w.json"),
+    ]
+
+
 def test_score_writes_scores_and_labels_an_alert_at_the_spike(tmp_path):
     src, out = tmp_path / "in.csv", tmp_path / "out.csv"
     write_series(src)
@@ -78,23 +94,8 @@ def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
 
 
 def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
-    (tmp_path / "data" / "c").mkdir(parents=True)
-    write_series(tmp_path / "data" / "c" / "x.csv")
     windows = {"c/x.csv": [["2024-01-02 08:00:00.000000", "2024-01-02 11:00:00.000000"]]}  # rows 384-420
-    (tmp_path / "w.json").write_text(json.dumps(windows))
-    result = runner.invoke(
-        app,
-        [
-            "anomaly",
-            "evaluate",
-            "nab",
-            "--data",
-            str(tmp_path / "data"),
-            "--windows",
-            str(tmp_path / "w.json"),
-            "--json",
-        ],
-    )
+    result = runner.invoke(app, [*evaluate_args(tmp_path, windows), "--json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
     overall = report["splits"]["all"]
@@ -175,18 +176,7 @@ def test_score_names_an_output_it_cannot_write(tmp_path, where):
     ids=["not-pairs", "bad-time", "not-an-object"],
 )
 def test_evaluate_nab_names_a_bad_windows_file(tmp_path, windows, message):
-    (tmp_path / "data" / "c").mkdir(parents=True)
-    write_series(tmp_path / "data" / "c" / "x.csv")
-    (tmp_path / "w.json").write_text(json.dumps(windows))
-    args = [
-        "anomaly",
-        "evaluate",
-        "nab",
-        "--data",
-        str(tmp_path / "data"),
-        "--windows",
-        str(tmp_path / "w.json"),
-    ]
+    args = evaluate_args(tmp_path, windows)
     result = runner.invoke(app, args)
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and message in output and "Traceback" not in output, output
