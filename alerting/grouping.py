@@ -7,6 +7,8 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
@@ -87,7 +89,7 @@ class IncidentGrouping:
         inc.root_path = path
         self._set_workloads(inc, self._workloads_of(inc, assessment))
         new_target = target_to_dict(root.target)
-        if (row.root_kind, row.root_target) != (root.kind.value, new_target) and row.title:
+        if (row.root_kind != root.kind.value or not _same_target(row.root_target, new_target)) and row.title:
             batch.event(
                 inc.id,
                 "root_cause_changed",
@@ -195,3 +197,13 @@ class IncidentGrouping:
             del self._open[other.id]
             merged = True
         return merged
+
+
+def _same_target(stored: Mapping[str, object] | None, new: Mapping[str, object]) -> bool:
+    """Whether a stored root target is ``new``; one stored before workloads had clusters lacks the cluster
+    (and is the same workload, not a root cause that changed)."""
+    if stored is None:
+        return False
+    if stored.get("type") == "workload" and "cluster" not in stored:
+        return dict(stored) == {k: v for k, v in new.items() if k != "cluster"}
+    return dict(stored) == dict(new)

@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from gpuwarden.config import load_yaml_model
 from gpuwarden.errors import ConfigError
-from gpuwarden.model import WorkloadKind, WorkloadRef, same_cluster
+from gpuwarden.model import WorkloadKind, WorkloadRef
 
 GpuKey = tuple[str, int]
 """A GPU as (node name, index)."""
@@ -148,18 +148,35 @@ class StaticInventory:
     def find_workload(
         self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
     ) -> WorkloadRef | None:
-        """The first listed workload of this kind and name (in ``namespace`` and ``cluster`` unless they are
-        empty; a workload of no known cluster is in every one); else the one workload that answers to it as
-        an alias (an alias several workloads carry names none of them)."""
+        """The workload of this kind and name (in ``namespace`` unless it is empty: then the first listed),
+        else the one workload that answers to it as an alias (an alias several carry names none of them).
 
-        def fits(ref: WorkloadRef) -> bool:
-            return namespace in ("", ref.namespace) and same_cluster(ref.cluster, cluster)
+        Clusters: with ``cluster`` given, a workload of that cluster first, else one of no known cluster;
+        without it, a name that workloads of two clusters share names none of them (which one, it cannot
+        say)."""
+        named = [r for r in self._named.get((kind, name), ()) if namespace in ("", r.namespace)]
+        found = _in_cluster(named, cluster)
+        if found is not None or (named and not cluster):  # found, or a name two clusters share
+            return found
+        aliased = {r for r in self._aliases.get((kind, name), ()) if namespace in ("", r.namespace)}
+        if not cluster:
+            return aliased.pop() if len(aliased) == 1 else None
+        for tier in ({r for r in aliased if r.cluster == cluster}, {r for r in aliased if not r.cluster}):
+            if tier:
+                return tier.pop() if len(tier) == 1 else None
+        return None
 
-        for ref in self._named.get((kind, name), ()):
-            if fits(ref):
-                return ref
-        found = {ref for ref in self._aliases.get((kind, name), ()) if fits(ref)}
-        return found.pop() if len(found) == 1 else None
+
+def _in_cluster(refs: Sequence[WorkloadRef], cluster: str) -> WorkloadRef | None:
+    """The first of ``refs`` in ``cluster`` (or of no known cluster); without a cluster, the first, unless
+    the refs belong to two clusters."""
+    if not cluster:
+        clusters = {r.cluster for r in refs if r.cluster}
+        return refs[0] if refs and len(clusters) <= 1 else None
+    exact = [r for r in refs if r.cluster == cluster]
+    unknown = [r for r in refs if not r.cluster]
+    chosen = exact or unknown
+    return chosen[0] if chosen else None
 
 
 def in_cluster(workloads: Iterable[WorkloadInfo], cluster: str) -> list[WorkloadInfo]:

@@ -47,13 +47,14 @@ def _node_name(labels: Mapping[str, str]) -> str:
 
 
 def _workloads(
-    labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str
+    labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str, lookup: str
 ) -> set[WorkloadRef]:
-    """The workloads an alert names, in the alert's cluster (from its labels or its node)."""
+    """The workloads an alert names: looked up in the inventory in cluster ``lookup`` ("" for any), else
+    made from the labels in the alert's ``cluster``."""
     namespace = labels.get("namespace", "") or "default"
 
     def known(kind: WorkloadKind, name: str, namespace: str = "") -> bool:
-        return inventory is not None and inventory.find_workload(kind, name, namespace, cluster) is not None
+        return inventory is not None and inventory.find_workload(kind, name, namespace, lookup) is not None
 
     found: set[WorkloadRef] = set()
     for name in ("slurm_job", "training_job"):
@@ -85,13 +86,8 @@ def _workloads(
     elif pod:
         found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
     if inventory is not None:
-        found = {_canonical(w, inventory) for w in found}
+        found = {inventory.find_workload(w.kind, w.name, w.namespace, lookup) or w for w in found}
     return found
-
-
-def _canonical(ref: WorkloadRef, inventory: Inventory) -> WorkloadRef:
-    """The inventory's ref for a workload named by labels (labels may lack the namespace or the cluster)."""
-    return inventory.find_workload(ref.kind, ref.name, ref.namespace, ref.cluster) or ref
 
 
 def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:
@@ -101,6 +97,8 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     node = _node_name(labels)
     gpu = labels.get("gpu", "")
     uuid = labels.get("UUID", "") or labels.get("uuid", "")
+    # The cluster to find the alert's workloads in: its node's, or its label's if the inventory has it.
+    lookup = ""
     if inventory is not None:
         if uuid and not (node and gpu):
             placed = inventory.gpu_by_uuid(uuid)
@@ -108,8 +106,13 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
                 node, gpu = node or placed[0], gpu or str(placed[1])
         info = inventory.node(node) if node else None
         if info is not None:
+            lookup = info.cluster
             cluster, rack = cluster or info.cluster, rack or info.rack
-    workloads = frozenset(_workloads(labels, kind, inventory, cluster))
+        elif cluster and inventory.nodes_in(cluster):
+            lookup = cluster
+        # Else a `cluster` label the inventory does not know (Prometheus' name for it may differ from
+        # Slurm's ClusterName): the workload is found by name alone, when only one cluster has it.
+    workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup))
     if kind in SYMPTOM_KINDS and workloads:
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""

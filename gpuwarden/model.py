@@ -82,7 +82,9 @@ class WorkloadRef:
     cluster: str = ""
 
     def __str__(self) -> str:
-        return f"{self.kind.value}/{self.namespace}/{self.name}"
+        return f"{self.kind.value}/{self.namespace}/{self.name}" + (
+            f"@{self.cluster}" if self.cluster else ""
+        )
 
 
 Target = ClusterRef | RackRef | NodeRef | GpuRef | WorkloadRef
@@ -107,12 +109,23 @@ def shares_workload(a: Iterable[WorkloadRef], b: Iterable[WorkloadRef]) -> bool:
 
 
 def add_workloads(held: frozenset[WorkloadRef], new: Iterable[WorkloadRef]) -> frozenset[WorkloadRef]:
-    """``held`` plus each workload of ``new`` that it does not hold yet (see ``shares_workload``)."""
+    """``held`` plus the workloads of ``new``: one of a known cluster replaces a held one of the same name
+    and no known cluster (it says which one that was); one of no known cluster joins only when nothing held
+    may be it (see ``shares_workload``). The result does not depend on the order of ``new``."""
     out = set(held)
-    for ref in new:
-        if ref not in out and not shares_workload((ref,), out):
+    for ref in sorted(new, key=lambda r: not r.cluster):  # the known clusters first
+        if ref in out:
+            continue
+        if ref.cluster:
+            out -= {h for h in out if not h.cluster and _key(h) == _key(ref)}
+            out.add(ref)
+        elif not shares_workload((ref,), out):
             out.add(ref)
     return frozenset(out)
+
+
+def _key(ref: WorkloadRef) -> tuple[WorkloadKind, str, str]:
+    return ref.kind, ref.namespace, ref.name
 
 
 def workload_to_dict(ref: WorkloadRef) -> dict[str, str]:

@@ -74,13 +74,14 @@ def workloads(
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table("kind", "namespace", "name", "units", "gpus", "nodes", "also known as")
+    table = Table("kind", "cluster", "namespace", "name", "units", "gpus", "nodes", "also known as")
     for w in items:
         gpus = {g for unit in w["units"] for g in unit}
         hosts = sorted({g.rpartition(":")[0] for g in gpus})
         shown = ", ".join(hosts[:4]) + (f" (+{len(hosts) - 4})" if len(hosts) > 4 else "")
         table.add_row(
             w["kind"],
+            w.get("cluster") or "-",
             w["namespace"] or "-",
             w["name"],
             str(len(w["units"])),

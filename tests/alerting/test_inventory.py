@@ -205,3 +205,60 @@ def test_workloads_match_by_name_in_the_same_or_an_unknown_cluster() -> None:
     assert workload_from_dict(workload_to_dict(west)) == west
     assert "cluster" not in workload_to_dict(job)  # stored as before clusters were
     assert workload_from_dict({"kind": "training_job", "namespace": "", "name": "1234"}) == job
+
+
+def _chat_in(*clusters: str) -> StaticInventory:
+    """A service `chat` in each of these clusters ("" for a file's workload of no known cluster)."""
+    nodes = [NodeInfo(f"{c or 'x'}1", c or "x", "r1", 8) for c in clusters]
+    refs = [WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", c) for c in clusters]
+    units = [(frozenset({(n.name, 0)}),) for n in nodes]
+    return StaticInventory(nodes, [WorkloadInfo(r, u) for r, u in zip(refs, units, strict=True)])
+
+
+def test_a_name_two_clusters_share_names_neither_to_an_alert_that_does_not_say_which() -> None:
+    inv = _chat_in("a", "b")
+    chat_a, chat_b = (w.ref for w in inv.workloads())
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "chat") is None
+    down = {"alertname": "InferenceServiceDown", "namespace": "serving", "service": "chat"}
+    unplaced = locate(down, classify(down), inv).workloads
+    assert unplaced == {replace(chat_a, cluster="")}  # neither a's nor b's: no GPUs, no wrong incident
+    assert locate({**down, "cluster": "b"}, classify(down), inv).workloads == {chat_b}
+    assert locate({**down, "node": "a1"}, classify(down), inv).workloads == {chat_a}
+
+
+def test_a_workload_of_the_alerts_cluster_beats_one_of_no_known_cluster_listed_first() -> None:
+    inv = _chat_in("", "b")
+    unknown, chat_b = (w.ref for w in inv.workloads())
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "chat", cluster="b") == chat_b
+    assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "chat", cluster="c") == unknown
+
+
+def test_a_cluster_label_the_inventory_does_not_know_still_finds_the_workload_by_name() -> None:
+    # Prometheus says cluster="gpu-prod"; Slurm's ClusterName is "gpuprod".
+    inv = _slurm_cluster("gpuprod", "n1", "pretrain")
+    (job,) = (w.ref for w in inv.workloads())
+    for labels in (
+        {"alertname": "NodeDown", "cluster": "gpu-prod", "node": "n1", "slurm_job": "1234"},
+        {"alertname": "TrainingJobStalled", "cluster": "gpu-prod", "slurm_job": "1234"},
+    ):
+        assert locate(labels, classify(labels), inv).workloads == {job}
+
+
+def test_a_workload_of_a_known_cluster_takes_the_place_of_the_same_one_of_no_known_cluster() -> None:
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "1234")
+    east, west = replace(job, cluster="east"), replace(job, cluster="west")
+    assert add_workloads(frozenset({job}), [east]) == {east}
+    assert add_workloads(frozenset(), [job, east, west]) == add_workloads(frozenset(), [west, job, east])
+    assert add_workloads(frozenset(), [job, east, west]) == {east, west}
+    assert add_workloads(frozenset({east}), [job]) == {east}
+    assert str(west) == "training_job//1234@west" and str(job) == "training_job//1234"
+
+
+def test_a_root_workload_stored_before_clusters_is_the_same_root_cause_after() -> None:
+    from alerting.grouping import _same_target  # noqa: PLC0415 - the one rule, tested alone
+
+    stored = {"type": "workload", "kind": "training_job", "namespace": "research", "name": "llm-70b"}
+    assert _same_target(stored, {**stored, "cluster": "c1"})
+    assert not _same_target({**stored, "cluster": "c2"}, {**stored, "cluster": "c1"})
+    assert not _same_target({**stored, "name": "other"}, {**stored, "cluster": "c1"})
+    assert not _same_target(None, stored)
