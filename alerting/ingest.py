@@ -6,6 +6,7 @@ because Alertmanager adds fields in minor releases.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping
 from dataclasses import replace
@@ -18,6 +19,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 from gpuwarden.xid import action_for_xid
 
+logger = logging.getLogger(__name__)
 _YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
@@ -134,13 +136,19 @@ def _action(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Recomm
 
 
 def parse_postable_alerts(
-    data: Any, received_at: datetime | None = None, resolve_timeout: timedelta | None = None
+    data: Any,
+    received_at: datetime | None = None,
+    resolve_timeout: timedelta | None = None,
+    *,
+    refuse_late: bool = True,
 ) -> list[Alert]:
     """Alertmanager's ``postableAlerts``: a JSON array of alerts (Prometheus' notifier sends this).
 
     As in Alertmanager, an alert posted without ``endsAt`` ends ``resolve_timeout`` after it was received,
     so one its sender stops re-posting resolves by itself; one whose ``startsAt`` is later than that is
     refused, as Alertmanager refuses it (it would otherwise fire until its far-off start plus the timeout).
+    With ``refuse_late`` off (the journal's replay of what was accepted before), such an alert is dropped
+    and logged instead: the rest of its batch was acknowledged and must not be lost.
     """
     if not isinstance(data, list):
         raise InputError("must be a JSON array of alerts", field="body")
@@ -154,6 +162,9 @@ def parse_postable_alerts(
             timed.append(a)
             continue
         if a.starts_at is not None and a.starts_at > ends:
+            if not refuse_late:
+                logger.warning("alert %d of a journal record starts after it would end; dropped", i)
+                continue
             raise InputError(
                 f"is after {ends.isoformat()}, when an alert posted now without endsAt ends (the resolve "
                 "timeout after it was received): check the sender's clock, or send endsAt",

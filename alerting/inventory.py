@@ -282,14 +282,21 @@ def _workload(
 
 
 def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
-    """The inverse of ``load_inventory``: a mapping to write as YAML."""
+    """The inverse of ``load_inventory``: a mapping to write as YAML.
+
+    A node's ``gpus`` covers every index a workload holds on it: a Kubernetes node whose device plugin now
+    reports one GPU fewer (one fell off the bus) may still have a pod placed on the highest index."""
+    highest: dict[str, int] = {}
+    for w in inventory.workload_list:
+        for node, index in w.gpus:
+            highest[node] = max(highest.get(node, -1), index)
     return {
         "nodes": [
             {
                 "name": n.name,
                 "cluster": n.cluster,
                 "rack": n.rack,
-                "gpus": n.gpu_count,
+                "gpus": max(n.gpu_count, highest.get(n.name, -1) + 1),
                 "gpu_uuids": list(n.gpu_uuids),
             }
             for n in inventory.node_list

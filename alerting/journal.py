@@ -85,7 +85,8 @@ class JournalRecord:
         data = _loads(self.body)
         if self.kind == KIND_WEBHOOK:
             return parse_webhook(data)
-        return parse_postable_alerts(data, datetime.fromtimestamp(self.accepted_at, UTC), resolve_timeout)
+        at = datetime.fromtimestamp(self.accepted_at, UTC)
+        return parse_postable_alerts(data, at, resolve_timeout, refuse_late=False)
 
 
 def _loads(body: bytes) -> Any:

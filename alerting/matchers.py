@@ -8,6 +8,7 @@ syntax (no backreferences or lookarounds). Python's backtracking engine let one 
 from __future__ import annotations
 
 import enum
+import logging
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ import re2
 
 from gpuwarden.errors import InputError
 
+logger = logging.getLogger(__name__)
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a bad pattern is the caller's 400, not a line on stderr
 
@@ -49,6 +51,11 @@ class Matcher:
                 re2.compile(self.value, _RE2_OPTIONS)  # errors point into the value as written
                 # Alertmanager anchors every regex: ^(?:value)$.
                 compiled = re2.compile(f"^(?:{self.value})$", _RE2_OPTIONS)
+            except UnicodeError as exc:  # a lone surrogate from an escape in a ?filter= value
+                raise InputError(
+                    f"invalid regular expression {self.value!r}: not valid Unicode",
+                    field=self.name or "value",
+                ) from exc
             except re2.error as exc:
                 reason = (
                     exc.args[0].decode(errors="replace")
@@ -127,12 +134,33 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
 
 
 def stored_matcher(data: Mapping[str, Any]) -> Matcher:
-    """A matcher as the store keeps it (written by ``to_dict``; not validated again: older rows load)."""
-    return Matcher(
+    """A matcher as the store keeps it (written by ``to_dict``; not validated again: older rows load).
+
+    Versions before RE2 stored Python regexes, some of which RE2 refuses (lookarounds, backreferences):
+    such a silence keeps Python's engine, so it mutes what it muted and serve still starts, with a warning
+    to replace it."""
+    name, op, value = (
         str(data["name"]),
         _op(bool(data.get("isRegex", False)), bool(data.get("isEqual", True))),
         str(data["value"]),
     )
+    try:
+        return Matcher(name, op, value)
+    except InputError:
+        logger.warning(
+            "stored matcher %s%s%r is not an RE2 (Alertmanager) regular expression; kept with Python's"
+            " engine, replace the silence",
+            name,
+            op.value,
+            value,
+        )
+    matcher = Matcher(name, MatchOp.EQ, value)
+    object.__setattr__(matcher, "op", op)
+    try:
+        object.__setattr__(matcher, "_regex", re.compile(f"^(?:{value})$"))
+    except re.error:  # no version stored one Python refused; match nothing rather than stop serve
+        object.__setattr__(matcher, "_regex", re.compile(r"(?!)"))
+    return matcher
 
 
 def _op(is_regex: bool, is_equal: bool) -> MatchOp:

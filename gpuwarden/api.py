@@ -20,7 +20,7 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -286,21 +286,23 @@ class _Handlers:
 
         return endpoint
 
-    def accept(self, kind: int, body: bytes, alerts: int) -> None:
+    def accept(self, kind: int, body: bytes, alerts: int, accepted_at: float | None = None) -> None:
         """Append a validated batch to the journal and wake the applier (the ack point)."""
         assert self.applier is not None
-        self.applier.journal.append(kind, body, alerts, accepted_at=self.engine.clock.time())
+        at = self.engine.clock.time() if accepted_at is None else accepted_at
+        self.applier.journal.append(kind, body, alerts, accepted_at=at)
         self.applier.notify()
 
     async def post_alerts(self, request: Request, body: bytes) -> Response:
         """Prometheus' alert notifier: ``postableAlerts``; 200 only once durable (journal or commit)."""
         data = parse_json(body)
+        timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
+        now = self.engine.clock.time()
+        alerts = parse_postable_alerts(data, datetime.fromtimestamp(now, UTC), timeout)
         if self.applier is not None:
-            # Validated now; the applier parses it again and ends alerts without endsAt from the accept time.
-            self.accept(KIND_POSTABLE, body, len(parse_postable_alerts(data)))
+            # Validated now, against the accept time that the applier parses it again with.
+            self.accept(KIND_POSTABLE, body, len(alerts), accepted_at=now)
         else:
-            timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
-            alerts = parse_postable_alerts(data, self.engine.clock.now(), timeout)
             await run_in_threadpool(self.engine.ingest, alerts)
         return Response(status_code=200)
 

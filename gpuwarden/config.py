@@ -7,6 +7,7 @@ experiments): errors name the file, line and field.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -641,12 +642,34 @@ def _overriding_variable(loc: tuple[Any, ...]) -> str | None:
     """The ``GPUWARDEN_`` variable (as pydantic-settings reads the process environment) that set the
     setting at ``loc`` or a section holding it; None when the value came from the file or a default."""
     prefix = GpuwardenConfig.model_config.get("env_prefix", "")
-    for name in sorted(os.environ):
+    wanted = tuple(str(part).lower() for part in loc)
+    candidates = []
+    for name in os.environ:
         if name.upper().startswith(prefix) and len(name) > len(prefix):
             path = tuple(name[len(prefix) :].lower().split("__"))
-            if tuple(str(part).lower() for part in loc[: len(path)]) == path:
-                return name
+            if wanted[: len(path)] == path:
+                candidates.append((len(path), name))
+    for depth, name in sorted(candidates, reverse=True):  # the most specific variable first
+        if depth == len(wanted) or _holds(os.environ[name], loc[depth:]):
+            return name
     return None
+
+
+def _holds(text: str, rest: tuple[Any, ...]) -> bool:
+    """Whether a JSON variable's value has a value at ``rest`` (else the file's value there was at fault:
+    the two are merged)."""
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return False
+    for part in rest:
+        if isinstance(value, dict) and str(part) in value:
+            value = value[str(part)]
+        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+            value = value[part]
+        else:
+            return False
+    return True
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:

@@ -37,7 +37,7 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             message = response.json().get("error", response.text)
         except ValueError:
             message = response.text
-        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(message)}")
+        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(str(message))}")
         raise typer.Exit(1)
     return response
 

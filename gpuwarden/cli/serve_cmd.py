@@ -67,6 +67,13 @@ class _Inventories:
     """The inventory of every configured source, merged: fixed parts (an inventory file, the simulated
     fleet) and sources read again every refresh (Slurm, Kubernetes), each keeping its last good read."""
 
+    def close(self) -> None:
+        """Close the refreshed sources' clients (the Kubernetes API and Prometheus connections)."""
+        for source, _ in self.sources:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
     def __init__(
         self,
         fixed: list[tuple[StaticInventory, str]],
@@ -312,14 +319,12 @@ def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
     return _Inventories(fixed, sources, clock)
 
 
-def build_service(
-    cfg: GpuwardenConfig, db: str, inventories: _Inventories | None = None
-) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
+def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
     """Engine, background loops and extra routes (Slack) for one configuration."""
     from alerting.engine import IncidentEngine  # noqa: PLC0415 - see prepare_inventories
     from alerting.migrate import open_store  # noqa: PLC0415
 
-    inventories = inventories or prepare_inventories(cfg)
+    inventories = prepare_inventories(cfg)
     clock, sources = inventories.clock, inventories.sources
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
     inventories.read()
@@ -387,11 +392,11 @@ def serve(
     api = _with_token(cfg.api)
     _log_json()
     try:
-        inventories = prepare_inventories(
-            cfg
-        )  # before the lock and journal files: a wrong setting makes none
+        # Checked before the lock and journal files, so a wrong setting makes none; read again once the lock
+        # is held, since a standby may take over hours later.
+        prepare_inventories(cfg).close()
         locks = take_locks(cfg, db or api.db, standby=standby)
-        engine, background, routes = build_service(cfg, db or api.db, inventories)
+        engine, background, routes = build_service(cfg, db or api.db)
         applier = build_applier(cfg, db or api.db, engine)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"

@@ -262,3 +262,15 @@ def test_a_root_workload_stored_before_clusters_is_the_same_root_cause_after() -
     assert not _same_target({**stored, "cluster": "c2"}, {**stored, "cluster": "c1"})
     assert not _same_target({**stored, "name": "other"}, {**stored, "cluster": "c1"})
     assert not _same_target(None, stored)
+
+
+def test_an_exported_inventory_reads_back_when_a_node_reports_fewer_gpus_than_its_pods_hold(
+    tmp_path: Path,
+) -> None:
+    # The device plugin now counts 7 (one GPU fell off the bus); a pod still holds index 7.
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", "k")
+    inv = StaticInventory([NodeInfo("g1", "k", "r1", 7)], [WorkloadInfo(ref, (frozenset({("g1", 7)}),))])
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory_data(inv)))
+    again = load_inventory(path)
+    assert again.placement(ref) == {("g1", 7)} and again.node("g1").gpu_count == 8  # type: ignore[union-attr]

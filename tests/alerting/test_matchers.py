@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import pytest
 
-from alerting.matchers import Matcher, MatchOp, matcher_from_dict, parse_matcher
+from alerting.matchers import Matcher, MatchOp, matcher_from_dict, parse_matcher, stored_matcher
 from gpuwarden.errors import InputError
 
 
@@ -112,3 +112,15 @@ def test_which_matchers_also_match_a_missing_label() -> None:
         False,
         False,
     ]
+
+
+def test_a_stored_python_only_regex_still_loads_and_matches_as_it_did() -> None:
+    # Stored by a version before RE2: a lookahead, which RE2 (and Alertmanager) refuse.
+    matcher = stored_matcher({"name": "job", "value": "(?!canary).*", "isRegex": True, "isEqual": True})
+    assert matcher.matches({"job": "train"}) and not matcher.matches({"job": "canary"})
+    assert matcher.to_dict()["isRegex"] is True
+
+
+def test_an_escape_that_makes_no_unicode_is_an_input_error() -> None:
+    with pytest.raises(InputError, match="not valid Unicode"):
+        parse_matcher('v=~"\\ud800"')

@@ -14,7 +14,7 @@ from starlette.exceptions import StarletteDeprecationWarning
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.journal import AcceptJournal, JournalApplier, applied_offset
+from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock
@@ -76,8 +76,12 @@ def test_ingest_status_reports_accepted_and_applied_offsets(
         (b"{not json", "body"),
         (json.dumps([NODE_DOWN, {"labels": {"a": 1}}]).encode(), "[1].labels.a"),
         (json.dumps([{"labels": {"a": "b"}, "startsAt": "yesterday"}]).encode(), "[0].startsAt"),
+        (
+            json.dumps([NODE_DOWN, {"labels": {"a": "b"}, "startsAt": "9999-01-01T00:00:00Z"}]).encode(),
+            "[1].startsAt",
+        ),
     ],
-    ids=["bad-json", "non-string-label", "bad-time"],
+    ids=["bad-json", "non-string-label", "bad-time", "starts-after-it-would-end"],
 )
 def test_a_bad_batch_gets_400_and_nothing_of_it_reaches_the_journal(
     client: TestClient, applier: JournalApplier, body: bytes, field: str
@@ -124,3 +128,14 @@ def test_an_alert_posted_without_ends_at_ends_resolve_timeout_after_it_was_accep
     clock.advance(181)
     engine.tick()
     assert engine.store.alert(row.fingerprint).status == "resolved"  # type: ignore[union-attr]
+
+
+def test_a_journal_record_with_an_alert_that_starts_too_late_keeps_the_rest_of_its_batch(
+    client: TestClient, applier: JournalApplier
+) -> None:
+    # Accepted by a version that did not check, or before resolve_timeout was lowered: replayed now.
+    late = {"labels": {"alertname": "Late"}, "startsAt": "9999-01-01T00:00:00Z"}
+    body = json.dumps([NODE_DOWN, late]).encode()
+    applier.journal.append(KIND_POSTABLE, body, 2, accepted_at=applier.engine.clock.time())
+    (item,) = client.get("/api/v1/incidents").json()  # the read barrier applies the record
+    assert item["alert_count"] == 1 and item["root_cause"]["kind"] == "node_down"

@@ -231,3 +231,17 @@ def test_a_bad_environment_override_names_the_environment_not_the_files_line(
     assert str(info.value).startswith("<environment>") and info.value.field == field
     assert info.value.line is None and variable in str(info.value)
     assert info.value.line is None
+
+
+def test_a_json_section_override_is_not_blamed_for_the_files_value_beside_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_SLACK", '{"channel": "#x"}')  # merged with the file's slack section
+    path = write(tmp_path, "slack:\n  timeout_seconds: 0\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.path, info.value.line, info.value.field) == (str(path), 2, "slack.timeout_seconds")
+    monkeypatch.setenv("GPUWARDEN_SLACK", '{"timeout_seconds": -1}')
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == "<environment>" and "GPUWARDEN_SLACK" in str(info.value)

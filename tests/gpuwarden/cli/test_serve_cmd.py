@@ -99,7 +99,10 @@ def test_serve_names_the_journal_dir_when_it_cannot_use_it(
     [
         ({"inventory_file": "{tmp}/missing.yaml"}, "alerting.inventory_file"),
         ({"inventory_file": "{tmp}"}, "alerting.inventory_file"),
-        ({"kubernetes_inventory": {"cluster": "k", "kubeconfig": "{tmp}/kubeconfig"}}, "kubeconfig"),
+        (
+            {"kubernetes_inventory": {"cluster": "k", "kubeconfig": "{tmp}/kubeconfig"}},
+            "inventory.kubeconfig:",
+        ),
     ],
     ids=["missing-inventory", "inventory-is-a-directory", "kubeconfig-not-yaml"],
 )
