@@ -35,12 +35,10 @@ class IncidentGrouping:
             inc.workloads, inc.placed = workloads, placement(workloads, self.inventory)
 
     def _workloads_of(self, inc: OpenIncident, assessment: Assessment | None) -> frozenset[WorkloadRef]:
-        found: frozenset[WorkloadRef] = frozenset()
-        if assessment is not None:  # the inventory's refs first: a label's ref of no cluster is one of them
-            found = add_workloads(found, assessment.impact.workloads)
+        found: list[WorkloadRef] = list(assessment.impact.workloads) if assessment is not None else []
         for m in inc.members.values():
-            found = add_workloads(found, m.location.workloads)
-        return found
+            found.extend(m.location.workloads)
+        return add_workloads(frozenset(), found)
 
     def _finish(self, batch: Batch) -> None:
         """Recompute root cause, impact and priority of touched incidents; merge what one fault explains."""

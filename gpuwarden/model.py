@@ -98,6 +98,11 @@ def same_cluster(known: str, wanted: str) -> bool:
 def shares_workload(a: Iterable[WorkloadRef], b: Iterable[WorkloadRef]) -> bool:
     """Whether a workload of ``a`` may be one of ``b``: the same kind, namespace and name, in the same
     cluster or where either cluster is unknown."""
+    a, b = frozenset(a), frozenset(b)
+    if not a.isdisjoint(b):
+        return True
+    if all(r.cluster for r in a) and all(r.cluster for r in b):
+        return False  # the usual case: every cluster known, so only the same ref is the same workload
     clusters: dict[tuple[WorkloadKind, str, str], list[str]] = {}
     for ref in b:
         clusters.setdefault((ref.kind, ref.namespace, ref.name), []).append(ref.cluster)
@@ -112,6 +117,9 @@ def add_workloads(held: frozenset[WorkloadRef], new: Iterable[WorkloadRef]) -> f
     """``held`` plus the workloads of ``new``: one of a known cluster replaces a held one of the same name
     and no known cluster (it says which one that was); one of no known cluster joins only when nothing held
     may be it (see ``shares_workload``). The result does not depend on the order of ``new``."""
+    new = list(new)
+    if all(r.cluster for r in new) and all(h.cluster for h in held):
+        return held.union(new)  # the usual case: nothing to replace, nothing that may be another
     out = set(held)
     for ref in sorted(new, key=lambda r: not r.cluster):  # the known clusters first
         if ref in out:
