@@ -26,6 +26,7 @@ from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
 from gpuwarden.errors import GpuwardenError
+from gpuwarden.httpbody import BodyTooLarge, read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,9 @@ def slack_interaction_routes(
     handlers = _handlers(actions)
 
     async def interactions(request: Request) -> Response:
-        declared = request.headers.get("content-length")
-        if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return JSONResponse({"ok": False, "error": "body too large"}, status_code=413)
-        body = await request.body()
-        if len(body) > MAX_BODY_BYTES:
+        try:
+            body = await read_limited(request, MAX_BODY_BYTES)  # a chunked body too: never all of it
+        except BodyTooLarge:
             return JSONResponse({"ok": False, "error": "body too large"}, status_code=413)
         problem = verify_slack_signature(secret, request.headers, body, clock.time())
         if problem is not None:

@@ -42,6 +42,7 @@ from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
+from gpuwarden.httpbody import BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, incident_detail
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.sim.fleet import Fleet
@@ -52,10 +53,6 @@ BackgroundTask = Callable[[threading.Event], None]
 READ_BARRIER_SECONDS = 10.0
 LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
 Endpoint = Callable[[Request], Awaitable[Response]]
-
-
-class _TooLarge(Exception):
-    pass
 
 
 def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
@@ -211,18 +208,7 @@ class _Handlers:
 
     async def read_body(self, request: Request) -> bytes:
         """The body, refusing more than the limit before reading it all."""
-        limit = self.config.max_body_bytes
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > limit:
-            raise _TooLarge
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in request.stream():
-            size += len(chunk)
-            if size > limit:
-                raise _TooLarge
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_limited(request, self.config.max_body_bytes)
 
     async def barrier(self) -> int:
         """Wait until what was acknowledged before now is applied; returns the bytes still behind."""
@@ -253,7 +239,7 @@ class _Handlers:
                 lag = await self.barrier() if barrier else 0
                 try:
                     response = await handler(request, await self.read_body(request))
-                except _TooLarge:
+                except BodyTooLarge:
                     response = _error(413, f"body larger than {self.config.max_body_bytes} bytes")
                 except NotFound as exc:
                     response = _error(404, str(exc), exc.field)

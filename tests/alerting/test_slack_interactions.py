@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import warnings
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlencode
 
 import pytest
@@ -223,6 +225,40 @@ def test_unknown_incident_and_refused_action_are_reported_not_crashed(
 def test_an_oversized_body_is_refused_before_it_is_verified(client: TestClient, clock: FakeClock) -> None:
     body = b"payload=" + b"x" * 70_000
     assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).status_code == 413
+
+
+def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit_unsigned(
+    clock: FakeClock, actions: RecordingActions
+) -> None:
+    app = Starlette(routes=slack_interaction_routes(SECRET, actions, clock))
+    asked = 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:  # 1,000 chunks of 4 KiB and no Content-Length
+        nonlocal asked
+        asked += 1
+        return {"type": "http.request", "body": b"x" * 4096, "more_body": asked < 1000}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": PATH,
+        "raw_path": PATH.encode(),
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"transfer-encoding", b"chunked")],
+        "client": ("127.0.0.1", 1),
+        "server": ("127.0.0.1", 2),
+    }
+    asyncio.run(app(scope, receive, send))
+    assert sent[0]["status"] == 413 and actions.calls == []
+    assert asked <= 17  # stopped once past 64 KiB; it read all 4 MB into memory before
 
 
 def test_ssl_check_is_answered(client: TestClient, clock: FakeClock, actions: RecordingActions) -> None:
