@@ -91,9 +91,14 @@ class PromQLSource:
             raise SourceError(f"expected a vector, got {data.get('resultType')!r}", source=self.name)
         labels = []
         values = []
-        for item in data.get("result", []):
-            labels.append(_labels(item))
-            values.append(_number(item["value"][1]))
+        try:
+            for item in data.get("result", []):
+                labels.append(_labels(item))
+                values.append(_number(item["value"][1]))
+        except (AttributeError, TypeError, IndexError, KeyError) as exc:
+            raise SourceError(
+                f"malformed vector result: {type(exc).__name__}: {exc}", source=self.name
+            ) from exc
         return Frame(query.name, labels, np.array([at]), np.array(values, dtype=np.float64).reshape(-1, 1))
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
@@ -105,6 +110,8 @@ class PromQLSource:
             payload = response.json()
         except ValueError as exc:
             raise SourceError(f"{path}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+        if not isinstance(payload, dict):
+            raise SourceError(f"{path}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
             error = payload.get("error", "") if isinstance(payload, dict) else ""
             raise SourceError(
@@ -132,7 +139,16 @@ def _number(text: Any) -> float:
 def _matrix_to_frame(name: str, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
     if data.get("resultType") != "matrix":
         raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source=name)
-    result = data.get("result", [])
+    try:
+        return _read_matrix(name, data.get("result", []), grid)
+    except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
+        # A 200 of another shape (a proxy, a different API): the source is down, not the service.
+        raise SourceError(f"malformed matrix result: {type(exc).__name__}: {exc}", source=name) from exc
+
+
+def _read_matrix(name: str, result: Any, grid: np.ndarray) -> Frame:
+    if not isinstance(result, list):
+        raise TypeError(f"result is {type(result).__name__}, not a list")
     values = np.full((len(result), grid.size), np.nan)
     labels = []
     step = grid[1] - grid[0] if grid.size > 1 else 1.0

@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import http.server
+import threading
+
 import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
@@ -122,3 +125,40 @@ def test_prometheus_going_down_mid_run_does_not_crash_the_service(tmp_path, requ
     assert [a.labels["alertname"] for a in result.raised] == ["GpuwardenSourceStale"]
     families = {m.name: m for m in service.collector.collect()}
     assert families["gpuwarden_anomaly_source_up"].samples[0].value == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[]",
+        b'"s"',
+        b'{"status": "success", "data": {"resultType": "matrix", "result": "x"}}',
+        b'{"status": "success", "data": {"resultType": "matrix", "result": ["x"]}}',
+        b'{"status": "success", "data": {"resultType": "matrix", "result": [{"metric": ["a"]}]}}',
+        b'{"status": "success", "data": {"resultType": "matrix", "result": [{"values": [["abc", "1"]]}]}}',
+    ],
+    ids=["list", "string", "result-string", "result-items-strings", "metric-list", "time-not-a-number"],
+)
+def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tick(request, body):
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    request.addfinalizer(server.server_close)
+    request.addfinalizer(server.shutdown)
+    clock = SystemClock()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    source = PromQLSource(url, [PromQuery("q", "up", step_seconds=1.0)], clock, timeout_seconds=2.0)
+    request.addfinalizer(source.close)
+    assert source.read(clock.time() - 60, clock.time()) == []
+    health = source.health()
+    assert not health.up and health.consecutive_failures == 1
