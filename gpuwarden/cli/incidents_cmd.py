@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from typing import Annotated, Any
+from collections.abc import Callable
+from typing import Annotated, Any, NoReturn, ParamSpec
+from urllib.parse import quote
 
 import httpx
 import typer
@@ -16,6 +19,8 @@ incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no
 console = Console()
 err_console = Console(stderr=True)
 MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
+
+P = ParamSpec("P")
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="GPUWARDEN_URL", help="Base URL of `gpuwarden serve`.")
@@ -34,12 +39,55 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         raise typer.Exit(2) from exc
     if response.status_code >= 400:
         try:
-            message = response.json().get("error", response.text)
+            data = response.json()
         except ValueError:
-            message = response.text
+            data = None
+        message = data.get("error", response.text) if isinstance(data, dict) else response.text
         err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(str(message))}")
         raise typer.Exit(1)
     return response
+
+
+def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:
+    """``api_request``'s answer as JSON of the expected shape (an object or a list), or a clear error."""
+    response = api_request(method, url, path, **kwargs)
+    try:
+        data = response.json()
+    except ValueError:
+        not_gpuwarden(url, f"HTTP {response.status_code} with a body that is not JSON")
+    if not isinstance(data, shape):
+        not_gpuwarden(url, f"a JSON {type(data).__name__} where gpuwarden answers a JSON {shape.__name__}")
+    return data
+
+
+def not_gpuwarden(url: str, why: str) -> NoReturn:
+    """The server at ``url`` is not a gpuwarden serve (or not this version): say so, exit 1."""
+    err_console.print(
+        f"[red]error:[/red] {escape(url)} did not answer as gpuwarden serve does ({escape(why)});"
+        " is --url right?"
+    )
+    raise typer.Exit(1)
+
+
+def gpuwarden_answers(command: Callable[P, None]) -> Callable[P, None]:
+    """A command that renders serve's answers: one that lacks what serve sends is ``not_gpuwarden``."""
+
+    @functools.wraps(command)
+    def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        try:
+            command(*args, **kwargs)
+        except (KeyError, TypeError, AttributeError) as exc:
+            not_gpuwarden(str(kwargs.get("url", "")), f"{type(exc).__name__}: {exc}")
+
+    return run
+
+
+def incident_path(incident_id: str, suffix: str = "") -> str:
+    """The API path of an incident, its id percent-encoded: ``a/../b`` must not reach incident ``b``."""
+    if not incident_id.strip():
+        err_console.print("[red]error:[/red] the incident id is empty; `gpuwarden incidents list` shows them")
+        raise typer.Exit(1)
+    return f"/api/v1/incidents/{quote(incident_id, safe='')}{suffix}"
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> None:
@@ -58,6 +106,7 @@ def _target(target: dict[str, Any]) -> str:
 
 
 @incidents_app.command("list")
+@gpuwarden_answers
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
@@ -75,7 +124,12 @@ def list_incidents(
     if limit:
         params["limit"] = limit
     response = api_request("GET", url, "/api/v1/incidents", params=params)
-    items = response.json()
+    try:
+        items = response.json()
+    except ValueError:
+        not_gpuwarden(url, f"HTTP {response.status_code} with a body that is not JSON")
+    if not isinstance(items, list):
+        not_gpuwarden(url, f"a JSON {type(items).__name__} where gpuwarden answers a JSON list")
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
@@ -98,6 +152,7 @@ def list_incidents(
 
 
 @incidents_app.command("show")
+@gpuwarden_answers
 def show(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
@@ -105,7 +160,7 @@ def show(
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
     check_output(output, ("text", "json"))
-    inc = api_request("GET", url, f"/api/v1/incidents/{incident_id}").json()
+    inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
         return
@@ -126,13 +181,12 @@ ByOption = Annotated[str, typer.Option(help="Who does it (default: $USER).")]
 
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
     body = {**body, "by": by or os.environ.get("USER", "cli")}
-    inc: dict[str, Any] = api_request(
-        "POST", url, f"/api/v1/incidents/{incident_id}/{action}", json=body
-    ).json()
+    inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
     return inc
 
 
 @incidents_app.command("ack")
+@gpuwarden_answers
 def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
     """Acknowledge an incident (needs GPUWARDEN_API_TOKEN)."""
     inc = _act(url, incident_id, "ack", {}, by)
@@ -140,6 +194,7 @@ def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption
 
 
 @incidents_app.command("mitigate")
+@gpuwarden_answers
 def mitigate(
     incident_id: str,
     action: Annotated[str, typer.Option(help="What is being done, e.g. 'draining node r07-n03'.")],
@@ -152,6 +207,7 @@ def mitigate(
 
 
 @incidents_app.command("note")
+@gpuwarden_answers
 def note(
     incident_id: str,
     text: Annotated[str, typer.Argument(help="The note (timeline, Slack thread, postmortem).")],
@@ -164,6 +220,7 @@ def note(
 
 
 @incidents_app.command("silence")
+@gpuwarden_answers
 def silence(
     incident_id: str,
     duration: Annotated[str, typer.Option("--for", help="How long: 30m, 1h, 1h30m, 2d.")] = "1h",
@@ -176,9 +233,10 @@ def silence(
 
 
 @incidents_app.command("postmortem")
+@gpuwarden_answers
 def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
     """Print the Markdown postmortem draft."""
-    typer.echo(api_request("GET", url, f"/api/v1/incidents/{incident_id}/postmortem").text)
+    typer.echo(api_request("GET", url, incident_path(incident_id, "/postmortem")).text)
 
 
 def register(app: typer.Typer) -> None:

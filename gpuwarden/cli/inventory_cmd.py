@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import UrlOption, api_request, check_output
+from gpuwarden.cli.incidents_cmd import UrlOption, api_json, check_output, gpuwarden_answers
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
@@ -21,7 +21,7 @@ err_console = Console(stderr=True)
 
 
 def _fetch(url: str) -> dict[str, Any]:
-    data: dict[str, Any] = api_request("GET", url, "/api/v1/inventory").json()
+    data: dict[str, Any] = api_json("GET", url, "/api/v1/inventory", dict)
     return data
 
 
@@ -36,6 +36,7 @@ def _about(data: dict[str, Any]) -> None:
 
 
 @inventory_app.command("nodes")
+@gpuwarden_answers
 def nodes(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
@@ -58,6 +59,7 @@ def nodes(
 
 
 @inventory_app.command("workloads")
+@gpuwarden_answers
 def workloads(
     url: UrlOption = "http://127.0.0.1:8080",
     output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
@@ -95,6 +97,7 @@ def workloads(
 
 
 @inventory_app.command("export")
+@gpuwarden_answers
 def export(url: UrlOption = "http://127.0.0.1:8080") -> None:
     """The inventory as an inventory file (YAML) that `alerting.inventory_file` reads: a snapshot of what
     Slurm or Kubernetes said, to replay incidents or test rules offline."""

@@ -66,10 +66,16 @@ def inject(
         body = response.json()
     except ValueError:
         body = {"error": response.text.strip() or response.reason_phrase}
+    if not isinstance(body, dict):
+        body = {"error": response.text.strip()}
     if response.status_code == 404 and "field" not in body:
         raise _fail(f"{target} not found; fault injection exists only when the exporter runs with --simulate")
     if response.is_error:
         raise _fail(f"{response.status_code}: {body.get('error', body)}")
+    if "id" not in body:  # a 200 from something else (a proxy's page, another server)
+        raise _fail(
+            f"{target} answered {response.status_code} but not as the simulated exporter does: {body}"
+        )
     typer.echo(json.dumps(body))
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
 from pathlib import Path
 
 import httpx
@@ -81,3 +83,77 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
 def test_unreachable_server_exits_2() -> None:
     result = runner.invoke(app, ["incidents", "list", "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 2
+
+
+class _Stub:
+    """A server that answers every request with one status and body, and remembers the paths asked."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        stub = self
+        self.paths: list[str] = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _answer(self) -> None:
+                stub.paths.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (200, b"<html>hi</html>"),
+        (200, b""),
+        (200, b"[1, 2]"),
+        (200, b"null"),
+        (200, b'{"x": 1}'),
+        (500, b"[1]"),
+    ],
+    ids=["html", "empty", "list", "null", "other-object", "error-list"],
+)
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["incidents", "list"],
+        ["incidents", "show", "inc-1"],
+        ["incidents", "ack", "inc-1"],
+        ["inventory", "nodes"],
+    ],
+    ids=["list", "show", "ack", "inventory"],
+)
+def test_a_server_that_is_not_gpuwarden_is_named_not_a_traceback(
+    status: int, body: bytes, argv: list[str]
+) -> None:
+    stub = _Stub(status, body)
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "did not answer as gpuwarden serve does" in result.output or f"HTTP {status}" in result.output
+
+
+def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused() -> None:
+    stub = _Stub(404, b'{"error": "no such incident"}')
+    try:
+        runner.invoke(app, ["incidents", "note", "inc-x/../inc-y", "hello", "--url", stub.url])
+        empty = runner.invoke(app, ["incidents", "show", "", "--url", stub.url])
+    finally:
+        stub.close()
+    assert stub.paths == ["/api/v1/incidents/inc-x%2F..%2Finc-y/notes"]  # not /api/v1/incidents/inc-y/notes
+    assert empty.exit_code == 1 and "empty" in empty.output
