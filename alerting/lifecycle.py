@@ -26,6 +26,7 @@ from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState, Priority
 
+REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
 
 
@@ -127,9 +128,16 @@ class IncidentLifecycle:
         """Mute the incident's alerts (present and future changes) for a while."""
         if duration_seconds <= 0:
             raise InputError("must be positive", field="duration_seconds")
-        if self.store.get(incident_id).state is IncidentState.RESOLVED:
+        current = self.store.get(incident_id)
+        if current.state is IncidentState.RESOLVED:
             raise _resolved(incident_id)  # before the silence: a refused request changes nothing
         now = self.clock.now()
+        until = now + timedelta(seconds=duration_seconds)
+        held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
+        if any(s.ends_at >= until - REPEAT_WINDOW for s in held):
+            # A repeat (a Slack button pressed twice, a replayed request): the incident is already silenced
+            # about that long, so no second silence and no second timeline entry.
+            return current
         self.add_silence(
             [],
             now,
