@@ -66,13 +66,21 @@ class AnomalyCollector:
         yhat = Metric(YHAT, "Expected value.", "gauge")
         lower = Metric(YHAT_LOWER, "Lower edge of the normal band.", "gauge")
         upper = Metric(YHAT_UPPER, "Upper edge of the normal band.", "gauge")
+        # Series that differ only by ``__name__`` (a query over several metrics) or that a source repeats
+        # would be one output series twice, which Prometheus keeps only one of: keep the most anomalous.
+        chosen: dict[tuple[tuple[str, str], ...], tuple[float, Findings, int, dict[str, str]]] = {}
         for f in self._findings:
             for i, lab in enumerate(f.labels):
                 out = output_labels(lab, f.query, f.detector)
-                score.add_sample(SCORE, out, float(f.score[i]))
-                for family, arr in ((yhat, f.yhat), (lower, f.lower), (upper, f.upper)):
-                    if arr is not None and np.isfinite(arr[i]):
-                        family.add_sample(family.name, out, float(arr[i]))
+                key = tuple(sorted(out.items()))
+                value = float(f.score[i])
+                if key not in chosen or value > chosen[key][0]:
+                    chosen[key] = (value, f, i, out)
+        for value, f, i, out in chosen.values():
+            score.add_sample(SCORE, out, value)
+            for family, arr in ((yhat, f.yhat), (lower, f.lower), (upper, f.upper)):
+                if arr is not None and np.isfinite(arr[i]):
+                    family.add_sample(family.name, out, float(arr[i]))
         up = Metric("gpuwarden_anomaly_source_up", "1 when the last read of the source succeeded.", "gauge")
         errors = Metric("gpuwarden_anomaly_source_errors", "Failed reads of the source.", "counter")
         last = Metric(

@@ -215,7 +215,9 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert len(client.get("/api/v2/silences").json()) == 1
     longer = client.post(f"{path}/silence", json={"duration": "3h", "by": "carol"}, headers=AUTH)
     assert longer.status_code == 200 and len(client.get("/api/v2/silences").json()) == 2
-    assert [e["message"] for e in client.get(path).json()["timeline"]].count("silenced for 5400s by carol") == 1
+    assert [e["message"] for e in client.get(path).json()["timeline"]].count(
+        "silenced for 5400s by carol"
+    ) == 1
     assert "note by bob: BMC says PSU 2 failed" in client.get(f"{path}/postmortem").text
     assert (
         client.post("/api/v1/incidents/inc-nope/notes", json={"text": "x"}, headers=AUTH).status_code == 404

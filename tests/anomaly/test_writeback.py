@@ -1,0 +1,35 @@
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry, generate_latest
+
+from anomaly.detectors import Findings
+from anomaly.writeback import SCORE, AnomalyCollector, TickStats
+
+
+def test_series_that_differ_only_by_metric_name_are_one_output_series_the_most_anomalous() -> None:
+    labels = [
+        {"__name__": "A", "Hostname": "n1", "gpu": "0"},
+        {"__name__": "B", "Hostname": "n1", "gpu": "0"},  # the same output labels once __name__ goes
+        {"__name__": "A", "Hostname": "n1", "gpu": "1"},
+    ]
+    findings = Findings(
+        detector="adaptive",
+        query="q",
+        labels=labels,
+        score=np.array([0.4, 2.5, 0.1]),
+        value=np.zeros(3),
+        yhat=np.array([10.0, 20.0, 30.0]),
+    )
+    collector = AnomalyCollector()
+    collector.update([findings], [], TickStats())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    text = generate_latest(registry).decode()
+    scores = [line for line in text.splitlines() if line.startswith(SCORE + "{")]
+    assert len(scores) == 2  # not three, two of them the same series
+    assert any('gpu="0"' in line and line.endswith(" 2.5") for line in scores)
+    assert (
+        sum('gpu="0"' in line for line in text.splitlines() if line.startswith("gpuwarden_anomaly_yhat{"))
+        == 1
+    )
