@@ -119,6 +119,8 @@ class FaultRecord:
 
 
 _FIELDS = ("kind", "node", "gpu", "xid", "link", "params")
+# Above every meaningful rate, factor or duration (1 TB/s of leak, 30,000 years); 1e300 overflowed the model.
+MAX_PARAM = 1e12
 
 
 def _int_field(payload: Mapping[str, Any], name: str, low: int, high: int) -> int | None:
@@ -145,8 +147,8 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
             raise InputError(f"unknown parameter {key!r} for kind {kind}; valid: {valid}", field="params")
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
-        if value < 0:
-            raise InputError(f"must not be negative, got {value}", field=f"params.{key}")
+        if not 0 <= value <= MAX_PARAM:
+            raise InputError(f"must be between 0 and {MAX_PARAM:g}, got {value}", field=f"params.{key}")
         out[str(key)] = float(value)
     if "count" in out and not 1 <= out["count"] <= MAX_XID_BURST:
         raise InputError(f"must be between 1 and {MAX_XID_BURST}", field="params.count")

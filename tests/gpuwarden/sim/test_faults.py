@@ -57,7 +57,12 @@ def test_every_documented_kind_is_accepted() -> None:
         (
             {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": -5}},
             "params.duration",
-            "negative",
+            "between 0 and",
+        ),
+        (
+            {"kind": "memory_leak", "node": "node-01", "gpu": 0, "params": {"rate": 1e300}},
+            "params.rate",
+            "between 0 and 1e\\+12",
         ),
         (
             {"kind": "xid", "node": "node-01", "gpu": 0, "xid": 13, "params": {"count": 0}},
@@ -89,6 +94,7 @@ def test_every_documented_kind_is_accepted() -> None:
         "params-not-object",
         "param-not-number",
         "negative-param",
+        "huge-param",
         "zero-burst",
         "params-on-action",
     ],
