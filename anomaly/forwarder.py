@@ -66,7 +66,8 @@ class AlertForwarder(Collector):
         """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those (a minute at
         least) ahead."""
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
-        self._client = client or httpx.Client(timeout=10.0)
+        # A receiver that hangs must not hold the scoring tick past its interval (ticks were skipped).
+        self._client = client or httpx.Client(timeout=min(10.0, max(1.0, resend_seconds / 2)))
         if token:
             self._client.headers["Authorization"] = f"Bearer {token}"
         self._clock = clock
