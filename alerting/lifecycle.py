@@ -125,36 +125,42 @@ class IncidentLifecycle:
         )
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
-        """Mute the incident's alerts (present and future changes) for a while."""
+        """Mute the incident's alerts (present and future changes) for a while.
+
+        A repeat changes nothing (no second silence, no second timeline entry): a request the incident's
+        active silences already cover, or the same person's request for no longer than the silence they
+        made less than ``REPEAT_WINDOW`` ago (a Slack button pressed twice, a replayed request)."""
         if duration_seconds <= 0:
             raise InputError("must be positive", field="duration_seconds")
-        current = self.store.get(incident_id)
-        if current.state is IncidentState.RESOLVED:
-            raise _resolved(incident_id)  # before the silence: a refused request changes nothing
-        now = self.clock.now()
-        until = now + timedelta(seconds=duration_seconds)
-        held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
-        if any(s.ends_at >= until - REPEAT_WINDOW for s in held):
-            # A repeat (a Slack button pressed twice, a replayed request): the incident is already silenced
-            # about that long, so no second silence and no second timeline entry.
-            return current
-        self.add_silence(
-            [],
-            now,
-            now + timedelta(seconds=duration_seconds),
-            by,
-            comment=f"silence of {incident_id}",
-            incident_id=incident_id,
-        )
-        return self._transition(
-            incident_id,
-            by,
-            "silenced",
-            f"silenced for {duration_seconds:g}s by {by}",
-            change=ChangeKind.UPDATED,
-            state=None,
-            data={"seconds": duration_seconds},
-        )
+        duration = timedelta(seconds=duration_seconds)
+        with self._lock:  # the check and the silence together: two presses at once make one
+            current = self.store.get(incident_id)
+            if current.state is IncidentState.RESOLVED:
+                raise _resolved(incident_id)  # before the silence: a refused request changes nothing
+            now = self.clock.now()
+            held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
+            if any(
+                s.ends_at >= now + duration
+                or (
+                    s.created_by == by
+                    and now - s.starts_at <= REPEAT_WINDOW
+                    and s.ends_at - s.starts_at >= duration
+                )
+                for s in held
+            ):
+                return current
+            self.add_silence(
+                [], now, now + duration, by, comment=f"silence of {incident_id}", incident_id=incident_id
+            )
+            return self._transition(
+                incident_id,
+                by,
+                "silenced",
+                f"silenced for {duration_seconds:g}s by {by}",
+                change=ChangeKind.UPDATED,
+                state=None,
+                data={"seconds": duration_seconds},
+            )
 
     def add_silence(
         self,

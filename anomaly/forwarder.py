@@ -66,8 +66,11 @@ class AlertForwarder(Collector):
         """``resend_seconds``: how often ``flush`` runs (a tick); firing alerts end four of those (a minute at
         least) ahead."""
         self.url = base_url.rstrip("/") + "/api/v2/alerts"
-        # A receiver that hangs must not hold the scoring tick past its interval (ticks were skipped).
-        self._client = client or httpx.Client(timeout=min(10.0, max(1.0, resend_seconds / 2)))
+        # A receiver that cannot be reached must not hold the scoring tick past its interval (ticks were
+        # skipped); one that answers slowly gets its 10 s, since a post that timed out is sent again.
+        self._client = client or httpx.Client(
+            timeout=httpx.Timeout(10.0, connect=min(10.0, max(1.0, resend_seconds / 2)))
+        )
         if token:
             self._client.headers["Authorization"] = f"Bearer {token}"
         self._clock = clock

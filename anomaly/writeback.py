@@ -74,7 +74,7 @@ class AnomalyCollector:
                 out = output_labels(lab, f.query, f.detector)
                 key = tuple(sorted(out.items()))
                 value = float(f.score[i])
-                if key not in chosen or value > chosen[key][0]:
+                if key not in chosen or value > chosen[key][0] or np.isnan(chosen[key][0]):
                     chosen[key] = (value, f, i, out)
         for value, f, i, out in chosen.values():
             score.add_sample(SCORE, out, value)

@@ -119,7 +119,8 @@ class FaultRecord:
 
 
 _FIELDS = ("kind", "node", "gpu", "xid", "link", "params")
-# Above every meaningful rate, factor or duration (1 TB/s of leak, 30,000 years); 1e300 overflowed the model.
+# Above every meaningful rate, factor or duration (a leak of 1e12 MiB/s, 30,000 years); 1e300 overflowed the
+# model.
 MAX_PARAM = 1e12
 
 

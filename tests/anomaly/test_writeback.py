@@ -29,7 +29,7 @@ def test_series_that_differ_only_by_metric_name_are_one_output_series_the_most_a
     scores = [line for line in text.splitlines() if line.startswith(SCORE + "{")]
     assert len(scores) == 2  # not three, two of them the same series
     assert any('gpu="0"' in line and line.endswith(" 2.5") for line in scores)
-    assert (
-        sum('gpu="0"' in line for line in text.splitlines() if line.startswith("gpuwarden_anomaly_yhat{"))
-        == 1
-    )
+    yhat = [
+        line for line in text.splitlines() if line.startswith("gpuwarden_anomaly_yhat{") and 'gpu="0"' in line
+    ]
+    assert len(yhat) == 1 and yhat[0].endswith(" 20.0")  # the band of the series whose score was kept

@@ -213,8 +213,8 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
         again = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
         assert again.status_code == 200
     assert len(client.get("/api/v2/silences").json()) == 1
-    longer = client.post(f"{path}/silence", json={"duration": "3h", "by": "carol"}, headers=AUTH)
-    assert longer.status_code == 200 and len(client.get("/api/v2/silences").json()) == 2
+    longer = client.post(f"{path}/silence", json={"duration": "1h34m", "by": "carol"}, headers=AUTH)
+    assert longer.status_code == 200 and len(client.get("/api/v2/silences").json()) == 2  # 4 min longer
     assert [e["message"] for e in client.get(path).json()["timeline"]].count(
         "silenced for 5400s by carol"
     ) == 1
@@ -276,6 +276,22 @@ def test_a_silence_that_would_match_every_alert_is_refused_and_not_made(client: 
     assert (
         client.post("/api/v2/silences", json={"matchers": one_real, **times}, headers=AUTH).status_code == 200
     )
+
+
+def test_a_shorter_silence_by_someone_else_is_made_when_nothing_covers_it(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    path = f"/api/v1/incidents/{item['id']}/silence"
+    client.post(path, json={"duration": "1m", "by": "alice"}, headers=AUTH)
+    engine.clock.advance(50)  # type: ignore[attr-defined]
+    client.post(path, json={"duration": "5m", "by": "bob"}, headers=AUTH)  # alice's ends in 10 s
+    ends = sorted(s["endsAt"] for s in client.get("/api/v2/silences").json())
+    assert ends == ["2026-01-01T00:01:00Z", "2026-01-01T00:05:50Z"]
+    engine.clock.advance(60)  # type: ignore[attr-defined]
+    client.post(path, json={"duration": "1m", "by": "bob"}, headers=AUTH)  # his own covers it: a repeat
+    assert len(client.get("/api/v2/silences").json()) == 2
 
 
 def test_unexpected_failure_is_a_clean_503_not_a_500(client: TestClient, engine: IncidentEngine) -> None:
