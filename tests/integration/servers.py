@@ -21,13 +21,19 @@ def free_port() -> int:
     an HTTP client) before the server the test starts binds it, which made a test fail now and then."""
     for _ in range(200):
         port = random.randint(20000, 32000)
+        if port in _HANDED_OUT:  # two calls before either server binds must not get the same port
+            continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
             try:
                 s.bind(("127.0.0.1", port))
             except OSError:
                 continue
+            _HANDED_OUT.add(port)
             return port
     raise RuntimeError("no free TCP port between 20000 and 32000")
+
+
+_HANDED_OUT: set[int] = set()
 
 
 def require_binary(name: str) -> str:
