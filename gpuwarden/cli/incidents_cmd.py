@@ -50,7 +50,11 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
 
 def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:
     """``api_request``'s answer as JSON of the expected shape (an object or a list), or a clear error."""
-    response = api_request(method, url, path, **kwargs)
+    return answer_json(api_request(method, url, path, **kwargs), url, shape)
+
+
+def answer_json(response: httpx.Response, url: str, shape: type) -> Any:
+    """A response's JSON if it has the shape gpuwarden answers with; else ``not_gpuwarden``."""
     try:
         data = response.json()
     except ValueError:
@@ -124,12 +128,7 @@ def list_incidents(
     if limit:
         params["limit"] = limit
     response = api_request("GET", url, "/api/v1/incidents", params=params)
-    try:
-        items = response.json()
-    except ValueError:
-        not_gpuwarden(url, f"HTTP {response.status_code} with a body that is not JSON")
-    if not isinstance(items, list):
-        not_gpuwarden(url, f"a JSON {type(items).__name__} where gpuwarden answers a JSON list")
+    items = answer_json(response, url, list)
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
