@@ -65,7 +65,8 @@ _OFFSETS = cast(Table, JournalOffsetRow.__table__)
 
 
 class JournalCorrupt(Exception):
-    """A record before the last one is unreadable: not a torn write but damage; the applier stops there."""
+    """A record before the last one is unreadable: not a torn write but damage (the applier stops there, and
+    serve does not start on such a journal)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +98,22 @@ def encode_record(kind: int, accepted_at: float, body: bytes) -> bytes:
     """Header and payload of one record, as one buffer for one write."""
     payload = _META.pack(kind, accepted_at) + body
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
+
+
+def _record_after(data: bytes, pos: int) -> bool:
+    """Whether a whole, checksummed record starts anywhere after ``pos``."""
+    at = data.find(MAGIC, pos + 1)
+    while at != -1 and at + _HEADER.size <= len(data):
+        _, length, crc = _HEADER.unpack_from(data, at)
+        start = at + _HEADER.size
+        if (
+            length >= _META.size
+            and start + length <= len(data)
+            and zlib.crc32(data[start : start + length]) == crc
+        ):
+            return True
+        at = data.find(MAGIC, at + 1)
+    return False
 
 
 def scan(data: bytes, base: int) -> tuple[list[JournalRecord], int]:
@@ -150,6 +167,15 @@ class AcceptJournal:
             path = directory / _name(base)
             data = path.read_bytes()
             _, good = scan(data, base)
+            if good < len(data) and (i < len(segments) - 1 or _record_after(data, good)):
+                # Only the end of the last segment can be a torn write; bytes that do not read followed by
+                # records that do are damage, and those records were acknowledged: never cut them off.
+                raise JournalCorrupt(
+                    f"journal {path}: {len(data) - good} bytes from offset {base + good} do not read as "
+                    f"records{' and records follow them' if i == len(segments) - 1 else ''}; acknowledged "
+                    f"alerts would be lost, so serve does not start. Restore the file, or move {directory} "
+                    "aside to start without its unapplied records"
+                )
             if good < len(data):
                 self.torn_bytes += len(data) - good
                 logger.warning(

@@ -283,10 +283,18 @@ def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
 
 def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> JournalApplier:
     """Open (and recover) the accept journal and its applier for ``engine``'s store."""
-    from alerting.journal import AcceptJournal, JournalApplier, applied_offset  # noqa: PLC0415
+    from alerting.journal import (  # noqa: PLC0415
+        AcceptJournal,
+        JournalApplier,
+        JournalCorrupt,
+        applied_offset,
+    )
 
     sql = engine.store.engine
-    journal = AcceptJournal(journal_dir(cfg, db), lambda journal_id: applied_offset(sql, journal_id))
+    try:
+        journal = AcceptJournal(journal_dir(cfg, db), lambda journal_id: applied_offset(sql, journal_id))
+    except JournalCorrupt as exc:  # damage, not a torn write: the operator decides
+        raise ConfigError(str(exc), field="alerting.journal_dir") from exc
     return JournalApplier(journal, engine)
 
 

@@ -16,6 +16,7 @@ from alerting.journal import (
     KIND_WEBHOOK,
     AcceptJournal,
     JournalApplier,
+    JournalCorrupt,
     JournalRecord,
     applied_offset,
     encode_record,
@@ -89,6 +90,42 @@ def test_a_flipped_byte_in_the_last_record_fails_its_checksum(sql: Engine, tmp_p
     data[-3] ^= 0xFF
     segment.write_bytes(bytes(data))
     assert _open(sql, directory).end == whole
+
+
+def test_a_damaged_record_with_acknowledged_ones_after_it_stops_recovery_and_cuts_nothing(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory)
+    first = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
+    journal.append(KIND_POSTABLE, _body("r01-n02"), 1)
+    journal.append(KIND_POSTABLE, _body("r01-n03"), 1)
+    journal.close()
+    (segment,) = directory.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[first + 20] ^= 0xFF  # inside the second record: the third, acknowledged too, is whole
+    segment.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt, match="records follow them"):
+        _open(sql, directory)
+    assert segment.read_bytes() == bytes(data)  # nothing cut off
+
+
+def test_a_damaged_segment_before_the_last_stops_recovery_and_deletes_nothing(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    journal = _open(sql, directory, segment_bytes=1)  # a segment per record
+    for node in ("r01-n01", "r01-n02", "r01-n03"):
+        journal.append(KIND_POSTABLE, _body(node), 1)
+    journal.close()
+    segments = sorted(directory.glob("*.seg"))
+    assert len(segments) == 3
+    data = bytearray(segments[0].read_bytes())
+    data[-2] ^= 0xFF
+    segments[0].write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt):
+        _open(sql, directory)
+    assert sorted(directory.glob("*.seg")) == segments
 
 
 def test_segments_rotate_and_applied_ones_are_deleted_while_offsets_keep_growing(
