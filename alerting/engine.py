@@ -15,6 +15,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import datetime, timedelta
 
+from prometheus_client.registry import Collector
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -93,6 +94,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         )
         # Per refreshed source (Slurm, Kubernetes): when it was last read and when a read last failed.
         self.inventory_sources: dict[str, dict[str, datetime | None]] = {}
+        # Prometheus collectors of the parts wired around the engine (the outbox), served on /metrics.
+        self.extra_metrics: list[Collector] = []
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         self._lock = threading.RLock()

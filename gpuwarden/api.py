@@ -387,6 +387,8 @@ class _Handlers:
         """Prometheus exposition of the API's own counters."""
         registry = CollectorRegistry()
         registry.register(self.metrics)
+        for collector in self.engine.extra_metrics:
+            registry.register(collector)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def ingest_status(self, request: Request) -> Response:

@@ -51,11 +51,13 @@ class SourceError(GpuwardenError):
 
 
 class BackendError(GpuwardenError):
-    """A remediation or notification backend failed (Slurm, Kubernetes, Slack)."""
+    """A remediation or notification backend failed (Slurm, Kubernetes, Slack); ``code`` is the backend's
+    own error code when it gave one (Slack's ``message_not_found``)."""
 
-    def __init__(self, message: str, *, backend: str = "", retryable: bool = False) -> None:
+    def __init__(self, message: str, *, backend: str = "", retryable: bool = False, code: str = "") -> None:
         self.backend = backend
         self.retryable = retryable
+        self.code = code
         super().__init__(f"{backend}: {message}" if backend else message)
 
 

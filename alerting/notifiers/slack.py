@@ -23,6 +23,9 @@ from typing import Any
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
 from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
+from slack_sdk.http_retry.request import HttpRequest
+from slack_sdk.http_retry.response import HttpResponse
+from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
@@ -45,15 +48,42 @@ CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
 
+# The longest Retry-After slept inside the client: the outbox's dispatcher is one thread, so a 429 asking
+# for an hour held every other incident's messages (the outbox retries such a message later instead).
+MAX_RETRY_AFTER_SECONDS = 30
+# Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
+MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
+
+
+class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
+    """slack-sdk's 429 retry, only when Slack asks to wait at most ``MAX_RETRY_AFTER_SECONDS``."""
+
+    def _can_retry(
+        self,
+        *,
+        state: RetryState,
+        request: HttpRequest,
+        response: HttpResponse | None = None,
+        error: Exception | None = None,
+    ) -> bool:
+        if response is None or response.status_code != 429:
+            return False
+        wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
+        try:
+            return int(wait[0] if isinstance(wait, list) else wait) <= MAX_RETRY_AFTER_SECONDS
+        except (TypeError, ValueError):
+            return True
+
+
 def make_client(
     token: str, *, base_url: str = "https://slack.com/api/", timeout: int = 10, rate_limit_retries: int = 3
 ) -> WebClient:
-    """A WebClient that retries 429s after ``Retry-After`` and leaves every other retry to the outbox."""
+    """A WebClient that retries short 429s after ``Retry-After``; every other retry is the outbox's."""
     return WebClient(
         token=token,
         base_url=base_url,
         timeout=timeout,
-        retry_handlers=[RateLimitErrorRetryHandler(max_retry_count=rate_limit_retries)],
+        retry_handlers=[_ShortRateLimitRetries(max_retry_count=rate_limit_retries)],
     )
 
 
@@ -65,7 +95,7 @@ def _translate(method: str, exc: Exception) -> BackendError:
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
         return BackendError(
-            f"{method} failed: {error or f'HTTP {status}'}", backend="slack", retryable=retryable
+            f"{method} failed: {error or f'HTTP {status}'}", backend="slack", retryable=retryable, code=error
         )
     if isinstance(exc, SlackRequestError):
         # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
@@ -142,16 +172,34 @@ class SlackNotifier:
         channel, ts = thread.channel, thread.ts
         if not posted_now:
             message = incident_message(notification)
-            self._call(
-                "chat.update",
-                lambda: self._client.chat_update(
-                    channel=channel, ts=ts, text=message.text, attachments=message.attachments
-                ),
-            )
+            try:
+                self._call(
+                    "chat.update",
+                    lambda: self._client.chat_update(
+                        channel=channel, ts=ts, text=message.text, attachments=message.attachments
+                    ),
+                )
+            except BackendError as exc:
+                if exc.code not in MESSAGE_GONE:
+                    raise
+                # Someone deleted the incident's message: a new one carries this event and the later ones.
+                logger.warning(
+                    "slack message gone, posting a new one incident_id=%s error=%s",
+                    notification.incident_id,
+                    exc,
+                )
+                thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
+                assert thread.channel is not None and thread.ts is not None
+                channel, ts = thread.channel, thread.ts
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             series = self._chart_series(notification)
             if series:
-                self._attach_chart(notification, series, channel, ts)
+                try:
+                    self._attach_chart(notification, series, channel, ts)
+                except BackendError as exc:  # a chart is optional: it must not hold back the event
+                    logger.warning(
+                        "chart not attached incident_id=%s error=%s", notification.incident_id, exc
+                    )
                 save(replace(thread, chart_posted=True))
         if retry and self._find_reply(channel, ts, notification.key):
             logger.info(

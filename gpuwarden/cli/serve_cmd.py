@@ -347,7 +347,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
         from alerting.notifiers.base import runbook_linker  # noqa: PLC0415
         from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
-        from alerting.outbox import Outbox  # noqa: PLC0415
+        from alerting.outbox import Outbox, OutboxCollector  # noqa: PLC0415
 
         outbox = Outbox(
             sql,
@@ -356,6 +356,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
             runbook=runbook_linker(cfg.slack.runbook_base_url),
         )
         engine.subscribe(outbox)
+        engine.extra_metrics.append(OutboxCollector(outbox))  # pending and failed messages, on /metrics
         background.append(outbox.run)
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
+from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
 
 from alerting.notifiers import slack as slack_module
 from alerting.notifiers.base import ChartSeries, Notification, ThreadState, build_notification
@@ -144,6 +145,38 @@ def test_rate_limit_beyond_the_retries_is_a_retryable_backend_error(recorder: Sl
     assert recorder.channel_messages() == []
 
 
+def test_a_long_retry_after_is_left_to_the_outbox_not_slept_in_the_client(recorder: SlackRecorder) -> None:
+    recorder.fail_next("chat.postMessage", status=429, retry_after=3600)
+    with pytest.raises(BackendError) as caught:  # at once: the one dispatcher thread is not held an hour
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable
+    assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
+
+
+def test_a_deleted_incident_message_is_posted_again_with_the_event(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    first, second, *_ = lifecycle()
+    deliver(notifier, threads, build_notification(first))
+    old_ts = threads.state.ts
+    recorder.fail_next("chat.update", status=200, error="message_not_found")  # someone deleted it
+    deliver(notifier, threads, build_notification(second))
+    assert threads.state.ts != old_ts
+    new_parent = next(m for m in recorder.channel_messages() if m.ts == threads.state.ts)
+    assert [r.text.split(":")[0] for r in recorder.replies(new_parent.ts)] == ["priority_changed"]
+
+
+def test_a_chart_that_cannot_be_uploaded_does_not_hold_back_the_event(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    recorder.fail_next("files.getUploadURLExternal", status=200, error="missing_scope")
+    opened = build_notification(
+        change(make_incident(), ChangeKind.OPENED, 0, "opened"), series=[gpu_temperature()]
+    )
+    deliver(notifier, threads, opened)
+    [parent] = recorder.channel_messages()
+    assert [r.text.split(":")[0] for r in recorder.replies(parent.ts)] == ["opened"]
+    assert recorder.files() == [] and threads.state.chart_posted  # not tried again with every event
+
+
 @pytest.mark.parametrize(
     ("status", "error", "retryable"),
     [(500, "internal_error", True), (503, "service_unavailable", True), (200, "invalid_auth", False)],
@@ -205,7 +238,7 @@ def test_from_config_needs_a_token_and_defaults_to_the_real_api() -> None:
     notifier = SlackNotifier.from_config(SlackConfig(bot_token=SecretStr("xoxb-real")))
     assert notifier._client.base_url == "https://slack.com/api/"
     assert notifier._client.token == "xoxb-real"
-    assert any(type(h).__name__ == "RateLimitErrorRetryHandler" for h in notifier._client.retry_handlers)
+    assert any(isinstance(h, RateLimitErrorRetryHandler) for h in notifier._client.retry_handlers)
 
 
 def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: SlackRecorder) -> None:

@@ -33,6 +33,7 @@ def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(
     assert len(background) == 2  # engine tick and outbox dispatcher
     assert any(isinstance(r, Route) and r.path == "/slack/interactions" for r in routes)
     assert len(engine._listeners) == 1
+    assert [type(c).__name__ for c in engine.extra_metrics] == ["OutboxCollector"]  # served on /metrics
 
 
 def test_without_slack_only_the_tick_runs(tmp_path: Path) -> None:
