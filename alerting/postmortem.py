@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
@@ -40,9 +41,21 @@ def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
                 f"(first: {event.message})"
             )
         else:
-            lines.append(f"- {_stamp(event.at)} — {event.message}")
+            lines.extend(_item(f"{_stamp(event.at)} — ", event.message))
         i = j
     return lines
+
+
+def _item(prefix: str, message: str) -> list[str]:
+    """A timeline bullet; a message of several lines (a person's note) goes into a code block inside the
+    item, fenced longer than any run of backticks in it, so its Markdown cannot end the list, open a fence
+    that swallows the rest of the document, or add headings."""
+    first, _, rest = message.partition("\n")
+    if not rest:
+        return [f"- {prefix}{message}"]
+    longest = max((len(run) for run in re.findall(r"`+", rest)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"- {prefix}{first}", f"  {fence}text", *(f"  {line}" for line in rest.split("\n")), f"  {fence}"]
 
 
 def peak_priority(incident: Incident) -> tuple[Priority, str]:

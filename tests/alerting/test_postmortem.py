@@ -39,3 +39,21 @@ def test_an_incident_whose_priority_never_changed_shows_it_once() -> None:
     inc = incident([("P2", "degraded")])
     assert peak_priority(inc)[0] == Priority.P2
     assert "- Priority: **P2**\n" in render_postmortem(inc, T0, ["GpuClockSlowdown"])
+
+
+def test_a_note_of_several_lines_stays_inside_its_timeline_item() -> None:
+    inc = incident([("P2", "degraded")])
+    text = "PSU swapped\n```\nunclosed fence\n# Heading\n````"
+    inc.timeline.append(TimelineEvent(T0 + timedelta(minutes=5), "note", f"note by bob: {text}"))
+    md = render_postmortem(inc, T0, ["GpuLost"])
+    lines = md.splitlines()
+    start = lines.index("- 2026-01-01 00:05:00 UTC — note by bob: PSU swapped")
+    assert lines[start + 1 : start + 6] == [
+        "  `````text",
+        "  ```",
+        "  unclosed fence",
+        "  # Heading",
+        "  ````",
+    ]
+    assert lines[start + 6] == "  `````"  # closed, longer than any fence inside: the rest stays Markdown
+    assert "\n# Heading" not in md and "## Follow-ups" in md
