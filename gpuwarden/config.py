@@ -697,7 +697,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         found = re.search(r'field "([^"]+)"', str(exc))
         section = found.group(1) if found else ""
-        prefix = f"GPUWARDEN_{section.upper()}"
+        prefix = GpuwardenConfig.model_config.get("env_prefix", "") + section.upper()
         suspects = sorted(n for n in os.environ if section and n.upper().startswith(prefix))
         raise ConfigError(
             f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"

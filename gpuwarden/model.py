@@ -105,12 +105,8 @@ def shares_workload(a: Iterable[WorkloadRef], b: Iterable[WorkloadRef]) -> bool:
         return False  # the usual case: every cluster known, so only the same ref is the same workload
     clusters: dict[tuple[WorkloadKind, str, str], list[str]] = {}
     for ref in b:
-        clusters.setdefault((ref.kind, ref.namespace, ref.name), []).append(ref.cluster)
-    return any(
-        same_cluster(ref.cluster, other)
-        for ref in a
-        for other in clusters.get((ref.kind, ref.namespace, ref.name), ())
-    )
+        clusters.setdefault(_key(ref), []).append(ref.cluster)
+    return any(same_cluster(ref.cluster, other) for ref in a for other in clusters.get(_key(ref), ()))
 
 
 def add_workloads(held: frozenset[WorkloadRef], new: Iterable[WorkloadRef]) -> frozenset[WorkloadRef]:
