@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
 from anomaly.nab import FileScore, evaluate, load_corpus
+from tests.benchmarks.harness import BENCHMARKS, run_harness
 
-ROOT = Path(__file__).resolve().parents[2]
 NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project's ../shared
 FILES = [
     "artificialWithAnomaly/art_daily_jumpsup.csv",
@@ -31,18 +30,7 @@ def test_the_cross_validated_score_uses_held_out_folds_and_the_baseline_is_the_d
         (tmp_path / "data" / name).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(NAB / "data" / name, tmp_path / "data" / name)
     (tmp_path / "windows.json").write_text(json.dumps({n: windows[n] for n in FILES}))
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "nab_cv.py"),
-            f"--data={tmp_path / 'data'}",
-            f"--windows={tmp_path / 'windows.json'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    result = json.loads(done.stdout)
+    result = run_harness("nab_cv.py", f"--data={tmp_path / 'data'}", f"--windows={tmp_path / 'windows.json'}")
     default = evaluate(load_corpus(tmp_path / "data", tmp_path / "windows.json")).splits["all"]
     assert result["files"] == len(FILES) and result["windows"] == default.windows
     assert result["all_files"]["off"] == round(default.scores["standard"] or 0.0, 2)
@@ -52,7 +40,7 @@ def test_the_cross_validated_score_uses_held_out_folds_and_the_baseline_is_the_d
 
 
 def test_each_fold_is_scored_with_the_choice_made_on_the_other_folds() -> None:
-    sys.path.insert(0, str(ROOT / "benchmarks"))
+    sys.path.insert(0, str(BENCHMARKS))
     from nab_cv import cross_validate  # noqa: PLC0415
 
     def scores(*raws: float) -> dict[str, FileScore]:

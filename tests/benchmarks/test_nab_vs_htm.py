@@ -4,30 +4,19 @@ normalise as NAB does."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.benchmarks.harness import run_harness
+
 NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project's ../shared
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")
 def test_both_detectors_are_scored_on_the_same_files() -> None:
-    done = subprocess.run(
-        [
-            sys.executable,
-            str(ROOT / "benchmarks" / "nab_vs_htm.py"),
-            f"--data={NAB / 'data'}",
-            f"--windows={NAB / 'labels' / 'combined_windows.json'}",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    groups = json.loads(done.stdout)["groups"]
+    windows_file = NAB / "labels" / "combined_windows.json"
+    groups = run_harness("nab_vs_htm.py", f"--data={NAB / 'data'}", f"--windows={windows_file}")["groups"]
     windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
     assert groups["all"]["files"] == len(windows) and groups["all"]["windows"] == sum(
         map(len, windows.values())
