@@ -79,16 +79,27 @@ def test_a_torn_last_record_is_dropped_at_recovery_and_later_appends_follow_the_
     assert reopened.read(0)[-1].end == after
 
 
+def _written(sql: Engine, directory: Path, *nodes: str, **kwargs: int) -> list[int]:
+    """A closed journal holding one record per node; the records' end offsets."""
+    journal = _open(sql, directory, **kwargs)
+    ends = [journal.append(KIND_POSTABLE, _body(node), 1) for node in nodes]
+    journal.close()
+    return ends
+
+
+def _flip(segment: Path, at: int) -> bytes:
+    """Damage one byte of a segment file (``at`` may count from the end); its new content."""
+    data = bytearray(segment.read_bytes())
+    data[at] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    return bytes(data)
+
+
 def test_a_flipped_byte_in_the_last_record_fails_its_checksum(sql: Engine, tmp_path: Path) -> None:
     directory = tmp_path / "j"
-    journal = _open(sql, directory)
-    whole = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
-    journal.append(KIND_POSTABLE, _body("r01-n02"), 1)
-    journal.close()
+    whole, _ = _written(sql, directory, "r01-n01", "r01-n02")
     (segment,) = directory.glob("*.seg")
-    data = bytearray(segment.read_bytes())
-    data[-3] ^= 0xFF
-    segment.write_bytes(bytes(data))
+    _flip(segment, -3)
     assert _open(sql, directory).end == whole
 
 
@@ -96,33 +107,22 @@ def test_a_damaged_record_with_acknowledged_ones_after_it_stops_recovery_and_cut
     sql: Engine, tmp_path: Path
 ) -> None:
     directory = tmp_path / "j"
-    journal = _open(sql, directory)
-    first = journal.append(KIND_POSTABLE, _body("r01-n01"), 1)
-    journal.append(KIND_POSTABLE, _body("r01-n02"), 1)
-    journal.append(KIND_POSTABLE, _body("r01-n03"), 1)
-    journal.close()
+    first, _, _ = _written(sql, directory, "r01-n01", "r01-n02", "r01-n03")
     (segment,) = directory.glob("*.seg")
-    data = bytearray(segment.read_bytes())
-    data[first + 20] ^= 0xFF  # inside the second record: the third, acknowledged too, is whole
-    segment.write_bytes(bytes(data))
+    damaged = _flip(segment, first + 20)  # inside the second record: the third, acknowledged too, is whole
     with pytest.raises(JournalCorrupt, match="records follow them"):
         _open(sql, directory)
-    assert segment.read_bytes() == bytes(data)  # nothing cut off
+    assert segment.read_bytes() == damaged  # nothing cut off
 
 
 def test_a_damaged_segment_before_the_last_stops_recovery_and_deletes_nothing(
     sql: Engine, tmp_path: Path
 ) -> None:
     directory = tmp_path / "j"
-    journal = _open(sql, directory, segment_bytes=1)  # a segment per record
-    for node in ("r01-n01", "r01-n02", "r01-n03"):
-        journal.append(KIND_POSTABLE, _body(node), 1)
-    journal.close()
+    _written(sql, directory, "r01-n01", "r01-n02", "r01-n03", segment_bytes=1)  # a segment per record
     segments = sorted(directory.glob("*.seg"))
     assert len(segments) == 3
-    data = bytearray(segments[0].read_bytes())
-    data[-2] ^= 0xFF
-    segments[0].write_bytes(bytes(data))
+    _flip(segments[0], -2)
     with pytest.raises(JournalCorrupt):
         _open(sql, directory)
     assert sorted(directory.glob("*.seg")) == segments
