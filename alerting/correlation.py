@@ -61,12 +61,12 @@ def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
     if len(path) >= 4:
         gpu = path[3]
         if gpu.isdigit():
-            return {(path[2], int(gpu))}
+            return {(path[0], path[2], int(gpu))}
         placed = inventory.gpu_by_uuid(gpu) if inventory is not None else None
         return {placed} if placed is not None else set()
     if len(path) == 3 and inventory is not None:
-        info = inventory.node(path[2])
-        return {(path[2], i) for i in range(info.gpu_count)} if info is not None else set()
+        info = inventory.node(path[2], path[0])
+        return {(info.cluster, info.name, i) for i in range(info.gpu_count)} if info is not None else set()
     return set()
 
 
@@ -81,7 +81,7 @@ def _gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
     """The GPUs of a cluster or rack path, or of the node of a node or GPU path."""
     if len(path) <= RACK_DEPTH:
         return frozenset(
-            (n.name, i)
+            (n.cluster, n.name, i)
             for n in inventory.nodes_in(path[0], path[1] if len(path) == RACK_DEPTH else None)
             for i in range(n.gpu_count)
         )

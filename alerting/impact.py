@@ -67,16 +67,19 @@ def failed_gpus(
         and root_path[1] != UNKNOWN
     ):
         for node in inv.nodes_in(root_path[0], root_path[1]):
-            gpus |= {(node.name, i) for i in range(node.gpu_count)}
+            gpus |= {(node.cluster, node.name, i) for i in range(node.gpu_count)}
     for m in members:
         if m.is_outage and m.firing:
             gpus |= gpu_keys(m.location.path, inv)
     return gpus
 
 
-def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[str]:
-    nodes = {g[0] for g in gpus}
-    nodes |= {m.location.path[2] for m in members if len(m.location.path) >= 3 and m.is_outage}
+def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[tuple[str, str]]:
+    """The (cluster, node) pairs that lost GPUs or went down."""
+    nodes = {(g[0], g[1]) for g in gpus}
+    nodes |= {
+        (m.location.path[0], m.location.path[2]) for m in members if len(m.location.path) >= 3 and m.is_outage
+    }
     return nodes
 
 
@@ -200,7 +203,7 @@ _PHRASES = {
 
 def _summary(
     root: RootCause,
-    nodes: set[str],
+    nodes: set[tuple[str, str]],
     failed: set[GpuKey],
     stopped: Mapping[WorkloadRef, int],
     shares: Mapping[WorkloadRef, float],

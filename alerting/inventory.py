@@ -17,8 +17,10 @@ from gpuwarden.config import load_yaml_model
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
 
-GpuKey = tuple[str, int]
-"""A GPU as (node name, index)."""
+GpuKey = tuple[str, str, int]
+"""A GPU as (cluster, node name, index): node names repeat from one cluster to the next. A source that reads
+one cluster may leave the cluster empty; ``in_cluster`` stamps it, and ``StaticInventory`` gives a key still
+without one the cluster of the one node of that name."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +52,9 @@ class WorkloadInfo:
 class Inventory(Protocol):
     """Topology and placement the engine uses for correlation and impact."""
 
-    def node(self, name: str) -> NodeInfo | None:
-        """A node by name, or None when unknown."""
+    def node(self, name: str, cluster: str = "") -> NodeInfo | None:
+        """A node by name in ``cluster``, or, when ``cluster`` is empty, the one node of that name; None when
+        unknown (or when two clusters have a node of that name and none was asked for)."""
         ...
 
     def gpu_by_uuid(self, uuid: str) -> GpuKey | None:
@@ -96,8 +99,13 @@ class StaticInventory:
 
     def __post_init__(self) -> None:
         # Indexes: correlation asks these questions for every new alert against every open incident.
-        self._nodes = {n.name: n for n in self.node_list}
-        self._uuids = {u: (n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
+        self._nodes = {(n.cluster, n.name): n for n in self.node_list}
+        self._by_name: dict[str, list[NodeInfo]] = {}
+        for n in self.node_list:
+            self._by_name.setdefault(n.name, []).append(n)
+        self._uuids = {u: (n.cluster, n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
+        if any(not gpu[0] for w in self.workload_list for gpu in w.gpus):
+            self.workload_list = [self._settled(w) for w in self.workload_list]
         self._racks: dict[tuple[str, str | None], list[NodeInfo]] = {}
         for n in self.node_list:
             self._racks.setdefault((n.cluster, n.rack), []).append(n)
@@ -116,9 +124,21 @@ class StaticInventory:
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)
 
-    def node(self, name: str) -> NodeInfo | None:
-        """A node by name."""
-        return self._nodes.get(name)
+    def _settled(self, w: WorkloadInfo) -> WorkloadInfo:
+        """``w`` with each GPU key read without a cluster given the cluster of the one node of its name."""
+
+        def settle(gpu: GpuKey) -> GpuKey:
+            info = self.node(gpu[1]) if not gpu[0] else None
+            return (info.cluster, gpu[1], gpu[2]) if info is not None else gpu
+
+        return replace(w, units=tuple(frozenset(settle(g) for g in unit) for unit in w.units))
+
+    def node(self, name: str, cluster: str = "") -> NodeInfo | None:
+        """A node by name in ``cluster``; without one, the one node of that name."""
+        if cluster:
+            return self._nodes.get((cluster, name))
+        found = self._by_name.get(name, ())
+        return found[0] if len(found) == 1 else None
 
     def gpu_by_uuid(self, uuid: str) -> GpuKey | None:
         """Where a GPU UUID lives."""
@@ -180,21 +200,28 @@ def _in_cluster(refs: Sequence[WorkloadRef], cluster: str) -> WorkloadRef | None
 
 
 def in_cluster(workloads: Iterable[WorkloadInfo], cluster: str) -> list[WorkloadInfo]:
-    """A cluster's workloads as its source read them, each ref carrying that cluster (Slurm job ids and
-    Kubernetes names repeat from one cluster to the next)."""
-    return [w if w.ref.cluster else replace(w, ref=replace(w.ref, cluster=cluster)) for w in workloads]
+    """A cluster's workloads as its source read them, each ref and GPU key carrying that cluster (Slurm job
+    ids, Kubernetes names and node names repeat from one cluster to the next)."""
+    return [_stamped(w, cluster) for w in workloads]
+
+
+def _stamped(w: WorkloadInfo, cluster: str) -> WorkloadInfo:
+    ref = w.ref if w.ref.cluster else replace(w.ref, cluster=cluster)
+    units = tuple(frozenset(g if g[0] else (cluster, g[1], g[2]) for g in unit) for unit in w.units)
+    return replace(w, ref=ref, units=units)
 
 
 def merge_inventories(parts: Sequence[StaticInventory]) -> StaticInventory:
     """One inventory of several sources (a Kubernetes inference cluster and a Slurm training cluster): their
-    nodes (a name two sources list is the first one's), workloads and spare GPUs per cluster."""
+    nodes (a node two sources list in one cluster is the first one's; two clusters may each have a node of
+    one name), workloads and spare GPUs per cluster."""
     if len(parts) == 1:
         return parts[0]
-    nodes: dict[str, NodeInfo] = {}
+    nodes: dict[tuple[str, str], NodeInfo] = {}
     spare: dict[str, int] = {}
     for part in parts:
         for n in part.node_list:
-            nodes.setdefault(n.name, n)
+            nodes.setdefault((n.cluster, n.name), n)
         for cluster, count in part.spare.items():
             spare[cluster] = spare.get(cluster, 0) + count
     return StaticInventory(list(nodes.values()), [w for p in parts for w in p.workload_list], spare)
@@ -240,7 +267,7 @@ class InventoryFile(BaseModel):
     spare_gpus: dict[str, Annotated[int, Field(ge=0)]] = Field(default_factory=dict)
 
 
-def _gpu_key(text: str) -> GpuKey:
+def _gpu_text(text: str) -> tuple[str, int]:
     node, _, index = text.rpartition(":")
     if not node or not index.isdigit():
         raise ValueError(f'GPU {text!r} must be "node:index"')
@@ -250,32 +277,57 @@ def _gpu_key(text: str) -> GpuKey:
 def load_inventory(path: Path) -> StaticInventory:
     """Read an inventory YAML file (errors name file, line and field)."""
     data = load_yaml_model(path, InventoryFile)
-    listed: dict[str, int] = {}
+    listed: dict[tuple[str, str], int] = {}
     for i, n in enumerate(data.nodes):
-        if n.name in listed:
-            message = f"node {n.name!r} is listed twice (also nodes[{listed[n.name]}])"
+        if (n.cluster, n.name) in listed:
+            also = listed[n.cluster, n.name]
+            message = f"node {n.name!r} of cluster {n.cluster!r} is listed twice (also nodes[{also}])"
             raise ConfigError(message, path=str(path), field=f"nodes[{i}].name")
-        listed[n.name] = i
+        listed[n.cluster, n.name] = i
     nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in data.nodes]
-    workloads = [_workload(w, nodes, listed, path, f"workloads[{i}]") for i, w in enumerate(data.workloads)]
+    by_name: dict[str, list[NodeInfo]] = {}
+    for node in nodes:
+        by_name.setdefault(node.name, []).append(node)
+    workloads = [_workload(w, by_name, path, f"workloads[{i}]") for i, w in enumerate(data.workloads)]
     return StaticInventory(nodes, workloads, dict(data.spare_gpus))
 
 
-def _workload(
-    w: _WorkloadEntry, nodes: list[NodeInfo], listed: dict[str, int], path: Path, where: str
-) -> WorkloadInfo:
+def _workload(w: _WorkloadEntry, by_name: dict[str, list[NodeInfo]], path: Path, where: str) -> WorkloadInfo:
     """One workload entry: its units checked against the nodes the file lists, its cluster settled."""
     try:
-        units = tuple(frozenset(_gpu_key(g) for g in unit) for unit in w.units)
+        texts = [[_gpu_text(g) for g in unit] for unit in w.units]
     except ValueError as exc:
         raise ConfigError(str(exc), path=str(path), field=f"{where}.units") from exc
-    for node, index in (gpu for unit in units for gpu in unit):
+
+    def key(node: str, index: int) -> GpuKey:
         # A node the file does not list may be one another source knows; a listed one says how many.
-        count = nodes[listed[node]].gpu_count if node in listed else None
-        if count is not None and index >= count:
-            message = f"GPU {node}:{index}, but node {node} has {count} GPUs, numbered from 0"
+        candidates = by_name.get(node, [])
+        if w.cluster:
+            chosen = [n for n in candidates if n.cluster == w.cluster]
+            if candidates and not chosen:
+                elsewhere = ", ".join(sorted({n.cluster for n in candidates}))
+                message = (
+                    f"GPU {node}:{index}: node {node} is listed in cluster {elsewhere}, not in the "
+                    f"workload's cluster {w.cluster} (list the node in {w.cluster} or correct the "
+                    "workload's cluster)"
+                )
+                raise ConfigError(message, path=str(path), field=f"{where}.units")
+        elif len(candidates) > 1:
+            clusters = " and ".join(sorted(n.cluster for n in candidates))
+            message = (
+                f"GPU {node}:{index}: clusters {clusters} both have a node {node}: "
+                "give the workload a cluster"
+            )
+            raise ConfigError(message, path=str(path), field=f"{where}.cluster")
+        else:
+            chosen = candidates
+        if chosen and index >= chosen[0].gpu_count:
+            message = f"GPU {node}:{index}, but node {node} has {chosen[0].gpu_count} GPUs, numbered from 0"
             raise ConfigError(message, path=str(path), field=f"{where}.units")
-    clusters = {nodes[listed[node]].cluster if node in listed else "" for unit in units for node, _ in unit}
+        return (chosen[0].cluster if chosen else w.cluster, node, index)
+
+    units = tuple(frozenset(key(node, index) for node, index in unit) for unit in texts)
+    clusters = {gpu[0] for unit in units for gpu in unit}
     cluster = w.cluster or (clusters.pop() if len(clusters) == 1 else "")
     ref = WorkloadRef(w.kind, w.namespace, w.name, cluster)
     return WorkloadInfo(ref, units, aliases=tuple(w.aliases), pods=tuple(w.pods))
@@ -286,17 +338,17 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
 
     A node's ``gpus`` covers every index a workload holds on it: a Kubernetes node whose device plugin now
     reports one GPU fewer (one fell off the bus) may still have a pod placed on the highest index."""
-    highest: dict[str, int] = {}
+    highest: dict[tuple[str, str], int] = {}
     for w in inventory.workload_list:
-        for node, index in w.gpus:
-            highest[node] = max(highest.get(node, -1), index)
+        for cluster, node, index in w.gpus:
+            highest[cluster, node] = max(highest.get((cluster, node), -1), index)
     return {
         "nodes": [
             {
                 "name": n.name,
                 "cluster": n.cluster,
                 "rack": n.rack,
-                "gpus": max(n.gpu_count, highest.get(n.name, -1) + 1),
+                "gpus": max(n.gpu_count, highest.get((n.cluster, n.name), -1) + 1),
                 "gpu_uuids": list(n.gpu_uuids),
             }
             for n in inventory.node_list
@@ -308,7 +360,8 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "name": w.ref.name,
                 **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
                 "units": [
-                    sorted((f"{node}:{index}" for node, index in unit), key=_gpu_key) for unit in w.units
+                    [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
+                    for unit in w.units
                 ],
                 **({"aliases": list(w.aliases)} if w.aliases else {}),
                 **({"pods": list(w.pods)} if w.pods else {}),

@@ -226,7 +226,7 @@ def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[A
     for pod in pods:
         indices = known.get((pod.node, *pod.key))
         if indices:
-            pod.gpus = frozenset((pod.node, i) for i in indices)
+            pod.gpus = frozenset(("", pod.node, i) for i in indices)  # in_cluster stamps the cluster
             held.setdefault(pod.node, set()).update(indices)
     ambiguous = 0
     for pod in [p for p in pods if not p.gpus]:
@@ -235,7 +235,7 @@ def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[A
         free = [i for i in range(total) if i not in held.get(pod.node, set())]
         if len(free) > pod.count:
             ambiguous += 1  # more candidates than GPUs it holds: some of these are another pod's
-        pod.gpus = frozenset((pod.node, i) for i in free)
+        pod.gpus = frozenset(("", pod.node, i) for i in free)
     return ambiguous
 
 
@@ -306,7 +306,7 @@ class KubernetesInventory:
                 before = len(serving.get(pod.workload, set()) | {pod.unit})
             if not pod.gpus:  # never seen placed: its node's GPUs
                 info = nodes.get(pod.node)
-                pod.gpus = frozenset((pod.node, i) for i in range(info.gpu_count if info else 0))
+                pod.gpus = frozenset(("", pod.node, i) for i in range(info.gpu_count if info else 0))
             self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
         self._placed = placed
         listed = set(placed) | {p.key for p in seen.ended}

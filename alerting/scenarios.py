@@ -48,12 +48,12 @@ def fleet_inventory(racks: int = 8, spare_gpus: int = 0) -> StaticInventory:
     ]
     job_racks = [r for r in (7, 8) if r <= racks]
     ranks = tuple(
-        frozenset({(node_name(r, n), i)})
+        frozenset({(CLUSTER, node_name(r, n), i)})
         for r in job_racks
         for n in range(1, NODES_PER_RACK + 1)
         for i in range(GPUS_PER_NODE)
     )
-    replicas = tuple(frozenset({(node_name(1, n), 0)}) for n in range(1, NODES_PER_RACK + 1))
+    replicas = tuple(frozenset({(CLUSTER, node_name(1, n), 0)}) for n in range(1, NODES_PER_RACK + 1))
     workloads = [WorkloadInfo(TRAINING_JOB, ranks), WorkloadInfo(SERVICE, replicas)]
     return StaticInventory(nodes, workloads, {CLUSTER: spare_gpus})
 

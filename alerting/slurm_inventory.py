@@ -185,7 +185,7 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
         details = job.get("gres_detail") or []
         gpus: list[GpuKey] = []
         for node, detail in zip(nodes, details, strict=False):
-            gpus.extend((node, index) for index in gpu_indices(detail))
+            gpus.extend(("", node, index) for index in gpu_indices(detail))  # in_cluster stamps the cluster
         if not gpus:
             continue
         job_id = str(job.get("job_id", ""))
@@ -246,7 +246,7 @@ class SlurmInventory:
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         free = dict(usable)
         for info in running.values():
-            for node, _ in info.gpus:
+            for _, node, _ in info.gpus:
                 if node in free:
                     free[node] -= 1
         # A job resubmitted under the same name is that name now, not the run that failed before it: an

@@ -97,21 +97,24 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     node = _node_name(labels)
     gpu = labels.get("gpu", "")
     uuid = labels.get("UUID", "") or labels.get("uuid", "")
-    # The cluster to find the alert's workloads in: its node's, or its label's if the inventory has it.
+    # The cluster to find the alert's node and workloads in: its label's if the inventory has it, else
+    # the one cluster with a node of that name (Prometheus' name for a cluster may differ from Slurm's
+    # ClusterName: the inventory's names the path then, so both kinds of alert meet in one place).
     lookup = ""
     if inventory is not None:
+        known = cluster if cluster and inventory.nodes_in(cluster) else ""
         if uuid and not (node and gpu):
             placed = inventory.gpu_by_uuid(uuid)
-            if placed is not None:
-                node, gpu = node or placed[0], gpu or str(placed[1])
-        info = inventory.node(node) if node else None
+            if placed is not None and known in ("", placed[0]):
+                known, node, gpu = placed[0], node or placed[1], gpu or str(placed[2])
+        info = inventory.node(node, known) if node else None
         if info is not None:
-            lookup = info.cluster
-            cluster, rack = cluster or info.cluster, rack or info.rack
-        elif cluster and inventory.nodes_in(cluster):
-            lookup = cluster
-        # Else a `cluster` label the inventory does not know (Prometheus' name for it may differ from
-        # Slurm's ClusterName): the workload is found by name alone, when only one cluster has it.
+            lookup = cluster = info.cluster
+            rack = rack or info.rack
+        else:
+            lookup = known
+        # Else a `cluster` label the inventory does not know and a node it does not know: the workload is
+        # found by name alone, when only one cluster has it.
     workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup))
     if kind in SYMPTOM_KINDS and workloads:
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
@@ -162,7 +165,7 @@ def path_target(path: Path, inventory: Inventory | None = None) -> Target:
     gpu = path[3]
     if gpu.isdigit():
         uuid = ""
-        info = inventory.node(path[2]) if inventory is not None else None
+        info = inventory.node(path[2], path[0]) if inventory is not None else None
         if info is not None and int(gpu) < len(info.gpu_uuids):
             uuid = info.gpu_uuids[int(gpu)]
         return GpuRef(path[2], int(gpu), uuid)

@@ -275,7 +275,9 @@ def bench_inventory() -> StaticInventory:
         workloads += [
             WorkloadInfo(
                 replace(w.ref, name=f"{w.ref.name}-{cluster}", cluster=cluster),
-                tuple(frozenset((f"{cluster}-{node}", i) for node, i in unit) for unit in w.units),
+                tuple(
+                    frozenset((cluster, f"{cluster}-{node}", i) for _, node, i in unit) for unit in w.units
+                ),
             )
             for w in base.workload_list
         ]

@@ -507,13 +507,16 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
         NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
     ]
     cluster_of = {n.name: n.cluster for n in fleet.nodes}
-    placed = [(s.ref, [(g.node, g.index) for g in s.gpus]) for s in fleet.inference_services()]
+    placed = [
+        (s.ref, [(cluster_of[g.node], g.node, g.index) for g in s.gpus]) for s in fleet.inference_services()
+    ]
     placed += [
-        (j.ref, [(g.node, g.index) for _, g in sorted(j.ranks.items())]) for j in fleet.training_jobs()
+        (j.ref, [(cluster_of[g.node], g.node, g.index) for _, g in sorted(j.ranks.items())])
+        for j in fleet.training_jobs()
     ]
     workloads = [
         WorkloadInfo(
-            replace(ref, cluster=cluster_of.get(gpus[0][0], "") if gpus else ""),
+            replace(ref, cluster=gpus[0][0] if gpus else ""),
             tuple(frozenset({gpu}) for gpu in gpus),
         )
         for ref, gpus in placed
@@ -521,7 +524,9 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
     used = {gpu for w in workloads for gpu in w.gpus}
     spare: dict[str, int] = {}
     for n in fleet.nodes:
-        free = sum(1 for g in n.gpus if (n.name, g.index) not in used and not g.lost) if n.up else 0
+        free = (
+            sum(1 for g in n.gpus if (n.cluster, n.name, g.index) not in used and not g.lost) if n.up else 0
+        )
         spare[n.cluster] = spare.get(n.cluster, 0) + free
     return StaticInventory(nodes, workloads, spare)
 

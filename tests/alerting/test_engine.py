@@ -8,7 +8,7 @@ import pytest
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.inventory import StaticInventory
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.store import IncidentNotFound
@@ -542,3 +542,25 @@ def test_a_rebuild_after_a_failed_transaction_does_not_announce_incidents_again(
     restarted.subscribe(lambda c: opened.append(c.incident.id) if c.kind is ChangeKind.OPENED else None)
     restarted.tick()
     assert len(opened) == 2
+
+
+def test_nodes_of_one_name_in_two_clusters_are_two_nodes_with_their_own_workloads(
+    db: str, clock: FakeClock
+) -> None:
+    # Two Slurm clusters both name their first node gpu001; each runs its own job there.
+    nodes = [NodeInfo("gpu001", c, "r1", 8) for c in ("east", "west")]
+    east = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "pretrain", "east")
+    west = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "eval", "west")
+    workloads = [
+        WorkloadInfo(east, tuple(frozenset({("east", "gpu001", i)}) for i in range(8))),
+        WorkloadInfo(west, (frozenset({("west", "gpu001", 0)}),)),
+    ]
+    engine = _engine(db, clock, StaticInventory(nodes, workloads, {"east": 0, "west": 0}))
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "west", "node": "gpu001"})])
+    (row,) = _open(engine)
+    impact = engine.store.get(row[0]).impact
+    assert impact.workloads == (west,) and impact.gpus_affected == 8 and impact.nodes_affected == 1
+    assert row[3] == {"type": "node", "cluster": "west", "rack": "r1", "name": "gpu001"}
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "east", "node": "gpu001"})])
+    impacts = [engine.store.get(r[0]).impact.workloads for r in _open(engine)]
+    assert len(impacts) == 2 and set(impacts) == {(east,), (west,)}  # two incidents: two machines, each stopping its own job

@@ -36,8 +36,8 @@ def test_inventory_file_round_trips_nodes_workloads_and_spare(tmp_path: Path) ->
     path.write_text(yaml.safe_dump(inventory_data(original)))
     loaded = load_inventory(path)
     assert loaded.node("r07-n03") == original.node("r07-n03")
-    assert loaded.gpu_by_uuid(scenarios.gpu_uuid("r07-n03", 5)) == ("r07-n03", 5)
-    assert {w.ref for w in workloads_on(loaded, [("r07-n01", 0)])} == {scenarios.TRAINING_JOB}
+    assert loaded.gpu_by_uuid(scenarios.gpu_uuid("r07-n03", 5)) == ("c1", "r07-n03", 5)
+    assert {w.ref for w in workloads_on(loaded, [("c1", "r07-n01", 0)])} == {scenarios.TRAINING_JOB}
     assert loaded.spare_gpus("c1") == 12
     assert len(loaded.nodes_in("c1", "r07")) == 8
 
@@ -93,7 +93,12 @@ def test_inventory_lookups_answer_what_a_scan_of_the_lists_answers() -> None:
     for cluster, rack in (("c1", "r07"), ("c1", None), ("c9", None), ("c1", "r99")):
         scan = [n for n in inv.node_list if n.cluster == cluster and rack in (None, n.rack)]
         assert list(inv.nodes_in(cluster, rack)) == scan
-    for gpus in ([("r07-n01", 0)], [("r01-n02", 0), ("r08-n08", 7)], [("r03-n01", 0)], []):
+    for gpus in (
+        [("c1", "r07-n01", 0)],
+        [("c1", "r01-n02", 0), ("c1", "r08-n08", 7)],
+        [("c1", "r03-n01", 0)],
+        [],
+    ):
         scan_w = [w for w in inv.workload_list if not set(gpus).isdisjoint(w.gpus)]
         assert inv.workloads_on(gpus) == scan_w
     job = scenarios.TRAINING_JOB
@@ -110,7 +115,7 @@ def test_inventories_of_two_sources_merge_into_one() -> None:
         [NodeInfo("t1", "slurm-a", "r1", 8), NodeInfo("shared", "slurm-a", "r1", 8)],
         [
             WorkloadInfo(
-                WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm (41)"), (frozenset({("t1", 0)}),), ("41",)
+                WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm (41)"), (frozenset({("", "t1", 0)}),), ("41",)
             )
         ],
         {"slurm-a": 7},
@@ -119,24 +124,37 @@ def test_inventories_of_two_sources_merge_into_one() -> None:
         [NodeInfo("k1-n1", "k8s-b", "r9", 8), NodeInfo("shared", "k8s-b", "r9", 4)],
         [
             WorkloadInfo(
-                WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama"), (frozenset({("k1-n1", 0)}),)
+                WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama"),
+                (frozenset({("", "k1-n1", 0)}),),
             )
         ],
         {"k8s-b": 3},
     )
     merged = merge_inventories([training, serving])
-    assert [n.name for n in merged.node_list] == ["t1", "shared", "k1-n1"]
-    assert merged.node("shared").cluster == "slurm-a"  # type: ignore[union-attr]  # the first source's
+    # Two clusters may each have a node "shared": both stay, each found in its cluster, neither by name alone.
+    assert [(n.cluster, n.name) for n in merged.node_list] == [
+        ("slurm-a", "t1"),
+        ("slurm-a", "shared"),
+        ("k8s-b", "k1-n1"),
+        ("k8s-b", "shared"),
+    ]
+    assert merged.node("shared") is None and merged.node("shared", "k8s-b").gpu_count == 4  # type: ignore[union-attr]
+    assert merged.node("t1") == merged.node("t1", "slurm-a") is not None
     assert merged.spare_gpus("slurm-a") == 7 and merged.spare_gpus("k8s-b") == 3
     assert merged.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None
-    assert [w.ref.name for w in merged.workloads_on([("k1-n1", 0)])] == ["llama"]
+    # GPU keys read without a cluster take that of the one node of their name.
+    assert [w.ref.name for w in merged.workloads_on([("k8s-b", "k1-n1", 0)])] == ["llama"]
+    assert merged.placement(merged.workloads()[0].ref) == {("slurm-a", "t1", 0)}
+    # The same node listed by two sources in one cluster is the first source's.
+    again = merge_inventories([serving, StaticInventory([NodeInfo("shared", "k8s-b", "r9", 8)])])
+    assert [n.gpu_count for n in again.node_list if n.name == "shared"] == [4]
     assert merge_inventories([serving]) is serving
 
 
 def _slurm_cluster(cluster: str, node: str, job_name: str) -> StaticInventory:
     """One Slurm cluster whose job 1234 runs on its node, as the Slurm source gives it."""
     ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{job_name} (1234)")
-    units = tuple(frozenset({(node, i)}) for i in range(4))
+    units = tuple(frozenset({("", node, i)}) for i in range(4))
     jobs = in_cluster([WorkloadInfo(ref, units, aliases=("1234", job_name))], cluster)
     return StaticInventory([NodeInfo(node, cluster, "r1", 8)], jobs, {cluster: 4})
 
@@ -158,8 +176,8 @@ def test_a_job_of_the_same_name_and_id_in_two_clusters_keeps_its_own_gpus() -> N
     both = merge_inventories([_slurm_cluster("east", "e1", "llm"), _slurm_cluster("west", "w1", "llm")])
     east, west = (w.ref for w in both.workloads())
     assert east != west and east.name == west.name
-    assert {node for node, _ in both.placement(east)} == {"e1"}
-    assert {node for node, _ in both.placement(west)} == {"w1"}
+    assert {gpu[:2] for gpu in both.placement(east)} == {("east", "e1")}
+    assert {gpu[:2] for gpu in both.placement(west)} == {("west", "w1")}
     assert both.find_workload(WorkloadKind.TRAINING_JOB, "llm (1234)", cluster="west") == west
 
 
@@ -184,15 +202,54 @@ def test_an_inventory_file_gives_workloads_their_cluster_or_that_of_their_nodes(
                 "workloads": [
                     {"kind": "training_job", "name": "on-a", "units": [["a1:0"], ["a1:1"]]},
                     {"kind": "training_job", "name": "across", "units": [["a1:0"], ["b1:0"]]},
-                    {"kind": "training_job", "name": "said", "cluster": "west", "units": [["a1:1"]]},
+                    {"kind": "training_job", "name": "said", "cluster": "west", "units": [["z9:1"]]},
                 ],
             }
         )
     )
     inv = load_inventory(path)
     assert [w.ref.cluster for w in inv.workloads()] == ["east", "", "west"]
-    written = inventory_data(inv)["workloads"]
-    assert [w.get("cluster") for w in written] == ["east", None, "west"]
+    assert [set(w.gpus) for w in inv.workloads()] == [
+        {("east", "a1", 0), ("east", "a1", 1)},
+        {("east", "a1", 0), ("west", "b1", 0)},
+        {("west", "z9", 1)},  # a node the file does not list: in the workload's cluster
+    ]
+    written = inventory_data(inv)
+    assert [w.get("cluster") for w in written["workloads"]] == ["east", None, "west"]
+    path.write_text(yaml.safe_dump(written))
+    assert [w.gpus for w in load_inventory(path).workloads()] == [w.gpus for w in inv.workloads()]
+
+
+def test_an_inventory_file_keeps_nodes_of_one_name_in_two_clusters_apart(tmp_path: Path) -> None:
+    nodes = [
+        {"name": "gpu001", "cluster": "east", "rack": "r1", "gpus": 8},
+        {"name": "gpu001", "cluster": "west", "rack": "r1", "gpus": 4},
+    ]
+    job = {"kind": "training_job", "name": "llm", "cluster": "west", "units": [["gpu001:3"]]}
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump({"nodes": nodes, "workloads": [job]}))
+    inv = load_inventory(path)
+    assert [w.gpus for w in inv.workloads()] == [{("west", "gpu001", 3)}]
+    assert inv.node("gpu001") is None and inv.node("gpu001", "west").gpu_count == 4  # type: ignore[union-attr]
+    cases = [
+        ({**job, "units": [["gpu001:5"]]}, "workloads[0].units", "node gpu001 has 4 GPUs"),
+        ({**job, "cluster": ""}, "workloads[0].cluster", "clusters east and west both have a node gpu001"),
+        (
+            {**job, "cluster": "north"},
+            "workloads[0].units",
+            "listed in cluster east, west, not in the workload",
+        ),
+    ]
+    for bad, field, words in cases:
+        path.write_text(yaml.safe_dump({"nodes": nodes, "workloads": [bad]}))
+        with pytest.raises(ConfigError) as caught:
+            load_inventory(path)
+        assert caught.value.field == field and words in str(caught.value)
+    path.write_text(yaml.safe_dump({"nodes": [*nodes, nodes[1]]}))
+    with pytest.raises(
+        ConfigError, match=r"node 'gpu001' of cluster 'west' is listed twice \(also nodes\[1\]\)"
+    ):
+        load_inventory(path)
 
 
 def test_workloads_match_by_name_in_the_same_or_an_unknown_cluster() -> None:
@@ -211,7 +268,7 @@ def _chat_in(*clusters: str) -> StaticInventory:
     """A service `chat` in each of these clusters ("" for a file's workload of no known cluster)."""
     nodes = [NodeInfo(f"{c or 'x'}1", c or "x", "r1", 8) for c in clusters]
     refs = [WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", c) for c in clusters]
-    units = [(frozenset({(n.name, 0)}),) for n in nodes]
+    units = [(frozenset({(n.cluster, n.name, 0)}),) for n in nodes]
     return StaticInventory(nodes, [WorkloadInfo(r, u) for r, u in zip(refs, units, strict=True)])
 
 
@@ -242,6 +299,24 @@ def test_a_cluster_label_the_inventory_does_not_know_still_finds_the_workload_by
         {"alertname": "TrainingJobStalled", "cluster": "gpu-prod", "slurm_job": "1234"},
     ):
         assert locate(labels, classify(labels), inv).workloads == {job}
+    # The node is the inventory's: its cluster names the path, so alerts of both spellings meet there.
+    down = {"alertname": "NodeDown", "cluster": "gpu-prod", "node": "n1"}
+    assert locate(down, classify(down), inv).path == ("gpuprod", "r1", "n1")
+    assert locate({**down, "cluster": "elsewhere", "node": "n9"}, classify(down), inv).path == (
+        "elsewhere",
+        "?",
+        "n9",
+    )
+
+
+def test_a_gpu_named_by_uuid_alone_is_found_in_its_own_cluster() -> None:
+    nodes = [NodeInfo("gpu001", c, "r1", 2, (f"GPU-{c}-0", f"GPU-{c}-1")) for c in ("east", "west")]
+    inv = StaticInventory(nodes)
+    xid = {"alertname": "GpuXid", "xid": "79", "UUID": "GPU-west-1"}
+    assert locate(xid, classify(xid), inv).path == ("west", "r1", "gpu001", "1")
+    assert locate({**xid, "cluster": "east"}, classify(xid), inv).path[:1] == ("east",)  # not west's GPU
+    ambiguous = {"alertname": "NodeDown", "node": "gpu001"}  # which gpu001: it cannot say
+    assert locate(ambiguous, classify(ambiguous), inv).path == ("", "?", "gpu001")
 
 
 def test_a_workload_of_a_known_cluster_takes_the_place_of_the_same_one_of_no_known_cluster() -> None:
@@ -269,8 +344,8 @@ def test_an_exported_inventory_reads_back_when_a_node_reports_fewer_gpus_than_it
 ) -> None:
     # The device plugin now counts 7 (one GPU fell off the bus); a pod still holds index 7.
     ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", "k")
-    inv = StaticInventory([NodeInfo("g1", "k", "r1", 7)], [WorkloadInfo(ref, (frozenset({("g1", 7)}),))])
+    inv = StaticInventory([NodeInfo("g1", "k", "r1", 7)], [WorkloadInfo(ref, (frozenset({("k", "g1", 7)}),))])
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inventory_data(inv)))
     again = load_inventory(path)
-    assert again.placement(ref) == {("g1", 7)} and again.node("g1").gpu_count == 8  # type: ignore[union-attr]
+    assert again.placement(ref) == {("k", "g1", 7)} and again.node("g1").gpu_count == 8  # type: ignore[union-attr]

@@ -123,7 +123,7 @@ def test_deployment_pods_are_replicas_of_one_service_that_answers_to_its_pods() 
     inv = inventory(api).read()
     [info] = inv.workloads()
     assert info.ref == SERVICE
-    assert [sorted(u) for u in info.units] == [[(f"g{i}", j) for j in range(8)] for i in range(1, 5)]
+    assert [sorted(u) for u in info.units] == [[("k1", f"g{i}", j) for j in range(8)] for i in range(1, 5)]
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-2", "serving") == SERVICE
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-2", "other") is None
     assert inv.find_workload(WorkloadKind.INFERENCE_SERVICE, "llama-70b") == SERVICE  # the app label
@@ -182,7 +182,7 @@ def test_a_leader_worker_set_group_is_one_replica() -> None:
             api.objects["pods"].append(pod("serving", name, f"g{group * 2 + member + 1}", 8, owner, labels))
     [info] = inventory(api).read().workloads()
     assert info.ref == SERVICE
-    assert [sorted({n for n, _ in u}) for u in info.units] == [["g1", "g2"], ["g3", "g4"]]
+    assert [sorted({n for _, n, _ in u}) for u in info.units] == [["g1", "g2"], ["g3", "g4"]]
 
 
 def test_pods_without_gpus_unbound_or_finished_are_not_placed() -> None:
@@ -218,7 +218,7 @@ def test_pods_sharing_a_node_are_placed_exactly_with_the_exporters_assignments()
     guessed = inventory(api)
     units = {w.ref.name: w.gpus for w in guessed.read().workloads()}
     assert guessed.ambiguous_pods == 3
-    assert units["p1"] == {("g1", i) for i in range(4)}  # unknown: every GPU of the node counts
+    assert units["p1"] == {("k1", "g1", i) for i in range(4)}  # unknown: every GPU of the node counts
 
     rows = [
         {"Hostname": "g1", "gpu": "0", "UUID": "GPU-a", "namespace": "a", "pod": "p2"},
@@ -231,10 +231,10 @@ def test_pods_sharing_a_node_are_placed_exactly_with_the_exporters_assignments()
     exact = inventory(api, assignments=lambda: assignments_from_labels(rows))
     inv = exact.read()
     units = {w.ref.name: w.gpus for w in inv.workloads()}
-    assert units["p1"] == {("g1", 2)} and units["p2"] == {("g1", 0), ("g1", 1)}
-    assert units["p3"] == {("g1", 3)}  # the one pod left takes the one GPU left: exact too
+    assert units["p1"] == {("k1", "g1", 2)} and units["p2"] == {("k1", "g1", 0), ("k1", "g1", 1)}
+    assert units["p3"] == {("k1", "g1", 3)}  # the one pod left takes the one GPU left: exact too
     assert exact.ambiguous_pods == 0
-    assert inv.gpu_by_uuid("GPU-c") == ("g1", 2)
+    assert inv.gpu_by_uuid("GPU-c") == ("k1", "g1", 2)
 
 
 def test_unreadable_assignments_fall_back_to_the_guess() -> None:
@@ -246,7 +246,7 @@ def test_unreadable_assignments_fall_back_to_the_guess() -> None:
         raise SourceError("connection refused", source="gpu_assignment")
 
     [info] = inventory(api, assignments=down).read().workloads()
-    assert info.gpus == {("g1", i) for i in range(8)}  # holds the whole node: exact without them
+    assert info.gpus == {("k1", "g1", i) for i in range(8)}  # holds the whole node: exact without them
 
 
 def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
@@ -281,19 +281,19 @@ def test_a_pod_lost_with_its_node_stays_placed_until_it_is_replaced_or_a_while_p
     clock.advance(60)
     inv = reader.read()
     [info] = inv.workloads()
-    assert len(info.units) == 4 and {("g2", 0)} <= info.gpus  # the incident of g2's failure finds llama
+    assert len(info.units) == 4 and {("k1", "g2", 0)} <= info.gpus  # the incident of g2's failure finds llama
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-2", "serving") == SERVICE
     # The replacement runs on g5: the service is whole again, the lost replica no longer counts.
     api.objects["nodes"].append(node("g5"))
     api.objects["pods"][-1] = llama(9, "g5")
     clock.advance(60)
     [info] = reader.read().workloads()
-    assert len(info.units) == 4 and not {("g2", 0)} <= info.gpus
+    assert len(info.units) == 4 and not {("k1", "g2", 0)} <= info.gpus
     # The replacement dies with g5: one replica is missing, the latest lost, until keep_ended_seconds.
     api.objects["nodes"][-1] = node("g5", ready=False)
     api.objects["pods"].pop()
     [info] = reader.read().workloads()
-    assert len(info.units) == 4 and {("g5", 0)} <= info.gpus and not {("g2", 0)} <= info.gpus
+    assert len(info.units) == 4 and {("k1", "g5", 0)} <= info.gpus and not {("k1", "g2", 0)} <= info.gpus
     clock.advance(601)
     [info] = reader.read().workloads()
     assert len(info.units) == 3
@@ -310,7 +310,7 @@ def test_pods_ending_on_a_healthy_node_are_not_kept() -> None:
     pods[3]["status"] |= {"phase": "Failed", "reason": "NodeLost"}  # failed for its node's sake: kept
     del pods[1]  # deleted from a healthy node (a scale-down): gone
     [info] = reader.read().workloads()
-    assert {n for n, _ in info.gpus} == {"g4"}
+    assert {n for _, n, _ in info.gpus} == {"g4"}
 
 
 def test_a_pending_replacement_does_not_make_the_service_whole_and_an_expired_loss_stays_gone() -> None:
@@ -324,16 +324,16 @@ def test_a_pending_replacement_does_not_make_the_service_whole_and_an_expired_lo
     api.objects["pods"][1]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"
     api.objects["pods"].append(llama(9, "g5", phase="Pending"))
     [info] = reader.read().workloads()
-    assert len(info.units) == 4 and {("g2", 0)} <= info.gpus  # 3 serving + the lost one; not 5
+    assert len(info.units) == 4 and {("k1", "g2", 0)} <= info.gpus  # 3 serving + the lost one; not 5
     assert "llama-7f9c-9" in info.pods  # the Pending replacement is known by name
     api.objects["pods"][-1] = llama(9, "g5")  # it runs: whole again
     [info] = reader.read().workloads()
-    assert len(info.units) == 4 and not {("g2", 0)} <= info.gpus
+    assert len(info.units) == 4 and not {("k1", "g2", 0)} <= info.gpus
     clock.advance(601)  # past keep_ended_seconds while g2's pod is still listed: not kept a second time
     reader.read()
     api.objects["pods"][-1] = llama(9, "g5", phase="Pending")  # even if the replacement stops serving
     [info] = reader.read().workloads()
-    assert not {("g2", 0)} <= info.gpus
+    assert not {("k1", "g2", 0)} <= info.gpus
 
 
 def test_after_a_restart_pods_left_on_a_dead_node_are_still_found() -> None:
@@ -342,7 +342,7 @@ def test_after_a_restart_pods_left_on_a_dead_node_are_still_found() -> None:
     api.objects["nodes"][2] = node("g3", rack="r2", ready=False)
     api.objects["pods"][2]["status"]["phase"] = "Unknown"  # the node stopped reporting
     [info] = inventory(api).read().workloads()  # a reader that never saw it running
-    assert {n for n, _ in info.gpus} == {"g1", "g2", "g3", "g4"}
+    assert {n for _, n, _ in info.gpus} == {"g1", "g2", "g3", "g4"}
 
 
 def test_an_alert_naming_a_pod_is_placed_on_its_service() -> None:

@@ -143,7 +143,7 @@ def test_two_jobs_with_one_name_stay_two_workloads() -> None:
     inventory = SlurmInventory(FakeClock(), slurm).read()
     assert [w.ref.name for w in inventory.workload_list] == ["train (41)", "train (42)"]
     ref = inventory.find_workload(WorkloadKind.TRAINING_JOB, "42")
-    assert ref is not None and inventory.placement(ref) == {("n1", 7)}
+    assert ref is not None and inventory.placement(ref) == {("c1", "n1", 7)}
 
 
 def test_a_powered_down_idle_node_is_usable_and_a_draining_one_is_not() -> None:

@@ -330,7 +330,7 @@ def test_simulated_fleet_adapts_to_an_inventory_with_placement_and_spare() -> No
     assert {replace(r, cluster="") for r in placed} == {w.ref for w in simulated}
     cluster_of = {n.name: n.cluster for n in fleet.nodes}
     for w in inventory.workloads():  # each in the cluster of its GPUs
-        assert {cluster_of[gpu[0]] for gpu in w.gpus} == {w.ref.cluster}
+        assert {cluster_of[gpu[1]] for gpu in w.gpus} == {gpu[0] for gpu in w.gpus} == {w.ref.cluster}
     total = sum(len(n.gpus) for n in fleet.nodes)
     used = len({g for w in inventory.workloads() for g in w.gpus})
     assert inventory.spare_gpus(node.cluster) == total - used
@@ -468,8 +468,10 @@ def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path)
     service = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama", "k1")
     job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "llm-70b (41)", "k1")
     workloads = [
-        WorkloadInfo(service, (frozenset({("g1", 0)}),), aliases=("llama-70b",), pods=("llama-7f9c-1",)),
-        WorkloadInfo(job, (frozenset({("g1", 1)}),), aliases=("41", "llm-70b")),
+        WorkloadInfo(
+            service, (frozenset({("k1", "g1", 0)}),), aliases=("llama-70b",), pods=("llama-7f9c-1",)
+        ),
+        WorkloadInfo(job, (frozenset({("k1", "g1", 1)}),), aliases=("41", "llm-70b")),
     ]
     clock = FakeClock()
     engine = IncidentEngine(sql, clock, inventory=StaticInventory(nodes, workloads, {"k1": 0}))

@@ -122,7 +122,7 @@ def test_the_official_client_reads_nodes_racks_and_the_pods_holding_gpus(
     ]
     by_ref = {w.ref: w for w in inv.workloads()}
     assert set(by_ref) == {LLAMA, WorkloadRef(WorkloadKind.TRAINING_JOB, "train", "finetune", "k1")}
-    assert [min(u) for u in by_ref[LLAMA].units] == [(f"g{i}", 0) for i in range(1, 5)]
+    assert [min(u) for u in by_ref[LLAMA].units] == [("k1", f"g{i}", 0) for i in range(1, 5)]
     assert inv.find_workload(WorkloadKind.POD, "llama-7f9c-3", "serving") == LLAMA
     assert inv.spare_gpus("k1") == 4  # g5's other four
 
@@ -306,12 +306,17 @@ def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prome
         reader.close()
     placed = {w.ref.name: sorted(sorted(u) for u in w.units) for w in inv.workloads()}
     assert placed == {
-        "llm-chat": [[("node-01", 4)], [("node-01", 5)], [("node-02", 4)], [("node-02", 5)]],
-        "llm-embed": [[("node-01", 6)], [("node-02", 6)]],
+        "llm-chat": [
+            [("k1", "node-01", 4)],
+            [("k1", "node-01", 5)],
+            [("k1", "node-02", 4)],
+            [("k1", "node-02", 5)],
+        ],
+        "llm-embed": [[("k1", "node-01", 6)], [("k1", "node-02", 6)]],
     }
     assert reader.ambiguous_pods == 0  # without the exporter's labels all six would be guesses
     assert len(inv.node("node-01").gpu_uuids) == 8  # type: ignore[union-attr]
-    assert inv.gpu_by_uuid(inv.node("node-02").gpu_uuids[5]) == ("node-02", 5)  # type: ignore[union-attr]
+    assert inv.gpu_by_uuid(inv.node("node-02").gpu_uuids[5]) == ("k1", "node-02", 5)  # type: ignore[union-attr]
 
 
 def test_a_kubeconfig_without_the_named_context_is_a_config_error_naming_both(
