@@ -14,7 +14,7 @@ from datetime import datetime
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
 from alerting.inventory import GpuKey, Inventory
-from alerting.topology import Location, Path, common_ancestor, contains, path_target
+from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
 
 RACK_DEPTH = 2
@@ -104,15 +104,17 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
 
     4: the candidate holds it on at least two GPUs and they share ``path``'s rack (roll up to the rack).
     5: the candidate holds it on GPUs of at least two nodes and ``path`` is another rack of the same cluster
-    (a bad driver or firmware rolled out rack by rack; roll up to the cluster). Outages are left out of the
-    cluster roll-up: two dead nodes in two racks are two faults. One earlier single-GPU fault is not a
-    pattern: two unrelated faults on different nodes stay apart.
+    (a bad driver or firmware rolled out rack by rack; roll up to the cluster); where racks are unknown, on
+    at least two GPUs of a node and ``path`` is another node. Outages are left out of the cluster roll-up:
+    two dead nodes in two racks are two faults. One earlier single-GPU fault is not a pattern: two
+    unrelated faults on different nodes stay apart.
     """
     root = candidate.root_path
-    if len(root) < 1 or root[0] != path[0] or len(root) > RACK_DEPTH + 1:
+    if len(root) < RACK_DEPTH or root[0] != path[0] or len(root) > RACK_DEPTH + 1:
         return None  # cheap test first: ingest calls this for every open incident
-    same_rack = root[:RACK_DEPTH] == path[:RACK_DEPTH]
-    if not same_rack and (new.kind in OUTAGE_KINDS or len(root) > RACK_DEPTH):
+    rack_unknown = root[1] == UNKNOWN
+    same_rack = not rack_unknown and root[:RACK_DEPTH] == path[:RACK_DEPTH]
+    if not same_rack and (new.kind in OUTAGE_KINDS or (len(root) > RACK_DEPTH and not rack_unknown)):
         return None
     name = new.labels.get("alertname")
     same = [
@@ -125,7 +127,7 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
     if same_rack:
         return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
     nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
-    return 5 if len(nodes) >= 2 else None
+    return 5 if len(nodes) >= 2 or rack_unknown else None
 
 
 def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:

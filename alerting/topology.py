@@ -134,16 +134,20 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
 
 
 def common_ancestor(paths: Iterable[Path]) -> Path:
-    """The longest shared known prefix of the paths (stops at an unknown rack)."""
+    """The longest shared prefix of the paths. An unknown rack is never the common component: paths that
+    share their node share it (an unknown rack above one node is that node's), those that do not share only
+    their cluster (two nodes of unknown racks may be in two racks)."""
     items = list(paths)
     if not items:
         return ()
     prefix: list[str] = []
     for parts in zip(*items, strict=False):
         first = parts[0]
-        if first == UNKNOWN or any(p != first for p in parts):
+        if any(p != first for p in parts):
             break
         prefix.append(first)
+    if prefix[-1:] == [UNKNOWN]:
+        prefix.pop()
     return tuple(prefix)
 
 

@@ -563,4 +563,39 @@ def test_nodes_of_one_name_in_two_clusters_are_two_nodes_with_their_own_workload
     assert row[3] == {"type": "node", "cluster": "west", "rack": "r1", "name": "gpu001"}
     engine.ingest([Alert({"alertname": "NodeDown", "cluster": "east", "node": "gpu001"})])
     impacts = [engine.store.get(r[0]).impact.workloads for r in _open(engine)]
-    assert len(impacts) == 2 and set(impacts) == {(east,), (west,)}  # two incidents: two machines, each stopping its own job
+    assert len(impacts) == 2 and set(impacts) == {
+        (east,),
+        (west,),
+    }  # two incidents: two machines, each stopping its own job
+
+
+def test_faults_on_nodes_of_unknown_racks_stay_apart_and_root_at_their_own_component(
+    db: str, clock: FakeClock
+) -> None:
+    # No inventory, no `rack` label: the common setup. An unknown rack used to cut every root at the
+    # cluster, so the third fault below joined the first two as "cluster c1 is down".
+    engine = _engine(db, clock)
+    engine.ingest([_gpu_alert("n02", 1, name="GpuThermalHigh")])
+    engine.ingest([_gpu_alert("n07", 5, name="GpuEccDbe")])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n09"})])
+    engine.ingest(
+        [Alert({"alertname": "NodeDown", "node": "zz01"}), Alert({"alertname": "NodeDown", "node": "zz02"})]
+    )
+    roots = sorted((r[3]["type"], r[3].get("node") or r[3].get("name")) for r in _open(engine))
+    assert roots == [("gpu", "n02"), ("gpu", "n07"), ("node", "n09"), ("node", "zz01"), ("node", "zz02")]
+    # A node the inventory does not know, in a cluster it does, stays a node too.
+    known = _engine(db, clock, scenarios.fleet_inventory())
+    known.ingest([_gpu_alert("r02-n01", 3, xid="13")])
+    known.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "zz09"})])
+    roots = {(r[3]["type"], r[3].get("node") or r[3].get("name")) for r in _open(known)}
+    assert {("gpu", "r02-n01"), ("node", "zz09")} <= roots and len(roots) == 7  # with the five above
+
+
+def test_the_same_fault_on_nodes_of_unknown_racks_rolls_up_to_the_cluster(db: str, clock: FakeClock) -> None:
+    # A driver rollout seen without rack labels: two GPUs of one node, then other nodes.
+    engine = _engine(db, clock)
+    for node, gpu in (("n1", 0), ("n1", 1), ("n2", 0), ("n3", 4)):
+        engine.ingest([_gpu_alert(node, gpu, xid="119")])
+        clock.advance(5)
+    (incident,) = _open(engine)
+    assert incident[3] == {"type": "cluster", "name": "c1"} and incident[4] == 4
