@@ -182,10 +182,17 @@ def join_rank(
         if spread is not None:
             return spread
     if new.is_outage and path and root:
+        # Outages on two nodes of one rack: one incident, the rack's (a rack outage only when two whole
+        # nodes are down: see ``root_cause``).
         has_outage = any(m.is_outage for m in candidate.members)
         if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:
             return 3
     return None
+
+
+def _whole_node(path: Path) -> bool:
+    """A path of a node, rack or cluster: an outage there takes a whole node or more."""
+    return 0 < len(path) <= RACK_DEPTH + 1
 
 
 def best_candidate(
@@ -218,7 +225,10 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
             # rack is down, whatever the XID took out of service.
             kind = FaultKind.XID
-        elif len(path) == RACK_DEPTH and outages:
+        elif (
+            len(path) == RACK_DEPTH
+            and len({m.location.path for m in outages if _whole_node(m.location.path)}) > 1
+        ):
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Several GPUs of one node lost at once: the node is the common fault.

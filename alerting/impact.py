@@ -18,7 +18,16 @@ from alerting.correlation import Member, gpu_keys
 from alerting.faults import xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, target_label
-from gpuwarden.model import FaultKind, Impact, Priority, RootCause, WorkloadKind, WorkloadRef
+from gpuwarden.model import (
+    ClusterRef,
+    FaultKind,
+    Impact,
+    Priority,
+    RackRef,
+    RootCause,
+    WorkloadKind,
+    WorkloadRef,
+)
 from gpuwarden.xid import xid_catalog
 
 FAST_BURN = 14.4
@@ -57,7 +66,7 @@ def failed_gpus(
     """GPUs that the outage took away (known through the inventory or the alerts' own labels)."""
     gpus: set[GpuKey] = set()
     # The whole rack counts as lost only while it still looks dead: a rack alert or two nodes down.
-    down = {m.location.path[2] for m in members if m.is_outage and m.firing and len(m.location.path) > 2}
+    down = {m.location.path[2] for m in members if m.is_outage and m.firing and len(m.location.path) == 3}
     whole_rack = len(down) >= 2 or any(m.firing and m.location.path == root_path for m in members)
     if (
         whole_rack
@@ -250,6 +259,10 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
         root.kind is FaultKind.XID and observed.startswith("XID ")
     ):
         phrase = observed
+    elif root.kind in (FaultKind.NODE_DOWN, FaultKind.GPU_LOST) and isinstance(
+        root.target, RackRef | ClusterRef
+    ):
+        phrase = "partial outage"  # outages on several of its nodes, but not two whole nodes down
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     head = f"{target_label(root.target)} {phrase}"

@@ -420,6 +420,7 @@ def test_new_incidents_are_announced_after_the_delay_and_merged_ones_never(db: s
     engine.ingest([_gpu_alert("r07-n01", 0, "GPULost")])
     engine.ingest([_gpu_alert("r07-n02", 0, "GPULost")])
     engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n03"})])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n04"})])
     clock.advance(9)
     engine.tick()
     assert seen == []
@@ -427,7 +428,7 @@ def test_new_incidents_are_announced_after_the_delay_and_merged_ones_never(db: s
     engine.tick()
     assert seen == [(ChangeKind.OPENED, "rack_down")]
     clock.advance(1)
-    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n04"})])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n05"})])
     assert seen[-1][0] is ChangeKind.UPDATED
 
 
@@ -599,3 +600,21 @@ def test_the_same_fault_on_nodes_of_unknown_racks_rolls_up_to_the_cluster(db: st
         clock.advance(5)
     (incident,) = _open(engine)
     assert incident[3] == {"type": "cluster", "name": "c1"} and incident[4] == 4
+
+
+def test_a_node_down_and_a_gpu_lost_on_another_node_are_not_a_rack_power_loss(
+    db: str, clock: FakeClock
+) -> None:
+    # The service runs one replica on GPU 0 of each node of rack r01.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"})])
+    engine.ingest([_gpu_alert("r01-n02", 7, "GPULost")])  # an idle GPU of another node
+    (row,) = _open(engine)
+    incident = engine.store.get(row[0])
+    assert incident.title.startswith("rack r01 partial outage: 2 nodes, 9 GPUs")
+    assert incident.impact.gpus_affected == 9 and incident.impact.affected_share == 1 / 8
+    assert row[1] == "P2"  # one of eight replicas lost, as for the node alone; it was P0, "lost power"
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r01-n03"})])
+    incident = engine.store.get(row[0])
+    assert incident.root_cause.kind is FaultKind.RACK_DOWN  # two whole nodes down: now the rack
+    assert incident.title.startswith("rack r01 lost power: 8 nodes, 64 GPUs")
