@@ -20,7 +20,7 @@ from alerting.matchers import Matcher
 from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind
 from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
-from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
@@ -277,11 +277,26 @@ class IncidentLifecycle:
 
     def postmortem(self, incident_id: str) -> str:
         """A Markdown postmortem draft of one incident."""
-        incident = self.store.get(incident_id)
-        alerts = self.store.alerts_of(incident_id)
-        onset = min((a.starts_at for a in alerts), default=incident.opened_at)
+        with self._sessions() as session:
+            incident = self.store.load_incident(session, incident_id)
+            row = session.get(IncidentRow, incident_id)
+            assert row is not None
+            alerts = session.scalars(select(AlertRow).where(AlertRow.incident_id == incident_id)).all()
+        # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
+        onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]
-        return render_postmortem(incident, min(onset, incident.opened_at), names)
+        return render_postmortem(incident, onset, names, _recovered_at(row, alerts))
+
+
+def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> datetime | None:
+    """When the fault of a resolved incident ended: its alerts' last endsAt, no later than when the engine saw
+    them all resolved (``quiet_since``, a flapping alert's end included); None while it is open, or when it
+    was merged into another (the fault went on there)."""
+    if row.resolved_at is None or row.merged_into is not None:
+        return None
+    quiet = row.quiet_since or row.resolved_at
+    ends = [a.ends_at for a in alerts if a.ends_at is not None]
+    return min(max(ends), quiet) if ends and len(ends) == len(alerts) else quiet
 
 
 def _resolved(incident_id: str) -> Conflict:
