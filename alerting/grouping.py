@@ -103,7 +103,8 @@ class IncidentGrouping:
             stopped_jobs=list(assessment.stopped_jobs),
             priority_reason=assessment.reason,
         )
-        row.first_onset_at = min(m.onset for m in members)
+        # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
+        row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))
         row.last_alert_at = inc.last_alert_at
         row.updated_at = now
         is_new = batch.is_new(inc.id)
@@ -174,7 +175,9 @@ class IncidentGrouping:
                 if alert is not None:
                     alert.incident_id = inc.id
             other_row = batch.session.get(IncidentRow, other.id)
-            assert other_row is not None
+            row = batch.session.get(IncidentRow, inc.id)
+            assert other_row is not None and row is not None
+            row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
             other_row.merged_into = inc.id
             other_row.state = IncidentState.RESOLVED.value
             other_row.resolved_at = batch.now

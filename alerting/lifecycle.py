@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -20,7 +21,7 @@ from alerting.matchers import Matcher
 from alerting.postmortem import render_postmortem
 from alerting.silences import Silence, SilenceKind
 from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
-from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
@@ -172,8 +173,14 @@ class IncidentLifecycle:
         comment: str = "",
         kind: SilenceKind = SilenceKind.SILENCE,
         incident_id: str | None = None,
+        update: str | None = None,
     ) -> str:
-        """Store a silence or maintenance window; returns its id."""
+        """Store a silence or maintenance window; returns its id.
+
+        With ``update``, the id of a stored silence, it is Alertmanager's update (``Silences.Set``): in place,
+        keeping the id, when ``_updatable``; otherwise the old one expires and a new one, with a new id, takes
+        over in the same transaction. A refused request (a bad time range, an unknown id) changes nothing.
+        """
         if ends_at <= starts_at:
             raise InputError("must be after startsAt", field="endsAt")
         if not matchers and incident_id is None:
@@ -189,8 +196,18 @@ class IncidentLifecycle:
             incident_id,
         )
         with self._lock:
+            now = self.clock.now()
+            if ends_at <= now:  # as in Alertmanager: it would never mute anything
+                raise InputError("can't be in the past", field="endsAt")
+            expired = None
             with self._sessions() as session, session.begin():
-                session.add(
+                old = None if update is None else self._silence_row(session, update)
+                if old is not None and _updatable(silence_from_row(old), silence, now):
+                    silence = replace(silence, id=old.id)
+                elif old is not None:
+                    _expire_row(old, now)
+                    expired = silence_from_row(old)
+                session.merge(  # the row of an update in place, or a new one
                     SilenceRow(
                         id=silence.id,
                         kind=kind.value,
@@ -202,7 +219,9 @@ class IncidentLifecycle:
                         incident_id=incident_id,
                     )
                 )
-            self._silences.append(silence)
+            if expired is not None:
+                self._silences = [expired if s.id == expired.id else s for s in self._silences]
+            self._silences = [*(s for s in self._silences if s.id != silence.id), silence]
         return silence.id
 
     def silences(self) -> list[Silence]:
@@ -236,19 +255,22 @@ class IncidentLifecycle:
         now = self.clock.now()
         with self._lock:
             with self._sessions() as session, session.begin():
-                row = session.get(SilenceRow, silence_id)
-                if row is None:
-                    if any(s.id == silence_id and s.configured for s in self._silences):
-                        raise InputError(
-                            "a maintenance window of the configuration file: edit it there", field="silenceID"
-                        )
-                    raise SilenceNotFound(silence_id)
-                if row.ends_at > now:
-                    row.starts_at = min(row.starts_at, now)
-                    row.ends_at = now
+                row = self._silence_row(session, silence_id)
+                _expire_row(row, now)
                 expired = silence_from_row(row)
             self._silences = [expired if s.id == silence_id else s for s in self._silences]
         return expired
+
+    def _silence_row(self, session: Session, silence_id: str) -> SilenceRow:
+        """The stored silence; a window of the configuration file is refused, another id is not found."""
+        row = session.get(SilenceRow, silence_id)
+        if row is None:
+            if any(s.id == silence_id and s.configured for s in self._silences):
+                raise InputError(
+                    "a maintenance window of the configuration file: edit it there", field="silenceID"
+                )
+            raise SilenceNotFound(silence_id)
+        return row
 
     def open_incident_ids(self) -> Iterable[str]:
         """Ids of incidents that are not resolved."""
@@ -277,12 +299,50 @@ class IncidentLifecycle:
 
     def postmortem(self, incident_id: str) -> str:
         """A Markdown postmortem draft of one incident."""
-        incident = self.store.get(incident_id)
-        alerts = self.store.alerts_of(incident_id)
-        onset = min((a.starts_at for a in alerts), default=incident.opened_at)
+        with self._sessions() as session:
+            incident = self.store.load_incident(session, incident_id)
+            row = session.get(IncidentRow, incident_id)
+            assert row is not None
+            alerts = session.scalars(select(AlertRow).where(AlertRow.incident_id == incident_id)).all()
+        # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
+        onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]
-        return render_postmortem(incident, min(onset, incident.opened_at), names)
+        return render_postmortem(incident, onset, names, _recovered_at(row, alerts))
+
+
+def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> datetime | None:
+    """When the fault of a resolved incident ended: its alerts' last endsAt, no later than when the engine saw
+    them all resolved (``quiet_since``, a flapping alert's end included); None while it is open, or when it
+    was merged into another (the fault went on there)."""
+    if row.resolved_at is None or row.merged_into is not None:
+        return None
+    quiet = row.quiet_since or row.resolved_at
+    ends = [a.ends_at for a in alerts if a.ends_at is not None]
+    return min(max(ends), quiet) if ends and len(ends) == len(alerts) else quiet
 
 
 def _resolved(incident_id: str) -> Conflict:
     return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
+
+
+def _updatable(old: Silence, new: Silence, now: datetime) -> bool:
+    """Alertmanager's ``canUpdate``: whether ``old`` can become ``new`` without rewriting what it muted.
+
+    The matchers (and the kind) stay; an active silence keeps its start (to the second, as Alertmanager
+    compares) and does not end in the past; a pending one does not start in the past; an expired one never.
+    """
+    if (old.matchers, old.kind, old.incident_id) != (new.matchers, new.kind, new.incident_id):
+        return False
+    state = old.state(now)
+    if state == "active":
+        return int(new.starts_at.timestamp()) == int(old.starts_at.timestamp()) and new.ends_at >= now
+    if state == "pending":
+        return new.starts_at >= now
+    return False
+
+
+def _expire_row(row: SilenceRow, now: datetime) -> None:
+    """End a stored silence now; an ended one stays as it is."""
+    if row.ends_at > now:
+        row.starts_at = min(row.starts_at, now)
+        row.ends_at = now

@@ -68,8 +68,14 @@ def peak_priority(incident: Incident) -> tuple[Priority, str]:
     return peak, reason
 
 
-def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Sequence[str]) -> str:
-    """Markdown postmortem draft of one incident."""
+def render_postmortem(
+    incident: Incident, first_onset: datetime, alert_names: Sequence[str], recovered_at: datetime | None
+) -> str:
+    """Markdown postmortem draft of one incident.
+
+    ``first_onset``: the earliest startsAt the incident ever saw (reopens included); ``recovered_at``: when
+    the fault ended (its last alert resolved), None while the incident is open or once it was merged into
+    another. MTTR runs to ``recovered_at``, not to the incident's resolve a quiet period later."""
     impact = incident.impact
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
@@ -77,7 +83,15 @@ def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Se
         priority = f"**{peak.value}** at its worst ({peak_reason}); {incident.priority.value} at the end"
     ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
     mttd = incident.opened_at - first_onset
-    mttr = incident.resolved_at - first_onset if incident.resolved_at is not None else None
+    if recovered_at is not None:
+        recovered = (
+            f"{_stamp(recovered_at)} (its last alert resolved; the quiet period after it is not counted)"
+        )
+        mttr = _duration(recovered_at - first_onset)
+    elif incident.resolved_at is None:
+        recovered, mttr = "not yet", _duration(None)
+    else:
+        recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
     out = [
         f"# Postmortem draft: {incident.title}",
@@ -109,9 +123,11 @@ def render_postmortem(incident: Incident, first_onset: datetime, alert_names: Se
         "",
         "## Metrics",
         "",
+        f"- First onset: {_stamp(first_onset)} (the earliest startsAt of its alerts, reopens included)",
+        f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
         f"- Time to acknowledge: {_duration(ack - incident.opened_at) if ack else 'not acknowledged'}",
-        f"- MTTR (first onset to resolved): {_duration(mttr)}",
+        f"- MTTR (first onset to recovery): {mttr}",
         "",
         "## Actions",
         "",

@@ -3,7 +3,7 @@
 ``GET /api/v2/alerts`` lists the firing alerts (``gettableAlerts``: state, ``silencedBy``, ``inhibitedBy``;
 ``filter``, ``active``, ``silenced``, ``inhibited`` as in Alertmanager) and ``GET /api/v2/alerts/groups``
 (one group per incident, for Grafana's alert-group view). Silences: ``POST /api/v2/silences``
-(with the ``id`` of an existing silence it replaces it, as ``amtool silence update`` expects),
+(with the ``id`` of an existing silence it updates it, as ``amtool silence update`` expects),
 ``GET /api/v2/silences`` (expired ones too, until retention deletes them), ``GET`` and ``DELETE
 /api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with the alerting
 configuration as ``config.original`` and no cluster. Routes and their auth are wired in ``gpuwarden.api``.
@@ -146,21 +146,17 @@ class AlertmanagerApi:
         replaced = data.get("id")
         if replaced is not None and not isinstance(replaced, str):
             raise InputError("must be a string", field="id")
-        engine = self.engine
-
-        def store() -> str:
-            if replaced:  # an update: the old silence ends now (404 if unknown), the new one takes over
-                engine.expire_silence(replaced)
-            return engine.add_silence(
-                matchers,
-                starts,
-                ends,
-                str(data.get("createdBy", "api")),
-                comment=str(data.get("comment", "")),
-                kind=kind,
-            )
-
-        return JSONResponse({"silenceID": await run_in_threadpool(store)})
+        silence_id = await run_in_threadpool(
+            self.engine.add_silence,
+            matchers,
+            starts,
+            ends,
+            str(data.get("createdBy", "api")),
+            comment=str(data.get("comment", "")),
+            kind=kind,
+            update=replaced or None,  # an update (404 if unknown): in place, or the old one ends now
+        )
+        return JSONResponse({"silenceID": silence_id})
 
     async def list_silences(self, request: Request) -> Response:
         """Every silence and maintenance window, expired ones too until retention deletes them."""

@@ -15,6 +15,7 @@ from alerting.store import IncidentNotFound
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig, InhibitRuleConfig, MaintenanceWindowConfig
+from gpuwarden.errors import InputError
 from gpuwarden.model import (
     Alert,
     AlertStatus,
@@ -302,6 +303,25 @@ def test_silenced_alert_is_stored_but_opens_no_incident(db: str, clock: FakeCloc
     other = Alert({"alertname": "NodeDown", "node": "x2"})
     engine.ingest([other])
     assert len(_open(engine)) == 1
+
+
+def test_ended_silences_and_windows_load_though_a_new_silence_may_not_end_in_the_past(
+    db: str, clock: FakeClock
+) -> None:
+    start = clock.now()
+    engine = _engine(db, clock)
+    made = engine.add_silence([parse_matcher('node="x1"')], start, start + timedelta(hours=1), "me")
+    clock.advance(7200)  # the stored silence has ended; only a new one is checked against the clock
+    with pytest.raises(InputError, match="endsAt"):
+        engine.add_silence([parse_matcher('node="x1"')], start, start + timedelta(hours=1), "me")
+    window = MaintenanceWindowConfig(
+        matchers=['rack="r02"'], starts_at=start, ends_at=start + timedelta(hours=1)
+    )
+    restarted = _engine(db, clock, maintenance_windows=[window])
+    assert {s.id: s.state(clock.now()) for s in restarted.all_silences()} == {
+        "maintenance-0": "expired",
+        made: "expired",
+    }
 
 
 def test_maintenance_window_from_config_mutes_matching_alerts(db: str, clock: FakeClock) -> None:

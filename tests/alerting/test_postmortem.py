@@ -2,10 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
+import pytest
+from sqlalchemy import Engine
+
+from alerting.engine import IncidentEngine
 from alerting.postmortem import peak_priority, render_postmortem
-from gpuwarden.model import FaultKind, GpuRef, Incident, IncidentState, Priority, RootCause, TimelineEvent
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import (
+    Alert,
+    AlertStatus,
+    FaultKind,
+    GpuRef,
+    Incident,
+    IncidentState,
+    Priority,
+    RootCause,
+    TimelineEvent,
+)
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -31,21 +48,21 @@ def incident(priorities: list[tuple[str, str]]) -> Incident:
 def test_an_incident_that_fell_from_p1_to_p3_reports_p1_at_its_worst_and_why() -> None:
     inc = incident([("P1", "training job stalled by a fatal fault"), ("P3", "potential problem")])
     assert peak_priority(inc) == (Priority.P1, "training job stalled by a fatal fault")
-    md = render_postmortem(inc, T0, ["GpuLost"])
+    md = render_postmortem(inc, T0, ["GpuLost"], inc.resolved_at)
     assert "- Priority: **P1** at its worst (training job stalled by a fatal fault); P3 at the end" in md
 
 
 def test_an_incident_whose_priority_never_changed_shows_it_once() -> None:
     inc = incident([("P2", "degraded")])
     assert peak_priority(inc)[0] == Priority.P2
-    assert "- Priority: **P2**\n" in render_postmortem(inc, T0, ["GpuClockSlowdown"])
+    assert "- Priority: **P2**\n" in render_postmortem(inc, T0, ["GpuClockSlowdown"], inc.resolved_at)
 
 
 def test_a_note_of_several_lines_stays_inside_its_timeline_item() -> None:
     inc = incident([("P2", "degraded")])
     text = "PSU swapped\n```\nunclosed fence\n# Heading\n````"
     inc.timeline.append(TimelineEvent(T0 + timedelta(minutes=5), "note", f"note by bob: {text}"))
-    md = render_postmortem(inc, T0, ["GpuLost"])
+    md = render_postmortem(inc, T0, ["GpuLost"], inc.resolved_at)
     lines = md.splitlines()
     start = lines.index("- 2026-01-01 00:05:00 UTC — note by bob: PSU swapped")
     assert lines[start + 1 : start + 6] == [
@@ -57,3 +74,107 @@ def test_a_note_of_several_lines_stays_inside_its_timeline_item() -> None:
     ]
     assert lines[start + 6] == "  `````"  # closed, longer than any fence inside: the rest stays Markdown
     assert "\n# Heading" not in md and "## Follow-ups" in md
+
+
+Labels = Mapping[str, str]
+ECC: Labels = {"alertname": "GpuEccDbe", "node": "n04", "gpu": "3"}
+PROBE = datetime(2026, 3, 2, 16, 47, 19, tzinfo=UTC)  # the alert is posted; it started two minutes before
+
+
+def _t(hhmmss: str) -> datetime:
+    """That time of the probe's day."""
+    h, m, sec = (int(x) for x in hhmmss.split(":"))
+    return PROBE.replace(hour=h, minute=m, second=sec)
+
+
+def _at(clock: FakeClock, hhmmss: str) -> None:
+    """Move the fake clock forward to that time of the probe's day."""
+    clock.advance((_t(hhmmss) - clock.now()).total_seconds())
+
+
+def _fire(engine: IncidentEngine, clock: FakeClock, starts: str, posted: str, labels: Labels = ECC) -> None:
+    _at(clock, posted)
+    engine.ingest([Alert(labels, starts_at=_t(starts), ends_at=clock.now() + timedelta(minutes=5))])
+
+
+def _resolve(engine: IncidentEngine, clock: FakeClock, ended: str, posted: str) -> None:
+    _at(clock, posted)
+    engine.ingest([Alert(ECC, status=AlertStatus.RESOLVED, ends_at=_t(ended))])
+
+
+def _metrics(md: str) -> dict[str, str]:
+    section = md.split("## Metrics\n\n", 1)[1].split("\n\n", 1)[0]
+    return dict(line.removeprefix("- ").split(": ", 1) for line in section.splitlines())
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(PROBE.timestamp())
+
+
+def test_a_reopened_incident_measures_from_the_onset_before_the_reopen(sql: Engine, clock: FakeClock) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=20, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:45:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:47:21", posted="16:47:21")
+    _at(clock, "16:47:42")
+    engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    _fire(engine, clock, starts="16:47:47", posted="16:47:47")  # fires again: the incident reopens
+    assert list(engine.open_incident_ids()) == [incident_id]
+    _resolve(engine, clock, ended="16:47:49", posted="16:47:49")
+    _at(clock, "16:48:09")
+    engine.tick()
+    md = engine.postmortem(incident_id)
+    metrics = _metrics(md)
+    assert metrics["MTTD (first onset to incident opened)"] == "2m 00s"
+    assert metrics["MTTR (first onset to recovery)"] == "2m 30s"  # to 16:47:49, the final recovery
+    assert metrics["First onset"].startswith("2026-03-02 16:45:19 UTC")
+
+
+def test_mttr_ends_when_the_last_alert_resolved_not_after_the_quiet_period(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:46:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:49:19", posted="16:49:49")  # the resolve came late; endsAt says when
+    _at(clock, "16:55:00")
+    engine.tick()
+    incident = engine.store.get(incident_id)
+    assert incident.resolved_at == _t("16:55:00")  # the incident's own time is unchanged
+    metrics = _metrics(engine.postmortem(incident_id))
+    assert metrics["MTTR (first onset to recovery)"] == "3m 00s"
+    assert metrics["Recovered"].startswith("2026-03-02 16:49:19 UTC (its last alert resolved")
+
+
+def test_an_open_incident_has_no_mttr_yet(sql: Engine, clock: FakeClock) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:46:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:49:19", posted="16:49:19")  # quiet, but it may still fire again
+    metrics = _metrics(engine.postmortem(incident_id))
+    assert metrics["MTTD (first onset to incident opened)"] == "1m 00s"
+    assert metrics["MTTR (first onset to recovery)"] == "n/a (not resolved)"
+
+
+def test_an_incident_keeps_the_first_onset_of_an_incident_it_absorbed(sql: Engine, clock: FakeClock) -> None:
+    config = AlertingConfig(correlation_window_seconds=60, announce_delay_seconds=0)
+    engine = IncidentEngine(sql, clock, config)
+    in_rack = {"cluster": "c1", "rack": "r1"}
+    gpu = {**ECC, **in_rack}
+    _fire(engine, clock, starts="16:45:19", posted="16:47:19", labels=gpu)
+    [absorbed] = engine.open_incident_ids()
+    _at(clock, "16:47:30")
+    engine.ingest([Alert(gpu, status=AlertStatus.RESOLVED)])
+    _fire(engine, clock, starts="16:48:00", posted="16:48:00", labels=gpu)  # fires again, a later startsAt
+    node = {"alertname": "NodeDown", "node": "n05", **in_rack}
+    _fire(engine, clock, starts="16:58:00", posted="16:58:00", labels=node)
+    _fire(
+        engine, clock, starts="16:58:10", posted="16:58:10", labels={"alertname": "RackPowerLoss", **in_rack}
+    )
+    [survivor] = engine.open_incident_ids()
+    assert survivor != absorbed  # the rack's incident took in the GPU's
+    assert _metrics(engine.postmortem(survivor))["First onset"].startswith("2026-03-02 16:45:19 UTC")
+    merged = _metrics(engine.postmortem(absorbed))
+    assert merged["MTTR (first onset to recovery)"] == "n/a (merged into another incident)"

@@ -392,7 +392,8 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert client.get("/api/v2/alerts", params={"filter": "node=~("}).json()["field"] == "filter"
     assert client.get("/api/v2/alerts", params={"active": "maybe"}).json()["field"] == "active"
 
-    second = client.post("/api/v2/silences", json={**body, "id": first}, headers=AUTH).json()["silenceID"]
+    moved = {**body, "id": first, "startsAt": "2025-12-31T06:00:00Z"}  # an active one's start: a new silence
+    second = client.post("/api/v2/silences", json=moved, headers=AUTH).json()["silenceID"]
     states = {s["id"]: s["status"]["state"] for s in client.get("/api/v2/silences").json()}
     assert states == {first: "expired", second: "active"}
     assert client.delete(f"/api/v2/silence/{second}", headers=AUTH).status_code == 200
@@ -402,6 +403,98 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert client.post("/api/v2/silences", json={**body, "id": "sil-nope"}, headers=AUTH).status_code == 404
     engine.tick()  # the silence is over: the alert it held back opens its incident
     assert [i["alert_count"] for i in client.get("/api/v1/incidents").json()] == [1]
+
+
+SILENCE = {
+    "matchers": [{"name": "node", "value": "r02-n03"}],
+    "startsAt": "2025-12-31T00:00:00Z",
+    "endsAt": "2026-01-02T00:00:00Z",
+    "createdBy": "bob",
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "status", "field"),
+    [
+        ({"startsAt": "2026-01-01T01:00:00Z", "endsAt": "2026-01-01T00:01:00Z"}, 400, "endsAt"),
+        ({"endsAt": "2025-12-31T12:00:00Z"}, 400, "endsAt"),
+        ({"matchers": [{"name": "node", "value": "(", "isRegex": True}]}, 400, "matchers[0].value"),
+        ({"id": "sil-nope"}, 404, None),
+    ],
+    ids=["ends-before-it-starts", "ends-in-the-past", "bad-matcher", "unknown-id"],
+)
+def test_a_refused_silence_update_changes_nothing(
+    client: TestClient, change: dict[str, object], status: int, field: str | None
+) -> None:
+    first = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
+    before = client.get("/api/v2/silences").json()
+    refused = client.post("/api/v2/silences", json={**SILENCE, "id": first, **change}, headers=AUTH)
+    assert refused.status_code == status
+    if field is not None:
+        assert refused.json()["field"] == field
+    assert client.get("/api/v2/silences").json() == before  # the original is still active, alone
+
+
+@pytest.mark.parametrize(
+    "ends",
+    ["2025-12-31T12:00:00Z", "2026-01-01T00:00:00Z"],
+    ids=["in-the-past", "now"],
+)
+def test_a_new_silence_that_has_already_ended_is_refused(client: TestClient, ends: str) -> None:
+    refused = client.post("/api/v2/silences", json={**SILENCE, "endsAt": ends}, headers=AUTH)
+    assert (refused.status_code, refused.json()["field"]) == (400, "endsAt")
+    assert client.get("/api/v2/silences").json() == []
+
+
+PENDING = {"startsAt": "2026-01-01T06:00:00Z", "endsAt": "2026-01-01T08:00:00Z"}
+
+
+@pytest.mark.parametrize(
+    ("original", "change", "same_id"),
+    [
+        ({}, {"endsAt": "2026-01-03T00:00:00Z", "comment": "longer"}, True),
+        ({}, {"endsAt": "2026-01-01T00:30:00Z"}, True),
+        ({}, {"startsAt": "2025-12-31T00:00:00.250Z"}, True),
+        ({}, {"startsAt": "2025-12-31T06:00:00Z"}, False),
+        ({}, {"matchers": [{"name": "node", "value": "r02-n04"}]}, False),
+        ({}, {"maintenance": True}, False),
+        (PENDING, {"startsAt": "2026-01-01T03:00:00Z"}, True),
+        (PENDING, {"startsAt": "2025-12-31T23:00:00Z"}, False),
+    ],
+    ids=[
+        "active-longer",
+        "active-shorter",
+        "active-start-same-second",
+        "active-start-moved",
+        "matchers-changed",
+        "kind-changed",
+        "pending-start-moved-ahead",
+        "pending-start-moved-into-the-past",
+    ],
+)
+def test_a_silence_update_keeps_the_id_when_alertmanager_would(
+    client: TestClient, original: dict[str, str], change: dict[str, object], same_id: bool
+) -> None:
+    first = client.post("/api/v2/silences", json={**SILENCE, **original}, headers=AUTH).json()["silenceID"]
+    body = {**SILENCE, **original, **change, "id": first}
+    updated = client.post("/api/v2/silences", json=body, headers=AUTH).json()["silenceID"]
+    silences = {s["id"]: s for s in client.get("/api/v2/silences").json()}
+    assert (updated == first) is same_id
+    assert silences[updated]["endsAt"] == body["endsAt"]
+    assert silences[updated]["comment"] == body.get("comment", "")
+    if not same_id:  # the old one ends now, as a record of what it muted
+        assert silences[first]["status"]["state"] == "expired"
+    assert len(silences) == 1 + (not same_id)
+
+
+def test_updating_an_expired_silence_makes_a_new_one(client: TestClient) -> None:
+    first = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
+    client.delete(f"/api/v2/silence/{first}", headers=AUTH)
+    expired = client.get(f"/api/v2/silence/{first}").json()
+    second = client.post("/api/v2/silences", json={**SILENCE, "id": first}, headers=AUTH).json()["silenceID"]
+    assert second != first
+    assert client.get(f"/api/v2/silence/{first}").json() == expired
+    assert client.get(f"/api/v2/silence/{second}").json()["status"]["state"] == "active"
 
 
 def test_alertmanager_probe_paths_answer(client: TestClient) -> None:
