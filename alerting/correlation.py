@@ -9,7 +9,7 @@ earliest onset wins.
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
@@ -32,6 +32,7 @@ class Member:
     labels: Mapping[str, str]
     flapping: bool = False
     recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
+    annotations: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def is_outage(self) -> bool:

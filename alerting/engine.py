@@ -24,7 +24,7 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
-from alerting.impact import assess
+from alerting.impact import assess, measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.lifecycle import IncidentLifecycle
@@ -120,6 +120,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         # releases them when what muted them ends. ``_recheck`` sends a repeat through the slow path.
         self._muted: dict[str, tuple[dict[str, str], str | None]] = {}
         self._recheck: set[str] = set()
+        # What impact reads from a firing alert's annotations (``measures``), for the alerts that carry
+        # any: a repeat that changes them takes the slow path, so its incident is assessed again.
+        self._measures: dict[str, tuple[str, ...]] = {}
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
@@ -229,6 +232,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             labels=row.labels,
             flapping=row.flapping,
             recommended_action=row.recommended_action,
+            annotations=row.annotations,
         )
 
     def _reload(self) -> None:
@@ -258,8 +262,12 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))
             }
             self._muted.clear()
+            self._measures.clear()
             for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
                 self._inhibitor.update(alert.fingerprint, alert.labels, True)
+                key = measures(alert.recommended_action, alert.annotations)
+                if key is not None:
+                    self._measures[alert.fingerprint] = key
                 if alert.muted_by is not None:
                     self._muted[alert.fingerprint] = (alert.labels, alert.incident_id)
             if self._open:
@@ -405,7 +413,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                         fp = next(fps)
                         status = _status_of(alert, at)
                         ticket.result.accepted += 1
-                        if fp not in slow_fps and fp not in recheck and self._status.get(fp) == status.value:
+                        if (
+                            fp not in slow_fps
+                            and fp not in recheck
+                            and self._status.get(fp) == status.value
+                            and self._measures.get(fp)
+                            == measures(alert.recommended_action.value, alert.annotations)
+                        ):
                             # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
                             repeats.append(Repeat(fp, alert.ends_at, dict(alert.annotations), alert.score))
                         else:
@@ -484,6 +498,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         else:
             previous = row.status
             row.annotations = dict(alert.annotations)
+            row.recommended_action = alert.recommended_action.value
             row.ends_at = alert.ends_at
             row.last_seen = now
             row.receive_count += 1
@@ -500,9 +515,29 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             row.transitions, row.flapping = flap_state(
                 self._flap, list(row.transitions), now.timestamp(), True, row.flapping
             )
+        key = measures(row.recommended_action, row.annotations)
+        remeasured = previous is not None and key != self._measures.get(fp)
+        if key is None:
+            self._measures.pop(fp, None)
+        else:
+            self._measures[fp] = key
         if previous is not None and not changed and fp not in self._recheck:
-            return  # a repeat: dedup, only last_seen and endsAt moved
+            if remeasured:
+                self._remeasure(batch, row)
+            return  # a repeat: dedup, only last_seen and endsAt moved (and what it measures)
         self._apply(batch, row, status, was_flapping, result)
+
+    def _remeasure(self, batch: Batch, row: StoredAlert) -> None:
+        """A repeat whose error ratio, burn rate or recommended action changed: its incident is assessed
+        again (impact and priority follow what the alert now says)."""
+        inc = self._open.get(row.incident_id) if row.incident_id else None
+        old = inc.members.get(row.fingerprint) if inc is not None else None
+        if inc is None or old is None:
+            return
+        member = self._member(row)
+        member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
+        inc.members[row.fingerprint] = member
+        batch.touched.add(inc.id)
 
     def _apply(
         self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult

@@ -10,6 +10,8 @@ a single non-fatal XID, rising temperature).
 
 from __future__ import annotations
 
+import functools
+import math
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +36,14 @@ FAST_BURN = 14.4
 SLOW_BURN = 1.0
 SERVICE_DOWN_ERRORS = 0.5
 SEVERE_SHARE = 0.25
-_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)", re.IGNORECASE)
+_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)")
+
+
+@functools.lru_cache(maxsize=1024)
+def _says_down(alertname: str) -> bool:
+    """``InferenceServiceDown``, ``chat_service_down``, ``EndpointUnavailable``: compared as ``classify``
+    compares names, lower case without separators."""
+    return _DOWN_NAME.search(re.sub(r"[^a-z0-9]", "", alertname.lower())) is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,15 +57,31 @@ class Assessment:
     stopped_jobs: tuple[str, ...] = ()
 
 
-def _float(labels: Mapping[str, str], *names: str) -> float:
-    for name in names:
-        raw = labels.get(name)
-        if raw is None:  # the usual case, without an exception per member per recompute
-            continue
-        try:
-            return float(raw)
-        except ValueError:
-            continue
+MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
+"""What impact reads from an alert besides its labels: a label, else an annotation (Prometheus rules put
+``{{ $value }}`` in annotations; a label that changes with the value would make a new alert each time)."""
+
+
+def measures(recommended_action: str, annotations: Mapping[str, str]) -> tuple[str, ...] | None:
+    """What a repeat of a firing alert may change that impact depends on; None when it carries none."""
+    values = tuple(annotations.get(name, "") for name in MEASURES)
+    if recommended_action == "none" and not any(values):
+        return None
+    return (recommended_action, *values)
+
+
+def _float(member: Member, *names: str) -> float:
+    for source in (member.labels, member.annotations):
+        for name in names:
+            raw = source.get(name)
+            if raw is None:  # the usual case, without an exception per member per recompute
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                continue
+            if math.isfinite(value):
+                return value
     return 0.0
 
 
@@ -114,17 +139,15 @@ def assess(
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = len(info.gpus & failed)
-    error_ratio = max((_float(m.labels, "error_ratio") for m in live), default=0.0)
-    burn = max((_float(m.labels, "burn_rate", "slo_burn_rate") for m in live), default=0.0)
+    error_ratio = max((_float(m, "error_ratio") for m in live), default=0.0)
+    burn = max((_float(m, "burn_rate", "slo_burn_rate") for m in live), default=0.0)
     for m in live:
         for ref in m.location.workloads:
             shares.setdefault(ref, 0.0)
             if m.kind is FaultKind.JOB_STALLED and ref.kind is WorkloadKind.TRAINING_JOB:
                 stopped.setdefault(ref, 0)
                 shares[ref] = 1.0
-            if ref.kind is WorkloadKind.INFERENCE_SERVICE and _DOWN_NAME.search(
-                m.labels.get("alertname", "")
-            ):
+            if ref.kind is WorkloadKind.INFERENCE_SERVICE and _says_down(m.labels.get("alertname", "")):
                 shares[ref] = 1.0
     cluster = root_path[0] if root_path else ""
     spare = assume_spare_capacity

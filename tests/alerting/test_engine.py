@@ -638,3 +638,43 @@ def test_a_node_down_and_a_gpu_lost_on_another_node_are_not_a_rack_power_loss(
     incident = engine.store.get(row[0])
     assert incident.root_cause.kind is FaultKind.RACK_DOWN  # two whole nodes down: now the rack
     assert incident.title.startswith("rack r01 lost power: 8 nodes, 64 GPUs")
+
+
+def test_an_error_ratio_in_the_annotations_sets_and_changes_the_priority(db: str, clock: FakeClock) -> None:
+    # Prometheus rules put the value in an annotation ({{ $value }}); re-posts carry the new value.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    labels = {"alertname": "ChatHighErrorRate", "cluster": "c1", "namespace": "serving", "service": "chat"}
+    priorities = []
+    for ratio in ("0.3", "0.9", "NaN", "0.2"):
+        engine.ingest([Alert(labels, annotations={"error_ratio": ratio, "summary": "errors"})])
+        ((incident, priority, *_),) = _open(engine)
+        priorities.append((priority, engine.store.get(incident).impact.error_ratio))
+        clock.advance(30)
+    assert priorities == [("P3", 0.3), ("P0", 0.9), ("P3", 0.0), ("P3", 0.2)]
+    timeline = [e.kind for e in engine.store.get(incident).timeline]
+    assert timeline == ["opened", "alert_added", "priority", "priority", "priority"]  # none per re-post
+
+
+def test_a_repeat_that_changes_its_recommended_action_is_what_the_incident_recommends(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock)
+    seen: list[tuple[str, ...]] = []
+    engine.subscribe(lambda c: seen.append(c.recommended))
+    anomaly = {"alertname": "GpuwardenAnomaly", "cluster": "c1", "node": "n03", "gpu": "7"}
+    engine.ingest([Alert(anomaly, recommended_action=RecommendedAction.INVESTIGATE)])
+    assert seen[-1] == ("investigate",)
+    engine.ingest([Alert(anomaly, recommended_action=RecommendedAction.RESET_GPU)])
+    assert seen[-1] == ("reset_gpu",)
+    ((incident, *_),) = _open(engine)
+    assert [a.recommended_action for a in engine.store.alerts_of(incident)] == ["reset_gpu"]
+    before = len(seen)
+    engine.ingest([Alert(anomaly, recommended_action=RecommendedAction.RESET_GPU)])  # a plain repeat
+    assert len(seen) == before
+
+
+@pytest.mark.parametrize("name", ["InferenceServiceDown", "chat_service_down", "ChatEndpointUnavailable"])
+def test_a_service_down_alert_is_p0_however_its_name_is_spelled(db: str, clock: FakeClock, name: str) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": name, "cluster": "c1", "namespace": "serving", "service": "chat"})])
+    assert [row[1] for row in _open(engine)] == ["P0"]
