@@ -34,7 +34,7 @@ def test_nodes_racks_and_a_running_job_come_from_slurm_and_explain_a_node_failur
         (job,) = inventory.workload_list
         assert (job.ref.kind, job.ref.name) == (WorkloadKind.TRAINING_JOB, f"llm-70b ({job_id})")
         assert job.aliases == (job_id, "llm-70b")
-        assert job.gpus == {(node, i) for node in ("node-01", "node-02") for i in range(4)}
+        assert job.gpus == {("c1", node, i) for node in ("node-01", "node-02") for i in range(4)}
         assert inventory.spare == {"c1": 0}  # every GPU is held by the job
         # The exporter labels a GPU's job by id (cgroup attribution): the id finds the job too.
         assert inventory.find_workload(WorkloadKind.TRAINING_JOB, job_id) == job.ref
