@@ -138,6 +138,7 @@ class AnomalyService:
         view = build_view(frames, self.index, self.counters, until)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
         self.evidence.reset(view.forgotten)
+        self.counters.reset(view.forgotten)  # a recycled id must not diff against the old series
         for step in view.steps:
             self.evidence.push(step.ids, step.value, step.at)
         result = TickResult()

@@ -8,6 +8,7 @@ lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 
 import numpy as np
@@ -63,6 +64,24 @@ def _find(view: View, name: str) -> Step | None:
     return view.latest.get(name) or view.latest.get(name + "_total")
 
 
+def _tick_increase(view: View, step: Step) -> FloatArray:
+    """A counter's increase over every step this tick read, not only the newest one.
+
+    A query whose step is shorter than the tick, or the catch-up read after a source outage, has several
+    steps: an error in any of them must count, and the steps after it add nothing.
+    """
+    parts = [s.increase for s in view.steps if s.ids is step.ids and s.query == step.query]
+    return np.nansum(parts, axis=0) if len(parts) > 1 else step.increase
+
+
+def _gpu_key(labels: Mapping[str, str]) -> tuple[str, str]:
+    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance)."""
+    uuid = labels.get("UUID") or labels.get("uuid")
+    if uuid:
+        return (uuid, "")
+    return (labels.get("Hostname") or labels.get("node") or labels.get("instance", ""), labels.get("gpu", ""))
+
+
 class SignatureDetector:
     """Deterministic rules; each rule yields findings with score 2 (fired) or 0."""
 
@@ -79,8 +98,9 @@ class SignatureDetector:
         self.nvlink_burst = nvlink_burst
         self._last_xid_gauge: dict[int, float] = {}
         self.lost_memory_seconds = lost_memory_seconds
-        self._up_seen: dict[tuple[tuple[str, str], ...], Mapping[str, str]] = {}
-        self._vanished: dict[tuple[tuple[str, str], ...], tuple[Mapping[str, str], float]] = {}
+        # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
+        self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
+        self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -138,12 +158,13 @@ class SignatureDetector:
         step = _find(view, XID_COUNTER)
         if step is None:
             return []
-        rows = np.flatnonzero(step.increase > 0).tolist()
+        increase = _tick_increase(view, step)
+        rows = np.flatnonzero(increase > 0).tolist()
         if not rows:
             return []
         labels = [step.labels[i] for i in rows]
         codes = [int(lab.get("xid", "0") or 0) for lab in labels]
-        return [self._xid_finding(step.query, labels, codes, step.increase[rows])]
+        return [self._xid_finding(step.query, labels, codes, increase[rows])]
 
     def _xid_gauge(self, view: View) -> list[Findings]:
         if _find(view, XID_COUNTER) is not None:
@@ -153,6 +174,8 @@ class SignatureDetector:
             return []
         rows = []
         for i, (sid, value) in enumerate(zip(step.ids.tolist(), step.raw.tolist(), strict=True)):
+            if not math.isfinite(value):
+                continue  # a missed scrape: neither a new XID nor the end of the last one
             before = self._last_xid_gauge.get(sid)
             self._last_xid_gauge[sid] = value
             if value > 0 and before is not None and value != before:
@@ -166,7 +189,7 @@ class SignatureDetector:
         step = _find(view, DBE)
         if step is None:
             return []
-        fired = np.where(step.increase > 0, FIRED, 0.0)
+        fired = np.where(_tick_increase(view, step) > 0, FIRED, 0.0)
         return [
             Findings(
                 self.name,
@@ -253,7 +276,8 @@ class SignatureDetector:
             step = _find(view, name)
             if step is None:
                 continue
-            inc = np.where(np.isfinite(step.increase), step.increase, 0.0)
+            increase = _tick_increase(view, step)
+            inc = np.where(np.isfinite(increase), increase, 0.0)
             # A recovery error is a link going down and retraining: one is already worth a look.
             score = FIRED * inc if name == NVLINK_RECOVERY else inc / self.nvlink_burst
             out.append(
@@ -275,7 +299,11 @@ class SignatureDetector:
         step = view.latest.get(GPU_UP)
         if step is None:
             return []
-        seen = {tuple(lab.items()): lab for lab in step.labels}
+        seen: dict[tuple[str, str], Mapping[str, str]] = {}
+        for lab, up in zip(step.labels, step.raw.tolist(), strict=True):
+            key = _gpu_key(lab)
+            if key not in seen or math.isfinite(up):  # the current label set, not one that just ended
+                seen[key] = lab
         for key, lab in self._up_seen.items():
             if key not in seen and key not in self._vanished:
                 self._vanished[key] = (lab, view.time)

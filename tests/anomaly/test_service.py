@@ -194,6 +194,19 @@ def test_an_xid_79_through_the_service_recommends_a_node_restart():
     ]
 
 
+def test_a_new_gpu_reusing_a_forgotten_series_id_does_not_inherit_its_counter_state():
+    clock, col, service = setup(forget_after_seconds=300, detectors=["signatures"])
+    dbe = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    col.set(dbe, [({**GPUS[0], "pod": "job1"}, 10.0)], kind="counter")  # 10 DBEs from long ago
+    raised = [a for _ in range(5) for a in tick(clock, service).raised]
+    col.set(dbe, [], kind="counter")  # the job ends; its series is forgotten
+    raised += [a for _ in range(15) for a in tick(clock, service).raised]
+    # Another GPU with 3 old DBEs gets the freed id: nothing new happened on it.
+    col.set(dbe, [({**GPUS[1], "Hostname": "n2", "pod": "job2"}, 3.0)], kind="counter")
+    raised += [a for _ in range(3) for a in tick(clock, service).raised]
+    assert [a.labels["alertname"] for a in raised if a.labels["alertname"] != "GpuwardenSourceStale"] == []
+
+
 def test_an_unknown_or_duplicate_detector_name_is_a_config_error():
     registry = builtin_registry(AnomalyConfig())
     with pytest.raises(ConfigError, match="unknown detector"):

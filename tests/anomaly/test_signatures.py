@@ -71,6 +71,18 @@ def test_the_dcgm_last_xid_gauge_fires_when_it_changes():
     assert [f.action_at(i) for f, i in hits] == [RecommendedAction.DRAIN_AND_RESET]
 
 
+def test_a_gap_in_the_dcgm_xid_gauge_neither_raises_again_nor_forgets_the_last_xid():
+    feed = Feed()
+    q = "DCGM_FI_DEV_XID_ERRORS"
+    feed.tick((q, [GPU], [0], "gauge"))
+    assert len(fired(feed.tick((q, [GPU], [79], "gauge")))) == 1
+    assert fired(feed.tick((q, [GPU], [np.nan], "gauge"))) == []  # a missed scrape
+    assert fired(feed.tick((q, [GPU], [79], "gauge"))) == []  # the same XID 79, not a new one
+    feed.tick((q, [GPU], [np.nan], "gauge"))
+    hits = fired(feed.tick((q, [GPU], [48], "gauge")))  # a new XID right after a gap
+    assert [f.labels[i]["xid"] for f, i in hits] == ["48"]
+
+
 def test_a_double_bit_ecc_increase_fires_and_a_counter_reset_does_not():
     feed = Feed()
     q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
@@ -78,6 +90,41 @@ def test_a_double_bit_ecc_increase_fires_and_a_counter_reset_does_not():
     assert fired(feed.tick((q, [GPU], [3], "counter"))) == []
     assert len(fired(feed.tick((q, [GPU], [4], "counter")))) == 1
     assert fired(feed.tick((q, [GPU], [0], "counter"))) == []
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "gpuwarden_xid_errors_total",
+    ],
+    ids=["dbe", "nvlink-recovery", "xid"],
+)
+def test_a_gpu_reset_zeroing_a_counter_raises_nothing_and_the_next_error_after_it_raises(query):
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    feed.tick((query, labels, [3], "counter"))
+    assert fired(feed.tick((query, labels, [3], "counter"))) == []
+    assert fired(feed.tick((query, labels, [0], "counter"))) == []  # the reset
+    assert fired(feed.tick((query, labels, [0], "counter"))) == []
+    assert len(fired(feed.tick((query, labels, [1], "counter")))) == 1
+
+
+def test_an_error_inside_a_read_of_several_steps_raises_even_when_the_last_step_shows_no_change():
+    # A query with a step shorter than the tick, or the catch-up read after a Prometheus outage: the reset
+    # and the error after it sit in the middle of the read, and the newest step adds nothing.
+    q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    index, rates, det = SeriesIndex(), CounterRates(), SignatureDetector()
+    first = Frame(q, [GPU], np.array([0.0]), np.array([[3.0]]), kind="counter")
+    det.detect(build_view([first], index, rates, 0.0))
+    read = Frame(
+        q, [GPU], np.array([10.0, 20.0, 30.0, 40.0]), np.array([[0.0, 1.0, 1.0, 1.0]]), kind="counter"
+    )
+    hits = fired(det.detect(build_view([read], index, rates, 40.0)))
+    assert [f.alert_labels["alertname"] for f, _ in hits] == ["GpuDoubleBitEcc"]
+    calm = Frame(q, [GPU], np.array([50.0, 60.0]), np.array([[1.0, 0.0]]), kind="counter")
+    assert fired(det.detect(build_view([calm], index, rates, 60.0))) == []
 
 
 def test_row_remap_failure_asks_for_support_and_pending_for_a_reset():
@@ -128,6 +175,26 @@ def test_a_vanished_gpu_keeps_firing_until_it_comes_back():
         hits = fired(feed.tick(("gpuwarden_gpu_up", [a], [1], "gauge")))
         assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
     assert fired(feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))) == []
+
+
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ({"UUID": "GPU-a", "Hostname": "n1", "gpu": "0"}, {"UUID": "GPU-b", "Hostname": "n1", "gpu": "1"}),
+        ({"Hostname": "n1", "gpu": "0"}, {"Hostname": "n1", "gpu": "1"}),
+    ],
+    ids=["uuid", "hostname-and-index"],
+)
+def test_a_gpu_whose_series_returns_under_new_labels_is_not_lost(a, b):
+    feed = Feed()
+    feed.tick(("gpuwarden_gpu_up", [{**a, "pod": "train-a"}, b], [1, 1], "gauge"))
+    # The job ends (pod label gone), and an exporter rollout adds labels to every series.
+    rollout = {"instance": "10.0.0.9:9400", "exporter_pod": "dcgm-exporter-x1"}
+    again = [{**a, **rollout}, {**b, **rollout}]
+    for _ in range(3):
+        assert fired(feed.tick(("gpuwarden_gpu_up", again, [1, 1], "gauge"))) == []
+    hits = fired(feed.tick(("gpuwarden_gpu_up", again[:1], [1], "gauge")))
+    assert [f.labels[i]["gpu"] for f, i in hits] == ["1"]  # a real loss is still seen
 
 
 def test_a_whole_host_vanishing_is_left_to_node_down_not_raised_as_lost_gpus():
