@@ -38,7 +38,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.retention import StoreRetention
-from alerting.silences import Silence, configured_mutes
+from alerting.silences import Silence, configured_mutes, incident_silenced_until
 from alerting.store import IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
@@ -123,6 +123,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         # What impact reads from a firing alert's annotations (``measures``), for the alerts that carry
         # any: a repeat that changes them takes the slow path, so its incident is assessed again.
         self._measures: dict[str, tuple[str, ...]] = {}
+        self._silenced_incidents: set[str] = set()
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
@@ -172,13 +173,18 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         if not self._listeners or not changes:
             return
         cache: dict[str, Incident] = {}
+        now = self.clock.now()
         for incident_id, kind, event in changes:
             if incident_id not in cache:
                 cache[incident_id] = self.store.get(incident_id)
             incident = cache[incident_id]
             match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
             change = IncidentChange(
-                kind, incident, match or incident.timeline[-1], self._recommended(incident_id)
+                kind,
+                incident,
+                match or incident.timeline[-1],
+                self._recommended(incident_id),
+                incident_silenced_until(self._silences, incident_id, now),
             )
             self._call_listeners(change)
 
@@ -215,8 +221,11 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             if incident.state is IncidentState.RESOLVED:
                 continue
             opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
+            silenced_until = incident_silenced_until(self._silences, incident_id, now)
             self._call_listeners(
-                IncidentChange(ChangeKind.OPENED, incident, opened, self._recommended(incident_id))
+                IncidentChange(
+                    ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
+                )
             )
 
     # --- state rebuild --------------------------------------------------------------------------
@@ -284,6 +293,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             configured = [s for s in self._silences if s.configured]
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
             self._silences = configured + [silence_from_row(r) for r in stored]
+            self._track_silenced(session, self._open)
 
     def replace_inventory(self, inventory: Inventory) -> None:
         """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
@@ -683,7 +693,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
     # --- time-driven work -----------------------------------------------------------------------
 
     def tick(self) -> None:
-        """Resolve alerts whose endsAt passed and incidents quiet for the quiet period."""
+        """Resolve alerts whose endsAt passed and incidents quiet for the quiet period; catch up on incidents
+        whose silence ended."""
         with self._lock:
             now = self.clock.now()
             with self._sessions() as session:
@@ -724,6 +735,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 self.counters["incidents_resolved"] += 1
             self._notify(batch.changes)
             self._announce_due(now)
+            # After the announcements: a change of an incident still held folds into its announcement.
+            self._end_incident_silences(now)
         self._prune_if_due(now)
 
 

@@ -40,6 +40,7 @@ class IncidentLifecycle:
     _sessions: sessionmaker[Session]
     _open: dict[str, OpenIncident]
     _silences: list[Silence]
+    _silenced_incidents: set[str]
 
     def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         raise NotImplementedError  # the engine's: tell listeners after the commit
@@ -126,7 +127,8 @@ class IncidentLifecycle:
         )
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
-        """Mute the incident's alerts (present and future changes) for a while.
+        """Mute the incident's alerts (present and future changes) for a while: its changes reach listeners
+        marked ``silenced_until``, and one catch-up event follows the silence (``alerting.muting``).
 
         A repeat changes nothing (no second silence, no second timeline entry): a request the incident's
         active silences already cover, or the same person's request for no longer than the silence they
@@ -153,6 +155,7 @@ class IncidentLifecycle:
             self.add_silence(
                 [], now, now + duration, by, comment=f"silence of {incident_id}", incident_id=incident_id
             )
+            self._silenced_incidents.add(incident_id)  # the tick catches up when the silence ends
             return self._transition(
                 incident_id,
                 by,

@@ -3,23 +3,30 @@
 Alertmanager notifies a muted alert once what muted it ends. ``MuteTracking`` (mixed into the engine) keeps
 the muted firing alerts in memory; each tick frees those no longer muted and sends them through ingest again,
 past the repeat fast path, so they join or open an incident as if they had just fired.
+
+A silenced incident still changes (alerts join it, its priority moves), but its changes reach listeners
+marked ``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the
+tick adds one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a
+broadcast) when the incident became more urgent, else an update. Which incidents wait for that event is read
+from the timeline (a ``silenced`` event with no ``silence_ended`` after it), so a restart keeps it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import IngestResult
+from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.inhibition import Inhibitor
 from alerting.pending import StoredAlert
-from alerting.silences import Silence, muting_silence
+from alerting.silences import Silence, incident_silenced_until, muting_silence
 from alerting.store import alert_from_row
-from alerting.store_models import AlertRow
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.model import Alert, AlertStatus
 
@@ -35,9 +42,14 @@ class MuteTracking:
     # fingerprint -> (labels, incident id) of each firing alert that is muted
     _muted: dict[str, tuple[dict[str, str], str | None]]
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
+    _open: dict[str, OpenIncident]
+    _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         raise NotImplementedError  # the engine's
+
+    def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+        raise NotImplementedError  # the engine's: tell listeners after the commit
 
     def muted_count(self) -> int:
         """How many firing alerts a silence, maintenance window or inhibition holds back now."""
@@ -81,3 +93,81 @@ class MuteTracking:
             ]
         self._recheck.update(freed)
         self.ingest(alerts)
+
+    def _track_silenced(self, session: Session, open_ids: Iterable[str]) -> None:
+        """Which open incidents wait for a ``silence_ended`` event, as their timelines say (at a reload)."""
+        ids = list(open_ids)
+        self._silenced_incidents.clear()
+        if not ids:
+            return
+        marks = session.execute(
+            select(TimelineRow.incident_id, TimelineRow.kind)
+            .where(TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED)))
+            .order_by(TimelineRow.seq)
+        )
+        last = {incident_id: kind for incident_id, kind in marks}
+        self._silenced_incidents.update(i for i, kind in last.items() if kind == SILENCED)
+
+    def _end_incident_silences(self, now: datetime) -> None:
+        """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
+        ended = {
+            i for i in self._silenced_incidents if incident_silenced_until(self._silences, i, now) is None
+        }
+        live = sorted(i for i in ended if i in self._open)  # one resolved while silenced: no resolution sent
+        batch = None
+        if live:
+            with self._sessions() as session, session.begin():
+                batch = Batch(session, now)
+                for incident_id in live:
+                    row = session.get(IncidentRow, incident_id)
+                    if row is None:
+                        continue
+                    events = session.scalars(
+                        select(TimelineRow)
+                        .where(TimelineRow.incident_id == incident_id)
+                        .order_by(TimelineRow.seq)
+                    ).all()
+                    message, data, rose = catch_up(events, row.priority)
+                    row.updated_at = now
+                    change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
+                    batch.event(incident_id, SILENCE_ENDED, message, data, change=change)
+        self._silenced_incidents -= ended  # after the commit: a failed one is tried again at the next tick
+        if batch is not None:
+            self._notify(batch.changes)
+
+
+SILENCED, SILENCE_ENDED = "silenced", "silence_ended"
+CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
+CAUGHT_UP_CHARS = 200  # of each
+
+
+def catch_up(timeline: Sequence[TimelineRow], priority: str) -> tuple[str, dict[str, object], bool]:
+    """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
+    before and after the silence, who silenced it, how many events were held back) and whether the incident
+    became more urgent meanwhile ("P0" < "P1": more urgent)."""
+    ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
+    since = timeline[ends[-1] + 1 :] if ends else timeline
+    start = next((k for k, e in enumerate(since) if e.kind == SILENCED), 0)
+    during = since[start:]
+    by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
+    held = [e for e in during if e.kind != SILENCED]
+    before = next(
+        (str(e.data["from"]) for e in held if e.kind == "priority" and e.data.get("from")), priority
+    )
+    rose = priority < before
+    parts = [f"silence ended (silenced by {', '.join(by)})" if by else "silence ended"]
+    if rose:
+        parts.append(f"priority rose from {before} to {priority} while silenced")
+    if held:
+        listed = [_shorten(e.message) for e in held[:CAUGHT_UP_EVENTS]]
+        if len(held) > CAUGHT_UP_EVENTS:
+            listed.append(f"and {len(held) - CAUGHT_UP_EVENTS} more on the timeline")
+        parts.append(f"{len(held)} event(s) while silenced: " + "; ".join(listed))
+    else:
+        parts.append("nothing happened while silenced")
+    data: dict[str, object] = {"from": before, "to": priority, "held": len(held), "silenced_by": by}
+    return "; ".join(parts), data, rose
+
+
+def _shorten(text: str) -> str:
+    return text if len(text) <= CAUGHT_UP_CHARS else text[: CAUGHT_UP_CHARS - 1] + "…"

@@ -83,6 +83,12 @@ def muting_silence(
     return None
 
 
+def incident_silenced_until(silences: Sequence[Silence], incident_id: str, now: datetime) -> datetime | None:
+    """When the silences of this incident that are active now end (the last of them), or None if none is."""
+    ends = [s.ends_at for s in silences if s.incident_id == incident_id and s.state(now) == "active"]
+    return max(ends, default=None)
+
+
 def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silence]]:
     """The inhibition rules and maintenance windows of the config, every matcher parsed.
 

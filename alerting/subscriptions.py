@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 from gpuwarden.model import Incident, TimelineEvent
@@ -29,6 +30,9 @@ class IncidentChange:
     incident: Incident
     event: TimelineEvent
     recommended: tuple[str, ...] = ()  # the recommended actions of its firing alerts
+    # When the incident's silence ends, if one was in force when the change was told: notifiers page
+    # nobody for it (Alertmanager's silenced alert notifies nobody); None when the incident is not silenced.
+    silenced_until: datetime | None = None
 
 
 class IncidentListener(Protocol):

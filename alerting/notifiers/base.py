@@ -64,6 +64,8 @@ class Notification(BaseModel):
     event_message: str
     series: tuple[ChartSeries, ...] = ()
     escalated: bool = False  # a priority change to a more urgent priority
+    # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
+    silenced_until: datetime | None = None
 
     @property
     def is_resolution(self) -> bool:
@@ -159,6 +161,7 @@ def build_notification(
         event_message=change.event.message,
         series=tuple(series),
         escalated=_escalated(change),
+        silenced_until=change.silenced_until,
     )
 
 
@@ -188,7 +191,11 @@ ThreadSaver = Callable[[ThreadState], None]
 
 
 class Notifier(Protocol):
-    """Delivers notifications to one destination. Raises ``BackendError`` (with ``retryable``) on failure."""
+    """Delivers notifications to one destination. Raises ``BackendError`` (with ``retryable``) on failure.
+
+    A notification with ``silenced_until`` set belongs to a silenced incident: like a silenced alert in
+    Alertmanager it must reach nobody; at most it refreshes in place what already shows the incident.
+    """
 
     @property
     def name(self) -> str:

@@ -177,6 +177,8 @@ def incident_message(n: Notification) -> SlackMessage:
     context = f"incident `{escape(n.incident_id)}` · last change {_slack_date(n.event_at)}"
     if n.resolved_at is not None:
         context += f" · resolved {_slack_date(n.resolved_at)}"
+    elif n.silenced_until is not None:
+        context += f" · :no_bell: silenced until {_slack_date(n.silenced_until)}"
     blocks.append({"type": "context", "block_id": "meta", "elements": [_mrkdwn(context)]})
     fallback = f"{n.priority} {n.title} ({n.state})"
     return SlackMessage(

@@ -166,7 +166,13 @@ class SlackNotifier:
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> None:
-        """Post or update the incident message, attach the chart once, then reply with the event."""
+        """Post or update the incident message, attach the chart once, then reply with the event.
+
+        For a silenced incident only an existing message is updated in place: no new message, no reply,
+        no broadcast (an edit notifies nobody)."""
+        if notification.silenced_until is not None:
+            self._update_silenced(notification, thread)
+            return
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
@@ -219,6 +225,24 @@ class SlackNotifier:
                 metadata=self._metadata(notification.incident_id, notification.key),
             ),
         )
+
+    def _update_silenced(self, n: Notification, thread: ThreadState) -> None:
+        if thread.ts is None or thread.channel is None:
+            logger.info("incident silenced, nothing posted incident_id=%s", n.incident_id)
+            return
+        channel, ts, message = thread.channel, thread.ts, incident_message(n)
+        try:
+            self._call(
+                "chat.update",
+                lambda: self._client.chat_update(
+                    channel=channel, ts=ts, text=message.text, attachments=message.attachments
+                ),
+            )
+        except BackendError as exc:
+            if exc.code not in MESSAGE_GONE:
+                raise
+            # Posting it again would notify the channel; the first event after the silence posts it.
+            logger.info("slack message gone, silenced incident_id=%s error=%s", n.incident_id, exc)
 
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"

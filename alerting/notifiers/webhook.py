@@ -84,7 +84,12 @@ class WebhookNotifier:
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> None:
-        """POST the notification; 2xx is delivered, 408/429/5xx and transport errors are retryable."""
+        """POST the notification; 2xx is delivered, 408/429/5xx and transport errors are retryable.
+
+        Nothing is posted for a silenced incident: a receiver may page, and a silence pages nobody.
+        """
+        if notification.silenced_until is not None:
+            return
         body = json.dumps(webhook_payload(notification), separators=(",", ":")).encode()
         headers = {
             **self._headers,

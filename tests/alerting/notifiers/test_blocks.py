@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from datetime import timedelta
 
 import pytest
 
@@ -145,3 +146,15 @@ def test_the_recommended_actions_are_shown_in_words_when_there_are_any() -> None
         == "*Recommended*\n• cordon and drain the node, then reboot it\n• made_up_action"
     )
     assert validate_attachments(message.attachments) == []
+
+
+def test_the_message_of_a_silenced_incident_says_until_when_until_it_resolves() -> None:
+    opened, *_, resolved = lifecycle()
+    until = opened.event.at + timedelta(hours=1)
+    silenced = incident_message(build_notification(replace(opened, silenced_until=until)))
+    meta = next(b for b in silenced.attachments[0]["blocks"] if b.get("block_id") == "meta")
+    assert f"silenced until <!date^{int(until.timestamp())}^" in meta["elements"][0]["text"]
+    assert validate_attachments(silenced.attachments) == []
+    assert "silenced" not in str(incident_message(build_notification(opened)).attachments)
+    done = incident_message(build_notification(replace(resolved, silenced_until=until)))
+    assert "silenced" not in str(done.attachments)  # resolved is what matters then

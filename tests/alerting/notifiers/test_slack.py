@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -334,3 +335,45 @@ def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecor
     [parent] = recorder.channel_messages()
     assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, False, False, False, True]
     assert [m.text.split(":")[0] for m in recorder.visible_in_channel()][1:] == ["resolved"]
+
+
+def _silenced(n: Notification) -> Notification:
+    return n.model_copy(update={"silenced_until": n.event_at + timedelta(hours=1)})
+
+
+def test_a_silenced_incident_is_only_edited_in_place_no_reply_no_broadcast_no_chart(
+    recorder: SlackRecorder,
+) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    deliver(notifier, threads, build_notification(lifecycle()[0]))
+    escalated = change(
+        make_incident(priority=Priority.P0), ChangeKind.PRIORITY_CHANGED, 2, "P2 -> P0", "priority"
+    )
+    reopened = change(make_incident(), ChangeKind.REOPENED, 9, "GPULost fired again")
+    for c in (escalated, reopened):
+        deliver(notifier, threads, _silenced(build_notification(c, series=[gpu_temperature()])))
+    [parent] = recorder.channel_messages()
+    assert parent.edits == 2
+    assert "silenced until" in str(parent.attachments)
+    assert [r.text.split(":")[0] for r in recorder.replies(parent.ts)] == ["opened"]
+    assert recorder.visible_in_channel() == [parent] and recorder.files() == []
+
+
+def test_a_silenced_incident_without_a_message_yet_gets_none(recorder: SlackRecorder) -> None:
+    deliver(notifier_for(recorder), Threads(), _silenced(build_notification(lifecycle()[0])))
+    assert recorder.calls == []
+
+
+def test_a_deleted_message_of_a_silenced_incident_is_not_posted_again_until_the_silence_ends(
+    recorder: SlackRecorder,
+) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    first, second, third, *_ = lifecycle()
+    deliver(notifier, threads, build_notification(first))
+    recorder.fail_next("chat.update", status=200, error="message_not_found")
+    deliver(notifier, threads, _silenced(build_notification(second)))
+    assert len(recorder.channel_messages()) == 1
+    recorder.fail_next("chat.update", status=200, error="message_not_found")
+    deliver(notifier, threads, build_notification(third))
+    [_, again] = recorder.channel_messages()
+    assert [r.text.split(":")[0] for r in recorder.replies(again.ts)] == ["acknowledged"]

@@ -84,3 +84,14 @@ def test_an_unreachable_receiver_is_retryable(recorder: SlackRecorder) -> None:
         hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
     assert caught.value.retryable
     hook.close()
+
+
+def test_nothing_is_posted_for_a_silenced_incident(recorder: SlackRecorder) -> None:
+    hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops")
+    for c in lifecycle():
+        n = build_notification(c)
+        hook.deliver(
+            n.model_copy(update={"silenced_until": n.event_at}), ThreadState(), retry=False, save=nothing
+        )
+    assert recorder.hook_posts("ops") == []
+    hook.close()

@@ -1,0 +1,240 @@
+"""A silenced incident pages nobody: the engine, the outbox, Slack (the recorder) and a webhook together."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine
+
+from alerting.engine import IncidentEngine
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.muting import catch_up
+from alerting.notifiers.blocks import RESOLVED_COLOUR
+from alerting.notifiers.recorder import RecordedMessage, SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.notifiers.webhook import WebhookNotifier
+from alerting.outbox import Outbox
+from alerting.store_models import TimelineRow
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, WorkloadKind, WorkloadRef
+
+XID = {"alertname": "GpuXid", "xid": "79", "cluster": "c1", "node": "n05", "gpu": "3"}
+NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "n05"}
+
+
+def _inventory() -> StaticInventory:
+    """A service with four replicas on n05 and four on n06: one lost GPU is P2, n05 down is P1."""
+    chat = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "chat")
+    units = tuple(frozenset({("c1", node, gpu)}) for node in ("n05", "n06") for gpu in range(4))
+    nodes = [NodeInfo(name, "c1", "r1", 8) for name in ("n05", "n06")]
+    return StaticInventory(nodes, [WorkloadInfo(chat, units)], {"c1": 0})
+
+
+class Pipeline:
+    """serve's wiring: engine → outbox → Slack and a webhook, on one store and a fake clock."""
+
+    def __init__(self, sql: Engine, recorder: SlackRecorder, announce_delay: float = 0) -> None:
+        self.clock = FakeClock()
+        self.announce_delay = announce_delay
+        self.sql, self.recorder = sql, recorder
+        self.changes: list[IncidentChange] = []
+        client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+        self.slack = SlackNotifier(client, "#gpu-incidents")
+        self.hook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops")
+        self.outbox = Outbox(sql, [self.slack, self.hook], self.clock)
+        self.engine = self.restart()
+
+    def restart(self) -> IncidentEngine:
+        """A new engine over the same store (a restart of serve)."""
+        config = AlertingConfig(announce_delay_seconds=self.announce_delay)
+        self.engine = IncidentEngine(self.sql, self.clock, config, _inventory())
+        self.engine.subscribe(self.outbox)
+        self.engine.subscribe(self.changes.append)
+        return self.engine
+
+    def ingest(self, labels: dict[str, str], status: AlertStatus = AlertStatus.FIRING) -> None:
+        self.clock.advance(60)
+        self.engine.ingest([Alert(labels, status=status)])
+        self.outbox.dispatch_due()
+
+    def tick(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.engine.tick()
+        self.outbox.dispatch_due()
+
+    def incident_id(self) -> str:
+        return self.changes[0].incident.id
+
+    def parent(self) -> RecordedMessage:
+        [parent] = self.recorder.channel_messages()
+        return parent
+
+    def replies(self) -> list[str]:
+        return [r.text.split(":")[0] for r in self.recorder.replies(self.parent().ts)]
+
+    def hook_events(self) -> list[str]:
+        return [body["event"]["kind"] for body in self.recorder.hook_posts("ops")]
+
+
+@pytest.fixture
+def pipe(sql: Engine) -> Iterator[Pipeline]:
+    with SlackRecorder() as recorder:
+        pipe = Pipeline(sql, recorder)
+        yield pipe
+        pipe.hook.close()
+
+
+def _opened_and_silenced(pipe: Pipeline) -> None:
+    pipe.ingest(XID)
+    assert pipe.changes[0].incident.priority.value == "P2"
+    pipe.clock.advance(60)
+    pipe.engine.silence_incident(pipe.incident_id(), 3600, "slack:alice")
+    pipe.outbox.dispatch_due()
+
+
+def test_an_escalation_of_a_silenced_incident_reaches_no_thread_no_channel_and_no_webhook(
+    pipe: Pipeline,
+) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest(NODE_DOWN)
+    assert pipe.engine.store.get(pipe.incident_id()).priority.value == "P1"
+    assert pipe.replies() == ["opened"]
+    assert len(pipe.recorder.visible_in_channel()) == 1  # the incident's message, no broadcast
+    assert pipe.hook_events() == ["opened"]
+    # The incident's own message still shows where it stands, edited in place (an edit pages nobody).
+    [attachment] = pipe.parent().attachments
+    assert attachment["blocks"][0]["text"]["text"].startswith(":red_circle: P1")
+    assert "silenced until" in str(attachment["blocks"])
+
+
+def test_the_changes_told_while_silenced_carry_when_the_silence_ends(pipe: Pipeline) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest(NODE_DOWN)
+    ends = pipe.changes[0].event.at + timedelta(seconds=60 + 3600)
+    assert [c.silenced_until for c in pipe.changes] == [None] + [ends] * (len(pipe.changes) - 1)
+
+
+def test_when_the_silence_ends_one_broadcast_catches_up_on_the_escalation_it_held_back(
+    pipe: Pipeline,
+) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest(NODE_DOWN)
+    pipe.tick(1800)
+    assert pipe.replies() == ["opened"]
+    pipe.tick(1800)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    [caught_up] = pipe.recorder.replies(pipe.parent().ts)[1:]
+    assert caught_up.reply_broadcast
+    assert "priority rose from P2 to P1" in caught_up.text
+    assert "NodeDown (n05)" in caught_up.text
+    assert "silenced until" not in str(pipe.parent().attachments)
+    [*_, body] = pipe.recorder.hook_posts("ops")
+    assert (body["change"], body["incident"]["priority"]) == ("priority_changed", "P1")
+    assert pipe.hook_events() == ["opened", "silence_ended"]
+    pipe.tick(60)
+    assert pipe.replies() == ["opened", "silence_ended"]  # once
+
+
+def test_a_silence_expired_early_without_a_rise_catches_up_in_the_thread_only(pipe: Pipeline) -> None:
+    _opened_and_silenced(pipe)
+    [silence] = [s for s in pipe.engine.silences() if s.incident_id == pipe.incident_id()]
+    pipe.engine.expire_silence(silence.id)
+    pipe.tick(10)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    [caught_up] = pipe.recorder.replies(pipe.parent().ts)[1:]
+    assert not caught_up.reply_broadcast
+    assert "nothing happened while silenced" in caught_up.text
+
+
+def test_a_silenced_incident_that_resolves_is_only_edited_green_as_alertmanager_sends_no_resolution(
+    pipe: Pipeline,
+) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest(XID, AlertStatus.RESOLVED)
+    pipe.tick(pipe.engine.config.quiet_period_seconds + 1)
+    assert pipe.engine.store.get(pipe.incident_id()).state.value == "resolved"
+    assert pipe.replies() == ["opened"]
+    assert pipe.parent().attachments[0]["color"] == RESOLVED_COLOUR
+    assert pipe.hook_events() == ["opened"]
+    pipe.tick(3600)  # the silence ends after the incident: nothing to catch up on
+    assert pipe.replies() == ["opened"]
+
+
+def test_messages_queued_before_the_silence_are_still_delivered(pipe: Pipeline) -> None:
+    pipe.recorder.set_outage(503)
+    pipe.ingest(XID)
+    pipe.clock.advance(60)
+    pipe.engine.silence_incident(pipe.incident_id(), 3600, "slack:alice")
+    pipe.recorder.set_outage(None)
+    pipe.clock.advance(600)
+    pipe.outbox.dispatch_due()
+    assert pipe.replies() == ["opened"]
+    assert pipe.hook_events() == ["opened"]
+
+
+def test_the_catch_up_survives_a_restart_during_the_silence(pipe: Pipeline) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest(NODE_DOWN)
+    pipe.restart()
+    pipe.tick(3600)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    assert pipe.recorder.replies(pipe.parent().ts)[-1].reply_broadcast
+
+
+def test_other_incidents_are_not_silenced(pipe: Pipeline) -> None:
+    _opened_and_silenced(pipe)
+    pipe.ingest({"alertname": "GpuXid", "xid": "79", "cluster": "c2", "node": "m01", "gpu": "0"})
+    [_, other] = pipe.recorder.channel_messages()
+    assert [r.text.split(":")[0] for r in pipe.recorder.replies(other.ts)] == ["opened"]
+    assert pipe.hook_events() == ["opened", "opened"]
+    assert ChangeKind.OPENED is pipe.changes[-1].kind and pipe.changes[-1].silenced_until is None
+
+
+def test_an_incident_silenced_before_its_announcement_is_posted_when_the_silence_ends(sql: Engine) -> None:
+    with SlackRecorder() as recorder:
+        pipe = Pipeline(sql, recorder, announce_delay=30)
+        pipe.ingest(XID)
+        incident_id = pipe.engine.open_incident_ids()[0]
+        pipe.engine.silence_incident(incident_id, 600, "alice")
+        pipe.tick(60)  # announced, silenced: nothing anywhere
+        assert recorder.calls == [] and pipe.hook_events() == []
+        pipe.tick(600)
+        assert pipe.replies() == ["silence_ended"]
+        assert pipe.hook_events() == ["silence_ended"]
+        pipe.hook.close()
+
+
+def _timeline(*events: tuple[str, str, dict[str, object]]) -> list[TimelineRow]:
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    return [TimelineRow(at=at, kind=k, message=m, data=d) for k, m, d in events]
+
+
+OPENED = ("opened", "incident opened", {})
+SILENCED = ("silenced", "silenced for 3600s by alice", {"by": "alice"})
+TO_P1 = ("priority", "priority P1: node down", {"from": "P2", "to": "P1"})
+TO_P2 = ("priority", "priority P2: replica back", {"from": "P1", "to": "P2"})
+ENDED = ("silence_ended", "silence ended", {})
+
+
+@pytest.mark.parametrize(
+    ("timeline", "priority", "rose", "shown"),
+    [
+        ([OPENED, SILENCED, TO_P1], "P1", True, "priority rose from P2 to P1 while silenced"),
+        ([OPENED, SILENCED, TO_P1, TO_P2], "P2", False, "2 event(s) while silenced"),
+        ([OPENED, SILENCED], "P2", False, "nothing happened while silenced"),
+        ([OPENED, SILENCED, TO_P1, ENDED, SILENCED], "P1", False, "nothing happened while silenced"),
+        ([OPENED, SILENCED, *[TO_P1] * 7], "P1", True, "and 2 more on the timeline"),
+    ],
+    ids=["rose", "rose-and-fell-back", "quiet", "second-silence", "many-events"],
+)
+def test_the_catch_up_says_what_happened_during_the_last_silence(
+    timeline: list[tuple[str, str, dict[str, object]]], priority: str, rose: bool, shown: str
+) -> None:
+    message, data, escalated = catch_up(_timeline(*timeline), priority)
+    assert escalated is rose
+    assert shown in message and message.startswith("silence ended (silenced by alice)")
+    assert data["to"] == priority
