@@ -14,19 +14,22 @@ from the timeline (a ``silenced`` event with no ``silence_ended`` after it), so 
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult, OpenIncident
+from alerting.faults import classify
 from alerting.inhibition import Inhibitor
+from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
 from alerting.silences import Silence, incident_silenced_until, muting_silence
 from alerting.store import alert_from_row
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
+from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import Clock
 from gpuwarden.model import Alert, AlertStatus
 
@@ -44,6 +47,7 @@ class MuteTracking:
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
     _open: dict[str, OpenIncident]
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
+    inventory: Inventory | None
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         raise NotImplementedError  # the engine's
@@ -62,7 +66,8 @@ class MuteTracking:
         """What mutes an alert now: the ids of the silences (and windows), and the inhibition rules."""
         now = self.clock.now()
         with self._lock:
-            silenced = [s.id for s in self._silences if s.mutes(labels, now, incident_id)]
+            placed = self._placed(labels)
+            silenced = [s.id for s in self._silences if s.mutes(labels, now, incident_id, placed)]
             rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return silenced, [] if rule is None else [rule or "inhibit_rule"]
 
@@ -72,11 +77,27 @@ class MuteTracking:
     def _muted_by(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None, now: datetime
     ) -> str | None:
-        silence = muting_silence(self._silences, labels, now, incident_id)
+        silence = muting_silence(self._silences, labels, now, incident_id, self._placed(labels))
         if silence is not None:
             return f"{silence.kind.value}:{silence.id}"
         rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return f"inhibited:{rule}" if rule is not None else None
+
+    def _placed(self, labels: Mapping[str, str]) -> Callable[[], Mapping[str, str]]:
+        """The alert's labels plus the ``cluster``, ``rack`` and ``node`` the inventory places it in where
+        it has none of its own, computed when first asked for (only maintenance windows ask)."""
+        found: list[Mapping[str, str]] = []
+
+        def placed() -> Mapping[str, str]:
+            if not found:
+                path = locate(labels, classify(labels), self.inventory).path
+                topology = {
+                    n: v for n, v in zip(("cluster", "rack", "node"), path, strict=False) if v != UNKNOWN
+                }
+                found.append({**topology, **{k: v for k, v in labels.items() if v}})
+            return found[0]
+
+        return placed
 
     def _release_unmuted(self, now: datetime) -> None:
         """Muted firing alerts whose silence or window ended, or whose inhibiting alert resolved, go on

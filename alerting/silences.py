@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import enum
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -64,21 +64,36 @@ class Silence:
             return "expired"
         return "active"
 
-    def mutes(self, labels: Mapping[str, str], now: datetime, incident_id: str | None = None) -> bool:
-        """Whether this silence mutes an alert with these labels now."""
+    def mutes(
+        self,
+        labels: Mapping[str, str],
+        now: datetime,
+        incident_id: str | None = None,
+        placed: Callable[[], Mapping[str, str]] | None = None,
+    ) -> bool:
+        """Whether this silence mutes an alert with these labels now. A maintenance window matches the
+        labels ``placed`` gives (the alert's, plus the cluster, rack and node the inventory places it in
+        where it has none of its own): planned work on a rack mutes its nodes' alerts, which carry no
+        ``rack`` label. A silence matches the labels alone, as Alertmanager's do."""
         if self.state(now) != "active":
             return False
         if self.incident_id is not None:
             return incident_id == self.incident_id
+        if self.kind is SilenceKind.MAINTENANCE and placed is not None:
+            labels = placed()
         return bool(self.matchers) and all_match(self.matchers, labels)
 
 
 def muting_silence(
-    silences: Sequence[Silence], labels: Mapping[str, str], now: datetime, incident_id: str | None = None
+    silences: Sequence[Silence],
+    labels: Mapping[str, str],
+    now: datetime,
+    incident_id: str | None = None,
+    placed: Callable[[], Mapping[str, str]] | None = None,
 ) -> Silence | None:
     """The first active silence or maintenance window muting the alert, if any."""
     for silence in silences:
-        if silence.mutes(labels, now, incident_id):
+        if silence.mutes(labels, now, incident_id, placed):
             return silence
     return None
 

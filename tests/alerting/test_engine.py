@@ -334,6 +334,30 @@ def test_maintenance_window_from_config_mutes_matching_alerts(db: str, clock: Fa
     assert [i[3]["name"] for i in _open(engine)] == ["b"]
 
 
+def test_a_maintenance_window_on_a_rack_mutes_its_nodes_alerts_that_carry_no_rack_label(
+    db: str, clock: FakeClock
+) -> None:
+    # The exporter's and node exporter's alerts name a node, not its rack: the inventory places them.
+    window = MaintenanceWindowConfig(
+        matchers=['rack="r02"'], starts_at=clock.now(), ends_at=clock.now() + timedelta(hours=2)
+    )
+    engine = _engine(db, clock, scenarios.fleet_inventory(), maintenance_windows=[window])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r02-n02"})])
+    engine.ingest([_gpu_alert("r02-n05", 3, "GPULost")])
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n01"})])
+    assert [i[3]["name"] for i in _open(engine)] == ["r03-n01"]
+    assert engine.muted_count() == 2
+    # A silence (Alertmanager's kind) matches the alert's own labels only.
+    engine.add_silence(
+        [parse_matcher('rack="r04"')], clock.now(), clock.now() + timedelta(hours=1), "op", comment="x"
+    )
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r04-n01"})])
+    assert sorted(i[3]["name"] for i in _open(engine)) == ["r03-n01", "r04-n01"]
+    clock.advance(2 * 3600 + 1)
+    engine.tick()  # the window ended with its alerts still firing: they open their incident now
+    assert sorted(i[3]["name"] for i in _open(engine)) == ["r02", "r03-n01", "r04-n01"]
+
+
 def test_inhibition_rule_mutes_targets_while_the_source_fires(db: str, clock: FakeClock) -> None:
     rule = InhibitRuleConfig(
         source_matchers=['alertname="ClusterMaintenance"'],
