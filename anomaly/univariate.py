@@ -18,6 +18,7 @@ corpus in seconds. Everything is causal: a sample's score depends only on the sa
 
 from __future__ import annotations
 
+import csv
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,8 @@ DEFAULT_BREAKOUT = BreakoutParams()
 DEFAULT_RECURRENCE = RecurrenceParams()
 DEFAULT_NOVELTY = NoveltyParams()
 DEFAULT_ENTROPY: EntropyParams | None = None  # see the module docstring
+MILLISECONDS_FROM = 1e11  # a numeric timestamp this large is Unix milliseconds (as seconds: after 5000 AD)
+UNIX_TOO_LARGE = 1e14  # microseconds or nanoseconds: refused rather than guessed
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,51 +62,144 @@ class ScoredSeries:
 
 
 def read_series_csv(path: Path) -> Series:
-    """Read ``timestamp,value``; timestamps are any format pandas parses (assumed UTC)."""
+    """Read ``timestamp,value``; a timestamp is Unix epoch seconds, milliseconds, or a time pandas parses.
+
+    Numbers are seconds (decimals allowed), or milliseconds from 1e11 (which as seconds would be after the
+    year 5000); the unit is judged from the first row. Text times are assumed UTC unless they say otherwise.
+    """
+    rows = _scan_rows(path)
     try:
-        frame = pd.read_csv(path)
+        # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.
+        frame = pd.read_csv(path, usecols=["value"], skip_blank_lines=False)
     except (OSError, ValueError) as exc:
         raise InputError(f"cannot read {path}: {exc}", field="input") from exc
-    missing = {"timestamp", "value"} - set(frame.columns)
-    if missing:
-        raise InputError(f"{path} lacks column(s) {sorted(missing)}; expected timestamp,value", field="input")
-    try:
-        # The format is inferred from the first row; a row that does not parse the same way is reported.
-        stamps = pd.to_datetime(frame["timestamp"], utc=True, errors="coerce")
-    except (ValueError, TypeError) as exc:
-        raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
-    if stamps.isna().any():
-        row = int(np.flatnonzero(stamps.isna().to_numpy())[0])
-        raw = frame["timestamp"].iloc[row]
-        raise InputError(
-            f"{path} line {row + 2}: {raw!r} is not a time like the rows above", field="timestamp"
-        )
-    seconds = (stamps - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
+    values = frame["value"].iloc[rows.records].reset_index(drop=True)
+    seconds = _epoch_seconds(path, rows)
     # Repeated timestamps are kept in file order (NAB's own files repeat a clock change's hour).
     backwards = np.flatnonzero(np.diff(seconds) < 0)
     if len(backwards):
         row = int(backwards[0]) + 1
         raise InputError(
-            f"{path} line {row + 2}: {frame['timestamp'].iloc[row]!r} is before the row above it; "
+            f"{path} line {rows.lines[row]}: {rows.stamps[row]!r} is before the row above it; "
             "sort the file by time",
             field="timestamp",
         )
-    numbers = pd.to_numeric(frame["value"], errors="coerce")
-    typos = numbers.isna() & frame["value"].notna()  # empty, NaN, NA: a gap; anything else: a mistake
+    return Series(name=path.name, timestamps=seconds, values=_values(path, values, rows.lines))
+
+
+@dataclass(frozen=True, slots=True)
+class _Rows:
+    """The data rows of a CSV file: record index (blank lines included), line number, timestamp text."""
+
+    records: list[int]
+    lines: list[int]
+    stamps: list[str]
+
+
+def _scan_rows(path: Path) -> _Rows:
+    """Find the data rows, refusing one whose field count is not the header's; blank lines are skipped.
+
+    pandas reads a row with one field too many as if the first column were an index (the value becoming
+    the time, the extra field the value) and fills a short row with gaps, so fields are counted here.
+    """
+    rows = _Rows(records=[], lines=[], stamps=[])
+    try:
+        with path.open(encoding="utf-8-sig", newline="") as handle:
+            reader = csv.reader(handle)
+            header = next(reader, [])
+            missing = sorted({"timestamp", "value"} - set(header))
+            if missing:
+                raise InputError(f"{path} lacks column(s) {missing}; expected timestamp,value", field="input")
+            column = header.index("timestamp")
+            line = reader.line_num + 1
+            for record, fields in enumerate(reader):
+                if fields and not (len(fields) == 1 and not fields[0].strip()):
+                    if len(fields) != len(header):
+                        raise InputError(_ragged(path, line, len(fields), header), field="input")
+                    rows.records.append(record)
+                    rows.lines.append(line)
+                    rows.stamps.append(fields[column])
+                line = reader.line_num + 1
+    except (OSError, ValueError, csv.Error) as exc:
+        raise InputError(f"cannot read {path}: {exc}", field="input") from exc
+    return rows
+
+
+def _ragged(path: Path, line: int, fields: int, header: list[str]) -> str:
+    shape = f"{path} line {line}: {fields} field{'s' if fields != 1 else ''} under a header of {len(header)}"
+    if fields > len(header):
+        return f"{shape} ({','.join(header)}); remove the extra field, or quote a field that holds a comma"
+    return f"{shape} ({','.join(header)}); write every field (an empty value is a gap: TIME,)"
+
+
+def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:
+    """Seconds since the epoch for each timestamp text; an empty or unreadable one is refused."""
+    texts, lines = rows.stamps, rows.lines
+    stamps = pd.Series(texts, dtype=object)
+    empty = np.flatnonzero((stamps.str.strip() == "").to_numpy())
+    if len(empty):
+        raise InputError(
+            f"{path} line {lines[int(empty[0])]}: the timestamp is empty; every row needs a time",
+            field="timestamp",
+        )
+    numbers = pd.to_numeric(stamps, errors="coerce").to_numpy(np.float64)
+    if len(numbers) and not np.isnan(numbers[0]):
+        return _unix_seconds(path, texts, lines, numbers)
+    # The format is inferred from the first row; a row that does not parse the same way is reported.
+    try:
+        parsed = pd.to_datetime(stamps, utc=True, errors="coerce")
+    except (ValueError, TypeError) as exc:
+        raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
+    if parsed.isna().any():
+        row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
+        raise InputError(
+            f"{path} line {lines[row]}: {texts[row]!r} is not a time like the rows above", field="timestamp"
+        )
+    seconds: FloatArray = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
+    return seconds
+
+
+def _unix_seconds(path: Path, texts: list[str], lines: list[int], numbers: FloatArray) -> FloatArray:
+    """Unix times in seconds, or in milliseconds when the first is at least ``MILLISECONDS_FROM``."""
+    size = np.abs(numbers)
+    if not size[0] < UNIX_TOO_LARGE:
+        raise InputError(
+            f"{path} line {lines[0]}: {texts[0]!r} is not Unix seconds or milliseconds; "
+            "write epoch seconds (1704067200) or a time (2024-01-01T00:00:00Z)",
+            field="timestamp",
+        )
+    millis = bool(size[0] >= MILLISECONDS_FROM)
+    unit = "milliseconds" if millis else "seconds"
+    other = np.isnan(numbers) | ~(size < UNIX_TOO_LARGE) | ((size >= MILLISECONDS_FROM) != millis)
+    if other.any():
+        row = int(np.flatnonzero(other)[0])
+        raise InputError(
+            f"{path} line {lines[row]}: {texts[row]!r} is not a time like the rows above "
+            f"(Unix {unit}, judged from line {lines[0]})",
+            field="timestamp",
+        )
+    seconds: FloatArray = numbers / 1000.0 if millis else numbers
+    return seconds
+
+
+def _values(path: Path, column: pd.Series, lines: list[int]) -> FloatArray:
+    """The values as floats; empty, NaN and NA are gaps, anything else that is not a number is refused."""
+    numbers = pd.to_numeric(column, errors="coerce")
+    typos = numbers.isna() & column.notna()  # empty, NaN, NA: a gap; anything else: a mistake
     if typos.any():
         row = int(np.flatnonzero(typos.to_numpy())[0])
         raise InputError(
-            f"{path} line {row + 2}: {frame['value'].iloc[row]!r} is not a number (leave it empty for a gap)",
+            f"{path} line {lines[row]}: {column.iloc[row]!r} is not a number (leave it empty for a gap)",
             field="value",
         )
-    values = numbers.to_numpy(np.float64)
+    values: FloatArray = numbers.to_numpy(np.float64)
     infinite = np.flatnonzero(np.isinf(values))
     if len(infinite):
         row = int(infinite[0])
         raise InputError(
-            f"{path} line {row + 2}: the value is {values[row]}, not a finite number", field="value"
+            f"{path} line {lines[row]}: the value is {values[row]}, not a finite number", field="value"
         )
-    return Series(name=path.name, timestamps=seconds, values=values)
+    return values
 
 
 def score_many(

@@ -49,7 +49,9 @@ def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
 
 @anomaly_app.command("score")
 def score(
-    input_path: Annotated[Path, typer.Option("--input", help="CSV with columns timestamp,value.")],
+    input_path: Annotated[
+        Path, typer.Option("--input", help="CSV timestamp,value; a time, or Unix seconds or milliseconds.")
+    ],
     output: Annotated[
         Path, typer.Option("--output", help="Where to write timestamp,value,anomaly_score,label.")
     ],

@@ -73,8 +73,31 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
             "line 3: the value is inf, not a finite number",
         ),
         ("2024-01-01 00:00:00,-inf\n", "line 2: the value is -inf, not a finite number"),
+        ("2024-01-01 00:00:00,1,5\n", "line 2: 3 fields under a header of 2 (timestamp,value); remove the"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2,5\n", "line 3: 3 fields under a header of 2"),
+        ("2024-01-01 00:00:00,1\n2024-01-01 00:05:00\n", "line 3: 1 field under a header of 2"),
+        ("2024-01-01 00:00:00,1\n,2\n", "line 3: the timestamp is empty"),
+        ("2024-01-01 00:00:00,1\n\n2024-01-01 00:05:00,1O\n", "line 4: '1O' is not a number"),
+        (
+            "1704067200,1\n1704067200000,2\n",
+            "line 3: '1704067200000' is not a time like the rows above (Unix",
+        ),
+        ("1704067200000000000,1\n", "line 2: '1704067200000000000' is not Unix seconds or milliseconds"),
     ],
-    ids=["bad-time", "typo-value", "backwards", "overflow", "infinity"],
+    ids=[
+        "bad-time",
+        "typo-value",
+        "backwards",
+        "overflow",
+        "infinity",
+        "extra-field-first-row",
+        "extra-field",
+        "missing-field",
+        "empty-time",
+        "line-after-a-blank-line",
+        "seconds-then-milliseconds",
+        "nanoseconds",
+    ],
 )
 def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"
@@ -83,6 +106,29 @@ def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, ro
     assert result.exit_code == 1
     assert message in " ".join(result.output.split())
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "epoch",
+    [
+        lambda t: str(int(t)),
+        lambda t: f"{t:.1f}",
+        lambda t: str(int(t) * 1000),
+    ],
+    ids=["seconds", "decimal-seconds", "milliseconds"],
+)
+def test_score_reads_unix_timestamps_as_the_same_times_written_out(tmp_path, epoch):
+    iso, unix = tmp_path / "iso.csv", tmp_path / "unix.csv"
+    write_series(iso)
+    frame = pd.read_csv(iso)
+    seconds = (pd.to_datetime(frame["timestamp"], utc=True) - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    frame.assign(timestamp=[epoch(float(t)) for t in seconds]).to_csv(unix, index=False)
+    for src in (iso, unix):
+        result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(src) + ".out"])
+        assert result.exit_code == 0, result.output
+    scored = pd.read_csv(str(unix) + ".out")
+    assert scored.loc[0, "timestamp"] == "2024-01-01 00:00:00"
+    pd.testing.assert_frame_equal(scored, pd.read_csv(str(iso) + ".out"))
 
 
 def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
