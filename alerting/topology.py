@@ -103,9 +103,13 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     lookup = ""
     if inventory is not None:
         known = cluster if cluster and inventory.nodes_in(cluster) else ""
-        if uuid and not (node and gpu):
+        if uuid and not (node and gpu and inventory.node(node, known)):
+            # A UUID the inventory places wins over a node it does not know (an exporter scraped by IP:
+            # `instance="10.0.0.1:9400"`).
             placed = inventory.gpu_by_uuid(uuid)
             if placed is not None and known in ("", placed[0]):
+                if node and inventory.node(node, known) is None:
+                    node, gpu = "", ""
                 known, node, gpu = placed[0], node or placed[1], gpu or str(placed[2])
         info = inventory.node(node, known) if node else None
         if info is not None:
@@ -207,7 +211,7 @@ def target_from_dict(data: Mapping[str, object]) -> Target:
 def target_label(target: Target) -> str:
     """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training_job llm-70b``."""
     if isinstance(target, ClusterRef):
-        return f"cluster {target.name}"
+        return f"cluster {target.name or '?'}"
     if isinstance(target, RackRef):
         return f"rack {target.name or '?'}"
     if isinstance(target, NodeRef):

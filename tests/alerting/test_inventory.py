@@ -349,3 +349,12 @@ def test_an_exported_inventory_reads_back_when_a_node_reports_fewer_gpus_than_it
     path.write_text(yaml.safe_dump(inventory_data(inv)))
     again = load_inventory(path)
     assert again.placement(ref) == {("k", "g1", 7)} and again.node("g1").gpu_count == 8  # type: ignore[union-attr]
+
+
+def test_a_gpu_uuid_the_inventory_knows_wins_over_a_node_it_does_not() -> None:
+    inv = scenarios.fleet_inventory()
+    uuid = scenarios.gpu_uuid("r01-n03", 3)
+    scraped_by_ip = {"alertname": "GPULost", "UUID": uuid, "instance": "10.0.0.1:9400", "gpu": "0"}
+    assert locate(scraped_by_ip, classify(scraped_by_ip), inv).path == ("c1", "r01", "r01-n03", "3")
+    named = {**scraped_by_ip, "Hostname": "r01-n05", "gpu": "6"}  # a node it knows: the labels stand
+    assert locate(named, classify(named), inv).path == ("c1", "r01", "r01-n05", "6")
