@@ -304,13 +304,21 @@ class Outbox:
 
     # --- inspection and operation ------------------------------------------------------------------
 
-    def messages(self, status: str | None = None) -> list[OutboxMessage]:
-        """Stored messages in enqueue order, optionally of one status."""
+    def messages(
+        self, status: str | None = None, incident_id: str | None = None, limit: int | None = None
+    ) -> list[OutboxMessage]:
+        """Stored messages in enqueue order, optionally of one status or incident; with ``limit``, the
+        newest that many."""
         with self._sessions() as session:
-            query = select(OutboxMessage).order_by(OutboxMessage.id)
+            query = select(OutboxMessage)
             if status is not None:
                 query = query.where(OutboxMessage.status == status)
-            return list(session.scalars(query))
+            if incident_id is not None:
+                query = query.where(OutboxMessage.incident_id == incident_id)
+            if limit is not None:
+                newest = query.order_by(OutboxMessage.id.desc()).limit(limit)
+                return sorted(session.scalars(newest), key=lambda m: m.id)
+            return list(session.scalars(query.order_by(OutboxMessage.id)))
 
     def thread(self, notifier: str, incident_id: str) -> ThreadState | None:
         """The stored conversation of an incident for a notifier."""
@@ -326,13 +334,34 @@ class Outbox:
             ).all()
         return {str(status): int(count) for status, count in rows}
 
-    def requeue_failed(self) -> int:
-        """Put failed messages back in the queue (after fixing a token or a channel)."""
+    def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:
+        """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a
+        channel; they go out in their incident's order, with what was queued after them. A failed message
+        that a later one of its incident has overtaken (sent) stays failed: sent now, it would set the
+        incident's message back to what it said then. Returns (queued again, left as overtaken)."""
         with self._sessions() as session, session.begin():
-            rows = list(session.scalars(select(OutboxMessage).where(OutboxMessage.status == FAILED)))
-            for row in rows:
+            query = select(OutboxMessage).where(OutboxMessage.status == FAILED)
+            if incident_id is not None:
+                query = query.where(OutboxMessage.incident_id == incident_id)
+            rows = list(session.scalars(query))
+            last_sent = {
+                (notifier, incident): newest
+                for notifier, incident, newest in session.execute(
+                    select(OutboxMessage.notifier, OutboxMessage.incident_id, func.max(OutboxMessage.id))
+                    .where(OutboxMessage.status == SENT)
+                    .group_by(OutboxMessage.notifier, OutboxMessage.incident_id)
+                )
+            }
+            queued = [r for r in rows if last_sent.get((r.notifier, r.incident_id), -1) < r.id]
+            for row in queued:
                 row.status, row.next_attempt_at = PENDING, self._clock.time()
-        return len(rows)
+        if rows:
+            logger.info(
+                "outbox: %d failed messages queued again, %d left (overtaken)",
+                len(queued),
+                len(rows) - len(queued),
+            )
+        return len(queued), len(rows) - len(queued)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors."""

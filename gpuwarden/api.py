@@ -37,6 +37,7 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, inventory_data
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
+from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
@@ -45,6 +46,7 @@ from gpuwarden.errors import InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, incident_detail
 from gpuwarden.model import IncidentState, Priority
+from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
@@ -192,11 +194,13 @@ class _Handlers:
         config: ApiConfig,
         metrics: ApiMetrics,
         applier: JournalApplier | None = None,
+        outbox: Outbox | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.metrics = metrics
         self.applier = applier
+        self.outbox = outbox
         self.token = config.token.get_secret_value().encode() if config.token is not None else None
 
     def authorized(self, request: Request) -> bool:
@@ -407,6 +411,7 @@ class _Handlers:
         silence = "/api/v2/silence/{silence_id}"
         am = AlertmanagerApi(self.engine)
         actions = IncidentActionsApi(self.engine)
+        outbox = OutboxApi(self.outbox)
         return [
             Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
@@ -447,6 +452,8 @@ class _Handlers:
                 self.read("/api/v1/incidents/{id}/postmortem", self.postmortem),
                 methods=["GET"],
             ),
+            Route("/api/v1/outbox", self.read("/api/v1/outbox", outbox.list_messages), methods=["GET"]),
+            Route("/api/v1/outbox/retry", self.write("/api/v1/outbox/retry", outbox.retry), methods=["POST"]),
             Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
@@ -467,6 +474,7 @@ def create_app(
     extra_routes: Sequence[BaseRoute] = (),
     background: Sequence[BackgroundTask] = (),
     applier: JournalApplier | None = None,
+    outbox: Outbox | None = None,
 ) -> Starlette:
     """The Starlette app; ``background`` tasks run in threads until shutdown.
 
@@ -474,7 +482,7 @@ def create_app(
     background task; without it they are stored synchronously before the answer.
     """
     metrics = ApiMetrics(engine)
-    handlers = _Handlers(engine, config, metrics, applier)
+    handlers = _Handlers(engine, config, metrics, applier, outbox)
     if applier is not None:
         background = [*background, applier.run]
 

@@ -12,6 +12,7 @@ from gpuwarden.cli import (
     incidents_cmd,
     inference_cmd,
     inventory_cmd,
+    outbox_cmd,
     serve_cmd,
     sim_cmd,
 )
@@ -33,6 +34,7 @@ inference_cmd.register(app)
 serve_cmd.register(app)
 incidents_cmd.register(app)
 inventory_cmd.register(app)
+outbox_cmd.register(app)
 
 
 def main() -> None:

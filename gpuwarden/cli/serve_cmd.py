@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from alerting.inventory import StaticInventory
     from alerting.journal import JournalApplier
     from alerting.k8s_inventory import Assignment, KubernetesInventory
+    from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import ApiConfig, GpuwardenConfig, KubernetesInventoryConfig
 
@@ -327,8 +328,11 @@ def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
     return _Inventories(fixed, sources, clock)
 
 
-def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[BackgroundTask], list[object]]:
-    """Engine, background loops and extra routes (Slack) for one configuration."""
+def build_service(
+    cfg: GpuwardenConfig, db: str
+) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
+    """Engine, background loops, extra routes (Slack) and the notification outbox (None without a
+    notifier) for one configuration."""
     from alerting.engine import IncidentEngine  # noqa: PLC0415 - see prepare_inventories
     from alerting.migrate import open_store  # noqa: PLC0415
 
@@ -343,6 +347,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
     if sources:
         background.append(_inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
+    outbox: Outbox | None = None
     if cfg.slack.bot_token is not None:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
         from alerting.notifiers.base import runbook_linker  # noqa: PLC0415
@@ -362,7 +367,7 @@ def build_service(cfg: GpuwardenConfig, db: str) -> tuple[IncidentEngine, list[B
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
 
         routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock))
-    return engine, background, routes
+    return engine, background, routes, outbox
 
 
 def serve(
@@ -405,7 +410,7 @@ def serve(
         # is held, since a standby may take over hours later.
         prepare_inventories(cfg).close()
         locks = take_locks(cfg, db or api.db, standby=standby)
-        engine, background, routes = build_service(cfg, db or api.db)
+        engine, background, routes, outbox = build_service(cfg, db or api.db)
         applier = build_applier(cfg, db or api.db, engine)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
@@ -431,6 +436,7 @@ def serve(
         extra_routes=routes,  # type: ignore[arg-type]
         background=background,
         applier=applier,
+        outbox=outbox,
     )
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all

@@ -191,9 +191,29 @@ def test_a_message_slack_refuses_for_good_is_failed_and_the_next_one_goes(
     assert statuses == [FAILED, SENT]
     assert "channel_not_found" in (outbox.messages()[0].last_error or "")
 
-    assert outbox.requeue_failed() == 1
-    assert outbox.dispatch_due() == 1
-    assert {m.status for m in outbox.messages()} == {SENT}
+    # The next one went out and made the incident's message: the failed one, sent now, would set it back
+    # to what it said then. It stays failed (and says so).
+    assert outbox.requeue_failed() == (0, 1)
+    assert [m.status for m in outbox.messages()] == [FAILED, SENT]
+
+
+def test_messages_that_failed_for_good_go_out_in_order_once_queued_again(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # A revoked token: every message fails for good until someone fixes it and queues them again.
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    for step in lifecycle()[:3]:
+        outbox(step)
+    for _ in range(3):
+        recorder.fail_next("chat.postMessage", status=200, error="invalid_auth")
+    outbox.dispatch_due()
+    outbox.dispatch_due()
+    assert [m.status for m in outbox.messages()] == [FAILED, FAILED, FAILED]
+    assert outbox.requeue_failed(incident_id="inc-other") == (0, 0)
+    assert outbox.requeue_failed() == (3, 0)
+    assert outbox.dispatch_due() == 3
+    assert [m.status for m in outbox.messages()] == [SENT, SENT, SENT]
+    assert [m.id for m in outbox.messages(status=SENT, limit=2)] == [m.id for m in outbox.messages()][1:]
 
 
 def test_crash_after_send_before_marking_sent_does_not_post_twice(

@@ -16,6 +16,7 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, load_inventory
 from alerting.migrate import upgrade
+from alerting.outbox import Outbox
 from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig, SimConfig
@@ -590,3 +591,20 @@ def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path)
     assert list(again.workloads()) == workloads and list(again.node_list) == nodes
     assert again.find_workload(WorkloadKind.POD, "llama-7f9c-1", "serving") == service
     assert again.find_workload(WorkloadKind.TRAINING_JOB, "41") == job
+
+
+def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their_input(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    answer = client.get("/api/v1/outbox")
+    assert answer.status_code == 404 and "no notifier is configured" in answer.json()["error"]
+    assert client.post("/api/v1/outbox/retry").status_code == 401  # a write: the token first
+    outbox = Outbox(engine.store.engine, [], FakeClock())
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
+        assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": []}
+        assert c.get("/api/v1/outbox?status=lost").json()["field"] == "status"
+        assert c.get("/api/v1/outbox?limit=0").json()["field"] == "limit"
+        posted = c.post("/api/v1/outbox/retry", json={"incident": ""}, headers=AUTH)
+        assert posted.status_code == 400 and posted.json()["field"] == "incident"
+        done = c.post("/api/v1/outbox/retry", headers=AUTH)
+        assert done.json() == {"requeued": 0, "overtaken": 0}

@@ -29,7 +29,7 @@ def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(
     cfg.slack.bot_token = SecretStr("xoxb-test")
     cfg.slack.signing_secret = SecretStr("signing")
     cfg.slack.base_url = "http://127.0.0.1:9/api/"
-    engine, background, routes = build_service(cfg, str(tmp_path / "s.db"))
+    engine, background, routes, _ = build_service(cfg, str(tmp_path / "s.db"))
     assert len(background) == 2  # engine tick and outbox dispatcher
     assert any(isinstance(r, Route) and r.path == "/slack/interactions" for r in routes)
     assert len(engine._listeners) == 1
@@ -37,7 +37,7 @@ def test_slack_token_and_signing_secret_wire_the_outbox_and_the_button_endpoint(
 
 
 def test_without_slack_only_the_tick_runs(tmp_path: Path) -> None:
-    engine, background, routes = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))
+    engine, background, routes, _ = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))
     assert (len(background), routes, engine._listeners) == (1, [], [])
 
 
@@ -46,7 +46,7 @@ def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(inventory_data(scenarios.fleet_inventory())))
     cfg = GpuwardenConfig()
     cfg.alerting.inventory_file = str(path)
-    engine, _, _ = build_service(cfg, str(tmp_path / "s.db"))
+    engine, _, _, _ = build_service(cfg, str(tmp_path / "s.db"))
     assert engine.inventory is not None and engine.inventory.node("r07-n01") is not None
 
 

@@ -1,0 +1,85 @@
+"""The notification outbox over the API: what waits, what failed and why, and queueing failed ones again.
+
+``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed``, ``?incident=``, ``?limit=``, newest that
+many, default 100) answers ``{"counts": {status: n}, "messages": [...]}``, each message without its payload.
+``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
+fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``. Routes and their auth are
+wired in ``gpuwarden.api``; without a notifier configured both answer 404 saying so.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from alerting.ingest import parse_json
+from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox, OutboxMessage
+from alerting.store import NotFound
+from gpuwarden.errors import InputError
+
+STATUSES = (PENDING, SENDING, SENT, FAILED)
+DEFAULT_LIMIT = 100
+
+
+def _stamp(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds, UTC).isoformat()
+
+
+def message_summary(m: OutboxMessage) -> dict[str, Any]:
+    """A stored message as the API shows it (no payload: it holds the incident's whole text)."""
+    return {
+        "id": m.id,
+        "notifier": m.notifier,
+        "incident_id": m.incident_id,
+        "status": m.status,
+        "attempts": m.attempts,
+        "created_at": _stamp(m.created_at),
+        "next_attempt_at": _stamp(m.next_attempt_at) if m.status in (PENDING, SENDING) else None,
+        "sent_at": _stamp(m.sent_at),
+        "last_error": m.last_error,
+    }
+
+
+class OutboxApi:
+    """Handlers of the outbox routes."""
+
+    def __init__(self, outbox: Outbox | None) -> None:
+        self.outbox = outbox
+
+    def _outbox(self) -> Outbox:
+        if self.outbox is None:
+            raise NotFound("no outbox: no notifier is configured (slack.bot_token)")
+        return self.outbox
+
+    async def list_messages(self, request: Request) -> Response:
+        """Counts per status and the newest messages, optionally of one status or incident."""
+        outbox = self._outbox()
+        status = request.query_params.get("status")
+        if status is not None and status not in STATUSES:
+            raise InputError(f"{status!r} is not one of {', '.join(STATUSES)}", field="status")
+        raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
+        if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
+            raise InputError("must be a whole number from 1 to 1000000", field="limit")
+        incident = request.query_params.get("incident")
+
+        def read() -> dict[str, Any]:
+            messages = outbox.messages(status, incident, limit=int(raw))
+            return {"counts": outbox.counts(), "messages": [message_summary(m) for m in messages]}
+
+        return JSONResponse(await run_in_threadpool(read))
+
+    async def retry(self, request: Request, body: bytes) -> Response:
+        """Queue failed messages again (of one incident if the body names it)."""
+        outbox = self._outbox()
+        data = parse_json(body) if body.strip() else {}
+        if not isinstance(data, dict):
+            raise InputError("must be a JSON object", field="body")
+        incident = data.get("incident")
+        if incident is not None and (not isinstance(incident, str) or not incident.strip()):
+            raise InputError("must be a non-empty string", field="incident")
+        requeued, overtaken = await run_in_threadpool(outbox.requeue_failed, incident)
+        return JSONResponse({"requeued": requeued, "overtaken": overtaken})
