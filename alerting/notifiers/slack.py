@@ -176,27 +176,12 @@ class SlackNotifier:
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
-        if not posted_now:
-            message = incident_message(notification)
-            try:
-                self._call(
-                    "chat.update",
-                    lambda: self._client.chat_update(
-                        channel=channel, ts=ts, text=message.text, attachments=message.attachments
-                    ),
-                )
-            except BackendError as exc:
-                if exc.code not in MESSAGE_GONE:
-                    raise
-                # Someone deleted the incident's message: a new one carries this event and the later ones.
-                logger.warning(
-                    "slack message gone, posting a new one incident_id=%s error=%s",
-                    notification.incident_id,
-                    exc,
-                )
-                thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
-                assert thread.channel is not None and thread.ts is not None
-                channel, ts = thread.channel, thread.ts
+        if not posted_now and not self._edit(channel, ts, notification):
+            # Someone deleted the incident's message: a new one carries this event and the later ones.
+            logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
+            thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
+            assert thread.channel is not None and thread.ts is not None
+            channel, ts = thread.channel, thread.ts
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             series = self._chart_series(notification)
             if series:
@@ -230,7 +215,13 @@ class SlackNotifier:
         if thread.ts is None or thread.channel is None:
             logger.info("incident silenced, nothing posted incident_id=%s", n.incident_id)
             return
-        channel, ts, message = thread.channel, thread.ts, incident_message(n)
+        if not self._edit(thread.channel, thread.ts, n):
+            # Posting it again would notify the channel; the first event after the silence posts it.
+            logger.info("slack message gone, silenced incident_id=%s", n.incident_id)
+
+    def _edit(self, channel: str, ts: str, n: Notification) -> bool:
+        """Update the incident's message in place; False when it is gone (someone deleted it)."""
+        message = incident_message(n)
         try:
             self._call(
                 "chat.update",
@@ -241,8 +232,9 @@ class SlackNotifier:
         except BackendError as exc:
             if exc.code not in MESSAGE_GONE:
                 raise
-            # Posting it again would notify the channel; the first event after the silence posts it.
-            logger.info("slack message gone, silenced incident_id=%s error=%s", n.incident_id, exc)
+            logger.info("slack chat.update: message gone incident_id=%s error=%s", n.incident_id, exc)
+            return False
+        return True
 
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
