@@ -8,7 +8,7 @@ earliest onset wins.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -196,6 +196,14 @@ def _whole_node(path: Path) -> bool:
     return 0 < len(path) <= RACK_DEPTH + 1
 
 
+def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+    """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
+    eight down are two nodes), or, without one, two whole nodes."""
+    down = {m.location.path for m in outages if _whole_node(m.location.path)}
+    size = len(inventory.nodes_in(path[0], path[1])) if inventory is not None else 0
+    return len(down) >= max(size, 2)
+
+
 def best_candidate(
     candidates: Iterable[Candidate], new: Member, inventory: Inventory | None
 ) -> Candidate | None:
@@ -213,6 +221,11 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     """The root cause of a set of alerts and its topology path (empty for a workload root)."""
     items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
     infra = [m for m in items if m.is_infra]
+    symptoms = [m for m in items if m.kind in SYMPTOM_KINDS and m.location.workloads]
+    if symptoms:
+        # A fault explains a workload's symptom if it takes capacity away or began before it: a GPU that
+        # ran hot four minutes after a job deadlocked is evidence, not the cause.
+        infra = [m for m in infra if m.is_outage or m.onset <= symptoms[0].onset]
     if infra:
         outages = [m for m in infra if m.is_outage]
         basis = outages or infra
@@ -226,10 +239,7 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
             # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
             # rack is down, whatever the XID took out of service.
             kind = FaultKind.XID
-        elif (
-            len(path) == RACK_DEPTH
-            and len({m.location.path for m in outages if _whole_node(m.location.path)}) > 1
-        ):
+        elif len(path) == RACK_DEPTH and _rack_down(path, outages, inventory):
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Several GPUs of one node lost at once: the node is the common fault.

@@ -65,11 +65,11 @@ def xid_code(labels: Mapping[str, str]) -> int | None:
 
 def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     """True when the fault takes the GPU's capacity away: an outage kind, or an XID whose catalog action
-    is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then)."""
+    is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then),
+    whatever kind the XID is classified as (XID 48 and 95, double-bit ECC, are ``ecc_dbe`` and out of
+    service)."""
     if kind in OUTAGE_KINDS:
         return True
-    if kind is not FaultKind.XID:
-        return False
     code = xid_code(labels)
     return code is not None and out_of_service(code)
 

@@ -90,9 +90,15 @@ def failed_gpus(
 ) -> set[GpuKey]:
     """GPUs that the outage took away (known through the inventory or the alerts' own labels)."""
     gpus: set[GpuKey] = set()
-    # The whole rack counts as lost only while it still looks dead: a rack alert or two nodes down.
+    # The whole rack counts as lost only while it still looks dead: a rack alert, or every node of it down
+    # (two of eight down are two nodes: their GPUs count through their alerts below).
     down = {m.location.path[2] for m in members if m.is_outage and m.firing and len(m.location.path) == 3}
-    whole_rack = len(down) >= 2 or any(m.firing and m.location.path == root_path for m in members)
+    rack_size = (
+        len(inv.nodes_in(root_path[0], root_path[1])) if inv is not None and len(root_path) == 2 else 0
+    )
+    whole_rack = (rack_size > 0 and len(down) >= rack_size) or any(
+        m.firing and m.location.path == root_path for m in members
+    )
     if (
         whole_rack
         and root.kind is FaultKind.RACK_DOWN

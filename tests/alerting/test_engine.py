@@ -463,8 +463,8 @@ def test_new_incidents_are_announced_after_the_delay_and_merged_ones_never(db: s
     engine.subscribe(lambda c: seen.append((c.kind, c.incident.root_cause.kind.value)))
     engine.ingest([_gpu_alert("r07-n01", 0, "GPULost")])
     engine.ingest([_gpu_alert("r07-n02", 0, "GPULost")])
-    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n03"})])
-    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n04"})])
+    for n in range(1, 9):  # the whole rack
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r07-n0{n}"})])
     clock.advance(9)
     engine.tick()
     assert seen == []
@@ -472,7 +472,7 @@ def test_new_incidents_are_announced_after_the_delay_and_merged_ones_never(db: s
     engine.tick()
     assert seen == [(ChangeKind.OPENED, "rack_down")]
     clock.advance(1)
-    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r07-n05"})])
+    engine.ingest([_gpu_alert("r07-n05", 3, "GPULost")])
     assert seen[-1][0] is ChangeKind.UPDATED
 
 
@@ -660,7 +660,13 @@ def test_a_node_down_and_a_gpu_lost_on_another_node_are_not_a_rack_power_loss(
     assert row[1] == "P2"  # one of eight replicas lost, as for the node alone; it was P0, "lost power"
     engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r01-n03"})])
     incident = engine.store.get(row[0])
-    assert incident.root_cause.kind is FaultKind.RACK_DOWN  # two whole nodes down: now the rack
+    # Two of eight nodes down are two nodes, not the rack (a PDU or half a rack): what they held counts.
+    assert incident.title.startswith("rack r01 partial outage: 3 nodes, 17 GPUs")
+    assert incident.impact.affected_share == 2 / 8 and incident.priority.value == "P1"
+    for n in range(1, 9):
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r01-n0{n}"})])
+    incident = engine.store.get(row[0])
+    assert incident.root_cause.kind is FaultKind.RACK_DOWN  # every node down: the rack
     assert incident.title.startswith("rack r01 lost power: 8 nodes, 64 GPUs")
 
 
@@ -702,3 +708,32 @@ def test_a_service_down_alert_is_p0_however_its_name_is_spelled(db: str, clock: 
     engine = _engine(db, clock, scenarios.fleet_inventory())
     engine.ingest([Alert({"alertname": name, "cluster": "c1", "namespace": "serving", "service": "chat"})])
     assert [row[1] for row in _open(engine)] == ["P0"]
+
+
+def test_a_gpu_running_hot_after_a_job_deadlocked_is_evidence_not_its_cause(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    _ingest_in_batches(engine, scenarios.job_wide_stall(clock.now()))
+    clock.advance(240)
+    hot = {"alertname": "GPUTemperatureHigh", "cluster": "c1", "Hostname": "r08-n04", "gpu": "6"}
+    engine.ingest([Alert(hot, starts_at=clock.now())])
+    (row,) = _open(engine)
+    assert (row[2], row[3]["name"]) == ("job_stalled", "llm-70b") and row[4] == 257
+    # One that took a rank away is the cause, whenever it fired (a node down waits for its `for:`).
+    engine.ingest(
+        [Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r08-n04"}, starts_at=clock.now())]
+    )
+    (row,) = _open(engine)
+    assert (row[2], row[3]["name"]) == ("node_down", "r08-n04")
+
+
+@pytest.mark.parametrize("xid", ["48", "95"])
+def test_a_double_bit_ecc_xid_takes_its_gpu_out_and_stops_the_job_on_it(
+    db: str, clock: FakeClock, xid: str
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r07-n01", 2, "GpuXidError", xid=xid)])
+    ((incident, priority, kind, *_),) = _open(engine)
+    assert (priority, kind) == ("P0", "ecc_dbe")
+    assert "training job llm-70b stopped" in engine.store.get(incident).title
