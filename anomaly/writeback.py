@@ -2,7 +2,8 @@
 
 ``gpuwarden_anomaly_score`` (>1 means anomalous), ``gpuwarden_anomaly_yhat``, ``gpuwarden_anomaly_yhat_lower``
 and ``gpuwarden_anomaly_yhat_upper`` keep the input series' labels and add ``for="<query name>"`` and
-``model="<detector>"``, so Grafana can draw a series with its band. The collector renders the last tick's
+``model="<detector>"`` (``model_alias`` when the input has a ``model`` label), so Grafana can draw a series
+with its band. The collector renders the last tick's
 cache; a scrape never triggers scoring.
 """
 
@@ -25,10 +26,11 @@ YHAT_UPPER = ANOMALY_YHAT_UPPER
 
 
 def output_labels(labels: Mapping[str, str], query: str, detector: str) -> dict[str, str]:
-    """Input labels (without ``__name__``) plus ``for`` and ``model``."""
+    """Input labels (without ``__name__``) plus ``for`` and the detector in ``model`` (``model_alias`` when
+    the input has a ``model`` label of its own, an inference server's: overwriting it would merge series)."""
     out = {k: v for k, v in labels.items() if k != "__name__"}
     out["for"] = query
-    out["model"] = detector
+    out["model_alias" if "model" in out else "model"] = detector
     return out
 
 
