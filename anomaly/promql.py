@@ -1,14 +1,18 @@
 """PromQL source: ``/api/v1/query_range`` over HTTP (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
 Each configured query is read over ``(start, end]`` on a ``step`` grid; series are aligned on that grid,
-missing points are NaN. HTTP and payload errors are translated into ``SourceError`` in one place and then
-reported through ``SourceHealth``; ``read`` itself never raises.
+missing points are NaN. A query is a counter (scored as increases and rates, resets handled) when declared
+so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCGM's ``_TOTAL`` too) or one of
+DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
+HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
+``SourceHealth``; ``read`` itself never raises.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,20 +20,51 @@ from typing import Any
 import httpx
 import numpy as np
 
-from anomaly.sources import Frame, SourceHealth
+from anomaly.sources import Frame, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
+# dcgm-exporter's counters whose names do not end in _TOTAL.
+DCGM_COUNTERS = frozenset(
+    {
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "DCGM_FI_DEV_RETIRED_SBE",
+        "DCGM_FI_DEV_RETIRED_DBE",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    }
+)
+_SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
+
+
+def inferred_kind(expr: str) -> SeriesKind:
+    """``counter`` for a bare selector of a counter (``x_total``, ``X_TOTAL{gpu="0"}``, ``DCGM_COUNTERS``)."""
+    match = _SELECTOR.fullmatch(expr)
+    if match is None:
+        return "gauge"
+    name = match.group(1)
+    return "counter" if name.lower().endswith("_total") or name in DCGM_COUNTERS else "gauge"
+
 
 @dataclass(frozen=True, slots=True)
 class PromQuery:
-    """A named PromQL expression; the name becomes the ``for`` label of written-back scores."""
+    """A named PromQL expression; the name becomes the ``for`` label of written-back scores.
+
+    ``kind`` None: inferred from the expression (``inferred_kind``).
+    """
 
     name: str
     expr: str
     step_seconds: float = 30.0
+    kind: SeriesKind | None = None
+
+    @property
+    def series_kind(self) -> SeriesKind:
+        """The declared kind, or the one inferred from the expression."""
+        return self.kind or inferred_kind(self.expr)
 
 
 class PromQLSource:
@@ -78,11 +113,11 @@ class PromQLSource:
         first = math.floor(start / step) * step + step
         last = math.floor(end / step) * step
         if last < first:
-            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)))
+            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
         params = {"query": query.expr, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": f"{step:g}"}
         data = self._get("/api/v1/query_range", params)
         grid = np.arange(first, last + step / 2, step)
-        return _matrix_to_frame(query.name, data, grid)
+        return _matrix_to_frame(query, data, grid)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -99,7 +134,8 @@ class PromQLSource:
             raise SourceError(
                 f"malformed vector result: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
-        return Frame(query.name, labels, np.array([at]), np.array(values, dtype=np.float64).reshape(-1, 1))
+        column = np.array(values, dtype=np.float64).reshape(-1, 1)
+        return Frame(query.name, labels, np.array([at]), column, query.series_kind)
 
     def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
         try:
@@ -136,17 +172,18 @@ def _number(text: Any) -> float:
         return math.nan
 
 
-def _matrix_to_frame(name: str, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
+def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
+    name = query.name
     if data.get("resultType") != "matrix":
         raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source=name)
     try:
-        return _read_matrix(name, data.get("result", []), grid)
+        return _read_matrix(name, data.get("result", []), grid, query.series_kind)
     except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
         # A 200 of another shape (a proxy, a different API): the source is down, not the service.
         raise SourceError(f"malformed matrix result: {type(exc).__name__}: {exc}", source=name) from exc
 
 
-def _read_matrix(name: str, result: Any, grid: np.ndarray) -> Frame:
+def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:
     if not isinstance(result, list):
         raise TypeError(f"result is {type(result).__name__}, not a list")
     values = np.full((len(result), grid.size), np.nan)
@@ -161,4 +198,4 @@ def _read_matrix(name: str, result: Any, grid: np.ndarray) -> Frame:
         cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
         keep = (cols >= 0) & (cols < grid.size)
         values[row, cols[keep]] = np.array([_number(p[1]) for p in points])[keep]
-    return Frame(name, labels, grid, values)
+    return Frame(name, labels, grid, values, kind)

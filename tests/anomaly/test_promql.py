@@ -9,11 +9,21 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
-from gpuwarden.clock import SystemClock
+from anomaly.signatures import DBE
+from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AnomalyConfig, AnomalyQueryConfig
+from tests.anomaly.fakes import FakePrometheus
 from tests.integration.servers import free_port, require_binary, running
 
 pytestmark = pytest.mark.integration
+GPU0 = {"Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}
+
+
+@pytest.fixture
+def fake_prometheus(request):
+    fake = FakePrometheus()
+    request.addfinalizer(fake.close)
+    return fake
 
 
 @pytest.fixture(scope="module")
@@ -162,3 +172,34 @@ def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tic
     assert source.read(clock.time() - 60, clock.time()) == []
     health = source.health()
     assert not health.up and health.consecutive_failures == 1
+
+
+@pytest.mark.parametrize(
+    ("expr", "kind"),
+    [
+        ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "counter"),
+        ('gpuwarden_xid_errors_total{xid="79"}', "counter"),
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter"),
+        ("DCGM_FI_DEV_XID_ERRORS", "gauge"),
+        ("rate(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[5m])", "gauge"),
+        ("sum by (gpu) (gpuwarden_xid_errors_total)", "gauge"),
+    ],
+    ids=["dcgm-total", "total-with-matcher", "dcgm-counter", "dcgm-gauge", "rate", "aggregation"],
+)
+def test_a_bare_selector_of_a_counter_is_read_as_a_counter_unless_declared(expr, kind):
+    assert PromQuery("q", expr).series_kind == kind
+    assert PromQuery("q", expr, kind="gauge").series_kind == "gauge"
+    assert PromQuery("q", expr, kind="counter").series_kind == "counter"
+
+
+def test_a_double_bit_ecc_error_read_through_prometheus_fires_its_signature(fake_prometheus):
+    clock = FakeClock()
+    error_at = clock.time() + 45
+    fake_prometheus.answers[DBE] = lambda t: [(GPU0, 1.0 if t >= error_at else 0.0)]
+    source = PromQLSource(fake_prometheus.url, [PromQuery(DBE, DBE)], clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [source], clock)
+    raised = []
+    for _ in range(4):
+        clock.advance(30)
+        raised += service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
