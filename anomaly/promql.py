@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 import numpy as np
 
-from anomaly.sources import Frame, SeriesKind, SourceHealth
+from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 
@@ -68,7 +68,12 @@ class PromQuery:
 
 
 class PromQLSource:
-    """Reads configured queries from a Prometheus-compatible HTTP API."""
+    """Reads configured queries from a Prometheus-compatible HTTP API.
+
+    Queries are read one by one: one that fails (a typo, a timeout) is reported in ``health().queries`` and
+    the others are still read. Each query keeps its own progress, so the one that failed catches up on its
+    next good read (back to ``max_lookback_seconds``) while the others read only the new window.
+    """
 
     def __init__(
         self,
@@ -79,12 +84,15 @@ class PromQLSource:
         timeout_seconds: float = 10.0,
         client: httpx.Client | None = None,
         name: str = "prometheus",
+        max_lookback_seconds: float = 3600.0,
     ) -> None:
         self.name = name
         self.queries = list(queries)
+        self.max_lookback_seconds = max_lookback_seconds
         self._clock = clock
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
         self._health = SourceHealth(name=name)
+        self._read_until: dict[str, float] = {}
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -95,17 +103,42 @@ class PromQLSource:
         return self._health
 
     def read(self, start: float, end: float) -> list[Frame]:
-        """Every query over ``(start, end]``; on a failure, the frames read so far and an unhealthy state."""
+        """Every query over ``(start, end]``, or from where it last failed; down when none could be read."""
         frames: list[Frame] = []
-        try:
-            for query in self.queries:
-                frames.append(self.query_range(query, start, end))
-        except SourceError as exc:
-            logger.warning("promql read failed: %s", exc, extra={"source": self.name})
-            self._health.failed(str(exc))
-            return frames
-        self._health.succeeded(self._clock.time(), sum(len(f.labels) for f in frames))
+        errors: list[str] = []
+        answered = 0
+        unreachable = ""
+        for query in self.queries:
+            health = self._health.queries.setdefault(query.name, QueryHealth())
+            if unreachable:  # each further query would wait for the same connect timeout
+                health.failed(f"not read: {unreachable}")
+                continue
+            try:
+                frame = self.query_range(query, self._since(query.name, start, end), end)
+            except SourceError as exc:
+                logger.warning(
+                    "promql query failed: %s", exc, extra={"source": self.name, "query": query.name}
+                )
+                health.failed(str(exc))
+                errors.append(str(exc))
+                if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
+                    unreachable = str(exc)
+                continue
+            if frame.timestamps.size:  # else the window held no step: nothing was asked
+                answered += 1
+                health.succeeded(self._clock.time(), len(frame.labels))
+                self._read_until[query.name] = end
+                frames.append(frame)
+        if errors and not answered:
+            self._health.failed("; ".join(errors))
+        else:
+            self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         return frames
+
+    def _since(self, query: str, start: float, end: float) -> float:
+        """Where a query's read starts: the service's window, or earlier when the query failed since."""
+        done = self._read_until.get(query, start)
+        return max(min(start, done), end - self.max_lookback_seconds)
 
     def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
         """One ``query_range`` call, aligned on the query's step; raises ``SourceError``."""
@@ -115,15 +148,17 @@ class PromQLSource:
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
         params = {"query": query.expr, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": f"{step:g}"}
-        data = self._get("/api/v1/query_range", params)
+        data = self._get(query, "/api/v1/query_range", params)
         grid = np.arange(first, last + step / 2, step)
-        return _matrix_to_frame(query, data, grid)
+        return _matrix_to_frame(query, data, grid, self.name)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
-        data = self._get("/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
+        data = self._get(query, "/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
         if data.get("resultType") != "vector":
-            raise SourceError(f"expected a vector, got {data.get('resultType')!r}", source=self.name)
+            raise SourceError(
+                f"query {query.name}: expected a vector, got {data.get('resultType')!r}", source=self.name
+            )
         labels = []
         values = []
         try:
@@ -132,32 +167,33 @@ class PromQLSource:
                 values.append(_number(item["value"][1]))
         except (AttributeError, TypeError, IndexError, KeyError) as exc:
             raise SourceError(
-                f"malformed vector result: {type(exc).__name__}: {exc}", source=self.name
+                f"query {query.name}: malformed vector result: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
         column = np.array(values, dtype=np.float64).reshape(-1, 1)
         return Frame(query.name, labels, np.array([at]), column, query.series_kind)
 
-    def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def _get(self, query: PromQuery, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        where = f"query {query.name}: {path}"
         try:
             response = self._client.get(path, params=dict(params))
         except httpx.HTTPError as exc:
-            raise SourceError(f"{path}: {type(exc).__name__}: {exc}", source=self.name) from exc
+            raise SourceError(f"{where}: {type(exc).__name__}: {exc}", source=self.name) from exc
         try:
             payload = response.json()
         except ValueError as exc:
-            raise SourceError(f"{path}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+            raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
         if not isinstance(payload, dict):
-            raise SourceError(f"{path}: HTTP {response.status_code}, not a JSON object", source=self.name)
+            raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
             error = payload.get("error", "") if isinstance(payload, dict) else ""
             raise SourceError(
-                f"{path}: HTTP {response.status_code}: {error}",
+                f"{where}: HTTP {response.status_code}: {error}",
                 source=self.name,
                 retryable=response.status_code >= 500,
             )
         data = payload.get("data")
         if not isinstance(data, dict):
-            raise SourceError(f"{path}: response has no data", source=self.name)
+            raise SourceError(f"{where}: response has no data", source=self.name)
         return data
 
 
@@ -172,15 +208,17 @@ def _number(text: Any) -> float:
         return math.nan
 
 
-def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
+def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray, source: str) -> Frame:
     name = query.name
     if data.get("resultType") != "matrix":
-        raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source=name)
+        raise SourceError(f"query {name}: expected a matrix, got {data.get('resultType')!r}", source=source)
     try:
         return _read_matrix(name, data.get("result", []), grid, query.series_kind)
     except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
         # A 200 of another shape (a proxy, a different API): the source is down, not the service.
-        raise SourceError(f"malformed matrix result: {type(exc).__name__}: {exc}", source=name) from exc
+        raise SourceError(
+            f"query {name}: malformed matrix result: {type(exc).__name__}: {exc}", source=source
+        ) from exc
 
 
 def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:

@@ -174,20 +174,30 @@ class AnomalyService:
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
 
     def _staleness(self, now: float) -> list[Findings]:
+        """One row per source, and one per query of a source that is up but cannot read that query."""
         out = []
         for source in self.sources:
             h = source.health()
-            since = h.last_success if h.last_success is not None else self._started
-            age = now - since
+            age = now - (h.last_success if h.last_success is not None else self._started)
+            labels = [{"source": h.name}]
+            ages = [age]
+            summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
+            for query, q in h.queries.items():
+                failing = h.up and not q.up  # a source that is down is one alert, not one per query
+                q_age = now - (q.last_success if q.last_success is not None else self._started)
+                labels.append({"source": h.name, "query": query})
+                ages.append(q_age if failing else 0.0)
+                summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")
+            value = np.array(ages)
             out.append(
                 Findings(
                     detector="source",
                     query="source_staleness",
-                    labels=[{"source": h.name}],
-                    score=np.array([age / self.cfg.stale_after_seconds]),
-                    value=np.array([age]),
+                    labels=labels,
+                    score=value / self.cfg.stale_after_seconds,
+                    value=value,
                     action=RecommendedAction.INVESTIGATE,
-                    summary=f"no successful read of {h.name} for {age:.0f}s: {h.last_error}",
+                    summary=summaries,
                     alert_labels={"alertname": "GpuwardenSourceStale"},
                     immediate=True,
                 )

@@ -88,11 +88,19 @@ class AnomalyCollector:
         last = Metric(
             "gpuwarden_anomaly_source_last_success_timestamp_seconds", "Time of the last good read.", "gauge"
         )
+        query_up = Metric(
+            "gpuwarden_anomaly_query_up", "1 when the last read of the query succeeded.", "gauge"
+        )
+        query_errors = Metric("gpuwarden_anomaly_query_errors", "Failed reads of the query.", "counter")
         for h in self._health:
             up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
             errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
             if h.last_success is not None:
                 last.add_sample(last.name, {"source": h.name}, h.last_success)
+            for query, q in h.queries.items():
+                labels = {"source": h.name, "query": query}
+                query_up.add_sample(query_up.name, labels, 1.0 if q.up else 0.0)
+                query_errors.add_sample(query_errors.name + "_total", labels, float(q.errors_total))
         series = Metric("gpuwarden_anomaly_series", "Series scored in the last tick.", "gauge")
         series.add_sample(series.name, {}, float(self._stats.series))
         firing = Metric("gpuwarden_anomaly_alerts_firing", "Anomaly alerts firing now.", "gauge")
@@ -102,4 +110,18 @@ class AnomalyCollector:
         det = Metric("gpuwarden_anomaly_detector_errors", "Detector failures caught by the loop.", "counter")
         for name, count in self._stats.detector_errors.items():
             det.add_sample(det.name + "_total", {"detector": name}, float(count))
-        return [score, yhat, lower, upper, up, errors, last, series, firing, tick, det]
+        return [
+            score,
+            yhat,
+            lower,
+            upper,
+            up,
+            errors,
+            last,
+            query_up,
+            query_errors,
+            series,
+            firing,
+            tick,
+            det,
+        ]

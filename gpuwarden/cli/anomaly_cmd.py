@@ -149,7 +149,13 @@ def run(
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind) for q in cfg.queries]
-    source = PromQLSource(cfg.prometheus_url, queries, clock, timeout_seconds=cfg.query_timeout_seconds)
+    source = PromQLSource(
+        cfg.prometheus_url,
+        queries,
+        clock,
+        timeout_seconds=cfg.query_timeout_seconds,
+        max_lookback_seconds=cfg.max_lookback_seconds,
+    )
     service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
     registry = CollectorRegistry()
     registry.register(service.collector)

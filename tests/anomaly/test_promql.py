@@ -203,3 +203,54 @@ def test_a_double_bit_ecc_error_read_through_prometheus_fires_its_signature(fake
         clock.advance(30)
         raised += service.infer().raised
     assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+
+
+def _steady(t: float) -> list[tuple[dict[str, str], float]]:
+    return [(GPU0, 60.0)]
+
+
+def test_a_failing_query_is_named_reported_alone_and_the_others_are_still_read(fake_prometheus):
+    clock = FakeClock()
+    for expr in ("temp", "util"):
+        fake_prometheus.answers[expr] = _steady
+    fake_prometheus.errors["rate(power[1m]"] = (400, "1:15: parse error: unclosed left parenthesis")
+    queries = [PromQuery("temp", "temp"), PromQuery("typo", "rate(power[1m]"), PromQuery("util", "util")]
+    source = PromQLSource(fake_prometheus.url, queries, clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=[], stale_after_seconds=120), [source], clock)
+    raised = []
+    for _ in range(6):
+        clock.advance(30)
+        raised += service.infer().raised
+        assert [f.query for f in service.last_view.latest.values()] == ["temp", "util"]
+    health = source.health()
+    assert health.up and not health.queries["typo"].up and health.queries["util"].up
+    assert "query typo" in health.queries["typo"].last_error
+    assert "parse error" in health.queries["typo"].last_error
+    stale = [(a.labels["alertname"], a.labels.get("query")) for a in raised]
+    assert stale == [("GpuwardenSourceStale", "typo")]  # the query, not the whole source
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    for query, up in (("temp", 1), ("typo", 0), ("util", 1)):
+        labels = {"source": "prometheus", "query": query}
+        assert registry.get_sample_value("gpuwarden_anomaly_query_up", labels) == up
+
+
+def test_a_query_that_failed_catches_up_alone_while_the_others_read_only_the_new_step(fake_prometheus):
+    clock = FakeClock()
+    fake_prometheus.answers["a"] = fake_prometheus.answers["b"] = _steady
+    source = PromQLSource(fake_prometheus.url, [PromQuery("a", "a"), PromQuery("b", "b")], clock)
+    service = AnomalyService(AnomalyConfig(detectors=[]), [source], clock)
+    for tick in range(6):
+        if tick == 1:
+            fake_prometheus.errors["b"] = (503, "overloaded")
+        if tick == 4:
+            del fake_prometheus.errors["b"]
+        clock.advance(30)
+        service.infer()
+
+    def points(expr: str) -> list[int]:
+        reqs = [r for r in fake_prometheus.requests if r["query"] == expr]
+        return [round((float(r["end"]) - float(r["start"])) / 30) + 1 for r in reqs]
+
+    assert points("a") == [1] * 6
+    assert points("b") == [1, 1, 2, 3, 4, 1]  # b alone asks again for what it missed
