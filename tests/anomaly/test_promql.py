@@ -254,3 +254,21 @@ def test_a_query_that_failed_catches_up_alone_while_the_others_read_only_the_new
 
     assert points("a") == [1] * 6
     assert points("b") == [1, 1, 2, 3, 4, 1]  # b alone asks again for what it missed
+
+
+def test_the_alerts_of_a_failing_query_are_held_while_the_other_queries_are_read(fake_prometheus):
+    clock = FakeClock()
+    pending = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+    fake_prometheus.answers[pending] = lambda t: [(GPU0, 1.0)]
+    fake_prometheus.answers["temp"] = _steady
+    queries = [PromQuery(pending, pending), PromQuery("temp", "temp")]
+    source = PromQLSource(fake_prometheus.url, queries, clock, timeout_seconds=2.0)
+    cfg = AnomalyConfig(detectors=["signatures"], stale_after_seconds=1e6)
+    service = AnomalyService(cfg, [source], clock)
+    clock.advance(30)
+    assert [a.labels["alertname"] for a in service.infer().raised] == ["GpuRowRemapPending"]
+    fake_prometheus.errors[pending] = (422, "query timed out in expression evaluation")
+    for _ in range(8):
+        clock.advance(30)
+        assert service.infer().resolved == []
+    assert source.health().up
