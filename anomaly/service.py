@@ -180,28 +180,36 @@ class AnomalyService:
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
 
     def _staleness(self, now: float) -> list[Findings]:
-        """One row per source, and one per query of a source that is up but cannot read that query."""
+        """One row per source, and one per query of a source that is up but cannot read that query.
+
+        A source that answers but has returned no series at all for ``absent_after_seconds`` (a Prometheus
+        whose every exporter is gone) is stale too: the presence detector leaves such a mass loss to it.
+        """
         out = []
         for source in self.sources:
             h = source.health()
             age = now - (h.last_success if h.last_success is not None else self._started)
             labels = [{"source": h.name}]
-            ages = [age]
+            ages, scores = [age], [age / self.cfg.stale_after_seconds]
             summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
+            if h.empty and h.last_series is not None:
+                ages[0] = now - h.last_series
+                scores[0] = ages[0] / self.cfg.absent_after_seconds
+                summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
             for query, q in h.queries.items():
                 failing = h.up and not q.up  # a source that is down is one alert, not one per query
                 q_age = now - (q.last_success if q.last_success is not None else self._started)
                 labels.append({"source": h.name, "query": query})
                 ages.append(q_age if failing else 0.0)
+                scores.append(ages[-1] / self.cfg.stale_after_seconds)
                 summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")
-            value = np.array(ages)
             out.append(
                 Findings(
                     detector="source",
                     query="source_staleness",
                     labels=labels,
-                    score=value / self.cfg.stale_after_seconds,
-                    value=value,
+                    score=np.array(scores),
+                    value=np.array(ages),
                     action=RecommendedAction.INVESTIGATE,
                     summary=summaries,
                     alert_labels={"alertname": "GpuwardenSourceStale"},
@@ -241,10 +249,11 @@ class AnomalyService:
         """Which firing alerts this tick has no evidence about: their query, or their source, failed.
 
         Alerts of a query that cannot be read neither resolve nor count quiet ticks (a Prometheus outage
-        must not resolve every alert, then raise them again). An alert not tied to one source's query (the
-        presence and multivariate detectors combine queries) waits while any source is down.
+        must not resolve every alert, then raise them again); nor do those of a source that answers with no
+        series at all (every exporter gone). An alert not tied to one source's query (the presence and
+        multivariate detectors combine queries) waits while any source is down.
         """
-        down_sources = {s.name for s in self.sources if not s.health().up}
+        down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
         failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
 
         def unreadable(state: _Firing) -> bool:

@@ -64,7 +64,8 @@ class SourceHealth:
     """What the service reports about its own input.
 
     ``up`` is False when nothing could be read; a source whose queries are read one by one (PromQL) stays up
-    while one of them fails, and reports each in ``queries``.
+    while one of them fails, and reports each in ``queries``. ``last_series`` is the last good read that
+    returned any series: a Prometheus that has lost every exporter answers, with nothing.
     """
 
     name: str
@@ -74,6 +75,7 @@ class SourceHealth:
     consecutive_failures: int = 0
     errors_total: int = 0
     series: int = 0
+    last_series: float | None = None
     queries: dict[str, QueryHealth] = field(default_factory=dict)
 
     def succeeded(self, at: float, series: int) -> None:
@@ -82,6 +84,13 @@ class SourceHealth:
         self.last_success = at
         self.consecutive_failures = 0
         self.series = series
+        if series:
+            self.last_series = at
+
+    @property
+    def empty(self) -> bool:
+        """Up, but its reads return no series at all where they returned some."""
+        return self.up and self.series == 0 and self.last_series is not None
 
     def failed(self, error: str) -> None:
         """Record a failed read."""

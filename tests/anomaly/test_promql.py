@@ -12,6 +12,7 @@ from anomaly.service import AnomalyService
 from anomaly.signatures import DBE
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AnomalyConfig, AnomalyQueryConfig
+from gpuwarden.model import AlertStatus
 from tests.anomaly.fakes import FakePrometheus
 from tests.integration.servers import free_port, require_binary, running
 
@@ -272,3 +273,41 @@ def test_the_alerts_of_a_failing_query_are_held_while_the_other_queries_are_read
         clock.advance(30)
         assert service.infer().resolved == []
     assert source.health().up
+
+
+def test_every_exporter_gone_is_a_stale_source_and_holds_the_alerts_it_hides(fake_prometheus):
+    clock = FakeClock()
+    temp = "DCGM_FI_DEV_GPU_TEMP"
+    gpus = [{"Hostname": f"n{i // 4}", "gpu": str(i % 4)} for i in range(8)]
+    reporting = list(gpus)
+    fake_prometheus.answers[temp] = lambda t: [(g, 60.0) for g in reporting]
+    source = PromQLSource(fake_prometheus.url, [PromQuery(temp, temp)], clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=["presence"]), [source], clock)
+
+    def run(ticks: int) -> list[tuple[str, str, str]]:
+        events = []
+        for _ in range(ticks):
+            clock.advance(30)
+            result = service.infer()
+            events += [(a.labels["alertname"], a.status, a.labels.get("gpu", "")) for a in result.raised]
+            events += [(a.labels["alertname"], a.status, a.labels.get("gpu", "")) for a in result.resolved]
+        return events
+
+    run(3)
+    reporting.remove(gpus[7])
+    assert run(5) == [("GpuExporterStale", AlertStatus.FIRING, "3")]
+    reporting.clear()  # Prometheus answers, with nothing: every exporter is gone
+    assert run(5) == [("GpuwardenSourceStale", AlertStatus.FIRING, "")]
+    (stale,) = [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
+    assert "no series" in stale.alert.annotations["summary"]
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    labels = {"source": "prometheus", "query": temp}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_series", labels) == 0
+    assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}) == 1
+    reporting.extend(gpus)
+    assert run(5) == [
+        ("GpuExporterStale", AlertStatus.RESOLVED, "3"),
+        ("GpuwardenSourceStale", AlertStatus.RESOLVED, ""),
+    ]
+    assert registry.get_sample_value("gpuwarden_anomaly_query_series", labels) == 8
