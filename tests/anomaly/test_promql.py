@@ -29,12 +29,14 @@ def fake_prometheus(request):
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    """A real Prometheus scraping a prometheus_client server that the test controls, every second."""
+    """A real Prometheus scraping a prometheus_client server that the test controls, every second; yields
+    its URL and GPU 0's DBE counter (dcgm-exporter's name, which carries _TOTAL)."""
     tmp = tmp_path_factory.mktemp("prom")
     registry = CollectorRegistry()
     gauge = Gauge("test_gpu_temp", "temperature", ["UUID"], registry=registry)
     gauge.labels("GPU-a").set(60)
     gauge.labels("GPU-b").set(70)
+    dbe = Gauge(DBE, "double-bit errors", ["Hostname", "gpu", "UUID"], registry=registry).labels(**GPU0)
     exporter_port = free_port()
     server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     port = free_port()
@@ -52,7 +54,7 @@ def prometheus(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         with running(argv, f"{url}/-/ready", tmp / "prometheus.log"):
-            yield url
+            yield url, dbe
     finally:
         server.shutdown()
         server.server_close()
@@ -71,6 +73,7 @@ def wait_for_samples(source: PromQLSource, query: PromQuery, clock: SystemClock,
 
 
 def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, request):
+    prometheus, _ = prometheus
     clock = SystemClock()
     query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
     source = PromQLSource(prometheus, [query], clock)
@@ -85,6 +88,7 @@ def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, 
 
 
 def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, request):
+    prometheus, _ = prometheus
     clock = SystemClock()
     cfg = AnomalyConfig(
         source="prometheus",
@@ -100,6 +104,27 @@ def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, re
     adaptive = [f for f in result.findings if f.detector == "adaptive"]
     assert adaptive and adaptive[0].query == "temp"
     assert source.health().up and source.health().series == 2
+
+
+def test_a_double_bit_ecc_error_scraped_by_prometheus_fires_its_signature(prometheus, request):
+    url, dbe = prometheus
+    clock = SystemClock()
+    query = PromQuery(DBE, DBE, step_seconds=1.0)
+    source = PromQLSource(url, [query], clock)
+    request.addfinalizer(source.close)
+    deadline = clock.monotonic() + 60
+    while not np.isfinite(source.query_range(query, clock.time() - 30, clock.time()).values).sum() >= 2:
+        assert clock.monotonic() < deadline, "prometheus never returned the DBE counter"
+        clock.sleep(0.5)
+    cfg = AnomalyConfig(detectors=["signatures"], infer_every_seconds=1.0)
+    service = AnomalyService(cfg, [source], clock)
+    assert service.infer().raised == []
+    dbe.inc()
+    raised = []
+    while not raised and clock.monotonic() < deadline:
+        clock.sleep(1.0)
+        raised = service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
 
 
 def test_a_bad_query_is_a_source_error_reported_in_health(request):
