@@ -78,7 +78,12 @@ def classify(labels: Mapping[str, str]) -> FaultKind:
     """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, the alert name, the series."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
-    return _classify(explicit, labels.get("alertname", ""), xid_code(labels), labels.get("model", ""), metric)
+    return _classify(explicit, labels.get("alertname", ""), xid_code(labels), _detector(labels), metric)
+
+
+def _detector(labels: Mapping[str, str]) -> str:
+    # The anomaly service moves its detector to ``model_alias`` when the series has a ``model`` of its own.
+    return labels.get("model_alias") or labels.get("model", "")
 
 
 @functools.lru_cache(maxsize=4096)

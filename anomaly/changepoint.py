@@ -97,6 +97,8 @@ class LevelShiftDetector:
         for step in view.steps:
             if not self.matches(step.query):
                 continue
+            if step.ids.size:  # NaN rows are not updated but are still read back below
+                self._grow(int(step.ids.max()) + 1)
             rows = np.flatnonzero(np.isfinite(step.value))
             scores = np.zeros(step.value.size)
             scores[rows] = self.update(step.ids[rows], step.value[rows])
@@ -115,7 +117,7 @@ class LevelShiftDetector:
                     ids=step.ids,
                     score=scores,
                     value=step.value,
-                    yhat=self.mean[step.ids],
+                    yhat=np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan),
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} shifted to a new level",
                 )

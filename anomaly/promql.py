@@ -1,14 +1,18 @@
 """PromQL source: ``/api/v1/query_range`` over HTTP (Prometheus, Thanos, Mimir, VictoriaMetrics).
 
 Each configured query is read over ``(start, end]`` on a ``step`` grid; series are aligned on that grid,
-missing points are NaN. HTTP and payload errors are translated into ``SourceError`` in one place and then
-reported through ``SourceHealth``; ``read`` itself never raises.
+missing points are NaN. A query is a counter (scored as increases and rates, resets handled) when declared
+so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCGM's ``_TOTAL`` too) or one of
+DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
+HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
+``SourceHealth``; ``read`` itself never raises.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -16,24 +20,60 @@ from typing import Any
 import httpx
 import numpy as np
 
-from anomaly.sources import Frame, SourceHealth
+from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
+# dcgm-exporter's counters whose names do not end in _TOTAL.
+DCGM_COUNTERS = frozenset(
+    {
+        "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION",
+        "DCGM_FI_DEV_PCIE_REPLAY_COUNTER",
+        "DCGM_FI_DEV_RETIRED_SBE",
+        "DCGM_FI_DEV_RETIRED_DBE",
+        "DCGM_FI_DEV_CORRECTABLE_REMAPPED_ROWS",
+        "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
+    }
+)
+_SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
+
+
+def inferred_kind(expr: str) -> SeriesKind:
+    """``counter`` for a bare selector of a counter (``x_total``, ``X_TOTAL{gpu="0"}``, ``DCGM_COUNTERS``)."""
+    match = _SELECTOR.fullmatch(expr)
+    if match is None:
+        return "gauge"
+    name = match.group(1)
+    return "counter" if name.lower().endswith("_total") or name in DCGM_COUNTERS else "gauge"
+
 
 @dataclass(frozen=True, slots=True)
 class PromQuery:
-    """A named PromQL expression; the name becomes the ``for`` label of written-back scores."""
+    """A named PromQL expression; the name becomes the ``for`` label of written-back scores.
+
+    ``kind`` None: inferred from the expression (``inferred_kind``).
+    """
 
     name: str
     expr: str
     step_seconds: float = 30.0
+    kind: SeriesKind | None = None
+
+    @property
+    def series_kind(self) -> SeriesKind:
+        """The declared kind, or the one inferred from the expression."""
+        return self.kind or inferred_kind(self.expr)
 
 
 class PromQLSource:
-    """Reads configured queries from a Prometheus-compatible HTTP API."""
+    """Reads configured queries from a Prometheus-compatible HTTP API.
+
+    Queries are read one by one: one that fails (a typo, a timeout) is reported in ``health().queries`` and
+    the others are still read. Each query keeps its own progress, so the one that failed catches up on its
+    next good read (back to ``max_lookback_seconds``) while the others read only the new window.
+    """
 
     def __init__(
         self,
@@ -44,12 +84,15 @@ class PromQLSource:
         timeout_seconds: float = 10.0,
         client: httpx.Client | None = None,
         name: str = "prometheus",
+        max_lookback_seconds: float = 3600.0,
     ) -> None:
         self.name = name
         self.queries = list(queries)
+        self.max_lookback_seconds = max_lookback_seconds
         self._clock = clock
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
         self._health = SourceHealth(name=name)
+        self._read_until: dict[str, float] = {}
 
     def close(self) -> None:
         """Close the HTTP client."""
@@ -60,17 +103,42 @@ class PromQLSource:
         return self._health
 
     def read(self, start: float, end: float) -> list[Frame]:
-        """Every query over ``(start, end]``; on a failure, the frames read so far and an unhealthy state."""
+        """Every query over ``(start, end]``, or from where it last failed; down when none could be read."""
         frames: list[Frame] = []
-        try:
-            for query in self.queries:
-                frames.append(self.query_range(query, start, end))
-        except SourceError as exc:
-            logger.warning("promql read failed: %s", exc, extra={"source": self.name})
-            self._health.failed(str(exc))
-            return frames
-        self._health.succeeded(self._clock.time(), sum(len(f.labels) for f in frames))
+        errors: list[str] = []
+        answered = 0
+        unreachable = ""
+        for query in self.queries:
+            health = self._health.queries.setdefault(query.name, QueryHealth())
+            if unreachable:  # each further query would wait for the same connect timeout
+                health.failed(f"not read: {unreachable}")
+                continue
+            try:
+                frame = self.query_range(query, self._since(query.name, start, end), end)
+            except SourceError as exc:
+                logger.warning(
+                    "promql query failed: %s", exc, extra={"source": self.name, "query": query.name}
+                )
+                health.failed(str(exc))
+                errors.append(str(exc))
+                if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
+                    unreachable = str(exc)
+                continue
+            if frame.timestamps.size:  # else the window held no step: nothing was asked
+                answered += 1
+                health.succeeded(self._clock.time(), len(frame.labels))
+                self._read_until[query.name] = end
+                frames.append(frame)
+        if errors and not answered:
+            self._health.failed("; ".join(errors))
+        else:
+            self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         return frames
+
+    def _since(self, query: str, start: float, end: float) -> float:
+        """Where a query's read starts: the service's window, or earlier when the query failed since."""
+        done = self._read_until.get(query, start)
+        return max(min(start, done), end - self.max_lookback_seconds)
 
     def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
         """One ``query_range`` call, aligned on the query's step; raises ``SourceError``."""
@@ -78,17 +146,19 @@ class PromQLSource:
         first = math.floor(start / step) * step + step
         last = math.floor(end / step) * step
         if last < first:
-            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)))
+            return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
         params = {"query": query.expr, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": f"{step:g}"}
-        data = self._get("/api/v1/query_range", params)
+        data = self._get(query, "/api/v1/query_range", params)
         grid = np.arange(first, last + step / 2, step)
-        return _matrix_to_frame(query.name, data, grid)
+        return _matrix_to_frame(query, data, grid, self.name)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
-        data = self._get("/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
+        data = self._get(query, "/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
         if data.get("resultType") != "vector":
-            raise SourceError(f"expected a vector, got {data.get('resultType')!r}", source=self.name)
+            raise SourceError(
+                f"query {query.name}: expected a vector, got {data.get('resultType')!r}", source=self.name
+            )
         labels = []
         values = []
         try:
@@ -97,31 +167,33 @@ class PromQLSource:
                 values.append(_number(item["value"][1]))
         except (AttributeError, TypeError, IndexError, KeyError) as exc:
             raise SourceError(
-                f"malformed vector result: {type(exc).__name__}: {exc}", source=self.name
+                f"query {query.name}: malformed vector result: {type(exc).__name__}: {exc}", source=self.name
             ) from exc
-        return Frame(query.name, labels, np.array([at]), np.array(values, dtype=np.float64).reshape(-1, 1))
+        column = np.array(values, dtype=np.float64).reshape(-1, 1)
+        return Frame(query.name, labels, np.array([at]), column, query.series_kind)
 
-    def _get(self, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def _get(self, query: PromQuery, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+        where = f"query {query.name}: {path}"
         try:
             response = self._client.get(path, params=dict(params))
         except httpx.HTTPError as exc:
-            raise SourceError(f"{path}: {type(exc).__name__}: {exc}", source=self.name) from exc
+            raise SourceError(f"{where}: {type(exc).__name__}: {exc}", source=self.name) from exc
         try:
             payload = response.json()
         except ValueError as exc:
-            raise SourceError(f"{path}: HTTP {response.status_code}, not JSON", source=self.name) from exc
+            raise SourceError(f"{where}: HTTP {response.status_code}, not JSON", source=self.name) from exc
         if not isinstance(payload, dict):
-            raise SourceError(f"{path}: HTTP {response.status_code}, not a JSON object", source=self.name)
+            raise SourceError(f"{where}: HTTP {response.status_code}, not a JSON object", source=self.name)
         if response.status_code != 200 or payload.get("status") != "success":
             error = payload.get("error", "") if isinstance(payload, dict) else ""
             raise SourceError(
-                f"{path}: HTTP {response.status_code}: {error}",
+                f"{where}: HTTP {response.status_code}: {error}",
                 source=self.name,
                 retryable=response.status_code >= 500,
             )
         data = payload.get("data")
         if not isinstance(data, dict):
-            raise SourceError(f"{path}: response has no data", source=self.name)
+            raise SourceError(f"{where}: response has no data", source=self.name)
         return data
 
 
@@ -136,17 +208,20 @@ def _number(text: Any) -> float:
         return math.nan
 
 
-def _matrix_to_frame(name: str, data: Mapping[str, Any], grid: np.ndarray) -> Frame:
+def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray, source: str) -> Frame:
+    name = query.name
     if data.get("resultType") != "matrix":
-        raise SourceError(f"expected a matrix, got {data.get('resultType')!r}", source=name)
+        raise SourceError(f"query {name}: expected a matrix, got {data.get('resultType')!r}", source=source)
     try:
-        return _read_matrix(name, data.get("result", []), grid)
+        return _read_matrix(name, data.get("result", []), grid, query.series_kind)
     except (AttributeError, TypeError, ValueError, IndexError, KeyError) as exc:
         # A 200 of another shape (a proxy, a different API): the source is down, not the service.
-        raise SourceError(f"malformed matrix result: {type(exc).__name__}: {exc}", source=name) from exc
+        raise SourceError(
+            f"query {name}: malformed matrix result: {type(exc).__name__}: {exc}", source=source
+        ) from exc
 
 
-def _read_matrix(name: str, result: Any, grid: np.ndarray) -> Frame:
+def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:
     if not isinstance(result, list):
         raise TypeError(f"result is {type(result).__name__}, not a list")
     values = np.full((len(result), grid.size), np.nan)
@@ -161,4 +236,4 @@ def _read_matrix(name: str, result: Any, grid: np.ndarray) -> Frame:
         cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
         keep = (cols >= 0) & (cols < grid.size)
         values[row, cols[keep]] = np.array([_number(p[1]) for p in points])[keep]
-    return Frame(name, labels, grid, values)
+    return Frame(name, labels, grid, values, kind)

@@ -2,7 +2,8 @@
 
 ``infer`` is one tick (the ``infer_every`` job); ``fit`` refits models that are not online (``fit_every``).
 Both are loop boundaries: a failing detector is logged and counted and the others still run; a failing
-source yields an unhealthy ``SourceHealth`` and, after ``stale_after_seconds``, a staleness alert.
+source yields an unhealthy ``SourceHealth`` and, after ``stale_after_seconds``, a staleness alert, and the
+alerts about what it could not read stay as they are until it can be read again.
 """
 
 from __future__ import annotations
@@ -78,6 +79,8 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
 class _Firing:
     alert: Alert
     resolve_after: int
+    query: str
+    detector: str
     quiet: int = 0
 
 
@@ -118,6 +121,7 @@ class AnomalyService:
         self.detector_errors: dict[str, int] = {}
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
+        self._query_source: dict[str, str] = {}
         self._started = clock.time()
 
     def infer(self) -> TickResult:
@@ -134,6 +138,8 @@ class AnomalyService:
             got = source.read(start, until)
             if source.health().up:
                 self._last_read[source.name] = until
+            for frame in got:
+                self._query_source[frame.query] = source.name
             frames.extend(got)
         view = build_view(frames, self.index, self.counters, until)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
@@ -151,7 +157,7 @@ class AnomalyService:
                 logger.exception("detector failed", extra={"detector": detector.name})
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
         result.findings.extend(self._staleness(now))
-        self._update_alerts(result, now)
+        self._update_alerts(result, now, self._unreadable())
         self.last_view = view
         stats = TickStats(
             series=len(self.index),
@@ -175,20 +181,38 @@ class AnomalyService:
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
 
     def _staleness(self, now: float) -> list[Findings]:
+        """One row per source, and one per query of a source that is up but cannot read that query.
+
+        A source that answers but has returned no series at all for ``absent_after_seconds`` (a Prometheus
+        whose every exporter is gone) is stale too: the presence detector leaves such a mass loss to it.
+        """
         out = []
         for source in self.sources:
             h = source.health()
-            since = h.last_success if h.last_success is not None else self._started
-            age = now - since
+            age = now - (h.last_success if h.last_success is not None else self._started)
+            labels = [{"source": h.name}]
+            ages, scores = [age], [age / self.cfg.stale_after_seconds]
+            summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
+            if h.empty and h.last_series is not None:
+                ages[0] = now - h.last_series
+                scores[0] = ages[0] / self.cfg.absent_after_seconds
+                summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
+            for query, q in h.queries.items():
+                failing = h.up and not q.up  # a source that is down is one alert, not one per query
+                q_age = now - (q.last_success if q.last_success is not None else self._started)
+                labels.append({"source": h.name, "query": query})
+                ages.append(q_age if failing else 0.0)
+                scores.append(ages[-1] / self.cfg.stale_after_seconds)
+                summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")
             out.append(
                 Findings(
                     detector="source",
                     query="source_staleness",
-                    labels=[{"source": h.name}],
-                    score=np.array([age / self.cfg.stale_after_seconds]),
-                    value=np.array([age]),
+                    labels=labels,
+                    score=np.array(scores),
+                    value=np.array(ages),
                     action=RecommendedAction.INVESTIGATE,
-                    summary=f"no successful read of {h.name} for {age:.0f}s: {h.last_error}",
+                    summary=summaries,
                     alert_labels={"alertname": "GpuwardenSourceStale"},
                     immediate=True,
                 )
@@ -222,7 +246,28 @@ class AnomalyService:
         self.collective_suppressed += len(rows) - len(kept)
         return kept
 
-    def _update_alerts(self, result: TickResult, now: float) -> None:
+    def _unreadable(self) -> Callable[[_Firing], bool]:
+        """Which firing alerts this tick has no evidence about: their query, or their source, failed.
+
+        Alerts of a query that cannot be read neither resolve nor count quiet ticks (a Prometheus outage
+        must not resolve every alert, then raise them again); nor do those of a source that answers with no
+        series at all (every exporter gone). An alert not tied to one source's query (the presence and
+        multivariate detectors combine queries) waits while any source is down.
+        """
+        down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
+        failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
+
+        def unreadable(state: _Firing) -> bool:
+            if state.detector == "source":
+                return False
+            source = self._query_source.get(state.query)
+            if source is None:
+                return bool(down_sources)
+            return source in down_sources or (source, state.query) in failing
+
+        return unreadable
+
+    def _update_alerts(self, result: TickResult, now: float, unreadable: Callable[[_Firing], bool]) -> None:
         at = self.clock.now()
         active: set[str] = set()
         pending: dict[str, int] = {}
@@ -249,13 +294,15 @@ class AnomalyService:
                     hold = (
                         self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
                     )
-                    self.firing[key] = _Firing(alert, f.resolve_after or hold)
+                    self.firing[key] = _Firing(alert, f.resolve_after or hold, f.query, f.detector)
                     result.raised.append(alert)
         self._pending = pending
         for key in list(self.firing):
             if key in active:
                 continue
             state = self.firing[key]
+            if unreadable(state):
+                continue
             state.quiet += 1
             if state.quiet >= state.resolve_after:
                 del self.firing[key]

@@ -37,8 +37,36 @@ class Frame:
 
 
 @dataclass(slots=True)
+class QueryHealth:
+    """Read health of one query of a source; ``series``: what its last good read returned."""
+
+    up: bool = True
+    last_success: float | None = None
+    last_error: str = ""
+    errors_total: int = 0
+    series: int = 0
+
+    def succeeded(self, at: float, series: int) -> None:
+        """Record a good read of the query."""
+        self.up = True
+        self.last_success = at
+        self.series = series
+
+    def failed(self, error: str) -> None:
+        """Record a failed read of the query."""
+        self.up = False
+        self.last_error = error
+        self.errors_total += 1
+
+
+@dataclass(slots=True)
 class SourceHealth:
-    """What the service reports about its own input."""
+    """What the service reports about its own input.
+
+    ``up`` is False when nothing could be read; a source whose queries are read one by one (PromQL) stays up
+    while one of them fails, and reports each in ``queries``. ``last_series`` is the last good read that
+    returned any series: a Prometheus that has lost every exporter answers, with nothing.
+    """
 
     name: str
     up: bool = True
@@ -47,6 +75,8 @@ class SourceHealth:
     consecutive_failures: int = 0
     errors_total: int = 0
     series: int = 0
+    last_series: float | None = None
+    queries: dict[str, QueryHealth] = field(default_factory=dict)
 
     def succeeded(self, at: float, series: int) -> None:
         """Record a good read."""
@@ -54,6 +84,13 @@ class SourceHealth:
         self.last_success = at
         self.consecutive_failures = 0
         self.series = series
+        if series:
+            self.last_series = at
+
+    @property
+    def empty(self) -> bool:
+        """Up, but its reads return no series at all where they returned some."""
+        return self.up and self.series == 0 and self.last_series is not None
 
     def failed(self, error: str) -> None:
         """Record a failed read."""

@@ -2,7 +2,8 @@
 
 ``gpuwarden_anomaly_score`` (>1 means anomalous), ``gpuwarden_anomaly_yhat``, ``gpuwarden_anomaly_yhat_lower``
 and ``gpuwarden_anomaly_yhat_upper`` keep the input series' labels and add ``for="<query name>"`` and
-``model="<detector>"``, so Grafana can draw a series with its band. The collector renders the last tick's
+``model="<detector>"`` (``model_alias`` when the input has a ``model`` label), so Grafana can draw a series
+with its band. The collector renders the last tick's
 cache; a scrape never triggers scoring.
 """
 
@@ -25,10 +26,11 @@ YHAT_UPPER = ANOMALY_YHAT_UPPER
 
 
 def output_labels(labels: Mapping[str, str], query: str, detector: str) -> dict[str, str]:
-    """Input labels (without ``__name__``) plus ``for`` and ``model``."""
+    """Input labels (without ``__name__``) plus ``for`` and the detector in ``model`` (``model_alias`` when
+    the input has a ``model`` label of its own, an inference server's: overwriting it would merge series)."""
     out = {k: v for k, v in labels.items() if k != "__name__"}
     out["for"] = query
-    out["model"] = detector
+    out["model_alias" if "model" in out else "model"] = detector
     return out
 
 
@@ -81,17 +83,9 @@ class AnomalyCollector:
             for family, arr in ((yhat, f.yhat), (lower, f.lower), (upper, f.upper)):
                 if arr is not None and np.isfinite(arr[i]):
                     family.add_sample(family.name, out, float(arr[i]))
-        up = Metric("gpuwarden_anomaly_source_up", "1 when the last read of the source succeeded.", "gauge")
-        errors = Metric("gpuwarden_anomaly_source_errors", "Failed reads of the source.", "counter")
-        last = Metric(
-            "gpuwarden_anomaly_source_last_success_timestamp_seconds", "Time of the last good read.", "gauge"
+        series = Metric(
+            "gpuwarden_anomaly_series", "Series tracked (seen within forget_after_seconds).", "gauge"
         )
-        for h in self._health:
-            up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
-            errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
-            if h.last_success is not None:
-                last.add_sample(last.name, {"source": h.name}, h.last_success)
-        series = Metric("gpuwarden_anomaly_series", "Series scored in the last tick.", "gauge")
         series.add_sample(series.name, {}, float(self._stats.series))
         firing = Metric("gpuwarden_anomaly_alerts_firing", "Anomaly alerts firing now.", "gauge")
         firing.add_sample(firing.name, {}, float(self._stats.alerts_firing))
@@ -100,4 +94,34 @@ class AnomalyCollector:
         det = Metric("gpuwarden_anomaly_detector_errors", "Detector failures caught by the loop.", "counter")
         for name, count in self._stats.detector_errors.items():
             det.add_sample(det.name + "_total", {"detector": name}, float(count))
-        return [score, yhat, lower, upper, up, errors, last, series, firing, tick, det]
+        return [score, yhat, lower, upper, *self._health_families(), series, firing, tick, det]
+
+    def _health_families(self) -> list[Metric]:
+        """The sources' and their queries' health."""
+        up = Metric("gpuwarden_anomaly_source_up", "1 when the last read of the source succeeded.", "gauge")
+        errors = Metric("gpuwarden_anomaly_source_errors", "Failed reads of the source.", "counter")
+        last = Metric(
+            "gpuwarden_anomaly_source_last_success_timestamp_seconds", "Time of the last good read.", "gauge"
+        )
+        source_series = Metric(
+            "gpuwarden_anomaly_source_series", "Series the last good read returned.", "gauge"
+        )
+        query_up = Metric(
+            "gpuwarden_anomaly_query_up", "1 when the last read of the query succeeded.", "gauge"
+        )
+        query_errors = Metric("gpuwarden_anomaly_query_errors", "Failed reads of the query.", "counter")
+        query_series = Metric(
+            "gpuwarden_anomaly_query_series", "Series the last good read of the query returned.", "gauge"
+        )
+        for h in self._health:
+            up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
+            errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
+            if h.last_success is not None:
+                last.add_sample(last.name, {"source": h.name}, h.last_success)
+            source_series.add_sample(source_series.name, {"source": h.name}, float(h.series))
+            for query, q in h.queries.items():
+                labels = {"source": h.name, "query": query}
+                query_up.add_sample(query_up.name, labels, 1.0 if q.up else 0.0)
+                query_errors.add_sample(query_errors.name + "_total", labels, float(q.errors_total))
+                query_series.add_sample(query_series.name, labels, float(q.series))
+        return [up, errors, last, source_series, query_up, query_errors, query_series]

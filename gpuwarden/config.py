@@ -141,6 +141,14 @@ class AnomalyQueryConfig(Section):
     name: str
     expr: str
     step_seconds: float = Field(30.0, gt=0)
+    kind: Literal["gauge", "counter"] | None = Field(
+        None,
+        description=(
+            "counter: scored as increases and rates (resets handled), which the DBE, NVLink and XID-counter"
+            " signatures need; unset: counter when expr is a bare selector of a name ending in _total (any"
+            " case) or a DCGM counter named otherwise (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, ...), else gauge"
+        ),
+    )
     direction: Literal["up", "down", "both"] | None = None
     min_deviation: float | None = Field(None, ge=0)
 

@@ -150,8 +150,14 @@ def run(
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
-    queries = [PromQuery(q.name, q.expr, q.step_seconds) for q in cfg.queries]
-    source = PromQLSource(cfg.prometheus_url, queries, clock, timeout_seconds=cfg.query_timeout_seconds)
+    queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind) for q in cfg.queries]
+    source = PromQLSource(
+        cfg.prometheus_url,
+        queries,
+        clock,
+        timeout_seconds=cfg.query_timeout_seconds,
+        max_lookback_seconds=cfg.max_lookback_seconds,
+    )
     service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
     registry = CollectorRegistry()
     registry.register(service.collector)

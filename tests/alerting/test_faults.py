@@ -28,6 +28,15 @@ from gpuwarden.model import FaultKind
             {"alertname": "GpuwardenAnomaly", "model": "thermal", "for": "DCGM_FI_DEV_SM_CLOCK"},
             FaultKind.THERMAL,
         ),
+        (  # the series' own ``model`` (an inference server's) moved the detector to ``model_alias``
+            {
+                "alertname": "GpuwardenAnomaly",
+                "model": "llama-70b",
+                "model_alias": "thermal",
+                "for": "DCGM_FI_DEV_SM_CLOCK",
+            },
+            FaultKind.THERMAL,
+        ),
         (
             {"alertname": "GpuwardenAnomaly", "model": "fleet", "for": "DCGM_FI_DEV_GPU_TEMP"},
             FaultKind.THERMAL,

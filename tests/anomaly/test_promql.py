@@ -9,21 +9,34 @@ from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
-from gpuwarden.clock import SystemClock
+from anomaly.signatures import DBE
+from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import AnomalyConfig, AnomalyQueryConfig
+from gpuwarden.model import AlertStatus
+from tests.anomaly.fakes import FakePrometheus
 from tests.integration.servers import free_port, require_binary, running
 
 pytestmark = pytest.mark.integration
+GPU0 = {"Hostname": "n1", "gpu": "0", "UUID": "GPU-0"}
+
+
+@pytest.fixture
+def fake_prometheus(request):
+    fake = FakePrometheus()
+    request.addfinalizer(fake.close)
+    return fake
 
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory):
-    """A real Prometheus scraping a prometheus_client server that the test controls, every second."""
+    """A real Prometheus scraping a prometheus_client server that the test controls, every second; yields
+    its URL and GPU 0's DBE counter (dcgm-exporter's name, which carries _TOTAL)."""
     tmp = tmp_path_factory.mktemp("prom")
     registry = CollectorRegistry()
     gauge = Gauge("test_gpu_temp", "temperature", ["UUID"], registry=registry)
     gauge.labels("GPU-a").set(60)
     gauge.labels("GPU-b").set(70)
+    dbe = Gauge(DBE, "double-bit errors", ["Hostname", "gpu", "UUID"], registry=registry).labels(**GPU0)
     exporter_port = free_port()
     server, thread = start_http_server(exporter_port, addr="127.0.0.1", registry=registry)
     port = free_port()
@@ -41,7 +54,7 @@ def prometheus(tmp_path_factory):
     url = f"http://127.0.0.1:{port}"
     try:
         with running(argv, f"{url}/-/ready", tmp / "prometheus.log"):
-            yield url
+            yield url, dbe
     finally:
         server.shutdown()
         server.server_close()
@@ -60,6 +73,7 @@ def wait_for_samples(source: PromQLSource, query: PromQuery, clock: SystemClock,
 
 
 def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, request):
+    prometheus, _ = prometheus
     clock = SystemClock()
     query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
     source = PromQLSource(prometheus, [query], clock)
@@ -74,6 +88,7 @@ def test_query_range_returns_the_scraped_series_aligned_on_the_step(prometheus, 
 
 
 def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, request):
+    prometheus, _ = prometheus
     clock = SystemClock()
     cfg = AnomalyConfig(
         source="prometheus",
@@ -89,6 +104,27 @@ def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, re
     adaptive = [f for f in result.findings if f.detector == "adaptive"]
     assert adaptive and adaptive[0].query == "temp"
     assert source.health().up and source.health().series == 2
+
+
+def test_a_double_bit_ecc_error_scraped_by_prometheus_fires_its_signature(prometheus, request):
+    url, dbe = prometheus
+    clock = SystemClock()
+    query = PromQuery(DBE, DBE, step_seconds=1.0)
+    source = PromQLSource(url, [query], clock)
+    request.addfinalizer(source.close)
+    deadline = clock.monotonic() + 60
+    while not np.isfinite(source.query_range(query, clock.time() - 30, clock.time()).values).sum() >= 2:
+        assert clock.monotonic() < deadline, "prometheus never returned the DBE counter"
+        clock.sleep(0.5)
+    cfg = AnomalyConfig(detectors=["signatures"], infer_every_seconds=1.0)
+    service = AnomalyService(cfg, [source], clock)
+    assert service.infer().raised == []
+    dbe.inc()
+    raised = []
+    while not raised and clock.monotonic() < deadline:
+        clock.sleep(1.0)
+        raised = service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
 
 
 def test_a_bad_query_is_a_source_error_reported_in_health(request):
@@ -162,3 +198,141 @@ def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tic
     assert source.read(clock.time() - 60, clock.time()) == []
     health = source.health()
     assert not health.up and health.consecutive_failures == 1
+
+
+@pytest.mark.parametrize(
+    ("expr", "kind"),
+    [
+        ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", "counter"),
+        ('gpuwarden_xid_errors_total{xid="79"}', "counter"),
+        ("DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION", "counter"),
+        ("DCGM_FI_DEV_XID_ERRORS", "gauge"),
+        ("rate(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[5m])", "gauge"),
+        ("sum by (gpu) (gpuwarden_xid_errors_total)", "gauge"),
+    ],
+    ids=["dcgm-total", "total-with-matcher", "dcgm-counter", "dcgm-gauge", "rate", "aggregation"],
+)
+def test_a_bare_selector_of_a_counter_is_read_as_a_counter_unless_declared(expr, kind):
+    assert PromQuery("q", expr).series_kind == kind
+    assert PromQuery("q", expr, kind="gauge").series_kind == "gauge"
+    assert PromQuery("q", expr, kind="counter").series_kind == "counter"
+
+
+def test_a_double_bit_ecc_error_read_through_prometheus_fires_its_signature(fake_prometheus):
+    clock = FakeClock()
+    error_at = clock.time() + 45
+    fake_prometheus.answers[DBE] = lambda t: [(GPU0, 1.0 if t >= error_at else 0.0)]
+    source = PromQLSource(fake_prometheus.url, [PromQuery(DBE, DBE)], clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [source], clock)
+    raised = []
+    for _ in range(4):
+        clock.advance(30)
+        raised += service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+
+
+def _steady(t: float) -> list[tuple[dict[str, str], float]]:
+    return [(GPU0, 60.0)]
+
+
+def test_a_failing_query_is_named_reported_alone_and_the_others_are_still_read(fake_prometheus):
+    clock = FakeClock()
+    for expr in ("temp", "util"):
+        fake_prometheus.answers[expr] = _steady
+    fake_prometheus.errors["rate(power[1m]"] = (400, "1:15: parse error: unclosed left parenthesis")
+    queries = [PromQuery("temp", "temp"), PromQuery("typo", "rate(power[1m]"), PromQuery("util", "util")]
+    source = PromQLSource(fake_prometheus.url, queries, clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=[], stale_after_seconds=120), [source], clock)
+    raised = []
+    for _ in range(6):
+        clock.advance(30)
+        raised += service.infer().raised
+        assert [f.query for f in service.last_view.latest.values()] == ["temp", "util"]
+    health = source.health()
+    assert health.up and not health.queries["typo"].up and health.queries["util"].up
+    assert "query typo" in health.queries["typo"].last_error
+    assert "parse error" in health.queries["typo"].last_error
+    stale = [(a.labels["alertname"], a.labels.get("query")) for a in raised]
+    assert stale == [("GpuwardenSourceStale", "typo")]  # the query, not the whole source
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    for query, up in (("temp", 1), ("typo", 0), ("util", 1)):
+        labels = {"source": "prometheus", "query": query}
+        assert registry.get_sample_value("gpuwarden_anomaly_query_up", labels) == up
+
+
+def test_a_query_that_failed_catches_up_alone_while_the_others_read_only_the_new_step(fake_prometheus):
+    clock = FakeClock()
+    fake_prometheus.answers["a"] = fake_prometheus.answers["b"] = _steady
+    source = PromQLSource(fake_prometheus.url, [PromQuery("a", "a"), PromQuery("b", "b")], clock)
+    service = AnomalyService(AnomalyConfig(detectors=[]), [source], clock)
+    for tick in range(6):
+        if tick == 1:
+            fake_prometheus.errors["b"] = (503, "overloaded")
+        if tick == 4:
+            del fake_prometheus.errors["b"]
+        clock.advance(30)
+        service.infer()
+
+    def points(expr: str) -> list[int]:
+        reqs = [r for r in fake_prometheus.requests if r["query"] == expr]
+        return [round((float(r["end"]) - float(r["start"])) / 30) + 1 for r in reqs]
+
+    assert points("a") == [1] * 6
+    assert points("b") == [1, 1, 2, 3, 4, 1]  # b alone asks again for what it missed
+
+
+def test_the_alerts_of_a_failing_query_are_held_while_the_other_queries_are_read(fake_prometheus):
+    clock = FakeClock()
+    pending = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+    fake_prometheus.answers[pending] = lambda t: [(GPU0, 1.0)]
+    fake_prometheus.answers["temp"] = _steady
+    queries = [PromQuery(pending, pending), PromQuery("temp", "temp")]
+    source = PromQLSource(fake_prometheus.url, queries, clock, timeout_seconds=2.0)
+    cfg = AnomalyConfig(detectors=["signatures"], stale_after_seconds=1e6)
+    service = AnomalyService(cfg, [source], clock)
+    clock.advance(30)
+    assert [a.labels["alertname"] for a in service.infer().raised] == ["GpuRowRemapPending"]
+    fake_prometheus.errors[pending] = (422, "query timed out in expression evaluation")
+    for _ in range(8):
+        clock.advance(30)
+        assert service.infer().resolved == []
+    assert source.health().up
+
+
+def test_every_exporter_gone_is_a_stale_source_and_holds_the_alerts_it_hides(fake_prometheus):
+    clock = FakeClock()
+    temp = "DCGM_FI_DEV_GPU_TEMP"
+    gpus = [{"Hostname": f"n{i // 4}", "gpu": str(i % 4)} for i in range(8)]
+    reporting = list(gpus)
+    fake_prometheus.answers[temp] = lambda t: [(g, 60.0) for g in reporting]
+    source = PromQLSource(fake_prometheus.url, [PromQuery(temp, temp)], clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=["presence"]), [source], clock)
+
+    def run(ticks: int) -> list[tuple[str, str, str]]:
+        events = []
+        for _ in range(ticks):
+            clock.advance(30)
+            result = service.infer()
+            events += [(a.labels["alertname"], a.status, a.labels.get("gpu", "")) for a in result.raised]
+            events += [(a.labels["alertname"], a.status, a.labels.get("gpu", "")) for a in result.resolved]
+        return events
+
+    run(3)
+    reporting.remove(gpus[7])
+    assert run(5) == [("GpuExporterStale", AlertStatus.FIRING, "3")]
+    reporting.clear()  # Prometheus answers, with nothing: every exporter is gone
+    assert run(5) == [("GpuwardenSourceStale", AlertStatus.FIRING, "")]
+    (stale,) = [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
+    assert "no series" in stale.alert.annotations["summary"]
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    labels = {"source": "prometheus", "query": temp}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_series", labels) == 0
+    assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}) == 1
+    reporting.extend(gpus)
+    assert run(5) == [
+        ("GpuExporterStale", AlertStatus.RESOLVED, "3"),
+        ("GpuwardenSourceStale", AlertStatus.RESOLVED, ""),
+    ]
+    assert registry.get_sample_value("gpuwarden_anomaly_query_series", labels) == 8

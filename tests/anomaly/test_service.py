@@ -281,3 +281,34 @@ def test_a_gpu_lost_again_minutes_after_its_repair_raises_again():
         for _ in range(minutes):
             raised += [a for a in minute() if a.labels.get("alertname") == "GpuLost"]
     assert [a.labels["gpu"] for a in raised] == ["5", "5"]
+
+
+def test_a_source_outage_neither_resolves_nor_raises_again_the_alerts_it_hides():
+    clock, col, service = setup(detectors=["signatures"], stale_after_seconds=120)
+    col.set("DCGM_FI_DEV_ROW_REMAP_PENDING", [(GPUS[0], 1.0)])
+    events = [(a.labels["alertname"], a.status) for a in tick(clock, service).raised]
+    col.fail = True
+    for _ in range(10):  # past immediate_resolve_after (4) quiet ticks
+        result = tick(clock, service)
+        events += [(a.labels["alertname"], a.status) for a in (*result.raised, *result.resolved)]
+    col.fail = False
+    for _ in range(6):
+        result = tick(clock, service)
+        events += [(a.labels["alertname"], a.status) for a in (*result.raised, *result.resolved)]
+    assert events == [
+        ("GpuRowRemapPending", AlertStatus.FIRING),
+        ("GpuwardenSourceStale", AlertStatus.FIRING),
+        ("GpuwardenSourceStale", AlertStatus.RESOLVED),
+    ]
+
+
+def test_an_alert_held_through_an_outage_resolves_after_its_quiet_ticks_once_the_source_is_back():
+    clock, col, service = setup(detectors=["signatures"], stale_after_seconds=1e6)
+    col.set("DCGM_FI_DEV_ROW_REMAP_PENDING", [(GPUS[0], 1.0)])
+    assert tick(clock, service).raised
+    col.set("DCGM_FI_DEV_ROW_REMAP_PENDING", [(GPUS[0], 0.0)])
+    col.fail = True
+    assert not any(tick(clock, service).resolved for _ in range(8))
+    col.fail = False
+    resolved = [len(tick(clock, service).resolved) for _ in range(5)]
+    assert resolved == [0, 0, 0, 1, 0]  # immediate_resolve_after quiet ticks, counted from the recovery

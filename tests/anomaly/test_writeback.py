@@ -4,7 +4,7 @@ import numpy as np
 from prometheus_client import CollectorRegistry, generate_latest
 
 from anomaly.detectors import Findings
-from anomaly.writeback import SCORE, AnomalyCollector, TickStats
+from anomaly.writeback import SCORE, AnomalyCollector, TickStats, output_labels
 
 
 def test_series_that_differ_only_by_metric_name_are_one_output_series_the_most_anomalous() -> None:
@@ -33,3 +33,18 @@ def test_series_that_differ_only_by_metric_name_are_one_output_series_the_most_a
         line for line in text.splitlines() if line.startswith("gpuwarden_anomaly_yhat{") and 'gpu="0"' in line
     ]
     assert len(yhat) == 1 and yhat[0].endswith(" 20.0")  # the band of the series whose score was kept
+
+
+def test_an_input_model_label_is_kept_and_the_detector_goes_to_model_alias() -> None:
+    labels = [{"__name__": "lat", "model": "llama-70b"}, {"__name__": "lat", "model": "mistral-7b"}]
+    findings = Findings(
+        detector="adaptive", query="p99_latency", labels=labels, score=np.array([0.2, 3.0]), value=np.zeros(2)
+    )
+    collector = AnomalyCollector()
+    collector.update([findings], [], TickStats())
+    registry = CollectorRegistry()
+    registry.register(collector)
+    for model, score in (("llama-70b", 0.2), ("mistral-7b", 3.0)):
+        out = {"model": model, "model_alias": "adaptive", "for": "p99_latency"}
+        assert registry.get_sample_value(SCORE, out) == score
+    assert output_labels({"gpu": "0"}, "temp", "adaptive") == {"gpu": "0", "for": "temp", "model": "adaptive"}
