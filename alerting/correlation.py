@@ -18,6 +18,8 @@ from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
 
 RACK_DEPTH = 2
+WORKLOAD_OUTAGE_SPREAD_SECONDS = 300.0
+"""Outages of one workload's GPUs this close in onset are one incident (``join_rank``)."""
 
 
 @dataclass(slots=True)
@@ -165,17 +167,24 @@ def join_rank(
             for m in candidate.members
         )
         return 1 if same else None
-    if path and root and contains(root, path) and new.is_infra:
+    if path and root and contains(root, path) and new.is_infra and explains(root, candidate.members, new):
         return 0
     if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
         return 1
-    if path and root and contains(root, path):
+    if path and root and contains(root, path) and not new.is_infra:
         return 1
     if new.is_infra and not root:
         placed = placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
         return 2 if _hosts_workload(path, placed, inventory, {} if under is None else under) else None
-    if new.is_infra and path and root and len(common_ancestor([root, path])) > RACK_DEPTH:
-        # Faults on several GPUs of one node within the window: the node is the lowest common component.
+    if (
+        new.is_infra
+        and path
+        and root
+        and len(common_ancestor([root, path])) > RACK_DEPTH
+        and explains(path[: RACK_DEPTH + 1], candidate.members, new)
+    ):
+        # Related faults on several GPUs of one node within the window: the node is the lowest common
+        # component. Unrelated ones (one GPU hot, another leaking memory) stay apart.
         return 3
     if new.is_infra and path and root:
         # The same signal on GPUs of several nodes (at least two already): roll up to the rack or cluster.
@@ -188,7 +197,59 @@ def join_rank(
         has_outage = any(m.is_outage for m in candidate.members)
         if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:
             return 3
+        # Outages that take replicas or ranks of one workload within minutes of each other: one incident,
+        # whose impact adds them up (four nodes of unknown racks down, each with a replica of a service:
+        # the service is down, not four services a quarter down).
+        together = any(
+            m.is_outage
+            and m.firing
+            and abs((m.onset - new.onset).total_seconds()) <= WORKLOAD_OUTAGE_SPREAD_SECONDS
+            for m in candidate.members
+        )
+        if together and candidate.workloads:
+            placed = (
+                placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
+            )
+            if _hosts_workload(path, placed, inventory, {} if under is None else under):
+                return 3
     return None
+
+
+_FAMILIES = (
+    frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE}),
+    frozenset(
+        {FaultKind.ECC_DBE, FaultKind.ECC_SBE_STORM, FaultKind.ROW_REMAP_PENDING, FaultKind.ROW_REMAP_FAILURE}
+    ),
+)
+_ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
+
+
+def _related(a: Member, b: Member) -> bool:
+    """Whether two faults on one node may be one: the same kind or family, an outage (a failing node shows
+    many symptoms), or a signal that says little of its cause (an XID, a stale exporter, an anomaly)."""
+    if a.kind is b.kind or a.is_outage or b.is_outage or a.kind in _ANY_CAUSE or b.kind in _ANY_CAUSE:
+        return True
+    return any(a.kind in family and b.kind in family for family in _FAMILIES)
+
+
+def explains(root: Path, members: Iterable[Member], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
+
+    At a node or GPU: a related fault on that node (see ``_related``). At a rack: anything (power and
+    top-of-rack switching are the rack's). At a cluster, a root only a spread of one signal or a
+    workload's outages reach: the same kind of fault (not a dead node or GPU: two in two racks are two
+    faults, see ``_same_signal_spread``), or anything on a node an outage already took."""
+    if len(root) > RACK_DEPTH:
+        node = root[: RACK_DEPTH + 1]
+        return any(_related(m, new) for m in members if m.location.path[: RACK_DEPTH + 1] == node)
+    if len(root) == RACK_DEPTH:
+        return True
+    where = new.location.path[: RACK_DEPTH + 1]
+    return any(
+        (m.kind is new.kind and new.kind not in OUTAGE_KINDS)
+        or (m.is_outage and len(where) > RACK_DEPTH and contains(m.location.path, where))
+        for m in members
+    )
 
 
 def _whole_node(path: Path) -> bool:

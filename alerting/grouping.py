@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import placement, root_cause
+from alerting.correlation import explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
 from alerting.inventory import Inventory
@@ -165,7 +165,11 @@ class IncidentGrouping:
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
                 continue
-            inside = bool(other.root_path) and contains(inc.root_path, other.root_path)
+            inside = (
+                bool(other.root_path)
+                and contains(inc.root_path, other.root_path)
+                and any(explains(inc.root_path, inc.members.values(), m) for m in other.members.values())
+            )
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
             if not (inside or symptom_only):
                 continue

@@ -36,6 +36,9 @@ FAST_BURN = 14.4
 SLOW_BURN = 1.0
 SERVICE_DOWN_ERRORS = 0.5
 SEVERE_SHARE = 0.25
+DEGRADING_KINDS = frozenset(
+    {FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE}
+)
 _DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)")
 
 
@@ -172,6 +175,7 @@ def assess(
         burn=burn,
         throttling=throttling,
         capacity_lost=bool(failed or nodes),
+        degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
     summary = _summary(root, nodes, failed, stopped, shares)
     impact = Impact(
@@ -203,6 +207,7 @@ def _priority(
     burn: float,
     throttling: bool,
     capacity_lost: bool,
+    degrading: FaultKind | None = None,
 ) -> tuple[Priority, str]:
     services = {k: v for k, v in shares.items() if k.kind is WorkloadKind.INFERENCE_SERVICE}
     if any(v >= 1.0 for v in services.values()):
@@ -225,8 +230,11 @@ def _priority(
         return Priority.P2, "one redundant replica lost"
     if capacity_lost:
         return Priority.P2, "GPU capacity lost, no workload affected"
-    if root.kind in (FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE):
-        return Priority.P2, f"{root.kind.value} degrades performance"
+    kind = root.kind if root.kind in DEGRADING_KINDS else degrading
+    if kind is not None:
+        # Any member's, not only the root's: the alert that pinpoints a straggler's GPU must not lower
+        # the priority its step-time alert gave.
+        return Priority.P2, f"{kind.value} degrades performance"
     return Priority.P3, "potential problem, not urgent"
 
 

@@ -737,3 +737,47 @@ def test_a_double_bit_ecc_xid_takes_its_gpu_out_and_stops_the_job_on_it(
     ((incident, priority, kind, *_),) = _open(engine)
     assert (priority, kind) == ("P0", "ecc_dbe")
     assert "training job llm-70b stopped" in engine.store.get(incident).title
+
+
+def test_unrelated_faults_on_two_gpus_of_one_node_stay_two_incidents(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r03-n02", 2, "GPUThermalThrottling")])
+    clock.advance(90)
+    engine.ingest([_gpu_alert("r03-n02", 6, "GpuMemoryLeak")])
+    assert sorted((r[2], r[3]["index"]) for r in _open(engine)) == [("memory_leak", 6), ("thermal", 2)]
+    engine.ingest([_gpu_alert("r03-n02", 5, "GPUThermalThrottling")])  # the same kind: the node's cooling
+    assert sorted((r[2], r[3]["type"]) for r in _open(engine)) == [
+        ("memory_leak", "gpu"),
+        ("thermal", "node"),
+    ]
+
+
+def test_outages_taking_every_replica_of_a_service_on_nodes_of_unknown_racks_are_one_p0(
+    db: str, clock: FakeClock
+) -> None:
+    # Kubernetes nodes without rack labels, one replica of llm-serve on each.
+    nodes = [NodeInfo(f"gpu-node-{i}", "k", "?", 8) for i in range(1, 6)]
+    serve = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "llm-serve", "k")
+    units = tuple(frozenset({("k", f"gpu-node-{i}", 0)}) for i in range(1, 5))
+    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(serve, units)], {"k": 0}))
+    for i in range(1, 5):
+        engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": f"gpu-node-{i}"})])
+        clock.advance(20)
+    ((incident, priority, *_),) = _open(engine)
+    title = engine.store.get(incident).title
+    assert priority == "P0" and title.startswith("cluster k partial outage: 4 nodes, 32 GPUs")
+    assert "llm-serve 100% of replicas lost" in title
+    # A node without a replica, down at the same time, is another fault.
+    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "gpu-node-5"})])
+    assert len(_open(engine)) == 2
+
+
+def test_the_alert_that_pinpoints_a_straggler_gpu_keeps_the_priority_its_job_alert_gave(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": "TrainingStepTimeHigh", "cluster": "c1", "slurm_job": "llm-70b"})])
+    assert [r[1] for r in _open(engine)] == ["P2"]
+    anomaly = {"model": "fleet", "for": "DCGM_FI_DEV_SM_CLOCK", "Hostname": "r07-n03", "gpu": "5"}
+    engine.ingest([Alert({"alertname": "GpuwardenAnomaly", "cluster": "c1", **anomaly})])
+    assert [r[1] for r in _open(engine)] == ["P2"]
