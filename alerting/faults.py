@@ -40,6 +40,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("xid", FaultKind.XID),
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
+_SCRAPE_DOWN = re.compile("instancedown|targetdown")
 
 # A generic anomaly alert (gpuwarden's ``GpuwardenAnomaly``, vmanomaly-style rules) names the series it
 # scored in ``for`` (or ``metric``/``__name__``) and the detector in ``model``: the series says what broke.
@@ -78,7 +79,8 @@ def classify(labels: Mapping[str, str]) -> FaultKind:
     """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, the alert name, the series."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
-    return _classify(explicit, labels.get("alertname", ""), xid_code(labels), _detector(labels), metric)
+    alertname, job = labels.get("alertname", ""), labels.get("job", "")
+    return _classify(explicit, alertname, xid_code(labels), _detector(labels), metric, job=job)
 
 
 def _detector(labels: Mapping[str, str]) -> str:
@@ -87,11 +89,17 @@ def _detector(labels: Mapping[str, str]) -> str:
 
 
 @functools.lru_cache(maxsize=4096)
-def _classify(explicit: str, alertname: str, code: int | None, model: str, metric: str) -> FaultKind:
+def _classify(
+    explicit: str, alertname: str, code: int | None, model: str, metric: str, *, job: str = ""
+) -> FaultKind:
     # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
     name = re.sub(r"[^a-z0-9]", "", alertname.lower())
+    if job and "node" not in job.lower() and _SCRAPE_DOWN.search(name):
+        # Prometheus' `up == 0` of a GPU or application exporter: the exporter is gone, not its node
+        # (node exporter's and the kubelet's scrape jobs name nodes: those say the node is).
+        return FaultKind.EXPORTER_STALE
     if "xid" in name and code is not None:
         return _XID_KINDS.get(code, FaultKind.XID)
     for pattern, kind in _COMPILED:

@@ -25,6 +25,7 @@ from gpuwarden.model import (
 )
 
 UNKNOWN = "?"
+_WORKLOAD_LABELS = ("pod", "exported_pod", "slurm_job", "training_job")
 Path = tuple[str, ...]
 
 
@@ -40,6 +41,10 @@ def _node_name(labels: Mapping[str, str]) -> str:
     for name in ("node", "Hostname", "hostname", "nodename"):
         if labels.get(name):
             return labels[name]
+    return _instance_host(labels)
+
+
+def _instance_host(labels: Mapping[str, str]) -> str:
     instance = labels.get("instance", "")
     if instance.startswith("["):  # [ipv6]:port
         return instance.split("]")[0].lstrip("[")
@@ -63,6 +68,15 @@ def _workloads(
                 WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), labels[name], cluster)
             )
     job = labels.get("job", "")
+    # The Prometheus Operator names a scrape job after the Service it scrapes: a `service` equal to `job`
+    # that the inventory does not know is the exporter's (kube-state-metrics), not a workload.
+    if (
+        inventory is not None
+        and labels.get("service")
+        and labels.get("service") == labels.get("job")
+        and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], namespace)
+    ):
+        labels = {k: v for k, v in labels.items() if k != "service"}
     # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
     job_fault = kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
     if job and (job_fault or known(WorkloadKind.TRAINING_JOB, job)):
@@ -101,6 +115,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     # the one cluster with a node of that name (Prometheus' name for a cluster may differ from Slurm's
     # ClusterName: the inventory's names the path then, so both kinds of alert meet in one place).
     lookup = ""
+    exporter_address = False
     if inventory is not None:
         known = cluster if cluster and inventory.nodes_in(cluster) else ""
         if uuid and not (node and gpu and inventory.node(node, known)):
@@ -112,6 +127,19 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
                     node, gpu = "", ""
                 known, node, gpu = placed[0], node or placed[1], gpu or str(placed[2])
         info = inventory.node(node, known) if node else None
+        if info is None and node and node == _instance_host(labels):
+            # A host named only by `instance` that the inventory does not know: a fully qualified name of
+            # a node it knows (`r07-n01.dc1.example.com`), or the scraped exporter's own address
+            # (kube-state-metrics' pod IP) when the alert names what it is about (a pod, a job).
+            short = (
+                inventory.node(node.split(".", 1)[0], known)
+                if "." in node and not node[0].isdigit()
+                else None
+            )
+            if short is not None:
+                info, node = short, short.name
+            elif any(labels.get(k) for k in _WORKLOAD_LABELS) and inventory.nodes_in(cluster or known):
+                exporter_address = True
         if info is not None:
             lookup = cluster = info.cluster
             rack = rack or info.rack
@@ -120,6 +148,8 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
         # Else a `cluster` label the inventory does not know and a node it does not know: the workload is
         # found by name alone, when only one cluster has it.
     workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup))
+    if exporter_address and workloads:
+        return Location((), workloads)  # about its workload, not about the exporter's host
     if kind in SYMPTOM_KINDS and workloads:
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""

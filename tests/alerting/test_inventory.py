@@ -358,3 +358,34 @@ def test_a_gpu_uuid_the_inventory_knows_wins_over_a_node_it_does_not() -> None:
     assert locate(scraped_by_ip, classify(scraped_by_ip), inv).path == ("c1", "r01", "r01-n03", "3")
     named = {**scraped_by_ip, "Hostname": "r01-n05", "gpu": "6"}  # a node it knows: the labels stand
     assert locate(named, classify(named), inv).path == ("c1", "r01", "r01-n05", "6")
+
+
+def test_a_fully_qualified_instance_is_the_node_of_its_short_name() -> None:
+    inv = scenarios.fleet_inventory()
+    down = {"alertname": "NodeDown", "instance": "r07-n01.dc1.example.com:9100", "job": "node"}
+    assert locate(down, classify(down), inv).path == ("c1", "r07", "r07-n01")
+    ip = {"alertname": "NodeDown", "instance": "10.1.2.3:9100", "job": "node"}  # an address, kept as is
+    assert locate(ip, classify(ip), inv).path == ("", "?", "10.1.2.3")
+
+
+def test_kube_state_metrics_alerts_are_about_their_pod_not_the_exporter_host_or_service() -> None:
+    inv = scenarios.fleet_inventory()
+    ksm = {"instance": "10.244.3.17:8080", "job": "kube-state-metrics", "service": "kube-state-metrics"}
+    crash = {
+        "alertname": "KubePodCrashLooping",
+        "cluster": "c1",
+        **ksm,
+        "namespace": "serving",
+        "pod": "chat-0",
+    }
+    where = locate(crash, classify(crash), inv)
+    assert where.path == () and {w.name for w in where.workloads} == {"chat-0"}
+    node = {"alertname": "KubeNodeNotReady", "cluster": "c1", **ksm, "node": "r01-n02"}
+    where = locate(node, classify(node), inv)
+    assert where.path == ("c1", "r01", "r01-n02") and where.workloads == frozenset()  # no made-up service
+
+
+def test_an_exporter_that_stopped_answering_is_not_its_node_down() -> None:
+    for job, kind in (("dcgm-exporter", "exporter_stale"), ("node", "node_down"), ("", "node_down")):
+        labels = {"alertname": "InstanceDown", "instance": "r07-n03:9400", **({"job": job} if job else {})}
+        assert classify(labels).value == kind
