@@ -4,6 +4,12 @@ XIDs are events (a counter per code, as gpuwarden's exporter writes them; dcgm-e
 read too): each new one is mapped through NVIDIA's XID catalog to a recommended action. Double-bit ECC,
 row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts and a
 lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own rule.
+
+The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
+exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
+already known counts from zero, while every value read at the service's first read is history. A GPU is
+known once ``gpuwarden_gpu_up``, the XID gauge or one of the error counters named it in an earlier tick: a
+PromQL setup reads one of them beside the XID counters.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from anomaly.detectors import Findings
+from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuValueLedger, gpu_key
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
@@ -64,24 +71,6 @@ def _find(view: View, name: str) -> Step | None:
     return view.latest.get(name) or view.latest.get(name + "_total")
 
 
-def _tick_increase(view: View, step: Step) -> FloatArray:
-    """A counter's increase over every step this tick read, not only the newest one.
-
-    A query whose step is shorter than the tick, or the catch-up read after a source outage, has several
-    steps: an error in any of them must count, and the steps after it add nothing.
-    """
-    parts = [s.increase for s in view.steps if s.ids is step.ids and s.query == step.query]
-    return np.nansum(parts, axis=0) if len(parts) > 1 else step.increase
-
-
-def _gpu_key(labels: Mapping[str, str]) -> tuple[str, str]:
-    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance)."""
-    uuid = labels.get("UUID") or labels.get("uuid")
-    if uuid:
-        return (uuid, "")
-    return (labels.get("Hostname") or labels.get("node") or labels.get("instance", ""), labels.get("gpu", ""))
-
-
 class SignatureDetector:
     """Deterministic rules; each rule yields findings with score 2 (fired) or 0."""
 
@@ -93,10 +82,11 @@ class SignatureDetector:
         *,
         nvlink_burst: float = 10.0,
         lost_memory_seconds: float = 3600.0,
+        counter_memory_seconds: float = DEFAULT_MEMORY_SECONDS,
     ) -> None:
         self.catalog = dict(catalog) if catalog is not None else load_xid_catalog()
         self.nvlink_burst = nvlink_burst
-        self._last_xid_gauge: dict[int, float] = {}
+        self._values = GpuValueLedger(counter_memory_seconds)
         self.lost_memory_seconds = lost_memory_seconds
         # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
         self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
@@ -106,12 +96,15 @@ class SignatureDetector:
         """Deterministic: nothing to fit."""
 
     def forget(self, ids: np.ndarray) -> None:
-        """Drop state of vanished series."""
-        for sid in ids.tolist():
-            self._last_xid_gauge.pop(sid, None)
+        """Drop state of vanished series (what was last read per GPU stays)."""
+        self._values.forget(ids)
 
     def detect(self, view: View) -> list[Findings]:
         """Apply every rule to the newest step of the metrics it reads."""
+        self._values.expire(view.time)
+        up = view.latest.get(GPU_UP)
+        if up is not None:
+            self._values.observe(up, view.time)  # a GPU known before its first XID counts that XID
         out: list[Findings] = []
         for rule in self._rules():
             out.extend(rule(view))
@@ -158,7 +151,8 @@ class SignatureDetector:
         step = _find(view, XID_COUNTER)
         if step is None:
             return []
-        increase = _tick_increase(view, step)
+        # An XID series is created by its first event: on a GPU already known, a new series counts from zero.
+        increase = self._values.increase(view, step, count_new=True)
         rows = np.flatnonzero(increase > 0).tolist()
         if not rows:
             return []
@@ -167,29 +161,25 @@ class SignatureDetector:
         return [self._xid_finding(step.query, labels, codes, increase[rows])]
 
     def _xid_gauge(self, view: View) -> list[Findings]:
-        if _find(view, XID_COUNTER) is not None:
-            return []  # the counters are exact; the gauge would double-report
         step = view.latest.get(XID_GAUGE)
         if step is None:
             return []
-        rows = []
-        for i, (sid, value) in enumerate(zip(step.ids.tolist(), step.raw.tolist(), strict=True)):
-            if not math.isfinite(value):
-                continue  # a missed scrape: neither a new XID nor the end of the last one
-            before = self._last_xid_gauge.get(sid)
-            self._last_xid_gauge[sid] = value
-            if value > 0 and before is not None and value != before:
-                rows.append(i)
-        if not rows:
+        # A missed scrape (NaN) is neither a new XID nor the end of the last one: it leaves no row.
+        rows, values, before = self._values.update(step, view.time)
+        if _find(view, XID_COUNTER) is not None:
+            return []  # the counters are exact; the gauge would double-report
+        new = (values > 0) & np.isfinite(before) & (values != before)
+        if not new.any():
             return []
-        labels = [step.labels[i] for i in rows]
-        return [self._xid_finding(step.query, labels, [int(step.raw[i]) for i in rows], step.raw[rows])]
+        rows = rows[new]
+        labels = [step.labels[i] for i in rows.tolist()]
+        return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)
         if step is None:
             return []
-        fired = np.where(_tick_increase(view, step) > 0, FIRED, 0.0)
+        fired = np.where(self._values.increase(view, step) > 0, FIRED, 0.0)
         return [
             Findings(
                 self.name,
@@ -276,7 +266,7 @@ class SignatureDetector:
             step = _find(view, name)
             if step is None:
                 continue
-            increase = _tick_increase(view, step)
+            increase = self._values.increase(view, step)
             inc = np.where(np.isfinite(increase), increase, 0.0)
             # A recovery error is a link going down and retraining: one is already worth a look.
             score = FIRED * inc if name == NVLINK_RECOVERY else inc / self.nvlink_burst
@@ -301,7 +291,7 @@ class SignatureDetector:
             return []
         seen: dict[tuple[str, str], Mapping[str, str]] = {}
         for lab, up in zip(step.labels, step.raw.tolist(), strict=True):
-            key = _gpu_key(lab)
+            key = gpu_key(lab)
             if key not in seen or math.isfinite(up):  # the current label set, not one that just ended
                 seen[key] = lab
         for key, lab in self._up_seen.items():

@@ -1,0 +1,173 @@
+"""The last value of each GPU error signal, kept per GPU instead of per series.
+
+The signature rules read counters (XIDs per code, double-bit ECC, NVLink errors) and the last-XID gauge. A
+series is the wrong unit for them: attribution labels (``pod``, ``namespace``) come and go with the jobs on
+a GPU, so one GPU's ECC count moves from series to series, and an XID counter series
+(``gpuwarden_xid_errors_total{xid="79"}``) only exists once that XID has happened on that GPU, so its first
+sample has no earlier one to be diffed against (Prometheus' ``increase()`` has the same blind spot). The
+ledger keys each value by (query, GPU, XID code):
+
+* a key seen before compares with its last value, whichever series carried it and however long ago: a
+  relabel, a scrape gap or a series the index forgot (after ``forget_after_seconds``) shows nothing new, and
+  an error that arrives with a relabel (the job it ended) still counts;
+* a key never seen before is history (every key at the service's first read, so counts from before a
+  restart raise nothing, and every key of a GPU met for the first time), unless the caller counts new keys
+  from zero and the GPU was known before this tick: a new XID series on a GPU already watched is a new XID.
+
+A key is remembered for ``memory_seconds`` (7 days by default) after it was last read: the limit. An XID
+series that returns later than that with its old count raises that count again if its GPU was read
+meanwhile; a GPU unread that long is met anew and its values are history.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+
+from anomaly.series import Step, View
+from anomaly.thresholds import FloatArray, IntArray
+
+GpuKey = tuple[str, str]
+_Key = tuple[str, GpuKey, str]
+_SEEN = ""  # the query part of a GPU's own key, which says when the GPU was read at all
+DEFAULT_MEMORY_SECONDS = 7 * 86400.0
+
+
+def gpu_key(labels: Mapping[str, str]) -> GpuKey:
+    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance)."""
+    uuid = labels.get("UUID") or labels.get("uuid")
+    if uuid:
+        return (uuid, "")
+    return (labels.get("Hostname") or labels.get("node") or labels.get("instance", ""), labels.get("gpu", ""))
+
+
+def _grown(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
+    if size <= arr.size:
+        return arr
+    new = np.full(max(size, 2 * arr.size), fill, dtype=arr.dtype)
+    new[: arr.size] = arr
+    return new
+
+
+class GpuValueLedger:
+    """Last values per (query, GPU, XID code), and when each GPU was first and last read."""
+
+    def __init__(self, memory_seconds: float = DEFAULT_MEMORY_SECONDS) -> None:
+        self.memory_seconds = memory_seconds
+        self._index: dict[_Key, int] = {}
+        self._names: list[_Key | None] = []
+        self._free: list[int] = []
+        self.last = np.full(1024, np.nan)  # the last finite value of a key
+        self.seen = np.full(1024, np.nan)  # when a key was last read
+        self.since = np.full(1024, np.nan)  # when a key was first read
+        self._key_of_id = np.full(1024, -1, np.int64)  # series id -> its key
+        self._gpu_of_id = np.full(1024, -1, np.int64)  # series id -> its GPU's own key
+
+    def __len__(self) -> int:
+        return len(self._index)
+
+    def forget(self, ids: IntArray) -> None:
+        """Series ids the index freed: they may come back naming other series. Their keys are kept."""
+        ids = ids[ids < self._key_of_id.size]
+        self._key_of_id[ids] = -1
+        self._gpu_of_id[ids] = -1
+
+    def expire(self, now: float) -> None:
+        """Drop keys not read for ``memory_seconds``."""
+        used = self.seen[: len(self._names)]
+        stale = np.flatnonzero(used < now - self.memory_seconds)
+        if not stale.size:
+            return
+        for k in stale.tolist():
+            name = self._names[k]
+            if name is not None:
+                del self._index[name]
+                self._names[k] = None
+                self._free.append(k)
+        self.last[stale] = self.seen[stale] = self.since[stale] = np.nan
+        drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
+        self._key_of_id[drop] = -1
+        self._gpu_of_id[drop] = -1
+
+    def observe(self, step: Step, now: float) -> None:
+        """Note the GPUs a step names (``gpuwarden_gpu_up``): from the next tick on they are known."""
+        keys, gpus = self._map(step, now)
+        self.seen[keys] = now
+        self.seen[gpus] = now
+
+    def update(
+        self, step: Step, now: float, *, count_new: bool = False
+    ) -> tuple[IntArray, FloatArray, FloatArray]:
+        """Record a step; return (rows, their values, the last value of their keys before this step).
+
+        One row per key with a finite value (the largest, when several series carry one GPU's key). The
+        previous value is NaN for a key never seen, or 0 with ``count_new`` when its GPU was known before.
+        """
+        keys, gpus = self._map(step, now)
+        raw = step.raw
+        rows = np.flatnonzero(np.isfinite(raw))
+        if rows.size > 1:
+            rows = rows[np.lexsort((-raw[rows], keys[rows]))]  # by key, the largest value first
+            k = keys[rows]
+            first = np.ones(rows.size, bool)
+            first[1:] = k[1:] != k[:-1]
+            rows = rows[first]
+        k = keys[rows]
+        values = raw[rows]
+        prev = self.last[k]
+        if count_new:
+            prev = np.where(np.isnan(prev) & (self.since[gpus[rows]] < now), 0.0, prev)
+        self.last[k] = values
+        self.seen[keys] = now
+        self.seen[gpus] = now
+        return rows, values, prev
+
+    def increase(self, view: View, step: Step, *, count_new: bool = False) -> FloatArray:
+        """A counter's increase per row over every step of its read this tick (NaN: nothing to compare).
+
+        A query whose step is shorter than the tick, or the catch-up read after a source outage, has several
+        steps: an error in any of them counts. A value below the last one is a reset: it is the increase.
+        """
+        total = np.full(len(step.ids), np.nan)
+        for s in view.steps:
+            if s.ids is not step.ids or s.query != step.query:
+                continue
+            rows, values, prev = self.update(s, view.time, count_new=count_new)
+            inc = np.where(values < prev, values, values - prev)
+            before = total[rows]
+            total[rows] = np.where(np.isnan(before), inc, before + np.nan_to_num(inc))
+        return total
+
+    def _map(self, step: Step, now: float) -> tuple[IntArray, IntArray]:
+        """The key and GPU key of every row; only series new to the ledger cost a label lookup."""
+        ids = step.ids
+        if ids.size:
+            size = int(ids.max()) + 1
+            self._key_of_id = _grown(self._key_of_id, size, -1)
+            self._gpu_of_id = _grown(self._gpu_of_id, size, -1)
+        missing = np.flatnonzero(self._key_of_id[ids] < 0)
+        for i in missing.tolist():
+            labels = step.labels[i]
+            gpu = gpu_key(labels)
+            sid = int(ids[i])
+            self._key_of_id[sid] = self._key((step.query, gpu, labels.get("xid", "")), now)
+            self._gpu_of_id[sid] = self._key((_SEEN, gpu, ""), now)
+        return self._key_of_id[ids], self._gpu_of_id[ids]
+
+    def _key(self, name: _Key, now: float) -> int:
+        k = self._index.get(name)
+        if k is not None:
+            return k
+        if self._free:
+            k = self._free.pop()
+            self._names[k] = name
+        else:
+            k = len(self._names)
+            self._names.append(name)
+            self.last = _grown(self.last, k + 1, np.nan)
+            self.seen = _grown(self.seen, k + 1, np.nan)
+            self.since = _grown(self.since, k + 1, np.nan)
+        self._index[name] = k
+        self.since[k] = self.seen[k] = now
+        return k
