@@ -13,7 +13,7 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerting.correlation import Candidate, Member
+from alerting.correlation import Candidate, Member, RootFacts, root_facts
 from alerting.inventory import GpuKey
 from alerting.pending import PendingAlert, StoredAlert
 from alerting.store_models import TimelineRow
@@ -37,12 +37,31 @@ class OpenIncident:
     # Workloads the incident showed that an inventory knew: one that leaves the inventory later does not
     # lower the incident's priority (see ``IncidentEngine.replace_inventory``).
     inventoried: set[WorkloadRef] = field(default_factory=set)
+    _facts: tuple[int, RootFacts] | None = field(default=None, repr=False, compare=False)
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""
         return Candidate(
-            self.id, self.root_path, self.workloads, self.members.values(), self.last_alert_at, self.placed
+            self.id,
+            self.root_path,
+            self.workloads,
+            self.members.values(),
+            self.last_alert_at,
+            self.placed,
+            self.facts,
         )
+
+    def forget_facts(self) -> None:
+        """Gather the facts again at the next ``facts``: the members changed place (a new inventory)."""
+        self._facts = None
+
+    def facts(self) -> RootFacts:
+        """``RootFacts`` of the members, gathered again only when members came or went (a member's kind,
+        place and name never change; ``_remeasure`` replaces one by its like)."""
+        cached = self._facts
+        if cached is None or cached[0] != len(self.members):
+            cached = self._facts = (len(self.members), root_facts(self.members.values()))
+        return cached[1]
 
 
 @dataclass

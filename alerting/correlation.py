@@ -8,7 +8,7 @@ earliest onset wins.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -35,11 +35,12 @@ class Member:
     flapping: bool = False
     recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
     annotations: Mapping[str, str] = field(default_factory=dict)
+    is_outage: bool = field(init=False)
+    """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset (kind and
+    labels never change for a member: worked out once, correlation asks for every pair it compares)."""
 
-    @property
-    def is_outage(self) -> bool:
-        """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset."""
-        return is_outage(self.kind, self.labels)
+    def __post_init__(self) -> None:
+        self.is_outage = is_outage(self.kind, self.labels)
 
     @property
     def is_infra(self) -> bool:
@@ -57,6 +58,11 @@ class Candidate:
     members: Collection[Member]
     last_alert_at: datetime
     placed: frozenset[GpuKey] | None = None  # GPUs its workloads run on (None: look them up)
+    facts_of: Callable[[], RootFacts] | None = None  # the incident's cached ``RootFacts``, if it keeps them
+
+    def facts(self) -> RootFacts:
+        """What ``explains`` needs of the members."""
+        return self.facts_of() if self.facts_of is not None else root_facts(self.members)
 
 
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
@@ -167,7 +173,7 @@ def join_rank(
             for m in candidate.members
         )
         return 1 if same else None
-    if path and root and contains(root, path) and new.is_infra and explains(root, candidate.members, new):
+    if path and root and contains(root, path) and new.is_infra and explains(root, candidate.facts, new):
         return 0
     if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
         return 1
@@ -181,7 +187,7 @@ def join_rank(
         and path
         and root
         and len(common_ancestor([root, path])) > RACK_DEPTH
-        and explains(path[: RACK_DEPTH + 1], candidate.members, new)
+        and explains(path[: RACK_DEPTH + 1], candidate.facts, new)
     ):
         # Related faults on several GPUs of one node within the window: the node is the lowest common
         # component. Unrelated ones (one GPU hot, another leaking memory) stay apart.
@@ -206,7 +212,7 @@ def join_rank(
             and abs((m.onset - new.onset).total_seconds()) <= WORKLOAD_OUTAGE_SPREAD_SECONDS
             for m in candidate.members
         )
-        if together and candidate.workloads:
+        if together and candidate.workloads and path[1:2] == (UNKNOWN,):  # known racks: the rules above
             placed = (
                 placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
             )
@@ -224,32 +230,74 @@ _FAMILIES = (
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
 
 
-def _related(a: Member, b: Member) -> bool:
-    """Whether two faults on one node may be one: the same kind or family, an outage (a failing node shows
-    many symptoms), or a signal that says little of its cause (an XID, a stale exporter, an anomaly)."""
-    if a.kind is b.kind or a.is_outage or b.is_outage or a.kind in _ANY_CAUSE or b.kind in _ANY_CAUSE:
+def _related_kinds(kinds: frozenset[FaultKind], outage: bool, new: Member) -> bool:
+    """Whether ``new`` may be the same fault as members of these kinds on its node: the same kind or
+    family, an outage (a failing node shows many symptoms), or a signal that says little of its cause (an
+    XID, a stale exporter, an anomaly)."""
+    if (
+        outage
+        or new.is_outage
+        or new.kind in kinds
+        or new.kind in _ANY_CAUSE
+        or not kinds.isdisjoint(_ANY_CAUSE)
+    ):
         return True
-    return any(a.kind in family and b.kind in family for family in _FAMILIES)
+    return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
 
 
-def explains(root: Path, members: Iterable[Member], new: Member) -> bool:
+@dataclass(frozen=True, slots=True)
+class RootFacts:
+    """What ``explains`` needs of an incident's members, gathered once (a storm asks for each alert)."""
+
+    node_kinds: Mapping[Path, frozenset[FaultKind]]  # kinds of the members on each node
+    node_outage: frozenset[Path]  # nodes with an outage member (on the node or one of its GPUs)
+    taken: frozenset[Path]  # what outages took whole: node, rack or cluster paths
+    names: frozenset[str]  # alert names of members not on a taken node, of no outage kind (node, GPU lost)
+
+
+def root_facts(members: Iterable[Member]) -> RootFacts:
+    """The facts of a set of members."""
+    items = list(members)
+    kinds: dict[Path, set[FaultKind]] = {}
+    node_outage: set[Path] = set()
+    taken = {m.location.path for m in items if m.is_outage and _whole_node(m.location.path)}
+    names: set[str] = set()
+    for m in items:
+        path = m.location.path
+        node = path[: RACK_DEPTH + 1]
+        if len(node) > RACK_DEPTH:
+            kinds.setdefault(node, set()).add(m.kind)
+            if m.is_outage:
+                node_outage.add(node)
+        if m.kind not in OUTAGE_KINDS and not _taken(taken, node):
+            names.add(m.labels.get("alertname", ""))
+    frozen = {node: frozenset(k) for node, k in kinds.items()}
+    return RootFacts(frozen, frozenset(node_outage), frozenset(taken), frozenset(names))
+
+
+def _taken(taken: frozenset[Path] | set[Path], node: Path) -> bool:
+    return any(node[:depth] in taken for depth in range(1, len(node) + 1))
+
+
+def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
     """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
 
     At a node or GPU: a related fault on that node (see ``_related``). At a rack: anything (power and
     top-of-rack switching are the rack's). At a cluster, a root only a spread of one signal or a
-    workload's outages reach: the same kind of fault (not a dead node or GPU: two in two racks are two
-    faults, see ``_same_signal_spread``), or anything on a node an outage already took."""
+    workload's outages reach: the same alert (not a dead node or GPU: two in two racks are two faults,
+    see ``_same_signal_spread``) as one that is no outage's consequence, or anything on a node an outage
+    took."""
+    if len(root) == RACK_DEPTH:
+        return True  # before gathering any facts: a storm asks this for each alert
+    facts = facts_of()
+    where = new.location.path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:
         node = root[: RACK_DEPTH + 1]
-        return any(_related(m, new) for m in members if m.location.path[: RACK_DEPTH + 1] == node)
-    if len(root) == RACK_DEPTH:
+        kinds = facts.node_kinds.get(node, frozenset())
+        return bool(kinds) and _related_kinds(kinds, node in facts.node_outage, new)
+    if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
-    where = new.location.path[: RACK_DEPTH + 1]
-    return any(
-        (m.kind is new.kind and new.kind not in OUTAGE_KINDS)
-        or (m.is_outage and len(where) > RACK_DEPTH and contains(m.location.path, where))
-        for m in members
-    )
+    return new.kind not in OUTAGE_KINDS and new.labels.get("alertname", "") in facts.names
 
 
 def _whole_node(path: Path) -> bool:

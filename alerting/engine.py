@@ -314,6 +314,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 # it by Slurm id before the refresh that listed it) is known now.
                 for fp, m in inc.members.items():
                     inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
+                inc.forget_facts()  # the members moved
                 if inc.members:
                     inc.root_path, _ = root_cause(inc.members.values(), inventory)
                 self._set_workloads(inc, self._workloads_of(inc, None))
@@ -427,8 +428,11 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                             fp not in slow_fps
                             and fp not in recheck
                             and self._status.get(fp) == status.value
-                            and self._measures.get(fp)
-                            == measures(alert.recommended_action.value, alert.annotations)
+                            and (
+                                status is not AlertStatus.FIRING
+                                or self._measures.get(fp)
+                                == measures(alert.recommended_action.value, alert.annotations)
+                            )
                         ):
                             # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
                             repeats.append(Repeat(fp, alert.ends_at, dict(alert.annotations), alert.score))
@@ -525,9 +529,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             row.transitions, row.flapping = flap_state(
                 self._flap, list(row.transitions), now.timestamp(), True, row.flapping
             )
-        key = measures(row.recommended_action, row.annotations)
+        key = measures(row.recommended_action, row.annotations) if status is AlertStatus.FIRING else None
         remeasured = previous is not None and key != self._measures.get(fp)
-        if key is None:
+        if key is None:  # kept for firing alerts only: a resolved one's next post takes the slow path anyway
             self._measures.pop(fp, None)
         else:
             self._measures[fp] = key
@@ -559,6 +563,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         if inc is not None:
             member = inc.members.get(row.fingerprint) or self._member(row)
             member.firing, member.flapping, member.onset = firing, row.flapping, row.starts_at
+            # A re-fire carries what the alert says now (its error ratio, what it recommends).
+            member.annotations, member.recommended_action = row.annotations, row.recommended_action
             inc.members[row.fingerprint] = member
             if row.flapping != was_flapping:
                 verb = "started" if row.flapping else "stopped"

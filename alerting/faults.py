@@ -41,6 +41,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
+_NODE_JOB = re.compile("node|kubelet|cadvisor")  # scrape jobs whose target is the node itself
 
 # A generic anomaly alert (gpuwarden's ``GpuwardenAnomaly``, vmanomaly-style rules) names the series it
 # scored in ``for`` (or ``metric``/``__name__``) and the detector in ``model``: the series says what broke.
@@ -71,7 +72,12 @@ def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     service)."""
     if kind in OUTAGE_KINDS:
         return True
-    code = xid_code(labels)
+    # An XID alert's code may be in `code`; another kind's `code` may be anything (an exit code).
+    code = (
+        xid_code(labels)
+        if kind is FaultKind.XID
+        else xid_code({k: labels.get(k, "") for k in ("xid", "xid_code")})
+    )
     return code is not None and out_of_service(code)
 
 
@@ -96,7 +102,7 @@ def _classify(
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
     name = re.sub(r"[^a-z0-9]", "", alertname.lower())
-    if job and "node" not in job.lower() and _SCRAPE_DOWN.search(name):
+    if job and not _NODE_JOB.search(job.lower()) and _SCRAPE_DOWN.search(name):
         # Prometheus' `up == 0` of a GPU or application exporter: the exporter is gone, not its node
         # (node exporter's and the kubelet's scrape jobs name nodes: those say the node is).
         return FaultKind.EXPORTER_STALE

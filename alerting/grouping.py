@@ -168,7 +168,7 @@ class IncidentGrouping:
             inside = (
                 bool(other.root_path)
                 and contains(inc.root_path, other.root_path)
-                and any(explains(inc.root_path, inc.members.values(), m) for m in other.members.values())
+                and any(explains(inc.root_path, inc.facts, m) for m in other.members.values())
             )
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
             if not (inside or symptom_only):

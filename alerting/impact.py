@@ -39,7 +39,7 @@ SEVERE_SHARE = 0.25
 DEGRADING_KINDS = frozenset(
     {FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE}
 )
-_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)")
+_DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)$")
 
 
 @functools.lru_cache(maxsize=1024)

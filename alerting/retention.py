@@ -121,6 +121,7 @@ class StoreRetention:
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
     _status: dict[str, str]
+    _measures: dict[str, tuple[str, ...]]
     _silences: list[Silence]
     _pruned_at: datetime | None = None
 
@@ -138,6 +139,7 @@ class StoreRetention:
                     part = prune_resolved(session, cutoff)
                 for fingerprint in part.alerts:
                     self._status.pop(fingerprint, None)
+                    self._measures.pop(fingerprint, None)
                 self._silences = [s for s in self._silences if s.ends_at >= cutoff]
             total.add(part)
             if not part.more:

@@ -74,6 +74,8 @@ def _workloads(
         inventory is not None
         and labels.get("service")
         and labels.get("service") == labels.get("job")
+        and kind is not FaultKind.SERVICE_DEGRADED
+        and any(labels.get(k) for k in ("pod", "exported_pod", "node"))
         and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], namespace)
     ):
         labels = {k: v for k, v in labels.items() if k != "service"}

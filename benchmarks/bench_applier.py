@@ -61,7 +61,7 @@ def main() -> None:
     config.write_text(yaml.safe_dump({"alerting": {"inventory_file": str(inventory)}}))
     cfg = load_config(config)
     db = str(work / "gw.db")
-    engine, _, _ = build_service(cfg, db)
+    engine, _, _, _ = build_service(cfg, db)
     applier = build_applier(cfg, db, engine)
     base = scenarios.rack_failure(7, datetime.now(UTC))
     stream = [a for cluster in bench.THROUGHPUT_CLUSTERS for a in bench.in_cluster(base, cluster)]

@@ -781,3 +781,72 @@ def test_the_alert_that_pinpoints_a_straggler_gpu_keeps_the_priority_its_job_ale
     anomaly = {"model": "fleet", "for": "DCGM_FI_DEV_SM_CLOCK", "Hostname": "r07-n03", "gpu": "5"}
     engine.ingest([Alert({"alertname": "GpuwardenAnomaly", "cluster": "c1", **anomaly})])
     assert [r[1] for r in _open(engine)] == ["P2"]
+
+
+def test_a_refire_with_a_new_burn_rate_reassesses_and_resolved_alerts_keep_no_measures(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(), quiet_period_seconds=600)
+    labels = {"alertname": "ChatSLOBurnRate", "cluster": "c1", "namespace": "serving", "service": "chat"}
+    engine.ingest([Alert(labels, annotations={"burn_rate": "2"})])
+    assert [r[1] for r in _open(engine)] == ["P2"]
+    clock.advance(30)
+    engine.ingest([Alert(labels, annotations={"burn_rate": "2"}, status=AlertStatus.RESOLVED)])
+    assert engine._measures == {}  # kept for firing alerts only
+    clock.advance(30)
+    engine.ingest([Alert(labels, annotations={"burn_rate": "20"})])  # fires again, burning fast
+    assert [r[1] for r in _open(engine)] == ["P1"]
+    engine.ingest([Alert(labels, annotations={"burn_rate": "20"})])  # a plain repeat: still P1
+    assert [r[1] for r in _open(engine)] == ["P1"]
+
+
+def test_a_power_loss_and_a_node_down_in_another_rack_of_the_same_job_stay_two(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    alerts = scenarios.rack_failure(7, clock.now()) + scenarios.node_failure(8, 2, clock.now())
+    _ingest_in_batches(engine, sorted(alerts, key=lambda a: a.fingerprint))
+    assert sorted((r[2], r[3]["name"]) for r in _open(engine)) == [
+        ("node_down", "r08-n02"),
+        ("rack_down", "r07"),
+    ]
+
+
+def test_a_cluster_root_of_a_services_outages_does_not_take_in_unrelated_faults(
+    db: str, clock: FakeClock
+) -> None:
+    nodes = [NodeInfo(f"n{i}", "k", "?", 8) for i in range(1, 10)]
+    chat = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", "k")
+    units = tuple(frozenset({("k", f"n{i}", 0)}) for i in range(1, 5))
+    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(chat, units)], {"k": 0}))
+    for i in range(1, 5):
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "k", "node": f"n{i}"})])
+    hot = {"alertname": "GPUTemperatureHigh", "cluster": "k", "gpu": "3"}
+    engine.ingest([Alert({**hot, "node": "n2"})])  # on a node that is down: the outage's
+    clock.advance(600)
+    engine.ingest([Alert({**hot, "node": "n9"})])  # elsewhere, later: its own
+    assert sorted((r[3]["type"], r[4]) for r in _open(engine)) == [("cluster", 5), ("gpu", 1)]
+
+
+def test_what_alert_names_and_labels_say_is_read_as_they_mean() -> None:
+    from alerting.faults import classify, is_outage  # noqa: PLC0415 - the rules, alone
+    from alerting.impact import _says_down  # noqa: PLC0415
+
+    assert (
+        classify({"alertname": "InstanceDown", "job": "kubelet", "instance": "n1:10250"})
+        is FaultKind.NODE_DOWN
+    )
+    assert not _says_down("chat_service_downstream_latency_high")
+    assert _says_down("chat_service_down") and _says_down("InferenceServiceDown")
+    exit_code = {"alertname": "JobFailed", "code": "79"}  # an exit code, not an XID
+    assert not is_outage(classify(exit_code), exit_code)
+
+
+def test_a_service_down_alert_scraped_by_its_own_service_monitor_is_still_the_service(
+    db: str, clock: FakeClock
+) -> None:
+    # The Prometheus Operator names the job after the Service: job == service, and no pod or node.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    labels = {"alertname": "InferenceServiceDown", "cluster": "c1", "namespace": "search", "service": "rank"}
+    engine.ingest([Alert({**labels, "job": "rank"})])
+    assert [r[1] for r in _open(engine)] == ["P0"]
