@@ -20,7 +20,7 @@ from collections.abc import Callable, Mapping
 import numpy as np
 
 from anomaly.detectors import Findings
-from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuValueLedger, gpu_key
+from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
@@ -166,14 +166,28 @@ class SignatureDetector:
             return []
         # A missed scrape (NaN) is neither a new XID nor the end of the last one: it leaves no row.
         rows, values, before = self._values.update(step, view.time)
-        if _find(view, XID_COUNTER) is not None:
-            return []  # the counters are exact; the gauge would double-report
         new = (values > 0) & np.isfinite(before) & (values != before)
+        counted = self._counted_gpus(view) if new.any() else set()
+        if counted:
+            # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
+            # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
+            new &= np.array([gpu_key(step.labels[i]) not in counted for i in rows.tolist()], dtype=bool)
         if not new.any():
             return []
         rows = rows[new]
         labels = [step.labels[i] for i in rows.tolist()]
         return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
+
+    @staticmethod
+    def _counted_gpus(view: View) -> set[GpuKey]:
+        """The GPUs whose XIDs gpuwarden's exporter counts: those it reports up (it exports ``gpu_up`` for
+        each GPU it watches, and an XID counter series from each one's first XID)."""
+        counted: set[GpuKey] = set()
+        for metric in (GPU_UP, XID_COUNTER):
+            step = view.latest.get(metric) if metric == GPU_UP else _find(view, metric)
+            if step is not None:
+                counted.update(gpu_key(labels) for labels in step.labels)
+        return counted
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)

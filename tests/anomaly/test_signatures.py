@@ -79,6 +79,25 @@ def test_the_dcgm_last_xid_gauge_fires_when_it_changes():
     assert [f.action_at(i) for f, i in hits] == [RecommendedAction.DRAIN_AND_RESET]
 
 
+def test_in_a_mixed_fleet_the_gauge_reports_the_gpus_gpuwardens_exporter_does_not_count():
+    # n1 runs gpuwarden's exporter (gpu_up, XID counters, and the DCGM gauge too); n2 dcgm-exporter alone.
+    feed = Feed()
+    other = {"gpu": "0", "UUID": "GPU-b", "Hostname": "n2"}
+    counter = [{**GPU, "xid": "13"}]
+
+    def tick(gauge_a: float, gauge_b: float, counted: float):
+        return feed.tick(
+            ("gpuwarden_gpu_up", [GPU], [1], "gauge"),
+            ("gpuwarden_xid_errors_total", counter, [counted], "counter"),
+            ("DCGM_FI_DEV_XID_ERRORS", [GPU, other], [gauge_a, gauge_b], "gauge"),
+        )
+
+    tick(0, 0, 1)
+    hits = fired(tick(79, 79, 2))  # both GPUs: XID 79; n1's counter says XID 13 once more (its own)
+    found = sorted((f.labels[i]["Hostname"], f.labels[i]["xid"]) for f, i in hits)
+    assert found == [("n1", "13"), ("n2", "79")]  # n1's gauge is not reported twice; n2's is reported
+
+
 def test_a_gap_in_the_dcgm_xid_gauge_neither_raises_again_nor_forgets_the_last_xid():
     feed = Feed()
     q = "DCGM_FI_DEV_XID_ERRORS"
