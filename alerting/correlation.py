@@ -282,13 +282,13 @@ def _taken(taken: frozenset[Path] | set[Path], node: Path) -> bool:
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
     """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
 
-    At a node or GPU: a related fault on that node (see ``_related``). At a rack: anything (power and
-    top-of-rack switching are the rack's). At a cluster, a root only a spread of one signal or a
-    workload's outages reach: the same alert (not a dead node or GPU: two in two racks are two faults,
-    see ``_same_signal_spread``) as one that is no outage's consequence, or anything on a node an outage
-    took."""
-    if len(root) == RACK_DEPTH:
-        return True  # before gathering any facts: a storm asks this for each alert
+    At a node or GPU: a related fault on that node (see ``_related``). At a rack: an outage or a stale
+    exporter (power and top-of-rack switching are the rack's), or what a cluster takes. At a cluster, a
+    root only a spread of one signal or a workload's outages reach: the same alert (not a dead node or
+    GPU: two in two racks are two faults, see ``_same_signal_spread``) as one that is no outage's
+    consequence, or anything on a node an outage took."""
+    if len(root) == RACK_DEPTH and (new.is_outage or new.kind is FaultKind.EXPORTER_STALE):
+        return True  # before gathering any facts: a rack storm asks this for each alert
     facts = facts_of()
     where = new.location.path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:

@@ -850,3 +850,14 @@ def test_a_service_down_alert_scraped_by_its_own_service_monitor_is_still_the_se
     labels = {"alertname": "InferenceServiceDown", "cluster": "c1", "namespace": "search", "service": "rank"}
     engine.ingest([Alert({**labels, "job": "rank"})])
     assert [r[1] for r in _open(engine)] == ["P0"]
+
+
+def test_a_rack_partly_down_takes_in_what_is_on_its_dead_nodes_not_a_hot_gpu_on_a_live_one(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    for node in ("r04-n01", "r04-n02"):
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": node})])
+    engine.ingest([_gpu_alert("r04-n01", 2, "GPUTemperatureHigh")])  # on a dead node: the outage's
+    engine.ingest([_gpu_alert("r04-n06", 1, "GPUTemperatureHigh")])  # a live node: its own
+    assert sorted((r[3]["type"], r[4]) for r in _open(engine)) == [("gpu", 1), ("rack", 3)]
