@@ -102,10 +102,10 @@ def _classify(
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
     name = re.sub(r"[^a-z0-9]", "", alertname.lower())
-    if job and not _NODE_JOB.search(job.lower()) and _SCRAPE_DOWN.search(name):
-        # Prometheus' `up == 0` of a GPU or application exporter: the exporter is gone, not its node
-        # (node exporter's and the kubelet's scrape jobs name nodes: those say the node is).
-        return FaultKind.EXPORTER_STALE
+    if job and _SCRAPE_DOWN.search(name):
+        # Prometheus' `up == 0`: node exporter's and the kubelet's targets are their node, so it is down
+        # (or cut off); a GPU or application exporter's target is only that exporter.
+        return FaultKind.NODE_DOWN if _NODE_JOB.search(job.lower()) else FaultKind.EXPORTER_STALE
     if "xid" in name and code is not None:
         return _XID_KINDS.get(code, FaultKind.XID)
     for pattern, kind in _COMPILED:

@@ -836,6 +836,9 @@ def test_what_alert_names_and_labels_say_is_read_as_they_mean() -> None:
         classify({"alertname": "InstanceDown", "job": "kubelet", "instance": "n1:10250"})
         is FaultKind.NODE_DOWN
     )
+    tor = {"alertname": "TargetDown", "job": "node-exporter", "instance": "n1:9100"}  # Prometheus' up == 0
+    assert classify(tor) is FaultKind.NODE_DOWN
+    assert classify({"alertname": "TargetDown", "job": "dcgm-exporter"}) is FaultKind.EXPORTER_STALE
     assert not _says_down("chat_service_downstream_latency_high")
     assert _says_down("chat_service_down") and _says_down("InferenceServiceDown")
     exit_code = {"alertname": "JobFailed", "code": "79"}  # an exit code, not an XID
