@@ -259,7 +259,10 @@ class AnomalyService:
 
         def unreadable(state: _Firing) -> bool:
             if state.detector == "source":
-                return False
+                # A failing query's own staleness alert waits out its source's outage (nothing says the
+                # query works again); the source's alert says the source is down meanwhile.
+                labels = state.alert.labels
+                return "query" in labels and labels.get("source") in down_sources
             source = self._query_source.get(state.query)
             if source is None:
                 return bool(down_sources)

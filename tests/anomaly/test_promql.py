@@ -261,6 +261,33 @@ def test_a_failing_query_is_named_reported_alone_and_the_others_are_still_read(f
         assert registry.get_sample_value("gpuwarden_anomaly_query_up", labels) == up
 
 
+def test_a_failing_querys_staleness_alert_waits_out_an_outage_of_its_source(fake_prometheus):
+    clock = FakeClock()
+    fake_prometheus.answers["temp"] = _steady
+    fake_prometheus.errors["rate(power[1m]"] = (400, "1:15: parse error: unclosed left parenthesis")
+    queries = [PromQuery("temp", "temp"), PromQuery("typo", "rate(power[1m]")]
+    source = PromQLSource(fake_prometheus.url, queries, clock, timeout_seconds=2.0)
+    service = AnomalyService(AnomalyConfig(detectors=[], stale_after_seconds=120), [source], clock)
+    events = []
+
+    def run(ticks: int) -> None:
+        for _ in range(ticks):
+            clock.advance(30)
+            result = service.infer()
+            events.extend((a.labels.get("query", ""), "firing") for a in result.raised)
+            events.extend((a.labels.get("query", ""), "resolved") for a in result.resolved)
+
+    run(6)
+    assert events == [("typo", "firing")]
+    fake_prometheus.errors["temp"] = (503, "prometheus is restarting")  # the whole source is down
+    run(8)
+    del fake_prometheus.errors["temp"]
+    run(8)
+    # The source's own alert came and went; the typo's stayed firing throughout: no resolve, no re-raise.
+    assert [e for e in events if e[0] == "typo"] == [("typo", "firing")]
+    assert ("", "firing") in events and ("", "resolved") in events
+
+
 def test_a_query_that_failed_catches_up_alone_while_the_others_read_only_the_new_step(fake_prometheus):
     clock = FakeClock()
     fake_prometheus.answers["a"] = fake_prometheus.answers["b"] = _steady
