@@ -198,10 +198,13 @@ def join_rank(
         if spread is not None:
             return spread
     if new.is_outage and path and root:
-        # Outages on two nodes of one rack: one incident, the rack's (a rack outage only when two whole
-        # nodes are down: see ``root_cause``).
-        has_outage = any(m.is_outage for m in candidate.members)
-        if has_outage and len(common_ancestor([root, path])) >= RACK_DEPTH:
+        # Whole nodes down in one rack: one incident, the rack's (a power loss only when every node is:
+        # see ``root_cause``). A single GPU lost on each of two nodes is two faults.
+        if (
+            _whole_node(path)
+            and len(common_ancestor([root, path])) >= RACK_DEPTH
+            and down_nodes(candidate.members)
+        ):
             return 3
         # Outages that take replicas or ranks of one workload within minutes of each other: one incident,
         # whose impact adds them up (four nodes of unknown racks down, each with a replica of a service:
@@ -298,6 +301,11 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
     return new.kind not in OUTAGE_KINDS and new.labels.get("alertname", "") in facts.names
+
+
+def down_nodes(members: Iterable[Member]) -> bool:
+    """Whether a firing outage of these took a whole node (or more)."""
+    return any(m.is_outage and m.firing and _whole_node(m.location.path) for m in members)
 
 
 def _whole_node(path: Path) -> bool:

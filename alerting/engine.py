@@ -42,7 +42,7 @@ from alerting.silences import Silence, configured_mutes, incident_silenced_until
 from alerting.store import IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
-from alerting.topology import locate, target_to_dict
+from alerting.topology import common_ancestor, contains, locate, target_to_dict
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
@@ -611,6 +611,11 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         else:
             inc = self._open[chosen.id]
         inc.members[row.fingerprint] = member
+        path = member.location.path
+        if chosen is not None and member.is_infra and inc.root_path and not contains(inc.root_path, path):
+            # Where the root is headed, until the batch recomputes it: the next alert of this batch sees it
+            # (a rule evaluation posts a whole rack's alerts in one batch).
+            inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
         if not member.location.workloads <= inc.workloads:
             self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))
         inc.last_alert_at = now

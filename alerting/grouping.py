@@ -10,14 +10,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import explains, placement, root_cause
+from alerting.correlation import RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
 from alerting.inventory import Inventory
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.topology import Path, contains, target_to_dict
+from alerting.topology import UNKNOWN, Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, shares_workload
 
@@ -171,7 +171,7 @@ class IncidentGrouping:
                 and any(explains(inc.root_path, inc.facts, m) for m in other.members.values())
             )
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
-            if not (inside or symptom_only):
+            if not (inside or symptom_only or _sibling_nodes_down(inc, other)):
                 continue
             for fp, member in other.members.items():
                 inc.members[fp] = member
@@ -202,6 +202,20 @@ class IncidentGrouping:
             del self._open[other.id]
             merged = True
         return merged
+
+
+def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Two incidents each with a whole node down, in one known rack: one incident, the rack's (their
+    alerts may have reached each node's incident first, a node's GPUs lost before the node)."""
+    a, b = inc.root_path, other.root_path
+    return (
+        len(a) > RACK_DEPTH
+        and len(b) > RACK_DEPTH
+        and a[:RACK_DEPTH] == b[:RACK_DEPTH]
+        and a[1] != UNKNOWN
+        and down_nodes(inc.members.values())
+        and down_nodes(other.members.values())
+    )
 
 
 def _same_target(stored: Mapping[str, object] | None, new: Mapping[str, object]) -> bool:

@@ -355,7 +355,13 @@ def test_a_maintenance_window_on_a_rack_mutes_its_nodes_alerts_that_carry_no_rac
     assert sorted(i[3]["name"] for i in _open(engine)) == ["r03-n01", "r04-n01"]
     clock.advance(2 * 3600 + 1)
     engine.tick()  # the window ended with its alerts still firing: they open their incident now
-    assert sorted(i[3]["name"] for i in _open(engine)) == ["r02", "r03-n01", "r04-n01"]
+    # A node down and one GPU lost on another node of the rack: two faults, each its own incident.
+    assert sorted(i[3].get("name") or i[3]["node"] for i in _open(engine)) == [
+        "r02-n02",
+        "r02-n05",
+        "r03-n01",
+        "r04-n01",
+    ]
 
 
 def test_inhibition_rule_mutes_targets_while_the_source_fires(db: str, clock: FakeClock) -> None:
@@ -652,13 +658,13 @@ def test_a_node_down_and_a_gpu_lost_on_another_node_are_not_a_rack_power_loss(
     # The service runs one replica on GPU 0 of each node of rack r01.
     engine = _engine(db, clock, scenarios.fleet_inventory())
     engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"})])
-    engine.ingest([_gpu_alert("r01-n02", 7, "GPULost")])  # an idle GPU of another node
-    (row,) = _open(engine)
-    incident = engine.store.get(row[0])
-    assert incident.title.startswith("rack r01 partial outage: 2 nodes, 9 GPUs")
-    assert incident.impact.gpus_affected == 9 and incident.impact.affected_share == 1 / 8
-    assert row[1] == "P2"  # one of eight replicas lost, as for the node alone; it was P0, "lost power"
+    engine.ingest([_gpu_alert("r01-n02", 7, "GPULost")])  # an idle GPU of another node: another fault
+    assert sorted((r[1], r[2], r[3]["type"]) for r in _open(engine)) == [
+        ("P2", "gpu_lost", "gpu"),
+        ("P2", "node_down", "node"),  # one of eight replicas lost; it was P0, "rack r01 lost power"
+    ]
     engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r01-n03"})])
+    (row,) = _open(engine)  # two nodes down: the rack's incident, which took in the lost GPU's
     incident = engine.store.get(row[0])
     # Two of eight nodes down are two nodes, not the rack (a PDU or half a rack): what they held counts.
     assert incident.title.startswith("rack r01 partial outage: 3 nodes, 17 GPUs")
@@ -668,6 +674,27 @@ def test_a_node_down_and_a_gpu_lost_on_another_node_are_not_a_rack_power_loss(
     incident = engine.store.get(row[0])
     assert incident.root_cause.kind is FaultKind.RACK_DOWN  # every node down: the rack
     assert incident.title.startswith("rack r01 lost power: 8 nodes, 64 GPUs")
+
+
+def test_single_gpus_lost_on_two_nodes_of_a_rack_minutes_apart_are_two_faults(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r05-n01", 2, "GpuXidError", xid="79")])
+    clock.advance(180)
+    engine.ingest([_gpu_alert("r05-n06", 4, "GpuXidError", xid="79")])
+    assert sorted(r[3]["node"] for r in _open(engine)) == ["r05-n01", "r05-n06"]
+
+
+def test_a_rack_whose_gpus_alert_before_its_nodes_go_down_is_one_incident(db: str, clock: FakeClock) -> None:
+    # Each node's GPUs lost first (their own incident per node), then the nodes: one rack incident.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    for n in range(1, 9):
+        engine.ingest([_gpu_alert(f"r06-n0{n}", 0, "GPULost")])
+    for n in range(1, 9):
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r06-n0{n}"})])
+    ((_, priority, kind, target, count),) = _open(engine)
+    assert (priority, kind, target["name"], count) == ("P2", "rack_down", "r06", 16)
 
 
 def test_an_error_ratio_in_the_annotations_sets_and_changes_the_priority(db: str, clock: FakeClock) -> None:
