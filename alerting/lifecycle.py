@@ -163,7 +163,9 @@ class IncidentLifecycle:
                 f"silenced for {duration_seconds:g}s by {by}",
                 change=ChangeKind.UPDATED,
                 state=None,
-                data={"seconds": duration_seconds},
+                # Said so that a reload knows this silence held notifications back (before this version
+                # silences did not, and their incidents have nothing to catch up on).
+                data={"seconds": duration_seconds, "holds_notifications": True},
             )
 
     def add_silence(
@@ -174,7 +176,7 @@ class IncidentLifecycle:
         created_by: str,
         *,
         comment: str = "",
-        kind: SilenceKind = SilenceKind.SILENCE,
+        kind: SilenceKind | None = None,
         incident_id: str | None = None,
         update: str | None = None,
     ) -> str:
@@ -183,21 +185,13 @@ class IncidentLifecycle:
         With ``update``, the id of a stored silence, it is Alertmanager's update (``Silences.Set``): in place,
         keeping the id, when ``_updatable``; otherwise the old one expires and a new one, with a new id, takes
         over in the same transaction. A refused request (a bad time range, an unknown id) changes nothing.
+        ``kind`` None: a silence, or on an update the kind of the one it updates (amtool and Grafana post
+        back what they read, which does not say it is a maintenance window).
         """
         if ends_at <= starts_at:
             raise InputError("must be after startsAt", field="endsAt")
         if not matchers and incident_id is None:
             raise InputError("at least one matcher is required", field="matchers")
-        silence = Silence(
-            f"sil-{uuid.uuid4().hex[:12]}",
-            tuple(matchers),
-            starts_at,
-            ends_at,
-            created_by,
-            comment,
-            kind,
-            incident_id,
-        )
         with self._lock:
             now = self.clock.now()
             if ends_at <= now:  # as in Alertmanager: it would never mute anything
@@ -205,6 +199,18 @@ class IncidentLifecycle:
             expired = None
             with self._sessions() as session, session.begin():
                 old = None if update is None else self._silence_row(session, update)
+                if kind is None:
+                    kind = SilenceKind(old.kind) if old is not None else SilenceKind.SILENCE
+                silence = Silence(
+                    f"sil-{uuid.uuid4().hex[:12]}",
+                    tuple(matchers),
+                    starts_at,
+                    ends_at,
+                    created_by,
+                    comment,
+                    kind,
+                    incident_id,
+                )
                 if old is not None and _updatable(silence_from_row(old), silence, now):
                     silence = replace(silence, id=old.id)
                 elif old is not None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -122,12 +122,14 @@ class MuteTracking:
         if not ids:
             return
         marks = session.execute(
-            select(TimelineRow.incident_id, TimelineRow.kind)
+            select(TimelineRow.incident_id, TimelineRow.kind, TimelineRow.data)
             .where(TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED)))
             .order_by(TimelineRow.seq)
         )
-        last = {incident_id: kind for incident_id, kind in marks}
-        self._silenced_incidents.update(i for i, kind in last.items() if kind == SILENCED)
+        last = {incident_id: (kind, data or {}) for incident_id, kind, data in marks}
+        self._silenced_incidents.update(
+            i for i, (kind, data) in last.items() if kind == SILENCED and data.get("holds_notifications")
+        )
 
     def _end_incident_silences(self, now: datetime) -> None:
         """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
@@ -171,10 +173,19 @@ def catch_up(timeline: Sequence[TimelineRow], priority: str) -> tuple[str, dict[
     start = next((k for k, e in enumerate(since) if e.kind == SILENCED), 0)
     during = since[start:]
     by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
-    held = [e for e in during if e.kind != SILENCED]
-    before = next(
-        (str(e.data["from"]) for e in held if e.kind == "priority" and e.data.get("from")), priority
+    # Held back: what happened until the last silence ran out, not what came after it.
+    ends_at = max(
+        (
+            e.at + timedelta(seconds=float(e.data["seconds"]))
+            for e in during
+            if e.kind == SILENCED and e.data.get("seconds")
+        ),
+        default=None,
     )
+    held = [e for e in during if e.kind != SILENCED and (ends_at is None or e.at < ends_at)]
+    changes = [e for e in held if e.kind == "priority" and e.data.get("from") and e.data.get("to")]
+    before = str(changes[0].data["from"]) if changes else priority
+    priority = str(changes[-1].data["to"]) if changes else priority  # where the silence left it
     rose = priority < before
     parts = [f"silence ended (silenced by {', '.join(by)})" if by else "silence ended"]
     if rose:

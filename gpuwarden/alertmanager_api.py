@@ -47,6 +47,8 @@ def gettable_silence(s: Silence, now: datetime) -> dict[str, Any]:
         "createdBy": s.created_by,
         "comment": s.comment,
         "status": {"state": s.state(now)},
+        # gpuwarden's own field, as posted: a window matches the inventory's topology too.
+        **({"maintenance": True} if s.kind is SilenceKind.MAINTENANCE else {}),
     }
 
 
@@ -142,7 +144,12 @@ class AlertmanagerApi:
             # Alertmanager's rule too: such a silence would mute every alert, whatever its labels.
             raise InputError("at least one matcher must not match the empty string", field="matchers")
         starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
-        kind = SilenceKind.MAINTENANCE if data.get("maintenance") else SilenceKind.SILENCE
+        # Absent on an update (amtool and Grafana post back what they read): the updated one's kind.
+        kind = (
+            None
+            if "maintenance" not in data
+            else SilenceKind(SilenceKind.MAINTENANCE if data["maintenance"] else SilenceKind.SILENCE)
+        )
         replaced = data.get("id")
         if replaced is not None and not isinstance(replaced, str):
             raise InputError("must be a string", field="id")

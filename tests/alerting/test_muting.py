@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, update
 
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
@@ -210,11 +210,16 @@ def test_an_incident_silenced_before_its_announcement_is_posted_when_the_silence
 
 def _timeline(*events: tuple[str, str, dict[str, object]]) -> list[TimelineRow]:
     at = datetime(2026, 1, 1, tzinfo=UTC)
-    return [TimelineRow(at=at, kind=k, message=m, data=d) for k, m, d in events]
+    rows, late = [], False
+    for k, m, d in events:
+        late = late or k == "later"
+        when = at + timedelta(hours=2) if late else at  # after the hour's silence ran out
+        rows.append(TimelineRow(at=when, kind="priority" if k == "later" else k, message=m, data=d))
+    return rows
 
 
 OPENED = ("opened", "incident opened", {})
-SILENCED = ("silenced", "silenced for 3600s by alice", {"by": "alice"})
+SILENCED = ("silenced", "silenced for 3600s by alice", {"by": "alice", "seconds": 3600})
 TO_P1 = ("priority", "priority P1: node down", {"from": "P2", "to": "P1"})
 TO_P2 = ("priority", "priority P2: replica back", {"from": "P1", "to": "P2"})
 ENDED = ("silence_ended", "silence ended", {})
@@ -228,8 +233,14 @@ ENDED = ("silence_ended", "silence ended", {})
         ([OPENED, SILENCED], "P2", False, "nothing happened while silenced"),
         ([OPENED, SILENCED, TO_P1, ENDED, SILENCED], "P1", False, "nothing happened while silenced"),
         ([OPENED, SILENCED, *[TO_P1] * 7], "P1", True, "and 2 more on the timeline"),
+        (
+            [OPENED, SILENCED, ("later", "priority P0", {"from": "P2", "to": "P0"})],
+            "P2",
+            False,
+            "nothing happened",
+        ),
     ],
-    ids=["rose", "rose-and-fell-back", "quiet", "second-silence", "many-events"],
+    ids=["rose", "rose-and-fell-back", "quiet", "second-silence", "many-events", "after-it-ran-out"],
 )
 def test_the_catch_up_says_what_happened_during_the_last_silence(
     timeline: list[tuple[str, str, dict[str, object]]], priority: str, rose: bool, shown: str
@@ -238,3 +249,21 @@ def test_the_catch_up_says_what_happened_during_the_last_silence(
     assert escalated is rose
     assert shown in message and message.startswith("silence ended (silenced by alice)")
     assert data["to"] == priority
+
+
+def test_a_silence_of_an_earlier_version_that_held_nothing_back_gets_no_catch_up_after_an_upgrade(
+    pipe: Pipeline,
+) -> None:
+    # Before silences held notifications back, their timeline event did not say so; that version sent
+    # the escalation itself. Upgrading (a restart) must not page the channel with a catch-up for it.
+    _opened_and_silenced(pipe)
+    with pipe.sql.begin() as connection:
+        connection.execute(
+            update(TimelineRow)
+            .where(TimelineRow.kind == "silenced")
+            .values(data={"by": "slack:alice", "seconds": 3600})
+        )
+    pipe.restart()
+    pipe.tick(3600)
+    pipe.ingest(NODE_DOWN)  # after the silence ran out
+    assert "silence_ended" not in [e.kind for e in pipe.engine.store.get(pipe.incident_id()).timeline]

@@ -4,6 +4,7 @@ import json
 import warnings
 from collections.abc import Iterator
 from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -486,6 +487,18 @@ def test_a_silence_update_keeps_the_id_when_alertmanager_would(
     if not same_id:  # the old one ends now, as a record of what it muted
         assert silences[first]["status"]["state"] == "expired"
     assert len(silences) == 1 + (not same_id)
+
+
+def test_a_maintenance_window_read_and_posted_back_stays_a_window(client: TestClient) -> None:
+    # amtool and Grafana post back what they read, longer; they do not send `maintenance`.
+    first = client.post("/api/v2/silences", json={**SILENCE, "maintenance": True}, headers=AUTH).json()
+    read = client.get(f"/api/v2/silence/{first['silenceID']}").json()
+    assert read["maintenance"] is True
+    body = {k: read[k] for k in ("id", "matchers", "startsAt", "createdBy", "comment")}
+    body["endsAt"] = (datetime.fromisoformat(read["endsAt"]) + timedelta(hours=1)).isoformat()
+    again = client.post("/api/v2/silences", json=body, headers=AUTH).json()["silenceID"]
+    assert again == first["silenceID"]  # updated in place, and still a maintenance window
+    assert client.get(f"/api/v2/silence/{again}").json()["maintenance"] is True
 
 
 def test_updating_an_expired_silence_makes_a_new_one(client: TestClient) -> None:
