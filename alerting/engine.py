@@ -128,6 +128,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
         self._announced: set[str] = set()  # open incidents this process has announced
+        # Held at start to be announced again (deduped by the outbox) though their delay had passed: a
+        # previous process announced them, so their changes meanwhile go out, not into the announcement.
+        self._reannounce: set[str] = set()
         self._reassessed = False  # the open incidents were assessed with the current inventory
         self.counters: dict[str, int] = {
             "alerts_received": 0,
@@ -158,10 +161,12 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         for incident_id, kind, event in changes:
             if kind is ChangeKind.OPENED and self._hold > timedelta(0):
                 self._unannounced[incident_id] = event.at
-            elif incident_id in self._unannounced:
+            elif incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
             else:
+                if kind is ChangeKind.RESOLVED:
+                    self._unannounced.pop(incident_id, None)
                 if kind is ChangeKind.OPENED:
                     self._announced.add(incident_id)
                 elif kind is ChangeKind.RESOLVED:
@@ -214,6 +219,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
         for incident_id in due:
             del self._unannounced[incident_id]
+            self._reannounce.discard(incident_id)
             self._announced.add(incident_id)
             if not self._listeners:
                 continue
@@ -262,10 +268,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 # the incidents this process already knew were announced or are still held: not again.
                 if row.id not in known:
                     self._unannounced[row.id] = row.opened_at
+                    if self.clock.now() - row.opened_at >= self._hold:
+                        self._reannounce.add(row.id)
                 self._open[row.id] = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
             self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
+            self._reannounce &= set(self._unannounced)
             self._reassessed = False  # what the store holds was not assessed with this inventory
             self._status = {
                 fp: st for fp, st in session.execute(select(AlertRow.fingerprint, AlertRow.status))

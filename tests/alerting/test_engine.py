@@ -891,3 +891,22 @@ def test_a_rack_partly_down_takes_in_what_is_on_its_dead_nodes_not_a_hot_gpu_on_
     engine.ingest([_gpu_alert("r04-n01", 2, "GPUTemperatureHigh")])  # on a dead node: the outage's
     engine.ingest([_gpu_alert("r04-n06", 1, "GPUTemperatureHigh")])  # a live node: its own
     assert sorted((r[3]["type"], r[4]) for r in _open(engine)) == [("gpu", 1), ("rack", 3)]
+
+
+def test_changes_replayed_after_a_restart_reach_listeners_of_an_announced_incident(
+    db: str, clock: FakeClock
+) -> None:
+    # serve replays its journal before the first tick: a change to an incident announced before the crash
+    # used to fold into its announcement again, which the outbox dropped as a duplicate.
+    first = _engine(db, clock, scenarios.fleet_inventory(), announce_delay_seconds=10)
+    first.ingest([_gpu_alert("r02-n01", 3, "GPULost")])
+    clock.advance(11)
+    first.tick()
+    engine = _engine(db, clock, scenarios.fleet_inventory(), announce_delay_seconds=10)  # restarted
+    seen: list[ChangeKind] = []
+    engine.subscribe(lambda c: seen.append(c.kind))
+    clock.advance(5)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r02-n01"})])  # replayed
+    assert ChangeKind.UPDATED in seen or ChangeKind.PRIORITY_CHANGED in seen
+    engine.tick()
+    assert seen[-1] is ChangeKind.OPENED  # announced again as well (the outbox dedupes it)
