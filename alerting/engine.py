@@ -124,6 +124,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         # any: a repeat that changes them takes the slow path, so its incident is assessed again.
         self._measures: dict[str, tuple[str, ...]] = {}
         self._silenced_incidents: set[str] = set()
+        self._catch_up_since: dict[str, datetime] = {}
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
@@ -165,6 +166,12 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
             else:
+                if incident_id in self._reannounce:
+                    # Announced by the process before this one, maybe not (it stopped during the hold):
+                    # announced again first (the outbox dedupes it), then the change.
+                    self._emit(out)
+                    out = []
+                    self._announce(incident_id, event.at)
                 if kind is ChangeKind.RESOLVED:
                     self._unannounced.pop(incident_id, None)
                 if kind is ChangeKind.OPENED:
@@ -218,21 +225,25 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         """Announce held incidents whose delay has passed, as they are now."""
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
         for incident_id in due:
-            del self._unannounced[incident_id]
-            self._reannounce.discard(incident_id)
-            self._announced.add(incident_id)
-            if not self._listeners:
-                continue
-            incident = self.store.get(incident_id)
-            if incident.state is IncidentState.RESOLVED:
-                continue
-            opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
-            silenced_until = incident_silenced_until(self._silences, incident_id, now)
-            self._call_listeners(
-                IncidentChange(
-                    ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
-                )
+            self._announce(incident_id, now)
+
+    def _announce(self, incident_id: str, now: datetime) -> None:
+        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile)."""
+        del self._unannounced[incident_id]
+        self._reannounce.discard(incident_id)
+        self._announced.add(incident_id)
+        if not self._listeners:
+            return
+        incident = self.store.get(incident_id)
+        if incident.state is IncidentState.RESOLVED:
+            return
+        opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
+        silenced_until = incident_silenced_until(self._silences, incident_id, now)
+        self._call_listeners(
+            IncidentChange(
+                ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
             )
+        )
 
     # --- state rebuild --------------------------------------------------------------------------
 
@@ -621,9 +632,16 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             inc = self._open[chosen.id]
         inc.members[row.fingerprint] = member
         path = member.location.path
-        if chosen is not None and member.is_infra and inc.root_path and not contains(inc.root_path, path):
-            # Where the root is headed, until the batch recomputes it: the next alert of this batch sees it
-            # (a rule evaluation posts a whole rack's alerts in one batch).
+        if (
+            chosen is not None
+            and member.is_infra
+            and inc.root_path
+            and not contains(inc.root_path, path)
+            and (member.is_outage or not any(m.is_outage for m in inc.members.values()))
+        ):
+            # Where the root is headed, as ``root_cause`` will place it (among outages when there are
+            # any), until the batch recomputes it: the next alert of this batch sees it (a rule evaluation
+            # posts a whole rack's alerts in one batch).
             inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
         if not member.location.workloads <= inc.workloads:
             self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))

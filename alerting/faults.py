@@ -41,7 +41,8 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
-_NODE_JOB = re.compile("node|kubelet|cadvisor")  # scrape jobs whose target is the node itself
+# Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
+_NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")
 
 # A generic anomaly alert (gpuwarden's ``GpuwardenAnomaly``, vmanomaly-style rules) names the series it
 # scored in ``for`` (or ``metric``/``__name__``) and the detector in ``model``: the series says what broke.
@@ -86,6 +87,8 @@ def classify(labels: Mapping[str, str]) -> FaultKind:
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
     alertname, job = labels.get("alertname", ""), labels.get("job", "")
+    if not any(labels.get(k) for k in ("instance", "node", "Hostname", "hostname")):
+        job = ""  # a scrape job's alert about no one target (kube-prometheus' TargetDown): not a node's
     return _classify(explicit, alertname, xid_code(labels), _detector(labels), metric, job=job)
 
 

@@ -47,6 +47,7 @@ class MuteTracking:
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
     _open: dict[str, OpenIncident]
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
+    _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
     inventory: Inventory | None
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
@@ -127,9 +128,17 @@ class MuteTracking:
             .order_by(TimelineRow.seq)
         )
         last = {incident_id: (kind, data or {}) for incident_id, kind, data in marks}
-        self._silenced_incidents.update(
-            i for i, (kind, data) in last.items() if kind == SILENCED and data.get("holds_notifications")
-        )
+        now = self.clock.now()
+        for incident_id, (kind, data) in last.items():
+            if kind != SILENCED:
+                continue
+            if data.get("holds_notifications"):
+                self._silenced_incidents.add(incident_id)
+            elif incident_silenced_until(self._silences, incident_id, now) is not None:
+                # Silenced by a version that held nothing back, still silenced: this one holds back what
+                # comes from now on, so it catches up on that (and only that) when the silence ends.
+                self._silenced_incidents.add(incident_id)
+                self._catch_up_since[incident_id] = now
 
     def _end_incident_silences(self, now: datetime) -> None:
         """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
@@ -150,11 +159,15 @@ class MuteTracking:
                         .where(TimelineRow.incident_id == incident_id)
                         .order_by(TimelineRow.seq)
                     ).all()
-                    message, data, rose = catch_up(events, row.priority)
+                    message, data, rose = catch_up(
+                        events, row.priority, self._catch_up_since.get(incident_id)
+                    )
                     row.updated_at = now
                     change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
                     batch.event(incident_id, SILENCE_ENDED, message, data, change=change)
         self._silenced_incidents -= ended  # after the commit: a failed one is tried again at the next tick
+        for incident_id in ended:
+            self._catch_up_since.pop(incident_id, None)
         if batch is not None:
             self._notify(batch.changes)
 
@@ -164,25 +177,25 @@ CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counte
 CAUGHT_UP_CHARS = 200  # of each
 
 
-def catch_up(timeline: Sequence[TimelineRow], priority: str) -> tuple[str, dict[str, object], bool]:
+def catch_up(
+    timeline: Sequence[TimelineRow], priority: str, since: datetime | None = None
+) -> tuple[str, dict[str, object], bool]:
     """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
     before and after the silence, who silenced it, how many events were held back) and whether the incident
-    became more urgent meanwhile ("P0" < "P1": more urgent)."""
+    became more urgent meanwhile ("P0" < "P1": more urgent). With ``since``, only what came after it counts
+    (a silence of a version that did not hold notifications back, caught up from the upgrade on)."""
     ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
-    since = timeline[ends[-1] + 1 :] if ends else timeline
-    start = next((k for k, e in enumerate(since) if e.kind == SILENCED), 0)
-    during = since[start:]
+    last = timeline[ends[-1] + 1 :] if ends else timeline
+    start = next((k for k, e in enumerate(last) if e.kind == SILENCED), 0)
+    during = last[start:]
     by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
     # Held back: what happened until the last silence ran out, not what came after it.
-    ends_at = max(
-        (
-            e.at + timedelta(seconds=float(e.data["seconds"]))
-            for e in during
-            if e.kind == SILENCED and e.data.get("seconds")
-        ),
-        default=None,
-    )
-    held = [e for e in during if e.kind != SILENCED and (ends_at is None or e.at < ends_at)]
+    ends_at = max((e.at + _length(e) for e in during if e.kind == SILENCED and _length(e)), default=None)
+    held = [
+        e
+        for e in during
+        if e.kind != SILENCED and (ends_at is None or e.at < ends_at) and (since is None or e.at >= since)
+    ]
     changes = [e for e in held if e.kind == "priority" and e.data.get("from") and e.data.get("to")]
     before = str(changes[0].data["from"]) if changes else priority
     priority = str(changes[-1].data["to"]) if changes else priority  # where the silence left it
@@ -199,6 +212,14 @@ def catch_up(timeline: Sequence[TimelineRow], priority: str) -> tuple[str, dict[
         parts.append("nothing happened while silenced")
     data: dict[str, object] = {"from": before, "to": priority, "held": len(held), "silenced_by": by}
     return "; ".join(parts), data, rose
+
+
+def _length(event: TimelineRow) -> timedelta:
+    """How long a ``silenced`` event's silence ran (zero when its data does not say)."""
+    try:
+        return timedelta(seconds=float(event.data.get("seconds") or 0))
+    except (TypeError, ValueError):
+        return timedelta(0)
 
 
 def _shorten(text: str) -> str:

@@ -147,7 +147,7 @@ class AlertmanagerApi:
         # Absent on an update (amtool and Grafana post back what they read): the updated one's kind.
         kind = (
             None
-            if "maintenance" not in data
+            if data.get("maintenance") is None
             else SilenceKind(SilenceKind.MAINTENANCE if data["maintenance"] else SilenceKind.SILENCE)
         )
         replaced = data.get("id")

@@ -251,19 +251,37 @@ def test_the_catch_up_says_what_happened_during_the_last_silence(
     assert data["to"] == priority
 
 
-def test_a_silence_of_an_earlier_version_that_held_nothing_back_gets_no_catch_up_after_an_upgrade(
-    pipe: Pipeline,
-) -> None:
-    # Before silences held notifications back, their timeline event did not say so; that version sent
-    # the escalation itself. Upgrading (a restart) must not page the channel with a catch-up for it.
-    _opened_and_silenced(pipe)
+def _as_an_earlier_version_wrote_it(pipe: Pipeline) -> None:
+    """The incident's ``silenced`` event as a version that held no notifications back stored it."""
     with pipe.sql.begin() as connection:
         connection.execute(
             update(TimelineRow)
             .where(TimelineRow.kind == "silenced")
             .values(data={"by": "slack:alice", "seconds": 3600})
         )
+
+
+def test_a_silence_of_an_earlier_version_that_ended_before_the_upgrade_gets_no_catch_up(
+    pipe: Pipeline,
+) -> None:
+    # That version sent the escalations itself: a catch-up after the upgrade would page for nothing.
+    _opened_and_silenced(pipe)
+    _as_an_earlier_version_wrote_it(pipe)
+    pipe.clock.advance(3601)
     pipe.restart()
-    pipe.tick(3600)
-    pipe.ingest(NODE_DOWN)  # after the silence ran out
+    pipe.tick(60)
+    pipe.ingest(NODE_DOWN)  # after the silence ran out: an ordinary escalation
     assert "silence_ended" not in [e.kind for e in pipe.engine.store.get(pipe.incident_id()).timeline]
+
+
+def test_a_silence_of_an_earlier_version_still_running_catches_up_on_what_came_after_the_upgrade(
+    pipe: Pipeline,
+) -> None:
+    _opened_and_silenced(pipe)
+    _as_an_earlier_version_wrote_it(pipe)
+    pipe.restart()  # this version holds notifications back from now on
+    pipe.ingest(NODE_DOWN)  # P2 -> P1 while silenced
+    assert pipe.replies() == ["opened"]
+    pipe.tick(3600)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    assert pipe.recorder.replies(pipe.parent().ts)[-1].reply_broadcast  # the escalation, caught up
