@@ -779,14 +779,19 @@ def test_unrelated_faults_on_two_gpus_of_one_node_stay_two_incidents(db: str, cl
     ]
 
 
+def _service_on_unknown_racks(service: str, prefix: str, nodes: int) -> StaticInventory:
+    """Cluster k: nodes of no known rack, a replica of ``service`` on GPU 0 of each of the first four."""
+    listed = [NodeInfo(f"{prefix}{i}", "k", "?", 8) for i in range(1, nodes + 1)]
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", service, "k")
+    units = tuple(frozenset({("k", f"{prefix}{i}", 0)}) for i in range(1, 5))
+    return StaticInventory(listed, [WorkloadInfo(ref, units)], {"k": 0})
+
+
 def test_outages_taking_every_replica_of_a_service_on_nodes_of_unknown_racks_are_one_p0(
     db: str, clock: FakeClock
 ) -> None:
     # Kubernetes nodes without rack labels, one replica of llm-serve on each.
-    nodes = [NodeInfo(f"gpu-node-{i}", "k", "?", 8) for i in range(1, 6)]
-    serve = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "llm-serve", "k")
-    units = tuple(frozenset({("k", f"gpu-node-{i}", 0)}) for i in range(1, 5))
-    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(serve, units)], {"k": 0}))
+    engine = _engine(db, clock, _service_on_unknown_racks("llm-serve", "gpu-node-", nodes=5))
     for i in range(1, 5):
         engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": f"gpu-node-{i}"})])
         clock.advance(20)
@@ -842,10 +847,7 @@ def test_a_power_loss_and_a_node_down_in_another_rack_of_the_same_job_stay_two(
 def test_a_cluster_root_of_a_services_outages_does_not_take_in_unrelated_faults(
     db: str, clock: FakeClock
 ) -> None:
-    nodes = [NodeInfo(f"n{i}", "k", "?", 8) for i in range(1, 10)]
-    chat = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "chat", "k")
-    units = tuple(frozenset({("k", f"n{i}", 0)}) for i in range(1, 5))
-    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(chat, units)], {"k": 0}))
+    engine = _engine(db, clock, _service_on_unknown_racks("chat", "n", nodes=9))
     for i in range(1, 5):
         engine.ingest([Alert({"alertname": "NodeDown", "cluster": "k", "node": f"n{i}"})])
     hot = {"alertname": "GPUTemperatureHigh", "cluster": "k", "gpu": "3"}
