@@ -167,7 +167,8 @@ class SignatureDetector:
         # A missed scrape (NaN) is neither a new XID nor the end of the last one: it leaves no row.
         rows, values, before = self._values.update(step, view.time)
         new = (values > 0) & np.isfinite(before) & (values != before)
-        counted = self._counted_gpus(view) if new.any() else set()
+        # Only while the counters are read at all: a config that reads the gauge alone relies on it.
+        counted = self._counted_gpus(view) if new.any() and _find(view, XID_COUNTER) is not None else set()
         if counted:
             # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
             # mixed fleet's dcgm-exporter-only nodes have the gauge alone.

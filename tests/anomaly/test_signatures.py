@@ -98,6 +98,14 @@ def test_in_a_mixed_fleet_the_gauge_reports_the_gpus_gpuwardens_exporter_does_no
     assert found == [("n1", "13"), ("n2", "79")]  # n1's gauge is not reported twice; n2's is reported
 
 
+def test_a_config_that_reads_the_xid_gauge_and_gpu_up_but_no_counters_relies_on_the_gauge():
+    feed = Feed()
+    up = ("gpuwarden_gpu_up", [GPU], [1], "gauge")
+    feed.tick(up, ("DCGM_FI_DEV_XID_ERRORS", [GPU], [0], "gauge"))
+    hits = fired(feed.tick(up, ("DCGM_FI_DEV_XID_ERRORS", [GPU], [79], "gauge")))
+    assert [f.labels[i]["xid"] for f, i in hits] == ["79"]
+
+
 def test_a_gap_in_the_dcgm_xid_gauge_neither_raises_again_nor_forgets_the_last_xid():
     feed = Feed()
     q = "DCGM_FI_DEV_XID_ERRORS"

@@ -108,11 +108,18 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 return items if sum(i["alert_count"] for i in items) == len(LABEL_SETS) else []
 
             incidents = _wait(stored, "Alertmanager's webhook to deliver all alerts to gpuwarden")
-            rack = [i for i in incidents if i["root_cause"]["target"].get("name") == "r07"]
-            assert len(rack) == 1 and rack[0]["alert_count"] == 2
-            # One node down and a GPU lost on another: one incident at the rack, not a power loss.
-            assert rack[0]["root_cause"]["kind"] == "node_down"
-            assert rack[0]["title"].startswith("rack r07 partial outage")
+            # One node down and a GPU lost on another node of the rack: two faults, two incidents.
+            roots = sorted(
+                (
+                    i["root_cause"]["kind"],
+                    i["root_cause"]["target"].get("name") or i["root_cause"]["target"]["node"],
+                )
+                for i in incidents
+                if i["root_cause"]["target"].get("rack") == "r07"
+                or i["root_cause"]["target"].get("node") == "r07-n02"
+            )
+            assert roots == [("gpu_lost", "r07-n02"), ("node_down", "r07-n01")]
+            (node_incident,) = [i for i in incidents if i["root_cause"]["target"].get("name") == "r07-n01"]
             # The same body posted to gpuwarden: the same alerts, fingerprints and labels in its API v2
             # as in Alertmanager's, and no new alert beside the webhook's copies.
             auth = {"Authorization": f"Bearer {TOKEN}"}
@@ -134,7 +141,7 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
             assert httpx.post(f"{am_url}/api/v2/alerts", json=ended, timeout=10).status_code == 200
 
             def resolved() -> bool:
-                detail = httpx.get(f"{gw_url}/api/v1/incidents/{rack[0]['id']}", timeout=10).json()
+                detail = httpx.get(f"{gw_url}/api/v1/incidents/{node_incident['id']}", timeout=10).json()
                 node = [a for a in detail["alerts"] if a["labels"].get("node") == "r07-n01"]
                 return bool(node) and node[0]["status"] == "resolved"
 
