@@ -174,7 +174,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     self._announce(incident_id, event.at)
                 if kind is ChangeKind.RESOLVED:
                     self._unannounced.pop(incident_id, None)
-                if kind is ChangeKind.OPENED:
+                if kind in (ChangeKind.OPENED, ChangeKind.REOPENED):  # a reopened one was announced
                     self._announced.add(incident_id)
                 elif kind is ChangeKind.RESOLVED:
                     self._announced.discard(incident_id)

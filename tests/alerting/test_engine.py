@@ -595,6 +595,24 @@ def test_a_rebuild_after_a_failed_transaction_does_not_announce_incidents_again(
     assert len(opened) == 2
 
 
+def test_a_rebuild_does_not_announce_a_reopened_incident_as_opened(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=5)
+    opened: list[str] = []
+    engine.subscribe(lambda c: opened.append(c.incident.id) if c.kind is ChangeKind.OPENED else None)
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    clock.advance(10)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(10)
+    engine.tick()  # resolved after the quiet period
+    engine.ingest([Alert(labels)])  # it fires again: reopened
+    assert len(opened) == 1
+    engine._reload()  # a failed transaction's rebuild
+    clock.advance(30)
+    engine.tick()
+    assert len(opened) == 1
+
+
 def test_nodes_of_one_name_in_two_clusters_are_two_nodes_with_their_own_workloads(
     db: str, clock: FakeClock
 ) -> None:
