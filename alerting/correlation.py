@@ -60,6 +60,10 @@ class Candidate:
     placed: frozenset[GpuKey] | None = None  # GPUs its workloads run on (None: look them up)
     facts_of: Callable[[], RootFacts] | None = None  # the incident's cached ``RootFacts``, if it keeps them
 
+    def placement(self, inventory: Inventory | None) -> frozenset[GpuKey]:
+        """The GPUs its workloads run on: as the incident keeps them, else from the inventory."""
+        return placement(self.workloads, inventory) if self.placed is None else self.placed
+
     def facts(self) -> RootFacts:
         """What ``explains`` needs of the members."""
         return self.facts_of() if self.facts_of is not None else root_facts(self.members)
@@ -160,6 +164,7 @@ def join_rank(
 
     ``under`` keeps the GPUs under ``new``'s path between calls for the same alert (``best_candidate``).
     """
+    under = {} if under is None else under
     path = new.location.path
     root = candidate.root_path
     if path and root and path[0] != root[0]:
@@ -180,8 +185,7 @@ def join_rank(
     if path and root and contains(root, path) and not new.is_infra:
         return 1
     if new.is_infra and not root:
-        placed = placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
-        return 2 if _hosts_workload(path, placed, inventory, {} if under is None else under) else None
+        return 2 if _hosts_workload(path, candidate.placement(inventory), inventory, under) else None
     if (
         new.is_infra
         and path
@@ -215,12 +219,13 @@ def join_rank(
             and abs((m.onset - new.onset).total_seconds()) <= WORKLOAD_OUTAGE_SPREAD_SECONDS
             for m in candidate.members
         )
-        if together and candidate.workloads and path[1:2] == (UNKNOWN,):  # known racks: the rules above
-            placed = (
-                placement(candidate.workloads, inventory) if candidate.placed is None else candidate.placed
-            )
-            if _hosts_workload(path, placed, inventory, {} if under is None else under):
-                return 3
+        if (
+            together
+            and candidate.workloads
+            and path[1:2] == (UNKNOWN,)  # known racks: the rules above
+            and _hosts_workload(path, candidate.placement(inventory), inventory, under)
+        ):
+            return 3
     return None
 
 
@@ -285,7 +290,7 @@ def _taken(taken: frozenset[Path] | set[Path], node: Path) -> bool:
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
     """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
 
-    At a node or GPU: a related fault on that node (see ``_related``). At a rack: an outage or a stale
+    At a node or GPU: a related fault on that node (see ``_related_kinds``). At a rack: an outage or a stale
     exporter (power and top-of-rack switching are the rack's), or what a cluster takes. At a cluster, a
     root only a spread of one signal or a workload's outages reach: the same alert (not a dead node or
     GPU: two in two racks are two faults, see ``_same_signal_spread``) as one that is no outage's

@@ -97,6 +97,12 @@ def _detector(labels: Mapping[str, str]) -> str:
     return labels.get("model_alias") or labels.get("model", "")
 
 
+def normalised(name: str) -> str:
+    """A name as the patterns compare it: lower case, letters and digits only (``chat_service_down`` and
+    ``ChatServiceDown`` alike)."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
 @functools.lru_cache(maxsize=4096)
 def _classify(
     explicit: str, alertname: str, code: int | None, model: str, metric: str, *, job: str = ""
@@ -104,7 +110,7 @@ def _classify(
     # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
         return FaultKind(explicit)
-    name = re.sub(r"[^a-z0-9]", "", alertname.lower())
+    name = normalised(alertname)
     if job and _SCRAPE_DOWN.search(name):
         # Prometheus' `up == 0`: node exporter's and the kubelet's targets are their node, so it is down
         # (or cut off); a GPU or application exporter's target is only that exporter.
@@ -116,7 +122,7 @@ def _classify(
             return kind
     if model in _MODEL_KINDS:
         return _MODEL_KINDS[model]
-    metric = re.sub(r"[^a-z0-9]", "", metric.lower())
+    metric = normalised(metric)
     for pattern, kind in _METRIC_COMPILED:
         if pattern.search(metric):
             return kind

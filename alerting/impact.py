@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.correlation import Member, gpu_keys
-from alerting.faults import xid_code
+from alerting.faults import normalised, xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, target_label
 from gpuwarden.model import (
@@ -46,7 +46,7 @@ _DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)$")
 def _says_down(alertname: str) -> bool:
     """``InferenceServiceDown``, ``chat_service_down``, ``EndpointUnavailable``: compared as ``classify``
     compares names, lower case without separators."""
-    return _DOWN_NAME.search(re.sub(r"[^a-z0-9]", "", alertname.lower())) is not None
+    return _DOWN_NAME.search(normalised(alertname)) is not None
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ The composition root adapts a real source (the simulated fleet, Slurm, Kubernete
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, Protocol
@@ -127,11 +127,11 @@ class StaticInventory:
     def _settled(self, w: WorkloadInfo) -> WorkloadInfo:
         """``w`` with each GPU key read without a cluster given the cluster of the one node of its name."""
 
-        def settle(gpu: GpuKey) -> GpuKey:
-            info = self.node(gpu[1]) if not gpu[0] else None
-            return (info.cluster, gpu[1], gpu[2]) if info is not None else gpu
+        def cluster_of(name: str) -> str:
+            info = self.node(name)
+            return info.cluster if info is not None else ""
 
-        return replace(w, units=tuple(frozenset(settle(g) for g in unit) for unit in w.units))
+        return replace(w, units=_clustered(w.units, cluster_of))
 
     def node(self, name: str, cluster: str = "") -> NodeInfo | None:
         """A node by name in ``cluster``; without one, the one node of that name."""
@@ -207,8 +207,14 @@ def in_cluster(workloads: Iterable[WorkloadInfo], cluster: str) -> list[Workload
 
 def _stamped(w: WorkloadInfo, cluster: str) -> WorkloadInfo:
     ref = w.ref if w.ref.cluster else replace(w.ref, cluster=cluster)
-    units = tuple(frozenset(g if g[0] else (cluster, g[1], g[2]) for g in unit) for unit in w.units)
-    return replace(w, ref=ref, units=units)
+    return replace(w, ref=ref, units=_clustered(w.units, lambda _: cluster))
+
+
+def _clustered(
+    units: tuple[frozenset[GpuKey], ...], cluster_of: Callable[[str], str]
+) -> tuple[frozenset[GpuKey], ...]:
+    """``units`` with each GPU key read without a cluster given ``cluster_of`` its node ("": still none)."""
+    return tuple(frozenset(g if g[0] else (cluster_of(g[1]), g[1], g[2]) for g in unit) for unit in units)
 
 
 def merge_inventories(parts: Sequence[StaticInventory]) -> StaticInventory:

@@ -13,6 +13,7 @@ from the timeline (a ``silenced`` event with no ``silence_ended`` after it), so 
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -87,16 +88,12 @@ class MuteTracking:
     def _placed(self, labels: Mapping[str, str]) -> Callable[[], Mapping[str, str]]:
         """The alert's labels plus the ``cluster``, ``rack`` and ``node`` the inventory places it in where
         it has none of its own, computed when first asked for (only maintenance windows ask)."""
-        found: list[Mapping[str, str]] = []
 
+        @functools.cache
         def placed() -> Mapping[str, str]:
-            if not found:
-                path = locate(labels, classify(labels), self.inventory).path
-                topology = {
-                    n: v for n, v in zip(("cluster", "rack", "node"), path, strict=False) if v != UNKNOWN
-                }
-                found.append({**topology, **{k: v for k, v in labels.items() if v}})
-            return found[0]
+            path = locate(labels, classify(labels), self.inventory).path
+            topology = {n: v for n, v in zip(("cluster", "rack", "node"), path, strict=False) if v != UNKNOWN}
+            return {**topology, **{k: v for k, v in labels.items() if v}}
 
         return placed
 

@@ -120,15 +120,16 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     exporter_address = False
     if inventory is not None:
         known = cluster if cluster and inventory.nodes_in(cluster) else ""
-        if uuid and not (node and gpu and inventory.node(node, known)):
+        info = inventory.node(node, known) if node else None
+        if uuid and not (info is not None and gpu):
             # A UUID the inventory places wins over a node it does not know (an exporter scraped by IP:
             # `instance="10.0.0.1:9400"`).
             placed = inventory.gpu_by_uuid(uuid)
             if placed is not None and known in ("", placed[0]):
-                if node and inventory.node(node, known) is None:
+                if node and info is None:  # a node named that the inventory does not know
                     node, gpu = "", ""
                 known, node, gpu = placed[0], node or placed[1], gpu or str(placed[2])
-        info = inventory.node(node, known) if node else None
+                info = inventory.node(node, known)
         if info is None and node and node == _instance_host(labels):
             # A host named only by `instance` that the inventory does not know: a fully qualified name of
             # a node it knows (`r07-n01.dc1.example.com`), or the scraped exporter's own address

@@ -168,7 +168,8 @@ class SignatureDetector:
         rows, values, before = self._values.update(step, view.time)
         new = (values > 0) & np.isfinite(before) & (values != before)
         # Only while the counters are read at all: a config that reads the gauge alone relies on it.
-        counted = self._counted_gpus(view) if new.any() and _find(view, XID_COUNTER) is not None else set()
+        counters = _find(view, XID_COUNTER)
+        counted = self._counted_gpus(view, counters) if new.any() and counters is not None else set()
         if counted:
             # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
             # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
@@ -180,15 +181,11 @@ class SignatureDetector:
         return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
 
     @staticmethod
-    def _counted_gpus(view: View) -> set[GpuKey]:
+    def _counted_gpus(view: View, counters: Step) -> set[GpuKey]:
         """The GPUs whose XIDs gpuwarden's exporter counts: those it reports up (it exports ``gpu_up`` for
-        each GPU it watches, and an XID counter series from each one's first XID)."""
-        counted: set[GpuKey] = set()
-        for metric in (GPU_UP, XID_COUNTER):
-            step = view.latest.get(metric) if metric == GPU_UP else _find(view, metric)
-            if step is not None:
-                counted.update(gpu_key(labels) for labels in step.labels)
-        return counted
+        each GPU it watches) and those with an XID counter series (one from each GPU's first XID)."""
+        steps = (view.latest.get(GPU_UP), counters)
+        return {gpu_key(labels) for step in steps if step is not None for labels in step.labels}
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)
