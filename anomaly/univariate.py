@@ -45,11 +45,13 @@ UNIX_TOO_LARGE = 1e14  # microseconds or nanoseconds: refused rather than guesse
 
 @dataclass(frozen=True, slots=True)
 class Series:
-    """One univariate series: epoch seconds and values."""
+    """One univariate series: epoch seconds and values; ``stamps``, when read from a file, are its
+    timestamps as written there, so that the scored file gives them back unchanged."""
 
     name: str
     timestamps: FloatArray
     values: FloatArray
+    stamps: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,7 +86,12 @@ def read_series_csv(path: Path) -> Series:
             "sort the file by time",
             field="timestamp",
         )
-    return Series(name=path.name, timestamps=seconds, values=_values(path, values, rows.lines))
+    return Series(
+        name=path.name,
+        timestamps=seconds,
+        values=_values(path, values, rows.lines),
+        stamps=tuple(rows.stamps),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,11 +265,17 @@ def score_many(
 
 
 def write_scored_csv(scored: ScoredSeries, path: Path) -> None:
-    """Write ``timestamp,value,anomaly_score,label`` (label 1 where an alert would be raised)."""
+    """Write ``timestamp,value,anomaly_score,label`` (label 1 where an alert would be raised); timestamps
+    as the input file wrote them (epoch seconds stay epoch seconds), else as UTC times."""
     s = scored.series
+    stamps = (
+        list(s.stamps)
+        if s.stamps is not None
+        else pd.to_datetime(s.timestamps, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S")
+    )
     frame = pd.DataFrame(
         {
-            "timestamp": pd.to_datetime(s.timestamps, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S"),
+            "timestamp": stamps,
             "value": s.values,
             "anomaly_score": np.round(scored.score, 6),
             "label": scored.raised.astype(np.int8),
