@@ -339,6 +339,17 @@ def best_candidate(
     return min(ranked, key=lambda r: r[:4])[4] if ranked else None
 
 
+def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) -> bool:
+    """Whether the outages lie where faults that began before them had already spread: a node that shut
+    down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first).
+    ``infra`` and ``outages`` are in onset order."""
+    earlier = [m for m in infra if not m.is_outage and m.onset < outages[0].onset]
+    if not earlier:
+        return False
+    spread = common_ancestor(m.location.path for m in earlier) or earlier[0].location.path
+    return all(contains(spread, m.location.path) for m in outages)
+
+
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
     """The root cause of a set of alerts and its topology path (empty for a workload root)."""
     items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
@@ -350,13 +361,13 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
         infra = [m for m in infra if m.is_outage or m.onset <= symptoms[0].onset]
     if infra:
         outages = [m for m in infra if m.is_outage]
-        basis = outages or infra
+        basis = outages if outages and not _within_earlier_fault(infra, outages) else infra
         path = common_ancestor(m.location.path for m in basis)
         if not path:
             path = basis[0].location.path
         at_root = [m for m in basis if m.location.path == path]
         if at_root:
-            kind = at_root[0].kind
+            kind = next((m.kind for m in at_root if m.is_outage), at_root[0].kind)
         elif all(m.kind is FaultKind.XID for m in basis):
             # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
             # rack is down, whatever the XID took out of service.

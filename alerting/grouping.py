@@ -8,6 +8,7 @@ incidents and the transaction's ``Batch``.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import RACK_DEPTH, down_nodes, explains, placement, root_cause
@@ -21,6 +22,11 @@ from alerting.topology import UNKNOWN, Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, shares_workload
 
+SPREAD_NODES = 3
+"""Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
+delivery): one such GPU on each of two nodes is two faults, as ``correlation`` keeps them; on three, the
+rack's. A declared rule, like Alertmanager's grouping by alert name, not a value tuned on data."""
+
 
 class IncidentGrouping:
     """Root cause, impact, priority and merges of open incidents; mixed into ``IncidentEngine``."""
@@ -29,6 +35,7 @@ class IncidentGrouping:
     inventory: Inventory | None
     _open: dict[str, OpenIncident]
     _flap: FlapPolicy
+    _window: timedelta
 
     def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
         if workloads != inc.workloads:
@@ -162,6 +169,7 @@ class IncidentGrouping:
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> bool:
         """Fold other open incidents that the (new) root of ``inc`` explains into it."""
         merged = False
+        spread = self._spread_in_rack(inc, batch.now)
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
                 continue
@@ -171,7 +179,7 @@ class IncidentGrouping:
                 and any(explains(inc.root_path, inc.facts, m) for m in other.members.values())
             )
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
-            if not (inside or symptom_only or _sibling_nodes_down(inc, other)):
+            if not (inside or symptom_only or other.id in spread or _sibling_nodes_down(inc, other)):
                 continue
             for fp, member in other.members.items():
                 inc.members[fp] = member
@@ -202,6 +210,42 @@ class IncidentGrouping:
             del self._open[other.id]
             merged = True
         return merged
+
+
+    def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
+        """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a
+        known rack within the correlation window (see ``_one_signal``); empty when they do not."""
+        signal = _one_signal(inc, now - self._window)
+        if signal is None:
+            return set()
+        rack = inc.root_path[:RACK_DEPTH]
+        nodes = {m.location.path[: RACK_DEPTH + 1] for m in inc.members.values()}
+        found = set()
+        for other in self._open.values():
+            if (
+                other.id != inc.id
+                and other.root_path[:RACK_DEPTH] == rack
+                and _one_signal(other, now - self._window) == signal
+            ):
+                found.add(other.id)
+                nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
+        return found if len(nodes) >= SPREAD_NODES else set()
+
+
+def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
+    """(alert name, kind) when every member of ``inc`` is that one alert, no outage, on GPUs or nodes of a
+    single node of a known rack, and one still fires having begun since ``since``; else None."""
+    root = inc.root_path
+    if len(root) <= RACK_DEPTH or root[1] == UNKNOWN:
+        return None
+    signals = {(m.labels.get("alertname", ""), m.kind.value) for m in inc.members.values()}
+    if len(signals) != 1:
+        return None
+    if any(m.is_outage or not m.is_infra for m in inc.members.values()):
+        return None
+    if not any(m.firing and m.onset >= since for m in inc.members.values()):
+        return None
+    return next(iter(signals))
 
 
 def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:

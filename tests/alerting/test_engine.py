@@ -958,3 +958,68 @@ def test_where_alerts_land_does_not_depend_on_how_they_were_batched(tmp_path: Pa
         outcomes.append(sorted((r[2], r[4]) for r in _open(engine)))
     assert outcomes[0] == outcomes[1]
     assert ("gpu_lost", 1) in outcomes[0]  # the lost GPU on another node is its own fault
+
+
+def test_an_outage_inside_a_rack_that_was_already_running_hot_stays_in_the_racks_thermal_incident(
+    db: str, clock: FakeClock
+) -> None:
+    # A cooling failure: GPUs on every node of r05 run hot, then one node shuts down, then more GPUs heat up.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert(f"r05-n0{n}", 0, "GPUTemperatureHigh") for n in range(1, 5)])
+    clock.advance(60)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r05-n02"})])
+    clock.advance(60)
+    engine.ingest([_gpu_alert(f"r05-n0{n}", 1, "GPUTemperatureHigh") for n in range(5, 9)])
+    [(_, _, kind, target, count)] = _open(engine)
+    assert (kind, target["type"], target["name"], count) == ("thermal", "rack", "r05", 9)
+
+
+def test_a_gpu_that_ran_hot_then_fell_off_the_bus_is_a_lost_gpu(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r05-n01", 3, "GPUTemperatureHigh")])
+    clock.advance(60)
+    engine.ingest([_gpu_alert("r05-n01", 3, "GPULost")])
+    [(_, _, kind, target, count)] = _open(engine)
+    assert (kind, target["type"], count) == ("gpu_lost", "gpu", 2)
+
+
+HOT = "GPUTemperatureHigh"
+
+
+@pytest.mark.parametrize(
+    ("hot", "expected"),
+    [
+        ((("r05-n01", HOT), ("r05-n04", HOT)), ["gpu", "gpu"]),
+        ((("r05-n01", HOT), ("r05-n04", HOT), ("r05-n07", HOT)), ["rack"]),
+        ((("r05-n01", HOT), ("r06-n04", HOT), ("r07-n07", HOT)), ["gpu"] * 3),
+        ((("r05-n01", HOT), ("r05-n04", "GPUMemoryLeak"), ("r05-n07", HOT)), ["gpu"] * 3),
+    ],
+    ids=["two-nodes", "three-nodes-one-rack", "three-racks", "two-signals"],
+)
+def test_one_signal_on_single_gpus_of_three_nodes_of_a_rack_is_the_racks_fault(
+    db: str, clock: FakeClock, hot: tuple[tuple[str, str], ...], expected: list[str]
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    for node, name in hot:
+        engine.ingest([_gpu_alert(node, 2, name)])
+        clock.advance(40)
+    engine.tick()
+    assert sorted(r[3]["type"] for r in _open(engine)) == expected
+
+
+def test_a_rack_running_hot_in_one_rule_evaluation_is_announced_once(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(), announce_delay_seconds=30)
+    opened: list[str] = []
+    engine.subscribe(lambda c: opened.append(c.incident.title) if c.kind is ChangeKind.OPENED else None)
+    engine.ingest([_gpu_alert(f"r03-n0{n}", 5, "GPUTemperatureHigh") for n in (2, 4, 6, 8)])
+    clock.advance(30)
+    engine.tick()
+    assert opened == ["rack r03 thermal"]
+
+
+def test_a_gpu_hot_since_long_before_the_window_does_not_count_towards_a_racks_spread(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(), correlation_window_seconds=300)
+    engine.ingest([_gpu_alert("r05-n01", 2, "GPUTemperatureHigh")])
+    clock.advance(3600)
+    engine.ingest([_gpu_alert("r05-n04", 2, HOT), _gpu_alert("r05-n07", 2, HOT)])
+    assert sorted(r[3]["type"] for r in _open(engine)) == ["gpu"] * 3
