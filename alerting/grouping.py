@@ -211,7 +211,6 @@ class IncidentGrouping:
             merged = True
         return merged
 
-
     def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
         """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a
         known rack within the correlation window (see ``_one_signal``); empty when they do not."""

@@ -53,6 +53,19 @@ class Inhibitor:
 
     def inhibited_by(self, fingerprint: str, labels: Mapping[str, str]) -> str | None:
         """The name (or index) of the rule that inhibits this alert, or None."""
+        found = self._inhibition(fingerprint, labels)
+        if found is None:
+            return None
+        i, _ = found
+        return self.rules[i].name or f"inhibit_rule[{i}]"
+
+    def inhibiting(self, fingerprint: str, labels: Mapping[str, str]) -> str | None:
+        """The fingerprint of a source alert that inhibits this one (Alertmanager's ``inhibitedBy``)."""
+        found = self._inhibition(fingerprint, labels)
+        return None if found is None else min(found[1])
+
+    def _inhibition(self, fingerprint: str, labels: Mapping[str, str]) -> tuple[int, set[str]] | None:
+        """The first rule that inhibits this alert and the source alerts that do, or None."""
         for i, rule in enumerate(self.rules):
             if not all_match(rule.target_matchers, labels):
                 continue
@@ -65,5 +78,5 @@ class Inhibitor:
                 sources = sources - self._both_sides[i].get(key, set())
                 if not sources:
                     continue
-            return rule.name or f"inhibit_rule[{i}]"
+            return i, sources
         return None

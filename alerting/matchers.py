@@ -22,8 +22,11 @@ logger = logging.getLogger(__name__)
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False  # a bad pattern is the caller's 400, not a line on stderr
 
+# A name is bare (Prometheus' classic label names) or quoted, as Alertmanager's UTF-8 matchers write
+# any other name the alerts carry (`"foo-bar"="x"`).
 _MATCHER_RE = re.compile(
-    r'^\s*([A-Za-z_][A-Za-z0-9_]*)\s*(=~|!~|!=|=)\s*(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
+    r'^\s*(?:([A-Za-z_][A-Za-z0-9_]*)|"((?:[^"\\]|\\.)+)")\s*(=~|!~|!=|=)\s*'
+    r'(?:"((?:[^"\\]|\\.)*)"|([^\s"]*))\s*$'
 )
 
 
@@ -93,8 +96,8 @@ class Matcher:
         }
 
     def __str__(self) -> str:
-        escaped = self.value.replace("\\", "\\\\").replace('"', '\\"')
-        return f'{self.name}{self.op.value}"{escaped}"'
+        name = self.name if _BARE_NAME.match(self.name) else f'"{_escape(self.name)}"'
+        return f'{name}{self.op.value}"{_escape(self.value)}"'
 
 
 def parse_matcher(text: str) -> Matcher:
@@ -102,23 +105,37 @@ def parse_matcher(text: str) -> Matcher:
     m = _MATCHER_RE.match(text)
     if m is None:
         raise InputError(f'cannot parse matcher {text!r}; expected name="value"', field="matchers")
-    quoted, bare = m.group(3), m.group(4)
-    value = bytes(quoted, "utf-8").decode("unicode_escape") if quoted is not None else (bare or "")
-    return Matcher(m.group(1), MatchOp(m.group(2)), value)
+    name = m.group(1) if m.group(1) is not None else _unescape(m.group(2))
+    quoted, bare = m.group(4), m.group(5)
+    value = _unescape(quoted) if quoted is not None else (bare or "")
+    return Matcher(name, MatchOp(m.group(3)), value)
 
 
-_LABEL_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_BARE_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+_ESCAPED = {"n": "\n", '"': '"', "\\": "\\"}
+
+
+def _escape(text: str) -> str:
+    return text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
+
+
+def _unescape(text: str) -> str:
+    """Alertmanager's unescaping of a quoted matcher value: ``\\n``, ``\\"`` and ``\\\\``; any other
+    backslash stays (``r0\\d`` is a regex). Text outside the ASCII range is kept as written."""
+    return _ESCAPE.sub(lambda m: _ESCAPED.get(m.group(1), m.group(0)), text)
 
 
 def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Matcher:
     """Build a matcher from Alertmanager's API shape (``isEqual`` defaults to true).
 
-    Errors name the field under ``where`` (``matchers[2].isRegex``): a label name as Prometheus allows it,
+    Errors name the field under ``where`` (``matchers[2].isRegex``): a non-empty label name (any name an
+    alert may carry, as Alertmanager's UTF-8 names; ``foo-bar`` too),
     a string value, booleans for the flags (the string "false" is not false), a regex that compiles.
     """
     name, value = data.get("name"), data.get("value")
-    if not isinstance(name, str) or not _LABEL_NAME.match(name):
-        raise InputError("must be a label name ([A-Za-z_][A-Za-z0-9_]*)", field=f"{where}.name")
+    if not isinstance(name, str) or not name:
+        raise InputError("must be a non-empty label name", field=f"{where}.name")
     if not isinstance(value, str):
         raise InputError("must be a string", field=f"{where}.value")
     flags = []
@@ -167,6 +184,13 @@ def _op(is_regex: bool, is_equal: bool) -> MatchOp:
     if is_regex:
         return MatchOp.RE if is_equal else MatchOp.NRE
     return MatchOp.EQ if is_equal else MatchOp.NE
+
+
+def mutes_everything(matchers: Sequence[Matcher]) -> bool:
+    """Whether a silence of these matchers would mute alerts whatever their labels, which Alertmanager
+    refuses: every matcher is ``=`` or ``=~`` and matches the empty string. A ``!=`` or ``!~`` matcher never
+    counts as matching it (``alertname!="Watchdog"`` is a silence Alertmanager takes)."""
+    return all(m.op in (MatchOp.EQ, MatchOp.RE) and m.matches_empty for m in matchers)
 
 
 def all_match(matchers: Sequence[Matcher], labels: Mapping[str, str]) -> bool:

@@ -65,13 +65,14 @@ class MuteTracking:
     def mute_state(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None = None
     ) -> tuple[list[str], list[str]]:
-        """What mutes an alert now: the ids of the silences (and windows), and the inhibition rules."""
+        """What mutes an alert now: the ids of the silences (and windows), and the fingerprint of an alert
+        that inhibits it (Alertmanager's ``silencedBy`` and ``inhibitedBy``)."""
         now = self.clock.now()
         with self._lock:
             placed = self._placed(labels)
             silenced = [s.id for s in self._silences if s.mutes(labels, now, incident_id, placed)]
-            rule = self._inhibitor.inhibited_by(fingerprint, labels)
-        return silenced, [] if rule is None else [rule or "inhibit_rule"]
+            source = self._inhibitor.inhibiting(fingerprint, labels)
+        return silenced, [] if source is None else [source]
 
     def _mute_reason(self, row: StoredAlert, now: datetime) -> str | None:
         return self._muted_by(row.fingerprint, row.labels, row.incident_id, now)

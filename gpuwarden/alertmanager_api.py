@@ -1,16 +1,18 @@
 """Alertmanager's API v2 beyond ingest, as ``amtool`` and Grafana's Alertmanager data source use it.
 
 ``GET /api/v2/alerts`` lists the firing alerts (``gettableAlerts``: state, ``silencedBy``, ``inhibitedBy``;
-``filter``, ``active``, ``silenced``, ``inhibited`` as in Alertmanager) and ``GET /api/v2/alerts/groups``
-(one group per incident, for Grafana's alert-group view). Silences: ``POST /api/v2/silences``
-(with the ``id`` of an existing silence it updates it, as ``amtool silence update`` expects),
-``GET /api/v2/silences`` (expired ones too, until retention deletes them), ``GET`` and ``DELETE
+``filter``, ``active``, ``silenced``, ``inhibited``, ``receiver`` as in Alertmanager) and ``GET
+/api/v2/alerts/groups`` (one group per incident, for Grafana's alert-group view); ``GET /api/v2/receivers``.
+Silences: ``POST /api/v2/silences`` (with the ``id`` of an existing silence it updates it, as ``amtool
+silence update`` expects), ``GET /api/v2/silences`` (expired ones too, until retention deletes them;
+``filter`` as Alertmanager applies it to silences), ``GET`` and ``DELETE
 /api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with the alerting
 configuration as ``config.original`` and no cluster. Routes and their auth are wired in ``gpuwarden.api``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,7 +23,14 @@ from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, parse_time
-from alerting.matchers import all_match, matcher_from_dict, parse_matcher
+from alerting.matchers import (
+    Matcher,
+    MatchOp,
+    all_match,
+    matcher_from_dict,
+    mutes_everything,
+    parse_matcher,
+)
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import AlertRow
 from gpuwarden import __version__
@@ -108,12 +117,10 @@ class AlertmanagerApi:
     async def _alerts(self, request: Request) -> list[tuple[dict[str, Any], str | None]]:
         params = request.query_params
         show = {name: _flag(params.get(name), name) for name in ("active", "silenced", "inhibited")}
-        filters = []
-        for text in params.getlist("filter"):
-            try:
-                filters.append(parse_matcher(text))
-            except InputError as exc:
-                raise InputError(exc.message, field="filter") from exc
+        filters = _filters(params.getlist("filter"))
+        receiver = params.get("receiver")
+        if receiver is not None and not _receiver_matches(receiver):
+            return []  # every alert has the one receiver
         rows = await run_in_threadpool(self.engine.store.firing_alerts)
         out = []
         for row in rows:
@@ -140,8 +147,7 @@ class AlertmanagerApi:
             matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
             for i, m in enumerate(raw)
         ]
-        if all(m.matches_empty for m in matchers):
-            # Alertmanager's rule too: such a silence would mute every alert, whatever its labels.
+        if mutes_everything(matchers):
             raise InputError("at least one matcher must not match the empty string", field="matchers")
         starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
         # Absent on an update (amtool and Grafana post back what they read): the updated one's kind.
@@ -166,10 +172,18 @@ class AlertmanagerApi:
         return JSONResponse({"silenceID": silence_id})
 
     async def list_silences(self, request: Request) -> Response:
-        """Every silence and maintenance window, expired ones too until retention deletes them."""
+        """Every silence and maintenance window, expired ones too until retention deletes them; with
+        ``filter``, those whose matchers match it as Alertmanager compares them (``amtool silence query``)."""
+        filters = _filters(request.query_params.getlist("filter"))
         now = self.engine.clock.now()
         silences = await run_in_threadpool(self.engine.all_silences)
-        return JSONResponse([gettable_silence(s, now) for s in silences])
+        return JSONResponse(
+            [gettable_silence(s, now) for s in silences if _silence_matches(s.matchers, filters)]
+        )
+
+    async def list_receivers(self, request: Request) -> Response:
+        """``GET /api/v2/receivers``: the one receiver every alert reaches."""
+        return JSONResponse([{"name": RECEIVER}])
 
     async def get_silence(self, request: Request) -> Response:
         """One silence."""
@@ -199,6 +213,38 @@ class AlertmanagerApi:
                 },
             }
         )
+
+
+def _filters(texts: list[str]) -> list[Matcher]:
+    """The ``filter`` matchers of a request."""
+    filters = []
+    for text in texts:
+        try:
+            filters.append(parse_matcher(text))
+        except InputError as exc:
+            raise InputError(exc.message, field="filter") from exc
+    return filters
+
+
+def _receiver_matches(pattern: str) -> bool:
+    """Whether the ``receiver`` filter, an anchored regular expression as in Alertmanager, takes ours."""
+    try:
+        return Matcher("receiver", MatchOp.RE, pattern).matches({"receiver": RECEIVER})
+    except InputError as exc:
+        raise InputError(exc.message, field="receiver") from exc
+
+
+def _silence_matches(matchers: Sequence[Matcher], filters: Sequence[Matcher]) -> bool:
+    """Alertmanager's silence filter: each filter matcher is tested against the value the silence's matcher
+    of that name has; an empty filter value only asks that the silence has (``=``) or lacks (``!=``) one."""
+    values = {m.name: m.value for m in matchers}
+    for f in filters:
+        present = f.name in values
+        if f.value == "" and (present if f.op in (MatchOp.NE, MatchOp.NRE) else not present):
+            continue
+        if not f.matches({f.name: values.get(f.name, "")}):
+            return False
+    return True
 
 
 def _flag(value: str | None, name: str) -> bool:

@@ -237,20 +237,21 @@ class _Handlers:
         async def endpoint(request: Request) -> Response:
             lag = 0
             if not self.authorized(request):
-                response: Response = _error(401, "missing or wrong bearer token")
+                response: Response = _error(401, "missing or wrong bearer token", route=route)
                 response.headers["WWW-Authenticate"] = "Bearer"
             else:
                 lag = await self.barrier() if barrier else 0
                 try:
                     response = await handler(request, await self.read_body(request))
                 except BodyTooLarge:
-                    response = _error(413, f"body larger than {self.config.max_body_bytes} bytes")
+                    too_large = f"body larger than {self.config.max_body_bytes} bytes"
+                    response = _error(413, too_large, route=route)
                 except NotFound as exc:
-                    response = _error(404, str(exc), exc.field)
+                    response = _error(404, str(exc), exc.field, route=route)
                 except Conflict as exc:
-                    response = _error(409, str(exc), exc.field)
+                    response = _error(409, str(exc), exc.field, route=route)
                 except InputError as exc:
-                    response = _error(400, str(exc), exc.field)
+                    response = _error(400, str(exc), exc.field, route=route)
             if lag:
                 response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
@@ -266,9 +267,9 @@ class _Handlers:
             try:
                 response = await handler(request)
             except NotFound as exc:
-                response = _error(404, str(exc), exc.field)
+                response = _error(404, str(exc), exc.field, route=route)
             except InputError as exc:
-                response = _error(400, str(exc), exc.field)
+                response = _error(400, str(exc), exc.field, route=route)
             if lag:
                 response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
@@ -436,6 +437,7 @@ class _Handlers:
                 methods=["DELETE"],
             ),
             Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
+            Route("/api/v2/receivers", self.read("/api/v2/receivers", am.list_receivers), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
             Route("/api/v1/inventory", self.read("/api/v1/inventory", self.show_inventory), methods=["GET"]),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
@@ -463,7 +465,18 @@ class _Handlers:
         ]
 
 
-def _error(status: int, message: str, field: str = "") -> JSONResponse:
+FIELD_HEADER = "X-Gpuwarden-Field"
+
+
+def _error(status: int, message: str, field: str = "", *, route: str = "") -> JSONResponse:
+    """``{"error", "field"}``; on Alertmanager's API (``/api/v2``) a JSON string, as Alertmanager answers
+    and ``amtool`` prints ("json: cannot unmarshal object" otherwise), with the field in a header."""
+    if route.startswith("/api/v2/"):
+        return JSONResponse(
+            message,  # names its field: "field: what is wrong"
+            status_code=status,
+            headers={FIELD_HEADER: field} if field else None,
+        )
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
 
 

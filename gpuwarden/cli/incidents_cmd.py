@@ -42,7 +42,14 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             data = response.json()
         except ValueError:
             data = None
-        message = data.get("error", response.text) if isinstance(data, dict) else response.text
+        # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string.
+        message = (
+            data.get("error", response.text)
+            if isinstance(data, dict)
+            else data
+            if isinstance(data, str)
+            else response.text
+        )
         err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(str(message))}")
         raise typer.Exit(1)
     return response

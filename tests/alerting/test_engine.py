@@ -371,11 +371,13 @@ def test_inhibition_rule_mutes_targets_while_the_source_fires(db: str, clock: Fa
         equal=["cluster"],
     )
     engine = _engine(db, clock, inhibit_rules=[rule])
-    engine.ingest([Alert({"alertname": "ClusterMaintenance", "cluster": "c1", "severity": "info"})])
-    result = engine.ingest(
-        [Alert({"alertname": "GPUThermal", "cluster": "c1", "node": "a", "severity": "warning"})]
-    )
+    source = Alert({"alertname": "ClusterMaintenance", "cluster": "c1", "severity": "info"})
+    engine.ingest([source])
+    target = Alert({"alertname": "GPUThermal", "cluster": "c1", "node": "a", "severity": "warning"})
+    result = engine.ingest([target])
     assert result.muted == 1
+    # Alertmanager's inhibitedBy names the inhibiting alert, by fingerprint.
+    assert engine.mute_state(target.fingerprint, target.labels) == ([], [source.fingerprint])
     result = engine.ingest(
         [Alert({"alertname": "GPUThermal", "cluster": "c2", "node": "a", "severity": "warning"})]
     )
@@ -1017,7 +1019,9 @@ def test_a_rack_running_hot_in_one_rule_evaluation_is_announced_once(db: str, cl
     assert opened == ["rack r03 thermal"]
 
 
-def test_a_gpu_hot_since_long_before_the_window_does_not_count_towards_a_racks_spread(db: str, clock: FakeClock) -> None:
+def test_a_gpu_hot_since_long_before_the_window_does_not_count_towards_a_racks_spread(
+    db: str, clock: FakeClock
+) -> None:
     engine = _engine(db, clock, scenarios.fleet_inventory(), correlation_window_seconds=300)
     engine.ingest([_gpu_alert("r05-n01", 2, "GPUTemperatureHigh")])
     clock.advance(3600)

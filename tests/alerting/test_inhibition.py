@@ -18,6 +18,7 @@ def test_firing_source_inhibits_target_with_equal_labels() -> None:
     inh.update("s", {"alertname": "NodeDown", "node": "n1", "cluster": "c"}, True)
     target = {"alertname": "GPULost", "severity": "critical", "node": "n1", "cluster": "c"}
     assert inh.inhibited_by("t", target) == "node-down"
+    assert inh.inhibiting("t", target) == "s"  # Alertmanager's inhibitedBy: the source alert, not the rule
 
 
 def test_different_equal_label_or_resolved_source_does_not_inhibit() -> None:

@@ -23,6 +23,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig, SimConfig
 from gpuwarden.model import WorkloadKind, WorkloadRef, label_fingerprint
 from gpuwarden.sim.fleet import fleet_from_config
+from tests.gpuwarden.api_error import error_field, error_text
 
 with warnings.catch_warnings():
     # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
@@ -116,7 +117,7 @@ def test_malformed_payloads_get_400_naming_the_field_and_change_nothing(
         "/api/v2/alerts", content=body, headers={**AUTH, "Content-Type": "application/json"}
     )
     assert response.status_code == 400
-    assert response.json()["field"] == field
+    assert error_field(response) == field
     assert engine.store.alert_count() == 1
     assert client.get("/api/v1/incidents").json() == before
 
@@ -165,7 +166,7 @@ def test_webhook_v4_with_unknown_fields_is_accepted_and_idempotent(
 def test_webhook_with_another_version_is_refused_naming_version(client: TestClient) -> None:
     payload = {**_webhook(), "version": "3"}
     response = client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH)
-    assert (response.status_code, response.json()["field"]) == (400, "version")
+    assert (response.status_code, error_field(response)) == (400, "version")
 
 
 def test_detail_ack_and_postmortem(client: TestClient) -> None:
@@ -191,7 +192,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     path = f"/api/v1/incidents/{item['id']}"
     assert client.post(f"{path}/mitigate", json={"action": "reboot"}).status_code == 401
     refused = client.post(f"{path}/mitigate", json={"by": "alice"}, headers=AUTH)
-    assert (refused.status_code, refused.json()["field"]) == (400, "action")
+    assert (refused.status_code, error_field(refused)) == (400, "action")
     mitigating = client.post(
         f"{path}/mitigate", json={"action": "power-cycling r02-n03", "by": "alice"}, headers=AUTH
     )
@@ -199,9 +200,9 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     noted = client.post(f"{path}/notes", json={"text": "BMC says PSU 2 failed", "by": "bob"}, headers=AUTH)
     assert noted.status_code == 200
     blank = client.post(f"{path}/notes", json={"text": "  "}, headers=AUTH)
-    assert (blank.status_code, blank.json()["field"]) == (400, "text")
+    assert (blank.status_code, error_field(blank)) == (400, "text")
     bad = client.post(f"{path}/silence", json={"duration": "an hour"}, headers=AUTH)
-    assert (bad.status_code, bad.json()["field"]) == (400, "duration")
+    assert (bad.status_code, error_field(bad)) == (400, "duration")
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
     assert silenced.status_code == 200
     assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
@@ -244,7 +245,7 @@ def test_a_resolved_incident_takes_notes_but_cannot_be_mitigated_acknowledged_or
     silences = client.get("/api/v2/silences").json()
     for action, body in (("mitigate", {"action": "reboot"}), ("ack", {}), ("silence", {"duration": "1h"})):
         refused = client.post(f"{path}/{action}", json={"by": "ana", **body}, headers=AUTH)
-        assert (refused.status_code, refused.json()["field"]) == (409, "incident"), action
+        assert (refused.status_code, error_field(refused)) == (409, "incident"), action
     assert client.get("/api/v2/silences").json() == silences  # the refused silence was not made
 
 
@@ -268,11 +269,11 @@ def test_a_silence_that_would_match_every_alert_is_refused_and_not_made(client: 
     everything = (
         [{"name": "a", "value": ""}],
         [{"name": "a", "value": ".*", "isRegex": True}],
-        [{"name": "a", "value": "x", "isEqual": False}, {"name": "b", "value": "", "isRegex": True}],
+        [{"name": "a", "value": ""}, {"name": "b", "value": "", "isRegex": True}],
     )
     for matchers in everything:
         refused = client.post("/api/v2/silences", json={"matchers": matchers, **times}, headers=AUTH)
-        assert (refused.status_code, refused.json()["field"]) == (400, "matchers"), matchers
+        assert (refused.status_code, error_field(refused)) == (400, "matchers"), matchers
     assert client.get("/api/v2/silences").json() == []
     one_real = [{"name": "a", "value": ".*", "isRegex": True}, {"name": "node", "value": "r02-n03"}]
     assert (
@@ -303,7 +304,7 @@ def test_unexpected_failure_is_a_clean_503_not_a_500(client: TestClient, engine:
     engine.ingest = broken  # type: ignore[method-assign]
     response = client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
     assert response.status_code == 503
-    assert "internal error" in response.json()["error"]
+    assert "internal error" in error_text(response)
     metrics = client.get("/metrics").text
     assert "gpuwarden_api_internal_errors_total 1.0" in metrics
 
@@ -377,7 +378,7 @@ def test_incident_list_filters_caps_and_counts(client: TestClient) -> None:
         ({"state": "open"}, "state"),
     ):
         refused = client.get("/api/v1/incidents", params=params)
-        assert (refused.status_code, refused.json()["field"]) == (400, field)
+        assert (refused.status_code, error_field(refused)) == (400, field)
 
 
 def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
@@ -391,8 +392,8 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert alert["status"] == {"state": "suppressed", "silencedBy": [first], "inhibitedBy": []}
     assert client.get("/api/v2/alerts", params={"silenced": "false"}).json() == []
     assert client.get("/api/v2/alerts", params={"filter": 'node="other"'}).json() == []
-    assert client.get("/api/v2/alerts", params={"filter": "node=~("}).json()["field"] == "filter"
-    assert client.get("/api/v2/alerts", params={"active": "maybe"}).json()["field"] == "active"
+    assert error_field(client.get("/api/v2/alerts", params={"filter": "node=~("})) == "filter"
+    assert error_field(client.get("/api/v2/alerts", params={"active": "maybe"})) == "active"
 
     moved = {**body, "id": first, "startsAt": "2025-12-31T06:00:00Z"}  # an active one's start: a new silence
     second = client.post("/api/v2/silences", json=moved, headers=AUTH).json()["silenceID"]
@@ -405,6 +406,50 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert client.post("/api/v2/silences", json={**body, "id": "sil-nope"}, headers=AUTH).status_code == 404
     engine.tick()  # the silence is over: the alert it held back opens its incident
     assert [i["alert_count"] for i in client.get("/api/v1/incidents").json()] == [1]
+
+
+def test_silences_are_listed_by_filter_as_alertmanager_compares_them(client: TestClient) -> None:
+    def add(*matchers: dict[str, object]) -> str:
+        body = {**SILENCE, "matchers": list(matchers)}
+        response = client.post("/api/v2/silences", json=body, headers=AUTH)
+        assert response.status_code == 200, response.text
+        return str(response.json()["silenceID"])
+
+    a1, a3 = add({"name": "a", "value": "1"}), add({"name": "a", "value": "3"})
+    # Only negative matchers: "everything but the watchdog", which Alertmanager takes.
+    watchdog = add({"name": "alertname", "value": "Watchdog", "isEqual": False})
+    regex = add({"name": "env", "value": "prod.*", "isRegex": True, "isEqual": False})
+
+    def listed(*filters: str) -> set[str]:
+        response = client.get("/api/v2/silences", params={"filter": list(filters)})
+        assert response.status_code == 200, response.text
+        return {s["id"] for s in response.json()}
+
+    assert listed() == {a1, a3, watchdog, regex}
+    assert listed('a="3"') == {a3}  # amtool silence query a=3: not every silence (expire would end them)
+    assert listed('a=~"1|3"') == {a1, a3}
+    assert listed('a!="3"') == {a1, watchdog, regex}  # without an `a` matcher: compared as empty
+    assert listed('a=""') == {watchdog, regex}  # those without an `a` matcher
+    assert listed('alertname="Watchdog"') == {watchdog}
+    assert error_field(client.get("/api/v2/silences", params={"filter": "a~~1"})) == "filter"
+    for everything in ([{"name": "a", "value": ""}], [{"name": "a", "value": ".*", "isRegex": True}]):
+        refused = client.post("/api/v2/silences", json={**SILENCE, "matchers": everything}, headers=AUTH)
+        assert (refused.status_code, error_field(refused)) == (400, "matchers")
+
+
+def test_alerts_are_listed_by_receiver_and_the_receiver_is_listed(client: TestClient) -> None:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    assert client.get("/api/v2/receivers").json() == [{"name": "gpuwarden"}]
+    assert len(client.get("/api/v2/alerts", params={"receiver": "gpu.*"}).json()) == 1
+    assert client.get("/api/v2/alerts", params={"receiver": "gpu"}).json() == []  # anchored
+    assert error_field(client.get("/api/v2/alerts", params={"receiver": "("})) == "receiver"
+
+
+def test_alertmanager_api_errors_are_json_strings_as_amtool_reads_them(client: TestClient) -> None:
+    refused = client.post("/api/v2/alerts", json=[{"labels": {}}], headers=AUTH)
+    assert refused.status_code == 400 and isinstance(refused.json(), str)
+    assert refused.json().startswith(error_field(refused) + ": ")
+    assert isinstance(client.get("/api/v1/incidents", params={"limit": "0"}).json(), dict)  # gpuwarden's own
 
 
 SILENCE = {
@@ -433,7 +478,7 @@ def test_a_refused_silence_update_changes_nothing(
     refused = client.post("/api/v2/silences", json={**SILENCE, "id": first, **change}, headers=AUTH)
     assert refused.status_code == status
     if field is not None:
-        assert refused.json()["field"] == field
+        assert error_field(refused) == field
     assert client.get("/api/v2/silences").json() == before  # the original is still active, alone
 
 
@@ -444,7 +489,7 @@ def test_a_refused_silence_update_changes_nothing(
 )
 def test_a_new_silence_that_has_already_ended_is_refused(client: TestClient, ends: str) -> None:
     refused = client.post("/api/v2/silences", json={**SILENCE, "endsAt": ends}, headers=AUTH)
-    assert (refused.status_code, refused.json()["field"]) == (400, "endsAt")
+    assert (refused.status_code, error_field(refused)) == (400, "endsAt")
     assert client.get("/api/v2/silences").json() == []
 
 
@@ -562,9 +607,9 @@ def test_without_an_inventory_the_api_says_how_to_configure_one(tmp_path: Path) 
     bare = IncidentEngine(sql, FakeClock())
     with TestClient(create_app(bare, ApiConfig(token=SecretStr(TOKEN)))) as c:
         response = c.get("/api/v1/inventory")
-        assert response.status_code == 404 and "kubernetes_inventory" in response.json()["error"]
+        assert response.status_code == 404 and "kubernetes_inventory" in error_text(response)
         bare.inventory_source = "kubernetes"  # configured, but its first read failed
-        assert "has not been read yet" in c.get("/api/v1/inventory").json()["error"]
+        assert "has not been read yet" in error_text(c.get("/api/v1/inventory"))
 
 
 def test_aliases_pods_and_a_failed_refresh_show_in_the_inventory(tmp_path: Path) -> None:
@@ -610,14 +655,14 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
     client: TestClient, engine: IncidentEngine
 ) -> None:
     answer = client.get("/api/v1/outbox")
-    assert answer.status_code == 404 and "no notifier is configured" in answer.json()["error"]
+    assert answer.status_code == 404 and "no notifier is configured" in error_text(answer)
     assert client.post("/api/v1/outbox/retry").status_code == 401  # a write: the token first
     outbox = Outbox(engine.store.engine, [], FakeClock())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
         assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": []}
-        assert c.get("/api/v1/outbox?status=lost").json()["field"] == "status"
-        assert c.get("/api/v1/outbox?limit=0").json()["field"] == "limit"
+        assert error_field(c.get("/api/v1/outbox?status=lost")) == "status"
+        assert error_field(c.get("/api/v1/outbox?limit=0")) == "limit"
         posted = c.post("/api/v1/outbox/retry", json={"incident": ""}, headers=AUTH)
-        assert posted.status_code == 400 and posted.json()["field"] == "incident"
+        assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}

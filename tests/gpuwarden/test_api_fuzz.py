@@ -24,6 +24,7 @@ from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
+from tests.gpuwarden.api_error import error_field, error_text
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", StarletteDeprecationWarning)
@@ -121,8 +122,7 @@ def _post_and_check(client: TestClient, applier: JournalApplier, path: str, payl
     listing = client.get("/api/v1/incidents")
     assert listing.status_code == 200
     if response.status_code == 400:
-        body = response.json()
-        assert body["field"] and body["error"]
+        assert error_field(response) and error_text(response)
     if response.status_code != 200:
         assert engine.store.alert_count() == before, payload
     elif path.endswith("/alertmanager"):
@@ -205,7 +205,7 @@ def test_generated_silences_get_200_or_a_400_naming_the_field_and_alerts_keep_fl
             response = client.post("/api/v2/silences", content=json.dumps(payload).encode(), headers=HEADERS)
             assert response.status_code in (200, 400), (response.status_code, response.text, payload)
             if response.status_code == 400:
-                assert response.json()["field"], response.text
+                assert error_field(response), response.text
             assert client.get("/api/v2/silences").status_code == 200
             assert client.post("/api/v2/alerts", content=probe, headers=HEADERS).status_code == 200
             assert client.get("/api/v1/incidents").status_code == 200

@@ -75,11 +75,24 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         assert shown["matchers"] == [{"name": "node", "value": "n1", "isRegex": False, "isEqual": True}]
         assert "correlation_window_seconds" in _amtool(url, http_config, "config", "show").stdout
 
+        # Everything but the watchdog: only a negative matcher, which Alertmanager takes too.
+        others = _amtool(url, http_config, "silence", "add", 'alertname!="Watchdog"', "-d", "1h", "-c", "x")
+        assert others.returncode == 0, others.stderr
+        queried = _json(_amtool(url, http_config, "silence", "query", "-o", "json", "node=n1"))
+        assert [s["id"] for s in queried] == [silence_id]  # the filter is applied, not ignored
+        assert _amtool(url, http_config, "silence", "expire", others.stdout.strip()).returncode == 0
+        # A refusal reaches the operator as Alertmanager's does: its reason, not a JSON decoding error.
+        bad = _amtool(
+            url, http_config, "alert", "add", "alertname=X", "--start=2030-01-02T00:00:00Z",
+            "--end=2030-01-01T00:00:00Z",
+        )  # fmt: skip
+        assert bad.returncode != 0 and "endsAt" in bad.stderr and "unmarshal" not in bad.stderr, bad.stderr
+
         expired = _amtool(url, http_config, "silence", "expire", silence_id)
         assert expired.returncode == 0, expired.stderr
         assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
-        (gone,) = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json"))
-        assert gone["status"]["state"] == "expired"
+        (gone,) = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json", "node=n1"))
+        assert (gone["id"], gone["status"]["state"]) == (silence_id, "expired")
         # The alert the silence held back reaches an incident at the engine's next tick (every 5 s).
         deadline = time.monotonic() + 20
         counted = 0

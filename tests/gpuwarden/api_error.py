@@ -1,0 +1,24 @@
+"""What a refused request says, on either API."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from gpuwarden.api import FIELD_HEADER
+
+
+def error_field(response: Any) -> str:
+    """The field a refusal names: in the body on gpuwarden's API, in a header and the message's start on
+    Alertmanager's (``/api/v2``), whose errors are JSON strings as amtool reads them."""
+    body = response.json()
+    if isinstance(body, str):
+        field = str(response.headers.get(FIELD_HEADER, ""))
+        assert body.startswith(f"{field}: ") if field else body, body
+        return field
+    return str(body.get("field", ""))
+
+
+def error_text(response: Any) -> str:
+    """The message of a refusal on either API."""
+    body = response.json()
+    return body if isinstance(body, str) else str(body.get("error", ""))
