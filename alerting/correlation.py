@@ -318,6 +318,14 @@ def _whole_node(path: Path) -> bool:
     return 0 < len(path) <= RACK_DEPTH + 1
 
 
+def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+    """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
+    lost are two lost GPUs, not a dead host), or, without one, at least two GPUs."""
+    lost = {m.location.path for m in outages if len(m.location.path) > RACK_DEPTH + 1}
+    node = inventory.node(path[2], path[0]) if inventory is not None else None
+    return len(lost) >= max(node.gpu_count if node is not None else 0, 2)
+
+
 def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
     eight down are two nodes), or, without one, two whole nodes."""
@@ -375,8 +383,8 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
         elif len(path) == RACK_DEPTH and _rack_down(path, outages, inventory):
             kind = FaultKind.RACK_DOWN
         elif len(path) == RACK_DEPTH + 1 and outages:
-            # Several GPUs of one node lost at once: the node is the common fault.
-            kind = FaultKind.NODE_DOWN if len(outages) > 1 else outages[0].kind
+            # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
+            kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
         else:
             kind = basis[0].kind
         return path, RootCause(kind, path_target(path, inventory))

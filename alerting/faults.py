@@ -67,12 +67,13 @@ def xid_code(labels: Mapping[str, str]) -> int | None:
 
 
 def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
-    """True when the fault takes the GPU's capacity away: an outage kind, or an XID whose catalog action
+    """True when the fault takes the GPU's capacity away: an outage kind, a double-bit ECC error, or an XID
+    whose catalog action
     is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then),
     whatever kind the XID is classified as (XID 48 and 95, double-bit ECC, are ``ecc_dbe`` and out of
     service)."""
-    if kind in OUTAGE_KINDS:
-        return True
+    if kind in OUTAGE_KINDS or kind is FaultKind.ECC_DBE:
+        return True  # a double-bit ECC error needs the GPU reset (XID 48), however the alert is named
     # An XID alert's code may be in `code`; another kind's `code` may be anything (an exit code).
     code = (
         xid_code(labels)

@@ -24,6 +24,7 @@ from gpuwarden.model import (
     ClusterRef,
     FaultKind,
     Impact,
+    NodeRef,
     Priority,
     RackRef,
     RootCause,
@@ -37,7 +38,13 @@ SLOW_BURN = 1.0
 SERVICE_DOWN_ERRORS = 0.5
 SEVERE_SHARE = 0.25
 DEGRADING_KINDS = frozenset(
-    {FaultKind.STRAGGLER, FaultKind.NVLINK, FaultKind.ECC_DBE, FaultKind.ROW_REMAP_FAILURE}
+    {
+        FaultKind.STRAGGLER,
+        FaultKind.NVLINK,
+        FaultKind.ECC_DBE,
+        FaultKind.ROW_REMAP_FAILURE,
+        FaultKind.SERVICE_DEGRADED,  # latency or errors with no measure the rule gave: some users
+    }
 )
 _DOWN_NAME = re.compile(r"(service|endpoint|inference)(is)?(down|unavailable)$")
 
@@ -73,6 +80,12 @@ def measures(recommended_action: str, annotations: Mapping[str, str]) -> tuple[s
     return (recommended_action, *values)
 
 
+def _ratio(member: Member) -> float:
+    """``error_ratio`` as a fraction: a value over 1 and up to 100 was written as a percentage."""
+    value = _float(member, "error_ratio")
+    return value / 100 if 1 < value <= 100 else min(value, 1.0)
+
+
 def _float(member: Member, *names: str) -> float:
     for source in (member.labels, member.annotations):
         for name in names:
@@ -95,12 +108,12 @@ def failed_gpus(
     gpus: set[GpuKey] = set()
     # The whole rack counts as lost only while it still looks dead: a rack alert, or every node of it down
     # (two of eight down are two nodes: their GPUs count through their alerts below).
-    down = {m.location.path[2] for m in members if m.is_outage and m.firing and len(m.location.path) == 3}
+    down = {m.location.path[2] for m in members if m.is_outage and _live(m) and len(m.location.path) == 3}
     rack_size = (
         len(inv.nodes_in(root_path[0], root_path[1])) if inv is not None and len(root_path) == 2 else 0
     )
     whole_rack = (rack_size > 0 and len(down) >= rack_size) or any(
-        m.firing and m.location.path == root_path for m in members
+        _live(m) and m.location.path == root_path for m in members
     )
     if (
         whole_rack
@@ -112,9 +125,15 @@ def failed_gpus(
         for node in inv.nodes_in(root_path[0], root_path[1]):
             gpus |= {(node.cluster, node.name, i) for i in range(node.gpu_count)}
     for m in members:
-        if m.is_outage and m.firing:
+        if m.is_outage and _live(m):
             gpus |= gpu_keys(m.location.path, inv)
     return gpus
+
+
+def _live(m: Member) -> bool:
+    """Firing, or flapping: a flapping alert counts as firing until it settles (its impact and priority do
+    not swing, and page, with each flap)."""
+    return m.firing or m.flapping
 
 
 def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[tuple[str, str]]:
@@ -142,13 +161,14 @@ def assess(
             degraded |= gpu_keys(m.location.path, inventory)
     shares: dict[WorkloadRef, float] = {}
     stopped: dict[WorkloadRef, int] = {}
+    unavailable: set[WorkloadRef] = set()  # said down by an alert, not counted down from lost replicas
     infos: list[WorkloadInfo] = workloads_on(inventory, failed | degraded) if inventory is not None else []
     for info in infos:
         hit = sum(1 for unit in info.units if not unit.isdisjoint(failed))
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = len(info.gpus & failed)
-    error_ratio = max((_float(m, "error_ratio") for m in live), default=0.0)
+    error_ratio = max((_ratio(m) for m in live), default=0.0)
     burn = max((_float(m, "burn_rate", "slo_burn_rate") for m in live), default=0.0)
     for m in live:
         for ref in m.location.workloads:
@@ -158,13 +178,15 @@ def assess(
                 shares[ref] = 1.0
             if ref.kind is WorkloadKind.INFERENCE_SERVICE and _says_down(m.labels.get("alertname", "")):
                 shares[ref] = 1.0
-    cluster = root_path[0] if root_path else ""
+                unavailable.add(ref)
     spare = assume_spare_capacity
     if inventory is not None and stopped:
-        spare = inventory.spare_gpus(cluster) >= max(1, sum(stopped.values()))
+        spare = _has_spare(inventory, root_path, stopped, assume_spare_capacity)
     throttling = any(
-        m.kind in (FaultKind.POWER_BRAKE,) or "throttl" in m.labels.get("alertname", "").lower() for m in live
+        m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
     )
+    if any(m.kind is FaultKind.SERVICE_DEGRADED for m in live):
+        burn = max(burn, *(_named_burn(m.labels) for m in live))
     nodes = _nodes(live, failed)
     priority, reason = _priority(
         root,
@@ -177,7 +199,7 @@ def assess(
         capacity_lost=bool(failed or nodes),
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
-    summary = _summary(root, nodes, failed, stopped, shares)
+    summary = _summary(root, nodes, failed, stopped, shares, frozenset(unavailable))
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
         affected_share=max(shares.values(), default=0.0),
@@ -195,6 +217,52 @@ def assess(
         {str(k): v for k, v in shares.items()},
         tuple(sorted(str(r) for r in stopped)),
     )
+
+
+def _has_spare(
+    inventory: Inventory, root_path: Path, stopped: Mapping[WorkloadRef, int], assume: bool
+) -> bool:
+    """Whether the clusters of the stopped jobs have spare GPUs for what they lost (at least one): the
+    root's cluster, or, for an incident rooted at a job (a stall with no fault found under it), the clusters
+    the jobs run in; ``assume`` where the inventory knows none of them."""
+    if root_path:
+        clusters = {root_path[0]}
+    else:
+        clusters = set()
+        for ref in stopped:
+            clusters |= {key[0] for key in inventory.placement(ref)} or (
+                {ref.cluster} if ref.cluster else set()
+            )
+    known = [c for c in clusters if inventory.nodes_in(c)]
+    if not known:
+        return assume
+    need = max(1, sum(stopped.values()))
+    return all(inventory.spare_gpus(c) >= need for c in known)
+
+
+_THROTTLING = re.compile("throttl|slowdown|clocksreduced|clockevent|powercap")
+
+
+@functools.lru_cache(maxsize=1024)
+def _throttles(alertname: str) -> bool:
+    """``GpuThermalThrottling``, ``GpuHwThermalSlowdown`` (NVML's own name for it),
+    ``GpuOverheatingClocksReduced``: the clocks are held down, not only a temperature that rises."""
+    return _THROTTLING.search(normalised(alertname)) is not None
+
+
+_FAST, _SLOW = re.compile("fastburn"), re.compile("slowburn")
+
+
+def _named_burn(labels: Mapping[str, str]) -> float:
+    """The burn rate an SLO alert's name or Sloth's ``sloth_severity`` says, for rules that put no value in
+    an annotation: a fast burn pages at 14.4x, a slow one (ticket) at 1x."""
+    name = normalised(labels.get("alertname", ""))
+    severity = labels.get("sloth_severity", "")
+    if _FAST.search(name) or severity == "page":
+        return FAST_BURN
+    if _SLOW.search(name) or severity == "ticket":
+        return SLOW_BURN
+    return 0.0
 
 
 def _priority(
@@ -218,23 +286,29 @@ def _priority(
         return Priority.P0, "training job fully stopped with no spare capacity"
     if any(v >= SEVERE_SHARE for v in services.values()):
         return Priority.P1, "at least 25% of a service's capacity lost"
+    if error_ratio >= SEVERE_SHARE:
+        return Priority.P1, f"error ratio {error_ratio:.0%}: at least 25% of requests fail"
     if burn >= FAST_BURN:
-        return Priority.P1, f"SLO fast burn {burn:g}x at least  14.4x"
+        return Priority.P1, f"SLO fast burn {burn:g}x, at least 14.4x"
     if stopped:
         return Priority.P1, "training job stalled by a fatal fault (spare capacity available)"
     if burn >= SLOW_BURN:
         return Priority.P2, f"SLO slow burn {burn:g}x"
     if throttling:
         return Priority.P2, "thermal/power throttling"
+    if error_ratio > 0:
+        return Priority.P2, f"error ratio {error_ratio:.0%}: some requests fail"
     if any(v > 0 for v in services.values()):
-        return Priority.P2, "one redundant replica lost"
+        share = max(v for v in services.values() if v > 0)
+        return Priority.P2, f"redundant replicas lost ({share:.0%} of a service's capacity)"
     if capacity_lost:
         return Priority.P2, "GPU capacity lost, no workload affected"
     kind = root.kind if root.kind in DEGRADING_KINDS else degrading
     if kind is not None:
         # Any member's, not only the root's: the alert that pinpoints a straggler's GPU must not lower
         # the priority its step-time alert gave.
-        return Priority.P2, f"{kind.value} degrades performance"
+        what = "service degraded" if kind is FaultKind.SERVICE_DEGRADED else kind.value
+        return Priority.P2, f"{what}: performance degraded"
     return Priority.P3, "potential problem, not urgent"
 
 
@@ -253,6 +327,7 @@ def _summary(
     failed: set[GpuKey],
     stopped: Mapping[WorkloadRef, int],
     shares: Mapping[WorkloadRef, float],
+    unavailable: frozenset[WorkloadRef] = frozenset(),
 ) -> str:
     parts = []
     if nodes:
@@ -262,7 +337,9 @@ def _summary(
     for ref in sorted(stopped, key=str):
         parts.append(f"{target_label(ref)} stopped")
     for ref, share in sorted(shares.items(), key=lambda kv: str(kv[0])):
-        if ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
+        if ref.kind is WorkloadKind.INFERENCE_SERVICE and ref in unavailable:
+            parts.append(f"{target_label(ref)} unavailable")
+        elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
     return ", ".join(parts)
 
@@ -300,6 +377,8 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
         root.target, RackRef | ClusterRef
     ):
         phrase = "partial outage"  # outages on several of its nodes, but not two whole nodes down
+    elif root.kind is FaultKind.GPU_LOST and isinstance(root.target, NodeRef):
+        phrase = "GPUs lost (fell off the bus)"  # some of its GPUs, not the node
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     head = f"{target_label(root.target)} {phrase}"

@@ -727,7 +727,7 @@ def test_an_error_ratio_in_the_annotations_sets_and_changes_the_priority(db: str
         ((incident, priority, *_),) = _open(engine)
         priorities.append((priority, engine.store.get(incident).impact.error_ratio))
         clock.advance(30)
-    assert priorities == [("P3", 0.3), ("P0", 0.9), ("P3", 0.0), ("P3", 0.2)]
+    assert priorities == [("P1", 0.3), ("P0", 0.9), ("P2", 0.0), ("P2", 0.2)]
     timeline = [e.kind for e in engine.store.get(incident).timeline]
     assert timeline == ["opened", "alert_added", "priority", "priority", "priority"]  # none per re-post
 

@@ -53,7 +53,10 @@ def test_an_xid_that_takes_a_training_gpu_out_of_service_stops_the_job(
 
 def test_an_out_of_service_xid_on_a_replica_loses_that_replica(tmp_path: Path) -> None:
     # Service chat has one replica on GPU 0 of each r01 node.
-    assert _priority_of(tmp_path, _xid("r01-n03", 0, 119)) == ("P2", "one redundant replica lost")
+    assert _priority_of(tmp_path, _xid("r01-n03", 0, 119)) == (
+        "P2",
+        "redundant replicas lost (12% of a service's capacity)",
+    )
 
 
 def test_an_out_of_service_xid_on_an_idle_gpu_is_lost_capacity(tmp_path: Path) -> None:
