@@ -96,6 +96,9 @@ class Batch:
     added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     rows: dict[str, StoredAlert] = field(default_factory=dict)
     new: list[PendingAlert] = field(default_factory=list)
+    # Incidents changed in a way their row does not show (what their alerts recommend): told even when
+    # their title, priority and impact stay the same.
+    remeasured: set[str] = field(default_factory=set)
 
     def event(
         self,

@@ -572,6 +572,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
         inc.members[row.fingerprint] = member
         batch.touched.add(inc.id)
+        batch.remeasured.add(inc.id)
 
     def _apply(
         self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult

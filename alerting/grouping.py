@@ -86,6 +86,7 @@ class IncidentGrouping:
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
             self._start_quiet(batch, inc, row)
             return
+        shown = (row.priority, row.title, row.root_kind, row.root_target, row.impact, row.quiet_since)
         if assessed is None:
             path, root = root_cause(members, self.inventory)
             assessment = assess(path, root, members, self.inventory, self.config.assume_spare_capacity)
@@ -131,8 +132,23 @@ class IncidentGrouping:
                 change=None if is_new else ChangeKind.PRIORITY_CHANGED,
             )
         row.quiet_since = None
-        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+        if any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+            return
+        if (
+            inc.id in batch.last_event
+            or inc.id in batch.remeasured
+            or shown
+            != (
+                row.priority,
+                row.title,
+                row.root_kind,
+                row.root_target,
+                row.impact,
+                row.quiet_since,
+            )
+        ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
+        # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
 
     def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went

@@ -199,7 +199,7 @@ def assess(
         capacity_lost=bool(failed or nodes),
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
-    summary = _summary(root, nodes, failed, stopped, shares, frozenset(unavailable))
+    summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable))
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
         affected_share=max(shares.values(), default=0.0),
@@ -327,6 +327,7 @@ def _summary(
     failed: set[GpuKey],
     stopped: Mapping[WorkloadRef, int],
     shares: Mapping[WorkloadRef, float],
+    *,
     unavailable: frozenset[WorkloadRef] = frozenset(),
 ) -> str:
     parts = []
@@ -381,6 +382,11 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
         phrase = "GPUs lost (fell off the bus)"  # some of its GPUs, not the node
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
-    head = f"{target_label(root.target)} {phrase}"
+    label = target_label(root.target)
     summary = assessment.impact.summary
-    return f"{head}: {summary}" if summary else head
+    parts = summary.split(", ") if summary else []
+    if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
+        parts.remove(f"{label} unavailable")
+        phrase = "unavailable"
+    head = f"{label} {phrase}"
+    return f"{head}: {', '.join(parts)}" if parts else head

@@ -1027,3 +1027,25 @@ def test_a_gpu_hot_since_long_before_the_window_does_not_count_towards_a_racks_s
     clock.advance(3600)
     engine.ingest([_gpu_alert("r05-n04", 2, HOT), _gpu_alert("r05-n07", 2, HOT)])
     assert sorted(r[3]["type"] for r in _open(engine)) == ["gpu"] * 3
+
+
+def test_a_flapping_outage_keeps_its_priority_and_tells_nobody_of_each_flap(
+    db: str, clock: FakeClock
+) -> None:
+    # An XID 79 on a rank of llm-70b (no spare GPUs): P0 while it fires, and while it flaps.
+    engine = _engine(db, clock, scenarios.fleet_inventory(), flap_start_transitions=4)
+    changes: list[tuple[str, str]] = []
+    engine.subscribe(lambda c: changes.append((c.kind.value, c.incident.priority.value)))
+    lost = _gpu_alert("r07-n01", 2, "GPUXid", xid="79")
+    told_when_it_began_flapping = None
+    for cycle in range(12):
+        clock.advance(5)
+        engine.ingest([Alert(lost.labels, status=AlertStatus.RESOLVED if cycle % 2 else AlertStatus.FIRING)])
+        row = engine.store.alert(lost.fingerprint)
+        assert row is not None
+        if row.flapping and told_when_it_began_flapping is None:
+            told_when_it_began_flapping = len(changes)
+    assert told_when_it_began_flapping is not None and cycle > 6
+    assert changes[told_when_it_began_flapping:] == []  # no priority swing, no message edit per flap
+    ((_, priority, *_),) = _open(engine)
+    assert priority == "P0"

@@ -16,6 +16,7 @@ from gpuwarden.model import Alert
 
 
 def _priority_of(tmp_path: Path, alert: Alert, spare_gpus: int = 0) -> tuple[str, str]:
+    tmp_path.mkdir(parents=True, exist_ok=True)
     path = str(tmp_path / "incidents.db")
     upgrade(make_engine(path))
     config = AlertingConfig(announce_delay_seconds=0)
@@ -83,3 +84,86 @@ def test_an_xid_on_every_gpu_of_a_rack_is_an_xid_fault_not_a_power_loss(tmp_path
     ((row, count),) = engine.store.list_rows()
     assert (row.root_kind, row.root_target.get("name"), count) == ("xid", "r03", 64)
     assert row.title.startswith("rack r03 XID 119 (GSP RPC Timeout): 8 nodes, 64 GPUs")
+
+
+def _service(name: str, **annotations: str) -> Alert:
+    labels = {"alertname": name, "cluster": "c1", "namespace": "serving", "service": "chat"}
+    return Alert(labels, annotations=annotations)
+
+
+@pytest.mark.parametrize(
+    ("alert", "expected"),
+    [
+        (_service("ChatHighErrorRate", error_ratio="0.51"), "P0"),
+        (_service("ChatHighErrorRate", error_ratio="0.3"), "P1"),  # a quarter of requests or more
+        (_service("ChatHighErrorRate", error_ratio="30"), "P1"),  # written as a percentage
+        (_service("ChatHighErrorRate", error_ratio="0.05"), "P2"),  # some users
+        (_service("ChatLatencyHigh"), "P2"),  # degraded, no measure given
+        (_service("ChatSLOFastBurn"), "P1"),  # a burn-rate rule without its value in an annotation
+        (_service("ChatLatencySLOSlowBurn"), "P2"),
+        (_service("ChatErrorBudgetBurn", sloth_severity="page"), "P1"),
+    ],
+)
+def test_a_service_alert_is_prioritised_by_what_it_says_of_users(
+    tmp_path: Path, alert: Alert, expected: str
+) -> None:
+    if "sloth_severity" in alert.annotations:  # a label in Sloth's rules
+        alert = Alert({**alert.labels, "sloth_severity": alert.annotations["sloth_severity"]})
+    assert _priority_of(tmp_path, alert)[0] == expected
+
+
+def test_a_service_said_down_is_unavailable_not_its_replicas_lost(tmp_path: Path) -> None:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
+    )
+    engine.ingest([_service("InferenceServiceDown")])
+    ((row, _),) = engine.store.list_rows()
+    assert (row.priority, row.title) == (
+        "P0",
+        "inference service chat unavailable",
+    )
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["GpuHwThermalSlowdown", "GpuThermalSlowdown", "GpuOverheatingClocksReduced", "GpuThermalThrottling"],
+)
+def test_clocks_held_down_by_heat_are_throttling_not_a_rising_temperature(tmp_path: Path, name: str) -> None:
+    alert = Alert({"alertname": name, "cluster": "c1", "Hostname": "r03-n02", "gpu": "2"})
+    assert _priority_of(tmp_path, alert) == ("P2", "thermal/power throttling")
+    rising = Alert({"alertname": "GpuTemperatureRising", "cluster": "c1", "Hostname": "r03-n02", "gpu": "2"})
+    assert _priority_of(tmp_path / "rising", rising)[0] == "P3"
+
+
+@pytest.mark.parametrize(("spare", "expected"), [(0, "P0"), (128, "P1")])
+def test_a_double_bit_ecc_alert_stops_the_rank_on_its_gpu_however_it_is_named(
+    tmp_path: Path, spare: int, expected: str
+) -> None:
+    dbe = Alert({"alertname": "GpuDoubleBitEccError", "cluster": "c1", "Hostname": "r07-n01", "gpu": "2"})
+    assert _priority_of(tmp_path, dbe, spare)[0] == expected
+    assert _priority_of(tmp_path / "xid", _xid("r07-n01", 2, 48), spare)[0] == expected
+
+
+@pytest.mark.parametrize(("spare", "expected"), [(0, "P0"), (128, "P1")])
+def test_a_stalled_job_with_no_fault_under_it_counts_its_own_clusters_spare_gpus(
+    tmp_path: Path, spare: int, expected: str
+) -> None:
+    stall = Alert({"alertname": "TrainingJobStalled", "cluster": "c1", "slurm_job": "llm-70b"})
+    assert _priority_of(tmp_path, stall, spare)[0] == expected
+
+
+def test_some_lost_gpus_of_a_node_are_lost_gpus_not_the_node_down(tmp_path: Path) -> None:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
+    )
+    engine.ingest([_xid("r03-n02", 1, 79), _xid("r03-n02", 2, 79)])
+    ((row, _),) = engine.store.list_rows()
+    assert (row.root_kind, row.root_target["type"]) == ("gpu_lost", "node")
+    assert row.title == "node r03-n02 GPUs lost (fell off the bus): 1 node, 2 GPUs"
+    engine.ingest([_xid("r03-n02", gpu, 79) for gpu in range(8)])  # all of them: the node
+    ((row, _),) = engine.store.list_rows()
+    assert row.root_kind == "node_down"
