@@ -143,6 +143,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             "alerts_pruned": 0,
             "inventory_refresh_failures": 0,
         }
+        # The in-memory view could not be rebuilt after a failed transaction (the store was down too): it
+        # is rebuilt before anything uses it again (``_fresh``), not used half cleared.
+        self._stale = False
         self._reload()
 
     # --- subscriptions --------------------------------------------------------------------------
@@ -315,6 +318,24 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             self._silences = configured + [silence_from_row(r) for r in stored]
             self._track_silenced(session, self._open)
 
+    def _rebuild_after_failure(self) -> None:
+        """After a failed transaction: the in-memory view back to what the store holds; when the store
+        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use."""
+        try:
+            self._reload()
+        except Exception:  # noqa: BLE001 - the store is down: rebuilt at the next transaction or tick
+            self._stale = True
+            logger.warning("cannot rebuild the open incidents from the store; retrying before the next use")
+        else:
+            self._stale = False
+
+    def _fresh(self) -> None:
+        """Rebuild the in-memory view if a failure left it stale (raises while the store is still down)."""
+        if self._stale:
+            self._reload()
+            self._stale = False
+            logger.info("open incidents rebuilt from the store after a failure")
+
     def replace_inventory(self, inventory: Inventory) -> None:
         """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
         incidents with firing alerts are placed and assessed again, so their impact and priority follow what
@@ -324,6 +345,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         when its assessment does; and a refresh never lowers a priority because a workload the incident
         showed, and an inventory knew, has left the inventory (a stopped job past its keep time)."""
         with self._lock:
+            self._fresh()
             previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
             if inventory == previous and self._reassessed:
@@ -347,7 +369,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                         for inc in live:
                             self._reassess(batch, inc, previous)
                 except Exception:
-                    self._reload()  # the in-memory view back to what the store holds; the caller logs it
+                    self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
                     raise
             self._reassessed = True
             if batch is not None:
@@ -431,6 +453,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         status_after: dict[str, str] = {}
         muted_after: dict[str, tuple[dict[str, str], str | None] | None] = {}
         try:
+            self._fresh()
             with self._sessions() as session, session.begin(), session.no_autoflush:
                 batch = Batch(session, now)
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
@@ -482,7 +505,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 if in_transaction is not None:
                     in_transaction(session)
         except Exception as exc:  # noqa: BLE001 - re-raised in every waiting caller
-            self._reload()
+            self._rebuild_after_failure()
             for ticket in tickets:
                 ticket.error, ticket.done = exc, True
             return
@@ -735,6 +758,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         """Resolve alerts whose endsAt passed and incidents quiet for the quiet period; catch up on incidents
         whose silence ended."""
         with self._lock:
+            self._fresh()
             now = self.clock.now()
             with self._sessions() as session:
                 stale = session.scalars(

@@ -393,6 +393,24 @@ class JournalApplier:
     def _quarantine(self, record: JournalRecord, exc: Exception) -> None:
         """Keep the record beside the journal with its error, then commit the offset past it."""
         start = self.applied
+        path = self._keep(record, exc, start)
+        self._commit_offset(record.end)
+        logger.error(
+            "journal: record at offset %d failed %d times while the store takes writes; quarantined: %s: %r",
+            start,
+            self._failures_here,
+            path,
+            exc,
+        )
+        with self._cond:
+            self.applied = record.end
+            self.quarantined += 1
+            self._cond.notify_all()
+        self._failing_at, self._failures_here = -1, 0
+        self.journal.discard_applied(record.end)
+
+    def _keep(self, record: JournalRecord, exc: Exception, start: int) -> Path:
+        """Write the record with its error to ``quarantine/`` (named by its offset); the file's path."""
         folder = self.journal.directory / "quarantine"
         folder.mkdir(exist_ok=True)
         path = folder / f"{start:020d}.json"
@@ -410,30 +428,27 @@ class JournalApplier:
             )
         )
         os.replace(tmp, path)
-        self._commit_offset(record.end)
-        logger.error(
-            "journal: record at offset %d failed %d times while the store takes writes; quarantined: %s: %r",
-            start,
-            self._failures_here,
-            path,
-            exc,
-        )
-        with self._cond:
-            self.applied = record.end
-            self.quarantined += 1
-            self._cond.notify_all()
-        self._failing_at, self._failures_here = -1, 0
-        self.journal.discard_applied(record.end)
+        return path
 
     def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []
         timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
+        start = self.applied
         for record in records:
             try:
                 alerts = record.alerts(timeout)
-            except InputError:  # validated before append; a parser change must not wedge the journal
-                logger.exception("journal: record at %d no longer parses; skipped", record.end)
+            except InputError as exc:
+                # Validated before append, by the version that wrote it: one this version refuses (a NUL,
+                # which PostgreSQL cannot store) is kept in quarantine, not lost, and wedges nothing.
+                path = self._keep(record, exc, start)
+                logger.error(
+                    "journal: record at offset %d no longer parses; quarantined: %s: %s", start, path, exc
+                )
+                with self._cond:
+                    self.quarantined += 1
+                start = record.end
                 continue
+            start = record.end
             batches.append((datetime.fromtimestamp(record.accepted_at, UTC), alerts))
         end = records[-1].end
         journal_id = self.journal.journal_id

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import parse_json, parse_time
+from alerting.ingest import NAME_LIMIT, parse_json, parse_time, stored_text
 from alerting.matchers import (
     Matcher,
     MatchOp,
@@ -164,8 +164,8 @@ class AlertmanagerApi:
             matchers,
             starts,
             ends,
-            str(data.get("createdBy", "api")),
-            comment=str(data.get("comment", "")),
+            stored_text(str(data.get("createdBy", "api")), "createdBy", NAME_LIMIT),
+            comment=stored_text(str(data.get("comment", "")), "comment"),
             kind=kind,
             update=replaced or None,  # an update (404 if unknown): in place, or the old one ends now
         )

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import parse_json
+from alerting.ingest import NAME_LIMIT, parse_json, stored_text
 from alerting.silences import parse_duration
 from alerting.store import impact_to_dict
 from alerting.topology import target_to_dict
@@ -60,6 +60,7 @@ def _fields(body: bytes) -> dict[str, Any]:
     by = data.setdefault("by", "api")
     if not isinstance(by, str) or not by.strip():
         raise InputError("must be a non-empty string", field="by")
+    stored_text(by, "by", NAME_LIMIT)
     return data
 
 
@@ -67,7 +68,7 @@ def _text(data: dict[str, Any], field: str) -> str:
     value = data.get(field)
     if not isinstance(value, str) or not value.strip():
         raise InputError("must be a non-empty string", field=field)
-    return value.strip()
+    return stored_text(value.strip(), field)
 
 
 class IncidentActionsApi:

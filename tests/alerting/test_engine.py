@@ -1049,3 +1049,37 @@ def test_a_flapping_outage_keeps_its_priority_and_tells_nobody_of_each_flap(
     assert changes[told_when_it_began_flapping:] == []  # no priority swing, no message edit per flap
     ((_, priority, *_),) = _open(engine)
     assert priority == "P0"
+
+
+def test_a_transaction_that_fails_while_the_store_is_down_leaves_no_half_rebuilt_view(
+    db: str, clock: FakeClock
+) -> None:
+    # PostgreSQL restarting: the transaction fails, and so does the rebuild of the open incidents after it.
+    engine = _engine(db, clock, quiet_period_seconds=30)
+    down = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(down), Alert({**down, "node": "x2"})])
+    sessions, failing = engine._sessions, False
+
+    def refused(*args: object, **kwargs: object) -> object:
+        raise OSError("connection refused")
+
+    def store(*args: object, **kwargs: object) -> object:
+        session = sessions(*args, **kwargs)
+        if failing:  # the session opens; its first statement fails, as with a database that went away
+            for name in ("scalars", "scalar", "execute", "get", "connection", "flush"):
+                setattr(session, name, refused)
+        return session
+
+    engine._sessions = store  # type: ignore[assignment]
+    later = [Alert(down, status=AlertStatus.RESOLVED), _gpu_alert("x2", 1, "GPUXid", xid="79")]
+    failing = True
+    with pytest.raises(OSError):
+        engine.ingest(later)
+    with pytest.raises(OSError):
+        engine.tick()
+    failing = False
+    engine.ingest(later)  # the applier's retry once the store is back
+    assert sorted(n for *_, n in _open(engine)) == [1, 2]  # the XID joined x2's incident
+    clock.advance(31)
+    engine.tick()
+    assert [n for *_, n in _open(engine)] == [2]  # x1's incident resolved after its quiet period

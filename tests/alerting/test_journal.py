@@ -310,3 +310,27 @@ def test_a_store_that_takes_no_write_at_all_quarantines_nothing_and_is_caught_up
         conn.exec_driver_sql("ALTER TABLE ingest_journal_away RENAME TO ingest_journal")
     assert _drain(applier) == 0
     assert applier.alerts_applied == 2 and applier.quarantined == 0
+
+
+def test_a_record_an_earlier_version_took_and_this_one_refuses_is_quarantined_not_lost(
+    sql: Engine, tmp_path: Path
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    applier = JournalApplier(journal, _engine(sql))
+    journal.append(KIND_POSTABLE, _body("r01-n01"), 1, accepted_at=T0.timestamp())
+    nul = journal.append(KIND_POSTABLE, _body("r01-n02", "bad\u0000node"), 2, accepted_at=T0.timestamp())
+    end = journal.append(KIND_POSTABLE, _body("r01-n03"), 1, accepted_at=T0.timestamp())
+    while applier.apply_available():
+        pass
+    assert applied_offset(sql, journal.journal_id) == end and applier.quarantined == 1
+    (kept,) = (tmp_path / "j" / "quarantine").glob("*.json")
+    saved = orjson.loads(kept.read_bytes())
+    assert "bad\\u0000node" in saved["body"] and "NUL" in saved["error"]
+    assert int(kept.stem) < nul
+    stored = applier.engine.store
+    assert [
+        stored.alert(label_fingerprint(_alert(n)["labels"])) is not None for n in ("r01-n01", "r01-n03")
+    ] == [
+        True,
+        True,
+    ]

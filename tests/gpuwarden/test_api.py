@@ -105,8 +105,24 @@ def test_oversized_body_gets_413_and_nothing_is_stored(client: TestClient, engin
         (json.dumps([NODE_DOWN, {"labels": {"a": 1}}]).encode(), "[1].labels.a"),
         (json.dumps([{"labels": {"a": "b"}, "startsAt": "yesterday"}]).encode(), "[0].startsAt"),
         (json.dumps([{"labels": {"a": "b"}, "endsAt": "2026-01-01T00:00:00"}]).encode(), "[0].endsAt"),
+        # PostgreSQL cannot store a NUL: refused before the 200 on every store, good alerts of the batch kept
+        # out with it (Prometheus resends), rather than quarantined after it.
+        (json.dumps([NODE_DOWN, {"labels": {"node": "nul\u0000node"}}]).encode(), "[1].labels.node"),
+        (
+            json.dumps([{"labels": {"a": "b"}, "generatorURL": "http://x/\u0000"}]).encode(),
+            "[0].generatorURL",
+        ),
     ],
-    ids=["bad-json", "not-array", "empty-labels", "non-string-label", "bad-time", "naive-time"],
+    ids=[
+        "bad-json",
+        "not-array",
+        "empty-labels",
+        "non-string-label",
+        "bad-time",
+        "naive-time",
+        "nul",
+        "nul-url",
+    ],
 )
 def test_malformed_payloads_get_400_naming_the_field_and_change_nothing(
     client: TestClient, engine: IncidentEngine, body: bytes, field: str
@@ -201,6 +217,14 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert noted.status_code == 200
     blank = client.post(f"{path}/notes", json={"text": "  "}, headers=AUTH)
     assert (blank.status_code, error_field(blank)) == (400, "text")
+    # What PostgreSQL would refuse is refused on every store, naming the field, not answered 503.
+    nul = client.post(f"{path}/notes", json={"text": "a\u0000b"}, headers=AUTH)
+    assert (nul.status_code, error_field(nul)) == (400, "text")
+    long_name = client.post(f"{path}/ack", json={"by": "x" * 200}, headers=AUTH)
+    assert (long_name.status_code, error_field(long_name)) == (400, "by")
+    silence = {**SILENCE, "createdBy": "y" * 300}
+    refused_silence = client.post("/api/v2/silences", json=silence, headers=AUTH)
+    assert (refused_silence.status_code, error_field(refused_silence)) == (400, "createdBy")
     bad = client.post(f"{path}/silence", json={"duration": "an hour"}, headers=AUTH)
     assert (bad.status_code, error_field(bad)) == (400, "duration")
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)

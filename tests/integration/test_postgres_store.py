@@ -126,8 +126,9 @@ def test_accept_journal_commits_its_offset_in_postgres_and_replays_only_the_rest
 def test_a_record_postgres_refuses_is_quarantined_and_the_next_one_applied(
     postgres_url: str, tmp_path: Path
 ) -> None:
-    # PostgreSQL text cannot hold NUL, which JSON and Prometheus label values can: the incident's title and
-    # timeline carry the node name, so this record fails in every transaction, while the store is fine.
+    # PostgreSQL text cannot hold NUL, which JSON and Prometheus label values can. Serve now refuses it
+    # before the 200; a journal written by an earlier version that took it still holds such a record, which
+    # must not stop the records behind it.
     sql = make_engine(postgres_url)
     upgrade(sql)
     journal = AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid))
@@ -144,7 +145,7 @@ def test_a_record_postgres_refuses_is_quarantined_and_the_next_one_applied(
                 break
         except Exception:  # the applier's loop retries
             failures += 1
-    assert failures >= 1 and applier.quarantined == 1
+    assert applier.quarantined == 1
     assert applied_offset(sql, journal.journal_id) == end
     assert engine.store.alert(label_fingerprint(good[0]["labels"])) is not None
     assert len(list((tmp_path / "journal" / "quarantine").glob("*.json"))) == 1
