@@ -7,13 +7,14 @@ only after the commit; ``Ticket`` is one ingest call waiting for the group commi
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass, field
 from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerting.correlation import Candidate, Member, RootFacts, root_facts
+from alerting.correlation import Candidate, FactsBuilder, Member, RootFacts
 from alerting.inventory import GpuKey
 from alerting.pending import PendingAlert, StoredAlert
 from alerting.store_models import TimelineRow
@@ -37,7 +38,8 @@ class OpenIncident:
     # Workloads the incident showed that an inventory knew: one that leaves the inventory later does not
     # lower the incident's priority (see ``IncidentEngine.replace_inventory``).
     inventoried: set[WorkloadRef] = field(default_factory=set)
-    _facts: tuple[int, RootFacts] | None = field(default=None, repr=False, compare=False)
+    # (members counted, their facts builder, facts as of that count): see ``facts``
+    _facts: tuple[int, FactsBuilder, RootFacts] | None = field(default=None, repr=False, compare=False)
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""
@@ -56,12 +58,22 @@ class OpenIncident:
         self._facts = None
 
     def facts(self) -> RootFacts:
-        """``RootFacts`` of the members, gathered again only when members came or went (a member's kind,
-        place and name never change; ``_remeasure`` replaces one by its like)."""
+        """``RootFacts`` of the members, brought up to date only when members came (they never leave, and a
+        member's kind, place and name never change: ``_remeasure`` replaces one by its like; a new inventory
+        moves them, and ``forget_facts`` starts over). New members are the dict's last ones."""
         cached = self._facts
-        if cached is None or cached[0] != len(self.members):
-            cached = self._facts = (len(self.members), root_facts(self.members.values()))
-        return cached[1]
+        count = len(self.members)
+        if cached is not None and cached[0] == count:
+            return cached[2]
+        if cached is None or cached[0] > count:
+            builder, seen = FactsBuilder(), 0
+        else:
+            builder, seen = cached[1], cached[0]
+        for member in itertools.islice(self.members.values(), seen, None):
+            builder.add(member)
+        facts = builder.facts()
+        self._facts = (count, builder, facts)
+        return facts
 
 
 @dataclass

@@ -50,3 +50,25 @@ def test_a_symptom_of_a_same_named_workload_of_another_cluster_does_not_join() -
     assert join_rank(in_c1, stall, None) is None  # c2's llm-70b is another job
     same = _member("t", alertname="TrainingJobStalled", **{**labels, "cluster": "c1"})
     assert join_rank(in_c1, same, None) == 1
+
+
+def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_all_its_alerts_at_once() -> None:
+    from alerting.batch import OpenIncident  # noqa: PLC0415
+    from alerting.correlation import root_facts  # noqa: PLC0415
+    from gpuwarden.model import IncidentState, Priority  # noqa: PLC0415
+
+    where = {"cluster": "c1", "rack": "r07"}
+    arriving = [
+        _member("a", alertname="GPUXid", node="r07-n01", gpu="1", xid="13", **where),
+        _member("b", alertname="GPUTemperatureHigh", node="r07-n02", gpu="2", **where),
+        _member("c", alertname="GPUXid", node="r07-n02", gpu="3", xid="13", **where),
+        # The node goes down after its XID: the XID's name is no longer one "not on a taken node" there.
+        _member("d", alertname="NodeDown", node="r07-n01", **where),
+        _member("e", alertname="NodeDown", node="r07-n02", **where),
+        _member("f", alertname="GPUXid", node="r07-n03", gpu="0", xid="13", **where),
+    ]
+    inc = OpenIncident("inc-1", ("c1", "r07"), Priority.P3, IncidentState.TRIGGERED, AT)
+    for k, member in enumerate(arriving):
+        inc.members[member.fingerprint] = member
+        assert inc.facts() == root_facts(arriving[: k + 1]), member.fingerprint
+    assert inc.facts().names == frozenset({"GPUXid"})  # on r07-n03, which no outage took
