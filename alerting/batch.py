@@ -38,6 +38,9 @@ class OpenIncident:
     # Workloads the incident showed that an inventory knew: one that leaves the inventory later does not
     # lower the incident's priority (see ``IncidentEngine.replace_inventory``).
     inventoried: set[WorkloadRef] = field(default_factory=set)
+    # The GPUs its live outages took, as last assessed: other incidents count them in the share of a
+    # service they both take replicas from (see ``impact.assess``); empty once nothing fires.
+    lost: frozenset[GpuKey] = frozenset()
     # (members counted, their facts builder, facts as of that count): see ``facts``
     _facts: tuple[int, FactsBuilder, RootFacts] | None = field(default=None, repr=False, compare=False)
 

@@ -389,7 +389,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 }
         members = list(inc.members.values())
         path, root = root_cause(members, current)
-        assessment = assess(path, root, members, current, self.config.assume_spare_capacity)
+        assessment = assess(
+            path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
+        )
         gone = any(
             current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None
             for w in inc.inventoried & shown
@@ -773,11 +775,15 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             due = []
             with self._sessions() as session, session.begin():
                 batch = Batch(session, now)
+                gave_back = []
                 for inc in list(self._open.values()):
                     row = session.get(IncidentRow, inc.id)
                     if row is None:
                         continue
+                    lost = inc.lost
                     self._settle_flapping(batch, inc, row)
+                    if inc.lost != lost:
+                        gave_back.append((inc, lost))
                     if row.quiet_since is None or now - row.quiet_since < self._quiet:
                         continue
                     if any(m.firing or m.flapping for m in inc.members.values()):
@@ -793,6 +799,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                         change=ChangeKind.RESOLVED,
                     )
                     due.append(inc.id)
+                for inc, lost in gave_back:  # a flap that settled resolved: what it took is given back
+                    for other in self._sharers(inc, lost):
+                        if other in self._open and other not in due:
+                            self._recompute(batch, self._open[other])
             for incident_id in due:
                 self._open.pop(incident_id, None)
                 self.counters["incidents_resolved"] += 1

@@ -7,20 +7,27 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import Assessment, assess, seen, title
-from alerting.inventory import Inventory
+from alerting.inventory import GpuKey, Inventory
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import IncidentState, RootCause, WorkloadRef, add_workloads, shares_workload
+from gpuwarden.model import (
+    IncidentState,
+    RootCause,
+    WorkloadKind,
+    WorkloadRef,
+    add_workloads,
+    shares_workload,
+)
 
 SPREAD_NODES = 3
 """Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
@@ -67,9 +74,32 @@ class IncidentGrouping:
             inc = self._open.get(incident_id)
             if inc is None:
                 continue
+            lost = inc.lost
             self._recompute(batch, inc)
             if self._merge_into(batch, inc):
                 pending.append(inc.id)
+            if inc.lost != lost:
+                pending.extend(self._sharers(inc, lost))
+
+    def _sharers(self, inc: OpenIncident, lost: frozenset[GpuKey]) -> list[str]:
+        """Other open incidents taking replicas of a service whose replicas ``inc`` took or gave back (their
+        share of it, and so their priority, counts what ``inc`` took): to assess again."""
+        services = {w for w in inc.workloads if w.kind is WorkloadKind.INFERENCE_SERVICE}
+        if not services or self.inventory is None:
+            return []
+        changed = lost ^ inc.lost
+        placed = set().union(*(self.inventory.placement(w) for w in services))
+        if placed.isdisjoint(changed):
+            return []
+        return [
+            o.id
+            for o in self._open.values()
+            if o.id != inc.id and o.lost and not o.workloads.isdisjoint(services)
+        ]
+
+    def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
+        """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
+        return lambda: frozenset().union(*(o.lost for o in self._open.values() if o.id != inc.id and o.lost))
 
     def _recompute(
         self, batch: Batch, inc: OpenIncident, assessed: tuple[Path, RootCause, Assessment] | None = None
@@ -89,10 +119,18 @@ class IncidentGrouping:
         shown = (row.priority, row.title, row.root_kind, row.root_target, row.impact, row.quiet_since)
         if assessed is None:
             path, root = root_cause(members, self.inventory)
-            assessment = assess(path, root, members, self.inventory, self.config.assume_spare_capacity)
+            assessment = assess(
+                path,
+                root,
+                members,
+                self.inventory,
+                self.config.assume_spare_capacity,
+                elsewhere=self._elsewhere(inc),
+            )
         else:
             path, root, assessment = assessed
         inc.root_path = path
+        inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
         new_target = target_to_dict(root.target)
         if (row.root_kind != root.kind.value or not _same_target(row.root_target, new_target)) and row.title:
@@ -175,6 +213,7 @@ class IncidentGrouping:
             self._start_quiet(batch, inc, row)
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
+        inc.lost = frozenset()  # nothing fires: it takes no capacity from anyone's share any more
         row.updated_at = batch.now
         if row.quiet_since is None:
             row.quiet_since = batch.now

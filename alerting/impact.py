@@ -13,7 +13,7 @@ from __future__ import annotations
 import functools
 import math
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.correlation import Member, gpu_keys
@@ -65,6 +65,7 @@ class Assessment:
     reason: str
     shares: Mapping[str, float] = field(default_factory=dict)
     stopped_jobs: tuple[str, ...] = ()
+    lost: frozenset[GpuKey] = frozenset()  # the GPUs this incident's live outages took
 
 
 MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
@@ -151,8 +152,15 @@ def assess(
     members: Sequence[Member],
     inventory: Inventory | None,
     assume_spare_capacity: bool = True,
+    *,
+    elsewhere: Callable[[], frozenset[GpuKey]] | None = None,
 ) -> Assessment:
-    """Compute impact and priority from the firing members (all members once everything resolved)."""
+    """Compute impact and priority from the firing members (all members once everything resolved).
+
+    ``elsewhere``: the GPUs other open incidents' outages took (called only when a service is hit). A
+    service this incident takes replicas from has lost those too: one replica's GPU lost here and two
+    replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
+    own fault; the service's loss is one)."""
     live = [m for m in members if m.firing or m.flapping] or list(members)
     failed = failed_gpus(root_path, root, live, inventory)
     degraded: set[GpuKey] = set()
@@ -163,8 +171,15 @@ def assess(
     stopped: dict[WorkloadRef, int] = {}
     unavailable: set[WorkloadRef] = set()  # said down by an alert, not counted down from lost replicas
     infos: list[WorkloadInfo] = workloads_on(inventory, failed | degraded) if inventory is not None else []
+    combined = False
+    others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
     for info in infos:
         hit = sum(1 for unit in info.units if not unit.isdisjoint(failed))
+        if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
+            others = elsewhere() if others is None else others
+            total = sum(1 for unit in info.units if not (unit.isdisjoint(failed) and unit.isdisjoint(others)))
+            combined |= total > hit
+            hit = total
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = len(info.gpus & failed)
@@ -199,6 +214,8 @@ def assess(
         capacity_lost=bool(failed or nodes),
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
+    if combined and ("capacity lost" in reason or "replicas lost" in reason):
+        reason += ", counting what other open incidents took"
     summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable))
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
@@ -216,6 +233,7 @@ def assess(
         reason,
         {str(k): v for k, v in shares.items()},
         tuple(sorted(str(r) for r in stopped)),
+        frozenset(failed),
     )
 
 

@@ -1083,3 +1083,34 @@ def test_a_transaction_that_fails_while_the_store_is_down_leaves_no_half_rebuilt
     clock.advance(31)
     engine.tick()
     assert [n for *_, n in _open(engine)] == [2]  # x1's incident resolved after its quiet period
+
+
+def test_replicas_of_one_service_lost_in_two_incidents_count_together_for_both(
+    db: str, clock: FakeClock
+) -> None:
+    # Ten replicas, one GPU each, on five nodes of one rack; a GPU falls off one node, two off another.
+    nodes = [NodeInfo(f"a0{n}", "k", "r1", 2) for n in range(1, 6)]
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc10", "k")
+    units = tuple(frozenset({("k", f"a0{n}", g)}) for n in range(1, 6) for g in range(2))
+    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(svc, units)]), quiet_period_seconds=30)
+
+    def lost(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+        labels = {"alertname": "GPUXid", "cluster": "k", "Hostname": node, "gpu": str(gpu), "xid": "79"}
+        return Alert(labels, status=status)
+
+    engine.ingest([lost("a01", 0)])
+    assert [r[1] for r in _open(engine)] == ["P2"]  # 10%: one redundant replica
+    clock.advance(1)
+    engine.ingest([lost("a02", 0), lost("a02", 1)])
+    incidents = {_node_of(r[3]): r[1] for r in _open(engine)}
+    assert incidents == {"a01": "P1", "a02": "P1"}  # 30% of svc10 lost: two faults, one loss
+    first = next(r[0] for r in _open(engine) if _node_of(r[3]) == "a01")
+    reason = next(str(r.impact["priority_reason"]) for r, _ in engine.store.list_rows() if r.id == first)
+    assert "counting what other open incidents took" in reason
+    clock.advance(1)
+    engine.ingest([lost("a02", 0, AlertStatus.RESOLVED), lost("a02", 1, AlertStatus.RESOLVED)])
+    assert {_node_of(r[3]): r[1] for r in _open(engine)}["a01"] == "P2"  # given back: 10% again
+
+
+def _node_of(target: dict[str, object]) -> str:
+    return str(target.get("name") if target["type"] == "node" else target["node"])
