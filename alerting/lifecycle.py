@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
-from alerting.postmortem import render_postmortem
+from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
 from alerting.silences import Silence, SilenceKind
 from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -377,18 +377,23 @@ class IncidentLifecycle:
         # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
         onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]
-        return render_postmortem(incident, onset, names, _recovered_at(row, alerts))
+        recovered = _recovered_at(row, alerts)
+        if recovered is None:
+            return render_postmortem(incident, onset, names, None)
+        return render_postmortem(incident, onset, names, *recovered)
 
 
-def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> datetime | None:
-    """When the fault of a resolved incident ended: its alerts' last endsAt, no later than when the engine saw
-    them all resolved (``quiet_since``, a flapping alert's end included); None while it is open, or when it
-    was merged into another (the fault went on there)."""
+def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> tuple[datetime, str] | None:
+    """When the fault of a resolved incident ended, and where that time comes from: its alerts' last endsAt,
+    no later than when the engine saw them all resolved (``quiet_since``, a flapping alert's end included);
+    None while it is open, or when it was merged into another (the fault went on there)."""
     if row.resolved_at is None or row.merged_into is not None:
         return None
     quiet = row.quiet_since or row.resolved_at
     ends = [a.ends_at for a in alerts if a.ends_at is not None]
-    return min(max(ends), quiet) if ends and len(ends) == len(alerts) else quiet
+    if ends and len(ends) == len(alerts) and max(ends) <= quiet:
+        return max(ends), RECOVERED_FROM_ENDS_AT
+    return quiet, RECOVERED_FROM_QUIET
 
 
 def already_acted(incident: Incident) -> str:
