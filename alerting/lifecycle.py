@@ -1,5 +1,5 @@
-"""What people do with an incident: acknowledge, approve remediation, mark mitigating, silence, record an
-action, draft the postmortem; and the silences and maintenance windows they add.
+"""What people do with an incident: acknowledge, approve remediation, mark mitigating, silence, resolve,
+record an action, draft the postmortem; and the silences and maintenance windows they add.
 
 ``IncidentLifecycle`` is the part of ``IncidentEngine`` that serves Slack buttons, the API and the runbook
 executor. Each change runs under the engine's lock in one transaction; listeners hear of it after the commit.
@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -18,17 +18,31 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
-from alerting.postmortem import render_postmortem
+from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
 from alerting.silences import Silence, SilenceKind
 from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
-from gpuwarden.model import Incident, IncidentState, Priority
+from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, TimelineEvent
 
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What an operator action did: the incident as it is now, and ``already``, what says why nothing changed
+    (empty when the action changed the incident)."""
+
+    incident: Incident
+    already: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the action changed the incident."""
+        return not self.already
 
 
 class IncidentLifecycle:
@@ -42,8 +56,13 @@ class IncidentLifecycle:
     _silences: list[Silence]
     _silenced_incidents: set[str]
 
+    counters: dict[str, int]
+
     def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         raise NotImplementedError  # the engine's: tell listeners after the commit
+
+    def _fresh(self) -> None:
+        raise NotImplementedError  # the engine's: rebuild the in-memory view if a failure left it stale
 
     def _transition(
         self,
@@ -78,19 +97,61 @@ class IncidentLifecycle:
 
     def acknowledge(self, incident_id: str, by: str) -> Incident:
         """Mark the incident acknowledged (idempotent until it is resolved, then refused)."""
-        current = self.store.get(incident_id)
-        if current.state is IncidentState.RESOLVED:
-            raise _resolved(incident_id)
-        if current.state is not IncidentState.TRIGGERED:
-            return current
-        return self._transition(
-            incident_id,
-            by,
-            "acknowledged",
-            f"acknowledged by {by}",
-            change=ChangeKind.ACKNOWLEDGED,
-            state=IncidentState.ACKNOWLEDGED,
-        )
+        return self.acknowledge_outcome(incident_id, by).incident
+
+    def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        """``acknowledge``, saying when it changed nothing and why: who acknowledged the incident before (and
+        when), or who is mitigating it. A repeat changes nothing: no timeline entry, no listener call."""
+        with self._lock:  # the check and the change together: two acks at once make one
+            current = self.store.get(incident_id)
+            if current.state is IncidentState.RESOLVED:
+                raise _resolved(incident_id)
+            if current.state is not IncidentState.TRIGGERED:
+                return ActionOutcome(current, already_acted(current))
+            return ActionOutcome(
+                self._transition(
+                    incident_id,
+                    by,
+                    "acknowledged",
+                    f"acknowledged by {by}",
+                    change=ChangeKind.ACKNOWLEDGED,
+                    state=IncidentState.ACKNOWLEDGED,
+                )
+            )
+
+    def resolve(self, incident_id: str, by: str) -> Incident:
+        """Resolve the incident by hand, without waiting for the quiet period: allowed once none of its alerts
+        fires (refused, changing nothing, while any does). As the tick's resolution: a ``resolved`` event,
+        listeners told ``RESOLVED``, the incident leaves the open set; an alert of it that fires again within
+        the reopen window reopens it."""
+        with self._lock:
+            self._fresh()
+            now = self.clock.now()
+            with self._sessions() as session, session.begin():
+                row = session.get(IncidentRow, incident_id)
+                if row is None:
+                    raise IncidentNotFound(incident_id)
+                if row.state == IncidentState.RESOLVED.value:
+                    merged = f" (merged into {row.merged_into})" if row.merged_into else ""
+                    raise Conflict(f"incident {incident_id} is already resolved{merged}", field="incident")
+                firing = session.scalars(
+                    select(AlertRow).where(
+                        AlertRow.incident_id == incident_id, AlertRow.status == AlertStatus.FIRING.value
+                    )
+                ).all()
+                if firing:
+                    raise _still_firing(incident_id, firing)
+                row.state = IncidentState.RESOLVED.value
+                row.resolved_at = now
+                row.updated_at = now
+                batch = Batch(session, now)
+                batch.event(
+                    incident_id, "resolved", f"resolved by {by}", {"by": by}, change=ChangeKind.RESOLVED
+                )
+            self._open.pop(incident_id, None)
+            self.counters["incidents_resolved"] += 1
+            self._notify(batch.changes)
+        return self.store.get(incident_id)
 
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
         """Record a person's approval; the incident moves to mitigating."""
@@ -316,18 +377,62 @@ class IncidentLifecycle:
         # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
         onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]
-        return render_postmortem(incident, onset, names, _recovered_at(row, alerts))
+        recovered = _recovered_at(row, alerts)
+        if recovered is None:
+            return render_postmortem(incident, onset, names, None)
+        return render_postmortem(incident, onset, names, *recovered)
 
 
-def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> datetime | None:
-    """When the fault of a resolved incident ended: its alerts' last endsAt, no later than when the engine saw
-    them all resolved (``quiet_since``, a flapping alert's end included); None while it is open, or when it
-    was merged into another (the fault went on there)."""
+def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> tuple[datetime, str] | None:
+    """When the fault of a resolved incident ended, and where that time comes from: its alerts' last endsAt,
+    no later than when the engine saw them all resolved (``quiet_since``, a flapping alert's end included);
+    None while it is open, or when it was merged into another (the fault went on there)."""
     if row.resolved_at is None or row.merged_into is not None:
         return None
     quiet = row.quiet_since or row.resolved_at
     ends = [a.ends_at for a in alerts if a.ends_at is not None]
-    return min(max(ends), quiet) if ends and len(ends) == len(alerts) else quiet
+    if ends and len(ends) == len(alerts) and max(ends) <= quiet:
+        return max(ends), RECOVERED_FROM_ENDS_AT
+    return quiet, RECOVERED_FROM_QUIET
+
+
+def already_acted(incident: Incident) -> str:
+    """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
+    it (and what with); empty while it is triggered."""
+    ack = _last(incident.timeline, ("acknowledged",))
+    acked = f"acknowledged by {ack.data.get('by', '?')} at {_iso(ack.at)}" if ack is not None else ""
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return f"already {acked or 'acknowledged'}"
+    if incident.state is IncidentState.MITIGATING:
+        work = _last(incident.timeline, ("mitigating", "remediation_approved"))
+        if work is None:
+            return "already mitigating"
+        what = work.data.get("action") or "remediation approved"
+        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {_iso(work.at)}"
+        return f"{since}; {acked}" if acked else since
+    return ""
+
+
+def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
+    return next((e for e in reversed(timeline) if e.kind in kinds), None)
+
+
+def _iso(at: datetime) -> str:
+    """RFC 3339 in UTC with a ``Z``, as the API writes times."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
+def _still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
+    """The refusal of a resolve while alerts fire: how many, which, and what to do instead."""
+    names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    fire = "1 of its alerts still fires" if len(firing) == 1 else f"{len(firing)} of its alerts still fire"
+    return Conflict(
+        f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
+        " the source (then it resolves after the quiet period, or by hand at once), or silence them"
+        f" (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more of it while they fire",
+        field="incident",
+    )
 
 
 def _resolved(incident_id: str) -> Conflict:

@@ -10,6 +10,8 @@ from alerting.topology import target_label
 from gpuwarden.model import Incident, Priority, TimelineEvent
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
+RECOVERED_FROM_ENDS_AT = "last alert's endsAt"
+RECOVERED_FROM_QUIET = "all its alerts seen resolved"
 
 
 def _duration(delta: timedelta | None) -> str:
@@ -68,14 +70,36 @@ def peak_priority(incident: Incident) -> tuple[Priority, str]:
     return peak, reason
 
 
+def fault_events(
+    first_onset: datetime, recovered_at: datetime | None, recovered_from: str = RECOVERED_FROM_ENDS_AT
+) -> list[TimelineEvent]:
+    """The fault's own times as timeline entries: when it began and, once known, when it ended (the times
+    the Metrics section measures from; the alert entries of the timeline are when gpuwarden received them)."""
+    events = [TimelineEvent(first_onset, "fault_began", "fault began (first alert's startsAt)")]
+    if recovered_at is not None:
+        events.append(TimelineEvent(recovered_at, "fault_ended", f"fault ended ({recovered_from})"))
+    return events
+
+
+def with_fault_events(events: Sequence[TimelineEvent], fault: Sequence[TimelineEvent]) -> list[TimelineEvent]:
+    """``events`` with the fault's entries in time order; at the same time the fault's come first (a fault
+    began before the alert about it arrived, and ended before its resolve arrived)."""
+    return sorted([*fault, *events], key=lambda e: e.at)
+
+
 def render_postmortem(
-    incident: Incident, first_onset: datetime, alert_names: Sequence[str], recovered_at: datetime | None
+    incident: Incident,
+    first_onset: datetime,
+    alert_names: Sequence[str],
+    recovered_at: datetime | None,
+    recovered_from: str = RECOVERED_FROM_ENDS_AT,
 ) -> str:
     """Markdown postmortem draft of one incident.
 
     ``first_onset``: the earliest startsAt the incident ever saw (reopens included); ``recovered_at``: when
     the fault ended (its last alert resolved), None while the incident is open or once it was merged into
-    another. MTTR runs to ``recovered_at``, not to the incident's resolve a quiet period later."""
+    another; ``recovered_from``: where that time comes from. MTTR runs to ``recovered_at``, not to the
+    incident's resolve a quiet period later. The timeline shows both times too, among the events."""
     impact = incident.impact
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
@@ -136,10 +160,25 @@ def render_postmortem(
         e
         for e in incident.timeline
         if e.kind in ("acknowledged", "remediation_approved", "mitigating", "silenced", "action")
+        or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
     out += [f"- {_stamp(e.at)} — {e.message}" for e in actions] or ["- none recorded"]
     out += [
         f"- {r.request.action} on {r.request.target}: {r.outcome.value} {r.message}" for r in incident.actions
     ]
-    out += ["", "## Timeline", "", *_timeline(incident.timeline), "", "## Follow-ups", "", "- [ ] ", ""]
+    timeline = with_fault_events(incident.timeline, fault_events(first_onset, recovered_at, recovered_from))
+    out += [
+        "",
+        "## Timeline",
+        "",
+        "Alert entries are when gpuwarden received them; the fault's own times come from the alerts' startsAt"
+        " and endsAt.",
+        "",
+        *_timeline(timeline),
+        "",
+        "## Follow-ups",
+        "",
+        "- [ ] ",
+        "",
+    ]
     return "\n".join(out)

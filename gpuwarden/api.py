@@ -104,7 +104,7 @@ class ApiMetrics(Collector):
             ("alerts_received", "Alerts accepted and stored."),
             ("alerts_muted", "Alerts muted by a silence, maintenance window or inhibition."),
             ("incidents_opened", "Incidents opened."),
-            ("incidents_resolved", "Incidents resolved automatically."),
+            ("incidents_resolved", "Incidents resolved, after their quiet period or by hand."),
             ("listener_errors", "Incident listeners that raised."),
             ("incidents_pruned", "Resolved incidents deleted after the retention period."),
             ("alerts_pruned", "Resolved alerts deleted after the retention period."),

@@ -1,9 +1,12 @@
-"""What people do to an incident over the API: acknowledge, mark mitigating, note, silence.
+"""What people do to an incident over the API: acknowledge, mark mitigating, note, silence, resolve.
 
 ``POST /api/v1/incidents/{id}/ack`` (``{"by"}``), ``.../mitigate`` (``{"action", "by"}``: someone is working
 on it, by hand or by a tool gpuwarden does not drive), ``.../notes`` (``{"text", "by"}``: on the timeline, in
-the Slack thread and in the postmortem) and ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
-button's silence for any duration). ``by`` defaults to ``api``. Each answers with the incident's detail.
+the Slack thread and in the postmortem), ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
+button's silence for any duration) and ``.../resolve`` (``{"by"}``: resolved by hand once none of its alerts
+fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``. Each answers
+with the incident's detail; ``ack`` and ``resolve`` add ``changed`` and ``message`` (``changed`` false: it
+was already so, and ``message`` says by whom and since when, e.g. "already acknowledged by alice at ...").
 Routes and their auth are wired in ``gpuwarden.api``.
 """
 
@@ -18,6 +21,7 @@ from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import NAME_LIMIT, parse_json, stored_text
+from alerting.lifecycle import ActionOutcome
 from alerting.silences import parse_duration
 from alerting.store import impact_to_dict
 from alerting.topology import target_to_dict
@@ -79,16 +83,31 @@ class IncidentActionsApi:
 
     def handlers(self) -> dict[str, Handler]:
         """Action name (the last path segment) to handler."""
-        return {"ack": self.ack, "mitigate": self.mitigate, "notes": self.note, "silence": self.silence}
+        return {
+            "ack": self.ack,
+            "mitigate": self.mitigate,
+            "notes": self.note,
+            "silence": self.silence,
+            "resolve": self.resolve,
+        }
 
     async def _answer(self, call: Callable[..., Incident], *args: object) -> Response:
         incident = await run_in_threadpool(call, *args)
         return JSONResponse(incident_detail(incident, []))
 
     async def ack(self, request: Request, body: bytes) -> Response:
-        """Acknowledge (idempotent)."""
+        """Acknowledge (idempotent: a repeat answers 200, ``changed`` false, saying who acknowledged it)."""
         data = _fields(body)
-        return await self._answer(self.engine.acknowledge, request.path_params["incident_id"], data["by"])
+        incident_id = request.path_params["incident_id"]
+        outcome = await run_in_threadpool(self.engine.acknowledge_outcome, incident_id, data["by"])
+        return _outcome(outcome, outcome.already or f"acknowledged by {data['by']}")
+
+    async def resolve(self, request: Request, body: bytes) -> Response:
+        """Resolve by hand (409 while an alert of it fires, or once it is resolved)."""
+        data = _fields(body)
+        incident_id = request.path_params["incident_id"]
+        incident = await run_in_threadpool(self.engine.resolve, incident_id, data["by"])
+        return _outcome(ActionOutcome(incident), f"resolved by {data['by']}")
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
         """Mark mitigating, saying what is being done."""
@@ -112,3 +131,10 @@ class IncidentActionsApi:
         seconds = parse_duration(duration)
         incident_id = request.path_params["incident_id"]
         return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
+
+
+def _outcome(outcome: ActionOutcome, message: str) -> Response:
+    """The detail of an action's incident, with whether the action changed it and what it did."""
+    return JSONResponse(
+        {**incident_detail(outcome.incident, []), "changed": outcome.changed, "message": message}
+    )

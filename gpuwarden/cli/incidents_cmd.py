@@ -1,4 +1,4 @@
-"""``gpuwarden incidents``: list, show, ack, mitigate, note, silence, postmortem, over the HTTP API."""
+"""``gpuwarden incidents``: list, show, ack, mitigate, note, silence, resolve, postmortem, over the API."""
 
 from __future__ import annotations
 
@@ -194,9 +194,9 @@ def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str)
 @incidents_app.command("ack")
 @gpuwarden_answers
 def ack(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
-    """Acknowledge an incident (needs GPUWARDEN_API_TOKEN)."""
+    """Acknowledge an incident (needs GPUWARDEN_API_TOKEN); says so when someone already did."""
     inc = _act(url, incident_id, "ack", {}, by)
-    typer.echo(f"{inc['id']}: {inc['state']}")
+    _said(inc)
 
 
 @incidents_app.command("mitigate")
@@ -236,6 +236,23 @@ def silence(
     """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN)."""
     inc = _act(url, incident_id, "silence", {"duration": duration}, by)
     typer.echo(f"{inc['id']}: silenced for {duration}")
+
+
+@incidents_app.command("resolve")
+@gpuwarden_answers
+def resolve(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOption = "") -> None:
+    """Resolve an incident now, without its quiet period, once none of its alerts fires (needs
+    GPUWARDEN_API_TOKEN)."""
+    inc = _act(url, incident_id, "resolve", {}, by)
+    _said(inc)
+
+
+def _said(inc: dict[str, Any]) -> None:
+    """An action's answer: the new state, or what the server says when the action changed nothing."""
+    if inc.get("changed") is False:
+        typer.echo(f"{inc['id']}: {inc['message']}")
+    else:
+        typer.echo(f"{inc['id']}: {inc['state']}")
 
 
 @incidents_app.command("postmortem")

@@ -178,3 +178,71 @@ def test_an_incident_keeps_the_first_onset_of_an_incident_it_absorbed(sql: Engin
     assert _metrics(engine.postmortem(survivor))["First onset"].startswith("2026-03-02 16:45:19 UTC")
     merged = _metrics(engine.postmortem(absorbed))
     assert merged["MTTR (first onset to recovery)"] == "n/a (merged into another incident)"
+
+
+def _timeline(md: str) -> list[str]:
+    section = md.split("## Timeline\n\n", 1)[1].split("\n\n## ", 1)[0]
+    return [line.removeprefix("- ") for line in section.splitlines() if line.startswith("- ")]
+
+
+def test_the_timeline_shows_when_the_fault_began_and_ended_as_the_metrics_measure_them(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:42:19", posted="16:47:19")  # began five minutes before it was posted
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:55:36", posted="16:56:06")  # its resolve arrived 30 s late
+    _at(clock, "17:01:07")
+    engine.tick()
+    md = engine.postmortem(incident_id)
+    metrics = _metrics(md)
+    assert metrics["First onset"].startswith("2026-03-02 16:42:19 UTC")
+    assert metrics["Recovered"].startswith("2026-03-02 16:55:36 UTC")
+    lines = _timeline(md)
+    began = "2026-03-02 16:42:19 UTC — fault began (first alert's startsAt)"
+    ended = "2026-03-02 16:55:36 UTC — fault ended (last alert's endsAt)"
+    received = "2026-03-02 16:56:06 UTC — alert GpuEccDbe (n04, 3) resolved"
+    assert lines[0] == began and lines.index(began) < lines.index("2026-03-02 16:47:19 UTC — incident opened")
+    assert lines.index(ended) + 1 == lines.index(received)  # in time order, the fault's end first
+    assert lines == sorted(lines, key=lambda line: line.split(" — ", 1)[0])
+    assert "Alert entries are when gpuwarden received them" in md
+
+
+def test_an_open_incident_shows_its_onset_but_no_end_on_the_timeline(sql: Engine, clock: FakeClock) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:46:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    lines = _timeline(engine.postmortem(incident_id))
+    assert lines[0] == "2026-03-02 16:46:19 UTC — fault began (first alert's startsAt)"
+    assert not any("fault ended" in line for line in lines)
+
+
+def test_an_incident_resolved_by_hand_lists_who_resolved_it_and_when_the_fault_ended(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:46:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:49:19", posted="16:49:49")
+    _at(clock, "16:50:00")
+    engine.resolve(incident_id, "alice")
+    md = engine.postmortem(incident_id)
+    assert _metrics(md)["MTTR (first onset to recovery)"] == "3m 00s"
+    assert (
+        "- 2026-03-02 16:50:00 UTC — resolved by alice" in md.split("## Actions\n\n", 1)[1].split("\n\n")[0]
+    )
+    assert "2026-03-02 16:49:19 UTC — fault ended (last alert's endsAt)" in _timeline(md)
+
+
+def test_a_resolve_whose_ends_at_lies_ahead_ends_the_fault_when_it_was_seen_resolved(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=300, announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:46:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    _resolve(engine, clock, ended="16:52:00", posted="16:49:19")  # the sender's clock runs ahead
+    _at(clock, "16:55:00")
+    engine.tick()
+    md = engine.postmortem(incident_id)
+    assert _metrics(md)["Recovered"].startswith("2026-03-02 16:49:19 UTC")
+    assert "2026-03-02 16:49:19 UTC — fault ended (all its alerts seen resolved)" in _timeline(md)

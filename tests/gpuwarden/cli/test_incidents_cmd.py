@@ -5,14 +5,28 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import warnings
 from pathlib import Path
 
 import httpx
 import pytest
+from pydantic import SecretStr
+from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.api import create_app
 from gpuwarden.cli import app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
+
+with warnings.catch_warnings():
+    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
 
 runner = CliRunner()
 
@@ -157,3 +171,45 @@ def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused(
         stub.close()
     assert stub.paths == ["/api/v1/incidents/inc-x%2F..%2Finc-y/notes"]  # not /api/v1/incidents/inc-y/notes
     assert empty.exit_code == 1 and "empty" in empty.output
+
+
+def test_resolve_and_a_repeated_ack_say_what_happened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`incidents resolve` and `incidents ack` against serve's app, in process (no port opened)."""
+    sql = make_engine(str(tmp_path / "cli.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock())
+    url = "http://gpuwarden.test"
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=url) as client:
+
+        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+            kwargs.pop("timeout", None)
+            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(httpx, "request", request)
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
+        (item,) = client.get("/api/v1/incidents").json()
+        inc = item["id"]
+        base = ["--url", url]
+
+        acked = runner.invoke(app, ["incidents", "ack", inc, *base, "--by", "alice"])
+        assert acked.exit_code == 0 and acked.stdout.strip() == f"{inc}: acknowledged"
+        again = runner.invoke(app, ["incidents", "ack", inc, *base, "--by", "bob"])
+        assert again.exit_code == 0, again.output
+        assert again.stdout.strip() == f"{inc}: already acknowledged by alice at 2026-01-01T00:00:00Z"
+
+        firing = runner.invoke(app, ["incidents", "resolve", inc, *base, "--by", "alice"])
+        said = " ".join(firing.stderr.split())  # rich wraps long lines
+        assert firing.exit_code == 1 and "HTTP 409" in said
+        assert "1 of its alerts still fires" in said and f"silence {inc} --for 1h" in said
+
+        client.post("/api/v2/alerts", json=[{**alert, "endsAt": "2026-01-01T00:00:00Z"}], headers=AUTH)
+        resolved = runner.invoke(app, ["incidents", "resolve", inc, *base, "--by", "alice"])
+        assert resolved.exit_code == 0 and resolved.stdout.strip() == f"{inc}: resolved"
+        twice = runner.invoke(app, ["incidents", "resolve", inc, *base])
+        assert twice.exit_code == 1 and "already resolved" in twice.stderr
+        missing = runner.invoke(app, ["incidents", "resolve", "inc-none", *base])
+        assert missing.exit_code == 1 and "HTTP 404" in missing.stderr

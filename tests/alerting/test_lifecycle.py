@@ -1,0 +1,144 @@
+"""What people do with an incident: resolving it by hand, and repeats that say they change nothing."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+
+from alerting.engine import IncidentEngine
+from alerting.store import Conflict, IncidentNotFound
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, IncidentState
+
+NODE = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+GPU = {"alertname": "GPUFallenOffBus", "cluster": "c1", "node": "x1", "gpu": "0"}
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+def _engine(sql: Engine, clock: FakeClock, **cfg: object) -> IncidentEngine:
+    cfg.setdefault("announce_delay_seconds", 0)
+    cfg.setdefault("quiet_period_seconds", 300)
+    return IncidentEngine(sql, clock, AlertingConfig(**cfg))  # type: ignore[arg-type]
+
+
+def _recorded(engine: IncidentEngine) -> list[IncidentChange]:
+    changes: list[IncidentChange] = []
+    engine.subscribe(changes.append)
+    return changes
+
+
+def _quiet_incident(engine: IncidentEngine, clock: FakeClock) -> str:
+    """An incident whose one alert fired and resolved: waiting for its quiet period."""
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    clock.advance(60)
+    engine.ingest([Alert(NODE, status=AlertStatus.RESOLVED)])
+    return incident_id
+
+
+def test_resolving_by_hand_once_no_alert_fires_skips_the_quiet_period_as_the_tick_would_resolve(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = _engine(sql, clock)
+    incident_id = _quiet_incident(engine, clock)
+    changes = _recorded(engine)
+    clock.advance(10)  # well inside the quiet period
+    resolved = engine.resolve(incident_id, "alice")
+    assert resolved.state is IncidentState.RESOLVED and resolved.resolved_at == clock.now()
+    assert (resolved.timeline[-1].kind, resolved.timeline[-1].message) == ("resolved", "resolved by alice")
+    assert [(c.kind, c.event.message) for c in changes] == [(ChangeKind.RESOLVED, "resolved by alice")]
+    assert list(engine.open_incident_ids()) == [] and engine.open_priorities() == []
+    assert engine.counters["incidents_resolved"] == 1
+    clock.advance(600)  # the quiet period passes: the tick has nothing left to resolve
+    engine.tick()
+    assert engine.counters["incidents_resolved"] == 1 and len(changes) == 1
+    assert [e.kind for e in engine.store.get(incident_id).timeline].count("resolved") == 1
+
+
+def test_resolving_while_alerts_fire_is_refused_naming_how_many_and_changes_nothing(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(NODE), Alert(GPU)])
+    [incident_id] = engine.open_incident_ids()
+    before = engine.store.get(incident_id)
+    assert len(before.alert_fingerprints) == 2
+    changes = _recorded(engine)
+    with pytest.raises(Conflict) as refused:
+        engine.resolve(incident_id, "alice")
+    assert refused.value.field == "incident"
+    assert "2 of its alerts still fire" in str(refused.value)
+    assert f"gpuwarden incidents silence {incident_id} --for 1h" in str(refused.value)
+    engine.ingest([Alert(GPU, status=AlertStatus.RESOLVED)])
+    with pytest.raises(Conflict, match="1 of its alerts still fires"):
+        engine.resolve(incident_id, "alice")
+    after = engine.store.get(incident_id)
+    assert after.state is before.state and "resolved" not in [e.kind for e in after.timeline]
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert engine.counters["incidents_resolved"] == 0
+    assert all(c.kind is not ChangeKind.RESOLVED for c in changes)
+
+
+def test_resolving_a_resolved_incident_is_refused_as_already_resolved(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    incident_id = _quiet_incident(engine, clock)
+    engine.resolve(incident_id, "alice")
+    with pytest.raises(Conflict, match="already resolved"):
+        engine.resolve(incident_id, "bob")
+    assert engine.counters["incidents_resolved"] == 1
+    with pytest.raises(IncidentNotFound):
+        engine.resolve("inc-missing", "bob")
+
+
+def test_an_incident_resolved_by_hand_reopens_when_its_alert_fires_again_within_the_reopen_window(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = _engine(sql, clock, reopen_window_seconds=3600)
+    incident_id = _quiet_incident(engine, clock)
+    engine.resolve(incident_id, "alice")
+    changes = _recorded(engine)
+    clock.advance(1800)
+    engine.ingest([Alert(NODE)])
+    reopened = engine.store.get(incident_id)
+    assert reopened.state is IncidentState.TRIGGERED and reopened.resolved_at is None
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert changes[0].kind is ChangeKind.REOPENED
+    engine.ingest([Alert(NODE, status=AlertStatus.RESOLVED)])
+    clock.advance(301)
+    engine.tick()  # and resolves again on its own
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    assert engine.counters["incidents_resolved"] == 2
+
+
+def test_a_second_ack_changes_nothing_and_says_who_acknowledged_first(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    first = engine.acknowledge_outcome(incident_id, "alice")
+    assert first.changed and first.incident.state is IncidentState.ACKNOWLEDGED
+    acked_at = clock.now()
+    changes = _recorded(engine)
+    clock.advance(90)
+    again = engine.acknowledge_outcome(incident_id, "bob")
+    assert not again.changed
+    assert again.already == f"already acknowledged by alice at {acked_at.isoformat().replace('+00:00', 'Z')}"
+    assert again.incident.timeline == first.incident.timeline and changes == []
+
+
+def test_acking_a_mitigating_incident_says_who_is_mitigating_it(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    engine.mark_mitigating(incident_id, "carol", "power-cycling x1")
+    again = engine.acknowledge_outcome(incident_id, "bob")
+    assert not again.changed and again.incident.state is IncidentState.MITIGATING
+    assert again.already.startswith(
+        "already mitigating (power-cycling x1) by carol since 2026-01-01T00:00:00Z"
+    )
+    assert [e.kind for e in again.incident.timeline].count("acknowledged") == 0

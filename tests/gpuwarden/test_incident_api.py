@@ -1,0 +1,112 @@
+"""The incident actions over the API: resolving by hand, and repeats that say they change nothing."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from pydantic import SecretStr
+from starlette.exceptions import StarletteDeprecationWarning
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.api import create_app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from tests.gpuwarden.api_error import error_field, error_text
+
+with warnings.catch_warnings():
+    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+NODE_DOWN = {
+    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
+    "startsAt": "2026-01-01T00:00:00Z",
+}
+RECOVERED = {**NODE_DOWN, "endsAt": "2026-01-01T00:00:00Z"}
+
+
+@pytest.fixture
+def engine(tmp_path: Path) -> IncidentEngine:
+    sql = make_engine(str(tmp_path / "api.db"))
+    upgrade(sql)
+    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+
+
+@pytest.fixture
+def client(engine: IncidentEngine) -> Iterator[TestClient]:
+    app = create_app(engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096))
+    with TestClient(app, raise_server_exceptions=False) as c:
+        yield c
+
+
+def _incident(client: TestClient) -> str:
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    return f"/api/v1/incidents/{item['id']}"
+
+
+def test_resolve_is_refused_while_its_alert_fires_and_resolves_at_once_after(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    path = _incident(client)
+    assert client.post(f"{path}/resolve", json={"by": "alice"}).status_code == 401
+    firing = client.post(f"{path}/resolve", json={"by": "alice"}, headers=AUTH)
+    assert (firing.status_code, error_field(firing)) == (409, "incident")
+    assert "1 of its alerts still fires" in error_text(firing)
+    assert "incidents silence inc-" in error_text(firing) and "--for 1h" in error_text(firing)
+    assert client.get(path).json()["state"] == "triggered"
+    bad = client.post(f"{path}/resolve", json={"by": ""}, headers=AUTH)
+    assert (bad.status_code, error_field(bad)) == (400, "by")
+    assert client.post("/api/v1/incidents/inc-nope/resolve", json={}, headers=AUTH).status_code == 404
+
+    client.post("/api/v2/alerts", json=[RECOVERED], headers=AUTH)
+    resolved = client.post(f"{path}/resolve", json={"by": "alice"}, headers=AUTH)
+    assert resolved.status_code == 200
+    body = resolved.json()
+    assert (body["state"], body["changed"], body["message"]) == ("resolved", True, "resolved by alice")
+    assert client.get(path).json()["timeline"][-1]["message"] == "resolved by alice"
+    assert list(engine.open_incident_ids()) == []
+    again = client.post(f"{path}/resolve", json={"by": "bob"}, headers=AUTH)
+    assert (again.status_code, error_field(again)) == (409, "incident")
+    assert "already resolved" in error_text(again)
+    assert "gpuwarden_incidents_resolved_total 1.0" in client.get("/metrics").text
+
+
+def test_a_second_ack_answers_200_saying_who_acknowledged_first_and_changes_nothing(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    path = _incident(client)
+    first = client.post(f"{path}/ack", json={"by": "alice"}, headers=AUTH).json()
+    assert (first["state"], first["changed"], first["message"]) == (
+        "acknowledged",
+        True,
+        "acknowledged by alice",
+    )
+    engine.clock.advance(120)  # type: ignore[attr-defined]
+    again = client.post(f"{path}/ack", json={"by": "bob"}, headers=AUTH)
+    assert again.status_code == 200
+    assert (again.json()["changed"], again.json()["message"]) == (
+        False,
+        "already acknowledged by alice at 2026-01-01T00:00:00Z",
+    )
+    assert client.get(path).json()["timeline"] == first["timeline"]
+
+
+def test_acking_a_mitigating_incident_says_who_is_mitigating(client: TestClient) -> None:
+    path = _incident(client)
+    client.post(f"{path}/ack", json={"by": "alice"}, headers=AUTH)
+    client.post(f"{path}/mitigate", json={"action": "reseating PSU", "by": "carol"}, headers=AUTH)
+    again = client.post(f"{path}/ack", json={"by": "bob"}, headers=AUTH)
+    assert again.status_code == 200 and again.json()["state"] == "mitigating"
+    assert again.json()["message"] == (
+        "already mitigating (reseating PSU) by carol since 2026-01-01T00:00:00Z;"
+        " acknowledged by alice at 2026-01-01T00:00:00Z"
+    )
