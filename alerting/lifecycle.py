@@ -134,9 +134,12 @@ class IncidentLifecycle:
                 if row.state == IncidentState.RESOLVED.value:
                     merged = f" (merged into {row.merged_into})" if row.merged_into else ""
                     raise Conflict(f"incident {incident_id} is already resolved{merged}", field="incident")
+                # A flapping alert counts as firing until it settles, as for the tick's resolution (and for
+                # the capacity other incidents count it as taking).
                 firing = session.scalars(
                     select(AlertRow).where(
-                        AlertRow.incident_id == incident_id, AlertRow.status == AlertStatus.FIRING.value
+                        AlertRow.incident_id == incident_id,
+                        (AlertRow.status == AlertStatus.FIRING.value) | AlertRow.flapping.is_(True),
                     )
                 ).all()
                 if firing:
@@ -426,7 +429,11 @@ def _still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
     """The refusal of a resolve while alerts fire: how many, which, and what to do instead."""
     names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    fire = "1 of its alerts still fires" if len(firing) == 1 else f"{len(firing)} of its alerts still fire"
+    fire = (
+        "1 of its alerts still fires (or flaps)"
+        if len(firing) == 1
+        else f"{len(firing)} of its alerts still fire (or flap)"
+    )
     return Conflict(
         f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
         " the source (then it resolves after the quiet period, or by hand at once), or silence them"

@@ -142,3 +142,16 @@ def test_acking_a_mitigating_incident_says_who_is_mitigating_it(sql: Engine, clo
         "already mitigating (power-cycling x1) by carol since 2026-01-01T00:00:00Z"
     )
     assert [e.kind for e in again.incident.timeline].count("acknowledged") == 0
+
+
+def test_an_incident_whose_alert_flaps_is_not_resolved_by_hand_until_it_settles(
+    sql: Engine, clock: FakeClock
+) -> None:
+    engine = _engine(sql, clock, flap_start_transitions=4)
+    for cycle in range(8):  # fires and resolves every 10 s: flapping, resolved at this moment
+        engine.ingest([Alert(NODE, status=AlertStatus.RESOLVED if cycle % 2 else AlertStatus.FIRING)])
+        clock.advance(10)
+    [incident_id] = engine.open_incident_ids()
+    with pytest.raises(Conflict, match="flap"):
+        engine.resolve(incident_id, "alice")
+    assert list(engine.open_incident_ids()) == [incident_id]
