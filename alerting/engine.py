@@ -39,7 +39,7 @@ from alerting.pending import (
 )
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes, incident_silenced_until
-from alerting.store import IncidentStore, alert_from_row, silence_from_row
+from alerting.store import ALERT_MOVED, IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.topology import common_ancestor, contains, locate, target_to_dict
@@ -556,6 +556,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             previous: str | None = None
         else:
             previous = row.status
+            if previous != status.value and status is AlertStatus.FIRING:
+                # What its incident saw of it, should a new incident take it (see ``_reopen``).
+                batch.spans[fp] = (row.starts_at, row.ends_at, dict(row.annotations))
             row.annotations = dict(alert.annotations)
             row.recommended_action = alert.recommended_action.value
             row.ends_at = alert.ends_at
@@ -727,7 +730,22 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             and target.resolved_at is not None
             and batch.now - target.resolved_at > self._reopen_within
         ):
-            row.incident_id = None  # long resolved: a recurrence now is a new incident
+            # Long resolved: a recurrence now is a new incident. The old one keeps what it saw of the alert.
+            starts, ends, annotations = batch.spans.get(row.fingerprint, (row.starts_at, row.ends_at, {}))
+            batch.event(
+                target.id,
+                ALERT_MOVED,
+                f"{_describe(row.labels)} fired again after the reopen window: a new incident takes it",
+                {
+                    "fingerprint": row.fingerprint,
+                    "labels": dict(row.labels),
+                    "annotations": annotations,
+                    "starts_at": starts.isoformat(),
+                    "ends_at": ends.isoformat() if ends is not None else None,
+                    "recommended_action": row.recommended_action,
+                },
+            )
+            row.incident_id = None
             return False
         row.incident_id = target.id
         if target.id in self._open:

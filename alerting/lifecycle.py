@@ -20,7 +20,14 @@ from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
 from alerting.silences import Silence, SilenceKind
-from alerting.store import Conflict, IncidentNotFound, IncidentStore, SilenceNotFound, silence_from_row
+from alerting.store import (
+    Conflict,
+    IncidentNotFound,
+    IncidentStore,
+    SilenceNotFound,
+    member_alerts,
+    silence_from_row,
+)
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
@@ -376,7 +383,7 @@ class IncidentLifecycle:
             incident = self.store.load_incident(session, incident_id)
             row = session.get(IncidentRow, incident_id)
             assert row is not None
-            alerts = session.scalars(select(AlertRow).where(AlertRow.incident_id == incident_id)).all()
+            alerts = member_alerts(session, incident_id)
         # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
         onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, Select, func, select
@@ -130,6 +131,61 @@ def silence_from_row(row: SilenceRow) -> Silence:
     )
 
 
+ALERT_MOVED = "alert_moved"
+"""Timeline event of a resolved incident whose alert fired again after the reopen window: the alert's row
+now belongs to the new incident, and the event keeps what the old one showed of it (its labels, startsAt
+and endsAt then), so the resolved incident's alerts and postmortem stay as they were."""
+
+
+def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
+    """An incident's alert rows, and those that moved on to a later incident as it saw them, by startsAt."""
+    rows = list(
+        session.scalars(
+            select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.starts_at)
+        )
+    )
+    moved = session.scalars(
+        select(TimelineRow)
+        .where(TimelineRow.incident_id == incident_id, TimelineRow.kind == ALERT_MOVED)
+        .order_by(TimelineRow.seq)
+    ).all()
+    if not moved:
+        return rows
+    return sorted(rows + moved_alerts(moved, {r.fingerprint for r in rows}), key=lambda a: a.starts_at)
+
+
+def moved_alerts(timeline: Sequence[TimelineRow], keep: set[str] | None = None) -> list[AlertRow]:
+    """The alerts an incident had that moved on to a later incident, as the incident last saw them
+    (unsaved rows; those whose fingerprint is in ``keep``, still its own, are left out)."""
+    found: dict[str, AlertRow] = {}
+    for event in timeline:
+        data = event.data or {}
+        fp = data.get("fingerprint")
+        if event.kind != ALERT_MOVED or not isinstance(fp, str) or (keep and fp in keep):
+            continue
+        ends = data.get("ends_at")
+        found[fp] = AlertRow(
+            fingerprint=fp,
+            labels=dict(data.get("labels") or {}),
+            annotations=dict(data.get("annotations") or {}),
+            status="resolved",
+            starts_at=datetime.fromisoformat(str(data.get("starts_at"))),
+            ends_at=datetime.fromisoformat(str(ends)) if ends else None,
+            source="",
+            generator_url="",
+            score=None,
+            recommended_action=str(data.get("recommended_action") or "none"),
+            first_seen=event.at,
+            last_seen=event.at,
+            receive_count=0,
+            incident_id=None,
+            muted_by=None,
+            flapping=False,
+            transitions=[],
+        )
+    return list(found.values())
+
+
 class IncidentStore:
     """Read side of the store, used by the API and the CLI."""
 
@@ -152,6 +208,7 @@ class IncidentStore:
                 .order_by(AlertRow.first_seen)
             )
         )
+        fps += [a.fingerprint for a in moved_alerts(timeline, set(fps))]
         return incident_from_rows(row, timeline, fps)
 
     def get(self, incident_id: str) -> Incident:
@@ -218,13 +275,9 @@ class IncidentStore:
         return query
 
     def alerts_of(self, incident_id: str) -> list[AlertRow]:
-        """The member alert rows of an incident."""
+        """The member alert rows of an incident, with those that moved on to a later one as it saw them."""
         with self.sessions() as session:
-            return list(
-                session.scalars(
-                    select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.starts_at)
-                )
-            )
+            return member_alerts(session, incident_id)
 
     def alert(self, fingerprint: str) -> AlertRow | None:
         """One stored alert by fingerprint."""

@@ -220,18 +220,34 @@ def test_lifecycle_auto_resolves_after_quiet_period_and_reopens_on_recurrence(
 def test_a_recurrence_after_the_reopen_window_is_a_new_incident(db: str, clock: FakeClock) -> None:
     engine = _engine(db, clock, quiet_period_seconds=300, reopen_window_seconds=3600)
     labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    began = clock.now()
     engine.ingest([Alert(labels)])
     [first] = engine.open_incident_ids()
-    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(60)
+    ended = clock.now()
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED, ends_at=ended)])
     clock.advance(301)
     engine.tick()
+    postmortem = engine.postmortem(first)
     clock.advance(3601)
     engine.ingest([Alert(labels)])
     [second] = engine.open_incident_ids()
     assert second != first
     assert engine.store.get(first).state is IncidentState.RESOLVED
-    assert engine.store.get(second).alert_fingerprints == [Alert(labels).fingerprint]
-    assert engine.store.get(first).alert_fingerprints == []  # the alert moved to the new incident
+    fingerprint = Alert(labels).fingerprint
+    assert engine.store.get(second).alert_fingerprints == [fingerprint]
+    # The resolved incident's record stays as it was: its alert, as it saw it, and its postmortem.
+    assert engine.store.get(first).alert_fingerprints == [fingerprint]
+    [(kept, status, starts, ends)] = [
+        (a.fingerprint, a.status, a.starts_at, a.ends_at) for a in engine.store.alerts_of(first)
+    ]
+    assert (kept, status, starts, ends) == (fingerprint, "resolved", began, ended)
+    again = engine.postmortem(first).splitlines()
+    assert [line for line in again if line not in postmortem.splitlines()] == [
+        f"- {clock.now():%Y-%m-%d %H:%M:%S} UTC — NodeDown (x1) fired again after the reopen window: a new"
+        " incident takes it"
+    ]  # the rest (evidence, MTTD, MTTR) as it was
+    assert [a.starts_at for a in engine.store.alerts_of(second)] == [clock.now()]
 
 
 def test_alert_whose_ends_at_passed_resolves_on_tick(db: str, clock: FakeClock) -> None:
