@@ -23,8 +23,8 @@ ingest status; their body can be posted again once the cause is fixed.
 Offsets are logical (bytes since the journal was created); segment files are named by the offset of
 their first byte and deleted once applied. The journal directory belongs to one server: for SQLite it
 defaults to ``<db>.journal`` next to the database, for PostgreSQL it is ``alerting.journal_dir`` (or
-``./gpuwarden-journal``). Its random id keys the applied offset in the store, so a lost directory starts
-a fresh journal instead of skipping records.
+``./gpuwarden-journal`` under the working directory, which serve warns about). Its random id keys the
+applied offset in the store, so a lost directory starts a fresh journal instead of skipping records.
 """
 
 from __future__ import annotations
@@ -48,6 +48,7 @@ from sqlalchemy import Engine, Table, insert, select, update
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.health import ServiceHealth
 from alerting.ingest import parse_postable_alerts, parse_webhook
 from alerting.store_models import JournalOffsetRow
 from gpuwarden.errors import InputError
@@ -306,10 +307,14 @@ class JournalApplier:
         burst_gap_seconds: float = 0.01,
         max_lag_bytes: int = 32 << 20,
         poison_after: int = 3,
+        health: ServiceHealth | None = None,
     ) -> None:
         """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
         applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
-        lag passed ``max_lag_bytes`` or a read is waiting for its writes."""
+        lag passed ``max_lag_bytes``, a read is waiting for its writes or the startup backlog is replaying.
+
+        ``health`` learns whether each transaction reached the store, and when the backlog the journal
+        held at start (``replay_end``) is applied."""
         self.journal = journal
         self.engine = engine
         self.batch_bytes = batch_bytes
@@ -328,6 +333,17 @@ class JournalApplier:
         self._isolate_until = -1  # below this offset, records are applied one at a time
         self._wake = threading.Event()
         self._cond = threading.Condition()
+        self.health = health or ServiceHealth()
+        self.replay_end = journal.end
+        self._caught_up()
+
+    def _caught_up(self) -> None:
+        """Tell ``health`` once everything acknowledged before this serve started is applied."""
+        if self.health.replayed.is_set() or self.applied < self.replay_end:
+            return
+        if self.replay_end > self.journal.first:
+            logger.info("journal: replay caught up at offset %d", self.applied)
+        self.health.replayed.set()
 
     def notify(self) -> None:
         """New records were appended."""
@@ -380,6 +396,7 @@ class JournalApplier:
         except Exception:  # any failure here: not the record's fault, keep retrying
             logger.exception("journal: the store takes no write either; retrying, nothing quarantined")
             return False
+        self.health.store_ok()
         return True
 
     def _commit_offset(self, offset: int) -> None:
@@ -407,6 +424,7 @@ class JournalApplier:
             self.quarantined += 1
             self._cond.notify_all()
         self._failing_at, self._failures_here = -1, 0
+        self._caught_up()
         self.journal.discard_applied(record.end)
 
     def _keep(self, record: JournalRecord, exc: Exception, start: int) -> Path:
@@ -459,11 +477,13 @@ class JournalApplier:
             )
 
         self.engine.apply_accepted(batches, commit_offset)
+        self.health.store_ok()
         applied = sum(len(a) for _, a in batches)
         with self._cond:
             self.applied = end
             self.alerts_applied += applied
             self._cond.notify_all()
+        self._caught_up()
         self.journal.discard_applied(end)
         return max(applied, 1)
 
@@ -474,7 +494,8 @@ class JournalApplier:
                 lag = self.journal.end - self.applied
                 if lag > 0:
                     busy = time.monotonic() - self.journal.last_append < self.burst_gap_seconds
-                    if busy and lag < self.max_lag_bytes and not self._readers:
+                    replaying = not self.health.replayed.is_set()  # catch up first: serve is not ready
+                    if busy and lag < self.max_lag_bytes and not self._readers and not replaying:
                         stop.wait(self.burst_gap_seconds)
                         continue
                     self.apply_available()
@@ -482,6 +503,7 @@ class JournalApplier:
             except Exception as exc:  # loop boundary: records stay in the journal, retried later
                 self.failures += 1
                 self.last_error = repr(exc)
+                self.health.store_failed(exc)
                 logger.exception("journal: applying from offset %d failed; will retry", self.applied)
                 stop.wait(self.retry_seconds)
                 continue
@@ -516,5 +538,7 @@ class JournalApplier:
             "apply_failures": self.failures,
             "last_error": self.last_error,
             "records_quarantined": self.quarantined,
+            "store_up": self.health.store_up,
+            "replaying": not self.health.replayed.is_set(),
             "quarantine_dir": str(self.journal.directory / "quarantine"),
         }

@@ -6,13 +6,28 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, make_url
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from alerting.db import make_engine
 from gpuwarden.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
+
+
+class NewerSchema(Exception):
+    """The database is at a schema revision this version does not know: a newer gpuwarden migrated it."""
+
+    def __init__(self, revision: str, head: str) -> None:
+        super().__init__(
+            f"the database was migrated by a newer gpuwarden (schema revision {revision!r} is unknown to this"
+            f" version, which knows up to {head!r}); run that newer version, or restore a backup of the"
+            " database taken before it was upgraded"
+        )
+        self.revision = revision
+        self.head = head
 
 
 def alembic_config() -> Config:
@@ -23,11 +38,21 @@ def alembic_config() -> Config:
 
 
 def upgrade(engine: Engine, revision: str = "head") -> None:
-    """Bring the database behind ``engine`` to ``revision`` (idempotent)."""
+    """Bring the database behind ``engine`` to ``revision`` (idempotent); ``NewerSchema`` if the database
+    is at a revision these migrations do not know (gpuwarden was rolled back after an upgrade)."""
     cfg = alembic_config()
     with engine.begin() as connection:
+        _check_known(ScriptDirectory.from_config(cfg), connection)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+def _check_known(scripts: ScriptDirectory, connection: Connection) -> None:
+    """Raise ``NewerSchema`` for a stored revision no migration script here names."""
+    known = {script.revision for script in scripts.walk_revisions()}
+    for stored in MigrationContext.configure(connection).get_current_heads():
+        if stored not in known:
+            raise NewerSchema(stored, ", ".join(scripts.get_heads()))
 
 
 def open_store(url: str, field: str = "api.db") -> Engine:
@@ -39,19 +64,26 @@ def open_store(url: str, field: str = "api.db") -> Engine:
     try:
         engine = make_engine(url)
         upgrade(engine)
+    except NewerSchema as exc:
+        raise ConfigError(f"{_shown(url)}: cannot open the store: {exc}", field=field) from exc
     except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, SQLAlchemyError) as exc:
         raise store_error(url, exc, field) from exc
     return engine
 
 
+def _shown(url: str) -> str:
+    """The URL with its password hidden."""
+    if "://" not in url:
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
 def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
     """The ``ConfigError`` for a store that cannot be used: the URL with its password hidden, and why."""
-    shown = url
-    if "://" in url:
-        try:
-            shown = make_url(url).render_as_string(hide_password=True)
-        except ArgumentError:
-            shown = url
+    shown = _shown(url)
     if isinstance(exc, ArgumentError | NoSuchModuleError | ModuleNotFoundError):
         message = (
             f"{shown}: not a database gpuwarden can use ({exc}); give a SQLite path or postgresql+psycopg://"

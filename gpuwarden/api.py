@@ -9,6 +9,9 @@ validated batch is appended to the journal (see ``alerting.journal``); the appli
 them right after. Reads of incidents first wait (at most ``READ_BARRIER_SECONDS``) until everything
 acknowledged before the read arrived is applied, so a script sees its own writes; if the applier is
 further behind, the answer carries ``X-Gpuwarden-Ingest-Lag`` (bytes not yet applied).
+
+``/healthz`` (and Alertmanager's ``/-/healthy``) is liveness: 200 while the process serves. ``/-/ready`` is
+readiness: 503 while the store is unreachable or the journal backlog found at start is still replaying.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerting.engine import IncidentEngine
+from alerting.health import HealthCollector, ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, inventory_data
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
@@ -152,11 +156,13 @@ class ApiMetrics(Collector):
 
 
 class CatchAll:
-    """Loop boundary: an unexpected exception becomes a logged, counted 503, never a 500."""
+    """Loop boundary: an unexpected exception becomes a logged, counted 503, never a 500; one that says
+    the store cannot be reached marks it down (readiness, ``gpuwarden_store_up``)."""
 
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, health: ServiceHealth) -> None:
         self.app = app
         self.metrics = metrics
+        self.health = health
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Run the app; answer 503 if it raises before it started a response."""
@@ -173,16 +179,22 @@ class CatchAll:
 
         try:
             await self.app(scope, receive, tracking_send)  # type: ignore[arg-type]
-        except Exception:
+        except Exception as exc:
             self.metrics.errors += 1
+            unreachable = self.health.store_failed(exc)
             logger.exception("request failed", extra={"path": scope.get("path")})
             if not started:
-                response = JSONResponse(
-                    {"error": "internal error; nothing was stored, retry later"},
-                    status_code=503,
-                    headers={"Retry-After": "1"},
-                )
+                response = _error(503, _failure(scope.get("method", ""), unreachable), route=scope["path"])
+                response.headers["Retry-After"] = "1"
                 await response(scope, receive, send)
+
+
+def _failure(method: str, unreachable: bool) -> str:
+    """What a failed request says: a read changed nothing, so it says what it could not do."""
+    cause = "the store is unreachable" if unreachable else "internal error"
+    if method in ("GET", "HEAD"):
+        return f"{cause}; the store could not be read, retry later"
+    return f"{cause}; nothing was stored, retry later"
 
 
 class _Handlers:
@@ -195,12 +207,15 @@ class _Handlers:
         metrics: ApiMetrics,
         applier: JournalApplier | None = None,
         outbox: Outbox | None = None,
+        *,
+        health: ServiceHealth | None = None,
     ) -> None:
         self.engine = engine
         self.config = config
         self.metrics = metrics
         self.applier = applier
         self.outbox = outbox
+        self.health = health or ServiceHealth()
         self.token = config.token.get_secret_value().encode() if config.token is not None else None
 
     def authorized(self, request: Request) -> bool:
@@ -392,6 +407,7 @@ class _Handlers:
         """Prometheus exposition of the API's own counters."""
         registry = CollectorRegistry()
         registry.register(self.metrics)
+        registry.register(HealthCollector(self.health, self.applier))
         for collector in self.engine.extra_metrics:
             registry.register(collector)
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
@@ -403,7 +419,16 @@ class _Handlers:
         return JSONResponse({"journal": True, **self.applier.status()})
 
     async def healthz(self, request: Request) -> Response:
-        """Liveness."""
+        """Liveness: the process answers (a store outage or a replay does not make it restart)."""
+        return PlainTextResponse("ok")
+
+    async def ready(self, request: Request) -> Response:
+        """Readiness: 503 while the store is unreachable or the startup replay has not caught up."""
+        applier = self.applier
+        lag = max(0, applier.journal.end - applier.applied) if applier is not None else 0
+        reason = self.health.not_ready(lag)
+        if reason is not None:
+            return PlainTextResponse(f"not ready: {reason}\n", status_code=503, headers={"Retry-After": "1"})
         return PlainTextResponse("ok")
 
     def routes(self) -> list[BaseRoute]:
@@ -461,7 +486,7 @@ class _Handlers:
             Route("/healthz", self.healthz, methods=["GET"]),
             # Alertmanager's probe paths, for setups that probe gpuwarden where an Alertmanager stood.
             Route("/-/healthy", self.healthz, methods=["GET", "HEAD"]),
-            Route("/-/ready", self.healthz, methods=["GET", "HEAD"]),
+            Route("/-/ready", self.ready, methods=["GET", "HEAD"]),
         ]
 
 
@@ -492,12 +517,17 @@ def create_app(
     """The Starlette app; ``background`` tasks run in threads until shutdown.
 
     With ``applier``, alert writes are acknowledged once journaled and the applier runs as one more
-    background task; without it they are stored synchronously before the answer.
+    background task (replaying what the journal held at start; ``/-/ready`` says when it caught up);
+    without it they are stored synchronously before the answer.
     """
     metrics = ApiMetrics(engine)
-    handlers = _Handlers(engine, config, metrics, applier, outbox)
     if applier is not None:
+        health = applier.health
         background = [*background, applier.run]
+    else:
+        health = ServiceHealth()
+        health.replayed.set()  # no journal, nothing to replay
+    handlers = _Handlers(engine, config, metrics, applier, outbox, health=health)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -513,7 +543,7 @@ def create_app(
                 t.join(timeout=5)
 
     app = Starlette(routes=[*handlers.routes(), *extra_routes], lifespan=lifespan)
-    app.add_middleware(CatchAll, metrics=metrics)
+    app.add_middleware(CatchAll, metrics=metrics, health=health)
     return app
 
 

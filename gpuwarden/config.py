@@ -418,7 +418,8 @@ class AlertingConfig(Section):
     )
     journal_dir: str | None = Field(
         None,
-        description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal else)",
+        description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal under"
+        " the working directory else: set it for PostgreSQL, to a directory that outlives the process)",
     )
     reopen_window_seconds: float = Field(
         86_400.0,

@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from alerting.engine import IncidentEngine
+    from alerting.health import ServiceHealth
     from alerting.instance_lock import InstanceBusy, InstanceLocks
     from alerting.inventory import StaticInventory
     from alerting.journal import JournalApplier
@@ -49,13 +50,24 @@ class JsonLogFormatter(logging.Formatter):
         return json.dumps(out)
 
 
-def _tick_loop(engine: IncidentEngine, interval: float) -> BackgroundTask:
+def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -> BackgroundTask:
+    """Tick the engine every ``interval``, once the journal backlog found at start is applied (a tick
+    before it would resolve alerts whose later posts are still in the backlog); each tick reads the
+    store, so its outcome tells ``health`` whether the store is up while no alert arrives."""
+
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
+            if not health.replayed.is_set():
+                continue
             try:
                 engine.tick()
-            except Exception:  # loop boundary: keep ticking, log with the exception
-                logger.exception("engine tick failed")
+            except Exception as exc:  # loop boundary: keep ticking, log with the exception
+                if health.store_failed(exc):
+                    logger.warning("engine tick failed: the store is unreachable: %s", health.store_error)
+                else:
+                    logger.exception("engine tick failed")
+            else:
+                health.store_ok()
 
     return run
 
@@ -272,7 +284,8 @@ def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks
 
 
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
-    """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal."""
+    """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal (under
+    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``)."""
     if cfg.alerting.journal_dir:
         return Path(cfg.alerting.journal_dir)
     if "://" not in db:
@@ -282,8 +295,11 @@ def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
     return Path("gpuwarden-journal")
 
 
-def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> JournalApplier:
-    """Open (and recover) the accept journal and its applier for ``engine``'s store."""
+def build_applier(
+    cfg: GpuwardenConfig, db: str, engine: IncidentEngine, health: ServiceHealth | None = None
+) -> JournalApplier:
+    """Open (and recover) the accept journal and its applier for ``engine``'s store, and log where the
+    journal is and how much of it is still to apply."""
     from alerting.journal import (  # noqa: PLC0415
         AcceptJournal,
         JournalApplier,
@@ -292,11 +308,33 @@ def build_applier(cfg: GpuwardenConfig, db: str, engine: IncidentEngine) -> Jour
     )
 
     sql = engine.store.engine
+    directory = journal_dir(cfg, db)
     try:
-        journal = AcceptJournal(journal_dir(cfg, db), lambda journal_id: applied_offset(sql, journal_id))
+        journal = AcceptJournal(directory, lambda journal_id: applied_offset(sql, journal_id))
     except JournalCorrupt as exc:  # damage, not a torn write: the operator decides
         raise ConfigError(str(exc), field="alerting.journal_dir") from exc
-    return JournalApplier(journal, engine)
+    where = directory.resolve()
+    if cfg.alerting.journal_dir or not _server_store(db):
+        logger.info("journal: %s", where)
+    else:  # acknowledged alerts live there until applied: a directory that is not kept loses them
+        logger.warning(
+            "journal: %s (alerting.journal_dir is not set, so it is under the working directory); set"
+            " alerting.journal_dir to a directory that outlives this process for a PostgreSQL store",
+            where,
+        )
+    applier = JournalApplier(journal, engine, health=health)
+    if applier.replay_end > applier.applied:
+        logger.info(
+            "journal: %d bytes acknowledged but not applied before the last stop; replaying them while"
+            " serving (/-/ready answers 503 until done)",
+            applier.replay_end - applier.applied,
+        )
+    return applier
+
+
+def _server_store(db: str) -> bool:
+    """Whether ``db`` names a database server (not a SQLite file, whose journal sits beside it)."""
+    return "://" in db and not db.startswith("sqlite")
 
 
 def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
@@ -329,12 +367,17 @@ def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
 
 
 def build_service(
-    cfg: GpuwardenConfig, db: str
+    cfg: GpuwardenConfig, db: str, health: ServiceHealth | None = None
 ) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
     """Engine, background loops, extra routes (Slack) and the notification outbox (None without a
-    notifier) for one configuration."""
+    notifier) for one configuration; ``health`` is shared with the applier (``build_applier``)."""
     from alerting.engine import IncidentEngine  # noqa: PLC0415 - see prepare_inventories
+    from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.migrate import open_store  # noqa: PLC0415
+
+    if health is None:  # no journal to replay
+        health = ServiceHealth()
+        health.replayed.set()
 
     inventories = prepare_inventories(cfg)
     clock, sources = inventories.clock, inventories.sources
@@ -343,7 +386,7 @@ def build_service(
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
     engine.inventory_source = inventories.name
     engine.inventory_sources = inventories.status
-    background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds)]
+    background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds, health)]
     if sources:
         background.append(_inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
@@ -394,6 +437,7 @@ def serve(
     # Imported here for the reason build_service gives.
     import uvicorn  # noqa: PLC0415
 
+    from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
@@ -410,8 +454,9 @@ def serve(
         # is held, since a standby may take over hours later.
         prepare_inventories(cfg).close()
         locks = take_locks(cfg, db or api.db, standby=standby)
-        engine, background, routes, outbox = build_service(cfg, db or api.db)
-        applier = build_applier(cfg, db or api.db, engine)
+        health = ServiceHealth()
+        engine, background, routes, outbox = build_service(cfg, db or api.db, health)
+        applier = build_applier(cfg, db or api.db, engine, health)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
@@ -427,9 +472,9 @@ def serve(
 
     if locks.can_be_lost:  # file locks last as long as the process: nothing to watch for SQLite
         background = [*background, _lock_watch(locks, on_lost)]
-    # Replay what was acknowledged but not applied before a crash, before taking new requests.
-    while applier.apply_available():
-        pass
+    # What was acknowledged but not applied before a crash is replayed by the applier's thread once the port
+    # is open: a replay of minutes with no port would fail every liveness probe. New writes are appended
+    # after the backlog, so they are applied after it, in order; /-/ready says when it caught up.
     app = create_app(
         engine,
         api,

@@ -2,13 +2,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import inspect
+from alembic.script import ScriptDirectory
+from sqlalchemy import inspect, text
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
-from alerting.migrate import upgrade
+from alerting.migrate import NewerSchema, alembic_config, upgrade
 
 
 def test_upgrade_creates_the_store_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -40,3 +42,14 @@ def test_migrated_schema_matches_the_store_models(tmp_path: Path) -> None:
         return ""
 
     assert [d for d in diff if table_of(d) in ours] == []
+
+
+def test_a_database_migrated_by_a_newer_version_is_refused_naming_both_revisions(tmp_path: Path) -> None:
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine)
+    with engine.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    with pytest.raises(NewerSchema) as err:
+        upgrade(engine)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert (err.value.revision, err.value.head) == ("0099_future", head)

@@ -24,9 +24,11 @@ def gpuwarden_binary() -> str:
 
 @contextmanager
 def gpuwarden_serve(
-    tmp_path: Path, db: str, name: str = "serve", extra_args: Sequence[str] = ()
+    tmp_path: Path, db: str, name: str = "serve", extra_args: Sequence[str] = (), ready: str = "/-/ready"
 ) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Run `gpuwarden serve` on a free port; yield its base URL and process."""
+    """Run `gpuwarden serve` on a free port; yield its base URL and process once ``ready`` answers 200:
+    by default readiness, which waits for the replay of the journal's backlog (``/healthz``: the port is
+    open, replay or not)."""
     port = free_port()
     argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", db, *extra_args]
     url = f"http://127.0.0.1:{port}"
@@ -34,7 +36,7 @@ def gpuwarden_serve(
     old = os.environ.get("GPUWARDEN_API_TOKEN")
     os.environ["GPUWARDEN_API_TOKEN"] = TOKEN
     try:
-        with running(argv, f"{url}/healthz", tmp_path / f"{name}.log") as proc:
+        with running(argv, f"{url}{ready}", tmp_path / f"{name}.log") as proc:
             yield url, proc
     finally:
         if old is None:

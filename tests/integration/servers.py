@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import shutil
 import socket
@@ -18,9 +19,12 @@ import pytest
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago, below the ephemeral range (32768 and up on
     Linux): a port the kernel hands out could be taken by any outgoing connection (a Prometheus scrape,
-    an HTTP client) before the server the test starts binds it, which made a test fail now and then."""
+    an HTTP client) before the server the test starts binds it, which made a test fail now and then.
+
+    ``GPUWARDEN_TEST_PORTS=LOW-HIGH`` narrows the range, for a machine where test runs share ports."""
+    low, _, high = os.environ.get("GPUWARDEN_TEST_PORTS", "20000-32000").partition("-")
     for _ in range(200):
-        port = random.randint(20000, 32000)
+        port = random.randint(int(low), int(high))
         if port in _HANDED_OUT:  # two calls before either server binds must not get the same port
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -30,7 +34,7 @@ def free_port() -> int:
                 continue
             _HANDED_OUT.add(port)
             return port
-    raise RuntimeError("no free TCP port between 20000 and 32000")
+    raise RuntimeError(f"no free TCP port between {low} and {high}")
 
 
 _HANDED_OUT: set[int] = set()

@@ -7,18 +7,23 @@ alert stored and correlated exactly once, no incident duplicated.
 
 from __future__ import annotations
 
+import json
 import signal
+import sqlite3
 import threading
+import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
 import pytest
 
 from alerting.db import make_engine
-from alerting.journal import AcceptJournal, applied_offset
+from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
+from alerting.migrate import upgrade
 from alerting.store import IncidentStore
 from gpuwarden.model import label_fingerprint
-from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
+from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 
 
 def _batch(worker: int, seq: int) -> list[dict[str, object]]:
@@ -82,7 +87,7 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_
     journal.close()
     assert behind > 0, "the applier had caught up at the kill: nothing left to replay"
 
-    # Restart: the journal is replayed before the server answers.
+    # Restart: the journal is replayed while serving; ready once it has caught up.
     with gpuwarden_serve(tmp_path, db, "replay") as (url, _):
         httpx.get(f"{url}/api/v1/incidents", timeout=30)
     assert store.alert_count() > stored_before
@@ -111,3 +116,43 @@ def test_sigkill_mid_ingest_loses_no_acknowledged_alert_and_keeps_incidents(tmp_
         again = [{"labels": dict(acked[0], seq="after-restart")}]
         assert httpx.post(f"{url}/api/v2/alerts", json=again, headers=AUTH, timeout=10).status_code == 200
         assert len(httpx.get(f"{url}/api/v1/incidents", timeout=10).json()) == before
+
+
+@pytest.mark.integration
+def test_serve_answers_liveness_while_it_replays_a_backlog_and_is_ready_once_applied(tmp_path: Path) -> None:
+    db = str(tmp_path / "backlog.db")
+    sql = make_engine(db)
+    upgrade(sql)
+    journal = AcceptJournal(Path(f"{db}.journal"), lambda jid: applied_offset(sql, jid))
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "n1"}
+    now = datetime.now(UTC)
+    firing = [{"labels": labels, "startsAt": (now - timedelta(minutes=5)).isoformat()}]
+    journal.append(KIND_POSTABLE, json.dumps(firing).encode(), 1)  # acknowledged by a serve that then died
+    journal.close()
+    sql.dispose()
+    # The store takes no write yet (here a held SQLite write lock; in production minutes of backlog or a
+    # PostgreSQL still starting): the replay cannot finish.
+    writer = sqlite3.connect(db, isolation_level=None)
+    writer.execute("BEGIN IMMEDIATE")
+    try:
+        with gpuwarden_serve(tmp_path, db, "replay", ready="/healthz") as (url, _):
+            ready = httpx.get(f"{url}/-/ready", timeout=5)
+            assert ready.status_code == 503 and "not ready" in ready.text, ready.text
+            assert serve_metric(url, "gpuwarden_ingest_replaying") == 1
+            listing = httpx.get(f"{url}/api/v1/incidents", timeout=30)  # after the 10 s read barrier
+            assert listing.status_code == 200 and int(listing.headers["X-Gpuwarden-Ingest-Lag"]) > 0
+            resolved = [{**firing[0], "endsAt": (now - timedelta(seconds=1)).isoformat()}]
+            assert (
+                httpx.post(f"{url}/api/v2/alerts", json=resolved, headers=AUTH, timeout=5).status_code == 200
+            )
+            writer.execute("ROLLBACK")
+            deadline = time.monotonic() + 60
+            while httpx.get(f"{url}/-/ready", timeout=5).status_code != 200:
+                assert time.monotonic() < deadline, "not ready a minute after the store took writes again"
+                time.sleep(0.2)
+            assert httpx.get(f"{url}/api/v1/ingest/status", timeout=5).json()["lag_bytes"] == 0
+    finally:
+        writer.close()
+    # The write accepted during the replay was applied after the backlog: the alert ends resolved.
+    row = IncidentStore(make_engine(db)).alert(label_fingerprint(labels))
+    assert row is not None and (row.status, row.receive_count) == ("resolved", 2)

@@ -6,10 +6,12 @@ import os
 import shutil
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
+import httpx
 import orjson
 import pytest
 from sqlalchemy import func, inspect, select, text
@@ -23,7 +25,7 @@ from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import AlertStatus, IncidentState, RackRef, label_fingerprint
-from tests.integration.gpuwarden_server import gpuwarden_serve
+from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.servers import free_port
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
@@ -33,25 +35,65 @@ def _as_postgres(*argv: str) -> None:
     subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
 
 
+@dataclass
+class Postgres:
+    """A throwaway PostgreSQL server that a test can stop and start again (an outage)."""
+
+    url: str
+    base: Path
+    port: int
+
+    def start(self) -> None:
+        """Start the server and wait until it takes connections."""
+        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=on"
+        log = str(self.base / "pg.log")
+        _as_postgres(
+            str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-o", options, "-l", log, "-w", "start"
+        )
+
+    def stop(self, mode: str = "fast") -> None:
+        """Stop the server (``fast``: as an operator's restart; ``immediate``: as a crash)."""
+        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-m", mode, "-w", "stop")
+
+
 @pytest.fixture
-def postgres_url() -> Iterator[str]:
+def postgres() -> Iterator[Postgres]:
     if not (PG_BIN / "initdb").exists():
         pytest.fail("PostgreSQL 15 is not installed; run `make test` (it installs the Debian package)")
     # Outside pytest's root-only temp tree: the postgres user must reach its data directory.
     base = Path(tempfile.mkdtemp(prefix="gpuwarden-pg-"))
-    data = base / "data"
     shutil.chown(base, "postgres", "postgres")
     port = free_port()
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres")
-    options = f"-p {port} -k {base} -c listen_addresses=127.0.0.1 -c fsync=on"
-    _as_postgres(
-        str(PG_BIN / "pg_ctl"), "-D", str(data), "-o", options, "-l", str(base / "pg.log"), "-w", "start"
-    )
+    _as_postgres(str(PG_BIN / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres")
+    server = Postgres(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", base, port)
+    server.start()
     try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres"
+        yield server
     finally:
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
+        subprocess.run(
+            [
+                "runuser",
+                "-u",
+                "postgres",
+                "--",
+                str(PG_BIN / "pg_ctl"),
+                "-D",
+                str(base / "data"),
+                "-m",
+                "immediate",
+                "-w",
+                "stop",
+            ],
+            check=False,  # the test may have stopped it already
+            capture_output=True,
+            timeout=120,
+        )
         shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def postgres_url(postgres: Postgres) -> str:
+    return postgres.url
 
 
 @pytest.mark.integration
@@ -216,3 +258,46 @@ def test_serve_stops_when_a_standby_took_the_postgres_lock_it_lost(
     assert "instance lock: lost: store " in log
     standby.release()
     admin.dispose()
+
+
+def _wait_ready(url: str, status: int, timeout: float = 60.0) -> httpx.Response:
+    deadline = time.monotonic() + timeout
+    while True:
+        response = httpx.get(f"{url}/-/ready", timeout=5)
+        if response.status_code == status:
+            return response
+        assert time.monotonic() < deadline, f"/-/ready still {response.status_code}: {response.text}"
+        time.sleep(0.2)
+
+
+@pytest.mark.integration
+def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_acknowledged_is_lost(
+    postgres: Postgres, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_ALERTING__JOURNAL_DIR", str(tmp_path / "journal"))
+    monkeypatch.setenv("GPUWARDEN_ALERTING__TICK_INTERVAL_SECONDS", "0.2")
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "n1"}
+    with gpuwarden_serve(tmp_path, postgres.url) as (url, _):
+        assert serve_metric(url, "gpuwarden_store_up") == 1
+        postgres.stop()
+        not_ready = _wait_ready(url, 503)  # the next tick finds the store gone
+        assert "store is unreachable" in not_ready.text, not_ready.text
+        assert [httpx.get(f"{url}{p}", timeout=5).status_code for p in ("/healthz", "/-/healthy")] == [
+            200,
+            200,
+        ]
+        assert serve_metric(url, "gpuwarden_store_up") == 0
+        listing = httpx.get(f"{url}/api/v1/incidents", timeout=30)
+        assert listing.status_code == 503 and "could not be read" in listing.json()["error"], listing.text
+        assert httpx.post(f"{url}/api/v2/alerts", json=[{"labels": labels}], headers=AUTH).status_code == 200
+        deadline = time.monotonic() + 30
+        while serve_metric(url, "gpuwarden_ingest_apply_failures_total") < 1:
+            assert time.monotonic() < deadline, "the applier never tried the store"
+            time.sleep(0.2)
+        assert serve_metric(url, "gpuwarden_ingest_lag_bytes") > 0
+        postgres.start()
+        _wait_ready(url, 200)
+        assert serve_metric(url, "gpuwarden_store_up") == 1
+        (incident,) = httpx.get(f"{url}/api/v1/incidents", timeout=30).json()
+        assert incident["root_cause"]["kind"] == "node_down"
+        assert serve_metric(url, "gpuwarden_ingest_lag_bytes") == 0

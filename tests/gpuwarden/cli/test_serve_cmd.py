@@ -1,20 +1,39 @@
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
+from alembic.script import ScriptDirectory
 from pydantic import SecretStr
+from sqlalchemy import text
+from sqlalchemy.exc import OperationalError
 from starlette.routing import Route
 from typer.testing import CliRunner
 
 from alerting import scenarios
+from alerting.db import make_engine
+from alerting.health import ServiceHealth
 from alerting.inventory import inventory_data
+from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
-from gpuwarden.cli.serve_cmd import build_service
+from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
 from gpuwarden.config import GpuwardenConfig
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """serve sets up JSON logging to the stderr CliRunner captured; later tests must not log to it."""
+    handlers, level = logging.root.handlers[:], logging.root.level
+    yield
+    logging.root.handlers[:] = handlers
+    logging.root.setLevel(level)
 
 
 def test_serve_refuses_to_start_without_a_token(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -130,3 +149,85 @@ def test_serve_refuses_a_port_out_of_range_before_making_any_file(
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--port", port])
     assert result.exit_code == 2 and "--port" in result.output  # a usage error, as click gives them
     assert list(tmp_path.iterdir()) == []
+
+
+def test_serve_refuses_a_database_a_newer_version_migrated_in_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    db = tmp_path / "x.db"
+    sql = make_engine(str(db))
+    upgrade(sql)
+    with sql.begin() as conn:
+        conn.execute(text("UPDATE alembic_version SET version_num = '0099_future'"))
+    sql.dispose()
+    result = runner.invoke(app, ["serve", "--db", str(db)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), output
+    assert output.count("error:") == 1 and "Traceback" not in output, output
+    assert (
+        f"error: api.db: {db}: cannot open the store: the database was migrated by a newer gpuwarden"
+        in output
+    )
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert f"'0099_future' is unknown to this version, which knows up to '{head}'" in output
+    assert "newer gpuwarden" in output and "restore a backup" in output
+
+
+def test_the_journal_directory_is_logged_as_an_absolute_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    db = "store.db"
+    engine, _, _, _ = build_service(GpuwardenConfig(), db)
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), db, engine).journal.close()
+    logged = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve"]
+    assert logged == [f"journal: {tmp_path / 'store.db.journal'}"]
+
+
+def test_a_postgres_store_without_journal_dir_warns_where_the_journal_went(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    engine, _, _, _ = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))  # the store behind the URL
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), "postgresql+psycopg://gw@db/gw", engine).journal.close()
+    (record,) = [r for r in caplog.records if r.name == "gpuwarden.serve"]
+    assert record.levelno == logging.WARNING
+    assert record.getMessage().startswith(f"journal: {tmp_path / 'gpuwarden-journal'} (alerting.journal_dir")
+    assert "set alerting.journal_dir" in record.getMessage()
+
+
+class _TickingEngine:
+    """Fails the ticks it is given exceptions for, and notes whether serve thought the store was up."""
+
+    def __init__(self, health: ServiceHealth, fail: list[Exception]) -> None:
+        self.health = health
+        self.fail = fail
+        self.store_up_at_tick: list[bool] = []
+
+    def tick(self) -> None:
+        self.store_up_at_tick.append(self.health.store_up)
+        if self.fail:
+            raise self.fail.pop(0)
+
+
+def test_ticks_wait_for_the_replay_and_tell_whether_the_store_is_up() -> None:
+    health = ServiceHealth()
+    engine = _TickingEngine(health, [OperationalError("SELECT", {}, Exception("connection refused"))])
+    stop = threading.Event()
+    loop = threading.Thread(target=_tick_loop(engine, 0.01, health), args=(stop,))  # type: ignore[arg-type]
+    loop.start()
+    try:
+        time.sleep(0.1)
+        assert engine.store_up_at_tick == []  # a tick before the backlog is applied would resolve its alerts
+        health.replayed.set()
+        deadline = time.monotonic() + 5
+        while len(engine.store_up_at_tick) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+    finally:
+        stop.set()
+        loop.join()
+    # Up at start; down after the tick the outage failed; up again after the next one went through.
+    assert engine.store_up_at_tick[:2] == [True, False] and health.store_up is True

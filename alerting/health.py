@@ -1,0 +1,122 @@
+"""Whether ``serve`` can do its work: the store took its last transaction, the startup replay caught up.
+
+A store outage does not stop ``serve``: writes are still acknowledged into the accept journal and the
+applier retries. So liveness (``/healthz``) stays 200 and the outage shows where an operator looks for it:
+readiness (``/-/ready`` answers 503) and ``/metrics`` (``gpuwarden_store_up 0``, the ingest lag growing).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
+
+if TYPE_CHECKING:
+    from alerting.journal import JournalApplier
+
+logger = logging.getLogger(__name__)
+
+
+def store_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what caused it) says the store cannot be reached or used at all, rather than
+    that one statement was wrong: a refused or dropped connection, a server shutting down, a pool timeout,
+    a locked or unreadable SQLite file."""
+    seen: BaseException | None = exc
+    for _ in range(10):  # a cause chain is short; a cycle must not hang a request
+        if seen is None:
+            return False
+        if isinstance(seen, OperationalError | InterfaceError | DisconnectionError | PoolTimeout):
+            return True
+        if isinstance(seen, DBAPIError) and seen.connection_invalidated:
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False
+
+
+class ServiceHealth:
+    """Readiness of one ``serve``: whether the store answered the last transaction that reached it (the
+    applier's, a tick's, a read's) and whether the journal backlog found at start has been applied."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.store_up = True  # serve opened and migrated the store just before
+        self.store_error: str | None = None
+        self.replayed = threading.Event()  # set by the applier once the startup backlog is applied
+
+    def store_ok(self) -> None:
+        """A transaction committed (or a query answered): the store is up."""
+        if self.store_up:
+            return
+        with self._lock:
+            self.store_up, self.store_error = True, None
+        logger.info("store: reachable again")
+
+    def store_failed(self, exc: BaseException) -> bool:
+        """Record a failed transaction; True (the store is marked down) when the store could not be reached,
+        False for any other failure (a bad record, a bug), which says nothing about the store."""
+        if not store_unreachable(exc):
+            return False
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else repr(exc)
+        with self._lock:
+            was_up = self.store_up
+            self.store_up, self.store_error = False, reason
+        if was_up:
+            logger.error("store: unreachable: %s; not ready until a transaction succeeds", reason)
+        return True
+
+    def not_ready(self, lag_bytes: int = 0) -> str | None:
+        """Why serve is not ready, or None when it is."""
+        if not self.store_up:
+            return f"the store is unreachable: {self.store_error}"
+        if not self.replayed.is_set():
+            return f"replaying the accept journal ({lag_bytes} bytes not applied yet)"
+        return None
+
+
+class HealthCollector(Collector):
+    """``gpuwarden_store_up`` and the accept journal's lag, failures and quarantine, on ``/metrics``."""
+
+    def __init__(self, health: ServiceHealth, applier: JournalApplier | None = None) -> None:
+        self.health = health
+        self.applier = applier
+
+    def describe(self) -> Iterator[Metric]:
+        """The families, without reading anything."""
+        return self.collect()
+
+    def collect(self) -> Iterator[Metric]:
+        """Fresh families from the health state and the applier's counters (no store query)."""
+        yield GaugeMetricFamily(
+            "gpuwarden_store_up",
+            "1 if the store took the last transaction that reached it, 0 if it could not be reached.",
+            value=1 if self.health.store_up else 0,
+        )
+        applier = self.applier
+        if applier is None:
+            return
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_lag_bytes",
+            "Accept-journal bytes acknowledged but not yet stored and correlated.",
+            value=max(0, applier.journal.end - applier.applied),
+        )
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_replaying",
+            "1 while the journal backlog found at start is being applied (serve is not ready).",
+            value=0 if self.health.replayed.is_set() else 1,
+        )
+        yield CounterMetricFamily(
+            "gpuwarden_ingest_apply_failures",
+            "Attempts to apply journal records that failed (retried; the records stay in the journal).",
+            value=applier.failures,
+        )
+        yield CounterMetricFamily(
+            "gpuwarden_ingest_records_quarantined",
+            "Journal records the store kept refusing, moved to the journal's quarantine/ folder.",
+            value=applier.quarantined,
+        )

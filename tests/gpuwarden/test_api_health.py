@@ -1,0 +1,172 @@
+"""Liveness, readiness and the store/ingest metrics of the API as ``serve`` runs it (with a journal)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import SecretStr
+from sqlalchemy import Engine, event
+from starlette.exceptions import StarletteDeprecationWarning
+
+import gpuwarden.api
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
+from alerting.migrate import upgrade
+from gpuwarden.api import LAG_HEADER, create_app
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from gpuwarden.model import label_fingerprint
+from tests.gpuwarden.api_error import error_text
+
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore", StarletteDeprecationWarning)
+    from starlette.testclient import TestClient
+
+TOKEN = "s3cret-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}
+FIRING = {"labels": LABELS, "startsAt": "2026-01-01T00:00:00Z"}
+RESOLVED = {**FIRING, "endsAt": "2026-01-01T00:00:30Z"}
+
+
+def _engine(tmp_path: Path) -> IncidentEngine:
+    sql = make_engine(str(tmp_path / "api.db"))
+    upgrade(sql)
+    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+
+
+def _client(applier: JournalApplier) -> TestClient:
+    app = create_app(applier.engine, ApiConfig(token=SecretStr(TOKEN)), applier=applier)
+    return TestClient(app, raise_server_exceptions=False)
+
+
+def _metric(client: TestClient, name: str) -> float:
+    for line in client.get("/metrics").text.splitlines():
+        if line.startswith(f"{name} "):
+            return float(line.split()[1])
+    raise AssertionError(f"{name} not in /metrics")
+
+
+def _eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, "condition not reached in time"
+        time.sleep(0.02)
+
+
+@contextmanager
+def store_down(sql: Engine) -> Iterator[None]:
+    """Every new connection to the store fails as a database server that went away does."""
+
+    def refuse(*_: Any) -> None:
+        raise sqlite3.OperationalError("unable to open database file")
+
+    event.listen(sql, "do_connect", refuse)
+    sql.dispose()
+    try:
+        yield
+    finally:
+        event.remove(sql, "do_connect", refuse)
+
+
+@pytest.fixture
+def applier(tmp_path: Path) -> JournalApplier:
+    engine = _engine(tmp_path)
+    sql = engine.store.engine
+    applier = JournalApplier(
+        AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid)), engine
+    )
+    applier.retry_seconds = 0.05
+    return applier
+
+
+def test_a_store_outage_fails_readiness_and_shows_on_metrics_while_liveness_stays_ok(
+    applier: JournalApplier,
+) -> None:
+    with _client(applier) as client:
+        assert client.get("/-/ready").status_code == 200
+        assert _metric(client, "gpuwarden_store_up") == 1
+        with store_down(applier.engine.store.engine):
+            assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200  # journaled
+            _eventually(lambda: applier.failures >= 2)
+            assert [client.get(p).status_code for p in ("/healthz", "/-/healthy")] == [200, 200]
+            ready = client.get("/-/ready")
+            assert ready.status_code == 503 and "store is unreachable" in ready.text, ready.text
+            assert _metric(client, "gpuwarden_store_up") == 0
+            assert _metric(client, "gpuwarden_ingest_apply_failures_total") >= 2
+            assert _metric(client, "gpuwarden_ingest_lag_bytes") == applier.journal.end > 0
+            assert client.get("/api/v1/ingest/status").json()["store_up"] is False
+        _eventually(lambda: client.get("/-/ready").status_code == 200)
+        assert (_metric(client, "gpuwarden_store_up"), _metric(client, "gpuwarden_ingest_lag_bytes")) == (
+            1,
+            0,
+        )
+        assert _metric(client, "gpuwarden_ingest_records_quarantined_total") == 0  # an outage is no poison
+        assert applier.engine.store.alert(label_fingerprint(LABELS)) is not None
+
+
+@pytest.mark.parametrize("path", ["/api/v1/incidents", "/api/v2/alerts", "/api/v2/silences"])
+def test_a_read_while_the_store_is_down_says_the_store_could_not_be_read(
+    applier: JournalApplier, path: str
+) -> None:
+    with _client(applier) as client, store_down(applier.engine.store.engine):
+        response = client.get(path)
+        assert response.status_code == 503 and response.headers["Retry-After"] == "1"
+        text = error_text(response)
+        assert "could not be read" in text and "stored" not in text, text
+        assert client.get("/-/ready").status_code == 503  # the read found the store unreachable
+
+
+def test_a_write_the_store_fails_still_says_nothing_was_stored(applier: JournalApplier) -> None:
+    with _client(applier) as client, store_down(applier.engine.store.engine):
+        response = client.post("/api/v1/incidents/nope/ack", json={"by": "sre"}, headers=AUTH)
+        assert response.status_code == 503
+        assert "nothing was stored" in error_text(response)
+
+
+def test_a_backlog_replays_behind_an_open_port_reads_lag_and_later_writes_apply_after_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(tmp_path)
+    clock = engine.clock
+    assert isinstance(clock, FakeClock)
+    sql = engine.store.engine
+    journal = AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid))
+    journal.append(KIND_POSTABLE, json.dumps([FIRING]).encode(), 1, accepted_at=engine.clock.time())
+    applier = JournalApplier(journal, engine)  # what a restarted serve finds: acknowledged, not applied
+    gate = threading.Event()  # holds the replay, as minutes of backlog would
+    apply = engine.apply_accepted
+
+    def slow_apply(*args: Any, **kwargs: Any) -> Any:
+        gate.wait(10)
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "apply_accepted", slow_apply)
+    monkeypatch.setattr(gpuwarden.api, "READ_BARRIER_SECONDS", 0.1)
+    with _client(applier) as client:
+        assert client.get("/healthz").status_code == 200
+        ready = client.get("/-/ready")
+        assert ready.status_code == 503 and "replaying" in ready.text, ready.text
+        assert _metric(client, "gpuwarden_ingest_replaying") == 1
+        listing = client.get("/api/v1/incidents")
+        assert listing.status_code == 200 and int(listing.headers[LAG_HEADER]) > 0
+        # Accepted during the replay: journaled after the backlog, so applied after it.
+        clock.advance(60)  # past RESOLVED's endsAt
+        assert client.post("/api/v2/alerts", json=[RESOLVED], headers=AUTH).status_code == 200
+        gate.set()
+        _eventually(lambda: client.get("/-/ready").status_code == 200)
+        assert applier.wait_applied(journal.end, 10)
+        assert _metric(client, "gpuwarden_ingest_replaying") == 0
+    row = engine.store.alert(label_fingerprint(LABELS))
+    assert row is not None and row.status == "resolved" and row.receive_count == 2
