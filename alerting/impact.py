@@ -172,13 +172,16 @@ def assess(
     unavailable: set[WorkloadRef] = set()  # said down by an alert, not counted down from lost replicas
     infos: list[WorkloadInfo] = workloads_on(inventory, failed | degraded) if inventory is not None else []
     combined = False
+    own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
     for info in infos:
         hit = sum(1 for unit in info.units if not unit.isdisjoint(failed))
         if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
             others = elsewhere() if others is None else others
             total = sum(1 for unit in info.units if not (unit.isdisjoint(failed) and unit.isdisjoint(others)))
-            combined |= total > hit
+            if total > hit:
+                combined = True
+                own[info.ref] = hit / len(info.units)
             hit = total
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
@@ -216,7 +219,7 @@ def assess(
     )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += ", counting what other open incidents took"
-    summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable))
+    summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own)
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
         affected_share=max(shares.values(), default=0.0),
@@ -347,6 +350,7 @@ def _summary(
     shares: Mapping[WorkloadRef, float],
     *,
     unavailable: frozenset[WorkloadRef] = frozenset(),
+    own: Mapping[WorkloadRef, float] | None = None,
 ) -> str:
     parts = []
     if nodes:
@@ -358,6 +362,10 @@ def _summary(
     for ref, share in sorted(shares.items(), key=lambda kv: str(kv[0])):
         if ref.kind is WorkloadKind.INFERENCE_SERVICE and ref in unavailable:
             parts.append(f"{target_label(ref)} unavailable")
+        elif ref.kind is WorkloadKind.INFERENCE_SERVICE and own and ref in own:
+            parts.append(
+                f"{target_label(ref)} {own[ref]:.0%} of replicas lost ({share:.0%} with other incidents)"
+            )
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
     return ", ".join(parts)

@@ -1123,6 +1123,8 @@ def test_replicas_of_one_service_lost_in_two_incidents_count_together_for_both(
     first = next(r[0] for r in _open(engine) if _node_of(r[3]) == "a01")
     reason = next(str(r.impact["priority_reason"]) for r, _ in engine.store.list_rows() if r.id == first)
     assert "counting what other open incidents took" in reason
+    title = engine.store.get(first).title  # what this fault took, and what the service lost in all
+    assert title.endswith("inference service svc10 10% of replicas lost (30% with other incidents)")
     clock.advance(1)
     engine.ingest([lost("a02", 0, AlertStatus.RESOLVED), lost("a02", 1, AlertStatus.RESOLVED)])
     assert {_node_of(r[3]): r[1] for r in _open(engine)}["a01"] == "P2"  # given back: 10% again
