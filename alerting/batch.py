@@ -114,8 +114,9 @@ class Batch:
     # Incidents changed in a way their row does not show (what their alerts recommend): told even when
     # their title, priority and impact stay the same.
     remeasured: set[str] = field(default_factory=set)
-    # startsAt, endsAt and annotations of alerts firing again, as they were (``IncidentEngine._reopen``)
-    spans: dict[str, tuple[datetime, datetime | None, dict[str, str]]] = field(default_factory=dict)
+    # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
+    # ``IncidentEngine._reopen``)
+    spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
 
     def event(
         self,

@@ -370,11 +370,16 @@ def best_candidate(
     return min(ranked, key=lambda r: r[:4])[4] if ranked else None
 
 
+ENVIRONMENT = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE})
+"""Faults that can take a node or GPU down where they spread: heat, power. An XID before a node went down
+is not the node's cause (the node is)."""
+
+
 def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) -> bool:
     """Whether the outages lie where faults that began before them had already spread: a node that shut
     down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first).
     ``infra`` and ``outages`` are in onset order."""
-    earlier = [m for m in infra if not m.is_outage and m.onset < outages[0].onset]
+    earlier = [m for m in infra if m.kind in ENVIRONMENT and not m.is_outage and m.onset < outages[0].onset]
     if not earlier:
         return False
     spread = common_ancestor(m.location.path for m in earlier) or earlier[0].location.path

@@ -24,9 +24,9 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
-from alerting.impact import assess, measures
+from alerting.impact import assess, failed_gpus, measures
 from alerting.inhibition import Inhibitor
-from alerting.inventory import Inventory
+from alerting.inventory import GpuKey, Inventory
 from alerting.lifecycle import IncidentLifecycle
 from alerting.muting import MuteTracking
 from alerting.pending import (
@@ -52,6 +52,7 @@ from gpuwarden.model import (
     IncidentState,
     Priority,
     RecommendedAction,
+    RootCause,
     add_workloads,
     workload_from_dict,
 )
@@ -310,8 +311,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
             for inc in self._open.values():
                 if inc.members:
-                    inc.root_path, _ = root_cause(inc.members.values(), self.inventory)
+                    inc.root_path, root = root_cause(inc.members.values(), self.inventory)
                     self._set_workloads(inc, self._workloads_of(inc, None))
+                    inc.lost = _lost(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
@@ -358,7 +360,8 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
                 inc.forget_facts()  # the members moved
                 if inc.members:
-                    inc.root_path, _ = root_cause(inc.members.values(), inventory)
+                    inc.root_path, root = root_cause(inc.members.values(), inventory)
+                    inc.lost = _lost(inc, root, inventory)  # all of them, before any is assessed
                 self._set_workloads(inc, self._workloads_of(inc, None))
             live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
             batch = None
@@ -558,7 +561,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             previous = row.status
             if previous != status.value and status is AlertStatus.FIRING:
                 # What its incident saw of it, should a new incident take it (see ``_reopen``).
-                batch.spans[fp] = (row.starts_at, row.ends_at, dict(row.annotations))
+                batch.spans[fp] = (row.starts_at, row.ends_at, dict(row.annotations), row.recommended_action)
             row.annotations = dict(alert.annotations)
             row.recommended_action = alert.recommended_action.value
             row.ends_at = alert.ends_at
@@ -731,7 +734,9 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             and batch.now - target.resolved_at > self._reopen_within
         ):
             # Long resolved: a recurrence now is a new incident. The old one keeps what it saw of the alert.
-            starts, ends, annotations = batch.spans.get(row.fingerprint, (row.starts_at, row.ends_at, {}))
+            starts, ends, annotations, action = batch.spans.get(
+                row.fingerprint, (row.starts_at, row.ends_at, {}, row.recommended_action)
+            )
             batch.event(
                 target.id,
                 ALERT_MOVED,
@@ -742,7 +747,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                     "annotations": annotations,
                     "starts_at": starts.isoformat(),
                     "ends_at": ends.isoformat() if ends is not None else None,
-                    "recommended_action": row.recommended_action,
+                    "recommended_action": action,
                 },
             )
             row.incident_id = None
@@ -829,6 +834,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             # After the announcements: a change of an incident still held folds into its announcement.
             self._end_incident_silences(now)
         self._prune_if_due(now)
+
+
+def _lost(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
+    """The GPUs an open incident's live outages take, as its assessment would find them (other incidents
+    count them in a service's share; see ``IncidentGrouping._sharers``)."""
+    live = [m for m in inc.members.values() if m.firing or m.flapping]
+    return frozenset(failed_gpus(inc.root_path, root, live, inventory)) if live else frozenset()
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

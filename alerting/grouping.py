@@ -7,13 +7,13 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import Assessment, assess, seen, title
+from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
 from alerting.inventory import GpuKey, Inventory
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
@@ -21,6 +21,7 @@ from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
+    FaultKind,
     IncidentState,
     RootCause,
     WorkloadKind,
@@ -28,6 +29,11 @@ from gpuwarden.model import (
     add_workloads,
     shares_workload,
 )
+
+RACK_CAUSED = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE, FaultKind.EXPORTER_STALE})
+"""What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
+exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
+rolled up only as the same signal spreads (``correlation._same_signal_spread``), never to a rack fault."""
 
 SPREAD_NODES = 3
 """Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
@@ -69,6 +75,7 @@ class IncidentGrouping:
                 data["fingerprint"] = fps[0]
             batch.event(incident_id, kind, message, data)
         pending = list(batch.touched)
+        sharers: set[str] = set()
         while pending:
             incident_id = pending.pop()
             inc = self._open.get(incident_id)
@@ -79,23 +86,34 @@ class IncidentGrouping:
             if self._merge_into(batch, inc):
                 pending.append(inc.id)
             if inc.lost != lost:
-                pending.extend(self._sharers(inc, lost))
+                sharers |= self._sharers(inc, lost)
+        for incident_id in sorted(sharers):  # their priority moves; what they hold does not
+            if incident_id in self._open:
+                self._recompute(batch, self._open[incident_id])
 
-    def _sharers(self, inc: OpenIncident, lost: frozenset[GpuKey]) -> list[str]:
-        """Other open incidents taking replicas of a service whose replicas ``inc`` took or gave back (their
-        share of it, and so their priority, counts what ``inc`` took): to assess again."""
-        services = {w for w in inc.workloads if w.kind is WorkloadKind.INFERENCE_SERVICE}
-        if not services or self.inventory is None:
-            return []
+    def _sharers(self, inc: OpenIncident, lost: frozenset[GpuKey]) -> set[str]:
+        """Other open incidents to assess again because ``inc`` took (or gave back) replicas of a service they
+        take replicas from too, so that the service's loss across incidents crossed a priority tier (none,
+        some, 25%, all): their priority counts it. Only then: reassessing every sharer at every alert made
+        a storm of single-GPU incidents on one service quadratic in Slack edits."""
+        if self.inventory is None or lost == inc.lost:
+            return set()
         changed = lost ^ inc.lost
-        placed = set().union(*(self.inventory.placement(w) for w in services))
-        if placed.isdisjoint(changed):
-            return []
-        return [
-            o.id
-            for o in self._open.values()
-            if o.id != inc.id and o.lost and not o.workloads.isdisjoint(services)
+        infos = [
+            i for i in self.inventory.workloads_on(changed) if i.ref.kind is WorkloadKind.INFERENCE_SERVICE
         ]
+        if not infos:
+            return set()
+        now = frozenset().union(*(o.lost for o in self._open.values()))
+        before = (now - inc.lost) | lost
+        due: set[str] = set()
+        for info in infos:
+            if _tier(info.units, before) == _tier(info.units, now):
+                continue
+            due |= {
+                o.id for o in self._open.values() if o.id != inc.id and o.lost and info.ref in o.workloads
+            }
+        return due
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
@@ -211,6 +229,9 @@ class IncidentGrouping:
             stopped = True
         if stopped and row.title and not any(m.firing or m.flapping for m in inc.members.values()):
             self._start_quiet(batch, inc, row)
+        elif stopped and row.title:
+            # Others still fire: what the settled one took (counted while it flapped) is given back.
+            self._recompute(batch, inc)
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         inc.lost = frozenset()  # nothing fires: it takes no capacity from anyone's share any more
@@ -286,6 +307,13 @@ class IncidentGrouping:
         return found if len(nodes) >= SPREAD_NODES else set()
 
 
+def _tier(units: Sequence[frozenset[GpuKey]], lost: frozenset[GpuKey]) -> int:
+    """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
+    hit = sum(1 for unit in units if not unit.isdisjoint(lost))
+    share = hit / len(units) if units else 0.0
+    return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1
+
+
 def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
     """(alert name, kind) when every member of ``inc`` is that one alert, no outage, on GPUs or nodes of a
     single node of a known rack, and one still fires having begun since ``since``; else None."""
@@ -293,7 +321,7 @@ def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
     if len(root) <= RACK_DEPTH or root[1] == UNKNOWN:
         return None
     signals = {(m.labels.get("alertname", ""), m.kind.value) for m in inc.members.values()}
-    if len(signals) != 1:
+    if len(signals) != 1 or any(m.kind not in RACK_CAUSED for m in inc.members.values()):
         return None
     if any(m.is_outage or not m.is_infra for m in inc.members.values()):
         return None

@@ -218,7 +218,7 @@ def assess(
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
-        reason += ", counting what other open incidents took"
+        reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
     summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own)
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
@@ -363,9 +363,9 @@ def _summary(
         if ref.kind is WorkloadKind.INFERENCE_SERVICE and ref in unavailable:
             parts.append(f"{target_label(ref)} unavailable")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and own and ref in own:
-            parts.append(
-                f"{target_label(ref)} {own[ref]:.0%} of replicas lost ({share:.0%} with other incidents)"
-            )
+            # The service's loss across incidents is in the priority's reason; a sharer's title is not
+            # rewritten each time another incident takes a replica (see ``IncidentGrouping._sharers``).
+            parts.append(f"{target_label(ref)} {own[ref]:.0%} of replicas lost (more in other incidents)")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
     return ", ".join(parts)

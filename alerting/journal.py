@@ -451,7 +451,7 @@ class JournalApplier:
     def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []
         timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
-        start = self.applied
+        start, kept = self.applied, 0
         for record in records:
             try:
                 alerts = record.alerts(timeout)
@@ -462,8 +462,7 @@ class JournalApplier:
                 logger.error(
                     "journal: record at offset %d no longer parses; quarantined: %s: %s", start, path, exc
                 )
-                with self._cond:
-                    self.quarantined += 1
+                kept += 1  # counted once the offset past it commits (a failed batch is tried again)
                 start = record.end
                 continue
             start = record.end
@@ -482,6 +481,7 @@ class JournalApplier:
         with self._cond:
             self.applied = end
             self.alerts_applied += applied
+            self.quarantined += kept
             self._cond.notify_all()
         self._caught_up()
         self.journal.discard_applied(end)

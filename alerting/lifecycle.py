@@ -7,6 +7,7 @@ executor. Each change runs under the engine's lock in one transaction; listeners
 
 from __future__ import annotations
 
+import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
@@ -36,6 +37,9 @@ from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, Time
 
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,12 +359,22 @@ class IncidentLifecycle:
     def open_incident_ids(self) -> Iterable[str]:
         """Ids of incidents that are not resolved."""
         with self._lock:
+            self._fresh_if_possible()
             return list(self._open)
 
     def open_priorities(self) -> list[Priority]:
         """Priority of each open incident (for metrics)."""
         with self._lock:
+            self._fresh_if_possible()
             return [inc.priority for inc in self._open.values()]
+
+    def _fresh_if_possible(self) -> None:
+        """The view rebuilt if a failure left it stale; while the store is still down, as the failure left it
+        (metrics read it; ingest and the tick rebuild it before they use it)."""
+        try:
+            self._fresh()
+        except Exception:  # a read of the view must not fail with the store (metrics read it)
+            logger.debug("open incidents not rebuilt yet: the store is unreachable", exc_info=True)
 
     def record_action(self, incident_id: str, action: str, outcome: str, message: str, by: str) -> Incident:
         """Put a remediation action and its outcome on the incident's timeline and action list."""

@@ -240,6 +240,11 @@ class IncidentStore:
                     .group_by(AlertRow.incident_id)
                 )
                 counts.update({k: int(n) for k, n in session.execute(grouped)})
+                moved = select(TimelineRow.incident_id).where(
+                    TimelineRow.incident_id.in_(ids), TimelineRow.kind == ALERT_MOVED
+                )
+                for incident_id in session.scalars(moved):  # as ``show`` counts them
+                    counts[incident_id] = counts.get(incident_id, 0) + 1
             return [(row, counts.get(row.id, 0)) for row in rows]
 
     def rows_by_id(self, ids: Sequence[str]) -> dict[str, IncidentRow]:
