@@ -1108,10 +1108,7 @@ def test_replicas_of_one_service_lost_in_two_incidents_count_together_for_both(
     db: str, clock: FakeClock
 ) -> None:
     # Ten replicas, one GPU each, on five nodes of one rack; a GPU falls off one node, two off another.
-    nodes = [NodeInfo(f"a0{n}", "k", "r1", 2) for n in range(1, 6)]
-    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc10", "k")
-    units = tuple(frozenset({("k", f"a0{n}", g)}) for n in range(1, 6) for g in range(2))
-    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(svc, units)]), quiet_period_seconds=30)
+    engine, _ = _svc10(db, clock)
 
     def lost(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
         labels = {"alertname": "GPUXid", "cluster": "k", "Hostname": node, "gpu": str(gpu), "xid": "79"}
@@ -1158,6 +1155,7 @@ def test_a_storm_of_single_gpu_faults_on_one_service_tells_a_bounded_number_of_c
 
 
 def _svc10(db: str, clock: FakeClock) -> tuple[IncidentEngine, StaticInventory]:
+    """Service svc10: ten replicas, one GPU each, on the two GPUs of five nodes of rack r1."""
     nodes = [NodeInfo(f"a0{n}", "k", "r1", 2) for n in range(1, 6)]
     svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc10", "k")
     units = tuple(frozenset({("k", f"a0{n}", g)}) for n in range(1, 6) for g in range(2))

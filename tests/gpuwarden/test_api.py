@@ -1,8 +1,6 @@
 from __future__ import annotations
 
 import json
-import warnings
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -10,9 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import SecretStr
-from starlette.exceptions import StarletteDeprecationWarning
 
-from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, load_inventory
@@ -23,35 +19,8 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig, SimConfig
 from gpuwarden.model import WorkloadKind, WorkloadRef, label_fingerprint
 from gpuwarden.sim.fleet import fleet_from_config
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_field, error_text
-
-with warnings.catch_warnings():
-    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> IncidentEngine:
-    sql = make_engine(str(tmp_path / "api.db"))
-    upgrade(sql)
-    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
-
-
-@pytest.fixture
-def client(engine: IncidentEngine) -> Iterator[TestClient]:
-    app = create_app(engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096))
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
-
-
-NODE_DOWN = {
-    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
-    "startsAt": "2026-01-01T00:00:00Z",
-}
 
 
 def test_posted_alert_is_stored_before_200_and_opens_an_incident(

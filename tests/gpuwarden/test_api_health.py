@@ -6,7 +6,6 @@ import json
 import sqlite3
 import threading
 import time
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,7 +14,6 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, event
-from starlette.exceptions import StarletteDeprecationWarning
 
 import gpuwarden.api
 from alerting import scenarios
@@ -27,14 +25,9 @@ from gpuwarden.api import LAG_HEADER, create_app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import label_fingerprint
+from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_text
 
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 LABELS = {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}
 FIRING = {"labels": LABELS, "startsAt": "2026-01-01T00:00:00Z"}
 RESOLVED = {**FIRING, "endsAt": "2026-01-01T00:00:30Z"}

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from pydantic import SecretStr
-from starlette.exceptions import StarletteDeprecationWarning
 
 from alerting import scenarios
 from alerting.db import make_engine
@@ -20,18 +18,8 @@ from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from gpuwarden.model import label_fingerprint
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TOKEN, TestClient
 from tests.gpuwarden.api_error import error_field
-
-with warnings.catch_warnings():
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NODE_DOWN = {
-    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
-    "startsAt": "2026-01-01T00:00:00Z",
-}
 
 
 @pytest.fixture

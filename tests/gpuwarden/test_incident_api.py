@@ -2,49 +2,11 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterator
-from pathlib import Path
-
-import pytest
-from pydantic import SecretStr
-from starlette.exceptions import StarletteDeprecationWarning
-
-from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
-from gpuwarden.api import create_app
-from gpuwarden.clock import FakeClock
-from gpuwarden.config import ApiConfig
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TestClient
 from tests.gpuwarden.api_error import error_field, error_text
 
-with warnings.catch_warnings():
-    # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
-    warnings.simplefilter("ignore", StarletteDeprecationWarning)
-    from starlette.testclient import TestClient
-
-TOKEN = "s3cret-token"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
-NODE_DOWN = {
-    "labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"},
-    "startsAt": "2026-01-01T00:00:00Z",
-}
 RECOVERED = {**NODE_DOWN, "endsAt": "2026-01-01T00:00:00Z"}
-
-
-@pytest.fixture
-def engine(tmp_path: Path) -> IncidentEngine:
-    sql = make_engine(str(tmp_path / "api.db"))
-    upgrade(sql)
-    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
-
-
-@pytest.fixture
-def client(engine: IncidentEngine) -> Iterator[TestClient]:
-    app = create_app(engine, ApiConfig(token=SecretStr(TOKEN), max_body_bytes=4096))
-    with TestClient(app, raise_server_exceptions=False) as c:
-        yield c
 
 
 def _incident(client: TestClient) -> str:
