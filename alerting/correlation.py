@@ -130,6 +130,8 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
     same_rack = not rack_unknown and root[:RACK_DEPTH] == path[:RACK_DEPTH]
     if not same_rack and (new.kind in OUTAGE_KINDS or (len(root) > RACK_DEPTH and not rack_unknown)):
         return None
+    if not same_rack and not rack_unknown and new.kind in ENVIRONMENT:
+        return None  # a rack's heat or power does not reach the next rack: no roll-up to the cluster
     name = new.labels.get("alertname")
     same = [
         m

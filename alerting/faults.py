@@ -30,7 +30,7 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("dbe|doublebit|uncorrectable", FaultKind.ECC_DBE),
     ("sbe|singlebit|correctable|ecc", FaultKind.ECC_SBE_STORM),
     ("thermal|temperature|overheat", FaultKind.THERMAL),
-    ("powerbrake|powercap|throttl|slowdown", FaultKind.POWER_BRAKE),
+    ("powerbrake|powercap|throttl|slowdown|clocksreduced|clockevent", FaultKind.POWER_BRAKE),
     ("memoryleak|memleak", FaultKind.MEMORY_LEAK),
     (
         "slo|errorrate|errors|latency|5xx|servicedown|endpointdown|burn|unavailable",

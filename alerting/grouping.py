@@ -11,7 +11,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import RACK_DEPTH, down_nodes, explains, placement, root_cause
+from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
 from alerting.inventory import GpuKey, Inventory
@@ -257,6 +257,8 @@ class IncidentGrouping:
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
             if not (inside or symptom_only or other.id in spread or _sibling_nodes_down(inc, other)):
                 continue
+            if inside and _before_the_heat(inc, other):
+                continue
             for fp, member in other.members.items():
                 inc.members[fp] = member
                 alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
@@ -305,6 +307,16 @@ class IncidentGrouping:
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
         return found if len(nodes) >= SPREAD_NODES else set()
+
+
+def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Whether ``inc`` is a rack's heat or power (nothing else in it) and ``other`` began before it: a node
+    that went down before the rack ran hot is its own fault, not the heat's (after, it would be)."""
+    members = list(inc.members.values())
+    if not members or any(m.kind not in ENVIRONMENT for m in members):
+        return False
+    began = min(m.onset for m in members)
+    return any(m.onset < began for m in other.members.values())
 
 
 def _tier(units: Sequence[frozenset[GpuKey]], lost: frozenset[GpuKey]) -> int:

@@ -88,13 +88,20 @@ def _ratio(member: Member) -> float:
 
 
 def _float(member: Member, *names: str) -> float:
+    """The first of these labels or annotations that reads as a number: ``0.7``, ``70%`` (0.7, as
+    ``humanizePercentage`` writes it), ``14.4x``; 0 when none does."""
     for source in (member.labels, member.annotations):
         for name in names:
             raw = source.get(name)
             if raw is None:  # the usual case, without an exception per member per recompute
                 continue
+            text, scale = raw.strip(), 1.0
+            if text.endswith("%"):
+                text, scale = text[:-1].strip(), 0.01
+            elif text[-1:] in ("x", "X"):
+                text = text[:-1].strip()
             try:
-                value = float(raw)
+                value = float(text) * scale
             except ValueError:
                 continue
             if math.isfinite(value):
@@ -203,8 +210,16 @@ def assess(
     throttling = any(
         m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
     )
-    if any(m.kind is FaultKind.SERVICE_DEGRADED for m in live):
-        burn = max(burn, *(_named_burn(m.labels) for m in live))
+    # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
+    burn = max(
+        burn,
+        *(
+            _named_burn(m.labels)
+            for m in live
+            if m.kind is FaultKind.SERVICE_DEGRADED and not _float(m, "burn_rate", "slo_burn_rate")
+        ),
+        0.0,
+    )
     nodes = _nodes(live, failed)
     priority, reason = _priority(
         root,

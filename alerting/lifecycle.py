@@ -64,6 +64,7 @@ class IncidentLifecycle:
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
     _open: dict[str, OpenIncident]
+    _stale: bool
     _silences: list[Silence]
     _silenced_incidents: set[str]
 
@@ -363,10 +364,13 @@ class IncidentLifecycle:
             return list(self._open)
 
     def open_priorities(self) -> list[Priority]:
-        """Priority of each open incident (for metrics)."""
-        with self._lock:
-            self._fresh_if_possible()
-            return [inc.priority for inc in self._open.values()]
+        """Priority of each open incident (for metrics; without the engine's lock unless the view is stale,
+        so a scrape does not wait for a long transaction such as a replay's: copying a dict's values runs
+        without a thread switch)."""
+        if self._stale:
+            with self._lock:
+                self._fresh_if_possible()
+        return [inc.priority for inc in list(self._open.values())]
 
     def _fresh_if_possible(self) -> None:
         """The view rebuilt if a failure left it stale; while the store is still down, as the failure left it

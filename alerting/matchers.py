@@ -138,6 +138,9 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
         raise InputError("must be a non-empty label name", field=f"{where}.name")
     if not isinstance(value, str):
         raise InputError("must be a string", field=f"{where}.value")
+    for text, part in ((name, "name"), (value, "value")):
+        if "\x00" in text:  # PostgreSQL cannot store it: refused on every store alike
+            raise InputError("must not contain a NUL character (\\u0000)", field=f"{where}.{part}")
     flags = []
     for flag, default in (("isRegex", False), ("isEqual", True)):
         raw = data.get(flag, default)

@@ -58,9 +58,9 @@ class MuteTracking:
         raise NotImplementedError  # the engine's: tell listeners after the commit
 
     def muted_count(self) -> int:
-        """How many firing alerts a silence, maintenance window or inhibition holds back now."""
-        with self._lock:
-            return len(self._muted)
+        """How many firing alerts a silence, maintenance window or inhibition holds back now (no lock: a
+        metrics scrape must not wait for a long transaction; a dict's length reads atomically)."""
+        return len(self._muted)
 
     def mute_state(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None = None

@@ -83,7 +83,9 @@ def _workloads(
     job_fault = kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
     if job and (job_fault or known(WorkloadKind.TRAINING_JOB, job)):
         found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job, cluster))
-    service, pod, pod_namespace = labels.get("service", ""), labels.get("pod", ""), namespace
+    # Sloth's SLO alerts name their service in `sloth_service`.
+    service = labels.get("service", "") or labels.get("sloth_service", "")
+    pod, pod_namespace = labels.get("pod", ""), namespace
     if labels.get("exported_pod"):
         # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
         # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.

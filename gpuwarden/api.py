@@ -48,7 +48,7 @@ from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
-from gpuwarden.incident_api import IncidentActionsApi, incident_detail
+from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.sim.fleet import Fleet
@@ -339,28 +339,11 @@ class _Handlers:
         )
         return JSONResponse([incident_summary(r, n) for r, n in rows], headers={"X-Total-Count": str(total)})
 
-    def _alert_dicts(self, incident_id: str) -> list[dict[str, Any]]:
-        return [
-            {
-                "fingerprint": a.fingerprint,
-                "labels": a.labels,
-                "annotations": a.annotations,
-                "score": a.score,
-                "recommended_action": a.recommended_action,
-                "status": a.status,
-                "startsAt": iso(a.starts_at),
-                "endsAt": iso(a.ends_at),
-                "flapping": a.flapping,
-                "receive_count": a.receive_count,
-            }
-            for a in self.engine.store.alerts_of(incident_id)
-        ]
-
     async def show_incident(self, request: Request) -> Response:
         """One incident with impact, timeline and alerts."""
         incident_id = request.path_params["incident_id"]
         incident = await run_in_threadpool(self.engine.store.get, incident_id)
-        alerts = await run_in_threadpool(self._alert_dicts, incident_id)
+        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
         return JSONResponse(incident_detail(incident, alerts))
 
     async def show_inventory(self, request: Request) -> Response:
@@ -410,7 +393,10 @@ class _Handlers:
         registry.register(HealthCollector(self.health, self.applier))
         for collector in self.engine.extra_metrics:
             registry.register(collector)
-        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+        # Off the event loop: a collector may wait for the engine (a long replay transaction), and every
+        # other request, /healthz included, must not wait with it.
+        body = await run_in_threadpool(generate_latest, registry)
+        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def ingest_status(self, request: Request) -> Response:
         """Accepted and applied journal offsets and the lag between them (cheap: no store query)."""

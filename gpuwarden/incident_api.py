@@ -23,7 +23,7 @@ from alerting.engine import IncidentEngine
 from alerting.ingest import NAME_LIMIT, parse_json, stored_text
 from alerting.lifecycle import ActionOutcome
 from alerting.silences import parse_duration
-from alerting.store import impact_to_dict
+from alerting.store import IncidentStore, impact_to_dict
 from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.errors import InputError
@@ -93,21 +93,24 @@ class IncidentActionsApi:
 
     async def _answer(self, call: Callable[..., Incident], *args: object) -> Response:
         incident = await run_in_threadpool(call, *args)
-        return JSONResponse(incident_detail(incident, []))
+        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident.id)
+        return JSONResponse(incident_detail(incident, alerts))
 
     async def ack(self, request: Request, body: bytes) -> Response:
         """Acknowledge (idempotent: a repeat answers 200, ``changed`` false, saying who acknowledged it)."""
         data = _fields(body)
         incident_id = request.path_params["incident_id"]
         outcome = await run_in_threadpool(self.engine.acknowledge_outcome, incident_id, data["by"])
-        return _outcome(outcome, outcome.already or f"acknowledged by {data['by']}")
+        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
+        return _outcome(outcome, outcome.already or f"acknowledged by {data['by']}", alerts)
 
     async def resolve(self, request: Request, body: bytes) -> Response:
         """Resolve by hand (409 while an alert of it fires, or once it is resolved)."""
         data = _fields(body)
         incident_id = request.path_params["incident_id"]
         incident = await run_in_threadpool(self.engine.resolve, incident_id, data["by"])
-        return _outcome(ActionOutcome(incident), f"resolved by {data['by']}")
+        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
+        return _outcome(ActionOutcome(incident), f"resolved by {data['by']}", alerts)
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
         """Mark mitigating, saying what is being done."""
@@ -133,8 +136,27 @@ class IncidentActionsApi:
         return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
 
 
-def _outcome(outcome: ActionOutcome, message: str) -> Response:
+def _outcome(outcome: ActionOutcome, message: str, alerts: list[dict[str, Any]]) -> Response:
     """The detail of an action's incident, with whether the action changed it and what it did."""
     return JSONResponse(
-        {**incident_detail(outcome.incident, []), "changed": outcome.changed, "message": message}
+        {**incident_detail(outcome.incident, alerts), "changed": outcome.changed, "message": message}
     )
+
+
+def alert_dicts(store: IncidentStore, incident_id: str) -> list[dict[str, Any]]:
+    """An incident's alerts as the API shows them."""
+    return [
+        {
+            "fingerprint": a.fingerprint,
+            "labels": a.labels,
+            "annotations": a.annotations,
+            "score": a.score,
+            "recommended_action": a.recommended_action,
+            "status": a.status,
+            "startsAt": iso(a.starts_at),
+            "endsAt": iso(a.ends_at),
+            "flapping": a.flapping,
+            "receive_count": a.receive_count,
+        }
+        for a in store.alerts_of(incident_id)
+    ]

@@ -1190,3 +1190,21 @@ def test_a_flapping_outage_that_settles_resolved_gives_back_what_it_took(db: str
     assert engine.store.alert(lost.fingerprint).flapping is False  # type: ignore[union-attr]
     ((_, priority, *_),) = _open(engine)
     assert priority == "P3"  # only the hot GPU is left
+
+
+def test_a_hot_gpu_in_the_next_rack_is_its_own_fault_not_the_racks_heat_rolled_up_to_the_cluster(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert(f"r05-n0{n}", 1, HOT) for n in (1, 2, 3)])
+    clock.advance(30)
+    engine.ingest([_gpu_alert("r06-n01", 1, HOT)])
+    assert sorted(r[3]["type"] for r in _open(engine)) == ["gpu", "rack"]
+
+
+def test_a_node_down_before_its_rack_ran_hot_stays_its_own_incident(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r05-n04"})])
+    clock.advance(60)
+    engine.ingest([_gpu_alert(f"r05-n0{n}", 1, HOT) for n in (1, 2, 3)])
+    assert sorted((r[2], r[3]["type"]) for r in _open(engine)) == [("node_down", "node"), ("thermal", "rack")]

@@ -57,3 +57,10 @@ from gpuwarden.model import FaultKind
 )
 def test_alert_names_and_xid_codes_map_to_fault_kinds(labels: dict[str, str], kind: FaultKind) -> None:
     assert classify(labels) is kind
+
+
+def test_clocks_reduced_is_throttling() -> None:
+    from alerting.faults import classify  # noqa: PLC0415
+    from gpuwarden.model import FaultKind  # noqa: PLC0415
+
+    assert classify({"alertname": "GpuClocksReduced"}) is FaultKind.POWER_BRAKE

@@ -167,3 +167,29 @@ def test_some_lost_gpus_of_a_node_are_lost_gpus_not_the_node_down(tmp_path: Path
     engine.ingest([_xid("r03-n02", gpu, 79) for gpu in range(8)])  # all of them: the node
     ((row, _),) = engine.store.list_rows()
     assert row.root_kind == "node_down"
+
+
+@pytest.mark.parametrize(
+    ("alert", "expected"),
+    [
+        (_service("ChatHighErrorRate", error_ratio="70%"), "P0"),  # as humanizePercentage writes it
+        (_service("ChatHighErrorRate", error_ratio=" 30 % "), "P1"),
+        (_service("ChatBurn", burn_rate="14.4x"), "P1"),
+        (_service("ChatSLOFastBurn", burn_rate="2"), "P2"),  # a value the rule gives wins over its name
+    ],
+)
+def test_measures_are_read_as_rules_format_them(tmp_path: Path, alert: Alert, expected: str) -> None:
+    assert _priority_of(tmp_path, alert)[0] == expected
+
+
+def test_a_sloth_slo_alert_is_about_the_service_it_names(tmp_path: Path) -> None:
+    labels = {"alertname": "ErrorBudgetFastBurn", "cluster": "c1", "namespace": "serving"}
+    alert = Alert({**labels, "sloth_service": "chat", "sloth_slo": "availability", "sloth_severity": "page"})
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory()
+    )
+    engine.ingest([alert])
+    ((row, _),) = engine.store.list_rows()
+    assert (row.priority, row.title) == ("P1", "inference service chat degraded")

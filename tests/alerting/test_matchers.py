@@ -162,3 +162,15 @@ def test_a_label_name_an_alert_may_carry_can_be_silenced() -> None:
     assert matcher.matches({"foo-bar": "x"})
     with pytest.raises(InputError, match="non-empty"):
         matcher_from_dict({"name": "", "value": "x"})
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [({"name": "a\u0000", "value": "x"}, "m.name"), ({"name": "a", "value": "x\u0000"}, "m.value")],
+)
+def test_a_nul_in_a_matcher_is_refused_as_postgresql_would_refuse_it(
+    data: dict[str, str], field: str
+) -> None:
+    with pytest.raises(InputError) as refused:
+        matcher_from_dict(data, "m")
+    assert refused.value.field == field

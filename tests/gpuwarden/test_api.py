@@ -659,3 +659,19 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
+
+
+def test_a_metrics_scrape_does_not_wait_for_a_long_transaction(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    # The applier holds the engine's lock for a whole transaction (a replay's can take seconds): a scrape
+    # then must not wait for it, nor hold up the other requests (it ran on the event loop).
+    import threading  # noqa: PLC0415
+
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    answers: list[int] = []
+    with engine._lock:
+        scrape = threading.Thread(target=lambda: answers.append(client.get("/metrics").status_code))
+        scrape.start()
+        scrape.join(timeout=10)
+        assert answers == [200]

@@ -72,3 +72,12 @@ def test_acking_a_mitigating_incident_says_who_is_mitigating(client: TestClient)
         "already mitigating (reseating PSU) by carol since 2026-01-01T00:00:00Z;"
         " acknowledged by alice at 2026-01-01T00:00:00Z"
     )
+
+
+def test_an_actions_answer_lists_the_incidents_alerts_as_show_does(client: TestClient) -> None:
+    path = _incident(client)
+    shown = client.get(path).json()["alerts"]
+    assert len(shown) == 1
+    for action, body in (("ack", {"by": "alice"}), ("notes", {"text": "looking", "by": "bob"})):
+        answer = client.post(f"{path}/{action}", json=body, headers=AUTH).json()
+        assert answer["alerts"] == shown, action  # it said [] while alert_count said 1
