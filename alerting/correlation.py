@@ -415,6 +415,10 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
         elif len(path) == RACK_DEPTH + 1 and outages:
             # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
             kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
+        elif basis is outages and any(_whole_node(m.location.path) for m in outages):
+            # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
+            # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
+            kind = FaultKind.NODE_DOWN
         else:
             kind = basis[0].kind
         return path, RootCause(kind, path_target(path, inventory))

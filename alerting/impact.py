@@ -16,7 +16,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from alerting.correlation import Member, gpu_keys
+from alerting.correlation import RACK_DEPTH, Member, gpu_keys
 from alerting.faults import normalised, xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, target_label
@@ -66,6 +66,9 @@ class Assessment:
     shares: Mapping[str, float] = field(default_factory=dict)
     stopped_jobs: tuple[str, ...] = ()
     lost: frozenset[GpuKey] = frozenset()  # the GPUs this incident's live outages took
+    # Whether the root's own outage is still live: a node that came back while a lost GPU of it still fires
+    # "was down"; a rack whose nodes are not all down any more "lost power" only in the past.
+    root_down_now: bool = True
 
 
 MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
@@ -252,7 +255,24 @@ def assess(
         {str(k): v for k, v in shares.items()},
         tuple(sorted(str(r) for r in stopped)),
         frozenset(failed),
+        _root_down_now(root_path, root, members, inventory),
     )
+
+
+def _root_down_now(
+    root_path: Path, root: RootCause, members: Sequence[Member], inv: Inventory | None
+) -> bool:
+    """For a node-down or rack-down root: whether that node, or every node of that rack, is down now."""
+    if root.kind not in (FaultKind.NODE_DOWN, FaultKind.RACK_DOWN) or not root_path:
+        return True
+    live = [m for m in members if _live(m) and m.is_outage]
+    if any(m.location.path == root_path for m in live):
+        return True
+    if root.kind is FaultKind.NODE_DOWN:
+        return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
+    down = {m.location.path for m in live if len(m.location.path) == RACK_DEPTH + 1}
+    size = len(inv.nodes_in(root_path[0], root_path[1])) if inv is not None and len(root_path) == 2 else 0
+    return len(root_path) != RACK_DEPTH or (size > 0 and len(down) >= size)
 
 
 def _has_spare(
@@ -421,6 +441,12 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
         phrase = "partial outage"  # outages on several of its nodes, but not two whole nodes down
     elif root.kind is FaultKind.GPU_LOST and isinstance(root.target, NodeRef):
         phrase = "GPUs lost (fell off the bus)"  # some of its GPUs, not the node
+    elif (
+        root.kind is FaultKind.NODE_DOWN and isinstance(root.target, NodeRef) and not assessment.root_down_now
+    ):
+        phrase = "was down"  # back, while other alerts of it still fire (a GPU of it still lost)
+    elif root.kind is FaultKind.RACK_DOWN and not assessment.root_down_now:
+        phrase = "lost power, partly back"  # some of its nodes down now, or down again
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     label = target_label(root.target)

@@ -22,6 +22,8 @@ PRIORITY_EMOJI = {
 PRIORITY_MEANING = {"P0": "urgent", "P1": "severe", "P2": "warning", "P3": "info"}
 RESOLVED_COLOUR = "#2eb886"
 RESOLVED_EMOJI = ":white_check_mark:"
+MERGED_COLOUR = "#808080"
+MERGED_EMOJI = ":twisted_rightwards_arrows:"
 
 HEADER_MAX = 150
 SECTION_MAX = 3000
@@ -61,13 +63,22 @@ def _slack_date(at: datetime) -> str:
     return f"<!date^{int(at.timestamp())}^{{date_short_pretty}} {{time}}|{at.isoformat()}>"
 
 
+def merged(n: Notification) -> bool:
+    """Whether the change folded this incident into another (its fault goes on there: not resolved)."""
+    return n.is_resolution and n.event_kind == "merged"
+
+
 def colour(n: Notification) -> str:
-    """Attachment colour: the priority's, or green once resolved."""
+    """Attachment colour: the priority's, green once resolved, grey once merged into another."""
+    if merged(n):
+        return MERGED_COLOUR
     return RESOLVED_COLOUR if n.state == "resolved" else PRIORITY_COLOURS.get(n.priority, "#808080")
 
 
 def emoji(n: Notification) -> str:
-    """Leading emoji: the priority's, or a check mark once resolved."""
+    """Leading emoji: the priority's, a check mark once resolved, arrows once merged into another."""
+    if merged(n):
+        return MERGED_EMOJI
     return RESOLVED_EMOJI if n.state == "resolved" else PRIORITY_EMOJI.get(n.priority, ":grey_question:")
 
 
@@ -107,7 +118,9 @@ def _buttons(n: Notification) -> Block:
             "confirm": {
                 "title": _plain("Approve remediation?", 100),
                 "text": _mrkdwn(
-                    f"Run the runbook for *{escape(n.root_cause_kind)}* on `{escape(n.root_cause_target)}`."
+                    f"Approve remediating *{escape(n.root_cause_kind)}* on `{escape(n.root_cause_target)}`:"
+                    " gpuwarden records your approval and marks the incident mitigating; it runs nothing"
+                    " itself yet (automatic remediation is not built), so act on the runbook."
                 ),
                 "confirm": _plain("Approve", 30),
                 "deny": _plain("Cancel", 30),
@@ -157,7 +170,7 @@ def incident_message(n: Notification) -> SlackMessage:
             "block_id": "summary",
             "fields": [
                 _mrkdwn(f"*Priority*\n{n.priority} {PRIORITY_MEANING.get(n.priority, '')}"),
-                _mrkdwn(f"*State*\n{escape(n.state)}"),
+                _mrkdwn(f"*State*\n{escape(_state(n))}"),
                 _mrkdwn(f"*Root cause*\n{escape(n.root_cause_kind)} on `{escape(n.root_cause_target)}`"),
                 _mrkdwn(f"*Opened*\n{_slack_date(n.opened_at)}"),
             ],
@@ -180,10 +193,15 @@ def incident_message(n: Notification) -> SlackMessage:
     elif n.silenced_until is not None:
         context += f" · :no_bell: silenced until {_slack_date(n.silenced_until)}"
     blocks.append({"type": "context", "block_id": "meta", "elements": [_mrkdwn(context)]})
-    fallback = f"{n.priority} {n.title} ({n.state})"
+    fallback = f"{n.priority} {n.title} ({_state(n)})"
     return SlackMessage(
         text=fallback, attachments=[{"color": colour(n), "fallback": fallback, "blocks": blocks}]
     )
+
+
+def _state(n: Notification) -> str:
+    """The state as people read it: a merged incident is not resolved, it goes on in another."""
+    return n.event_message if merged(n) else n.state
 
 
 def _duration(seconds: float) -> str:
@@ -195,7 +213,9 @@ def _duration(seconds: float) -> str:
 def timeline_reply(n: Notification) -> SlackMessage:
     """One timeline event as a thread reply; the resolution says how long the incident lasted."""
     message = n.event_message.removeprefix(f"{n.event_kind}: ")  # not "resolved: resolved: ..."
-    if n.is_resolution:
+    if merged(n):
+        text = f"{MERGED_EMOJI} {escape(message)}: it goes on there, with these alerts"
+    elif n.is_resolution:
         took = ""
         if n.resolved_at is not None:
             took = f" after {_duration((n.resolved_at - n.opened_at).total_seconds())}"

@@ -397,6 +397,12 @@ def build_service(
         from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
         from alerting.outbox import Outbox, OutboxCollector  # noqa: PLC0415
 
+        if not cfg.slack.channel.startswith(("C", "G")) or not cfg.slack.channel[1:].isalnum():
+            logger.warning(
+                "slack.channel %r is a name, not an id (C...): after a crash between Slack's answer and the"
+                " outbox's record, the incident's message can be posted twice; set the channel id",
+                cfg.slack.channel,
+            )
         outbox = Outbox(
             sql,
             [SlackNotifier.from_config(cfg.slack)],

@@ -1208,3 +1208,44 @@ def test_a_node_down_before_its_rack_ran_hot_stays_its_own_incident(db: str, clo
     clock.advance(60)
     engine.ingest([_gpu_alert(f"r05-n0{n}", 1, HOT) for n in (1, 2, 3)])
     assert sorted((r[2], r[3]["type"]) for r in _open(engine)) == [("node_down", "node"), ("thermal", "rack")]
+
+
+def test_nodes_down_after_a_lost_gpu_in_their_rack_root_the_partial_outage_as_nodes_down(
+    db: str, clock: FakeClock
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([_gpu_alert("r03-n01", 0, "GPULost")])
+    for n in (2, 3):
+        clock.advance(5)
+        engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r03-n0{n}"})])
+    ((incident, _, kind, target, count),) = _open(engine)
+    assert (kind, target["type"], count) == ("node_down", "rack", 3)
+    kinds = [
+        e.data.get("kind") for e in engine.store.get(incident).timeline if e.kind == "root_cause_changed"
+    ]
+    assert "gpu_lost" not in kinds
+
+
+def test_a_node_back_up_while_its_lost_gpu_still_fires_was_down(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    down = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n04"})
+    engine.ingest([down, _gpu_alert("r03-n04", 5, "GPULost")])
+    clock.advance(60)
+    engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])  # the node is back; the GPU is not
+    ((incident, *_),) = _open(engine)
+    assert engine.store.get(incident).title.startswith("node r03-n04 was down: 1 node, 1 GPU")
+
+
+def test_a_rack_that_lost_power_and_has_one_node_down_again_is_partly_back(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory(), quiet_period_seconds=30)
+    downs = [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r04-n0{n}"}) for n in range(1, 9)]
+    engine.ingest(downs)
+    ((incident, *_),) = _open(engine)
+    assert engine.store.get(incident).title.startswith("rack r04 lost power: 8 nodes")
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in downs])
+    clock.advance(31)
+    engine.tick()  # resolved
+    clock.advance(60)
+    engine.ingest([downs[2]])  # one node down again, within the reopen window: the incident reopens
+    assert engine.store.get(incident).title.startswith("rack r04 lost power, partly back: 1 node")

@@ -158,3 +158,15 @@ def test_the_message_of_a_silenced_incident_says_until_when_until_it_resolves() 
     assert "silenced" not in str(incident_message(build_notification(opened)).attachments)
     done = incident_message(build_notification(replace(resolved, silenced_until=until)))
     assert "silenced" not in str(done.attachments)  # resolved is what matters then
+
+
+def test_an_incident_merged_into_another_is_shown_merged_not_resolved() -> None:
+    folded = make_incident("inc-gpu", state=IncidentState.RESOLVED, title="gpu r02-n1/2 thermal")
+    n = build_notification(change(folded, ChangeKind.RESOLVED, 5, "merged into inc-rack", "merged"))
+    message = incident_message(n)
+    [attachment] = message.attachments
+    assert attachment["color"] == "#808080" and ":white_check_mark:" not in str(attachment["blocks"])
+    assert "merged into inc-rack" in str(attachment["blocks"]) and "(merged into inc-rack)" in message.text
+    reply = timeline_reply(n)
+    assert "Resolved" not in reply.text + str(reply.blocks) and "goes on there" in str(reply.blocks)
+    validate_attachments(message.attachments)

@@ -231,3 +231,17 @@ def test_ticks_wait_for_the_replay_and_tell_whether_the_store_is_up() -> None:
         loop.join()
     # Up at start; down after the tick the outage failed; up again after the next one went through.
     assert engine.store_up_at_tick[:2] == [True, False] and health.store_up is True
+
+
+@pytest.mark.parametrize(("channel", "warned"), [("#gpu-incidents", True), ("C0123ABCD", False)])
+def test_a_slack_channel_given_by_name_is_warned_of_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, channel: str, warned: bool
+) -> None:
+    cfg = GpuwardenConfig()
+    cfg.slack.bot_token = SecretStr("xoxb-test")
+    cfg.slack.base_url = "http://127.0.0.1:9/api/"
+    cfg.slack.channel = channel
+    with caplog.at_level(logging.WARNING, logger="gpuwarden.serve"):
+        build_service(cfg, str(tmp_path / "s.db"))
+    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve")
+    assert ("posted twice" in logged) is warned
