@@ -82,6 +82,13 @@ def emoji(n: Notification) -> str:
     return RESOLVED_EMOJI if n.state == "resolved" else PRIORITY_EMOJI.get(n.priority, ":grey_question:")
 
 
+def _no_loss(n: Notification) -> str:
+    """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
+    if n.gpus_affected:
+        return f"no capacity lost; {n.gpus_affected} GPU(s) degraded"
+    return "_unknown_"
+
+
 def _runbook(url: str) -> str:
     if url.startswith(("https://", "http://")):
         return f"<{url}|{escape(url.rsplit('/', 1)[-1])}>"
@@ -178,7 +185,7 @@ def incident_message(n: Notification) -> SlackMessage:
         {
             "type": "section",
             "block_id": "impact",
-            "text": _mrkdwn(f"*Impact*\n{escape(n.impact_summary) or '_unknown_'}"),
+            "text": _mrkdwn(f"*Impact*\n{escape(n.impact_summary) or _no_loss(n)}"),
         },
         {"type": "section", "block_id": "targets", "text": _mrkdwn(f"*Affected targets*\n{_targets(n)}")},
         *_recommended(n),
@@ -222,8 +229,8 @@ def timeline_reply(n: Notification) -> SlackMessage:
         text = f"{RESOLVED_EMOJI} *Resolved*{took}: {escape(message)}"
     elif message.startswith(n.event_kind):  # "acknowledged by alice", "note by bob: ..."
         text = f"*{escape(n.event_kind)}*{escape(message.removeprefix(n.event_kind))}"
-    else:
-        text = f"*{escape(n.event_kind)}*: {escape(message)}"
+    else:  # "root_cause_changed" is read as "root cause changed"
+        text = f"*{escape(n.event_kind.replace('_', ' '))}*: {escape(message)}"
     blocks: list[Block] = [
         {"type": "section", "text": _mrkdwn(text)},
         {

@@ -120,7 +120,7 @@ def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
     [
         ("note", "note by bob: PSU 2 was loose", "*note* by bob: PSU 2 was loose"),
         ("acknowledged", "acknowledged by alice", "*acknowledged* by alice"),
-        ("alert_added", "GPUXid on r07-n01", "*alert_added*: GPUXid on r07-n01"),
+        ("alert_added", "GPUXid on r07-n01", "*alert added*: GPUXid on r07-n01"),  # kinds read as words
     ],
     ids=["note", "acknowledged", "other"],
 )
@@ -170,3 +170,11 @@ def test_an_incident_merged_into_another_is_shown_merged_not_resolved() -> None:
     reply = timeline_reply(n)
     assert "Resolved" not in reply.text + str(reply.blocks) and "goes on there" in str(reply.blocks)
     validate_attachments(message.attachments)
+
+
+def test_an_incident_that_took_no_capacity_says_so_rather_than_an_unknown_impact() -> None:
+    n = build_notification(
+        change(make_incident(title="gpu r02-n1/2 thermal"), ChangeKind.OPENED, 0, "opened")
+    )
+    n = n.model_copy(update={"impact_summary": "", "gpus_affected": 1, "nodes_affected": 1})
+    assert "no capacity lost; 1 GPU(s) degraded" in str(incident_message(n).attachments[0]["blocks"])
