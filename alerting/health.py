@@ -18,7 +18,7 @@ from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, Opera
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 if TYPE_CHECKING:
-    from alerting.journal import JournalApplier
+    from alerting.applier import JournalApplier
 
 logger = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 import bench_incidents as bench
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
 from alerting.inventory import inventory_data
-from alerting.journal import KIND_POSTABLE, JournalApplier
+from alerting.journal import KIND_POSTABLE
 from gpuwarden.cli.serve_cmd import build_applier, build_service
 from gpuwarden.config import load_config
 

@@ -36,11 +36,12 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.health import HealthCollector, ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, inventory_data
-from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalApplier
+from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
 from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow

@@ -23,11 +23,11 @@ from gpuwarden.sim.fleet import fleet_from_config
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.health import ServiceHealth
     from alerting.instance_lock import InstanceBusy, InstanceLocks
     from alerting.inventory import StaticInventory
-    from alerting.journal import JournalApplier
     from alerting.k8s_inventory import Assignment, KubernetesInventory
     from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
@@ -300,12 +300,8 @@ def build_applier(
 ) -> JournalApplier:
     """Open (and recover) the accept journal and its applier for ``engine``'s store, and log where the
     journal is and how much of it is still to apply."""
-    from alerting.journal import (  # noqa: PLC0415
-        AcceptJournal,
-        JournalApplier,
-        JournalCorrupt,
-        applied_offset,
-    )
+    from alerting.applier import JournalApplier  # noqa: PLC0415
+    from alerting.journal import AcceptJournal, JournalCorrupt, applied_offset  # noqa: PLC0415
 
     sql = engine.store.engine
     directory = journal_dir(cfg, db)

@@ -10,12 +10,12 @@ from sqlalchemy import Engine
 from sqlalchemy.orm import Session
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.journal import (
     KIND_POSTABLE,
     KIND_WEBHOOK,
     AcceptJournal,
-    JournalApplier,
     JournalCorrupt,
     JournalRecord,
     applied_offset,

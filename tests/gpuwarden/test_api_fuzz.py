@@ -17,9 +17,10 @@ from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.journal import AcceptJournal, JournalApplier, applied_offset
+from alerting.journal import AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock

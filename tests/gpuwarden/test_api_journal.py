@@ -10,9 +10,10 @@ import pytest
 from pydantic import SecretStr
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
+from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock

@@ -17,10 +17,11 @@ import pytest
 from sqlalchemy import func, inspect, select, text
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.instance_lock import InstanceBusy, InstanceLocks
-from alerting.journal import KIND_POSTABLE, AcceptJournal, JournalApplier, applied_offset
+from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock

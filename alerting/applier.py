@@ -1,0 +1,287 @@
+"""The journal's applier: reads accepted records in order and applies them through the incident engine.
+
+The offset it has applied is committed in the same store transaction as the alerts it applied (see
+``alerting.journal``), so after a crash replay starts exactly where the store stopped.
+
+A record that the store keeps refusing (a poison record: say a label value PostgreSQL cannot hold) must
+not hold back every later one. After ``poison_after`` failures at one offset the applier applies the failing
+batch one record at a time; a single record that fails ``poison_after`` times while the store still takes
+a plain write is moved to ``quarantine/`` beside the segments (its body as posted, its accept time and the
+error, as JSON) and the applied offset moves past it. A store that takes no write at all (down, locked,
+full) quarantines nothing: the applier retries until it is back. Quarantined records are counted in the
+ingest status; their body can be posted again once the cause is fixed.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any, cast
+
+import orjson
+from sqlalchemy import Table, update
+from sqlalchemy.orm import Session
+
+from alerting.engine import IncidentEngine
+from alerting.health import ServiceHealth
+from alerting.journal import KIND_WEBHOOK, AcceptJournal, JournalRecord
+from alerting.store_models import JournalOffsetRow
+from gpuwarden.errors import InputError
+from gpuwarden.model import Alert
+
+logger = logging.getLogger(__name__)
+_OFFSETS = cast(Table, JournalOffsetRow.__table__)
+
+
+class JournalApplier:
+    """Applies journal records through the engine, committing the applied offset with them."""
+
+    def __init__(
+        self,
+        journal: AcceptJournal,
+        engine: IncidentEngine,
+        *,
+        batch_bytes: int = 4 << 20,
+        retry_seconds: float = 1.0,
+        burst_gap_seconds: float = 0.01,
+        max_lag_bytes: int = 32 << 20,
+        poison_after: int = 3,
+        health: ServiceHealth | None = None,
+    ) -> None:
+        """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
+        applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
+        lag passed ``max_lag_bytes``, a read is waiting for its writes or the startup backlog is replaying.
+
+        ``health`` learns whether each transaction reached the store, and when the backlog the journal
+        held at start (``replay_end``) is applied."""
+        self.journal = journal
+        self.engine = engine
+        self.batch_bytes = batch_bytes
+        self.retry_seconds = retry_seconds
+        self.burst_gap_seconds = burst_gap_seconds
+        self.max_lag_bytes = max_lag_bytes
+        self._readers = 0
+        self.applied = journal.first
+        self.alerts_applied = 0
+        self.failures = 0
+        self.last_error: str | None = None
+        self.poison_after = poison_after
+        self.quarantined = 0
+        self._failing_at = -1  # offset of the last failure, and how many times in a row it failed there
+        self._failures_here = 0
+        self._isolate_until = -1  # below this offset, records are applied one at a time
+        self._wake = threading.Event()
+        self._cond = threading.Condition()
+        self.health = health or ServiceHealth()
+        self.replay_end = journal.end
+        self._caught_up()
+
+    def _caught_up(self) -> None:
+        """Tell ``health`` once everything acknowledged before this serve started is applied."""
+        if self.health.replayed.is_set() or self.applied < self.replay_end:
+            return
+        if self.replay_end > self.journal.first:
+            logger.info("journal: replay caught up at offset %d", self.applied)
+        self.health.replayed.set()
+
+    def notify(self) -> None:
+        """New records were appended."""
+        self._wake.set()
+
+    def apply_available(self) -> int:
+        """Apply one batch of pending records; returns how many alerts it applied (0: caught up).
+
+        Raises what applying raised, unless that quarantined a poison record (see the module docstring).
+        """
+        records = self.journal.read(self.applied, self.batch_bytes)
+        if not records:
+            return 0
+        if self.applied < self._isolate_until:
+            records = records[:1]
+        try:
+            applied = self._apply(records)
+        except Exception as exc:
+            if self._failed(records, exc):
+                return 1
+            raise
+        self._failing_at, self._failures_here = -1, 0
+        return applied
+
+    def _failed(self, records: list[JournalRecord], exc: Exception) -> bool:
+        """Count a failure at the applied offset; isolate or quarantine; True when it quarantined."""
+        if self._failing_at != self.applied:
+            self._failing_at, self._failures_here = self.applied, 0
+        self._failures_here += 1
+        if self._failures_here < self.poison_after:
+            return False
+        if len(records) > 1:
+            logger.warning(
+                "journal: a batch at offset %d failed %d times (%r); applying it one record at a time",
+                self.applied,
+                self._failures_here,
+                exc,
+            )
+            self._isolate_until, self._failures_here = records[-1].end, 0
+            return False
+        if not self._store_takes_writes():
+            return False
+        self._quarantine(records[0], exc)
+        return True
+
+    def _store_takes_writes(self) -> bool:
+        """Whether a plain write (the applied offset, unchanged) commits: the store is up, the record bad."""
+        try:
+            self._commit_offset(self.applied)
+        except Exception:  # any failure here: not the record's fault, keep retrying
+            logger.exception("journal: the store takes no write either; retrying, nothing quarantined")
+            return False
+        self.health.store_ok()
+        return True
+
+    def _commit_offset(self, offset: int) -> None:
+        with self.engine.store.engine.begin() as conn:
+            conn.execute(
+                update(_OFFSETS)
+                .where(_OFFSETS.c.journal_id == self.journal.journal_id)
+                .values(applied_offset=offset)
+            )
+
+    def _quarantine(self, record: JournalRecord, exc: Exception) -> None:
+        """Keep the record beside the journal with its error, then commit the offset past it."""
+        start = self.applied
+        path = self._keep(record, exc, start)
+        self._commit_offset(record.end)
+        logger.error(
+            "journal: record at offset %d failed %d times while the store takes writes; quarantined: %s: %r",
+            start,
+            self._failures_here,
+            path,
+            exc,
+        )
+        with self._cond:
+            self.applied = record.end
+            self.quarantined += 1
+            self._cond.notify_all()
+        self._failing_at, self._failures_here = -1, 0
+        self._caught_up()
+        self.journal.discard_applied(record.end)
+
+    def _keep(self, record: JournalRecord, exc: Exception, start: int) -> Path:
+        """Write the record with its error to ``quarantine/`` (named by its offset); the file's path."""
+        folder = self.journal.directory / "quarantine"
+        folder.mkdir(exist_ok=True)
+        path = folder / f"{start:020d}.json"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(
+            orjson.dumps(
+                {
+                    "offset": start,
+                    "kind": "webhook" if record.kind == KIND_WEBHOOK else "postable_alerts",
+                    "accepted_at": datetime.fromtimestamp(record.accepted_at, UTC).isoformat(),
+                    "error": repr(exc),
+                    "body": record.body.decode("utf-8", errors="replace"),
+                },
+                option=orjson.OPT_INDENT_2,
+            )
+        )
+        os.replace(tmp, path)
+        return path
+
+    def _apply(self, records: list[JournalRecord]) -> int:
+        batches: list[tuple[datetime, list[Alert]]] = []
+        timeout = timedelta(seconds=self.engine.config.resolve_timeout_seconds)
+        start, kept = self.applied, 0
+        for record in records:
+            try:
+                alerts = record.alerts(timeout)
+            except InputError as exc:
+                # Validated before append, by the version that wrote it: one this version refuses (a NUL,
+                # which PostgreSQL cannot store) is kept in quarantine, not lost, and wedges nothing.
+                path = self._keep(record, exc, start)
+                logger.error(
+                    "journal: record at offset %d no longer parses; quarantined: %s: %s", start, path, exc
+                )
+                kept += 1  # counted once the offset past it commits (a failed batch is tried again)
+                start = record.end
+                continue
+            start = record.end
+            batches.append((datetime.fromtimestamp(record.accepted_at, UTC), alerts))
+        end = records[-1].end
+        journal_id = self.journal.journal_id
+
+        def commit_offset(session: Session) -> None:
+            session.connection().execute(
+                update(_OFFSETS).where(_OFFSETS.c.journal_id == journal_id).values(applied_offset=end)
+            )
+
+        self.engine.apply_accepted(batches, commit_offset)
+        self.health.store_ok()
+        applied = sum(len(a) for _, a in batches)
+        with self._cond:
+            self.applied = end
+            self.alerts_applied += applied
+            self.quarantined += kept
+            self._cond.notify_all()
+        self._caught_up()
+        self.journal.discard_applied(end)
+        return max(applied, 1)
+
+    def run(self, stop: threading.Event) -> None:
+        """Background loop: apply whenever records are pending; retry after a failure."""
+        while not stop.is_set():
+            try:
+                lag = self.journal.end - self.applied
+                if lag > 0:
+                    busy = time.monotonic() - self.journal.last_append < self.burst_gap_seconds
+                    replaying = not self.health.replayed.is_set()  # catch up first: serve is not ready
+                    if busy and lag < self.max_lag_bytes and not self._readers and not replaying:
+                        stop.wait(self.burst_gap_seconds)
+                        continue
+                    self.apply_available()
+                    continue
+            except Exception as exc:  # loop boundary: records stay in the journal, retried later
+                self.failures += 1
+                self.last_error = repr(exc)
+                self.health.store_failed(exc)
+                logger.exception("journal: applying from offset %d failed; will retry", self.applied)
+                stop.wait(self.retry_seconds)
+                continue
+            self._wake.wait(0.05)
+            self._wake.clear()
+
+    def wait_applied(self, offset: int, timeout: float) -> bool:
+        """Block until everything up to ``offset`` is applied, at most ``timeout`` seconds."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._readers += 1
+            try:
+                while self.applied < offset:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return False
+                    self._cond.wait(left)
+            finally:
+                self._readers -= 1
+        return True
+
+    def status(self) -> dict[str, Any]:
+        """Offsets and counters for ``GET /api/v1/ingest/status``."""
+        accepted = self.journal.end
+        return {
+            "journal_id": self.journal.journal_id,
+            "accepted_offset": accepted,
+            "applied_offset": self.applied,
+            "lag_bytes": max(0, accepted - self.applied),
+            "alerts_accepted": self.journal.alerts_appended,
+            "alerts_applied": self.alerts_applied,
+            "apply_failures": self.failures,
+            "last_error": self.last_error,
+            "records_quarantined": self.quarantined,
+            "store_up": self.health.store_up,
+            "replaying": not self.health.replayed.is_set(),
+            "quarantine_dir": str(self.journal.directory / "quarantine"),
+        }
