@@ -94,7 +94,7 @@ class IncidentLifecycle:
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
-                    raise _resolved(incident_id)
+                    raise _resolved(incident_id, row.merged_into)
                 batch = Batch(session, now)
                 if state is not None:
                     row.state = state.value
@@ -117,7 +117,7 @@ class IncidentLifecycle:
         with self._lock:  # the check and the change together: two acks at once make one
             current = self.store.get(incident_id)
             if current.state is IncidentState.RESOLVED:
-                raise _resolved(incident_id)
+                raise _resolved(incident_id, self._merged_into(incident_id))
             if current.state is not IncidentState.TRIGGERED:
                 return ActionOutcome(current, already_acted(current))
             return ActionOutcome(
@@ -214,8 +214,8 @@ class IncidentLifecycle:
         duration = timedelta(seconds=duration_seconds)
         with self._lock:  # the check and the silence together: two presses at once make one
             current = self.store.get(incident_id)
-            if current.state is IncidentState.RESOLVED:
-                raise _resolved(incident_id)  # before the silence: a refused request changes nothing
+            if current.state is IncidentState.RESOLVED:  # before the silence: a refusal changes nothing
+                raise _resolved(incident_id, self._merged_into(incident_id))
             now = self.clock.now()
             held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
             if any(
@@ -357,6 +357,12 @@ class IncidentLifecycle:
             raise SilenceNotFound(silence_id)
         return row
 
+    def _merged_into(self, incident_id: str) -> str | None:
+        """The incident this one was merged into, if it was."""
+        with self._sessions() as session:
+            row = session.get(IncidentRow, incident_id)
+            return row.merged_into if row is not None else None
+
     def open_incident_ids(self) -> Iterable[str]:
         """Ids of incidents that are not resolved."""
         with self._lock:
@@ -467,7 +473,11 @@ def _still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
     )
 
 
-def _resolved(incident_id: str) -> Conflict:
+def _resolved(incident_id: str, merged_into: str | None = None) -> Conflict:
+    if merged_into:  # its fault goes on in the other: that is where to act
+        return Conflict(
+            f"incident {incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
+        )
     return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
 
 

@@ -155,3 +155,25 @@ def test_an_incident_whose_alert_flaps_is_not_resolved_by_hand_until_it_settles(
     with pytest.raises(Conflict, match="flap"):
         engine.resolve(incident_id, "alice")
     assert list(engine.open_incident_ids()) == [incident_id]
+
+
+def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
+    sql: Engine, clock: FakeClock
+) -> None:
+    from alerting import scenarios  # noqa: PLC0415
+
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), scenarios.fleet_inventory())
+    hot = {"alertname": "GPUTemperatureHigh", "cluster": "c1", "gpu": "2"}
+    opened: list[str] = []
+    for n in (1, 2, 3):  # a hot GPU on a third node of the rack: the first two fold into the rack's
+        engine.ingest([Alert({**hot, "node": f"r06-n0{n}"})])
+        opened += [i for i in engine.open_incident_ids() if i not in opened]
+        clock.advance(40)
+    [rack] = engine.open_incident_ids()
+    folded = next(i for i in opened if i != rack)
+    for act in (
+        lambda: engine.acknowledge(folded, "alice"),
+        lambda: engine.silence_incident(folded, 3600, "bob"),
+    ):
+        with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
+            act()
