@@ -23,7 +23,7 @@ from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
 from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.grouping import IncidentGrouping
+from alerting.grouping import IncidentGrouping, shown_of
 from alerting.impact import assess, failed_gpus, measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import GpuKey, Inventory
@@ -401,10 +401,10 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
-        before = (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+        before = shown_of(row)
         updated_at = row.updated_at
         self._recompute(batch, inc, (path, root, assessment))
-        if (row.priority, row.title, row.root_kind, row.root_target, row.impact) == before:
+        if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
 
@@ -839,8 +839,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
 def _lost(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
     """The GPUs an open incident's live outages take, as its assessment would find them (other incidents
     count them in a service's share; see ``IncidentGrouping._sharers``)."""
-    live = [m for m in inc.members.values() if m.firing or m.flapping]
-    return frozenset(failed_gpus(inc.root_path, root, live, inventory)) if live else frozenset()
+    return frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), inventory))
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

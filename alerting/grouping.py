@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
+from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title, units_hit
 from alerting.inventory import GpuKey, Inventory
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
@@ -30,7 +30,7 @@ from gpuwarden.model import (
     shares_workload,
 )
 
-RACK_CAUSED = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE, FaultKind.EXPORTER_STALE})
+RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
 """What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
 exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
 rolled up only as the same signal spreads (``correlation._same_signal_spread``), never to a rack fault."""
@@ -104,7 +104,7 @@ class IncidentGrouping:
         ]
         if not infos:
             return set()
-        now = frozenset().union(*(o.lost for o in self._open.values()))
+        now = self._lost_by_others(None)
         before = (now - inc.lost) | lost
         due: set[str] = set()
         for info in infos:
@@ -117,7 +117,11 @@ class IncidentGrouping:
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
-        return lambda: frozenset().union(*(o.lost for o in self._open.values() if o.id != inc.id and o.lost))
+        return lambda: self._lost_by_others(inc.id)
+
+    def _lost_by_others(self, skip: str | None) -> frozenset[GpuKey]:
+        """The GPUs the open incidents' outages took, but for incident ``skip``'s."""
+        return frozenset().union(*(o.lost for o in self._open.values() if o.id != skip and o.lost))
 
     def _recompute(
         self, batch: Batch, inc: OpenIncident, assessed: tuple[Path, RootCause, Assessment] | None = None
@@ -134,7 +138,7 @@ class IncidentGrouping:
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
             self._start_quiet(batch, inc, row)
             return
-        shown = (row.priority, row.title, row.root_kind, row.root_target, row.impact, row.quiet_since)
+        shown = (shown_of(row), row.quiet_since)
         if assessed is None:
             path, root = root_cause(members, self.inventory)
             assessment = assess(
@@ -193,15 +197,7 @@ class IncidentGrouping:
         if (
             inc.id in batch.last_event
             or inc.id in batch.remeasured
-            or shown
-            != (
-                row.priority,
-                row.title,
-                row.root_kind,
-                row.root_target,
-                row.impact,
-                row.quiet_since,
-            )
+            or shown != (shown_of(row), row.quiet_since)
         ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
         # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
@@ -319,10 +315,15 @@ def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
     return any(m.onset < began for m in other.members.values())
 
 
+def shown_of(row: IncidentRow) -> tuple[object, ...]:
+    """What people see of an incident: priority, title, root cause and impact (a change to none of them
+    tells nobody)."""
+    return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+
+
 def _tier(units: Sequence[frozenset[GpuKey]], lost: frozenset[GpuKey]) -> int:
     """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
-    hit = sum(1 for unit in units if not unit.isdisjoint(lost))
-    share = hit / len(units) if units else 0.0
+    share = units_hit(units, lost) / len(units) if units else 0.0
     return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1
 
 

@@ -14,6 +14,7 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
 from alerting.correlation import RACK_DEPTH, Member, gpu_keys
@@ -119,11 +120,7 @@ def failed_gpus(
     gpus: set[GpuKey] = set()
     # The whole rack counts as lost only while it still looks dead: a rack alert, or every node of it down
     # (two of eight down are two nodes: their GPUs count through their alerts below).
-    down = {m.location.path[2] for m in members if m.is_outage and _live(m) and len(m.location.path) == 3}
-    rack_size = (
-        len(inv.nodes_in(root_path[0], root_path[1])) if inv is not None and len(root_path) == 2 else 0
-    )
-    whole_rack = (rack_size > 0 and len(down) >= rack_size) or any(
+    whole_rack = _every_node_down(root_path, members, inv) or any(
         _live(m) and m.location.path == root_path for m in members
     )
     if (
@@ -139,6 +136,21 @@ def failed_gpus(
         if m.is_outage and _live(m):
             gpus |= gpu_keys(m.location.path, inv)
     return gpus
+
+
+def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory | None) -> bool:
+    """Whether live outages take every node the inventory lists in the rack at ``root_path`` (False for
+    another path, or without an inventory)."""
+    if inv is None or len(root_path) != RACK_DEPTH:
+        return False
+    down = {m.location.path for m in members if m.is_outage and _live(m) and len(m.location.path) == 3}
+    size = len(inv.nodes_in(root_path[0], root_path[1]))
+    return size > 0 and len(down) >= size
+
+
+def units_hit(units: Iterable[frozenset[GpuKey]], lost: AbstractSet[GpuKey]) -> int:
+    """How many of a workload's units (a replica, a rank) have a GPU in ``lost``."""
+    return sum(1 for unit in units if not unit.isdisjoint(lost))
 
 
 def _live(m: Member) -> bool:
@@ -171,7 +183,7 @@ def assess(
     service this incident takes replicas from has lost those too: one replica's GPU lost here and two
     replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
     own fault; the service's loss is one)."""
-    live = [m for m in members if m.firing or m.flapping] or list(members)
+    live = [m for m in members if _live(m)] or list(members)
     failed = failed_gpus(root_path, root, live, inventory)
     degraded: set[GpuKey] = set()
     for m in live:
@@ -185,10 +197,10 @@ def assess(
     own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
     for info in infos:
-        hit = sum(1 for unit in info.units if not unit.isdisjoint(failed))
+        hit = units_hit(info.units, failed)
         if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
             others = elsewhere() if others is None else others
-            total = sum(1 for unit in info.units if not (unit.isdisjoint(failed) and unit.isdisjoint(others)))
+            total = units_hit(info.units, failed | others)
             if total > hit:
                 combined = True
                 own[info.ref] = hit / len(info.units)
@@ -197,7 +209,15 @@ def assess(
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = len(info.gpus & failed)
     error_ratio = max((_ratio(m) for m in live), default=0.0)
-    burn = max((_float(m, "burn_rate", "slo_burn_rate") for m in live), default=0.0)
+    # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
+    burn = max(
+        (
+            _float(m, "burn_rate", "slo_burn_rate")
+            or (_named_burn(m.labels) if m.kind is FaultKind.SERVICE_DEGRADED else 0.0)
+            for m in live
+        ),
+        default=0.0,
+    )
     for m in live:
         for ref in m.location.workloads:
             shares.setdefault(ref, 0.0)
@@ -212,16 +232,6 @@ def assess(
         spare = _has_spare(inventory, root_path, stopped, assume_spare_capacity)
     throttling = any(
         m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
-    )
-    # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
-    burn = max(
-        burn,
-        *(
-            _named_burn(m.labels)
-            for m in live
-            if m.kind is FaultKind.SERVICE_DEGRADED and not _float(m, "burn_rate", "slo_burn_rate")
-        ),
-        0.0,
     )
     nodes = _nodes(live, failed)
     priority, reason = _priority(
@@ -270,9 +280,7 @@ def _root_down_now(
         return True
     if root.kind is FaultKind.NODE_DOWN:
         return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
-    down = {m.location.path for m in live if len(m.location.path) == RACK_DEPTH + 1}
-    size = len(inv.nodes_in(root_path[0], root_path[1])) if inv is not None and len(root_path) == 2 else 0
-    return len(root_path) != RACK_DEPTH or (size > 0 and len(down) >= size)
+    return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
 
 
 def _has_spare(
