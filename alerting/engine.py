@@ -27,7 +27,7 @@ from alerting.grouping import IncidentGrouping, shown_of
 from alerting.impact import assess, failed_gpus, measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import GpuKey, Inventory
-from alerting.lifecycle import IncidentLifecycle
+from alerting.lifecycle import IncidentLifecycle, close
 from alerting.muting import MuteTracking
 from alerting.pending import (
     FingerprintCache,
@@ -811,24 +811,13 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                         continue
                     if any(m.firing or m.flapping for m in inc.members.values()):
                         continue
-                    row.state = IncidentState.RESOLVED.value
-                    row.resolved_at = now
-                    row.updated_at = now
-                    batch.event(
-                        inc.id,
-                        "resolved",
-                        "resolved: all alerts quiet for the quiet period",
-                        {},
-                        change=ChangeKind.RESOLVED,
-                    )
+                    close(batch, row, "resolved: all alerts quiet for the quiet period", {})
                     due.append(inc.id)
                 for inc, lost in gave_back:  # a flap that settled resolved: what it took is given back
                     for other in self._sharers(inc, lost):
                         if other in self._open and other not in due:
                             self._recompute(batch, self._open[other])
-            for incident_id in due:
-                self._open.pop(incident_id, None)
-                self.counters["incidents_resolved"] += 1
+            self._closed(due)
             self._notify(batch.changes)
             self._announce_due(now)
             # After the announcements: a change of an incident still held folds into its announcement.

@@ -31,7 +31,7 @@ from alerting.store import (
 )
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
-from gpuwarden.clock import Clock
+from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, TimelineEvent
 
@@ -156,17 +156,17 @@ class IncidentLifecycle:
                 ).all()
                 if firing:
                     raise _still_firing(incident_id, firing)
-                row.state = IncidentState.RESOLVED.value
-                row.resolved_at = now
-                row.updated_at = now
                 batch = Batch(session, now)
-                batch.event(
-                    incident_id, "resolved", f"resolved by {by}", {"by": by}, change=ChangeKind.RESOLVED
-                )
-            self._open.pop(incident_id, None)
-            self.counters["incidents_resolved"] += 1
+                close(batch, row, f"resolved by {by}", {"by": by})
+            self._closed([incident_id])
             self._notify(batch.changes)
         return self.store.get(incident_id)
+
+    def _closed(self, incident_ids: Iterable[str]) -> None:
+        """After the commit that resolved them: out of the open set, counted."""
+        for incident_id in incident_ids:
+            self._open.pop(incident_id, None)
+            self.counters["incidents_resolved"] += 1
 
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
         """Record a person's approval; the incident moves to mitigating."""
@@ -417,6 +417,15 @@ class IncidentLifecycle:
         return render_postmortem(incident, onset, names, *recovered)
 
 
+def close(batch: Batch, row: IncidentRow, message: str, data: dict[str, object]) -> None:
+    """Resolve an incident's row now, with its ``resolved`` event, listeners told ``RESOLVED`` (the tick's
+    resolution after the quiet period, and a person's)."""
+    row.state = IncidentState.RESOLVED.value
+    row.resolved_at = batch.now
+    row.updated_at = batch.now
+    batch.event(row.id, "resolved", message, data, change=ChangeKind.RESOLVED)
+
+
 def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> tuple[datetime, str] | None:
     """When the fault of a resolved incident ended, and where that time comes from: its alerts' last endsAt,
     no later than when the engine saw them all resolved (``quiet_since``, a flapping alert's end included);
@@ -434,7 +443,7 @@ def already_acted(incident: Incident) -> str:
     """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
     it (and what with); empty while it is triggered."""
     ack = _last(incident.timeline, ("acknowledged",))
-    acked = f"acknowledged by {ack.data.get('by', '?')} at {_iso(ack.at)}" if ack is not None else ""
+    acked = f"acknowledged by {ack.data.get('by', '?')} at {rfc3339(ack.at)}" if ack is not None else ""
     if incident.state is IncidentState.ACKNOWLEDGED:
         return f"already {acked or 'acknowledged'}"
     if incident.state is IncidentState.MITIGATING:
@@ -442,18 +451,13 @@ def already_acted(incident: Incident) -> str:
         if work is None:
             return "already mitigating"
         what = work.data.get("action") or "remediation approved"
-        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {_iso(work.at)}"
+        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
         return f"{since}; {acked}" if acked else since
     return ""
 
 
 def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
     return next((e for e in reversed(timeline) if e.kind in kinds), None)
-
-
-def _iso(at: datetime) -> str:
-    """RFC 3339 in UTC with a ``Z``, as the API writes times."""
-    return at.isoformat().replace("+00:00", "Z")
 
 
 def _still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:

@@ -34,6 +34,7 @@ from alerting.matchers import (
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import AlertRow
 from gpuwarden import __version__
+from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 
 RECEIVER = "gpuwarden"  # every alert reaches the incident engine
@@ -42,7 +43,7 @@ GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Alertmanager writes "no time"
 
 def iso(at: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z``."""
-    return at.isoformat().replace("+00:00", "Z") if at is not None else None
+    return rfc3339(at) if at is not None else None
 
 
 def gettable_silence(s: Silence, now: datetime) -> dict[str, Any]:

@@ -11,6 +11,11 @@ from datetime import UTC, datetime
 from typing import Protocol
 
 
+def rfc3339(at: datetime) -> str:
+    """An aware UTC time as the APIs write it: RFC 3339 with a ``Z``."""
+    return at.isoformat().replace("+00:00", "Z")
+
+
 class Clock(Protocol):
     """Where logic gets the time and waits."""
 
