@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hmac
 import logging
-import re
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -52,6 +51,7 @@ from gpuwarden.httpbody import BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
+from gpuwarden.params import choice, positive
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
@@ -328,9 +328,9 @@ class _Handlers:
         ``X-Total-Count`` says how many match without the cap.
         """
         params = request.query_params
-        state = _choice(params.get("state"), "state", [s.value for s in IncidentState])
-        priority = _choice(params.get("priority"), "priority", [p.value for p in Priority])
-        limit = _positive(params.get("limit"), "limit")
+        state = choice(params.get("state"), "state", [s.value for s in IncidentState])
+        priority = choice(params.get("priority"), "priority", [p.value for p in Priority])
+        limit = positive(params.get("limit"), "limit")
         store = self.engine.store
         rows = await run_in_threadpool(lambda: store.list_rows(state, priority=priority, limit=limit))
         total = (
@@ -567,21 +567,3 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
         )
         spare[n.cluster] = spare.get(n.cluster, 0) + free
     return StaticInventory(nodes, workloads, spare)
-
-
-def _choice(value: str | None, name: str, allowed: list[str]) -> str | None:
-    if value is None or value in allowed:
-        return value
-    raise InputError(f"{value!r} is not one of {', '.join(allowed)}", field=name)
-
-
-MAX_LIMIT = 1_000_000_000
-"""The largest ``?limit=`` (the stores take 64-bit limits: a larger number overflowed into a 503)."""
-
-
-def _positive(value: str | None, name: str) -> int | None:
-    if value is None:
-        return None
-    if not re.fullmatch(r"[0-9]{1,10}", value) or not 1 <= int(value) <= MAX_LIMIT:
-        raise InputError(f"{value!r} is not a whole number from 1 to {MAX_LIMIT}", field=name)
-    return int(value)

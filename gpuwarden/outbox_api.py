@@ -20,9 +20,11 @@ from alerting.ingest import parse_json
 from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.errors import InputError
+from gpuwarden.params import choice, positive
 
 STATUSES = (PENDING, SENDING, SENT, FAILED)
 DEFAULT_LIMIT = 100
+MAX_MESSAGES = 1_000_000
 
 
 def _stamp(seconds: float | None) -> str | None:
@@ -58,16 +60,12 @@ class OutboxApi:
     async def list_messages(self, request: Request) -> Response:
         """Counts per status and the newest messages, optionally of one status or incident."""
         outbox = self._outbox()
-        status = request.query_params.get("status")
-        if status is not None and status not in STATUSES:
-            raise InputError(f"{status!r} is not one of {', '.join(STATUSES)}", field="status")
-        raw = request.query_params.get("limit", str(DEFAULT_LIMIT))
-        if not raw.isdigit() or not 1 <= int(raw) <= 1_000_000:
-            raise InputError("must be a whole number from 1 to 1000000", field="limit")
+        status = choice(request.query_params.get("status"), "status", STATUSES)
+        limit = positive(request.query_params.get("limit", str(DEFAULT_LIMIT)), "limit", MAX_MESSAGES)
         incident = request.query_params.get("incident")
 
         def read() -> dict[str, Any]:
-            messages = outbox.messages(status, incident, limit=int(raw))
+            messages = outbox.messages(status, incident, limit=limit or DEFAULT_LIMIT)
             return {"counts": outbox.counts(), "messages": [message_summary(m) for m in messages]}
 
         return JSONResponse(await run_in_threadpool(read))

@@ -655,6 +655,8 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": []}
         assert error_field(c.get("/api/v1/outbox?status=lost")) == "status"
         assert error_field(c.get("/api/v1/outbox?limit=0")) == "limit"
+        # A superscript two is a digit to str.isdigit, not to int: it crashed into a 503.
+        assert error_field(c.get("/api/v1/outbox", params={"limit": "\u00b2"})) == "limit"
         posted = c.post("/api/v1/outbox/retry", json={"incident": ""}, headers=AUTH)
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
