@@ -234,7 +234,7 @@ class JournalApplier:
         """Background loop: apply whenever records are pending; retry after a failure."""
         while not stop.is_set():
             try:
-                lag = self.journal.end - self.applied
+                lag = self.lag_bytes
                 if lag > 0:
                     busy = time.monotonic() - self.journal.last_append < self.burst_gap_seconds
                     replaying = not self.health.replayed.is_set()  # catch up first: serve is not ready
@@ -268,14 +268,18 @@ class JournalApplier:
                 self._readers -= 1
         return True
 
+    @property
+    def lag_bytes(self) -> int:
+        """Journal bytes acknowledged but not applied yet."""
+        return max(0, self.journal.end - self.applied)
+
     def status(self) -> dict[str, Any]:
         """Offsets and counters for ``GET /api/v1/ingest/status``."""
-        accepted = self.journal.end
         return {
             "journal_id": self.journal.journal_id,
-            "accepted_offset": accepted,
+            "accepted_offset": self.journal.end,
             "applied_offset": self.applied,
-            "lag_bytes": max(0, accepted - self.applied),
+            "lag_bytes": self.lag_bytes,
             "alerts_accepted": self.journal.alerts_appended,
             "alerts_applied": self.alerts_applied,
             "apply_failures": self.failures,

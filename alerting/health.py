@@ -103,7 +103,7 @@ class HealthCollector(Collector):
         yield GaugeMetricFamily(
             "gpuwarden_ingest_lag_bytes",
             "Accept-journal bytes acknowledged but not yet stored and correlated.",
-            value=max(0, applier.journal.end - applier.applied),
+            value=applier.lag_bytes,
         )
         yield GaugeMetricFamily(
             "gpuwarden_ingest_replaying",

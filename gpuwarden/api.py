@@ -412,7 +412,7 @@ class _Handlers:
     async def ready(self, request: Request) -> Response:
         """Readiness: 503 while the store is unreachable or the startup replay has not caught up."""
         applier = self.applier
-        lag = max(0, applier.journal.end - applier.applied) if applier is not None else 0
+        lag = applier.lag_bytes if applier is not None else 0
         reason = self.health.not_ready(lag)
         if reason is not None:
             return PlainTextResponse(f"not ready: {reason}\n", status_code=503, headers={"Retry-After": "1"})
