@@ -3,7 +3,8 @@
 One writer: every change runs under a lock in one transaction, and listeners are called only after the
 commit. An in-memory view of open incidents (rebuilt from the store at start) keeps correlation cheap.
 This module ingests and correlates; ``alerting.grouping`` recomputes and merges the incidents a transaction
-touched, ``alerting.lifecycle`` serves what people do with incidents, ``alerting.batch`` holds the state.
+touched, ``alerting.lifecycle`` serves what people do with incidents, ``alerting.announcing`` tells listeners,
+``alerting.reassessment`` follows inventory changes, ``alerting.batch`` holds the state.
 """
 
 from __future__ import annotations
@@ -12,21 +13,21 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import replace
 from datetime import datetime, timedelta
 
 from prometheus_client.registry import Collector
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.announcing import IncidentAnnouncing
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
 from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.grouping import IncidentGrouping, shown_of
-from alerting.impact import assess, failed_gpus, measures
+from alerting.grouping import IncidentGrouping
+from alerting.impact import measures
 from alerting.inhibition import Inhibitor
-from alerting.inventory import GpuKey, Inventory
+from alerting.inventory import Inventory
 from alerting.lifecycle import IncidentLifecycle, close
 from alerting.muting import MuteTracking
 from alerting.pending import (
@@ -37,44 +38,34 @@ from alerting.pending import (
     insert_pending,
     update_repeats,
 )
+from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
-from alerting.silences import Silence, configured_mutes, incident_silenced_until
+from alerting.silences import Silence, configured_mutes
 from alerting.store import ALERT_MOVED, IncidentStore, alert_from_row, silence_from_row
-from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
-from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow
+from alerting.subscriptions import ChangeKind, IncidentListener
 from alerting.topology import common_ancestor, contains, locate, target_to_dict
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
     Alert,
     AlertStatus,
-    Incident,
     IncidentState,
     Priority,
-    RecommendedAction,
-    RootCause,
     add_workloads,
-    workload_from_dict,
 )
 
 logger = logging.getLogger(__name__)
-# Recommended actions, the most drastic first: the order a person reads them in.
-_URGENCY = tuple(
-    a.value
-    for a in (
-        RecommendedAction.RESTART_NODE,
-        RecommendedAction.DRAIN_AND_RESET,
-        RecommendedAction.RESET_GPU,
-        RecommendedAction.CORDON_AND_DRAIN,
-        RecommendedAction.RESTART_APP,
-        RecommendedAction.SCALE_OUT,
-        RecommendedAction.CONTACT_SUPPORT,
-        RecommendedAction.INVESTIGATE,
-    )
-)
 
 
-class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTracking):
+class IncidentEngine(
+    IncidentAnnouncing,
+    InventoryReassessment,
+    IncidentGrouping,
+    IncidentLifecycle,
+    StoreRetention,
+    MuteTracking,
+):
     """Turns alerts into incidents; implements ``IncidentActions`` for Slack and the API."""
 
     def __init__(
@@ -149,106 +140,6 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
         self._stale = False
         self._reload()
 
-    # --- subscriptions --------------------------------------------------------------------------
-
-    def subscribe(self, listener: IncidentListener) -> None:
-        """Call ``listener`` after each committed change."""
-        with self._lock:
-            self._listeners.append(listener)
-
-    def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
-        """Tell listeners, holding back new incidents for the announce delay (like Alertmanager's group_wait).
-
-        An incident merged or resolved before its announcement is never announced; changes of a held
-        incident fold into its announcement.
-        """
-        out: list[tuple[str, ChangeKind, TimelineRow]] = []
-        for incident_id, kind, event in changes:
-            if kind is ChangeKind.OPENED and self._hold > timedelta(0):
-                self._unannounced[incident_id] = event.at
-            elif incident_id in self._unannounced and incident_id not in self._reannounce:
-                if kind is ChangeKind.RESOLVED:
-                    del self._unannounced[incident_id]
-            else:
-                if incident_id in self._reannounce:
-                    # Announced by the process before this one, maybe not (it stopped during the hold):
-                    # announced again first (the outbox dedupes it), then the change.
-                    self._emit(out)
-                    out = []
-                    self._announce(incident_id, event.at)
-                if kind is ChangeKind.RESOLVED:
-                    self._unannounced.pop(incident_id, None)
-                if kind in (ChangeKind.OPENED, ChangeKind.REOPENED):  # a reopened one was announced
-                    self._announced.add(incident_id)
-                elif kind is ChangeKind.RESOLVED:
-                    self._announced.discard(incident_id)
-                out.append((incident_id, kind, event))
-        self._emit(out)
-
-    def _emit(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
-        if not self._listeners or not changes:
-            return
-        cache: dict[str, Incident] = {}
-        now = self.clock.now()
-        for incident_id, kind, event in changes:
-            if incident_id not in cache:
-                cache[incident_id] = self.store.get(incident_id)
-            incident = cache[incident_id]
-            match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
-            change = IncidentChange(
-                kind,
-                incident,
-                match or incident.timeline[-1],
-                self._recommended(incident_id),
-                incident_silenced_until(self._silences, incident_id, now),
-            )
-            self._call_listeners(change)
-
-    def _recommended(self, incident_id: str) -> tuple[str, ...]:
-        """What the incident's firing alerts recommend, the most drastic first ("ignore" is no advice)."""
-        inc = self._open.get(incident_id)
-        if inc is None:
-            return ()
-        actions = {m.recommended_action for m in inc.members.values() if m.firing} - {
-            RecommendedAction.NONE.value,
-            RecommendedAction.IGNORE.value,
-        }
-        return tuple(
-            sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a))
-        )
-
-    def _call_listeners(self, change: IncidentChange) -> None:
-        for listener in list(self._listeners):
-            try:
-                listener(change)
-            except Exception:  # loop boundary: a listener must never break ingest
-                self.counters["listener_errors"] += 1
-                logger.exception("incident listener failed", extra={"incident_id": change.incident.id})
-
-    def _announce_due(self, now: datetime) -> None:
-        """Announce held incidents whose delay has passed, as they are now."""
-        due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
-        for incident_id in due:
-            self._announce(incident_id, now)
-
-    def _announce(self, incident_id: str, now: datetime) -> None:
-        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile)."""
-        del self._unannounced[incident_id]
-        self._reannounce.discard(incident_id)
-        self._announced.add(incident_id)
-        if not self._listeners:
-            return
-        incident = self.store.get(incident_id)
-        if incident.state is IncidentState.RESOLVED:
-            return
-        opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
-        silenced_until = incident_silenced_until(self._silences, incident_id, now)
-        self._call_listeners(
-            IncidentChange(
-                ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
-            )
-        )
-
     # --- state rebuild --------------------------------------------------------------------------
 
     def _member(self, row: StoredAlert) -> Member:
@@ -313,7 +204,7 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
                 if inc.members:
                     inc.root_path, root = root_cause(inc.members.values(), self.inventory)
                     self._set_workloads(inc, self._workloads_of(inc, None))
-                    inc.lost = _lost(inc, root, self.inventory)
+                    inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
             stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
@@ -337,76 +228,6 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             self._reload()
             self._stale = False
             logger.info("open incidents rebuilt from the store after a failure")
-
-    def replace_inventory(self, inventory: Inventory) -> None:
-        """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
-        incidents with firing alerts are placed and assessed again, so their impact and priority follow what
-        changed (a job now known, a service whose lost replica was replaced). An inventory equal to the last
-        one changes nothing once the open incidents were assessed with it (the first refresh after a start,
-        or after a failed one, assesses them anyway); an incident changes (and listeners hear of it) only
-        when its assessment does; and a refresh never lowers a priority because a workload the incident
-        showed, and an inventory knew, has left the inventory (a stopped job past its keep time)."""
-        with self._lock:
-            self._fresh()
-            previous, self.inventory = self.inventory, inventory
-            self.inventory_state = (inventory, self.clock.now())
-            if inventory == previous and self._reassessed:
-                return
-            self._reassessed = False
-            for inc in self._open.values():
-                # Members were located with the old inventory: a job that was unknown then (an alert naming
-                # it by Slurm id before the refresh that listed it) is known now.
-                for fp, m in inc.members.items():
-                    inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
-                inc.forget_facts()  # the members moved
-                if inc.members:
-                    inc.root_path, root = root_cause(inc.members.values(), inventory)
-                    inc.lost = _lost(inc, root, inventory)  # all of them, before any is assessed
-                self._set_workloads(inc, self._workloads_of(inc, None))
-            live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
-            batch = None
-            if live:
-                try:
-                    with self._sessions() as session, session.begin():
-                        batch = Batch(session, self.clock.now())
-                        for inc in live:
-                            self._reassess(batch, inc, previous)
-                except Exception:
-                    self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
-                    raise
-            self._reassessed = True
-            if batch is not None:
-                self._notify(batch.changes)
-
-    def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
-        """One open incident after an inventory change (see ``replace_inventory``)."""
-        row = batch.session.get(IncidentRow, inc.id)
-        current = self.inventory
-        if row is None or current is None:
-            return
-        shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
-        for inventory in (previous, current):
-            if inventory is not None:
-                inc.inventoried |= {
-                    w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace, w.cluster)
-                }
-        members = list(inc.members.values())
-        path, root = root_cause(members, current)
-        assessment = assess(
-            path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
-        )
-        gone = any(
-            current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None
-            for w in inc.inventoried & shown
-        )
-        if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
-            return
-        before = shown_of(row)
-        updated_at = row.updated_at
-        self._recompute(batch, inc, (path, root, assessment))
-        if shown_of(row) == before:
-            row.updated_at = updated_at  # nothing to tell anyone
-            batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
 
     # --- ingest ---------------------------------------------------------------------------------
 
@@ -823,12 +644,6 @@ class IncidentEngine(IncidentGrouping, IncidentLifecycle, StoreRetention, MuteTr
             # After the announcements: a change of an incident still held folds into its announcement.
             self._end_incident_silences(now)
         self._prune_if_due(now)
-
-
-def _lost(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
-    """The GPUs an open incident's live outages take, as its assessment would find them (other incidents
-    count them in a service's share; see ``IncidentGrouping._sharers``)."""
-    return frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), inventory))
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

@@ -1,0 +1,124 @@
+"""Open incidents assessed again when the inventory changes (a Slurm or Kubernetes refresh).
+
+``InventoryReassessment`` is mixed into the engine; ``replace_inventory`` says what it keeps and when
+listeners hear of a change.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import datetime
+
+from sqlalchemy.orm import Session, sessionmaker
+
+from alerting.batch import Batch, OpenIncident
+from alerting.correlation import root_cause
+from alerting.grouping import IncidentGrouping, shown_of
+from alerting.impact import assess, failed_gpus
+from alerting.inventory import GpuKey, Inventory
+from alerting.store_models import IncidentRow, TimelineRow
+from alerting.subscriptions import ChangeKind
+from alerting.topology import locate
+from gpuwarden.clock import Clock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import RootCause, workload_from_dict
+
+
+def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
+    """The GPUs an open incident's live outages take, as its assessment would find them (other incidents
+    count them in a service's share; see ``IncidentGrouping._sharers``)."""
+    return frozenset(failed_gpus(inc.root_path, root, list(inc.members.values()), inventory))
+
+
+class InventoryReassessment(IncidentGrouping):
+    """The engine's inventory and what a new one changes; the grouping assesses. See ``replace_inventory``."""
+
+    clock: Clock
+    config: AlertingConfig
+    inventory: Inventory | None
+    inventory_state: tuple[Inventory | None, datetime | None]
+    _lock: threading.RLock
+    _sessions: sessionmaker[Session]
+    _open: dict[str, OpenIncident]
+    _reassessed: bool  # the open incidents were assessed with the current inventory
+
+    def _fresh(self) -> None:
+        raise NotImplementedError  # the engine's
+
+    def _rebuild_after_failure(self) -> None:
+        raise NotImplementedError  # the engine's
+
+    def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+        raise NotImplementedError  # the engine's: tell listeners after the commit
+
+    def replace_inventory(self, inventory: Inventory) -> None:
+        """Use a newer inventory (a Slurm or Kubernetes refresh): new alerts are placed with it, and open
+        incidents with firing alerts are placed and assessed again, so their impact and priority follow what
+        changed (a job now known, a service whose lost replica was replaced). An inventory equal to the last
+        one changes nothing once the open incidents were assessed with it (the first refresh after a start,
+        or after a failed one, assesses them anyway); an incident changes (and listeners hear of it) only
+        when its assessment does; and a refresh never lowers a priority because a workload the incident
+        showed, and an inventory knew, has left the inventory (a stopped job past its keep time)."""
+        with self._lock:
+            self._fresh()
+            previous, self.inventory = self.inventory, inventory
+            self.inventory_state = (inventory, self.clock.now())
+            if inventory == previous and self._reassessed:
+                return
+            self._reassessed = False
+            for inc in self._open.values():
+                # Members were located with the old inventory: a job that was unknown then (an alert naming
+                # it by Slurm id before the refresh that listed it) is known now.
+                for fp, m in inc.members.items():
+                    inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
+                inc.forget_facts()  # the members moved
+                if inc.members:
+                    inc.root_path, root = root_cause(inc.members.values(), inventory)
+                    inc.lost = lost_gpus(inc, root, inventory)  # all of them, before any is assessed
+                self._set_workloads(inc, self._workloads_of(inc, None))
+            live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
+            batch = None
+            if live:
+                try:
+                    with self._sessions() as session, session.begin():
+                        batch = Batch(session, self.clock.now())
+                        for inc in live:
+                            self._reassess(batch, inc, previous)
+                except Exception:
+                    self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
+                    raise
+            self._reassessed = True
+            if batch is not None:
+                self._notify(batch.changes)
+
+    def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
+        """One open incident after an inventory change (see ``replace_inventory``)."""
+        row = batch.session.get(IncidentRow, inc.id)
+        current = self.inventory
+        if row is None or current is None:
+            return
+        shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
+        for inventory in (previous, current):
+            if inventory is not None:
+                inc.inventoried |= {
+                    w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace, w.cluster)
+                }
+        members = list(inc.members.values())
+        path, root = root_cause(members, current)
+        assessment = assess(
+            path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
+        )
+        gone = any(
+            current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None
+            for w in inc.inventoried & shown
+        )
+        if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
+            return
+        before = shown_of(row)
+        updated_at = row.updated_at
+        self._recompute(batch, inc, (path, root, assessment))
+        if shown_of(row) == before:
+            row.updated_at = updated_at  # nothing to tell anyone
+            batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
