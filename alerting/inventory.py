@@ -13,9 +13,9 @@ from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from gpuwarden.config import load_yaml_model
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.yamlfile import load_yaml_model
 
 GpuKey = tuple[str, str, int]
 """A GPU as (cluster, node name, index): node names repeat from one cluster to the next. A source that reads
