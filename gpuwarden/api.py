@@ -26,8 +26,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from prometheus_client import CollectorRegistry, generate_latest
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
-from prometheus_client.registry import Collector
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -45,6 +43,7 @@ from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
+from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
@@ -74,86 +73,6 @@ def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
     }
-
-
-class ApiMetrics(Collector):
-    """The API's own counters, rendered fresh on every scrape."""
-
-    def __init__(self, engine: IncidentEngine) -> None:
-        self.engine = engine
-        self.requests: dict[tuple[str, str], int] = {}
-        self.errors = 0
-        self._lock = threading.Lock()
-
-    def count(self, route: str, code: int) -> None:
-        """Count one answered request."""
-        with self._lock:
-            key = (route, str(code))
-            self.requests[key] = self.requests.get(key, 0) + 1
-
-    def collect(self) -> Any:
-        """Counters of requests, alerts and incidents; open incidents by priority."""
-        requests = CounterMetricFamily(
-            "gpuwarden_api_requests", "HTTP requests answered.", labels=["route", "code"]
-        )
-        with self._lock:
-            for (route, code), n in sorted(self.requests.items()):
-                requests.add_metric([route, code], n)
-            errors = self.errors
-        yield requests
-        yield CounterMetricFamily(
-            "gpuwarden_api_internal_errors", "Requests that failed unexpectedly.", value=errors
-        )
-        c = dict(self.engine.counters)
-        for name, help_text in (
-            ("alerts_received", "Alerts accepted and stored."),
-            ("alerts_muted", "Alerts muted by a silence, maintenance window or inhibition."),
-            ("incidents_opened", "Incidents opened."),
-            ("incidents_resolved", "Incidents resolved, after their quiet period or by hand."),
-            ("listener_errors", "Incident listeners that raised."),
-            ("incidents_pruned", "Resolved incidents deleted after the retention period."),
-            ("alerts_pruned", "Resolved alerts deleted after the retention period."),
-            (
-                "inventory_refresh_failures",
-                "Inventory re-reads (Slurm, Kubernetes) that failed; the last one stays.",
-            ),
-        ):
-            yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
-        yield GaugeMetricFamily(
-            "gpuwarden_alerts_muted_firing",
-            "Firing alerts held back by a silence, maintenance window or inhibition (they open or join an "
-            "incident when that ends).",
-            value=self.engine.muted_count(),
-        )
-        inventory = self.engine.inventory
-        yield GaugeMetricFamily(
-            "gpuwarden_inventory_workloads",
-            "Workloads (services, training jobs) the inventory places on GPUs.",
-            value=len(inventory.workloads()) if inventory is not None else 0,
-        )
-        read = GaugeMetricFamily(
-            "gpuwarden_inventory_last_read_timestamp_seconds",
-            "When each refreshed inventory source (slurm, kubernetes) was last read (alert on time() - it).",
-            labels=["source"],
-        )
-        failed = GaugeMetricFamily(
-            "gpuwarden_inventory_last_failure_timestamp_seconds",
-            "When a read of each refreshed inventory source last failed (0: never).",
-            labels=["source"],
-        )
-        for name, times in list(self.engine.inventory_sources.items()):
-            read_at, failed_at = times.get("read_at"), times.get("failed_at")
-            read.add_metric([name], read_at.timestamp() if read_at is not None else 0.0)
-            failed.add_metric([name], failed_at.timestamp() if failed_at is not None else 0.0)
-        yield read
-        yield failed
-        gauge = GaugeMetricFamily("gpuwarden_incidents_open", "Incidents not resolved.", labels=["priority"])
-        counts = {p: 0 for p in ("P0", "P1", "P2", "P3")}
-        for priority in self.engine.open_priorities():
-            counts[priority.value] += 1
-        for p, n in counts.items():
-            gauge.add_metric([p], n)
-        yield gauge
 
 
 class CatchAll:

@@ -16,7 +16,7 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import PENDING, Outbox
 from alerting.store import IncidentNotFound
 from alerting.store_models import AlertRow, SilenceRow, TimelineRow
-from gpuwarden.api import ApiMetrics
+from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
