@@ -46,7 +46,10 @@ def parse_time(value: Any, field: str) -> datetime | None:
         raise InputError("time needs a timezone (Z or an offset)", field=field)
     if parsed.year == _YEAR_ONE:
         return None
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError as exc:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
+        raise InputError(f"out of range: {value!r} is after year 9999 in UTC", field=field) from exc
 
 
 _NUL = "\x00"

@@ -51,7 +51,7 @@ VALID_TIMES = [
     "0001-01-01T00:00:00Z",
     "9999-12-31T23:59:59Z",
 ]
-BAD_TIMES = ["2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "yesterday"]
+BAD_TIMES = ["2026-01-01T00:00:00", "2026-13-01T00:00:00Z", "yesterday", "9999-12-31T23:00:00-05:00"]
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True), st.text(max_size=12))
 anything = st.one_of(

@@ -1,0 +1,37 @@
+"""Input the API refuses with a 400 naming the field, where it answered 503 or stored something else."""
+
+from __future__ import annotations
+
+import pytest
+
+from alerting.engine import IncidentEngine
+from tests.gpuwarden.api_client import AUTH, TestClient
+from tests.gpuwarden.api_error import error_field
+
+# Each is a valid RFC 3339 time whose instant in UTC is past year 9999 or before year 1: Python's datetime
+# cannot hold it (Go's can: Alertmanager would take it).
+OUT_OF_RANGE = ["9999-12-31T23:00:00-05:00"]
+WEBHOOK = {"version": "4", "status": "firing", "receiver": "gpuwarden", "groupLabels": {}}
+SILENCE = {
+    "matchers": [{"name": "node", "value": "r02-n03", "isRegex": False}],
+    "startsAt": "2025-12-31T00:00:00Z",
+    "endsAt": "2026-01-02T00:00:00Z",
+    "createdBy": "bob",
+    "comment": "planned",
+}
+
+
+@pytest.mark.parametrize("at", OUT_OF_RANGE, ids=["after-9999"])
+@pytest.mark.parametrize("name", ["startsAt", "endsAt"])
+def test_a_time_out_of_range_in_utc_is_a_400_naming_it_on_every_route(
+    client: TestClient, engine: IncidentEngine, at: str, name: str
+) -> None:
+    alert = {"labels": {"alertname": "A", "node": "r02-n03"}, name: at}
+    posted = client.post("/api/v2/alerts", json=[{"labels": {"alertname": "B"}}, alert], headers=AUTH)
+    assert (posted.status_code, error_field(posted)) == (400, f"[1].{name}"), posted.text
+    hook = client.post("/api/v1/webhook/alertmanager", json={**WEBHOOK, "alerts": [alert]}, headers=AUTH)
+    assert (hook.status_code, error_field(hook)) == (400, f"alerts[0].{name}"), hook.text
+    silence = client.post("/api/v2/silences", json={**SILENCE, name: at}, headers=AUTH)
+    assert (silence.status_code, error_field(silence)) == (400, name), silence.text
+    assert "out of range" in silence.json()
+    assert engine.store.alert_count() == 0 and client.get("/api/v2/silences").json() == []
