@@ -20,7 +20,9 @@ from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 from gpuwarden.xid import action_for_xid
 
 logger = logging.getLogger(__name__)
-_YEAR_ONE = 1  # Go's zero time, "0001-01-01T00:00:00Z": no value
+# Go's zero time, "0001-01-01T00:00:00Z": no value. Only that instant (time.Time.IsZero, in any offset): a
+# second later is a time, and an endsAt then says the alert has ended.
+_GO_ZERO_TIME = datetime(1, 1, 1, tzinfo=UTC)
 _LATEST = datetime.max.replace(tzinfo=UTC)
 
 
@@ -33,7 +35,8 @@ def parse_json(body: bytes) -> Any:
 
 
 def parse_time(value: Any, field: str) -> datetime | None:
-    """An RFC 3339 time with a timezone, in UTC; None for null, "" and Go's zero time."""
+    """An RFC 3339 time with a timezone, in UTC; None for null, "" and Go's zero time. One whose instant is
+    not between years 1 and 9999 in UTC is refused: Go holds it, Python's datetime cannot."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -44,12 +47,11 @@ def parse_time(value: Any, field: str) -> datetime | None:
         raise InputError(f"not an RFC 3339 time: {value!r}", field=field) from exc
     if parsed.tzinfo is None:
         raise InputError("time needs a timezone (Z or an offset)", field=field)
-    if parsed.year == _YEAR_ONE:
-        return None
     try:
-        return parsed.astimezone(UTC)
+        at = parsed.astimezone(UTC)
     except OverflowError as exc:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
-        raise InputError(f"out of range: {value!r} is after year 9999 in UTC", field=field) from exc
+        raise InputError(f"out of range: {value!r} is not in years 1 to 9999 in UTC", field=field) from exc
+    return None if at == _GO_ZERO_TIME else at
 
 
 _NUL = "\x00"

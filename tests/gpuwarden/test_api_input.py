@@ -10,7 +10,7 @@ from tests.gpuwarden.api_error import error_field
 
 # Each is a valid RFC 3339 time whose instant in UTC is past year 9999 or before year 1: Python's datetime
 # cannot hold it (Go's can: Alertmanager would take it).
-OUT_OF_RANGE = ["9999-12-31T23:00:00-05:00"]
+OUT_OF_RANGE = ["9999-12-31T23:00:00-05:00", "0001-01-01T00:00:00+05:00"]
 WEBHOOK = {"version": "4", "status": "firing", "receiver": "gpuwarden", "groupLabels": {}}
 SILENCE = {
     "matchers": [{"name": "node", "value": "r02-n03", "isRegex": False}],
@@ -21,7 +21,7 @@ SILENCE = {
 }
 
 
-@pytest.mark.parametrize("at", OUT_OF_RANGE, ids=["after-9999"])
+@pytest.mark.parametrize("at", OUT_OF_RANGE, ids=["after-9999", "before-1"])
 @pytest.mark.parametrize("name", ["startsAt", "endsAt"])
 def test_a_time_out_of_range_in_utc_is_a_400_naming_it_on_every_route(
     client: TestClient, engine: IncidentEngine, at: str, name: str
@@ -35,3 +35,17 @@ def test_a_time_out_of_range_in_utc_is_a_400_naming_it_on_every_route(
     assert (silence.status_code, error_field(silence)) == (400, name), silence.text
     assert "out of range" in silence.json()
     assert engine.store.alert_count() == 0 and client.get("/api/v2/silences").json() == []
+
+
+def test_only_the_instant_of_gos_zero_time_means_no_time(client: TestClient, engine: IncidentEngine) -> None:
+    """Alertmanager's ``IsZero``: 0001-01-01T00:00:00Z in any offset is "not set"; a second later is a time,
+    and an ``endsAt`` then says the alert has ended (it opened an incident while it counted as unset)."""
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}
+    ended = {"labels": labels, "startsAt": "0001-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:01Z"}
+    assert client.post("/api/v2/alerts", json=[ended], headers=AUTH).status_code == 200
+    assert client.get("/api/v1/incidents").json() == []
+    unset = {"labels": labels, "endsAt": "0001-01-01T05:30:00+05:30"}  # the zero instant: no end
+    assert client.post("/api/v2/alerts", json=[unset], headers=AUTH).status_code == 200
+    (incident,) = client.get("/api/v1/incidents").json()
+    (alert,) = client.get(f"/api/v1/incidents/{incident['id']}").json()["alerts"]
+    assert alert["status"] == "firing" and alert["endsAt"] == "2026-01-01T00:05:00Z"  # the resolve timeout
