@@ -151,12 +151,7 @@ class AlertmanagerApi:
         if mutes_everything(matchers):
             raise InputError("at least one matcher must not match the empty string", field="matchers")
         starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
-        # Absent on an update (amtool and Grafana post back what they read): the updated one's kind.
-        kind = (
-            None
-            if data.get("maintenance") is None
-            else SilenceKind(SilenceKind.MAINTENANCE if data["maintenance"] else SilenceKind.SILENCE)
-        )
+        kind = _kind(data.get("maintenance"))
         replaced = data.get("id")
         if replaced is not None and not isinstance(replaced, str):
             raise InputError("must be a string", field="id")
@@ -165,8 +160,8 @@ class AlertmanagerApi:
             matchers,
             starts,
             ends,
-            stored_text(str(data.get("createdBy", "api")), "createdBy", NAME_LIMIT),
-            comment=stored_text(str(data.get("comment", "")), "comment"),
+            _text(data, "createdBy", "api", NAME_LIMIT),
+            comment=_text(data, "comment", ""),
             kind=kind,
             update=replaced or None,  # an update (404 if unknown): in place, or the old one ends now
         )
@@ -260,6 +255,26 @@ def _flag(value: str | None, name: str) -> bool:
 
 def _bad_matcher(index: int) -> Any:
     raise InputError("must be an object", field=f"matchers[{index}]")
+
+
+def _kind(maintenance: Any) -> SilenceKind | None:
+    """``maintenance`` as posted: true or false; absent or null on an update (amtool and Grafana post back
+    what they read, which does not say it), which keeps the updated one's kind. Only a JSON boolean: the
+    string "false" is true to Python and made a maintenance window."""
+    if maintenance is None:
+        return None
+    if not isinstance(maintenance, bool):
+        raise InputError("must be true or false (a JSON boolean)", field="maintenance")
+    return SilenceKind.MAINTENANCE if maintenance else SilenceKind.SILENCE
+
+
+def _text(data: dict[str, Any], name: str, default: str, limit: int | None = None) -> str:
+    """``createdBy`` or ``comment``: a string. Alertmanager requires both; gpuwarden takes their absence (the
+    default) as it always has, but not null or another type (stored as its Python repr before)."""
+    value = data.get(name, default)
+    if not isinstance(value, str):
+        raise InputError("must be a string", field=name)
+    return stored_text(value, name, limit)
 
 
 def _required_time(data: dict[str, Any], name: str) -> datetime:

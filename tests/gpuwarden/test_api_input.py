@@ -49,3 +49,35 @@ def test_only_the_instant_of_gos_zero_time_means_no_time(client: TestClient, eng
     (incident,) = client.get("/api/v1/incidents").json()
     (alert,) = client.get(f"/api/v1/incidents/{incident['id']}").json()["alerts"]
     assert alert["status"] == "firing" and alert["endsAt"] == "2026-01-01T00:05:00Z"  # the resolve timeout
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("maintenance", "false"),
+        ("maintenance", 0),
+        ("maintenance", "true"),
+        ("createdBy", 5),
+        ("createdBy", {"a": 1}),
+        ("createdBy", None),
+        ("comment", ["x"]),
+        ("comment", None),
+    ],
+    ids=["maintenance-string", "maintenance-zero", "maintenance-true-string", "createdBy-number",
+         "createdBy-object", "createdBy-null", "comment-list", "comment-null"],
+)  # fmt: skip
+def test_a_silence_field_of_the_wrong_json_type_is_refused_naming_it(
+    client: TestClient, field: str, value: object
+) -> None:
+    refused = client.post("/api/v2/silences", json={**SILENCE, field: value}, headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (400, field), refused.text
+    assert client.get("/api/v2/silences").json() == []
+
+
+def test_a_silence_without_created_by_or_comment_gets_gpuwardens_defaults(client: TestClient) -> None:
+    """Alertmanager requires both; gpuwarden has always taken their absence, and a script may rely on it."""
+    bare = {k: v for k, v in SILENCE.items() if k not in ("createdBy", "comment")}
+    made = client.post("/api/v2/silences", json={**bare, "maintenance": False}, headers=AUTH)
+    assert made.status_code == 200, made.text
+    (silence,) = client.get("/api/v2/silences").json()
+    assert (silence["createdBy"], silence["comment"], "maintenance" in silence) == ("api", "", False)
