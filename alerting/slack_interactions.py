@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import logging
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
 
+import orjson
 from pydantic import SecretStr
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -33,6 +34,7 @@ logger = logging.getLogger(__name__)
 REPLAY_WINDOW_SECONDS = 300
 MAX_BODY_BYTES = 64 * 1024
 SILENCE_SECONDS = 3600.0
+_TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
 def slack_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -49,10 +51,11 @@ def verify_slack_signature(
     signature = headers.get("x-slack-signature")
     if not timestamp or not signature:
         return "missing Slack signature headers"
-    try:
-        sent_at = int(timestamp)
-    except ValueError:
+    # Unix seconds in ASCII digits, as Slack sends them: int() also reads "+1", "1_0" and other scripts'
+    # digits, and 400 digits overflowed the float comparison below (a 503, before the signature was checked).
+    if not _TIMESTAMP.fullmatch(timestamp):
         return "malformed X-Slack-Request-Timestamp"
+    sent_at = int(timestamp)
     if abs(now - sent_at) > window:
         return "stale request: timestamp outside the 5-minute replay window"
     expected = slack_signature(secret, timestamp, body)
@@ -82,8 +85,10 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
     if not raw:
         raise ValueError("payload: missing form field")
     try:
-        payload = json.loads(raw[0])
-    except json.JSONDecodeError as exc:
+        # orjson, as the API parses bodies: nesting past 1024 levels is a JSONDecodeError, where json.loads
+        # raised RecursionError (a 503).
+        payload = orjson.loads(raw[0])
+    except orjson.JSONDecodeError as exc:
         raise ValueError(f"payload: not JSON ({exc.msg})") from exc
     if not isinstance(payload, dict):
         raise ValueError("payload: must be a JSON object")

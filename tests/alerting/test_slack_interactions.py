@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -21,7 +22,11 @@ from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
 from alerting.scenarios import fleet_inventory, node_failure
-from alerting.slack_interactions import slack_interaction_routes, slack_signature
+from alerting.slack_interactions import (
+    slack_interaction_routes,
+    slack_signature,
+    verify_slack_signature,
+)
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
@@ -181,9 +186,46 @@ def test_missing_signature_headers_are_refused(
 
 
 @pytest.mark.parametrize(
+    "timestamp",
+    [
+        lambda now: "9" * 400,
+        lambda now: f"{now}.0",
+        lambda now: f"+{now}",
+        lambda now: f"{now // 10}_{now % 10}",
+    ],
+    ids=["400-digits", "decimal", "plus-sign", "underscore"],
+)
+def test_a_timestamp_that_is_not_plain_unix_seconds_is_refused_before_the_signature(
+    client: TestClient,
+    clock: FakeClock,
+    actions: RecordingActions,
+    timestamp: Callable[[int], str],
+) -> None:
+    """Slack sends ASCII digits; what else ``int()`` reads (or overflows a float with) is refused as 401."""
+    body = button_body(ACTION_ACKNOWLEDGE)
+    sent = timestamp(int(clock.time()))
+    headers = {**signed(body, 0), "X-Slack-Request-Timestamp": sent}
+    headers["X-Slack-Signature"] = slack_signature(SECRET, sent, body)  # signed: only the form is wrong
+    response = client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 401
+    assert "malformed X-Slack-Request-Timestamp" in response.json()["error"]
+    assert actions.calls == []
+
+
+def test_a_timestamp_in_other_digits_is_malformed_even_when_signed(clock: FakeClock) -> None:
+    """``int()`` reads Arabic-Indic digits (HTTP headers are Latin-1, but the check must not rely on it)."""
+    body = button_body(ACTION_ACKNOWLEDGE)
+    sent = str(int(clock.time())).translate(str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩"))
+    headers = {"x-slack-request-timestamp": sent, "x-slack-signature": slack_signature(SECRET, sent, body)}
+    problem = verify_slack_signature(SECRET, headers, body, clock.time())
+    assert problem == "malformed X-Slack-Request-Timestamp"
+
+
+@pytest.mark.parametrize(
     ("body", "field"),
     [
         (b"nothing=here", "payload: missing"),
+        (b"payload=" + b"[" * 50_000, "payload: not JSON"),  # json.loads' RecursionError was a 503
         (urlencode({"payload": "{not json"}).encode(), "payload: not JSON"),
         (
             urlencode({"payload": json.dumps({"type": "block_actions", "actions": []})}).encode(),
@@ -200,7 +242,7 @@ def test_missing_signature_headers_are_refused(
             "payload.actions[0].value",
         ),
     ],
-    ids=["no-payload", "not-json", "no-user", "no-incident-id"],
+    ids=["no-payload", "nested-too-deep", "not-json", "no-user", "no-incident-id"],
 )
 def test_a_malformed_payload_is_a_400_naming_the_field(
     client: TestClient, clock: FakeClock, body: bytes, field: str
