@@ -23,10 +23,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from alerting.ingest import NAME_LIMIT, stored_text
 from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
-from gpuwarden.errors import GpuwardenError
+from gpuwarden.errors import GpuwardenError, InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
 
 logger = logging.getLogger(__name__)
@@ -94,10 +95,7 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
         raise ValueError("payload: must be a JSON object")
     if payload.get("type") != "block_actions":
         return []
-    user = payload.get("user")
-    if not isinstance(user, dict) or not (user.get("username") or user.get("id")):
-        raise ValueError("payload.user: missing")
-    who = f"slack:{user.get('username') or user.get('id')}"
+    who = _who(payload.get("user"))
     actions = payload.get("actions")
     if not isinstance(actions, list):
         raise ValueError("payload.actions: must be a list")
@@ -110,6 +108,29 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
             raise ValueError(f"payload.actions[{i}].value: missing incident id")
         presses.append(ButtonPress(action["action_id"], value, who))
     return presses
+
+
+def _who(user: Any) -> str:
+    """``slack:<username>``, or ``slack:<user id>`` when the username is not what the incident API takes as
+    ``by`` (a non-empty string without NUL, at most ``NAME_LIMIT`` characters with the prefix).
+
+    The request is signed by Slack, so the press is someone's: refusing it would fail a real button, and a
+    truncated name would not be theirs. The id is Slack's stable name for the person. Neither usable: 400.
+    """
+    if not isinstance(user, dict) or not (user.get("username") or user.get("id")):
+        raise ValueError("payload.user: missing")
+    for key in ("username", "id"):
+        name = user.get(key)
+        if not isinstance(name, str) or not name.strip():
+            continue
+        try:
+            return stored_text(f"slack:{name}", "by", NAME_LIMIT)
+        except InputError as exc:
+            logger.warning("slack user %s not stored as by (%s); trying the next", key, exc.message)
+    raise ValueError(
+        "payload.user: neither username nor id is a name gpuwarden can record (a non-empty string"
+        f" without NUL, at most {NAME_LIMIT - len('slack:')} characters)"
+    )
 
 
 def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], object]]:

@@ -252,6 +252,45 @@ def test_a_malformed_payload_is_a_400_naming_the_field(
     assert field in response.json()["error"]
 
 
+def _pressed_by(user: object) -> bytes:
+    payload = {
+        "type": "block_actions",
+        "user": user,
+        "actions": [{"action_id": ACTION_ACKNOWLEDGE, "value": "inc-r07", "type": "button"}],
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+@pytest.mark.parametrize(
+    "username",
+    ["u" * 500, "u\x00x", {"a": 1}, "  "],
+    ids=["too-long", "nul", "object", "blank"],
+)
+def test_a_username_the_api_would_refuse_as_by_gives_way_to_the_user_id(
+    client: TestClient, clock: FakeClock, actions: RecordingActions, username: object
+) -> None:
+    """The request is Slack's (signed): the press counts, recorded as the Slack user id, which the incident
+    API's ``by`` takes (a truncated name would not be theirs; PostgreSQL refuses a NUL or 129 characters)."""
+    body = _pressed_by({"id": "U123", "username": username})
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 200, response.text
+    assert actions.calls == [("acknowledge", "inc-r07", "slack:U123", None)]
+
+
+@pytest.mark.parametrize(
+    "user",
+    [{"id": "U" * 200, "username": "u" * 200}, {"id": 5}, {"id": "U\x00", "username": None}],
+    ids=["both-too-long", "id-a-number", "id-with-nul"],
+)
+def test_a_user_without_a_usable_name_or_id_is_a_400(
+    client: TestClient, clock: FakeClock, actions: RecordingActions, user: object
+) -> None:
+    body = _pressed_by(user)
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 400 and "payload.user" in response.json()["error"]
+    assert actions.calls == []
+
+
 def test_unknown_incident_and_refused_action_are_reported_not_crashed(
     client: TestClient, clock: FakeClock
 ) -> None:
