@@ -13,17 +13,31 @@ from alerting.matchers import Matcher, all_match, parse_matcher
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import ConfigError, InputError
 
-_DURATION = re.compile(r"(\d+)(ms|[wdhms])")
+# Prometheus' duration syntax (amtool's): ASCII digits, each unit at most once, largest first ("1h1h" and
+# "30m1h" are not durations; \d took other scripts' digits). Its "y" unit is not taken.
+_DURATION = re.compile(
+    r"(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
+)
 MAX_DURATION_SECONDS = 366 * 86400.0
-_UNIT_SECONDS = {"w": 604800.0, "d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_SECONDS = {  # in the order of the groups of _DURATION
+    "w": 604800.0,
+    "d": 86400.0,
+    "h": 3600.0,
+    "m": 60.0,
+    "s": 1.0,
+    "ms": 0.001,
+}
 
 
 def parse_duration(text: str, field: str = "duration") -> float:
     """Seconds in a Prometheus/amtool duration: ``90m``, ``1h30m``, ``2d``, ``1w``; positive."""
-    parts = _DURATION.findall(text)
-    if not parts or "".join(n + u for n, u in parts) != text.strip():
+    parsed = _DURATION.fullmatch(text)
+    if parsed is None or not text:
         raise InputError(f"{text!r} is not a duration like 30m, 1h or 1h30m", field=field)
-    seconds = sum(int(n) * _UNIT_SECONDS[u] for n, u in parts)
+    # float, not int: int() refuses more than 4300 digits (a ValueError), float() reads them as inf.
+    seconds = sum(
+        float(n) * unit for n, unit in zip(parsed.groups(), _UNIT_SECONDS.values(), strict=True) if n
+    )
     if seconds <= 0:
         raise InputError(f"{text!r} is not a positive duration", field=field)
     if seconds > MAX_DURATION_SECONDS:

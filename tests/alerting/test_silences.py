@@ -48,13 +48,27 @@ def test_incident_silence_mutes_members_of_that_incident_only() -> None:
 
 @pytest.mark.parametrize(
     ("text", "seconds"),
-    [("90m", 5400.0), ("1h30m", 5400.0), ("2d", 172800.0), ("1w", 604800.0), ("45s", 45.0), ("500ms", 0.5)],
+    [
+        ("90m", 5400.0),
+        ("1h30m", 5400.0),
+        ("2d", 172800.0),
+        ("1w", 604800.0),
+        ("45s", 45.0),
+        ("500ms", 0.5),
+        ("1d12h", 129600.0),
+        ("1m5s250ms", 65.25),
+    ],
 )
 def test_durations_are_read_as_amtool_writes_them(text: str, seconds: float) -> None:
     assert parse_duration(text) == seconds
 
 
-@pytest.mark.parametrize("text", ["", "1.5h", "h", "0s", "-1h", "1h 30m", "1y", "60", "100000000w"])
+@pytest.mark.parametrize(
+    "text",
+    ["", "1.5h", "h", "0s", "-1h", "1h 30m", "1y", "60", "100000000w", "1h1h", "30m1h", "\u0663h", " 1h",
+     "9" * 5000 + "s"],
+    ids=lambda text: text if len(text) < 20 else "5000-digits",
+)  # fmt: skip
 def test_a_duration_that_is_not_one_is_refused_naming_the_field(text: str) -> None:
     with pytest.raises(InputError) as err:
         parse_duration(text)
