@@ -36,6 +36,7 @@ from alerting.store_models import AlertRow
 from gpuwarden import __version__
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
+from gpuwarden.params import single
 
 RECEIVER = "gpuwarden"  # every alert reaches the incident engine
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Alertmanager writes "no time"
@@ -117,9 +118,9 @@ class AlertmanagerApi:
 
     async def _alerts(self, request: Request) -> list[tuple[dict[str, Any], str | None]]:
         params = request.query_params
-        show = {name: _flag(params.get(name), name) for name in ("active", "silenced", "inhibited")}
+        show = {name: _flag(single(params, name), name) for name in ("active", "silenced", "inhibited")}
         filters = _filters(params.getlist("filter"))
-        receiver = params.get("receiver")
+        receiver = single(params, "receiver")
         if receiver is not None and not _receiver_matches(receiver):
             return []  # every alert has the one receiver
         rows = await run_in_threadpool(self.engine.store.firing_alerts)

@@ -50,7 +50,7 @@ from gpuwarden.httpbody import BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
 from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
-from gpuwarden.params import choice, positive
+from gpuwarden.params import choice, positive, single
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
@@ -247,9 +247,9 @@ class _Handlers:
         ``X-Total-Count`` says how many match without the cap.
         """
         params = request.query_params
-        state = choice(params.get("state"), "state", [s.value for s in IncidentState])
-        priority = choice(params.get("priority"), "priority", [p.value for p in Priority])
-        limit = positive(params.get("limit"), "limit")
+        state = choice(single(params, "state"), "state", [s.value for s in IncidentState])
+        priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
+        limit = positive(single(params, "limit"), "limit")
         store = self.engine.store
         rows = await run_in_threadpool(lambda: store.list_rows(state, priority=priority, limit=limit))
         total = (

@@ -20,7 +20,7 @@ from alerting.ingest import parse_json
 from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.errors import InputError
-from gpuwarden.params import choice, positive
+from gpuwarden.params import choice, positive, single
 
 STATUSES = (PENDING, SENDING, SENT, FAILED)
 DEFAULT_LIMIT = 100
@@ -60,9 +60,10 @@ class OutboxApi:
     async def list_messages(self, request: Request) -> Response:
         """Counts per status and the newest messages, optionally of one status or incident."""
         outbox = self._outbox()
-        status = choice(request.query_params.get("status"), "status", STATUSES)
-        limit = positive(request.query_params.get("limit", str(DEFAULT_LIMIT)), "limit", MAX_MESSAGES)
-        incident = request.query_params.get("incident")
+        params = request.query_params
+        status = choice(single(params, "status"), "status", STATUSES)
+        limit = positive(single(params, "limit", str(DEFAULT_LIMIT)), "limit", MAX_MESSAGES)
+        incident = single(params, "incident")
 
         def read() -> dict[str, Any]:
             messages = outbox.messages(status, incident, limit=limit or DEFAULT_LIMIT)

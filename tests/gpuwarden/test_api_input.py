@@ -5,8 +5,10 @@ from __future__ import annotations
 import pytest
 
 from alerting.engine import IncidentEngine
-from tests.gpuwarden.api_client import AUTH, TestClient
-from tests.gpuwarden.api_error import error_field
+from alerting.outbox import Outbox
+from gpuwarden.clock import FakeClock
+from tests.gpuwarden.api_client import AUTH, TestClient, api_client
+from tests.gpuwarden.api_error import error_field, error_text
 
 # Each is a valid RFC 3339 time whose instant in UTC is past year 9999 or before year 1: Python's datetime
 # cannot hold it (Go's can: Alertmanager would take it).
@@ -81,3 +83,30 @@ def test_a_silence_without_created_by_or_comment_gets_gpuwardens_defaults(client
     assert made.status_code == 200, made.text
     (silence,) = client.get("/api/v2/silences").json()
     assert (silence["createdBy"], silence["comment"], "maintenance" in silence) == ("api", "", False)
+
+
+@pytest.mark.parametrize(
+    ("path", "name", "values"),
+    [
+        ("/api/v1/incidents", "limit", ["1", "2"]),
+        ("/api/v1/incidents", "state", ["triggered", "resolved"]),
+        ("/api/v1/incidents", "priority", ["P0", "P0"]),
+        ("/api/v2/alerts", "active", ["true", "false"]),
+        ("/api/v2/alerts/groups", "silenced", ["false", "true"]),
+        ("/api/v2/alerts", "inhibited", ["true", "true"]),
+        ("/api/v2/alerts", "receiver", ["gpuwarden", "other"]),
+        ("/api/v1/outbox", "limit", ["1", "2"]),
+        ("/api/v1/outbox", "status", ["failed", "sent"]),
+        ("/api/v1/outbox", "incident", ["inc-1", "inc-2"]),
+    ],
+    ids=lambda v: v if isinstance(v, str) else None,
+)
+def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
+    engine: IncidentEngine, path: str, name: str, values: list[str]
+) -> None:
+    """``?limit=1&limit=2`` took one of the two silently; which one the caller meant is not clear."""
+    with api_client(engine, outbox=Outbox(engine.store.engine, [], FakeClock())) as client:
+        assert client.get(path, params={name: values[0]}).status_code == 200
+        twice = client.get(path, params={name: values})
+        assert (twice.status_code, error_field(twice)) == (400, name), twice.text
+        assert "given 2 times" in error_text(twice)
