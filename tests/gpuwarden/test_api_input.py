@@ -110,3 +110,32 @@ def test_a_single_valued_query_parameter_given_twice_is_refused_naming_it(
         twice = client.get(path, params={name: values})
         assert (twice.status_code, error_field(twice)) == (400, name), twice.text
         assert "given 2 times" in error_text(twice)
+
+
+@pytest.mark.parametrize("maintenance", [False, True], ids=["silence", "maintenance-window"])
+def test_a_silence_until_the_last_representable_time_works_end_to_end(
+    client: TestClient, engine: IncidentEngine, maintenance: bool
+) -> None:
+    """Alertmanager has no longest silence (its maintainers refused one, prometheus/alertmanager#941), so
+    neither has gpuwarden (an incident's silence is a duration, capped at a year): nothing computes past
+    its end."""
+    forever = {**SILENCE, "endsAt": "9999-12-31T23:59:59.999999Z", "maintenance": maintenance}
+    made = client.post("/api/v2/silences", json=forever, headers=AUTH)
+    assert made.status_code == 200, made.text
+    silence_id = made.json()["silenceID"]
+    alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r02-n03"}}
+    assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200
+    (listed,) = client.get("/api/v2/alerts").json()
+    assert listed["status"]["silencedBy"] == [silence_id]
+    assert client.get("/api/v1/incidents").json() == []
+    engine.clock.advance(400 * 86400)  # type: ignore[attr-defined]
+    engine.tick()
+    engine.prune()
+    (shown,) = client.get("/api/v2/silences").json()
+    assert (shown["endsAt"], shown["status"]["state"]) == ("9999-12-31T23:59:59.999999Z", "active")
+    moved = {**forever, "id": silence_id, "comment": "still planned"}
+    assert client.post("/api/v2/silences", json=moved, headers=AUTH).json()["silenceID"] == silence_id
+    assert client.post("/api/v2/alerts", json=[alert], headers=AUTH).status_code == 200  # firing still
+    assert client.delete(f"/api/v2/silence/{silence_id}", headers=AUTH).status_code == 200
+    engine.tick()
+    assert len(client.get("/api/v1/incidents").json()) == 1  # the alert it held back, once it ended
