@@ -14,12 +14,12 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
-from urllib.parse import urlsplit
 
 import httpx
 
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
+from gpuwarden.urls import url_problem
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 MAX_REQUESTS = 1_000_000
@@ -43,13 +43,13 @@ class LoadPlan:
 
     def validate(self) -> None:
         """Raise ``InputError`` naming the field when the plan is unsafe or meaningless."""
-        parts = urlsplit(self.url)
-        if parts.scheme not in {"http", "https"}:
-            raise InputError(f"expected an http:// URL, got {self.url!r}", field="url")
-        if parts.hostname not in LOCAL_HOSTS:
+        problem = url_problem(self.url)
+        if problem is not None:  # urlsplit raised ValueError for http://[::1 and dropped a newline
+            raise InputError(f"not a valid URL ({problem})", field="url")
+        host = httpx.URL(self.url).host
+        if host not in LOCAL_HOSTS:
             raise InputError(
-                f"loadgen only targets this machine (127.0.0.1, ::1, localhost), not {parts.hostname!r}",
-                field="url",
+                f"loadgen only targets this machine (127.0.0.1, ::1, localhost), not {host!r}", field="url"
             )
         if not 1 <= self.requests <= MAX_REQUESTS:
             raise InputError(f"must be between 1 and {MAX_REQUESTS}", field="requests")

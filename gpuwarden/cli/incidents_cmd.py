@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.urls import url_problem
+
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
 console = Console()
 err_console = Console(stderr=True)
@@ -27,7 +29,20 @@ UrlOption = Annotated[
 ]
 
 
+def checked_url(url: str) -> str:
+    """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2."""
+    problem = url_problem(url)
+    if problem is not None:
+        err_console.print(
+            f"[red]error:[/red] --url {escape(repr(url))}: not a valid URL ({escape(problem)})",
+            soft_wrap=True,
+        )
+        raise typer.Exit(2)
+    return url
+
+
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
+    checked_url(url)
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from exporters.loadgen import LoadPlan, run_load
+from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.sim import build_fleet
@@ -103,7 +104,7 @@ def loadgen(
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99."""
     plan = LoadPlan(
-        url=url,
+        url=checked_url(url),
         requests=requests,
         duration_seconds=duration,
         rate=rate,

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
@@ -57,7 +58,7 @@ def inject(
             payload[name] = value
     if param:
         payload["params"] = dict(_param(p) for p in param)
-    target = url.rstrip("/") + "/sim/faults"
+    target = checked_url(url).rstrip("/") + "/sim/faults"
     try:
         response = httpx.post(target, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:

@@ -62,8 +62,18 @@ def test_percentile_of_nothing_is_nan_not_zero() -> None:
         "http://127.0.0.1.nip.io:80",
         "ftp://127.0.0.1/",
         "127.0.0.1:80",
+        "http://[::1",
+        "http://127.0.0.1:1\n",  # urlsplit dropped the newline, and httpx raised InvalidURL at run time
     ],
-    ids=["public-host", "private-ip", "lookalike-host", "ftp-scheme", "no-scheme"],
+    ids=[
+        "public-host",
+        "private-ip",
+        "lookalike-host",
+        "ftp-scheme",
+        "no-scheme",
+        "ipv6-unclosed",
+        "newline",
+    ],
 )
 def test_non_local_targets_are_refused_with_the_url_named(url: str) -> None:
     with pytest.raises(InputError) as err:

@@ -213,3 +213,38 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
         assert twice.exit_code == 1 and "already resolved" in twice.stderr
         missing = runner.invoke(app, ["incidents", "resolve", "inc-none", *base])
         assert missing.exit_code == 1 and "HTTP 404" in missing.stderr
+
+
+BAD_URLS = {
+    "ipv6-unclosed": "http://[::1",
+    "newline": "http://127.0.0.1:1\n",
+    "hostname-300": "http://" + "a" * 300 + ".com",  # the idna codec refuses labels over 63
+    "port-99999": "http://127.0.0.1:99999",
+    "ftp": "ftp://127.0.0.1",
+}
+
+
+@pytest.mark.parametrize("url", BAD_URLS.values(), ids=BAD_URLS.keys())
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["incidents", "list"],
+        ["incidents", "ack", "inc-1"],
+        ["inventory", "nodes"],
+        ["outbox", "list"],
+        ["sim", "inject", "xid"],
+        ["loadgen"],
+    ],
+    ids=["list", "ack", "inventory", "outbox", "sim-inject", "loadgen"],
+)
+def test_a_malformed_url_is_named_with_exit_2_not_a_traceback(argv: list[str], url: str) -> None:
+    result = runner.invoke(app, [*argv, "--url", url])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    said = " ".join(result.stderr.split())
+    assert f"error: --url {url!r}: not a valid URL (" in said, said
+
+
+def test_a_malformed_url_from_gpuwarden_url_is_named_too(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("GPUWARDEN_URL", "http://[::1")
+    result = runner.invoke(app, ["incidents", "list"])
+    assert result.exit_code == 2 and "not a valid URL" in result.stderr, result.output
