@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import orjson
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import URL, Engine, create_engine, event, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase
 
 
@@ -31,13 +32,22 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
+def store_url(db: str) -> URL:
+    """The SQLAlchemy URL of a store URL or plain SQLite path. One that does not parse is an ``ArgumentError``
+    (a database gpuwarden cannot use), where make_url raised ValueError (``postgresql://u@[::1/x``), which
+    ``serve`` did not expect: a traceback."""
+    try:
+        return make_url(db if "://" in db else f"sqlite:///{db}")
+    except ValueError as exc:
+        raise ArgumentError(f"not a valid URL ({exc})") from exc
+
+
 def make_engine(url: str) -> Engine:
     """An engine for a SQLAlchemy URL or a plain SQLite path; SQLite gets WAL, commits survive SIGKILL."""
-    if "://" not in url:
-        url = f"sqlite:///{url}"
-    sqlite = url.startswith("sqlite")
+    parsed = store_url(url)
+    sqlite = parsed.get_backend_name() == "sqlite"
     engine = create_engine(
-        url,
+        parsed,
         future=True,
         pool_pre_ping=not sqlite,  # a file cannot drop the connection; a server can
         json_serializer=_json_dumps,

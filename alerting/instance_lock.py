@@ -29,9 +29,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, make_url, text
+from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
+
+from alerting.db import store_url
 
 logger = logging.getLogger(__name__)
 
@@ -217,7 +219,7 @@ def store_lock(db: str, me: str) -> Lock | None:
 
     Raises ``ArgumentError`` for a database gpuwarden does not support, before anything is created.
     """
-    url = make_url(db if "://" in db else f"sqlite:///{db}")
+    url = store_url(db)
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             return None

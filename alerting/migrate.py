@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Engine, make_url
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from alerting.db import make_engine
+from alerting.db import make_engine, store_url
 from gpuwarden.errors import ConfigError
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
@@ -72,13 +73,16 @@ def open_store(url: str, field: str = "api.db") -> Engine:
 
 
 def _shown(url: str) -> str:
-    """The URL with its password hidden."""
+    """The URL with its password hidden, in one that does not parse too."""
     if "://" not in url:
         return url
     try:
-        return make_url(url).render_as_string(hide_password=True)
+        return store_url(url).render_as_string(hide_password=True)
     except ArgumentError:
-        return url
+        return _PASSWORD.sub(r"\1***@", url)
+
+
+_PASSWORD = re.compile(r"(://[^:/@]*:)[^/@]*@")  # user:password@ of a URL, as make_url would see it
 
 
 def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:

@@ -127,3 +127,12 @@ def test_a_database_gpuwarden_does_not_support_is_refused_before_any_lock_file_i
 def test_only_a_postgresql_lock_can_be_lost_while_the_process_lives(tmp_path: Path) -> None:
     assert not _locks(tmp_path).can_be_lost
     assert InstanceLocks.for_server("postgresql+psycopg://u@127.0.0.1:1/x", tmp_path / "j").can_be_lost
+
+
+def test_a_store_url_that_does_not_parse_is_refused_as_unusable_before_any_lock_file_is_made(
+    tmp_path: Path,
+) -> None:
+    """SQLAlchemy's make_url raised ValueError for it, which serve did not expect: a traceback."""
+    with pytest.raises(ArgumentError, match="not a valid URL"):
+        InstanceLocks.for_server("postgresql+psycopg://u@[::1/x", tmp_path / "journal")
+    assert not (tmp_path / "journal").exists()

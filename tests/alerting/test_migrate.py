@@ -10,7 +10,8 @@ from sqlalchemy import inspect, text
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
-from alerting.migrate import NewerSchema, alembic_config, upgrade
+from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
+from gpuwarden.errors import ConfigError
 
 
 def test_upgrade_creates_the_store_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -53,3 +54,12 @@ def test_a_database_migrated_by_a_newer_version_is_refused_naming_both_revisions
         upgrade(engine)
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert (err.value.revision, err.value.head) == ("0099_future", head)
+
+
+def test_a_store_url_that_does_not_parse_is_a_config_error_with_its_password_hidden() -> None:
+    url = "postgresql+psycopg://u:hunter2@[::1/x"
+    with pytest.raises(ConfigError) as err:
+        open_store(url)
+    said = str(err.value)
+    assert err.value.field == "api.db" and "not a valid URL" in said, said
+    assert "hunter2" not in said and "u:***@[::1/x" in said
