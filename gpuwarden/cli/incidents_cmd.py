@@ -46,6 +46,12 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:
+        if not (token.isascii() and token.isprintable()):  # httpx raised UnicodeEncodeError sending it
+            err_console.print(
+                "[red]error:[/red] GPUWARDEN_API_TOKEN holds characters an HTTP header cannot carry"
+                " (a token is printable ASCII)"
+            )
+            raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=10.0, **kwargs)
@@ -53,21 +59,29 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         err_console.print(f"[red]error:[/red] cannot reach {url}: {escape(str(exc))}")
         raise typer.Exit(2) from exc
     if response.status_code >= 400:
-        try:
-            data = response.json()
-        except ValueError:
-            data = None
-        # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string.
-        message = (
-            data.get("error", response.text)
-            if isinstance(data, dict)
-            else data
-            if isinstance(data, str)
-            else response.text
-        )
-        err_console.print(f"[red]error:[/red] HTTP {response.status_code}: {escape(str(message))}")
+        err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
         raise typer.Exit(1)
     return response
+
+
+def _refusal(response: httpx.Response, token: str | None) -> str:
+    """What an error answer says, and what to check when that alone does not help: a 401 sent without a
+    token, or an answer that is not gpuwarden's (a plain 404 said "HTTP 404: " and no more)."""
+    try:
+        data = response.json()
+    except ValueError:
+        data = None
+    # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string.
+    if isinstance(data, dict) and isinstance(data.get("error"), str):
+        message, ours = data["error"], True
+    elif isinstance(data, str):
+        message, ours = data, True
+    else:
+        message, ours = response.text.strip() or "an empty answer", False
+    said = f"HTTP {response.status_code}: {message}"
+    if response.status_code == 401 and not token:
+        return f"{said}; GPUWARDEN_API_TOKEN is {'empty' if token == '' else 'not set'}"
+    return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
 
 
 def api_json(method: str, url: str, path: str, shape: type, **kwargs: Any) -> Any:

@@ -248,3 +248,51 @@ def test_a_malformed_url_from_gpuwarden_url_is_named_too(monkeypatch: pytest.Mon
     monkeypatch.setenv("GPUWARDEN_URL", "http://[::1")
     result = runner.invoke(app, ["incidents", "list"])
     assert result.exit_code == 2 and "not a valid URL" in result.stderr, result.output
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
+def test_a_401_without_a_token_says_gpuwarden_api_token_is_not_set(
+    monkeypatch: pytest.MonkeyPatch, token: str | None
+) -> None:
+    if token is None:
+        monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    else:
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    stub = _Stub(401, b'{"error": "missing or wrong bearer token"}')
+    try:
+        result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "HTTP 401: missing or wrong bearer token" in said, said
+    assert f"GPUWARDEN_API_TOKEN is {'empty' if token == '' else 'not set'}" in said, said
+
+
+def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(
+        "GPUWARDEN_API_TOKEN", "t\u00f6ken"
+    )  # headers are ASCII: httpx raised UnicodeEncodeError
+    result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 2 and isinstance(result.exception, SystemExit), result.output
+    assert "GPUWARDEN_API_TOKEN" in result.stderr
+
+
+@pytest.mark.parametrize("body", [b"", b"Not Found", b"<html>404</html>"], ids=["empty", "text", "html"])
+def test_an_error_that_is_not_gpuwardens_asks_whether_url_is_a_gpuwarden_serve(body: bytes) -> None:
+    stub = _Stub(404, body)
+    try:
+        result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "HTTP 404" in said and "is --url a gpuwarden serve?" in said, said
+
+
+def test_gpuwardens_own_404_names_what_is_missing_without_the_hint() -> None:
+    stub = _Stub(404, b'{"error": "no incident inc-1", "field": "incident_id"}')
+    try:
+        result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert "HTTP 404: no incident inc-1" in said and "--url" not in said, said
