@@ -62,6 +62,7 @@ def score(
     from anomaly.univariate import read_series_csv, score_many, write_scored_csv  # noqa: PLC0415
 
     try:
+        _not_the_input(output, input_path)
         cfg = _thresholds(config)
         series = read_series_csv(input_path)
         scored = score_many([series], ThresholdParams.from_config(cfg), cfg.resolve_after)[0]
@@ -70,6 +71,17 @@ def score(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{output}: {len(series.values)} rows, {int(scored.raised.sum())} alerts")
+
+
+def _not_the_input(output: Path, input_path: Path) -> None:
+    """Refuse an ``--output`` that is the ``--input`` file (by another name or link too): writing the scores
+    replaced the series they came from."""
+    try:
+        same = output.samefile(input_path)
+    except OSError:  # no output yet (or no input, which reading it says): not the same file
+        return
+    if same:
+        raise InputError(f"{output} is the --input file; write the scores to another file", field="--output")
 
 
 @evaluate_app.command("nab")

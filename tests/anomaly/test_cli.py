@@ -230,3 +230,20 @@ def test_evaluate_nab_names_a_bad_windows_file(tmp_path, windows, message):
     result = runner.invoke(app, args)
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and message in output and "Traceback" not in output, output
+
+
+@pytest.mark.parametrize("spelling", ["same", "dotted", "symlink", "hardlink"])
+def test_score_refuses_an_output_that_is_its_input_and_leaves_the_input_alone(tmp_path, spelling):
+    src = tmp_path / "in.csv"
+    write_series(src)
+    before = src.read_bytes()
+    out = {"same": src, "dotted": tmp_path / "." / "in.csv"}.get(spelling, tmp_path / "other.csv")
+    if spelling == "symlink":
+        out.symlink_to(src)
+    elif spelling == "hardlink":
+        out.hardlink_to(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1, result.output
+    said = " ".join(result.stderr.split())
+    assert "--output" in said and "is the --input file" in said, said
+    assert src.read_bytes() == before
