@@ -64,11 +64,9 @@ class Silence:
     comment: str = ""
     kind: SilenceKind = SilenceKind.SILENCE
     incident_id: str | None = None
-
-    @property
-    def configured(self) -> bool:
-        """A maintenance window of the configuration file (it lives in the config, not in the store)."""
-        return self.kind is SilenceKind.MAINTENANCE and self.created_by == "config"
+    # A maintenance window of the configuration file: it lives in the config, not in the store. Not read
+    # from ``created_by``: a window posted through the API may say "config" too.
+    configured: bool = False
 
     def state(self, now: datetime) -> str:
         """Alertmanager's silence state: pending, active or expired."""
@@ -152,6 +150,7 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
             created_by="config",
             comment=w.comment,
             kind=SilenceKind.MAINTENANCE,
+            configured=True,
         )
         for k, w in enumerate(cfg.maintenance_windows)
     ]

@@ -539,6 +539,18 @@ def test_a_maintenance_window_read_and_posted_back_stays_a_window(client: TestCl
     assert client.get(f"/api/v2/silence/{again}").json()["maintenance"] is True
 
 
+def test_a_window_posted_by_createdby_config_is_a_stored_silence_not_a_configured_one(
+    client: TestClient,
+) -> None:
+    # Only the config file's windows are configured; the API's, whatever createdBy says, are stored:
+    # listed once, and expired like any silence.
+    posted = {**SILENCE, "maintenance": True, "createdBy": "config"}
+    sid = client.post("/api/v2/silences", json=posted, headers=AUTH).json()["silenceID"]
+    assert [s["id"] for s in client.get("/api/v2/silences").json()].count(sid) == 1
+    assert client.delete(f"/api/v2/silence/{sid}", headers=AUTH).status_code == 200
+    assert client.get(f"/api/v2/silence/{sid}").json()["status"]["state"] == "expired"
+
+
 def test_updating_an_expired_silence_makes_a_new_one(client: TestClient) -> None:
     first = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
     client.delete(f"/api/v2/silence/{first}", headers=AUTH)
