@@ -1,6 +1,6 @@
 """The metric-family table: every family the exporter can emit, with its help, type and NVML source.
 
-DCGM-compatible families keep dcgm-exporter's exact names (and its units: MiB, MHz, W, mJ, us) so that
+DCGM-compatible families keep dcgm-exporter's exact names (and its units: MiB, MHz, W, mJ, ns) so that
 Grafana dashboard 12239 and existing alert rules work unchanged. Families that DCGM lacks use the
 ``gpuwarden_`` prefix, base units and ``_total`` on counters. The dashboards stage may read this table.
 """
@@ -166,33 +166,33 @@ CLOCK_THROTTLE_REASONS = _g(
 )
 POWER_VIOLATION = _c(
     "DCGM_FI_DEV_POWER_VIOLATION",
-    "Throttling duration due to power constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_POWER (ns / 1000)",
+    "Throttling duration due to power constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_POWER",
 )
 THERMAL_VIOLATION = _c(
     "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "Throttling duration due to thermal constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_THERMAL (ns / 1000)",
+    "Throttling duration due to thermal constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_THERMAL",
 )
 SYNC_BOOST_VIOLATION = _c(
     "DCGM_FI_DEV_SYNC_BOOST_VIOLATION",
-    "Throttling duration due to sync-boost constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_SYNC_BOOST (ns / 1000)",
+    "Throttling duration due to sync-boost constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_SYNC_BOOST",
 )
 BOARD_LIMIT_VIOLATION = _c(
     "DCGM_FI_DEV_BOARD_LIMIT_VIOLATION",
-    "Throttling duration due to board limit constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT (ns / 1000)",
+    "Throttling duration due to board limit constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT",
 )
 LOW_UTIL_VIOLATION = _c(
     "DCGM_FI_DEV_LOW_UTIL_VIOLATION",
-    "Throttling duration due to low utilization (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION (ns / 1000)",
+    "Throttling duration due to low utilization (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION",
 )
 RELIABILITY_VIOLATION = _c(
     "DCGM_FI_DEV_RELIABILITY_VIOLATION",
-    "Throttling duration due to reliability constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns / 1000)",
+    "Throttling duration due to reliability constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_RELIABILITY",
 )
 PROF_GR_ENGINE_ACTIVE = _g(
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
@@ -313,12 +313,12 @@ FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
     (45, NVLINK_CRC_DATA, 1.0),  # NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL
     (52, NVLINK_REPLAY, 1.0),  # NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL
     (59, NVLINK_RECOVERY, 1.0),  # NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL
-    (74, POWER_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_POWER (ns -> us)
-    (75, THERMAL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_THERMAL
-    (76, SYNC_BOOST_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_SYNC_BOOST
-    (77, BOARD_LIMIT_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT
-    (78, LOW_UTIL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION
-    (79, RELIABILITY_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY
+    (74, POWER_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_POWER (ns)
+    (75, THERMAL_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_THERMAL (ns)
+    (76, SYNC_BOOST_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_SYNC_BOOST (ns)
+    (77, BOARD_LIMIT_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT (ns)
+    (78, LOW_UTIL_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION (ns)
+    (79, RELIABILITY_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns)
     (230, RECOVERY_ACTION, 1.0),  # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION
 )
 # Summed into DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL (KiB): NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX.

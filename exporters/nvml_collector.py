@@ -397,7 +397,7 @@ class NvmlCollector:
             if fid not in got:  # drivers without the perf-policy fields still answer the old call
                 status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
                 if status is not None:
-                    out.add(family, labels, float(status.violationTime) / 1000.0)
+                    out.add(family, labels, float(status.violationTime))  # ns, as the field
 
     # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
 

@@ -55,7 +55,9 @@ FIELDS: dict[int, tuple[int, Getter]] = {
     pynvml.NVML_FI_DEV_REMAPPED_PENDING: (_UINT, _state("remap_pending")),
     pynvml.NVML_FI_DEV_REMAPPED_FAILURE: (_UINT, _state("remap_failure")),
     pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: (_UINT, _state("recovery_action")),
+    # Throttle durations in ns, as NVML reports them (NVML_FI_DEV_PERF_POLICY_POWER is the same id, 74).
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP: (_ULL, _state("violation_power_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_THERMAL: (_ULL, _state("violation_thermal_ns")),
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN: (
         _ULL,
         lambda g: g.state.violation_thermal_ns if g.state.clock_reasons & REASON_SW_THERMAL else 0,

@@ -297,3 +297,42 @@ def test_a_down_node_reports_no_gpu_as_if_its_exporter_were_gone(nvml: SimNvml, 
     fleet.reboot_node(NODE)
     up = scrape(collector)
     assert [value(up, "gpuwarden_gpu_up", each) for each in labels] == [1.0] * 8
+
+
+class _FieldUnsupported:
+    """The simulated NVML with some field ids answering NotSupported (a driver without them)."""
+
+    def __init__(self, inner: SimNvml, field_ids: set[int]) -> None:
+        self._inner = inner
+        self._ids = field_ids
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+        values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+        for fv in values:
+            if fv.fieldId in self._ids:
+                fv.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
+
+
+@pytest.mark.parametrize("fallback", [False, True], ids=["field", "violation-status"])
+def test_throttle_durations_are_nanoseconds_as_dcgm_exports_them(
+    nvml: SimNvml, fleet: Any, clock: FakeClock, fallback: bool
+) -> None:
+    # NVML and DCGM count throttled time in ns; dcgm-exporter passes DCGM's value on unchanged, so
+    # rate(DCGM_FI_DEV_THERMAL_VIOLATION[5m]) / 1e9 is the throttled share of time on either exporter.
+    fleet.inject(parse_fault({"kind": "hw_thermal_slowdown", "node": NODE, "gpu": 3}))
+    clock.advance(10)
+    source: Any = _FieldUnsupported(nvml, {pynvml.NVML_FI_DEV_PERF_POLICY_THERMAL}) if fallback else nvml
+    families = NvmlCollector(source, hostname=NODE).collect()
+    registry = CollectorRegistry()
+    registry.register(_Snapshot(families))
+    handle = nvml.nvmlDeviceGetHandleByIndex(3)
+    status = nvml.nvmlDeviceGetViolationStatus(handle, pynvml.NVML_PERF_POLICY_THERMAL)
+    throttled = value(registry, "DCGM_FI_DEV_THERMAL_VIOLATION", gpu_labels(registry, 3))
+    assert throttled == status.violationTime
+    assert throttled is not None and 9e9 <= throttled <= 11e9  # 10 s of throttling, in ns
+    help_text = next(m.documentation for m in families if m.name == "DCGM_FI_DEV_THERMAL_VIOLATION")
+    assert "(in ns)" in help_text
