@@ -78,7 +78,16 @@ MEM_COPY_UTIL = _g(
 ENC_UTIL = _g("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", "nvmlDeviceGetEncoderUtilization")
 DEC_UTIL = _g("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", "nvmlDeviceGetDecoderUtilization")
 FB_FREE = _g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "nvmlDeviceGetMemoryInfo.free")
-FB_USED = _g("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "nvmlDeviceGetMemoryInfo.used")
+FB_USED = _g(
+    "DCGM_FI_DEV_FB_USED",
+    "Framebuffer memory used (in MiB).",
+    "nvmlDeviceGetMemoryInfo(nvmlMemory_v2).used: without the reserved memory (old drivers: v1, with it)",
+)
+FB_RESERVED = _g(
+    "DCGM_FI_DEV_FB_RESERVED",
+    "Framebuffer memory reserved (in MiB).",
+    "nvmlDeviceGetMemoryInfo(nvmlMemory_v2).reserved",
+)
 FB_TOTAL = _g("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", "nvmlDeviceGetMemoryInfo.total")
 XID_ERRORS = _g(
     "DCGM_FI_DEV_XID_ERRORS",

@@ -36,12 +36,14 @@ logger = logging.getLogger(__name__)
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
+ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
 _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _MIG_ENABLED = 1
+_MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"  # the key of the v2 call (pynvml: version=nvmlMemory_v2)
 _FIELD_IDS = [fid for fid, _, _ in fams.FIELD_FAMILIES] + list(fams.NVLINK_THROUGHPUT_FIELDS)
 # (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
 _VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
@@ -209,32 +211,52 @@ class NvmlCollector:
 
     def _call(self, name: str, *args: Any) -> Any:
         """Call one NVML function; None when its series must be left out. GPU loss raises ``_GpuLost``."""
-        if name in self._missing:
-            return None
+        return self._attempt(name, name, *args)[0]
+
+    def _attempt(self, key: str, name: str, *args: Any) -> tuple[Any, int | None]:
+        """(result, None) or (None, NVML error code): ``_call`` for callers that act on the code.
+
+        ``key`` names the call in the error counter and in the retired set (a versioned call such as
+        ``nvmlDeviceGetMemoryInfo_v2`` is retired on its own, not with its unversioned name).
+        """
+        if key in self._missing:
+            return None, FUNCTION_NOT_FOUND
         fn = getattr(self._nvml, name, None)
         if fn is None:
-            self._missing.add(name)
-            self._count_error(name, "FunctionNotFound")
-            return None
-        self.current_call = name
+            self._missing.add(key)
+            self._count_error(key, "FunctionNotFound")
+            return None, FUNCTION_NOT_FOUND
+        self.current_call = key
         try:
             result = fn(*args)
             self._answers += 1
-            return result
+            return result, None
         except pynvml.NVMLError as exc:
             code = getattr(exc, "value", None)
             if code == NOT_SUPPORTED:
                 self._answers += 1
-                return None
+                return None, code
             if code in LOST_CODES:
-                raise _GpuLost(name, code) from exc
+                raise _GpuLost(key, code) from exc
             if code == FUNCTION_NOT_FOUND:
-                logger.warning("nvml function missing, degrading function=%s host=%s", name, self.hostname)
-                self._missing.add(name)
-            self._count_error(name, error_name(code))
-            return None
+                logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
+                self._missing.add(key)
+            self._count_error(key, error_name(code))
+            return None, code
         finally:
             self.current_call = None
+
+    def _memory(self, handle: Any) -> Any:
+        """Framebuffer info: v2 (``used`` without the driver's reserved memory, as DCGM reads it), else v1."""
+        version = getattr(self._nvml, "nvmlMemory_v2", pynvml.nvmlMemory_v2)
+        mem, code = self._attempt(_MEMORY_V2, "nvmlDeviceGetMemoryInfo", handle, version)
+        if code is None:
+            return mem
+        if code == ARGUMENT_VERSION_MISMATCH:
+            self._missing.add(_MEMORY_V2)  # a driver that does not know the v2 struct: v1 from now on
+        elif code not in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+            return None  # a real error, counted: leave the series out rather than switch meaning for a pass
+        return self._call("nvmlDeviceGetMemoryInfo", handle)
 
     # --- discovery --------------------------------------------------------------------------------
 
@@ -310,11 +332,13 @@ class NvmlCollector:
         if util is not None:
             out.add(fams.GPU_UTIL, labels, util.gpu)
             out.add(fams.MEM_COPY_UTIL, labels, util.memory)
-        mem = call("nvmlDeviceGetMemoryInfo", h)
+        mem = self._memory(h)
         if mem is not None:
             out.add(fams.FB_FREE, labels, mem.free // _MIB)
             out.add(fams.FB_USED, labels, mem.used // _MIB)
             out.add(fams.FB_TOTAL, labels, mem.total // _MIB)
+            if hasattr(mem, "reserved"):
+                out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
         for family, args in (
             (fams.GPU_TEMP, ("nvmlDeviceGetTemperature", h, _TEMPERATURE_GPU)),
             (fams.SM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_SM)),
@@ -453,10 +477,12 @@ class NvmlCollector:
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
             labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi)}
-            mem = self._call("nvmlDeviceGetMemoryInfo", mig)
+            mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
                 out.add(fams.FB_USED, labels, mem.used // _MIB)
+                if hasattr(mem, "reserved"):
+                    out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
                 gpm = gpu.mig_gpm.setdefault(int(gi), _Gpm(self._new_metrics_get()))
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))

@@ -124,7 +124,8 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         return pynvml.c_nvmlUtilization_t(int(s.util_gpu + 0.5), int(s.util_mem + 0.5))
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:
-        """Framebuffer total/free/used in bytes (``c_nvmlMemory_t``, or ``_v2_t`` with ``version``)."""
+        """Framebuffer in bytes: ``c_nvmlMemory_t``, whose ``used`` counts the driver's reserved memory, or
+        with ``version=nvmlMemory_v2`` a ``c_nvmlMemory_v2_t``, whose ``used`` leaves it to ``reserved``."""
         dev = self._dev(handle, "nvmlDeviceGetMemoryInfo", mig_ok=True)
         total = dev.mig.memory_total if dev.mig else dev.gpu.model.memory_total
         used = dev.gpu.state.fb_used
@@ -132,6 +133,8 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
             used = min(total, int(used * dev.mig.memory_total / dev.gpu.model.memory_total))
         if not version:
             return pynvml.c_nvmlMemory_t(total, total - used, used)
+        if version != pynvml.nvmlMemory_v2:
+            raise pynvml.NVMLError_ArgumentVersionMismatch()
         memory = pynvml.c_nvmlMemory_v2_t()
         memory.version = version
         memory.total = total

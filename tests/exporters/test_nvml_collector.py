@@ -336,3 +336,78 @@ def test_throttle_durations_are_nanoseconds_as_dcgm_exports_them(
     assert throttled is not None and 9e9 <= throttled <= 11e9  # 10 s of throttling, in ns
     help_text = next(m.documentation for m in families if m.name == "DCGM_FI_DEV_THERMAL_VIOLATION")
     assert "(in ns)" in help_text
+
+
+def test_an_idle_gpu_uses_no_framebuffer_and_shows_the_driver_reserve_apart(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    # DCGM reads NVML's v2 memory info: FB_USED leaves out what the driver reserves (about 0.6 GiB on an
+    # H200), which is DCGM_FI_DEV_FB_RESERVED; "FB_USED == 0" finds idle GPUs on either exporter.
+    fleet.drain_node(NODE)
+    clock.advance(120)
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    reserved = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0), pynvml.nvmlMemory_v2).reserved
+    assert value(registry, "DCGM_FI_DEV_FB_USED", labels) == 0
+    assert value(registry, "DCGM_FI_DEV_FB_RESERVED", labels) == reserved // 2**20 > 0
+
+
+def test_a_busy_gpu_splits_its_framebuffer_into_used_reserved_and_free(nvml: SimNvml) -> None:
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    busy = [i for i in range(8) if (value(registry, "DCGM_FI_DEV_FB_USED", gpu_labels(registry, i)) or 0) > 0]
+    assert busy, "the simulated node runs no workload"
+    labels = gpu_labels(registry, busy[0])
+    v1 = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(busy[0]))
+    used = value(registry, "DCGM_FI_DEV_FB_USED", labels)
+    reserved = value(registry, "DCGM_FI_DEV_FB_RESERVED", labels)
+    assert used is not None and reserved is not None
+    assert abs(used + reserved - v1.used / 2**20) <= 1  # v1's used is both together
+    free = value(registry, "DCGM_FI_DEV_FB_FREE", labels)
+    total = value(registry, "DCGM_FI_DEV_FB_TOTAL", labels)
+    assert free is not None and total is not None and abs(used + reserved + free - total) <= 2
+
+
+class _NoMemoryV2:
+    """A driver older than nvmlDeviceGetMemoryInfo_v2: pynvml raises FunctionNotFound for the v2 call."""
+
+    def __init__(self, inner: SimNvml, error: type[Exception]) -> None:
+        self._inner = inner
+        self._error = error
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:
+        if version:
+            raise self._error()
+        return self._inner.nvmlDeviceGetMemoryInfo(handle)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pynvml.NVMLError_FunctionNotFound,
+        pynvml.NVMLError_NotSupported,
+        pynvml.NVMLError_ArgumentVersionMismatch,
+    ],
+    ids=["FunctionNotFound", "NotSupported", "ArgumentVersionMismatch"],
+)
+def test_without_the_v2_memory_call_the_v1_numbers_are_served(nvml: SimNvml, error: type[Exception]) -> None:
+    collector = NvmlCollector(_NoMemoryV2(nvml, error), hostname=NODE)
+    collector.collect()
+    registry = scrape(collector)
+    labels = gpu_labels(registry, 0)
+    v1 = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0))
+    assert value(registry, "DCGM_FI_DEV_FB_USED", labels) == v1.used // 2**20
+    assert value(registry, "DCGM_FI_DEV_FB_RESERVED", labels) is None
+
+
+def test_a_transient_error_of_the_v2_memory_call_does_not_switch_to_v1(nvml: SimNvml) -> None:
+    nvml.fail("nvmlDeviceGetMemoryInfo", pynvml.NVMLError_Unknown, gpu_index=0, times=1)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    first = scrape(collector)
+    assert value(first, "DCGM_FI_DEV_FB_USED", gpu_labels(first, 0)) is None  # left out, counted
+    errors = {"Hostname": NODE, "function": "nvmlDeviceGetMemoryInfo_v2", "error": "Unknown"}
+    assert value(first, "gpuwarden_nvml_call_errors_total", errors) == 1.0
+    second = scrape(collector)
+    assert value(second, "DCGM_FI_DEV_FB_RESERVED", gpu_labels(second, 0)) is not None  # v2 again

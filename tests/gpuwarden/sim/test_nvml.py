@@ -70,6 +70,18 @@ def test_gauges_have_pynvml_shapes(nvml: SimNvml) -> None:
     assert nvml.nvmlDeviceGetRemappedRows(handle) == (0, 0, 0, 0)
 
 
+def test_memory_v2_splits_used_from_reserved_and_checks_its_struct_version(nvml: SimNvml) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    v1 = nvml.nvmlDeviceGetMemoryInfo(handle)
+    v2 = nvml.nvmlDeviceGetMemoryInfo(handle, pynvml.nvmlMemory_v2)
+    assert v2.version == pynvml.nvmlMemory_v2
+    assert (v2.total, v2.free) == (v1.total, v1.free)
+    assert v2.used + v2.reserved == v1.used
+    assert v2.total == v2.used + v2.reserved + v2.free
+    with pytest.raises(pynvml.NVMLError_ArgumentVersionMismatch):
+        nvml.nvmlDeviceGetMemoryInfo(handle, version=1)  # NVML checks the struct's version
+
+
 def test_retired_pages_are_not_supported_on_hopper(nvml: SimNvml) -> None:
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     with pytest.raises(pynvml.NVMLError_NotSupported):
