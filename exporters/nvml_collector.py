@@ -17,6 +17,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -317,7 +318,7 @@ class NvmlCollector:
                 except _GpuLost as lost:
                     out.rollback(mark)
                     self._count_error(lost.function, error_name(lost.code))
-                    gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+                    self._forget_gpm(gpu)
             out.add(fams.GPU_UP, gpu.own, up)
             self._add_xids(gpu, out)
         if self._resolver is not None:
@@ -427,12 +428,25 @@ class NvmlCollector:
 
     def _gpm(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
         if not gpu.gpm_checked:
-            gpu.gpm_checked = True
-            support = self._call("nvmlGpmQueryDeviceSupport", gpu.handle)
-            if support is not None and support.isSupportedDevice:
-                gpu.gpm = _Gpm(self._new_metrics_get())
+            name = "nvmlGpmQueryDeviceSupport"
+            support, code = self._attempt(name, name, gpu.handle)
+            # Only an answer settles it (yes, or NotSupported / an old driver: no). Any other error (Unknown,
+            # Timeout: common while a GPU recovers) is counted and the question asked again next pass.
+            if code in (None, NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+                gpu.gpm_checked = True
+                if support is not None and support.isSupportedDevice:
+                    gpu.gpm = _Gpm(self._new_metrics_get())
         if gpu.gpm is not None:
             self._gpm_sample(gpu.gpm, out, labels, "nvmlGpmSampleGet", gpu.handle)
+
+    def _forget_gpm(self, gpu: _Gpu) -> None:
+        """Free a GPU's GPM samples (NVML allocates them) and ask about GPM support again when it is back."""
+        for gpm in ([gpu.gpm] if gpu.gpm is not None else []) + list(gpu.mig_gpm.values()):
+            for sample in (gpm.prev, gpm.spare):
+                if sample is not None:
+                    with contextlib.suppress(_GpuLost):  # host memory: freed or not, the handle is dropped
+                        self._call("nvmlGpmSampleFree", sample)
+        gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
 
     def _new_metrics_get(self) -> Any:
         mg = self._metrics_get_type()

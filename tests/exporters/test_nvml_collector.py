@@ -411,3 +411,48 @@ def test_a_transient_error_of_the_v2_memory_call_does_not_switch_to_v1(nvml: Sim
     assert value(first, "gpuwarden_nvml_call_errors_total", errors) == 1.0
     second = scrape(collector)
     assert value(second, "DCGM_FI_DEV_FB_RESERVED", gpu_labels(second, 0)) is not None  # v2 again
+
+
+def prof_gpus(registry: CollectorRegistry) -> set[str]:
+    return {
+        s.labels["gpu"] for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_PROF_SM_ACTIVE"
+    }
+
+
+def test_a_transient_error_asking_for_gpm_support_is_asked_again(nvml: SimNvml, clock: FakeClock) -> None:
+    # One Unknown from nvmlGpmQueryDeviceSupport (a GPU recovering answers so) used to turn the profiling
+    # families off for that GPU until the exporter restarted.
+    nvml.fail("nvmlGpmQueryDeviceSupport", pynvml.NVMLError_Unknown, gpu_index=0, times=1)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+        clock.advance(5)
+    assert prof_gpus(registry) == {str(i) for i in range(8)}
+
+
+def test_not_supported_gpm_is_not_asked_again(nvml: SimNvml, clock: FakeClock) -> None:
+    nvml.fail("nvmlGpmQueryDeviceSupport", pynvml.NVMLError_NotSupported, gpu_index=0, times=1)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+        clock.advance(5)
+    assert "0" not in prof_gpus(registry)
+
+
+def test_a_lost_gpu_frees_its_gpm_samples_and_profiles_again_after_a_reset(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(2):
+        collector.collect()
+        clock.advance(5)
+    held = nvml.gpm_samples_allocated
+    assert held == 16  # two per GPU, swapped each collection
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": NODE, "gpu": 1}))
+    collector.collect()
+    assert nvml.gpm_samples_allocated == held - 2
+    fleet.reset_gpu(NODE, 1)
+    for _ in range(2):
+        clock.advance(5)
+        registry = scrape(collector)
+    assert "1" in prof_gpus(registry) and nvml.gpm_samples_allocated == held
