@@ -94,10 +94,16 @@ XID_ERRORS = _g(
     "Value of the last XID error encountered (0: none since the exporter started).",
     "nvmlEventSetWait (XidCriticalError)",
 )
-NVLINK_BANDWIDTH_TOTAL = _c(
+NVLINK_BANDWIDTH_TOTAL = _g(
     "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
-    "Total NVLink data traffic, transmitted plus received, for all links (in KiB).",
-    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX + _RX",
+    "NVLink data throughput, transmitted plus received, all links, since the previous collection "
+    "(in MB/s, as DCGM computes it: MiB/s).",
+    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX + _RX (scopeId UINT_MAX: all links), difference / time",
+)
+NVLINK_DATA_BYTES = _c(
+    "gpuwarden_nvlink_data_bytes",
+    "NVLink data payload over all links of the GPU, by direction (NVML's counter, from driver load).",
+    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX (scopeId UINT_MAX) x 1024",
 )
 ECC_SBE_VOL = _c(
     "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
@@ -330,8 +336,10 @@ FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
     (79, RELIABILITY_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns)
     (230, RECOVERY_ACTION, 1.0),  # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION
 )
-# Summed into DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL (KiB): NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX.
-NVLINK_THROUGHPUT_FIELDS = (138, 139)
+# NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX (cumulative KiB). Their scopeId is a link id; UINT_MAX asks
+# for the sum of all links (nvml.h), which DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL and the byte counters need.
+NVLINK_ALL_LINKS = 0xFFFFFFFF
+NVLINK_THROUGHPUT_FIELDS = ((138, NVLINK_ALL_LINKS, "tx"), (139, NVLINK_ALL_LINKS, "rx"))
 
 # GPM metric ids (NVML_GPM_METRIC_*) and the DCGM profiling family each feeds (value / 100 = ratio).
 GPM_FAMILIES: tuple[tuple[int, Family], ...] = (

@@ -45,13 +45,15 @@ _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _MIG_ENABLED = 1
 _MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"  # the key of the v2 call (pynvml: version=nvmlMemory_v2)
-_FIELD_IDS = [fid for fid, _, _ in fams.FIELD_FAMILIES] + list(fams.NVLINK_THROUGHPUT_FIELDS)
+_FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMILIES]
+_FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
 # (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
 _VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
-_FIELD_NAMES = {fid: fam.name for fid, fam, _ in fams.FIELD_FAMILIES} | {
-    138: "NVLINK_THROUGHPUT_DATA_TX",
-    139: "NVLINK_THROUGHPUT_DATA_RX",
-}
+_FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
+    "NVLINK_THROUGHPUT_DATA_TX",
+    "NVLINK_THROUGHPUT_DATA_RX",
+]
+_KIB = 1024
 
 
 class ProcessResolver(Protocol):
@@ -126,6 +128,7 @@ class _Gpu:
     gpm: _Gpm | None = None
     gpm_checked: bool = False
     mig_gpm: dict[int, _Gpm] = field(default_factory=dict)
+    nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
 
 
 class _Out:
@@ -396,33 +399,46 @@ class NvmlCollector:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
         if values is None:
             return
-        throughput: list[float] = []
+        throughput: list[tuple[float, int]] = []
         got: set[int] = set()
         n_families = len(fams.FIELD_FAMILIES)
         for i, fv in enumerate(values):
             ret = int(fv.nvmlReturn)
             if ret == NOT_SUPPORTED:
                 continue
-            fid = _FIELD_IDS[i]
             if ret in LOST_CODES:
                 raise _GpuLost("nvmlDeviceGetFieldValues", ret)
             if ret != 0:
-                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[fid]})", error_name(ret))
+                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
             value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
-            got.add(fid)
             if i < n_families:
-                _, family, scale = fams.FIELD_FAMILIES[i]
+                fid, family, scale = fams.FIELD_FAMILIES[i]
+                got.add(fid)
                 out.add(family, gpu.own if not family.dcgm else labels, value * scale)
             else:
-                throughput.append(value)
+                throughput.append((value, int(fv.timestamp)))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
-            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, sum(throughput))
+            self._nvlink(gpu, out, labels, throughput)
         for fid, policy, family in _VIOLATION_FALLBACK:
             if fid not in got:  # drivers without the perf-policy fields still answer the old call
                 status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
                 if status is not None:
                     out.add(family, labels, float(status.violationTime))  # ns, as the field
+
+    def _nvlink(self, gpu: _Gpu, out: _Out, labels: dict[str, str], kib: list[tuple[float, int]]) -> None:
+        """NVLink byte counters, and DCGM's bandwidth: the rate between two reads of them, as DCGM does.
+
+        DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is not a counter in DCGM, whatever dcgm-exporter's CSV says: DCGM
+        differences NVML's cumulative KiB and divides by the time between reads (its unit is "MB/s"; measured
+        against known copies it is MiB/s). The first read, and a read after a counter reset, have no rate.
+        """
+        for (_, _, direction), (value, _) in zip(fams.NVLINK_THROUGHPUT_FIELDS, kib, strict=True):
+            out.add(fams.NVLINK_DATA_BYTES, _with(gpu.own, "direction", direction), value * _KIB)
+        total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
+        prev, gpu.nvlink_prev = gpu.nvlink_prev, (total, at_us)
+        if prev is not None and at_us > prev[1] and total >= prev[0]:
+            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
     # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
 

@@ -44,10 +44,6 @@ FIELDS: dict[int, tuple[int, Getter]] = {
     pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: (_ULL, _link_total(2)),
     pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(3)),
     pynvml.NVML_FI_DEV_NVLINK_ECC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(4)),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: (_ULL, _state("nvlink_tx_kib")),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: (_ULL, _state("nvlink_rx_kib")),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: (_ULL, lambda g: int(g.state.nvlink_tx_kib * 1.06)),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: (_ULL, lambda g: int(g.state.nvlink_rx_kib * 1.06)),
     pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C0_TOTAL: (_ULL, _state("nvlink_tx_kib")),
     pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C1_TOTAL: (_ULL, _state("nvlink_rx_kib")),
     pynvml.NVML_FI_DEV_REMAPPED_COR: (_UINT, _state("remap_corr")),
@@ -70,6 +66,32 @@ FIELDS: dict[int, tuple[int, Getter]] = {
         _ULL,
         lambda g: g.state.violation_power_ns if g.state.clock_reasons & REASON_HW_POWER_BRAKE else 0,
     ),
+}
+
+# NVLink throughput counters (cumulative KiB): ``scopeId`` is a link id, or UINT_MAX for the sum of all
+# links (nvml.h). The simulator spreads a GPU's traffic evenly over its active links.
+ALL_LINKS = 0xFFFFFFFF
+ScopedGetter = Callable[[SimGpu, int], int | None]
+
+
+def _throughput(name: str, overhead: float = 1.0) -> ScopedGetter:
+    def get(g: SimGpu, scope: int) -> int | None:
+        total = float(getattr(g.state, name)) * overhead
+        if scope == ALL_LINKS:
+            return int(total)
+        if not 0 <= scope < len(g.nvlink_up):
+            return None  # no such link: InvalidArgument
+        active = sum(g.nvlink_up)
+        return int(total / active) if active and g.nvlink_up[scope] else 0
+
+    return get
+
+
+SCOPED_FIELDS: dict[int, ScopedGetter] = {
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: _throughput("nvlink_tx_kib"),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: _throughput("nvlink_rx_kib"),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: _throughput("nvlink_tx_kib", 1.06),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: _throughput("nvlink_rx_kib", 1.06),
 }
 
 # Per-link NVLink error fields: (first id of links 0-5, first id of links 6-11 or None, counter index).
@@ -106,6 +128,7 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
     put = _raw_setattr  # pynvml's printable __setattr__ costs more than the value itself
     for i, requested in enumerate(field_ids):
         slot = values[i]
+        scope_id = 0
         if isinstance(requested, tuple | list):
             field_id, scope_id = requested
             put(slot, "scopeId", scope_id)
@@ -113,6 +136,16 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
             field_id = requested
         put(slot, "fieldId", field_id)
         put(slot, "timestamp", now_us)
+        scoped = SCOPED_FIELDS.get(field_id)
+        if scoped is not None:
+            got = scoped(gpu, scope_id) if gpu.nvlink_up else None
+            if got is None:
+                bad = pynvml.NVML_ERROR_INVALID_ARGUMENT if gpu.nvlink_up else not_supported
+                put(slot, "nvmlReturn", bad)
+            else:
+                put(slot, "valueType", _ULL)
+                slot.value.ullVal = got
+            continue
         entry = FIELDS.get(field_id)
         if entry is None:
             if field_id in RETIRED_FIELDS and gpu.model.retired_pages:

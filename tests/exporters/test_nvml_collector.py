@@ -456,3 +456,24 @@ def test_a_lost_gpu_frees_its_gpm_samples_and_profiles_again_after_a_reset(
         clock.advance(5)
         registry = scrape(collector)
     assert "1" in prof_gpus(registry) and nvml.gpm_samples_allocated == held
+
+
+def test_nvlink_bandwidth_is_the_rate_over_all_links_as_dcgm_computes_it(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    # DCGM differences NVML's cumulative KiB counters (TX + RX, scopeId UINT_MAX = every link) and divides
+    # by the time between reads: MB/s (MiB/s), a gauge. A bare field id reads link 0 only.
+    state = fleet.gpu(NODE, 0).state
+    collector = NvmlCollector(nvml, hostname=NODE)
+    first = scrape(collector)
+    assert value(first, "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", gpu_labels(first, 0)) is None  # one read
+    before = state.nvlink_tx_kib + state.nvlink_rx_kib
+    clock.advance(10)
+    registry = scrape(collector)
+    after = state.nvlink_tx_kib + state.nvlink_rx_kib
+    rate = value(registry, "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", gpu_labels(registry, 0))
+    assert rate == pytest.approx((after - before) / 10 / 1024, rel=1e-3)
+    assert rate > 1000  # a training GPU moves GB/s over NVLink
+    own = gpu_labels(registry, 0, own=True)
+    tx = value(registry, "gpuwarden_nvlink_data_bytes_total", {**own, "direction": "tx"})
+    assert tx == pytest.approx(int(state.nvlink_tx_kib) * 1024)

@@ -82,6 +82,21 @@ def test_memory_v2_splits_used_from_reserved_and_checks_its_struct_version(nvml:
         nvml.nvmlDeviceGetMemoryInfo(handle, version=1)  # NVML checks the struct's version
 
 
+def test_nvlink_throughput_fields_are_per_link_or_all_links_by_scope(nvml: SimNvml, clock: FakeClock) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(30)
+    tx = pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX
+    links = nvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT])[0].value.uiVal
+    values = nvml.nvmlDeviceGetFieldValues(handle, [(tx, 0xFFFFFFFF)] + [(tx, link) for link in range(links)])
+    total, per_link = values[0].value.ullVal, [v.value.ullVal for v in values[1:]]
+    assert total > 0 and values[0].scopeId == 0xFFFFFFFF
+    assert abs(sum(per_link) - total) <= links  # each link rounds down
+    bare = nvml.nvmlDeviceGetFieldValues(handle, [tx])[0]  # scopeId 0: link 0
+    assert bare.value.ullVal == per_link[0] < total
+    beyond = nvml.nvmlDeviceGetFieldValues(handle, [(tx, links)])[0]
+    assert beyond.nvmlReturn == pynvml.NVML_ERROR_INVALID_ARGUMENT
+
+
 def test_retired_pages_are_not_supported_on_hopper(nvml: SimNvml) -> None:
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     with pytest.raises(pynvml.NVMLError_NotSupported):
