@@ -263,6 +263,21 @@ XID_LAST_SEEN = _g(
     "When the exporter last received this XID code from the GPU (Unix seconds).",
     "nvmlEventSetWait receipt time",
 )
+XID_WATCHER_UP = _g(
+    "gpuwarden_xid_watcher_up",
+    "1 while this host's XID watcher waits on its NVML event set; 0 when it has none (XIDs are not seen).",
+    "XidWatcher",
+)
+XID_WATCHER_GPUS = _g(
+    "gpuwarden_xid_watcher_gpus",
+    "GPUs registered for XID events; fewer than count(gpuwarden_gpu_up == 1) means some XIDs are not seen.",
+    "XidWatcher",
+)
+XID_WATCHER_ERRORS = _c(
+    "gpuwarden_xid_watcher_errors",
+    "Failed NVML event-set creations, XID registrations and event waits of the XID watcher.",
+    "XidWatcher",
+)
 PROCESS_MEMORY = _g(
     "gpuwarden_process_memory_used_bytes",
     "GPU memory used by one process, with its pod or Slurm job when known.",

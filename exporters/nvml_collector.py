@@ -29,7 +29,7 @@ from prometheus_client.samples import Sample
 
 from exporters import fields as fams
 from exporters.attribution import PodRef, ProcessIdentity, process_labels, workload_labels
-from exporters.xid import XidLedger
+from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
@@ -175,10 +175,12 @@ class NvmlCollector:
         xids: XidLedger | None = None,
         resolver: ProcessResolver | None = None,
         pods: PodAssignments | None = None,
+        watcher: XidWatcher | None = None,
     ) -> None:
         self._nvml = nvml
         self.hostname = hostname
         self._xids = xids
+        self._watcher = watcher
         self._resolver = resolver
         self._pods = pods
         self._gpus: list[_Gpu] = []
@@ -205,6 +207,11 @@ class NvmlCollector:
         for (function, error), count in self._errors.items():
             labels = {"Hostname": self.hostname, "function": function, "error": error}
             out.add(fams.NVML_CALL_ERRORS, labels, count)
+        if self._watcher is not None:
+            host = {"Hostname": self.hostname}
+            out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)
+            out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
+            out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
         return out.families()
 
     # --- NVML calls -------------------------------------------------------------------------------
@@ -265,33 +272,51 @@ class NvmlCollector:
     # --- discovery --------------------------------------------------------------------------------
 
     def _discover(self, count: int) -> None:
+        """(Re)build the GPU list. A GPU that cannot be identified now keeps what an earlier read said."""
+        known = {gpu.index: gpu for gpu in self._gpus}
         gpus = []
         for index in range(count):
-            handle = uuid = None
-            name = bus = ""
-            minor: Any = index
-            try:
-                handle = self._call("nvmlDeviceGetHandleByIndex", index)
-                if handle is not None:
-                    uuid = self._call("nvmlDeviceGetUUID", handle)
-                    name = self._call("nvmlDeviceGetName", handle) or ""
-                    pci = self._call("nvmlDeviceGetPciInfo", handle)
-                    bus = pci.busId if pci is not None else ""
-                    got = self._call("nvmlDeviceGetMinorNumber", handle)
-                    minor = index if got is None else got
-            except _GpuLost as lost:
-                self._count_error(lost.function, error_name(lost.code))
-            labels = {
-                "gpu": str(index),
-                "UUID": _text(uuid or ""),
-                "pci_bus_id": _text(bus),
-                "device": f"nvidia{minor}",
-                "modelName": _text(name),
-                "Hostname": self.hostname,
-            }
+            handle, uuid, labels = self._identify(index)
+            prev = known.pop(index, None)
+            if prev is not None and (not uuid or uuid == prev.uuid):
+                # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
+                # series do not turn into UUID="" ones while it is lost, and its per-GPU state.
+                prev.handle = handle if handle is not None else prev.handle
+                gpus.append(prev)
+                continue
+            if prev is not None:
+                self._forget_gpm(prev)
             own = {k: v for k, v in labels.items() if k != "modelName"}
             gpus.append(_Gpu(index, handle, labels["UUID"], labels, own))
+        for gone in known.values():
+            self._forget_gpm(gone)
         self._gpus = gpus
+
+    def _identify(self, index: int) -> tuple[Any, str, dict[str, str]]:
+        """(handle, UUID or "", DCGM labels) of GPU ``index``, as far as NVML answers."""
+        handle = uuid = None
+        name = bus = ""
+        minor: Any = index
+        try:
+            handle = self._call("nvmlDeviceGetHandleByIndex", index)
+            if handle is not None:
+                uuid = self._call("nvmlDeviceGetUUID", handle)
+                name = self._call("nvmlDeviceGetName", handle) or ""
+                pci = self._call("nvmlDeviceGetPciInfo", handle)
+                bus = pci.busId if pci is not None else ""
+                got = self._call("nvmlDeviceGetMinorNumber", handle)
+                minor = index if got is None else got
+        except _GpuLost as lost:
+            self._count_error(lost.function, error_name(lost.code))
+        labels = {
+            "gpu": str(index),
+            "UUID": _text(uuid or ""),
+            "pci_bus_id": _text(bus),
+            "device": f"nvidia{minor}",
+            "modelName": _text(name),
+            "Hostname": self.hostname,
+        }
+        return handle, labels["UUID"], labels
 
     def _collect(self, out: _Out) -> None:
         start, answers = out.mark(), self._answers
@@ -318,6 +343,8 @@ class NvmlCollector:
                     # A GPU that gave not one series (every call failed: the driver is wedged) did not
                     # answer: it is not up, even though no call said it was lost.
                     up = 1.0 if out.size() > sum(mark.values()) else 0.0
+                    if up and self._watcher is not None:
+                        self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
                 except _GpuLost as lost:
                     out.rollback(mark)
                     self._count_error(lost.function, error_name(lost.code))

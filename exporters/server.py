@@ -8,7 +8,8 @@ for it (Prometheus does) and falls back to the text format 0.0.4. Extra routes (
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Route
 
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporters.xid import XidWatcher
 
 
 def wants_openmetrics(accept: str) -> bool:
@@ -28,8 +30,36 @@ def wants_openmetrics(accept: str) -> bool:
     return False
 
 
-def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The Starlette app serving ``loop``'s exposition."""
+def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> dict[str, Any]:
+    """What ``/healthz`` says: stale hosts, collection ticks, and each host's XID watcher.
+
+    ``degraded``: metrics are served but XIDs are not all seen (a watcher without its event set).
+    """
+    stale = loop.stale_hosts()
+    body: dict[str, Any] = {"status": "stale" if stale else "ok", "stale_hosts": stale, "ticks": loop.ticks}
+    if xid_watchers:
+        body["xid_watchers"] = {
+            host: {
+                "watching": w.watching,
+                "gpus": w.registered,
+                "errors": w.errors,
+                "last_error": w.last_error,
+            }
+            for host, w in xid_watchers.items()
+        }
+        if not stale and not all(w.watching for w in xid_watchers.values()):
+            body["status"] = "degraded"
+    return body
+
+
+def create_app(
+    loop: CollectionLoop,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    xid_watchers: Mapping[str, XidWatcher] | None = None,
+) -> Starlette:
+    """The Starlette app serving ``loop``'s exposition; ``/healthz`` also reports the XID watchers."""
+    watchers = dict(xid_watchers or {})
 
     async def metrics(request: Request) -> Response:
         snapshot = loop.exposition
@@ -41,8 +71,7 @@ def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) 
         return Response(snapshot.openmetrics if openmetrics else snapshot.text, media_type=content_type)
 
     async def healthz(request: Request) -> JSONResponse:
-        stale = loop.stale_hosts()
-        return JSONResponse({"status": "stale" if stale else "ok", "stale_hosts": stale, "ticks": loop.ticks})
+        return JSONResponse(health(loop, watchers))
 
     async def index(request: Request) -> PlainTextResponse:
         return PlainTextResponse("gpuwarden exporter: see /metrics and /healthz\n")

@@ -14,6 +14,7 @@ from starlette.routing import Route
 from exporters.collection import CollectionLoop
 from exporters.nvml_collector import NvmlCollector
 from exporters.server import create_app, wants_openmetrics
+from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import SimNvml
 
@@ -112,3 +113,19 @@ def test_accept_header_parsing() -> None:
     assert not wants_openmetrics("application/openmetrics-text;q=0, text/plain")
     assert not wants_openmetrics("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
     assert not wants_openmetrics("")
+
+
+def test_healthz_shows_each_xid_watcher_and_degrades_without_one(nvml: SimNvml, clock: FakeClock) -> None:
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=5)
+    loop.run_once()
+    client = AsgiClient(create_app(loop, xid_watchers={NODE: watcher}))
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded"  # never started: no event set, XIDs are not seen
+    assert body["xid_watchers"][NODE]["watching"] is False
+    watcher.register()
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["xid_watchers"][NODE] == {"watching": True, "gpus": 8, "errors": 0, "last_error": ""}
