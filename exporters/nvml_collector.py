@@ -31,6 +31,7 @@ from exporters import fields as fams
 from exporters.attribution import PodRef, ProcessIdentity, process_labels, workload_labels
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.errors import SourceError
+from gpuwarden.xid import xid_catalog
 
 logger = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ _FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
     "NVLINK_THROUGHPUT_DATA_RX",
 ]
 _KIB = 1024
+# DCGM-only labels: gpuwarden's own families leave them out (promtool rejects camelCase; join on UUID).
+_DCGM_ONLY_LABELS = frozenset({"modelName", "DCGM_FI_DRIVER_VERSION"})
 
 
 class ProcessResolver(Protocol):
@@ -129,6 +132,7 @@ class _Gpu:
     gpm_checked: bool = False
     mig_gpm: dict[int, _Gpm] = field(default_factory=dict)
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
+    workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
 
 
 class _Out:
@@ -184,6 +188,7 @@ class NvmlCollector:
         self._resolver = resolver
         self._pods = pods
         self._gpus: list[_Gpu] = []
+        self._driver: str | bytes | None = None
         self._missing: set[str] = set()
         self._errors: dict[tuple[str, str], int] = {}
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
@@ -274,6 +279,7 @@ class NvmlCollector:
     def _discover(self, count: int) -> None:
         """(Re)build the GPU list. A GPU that cannot be identified now keeps what an earlier read said."""
         known = {gpu.index: gpu for gpu in self._gpus}
+        self._driver = self._call("nvmlSystemGetDriverVersion") or self._driver
         gpus = []
         for index in range(count):
             handle, uuid, labels = self._identify(index)
@@ -286,7 +292,7 @@ class NvmlCollector:
                 continue
             if prev is not None:
                 self._forget_gpm(prev)
-            own = {k: v for k, v in labels.items() if k != "modelName"}
+            own = {k: v for k, v in labels.items() if k not in _DCGM_ONLY_LABELS}
             gpus.append(_Gpu(index, handle, labels["UUID"], labels, own))
         for gone in known.values():
             self._forget_gpm(gone)
@@ -316,6 +322,8 @@ class NvmlCollector:
             "modelName": _text(name),
             "Hostname": self.hostname,
         }
+        if self._driver:
+            labels["DCGM_FI_DRIVER_VERSION"] = _text(self._driver)  # a "label" field in dcgm-exporter's CSVs
         return handle, labels["UUID"], labels
 
     def _collect(self, out: _Out) -> None:
@@ -408,6 +416,7 @@ class NvmlCollector:
                 continue
             plabels = {**gpu.own, "pid": str(proc.pid), **process_labels(ident, gpu_pods)}
             out.add(fams.PROCESS_MEMORY, plabels, proc.usedGpuMemory)
+        gpu.workload = extra
         return {**gpu.labels, **extra} if extra else gpu.labels
 
     def _clock_reasons(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
@@ -547,15 +556,27 @@ class NvmlCollector:
     # --- XIDs -------------------------------------------------------------------------------------
 
     def _add_xids(self, gpu: _Gpu, out: _Out) -> None:
+        """The XID families, with the workload labels the GPU's other families carry (its last known ones
+        when it is lost: the job an XID 79 took down), and dcgm-exporter's err_code/err_msg on its gauge."""
         if self._xids is None or not gpu.uuid:
             return
         last, counts = self._xids.snapshot(gpu.uuid)
         if last is not None:
-            out.add(fams.XID_ERRORS, gpu.labels, last)
+            dcgm = {**gpu.labels, **gpu.workload, "err_code": str(last), "err_msg": xid_message(last)}
+            out.add(fams.XID_ERRORS, dcgm, last)
+        own = {**gpu.own, **gpu.workload}
         for xid in sorted(counts):
-            labels = _with(gpu.own, "xid", str(xid))
+            labels = _with(own, "xid", str(xid))
             out.add(fams.XID_TOTAL, labels, counts[xid].count)
             out.add(fams.XID_LAST_SEEN, labels, counts[xid].last_seen)
+
+
+def xid_message(xid: int) -> str:
+    """dcgm-exporter's ``err_msg``: "No Error" for 0, the catalog's description, else "Unknown Error"."""
+    if xid == 0:
+        return "No Error"
+    entry = xid_catalog().get(xid)
+    return entry.description if entry is not None and entry.description else "Unknown Error"
 
 
 def _with(labels: Mapping[str, str], key: str, value: str) -> dict[str, str]:

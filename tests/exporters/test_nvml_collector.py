@@ -64,8 +64,11 @@ def test_each_gpu_carries_the_dcgm_exporter_labels_in_order(nvml: SimNvml) -> No
     util = next(m for m in families if m.name == "DCGM_FI_DEV_GPU_UTIL")
     assert len(util.samples) == 8
     first = util.samples[0].labels
-    assert list(first) == ["gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname"]
+    assert list(first) == [
+        "gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname", "DCGM_FI_DRIVER_VERSION",
+    ]  # fmt: skip
     assert first["gpu"] == "0" and first["device"] == "nvidia0" and first["Hostname"] == NODE
+    assert first["DCGM_FI_DRIVER_VERSION"] == nvml.nvmlSystemGetDriverVersion()
     assert first["UUID"].startswith("GPU-") and first["modelName"] == "NVIDIA H100 80GB HBM3"
     assert first["pci_bus_id"].count(":") == 2
 
@@ -149,7 +152,7 @@ def test_not_supported_means_the_series_is_absent_and_no_error(nvml: SimNvml) ->
         for s in m.samples
         if s.name.startswith("gpuwarden_nvml_call") and s.labels["function"] == "nvmlDeviceGetPowerUsage"
     ]
-    assert len(gpu_labels(registry, 0)) == 6  # the GPU itself still reports
+    assert len(gpu_labels(registry, 0)) == 7  # the GPU itself still reports
 
 
 @pytest.mark.parametrize(
@@ -477,3 +480,15 @@ def test_nvlink_bandwidth_is_the_rate_over_all_links_as_dcgm_computes_it(
     own = gpu_labels(registry, 0, own=True)
     tx = value(registry, "gpuwarden_nvlink_data_bytes_total", {**own, "direction": "tx"})
     assert tx == pytest.approx(int(state.nvlink_tx_kib) * 1024)
+
+
+def test_gpuwarden_families_leave_out_the_dcgm_only_labels(nvml: SimNvml) -> None:
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    own = gpu_labels(registry, 0, own=True)
+    assert "modelName" not in own and "DCGM_FI_DRIVER_VERSION" not in own
+
+
+def test_without_a_driver_version_the_label_is_left_out(nvml: SimNvml) -> None:
+    nvml.fail("nvmlSystemGetDriverVersion", pynvml.NVMLError_Unknown)
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    assert "DCGM_FI_DRIVER_VERSION" not in gpu_labels(registry, 0)

@@ -8,10 +8,11 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, Metric
 
-from exporters.nvml_collector import NvmlCollector
+from exporters.nvml_collector import NvmlCollector, xid_message
+from exporters.simulated import sim_collectors
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import Fleet, SimNvml, parse_fault
+from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
 
@@ -223,3 +224,58 @@ def test_failing_event_waits_are_counted_where_a_scrape_sees_them(
         assert errors is not None and errors >= 1
     finally:
         watcher.stop()
+
+
+def dcgm_xid(registry: CollectorRegistry, gpu: int) -> tuple[dict[str, str], float]:
+    return next(
+        (dict(s.labels), s.value)
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_XID_ERRORS" and s.labels["gpu"] == str(gpu)
+    )
+
+
+def test_the_dcgm_xid_gauge_carries_err_code_and_err_msg_like_dcgm_exporter(
+    watched: tuple[XidWatcher, NvmlCollector], fleet: Fleet
+) -> None:
+    # dcgm-exporter >= 3.3.6 labels the gauge with err_code and err_msg (NVIDIA's description), so
+    # DCGM_FI_DEV_XID_ERRORS{err_code=~"48|79"} rules and alert texts work on both exporters.
+    watcher, collector = watched
+    labels, last = dcgm_xid(scrape(collector), 4)
+    assert last == 0 and (labels["err_code"], labels["err_msg"]) == ("0", "No Error")
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 4, "xid": 48}))
+    drain(watcher)
+    labels, last = dcgm_xid(scrape(collector), 4)
+    assert last == 48 and (labels["err_code"], labels["err_msg"]) == ("48", "Double Bit ECC Error")
+    assert labels["DCGM_FI_DRIVER_VERSION"]
+
+
+def test_an_xid_outside_the_catalog_reads_unknown_error() -> None:
+    assert xid_message(9999) == "Unknown Error"
+    assert xid_message(79) == "GPU has fallen off the bus"
+
+
+def test_xid_families_carry_the_workload_labels_of_their_gpu(clock: FakeClock) -> None:
+    # The other families of a GPU running a Slurm job carry slurm_job; the XID that killed it must too,
+    # also when the XID took the GPU off the bus (its last known workload).
+    fleet = build_fleet(1, 8, seed=7, clock=clock)
+    nodes = sim_collectors(fleet, clock)
+    collector = nodes.collectors[0]
+    util = next(
+        s.labels
+        for m in collector.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_GPU_UTIL" and s.labels["gpu"] == "0"
+    )
+    assert util.get("slurm_job"), "GPU 0 of this fleet runs a training job"
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 0, "xid": 79}))
+    nodes.pump_xids()
+    registry = scrape(collector)
+    counter = next(
+        s.labels
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "gpuwarden_xid_errors_total" and s.labels["gpu"] == "0"
+    )
+    assert counter["slurm_job"] == util["slurm_job"] and counter["xid"] == "79"
+    assert dcgm_xid(registry, 0)[0]["slurm_job"] == util["slurm_job"]
