@@ -28,8 +28,16 @@ from prometheus_client import Metric
 from prometheus_client.samples import Sample
 
 from exporters import fields as fams
-from exporters.attribution import PodRef, ProcessIdentity, process_labels, workload_labels
+from exporters.attribution import (
+    PodRef,
+    ProcessIdentity,
+    WorkloadMemory,
+    process_labels,
+    shared,
+    workload_labels,
+)
 from exporters.xid import XidLedger, XidWatcher
+from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import SourceError
 from gpuwarden.xid import xid_catalog
 
@@ -180,8 +188,11 @@ class NvmlCollector:
         resolver: ProcessResolver | None = None,
         pods: PodAssignments | None = None,
         watcher: XidWatcher | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self._nvml = nvml
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._workloads = WorkloadMemory()
         self.hostname = hostname
         self._xids = xids
         self._watcher = watcher
@@ -409,7 +420,13 @@ class NvmlCollector:
             pids.append(pid)
             ident = self._resolver.resolve(pid) if self._resolver is not None else ProcessIdentity()
             identities.append((proc, ident))
-        extra = workload_labels((i for _, i in identities), pods)
+        idents = [i for _, i in identities]
+        extra = self._workloads.labels(
+            gpu.uuid or gpu.labels["gpu"],
+            workload_labels(idents, pods),
+            self._clock.monotonic(),
+            ambiguous=shared(idents, pods),
+        )
         gpu_pods: dict[str, str] = {k: extra[k] for k in ("namespace", "pod", "container") if k in extra}
         for proc, ident in identities:
             if proc.usedGpuMemory is None:

@@ -86,6 +86,7 @@ def build_service(
                 resolver=inst.resolver,
                 pods=pods,
                 watcher=watcher,
+                clock=clock,
             )
         )
     loop = CollectionLoop(collectors, clock=clock, interval=interval, deadline=deadline)

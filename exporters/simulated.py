@@ -125,7 +125,13 @@ def sim_collectors(fleet: Fleet, clock: Clock) -> SimCollectors:
         resolver = SimCgroupResolver(fleet, node.name)
         collectors.append(
             NvmlCollector(
-                nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet, watcher=watcher
+                nvml,
+                hostname=node.name,
+                xids=ledger,
+                resolver=resolver,
+                pods=kubelet,
+                watcher=watcher,
+                clock=clock,
             )
         )
     return SimCollectors(collectors, watchers)
