@@ -305,8 +305,15 @@ LAST_SUCCESS = _g(
 )
 STALE = _g(
     "gpuwarden_exporter_stale",
-    "1 while this host's values are from an earlier collection because the current one overran its deadline.",
+    "1 while this host's GPU values are not from the current collection: it overran its deadline (a hung "
+    "NVML call), failed, or NVML answered nothing (see gpuwarden_nvml_up).",
     "collection loop",
+)
+NVML_UP = _g(
+    "gpuwarden_nvml_up",
+    "1 when NVML answered in this host's last collection; 0 when not one call did (driver unloaded or "
+    "wedged, node going down): its GPU series are then absent.",
+    "every NVML call of a collection",
 )
 OVERRUNS = _c(
     "gpuwarden_collection_overruns",

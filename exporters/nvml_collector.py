@@ -205,6 +205,7 @@ class NvmlCollector:
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self._metrics_get_type = getattr(nvml, "c_nvmlGpmMetricsGet_t", None) or pynvml.c_nvmlGpmMetricsGet_t
         self.current_call: str | None = None
+        self.nvml_answered = True
 
     # --- the collector protocol -------------------------------------------------------------------
 
@@ -223,8 +224,9 @@ class NvmlCollector:
         for (function, error), count in self._errors.items():
             labels = {"Hostname": self.hostname, "function": function, "error": error}
             out.add(fams.NVML_CALL_ERRORS, labels, count)
+        host = {"Hostname": self.hostname}
+        out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
         if self._watcher is not None:
-            host = {"Hostname": self.hostname}
             out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)
             out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
@@ -340,10 +342,11 @@ class NvmlCollector:
     def _collect(self, out: _Out) -> None:
         start, answers = out.mark(), self._answers
         self._collect_all(out)
-        if self._answers == answers:
-            # Not one call answered (NVML uninitialised, the node going down): the exporter is blind, as if
-            # it were gone. Report no GPU rather than guess; the errors say why, and the GPUs' series go
-            # stale as they would when a real exporter dies.
+        self.nvml_answered = self._answers != answers
+        if not self.nvml_answered:
+            # Not one call answered (NVML uninitialised, the node going down): the exporter is blind. Report
+            # no GPU rather than guess; the errors say why, gpuwarden_nvml_up 0 says so, and the loop marks
+            # the host stale without advancing its last success.
             out.rollback(start)
 
     def _collect_all(self, out: _Out) -> None:

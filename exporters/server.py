@@ -30,13 +30,30 @@ def wants_openmetrics(accept: str) -> bool:
     return False
 
 
-def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> dict[str, Any]:
-    """What ``/healthz`` says: stale hosts, collection ticks, and each host's XID watcher.
+def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of ``/healthz``.
 
-    ``degraded``: metrics are served but XIDs are not all seen (a watcher without its event set).
+    503 when the exporter is not serving current GPU values, with the reason: ``stalled`` (the collection
+    loop has not ticked for several intervals: its thread died or hangs), ``nvml_unavailable`` (not one
+    NVML call answered on a host), ``stale`` (a host's collection overran its deadline: a hung NVML
+    call). 200 with ``degraded`` when metrics are current but an XID watcher has no event set, else
+    ``ok``.
     """
-    stale = loop.stale_hosts()
-    body: dict[str, Any] = {"status": "stale" if stale else "ok", "stale_hosts": stale, "ticks": loop.ticks}
+    stale, blind, stalled = loop.stale_hosts(), loop.blind_hosts(), loop.stalled_for()
+    reasons = []
+    if stalled is not None:
+        reasons.append(f"stalled: no collection for {stalled:.0f} s (interval {loop.interval:g} s)")
+    if blind:
+        reasons.append(f"nvml_unavailable: NVML answered nothing on {', '.join(blind)}")
+    overran = [host for host in stale if host not in blind]
+    if overran:
+        reasons.append(f"stale: the collection overran its deadline on {', '.join(overran)}")
+    body: dict[str, Any] = {
+        "status": reasons[0].split(":", 1)[0] if reasons else "ok",
+        "reasons": reasons,
+        "stale_hosts": stale,
+        "ticks": loop.ticks,
+    }
     if xid_watchers:
         body["xid_watchers"] = {
             host: {
@@ -47,9 +64,9 @@ def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> dict
             }
             for host, w in xid_watchers.items()
         }
-        if not stale and not all(w.watching for w in xid_watchers.values()):
+        if not reasons and not all(w.watching for w in xid_watchers.values()):
             body["status"] = "degraded"
-    return body
+    return (503 if reasons else 200), body
 
 
 def create_app(
@@ -71,7 +88,8 @@ def create_app(
         return Response(snapshot.openmetrics if openmetrics else snapshot.text, media_type=content_type)
 
     async def healthz(request: Request) -> JSONResponse:
-        return JSONResponse(health(loop, watchers))
+        status, body = health(loop, watchers)
+        return JSONResponse(body, status_code=status)
 
     async def index(request: Request) -> PlainTextResponse:
         return PlainTextResponse("gpuwarden exporter: see /metrics and /healthz\n")

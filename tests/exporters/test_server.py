@@ -16,7 +16,7 @@ from exporters.nvml_collector import NvmlCollector
 from exporters.server import create_app, wants_openmetrics
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import SimNvml
+from gpuwarden.sim import SimNvml, parse_fault
 
 from .conftest import NODE
 
@@ -86,8 +86,11 @@ def test_healthz_reports_stale_hosts(nvml: SimNvml, clock: FakeClock) -> None:
     nvml.hang("nvmlDeviceGetTemperature", 60)
     try:
         loop.run_once()
-        body = client.get("/healthz").json()
-        assert body == {"status": "stale", "stale_hosts": [NODE], "ticks": 2}
+        reply = client.get("/healthz")
+        assert reply.status_code == 503  # a probe and an alert see it
+        body = reply.json()
+        assert body["status"] == "stale" and body["stale_hosts"] == [NODE] and body["ticks"] == 2
+        assert NODE in body["reasons"][0]
         scrape = client.get("/metrics")  # answers from the cache while the NVML call hangs
         assert (
             scrape.status_code == 200 and f'gpuwarden_exporter_stale{{Hostname="{NODE}"}} 1\n' in scrape.text
@@ -129,3 +132,29 @@ def test_healthz_shows_each_xid_watcher_and_degrades_without_one(nvml: SimNvml, 
     body = client.get("/healthz").json()
     assert body["status"] == "ok"
     assert body["xid_watchers"][NODE] == {"watching": True, "gpus": 8, "errors": 0, "last_error": ""}
+
+
+def test_healthz_fails_when_nvml_answers_nothing_and_recovers(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    loop = loop_for(nvml, clock)
+    client = AsgiClient(create_app(loop))
+    fleet.inject(parse_fault({"kind": "node_down", "node": NODE}))
+    clock.advance(5)
+    loop.run_once()
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.json()["status"] == "nvml_unavailable"
+    fleet.reboot_node(NODE)
+    clock.advance(5)
+    loop.run_once()
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_fails_when_the_collection_loop_stops_ticking(nvml: SimNvml, clock: FakeClock) -> None:
+    loop = loop_for(nvml, clock)  # interval 5, deadline 5
+    client = AsgiClient(create_app(loop))
+    clock.advance(15)
+    assert client.get("/healthz").status_code == 200  # late, within three intervals plus a deadline
+    clock.advance(10)
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.json()["status"] == "stalled"
