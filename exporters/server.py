@@ -1,9 +1,10 @@
 """The exporter's HTTP face: ``/metrics`` renders the cached exposition, ``/healthz`` reports staleness.
 
 A scrape never touches NVML: it returns bytes rendered after the last collection, so it answers in
-microseconds even while an NVML call hangs. ``/metrics`` negotiates OpenMetrics when the scraper asks
-for it (Prometheus does) and falls back to the text format 0.0.4. Extra routes (the simulator's
-``/sim/faults``) are mounted only when the caller passes them, i.e. only with ``--simulate``.
+microseconds even while an NVML call hangs. ``/metrics`` serves the text format 0.0.4, as dcgm-exporter
+does, to every scraper that accepts it (Prometheus does), and OpenMetrics 1.0.0 only to one that accepts
+nothing else. Extra routes (the simulator's ``/sim/faults``) are mounted only when the caller passes them,
+i.e. only with ``--simulate``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,54 @@ from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
 
 
-def wants_openmetrics(accept: str) -> bool:
-    """True when the Accept header lists OpenMetrics (with any q > 0)."""
-    for part in accept.split(","):
+def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """``Accept``-style header -> [(media or coding, parameters, q)], entries with a bad q dropped."""
+    ranges = []
+    for part in header.split(","):
         media, *params = (p.strip() for p in part.split(";"))
-        if media == "application/openmetrics-text":
-            return not any(p.replace(" ", "") in ("q=0", "q=0.0") for p in params)
-    return False
+        if not media:
+            continue
+        parsed = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            parsed[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(parsed.pop("q", "1"))
+        except ValueError:
+            continue
+        ranges.append((media.lower(), parsed, q))
+    return ranges
+
+
+def wants_openmetrics(accept: str) -> bool:
+    """True only when the scraper takes OpenMetrics 1.0.0 and not the text format 0.0.4.
+
+    Prometheus lists OpenMetrics first, but OpenMetrics requires ``_total`` on counter samples, which
+    NVIDIA's names lack, so DCGM counters would reach it as ``unknown``. Like dcgm-exporter, the text
+    format is served to any scraper that accepts it; OpenMetrics (no exemplars here to need it) only to one
+    that accepts nothing else. A version other than 1.0.0 is not served as 1.0.0: text answers instead.
+    """
+    text = openmetrics = False
+    for media, params, q in _media_ranges(accept):
+        if q <= 0:
+            continue
+        version = params.get("version")
+        if media in ("*/*", "text/*") or (media == "text/plain" and version in (None, "0.0.4")):
+            text = True
+        elif media == "application/openmetrics-text" and version in (None, "1.0.0"):
+            openmetrics = True
+    return openmetrics and not text
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it, ``*`` allows it)."""
+    allowed: bool | None = None
+    for coding, _, q in _media_ranges(accept_encoding):
+        if coding == "gzip":
+            return q > 0
+        if coding == "*":
+            allowed = q > 0
+    return bool(allowed)
 
 
 def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> tuple[int, dict[str, Any]]:
@@ -82,7 +124,7 @@ def create_app(
         snapshot = loop.exposition
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
             body = snapshot.gzipped(openmetrics=openmetrics)
             return Response(body, media_type=content_type, headers={"Content-Encoding": "gzip"})
         return Response(snapshot.openmetrics if openmetrics else snapshot.text, media_type=content_type)
