@@ -209,6 +209,21 @@ RELIABILITY_VIOLATION = _c(
     "Throttling duration due to reliability constraints (in ns).",
     "field NVML_FI_DEV_PERF_POLICY_RELIABILITY",
 )
+CLOCKS_EVENT_REASONS = _g(
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+    "Current clock event reasons, a bitmask of nvmlClocksEventReason* (DCGM 3.3+'s name for field 112).",
+    "nvmlDeviceGetCurrentClocksEventReasons (old drivers: ...ThrottleReasons)",
+)
+PCIE_TX_THROUGHPUT = _g(
+    "DCGM_FI_DEV_PCIE_TX_THROUGHPUT",
+    "PCIe data transmitted by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES)",
+)
+PCIE_RX_THROUGHPUT = _g(
+    "DCGM_FI_DEV_PCIE_RX_THROUGHPUT",
+    "PCIe data received by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_RX_BYTES)",
+)
 PROF_GR_ENGINE_ACTIVE = _g(
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
     "Ratio of time the graphics engine is active.",
@@ -233,6 +248,16 @@ PROF_DRAM_ACTIVE = _g(
     "DCGM_FI_PROF_DRAM_ACTIVE",
     "Ratio of cycles the device memory interface is active sending or receiving data.",
     "GPM NVML_GPM_METRIC_DRAM_BW_UTIL / 100",
+)
+PROF_PCIE_TX_BYTES = _g(
+    "DCGM_FI_PROF_PCIE_TX_BYTES",
+    "The rate of data transmitted over the PCIe bus, headers and payloads, in bytes per second.",
+    "GPM NVML_GPM_METRIC_PCIE_TX_PER_SEC (MiB/s) x 2^20",
+)
+PROF_PCIE_RX_BYTES = _g(
+    "DCGM_FI_PROF_PCIE_RX_BYTES",
+    "The rate of data received over the PCIe bus, headers and payloads, in bytes per second.",
+    "GPM NVML_GPM_METRIC_PCIE_RX_PER_SEC (MiB/s) x 2^20",
 )
 
 # --- gpuwarden families ------------------------------------------------------------------------------
@@ -363,13 +388,15 @@ FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
 NVLINK_ALL_LINKS = 0xFFFFFFFF
 NVLINK_THROUGHPUT_FIELDS = ((138, NVLINK_ALL_LINKS, "tx"), (139, NVLINK_ALL_LINKS, "rx"))
 
-# GPM metric ids (NVML_GPM_METRIC_*) and the DCGM profiling family each feeds (value / 100 = ratio).
-GPM_FAMILIES: tuple[tuple[int, Family], ...] = (
-    (1, PROF_GR_ENGINE_ACTIVE),  # NVML_GPM_METRIC_GRAPHICS_UTIL
-    (2, PROF_SM_ACTIVE),  # NVML_GPM_METRIC_SM_UTIL
-    (3, PROF_SM_OCCUPANCY),  # NVML_GPM_METRIC_SM_OCCUPANCY
-    (5, PROF_PIPE_TENSOR_ACTIVE),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
-    (10, PROF_DRAM_ACTIVE),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+# GPM metric ids (NVML_GPM_METRIC_*), the DCGM profiling family each feeds and the scale to its unit.
+GPM_FAMILIES: tuple[tuple[int, Family, float], ...] = (
+    (1, PROF_GR_ENGINE_ACTIVE, 0.01),  # NVML_GPM_METRIC_GRAPHICS_UTIL (percent -> ratio)
+    (2, PROF_SM_ACTIVE, 0.01),  # NVML_GPM_METRIC_SM_UTIL
+    (3, PROF_SM_OCCUPANCY, 0.01),  # NVML_GPM_METRIC_SM_OCCUPANCY
+    (5, PROF_PIPE_TENSOR_ACTIVE, 0.01),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
+    (10, PROF_DRAM_ACTIVE, 0.01),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+    (20, PROF_PCIE_TX_BYTES, 1024.0 * 1024.0),  # NVML_GPM_METRIC_PCIE_TX_PER_SEC (MiB/s -> B/s)
+    (21, PROF_PCIE_RX_BYTES, 1024.0 * 1024.0),  # NVML_GPM_METRIC_PCIE_RX_PER_SEC
 )
 
 # Clock event (throttle) reason bits and their label values.

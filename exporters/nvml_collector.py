@@ -52,6 +52,7 @@ _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal"
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
+_PCIE_TX, _PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES / RX_BYTES
 _MIG_ENABLED = 1
 _MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"  # the key of the v2 call (pynvml: version=nvmlMemory_v2)
 _FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMILIES]
@@ -408,6 +409,10 @@ class NvmlCollector:
             got = call(name, h)
             if got is not None:
                 out.add(family, labels, got[0])
+        for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
+            kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
+            if kbs is not None:
+                out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)
         self._gpm(gpu, out, labels)
@@ -448,6 +453,7 @@ class NvmlCollector:
             return
         reasons = int(reasons)
         out.add(fams.CLOCK_THROTTLE_REASONS, labels, reasons)
+        out.add(fams.CLOCKS_EVENT_REASONS, labels, reasons)
         for bit, reason in fams.CLOCK_EVENT_REASONS:
             out.add(fams.CLOCK_EVENT_REASON, _with(gpu.own, "reason", reason), 1.0 if reasons & bit else 0.0)
 
@@ -524,7 +530,7 @@ class NvmlCollector:
         mg = self._metrics_get_type()
         mg.version = getattr(self._nvml, "NVML_GPM_METRICS_GET_VERSION", 1)
         mg.numMetrics = len(fams.GPM_FAMILIES)
-        for i, (metric_id, _) in enumerate(fams.GPM_FAMILIES):
+        for i, (metric_id, _, _) in enumerate(fams.GPM_FAMILIES):
             mg.metrics[i].metricId = metric_id
         return mg
 
@@ -537,10 +543,10 @@ class NvmlCollector:
             mg = gpm.metrics_get
             mg.sample1, mg.sample2 = gpm.prev, sample
             if self._call("nvmlGpmMetricsGet", mg) is not None:
-                for i, (_, family) in enumerate(fams.GPM_FAMILIES):
+                for i, (_, family, scale) in enumerate(fams.GPM_FAMILIES):
                     metric = mg.metrics[i]
                     if int(metric.nvmlReturn) == 0:
-                        out.add(family, labels, float(metric.value) / 100.0)
+                        out.add(family, labels, float(metric.value) * scale)
         gpm.spare, gpm.prev = gpm.prev, sample
 
     # --- MIG instances ----------------------------------------------------------------------------

@@ -171,6 +171,12 @@ GPM_METRICS: dict[int, tuple[str, str]] = {
     pynvml.NVML_GPM_METRIC_HMMA_TENSOR_UTIL: ("tensor_active_s", "tensor_active"),
     pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: ("dram_active_s", "dram_active"),
 }
+# GPM metric id -> which byte counter of GpuState it turns into MiB/s, and the KB/s gauge behind it.
+GPM_RATES: dict[int, tuple[str, str]] = {
+    pynvml.NVML_GPM_METRIC_PCIE_TX_PER_SEC: ("pcie_tx_bytes", "pcie_tx_kbs"),
+    pynvml.NVML_GPM_METRIC_PCIE_RX_PER_SEC: ("pcie_rx_bytes", "pcie_rx_kbs"),
+}
+_MIB = 1024.0 * 1024.0
 _OCCUPANCY_SHARE = 0.55  # warps resident vs theoretical, relative to SM activity
 
 
@@ -181,6 +187,8 @@ def gpm_snapshot(state: GpuState) -> dict[str, float]:
         "sm_active_s": state.sm_active_s,
         "tensor_active_s": state.tensor_active_s,
         "dram_active_s": state.dram_active_s,
+        "pcie_tx_bytes": state.pcie_tx_bytes,
+        "pcie_rx_bytes": state.pcie_rx_bytes,
     }
 
 
@@ -191,15 +199,22 @@ def gpm_value(
     state: GpuState,
     share: float,
 ) -> float | None:
-    """Percent value of one GPM metric between two samples; ``None`` if the metric is unsupported.
+    """Value of one GPM metric between two samples (percent, or MiB/s for PCIe); ``None`` if unsupported.
 
-    When both samples share a timestamp (a fake clock that did not move) the current ratios stand in.
+    When both samples share a timestamp (a fake clock that did not move) the current values stand in.
     """
+    dt = second[0] - first[0]
+    rate = GPM_RATES.get(metric_id)
+    if rate is not None:
+        counter, gauge_kbs = rate
+        per_second = (
+            (second[1][counter] - first[1][counter]) / dt if dt > 0 else getattr(state, gauge_kbs) * 1e3
+        )
+        return max(0.0, per_second) * share / _MIB
     names = GPM_METRICS.get(metric_id)
     if names is None:
         return None
     integral, gauge = names
-    dt = second[0] - first[0]
     ratio = (second[1][integral] - first[1][integral]) / dt if dt > 0 else float(getattr(state, gauge))
     if metric_id == pynvml.NVML_GPM_METRIC_SM_OCCUPANCY:
         ratio *= _OCCUPANCY_SHARE

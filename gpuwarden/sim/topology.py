@@ -129,8 +129,10 @@ class GpuState:
     sm_clock: float = 0.0  # MHz
     mem_clock: float = 0.0
     energy_mj: float = 0.0
-    pcie_tx_kbs: float = 0.0  # KB/s
+    pcie_tx_kbs: float = 0.0  # KB/s (1000 B)
     pcie_rx_kbs: float = 0.0
+    pcie_tx_bytes: float = 0.0  # cumulative, for GPM's PCIe rates
+    pcie_rx_bytes: float = 0.0
     pcie_replay: int = 0
     pcie_correctable: int = 0
     nvlink_tx_kib: float = 0.0  # cumulative KiB, all links

@@ -492,3 +492,29 @@ def test_without_a_driver_version_the_label_is_left_out(nvml: SimNvml) -> None:
     nvml.fail("nvmlSystemGetDriverVersion", pynvml.NVMLError_Unknown)
     registry = scrape(NvmlCollector(nvml, hostname=NODE))
     assert "DCGM_FI_DRIVER_VERSION" not in gpu_labels(registry, 0)
+
+
+def test_pcie_throughput_is_served_under_both_dcgm_names(nvml: SimNvml, fleet: Any, clock: FakeClock) -> None:
+    # dcgm-exporter's default CSV has DCGM_FI_DEV_PCIE_{TX,RX}_THROUGHPUT (KB/s, from NVML); its DCP CSV
+    # has DCGM_FI_PROF_PCIE_{TX,RX}_BYTES (B/s, from GPM on Hopper).
+    collector = NvmlCollector(nvml, hostname=NODE)
+    state = fleet.gpu(NODE, 0).state
+    collector.collect()
+    rx_before = state.pcie_rx_bytes
+    clock.advance(10)
+    registry = scrape(collector)
+    labels = gpu_labels(registry, 0)
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    rx_kbs = nvml.nvmlDeviceGetPcieThroughput(handle, pynvml.NVML_PCIE_UTIL_RX_BYTES)
+    assert value(registry, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT", labels) == rx_kbs > 0
+    assert value(registry, "DCGM_FI_DEV_PCIE_TX_THROUGHPUT", labels) is not None
+    rx_bytes = value(registry, "DCGM_FI_PROF_PCIE_RX_BYTES", labels)
+    assert rx_bytes == pytest.approx((state.pcie_rx_bytes - rx_before) / 10, rel=1e-3)
+    assert value(registry, "DCGM_FI_PROF_PCIE_TX_BYTES", labels) is not None
+
+
+def test_the_clock_event_reasons_carry_dcgm_s_new_name_too(nvml: SimNvml) -> None:
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    mask = value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels)
+    assert mask is not None and value(registry, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", labels) == mask
