@@ -26,6 +26,8 @@ from gpuwarden.sim.nvml_events import NvmlEvents
 from gpuwarden.sim.nvml_gpm import NvmlGpm
 from gpuwarden.sim.topology import MAX_MIG_DEVICES
 
+VIDEO_SAMPLING_PERIOD_US = 100_000  # what an idle H200 answers for its encoder and decoder
+
 
 class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     """The pynvml API, served from one node of a simulated ``Fleet``."""
@@ -142,6 +144,16 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         memory.used = max(0, used - RESERVED_FB_BYTES)
         memory.free = total - used
         return memory
+
+    def nvmlDeviceGetEncoderUtilization(self, handle: Any) -> list[int]:
+        """``[utilization %, sampling period us]`` of the video encoder: idle, no fleet workload encodes."""
+        self._gpu(handle, "nvmlDeviceGetEncoderUtilization")
+        return [0, VIDEO_SAMPLING_PERIOD_US]
+
+    def nvmlDeviceGetDecoderUtilization(self, handle: Any) -> list[int]:
+        """``[utilization %, sampling period us]`` of the video decoder: idle, as on the H200 we measured."""
+        self._gpu(handle, "nvmlDeviceGetDecoderUtilization")
+        return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         """GPU temperature in C (``NVML_TEMPERATURE_GPU``)."""

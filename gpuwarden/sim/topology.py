@@ -89,7 +89,8 @@ def model_spec(name: str) -> GpuModelSpec:
 
 
 MAX_SIM_NODES = 2048  # beyond this one process spends seconds just stepping the fleet
-_SPEC_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+# ASCII digits only: str.isdigit-style \d would take "٢x٨" (Arabic-Indic) and int() would read it.
+_SPEC_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)
 
 
 def parse_simulate_spec(spec: str) -> tuple[int, int]:

@@ -518,3 +518,14 @@ def test_the_clock_event_reasons_carry_dcgm_s_new_name_too(nvml: SimNvml) -> Non
     labels = gpu_labels(registry, 0)
     mask = value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels)
     assert mask is not None and value(registry, "DCGM_FI_DEV_CLOCKS_EVENT_REASONS", labels) == mask
+
+
+def test_encoder_and_decoder_utilisation_are_served_without_errors(nvml: SimNvml) -> None:
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    labels = gpu_labels(registry, 0)
+    assert value(registry, "DCGM_FI_DEV_ENC_UTIL", labels) == 0
+    assert value(registry, "DCGM_FI_DEV_DEC_UTIL", labels) == 0
+    errors = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
+    assert errors == []  # every call the collector makes is one the simulator answers
