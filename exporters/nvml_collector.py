@@ -17,15 +17,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pynvml
 from prometheus_client import Metric
-from prometheus_client.samples import Sample
 
 from exporters import fields as fams
 from exporters.attribution import (
@@ -36,18 +33,26 @@ from exporters.attribution import (
     shared,
     workload_labels,
 )
+from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.gpm import GpmSampling
+from exporters.nvml_calls import (
+    ARGUMENT_VERSION_MISMATCH,
+    FUNCTION_NOT_FOUND,
+    LOST_CODES,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    GpuLost,
+    error_name,
+    init_nvml,
+)
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import Clock, SystemClock
-from gpuwarden.errors import SourceError
 from gpuwarden.xid import xid_catalog
+
+__all__ = ["NvmlCollector", "PodAssignments", "ProcessResolver", "error_name", "init_nvml", "xid_message"]
 
 logger = logging.getLogger(__name__)
 
-NOT_SUPPORTED = 3
-NOT_FOUND = 6
-FUNCTION_NOT_FOUND = 13
-ARGUMENT_VERSION_MISMATCH = 25
-LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
 _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
@@ -88,95 +93,7 @@ class PodAssignments(Protocol):
         ...
 
 
-def error_name(code: int | None) -> str:
-    """``NVMLError_Timeout`` -> ``Timeout``: the value of the ``error`` label."""
-    if code is None:
-        return "Unknown"
-    try:
-        return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
-    except (KeyError, ValueError, AttributeError):
-        return f"code_{code}"
-
-
-def init_nvml(nvml: Any) -> None:
-    """``nvmlInit`` with its failures (no library, no driver, no permission) as one clear SourceError."""
-    try:
-        nvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        name = error_name(getattr(exc, "value", None))
-        hint = {
-            "LibraryNotFound": "libnvidia-ml.so is not installed; is the NVIDIA driver installed? "
-            "(use --simulate NODESxGPUS to run on a simulated fleet)",
-            "DriverNotLoaded": "the NVIDIA kernel driver is not loaded",
-            "NoPermission": "no permission to open the GPU devices",
-            "LibRmVersionMismatch": "NVML library and kernel driver versions differ; reload the driver",
-        }.get(name, str(exc))
-        raise SourceError(f"cannot initialise NVML ({name}): {hint}", source="nvml", retryable=False) from exc
-
-
-class _GpuLost(Exception):
-    def __init__(self, function: str, code: int) -> None:
-        super().__init__(function)
-        self.function = function
-        self.code = code
-
-
-@dataclass
-class _Gpm:
-    """GPM state of one GPU (or MIG instance): two samples, swapped each collection."""
-
-    metrics_get: Any
-    prev: Any = None
-    spare: Any = None
-
-
-@dataclass
-class _Gpu:
-    index: int
-    handle: Any
-    uuid: str
-    labels: dict[str, str]
-    own: dict[str, str]
-    gpm: _Gpm | None = None
-    gpm_checked: bool = False
-    mig_gpm: dict[int, _Gpm] = field(default_factory=dict)
-    nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
-    workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
-
-
-class _Out:
-    """Families of one collection, created on first sample, emitted in table order."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
-
-    def add(self, family: fams.Family, labels: Mapping[str, str], value: float) -> None:
-        metric = self._metrics.get(family.name)
-        if metric is None:
-            metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
-        metric.samples.append(Sample(family.sample_name, labels, value))  # type: ignore[arg-type]
-
-    def mark(self) -> dict[str, int]:
-        """Remember how many samples each family has, to drop a lost GPU's partial samples."""
-        return {name: len(m.samples) for name, m in self._metrics.items()}
-
-    def size(self) -> int:
-        """Samples so far."""
-        return sum(len(m.samples) for m in self._metrics.values())
-
-    def rollback(self, mark: dict[str, int]) -> None:
-        for name, metric in list(self._metrics.items()):
-            del metric.samples[mark.get(name, 0) :]
-
-    def families(self) -> list[Metric]:
-        return [
-            self._metrics[f.name]
-            for f in fams.FAMILIES
-            if f.name in self._metrics and self._metrics[f.name].samples
-        ]
-
-
-class NvmlCollector:
+class NvmlCollector(GpmSampling):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -191,21 +108,16 @@ class NvmlCollector:
         watcher: XidWatcher | None = None,
         clock: Clock | None = None,
     ) -> None:
-        self._nvml = nvml
+        super().__init__(nvml, hostname)
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._workloads = WorkloadMemory()
-        self.hostname = hostname
         self._xids = xids
         self._watcher = watcher
         self._resolver = resolver
         self._pods = pods
-        self._gpus: list[_Gpu] = []
+        self._gpus: list[Gpu] = []
         self._driver: str | bytes | None = None
-        self._missing: set[str] = set()
-        self._errors: dict[tuple[str, str], int] = {}
-        self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self._metrics_get_type = getattr(nvml, "c_nvmlGpmMetricsGet_t", None) or pynvml.c_nvmlGpmMetricsGet_t
-        self.current_call: str | None = None
         self.nvml_answered = True
 
     # --- the collector protocol -------------------------------------------------------------------
@@ -216,7 +128,7 @@ class NvmlCollector:
 
     def collect(self) -> list[Metric]:
         """One pass over all GPUs. Never raises."""
-        out = _Out()
+        out = FamilyBuilder()
         try:
             self._collect(out)
         except Exception:  # the collection boundary: log and count, keep what was gathered
@@ -234,47 +146,6 @@ class NvmlCollector:
         return out.families()
 
     # --- NVML calls -------------------------------------------------------------------------------
-
-    def _count_error(self, function: str, error: str) -> None:
-        key = (function, error)
-        self._errors[key] = self._errors.get(key, 0) + 1
-
-    def _call(self, name: str, *args: Any) -> Any:
-        """Call one NVML function; None when its series must be left out. GPU loss raises ``_GpuLost``."""
-        return self._attempt(name, name, *args)[0]
-
-    def _attempt(self, key: str, name: str, *args: Any) -> tuple[Any, int | None]:
-        """(result, None) or (None, NVML error code): ``_call`` for callers that act on the code.
-
-        ``key`` names the call in the error counter and in the retired set (a versioned call such as
-        ``nvmlDeviceGetMemoryInfo_v2`` is retired on its own, not with its unversioned name).
-        """
-        if key in self._missing:
-            return None, FUNCTION_NOT_FOUND
-        fn = getattr(self._nvml, name, None)
-        if fn is None:
-            self._missing.add(key)
-            self._count_error(key, "FunctionNotFound")
-            return None, FUNCTION_NOT_FOUND
-        self.current_call = key
-        try:
-            result = fn(*args)
-            self._answers += 1
-            return result, None
-        except pynvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
-            if code == NOT_SUPPORTED:
-                self._answers += 1
-                return None, code
-            if code in LOST_CODES:
-                raise _GpuLost(key, code) from exc
-            if code == FUNCTION_NOT_FOUND:
-                logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
-                self._missing.add(key)
-            self._count_error(key, error_name(code))
-            return None, code
-        finally:
-            self.current_call = None
 
     def _memory(self, handle: Any) -> Any:
         """Framebuffer info: v2 (``used`` without the driver's reserved memory, as DCGM reads it), else v1."""
@@ -307,7 +178,7 @@ class NvmlCollector:
             if prev is not None:
                 self._forget_gpm(prev)
             own = {k: v for k, v in labels.items() if k not in _DCGM_ONLY_LABELS}
-            gpus.append(_Gpu(index, handle, labels["UUID"], labels, own))
+            gpus.append(Gpu(index, handle, labels["UUID"], labels, own))
         for gone in known.values():
             self._forget_gpm(gone)
         self._gpus = gpus
@@ -326,7 +197,7 @@ class NvmlCollector:
                 bus = pci.busId if pci is not None else ""
                 got = self._call("nvmlDeviceGetMinorNumber", handle)
                 minor = index if got is None else got
-        except _GpuLost as lost:
+        except GpuLost as lost:
             self._count_error(lost.function, error_name(lost.code))
         labels = {
             "gpu": str(index),
@@ -340,7 +211,7 @@ class NvmlCollector:
             labels["DCGM_FI_DRIVER_VERSION"] = _text(self._driver)  # a "label" field in dcgm-exporter's CSVs
         return handle, labels["UUID"], labels
 
-    def _collect(self, out: _Out) -> None:
+    def _collect(self, out: FamilyBuilder) -> None:
         start, answers = out.mark(), self._answers
         self._collect_all(out)
         self.nvml_answered = self._answers != answers
@@ -350,7 +221,7 @@ class NvmlCollector:
             # the host stale without advancing its last success.
             out.rollback(start)
 
-    def _collect_all(self, out: _Out) -> None:
+    def _collect_all(self, out: FamilyBuilder) -> None:
         count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
@@ -368,7 +239,7 @@ class NvmlCollector:
                     up = 1.0 if out.size() > sum(mark.values()) else 0.0
                     if up and self._watcher is not None:
                         self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
-                except _GpuLost as lost:
+                except GpuLost as lost:
                     out.rollback(mark)
                     self._count_error(lost.function, error_name(lost.code))
                     self._forget_gpm(gpu)
@@ -379,7 +250,7 @@ class NvmlCollector:
 
     # --- one GPU ----------------------------------------------------------------------------------
 
-    def _collect_gpu(self, gpu: _Gpu, out: _Out, pids: list[int]) -> None:
+    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
         call, h = self._call, gpu.handle
         labels = self._attribute(gpu, out, pids)
         util = call("nvmlDeviceGetUtilizationRates", h)
@@ -418,7 +289,7 @@ class NvmlCollector:
         self._gpm(gpu, out, labels)
         self._mig(gpu, out)
 
-    def _attribute(self, gpu: _Gpu, out: _Out, pids: list[int]) -> dict[str, str]:
+    def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> dict[str, str]:
         """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
         pods = list(self._pods.pods_for(gpu.uuid)) if self._pods is not None else []
         procs = self._call("nvmlDeviceGetComputeRunningProcesses", gpu.handle) or []
@@ -444,7 +315,7 @@ class NvmlCollector:
         gpu.workload = extra
         return {**gpu.labels, **extra} if extra else gpu.labels
 
-    def _clock_reasons(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+    def _clock_reasons(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         name = "nvmlDeviceGetCurrentClocksEventReasons"
         if name in self._missing:
             name = "nvmlDeviceGetCurrentClocksThrottleReasons"  # drivers before the rename
@@ -457,7 +328,7 @@ class NvmlCollector:
         for bit, reason in fams.CLOCK_EVENT_REASONS:
             out.add(fams.CLOCK_EVENT_REASON, _with(gpu.own, "reason", reason), 1.0 if reasons & bit else 0.0)
 
-    def _field_values(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+    def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
         if values is None:
             return
@@ -469,7 +340,7 @@ class NvmlCollector:
             if ret == NOT_SUPPORTED:
                 continue
             if ret in LOST_CODES:
-                raise _GpuLost("nvmlDeviceGetFieldValues", ret)
+                raise GpuLost("nvmlDeviceGetFieldValues", ret)
             if ret != 0:
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
@@ -488,7 +359,9 @@ class NvmlCollector:
                 if status is not None:
                     out.add(family, labels, float(status.violationTime))  # ns, as the field
 
-    def _nvlink(self, gpu: _Gpu, out: _Out, labels: dict[str, str], kib: list[tuple[float, int]]) -> None:
+    def _nvlink(
+        self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], kib: list[tuple[float, int]]
+    ) -> None:
         """NVLink byte counters, and DCGM's bandwidth: the rate between two reads of them, as DCGM does.
 
         DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is not a counter in DCGM, whatever dcgm-exporter's CSV says: DCGM
@@ -502,56 +375,9 @@ class NvmlCollector:
         if prev is not None and at_us > prev[1] and total >= prev[0]:
             out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
-    # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
-
-    def _gpm(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
-        if not gpu.gpm_checked:
-            name = "nvmlGpmQueryDeviceSupport"
-            support, code = self._attempt(name, name, gpu.handle)
-            # Only an answer settles it (yes, or NotSupported / an old driver: no). Any other error (Unknown,
-            # Timeout: common while a GPU recovers) is counted and the question asked again next pass.
-            if code in (None, NOT_SUPPORTED, FUNCTION_NOT_FOUND):
-                gpu.gpm_checked = True
-                if support is not None and support.isSupportedDevice:
-                    gpu.gpm = _Gpm(self._new_metrics_get())
-        if gpu.gpm is not None:
-            self._gpm_sample(gpu.gpm, out, labels, "nvmlGpmSampleGet", gpu.handle)
-
-    def _forget_gpm(self, gpu: _Gpu) -> None:
-        """Free a GPU's GPM samples (NVML allocates them) and ask about GPM support again when it is back."""
-        for gpm in ([gpu.gpm] if gpu.gpm is not None else []) + list(gpu.mig_gpm.values()):
-            for sample in (gpm.prev, gpm.spare):
-                if sample is not None:
-                    with contextlib.suppress(_GpuLost):  # host memory: freed or not, the handle is dropped
-                        self._call("nvmlGpmSampleFree", sample)
-        gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
-
-    def _new_metrics_get(self) -> Any:
-        mg = self._metrics_get_type()
-        mg.version = getattr(self._nvml, "NVML_GPM_METRICS_GET_VERSION", 1)
-        mg.numMetrics = len(fams.GPM_FAMILIES)
-        for i, (metric_id, _, _) in enumerate(fams.GPM_FAMILIES):
-            mg.metrics[i].metricId = metric_id
-        return mg
-
-    def _gpm_sample(self, gpm: _Gpm, out: _Out, labels: Mapping[str, str], getter: str, *args: Any) -> None:
-        sample = gpm.spare if gpm.spare is not None else self._call("nvmlGpmSampleAlloc")
-        if sample is None or self._call(getter, *args, sample) is None:
-            gpm.spare = sample
-            return
-        if gpm.prev is not None:
-            mg = gpm.metrics_get
-            mg.sample1, mg.sample2 = gpm.prev, sample
-            if self._call("nvmlGpmMetricsGet", mg) is not None:
-                for i, (_, family, scale) in enumerate(fams.GPM_FAMILIES):
-                    metric = mg.metrics[i]
-                    if int(metric.nvmlReturn) == 0:
-                        out.add(family, labels, float(metric.value) * scale)
-        gpm.spare, gpm.prev = gpm.prev, sample
-
     # --- MIG instances ----------------------------------------------------------------------------
 
-    def _mig(self, gpu: _Gpu, out: _Out) -> None:
+    def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
         mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
         if mode is None or int(mode[0]) != _MIG_ENABLED:
             return
@@ -576,12 +402,12 @@ class NvmlCollector:
                 if hasattr(mem, "reserved"):
                     out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
-                gpm = gpu.mig_gpm.setdefault(int(gi), _Gpm(self._new_metrics_get()))
+                gpm = gpu.mig_gpm.setdefault(int(gi), Gpm(self._new_metrics_get()))
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
 
     # --- XIDs -------------------------------------------------------------------------------------
 
-    def _add_xids(self, gpu: _Gpu, out: _Out) -> None:
+    def _add_xids(self, gpu: Gpu, out: FamilyBuilder) -> None:
         """The XID families, with the workload labels the GPU's other families carry (its last known ones
         when it is lost: the job an XID 79 took down), and dcgm-exporter's err_code/err_msg on its gauge."""
         if self._xids is None or not gpu.uuid:
