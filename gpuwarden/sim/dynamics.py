@@ -142,6 +142,8 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
         s.violation_power_ns += int(dt * 1e9)
     if reasons & (REASON_SW_THERMAL | REASON_HW_THERMAL):
         s.violation_thermal_ns += int(dt * 1e9)
+    if not busy:
+        s.violation_low_util_ns += int(dt * 1e9)
     s.util_gpu = util * 100.0
     s.power_mw = power
     s.energy_mj += power * dt

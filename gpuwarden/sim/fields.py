@@ -54,6 +54,10 @@ FIELDS: dict[int, tuple[int, Getter]] = {
     # Throttle durations in ns, as NVML reports them (NVML_FI_DEV_PERF_POLICY_POWER is the same id, 74).
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP: (_ULL, _state("violation_power_ns")),
     pynvml.NVML_FI_DEV_PERF_POLICY_THERMAL: (_ULL, _state("violation_thermal_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_SYNC_BOOST: (_ULL, lambda g: 0),  # no sync-boost groups here
+    pynvml.NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT: (_ULL, lambda g: 0),
+    pynvml.NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION: (_ULL, _state("violation_low_util_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_RELIABILITY: (_ULL, lambda g: 0),
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN: (
         _ULL,
         lambda g: g.state.violation_thermal_ns if g.state.clock_reasons & REASON_SW_THERMAL else 0,

@@ -281,12 +281,14 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         return int(pynvml.nvmlClocksThrottleReasonAll)
 
     def nvmlDeviceGetViolationStatus(self, device: Any, perfPolicyType: int) -> Any:
-        """Time (ns) spent throttled for power or thermal reasons (``c_nvmlViolationTime_t``)."""
+        """Time (ns) held back by a policy (power, thermal, low utilisation) as ``c_nvmlViolationTime_t``."""
         s = self._gpu(device, "nvmlDeviceGetViolationStatus").state
         if perfPolicyType == pynvml.NVML_PERF_POLICY_POWER:
             value = s.violation_power_ns
         elif perfPolicyType == pynvml.NVML_PERF_POLICY_THERMAL:
             value = s.violation_thermal_ns
+        elif perfPolicyType == pynvml.NVML_PERF_POLICY_LOW_UTILIZATION:
+            value = s.violation_low_util_ns
         elif 0 <= perfPolicyType < pynvml.NVML_PERF_POLICY_COUNT:
             value = 0
         else:

@@ -149,6 +149,7 @@ class GpuState:
     clock_reasons: int = 0  # nvmlClocksEventReason* bits
     violation_power_ns: int = 0
     violation_thermal_ns: int = 0
+    violation_low_util_ns: int = 0  # held at low clocks because the GPU is idle
     recovery_action: int = 0  # NVML_GPU_RECOVERY_ACTION_*
     gr_active: float = 0.0  # GPM ratios 0..1
     sm_active: float = 0.0

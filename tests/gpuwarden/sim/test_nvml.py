@@ -373,3 +373,17 @@ def test_events_before_registration_are_not_replayed(nvml: SimNvml, fleet: Fleet
         nvml.nvmlEventSetWait(event_set, 0)
     with pytest.raises(pynvml.NVMLError_NotSupported):
         nvml.nvmlDeviceRegisterEvents(nvml.nvmlDeviceGetHandleByIndex(1), 0x4000, event_set)
+
+
+def test_every_violation_field_answers_in_ns_like_the_violation_status(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # A real H200 answers all six NVML_FI_DEV_PERF_POLICY_* fields; an idle GPU's low-utilisation time grows.
+    handle = nvml.nvmlDeviceGetHandleByIndex(7)
+    clock.advance(30)
+    fields = nvml.nvmlDeviceGetFieldValues(handle, list(range(74, 80)))
+    assert [int(f.nvmlReturn) for f in fields] == [0] * 6
+    for policy, fv in enumerate(fields):
+        status = nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime
+        assert fv.value.ullVal == status, policy
+    assert fields[pynvml.NVML_PERF_POLICY_LOW_UTILIZATION].value.ullVal >= 29e9  # GPU 7 runs nothing
