@@ -9,7 +9,10 @@
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
   the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
   whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
-  all (NVML uninitialised, the node going down) no GPU series is reported, as if the exporter were gone.
+  all (NVML uninitialised, the node going down) no GPU series is reported and ``gpuwarden_nvml_up`` is 0
+  (``nvml_answered`` tells the collection loop, which marks the host stale).
+- A GPU keeps the labels of its last identification while it cannot be identified; GPUs that answer are
+  offered to the XID watcher, so one missed at start gets its XIDs once it is back.
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
