@@ -367,7 +367,7 @@ class SignatureDetector:
                 np.where(step.raw > 0, FIRED, 0.0),
                 step.raw,
                 action=RecommendedAction.INVESTIGATE,
-                summary="the exporter serves values from an earlier collection (an NVML call hangs)",
+                summary="the exporter has no current GPU values (an NVML call hangs, or none answers)",
                 alert_labels={"alertname": "GpuExporterStale"},
                 immediate=True,
             )

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 _POD_CGROUPFS = re.compile(
@@ -145,3 +145,59 @@ def process_labels(identity: ProcessIdentity, pods: Mapping[str, str]) -> dict[s
     if identity.slurm_job:
         labels["slurm_job"] = identity.slurm_job
     return labels
+
+
+def shared(identities: Iterable[ProcessIdentity], pods: Iterable[PodRef] = ()) -> bool:
+    """True when more than one pod or Slurm job uses the GPU (``workload_labels`` then gives none)."""
+    idents = [i for i in identities if i]
+    return (
+        len(set(pods)) > 1
+        or len({i.pod_uid for i in idents if i.pod_uid}) > 1
+        or len({i.slurm_job for i in idents if i.slurm_job}) > 1
+    )
+
+
+# How long a GPU keeps its workload labels after the last sign of its workload (a process, or the
+# kubelet's assignment): long enough for a container restart, a CrashLoop back-off or the gap between
+# two Slurm job steps, short enough that an idle GPU is not billed to a finished job for long.
+WORKLOAD_LABEL_GRACE_SECONDS = 300.0
+
+
+@dataclass
+class _Remembered:
+    labels: dict[str, str]
+    seen_at: float = field(default=0.0)
+
+
+class WorkloadMemory:
+    """Keeps each GPU's workload labels stable while the processes they are read from come and go.
+
+    ``pod_uid``, the container-ID fallback of ``container`` and ``slurm_job`` come from the cgroups of the
+    GPU's processes and exist only while one runs; taken as they are, every restart, respawn or step gap
+    would start new series for all of the GPU's families. The rule: labels seen now that agree with the
+    remembered ones (no label with another value) are added to them; labels that disagree (another pod,
+    container or job) replace them; with none seen, or only some, the remembered ones stay for
+    ``grace_seconds`` after the workload was last seen, then go. A GPU shared by several workloads has none.
+    """
+
+    def __init__(self, grace_seconds: float = WORKLOAD_LABEL_GRACE_SECONDS) -> None:
+        self.grace_seconds = grace_seconds
+        self._by_gpu: dict[str, _Remembered] = {}
+
+    def labels(
+        self, gpu: str, current: Mapping[str, str], now: float, *, ambiguous: bool = False
+    ) -> dict[str, str]:
+        """The workload labels to put on GPU ``gpu``'s families now."""
+        prev = self._by_gpu.get(gpu)
+        if ambiguous:
+            self._by_gpu.pop(gpu, None)
+            return dict(current)
+        if current:
+            agrees = prev is not None and all(prev.labels.get(k, v) == v for k, v in current.items())
+            merged = {**prev.labels, **current} if agrees and prev is not None else dict(current)
+            self._by_gpu[gpu] = _Remembered(merged, now)
+            return merged
+        if prev is not None and now - prev.seen_at <= self.grace_seconds:
+            return prev.labels
+        self._by_gpu.pop(gpu, None)
+        return {}

@@ -28,12 +28,19 @@ from gpuwarden.clock import Clock
 
 logger = logging.getLogger(__name__)
 
+# Longest collection interval the loop accepts (a day); longer ones are clamped with a warning.
+MAX_INTERVAL_SECONDS = 86_400.0
+# /healthz reports a stalled loop when no tick ended for this many intervals (plus one deadline).
+STALL_INTERVALS = 3
+
 
 class Collector(Protocol):
     """What the loop runs: ``NvmlCollector`` or anything with the same shape."""
 
     hostname: str
     current_call: str | None
+    # False after a collection in which not one NVML call answered (driver unloaded, node going down).
+    nvml_answered: bool
 
     def collect(self) -> list[Metric]:
         """One full pass; never raises."""
@@ -46,6 +53,7 @@ class _Result:
     wall: float
     cpu: float
     finished_at: float
+    answered: bool = True
 
 
 class _Worker:
@@ -80,6 +88,7 @@ class _Source:
     pending: Future[_Result] | None = None
     overran: bool = False
     stale: bool = False
+    blind: bool = False  # the last collection got not one answer from NVML
     last_success: float | None = None
     wall: float | None = None
     cpu: float | None = None
@@ -94,13 +103,17 @@ class CollectionLoop:
         self, collectors: Sequence[Collector], *, clock: Clock, interval: float, deadline: float
     ) -> None:
         self._clock = clock
+        if not interval <= MAX_INTERVAL_SECONDS:  # also NaN: a sleep that long overflows and kills the thread
+            logger.warning("collection interval %s s is clamped to %s s", interval, MAX_INTERVAL_SECONDS)
+            interval = MAX_INTERVAL_SECONDS
         self.interval = interval
-        self.deadline = deadline
+        self.deadline = min(deadline, MAX_INTERVAL_SECONDS)
         self._sources = [_Source(c, _Worker(f"collect-{c.hostname}")) for c in collectors]
         self._exposition = EMPTY
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
+        self.last_tick: float | None = None  # clock.monotonic() at the end of the last tick
 
     @property
     def exposition(self) -> Exposition:
@@ -108,15 +121,30 @@ class CollectionLoop:
         return self._exposition
 
     def stale_hosts(self) -> list[str]:
-        """Hosts whose values are from an earlier collection."""
+        """Hosts whose values are not from the current collection (it overran, failed, or NVML was silent)."""
         return [s.collector.hostname for s in self._sources if s.stale]
+
+    def blind_hosts(self) -> list[str]:
+        """Hosts whose last collection got not one answer from NVML."""
+        return [s.collector.hostname for s in self._sources if s.blind]
+
+    def stalled_for(self) -> float | None:
+        """Seconds since the last tick when that is more than a few intervals (a dead loop), else None."""
+        if self.last_tick is None:
+            return None
+        age = self._clock.monotonic() - self.last_tick
+        return age if age > STALL_INTERVALS * self.interval + self.deadline else None
 
     def _job(self, collector: Collector) -> Callable[[], _Result]:
         def run() -> _Result:
             cpu0, wall0 = time.thread_time(), self._clock.monotonic()
             families = collector.collect()
             return _Result(
-                families, self._clock.monotonic() - wall0, time.thread_time() - cpu0, self._clock.time()
+                families,
+                self._clock.monotonic() - wall0,
+                time.thread_time() - cpu0,
+                self._clock.time(),
+                getattr(collector, "nvml_answered", True),
             )
 
         return run
@@ -132,6 +160,7 @@ class CollectionLoop:
         for src in self._sources:
             self._settle(src)
         self.ticks += 1
+        self.last_tick = self._clock.monotonic()
         self._publish()
 
     def _settle(self, src: _Source) -> None:
@@ -160,6 +189,12 @@ class CollectionLoop:
             src.stale = True
             return
         src.families, src.wall, src.cpu = result.families, result.wall, result.cpu
+        src.blind = not result.answered
+        if src.blind:
+            # Nothing was collected: the GPU series are gone (the errors say why), and the host must not
+            # read as fresh. The last success stays where it was, so time() - last_success grows.
+            src.stale = True
+            return
         src.last_success, src.stale = result.finished_at, False
 
     def _health(self) -> list[Metric]:
@@ -191,9 +226,10 @@ class CollectionLoop:
             started = self._clock.monotonic()
             try:
                 self.run_once()
-            except Exception:  # the loop boundary
+                self._clock.sleep(max(0.0, self.interval - (self._clock.monotonic() - started)))
+            except Exception:  # the loop boundary: a failing tick (or sleep) must not end the thread
                 logger.exception("collection tick failed")
-            self._clock.sleep(max(0.0, self.interval - (self._clock.monotonic() - started)))
+                self._stop.wait(1.0)
 
     def start(self) -> None:
         """Run the loop on a daemon thread."""

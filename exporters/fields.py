@@ -1,6 +1,6 @@
 """The metric-family table: every family the exporter can emit, with its help, type and NVML source.
 
-DCGM-compatible families keep dcgm-exporter's exact names (and its units: MiB, MHz, W, mJ, us) so that
+DCGM-compatible families keep dcgm-exporter's exact names (and its units: MiB, MHz, W, mJ, ns) so that
 Grafana dashboard 12239 and existing alert rules work unchanged. Families that DCGM lacks use the
 ``gpuwarden_`` prefix, base units and ``_total`` on counters. The dashboards stage may read this table.
 """
@@ -78,17 +78,32 @@ MEM_COPY_UTIL = _g(
 ENC_UTIL = _g("DCGM_FI_DEV_ENC_UTIL", "Encoder utilization (in %).", "nvmlDeviceGetEncoderUtilization")
 DEC_UTIL = _g("DCGM_FI_DEV_DEC_UTIL", "Decoder utilization (in %).", "nvmlDeviceGetDecoderUtilization")
 FB_FREE = _g("DCGM_FI_DEV_FB_FREE", "Framebuffer memory free (in MiB).", "nvmlDeviceGetMemoryInfo.free")
-FB_USED = _g("DCGM_FI_DEV_FB_USED", "Framebuffer memory used (in MiB).", "nvmlDeviceGetMemoryInfo.used")
+FB_USED = _g(
+    "DCGM_FI_DEV_FB_USED",
+    "Framebuffer memory used (in MiB).",
+    "nvmlDeviceGetMemoryInfo(nvmlMemory_v2).used: without the reserved memory (old drivers: v1, with it)",
+)
+FB_RESERVED = _g(
+    "DCGM_FI_DEV_FB_RESERVED",
+    "Framebuffer memory reserved (in MiB).",
+    "nvmlDeviceGetMemoryInfo(nvmlMemory_v2).reserved",
+)
 FB_TOTAL = _g("DCGM_FI_DEV_FB_TOTAL", "Framebuffer memory total (in MiB).", "nvmlDeviceGetMemoryInfo.total")
 XID_ERRORS = _g(
     "DCGM_FI_DEV_XID_ERRORS",
     "Value of the last XID error encountered (0: none since the exporter started).",
     "nvmlEventSetWait (XidCriticalError)",
 )
-NVLINK_BANDWIDTH_TOTAL = _c(
+NVLINK_BANDWIDTH_TOTAL = _g(
     "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
-    "Total NVLink data traffic, transmitted plus received, for all links (in KiB).",
-    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX + _RX",
+    "NVLink data throughput, transmitted plus received, all links, since the previous collection "
+    "(in MB/s, as DCGM computes it: MiB/s).",
+    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX + _RX (scopeId UINT_MAX: all links), difference / time",
+)
+NVLINK_DATA_BYTES = _c(
+    "gpuwarden_nvlink_data_bytes",
+    "NVLink data payload over all links of the GPU, by direction (NVML's counter, from driver load).",
+    "fields NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX (scopeId UINT_MAX) x 1024",
 )
 ECC_SBE_VOL = _c(
     "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
@@ -166,33 +181,48 @@ CLOCK_THROTTLE_REASONS = _g(
 )
 POWER_VIOLATION = _c(
     "DCGM_FI_DEV_POWER_VIOLATION",
-    "Throttling duration due to power constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_POWER (ns / 1000)",
+    "Throttling duration due to power constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_POWER",
 )
 THERMAL_VIOLATION = _c(
     "DCGM_FI_DEV_THERMAL_VIOLATION",
-    "Throttling duration due to thermal constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_THERMAL (ns / 1000)",
+    "Throttling duration due to thermal constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_THERMAL",
 )
 SYNC_BOOST_VIOLATION = _c(
     "DCGM_FI_DEV_SYNC_BOOST_VIOLATION",
-    "Throttling duration due to sync-boost constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_SYNC_BOOST (ns / 1000)",
+    "Throttling duration due to sync-boost constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_SYNC_BOOST",
 )
 BOARD_LIMIT_VIOLATION = _c(
     "DCGM_FI_DEV_BOARD_LIMIT_VIOLATION",
-    "Throttling duration due to board limit constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT (ns / 1000)",
+    "Throttling duration due to board limit constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT",
 )
 LOW_UTIL_VIOLATION = _c(
     "DCGM_FI_DEV_LOW_UTIL_VIOLATION",
-    "Throttling duration due to low utilization (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION (ns / 1000)",
+    "Throttling duration due to low utilization (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION",
 )
 RELIABILITY_VIOLATION = _c(
     "DCGM_FI_DEV_RELIABILITY_VIOLATION",
-    "Throttling duration due to reliability constraints (in us).",
-    "field NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns / 1000)",
+    "Throttling duration due to reliability constraints (in ns).",
+    "field NVML_FI_DEV_PERF_POLICY_RELIABILITY",
+)
+CLOCKS_EVENT_REASONS = _g(
+    "DCGM_FI_DEV_CLOCKS_EVENT_REASONS",
+    "Current clock event reasons, a bitmask of nvmlClocksEventReason* (DCGM 3.3+'s name for field 112).",
+    "nvmlDeviceGetCurrentClocksEventReasons (old drivers: ...ThrottleReasons)",
+)
+PCIE_TX_THROUGHPUT = _g(
+    "DCGM_FI_DEV_PCIE_TX_THROUGHPUT",
+    "PCIe data transmitted by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES)",
+)
+PCIE_RX_THROUGHPUT = _g(
+    "DCGM_FI_DEV_PCIE_RX_THROUGHPUT",
+    "PCIe data received by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_RX_BYTES)",
 )
 PROF_GR_ENGINE_ACTIVE = _g(
     "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
@@ -218,6 +248,16 @@ PROF_DRAM_ACTIVE = _g(
     "DCGM_FI_PROF_DRAM_ACTIVE",
     "Ratio of cycles the device memory interface is active sending or receiving data.",
     "GPM NVML_GPM_METRIC_DRAM_BW_UTIL / 100",
+)
+PROF_PCIE_TX_BYTES = _g(
+    "DCGM_FI_PROF_PCIE_TX_BYTES",
+    "The rate of data transmitted over the PCIe bus, headers and payloads, in bytes per second.",
+    "GPM NVML_GPM_METRIC_PCIE_TX_PER_SEC (MiB/s) x 2^20",
+)
+PROF_PCIE_RX_BYTES = _g(
+    "DCGM_FI_PROF_PCIE_RX_BYTES",
+    "The rate of data received over the PCIe bus, headers and payloads, in bytes per second.",
+    "GPM NVML_GPM_METRIC_PCIE_RX_PER_SEC (MiB/s) x 2^20",
 )
 
 # --- gpuwarden families ------------------------------------------------------------------------------
@@ -248,6 +288,21 @@ XID_LAST_SEEN = _g(
     "When the exporter last received this XID code from the GPU (Unix seconds).",
     "nvmlEventSetWait receipt time",
 )
+XID_WATCHER_UP = _g(
+    "gpuwarden_xid_watcher_up",
+    "1 while this host's XID watcher waits on its NVML event set; 0 when it has none (XIDs are not seen).",
+    "XidWatcher",
+)
+XID_WATCHER_GPUS = _g(
+    "gpuwarden_xid_watcher_gpus",
+    "GPUs registered for XID events; fewer than count(gpuwarden_gpu_up == 1) means some XIDs are not seen.",
+    "XidWatcher",
+)
+XID_WATCHER_ERRORS = _c(
+    "gpuwarden_xid_watcher_errors",
+    "Failed NVML event-set creations, XID registrations and event waits of the XID watcher.",
+    "XidWatcher",
+)
 PROCESS_MEMORY = _g(
     "gpuwarden_process_memory_used_bytes",
     "GPU memory used by one process, with its pod or Slurm job when known.",
@@ -275,8 +330,15 @@ LAST_SUCCESS = _g(
 )
 STALE = _g(
     "gpuwarden_exporter_stale",
-    "1 while this host's values are from an earlier collection because the current one overran its deadline.",
+    "1 while this host's GPU values are not from the current collection: it overran its deadline (a hung "
+    "NVML call), failed, or NVML answered nothing (see gpuwarden_nvml_up).",
     "collection loop",
+)
+NVML_UP = _g(
+    "gpuwarden_nvml_up",
+    "1 when NVML answered in this host's last collection; 0 when not one call did (driver unloaded or "
+    "wedged, node going down): its GPU series are then absent.",
+    "every NVML call of a collection",
 )
 OVERRUNS = _c(
     "gpuwarden_collection_overruns",
@@ -313,24 +375,28 @@ FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
     (45, NVLINK_CRC_DATA, 1.0),  # NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL
     (52, NVLINK_REPLAY, 1.0),  # NVML_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL
     (59, NVLINK_RECOVERY, 1.0),  # NVML_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL
-    (74, POWER_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_POWER (ns -> us)
-    (75, THERMAL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_THERMAL
-    (76, SYNC_BOOST_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_SYNC_BOOST
-    (77, BOARD_LIMIT_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT
-    (78, LOW_UTIL_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION
-    (79, RELIABILITY_VIOLATION, 1e-3),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY
+    (74, POWER_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_POWER (ns)
+    (75, THERMAL_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_THERMAL (ns)
+    (76, SYNC_BOOST_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_SYNC_BOOST (ns)
+    (77, BOARD_LIMIT_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT (ns)
+    (78, LOW_UTIL_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION (ns)
+    (79, RELIABILITY_VIOLATION, 1.0),  # NVML_FI_DEV_PERF_POLICY_RELIABILITY (ns)
     (230, RECOVERY_ACTION, 1.0),  # NVML_FI_DEV_GET_GPU_RECOVERY_ACTION
 )
-# Summed into DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL (KiB): NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX.
-NVLINK_THROUGHPUT_FIELDS = (138, 139)
+# NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX / _RX (cumulative KiB). Their scopeId is a link id; UINT_MAX asks
+# for the sum of all links (nvml.h), which DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL and the byte counters need.
+NVLINK_ALL_LINKS = 0xFFFFFFFF
+NVLINK_THROUGHPUT_FIELDS = ((138, NVLINK_ALL_LINKS, "tx"), (139, NVLINK_ALL_LINKS, "rx"))
 
-# GPM metric ids (NVML_GPM_METRIC_*) and the DCGM profiling family each feeds (value / 100 = ratio).
-GPM_FAMILIES: tuple[tuple[int, Family], ...] = (
-    (1, PROF_GR_ENGINE_ACTIVE),  # NVML_GPM_METRIC_GRAPHICS_UTIL
-    (2, PROF_SM_ACTIVE),  # NVML_GPM_METRIC_SM_UTIL
-    (3, PROF_SM_OCCUPANCY),  # NVML_GPM_METRIC_SM_OCCUPANCY
-    (5, PROF_PIPE_TENSOR_ACTIVE),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
-    (10, PROF_DRAM_ACTIVE),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+# GPM metric ids (NVML_GPM_METRIC_*), the DCGM profiling family each feeds and the scale to its unit.
+GPM_FAMILIES: tuple[tuple[int, Family, float], ...] = (
+    (1, PROF_GR_ENGINE_ACTIVE, 0.01),  # NVML_GPM_METRIC_GRAPHICS_UTIL (percent -> ratio)
+    (2, PROF_SM_ACTIVE, 0.01),  # NVML_GPM_METRIC_SM_UTIL
+    (3, PROF_SM_OCCUPANCY, 0.01),  # NVML_GPM_METRIC_SM_OCCUPANCY
+    (5, PROF_PIPE_TENSOR_ACTIVE, 0.01),  # NVML_GPM_METRIC_ANY_TENSOR_UTIL
+    (10, PROF_DRAM_ACTIVE, 0.01),  # NVML_GPM_METRIC_DRAM_BW_UTIL
+    (20, PROF_PCIE_TX_BYTES, 1024.0 * 1024.0),  # NVML_GPM_METRIC_PCIE_TX_PER_SEC (MiB/s -> B/s)
+    (21, PROF_PCIE_RX_BYTES, 1024.0 * 1024.0),  # NVML_GPM_METRIC_PCIE_RX_PER_SEC
 )
 
 # Clock event (throttle) reason bits and their label values.

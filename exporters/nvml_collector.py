@@ -9,7 +9,10 @@
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
   the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
   whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
-  all (NVML uninitialised, the node going down) no GPU series is reported, as if the exporter were gone.
+  all (NVML uninitialised, the node going down) no GPU series is reported and ``gpuwarden_nvml_up`` is 0
+  (``nvml_answered`` tells the collection loop, which marks the host stale).
+- A GPU keeps the labels of its last identification while it cannot be identified; GPUs that answer are
+  offered to the XID watcher, so one missed at start gets its XIDs once it is back.
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
@@ -19,36 +22,58 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import pynvml
 from prometheus_client import Metric
-from prometheus_client.samples import Sample
 
 from exporters import fields as fams
-from exporters.attribution import PodRef, ProcessIdentity, process_labels, workload_labels
-from exporters.xid import XidLedger
-from gpuwarden.errors import SourceError
+from exporters.attribution import (
+    PodRef,
+    ProcessIdentity,
+    WorkloadMemory,
+    process_labels,
+    shared,
+    workload_labels,
+)
+from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.gpm import GpmSampling
+from exporters.nvml_calls import (
+    ARGUMENT_VERSION_MISMATCH,
+    FUNCTION_NOT_FOUND,
+    LOST_CODES,
+    NOT_FOUND,
+    NOT_SUPPORTED,
+    GpuLost,
+    error_name,
+    init_nvml,
+)
+from exporters.xid import XidLedger, XidWatcher
+from gpuwarden.clock import Clock, SystemClock
+from gpuwarden.xid import xid_catalog
+
+__all__ = ["NvmlCollector", "PodAssignments", "ProcessResolver", "error_name", "init_nvml", "xid_message"]
 
 logger = logging.getLogger(__name__)
 
-NOT_SUPPORTED = 3
-NOT_FOUND = 6
-FUNCTION_NOT_FOUND = 13
-LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
 _VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
+_PCIE_TX, _PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES / RX_BYTES
 _MIG_ENABLED = 1
-_FIELD_IDS = [fid for fid, _, _ in fams.FIELD_FAMILIES] + list(fams.NVLINK_THROUGHPUT_FIELDS)
+_MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"  # the key of the v2 call (pynvml: version=nvmlMemory_v2)
+_FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMILIES]
+_FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
 # (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
 _VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
-_FIELD_NAMES = {fid: fam.name for fid, fam, _ in fams.FIELD_FAMILIES} | {
-    138: "NVLINK_THROUGHPUT_DATA_TX",
-    139: "NVLINK_THROUGHPUT_DATA_RX",
-}
+_FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
+    "NVLINK_THROUGHPUT_DATA_TX",
+    "NVLINK_THROUGHPUT_DATA_RX",
+]
+_KIB = 1024
+# DCGM-only labels: gpuwarden's own families leave them out (promtool rejects camelCase; join on UUID).
+_DCGM_ONLY_LABELS = frozenset({"modelName", "DCGM_FI_DRIVER_VERSION"})
 
 
 class ProcessResolver(Protocol):
@@ -71,93 +96,7 @@ class PodAssignments(Protocol):
         ...
 
 
-def error_name(code: int | None) -> str:
-    """``NVMLError_Timeout`` -> ``Timeout``: the value of the ``error`` label."""
-    if code is None:
-        return "Unknown"
-    try:
-        return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
-    except (KeyError, ValueError, AttributeError):
-        return f"code_{code}"
-
-
-def init_nvml(nvml: Any) -> None:
-    """``nvmlInit`` with its failures (no library, no driver, no permission) as one clear SourceError."""
-    try:
-        nvml.nvmlInit()
-    except pynvml.NVMLError as exc:
-        name = error_name(getattr(exc, "value", None))
-        hint = {
-            "LibraryNotFound": "libnvidia-ml.so is not installed; is the NVIDIA driver installed? "
-            "(use --simulate NODESxGPUS to run on a simulated fleet)",
-            "DriverNotLoaded": "the NVIDIA kernel driver is not loaded",
-            "NoPermission": "no permission to open the GPU devices",
-            "LibRmVersionMismatch": "NVML library and kernel driver versions differ; reload the driver",
-        }.get(name, str(exc))
-        raise SourceError(f"cannot initialise NVML ({name}): {hint}", source="nvml", retryable=False) from exc
-
-
-class _GpuLost(Exception):
-    def __init__(self, function: str, code: int) -> None:
-        super().__init__(function)
-        self.function = function
-        self.code = code
-
-
-@dataclass
-class _Gpm:
-    """GPM state of one GPU (or MIG instance): two samples, swapped each collection."""
-
-    metrics_get: Any
-    prev: Any = None
-    spare: Any = None
-
-
-@dataclass
-class _Gpu:
-    index: int
-    handle: Any
-    uuid: str
-    labels: dict[str, str]
-    own: dict[str, str]
-    gpm: _Gpm | None = None
-    gpm_checked: bool = False
-    mig_gpm: dict[int, _Gpm] = field(default_factory=dict)
-
-
-class _Out:
-    """Families of one collection, created on first sample, emitted in table order."""
-
-    def __init__(self) -> None:
-        self._metrics: dict[str, Metric] = {}
-
-    def add(self, family: fams.Family, labels: Mapping[str, str], value: float) -> None:
-        metric = self._metrics.get(family.name)
-        if metric is None:
-            metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
-        metric.samples.append(Sample(family.sample_name, labels, value))  # type: ignore[arg-type]
-
-    def mark(self) -> dict[str, int]:
-        """Remember how many samples each family has, to drop a lost GPU's partial samples."""
-        return {name: len(m.samples) for name, m in self._metrics.items()}
-
-    def size(self) -> int:
-        """Samples so far."""
-        return sum(len(m.samples) for m in self._metrics.values())
-
-    def rollback(self, mark: dict[str, int]) -> None:
-        for name, metric in list(self._metrics.items()):
-            del metric.samples[mark.get(name, 0) :]
-
-    def families(self) -> list[Metric]:
-        return [
-            self._metrics[f.name]
-            for f in fams.FAMILIES
-            if f.name in self._metrics and self._metrics[f.name].samples
-        ]
-
-
-class NvmlCollector:
+class NvmlCollector(GpmSampling):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -169,18 +108,20 @@ class NvmlCollector:
         xids: XidLedger | None = None,
         resolver: ProcessResolver | None = None,
         pods: PodAssignments | None = None,
+        watcher: XidWatcher | None = None,
+        clock: Clock | None = None,
     ) -> None:
-        self._nvml = nvml
-        self.hostname = hostname
+        super().__init__(nvml, hostname)
+        self._clock: Clock = clock if clock is not None else SystemClock()
+        self._workloads = WorkloadMemory()
         self._xids = xids
+        self._watcher = watcher
         self._resolver = resolver
         self._pods = pods
-        self._gpus: list[_Gpu] = []
-        self._missing: set[str] = set()
-        self._errors: dict[tuple[str, str], int] = {}
-        self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
+        self._gpus: list[Gpu] = []
+        self._driver: str | bytes | None = None
         self._metrics_get_type = getattr(nvml, "c_nvmlGpmMetricsGet_t", None) or pynvml.c_nvmlGpmMetricsGet_t
-        self.current_call: str | None = None
+        self.nvml_answered = True
 
     # --- the collector protocol -------------------------------------------------------------------
 
@@ -190,7 +131,7 @@ class NvmlCollector:
 
     def collect(self) -> list[Metric]:
         """One pass over all GPUs. Never raises."""
-        out = _Out()
+        out = FamilyBuilder()
         try:
             self._collect(out)
         except Exception:  # the collection boundary: log and count, keep what was gathered
@@ -199,84 +140,91 @@ class NvmlCollector:
         for (function, error), count in self._errors.items():
             labels = {"Hostname": self.hostname, "function": function, "error": error}
             out.add(fams.NVML_CALL_ERRORS, labels, count)
+        host = {"Hostname": self.hostname}
+        out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
+        if self._watcher is not None:
+            out.add(fams.XID_WATCHER_UP, host, 1.0 if self._watcher.watching else 0.0)
+            out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
+            out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
         return out.families()
 
     # --- NVML calls -------------------------------------------------------------------------------
 
-    def _count_error(self, function: str, error: str) -> None:
-        key = (function, error)
-        self._errors[key] = self._errors.get(key, 0) + 1
-
-    def _call(self, name: str, *args: Any) -> Any:
-        """Call one NVML function; None when its series must be left out. GPU loss raises ``_GpuLost``."""
-        if name in self._missing:
-            return None
-        fn = getattr(self._nvml, name, None)
-        if fn is None:
-            self._missing.add(name)
-            self._count_error(name, "FunctionNotFound")
-            return None
-        self.current_call = name
-        try:
-            result = fn(*args)
-            self._answers += 1
-            return result
-        except pynvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
-            if code == NOT_SUPPORTED:
-                self._answers += 1
-                return None
-            if code in LOST_CODES:
-                raise _GpuLost(name, code) from exc
-            if code == FUNCTION_NOT_FOUND:
-                logger.warning("nvml function missing, degrading function=%s host=%s", name, self.hostname)
-                self._missing.add(name)
-            self._count_error(name, error_name(code))
-            return None
-        finally:
-            self.current_call = None
+    def _memory(self, handle: Any) -> Any:
+        """Framebuffer info: v2 (``used`` without the driver's reserved memory, as DCGM reads it), else v1."""
+        version = getattr(self._nvml, "nvmlMemory_v2", pynvml.nvmlMemory_v2)
+        mem, code = self._attempt(_MEMORY_V2, "nvmlDeviceGetMemoryInfo", handle, version)
+        if code is None:
+            return mem
+        if code == ARGUMENT_VERSION_MISMATCH:
+            self._missing.add(_MEMORY_V2)  # a driver that does not know the v2 struct: v1 from now on
+        elif code not in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+            return None  # a real error, counted: leave the series out rather than switch meaning for a pass
+        return self._call("nvmlDeviceGetMemoryInfo", handle)
 
     # --- discovery --------------------------------------------------------------------------------
 
     def _discover(self, count: int) -> None:
+        """(Re)build the GPU list. A GPU that cannot be identified now keeps what an earlier read said."""
+        known = {gpu.index: gpu for gpu in self._gpus}
+        self._driver = self._call("nvmlSystemGetDriverVersion") or self._driver
         gpus = []
         for index in range(count):
-            handle = uuid = None
-            name = bus = ""
-            minor: Any = index
-            try:
-                handle = self._call("nvmlDeviceGetHandleByIndex", index)
-                if handle is not None:
-                    uuid = self._call("nvmlDeviceGetUUID", handle)
-                    name = self._call("nvmlDeviceGetName", handle) or ""
-                    pci = self._call("nvmlDeviceGetPciInfo", handle)
-                    bus = pci.busId if pci is not None else ""
-                    got = self._call("nvmlDeviceGetMinorNumber", handle)
-                    minor = index if got is None else got
-            except _GpuLost as lost:
-                self._count_error(lost.function, error_name(lost.code))
-            labels = {
-                "gpu": str(index),
-                "UUID": _text(uuid or ""),
-                "pci_bus_id": _text(bus),
-                "device": f"nvidia{minor}",
-                "modelName": _text(name),
-                "Hostname": self.hostname,
-            }
-            own = {k: v for k, v in labels.items() if k != "modelName"}
-            gpus.append(_Gpu(index, handle, labels["UUID"], labels, own))
+            handle, uuid, labels = self._identify(index)
+            prev = known.pop(index, None)
+            if prev is not None and (not uuid or uuid == prev.uuid):
+                # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
+                # series do not turn into UUID="" ones while it is lost, and its per-GPU state.
+                prev.handle = handle if handle is not None else prev.handle
+                gpus.append(prev)
+                continue
+            if prev is not None:
+                self._forget_gpm(prev)
+            own = {k: v for k, v in labels.items() if k not in _DCGM_ONLY_LABELS}
+            gpus.append(Gpu(index, handle, labels["UUID"], labels, own))
+        for gone in known.values():
+            self._forget_gpm(gone)
         self._gpus = gpus
 
-    def _collect(self, out: _Out) -> None:
+    def _identify(self, index: int) -> tuple[Any, str, dict[str, str]]:
+        """(handle, UUID or "", DCGM labels) of GPU ``index``, as far as NVML answers."""
+        handle = uuid = None
+        name = bus = ""
+        minor: Any = index
+        try:
+            handle = self._call("nvmlDeviceGetHandleByIndex", index)
+            if handle is not None:
+                uuid = self._call("nvmlDeviceGetUUID", handle)
+                name = self._call("nvmlDeviceGetName", handle) or ""
+                pci = self._call("nvmlDeviceGetPciInfo", handle)
+                bus = pci.busId if pci is not None else ""
+                got = self._call("nvmlDeviceGetMinorNumber", handle)
+                minor = index if got is None else got
+        except GpuLost as lost:
+            self._count_error(lost.function, error_name(lost.code))
+        labels = {
+            "gpu": str(index),
+            "UUID": _text(uuid or ""),
+            "pci_bus_id": _text(bus),
+            "device": f"nvidia{minor}",
+            "modelName": _text(name),
+            "Hostname": self.hostname,
+        }
+        if self._driver:
+            labels["DCGM_FI_DRIVER_VERSION"] = _text(self._driver)  # a "label" field in dcgm-exporter's CSVs
+        return handle, labels["UUID"], labels
+
+    def _collect(self, out: FamilyBuilder) -> None:
         start, answers = out.mark(), self._answers
         self._collect_all(out)
-        if self._answers == answers:
-            # Not one call answered (NVML uninitialised, the node going down): the exporter is blind, as if
-            # it were gone. Report no GPU rather than guess; the errors say why, and the GPUs' series go
-            # stale as they would when a real exporter dies.
+        self.nvml_answered = self._answers != answers
+        if not self.nvml_answered:
+            # Not one call answered (NVML uninitialised, the node going down): the exporter is blind. Report
+            # no GPU rather than guess; the errors say why, gpuwarden_nvml_up 0 says so, and the loop marks
+            # the host stale without advancing its last success.
             out.rollback(start)
 
-    def _collect_all(self, out: _Out) -> None:
+    def _collect_all(self, out: FamilyBuilder) -> None:
         count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
@@ -292,10 +240,12 @@ class NvmlCollector:
                     # A GPU that gave not one series (every call failed: the driver is wedged) did not
                     # answer: it is not up, even though no call said it was lost.
                     up = 1.0 if out.size() > sum(mark.values()) else 0.0
-                except _GpuLost as lost:
+                    if up and self._watcher is not None:
+                        self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
+                except GpuLost as lost:
                     out.rollback(mark)
                     self._count_error(lost.function, error_name(lost.code))
-                    gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+                    self._forget_gpm(gpu)
             out.add(fams.GPU_UP, gpu.own, up)
             self._add_xids(gpu, out)
         if self._resolver is not None:
@@ -303,18 +253,20 @@ class NvmlCollector:
 
     # --- one GPU ----------------------------------------------------------------------------------
 
-    def _collect_gpu(self, gpu: _Gpu, out: _Out, pids: list[int]) -> None:
+    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
         call, h = self._call, gpu.handle
         labels = self._attribute(gpu, out, pids)
         util = call("nvmlDeviceGetUtilizationRates", h)
         if util is not None:
             out.add(fams.GPU_UTIL, labels, util.gpu)
             out.add(fams.MEM_COPY_UTIL, labels, util.memory)
-        mem = call("nvmlDeviceGetMemoryInfo", h)
+        mem = self._memory(h)
         if mem is not None:
             out.add(fams.FB_FREE, labels, mem.free // _MIB)
             out.add(fams.FB_USED, labels, mem.used // _MIB)
             out.add(fams.FB_TOTAL, labels, mem.total // _MIB)
+            if hasattr(mem, "reserved"):
+                out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
         for family, args in (
             (fams.GPU_TEMP, ("nvmlDeviceGetTemperature", h, _TEMPERATURE_GPU)),
             (fams.SM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_SM)),
@@ -331,12 +283,16 @@ class NvmlCollector:
             got = call(name, h)
             if got is not None:
                 out.add(family, labels, got[0])
+        for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
+            kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
+            if kbs is not None:
+                out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)
         self._gpm(gpu, out, labels)
         self._mig(gpu, out)
 
-    def _attribute(self, gpu: _Gpu, out: _Out, pids: list[int]) -> dict[str, str]:
+    def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> dict[str, str]:
         """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
         pods = list(self._pods.pods_for(gpu.uuid)) if self._pods is not None else []
         procs = self._call("nvmlDeviceGetComputeRunningProcesses", gpu.handle) or []
@@ -346,16 +302,23 @@ class NvmlCollector:
             pids.append(pid)
             ident = self._resolver.resolve(pid) if self._resolver is not None else ProcessIdentity()
             identities.append((proc, ident))
-        extra = workload_labels((i for _, i in identities), pods)
+        idents = [i for _, i in identities]
+        extra = self._workloads.labels(
+            gpu.uuid or gpu.labels["gpu"],
+            workload_labels(idents, pods),
+            self._clock.monotonic(),
+            ambiguous=shared(idents, pods),
+        )
         gpu_pods: dict[str, str] = {k: extra[k] for k in ("namespace", "pod", "container") if k in extra}
         for proc, ident in identities:
             if proc.usedGpuMemory is None:
                 continue
             plabels = {**gpu.own, "pid": str(proc.pid), **process_labels(ident, gpu_pods)}
             out.add(fams.PROCESS_MEMORY, plabels, proc.usedGpuMemory)
+        gpu.workload = extra
         return {**gpu.labels, **extra} if extra else gpu.labels
 
-    def _clock_reasons(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+    def _clock_reasons(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         name = "nvmlDeviceGetCurrentClocksEventReasons"
         if name in self._missing:
             name = "nvmlDeviceGetCurrentClocksThrottleReasons"  # drivers before the rename
@@ -364,78 +327,60 @@ class NvmlCollector:
             return
         reasons = int(reasons)
         out.add(fams.CLOCK_THROTTLE_REASONS, labels, reasons)
+        out.add(fams.CLOCKS_EVENT_REASONS, labels, reasons)
         for bit, reason in fams.CLOCK_EVENT_REASONS:
             out.add(fams.CLOCK_EVENT_REASON, _with(gpu.own, "reason", reason), 1.0 if reasons & bit else 0.0)
 
-    def _field_values(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
+    def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
         if values is None:
             return
-        throughput: list[float] = []
+        throughput: list[tuple[float, int]] = []
         got: set[int] = set()
         n_families = len(fams.FIELD_FAMILIES)
         for i, fv in enumerate(values):
             ret = int(fv.nvmlReturn)
             if ret == NOT_SUPPORTED:
                 continue
-            fid = _FIELD_IDS[i]
             if ret in LOST_CODES:
-                raise _GpuLost("nvmlDeviceGetFieldValues", ret)
+                raise GpuLost("nvmlDeviceGetFieldValues", ret)
             if ret != 0:
-                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[fid]})", error_name(ret))
+                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
             value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
-            got.add(fid)
             if i < n_families:
-                _, family, scale = fams.FIELD_FAMILIES[i]
+                fid, family, scale = fams.FIELD_FAMILIES[i]
+                got.add(fid)
                 out.add(family, gpu.own if not family.dcgm else labels, value * scale)
             else:
-                throughput.append(value)
+                throughput.append((value, int(fv.timestamp)))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
-            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, sum(throughput))
+            self._nvlink(gpu, out, labels, throughput)
         for fid, policy, family in _VIOLATION_FALLBACK:
             if fid not in got:  # drivers without the perf-policy fields still answer the old call
                 status = self._call("nvmlDeviceGetViolationStatus", gpu.handle, policy)
                 if status is not None:
-                    out.add(family, labels, float(status.violationTime) / 1000.0)
+                    out.add(family, labels, float(status.violationTime))  # ns, as the field
 
-    # --- GPM profiling ratios (Hopper and later) --------------------------------------------------
+    def _nvlink(
+        self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str], kib: list[tuple[float, int]]
+    ) -> None:
+        """NVLink byte counters, and DCGM's bandwidth: the rate between two reads of them, as DCGM does.
 
-    def _gpm(self, gpu: _Gpu, out: _Out, labels: dict[str, str]) -> None:
-        if not gpu.gpm_checked:
-            gpu.gpm_checked = True
-            support = self._call("nvmlGpmQueryDeviceSupport", gpu.handle)
-            if support is not None and support.isSupportedDevice:
-                gpu.gpm = _Gpm(self._new_metrics_get())
-        if gpu.gpm is not None:
-            self._gpm_sample(gpu.gpm, out, labels, "nvmlGpmSampleGet", gpu.handle)
-
-    def _new_metrics_get(self) -> Any:
-        mg = self._metrics_get_type()
-        mg.version = getattr(self._nvml, "NVML_GPM_METRICS_GET_VERSION", 1)
-        mg.numMetrics = len(fams.GPM_FAMILIES)
-        for i, (metric_id, _) in enumerate(fams.GPM_FAMILIES):
-            mg.metrics[i].metricId = metric_id
-        return mg
-
-    def _gpm_sample(self, gpm: _Gpm, out: _Out, labels: Mapping[str, str], getter: str, *args: Any) -> None:
-        sample = gpm.spare if gpm.spare is not None else self._call("nvmlGpmSampleAlloc")
-        if sample is None or self._call(getter, *args, sample) is None:
-            gpm.spare = sample
-            return
-        if gpm.prev is not None:
-            mg = gpm.metrics_get
-            mg.sample1, mg.sample2 = gpm.prev, sample
-            if self._call("nvmlGpmMetricsGet", mg) is not None:
-                for i, (_, family) in enumerate(fams.GPM_FAMILIES):
-                    metric = mg.metrics[i]
-                    if int(metric.nvmlReturn) == 0:
-                        out.add(family, labels, float(metric.value) / 100.0)
-        gpm.spare, gpm.prev = gpm.prev, sample
+        DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL is not a counter in DCGM, whatever dcgm-exporter's CSV says: DCGM
+        differences NVML's cumulative KiB and divides by the time between reads (its unit is "MB/s"; measured
+        against known copies it is MiB/s). The first read, and a read after a counter reset, have no rate.
+        """
+        for (_, _, direction), (value, _) in zip(fams.NVLINK_THROUGHPUT_FIELDS, kib, strict=True):
+            out.add(fams.NVLINK_DATA_BYTES, _with(gpu.own, "direction", direction), value * _KIB)
+        total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
+        prev, gpu.nvlink_prev = gpu.nvlink_prev, (total, at_us)
+        if prev is not None and at_us > prev[1] and total >= prev[0]:
+            out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
     # --- MIG instances ----------------------------------------------------------------------------
 
-    def _mig(self, gpu: _Gpu, out: _Out) -> None:
+    def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
         mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
         if mode is None or int(mode[0]) != _MIG_ENABLED:
             return
@@ -453,26 +398,40 @@ class NvmlCollector:
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
             labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi)}
-            mem = self._call("nvmlDeviceGetMemoryInfo", mig)
+            mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
                 out.add(fams.FB_USED, labels, mem.used // _MIB)
+                if hasattr(mem, "reserved"):
+                    out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
-                gpm = gpu.mig_gpm.setdefault(int(gi), _Gpm(self._new_metrics_get()))
+                gpm = gpu.mig_gpm.setdefault(int(gi), Gpm(self._new_metrics_get()))
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
 
     # --- XIDs -------------------------------------------------------------------------------------
 
-    def _add_xids(self, gpu: _Gpu, out: _Out) -> None:
+    def _add_xids(self, gpu: Gpu, out: FamilyBuilder) -> None:
+        """The XID families, with the workload labels the GPU's other families carry (its last known ones
+        when it is lost: the job an XID 79 took down), and dcgm-exporter's err_code/err_msg on its gauge."""
         if self._xids is None or not gpu.uuid:
             return
         last, counts = self._xids.snapshot(gpu.uuid)
         if last is not None:
-            out.add(fams.XID_ERRORS, gpu.labels, last)
+            dcgm = {**gpu.labels, **gpu.workload, "err_code": str(last), "err_msg": xid_message(last)}
+            out.add(fams.XID_ERRORS, dcgm, last)
+        own = {**gpu.own, **gpu.workload}
         for xid in sorted(counts):
-            labels = _with(gpu.own, "xid", str(xid))
+            labels = _with(own, "xid", str(xid))
             out.add(fams.XID_TOTAL, labels, counts[xid].count)
             out.add(fams.XID_LAST_SEEN, labels, counts[xid].last_seen)
+
+
+def xid_message(xid: int) -> str:
+    """dcgm-exporter's ``err_msg``: "No Error" for 0, the catalog's description, else "Unknown Error"."""
+    if xid == 0:
+        return "No Error"
+    entry = xid_catalog().get(xid)
+    return entry.description if entry is not None and entry.description else "Unknown Error"
 
 
 def _with(labels: Mapping[str, str], key: str, value: str) -> dict[str, str]:

@@ -1,14 +1,17 @@
 """The exporter's HTTP face: ``/metrics`` renders the cached exposition, ``/healthz`` reports staleness.
 
 A scrape never touches NVML: it returns bytes rendered after the last collection, so it answers in
-microseconds even while an NVML call hangs. ``/metrics`` negotiates OpenMetrics when the scraper asks
-for it (Prometheus does) and falls back to the text format 0.0.4. Extra routes (the simulator's
-``/sim/faults``) are mounted only when the caller passes them, i.e. only with ``--simulate``.
+microseconds even while an NVML call hangs. ``/metrics`` serves the text format 0.0.4, as dcgm-exporter
+does, to every scraper that accepts it (Prometheus does), and OpenMetrics 1.0.0 only to one that accepts
+nothing else. Extra routes (the simulator's ``/sim/faults``) are mounted only when the caller passes them,
+i.e. only with ``--simulate``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import socket
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -17,32 +20,119 @@ from starlette.routing import BaseRoute, Route
 
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
+from exporters.xid import XidWatcher
+
+
+def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
+    """``Accept``-style header -> [(media or coding, parameters, q)], entries with a bad q dropped."""
+    ranges = []
+    for part in header.split(","):
+        media, *params = (p.strip() for p in part.split(";"))
+        if not media:
+            continue
+        parsed = {}
+        for param in params:
+            key, _, value = param.partition("=")
+            parsed[key.strip().lower()] = value.strip().strip('"')
+        try:
+            q = float(parsed.pop("q", "1"))
+        except ValueError:
+            continue
+        ranges.append((media.lower(), parsed, q))
+    return ranges
 
 
 def wants_openmetrics(accept: str) -> bool:
-    """True when the Accept header lists OpenMetrics (with any q > 0)."""
-    for part in accept.split(","):
-        media, *params = (p.strip() for p in part.split(";"))
-        if media == "application/openmetrics-text":
-            return not any(p.replace(" ", "") in ("q=0", "q=0.0") for p in params)
-    return False
+    """True only when the scraper takes OpenMetrics 1.0.0 and not the text format 0.0.4.
+
+    Prometheus lists OpenMetrics first, but OpenMetrics requires ``_total`` on counter samples, which
+    NVIDIA's names lack, so DCGM counters would reach it as ``unknown``. Like dcgm-exporter, the text
+    format is served to any scraper that accepts it; OpenMetrics (no exemplars here to need it) only to one
+    that accepts nothing else. A version other than 1.0.0 is not served as 1.0.0: text answers instead.
+    """
+    text = openmetrics = False
+    for media, params, q in _media_ranges(accept):
+        if q <= 0:
+            continue
+        version = params.get("version")
+        if media in ("*/*", "text/*") or (media == "text/plain" and version in (None, "0.0.4")):
+            text = True
+        elif media == "application/openmetrics-text" and version in (None, "1.0.0"):
+            openmetrics = True
+    return openmetrics and not text
 
 
-def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) -> Starlette:
-    """The Starlette app serving ``loop``'s exposition."""
+def accepts_gzip(accept_encoding: str) -> bool:
+    """True when ``Accept-Encoding`` allows gzip (``gzip;q=0`` refuses it, ``*`` allows it)."""
+    allowed: bool | None = None
+    for coding, _, q in _media_ranges(accept_encoding):
+        if coding == "gzip":
+            return q > 0
+        if coding == "*":
+            allowed = q > 0
+    return bool(allowed)
+
+
+def health(loop: CollectionLoop, xid_watchers: Mapping[str, XidWatcher]) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body) of ``/healthz``.
+
+    503 when the exporter is not serving current GPU values, with the reason: ``stalled`` (the collection
+    loop has not ticked for several intervals: its thread died or hangs), ``nvml_unavailable`` (not one
+    NVML call answered on a host), ``stale`` (a host's collection overran its deadline: a hung NVML
+    call). 200 with ``degraded`` when metrics are current but an XID watcher has no event set, else
+    ``ok``.
+    """
+    stale, blind, stalled = loop.stale_hosts(), loop.blind_hosts(), loop.stalled_for()
+    reasons = []
+    if stalled is not None:
+        reasons.append(f"stalled: no collection for {stalled:.0f} s (interval {loop.interval:g} s)")
+    if blind:
+        reasons.append(f"nvml_unavailable: NVML answered nothing on {', '.join(blind)}")
+    overran = [host for host in stale if host not in blind]
+    if overran:
+        reasons.append(f"stale: the collection overran its deadline on {', '.join(overran)}")
+    body: dict[str, Any] = {
+        "status": reasons[0].split(":", 1)[0] if reasons else "ok",
+        "reasons": reasons,
+        "stale_hosts": stale,
+        "ticks": loop.ticks,
+    }
+    if xid_watchers:
+        body["xid_watchers"] = {
+            host: {
+                "watching": w.watching,
+                "gpus": w.registered,
+                "errors": w.errors,
+                "last_error": w.last_error,
+            }
+            for host, w in xid_watchers.items()
+        }
+        if not reasons and not all(w.watching for w in xid_watchers.values()):
+            body["status"] = "degraded"
+    return (503 if reasons else 200), body
+
+
+def create_app(
+    loop: CollectionLoop,
+    *,
+    extra_routes: Sequence[BaseRoute] = (),
+    xid_watchers: Mapping[str, XidWatcher] | None = None,
+) -> Starlette:
+    """The Starlette app serving ``loop``'s exposition; ``/healthz`` also reports the XID watchers."""
+    watchers = dict(xid_watchers or {})
 
     async def metrics(request: Request) -> Response:
         snapshot = loop.exposition
         openmetrics = wants_openmetrics(request.headers.get("accept", ""))
         content_type = OPENMETRICS_CONTENT_TYPE if openmetrics else TEXT_CONTENT_TYPE
-        if "gzip" in request.headers.get("accept-encoding", ""):
+        if accepts_gzip(request.headers.get("accept-encoding", "")):
             body = snapshot.gzipped(openmetrics=openmetrics)
             return Response(body, media_type=content_type, headers={"Content-Encoding": "gzip"})
         return Response(snapshot.openmetrics if openmetrics else snapshot.text, media_type=content_type)
 
     async def healthz(request: Request) -> JSONResponse:
-        stale = loop.stale_hosts()
-        return JSONResponse({"status": "stale" if stale else "ok", "stale_hosts": stale, "ticks": loop.ticks})
+        status, body = health(loop, watchers)
+        return JSONResponse(body, status_code=status)
 
     async def index(request: Request) -> PlainTextResponse:
         return PlainTextResponse("gpuwarden exporter: see /metrics and /healthz\n")
@@ -54,3 +144,27 @@ def create_app(loop: CollectionLoop, *, extra_routes: Sequence[BaseRoute] = ()) 
         *extra_routes,
     ]
     return Starlette(routes=routes)
+
+
+def bind_listener(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` and listening: bound before anything starts, so a port in use or an
+    address that does not resolve fails at once (``OSError``), and "serving" is only said once it is true."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
+def serve(app: Starlette, sock: socket.socket) -> None:
+    """Serve ``app`` on an already bound socket until SIGINT/SIGTERM (uvicorn's graceful stop)."""
+    import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
+
+    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])

@@ -48,7 +48,7 @@ class ExporterService:
         """Start XID watchers, run one collection, then collect in the background."""
         for watcher in self.watchers:
             try:
-                watcher.start()
+                watcher.start()  # an NVML failure here is retried by the watcher and shown in /healthz
             except Exception:  # a loop boundary: the exporter still serves metrics without XID events
                 logger.exception("xid watcher failed to start")
         self.loop.run_once()
@@ -75,11 +75,21 @@ def build_service(
     collectors, watchers = [], []
     for inst in instances:
         ledger = XidLedger()
-        watchers.append(XidWatcher(inst.nvml, ledger, clock))
+        watcher = XidWatcher(inst.nvml, ledger, clock)
+        watchers.append(watcher)
         pods = inst.pods if inst.pods is not None else kubelet
         collectors.append(
-            NvmlCollector(inst.nvml, hostname=inst.hostname, xids=ledger, resolver=inst.resolver, pods=pods)
+            NvmlCollector(
+                inst.nvml,
+                hostname=inst.hostname,
+                xids=ledger,
+                resolver=inst.resolver,
+                pods=pods,
+                watcher=watcher,
+                clock=clock,
+            )
         )
     loop = CollectionLoop(collectors, clock=clock, interval=interval, deadline=deadline)
-    app = create_app(loop, extra_routes=extra_routes)
+    hosts = [inst.hostname for inst in instances]
+    app = create_app(loop, extra_routes=extra_routes, xid_watchers=dict(zip(hosts, watchers, strict=True)))
     return ExporterService(loop, watchers, app, collectors)

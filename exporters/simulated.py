@@ -124,6 +124,14 @@ def sim_collectors(fleet: Fleet, clock: Clock) -> SimCollectors:
         watchers.append(watcher)
         resolver = SimCgroupResolver(fleet, node.name)
         collectors.append(
-            NvmlCollector(nvml, hostname=node.name, xids=ledger, resolver=resolver, pods=kubelet)
+            NvmlCollector(
+                nvml,
+                hostname=node.name,
+                xids=ledger,
+                resolver=resolver,
+                pods=kubelet,
+                watcher=watcher,
+                clock=clock,
+            )
         )
     return SimCollectors(collectors, watchers)

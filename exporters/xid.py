@@ -77,7 +77,13 @@ def handle_key(handle: Any) -> Hashable:
 
 
 class XidWatcher:
-    """One thread per NVML instance waiting on ``nvmlEventSetWait`` for XID events."""
+    """One thread per NVML instance waiting on ``nvmlEventSetWait`` for XID events.
+
+    GPUs are registered at start and, for any that could not be then (lost at start, added later), when
+    the collector offers them once they answer again (``offer``); the registration itself runs on the
+    watcher's thread, between two waits, so the event set is only ever touched there. A watcher whose
+    event set could not be created keeps trying, and says so (``watching``, ``errors``, ``last_error``).
+    """
 
     def __init__(self, nvml: Any, ledger: XidLedger, clock: Clock, *, wait_ms: int = 500) -> None:
         self._nvml = nvml
@@ -88,30 +94,83 @@ class XidWatcher:
         self._thread: threading.Thread | None = None
         self._event_set: Any = None
         self._devices: dict[Hashable, str] = {}
-        self.errors = 0
+        self._lock = threading.Lock()
+        self._pending: dict[str, Any] = {}  # UUID -> handle, offered by the collector
+        self._registered: set[str] = set()
+        self._unsupported: set[str] = set()  # GPUs without XID events: never asked again
+        self.errors = 0  # failed waits, registrations and event-set creations
+        self.last_error = ""
+
+    @property
+    def watching(self) -> bool:
+        """True while the event set exists and the thread (when started) runs."""
+        alive = self._thread is None or self._thread.is_alive()
+        return self._event_set is not None and alive and not self._stop.is_set()
+
+    @property
+    def registered(self) -> int:
+        """GPUs whose XID events reach the event set."""
+        with self._lock:
+            return len(self._registered)
 
     def register(self) -> int:
         """Create the event set and register every GPU that supports XID events; return how many."""
         nvml = self._nvml
-        self._event_set = nvml.nvmlEventSetCreate()
+        if self._event_set is None:
+            self._event_set = nvml.nvmlEventSetCreate()
         for index in range(nvml.nvmlDeviceGetCount()):
             try:
                 handle = nvml.nvmlDeviceGetHandleByIndex(index)
                 uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-                if not nvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
-                    continue
-                nvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self._event_set)
             except pynvml.NVMLError as exc:
-                logger.warning("xid events unavailable gpu=%s error=%s", index, exc)
+                self._failed(f"gpu {index}: {exc}")
                 continue
+            self._register(handle, uuid)
+        return self.registered
+
+    def offer(self, handle: Any, uuid: str) -> None:
+        """A GPU answered the collector: register it for XID events if it is not yet (thread-safe)."""
+        with self._lock:
+            if uuid and uuid not in self._registered and uuid not in self._unsupported:
+                self._pending[uuid] = handle
+
+    def _register(self, handle: Any, uuid: str) -> bool:
+        nvml = self._nvml
+        try:
+            if not nvml.nvmlDeviceGetSupportedEventTypes(handle) & XID_EVENT:
+                with self._lock:
+                    self._unsupported.add(uuid)
+                return False
+            nvml.nvmlDeviceRegisterEvents(handle, XID_EVENT, self._event_set)
+        except pynvml.NVMLError as exc:
+            self._failed(f"register {uuid}: {exc}")
+            return False
+        with self._lock:
             self._devices[handle_key(handle)] = uuid
-            self._ledger.watch(uuid)
-        return len(self._devices)
+            self._registered.add(uuid)
+        self._ledger.watch(uuid)
+        logger.info("xid events registered gpu_uuid=%s", uuid)
+        return True
+
+    def _register_offered(self) -> None:
+        with self._lock:
+            offered, self._pending = self._pending, {}
+        for uuid, handle in offered.items():
+            self._register(handle, uuid)
+
+    def _failed(self, message: str) -> None:
+        self.errors += 1
+        if message != self.last_error:
+            logger.warning("xid watcher: %s", message)
+        self.last_error = message
 
     def start(self) -> None:
-        """Register (if not yet) and start the watcher thread."""
+        """Register (if not yet) and start the watcher thread; it retries what failed here."""
         if self._event_set is None:
-            self.register()
+            try:
+                self.register()
+            except pynvml.NVMLError as exc:
+                self._failed(f"cannot create the NVML event set: {exc}")
         self._thread = threading.Thread(target=self._run, name="xid-watcher", daemon=True)
         self._thread.start()
 
@@ -128,7 +187,13 @@ class XidWatcher:
             self._event_set = None
 
     def poll(self) -> bool:
-        """Wait once for an event and record it; False on a timeout. The thread calls this in a loop."""
+        """Register what was offered, wait once for an event and record it; False on a timeout.
+
+        The thread calls this in a loop; a watcher without an event set tries to create one first.
+        """
+        if self._event_set is None:
+            self.register()
+        self._register_offered()
         try:
             data = self._nvml.nvmlEventSetWait(self._event_set, self._wait_ms)
         except pynvml.NVMLError as exc:
@@ -136,22 +201,23 @@ class XidWatcher:
                 return False
             raise
         if int(data.eventType) & XID_EVENT:
-            uuid = self._devices.get(handle_key(data.device))
+            with self._lock:
+                uuid = self._devices.get(handle_key(data.device))
             if uuid is None:
                 uuid = _text(self._nvml.nvmlDeviceGetUUID(data.device))
             self._ledger.record(uuid, int(data.eventData), self._clock.time())
         return True
 
     def _run(self) -> None:
-        last_error = ""
         while not self._stop.is_set():
             try:
                 self.poll()
             except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
-                self.errors += 1
-                if repr(exc) != last_error:
-                    last_error = repr(exc)
+                message = f"wait failed: {exc!r}"
+                if message != self.last_error:
                     logger.exception("xid watcher wait failed")
+                self.errors += 1
+                self.last_error = message
                 self._stop.wait(1.0)  # back off; also wakes at once on stop()
 
 

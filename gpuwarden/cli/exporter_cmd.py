@@ -85,8 +85,7 @@ def exporter(
 ) -> None:
     """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
     # Imported here, like the exporter stage in _real_service and _simulated_service: the rest of the CLI
-    # must start without uvicorn and the configuration model.
-    import uvicorn  # noqa: PLC0415
+    # must start without uvicorn (exporters.server.serve) and the configuration model.
     from pydantic import ValidationError  # noqa: PLC0415
 
     from gpuwarden.config import ExporterConfig, load_config  # noqa: PLC0415
@@ -120,11 +119,18 @@ def exporter(
             service = _real_service(cfg, clock)
     except (SourceError, InputError) as exc:
         raise _fail(str(exc)) from exc
+    from exporters.server import bind_listener, serve  # noqa: PLC0415
+
+    try:
+        sock = bind_listener(cfg.listen_address, cfg.port)
+    except OSError as exc:
+        where = f"{cfg.listen_address}:{cfg.port}"
+        raise _fail(f"cannot listen on {where} (--listen-address/--port): {exc.strerror or exc}") from exc
     service.start()
     mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
     logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
     try:
-        uvicorn.run(service.app, host=cfg.listen_address, port=cfg.port, log_level="warning")
+        serve(service.app, sock)
     finally:
         service.stop()
 

@@ -142,6 +142,8 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
         s.violation_power_ns += int(dt * 1e9)
     if reasons & (REASON_SW_THERMAL | REASON_HW_THERMAL):
         s.violation_thermal_ns += int(dt * 1e9)
+    if not busy:
+        s.violation_low_util_ns += int(dt * 1e9)
     s.util_gpu = util * 100.0
     s.power_mw = power
     s.energy_mj += power * dt
@@ -196,6 +198,8 @@ def _interconnect(
     *_, pcie_rx, pcie_tx, nvlink_gbs = _SHAPES[shape]
     s.pcie_rx_kbs = max(0.0, pcie_rx * 1e6 * util + rng.uniform(0, 200))
     s.pcie_tx_kbs = max(0.0, pcie_tx * 1e6 * util + rng.uniform(0, 100))
+    s.pcie_rx_bytes += s.pcie_rx_kbs * 1000.0 * dt
+    s.pcie_tx_bytes += s.pcie_tx_kbs * 1000.0 * dt
     s.pcie_replay += _counts(rng, 2e-5, dt)
     share = sum(gpu.nvlink_up) / len(gpu.nvlink_up) if gpu.nvlink_up else 0.0
     kib = nvlink_gbs * 1e9 / 1024.0 * util * share * dt

@@ -44,10 +44,6 @@ FIELDS: dict[int, tuple[int, Getter]] = {
     pynvml.NVML_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL: (_ULL, _link_total(2)),
     pynvml.NVML_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(3)),
     pynvml.NVML_FI_DEV_NVLINK_ECC_DATA_ERROR_COUNT_TOTAL: (_ULL, _link_total(4)),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: (_ULL, _state("nvlink_tx_kib")),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: (_ULL, _state("nvlink_rx_kib")),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: (_ULL, lambda g: int(g.state.nvlink_tx_kib * 1.06)),
-    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: (_ULL, lambda g: int(g.state.nvlink_rx_kib * 1.06)),
     pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C0_TOTAL: (_ULL, _state("nvlink_tx_kib")),
     pynvml.NVML_FI_DEV_NVLINK_BANDWIDTH_C1_TOTAL: (_ULL, _state("nvlink_rx_kib")),
     pynvml.NVML_FI_DEV_REMAPPED_COR: (_UINT, _state("remap_corr")),
@@ -55,7 +51,13 @@ FIELDS: dict[int, tuple[int, Getter]] = {
     pynvml.NVML_FI_DEV_REMAPPED_PENDING: (_UINT, _state("remap_pending")),
     pynvml.NVML_FI_DEV_REMAPPED_FAILURE: (_UINT, _state("remap_failure")),
     pynvml.NVML_FI_DEV_GET_GPU_RECOVERY_ACTION: (_UINT, _state("recovery_action")),
+    # Throttle durations in ns, as NVML reports them (NVML_FI_DEV_PERF_POLICY_POWER is the same id, 74).
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_POWER_CAP: (_ULL, _state("violation_power_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_THERMAL: (_ULL, _state("violation_thermal_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_SYNC_BOOST: (_ULL, lambda g: 0),  # no sync-boost groups here
+    pynvml.NVML_FI_DEV_PERF_POLICY_BOARD_LIMIT: (_ULL, lambda g: 0),
+    pynvml.NVML_FI_DEV_PERF_POLICY_LOW_UTILIZATION: (_ULL, _state("violation_low_util_ns")),
+    pynvml.NVML_FI_DEV_PERF_POLICY_RELIABILITY: (_ULL, lambda g: 0),
     pynvml.NVML_FI_DEV_CLOCKS_EVENT_REASON_SW_THERM_SLOWDOWN: (
         _ULL,
         lambda g: g.state.violation_thermal_ns if g.state.clock_reasons & REASON_SW_THERMAL else 0,
@@ -68,6 +70,32 @@ FIELDS: dict[int, tuple[int, Getter]] = {
         _ULL,
         lambda g: g.state.violation_power_ns if g.state.clock_reasons & REASON_HW_POWER_BRAKE else 0,
     ),
+}
+
+# NVLink throughput counters (cumulative KiB): ``scopeId`` is a link id, or UINT_MAX for the sum of all
+# links (nvml.h). The simulator spreads a GPU's traffic evenly over its active links.
+ALL_LINKS = 0xFFFFFFFF
+ScopedGetter = Callable[[SimGpu, int], int | None]
+
+
+def _throughput(name: str, overhead: float = 1.0) -> ScopedGetter:
+    def get(g: SimGpu, scope: int) -> int | None:
+        total = float(getattr(g.state, name)) * overhead
+        if scope == ALL_LINKS:
+            return int(total)
+        if not 0 <= scope < len(g.nvlink_up):
+            return None  # no such link: InvalidArgument
+        active = sum(g.nvlink_up)
+        return int(total / active) if active and g.nvlink_up[scope] else 0
+
+    return get
+
+
+SCOPED_FIELDS: dict[int, ScopedGetter] = {
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX: _throughput("nvlink_tx_kib"),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_RX: _throughput("nvlink_rx_kib"),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_TX: _throughput("nvlink_tx_kib", 1.06),
+    pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_RAW_RX: _throughput("nvlink_rx_kib", 1.06),
 }
 
 # Per-link NVLink error fields: (first id of links 0-5, first id of links 6-11 or None, counter index).
@@ -104,6 +132,7 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
     put = _raw_setattr  # pynvml's printable __setattr__ costs more than the value itself
     for i, requested in enumerate(field_ids):
         slot = values[i]
+        scope_id = 0
         if isinstance(requested, tuple | list):
             field_id, scope_id = requested
             put(slot, "scopeId", scope_id)
@@ -111,6 +140,16 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
             field_id = requested
         put(slot, "fieldId", field_id)
         put(slot, "timestamp", now_us)
+        scoped = SCOPED_FIELDS.get(field_id)
+        if scoped is not None:
+            got = scoped(gpu, scope_id) if gpu.nvlink_up else None
+            if got is None:
+                bad = pynvml.NVML_ERROR_INVALID_ARGUMENT if gpu.nvlink_up else not_supported
+                put(slot, "nvmlReturn", bad)
+            else:
+                put(slot, "valueType", _ULL)
+                slot.value.ullVal = got
+            continue
         entry = FIELDS.get(field_id)
         if entry is None:
             if field_id in RETIRED_FIELDS and gpu.model.retired_pages:
@@ -136,6 +175,12 @@ GPM_METRICS: dict[int, tuple[str, str]] = {
     pynvml.NVML_GPM_METRIC_HMMA_TENSOR_UTIL: ("tensor_active_s", "tensor_active"),
     pynvml.NVML_GPM_METRIC_DRAM_BW_UTIL: ("dram_active_s", "dram_active"),
 }
+# GPM metric id -> which byte counter of GpuState it turns into MiB/s, and the KB/s gauge behind it.
+GPM_RATES: dict[int, tuple[str, str]] = {
+    pynvml.NVML_GPM_METRIC_PCIE_TX_PER_SEC: ("pcie_tx_bytes", "pcie_tx_kbs"),
+    pynvml.NVML_GPM_METRIC_PCIE_RX_PER_SEC: ("pcie_rx_bytes", "pcie_rx_kbs"),
+}
+_MIB = 1024.0 * 1024.0
 _OCCUPANCY_SHARE = 0.55  # warps resident vs theoretical, relative to SM activity
 
 
@@ -146,6 +191,8 @@ def gpm_snapshot(state: GpuState) -> dict[str, float]:
         "sm_active_s": state.sm_active_s,
         "tensor_active_s": state.tensor_active_s,
         "dram_active_s": state.dram_active_s,
+        "pcie_tx_bytes": state.pcie_tx_bytes,
+        "pcie_rx_bytes": state.pcie_rx_bytes,
     }
 
 
@@ -156,15 +203,22 @@ def gpm_value(
     state: GpuState,
     share: float,
 ) -> float | None:
-    """Percent value of one GPM metric between two samples; ``None`` if the metric is unsupported.
+    """Value of one GPM metric between two samples (percent, or MiB/s for PCIe); ``None`` if unsupported.
 
-    When both samples share a timestamp (a fake clock that did not move) the current ratios stand in.
+    When both samples share a timestamp (a fake clock that did not move) the current values stand in.
     """
+    dt = second[0] - first[0]
+    rate = GPM_RATES.get(metric_id)
+    if rate is not None:
+        counter, gauge_kbs = rate
+        per_second = (
+            (second[1][counter] - first[1][counter]) / dt if dt > 0 else getattr(state, gauge_kbs) * 1e3
+        )
+        return max(0.0, per_second) * share / _MIB
     names = GPM_METRICS.get(metric_id)
     if names is None:
         return None
     integral, gauge = names
-    dt = second[0] - first[0]
     ratio = (second[1][integral] - first[1][integral]) / dt if dt > 0 else float(getattr(state, gauge))
     if metric_id == pynvml.NVML_GPM_METRIC_SM_OCCUPANCY:
         ratio *= _OCCUPANCY_SHARE

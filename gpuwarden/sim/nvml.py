@@ -26,6 +26,8 @@ from gpuwarden.sim.nvml_events import NvmlEvents
 from gpuwarden.sim.nvml_gpm import NvmlGpm
 from gpuwarden.sim.topology import MAX_MIG_DEVICES
 
+VIDEO_SAMPLING_PERIOD_US = 100_000  # what an idle H200 answers for its encoder and decoder
+
 
 class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     """The pynvml API, served from one node of a simulated ``Fleet``."""
@@ -124,7 +126,8 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         return pynvml.c_nvmlUtilization_t(int(s.util_gpu + 0.5), int(s.util_mem + 0.5))
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:
-        """Framebuffer total/free/used in bytes (``c_nvmlMemory_t``, or ``_v2_t`` with ``version``)."""
+        """Framebuffer in bytes: ``c_nvmlMemory_t``, whose ``used`` counts the driver's reserved memory, or
+        with ``version=nvmlMemory_v2`` a ``c_nvmlMemory_v2_t``, whose ``used`` leaves it to ``reserved``."""
         dev = self._dev(handle, "nvmlDeviceGetMemoryInfo", mig_ok=True)
         total = dev.mig.memory_total if dev.mig else dev.gpu.model.memory_total
         used = dev.gpu.state.fb_used
@@ -132,6 +135,8 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
             used = min(total, int(used * dev.mig.memory_total / dev.gpu.model.memory_total))
         if not version:
             return pynvml.c_nvmlMemory_t(total, total - used, used)
+        if version != pynvml.nvmlMemory_v2:
+            raise pynvml.NVMLError_ArgumentVersionMismatch()
         memory = pynvml.c_nvmlMemory_v2_t()
         memory.version = version
         memory.total = total
@@ -139,6 +144,16 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         memory.used = max(0, used - RESERVED_FB_BYTES)
         memory.free = total - used
         return memory
+
+    def nvmlDeviceGetEncoderUtilization(self, handle: Any) -> list[int]:
+        """``[utilization %, sampling period us]`` of the video encoder: idle, no fleet workload encodes."""
+        self._gpu(handle, "nvmlDeviceGetEncoderUtilization")
+        return [0, VIDEO_SAMPLING_PERIOD_US]
+
+    def nvmlDeviceGetDecoderUtilization(self, handle: Any) -> list[int]:
+        """``[utilization %, sampling period us]`` of the video decoder: idle, as on the H200 we measured."""
+        self._gpu(handle, "nvmlDeviceGetDecoderUtilization")
+        return [0, VIDEO_SAMPLING_PERIOD_US]
 
     def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> int:
         """GPU temperature in C (``NVML_TEMPERATURE_GPU``)."""
@@ -266,12 +281,14 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
         return int(pynvml.nvmlClocksThrottleReasonAll)
 
     def nvmlDeviceGetViolationStatus(self, device: Any, perfPolicyType: int) -> Any:
-        """Time (ns) spent throttled for power or thermal reasons (``c_nvmlViolationTime_t``)."""
+        """Time (ns) held back by a policy (power, thermal, low utilisation) as ``c_nvmlViolationTime_t``."""
         s = self._gpu(device, "nvmlDeviceGetViolationStatus").state
         if perfPolicyType == pynvml.NVML_PERF_POLICY_POWER:
             value = s.violation_power_ns
         elif perfPolicyType == pynvml.NVML_PERF_POLICY_THERMAL:
             value = s.violation_thermal_ns
+        elif perfPolicyType == pynvml.NVML_PERF_POLICY_LOW_UTILIZATION:
+            value = s.violation_low_util_ns
         elif 0 <= perfPolicyType < pynvml.NVML_PERF_POLICY_COUNT:
             value = 0
         else:

@@ -21,6 +21,11 @@ class NvmlGpm(NvmlBase):
         support.isSupportedDevice = 1 if gpu.model.gpm else 0
         return support
 
+    @property
+    def gpm_samples_allocated(self) -> int:
+        """GPM samples allocated and not freed (a test control: a leak shows here)."""
+        return len(self._gpm_samples)
+
     def nvmlGpmSampleAlloc(self) -> Any:
         """A new, empty GPM sample."""
         self._check("nvmlGpmSampleAlloc")

@@ -89,7 +89,8 @@ def model_spec(name: str) -> GpuModelSpec:
 
 
 MAX_SIM_NODES = 2048  # beyond this one process spends seconds just stepping the fleet
-_SPEC_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+# ASCII digits only: str.isdigit-style \d would take "٢x٨" (Arabic-Indic) and int() would read it.
+_SPEC_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)
 
 
 def parse_simulate_spec(spec: str) -> tuple[int, int]:
@@ -129,8 +130,10 @@ class GpuState:
     sm_clock: float = 0.0  # MHz
     mem_clock: float = 0.0
     energy_mj: float = 0.0
-    pcie_tx_kbs: float = 0.0  # KB/s
+    pcie_tx_kbs: float = 0.0  # KB/s (1000 B)
     pcie_rx_kbs: float = 0.0
+    pcie_tx_bytes: float = 0.0  # cumulative, for GPM's PCIe rates
+    pcie_rx_bytes: float = 0.0
     pcie_replay: int = 0
     pcie_correctable: int = 0
     nvlink_tx_kib: float = 0.0  # cumulative KiB, all links
@@ -146,6 +149,7 @@ class GpuState:
     clock_reasons: int = 0  # nvmlClocksEventReason* bits
     violation_power_ns: int = 0
     violation_thermal_ns: int = 0
+    violation_low_util_ns: int = 0  # held at low clocks because the GPU is idle
     recovery_action: int = 0  # NVML_GPU_RECOVERY_ACTION_*
     gr_active: float = 0.0  # GPM ratios 0..1
     sm_active: float = 0.0

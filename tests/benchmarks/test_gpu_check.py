@@ -37,6 +37,17 @@ def test_on_the_simulated_fleet_every_required_family_is_served_and_a_collection
     assert rc == 0, out
     assert out["ok"] is True and out["missing_required"] == [] and out["gpus"] == 8
     assert isinstance(out["collect_cpu_ms"], float) and out["collect_cpu_ms"] > 0
+    assert out["healthz"] == {"status_code": 200, "status": "ok"}
+    assert out["xid_watcher"] == {"gpus_up": 8, "registered": 8, "ok": True}
+    # Every comparison is reported with both values; on the simulator they agree.
+    checks = out["value_checks"]
+    assert isinstance(checks, list) and out["values_ok"] is True
+    families = {c["family"] for c in checks}
+    assert {"DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_FB_RESERVED", "DCGM_FI_DEV_POWER_USAGE"} <= families
+    assert {"DCGM_FI_DEV_THERMAL_VIOLATION", "DCGM_FI_DEV_LOW_UTIL_VIOLATION"} <= families
+    assert all(c["ok"] and c["exporter"] is not None and "expected" in c for c in checks)
+    throttled = [c for c in checks if c["family"] == "DCGM_FI_DEV_THERMAL_VIOLATION" and c["gpu"] == "2"]
+    assert throttled and throttled[0]["exporter"] >= 1e9  # the throttled GPU, in ns
 
 
 def test_without_nvidia_smi_a_real_run_fails_with_one_json_line_saying_why(tmp_path: Path) -> None:

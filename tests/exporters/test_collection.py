@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 from prometheus_client import CollectorRegistry, Metric
 
-from exporters.collection import CollectionLoop
+from exporters.collection import MAX_INTERVAL_SECONDS, CollectionLoop
 from exporters.nvml_collector import NvmlCollector
-from gpuwarden.clock import FakeClock
-from gpuwarden.sim import SimNvml, build_fleet
+from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
 
@@ -121,3 +123,47 @@ def test_the_exposition_has_one_help_and_type_per_family_across_nodes(clock: Fak
     types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
     assert len(types) == len(set(types))
     assert text.count("DCGM_FI_DEV_GPU_UTIL{") == 4
+
+
+def test_when_nvml_answers_nothing_the_host_is_stale_and_its_last_success_stays(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    # A live host whose NVML stopped answering used to look healthy: stale 0, last success advancing.
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=5)
+    loop.run_once()
+    host = {"Hostname": NODE}
+    last_success = served(loop).get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host)
+    fleet.inject(parse_fault({"kind": "node_down", "node": NODE}))
+    clock.advance(5)
+    loop.run_once()
+    blind = served(loop)
+    assert blind.get_sample_value("gpuwarden_nvml_up", host) == 0.0
+    assert blind.get_sample_value("gpuwarden_exporter_stale", host) == 1.0
+    assert blind.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host) == last_success
+    assert not [s for m in blind.collect() for s in m.samples if s.name == "gpuwarden_gpu_up"]
+    assert loop.blind_hosts() == [NODE]
+    fleet.reboot_node(NODE)
+    clock.advance(5)
+    loop.run_once()
+    back = served(loop)
+    assert back.get_sample_value("gpuwarden_nvml_up", host) == 1.0
+    assert back.get_sample_value("gpuwarden_exporter_stale", host) == 0.0
+    assert back.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host) > last_success
+
+
+def test_an_absurd_interval_is_clamped_and_the_loop_thread_lives(nvml: SimNvml) -> None:
+    # --interval 1e12 used to raise OverflowError in the loop's sleep, killing the thread while the first
+    # collection was served for ever.
+    loop = CollectionLoop(
+        [NvmlCollector(nvml, hostname=NODE)], clock=SystemClock(), interval=1e12, deadline=5
+    )
+    assert loop.interval == MAX_INTERVAL_SECONDS
+    loop.start()
+    pause = threading.Event()
+    for _ in range(200):
+        if loop.ticks:
+            break
+        pause.wait(0.01)
+    pause.wait(0.1)  # past the first tick, into the sleep
+    assert loop.ticks == 1 and loop._thread is not None and loop._thread.is_alive()
+    loop.stop()

@@ -7,15 +7,17 @@ import gzip
 from typing import Any
 
 import httpx
+import pytest
 from starlette.applications import Starlette
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
 from exporters.collection import CollectionLoop
 from exporters.nvml_collector import NvmlCollector
-from exporters.server import create_app, wants_openmetrics
+from exporters.server import accepts_gzip, create_app, wants_openmetrics
+from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import SimNvml
+from gpuwarden.sim import SimNvml, parse_fault
 
 from .conftest import NODE
 
@@ -47,17 +49,32 @@ def loop_for(nvml: SimNvml, clock: FakeClock) -> CollectionLoop:
     return loop
 
 
-def test_metrics_negotiates_openmetrics_and_falls_back_to_text(nvml: SimNvml, clock: FakeClock) -> None:
+PROMETHEUS_ACCEPT = (  # what Prometheus 2.x sends
+    "application/openmetrics-text;version=1.0.0;q=0.5,application/openmetrics-text;version=0.0.1;q=0.4,"
+    "text/plain;version=0.0.4;q=0.3,*/*;q=0.2"
+)
+
+
+def test_metrics_serves_the_text_format_to_prometheus_so_dcgm_counters_stay_counters(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # Through OpenMetrics, which Prometheus prefers, NVIDIA's counter names (no _total) can only be typed
+    # unknown; Prometheus then stored all 15 DCGM counters as unknown. dcgm-exporter serves text only.
     client = AsgiClient(create_app(loop_for(nvml, clock)))
-    text = client.get("/metrics")
-    assert text.status_code == 200
-    assert text.headers["content-type"].startswith("text/plain; version=0.0.4")
-    assert "DCGM_FI_DEV_GPU_UTIL{" in text.text
-    om = client.get(
-        "/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"}
-    )
-    assert om.headers["content-type"].startswith("application/openmetrics-text")
+    for accept in ("", PROMETHEUS_ACCEPT, "text/plain;version=0.0.4"):
+        reply = client.get("/metrics", headers={"Accept": accept})
+        assert reply.status_code == 200
+        assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
+        assert "# TYPE DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION counter\n" in reply.text
+    om = client.get("/metrics", headers={"Accept": "application/openmetrics-text;version=1.0.0"})
+    assert om.headers["content-type"].startswith("application/openmetrics-text; version=1.0.0")
     assert om.text.endswith("# EOF\n")
+
+
+def test_an_openmetrics_version_other_than_1_0_0_gets_text(nvml: SimNvml, clock: FakeClock) -> None:
+    client = AsgiClient(create_app(loop_for(nvml, clock)))
+    reply = client.get("/metrics", headers={"Accept": "application/openmetrics-text;version=0.0.1;q=0.5"})
+    assert reply.headers["content-type"].startswith("text/plain; version=0.0.4")
 
 
 def test_a_scrape_serves_the_cache_without_calling_nvml(nvml: SimNvml, clock: FakeClock) -> None:
@@ -85,8 +102,11 @@ def test_healthz_reports_stale_hosts(nvml: SimNvml, clock: FakeClock) -> None:
     nvml.hang("nvmlDeviceGetTemperature", 60)
     try:
         loop.run_once()
-        body = client.get("/healthz").json()
-        assert body == {"status": "stale", "stale_hosts": [NODE], "ticks": 2}
+        reply = client.get("/healthz")
+        assert reply.status_code == 503  # a probe and an alert see it
+        body = reply.json()
+        assert body["status"] == "stale" and body["stale_hosts"] == [NODE] and body["ticks"] == 2
+        assert NODE in body["reasons"][0]
         scrape = client.get("/metrics")  # answers from the cache while the NVML call hangs
         assert (
             scrape.status_code == 200 and f'gpuwarden_exporter_stale{{Hostname="{NODE}"}} 1\n' in scrape.text
@@ -109,6 +129,78 @@ def test_sim_fault_routes_exist_only_when_mounted(nvml: SimNvml, clock: FakeCloc
 
 def test_accept_header_parsing() -> None:
     assert wants_openmetrics("application/openmetrics-text; version=1.0.0; charset=utf-8")
+    assert wants_openmetrics("application/openmetrics-text")
+    assert wants_openmetrics("application/openmetrics-text, text/plain;q=0")
     assert not wants_openmetrics("application/openmetrics-text;q=0, text/plain")
+    assert not wants_openmetrics(PROMETHEUS_ACCEPT)
+    assert not wants_openmetrics("application/openmetrics-text;version=0.0.1")
+    assert not wants_openmetrics("application/openmetrics-text;version=2.0.0, text/plain;version=1.0.0")
     assert not wants_openmetrics("text/plain;version=0.0.4;q=0.5,*/*;q=0.1")
     assert not wants_openmetrics("")
+
+
+@pytest.mark.parametrize(
+    ("header", "gzip"),
+    [
+        ("gzip", True),
+        ("gzip, deflate, br", True),
+        ("*", True),
+        ("gzip;q=0, identity", False),
+        ("gzip;q=0.0", False),
+        ("*;q=0", False),
+        ("gzip;q=0.5, *;q=0", True),
+        ("identity", False),
+        ("", False),
+        ("xgzip", False),
+    ],
+)
+def test_gzip_is_chosen_by_its_q_value_not_by_a_substring(header: str, gzip: bool) -> None:
+    assert accepts_gzip(header) is gzip
+
+
+def test_gzip_q_zero_gets_an_uncompressed_body(nvml: SimNvml, clock: FakeClock) -> None:
+    client = AsgiClient(create_app(loop_for(nvml, clock)))
+    reply = client.get("/metrics", headers={"Accept-Encoding": "gzip;q=0, identity"})
+    assert "content-encoding" not in reply.headers
+
+
+def test_healthz_shows_each_xid_watcher_and_degrades_without_one(nvml: SimNvml, clock: FakeClock) -> None:
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=5)
+    loop.run_once()
+    client = AsgiClient(create_app(loop, xid_watchers={NODE: watcher}))
+    body = client.get("/healthz").json()
+    assert body["status"] == "degraded"  # never started: no event set, XIDs are not seen
+    assert body["xid_watchers"][NODE]["watching"] is False
+    watcher.register()
+    body = client.get("/healthz").json()
+    assert body["status"] == "ok"
+    assert body["xid_watchers"][NODE] == {"watching": True, "gpus": 8, "errors": 0, "last_error": ""}
+
+
+def test_healthz_fails_when_nvml_answers_nothing_and_recovers(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    loop = loop_for(nvml, clock)
+    client = AsgiClient(create_app(loop))
+    fleet.inject(parse_fault({"kind": "node_down", "node": NODE}))
+    clock.advance(5)
+    loop.run_once()
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.json()["status"] == "nvml_unavailable"
+    fleet.reboot_node(NODE)
+    clock.advance(5)
+    loop.run_once()
+    assert client.get("/healthz").status_code == 200
+
+
+def test_healthz_fails_when_the_collection_loop_stops_ticking(nvml: SimNvml, clock: FakeClock) -> None:
+    loop = loop_for(nvml, clock)  # interval 5, deadline 5
+    client = AsgiClient(create_app(loop))
+    clock.advance(15)
+    assert client.get("/healthz").status_code == 200  # late, within three intervals plus a deadline
+    clock.advance(10)
+    reply = client.get("/healthz")
+    assert reply.status_code == 503 and reply.json()["status"] == "stalled"

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from exporters.attribution import parse_cgroup
+from exporters.attribution import WorkloadMemory, parse_cgroup
 from exporters.nvml_collector import NvmlCollector
 from exporters.simulated import (
     SimCgroupResolver,
@@ -71,3 +71,45 @@ def test_sim_collectors_cover_every_node_and_pumped_xids_reach_the_right_gpu_cou
         if s.name == "gpuwarden_xid_errors_total" and s.labels.get("xid") == "31"
     }
     assert counts == {("node-02", "1"): 1.0}
+
+
+def util_labels(collector: NvmlCollector, gpu: int) -> dict[str, str]:
+    return next(
+        dict(s.labels)
+        for m in collector.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_GPU_UTIL" and s.labels["gpu"] == str(gpu)
+    )
+
+
+def test_workload_labels_outlive_their_processes_so_series_do_not_split() -> None:
+    # A drain stops every process: pod_uid and slurm_job, read from processes' cgroups, used to vanish,
+    # starting new series for ~35 families of each GPU. The kubelet still assigns the inference GPU to its
+    # pod, so it keeps its pod_uid; the training GPU keeps its job for the grace period, then drops it.
+    clock = FakeClock()
+    fleet = build_fleet(1, 8, seed=7, clock=clock)
+    node = fleet.nodes[0].name
+    collector = sim_collectors(fleet, clock).collectors[0]
+    infer = next(i for i in range(8) if isinstance(fleet.workload_on(node, i), InferenceService))
+    train = next(i for i in range(8) if isinstance(fleet.workload_on(node, i), TrainingJob))
+    before_infer, before_train = util_labels(collector, infer), util_labels(collector, train)
+    assert before_infer.get("pod_uid") and before_train.get("slurm_job")
+    fleet.drain_node(node)
+    clock.advance(60)
+    assert util_labels(collector, infer) == before_infer
+    assert util_labels(collector, train) == before_train
+    clock.advance(600)
+    assert util_labels(collector, infer) == before_infer  # the kubelet's assignment holds it
+    assert "slurm_job" not in util_labels(collector, train)  # the job is over
+
+
+def test_another_workload_replaces_the_remembered_labels_at_once() -> None:
+    memory = WorkloadMemory(grace_seconds=300)
+    first = memory.labels("GPU-1", {"slurm_job": "17"}, 0.0)
+    assert memory.labels("GPU-1", {}, 10.0) == first
+    assert memory.labels("GPU-1", {"slurm_job": "18"}, 20.0) == {"slurm_job": "18"}
+    pod = {"namespace": "ml", "pod": "a-0", "container": "server"}
+    assert memory.labels("GPU-2", {**pod, "pod_uid": "u1"}, 0.0)["pod_uid"] == "u1"
+    assert memory.labels("GPU-2", pod, 400.0)["pod_uid"] == "u1"  # the same pod, assigned by the kubelet
+    assert memory.labels("GPU-2", {**pod, "pod_uid": "u2"}, 401.0)["pod_uid"] == "u2"  # re-created pod
+    assert memory.labels("GPU-2", {}, 402.0, ambiguous=True) == {}  # shared: no single workload

@@ -8,10 +8,11 @@ import pynvml
 import pytest
 from prometheus_client import CollectorRegistry, Metric
 
-from exporters.nvml_collector import NvmlCollector
+from exporters.nvml_collector import NvmlCollector, xid_message
+from exporters.simulated import sim_collectors
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import Fleet, SimNvml, parse_fault
+from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
 
@@ -137,3 +138,144 @@ def test_a_gpu_without_xid_event_support_has_no_dcgm_xid_gauge(nvml: SimNvml, cl
         s.labels["gpu"] for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_XID_ERRORS"
     }
     assert gauges == {str(i) for i in range(1, 8)}
+
+
+def test_a_gpu_lost_when_the_exporter_started_gets_its_xids_once_it_is_back(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    # The exporter pod restarted while GPU 1 was off the bus; the GPU was then reset. Its XIDs used to be
+    # lost for good: only GPUs that answered at start were registered for events.
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": NODE, "gpu": 1}))
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
+    assert watcher.register() == 7
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    lost = scrape(collector)
+    assert lost.get_sample_value("gpuwarden_xid_watcher_gpus", {"Hostname": NODE}) == 7
+    fleet.reset_gpu(NODE, 1)
+    scrape(collector)  # GPU 1 answers: offered to the watcher
+    drain(watcher)  # registered on the watcher's side, between two waits
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 1, "xid": 13}))
+    drain(watcher)
+    registry = scrape(collector)
+    labels = own_labels(registry, 1)
+    assert labels["UUID"].startswith("GPU-")
+    assert registry.get_sample_value("gpuwarden_xid_errors_total", {**labels, "xid": "13"}) == 1.0
+    assert registry.get_sample_value("gpuwarden_xid_watcher_gpus", {"Hostname": NODE}) == 8
+
+
+def test_a_gpu_that_cannot_be_identified_now_keeps_the_labels_an_earlier_read_gave(
+    nvml: SimNvml, fleet: Fleet
+) -> None:
+    # GPU 1 is lost at start, so every collection tries to identify the GPUs again; GPU 2, lost later,
+    # must keep its UUID instead of becoming a UUID="" series that changes identity when it is back.
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": NODE, "gpu": 1}))
+    collector = NvmlCollector(nvml, hostname=NODE, xids=XidLedger())
+    healthy = own_labels(scrape(collector), 2)
+    fleet.inject(parse_fault({"kind": "gpu_lost", "node": NODE, "gpu": 2}))
+    registry = scrape(collector)
+    assert registry.get_sample_value("gpuwarden_gpu_up", healthy) == 0.0
+    never_known = own_labels(registry, 1)
+    assert never_known["UUID"] == "" and registry.get_sample_value("gpuwarden_gpu_up", never_known) == 0.0
+
+
+def wait_until(check: object, seconds: float = 5.0) -> bool:
+    pause = threading.Event()
+    for _ in range(int(seconds / 0.01)):
+        if check():  # type: ignore[operator]
+            return True
+        pause.wait(0.01)
+    return False
+
+
+def test_a_watcher_that_could_not_start_is_visible_and_retries(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    nvml.fail("nvmlEventSetCreate", pynvml.NVMLError_Unknown, times=1)
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=10)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    watcher.start()  # does not raise: the exporter serves metrics meanwhile
+    try:
+        host = {"Hostname": NODE}
+        failed = scrape(collector)
+        if not watcher.watching:  # the retry (after 1 s) may already have run
+            assert failed.get_sample_value("gpuwarden_xid_watcher_up", host) == 0.0
+        assert failed.get_sample_value("gpuwarden_xid_watcher_errors_total", host) == 1.0
+        assert "event set" in watcher.last_error
+        assert wait_until(lambda: watcher.watching and watcher.registered == 8)
+        assert scrape(collector).get_sample_value("gpuwarden_xid_watcher_up", host) == 1.0
+    finally:
+        watcher.stop()
+
+
+def test_failing_event_waits_are_counted_where_a_scrape_sees_them(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    ledger = XidLedger()
+    watcher = XidWatcher(nvml, ledger, clock, wait_ms=10)
+    collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
+    nvml.fail("nvmlEventSetWait", pynvml.NVMLError_Unknown, times=2)
+    watcher.start()
+    try:
+        assert wait_until(lambda: watcher.errors >= 1)
+        registry = scrape(collector)
+        errors = registry.get_sample_value("gpuwarden_xid_watcher_errors_total", {"Hostname": NODE})
+        assert errors is not None and errors >= 1
+    finally:
+        watcher.stop()
+
+
+def dcgm_xid(registry: CollectorRegistry, gpu: int) -> tuple[dict[str, str], float]:
+    return next(
+        (dict(s.labels), s.value)
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_XID_ERRORS" and s.labels["gpu"] == str(gpu)
+    )
+
+
+def test_the_dcgm_xid_gauge_carries_err_code_and_err_msg_like_dcgm_exporter(
+    watched: tuple[XidWatcher, NvmlCollector], fleet: Fleet
+) -> None:
+    # dcgm-exporter >= 3.3.6 labels the gauge with err_code and err_msg (NVIDIA's description), so
+    # DCGM_FI_DEV_XID_ERRORS{err_code=~"48|79"} rules and alert texts work on both exporters.
+    watcher, collector = watched
+    labels, last = dcgm_xid(scrape(collector), 4)
+    assert last == 0 and (labels["err_code"], labels["err_msg"]) == ("0", "No Error")
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 4, "xid": 48}))
+    drain(watcher)
+    labels, last = dcgm_xid(scrape(collector), 4)
+    assert last == 48 and (labels["err_code"], labels["err_msg"]) == ("48", "Double Bit ECC Error")
+    assert labels["DCGM_FI_DRIVER_VERSION"]
+
+
+def test_an_xid_outside_the_catalog_reads_unknown_error() -> None:
+    assert xid_message(9999) == "Unknown Error"
+    assert xid_message(79) == "GPU has fallen off the bus"
+
+
+def test_xid_families_carry_the_workload_labels_of_their_gpu(clock: FakeClock) -> None:
+    # The other families of a GPU running a Slurm job carry slurm_job; the XID that killed it must too,
+    # also when the XID took the GPU off the bus (its last known workload).
+    fleet = build_fleet(1, 8, seed=7, clock=clock)
+    nodes = sim_collectors(fleet, clock)
+    collector = nodes.collectors[0]
+    util = next(
+        s.labels
+        for m in collector.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_GPU_UTIL" and s.labels["gpu"] == "0"
+    )
+    assert util.get("slurm_job"), "GPU 0 of this fleet runs a training job"
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 0, "xid": 79}))
+    nodes.pump_xids()
+    registry = scrape(collector)
+    counter = next(
+        s.labels
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "gpuwarden_xid_errors_total" and s.labels["gpu"] == "0"
+    )
+    assert counter["slurm_job"] == util["slurm_job"] and counter["xid"] == "79"
+    assert dcgm_xid(registry, 0)[0]["slurm_job"] == util["slurm_job"]

@@ -79,6 +79,14 @@ def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: 
         dcgm_xid = query(prom, 'DCGM_FI_DEV_XID_ERRORS{Hostname="node-01",gpu="3"}')
         assert [float(r["value"][1]) for r in dcgm_xid] == [79.0]
 
+        # Served as text 0.0.4 although Prometheus asks for OpenMetrics first: DCGM counters keep their type.
+        metadata = httpx.get(
+            f"{prom}/api/v1/targets/metadata",
+            params={"match_target": '{job="gpuwarden"}', "metric": "DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION"},
+            timeout=5,
+        ).json()["data"]
+        assert {m["type"] for m in metadata} == {"counter"}
+
         up = query(prom, "gpuwarden_gpu_up == 1")
         assert len(up) == 15
         assert ("node-01", "3") not in {(r["metric"]["Hostname"], r["metric"]["gpu"]) for r in up}

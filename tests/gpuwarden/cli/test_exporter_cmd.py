@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import socket
 from pathlib import Path
 
 import pytest
@@ -33,3 +35,27 @@ def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["exporter", "--config", str(config)])
     assert result.exit_code == 1
     assert "exporter.prot" in result.output
+
+
+def test_a_port_in_use_fails_naming_the_option_before_saying_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen(1)
+        port = taken.getsockname()[1]
+        with caplog.at_level(logging.INFO):
+            result = CliRunner().invoke(
+                app, ["exporter", "--simulate", "1x1", "--listen-address", "127.0.0.1", "--port", str(port)]
+            )
+    assert result.exit_code == 1
+    assert "--listen-address/--port" in result.output and str(port) in result.output
+    assert "Traceback" not in result.output
+    assert not [r for r in caplog.records if "serving" in r.getMessage()]
+
+
+def test_an_address_that_does_not_resolve_fails_naming_the_option() -> None:
+    result = CliRunner().invoke(
+        app, ["exporter", "--simulate", "1x1", "--listen-address", "no-such-host.invalid", "--port", "19999"]
+    )
+    assert result.exit_code == 1 and "--listen-address/--port" in result.output

@@ -70,6 +70,33 @@ def test_gauges_have_pynvml_shapes(nvml: SimNvml) -> None:
     assert nvml.nvmlDeviceGetRemappedRows(handle) == (0, 0, 0, 0)
 
 
+def test_memory_v2_splits_used_from_reserved_and_checks_its_struct_version(nvml: SimNvml) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    v1 = nvml.nvmlDeviceGetMemoryInfo(handle)
+    v2 = nvml.nvmlDeviceGetMemoryInfo(handle, pynvml.nvmlMemory_v2)
+    assert v2.version == pynvml.nvmlMemory_v2
+    assert (v2.total, v2.free) == (v1.total, v1.free)
+    assert v2.used + v2.reserved == v1.used
+    assert v2.total == v2.used + v2.reserved + v2.free
+    with pytest.raises(pynvml.NVMLError_ArgumentVersionMismatch):
+        nvml.nvmlDeviceGetMemoryInfo(handle, version=1)  # NVML checks the struct's version
+
+
+def test_nvlink_throughput_fields_are_per_link_or_all_links_by_scope(nvml: SimNvml, clock: FakeClock) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    clock.advance(30)
+    tx = pynvml.NVML_FI_DEV_NVLINK_THROUGHPUT_DATA_TX
+    links = nvml.nvmlDeviceGetFieldValues(handle, [pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT])[0].value.uiVal
+    values = nvml.nvmlDeviceGetFieldValues(handle, [(tx, 0xFFFFFFFF)] + [(tx, link) for link in range(links)])
+    total, per_link = values[0].value.ullVal, [v.value.ullVal for v in values[1:]]
+    assert total > 0 and values[0].scopeId == 0xFFFFFFFF
+    assert abs(sum(per_link) - total) <= links  # each link rounds down
+    bare = nvml.nvmlDeviceGetFieldValues(handle, [tx])[0]  # scopeId 0: link 0
+    assert bare.value.ullVal == per_link[0] < total
+    beyond = nvml.nvmlDeviceGetFieldValues(handle, [(tx, links)])[0]
+    assert beyond.nvmlReturn == pynvml.NVML_ERROR_INVALID_ARGUMENT
+
+
 def test_retired_pages_are_not_supported_on_hopper(nvml: SimNvml) -> None:
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
     with pytest.raises(pynvml.NVMLError_NotSupported):
@@ -346,3 +373,17 @@ def test_events_before_registration_are_not_replayed(nvml: SimNvml, fleet: Fleet
         nvml.nvmlEventSetWait(event_set, 0)
     with pytest.raises(pynvml.NVMLError_NotSupported):
         nvml.nvmlDeviceRegisterEvents(nvml.nvmlDeviceGetHandleByIndex(1), 0x4000, event_set)
+
+
+def test_every_violation_field_answers_in_ns_like_the_violation_status(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # A real H200 answers all six NVML_FI_DEV_PERF_POLICY_* fields; an idle GPU's low-utilisation time grows.
+    handle = nvml.nvmlDeviceGetHandleByIndex(7)
+    clock.advance(30)
+    fields = nvml.nvmlDeviceGetFieldValues(handle, list(range(74, 80)))
+    assert [int(f.nvmlReturn) for f in fields] == [0] * 6
+    for policy, fv in enumerate(fields):
+        status = nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime
+        assert fv.value.ullVal == status, policy
+    assert fields[pynvml.NVML_PERF_POLICY_LOW_UTILIZATION].value.ullVal >= 29e9  # GPU 7 runs nothing

@@ -27,8 +27,21 @@ def test_simulate_spec_parses_nodes_and_gpus(spec: str, expected: tuple[int, int
         ("5000x8", "nodes must be 1..2048"),
         ("2x17", "1..16"),
         ("2x0", "1..16"),
+        ("\u0662x\u0668", "NODESxGPUS"),
+        ("\uff12x\uff18", "NODESxGPUS"),
+        ("2x8\u00a0", "NODESxGPUS"),
     ],
-    ids=["empty", "wrong-separator", "no-nodes", "too-many-nodes", "too-many-gpus", "no-gpus"],
+    ids=[
+        "empty",
+        "wrong-separator",
+        "no-nodes",
+        "too-many-nodes",
+        "too-many-gpus",
+        "no-gpus",
+        "arabic-indic-digits",
+        "fullwidth-digits",
+        "no-break-space",
+    ],
 )
 def test_bad_simulate_spec_is_an_input_error_with_the_reason(spec: str, message: str) -> None:
     with pytest.raises(InputError, match=message) as info:

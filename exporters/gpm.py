@@ -1,0 +1,64 @@
+"""GPM profiling (Hopper and later): two NVML samples per GPU, metrics between them, DCGM_FI_PROF_*."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Mapping
+from typing import Any
+
+from exporters import fields as fams
+from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.nvml_calls import FUNCTION_NOT_FOUND, NOT_SUPPORTED, GpuLost, NvmlCalls
+
+
+class GpmSampling(NvmlCalls):
+    """The collector's GPM part: support asked once per GPU (until it answers), samples swapped each pass."""
+
+    _metrics_get_type: Any
+
+    def _gpm(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
+        if not gpu.gpm_checked:
+            name = "nvmlGpmQueryDeviceSupport"
+            support, code = self._attempt(name, name, gpu.handle)
+            # Only an answer settles it (yes, or NotSupported / an old driver: no). Any other error (Unknown,
+            # Timeout: common while a GPU recovers) is counted and the question asked again next pass.
+            if code in (None, NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+                gpu.gpm_checked = True
+                if support is not None and support.isSupportedDevice:
+                    gpu.gpm = Gpm(self._new_metrics_get())
+        if gpu.gpm is not None:
+            self._gpm_sample(gpu.gpm, out, labels, "nvmlGpmSampleGet", gpu.handle)
+
+    def _forget_gpm(self, gpu: Gpu) -> None:
+        """Free a GPU's GPM samples (NVML allocates them) and ask about GPM support again when it is back."""
+        for gpm in ([gpu.gpm] if gpu.gpm is not None else []) + list(gpu.mig_gpm.values()):
+            for sample in (gpm.prev, gpm.spare):
+                if sample is not None:
+                    with contextlib.suppress(GpuLost):  # host memory: freed or not, the handle is dropped
+                        self._call("nvmlGpmSampleFree", sample)
+        gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+
+    def _new_metrics_get(self) -> Any:
+        mg = self._metrics_get_type()
+        mg.version = getattr(self._nvml, "NVML_GPM_METRICS_GET_VERSION", 1)
+        mg.numMetrics = len(fams.GPM_FAMILIES)
+        for i, (metric_id, _, _) in enumerate(fams.GPM_FAMILIES):
+            mg.metrics[i].metricId = metric_id
+        return mg
+
+    def _gpm_sample(
+        self, gpm: Gpm, out: FamilyBuilder, labels: Mapping[str, str], getter: str, *args: Any
+    ) -> None:
+        sample = gpm.spare if gpm.spare is not None else self._call("nvmlGpmSampleAlloc")
+        if sample is None or self._call(getter, *args, sample) is None:
+            gpm.spare = sample
+            return
+        if gpm.prev is not None:
+            mg = gpm.metrics_get
+            mg.sample1, mg.sample2 = gpm.prev, sample
+            if self._call("nvmlGpmMetricsGet", mg) is not None:
+                for i, (_, family, scale) in enumerate(fams.GPM_FAMILIES):
+                    metric = mg.metrics[i]
+                    if int(metric.nvmlReturn) == 0:
+                        out.add(family, labels, float(metric.value) * scale)
+        gpm.spare, gpm.prev = gpm.prev, sample

@@ -1,0 +1,112 @@
+"""Calling NVML: error names, start-up, and the wrapper every call of a collection goes through.
+
+``nvml`` is the ``pynvml`` module or a ``gpuwarden.sim`` ``SimNvml``. A call either answers, says
+``NotSupported`` (the series is left out, silently), says the GPU is gone (``GpuLost`` is raised for the
+collector to mark it down), or fails otherwise (counted by function and error; ``FunctionNotFound``, an
+older driver, retires the function for the life of the collector).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pynvml
+
+from gpuwarden.errors import SourceError
+
+logger = logging.getLogger(__name__)
+
+NOT_SUPPORTED = 3
+NOT_FOUND = 6
+FUNCTION_NOT_FOUND = 13
+ARGUMENT_VERSION_MISMATCH = 25
+LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
+
+
+def error_name(code: int | None) -> str:
+    """``NVMLError_Timeout`` -> ``Timeout``: the value of the ``error`` label."""
+    if code is None:
+        return "Unknown"
+    try:
+        return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
+    except (KeyError, ValueError, AttributeError):
+        return f"code_{code}"
+
+
+def init_nvml(nvml: Any) -> None:
+    """``nvmlInit`` with its failures (no library, no driver, no permission) as one clear SourceError."""
+    try:
+        nvml.nvmlInit()
+    except pynvml.NVMLError as exc:
+        name = error_name(getattr(exc, "value", None))
+        hint = {
+            "LibraryNotFound": "libnvidia-ml.so is not installed; is the NVIDIA driver installed? "
+            "(use --simulate NODESxGPUS to run on a simulated fleet)",
+            "DriverNotLoaded": "the NVIDIA kernel driver is not loaded",
+            "NoPermission": "no permission to open the GPU devices",
+            "LibRmVersionMismatch": "NVML library and kernel driver versions differ; reload the driver",
+        }.get(name, str(exc))
+        raise SourceError(f"cannot initialise NVML ({name}): {hint}", source="nvml", retryable=False) from exc
+
+
+class GpuLost(Exception):
+    """An NVML call said the GPU is lost, needs a reset or is gone."""
+
+    def __init__(self, function: str, code: int) -> None:
+        super().__init__(function)
+        self.function = function
+        self.code = code
+
+
+class NvmlCalls:
+    """The NVML calls of one collector: errors counted by function, retired functions, answers seen."""
+
+    def __init__(self, nvml: Any, hostname: str) -> None:
+        self._nvml = nvml
+        self.hostname = hostname
+        self._missing: set[str] = set()
+        self._errors: dict[tuple[str, str], int] = {}
+        self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
+        self.current_call: str | None = None
+
+    def _count_error(self, function: str, error: str) -> None:
+        key = (function, error)
+        self._errors[key] = self._errors.get(key, 0) + 1
+
+    def _call(self, name: str, *args: Any) -> Any:
+        """Call one NVML function; None when its series must be left out. GPU loss raises ``GpuLost``."""
+        return self._attempt(name, name, *args)[0]
+
+    def _attempt(self, key: str, name: str, *args: Any) -> tuple[Any, int | None]:
+        """(result, None) or (None, NVML error code): ``_call`` for callers that act on the code.
+
+        ``key`` names the call in the error counter and in the retired set (a versioned call such as
+        ``nvmlDeviceGetMemoryInfo_v2`` is retired on its own, not with its unversioned name).
+        """
+        if key in self._missing:
+            return None, FUNCTION_NOT_FOUND
+        fn = getattr(self._nvml, name, None)
+        if fn is None:
+            self._missing.add(key)
+            self._count_error(key, "FunctionNotFound")
+            return None, FUNCTION_NOT_FOUND
+        self.current_call = key
+        try:
+            result = fn(*args)
+            self._answers += 1
+            return result, None
+        except pynvml.NVMLError as exc:
+            code = getattr(exc, "value", None)
+            if code == NOT_SUPPORTED:
+                self._answers += 1
+                return None, code
+            if code in LOST_CODES:
+                raise GpuLost(key, code) from exc
+            if code == FUNCTION_NOT_FOUND:
+                logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
+                self._missing.add(key)
+            self._count_error(key, error_name(code))
+            return None, code
+        finally:
+            self.current_call = None
