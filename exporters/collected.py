@@ -19,6 +19,7 @@ class Gpm:
     metrics_get: Any
     prev: Any = None
     spare: Any = None
+    pcie: bool = False  # its PCIe rates answered last pass: they give DCGM_FI_DEV_PCIE_*_THROUGHPUT
 
 
 @dataclass

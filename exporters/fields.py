@@ -216,12 +216,12 @@ CLOCKS_EVENT_REASONS = _g(
 )
 PCIE_TX_THROUGHPUT = _g(
     "DCGM_FI_DEV_PCIE_TX_THROUGHPUT",
-    "PCIe data transmitted by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "PCIe data transmitted by the GPU (in KB/s): GPM's rate where the GPU has GPM, else NVML's 20 ms sample.",
     "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_TX_BYTES)",
 )
 PCIE_RX_THROUGHPUT = _g(
     "DCGM_FI_DEV_PCIE_RX_THROUGHPUT",
-    "PCIe data received by the GPU (in KB/s), sampled by NVML over 20 ms.",
+    "PCIe data received by the GPU (in KB/s): GPM's rate where the GPU has GPM, else NVML's 20 ms sample.",
     "nvmlDeviceGetPcieThroughput(NVML_PCIE_UTIL_RX_BYTES)",
 )
 PROF_GR_ENGINE_ACTIVE = _g(
@@ -388,6 +388,8 @@ FIELD_FAMILIES: tuple[tuple[int, Family, float], ...] = (
 NVLINK_ALL_LINKS = 0xFFFFFFFF
 NVLINK_THROUGHPUT_FIELDS = ((138, NVLINK_ALL_LINKS, "tx"), (139, NVLINK_ALL_LINKS, "rx"))
 
+# GPM's PCIe rates (MiB/s) also give DCGM_FI_DEV_PCIE_*_THROUGHPUT (KB/s) without NVML's 20 ms sampling call.
+GPM_PCIE_THROUGHPUT: dict[int, Family] = {20: PCIE_TX_THROUGHPUT, 21: PCIE_RX_THROUGHPUT}
 # GPM metric ids (NVML_GPM_METRIC_*), the DCGM profiling family each feeds and the scale to its unit.
 GPM_FAMILIES: tuple[tuple[int, Family, float], ...] = (
     (1, PROF_GR_ENGINE_ACTIVE, 0.01),  # NVML_GPM_METRIC_GRAPHICS_UTIL (percent -> ratio)

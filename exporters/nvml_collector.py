@@ -283,10 +283,11 @@ class NvmlCollector(GpmSampling):
             got = call(name, h)
             if got is not None:
                 out.add(family, labels, got[0])
-        for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
-            kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
-            if kbs is not None:
-                out.add(family, labels, kbs)
+        if gpu.gpm is None or not gpu.gpm.pcie:  # else GPM's PCIe rates give them (see ``_gpm_sample``)
+            for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
+                kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
+                if kbs is not None:
+                    out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)
         self._gpm(gpu, out, labels)

@@ -513,6 +513,37 @@ def test_pcie_throughput_is_served_under_both_dcgm_names(nvml: SimNvml, fleet: A
     assert value(registry, "DCGM_FI_PROF_PCIE_TX_BYTES", labels) is not None
 
 
+def test_with_gpm_the_pcie_throughput_comes_from_it_not_from_nvml_s_20_ms_sampling_call(
+    nvml: SimNvml, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # nvmlDeviceGetPcieThroughput samples for 20 ms per direction: 42 ms of wall time per GPU on an H200.
+    # Once GPM answers its PCIe rates, they give DCGM_FI_DEV_PCIE_*_THROUGHPUT (MiB/s as KB/s).
+    calls: list[int] = []
+    real = nvml.nvmlDeviceGetPcieThroughput
+    monkeypatch.setattr(nvml, "nvmlDeviceGetPcieThroughput", lambda h, c: calls.append(c) or real(h, c))
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(2):  # discovery and the first GPM sample, then the first GPM rates
+        collector.collect()
+        clock.advance(10)
+    calls.clear()
+    registry = scrape(collector)
+    assert calls == []
+    labels = gpu_labels(registry, 0)
+    rx_bytes = value(registry, "DCGM_FI_PROF_PCIE_RX_BYTES", labels)
+    assert rx_bytes is not None and rx_bytes > 0
+    assert value(registry, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT", labels) == pytest.approx(rx_bytes / 1024)
+    series = [
+        s for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_PCIE_TX_THROUGHPUT"
+    ]
+    assert len(series) == len({tuple(sorted(s.labels.items())) for s in series}) > 0  # once per GPU
+    nvml.fail("nvmlGpmMetricsGet", pynvml.NVMLError_Unknown, times=2)  # GPM stops answering: NVML again
+    clock.advance(10)
+    collector.collect()
+    clock.advance(10)
+    registry = scrape(collector)
+    assert calls and value(registry, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT", gpu_labels(registry, 0)) is not None
+
+
 def test_the_clock_event_reasons_carry_dcgm_s_new_name_too(nvml: SimNvml) -> None:
     registry = scrape(NvmlCollector(nvml, hostname=NODE))
     labels = gpu_labels(registry, 0)
