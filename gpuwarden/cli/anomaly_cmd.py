@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
 anomaly_app.add_typer(evaluate_app, name="evaluate")
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML configuration (anomaly.thresholds).")
@@ -98,20 +97,19 @@ def evaluate_nab(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    console = Console(width=180)
     files_table = Table("file", "split", "windows", "detected", "alerts", "raw standard")
     for name, parts in report.per_file.items():
         s = parts["standard"]
         split = "tune" if nab.is_tuning_file(name) else "held-out"
         files_table.add_row(name, split, str(s.windows), str(s.detected), str(s.alerts), f"{s.raw:.3f}")
-    console.print(files_table)
+    console.print(files_table, markup=False)
     summary_table = Table("set", "files", "windows", *nab.PROFILES, "window F1")
     rows = [(f"split:{k}", v) for k, v in report.splits.items()] + list(report.categories.items())
     rows += [(f"{split}:{c}", v) for split, cats in report.split_categories.items() for c, v in cats.items()]
     for label, summary in rows:
         cells = [f"{v:.1f}" if v is not None else "n/a" for v in summary.scores.values()]
         summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")
-    console.print(summary_table)
+    console.print(summary_table, markup=False)
     console.print("held-out = files never used to choose the defaults (anomaly.nab.is_tuning_file)")
 
 

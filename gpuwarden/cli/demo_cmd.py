@@ -9,16 +9,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
+from rich.markup import escape
+from rich.rule import Rule
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console
 from gpuwarden.cli.incidents_cmd import check_output
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
     from gpuwarden.app import SimulatedPipeline, TickReport
 
-console = Console()
+RULE_WIDTH = 100  # a rule as wide as a terminal, not as a pipe's unbounded console
 
 # (minute after warm-up, what a person would say, fault)
 SCENARIO: list[tuple[int, str, FaultSpec]] = [
@@ -38,11 +40,12 @@ def _narrate(pipeline: SimulatedPipeline, report: TickReport) -> None:
         where = alert.labels.get("Hostname") or alert.labels.get("node", "")
         gpu = alert.labels.get("gpu", "")
         console.print(
-            f"  [dim]{at}[/dim] alert  {alert.name:<28} {where} gpu={gpu} score={alert.score or 0:.1f}"
+            f"  [dim]{at}[/dim] alert  {escape(f'{alert.name:<28} {where}')} gpu={escape(gpu)}"
+            f" score={alert.score or 0:.1f}"
         )
     for incident_id in report.opened:
         inc = pipeline.engine.store.get(incident_id)
-        console.print(f"  [dim]{at}[/dim] [bold]incident {inc.priority} {inc.title}[/bold]")
+        console.print(f"  [dim]{at}[/dim] [bold]incident {inc.priority} {escape(inc.title)}[/bold]")
 
 
 def _summary(pipeline: SimulatedPipeline) -> Table:
@@ -93,7 +96,7 @@ def demo(
             if output == "json":
                 typer.echo(json.dumps(summary))
                 return
-            console.print(_summary(pipeline))
+            console.print(_summary(pipeline), markup=False)  # titles are data, not markup
             console.print(
                 f"{summary['alerts_raised']} anomaly alerts became {len(incidents)} incidents and "
                 f"{summary['slack_messages']} Slack messages (updated in place, timeline in threads; "
@@ -101,8 +104,8 @@ def demo(
             )
             first = incidents[-1] if incidents else None
             if first is not None:
-                console.rule(f"postmortem draft of {first.id}")
-                console.print(pipeline.engine.postmortem(first.id))
+                console.print(Rule(f"postmortem draft of {first.id}"), width=RULE_WIDTH)
+                console.print(pipeline.engine.postmortem(first.id), markup=False)
         finally:
             pipeline.close()
 

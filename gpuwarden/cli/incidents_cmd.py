@@ -11,13 +11,12 @@ from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
+
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
 MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
 
 P = ParamSpec("P")
@@ -103,7 +102,9 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
 
 def check_output(output: str, allowed: tuple[str, ...]) -> None:
     if output not in allowed:
-        err_console.print(f"[red]error:[/red] --output {output!r}: use one of {', '.join(allowed)}")
+        err_console.print(
+            f"[red]error:[/red] --output {escape(repr(output))}: use one of {', '.join(allowed)}"
+        )
         raise typer.Exit(1)
 
 
@@ -151,7 +152,7 @@ def list_incidents(
             i["opened_at"],
             i["title"],
         )
-    console.print(table)
+    console.print(table, markup=False)  # titles and names are data, not markup
     total = int(response.headers.get("X-Total-Count", len(items)))
     if total > len(items):
         err_console.print(f"showing the newest {len(items)} of {total}; --limit 0 lists all")
@@ -170,9 +171,13 @@ def show(
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
         return
-    console.print(f"[bold]{inc['priority']}[/bold] {inc['title']}  ({inc['id']}, {inc['state']})")
-    console.print(f"root cause: {inc['root_cause']['kind']} @ {_target(inc['root_cause']['target'])}")
-    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}")
+    console.print(
+        f"[bold]{escape(inc['priority'])}[/bold] {escape(inc['title'])}"
+        f"  ({escape(inc['id'])}, {escape(inc['state'])})"
+    )
+    root = inc["root_cause"]
+    console.print(f"root cause: {root['kind']} @ {_target(root['target'])}", markup=False)
+    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
     )

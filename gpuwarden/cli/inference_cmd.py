@@ -8,15 +8,13 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from exporters.loadgen import LoadPlan, run_load
+from gpuwarden.cli.consoles import err_console
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.sim import build_fleet
-
-err_console = Console(stderr=True)
 
 
 class Output(StrEnum):

@@ -7,17 +7,15 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import UrlOption, api_json, check_output, gpuwarden_answers
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _fetch(url: str) -> dict[str, Any]:
@@ -52,7 +50,7 @@ def nodes(
     table = Table("node", "cluster", "rack", "gpus")
     for n in items:
         table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]))
-    console.print(table)
+    console.print(table, markup=False)  # names are data, not markup
     spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
     err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
     _about(data)
@@ -91,7 +89,7 @@ def workloads(
             shown,
             ", ".join(w.get("aliases", [])),
         )
-    console.print(table)
+    console.print(table, markup=False)  # names are data, not markup
     err_console.print(f"{len(items)} workloads", markup=False, highlight=False)
     _about(data)
 

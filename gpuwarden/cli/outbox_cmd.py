@@ -9,14 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import (
-    UrlOption,
-    api_json,
-    check_output,
-    console,
-    err_console,
-    gpuwarden_answers,
-)
+from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import UrlOption, api_json, check_output, gpuwarden_answers
 
 outbox_app = typer.Typer(
     help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",

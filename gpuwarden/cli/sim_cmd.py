@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
@@ -18,7 +18,6 @@ from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
 )
-err_console = Console(stderr=True)
 
 
 def _param(text: str) -> tuple[str, float | str]:
@@ -107,12 +106,15 @@ def show(
                 node["name"], node["cluster"], node["rack"], str(g["index"]), g["uuid"], g["pci_bus_id"],
                 g["workload"] or "-",
             )  # fmt: skip
-    console = Console(width=200)
-    console.print(table)
+    console.print(table, markup=False)  # a PCI bus id 00000000:AB:00.0 is data, not an emoji code
     for job in described["training_jobs"]:
-        console.print(f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks")
+        console.print(
+            f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks", markup=False
+        )
     for svc in described["inference_services"]:
-        console.print(f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas")
+        console.print(
+            f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas", markup=False
+        )
 
 
 def register(app: typer.Typer) -> None:

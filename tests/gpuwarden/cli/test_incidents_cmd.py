@@ -213,3 +213,52 @@ def test_resolve_and_a_repeated_ack_say_what_happened(
         assert twice.exit_code == 1 and "already resolved" in twice.stderr
         missing = runner.invoke(app, ["incidents", "resolve", "inc-none", *base])
         assert missing.exit_code == 1 and "HTTP 404" in missing.stderr
+
+
+DETAIL = {
+    "id": "inc-0123456789ab",
+    "title": "[bold]gpu node-01/5 at 00000000:AB:00.0[/bold] lost",
+    "priority": "P1",
+    "state": "triggered",
+    "root_cause": {"kind": "gpu_lost", "target": {"type": "gpu", "node": "node-01", "index": 5}},
+    "alert_count": 1,
+    "opened_at": "2026-01-01T00:00:00Z",
+    "impact": {"summary": "1 node, 1 GPU"},
+    "alerts": [],
+    "timeline": [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "kind": "note",
+            "message": "note by alice: PSU 2 was loose, swapped it with the spare from the cage; PSU swap "
+            "scheduled for the next maintenance window of rack r01",
+        }
+    ],
+}
+
+
+def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_piped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stub = _Stub(200, json.dumps(DETAIL).encode())
+    try:
+        result = runner.invoke(app, ["incidents", "show", "inc-0123456789ab", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"P1 {DETAIL['title']}  (inc-0123456789ab, triggered)"  # no markup, no emoji
+    assert "root cause: gpu_lost @ gpu node-01/5" in lines
+    assert any(DETAIL["timeline"][0]["message"] in line for line in lines)  # type: ignore[index]
+
+
+def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stub = _Stub(200, json.dumps([DETAIL]).encode())
+    try:
+        result = runner.invoke(app, ["incidents", "list", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if "inc-0123456789ab" in line]
+    assert DETAIL["title"] in row and "gpu_lost @ gpu node-01/5" in row  # type: ignore[operator]
