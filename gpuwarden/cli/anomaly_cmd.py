@@ -20,6 +20,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert
@@ -73,9 +74,11 @@ def score(
 
 @evaluate_app.command("nab")
 def evaluate_nab(
+    *,
     data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
     windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     tune_only: Annotated[
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
     ] = False,
@@ -85,6 +88,8 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
+    check_output(output, TEXT_OUTPUTS)
+    as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
         files = nab.load_corpus(data, windows)

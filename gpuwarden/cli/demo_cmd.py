@@ -67,7 +67,9 @@ def _summary(pipeline: SimulatedPipeline) -> Table:
 def demo(
     warmup_minutes: Annotated[int, typer.Option(help="Simulated minutes of normal load before faults.")] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
-    output: Annotated[str, typer.Option(help="text or json (a summary for scripts).")] = "text",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text or json (the same story, for scripts).")
+    ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
     check_output(output, ("text", "json"))  # before the simulation, not after it

@@ -100,7 +100,14 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
     return f"/api/v1/incidents/{quote(incident_id, safe='')}{suffix}"
 
 
+# -o/--output of every command that prints something, as kubectl's: json for scripts, and for people a table
+# (listings) or text (one item); each listing and each item takes both words for the human form.
+TABLE_OUTPUTS = ("table", "text", "json")
+TEXT_OUTPUTS = ("text", "table", "json")
+
+
 def check_output(output: str, allowed: tuple[str, ...]) -> None:
+    """Refuse an -o/--output value that is not in ``allowed``, naming the ones that are."""
     if output not in allowed:
         err_console.print(
             f"[red]error:[/red] --output {escape(repr(output))}: use one of {', '.join(allowed)}"
@@ -121,7 +128,7 @@ def _target(target: dict[str, Any]) -> str:
 @gpuwarden_answers
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
@@ -129,7 +136,7 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    check_output(output, ("table", "json"))
+    check_output(output, TABLE_OUTPUTS)
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -163,10 +170,10 @@ def list_incidents(
 def show(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))

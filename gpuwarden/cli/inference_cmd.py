@@ -97,7 +97,7 @@ def loadgen(
     model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
     stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
-    output: Annotated[Output, typer.Option(help="Report format.")] = Output.TEXT,
+    output: Annotated[Output, typer.Option("--output", "-o", help="Report format.")] = Output.TEXT,
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99."""
     plan = LoadPlan(

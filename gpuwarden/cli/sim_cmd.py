@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_output
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
@@ -83,11 +84,10 @@ def show(
     *,
     simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 0,
-    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json.")] = "table",
 ) -> None:
     """Print the topology and workloads of a simulated fleet."""
-    if output not in ("table", "json"):
-        raise _fail(f"--output must be table or json, got {output!r}")
+    check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:

@@ -145,9 +145,11 @@ def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
 
 def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
     windows = {"c/x.csv": [["2024-01-02 08:00:00.000000", "2024-01-02 11:00:00.000000"]]}  # rows 384-420
-    result = runner.invoke(app, [*evaluate_args(tmp_path, windows), "--json"])
+    args = evaluate_args(tmp_path, windows)
+    result = runner.invoke(app, [*args, "-o", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
+    assert json.loads(runner.invoke(app, [*args, "--json"]).output) == report  # the older spelling
     overall = report["splits"]["all"]
     assert set(overall["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert overall["windows"] == 1

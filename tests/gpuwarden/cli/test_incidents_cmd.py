@@ -53,7 +53,7 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         as_json = runner.invoke(app, ["incidents", "show", item["id"], "--url", url, "-o", "json"])
         assert json.loads(as_json.stdout)["alerts"][0]["recommended_action"] == "restart_node"
         yaml_please = runner.invoke(app, ["incidents", "list", "--url", url, "-o", "yaml"])
-        assert yaml_please.exit_code == 1 and "table, json" in yaml_please.stderr
+        assert yaml_please.exit_code == 1 and "use one of table, text, json" in yaml_please.stderr
 
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
         refused = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url])
@@ -262,3 +262,25 @@ def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.Monk
     assert result.exit_code == 0, result.output
     (row,) = [line for line in result.stdout.splitlines() if "inc-0123456789ab" in line]
     assert DETAIL["title"] in row and "gpu_lost @ gpu node-01/5" in row  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "expected"),
+    [
+        (["incidents", "list", "-o", "text"], [DETAIL], "gpu_lost @ gpu node-01/5"),
+        (["incidents", "list", "--output", "table"], [DETAIL], "gpu_lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "-o", "table"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "--output", "text"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
+    ],
+    ids=["list-text", "list-table", "show-table", "show-text"],
+)
+def test_list_and_show_take_both_text_and_table_for_people(
+    argv: list[str], body: object, expected: str
+) -> None:
+    stub = _Stub(200, json.dumps(body).encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout
