@@ -115,7 +115,8 @@ def check_output(output: str, allowed: tuple[str, ...]) -> None:
         raise typer.Exit(1)
 
 
-def _target(target: dict[str, Any]) -> str:
+def describe_target(target: dict[str, Any]) -> str:
+    """A root cause's target as people read it: ``gpu node-01/3``, ``node node-06``, ``rack r01``."""
     kind = target.get("type", "")
     if kind == "gpu":
         return f"gpu {target.get('node')}/{target.get('index')}"
@@ -154,7 +155,7 @@ def list_incidents(
             i["id"],
             i["priority"],
             i["state"],
-            f"{root['kind']} @ {_target(root['target'])}",
+            f"{root['kind']} @ {describe_target(root['target'])}",
             str(i["alert_count"]),
             i["opened_at"],
             i["title"],
@@ -183,7 +184,7 @@ def show(
         f"  ({escape(inc['id'])}, {escape(inc['state'])})"
     )
     root = inc["root_cause"]
-    console.print(f"root cause: {root['kind']} @ {_target(root['target'])}", markup=False)
+    console.print(f"root cause: {root['kind']} @ {describe_target(root['target'])}", markup=False)
     console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
