@@ -23,14 +23,16 @@ from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
+    from anomaly.promql import PromQLSource
     from anomaly.service import AnomalyService
     from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
+logger = logging.getLogger(__name__)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
 anomaly_app.add_typer(evaluate_app, name="evaluate")
 
@@ -140,17 +142,11 @@ def run(
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
-    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
 
-    try:
-        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
-    if not cfg.queries:
-        err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
-        raise typer.Exit(1)
+    cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per query and per post: the tick says it
+    _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind) for q in cfg.queries]
@@ -161,7 +157,8 @@ def run(
         timeout_seconds=cfg.query_timeout_seconds,
         max_lookback_seconds=cfg.max_lookback_seconds,
     )
-    service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
+    tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
+    service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)
     registry = CollectorRegistry()
     registry.register(service.collector)
     if forwarder is not None:
@@ -181,9 +178,9 @@ def run(
         raise typer.Exit(1) from exc
     try:
         if ticks:
-            _run_ticks(service, ticks, forwarder.flush if forwarder else None)
+            _run_ticks(service, ticks, tick_log.after)
         else:
-            _run_scheduled(service, forwarder.flush if forwarder else None)
+            _run_scheduled(service, tick_log.after)
     finally:
         source.close()
         if forwarder is not None:
@@ -191,6 +188,88 @@ def run(
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _run_config(config: Path | None) -> AnomalyConfig:
+    """The anomaly section ``run`` needs: one with queries, or exit 1 saying where they go."""
+    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    if not cfg.queries:
+        where = f"{config} sets none" if config is not None else "pass --config FILE"
+        err_console.print(
+            f"[red]error:[/red] anomaly.queries is empty ({escape(where)}); declare the PromQL queries to"
+            " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
+        )
+        raise typer.Exit(1)
+    return cfg
+
+
+def _warn_slow_steps(cfg: AnomalyConfig) -> None:
+    """Say so when a query's step is longer than the tick: most ticks then read nothing new of it."""
+    for query in cfg.queries:
+        if query.step_seconds > cfg.infer_every_seconds:
+            err_console.print(
+                f"warning: anomaly.queries {query.name}: step_seconds {query.step_seconds:g} is longer than"
+                f" anomaly.infer_every_seconds {cfg.infer_every_seconds:g}: it is read once every"
+                f" {query.step_seconds:g} s, not every tick; set its step_seconds to at most"
+                f" {cfg.infer_every_seconds:g}",
+                markup=False,
+            )
+
+
+class TickLog:
+    """One log line per scoring tick, in place of a line per HTTP request: the queries read and failed,
+    the alerts raised and resolved, and what was sent to `gpuwarden serve`."""
+
+    def __init__(
+        self, sources: list[PromQLSource], forwarder: AlertForwarder | None, on_alert: Callable[[Alert], None]
+    ) -> None:
+        self.sources = sources
+        self.forwarder = forwarder
+        self._on_alert = on_alert
+        self.raised = 0
+        self.resolved = 0
+        self._queries: dict[tuple[str, str], tuple[float | None, int]] = {}
+        self._posted = 0
+
+    def on_alert(self, alert: Alert) -> None:
+        """The service's callback: count the alert, then print or forward it."""
+        if alert.status is AlertStatus.FIRING:
+            self.raised += 1
+        else:
+            self.resolved += 1
+        self._on_alert(alert)
+
+    def after(self) -> None:
+        """After a tick: send what it raised and resolved, then log the tick's line."""
+        sent = self.forwarder.flush() if self.forwarder is not None else True
+        read, failed = 0, []
+        for source in self.sources:
+            for name, health in source.health().queries.items():
+                state = (health.last_success, health.errors_total)
+                before = self._queries.get((source.name, name), (None, 0))
+                self._queries[source.name, name] = state
+                if state[1] != before[1]:
+                    failed.append(name)
+                elif state != before:
+                    read += 1
+        line = f"tick: queries read {read}, failed {len(failed)}"
+        if failed:
+            line += f" ({', '.join(failed)})"
+        elif not read:
+            line += " (none due: a query's step_seconds)"
+        line += f"; alerts raised {self.raised}, resolved {self.resolved}"
+        if self.forwarder is not None:
+            line += f"; sent {self.forwarder.posted - self._posted} to gpuwarden serve"
+            line += "" if sent else f" (failed, retrying next tick: {self.forwarder.last_error})"
+            self._posted = self.forwarder.posted
+        logger.info(line)
+        self.raised = self.resolved = 0
 
 
 def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
