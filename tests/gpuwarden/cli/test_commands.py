@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 import typer
+import yaml
 from typer.testing import CliRunner
 
 from alerting.inventory import load_inventory
@@ -16,6 +17,7 @@ from gpuwarden.cli import app
 from tests.gpuwarden.api_client import api_client, fleet_engine
 
 runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[3]
 # `anomaly score --output FILE` names the file it writes, as it always has; it is no format choice.
 FILE_OUTPUTS = {"gpuwarden anomaly score"}
 
@@ -76,3 +78,18 @@ def test_sim_show_takes_o_and_text_for_the_table() -> None:
     assert as_text.exit_code == 0 and "simulated fleet 1x2" in as_text.stdout
     wrong = runner.invoke(app, ["sim", "show", "-o", "yaml"])
     assert wrong.exit_code == 1 and "use one of table, text, json" in wrong.stderr
+
+
+def test_the_example_config_points_serve_and_its_clients_at_the_same_port() -> None:
+    example = yaml.safe_load((ROOT / "deploy" / "gpuwarden.example.yaml").read_text())
+    root = typer.main.get_command(app)
+    url_defaults = {
+        path: param.default
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "url" and path.split()[1] in ("incidents", "inventory", "outbox")
+    }
+    assert url_defaults and set(url_defaults.values()) == {f"http://127.0.0.1:{example['api']['port']}"}
+    assert example["anomaly"]["alert_url"] == f"http://127.0.0.1:{example['api']['port']}"
+    channel = example["slack"]["channel"]
+    assert channel.startswith("C") and channel[1:].isalnum()  # an id, which serve does not warn about
