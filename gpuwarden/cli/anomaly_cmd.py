@@ -173,7 +173,8 @@ def run(
         where = f"{cfg.listen_address}:{metrics_port}"
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
         err_console.print(
-            f"[red]error:[/red] {setting}: cannot serve /metrics on {where}: {exc.strerror or exc}"
+            f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
+            f" {escape(str(exc.strerror or exc))}"
         )
         raise typer.Exit(1) from exc
     try:
@@ -279,7 +280,8 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
     if not cfg.alert_url:
         return None
     if not cfg.alert_url.startswith(("http://", "https://")):
-        err_console.print(f"[red]error:[/red] anomaly.alert_url: {cfg.alert_url!r} is not an http(s) URL")
+        given = escape(repr(cfg.alert_url))
+        err_console.print(f"[red]error:[/red] anomaly.alert_url: {given} is not an http(s) URL")
         raise typer.Exit(1)
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if not token:
@@ -301,7 +303,7 @@ def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] 
         for source in service.sources:
             health = source.health()
             if not health.up:
-                err_console.print(f"source {health.name} down: {health.last_error}")
+                err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
         if done < ticks:

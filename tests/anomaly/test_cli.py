@@ -252,7 +252,7 @@ class _Prometheus:
                 body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
                 status = 200
                 if params["query"][0] == "bad":
-                    status, body = 400, {"status": "error", "error": "parse error"}
+                    status, body = 400, {"status": "error", "error": "parse error [bad]"}
                 data = json.dumps(body).encode()
                 self.send_response(status)
                 self.send_header("Content-Length", str(len(data)))
@@ -313,3 +313,17 @@ def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
 def test_run_without_queries_suggests_config():
     result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
     assert result.exit_code == 1 and "pass --config FILE" in result.stderr
+
+
+def test_run_prints_a_query_error_as_it_is_not_as_markup(tmp_path):
+    prometheus = _Prometheus()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  queries:\n    - {{name: typo, expr: bad}}\n"
+    )
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    finally:
+        prometheus.close()
+    assert result.exit_code == 0, result.output
+    assert "HTTP 400: parse error [bad]" in result.stderr
