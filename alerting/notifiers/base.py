@@ -114,13 +114,13 @@ RunbookLinker = Callable[[Incident], str]
 
 
 def runbook_linker(base_url: str | None) -> RunbookLinker:
-    """Link each fault kind to its runbook file (``runbooks/<fault_kind>.yaml``) under ``base_url``."""
+    """Link each fault kind to ``<base_url>/<fault_kind>.yaml`` (``slack.runbook_base_url``); without a base
+    URL there is no link: no runbook ships with gpuwarden yet, and a path to one would point at nothing."""
 
     def link(incident: Incident) -> str:
-        name = f"{incident.root_cause.kind.value}.yaml"
         if not base_url:
-            return f"runbooks/{name}"
-        return f"{base_url.rstrip('/')}/{name}"
+            return ""
+        return f"{base_url.rstrip('/')}/{incident.root_cause.kind.value}.yaml"
 
     return link
 

@@ -89,10 +89,16 @@ def _no_loss(n: Notification) -> str:
     return "_unknown_"
 
 
-def _runbook(url: str) -> str:
-    if url.startswith(("https://", "http://")):
-        return f"<{url}|{escape(url.rsplit('/', 1)[-1])}>"
-    return f"`{escape(url)}`" if url else "_none_"
+def _runbook(url: str) -> list[Block]:
+    """The Runbook field, when ``slack.runbook_base_url`` gives the incident a runbook to link."""
+    if not url:
+        return []
+    shown = (
+        f"<{url}|{escape(url.rsplit('/', 1)[-1])}>"
+        if url.startswith(("https://", "http://"))
+        else f"`{escape(url)}`"
+    )
+    return [{"type": "section", "block_id": "runbook", "text": _mrkdwn(f"*Runbook*\n{shown}")}]
 
 
 def _targets(n: Notification) -> str:
@@ -189,7 +195,7 @@ def incident_message(n: Notification) -> SlackMessage:
         },
         {"type": "section", "block_id": "targets", "text": _mrkdwn(f"*Affected targets*\n{_targets(n)}")},
         *_recommended(n),
-        {"type": "section", "block_id": "runbook", "text": _mrkdwn(f"*Runbook*\n{_runbook(n.runbook_url)}")},
+        *_runbook(n.runbook_url),
         {"type": "section", "block_id": "actions_taken", "text": _mrkdwn(f"*Actions taken*\n{actions}")},
     ]
     if n.state != "resolved":

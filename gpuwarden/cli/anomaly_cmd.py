@@ -16,23 +16,25 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
+    from anomaly.promql import PromQLSource
     from anomaly.service import AnomalyService
     from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
+logger = logging.getLogger(__name__)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
 anomaly_app.add_typer(evaluate_app, name="evaluate")
-err_console = Console(stderr=True)
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML configuration (anomaly.thresholds).")
@@ -86,9 +88,11 @@ def _not_the_input(output: Path, input_path: Path) -> None:
 
 @evaluate_app.command("nab")
 def evaluate_nab(
+    *,
     data: Annotated[Path, typer.Option("--data", help="NAB data folder (category/file.csv).")],
     windows: Annotated[Path, typer.Option("--windows", help="NAB combined_windows.json.")],
-    as_json: Annotated[bool, typer.Option("--json", help="Print one JSON document.")] = False,
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+    as_json: Annotated[bool, typer.Option("--json", help="The same as -o json.")] = False,
     tune_only: Annotated[
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
     ] = False,
@@ -98,6 +102,8 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
+    check_output(output, TEXT_OUTPUTS)
+    as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
         files = nab.load_corpus(data, windows)
@@ -110,20 +116,19 @@ def evaluate_nab(
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
         return
-    console = Console(width=180)
     files_table = Table("file", "split", "windows", "detected", "alerts", "raw standard")
     for name, parts in report.per_file.items():
         s = parts["standard"]
         split = "tune" if nab.is_tuning_file(name) else "held-out"
         files_table.add_row(name, split, str(s.windows), str(s.detected), str(s.alerts), f"{s.raw:.3f}")
-    console.print(files_table)
+    console.print(files_table, markup=False)
     summary_table = Table("set", "files", "windows", *nab.PROFILES, "window F1")
     rows = [(f"split:{k}", v) for k, v in report.splits.items()] + list(report.categories.items())
     rows += [(f"{split}:{c}", v) for split, cats in report.split_categories.items() for c, v in cats.items()]
     for label, summary in rows:
         cells = [f"{v:.1f}" if v is not None else "n/a" for v in summary.scores.values()]
         summary_table.add_row(label, str(summary.files), str(summary.windows), *cells, f"{summary.f1:.3f}")
-    console.print(summary_table)
+    console.print(summary_table, markup=False)
     console.print("held-out = files never used to choose the defaults (anomaly.nab.is_tuning_file)")
 
 
@@ -149,17 +154,11 @@ def run(
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
-    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
 
-    try:
-        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
-    if not cfg.queries:
-        err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
-        raise typer.Exit(1)
+    cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per query and per post: the tick says it
+    _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind) for q in cfg.queries]
@@ -170,7 +169,8 @@ def run(
         timeout_seconds=cfg.query_timeout_seconds,
         max_lookback_seconds=cfg.max_lookback_seconds,
     )
-    service = AnomalyService(cfg, [source], clock, on_alert=forwarder.on_alert if forwarder else _print_alert)
+    tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
+    service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)
     registry = CollectorRegistry()
     registry.register(service.collector)
     if forwarder is not None:
@@ -185,14 +185,15 @@ def run(
         where = f"{cfg.listen_address}:{metrics_port}"
         setting = "--port" if port is not None else "anomaly.port / anomaly.listen_address"
         err_console.print(
-            f"[red]error:[/red] {setting}: cannot serve /metrics on {where}: {exc.strerror or exc}"
+            f"[red]error:[/red] {setting}: cannot serve /metrics on {escape(where)}:"
+            f" {escape(str(exc.strerror or exc))}"
         )
         raise typer.Exit(1) from exc
     try:
         if ticks:
-            _run_ticks(service, ticks, forwarder.flush if forwarder else None)
+            _run_ticks(service, ticks, tick_log.after)
         else:
-            _run_scheduled(service, forwarder.flush if forwarder else None)
+            _run_scheduled(service, tick_log.after)
     finally:
         source.close()
         if forwarder is not None:
@@ -202,6 +203,88 @@ def run(
             server.server_close()
 
 
+def _run_config(config: Path | None) -> AnomalyConfig:
+    """The anomaly section ``run`` needs: one with queries, or exit 1 saying where they go."""
+    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    if not cfg.queries:
+        where = f"{config} sets none" if config is not None else "pass --config FILE"
+        err_console.print(
+            f"[red]error:[/red] anomaly.queries is empty ({escape(where)}); declare the PromQL queries to"
+            " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
+        )
+        raise typer.Exit(1)
+    return cfg
+
+
+def _warn_slow_steps(cfg: AnomalyConfig) -> None:
+    """Say so when a query's step is longer than the tick: most ticks then read nothing new of it."""
+    for query in cfg.queries:
+        if query.step_seconds > cfg.infer_every_seconds:
+            err_console.print(
+                f"warning: anomaly.queries {query.name}: step_seconds {query.step_seconds:g} is longer than"
+                f" anomaly.infer_every_seconds {cfg.infer_every_seconds:g}: it is read once every"
+                f" {query.step_seconds:g} s, not every tick; set its step_seconds to at most"
+                f" {cfg.infer_every_seconds:g}",
+                markup=False,
+            )
+
+
+class TickLog:
+    """One log line per scoring tick, in place of a line per HTTP request: the queries read and failed,
+    the alerts raised and resolved, and what was sent to `gpuwarden serve`."""
+
+    def __init__(
+        self, sources: list[PromQLSource], forwarder: AlertForwarder | None, on_alert: Callable[[Alert], None]
+    ) -> None:
+        self.sources = sources
+        self.forwarder = forwarder
+        self._on_alert = on_alert
+        self.raised = 0
+        self.resolved = 0
+        self._queries: dict[tuple[str, str], tuple[float | None, int]] = {}
+        self._posted = 0
+
+    def on_alert(self, alert: Alert) -> None:
+        """The service's callback: count the alert, then print or forward it."""
+        if alert.status is AlertStatus.FIRING:
+            self.raised += 1
+        else:
+            self.resolved += 1
+        self._on_alert(alert)
+
+    def after(self) -> None:
+        """After a tick: send what it raised and resolved, then log the tick's line."""
+        sent = self.forwarder.flush() if self.forwarder is not None else True
+        read, failed = 0, []
+        for source in self.sources:
+            for name, health in source.health().queries.items():
+                state = (health.last_success, health.errors_total)
+                before = self._queries.get((source.name, name), (None, 0))
+                self._queries[source.name, name] = state
+                if state[1] != before[1]:
+                    failed.append(name)
+                elif state != before:
+                    read += 1
+        line = f"tick: queries read {read}, failed {len(failed)}"
+        if failed:
+            line += f" ({', '.join(failed)})"
+        elif not read:
+            line += " (none due: a query's step_seconds)"
+        line += f"; alerts raised {self.raised}, resolved {self.resolved}"
+        if self.forwarder is not None:
+            line += f"; sent {self.forwarder.posted - self._posted} to gpuwarden serve"
+            line += "" if sent else f" (failed, retrying next tick: {self.forwarder.last_error})"
+            self._posted = self.forwarder.posted
+        logger.info(line)
+        self.raised = self.resolved = 0
+
+
 def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
     """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set; a bad setting stops run."""
     from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
@@ -209,7 +292,8 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
     if not cfg.alert_url:
         return None
     if not cfg.alert_url.startswith(("http://", "https://")):
-        err_console.print(f"[red]error:[/red] anomaly.alert_url: {cfg.alert_url!r} is not an http(s) URL")
+        given = escape(repr(cfg.alert_url))
+        err_console.print(f"[red]error:[/red] anomaly.alert_url: {given} is not an http(s) URL")
         raise typer.Exit(1)
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if not token:
@@ -231,7 +315,7 @@ def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] 
         for source in service.sources:
             health = source.health()
             if not health.up:
-                err_console.print(f"source {health.name} down: {health.last_error}")
+                err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
         if done < ticks:

@@ -1,24 +1,33 @@
-"""``gpuwarden demo``: the whole pipeline on a simulated fleet, with scripted faults, in under a minute."""
+"""``gpuwarden demo``: the whole pipeline on a simulated fleet, with scripted faults, in under a minute.
+
+The text and ``-o json`` tell the same story: the events as they happen (scripted faults, alerts, incidents
+opened, priority changes, resolutions), the incidents at the end with their root cause, alerts and priority
+history, and the postmortem draft of the first incident.
+"""
 
 from __future__ import annotations
 
 import json
 import logging
 import tempfile
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Console
+from rich.rule import Rule
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import check_output
+from gpuwarden.cli.consoles import console
+from gpuwarden.cli.incidents_cmd import check_output, describe_target
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
     from gpuwarden.app import SimulatedPipeline, TickReport
+    from gpuwarden.model import Incident, TimelineEvent
 
-console = Console()
+RULE_WIDTH = 100  # a rule as wide as a terminal, not as a pipe's unbounded console
 
 # (minute after warm-up, what a person would say, fault)
 SCENARIO: list[tuple[int, str, FaultSpec]] = [
@@ -28,43 +37,155 @@ SCENARIO: list[tuple[int, str, FaultSpec]] = [
     (30, "repair: reset GPU 3 on node-02, reboot node-06", FaultSpec("reset_gpu", "node-02", gpu=3)),
 ]
 REPAIRS_AT_30 = [FaultSpec("reboot_node", "node-06")]
+RECOVERY_MINUTES = 20
+# Timeline entries the event stream shows besides the opening: what the Slack channel hears of.
+TOLD = ("resolved", "reopened")
 
 
-def _narrate(pipeline: SimulatedPipeline, report: TickReport) -> None:
-    from gpuwarden.app import firing  # noqa: PLC0415 - gpuwarden.app loads every stage, see demo()
-
-    at = pipeline.clock.now().strftime("%H:%M:%S")
-    for alert in firing(report.raised):
-        where = alert.labels.get("Hostname") or alert.labels.get("node", "")
-        gpu = alert.labels.get("gpu", "")
-        console.print(
-            f"  [dim]{at}[/dim] alert  {alert.name:<28} {where} gpu={gpu} score={alert.score or 0:.1f}"
-        )
-    for incident_id in report.opened:
-        inc = pipeline.engine.store.get(incident_id)
-        console.print(f"  [dim]{at}[/dim] [bold]incident {inc.priority} {inc.title}[/bold]")
+def _iso(at: datetime) -> str:
+    return at.strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _summary(pipeline: SimulatedPipeline) -> Table:
+def root_cause_json(incident: Incident) -> dict[str, Any]:
+    """The root cause as the API gives it (``incidents list -o json``)."""
+    from alerting.topology import target_to_dict  # noqa: PLC0415 - a stage, loaded with the demo
+
+    return {"kind": incident.root_cause.kind.value, "target": target_to_dict(incident.root_cause.target)}
+
+
+def root_cause_text(incident: Incident) -> str:
+    """``gpu_lost @ gpu node-02/3``, as ``incidents list`` and ``incidents show`` write a root cause."""
+    root = root_cause_json(incident)
+    return f"{root['kind']} @ {describe_target(root['target'])}"
+
+
+@dataclass
+class Story:
+    """The demo's events as they happen: printed as text, or kept for ``-o json``."""
+
+    pipeline: SimulatedPipeline
+    quiet: bool
+    events: list[dict[str, Any]] = field(default_factory=list)
+    _seen: dict[str, int] = field(default_factory=dict)  # timeline entries already told, per incident
+
+    def say(self, text: str) -> None:
+        """A line of narration, not an event."""
+        if not self.quiet:
+            console.print(text, markup=False)
+
+    def scripted(self, text: str) -> None:
+        """A scripted fault or repair."""
+        self._tell({"type": "scripted", "text": text}, f">> {text}", "yellow")
+
+    def tick(self, report: TickReport) -> None:
+        """What one tick raised, then what changed in the incidents."""
+        from gpuwarden.app import firing  # noqa: PLC0415 - gpuwarden.app loads every stage, see demo()
+
+        for alert in firing(report.raised):
+            event: dict[str, Any] = {"type": "alert", "alertname": alert.name}
+            event["node"] = alert.labels.get("Hostname") or alert.labels.get("node", "")
+            for label in ("gpu", "for"):  # `for`: the query or metric an anomaly service alert is about
+                if alert.labels.get(label):
+                    event[label] = alert.labels[label]
+            event["score"] = round(alert.score or 0.0, 1)
+            where = "".join(f" {k}={event[k]}" for k in ("gpu", "for") if k in event)
+            self._tell(
+                event, f"alert    {alert.name:<20} {event['node']:<8}{where} score={event['score']:.1f}"
+            )
+        for inc in reversed(self.pipeline.incidents()):  # oldest first
+            seen = self._seen.get(inc.id, 0)
+            self._seen[inc.id] = len(inc.timeline)
+            for entry in inc.timeline[seen:]:
+                told = _incident_event(inc, entry)
+                if told is not None:
+                    self._tell(told[0], told[1], "bold", entry.at)
+
+    def _tell(self, event: dict[str, Any], line: str, style: str = "", at: datetime | None = None) -> None:
+        when = at or self.pipeline.clock.now()
+        self.events.append({"at": _iso(when), **event})
+        if not self.quiet:
+            console.print(f"  {when:%H:%M:%S} {line}", style=style or None, markup=False)
+
+
+def _incident_event(inc: Incident, entry: TimelineEvent) -> tuple[dict[str, Any], str] | None:
+    """The event (and its line) of a timeline entry the stream tells, or None."""
+    head = f"incident {inc.id}"
+    if entry.kind == "priority" and entry.data.get("from") is None:  # the first priority: opened
+        event = {
+            "type": "incident_opened",
+            "incident": inc.id,
+            "priority": entry.data["to"],
+            "title": inc.title,
+        }
+        event["root_cause"] = root_cause_text(inc)
+        return event, f"{head} opened {event['priority']} {inc.title}"
+    if entry.kind == "priority":
+        before, after, reason = entry.data["from"], entry.data["to"], entry.data.get("reason", "")
+        event = {
+            "type": "priority_changed",
+            "incident": inc.id,
+            "from": before,
+            "to": after,
+            "reason": reason,
+        }
+        return event, f"{head} {before} -> {after}: {reason}"
+    if entry.kind in TOLD:
+        return {
+            "type": f"incident_{entry.kind}",
+            "incident": inc.id,
+            "text": entry.message,
+        }, f"{head} {entry.message}"
+    return None
+
+
+def _incident_json(inc: Incident) -> dict[str, Any]:
+    history = [
+        {
+            "at": _iso(e.at),
+            "priority": e.data["to"],
+            "reason": e.data.get("reason", ""),
+        }
+        for e in inc.timeline
+        if e.kind == "priority"
+    ]
+    return {
+        "id": inc.id,
+        "priority": str(inc.priority),
+        "state": str(inc.state),
+        "title": inc.title,
+        "root_cause": root_cause_json(inc),
+        "root_cause_text": root_cause_text(inc),
+        "alert_count": len(inc.alert_fingerprints),
+        "priority_history": history,
+    }
+
+
+def _summary(incidents: list[Incident]) -> Table:
     table = Table(title="incidents")
-    for col in ("id", "priority", "state", "root cause", "alerts", "title"):
+    for col in ("id", "priority", "state", "root cause", "alerts", "priority history", "title"):
         table.add_column(col)
-    for inc in pipeline.incidents():
+    for inc in incidents:
+        history = " -> ".join(e.data["to"] for e in inc.timeline if e.kind == "priority")
         table.add_row(
             inc.id,
             str(inc.priority),
             str(inc.state),
-            f"{inc.root_cause.kind} {inc.root_cause.target}",
+            root_cause_text(inc),
             str(len(inc.alert_fingerprints)),
+            history,
             inc.title,
         )
     return table
 
 
 def demo(
-    warmup_minutes: Annotated[int, typer.Option(help="Simulated minutes of normal load before faults.")] = 40,
+    warmup_minutes: Annotated[
+        int, typer.Option(min=0, help="Simulated minutes of normal load before faults (0: none).")
+    ] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
-    output: Annotated[str, typer.Option(help="text or json (a summary for scripts).")] = "text",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="text or json (the same story, for scripts).")
+    ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
     check_output(output, ("text", "json"))  # before the simulation, not after it
@@ -76,59 +197,69 @@ def demo(
     with tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)
         try:
-            _run(pipeline, warmup_minutes, quiet=output == "json")
-            messages = pipeline.slack.channel_messages()
-            incidents = pipeline.incidents()
-            summary: dict[str, object] = {
-                "gpus": sum(len(n.gpus) for n in pipeline.fleet.nodes),
-                "alerts_raised": pipeline.alerts_raised,
-                "alerts_resolved": pipeline.alerts_resolved,
-                "incidents": [
-                    {"id": i.id, "priority": str(i.priority), "state": str(i.state), "title": i.title}
-                    for i in incidents
-                ],
-                "slack_messages": len(messages),
-                "slack_api_calls": len(pipeline.slack.calls),
-            }
-            if output == "json":
-                typer.echo(json.dumps(summary))
-                return
-            console.print(_summary(pipeline))
-            console.print(
-                f"{summary['alerts_raised']} anomaly alerts became {len(incidents)} incidents and "
-                f"{summary['slack_messages']} Slack messages (updated in place, timeline in threads; "
-                f"{summary['slack_api_calls']} Slack API calls to the local stand-in)."
-            )
-            first = incidents[-1] if incidents else None
-            if first is not None:
-                console.rule(f"postmortem draft of {first.id}")
-                console.print(pipeline.engine.postmortem(first.id))
+            story = Story(pipeline, quiet=output == "json")
+            warmup_alerts = _run(story, warmup_minutes)
+            _report(story, seed=seed, warmup_minutes=warmup_minutes, warmup_alerts=warmup_alerts)
         finally:
             pipeline.close()
 
 
-def _run(pipeline: SimulatedPipeline, warmup_minutes: int, *, quiet: bool) -> None:
-    def say(text: str) -> None:
-        if not quiet:
-            console.print(text)
+def _report(story: Story, *, seed: int, warmup_minutes: int, warmup_alerts: int) -> None:
+    """The end of the demo: incidents, counts and the first incident's postmortem draft."""
+    pipeline = story.pipeline
+    incidents = pipeline.incidents()
+    first = incidents[-1] if incidents else None  # newest first
+    postmortem = pipeline.engine.postmortem(first.id) if first is not None else None
+    messages = len(pipeline.slack.channel_messages())
+    if story.quiet:
+        summary = {
+            "seed": seed,
+            "warmup_minutes": warmup_minutes,
+            "warmup_alerts": warmup_alerts,
+            "gpus": sum(len(n.gpus) for n in pipeline.fleet.nodes),
+            "alerts_raised": pipeline.alerts_raised,
+            "alerts_resolved": pipeline.alerts_resolved,
+            "events": story.events,
+            "incidents": [_incident_json(i) for i in incidents],
+            "slack_messages": messages,
+            "slack_api_calls": len(pipeline.slack.calls),
+            "postmortem": None if first is None else {"incident": first.id, "markdown": postmortem},
+        }
+        typer.echo(json.dumps(summary, indent=2))
+        return
+    console.print(_summary(incidents), markup=False)  # titles are data, not markup
+    console.print(
+        f"{pipeline.alerts_raised} anomaly alerts became {len(incidents)} incidents and {messages} Slack"
+        f" messages (updated in place, timeline in threads; {len(pipeline.slack.calls)} Slack API calls to"
+        " the local stand-in).",
+        markup=False,
+    )
+    if first is not None:
+        console.print(Rule(f"postmortem draft of {first.id}"), width=RULE_WIDTH)
+        console.print(postmortem, markup=False)
 
+
+def _run(story: Story, warmup_minutes: int) -> int:
+    """The scripted story; the number of alerts raised during the warm-up."""
+    pipeline = story.pipeline
     gpus = sum(len(n.gpus) for n in pipeline.fleet.nodes)
-    say(f"[bold]gpuwarden demo[/bold]: {len(pipeline.fleet.nodes)} simulated nodes, {gpus} GPUs, fake clock")
-    say(f"warming up: {warmup_minutes} simulated minutes of normal load, learning baselines ...")
+    story.say(f"gpuwarden demo: {len(pipeline.fleet.nodes)} simulated nodes, {gpus} GPUs, fake clock")
+    story.say(f"warming up: {warmup_minutes} simulated minutes of normal load, learning baselines ...")
     pipeline.run(warmup_minutes * 60)
-    say(f"warm-up done: {pipeline.alerts_raised} alerts while healthy")
-    narrate = None if quiet else (lambda r: _narrate(pipeline, r))
+    warmup_alerts = pipeline.alerts_raised
+    story.say(f"warm-up done: {warmup_alerts} alerts while healthy")
     minute = 0
     for at_minute, text, spec in SCENARIO:
-        pipeline.run((at_minute - minute) * 60, narrate)
+        pipeline.run((at_minute - minute) * 60, story.tick)
         minute = at_minute
-        say(f"[yellow]>> {text}[/yellow]")
+        story.scripted(text)
         pipeline.fleet.inject(spec)
         if spec.kind == "reset_gpu":
             for extra in REPAIRS_AT_30:
                 pipeline.fleet.inject(extra)
-    say("watching recovery for 20 simulated minutes ...")
-    pipeline.run(20 * 60, narrate)
+    story.say(f"watching recovery for {RECOVERY_MINUTES} simulated minutes ...")
+    pipeline.run(RECOVERY_MINUTES * 60, story.tick)
+    return warmup_alerts
 
 
 def register(app: typer.Typer) -> None:

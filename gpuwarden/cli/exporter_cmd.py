@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from gpuwarden.cli.consoles import err_console
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 
@@ -19,7 +19,6 @@ if TYPE_CHECKING:
     from exporters.service import ExporterService
     from gpuwarden.config import ExporterConfig
 
-err_console = Console(stderr=True)
 logger = logging.getLogger(__name__)
 
 

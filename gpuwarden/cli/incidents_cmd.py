@@ -11,15 +11,13 @@ from urllib.parse import quote
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.urls import url_problem
 
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
-console = Console()
-err_console = Console(stderr=True)
 MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
 
 P = ParamSpec("P")
@@ -130,13 +128,23 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
     return f"/api/v1/incidents/{quote(incident_id, safe='')}{suffix}"
 
 
+# -o/--output of every command that prints something, as kubectl's: json for scripts, and for people a table
+# (listings) or text (one item); each listing and each item takes both words for the human form.
+TABLE_OUTPUTS = ("table", "text", "json")
+TEXT_OUTPUTS = ("text", "table", "json")
+
+
 def check_output(output: str, allowed: tuple[str, ...]) -> None:
+    """Refuse an -o/--output value that is not in ``allowed``, naming the ones that are."""
     if output not in allowed:
-        err_console.print(f"[red]error:[/red] --output {output!r}: use one of {', '.join(allowed)}")
+        err_console.print(
+            f"[red]error:[/red] --output {escape(repr(output))}: use one of {', '.join(allowed)}"
+        )
         raise typer.Exit(1)
 
 
-def _target(target: dict[str, Any]) -> str:
+def describe_target(target: dict[str, Any]) -> str:
+    """A root cause's target as people read it: ``gpu node-01/3``, ``node node-06``, ``rack r01``."""
     kind = target.get("type", "")
     if kind == "gpu":
         return f"gpu {target.get('node')}/{target.get('index')}"
@@ -149,7 +157,7 @@ def _target(target: dict[str, Any]) -> str:
 @gpuwarden_answers
 def list_incidents(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
     state: Annotated[str | None, typer.Option(help="Only this state.")] = None,
     priority: Annotated[str | None, typer.Option(help="Only this priority (P0-P3).")] = None,
     limit: Annotated[
@@ -157,7 +165,7 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    check_output(output, ("table", "json"))
+    check_output(output, TABLE_OUTPUTS)
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -175,12 +183,12 @@ def list_incidents(
             i["id"],
             i["priority"],
             i["state"],
-            f"{root['kind']} @ {_target(root['target'])}",
+            f"{root['kind']} @ {describe_target(root['target'])}",
             str(i["alert_count"]),
             i["opened_at"],
             i["title"],
         )
-    console.print(table)
+    console.print(table, markup=False)  # titles and names are data, not markup
     total = int(response.headers.get("X-Total-Count", len(items)))
     if total > len(items):
         err_console.print(f"showing the newest {len(items)} of {total}; --limit 0 lists all")
@@ -191,17 +199,21 @@ def list_incidents(
 def show(
     incident_id: str,
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="text or json")] = "text",
+    output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    check_output(output, ("text", "json"))
+    check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
         return
-    console.print(f"[bold]{inc['priority']}[/bold] {inc['title']}  ({inc['id']}, {inc['state']})")
-    console.print(f"root cause: {inc['root_cause']['kind']} @ {_target(inc['root_cause']['target'])}")
-    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}")
+    console.print(
+        f"[bold]{escape(inc['priority'])}[/bold] {escape(inc['title'])}"
+        f"  ({escape(inc['id'])}, {escape(inc['state'])})"
+    )
+    root = inc["root_cause"]
+    console.print(f"root cause: {root['kind']} @ {describe_target(root['target'])}", markup=False)
+    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
     )

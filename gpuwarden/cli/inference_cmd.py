@@ -3,21 +3,29 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import socket
+from collections.abc import Callable
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
 from exporters.loadgen import LoadPlan, run_load
+from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.sim import build_fleet
 
-err_console = Console(stderr=True)
+if TYPE_CHECKING:
+    from gpuwarden.config import TracingConfig
+
+
+# What loadgen counts, by exception name, for a request that reached no server.
+CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
 
 
 class Output(StrEnum):
@@ -50,8 +58,14 @@ def inference_server(
     ] = 1.0,
     tracing: Annotated[bool, typer.Option(help="Trace requests and serve span metrics on /metrics.")] = True,
     otlp_endpoint: Annotated[
-        str | None, typer.Option(help="OTLP/HTTP traces URL; spans go to the console otherwise.")
+        str | None,
+        typer.Option(
+            help="OTLP/HTTP traces URL (or tracing.otlp_endpoint); without one no span is exported."
+        ),
     ] = None,
+    trace_console: Annotated[
+        bool, typer.Option(help="Print every span as JSON on stdout (debugging; about 40 lines a request).")
+    ] = False,
     quiet_spans: Annotated[bool, typer.Option(help="Record spans for metrics but export none.")] = False,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU."""
@@ -66,12 +80,7 @@ def inference_server(
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    update: dict[str, object] = {"enabled": tracing}
-    if otlp_endpoint:
-        update["otlp_endpoint"] = otlp_endpoint
-    if quiet_spans:
-        update["span_exporter"] = "none"
-    cfg = cfg.model_copy(update=update)
+    cfg = cfg.model_copy(update=_tracing_update(cfg, tracing, otlp_endpoint, trace_console, quiet_spans))
     fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
     fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=fleet_clock)
     try:
@@ -79,10 +88,52 @@ def inference_server(
     except (InputError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
+    sock = _listen(host, port, on_error=server.shutdown)
+    spans = "none" if not cfg.enabled else "otlp" if cfg.span_exporter == "auto" else cfg.span_exporter
+    err_console.print(
+        f"inference server on http://{_hostport(host, port)} (/v1/chat/completions, /v1/completions,"
+        f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
+        f" {'on' if cfg.enabled else 'off'}, spans exported: {spans}",
+        markup=False,
+    )
     try:
-        uvicorn.run(server.app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False)).run(sockets=[sock])
     finally:
+        sock.close()
         server.shutdown()
+
+
+def _hostport(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:
+    """The listening socket, bound before the startup line says where: a port in use is one error line."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    try:
+        return socket.create_server((host, port), family=family)
+    except OSError as exc:
+        on_error()
+        why = os.strerror(exc.errno) if exc.errno else str(exc)
+        where = escape(_hostport(host, port))
+        err_console.print(f"[red]error:[/red] --host/--port: cannot listen on {where}: {escape(why)}")
+        raise typer.Exit(1) from exc
+
+
+def _tracing_update(
+    cfg: TracingConfig, tracing: bool, otlp_endpoint: str | None, trace_console: bool, quiet_spans: bool
+) -> dict[str, object]:
+    """The command line's changes to the tracing section. Spans go to the console only when asked
+    (--trace-console, or tracing.span_exporter: console): "auto" without an OTLP endpoint exports none,
+    so a default run does not print 40 lines of JSON per request; span metrics count every span anyway."""
+    update: dict[str, object] = {"enabled": tracing}
+    if otlp_endpoint:
+        update["otlp_endpoint"] = otlp_endpoint
+    if trace_console:
+        update["span_exporter"] = "console"
+    elif quiet_spans or (cfg.span_exporter == "auto" and not (otlp_endpoint or cfg.otlp_endpoint)):
+        update["span_exporter"] = "none"
+    return update
 
 
 def loadgen(
@@ -100,7 +151,7 @@ def loadgen(
     model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
     stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
-    output: Annotated[Output, typer.Option(help="Report format.")] = Output.TEXT,
+    output: Annotated[Output, typer.Option("--output", "-o", help="Report format.")] = Output.TEXT,
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99."""
     plan = LoadPlan(
@@ -120,6 +171,12 @@ def loadgen(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     report = asyncio.run(run_load(plan))
+    if report.sent and set(report.statuses) <= CONNECT_ERRORS:  # not one request reached a server
+        err_console.print(
+            f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
+            " inference-server`, port 8000 by default)"
+        )
+        raise typer.Exit(1)
     typer.echo(report.to_json() if output is Output.JSON else report.to_text())
     if report.ok == 0:
         raise typer.Exit(1)

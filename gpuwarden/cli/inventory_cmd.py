@@ -7,17 +7,15 @@ import json
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import UrlOption, api_json, check_output, gpuwarden_answers
+from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
     no_args_is_help=True,
 )
-console = Console()
-err_console = Console(stderr=True)
 
 
 def _fetch(url: str) -> dict[str, Any]:
@@ -39,11 +37,11 @@ def _about(data: dict[str, Any]) -> None:
 @gpuwarden_answers
 def nodes(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
     rack: Annotated[str | None, typer.Option(help="Only the nodes of this rack.")] = None,
 ) -> None:
     """Nodes with their cluster, rack and GPU count."""
-    check_output(output, ("table", "json"))
+    check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     items = [n for n in data["nodes"] if rack is None or n["rack"] == rack]
     if output == "json":
@@ -52,7 +50,7 @@ def nodes(
     table = Table("node", "cluster", "rack", "gpus")
     for n in items:
         table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]))
-    console.print(table)
+    console.print(table, markup=False)  # names are data, not markup
     spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
     err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
     _about(data)
@@ -62,11 +60,11 @@ def nodes(
 @gpuwarden_answers
 def workloads(
     url: UrlOption = "http://127.0.0.1:8080",
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
     node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
 ) -> None:
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
-    check_output(output, ("table", "json"))
+    check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     items = [
         w
@@ -91,21 +89,30 @@ def workloads(
             shown,
             ", ".join(w.get("aliases", [])),
         )
-    console.print(table)
+    console.print(table, markup=False)  # names are data, not markup
     err_console.print(f"{len(items)} workloads", markup=False, highlight=False)
     _about(data)
 
 
 @inventory_app.command("export")
 @gpuwarden_answers
-def export(url: UrlOption = "http://127.0.0.1:8080") -> None:
-    """The inventory as an inventory file (YAML) that `alerting.inventory_file` reads: a snapshot of what
-    Slurm or Kubernetes said, to replay incidents or test rules offline."""
-    import yaml  # noqa: PLC0415 - only this command writes YAML
-
+def export(
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="yaml or json; `alerting.inventory_file` reads both.")
+    ] = "yaml",
+) -> None:
+    """Print the inventory as an inventory file (YAML by default) that `alerting.inventory_file` reads: a
+    snapshot of what Slurm or Kubernetes said, to replay incidents or test rules offline."""
+    check_output(output, ("yaml", "json"))
     data = _fetch(url)
     _about(data)
     data.pop("about", None)
+    if output == "json":
+        typer.echo(json.dumps(data, indent=2))
+        return
+    import yaml  # noqa: PLC0415 - only this command writes YAML
+
     typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
 
 

@@ -9,14 +9,8 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import (
-    UrlOption,
-    api_json,
-    check_output,
-    console,
-    err_console,
-    gpuwarden_answers,
-)
+from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
 
 outbox_app = typer.Typer(
     help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",
@@ -34,10 +28,10 @@ def list_messages(
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, the newest.", min=1, max=1_000_000)] = 100,
-    output: Annotated[str, typer.Option("--output", "-o", help="table or json")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
-    check_output(output, ("table", "json"))
+    check_output(output, TABLE_OUTPUTS)
     if status is not None and status not in STATUSES:
         err_console.print(f"[red]error:[/red] --status {escape(status)!r}: use one of {', '.join(STATUSES)}")
         raise typer.Exit(1)

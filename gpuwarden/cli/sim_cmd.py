@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import httpx
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.incidents_cmd import checked_url
+from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_output, checked_url
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
@@ -19,7 +19,6 @@ from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
 )
-err_console = Console(stderr=True)
 
 
 def _param(text: str) -> tuple[str, float | str]:
@@ -85,11 +84,10 @@ def show(
     *,
     simulate: Annotated[str, typer.Option(help="NODESxGPUS, e.g. 2x8.")] = "2x8",
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 0,
-    output: Annotated[str, typer.Option(help="table or json.")] = "table",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json.")] = "table",
 ) -> None:
     """Print the topology and workloads of a simulated fleet."""
-    if output not in ("table", "json"):
-        raise _fail(f"--output must be table or json, got {output!r}")
+    check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:
@@ -108,12 +106,15 @@ def show(
                 node["name"], node["cluster"], node["rack"], str(g["index"]), g["uuid"], g["pci_bus_id"],
                 g["workload"] or "-",
             )  # fmt: skip
-    console = Console(width=200)
-    console.print(table)
+    console.print(table, markup=False)  # a PCI bus id 00000000:AB:00.0 is data, not an emoji code
     for job in described["training_jobs"]:
-        console.print(f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks")
+        console.print(
+            f"training job {job['namespace']}/{job['name']}: {len(job['ranks'])} ranks", markup=False
+        )
     for svc in described["inference_services"]:
-        console.print(f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas")
+        console.print(
+            f"inference service {svc['namespace']}/{svc['name']}: {len(svc['gpus'])} replicas", markup=False
+        )
 
 
 def register(app: typer.Typer) -> None:

@@ -1,7 +1,12 @@
 from __future__ import annotations
 
+import http.server
 import json
+import logging
+import re
 import socket
+import threading
+import urllib.parse
 from pathlib import Path
 
 import numpy as np
@@ -145,9 +150,11 @@ def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
 
 def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
     windows = {"c/x.csv": [["2024-01-02 08:00:00.000000", "2024-01-02 11:00:00.000000"]]}  # rows 384-420
-    result = runner.invoke(app, [*evaluate_args(tmp_path, windows), "--json"])
+    args = evaluate_args(tmp_path, windows)
+    result = runner.invoke(app, [*args, "-o", "json"])
     assert result.exit_code == 0, result.output
     report = json.loads(result.output)
+    assert json.loads(runner.invoke(app, [*args, "--json"]).output) == report  # the older spelling
     overall = report["splits"]["all"]
     assert set(overall["scores"]) == {"standard", "reward_low_FP_rate", "reward_low_FN_rate"}
     assert overall["windows"] == 1
@@ -247,3 +254,93 @@ def test_score_refuses_an_output_that_is_its_input_and_leaves_the_input_alone(tm
     said = " ".join(result.stderr.split())
     assert "--output" in said and "is the --input file" in said, said
     assert src.read_bytes() == before
+
+
+class _Prometheus:
+    """A Prometheus that answers every range query with two flat series, or 400 for the query `bad`."""
+
+    def __init__(self) -> None:
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
+                start, end, step = (float(params[k][0]) for k in ("start", "end", "step"))
+                values = [[t, "40"] for t in np.arange(start, end + step / 2, step).tolist()]
+                result = [{"metric": {"Hostname": "n1", "gpu": str(i)}, "values": values} for i in range(2)]
+                body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+                status = 200
+                if params["query"][0] == "bad":
+                    status, body = 400, {"status": "error", "error": "parse error [bad]"}
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):
+    prometheus = _Prometheus()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n"
+        "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+        "    - {name: typo, expr: bad, step_seconds: 0.2}\n"
+    )
+    caplog.set_level(logging.INFO)
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "3", "--port", "0"])
+    finally:
+        prometheus.close()
+    assert result.exit_code == 0, result.output
+    assert not [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
+    ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
+    assert len(ticks) == 3, ticks
+    assert ticks[0] == "tick: queries read 1, failed 1 (typo); alerts raised 0, resolved 0"
+    # A later tick may fall within the 0.2 s step of the one before: then `temp` reads nothing new, while
+    # `typo`, which never read, still asks for what it missed.
+    later = re.compile(
+        r"tick: queries read [01], failed (1 \(typo\)|0 \(none due: a query's step_seconds\))"
+        r"; alerts raised 0, resolved 0"
+    )
+    assert all(later.fullmatch(t) for t in ticks[1:]), ticks
+
+
+def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 5\n  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
+    )
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    assert "anomaly.queries temp: step_seconds 30 is longer than anomaly.infer_every_seconds 5" in line
+
+
+def test_run_without_queries_suggests_config():
+    result = runner.invoke(app, ["anomaly", "run", "--ticks", "1"])
+    assert result.exit_code == 1 and "pass --config FILE" in result.stderr
+
+
+def test_run_prints_a_query_error_as_it_is_not_as_markup(tmp_path):
+    prometheus = _Prometheus()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  queries:\n    - {{name: typo, expr: bad}}\n"
+    )
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    finally:
+        prometheus.close()
+    assert result.exit_code == 0, result.output
+    assert "HTTP 400: parse error [bad]" in result.stderr

@@ -532,9 +532,7 @@ def test_with_gpm_the_pcie_throughput_comes_from_it_not_from_nvml_s_20_ms_sampli
     rx_bytes = value(registry, "DCGM_FI_PROF_PCIE_RX_BYTES", labels)
     assert rx_bytes is not None and rx_bytes > 0
     assert value(registry, "DCGM_FI_DEV_PCIE_RX_THROUGHPUT", labels) == pytest.approx(rx_bytes / 1024)
-    series = [
-        s for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_PCIE_TX_THROUGHPUT"
-    ]
+    series = [s for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_PCIE_TX_THROUGHPUT"]
     assert len(series) == len({tuple(sorted(s.labels.items())) for s in series}) > 0  # once per GPU
     nvml.fail("nvmlGpmMetricsGet", pynvml.NVMLError_Unknown, times=2)  # GPM stops answering: NVML again
     clock.advance(10)

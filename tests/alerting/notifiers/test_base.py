@@ -64,8 +64,8 @@ def test_notification_survives_a_json_round_trip_with_its_series() -> None:
     assert Notification.model_validate_json(n.model_dump_json()) == n
 
 
-def test_runbook_link_without_a_base_is_the_repository_path() -> None:
-    assert runbook_linker(None)(make_incident()) == "runbooks/rack_down.yaml"
+def test_there_is_no_runbook_link_without_a_base_url() -> None:
+    assert runbook_linker(None)(make_incident()) == ""  # not runbooks/rack_down.yaml, which does not exist
 
 
 def test_builtin_registry_lists_slack_and_webhook_and_builds_them() -> None:

@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from alerting.notifiers.base import build_notification
+from alerting.notifiers.base import build_notification, runbook_linker
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 from alerting.notifiers.blocks import (
     ACTION_ACKNOWLEDGE,
@@ -178,3 +178,14 @@ def test_an_incident_that_took_no_capacity_says_so_rather_than_an_unknown_impact
     )
     n = n.model_copy(update={"impact_summary": "", "gpus_affected": 1, "nodes_affected": 1})
     assert "no capacity lost; 1 GPU(s) degraded" in str(incident_message(n).attachments[0]["blocks"])
+
+
+def test_the_runbook_field_links_the_configured_runbook_and_is_left_out_without_one() -> None:
+    incident_change = lifecycle()[0]
+    linked = build_notification(incident_change, runbook=runbook_linker("https://runbooks.example/gpu/"))
+    blocks = incident_message(linked).attachments[0]["blocks"]
+    (field,) = [b for b in blocks if b.get("block_id") == "runbook"]
+    assert field["text"]["text"] == "*Runbook*\n<https://runbooks.example/gpu/rack_down.yaml|rack_down.yaml>"
+    unlinked = incident_message(build_notification(incident_change)).attachments[0]["blocks"]
+    assert "runbook" not in {b.get("block_id") for b in unlinked}
+    assert validate_blocks(unlinked) == []

@@ -73,7 +73,7 @@ def test_first_notification_posts_one_block_kit_message_with_priority_colour_and
     assert "training job llm-70b stopped" in body
     assert "rack_down on `rack/r07`" in body
     assert "`training_job/research/llm-70b`" in body
-    assert "runbooks/rack_down.yaml" in body
+    assert "Runbook" not in body  # no slack.runbook_base_url, no runbook to point at
     buttons = next(b for b in attachment["blocks"] if b["type"] == "actions")["elements"]
     assert [b["action_id"] for b in buttons] == [ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H]
     assert {b["value"] for b in buttons} == {"inc-r07"}

@@ -1,30 +1,73 @@
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.app import build_simulated_pipeline
 from gpuwarden.cli import app
-from gpuwarden.cli.demo_cmd import _run
+from gpuwarden.cli.demo_cmd import Story, _report, _run
 from gpuwarden.model import FaultKind, IncidentState
 
 
-def test_the_demo_ends_with_repaired_faults_resolved_and_only_the_unrepaired_one_open(tmp_path: Path) -> None:
+def test_the_demo_tells_the_same_story_as_text_and_as_json(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
     pipeline = build_simulated_pipeline(tmp_path / "demo.db", seed=7)
     try:
-        _run(pipeline, 40, quiet=True)
+        story = Story(pipeline, quiet=False)
+        _run(story, 40)
+        _report(story, seed=7, warmup_minutes=40, warmup_alerts=0)
+        text = capsys.readouterr().out
+        story.quiet = True
+        _report(story, seed=7, warmup_minutes=40, warmup_alerts=0)
+        summary = json.loads(capsys.readouterr().out)
         by_kind = {inc.root_cause.kind: inc for inc in pipeline.incidents()}
-        assert set(by_kind) == {FaultKind.GPU_LOST, FaultKind.THERMAL, FaultKind.NODE_DOWN}
-        # The GPU comes back from its reset like its stalled job's other ranks: nothing new to report.
-        assert by_kind[FaultKind.GPU_LOST].state is IncidentState.RESOLVED
-        assert by_kind[FaultKind.NODE_DOWN].state is IncidentState.RESOLVED
-        assert by_kind[FaultKind.THERMAL].state is not IncidentState.RESOLVED  # its cooling was not repaired
-        assert len(pipeline.slack.channel_messages()) == 3
     finally:
         pipeline.close()
+
+    assert set(by_kind) == {FaultKind.GPU_LOST, FaultKind.THERMAL, FaultKind.NODE_DOWN}
+    # The GPU comes back from its reset like its stalled job's other ranks: nothing new to report.
+    assert by_kind[FaultKind.GPU_LOST].state is IncidentState.RESOLVED
+    assert by_kind[FaultKind.NODE_DOWN].state is IncidentState.RESOLVED
+    assert by_kind[FaultKind.THERMAL].state is not IncidentState.RESOLVED  # its cooling was not repaired
+    assert summary["slack_messages"] == 3
+
+    thermal = by_kind[FaultKind.THERMAL]
+    # The escalation the final table shows is in the stream, in both outputs.
+    (escalation,) = [e for e in summary["events"] if e["type"] == "priority_changed"]
+    assert (escalation["incident"], escalation["from"], escalation["to"]) == (thermal.id, "P3", "P2")
+    assert f"incident {thermal.id} P3 -> P2: {escalation['reason']}" in text
+    resolved = {e["incident"] for e in summary["events"] if e["type"] == "incident_resolved"}
+    assert resolved == {by_kind[FaultKind.GPU_LOST].id, by_kind[FaultKind.NODE_DOWN].id}
+
+    alerts = [e for e in summary["events"] if e["type"] == "alert"]
+    assert all(e.get("gpu") != "" for e in alerts) and "gpu= " not in text
+    anomaly = [e for e in alerts if e["alertname"] == "GpuwardenAnomaly"]
+    assert anomaly and all(e["for"] for e in anomaly)  # which metric each one is about
+    assert all(f"for={e['for']}" in text for e in anomaly)
+    (node_down,) = [e for e in alerts if e["alertname"] == "NodeDown"]
+    assert "gpu" not in node_down
+
+    # Root causes are written as `incidents list` writes them.
+    incidents = {i["id"]: i for i in summary["incidents"]}
+    lost = incidents[by_kind[FaultKind.GPU_LOST].id]
+    assert lost["root_cause_text"] == "gpu_lost @ gpu node-02/3" and "gpu_lost @ gpu node-02/3" in text
+    assert lost["root_cause"]["target"]["node"] == "node-02" and lost["alert_count"] == 2
+    assert [h["priority"] for h in incidents[thermal.id]["priority_history"]] == ["P3", "P2"]
+    assert summary["postmortem"]["incident"] == lost["id"]
+    assert summary["postmortem"]["markdown"].startswith("# Postmortem draft: gpu node-02/3 lost")
+    assert summary["postmortem"]["markdown"] in text
 
 
 def test_an_unknown_output_format_is_refused_before_the_demo_runs() -> None:
     result = CliRunner().invoke(app, ["demo", "--output", "yaml"])
     assert result.exit_code == 1 and "use one of text, json" in result.output
+
+
+def test_a_negative_warmup_is_refused_naming_the_flag() -> None:
+    result = CliRunner().invoke(app, ["demo", "--warmup-minutes", "-5"])
+    assert result.exit_code == 2 and "--warmup-minutes" in result.output

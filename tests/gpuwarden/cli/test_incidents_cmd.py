@@ -53,7 +53,7 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         as_json = runner.invoke(app, ["incidents", "show", item["id"], "--url", url, "-o", "json"])
         assert json.loads(as_json.stdout)["alerts"][0]["recommended_action"] == "restart_node"
         yaml_please = runner.invoke(app, ["incidents", "list", "--url", url, "-o", "yaml"])
-        assert yaml_please.exit_code == 1 and "table, json" in yaml_please.stderr
+        assert yaml_please.exit_code == 1 and "use one of table, text, json" in yaml_please.stderr
 
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
         refused = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url])
@@ -296,3 +296,74 @@ def test_gpuwardens_own_404_names_what_is_missing_without_the_hint() -> None:
         stub.close()
     said = " ".join(result.stderr.split())
     assert "HTTP 404: no incident inc-1" in said and "--url" not in said, said
+
+
+DETAIL = {
+    "id": "inc-0123456789ab",
+    "title": "[bold]gpu node-01/5 at 00000000:AB:00.0[/bold] lost",
+    "priority": "P1",
+    "state": "triggered",
+    "root_cause": {"kind": "gpu_lost", "target": {"type": "gpu", "node": "node-01", "index": 5}},
+    "alert_count": 1,
+    "opened_at": "2026-01-01T00:00:00Z",
+    "impact": {"summary": "1 node, 1 GPU"},
+    "alerts": [],
+    "timeline": [
+        {
+            "at": "2026-01-01T00:00:00Z",
+            "kind": "note",
+            "message": "note by alice: PSU 2 was loose, swapped it with the spare from the cage; PSU swap "
+            "scheduled for the next maintenance window of rack r01",
+        }
+    ],
+}
+
+
+def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_piped(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stub = _Stub(200, json.dumps(DETAIL).encode())
+    try:
+        result = runner.invoke(app, ["incidents", "show", "inc-0123456789ab", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert lines[0] == f"P1 {DETAIL['title']}  (inc-0123456789ab, triggered)"  # no markup, no emoji
+    assert "root cause: gpu_lost @ gpu node-01/5" in lines
+    assert any(DETAIL["timeline"][0]["message"] in line for line in lines)  # type: ignore[index]
+
+
+def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("COLUMNS", raising=False)
+    stub = _Stub(200, json.dumps([DETAIL]).encode())
+    try:
+        result = runner.invoke(app, ["incidents", "list", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    (row,) = [line for line in result.stdout.splitlines() if "inc-0123456789ab" in line]
+    assert DETAIL["title"] in row and "gpu_lost @ gpu node-01/5" in row  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "expected"),
+    [
+        (["incidents", "list", "-o", "text"], [DETAIL], "gpu_lost @ gpu node-01/5"),
+        (["incidents", "list", "--output", "table"], [DETAIL], "gpu_lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "-o", "table"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "--output", "text"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
+    ],
+    ids=["list-text", "list-table", "show-table", "show-text"],
+)
+def test_list_and_show_take_both_text_and_table_for_people(
+    argv: list[str], body: object, expected: str
+) -> None:
+    stub = _Stub(200, json.dumps(body).encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert expected in result.stdout

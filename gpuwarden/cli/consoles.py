@@ -1,0 +1,42 @@
+"""The CLI's Rich consoles, made one way for every command.
+
+Data (a PCI bus id ``00000000:AB:00.0``, a title, a log line) is printed as it is: emoji codes are off, so
+``:ab:`` stays text; markup stays on for the CLI's own words (``[red]error:[/red]``), and data printed
+through markup goes through ``rich.markup.escape`` or a ``Text``. Nothing is hard-wrapped where a program
+reads the output: a line is one line (soft wrap, the terminal folds it on screen), and written to a file or
+a pipe (systemd, CI, ``2>file``, ``| grep``) tables take the width they need, not 80 columns.
+"""
+
+from __future__ import annotations
+
+from typing import IO
+
+from rich.console import Console, ConsoleDimensions
+
+# The width of a console that writes to a file or pipe: wide enough that no table or line is folded.
+PIPE_WIDTH = 10_000
+
+
+class CliConsole(Console):
+    """A Console that prints data as it is and, writing to a file or pipe, folds nothing."""
+
+    @property
+    def size(self) -> ConsoleDimensions:
+        """The terminal's size; to a file or pipe (COLUMNS unset), ``PIPE_WIDTH`` wide."""
+        dimensions = Console.size.fget(self)  # type: ignore[attr-defined]
+        if self._width is None and "COLUMNS" not in self._environ and not self.is_terminal:
+            return ConsoleDimensions(PIPE_WIDTH, dimensions.height)
+        return dimensions  # type: ignore[no-any-return]
+
+    @size.setter
+    def size(self, new_size: tuple[int, int]) -> None:
+        Console.size.fset(self, new_size)  # type: ignore[attr-defined]
+
+
+def cli_console(*, stderr: bool = False, file: IO[str] | None = None) -> CliConsole:
+    """A console for stdout (or stderr, or ``file``) that keeps data intact and lines whole."""
+    return CliConsole(stderr=stderr, file=file, emoji=False, soft_wrap=True, highlight=False)
+
+
+console = cli_console()
+err_console = cli_console(stderr=True)

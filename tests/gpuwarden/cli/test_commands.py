@@ -1,0 +1,95 @@
+"""What every command of the `gpuwarden` app shares: -o/--output as kubectl users expect it."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from alerting.inventory import load_inventory
+from gpuwarden.cli import app
+from tests.gpuwarden.api_client import api_client, fleet_engine
+
+runner = CliRunner()
+ROOT = Path(__file__).resolve().parents[3]
+# `anomaly score --output FILE` names the file it writes, as it always has; it is no format choice.
+FILE_OUTPUTS = {"gpuwarden anomaly score"}
+
+
+def _commands(command: Any, path: str) -> list[tuple[str, Any]]:
+    """Every leaf command under ``command`` with its full name (Typer's click commands)."""
+    if hasattr(command, "commands"):
+        return [item for name, sub in command.commands.items() for item in _commands(sub, f"{path} {name}")]
+    return [(path, command)]
+
+
+def test_every_command_with_an_output_format_takes_both_o_and_output() -> None:
+    root = typer.main.get_command(app)
+    with_output = {
+        path: param.opts
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "output" and path not in FILE_OUTPUTS
+    }
+    assert {"gpuwarden incidents list", "gpuwarden sim show", "gpuwarden demo", "gpuwarden loadgen"} <= set(
+        with_output
+    )
+    assert "gpuwarden inventory export" in with_output and "gpuwarden anomaly evaluate nab" in with_output
+    assert {path: sorted(opts) for path, opts in with_output.items()} == {
+        path: ["--output", "-o"] for path in with_output
+    }
+
+
+@pytest.mark.parametrize("flag", ["-o", "--output"])
+def test_inventory_export_writes_json_on_request_which_inventory_file_reads_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: str
+) -> None:
+    url = "http://gpuwarden.test"
+    with api_client(fleet_engine(tmp_path)) as client:
+
+        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+            kwargs.pop("timeout", None)
+            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(httpx, "request", request)
+        as_yaml = runner.invoke(app, ["inventory", "export", "--url", url])
+        as_json = runner.invoke(app, ["inventory", "export", "--url", url, flag, "json"])
+        refused = runner.invoke(app, ["inventory", "export", "--url", url, flag, "table"])
+    assert as_yaml.exit_code == 0 and as_json.exit_code == 0, as_json.output
+    exported = json.loads(as_json.stdout)
+    assert exported["nodes"] and "about" not in exported
+    (tmp_path / "inventory.json").write_text(as_json.stdout)
+    (tmp_path / "inventory.yaml").write_text(as_yaml.stdout)
+    from_json = load_inventory(tmp_path / "inventory.json")
+    assert from_json.node_list == load_inventory(tmp_path / "inventory.yaml").node_list
+    assert refused.exit_code == 1 and "use one of yaml, json" in refused.stderr
+
+
+def test_sim_show_takes_o_and_text_for_the_table() -> None:
+    as_json = runner.invoke(app, ["sim", "show", "--simulate", "1x2", "-o", "json"])
+    assert as_json.exit_code == 0 and len(json.loads(as_json.stdout)["nodes"]) == 1
+    as_text = runner.invoke(app, ["sim", "show", "--simulate", "1x2", "-o", "text"])
+    assert as_text.exit_code == 0 and "simulated fleet 1x2" in as_text.stdout
+    wrong = runner.invoke(app, ["sim", "show", "-o", "yaml"])
+    assert wrong.exit_code == 1 and "use one of table, text, json" in wrong.stderr
+
+
+def test_the_example_config_points_serve_and_its_clients_at_the_same_port() -> None:
+    example = yaml.safe_load((ROOT / "deploy" / "gpuwarden.example.yaml").read_text())
+    root = typer.main.get_command(app)
+    url_defaults = {
+        path: param.default
+        for path, command in _commands(root, "gpuwarden")
+        for param in command.params
+        if param.name == "url" and path.split()[1] in ("incidents", "inventory", "outbox")
+    }
+    assert url_defaults and set(url_defaults.values()) == {f"http://127.0.0.1:{example['api']['port']}"}
+    assert example["anomaly"]["alert_url"] == f"http://127.0.0.1:{example['api']['port']}"
+    channel = example["slack"]["channel"]
+    assert channel.startswith("C") and channel[1:].isalnum()  # an id, which serve does not warn about

@@ -1,0 +1,102 @@
+"""`gpuwarden inference-server` and `gpuwarden loadgen` as a person runs them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from gpuwarden.cli.inference_cmd import _tracing_update
+from gpuwarden.config import TracingConfig
+from tests.integration.servers import free_port
+
+runner = CliRunner()
+CLI = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+OTLP = "http://127.0.0.1:4318/v1/traces"
+
+
+def test_the_server_says_where_it_listens_and_prints_no_span_by_default() -> None:
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "inference-server", "--port", str(port)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # printed once the port is bound
+        assert first.startswith(f"inference server on http://127.0.0.1:{port} "), first
+        assert "spans exported: none" in first
+        body = {"model": "gpuwarden-toy-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        for _ in range(3):
+            answer = httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=10)
+            assert answer.status_code == 200
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        assert "gpuwarden_inference_request_duration_seconds" in metrics  # traced all the same
+    finally:
+        proc.terminate()
+        out, _ = proc.communicate(timeout=30)
+    assert out == ""  # not 40 lines of span JSON per request
+
+
+@pytest.mark.parametrize(
+    ("config", "flags", "exported"),
+    [
+        (TracingConfig(), {}, "none"),
+        (TracingConfig(), {"trace_console": True}, "console"),
+        (TracingConfig(), {"otlp_endpoint": OTLP}, "auto"),
+        (TracingConfig(otlp_endpoint=OTLP), {}, "auto"),
+        (TracingConfig(span_exporter="console"), {}, "console"),
+        (TracingConfig(span_exporter="console"), {"quiet_spans": True}, "none"),
+        (TracingConfig(otlp_endpoint=OTLP), {"quiet_spans": True}, "none"),
+    ],
+    ids=[
+        "default",
+        "trace-console",
+        "otlp-flag",
+        "otlp-config",
+        "console-config",
+        "quiet-flag-wins",
+        "quiet",
+    ],
+)
+def test_spans_go_to_the_console_only_when_asked(
+    config: TracingConfig, flags: dict[str, object], exported: str
+) -> None:
+    args = {"tracing": True, "otlp_endpoint": None, "trace_console": False, "quiet_spans": False, **flags}
+    updated = config.model_copy(update=_tracing_update(config, **args))  # type: ignore[arg-type]
+    assert updated.span_exporter == exported
+
+
+def test_a_port_in_use_is_one_error_line() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["inference-server", "--port", str(port)])
+    assert result.exit_code == 1
+    assert (
+        result.stderr == f"error: --host/--port: cannot listen on 127.0.0.1:{port}: Address already in use\n"
+    )
+
+
+@pytest.mark.parametrize("output", ["text", "json"])
+def test_loadgen_against_a_closed_port_asks_whether_the_server_runs(output: str) -> None:
+    port = free_port()
+    started = time.monotonic()
+    result = runner.invoke(
+        app, ["loadgen", "--url", f"http://127.0.0.1:{port}", "--requests", "3", "-o", output]
+    )
+    assert time.monotonic() - started < 20
+    assert result.exit_code == 1
+    assert f"cannot connect to http://127.0.0.1:{port}: is the server running?" in result.stderr
+    assert result.stdout == ""  # no report of nan latencies
