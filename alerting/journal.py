@@ -57,6 +57,11 @@ class JournalCorrupt(Exception):
     """A record before the last one is unreadable: not a torn write but damage (the applier stops there, and
     serve does not start on such a journal)."""
 
+    def __init__(self, detail: str, segment: Path | None = None) -> None:
+        self.detail = detail  # what is wrong, without the file
+        self.segment = segment  # the segment file at fault, when one is
+        super().__init__(f"journal {segment}: {detail}" if segment else f"journal: {detail}")
+
 
 @dataclass(frozen=True, slots=True)
 class JournalRecord:
@@ -89,8 +94,8 @@ def encode_record(kind: int, accepted_at: float, body: bytes) -> bytes:
     return _HEADER.pack(MAGIC, len(payload), zlib.crc32(payload)) + payload
 
 
-def _record_after(data: bytes, pos: int) -> bool:
-    """Whether a whole, checksummed record starts anywhere after ``pos``."""
+def _record_after(data: bytes, pos: int) -> int:
+    """Where the first whole, checksummed record after ``pos`` starts; -1 when none does."""
     at = data.find(MAGIC, pos + 1)
     while at != -1 and at + _HEADER.size <= len(data):
         _, length, crc = _HEADER.unpack_from(data, at)
@@ -100,9 +105,9 @@ def _record_after(data: bytes, pos: int) -> bool:
             and start + length <= len(data)
             and zlib.crc32(data[start : start + length]) == crc
         ):
-            return True
+            return at
         at = data.find(MAGIC, at + 1)
-    return False
+    return -1
 
 
 def scan(data: bytes, base: int) -> tuple[list[JournalRecord], int]:
@@ -155,16 +160,7 @@ class AcceptJournal:
         for i, base in enumerate(segments):
             path = directory / _name(base)
             data = path.read_bytes()
-            _, good = scan(data, base)
-            if good < len(data) and (i < len(segments) - 1 or _record_after(data, good)):
-                # Only the end of the last segment can be a torn write; bytes that do not read followed by
-                # records that do are damage, and those records were acknowledged: never cut them off.
-                raise JournalCorrupt(
-                    f"journal {path}: {len(data) - good} bytes from offset {base + good} do not read as "
-                    f"records{' and records follow them' if i == len(segments) - 1 else ''}; acknowledged "
-                    f"alerts would be lost, so serve does not start. Restore the file, or move {directory} "
-                    "aside to start without its unapplied records"
-                )
+            good = _recover(path, data, base, start, later_segments=len(segments) - 1 - i)
             if good < len(data):
                 self.torn_bytes += len(data) - good
                 logger.warning(
@@ -264,6 +260,55 @@ class AcceptJournal:
         """Close the append descriptor."""
         with self._lock:
             os.close(self._fd)
+
+
+def _recover(path: Path, data: bytes, base: int, applied: int, later_segments: int) -> int:
+    """How many bytes of the segment ``data`` (starting at offset ``base``) to keep.
+
+    Bytes the store has applied (before ``applied``) are never read again: damage there is logged, and the
+    unapplied rest is read from the applied offset, a record boundary. Past it only the end of the last
+    segment can be a torn write; bytes that do not read followed by records that do (in this segment or a
+    later one) are damage, and those records were acknowledged: ``JournalCorrupt``, never cut off.
+    """
+    skip = min(max(applied - base, 0), len(data))
+    if skip:
+        _, done = scan(data[:skip], base)
+        if done < skip:
+            after = _record_after(data, done)
+            end = skip if after == -1 else min(skip, after)
+            logger.warning(
+                "journal: %s at offsets %d-%d of %s do not read as records; the store had applied them (its"
+                " offset is %d), so nothing is lost",
+                _count(end - done, "byte"),
+                base + done,
+                base + end - 1,
+                path,
+                applied,
+            )
+    _, good = scan(data[skip:], base + skip)
+    good += skip
+    if good == len(data):
+        return good
+    after = _record_after(data, good)
+    if after == -1 and not later_segments:
+        return good  # a torn last write: never acknowledged
+    end = after if after != -1 else len(data)
+    if after != -1:
+        follow = f"readable records follow them from offset {base + after}"
+    else:
+        verb = "follows" if later_segments == 1 else "follow"
+        follow = f"{_count(later_segments, 'later segment')} of records {verb}"
+    raise JournalCorrupt(
+        f"{_count(end - good, 'byte')} at offsets {base + good}-{base + end - 1} do not read as records and "
+        f"{follow}; the store has applied the journal up to offset {applied} only, so acknowledged alerts "
+        f"would be lost and serve does not start. Restore the file, or move {path.parent} aside to start "
+        "without its unapplied records",
+        path,
+    )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _name(base: int) -> str:

@@ -304,11 +304,14 @@ def build_applier(
     from alerting.journal import AcceptJournal, JournalCorrupt, applied_offset  # noqa: PLC0415
 
     sql = engine.store.engine
-    directory = journal_dir(cfg, db)
+    directory = journal_dir(cfg, db).resolve()  # absolute in every message and status (quarantine_dir)
     try:
         journal = AcceptJournal(directory, lambda journal_id: applied_offset(sql, journal_id))
     except JournalCorrupt as exc:  # damage, not a torn write: the operator decides
-        raise ConfigError(str(exc), field="alerting.journal_dir") from exc
+        if cfg.alerting.journal_dir:
+            raise ConfigError(str(exc), field="alerting.journal_dir") from exc
+        # The directory is the one derived from the store, not a setting: name the file, not the config.
+        raise ConfigError(exc.detail, path=f"journal {exc.segment or directory}") from exc
     where = directory.resolve()
     if cfg.alerting.journal_dir or not _server_store(db):
         logger.info("journal: %s", where)

@@ -115,6 +115,50 @@ def test_a_damaged_record_with_acknowledged_ones_after_it_stops_recovery_and_cut
     assert segment.read_bytes() == damaged  # nothing cut off
 
 
+def test_the_refusal_names_the_damaged_bytes_only_and_the_record_after_them(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    first, second, _ = _written(sql, directory, "r01-n01", "r01-n02", "r01-n03")
+    (segment,) = directory.glob("*.seg")
+    _flip(segment, first + 20)
+    with pytest.raises(JournalCorrupt) as caught:
+        _open(sql, directory)
+    assert caught.value.segment == segment
+    message = str(caught.value)
+    assert f"{second - first} bytes at offsets {first}-{second - 1} do not read as records" in message
+    assert f"readable records follow them from offset {second}" in message
+
+
+def test_damage_in_records_the_store_applied_does_not_stop_recovery(
+    sql: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    # serve applied all three records and stopped; a byte of the first then flipped on disk.
+    directory = tmp_path / "j"
+    first, _, third = _written(sql, directory, "r01-n01", "r01-n02", "r01-n03")
+    (segment,) = directory.glob("*.seg")
+    damaged = _flip(segment, 10)
+    journal = AcceptJournal(directory, lambda _jid: third)
+    assert journal.end == third
+    assert segment.read_bytes() == damaged  # nothing cut off
+    assert f"0-{first - 1} of {segment} do not read as records; the store had applied them" in caplog.text
+    after = journal.append(KIND_POSTABLE, _body("r01-n04"), 1)
+    assert [r.alerts()[0].labels["node"] for r in journal.read(third)] == ["r01-n04"]
+    assert journal.read(third)[-1].end == after
+
+
+def test_applied_damage_before_unapplied_damage_with_records_after_it_still_stops_recovery(
+    sql: Engine, tmp_path: Path
+) -> None:
+    directory = tmp_path / "j"
+    first, second, _ = _written(sql, directory, "r01-n01", "r01-n02", "r01-n03")
+    (segment,) = directory.glob("*.seg")
+    _flip(segment, 10)  # applied
+    _flip(segment, first + 20)  # not applied, and the third record follows it
+    with pytest.raises(JournalCorrupt, match=f"offsets {first}-{second - 1} .* from offset {second}"):
+        AcceptJournal(directory, lambda _jid: first)
+
+
 def test_a_damaged_segment_before_the_last_stops_recovery_and_deletes_nothing(
     sql: Engine, tmp_path: Path
 ) -> None:
@@ -123,7 +167,7 @@ def test_a_damaged_segment_before_the_last_stops_recovery_and_deletes_nothing(
     segments = sorted(directory.glob("*.seg"))
     assert len(segments) == 3
     _flip(segments[0], -2)
-    with pytest.raises(JournalCorrupt):
+    with pytest.raises(JournalCorrupt, match="2 later segments of records follow;"):
         _open(sql, directory)
     assert sorted(directory.glob("*.seg")) == segments
 

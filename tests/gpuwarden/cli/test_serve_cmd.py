@@ -19,6 +19,7 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.health import ServiceHealth
 from alerting.inventory import inventory_data
+from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
@@ -114,6 +115,39 @@ def test_serve_names_the_journal_dir_when_it_cannot_use_it(
     assert "alerting.journal_dir" in output and "api.db" not in output
 
 
+def _damaged_journal(directory: Path) -> Path:
+    """A journal of three unapplied records whose second is damaged; its segment file."""
+    journal = AcceptJournal(directory, lambda _jid: 0)
+    first = journal.append(KIND_POSTABLE, b'[{"labels": {"alertname": "A"}}]', 1)
+    for _ in range(2):
+        journal.append(KIND_POSTABLE, b'[{"labels": {"alertname": "B"}}]', 1)
+    journal.close()
+    (segment,) = directory.glob("*.seg")
+    data = bytearray(segment.read_bytes())
+    data[first + 20] ^= 0xFF
+    segment.write_bytes(bytes(data))
+    return segment
+
+
+@pytest.mark.parametrize("configured", [False, True], ids=["derived-dir", "alerting.journal_dir"])
+def test_a_damaged_journal_names_its_file_and_the_setting_only_when_the_config_sets_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, configured: bool
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    monkeypatch.chdir(tmp_path)
+    directory = tmp_path / ("journal" if configured else "x.db.journal")
+    segment = _damaged_journal(directory)
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"alerting": {"journal_dir": str(directory)} if configured else {}}))
+    result = runner.invoke(app, ["serve", "--db", "x.db", "--config", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert f"journal{segment}:" in "".join(output.split()) and "readable records follow them" in output
+    assert f"move{directory}aside" in "".join(output.split())
+    assert ("alerting.journal_dir" in output) == configured
+    assert (str(config) in output) == configured
+
+
 @pytest.mark.parametrize(
     ("alerting", "expected"),
     [
@@ -192,7 +226,9 @@ def test_a_postgres_store_without_journal_dir_warns_where_the_journal_went(
     monkeypatch.chdir(tmp_path)
     engine, _, _, _ = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))  # the store behind the URL
     with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
-        build_applier(GpuwardenConfig(), "postgresql+psycopg://gw@db/gw", engine).journal.close()
+        applier = build_applier(GpuwardenConfig(), "postgresql+psycopg://gw@db/gw", engine)
+        applier.journal.close()
+    assert applier.status()["quarantine_dir"] == str(tmp_path / "gpuwarden-journal" / "quarantine")
     (record,) = [r for r in caplog.records if r.name == "gpuwarden.serve"]
     assert record.levelno == logging.WARNING
     assert record.getMessage().startswith(f"journal: {tmp_path / 'gpuwarden-journal'} (alerting.journal_dir")
