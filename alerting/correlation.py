@@ -241,17 +241,25 @@ _FAMILIES = (
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
 
 
-def _related_kinds(kinds: AbstractSet[FaultKind], outage: bool, new: Member) -> bool:
-    """Whether ``new`` may be the same fault as members of these kinds on its node: the same kind or
-    family, an outage (a failing node shows many symptoms), or a signal that says little of its cause (an
-    XID, a stale exporter, an anomaly)."""
+def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
+    """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
+    family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
+    symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
+    signal that says little of its cause (an XID, a stale exporter, an anomaly). A GPU lost does not explain
+    another GPU of its node running hot."""
+    kinds = facts.node_kinds.get(node, frozenset())
+    if not kinds:
+        return False
+    gpu = new.location.path[: RACK_DEPTH + 2]
     if (
-        outage
-        or new.is_outage
+        _taken(facts.taken, node)
+        or gpu in facts.gpus_out
         or new.kind in kinds
         or new.kind in _ANY_CAUSE
         or not kinds.isdisjoint(_ANY_CAUSE)
     ):
+        return True
+    if new.is_outage and (_whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
         return True
     return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
 
@@ -263,6 +271,8 @@ class RootFacts:
     node_kinds: Mapping[Path, AbstractSet[FaultKind]]  # kinds of the members on each node
     node_outage: AbstractSet[Path]  # nodes with an outage member (on the node or one of its GPUs)
     taken: AbstractSet[Path]  # what outages took whole: node, rack or cluster paths
+    gpus: AbstractSet[Path]  # GPU paths of the members
+    gpus_out: AbstractSet[Path]  # GPU paths of the outage members (GPUs lost, not whole nodes)
     names: frozenset[str]  # alert names of members not on a taken node, of no outage kind (node, GPU lost)
 
 
@@ -275,6 +285,8 @@ class FactsBuilder:
     node_kinds: dict[Path, set[FaultKind]] = field(default_factory=dict)
     node_outage: set[Path] = field(default_factory=set)
     taken: set[Path] = field(default_factory=set)
+    gpus: set[Path] = field(default_factory=set)
+    gpus_out: set[Path] = field(default_factory=set)
     name_nodes: dict[str, set[Path]] = field(default_factory=dict)  # where each non-outage alert name is
 
     def add(self, m: Member) -> None:
@@ -287,6 +299,10 @@ class FactsBuilder:
             self.node_kinds.setdefault(node, set()).add(m.kind)
             if m.is_outage:
                 self.node_outage.add(node)
+        if len(path) > RACK_DEPTH + 1:
+            self.gpus.add(path[: RACK_DEPTH + 2])
+            if m.is_outage:
+                self.gpus_out.add(path[: RACK_DEPTH + 2])
         if m.kind not in OUTAGE_KINDS:
             self.name_nodes.setdefault(m.labels.get("alertname", ""), set()).add(node)
 
@@ -297,7 +313,7 @@ class FactsBuilder:
             for name, nodes in self.name_nodes.items()
             if any(not _taken(self.taken, node) for node in nodes)
         )
-        return RootFacts(self.node_kinds, self.node_outage, self.taken, names)
+        return RootFacts(self.node_kinds, self.node_outage, self.taken, self.gpus, self.gpus_out, names)
 
 
 def root_facts(members: Iterable[Member]) -> RootFacts:
@@ -315,7 +331,7 @@ def _taken(taken: AbstractSet[Path], node: Path) -> bool:
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
     """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
 
-    At a node or GPU: a related fault on that node (see ``_related_kinds``). At a rack: an outage or a stale
+    At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: an outage or a stale
     exporter (power and top-of-rack switching are the rack's), or what a cluster takes. At a cluster, a
     root only a spread of one signal or a workload's outages reach: the same alert (not a dead node or
     GPU: two in two racks are two faults, see ``_same_signal_spread``) as one that is no outage's
@@ -325,9 +341,7 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     facts = facts_of()
     where = new.location.path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:
-        node = root[: RACK_DEPTH + 1]
-        kinds = facts.node_kinds.get(node, frozenset())
-        return bool(kinds) and _related_kinds(kinds, node in facts.node_outage, new)
+        return _related_on_node(root[: RACK_DEPTH + 1], facts, new)
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
     return new.kind not in OUTAGE_KINDS and new.labels.get("alertname", "") in facts.names

@@ -816,6 +816,31 @@ def test_unrelated_faults_on_two_gpus_of_one_node_stay_two_incidents(db: str, cl
     ]
 
 
+@pytest.mark.parametrize("lost_first", [True, False], ids=["gpu-lost-first", "heat-first"])
+def test_a_hot_gpu_beside_a_lost_gpu_of_its_node_is_its_own_incident(
+    db: str, clock: FakeClock, lost_first: bool
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    alerts = [_gpu_alert("r03-n02", 3, "GPULost"), _gpu_alert("r03-n02", 0, "GPUTemperatureHigh")]
+    for alert in alerts if lost_first else alerts[::-1]:
+        engine.ingest([alert])
+        clock.advance(60)
+    found = sorted((r[2], r[3]["index"], r[4]) for r in _open(engine))
+    assert found == [("gpu_lost", 3, 1), ("thermal", 0, 1)]
+    engine.ingest([_gpu_alert("r03-n02", 3, "GPUTemperatureHigh")])  # the lost GPU's own heat: its incident
+    found = sorted((r[2], r[3]["index"], r[4]) for r in _open(engine))
+    assert found == [("gpu_lost", 3, 2), ("thermal", 0, 1)]
+
+
+def test_a_node_down_takes_in_the_faults_of_its_gpus(db: str, clock: FakeClock) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n02"})])
+    clock.advance(60)
+    engine.ingest([_gpu_alert("r03-n02", 0, "GPUTemperatureHigh"), _gpu_alert("r03-n02", 4, "GpuMemoryLeak")])
+    [(_, _, kind, target, count)] = _open(engine)
+    assert (kind, target["type"], count) == ("node_down", "node", 3)
+
+
 def _service_on_unknown_racks(service: str, prefix: str, nodes: int) -> StaticInventory:
     """Cluster k: nodes of no known rack, a replica of ``service`` on GPU 0 of each of the first four."""
     listed = [NodeInfo(f"{prefix}{i}", "k", "?", 8) for i in range(1, nodes + 1)]
@@ -1178,7 +1203,7 @@ def test_a_flapping_outage_that_settles_resolved_gives_back_what_it_took(db: str
         db, clock, scenarios.fleet_inventory(), flap_start_transitions=4, flap_window_seconds=120
     )
     lost = _gpu_alert("r07-n01", 2, "GPUXid", xid="79")
-    engine.ingest([_gpu_alert("r07-n01", 3, "GPUTemperatureHigh")])  # fires throughout
+    engine.ingest([_gpu_alert("r07-n01", 2, "GPUTemperatureHigh")])  # fires throughout
     for cycle in range(8):
         clock.advance(5)
         engine.ingest([Alert(lost.labels, status=AlertStatus.RESOLVED if cycle % 2 else AlertStatus.FIRING)])
