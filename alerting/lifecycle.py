@@ -11,7 +11,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,10 +19,16 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.matchers import Matcher
+from alerting.outcomes import (
+    ActionOutcome,
+    already_acted,
+    already_resolved,
+    resolved_conflict,
+    still_firing,
+)
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
 from alerting.silences import Silence, SilenceKind
 from alerting.store import (
-    Conflict,
     IncidentNotFound,
     IncidentStore,
     SilenceNotFound,
@@ -31,29 +37,15 @@ from alerting.store import (
 )
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
-from gpuwarden.clock import Clock, rfc3339
+from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
-from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority, TimelineEvent
+from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
 
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
 
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True, slots=True)
-class ActionOutcome:
-    """What an operator action did: the incident as it is now, and ``already``, what says why nothing changed
-    (empty when the action changed the incident)."""
-
-    incident: Incident
-    already: str = ""
-
-    @property
-    def changed(self) -> bool:
-        """Whether the action changed the incident."""
-        return not self.already
 
 
 class IncidentLifecycle:
@@ -94,7 +86,7 @@ class IncidentLifecycle:
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
-                    raise _resolved(incident_id, row.merged_into)
+                    raise resolved_conflict(incident_id, row.merged_into)
                 batch = Batch(session, now)
                 if state is not None:
                     row.state = state.value
@@ -117,7 +109,7 @@ class IncidentLifecycle:
         with self._lock:  # the check and the change together: two acks at once make one
             current = self.store.get(incident_id)
             if current.state is IncidentState.RESOLVED:
-                raise _resolved(incident_id, self._merged_into(incident_id))
+                raise resolved_conflict(incident_id, self._merged_into(incident_id))
             if current.state is not IncidentState.TRIGGERED:
                 return ActionOutcome(current, already_acted(current))
             return ActionOutcome(
@@ -132,10 +124,15 @@ class IncidentLifecycle:
             )
 
     def resolve(self, incident_id: str, by: str) -> Incident:
+        """Resolve the incident by hand (see ``resolve_outcome``)."""
+        return self.resolve_outcome(incident_id, by).incident
+
+    def resolve_outcome(self, incident_id: str, by: str) -> ActionOutcome:
         """Resolve the incident by hand, without waiting for the quiet period: allowed once none of its alerts
         fires (refused, changing nothing, while any does). As the tick's resolution: a ``resolved`` event,
         listeners told ``RESOLVED``, the incident leaves the open set; an alert of it that fires again within
-        the reopen window reopens it."""
+        the reopen window reopens it. Idempotent, as ``acknowledge_outcome``: a resolved incident changes
+        nothing and says who resolved it and when; one merged into another is refused, naming that one."""
         with self._lock:
             self._fresh()
             now = self.clock.now()
@@ -143,24 +140,28 @@ class IncidentLifecycle:
                 row = session.get(IncidentRow, incident_id)
                 if row is None:
                     raise IncidentNotFound(incident_id)
-                if row.state == IncidentState.RESOLVED.value:
-                    merged = f" (merged into {row.merged_into})" if row.merged_into else ""
-                    raise Conflict(f"incident {incident_id} is already resolved{merged}", field="incident")
-                # A flapping alert counts as firing until it settles, as for the tick's resolution (and for
-                # the capacity other incidents count it as taking).
-                firing = session.scalars(
-                    select(AlertRow).where(
-                        AlertRow.incident_id == incident_id,
-                        (AlertRow.status == AlertStatus.FIRING.value) | AlertRow.flapping.is_(True),
-                    )
-                ).all()
-                if firing:
-                    raise _still_firing(incident_id, firing)
-                batch = Batch(session, now)
-                close(batch, row, f"resolved by {by}", {"by": by})
+                done = row.state == IncidentState.RESOLVED.value
+                if done and row.merged_into:
+                    raise resolved_conflict(incident_id, row.merged_into)
+                if not done:
+                    # A flapping alert counts as firing until it settles, as for the tick's resolution (and
+                    # for the capacity other incidents count it as taking).
+                    firing = session.scalars(
+                        select(AlertRow).where(
+                            AlertRow.incident_id == incident_id,
+                            (AlertRow.status == AlertStatus.FIRING.value) | AlertRow.flapping.is_(True),
+                        )
+                    ).all()
+                    if firing:
+                        raise still_firing(incident_id, firing)
+                    batch = Batch(session, now)
+                    close(batch, row, f"resolved by {by}", {"by": by})
+            if done:  # nothing changes: no timeline entry, no listener call
+                current = self.store.get(incident_id)
+                return ActionOutcome(current, already_resolved(current))
             self._closed([incident_id])
             self._notify(batch.changes)
-        return self.store.get(incident_id)
+        return ActionOutcome(self.store.get(incident_id))
 
     def _closed(self, incident_ids: Iterable[str]) -> None:
         """After the commit that resolved them: out of the open set, counted."""
@@ -215,7 +216,7 @@ class IncidentLifecycle:
         with self._lock:  # the check and the silence together: two presses at once make one
             current = self.store.get(incident_id)
             if current.state is IncidentState.RESOLVED:  # before the silence: a refusal changes nothing
-                raise _resolved(incident_id, self._merged_into(incident_id))
+                raise resolved_conflict(incident_id, self._merged_into(incident_id))
             now = self.clock.now()
             held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
             if any(
@@ -437,52 +438,6 @@ def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> tuple[datetim
     if ends and len(ends) == len(alerts) and max(ends) <= quiet:
         return max(ends), RECOVERED_FROM_ENDS_AT
     return quiet, RECOVERED_FROM_QUIET
-
-
-def already_acted(incident: Incident) -> str:
-    """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
-    it (and what with); empty while it is triggered."""
-    ack = _last(incident.timeline, ("acknowledged",))
-    acked = f"acknowledged by {ack.data.get('by', '?')} at {rfc3339(ack.at)}" if ack is not None else ""
-    if incident.state is IncidentState.ACKNOWLEDGED:
-        return f"already {acked or 'acknowledged'}"
-    if incident.state is IncidentState.MITIGATING:
-        work = _last(incident.timeline, ("mitigating", "remediation_approved"))
-        if work is None:
-            return "already mitigating"
-        what = work.data.get("action") or "remediation approved"
-        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
-        return f"{since}; {acked}" if acked else since
-    return ""
-
-
-def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
-    return next((e for e in reversed(timeline) if e.kind in kinds), None)
-
-
-def _still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
-    """The refusal of a resolve while alerts fire: how many, which, and what to do instead."""
-    names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
-    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-    fire = (
-        "1 of its alerts still fires (or flaps)"
-        if len(firing) == 1
-        else f"{len(firing)} of its alerts still fire (or flap)"
-    )
-    return Conflict(
-        f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
-        " the source (then it resolves after the quiet period, or by hand at once), or silence them"
-        f" (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more of it while they fire",
-        field="incident",
-    )
-
-
-def _resolved(incident_id: str, merged_into: str | None = None) -> Conflict:
-    if merged_into:  # its fault goes on in the other: that is where to act
-        return Conflict(
-            f"incident {incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
-        )
-    return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
 
 
 def _updatable(old: Silence, new: Silence, now: datetime) -> bool:

@@ -6,7 +6,8 @@ the Slack thread and in the postmortem), ``.../silence`` (``{"duration": "1h", "
 button's silence for any duration) and ``.../resolve`` (``{"by"}``: resolved by hand once none of its alerts
 fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``. Each answers
 with the incident's detail; ``ack`` and ``resolve`` add ``changed`` and ``message`` (``changed`` false: it
-was already so, and ``message`` says by whom and since when, e.g. "already acknowledged by alice at ...").
+was already so, and ``message`` says by whom and since when, e.g. "already acknowledged by alice at ..." or
+"already resolved by bob at ...").
 Routes and their auth are wired in ``gpuwarden.api``.
 """
 
@@ -21,7 +22,7 @@ from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import NAME_LIMIT, parse_json, stored_text
-from alerting.lifecycle import ActionOutcome
+from alerting.outcomes import ActionOutcome
 from alerting.silences import parse_duration
 from alerting.store import IncidentStore, impact_to_dict
 from alerting.topology import target_to_dict
@@ -105,12 +106,13 @@ class IncidentActionsApi:
         return _outcome(outcome, outcome.already or f"acknowledged by {data['by']}", alerts)
 
     async def resolve(self, request: Request, body: bytes) -> Response:
-        """Resolve by hand (409 while an alert of it fires, or once it is resolved)."""
+        """Resolve by hand (409 while an alert of it fires, or once it was merged into another; idempotent
+        as ``ack``: a repeat answers 200, ``changed`` false, saying who resolved it and when)."""
         data = _fields(body)
         incident_id = request.path_params["incident_id"]
-        incident = await run_in_threadpool(self.engine.resolve, incident_id, data["by"])
+        outcome = await run_in_threadpool(self.engine.resolve_outcome, incident_id, data["by"])
         alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return _outcome(ActionOutcome(incident), f"resolved by {data['by']}", alerts)
+        return _outcome(outcome, outcome.already or f"resolved by {data['by']}", alerts)
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
         """Mark mitigating, saying what is being done."""

@@ -85,13 +85,33 @@ def test_resolving_while_alerts_fire_is_refused_naming_how_many_and_changes_noth
     assert all(c.kind is not ChangeKind.RESOLVED for c in changes)
 
 
-def test_resolving_a_resolved_incident_is_refused_as_already_resolved(sql: Engine, clock: FakeClock) -> None:
+def test_resolving_a_resolved_incident_changes_nothing_and_says_who_resolved_it(
+    sql: Engine, clock: FakeClock
+) -> None:
     engine = _engine(sql, clock)
     incident_id = _quiet_incident(engine, clock)
-    engine.resolve(incident_id, "alice")
-    with pytest.raises(Conflict, match="already resolved"):
-        engine.resolve(incident_id, "bob")
+    first = engine.resolve_outcome(incident_id, "alice")
+    assert first.changed and first.incident.state is IncidentState.RESOLVED
+    changes = _recorded(engine)
+    clock.advance(30)
+    again = engine.resolve_outcome(incident_id, "bob")
+    assert (again.changed, again.already) == (False, "already resolved by alice at 2026-01-01T00:01:00Z")
+    assert again.incident.timeline == first.incident.timeline and changes == []
     assert engine.counters["incidents_resolved"] == 1
+    with pytest.raises(IncidentNotFound):
+        engine.resolve("inc-missing", "bob")
+
+
+def test_resolving_an_incident_the_quiet_period_resolved_says_so(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    incident_id = _quiet_incident(engine, clock)
+    clock.advance(400)
+    engine.tick()
+    again = engine.resolve_outcome(incident_id, "bob")
+    assert (again.changed, again.already) == (
+        False,
+        "already resolved at 2026-01-01T00:07:40Z, its alerts quiet for the quiet period",
+    )
     with pytest.raises(IncidentNotFound):
         engine.resolve("inc-missing", "bob")
 
@@ -174,6 +194,7 @@ def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
     for act in (
         lambda: engine.acknowledge(folded, "alice"),
         lambda: engine.silence_incident(folded, 3600, "bob"),
+        lambda: engine.resolve(folded, "carol"),
     ):
         with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
             act()

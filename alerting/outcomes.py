@@ -1,0 +1,82 @@
+"""What an operator action on an incident says when it changes nothing, or why it is refused."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from alerting.store import Conflict
+from alerting.store_models import AlertRow
+from gpuwarden.clock import rfc3339
+from gpuwarden.model import Incident, IncidentState, TimelineEvent
+
+
+@dataclass(frozen=True, slots=True)
+class ActionOutcome:
+    """What an operator action did: the incident as it is now, and ``already``, what says why nothing changed
+    (empty when the action changed the incident)."""
+
+    incident: Incident
+    already: str = ""
+
+    @property
+    def changed(self) -> bool:
+        """Whether the action changed the incident."""
+        return not self.already
+
+
+def already_acted(incident: Incident) -> str:
+    """Why acknowledging the incident changes nothing: who acknowledged it and when, or who is mitigating
+    it (and what with); empty while it is triggered."""
+    ack = _last(incident.timeline, ("acknowledged",))
+    acked = f"acknowledged by {ack.data.get('by', '?')} at {rfc3339(ack.at)}" if ack is not None else ""
+    if incident.state is IncidentState.ACKNOWLEDGED:
+        return f"already {acked or 'acknowledged'}"
+    if incident.state is IncidentState.MITIGATING:
+        work = _last(incident.timeline, ("mitigating", "remediation_approved"))
+        if work is None:
+            return "already mitigating"
+        what = work.data.get("action") or "remediation approved"
+        since = f"already mitigating ({what}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
+        return f"{since}; {acked}" if acked else since
+    return ""
+
+
+def already_resolved(incident: Incident) -> str:
+    """Why resolving the resolved incident changes nothing: who resolved it and when, or that its quiet
+    period did."""
+    at = rfc3339(incident.resolved_at) if incident.resolved_at is not None else "?"
+    event = _last(incident.timeline, ("resolved",))
+    by = event.data.get("by") if event is not None else None
+    if by:
+        return f"already resolved by {by} at {at}"
+    return f"already resolved at {at}, its alerts quiet for the quiet period"
+
+
+def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
+    return next((e for e in reversed(timeline) if e.kind in kinds), None)
+
+
+def still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
+    """The refusal of a resolve while alerts fire: how many, which, and what to do instead."""
+    names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
+    shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+    fire = (
+        "1 of its alerts still fires (or flaps)"
+        if len(firing) == 1
+        else f"{len(firing)} of its alerts still fire (or flap)"
+    )
+    return Conflict(
+        f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
+        " the source (then it resolves after the quiet period, or by hand at once), or silence them"
+        f" (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more of it while they fire",
+        field="incident",
+    )
+
+
+def resolved_conflict(incident_id: str, merged_into: str | None = None) -> Conflict:
+    if merged_into:  # its fault goes on in the other: that is where to act
+        return Conflict(
+            f"incident {incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
+        )
+    return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
