@@ -170,12 +170,19 @@ class AlertmanagerApi:
 
     async def list_silences(self, request: Request) -> Response:
         """Every silence and maintenance window, expired ones too until retention deletes them; with
-        ``filter``, those whose matchers match it as Alertmanager compares them (``amtool silence query``)."""
+        ``filter``, those whose matchers match it as Alertmanager compares them (``amtool silence query``).
+        Not incidents' silences (``/api/v1/incidents/{id}/silence``)."""
         filters = _filters(request.query_params.getlist("filter"))
         now = self.engine.clock.now()
         silences = await run_in_threadpool(self.engine.all_silences)
+        # An incident's silence mutes its incident, not a label set: with no matchers, which Alertmanager
+        # never has (it refuses them; amtool and Grafana show one as muting everything), it is not listed.
         return JSONResponse(
-            [gettable_silence(s, now) for s in silences if _silence_matches(s.matchers, filters)]
+            [
+                gettable_silence(s, now)
+                for s in silences
+                if s.incident_id is None and _silence_matches(s.matchers, filters)
+            ]
         )
 
     async def list_receivers(self, request: Request) -> Response:

@@ -103,3 +103,13 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         assert {
             a["status"]["state"] for a in _json(_amtool(url, http_config, "alert", "query", "-o", "json"))
         } == {"active"}
+
+        # An incident's silence mutes an incident, not labels: it is no Alertmanager silence, not listed.
+        incident = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()[0]
+        silenced_incident = httpx.post(
+            f"{url}/api/v1/incidents/{incident['id']}/silence", json={"duration": "1h"}, headers=AUTH
+        )
+        assert silenced_incident.status_code == 200
+        assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
+        everything = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json"))
+        assert all(s["matchers"] for s in everything) and silence_id in [s["id"] for s in everything]
