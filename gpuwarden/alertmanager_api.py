@@ -6,8 +6,9 @@
 Silences: ``POST /api/v2/silences`` (with the ``id`` of an existing silence it updates it, as ``amtool
 silence update`` expects), ``GET /api/v2/silences`` (expired ones too, until retention deletes them;
 ``filter`` as Alertmanager applies it to silences), ``GET`` and ``DELETE
-/api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with the alerting
-configuration as ``config.original`` and no cluster. Routes and their auth are wired in ``gpuwarden.api``.
+/api/v2/silence/{silenceID}`` (``amtool silence expire``). ``GET /api/v2/status`` answers with an
+Alertmanager configuration (``gpuwarden.alertmanager_config``) as ``config.original`` and no cluster.
+Routes and their auth are wired in ``gpuwarden.api``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,6 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-import yaml
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -34,11 +34,11 @@ from alerting.matchers import (
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import AlertRow
 from gpuwarden import __version__
+from gpuwarden.alertmanager_config import RECEIVER, alertmanager_config
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.params import single
 
-RECEIVER = "gpuwarden"  # every alert reaches the incident engine
 GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Alertmanager writes "no time"
 
 
@@ -200,8 +200,8 @@ class AlertmanagerApi:
         return Response(status_code=200)
 
     async def status(self, request: Request) -> Response:
-        """Alertmanager's ``alertmanagerStatus``: no cluster; the alerting section as the config."""
-        config = yaml.safe_dump(self.engine.config.model_dump(mode="json"), sort_keys=False)
+        """Alertmanager's ``alertmanagerStatus``: no cluster; an Alertmanager config saying what is done."""
+        config = alertmanager_config(self.engine.config)
         return JSONResponse(
             {
                 "cluster": {"name": "", "status": "disabled", "peers": []},

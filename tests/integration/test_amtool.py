@@ -74,6 +74,10 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         )
         assert shown["matchers"] == [{"name": "node", "value": "n1", "isRegex": False, "isEqual": True}]
         assert "correlation_window_seconds" in _amtool(url, http_config, "config", "show").stdout
+        routes = _amtool(url, http_config, "config", "routes")
+        assert routes.returncode == 0 and "gpuwarden" in routes.stdout, routes.stderr
+        tested = _amtool(url, http_config, "config", "routes", "test", "alertname=NodeDown")
+        assert (tested.returncode, tested.stdout.strip()) == (0, "gpuwarden"), tested.stderr
 
         # Everything but the watchdog: only a negative matcher, which Alertmanager takes too.
         others = _amtool(url, http_config, "silence", "add", 'alertname!="Watchdog"', "-d", "1h", "-c", "x")
@@ -113,3 +117,31 @@ def test_amtool_queries_alerts_and_adds_queries_and_expires_silences(tmp_path: P
         assert _json(_amtool(url, http_config, "silence", "query", "-o", "json")) == []
         everything = _json(_amtool(url, http_config, "silence", "query", "--expired", "-o", "json"))
         assert all(s["matchers"] for s in everything) and silence_id in [s["id"] for s in everything]
+
+
+@pytest.mark.integration
+def test_the_status_config_is_one_alertmanager_checks_and_routes(tmp_path: Path) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(
+        "alerting:\n"
+        "  inhibit_rules:\n"
+        "    - name: a node down mutes its GPUs\n"
+        "      source_matchers: [alertname=NodeDown]\n"
+        "      target_matchers: ['severity=~\"warning|critical\"']\n"
+        "      equal: [node, cluster]\n"
+    )
+    http_config = tmp_path / "http.yml"
+    http_config.write_text(f"authorization:\n  credentials: {TOKEN}\n")
+    with gpuwarden_serve(tmp_path, str(tmp_path / "s.db"), extra_args=["--config", str(config)]) as (url, _):
+        original = httpx.get(f"{url}/api/v2/status", timeout=10).json()["config"]["original"]
+        routes = _amtool(url, http_config, "config", "routes")
+    assert routes.returncode == 0 and "gpuwarden" in routes.stdout, routes.stderr
+    (tmp_path / "am.yml").write_text(original)
+    checked = subprocess.run(
+        [require_binary("amtool"), "check-config", str(tmp_path / "am.yml")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert checked.returncode == 0 and "1 inhibit rules" in checked.stdout, checked.stdout + checked.stderr
