@@ -14,7 +14,7 @@ Routes and their auth are wired in ``gpuwarden.api``.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -39,8 +39,6 @@ from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.params import single
 
-GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # how Alertmanager writes "no time"
-
 
 def iso(at: datetime | None) -> str | None:
     """RFC 3339 in UTC with a ``Z``."""
@@ -63,13 +61,17 @@ def gettable_silence(s: Silence, now: datetime) -> dict[str, Any]:
     }
 
 
-def gettable_alert(row: AlertRow, silenced: list[str], inhibited: list[str]) -> dict[str, Any]:
-    """Alertmanager's ``gettableAlert`` of a stored firing alert."""
+def gettable_alert(
+    row: AlertRow, silenced: list[str], inhibited: list[str], open_end: datetime
+) -> dict[str, Any]:
+    """Alertmanager's ``gettableAlert`` of a stored firing alert. One without an end of its own (a webhook
+    alert fires until Alertmanager says it resolved) shows ``open_end``, as Alertmanager shows an alert it
+    has to time out: never Go's zero time, which its API does not return."""
     return {
         "labels": row.labels,
         "annotations": row.annotations,
         "startsAt": iso(row.starts_at),
-        "endsAt": iso(row.ends_at) or GO_ZERO_TIME,
+        "endsAt": iso(row.ends_at or open_end),
         "updatedAt": iso(row.last_seen),
         "generatorURL": row.generator_url,
         "fingerprint": row.fingerprint,
@@ -124,6 +126,7 @@ class AlertmanagerApi:
         if receiver is not None and not _receiver_matches(receiver):
             return []  # every alert has the one receiver
         rows = await run_in_threadpool(self.engine.store.firing_alerts)
+        open_end = self.engine.clock.now() + timedelta(seconds=self.engine.config.resolve_timeout_seconds)
         out = []
         for row in rows:
             if not all_match(filters, row.labels):
@@ -134,7 +137,7 @@ class AlertmanagerApi:
                 continue
             if inhibited and not show["inhibited"]:
                 continue
-            out.append((gettable_alert(row, silenced, inhibited), row.incident_id))
+            out.append((gettable_alert(row, silenced, inhibited, open_end), row.incident_id))
         return out
 
     async def post_silence(self, request: Request, body: bytes) -> Response:

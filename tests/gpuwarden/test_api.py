@@ -148,6 +148,21 @@ def test_webhook_v4_with_unknown_fields_is_accepted_and_idempotent(
     assert [e["kind"] for e in detail["timeline"]].count("alert_added") == 1
 
 
+def test_a_webhook_alert_with_gos_zero_end_shows_the_end_a_posted_firing_alert_shows(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    assert client.post("/api/v1/webhook/alertmanager", json=_webhook(), headers=AUTH).status_code == 200
+    posted = {"labels": {**NODE_DOWN["labels"], "node": "r02-n04"}, "endsAt": "0001-01-01T00:00:00Z"}
+    assert client.post("/api/v2/alerts", json=[posted], headers=AUTH).status_code == 200
+    ends = {a["labels"]["node"]: a["endsAt"] for a in client.get("/api/v2/alerts").json()}
+    # Alertmanager's: the resolve timeout from now, as for an alert it has to time out; never Go's zero time.
+    assert ends == {"r02-n03": "2026-01-01T00:05:00Z", "r02-n04": "2026-01-01T00:05:00Z"}
+    engine.clock.advance(3600)  # type: ignore[attr-defined]
+    engine.tick()
+    (webhook,) = client.get("/api/v2/alerts").json()  # the posted one timed out; Alertmanager's did not
+    assert webhook["endsAt"] == "2026-01-01T01:05:00Z"
+
+
 def test_webhook_with_another_version_is_refused_naming_version(client: TestClient) -> None:
     payload = {**_webhook(), "version": "3"}
     response = client.post("/api/v1/webhook/alertmanager", json=payload, headers=AUTH)

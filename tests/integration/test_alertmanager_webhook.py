@@ -108,6 +108,9 @@ def test_alertmanager_fingerprints_match_ours_and_its_webhook_reaches_gpuwarden(
                 return items if sum(i["alert_count"] for i in items) == len(LABEL_SETS) else []
 
             incidents = _wait(stored, "Alertmanager's webhook to deliver all alerts to gpuwarden")
+            # Alertmanager sends a firing alert's end as Go's zero time; its API never shows that.
+            ends = [a["endsAt"] for a in httpx.get(f"{gw_url}/api/v2/alerts", timeout=10).json()]
+            assert len(ends) == len(LABEL_SETS) and all(e > now.isoformat()[:19] for e in ends), ends
             # One node down and a GPU lost on another node of the rack: two faults, two incidents.
             roots = sorted(
                 (
