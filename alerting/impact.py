@@ -433,8 +433,18 @@ def seen(members: Sequence[Member]) -> str:
         )
     first = min(live, key=lambda m: (m.onset, m.fingerprint))
     name = first.labels.get("alertname", "alert")
+    if not first.location.path and not first.location.workloads:
+        return f"{name} {_identifying(first.labels)}".rstrip()  # nothing else says which alert it is
     metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
     return f"{name} on {metric}" if metric else name
+
+
+def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
+    """``{a="1", b="2"}``: the labels that tell an alert from others of its name (not its severity)."""
+    shown = [f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in ("alertname", "severity")]
+    if not shown:
+        return ""
+    return "{" + ", ".join(shown[:most] + (["..."] if len(shown) > most else [])) + "}"
 
 
 def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
@@ -458,10 +468,13 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     label = target_label(root.target)
+    if isinstance(root.target, ClusterRef) and not root.target.name and observed:
+        # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
+        phrase, label = f"{observed}, location unknown", ""
     summary = assessment.impact.summary
     parts = summary.split(", ") if summary else []
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")
         phrase = "unavailable"
-    head = f"{label} {phrase}"
+    head = f"{label} {phrase}".lstrip()
     return f"{head}: {', '.join(parts)}" if parts else head

@@ -841,6 +841,27 @@ def test_a_node_down_takes_in_the_faults_of_its_gpus(db: str, clock: FakeClock) 
     assert (kind, target["type"], count) == ("node_down", "node", 3)
 
 
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        ({"alertname": "X", "bad-label": "y"}, 'X {bad-label="y"}, location unknown'),
+        ({"alertname": "GPUTemperatureHigh"}, "GPUTemperatureHigh, location unknown"),
+        (
+            {"alertname": "Y", "severity": "page", "e": "5", "d": "4", "c": "3", "b": "2", "a": "1"},
+            'Y {a="1", b="2", c="3", d="4", ...}, location unknown',
+        ),
+    ],
+    ids=["unknown-kind", "known-kind", "many-labels"],
+)
+def test_an_alert_that_says_nowhere_is_titled_by_its_name_and_labels(
+    db: str, clock: FakeClock, labels: dict[str, str], expected: str
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest([Alert(labels)])
+    ((incident_id, *_),) = _open(engine)
+    assert engine.store.get(incident_id).title == expected
+
+
 def _service_on_unknown_racks(service: str, prefix: str, nodes: int) -> StaticInventory:
     """Cluster k: nodes of no known rack, a replica of ``service`` on GPU 0 of each of the first four."""
     listed = [NodeInfo(f"{prefix}{i}", "k", "?", 8) for i in range(1, nodes + 1)]
