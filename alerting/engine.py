@@ -518,6 +518,7 @@ class IncidentEngine(
                 root_kind=root.kind.value,
                 root_target=target_to_dict(root.target),
                 opened_at=now,
+                last_opened_at=now,
                 updated_at=now,
                 last_alert_at=now,
                 first_onset_at=member.onset,
@@ -583,6 +584,7 @@ class IncidentEngine(
         target.resolved_at = None
         target.quiet_since = None
         target.reopen_count += 1
+        target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)

@@ -114,6 +114,8 @@ def incident_from_rows(
         impact=impact_from_dict(row.impact),
         timeline=[TimelineEvent(t.at, t.kind, t.message, t.data) for t in timeline],
         resolved_at=row.resolved_at,
+        last_opened_at=row.last_opened_at or row.opened_at,
+        merged_into=row.merged_into,
     )
 
 
@@ -224,10 +226,13 @@ class IncidentStore:
         priority: str | None = None,
         limit: int | None = None,
     ) -> list[tuple[IncidentRow, int]]:
-        """Incidents (newest first, at most ``limit``) with their alert counts."""
+        """Incidents (newest first by when they last opened or reopened, at most ``limit``) with their alert
+        counts."""
         with self.sessions() as session:
             query = self._filtered(select(IncidentRow), state, include_merged, priority)
-            query = query.order_by(IncidentRow.opened_at.desc(), IncidentRow.id)
+            query = query.order_by(
+                IncidentRow.last_opened_at.desc(), IncidentRow.opened_at.desc(), IncidentRow.id
+            )
             if limit is not None:
                 query = query.limit(limit)
             rows = list(session.scalars(query))

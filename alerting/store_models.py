@@ -85,6 +85,9 @@ class IncidentRow(Base):
     impact: Mapped[dict[str, Any]] = mapped_column(JSON)
     actions: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
     reopen_count: Mapped[int] = mapped_column(Integer, default=0)
+    # When it last opened or reopened, which listings sort by: set on every incident (migration 0004 filled
+    # it in for those stored before), nullable only because adding a NOT NULL column rewrites SQLite's table.
+    last_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
 
 
 class TimelineRow(Base):

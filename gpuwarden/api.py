@@ -72,6 +72,8 @@ def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
         "alert_count": alert_count,
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
+        "last_opened_at": iso(row.last_opened_at or row.opened_at),  # a reopen's time: the list's order
+        "merged_into": row.merged_into,  # resolved into another incident, which took its alerts
     }
 
 
@@ -242,7 +244,8 @@ class _Handlers:
         return JSONResponse({"status": "ok", "accepted": result.accepted})
 
     async def list_incidents(self, request: Request) -> Response:
-        """Incidents, newest first; ``?state=`` and ``?priority=`` filter, ``?limit=`` caps the list.
+        """Incidents, newest first (by when each last opened or reopened), merged ones too (resolved, with
+        ``merged_into``); ``?state=`` and ``?priority=`` filter, ``?limit=`` caps the list.
 
         ``X-Total-Count`` says how many match without the cap.
         """
@@ -251,11 +254,15 @@ class _Handlers:
         priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
         limit = positive(single(params, "limit"), "limit")
         store = self.engine.store
-        rows = await run_in_threadpool(lambda: store.list_rows(state, priority=priority, limit=limit))
+        rows = await run_in_threadpool(
+            lambda: store.list_rows(state, include_merged=True, priority=priority, limit=limit)
+        )
         total = (
             len(rows)
             if limit is None
-            else await run_in_threadpool(store.count_rows, state, priority=priority)
+            else await run_in_threadpool(
+                lambda: store.count_rows(state, include_merged=True, priority=priority)
+            )
         )
         return JSONResponse([incident_summary(r, n) for r, n in rows], headers={"X-Total-Count": str(total)})
 

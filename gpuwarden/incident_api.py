@@ -48,6 +48,8 @@ def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dic
         "alert_count": len(incident.alert_fingerprints),
         "opened_at": iso(incident.opened_at),
         "resolved_at": iso(incident.resolved_at),
+        "last_opened_at": iso(incident.last_opened_at or incident.opened_at),
+        "merged_into": incident.merged_into,
         # The stored shape, with workloads as "kind/namespace/name" strings for people and scripts.
         "impact": {**impact_to_dict(impact), "workloads": [str(w) for w in impact.workloads]},
         "timeline": [

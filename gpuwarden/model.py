@@ -353,6 +353,8 @@ class Incident:
     timeline: list[TimelineEvent] = field(default_factory=list)
     actions: list[ActionResult] = field(default_factory=list)
     resolved_at: datetime | None = None
+    last_opened_at: datetime | None = None  # the latest reopen (``opened_at`` when it never reopened)
+    merged_into: str | None = None  # the incident that took its alerts (it is resolved then)
 
 
 # --- remediation -----------------------------------------------------------------------------------

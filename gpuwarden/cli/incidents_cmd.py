@@ -182,16 +182,28 @@ def list_incidents(
         table.add_row(
             i["id"],
             i["priority"],
-            i["state"],
+            _state(i),
             f"{root['kind']} @ {describe_target(root['target'])}",
             str(i["alert_count"]),
-            i["opened_at"],
+            _opened(i),
             i["title"],
         )
     console.print(table, markup=False)  # titles and names are data, not markup
     total = int(response.headers.get("X-Total-Count", len(items)))
     if total > len(items):
         err_console.print(f"showing the newest {len(items)} of {total}; --limit 0 lists all")
+
+
+def _state(inc: dict[str, Any]) -> str:
+    """The state, and where a merged incident went."""
+    merged = inc.get("merged_into")
+    return f"{inc['state']} (merged into {merged})" if merged else str(inc["state"])
+
+
+def _opened(inc: dict[str, Any]) -> str:
+    """When it opened, or last reopened: what the list sorts by."""
+    last = inc.get("last_opened_at")
+    return f"{last} (reopened)" if last and last != inc["opened_at"] else str(inc["opened_at"])
 
 
 @incidents_app.command("show")
@@ -209,7 +221,7 @@ def show(
         return
     console.print(
         f"[bold]{escape(inc['priority'])}[/bold] {escape(inc['title'])}"
-        f"  ({escape(inc['id'])}, {escape(inc['state'])})"
+        f"  ({escape(inc['id'])}, {escape(_state(inc))})"
     )
     root = inc["root_cause"]
     console.print(f"root cause: {root['kind']} @ {describe_target(root['target'])}", markup=False)

@@ -39,6 +39,9 @@ def test_posted_alert_is_stored_before_200_and_opens_an_incident(
         "alert_count",
         "opened_at",
         "resolved_at",
+        # Added since, each with what it adds: nothing above changes.
+        "last_opened_at",
+        "merged_into",
     }
     assert item["root_cause"] == {
         "kind": "node_down",
@@ -392,6 +395,51 @@ def test_incident_list_filters_caps_and_counts(client: TestClient) -> None:
     ):
         refused = client.get("/api/v1/incidents", params=params)
         assert (refused.status_code, error_field(refused)) == (400, field)
+
+
+def _down(node: str, ends: str | None = None) -> list[dict[str, object]]:
+    alert: dict[str, object] = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": node}}
+    return [{**alert, "endsAt": ends}] if ends else [alert]
+
+
+def test_a_reopened_incident_lists_by_when_it_reopened(client: TestClient, engine: IncidentEngine) -> None:
+    clock: FakeClock = engine.clock  # type: ignore[assignment]
+    assert client.post("/api/v2/alerts", json=_down("r01-n01"), headers=AUTH).status_code == 200
+    clock.advance(60)
+    client.post("/api/v2/alerts", json=_down("r01-n01", rfc3339(clock.now())), headers=AUTH)
+    clock.advance(engine.config.quiet_period_seconds + 1)
+    engine.tick()  # resolved
+    for node in ("r02-n02", "r03-n03"):
+        clock.advance(60)
+        client.post("/api/v2/alerts", json=_down(node), headers=AUTH)
+    clock.advance(60)
+    client.post("/api/v2/alerts", json=_down("r01-n01"), headers=AUTH)  # fires again: reopens
+    listed = client.get("/api/v1/incidents", params={"limit": 1}).json()
+    assert [i["root_cause"]["target"]["name"] for i in listed] == ["r01-n01"]
+    (first,) = listed
+    assert first["state"] == "triggered" and first["last_opened_at"] == rfc3339(clock.now())
+    assert first["opened_at"] == "2026-01-01T00:00:00Z"  # when it first opened, as before
+    others = client.get("/api/v1/incidents").json()[1:]
+    assert [i["last_opened_at"] == i["opened_at"] for i in others] == [True, True]
+
+
+def test_an_incident_merged_into_another_is_listed_as_resolved_saying_where_it_went(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    clock: FakeClock = engine.clock  # type: ignore[assignment]
+    hot = {"alertname": "GPUTemperatureHigh", "cluster": "c1", "gpu": "2"}
+    for n in (1, 2, 3):  # a hot GPU on a third node of the rack: the first two fold into the rack's
+        client.post("/api/v2/alerts", json=[{"labels": {**hot, "node": f"r06-n0{n}"}}], headers=AUTH)
+        clock.advance(40)
+    listed = client.get("/api/v1/incidents").json()
+    (rack,) = [i for i in listed if i["state"] != "resolved"]
+    merged = [i for i in listed if i["merged_into"]]
+    assert len(merged) == 2 and len(listed) == 3 and rack["merged_into"] is None
+    assert {(i["state"], i["merged_into"]) for i in merged} == {("resolved", rack["id"])}
+    resolved = client.get("/api/v1/incidents", params={"state": "resolved"})
+    assert [i["id"] for i in resolved.json()] == [i["id"] for i in merged]
+    assert resolved.headers["X-Total-Count"] == "2"
+    assert client.get("/api/v1/incidents", params={"limit": 1}).headers["X-Total-Count"] == str(len(listed))
 
 
 def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(

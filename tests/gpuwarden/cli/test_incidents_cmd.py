@@ -6,19 +6,23 @@ import http.server
 import json
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 from pydantic import SecretStr
+from rich.console import Console
 from starlette.exceptions import StarletteDeprecationWarning
 from typer.testing import CliRunner
 
+from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app
-from gpuwarden.cli import app
+from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
@@ -368,3 +372,57 @@ def test_list_and_show_take_both_text_and_table_for_people(
         stub.close()
     assert result.exit_code == 0, result.output
     assert expected in result.stdout
+
+
+@contextmanager
+def _in_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[TestClient, IncidentEngine]]:
+    """serve's app over the scenario fleet, which the CLI reaches at ``URL`` (no port opened); the CLI's
+    tables as wide as they need."""
+    sql = make_engine(str(tmp_path / "cli.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN))), base_url=URL) as client:
+
+        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+            kwargs.pop("timeout", None)
+            return client.request(method, target.removeprefix(URL), **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(httpx, "request", request)
+        monkeypatch.setattr(incidents_cmd, "console", Console(width=400))
+        yield client, engine
+
+
+URL = "http://gpuwarden.test"
+
+
+def test_list_and_show_say_where_a_merged_incident_went_and_when_one_reopened(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _in_process(tmp_path, monkeypatch) as (client, engine):
+        clock: FakeClock = engine.clock  # type: ignore[assignment]
+        hot = {"alertname": "GPUTemperatureHigh", "cluster": "c1", "gpu": "2"}
+        for n in (1, 2, 3):  # a third node of the rack running hot: the first two fold into the rack's
+            client.post("/api/v2/alerts", json=[{"labels": {**hot, "node": f"r06-n0{n}"}}], headers=AUTH)
+            clock.advance(40)
+        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        clock.advance(60)
+        client.post("/api/v2/alerts", json=[{**down, "endsAt": "2026-01-01T00:03:00Z"}], headers=AUTH)
+        clock.advance(600)
+        engine.tick()
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)  # reopens at 00:13:00
+        items = client.get("/api/v1/incidents").json()
+        rack = next(i["id"] for i in items if i["root_cause"]["target"].get("name") == "r06")
+        merged = next(i["id"] for i in items if i["merged_into"])
+
+        listed = runner.invoke(app, ["incidents", "list", "--url", URL])
+        assert listed.exit_code == 0, listed.output
+        rows = listed.stdout.splitlines()
+        (first,) = [r for r in rows if "r01-n01" in r]
+        assert "2026-01-01T00:13:00Z (reopened)" in first
+        assert rows.index(first) < min(i for i, r in enumerate(rows) if "r06" in r)  # newest first
+        assert f"resolved (merged into {rack})" in next(r for r in rows if merged in r)
+        shown = runner.invoke(app, ["incidents", "show", merged, "--url", URL])
+        assert f"({merged}, resolved (merged into {rack}))" in shown.stdout
