@@ -43,6 +43,8 @@ from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
+from gpuwarden.api_errors import error_response as _error
+from gpuwarden.api_errors import no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
@@ -403,21 +405,6 @@ class _Handlers:
         ]
 
 
-FIELD_HEADER = "X-Gpuwarden-Field"
-
-
-def _error(status: int, message: str, field: str = "", *, route: str = "") -> JSONResponse:
-    """``{"error", "field"}``; on Alertmanager's API (``/api/v2``) a JSON string, as Alertmanager answers
-    and ``amtool`` prints ("json: cannot unmarshal object" otherwise), with the field in a header."""
-    if route.startswith("/api/v2/"):
-        return JSONResponse(
-            message,  # names its field: "field: what is wrong"
-            status_code=status,
-            headers={FIELD_HEADER: field} if field else None,
-        )
-    return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
-
-
 def create_app(
     engine: IncidentEngine,
     config: ApiConfig,
@@ -455,7 +442,11 @@ def create_app(
             for t in threads:
                 t.join(timeout=5)
 
-    app = Starlette(routes=[*handlers.routes(), *extra_routes], lifespan=lifespan)
+    app = Starlette(
+        routes=[*handlers.routes(), *extra_routes],
+        lifespan=lifespan,
+        exception_handlers={404: no_route, 405: no_route},
+    )
     app.add_middleware(CatchAll, metrics=metrics, health=health)
     return app
 

@@ -757,3 +757,31 @@ def test_a_metrics_scrape_does_not_wait_for_a_long_transaction(
         scrape.start()
         scrape.join(timeout=10)
         assert answers == [200]
+
+
+def test_an_unknown_route_or_method_answers_in_the_apis_error_shape(client: TestClient) -> None:
+    v1 = client.get("/api/v1/nope")
+    assert (v1.status_code, v1.json()) == (
+        404,
+        {"error": "path: no route for GET /api/v1/nope", "field": "path"},
+    )
+    v2 = client.get("/api/v2/nope")  # Alertmanager's API: a JSON string, the field in a header
+    assert (v2.status_code, v2.json(), error_field(v2)) == (
+        404,
+        "path: no route for GET /api/v2/nope",
+        "path",
+    )
+    wrong = client.delete("/api/v2/alerts")
+    assert (wrong.status_code, error_field(wrong), wrong.headers["Allow"]) == (
+        405,
+        "method",
+        "GET, HEAD, POST",
+    )
+    put = client.put("/api/v1/incidents")
+    assert (put.status_code, put.json()["field"], put.headers["Allow"]) == (405, "method", "GET, HEAD")
+
+
+@pytest.mark.parametrize("path", ["/api/v2/alerts", "/api/v1/incidents/inc-x/ack", "/api/v1/outbox/retry"])
+def test_a_write_without_the_token_asks_for_a_bearer_token(client: TestClient, path: str) -> None:
+    refused = client.post(path, json={}, headers={"Authorization": "Bearer wrong"})
+    assert (refused.status_code, refused.headers["WWW-Authenticate"]) == (401, "Bearer")
