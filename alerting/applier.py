@@ -30,6 +30,7 @@ from alerting.engine import IncidentEngine
 from alerting.health import ServiceHealth
 from alerting.journal import KIND_WEBHOOK, AcceptJournal, JournalRecord
 from alerting.store_models import JournalOffsetRow
+from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
 from gpuwarden.model import Alert
 
@@ -68,7 +69,8 @@ class JournalApplier:
         self.applied = journal.first
         self.alerts_applied = 0
         self.failures = 0
-        self.last_error: str | None = None
+        self.last_error: str | None = None  # why applying fails now; None once a batch applied since
+        self.last_error_at: datetime | None = None  # when applying last failed (kept after it recovered)
         self.poison_after = poison_after
         self.quarantined = 0
         self._failing_at = -1  # offset of the last failure, and how many times in a row it failed there
@@ -220,6 +222,7 @@ class JournalApplier:
 
         self.engine.apply_accepted(batches, commit_offset)
         self.health.store_ok()
+        self.last_error = None
         applied = sum(len(a) for _, a in batches)
         with self._cond:
             self.applied = end
@@ -245,7 +248,7 @@ class JournalApplier:
                     continue
             except Exception as exc:  # loop boundary: records stay in the journal, retried later
                 self.failures += 1
-                self.last_error = repr(exc)
+                self.last_error, self.last_error_at = repr(exc), self.engine.clock.now()
                 self.health.store_failed(exc)
                 logger.exception("journal: applying from offset %d failed; will retry", self.applied)
                 stop.wait(self.retry_seconds)
@@ -284,6 +287,7 @@ class JournalApplier:
             "alerts_applied": self.alerts_applied,
             "apply_failures": self.failures,
             "last_error": self.last_error,
+            "last_error_at": rfc3339(self.last_error_at) if self.last_error_at is not None else None,
             "records_quarantined": self.quarantined,
             "store_up": self.health.store_up,
             "replaying": not self.health.replayed.is_set(),

@@ -100,8 +100,14 @@ def test_a_store_outage_fails_readiness_and_shows_on_metrics_while_liveness_stay
             assert _metric(client, "gpuwarden_store_up") == 0
             assert _metric(client, "gpuwarden_ingest_apply_failures_total") >= 2
             assert _metric(client, "gpuwarden_ingest_lag_bytes") == applier.journal.end > 0
-            assert client.get("/api/v1/ingest/status").json()["store_up"] is False
+            down = client.get("/api/v1/ingest/status").json()
+            assert down["store_up"] is False and "unable to open database file" in down["last_error"]
+            assert down["last_error_at"] == "2026-01-01T00:00:00Z"
         _eventually(lambda: client.get("/-/ready").status_code == 200)
+        _eventually(lambda: applier.lag_bytes == 0)
+        up = client.get("/api/v1/ingest/status").json()
+        # The error is over once a batch applies again; when the last one happened stays.
+        assert (up["store_up"], up["last_error"], up["last_error_at"]) == (True, None, "2026-01-01T00:00:00Z")
         assert (_metric(client, "gpuwarden_store_up"), _metric(client, "gpuwarden_ingest_lag_bytes")) == (
             1,
             0,
