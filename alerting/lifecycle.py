@@ -23,6 +23,7 @@ from alerting.outcomes import (
     ActionOutcome,
     already_acted,
     already_resolved,
+    duration_text,
     resolved_conflict,
     still_firing,
 )
@@ -237,7 +238,7 @@ class IncidentLifecycle:
                 incident_id,
                 by,
                 "silenced",
-                f"silenced for {duration_seconds:g}s by {by}",
+                f"silenced for {duration_text(duration_seconds)} by {by}",
                 change=ChangeKind.UPDATED,
                 state=None,
                 # Said so that a reload knows this silence held notifications back (before this version

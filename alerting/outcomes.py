@@ -80,3 +80,19 @@ def resolved_conflict(incident_id: str, merged_into: str | None = None) -> Confl
             f"incident {incident_id} was merged into {merged_into}; act on {merged_into}", field="incident"
         )
     return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
+
+
+_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def duration_text(seconds: float) -> str:
+    """A duration as Prometheus and amtool write it: ``1h30m``, ``2d``, ``45s``, ``1500ms``."""
+    ms = round(seconds * 1000)
+    if ms % 1000:
+        return f"{ms}ms"
+    rest, parts = ms // 1000, []
+    for unit, size in _UNITS:
+        if rest >= size:
+            parts.append(f"{rest // size}{unit}")
+            rest %= size
+    return "".join(parts) or "0s"

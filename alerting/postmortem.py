@@ -143,7 +143,7 @@ def render_postmortem(
         "## Root cause",
         "",
         f"- {incident.root_cause.kind.value} on {target_label(incident.root_cause.target)}",
-        f"- Evidence: {len(incident.alert_fingerprints)} alerts ({', '.join(names) or 'none'})",
+        f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(names) or 'none'})",
         "",
         "## Metrics",
         "",
@@ -178,7 +178,11 @@ def render_postmortem(
         "",
         "## Follow-ups",
         "",
-        "- [ ] ",
+        "None recorded yet: add each as `- [ ] what, who`.",
         "",
     ]
     return "\n".join(out)
+
+
+def _alerts(count: int) -> str:
+    return "1 alert" if count == 1 else f"{count} alerts"

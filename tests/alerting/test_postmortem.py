@@ -246,3 +246,21 @@ def test_a_resolve_whose_ends_at_lies_ahead_ends_the_fault_when_it_was_seen_reso
     md = engine.postmortem(incident_id)
     assert _metrics(md)["Recovered"].startswith("2026-03-02 16:49:19 UTC")
     assert "2026-03-02 16:49:19 UTC — fault ended (all its alerts seen resolved)" in _timeline(md)
+
+
+def test_one_alert_is_one_alert_and_follow_ups_start_with_no_empty_checkbox() -> None:
+    inc = incident([("P2", "degraded")])
+    inc.alert_fingerprints = ["fp-1"]
+    md = render_postmortem(inc, T0, ["GpuLost"], inc.resolved_at)
+    assert "- Evidence: 1 alert (GpuLost)\n" in md
+    follow_ups = md.split("## Follow-ups\n\n", 1)[1]
+    assert follow_ups.strip() and all(line.strip() != "- [ ]" for line in follow_ups.splitlines())
+
+
+def test_a_silence_is_in_the_actions_as_long_as_it_was_asked_for(sql: Engine, clock: FakeClock) -> None:
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0))
+    _fire(engine, clock, starts="16:45:19", posted="16:47:19")
+    [incident_id] = engine.open_incident_ids()
+    engine.silence_incident(incident_id, 5400, "alice")
+    actions = engine.postmortem(incident_id).split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
+    assert actions.endswith("— silenced for 1h30m by alice")

@@ -219,7 +219,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
         "mitigating: power-cycling r02-n03",
         "note by bob: BMC says PSU 2 failed",
-        "silenced for 5400s by carol",
+        "silenced for 1h30m by carol",
     ]
     (silence,) = engine.all_silences()
     assert (silence.comment, rfc3339(silence.ends_at)) == (f"silence of {item['id']}", "2026-01-01T01:30:00Z")
@@ -236,7 +236,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     longer = client.post(f"{path}/silence", json={"duration": "1h34m", "by": "carol"}, headers=AUTH)
     assert longer.status_code == 200 and len(engine.all_silences()) == 2  # 4 min longer
     assert [e["message"] for e in client.get(path).json()["timeline"]].count(
-        "silenced for 5400s by carol"
+        "silenced for 1h30m by carol"
     ) == 1
     assert "note by bob: BMC says PSU 2 failed" in client.get(f"{path}/postmortem").text
     assert (
