@@ -317,6 +317,16 @@ class IncidentLifecycle:
         with self._lock:
             return [s for s in self._silences if s.state(now) != "expired"]
 
+    def silenced_until(self) -> dict[str, datetime]:
+        """When the active silences of each silenced incident end (the last of them)."""
+        now = self.clock.now()
+        until: dict[str, datetime] = {}
+        with self._lock:
+            for s in self._silences:
+                if s.incident_id is not None and s.state(now) == "active":
+                    until[s.incident_id] = max(s.ends_at, until.get(s.incident_id, s.ends_at))
+        return until
+
     def all_silences(self) -> list[Silence]:
         """Every stored silence, expired ones too until retention deletes them, and the config's windows."""
         with self._lock, self._sessions() as session:

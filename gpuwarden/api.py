@@ -63,7 +63,9 @@ LAG_HEADER = "X-Gpuwarden-Ingest-Lag"
 Endpoint = Callable[[Request], Awaitable[Response]]
 
 
-def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
+def incident_summary(
+    row: IncidentRow, alert_count: int, silenced_until: datetime | None = None
+) -> dict[str, Any]:
     """The list shape of ``GET /api/v1/incidents``."""
     return {
         "id": row.id,
@@ -76,6 +78,7 @@ def incident_summary(row: IncidentRow, alert_count: int) -> dict[str, Any]:
         "resolved_at": iso(row.resolved_at),
         "last_opened_at": iso(row.last_opened_at or row.opened_at),  # a reopen's time: the list's order
         "merged_into": row.merged_into,  # resolved into another incident, which took its alerts
+        "silenced_until": iso(silenced_until),  # notifies nobody until then
     }
 
 
@@ -266,14 +269,17 @@ class _Handlers:
                 lambda: store.count_rows(state, include_merged=True, priority=priority)
             )
         )
-        return JSONResponse([incident_summary(r, n) for r, n in rows], headers={"X-Total-Count": str(total)})
+        until = self.engine.silenced_until()
+        return JSONResponse(
+            [incident_summary(r, n, until.get(r.id)) for r, n in rows], headers={"X-Total-Count": str(total)}
+        )
 
     async def show_incident(self, request: Request) -> Response:
         """One incident with impact, timeline and alerts."""
         incident_id = request.path_params["incident_id"]
         incident = await run_in_threadpool(self.engine.store.get, incident_id)
         alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return JSONResponse(incident_detail(incident, alerts))
+        return JSONResponse(incident_detail(incident, alerts, self.engine.silenced_until().get(incident_id)))
 
     async def show_inventory(self, request: Request) -> Response:
         """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it

@@ -14,6 +14,7 @@ Routes and their auth are wired in ``gpuwarden.api``.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -33,7 +34,9 @@ from gpuwarden.model import Incident
 Handler = Callable[[Request, bytes], Awaitable[Response]]
 
 
-def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dict[str, Any]:
+def incident_detail(
+    incident: Incident, alerts: Sequence[dict[str, Any]], silenced_until: datetime | None = None
+) -> dict[str, Any]:
     """The detail shape: the summary plus impact, timeline and member alerts."""
     impact = incident.impact
     return {
@@ -50,6 +53,7 @@ def incident_detail(incident: Incident, alerts: Sequence[dict[str, Any]]) -> dic
         "resolved_at": iso(incident.resolved_at),
         "last_opened_at": iso(incident.last_opened_at or incident.opened_at),
         "merged_into": incident.merged_into,
+        "silenced_until": iso(silenced_until),
         # The stored shape, with workloads as "kind/namespace/name" strings for people and scripts.
         "impact": {**impact_to_dict(impact), "workloads": [str(w) for w in impact.workloads]},
         "timeline": [
@@ -97,7 +101,7 @@ class IncidentActionsApi:
     async def _answer(self, call: Callable[..., Incident], *args: object) -> Response:
         incident = await run_in_threadpool(call, *args)
         alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident.id)
-        return JSONResponse(incident_detail(incident, alerts))
+        return JSONResponse(incident_detail(incident, alerts, self.engine.silenced_until().get(incident.id)))
 
     async def ack(self, request: Request, body: bytes) -> Response:
         """Acknowledge (idempotent: a repeat answers 200, ``changed`` false, saying who acknowledged it)."""
@@ -105,7 +109,7 @@ class IncidentActionsApi:
         incident_id = request.path_params["incident_id"]
         outcome = await run_in_threadpool(self.engine.acknowledge_outcome, incident_id, data["by"])
         alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return _outcome(outcome, outcome.already or f"acknowledged by {data['by']}", alerts)
+        return self._outcome(outcome, outcome.already or f"acknowledged by {data['by']}", alerts)
 
     async def resolve(self, request: Request, body: bytes) -> Response:
         """Resolve by hand (409 while an alert of it fires, or once it was merged into another; idempotent
@@ -114,7 +118,13 @@ class IncidentActionsApi:
         incident_id = request.path_params["incident_id"]
         outcome = await run_in_threadpool(self.engine.resolve_outcome, incident_id, data["by"])
         alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return _outcome(outcome, outcome.already or f"resolved by {data['by']}", alerts)
+        return self._outcome(outcome, outcome.already or f"resolved by {data['by']}", alerts)
+
+    def _outcome(self, outcome: ActionOutcome, message: str, alerts: list[dict[str, Any]]) -> Response:
+        """The detail of an action's incident, with whether the action changed it and what it did."""
+        until = self.engine.silenced_until().get(outcome.incident.id)
+        detail = incident_detail(outcome.incident, alerts, until)
+        return JSONResponse({**detail, "changed": outcome.changed, "message": message})
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
         """Mark mitigating, saying what is being done."""
@@ -138,13 +148,6 @@ class IncidentActionsApi:
         seconds = parse_duration(duration)
         incident_id = request.path_params["incident_id"]
         return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
-
-
-def _outcome(outcome: ActionOutcome, message: str, alerts: list[dict[str, Any]]) -> Response:
-    """The detail of an action's incident, with whether the action changed it and what it did."""
-    return JSONResponse(
-        {**incident_detail(outcome.incident, alerts), "changed": outcome.changed, "message": message}
-    )
 
 
 def alert_dicts(store: IncidentStore, incident_id: str) -> list[dict[str, Any]]:

@@ -195,9 +195,11 @@ def list_incidents(
 
 
 def _state(inc: dict[str, Any]) -> str:
-    """The state, and where a merged incident went."""
-    merged = inc.get("merged_into")
-    return f"{inc['state']} (merged into {merged})" if merged else str(inc["state"])
+    """The state, and where a merged incident went or until when a silenced one notifies nobody."""
+    merged, until = inc.get("merged_into"), inc.get("silenced_until")
+    if merged:
+        return f"{inc['state']} (merged into {merged})"
+    return f"{inc['state']} (silenced until {until})" if until else str(inc["state"])
 
 
 def _opened(inc: dict[str, Any]) -> str:

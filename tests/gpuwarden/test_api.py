@@ -42,6 +42,7 @@ def test_posted_alert_is_stored_before_200_and_opens_an_incident(
         # Added since, each with what it adds: nothing above changes.
         "last_opened_at",
         "merged_into",
+        "silenced_until",
     }
     assert item["root_cause"] == {
         "kind": "node_down",
@@ -214,8 +215,11 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert (refused_silence.status_code, error_field(refused_silence)) == (400, "createdBy")
     bad = client.post(f"{path}/silence", json={"duration": "an hour"}, headers=AUTH)
     assert (bad.status_code, error_field(bad)) == (400, "duration")
+    assert client.get(path).json()["silenced_until"] is None
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
-    assert silenced.status_code == 200
+    assert (silenced.status_code, silenced.json()["silenced_until"]) == (200, "2026-01-01T01:30:00Z")
+    assert client.get(path).json()["silenced_until"] == "2026-01-01T01:30:00Z"
+    assert client.get("/api/v1/incidents").json()[0]["silenced_until"] == "2026-01-01T01:30:00Z"
     assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
         "mitigating: power-cycling r02-n03",
         "note by bob: BMC says PSU 2 failed",

@@ -426,3 +426,19 @@ def test_list_and_show_say_where_a_merged_incident_went_and_when_one_reopened(
         assert f"resolved (merged into {rack})" in next(r for r in rows if merged in r)
         shown = runner.invoke(app, ["incidents", "show", merged, "--url", URL])
         assert f"({merged}, resolved (merged into {rack}))" in shown.stdout
+
+
+def test_list_and_show_say_until_when_an_incident_is_silenced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _in_process(tmp_path, monkeypatch) as (client, engine):
+        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        (item,) = client.get("/api/v1/incidents").json()
+        client.post(f"/api/v1/incidents/{item['id']}/silence", json={"duration": "2h"}, headers=AUTH)
+        listed = runner.invoke(app, ["incidents", "list", "--url", URL])
+        assert "triggered (silenced until 2026-01-01T02:00:00Z)" in listed.stdout, listed.output
+        shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", URL])
+        assert f"({item['id']}, triggered (silenced until 2026-01-01T02:00:00Z))" in shown.stdout
+        engine.clock.advance(7200)  # type: ignore[attr-defined]
+        assert "silenced" not in runner.invoke(app, ["incidents", "list", "--url", URL]).stdout
