@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -224,19 +225,28 @@ def _duration(seconds: float) -> str:
 
 
 def timeline_reply(n: Notification) -> SlackMessage:
-    """One timeline event as a thread reply; the resolution says how long the incident lasted."""
+    """One timeline event as a thread reply; the resolution says how long the incident lasted. The event's
+    kind is said once: not "priority: priority P2: ..." nor "opened: incident opened"."""
     message = n.event_message.removeprefix(f"{n.event_kind}: ")  # not "resolved: resolved: ..."
+    kind = n.event_kind.replace("_", " ")  # "root_cause_changed" is read as "root cause changed"
+    # A message that names what happened ("incident opened", "silence ended: ...") needs no kind before it.
+    said = message.startswith(n.event_kind) or not set(kind.split()).isdisjoint(
+        _WORD.findall(message.lower())
+    )
     if merged(n):
         text = f"{MERGED_EMOJI} {escape(message)}: it goes on there, with these alerts"
     elif n.is_resolution:
         took = ""
         if n.resolved_at is not None:
             took = f" after {_duration((n.resolved_at - n.opened_at).total_seconds())}"
-        text = f"{RESOLVED_EMOJI} *Resolved*{took}: {escape(message)}"
+        by = message.removeprefix("resolved ") if message.startswith("resolved by ") else ""
+        text = f"{RESOLVED_EMOJI} *Resolved*{took}{f' {escape(by)}' if by else f': {escape(message)}'}"
     elif message.startswith(n.event_kind):  # "acknowledged by alice", "note by bob: ..."
         text = f"*{escape(n.event_kind)}*{escape(message.removeprefix(n.event_kind))}"
-    else:  # "root_cause_changed" is read as "root cause changed"
-        text = f"*{escape(n.event_kind.replace('_', ' '))}*: {escape(message)}"
+    elif said:
+        text = escape(message)
+    else:
+        text = f"*{escape(kind)}*: {escape(message)}"
     blocks: list[Block] = [
         {"type": "section", "text": _mrkdwn(text)},
         {
@@ -244,5 +254,8 @@ def timeline_reply(n: Notification) -> SlackMessage:
             "elements": [_mrkdwn(f"{_slack_date(n.event_at)} · {n.priority} · {escape(n.state)}")],
         },
     ]
-    plain = f"{n.event_kind}: {message}"
+    plain = message if said else f"{kind}: {message}"
     return SlackMessage(text=_truncate(plain, SECTION_MAX), blocks=blocks)
+
+
+_WORD = re.compile(r"[a-z]+")

@@ -207,7 +207,7 @@ class SlackNotifier:
                 blocks=reply.blocks,
                 reply_broadcast=notification.needs_attention
                 or (notification.is_resolution and self._broadcast_resolutions),
-                metadata=self._metadata(notification.incident_id, notification.key),
+                metadata=self._metadata(notification.incident_id, notification.key, notification.event_kind),
             ),
         )
 
@@ -239,8 +239,10 @@ class SlackNotifier:
     def _parent_key(self, incident_id: str) -> str:
         return f"{self._name}:{incident_id}:parent"
 
-    def _metadata(self, incident_id: str, key: str) -> dict[str, Any]:
-        return {"event_type": METADATA_EVENT_TYPE, "event_payload": {"incident_id": incident_id, "key": key}}
+    def _metadata(self, incident_id: str, key: str, event: str = "") -> dict[str, Any]:
+        """The idempotency key (and, on a reply, the timeline event's kind, for apps reading the thread)."""
+        payload = {"incident_id": incident_id, "key": key, **({"event": event} if event else {})}
+        return {"event_type": METADATA_EVENT_TYPE, "event_payload": payload}
 
     def _parent(
         self, n: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver

@@ -32,6 +32,12 @@ class RecordedMessage:
     files: list[str] = field(default_factory=list)
     edits: int = 0
 
+    @property
+    def event(self) -> str:
+        """The timeline event a reply of gpuwarden's tells (from its metadata); empty for other messages."""
+        payload = (self.metadata or {}).get("event_payload")
+        return str(payload.get("event", "")) if isinstance(payload, dict) else ""
+
 
 @dataclass
 class RecordedFile:

@@ -74,7 +74,7 @@ class Pipeline:
         return parent
 
     def replies(self) -> list[str]:
-        return [r.text.split(":")[0] for r in self.recorder.replies(self.parent().ts)]
+        return [r.event for r in self.recorder.replies(self.parent().ts)]
 
     def hook_events(self) -> list[str]:
         return [body["event"]["kind"] for body in self.recorder.hook_posts("ops")]
@@ -189,7 +189,7 @@ def test_other_incidents_are_not_silenced(pipe: Pipeline) -> None:
     _opened_and_silenced(pipe)
     pipe.ingest({"alertname": "GpuXid", "xid": "79", "cluster": "c2", "node": "m01", "gpu": "0"})
     [_, other] = pipe.recorder.channel_messages()
-    assert [r.text.split(":")[0] for r in pipe.recorder.replies(other.ts)] == ["opened"]
+    assert [r.event for r in pipe.recorder.replies(other.ts)] == ["opened"]
     assert pipe.hook_events() == ["opened", "opened"]
     assert ChangeKind.OPENED is pipe.changes[-1].kind and pipe.changes[-1].silenced_until is None
 

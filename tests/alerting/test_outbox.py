@@ -49,7 +49,7 @@ def slack(recorder: SlackRecorder, channel: str = "#gpu-incidents") -> SlackNoti
 
 
 def reply_kinds(recorder: SlackRecorder, ts: str) -> list[str]:
-    return [r.text.split(":")[0] for r in recorder.replies(ts)]
+    return [r.event for r in recorder.replies(ts)]
 
 
 class Crash(BaseException):

@@ -116,21 +116,43 @@ def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
 
 
 @pytest.mark.parametrize(
-    ("kind", "message", "shown"),
+    ("kind", "message", "shown", "text"),
     [
-        ("note", "note by bob: PSU 2 was loose", "*note* by bob: PSU 2 was loose"),
-        ("acknowledged", "acknowledged by alice", "*acknowledged* by alice"),
-        ("alert_added", "GPUXid on r07-n01", "*alert added*: GPUXid on r07-n01"),  # kinds read as words
+        ("note", "note by bob: PSU 2 was loose", "*note* by bob: PSU 2 was loose", None),
+        ("acknowledged", "acknowledged by alice", "*acknowledged* by alice", None),
+        (
+            "priority",
+            "priority P2: thermal/power throttling",
+            "*priority* P2: thermal/power throttling",
+            None,
+        ),
+        ("opened", "incident opened", "incident opened", None),  # it says what happened: said once
+        ("silence_ended", "silence ended: nothing happened while silenced", None, None),
+        ("root_cause_changed", "root cause is now node_down on r07-n01", None, None),
+        # Kinds read as words, before a message that does not say what happened.
+        (
+            "alert_added",
+            "GPUXid on r07-n01",
+            "*alert added*: GPUXid on r07-n01",
+            "alert added: GPUXid on r07-n01",
+        ),
     ],
-    ids=["note", "acknowledged", "other"],
+    ids=["note", "acknowledged", "priority", "opened", "silence-ended", "root-cause", "other"],
 )
-def test_a_reply_whose_message_starts_with_its_kind_bolds_it_once(
-    kind: str, message: str, shown: str
-) -> None:
+def test_a_reply_says_its_kind_once(kind: str, message: str, shown: str | None, text: str | None) -> None:
     event = change(make_incident(), ChangeKind.UPDATED, 10, message, kind)
     reply = timeline_reply(build_notification(event))
-    assert reply.blocks[0]["text"]["text"] == shown
-    assert reply.text == f"{kind}: {message}"  # the fallback text keeps the kind first
+    assert reply.blocks[0]["text"]["text"] == (shown or message)
+    assert reply.text == (text or message)  # the fallback text (notifications, search) too
+
+
+def test_a_resolution_by_hand_says_resolved_once() -> None:
+    resolved = make_incident(state=IncidentState.RESOLVED)
+    reply = timeline_reply(
+        build_notification(change(resolved, ChangeKind.RESOLVED, 95, "resolved by alice", "resolved"))
+    )
+    assert reply.text == "resolved by alice"
+    assert reply.blocks[0]["text"]["text"] == ":white_check_mark: *Resolved* by alice"
 
 
 def test_the_recommended_actions_are_shown_in_words_when_there_are_any() -> None:

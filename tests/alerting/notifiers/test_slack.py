@@ -96,12 +96,12 @@ def test_later_changes_update_the_message_in_place_and_reply_in_its_thread(recor
     assert all(b["type"] != "actions" for b in attachment["blocks"])
     assert "drain_node node/n0701: succeeded (drained)" in str(attachment["blocks"])
     replies = recorder.replies(parent.ts)
-    assert [r.text.split(":")[0] for r in replies] == [
-        "opened",
-        "priority_changed",
-        "acknowledged",
-        "mitigating",
-        "resolved",
+    assert [r.text for r in replies] == [  # each says what happened once
+        "opened with 412 alerts",
+        "priority changed: P0 -> P1: spare capacity found",
+        "acknowledged by slack:alice",
+        "mitigating: drain_node n0701 succeeded",
+        "all alerts resolved for 10 min",
     ]
     assert [r.reply_broadcast for r in replies] == [False] * 5  # a resolution edits the message in place
     assert "Resolved* after 1 h 35 min" in replies[-1].blocks[0]["text"]["text"]
@@ -163,7 +163,9 @@ def test_a_deleted_incident_message_is_posted_again_with_the_event(recorder: Sla
     deliver(notifier, threads, build_notification(second))
     assert threads.state.ts != old_ts
     new_parent = next(m for m in recorder.channel_messages() if m.ts == threads.state.ts)
-    assert [r.text.split(":")[0] for r in recorder.replies(new_parent.ts)] == ["priority_changed"]
+    assert [r.text for r in recorder.replies(new_parent.ts)] == [
+        "priority changed: P0 -> P1: spare capacity found"
+    ]
 
 
 def test_a_chart_that_cannot_be_uploaded_does_not_hold_back_the_event(recorder: SlackRecorder) -> None:
@@ -174,7 +176,7 @@ def test_a_chart_that_cannot_be_uploaded_does_not_hold_back_the_event(recorder: 
     )
     deliver(notifier, threads, opened)
     [parent] = recorder.channel_messages()
-    assert [r.text.split(":")[0] for r in recorder.replies(parent.ts)] == ["opened"]
+    assert [r.text for r in recorder.replies(parent.ts)] == ["opened"]
     assert recorder.files() == [] and threads.state.chart_posted  # not tried again with every event
 
 
@@ -334,7 +336,7 @@ def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecor
         deliver(notifier, threads, build_notification(c))
     [parent] = recorder.channel_messages()
     assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, False, False, False, True]
-    assert [m.text.split(":")[0] for m in recorder.visible_in_channel()][1:] == ["resolved"]
+    assert [m.text for m in recorder.visible_in_channel()][1:] == ["all alerts resolved for 10 min"]
 
 
 def _silenced(n: Notification) -> Notification:
@@ -355,7 +357,7 @@ def test_a_silenced_incident_is_only_edited_in_place_no_reply_no_broadcast_no_ch
     [parent] = recorder.channel_messages()
     assert parent.edits == 2
     assert "silenced until" in str(parent.attachments)
-    assert [r.text.split(":")[0] for r in recorder.replies(parent.ts)] == ["opened"]
+    assert [r.text for r in recorder.replies(parent.ts)] == ["opened with 412 alerts"]
     assert recorder.visible_in_channel() == [parent] and recorder.files() == []
 
 
@@ -376,4 +378,4 @@ def test_a_deleted_message_of_a_silenced_incident_is_not_posted_again_until_the_
     recorder.fail_next("chat.update", status=200, error="message_not_found")
     deliver(notifier, threads, build_notification(third))
     [_, again] = recorder.channel_messages()
-    assert [r.text.split(":")[0] for r in recorder.replies(again.ts)] == ["acknowledged"]
+    assert [r.text for r in recorder.replies(again.ts)] == ["acknowledged by slack:alice"]
