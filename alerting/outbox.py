@@ -326,12 +326,13 @@ class Outbox:
             row = session.get(NotificationThread, (notifier, incident_id))
             return None if row is None else ThreadState(row.channel, row.ts, row.chart_posted)
 
-    def counts(self) -> dict[str, int]:
-        """How many stored messages are in each status."""
+    def counts(self, incident_id: str | None = None) -> dict[str, int]:
+        """How many stored messages (of one incident, or all) are in each status."""
+        query = select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
+        if incident_id is not None:
+            query = query.where(OutboxMessage.incident_id == incident_id)
         with self._sessions() as session:
-            rows = session.execute(
-                select(OutboxMessage.status, func.count()).group_by(OutboxMessage.status)
-            ).all()
+            rows = session.execute(query).all()
         return {str(status): int(count) for status, count in rows}
 
     def requeue_failed(self, incident_id: str | None = None) -> tuple[int, int]:

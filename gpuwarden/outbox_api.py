@@ -1,7 +1,8 @@
 """The notification outbox over the API: what waits, what failed and why, and queueing failed ones again.
 
 ``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed``, ``?incident=``, ``?limit=``, newest that
-many, default 100) answers ``{"counts": {status: n}, "messages": [...]}``, each message without its payload.
+many, default 100) answers ``{"counts": {status: n}, "messages": [...]}`` (counts of the ``?incident=`` only
+when one is asked for), each message without its payload but with ``event``, what it tells.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``. Routes and their auth are
 wired in ``gpuwarden.api``; without a notifier configured both answer 404 saying so.
@@ -12,6 +13,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -37,6 +39,7 @@ def message_summary(m: OutboxMessage) -> dict[str, Any]:
         "id": m.id,
         "notifier": m.notifier,
         "incident_id": m.incident_id,
+        "event": _event(m.payload),
         "status": m.status,
         "attempts": m.attempts,
         "created_at": _stamp(m.created_at),
@@ -44,6 +47,21 @@ def message_summary(m: OutboxMessage) -> dict[str, Any]:
         "sent_at": _stamp(m.sent_at),
         "last_error": m.last_error,
     }
+
+
+def _event(payload: str) -> str:
+    """What the message tells: the change (opened, escalation, acknowledged, resolved, ...), or for an
+    update the timeline event's kind (note, silenced, alert_added, ...)."""
+    try:
+        data = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return ""
+    if not isinstance(data, dict):
+        return ""
+    if data.get("escalated"):
+        return "escalation"
+    change = str(data.get("change", ""))
+    return str(data.get("event_kind", change)) if change == "updated" else change
 
 
 class OutboxApi:
@@ -67,7 +85,8 @@ class OutboxApi:
 
         def read() -> dict[str, Any]:
             messages = outbox.messages(status, incident, limit=limit or DEFAULT_LIMIT)
-            return {"counts": outbox.counts(), "messages": [message_summary(m) for m in messages]}
+            counts = outbox.counts(incident)  # of the incident asked about, as the messages are
+            return {"counts": counts, "messages": [message_summary(m) for m in messages]}
 
         return JSONResponse(await run_in_threadpool(read))
 

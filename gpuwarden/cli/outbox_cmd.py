@@ -46,13 +46,14 @@ def list_messages(
         return
     counts = data["counts"]
     console.print(", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
-    table = Table("id", "notifier", "incident", "status", "attempts")
+    table = Table("id", "notifier", "incident", "event", "status", "attempts")
     table.add_column("last error", overflow="fold")  # why it failed: the one column never cut short
     for m in data["messages"]:
         table.add_row(
             str(m["id"]),
             escape(m["notifier"]),
             escape(m["incident_id"]),
+            escape(m.get("event", "")),
             m["status"],
             str(m["attempts"]),
             escape(m["last_error"] or ""),

@@ -747,6 +747,34 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert done.json() == {"requeued": 0, "overtaken": 0}
 
 
+class _Quiet:
+    """A notifier that is never asked to deliver: the outbox only stores what it would send."""
+
+    name = "hook"
+
+    def deliver(self, *_: object, **__: object) -> None:
+        raise AssertionError("not dispatched in this test")
+
+
+def test_the_outbox_of_one_incident_counts_its_messages_only_and_says_what_each_was(
+    engine: IncidentEngine,
+) -> None:
+    from tests.alerting.notifiers.incidents import lifecycle  # noqa: PLC0415
+
+    outbox = Outbox(engine.store.engine, [_Quiet()], FakeClock())
+    for change in lifecycle("inc-a") + lifecycle("inc-b")[:2]:
+        outbox.enqueue(change)
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
+        assert c.get("/api/v1/outbox").json()["counts"] == {"pending": 7}
+        one = c.get("/api/v1/outbox", params={"incident": "inc-b"}).json()
+        assert one["counts"] == {"pending": 2}
+        assert [m["event"] for m in one["messages"]] == ["opened", "priority_changed"]
+        events = [
+            m["event"] for m in c.get("/api/v1/outbox", params={"incident": "inc-a"}).json()["messages"]
+        ]
+        assert events == ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
+
+
 def test_a_metrics_scrape_does_not_wait_for_a_long_transaction(
     client: TestClient, engine: IncidentEngine
 ) -> None:

@@ -67,6 +67,7 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
             assert "invalid_auth" in failed["last_error"] and failed["next_attempt_at"] is None
             table = runner.invoke(app, ["outbox", "list", "--url", url])
             assert "failed 1" in table.stdout and "invalid_auth" in table.stdout
+            assert failed["event"] == "opened" and "opened" in table.stdout  # what the message was
             assert "gpuwarden outbox retry" in table.stderr
 
             # Someone fixes the token (the stand-in refused that one call only).
