@@ -17,9 +17,18 @@ def error_response(status: int, message: str, field: str = "", *, route: str = "
         return JSONResponse(
             message,  # names its field: "field: what is wrong"
             status_code=status,
-            headers={FIELD_HEADER: field} if field else None,
+            headers={FIELD_HEADER: header_text(field)} if field else None,
         )
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+def header_text(value: str) -> str:
+    """``value`` as a header can carry it: printable ASCII, the rest escaped as Python writes it
+    (``[0].annotations.\\x80``). A field names what the client sent, which may be any text; raw, a
+    non-ASCII key failed the response (a 500) and a newline would end the header."""
+    if value.isascii() and value.isprintable() and "\\" not in value:
+        return value
+    return value.encode("unicode_escape").decode("ascii")
 
 
 async def no_route(request: Request, exc: Exception) -> Response:

@@ -13,6 +13,7 @@ def error_field(response: Any) -> str:
     body = response.json()
     if isinstance(body, str):
         field = str(response.headers.get(FIELD_HEADER, ""))
+        field = field.encode().decode("unicode_escape")  # escaped to ASCII for the header, if need be
         assert body.startswith(f"{field}: ") if field else body, body
         return field
     return str(body.get("field", ""))

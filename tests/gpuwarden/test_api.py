@@ -817,3 +817,21 @@ def test_an_unknown_route_or_method_answers_in_the_apis_error_shape(client: Test
 def test_a_write_without_the_token_asks_for_a_bearer_token(client: TestClient, path: str) -> None:
     refused = client.post(path, json={}, headers={"Authorization": "Bearer wrong"})
     assert (refused.status_code, refused.headers["WWW-Authenticate"]) == (401, "Bearer")
+
+
+@pytest.mark.parametrize(
+    ("key", "header"),
+    [
+        ("\x80", "[0].annotations.\\x80"),
+        ("a\nb", "[0].annotations.a\\nb"),
+        ("c\\d", "[0].annotations.c\\\\d"),
+    ],
+    ids=["non-ascii", "newline", "backslash"],
+)
+def test_a_field_named_by_what_the_client_sent_is_escaped_in_the_field_header(
+    client: TestClient, key: str, header: str
+) -> None:
+    alert = {"labels": {"alertname": "X"}, "annotations": {key: "\u0000"}}
+    refused = client.post("/api/v2/alerts", json=[alert], headers=AUTH)
+    assert refused.status_code == 400 and refused.headers["X-Gpuwarden-Field"] == header
+    assert refused.json().startswith(f"[0].annotations.{key}: ")  # the body, JSON, says it as it was
