@@ -12,8 +12,9 @@
 
 When a node dies Slurm ends (NODE_FAIL, FAILED) or requeues its jobs, and the next read no longer shows them
 on their GPUs; the incident that the node's failure opens must still know that the job ran there. So a job
-that stops running for any other reason than finishing (COMPLETED, CANCELLED, TIMEOUT), or that vanishes
-from ``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held.
+that stops running for any other reason than finishing (COMPLETED, CANCELLED, TIMEOUT, DEADLINE, PREEMPTED;
+``squeue`` lists such a job a while with no GPUs, and its state says it ended), or that vanishes from
+``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
 Tested against Slurm 22.05 (Debian 12). A later release whose JSON lacks the fields read here (``nodes`` of
@@ -41,7 +42,9 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str]
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED"}
-_FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT"}  # ended on purpose: nothing to explain afterwards
+# Ended on purpose (or as the job asked): nothing to explain afterwards. Slurm 22.05 lists such a job with
+# `gres_detail: []`, so the state is read before a job without GPUs is dropped.
+_FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT", "DEADLINE", "PREEMPTED"}
 _UNUSABLE = {"down", "drain", "drained", "draining", "fail", "failing", "maint", "future", "not_responding"}
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 _IDX = re.compile(r"IDX:([0-9,\-]+)")
@@ -176,7 +179,8 @@ def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
 
 
 def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
-    """Jobs holding GPUs, from ``squeue --json``."""
+    """Every job ``squeue --json`` lists, with the GPUs it holds (none for a job that ended, is pending, or
+    holds no GPU)."""
     if "jobs" not in squeue:
         raise SourceError("squeue --json: no 'jobs' field", source="slurm")
     out = []
@@ -186,8 +190,6 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
         gpus: list[GpuKey] = []
         for node, detail in zip(nodes, details, strict=False):
             gpus.extend(("", node, index) for index in gpu_indices(detail))  # in_cluster stamps the cluster
-        if not gpus:
-            continue
         job_id = str(job.get("job_id", ""))
         name = str(job.get("name") or "job")
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
@@ -235,7 +237,8 @@ class SlurmInventory:
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in _RUNNING:
-                running[job.job_id] = job.info
+                if job.info.units:
+                    running[job.job_id] = job.info
             elif job.job_id in self._running and job.state not in _FINISHED:
                 self._kept[job.job_id] = (now, self._running[job.job_id])  # NODE_FAIL, FAILED, requeued
         listed = {j.job_id for j in jobs}

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
+from alerting.inventory import StaticInventory
 from alerting.slurm_inventory import (
     SlurmInventory,
     expand_hostlist,
@@ -183,3 +185,49 @@ def test_a_resubmitted_job_answers_to_its_name_and_the_failed_run_to_its_id() ->
         WorkloadKind.TRAINING_JOB, "42"
     )
     assert inv.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None  # still known, by its id
+
+
+# --- recorded Slurm 22.05.8 answers ------------------------------------------------------------------------
+# tests/alerting/slurm_22_05 holds what a real Slurm 22.05.8 cluster answered (five `slurmd -N` on one host;
+# partition gpu = node-01..04, node-04 `gpu:h100:4`; partition other = node-05 `gpu:a100:2,gpu:h100:2`;
+# topology/tree racks r01 = node-01,02, r02 = node-03,04, r03 = node-05):
+#   A: quick COMPLETED, crash FAILED, tres3 CANCELLED; array 5 (tasks 5_0, 5_1 running, 5_2 pending);
+#      mixtype holding gpu:a100:2 and gpu:h100:1 on node-05; span5 (--gpus=5 -N2); a pending het job 8+0/8+1
+#   B: the het job running (8+0 on node-05 without GPU indices after a GRES reconfigure, 8+1 on node-02),
+#      slow running on node-04
+#   C: slow TIMEOUT, array 5 cancelled; a MAINT reservation on node-04, an ordinary one on node-03
+#   D-running / D-requeued: llm (-N2 --gres=gpu:4) on node-01,02; node-01 set DOWN, llm requeued (PENDING)
+RECORDED = Path(__file__).parent / "slurm_22_05"
+
+
+class RecordedSlurm:
+    """Answers with recorded ``sinfo``/``squeue`` JSON of a real cluster, one capture at a time."""
+
+    def __init__(self, capture: str, topology: str = "topology.txt") -> None:
+        self.capture = capture
+        self.topology = topology
+
+    def __call__(self, argv: Sequence[str]) -> str:
+        if list(argv[:3]) == ["scontrol", "show", "config"]:
+            return "ClusterName = cap\n"
+        if list(argv[:3]) == ["scontrol", "show", "topology"]:
+            return (RECORDED / self.topology).read_text()
+        return (RECORDED / f"{argv[0]}-{self.capture}.json").read_text()
+
+
+def names(inventory: StaticInventory) -> list[str]:
+    return sorted(w.ref.name for w in inventory.workload_list)
+
+
+def test_jobs_that_ended_normally_are_not_kept_though_squeue_lists_them_without_gpus() -> None:
+    # Slurm 22.05 lists a job that ended with `gres_detail: []`: it is recognised by its state, not taken
+    # for a running job that vanished.
+    slurm, clock = RecordedSlurm("B"), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=3600)
+    running = names(reader.read())
+    assert {"slow (12)", "arr (10)", "arr (11)"} <= set(running)
+    slurm.capture = "C"  # slow TIMEOUT, the array CANCELLED
+    clock.advance(60)
+    after = names(reader.read())
+    assert not any(name.startswith(("slow", "arr")) for name in after)
+    assert "span5 (7)" in after
