@@ -115,9 +115,9 @@ def gpu_count(gres: str) -> int:
 
 
 def gpu_indices(detail: str) -> list[int]:
-    """GPU indices in one ``gres_detail`` entry: ``gpu:4(IDX:0-3)`` -> 0, 1, 2, 3."""
-    match = _IDX.search(detail or "")
-    return [int(v) for v in _numbers(match.group(1))] if match else []
+    """GPU indices in one ``gres_detail`` entry: ``gpu:4(IDX:0-3)`` -> 0, 1, 2, 3; a node with two GPU types
+    has a group per type: ``gpu:a100:2(IDX:0-1),gpu:h100:1(IDX:2)`` -> 0, 1, 2."""
+    return sorted({int(v) for group in _IDX.findall(detail or "") for v in _numbers(group)})
 
 
 def _usable(node: Mapping[str, Any]) -> bool:

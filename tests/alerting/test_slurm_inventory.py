@@ -231,3 +231,12 @@ def test_jobs_that_ended_normally_are_not_kept_though_squeue_lists_them_without_
     after = names(reader.read())
     assert not any(name.startswith(("slow", "arr")) for name in after)
     assert "span5 (7)" in after
+
+
+def test_a_job_holding_gpus_of_two_types_on_one_node_is_placed_on_all_of_them() -> None:
+    assert gpu_indices("gpu:a100:2(IDX:0-1),gpu:h100:1(IDX:2)") == [0, 1, 2]
+    assert gpu_indices("gpu:a100:0(IDX:),gpu:h100:0(IDX:)") == []
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("A")).read()
+    ref = inventory.find_workload(WorkloadKind.TRAINING_JOB, "mixtype")
+    assert ref is not None
+    assert inventory.placement(ref) == {("cap", "node-05", 0), ("cap", "node-05", 1), ("cap", "node-05", 2)}
