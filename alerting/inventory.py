@@ -23,6 +23,9 @@ one cluster may leave the cluster empty; ``in_cluster`` stamps it, and ``StaticI
 without one the cluster of the one node of that name."""
 
 
+RUNNING = "running"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A GPU node and where it sits."""
@@ -42,6 +45,11 @@ class WorkloadInfo:
     units: tuple[frozenset[GpuKey], ...]
     aliases: tuple[str, ...] = ()  # other names alerts use for it (a Slurm job's id besides its name)
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
+    state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
+    # How many of its units stopped abnormally (a node failure, a crash) and are kept a while with the GPUs
+    # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
+    # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).
+    kept: int = 0
 
     @property
     def gpus(self) -> frozenset[GpuKey]:
@@ -81,6 +89,10 @@ class Inventory(Protocol):
         """Every GPU the workload runs on (empty when unknown)."""
         ...
 
+    def workload(self, ref: WorkloadRef) -> WorkloadInfo | None:
+        """The workload of this ref as listed (the first, should two sources list it), or None."""
+        ...
+
     def find_workload(
         self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
     ) -> WorkloadRef | None:
@@ -112,6 +124,7 @@ class StaticInventory:
             self._racks.setdefault((n.cluster, None), []).append(n)
         self._on_gpu: dict[GpuKey, list[int]] = {}
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
+        self._infos: dict[WorkloadRef, WorkloadInfo] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
@@ -121,6 +134,7 @@ class StaticInventory:
             for alias in w.aliases:
                 self._aliases.setdefault((w.ref.kind, alias), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
+            self._infos.setdefault(w.ref, w)
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)
 
@@ -164,6 +178,10 @@ class StaticInventory:
     def placement(self, ref: WorkloadRef) -> frozenset[GpuKey]:
         """Every GPU the workload runs on (empty when unknown)."""
         return self._placement.get(ref, frozenset())
+
+    def workload(self, ref: WorkloadRef) -> WorkloadInfo | None:
+        """The workload of this ref as listed first, or None."""
+        return self._infos.get(ref)
 
     def find_workload(
         self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""

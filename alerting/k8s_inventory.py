@@ -47,7 +47,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.jsonload import loads_without_gc
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
@@ -402,23 +402,37 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
         else:
             pending.setdefault(pod.workload, []).append(pod)
             grouped.setdefault(pod.workload, {})
+    stopped: set[tuple[str, str]] = set()  # the kept pods placed as units
     for k in sorted(kept, key=lambda k: (-k.since, k.pod.key)):  # the latest losses are the missing units
         units = grouped.setdefault(k.pod.workload, {})
         if k.pod.unit in units or len(units) < k.units_before:
             units.setdefault(k.pod.unit, []).append(k.pod)
+            stopped.add(k.pod.key)
     out = []
     for ref, units in grouped.items():
         members = [p for unit in units.values() for p in unit] + pending.get(ref, [])
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
+        lost = sum(1 for unit in units.values() if any(p.key in stopped for p in unit))
         out.append(
             WorkloadInfo(
                 ref,
                 tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values()),
                 aliases=aliases,
                 pods=tuple(p.key[1] for p in members),
+                state=_state(units.values(), stopped, bool(pending.get(ref))),
+                kept=lost,
             )
         )
     return out
+
+
+def _state(units: Iterable[list[_Pod]], stopped: set[tuple[str, str]], pending: bool) -> str:
+    """``running`` while a pod of the workload runs, else ``pending`` (bound, not started), else
+    ``stopped`` (only pods kept after they were lost)."""
+    pods = [p for unit in units for p in unit]
+    if any(p.key not in stopped for p in pods):
+        return RUNNING
+    return "pending" if pending else "stopped"
 
 
 # --- the official client ---------------------------------------------------------------------------

@@ -194,8 +194,15 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
         name = str(job.get("name") or "job")
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
         units = tuple(frozenset({gpu}) for gpu in gpus)
-        out.append(_Job(job_id, WorkloadInfo(ref, units, aliases=(job_id, name)), _job_state(job)))
+        state = _job_state(job)
+        info = WorkloadInfo(ref, units, aliases=(job_id, name), state=state.lower())
+        out.append(_Job(job_id, info, state))
     return out
+
+
+def _stopped(info: WorkloadInfo, state: str) -> WorkloadInfo:
+    """A job that stopped abnormally, as it is kept: every unit stopped, on the GPUs it last held."""
+    return replace(info, state=state, kept=len(info.units))
 
 
 class SlurmInventory:
@@ -240,11 +247,13 @@ class SlurmInventory:
                 if job.info.units:
                     running[job.job_id] = job.info
             elif job.job_id in self._running and job.state not in _FINISHED:
-                self._kept[job.job_id] = (now, self._running[job.job_id])  # NODE_FAIL, FAILED, requeued
+                # NODE_FAIL, FAILED, requeued (PENDING)
+                self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
         listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
             if job_id not in listed:
-                self._kept[job_id] = (now, info)  # gone from squeue while running: how it ended is unknown
+                # gone from squeue while running: how it ended is unknown
+                self._kept[job_id] = (now, _stopped(info, "gone"))
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         free = dict(usable)

@@ -513,11 +513,11 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     assert len(changes) == told and engine.store.get(incident.id).timeline == incident.timeline
 
 
-def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_an_acknowledgement(
+def test_a_refresh_does_not_retell_an_acknowledgement_and_a_deleted_service_lets_the_priority_down(
     sql: Engine,
 ) -> None:
     scene = node_down_on_g2(sql)
-    engine, api = scene.engine, scene.api
+    engine, api, clock = scene.engine, scene.api, scene.clock
     told: list[tuple[ChangeKind, str]] = []
     engine.subscribe(lambda c: told.append((c.kind, c.event.kind)))
     engine.acknowledge(scene.incident_id, "alice")
@@ -526,19 +526,38 @@ def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_a
     api.objects["nodes"].append(node("g5"))
     engine.replace_inventory(scene.reader.read())
     assert len(told) == before  # no second "acknowledged" for Slack to post
-    # The whole Deployment is deleted (g2 still down): llama leaves the inventory; the incident keeps P1.
+    # The whole Deployment is deleted, its pods gone from Ready nodes: llama ended as people meant it to,
+    # and the incident is the node's capacity alone.
     api.objects["pods"] = []
-    engine.replace_inventory(scene.reader.read())
-    assert engine.store.get(scene.incident_id).priority is Priority.P1
+    for _ in range(2):
+        clock.advance(400)
+        engine.replace_inventory(scene.reader.read())
+    incident = engine.store.get(scene.incident_id)
+    assert incident.priority is Priority.P2 and "llama" not in incident.title
 
 
-def test_the_priority_guard_holds_across_refreshes(sql: Engine) -> None:
-    scene = node_down_on_g2(sql)
-    scene.api.objects["pods"] = []  # llama deleted while g2 is down
-    scene.engine.replace_inventory(scene.reader.read())
-    scene.api.objects["nodes"].append(node("g6"))  # an unrelated change later
-    scene.engine.replace_inventory(scene.reader.read())
-    assert scene.engine.store.get(scene.incident_id).priority is Priority.P1  # still what it said
+def test_a_job_lost_with_its_node_holds_the_priority_once_its_keep_window_passed(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    api.objects["pods"] = [llama(1, "g1"), pod("training", "pretrain-0", "g2", 8, ("Job", "pretrain"))]
+    reader = inventory(api, clock, keep_ended_seconds=600)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.priority == "P0" and "training job pretrain stopped" in row.title
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["pods"][1]["status"] = {"phase": "Failed", "reason": "NodeLost"}
+    clock.advance(60)
+    engine.replace_inventory(reader.read())  # kept: it stopped with its node
+    (job,) = [w for w in reader.read().workload_list if w.ref.name == "pretrain"]
+    assert (job.state, job.kept) == ("stopped", 1)
+    clock.advance(601)
+    engine.replace_inventory(reader.read())  # its keep window passed: pretrain left the inventory
+    api.objects["nodes"].append(node("g6"))  # an unrelated change later
+    clock.advance(600)
+    engine.replace_inventory(reader.read())
+    row = engine.store.get(row.id)
+    assert row.priority is Priority.P0 and "training job pretrain stopped" in row.title
 
 
 def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_not_block_it(

@@ -240,3 +240,14 @@ def test_a_job_holding_gpus_of_two_types_on_one_node_is_placed_on_all_of_them() 
     ref = inventory.find_workload(WorkloadKind.TRAINING_JOB, "mixtype")
     assert ref is not None
     assert inventory.placement(ref) == {("cap", "node-05", 0), ("cap", "node-05", 1), ("cap", "node-05", 2)}
+
+
+def test_a_kept_job_says_it_stopped_and_how() -> None:
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    (llm,) = reader.read().workload_list
+    assert (llm.ref.name, llm.state, llm.kept) == ("llm (14)", "running", 0)
+    slurm.capture = "D-requeued"  # node-01 DOWN: llm requeued
+    clock.advance(30)
+    (kept,) = reader.read().workload_list
+    assert (kept.ref.name, kept.state, kept.kept, len(kept.units)) == ("llm (14)", "pending", 8, 8)
