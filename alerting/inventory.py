@@ -35,6 +35,10 @@ class NodeInfo:
     rack: str
     gpu_count: int
     gpu_uuids: tuple[str, ...] = ()
+    # As its source says it (Slurm: ``mixed``, ``idle+maintenance+reserved``; Kubernetes: ``ready``,
+    # ``ready+cordoned``, ``notready``); empty when unknown (an inventory file).
+    state: str = ""
+    usable: bool = True  # whether it takes new work: not down, drained, in maintenance, reserved, cordoned
 
 
 @dataclass(frozen=True, slots=True)

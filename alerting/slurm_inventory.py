@@ -45,7 +45,13 @@ _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED"}
 # Ended on purpose (or as the job asked): nothing to explain afterwards. Slurm 22.05 lists such a job with
 # `gres_detail: []`, so the state is read before a job without GPUs is dropped.
 _FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT", "DEADLINE", "PREEMPTED"}
-_UNUSABLE = {"down", "drain", "drained", "draining", "fail", "failing", "maint", "future", "not_responding"}
+# State words (and 22.05's state_flags) of a node that takes no new job: a MAINT reservation (sinfo `maint`,
+# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included.
+_UNUSABLE = {
+    "down", "drain", "drained", "draining", "fail", "failing", "maint", "maintenance", "reserved", "future",
+    "not_responding",
+}  # fmt: skip
+NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm runs no job on it
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 _IDX = re.compile(r"IDX:([0-9,\-]+)")
 
@@ -120,13 +126,18 @@ def gpu_indices(detail: str) -> list[int]:
     return sorted({int(v) for group in _IDX.findall(detail or "") for v in _numbers(group)})
 
 
-def _usable(node: Mapping[str, Any]) -> bool:
-    """Whether a node can run work: no DOWN, DRAIN, FAIL, ... among its state words (POWERED_DOWN is one
-    word: a powered-down idle node is usable)."""
+def node_state(node: Mapping[str, Any]) -> str:
+    """A node's state and flags as one word: ``mixed``, ``idle+maintenance+reserved``."""
     state = node.get("state", "")
     states = state if isinstance(state, list) else [state]  # a list since Slurm 23.02
     words = " ".join(str(s) for s in [*states, *(node.get("state_flags") or [])]).lower()
-    return not _UNUSABLE & set(re.split(r"[^a-z_]+", words))
+    return "+".join(dict.fromkeys(w for w in re.split(r"[^a-z_]+", words) if w))
+
+
+def _usable(state: str) -> bool:
+    """Whether a node in this state (``node_state``) can run a new job: no DOWN, DRAIN, MAINTENANCE,
+    RESERVED, ... among its words (POWERED_DOWN is one word: a powered-down idle node is usable)."""
+    return not (_UNUSABLE | {NO_SWITCH}) & set(state.split("+"))
 
 
 def _job_state(job: Mapping[str, Any]) -> str:
@@ -238,8 +249,13 @@ class SlurmInventory:
         for node in sinfo["nodes"]:
             count = gpu_count(str(node.get("gres", "")))
             name = str(node.get("name", ""))
-            nodes.append(NodeInfo(name, cluster, racks.get(name, UNKNOWN), count))
-            if _usable(node):
+            state = node_state(node)
+            if racks and name not in racks:
+                state += f"+{NO_SWITCH}"
+            nodes.append(
+                NodeInfo(name, cluster, racks.get(name, UNKNOWN), count, state=state, usable=_usable(state))
+            )
+            if _usable(state):
                 usable[name] = count
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:

@@ -17,6 +17,7 @@ from alerting.slurm_inventory import (
     parse_cluster_name,
     parse_topology,
 )
+from alerting.topology import UNKNOWN
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.model import WorkloadKind
@@ -251,3 +252,21 @@ def test_a_kept_job_says_it_stopped_and_how() -> None:
     clock.advance(30)
     (kept,) = reader.read().workload_list
     assert (kept.ref.name, kept.state, kept.kept, len(kept.units)) == ("llm (14)", "pending", 8, 8)
+
+
+def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
+    # sinfo says `maint` and `resv`; its JSON says idle with the flags MAINTENANCE and RESERVED.
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("C")).read()
+    nodes = {n.name: n for n in inventory.node_list}
+    assert (nodes["node-04"].state, nodes["node-04"].usable) == ("idle+maintenance+reserved", False)
+    assert (nodes["node-03"].state, nodes["node-03"].usable) == ("idle+reserved", False)
+    assert (nodes["node-01"].state, nodes["node-01"].usable) == ("mixed", True)
+    assert inventory.spare == {"cap": 6}  # node-02's 2 and node-05's 4, not node-03's and node-04's 8
+    # topology/tree with node-05 in no switch: Slurm refuses every job for it ("switches lack access").
+    alone = SlurmInventory(FakeClock(), RecordedSlurm("A", "topology-no-switch.txt")).read()
+    node05 = next(n for n in alone.node_list if n.name == "node-05")
+    assert (node05.rack, node05.state, node05.usable) == (UNKNOWN, "mixed+no_switch", False)
+    # topology/none: no switch at all, every node schedulable
+    plain = RecordedSlurm("A")
+    plain.topology = "empty.txt"
+    assert all(n.usable for n in SlurmInventory(FakeClock(), plain).read().node_list)
