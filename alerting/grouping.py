@@ -95,18 +95,19 @@ class IncidentGrouping:
         """Other open incidents to assess again because ``inc`` took (or gave back) replicas of a service they
         take replicas from too, so that the service's loss across incidents crossed a priority tier (none,
         some, 25%, all): their priority counts it. Only then: reassessing every sharer at every alert made
-        a storm of single-GPU incidents on one service quadratic in Slack edits."""
+        a storm of single-GPU incidents on one service quadratic in Slack edits. And those with a stopped job
+        when ``inc`` took free GPUs of its cluster (``_restart_sharers``)."""
         if self.inventory is None or lost == inc.lost:
             return set()
         changed = lost ^ inc.lost
+        due = self._restart_sharers(inc, changed)
         infos = [
             i for i in self.inventory.workloads_on(changed) if i.ref.kind is WorkloadKind.INFERENCE_SERVICE
         ]
         if not infos:
-            return set()
+            return due
         now = self._lost_by_others(None)
         before = (now - inc.lost) | lost
-        due: set[str] = set()
         for info in infos:
             if _tier(info.units, before) == _tier(info.units, now):
                 continue
@@ -114,6 +115,23 @@ class IncidentGrouping:
                 o.id for o in self._open.values() if o.id != inc.id and o.lost and info.ref in o.workloads
             }
         return due
+
+    def _restart_sharers(self, inc: OpenIncident, changed: frozenset[GpuKey]) -> set[str]:
+        """Other open incidents with a training job in a cluster where ``inc`` took (or gave back) free GPUs:
+        whether their jobs can start again depends on those (see ``capacity``)."""
+        assert self.inventory is not None
+        clusters = set()
+        for key in changed:
+            node = self.inventory.node(key[1], key[0])
+            if node is not None and key[2] in node.idle:
+                clusters.add(key[0])
+        return {
+            o.id
+            for o in self._open.values()
+            if o.id != inc.id
+            and any(w.kind is WorkloadKind.TRAINING_JOB and w.cluster in clusters for w in o.workloads)
+            and any(m.firing or m.flapping for m in o.members.values())
+        }
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""

@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from alerting.capacity import has_spare
 from alerting.correlation import RACK_DEPTH, Member, gpu_keys
 from alerting.faults import normalised, xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
@@ -179,10 +180,10 @@ def assess(
 ) -> Assessment:
     """Compute impact and priority from the firing members (all members once everything resolved).
 
-    ``elsewhere``: the GPUs other open incidents' outages took (called only when a service is hit). A
-    service this incident takes replicas from has lost those too: one replica's GPU lost here and two
-    replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
-    own fault; the service's loss is one)."""
+    ``elsewhere``: the GPUs other open incidents' outages took (called only when a service is hit or a job
+    stopped). A service this incident takes replicas from has lost those too: one replica's GPU lost here and
+    two replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
+    own fault; the service's loss is one). And they are not spare for a stopped job to start again on."""
     live = [m for m in members if _live(m)] or list(members)
     failed = failed_gpus(root_path, root, live, inventory)
     degraded: set[GpuKey] = set()
@@ -229,7 +230,9 @@ def assess(
                 unavailable.add(ref)
     spare = assume_spare_capacity
     if inventory is not None and stopped:
-        spare = _has_spare(inventory, root_path, stopped, assume_spare_capacity)
+        if elsewhere is not None and others is None:
+            others = elsewhere()
+        spare = has_spare(inventory, root_path, stopped, assume_spare_capacity, failed | (others or set()))
     throttling = any(
         m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
     )
@@ -281,27 +284,6 @@ def _root_down_now(
     if root.kind is FaultKind.NODE_DOWN:
         return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
     return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
-
-
-def _has_spare(
-    inventory: Inventory, root_path: Path, stopped: Mapping[WorkloadRef, int], assume: bool
-) -> bool:
-    """Whether the clusters of the stopped jobs have spare GPUs for what they lost (at least one): the
-    root's cluster, or, for an incident rooted at a job (a stall with no fault found under it), the clusters
-    the jobs run in; ``assume`` where the inventory knows none of them."""
-    if root_path:
-        clusters = {root_path[0]}
-    else:
-        clusters = set()
-        for ref in stopped:
-            clusters |= {key[0] for key in inventory.placement(ref)} or (
-                {ref.cluster} if ref.cluster else set()
-            )
-    known = [c for c in clusters if inventory.nodes_in(c)]
-    if not known:
-        return assume
-    need = max(1, sum(stopped.values()))
-    return all(inventory.spare_gpus(c) >= need for c in known)
 
 
 _THROTTLING = re.compile("throttl|slowdown|clocksreduced|clockevent|powercap")

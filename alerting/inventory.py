@@ -39,6 +39,14 @@ class NodeInfo:
     # ``ready+cordoned``, ``notready``); empty when unknown (an inventory file).
     state: str = ""
     usable: bool = True  # whether it takes new work: not down, drained, in maintenance, reserved, cordoned
+    # GPUs a new job could get on it now: 0 on a node that takes no new work (or whose CPUs are all taken,
+    # Slurm's ALLOCATED); None where the source does not say per node (an inventory file: the cluster's
+    # ``spare`` counts then).
+    free: int | None = None
+    # Where those free GPUs are: exactly these indices when as many as ``free``, else the indices no
+    # workload is known to hold (Kubernetes pods whose GPU indices are unknown hold some of them).
+    idle: frozenset[int] = frozenset()
+    partitions: tuple[str, ...] = ()  # Slurm partitions (empty: a Kubernetes node, any workload may use it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +58,7 @@ class WorkloadInfo:
     aliases: tuple[str, ...] = ()  # other names alerts use for it (a Slurm job's id besides its name)
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
     state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
+    partitions: tuple[str, ...] = ()  # where it may start again (Slurm partitions; empty: anywhere)
     # How many of its units stopped abnormally (a node failure, a crash) and are kept a while with the GPUs
     # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
     # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).

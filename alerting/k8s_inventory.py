@@ -44,7 +44,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
@@ -214,6 +214,7 @@ class _Read:
     ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
     ready: set[str] = field(default_factory=set)
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
+    states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
 
 
 def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment]) -> int:
@@ -288,9 +289,7 @@ class KubernetesInventory:
                 self.ambiguous_pods,
             )
         uuids = _uuids(assigned)
-        node_list = [
-            NodeInfo(n.name, n.cluster, n.rack, n.gpu_count, uuids.get(n.name, ())) for n in seen.nodes
-        ]
+        node_list = _nodes(seen, uuids)
         placed = {p.key: p for p in seen.pods}
         serving: dict[WorkloadRef, set[str]] = {}
         for pod in placed.values():
@@ -315,11 +314,7 @@ class KubernetesInventory:
         self._kept = {k: v for k, v in self._kept.items() if k not in expired and k not in placed}
         workloads = _workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
-        free = dict(seen.usable)
-        for pod in placed.values():
-            if pod.node in free:
-                free[pod.node] -= pod.count
-        spare = {self._cluster: max(0, sum(free.values()))}
+        spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
 
     def _read_api(self) -> _Read:
@@ -335,9 +330,12 @@ class KubernetesInventory:
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
+            cordoned = bool((node.get("spec") or {}).get("unschedulable"))
+            words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
+            out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
             if node_ready(node):
                 out.ready.add(name)
-                if capacity and not (node.get("spec") or {}).get("unschedulable"):
+                if capacity and not cordoned:
                     out.usable[name] = node_gpus(node, self._resources, "allocatable")
         gpu_nodes = {n.name for n in out.nodes}
         for pod in self._list("pods"):
@@ -370,6 +368,27 @@ class KubernetesInventory:
         except SourceError as exc:  # the API's view still holds; indices fall back to the guess
             logger.warning("kubernetes inventory: GPU assignments unreadable (%s); guessing indices", exc)
             return []
+
+
+def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
+    """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable GPUs that no
+    bound pod requests, somewhere among the indices no pod is known to hold."""
+    requested: dict[str, int] = {}
+    known: dict[str, set[int]] = {}
+    for pod in seen.pods:
+        requested[pod.node] = requested.get(pod.node, 0) + pod.count
+        if len(pod.gpus) == pod.count:  # its indices are known
+            known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)
+    out = []
+    for n in seen.nodes:
+        usable = n.name in seen.usable
+        free = max(0, seen.usable[n.name] - requested.get(n.name, 0)) if usable else 0
+        idle = frozenset(range(n.gpu_count)) - known.get(n.name, set()) if free else frozenset()
+        state = seen.states.get(n.name, "")
+        out.append(
+            replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
+        )
+    return out
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

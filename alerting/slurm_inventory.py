@@ -28,7 +28,7 @@ import json
 import logging
 import re
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -206,9 +206,47 @@ def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
         units = tuple(frozenset({gpu}) for gpu in gpus)
         state = _job_state(job)
-        info = WorkloadInfo(ref, units, aliases=(job_id, name), state=state.lower())
+        partitions = tuple(p for p in str(job.get("partition") or "").split(",") if p)
+        info = WorkloadInfo(ref, units, aliases=(job_id, name), state=state.lower(), partitions=partitions)
         out.append(_Job(job_id, info, state))
     return out
+
+
+def parse_nodes(
+    sinfo: Mapping[str, Any], cluster: str, racks: Mapping[str, str], running: Iterable[WorkloadInfo]
+) -> list[NodeInfo]:
+    """The nodes of ``sinfo --json`` with the GPUs free on each: those no running job holds, on a node that
+    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there)."""
+    held: dict[str, set[int]] = {}
+    for info in running:
+        for _, node, index in info.gpus:
+            held.setdefault(node, set()).add(index)
+    nodes = []
+    for node in sinfo["nodes"]:
+        count = gpu_count(str(node.get("gres", "")))
+        name = str(node.get("name", ""))
+        state = node_state(node)
+        if racks and name not in racks:
+            state += f"+{NO_SWITCH}"
+        usable = _usable(state)
+        open_now = usable and "allocated" not in state.split("+")
+        idle = frozenset(range(count)) - held.get(name, set()) if open_now else frozenset()
+        partitions = tuple(str(p) for p in node.get("partitions") or ())
+        rack = racks.get(name, UNKNOWN)
+        nodes.append(
+            NodeInfo(
+                name,
+                cluster,
+                rack,
+                count,
+                state=state,
+                usable=usable,
+                free=len(idle),
+                idle=idle,
+                partitions=partitions,
+            )
+        )
+    return nodes
 
 
 def _stopped(info: WorkloadInfo, state: str) -> WorkloadInfo:
@@ -244,19 +282,6 @@ class SlurmInventory:
             )
         jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]))
         now = self._clock.time()
-        nodes: list[NodeInfo] = []
-        usable: dict[str, int] = {}
-        for node in sinfo["nodes"]:
-            count = gpu_count(str(node.get("gres", "")))
-            name = str(node.get("name", ""))
-            state = node_state(node)
-            if racks and name not in racks:
-                state += f"+{NO_SWITCH}"
-            nodes.append(
-                NodeInfo(name, cluster, racks.get(name, UNKNOWN), count, state=state, usable=_usable(state))
-            )
-            if _usable(state):
-                usable[name] = count
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in _RUNNING:
@@ -272,11 +297,7 @@ class SlurmInventory:
                 self._kept[job_id] = (now, _stopped(info, "gone"))
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
-        free = dict(usable)
-        for info in running.values():
-            for _, node, _ in info.gpus:
-                if node in free:
-                    free[node] -= 1
+        nodes = parse_nodes(sinfo, cluster, racks, running.values())
         # A job resubmitted under the same name is that name now, not the run that failed before it: an
         # alias two workloads share names neither, so the kept run answers to its id only.
         names = {alias for info in running.values() for alias in info.aliases}
@@ -285,7 +306,8 @@ class SlurmInventory:
             for _, info in self._kept.values()
         ]
         workloads = [*running.values(), *kept]
-        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: max(0, sum(free.values()))})
+        spare = sum(n.free or 0 for n in nodes)
+        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

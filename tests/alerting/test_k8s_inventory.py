@@ -255,7 +255,16 @@ def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
     api.objects["nodes"].append(node("g5"))
     api.objects["nodes"][-1]["status"]["allocatable"] = {"nvidia.com/gpu": "6"}  # two marked unhealthy
     api.objects["pods"] = [pod("a", "p1", "g1", 8), pod("a", "p2", "g2", 3)]
-    assert inventory(api).read().spare_gpus("k1") == 5 + 6
+    read = inventory(api).read()
+    assert read.spare_gpus("k1") == 5 + 6
+    # Per node, as a stopped job's restart counts them: p2's 3 GPUs are somewhere on g2 (indices unknown).
+    assert [(n.name, n.state, n.usable, n.free, len(n.idle)) for n in read.node_list] == [
+        ("g1", "ready", True, 0, 0),
+        ("g2", "ready", True, 5, 8),
+        ("g3", "notready", False, 0, 0),
+        ("g4", "ready+cordoned", False, 0, 0),
+        ("g5", "ready", True, 6, 8),
+    ]
 
 
 def test_a_node_whose_device_plugin_stops_keeps_its_gpus_but_is_not_spare() -> None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
@@ -21,6 +20,7 @@ from alerting.topology import UNKNOWN
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.model import WorkloadKind
+from tests.alerting.slurm_recorded import RecordedSlurm
 
 
 @pytest.mark.parametrize(
@@ -188,32 +188,7 @@ def test_a_resubmitted_job_answers_to_its_name_and_the_failed_run_to_its_id() ->
     assert inv.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None  # still known, by its id
 
 
-# --- recorded Slurm 22.05.8 answers ------------------------------------------------------------------------
-# tests/alerting/slurm_22_05 holds what a real Slurm 22.05.8 cluster answered (five `slurmd -N` on one host;
-# partition gpu = node-01..04, node-04 `gpu:h100:4`; partition other = node-05 `gpu:a100:2,gpu:h100:2`;
-# topology/tree racks r01 = node-01,02, r02 = node-03,04, r03 = node-05):
-#   A: quick COMPLETED, crash FAILED, tres3 CANCELLED; array 5 (tasks 5_0, 5_1 running, 5_2 pending);
-#      mixtype holding gpu:a100:2 and gpu:h100:1 on node-05; span5 (--gpus=5 -N2); a pending het job 8+0/8+1
-#   B: the het job running (8+0 on node-05 without GPU indices after a GRES reconfigure, 8+1 on node-02),
-#      slow running on node-04
-#   C: slow TIMEOUT, array 5 cancelled; a MAINT reservation on node-04, an ordinary one on node-03
-#   D-running / D-requeued: llm (-N2 --gres=gpu:4) on node-01,02; node-01 set DOWN, llm requeued (PENDING)
-RECORDED = Path(__file__).parent / "slurm_22_05"
-
-
-class RecordedSlurm:
-    """Answers with recorded ``sinfo``/``squeue`` JSON of a real cluster, one capture at a time."""
-
-    def __init__(self, capture: str, topology: str = "topology.txt") -> None:
-        self.capture = capture
-        self.topology = topology
-
-    def __call__(self, argv: Sequence[str]) -> str:
-        if list(argv[:3]) == ["scontrol", "show", "config"]:
-            return "ClusterName = cap\n"
-        if list(argv[:3]) == ["scontrol", "show", "topology"]:
-            return (RECORDED / self.topology).read_text()
-        return (RECORDED / f"{argv[0]}-{self.capture}.json").read_text()
+# --- recorded Slurm 22.05.8 answers (see tests/alerting/slurm_recorded.py) ----------------------------------
 
 
 def names(inventory: StaticInventory) -> list[str]:
@@ -261,7 +236,15 @@ def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
     assert (nodes["node-04"].state, nodes["node-04"].usable) == ("idle+maintenance+reserved", False)
     assert (nodes["node-03"].state, nodes["node-03"].usable) == ("idle+reserved", False)
     assert (nodes["node-01"].state, nodes["node-01"].usable) == ("mixed", True)
-    assert inventory.spare == {"cap": 6}  # node-02's 2 and node-05's 4, not node-03's and node-04's 8
+    # node-05's 4; not node-03's and node-04's 8, nor node-02's 2 (ALLOCATED: no CPU left for a job)
+    assert inventory.spare == {"cap": 4}
+    assert [(n.name, n.free, n.partitions) for n in inventory.node_list] == [
+        ("node-01", 0, ("gpu",)),
+        ("node-02", 0, ("gpu",)),
+        ("node-03", 0, ("gpu",)),
+        ("node-04", 0, ("gpu",)),
+        ("node-05", 4, ("other",)),
+    ]
     # topology/tree with node-05 in no switch: Slurm refuses every job for it ("switches lack access").
     alone = SlurmInventory(FakeClock(), RecordedSlurm("A", "topology-no-switch.txt")).read()
     node05 = next(n for n in alone.node_list if n.name == "node-05")

@@ -1,0 +1,99 @@
+"""Whether training jobs that a fault stopped can start again: the spare capacity that tells DESIGN.md's P0
+("a training job fully stopped with no spare capacity") from its P1 ("stalled by one fatal GPU").
+
+A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
+not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
+least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself,
+never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU on each of four nodes counts
+four for a job that wants a whole node (fragmentation is not modelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+
+from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
+from alerting.topology import Path
+from gpuwarden.model import WorkloadRef
+
+
+def has_spare(
+    inventory: Inventory,
+    root_path: Path,
+    stopped: Mapping[WorkloadRef, int],
+    assume: bool,
+    lost: AbstractSet[GpuKey],
+) -> bool:
+    """Whether the stopped jobs (with the GPUs each lost) can start again, ``lost`` being every GPU the open
+    incidents took. Per node where the inventory says which GPUs are free (``can_restart``); else (an
+    inventory file) whether the clusters' spare GPUs cover what the jobs lost: the root's cluster, or, for an
+    incident rooted at a job (a stall with no fault found under it), the clusters the jobs run in; ``assume``
+    where the inventory knows none of them."""
+    restart = can_restart(inventory, stopped, lost)
+    if restart is not None:
+        return restart
+    if root_path:
+        clusters = {root_path[0]}
+    else:
+        clusters = set()
+        for ref in stopped:
+            clusters |= {key[0] for key in inventory.placement(ref)} or (
+                {ref.cluster} if ref.cluster else set()
+            )
+    known = [c for c in clusters if inventory.nodes_in(c)]
+    if not known:
+        return assume
+    need = max(1, sum(stopped.values()))
+    return all(inventory.spare_gpus(c) >= need for c in known)
+
+
+def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: AbstractSet[GpuKey]) -> bool | None:
+    """Whether every job can start again, each alone and all of them together (they compete for the same free
+    GPUs); None when the inventory does not know a job or does not say per node which GPUs are free."""
+    needed, own_total = 0, 0
+    scope: dict[tuple[str, str], NodeInfo] = {}
+    for ref in jobs:
+        info = inventory.workload(ref)
+        if info is None:
+            return None
+        nodes = [n for c in _clusters(ref, info) for n in inventory.nodes_in(c)]
+        if not nodes or any(n.free is None for n in nodes):
+            return None
+        usable = {(n.cluster, n.name): n for n in nodes if n.usable and _may_use(info.partitions, n)}
+        own = _own_healthy(info, usable, lost)
+        need = len(info.gpus)
+        if sum(_free_after(n, lost) for n in usable.values()) + own < need:
+            return False
+        scope.update(usable)
+        needed, own_total = needed + need, own_total + own
+    return sum(_free_after(n, lost) for n in scope.values()) + own_total >= needed
+
+
+def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
+    return {key[0] for key in info.gpus} or {ref.cluster}
+
+
+def _may_use(partitions: Collection[str], node: NodeInfo) -> bool:
+    """Whether a job of these partitions (none: any) may run on the node."""
+    return not partitions or not set(partitions).isdisjoint(node.partitions)
+
+
+def _free_after(node: NodeInfo, lost: AbstractSet[GpuKey]) -> int:
+    """The node's free GPUs less those an open incident took (counted against the free ones first where
+    the free GPUs' indices are not known exactly)."""
+    taken = sum(1 for index in node.idle if (node.cluster, node.name, index) in lost)
+    return max(0, (node.free or 0) - taken)
+
+
+def _own_healthy(
+    info: WorkloadInfo, usable: Mapping[tuple[str, str], NodeInfo], lost: AbstractSet[GpuKey]
+) -> int:
+    """The job's GPUs it could start on again that are not already counted free: on a node that takes new
+    work, not lost."""
+    count = 0
+    for key in info.gpus:
+        node = usable.get((key[0], key[1]))
+        if node is not None and key not in lost and key[2] not in node.idle:
+            count += 1
+    return count
