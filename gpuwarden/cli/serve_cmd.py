@@ -163,7 +163,8 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
 
-    from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
+    from alerting.k8s_client import api_lister  # noqa: PLC0415
+    from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:

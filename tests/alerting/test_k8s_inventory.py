@@ -13,10 +13,10 @@ from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import (
     Assignment,
     KubernetesInventory,
-    api_lister,
     assignments_from_labels,
     node_gpus,
     pod_gpus,

@@ -17,7 +17,8 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from alerting.inventory import load_inventory
-from alerting.k8s_inventory import KubernetesInventory, api_lister
+from alerting.k8s_client import api_lister
+from alerting.k8s_inventory import KubernetesInventory
 from gpuwarden.cli.serve_cmd import _kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
