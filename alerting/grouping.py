@@ -142,10 +142,16 @@ class IncidentGrouping:
         return frozenset().union(*(o.lost for o in self._open.values() if o.id != skip and o.lost))
 
     def _recompute(
-        self, batch: Batch, inc: OpenIncident, assessed: tuple[Path, RootCause, Assessment] | None = None
+        self,
+        batch: Batch,
+        inc: OpenIncident,
+        assessed: tuple[Path, RootCause, Assessment] | None = None,
+        *,
+        settle: bool = False,
     ) -> None:
         """Root cause, impact and priority of one incident, written to its row; ``assessed``: already
-        computed from its members and the current inventory (an inventory refresh decides on it first)."""
+        computed from its members and the current inventory (an inventory refresh decides on it first);
+        ``settle``: not its alerts moved it but an inventory refresh (see ``_waits``)."""
         session, now = batch.session, batch.now
         row = session.get(IncidentRow, inc.id)
         assert row is not None
@@ -169,6 +175,9 @@ class IncidentGrouping:
             )
         else:
             path, root, assessment = assessed
+        if settle and self._waits(inc, row, assessment, now):
+            return
+        inc.lower_since = None
         inc.root_path = path
         inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
@@ -219,6 +228,17 @@ class IncidentGrouping:
         ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
         # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
+
+    def _waits(self, inc: OpenIncident, row: IncidentRow, assessment: Assessment, now: datetime) -> bool:
+        """Whether a less urgent assessment that an inventory refresh brought must wait: it applies once it
+        held ``priority_settle_seconds``, so that unrelated churn (jobs starting and ending next to a stopped
+        job, a node drained and resumed) does not swing the priority, and page again at each swing back. A
+        more urgent one applies at once."""
+        if assessment.priority.value <= row.priority:  # "P0" < "P1": as urgent or more
+            return False
+        if inc.lower_since is None:
+            inc.lower_since = now
+        return (now - inc.lower_since).total_seconds() < self.config.priority_settle_seconds
 
     def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went

@@ -63,12 +63,13 @@ class InventoryReassessment(IncidentGrouping):
         showed, and an inventory listed as stopped abnormally, has left the inventory (a job that a node
         failure ended, past its keep time). A workload that leaves without having been listed so ended as
         its source knows to be normal (a job that completed, a Deployment deleted): the incident's
-        priority follows what is left."""
+        priority follows what is left. A refresh raises a priority at once, but lowers it only once the lower
+        assessment held ``priority_settle_seconds`` (an unchanged inventory is assessed again meanwhile)."""
         with self._lock:
             self._fresh()
             previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
-            if inventory == previous and self._reassessed:
+            if inventory == previous and self._reassessed and not self._lowering():
                 return
             self._reassessed = False
             for inc in self._open.values():
@@ -96,6 +97,10 @@ class InventoryReassessment(IncidentGrouping):
             if batch is not None:
                 self._notify(batch.changes)
 
+    def _lowering(self) -> bool:
+        """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""
+        return any(inc.lower_since is not None for inc in self._open.values())
+
     def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
         """One open incident after an inventory change (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
@@ -118,7 +123,7 @@ class InventoryReassessment(IncidentGrouping):
             return
         before = shown_of(row)
         updated_at = row.updated_at
-        self._recompute(batch, inc, (path, root, assessment))
+        self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]

@@ -511,6 +511,9 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     scene.replace_g2_replica()
     clock.advance(60)
     engine.replace_inventory(scene.reader.read())
+    assert engine.store.get(incident.id).priority is Priority.P1  # lowered once that held a while
+    clock.advance(300)
+    engine.replace_inventory(scene.reader.read())  # the same inventory: assessed again, as it waits
     incident = engine.store.get(incident.id)
     assert incident.priority is not Priority.P1 and "llama" not in incident.title  # the service is whole
     assert changes[-1] is ChangeKind.PRIORITY_CHANGED
@@ -577,6 +580,8 @@ def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_no
     scene.replace_g2_replica()  # while serve is down
     restarted = IncidentEngine(sql, scene.clock, inventory=scene.reader.read())  # its read at start
     restarted.replace_inventory(scene.reader.read())  # the first refresh: the same inventory, assessed anyway
+    scene.clock.advance(300)
+    restarted.replace_inventory(scene.reader.read())  # the lower assessment held
     # llama is whole; job 4242 blocks nothing
     assert restarted.store.get(scene.incident_id).priority is not Priority.P1
 
@@ -596,4 +601,6 @@ def test_a_failed_reassessment_is_retried_at_the_next_refresh(
         scene.engine.replace_inventory(fresh)
     monkeypatch.undo()
     scene.engine.replace_inventory(scene.reader.read())  # equal to the failed one
+    scene.clock.advance(300)
+    scene.engine.replace_inventory(scene.reader.read())
     assert scene.engine.store.get(scene.incident_id).priority is not Priority.P1
