@@ -1,5 +1,12 @@
-"""Whether training jobs that a fault stopped can start again: the spare capacity that tells DESIGN.md's P0
-("a training job fully stopped with no spare capacity") from its P1 ("stalled by one fatal GPU").
+"""What a loss of GPUs takes from workloads, and whether training jobs that a fault stopped can start again:
+the capacity that tells DESIGN.md's P0 ("a training job fully stopped with no spare capacity") from its P1
+("stalled by one fatal GPU").
+
+A unit (a replica, a rank) placed exactly is hit when one of its GPUs is lost. A unit whose GPU indices are
+unknown (``WorkloadInfo.sizes``: a Kubernetes pod sharing a node, a Slurm job that does not say which GPUs)
+is hit only when what is known says so: an alert on the lost GPU names one of its pods (dcgm-exporter's
+``namespace``/``pod`` labels), or more of the GPUs it may be on are lost than it can stay clear of (its whole
+node down). A fault on an idle GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
@@ -16,6 +23,37 @@ from collections.abc import Set as AbstractSet
 from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
 from alerting.topology import Path
 from gpuwarden.model import WorkloadRef
+
+
+def units_hit(
+    info: WorkloadInfo, lost: AbstractSet[GpuKey], pods_on: Mapping[GpuKey, tuple[str, str]] | None = None
+) -> list[int]:
+    """The units of ``info`` that a loss surely takes (see the module text); ``pods_on``: GPU -> namespace
+    and pod, as the live alerts on lost GPUs name them. A GPU an alert gives to another pod is not among the
+    GPUs a unit may be on."""
+    named = pods_on or {}
+    out = []
+    for i, unit in enumerate(info.units):
+        taken = unit & lost
+        if not taken:
+            continue
+        size = info.size(i)
+        if size >= len(unit):
+            out.append(i)
+            continue
+        mine = {(info.ref.namespace, pod) for pod in info.unit_pods[i]} if info.unit_pods else set()
+        if any(named.get(g) in mine for g in taken):
+            out.append(i)
+            continue
+        candidates = {g for g in unit if g not in named or named[g] in mine}
+        if len(taken & candidates) > len(candidates) - size:
+            out.append(i)
+    return out
+
+
+def gpus_lost(info: WorkloadInfo, units: Iterable[int], lost: AbstractSet[GpuKey]) -> int:
+    """How many GPUs these units of ``info`` lost (at most what each holds)."""
+    return sum(min(info.size(i), len(info.units[i] & lost)) for i in units)
 
 
 def has_spare(
@@ -62,7 +100,7 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
             return None
         usable = {(n.cluster, n.name): n for n in nodes if n.usable and _may_use(info.partitions, n)}
         own = _own_healthy(info, usable, lost)
-        need = len(info.gpus)
+        need = info.held
         if sum(_free_after(n, lost) for n in usable.values()) + own < need:
             return False
         scope.update(usable)
@@ -90,10 +128,15 @@ def _own_healthy(
     info: WorkloadInfo, usable: Mapping[tuple[str, str], NodeInfo], lost: AbstractSet[GpuKey]
 ) -> int:
     """The job's GPUs it could start on again that are not already counted free: on a node that takes new
-    work, not lost."""
+    work, not lost (where its indices are unknown, those it may be on that were lost count against it)."""
     count = 0
-    for key in info.gpus:
-        node = usable.get((key[0], key[1]))
-        if node is not None and key not in lost and key[2] not in node.idle:
-            count += 1
+    for i, unit in enumerate(info.units):
+        if info.size(i) < len(unit):
+            on_usable = [key for key in unit if (key[0], key[1]) in usable]
+            count += max(0, min(info.size(i), len(on_usable)) - sum(1 for key in on_usable if key in lost))
+            continue
+        for key in unit:
+            node = usable.get((key[0], key[1]))
+            if node is not None and key not in lost and key[2] not in node.idle:
+                count += 1
     return count

@@ -7,14 +7,15 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
+from alerting.capacity import units_hit
 from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title, units_hit
-from alerting.inventory import GpuKey, Inventory
+from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
+from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -109,7 +110,7 @@ class IncidentGrouping:
         now = self._lost_by_others(None)
         before = (now - inc.lost) | lost
         for info in infos:
-            if _tier(info.units, before) == _tier(info.units, now):
+            if _tier(info, before) == _tier(info, now):
                 continue
             due |= {
                 o.id for o in self._open.values() if o.id != inc.id and o.lost and info.ref in o.workloads
@@ -359,9 +360,9 @@ def shown_of(row: IncidentRow) -> tuple[object, ...]:
     return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
 
 
-def _tier(units: Sequence[frozenset[GpuKey]], lost: frozenset[GpuKey]) -> int:
+def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:
     """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
-    share = units_hit(units, lost) / len(units) if units else 0.0
+    share = len(units_hit(info, lost)) / len(info.units) if info.units else 0.0
     return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1
 
 

@@ -14,14 +14,13 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
-from alerting.capacity import has_spare
+from alerting.capacity import gpus_lost, has_spare, units_hit
 from alerting.correlation import RACK_DEPTH, Member, gpu_keys
 from alerting.faults import normalised, xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
-from alerting.topology import UNKNOWN, Path, target_label
+from alerting.topology import UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
     ClusterRef,
     FaultKind,
@@ -149,9 +148,18 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     return size > 0 and len(down) >= size
 
 
-def units_hit(units: Iterable[frozenset[GpuKey]], lost: AbstractSet[GpuKey]) -> int:
-    """How many of a workload's units (a replica, a rank) have a GPU in ``lost``."""
-    return sum(1 for unit in units if not unit.isdisjoint(lost))
+def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, tuple[str, str]]:
+    """GPU -> the namespace and pod that the alerts on that one GPU name (dcgm-exporter labels a GPU's series
+    with the pod it is assigned to)."""
+    out: dict[GpuKey, tuple[str, str]] = {}
+    for m in members:
+        pod = alert_pod(m.labels)
+        if pod is None or len(m.location.path) < 4:
+            continue
+        keys = gpu_keys(m.location.path, inv)
+        if len(keys) == 1:
+            out[next(iter(keys))] = pod
+    return out
 
 
 def _live(m: Member) -> bool:
@@ -197,18 +205,20 @@ def assess(
     combined = False
     own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
+    named = pods_on(live, inventory)
     for info in infos:
-        hit = units_hit(info.units, failed)
+        units = units_hit(info, failed, named)
+        hit = len(units)
         if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
             others = elsewhere() if others is None else others
-            total = units_hit(info.units, failed | others)
+            total = len(units_hit(info, failed | others, named))
             if total > hit:
                 combined = True
                 own[info.ref] = hit / len(info.units)
             hit = total
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
-            stopped[info.ref] = len(info.gpus & failed)
+            stopped[info.ref] = gpus_lost(info, units, failed)
     error_ratio = max((_ratio(m) for m in live), default=0.0)
     # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
     burn = max(

@@ -59,6 +59,11 @@ class WorkloadInfo:
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
     state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
     partitions: tuple[str, ...] = ()  # where it may start again (Slurm partitions; empty: anywhere)
+    # Per unit, how many GPUs it holds, where that is fewer than the keys it lists: those are then the GPUs it
+    # may be on (a Kubernetes pod sharing a node whose indices are unknown, a Slurm job that does not say
+    # which). Empty: every unit holds all its keys.
+    sizes: tuple[int, ...] = ()
+    unit_pods: tuple[tuple[str, ...], ...] = ()  # per unit, its pods (empty: not known per unit)
     # How many of its units stopped abnormally (a node failure, a crash) and are kept a while with the GPUs
     # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
     # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).
@@ -66,8 +71,17 @@ class WorkloadInfo:
 
     @property
     def gpus(self) -> frozenset[GpuKey]:
-        """Every GPU any unit runs on."""
+        """Every GPU any unit runs on (or may run on, see ``sizes``)."""
         return frozenset().union(*self.units) if self.units else frozenset()
+
+    def size(self, unit: int) -> int:
+        """How many GPUs unit ``unit`` holds."""
+        return self.sizes[unit] if self.sizes else len(self.units[unit])
+
+    @property
+    def held(self) -> int:
+        """How many GPUs the workload holds."""
+        return sum(self.size(i) for i in range(len(self.units)))
 
 
 class Inventory(Protocol):

@@ -23,8 +23,9 @@ The Kubernetes API says how many GPUs a pod got, not which: only the kubelet kno
 which the gpuwarden exporter and dcgm-exporter read to label each GPU's series with its pod). So the
 indices come from those series when ``assignments`` is given (a PromQL query over the exporter's metrics,
 read by the composition root); otherwise a pod that holds every GPU of its node holds them all, and a pod
-sharing a node is placed on the node's GPUs that no other pod is known to hold. The last case over-counts
-(one dead GPU hits every such pod of that node); ``ambiguous_pods`` says how many pods were placed so.
+sharing a node may be on any of the node's GPUs that no other pod is known to hold: its unit lists those with
+the number it holds (``WorkloadInfo.sizes``), and ``capacity.units_hit`` counts it hit only when an alert
+names it or its node is lost. ``ambiguous_pods`` says how many pods were placed so.
 
 When a node dies its pods stay listed (phase Running, then Unknown or Failed, or Terminating) until the
 node controller evicts them; an incident the node's failure opened must still know they ran there after
@@ -282,8 +283,8 @@ class KubernetesInventory:
         self.ambiguous_pods = _place(seen.pods, nodes, assigned)
         if self.ambiguous_pods:
             logger.info(
-                "kubernetes inventory: %d pods share a node and their GPU indices are unknown; placed on"
-                " every GPU of the node no other pod holds (configure gpu_assignment_url)",
+                "kubernetes inventory: %d pods share a node and their GPU indices are unknown; a GPU fault"
+                " counts against one only when its alert names the pod (configure gpu_assignment_url)",
                 self.ambiguous_pods,
             )
         uuids = _uuids(assigned)
@@ -430,14 +431,20 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
         members = [p for unit in units.values() for p in unit] + pending.get(ref, [])
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
         lost = sum(1 for unit in units.values() if any(p.key in stopped for p in unit))
+        keys = tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values())
+        sizes = tuple(sum(p.count for p in unit) for unit in units.values())
+        exact = all(size >= len(gpus) for size, gpus in zip(sizes, keys, strict=True))
         out.append(
             WorkloadInfo(
                 ref,
-                tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values()),
+                keys,
                 aliases=aliases,
                 pods=tuple(p.key[1] for p in members),
                 state=_state(units.values(), stopped, bool(pending.get(ref))),
                 kept=lost,
+                # pods sharing a node whose indices are unknown: on some of their keys (see ``capacity``)
+                sizes=() if exact else sizes,
+                unit_pods=() if exact else tuple(tuple(p.key[1] for p in unit) for unit in units.values()),
             )
         )
     return out

@@ -51,6 +51,18 @@ def _instance_host(labels: Mapping[str, str]) -> str:
     return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
 
 
+def alert_pod(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """The namespace and pod an alert names, if any (``default`` without a namespace)."""
+    if labels.get("exported_pod"):
+        # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
+        # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
+        namespace = labels.get("exported_namespace") or labels.get("namespace") or "default"
+        return namespace, labels["exported_pod"]
+    if labels.get("pod"):
+        return labels.get("namespace") or "default", labels["pod"]
+    return None
+
+
 def _workloads(
     labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str, lookup: str
 ) -> set[WorkloadRef]:
@@ -85,11 +97,7 @@ def _workloads(
         found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job, cluster))
     # Sloth's SLO alerts name their service in `sloth_service`.
     service = labels.get("service", "") or labels.get("sloth_service", "")
-    pod, pod_namespace = labels.get("pod", ""), namespace
-    if labels.get("exported_pod"):
-        # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
-        # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
-        pod, pod_namespace = labels["exported_pod"], labels.get("exported_namespace") or namespace
+    pod_namespace, pod = alert_pod(labels) or (namespace, "")
     # The Prometheus Operator labels every scraped series with the Service it scraped (the exporter's own):
     # a `service` the inventory does not know loses to a `pod` it knows.
     if (

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import Engine
 
-from alerting.capacity import can_restart
+from alerting.capacity import can_restart, gpus_lost, units_hit
 from alerting.engine import IncidentEngine
 from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
 from alerting.slurm_inventory import SlurmInventory
@@ -101,3 +101,16 @@ def test_an_idle_node_another_incident_lost_is_not_spare(sql: Engine) -> None:
     gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n3"})])  # an idle node
     by_root = {r.root_target.get("name"): r.priority for r, _ in gw.store.list_rows(None)}
     assert by_root == {"n1": "P0", "n3": "P2"}
+
+
+def test_a_unit_whose_gpu_indices_are_unknown_is_hit_only_when_what_is_known_says_so() -> None:
+    # Two pods share n1's 8 GPUs, indices unknown: a (2 GPUs) and b (4 GPUs).
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", "svc", "c1")
+    everywhere = frozenset(("c1", "n1", i) for i in range(8))
+    info = WorkloadInfo(svc, (everywhere, everywhere), sizes=(2, 4), unit_pods=(("a",), ("b",)))
+    one = frozenset({("c1", "n1", 0)})
+    assert units_hit(info, one) == []  # GPU 0 may be idle
+    assert units_hit(info, one, {("c1", "n1", 0): ("ns", "a")}) == [0]  # the alert names pod a
+    assert units_hit(info, frozenset(list(everywhere)[:5])) == [1]  # 5 lost: b's 4 cannot all be clear
+    assert units_hit(info, everywhere) == [0, 1]  # the node
+    assert info.held == 6 and gpus_lost(info, [0, 1], everywhere) == 6

@@ -604,3 +604,47 @@ def test_a_failed_reassessment_is_retried_at_the_next_refresh(
     scene.clock.advance(300)
     scene.engine.replace_inventory(scene.reader.read())
     assert scene.engine.store.get(scene.incident_id).priority is not Priority.P1
+
+
+def shared_nodes(api: FakeApi) -> None:
+    """The probe's cluster: gpu-a1 runs two llama replicas (2 GPUs each) and pretrain-0 (4 GPUs); gpu-a2 and
+    gpu-b1 a llama replica each; gpu-b2 runs pretrain-1 alone on 4 of its 8 GPUs. No GPU assignments."""
+    api.objects["nodes"] = [node(n) for n in ("gpu-a1", "gpu-a2", "gpu-b1", "gpu-b2")]
+    rs, labels = ("ReplicaSet", "llama-7d9f8"), {"app": "llama", "pod-template-hash": "7d9f8"}
+    api.objects["pods"] = [
+        pod("inference", f"llama-7d9f8-{x}", on, 2, rs, labels)
+        for x, on in [("aaaaa", "gpu-a1"), ("bbbbb", "gpu-a1"), ("ccccc", "gpu-a2"), ("ddddd", "gpu-b1")]
+    ]
+    api.objects["pods"] += [
+        pod("training", "pretrain-0-x", "gpu-a1", 4, ("Job", "pretrain")),
+        pod("training", "pretrain-1-y", "gpu-b2", 4, ("Job", "pretrain")),
+    ]
+
+
+def xid(node_name: str, gpu: int, **labels: str) -> Alert:
+    return Alert({"alertname": "GpuXidError", "node": node_name, "gpu": str(gpu), "xid": "79", **labels})
+
+
+def test_the_pod_an_alert_names_is_the_only_one_its_gpu_takes_where_indices_are_unknown(sql: Engine) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=inventory(api).read())
+    engine.ingest([xid("gpu-a1", 0, namespace="inference", pod="llama-7d9f8-aaaaa")])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.title.endswith(": 1 node, 1 GPU, inference service llama 25% of replicas lost")  # no pretrain
+    assert row.priority == "P1"
+
+
+def test_a_fault_on_a_gpu_a_pod_may_not_hold_does_not_stop_it_unless_its_node_is_lost(sql: Engine) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    reader = inventory(api)
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=reader.read())
+    # pretrain-1 holds 4 of gpu-b2's 8 GPUs, which ones unknown; the alert names no pod (dcgm-exporter gives
+    # an idle GPU none): GPU 5 may be idle.
+    engine.ingest([xid("gpu-b2", 5)])
+    ((row, _),) = engine.store.list_rows(None)
+    assert "pretrain" not in row.title and row.priority == "P2"
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "gpu-b2"})])  # the whole node: it surely is
+    (row,) = [r for r, _ in engine.store.list_rows(None) if r.state != "resolved"]
+    assert "training job pretrain stopped" in row.title
