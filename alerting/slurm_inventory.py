@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -170,6 +170,7 @@ class _Job:
     job_id: str
     info: WorkloadInfo
     state: str
+    guessed: bool = False  # placed by its TRES: Slurm gave no GPU index for some node
 
 
 def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
@@ -189,27 +190,75 @@ def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
     )
 
 
-def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
+def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = None) -> list[_Job]:
     """Every job ``squeue --json`` lists, with the GPUs it holds (none for a job that ended, is pending, or
-    holds no GPU)."""
+    holds no GPU). A running job whose ``gres_detail`` gives a node no GPU index (Slurm 22.05 after a GRES
+    change: ``[]``, or ``gpu:a100:0(IDX:)``) holds there what its TRES say, on GPUs unknown among the
+    node's (``node_gpus``: GPUs per node)."""
     if "jobs" not in squeue:
         raise SourceError("squeue --json: no 'jobs' field", source="slurm")
     out = []
     for job in squeue["jobs"]:
         nodes = _allocated_nodes(job)
         details = job.get("gres_detail") or []
-        gpus: list[GpuKey] = []
-        for node, detail in zip(nodes, details, strict=False):
-            gpus.extend(("", node, index) for index in gpu_indices(detail))  # in_cluster stamps the cluster
+        indices = {node: gpu_indices(detail) for node, detail in zip(nodes, details, strict=False)}
+        # in_cluster stamps the cluster
+        units = [frozenset({("", node, i)}) for node in nodes for i in indices.get(node, ())]
+        sizes = [1] * len(units)
+        state = _job_state(job)
+        unknown = [node for node in nodes if not indices.get(node)]
+        guessed = False
+        if unknown and state in _RUNNING:
+            known = sum(len(v) for v in indices.values())
+            for node, count in _tres_gpus(job, unknown, known).items():
+                total = max(count, (node_gpus or {}).get(node, count))
+                units.append(frozenset(("", node, i) for i in range(total)))
+                sizes.append(count)
+                guessed = True
         job_id = str(job.get("job_id", ""))
         name = str(job.get("name") or "job")
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
-        units = tuple(frozenset({gpu}) for gpu in gpus)
-        state = _job_state(job)
         partitions = tuple(p for p in str(job.get("partition") or "").split(",") if p)
-        info = WorkloadInfo(ref, units, aliases=(job_id, name), state=state.lower(), partitions=partitions)
-        out.append(_Job(job_id, info, state))
+        exact = all(size >= len(unit) for size, unit in zip(sizes, units, strict=True))
+        info = WorkloadInfo(
+            ref,
+            tuple(units),
+            aliases=(job_id, name),
+            state=state.lower(),
+            partitions=partitions,
+            sizes=() if exact else tuple(sizes),
+        )
+        out.append(_Job(job_id, info, state, guessed=guessed))
     return out
+
+
+_TRES_GPU = re.compile(r"^gres[:/]gpu(?::[^:=]+)?[:=](\d+)$")
+_ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
+
+
+def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:
+    """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
+    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``) less the ``known`` GPUs of its other
+    nodes, shared out evenly."""
+    per_node = _tres_count(str(job.get("tres_per_node") or ""))
+    if per_node:
+        return dict.fromkeys(nodes, per_node)
+    alloc = _ALLOC_GPU.search(str(job.get("tres_alloc_str") or ""))
+    total = int(alloc.group(1)) if alloc else _tres_count(str(job.get("tres_per_job") or ""))
+    left = max(0, total - known)
+    share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
+    counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
+    return {node: count for node, count in counts.items() if count}
+
+
+def _tres_count(text: str) -> int:
+    """GPUs in a TRES list: ``gres:gpu:4``, ``gres:gpu:h100:1``, ``gres:gpu:a100:2,gres:gpu:h100:1``."""
+    total = 0
+    for item in text.split(","):
+        match = _TRES_GPU.match(item.strip())
+        if match:
+            total += int(match.group(1))
+    return total
 
 
 def parse_nodes(
@@ -218,9 +267,15 @@ def parse_nodes(
     """The nodes of ``sinfo --json`` with the GPUs free on each: those no running job holds, on a node that
     takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there)."""
     held: dict[str, set[int]] = {}
+    counted: dict[str, int] = {}  # GPUs held where their indices are unknown
     for info in running:
-        for _, node, index in info.gpus:
-            held.setdefault(node, set()).add(index)
+        for i, unit in enumerate(info.units):
+            if info.size(i) < len(unit):
+                node = next(iter(unit))[1]
+                counted[node] = counted.get(node, 0) + info.size(i)
+                continue
+            for _, node, index in unit:
+                held.setdefault(node, set()).add(index)
     nodes = []
     for node in sinfo["nodes"]:
         count = gpu_count(str(node.get("gres", "")))
@@ -231,6 +286,7 @@ def parse_nodes(
         usable = _usable(state)
         open_now = usable and "allocated" not in state.split("+")
         idle = frozenset(range(count)) - held.get(name, set()) if open_now else frozenset()
+        free = max(0, len(idle) - counted.get(name, 0))
         partitions = tuple(str(p) for p in node.get("partitions") or ())
         rack = racks.get(name, UNKNOWN)
         nodes.append(
@@ -241,7 +297,7 @@ def parse_nodes(
                 count,
                 state=state,
                 usable=usable,
-                free=len(idle),
+                free=free,
                 idle=idle,
                 partitions=partitions,
             )
@@ -270,6 +326,7 @@ class SlurmInventory:
         self._keep = keep_ended_seconds
         self._running: dict[str, WorkloadInfo] = {}  # job id -> placement, as last read running
         self._kept: dict[str, tuple[float, WorkloadInfo]] = {}  # stopped abnormally: since when, placement
+        self._guessed: set[str] = set()  # jobs placed by their TRES, warned of once
 
     def read(self) -> StaticInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
@@ -280,7 +337,8 @@ class SlurmInventory:
             raise SourceError(
                 "sinfo --json: no 'nodes' field (a Slurm release this reader does not know)", source="slurm"
             )
-        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]))
+        node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
+        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]), node_gpus)
         now = self._clock.time()
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
@@ -290,6 +348,7 @@ class SlurmInventory:
             elif job.job_id in self._running and job.state not in _FINISHED:
                 # NODE_FAIL, FAILED, requeued (PENDING)
                 self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
+        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running])
         listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
             if job_id not in listed:
@@ -308,6 +367,18 @@ class SlurmInventory:
         workloads = [*running.values(), *kept]
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _warn_guessed(self, jobs: Sequence[_Job]) -> None:
+        """Say once per job that it runs without GPU indices (while it does)."""
+        for job in jobs:
+            if job.job_id not in self._guessed:
+                logger.warning(
+                    "slurm inventory: job %s runs without GPU indices in squeue's gres_detail (after a"
+                    " GRES change?); placed by its TRES on %d GPUs",
+                    job.info.ref.name,
+                    job.info.held,
+                )
+        self._guessed = {job.job_id for job in jobs}
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

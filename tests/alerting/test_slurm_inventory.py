@@ -20,7 +20,7 @@ from alerting.topology import UNKNOWN
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.model import WorkloadKind
-from tests.alerting.slurm_recorded import RecordedSlurm
+from tests.alerting.slurm_recorded import RECORDED, RecordedSlurm
 
 
 @pytest.mark.parametrize(
@@ -236,14 +236,15 @@ def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
     assert (nodes["node-04"].state, nodes["node-04"].usable) == ("idle+maintenance+reserved", False)
     assert (nodes["node-03"].state, nodes["node-03"].usable) == ("idle+reserved", False)
     assert (nodes["node-01"].state, nodes["node-01"].usable) == ("mixed", True)
-    # node-05's 4; not node-03's and node-04's 8, nor node-02's 2 (ALLOCATED: no CPU left for a job)
-    assert inventory.spare == {"cap": 4}
+    # node-05's 2 (the het job holds 2); not node-03's and node-04's 8, nor node-02's 2 (ALLOCATED: no CPU
+    # left for a job)
+    assert inventory.spare == {"cap": 2}
     assert [(n.name, n.free, n.partitions) for n in inventory.node_list] == [
         ("node-01", 0, ("gpu",)),
         ("node-02", 0, ("gpu",)),
         ("node-03", 0, ("gpu",)),
         ("node-04", 0, ("gpu",)),
-        ("node-05", 4, ("other",)),
+        ("node-05", 2, ("other",)),
     ]
     # topology/tree with node-05 in no switch: Slurm refuses every job for it ("switches lack access").
     alone = SlurmInventory(FakeClock(), RecordedSlurm("A", "topology-no-switch.txt")).read()
@@ -253,3 +254,32 @@ def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
     plain = RecordedSlurm("A")
     plain.topology = "empty.txt"
     assert all(n.usable for n in SlurmInventory(FakeClock(), plain).read().node_list)
+
+
+def test_a_running_job_without_gpu_indices_is_placed_by_its_tres_not_taken_for_gone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The probe's llm after a GRES change: RUNNING, gres_detail [] (here: the recorded job with it emptied).
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    reader.read()
+    squeue = json.loads((RECORDED / "squeue-D-running.json").read_text())
+    for job in squeue["jobs"]:
+        if job["name"] == "llm":
+            job["gres_detail"] = []  # tres_per_node: gres:gpu:4
+
+    def emptied(argv: Sequence[str]) -> str:
+        return json.dumps(squeue) if argv[0] == "squeue" else slurm(argv)
+
+    reader._run = emptied
+    for _ in range(3):
+        clock.advance(60)
+        inventory = reader.read()
+        (llm,) = inventory.workload_list
+        assert (llm.ref.name, llm.state, llm.kept, llm.held) == ("llm (14)", "running", 0, 8)
+        assert inventory.node("node-02") is not None and inventory.node("node-02").free == 0  # type: ignore[union-attr]
+    assert len([r for r in caplog.records if "without GPU indices" in r.getMessage()]) == 1
+    # Slurm 22.05 also wrote `gpu:a100:0(IDX:)` for a het job component after a GRES reconfigure.
+    het = SlurmInventory(FakeClock(), RecordedSlurm("B")).read()
+    (part,) = [w for w in het.workload_list if w.ref.name == "hetjob (8)"]
+    assert part.held == 2 and part.gpus == {("cap", "node-05", i) for i in range(4)}
