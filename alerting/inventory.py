@@ -64,6 +64,7 @@ class WorkloadInfo:
     # which). Empty: every unit holds all its keys.
     sizes: tuple[int, ...] = ()
     unit_pods: tuple[tuple[str, ...], ...] = ()  # per unit, its pods (empty: not known per unit)
+    group: str = ""  # a name it answers to with others, all of them together (a Slurm array job's id)
     # How many of its units stopped abnormally (a node failure, a crash) and are kept a while with the GPUs
     # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
     # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).
@@ -120,6 +121,11 @@ class Inventory(Protocol):
         """The workload of this ref as listed (the first, should two sources list it), or None."""
         ...
 
+    def find_group(self, kind: WorkloadKind, name: str, cluster: str = "") -> list[WorkloadRef]:
+        """The workloads that answer to ``name`` together (the tasks of a Slurm array job), in ``cluster``
+        (or of no known cluster) unless it is empty; empty when none does."""
+        ...
+
     def find_workload(
         self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
     ) -> WorkloadRef | None:
@@ -152,6 +158,7 @@ class StaticInventory:
         self._on_gpu: dict[GpuKey, list[int]] = {}
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
         self._infos: dict[WorkloadRef, WorkloadInfo] = {}
+        self._groups: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
@@ -162,6 +169,8 @@ class StaticInventory:
                 self._aliases.setdefault((w.ref.kind, alias), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
             self._infos.setdefault(w.ref, w)
+            if w.group:
+                self._groups.setdefault((w.ref.kind, w.group), []).append(w.ref)
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)
 
@@ -209,6 +218,14 @@ class StaticInventory:
     def workload(self, ref: WorkloadRef) -> WorkloadInfo | None:
         """The workload of this ref as listed first, or None."""
         return self._infos.get(ref)
+
+    def find_group(self, kind: WorkloadKind, name: str, cluster: str = "") -> list[WorkloadRef]:
+        """The workloads of group ``name``: in ``cluster`` or of no known cluster; without a cluster, only
+        when they are all of one cluster."""
+        refs = self._groups.get((kind, name), [])
+        if not cluster:
+            return list(refs) if len({r.cluster for r in refs if r.cluster}) <= 1 else []
+        return [r for r in refs if r.cluster in (cluster, "")]
 
     def find_workload(
         self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""

@@ -215,20 +215,68 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
                 units.append(frozenset(("", node, i) for i in range(total)))
                 sizes.append(count)
                 guessed = True
-        job_id = str(job.get("job_id", ""))
+        job_id, shown, aliases, group = _names(job)
         name = str(job.get("name") or "job")
-        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
+        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({shown})")
         partitions = tuple(p for p in str(job.get("partition") or "").split(",") if p)
         exact = all(size >= len(unit) for size, unit in zip(sizes, units, strict=True))
         info = WorkloadInfo(
             ref,
             tuple(units),
-            aliases=(job_id, name),
+            aliases=(*aliases, name),
             state=state.lower(),
             partitions=partitions,
             sizes=() if exact else tuple(sizes),
+            group=group,
         )
         out.append(_Job(job_id, info, state, guessed=guessed))
+    return _one_per_het_job(out)
+
+
+def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
+    """A job's key (the het job's id for each of its components), the id users see (``5_0`` for a task of
+    array 5), the ids alerts may name it by (its own job id too, which its cgroup carries), and the group
+    it belongs to (its array's id, which names every task)."""
+    job_id = str(job.get("job_id", ""))
+    het, offset = job.get("het_job_id") or 0, job.get("het_job_offset") or 0
+    if het:
+        return str(het), str(het), tuple(dict.fromkeys((str(het), f"{het}+{offset}", job_id))), ""
+    array, task = job.get("array_job_id") or 0, job.get("array_task_id")
+    if array and isinstance(task, int):
+        shown = f"{array}_{task}"
+        return job_id, shown, (shown, job_id), str(array)
+    return job_id, job_id, (job_id,), ""
+
+
+def _one_per_het_job(jobs: list[_Job]) -> list[_Job]:
+    """The components of a heterogeneous job (one key, ``8+0`` and ``8+1``) as one job: a fault on any
+    stops all of it. Running while one runs, else stopped as the first that did not finish normally."""
+    merged: dict[str, list[_Job]] = {}
+    for job in jobs:
+        merged.setdefault(job.job_id, []).append(job)
+    out = []
+    for parts in merged.values():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        running = [p for p in parts if p.state in _RUNNING]
+        state = (running or [p for p in parts if p.state not in _FINISHED] or parts)[0].state
+        first = parts[0].info
+        units = tuple(u for p in parts for u in p.info.units)
+        exact = all(not p.info.sizes for p in parts)
+        sizes = () if exact else tuple(p.info.size(i) for p in parts for i in range(len(p.info.units)))
+        info = replace(
+            first,
+            units=units,
+            sizes=sizes,
+            # the components' ids, then the name (each lists its name last)
+            aliases=tuple(
+                dict.fromkeys([*(a for p in parts for a in p.info.aliases[:-1]), first.aliases[-1]])
+            ),
+            partitions=tuple(dict.fromkeys(x for p in parts for x in p.info.partitions)),
+            state=state.lower(),
+        )
+        out.append(_Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts)))
     return out
 
 

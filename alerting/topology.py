@@ -71,7 +71,10 @@ def _workloads(
     namespace = labels.get("namespace", "") or "default"
 
     def known(kind: WorkloadKind, name: str, namespace: str = "") -> bool:
-        return inventory is not None and inventory.find_workload(kind, name, namespace, lookup) is not None
+        return inventory is not None and (
+            inventory.find_workload(kind, name, namespace, lookup) is not None
+            or (kind is WorkloadKind.TRAINING_JOB and bool(inventory.find_group(kind, name, lookup)))
+        )
 
     found: set[WorkloadRef] = set()
     for name in ("slurm_job", "training_job"):
@@ -112,8 +115,18 @@ def _workloads(
     elif pod:
         found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
     if inventory is not None:
-        found = {inventory.find_workload(w.kind, w.name, w.namespace, lookup) or w for w in found}
+        found = {ref for w in found for ref in _known(inventory, w, lookup)}
     return found
+
+
+def _known(inventory: Inventory, ref: WorkloadRef, lookup: str) -> list[WorkloadRef]:
+    """The inventory's workloads for a name an alert gives: a Slurm array's id names all its tasks; else the
+    one it knows by that name, else the name as the alert gives it."""
+    if ref.kind is WorkloadKind.TRAINING_JOB:
+        group = inventory.find_group(ref.kind, ref.name, lookup)
+        if group:
+            return group
+    return [inventory.find_workload(ref.kind, ref.name, ref.namespace, lookup) or ref]
 
 
 def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:

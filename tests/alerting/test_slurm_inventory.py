@@ -16,10 +16,10 @@ from alerting.slurm_inventory import (
     parse_cluster_name,
     parse_topology,
 )
-from alerting.topology import UNKNOWN
+from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from gpuwarden.model import WorkloadKind
+from gpuwarden.model import FaultKind, WorkloadKind
 from tests.alerting.slurm_recorded import RECORDED, RecordedSlurm
 
 
@@ -201,7 +201,7 @@ def test_jobs_that_ended_normally_are_not_kept_though_squeue_lists_them_without_
     slurm, clock = RecordedSlurm("B"), FakeClock()
     reader = SlurmInventory(clock, slurm, keep_ended_seconds=3600)
     running = names(reader.read())
-    assert {"slow (12)", "arr (10)", "arr (11)"} <= set(running)
+    assert {"slow (12)", "arr (5_0)", "arr (5_1)"} <= set(running)
     slurm.capture = "C"  # slow TIMEOUT, the array CANCELLED
     clock.advance(60)
     after = names(reader.read())
@@ -281,5 +281,22 @@ def test_a_running_job_without_gpu_indices_is_placed_by_its_tres_not_taken_for_g
     assert len([r for r in caplog.records if "without GPU indices" in r.getMessage()]) == 1
     # Slurm 22.05 also wrote `gpu:a100:0(IDX:)` for a het job component after a GRES reconfigure.
     het = SlurmInventory(FakeClock(), RecordedSlurm("B")).read()
-    (part,) = [w for w in het.workload_list if w.ref.name == "hetjob (8)"]
-    assert part.held == 2 and part.gpus == {("cap", "node-05", i) for i in range(4)}
+    (job,) = [w for w in het.workload_list if w.ref.name == "hetjob (8)"]
+    assert job.held == 3  # 2 of node-05's 4 (8+0), and node-02's GPU 1 (8+1)
+    assert job.gpus == {("cap", "node-05", i) for i in range(4)} | {("cap", "node-02", 1)}
+
+
+def test_a_het_job_is_one_workload_and_array_tasks_are_named_as_squeue_shows_them() -> None:
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("B")).read()
+    by_name = {w.ref.name: w for w in inventory.workload_list}
+    het = by_name["hetjob (8)"]  # 8+0 on node-05, 8+1 (job id 9) on node-02: a fault on either stops it
+    assert het.aliases == ("8", "8+0", "8+1", "9", "hetjob") and het.partitions == ("other", "gpu")
+    for alias in ("8", "8+1", "9"):
+        assert inventory.find_workload(WorkloadKind.TRAINING_JOB, alias) == het.ref
+    task = by_name["arr (5_0)"]  # job id 10
+    assert task.aliases == ("5_0", "10", "arr") and task.group == "5"
+    # slurm_job="5", the array as users see it, names every task of it
+    located = locate({"alertname": "TrainingJobStalled", "slurm_job": "5"}, FaultKind.JOB_STALLED, inventory)
+    assert {w.name for w in located.workloads} == {"arr (5_0)", "arr (5_1)"}
+    located = locate({"alertname": "TrainingJobStalled", "slurm_job": "11"}, FaultKind.JOB_STALLED, inventory)
+    assert {w.name for w in located.workloads} == {"arr (5_1)"}
