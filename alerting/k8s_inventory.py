@@ -32,8 +32,10 @@ node controller evicts them; an incident the node's failure opened must still kn
 they are gone. So a pod that disappears, fails or is Unknown while its node is not Ready (or that failed
 with a node reason: NodeLost, Shutdown, Terminated) stays a unit of its workload ``keep_ended_seconds``
 with the GPUs it held, but only while the workload has fewer units than before the loss: once its
-replacement runs, the service is whole again. A pod that ends on a healthy node (a rollout, a scale-down,
-its own failure) is not kept; an alert about a GPU fault it died of names the pod in its own labels.
+replacement runs, the service is whole again. So does a pod that fails (phase Failed) on a healthy node:
+a training worker killed by an XID is exactly that, and the incident of the XID must still say it stopped
+the job (a pod first seen failed, after a restart, only when its status says it failed within the while).
+A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -45,6 +47,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
@@ -197,6 +200,9 @@ class _Pod:
     aliases: tuple[str, ...]
     running: bool = True  # False: bound, but Pending (pulling its image, say): not serving yet
     gpus: frozenset[GpuKey] = frozenset()
+    # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
+    failed_at: float | None = None
+    failed_here: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -298,6 +304,13 @@ class KubernetesInventory:
         for pod in [*lost, *seen.ended]:
             if pod.key in self._kept or pod.key in self._expired:
                 continue
+            since = now
+            if pod.failed_here and pod.key not in self._placed:
+                # Failed before this reader saw it run (a serve restart; a failure a day old, still listed):
+                # kept only within its while of when it failed, when the status says.
+                if pod.failed_at is None or now - pod.failed_at > self._keep:
+                    continue
+                since = pod.failed_at
             if pod.workload in self._units:
                 before = self._units[pod.workload]
             else:  # first seen ended (a restart): it served beside the units serving now
@@ -305,7 +318,7 @@ class KubernetesInventory:
             if not pod.gpus:  # never seen placed: its node's GPUs
                 info = nodes.get(pod.node)
                 pod.gpus = frozenset(("", pod.node, i) for i in range(info.gpu_count if info else 0))
-            self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
+            self._kept[pod.key] = _Kept(since, self._placed.get(pod.key, pod), before)
         self._placed = placed
         listed = set(placed) | {p.key for p in seen.ended}
         expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
@@ -353,7 +366,10 @@ class KubernetesInventory:
             if phase in _ENDED_PHASES or (meta.get("deletionTimestamp") and phase in _PLACED_PHASES):
                 if node_lost or status.get("reason") in _NODE_REASONS:
                     out.ended.append(found)
-                continue  # ended or going away on a healthy node: its GPUs are free, or soon
+                elif phase == "Failed":  # its own failure: an XID it died of, say (not Succeeded)
+                    found.failed_here, found.failed_at = True, _finished_at(status)
+                    out.ended.append(found)
+                continue  # else ended or going away on a healthy node (a rollout): its GPUs are free, or soon
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
                 out.pods.append(found)
@@ -388,6 +404,19 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
+
+
+def _finished_at(status: Mapping[str, Any]) -> float | None:
+    """When the last of a pod's containers terminated (``state.terminated.finishedAt``), if it says."""
+    times = []
+    for container in status.get("containerStatuses") or []:
+        finished = ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if finished:
+            try:
+                times.append(datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                continue
+    return max(times) if times else None
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:

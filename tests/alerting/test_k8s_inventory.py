@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -308,18 +309,38 @@ def test_a_pod_lost_with_its_node_stays_placed_until_it_is_replaced_or_a_while_p
     assert len(info.units) == 3
 
 
-def test_pods_ending_on_a_healthy_node_are_not_kept() -> None:
+def test_pods_ending_on_a_healthy_node_are_not_kept_unless_they_failed() -> None:
     api = FakeApi()
     serving_cluster(api)
     reader = inventory(api)
     reader.read()
     pods = api.objects["pods"]
-    pods[0]["status"]["phase"] = "Failed"  # its own failure, g1 Ready: not kept
+    pods[0]["status"]["phase"] = "Failed"  # its own failure on Ready g1 (an XID it died of): kept
+    pods[1]["status"]["phase"] = "Succeeded"  # it ended as meant: gone
     pods[2]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"  # terminating on g3 (a rollout)
     pods[3]["status"] |= {"phase": "Failed", "reason": "NodeLost"}  # failed for its node's sake: kept
+    [info] = reader.read().workloads()
+    assert {n for _, n, _ in info.gpus} == {"g1", "g4"} and info.kept == 2
     del pods[1]  # deleted from a healthy node (a scale-down): gone
     [info] = reader.read().workloads()
-    assert {n for _, n, _ in info.gpus} == {"g4"}
+    assert {n for _, n, _ in info.gpus} == {"g1", "g4"}
+
+
+def test_a_pod_first_seen_failed_is_kept_only_when_it_failed_within_the_while() -> None:
+    api, clock = FakeApi(), FakeClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp())
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    done = {"containerStatuses": [{"state": {"terminated": {"finishedAt": "2026-11-29T11:50:00Z"}}}]}
+    old = {"containerStatuses": [{"state": {"terminated": {"finishedAt": "2026-11-28T09:00:00Z"}}}]}
+    api.objects["pods"] = [
+        pod("t", "recent-0", "g1", 8, ("Job", "recent"), phase="Failed"),
+        pod("t", "stale-0", "g2", 8, ("Job", "stale"), phase="Failed"),
+    ]
+    api.objects["pods"][0]["status"] |= done
+    api.objects["pods"][1]["status"] |= old
+    read = inventory(api, clock, keep_ended_seconds=3600).read()  # a serve that just started
+    assert [(w.ref.name, w.state, w.kept) for w in read.workload_list] == [("recent", "stopped", 1)]
+    clock.advance(3001)  # an hour after it failed
+    assert inventory(api, clock, keep_ended_seconds=3600).read().workload_list == []
 
 
 def test_a_pending_replacement_does_not_make_the_service_whole_and_an_expired_loss_stays_gone() -> None:
@@ -648,3 +669,21 @@ def test_a_fault_on_a_gpu_a_pod_may_not_hold_does_not_stop_it_unless_its_node_is
     engine.ingest([Alert({"alertname": "NodeDown", "node": "gpu-b2"})])  # the whole node: it surely is
     (row,) = [r for r, _ in engine.store.list_rows(None) if r.state != "resolved"]
     assert "training job pretrain stopped" in row.title
+
+
+def test_a_training_pod_that_fails_of_the_fault_keeps_its_job_in_the_incident(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    shared_nodes(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([xid("gpu-a1", 0, namespace="training", pod="pretrain-0-x")])
+    ((row, _),) = engine.store.list_rows(None)
+    assert "training job pretrain stopped" in row.title
+    priority = row.priority
+    pretrain = next(p for p in api.objects["pods"] if p["metadata"]["name"] == "pretrain-0-x")
+    pretrain["status"] = {"phase": "Failed", "reason": "Error"}  # the XID killed it; gpu-a1 stays Ready
+    for _ in range(2):
+        clock.advance(301)
+        engine.replace_inventory(reader.read())
+    incident = engine.store.get(row.id)
+    assert "training job pretrain stopped" in incident.title and incident.priority.value == priority
