@@ -127,10 +127,17 @@ class Inventory(Protocol):
         ...
 
     def find_workload(
-        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+        self,
+        kind: WorkloadKind,
+        name: str,
+        namespace: str = "",
+        cluster: str = "",
+        *,
+        one_namespace: bool = False,
     ) -> WorkloadRef | None:
         """The known workload of this kind and name (in ``namespace`` and ``cluster`` unless they are empty),
-        or None; for ``POD``, also the workload that runs a pod of that name."""
+        or None; for ``POD``, also the workload that runs a pod of that name. ``one_namespace``: with no
+        namespace given, None when workloads of that name are in two namespaces."""
         ...
 
 
@@ -228,15 +235,26 @@ class StaticInventory:
         return [r for r in refs if r.cluster in (cluster, "")]
 
     def find_workload(
-        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+        self,
+        kind: WorkloadKind,
+        name: str,
+        namespace: str = "",
+        cluster: str = "",
+        *,
+        one_namespace: bool = False,
     ) -> WorkloadRef | None:
-        """The workload of this kind and name (in ``namespace`` unless it is empty: then the first listed),
-        else the one workload that answers to it as an alias (an alias several carry names none of them).
+        """The workload of this kind and name (in ``namespace`` unless it is empty: then the first listed, or
+        with ``one_namespace`` none when two namespaces have one), else the one workload that answers to it
+        as an alias (an alias several carry names none of them).
 
         Clusters: with ``cluster`` given, a workload of that cluster first, else one of no known cluster;
         without it, a name that workloads of two clusters share names none of them (which one, it cannot
         say)."""
         named = [r for r in self._named.get((kind, name), ()) if namespace in ("", r.namespace)]
+        if one_namespace and not namespace:
+            named = [r for r in named if cluster in ("", r.cluster) or not r.cluster]
+            if len({r.namespace for r in named}) > 1:
+                return None
         found = _in_cluster(named, cluster)
         if found is not None or (named and not cluster):  # found, or a name two clusters share
             return found

@@ -70,6 +70,14 @@ def _workloads(
     made from the labels in the alert's ``cluster``."""
     namespace = labels.get("namespace", "") or "default"
 
+    def service_namespace(name: str) -> str:
+        """The alert's namespace; without one, that of the one namespace whose service of this name the
+        inventory knows (an SLO rule that keeps only `service`), else ``default``."""
+        if labels.get("namespace") or inventory is None:
+            return namespace
+        ref = inventory.find_workload(WorkloadKind.INFERENCE_SERVICE, name, "", lookup, one_namespace=True)
+        return ref.namespace if ref is not None and ref.namespace else namespace
+
     def known(kind: WorkloadKind, name: str, namespace: str = "") -> bool:
         return inventory is not None and (
             inventory.find_workload(kind, name, namespace, lookup) is not None
@@ -91,7 +99,7 @@ def _workloads(
         and labels.get("service") == labels.get("job")
         and kind is not FaultKind.SERVICE_DEGRADED
         and any(labels.get(k) for k in ("pod", "exported_pod", "node"))
-        and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], namespace)
+        and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], service_namespace(labels["service"]))
     ):
         labels = {k: v for k, v in labels.items() if k != "service"}
     # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
@@ -106,12 +114,12 @@ def _workloads(
     if (
         service
         and pod
-        and not known(WorkloadKind.INFERENCE_SERVICE, service, namespace)
+        and not known(WorkloadKind.INFERENCE_SERVICE, service, service_namespace(service))
         and known(WorkloadKind.POD, pod, pod_namespace)
     ):
         service = ""
     if service:
-        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, service, cluster))
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, service_namespace(service), service, cluster))
     elif pod:
         found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
     if inventory is not None:

@@ -687,3 +687,27 @@ def test_a_training_pod_that_fails_of_the_fault_keeps_its_job_in_the_incident(sq
         engine.replace_inventory(reader.read())
     incident = engine.store.get(row.id)
     assert "training job pretrain stopped" in incident.title and incident.priority.value == priority
+
+
+def test_a_service_label_without_namespace_names_the_one_service_of_that_name() -> None:
+    api = FakeApi()
+    shared_nodes(api)  # llama in namespace inference
+    api.objects["pods"] += [
+        pod("inference", "vllm-0", "gpu-a2", 4, ("StatefulSet", "vllm")),
+        pod(
+            "staging",
+            "llama-55c4b-z",
+            "gpu-b1",
+            2,
+            ("ReplicaSet", "llama-55c4b"),
+            {"pod-template-hash": "55c4b"},
+        ),
+    ]
+    read = inventory(api).read()
+    rate = {"alertname": "VllmHighErrorRate", "cluster": "k1", "service": "vllm", "error_ratio": "0.3"}
+    located = locate(rate, classify(rate), read)
+    assert located.workloads == {WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "vllm", "k1")}
+    # llama runs in two namespaces: which one the alert means is not known; it stays default/llama
+    down = {"alertname": "InferenceServiceDown", "cluster": "k1", "service": "llama"}
+    located = locate(down, classify(down), read)
+    assert located.workloads == {WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "default", "llama", "k1")}
