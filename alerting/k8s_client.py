@@ -4,6 +4,7 @@ errors as ``SourceError`` that say what to do."""
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
@@ -22,27 +23,43 @@ def _api_message(exc: Any) -> str:
 
 
 def api_lister(
-    api_client: Any, timeout_seconds: float = 10.0, calls: Mapping[str, Callable[..., Any]] | None = None
+    api_client: Any,
+    timeout_seconds: float = 10.0,
+    calls: Mapping[str, Callable[..., Any]] | None = None,
+    now: Callable[[], float] = time.monotonic,
 ) -> Lister:
     """A ``Lister`` over ``kubernetes.client``: raw JSON pages (the client's model objects cost ~10x the
     time for large lists), errors as ``SourceError`` (a 429, 5xx or expired ``continue`` is retryable).
-    ``calls`` replaces the client's list functions (tests)."""
+
+    ``timeout_seconds`` bounds a whole list, every page of it: each request gets what is left, and a list
+    still going when it is up fails (retryable). A client left with urllib3's default retries is given
+    bounded ones (``bound_retries``), else one API that accepts connections and never answers took four
+    times the timeout. ``calls`` replaces the client's list functions, ``now`` the clock (tests)."""
     from kubernetes import client  # noqa: PLC0415 - only serve with a Kubernetes inventory needs it
     from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
     from urllib3.exceptions import HTTPError  # noqa: PLC0415
 
     if calls is None:
+        bound_retries(api_client)
         core = client.CoreV1Api(api_client)
         calls = {"nodes": core.list_node, "pods": core.list_pod_for_all_namespaces}
     selectors = {"pods": "spec.nodeName!="}  # bound pods only; Pending ones hold no GPU yet
 
     def list_all(resource: str) -> Iterator[dict[str, Any]]:
         token: str | None = None
+        deadline = now() + timeout_seconds
         while True:
+            left = deadline - now()
+            if left <= 0:
+                raise SourceError(
+                    f"list {resource}: not done within request_timeout_seconds ({timeout_seconds:g} s)",
+                    source="kubernetes",
+                    retryable=True,
+                )
             kwargs: dict[str, Any] = {
                 "limit": PAGE,
                 "_preload_content": False,
-                "_request_timeout": timeout_seconds,
+                "_request_timeout": left,
             }
             if resource in selectors:
                 kwargs["field_selector"] = selectors[resource]
@@ -65,6 +82,25 @@ def api_lister(
                 return
 
     return list_all
+
+
+def bound_retries(api_client: Any) -> None:
+    """Give a client that kept urllib3's default retries (three more tries after a timeout or a broken
+    connection, each taking the whole timeout again) bounded ones: none after a timeout or a connection
+    error (the next refresh tries again), and a 429 or 503 with ``Retry-After`` retried twice, waiting at
+    most a second each (then the 429 itself is the error). A client configured with its own retries is
+    left as it is."""
+    from urllib3.util.retry import Retry  # noqa: PLC0415
+
+    configuration = getattr(api_client, "configuration", None)
+    manager = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+    if configuration is None or manager is None or configuration.retries is not None:
+        return
+    retries = Retry(
+        total=2, connect=0, read=0, redirect=0, other=0, status=2, raise_on_status=False, retry_after_max=1
+    )
+    manager.connection_pool_kw["retries"] = retries
+    manager.clear()  # pools made before this keep the old retries
 
 
 def _api_error(resource: str, exc: Any) -> SourceError:

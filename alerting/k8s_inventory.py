@@ -286,8 +286,8 @@ class KubernetesInventory:
         seen = self._read_api()
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
-        self.ambiguous_pods = _place(seen.pods, nodes, assigned)
-        if self.ambiguous_pods:
+        ambiguous, self.ambiguous_pods = self.ambiguous_pods, _place(seen.pods, nodes, assigned)
+        if self.ambiguous_pods and self.ambiguous_pods != ambiguous:  # said when it changes, not every read
             logger.info(
                 "kubernetes inventory: %d pods share a node and their GPU indices are unknown; a GPU fault"
                 " counts against one only when its alert names the pod (configure gpu_assignment_url)",

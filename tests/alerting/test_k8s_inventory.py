@@ -460,6 +460,34 @@ def test_the_lister_follows_continue_tokens_and_lists_bound_pods_only() -> None:
     assert all(call["_preload_content"] is False for call in seen)
 
 
+def test_request_timeout_seconds_bounds_the_whole_list_not_each_page() -> None:
+    clock = FakeClock(0.0)
+    timeouts: list[float] = []
+
+    def slow_pods(**kwargs: Any) -> _Response:
+        timeouts.append(kwargs["_request_timeout"])
+        clock.advance(3)  # each page takes 3 s of an API that answers slowly
+        return _Response({"items": [{"n": len(timeouts)}], "metadata": {"continue": f"t{len(timeouts)}"}})
+
+    lister = api_lister(None, timeout_seconds=5, calls={"pods": slow_pods}, now=clock.time)
+    with pytest.raises(
+        SourceError, match=r"list pods: not done within request_timeout_seconds \(5 s\)"
+    ) as err:
+        list(lister("pods"))
+    assert timeouts == [5, 2] and err.value.retryable  # each page gets what is left
+
+
+def test_a_client_with_default_retries_gets_bounded_ones() -> None:
+    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+
+    with ApiClient(Configuration()) as default, ApiClient(Configuration()) as chosen:
+        chosen.configuration.retries = False  # the caller said
+        api_lister(default), api_lister(chosen)
+        retries = default.rest_client.pool_manager.connection_pool_kw["retries"]
+        assert (retries.read, retries.connect, retries.status, retries.retry_after_max) == (0, 0, 2, 1)
+        assert "retries" not in chosen.rest_client.pool_manager.connection_pool_kw
+
+
 @pytest.mark.parametrize(
     ("status", "message", "retryable"),
     [
@@ -711,3 +739,18 @@ def test_a_service_label_without_namespace_names_the_one_service_of_that_name() 
     down = {"alertname": "InferenceServiceDown", "cluster": "k1", "service": "llama"}
     located = locate(down, classify(down), read)
     assert located.workloads == {WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "default", "llama", "k1")}
+
+
+def test_pods_of_unknown_gpu_indices_are_logged_when_their_number_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    reader = inventory(api)
+    caplog.set_level("INFO", logger="alerting.k8s_inventory")
+    for _ in range(3):
+        reader.read()
+    api.objects["pods"].pop()  # pretrain-1-y ends
+    reader.read()
+    said = [r.getMessage() for r in caplog.records if "GPU indices are unknown" in r.getMessage()]
+    assert [m.split(" pods")[0] for m in said] == ["kubernetes inventory: 6", "kubernetes inventory: 5"]
