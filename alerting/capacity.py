@@ -17,7 +17,7 @@ four for a job that wants a whole node (fragmentation is not modelled).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
@@ -90,22 +90,22 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
     """Whether every job can start again, each alone and all of them together (they compete for the same free
     GPUs); None when the inventory does not know a job or does not say per node which GPUs are free."""
     needed, own_total = 0, 0
-    scope: dict[tuple[str, str], NodeInfo] = {}
+    clusters: set[str] = set()
+    partitions: set[str] | None = set()  # None: a job that may run anywhere
     for ref in jobs:
         info = inventory.workload(ref)
         if info is None:
             return None
-        nodes = [n for c in _clusters(ref, info) for n in inventory.nodes_in(c)]
-        if not nodes or any(n.free is None for n in nodes):
+        free = _free(inventory, _clusters(ref, info), info.partitions, lost)
+        if free is None:
             return None
-        usable = {(n.cluster, n.name): n for n in nodes if n.usable and _may_use(info.partitions, n)}
-        own = _own_healthy(info, usable, lost)
-        need = info.held
-        if sum(_free_after(n, lost) for n in usable.values()) + own < need:
+        own = _own_healthy(inventory, info, lost)
+        if free + own < info.held:
             return False
-        scope.update(usable)
-        needed, own_total = needed + need, own_total + own
-    return sum(_free_after(n, lost) for n in scope.values()) + own_total >= needed
+        clusters |= _clusters(ref, info)
+        partitions = partitions | set(info.partitions) if partitions is not None and info.partitions else None
+        needed, own_total = needed + info.held, own_total + own
+    return (_free(inventory, clusters, tuple(partitions or ()), lost) or 0) + own_total >= needed
 
 
 def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
@@ -117,26 +117,39 @@ def _may_use(partitions: Collection[str], node: NodeInfo) -> bool:
     return not partitions or not set(partitions).isdisjoint(node.partitions)
 
 
-def _free_after(node: NodeInfo, lost: AbstractSet[GpuKey]) -> int:
-    """The node's free GPUs less those an open incident took (counted against the free ones first where
-    the free GPUs' indices are not known exactly)."""
-    taken = sum(1 for index in node.idle if (node.cluster, node.name, index) in lost)
-    return max(0, (node.free or 0) - taken)
+def _free(
+    inventory: Inventory, clusters: Iterable[str], partitions: Sequence[str], lost: AbstractSet[GpuKey]
+) -> int | None:
+    """Free GPUs of usable nodes of these clusters in one of these partitions (none: any), less those an open
+    incident took (counted against a node's free GPUs first where their indices are not known exactly);
+    None when the inventory does not say per node."""
+    total = 0
+    for cluster in clusters:
+        free = inventory.free_gpus(cluster, partitions)
+        if free is None:
+            return None
+        total += free
+    for cluster, name in {(key[0], key[1]) for key in lost if key[0] in clusters}:
+        node = inventory.node(name, cluster)
+        if node is None or not node.usable or not node.free or not _may_use(partitions, node):
+            continue
+        idle_lost = sum(1 for index in node.idle if (cluster, name, index) in lost)
+        total -= min(node.free, idle_lost)
+    return total
 
 
-def _own_healthy(
-    info: WorkloadInfo, usable: Mapping[tuple[str, str], NodeInfo], lost: AbstractSet[GpuKey]
-) -> int:
+def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> int:
     """The job's GPUs it could start on again that are not already counted free: on a node that takes new
     work, not lost (where its indices are unknown, those it may be on that were lost count against it)."""
     count = 0
     for i, unit in enumerate(info.units):
-        if info.size(i) < len(unit):
-            on_usable = [key for key in unit if (key[0], key[1]) in usable]
-            count += max(0, min(info.size(i), len(on_usable)) - sum(1 for key in on_usable if key in lost))
-            continue
+        usable = []
         for key in unit:
-            node = usable.get((key[0], key[1]))
-            if node is not None and key not in lost and key[2] not in node.idle:
-                count += 1
+            node = inventory.node(key[1], key[0])
+            if node is not None and node.usable:
+                usable.append((key, node))
+        if info.size(i) < len(unit):
+            count += max(0, min(info.size(i), len(usable)) - sum(1 for key, _ in usable if key in lost))
+            continue
+        count += sum(1 for key, node in usable if key not in lost and key[2] not in node.idle)
     return count

@@ -109,6 +109,11 @@ class Inventory(Protocol):
         """Healthy GPUs of the cluster that no workload uses."""
         ...
 
+    def free_gpus(self, cluster: str, partitions: Sequence[str] = ()) -> int | None:
+        """Free GPUs of the cluster's nodes that take new work, in one of these partitions (none: any); None
+        where the source does not say per node (``NodeInfo.free``)."""
+        ...
+
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workloads()`` order."""
         ...
@@ -166,6 +171,7 @@ class StaticInventory:
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
         self._infos: dict[WorkloadRef, WorkloadInfo] = {}
         self._groups: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
+        self._free: dict[tuple[str, frozenset[str]], int | None] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
@@ -212,6 +218,22 @@ class StaticInventory:
     def spare_gpus(self, cluster: str) -> int:
         """Spare GPUs as configured (0 when not given)."""
         return self.spare.get(cluster, 0)
+
+    def free_gpus(self, cluster: str, partitions: Sequence[str] = ()) -> int | None:
+        """Free GPUs of usable nodes in these partitions (none: any), per node as the source said; None when
+        it did not (asked for every stopped job: counted once per cluster and partitions)."""
+        key = (cluster, frozenset(partitions))
+        if key not in self._free:
+            nodes = self._racks.get((cluster, None), [])
+            if not nodes or any(n.free is None for n in nodes):
+                self._free[key] = None
+            else:
+                self._free[key] = sum(
+                    n.free or 0
+                    for n in nodes
+                    if n.usable and (not partitions or not key[1].isdisjoint(n.partitions))
+                )
+        return self._free[key]
 
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workload_list`` order."""
