@@ -335,37 +335,6 @@ def merge_inventories(parts: Sequence[StaticInventory]) -> StaticInventory:
     return StaticInventory(list(nodes.values()), [w for p in parts for w in p.workload_list], spare)
 
 
-def inventory_states(inventory: StaticInventory) -> dict[str, list[dict[str, Any]]]:
-    """What the sources said of each node and workload beyond placement (``inventory_data`` is the file
-    format, which does not carry it): a node's state, whether it takes new work, its free GPUs and
-    partitions; a workload's state, how many of its units are kept after stopping abnormally, and how many
-    GPUs it holds (fewer than its units list where their indices are unknown)."""
-    nodes = [
-        {
-            "cluster": n.cluster,
-            "name": n.name,
-            "state": n.state,
-            "usable": n.usable,
-            "free_gpus": n.free,
-            "partitions": list(n.partitions),
-        }
-        for n in inventory.node_list
-    ]
-    workloads = [
-        {
-            "kind": w.ref.kind.value,
-            "namespace": w.ref.namespace,
-            "name": w.ref.name,
-            "cluster": w.ref.cluster,
-            "state": w.state,
-            "kept_units": w.kept,
-            "gpus_held": w.held,
-        }
-        for w in inventory.workload_list
-    ]
-    return {"node_states": nodes, "workload_states": workloads}
-
-
 def workloads_on(inventory: Inventory, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
     """Workloads with at least one unit on these GPUs."""
     return inventory.workloads_on(gpus)
