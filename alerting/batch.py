@@ -35,9 +35,13 @@ class OpenIncident:
     members: dict[str, Member] = field(default_factory=dict)
     workloads: frozenset[WorkloadRef] = frozenset()
     placed: frozenset[GpuKey] = frozenset()  # GPUs of ``workloads`` per the inventory; set with them
-    # Workloads the incident showed that an inventory knew: one that leaves the inventory later does not
-    # lower the incident's priority (see ``IncidentEngine.replace_inventory``).
-    inventoried: set[WorkloadRef] = field(default_factory=set)
+    # Workloads the incident showed that an inventory listed as stopped abnormally (kept a while after a
+    # node failure or crash): one that leaves the inventory later, its keep window over, does not lower the
+    # incident's priority (see ``InventoryReassessment.replace_inventory``).
+    stopped: set[WorkloadRef] = field(default_factory=set)
+    # Since when inventory refreshes have assessed it less urgent than it is, its alerts not changing: it is
+    # lowered once that held ``priority_settle_seconds`` (see ``IncidentGrouping._waits``).
+    lower_since: datetime | None = None
     # The GPUs its live outages took, as last assessed: other incidents count them in the share of a
     # service they both take replicas from (see ``impact.assess``); empty once nothing fires.
     lost: frozenset[GpuKey] = frozenset()

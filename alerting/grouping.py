@@ -7,14 +7,15 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from alerting.batch import Batch, OpenIncident
+from alerting.capacity import units_hit
 from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title, units_hit
-from alerting.inventory import GpuKey, Inventory
+from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
+from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -95,25 +96,43 @@ class IncidentGrouping:
         """Other open incidents to assess again because ``inc`` took (or gave back) replicas of a service they
         take replicas from too, so that the service's loss across incidents crossed a priority tier (none,
         some, 25%, all): their priority counts it. Only then: reassessing every sharer at every alert made
-        a storm of single-GPU incidents on one service quadratic in Slack edits."""
+        a storm of single-GPU incidents on one service quadratic in Slack edits. And those with a stopped job
+        when ``inc`` took free GPUs of its cluster (``_restart_sharers``)."""
         if self.inventory is None or lost == inc.lost:
             return set()
         changed = lost ^ inc.lost
+        due = self._restart_sharers(inc, changed)
         infos = [
             i for i in self.inventory.workloads_on(changed) if i.ref.kind is WorkloadKind.INFERENCE_SERVICE
         ]
         if not infos:
-            return set()
+            return due
         now = self._lost_by_others(None)
         before = (now - inc.lost) | lost
-        due: set[str] = set()
         for info in infos:
-            if _tier(info.units, before) == _tier(info.units, now):
+            if _tier(info, before) == _tier(info, now):
                 continue
             due |= {
                 o.id for o in self._open.values() if o.id != inc.id and o.lost and info.ref in o.workloads
             }
         return due
+
+    def _restart_sharers(self, inc: OpenIncident, changed: frozenset[GpuKey]) -> set[str]:
+        """Other open incidents with a training job in a cluster where ``inc`` took (or gave back) free GPUs:
+        whether their jobs can start again depends on those (see ``capacity``)."""
+        assert self.inventory is not None
+        clusters = set()
+        for key in changed:
+            node = self.inventory.node(key[1], key[0])
+            if node is not None and key[2] in node.idle:
+                clusters.add(key[0])
+        return {
+            o.id
+            for o in self._open.values()
+            if o.id != inc.id
+            and any(w.kind is WorkloadKind.TRAINING_JOB and w.cluster in clusters for w in o.workloads)
+            and any(m.firing or m.flapping for m in o.members.values())
+        }
 
     def _elsewhere(self, inc: OpenIncident) -> Callable[[], frozenset[GpuKey]]:
         """The GPUs other open incidents' outages took (``assess`` asks when ``inc`` hits a service)."""
@@ -124,10 +143,16 @@ class IncidentGrouping:
         return frozenset().union(*(o.lost for o in self._open.values() if o.id != skip and o.lost))
 
     def _recompute(
-        self, batch: Batch, inc: OpenIncident, assessed: tuple[Path, RootCause, Assessment] | None = None
+        self,
+        batch: Batch,
+        inc: OpenIncident,
+        assessed: tuple[Path, RootCause, Assessment] | None = None,
+        *,
+        settle: bool = False,
     ) -> None:
         """Root cause, impact and priority of one incident, written to its row; ``assessed``: already
-        computed from its members and the current inventory (an inventory refresh decides on it first)."""
+        computed from its members and the current inventory (an inventory refresh decides on it first);
+        ``settle``: not its alerts moved it but an inventory refresh (see ``_waits``)."""
         session, now = batch.session, batch.now
         row = session.get(IncidentRow, inc.id)
         assert row is not None
@@ -151,6 +176,9 @@ class IncidentGrouping:
             )
         else:
             path, root, assessment = assessed
+        if settle and self._waits(inc, row, assessment, now):
+            return
+        inc.lower_since = None
         inc.root_path = path
         inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
@@ -201,6 +229,17 @@ class IncidentGrouping:
         ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
         # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
+
+    def _waits(self, inc: OpenIncident, row: IncidentRow, assessment: Assessment, now: datetime) -> bool:
+        """Whether a less urgent assessment that an inventory refresh brought must wait: it applies once it
+        held ``priority_settle_seconds``, so that unrelated churn (jobs starting and ending next to a stopped
+        job, a node drained and resumed) does not swing the priority, and page again at each swing back. A
+        more urgent one applies at once."""
+        if assessment.priority.value <= row.priority:  # "P0" < "P1": as urgent or more
+            return False
+        if inc.lower_since is None:
+            inc.lower_since = now
+        return (now - inc.lower_since).total_seconds() < self.config.priority_settle_seconds
 
     def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         """Clear the flag of members that stopped changing state (the tick's check: a flapping alert that went
@@ -321,9 +360,9 @@ def shown_of(row: IncidentRow) -> tuple[object, ...]:
     return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
 
 
-def _tier(units: Sequence[frozenset[GpuKey]], lost: frozenset[GpuKey]) -> int:
+def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:
     """Which of DESIGN.md's service tiers a loss is in: none, some, at least a quarter, all."""
-    share = units_hit(units, lost) / len(units) if units else 0.0
+    share = len(units_hit(info, lost)) / len(info.units) if info.units else 0.0
     return 0 if share == 0 else 3 if share >= 1 else 2 if share >= SEVERE_SHARE else 1
 
 

@@ -14,13 +14,13 @@ import functools
 import math
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 
+from alerting.capacity import gpus_lost, has_spare, units_hit
 from alerting.correlation import RACK_DEPTH, Member, gpu_keys
 from alerting.faults import normalised, xid_code
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
-from alerting.topology import UNKNOWN, Path, target_label
+from alerting.topology import UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
     ClusterRef,
     FaultKind,
@@ -148,9 +148,18 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     return size > 0 and len(down) >= size
 
 
-def units_hit(units: Iterable[frozenset[GpuKey]], lost: AbstractSet[GpuKey]) -> int:
-    """How many of a workload's units (a replica, a rank) have a GPU in ``lost``."""
-    return sum(1 for unit in units if not unit.isdisjoint(lost))
+def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, tuple[str, str]]:
+    """GPU -> the namespace and pod that the alerts on that one GPU name (dcgm-exporter labels a GPU's series
+    with the pod it is assigned to)."""
+    out: dict[GpuKey, tuple[str, str]] = {}
+    for m in members:
+        pod = alert_pod(m.labels)
+        if pod is None or len(m.location.path) < 4:
+            continue
+        keys = gpu_keys(m.location.path, inv)
+        if len(keys) == 1:
+            out[next(iter(keys))] = pod
+    return out
 
 
 def _live(m: Member) -> bool:
@@ -179,10 +188,10 @@ def assess(
 ) -> Assessment:
     """Compute impact and priority from the firing members (all members once everything resolved).
 
-    ``elsewhere``: the GPUs other open incidents' outages took (called only when a service is hit). A
-    service this incident takes replicas from has lost those too: one replica's GPU lost here and two
-    replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
-    own fault; the service's loss is one)."""
+    ``elsewhere``: the GPUs other open incidents' outages took (called only when a service is hit or a job
+    stopped). A service this incident takes replicas from has lost those too: one replica's GPU lost here and
+    two replicas' GPUs on another node there are 30% of ten replicas lost, P1, in both incidents (each is its
+    own fault; the service's loss is one). And they are not spare for a stopped job to start again on."""
     live = [m for m in members if _live(m)] or list(members)
     failed = failed_gpus(root_path, root, live, inventory)
     degraded: set[GpuKey] = set()
@@ -196,18 +205,20 @@ def assess(
     combined = False
     own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
+    named = pods_on(live, inventory)
     for info in infos:
-        hit = units_hit(info.units, failed)
+        units = units_hit(info, failed, named)
+        hit = len(units)
         if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
             others = elsewhere() if others is None else others
-            total = units_hit(info.units, failed | others)
+            total = len(units_hit(info, failed | others, named))
             if total > hit:
                 combined = True
                 own[info.ref] = hit / len(info.units)
             hit = total
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
-            stopped[info.ref] = len(info.gpus & failed)
+            stopped[info.ref] = gpus_lost(info, units, failed)
     error_ratio = max((_ratio(m) for m in live), default=0.0)
     # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
     burn = max(
@@ -229,7 +240,9 @@ def assess(
                 unavailable.add(ref)
     spare = assume_spare_capacity
     if inventory is not None and stopped:
-        spare = _has_spare(inventory, root_path, stopped, assume_spare_capacity)
+        if elsewhere is not None and others is None:
+            others = elsewhere()
+        spare = has_spare(inventory, root_path, stopped, assume_spare_capacity, failed | (others or set()))
     throttling = any(
         m.kind is FaultKind.POWER_BRAKE or _throttles(m.labels.get("alertname", "")) for m in live
     )
@@ -281,27 +294,6 @@ def _root_down_now(
     if root.kind is FaultKind.NODE_DOWN:
         return len(root_path) != RACK_DEPTH + 1  # a node's: only its own outage says it is down
     return len(root_path) != RACK_DEPTH or _every_node_down(root_path, live, inv)
-
-
-def _has_spare(
-    inventory: Inventory, root_path: Path, stopped: Mapping[WorkloadRef, int], assume: bool
-) -> bool:
-    """Whether the clusters of the stopped jobs have spare GPUs for what they lost (at least one): the
-    root's cluster, or, for an incident rooted at a job (a stall with no fault found under it), the clusters
-    the jobs run in; ``assume`` where the inventory knows none of them."""
-    if root_path:
-        clusters = {root_path[0]}
-    else:
-        clusters = set()
-        for ref in stopped:
-            clusters |= {key[0] for key in inventory.placement(ref)} or (
-                {ref.cluster} if ref.cluster else set()
-            )
-    known = [c for c in clusters if inventory.nodes_in(c)]
-    if not known:
-        return assume
-    need = max(1, sum(stopped.values()))
-    return all(inventory.spare_gpus(c) >= need for c in known)
 
 
 _THROTTLING = re.compile("throttl|slowdown|clocksreduced|clockevent|powercap")

@@ -23,6 +23,9 @@ one cluster may leave the cluster empty; ``in_cluster`` stamps it, and ``StaticI
 without one the cluster of the one node of that name."""
 
 
+RUNNING = "running"
+
+
 @dataclass(frozen=True, slots=True)
 class NodeInfo:
     """A GPU node and where it sits."""
@@ -32,6 +35,18 @@ class NodeInfo:
     rack: str
     gpu_count: int
     gpu_uuids: tuple[str, ...] = ()
+    # As its source says it (Slurm: ``mixed``, ``idle+maintenance+reserved``; Kubernetes: ``ready``,
+    # ``ready+cordoned``, ``notready``); empty when unknown (an inventory file).
+    state: str = ""
+    usable: bool = True  # whether it takes new work: not down, drained, in maintenance, reserved, cordoned
+    # GPUs a new job could get on it now: 0 on a node that takes no new work (or whose CPUs are all taken,
+    # Slurm's ALLOCATED); None where the source does not say per node (an inventory file: the cluster's
+    # ``spare`` counts then).
+    free: int | None = None
+    # Where those free GPUs are: exactly these indices when as many as ``free``, else the indices no
+    # workload is known to hold (Kubernetes pods whose GPU indices are unknown hold some of them).
+    idle: frozenset[int] = frozenset()
+    partitions: tuple[str, ...] = ()  # Slurm partitions (empty: a Kubernetes node, any workload may use it)
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,11 +57,32 @@ class WorkloadInfo:
     units: tuple[frozenset[GpuKey], ...]
     aliases: tuple[str, ...] = ()  # other names alerts use for it (a Slurm job's id besides its name)
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
+    state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
+    partitions: tuple[str, ...] = ()  # where it may start again (Slurm partitions; empty: anywhere)
+    # Per unit, how many GPUs it holds, where that is fewer than the keys it lists: those are then the GPUs it
+    # may be on (a Kubernetes pod sharing a node whose indices are unknown, a Slurm job that does not say
+    # which). Empty: every unit holds all its keys.
+    sizes: tuple[int, ...] = ()
+    unit_pods: tuple[tuple[str, ...], ...] = ()  # per unit, its pods (empty: not known per unit)
+    group: str = ""  # a name it answers to with others, all of them together (a Slurm array job's id)
+    # How many of its units stopped abnormally (a node failure, a crash) and are kept a while with the GPUs
+    # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
+    # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).
+    kept: int = 0
 
     @property
     def gpus(self) -> frozenset[GpuKey]:
-        """Every GPU any unit runs on."""
+        """Every GPU any unit runs on (or may run on, see ``sizes``)."""
         return frozenset().union(*self.units) if self.units else frozenset()
+
+    def size(self, unit: int) -> int:
+        """How many GPUs unit ``unit`` holds."""
+        return self.sizes[unit] if self.sizes else len(self.units[unit])
+
+    @property
+    def held(self) -> int:
+        """How many GPUs the workload holds."""
+        return sum(self.size(i) for i in range(len(self.units)))
 
 
 class Inventory(Protocol):
@@ -73,6 +109,11 @@ class Inventory(Protocol):
         """Healthy GPUs of the cluster that no workload uses."""
         ...
 
+    def free_gpus(self, cluster: str, partitions: Sequence[str] = ()) -> int | None:
+        """Free GPUs of the cluster's nodes that take new work, in one of these partitions (none: any); None
+        where the source does not say per node (``NodeInfo.free``)."""
+        ...
+
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workloads()`` order."""
         ...
@@ -81,11 +122,27 @@ class Inventory(Protocol):
         """Every GPU the workload runs on (empty when unknown)."""
         ...
 
+    def workload(self, ref: WorkloadRef) -> WorkloadInfo | None:
+        """The workload of this ref as listed (the first, should two sources list it), or None."""
+        ...
+
+    def find_group(self, kind: WorkloadKind, name: str, cluster: str = "") -> list[WorkloadRef]:
+        """The workloads that answer to ``name`` together (the tasks of a Slurm array job), in ``cluster``
+        (or of no known cluster) unless it is empty; empty when none does."""
+        ...
+
     def find_workload(
-        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+        self,
+        kind: WorkloadKind,
+        name: str,
+        namespace: str = "",
+        cluster: str = "",
+        *,
+        one_namespace: bool = False,
     ) -> WorkloadRef | None:
         """The known workload of this kind and name (in ``namespace`` and ``cluster`` unless they are empty),
-        or None; for ``POD``, also the workload that runs a pod of that name."""
+        or None; for ``POD``, also the workload that runs a pod of that name. ``one_namespace``: with no
+        namespace given, None when workloads of that name are in two namespaces."""
         ...
 
 
@@ -112,6 +169,9 @@ class StaticInventory:
             self._racks.setdefault((n.cluster, None), []).append(n)
         self._on_gpu: dict[GpuKey, list[int]] = {}
         self._placement: dict[WorkloadRef, frozenset[GpuKey]] = {}
+        self._infos: dict[WorkloadRef, WorkloadInfo] = {}
+        self._groups: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
+        self._free: dict[tuple[str, frozenset[str]], int | None] = {}
         self._named: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         self._aliases: dict[tuple[WorkloadKind, str], list[WorkloadRef]] = {}
         for position, w in enumerate(self.workload_list):
@@ -121,6 +181,9 @@ class StaticInventory:
             for alias in w.aliases:
                 self._aliases.setdefault((w.ref.kind, alias), []).append(w.ref)
             self._placement[w.ref] = self._placement.get(w.ref, frozenset()) | w.gpus
+            self._infos.setdefault(w.ref, w)
+            if w.group:
+                self._groups.setdefault((w.ref.kind, w.group), []).append(w.ref)
             for gpu in w.gpus:
                 self._on_gpu.setdefault(gpu, []).append(position)
 
@@ -156,6 +219,22 @@ class StaticInventory:
         """Spare GPUs as configured (0 when not given)."""
         return self.spare.get(cluster, 0)
 
+    def free_gpus(self, cluster: str, partitions: Sequence[str] = ()) -> int | None:
+        """Free GPUs of usable nodes in these partitions (none: any), per node as the source said; None when
+        it did not (asked for every stopped job: counted once per cluster and partitions)."""
+        key = (cluster, frozenset(partitions))
+        if key not in self._free:
+            nodes = self._racks.get((cluster, None), [])
+            if not nodes or any(n.free is None for n in nodes):
+                self._free[key] = None
+            else:
+                self._free[key] = sum(
+                    n.free or 0
+                    for n in nodes
+                    if n.usable and (not partitions or not key[1].isdisjoint(n.partitions))
+                )
+        return self._free[key]
+
     def workloads_on(self, gpus: Iterable[GpuKey]) -> list[WorkloadInfo]:
         """Workloads with at least one unit on these GPUs, in ``workload_list`` order."""
         found = {p for gpu in gpus for p in self._on_gpu.get(gpu, ())}
@@ -165,16 +244,39 @@ class StaticInventory:
         """Every GPU the workload runs on (empty when unknown)."""
         return self._placement.get(ref, frozenset())
 
+    def workload(self, ref: WorkloadRef) -> WorkloadInfo | None:
+        """The workload of this ref as listed first, or None."""
+        return self._infos.get(ref)
+
+    def find_group(self, kind: WorkloadKind, name: str, cluster: str = "") -> list[WorkloadRef]:
+        """The workloads of group ``name``: in ``cluster`` or of no known cluster; without a cluster, only
+        when they are all of one cluster."""
+        refs = self._groups.get((kind, name), [])
+        if not cluster:
+            return list(refs) if len({r.cluster for r in refs if r.cluster}) <= 1 else []
+        return [r for r in refs if r.cluster in (cluster, "")]
+
     def find_workload(
-        self, kind: WorkloadKind, name: str, namespace: str = "", cluster: str = ""
+        self,
+        kind: WorkloadKind,
+        name: str,
+        namespace: str = "",
+        cluster: str = "",
+        *,
+        one_namespace: bool = False,
     ) -> WorkloadRef | None:
-        """The workload of this kind and name (in ``namespace`` unless it is empty: then the first listed),
-        else the one workload that answers to it as an alias (an alias several carry names none of them).
+        """The workload of this kind and name (in ``namespace`` unless it is empty: then the first listed, or
+        with ``one_namespace`` none when two namespaces have one), else the one workload that answers to it
+        as an alias (an alias several carry names none of them).
 
         Clusters: with ``cluster`` given, a workload of that cluster first, else one of no known cluster;
         without it, a name that workloads of two clusters share names none of them (which one, it cannot
         say)."""
         named = [r for r in self._named.get((kind, name), ()) if namespace in ("", r.namespace)]
+        if one_namespace and not namespace:
+            named = [r for r in named if cluster in ("", r.cluster) or not r.cluster]
+            if len({r.namespace for r in named}) > 1:
+                return None
         found = _in_cluster(named, cluster)
         if found is not None or (named and not cluster):  # found, or a name two clusters share
             return found

@@ -23,16 +23,19 @@ The Kubernetes API says how many GPUs a pod got, not which: only the kubelet kno
 which the gpuwarden exporter and dcgm-exporter read to label each GPU's series with its pod). So the
 indices come from those series when ``assignments`` is given (a PromQL query over the exporter's metrics,
 read by the composition root); otherwise a pod that holds every GPU of its node holds them all, and a pod
-sharing a node is placed on the node's GPUs that no other pod is known to hold. The last case over-counts
-(one dead GPU hits every such pod of that node); ``ambiguous_pods`` says how many pods were placed so.
+sharing a node may be on any of the node's GPUs that no other pod is known to hold: its unit lists those with
+the number it holds (``WorkloadInfo.sizes``), and ``capacity.units_hit`` counts it hit only when an alert
+names it or its node is lost. ``ambiguous_pods`` says how many pods were placed so.
 
 When a node dies its pods stay listed (phase Running, then Unknown or Failed, or Terminating) until the
 node controller evicts them; an incident the node's failure opened must still know they ran there after
 they are gone. So a pod that disappears, fails or is Unknown while its node is not Ready (or that failed
 with a node reason: NodeLost, Shutdown, Terminated) stays a unit of its workload ``keep_ended_seconds``
 with the GPUs it held, but only while the workload has fewer units than before the loss: once its
-replacement runs, the service is whole again. A pod that ends on a healthy node (a rollout, a scale-down,
-its own failure) is not kept; an alert about a GPU fault it died of names the pod in its own labels.
+replacement runs, the service is whole again. So does a pod that fails (phase Failed) on a healthy node:
+a training worker killed by an XID is exactly that, and the incident of the XID must still say it stopped
+the job (a pod first seen failed, after a restart, only when its status says it failed within the while).
+A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down) is not kept.
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
@@ -41,14 +44,13 @@ done here, so a list that ignores selectors (the test stand-in) reads the same a
 
 from __future__ import annotations
 
-import json
 import logging
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from datetime import datetime
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
-from alerting.jsonload import loads_without_gc
+from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -198,6 +200,9 @@ class _Pod:
     aliases: tuple[str, ...]
     running: bool = True  # False: bound, but Pending (pulling its image, say): not serving yet
     gpus: frozenset[GpuKey] = frozenset()
+    # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
+    failed_at: float | None = None
+    failed_here: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,7 @@ class _Read:
     ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
     ready: set[str] = field(default_factory=set)
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
+    states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
 
 
 def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment]) -> int:
@@ -280,17 +286,15 @@ class KubernetesInventory:
         seen = self._read_api()
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
-        self.ambiguous_pods = _place(seen.pods, nodes, assigned)
-        if self.ambiguous_pods:
+        ambiguous, self.ambiguous_pods = self.ambiguous_pods, _place(seen.pods, nodes, assigned)
+        if self.ambiguous_pods and self.ambiguous_pods != ambiguous:  # said when it changes, not every read
             logger.info(
-                "kubernetes inventory: %d pods share a node and their GPU indices are unknown; placed on"
-                " every GPU of the node no other pod holds (configure gpu_assignment_url)",
+                "kubernetes inventory: %d pods share a node and their GPU indices are unknown; a GPU fault"
+                " counts against one only when its alert names the pod (configure gpu_assignment_url)",
                 self.ambiguous_pods,
             )
         uuids = _uuids(assigned)
-        node_list = [
-            NodeInfo(n.name, n.cluster, n.rack, n.gpu_count, uuids.get(n.name, ())) for n in seen.nodes
-        ]
+        node_list = _nodes(seen, uuids)
         placed = {p.key: p for p in seen.pods}
         serving: dict[WorkloadRef, set[str]] = {}
         for pod in placed.values():
@@ -300,6 +304,13 @@ class KubernetesInventory:
         for pod in [*lost, *seen.ended]:
             if pod.key in self._kept or pod.key in self._expired:
                 continue
+            since = now
+            if pod.failed_here and pod.key not in self._placed:
+                # Failed before this reader saw it run (a serve restart; a failure a day old, still listed):
+                # kept only within its while of when it failed, when the status says.
+                if pod.failed_at is None or now - pod.failed_at > self._keep:
+                    continue
+                since = pod.failed_at
             if pod.workload in self._units:
                 before = self._units[pod.workload]
             else:  # first seen ended (a restart): it served beside the units serving now
@@ -307,7 +318,7 @@ class KubernetesInventory:
             if not pod.gpus:  # never seen placed: its node's GPUs
                 info = nodes.get(pod.node)
                 pod.gpus = frozenset(("", pod.node, i) for i in range(info.gpu_count if info else 0))
-            self._kept[pod.key] = _Kept(now, self._placed.get(pod.key, pod), before)
+            self._kept[pod.key] = _Kept(since, self._placed.get(pod.key, pod), before)
         self._placed = placed
         listed = set(placed) | {p.key for p in seen.ended}
         expired = {k for k, v in self._kept.items() if now - v.since > self._keep}
@@ -315,11 +326,7 @@ class KubernetesInventory:
         self._kept = {k: v for k, v in self._kept.items() if k not in expired and k not in placed}
         workloads = _workloads(list(placed.values()), list(self._kept.values()))
         self._units = {w.ref: len(w.units) for w in workloads}
-        free = dict(seen.usable)
-        for pod in placed.values():
-            if pod.node in free:
-                free[pod.node] -= pod.count
-        spare = {self._cluster: max(0, sum(free.values()))}
+        spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
 
     def _read_api(self) -> _Read:
@@ -335,9 +342,12 @@ class KubernetesInventory:
             labels = meta.get("labels") or {}
             rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
             out.nodes.append(NodeInfo(name, self._cluster, rack, count))
+            cordoned = bool((node.get("spec") or {}).get("unschedulable"))
+            words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
+            out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
             if node_ready(node):
                 out.ready.add(name)
-                if capacity and not (node.get("spec") or {}).get("unschedulable"):
+                if capacity and not cordoned:
                     out.usable[name] = node_gpus(node, self._resources, "allocatable")
         gpu_nodes = {n.name for n in out.nodes}
         for pod in self._list("pods"):
@@ -356,7 +366,10 @@ class KubernetesInventory:
             if phase in _ENDED_PHASES or (meta.get("deletionTimestamp") and phase in _PLACED_PHASES):
                 if node_lost or status.get("reason") in _NODE_REASONS:
                     out.ended.append(found)
-                continue  # ended or going away on a healthy node: its GPUs are free, or soon
+                elif phase == "Failed":  # its own failure: an XID it died of, say (not Succeeded)
+                    found.failed_here, found.failed_at = True, _finished_at(status)
+                    out.ended.append(found)
+                continue  # else ended or going away on a healthy node (a rollout): its GPUs are free, or soon
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
                 out.pods.append(found)
@@ -370,6 +383,40 @@ class KubernetesInventory:
         except SourceError as exc:  # the API's view still holds; indices fall back to the guess
             logger.warning("kubernetes inventory: GPU assignments unreadable (%s); guessing indices", exc)
             return []
+
+
+def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
+    """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable GPUs that no
+    bound pod requests, somewhere among the indices no pod is known to hold."""
+    requested: dict[str, int] = {}
+    known: dict[str, set[int]] = {}
+    for pod in seen.pods:
+        requested[pod.node] = requested.get(pod.node, 0) + pod.count
+        if len(pod.gpus) == pod.count:  # its indices are known
+            known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)
+    out = []
+    for n in seen.nodes:
+        usable = n.name in seen.usable
+        free = max(0, seen.usable[n.name] - requested.get(n.name, 0)) if usable else 0
+        idle = frozenset(range(n.gpu_count)) - known.get(n.name, set()) if free else frozenset()
+        state = seen.states.get(n.name, "")
+        out.append(
+            replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
+        )
+    return out
+
+
+def _finished_at(status: Mapping[str, Any]) -> float | None:
+    """When the last of a pod's containers terminated (``state.terminated.finishedAt``), if it says."""
+    times = []
+    for container in status.get("containerStatuses") or []:
+        finished = ((container.get("state") or {}).get("terminated") or {}).get("finishedAt")
+        if finished:
+            try:
+                times.append(datetime.fromisoformat(str(finished).replace("Z", "+00:00")).timestamp())
+            except ValueError:
+                continue
+    return max(times) if times else None
 
 
 def _key(obj: Mapping[str, Any]) -> tuple[str, str]:
@@ -402,97 +449,40 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
         else:
             pending.setdefault(pod.workload, []).append(pod)
             grouped.setdefault(pod.workload, {})
+    stopped: set[tuple[str, str]] = set()  # the kept pods placed as units
     for k in sorted(kept, key=lambda k: (-k.since, k.pod.key)):  # the latest losses are the missing units
         units = grouped.setdefault(k.pod.workload, {})
         if k.pod.unit in units or len(units) < k.units_before:
             units.setdefault(k.pod.unit, []).append(k.pod)
+            stopped.add(k.pod.key)
     out = []
     for ref, units in grouped.items():
         members = [p for unit in units.values() for p in unit] + pending.get(ref, [])
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
+        lost = sum(1 for unit in units.values() if any(p.key in stopped for p in unit))
+        keys = tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values())
+        sizes = tuple(sum(p.count for p in unit) for unit in units.values())
+        exact = all(size >= len(gpus) for size, gpus in zip(sizes, keys, strict=True))
         out.append(
             WorkloadInfo(
                 ref,
-                tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values()),
+                keys,
                 aliases=aliases,
                 pods=tuple(p.key[1] for p in members),
+                state=_state(units.values(), stopped, bool(pending.get(ref))),
+                kept=lost,
+                # pods sharing a node whose indices are unknown: on some of their keys (see ``capacity``)
+                sizes=() if exact else sizes,
+                unit_pods=() if exact else tuple(tuple(p.key[1] for p in unit) for unit in units.values()),
             )
         )
     return out
 
 
-# --- the official client ---------------------------------------------------------------------------
-
-
-def _api_message(exc: Any) -> str:
-    """The Kubernetes ``Status`` message of an ``ApiException``, when its body has one."""
-    try:
-        body = json.loads(exc.body or "{}")
-    except (TypeError, ValueError):
-        return ""
-    return str(body.get("message", "")) if isinstance(body, dict) else ""
-
-
-def api_lister(
-    api_client: Any, timeout_seconds: float = 10.0, calls: Mapping[str, Callable[..., Any]] | None = None
-) -> Lister:
-    """A ``Lister`` over ``kubernetes.client``: raw JSON pages (the client's model objects cost ~10x the
-    time for large lists), errors as ``SourceError`` (a 429, 5xx or expired ``continue`` is retryable).
-    ``calls`` replaces the client's list functions (tests)."""
-    from kubernetes import client  # noqa: PLC0415 - only serve with a Kubernetes inventory needs it
-    from kubernetes.client.exceptions import ApiException  # noqa: PLC0415
-    from urllib3.exceptions import HTTPError  # noqa: PLC0415
-
-    if calls is None:
-        core = client.CoreV1Api(api_client)
-        calls = {"nodes": core.list_node, "pods": core.list_pod_for_all_namespaces}
-    selectors = {"pods": "spec.nodeName!="}  # bound pods only; Pending ones hold no GPU yet
-
-    def list_all(resource: str) -> Iterator[dict[str, Any]]:
-        token: str | None = None
-        while True:
-            kwargs: dict[str, Any] = {
-                "limit": PAGE,
-                "_preload_content": False,
-                "_request_timeout": timeout_seconds,
-            }
-            if resource in selectors:
-                kwargs["field_selector"] = selectors[resource]
-            if token:
-                kwargs["_continue"] = token
-            try:
-                response = calls[resource](**kwargs)
-                page = loads_without_gc(response.data)  # 500 pods: hundreds of thousands of objects
-            except ApiException as exc:
-                raise _api_error(resource, exc) from exc
-            except (HTTPError, OSError, ValueError) as exc:
-                raise SourceError(
-                    f"list {resource}: {type(exc).__name__}: {exc}", source="kubernetes"
-                ) from exc
-            if not isinstance(page, dict) or not isinstance(page.get("items"), list):
-                raise SourceError(f"list {resource}: the response has no 'items' list", source="kubernetes")
-            yield from page["items"]
-            token = (page.get("metadata") or {}).get("continue")
-            if not token:
-                return
-
-    return list_all
-
-
-def _api_error(resource: str, exc: Any) -> SourceError:
-    status = exc.status or 0
-    message = f"list {resource}: HTTP {status} {exc.reason}"
-    detail = _api_message(exc)
-    if detail:
-        message += f": {detail}"
-    if status == 401:
-        message += (
-            " (the API rejected serve's credentials: an expired or revoked token, or the wrong kubeconfig)"
-        )
-    elif status == 403:
-        message += (
-            " (give serve's credentials get/list on nodes and pods: deploy/kubernetes-inventory-rbac.yaml)"
-        )
-    elif status == 410:
-        message += " (the list's continue token expired; the next refresh lists again)"
-    return SourceError(message, source="kubernetes", retryable=status in (410, 429) or status >= 500)
+def _state(units: Iterable[list[_Pod]], stopped: set[tuple[str, str]], pending: bool) -> str:
+    """``running`` while a pod of the workload runs, else ``pending`` (bound, not started), else
+    ``stopped`` (only pods kept after they were lost)."""
+    pods = [p for unit in units for p in unit]
+    if any(p.key not in stopped for p in pods):
+        return RUNNING
+    return "pending" if pending else "stopped"

@@ -23,7 +23,7 @@ from alerting.subscriptions import ChangeKind
 from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import RootCause, workload_from_dict
+from gpuwarden.model import RootCause, WorkloadRef, workload_from_dict
 
 
 def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
@@ -60,12 +60,16 @@ class InventoryReassessment(IncidentGrouping):
         one changes nothing once the open incidents were assessed with it (the first refresh after a start,
         or after a failed one, assesses them anyway); an incident changes (and listeners hear of it) only
         when its assessment does; and a refresh never lowers a priority because a workload the incident
-        showed, and an inventory knew, has left the inventory (a stopped job past its keep time)."""
+        showed, and an inventory listed as stopped abnormally, has left the inventory (a job that a node
+        failure ended, past its keep time). A workload that leaves without having been listed so ended as
+        its source knows to be normal (a job that completed, a Deployment deleted): the incident's
+        priority follows what is left. A refresh raises a priority at once, but lowers it only once the lower
+        assessment held ``priority_settle_seconds`` (an unchanged inventory is assessed again meanwhile)."""
         with self._lock:
             self._fresh()
             previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
-            if inventory == previous and self._reassessed:
+            if inventory == previous and self._reassessed and not self._lowering():
                 return
             self._reassessed = False
             for inc in self._open.values():
@@ -93,6 +97,10 @@ class InventoryReassessment(IncidentGrouping):
             if batch is not None:
                 self._notify(batch.changes)
 
+    def _lowering(self) -> bool:
+        """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""
+        return any(inc.lower_since is not None for inc in self._open.values())
+
     def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
         """One open incident after an inventory change (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
@@ -102,23 +110,27 @@ class InventoryReassessment(IncidentGrouping):
         shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
         for inventory in (previous, current):
             if inventory is not None:
-                inc.inventoried |= {
-                    w for w in shown if inventory.find_workload(w.kind, w.name, w.namespace, w.cluster)
-                }
+                inc.stopped |= {w for w in shown if _listed_stopped(inventory, w)}
         members = list(inc.members.values())
         path, root = root_cause(members, current)
         assessment = assess(
             path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
         )
         gone = any(
-            current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None
-            for w in inc.inventoried & shown
+            current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None for w in inc.stopped & shown
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
         before = shown_of(row)
         updated_at = row.updated_at
-        self._recompute(batch, inc, (path, root, assessment))
+        self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
+
+
+def _listed_stopped(inventory: Inventory, ref: WorkloadRef) -> bool:
+    """Whether the inventory lists the workload with units that stopped abnormally (kept a while)."""
+    found = inventory.find_workload(ref.kind, ref.name, ref.namespace, ref.cluster)
+    info = inventory.workload(found) if found is not None else None
+    return info is not None and info.kept > 0

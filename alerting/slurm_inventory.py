@@ -12,8 +12,9 @@
 
 When a node dies Slurm ends (NODE_FAIL, FAILED) or requeues its jobs, and the next read no longer shows them
 on their GPUs; the incident that the node's failure opens must still know that the job ran there. So a job
-that stops running for any other reason than finishing (COMPLETED, CANCELLED, TIMEOUT), or that vanishes
-from ``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held.
+that stops running for any other reason than finishing (COMPLETED, CANCELLED, TIMEOUT, DEADLINE, PREEMPTED;
+``squeue`` lists such a job a while with no GPUs, and its state says it ended), or that vanishes from
+``squeue`` while running, stays in the inventory ``keep_ended_seconds`` with the GPUs it last held.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
 Tested against Slurm 22.05 (Debian 12). A later release whose JSON lacks the fields read here (``nodes`` of
@@ -27,11 +28,11 @@ import json
 import logging
 import re
 import subprocess
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -41,8 +42,16 @@ logger = logging.getLogger(__name__)
 
 Runner = Callable[[Sequence[str]], str]
 _RUNNING = {"RUNNING", "COMPLETING", "SUSPENDED"}
-_FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT"}  # ended on purpose: nothing to explain afterwards
-_UNUSABLE = {"down", "drain", "drained", "draining", "fail", "failing", "maint", "future", "not_responding"}
+# Ended on purpose (or as the job asked): nothing to explain afterwards. Slurm 22.05 lists such a job with
+# `gres_detail: []`, so the state is read before a job without GPUs is dropped.
+_FINISHED = {"COMPLETED", "CANCELLED", "TIMEOUT", "DEADLINE", "PREEMPTED"}
+# State words (and 22.05's state_flags) of a node that takes no new job: a MAINT reservation (sinfo `maint`,
+# flag MAINTENANCE) or any other (`resv`, RESERVED: held for its users) included.
+_UNUSABLE = {
+    "down", "drain", "drained", "draining", "fail", "failing", "maint", "maintenance", "reserved", "future",
+    "not_responding",
+}  # fmt: skip
+NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm runs no job on it
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 _IDX = re.compile(r"IDX:([0-9,\-]+)")
 
@@ -112,18 +121,23 @@ def gpu_count(gres: str) -> int:
 
 
 def gpu_indices(detail: str) -> list[int]:
-    """GPU indices in one ``gres_detail`` entry: ``gpu:4(IDX:0-3)`` -> 0, 1, 2, 3."""
-    match = _IDX.search(detail or "")
-    return [int(v) for v in _numbers(match.group(1))] if match else []
+    """GPU indices in one ``gres_detail`` entry: ``gpu:4(IDX:0-3)`` -> 0, 1, 2, 3; a node with two GPU types
+    has a group per type: ``gpu:a100:2(IDX:0-1),gpu:h100:1(IDX:2)`` -> 0, 1, 2."""
+    return sorted({int(v) for group in _IDX.findall(detail or "") for v in _numbers(group)})
 
 
-def _usable(node: Mapping[str, Any]) -> bool:
-    """Whether a node can run work: no DOWN, DRAIN, FAIL, ... among its state words (POWERED_DOWN is one
-    word: a powered-down idle node is usable)."""
+def node_state(node: Mapping[str, Any]) -> str:
+    """A node's state and flags as one word: ``mixed``, ``idle+maintenance+reserved``."""
     state = node.get("state", "")
     states = state if isinstance(state, list) else [state]  # a list since Slurm 23.02
     words = " ".join(str(s) for s in [*states, *(node.get("state_flags") or [])]).lower()
-    return not _UNUSABLE & set(re.split(r"[^a-z_]+", words))
+    return "+".join(dict.fromkeys(w for w in re.split(r"[^a-z_]+", words) if w))
+
+
+def _usable(state: str) -> bool:
+    """Whether a node in this state (``node_state``) can run a new job: no DOWN, DRAIN, MAINTENANCE,
+    RESERVED, ... among its words (POWERED_DOWN is one word: a powered-down idle node is usable)."""
+    return not (_UNUSABLE | {NO_SWITCH}) & set(state.split("+"))
 
 
 def _job_state(job: Mapping[str, Any]) -> str:
@@ -156,6 +170,7 @@ class _Job:
     job_id: str
     info: WorkloadInfo
     state: str
+    guessed: bool = False  # placed by its TRES: Slurm gave no GPU index for some node
 
 
 def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
@@ -175,25 +190,172 @@ def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
     )
 
 
-def parse_jobs(squeue: Mapping[str, Any]) -> list[_Job]:
-    """Jobs holding GPUs, from ``squeue --json``."""
+def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = None) -> list[_Job]:
+    """Every job ``squeue --json`` lists, with the GPUs it holds (none for a job that ended, is pending, or
+    holds no GPU). A running job whose ``gres_detail`` gives a node no GPU index (Slurm 22.05 after a GRES
+    change: ``[]``, or ``gpu:a100:0(IDX:)``) holds there what its TRES say, on GPUs unknown among the
+    node's (``node_gpus``: GPUs per node)."""
     if "jobs" not in squeue:
         raise SourceError("squeue --json: no 'jobs' field", source="slurm")
     out = []
     for job in squeue["jobs"]:
         nodes = _allocated_nodes(job)
         details = job.get("gres_detail") or []
-        gpus: list[GpuKey] = []
-        for node, detail in zip(nodes, details, strict=False):
-            gpus.extend(("", node, index) for index in gpu_indices(detail))  # in_cluster stamps the cluster
-        if not gpus:
-            continue
-        job_id = str(job.get("job_id", ""))
+        indices = {node: gpu_indices(detail) for node, detail in zip(nodes, details, strict=False)}
+        # in_cluster stamps the cluster
+        units = [frozenset({("", node, i)}) for node in nodes for i in indices.get(node, ())]
+        sizes = [1] * len(units)
+        state = _job_state(job)
+        unknown = [node for node in nodes if not indices.get(node)]
+        guessed = False
+        if unknown and state in _RUNNING:
+            known = sum(len(v) for v in indices.values())
+            for node, count in _tres_gpus(job, unknown, known).items():
+                total = max(count, (node_gpus or {}).get(node, count))
+                units.append(frozenset(("", node, i) for i in range(total)))
+                sizes.append(count)
+                guessed = True
+        job_id, shown, aliases, group = _names(job)
         name = str(job.get("name") or "job")
-        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({job_id})")
-        units = tuple(frozenset({gpu}) for gpu in gpus)
-        out.append(_Job(job_id, WorkloadInfo(ref, units, aliases=(job_id, name)), _job_state(job)))
+        ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({shown})")
+        partitions = tuple(p for p in str(job.get("partition") or "").split(",") if p)
+        exact = all(size >= len(unit) for size, unit in zip(sizes, units, strict=True))
+        info = WorkloadInfo(
+            ref,
+            tuple(units),
+            aliases=(*aliases, name),
+            state=state.lower(),
+            partitions=partitions,
+            sizes=() if exact else tuple(sizes),
+            group=group,
+        )
+        out.append(_Job(job_id, info, state, guessed=guessed))
+    return _one_per_het_job(out)
+
+
+def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
+    """A job's key (the het job's id for each of its components), the id users see (``5_0`` for a task of
+    array 5), the ids alerts may name it by (its own job id too, which its cgroup carries), and the group
+    it belongs to (its array's id, which names every task)."""
+    job_id = str(job.get("job_id", ""))
+    het, offset = job.get("het_job_id") or 0, job.get("het_job_offset") or 0
+    if het:
+        return str(het), str(het), tuple(dict.fromkeys((str(het), f"{het}+{offset}", job_id))), ""
+    array, task = job.get("array_job_id") or 0, job.get("array_task_id")
+    if array and isinstance(task, int):
+        shown = f"{array}_{task}"
+        return job_id, shown, (shown, job_id), str(array)
+    return job_id, job_id, (job_id,), ""
+
+
+def _one_per_het_job(jobs: list[_Job]) -> list[_Job]:
+    """The components of a heterogeneous job (one key, ``8+0`` and ``8+1``) as one job: a fault on any
+    stops all of it. Running while one runs, else stopped as the first that did not finish normally."""
+    merged: dict[str, list[_Job]] = {}
+    for job in jobs:
+        merged.setdefault(job.job_id, []).append(job)
+    out = []
+    for parts in merged.values():
+        if len(parts) == 1:
+            out.append(parts[0])
+            continue
+        running = [p for p in parts if p.state in _RUNNING]
+        state = (running or [p for p in parts if p.state not in _FINISHED] or parts)[0].state
+        first = parts[0].info
+        units = tuple(u for p in parts for u in p.info.units)
+        exact = all(not p.info.sizes for p in parts)
+        sizes = () if exact else tuple(p.info.size(i) for p in parts for i in range(len(p.info.units)))
+        info = replace(
+            first,
+            units=units,
+            sizes=sizes,
+            # the components' ids, then the name (each lists its name last)
+            aliases=tuple(
+                dict.fromkeys([*(a for p in parts for a in p.info.aliases[:-1]), first.aliases[-1]])
+            ),
+            partitions=tuple(dict.fromkeys(x for p in parts for x in p.info.partitions)),
+            state=state.lower(),
+        )
+        out.append(_Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts)))
     return out
+
+
+_TRES_GPU = re.compile(r"^gres[:/]gpu(?::[^:=]+)?[:=](\d+)$")
+_ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
+
+
+def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:
+    """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
+    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``) less the ``known`` GPUs of its other
+    nodes, shared out evenly."""
+    per_node = _tres_count(str(job.get("tres_per_node") or ""))
+    if per_node:
+        return dict.fromkeys(nodes, per_node)
+    alloc = _ALLOC_GPU.search(str(job.get("tres_alloc_str") or ""))
+    total = int(alloc.group(1)) if alloc else _tres_count(str(job.get("tres_per_job") or ""))
+    left = max(0, total - known)
+    share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
+    counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
+    return {node: count for node, count in counts.items() if count}
+
+
+def _tres_count(text: str) -> int:
+    """GPUs in a TRES list: ``gres:gpu:4``, ``gres:gpu:h100:1``, ``gres:gpu:a100:2,gres:gpu:h100:1``."""
+    total = 0
+    for item in text.split(","):
+        match = _TRES_GPU.match(item.strip())
+        if match:
+            total += int(match.group(1))
+    return total
+
+
+def parse_nodes(
+    sinfo: Mapping[str, Any], cluster: str, racks: Mapping[str, str], running: Iterable[WorkloadInfo]
+) -> list[NodeInfo]:
+    """The nodes of ``sinfo --json`` with the GPUs free on each: those no running job holds, on a node that
+    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there)."""
+    held: dict[str, set[int]] = {}
+    counted: dict[str, int] = {}  # GPUs held where their indices are unknown
+    for info in running:
+        for i, unit in enumerate(info.units):
+            if info.size(i) < len(unit):
+                node = next(iter(unit))[1]
+                counted[node] = counted.get(node, 0) + info.size(i)
+                continue
+            for _, node, index in unit:
+                held.setdefault(node, set()).add(index)
+    nodes = []
+    for node in sinfo["nodes"]:
+        count = gpu_count(str(node.get("gres", "")))
+        name = str(node.get("name", ""))
+        state = node_state(node)
+        if racks and name not in racks:
+            state += f"+{NO_SWITCH}"
+        usable = _usable(state)
+        open_now = usable and "allocated" not in state.split("+")
+        idle = frozenset(range(count)) - held.get(name, set()) if open_now else frozenset()
+        free = max(0, len(idle) - counted.get(name, 0))
+        partitions = tuple(str(p) for p in node.get("partitions") or ())
+        rack = racks.get(name, UNKNOWN)
+        nodes.append(
+            NodeInfo(
+                name,
+                cluster,
+                rack,
+                count,
+                state=state,
+                usable=usable,
+                free=free,
+                idle=idle,
+                partitions=partitions,
+            )
+        )
+    return nodes
+
+
+def _stopped(info: WorkloadInfo, state: str) -> WorkloadInfo:
+    """A job that stopped abnormally, as it is kept: every unit stopped, on the GPUs it last held."""
+    return replace(info, state=state, kept=len(info.units))
 
 
 class SlurmInventory:
@@ -212,6 +374,7 @@ class SlurmInventory:
         self._keep = keep_ended_seconds
         self._running: dict[str, WorkloadInfo] = {}  # job id -> placement, as last read running
         self._kept: dict[str, tuple[float, WorkloadInfo]] = {}  # stopped abnormally: since when, placement
+        self._guessed: set[str] = set()  # jobs placed by their TRES, warned of once
 
     def read(self) -> StaticInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
@@ -222,33 +385,26 @@ class SlurmInventory:
             raise SourceError(
                 "sinfo --json: no 'nodes' field (a Slurm release this reader does not know)", source="slurm"
             )
-        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]))
+        node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
+        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]), node_gpus)
         now = self._clock.time()
-        nodes: list[NodeInfo] = []
-        usable: dict[str, int] = {}
-        for node in sinfo["nodes"]:
-            count = gpu_count(str(node.get("gres", "")))
-            name = str(node.get("name", ""))
-            nodes.append(NodeInfo(name, cluster, racks.get(name, UNKNOWN), count))
-            if _usable(node):
-                usable[name] = count
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in _RUNNING:
-                running[job.job_id] = job.info
+                if job.info.units:
+                    running[job.job_id] = job.info
             elif job.job_id in self._running and job.state not in _FINISHED:
-                self._kept[job.job_id] = (now, self._running[job.job_id])  # NODE_FAIL, FAILED, requeued
+                # NODE_FAIL, FAILED, requeued (PENDING)
+                self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
+        self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running])
         listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
             if job_id not in listed:
-                self._kept[job_id] = (now, info)  # gone from squeue while running: how it ended is unknown
+                # gone from squeue while running: how it ended is unknown
+                self._kept[job_id] = (now, _stopped(info, "gone"))
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
-        free = dict(usable)
-        for info in running.values():
-            for _, node, _ in info.gpus:
-                if node in free:
-                    free[node] -= 1
+        nodes = parse_nodes(sinfo, cluster, racks, running.values())
         # A job resubmitted under the same name is that name now, not the run that failed before it: an
         # alias two workloads share names neither, so the kept run answers to its id only.
         names = {alias for info in running.values() for alias in info.aliases}
@@ -257,7 +413,20 @@ class SlurmInventory:
             for _, info in self._kept.values()
         ]
         workloads = [*running.values(), *kept]
-        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: max(0, sum(free.values()))})
+        spare = sum(n.free or 0 for n in nodes)
+        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _warn_guessed(self, jobs: Sequence[_Job]) -> None:
+        """Say once per job that it runs without GPU indices (while it does)."""
+        for job in jobs:
+            if job.job_id not in self._guessed:
+                logger.warning(
+                    "slurm inventory: job %s runs without GPU indices in squeue's gres_detail (after a"
+                    " GRES change?); placed by its TRES on %d GPUs",
+                    job.info.ref.name,
+                    job.info.held,
+                )
+        self._guessed = {job.job_id for job in jobs}
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

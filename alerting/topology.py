@@ -51,6 +51,18 @@ def _instance_host(labels: Mapping[str, str]) -> str:
     return instance.rsplit(":", 1)[0] if instance.count(":") == 1 else instance
 
 
+def alert_pod(labels: Mapping[str, str]) -> tuple[str, str] | None:
+    """The namespace and pod an alert names, if any (``default`` without a namespace)."""
+    if labels.get("exported_pod"):
+        # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
+        # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
+        namespace = labels.get("exported_namespace") or labels.get("namespace") or "default"
+        return namespace, labels["exported_pod"]
+    if labels.get("pod"):
+        return labels.get("namespace") or "default", labels["pod"]
+    return None
+
+
 def _workloads(
     labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None, cluster: str, lookup: str
 ) -> set[WorkloadRef]:
@@ -58,8 +70,19 @@ def _workloads(
     made from the labels in the alert's ``cluster``."""
     namespace = labels.get("namespace", "") or "default"
 
+    def service_namespace(name: str) -> str:
+        """The alert's namespace; without one, that of the one namespace whose service of this name the
+        inventory knows (an SLO rule that keeps only `service`), else ``default``."""
+        if labels.get("namespace") or inventory is None:
+            return namespace
+        ref = inventory.find_workload(WorkloadKind.INFERENCE_SERVICE, name, "", lookup, one_namespace=True)
+        return ref.namespace if ref is not None and ref.namespace else namespace
+
     def known(kind: WorkloadKind, name: str, namespace: str = "") -> bool:
-        return inventory is not None and inventory.find_workload(kind, name, namespace, lookup) is not None
+        return inventory is not None and (
+            inventory.find_workload(kind, name, namespace, lookup) is not None
+            or (kind is WorkloadKind.TRAINING_JOB and bool(inventory.find_group(kind, name, lookup)))
+        )
 
     found: set[WorkloadRef] = set()
     for name in ("slurm_job", "training_job"):
@@ -76,7 +99,7 @@ def _workloads(
         and labels.get("service") == labels.get("job")
         and kind is not FaultKind.SERVICE_DEGRADED
         and any(labels.get(k) for k in ("pod", "exported_pod", "node"))
-        and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], namespace)
+        and not known(WorkloadKind.INFERENCE_SERVICE, labels["service"], service_namespace(labels["service"]))
     ):
         labels = {k: v for k, v in labels.items() if k != "service"}
     # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
@@ -85,27 +108,33 @@ def _workloads(
         found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job, cluster))
     # Sloth's SLO alerts name their service in `sloth_service`.
     service = labels.get("service", "") or labels.get("sloth_service", "")
-    pod, pod_namespace = labels.get("pod", ""), namespace
-    if labels.get("exported_pod"):
-        # Prometheus renames an exporter's `pod`/`namespace` to `exported_*` when the scrape target has its
-        # own (a Kubernetes service discovery): those name the GPU's workload, the others the exporter.
-        pod, pod_namespace = labels["exported_pod"], labels.get("exported_namespace") or namespace
+    pod_namespace, pod = alert_pod(labels) or (namespace, "")
     # The Prometheus Operator labels every scraped series with the Service it scraped (the exporter's own):
     # a `service` the inventory does not know loses to a `pod` it knows.
     if (
         service
         and pod
-        and not known(WorkloadKind.INFERENCE_SERVICE, service, namespace)
+        and not known(WorkloadKind.INFERENCE_SERVICE, service, service_namespace(service))
         and known(WorkloadKind.POD, pod, pod_namespace)
     ):
         service = ""
     if service:
-        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, service, cluster))
+        found.add(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, service_namespace(service), service, cluster))
     elif pod:
         found.add(WorkloadRef(WorkloadKind.POD, pod_namespace, pod, cluster))
     if inventory is not None:
-        found = {inventory.find_workload(w.kind, w.name, w.namespace, lookup) or w for w in found}
+        found = {ref for w in found for ref in _known(inventory, w, lookup)}
     return found
+
+
+def _known(inventory: Inventory, ref: WorkloadRef, lookup: str) -> list[WorkloadRef]:
+    """The inventory's workloads for a name an alert gives: a Slurm array's id names all its tasks; else the
+    one it knows by that name, else the name as the alert gives it."""
+    if ref.kind is WorkloadKind.TRAINING_JOB:
+        group = inventory.find_group(ref.kind, ref.name, lookup)
+        if group:
+            return group
+    return [inventory.find_workload(ref.kind, ref.name, ref.namespace, lookup) or ref]
 
 
 def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | None = None) -> Location:

@@ -390,6 +390,12 @@ class AlertingConfig(Section):
     flap_start_transitions: int = Field(6, ge=2)
     flap_stop_transitions: int = Field(2, ge=0)
     assume_spare_capacity: bool = True
+    priority_settle_seconds: float = Field(
+        300.0,
+        ge=0,
+        description="an inventory refresh lowers an incident's priority only once the lower assessment held"
+        " this long; raising, and what the incident's own alerts change, is at once",
+    )
     tick_interval_seconds: float = Field(5.0, gt=0)
     announce_delay_seconds: float = Field(
         0.0, ge=0, description="hold a new incident back, like group_wait (10 s suits a storm)"

@@ -40,16 +40,26 @@ def nodes(
     output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
     rack: Annotated[str | None, typer.Option(help="Only the nodes of this rack.")] = None,
 ) -> None:
-    """Nodes with their cluster, rack and GPU count."""
+    """Nodes with their cluster, rack, GPU count, state (as Slurm or Kubernetes says it) and free GPUs (what
+    a new job could get there now; none on a node that takes no new work)."""
     check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
-    items = [n for n in data["nodes"] if rack is None or n["rack"] == rack]
+    states = {(n["cluster"], n["name"]): n for n in data.get("about", {}).get("node_states", [])}
+    items = [
+        {
+            **n,
+            **_state_of(states.get((n["cluster"], n["name"])), "state", "usable", "free_gpus", "partitions"),
+        }
+        for n in data["nodes"]
+        if rack is None or n["rack"] == rack
+    ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table("node", "cluster", "rack", "gpus")
+    table = Table("node", "cluster", "rack", "gpus", "state", "free")
     for n in items:
-        table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]))
+        free = "-" if n.get("free_gpus") is None else str(n["free_gpus"])
+        table.add_row(n["name"], n["cluster"], n["rack"], str(n["gpus"]), n.get("state") or "-", free)
     console.print(table, markup=False)  # names are data, not markup
     spare = ", ".join(f"{cluster} {count}" for cluster, count in sorted(data.get("spare_gpus", {}).items()))
     err_console.print(f"{len(items)} nodes; spare GPUs: {spare or 'unknown'}", markup=False, highlight=False)
@@ -66,15 +76,27 @@ def workloads(
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
     check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
+    states = {
+        (w["kind"], w["namespace"], w["name"], w["cluster"]): w
+        for w in data.get("about", {}).get("workload_states", [])
+    }
     items = [
-        w
+        {
+            **w,
+            **_state_of(
+                states.get((w["kind"], w["namespace"], w["name"], w.get("cluster", ""))),
+                "state",
+                "kept_units",
+                "gpus_held",
+            ),
+        }
         for w in data["workloads"]
         if node is None or any(g.rpartition(":")[0] == node for unit in w["units"] for g in unit)
     ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
-    table = Table("kind", "cluster", "namespace", "name", "units", "gpus", "nodes", "also known as")
+    table = Table("kind", "cluster", "namespace", "name", "state", "units", "gpus", "nodes", "also known as")
     for w in items:
         gpus = {g for unit in w["units"] for g in unit}
         hosts = sorted({g.rpartition(":")[0] for g in gpus})
@@ -84,14 +106,28 @@ def workloads(
             w.get("cluster") or "-",
             w["namespace"] or "-",
             w["name"],
+            _workload_state(w),
             str(len(w["units"])),
-            str(len(gpus)),
+            str(w.get("gpus_held", len(gpus))),
             shown,
             ", ".join(w.get("aliases", [])),
         )
     console.print(table, markup=False)  # names are data, not markup
     err_console.print(f"{len(items)} workloads", markup=False, highlight=False)
     _about(data)
+
+
+def _state_of(state: dict[str, Any] | None, *keys: str) -> dict[str, Any]:
+    """These fields of a node's or workload's state as the API reports it (none from an older serve)."""
+    return {k: state[k] for k in keys if k in state} if state is not None else {}
+
+
+def _workload_state(w: dict[str, Any]) -> str:
+    """``running``, ``kept (node_fail)`` (stopped abnormally, kept a while), ``running, 1 unit kept``."""
+    state, kept = w.get("state") or "-", w.get("kept_units", 0)
+    if kept and kept >= len(w["units"]):
+        return f"kept ({state})" if state != "stopped" else "kept"
+    return f"{state}, {kept} unit{'s' if kept != 1 else ''} kept" if kept else state
 
 
 @inventory_app.command("export")

@@ -97,6 +97,7 @@ class _Inventories:
         self.sources = sources
         self.clock = clock
         self.latest: dict[str, StaticInventory] = {}
+        self.failing: dict[str, int] = {}  # per source, failed reads in a row
         # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
         self.status: dict[str, dict[str, datetime | None]] = {
             name: {"read_at": None, "failed_at": None} for _, name in sources
@@ -118,15 +119,30 @@ class _Inventories:
                 self.latest[name] = source.read()
                 self.status[name]["read_at"] = self.clock.now()
                 worked = True
-            except Exception:  # loop boundary: one source down leaves the others
+            except Exception as exc:  # loop boundary: one source down leaves the others
+                # A traceback at the first failure, then one line each until a read works again (slurmctld
+                # down for an hour is not sixty tracebacks).
+                again = self.failing.get(name, 0) > 0
+                self.failing[name] = self.failing.get(name, 0) + 1
                 self.status[name]["failed_at"] = self.clock.now()
                 if engine is None:
                     logger.exception(
                         "%s inventory: cannot read it; starting without, retrying every refresh", name
                     )
+                    continue
+                engine.counters["inventory_refresh_failures"] += 1
+                if again:
+                    logger.warning(
+                        "%s inventory: refresh failed; keeping the last one: %s (%d failures in a row)",
+                        name,
+                        exc,
+                        self.failing[name],
+                    )
                 else:
-                    engine.counters["inventory_refresh_failures"] += 1
                     logger.exception("%s inventory: refresh failed; keeping the last one", name)
+            else:
+                if self.failing.pop(name, 0):
+                    logger.info("%s inventory: read again after failing", name)
         return worked
 
     def merged(self) -> StaticInventory | None:
@@ -163,7 +179,8 @@ def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) ->
     from kubernetes import config as kube_config  # noqa: PLC0415
     from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
 
-    from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
+    from alerting.k8s_client import api_lister  # noqa: PLC0415
+    from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -13,10 +14,10 @@ from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import (
     Assignment,
     KubernetesInventory,
-    api_lister,
     assignments_from_labels,
     node_gpus,
     pod_gpus,
@@ -255,7 +256,16 @@ def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
     api.objects["nodes"].append(node("g5"))
     api.objects["nodes"][-1]["status"]["allocatable"] = {"nvidia.com/gpu": "6"}  # two marked unhealthy
     api.objects["pods"] = [pod("a", "p1", "g1", 8), pod("a", "p2", "g2", 3)]
-    assert inventory(api).read().spare_gpus("k1") == 5 + 6
+    read = inventory(api).read()
+    assert read.spare_gpus("k1") == 5 + 6
+    # Per node, as a stopped job's restart counts them: p2's 3 GPUs are somewhere on g2 (indices unknown).
+    assert [(n.name, n.state, n.usable, n.free, len(n.idle)) for n in read.node_list] == [
+        ("g1", "ready", True, 0, 0),
+        ("g2", "ready", True, 5, 8),
+        ("g3", "notready", False, 0, 0),
+        ("g4", "ready+cordoned", False, 0, 0),
+        ("g5", "ready", True, 6, 8),
+    ]
 
 
 def test_a_node_whose_device_plugin_stops_keeps_its_gpus_but_is_not_spare() -> None:
@@ -299,18 +309,38 @@ def test_a_pod_lost_with_its_node_stays_placed_until_it_is_replaced_or_a_while_p
     assert len(info.units) == 3
 
 
-def test_pods_ending_on_a_healthy_node_are_not_kept() -> None:
+def test_pods_ending_on_a_healthy_node_are_not_kept_unless_they_failed() -> None:
     api = FakeApi()
     serving_cluster(api)
     reader = inventory(api)
     reader.read()
     pods = api.objects["pods"]
-    pods[0]["status"]["phase"] = "Failed"  # its own failure, g1 Ready: not kept
+    pods[0]["status"]["phase"] = "Failed"  # its own failure on Ready g1 (an XID it died of): kept
+    pods[1]["status"]["phase"] = "Succeeded"  # it ended as meant: gone
     pods[2]["metadata"]["deletionTimestamp"] = "2026-11-29T12:00:00Z"  # terminating on g3 (a rollout)
     pods[3]["status"] |= {"phase": "Failed", "reason": "NodeLost"}  # failed for its node's sake: kept
+    [info] = reader.read().workloads()
+    assert {n for _, n, _ in info.gpus} == {"g1", "g4"} and info.kept == 2
     del pods[1]  # deleted from a healthy node (a scale-down): gone
     [info] = reader.read().workloads()
-    assert {n for _, n, _ in info.gpus} == {"g4"}
+    assert {n for _, n, _ in info.gpus} == {"g1", "g4"}
+
+
+def test_a_pod_first_seen_failed_is_kept_only_when_it_failed_within_the_while() -> None:
+    api, clock = FakeApi(), FakeClock(datetime(2026, 11, 29, 12, 0, tzinfo=UTC).timestamp())
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    done = {"containerStatuses": [{"state": {"terminated": {"finishedAt": "2026-11-29T11:50:00Z"}}}]}
+    old = {"containerStatuses": [{"state": {"terminated": {"finishedAt": "2026-11-28T09:00:00Z"}}}]}
+    api.objects["pods"] = [
+        pod("t", "recent-0", "g1", 8, ("Job", "recent"), phase="Failed"),
+        pod("t", "stale-0", "g2", 8, ("Job", "stale"), phase="Failed"),
+    ]
+    api.objects["pods"][0]["status"] |= done
+    api.objects["pods"][1]["status"] |= old
+    read = inventory(api, clock, keep_ended_seconds=3600).read()  # a serve that just started
+    assert [(w.ref.name, w.state, w.kept) for w in read.workload_list] == [("recent", "stopped", 1)]
+    clock.advance(3001)  # an hour after it failed
+    assert inventory(api, clock, keep_ended_seconds=3600).read().workload_list == []
 
 
 def test_a_pending_replacement_does_not_make_the_service_whole_and_an_expired_loss_stays_gone() -> None:
@@ -430,6 +460,34 @@ def test_the_lister_follows_continue_tokens_and_lists_bound_pods_only() -> None:
     assert all(call["_preload_content"] is False for call in seen)
 
 
+def test_request_timeout_seconds_bounds_the_whole_list_not_each_page() -> None:
+    clock = FakeClock(0.0)
+    timeouts: list[float] = []
+
+    def slow_pods(**kwargs: Any) -> _Response:
+        timeouts.append(kwargs["_request_timeout"])
+        clock.advance(3)  # each page takes 3 s of an API that answers slowly
+        return _Response({"items": [{"n": len(timeouts)}], "metadata": {"continue": f"t{len(timeouts)}"}})
+
+    lister = api_lister(None, timeout_seconds=5, calls={"pods": slow_pods}, now=clock.time)
+    with pytest.raises(
+        SourceError, match=r"list pods: not done within request_timeout_seconds \(5 s\)"
+    ) as err:
+        list(lister("pods"))
+    assert timeouts == [5, 2] and err.value.retryable  # each page gets what is left
+
+
+def test_a_client_with_default_retries_gets_bounded_ones() -> None:
+    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+
+    with ApiClient(Configuration()) as default, ApiClient(Configuration()) as chosen:
+        chosen.configuration.retries = False  # the caller said
+        api_lister(default), api_lister(chosen)
+        retries = default.rest_client.pool_manager.connection_pool_kw["retries"]
+        assert (retries.read, retries.connect, retries.status, retries.retry_after_max) == (0, 0, 2, 1)
+        assert "retries" not in chosen.rest_client.pool_manager.connection_pool_kw
+
+
 @pytest.mark.parametrize(
     ("status", "message", "retryable"),
     [
@@ -502,6 +560,9 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     scene.replace_g2_replica()
     clock.advance(60)
     engine.replace_inventory(scene.reader.read())
+    assert engine.store.get(incident.id).priority is Priority.P1  # lowered once that held a while
+    clock.advance(300)
+    engine.replace_inventory(scene.reader.read())  # the same inventory: assessed again, as it waits
     incident = engine.store.get(incident.id)
     assert incident.priority is not Priority.P1 and "llama" not in incident.title  # the service is whole
     assert changes[-1] is ChangeKind.PRIORITY_CHANGED
@@ -513,11 +574,11 @@ def test_an_open_incident_is_assessed_again_when_the_inventory_changes(sql: Engi
     assert len(changes) == told and engine.store.get(incident.id).timeline == incident.timeline
 
 
-def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_an_acknowledgement(
+def test_a_refresh_does_not_retell_an_acknowledgement_and_a_deleted_service_lets_the_priority_down(
     sql: Engine,
 ) -> None:
     scene = node_down_on_g2(sql)
-    engine, api = scene.engine, scene.api
+    engine, api, clock = scene.engine, scene.api, scene.clock
     told: list[tuple[ChangeKind, str]] = []
     engine.subscribe(lambda c: told.append((c.kind, c.event.kind)))
     engine.acknowledge(scene.incident_id, "alice")
@@ -526,19 +587,38 @@ def test_a_refresh_does_not_lower_a_priority_because_a_workload_left_or_retell_a
     api.objects["nodes"].append(node("g5"))
     engine.replace_inventory(scene.reader.read())
     assert len(told) == before  # no second "acknowledged" for Slack to post
-    # The whole Deployment is deleted (g2 still down): llama leaves the inventory; the incident keeps P1.
+    # The whole Deployment is deleted, its pods gone from Ready nodes: llama ended as people meant it to,
+    # and the incident is the node's capacity alone.
     api.objects["pods"] = []
-    engine.replace_inventory(scene.reader.read())
-    assert engine.store.get(scene.incident_id).priority is Priority.P1
+    for _ in range(2):
+        clock.advance(400)
+        engine.replace_inventory(scene.reader.read())
+    incident = engine.store.get(scene.incident_id)
+    assert incident.priority is Priority.P2 and "llama" not in incident.title
 
 
-def test_the_priority_guard_holds_across_refreshes(sql: Engine) -> None:
-    scene = node_down_on_g2(sql)
-    scene.api.objects["pods"] = []  # llama deleted while g2 is down
-    scene.engine.replace_inventory(scene.reader.read())
-    scene.api.objects["nodes"].append(node("g6"))  # an unrelated change later
-    scene.engine.replace_inventory(scene.reader.read())
-    assert scene.engine.store.get(scene.incident_id).priority is Priority.P1  # still what it said
+def test_a_job_lost_with_its_node_holds_the_priority_once_its_keep_window_passed(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    api.objects["pods"] = [llama(1, "g1"), pod("training", "pretrain-0", "g2", 8, ("Job", "pretrain"))]
+    reader = inventory(api, clock, keep_ended_seconds=600)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g2"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.priority == "P0" and "training job pretrain stopped" in row.title
+    api.objects["nodes"][1] = node("g2", ready=False)
+    api.objects["pods"][1]["status"] = {"phase": "Failed", "reason": "NodeLost"}
+    clock.advance(60)
+    engine.replace_inventory(reader.read())  # kept: it stopped with its node
+    (job,) = [w for w in reader.read().workload_list if w.ref.name == "pretrain"]
+    assert (job.state, job.kept) == ("stopped", 1)
+    clock.advance(601)
+    engine.replace_inventory(reader.read())  # its keep window passed: pretrain left the inventory
+    api.objects["nodes"].append(node("g6"))  # an unrelated change later
+    clock.advance(600)
+    engine.replace_inventory(reader.read())
+    row = engine.store.get(row.id)
+    assert row.priority is Priority.P0 and "training job pretrain stopped" in row.title
 
 
 def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_not_block_it(
@@ -549,6 +629,8 @@ def test_a_restart_reassesses_with_an_unchanged_inventory_and_unknown_jobs_do_no
     scene.replace_g2_replica()  # while serve is down
     restarted = IncidentEngine(sql, scene.clock, inventory=scene.reader.read())  # its read at start
     restarted.replace_inventory(scene.reader.read())  # the first refresh: the same inventory, assessed anyway
+    scene.clock.advance(300)
+    restarted.replace_inventory(scene.reader.read())  # the lower assessment held
     # llama is whole; job 4242 blocks nothing
     assert restarted.store.get(scene.incident_id).priority is not Priority.P1
 
@@ -568,4 +650,107 @@ def test_a_failed_reassessment_is_retried_at_the_next_refresh(
         scene.engine.replace_inventory(fresh)
     monkeypatch.undo()
     scene.engine.replace_inventory(scene.reader.read())  # equal to the failed one
+    scene.clock.advance(300)
+    scene.engine.replace_inventory(scene.reader.read())
     assert scene.engine.store.get(scene.incident_id).priority is not Priority.P1
+
+
+def shared_nodes(api: FakeApi) -> None:
+    """The probe's cluster: gpu-a1 runs two llama replicas (2 GPUs each) and pretrain-0 (4 GPUs); gpu-a2 and
+    gpu-b1 a llama replica each; gpu-b2 runs pretrain-1 alone on 4 of its 8 GPUs. No GPU assignments."""
+    api.objects["nodes"] = [node(n) for n in ("gpu-a1", "gpu-a2", "gpu-b1", "gpu-b2")]
+    rs, labels = ("ReplicaSet", "llama-7d9f8"), {"app": "llama", "pod-template-hash": "7d9f8"}
+    api.objects["pods"] = [
+        pod("inference", f"llama-7d9f8-{x}", on, 2, rs, labels)
+        for x, on in [("aaaaa", "gpu-a1"), ("bbbbb", "gpu-a1"), ("ccccc", "gpu-a2"), ("ddddd", "gpu-b1")]
+    ]
+    api.objects["pods"] += [
+        pod("training", "pretrain-0-x", "gpu-a1", 4, ("Job", "pretrain")),
+        pod("training", "pretrain-1-y", "gpu-b2", 4, ("Job", "pretrain")),
+    ]
+
+
+def xid(node_name: str, gpu: int, **labels: str) -> Alert:
+    return Alert({"alertname": "GpuXidError", "node": node_name, "gpu": str(gpu), "xid": "79", **labels})
+
+
+def test_the_pod_an_alert_names_is_the_only_one_its_gpu_takes_where_indices_are_unknown(sql: Engine) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=inventory(api).read())
+    engine.ingest([xid("gpu-a1", 0, namespace="inference", pod="llama-7d9f8-aaaaa")])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.title.endswith(": 1 node, 1 GPU, inference service llama 25% of replicas lost")  # no pretrain
+    assert row.priority == "P1"
+
+
+def test_a_fault_on_a_gpu_a_pod_may_not_hold_does_not_stop_it_unless_its_node_is_lost(sql: Engine) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    reader = inventory(api)
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=reader.read())
+    # pretrain-1 holds 4 of gpu-b2's 8 GPUs, which ones unknown; the alert names no pod (dcgm-exporter gives
+    # an idle GPU none): GPU 5 may be idle.
+    engine.ingest([xid("gpu-b2", 5)])
+    ((row, _),) = engine.store.list_rows(None)
+    assert "pretrain" not in row.title and row.priority == "P2"
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "gpu-b2"})])  # the whole node: it surely is
+    (row,) = [r for r, _ in engine.store.list_rows(None) if r.state != "resolved"]
+    assert "training job pretrain stopped" in row.title
+
+
+def test_a_training_pod_that_fails_of_the_fault_keeps_its_job_in_the_incident(sql: Engine) -> None:
+    api, clock = FakeApi(), FakeClock(1000.0)
+    shared_nodes(api)
+    reader = inventory(api, clock)
+    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    engine.ingest([xid("gpu-a1", 0, namespace="training", pod="pretrain-0-x")])
+    ((row, _),) = engine.store.list_rows(None)
+    assert "training job pretrain stopped" in row.title
+    priority = row.priority
+    pretrain = next(p for p in api.objects["pods"] if p["metadata"]["name"] == "pretrain-0-x")
+    pretrain["status"] = {"phase": "Failed", "reason": "Error"}  # the XID killed it; gpu-a1 stays Ready
+    for _ in range(2):
+        clock.advance(301)
+        engine.replace_inventory(reader.read())
+    incident = engine.store.get(row.id)
+    assert "training job pretrain stopped" in incident.title and incident.priority.value == priority
+
+
+def test_a_service_label_without_namespace_names_the_one_service_of_that_name() -> None:
+    api = FakeApi()
+    shared_nodes(api)  # llama in namespace inference
+    api.objects["pods"] += [
+        pod("inference", "vllm-0", "gpu-a2", 4, ("StatefulSet", "vllm")),
+        pod(
+            "staging",
+            "llama-55c4b-z",
+            "gpu-b1",
+            2,
+            ("ReplicaSet", "llama-55c4b"),
+            {"pod-template-hash": "55c4b"},
+        ),
+    ]
+    read = inventory(api).read()
+    rate = {"alertname": "VllmHighErrorRate", "cluster": "k1", "service": "vllm", "error_ratio": "0.3"}
+    located = locate(rate, classify(rate), read)
+    assert located.workloads == {WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "vllm", "k1")}
+    # llama runs in two namespaces: which one the alert means is not known; it stays default/llama
+    down = {"alertname": "InferenceServiceDown", "cluster": "k1", "service": "llama"}
+    located = locate(down, classify(down), read)
+    assert located.workloads == {WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "default", "llama", "k1")}
+
+
+def test_pods_of_unknown_gpu_indices_are_logged_when_their_number_changes(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    api = FakeApi()
+    shared_nodes(api)
+    reader = inventory(api)
+    caplog.set_level("INFO", logger="alerting.k8s_inventory")
+    for _ in range(3):
+        reader.read()
+    api.objects["pods"].pop()  # pretrain-1-y ends
+    reader.read()
+    said = [r.getMessage() for r in caplog.records if "GPU indices are unknown" in r.getMessage()]
+    assert [m.split(" pods")[0] for m in said] == ["kubernetes inventory: 6", "kubernetes inventory: 5"]

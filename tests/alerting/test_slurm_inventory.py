@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 import pytest
 
+from alerting.inventory import StaticInventory
 from alerting.slurm_inventory import (
     SlurmInventory,
     expand_hostlist,
@@ -15,9 +16,11 @@ from alerting.slurm_inventory import (
     parse_cluster_name,
     parse_topology,
 )
+from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from gpuwarden.model import WorkloadKind
+from gpuwarden.model import FaultKind, WorkloadKind
+from tests.alerting.slurm_recorded import RECORDED, RecordedSlurm
 
 
 @pytest.mark.parametrize(
@@ -183,3 +186,117 @@ def test_a_resubmitted_job_answers_to_its_name_and_the_failed_run_to_its_id() ->
         WorkloadKind.TRAINING_JOB, "42"
     )
     assert inv.find_workload(WorkloadKind.TRAINING_JOB, "41") is not None  # still known, by its id
+
+
+# --- recorded Slurm 22.05.8 answers (see tests/alerting/slurm_recorded.py) ----------------------------------
+
+
+def names(inventory: StaticInventory) -> list[str]:
+    return sorted(w.ref.name for w in inventory.workload_list)
+
+
+def test_jobs_that_ended_normally_are_not_kept_though_squeue_lists_them_without_gpus() -> None:
+    # Slurm 22.05 lists a job that ended with `gres_detail: []`: it is recognised by its state, not taken
+    # for a running job that vanished.
+    slurm, clock = RecordedSlurm("B"), FakeClock()
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=3600)
+    running = names(reader.read())
+    assert {"slow (12)", "arr (5_0)", "arr (5_1)"} <= set(running)
+    slurm.capture = "C"  # slow TIMEOUT, the array CANCELLED
+    clock.advance(60)
+    after = names(reader.read())
+    assert not any(name.startswith(("slow", "arr")) for name in after)
+    assert "span5 (7)" in after
+
+
+def test_a_job_holding_gpus_of_two_types_on_one_node_is_placed_on_all_of_them() -> None:
+    assert gpu_indices("gpu:a100:2(IDX:0-1),gpu:h100:1(IDX:2)") == [0, 1, 2]
+    assert gpu_indices("gpu:a100:0(IDX:),gpu:h100:0(IDX:)") == []
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("A")).read()
+    ref = inventory.find_workload(WorkloadKind.TRAINING_JOB, "mixtype")
+    assert ref is not None
+    assert inventory.placement(ref) == {("cap", "node-05", 0), ("cap", "node-05", 1), ("cap", "node-05", 2)}
+
+
+def test_a_kept_job_says_it_stopped_and_how() -> None:
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    (llm,) = reader.read().workload_list
+    assert (llm.ref.name, llm.state, llm.kept) == ("llm (14)", "running", 0)
+    slurm.capture = "D-requeued"  # node-01 DOWN: llm requeued
+    clock.advance(30)
+    (kept,) = reader.read().workload_list
+    assert (kept.ref.name, kept.state, kept.kept, len(kept.units)) == ("llm (14)", "pending", 8, 8)
+
+
+def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
+    # sinfo says `maint` and `resv`; its JSON says idle with the flags MAINTENANCE and RESERVED.
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("C")).read()
+    nodes = {n.name: n for n in inventory.node_list}
+    assert (nodes["node-04"].state, nodes["node-04"].usable) == ("idle+maintenance+reserved", False)
+    assert (nodes["node-03"].state, nodes["node-03"].usable) == ("idle+reserved", False)
+    assert (nodes["node-01"].state, nodes["node-01"].usable) == ("mixed", True)
+    # node-05's 2 (the het job holds 2); not node-03's and node-04's 8, nor node-02's 2 (ALLOCATED: no CPU
+    # left for a job)
+    assert inventory.spare == {"cap": 2}
+    assert [(n.name, n.free, n.partitions) for n in inventory.node_list] == [
+        ("node-01", 0, ("gpu",)),
+        ("node-02", 0, ("gpu",)),
+        ("node-03", 0, ("gpu",)),
+        ("node-04", 0, ("gpu",)),
+        ("node-05", 2, ("other",)),
+    ]
+    # topology/tree with node-05 in no switch: Slurm refuses every job for it ("switches lack access").
+    alone = SlurmInventory(FakeClock(), RecordedSlurm("A", "topology-no-switch.txt")).read()
+    node05 = next(n for n in alone.node_list if n.name == "node-05")
+    assert (node05.rack, node05.state, node05.usable) == (UNKNOWN, "mixed+no_switch", False)
+    # topology/none: no switch at all, every node schedulable
+    plain = RecordedSlurm("A")
+    plain.topology = "empty.txt"
+    assert all(n.usable for n in SlurmInventory(FakeClock(), plain).read().node_list)
+
+
+def test_a_running_job_without_gpu_indices_is_placed_by_its_tres_not_taken_for_gone(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The probe's llm after a GRES change: RUNNING, gres_detail [] (here: the recorded job with it emptied).
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    reader.read()
+    squeue = json.loads((RECORDED / "squeue-D-running.json").read_text())
+    for job in squeue["jobs"]:
+        if job["name"] == "llm":
+            job["gres_detail"] = []  # tres_per_node: gres:gpu:4
+
+    def emptied(argv: Sequence[str]) -> str:
+        return json.dumps(squeue) if argv[0] == "squeue" else slurm(argv)
+
+    reader._run = emptied
+    for _ in range(3):
+        clock.advance(60)
+        inventory = reader.read()
+        (llm,) = inventory.workload_list
+        assert (llm.ref.name, llm.state, llm.kept, llm.held) == ("llm (14)", "running", 0, 8)
+        assert inventory.node("node-02") is not None and inventory.node("node-02").free == 0  # type: ignore[union-attr]
+    assert len([r for r in caplog.records if "without GPU indices" in r.getMessage()]) == 1
+    # Slurm 22.05 also wrote `gpu:a100:0(IDX:)` for a het job component after a GRES reconfigure.
+    het = SlurmInventory(FakeClock(), RecordedSlurm("B")).read()
+    (job,) = [w for w in het.workload_list if w.ref.name == "hetjob (8)"]
+    assert job.held == 3  # 2 of node-05's 4 (8+0), and node-02's GPU 1 (8+1)
+    assert job.gpus == {("cap", "node-05", i) for i in range(4)} | {("cap", "node-02", 1)}
+
+
+def test_a_het_job_is_one_workload_and_array_tasks_are_named_as_squeue_shows_them() -> None:
+    inventory = SlurmInventory(FakeClock(), RecordedSlurm("B")).read()
+    by_name = {w.ref.name: w for w in inventory.workload_list}
+    het = by_name["hetjob (8)"]  # 8+0 on node-05, 8+1 (job id 9) on node-02: a fault on either stops it
+    assert het.aliases == ("8", "8+0", "8+1", "9", "hetjob") and het.partitions == ("other", "gpu")
+    for alias in ("8", "8+1", "9"):
+        assert inventory.find_workload(WorkloadKind.TRAINING_JOB, alias) == het.ref
+    task = by_name["arr (5_0)"]  # job id 10
+    assert task.aliases == ("5_0", "10", "arr") and task.group == "5"
+    # slurm_job="5", the array as users see it, names every task of it
+    located = locate({"alertname": "TrainingJobStalled", "slurm_job": "5"}, FaultKind.JOB_STALLED, inventory)
+    assert {w.name for w in located.workloads} == {"arr (5_0)", "arr (5_1)"}
+    located = locate({"alertname": "TrainingJobStalled", "slurm_job": "11"}, FaultKind.JOB_STALLED, inventory)
+    assert {w.name for w in located.workloads} == {"arr (5_1)"}

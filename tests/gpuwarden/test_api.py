@@ -668,6 +668,11 @@ def test_the_inventory_is_served_as_an_inventory_file_that_reads_back(
     data = response.json()
     about = data.pop("about")
     assert about["source"] == "sim" and about["read_at"].endswith("Z") and about["refresh_failures"] == 0
+    # what the file format does not carry, beside it: each node's and workload's state
+    assert [(n["cluster"], n["name"]) for n in about["node_states"]] == [
+        (n["cluster"], n["name"]) for n in data["nodes"]
+    ]
+    assert {w["state"] for w in about["workload_states"]} == {"running"}
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(data))
     again = load_inventory(path)  # what alerting.inventory_file would read

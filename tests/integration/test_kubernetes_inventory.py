@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,7 +19,8 @@ from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
 from alerting.inventory import load_inventory
-from alerting.k8s_inventory import KubernetesInventory, api_lister
+from alerting.k8s_client import api_lister
+from alerting.k8s_inventory import KubernetesInventory
 from gpuwarden.cli.serve_cmd import _kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
@@ -144,6 +147,23 @@ def test_a_429_or_an_unreachable_api_is_a_retryable_source_error(kube: KubeApi, 
     cfg.host, cfg.retries = "http://127.0.0.1:9", False  # nothing listens on the discard port
     with ApiClient(cfg) as api, pytest.raises(SourceError, match="list nodes"):
         KubernetesInventory(FakeClock(0.0), api_lister(api, timeout_seconds=2), cluster="k1").read()
+
+
+def test_an_api_that_accepts_connections_and_never_answers_fails_the_read_within_the_timeout() -> None:
+    # The kernel completes the handshake (listen backlog); nothing ever reads or answers.
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:
+        port = free_port()
+        blackhole.bind(("127.0.0.1", port))
+        blackhole.listen(16)
+        cfg = Configuration()
+        cfg.host = f"http://127.0.0.1:{port}"  # urllib3's default retries, as serve's client has
+        with ApiClient(cfg) as api:
+            reader = KubernetesInventory(FakeClock(0.0), api_lister(api, timeout_seconds=2), cluster="k1")
+            started = time.monotonic()
+            with pytest.raises(SourceError, match="list nodes") as err:
+                reader.read()
+    assert time.monotonic() - started < 3.5  # one try of 2 s; urllib3's three retries made it 8 s
+    assert "Read timed out" in str(err.value)
 
 
 def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(

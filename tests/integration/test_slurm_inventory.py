@@ -23,8 +23,22 @@ pytestmark = pytest.mark.integration
 
 def test_nodes_racks_and_a_running_job_come_from_slurm_and_explain_a_node_failure(tmp_path: Path) -> None:
     with slurm_cluster() as cluster:
-        job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
+        # A job that ends on its own: squeue still lists it (COMPLETED, no GPUs); it is not kept.
         clock = FakeClock()
+        quick = SlurmInventory(clock, env=cluster.env, keep_ended_seconds=600)
+        done = cluster.run(
+            "sbatch", "--parsable", "-J", "quick", "--gres=gpu:1", f"--chdir={cluster.conf.parent}",
+            "--output=/dev/null", "--wrap", "sleep 5",
+        ).strip()  # fmt: skip
+        wait_for("quick to run", lambda: bool(quick.read().workload_list), 30)
+        cluster.wait_job_not_running(done)
+        wait_for(
+            "quick to complete",
+            lambda: "COMPLETED" in cluster.run("squeue", "-h", "-t", "all", "-j", done, "-o", "%T"),
+            30,
+        )
+        assert quick.read().workload_list == []
+        job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
         slurm = SlurmInventory(clock, env=cluster.env, keep_ended_seconds=600)
         inventory = slurm.read()
         assert [(n.name, n.cluster, n.rack, n.gpu_count) for n in inventory.node_list] == [

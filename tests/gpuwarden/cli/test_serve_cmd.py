@@ -5,6 +5,7 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import yaml
@@ -18,12 +19,14 @@ from typer.testing import CliRunner
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.health import ServiceHealth
-from alerting.inventory import inventory_data
+from alerting.inventory import StaticInventory, inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
-from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
+from gpuwarden.cli.serve_cmd import _Inventories, _tick_loop, build_applier, build_service
+from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
+from gpuwarden.errors import SourceError
 
 runner = CliRunner()
 
@@ -281,3 +284,37 @@ def test_a_slack_channel_given_by_name_is_warned_of_at_start(
         build_service(cfg, str(tmp_path / "s.db"))
     logged = " ".join(r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve")
     assert ("posted twice" in logged) is warned
+
+
+def test_a_failing_inventory_source_logs_one_traceback_then_a_line_per_failure_until_it_reads(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Flaky:
+        down = True
+
+        def read(self) -> StaticInventory:
+            if self.down:
+                raise SourceError("slurmctld not responding", source="slurm")
+            return StaticInventory()
+
+    engine = SimpleNamespace(counters={"inventory_refresh_failures": 0})
+    source = Flaky()
+    inventories = _Inventories([], [(source, "slurm")], SystemClock())
+    caplog.set_level(logging.INFO, logger="gpuwarden.serve")
+    for _ in range(4):
+        inventories.read(engine)  # type: ignore[arg-type]
+    source.down = False
+    inventories.read(engine)  # type: ignore[arg-type]
+    source.down = True
+    inventories.read(engine)  # type: ignore[arg-type]
+    said = [(r.levelname, r.exc_info is not None, r.getMessage()) for r in caplog.records]
+    assert [(level, traced) for level, traced, _ in said] == [
+        ("ERROR", True),
+        ("WARNING", False),
+        ("WARNING", False),
+        ("WARNING", False),
+        ("INFO", False),
+        ("ERROR", True),  # failing again after it recovered: a traceback again
+    ]
+    assert said[3][2].endswith("slurmctld not responding (4 failures in a row)")
+    assert engine.counters["inventory_refresh_failures"] == 5

@@ -1,0 +1,155 @@
+"""What a loss of GPUs takes from workloads, and whether training jobs that a fault stopped can start again:
+the capacity that tells DESIGN.md's P0 ("a training job fully stopped with no spare capacity") from its P1
+("stalled by one fatal GPU").
+
+A unit (a replica, a rank) placed exactly is hit when one of its GPUs is lost. A unit whose GPU indices are
+unknown (``WorkloadInfo.sizes``: a Kubernetes pod sharing a node, a Slurm job that does not say which GPUs)
+is hit only when what is known says so: an alert on the lost GPU names one of its pods (dcgm-exporter's
+``namespace``/``pod`` labels), or more of the GPUs it may be on are lost than it can stay clear of (its whole
+node down). A fault on an idle GPU beside it, with no pod named, does not stop it.
+
+A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
+not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
+least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself,
+never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU on each of four nodes counts
+four for a job that wants a whole node (fragmentation is not modelled).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from collections.abc import Set as AbstractSet
+
+from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
+from alerting.topology import Path
+from gpuwarden.model import WorkloadRef
+
+
+def units_hit(
+    info: WorkloadInfo, lost: AbstractSet[GpuKey], pods_on: Mapping[GpuKey, tuple[str, str]] | None = None
+) -> list[int]:
+    """The units of ``info`` that a loss surely takes (see the module text); ``pods_on``: GPU -> namespace
+    and pod, as the live alerts on lost GPUs name them. A GPU an alert gives to another pod is not among the
+    GPUs a unit may be on."""
+    named = pods_on or {}
+    out = []
+    for i, unit in enumerate(info.units):
+        taken = unit & lost
+        if not taken:
+            continue
+        size = info.size(i)
+        if size >= len(unit):
+            out.append(i)
+            continue
+        mine = {(info.ref.namespace, pod) for pod in info.unit_pods[i]} if info.unit_pods else set()
+        if any(named.get(g) in mine for g in taken):
+            out.append(i)
+            continue
+        candidates = {g for g in unit if g not in named or named[g] in mine}
+        if len(taken & candidates) > len(candidates) - size:
+            out.append(i)
+    return out
+
+
+def gpus_lost(info: WorkloadInfo, units: Iterable[int], lost: AbstractSet[GpuKey]) -> int:
+    """How many GPUs these units of ``info`` lost (at most what each holds)."""
+    return sum(min(info.size(i), len(info.units[i] & lost)) for i in units)
+
+
+def has_spare(
+    inventory: Inventory,
+    root_path: Path,
+    stopped: Mapping[WorkloadRef, int],
+    assume: bool,
+    lost: AbstractSet[GpuKey],
+) -> bool:
+    """Whether the stopped jobs (with the GPUs each lost) can start again, ``lost`` being every GPU the open
+    incidents took. Per node where the inventory says which GPUs are free (``can_restart``); else (an
+    inventory file) whether the clusters' spare GPUs cover what the jobs lost: the root's cluster, or, for an
+    incident rooted at a job (a stall with no fault found under it), the clusters the jobs run in; ``assume``
+    where the inventory knows none of them."""
+    restart = can_restart(inventory, stopped, lost)
+    if restart is not None:
+        return restart
+    if root_path:
+        clusters = {root_path[0]}
+    else:
+        clusters = set()
+        for ref in stopped:
+            clusters |= {key[0] for key in inventory.placement(ref)} or (
+                {ref.cluster} if ref.cluster else set()
+            )
+    known = [c for c in clusters if inventory.nodes_in(c)]
+    if not known:
+        return assume
+    need = max(1, sum(stopped.values()))
+    return all(inventory.spare_gpus(c) >= need for c in known)
+
+
+def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: AbstractSet[GpuKey]) -> bool | None:
+    """Whether every job can start again, each alone and all of them together (they compete for the same free
+    GPUs); None when the inventory does not know a job or does not say per node which GPUs are free."""
+    needed, own_total = 0, 0
+    clusters: set[str] = set()
+    partitions: set[str] | None = set()  # None: a job that may run anywhere
+    for ref in jobs:
+        info = inventory.workload(ref)
+        if info is None:
+            return None
+        free = _free(inventory, _clusters(ref, info), info.partitions, lost)
+        if free is None:
+            return None
+        own = _own_healthy(inventory, info, lost)
+        if free + own < info.held:
+            return False
+        clusters |= _clusters(ref, info)
+        partitions = partitions | set(info.partitions) if partitions is not None and info.partitions else None
+        needed, own_total = needed + info.held, own_total + own
+    return (_free(inventory, clusters, tuple(partitions or ()), lost) or 0) + own_total >= needed
+
+
+def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
+    return {key[0] for key in info.gpus} or {ref.cluster}
+
+
+def _may_use(partitions: Collection[str], node: NodeInfo) -> bool:
+    """Whether a job of these partitions (none: any) may run on the node."""
+    return not partitions or not set(partitions).isdisjoint(node.partitions)
+
+
+def _free(
+    inventory: Inventory, clusters: Iterable[str], partitions: Sequence[str], lost: AbstractSet[GpuKey]
+) -> int | None:
+    """Free GPUs of usable nodes of these clusters in one of these partitions (none: any), less those an open
+    incident took (counted against a node's free GPUs first where their indices are not known exactly);
+    None when the inventory does not say per node."""
+    total = 0
+    for cluster in clusters:
+        free = inventory.free_gpus(cluster, partitions)
+        if free is None:
+            return None
+        total += free
+    for cluster, name in {(key[0], key[1]) for key in lost if key[0] in clusters}:
+        node = inventory.node(name, cluster)
+        if node is None or not node.usable or not node.free or not _may_use(partitions, node):
+            continue
+        idle_lost = sum(1 for index in node.idle if (cluster, name, index) in lost)
+        total -= min(node.free, idle_lost)
+    return total
+
+
+def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> int:
+    """The job's GPUs it could start on again that are not already counted free: on a node that takes new
+    work, not lost (where its indices are unknown, those it may be on that were lost count against it)."""
+    count = 0
+    for i, unit in enumerate(info.units):
+        usable = []
+        for key in unit:
+            node = inventory.node(key[1], key[0])
+            if node is not None and node.usable:
+                usable.append((key, node))
+        if info.size(i) < len(unit):
+            count += max(0, min(info.size(i), len(usable)) - sum(1 for key, _ in usable if key in lost))
+            continue
+        count += sum(1 for key, node in usable if key not in lost and key[2] not in node.idle)
+    return count

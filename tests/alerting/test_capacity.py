@@ -1,0 +1,116 @@
+"""Whether a stopped training job can start again: P0 ("fully stopped with no spare capacity") or P1."""
+
+from __future__ import annotations
+
+import pytest
+from sqlalchemy import Engine
+
+from alerting.capacity import can_restart, gpus_lost, units_hit
+from alerting.engine import IncidentEngine
+from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.slurm_inventory import SlurmInventory
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
+from tests.alerting.slurm_recorded import RecordedSlurm
+
+DUO = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "duo (5)", "c1")
+
+
+def node(name: str, free: int, usable: bool = True, partition: str = "gpu") -> NodeInfo:
+    """A 4-GPU node of c1 (rack r1, n3 in r2) with its first ``free`` GPUs free."""
+    rack = "r2" if name == "n3" else "r1"
+    idle = frozenset(range(free))
+    return NodeInfo(name, "c1", rack, 4, usable=usable, free=free, idle=idle, partitions=(partition,))
+
+
+def duo_on(*names: str, partitions: tuple[str, ...] = ("gpu",)) -> WorkloadInfo:
+    units = tuple(frozenset({("c1", n, i)}) for n in names for i in range(4))
+    return WorkloadInfo(DUO, units, aliases=("5", "duo"), partitions=partitions)
+
+
+def gpus(*names: str) -> frozenset[GpuKey]:
+    return frozenset(("c1", n, i) for n in names for i in range(4))
+
+
+@pytest.mark.parametrize(
+    ("nodes", "lost", "restarts"),
+    [
+        ([node("n1", 0), node("n2", 0), node("n3", 4)], gpus("n1"), True),
+        # requeued: Slurm freed its healthy half, which is its own, not spare beyond its size
+        ([node("n1", 0, usable=False), node("n2", 4), node("n3", 0)], gpus("n1"), False),
+        # the idle node is another incident's: not spare
+        ([node("n1", 0), node("n2", 0), node("n3", 4)], gpus("n1", "n3"), False),
+        # free GPUs only in a partition the job does not use
+        ([node("n1", 0), node("n2", 0), node("n3", 4, partition="other")], gpus("n1"), False),
+        # reserved or in maintenance: the reader gives it no free GPU
+        ([node("n1", 0), node("n2", 0), node("n3", 0, usable=False)], gpus("n1"), False),
+        # one GPU of n3 is lost (an XID on an idle GPU): 3 free are not enough
+        ([node("n1", 0), node("n2", 0), node("n3", 4)], gpus("n1") | {("c1", "n3", 2)}, False),
+    ],
+    ids=["spare", "own-gpus-freed", "lost-elsewhere", "other-partition", "reserved", "idle-gpu-lost"],
+)
+def test_a_job_can_restart_on_free_usable_gpus_of_its_partitions_plus_its_own_healthy_ones(
+    nodes: list[NodeInfo], lost: frozenset[GpuKey], restarts: bool
+) -> None:
+    inventory = StaticInventory(nodes, [duo_on("n1", "n2")], {"c1": 4})
+    assert can_restart(inventory, [DUO], lost) is restarts
+
+
+def test_two_stopped_jobs_compete_for_the_same_free_gpus() -> None:
+    other = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "solo (6)", "c1")
+    solo = WorkloadInfo(other, tuple(frozenset({("c1", "n4", i)}) for i in range(4)), partitions=("gpu",))
+    nodes = [node("n1", 0), node("n2", 0), node("n3", 4), node("n4", 0)]
+    inventory = StaticInventory(nodes, [duo_on("n1", "n2"), solo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is True
+    assert can_restart(inventory, [DUO, other], gpus("n1", "n4")) is False  # 4 free GPUs, 8 wanted
+
+
+def test_an_inventory_file_without_free_gpus_per_node_says_nothing() -> None:
+    inventory = StaticInventory([NodeInfo("n1", "c1", "r1", 4)], [duo_on("n1")], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is None
+
+
+def engine(sql: Engine, clock: FakeClock, inventory: StaticInventory) -> IncidentEngine:
+    return IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
+
+
+def test_a_requeued_job_whose_node_died_stays_p0_when_only_its_own_gpus_are_free(sql: Engine) -> None:
+    # Real Slurm: llm on node-01,02 of partition gpu; node-03 reserved, node-04 in maintenance, node-05 idle
+    # in partition other. node-01 goes DOWN and Slurm requeues llm, freeing node-02.
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    gw = engine(sql, clock, reader.read())
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "cap", "node": "node-01"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert row.priority == "P0" and "training job llm (14) stopped" in row.title
+    slurm.capture = "D-requeued"
+    clock.advance(30)
+    gw.replace_inventory(reader.read())
+    incident = gw.store.get(row.id)
+    assert incident.priority.value == "P0" and "training job llm (14) stopped" in incident.title
+
+
+def test_an_idle_node_another_incident_lost_is_not_spare(sql: Engine) -> None:
+    clock = FakeClock()
+    nodes = [node("n1", 0), node("n2", 0), node("n3", 4), node("n4", 0)]
+    gw = engine(sql, clock, StaticInventory(nodes, [duo_on("n1", "n2")], {"c1": 4}))
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n1"})])
+    assert [r.priority for r, _ in gw.store.list_rows(None)] == ["P1"]  # n3 is free
+    clock.advance(10)
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n3"})])  # an idle node
+    by_root = {r.root_target.get("name"): r.priority for r, _ in gw.store.list_rows(None)}
+    assert by_root == {"n1": "P0", "n3": "P2"}
+
+
+def test_a_unit_whose_gpu_indices_are_unknown_is_hit_only_when_what_is_known_says_so() -> None:
+    # Two pods share n1's 8 GPUs, indices unknown: a (2 GPUs) and b (4 GPUs).
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", "svc", "c1")
+    everywhere = frozenset(("c1", "n1", i) for i in range(8))
+    info = WorkloadInfo(svc, (everywhere, everywhere), sizes=(2, 4), unit_pods=(("a",), ("b",)))
+    one = frozenset({("c1", "n1", 0)})
+    assert units_hit(info, one) == []  # GPU 0 may be idle
+    assert units_hit(info, one, {("c1", "n1", 0): ("ns", "a")}) == [0]  # the alert names pod a
+    assert units_hit(info, frozenset(list(everywhere)[:5])) == [1]  # 5 lost: b's 4 cannot all be clear
+    assert units_hit(info, everywhere) == [0, 1]  # the node
+    assert info.held == 6 and gpus_lost(info, [0, 1], everywhere) == 6
