@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import subprocess
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -57,12 +58,25 @@ _IDX = re.compile(r"IDX:([0-9,\-]+)")
 
 
 def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeout: float = 30.0) -> str:
-    """Run a Slurm command; its stdout, or ``SourceError`` with its stderr."""
+    """Run a Slurm command; its stdout, or ``SourceError`` with its stderr.
+
+    A ``SLURM_CONF`` naming no file is refused at once: Slurm's commands retry reading it for 60 s first."""
+    conf = (env if env is not None else os.environ).get("SLURM_CONF")
+    if conf and not os.path.isfile(conf):
+        raise SourceError(
+            f"SLURM_CONF names {conf}, which is not a file; set it to slurm.conf", source="slurm"
+        )
     try:
         done = subprocess.run(
             list(argv), capture_output=True, text=True, timeout=timeout, check=False, env=env
         )
-    except (OSError, subprocess.TimeoutExpired) as exc:
+    except subprocess.TimeoutExpired as exc:
+        said = exc.stderr.decode(errors="replace") if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        last = said.strip().splitlines()[-1:] or ["nothing"]
+        raise SourceError(
+            f"{' '.join(argv)} did not answer within {timeout:g} s; it said: {last[0]}", source="slurm"
+        ) from exc
+    except OSError as exc:
         raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
     if done.returncode != 0:
         reason = (done.stderr.strip().splitlines() or ["no output"])[-1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from pathlib import Path
 
 import pytest
 
@@ -15,6 +16,7 @@ from alerting.slurm_inventory import (
     gpu_indices,
     parse_cluster_name,
     parse_topology,
+    run_command,
 )
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
@@ -300,3 +302,18 @@ def test_a_het_job_is_one_workload_and_array_tasks_are_named_as_squeue_shows_the
     assert {w.name for w in located.workloads} == {"arr (5_0)", "arr (5_1)"}
     located = locate({"alertname": "TrainingJobStalled", "slurm_job": "11"}, FaultKind.JOB_STALLED, inventory)
     assert {w.name for w in located.workloads} == {"arr (5_1)"}
+
+
+def test_a_slurm_conf_that_names_no_file_is_said_at_once(tmp_path: Path) -> None:
+    # scontrol itself retries a missing slurm.conf for 60 s, and serve's read timed out saying only that.
+    env = {"SLURM_CONF": str(tmp_path / "nope.conf"), "PATH": "/usr/bin:/bin"}
+    with pytest.raises(SourceError, match=r"SLURM_CONF names .*nope\.conf, which is not a file"):
+        run_command(["scontrol", "show", "config"], env=env)
+
+
+def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None:
+    script = tmp_path / "scontrol"
+    script.write_text("#!/bin/sh\necho 'cannot reach slurmctld, retrying' >&2\nsleep 5\n")
+    script.chmod(0o755)
+    with pytest.raises(SourceError, match=r"did not answer within 0\.5 s; it said: cannot reach slurmctld"):
+        run_command([str(script), "show", "config"], env={"PATH": "/usr/bin:/bin"}, timeout=0.5)
