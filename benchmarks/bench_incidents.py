@@ -429,8 +429,10 @@ def main() -> None:
             run_storm(alerts, targets, settle)
             incidents = httpx.get(f"http://127.0.0.1:{gw_port}/api/v1/incidents", timeout=10).json()
             am_n = receiver.count - am_before
-            fresh = incidents[: len(incidents) - seen]
+            new = incidents[: len(incidents) - seen]
             seen = len(incidents)
+            # Incidents another took in are listed too (resolved, merged_into); none was a message of its own.
+            fresh = [i for i in new if not i.get("merged_into")]
             # A notification is what reaches the channel: new messages and replies broadcast to it (a
             # resolution, an escalation, a reopening), as every Alertmanager notification is a message.
             posted = recorder.visible_in_channel()[top_before:]
@@ -457,6 +459,7 @@ def main() -> None:
                     ]
                     for i in fresh
                 ],
+                "gpuwarden_incidents_merged_into_others": len(new) - len(fresh),
             }
         figures = result["scenarios"]
         for key, names in (("storms", [n for n in figures if n != CHECK]), ("all", list(figures))):
