@@ -25,6 +25,7 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
+from alerting.handoff import record_on_commit
 from alerting.impact import measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
@@ -90,6 +91,9 @@ class IncidentEngine(
         self.extra_metrics: list[Collector] = []
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Each transaction stores its changes, deleted once told (``alerting.handoff``).
+        record_on_commit(self._sessions, lambda: bool(self._listeners))
+        self._untold = self._telling_failed = False
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
         self._queue: list[Ticket] = []
@@ -213,7 +217,9 @@ class IncidentEngine(
 
     def _rebuild_after_failure(self) -> None:
         """After a failed transaction: the in-memory view back to what the store holds; when the store
-        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use."""
+        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use. The
+        commit may have gone through though its answer was lost: the changes it stored are told next."""
+        self._untold = True
         try:
             self._reload()
         except Exception:  # noqa: BLE001 - the store is down: rebuilt at the next transaction or tick

@@ -135,14 +135,9 @@ class Outbox:
     # --- enqueue -----------------------------------------------------------------------------------
 
     def __call__(self, change: IncidentChange) -> None:
-        """Listener entry point: enqueue, and never raise into the engine."""
-        try:
-            self.enqueue(change)
-        except Exception:
-            self.stats.errors += 1
-            logger.exception(
-                "outbox enqueue failed incident_id=%s change=%s", change.incident.id, change.kind
-            )
+        """Listener entry point: enqueue. What fails (the store dropped) is raised: the engine keeps the
+        change stored and tells it again (``alerting.handoff``); the enqueue dedupes it."""
+        self.enqueue(change)
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read
