@@ -5,7 +5,9 @@ notifier, keyed by an idempotency key per incident and event (the same change en
 once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
 overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
-the ``Clock`` and no attempt limit; a non-retryable one marks it ``failed`` (kept, see ``requeue_failed``).
+the ``Clock`` and no attempt limit; a rate limit (``BackendError.retry_after``) pauses every call to that
+notifier until its Retry-After has passed; a non-retryable one marks it ``failed`` (kept, see
+``requeue_failed``).
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -131,6 +133,9 @@ class Outbox:
         self._backoff = backoff or Backoff()
         self._runbook = runbook
         self.stats = OutboxStats()
+        # Notifier name → clock time before which it is not called: it was rate limited (Retry-After), and
+        # the limit is the app's, not one incident's (Slack's is per method and app).
+        self._paused_until: dict[str, float] = {}
 
     # --- enqueue -----------------------------------------------------------------------------------
 
@@ -199,7 +204,7 @@ class Outbox:
         sent = 0
         for notifier_name, incident_id in groups:
             notifier = self._notifiers.get(notifier_name)
-            if notifier is None or notifier_name in failing:
+            if notifier is None or notifier_name in failing or self.paused(notifier_name):
                 continue
             outcome = self._drain_group(notifier, incident_id)
             sent += outcome[0]
@@ -207,6 +212,10 @@ class Outbox:
                 # This destination is failing now: leave its other incidents for the next round.
                 failing.add(notifier_name)
         return sent
+
+    def paused(self, notifier: str) -> bool:
+        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed)."""
+        return self._clock.time() < self._paused_until.get(notifier, 0.0)
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -252,6 +261,8 @@ class Outbox:
         try:
             notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if exc.retry_after is not None:
+                return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
             return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
         except Exception as exc:  # a notifier bug: log it, keep the message, try again later
             self.stats.errors += 1
@@ -287,6 +298,27 @@ class Outbox:
         self.stats.failed += 1
         logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
         return None
+
+    def _rate_limited(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
+        """The far end refused the call for a rate limit: pause the notifier for ``wait`` seconds. The call
+        was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
+        for an earlier post unless an earlier attempt may have made one)."""
+        until = self._clock.time() + wait
+        self._paused_until[notifier] = max(until, self._paused_until.get(notifier, 0.0))
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
+            row.next_attempt_at = until
+            incident_id = row.incident_id
+        self.stats.retried += 1
+        logger.warning(
+            "notifier rate limited: no call to it for %.0f s notifier=%s incident_id=%s error=%s",
+            wait,
+            notifier,
+            incident_id,
+            error,
+        )
+        return False
 
     def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
         with self._sessions() as session, session.begin():

@@ -428,3 +428,23 @@ def test_run_loop_delivers_in_the_background_until_stopped(engine: Engine, recor
         worker.join()
     [parent] = recorder.channel_messages()
     assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_a_rate_limit_pauses_every_call_to_slack_until_its_retry_after_has_passed(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    for incident_id in ("inc-a", "inc-b", "inc-c"):
+        outbox(lifecycle(incident_id)[0])
+    recorder.fail_next("chat.postMessage", status=429, retry_after=60)
+    assert outbox.dispatch_due() == 0
+    for _ in range(59):  # Slack asked for 60 s: no call at all meanwhile, for any incident
+        clock.advance(1)
+        assert outbox.dispatch_due() == 0
+    assert len(recorder.calls) == 1
+    clock.advance(1)
+    assert outbox.dispatch_due() == 3
+    # Refused, certainly not posted: the retry posts at once, without looking in the channel's history.
+    assert {c.method for c in recorder.calls} == {"chat.postMessage"}  # parents and their replies
+    assert len(recorder.channel_messages()) == 3
