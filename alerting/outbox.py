@@ -5,9 +5,10 @@ notifier, keyed by an idempotency key per incident and event (the same change en
 once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
 overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
-the ``Clock`` and no attempt limit; a rate limit (``BackendError.retry_after``) pauses every call to that
-notifier until its Retry-After has passed; a non-retryable one marks it ``failed`` (kept, see
-``requeue_failed``).
+the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
+backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``)
+pauses every call to that notifier until its Retry-After has passed; a non-retryable one marks it
+``failed`` (kept, see ``requeue_failed``).
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -27,7 +28,19 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import Boolean, Engine, Float, Index, Integer, String, Text, UniqueConstraint, func, select
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
@@ -136,6 +149,10 @@ class Outbox:
         # Notifier name → clock time before which it is not called: it was rate limited (Retry-After), and
         # the limit is the app's, not one incident's (Slack's is per method and app).
         self._paused_until: dict[str, float] = {}
+        # Notifiers whose messages may be backing off after a transient failure (all of them at start): the
+        # next delivery that succeeds makes those due at once, so a message does not wait minutes of
+        # backoff grown during an outage once the destination is back.
+        self._backing_off: set[str] = set(self._notifiers)
 
     # --- enqueue -----------------------------------------------------------------------------------
 
@@ -271,6 +288,17 @@ class Outbox:
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             row.status, row.sent_at, row.last_error = SENT, self._clock.time(), None
+            if notifier.name in self._backing_off:
+                self._backing_off.discard(notifier.name)
+                session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.notifier == notifier.name,
+                        OutboxMessage.status == PENDING,
+                        OutboxMessage.next_attempt_at > self._clock.time(),
+                    )
+                    .values(next_attempt_at=self._clock.time())
+                )
         self.stats.sent += 1
         self.stats.by_notifier_sent[notifier.name] = self.stats.by_notifier_sent.get(notifier.name, 0) + 1
         return True
@@ -282,6 +310,7 @@ class Outbox:
             if retryable:
                 row.status = PENDING
                 row.next_attempt_at = self._clock.time() + self._backoff.delay(attempts)
+                self._backing_off.add(row.notifier)
             else:
                 row.status = FAILED
             notifier, incident_id = row.notifier, row.incident_id

@@ -448,3 +448,26 @@ def test_a_rate_limit_pauses_every_call_to_slack_until_its_retry_after_has_passe
     # Refused, certainly not posted: the retry posts at once, without looking in the channel's history.
     assert {c.method for c in recorder.calls} == {"chat.postMessage"}  # parents and their replies
     assert len(recorder.channel_messages()) == 3
+
+
+def test_once_a_delivery_succeeds_messages_backing_off_after_the_outage_go_at_once(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock, backoff=Backoff(initial_seconds=2, max_seconds=300))
+    first = lifecycle("inc-a")
+    outbox(first[0])
+    outbox(first[1])
+    recorder.set_outage(503)
+    for _ in range(7):  # a long outage: the head of inc-a's queue backs off further each time
+        outbox.dispatch_due()
+        clock.advance(outbox.messages(PENDING)[0].next_attempt_at - clock.time())
+    outbox.dispatch_due()
+    assert outbox.messages(PENDING)[0].next_attempt_at - clock.time() >= 128
+    recorder.set_outage(None)  # Slack is back; a new incident's message is the first to go
+    outbox(lifecycle("inc-b")[0])
+    assert outbox.dispatch_due() == 1
+    assert outbox.dispatch_due() == 2  # inc-a's, at once and in order, not minutes later
+    thread = outbox.thread("slack", "inc-a")
+    assert thread is not None and thread.ts is not None
+    assert reply_kinds(recorder, thread.ts) == REPLY_ORDER[:2]
