@@ -167,8 +167,8 @@ class JournalApplier:
         """Whether a plain write (the applied offset, unchanged) commits: the store is up, the record bad."""
         try:
             self._commit_offset(self.applied)
-        except Exception:  # any failure here: not the record's fault, keep retrying
-            logger.exception("journal: the store takes no write either; retrying, nothing quarantined")
+        except Exception as exc:  # noqa: BLE001 - any failure here: not the record's fault, keep retrying
+            logger.warning("journal: the store takes no write either; retrying, nothing quarantined: %r", exc)
             return False
         self.health.store_ok()
         return True
@@ -263,7 +263,8 @@ class JournalApplier:
         return max(applied, 1)
 
     def run(self, stop: threading.Event) -> None:
-        """Background loop: apply whenever records are pending; retry after a failure."""
+        """Background loop: apply whenever records are pending; retry after a failure (the first failure of
+        a streak is logged with its traceback, the next ones one line each, until a batch applies)."""
         while not stop.is_set():
             try:
                 lag = self.lag_bytes
@@ -277,9 +278,12 @@ class JournalApplier:
                     continue
             except Exception as exc:  # loop boundary: records stay in the journal, retried later
                 self.failures += 1
+                if self.last_error is None:
+                    logger.exception("journal: applying from offset %d failed; will retry", self.applied)
+                else:
+                    logger.warning("journal: applying from offset %d failed again: %r", self.applied, exc)
                 self.last_error, self.last_error_at = repr(exc), self.engine.clock.now()
                 self.health.store_failed(exc)
-                logger.exception("journal: applying from offset %d failed; will retry", self.applied)
                 stop.wait(self.retry_seconds)
                 continue
             self._wake.wait(0.05)

@@ -41,7 +41,7 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from alerting.db import Base
@@ -421,13 +421,27 @@ class Outbox:
         return len(queued), len(rows) - len(queued)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors."""
+        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors.
+
+        A store that cannot be reached is no outbox error (``/-/ready`` and ``gpuwarden_store_up`` report
+        it): its first failure is logged with the traceback, then one line per round until it is back."""
+        failing = False
         while not stop.is_set():
             try:
                 self.dispatch_due()
+            except SQLAlchemyError as exc:
+                if not failing:
+                    logger.exception("outbox dispatch round failed: the store is unreachable")
+                else:
+                    logger.warning("outbox dispatch round failed again: %r", exc)
+                failing = True
             except Exception:
                 self.stats.errors += 1
                 logger.exception("outbox dispatch round failed")
+            else:
+                if failing:
+                    logger.info("outbox dispatching again")
+                failing = False
             self._clock.sleep(poll_seconds)
 
 
@@ -436,6 +450,7 @@ class OutboxCollector:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
+        self._last_counts: dict[str, int] | None = None  # the depth last read, shown while the store is away
 
     def describe(self) -> Iterator[Metric]:
         """Nothing to describe up front: registering must not touch the database."""
@@ -463,10 +478,19 @@ class OutboxCollector:
         yield CounterMetricFamily(
             "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
         )
+        up = 1
         try:
-            counts = self._outbox.counts()
-        except Exception:  # a scrape must not fail because the database is away
-            logger.exception("outbox depth unavailable")
+            self._last_counts = self._outbox.counts()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database is away
+            logger.warning("outbox depth unavailable, showing the last one read: %r", exc)
+            up = 0
+        yield GaugeMetricFamily(
+            "gpuwarden_outbox_up",
+            "1 when gpuwarden_outbox_messages was read at this scrape; 0: the last depth read is shown.",
+            value=up,
+        )
+        counts = self._last_counts
+        if counts is None:
             return
         depth = GaugeMetricFamily(
             "gpuwarden_outbox_messages", "Stored notifications by status.", labels=["status"]

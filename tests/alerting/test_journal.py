@@ -417,3 +417,25 @@ def test_a_commit_whose_answer_was_lost_is_not_applied_again(
     assert applier.applied == end
     row = engine.store.alert(label_fingerprint(_alert("r05-n01")["labels"]))  # type: ignore[arg-type]
     assert row is not None and row.receive_count == 1
+
+
+def test_a_store_outage_logs_one_traceback_then_one_line_per_retry(
+    sql: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine, retry_seconds=0.001, poison_after=100)
+    journal.append(KIND_POSTABLE, _body("r06-n01"), 1)
+    stop = threading.Event()
+    tries = iter(range(5))
+
+    def down(*args: Any, **kwargs: Any) -> object:
+        if next(tries, None) is None:
+            stop.set()
+        raise OperationalError("BEGIN", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(engine, "apply_accepted", down)
+    applier.run(stop)
+    logged = [r for r in caplog.records if r.name == "alerting.applier"]
+    assert applier.failures == 6 and len(logged) == 6
+    assert sum(r.exc_info is not None for r in logged) == 1

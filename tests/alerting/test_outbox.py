@@ -471,3 +471,30 @@ def test_once_a_delivery_succeeds_messages_backing_off_after_the_outage_go_at_on
     thread = outbox.thread("slack", "inc-a")
     assert thread is not None and thread.ts is not None
     assert reply_kinds(recorder, thread.ts) == REPLY_ORDER[:2]
+
+
+def _store_down(*args: object, **kwargs: object) -> int:
+    raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+
+def test_a_store_outage_keeps_the_queue_depth_on_metrics_and_logs_one_traceback(
+    engine: Engine, recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    registry.register(OutboxCollector(outbox))
+    outbox(lifecycle()[0])
+    assert registry.get_sample_value("gpuwarden_outbox_up") == 1
+    monkeypatch.setattr(outbox, "counts", _store_down)
+    monkeypatch.setattr(outbox, "dispatch_due", _store_down)
+    # The last depth known, flagged as not current; an alert on pending > 0 does not go absent.
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
+    assert registry.get_sample_value("gpuwarden_outbox_up") == 0
+    stop = threading.Event()
+    rounds = iter(range(5))
+    monkeypatch.setattr(clock, "sleep", lambda s: next(rounds, None) is None and stop.set())
+    outbox.run(stop)
+    assert outbox.stats.errors == 0  # the store's outage is no outbox error
+    assert [r.levelname for r in caplog.records if r.name == "alerting.outbox"].count("ERROR") == 1
+    assert sum(r.exc_info is not None for r in caplog.records if r.name == "alerting.outbox") == 1
