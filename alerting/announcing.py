@@ -1,5 +1,8 @@
 """Telling listeners (the Slack outbox, webhooks) what changed, after each commit.
 
+Every change is stored with its commit and deleted once told (``alerting.handoff``): a crash or a store
+failure between the commit and the outbox's enqueue delays the message, it never loses it.
+
 ``IncidentAnnouncing`` (mixed into the engine) holds a new incident back for the announce delay, as
 Alertmanager's group_wait does: one merged or resolved before then is never announced, and what changes
 meanwhile folds into its announcement. After a restart, incidents a previous process may have announced are
@@ -13,15 +16,19 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from alerting.batch import OpenIncident
+from alerting.handoff import forget, untold
 from alerting.silences import Silence, incident_silenced_until
-from alerting.store import IncidentStore
+from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from gpuwarden.clock import Clock
 from gpuwarden.model import Incident, IncidentState, RecommendedAction
 
 logger = logging.getLogger(__name__)
+_TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 # Recommended actions, the most drastic first: the order a person reads them in.
 _URGENCY = tuple(
     a.value
@@ -52,23 +59,56 @@ class IncidentAnnouncing:
     _unannounced: dict[str, datetime]  # held incidents: when they opened
     _announced: set[str]  # open incidents this process has announced
     _reannounce: set[str]  # held at start, announced by an earlier process maybe: announced again
+    _sessions: sessionmaker[Session]
+    _untold: bool  # committed changes may wait untold (at start, after a failure): told at the next notify
+    _telling_failed: bool  # the last try to tell them failed (logged once with its traceback)
 
     # --- subscriptions --------------------------------------------------------------------------
 
     def subscribe(self, listener: IncidentListener) -> None:
-        """Call ``listener`` after each committed change."""
+        """Call ``listener`` after each committed change (and for changes committed but not told before)."""
         with self._lock:
             self._listeners.append(listener)
+            self._untold = True  # what a process before this one committed but never told: at the next notify
 
     def _notify(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+        """After a commit: tell listeners every committed change not told yet, this commit's included.
+
+        The changes were stored with their commit (``alerting.handoff``); they are deleted once told. When
+        telling fails (the store dropped, a listener raised), they stay and the next notify or tick tells
+        them again: listeners dedupe by the event's idempotency key. Never raises: the commit stands.
+        """
+        if not self._listeners:
+            self._tell(changes)  # kept in the store for a process with listeners
+            return
+        if not changes and not self._untold:
+            return
+        self._untold = True
+        try:
+            while batch := untold(self._sessions, _TELL_AT_ONCE):
+                self._tell([u.change for u in batch])
+                forget(self._sessions, batch)
+        except Exception as exc:  # loop boundary: the changes stay stored, told again later
+            self.counters["listener_errors"] += 1
+            if not self._telling_failed:
+                logger.exception("telling listeners of committed changes failed; told again later")
+            else:
+                logger.warning("telling listeners of committed changes failed again: %r", exc)
+            self._telling_failed = True
+            return
+        if self._telling_failed:
+            logger.info("committed changes told to listeners again")
+        self._untold = self._telling_failed = False
+
+    def _tell(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         """Tell listeners, holding back new incidents for the announce delay (like Alertmanager's group_wait).
 
         An incident merged or resolved before its announcement is never announced; changes of a held
-        incident fold into its announcement.
+        incident fold into its announcement. Raises what a listener or the store raised.
         """
         out: list[tuple[str, ChangeKind, TimelineRow]] = []
         for incident_id, kind, event in changes:
-            if kind is ChangeKind.OPENED and self._hold > timedelta(0):
+            if kind is ChangeKind.OPENED and self._hold > timedelta(0) and incident_id not in self._announced:
                 self._unannounced[incident_id] = event.at
             elif incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
@@ -92,12 +132,17 @@ class IncidentAnnouncing:
     def _emit(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         if not self._listeners or not changes:
             return
-        cache: dict[str, Incident] = {}
+        cache: dict[str, Incident | None] = {}
         now = self.clock.now()
         for incident_id, kind, event in changes:
             if incident_id not in cache:
-                cache[incident_id] = self.store.get(incident_id)
+                try:
+                    cache[incident_id] = self.store.get(incident_id)
+                except IncidentNotFound:  # pruned by retention since: nothing left to tell
+                    cache[incident_id] = None
             incident = cache[incident_id]
+            if incident is None:
+                continue
             match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
             change = IncidentChange(
                 kind,
@@ -122,33 +167,40 @@ class IncidentAnnouncing:
         )
 
     def _call_listeners(self, change: IncidentChange) -> None:
+        """Every listener hears of the change; then what one raised is raised (the change is told again)."""
+        failed: Exception | None = None
         for listener in list(self._listeners):
             try:
                 listener(change)
-            except Exception:  # loop boundary: a listener must never break ingest
-                self.counters["listener_errors"] += 1
-                logger.exception("incident listener failed", extra={"incident_id": change.incident.id})
+            except Exception as exc:  # noqa: BLE001 - the others are still told; raised below
+                failed = exc
+        if failed is not None:
+            raise failed
 
     def _announce_due(self, now: datetime) -> None:
-        """Announce held incidents whose delay has passed, as they are now."""
+        """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
+        the next tick."""
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
-        for incident_id in due:
-            self._announce(incident_id, now)
+        try:
+            for incident_id in due:
+                self._announce(incident_id, now)
+        except Exception as exc:  # noqa: BLE001 - loop boundary: still held, announced at a later tick
+            self.counters["listener_errors"] += 1
+            logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
 
     def _announce(self, incident_id: str, now: datetime) -> None:
-        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile)."""
+        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile); it stays held
+        when that raises."""
+        if self._listeners:
+            incident = self.store.get(incident_id)
+            if incident.state is not IncidentState.RESOLVED:
+                opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
+                silenced_until = incident_silenced_until(self._silences, incident_id, now)
+                self._call_listeners(
+                    IncidentChange(
+                        ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
+                    )
+                )
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
         self._announced.add(incident_id)
-        if not self._listeners:
-            return
-        incident = self.store.get(incident_id)
-        if incident.state is IncidentState.RESOLVED:
-            return
-        opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
-        silenced_until = incident_silenced_until(self._silences, incident_id, now)
-        self._call_listeners(
-            IncidentChange(
-                ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
-            )
-        )

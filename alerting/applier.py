@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import orjson
-from sqlalchemy import Table, update
+from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
@@ -76,6 +76,9 @@ class JournalApplier:
         self._failing_at = -1  # offset of the last failure, and how many times in a row it failed there
         self._failures_here = 0
         self._isolate_until = -1  # below this offset, records are applied one at a time
+        # A transaction failed: its COMMIT may have gone through though its answer was lost. The offset the
+        # store holds is read again before applying anything (see ``_skip_committed``).
+        self._in_doubt = False
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self.health = health or ServiceHealth()
@@ -99,6 +102,8 @@ class JournalApplier:
 
         Raises what applying raised, unless that quarantined a poison record (see the module docstring).
         """
+        if self._in_doubt:
+            self._skip_committed()
         records = self.journal.read(self.applied, self.batch_bytes)
         if not records:
             return 0
@@ -107,11 +112,35 @@ class JournalApplier:
         try:
             applied = self._apply(records)
         except Exception as exc:
+            self._in_doubt = True
             if self._failed(records, exc):
                 return 1
             raise
         self._failing_at, self._failures_here = -1, 0
         return applied
+
+    def _skip_committed(self) -> None:
+        """After a failed transaction: move past what the store committed anyway (a COMMIT whose answer was
+        lost), so no record is applied twice. Raises while the store cannot be read."""
+        with self.engine.store.engine.connect() as conn:
+            stored = conn.scalar(
+                select(_OFFSETS.c.applied_offset).where(_OFFSETS.c.journal_id == self.journal.journal_id)
+            )
+        self._in_doubt = False
+        if stored is None or stored <= self.applied:
+            return
+        logger.warning(
+            "journal: the store committed up to offset %d though applying from %d failed; skipping it",
+            stored,
+            self.applied,
+        )
+        with self._cond:
+            self.applied = stored
+            self._cond.notify_all()
+        self._failing_at, self._failures_here = -1, 0
+        self.last_error = None
+        self._caught_up()
+        self.journal.discard_applied(stored)
 
     def _failed(self, records: list[JournalRecord], exc: Exception) -> bool:
         """Count a failure at the applied offset; isolate or quarantine; True when it quarantined."""
@@ -138,8 +167,8 @@ class JournalApplier:
         """Whether a plain write (the applied offset, unchanged) commits: the store is up, the record bad."""
         try:
             self._commit_offset(self.applied)
-        except Exception:  # any failure here: not the record's fault, keep retrying
-            logger.exception("journal: the store takes no write either; retrying, nothing quarantined")
+        except Exception as exc:  # noqa: BLE001 - any failure here: not the record's fault, keep retrying
+            logger.warning("journal: the store takes no write either; retrying, nothing quarantined: %r", exc)
             return False
         self.health.store_ok()
         return True
@@ -234,7 +263,8 @@ class JournalApplier:
         return max(applied, 1)
 
     def run(self, stop: threading.Event) -> None:
-        """Background loop: apply whenever records are pending; retry after a failure."""
+        """Background loop: apply whenever records are pending; retry after a failure (the first failure of
+        a streak is logged with its traceback, the next ones one line each, until a batch applies)."""
         while not stop.is_set():
             try:
                 lag = self.lag_bytes
@@ -248,9 +278,12 @@ class JournalApplier:
                     continue
             except Exception as exc:  # loop boundary: records stay in the journal, retried later
                 self.failures += 1
+                if self.last_error is None:
+                    logger.exception("journal: applying from offset %d failed; will retry", self.applied)
+                else:
+                    logger.warning("journal: applying from offset %d failed again: %r", self.applied, exc)
                 self.last_error, self.last_error_at = repr(exc), self.engine.clock.now()
                 self.health.store_failed(exc)
-                logger.exception("journal: applying from offset %d failed; will retry", self.applied)
                 stop.wait(self.retry_seconds)
                 continue
             self._wake.wait(0.05)

@@ -1,8 +1,8 @@
 """What the incident engine holds while it works: open incidents in memory, and one transaction's effects.
 
 ``OpenIncident`` is the in-memory view of an incident that is not resolved (what correlation asks about for
-every new alert); ``Batch`` gathers one transaction's timeline events and changes, which listeners hear of
-only after the commit; ``Ticket`` is one ingest call waiting for the group commit.
+every new alert); ``Batch`` gathers one transaction's timeline events and changes, which are stored with the
+commit and told to listeners after it; ``Ticket`` is one ingest call waiting for the group commit.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.correlation import Candidate, FactsBuilder, Member, RootFacts
+from alerting.handoff import watch
 from alerting.inventory import GpuKey
 from alerting.pending import PendingAlert, StoredAlert
 from alerting.store_models import TimelineRow
@@ -121,6 +122,9 @@ class Batch:
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentEngine._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)
 
     def event(
         self,

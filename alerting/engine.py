@@ -25,10 +25,11 @@ from alerting.correlation import Member, best_candidate, foreign, root_cause
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.grouping import IncidentGrouping
+from alerting.handoff import record_on_commit
 from alerting.impact import measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
-from alerting.lifecycle import IncidentLifecycle, close
+from alerting.lifecycle import IncidentLifecycle
 from alerting.muting import MuteTracking
 from alerting.pending import (
     FingerprintCache,
@@ -90,6 +91,9 @@ class IncidentEngine(
         self.extra_metrics: list[Collector] = []
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
+        # Each transaction stores its changes, deleted once told (``alerting.handoff``).
+        record_on_commit(self._sessions, lambda: bool(self._listeners))
+        self._untold = self._telling_failed = False
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()
         self._queue: list[Ticket] = []
@@ -213,7 +217,9 @@ class IncidentEngine(
 
     def _rebuild_after_failure(self) -> None:
         """After a failed transaction: the in-memory view back to what the store holds; when the store
-        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use."""
+        cannot be read either (a PostgreSQL restart), marked stale and rebuilt before its next use. The
+        commit may have gone through though its answer was lost: the changes it stored are told next."""
+        self._untold = True
         try:
             self._reload()
         except Exception:  # noqa: BLE001 - the store is down: rebuilt at the next transaction or tick
@@ -618,28 +624,13 @@ class IncidentEngine(
             if expired:
                 self.ingest(expired)
             self._release_unmuted(now)
-            due = []
-            with self._sessions() as session, session.begin():
-                batch = Batch(session, now)
-                gave_back = []
-                for inc in list(self._open.values()):
-                    row = session.get(IncidentRow, inc.id)
-                    if row is None:
-                        continue
-                    lost = inc.lost
-                    self._settle_flapping(batch, inc, row)
-                    if inc.lost != lost:
-                        gave_back.append((inc, lost))
-                    if row.quiet_since is None or now - row.quiet_since < self._quiet:
-                        continue
-                    if any(m.firing or m.flapping for m in inc.members.values()):
-                        continue
-                    close(batch, row, "resolved: all alerts quiet for the quiet period", {})
-                    due.append(inc.id)
-                for inc, lost in gave_back:  # a flap that settled resolved: what it took is given back
-                    for other in self._sharers(inc, lost):
-                        if other in self._open and other not in due:
-                            self._recompute(batch, self._open[other])
+            due: list[str] = []
+            try:
+                batch = self._resolve_quiet(now, due)
+            except Exception:
+                # The COMMIT may have gone through, its answer lost: the open incidents as the store has them.
+                self._rebuild_after_failure()
+                raise
             self._closed(due)
             self._notify(batch.changes)
             self._announce_due(now)

@@ -10,12 +10,15 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from sqlalchemy.orm import Session, sessionmaker
+
 from alerting.batch import Batch, OpenIncident
 from alerting.capacity import units_hit
 from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
+from alerting.lifecycle import close
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -50,6 +53,8 @@ class IncidentGrouping:
     _open: dict[str, OpenIncident]
     _flap: FlapPolicy
     _window: timedelta
+    _quiet: timedelta
+    _sessions: sessionmaker[Session]
 
     def _set_workloads(self, inc: OpenIncident, workloads: frozenset[WorkloadRef]) -> None:
         if workloads != inc.workloads:
@@ -342,6 +347,34 @@ class IncidentGrouping:
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
         return found if len(nodes) >= SPREAD_NODES else set()
+
+    def _resolve_quiet(self, now: datetime, due: list[str]) -> Batch:
+        """Resolve the open incidents quiet for the quiet period (their ids into ``due``); settle flapping."""
+        with self._sessions() as session, session.begin():
+            batch = Batch(session, now)
+            gave_back = []
+            for inc in list(self._open.values()):
+                row = session.get(IncidentRow, inc.id)
+                if row is None:
+                    continue
+                if row.state == IncidentState.RESOLVED.value:  # resolved by a commit whose answer was lost
+                    self._open.pop(inc.id, None)
+                    continue
+                lost = inc.lost
+                self._settle_flapping(batch, inc, row)
+                if inc.lost != lost:
+                    gave_back.append((inc, lost))
+                if row.quiet_since is None or now - row.quiet_since < self._quiet:
+                    continue
+                if any(m.firing or m.flapping for m in inc.members.values()):
+                    continue
+                close(batch, row, "resolved: all alerts quiet for the quiet period", {})
+                due.append(inc.id)
+            for inc, lost in gave_back:  # a flap that settled resolved: what it took is given back
+                for other in self._sharers(inc, lost):
+                    if other in self._open and other not in due:
+                        self._recompute(batch, self._open[other])
+        return batch
 
 
 def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:

@@ -5,7 +5,10 @@ notifier, keyed by an idempotency key per incident and event (the same change en
 once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
 overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
-the ``Clock`` and no attempt limit; a non-retryable one marks it ``failed`` (kept, see ``requeue_failed``).
+the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
+backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``)
+pauses every call to that notifier until its Retry-After has passed; a non-retryable one marks it
+``failed`` (kept, see ``requeue_failed``).
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -25,8 +28,20 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from sqlalchemy import Boolean, Engine, Float, Index, Integer, String, Text, UniqueConstraint, func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import (
+    Boolean,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from alerting.db import Base
@@ -131,18 +146,20 @@ class Outbox:
         self._backoff = backoff or Backoff()
         self._runbook = runbook
         self.stats = OutboxStats()
+        # Notifier name → clock time before which it is not called: it was rate limited (Retry-After), and
+        # the limit is the app's, not one incident's (Slack's is per method and app).
+        self._paused_until: dict[str, float] = {}
+        # Notifiers whose messages may be backing off after a transient failure (all of them at start): the
+        # next delivery that succeeds makes those due at once, so a message does not wait minutes of
+        # backoff grown during an outage once the destination is back.
+        self._backing_off: set[str] = set(self._notifiers)
 
     # --- enqueue -----------------------------------------------------------------------------------
 
     def __call__(self, change: IncidentChange) -> None:
-        """Listener entry point: enqueue, and never raise into the engine."""
-        try:
-            self.enqueue(change)
-        except Exception:
-            self.stats.errors += 1
-            logger.exception(
-                "outbox enqueue failed incident_id=%s change=%s", change.incident.id, change.kind
-            )
+        """Listener entry point: enqueue. What fails (the store dropped) is raised: the engine keeps the
+        change stored and tells it again (``alerting.handoff``); the enqueue dedupes it."""
+        self.enqueue(change)
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read
@@ -204,7 +221,7 @@ class Outbox:
         sent = 0
         for notifier_name, incident_id in groups:
             notifier = self._notifiers.get(notifier_name)
-            if notifier is None or notifier_name in failing:
+            if notifier is None or notifier_name in failing or self.paused(notifier_name):
                 continue
             outcome = self._drain_group(notifier, incident_id)
             sent += outcome[0]
@@ -212,6 +229,10 @@ class Outbox:
                 # This destination is failing now: leave its other incidents for the next round.
                 failing.add(notifier_name)
         return sent
+
+    def paused(self, notifier: str) -> bool:
+        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed)."""
+        return self._clock.time() < self._paused_until.get(notifier, 0.0)
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -257,6 +278,8 @@ class Outbox:
         try:
             notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
+            if exc.retry_after is not None:
+                return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
             return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
         except Exception as exc:  # a notifier bug: log it, keep the message, try again later
             self.stats.errors += 1
@@ -265,6 +288,17 @@ class Outbox:
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             row.status, row.sent_at, row.last_error = SENT, self._clock.time(), None
+            if notifier.name in self._backing_off:
+                self._backing_off.discard(notifier.name)
+                session.execute(
+                    update(OutboxMessage)
+                    .where(
+                        OutboxMessage.notifier == notifier.name,
+                        OutboxMessage.status == PENDING,
+                        OutboxMessage.next_attempt_at > self._clock.time(),
+                    )
+                    .values(next_attempt_at=self._clock.time())
+                )
         self.stats.sent += 1
         self.stats.by_notifier_sent[notifier.name] = self.stats.by_notifier_sent.get(notifier.name, 0) + 1
         return True
@@ -276,6 +310,7 @@ class Outbox:
             if retryable:
                 row.status = PENDING
                 row.next_attempt_at = self._clock.time() + self._backoff.delay(attempts)
+                self._backing_off.add(row.notifier)
             else:
                 row.status = FAILED
             notifier, incident_id = row.notifier, row.incident_id
@@ -292,6 +327,27 @@ class Outbox:
         self.stats.failed += 1
         logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
         return None
+
+    def _rate_limited(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
+        """The far end refused the call for a rate limit: pause the notifier for ``wait`` seconds. The call
+        was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
+        for an earlier post unless an earlier attempt may have made one)."""
+        until = self._clock.time() + wait
+        self._paused_until[notifier] = max(until, self._paused_until.get(notifier, 0.0))
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, row_id)
+            row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
+            row.next_attempt_at = until
+            incident_id = row.incident_id
+        self.stats.retried += 1
+        logger.warning(
+            "notifier rate limited: no call to it for %.0f s notifier=%s incident_id=%s error=%s",
+            wait,
+            notifier,
+            incident_id,
+            error,
+        )
+        return False
 
     def _save_thread(self, notifier: str, incident_id: str, state: ThreadState) -> None:
         with self._sessions() as session, session.begin():
@@ -365,13 +421,27 @@ class Outbox:
         return len(queued), len(rows) - len(queued)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors."""
+        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors.
+
+        A store that cannot be reached is no outbox error (``/-/ready`` and ``gpuwarden_store_up`` report
+        it): its first failure is logged with the traceback, then one line per round until it is back."""
+        failing = False
         while not stop.is_set():
             try:
                 self.dispatch_due()
+            except SQLAlchemyError as exc:
+                if not failing:
+                    logger.exception("outbox dispatch round failed: the store is unreachable")
+                else:
+                    logger.warning("outbox dispatch round failed again: %r", exc)
+                failing = True
             except Exception:
                 self.stats.errors += 1
                 logger.exception("outbox dispatch round failed")
+            else:
+                if failing:
+                    logger.info("outbox dispatching again")
+                failing = False
             self._clock.sleep(poll_seconds)
 
 
@@ -380,6 +450,7 @@ class OutboxCollector:
 
     def __init__(self, outbox: Outbox) -> None:
         self._outbox = outbox
+        self._last_counts: dict[str, int] | None = None  # the depth last read, shown while the store is away
 
     def describe(self) -> Iterator[Metric]:
         """Nothing to describe up front: registering must not touch the database."""
@@ -407,10 +478,19 @@ class OutboxCollector:
         yield CounterMetricFamily(
             "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
         )
+        up = 1
         try:
-            counts = self._outbox.counts()
-        except Exception:  # a scrape must not fail because the database is away
-            logger.exception("outbox depth unavailable")
+            self._last_counts = self._outbox.counts()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database is away
+            logger.warning("outbox depth unavailable, showing the last one read: %r", exc)
+            up = 0
+        yield GaugeMetricFamily(
+            "gpuwarden_outbox_up",
+            "1 when gpuwarden_outbox_messages was read at this scrape; 0: the last depth read is shown.",
+            value=up,
+        )
+        counts = self._last_counts
+        if counts is None:
             return
         depth = GaugeMetricFamily(
             "gpuwarden_outbox_messages", "Stored notifications by status.", labels=["status"]

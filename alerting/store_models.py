@@ -126,3 +126,15 @@ class JournalOffsetRow(Base):
 
     journal_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     applied_offset: Mapped[int] = mapped_column(BigInteger, nullable=False)
+
+
+class UntoldChangeRow(Base):
+    """A committed incident change not told to listeners (the outbox) yet; see ``alerting.handoff``."""
+
+    __tablename__ = "untold_changes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    incident_id: Mapped[str] = mapped_column(String(40))
+    change: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime)  # its timeline event's time and kind
+    event_kind: Mapped[str] = mapped_column(String(32))

@@ -39,7 +39,8 @@ class IncidentListener(Protocol):
     """Called by the engine after a change has been committed to the store."""
 
     def __call__(self, change: IncidentChange) -> None:
-        """React to one committed change; must not raise into the engine."""
+        """React to one committed change. What it raises makes the engine tell the change again later (to
+        every listener: they dedupe by the event's idempotency key); ingest is never broken by it."""
         ...
 
 

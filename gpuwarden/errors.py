@@ -52,12 +52,22 @@ class SourceError(GpuwardenError):
 
 class BackendError(GpuwardenError):
     """A remediation or notification backend failed (Slurm, Kubernetes, Slack); ``code`` is the backend's
-    own error code when it gave one (Slack's ``message_not_found``)."""
+    own error code when it gave one (Slack's ``message_not_found``). ``retry_after``: the backend refused
+    the call for a rate limit and asked to wait that many seconds before calling it again."""
 
-    def __init__(self, message: str, *, backend: str = "", retryable: bool = False, code: str = "") -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        backend: str = "",
+        retryable: bool = False,
+        code: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         self.backend = backend
         self.retryable = retryable
         self.code = code
+        self.retry_after = retry_after
         super().__init__(f"{backend}: {message}" if backend else message)
 
 

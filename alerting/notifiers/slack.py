@@ -1,8 +1,9 @@
 """Slack through slack-sdk: one message per incident updated in place, the timeline as thread replies.
 
 Every slack-sdk error is translated into ``BackendError(retryable=...)`` in ``SlackNotifier._call`` and
-nowhere else. Rate limits are retried inside slack-sdk by ``RateLimitErrorRetryHandler`` (it honours
-``Retry-After``); outages are retried by the outbox.
+nowhere else. Short rate limits are retried inside slack-sdk by ``RateLimitErrorRetryHandler`` (it honours
+``Retry-After``); a longer one, or one left after those retries, is a ``BackendError`` with ``retry_after``,
+and the outbox makes no call to the notifier until it has passed. Outages are retried by the outbox.
 
 Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
@@ -87,6 +88,16 @@ def make_client(
     )
 
 
+def _retry_after(headers: object) -> float:
+    """Seconds a rate-limited answer asks to wait (``Retry-After``; 1 s when it names none, as slack-sdk)."""
+    items = headers.items() if isinstance(headers, dict) else ()
+    wait = next((v for k, v in items if str(k).lower() == "retry-after"), "1")
+    try:
+        return max(0.0, float(wait[0] if isinstance(wait, list) else wait))
+    except (TypeError, ValueError):
+        return 1.0
+
+
 def _translate(method: str, exc: Exception) -> BackendError:
     """The one place where slack-sdk and transport errors become gpuwarden errors."""
     if isinstance(exc, SlackApiError):
@@ -94,8 +105,13 @@ def _translate(method: str, exc: Exception) -> BackendError:
         data = exc.response.data
         error = str(data.get("error", "")) if isinstance(data, dict) else ""
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
+        limited = status == 429 or error in ("ratelimited", "rate_limited")
         return BackendError(
-            f"{method} failed: {error or f'HTTP {status}'}", backend="slack", retryable=retryable, code=error
+            f"{method} failed: {error or f'HTTP {status}'}",
+            backend="slack",
+            retryable=retryable,
+            code=error,
+            retry_after=_retry_after(exc.response.headers) if limited else None,
         )
     if isinstance(exc, SlackRequestError):
         # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.

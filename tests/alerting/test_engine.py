@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.exc import OperationalError
 
 from alerting import scenarios
 from alerting.db import make_engine
@@ -1295,3 +1296,29 @@ def test_a_rack_that_lost_power_and_has_one_node_down_again_is_partly_back(db: s
     clock.advance(60)
     engine.ingest([downs[2]])  # one node down again, within the reopen window: the incident reopens
     assert engine.store.get(incident).title.startswith("rack r04 lost power, partly back: 1 node")
+
+
+def test_a_resolution_whose_commit_answer_was_lost_is_not_resolved_again(
+    db: str, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = _engine(db, clock, quiet_period_seconds=60)
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    (inc,) = _open(engine)
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
+    clock.advance(61)
+    closed = engine._closed
+
+    def lost_answer(incident_ids: object) -> None:
+        monkeypatch.setattr(engine, "_closed", closed)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(engine, "_closed", lost_answer)  # the resolving COMMIT went through, its answer lost
+    with pytest.raises(OperationalError):
+        engine.tick()
+    resolved_at = engine.store.get(inc[0]).resolved_at
+    clock.advance(1)
+    engine.tick()
+    incident = engine.store.get(inc[0])
+    assert [e.kind for e in incident.timeline].count("resolved") == 1
+    assert incident.state is IncidentState.RESOLVED and incident.resolved_at == resolved_at

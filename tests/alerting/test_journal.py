@@ -3,10 +3,12 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from alerting import scenarios
@@ -392,3 +394,48 @@ def test_a_record_an_earlier_version_took_and_this_one_refuses_is_quarantined_no
         True,
         True,
     ]
+
+
+def test_a_commit_whose_answer_was_lost_is_not_applied_again(
+    sql: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine)
+    end = journal.append(KIND_POSTABLE, _body("r05-n01"), 1, accepted_at=T0.timestamp())
+    apply = engine.apply_accepted
+
+    def committed_then_lost(*args: Any, **kwargs: Any) -> object:
+        apply(*args, **kwargs)  # the COMMIT reached the store; its answer did not come back
+        monkeypatch.setattr(engine, "apply_accepted", apply)
+        raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+    monkeypatch.setattr(engine, "apply_accepted", committed_then_lost)
+    with pytest.raises(OperationalError):
+        applier.apply_available()
+    assert applier.apply_available() == 0  # the store's offset says it is applied: nothing to do
+    assert applier.applied == end
+    row = engine.store.alert(label_fingerprint(_alert("r05-n01")["labels"]))  # type: ignore[arg-type]
+    assert row is not None and row.receive_count == 1
+
+
+def test_a_store_outage_logs_one_traceback_then_one_line_per_retry(
+    sql: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    journal = _open(sql, tmp_path / "j")
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine, retry_seconds=0.001, poison_after=100)
+    journal.append(KIND_POSTABLE, _body("r06-n01"), 1)
+    stop = threading.Event()
+    tries = iter(range(5))
+
+    def down(*args: Any, **kwargs: Any) -> object:
+        if next(tries, None) is None:
+            stop.set()
+        raise OperationalError("BEGIN", {}, Exception("connection refused"))
+
+    monkeypatch.setattr(engine, "apply_accepted", down)
+    applier.run(stop)
+    logged = [r for r in caplog.records if r.name == "alerting.applier"]
+    assert applier.failures == 6 and len(logged) == 6
+    assert sum(r.exc_info is not None for r in logged) == 1

@@ -16,6 +16,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from prometheus_client import CollectorRegistry
 from sqlalchemy import Engine, inspect
+from sqlalchemy.exc import OperationalError
 
 from alerting.db import Base, make_engine
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
@@ -274,11 +275,14 @@ def test_chart_of_the_anomalous_series_is_attached_when_the_incident_opens(
     assert outbox.thread("slack", incident.id) == ThreadState(png.channel, png.thread_ts, chart_posted=True)
 
 
-def test_listener_never_raises_into_the_engine(tmp_path: Path, recorder: SlackRecorder) -> None:
+def test_an_enqueue_the_store_refuses_is_raised_for_the_engine_to_tell_again(
+    tmp_path: Path, recorder: SlackRecorder
+) -> None:
+    # The engine keeps the committed change stored and tells it again later (alerting.handoff).
     engine = make_engine(str(tmp_path / "no-tables.db"))  # not migrated: every insert fails
     outbox = Outbox(engine, [slack(recorder)], FakeClock())
-    outbox(lifecycle()[0])
-    assert outbox.stats.errors == 1
+    with pytest.raises(OperationalError):
+        outbox(lifecycle()[0])
 
 
 def test_a_notifier_bug_keeps_the_message_for_later(engine: Engine) -> None:
@@ -424,3 +428,73 @@ def test_run_loop_delivers_in_the_background_until_stopped(engine: Engine, recor
         worker.join()
     [parent] = recorder.channel_messages()
     assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+
+
+def test_a_rate_limit_pauses_every_call_to_slack_until_its_retry_after_has_passed(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    for incident_id in ("inc-a", "inc-b", "inc-c"):
+        outbox(lifecycle(incident_id)[0])
+    recorder.fail_next("chat.postMessage", status=429, retry_after=60)
+    assert outbox.dispatch_due() == 0
+    for _ in range(59):  # Slack asked for 60 s: no call at all meanwhile, for any incident
+        clock.advance(1)
+        assert outbox.dispatch_due() == 0
+    assert len(recorder.calls) == 1
+    clock.advance(1)
+    assert outbox.dispatch_due() == 3
+    # Refused, certainly not posted: the retry posts at once, without looking in the channel's history.
+    assert {c.method for c in recorder.calls} == {"chat.postMessage"}  # parents and their replies
+    assert len(recorder.channel_messages()) == 3
+
+
+def test_once_a_delivery_succeeds_messages_backing_off_after_the_outage_go_at_once(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock, backoff=Backoff(initial_seconds=2, max_seconds=300))
+    first = lifecycle("inc-a")
+    outbox(first[0])
+    outbox(first[1])
+    recorder.set_outage(503)
+    for _ in range(7):  # a long outage: the head of inc-a's queue backs off further each time
+        outbox.dispatch_due()
+        clock.advance(outbox.messages(PENDING)[0].next_attempt_at - clock.time())
+    outbox.dispatch_due()
+    assert outbox.messages(PENDING)[0].next_attempt_at - clock.time() >= 128
+    recorder.set_outage(None)  # Slack is back; a new incident's message is the first to go
+    outbox(lifecycle("inc-b")[0])
+    assert outbox.dispatch_due() == 1
+    assert outbox.dispatch_due() == 2  # inc-a's, at once and in order, not minutes later
+    thread = outbox.thread("slack", "inc-a")
+    assert thread is not None and thread.ts is not None
+    assert reply_kinds(recorder, thread.ts) == REPLY_ORDER[:2]
+
+
+def _store_down(*args: object, **kwargs: object) -> int:
+    raise OperationalError("SELECT", {}, Exception("connection refused"))
+
+
+def test_a_store_outage_keeps_the_queue_depth_on_metrics_and_logs_one_traceback(
+    engine: Engine, recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    registry.register(OutboxCollector(outbox))
+    outbox(lifecycle()[0])
+    assert registry.get_sample_value("gpuwarden_outbox_up") == 1
+    monkeypatch.setattr(outbox, "counts", _store_down)
+    monkeypatch.setattr(outbox, "dispatch_due", _store_down)
+    # The last depth known, flagged as not current; an alert on pending > 0 does not go absent.
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
+    assert registry.get_sample_value("gpuwarden_outbox_up") == 0
+    stop = threading.Event()
+    rounds = iter(range(5))
+    monkeypatch.setattr(clock, "sleep", lambda s: next(rounds, None) is None and stop.set())
+    outbox.run(stop)
+    assert outbox.stats.errors == 0  # the store's outage is no outbox error
+    assert [r.levelname for r in caplog.records if r.name == "alerting.outbox"].count("ERROR") == 1
+    assert sum(r.exc_info is not None for r in caplog.records if r.name == "alerting.outbox") == 1

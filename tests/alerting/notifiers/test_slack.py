@@ -150,7 +150,7 @@ def test_a_long_retry_after_is_left_to_the_outbox_not_slept_in_the_client(record
     recorder.fail_next("chat.postMessage", status=429, retry_after=3600)
     with pytest.raises(BackendError) as caught:  # at once: the one dispatcher thread is not held an hour
         deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
-    assert caught.value.retryable
+    assert caught.value.retryable and caught.value.retry_after == 3600  # the outbox waits that long
     assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
 
 

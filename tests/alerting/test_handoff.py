@@ -1,0 +1,97 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy.exc import OperationalError
+
+from alerting import scenarios
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.outbox import Outbox
+from alerting.subscriptions import ChangeKind, IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, IncidentState
+
+
+class Quiet:
+    """A notifier that is never asked to deliver here (only what the outbox stores is checked)."""
+
+    name = "quiet"
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        raise AssertionError("not dispatched in these tests")
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> str:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    return path
+
+
+def _serve(db: str, clock: FakeClock) -> tuple[IncidentEngine, Outbox]:
+    """An engine and its outbox on the store, as ``serve`` wires them."""
+    config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=60)
+    engine = IncidentEngine(make_engine(db), clock, config, scenarios.fleet_inventory())
+    outbox = Outbox(make_engine(db), [Quiet()], clock)
+    engine.subscribe(outbox)
+    return engine, outbox
+
+
+def _kinds(outbox: Outbox) -> list[ChangeKind]:
+    return [Notification.model_validate_json(m.payload).change for m in outbox.messages()]
+
+
+def _down(change: IncidentChange) -> int:
+    raise OperationalError("INSERT INTO notification_outbox", {}, Exception("server closed the connection"))
+
+
+def test_changes_committed_before_the_outbox_stored_them_reach_it_after_a_restart(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    engine, outbox = _serve(db, clock)
+    lost = Alert({"alertname": "GPULost", "cluster": "c1", "Hostname": "r01-n01", "gpu": "0"})
+    engine.ingest([lost])
+    (incident_id,) = [r.id for r, _ in engine.store.list_rows()]
+    assert _kinds(outbox) == [ChangeKind.OPENED]
+    # The store drops (or serve is killed) right after each commit, before the outbox stores the change.
+    monkeypatch.setattr(outbox, "enqueue", _down)
+    nodes = [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r01-n0{n}"}) for n in range(1, 9)]
+    engine.ingest(nodes)  # the service loses every replica: P2 → P0
+    assert engine.store.get(incident_id).priority.value == "P0"
+    clock.advance(10)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in [lost, *nodes]])
+    clock.advance(61)
+    engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    assert _kinds(outbox) == [ChangeKind.OPENED]
+    # Restarted on the same store: the committed changes the outbox never stored are told now.
+    engine, outbox = _serve(db, clock)
+    engine.tick()
+    kinds = _kinds(outbox)
+    assert kinds[0] is ChangeKind.OPENED and kinds[-1] is ChangeKind.RESOLVED
+    assert ChangeKind.PRIORITY_CHANGED in kinds
+    assert [Notification.model_validate_json(m.payload).priority for m in outbox.messages()][-1] == "P0"
+    engine.tick()
+    assert len(_kinds(outbox)) == len(kinds)  # told once
+
+
+def test_a_change_the_outbox_failed_to_store_is_told_again_at_the_next_tick(
+    db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = FakeClock()
+    engine, outbox = _serve(db, clock)
+    lost = Alert({"alertname": "GPULost", "cluster": "c1", "Hostname": "r01-n01", "gpu": "0"})
+    with monkeypatch.context() as patch:
+        patch.setattr(outbox, "enqueue", _down)
+        engine.ingest([lost])  # committed; the store drops before the outbox stores its announcement
+    assert _kinds(outbox) == []
+    engine.tick()  # the store is back
+    assert _kinds(outbox) == [ChangeKind.OPENED]
