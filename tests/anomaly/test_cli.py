@@ -1,11 +1,9 @@
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import re
 import socket
-import threading
 import urllib.parse
 from pathlib import Path
 
@@ -15,6 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.http_stub import LocalServer, QuietHandler
 
 runner = CliRunner()
 
@@ -256,11 +255,11 @@ def test_score_refuses_an_output_that_is_its_input_and_leaves_the_input_alone(tm
     assert src.read_bytes() == before
 
 
-class _Prometheus:
+class _Prometheus(LocalServer):
     """A Prometheus that answers every range query with two flat series, or 400 for the query `bad`."""
 
     def __init__(self) -> None:
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_GET(self) -> None:
                 params = urllib.parse.parse_qs(urllib.parse.urlparse(self.path).query)
                 start, end, step = (float(params[k][0]) for k in ("start", "end", "step"))
@@ -276,16 +275,7 @@ class _Prometheus:
                 self.end_headers()
                 self.wfile.write(data)
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +23,7 @@ from gpuwarden.api import create_app
 from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
+from tests.http_stub import LocalServer, QuietHandler
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 
 with warnings.catch_warnings():
@@ -103,14 +102,14 @@ def test_unreachable_server_exits_2() -> None:
     assert result.exit_code == 2
 
 
-class _Stub:
+class _Stub(LocalServer):
     """A server that answers every request with one status and body, and remembers the paths asked."""
 
     def __init__(self, status: int, body: bytes) -> None:
         stub = self
         self.paths: list[str] = []
 
-        class Handler(http.server.BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def _answer(self) -> None:
                 stub.paths.append(self.path)
                 self.send_response(status)
@@ -120,16 +119,7 @@ class _Stub:
 
             do_GET = do_POST = _answer
 
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+        super().__init__(Handler)
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,26 @@
+"""A local HTTP server for tests that stands in for a peer (a Prometheus, an address that is no gpuwarden)."""
+
+from __future__ import annotations
+
+import http.server
+import threading
+
+
+class QuietHandler(http.server.BaseHTTPRequestHandler):
+    """A request handler that logs nothing."""
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+class LocalServer:
+    """Serves ``handler`` on a free port of 127.0.0.1 in a thread; ``url`` reaches it."""
+
+    def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
