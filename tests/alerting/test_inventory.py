@@ -88,6 +88,14 @@ def test_unknown_inventory_key_is_an_error_with_its_line(tmp_path: Path) -> None
         load_inventory(path)
 
 
+def test_a_key_given_twice_in_an_inventory_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    node = "  - {name: %s, cluster: c, rack: r, gpus: 8}\n"
+    path.write_text("nodes:\n" + node % "n1" + "nodes:\n" + node % "n2")  # YAML keeps the last: n1 lost
+    with pytest.raises(ConfigError, match=r"inventory.yaml:3: duplicate key 'nodes' \(first at line 1\)"):
+        load_inventory(path)
+
+
 def test_inventory_lookups_answer_what_a_scan_of_the_lists_answers() -> None:
     inv = scenarios.fleet_inventory(racks=8)
     for cluster, rack in (("c1", "r07"), ("c1", None), ("c9", None), ("c1", "r99")):
