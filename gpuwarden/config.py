@@ -27,6 +27,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from gpuwarden.config_rules import Secret
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
 
@@ -78,8 +79,8 @@ class ExporterConfig(Section):
 class SlackConfig(Section):
     """Slack notifications; the token is a secret reference, never a literal."""
 
-    bot_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
+    bot_token: Secret = None
+    signing_secret: Secret = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: HttpUrl = "https://slack.com/api/"
     timeout_seconds: int = Field(10, ge=1)
@@ -103,7 +104,7 @@ class ApiConfig(Section):
 
     listen_address: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    token: SecretStr | None = None
+    token: Secret = None
     db: str = "gpuwarden.db"
     max_body_bytes: int = Field(1_048_576, gt=0)
 

@@ -54,6 +54,12 @@ def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail:
                     path=path,
                     field=trail,
                 )
+            if not environ[name].strip():  # an empty token would let every request through
+                raise ConfigError(
+                    f"secret reference names environment variable {name!r}, which is empty; export its value",
+                    path=path,
+                    field=trail,
+                )
             return environ[name]
         return {
             k: resolve_secret_refs(v, environ, path, f"{trail}.{k}" if trail else str(k))

@@ -245,3 +245,26 @@ def test_a_json_section_override_is_not_blamed_for_the_files_value_beside_it(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.path == "<environment>" and "GPUWARDEN_SLACK" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "text", "words"),
+    [
+        ("GPUWARDEN_API__TOKEN", "", "", "api.token: Value error, is empty"),
+        ("GPUWARDEN_API__TOKEN", " \n", "", "api.token: Value error, is empty"),
+        ("GPUWARDEN_API__TOKEN", "tok\n", "", "api.token: Value error, begins or ends with a space"),
+        ("GPUWARDEN_SLACK__BOT_TOKEN", "", "", "slack.bot_token: Value error, is empty"),
+        ("EMPTY_TOKEN", "", "api:\n  token: {env: EMPTY_TOKEN}\n", "api.token: secret reference names"),
+        ("EMPTY_SECRET", " ", "slack:\n  signing_secret: {env: EMPTY_SECRET}\n", "slack.signing_secret"),
+    ],
+    ids=["token-variable-empty", "token-blank", "token-newline", "bot-token-empty", "ref-empty", "ref-blank"],
+)
+def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, text: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)  # an empty API token would let every request write
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert words in str(info.value) and variable in str(info.value)
+    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, text))])
+    assert result.exit_code == 1 and words in " ".join(result.output.split())

@@ -245,3 +245,13 @@ def test_a_slack_channel_given_by_name_is_warned_of_at_start(
         build_service(cfg, str(tmp_path / "s.db"))
     logged = " ".join(r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve")
     assert ("posted twice" in logged) is warned
+
+
+@pytest.mark.parametrize("token", ["", "  ", "tok\n"], ids=["empty", "blank", "newline"])
+def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    assert list(tmp_path.iterdir()) == []
