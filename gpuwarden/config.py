@@ -27,7 +27,16 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from gpuwarden.config_rules import Secret
+from gpuwarden.config_rules import (
+    MAX_BODY_BYTES,
+    MAX_GPUS_PER_NODE,
+    MAX_INTERVAL_SECONDS,
+    MAX_RETENTION_DAYS,
+    MAX_WINDOW_SECONDS,
+    Secret,
+    sim_fleet_nodes,
+    simulate_spec,
+)
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
 
@@ -57,8 +66,13 @@ class SimConfig(Section):
     clusters: int = Field(1, ge=1)
     racks_per_cluster: int = Field(1, ge=1)
     nodes_per_rack: int = Field(2, ge=1)
-    gpus_per_node: int = Field(8, ge=1, le=16)
+    gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
     gpu_model: str = "NVIDIA H100 80GB HBM3"
+
+    @model_validator(mode="after")
+    def _fleet_size(self) -> SimConfig:
+        sim_fleet_nodes(self.clusters, self.racks_per_cluster, self.nodes_per_rack)
+        return self
 
 
 class ExporterConfig(Section):
@@ -66,14 +80,19 @@ class ExporterConfig(Section):
 
     listen_address: str = "0.0.0.0"  # noqa: S104 - a DaemonSet exporter listens on the node's address
     port: int = Field(9400, ge=1, le=65535)
-    collect_interval_seconds: float = Field(5.0, gt=0)
+    collect_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
     nvml_call_timeout_seconds: float = Field(
-        2.0, gt=0, description="a collection still running after this long is reported stale (a hung call)"
+        2.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="a collection still running after this long is reported stale (a hung call)",
     )
     kubelet_pod_resources_socket: str | None = None
     proc_root: str = Field("/proc", description="where /proc/<pid>/cgroup is read for pod/job attribution")
     hostname: str | None = Field(None, description="the Hostname label; default: NODE_NAME or the host name")
-    simulate: str | None = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
+    simulate: Annotated[str | None, AfterValidator(simulate_spec)] = Field(
+        None, description="NODESxGPUS, e.g. 2x8; None means real NVML"
+    )
 
 
 class SlackConfig(Section):
@@ -83,13 +102,18 @@ class SlackConfig(Section):
     signing_secret: Secret = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: HttpUrl = "https://slack.com/api/"
-    timeout_seconds: int = Field(10, ge=1)
-    rate_limit_retries: int = Field(3, ge=0, description="429s retried inside slack-sdk after Retry-After")
+    timeout_seconds: int = Field(10, ge=1, le=MAX_INTERVAL_SECONDS)
+    rate_limit_retries: int = Field(
+        3, ge=0, le=100, description="429s retried inside slack-sdk after Retry-After"
+    )
     charts: bool = True
     chart_prometheus_url: HttpUrl | None = Field(None, description="Prometheus read for incident charts")
-    chart_window_seconds: float = Field(3600.0, gt=0)
+    chart_window_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
     chart_latency_offset_seconds: float = Field(
-        0.0, ge=0, description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)"
+        0.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)",
     )
     runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
     broadcast_resolutions: bool = Field(
@@ -106,7 +130,7 @@ class ApiConfig(Section):
     port: int = Field(8080, ge=1, le=65535)
     token: Secret = None
     db: str = "gpuwarden.db"
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
 
 
 class AnomalyThresholdConfig(Section):
@@ -138,7 +162,7 @@ class AnomalyQueryConfig(Section):
 
     name: str
     expr: str
-    step_seconds: float = Field(30.0, gt=0)
+    step_seconds: float = Field(30.0, gt=0, le=MAX_INTERVAL_SECONDS)
     kind: Literal["gauge", "counter"] | None = Field(
         None,
         description=(
@@ -156,7 +180,7 @@ class AnomalyConfig(Section):
 
     source: Literal["prometheus", "in-process"] = "in-process"
     prometheus_url: HttpUrl = "http://127.0.0.1:9090"
-    query_timeout_seconds: float = Field(10.0, gt=0)
+    query_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
         default_factory=lambda: [
@@ -213,8 +237,8 @@ class AnomalyConfig(Section):
             " its repair must raise again (thresholds.resolve_after keeps learned detectors' alerts longer)"
         ),
     )
-    infer_every_seconds: float = Field(30.0, gt=0)
-    fit_every_seconds: float = Field(3600.0, gt=0)
+    infer_every_seconds: float = Field(30.0, ge=0.001, le=MAX_INTERVAL_SECONDS)
+    fit_every_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
     alert_url: HttpUrl | None = Field(
         None,
         description=(
@@ -226,18 +250,25 @@ class AnomalyConfig(Section):
     port: int = Field(
         9701, ge=0, le=65535, description="`anomaly run`'s /metrics port (scores, bands, health); 0: none"
     )
-    max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")
+    max_lookback_seconds: float = Field(
+        3600.0, gt=0, le=MAX_WINDOW_SECONDS, description="longest catch-up after an outage"
+    )
     latency_offset_seconds: float = Field(
         0.0,
         ge=0,
+        le=MAX_WINDOW_SECONDS,
         description=(
             "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics hides its"
             " last -search.latencyOffset (30 s by default; empty, or the last older sample repeated), so set"
             " this to that value there; Prometheus has the latest scrape at once (0)"
         ),
     )
-    forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
-    stale_after_seconds: float = Field(120.0, gt=0, description="no successful read this long: stale")
+    forget_after_seconds: float = Field(
+        900.0, gt=0, le=MAX_WINDOW_SECONDS, description="a series unseen this long is dropped"
+    )
+    stale_after_seconds: float = Field(
+        120.0, gt=0, le=MAX_WINDOW_SECONDS, description="no successful read this long: stale"
+    )
     thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
     level_shift_queries: list[str] = Field(
         default_factory=lambda: ["step_time", "latency", "duration"],
@@ -302,13 +333,19 @@ class AnomalyConfig(Section):
         description="metric names (fnmatch patterns) whose arrival shows a GPU is reported",
     )
     absent_after_seconds: float = Field(
-        90.0, gt=0, description="no presence series of a GPU for this long: exporter stale / node down"
+        90.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description="no presence series of a GPU for this long: exporter stale / node down",
     )
     absent_forget_seconds: float = Field(
-        3600.0, gt=0, description="an absent GPU is dropped (its alert resolves) after this long"
+        3600.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description="an absent GPU is dropped (its alert resolves) after this long",
     )
-    multivariate_trees: int = Field(100, ge=10)
-    multivariate_history: int = Field(4096, ge=64)
+    multivariate_trees: int = Field(100, ge=10, le=10_000)
+    multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
 
 class InhibitRuleConfig(Section):
@@ -367,9 +404,12 @@ class KubernetesInventoryConfig(Section):
         description="instant query whose series carry Hostname (node), gpu (index), UUID, namespace, pod",
     )
     keep_ended_seconds: float = Field(
-        3600.0, ge=0, description="how long a pod lost with its node stays placed on its GPUs"
+        3600.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="how long a pod lost with its node stays placed on its GPUs",
     )
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
 
     @field_validator("kubeconfig")
     @classmethod
@@ -385,15 +425,18 @@ class KubernetesInventoryConfig(Section):
 class AlertingConfig(Section):
     """The incident engine."""
 
-    correlation_window_seconds: float = Field(300.0, gt=0)
-    quiet_period_seconds: float = Field(300.0, ge=0)
-    flap_window_seconds: float = Field(600.0, gt=0)
+    correlation_window_seconds: float = Field(300.0, gt=0, le=MAX_WINDOW_SECONDS)
+    quiet_period_seconds: float = Field(300.0, ge=0, le=MAX_WINDOW_SECONDS)
+    flap_window_seconds: float = Field(600.0, gt=0, le=MAX_WINDOW_SECONDS)
     flap_start_transitions: int = Field(6, ge=2)
     flap_stop_transitions: int = Field(2, ge=0)
     assume_spare_capacity: bool = True
-    tick_interval_seconds: float = Field(5.0, gt=0)
+    tick_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
     announce_delay_seconds: float = Field(
-        0.0, ge=0, description="hold a new incident back, like group_wait (10 s suits a storm)"
+        0.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="hold a new incident back, like group_wait (10 s suits a storm)",
     )
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
@@ -412,7 +455,10 @@ class AlertingConfig(Section):
         " again every inventory_refresh_seconds",
     )
     inventory_refresh_seconds: float = Field(
-        60.0, gt=0, description="how often the Slurm or Kubernetes inventory is re-read"
+        60.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="how often the Slurm or Kubernetes inventory is re-read",
     )
     journal_dir: str | None = Field(
         None,
@@ -422,18 +468,21 @@ class AlertingConfig(Section):
     reopen_window_seconds: float = Field(
         86_400.0,
         ge=0,
+        le=MAX_WINDOW_SECONDS,
         description="an alert firing again this soon after its incident resolved reopens it; later, it opens "
         "a new incident",
     )
     resolve_timeout_seconds: float = Field(
         300.0,
         gt=0,
+        le=MAX_WINDOW_SECONDS,
         description="an alert POSTed to /api/v2/alerts without endsAt ends this long after it was received, "
         "unless posted again (Alertmanager's global.resolve_timeout)",
     )
     retention_days: float = Field(
         90.0,
         ge=0,
+        le=MAX_RETENTION_DAYS,
         description="resolved incidents, resolved alerts and ended silences older than this are deleted "
         "(checked hourly); 0 keeps everything",
     )
@@ -467,12 +516,14 @@ class TracingConfig(Section):
         "auto", description="auto: OTLP/HTTP when otlp_endpoint is set, console otherwise"
     )
     otlp_endpoint: HttpUrl | None = Field(None, description="OTLP/HTTP URL, e.g. http://otel:4318/v1/traces")
-    otlp_timeout_seconds: float = Field(10.0, gt=0)
+    otlp_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of traces exported; metrics see all")
     model_name: str = Field("gpuwarden-toy-1", min_length=1, description="model the toy server serves")
-    token_seconds: float = Field(0.005, gt=0, description="toy server time per output token on a healthy GPU")
+    token_seconds: float = Field(
+        0.005, gt=0, le=MAX_INTERVAL_SECONDS, description="toy server time per output token on a healthy GPU"
+    )
     pushgateway_url: str | None = Field(None, description="training metrics go here when set")
-    push_interval_seconds: float = Field(5.0, gt=0)
+    push_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
 
 
 class GpuwardenConfig(BaseSettings):

@@ -1,14 +1,32 @@
-"""Rules the configuration's values follow beyond their types: what a secret may look like.
+"""Rules the configuration's values follow beyond their types: upper bounds, what a secret may look like,
+the simulated fleet's size.
 
 Kept out of ``gpuwarden.config`` (the models) so that the CLI applies the same rules to values that come
-from elsewhere (``GPUWARDEN_API_TOKEN``).
+from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 """
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 
 from pydantic import AfterValidator, SecretStr
+
+from gpuwarden.errors import InputError
+
+DAY = 86_400.0
+MAX_INTERVAL_SECONDS = 7 * DAY
+"""How often something runs or how long one call may wait: at most a week. Without a bound, 1e308 passed
+validation and then broke the timers (``Event.wait``, ``socket.settimeout``: OverflowError)."""
+MAX_WINDOW_SECONDS = 366 * DAY
+"""How far back or ahead something looks (correlation, quiet, reopen windows; resolve_timeout; lookbacks):
+at most a year, like the longest silence. Beyond that, ``now - window`` leaves the datetime range."""
+MAX_RETENTION_DAYS = 36_525  # a hundred years; "keep forever" is 0
+MAX_BODY_BYTES = 1 << 30
+MAX_SIM_NODES = 2048
+"""Nodes of a simulated fleet: beyond this one process spends seconds just stepping the fleet, and building
+one of 100,000 GPUs for the inventory took minutes (``sim.*``, ``exporter --simulate``)."""
+MAX_GPUS_PER_NODE = 16
 
 
 def secret_problem(text: str) -> str | None:
@@ -31,3 +49,41 @@ def _usable_secret(value: SecretStr | None) -> SecretStr | None:
 
 Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
+
+
+_SPEC_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
+
+
+def parse_simulate_spec(spec: str) -> tuple[int, int]:
+    """Parse ``NODESxGPUS`` (e.g. ``2x8``) into ``(nodes, gpus_per_node)``."""
+    match = _SPEC_RE.match(spec or "")
+    if match is None:
+        raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}", field="simulate")
+    nodes, gpus = int(match.group(1)), int(match.group(2))
+    if not 1 <= nodes <= MAX_SIM_NODES:
+        raise InputError(f"nodes must be 1..{MAX_SIM_NODES}, got {nodes} in {spec!r}", field="simulate")
+    if not 1 <= gpus <= MAX_GPUS_PER_NODE:
+        raise InputError(
+            f"GPUs per node must be 1..{MAX_GPUS_PER_NODE}, got {gpus} in {spec!r}", field="simulate"
+        )
+    return nodes, gpus
+
+
+def simulate_spec(spec: str | None) -> str | None:
+    """``exporter.simulate``: None, or a spec ``parse_simulate_spec`` takes (a validator)."""
+    if spec is not None:
+        try:
+            parse_simulate_spec(spec)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+    return spec
+
+
+def sim_fleet_nodes(clusters: int, racks_per_cluster: int, nodes_per_rack: int) -> None:
+    """The ``sim`` section's fleet is at most ``MAX_SIM_NODES`` nodes (raises ``ValueError``)."""
+    nodes = clusters * racks_per_cluster * nodes_per_rack
+    if nodes > MAX_SIM_NODES:
+        raise ValueError(
+            f"clusters x racks_per_cluster x nodes_per_rack is {nodes:,} nodes; a simulated fleet has at most"
+            f" {MAX_SIM_NODES}"
+        )

@@ -268,3 +268,42 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
     assert words in str(info.value) and variable in str(info.value)
     result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, text))])
     assert result.exit_code == 1 and words in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        (
+            "alerting:\n  correlation_window_seconds: 1e11\n",
+            "alerting.correlation_window_seconds",
+            "less than or equal to 31622400",
+        ),
+        ("alerting:\n  resolve_timeout_seconds: 1e12\n", "alerting.resolve_timeout_seconds", "31622400"),
+        ("alerting:\n  retention_days: 1000000\n", "alerting.retention_days", "36525"),
+        ("alerting:\n  quiet_period_seconds: 1e308\n", "alerting.quiet_period_seconds", "31622400"),
+        ("alerting:\n  announce_delay_seconds: 1e308\n", "alerting.announce_delay_seconds", "31622400"),
+        ("alerting:\n  reopen_window_seconds: 1e308\n", "alerting.reopen_window_seconds", "31622400"),
+        ("alerting:\n  tick_interval_seconds: 1e308\n", "alerting.tick_interval_seconds", "604800"),
+        ("anomaly:\n  infer_every_seconds: 1e308\n", "anomaly.infer_every_seconds", "604800"),
+        ("anomaly:\n  infer_every_seconds: 1e-300\n", "anomaly.infer_every_seconds", "0.001"),
+        ("anomaly:\n  fit_every_seconds: 1e308\n", "anomaly.fit_every_seconds", "31622400"),
+        ("anomaly:\n  max_lookback_seconds: 1e308\n", "anomaly.max_lookback_seconds", "31622400"),
+        ("anomaly:\n  query_timeout_seconds: 1e308\n", "anomaly.query_timeout_seconds", "604800"),
+        ("sim:\n  nodes_per_rack: 100000000\n", "sim", "a simulated fleet has at most 2048"),
+        ("exporter:\n  simulate: banana\n", "exporter.simulate", "expected NODESxGPUS such as 2x8"),
+        ("exporter:\n  simulate: 9999x8\n", "exporter.simulate", "nodes must be 1..2048"),
+    ],
+    ids=[
+        *("correlation-window", "resolve-timeout", "retention", "quiet-period", "announce-delay", "reopen"),
+        *("tick-interval", "infer-every", "infer-every-tiny", "fit-every", "lookback", "query-timeout"),
+        *("sim-fleet-size", "simulate-not-a-spec", "simulate-too-many-nodes"),
+    ],
+)
+def test_a_value_past_its_bound_is_refused_naming_the_field_before_anything_runs(
+    tmp_path: Path, text: str, field: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.path, info.value.field) == (str(path), field) and words in str(info.value)
+    assert info.value.line == (1 if field == "sim" else 2)
