@@ -6,13 +6,11 @@ become ``SecretStr``. Files are read with ``gpuwarden.yamlfile``, so errors name
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -20,7 +18,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
@@ -36,6 +34,16 @@ from gpuwarden.config_rules import (
     Secret,
     sim_fleet_nodes,
     simulate_spec,
+)
+from gpuwarden.config_source import (
+    ENVIRONMENT,
+    PREFIX,
+    Loc,
+    check_variable_names,
+    field_loc,
+    located,
+    refuse_literal_secrets,
+    settings_error,
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
@@ -530,7 +538,7 @@ class GpuwardenConfig(BaseSettings):
     """The whole configuration. Environment variables ``GPUWARDEN_<SECTION>__<FIELD>`` override YAML."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GPUWARDEN_",
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         nested_model_default_partial_update=True,
@@ -556,103 +564,43 @@ class GpuwardenConfig(BaseSettings):
         """Environment beats the YAML file (passed as init values); no dotenv or secret dirs."""
         return (env_settings, init_settings)
 
+    _file: str = PrivateAttr(default=ENVIRONMENT)
+    _positions: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
-_SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
-
-
-def _secret_fields() -> list[tuple[str, str]]:
-    """(section, field) of every ``SecretStr`` setting."""
-    out = []
-    for section, info in GpuwardenConfig.model_fields.items():
-        model = info.annotation
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            fields = model.model_fields.items()
-            out += [
-                (section, name) for name, f in fields if SecretStr in (f.annotation, *get_args(f.annotation))
-            ]
-    return out
+    def locate(self, error: ConfigError) -> ConfigError:
+        """An error about a setting (``error.field``), found after loading, naming the file and line the
+        setting came from, or the ``GPUWARDEN_`` variable that set it."""
+        if not error.field:
+            return error
+        return located(error, field_loc(error.field), self._file, self._positions, os.environ)
 
 
-def _refuse_literal_secrets(
-    raw: dict[str, Any], where: str, positions: dict[tuple[str | int, ...], int]
-) -> None:
-    """A token written into the file ends up in backups and repositories: the file holds a reference."""
-    for section, name in _secret_fields():
-        block = raw.get(section)
-        if isinstance(block, dict) and isinstance(block.get(name), str):
-            env = _SECRET_ENV.get((section, name), f"{section}_{name}".upper())
-            raise ConfigError(
-                f"a secret written into the file; write {{env: {env}}} and export {env}",
-                path=where,
-                field=f"{section}.{name}",
-                line=positions.get((section, name)),
-            )
-
-
-def _overriding_variable(loc: tuple[Any, ...]) -> str | None:
-    """The ``GPUWARDEN_`` variable (as pydantic-settings reads the process environment) that set the
-    setting at ``loc`` or a section holding it; None when the value came from the file or a default."""
-    prefix = GpuwardenConfig.model_config.get("env_prefix", "")
-    wanted = tuple(str(part).lower() for part in loc)
-    candidates = []
-    for name in os.environ:
-        if name.upper().startswith(prefix) and len(name) > len(prefix):
-            path = tuple(name[len(prefix) :].lower().split("__"))
-            if wanted[: len(path)] == path:
-                candidates.append((len(path), name))
-    for depth, name in sorted(candidates, reverse=True):  # the most specific variable first
-        if depth == len(wanted) or _holds(os.environ[name], loc[depth:]):
-            return name
-    return None
-
-
-def _holds(text: str, rest: tuple[Any, ...]) -> bool:
-    """Whether a JSON variable's value has a value at ``rest`` (else the file's value there was at fault:
-    the two are merged)."""
-    try:
-        value: Any = json.loads(text)
-    except ValueError:
-        return False
-    for part in rest:
-        if isinstance(value, dict) and str(part) in value:
-            value = value[str(part)]
-        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-            value = value[part]
-        else:
-            return False
-    return True
+_SECTIONS: dict[str, type[BaseModel]] = {
+    name: info.annotation
+    for name, info in GpuwardenConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+}
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
     """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
-    positions: dict[tuple[str | int, ...], int] = {}
-    where = str(path) if path is not None else "<environment>"
+    positions: dict[Loc, int] = {}
+    where = str(path) if path is not None else ENVIRONMENT
     if path is not None:
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
-        _refuse_literal_secrets(raw or {}, where, positions)
+        refuse_literal_secrets(raw or {}, where, positions, _SECTIONS)
         data = resolve_secret_refs(raw or {}, env, where)
+    check_variable_names(os.environ, _SECTIONS)  # the environment pydantic-settings reads
     try:
-        return GpuwardenConfig(**data)
+        cfg = GpuwardenConfig(**data)
     except ValidationError as exc:
-        variable = _overriding_variable(tuple(exc.errors()[0]["loc"]))
-        if variable is None:
-            raise validation_to_config_error(exc, where, positions) from exc
-        error = validation_to_config_error(exc, "<environment>", {})
-        raise ConfigError(
-            f"{error.message} (set by {variable})", path="<environment>", field=error.field
-        ) from exc
+        error = validation_to_config_error(exc, where, positions)
+        raise located(error, tuple(exc.errors()[0]["loc"]), where, positions, os.environ) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
-        found = re.search(r'field "([^"]+)"', str(exc))
-        section = found.group(1) if found else ""
-        prefix = GpuwardenConfig.model_config.get("env_prefix", "") + section.upper()
-        suspects = sorted(n for n in os.environ if section and n.upper().startswith(prefix))
-        raise ConfigError(
-            f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
-            " is JSON",
-            path="<environment>",
-            field=section,
-        ) from exc
+        raise settings_error(exc, os.environ) from exc
+    cfg._file, cfg._positions = where, positions
+    return cfg

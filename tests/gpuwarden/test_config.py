@@ -307,3 +307,62 @@ def test_a_value_past_its_bound_is_refused_naming_the_field_before_anything_runs
         load_config(path)
     assert (info.value.path, info.value.field) == (str(path), field) and words in str(info.value)
     assert info.value.line == (1 if field == "sim" else 2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("GPUWARDEN_APII__PORT", "9", "no section 'apii'"),
+        ("GPUWARDEN_SLAK", "{}", "did you mean GPUWARDEN_SLACK?"),
+        ("GPUWARDEN_PORT", "9", "write GPUWARDEN_EXPORTER__PORT"),
+        ("GPUWARDEN_API_PORT", "9", "write GPUWARDEN_API__PORT (two underscores"),
+    ],
+    ids=["section-typo-nested", "section-typo", "field-without-section", "one-underscore"],
+)
+def test_a_variable_meant_for_a_setting_that_names_none_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)  # pydantic-settings ignores it: the setting silently keeps its value
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ""))
+    assert info.value.path == "<environment>" and variable in str(info.value) and words in str(info.value)
+
+
+def test_variables_that_commands_or_other_tools_read_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("GPUWARDEN_API_TOKEN", "GPUWARDEN_URL", "GPUWARDEN_TEST_PORTS", "GPUWARDEN_VENV"):
+        monkeypatch.setenv(name, "x")
+    assert load_config(None).api.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("GPUWARDEN_ANOMALY__QUERIES", '[{"name": "a"}]', "anomaly.queries.0.expr"),
+        ("GPUWARDEN_ALERTING__INHIBIT_RULES", '[{"source_matchers": ["a=1"]}]', "alerting.inhibit_rules.0"),
+        ("GPUWARDEN_ALERTING__KUBERNETES_INVENTORY__KUBECONFIG", "/x", "alerting.kubernetes_inventory"),
+    ],
+    ids=["list-item-missing-a-field", "rule-missing-matchers", "section-made-by-a-variable"],
+)
+def test_a_field_missing_from_what_a_variable_set_blames_the_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    path = write(tmp_path, "anomaly:\n  queries: [{name: q, expr: up}]\n")  # a list the variable replaces
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == "<environment>" and f"(set by {variable})" in str(info.value)
+    assert info.value.field.startswith(field) and info.value.line is None
+
+
+def test_an_error_found_after_loading_names_the_line_or_the_variable_of_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "api:\n  port: 9700\nalerting:\n  tick_interval_seconds: 5\n  inventory_file: x\n")
+    cfg = load_config(path)
+    found = cfg.locate(ConfigError("cannot read file", field="alerting.inventory_file"))
+    assert (found.path, found.line) == (str(path), 5)
+    monkeypatch.setenv("GPUWARDEN_ALERTING__INVENTORY_FILE", "/nonexistent")
+    found = load_config(path).locate(ConfigError("cannot read file", field="alerting.inventory_file"))
+    assert found.path == "<environment>" and "(set by GPUWARDEN_ALERTING__INVENTORY_FILE)" in str(found)
