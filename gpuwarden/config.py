@@ -362,7 +362,7 @@ class InhibitRuleConfig(Section):
     name: str = ""
     source_matchers: list[str] = Field(min_length=1)
     target_matchers: list[str] = Field(min_length=1)
-    equal: list[str] = Field(default_factory=list)
+    equal: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
 
 class MaintenanceWindowConfig(Section):

@@ -28,14 +28,18 @@ def validate(
 
     try:
         cfg = load_config(path)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
+        raise typer.Exit(1) from exc
+    try:
         configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
         if cfg.alerting.inventory_file:
             try:
                 load_inventory(Path(cfg.alerting.inventory_file))
             except ConfigError as exc:  # name the setting that points at the inventory, then its problem
-                raise ConfigError(str(exc), path=str(path), field="alerting.inventory_file") from exc
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
+                raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+    except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
+        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{path}: ok")
 

@@ -258,6 +258,25 @@ def _with_token(api: ApiConfig) -> ApiConfig:
     return api
 
 
+def _checked_config(config: Path | None) -> GpuwardenConfig:
+    """The configuration, with the checks the engine would make only after the store is open (every
+    matcher parses, none mutes everything) made first; exit 1 naming the file and line, or the variable."""
+    from alerting.silences import configured_mutes  # noqa: PLC0415 - see build_service
+    from gpuwarden.config import load_config  # noqa: PLC0415
+
+    try:
+        cfg = load_config(config)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    try:
+        configured_mutes(cfg.alerting)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
+        raise typer.Exit(1) from exc
+    return cfg
+
+
 def _log_json() -> None:
     """``serve`` logs one JSON object per line to stderr."""
     handler = logging.StreamHandler(sys.stderr)
@@ -448,13 +467,8 @@ def serve(
     from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
-    from gpuwarden.config import load_config  # noqa: PLC0415
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+    cfg = _checked_config(config)
     api = _with_token(cfg.api)
     _log_json()
     try:

@@ -366,3 +366,58 @@ def test_an_error_found_after_loading_names_the_line_or_the_variable_of_its_sett
     monkeypatch.setenv("GPUWARDEN_ALERTING__INVENTORY_FILE", "/nonexistent")
     found = load_config(path).locate(ConfigError("cannot read file", field="alerting.inventory_file"))
     assert found.path == "<environment>" and "(set by GPUWARDEN_ALERTING__INVENTORY_FILE)" in str(found)
+
+
+WINDOW = "      starts_at: 2026-12-01T02:00:00Z\n      ends_at: 2026-12-01T04:00:00Z\n"
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        (
+            f"  maintenance_windows:\n    - matchers: ['rack=\"\"']\n{WINDOW}",
+            ":5: alerting.maintenance_windows[0].matchers: at least one matcher must not match the empty",
+        ),
+        (
+            f"  maintenance_windows:\n    - matchers: ['rack=r1']\n{WINDOW}    - matchers:\n"
+            f"        - 'alertname=~\".*\"'\n{WINDOW}",
+            ":8: alerting.maintenance_windows[1].matchers: at least one matcher must not match",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: ['severity=~\".*\"']\n      target_matchers: [a=b]\n",
+            ":5: alerting.inhibit_rules[0].source_matchers: at least one matcher must not match",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: [a=b]\n      target_matchers: [c=d]\n"
+            "      equal: ['']\n",
+            ":7: alerting.inhibit_rules.0.equal.0: String should have at least 1 character",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: ['a==b']\n      target_matchers: [c=d]\n",
+            ":5: alerting.inhibit_rules[0].source_matchers[0]: cannot parse matcher 'a==b'",
+        ),
+    ],
+    ids=[
+        "window-of-an-empty-value",
+        "window-of-any-value",
+        "inhibit-source-of-any",
+        "equal-empty",
+        "double-eq",
+    ],
+)
+def test_mutes_that_would_hold_back_every_alert_or_that_are_typos_are_refused_at_their_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alerting: str, expected: str
+) -> None:
+    path = write(tmp_path, "api:\n  port: 9700\nalerting:\n" + alerting)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and f"{path}{expected}" in " ".join(result.output.split())
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    assert served.exit_code == 1 and f"{path}{expected}" in " ".join(served.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
+
+
+def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) -> None:
+    rule = "  inhibit_rules:\n    - source_matchers: [alertname=X]\n      target_matchers: ['a=~\".*\"']\n"
+    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, "alerting:\n" + rule))])
+    assert result.exit_code == 0, result.output  # "while the node is down, mute everything on it"
