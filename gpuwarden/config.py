@@ -570,9 +570,10 @@ class GpuwardenConfig(BaseSettings):
     def locate(self, error: ConfigError) -> ConfigError:
         """An error about a setting (``error.field``), found after loading, naming the file and line the
         setting came from, or the ``GPUWARDEN_`` variable that set it."""
-        if not error.field:
+        loc = field_loc(error.field)
+        if not loc or loc[0] not in type(self).model_fields:  # not a setting: a command-line option
             return error
-        return located(error, field_loc(error.field), self._file, self._positions, os.environ)
+        return located(error, loc, self._file, self._positions, os.environ)
 
 
 _SECTIONS: dict[str, type[BaseModel]] = {

@@ -137,16 +137,8 @@ def run(
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
-    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
 
-    try:
-        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
-    if not cfg.queries:
-        err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
-        raise typer.Exit(1)
+    cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
@@ -188,6 +180,28 @@ def run(
         if server is not None:
             server.shutdown()
             server.server_close()
+
+
+def _run_config(config: Path | None) -> AnomalyConfig:
+    """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
+    from gpuwarden.cli.preflight import check_detectors  # noqa: PLC0415
+    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
+
+    try:
+        loaded = load_config(config) if config is not None else None
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
+    try:
+        check_detectors(cfg)  # the service would refuse them with a traceback
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(exc) if loaded else exc))}")
+        raise typer.Exit(1) from exc
+    if not cfg.queries:
+        err_console.print("[red]error:[/red] anomaly.queries is empty; declare the PromQL queries to score")
+        raise typer.Exit(1)
+    return cfg
 
 
 def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:

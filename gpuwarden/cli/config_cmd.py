@@ -20,10 +20,10 @@ err_console = Console(stderr=True)
 def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
-    """Check a configuration file (and GPUWARDEN_ environment overrides); exit 1 with the problem."""
+    """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
+    would; exit 1 with the problem."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
-    from alerting.inventory import load_inventory  # noqa: PLC0415
-    from alerting.silences import configured_mutes  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_config  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     try:
@@ -32,12 +32,7 @@ def validate(
         err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
         raise typer.Exit(1) from exc
     try:
-        configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
-        if cfg.alerting.inventory_file:
-            try:
-                load_inventory(Path(cfg.alerting.inventory_file))
-            except ConfigError as exc:  # name the setting that points at the inventory, then its problem
-                raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+        check_config(cfg)
     except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc

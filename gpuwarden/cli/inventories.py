@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from gpuwarden.config import GpuwardenConfig, KubernetesInventoryConfig
 
 logger = logging.getLogger("gpuwarden.serve")
+KUBECONFIG_FIELD = "alerting.kubernetes_inventory.kubeconfig"
 
 
 class InventorySource(Protocol):
@@ -115,6 +116,34 @@ def inventory_refresh(engine: IncidentEngine, inventories: Inventories, interval
     return run
 
 
+def inventory_file(path: str) -> StaticInventory:
+    """The inventory file ``alerting.inventory_file`` names; an error names that setting, then the file's
+    line and field."""
+    from alerting.inventory import load_inventory  # noqa: PLC0415
+
+    try:
+        return load_inventory(Path(path))
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+
+
+def _kubeconfig_mapping(path: str) -> None:
+    """A kubeconfig is a YAML mapping (clusters, users, contexts): the client fails on anything else with a
+    ``TypeError`` that says nothing of the file."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # the client's own error says what is wrong with the file
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} is not a kubeconfig: its YAML is {type(data).__name__ if data is not None else 'empty'},"
+            " not a mapping of clusters, users and contexts",
+            field=KUBECONFIG_FIELD,
+        )
+
+
 def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
     """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
     and the exporter's GPU assignments from Prometheus when configured."""
@@ -125,6 +154,8 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
     from alerting.k8s_inventory import KubernetesInventory, api_lister, assignments_from_labels  # noqa: PLC0415
 
     in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if cfg.kubeconfig is not None:
+        _kubeconfig_mapping(cfg.kubeconfig)
     try:
         if in_cluster:
             configuration = Configuration()
@@ -132,7 +163,14 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
             api_client = ApiClient(configuration)
         else:
             api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
-    except (kube_config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
+    except (
+        kube_config.ConfigException,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        yaml.YAMLError,
+    ) as exc:
         if in_cluster:
             message = (
                 f"in a pod, but its service account cannot be used: {exc}; mount the service account token"
@@ -145,7 +183,7 @@ def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> 
                 f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context),"
                 " or run serve in a pod with a service account"
             )
-        raise ConfigError(message, field="alerting.kubernetes_inventory.kubeconfig") from exc
+        raise ConfigError(message, field=KUBECONFIG_FIELD) from exc
     assignments: Callable[[], list[Assignment]] | None = None
     on_close: list[Callable[[], object]] = [api_client.close]
     if cfg.gpu_assignment_url:
@@ -184,19 +222,14 @@ def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
     nothing. The refreshed sources are first read later, by ``build_service``."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
-    from alerting.inventory import load_inventory  # noqa: PLC0415
-    from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
-
     clock = SystemClock()
     fixed: list[tuple[StaticInventory, str]] = []
     sources: list[tuple[InventorySource, str]] = []
     if cfg.alerting.inventory_file:
-        try:
-            inventory = load_inventory(Path(cfg.alerting.inventory_file))
-        except ConfigError as exc:  # name the setting that points at the inventory, then its problem
-            raise ConfigError(str(exc), field="alerting.inventory_file") from exc
-        fixed.append((inventory, f"file {cfg.alerting.inventory_file}"))
+        fixed.append((inventory_file(cfg.alerting.inventory_file), f"file {cfg.alerting.inventory_file}"))
     if cfg.alerting.sim_inventory:
+        from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
+
         fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
     if cfg.alerting.slurm_inventory:
         from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415

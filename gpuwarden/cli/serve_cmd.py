@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
+from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 
@@ -108,22 +109,22 @@ def _with_token(api: ApiConfig) -> ApiConfig:
 
 
 def _checked_config(config: Path | None) -> GpuwardenConfig:
-    """The configuration, with the checks the engine would make only after the store is open (every
-    matcher parses, none mutes everything) made first; exit 1 naming the file and line, or the variable."""
-    from alerting.silences import configured_mutes  # noqa: PLC0415 - see build_service
-    from gpuwarden.config import load_config  # noqa: PLC0415
+    """The configuration; exit 1 naming the file and line, or the variable, of what is wrong."""
+    from gpuwarden.config import load_config  # noqa: PLC0415 - see build_service
 
     try:
-        cfg = load_config(config)
+        return load_config(config)
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    try:
-        configured_mutes(cfg.alerting)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
-        raise typer.Exit(1) from exc
-    return cfg
+
+
+def _failed(cfg: GpuwardenConfig, exc: ConfigError, store_field: str) -> typer.Exit:
+    """Print a setting's error naming the file and line, the variable or the option it came from."""
+    if exc.field == "api.db" and store_field != "api.db":  # the store errors name the setting; --db gave it
+        exc = ConfigError(exc.message, field=store_field)
+    err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
+    return typer.Exit(1)
 
 
 def _log_json() -> None:
@@ -292,22 +293,30 @@ def serve(
 
     cfg = _checked_config(config)
     api = _with_token(cfg.api)
+    store, store_field = (db, "--db") if db else (api.db, "api.db")
+    address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
+    port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
     try:
-        # Checked before the lock and journal files, so a wrong setting makes none; read again once the lock
-        # is held, since a standby may take over hours later.
+        # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
+        # again once the lock is held, since a standby may take over hours later.
+        check_serve(cfg, store, store_field, address, address_field)
         prepare_inventories(cfg).close()
-        locks = take_locks(cfg, db or api.db, standby=standby)
+        locks = take_locks(cfg, store, standby=standby)
         health = ServiceHealth()
-        engine, background, routes, outbox = build_service(cfg, db or api.db, health)
-        applier = build_applier(cfg, db or api.db, engine, health)
+        engine, background, routes, outbox = build_service(cfg, store, health)
+        applier = build_applier(cfg, store, engine, health)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(config or ''))))}")
-        raise typer.Exit(1) from exc
+        raise _failed(cfg, exc, store_field) from exc
+    try:  # bound once this server is the active one: a standby waits with its port closed
+        listener = listen_socket(address, port_number, address_field, port_field)
+    except ConfigError as exc:
+        locks.release()
+        raise _failed(cfg, exc, store_field) from exc
     lost: list[InstanceBusy] = []
 
     def on_lost(busy: InstanceBusy) -> None:
@@ -333,20 +342,16 @@ def serve(
     # is long-lived: frozen out of collections; young passes every 10,000 allocations.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
+    logger.info("serving on %s:%s", address, port_number)
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
-            host=host or api.listen_address,
-            port=port or api.port,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
+            app, host=address, port=port_number, log_level="warning", access_log=False, log_config=None
         )
     )
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         locks.release()
     if lost:
         err_console.print(f"[red]error:[/red] stopped: {escape(str(lost[0]))}")

@@ -230,3 +230,11 @@ def test_evaluate_nab_names_a_bad_windows_file(tmp_path, windows, message):
     result = runner.invoke(app, args)
     output = " ".join(result.output.split())
     assert result.exit_code == 1 and message in output and "Traceback" not in output, output
+
+
+def test_run_refuses_an_unknown_detector_naming_the_line_without_a_traceback(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("anomaly:\n  detectors: [adaptive, bogus]\n  queries:\n    - {name: t, expr: up}\n")
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{cfg}:2: anomaly.detectors: unknown detector(s) ['bogus']" in " ".join(result.output.split())

@@ -421,3 +421,44 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
     rule = "  inhibit_rules:\n    - source_matchers: [alertname=X]\n      target_matchers: ['a=~\".*\"']\n"
     result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, "alerting:\n" + rule))])
     assert result.exit_code == 0, result.output  # "while the node is down, mute everything on it"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "anomaly:\n  detectors: [adaptive, bogus]\n",
+            ":2: anomaly.detectors: unknown detector(s) ['bogus']",
+        ),
+        ("api:\n  db: ''\n", ":2: api.db: '' is an in-memory database"),
+        ("api:\n  db: 'sqlite:///:memory:'\n", ":2: api.db: 'sqlite:///:memory:' is an in-memory database"),
+        (
+            "api:\n  listen_address: not an address\n",
+            ":2: api.listen_address: cannot listen on 'not an address'",
+        ),
+        ("exporter:\n  listen_address: 'a b'\n", ":2: exporter.listen_address: cannot listen on 'a b'"),
+        ("anomaly:\n  listen_address: 'a b'\n", ":2: anomaly.listen_address: cannot listen on 'a b'"),
+        (
+            "alerting:\n  kubernetes_inventory:\n    cluster: k\n    kubeconfig: {tmp}/k.yaml\n",
+            ":4: alerting.kubernetes_inventory.kubeconfig: {tmp}/k.yaml is not a kubeconfig: its YAML is str",
+        ),
+    ],
+    ids=[
+        "unknown-detector",
+        "db-empty",
+        "db-in-memory",
+        "api-address",
+        "exporter-address",
+        "anomaly-address",
+        "kubeconfig-a-string",
+    ],
+)
+def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    (tmp_path / "k.yaml").write_text("just a string\n")
+    path = write(tmp_path, text.replace("{tmp}", str(tmp_path)))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    squeezed = "".join(result.output.split())  # the console wraps long paths anywhere
+    assert "".join(f"{path}{expected.replace('{tmp}', str(tmp_path))}".split()) in squeezed
