@@ -118,7 +118,9 @@ def evaluate_nab(
 @anomaly_app.command("run")
 def run(
     config: ConfigOption = None,
-    ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
+    ticks: Annotated[
+        int, typer.Option(min=0, help="Stop after this many ticks (0: run until interrupted).")
+    ] = 0,
     port: Annotated[
         int | None,
         typer.Option(

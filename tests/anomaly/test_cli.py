@@ -238,3 +238,8 @@ def test_run_refuses_an_unknown_detector_naming_the_line_without_a_traceback(tmp
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert f"{cfg}:2: anomaly.detectors: unknown detector(s) ['bogus']" in " ".join(result.output.split())
+
+
+def test_run_refuses_a_negative_tick_count():
+    result = runner.invoke(app, ["anomaly", "run", "--ticks", "-1"])  # it ran nothing and exited 0
+    assert result.exit_code == 2 and "--ticks" in result.output
