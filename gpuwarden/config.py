@@ -594,7 +594,10 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
         refuse_literal_secrets(raw or {}, where, positions, _SECTIONS)
-        data = resolve_secret_refs(raw or {}, env, where)
+        try:
+            data = resolve_secret_refs(raw or {}, env, where)
+        except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
+            raise located(exc, field_loc(exc.field), where, positions, {}) from exc
     check_variable_names(os.environ, _SECTIONS)  # the environment pydantic-settings reads
     try:
         cfg = GpuwardenConfig(**data)

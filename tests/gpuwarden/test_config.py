@@ -69,8 +69,9 @@ def test_secret_reference_reads_the_environment(tmp_path: Path, monkeypatch: pyt
 
 def test_missing_secret_variable_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="NOPE_TOKEN"):
-        load_config(write(tmp_path, "slack:\n  bot_token: {env: NOPE_TOKEN}\n"))
+    with pytest.raises(ConfigError, match="NOPE_TOKEN") as info:
+        load_config(write(tmp_path, "slack:\n  channel: C1\n  bot_token: {env: NOPE_TOKEN}\n"))
+    assert (info.value.field, info.value.line) == ("slack.bot_token", 3)
 
 
 def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
