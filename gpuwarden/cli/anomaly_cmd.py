@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 evaluate_app = typer.Typer(help="Evaluate the default detector on a benchmark.", no_args_is_help=True)
 anomaly_app.add_typer(evaluate_app, name="evaluate")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML configuration (anomaly.thresholds).")

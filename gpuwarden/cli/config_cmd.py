@@ -13,7 +13,7 @@ from rich.markup import escape
 from gpuwarden.errors import ConfigError
 
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 @config_app.command("validate")

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 class JsonLogFormatter(logging.Formatter):
