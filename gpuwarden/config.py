@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -31,9 +29,10 @@ from gpuwarden.config_rules import (
     MAX_INTERVAL_SECONDS,
     MAX_RETENTION_DAYS,
     MAX_WINDOW_SECONDS,
+    HttpUrl,
     Secret,
+    SimulateSpec,
     sim_fleet_nodes,
-    simulate_spec,
 )
 from gpuwarden.config_source import (
     ENVIRONMENT,
@@ -47,17 +46,6 @@ from gpuwarden.config_source import (
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
-
-
-def _http_url(value: str) -> str:
-    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Section(BaseModel):
@@ -98,9 +86,7 @@ class ExporterConfig(Section):
     kubelet_pod_resources_socket: str | None = None
     proc_root: str = Field("/proc", description="where /proc/<pid>/cgroup is read for pod/job attribution")
     hostname: str | None = Field(None, description="the Hostname label; default: NODE_NAME or the host name")
-    simulate: Annotated[str | None, AfterValidator(simulate_spec)] = Field(
-        None, description="NODESxGPUS, e.g. 2x8; None means real NVML"
-    )
+    simulate: SimulateSpec = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
 
 
 class SlackConfig(Section):

@@ -1,5 +1,5 @@
-"""Rules the configuration's values follow beyond their types: upper bounds, what a secret may look like,
-the simulated fleet's size.
+"""Rules the configuration's values follow beyond their types: upper bounds, what a secret or a URL may look
+like, the simulated fleet's size.
 
 Kept out of ``gpuwarden.config`` (the models) so that the CLI applies the same rules to values that come
 from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from typing import Annotated
+from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, SecretStr
 
@@ -51,6 +52,17 @@ Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
 
 
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
 _SPEC_RE = re.compile(r"^\s*(\d+)\s*[xX]\s*(\d+)\s*$")
 
 
@@ -69,14 +81,18 @@ def parse_simulate_spec(spec: str) -> tuple[int, int]:
     return nodes, gpus
 
 
-def simulate_spec(spec: str | None) -> str | None:
-    """``exporter.simulate``: None, or a spec ``parse_simulate_spec`` takes (a validator)."""
+def _simulate_spec(spec: str | None) -> str | None:
+    """None, or a spec ``parse_simulate_spec`` takes (a validator)."""
     if spec is not None:
         try:
             parse_simulate_spec(spec)
         except InputError as exc:
             raise ValueError(exc.message) from exc
     return spec
+
+
+SimulateSpec = Annotated[str | None, AfterValidator(_simulate_spec)]
+"""``exporter.simulate``: real NVML (None) or a simulated fleet of ``NODESxGPUS``."""
 
 
 def sim_fleet_nodes(clusters: int, racks_per_cluster: int, nodes_per_rack: int) -> None:
