@@ -107,6 +107,12 @@ def parse_matcher(text: str) -> Matcher:
         raise InputError(f'cannot parse matcher {text!r}; expected name="value"', field="matchers")
     name = m.group(1) if m.group(1) is not None else _unescape(m.group(2))
     quoted, bare = m.group(4), m.group(5)
+    if bare and any(c in bare for c in "=!~"):  # `a==b`: a typo, not the value "=b" (Alertmanager refuses it)
+        raise InputError(
+            f"cannot parse matcher {text!r}: an operator character in an unquoted value; quote the value"
+            f' ({m.group(1) or m.group(2)}{m.group(3)}"{_escape(bare)}") if it is meant',
+            field="matchers",
+        )
     value = _unescape(quoted) if quoted is not None else (bare or "")
     return Matcher(name, MatchOp(m.group(3)), value)
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from alerting.inhibition import InhibitRule
-from alerting.matchers import Matcher, all_match, parse_matcher
+from alerting.matchers import Matcher, all_match, mutes_everything, parse_matcher
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import ConfigError, InputError
 
@@ -120,21 +120,33 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
     """The inhibition rules and maintenance windows of the config, every matcher parsed.
 
     Raises ``ConfigError`` naming the field (``alerting.inhibit_rules[0].source_matchers[1]``), so a bad
-    matcher stops ``serve`` and ``config validate`` with the place to fix, not a traceback.
+    matcher stops ``serve`` and ``config validate`` with the place to fix, not a traceback. Like a silence
+    of the API, a maintenance window must have a matcher that does not match the empty string (one that
+    matches every alert mutes the fleet), and so must an inhibition rule's sources (any alert would be a
+    source); targets may match every alert ("while the node is down, mute everything on it").
     """
 
-    def parsed(texts: Sequence[str], where: str) -> tuple[Matcher, ...]:
+    def parsed(texts: Sequence[str], where: str, what: str = "") -> tuple[Matcher, ...]:
         out = []
         for i, text in enumerate(texts):
             try:
                 out.append(parse_matcher(text))
             except InputError as exc:
                 raise ConfigError(exc.message, field=f"alerting.{where}[{i}]") from exc
+        if what and mutes_everything(out):  # `rack="${RACK}"` with RACK unset: every alert matches
+            raise ConfigError(
+                f"at least one matcher must not match the empty string: these match every alert, so {what}",
+                field=f"alerting.{where}",
+            )
         return tuple(out)
 
     rules = [
         InhibitRule(
-            parsed(r.source_matchers, f"inhibit_rules[{k}].source_matchers"),
+            parsed(
+                r.source_matchers,
+                f"inhibit_rules[{k}].source_matchers",
+                "any alert would inhibit the rule's targets",
+            ),
             parsed(r.target_matchers, f"inhibit_rules[{k}].target_matchers"),
             tuple(r.equal),
             r.name,
@@ -144,7 +156,9 @@ def configured_mutes(cfg: AlertingConfig) -> tuple[list[InhibitRule], list[Silen
     windows = [
         Silence(
             id=f"maintenance-{k}",
-            matchers=parsed(w.matchers, f"maintenance_windows[{k}].matchers"),
+            matchers=parsed(
+                w.matchers, f"maintenance_windows[{k}].matchers", "the window would mute the whole fleet"
+            ),
             starts_at=w.starts_at,
             ends_at=w.ends_at,
             created_by="config",

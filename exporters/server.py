@@ -146,23 +146,6 @@ def create_app(
     return Starlette(routes=routes)
 
 
-def bind_listener(host: str, port: int) -> socket.socket:
-    """A socket bound to ``host:port`` and listening: bound before anything starts, so a port in use or an
-    address that does not resolve fails at once (``OSError``), and "serving" is only said once it is true."""
-    family, kind, proto, _, address = socket.getaddrinfo(
-        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-    )[0]
-    sock = socket.socket(family, kind, proto)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(address)
-        sock.listen(2048)
-    except OSError:
-        sock.close()
-        raise
-    return sock
-
-
 def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve ``app`` on an already bound socket until SIGINT/SIGTERM (uvicorn's graceful stop)."""
     import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light

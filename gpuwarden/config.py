@@ -6,40 +6,46 @@ become ``SecretStr``. Files are read with ``gpuwarden.yamlfile``, so errors name
 
 from __future__ import annotations
 
-import json
 import os
-import re
 from collections.abc import Mapping
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
-from urllib.parse import urlsplit
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
-    SecretStr,
+    PrivateAttr,
     ValidationError,
     field_validator,
     model_validator,
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from gpuwarden.config_rules import (
+    MAX_BODY_BYTES,
+    MAX_GPUS_PER_NODE,
+    MAX_INTERVAL_SECONDS,
+    MAX_RETENTION_DAYS,
+    MAX_WINDOW_SECONDS,
+    HttpUrl,
+    Secret,
+    SimulateSpec,
+    sim_fleet_nodes,
+)
+from gpuwarden.config_source import (
+    ENVIRONMENT,
+    PREFIX,
+    Loc,
+    check_variable_names,
+    field_loc,
+    located,
+    refuse_literal_secrets,
+    settings_error,
+)
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
-
-
-def _http_url(value: str) -> str:
-    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
-    return value
-
-
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
 
 
 class Section(BaseModel):
@@ -56,8 +62,13 @@ class SimConfig(Section):
     clusters: int = Field(1, ge=1)
     racks_per_cluster: int = Field(1, ge=1)
     nodes_per_rack: int = Field(2, ge=1)
-    gpus_per_node: int = Field(8, ge=1, le=16)
+    gpus_per_node: int = Field(8, ge=1, le=MAX_GPUS_PER_NODE)
     gpu_model: str = "NVIDIA H100 80GB HBM3"
+
+    @model_validator(mode="after")
+    def _fleet_size(self) -> SimConfig:
+        sim_fleet_nodes(self.clusters, self.racks_per_cluster, self.nodes_per_rack)
+        return self
 
 
 class ExporterConfig(Section):
@@ -65,30 +76,38 @@ class ExporterConfig(Section):
 
     listen_address: str = "0.0.0.0"  # noqa: S104 - a DaemonSet exporter listens on the node's address
     port: int = Field(9400, ge=1, le=65535)
-    collect_interval_seconds: float = Field(5.0, gt=0)
+    collect_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
     nvml_call_timeout_seconds: float = Field(
-        2.0, gt=0, description="a collection still running after this long is reported stale (a hung call)"
+        2.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="a collection still running after this long is reported stale (a hung call)",
     )
     kubelet_pod_resources_socket: str | None = None
     proc_root: str = Field("/proc", description="where /proc/<pid>/cgroup is read for pod/job attribution")
     hostname: str | None = Field(None, description="the Hostname label; default: NODE_NAME or the host name")
-    simulate: str | None = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
+    simulate: SimulateSpec = Field(None, description="NODESxGPUS, e.g. 2x8; None means real NVML")
 
 
 class SlackConfig(Section):
     """Slack notifications; the token is a secret reference, never a literal."""
 
-    bot_token: SecretStr | None = None
-    signing_secret: SecretStr | None = None
+    bot_token: Secret = None
+    signing_secret: Secret = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: HttpUrl = "https://slack.com/api/"
-    timeout_seconds: int = Field(10, ge=1)
-    rate_limit_retries: int = Field(3, ge=0, description="429s retried inside slack-sdk after Retry-After")
+    timeout_seconds: int = Field(10, ge=1, le=MAX_INTERVAL_SECONDS)
+    rate_limit_retries: int = Field(
+        3, ge=0, le=100, description="429s retried inside slack-sdk after Retry-After"
+    )
     charts: bool = True
     chart_prometheus_url: HttpUrl | None = Field(None, description="Prometheus read for incident charts")
-    chart_window_seconds: float = Field(3600.0, gt=0)
+    chart_window_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
     chart_latency_offset_seconds: float = Field(
-        0.0, ge=0, description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)"
+        0.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="charts end this long before now: VictoriaMetrics' -search.latencyOffset (30)",
     )
     runbook_base_url: str | None = Field(None, description="runbook links: <base>/<fault_kind>.yaml")
     broadcast_resolutions: bool = Field(
@@ -103,9 +122,9 @@ class ApiConfig(Section):
 
     listen_address: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    token: SecretStr | None = None
+    token: Secret = None
     db: str = "gpuwarden.db"
-    max_body_bytes: int = Field(1_048_576, gt=0)
+    max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
 
 
 class AnomalyThresholdConfig(Section):
@@ -137,7 +156,7 @@ class AnomalyQueryConfig(Section):
 
     name: str
     expr: str
-    step_seconds: float = Field(30.0, gt=0)
+    step_seconds: float = Field(30.0, gt=0, le=MAX_INTERVAL_SECONDS)
     kind: Literal["gauge", "counter"] | None = Field(
         None,
         description=(
@@ -155,7 +174,7 @@ class AnomalyConfig(Section):
 
     source: Literal["prometheus", "in-process"] = "in-process"
     prometheus_url: HttpUrl = "http://127.0.0.1:9090"
-    query_timeout_seconds: float = Field(10.0, gt=0)
+    query_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     queries: list[AnomalyQueryConfig] = Field(default_factory=list)
     detectors: list[str] = Field(
         default_factory=lambda: [
@@ -212,8 +231,8 @@ class AnomalyConfig(Section):
             " its repair must raise again (thresholds.resolve_after keeps learned detectors' alerts longer)"
         ),
     )
-    infer_every_seconds: float = Field(30.0, gt=0)
-    fit_every_seconds: float = Field(3600.0, gt=0)
+    infer_every_seconds: float = Field(30.0, ge=0.001, le=MAX_INTERVAL_SECONDS)
+    fit_every_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
     alert_url: HttpUrl | None = Field(
         None,
         description=(
@@ -225,18 +244,25 @@ class AnomalyConfig(Section):
     port: int = Field(
         9701, ge=0, le=65535, description="`anomaly run`'s /metrics port (scores, bands, health); 0: none"
     )
-    max_lookback_seconds: float = Field(3600.0, gt=0, description="longest catch-up after an outage")
+    max_lookback_seconds: float = Field(
+        3600.0, gt=0, le=MAX_WINDOW_SECONDS, description="longest catch-up after an outage"
+    )
     latency_offset_seconds: float = Field(
         0.0,
         ge=0,
+        le=MAX_WINDOW_SECONDS,
         description=(
             "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics hides its"
             " last -search.latencyOffset (30 s by default; empty, or the last older sample repeated), so set"
             " this to that value there; Prometheus has the latest scrape at once (0)"
         ),
     )
-    forget_after_seconds: float = Field(900.0, gt=0, description="a series unseen this long is dropped")
-    stale_after_seconds: float = Field(120.0, gt=0, description="no successful read this long: stale")
+    forget_after_seconds: float = Field(
+        900.0, gt=0, le=MAX_WINDOW_SECONDS, description="a series unseen this long is dropped"
+    )
+    stale_after_seconds: float = Field(
+        120.0, gt=0, le=MAX_WINDOW_SECONDS, description="no successful read this long: stale"
+    )
     thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
     level_shift_queries: list[str] = Field(
         default_factory=lambda: ["step_time", "latency", "duration"],
@@ -301,13 +327,19 @@ class AnomalyConfig(Section):
         description="metric names (fnmatch patterns) whose arrival shows a GPU is reported",
     )
     absent_after_seconds: float = Field(
-        90.0, gt=0, description="no presence series of a GPU for this long: exporter stale / node down"
+        90.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description="no presence series of a GPU for this long: exporter stale / node down",
     )
     absent_forget_seconds: float = Field(
-        3600.0, gt=0, description="an absent GPU is dropped (its alert resolves) after this long"
+        3600.0,
+        gt=0,
+        le=MAX_WINDOW_SECONDS,
+        description="an absent GPU is dropped (its alert resolves) after this long",
     )
-    multivariate_trees: int = Field(100, ge=10)
-    multivariate_history: int = Field(4096, ge=64)
+    multivariate_trees: int = Field(100, ge=10, le=10_000)
+    multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
 
 class InhibitRuleConfig(Section):
@@ -316,7 +348,7 @@ class InhibitRuleConfig(Section):
     name: str = ""
     source_matchers: list[str] = Field(min_length=1)
     target_matchers: list[str] = Field(min_length=1)
-    equal: list[str] = Field(default_factory=list)
+    equal: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
 
 
 class MaintenanceWindowConfig(Section):
@@ -366,9 +398,12 @@ class KubernetesInventoryConfig(Section):
         description="instant query whose series carry Hostname (node), gpu (index), UUID, namespace, pod",
     )
     keep_ended_seconds: float = Field(
-        3600.0, ge=0, description="how long a pod lost with its node stays placed on its GPUs"
+        3600.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="how long a pod lost with its node stays placed on its GPUs",
     )
-    request_timeout_seconds: float = Field(10.0, gt=0)
+    request_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
 
     @field_validator("kubeconfig")
     @classmethod
@@ -384,21 +419,25 @@ class KubernetesInventoryConfig(Section):
 class AlertingConfig(Section):
     """The incident engine."""
 
-    correlation_window_seconds: float = Field(300.0, gt=0)
-    quiet_period_seconds: float = Field(300.0, ge=0)
-    flap_window_seconds: float = Field(600.0, gt=0)
+    correlation_window_seconds: float = Field(300.0, gt=0, le=MAX_WINDOW_SECONDS)
+    quiet_period_seconds: float = Field(300.0, ge=0, le=MAX_WINDOW_SECONDS)
+    flap_window_seconds: float = Field(600.0, gt=0, le=MAX_WINDOW_SECONDS)
     flap_start_transitions: int = Field(6, ge=2)
     flap_stop_transitions: int = Field(2, ge=0)
     assume_spare_capacity: bool = True
     priority_settle_seconds: float = Field(
         300.0,
         ge=0,
+        le=MAX_INTERVAL_SECONDS,
         description="an inventory refresh lowers an incident's priority only once the lower assessment held"
         " this long; raising, and what the incident's own alerts change, is at once",
     )
-    tick_interval_seconds: float = Field(5.0, gt=0)
+    tick_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
     announce_delay_seconds: float = Field(
-        0.0, ge=0, description="hold a new incident back, like group_wait (10 s suits a storm)"
+        0.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="hold a new incident back, like group_wait (10 s suits a storm)",
     )
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
@@ -417,7 +456,10 @@ class AlertingConfig(Section):
         " again every inventory_refresh_seconds",
     )
     inventory_refresh_seconds: float = Field(
-        60.0, gt=0, description="how often the Slurm or Kubernetes inventory is re-read"
+        60.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="how often the Slurm or Kubernetes inventory is re-read",
     )
     journal_dir: str | None = Field(
         None,
@@ -427,18 +469,21 @@ class AlertingConfig(Section):
     reopen_window_seconds: float = Field(
         86_400.0,
         ge=0,
+        le=MAX_WINDOW_SECONDS,
         description="an alert firing again this soon after its incident resolved reopens it; later, it opens "
         "a new incident",
     )
     resolve_timeout_seconds: float = Field(
         300.0,
         gt=0,
+        le=MAX_WINDOW_SECONDS,
         description="an alert POSTed to /api/v2/alerts without endsAt ends this long after it was received, "
         "unless posted again (Alertmanager's global.resolve_timeout)",
     )
     retention_days: float = Field(
         90.0,
         ge=0,
+        le=MAX_RETENTION_DAYS,
         description="resolved incidents, resolved alerts and ended silences older than this are deleted "
         "(checked hourly); 0 keeps everything",
     )
@@ -472,19 +517,21 @@ class TracingConfig(Section):
         "auto", description="auto: OTLP/HTTP when otlp_endpoint is set, console otherwise"
     )
     otlp_endpoint: HttpUrl | None = Field(None, description="OTLP/HTTP URL, e.g. http://otel:4318/v1/traces")
-    otlp_timeout_seconds: float = Field(10.0, gt=0)
+    otlp_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
     sample_ratio: float = Field(1.0, ge=0.0, le=1.0, description="share of traces exported; metrics see all")
     model_name: str = Field("gpuwarden-toy-1", min_length=1, description="model the toy server serves")
-    token_seconds: float = Field(0.005, gt=0, description="toy server time per output token on a healthy GPU")
+    token_seconds: float = Field(
+        0.005, gt=0, le=MAX_INTERVAL_SECONDS, description="toy server time per output token on a healthy GPU"
+    )
     pushgateway_url: str | None = Field(None, description="training metrics go here when set")
-    push_interval_seconds: float = Field(5.0, gt=0)
+    push_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
 
 
 class GpuwardenConfig(BaseSettings):
     """The whole configuration. Environment variables ``GPUWARDEN_<SECTION>__<FIELD>`` override YAML."""
 
     model_config = SettingsConfigDict(
-        env_prefix="GPUWARDEN_",
+        env_prefix=PREFIX,
         env_nested_delimiter="__",
         extra="forbid",
         nested_model_default_partial_update=True,
@@ -510,103 +557,47 @@ class GpuwardenConfig(BaseSettings):
         """Environment beats the YAML file (passed as init values); no dotenv or secret dirs."""
         return (env_settings, init_settings)
 
+    _file: str = PrivateAttr(default=ENVIRONMENT)
+    _positions: dict[Loc, int] = PrivateAttr(default_factory=dict)
 
-_SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
-
-
-def _secret_fields() -> list[tuple[str, str]]:
-    """(section, field) of every ``SecretStr`` setting."""
-    out = []
-    for section, info in GpuwardenConfig.model_fields.items():
-        model = info.annotation
-        if isinstance(model, type) and issubclass(model, BaseModel):
-            fields = model.model_fields.items()
-            out += [
-                (section, name) for name, f in fields if SecretStr in (f.annotation, *get_args(f.annotation))
-            ]
-    return out
+    def locate(self, error: ConfigError) -> ConfigError:
+        """An error about a setting (``error.field``), found after loading, naming the file and line the
+        setting came from, or the ``GPUWARDEN_`` variable that set it."""
+        loc = field_loc(error.field)
+        if not loc or loc[0] not in type(self).model_fields:  # not a setting: a command-line option
+            return error
+        return located(error, loc, self._file, self._positions, os.environ)
 
 
-def _refuse_literal_secrets(
-    raw: dict[str, Any], where: str, positions: dict[tuple[str | int, ...], int]
-) -> None:
-    """A token written into the file ends up in backups and repositories: the file holds a reference."""
-    for section, name in _secret_fields():
-        block = raw.get(section)
-        if isinstance(block, dict) and isinstance(block.get(name), str):
-            env = _SECRET_ENV.get((section, name), f"{section}_{name}".upper())
-            raise ConfigError(
-                f"a secret written into the file; write {{env: {env}}} and export {env}",
-                path=where,
-                field=f"{section}.{name}",
-                line=positions.get((section, name)),
-            )
-
-
-def _overriding_variable(loc: tuple[Any, ...]) -> str | None:
-    """The ``GPUWARDEN_`` variable (as pydantic-settings reads the process environment) that set the
-    setting at ``loc`` or a section holding it; None when the value came from the file or a default."""
-    prefix = GpuwardenConfig.model_config.get("env_prefix", "")
-    wanted = tuple(str(part).lower() for part in loc)
-    candidates = []
-    for name in os.environ:
-        if name.upper().startswith(prefix) and len(name) > len(prefix):
-            path = tuple(name[len(prefix) :].lower().split("__"))
-            if wanted[: len(path)] == path:
-                candidates.append((len(path), name))
-    for depth, name in sorted(candidates, reverse=True):  # the most specific variable first
-        if depth == len(wanted) or _holds(os.environ[name], loc[depth:]):
-            return name
-    return None
-
-
-def _holds(text: str, rest: tuple[Any, ...]) -> bool:
-    """Whether a JSON variable's value has a value at ``rest`` (else the file's value there was at fault:
-    the two are merged)."""
-    try:
-        value: Any = json.loads(text)
-    except ValueError:
-        return False
-    for part in rest:
-        if isinstance(value, dict) and str(part) in value:
-            value = value[str(part)]
-        elif isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
-            value = value[part]
-        else:
-            return False
-    return True
+_SECTIONS: dict[str, type[BaseModel]] = {
+    name: info.annotation
+    for name, info in GpuwardenConfig.model_fields.items()
+    if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
+}
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
     """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
-    positions: dict[tuple[str | int, ...], int] = {}
-    where = str(path) if path is not None else "<environment>"
+    positions: dict[Loc, int] = {}
+    where = str(path) if path is not None else ENVIRONMENT
     if path is not None:
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
-        _refuse_literal_secrets(raw or {}, where, positions)
-        data = resolve_secret_refs(raw or {}, env, where)
+        refuse_literal_secrets(raw or {}, where, positions, _SECTIONS)
+        try:
+            data = resolve_secret_refs(raw or {}, env, where)
+        except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
+            raise located(exc, field_loc(exc.field), where, positions, {}) from exc
+    check_variable_names(os.environ, _SECTIONS)  # the environment pydantic-settings reads
     try:
-        return GpuwardenConfig(**data)
+        cfg = GpuwardenConfig(**data)
     except ValidationError as exc:
-        variable = _overriding_variable(tuple(exc.errors()[0]["loc"]))
-        if variable is None:
-            raise validation_to_config_error(exc, where, positions) from exc
-        error = validation_to_config_error(exc, "<environment>", {})
-        raise ConfigError(
-            f"{error.message} (set by {variable})", path="<environment>", field=error.field
-        ) from exc
+        error = validation_to_config_error(exc, where, positions)
+        raise located(error, tuple(exc.errors()[0]["loc"]), where, positions, os.environ) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
-        found = re.search(r'field "([^"]+)"', str(exc))
-        section = found.group(1) if found else ""
-        prefix = GpuwardenConfig.model_config.get("env_prefix", "") + section.upper()
-        suspects = sorted(n for n in os.environ if section and n.upper().startswith(prefix))
-        raise ConfigError(
-            f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
-            " is JSON",
-            path="<environment>",
-            field=section,
-        ) from exc
+        raise settings_error(exc, os.environ) from exc
+    cfg._file, cfg._positions = where, positions
+    return cfg

@@ -7,6 +7,7 @@ a ``ConfigError`` at that line; ``load_yaml_model`` does both for one file and o
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeVar
@@ -19,17 +20,27 @@ from gpuwarden.errors import ConfigError
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
 
-def _positions(node: yaml.Node, path: tuple[str | int, ...], out: dict[tuple[str | int, ...], int]) -> None:
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        for key_node, value_node in node.value:
-            key = key_node.value
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _positions(value_node, (*path, key), out)
-            out[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _positions(item, (*path, i), out)
+def _positions(root: yaml.Node) -> dict[tuple[str | int, ...], int]:
+    """The 1-based line of every key path. A node reached again through an alias is not walked again (an
+    alias bomb's expansion is not walked at all): what lies inside an alias takes the alias's line."""
+    out: dict[tuple[str | int, ...], int] = {(): root.start_mark.line + 1}
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, tuple[str | int, ...]]] = [(root, ())]
+    while stack:
+        node, path = stack.pop()
+        out.setdefault(path, node.start_mark.line + 1)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            # After merges (``<<: *base``) the pairs are the merged ones first, then the mapping's own: the
+            # last line written for a key is the one whose value wins.
+            for key_node, _ in node.value:
+                out[(*path, key_node.value)] = key_node.start_mark.line + 1
+            stack.extend((value, (*path, key.value)) for key, value in reversed(node.value))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, (*path, i)) for i, item in reversed(list(enumerate(node.value))))
+    return out
 
 
 def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail: str = "") -> Any:
@@ -40,6 +51,12 @@ def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail:
             if name not in environ:
                 raise ConfigError(
                     f"secret reference names environment variable {name!r}, which is not set; export it",
+                    path=path,
+                    field=trail,
+                )
+            if not environ[name].strip():  # an empty token would let every request through
+                raise ConfigError(
+                    f"secret reference names environment variable {name!r}, which is empty; export its value",
                     path=path,
                     field=trail,
                 )
@@ -54,24 +71,124 @@ def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail:
 
 
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+MAX_FILE_BYTES = 64 * 1024 * 1024
+"""Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
+MAX_DEPTH = 100
+"""Deeper nesting is refused: no file needs it, and the code that walks the data recurses."""
+MAX_EXPANDED_VALUES = 1_000_000
+"""Aliases may add this many values (beyond twice those written): an alias bomb (an alias of a list of
+aliases, nine levels deep) expands a few lines into billions of values."""
+_STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 
 
-def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
-    """Parse a YAML file; return the data and a map from key path to 1-based line number."""
+def _read_text(path: Path) -> str:
+    """The file's text; a FIFO (which would block), a device or a file over ``MAX_FILE_BYTES`` is refused."""
     try:
-        text = path.read_text(encoding="utf-8")
+        mode = path.stat().st_mode
+        if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):  # a directory: open() names it below
+            raise ConfigError("cannot read file: not a regular file (a FIFO or a device)", path=str(path))
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise ConfigError(f"cannot read file: {exc.strerror}", path=str(path)) from exc
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError(f"larger than the limit of {MAX_FILE_BYTES:,} bytes", path=str(path))
+    try:
+        return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise ConfigError(
             f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}); save it as UTF-8",
             path=str(path),
         ) from exc
+
+
+def _children(node: yaml.Node) -> list[yaml.Node]:
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return list(node.value)
+
+
+def _check_keys(node: yaml.MappingNode, path: str) -> None:
+    """Every key is a string, and no key is given twice (YAML would keep the last one silently)."""
+    first: dict[str, int] = {}
+    for key, _ in node.value:
+        line = key.start_mark.line + 1
+        if key.tag == _MERGE:  # ``<<: *base``: keys given beside it override the merged ones on purpose
+            continue
+        if not isinstance(key, yaml.ScalarNode):
+            raise ConfigError(f"invalid YAML: a {key.id} as a key; keys are names", path=path, line=line)
+        if key.tag != _STR:
+            kind = key.tag.rpartition(":")[2]
+            message = f"invalid YAML: the key {key.value} is not a string (YAML reads it as {kind}); quote it"
+            raise ConfigError(message, path=path, line=line)
+        if key.value in first:
+            message = f"duplicate key {key.value!r} (first at line {first[key.value]}); merge the two"
+            raise ConfigError(message, path=path, line=line)
+        first[key.value] = line
+
+
+def _check_nodes(root: yaml.Node, path: str) -> None:
+    """Refuse, at their line, what the data's readers cannot take: keys that are not strings or are given
+    twice, an alias inside the node it names (a cycle), nesting past ``MAX_DEPTH``, and aliases that expand
+    past ``MAX_EXPANDED_VALUES``. One pass over the distinct nodes (shared ones are measured once)."""
+    size: dict[int, int] = {}
+    depth: dict[int, int] = {}
+    entered: set[int] = set()
+    finished: list[yaml.Node] = []
+    written = 1  # values as written (an alias counts once): the root and every collection's children
+    stack: list[tuple[yaml.Node, bool]] = [(root, False)]
+    scalar = yaml.ScalarNode
+    while stack:
+        node, done = stack.pop()
+        key = id(node)
+        if done:  # its children are measured (scalars count 1 and are never stacked: most nodes are)
+            children = _children(node)
+            written += len(children)
+            size[key] = 1 + sum(1 if isinstance(c, scalar) else size[id(c)] for c in children)
+            depth[key] = 1 + max((1 if isinstance(c, scalar) else depth[id(c)] for c in children), default=0)
+            if depth[key] > MAX_DEPTH:
+                raise ConfigError(
+                    f"invalid YAML: nested deeper than {MAX_DEPTH} levels",
+                    path=path,
+                    line=node.start_mark.line + 1,
+                )
+            finished.append(node)
+            continue
+        if key in size:
+            continue
+        if key in entered:  # entered and not finished: an ancestor of where it is reached again
+            raise ConfigError(
+                "invalid YAML: an alias refers to the node that contains it (a recursive alias)",
+                path=path,
+                line=node.start_mark.line + 1,
+            )
+        entered.add(key)
+        if isinstance(node, yaml.MappingNode):
+            _check_keys(node, path)
+        stack.append((node, True))
+        stack.extend((c, False) for c in reversed(_children(node)) if not isinstance(c, scalar))
+    if isinstance(root, scalar):
+        return
+    limit = MAX_EXPANDED_VALUES + 2 * written
+    if size[id(root)] > limit:
+        first = next(n for n in finished if size[id(n)] > limit)  # the smallest part that expands too far
+        raise ConfigError(
+            f"invalid YAML: its aliases expand to {size[id(first)]:,} values, more than {limit:,}",
+            path=path,
+            line=first.start_mark.line + 1,
+        )
+
+
+def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
+    """Parse a YAML file; return the data and a map from key path to 1-based line number."""
+    text = _read_text(path)
     # One parse (the node tree keeps the line of every key), with libyaml when PyYAML was built with it:
     # a 12,800-GPU inventory took 1.6 s parsed twice in pure Python.
     loader = _LOADER(text)
     try:
         node = loader.get_single_node()
+        if node is not None:
+            _check_nodes(node, str(path))
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -80,10 +197,7 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         raise ConfigError(f"invalid YAML: {problem}", path=str(path), line=line) from exc
     finally:
         loader.dispose()
-    positions: dict[tuple[str | int, ...], int] = {}
-    if node is not None:
-        _positions(node, (), positions)
-    return data, positions
+    return data, _positions(node) if node is not None else {}
 
 
 def validation_to_config_error(

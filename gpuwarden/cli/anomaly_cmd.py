@@ -135,7 +135,9 @@ def evaluate_nab(
 @anomaly_app.command("run")
 def run(
     config: ConfigOption = None,
-    ticks: Annotated[int, typer.Option(help="Stop after this many ticks (0: run until interrupted).")] = 0,
+    ticks: Annotated[
+        int, typer.Option(min=0, help="Stop after this many ticks (0: run until interrupted).")
+    ] = 0,
     port: Annotated[
         int | None,
         typer.Option(
@@ -204,13 +206,20 @@ def run(
 
 
 def _run_config(config: Path | None) -> AnomalyConfig:
-    """The anomaly section ``run`` needs: one with queries, or exit 1 saying where they go."""
+    """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
+    from gpuwarden.cli.preflight import check_detectors  # noqa: PLC0415
     from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
 
     try:
-        cfg = load_config(config).anomaly if config is not None else AnomalyConfig()
+        loaded = load_config(config) if config is not None else None
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
+    try:
+        check_detectors(cfg)  # the service would refuse them with a traceback
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(exc) if loaded else exc))}")
         raise typer.Exit(1) from exc
     if not cfg.queries:
         where = f"{config} sets none" if config is not None else "pass --config FILE"

@@ -13,29 +13,28 @@ from rich.markup import escape
 from gpuwarden.errors import ConfigError
 
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 @config_app.command("validate")
 def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
-    """Check a configuration file (and GPUWARDEN_ environment overrides); exit 1 with the problem."""
+    """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
+    would; exit 1 with the problem."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
-    from alerting.inventory import load_inventory  # noqa: PLC0415
-    from alerting.silences import configured_mutes  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_config  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     try:
         cfg = load_config(path)
-        configured_mutes(cfg.alerting)  # every matcher parses, as serve will need them
-        if cfg.alerting.inventory_file:
-            try:
-                load_inventory(Path(cfg.alerting.inventory_file))
-            except ConfigError as exc:  # name the setting that points at the inventory, then its problem
-                raise ConfigError(str(exc), path=str(path), field="alerting.inventory_file") from exc
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
+        raise typer.Exit(1) from exc
+    try:
+        check_config(cfg)
+    except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
+        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
     typer.echo(f"{path}: ok")
 

@@ -94,22 +94,31 @@ def exporter(
         full = load_config(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
-    updates = {
-        k: v
-        for k, v in {
-            "port": port,
-            "listen_address": listen_address,
-            "collect_interval_seconds": interval,
-            "simulate": simulate,
-        }.items()
-        if v is not None
+    options = {
+        "port": ("--port", port),
+        "listen_address": ("--listen-address", listen_address),
+        "collect_interval_seconds": ("--interval", interval),
+        "simulate": ("--simulate", simulate),
     }
+    updates = {field: value for field, (_, value) in options.items() if value is not None}
     try:
         cfg = ExporterConfig.model_validate({**full.exporter.model_dump(), **updates})
     except ValidationError as exc:
         first = exc.errors()[0]
-        where = ".".join(str(p) for p in first["loc"])
-        raise _fail(f"invalid option: {where}: {first['msg']}") from exc
+        field = str(first["loc"][0]) if first["loc"] else ""
+        flag = options[field][0] if field in updates else f"exporter.{field}"
+        raise _fail(f"invalid option: {flag}: {first['msg']}") from exc
+    from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
+
+    try:  # before NVML is touched: a port in use is one line naming the setting, not uvicorn's log line
+        listener = listen_socket(
+            cfg.listen_address,
+            cfg.port,
+            "--listen-address" if listen_address is not None else "exporter.listen_address",
+            "--port" if port is not None else "exporter.port",
+        )
+    except ConfigError as exc:
+        raise _fail(str(full.locate(exc))) from exc
     clock = SystemClock()
     try:
         if cfg.simulate:
@@ -117,20 +126,17 @@ def exporter(
         else:
             service = _real_service(cfg, clock)
     except (SourceError, InputError) as exc:
+        listener.close()
         raise _fail(str(exc)) from exc
-    from exporters.server import bind_listener, serve  # noqa: PLC0415
+    from exporters.server import serve  # noqa: PLC0415
 
-    try:
-        sock = bind_listener(cfg.listen_address, cfg.port)
-    except OSError as exc:
-        where = f"{cfg.listen_address}:{cfg.port}"
-        raise _fail(f"cannot listen on {where} (--listen-address/--port): {exc.strerror or exc}") from exc
     service.start()
     mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
     logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
     try:
-        serve(service.app, sock)
+        serve(service.app, listener)
     finally:
+        listener.close()
         service.stop()
 
 

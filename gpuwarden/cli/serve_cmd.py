@@ -10,32 +10,29 @@ import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Protocol
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
+from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
+from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
-from gpuwarden.sim.fleet import fleet_from_config
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.health import ServiceHealth
     from alerting.instance_lock import InstanceBusy, InstanceLocks
-    from alerting.inventory import StaticInventory
-    from alerting.k8s_inventory import Assignment, KubernetesInventory
     from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
-    from gpuwarden.config import ApiConfig, GpuwardenConfig, KubernetesInventoryConfig
+    from gpuwarden.config import ApiConfig, GpuwardenConfig
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
-err_console = Console(stderr=True)
+err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 class JsonLogFormatter(logging.Formatter):
@@ -72,170 +69,6 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
     return run
 
 
-class _InventorySource(Protocol):
-    def read(self) -> StaticInventory: ...
-
-
-class _Inventories:
-    """The inventory of every configured source, merged: fixed parts (an inventory file, the simulated
-    fleet) and sources read again every refresh (Slurm, Kubernetes), each keeping its last good read."""
-
-    def close(self) -> None:
-        """Close the refreshed sources' clients (the Kubernetes API and Prometheus connections)."""
-        for source, _ in self.sources:
-            close = getattr(source, "close", None)
-            if close is not None:
-                close()
-
-    def __init__(
-        self,
-        fixed: list[tuple[StaticInventory, str]],
-        sources: list[tuple[_InventorySource, str]],
-        clock: SystemClock,
-    ) -> None:
-        self.fixed = fixed
-        self.sources = sources
-        self.clock = clock
-        self.latest: dict[str, StaticInventory] = {}
-        self.failing: dict[str, int] = {}  # per source, failed reads in a row
-        # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
-        self.status: dict[str, dict[str, datetime | None]] = {
-            name: {"read_at": None, "failed_at": None} for _, name in sources
-        }
-
-    @property
-    def name(self) -> str:
-        """The sources, as the inventory API reports them."""
-        return " + ".join(name for _, name in [*self.fixed, *self.sources])
-
-    def read(self, engine: IncidentEngine | None = None) -> bool:
-        """Read every source again (``engine``: a refresh, whose failures it counts per source); whether any
-        read worked. A source that fails keeps its last read; one that cannot be read when serve starts
-        (slurmctld or the Kubernetes API down, an incident in itself) does not stop serve, which starts
-        without that part and tries again."""
-        worked = False
-        for source, name in self.sources:
-            try:
-                self.latest[name] = source.read()
-                self.status[name]["read_at"] = self.clock.now()
-                worked = True
-            except Exception as exc:  # loop boundary: one source down leaves the others
-                # A traceback at the first failure, then one line each until a read works again (slurmctld
-                # down for an hour is not sixty tracebacks).
-                again = self.failing.get(name, 0) > 0
-                self.failing[name] = self.failing.get(name, 0) + 1
-                self.status[name]["failed_at"] = self.clock.now()
-                if engine is None:
-                    logger.exception(
-                        "%s inventory: cannot read it; starting without, retrying every refresh", name
-                    )
-                    continue
-                engine.counters["inventory_refresh_failures"] += 1
-                if again:
-                    logger.warning(
-                        "%s inventory: refresh failed; keeping the last one: %s (%d failures in a row)",
-                        name,
-                        exc,
-                        self.failing[name],
-                    )
-                else:
-                    logger.exception("%s inventory: refresh failed; keeping the last one", name)
-            else:
-                if self.failing.pop(name, 0):
-                    logger.info("%s inventory: read again after failing", name)
-        return worked
-
-    def merged(self) -> StaticInventory | None:
-        """Every part as one inventory, in configuration order (a node two sources list is the first one's),
-        or None before any part was read."""
-        from alerting.inventory import merge_inventories  # noqa: PLC0415 - see build_service
-
-        parts = [part for part, _ in self.fixed]
-        parts.extend(self.latest[name] for _, name in self.sources if name in self.latest)
-        return merge_inventories(parts) if parts else None
-
-
-def _inventory_refresh(engine: IncidentEngine, inventories: _Inventories, interval: float) -> BackgroundTask:
-    """Re-read the Slurm and Kubernetes inventories every ``interval``; a failed read keeps the last one."""
-
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(interval):
-            try:
-                worked = inventories.read(engine)
-                merged = inventories.merged() if worked else None
-                if merged is not None:
-                    engine.replace_inventory(merged)
-            except Exception:  # loop boundary: the last inventory stays; the next refresh tries again
-                engine.counters["inventory_refresh_failures"] += 1
-                logger.exception("inventory: refresh failed; keeping the last one")
-
-    return run
-
-
-def _kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
-    """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
-    and the exporter's GPU assignments from Prometheus when configured."""
-    import yaml  # noqa: PLC0415 - see prepare_inventories
-    from kubernetes import config as kube_config  # noqa: PLC0415
-    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
-
-    from alerting.k8s_client import api_lister  # noqa: PLC0415
-    from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
-
-    in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
-    try:
-        if in_cluster:
-            configuration = Configuration()
-            kube_config.load_incluster_config(client_configuration=configuration)
-            api_client = ApiClient(configuration)
-        else:
-            api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
-    except (kube_config.ConfigException, OSError, ValueError, yaml.YAMLError) as exc:
-        if in_cluster:
-            message = (
-                f"in a pod, but its service account cannot be used: {exc}; mount the service account token"
-                " (automountServiceAccountToken), or set kubeconfig"
-            )
-        else:
-            where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
-            message = (
-                f"cannot load the Kubernetes client configuration from {where}"
-                f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context),"
-                " or run serve in a pod with a service account"
-            )
-        raise ConfigError(message, field="alerting.kubernetes_inventory.kubeconfig") from exc
-    assignments: Callable[[], list[Assignment]] | None = None
-    on_close: list[Callable[[], object]] = [api_client.close]
-    if cfg.gpu_assignment_url:
-        from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
-
-        prometheus = PromQLSource(
-            cfg.gpu_assignment_url,
-            [],
-            clock,
-            timeout_seconds=cfg.request_timeout_seconds,
-            name="gpu_assignment",
-        )
-        query = PromQuery("gpu_assignment", cfg.gpu_assignment_query)
-
-        def read_assignments() -> list[Assignment]:
-            return assignments_from_labels(prometheus.query_instant(query, clock.time()).labels)
-
-        assignments = read_assignments
-        on_close.append(prometheus.close)
-
-    return KubernetesInventory(
-        clock,
-        api_lister(api_client, cfg.request_timeout_seconds),
-        cluster=cfg.cluster,
-        rack_labels=cfg.rack_labels,
-        gpu_resources=cfg.gpu_resources,
-        assignments=assignments,
-        keep_ended_seconds=cfg.keep_ended_seconds,
-        on_close=on_close,
-    )
-
-
 def _lock_watch(
     locks: InstanceLocks, on_lost: Callable[[InstanceBusy], None], interval: float = 1.0
 ) -> BackgroundTask:
@@ -260,13 +93,38 @@ def _with_token(api: ApiConfig) -> ApiConfig:
     """The API settings with the write token from the environment; without any token serve stops."""
     from pydantic import SecretStr  # noqa: PLC0415 - see build_service
 
+    from gpuwarden.config_rules import secret_problem  # noqa: PLC0415
+
     token = os.environ.get(TOKEN_ENV)
+    problem = None if token is None else secret_problem(token)
+    if problem is not None:  # an empty token would let every request write
+        err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem} (or unset it to use api.token)")
+        raise typer.Exit(1)
     if token:
         api = api.model_copy(update={"token": SecretStr(token)})
     if api.token is None:
         err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
         raise typer.Exit(1)
     return api
+
+
+def _checked_config(config: Path | None) -> GpuwardenConfig:
+    """The configuration; exit 1 naming the file and line, or the variable, of what is wrong."""
+    from gpuwarden.config import load_config  # noqa: PLC0415 - see build_service
+
+    try:
+        return load_config(config)
+    except ConfigError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+
+
+def _failed(cfg: GpuwardenConfig, exc: ConfigError, store_field: str) -> typer.Exit:
+    """Print a setting's error naming the file and line, the variable or the option it came from."""
+    if exc.field == "api.db" and store_field != "api.db":  # the store errors name the setting; --db gave it
+        exc = ConfigError(exc.message, field=store_field)
+    err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
+    return typer.Exit(1)
 
 
 def _log_json() -> None:
@@ -353,41 +211,14 @@ def _server_store(db: str) -> bool:
     return "://" in db and not db.startswith("sqlite")
 
 
-def prepare_inventories(cfg: GpuwardenConfig) -> _Inventories:
-    """The configured inventory sources with their settings checked (the file read, the kubeconfig
-    loaded); serve calls this before it makes any lock, journal or store file, so a wrong setting changes
-    nothing. The refreshed sources are first read later, by ``build_service``."""
-    # Imported here, not at module level: every other command (--help, incidents, config) must start
-    # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
-    from alerting.inventory import load_inventory  # noqa: PLC0415
-    from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
-
-    clock = SystemClock()
-    fixed: list[tuple[StaticInventory, str]] = []
-    sources: list[tuple[_InventorySource, str]] = []
-    if cfg.alerting.inventory_file:
-        try:
-            inventory = load_inventory(Path(cfg.alerting.inventory_file))
-        except ConfigError as exc:  # name the setting that points at the inventory, then its problem
-            raise ConfigError(str(exc), field="alerting.inventory_file") from exc
-        fixed.append((inventory, f"file {cfg.alerting.inventory_file}"))
-    if cfg.alerting.sim_inventory:
-        fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
-    if cfg.alerting.slurm_inventory:
-        from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
-
-        sources.append((SlurmInventory(clock), "slurm"))
-    if cfg.alerting.kubernetes_inventory is not None:
-        sources.append((_kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
-    return _Inventories(fixed, sources, clock)
-
-
 def build_service(
     cfg: GpuwardenConfig, db: str, health: ServiceHealth | None = None
 ) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
     """Engine, background loops, extra routes (Slack) and the notification outbox (None without a
     notifier) for one configuration; ``health`` is shared with the applier (``build_applier``)."""
-    from alerting.engine import IncidentEngine  # noqa: PLC0415 - see prepare_inventories
+    # Imported here, not at module level: every other command (--help, incidents, config) must start
+    # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
+    from alerting.engine import IncidentEngine  # noqa: PLC0415
     from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.migrate import open_store  # noqa: PLC0415
 
@@ -404,7 +235,7 @@ def build_service(
     engine.inventory_sources = inventories.status
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds, health)]
     if sources:
-        background.append(_inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
+        background.append(inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
     outbox: Outbox | None = None
     if cfg.slack.bot_token is not None:
@@ -462,30 +293,33 @@ def serve(
     from alerting.health import ServiceHealth  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
-    from gpuwarden.config import load_config  # noqa: PLC0415
 
-    try:
-        cfg = load_config(config)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+    cfg = _checked_config(config)
     api = _with_token(cfg.api)
+    store, store_field = (db, "--db") if db else (api.db, "api.db")
+    address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
+    port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
     try:
-        # Checked before the lock and journal files, so a wrong setting makes none; read again once the lock
-        # is held, since a standby may take over hours later.
+        # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
+        # again once the lock is held, since a standby may take over hours later.
+        check_serve(cfg, store, store_field, address, address_field)
         prepare_inventories(cfg).close()
-        locks = take_locks(cfg, db or api.db, standby=standby)
+        locks = take_locks(cfg, store, standby=standby)
         health = ServiceHealth()
-        engine, background, routes, outbox = build_service(cfg, db or api.db, health)
-        applier = build_applier(cfg, db or api.db, engine, health)
+        engine, background, routes, outbox = build_service(cfg, store, health)
+        applier = build_applier(cfg, store, engine, health)
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(config or ''))))}")
-        raise typer.Exit(1) from exc
+        raise _failed(cfg, exc, store_field) from exc
+    try:  # bound once this server is the active one: a standby waits with its port closed
+        listener = listen_socket(address, port_number, address_field, port_field)
+    except ConfigError as exc:
+        locks.release()
+        raise _failed(cfg, exc, store_field) from exc
     lost: list[InstanceBusy] = []
 
     def on_lost(busy: InstanceBusy) -> None:
@@ -511,20 +345,16 @@ def serve(
     # is long-lived: frozen out of collections; young passes every 10,000 allocations.
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
-    logger.info("serving on %s:%s", host or api.listen_address, port or api.port)
+    logger.info("serving on %s:%s", address, port_number)
     server = uvicorn.Server(
         uvicorn.Config(
-            app,
-            host=host or api.listen_address,
-            port=port or api.port,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
+            app, host=address, port=port_number, log_level="warning", access_log=False, log_config=None
         )
     )
     try:
-        server.run()
+        server.run(sockets=[listener])
     finally:
+        listener.close()
         locks.release()
     if lost:
         err_console.print(f"[red]error:[/red] stopped: {escape(str(lost[0]))}")

@@ -20,11 +20,12 @@ replaced part). A down node makes every SimNvml call on it raise ``NVMLError_Unk
 exporter would be gone). Tests can make any call fail (``SimNvml.fail``) or hang (``SimNvml.hang``).
 """
 
+from gpuwarden.config_rules import parse_simulate_spec
 from gpuwarden.sim.faults import FAULT_KINDS, FaultRecord, FaultSpec, parse_fault
 from gpuwarden.sim.fleet import Fleet, build_fleet, fleet_from_config
 from gpuwarden.sim.http import fault_routes
 from gpuwarden.sim.nvml import SimNvml
-from gpuwarden.sim.topology import SimGpu, SimNode, parse_simulate_spec
+from gpuwarden.sim.topology import SimGpu, SimNode
 from gpuwarden.sim.workloads import InferenceService, TrainingJob
 
 __all__ = [

@@ -1,9 +1,8 @@
-"""Topology of the simulated fleet: GPU models, nodes, GPUs and their live state, and the ``2x8`` spec."""
+"""Topology of the simulated fleet: GPU models, nodes, GPUs and their live state."""
 
 from __future__ import annotations
 
 import random
-import re
 import uuid
 from dataclasses import dataclass, field
 
@@ -86,24 +85,6 @@ def model_spec(name: str) -> GpuModelSpec:
         base.gpm,
         base.retired_pages,
     )
-
-
-MAX_SIM_NODES = 2048  # beyond this one process spends seconds just stepping the fleet
-# ASCII digits only: str.isdigit-style \d would take "٢x٨" (Arabic-Indic) and int() would read it.
-_SPEC_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)
-
-
-def parse_simulate_spec(spec: str) -> tuple[int, int]:
-    """Parse ``NODESxGPUS`` (e.g. ``2x8``) into ``(nodes, gpus_per_node)``."""
-    match = _SPEC_RE.match(spec or "")
-    if match is None:
-        raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}", field="simulate")
-    nodes, gpus = int(match.group(1)), int(match.group(2))
-    if not 1 <= nodes <= MAX_SIM_NODES:
-        raise InputError(f"nodes must be 1..{MAX_SIM_NODES}, got {nodes} in {spec!r}", field="simulate")
-    if not 1 <= gpus <= 16:
-        raise InputError(f"GPUs per node must be 1..16, got {gpus} in {spec!r}", field="simulate")
-    return nodes, gpus
 
 
 @dataclass(slots=True)

@@ -64,7 +64,7 @@ def test_bad_gpu_reference_in_inventory_names_the_field(tmp_path: Path) -> None:
                 "nodes": [{"name": "n1", "cluster": "c", "rack": "r", "gpus": 8}],
                 "workloads": [{"kind": "training_job", "name": "j", "units": [["n1:7"], ["n1:99"]]}],
             },
-            "workloads[0].units",
+            "workloads[0].units[1][0]",
             "n1 has 8 GPUs",
         ),
         ({"spare_gpus": {"c": -3}}, "spare_gpus.c", "greater than or equal to 0"),
@@ -86,6 +86,73 @@ def test_unknown_inventory_key_is_an_error_with_its_line(tmp_path: Path) -> None
     path.write_text("nodes: []\nrackz: []\n")
     with pytest.raises(ConfigError, match=r"inventory.yaml:2: rackz"):
         load_inventory(path)
+
+
+def test_a_key_given_twice_in_an_inventory_is_refused_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    node = "  - {name: %s, cluster: c, rack: r, gpus: 8}\n"
+    path.write_text("nodes:\n" + node % "n1" + "nodes:\n" + node % "n2")  # YAML keeps the last: n1 lost
+    with pytest.raises(ConfigError, match=r"inventory.yaml:3: duplicate key 'nodes' \(first at line 1\)"):
+        load_inventory(path)
+
+
+NODE = "  - {name: %s, cluster: c, rack: r, gpus: 2, gpu_uuids: [%s]}\n"
+JOB = "workloads:\n  - {kind: training_job, name: %s, units: %s}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        (
+            "nodes:\n" + NODE % ("n1", "U1") + NODE % ("n2", "U1"),
+            3,
+            "nodes[1].gpu_uuids[0]",
+            "also nodes[0]'s",
+        ),
+        ("nodes:\n" + NODE % ("n1", "U1, U1"), 2, "nodes.0", "GPU UUID 'U1' is listed twice"),
+        ("nodes:\n" + NODE % ("n1", "U1, U2, U3"), 2, "nodes.0", "3 gpu_uuids for 2 gpus"),
+        ("nodes:\n" + NODE % ("''", "U1"), 2, "nodes.0.name", "at least 1 character"),
+        ("nodes:\n  - {name: n1, cluster: '', rack: r, gpus: 2}\n", 2, "nodes.0.cluster", "at least 1"),
+        ("nodes:\n  - {name: n1, cluster: c, rack: r, gpus: 100000000000}\n", 2, "nodes.0.gpus", "4096"),
+        (JOB % ("j", "[]"), 2, "workloads.0", "no units and no pods"),
+        (JOB % ("j", "[[]]"), 2, "workloads.0.units.0", "at least 1 item"),
+        (JOB % ("''", "[[n1:0]]"), 2, "workloads.0.name", "at least 1 character"),
+        (JOB % ("j", "[[n1:0]]") + JOB[11:] % ("j", "[[n2:0]]"), 3, "workloads[1].name", "listed twice"),
+        (JOB % ("j", "[[n1:0, 'n1:\u00b2']]"), 2, "workloads[0].units[0][1]", 'must be "node:index"'),
+        ("spare_gpus: {'': 3}\n", 1, "spare_gpus..[key]", "at least 1 character"),
+    ],
+    ids=[
+        *("uuid-on-two-nodes", "uuid-twice-on-a-node", "more-uuids-than-gpus", "node-name-empty"),
+        *("node-cluster-empty", "gpus-absurd", "no-units-no-pods", "empty-unit", "workload-name-empty"),
+        *("workload-twice", "superscript-index", "spare-of-no-cluster"),
+    ],
+)
+def test_an_inventory_that_contradicts_itself_is_refused_at_its_line(
+    tmp_path: Path, text: str, line: int, field: str, words: str
+) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_inventory(path)
+    assert (info.value.line, info.value.field) == (line, field) and words in str(info.value)
+
+
+def test_pending_pods_alone_still_make_a_workload_known_by_name(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text("workloads:\n  - {kind: inference_service, name: s, units: [], pods: [s-0]}\n")
+    assert [w.ref.name for w in load_inventory(path).workloads()] == ["s"]  # as an export writes one
+
+
+def test_an_export_reads_back_when_a_source_knows_more_uuids_than_gpus_or_a_unit_without_gpus(
+    tmp_path: Path,
+) -> None:
+    node = NodeInfo("n1", "c", "r", 1, ("U0", "U1"))  # the device plugin reports one GPU fewer
+    ref = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", "s", "c")
+    service = WorkloadInfo(ref, (frozenset({("c", "n1", 0)}), frozenset()), pods=("s-0", "s-1"))
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory_data(StaticInventory([node], [service]))))
+    again = load_inventory(path)
+    assert again.gpu_by_uuid("U1") == ("c", "n1", 1) and again.workloads()[0].pods == ("s-0", "s-1")
 
 
 def test_inventory_lookups_answer_what_a_scan_of_the_lists_answers() -> None:
@@ -232,11 +299,11 @@ def test_an_inventory_file_keeps_nodes_of_one_name_in_two_clusters_apart(tmp_pat
     assert [w.gpus for w in inv.workloads()] == [{("west", "gpu001", 3)}]
     assert inv.node("gpu001") is None and inv.node("gpu001", "west").gpu_count == 4  # type: ignore[union-attr]
     cases = [
-        ({**job, "units": [["gpu001:5"]]}, "workloads[0].units", "node gpu001 has 4 GPUs"),
+        ({**job, "units": [["gpu001:5"]]}, "workloads[0].units[0][0]", "node gpu001 has 4 GPUs"),
         ({**job, "cluster": ""}, "workloads[0].cluster", "clusters east and west both have a node gpu001"),
         (
             {**job, "cluster": "north"},
-            "workloads[0].units",
+            "workloads[0].units[0][0]",
             "listed in cluster east, west, not in the workload",
         ),
     ]

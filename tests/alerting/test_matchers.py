@@ -174,3 +174,10 @@ def test_a_nul_in_a_matcher_is_refused_as_postgresql_would_refuse_it(
     with pytest.raises(InputError) as refused:
         matcher_from_dict(data, "m")
     assert refused.value.field == field
+
+
+@pytest.mark.parametrize("text", ["a==b", "a=!b", "a!=~b", "a=~x~y"])
+def test_an_operator_character_in_an_unquoted_value_is_refused_not_read_as_part_of_it(text: str) -> None:
+    with pytest.raises(InputError, match="quote the value"):  # `a==b` was read as a="=b"
+        parse_matcher(text)
+    assert parse_matcher('a="=b"').value == "=b"

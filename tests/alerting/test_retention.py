@@ -19,6 +19,7 @@ from alerting.store_models import AlertRow, SilenceRow, TimelineRow
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
+from gpuwarden.config_rules import MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 from gpuwarden.model import Alert, AlertStatus, IncidentState
 
 DAY = 86_400.0
@@ -180,3 +181,29 @@ def test_sent_notifications_of_a_pruned_incident_go_and_queued_ones_stay(
     assert [m.incident_id for m in outbox.messages()] == [queued] * len(outbox.messages(PENDING))
     assert outbox.messages(PENDING), "a message Slack has not taken yet is never dropped"
     assert outbox.thread("slack", delivered) is None
+
+
+def test_the_longest_windows_and_retention_the_config_allows_still_ingest_tick_and_prune(
+    sql: Engine, clock: FakeClock
+) -> None:
+    longest = MAX_WINDOW_SECONDS  # past it, `now - window` left the datetime range and alerts were lost
+    engine = _engine(
+        sql,
+        clock,
+        correlation_window_seconds=longest,
+        quiet_period_seconds=longest,
+        announce_delay_seconds=longest,
+        reopen_window_seconds=longest,
+        flap_window_seconds=longest,
+        resolve_timeout_seconds=longest,
+        retention_days=MAX_RETENTION_DAYS,
+    )
+    engine.ingest([Alert(NODE_DOWN)])
+    for _ in range(3):
+        clock.advance(2 * 3600)  # past the hourly retention pass
+        engine.tick()
+    assert len(engine.open_incident_ids()) == 1
+    engine.ingest([Alert(NODE_DOWN, status=AlertStatus.RESOLVED)])
+    clock.advance(longest + 1)
+    engine.tick()
+    assert not engine.open_incident_ids()

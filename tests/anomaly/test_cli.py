@@ -334,3 +334,16 @@ def test_run_prints_a_query_error_as_it_is_not_as_markup(tmp_path):
         prometheus.close()
     assert result.exit_code == 0, result.output
     assert "HTTP 400: parse error [bad]" in result.stderr
+
+
+def test_run_refuses_an_unknown_detector_naming_the_line_without_a_traceback(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("anomaly:\n  detectors: [adaptive, bogus]\n  queries:\n    - {name: t, expr: up}\n")
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert f"{cfg}:2: anomaly.detectors: unknown detector(s) ['bogus']" in " ".join(result.output.split())
+
+
+def test_run_refuses_a_negative_tick_count():
+    result = runner.invoke(app, ["anomaly", "run", "--ticks", "-1"])  # it ran nothing and exited 0
+    assert result.exit_code == 2 and "--ticks" in result.output

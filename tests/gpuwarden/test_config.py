@@ -69,8 +69,9 @@ def test_secret_reference_reads_the_environment(tmp_path: Path, monkeypatch: pyt
 
 def test_missing_secret_variable_is_a_config_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("NOPE_TOKEN", raising=False)
-    with pytest.raises(ConfigError, match="NOPE_TOKEN"):
-        load_config(write(tmp_path, "slack:\n  bot_token: {env: NOPE_TOKEN}\n"))
+    with pytest.raises(ConfigError, match="NOPE_TOKEN") as info:
+        load_config(write(tmp_path, "slack:\n  channel: C1\n  bot_token: {env: NOPE_TOKEN}\n"))
+    assert (info.value.field, info.value.line) == ("slack.bot_token", 3)
 
 
 def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
@@ -245,3 +246,220 @@ def test_a_json_section_override_is_not_blamed_for_the_files_value_beside_it(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.path == "<environment>" and "GPUWARDEN_SLACK" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "text", "words"),
+    [
+        ("GPUWARDEN_API__TOKEN", "", "", "api.token: Value error, is empty"),
+        ("GPUWARDEN_API__TOKEN", " \n", "", "api.token: Value error, is empty"),
+        ("GPUWARDEN_API__TOKEN", "tok\n", "", "api.token: Value error, begins or ends with a space"),
+        ("GPUWARDEN_SLACK__BOT_TOKEN", "", "", "slack.bot_token: Value error, is empty"),
+        ("EMPTY_TOKEN", "", "api:\n  token: {env: EMPTY_TOKEN}\n", "api.token: secret reference names"),
+        ("EMPTY_SECRET", " ", "slack:\n  signing_secret: {env: EMPTY_SECRET}\n", "slack.signing_secret"),
+    ],
+    ids=["token-variable-empty", "token-blank", "token-newline", "bot-token-empty", "ref-empty", "ref-blank"],
+)
+def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, text: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)  # an empty API token would let every request write
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, text))
+    assert words in str(info.value) and variable in str(info.value)
+    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, text))])
+    assert result.exit_code == 1 and words in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        (
+            "alerting:\n  correlation_window_seconds: 1e11\n",
+            "alerting.correlation_window_seconds",
+            "less than or equal to 31622400",
+        ),
+        ("alerting:\n  resolve_timeout_seconds: 1e12\n", "alerting.resolve_timeout_seconds", "31622400"),
+        ("alerting:\n  retention_days: 1000000\n", "alerting.retention_days", "36525"),
+        ("alerting:\n  quiet_period_seconds: 1e308\n", "alerting.quiet_period_seconds", "31622400"),
+        ("alerting:\n  announce_delay_seconds: 1e308\n", "alerting.announce_delay_seconds", "31622400"),
+        ("alerting:\n  reopen_window_seconds: 1e308\n", "alerting.reopen_window_seconds", "31622400"),
+        ("alerting:\n  tick_interval_seconds: 1e308\n", "alerting.tick_interval_seconds", "604800"),
+        ("anomaly:\n  infer_every_seconds: 1e308\n", "anomaly.infer_every_seconds", "604800"),
+        ("anomaly:\n  infer_every_seconds: 1e-300\n", "anomaly.infer_every_seconds", "0.001"),
+        ("anomaly:\n  fit_every_seconds: 1e308\n", "anomaly.fit_every_seconds", "31622400"),
+        ("anomaly:\n  max_lookback_seconds: 1e308\n", "anomaly.max_lookback_seconds", "31622400"),
+        ("anomaly:\n  query_timeout_seconds: 1e308\n", "anomaly.query_timeout_seconds", "604800"),
+        ("sim:\n  nodes_per_rack: 100000000\n", "sim", "a simulated fleet has at most 2048"),
+        ("exporter:\n  simulate: banana\n", "exporter.simulate", "expected NODESxGPUS such as 2x8"),
+        ("exporter:\n  simulate: 9999x8\n", "exporter.simulate", "nodes must be 1..2048"),
+    ],
+    ids=[
+        *("correlation-window", "resolve-timeout", "retention", "quiet-period", "announce-delay", "reopen"),
+        *("tick-interval", "infer-every", "infer-every-tiny", "fit-every", "lookback", "query-timeout"),
+        *("sim-fleet-size", "simulate-not-a-spec", "simulate-too-many-nodes"),
+    ],
+)
+def test_a_value_past_its_bound_is_refused_naming_the_field_before_anything_runs(
+    tmp_path: Path, text: str, field: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.path, info.value.field) == (str(path), field) and words in str(info.value)
+    assert info.value.line == (1 if field == "sim" else 2)
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "words"),
+    [
+        ("GPUWARDEN_APII__PORT", "9", "no section 'apii'"),
+        ("GPUWARDEN_SLAK", "{}", "did you mean GPUWARDEN_SLACK?"),
+        ("GPUWARDEN_PORT", "9", "write GPUWARDEN_EXPORTER__PORT"),
+        ("GPUWARDEN_API_PORT", "9", "write GPUWARDEN_API__PORT (two underscores"),
+    ],
+    ids=["section-typo-nested", "section-typo", "field-without-section", "one-underscore"],
+)
+def test_a_variable_meant_for_a_setting_that_names_none_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
+) -> None:
+    monkeypatch.setenv(variable, value)  # pydantic-settings ignores it: the setting silently keeps its value
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, ""))
+    assert info.value.path == "<environment>" and variable in str(info.value) and words in str(info.value)
+
+
+def test_variables_that_commands_or_other_tools_read_are_not_settings(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for name in ("GPUWARDEN_API_TOKEN", "GPUWARDEN_URL", "GPUWARDEN_TEST_PORTS", "GPUWARDEN_VENV"):
+        monkeypatch.setenv(name, "x")
+    assert load_config(None).api.port == 8080
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "field"),
+    [
+        ("GPUWARDEN_ANOMALY__QUERIES", '[{"name": "a"}]', "anomaly.queries.0.expr"),
+        ("GPUWARDEN_ALERTING__INHIBIT_RULES", '[{"source_matchers": ["a=1"]}]', "alerting.inhibit_rules.0"),
+        ("GPUWARDEN_ALERTING__KUBERNETES_INVENTORY__KUBECONFIG", "/x", "alerting.kubernetes_inventory"),
+    ],
+    ids=["list-item-missing-a-field", "rule-missing-matchers", "section-made-by-a-variable"],
+)
+def test_a_field_missing_from_what_a_variable_set_blames_the_variable_not_the_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, field: str
+) -> None:
+    monkeypatch.setenv(variable, value)
+    path = write(tmp_path, "anomaly:\n  queries: [{name: q, expr: up}]\n")  # a list the variable replaces
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.path == "<environment>" and f"(set by {variable})" in str(info.value)
+    assert info.value.field.startswith(field) and info.value.line is None
+
+
+def test_an_error_found_after_loading_names_the_line_or_the_variable_of_its_setting(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "api:\n  port: 9700\nalerting:\n  tick_interval_seconds: 5\n  inventory_file: x\n")
+    cfg = load_config(path)
+    found = cfg.locate(ConfigError("cannot read file", field="alerting.inventory_file"))
+    assert (found.path, found.line) == (str(path), 5)
+    monkeypatch.setenv("GPUWARDEN_ALERTING__INVENTORY_FILE", "/nonexistent")
+    found = load_config(path).locate(ConfigError("cannot read file", field="alerting.inventory_file"))
+    assert found.path == "<environment>" and "(set by GPUWARDEN_ALERTING__INVENTORY_FILE)" in str(found)
+
+
+WINDOW = "      starts_at: 2026-12-01T02:00:00Z\n      ends_at: 2026-12-01T04:00:00Z\n"
+
+
+@pytest.mark.parametrize(
+    ("alerting", "expected"),
+    [
+        (
+            f"  maintenance_windows:\n    - matchers: ['rack=\"\"']\n{WINDOW}",
+            ":5: alerting.maintenance_windows[0].matchers: at least one matcher must not match the empty",
+        ),
+        (
+            f"  maintenance_windows:\n    - matchers: ['rack=r1']\n{WINDOW}    - matchers:\n"
+            f"        - 'alertname=~\".*\"'\n{WINDOW}",
+            ":8: alerting.maintenance_windows[1].matchers: at least one matcher must not match",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: ['severity=~\".*\"']\n      target_matchers: [a=b]\n",
+            ":5: alerting.inhibit_rules[0].source_matchers: at least one matcher must not match",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: [a=b]\n      target_matchers: [c=d]\n"
+            "      equal: ['']\n",
+            ":7: alerting.inhibit_rules.0.equal.0: String should have at least 1 character",
+        ),
+        (
+            "  inhibit_rules:\n    - source_matchers: ['a==b']\n      target_matchers: [c=d]\n",
+            ":5: alerting.inhibit_rules[0].source_matchers[0]: cannot parse matcher 'a==b'",
+        ),
+    ],
+    ids=[
+        "window-of-an-empty-value",
+        "window-of-any-value",
+        "inhibit-source-of-any",
+        "equal-empty",
+        "double-eq",
+    ],
+)
+def test_mutes_that_would_hold_back_every_alert_or_that_are_typos_are_refused_at_their_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, alerting: str, expected: str
+) -> None:
+    path = write(tmp_path, "api:\n  port: 9700\nalerting:\n" + alerting)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and f"{path}{expected}" in " ".join(result.output.split())
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    assert served.exit_code == 1 and f"{path}{expected}" in " ".join(served.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
+
+
+def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) -> None:
+    rule = "  inhibit_rules:\n    - source_matchers: [alertname=X]\n      target_matchers: ['a=~\".*\"']\n"
+    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, "alerting:\n" + rule))])
+    assert result.exit_code == 0, result.output  # "while the node is down, mute everything on it"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "anomaly:\n  detectors: [adaptive, bogus]\n",
+            ":2: anomaly.detectors: unknown detector(s) ['bogus']",
+        ),
+        ("api:\n  db: ''\n", ":2: api.db: '' is an in-memory database"),
+        ("api:\n  db: 'sqlite:///:memory:'\n", ":2: api.db: 'sqlite:///:memory:' is an in-memory database"),
+        (
+            "api:\n  listen_address: not an address\n",
+            ":2: api.listen_address: cannot listen on 'not an address'",
+        ),
+        ("exporter:\n  listen_address: 'a b'\n", ":2: exporter.listen_address: cannot listen on 'a b'"),
+        ("anomaly:\n  listen_address: 'a b'\n", ":2: anomaly.listen_address: cannot listen on 'a b'"),
+        (
+            "alerting:\n  kubernetes_inventory:\n    cluster: k\n    kubeconfig: {tmp}/k.yaml\n",
+            ":4: alerting.kubernetes_inventory.kubeconfig: {tmp}/k.yaml is not a kubeconfig: its YAML is str",
+        ),
+    ],
+    ids=[
+        "unknown-detector",
+        "db-empty",
+        "db-in-memory",
+        "api-address",
+        "exporter-address",
+        "anomaly-address",
+        "kubeconfig-a-string",
+    ],
+)
+def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse(
+    tmp_path: Path, text: str, expected: str
+) -> None:
+    (tmp_path / "k.yaml").write_text("just a string\n")
+    path = write(tmp_path, text.replace("{tmp}", str(tmp_path)))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    squeezed = "".join(result.output.split())  # the console wraps long paths anywhere
+    assert "".join(f"{path}{expected.replace('{tmp}', str(tmp_path))}".split()) in squeezed

@@ -21,7 +21,7 @@ from kubernetes.client import ApiClient, Configuration
 from alerting.inventory import load_inventory
 from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import KubernetesInventory
-from gpuwarden.cli.serve_cmd import _kubernetes_inventory
+from gpuwarden.cli.inventories import kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import ConfigError, SourceError
@@ -317,7 +317,7 @@ def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prome
             kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")),
             gpu_assignment_url=prom,
         )
-        reader = _kubernetes_inventory(settings, SystemClock())  # what serve builds from the settings
+        reader = kubernetes_inventory(settings, SystemClock())  # what serve builds from the settings
         wait_for(
             "the exporter's pod labels in Prometheus",
             lambda: len(query(prom, 'DCGM_FI_DEV_GPU_TEMP{pod!=""}')) == 6,
@@ -347,7 +347,7 @@ def test_a_kubeconfig_without_the_named_context_is_a_config_error_naming_both(
         cluster="k1", kubeconfig=str(kube.write_kubeconfig(tmp_path / "kubeconfig")), context="prod-east"
     )
     with pytest.raises(ConfigError) as err:
-        _kubernetes_inventory(settings, SystemClock())
+        kubernetes_inventory(settings, SystemClock())
     message = str(err.value)
     assert "alerting.kubernetes_inventory.kubeconfig" in message and "context prod-east" in message
     assert str(tmp_path / "kubeconfig") in message

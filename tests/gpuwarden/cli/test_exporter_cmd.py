@@ -17,14 +17,15 @@ from gpuwarden.cli import app
     [
         (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)"),
         (["exporter", "--simulate", "2y8"], "expected NODESxGPUS"),
-        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option"),
+        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: Input should be greater"),
+        (["exporter", "--simulate", "2x8", "--interval", "0"], "invalid option: --interval: Input should be"),
     ],
-    ids=["no-driver", "bad-simulate-spec", "bad-port"],
+    ids=["no-driver", "bad-simulate-spec", "bad-port", "bad-interval"],
 )
 def test_startup_errors_print_one_line_and_exit_1(argv: list[str], words: str) -> None:
     result = CliRunner().invoke(app, argv)
     assert result.exit_code == 1
-    assert words in result.output
+    assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
 
@@ -37,25 +38,30 @@ def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
     assert "exporter.prot" in result.output
 
 
-def test_a_port_in_use_fails_naming_the_option_before_saying_serving(
-    caplog: pytest.LogCaptureFixture,
-) -> None:
+@pytest.mark.parametrize("flag", [True, False], ids=["option", "setting"])
+def test_a_port_another_process_listens_on_is_named(tmp_path: Path, flag: bool) -> None:
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
-        taken.listen(1)
+        taken.listen()
         port = taken.getsockname()[1]
-        with caplog.at_level(logging.INFO):
-            result = CliRunner().invoke(
-                app, ["exporter", "--simulate", "1x1", "--listen-address", "127.0.0.1", "--port", str(port)]
-            )
-    assert result.exit_code == 1
-    assert "--listen-address/--port" in result.output and str(port) in result.output
+        config = tmp_path / "gpuwarden.yaml"
+        config.write_text(f"exporter:\n  listen_address: 127.0.0.1\n  port: {port}\n")
+        args = ["--port", str(port), "--listen-address", "127.0.0.1"] if flag else ["--config", str(config)]
+        result = CliRunner().invoke(app, ["exporter", "--simulate", "1x1", *args])
+    named = "--port" if flag else f"{config}:3: exporter.port"
+    assert result.exit_code == 1 and f"{named}: cannot listen on 127.0.0.1:{port}" in " ".join(
+        result.output.split()
+    )
+
+
+def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_serving(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    with caplog.at_level(logging.INFO):
+        result = CliRunner().invoke(
+            app,
+            ["exporter", "--simulate", "1x1", "--listen-address", "no-such-host.invalid", "--port", "19999"],
+        )
+    assert result.exit_code == 1 and "--listen-address" in result.output
     assert "Traceback" not in result.output
     assert not [r for r in caplog.records if "serving" in r.getMessage()]
-
-
-def test_an_address_that_does_not_resolve_fails_naming_the_option() -> None:
-    result = CliRunner().invoke(
-        app, ["exporter", "--simulate", "1x1", "--listen-address", "no-such-host.invalid", "--port", "19999"]
-    )
-    assert result.exit_code == 1 and "--listen-address/--port" in result.output

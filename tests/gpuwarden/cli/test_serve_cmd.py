@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -23,7 +24,8 @@ from alerting.inventory import StaticInventory, inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
-from gpuwarden.cli.serve_cmd import _Inventories, _tick_loop, build_applier, build_service
+from gpuwarden.cli.inventories import Inventories
+from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import SourceError
@@ -102,7 +104,7 @@ def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
     result = runner.invoke(app, ["serve", "--db", db.format(tmp=tmp_path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 1
-    assert "api.db" in output and expected in output and "pw-secret" not in output
+    assert "--db: " in output and expected in output and "pw-secret" not in output
 
 
 def test_serve_names_the_journal_dir_when_it_cannot_use_it(
@@ -203,8 +205,7 @@ def test_serve_refuses_a_database_a_newer_version_migrated_in_one_line(
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), output
     assert output.count("error:") == 1 and "Traceback" not in output, output
     assert (
-        f"error: api.db: {db}: cannot open the store: the database was migrated by a newer gpuwarden"
-        in output
+        f"error: --db: {db}: cannot open the store: the database was migrated by a newer gpuwarden" in output
     )
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert f"'0099_future' is unknown to this version, which knows up to '{head}'" in output
@@ -299,7 +300,7 @@ def test_a_failing_inventory_source_logs_one_traceback_then_a_line_per_failure_u
 
     engine = SimpleNamespace(counters={"inventory_refresh_failures": 0})
     source = Flaky()
-    inventories = _Inventories([], [(source, "slurm")], SystemClock())
+    inventories = Inventories([], [(source, "slurm")], SystemClock())
     caplog.set_level(logging.INFO, logger="gpuwarden.serve")
     for _ in range(4):
         inventories.read(engine)  # type: ignore[arg-type]
@@ -318,3 +319,91 @@ def test_a_failing_inventory_source_logs_one_traceback_then_a_line_per_failure_u
     ]
     assert said[3][2].endswith("slurmctld not responding (4 failures in a row)")
     assert engine.counters["inventory_refresh_failures"] == 5
+
+
+@pytest.mark.parametrize("token", ["", "  ", "tok\n"], ids=["empty", "blank", "newline"])
+def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, token: str
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1 and "GPUWARDEN_API_TOKEN" in result.output
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("args", "config", "expected"),
+    [
+        (["--db", "{store}"], "", "--db: {store} is a directory"),
+        (["--db", "sqlite://"], "", "--db: 'sqlite://' is an in-memory database"),
+        (["--db", ":memory:"], "", "--db: ':memory:' is an in-memory database"),
+        ([], "api:\n  db: 'sqlite:///:memory:'\n", "c.yaml:2: api.db: 'sqlite:///:memory:' is an in-memory"),
+        (
+            ["--db", "{db}"],
+            "api:\n  listen_address: not an address\n",
+            "c.yaml:2: api.listen_address: cannot",
+        ),
+        (["--host", "a b", "--db", "{db}"], "", "--host: cannot listen on 'a b'"),
+        (
+            ["--db", "{db}"],
+            "alerting:\n  journal_dir: /proc/gpuwarden\n",
+            "c.yaml:2: alerting.journal_dir: /proc/gpuwarden:",
+        ),
+        (
+            ["--db", "{db}"],
+            "alerting:\n  kubernetes_inventory:\n    cluster: k\n    kubeconfig: {store}/../k.yaml\n",
+            "is not a kubeconfig: its YAML is str",
+        ),
+    ],
+    ids=[
+        "db-a-directory",
+        "db-in-memory-url",
+        "db-in-memory",
+        "db-in-memory-setting",
+        "address",
+        "host",
+        "journal-in-proc",
+        "kubeconfig-a-string",
+    ],
+)
+def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], config: str, expected: str
+) -> None:
+    if "/proc" in config and not Path("/proc/self").exists():
+        pytest.skip("no /proc")
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    monkeypatch.chdir(tmp_path)
+    store = tmp_path / "store"
+    store.mkdir()
+    (tmp_path / "k.yaml").write_text("just a string\n")  # YAML, but not a kubeconfig's mapping
+    (tmp_path / "c.yaml").write_text(config.replace("{store}", str(store)))
+    argv = [a.replace("{store}", str(store)).replace("{db}", str(store / "x.db")) for a in args]
+    result = runner.invoke(app, ["serve", "--config", "c.yaml", *argv])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert expected.replace("{store}", str(store)) in output
+    assert list(store.iterdir()) == [] and sorted(p.name for p in tmp_path.iterdir()) == [
+        "c.yaml",
+        "k.yaml",
+        "store",
+    ]
+
+
+@pytest.mark.parametrize("flag", [True, False], ids=["option", "setting"])
+def test_serve_names_the_port_when_another_process_listens_on_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, flag: bool
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        (tmp_path / "c.yaml").write_text(f"api:\n  port: {port}\n")
+        args = ["--port", str(port)] if flag else ["--config", str(tmp_path / "c.yaml")]
+        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), *args])
+    output = " ".join(result.output.split())
+    named = "--port" if flag else f"{tmp_path / 'c.yaml'}:2: api.port"
+    assert (
+        result.exit_code == 1
+        and f"{named}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
+    )

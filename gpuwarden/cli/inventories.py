@@ -1,0 +1,257 @@
+"""Where ``serve`` learns the fleet: the inventory file, the simulated fleet, Slurm and Kubernetes, merged.
+
+``prepare_inventories`` checks every source's settings before serve makes any file; ``Inventories`` keeps the
+last good read of each refreshed source.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from gpuwarden.clock import SystemClock
+from gpuwarden.errors import ConfigError
+from gpuwarden.sim.fleet import fleet_from_config
+
+if TYPE_CHECKING:
+    from datetime import datetime
+
+    from alerting.engine import IncidentEngine
+    from alerting.inventory import StaticInventory
+    from alerting.k8s_inventory import Assignment, KubernetesInventory
+    from gpuwarden.api import BackgroundTask
+    from gpuwarden.config import GpuwardenConfig, KubernetesInventoryConfig
+
+logger = logging.getLogger("gpuwarden.serve")
+KUBECONFIG_FIELD = "alerting.kubernetes_inventory.kubeconfig"
+
+
+class InventorySource(Protocol):
+    """A source read again every refresh (Slurm, Kubernetes)."""
+
+    def read(self) -> StaticInventory: ...
+
+
+class Inventories:
+    """The inventory of every configured source, merged: fixed parts (an inventory file, the simulated
+    fleet) and sources read again every refresh (Slurm, Kubernetes), each keeping its last good read."""
+
+    def close(self) -> None:
+        """Close the refreshed sources' clients (the Kubernetes API and Prometheus connections)."""
+        for source, _ in self.sources:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
+
+    def __init__(
+        self,
+        fixed: list[tuple[StaticInventory, str]],
+        sources: list[tuple[InventorySource, str]],
+        clock: SystemClock,
+    ) -> None:
+        self.fixed = fixed
+        self.sources = sources
+        self.clock = clock
+        self.latest: dict[str, StaticInventory] = {}
+        self.failing: dict[str, int] = {}  # per source, failed reads in a row
+        # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
+        self.status: dict[str, dict[str, datetime | None]] = {
+            name: {"read_at": None, "failed_at": None} for _, name in sources
+        }
+
+    @property
+    def name(self) -> str:
+        """The sources, as the inventory API reports them."""
+        return " + ".join(name for _, name in [*self.fixed, *self.sources])
+
+    def read(self, engine: IncidentEngine | None = None) -> bool:
+        """Read every source again (``engine``: a refresh, whose failures it counts per source); whether any
+        read worked. A source that fails keeps its last read; one that cannot be read when serve starts
+        (slurmctld or the Kubernetes API down, an incident in itself) does not stop serve, which starts
+        without that part and tries again."""
+        worked = False
+        for source, name in self.sources:
+            try:
+                self.latest[name] = source.read()
+                self.status[name]["read_at"] = self.clock.now()
+                worked = True
+            except Exception as exc:  # loop boundary: one source down leaves the others
+                # A traceback at the first failure, then one line each until a read works again (slurmctld
+                # down for an hour is not sixty tracebacks).
+                again = self.failing.get(name, 0) > 0
+                self.failing[name] = self.failing.get(name, 0) + 1
+                self.status[name]["failed_at"] = self.clock.now()
+                if engine is None:
+                    logger.exception(
+                        "%s inventory: cannot read it; starting without, retrying every refresh", name
+                    )
+                    continue
+                engine.counters["inventory_refresh_failures"] += 1
+                if again:
+                    logger.warning(
+                        "%s inventory: refresh failed; keeping the last one: %s (%d failures in a row)",
+                        name,
+                        exc,
+                        self.failing[name],
+                    )
+                else:
+                    logger.exception("%s inventory: refresh failed; keeping the last one", name)
+            else:
+                if self.failing.pop(name, 0):
+                    logger.info("%s inventory: read again after failing", name)
+        return worked
+
+    def merged(self) -> StaticInventory | None:
+        """Every part as one inventory, in configuration order (a node two sources list is the first one's),
+        or None before any part was read."""
+        from alerting.inventory import merge_inventories  # noqa: PLC0415 - see prepare_inventories
+
+        parts = [part for part, _ in self.fixed]
+        parts.extend(self.latest[name] for _, name in self.sources if name in self.latest)
+        return merge_inventories(parts) if parts else None
+
+
+def inventory_refresh(engine: IncidentEngine, inventories: Inventories, interval: float) -> BackgroundTask:
+    """Re-read the Slurm and Kubernetes inventories every ``interval``; a failed read keeps the last one."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                worked = inventories.read(engine)
+                merged = inventories.merged() if worked else None
+                if merged is not None:
+                    engine.replace_inventory(merged)
+            except Exception:  # loop boundary: the last inventory stays; the next refresh tries again
+                engine.counters["inventory_refresh_failures"] += 1
+                logger.exception("inventory: refresh failed; keeping the last one")
+
+    return run
+
+
+def inventory_file(path: str) -> StaticInventory:
+    """The inventory file ``alerting.inventory_file`` names; an error names that setting, then the file's
+    line and field."""
+    from alerting.inventory import load_inventory  # noqa: PLC0415
+
+    try:
+        return load_inventory(Path(path))
+    except ConfigError as exc:
+        raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+
+
+def _kubeconfig_mapping(path: str) -> None:
+    """A kubeconfig is a YAML mapping (clusters, users, contexts): the client fails on anything else with a
+    ``TypeError`` that says nothing of the file."""
+    import yaml  # noqa: PLC0415
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return  # the client's own error says what is wrong with the file
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} is not a kubeconfig: its YAML is {type(data).__name__ if data is not None else 'empty'},"
+            " not a mapping of clusters, users and contexts",
+            field=KUBECONFIG_FIELD,
+        )
+
+
+def kubernetes_inventory(cfg: KubernetesInventoryConfig, clock: SystemClock) -> KubernetesInventory:
+    """The Kubernetes inventory reader: the official client from a kubeconfig or the pod's service account,
+    and the exporter's GPU assignments from Prometheus when configured."""
+    import yaml  # noqa: PLC0415
+    from kubernetes import config as kube_config  # noqa: PLC0415
+    from kubernetes.client import ApiClient, Configuration  # noqa: PLC0415
+
+    from alerting.k8s_client import api_lister  # noqa: PLC0415
+    from alerting.k8s_inventory import KubernetesInventory, assignments_from_labels  # noqa: PLC0415
+
+    in_cluster = cfg.kubeconfig is None and bool(os.environ.get("KUBERNETES_SERVICE_HOST"))
+    if cfg.kubeconfig is not None:
+        _kubeconfig_mapping(cfg.kubeconfig)
+    try:
+        if in_cluster:
+            configuration = Configuration()
+            kube_config.load_incluster_config(client_configuration=configuration)
+            api_client = ApiClient(configuration)
+        else:
+            api_client = kube_config.new_client_from_config(config_file=cfg.kubeconfig, context=cfg.context)
+    except (
+        kube_config.ConfigException,
+        OSError,
+        ValueError,
+        TypeError,
+        AttributeError,
+        yaml.YAMLError,
+    ) as exc:
+        if in_cluster:
+            message = (
+                f"in a pod, but its service account cannot be used: {exc}; mount the service account token"
+                " (automountServiceAccountToken), or set kubeconfig"
+            )
+        else:
+            where = cfg.kubeconfig or os.environ.get("KUBECONFIG") or "~/.kube/config"
+            message = (
+                f"cannot load the Kubernetes client configuration from {where}"
+                f"{f' (context {cfg.context})' if cfg.context else ''}: {exc}; set kubeconfig (and context),"
+                " or run serve in a pod with a service account"
+            )
+        raise ConfigError(message, field=KUBECONFIG_FIELD) from exc
+    assignments: Callable[[], list[Assignment]] | None = None
+    on_close: list[Callable[[], object]] = [api_client.close]
+    if cfg.gpu_assignment_url:
+        from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
+
+        prometheus = PromQLSource(
+            cfg.gpu_assignment_url,
+            [],
+            clock,
+            timeout_seconds=cfg.request_timeout_seconds,
+            name="gpu_assignment",
+        )
+        query = PromQuery("gpu_assignment", cfg.gpu_assignment_query)
+
+        def read_assignments() -> list[Assignment]:
+            return assignments_from_labels(prometheus.query_instant(query, clock.time()).labels)
+
+        assignments = read_assignments
+        on_close.append(prometheus.close)
+
+    return KubernetesInventory(
+        clock,
+        api_lister(api_client, cfg.request_timeout_seconds),
+        cluster=cfg.cluster,
+        rack_labels=cfg.rack_labels,
+        gpu_resources=cfg.gpu_resources,
+        assignments=assignments,
+        keep_ended_seconds=cfg.keep_ended_seconds,
+        on_close=on_close,
+    )
+
+
+def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
+    """The configured inventory sources with their settings checked (the file read, the kubeconfig
+    loaded); serve calls this before it makes any lock, journal or store file, so a wrong setting changes
+    nothing. The refreshed sources are first read later, by ``build_service``."""
+    # Imported here, not at module level: every other command (--help, incidents, config) must start
+    # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
+    clock = SystemClock()
+    fixed: list[tuple[StaticInventory, str]] = []
+    sources: list[tuple[InventorySource, str]] = []
+    if cfg.alerting.inventory_file:
+        fixed.append((inventory_file(cfg.alerting.inventory_file), f"file {cfg.alerting.inventory_file}"))
+    if cfg.alerting.sim_inventory:
+        from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
+
+        fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
+    if cfg.alerting.slurm_inventory:
+        from alerting.slurm_inventory import SlurmInventory  # noqa: PLC0415
+
+        sources.append((SlurmInventory(clock), "slurm"))
+    if cfg.alerting.kubernetes_inventory is not None:
+        sources.append((kubernetes_inventory(cfg.alerting.kubernetes_inventory, clock), "kubernetes"))
+    return Inventories(fixed, sources, clock)

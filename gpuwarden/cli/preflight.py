@@ -1,0 +1,148 @@
+"""Checks of settings that the configuration model cannot make alone: they need a stage (matchers, detector
+names), the machine (addresses, directories) or a library (a kubeconfig).
+
+``config validate`` runs ``check_config``: what ``serve``, ``exporter`` and ``anomaly run`` would refuse
+later. ``serve`` runs ``check_serve`` before it makes any file, so a wrong setting leaves no store, lock or
+journal behind (and migrates no existing store).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gpuwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpuwarden.config import AnomalyConfig, GpuwardenConfig
+
+
+def check_config(cfg: GpuwardenConfig) -> None:
+    """Everything ``config validate`` checks beyond the model; raises ``ConfigError`` naming the field."""
+    from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light
+    from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
+    from gpuwarden.clock import SystemClock  # noqa: PLC0415
+
+    configured_mutes(cfg.alerting)  # every matcher parses and none mutes everything
+    check_detectors(cfg.anomaly)
+    for field, host in (
+        ("api.listen_address", cfg.api.listen_address),
+        ("exporter.listen_address", cfg.exporter.listen_address),
+        ("anomaly.listen_address", cfg.anomaly.listen_address),
+    ):
+        check_listen_address(host, field)
+    check_store(cfg.api.db, "api.db")
+    if cfg.alerting.inventory_file:
+        inventory_file(cfg.alerting.inventory_file)
+    kube = cfg.alerting.kubernetes_inventory
+    if kube is not None and kube.kubeconfig is not None:  # unset: the pod's service account, where serve runs
+        kubernetes_inventory(kube, SystemClock()).close()
+
+
+def check_serve(cfg: GpuwardenConfig, db: str, db_field: str, host: str, host_field: str) -> None:
+    """What ``serve`` checks before it makes any file (its inventories are checked next, by
+    ``prepare_inventories``); raises ``ConfigError`` naming the setting or option."""
+    from alerting.silences import configured_mutes  # noqa: PLC0415 - see check_config
+    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
+
+    configured_mutes(cfg.alerting)
+    check_listen_address(host, host_field)
+    check_store(db, db_field)
+    check_journal_dir(journal_dir(cfg, db))
+
+
+def check_detectors(cfg: AnomalyConfig) -> None:
+    """Every name in ``anomaly.detectors`` is a detector (the defaults are: the registry, which imports
+    numpy and scikit-learn, is asked only about other names)."""
+    from gpuwarden.config import AnomalyConfig  # noqa: PLC0415
+
+    defaults = AnomalyConfig().detectors
+    if all(name in defaults for name in cfg.detectors):
+        return
+    from anomaly.service import builtin_registry  # noqa: PLC0415
+
+    known = builtin_registry(cfg).names()
+    unknown = [name for name in cfg.detectors if name not in known]
+    if unknown:
+        raise ConfigError(f"unknown detector(s) {unknown}; known: {known}", field="anomaly.detectors")
+
+
+def check_listen_address(host: str, field: str) -> None:
+    """``host`` is an address or a name this machine can listen on (not ``not an address``)."""
+    try:
+        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(
+            f"cannot listen on {host!r}: {reason}; give an IP address of this machine (0.0.0.0: all of"
+            " them) or its host name",
+            field=field,
+        ) from exc
+
+
+def listen_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one (IPv6 when the host has a colon), or a
+    ``ConfigError`` naming the setting at fault: the port when it is taken or not allowed, else the host."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except (OSError, UnicodeError) as exc:
+        sock.close()
+        number = getattr(exc, "errno", None)
+        taken = number in (errno.EADDRINUSE, errno.EACCES)
+        hint = "another process listens there; stop it or choose another port" if taken else ""
+        reason = getattr(exc, "strerror", None) or exc
+        raise ConfigError(
+            f"cannot listen on {host}:{port}: {reason}{f'; {hint}' if hint else ''}",
+            field=port_field if taken else host_field,
+        ) from exc
+    return sock
+
+
+def check_store(db: str, field: str) -> None:
+    """A SQLite store is a file: an in-memory database would be one per connection, so serve would
+    acknowledge writes into its journal and never store them; a directory would get lock files beside it."""
+    path = _sqlite_path(db)
+    if path is None:  # a database server: checked when it is opened
+        return
+    if path in ("", ":memory:") or "mode=memory" in db:
+        raise ConfigError(
+            f"{db!r} is an in-memory database: every connection gets an empty one of its own, so nothing"
+            " would be stored; give a file path (gpuwarden.db)",
+            field=field,
+        )
+    if Path(path).is_dir():
+        raise ConfigError(
+            f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
+        )
+
+
+def _sqlite_path(db: str) -> str | None:
+    """The file of a SQLite store (a path, or ``sqlite:///path``), "" for ``sqlite://``; None: a server."""
+    if "://" not in db:
+        return db
+    scheme, _, rest = db.partition("://")
+    if not scheme.startswith("sqlite"):
+        return None
+    return rest.removeprefix("/").partition("?")[0]
+
+
+def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> None:
+    """The journal directory exists, or can be made, and takes files: a directory is made in it, or in
+    the nearest one above it that exists, and removed at once (``/proc/x`` passes every permission test)."""
+    existing = directory.absolute()
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise ConfigError(f"{directory}: cannot use it: {existing} is not a directory", field=field)
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".gpuwarden-check-", dir=existing))
+    except OSError as exc:
+        raise ConfigError(
+            f"{directory}: cannot use it: cannot make anything in {existing}: {exc.strerror}", field=field
+        ) from exc

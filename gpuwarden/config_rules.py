@@ -1,0 +1,106 @@
+"""Rules the configuration's values follow beyond their types: upper bounds, what a secret or a URL may look
+like, the simulated fleet's size.
+
+Kept out of ``gpuwarden.config`` (the models) so that the CLI applies the same rules to values that come
+from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated
+from urllib.parse import urlsplit
+
+from pydantic import AfterValidator, SecretStr
+
+from gpuwarden.errors import InputError
+
+DAY = 86_400.0
+MAX_INTERVAL_SECONDS = 7 * DAY
+"""How often something runs or how long one call may wait: at most a week. Without a bound, 1e308 passed
+validation and then broke the timers (``Event.wait``, ``socket.settimeout``: OverflowError)."""
+MAX_WINDOW_SECONDS = 366 * DAY
+"""How far back or ahead something looks (correlation, quiet, reopen windows; resolve_timeout; lookbacks):
+at most a year, like the longest silence. Beyond that, ``now - window`` leaves the datetime range."""
+MAX_RETENTION_DAYS = 36_525  # a hundred years; "keep forever" is 0
+MAX_BODY_BYTES = 1 << 30
+MAX_SIM_NODES = 2048
+"""Nodes of a simulated fleet: beyond this one process spends seconds just stepping the fleet, and building
+one of 100,000 GPUs for the inventory took minutes (``sim.*``, ``exporter --simulate``)."""
+MAX_GPUS_PER_NODE = 16
+
+
+def secret_problem(text: str) -> str | None:
+    """Why a secret cannot work, or None: an empty one would let every request through (an empty bearer
+    token matches an empty header), and one with spaces or a newline around it matches no request (clients
+    and the HTTP stack strip them) and no Slack token."""
+    if not text.strip():
+        return "is empty; give the secret's value"
+    if text != text.strip():
+        return "begins or ends with a space or a newline, which no client sends; remove it"
+    return None
+
+
+def _usable_secret(value: SecretStr | None) -> SecretStr | None:
+    problem = None if value is None else secret_problem(value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
+"""An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
+
+
+def _http_url(value: str) -> str:
+    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
+    return value
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+# ASCII digits only: \d would take "٢x٨" (Arabic-Indic digits), which int() then reads.
+_SPEC_RE = re.compile(r"^\s*([0-9]+)\s*[xX]\s*([0-9]+)\s*$", re.ASCII)
+
+
+def parse_simulate_spec(spec: str) -> tuple[int, int]:
+    """Parse ``NODESxGPUS`` (e.g. ``2x8``) into ``(nodes, gpus_per_node)``."""
+    match = _SPEC_RE.match(spec or "")
+    if match is None:
+        raise InputError(f"expected NODESxGPUS such as 2x8, got {spec!r}", field="simulate")
+    nodes, gpus = int(match.group(1)), int(match.group(2))
+    if not 1 <= nodes <= MAX_SIM_NODES:
+        raise InputError(f"nodes must be 1..{MAX_SIM_NODES}, got {nodes} in {spec!r}", field="simulate")
+    if not 1 <= gpus <= MAX_GPUS_PER_NODE:
+        raise InputError(
+            f"GPUs per node must be 1..{MAX_GPUS_PER_NODE}, got {gpus} in {spec!r}", field="simulate"
+        )
+    return nodes, gpus
+
+
+def _simulate_spec(spec: str | None) -> str | None:
+    """None, or a spec ``parse_simulate_spec`` takes (a validator)."""
+    if spec is not None:
+        try:
+            parse_simulate_spec(spec)
+        except InputError as exc:
+            raise ValueError(exc.message) from exc
+    return spec
+
+
+SimulateSpec = Annotated[str | None, AfterValidator(_simulate_spec)]
+"""``exporter.simulate``: real NVML (None) or a simulated fleet of ``NODESxGPUS``."""
+
+
+def sim_fleet_nodes(clusters: int, racks_per_cluster: int, nodes_per_rack: int) -> None:
+    """The ``sim`` section's fleet is at most ``MAX_SIM_NODES`` nodes (raises ``ValueError``)."""
+    nodes = clusters * racks_per_cluster * nodes_per_rack
+    if nodes > MAX_SIM_NODES:
+        raise ValueError(
+            f"clusters x racks_per_cluster x nodes_per_rack is {nodes:,} nodes; a simulated fleet has at most"
+            f" {MAX_SIM_NODES}"
+        )

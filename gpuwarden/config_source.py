@@ -1,0 +1,165 @@
+"""Where a setting came from: the configuration file's line, or the ``GPUWARDEN_`` variable that set it.
+
+An error about a setting names its source, so the fix lands in the right place: a value (or a required field
+missing) in a list or section that a variable set is that variable's fault, not the file's. Variables whose
+name looks meant for a setting but names none (``GPUWARDEN_SLAK``, ``GPUWARDEN_APII__PORT``) are refused:
+pydantic-settings would ignore them silently.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Mapping
+from typing import Any, get_args
+
+from pydantic import BaseModel, SecretStr
+from pydantic_settings import SettingsError
+
+from gpuwarden.errors import ConfigError
+
+PREFIX = "GPUWARDEN_"
+ENVIRONMENT = "<environment>"
+OTHER_VARIABLES = frozenset({"GPUWARDEN_API_TOKEN", "GPUWARDEN_URL"})
+"""``GPUWARDEN_`` variables read by commands rather than the configuration: serve's token, the CLI's URL."""
+
+Loc = tuple[str | int, ...]
+
+
+def check_variable_names(environ: Mapping[str, str], sections: Mapping[str, type[BaseModel]]) -> None:
+    """Refuse a ``GPUWARDEN_`` variable meant for a setting whose section does not exist: one with ``__``
+    (``GPUWARDEN_APII__PORT``), or one whose name is close to a section's (``GPUWARDEN_SLAK``), is a field's
+    (``GPUWARDEN_PORT``) or is a section's and a field's joined by one underscore (``GPUWARDEN_API_PORT``).
+    Other names are left to the tools that read them (``GPUWARDEN_TEST_PORTS``)."""
+    for name in sorted(environ):
+        if not name.upper().startswith(PREFIX) or name.upper() in OTHER_VARIABLES:
+            continue
+        rest = name[len(PREFIX) :].lower()
+        section = rest.split("__")[0]
+        if section in sections:
+            continue
+        fix = _suggestion(rest, sections)
+        if "__" in rest or fix:
+            listed = ", ".join(sections)
+            raise ConfigError(
+                f"{name} sets no setting: there is no section {section!r} (sections: {listed}); "
+                f"{fix or 'correct or unset it'}",
+                path=ENVIRONMENT,
+            )
+
+
+def _suggestion(rest: str, sections: Mapping[str, type[BaseModel]]) -> str:
+    """What a mistyped name probably meant ("" when it does not look meant for a setting)."""
+    owners = [s for s, model in sections.items() if rest in model.model_fields]
+    if owners:
+        return f"{rest} is a field of {', '.join(owners)}: write {PREFIX}{owners[0].upper()}__{rest.upper()}"
+    for section, model in sections.items():
+        field = rest.removeprefix(f"{section}_")
+        if field != rest and field in model.model_fields:
+            return f"write {PREFIX}{section.upper()}__{field.upper()} (two underscores between levels)"
+    close = difflib.get_close_matches(rest.split("__", maxsplit=1)[0], list(sections), n=1, cutoff=0.6)
+    return f"did you mean {PREFIX}{close[0].upper()}?" if close else ""
+
+
+def setting_variable(loc: Loc, positions: Mapping[Loc, int], environ: Mapping[str, str]) -> str | None:
+    """The ``GPUWARDEN_`` variable that set the setting at ``loc`` or failed to: one that sets it, a list
+    holding it (a list replaces the file's whole), or a section or list the file does not reach as deep
+    into (a required field missing from it). None: the file (``positions``) or a default is at fault."""
+    wanted = tuple(str(part).lower() for part in loc)
+    file_depth = max(d for d in range(len(loc) + 1) if d == 0 or loc[:d] in positions)
+    best: tuple[int, int, str] | None = None  # (depth reached into loc, length of the name's path, name)
+    for name in sorted(environ):
+        if not name.upper().startswith(PREFIX) or name.upper() in OTHER_VARIABLES:
+            continue
+        path = tuple(name[len(PREFIX) :].lower().split("__"))
+        common = next((i for i, (a, b) in enumerate(zip(path, wanted, strict=False)) if a != b), None)
+        common = min(len(path), len(wanted)) if common is None else common
+        if common == 0:
+            continue
+        depth = common
+        if common == len(path):  # it sets loc or what holds it
+            reached, replaced = _reach(environ[name], loc[common:])
+            if common + reached == len(loc) or replaced:
+                return name
+            depth += reached
+        if best is None or (depth, len(path)) > best[:2]:
+            best = (depth, len(path), name)
+    return best[2] if best is not None and best[0] > file_depth else None
+
+
+def _reach(text: str, rest: Loc) -> tuple[int, bool]:
+    """How far into ``rest`` a variable's JSON value goes, and whether it went through a list (which
+    replaced the file's list whole: what the list lacks is the variable's fault)."""
+    try:
+        value: Any = json.loads(text)
+    except ValueError:
+        return 0, False
+    reached, replaced = 0, False
+    for part in rest:
+        if isinstance(value, list):
+            replaced = True
+            if not (isinstance(part, int) and 0 <= part < len(value)):
+                break
+            value = value[part]
+        elif isinstance(value, dict) and str(part) in value:
+            value = value[str(part)]
+        else:
+            break
+        reached += 1
+    return reached, replaced
+
+
+def field_loc(field: str) -> Loc:
+    """``alerting.maintenance_windows[0].matchers[1]`` (or pydantic's ``...windows.0...``) as a loc."""
+    parts = re.findall(r"\[(\d+)\]|([^.\[\]]+)", field)
+    return tuple(int(index) if index else (int(name) if name.isdigit() else name) for index, name in parts)
+
+
+def located(
+    error: ConfigError, loc: Loc, path: str, positions: Mapping[Loc, int], environ: Mapping[str, str]
+) -> ConfigError:
+    """``error`` (about the setting at ``loc``) naming its source: the variable that set it, else the file
+    ``path`` and the line of ``loc`` (or of the nearest setting holding it)."""
+    variable = setting_variable(loc, positions, environ)
+    if variable is not None:
+        return ConfigError(f"{error.message} (set by {variable})", path=ENVIRONMENT, field=error.field)
+    line = error.line
+    if line is None:
+        line = next((positions[loc[:d]] for d in range(len(loc), 0, -1) if loc[:d] in positions), None)
+    return ConfigError(error.message, path=error.path or path, field=error.field, line=line)
+
+
+_SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
+
+
+def refuse_literal_secrets(
+    raw: dict[str, Any], where: str, positions: Mapping[Loc, int], sections: Mapping[str, type[BaseModel]]
+) -> None:
+    """A token written into the file ends up in backups and repositories: the file holds a reference."""
+    for section, model in sections.items():
+        block = raw.get(section)
+        for name, info in model.model_fields.items():
+            secret = SecretStr in (info.annotation, *get_args(info.annotation))
+            if secret and isinstance(block, dict) and isinstance(block.get(name), str):
+                env = _SECRET_ENV.get((section, name), f"{section}_{name}".upper())
+                raise ConfigError(
+                    f"a secret written into the file; write {{env: {env}}} and export {env}",
+                    path=where,
+                    field=f"{section}.{name}",
+                    line=positions.get((section, name)),
+                )
+
+
+def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigError:
+    """pydantic-settings' error for a ``GPUWARDEN_`` variable of a section or list that is not valid JSON,
+    naming the variables that may be at fault."""
+    found = re.search(r'field "([^"]+)"', str(exc))
+    section = found.group(1) if found else ""
+    suspects = sorted(n for n in environ if section and n.upper().startswith(PREFIX + section.upper()))
+    return ConfigError(
+        f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
+        " is JSON",
+        path=ENVIRONMENT,
+        field=section,
+    )

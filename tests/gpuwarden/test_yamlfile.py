@@ -1,0 +1,85 @@
+import os
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden import yamlfile
+from gpuwarden.cli import app
+from gpuwarden.errors import ConfigError
+from gpuwarden.yamlfile import read_yaml
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join([f'*{chr(97 + i)}'] * 10)}]\n" for i in range(8)
+)  # nine lines that expand to 10^9 values
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "words"),
+    [
+        ("1: 2\n", 1, "the key 1 is not a string (YAML reads it as int); quote it"),
+        ("api:\n  port: 1\n  true: 2\n", 3, "the key true is not a string"),
+        ("api:\n  port: 1\napi:\n  db: x\n", 3, "duplicate key 'api' (first at line 1)"),
+        ("api:\n  port: 9700\n  port: 9701\n", 3, "duplicate key 'port' (first at line 2)"),
+        ("a: &a [*a]\n", 1, "a recursive alias"),
+        ("x: 1\nb: &b {c: [*b]}\n", 2, "a recursive alias"),
+        (BOMB, 6, "its aliases expand to 1,111,111 values"),
+        ("a: " + "[" * 101 + "]" * 101 + "\n", 1, "nested deeper than 100 levels"),
+    ],
+    ids=[
+        "int-key",
+        "bool-key",
+        "duplicate-section",
+        "duplicate-field",
+        "alias-in-itself",
+        "alias-cycle",
+        "bomb",
+        "deep",
+    ],
+)
+def test_yaml_no_reader_can_take_is_refused_at_its_line_before_it_is_built(
+    tmp_path: Path, text: str, line: int, words: str
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    started = time.monotonic()
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert time.monotonic() - started < 2  # the bomb is measured, not expanded
+    assert (info.value.path, info.value.line) == (str(path), line) and words in str(info.value)
+
+
+def test_config_validate_names_the_file_and_line_of_a_key_that_is_not_a_string(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("1: 2\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"{path}:1: invalid YAML: the key 1 is not a string" in " ".join(result.output.split())
+
+
+def test_merge_keys_override_without_counting_as_duplicates(tmp_path: Path) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("base: &b {x: 1, y: 2}\nother:\n  <<: *b\n  y: 3\nmore: *b\n")
+    data, positions = read_yaml(path)
+    assert data["other"] == {"x": 1, "y": 3} and data["more"] == {"x": 1, "y": 2}
+    assert positions["other", "y"] == 4 and positions["more",] == 5
+
+
+@pytest.mark.skipif(not Path("/dev/zero").exists(), reason="no /dev/zero")
+def test_a_device_or_fifo_is_refused_without_reading_it(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)  # opening it would wait for a writer
+    for path in (Path("/dev/zero"), fifo):
+        with pytest.raises(ConfigError, match="not a regular file"):
+            read_yaml(path)
+
+
+def test_a_file_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(yamlfile, "MAX_FILE_BYTES", 1024)
+    path = tmp_path / "c.yaml"
+    path.write_text("a: " + "x" * 1024 + "\n")
+    with pytest.raises(ConfigError, match="larger than"):
+        read_yaml(path)
+    path.write_text("a: " + "x" * 1000 + "\n")
+    assert read_yaml(path)[0] == {"a": "x" * 1000}
