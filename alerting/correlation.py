@@ -120,7 +120,8 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
     5: the candidate holds it on GPUs of at least two nodes and ``path`` is another rack of the same cluster
     (a bad driver or firmware rolled out rack by rack; roll up to the cluster); where racks are unknown, on
     at least two GPUs of a node and ``path`` is another node. Outages are left out of the cluster roll-up:
-    two dead nodes in two racks are two faults. One earlier single-GPU fault is not a pattern: two
+    two dead nodes in two racks are two faults; so is an incident holding a whole node's outage, whose
+    XIDs are its evidence. One earlier single-GPU fault is not a pattern: two
     unrelated faults on different nodes stay apart.
     """
     root = candidate.root_path
@@ -142,6 +143,8 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
         return None
     if same_rack:
         return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
+    if any(m.is_outage and _whole_node(m.location.path) for m in candidate.members):
+        return None  # a rack's outage holds these as its evidence: they are not a signal spreading
     nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
     return 5 if len(nodes) >= 2 or rack_unknown else None
 

@@ -1322,3 +1322,15 @@ def test_a_resolution_whose_commit_answer_was_lost_is_not_resolved_again(
     incident = engine.store.get(inc[0])
     assert [e.kind for e in incident.timeline].count("resolved") == 1
     assert incident.state is IncidentState.RESOLVED and incident.resolved_at == resolved_at
+
+
+def test_xids_a_rack_outage_took_in_do_not_pull_other_racks_xids_into_it(db: str, clock: FakeClock) -> None:
+    # A soak saw rack-down incidents take XIDs of other racks: the XIDs on two of its nodes looked like a
+    # driver rollout spreading. They are the outage's evidence; a fault elsewhere is its own.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    engine.ingest(scenarios.rack_failure(7, clock.now()))
+    engine.ingest([_gpu_alert(f"r07-n0{n}", 2, xid="31") for n in (1, 2)])
+    clock.advance(30)
+    engine.ingest([_gpu_alert("r05-n03", 4, xid="31")])
+    opened = sorted((r[2], r[3].get("name") or r[3].get("node")) for r in _open(engine))
+    assert opened == [("rack_down", "r07"), ("xid", "r05-n03")], opened
