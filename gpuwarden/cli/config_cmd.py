@@ -7,13 +7,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.errors import ConfigError
 
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
-err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 @config_app.command("validate")

@@ -13,9 +13,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 
+from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
@@ -32,7 +32,6 @@ if TYPE_CHECKING:
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
-err_console = Console(stderr=True, soft_wrap=True)  # an error is one line: paths and file:line stay whole
 
 
 class JsonLogFormatter(logging.Formatter):
