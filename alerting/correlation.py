@@ -13,7 +13,7 @@ from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, is_outage
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, is_outage
 from alerting.inventory import GpuKey, Inventory
 from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
@@ -21,6 +21,9 @@ from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, share
 RACK_DEPTH = 2
 WORKLOAD_OUTAGE_SPREAD_SECONDS = 300.0
 """Outages of one workload's GPUs this close in onset are one incident (``join_rank``)."""
+
+Signal = tuple[str, FaultKind, int | None]
+"""An alert's name, fault kind and XID code: alerts alike in all three are one signal, which may spread."""
 
 
 @dataclass(slots=True)
@@ -39,9 +42,13 @@ class Member:
     is_outage: bool = field(init=False)
     """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset (kind and
     labels never change for a member: worked out once, correlation asks for every pair it compares)."""
+    signal: Signal = field(init=False)
+    """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
+    XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
 
     def __post_init__(self) -> None:
         self.is_outage = is_outage(self.kind, self.labels)
+        self.signal = (self.labels.get("alertname", ""), self.kind, alert_xid(self.kind, self.labels))
 
     @property
     def is_infra(self) -> bool:
@@ -133,12 +140,7 @@ def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | 
         return None
     if not same_rack and not rack_unknown and new.kind in ENVIRONMENT:
         return None  # a rack's heat or power does not reach the next rack: no roll-up to the cluster
-    name = new.labels.get("alertname")
-    same = [
-        m
-        for m in candidate.members
-        if m.is_infra and m.labels.get("alertname") == name and m.kind == new.kind
-    ]
+    same = [m for m in candidate.members if m.is_infra and m.signal == new.signal]
     if len(same) < 2:
         return None
     if same_rack:
@@ -276,7 +278,10 @@ class RootFacts:
     taken: AbstractSet[Path]  # what outages took whole: node, rack or cluster paths
     gpus: AbstractSet[Path]  # GPU paths of the members
     gpus_out: AbstractSet[Path]  # GPU paths of the outage members (GPUs lost, not whole nodes)
-    names: frozenset[str]  # alert names of members not on a taken node, of no outage kind (node, GPU lost)
+    signals: frozenset[Signal]  # signals of members not on a taken node, of no outage kind (node, GPU lost)
+    outage_kind: (
+        bool  # a member of an outage kind (node or rack down, GPU lost or hung), not only XIDs or ECC
+    )
 
 
 @dataclass(slots=True)
@@ -290,7 +295,8 @@ class FactsBuilder:
     taken: set[Path] = field(default_factory=set)
     gpus: set[Path] = field(default_factory=set)
     gpus_out: set[Path] = field(default_factory=set)
-    name_nodes: dict[str, set[Path]] = field(default_factory=dict)  # where each non-outage alert name is
+    signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
+    outage_kind: bool = False
 
     def add(self, m: Member) -> None:
         """Count one more member."""
@@ -307,16 +313,20 @@ class FactsBuilder:
             if m.is_outage:
                 self.gpus_out.add(path[: RACK_DEPTH + 2])
         if m.kind not in OUTAGE_KINDS:
-            self.name_nodes.setdefault(m.labels.get("alertname", ""), set()).add(node)
+            self.signal_nodes.setdefault(m.signal, set()).add(node)
+        else:
+            self.outage_kind = True
 
     def facts(self) -> RootFacts:
         """The facts of the members added so far (views of this builder's sets, not copies)."""
-        names = frozenset(
-            name
-            for name, nodes in self.name_nodes.items()
+        signals = frozenset(
+            signal
+            for signal, nodes in self.signal_nodes.items()
             if any(not _taken(self.taken, node) for node in nodes)
         )
-        return RootFacts(self.node_kinds, self.node_outage, self.taken, self.gpus, self.gpus_out, names)
+        return RootFacts(
+            self.node_kinds, self.node_outage, self.taken, self.gpus, self.gpus_out, signals, self.outage_kind
+        )
 
 
 def root_facts(members: Iterable[Member]) -> RootFacts:
@@ -334,20 +344,28 @@ def _taken(taken: AbstractSet[Path], node: Path) -> bool:
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
     """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
 
-    At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: an outage or a stale
-    exporter (power and top-of-rack switching are the rack's), or what a cluster takes. At a cluster, a
-    root only a spread of one signal or a workload's outages reach: the same alert (not a dead node or
-    GPU: two in two racks are two faults, see ``_same_signal_spread``) as one that is no outage's
-    consequence, or anything on a node an outage took."""
-    if len(root) == RACK_DEPTH and (new.is_outage or new.kind is FaultKind.EXPORTER_STALE):
+    At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: a whole node's
+    outage or a stale exporter (power and top-of-rack switching are the rack's), a GPU's outage where the
+    incident holds an outage of its own (a GPU lost beside dead nodes), or what a cluster takes. A rack
+    root that only one signal spreading reached (a driver's XID 119 on its nodes) explains no other GPU
+    fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a workload's
+    outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two racks are
+    two faults, see ``_same_signal_spread``), as one that is no outage's consequence, or anything on a node
+    an outage took."""
+    path = new.location.path
+    if len(root) == RACK_DEPTH and (
+        new.kind is FaultKind.EXPORTER_STALE or (new.is_outage and len(path) <= RACK_DEPTH + 1)
+    ):
         return True  # before gathering any facts: a rack storm asks this for each alert
     facts = facts_of()
-    where = new.location.path[: RACK_DEPTH + 1]
+    where = path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:
         return _related_on_node(root[: RACK_DEPTH + 1], facts, new)
+    if len(root) == RACK_DEPTH and new.is_outage and facts.outage_kind:
+        return True
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
-    return new.kind not in OUTAGE_KINDS and new.labels.get("alertname", "") in facts.names
+    return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
 
 
 def down_nodes(members: Iterable[Member]) -> bool:

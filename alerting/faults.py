@@ -74,13 +74,16 @@ def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     service)."""
     if kind in OUTAGE_KINDS or kind is FaultKind.ECC_DBE:
         return True  # a double-bit ECC error needs the GPU reset (XID 48), however the alert is named
-    # An XID alert's code may be in `code`; another kind's `code` may be anything (an exit code).
-    code = (
-        xid_code(labels)
-        if kind is FaultKind.XID
-        else xid_code({k: labels.get(k, "") for k in ("xid", "xid_code")})
-    )
+    code = alert_xid(kind, labels)
     return code is not None and out_of_service(code)
+
+
+def alert_xid(kind: FaultKind, labels: Mapping[str, str]) -> int | None:
+    """The XID code an alert of ``kind`` reports: an XID alert's may be in ``code``; another kind's ``code``
+    may be anything (an exit code), so only its ``xid`` or ``xid_code`` counts."""
+    if kind is FaultKind.XID:
+        return xid_code(labels)
+    return xid_code({k: labels.get(k, "") for k in ("xid", "xid_code")})
 
 
 def classify(labels: Mapping[str, str]) -> FaultKind:

@@ -3,11 +3,13 @@ from __future__ import annotations
 from dataclasses import replace
 from datetime import UTC, datetime
 
+import pytest
+
 from alerting import scenarios
 from alerting.correlation import Candidate, Member, join_rank
 from alerting.faults import classify
 from alerting.topology import locate
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.model import FaultKind, WorkloadKind, WorkloadRef
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b")
@@ -71,4 +73,17 @@ def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_all_its_alerts_
     for k, member in enumerate(arriving):
         inc.members[member.fingerprint] = member
         assert inc.facts() == root_facts(arriving[: k + 1]), member.fingerprint
-    assert inc.facts().names == frozenset({"GPUXid"})  # on r07-n03, which no outage took
+    assert inc.facts().signals == frozenset({("GPUXid", FaultKind.XID, 13)})  # on r07-n03, no outage took it
+
+
+@pytest.mark.parametrize(
+    ("xid", "rank"), [("119", 5), ("31", None)], ids=["the-same-code-rolls-up", "another-code-does-not"]
+)
+def test_the_cluster_roll_up_of_a_spreading_xid_takes_only_that_xids_code(xid: str, rank: int | None) -> None:
+    members = [
+        _member(f"m{n}", alertname="GPUXid", cluster="c1", rack="r02", node=f"r02-n0{n}", gpu="0", xid="119")
+        for n in (1, 2)
+    ]
+    rollout = Candidate("inc-1", ("c1", "r02"), frozenset(), members, AT)
+    new = _member("x", alertname="GPUXid", cluster="c1", rack="r05", node="r05-n03", gpu="4", xid=xid)
+    assert join_rank(rollout, new, scenarios.fleet_inventory()) == rank

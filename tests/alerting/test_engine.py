@@ -1334,3 +1334,64 @@ def test_xids_a_rack_outage_took_in_do_not_pull_other_racks_xids_into_it(db: str
     engine.ingest([_gpu_alert("r05-n03", 4, xid="31")])
     opened = sorted((r[2], r[3].get("name") or r[3].get("node")) for r in _open(engine))
     assert opened == [("rack_down", "r07"), ("xid", "r05-n03")], opened
+
+
+def _roots(engine: IncidentEngine) -> list[tuple[str, str, object, int]]:
+    return sorted((r[2], r[3]["type"], r[3].get("name") or r[3].get("node"), r[4]) for r in _open(engine))
+
+
+@pytest.mark.parametrize(
+    ("xid", "expected"),
+    [
+        ("48", [("ecc_dbe", "gpu", "r05-n03", 1), ("xid", "cluster", "c1", 128)]),
+        ("31", [("xid", "cluster", "c1", 128), ("xid", "gpu", "r05-n03", 1)]),
+        ("119", [("xid", "cluster", "c1", 129)]),
+    ],
+    ids=["dbe-is-another-fault", "another-code-is-another-fault", "the-same-code-spreads"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["before-the-rollout", "after-the-rollout"])
+def test_an_xid_of_another_code_stays_out_of_a_driver_rollouts_cluster_incident(
+    db: str, clock: FakeClock, xid: str, expected: list[tuple[str, str, object, int]], first: bool
+) -> None:
+    # Both alerts are named GPUXid: the roll-up compared names, so a DBE on r05 joined the rollout's
+    # "XID 119" incident of racks r02 and r03 (and, being earliest, became its root cause).
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    rollout = scenarios.driver_rollout_xids((2, 3), clock.now(), stalled_job=None)
+    rollout.sort(key=lambda a: a.starts_at or clock.now())
+    other = _gpu_alert("r05-n03", 4, xid=xid)
+    if first:
+        engine.ingest([other])
+        clock.advance(5)
+    _ingest_in_batches(engine, rollout)
+    if not first:
+        clock.advance(5)
+        engine.ingest([other])
+    assert _roots(engine) == expected
+
+
+@pytest.mark.parametrize(
+    ("xid", "expected"),
+    [
+        ("48", [("ecc_dbe", "gpu", "r02-n07", 1), ("xid", "rack", "r02", 32)]),
+        ("79", [("gpu_lost", "gpu", "r02-n07", 1), ("xid", "rack", "r02", 32)]),
+        ("31", [("xid", "gpu", "r02-n07", 1), ("xid", "rack", "r02", 32)]),
+        ("119", [("xid", "rack", "r02", 33)]),
+    ],
+    ids=["dbe", "fell-off-the-bus", "another-code", "the-same-code"],
+)
+@pytest.mark.parametrize("first", [True, False], ids=["before-the-rollout", "after-the-rollout"])
+def test_a_rack_a_driver_rollout_reached_does_not_explain_another_gpu_fault_in_it(
+    db: str, clock: FakeClock, xid: str, expected: list[tuple[str, str, object, int]], first: bool
+) -> None:
+    # XID 119 spreading over four nodes of r02 roots at the rack without taking the rack down: another
+    # GPU's outage there (a DBE, a GPU off the bus) is not the rack's, as it would be beside dead nodes.
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    if first:
+        engine.ingest([_gpu_alert("r02-n07", 4, xid=xid)])
+        clock.advance(5)
+    for n in range(1, 5):
+        engine.ingest([_gpu_alert(f"r02-n0{n}", gpu, xid="119") for gpu in range(8)])
+        clock.advance(15)
+    if not first:
+        engine.ingest([_gpu_alert("r02-n07", 4, xid=xid)])
+    assert _roots(engine) == expected
