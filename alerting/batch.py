@@ -120,7 +120,7 @@ class Batch:
     # their title, priority and impact stay the same.
     remeasured: set[str] = field(default_factory=set)
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
-    # ``IncidentEngine._reopen``)
+    # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:

@@ -1,0 +1,232 @@
+"""Joining: where an alert that changed goes. A firing alert of an open incident updates its member there; a
+new or re-firing one is muted, reopens the incident it belonged to (within the reopen window), joins the
+open incident that best explains it (``alerting.correlation``), or opens a new incident.
+
+``IncidentJoining`` is the part of ``IncidentEngine`` that does it, inside the transaction's ``Batch``;
+``alerting.grouping`` then recomputes and merges the incidents it touched.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select
+
+from alerting.batch import Batch, IngestResult, OpenIncident
+from alerting.correlation import Member, best_candidate, foreign, root_cause
+from alerting.faults import SYMPTOM_KINDS, classify
+from alerting.grouping import IncidentGrouping
+from alerting.muting import MuteTracking
+from alerting.pending import StoredAlert
+from alerting.store import ALERT_MOVED
+from alerting.store_models import AlertRow, IncidentRow
+from alerting.subscriptions import ChangeKind
+from alerting.topology import common_ancestor, contains, locate, target_to_dict
+from gpuwarden.model import AlertStatus, IncidentState, Priority, add_workloads
+
+
+class IncidentJoining(IncidentGrouping, MuteTracking):
+    """Puts alerts that changed into incidents; mixed into ``IncidentEngine``."""
+
+    counters: dict[str, int]
+    _reopen_within: timedelta
+
+    def _member(self, row: StoredAlert) -> Member:
+        """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
+        kind = classify(row.labels)
+        return Member(
+            fingerprint=row.fingerprint,
+            kind=kind,
+            location=locate(row.labels, kind, self.inventory),
+            onset=row.starts_at,
+            firing=row.status == AlertStatus.FIRING,
+            labels=row.labels,
+            flapping=row.flapping,
+            recommended_action=row.recommended_action,
+            annotations=row.annotations,
+        )
+
+    def _apply(
+        self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
+    ) -> None:
+        now = batch.now
+        firing = status is AlertStatus.FIRING
+        row.muted_by = self._mute_reason(row, now) if firing else row.muted_by
+        inc = self._open.get(row.incident_id) if row.incident_id else None
+        if inc is not None:
+            member = inc.members.get(row.fingerprint) or self._member(row)
+            member.firing, member.flapping, member.onset = firing, row.flapping, row.starts_at
+            # A re-fire carries what the alert says now (its error ratio, what it recommends).
+            member.annotations, member.recommended_action = row.annotations, row.recommended_action
+            inc.members[row.fingerprint] = member
+            if row.flapping != was_flapping:
+                verb = "started" if row.flapping else "stopped"
+                batch.event(
+                    inc.id,
+                    f"flapping_{verb}",
+                    f"alert {row.labels.get('alertname', '')} {verb} flapping",
+                    {"fingerprint": row.fingerprint},
+                )
+            if not row.flapping:
+                key = f"{inc.id}\0alert_{status.value}"
+                batch.added.setdefault(key, []).append(
+                    (row.fingerprint, _describe(row.labels), member.kind.value)
+                )
+            batch.touched.add(inc.id)
+            return
+        if not firing:
+            return
+        if row.muted_by is not None:
+            res.muted += 1
+            return
+        if row.incident_id is not None and self._reopen(batch, row):
+            return
+        member = self._member(row)
+        horizon = now - self._window
+        # An alert placed in a cluster that is not a workload symptom can only join incidents of its own
+        # cluster or without a topology root: ``foreign`` says so; this inline test skips the others
+        # without a call each (ingest asks every open incident for each new alert).
+        path = member.location.path
+        cluster = (
+            path[0] if path and not (member.kind in SYMPTOM_KINDS and member.location.workloads) else None
+        )
+        candidates = [
+            o.candidate()
+            for o in self._open.values()
+            if (cluster is None or not o.root_path or o.root_path[0] == cluster)
+            and not foreign(o.root_path, o.workloads, member)
+            and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
+        ]
+        chosen = best_candidate(candidates, member, self.inventory)
+        if chosen is None:
+            inc = self._open_incident(batch, member)
+            res.opened.append(inc.id)
+        else:
+            inc = self._open[chosen.id]
+        inc.members[row.fingerprint] = member
+        path = member.location.path
+        if (
+            chosen is not None
+            and member.is_infra
+            and inc.root_path
+            and not contains(inc.root_path, path)
+            and (member.is_outage or not any(m.is_outage for m in inc.members.values()))
+        ):
+            # Where the root is headed, as ``root_cause`` will place it (among outages when there are
+            # any), until the batch recomputes it: the next alert of this batch sees it (a rule evaluation
+            # posts a whole rack's alerts in one batch).
+            inc.root_path = common_ancestor([inc.root_path, path]) or inc.root_path
+        if not member.location.workloads <= inc.workloads:
+            self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))
+        inc.last_alert_at = now
+        row.incident_id = inc.id
+        key = f"{inc.id}\0alert_added"
+        batch.added.setdefault(key, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
+        batch.touched.add(inc.id)
+
+    def _open_incident(self, batch: Batch, member: Member) -> OpenIncident:
+        now = batch.now
+        path, root = root_cause([member], self.inventory)
+        inc = OpenIncident(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
+        self._open[inc.id] = inc
+        batch.session.add(
+            IncidentRow(
+                id=inc.id,
+                title="",
+                priority=Priority.P3.value,
+                state=IncidentState.TRIGGERED.value,
+                root_kind=root.kind.value,
+                root_target=target_to_dict(root.target),
+                opened_at=now,
+                last_opened_at=now,
+                updated_at=now,
+                last_alert_at=now,
+                first_onset_at=member.onset,
+                quiet_since=None,
+                acknowledged_at=None,
+                acknowledged_by=None,
+                resolved_at=None,
+                merged_into=None,
+                impact={},
+                actions=[],
+                reopen_count=0,
+            )
+        )
+        batch.session.flush()
+        batch.event(inc.id, "opened", "incident opened", {}, change=ChangeKind.OPENED)
+        self.counters["incidents_opened"] += 1
+        return inc
+
+    def _reopen(self, batch: Batch, row: StoredAlert) -> bool:
+        """Bring the alert's incident back (False when the incident is no longer stored)."""
+        assert row.incident_id is not None
+        inc_row = batch.session.get(IncidentRow, row.incident_id)
+        if inc_row is None:
+            row.incident_id = None
+            return False
+        target = inc_row
+        while target.merged_into is not None:
+            nxt = batch.session.get(IncidentRow, target.merged_into)
+            if nxt is None:
+                break
+            target = nxt
+        if (
+            target.id not in self._open
+            and target.resolved_at is not None
+            and batch.now - target.resolved_at > self._reopen_within
+        ):
+            # Long resolved: a recurrence now is a new incident. The old one keeps what it saw of the alert.
+            starts, ends, annotations, action = batch.spans.get(
+                row.fingerprint, (row.starts_at, row.ends_at, {}, row.recommended_action)
+            )
+            batch.event(
+                target.id,
+                ALERT_MOVED,
+                f"{_describe(row.labels)} fired again after the reopen window: a new incident takes it",
+                {
+                    "fingerprint": row.fingerprint,
+                    "labels": dict(row.labels),
+                    "annotations": annotations,
+                    "starts_at": starts.isoformat(),
+                    "ends_at": ends.isoformat() if ends is not None else None,
+                    "recommended_action": action,
+                },
+            )
+            row.incident_id = None
+            return False
+        row.incident_id = target.id
+        if target.id in self._open:
+            inc = self._open[target.id]
+            inc.members[row.fingerprint] = self._member(row)
+            batch.touched.add(inc.id)
+            return True
+        target.state = IncidentState.TRIGGERED.value
+        target.resolved_at = None
+        target.quiet_since = None
+        target.reopen_count += 1
+        target.last_opened_at = batch.now  # newest first in listings again
+        inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
+        for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
+            inc.members[alert.fingerprint] = self._member(alert)
+        inc.members[row.fingerprint] = self._member(row)
+        self._open[target.id] = inc
+        batch.event(
+            target.id,
+            "reopened",
+            f"reopened: {_describe(row.labels)} fired again",
+            {"fingerprint": row.fingerprint},
+            change=ChangeKind.REOPENED,
+        )
+        batch.touched.add(target.id)
+        return True
+
+
+def _describe(labels: dict[str, str]) -> str:
+    where = [
+        labels[k]
+        for k in ("node", "Hostname", "instance", "gpu", "slurm_job", "job", "service")
+        if labels.get(k)
+    ]
+    name = labels.get("alertname", "alert")
+    return f"{name} ({', '.join(where)})" if where else name
