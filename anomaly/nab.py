@@ -31,6 +31,7 @@ from anomaly.breakout import BreakoutParams
 from anomaly.entropy import EntropyParams
 from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
+from anomaly.surprise import SurpriseParams, raise_many
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import (
     DEFAULT_BREAKOUT,
@@ -244,8 +245,10 @@ def detect_corpus(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    surprise: SurpriseParams | None = None,
 ) -> dict[str, npt.NDArray[np.bool_]]:
-    """Alert onsets of the default detector on every file (no labels are used)."""
+    """Alert onsets of the default detector on every file (no labels are used); ``surprise`` OR-s in a
+    ``PredictionSurprise`` part (opt-in, see ``anomaly.surprise``)."""
     scored = score_many(
         [f.series for f in files],
         params,
@@ -255,7 +258,12 @@ def detect_corpus(
         novelty=novelty,
         entropy=entropy,
     )
-    return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
+    alerts = {f.name: s.raised for f, s in zip(files, scored, strict=True)}
+    if surprise is not None:
+        extra = raise_many([f.series.values for f in files], surprise)
+        for f, raised in zip(files, extra, strict=True):
+            alerts[f.name] = alerts[f.name] | raised
+    return alerts
 
 
 @dataclass(slots=True)
@@ -310,10 +318,18 @@ def evaluate(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    surprise: SurpriseParams | None = None,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
     alerts = detect_corpus(
-        files, params, resolve_after, breakout, recurrence, novelty=novelty, entropy=entropy
+        files,
+        params,
+        resolve_after,
+        breakout,
+        recurrence,
+        novelty=novelty,
+        entropy=entropy,
+        surprise=surprise,
     )
     per_file = score_corpus(files, alerts)
     names = [f.name for f in files]
