@@ -31,6 +31,8 @@ import numpy as np
 import numpy.typing as npt
 from scipy.special import ndtri
 
+from anomaly.replay import replay_alerts
+
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
@@ -151,15 +153,4 @@ class PredictionSurprise:
 
 def raise_many(values: list[FloatArray], params: SurpriseParams | None = None) -> list[BoolArray]:
     """Alerts per series when each series' ``i``-th sample arrives at step ``i`` (as ``score_many`` does)."""
-    detector = PredictionSurprise(params, capacity=max(len(values), 1))
-    lengths = np.array([v.size for v in values], dtype=np.int64)
-    longest = int(lengths.max()) if values else 0
-    grid = np.full((longest, len(values)), np.nan)
-    for j, v in enumerate(values):
-        grid[: v.size, j] = v
-    raised = np.zeros((longest, len(values)), np.bool_)
-    ids = np.arange(len(values), dtype=np.int64)
-    for i in range(longest):
-        active = ids[lengths > i]
-        raised[i, active] = detector.update(active, grid[i, active]).raised
-    return [raised[: lengths[j], j] for j in range(len(values))]
+    return replay_alerts(PredictionSurprise(params, capacity=max(len(values), 1)).update, values)

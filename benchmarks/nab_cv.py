@@ -10,6 +10,9 @@ cross-validation over all the files here instead. ``--candidate`` names the part
 * ``surprise``: the prediction-error likelihood part (``anomaly.surprise``) OR-ed with the default, its
   declared grid the part off and tail x rearm (declared in the tenth session before its first run; the
   predictor, ``short`` and ``long`` were fixed on the tune split);
+* ``levels``: the multi-scale level breakout (``anomaly.levels``) OR-ed with the default, its declared
+  grid the part off and scales x margin x rearm (declared in the tenth session before its first run;
+  ``settle`` and ``warmup`` were fixed);
 
 * two fold schemes: leave one category out, and five folds by the SHA-256 of the file name;
 * in each fold, the candidate with the best raw standard score on the other folds is scored on this fold;
@@ -18,7 +21,7 @@ cross-validation over all the files here instead. ``--candidate`` names the part
 
 ``<candidate>_off`` is the same estimate for the default detector alone (nothing chosen, so it equals its
 score over all files). A part joins the default only if its cross-validated score is higher.
-``EntropyParams()`` (``SurpriseParams()``) is the candidate with the best
+``EntropyParams()`` (``SurpriseParams()``, ``LevelParams()``) is the candidate with the best
 score over all files; ``default_is_best`` says whether it still is. The adaptive, breakout, recurrence and
 novelty parts keep their defaults, chosen on tune in earlier sessions.
 """
@@ -39,6 +42,7 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from anomaly.entropy import EntropyParams
+from anomaly.levels import LevelParams
 from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, load_corpus, score_file
 from anomaly.surprise import SurpriseParams
 
@@ -48,8 +52,11 @@ SIGNIFICANCE = (0.01, 0.001, 1e-5)
 REARM = (200, 1000)
 SURPRISE_TAIL = (1e-2, 1e-3, 1e-4, 1e-5)
 SURPRISE_REARM = (300, 1000)
+LEVEL_SCALES = ((12,), (48,), (12, 48, 192))
+LEVEL_MARGIN = (0.05, 0.2)
+LEVEL_REARM = (300, 1000)
 
-Part = EntropyParams | SurpriseParams
+Part = EntropyParams | SurpriseParams | LevelParams
 
 
 def candidates(kind: str = "entropy") -> dict[str, Part | None]:
@@ -58,6 +65,11 @@ def candidates(kind: str = "entropy") -> dict[str, Part | None]:
     if kind == "surprise":
         for tail, rearm in itertools.product(SURPRISE_TAIL, SURPRISE_REARM):
             grid[f"tail={tail},rearm={rearm}"] = SurpriseParams(tail=tail, rearm=rearm)
+        return grid
+    if kind == "levels":
+        for scales, margin, rearm in itertools.product(LEVEL_SCALES, LEVEL_MARGIN, LEVEL_REARM):
+            label = f"scales={'/'.join(map(str, scales))},margin={margin},rearm={rearm}"
+            grid[label] = LevelParams(scales=scales, margin=margin, rearm=rearm)
         return grid
     for significance, rearm in itertools.product(SIGNIFICANCE, REARM):
         grid[f"significance={significance},rearm={rearm}"] = EntropyParams(
@@ -70,6 +82,8 @@ def detect(files: list[NabFile], part: Part | None) -> dict[str, npt.NDArray[np.
     """The default detector's alerts with ``part`` joined (none: the default alone)."""
     if isinstance(part, SurpriseParams):
         return detect_corpus(files, surprise=part)
+    if isinstance(part, LevelParams):
+        return detect_corpus(files, levels=part)
     return detect_corpus(files, entropy=part)
 
 
@@ -95,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data")
     parser.add_argument("--windows", type=Path, default=SHARED / "labels" / "combined_windows.json")
-    parser.add_argument("--candidate", choices=("entropy", "surprise"), default="entropy")
+    parser.add_argument("--candidate", choices=("entropy", "surprise", "levels"), default="entropy")
     args = parser.parse_args()
     started = time.perf_counter()
     files: list[NabFile] = load_corpus(args.data, args.windows)
@@ -108,7 +122,7 @@ def main() -> None:
     windows = sum(s.windows for s in table["off"].values())
     all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
     best = max(all_files, key=lambda c: all_files[c])
-    default = SurpriseParams() if args.candidate == "surprise" else EntropyParams()
+    default = {"surprise": SurpriseParams(), "levels": LevelParams()}.get(args.candidate, EntropyParams())
     schemes = {
         "leave_one_category_out": {n: n.split("/", 1)[0] for n in names},
         "five_folds": {n: str(hashlib.sha256(n.encode()).digest()[1] % 5) for n in names},
