@@ -6,8 +6,9 @@ follows a slow drift. This part watches the series' level at a few time scales i
 
 * for each scale ``w`` in ``scales`` an EWMA of the values with weight ``1 / w`` (the level over about the
   last ``w`` samples);
-* after ``settle * w`` samples (at least ``warmup``) each level's range starts to be tracked, and it never
-  forgets, like ``RangeBreakout``'s;
+* after ``settle * w`` samples each level's range starts to be tracked, and it never forgets, like
+  ``RangeBreakout``'s; the range is judged from twice that on (never before ``warmup`` samples), so it has
+  been learned for a while first (judging from the moment it started raised once on every series);
 * a level more than ``margin`` x its range's width beyond that range is a breakout at that scale; any scale's
   breakout after ``rearm`` quiet samples raises an alert, and the range takes the new level in.
 
@@ -65,7 +66,8 @@ class LevelBreakout:
     def __init__(self, params: LevelParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or LevelParams()
         self._weight = 1.0 / np.asarray(p.scales, dtype=np.float64)
-        self._start = np.maximum(np.asarray(p.scales, dtype=np.int64) * p.settle, p.warmup)
+        self._start = np.asarray(p.scales, dtype=np.int64) * p.settle
+        self._judge = np.maximum(2 * self._start, p.warmup)
         k = len(p.scales)
         self.level = np.zeros((0, k))
         self.low = np.zeros((0, k))
@@ -111,7 +113,7 @@ class LevelBreakout:
         level = self.level[s] + weight * (x[:, None] - self.level[s])
         tracked = n[:, None] >= self._start[None, :]
         low, high = self.low[s], self.high[s]
-        known = tracked & np.isfinite(low)
+        known = (n[:, None] >= self._judge[None, :]) & np.isfinite(low)
         with np.errstate(invalid="ignore"):
             span = np.where(known, high - low, 0.0)
             centre = np.where(known, 0.5 * (high + low), level)
