@@ -29,8 +29,12 @@ import pandas as pd
 
 from anomaly.breakout import BreakoutParams
 from anomaly.entropy import EntropyParams
+from anomaly.levels import LevelParams
+from anomaly.levels import raise_many as raise_levels
 from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
+from anomaly.surprise import SurpriseParams
+from anomaly.surprise import raise_many as raise_surprise
 from anomaly.thresholds import ThresholdParams
 from anomaly.univariate import (
     DEFAULT_BREAKOUT,
@@ -244,8 +248,11 @@ def detect_corpus(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    surprise: SurpriseParams | None = None,
+    levels: LevelParams | None = None,
 ) -> dict[str, npt.NDArray[np.bool_]]:
-    """Alert onsets of the default detector on every file (no labels are used)."""
+    """Alert onsets of the default detector on every file (no labels are used); ``surprise`` and
+    ``levels`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``)."""
     scored = score_many(
         [f.series for f in files],
         params,
@@ -255,7 +262,17 @@ def detect_corpus(
         novelty=novelty,
         entropy=entropy,
     )
-    return {f.name: s.raised for f, s in zip(files, scored, strict=True)}
+    alerts = {f.name: s.raised for f, s in zip(files, scored, strict=True)}
+    values = [f.series.values for f in files]
+    extras = []
+    if surprise is not None:
+        extras.append(raise_surprise(values, surprise))
+    if levels is not None:
+        extras.append(raise_levels(values, levels))
+    for extra in extras:
+        for f, raised in zip(files, extra, strict=True):
+            alerts[f.name] = alerts[f.name] | raised
+    return alerts
 
 
 @dataclass(slots=True)
@@ -310,10 +327,20 @@ def evaluate(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    surprise: SurpriseParams | None = None,
+    levels: LevelParams | None = None,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
     alerts = detect_corpus(
-        files, params, resolve_after, breakout, recurrence, novelty=novelty, entropy=entropy
+        files,
+        params,
+        resolve_after,
+        breakout,
+        recurrence,
+        novelty=novelty,
+        entropy=entropy,
+        surprise=surprise,
+        levels=levels,
     )
     per_file = score_corpus(files, alerts)
     names = [f.name for f in files]

@@ -192,3 +192,21 @@ def test_the_novelty_part_no_longer_raises_at_the_end_of_its_warm_up_and_costs_n
     without = nab.evaluate(tune, novelty=None).splits["tune"].scores["standard"]
     assert with_novelty is not None and without is not None
     assert with_novelty >= without  # 78.1 both; 80.6 against 78.1 with the artefact, all of it by chance
+
+
+def test_the_opt_in_parts_only_add_alerts_to_the_default_detectors() -> None:
+    from anomaly.levels import LevelParams  # noqa: PLC0415
+    from anomaly.surprise import SurpriseParams  # noqa: PLC0415
+
+    rng = np.random.default_rng(5)
+    values = 10.0 + rng.normal(0.0, 1.0, 2000)
+    values[1500:] += 3.0  # a level shift
+    values[::40] = 25.0  # a ceiling hit now and then: the shift stays inside the raw range
+    t = np.arange(2000, dtype=float) * 300
+    files = [nab.NabFile("cat/f.csv", Series("f.csv", t, values), ((1450, 1650),))]
+    default = nab.detect_corpus(files)["cat/f.csv"]
+    for part in ({"levels": LevelParams(rearm=200)}, {"surprise": SurpriseParams()}):
+        joined = nab.detect_corpus(files, **part)["cat/f.csv"]  # type: ignore[arg-type]
+        assert (joined >= default).all(), part
+    joined = nab.detect_corpus(files, levels=LevelParams(rearm=200))["cat/f.csv"]
+    assert joined[1500:1550].any() and not default[1500:1550].any()

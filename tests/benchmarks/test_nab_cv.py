@@ -37,6 +37,15 @@ def test_the_cross_validated_score_uses_held_out_folds_and_the_baseline_is_the_d
     by_category = result["cross_validated"]["leave_one_category_out"]
     assert sorted(by_category["picks"]) == sorted(n.split("/")[0] for n in FILES)
     assert by_category["entropy_off"] == result["all_files"]["off"]  # nothing chosen: no optimism
+    levels = run_harness(
+        "nab_cv.py",
+        f"--data={tmp_path / 'data'}",
+        f"--windows={tmp_path / 'windows.json'}",
+        "--candidate=levels",
+    )
+    assert levels["candidate"] == "levels" and levels["all_files"]["off"] == result["all_files"]["off"]
+    assert all(label == "off" or label.startswith("scales=") for label in levels["all_files"])
+    assert levels["cross_validated"]["five_folds"]["levels_off"] == result["all_files"]["off"]
 
 
 def test_each_fold_is_scored_with_the_choice_made_on_the_other_folds() -> None:

@@ -1,0 +1,80 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from anomaly.surprise import PredictionSurprise, SurpriseParams, raise_many
+
+PARAMS = SurpriseParams(warmup=300, rearm=1000)
+
+
+def feed(detector: PredictionSurprise, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """rows: one row of values per step, one column per id (0..k-1); returns scores and raised, step x id."""
+    ids = np.arange(rows.shape[1], dtype=np.int64)
+    out = [detector.update(ids, row) for row in rows]
+    return np.array([o.score for o in out]), np.array([o.raised for o in out])
+
+
+def smooth_then_ragged(n: int, change: int, seed: int = 0) -> np.ndarray:
+    """Noise about 10 that grows tenfold at ``change``, touching 15 and 5 every 50 samples: the values
+    stay inside the range the series has shown; what changes is how well the last value predicts the next."""
+    rng = np.random.default_rng(seed)
+    values = 10.0 + np.where(np.arange(n) < change, 0.05, 0.5) * rng.uniform(-1.0, 1.0, n)
+    values[::50] = 15.0
+    values[25::50] = 5.0
+    return values
+
+
+def test_a_series_that_turns_ragged_inside_its_range_raises_soon_after() -> None:
+    values = smooth_then_ragged(1500, 1000)
+    low, high = values[:1000].min(), values[:1000].max()
+    assert ((values[1000:] >= low) & (values[1000:] <= high)).all()  # no breakout to lean on
+    _, raised = feed(PredictionSurprise(PARAMS), values[:, None])
+    onsets = np.flatnonzero(raised[:, 0]).tolist()
+    assert onsets and 1000 <= onsets[0] < 1000 + 3 * PARAMS.short
+
+
+def test_a_steady_series_raises_nothing_after_its_warm_up() -> None:
+    for seed in range(5):
+        scores, raised = feed(PredictionSurprise(PARAMS), smooth_then_ragged(3000, 3000, seed)[:, None])
+        assert (scores[: PARAMS.warmup] == 0.0).all()
+        assert not raised.any(), seed
+
+
+def test_the_score_at_each_sample_does_not_change_when_later_samples_change() -> None:
+    before = smooth_then_ragged(1200, 1200, 3)
+    after = before.copy()
+    after[800:] = smooth_then_ragged(1200, 0, 4)[800:]
+    scores, raised = feed(PredictionSurprise(PARAMS), np.stack([before, after], axis=1))
+    np.testing.assert_array_equal(scores[:800, 0], scores[:800, 1])
+    np.testing.assert_array_equal(raised[:800, 0], raised[:800, 1])
+    assert raised[800:, 1].any()  # the futures did differ where it matters
+
+
+def test_the_same_input_gives_the_same_alerts_and_series_do_not_affect_each_other() -> None:
+    columns = [smooth_then_ragged(1500, 1500, 0), smooth_then_ragged(1500, 900, 1)]
+    first = raise_many(columns, PARAMS)
+    again = raise_many(columns, PARAMS)
+    for j in range(2):
+        np.testing.assert_array_equal(first[j], again[j])
+        np.testing.assert_array_equal(first[j], raise_many([columns[j]], PARAMS)[0])
+    assert not first[0].any() and first[1][900:930].any()
+
+
+def test_a_gap_scores_zero_and_changes_nothing() -> None:
+    values = smooth_then_ragged(1500, 1000, 2)
+    gappy = values.copy()
+    gappy[600:610] = np.nan
+    scores, raised = feed(PredictionSurprise(PARAMS), np.stack([values, gappy], axis=1))
+    assert (scores[600:610, 1] == 0.0).all()
+    np.testing.assert_array_equal(raised[:, 0], raised[:, 1])
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"predict": 0.0}, {"scale": 0}, {"short": 20, "long": 10}, {"tail": 0.5}, {"warmup": 5}],
+    ids=str,
+)
+def test_impossible_settings_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        SurpriseParams(**kwargs)  # type: ignore[arg-type]
