@@ -8,10 +8,10 @@ cross-validation over all the files here instead. ``--candidate`` names the part
 * ``entropy`` (the default): the relative-entropy part (``anomaly.entropy``), its declared grid the part
   off and significance x rearm; ``window`` and ``bins`` are the published values and are not searched;
 * ``surprise``: the prediction-error likelihood part (``anomaly.surprise``) OR-ed with the default, its
-  declared grid the part off and tail x rearm (declared in the tenth session before its first run; the
+  declared grid the part off and tail x rearm (declared in the twelfth session before its first run; the
   predictor, ``short`` and ``long`` were fixed on the tune split);
 * ``levels``: the multi-scale level breakout (``anomaly.levels``) OR-ed with the default, its declared
-  grid the part off and scales x margin x rearm (declared in the tenth session before its first run;
+  grid the part off and scales x margin x rearm (declared in the twelfth session before its first run;
   ``settle`` and ``warmup`` were fixed);
 
 * two fold schemes: leave one category out, and five folds by the SHA-256 of the file name;
