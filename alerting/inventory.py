@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
-from gpuwarden.yamlfile import read_yaml, validation_to_config_error
+from gpuwarden.yamlfile import field_path, read_yaml, validation_to_config_error
 
 GpuKey = tuple[str, str, int]
 """A GPU as (cluster, node name, index): node names repeat from one cluster to the next. A source that reads
@@ -425,8 +425,7 @@ def load_inventory(path: Path) -> StaticInventory:
     def refuse(message: str, *rest: str | int, loc_prefix: tuple[str | int, ...] = ()) -> ConfigError:
         loc = (*loc_prefix, *rest)
         line = next((positions[loc[:d]] for d in range(len(loc), 0, -1) if loc[:d] in positions), None)
-        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-        return ConfigError(message, path=str(path), field=field, line=line)
+        return ConfigError(message, path=str(path), field=field_path(loc), line=line)
 
     listed: dict[tuple[str, str], int] = {}
     owner: dict[str, int] = {}
