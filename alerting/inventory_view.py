@@ -1,5 +1,5 @@
 """What the sources said of each node and workload beyond placement, for the inventory API and CLI: the
-file format (``inventory.inventory_data``) does not carry it."""
+file format (``inventory_file.inventory_data``) does not carry it."""
 
 from __future__ import annotations
 

@@ -59,7 +59,8 @@ import httpx
 import yaml
 
 from alerting import scenarios
-from alerting.inventory import StaticInventory, WorkloadInfo, inventory_data
+from alerting.inventory import StaticInventory, WorkloadInfo
+from alerting.inventory_file import inventory_data
 from alerting.notifiers.recorder import SlackRecorder
 from gpuwarden.model import Alert
 

@@ -37,7 +37,8 @@ from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.health import HealthCollector, ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, inventory_data
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory_file import inventory_data
 from alerting.inventory_view import inventory_states
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
 from alerting.outbox import Outbox

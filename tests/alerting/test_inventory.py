@@ -13,11 +13,10 @@ from alerting.inventory import (
     StaticInventory,
     WorkloadInfo,
     in_cluster,
-    inventory_data,
-    load_inventory,
     merge_inventories,
     workloads_on,
 )
+from alerting.inventory_file import inventory_data, load_inventory
 from alerting.topology import locate
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (

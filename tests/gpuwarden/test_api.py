@@ -11,7 +11,8 @@ from pydantic import SecretStr
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, load_inventory
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory_file import load_inventory
 from alerting.migrate import upgrade
 from alerting.outbox import Outbox
 from gpuwarden.api import create_app, inventory_from_fleet

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from alerting.inventory import inventory_data
+from alerting.inventory_file import inventory_data
 from alerting.inventory_view import inventory_states
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.cli import app, inventory_cmd

@@ -21,7 +21,8 @@ from typer.testing import CliRunner
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.health import ServiceHealth
-from alerting.inventory import StaticInventory, inventory_data
+from alerting.inventory import StaticInventory
+from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
