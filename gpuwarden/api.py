@@ -315,8 +315,8 @@ class _Handlers:
             "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
             "refreshed_sources": parts,
             "stale": any(p["stale"] for p in parts),
-            # What the source said of each, beside the file format (which does not carry it): to check the
-            # view against scontrol or kubectl, and why spare is what it is.
+            # What the source said of each (the file format carries it too; older CLIs read it here): to
+            # check the view against scontrol or kubectl, and why spare is what it is.
             **inventory_states(inventory),
         }
         return JSONResponse({"about": about, **data})

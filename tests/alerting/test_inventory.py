@@ -114,7 +114,7 @@ JOB = "workloads:\n  - {kind: training_job, name: %s, units: %s}\n"
         ("nodes:\n  - {name: n1, cluster: '', rack: r, gpus: 2}\n", 2, "nodes[0].cluster", "at least 1"),
         ("nodes:\n  - {name: n1, cluster: c, rack: r, gpus: 100000000000}\n", 2, "nodes[0].gpus", "4096"),
         (JOB % ("j", "[]"), 2, "workloads[0]", "no units and no pods"),
-        (JOB % ("j", "[[]]"), 2, "workloads[0].units[0]", "at least 1 item"),
+        (JOB % ("j", "[[]]"), 2, "workloads[0].units[0]", "a unit with no GPU: list its GPUs, or say"),
         (JOB % ("''", "[[n1:0]]"), 2, "workloads[0].name", "at least 1 character"),
         (JOB % ("j", "[[n1:0]]") + JOB[11:] % ("j", "[[n2:0]]"), 3, "workloads[1].name", "listed twice"),
         (JOB % ("j", "[[n1:0, 'n1:\u00b2']]"), 2, "workloads[0].units[0][1]", 'must be "node:index"'),
