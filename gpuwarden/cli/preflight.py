@@ -21,7 +21,8 @@ from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gpuwarden.config import AlertingConfig, AnomalyConfig, GpuwardenConfig
+    from gpuwarden.config import AlertingConfig, GpuwardenConfig
+    from gpuwarden.config_anomaly import AnomalyConfig
 
 
 def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
@@ -101,7 +102,7 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
 def check_detectors(cfg: AnomalyConfig) -> None:
     """Every name in ``anomaly.detectors`` is a detector (the defaults are: the registry, which imports
     numpy and scikit-learn, is asked only about other names)."""
-    from gpuwarden.config import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     defaults = AnomalyConfig().detectors
     if all(name in defaults for name in cfg.detectors):
