@@ -1,7 +1,8 @@
 """What the engine may know about the fleet beyond alert labels: nodes, racks, GPUs and workloads.
 
 The composition root adapts a real source (the simulated fleet, Slurm, Kubernetes) to ``Inventory``;
-``StaticInventory`` holds plain lists and serves tests and simple deployments.
+``StaticInventory`` holds plain lists and serves tests and simple deployments; ``alerting.inventory_file``
+reads and writes it as a file.
 """
 
 from __future__ import annotations

@@ -1,5 +1,6 @@
-"""What the sources said of each node and workload beyond placement, for the inventory API and CLI: the
-file format (``inventory_format.inventory_data``) does not carry it."""
+"""What the sources said of each node and workload beyond placement, for the inventory API and CLI, under
+``about``: where an older CLI reads it (the file format, ``inventory_file.inventory_data``, carries it too
+now), with the GPUs each workload holds."""
 
 from __future__ import annotations
 
@@ -9,10 +10,9 @@ from alerting.inventory import StaticInventory
 
 
 def inventory_states(inventory: StaticInventory) -> dict[str, list[dict[str, Any]]]:
-    """What the sources said of each node and workload beyond placement (``inventory_data`` is the file
-    format, which does not carry it): a node's state, whether it takes new work, its free GPUs and
-    partitions; a workload's state, how many of its units are kept after stopping abnormally, and how many
-    GPUs it holds (fewer than its units list where their indices are unknown)."""
+    """What the sources said of each node and workload beyond placement: a node's state, whether it takes new
+    work, its free GPUs and partitions; a workload's state, how many of its units are kept after stopping
+    abnormally, and how many GPUs it holds (fewer than its units list where their indices are unknown)."""
     nodes = [
         {
             "cluster": n.cluster,

@@ -10,7 +10,7 @@ import numpy as np
 from anomaly.detectors import Findings
 from anomaly.series import View
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import RecommendedAction
 
 

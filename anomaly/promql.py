@@ -141,15 +141,24 @@ class PromQLSource:
         return max(min(start, done), end - self.max_lookback_seconds)
 
     def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
-        """One ``query_range`` call, aligned on the query's step; raises ``SourceError``."""
-        step = query.step_seconds
-        first = math.floor(start / step) * step + step
-        last = math.floor(end / step) * step
+        """One ``query_range`` call, aligned on the query's step; raises ``SourceError``.
+
+        The grid is computed in whole milliseconds, so every window at least one step wide (to the
+        millisecond) holds a point, and no point falls in two consecutive windows.
+        """
+        step = max(1, round(query.step_seconds * 1000))
+        first = (_millis(start) // step + 1) * step
+        last = _millis(end) // step * step
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
-        params = {"query": query.expr, "start": f"{first:.3f}", "end": f"{last:.3f}", "step": f"{step:g}"}
+        params = {
+            "query": query.expr,
+            "start": _seconds(first),
+            "end": _seconds(last),
+            "step": _seconds(step),
+        }
         data = self._get(query, "/api/v1/query_range", params)
-        grid = np.arange(first, last + step / 2, step)
+        grid = np.arange(first, last + 1, step, dtype=np.int64) / 1000.0
         return _matrix_to_frame(query, data, grid, self.name)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
@@ -195,6 +204,22 @@ class PromQLSource:
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
         return data
+
+
+def _millis(seconds: float) -> int:
+    """Epoch seconds as whole milliseconds, Prometheus' resolution.
+
+    The step grid is computed on these integers: in floating point ``floor(1.2 / 0.2)`` is 5, so a window
+    one step wide could hold no grid point. Rounding (not flooring) keeps ``4.35`` at 4350 ms, and windows
+    that share an end (``(a, b]`` then ``(b, c]``) still split the grid with no gap and no overlap.
+    """
+    return round(seconds * 1000)
+
+
+def _seconds(millis: int) -> str:
+    """Whole milliseconds as a decimal seconds parameter: ``1767225600.2``, ``30``, never an exponent."""
+    whole, frac = divmod(millis, 1000)
+    return f"{whole}.{frac:03d}".rstrip("0").rstrip(".")
 
 
 def _labels(item: Mapping[str, Any]) -> dict[str, str]:

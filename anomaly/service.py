@@ -27,7 +27,7 @@ from anomaly.sources import Source
 from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, output_labels
 from gpuwarden.clock import Clock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
 
 logger = logging.getLogger(__name__)

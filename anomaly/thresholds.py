@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
-from gpuwarden.config import AnomalyThresholdConfig
+from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]

@@ -31,7 +31,7 @@ from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
-from gpuwarden.config import AnomalyThresholdConfig
+from gpuwarden.config_anomaly import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
 
 DEFAULT_RESOLVE_AFTER = AnomalyThresholdConfig().resolve_after

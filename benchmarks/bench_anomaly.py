@@ -30,7 +30,7 @@ from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource, Frame  # noqa: E402
 from anomaly.thresholds import AdaptiveThresholds  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
-from gpuwarden.config import AnomalyConfig  # noqa: E402
+from gpuwarden.config_anomaly import AnomalyConfig  # noqa: E402
 
 GPUS = 10_000
 PER_GPU = 25

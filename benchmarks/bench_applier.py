@@ -33,7 +33,7 @@ import bench_incidents as bench
 
 from alerting import scenarios
 from alerting.applier import JournalApplier
-from alerting.inventory_format import inventory_data
+from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE
 from gpuwarden.cli.serve_cmd import build_applier, build_service
 from gpuwarden.config import load_config

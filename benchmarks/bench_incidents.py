@@ -60,7 +60,7 @@ import yaml
 
 from alerting import scenarios
 from alerting.inventory import StaticInventory, WorkloadInfo
-from alerting.inventory_format import inventory_data
+from alerting.inventory_file import inventory_data
 from alerting.notifiers.recorder import SlackRecorder
 from gpuwarden.model import Alert
 

@@ -26,7 +26,7 @@ from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.sim import build_fleet
 
 

@@ -38,7 +38,7 @@ from alerting.engine import IncidentEngine
 from alerting.health import HealthCollector, ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.inventory_format import inventory_data
+from alerting.inventory_file import inventory_data
 from alerting.inventory_view import inventory_states
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
 from alerting.outbox import Outbox
@@ -315,8 +315,8 @@ class _Handlers:
             "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
             "refreshed_sources": parts,
             "stale": any(p["stale"] for p in parts),
-            # What the source said of each, beside the file format (which does not carry it): to check the
-            # view against scontrol or kubectl, and why spare is what it is.
+            # What the source said of each (the file format carries it too; older CLIs read it here): to
+            # check the view against scontrol or kubectl, and why spare is what it is.
             **inventory_states(inventory),
         }
         return JSONResponse({"about": about, **data})

@@ -1,7 +1,8 @@
 """Configuration: one YAML file plus ``GPUWARDEN_`` environment overrides, validated once at start.
 
-Each stage receives its typed section. Secrets are references in YAML (``{env: SLACK_BOT_TOKEN}``) and
-become ``SecretStr``. Files are read with ``gpuwarden.yamlfile``, so errors name the file, line and field.
+Each stage receives its typed section (the ``anomaly`` one lives in ``gpuwarden.config_anomaly``). Secrets
+are references in YAML (``{env: SLACK_BOT_TOKEN}``) and become ``SecretStr``. Files are read with
+``gpuwarden.yamlfile``, so errors name the file, line and field.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     PrivateAttr,
     ValidationError,
@@ -23,6 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.config_rules import (
     MAX_BODY_BYTES,
     MAX_GPUS_PER_NODE,
@@ -31,6 +32,7 @@ from gpuwarden.config_rules import (
     MAX_WINDOW_SECONDS,
     HttpUrl,
     Secret,
+    Section,
     SimulateSpec,
     sim_fleet_nodes,
 )
@@ -46,13 +48,6 @@ from gpuwarden.config_source import (
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
-
-
-class Section(BaseModel):
-    """Base of config sections: unknown keys are errors, so typos never pass silently; so are infinite and
-    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class SimConfig(Section):
@@ -125,221 +120,6 @@ class ApiConfig(Section):
     token: Secret = None
     db: str = "gpuwarden.db"
     max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
-
-
-class AnomalyThresholdConfig(Section):
-    """Adaptive thresholds; the defaults were tuned on the NAB tuning split only (see anomaly/nab.py)."""
-
-    alpha: float = Field(0.01, gt=0, le=1, description="baseline EWMA weight per sample")
-    scale_alpha: float = Field(0.005, gt=0, le=1, description="EWMA weight of the absolute error")
-    seasonal_alpha: float = Field(0.1, gt=0, le=1)
-    k: float = Field(8.0, gt=0, description="band half-width in mean absolute errors; score 1 at the band")
-    warmup: int = Field(30, ge=0, description="samples per series during which nothing fires")
-    direction: Literal["up", "down", "both"] = "both"
-    min_deviation: float = Field(0.0, ge=0, description="absolute floor of the band half-width")
-    min_relative_deviation: float = Field(0.0, ge=0, description="band floor as a fraction of |yhat|")
-    seasonality: bool = True
-    seasonal_gain: float = Field(0.7, gt=0, le=1)
-    clip: float = Field(4.0, gt=0)
-    fast_alpha: float = Field(0.1, gt=0, le=1)
-    volatility_k: float = Field(3.0, ge=0)
-    tail_quantile: float = Field(0.99, ge=0, lt=1)
-    tail_k: float = Field(1.5, gt=0)
-    tail_rate: float = Field(0.01, gt=0, le=1)
-    error_clip: float = Field(1.0, ge=1, description="errors are winsorised at error_clip x clip bands")
-    seasonal_freeze: bool = Field(False, description="anomalous samples do not teach the seasonal buckets")
-    resolve_after: int = Field(24, ge=1, description="quiet samples before an alert resolves")
-
-
-class AnomalyQueryConfig(Section):
-    """A named PromQL query read by the anomaly service; the name is the `for` label of its scores."""
-
-    name: str
-    expr: str
-    step_seconds: float = Field(30.0, gt=0, le=MAX_INTERVAL_SECONDS)
-    kind: Literal["gauge", "counter"] | None = Field(
-        None,
-        description=(
-            "counter: scored as increases and rates (resets handled), which the DBE, NVLink and XID-counter"
-            " signatures need; unset: counter when expr is a bare selector of a name ending in _total (any"
-            " case) or a DCGM counter named otherwise (DCGM_FI_DEV_TOTAL_ENERGY_CONSUMPTION, ...), else gauge"
-        ),
-    )
-    direction: Literal["up", "down", "both"] | None = None
-    min_deviation: float | None = Field(None, ge=0)
-
-
-class AnomalyConfig(Section):
-    """The anomaly detection service."""
-
-    source: Literal["prometheus", "in-process"] = "in-process"
-    prometheus_url: HttpUrl = "http://127.0.0.1:9090"
-    query_timeout_seconds: float = Field(10.0, gt=0, le=MAX_INTERVAL_SECONDS)
-    queries: list[AnomalyQueryConfig] = Field(default_factory=list)
-    detectors: list[str] = Field(
-        default_factory=lambda: [
-            "adaptive",
-            "level_shift",
-            "multivariate",
-            "fleet",
-            "signatures",
-            "thermal",
-            "presence",
-        ]
-    )
-    adaptive_metrics: list[str] = Field(
-        default_factory=lambda: [
-            "DCGM_FI_DEV_POWER_USAGE",
-            "DCGM_FI_DEV_SM_CLOCK",
-            "DCGM_FI_DEV_GPU_UTIL",
-            "DCGM_FI_DEV_FB_USED",
-            "*step_time*",
-            "*latency*",
-        ],
-        description=(
-            "metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all."
-            " Temperatures are left to the fleet detector: they lag every workload change by minutes."
-        ),
-    )
-    adaptive_seasonality: bool = Field(
-        False,
-        description=(
-            "hour-of-day/week baselines in the service's adaptive detector. Off by default: the buckets learn"
-            " from every sample within the hour, so on a series with a cycle shorter than an hour (an"
-            " inference replica's load) the bucket only tracks the last minutes and is stale at each hour"
-            " change, which raised false alerts in the GPU-fault evaluation (tuning seeds 0-1)"
-        ),
-    )
-    min_deviation_by_metric: dict[str, float] = Field(
-        default_factory=lambda: {
-            "DCGM_FI_DEV_GPU_TEMP": 5.0,
-            "DCGM_FI_DEV_MEMORY_TEMP": 5.0,
-            "DCGM_FI_DEV_POWER_USAGE": 50.0,
-            "DCGM_FI_DEV_SM_CLOCK": 150.0,
-            "DCGM_FI_DEV_GPU_UTIL": 15.0,
-            "DCGM_FI_DEV_FB_USED": 2048.0,
-        },
-        description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
-    )
-    pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
-    immediate_resolve_after: int = Field(
-        4,
-        ge=1,
-        description=(
-            "quiet ticks before an alert of a deterministic signature (GPU lost, XID, ECC, clock slowdown,"
-            " NVLink) resolves: the condition it tests is exact, and a GPU that fails again minutes after"
-            " its repair must raise again (thresholds.resolve_after keeps learned detectors' alerts longer)"
-        ),
-    )
-    infer_every_seconds: float = Field(30.0, ge=0.001, le=MAX_INTERVAL_SECONDS)
-    fit_every_seconds: float = Field(3600.0, gt=0, le=MAX_WINDOW_SECONDS)
-    alert_url: HttpUrl | None = Field(
-        None,
-        description=(
-            "base URL of `gpuwarden serve` that `anomaly run` posts its alerts to (token from"
-            " GPUWARDEN_API_TOKEN); unset: they are printed as JSON lines"
-        ),
-    )
-    listen_address: str = Field("127.0.0.1", description="where `anomaly run` serves /metrics")
-    port: int = Field(
-        9701, ge=0, le=65535, description="`anomaly run`'s /metrics port (scores, bands, health); 0: none"
-    )
-    max_lookback_seconds: float = Field(
-        3600.0, gt=0, le=MAX_WINDOW_SECONDS, description="longest catch-up after an outage"
-    )
-    latency_offset_seconds: float = Field(
-        0.0,
-        ge=0,
-        le=MAX_WINDOW_SECONDS,
-        description=(
-            "read data only up to this long ago (vmanomaly's latency_offset): VictoriaMetrics hides its"
-            " last -search.latencyOffset (30 s by default; empty, or the last older sample repeated), so set"
-            " this to that value there; Prometheus has the latest scrape at once (0)"
-        ),
-    )
-    forget_after_seconds: float = Field(
-        900.0, gt=0, le=MAX_WINDOW_SECONDS, description="a series unseen this long is dropped"
-    )
-    stale_after_seconds: float = Field(
-        120.0, gt=0, le=MAX_WINDOW_SECONDS, description="no successful read this long: stale"
-    )
-    thresholds: AnomalyThresholdConfig = Field(default_factory=AnomalyThresholdConfig)
-    level_shift_queries: list[str] = Field(
-        default_factory=lambda: ["step_time", "latency", "duration"],
-        description="substrings of query names scored by the level-shift detector",
-    )
-    fleet_queries: list[str] = Field(
-        default_factory=lambda: ["DCGM_FI_DEV_GPU_TEMP", "DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"],
-        description="compared across peers (same model and workload); utilisation varies too much by replica",
-    )
-    multivariate_queries: list[str] = Field(
-        default_factory=lambda: [
-            "DCGM_FI_DEV_GPU_TEMP",
-            "DCGM_FI_DEV_POWER_USAGE",
-            "DCGM_FI_DEV_SM_CLOCK",
-            "DCGM_FI_DEV_GPU_UTIL",
-            "DCGM_FI_DEV_FB_USED",
-        ]
-    )
-    fleet_peer_labels: list[str] = Field(default_factory=lambda: ["modelName"])
-    fleet_k: float = Field(6.0, gt=0)
-    fleet_k_exit: float = Field(
-        3.0,
-        gt=0,
-        description=(
-            "hysteresis of the fleet detector: a GPU enters at fleet_k and leaves only below fleet_k_exit, so"
-            " one hovering at its peers' band edge raises once (tuning seeds 500-503)"
-        ),
-    )
-    fleet_hold_ticks: int = Field(
-        240,
-        ge=1,
-        description="quiet ticks before a fleet alert resolves: a lemon GPU drifting in and out is one alert",
-    )
-    fleet_load_query: str | None = Field(
-        "DCGM_FI_DEV_GPU_UTIL",
-        description="the load metric the fleet detector nets load-following metrics of (null: compare as is)",
-    )
-    fleet_load_adjusted: list[str] = Field(
-        default_factory=lambda: ["DCGM_FI_DEV_POWER_USAGE"],
-        description=(
-            "metrics (fnmatch patterns) the fleet detector compares net of load: inference replicas each"
-            " follow their own traffic, and one at its peak draws a third more power than the median"
-            " replica (fresh seeds 700-707 and 800-803)"
-        ),
-    )
-    fleet_min_deviation_by_metric: dict[str, float] = Field(
-        default_factory=lambda: {"DCGM_FI_DEV_GPU_TEMP": 10.0},
-        description=(
-            "smallest gap from the peers' median that the fleet detector may alert on (fnmatch patterns):"
-            " inference replicas at different points of their load cycle differ by several degrees, and"
-            " integer temperatures collapse the peers' MAD (tuning seeds 100-107)"
-        ),
-    )
-    presence_queries: list[str] = Field(
-        default_factory=lambda: [
-            "DCGM_FI_DEV_GPU_TEMP",
-            "DCGM_FI_DEV_POWER_USAGE",
-            "DCGM_FI_DEV_SM_CLOCK",
-            "DCGM_FI_DEV_GPU_UTIL",
-            "DCGM_FI_DEV_FB_USED",
-        ],
-        description="metric names (fnmatch patterns) whose arrival shows a GPU is reported",
-    )
-    absent_after_seconds: float = Field(
-        90.0,
-        gt=0,
-        le=MAX_WINDOW_SECONDS,
-        description="no presence series of a GPU for this long: exporter stale / node down",
-    )
-    absent_forget_seconds: float = Field(
-        3600.0,
-        gt=0,
-        le=MAX_WINDOW_SECONDS,
-        description="an absent GPU is dropped (its alert resolves) after this long",
-    )
-    multivariate_trees: int = Field(100, ge=10, le=10_000)
-    multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
 
 class InhibitRuleConfig(Section):

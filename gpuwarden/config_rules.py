@@ -1,5 +1,5 @@
-"""Rules the configuration's values follow beyond their types: upper bounds, what a secret or a URL may look
-like, the simulated fleet's size.
+"""Rules the configuration's values follow beyond their types: no unknown keys or infinite numbers
+(``Section``), upper bounds, what a secret or a URL may look like, the simulated fleet's size.
 
 Kept out of ``gpuwarden.config`` (the models) so that the CLI applies the same rules to values that come
 from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
@@ -11,7 +11,7 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
 from gpuwarden.errors import InputError
 
@@ -28,6 +28,13 @@ MAX_SIM_NODES = 2048
 """Nodes of a simulated fleet: beyond this one process spends seconds just stepping the fleet, and building
 one of 100,000 GPUs for the inventory took minutes (``sim.*``, ``exporter --simulate``)."""
 MAX_GPUS_PER_NODE = 16
+
+
+class Section(BaseModel):
+    """Base of config sections: unknown keys are errors, so typos never pass silently; so are infinite and
+    NaN numbers (YAML's ``.inf``), which no setting means and which broke timers and deadlines at run time."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 def secret_problem(text: str) -> str | None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from gpuwarden.errors import ConfigError
 
@@ -200,10 +201,28 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     return data, _positions(node) if node is not None else {}
 
 
+def field_path(loc: Sequence[str | int]) -> str:
+    """A setting's path as every error writes it: ``nodes[0].gpus``, not pydantic's ``nodes.0.gpus``."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def error_message(error: ErrorDetails) -> str:
+    """One pydantic error's message for a person: without pydantic's ``Value error, `` prefix (a validator's
+    own text stands alone), and saying what to do about an unknown or a missing field."""
+    if error["type"] == "extra_forbidden":
+        return "unknown field; remove it or check its spelling"
+    if error["type"] == "missing":
+        return "required field is missing; add it"
+    message = error["msg"]
+    for prefix in ("Value error, ", "Assertion failed, "):
+        message = message.removeprefix(prefix)
+    return message
+
+
 def validation_to_config_error(
     exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
 ) -> ConfigError:
-    """Turn the first pydantic error into a ``ConfigError`` naming file, line and dotted field."""
+    """The first pydantic error as a ``ConfigError`` naming file, line and field (``nodes[0].gpus``)."""
     first = exc.errors()[0]
     loc = tuple(first["loc"])
     line = None
@@ -211,16 +230,11 @@ def validation_to_config_error(
         if loc[:depth] in positions:
             line = positions[loc[:depth]]
             break
-    field = ".".join(str(p) for p in loc)
-    message = first["msg"]
-    if first["type"] == "extra_forbidden":
-        message = "unknown field; remove it or check its spelling"
-    elif first["type"] == "missing":
-        message = "required field is missing; add it"
+    message = error_message(first)
     more = len(exc.errors()) - 1
     if more:
         message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(message, path=path, field=field, line=line)
+    return ConfigError(message, path=path, field=field_path(loc), line=line)
 
 
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
     from anomaly.promql import PromQLSource
     from anomaly.service import AnomalyService
-    from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig
+    from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
 logger = logging.getLogger(__name__)
@@ -42,7 +42,8 @@ ConfigOption = Annotated[
 
 
 def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
-    from gpuwarden.config import AnomalyThresholdConfig, load_config  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyThresholdConfig  # noqa: PLC0415
 
     if config is None:
         return AnomalyThresholdConfig()
@@ -208,7 +209,8 @@ def run(
 def _run_config(config: Path | None) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
     from gpuwarden.cli.preflight import check_detectors  # noqa: PLC0415
-    from gpuwarden.config import AnomalyConfig, load_config  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     try:
         loaded = load_config(config) if config is not None else None

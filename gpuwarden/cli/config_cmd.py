@@ -20,7 +20,7 @@ def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
-    would; exit 1 with the problem."""
+    would; exit 1 with the problem. Warnings (a maintenance window that already ended) leave it at 0."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from gpuwarden.cli.preflight import check_config  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
@@ -31,10 +31,12 @@ def validate(
         err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
         raise typer.Exit(1) from exc
     try:
-        check_config(cfg)
+        warnings = check_config(cfg)
     except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
+    for warning in warnings:  # serve would start, and log the same
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(cfg.locate(warning)))}")
     typer.echo(f"{path}: ok")
 
 

@@ -88,6 +88,7 @@ def exporter(
     from pydantic import ValidationError  # noqa: PLC0415
 
     from gpuwarden.config import ExporterConfig, load_config  # noqa: PLC0415
+    from gpuwarden.yamlfile import error_message  # noqa: PLC0415
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
@@ -107,7 +108,7 @@ def exporter(
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
         flag = options[field][0] if field in updates else f"exporter.{field}"
-        raise _fail(f"invalid option: {flag}: {first['msg']}") from exc
+        raise _fail(f"invalid option: {flag}: {error_message(first)}") from exc
     from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
 
     try:  # before NVML is touched: a port in use is one line naming the setting, not uvicorn's log line

@@ -135,7 +135,7 @@ def inventory_refresh(engine: IncidentEngine, inventories: Inventories, interval
 def inventory_file(path: str) -> StaticInventory:
     """The inventory file ``alerting.inventory_file`` names; an error names that setting, then the file's
     line and field."""
-    from alerting.inventory_format import load_inventory  # noqa: PLC0415
+    from alerting.inventory_file import load_inventory  # noqa: PLC0415
 
     try:
         return load_inventory(Path(path))

@@ -12,22 +12,28 @@ import errno
 import os
 import socket
 import tempfile
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gpuwarden.clock import rfc3339
+from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gpuwarden.config import AnomalyConfig, GpuwardenConfig
+    from gpuwarden.config import AlertingConfig, GpuwardenConfig
+    from gpuwarden.config_anomaly import AnomalyConfig
 
 
-def check_config(cfg: GpuwardenConfig) -> None:
-    """Everything ``config validate`` checks beyond the model; raises ``ConfigError`` naming the field."""
+def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """Everything ``config validate`` checks beyond the model; raises ``ConfigError`` naming the field, and
+    returns what deserves a warning only (``check_maintenance_windows``)."""
     from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
     configured_mutes(cfg.alerting)  # every matcher parses and none mutes everything
+    warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
     check_detectors(cfg.anomaly)
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
@@ -41,24 +47,62 @@ def check_config(cfg: GpuwardenConfig) -> None:
     kube = cfg.alerting.kubernetes_inventory
     if kube is not None and kube.kubeconfig is not None:  # unset: the pod's service account, where serve runs
         kubernetes_inventory(kube, SystemClock()).close()
+    return warnings
 
 
-def check_serve(cfg: GpuwardenConfig, db: str, db_field: str, host: str, host_field: str) -> None:
+def check_serve(
+    cfg: GpuwardenConfig, db: str, db_field: str, host: str, host_field: str
+) -> list[ConfigError]:
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
-    ``prepare_inventories``); raises ``ConfigError`` naming the setting or option."""
+    ``prepare_inventories``); raises ``ConfigError`` naming the setting or option, and returns what
+    deserves a warning only."""
     from alerting.silences import configured_mutes  # noqa: PLC0415 - see check_config
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
+    from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
     configured_mutes(cfg.alerting)
+    warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
     check_listen_address(host, host_field)
     check_store(db, db_field)
     check_journal_dir(journal_dir(cfg, db))
+    return warnings
+
+
+def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[ConfigError]:
+    """Configured maintenance windows against the time ``now``.
+
+    One that ends more than ``MAX_WINDOW_SECONDS`` (a year) from now is refused: an end in year 9999 is a
+    permanent mute written as planned work, and it would hide its targets' faults for good. One that already
+    ended is returned as a warning, not refused: it mutes nothing, and a stale entry in a file must not stop
+    ``serve`` from starting again (Alertmanager refuses an ended silence only when one is created through its
+    API, which gpuwarden's API does too).
+    """
+    latest = now + timedelta(seconds=MAX_WINDOW_SECONDS)
+    warnings = []
+    for k, window in enumerate(cfg.maintenance_windows):
+        field = f"alerting.maintenance_windows[{k}].ends_at"
+        if window.ends_at > latest:
+            raise ConfigError(
+                f"{rfc3339(window.ends_at)} is more than {MAX_WINDOW_SECONDS / DAY:g} days from now: a"
+                " maintenance window is planned work with an end; give the work's end (at most a year ahead,"
+                " as for a silence) and move it if the work moves, or mute for good in the alert rule",
+                field=field,
+            )
+        if window.ends_at <= now:
+            warnings.append(
+                ConfigError(
+                    f"the window ended at {rfc3339(window.ends_at)}, so it mutes nothing; remove it, or give"
+                    " the work's new starts_at and ends_at",
+                    field=field,
+                )
+            )
+    return warnings
 
 
 def check_detectors(cfg: AnomalyConfig) -> None:
     """Every name in ``anomaly.detectors`` is a detector (the defaults are: the registry, which imports
     numpy and scikit-learn, is asked only about other names)."""
-    from gpuwarden.config import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     defaults = AnomalyConfig().detectors
     if all(name in defaults for name in cfg.detectors):

@@ -302,7 +302,8 @@ def serve(
     try:
         # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
         # again once the lock is held, since a standby may take over hours later.
-        check_serve(cfg, store, store_field, address, address_field)
+        for warning in check_serve(cfg, store, store_field, address, address_field):
+            logger.warning("%s", cfg.locate(warning))
         prepare_inventories(cfg).close()
         locks = take_locks(cfg, store, standby=standby)
         health = ServiceHealth()

@@ -16,7 +16,7 @@ from alerting.inventory import (
     merge_inventories,
     workloads_on,
 )
-from alerting.inventory_format import inventory_data, load_inventory
+from alerting.inventory_file import inventory_data, load_inventory
 from alerting.topology import locate
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
@@ -108,14 +108,14 @@ JOB = "workloads:\n  - {kind: training_job, name: %s, units: %s}\n"
             "nodes[1].gpu_uuids[0]",
             "also nodes[0]'s",
         ),
-        ("nodes:\n" + NODE % ("n1", "U1, U1"), 2, "nodes.0", "GPU UUID 'U1' is listed twice"),
-        ("nodes:\n" + NODE % ("n1", "U1, U2, U3"), 2, "nodes.0", "3 gpu_uuids for 2 gpus"),
-        ("nodes:\n" + NODE % ("''", "U1"), 2, "nodes.0.name", "at least 1 character"),
-        ("nodes:\n  - {name: n1, cluster: '', rack: r, gpus: 2}\n", 2, "nodes.0.cluster", "at least 1"),
-        ("nodes:\n  - {name: n1, cluster: c, rack: r, gpus: 100000000000}\n", 2, "nodes.0.gpus", "4096"),
-        (JOB % ("j", "[]"), 2, "workloads.0", "no units and no pods"),
-        (JOB % ("j", "[[]]"), 2, "workloads.0.units.0", "at least 1 item"),
-        (JOB % ("''", "[[n1:0]]"), 2, "workloads.0.name", "at least 1 character"),
+        ("nodes:\n" + NODE % ("n1", "U1, U1"), 2, "nodes[0]", "GPU UUID 'U1' is listed twice"),
+        ("nodes:\n" + NODE % ("n1", "U1, U2, U3"), 2, "nodes[0]", "3 gpu_uuids for 2 gpus"),
+        ("nodes:\n" + NODE % ("''", "U1"), 2, "nodes[0].name", "at least 1 character"),
+        ("nodes:\n  - {name: n1, cluster: '', rack: r, gpus: 2}\n", 2, "nodes[0].cluster", "at least 1"),
+        ("nodes:\n  - {name: n1, cluster: c, rack: r, gpus: 100000000000}\n", 2, "nodes[0].gpus", "4096"),
+        (JOB % ("j", "[]"), 2, "workloads[0]", "no units and no pods"),
+        (JOB % ("j", "[[]]"), 2, "workloads[0].units[0]", "a unit with no GPU: list its GPUs, or say"),
+        (JOB % ("''", "[[n1:0]]"), 2, "workloads[0].name", "at least 1 character"),
         (JOB % ("j", "[[n1:0]]") + JOB[11:] % ("j", "[[n2:0]]"), 3, "workloads[1].name", "listed twice"),
         (JOB % ("j", "[[n1:0, 'n1:\u00b2']]"), 2, "workloads[0].units[0][1]", 'must be "node:index"'),
         ("spare_gpus: {'': 3}\n", 1, "spare_gpus..[key]", "at least 1 character"),

@@ -3,7 +3,7 @@ from __future__ import annotations
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
 
 TEMP = "DCGM_FI_DEV_GPU_TEMP"

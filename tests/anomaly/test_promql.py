@@ -11,7 +11,7 @@ from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.signatures import DBE
 from gpuwarden.clock import FakeClock, SystemClock
-from gpuwarden.config import AnomalyConfig, AnomalyQueryConfig
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 from gpuwarden.model import AlertStatus
 from tests.anomaly.fakes import FakePrometheus
 from tests.integration.servers import free_port, require_binary, running

@@ -7,7 +7,7 @@ from anomaly.scheduler import AnomalyScheduler
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
 
 

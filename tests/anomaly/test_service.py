@@ -11,7 +11,7 @@ from anomaly.series import View
 from anomaly.service import AnomalyService, builtin_registry
 from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AnomalyConfig, AnomalyThresholdConfig
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import AlertSource, AlertStatus, RecommendedAction
 from tests.anomaly.fakes import TableCollector

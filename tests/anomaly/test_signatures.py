@@ -11,7 +11,7 @@ from anomaly.signatures import SignatureDetector, load_xid_catalog
 from anomaly.sources import CollectorSource, Frame
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import RecommendedAction
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.xid import xid_action

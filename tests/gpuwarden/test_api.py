@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.inventory_format import load_inventory
+from alerting.inventory_file import load_inventory
 from alerting.migrate import upgrade
 from alerting.outbox import Outbox
 from gpuwarden.api import create_app, inventory_from_fleet
@@ -676,7 +676,7 @@ def test_the_inventory_is_served_as_an_inventory_file_that_reads_back(
     assert {w["state"] for w in about["workload_states"]} == {"running"}
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(data))
-    again = load_inventory(path)  # what the alerting.inventory_file setting would read
+    again = load_inventory(path)  # what alerting.inventory_file would read
     assert engine.inventory is not None
     assert [(w.ref, w.units, w.aliases) for w in again.workloads()] == [
         (w.ref, w.units, w.aliases) for w in engine.inventory.workloads()

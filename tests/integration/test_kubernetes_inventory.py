@@ -18,7 +18,7 @@ import yaml
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient, Configuration
 
-from alerting.inventory_format import load_inventory
+from alerting.inventory_file import load_inventory
 from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import KubernetesInventory
 from gpuwarden.cli.inventories import kubernetes_inventory

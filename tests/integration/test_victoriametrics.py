@@ -21,7 +21,7 @@ from anomaly.promql import PromQLSource, PromQuery
 from anomaly.service import AnomalyService
 from anomaly.sources import Frame
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig
 from tests.integration.gpuwarden_server import gpuwarden_binary
 from tests.integration.servers import free_port, require_binary, running
 from tests.integration.test_exporter_prometheus import query, wait_for

@@ -12,7 +12,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from alerting.inventory_format import load_inventory
+from alerting.inventory_file import load_inventory
 from gpuwarden.cli import app
 from tests.gpuwarden.api_client import api_client, fleet_engine
 

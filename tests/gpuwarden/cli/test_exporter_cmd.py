@@ -16,7 +16,7 @@ from gpuwarden.cli import app
     ("argv", "words"),
     [
         (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)"),
-        (["exporter", "--simulate", "2y8"], "expected NODESxGPUS"),
+        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS"),
         (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: Input should be greater"),
         (["exporter", "--simulate", "2x8", "--interval", "0"], "invalid option: --interval: Input should be"),
     ],

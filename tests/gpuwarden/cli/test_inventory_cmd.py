@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any
 
 import pytest
 from typer.testing import CliRunner
 
-from alerting.inventory_format import inventory_data
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.inventory import StaticInventory
+from alerting.inventory_file import inventory_data, load_inventory
 from alerting.inventory_view import inventory_states
+from alerting.migrate import upgrade
 from alerting.slurm_inventory import SlurmInventory
 from gpuwarden.cli import app, inventory_cmd
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert
 from tests.alerting.slurm_recorded import RecordedSlurm
+from tests.gpuwarden.api_client import api_client
 
 runner = CliRunner()
 WIDE = {"COLUMNS": "250"}  # a table row on one line
@@ -62,3 +70,39 @@ def test_workloads_say_whether_they_run_or_are_kept_after_stopping() -> None:
     assert (llm["name"], llm["state"], llm["kept_units"], llm["gpus_held"]) == ("llm (14)", "pending", 8, 8)
     table = runner.invoke(app, ["inventory", "workloads"], env=WIDE).stdout
     assert "kept (pending)" in table
+
+
+@pytest.mark.parametrize("output", ["yaml", "json"])
+def test_an_export_of_serves_inventory_replays_the_incident_at_the_priority_serve_gave(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, output: str
+) -> None:
+    # The live Slurm inventory after node-01 went DOWN and llm was requeued: its own GPUs are the only free
+    # ones of its partition, so llm cannot start again (P0); the cluster's spare GPUs alone would say it can.
+    slurm, clock = RecordedSlurm("D-running"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    reader.read()
+    slurm.capture = "D-requeued"
+    node_down = Alert({"alertname": "NodeDown", "cluster": "cap", "node": "node-01"})
+    live = _engine(tmp_path / "live.db", reader.read())
+    live.ingest([node_down])
+    ((served, _),) = live.store.list_rows(None)
+    with api_client(live) as client:
+        monkeypatch.setattr(inventory_cmd, "_fetch", lambda url: client.get("/api/v1/inventory").json())
+        result = runner.invoke(app, ["inventory", "export", "-o", output])
+    assert result.exit_code == 0, result.output
+    path = tmp_path / f"inventory.{output}"
+    path.write_text(result.stdout)
+    replay = _engine(tmp_path / "replay.db", load_inventory(path))  # what alerting.inventory_file reads
+    replay.ingest([node_down])
+    ((replayed, _),) = replay.store.list_rows(None)
+    assert (served.priority, served.title) == (
+        "P0",
+        "node node-01 is down: 1 node, 4 GPUs, training job llm (14) stopped",
+    )
+    assert (replayed.priority, replayed.title) == (served.priority, served.title)
+
+
+def _engine(db: Path, inventory: StaticInventory) -> IncidentEngine:
+    sql = make_engine(str(db))
+    upgrade(sql)
+    return IncidentEngine(sql, FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory)

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import json
 import logging
 import socket
 import threading
@@ -21,7 +22,7 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.health import ServiceHealth
 from alerting.inventory import StaticInventory
-from alerting.inventory_format import inventory_data
+from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
@@ -87,6 +88,28 @@ def test_serve_refuses_a_config_whose_matcher_does_not_parse_naming_the_field(
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
     assert result.exit_code == 1
     assert "alerting.inhibit_rules[0].source_matchers[0]" in " ".join(result.output.split())
+
+
+def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    config = tmp_path / "gw.yaml"
+    config.write_text(
+        "alerting:\n  inventory_file: missing.yaml\n  maintenance_windows:\n    - matchers: [rack=r07]\n"
+        "      starts_at: 2020-01-01T00:00:00Z\n      ends_at: 2020-01-01T02:00:00Z\n"
+    )
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(config)])
+    output = " ".join(result.output.split())
+    # It went on past the window to the next check, the inventory file, which stops it here.
+    assert result.exit_code == 1 and "alerting.inventory_file" in output, output
+    logged = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged] == [
+        (
+            "warning",
+            f"{config}:6: alerting.maintenance_windows[0].ends_at: the window ended at 2020-01-01T02:00:00Z",
+        )
+    ]
 
 
 @pytest.mark.parametrize(

@@ -1,6 +1,13 @@
-"""The inventory file: a static inventory as YAML (or JSON), read with errors that name file, line and field
-(``load_inventory``), and written back (``inventory_data``, what ``gpuwarden inventory export`` and the
-inventory API give)."""
+"""Inventory files: a ``StaticInventory`` as YAML (or JSON), what ``alerting.inventory_file`` reads and
+``gpuwarden inventory export`` writes. Errors name the file, line and field.
+
+Besides placement, a file may say what a source said of each node and workload (a node's state, whether it
+takes new work, its free and idle GPUs, its partitions; a workload's state, partitions, unit sizes, pods per
+unit, group and kept units), so that an export of a Slurm or Kubernetes inventory, read back, gives the same
+priorities as the live one: whether a stopped job can start again is judged by the nodes' free GPUs then,
+not by the cluster's ``spare_gpus``. Every one of these fields is optional: a file without them (one
+written by hand, or by an older export) reads as before.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +19,10 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from alerting.inventory import GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
-from gpuwarden.yamlfile import read_yaml, validation_to_config_error
+from gpuwarden.yamlfile import field_path, read_yaml, validation_to_config_error
 
 Name = Annotated[str, Field(min_length=1)]
 MAX_NODE_GPUS = 4096  # GPUs a node may advertise (time-sliced and MIG devices included)
@@ -30,6 +37,15 @@ class _NodeEntry(BaseModel):
     rack: str = Field(description="empty or ?: unknown")
     gpus: int = Field(ge=0, le=MAX_NODE_GPUS)
     gpu_uuids: list[Name] = Field(default_factory=list, description="the UUID of GPU 0, 1, ...")
+    state: str = Field("", description="as its source said it (idle+maintenance+reserved, ready+cordoned)")
+    usable: bool = Field(True, description="whether it takes new work (not down, drained, cordoned, ...)")
+    free_gpus: int | None = Field(
+        None, ge=0, le=MAX_NODE_GPUS, description="GPUs a new job could get there; unset: spare_gpus decides"
+    )
+    idle_gpus: list[Annotated[int, Field(ge=0, le=MAX_NODE_GPUS)]] = Field(
+        default_factory=list, description="the indices of its free GPUs, where known"
+    )
+    partitions: list[Name] = Field(default_factory=list, description="Slurm partitions; empty: any")
 
     @model_validator(mode="after")
     def _one_uuid_per_gpu(self) -> _NodeEntry:
@@ -41,6 +57,11 @@ class _NodeEntry(BaseModel):
         twice = sorted({u for u in self.gpu_uuids if self.gpu_uuids.count(u) > 1})
         if twice:
             raise ValueError(f"GPU UUID {twice[0]!r} is listed twice: each GPU has its own")
+        if self.free_gpus is not None and self.free_gpus > self.gpus:
+            raise ValueError(f"free_gpus {self.free_gpus} for {self.gpus} gpus: correct one of them")
+        beyond = sorted(i for i in set(self.idle_gpus) if i >= self.gpus)
+        if beyond:
+            raise ValueError(f"idle_gpus has GPU {beyond[0]}, but the node has {self.gpus}, numbered from 0")
         return self
 
 
@@ -51,16 +72,32 @@ class _WorkloadEntry(BaseModel):
     namespace: str = ""
     name: Name
     cluster: str = Field("", description="its cluster; when empty, that of its GPUs' nodes if they share one")
-    units: list[Annotated[list[str], Field(min_length=1)]] = Field(
-        description='each unit (replica or rank) lists its GPUs as "node:index"'
+    units: list[list[str]] = Field(
+        description='each unit (replica or rank) lists its GPUs as "node:index" (the GPUs it may be on, where'
+        " sizes says it holds fewer)"
     )
     aliases: list[Name] = Field(default_factory=list, description="other names alerts use for it")
     pods: list[Name] = Field(default_factory=list, description="its pods: an alert naming one points here")
+    state: Name = Field(
+        RUNNING, description="as its source said it (Slurm: pending, node_fail; pods: running)"
+    )
+    partitions: list[Name] = Field(default_factory=list, description="where it may start again; empty: any")
+    sizes: list[Annotated[int, Field(ge=0, le=MAX_NODE_GPUS)]] = Field(
+        default_factory=list, description="per unit, how many GPUs it holds; empty: every GPU it lists"
+    )
+    unit_pods: list[list[Name]] = Field(default_factory=list, description="per unit, its pods")
+    group: str = Field("", description="a name it answers to with others (a Slurm array job's id)")
+    kept: int = Field(0, ge=0, description="units that stopped abnormally, kept with the GPUs they held")
 
     @model_validator(mode="after")
     def _runs_somewhere(self) -> _WorkloadEntry:
         if not self.units and not self.pods:  # pending pods only (as an export writes it): known by name
             raise ValueError("no units and no pods: list the GPUs of its units, or its pods if none runs yet")
+        for name, per_unit in (("sizes", self.sizes), ("unit_pods", self.unit_pods)):
+            if per_unit and len(per_unit) != len(self.units):
+                raise ValueError(f"{len(per_unit)} {name} for {len(self.units)} units: give one per unit")
+        if self.kept > len(self.units):
+            raise ValueError(f"kept {self.kept} of {len(self.units)} units: at most every unit is kept")
         return self
 
 
@@ -97,8 +134,7 @@ def load_inventory(path: Path) -> StaticInventory:
     def refuse(message: str, *rest: str | int, loc_prefix: tuple[str | int, ...] = ()) -> ConfigError:
         loc = (*loc_prefix, *rest)
         line = next((positions[loc[:d]] for d in range(len(loc), 0, -1) if loc[:d] in positions), None)
-        field = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-        return ConfigError(message, path=str(path), field=field, line=line)
+        return ConfigError(message, path=str(path), field=field_path(loc), line=line)
 
     listed: dict[tuple[str, str], int] = {}
     owner: dict[str, int] = {}
@@ -122,7 +158,21 @@ def load_inventory(path: Path) -> StaticInventory:
                     j,
                 )
             owner[uuid] = i
-    nodes = [NodeInfo(n.name, n.cluster, n.rack, n.gpus, tuple(n.gpu_uuids)) for n in entries.nodes]
+    nodes = [
+        NodeInfo(
+            n.name,
+            n.cluster,
+            n.rack,
+            n.gpus,
+            tuple(n.gpu_uuids),
+            state=n.state,
+            usable=n.usable,
+            free=n.free_gpus,
+            idle=frozenset(n.idle_gpus),
+            partitions=tuple(n.partitions),
+        )
+        for n in entries.nodes
+    ]
     by_name: dict[str, list[NodeInfo]] = {}
     for node in nodes:
         by_name.setdefault(node.name, []).append(node)
@@ -177,6 +227,8 @@ def _workload(
 
     units = []
     for u, unit in enumerate(w.units):
+        if not unit and not w.sizes:
+            raise refuse("a unit with no GPU: list its GPUs, or say how many it holds in sizes", "units", u)
         gpus = set()
         for g, text in enumerate(unit):
             try:
@@ -188,11 +240,25 @@ def _workload(
     clusters = {gpu[0] for unit in units for gpu in unit}
     cluster = w.cluster or (clusters.pop() if len(clusters) == 1 else "")
     ref = WorkloadRef(w.kind, w.namespace, w.name, cluster)
-    return WorkloadInfo(ref, tuple(units), aliases=tuple(w.aliases), pods=tuple(w.pods))
+    # Sizes that each say a unit holds every GPU it lists say nothing: the sources leave them out then.
+    exact = not w.sizes or all(size == len(unit) for size, unit in zip(w.sizes, units, strict=True))
+    return WorkloadInfo(
+        ref,
+        tuple(units),
+        aliases=tuple(w.aliases),
+        pods=tuple(w.pods),
+        state=w.state,
+        partitions=tuple(w.partitions),
+        sizes=() if exact else tuple(w.sizes),
+        unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
+        group=w.group,
+        kept=w.kept,
+    )
 
 
 def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
-    """The inverse of ``load_inventory``: a mapping to write as YAML.
+    """The inverse of ``load_inventory``: a mapping to write as YAML, with what the sources said of nodes and
+    workloads where it is not the default (a file inventory's export is as it was).
 
     A node's ``gpus`` covers every index a workload holds on it: a Kubernetes node whose device plugin now
     reports one GPU fewer (one fell off the bus) may still have a pod placed on the highest index."""
@@ -208,6 +274,7 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "rack": n.rack,
                 "gpus": max(n.gpu_count, highest.get((n.cluster, n.name), -1) + 1, len(n.gpu_uuids)),
                 "gpu_uuids": list(n.gpu_uuids),
+                **_node_state(n),
             }
             for n in inventory.node_list
         ],
@@ -217,15 +284,50 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "namespace": w.ref.namespace,
                 "name": w.ref.name,
                 **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
-                "units": [  # a unit whose GPUs are not known holds none the file could name
+                "units": [
                     [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
                     for unit in w.units
-                    if unit
                 ],
                 **({"aliases": list(w.aliases)} if w.aliases else {}),
                 **({"pods": list(w.pods)} if w.pods else {}),
+                **_workload_state(w),
             }
             for w in inventory.workload_list
         ],
         "spare_gpus": dict(inventory.spare),
     }
+
+
+def _node_state(n: NodeInfo) -> dict[str, Any]:
+    """A node's fields beyond placement that differ from a file's defaults."""
+    out: dict[str, Any] = {}
+    if n.state:
+        out["state"] = n.state
+    if not n.usable:
+        out["usable"] = False
+    if n.free is not None:
+        out["free_gpus"] = n.free
+    if n.idle:
+        out["idle_gpus"] = sorted(n.idle)
+    if n.partitions:
+        out["partitions"] = list(n.partitions)
+    return out
+
+
+def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
+    """A workload's fields beyond placement that differ from a file's defaults. A unit that lists no GPU
+    (where it is not known) takes its size along, so that the units keep their order for ``unit_pods``."""
+    out: dict[str, Any] = {}
+    if w.state != RUNNING:
+        out["state"] = w.state
+    if w.partitions:
+        out["partitions"] = list(w.partitions)
+    if w.sizes or not all(w.units):
+        out["sizes"] = [w.size(i) for i in range(len(w.units))]
+    if w.unit_pods:
+        out["unit_pods"] = [list(pods) for pods in w.unit_pods]
+    if w.group:
+        out["group"] = w.group
+    if w.kept:
+        out["kept"] = w.kept
+    return out

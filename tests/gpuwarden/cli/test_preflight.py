@@ -1,0 +1,74 @@
+"""What ``config validate`` and ``serve`` check beyond the configuration model (gpuwarden.cli.preflight):
+here, configured maintenance windows against the time."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(text)
+    return path
+
+
+def _window(starts_at: datetime, ends_at: datetime) -> str:
+    return (
+        "alerting:\n  maintenance_windows:\n    - matchers: [rack=r07]\n"
+        f"      starts_at: {starts_at.isoformat()}\n      ends_at: {ends_at.isoformat()}\n"
+    )
+
+
+YEAR = timedelta(days=366)  # MAX_WINDOW_SECONDS: how far ahead a setting may look
+
+
+@pytest.mark.parametrize(
+    "times",
+    [
+        lambda now: (now + timedelta(days=1), datetime(9999, 12, 31, tzinfo=UTC)),
+        lambda now: (now + YEAR + timedelta(days=1), now + YEAR + timedelta(days=2)),
+        lambda now: (now - timedelta(days=400), now + YEAR + timedelta(days=1)),
+    ],
+    ids=["year-9999", "starts-over-a-year-ahead", "ends-over-a-year-ahead"],
+)
+def test_a_maintenance_window_ending_more_than_a_year_ahead_is_refused_naming_ends_at(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    times: Callable[[datetime], tuple[datetime, datetime]],
+) -> None:
+    path = write(tmp_path, _window(*times(datetime.now(UTC).replace(microsecond=0))))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1, output
+    assert f"{path}:5: alerting.maintenance_windows[0].ends_at:" in output
+    assert "more than 366 days from now" in output and "give the work's end" in output
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    assert served.exit_code == 1 and "alerting.maintenance_windows[0].ends_at" in served.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
+
+
+def test_a_maintenance_window_that_already_ended_is_warned_of_not_refused(tmp_path: Path) -> None:
+    path = write(tmp_path, _window(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, 2, tzinfo=UTC)))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert (
+        f"warning: {path}:5: alerting.maintenance_windows[0].ends_at: the window ended at"
+        " 2020-01-01T02:00:00Z, so it mutes nothing" in output
+    )
+    assert f"{path}: ok" in output
+
+
+def test_a_maintenance_window_ahead_within_a_year_passes_without_a_warning(tmp_path: Path) -> None:
+    now = datetime.now(UTC).replace(microsecond=0)
+    path = write(tmp_path, _window(now + timedelta(days=300), now + YEAR - timedelta(days=1)))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
