@@ -16,12 +16,13 @@ from alerting.batch import Batch, OpenIncident
 from alerting.capacity import units_hit
 from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
+from alerting.impact import SEVERE_SHARE, Assessment, assess
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
+from alerting.titles import seen, title
 from alerting.topology import UNKNOWN, Path, contains, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (

@@ -18,21 +18,17 @@ from dataclasses import dataclass, field
 
 from alerting.capacity import gpus_lost, has_spare, units_hit
 from alerting.correlation import RACK_DEPTH, Member, gpu_keys
-from alerting.faults import normalised, xid_code
+from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
-    ClusterRef,
     FaultKind,
     Impact,
-    NodeRef,
     Priority,
-    RackRef,
     RootCause,
     WorkloadKind,
     WorkloadRef,
 )
-from gpuwarden.xid import xid_catalog
 
 FAST_BURN = 14.4
 SLOW_BURN = 1.0
@@ -368,15 +364,6 @@ def _priority(
     return Priority.P3, "potential problem, not urgent"
 
 
-_PHRASES = {
-    FaultKind.RACK_DOWN: "lost power",
-    FaultKind.NODE_DOWN: "is down",
-    FaultKind.GPU_LOST: "lost (fell off the bus)",
-    FaultKind.JOB_STALLED: "stalled",
-    FaultKind.SERVICE_DEGRADED: "degraded",
-}
-
-
 def _summary(
     root: RootCause,
     nodes: set[tuple[str, str]],
@@ -404,69 +391,3 @@ def _summary(
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
     return ", ".join(parts)
-
-
-def seen(members: Sequence[Member]) -> str:
-    """What the earliest firing alert reports: ``GpuwardenAnomaly on DCGM_FI_DEV_POWER_USAGE``.
-
-    Used when the fault kind is unknown, so the title names the observation instead of "unknown", and for
-    an XID root, so the title names the XID: ``XID 119 (GSP RPC Timeout)``.
-    """
-    live = [m for m in members if m.firing] or list(members)
-    if not live:
-        return ""
-    codes = {xid_code(m.labels) for m in live if m.kind is FaultKind.XID}
-    if len(codes) == 1 and None not in codes:
-        (code,) = codes
-        assert code is not None
-        entry = xid_catalog().get(code)
-        return (
-            f"XID {code} ({entry.description})" if entry is not None and entry.description else f"XID {code}"
-        )
-    first = min(live, key=lambda m: (m.onset, m.fingerprint))
-    name = first.labels.get("alertname", "alert")
-    if not first.location.path and not first.location.workloads:
-        return f"{name} {_identifying(first.labels)}".rstrip()  # nothing else says which alert it is
-    metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
-    return f"{name} on {metric}" if metric else name
-
-
-def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
-    """``{a="1", b="2"}``: the labels that tell an alert from others of its name (not its severity)."""
-    shown = [f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in ("alertname", "severity")]
-    if not shown:
-        return ""
-    return "{" + ", ".join(shown[:most] + (["..."] if len(shown) > most else [])) + "}"
-
-
-def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
-    """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
-    if (root.kind is FaultKind.UNKNOWN and observed) or (
-        root.kind is FaultKind.XID and observed.startswith("XID ")
-    ):
-        phrase = observed
-    elif root.kind in (FaultKind.NODE_DOWN, FaultKind.GPU_LOST) and isinstance(
-        root.target, RackRef | ClusterRef
-    ):
-        phrase = "partial outage"  # outages on several of its nodes, but not two whole nodes down
-    elif root.kind is FaultKind.GPU_LOST and isinstance(root.target, NodeRef):
-        phrase = "GPUs lost (fell off the bus)"  # some of its GPUs, not the node
-    elif (
-        root.kind is FaultKind.NODE_DOWN and isinstance(root.target, NodeRef) and not assessment.root_down_now
-    ):
-        phrase = "was down"  # back, while other alerts of it still fire (a GPU of it still lost)
-    elif root.kind is FaultKind.RACK_DOWN and not assessment.root_down_now:
-        phrase = "lost power, partly back"  # some of its nodes down now, or down again
-    else:
-        phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
-    label = target_label(root.target)
-    if isinstance(root.target, ClusterRef) and not root.target.name and observed:
-        # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
-        phrase, label = f"{observed}, location unknown", ""
-    summary = assessment.impact.summary
-    parts = summary.split(", ") if summary else []
-    if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
-        parts.remove(f"{label} unavailable")
-        phrase = "unavailable"
-    head = f"{label} {phrase}".lstrip()
-    return f"{head}: {', '.join(parts)}" if parts else head

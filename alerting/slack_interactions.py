@@ -4,6 +4,10 @@ Slack signs each request: ``X-Slack-Signature: v0=<hex HMAC-SHA256 of "v0:<times
 app's signing secret, and sends ``X-Slack-Request-Timestamp``. A request is accepted only when the timestamp
 is within five minutes of the clock (replay window) and the signature matches (``hmac.compare_digest``).
 The body is form-encoded with one field, ``payload``, holding the interaction JSON.
+
+Slack reads only the status of the answer (a 200 within 3 s), never its body: a press that is refused (the
+incident is resolved, merged or unknown) is told to the person who pressed as an ephemeral message posted
+to the payload's ``response_url``, after the answer has gone.
 """
 
 from __future__ import annotations
@@ -19,12 +23,21 @@ from urllib.parse import parse_qs
 
 import orjson
 from pydantic import SecretStr
+from slack_sdk.errors import SlackClientError
+from slack_sdk.webhook import WebhookClient
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from alerting.ingest import NAME_LIMIT, stored_text
-from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H
+from alerting.notifiers.blocks import (
+    ACTION_ACKNOWLEDGE,
+    ACTION_APPROVE,
+    ACTION_SILENCE_1H,
+    escape,
+    truncate,
+)
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
 from gpuwarden.errors import GpuwardenError, InputError
@@ -33,7 +46,15 @@ from gpuwarden.httpbody import BodyTooLarge, read_limited
 logger = logging.getLogger(__name__)
 
 REPLAY_WINDOW_SECONDS = 300
-MAX_BODY_BYTES = 64 * 1024
+# A block_actions payload echoes the whole message the button is on. gpuwarden's incident message is at most
+# about 35,000 characters (text and fallback 4,000 each; header 150; four fields of 2,000; impact, targets,
+# recommendations, runbook, actions and context 3,000 each; a 300-character confirmation), and a character
+# costs at most 16 bytes once Slack's JSON (\ud83d\ude00 for an emoji) is form-encoded (%5Cud83d%5Cude00):
+# under 600 KB (an incident with every field full of emoji measures 334 KB). 1 MiB leaves room for the
+# payload's other fields, and reading that much before the signature is checked costs little. The old
+# 64 KiB refused presses on any incident with a long impact (413: the button did nothing).
+MAX_BODY_BYTES = 1024 * 1024
+RESPONSE_TIMEOUT_SECONDS = 5
 SILENCE_SECONDS = 3600.0
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
@@ -72,6 +93,7 @@ class ButtonPress:
     action_id: str
     incident_id: str
     user: str
+    response_url: str = ""  # where Slack takes messages for the person who pressed
 
 
 def parse_interaction(body: bytes) -> list[ButtonPress]:
@@ -96,6 +118,9 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
     if payload.get("type") != "block_actions":
         return []
     who = _who(payload.get("user"))
+    response_url = payload.get("response_url")
+    if not isinstance(response_url, str) or not response_url.startswith(("https://", "http://")):
+        response_url = ""
     actions = payload.get("actions")
     if not isinstance(actions, list):
         raise ValueError("payload.actions: must be a list")
@@ -106,7 +131,7 @@ def parse_interaction(body: bytes) -> list[ButtonPress]:
         value = action.get("value")
         if not isinstance(value, str) or not value:
             raise ValueError(f"payload.actions[{i}].value: missing incident id")
-        presses.append(ButtonPress(action["action_id"], value, who))
+        presses.append(ButtonPress(action["action_id"], value, who, response_url))
     return presses
 
 
@@ -131,6 +156,33 @@ def _who(user: Any) -> str:
         "payload.user: neither username nor id is a name gpuwarden can record (a non-empty string"
         f" without NUL, at most {NAME_LIMIT - len('slack:')} characters)"
     )
+
+
+_VERBS = {
+    ACTION_ACKNOWLEDGE: "acknowledge",
+    ACTION_APPROVE: "approve remediating",
+    ACTION_SILENCE_1H: "silence",
+}
+
+
+def tell_refused(response_url: str, refused: list[tuple[ButtonPress, str]]) -> None:
+    """Post why presses were refused to the person who pressed, seen only by them (``ephemeral``) and under
+    the incident's message, which stays as it is (``replace_original: false``). Never raises: a reply that
+    cannot be posted is logged."""
+    lines = [
+        f":warning: Could not {_VERBS.get(p.action_id, f'do {escape(p.action_id)} on')}"
+        f" `{escape(p.incident_id)}`: {escape(error)}"
+        for p, error in refused
+    ]
+    try:
+        answer = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS).send(
+            text=truncate("\n".join(lines), 3000), response_type="ephemeral", replace_original=False
+        )
+    except (SlackClientError, OSError, ValueError) as exc:
+        logger.warning("slack response_url not reached error=%s", exc)
+        return
+    if answer.status_code != 200:
+        logger.warning("slack response_url refused status=%d body=%s", answer.status_code, answer.body[:200])
 
 
 def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], object]]:
@@ -167,36 +219,32 @@ def slack_interaction_routes(
             presses = parse_interaction(body)
         except ValueError as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
-        results: list[dict[str, Any]] = []
-        for press in presses:
-            handler = handlers.get(press.action_id)
-            if handler is None:
-                results.append({"action_id": press.action_id, "ok": False, "error": "unknown action"})
-                continue
-            try:
-                handler(press)
-            except GpuwardenError as exc:
-                logger.warning(
-                    "slack action refused action=%s incident_id=%s error=%s",
-                    press.action_id,
-                    press.incident_id,
-                    exc,
-                )
-                results.append({"action_id": press.action_id, "ok": False, "error": str(exc)})
-                continue
-            except LookupError as exc:  # an engine that does not know the incident
-                results.append(
-                    {"action_id": press.action_id, "ok": False, "error": f"unknown incident {exc}"}
-                )
-                continue
-            logger.info(
-                "slack action done action=%s incident_id=%s by=%s",
-                press.action_id,
-                press.incident_id,
-                press.user,
-            )
-            results.append({"action_id": press.action_id, "ok": True, "incident_id": press.incident_id})
-        # Slack only needs a 200 within 3 s; the message itself is updated through the outbox.
-        return JSONResponse({"ok": True, "actions": results})
+        results = [_press(handlers, press) for press in presses]
+        refused = [(p, str(r["error"])) for p, r in zip(presses, results, strict=True) if not r["ok"]]
+        told = next((p.response_url for p, _ in refused if p.response_url), "")
+        # Slack only needs a 200 within 3 s; the message itself is updated through the outbox, and a refusal
+        # is posted to the response_url once this answer has gone.
+        task = BackgroundTask(tell_refused, told, refused) if told else None
+        return JSONResponse({"ok": True, "actions": results}, background=task)
 
     return [Route(path, interactions, methods=["POST"])]
+
+
+def _press(handlers: dict[str, Callable[[ButtonPress], object]], press: ButtonPress) -> dict[str, Any]:
+    """Run one press; its result, with the error when it was refused."""
+    handler = handlers.get(press.action_id)
+    if handler is None:
+        return {"action_id": press.action_id, "ok": False, "error": "unknown action"}
+    try:
+        handler(press)
+    except GpuwardenError as exc:
+        logger.warning(
+            "slack action refused action=%s incident_id=%s error=%s", press.action_id, press.incident_id, exc
+        )
+        return {"action_id": press.action_id, "ok": False, "error": str(exc)}
+    except LookupError as exc:  # an engine that does not know the incident
+        return {"action_id": press.action_id, "ok": False, "error": f"unknown incident {exc}"}
+    logger.info(
+        "slack action done action=%s incident_id=%s by=%s", press.action_id, press.incident_id, press.user
+    )
+    return {"action_id": press.action_id, "ok": True, "incident_id": press.incident_id}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -26,9 +27,14 @@ RESOLVED_EMOJI = ":white_check_mark:"
 MERGED_COLOUR = "#808080"
 MERGED_EMOJI = ":twisted_rightwards_arrows:"
 
+# Slack's documented limits, in characters.
 HEADER_MAX = 150
 SECTION_MAX = 3000
+FIELD_MAX = 2000
+CONFIRM_TEXT_MAX = 300
+TEXT_MAX = 4000  # top-level ``text`` and ``fallback``: Slack truncates past 40,000 and recommends 4,000
 MAX_LISTED_TARGETS = 10
+TARGET_MAX = 250  # characters of one listed target: ten of them fit in a section
 
 Block = dict[str, Any]
 
@@ -43,20 +49,53 @@ class SlackMessage:
 
 
 def escape(text: str) -> str:
-    """Escape the three characters Slack's mrkdwn treats as control characters."""
+    """Escape the three characters Slack treats as control characters, in mrkdwn and in a message's ``text``
+    and ``fallback`` alike: unescaped, a label value ``<!channel>`` notifies the whole channel."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _truncate(text: str, limit: int) -> str:
+_OPEN_ENTITY = re.compile(r"&[a-z]{0,3}$")
+
+
+def _cut(text: str, limit: int) -> str:
+    """Plain text cut to ``limit`` characters, the last one "…"."""
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _mrkdwn(text: str) -> Block:
-    return {"type": "mrkdwn", "text": _truncate(text, SECTION_MAX)}
+def truncate(text: str, limit: int) -> str:
+    """Escaped text (mrkdwn, ``text``) cut to ``limit`` characters with "…", never inside an escape
+    (``&am``) nor leaving a ``<link|...>`` or ``<!date...>`` open (Slack would show it raw, or refuse it)."""
+    if len(text) <= limit:
+        return text
+    cut = _OPEN_ENTITY.sub("", text[: limit - 1])
+    if cut.rfind("<") > cut.rfind(">"):
+        cut = cut[: cut.rfind("<")]
+    return cut + "…"
+
+
+def _mrkdwn(text: str, limit: int = SECTION_MAX) -> Block:
+    return {"type": "mrkdwn", "text": truncate(text, limit)}
+
+
+def _listed(items: Sequence[str], sep: str, budget: int, total: int | None = None) -> str:
+    """Items joined while they fit in ``budget`` characters, then "…and N more" counting the rest of
+    ``total`` (not a name cut in two; only a first item too long alone is cut)."""
+    total = len(items) if total is None else total
+    shown: list[str] = []
+    used = 0
+    for item in items:
+        left = total - len(shown) - 1
+        room = budget - used - (len(sep) if shown else 0) - (len(f"{sep}…and {left} more") if left else 0)
+        if len(item) > room and shown:
+            break
+        shown.append(item if len(item) <= room else truncate(item, max(room, 1)))
+        used += len(shown[-1]) + (len(sep) if len(shown) > 1 else 0)
+    more = total - len(shown)
+    return sep.join(shown) + (f"{sep}…and {more} more" if more else "")
 
 
 def _plain(text: str, limit: int = HEADER_MAX) -> Block:
-    return {"type": "plain_text", "text": _truncate(text, limit), "emoji": True}
+    return {"type": "plain_text", "text": _cut(text, limit), "emoji": True}
 
 
 def _slack_date(at: datetime) -> str:
@@ -102,16 +141,42 @@ def _runbook(url: str) -> list[Block]:
     return [{"type": "section", "block_id": "runbook", "text": _mrkdwn(f"*Runbook*\n{shown}")}]
 
 
+def _code(value: str, budget: int) -> str:
+    """``value`` escaped, in backticks, cut to fit ``budget`` characters with them."""
+    return f"`{truncate(escape(value), max(budget - 2, 1))}`"
+
+
 def _targets(n: Notification) -> str:
-    lines = [f"• `{escape(t)}`" for t in n.affected_targets[:MAX_LISTED_TARGETS]]
-    more = len(n.affected_targets) - MAX_LISTED_TARGETS
-    if more > 0:
-        lines.append(f"…and {more} more")
     counts = f"{n.nodes_affected} node(s), {n.gpus_affected} GPU(s)"
-    return "\n".join([*lines, counts])
+    budget = SECTION_MAX - len(f"*Affected targets*\n\n{counts}")
+    lines = [f"• {_code(t, TARGET_MAX)}" for t in n.affected_targets[:MAX_LISTED_TARGETS]]
+    return f"{_listed(lines, chr(10), budget, len(n.affected_targets))}\n{counts}"
 
 
-def _buttons(n: Notification) -> Block:
+def _impact(n: Notification) -> str:
+    """The impact summary, bounded by naming the first workloads and counting the rest (the summary lists
+    every one: 1,000 services are 71,000 characters)."""
+    if not n.impact_summary:
+        return _no_loss(n)
+    parts = [escape(p) for p in n.impact_summary.split(", ")]
+    return _listed(parts, ", ", SECTION_MAX - len("*Impact*\n"))
+
+
+_APPROVE_SAYS = (
+    ": gpuwarden records your approval and marks the incident mitigating; it runs nothing itself yet"
+    " (automatic remediation is not built), so act on the runbook."
+)
+
+
+def _confirm_text(n: Notification) -> str:
+    """What the Approve dialog asks, within its 300 characters: a long target (a node's FQDN) is cut."""
+    kind = f"Approve remediating *{truncate(escape(n.root_cause_kind), 40)}* on "
+    return (
+        kind + _code(n.root_cause_target, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
+    )
+
+
+def _buttons(n: Notification, *, approve: bool = True) -> Block:
     elements: list[Block] = []
     if n.state == "triggered":
         elements.append(
@@ -122,25 +187,22 @@ def _buttons(n: Notification) -> Block:
                 "value": n.incident_id,
             }
         )
-    elements.append(
-        {
-            "type": "button",
-            "action_id": ACTION_APPROVE,
-            "text": _plain("Approve remediation", 75),
-            "value": n.incident_id,
-            "style": "primary",
-            "confirm": {
-                "title": _plain("Approve remediation?", 100),
-                "text": _mrkdwn(
-                    f"Approve remediating *{escape(n.root_cause_kind)}* on `{escape(n.root_cause_target)}`:"
-                    " gpuwarden records your approval and marks the incident mitigating; it runs nothing"
-                    " itself yet (automatic remediation is not built), so act on the runbook."
-                ),
-                "confirm": _plain("Approve", 30),
-                "deny": _plain("Cancel", 30),
-            },
-        }
-    )
+    if approve:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ACTION_APPROVE,
+                "text": _plain("Approve remediation", 75),
+                "value": n.incident_id,
+                "style": "primary",
+                "confirm": {
+                    "title": _plain("Approve remediation?", 100),
+                    "text": _mrkdwn(_confirm_text(n), CONFIRM_TEXT_MAX),
+                    "confirm": _plain("Approve", 30),
+                    "deny": _plain("Cancel", 30),
+                },
+            }
+        )
     elements.append(
         {
             "type": "button",
@@ -169,31 +231,31 @@ def _recommended(n: Notification) -> list[Block]:
     """What the firing alerts recommend (the XID catalog's action, the anomaly service's), when anything."""
     if not n.recommended_actions:
         return []
-    lines = "\n".join(f"• {escape(RECOMMENDED.get(a, a))}" for a in n.recommended_actions)
-    return [{"type": "section", "block_id": "recommended", "text": _mrkdwn(f"*Recommended*\n{lines}")}]
+    lines = [f"• {escape(RECOMMENDED.get(a, a))}" for a in n.recommended_actions]
+    listed = _listed(lines, "\n", SECTION_MAX - len("*Recommended*\n"))
+    return [{"type": "section", "block_id": "recommended", "text": _mrkdwn(f"*Recommended*\n{listed}")}]
 
 
 def incident_message(n: Notification) -> SlackMessage:
     """The incident message: priority colour, emoji, title, impact, root cause, targets, runbook, actions."""
-    header = f"{emoji(n)} {n.priority} {n.title}"
-    actions = "\n".join(f"• {escape(a)}" for a in n.actions_taken) or "_none yet_"
+    header = f"{emoji(n)} {n.priority} {n.title}"  # plain text: shown as it is, nothing to escape
+    budget = SECTION_MAX - len("*Actions taken*\n")
+    actions = _listed([f"• {escape(a)}" for a in n.actions_taken], "\n", budget) or "_none yet_"
+    cause = f"{truncate(escape(n.root_cause_kind), 100)} on "
+    cause += _code(n.root_cause_target, FIELD_MAX - len(f"*Root cause*\n{cause}"))
     blocks: list[Block] = [
         {"type": "header", "block_id": "title", "text": _plain(header)},
         {
             "type": "section",
             "block_id": "summary",
             "fields": [
-                _mrkdwn(f"*Priority*\n{n.priority} {PRIORITY_MEANING.get(n.priority, '')}"),
-                _mrkdwn(f"*State*\n{escape(_state(n))}"),
-                _mrkdwn(f"*Root cause*\n{escape(n.root_cause_kind)} on `{escape(n.root_cause_target)}`"),
-                _mrkdwn(f"*Opened*\n{_slack_date(n.opened_at)}"),
+                _mrkdwn(f"*Priority*\n{n.priority} {PRIORITY_MEANING.get(n.priority, '')}", FIELD_MAX),
+                _mrkdwn(f"*State*\n{escape(_state(n))}", FIELD_MAX),
+                _mrkdwn(f"*Root cause*\n{cause}", FIELD_MAX),
+                _mrkdwn(f"*Opened*\n{_slack_date(n.opened_at)}", FIELD_MAX),
             ],
         },
-        {
-            "type": "section",
-            "block_id": "impact",
-            "text": _mrkdwn(f"*Impact*\n{escape(n.impact_summary) or _no_loss(n)}"),
-        },
+        {"type": "section", "block_id": "impact", "text": _mrkdwn(f"*Impact*\n{_impact(n)}")},
         {"type": "section", "block_id": "targets", "text": _mrkdwn(f"*Affected targets*\n{_targets(n)}")},
         *_recommended(n),
         *_runbook(n.runbook_url),
@@ -207,7 +269,31 @@ def incident_message(n: Notification) -> SlackMessage:
     elif n.silenced_until is not None:
         context += f" · :no_bell: silenced until {_slack_date(n.silenced_until)}"
     blocks.append({"type": "context", "block_id": "meta", "elements": [_mrkdwn(context)]})
-    fallback = f"{n.priority} {n.title} ({_state(n)})"
+    fallback = _fallback(n)
+    return SlackMessage(
+        text=fallback, attachments=[{"color": colour(n), "fallback": fallback, "blocks": blocks}]
+    )
+
+
+def _fallback(n: Notification) -> str:
+    """The message's ``text`` (notifications, search) and its attachment's ``fallback``: escaped, as Slack
+    reads mentions and links there as in mrkdwn."""
+    return truncate(escape(f"{n.priority} {n.title} ({_state(n)})"), TEXT_MAX)
+
+
+def minimal_message(n: Notification) -> SlackMessage:
+    """The incident in a message Slack cannot refuse, for when it refused the full one (``invalid_blocks``,
+    ``msg_too_long``): priority, title, state, runbook link, and Acknowledge / Silence while open."""
+    lines = [
+        f"{emoji(n)} *{n.priority} {PRIORITY_MEANING.get(n.priority, '')}* {truncate(escape(n.title), 300)}",
+        f"{truncate(escape(_state(n)), 200)} · incident {_code(n.incident_id, 100)}",
+    ]
+    if n.runbook_url.startswith(("https://", "http://")) and len(n.runbook_url) <= 2000:
+        lines.append(f"<{n.runbook_url}|runbook>")
+    blocks: list[Block] = [{"type": "section", "block_id": "minimal", "text": _mrkdwn("\n".join(lines))}]
+    if n.state != "resolved" and len(n.incident_id) <= 2000:
+        blocks.append(_buttons(n, approve=False))
+    fallback = _fallback(n)
     return SlackMessage(
         text=fallback, attachments=[{"color": colour(n), "fallback": fallback, "blocks": blocks}]
     )
@@ -255,7 +341,13 @@ def timeline_reply(n: Notification) -> SlackMessage:
         },
     ]
     plain = message if said else f"{kind}: {message}"
-    return SlackMessage(text=_truncate(plain, SECTION_MAX), blocks=blocks)
+    return SlackMessage(text=truncate(escape(plain), TEXT_MAX), blocks=blocks)
+
+
+def minimal_reply(n: Notification) -> SlackMessage:
+    """A timeline event as plain escaped text, for when Slack refused its blocks."""
+    text = truncate(escape(n.event_message), TEXT_MAX)
+    return SlackMessage(text=text, blocks=[{"type": "section", "text": _mrkdwn(text)}])
 
 
 _WORD = re.compile(r"[a-z]+")

@@ -2,6 +2,9 @@
 
 Figures are built with ``matplotlib.figure.Figure`` and ``FigureCanvasAgg`` directly, so there is no global
 pyplot state and charts can be rendered from the dispatcher thread.
+
+Every text drawn (title, legend, unit) comes from incidents and labels, so it is drawn literally: with neither
+mathtext nor TeX, ``$x$`` is not typeset as math, and ``$\nope$`` does not fail the chart.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from alerting.notifiers.base import ChartSeries, Notification
 LINE_COLOURS = ("#1f77b4", "#9467bd", "#2ca02c", "#8c564b", "#17becf")
 ANOMALY_COLOUR = "#d62728"
 BAND_COLOUR = "#7f7f7f"
+TITLE_MAX = 110  # characters a title keeps: a longer one collapsed the 8-inch chart's axes to nothing
 
 
 class SeriesSource(Protocol):
@@ -82,10 +86,13 @@ def render_chart(
     ax.xaxis_date(tz=UTC)
     units = {s.unit for s in series if s.unit}
     if len(units) == 1:
-        ax.set_ylabel(units.pop())
-    ax.set_title(title, fontsize=10, loc="left")
+        ax.set_ylabel(units.pop(), parse_math=False, usetex=False)
+    short = title if len(title) <= TITLE_MAX else title[: TITLE_MAX - 1] + "…"
+    ax.set_title(short, fontsize=10, loc="left", parse_math=False, usetex=False)
     ax.grid(True, alpha=0.3)
-    ax.legend(loc="upper left", fontsize=8)
+    for text in ax.legend(loc="upper left", fontsize=8).get_texts():
+        text.set_parse_math(False)
+        text.set_usetex(False)
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()

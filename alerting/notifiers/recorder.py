@@ -1,12 +1,13 @@
 """A local stand-in for the Slack Web API: a real HTTP server on 127.0.0.1 that records every call.
 
 It keeps channels, messages, threads and uploaded files like Slack does, checks Block Kit payloads against
-Slack's documented shape and limits (answering ``invalid_blocks`` / ``invalid_attachments`` as Slack would),
+Slack's documented shape and limits (answering ``invalid_blocks`` / ``invalid_attachments`` /
+``msg_too_long`` as Slack would, and noting every special mention such as ``<!channel>`` it would act on),
 implements the three steps of ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
 ``files.completeUploadExternal``), and can be told to fail: a queued error (429 with ``Retry-After``, 500,
-an API error) or a whole outage. It also records generic webhook POSTs under ``/hooks/<name>``. Tests and the
-demo point slack-sdk's ``base_url`` at ``recorder.base_url``. Run alone: ``python -m
-alerting.notifiers.recorder --port 8099``.
+an API error) or a whole outage. It also records generic webhook POSTs under ``/hooks/<name>`` and replies to
+interactions' ``response_url`` under ``/actions/...``. Tests and the demo point slack-sdk's ``base_url`` at
+``recorder.base_url``. Run alone: ``python -m alerting.notifiers.recorder --port 8099``.
 """
 
 from __future__ import annotations
@@ -42,11 +43,13 @@ class RecordedCall:
 
 @dataclass(frozen=True)
 class InjectedFailure:
-    """How one upcoming call fails: an HTTP status (with Retry-After) or a Slack API error."""
+    """How one upcoming call fails: an HTTP status (with Retry-After) or a Slack API error (with the
+    ``errors`` detail Slack gives, e.g. which block ``invalid_blocks`` refused)."""
 
     status: int = 500
     error: str = "internal_error"
     retry_after: int | None = None
+    errors: tuple[str, ...] = ()
 
 
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "files")
@@ -83,6 +86,7 @@ class SlackRecorder:
         self._slack = SlackWorkspace(lambda: self.root_url)
         self._calls: list[RecordedCall] = []
         self._hooks: dict[str, list[JsonDict]] = {}
+        self._responses: list[JsonDict] = []
         self._failures: dict[str, deque[InjectedFailure]] = {}
         self._outage: InjectedFailure | None = None
         self.on_call: Callable[[RecordedCall], None] | None = None
@@ -140,11 +144,12 @@ class SlackRecorder:
         error: str = "internal_error",
         retry_after: int | None = None,
         times: int = 1,
+        errors: tuple[str, ...] = (),
     ) -> None:
         """Make the next ``times`` calls of ``method`` (``*`` for any) fail this way."""
         with self._lock:
             queue = self._failures.setdefault(method, deque())
-            queue.extend(InjectedFailure(status, error, retry_after) for _ in range(times))
+            queue.extend(InjectedFailure(status, error, retry_after, errors) for _ in range(times))
 
     def set_outage(self, status: int | None = 503) -> None:
         """Answer every call with ``status`` until called with ``None``."""
@@ -196,6 +201,22 @@ class SlackRecorder:
         with self._lock:
             return [f for f in self._slack.files.values() if f.completed]
 
+    def mentions(self) -> list[str]:
+        """Every special mention (``<!channel>``, ``<!here>``, ``<@U...>``, ...) in what was posted, updated
+        or uploaded, and where: each one would have notified people in Slack."""
+        with self._lock:
+            return list(self._slack.mentions)
+
+    @property
+    def response_url(self) -> str:
+        """A ``response_url`` like the one Slack puts in an interaction payload, answered by this recorder."""
+        return f"{self.root_url}/actions/T0GPUWARDEN/1/response"
+
+    def responses(self) -> list[JsonDict]:
+        """JSON bodies posted to ``/actions/...`` (the ``response_url`` of interactions), in order."""
+        with self._lock:
+            return list(self._responses)
+
     def hook_posts(self, name: str) -> list[JsonDict]:
         """JSON bodies posted to ``/hooks/<name>``."""
         with self._lock:
@@ -221,6 +242,8 @@ class SlackRecorder:
                     if f.completed
                 ],
                 "hooks": {k: list(v) for k, v in self._hooks.items()},
+                "responses": list(self._responses),
+                "mentions": list(self._slack.mentions),
                 "calls": len(self._calls),
             }
 
@@ -232,6 +255,8 @@ class SlackRecorder:
         if failure is not None:
             headers = {"Retry-After": str(failure.retry_after)} if failure.retry_after is not None else {}
             body = {"ok": False, "error": "ratelimited" if failure.status == 429 else failure.error}
+            if failure.errors:
+                body["errors"] = list(failure.errors)
             self._record(method, params, token, failure.status, body)
             return failure.status, headers, body
         if token is None:
@@ -262,6 +287,23 @@ class SlackRecorder:
                 return 404, "no such upload"
         self._record("upload", {"file_id": file_id, "bytes": len(data)}, None, 200, {"ok": True})
         return 200, f"OK - {len(data)}"
+
+    def handle_response(self, path: str, body: bytes) -> tuple[int, str]:
+        """A POST to an interaction's ``response_url``; Slack answers ``ok`` as text."""
+        failure = self._take_failure("response_url")
+        if failure is not None:
+            self._record("response_url", {"path": path}, None, failure.status, {"ok": False})
+            return failure.status, "failed"
+        try:
+            payload = json.loads(body)
+        except json.JSONDecodeError:
+            return 400, "invalid_payload"
+        if not isinstance(payload, dict) or not (payload.get("text") or payload.get("blocks")):
+            return 400, "no_text"
+        with self._lock:
+            self._responses.append(payload)
+        self._record("response_url", payload, None, 200, {"ok": True})
+        return 200, "ok"
 
     def handle_hook(self, name: str, body: bytes) -> tuple[int, JsonDict]:
         """A generic webhook POST to ``/hooks/<name>``."""
@@ -339,6 +381,9 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
                 self._json(status, data, headers)
             elif path.startswith("/upload/v1/"):
                 status, text = recorder.handle_upload(path.removeprefix("/upload/v1/"), body)
+                self._send(status, text.encode(), "text/plain; charset=utf-8")
+            elif path.startswith("/actions/"):
+                status, text = recorder.handle_response(path, body)
                 self._send(status, text.encode(), "text/plain; charset=utf-8")
             elif path.startswith("/hooks/"):
                 status, data = recorder.handle_hook(path.removeprefix("/hooks/"), body)

@@ -30,7 +30,15 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web import SlackResponse
 
 from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, ThreadState
-from alerting.notifiers.blocks import SlackMessage, incident_message, timeline_reply
+from alerting.notifiers.blocks import (
+    SlackMessage,
+    escape,
+    incident_message,
+    minimal_message,
+    minimal_reply,
+    timeline_reply,
+    truncate,
+)
 from alerting.notifiers.charts import SeriesSource, render_chart
 from alerting.notifiers.series import series_source_from_config
 from alerting.subscriptions import ChangeKind
@@ -54,6 +62,10 @@ REPLIES_PAGE = 200
 MAX_RETRY_AFTER_SECONDS = 30
 # Errors that say the incident's message is gone (deleted by someone): post a new one, not fail the event.
 MESSAGE_GONE = frozenset({"message_not_found", "cant_update_message"})
+# Errors that refuse a message's content: sent again they fail again, so a minimal message goes instead.
+CONTENT_REFUSED = frozenset(
+    {"invalid_blocks", "invalid_blocks_format", "invalid_attachments", "too_many_attachments", "msg_too_long"}
+)
 
 
 class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
@@ -98,6 +110,20 @@ def _retry_after(headers: object) -> float:
         return 1.0
 
 
+def _detail(data: object) -> str:
+    """What Slack says is wrong besides the error code: ``errors`` (with ``invalid_blocks``, the offending
+    fields) and ``response_metadata.messages``; empty when it says nothing more."""
+    if not isinstance(data, dict):
+        return ""
+    said = data.get("errors")
+    notes = [str(e) for e in said] if isinstance(said, list) else ([str(said)] if said else [])
+    meta = data.get("response_metadata")
+    messages = meta.get("messages") if isinstance(meta, dict) else None
+    notes += [str(m) for m in messages] if isinstance(messages, list) else []
+    shown = "; ".join(notes[:10]) + (f"; and {len(notes) - 10} more" if len(notes) > 10 else "")
+    return f" ({shown[:2000]})" if shown else ""
+
+
 def _translate(method: str, exc: Exception) -> BackendError:
     """The one place where slack-sdk and transport errors become gpuwarden errors."""
     if isinstance(exc, SlackApiError):
@@ -107,7 +133,7 @@ def _translate(method: str, exc: Exception) -> BackendError:
         retryable = status == 429 or status >= 500 or error in RETRYABLE_API_ERRORS
         limited = status == 429 or error in ("ratelimited", "rate_limited")
         return BackendError(
-            f"{method} failed: {error or f'HTTP {status}'}",
+            f"{method} failed: {error or f'HTTP {status}'}{_detail(data)}",
             backend="slack",
             retryable=retryable,
             code=error,
@@ -213,19 +239,44 @@ class SlackNotifier:
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
             )
             return
-        reply = timeline_reply(notification)
-        self._call(
+        broadcast = notification.needs_attention or (
+            notification.is_resolution and self._broadcast_resolutions
+        )
+        metadata = self._metadata(notification.incident_id, notification.key, notification.event_kind)
+        self._send(
             "chat.postMessage",
-            lambda: self._client.chat_postMessage(
+            notification,
+            timeline_reply(notification),
+            minimal_reply(notification),
+            lambda reply: self._client.chat_postMessage(
                 channel=channel,
                 thread_ts=ts,
                 text=reply.text,
                 blocks=reply.blocks,
-                reply_broadcast=notification.needs_attention
-                or (notification.is_resolution and self._broadcast_resolutions),
-                metadata=self._metadata(notification.incident_id, notification.key, notification.event_kind),
+                reply_broadcast=broadcast,
+                metadata=metadata,
             ),
         )
+
+    def _send(
+        self,
+        method: str,
+        n: Notification,
+        message: SlackMessage,
+        minimal: SlackMessage,
+        send: Callable[[SlackMessage], SlackResponse],
+    ) -> SlackResponse:
+        """Send ``message``; when Slack refuses its content (which it would do again on every retry), log
+        why and send ``minimal`` instead, so the incident still reaches the channel."""
+        try:
+            return self._call(method, lambda: send(message))
+        except BackendError as exc:
+            if exc.code not in CONTENT_REFUSED:
+                raise
+            logger.warning(
+                "slack refused the message, sending a minimal one incident_id=%s error=%s", n.incident_id, exc
+            )
+            return self._call(method, lambda: send(minimal))
 
     def _update_silenced(self, n: Notification, thread: ThreadState) -> None:
         if thread.ts is None or thread.channel is None:
@@ -237,11 +288,13 @@ class SlackNotifier:
 
     def _edit(self, channel: str, ts: str, n: Notification) -> bool:
         """Update the incident's message in place; False when it is gone (someone deleted it)."""
-        message = incident_message(n)
         try:
-            self._call(
+            self._send(
                 "chat.update",
-                lambda: self._client.chat_update(
+                n,
+                incident_message(n),
+                minimal_message(n),
+                lambda message: self._client.chat_update(
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
             )
@@ -276,10 +329,12 @@ class SlackNotifier:
                     "slack message recovered after retry incident_id=%s ts=%s", n.incident_id, found[1]
                 )
                 return thread, False
-        message: SlackMessage = incident_message(n)
-        response = self._call(
+        response = self._send(
             "chat.postMessage",
-            lambda: self._client.chat_postMessage(
+            n,
+            incident_message(n),
+            minimal_message(n),
+            lambda message: self._client.chat_postMessage(
                 channel=self._channel,
                 text=message.text,
                 attachments=message.attachments,
@@ -361,7 +416,7 @@ class SlackNotifier:
                 thread_ts=ts,
                 content=png,
                 filename=f"{n.incident_id}.png",
-                title=f"Anomalous series: {names}"[:250],
+                title=truncate(escape(f"Anomalous series: {names}"), 250),
                 alt_txt=f"Chart of {names} for incident {n.incident_id}"[:1000],
             ),
         )

@@ -7,6 +7,7 @@ thread-safe on its own: ``SlackRecorder`` serialises calls.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,6 +16,41 @@ from typing import Any
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 
 JsonDict = dict[str, Any]
+
+MAX_TEXT = 40_000  # Slack answers msg_too_long past this many characters of ``text``
+# Slack's special mentions and their ``<!channel|label>`` forms: each notifies someone.
+_MENTION = re.compile(
+    r"<(!channel|!here|!everyone|!subteam\^[A-Z0-9]+|@[UW][A-Z0-9]+|#C[A-Z0-9]+)(\|[^>]*)?>"
+)
+
+
+def mentions_in(p: JsonDict) -> list[str]:
+    """The special mentions Slack would act on in a message: in ``text``, in attachments' ``fallback``,
+    ``text`` and ``pretext``, and in mrkdwn text objects (plain_text notifies nobody)."""
+    found: list[str] = []
+
+    def scan(where: str, text: Any) -> None:
+        if isinstance(text, str):
+            found.extend(f"{where}: {m.group(0)}" for m in _MENTION.finditer(text))
+
+    def walk(where: str, node: Any) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "mrkdwn":
+                scan(where, node.get("text"))
+            for key, value in node.items():
+                walk(f"{where}.{key}", value)
+        elif isinstance(node, list):
+            for i, value in enumerate(node):
+                walk(f"{where}[{i}]", value)
+
+    scan("text", p.get("text"))
+    walk("blocks", p.get("blocks"))
+    for i, att in enumerate(p.get("attachments") or []):
+        if isinstance(att, dict):
+            for key in ("fallback", "text", "pretext"):
+                scan(f"attachments[{i}].{key}", att.get(key))
+            walk(f"attachments[{i}].blocks", att.get("blocks"))
+    return found
 
 
 @dataclass
@@ -69,6 +105,7 @@ class SlackWorkspace:
         self.channels: dict[str, str] = {}
         self.messages: list[RecordedMessage] = []
         self.files: dict[str, RecordedFile] = {}
+        self.mentions: list[str] = []
 
     def channel_id(self, channel: str) -> str:
         """The id of a channel given by id or name; a new name gets a new channel."""
@@ -111,6 +148,9 @@ class SlackWorkspace:
     def _check_payload(p: JsonDict) -> JsonDict | None:
         if not (p.get("text") or p.get("blocks") or p.get("attachments")):
             return {"ok": False, "error": "no_text"}
+        text = p.get("text")
+        if isinstance(text, str) and len(text) > MAX_TEXT:
+            return {"ok": False, "error": "msg_too_long"}
         problems = validate_blocks(p["blocks"], "blocks") if "blocks" in p else []
         if problems:
             return {"ok": False, "error": "invalid_blocks", "errors": problems}
@@ -132,6 +172,7 @@ class SlackWorkspace:
         problem = self._check_payload(p)
         if problem is not None:
             return problem
+        self.mentions.extend(f"chat.postMessage {m}" for m in mentions_in(p))
         channel = self.channel_id(p["channel"])
         thread_ts = p.get("thread_ts")
         if thread_ts is not None:
@@ -161,6 +202,7 @@ class SlackWorkspace:
         problem = self._check_payload(p)
         if problem is not None:
             return problem
+        self.mentions.extend(f"chat.update {m}" for m in mentions_in(p))
         message.text = p.get("text", message.text)
         message.blocks = p.get("blocks", message.blocks)
         message.attachments = p.get("attachments", message.attachments)
@@ -234,9 +276,14 @@ class SlackWorkspace:
             if f is None or f.completed or len(f.data) != f.length:
                 return {"ok": False, "error": "file_not_found" if f is None else "file_upload_size_mismatch"}
             f.title = str(item.get("title") or f.filename)
+            self.mentions.extend(
+                f"files.completeUploadExternal title: {m}" for m in mentions_in({"text": f.title})
+            )
             done.append(f)
         for f in done:
             f.completed, f.channel, f.thread_ts = True, channel, None if thread_ts is None else str(thread_ts)
+        comment = p.get("initial_comment")
+        self.mentions.extend(f"files.completeUploadExternal {m}" for m in mentions_in({"text": comment}))
         if channel is not None:
             share = RecordedMessage(
                 channel=channel,

@@ -17,12 +17,14 @@ from starlette.exceptions import StarletteDeprecationWarning
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H
+from alerting.notifiers.blockkit import validate_attachments
+from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H, incident_message
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
 from alerting.scenarios import fleet_inventory, node_failure
 from alerting.slack_interactions import (
+    MAX_BODY_BYTES,
     slack_interaction_routes,
     slack_signature,
     verify_slack_signature,
@@ -31,7 +33,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState
-from tests.alerting.notifiers.incidents import make_incident
+from tests.alerting.notifiers.incidents import huge_notification, make_incident
 
 with warnings.catch_warnings():
     # Starlette's TestClient now asks for httpx2, which the project does not ship; with httpx it still works.
@@ -83,11 +85,12 @@ def client(clock: FakeClock, actions: RecordingActions) -> TestClient:
     return TestClient(Starlette(routes=slack_interaction_routes(SECRET, actions, clock)))
 
 
-def button_body(action_id: str, incident_id: str = "inc-r07", user: str = "alice") -> bytes:
+def button_body(action_id: str, incident_id: str = "inc-r07", user: str = "alice", **more: object) -> bytes:
     payload = {
         "type": "block_actions",
         "user": {"id": "U123", "username": user},
         "actions": [{"action_id": action_id, "value": incident_id, "type": "button"}],
+        **more,
     }
     return urlencode({"payload": json.dumps(payload)}).encode()
 
@@ -304,7 +307,7 @@ def test_unknown_incident_and_refused_action_are_reported_not_crashed(
 
 
 def test_an_oversized_body_is_refused_before_it_is_verified(client: TestClient, clock: FakeClock) -> None:
-    body = b"payload=" + b"x" * 70_000
+    body = b"payload=" + b"x" * MAX_BODY_BYTES
     assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).status_code == 413
 
 
@@ -339,7 +342,7 @@ def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit_unsigned(
     }
     asyncio.run(app(scope, receive, send))
     assert sent[0]["status"] == 413 and actions.calls == []
-    assert asked <= 17  # stopped once past 64 KiB; it read all 4 MB into memory before
+    assert asked <= MAX_BODY_BYTES // 4096 + 1  # stopped once past the limit; it read all 4 MB before
 
 
 def test_ssl_check_is_answered(client: TestClient, clock: FakeClock, actions: RecordingActions) -> None:
@@ -388,3 +391,72 @@ def test_a_button_press_reaches_the_engine_and_the_slack_message_follows(tmp_pat
         assert "*State*\\nacknowledged" in summary
         assert ACTION_ACKNOWLEDGE not in str(parent.attachments[0]["blocks"])
         assert "acknowledged by slack:bob" in recorder.replies(parent.ts)[-1].text
+
+
+def test_a_press_on_the_largest_message_gpuwarden_posts_is_read_whole(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    # Slack echoes the message in the payload: every field of it full, of emoji (16 bytes each once Slack's
+    # JSON is form-encoded).
+    e = "\N{GRINNING FACE}"
+    n = huge_notification().model_copy(
+        update={
+            "title": e * 3000,
+            "root_cause_kind": e * 300,
+            "root_cause_target": e * 3000,
+            "impact_summary": ", ".join([e * 60] * 1000),
+            "affected_targets": (e * 300,) * 1000,
+            "actions_taken": (e * 500,) * 40,
+            "recommended_actions": (e * 500,) * 100,
+            "runbook_url": "https://runbooks.example/" + e * 3000,
+        }
+    )
+    message = incident_message(n)
+    assert validate_attachments(message.attachments) == []
+    echoed = {"type": "message", "text": message.text, "attachments": message.attachments, "ts": "1.000001"}
+    container = {
+        "type": "message_attachment",
+        "message_ts": "1.000001",
+        "channel_id": "C1",
+        "attachment_id": 1,
+    }
+    body = button_body(ACTION_ACKNOWLEDGE, message=echoed, container=container, state={"values": {}})
+    assert len(body) > 300_000  # the old 64 KiB limit answered 413: the button did nothing
+    response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 200 and response.json()["actions"][0]["ok"] is True
+    assert actions.calls == [("acknowledge", "inc-r07", "slack:alice", None)]
+
+
+def test_a_refused_press_is_told_to_the_presser_alone_through_the_response_url(
+    client: TestClient, clock: FakeClock
+) -> None:
+    with SlackRecorder() as recorder:
+        for action_id, incident_id in (
+            (ACTION_APPROVE, "inc-closed"),
+            (ACTION_SILENCE_1H, "inc-gone"),
+            ("other_apps_button", "inc-r07"),
+            (ACTION_ACKNOWLEDGE, "inc-r07"),  # done: nothing to tell
+        ):
+            body = button_body(action_id, incident_id, response_url=recorder.response_url)
+            response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+            assert response.status_code == 200
+        told = recorder.responses()
+    assert [(t["response_type"], t["replace_original"]) for t in told] == [("ephemeral", False)] * 3
+    assert (
+        told[0]["text"]
+        == ":warning: Could not approve remediating `inc-closed`: incident_id: incident is resolved"
+    )
+    assert told[1]["text"].startswith(":warning: Could not silence `inc-gone`: unknown incident")
+    assert told[2]["text"] == ":warning: Could not do other_apps_button on `inc-r07`: unknown action"
+
+
+def test_a_response_url_that_cannot_be_reached_still_answers_slack(
+    client: TestClient, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SlackRecorder() as recorder:
+        gone = recorder.response_url
+    body = button_body(ACTION_ACKNOWLEDGE, "inc-closed", response_url=gone)
+    with caplog.at_level("WARNING", logger="alerting.slack_interactions"):
+        response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert response.status_code == 200 and response.json()["actions"][0]["ok"] is False
+    assert "response_url not reached" in caplog.text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from alerting.notifiers.base import ChartSeries
+from alerting.notifiers.base import ChartSeries, Notification, build_notification
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.model import (
     ActionOutcome,
@@ -103,4 +103,35 @@ def gpu_temperature(anomalous: bool = True) -> ChartSeries:
         lower=tuple(65.0 for _ in times),
         upper=tuple(80.0 for _ in times),
         unit="°C",
+    )
+
+
+def hostile_notification() -> Notification:
+    """A Slurm job named to ping everyone, on a host whose label pings here, with a note that pings a user."""
+    inc = make_incident(
+        title="gpu lab-n2 <!here>/3 lost (fell off the bus): 1 node, 1 GPU, training job <!channel>"
+        " ping-everyone stopped"
+    )
+    return build_notification(
+        change(inc, ChangeKind.UPDATED, 1, "note by <@U0BOB>: see <!subteam^S1>", "note")
+    )
+
+
+LONG_NODE = "ip-10-123-45-67." + "very-long-subdomain-segment-" * 8 + "compute.internal"
+
+
+def huge_notification() -> Notification:
+    """Everything as long as labels and inventories make it: a 256-character node, a 2,500-character one
+    among the targets, 1,000 services in the impact, 40 actions, a 5,000-character note with escapes."""
+    services = ", ".join(f"inference service svc-{i:04d} 100% of replicas lost" for i in range(1000))
+    n = build_notification(change(make_incident(), ChangeKind.UPDATED, 1, "& <x> " * 900, "note"))
+    return n.model_copy(
+        update={
+            "title": "node " + "h" * 2500,
+            "root_cause_target": LONG_NODE,
+            "impact_summary": f"1 node, 8 GPUs, {services}",
+            "affected_targets": ("h" * 2500, *(f"inference_service/prod/svc-{i:04d}" for i in range(1000))),
+            "actions_taken": tuple(f"drain_node node/{LONG_NODE}: succeeded ({'&' * 50})" for i in range(40)),
+            "recommended_actions": tuple(f"custom_action_{i}" * 20 for i in range(100)),
+        }
     )

@@ -16,11 +16,22 @@ from alerting.notifiers.blocks import (
     PRIORITY_COLOURS,
     escape,
     incident_message,
+    minimal_message,
+    minimal_reply,
     timeline_reply,
+    truncate,
 )
+from alerting.notifiers.workspace import mentions_in
 from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState, Priority, WorkloadKind, WorkloadRef
-from tests.alerting.notifiers.incidents import change, lifecycle, make_incident
+from tests.alerting.notifiers.incidents import (
+    LONG_NODE,
+    change,
+    hostile_notification,
+    huge_notification,
+    lifecycle,
+    make_incident,
+)
 
 
 @pytest.mark.parametrize(
@@ -211,3 +222,65 @@ def test_the_runbook_field_links_the_configured_runbook_and_is_left_out_without_
     unlinked = incident_message(build_notification(incident_change)).attachments[0]["blocks"]
     assert "runbook" not in {b.get("block_id") for b in unlinked}
     assert validate_blocks(unlinked) == []
+
+
+def test_text_and_fallback_are_escaped_so_a_workload_name_cannot_notify_the_channel() -> None:
+    n = hostile_notification()
+    message, reply = incident_message(n), timeline_reply(n)
+    payloads = [
+        {"text": message.text, "attachments": message.attachments},
+        {"text": reply.text, "blocks": reply.blocks},
+        {"text": minimal_message(n).text, "attachments": minimal_message(n).attachments},
+        {"text": minimal_reply(n).text, "blocks": minimal_reply(n).blocks},
+    ]
+    assert [mentions_in(p) for p in payloads] == [[], [], [], []]
+    assert message.text == message.attachments[0]["fallback"]
+    assert "training job &lt;!channel&gt; ping-everyone stopped" in message.text
+    assert reply.text == "note by &lt;@U0BOB&gt;: see &lt;!subteam^S1&gt;"
+    # The header is plain_text: Slack shows it as it is and notifies nobody, so it is not escaped.
+    assert "<!channel> ping-everyone" in message.attachments[0]["blocks"][0]["text"]["text"]
+
+
+def test_huge_incidents_fit_every_limit_slack_documents() -> None:
+    n = huge_notification()
+    message = incident_message(n)
+    assert validate_attachments(message.attachments) == []
+    assert validate_blocks(timeline_reply(n).blocks) == []
+    assert len(message.text) <= 4000 and len(timeline_reply(n).text) <= 4000
+    blocks = {b.get("block_id"): b for b in message.attachments[0]["blocks"]}
+    cause = blocks["summary"]["fields"][2]["text"]
+    assert cause == f"*Root cause*\nrack_down on `{LONG_NODE}`"  # 256 characters fit a field whole
+    [*_, approve, _] = blocks["incident_actions"]["elements"]
+    confirm = approve["confirm"]["text"]["text"]
+    assert confirm.startswith(f"Approve remediating *rack_down* on `{LONG_NODE[:60]}")
+    assert "…`: gpuwarden records your approval" in confirm  # the target is cut, the sentence is not
+    impact = blocks["impact"]["text"]["text"]
+    assert impact.startswith("*Impact*\n1 node, 8 GPUs, inference service svc-0000 100% of replicas lost")
+    *named, more = impact.removeprefix("*Impact*\n").split(", ")
+    assert more.startswith("…and ") and int(more.split()[1]) == 1002 - len(named)  # counted, not cut
+    assert named[-1].endswith("100% of replicas lost")
+    targets = blocks["targets"]["text"]["text"]
+    assert f"• `{'h' * 247}…`\n" in targets  # a 2,500-character target is cut, the nine after it shown
+    assert targets.endswith("• `inference_service/prod/svc-0008`\n…and 991 more\n8 node(s), 64 GPU(s)")
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["a" * 2998 + "&amp;b", "a" * 2990 + "<https://x.example|link>", "a" * 2999 + "&lt;"],
+    ids=["escape", "link", "escape-at-the-end"],
+)
+def test_text_is_never_cut_inside_an_escape_or_a_link(text: str) -> None:
+    cut = truncate(text, 3000)
+    assert len(cut) <= 3000 and cut.endswith("a…")
+
+
+def test_the_minimal_message_is_valid_and_says_what_matters() -> None:
+    n = huge_notification().model_copy(update={"runbook_url": "https://runbooks.example/gpu/rack_down.yaml"})
+    message = minimal_message(n)
+    assert validate_attachments(message.attachments) == []
+    [section, buttons] = message.attachments[0]["blocks"]
+    text = section["text"]["text"]
+    assert text.startswith(":rotating_light: *P0 urgent* node hhh") and len(text) < 600
+    assert "incident `inc-r07`" in text and "<https://runbooks.example/gpu/rack_down.yaml|runbook>" in text
+    assert [e["action_id"] for e in buttons["elements"]] == [ACTION_ACKNOWLEDGE, ACTION_SILENCE_1H]
+    assert validate_blocks(minimal_reply(n).blocks) == []

@@ -66,3 +66,17 @@ def test_no_band_at_a_point_is_not_an_anomaly_there() -> None:
     nan_band = tuple(float("nan") for _ in series.values)
     hidden = series.model_copy(update={"values": tuple(v + 100 for v in series.values), "lower": nan_band})
     assert anomaly_pixels(render_chart([hidden.model_copy(update={"upper": nan_band})], "no band")) == 0
+
+
+def test_dollars_in_titles_names_and_units_are_drawn_as_they_are_not_as_math() -> None:
+    # As mathtext "$\nope$" is an unknown symbol: the chart failed (a job named "cost-$\nope$", a label).
+    odd = gpu_temperature().model_copy(update={"name": r"gpu{job='$\nope$'}", "unit": r"$\nope$"})
+    assert png_size(render_chart([odd], r"P1 training job cost-$\nope$ stopped")) == (800, 350)
+
+
+def test_a_title_longer_than_the_chart_is_cut_rather_than_squeezing_the_axes_away() -> None:
+    # With pytest's warnings as errors, matplotlib's "axes sizes collapsed to zero" fails this.
+    assert png_size(render_chart([gpu_temperature()], "P0 " + "inference service svc-0001, " * 12)) == (
+        800,
+        350,
+    )

@@ -102,3 +102,52 @@ def test_recorder_runs_as_a_standalone_server_for_the_demo(tmp_path: Path) -> No
         client.chat_postMessage(channel="#demo", text="hello")
         state = httpx.get(f"http://127.0.0.1:{port}/_recorder/state").json()
     assert [m["text"] for m in state["messages"]] == ["hello"]
+
+
+def test_text_past_forty_thousand_characters_is_msg_too_long(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    with pytest.raises(SlackApiError, match="msg_too_long"):
+        client.chat_postMessage(channel="#x", text="x" * 40_001)
+    posted = client.chat_postMessage(channel="#x", text="x" * 40_000)
+    with pytest.raises(SlackApiError, match="msg_too_long"):
+        client.chat_update(channel=posted["channel"], ts=posted["ts"], text="y" * 40_001)
+    assert [len(m.text) for m in recorder.channel_messages()] == [40_000]
+
+
+def test_every_special_mention_posted_is_noted_with_where_it_was(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    attachment = {
+        "fallback": "<!here>",
+        "blocks": [
+            {"type": "header", "text": {"type": "plain_text", "text": "<!channel> in plain text"}},
+            {"type": "section", "text": {"type": "mrkdwn", "text": "hi <@U0BOB> &lt;!channel&gt;"}},
+        ],
+    }
+    posted = client.chat_postMessage(channel="#x", text="<!channel|@channel> x", attachments=[attachment])
+    client.chat_update(channel=posted["channel"], ts=posted["ts"], text="<!subteam^S0OPS> <#C0GPU>")
+    client.chat_postMessage(
+        channel="#x", text="a &lt;!everyone&gt; <https://x.example|link> <!date^1^{time}|t>"
+    )
+    assert recorder.mentions() == [
+        "chat.postMessage text: <!channel|@channel>",
+        "chat.postMessage attachments[0].fallback: <!here>",
+        "chat.postMessage attachments[0].blocks[1].text: <@U0BOB>",
+        "chat.update text: <!subteam^S0OPS>",
+        "chat.update text: <#C0GPU>",
+    ]
+
+
+def test_a_response_url_post_is_recorded_and_an_empty_one_refused(recorder: SlackRecorder) -> None:
+    answer = httpx.post(recorder.response_url, json={"response_type": "ephemeral", "text": "no"})
+    assert (answer.status_code, answer.text) == (200, "ok")
+    assert httpx.post(recorder.response_url, json={"response_type": "ephemeral"}).status_code == 400
+    assert recorder.responses() == [{"response_type": "ephemeral", "text": "no"}]
+
+
+def test_an_injected_refusal_carries_slacks_errors_detail(client: WebClient, recorder: SlackRecorder) -> None:
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks", errors=("blocks[0]: bad",))
+    with pytest.raises(SlackApiError) as caught:
+        client.chat_postMessage(channel="#x", text="t")
+    assert caught.value.response["errors"] == ["blocks[0]: bad"]

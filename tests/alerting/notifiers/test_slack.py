@@ -25,7 +25,14 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.config import SlackConfig, load_config
 from gpuwarden.errors import BackendError, ConfigError
 from gpuwarden.model import Priority
-from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
+from tests.alerting.notifiers.incidents import (
+    change,
+    gpu_temperature,
+    hostile_notification,
+    huge_notification,
+    lifecycle,
+    make_incident,
+)
 
 
 @pytest.fixture
@@ -98,7 +105,7 @@ def test_later_changes_update_the_message_in_place_and_reply_in_its_thread(recor
     replies = recorder.replies(parent.ts)
     assert [r.text for r in replies] == [  # each says what happened once
         "opened with 412 alerts",
-        "priority changed: P0 -> P1: spare capacity found",
+        "priority changed: P0 -&gt; P1: spare capacity found",  # escaped, as Slack reads text
         "acknowledged by slack:alice",
         "mitigating: drain_node n0701 succeeded",
         "all alerts resolved for 10 min",
@@ -164,7 +171,7 @@ def test_a_deleted_incident_message_is_posted_again_with_the_event(recorder: Sla
     assert threads.state.ts != old_ts
     new_parent = next(m for m in recorder.channel_messages() if m.ts == threads.state.ts)
     assert [r.text for r in recorder.replies(new_parent.ts)] == [
-        "priority changed: P0 -> P1: spare capacity found"
+        "priority changed: P0 -&gt; P1: spare capacity found"
     ]
 
 
@@ -379,3 +386,58 @@ def test_a_deleted_message_of_a_silenced_incident_is_not_posted_again_until_the_
     deliver(notifier, threads, build_notification(third))
     [_, again] = recorder.channel_messages()
     assert [r.text for r in recorder.replies(again.ts)] == ["acknowledged by slack:alice"]
+
+
+def test_names_that_spell_mentions_notify_nobody(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    hostile = hostile_notification()
+    opened = hostile.model_copy(update={"change": ChangeKind.OPENED, "key": "opened"})
+    odd = gpu_temperature().model_copy(update={"name": 'DCGM_FI_DEV_GPU_TEMP{job="<!channel>"}'})
+    deliver(notifier, threads, opened.model_copy(update={"series": (odd,)}))
+    deliver(notifier, threads, hostile)
+    assert len(recorder.channel_messages()) == 1 and len(recorder.files()) == 1
+    assert len(recorder.replies(threads.state.ts or "")) == 3  # the chart, the opening, the note
+    assert recorder.mentions() == []
+
+
+def test_a_huge_incident_is_posted_whole_within_slacks_limits(recorder: SlackRecorder) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    deliver(notifier, threads, huge_notification())
+    [parent] = recorder.channel_messages()
+    assert [b.get("block_id") for b in parent.attachments[0]["blocks"]][:3] == ["title", "summary", "impact"]
+    [reply] = recorder.replies(parent.ts)
+    assert reply.text.startswith("note: &amp; &lt;x&gt; &amp;") and len(reply.text) <= 4000
+
+
+def test_a_message_slack_refuses_is_sent_minimal_and_the_refusal_logged(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    why = "attachments[0].blocks[5].elements[1].confirm.text.text: longer than 300 characters"
+    opened, lowered, *_ = lifecycle()
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks", errors=(why,))
+    with caplog.at_level("WARNING", logger="alerting.notifiers.slack"):
+        deliver(notifier, threads, build_notification(opened))
+    [parent] = recorder.channel_messages()
+    assert [b.get("block_id") for b in parent.attachments[0]["blocks"]] == ["minimal", "incident_actions"]
+    assert "P0 urgent* rack r07 lost power" in str(parent.attachments)
+    assert why in caplog.text and "invalid_blocks" in caplog.text
+    assert len(recorder.replies(parent.ts)) == 1  # the event went on: no error left for the outbox to retry
+    recorder.fail_next("chat.update", status=200, error="msg_too_long")
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks")  # the reply's blocks too
+    deliver(notifier, threads, build_notification(lowered))
+    assert parent.attachments[0]["blocks"][0]["block_id"] == "minimal" and "P1 severe" in str(
+        parent.attachments
+    )
+    assert recorder.replies(parent.ts)[-1].text == "P0 -&gt; P1: spare capacity found"
+    deliver(notifier, threads, build_notification(lifecycle()[2]))  # accepted again: the full message
+    assert parent.attachments[0]["blocks"][0]["block_id"] == "title"
+
+
+def test_a_refused_minimal_message_fails_the_delivery_for_the_outbox_to_retry(
+    recorder: SlackRecorder,
+) -> None:
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks")
+    recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks")  # the minimal one too
+    with pytest.raises(BackendError, match="invalid_blocks"):
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))

@@ -1,0 +1,135 @@
+"""Incident titles: what broke and what it costs, in one line short enough for every place it is shown.
+
+``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``. The title names at most
+``TITLE_WORKLOADS`` workloads and counts the rest (``and 996 more services``): it is the API's and the CLI's
+row, Slack's header and notification text, the webhook's summary and the postmortem's heading, and a fault
+under 1,000 services once made a 71,000-character title that Slack refused (``msg_too_long``). Every
+workload stays in the incident's impact (``impact.workloads``, ``impact.summary``).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+from alerting.correlation import Member
+from alerting.faults import xid_code
+from alerting.impact import Assessment
+from alerting.topology import target_label
+from gpuwarden.model import ClusterRef, FaultKind, NodeRef, RackRef, RootCause
+from gpuwarden.xid import xid_catalog
+
+TITLE_WORKLOADS = 5
+"""Workloads a title names; with more, it names the first ``TITLE_WORKLOADS - 1`` and counts the rest."""
+TITLE_BUDGET = 300
+"""Characters: workloads after the first are named only while the title stays within this."""
+NAME_MAX = 200
+"""Characters of one name in a title (a node's, an alert's, a job's); a longer one is cut with "…"."""
+
+_COUNT = re.compile(r"[0-9]+ (nodes?|GPUs?)")
+_KINDS = (("inference service ", "service", "services"), ("training job ", "training job", "training jobs"))
+
+_PHRASES = {
+    FaultKind.RACK_DOWN: "lost power",
+    FaultKind.NODE_DOWN: "is down",
+    FaultKind.GPU_LOST: "lost (fell off the bus)",
+    FaultKind.JOB_STALLED: "stalled",
+    FaultKind.SERVICE_DEGRADED: "degraded",
+}
+
+
+def seen(members: Sequence[Member]) -> str:
+    """What the earliest firing alert reports: ``GpuwardenAnomaly on DCGM_FI_DEV_POWER_USAGE``.
+
+    Used when the fault kind is unknown, so the title names the observation instead of "unknown", and for
+    an XID root, so the title names the XID: ``XID 119 (GSP RPC Timeout)``.
+    """
+    live = [m for m in members if m.firing] or list(members)
+    if not live:
+        return ""
+    codes = {xid_code(m.labels) for m in live if m.kind is FaultKind.XID}
+    if len(codes) == 1 and None not in codes:
+        (code,) = codes
+        assert code is not None
+        entry = xid_catalog().get(code)
+        return (
+            f"XID {code} ({entry.description})" if entry is not None and entry.description else f"XID {code}"
+        )
+    first = min(live, key=lambda m: (m.onset, m.fingerprint))
+    name = first.labels.get("alertname", "alert")
+    if not first.location.path and not first.location.workloads:
+        return f"{name} {_identifying(first.labels)}".rstrip()  # nothing else says which alert it is
+    metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
+    return f"{name} on {metric}" if metric else name
+
+
+def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
+    """``{a="1", b="2"}``: the labels that tell an alert from others of its name (not its severity)."""
+    shown = [f'{k}="{v}"' for k, v in sorted(labels.items()) if k not in ("alertname", "severity")]
+    if not shown:
+        return ""
+    return "{" + ", ".join(shown[:most] + (["..."] if len(shown) > most else [])) + "}"
+
+
+def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
+    """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
+    if (root.kind is FaultKind.UNKNOWN and observed) or (
+        root.kind is FaultKind.XID and observed.startswith("XID ")
+    ):
+        phrase = observed
+    elif root.kind in (FaultKind.NODE_DOWN, FaultKind.GPU_LOST) and isinstance(
+        root.target, RackRef | ClusterRef
+    ):
+        phrase = "partial outage"  # outages on several of its nodes, but not two whole nodes down
+    elif root.kind is FaultKind.GPU_LOST and isinstance(root.target, NodeRef):
+        phrase = "GPUs lost (fell off the bus)"  # some of its GPUs, not the node
+    elif (
+        root.kind is FaultKind.NODE_DOWN and isinstance(root.target, NodeRef) and not assessment.root_down_now
+    ):
+        phrase = "was down"  # back, while other alerts of it still fire (a GPU of it still lost)
+    elif root.kind is FaultKind.RACK_DOWN and not assessment.root_down_now:
+        phrase = "lost power, partly back"  # some of its nodes down now, or down again
+    else:
+        phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
+    label = target_label(root.target)
+    if isinstance(root.target, ClusterRef) and not root.target.name and observed:
+        # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
+        phrase, label = f"{_short(observed)}, location unknown", ""
+    summary = assessment.impact.summary
+    parts = summary.split(", ") if summary else []
+    if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
+        parts.remove(f"{label} unavailable")
+        phrase = "unavailable"
+    head = f"{_short(label)} {_short(phrase)}".lstrip()
+    return f"{head}: {_listed(head, parts)}" if parts else head
+
+
+def _short(name: str) -> str:
+    """A name cut to ``NAME_MAX`` characters (a 2,500-character host name label is not a title)."""
+    return name if len(name) <= NAME_MAX else name[: NAME_MAX - 1] + "…"
+
+
+def _listed(head: str, parts: list[str]) -> str:
+    """The impact's counts, then its workloads: every one when they are few and short, else the first ones
+    and how many more (``and 996 more services``), never a name cut in the middle of a list."""
+    if sum(not _COUNT.fullmatch(p) for p in parts) <= TITLE_WORKLOADS and (
+        len(head) + len(", ".join(parts)) + 2 <= TITLE_BUDGET
+    ):
+        return ", ".join(parts)
+    counts = [p for p in parts if _COUNT.fullmatch(p)]
+    named = [p for p in parts if not _COUNT.fullmatch(p)]
+    shown = [_short(named[0])] if named else []
+    for part in named[1 : TITLE_WORKLOADS - 1]:
+        if len(head) + len(", ".join([*counts, *shown, part])) + 2 > TITLE_BUDGET:
+            break
+        shown.append(part)
+    rest = named[len(shown) :]
+    return ", ".join([*counts, *shown, *([f"and {_more(rest)}"] if rest else [])])
+
+
+def _more(rest: list[str]) -> str:
+    """``996 more services``: the kind when every one left is of one kind, else workloads."""
+    for prefix, one, many in _KINDS:
+        if all(p.startswith(prefix) for p in rest):
+            return f"{len(rest)} more {one if len(rest) == 1 else many}"
+    return f"{len(rest)} more workload{'' if len(rest) == 1 else 's'}"

@@ -1,0 +1,99 @@
+"""Incident titles: short wherever they are shown, however many workloads a fault takes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.impact import Assessment
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.migrate import upgrade
+from alerting.titles import NAME_MAX, TITLE_BUDGET, title
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, FaultKind, Impact, NodeRef, Priority, RootCause, WorkloadKind, WorkloadRef
+
+
+def _titled(summary: str, node: str = "n1") -> str:
+    root = RootCause(FaultKind.NODE_DOWN, NodeRef(node, "c1", "r1"))
+    return title(root, Assessment(Impact(summary=summary), Priority.P0, "test"))
+
+
+def test_a_node_down_under_a_thousand_services_names_a_few_and_counts_the_rest(tmp_path: Path) -> None:
+    # Each of 1,000 services has one replica on node a01 and one on a02; a01 goes down.
+    nodes = [NodeInfo("a01", "k", "r1", 8), NodeInfo("a02", "k", "r1", 8)]
+    services = [
+        WorkloadInfo(
+            WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", f"svc-{i:04d}", "k"),
+            (frozenset({("k", "a01", i % 8)}), frozenset({("k", "a02", i % 8)})),
+        )
+        for i in range(1000)
+    ]
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path),
+        FakeClock(),
+        AlertingConfig(announce_delay_seconds=0),
+        StaticInventory(nodes, services),
+    )
+    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
+    ((row, _),) = engine.store.list_rows()
+    assert row.title == (
+        "node a01 is down: 1 node, 8 GPUs, inference service svc-0000 50% of replicas lost, inference"
+        " service svc-0001 50% of replicas lost, inference service svc-0002 50% of replicas lost, inference"
+        " service svc-0003 50% of replicas lost, and 996 more services"
+    )
+    incident = engine.store.get(row.id)
+    assert len(incident.impact.workloads) == 1000  # every one stays in the impact
+    assert "svc-0999 50% of replicas lost" in incident.impact.summary
+
+
+@pytest.mark.parametrize(
+    ("summary", "expected"),
+    [
+        ("1 node, 8 GPUs", "node n1 is down: 1 node, 8 GPUs"),
+        (
+            "1 node, 8 GPUs, training job a stopped, inference service b unavailable, inference service c 50%"
+            " of replicas lost, inference service d 10% of replicas lost, pod e",
+            "node n1 is down: 1 node, 8 GPUs, training job a stopped, inference service b unavailable,"
+            " inference service c 50% of replicas lost, inference service d 10% of replicas lost, pod e",
+        ),
+    ],
+    ids=["counts-only", "five-workloads"],
+)
+def test_a_title_with_few_short_names_lists_them_all(summary: str, expected: str) -> None:
+    assert _titled(summary) == expected
+
+
+def test_more_than_five_workloads_of_several_kinds_are_counted_as_workloads() -> None:
+    summary = ", ".join(
+        [
+            "2 nodes",
+            *(f"training job j{i} stopped" for i in range(3)),
+            *(f"inference service s{i}" for i in range(3)),
+        ]
+    )
+    assert _titled(summary) == (
+        "node n1 is down: 2 nodes, training job j0 stopped, training job j1 stopped, training job j2 stopped,"
+        " inference service s0, and 2 more services"
+    )
+    assert _titled(", ".join(f"training job j{i} stopped" for i in range(7))).endswith(
+        "training job j3 stopped, and 3 more training jobs"
+    )
+    mixed = ", ".join([*(f"training job j{i} stopped" for i in range(5)), "inference service s", "pod p"])
+    assert _titled(mixed).endswith("training job j3 stopped, and 3 more workloads")
+
+
+def test_long_names_are_cut_and_long_lists_stop_at_the_budget() -> None:
+    huge = "h" * 2500
+    cut = _titled(f"1 node, training job {'j' * 2500} stopped, training job k stopped", node=huge)
+    assert cut.startswith(f"node {'h' * (NAME_MAX - 6)}… is down: 1 node, training job jjj")
+    assert cut.endswith("…, and 1 more training job")
+    assert len(cut) < 2 * NAME_MAX + 50
+    names = ", ".join(f"inference service {'s' * 90}{i} unavailable" for i in range(5))
+    listed = _titled(names)
+    assert len(listed) <= TITLE_BUDGET and listed.endswith("and 3 more services")
