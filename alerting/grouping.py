@@ -19,6 +19,7 @@ from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess, seen, title
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
+from alerting.spreading import spread_candidates
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -37,7 +38,7 @@ from gpuwarden.model import (
 RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
 """What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
 exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
-rolled up only as the same signal spreads (``correlation._same_signal_spread``), never to a rack fault."""
+rolled up only as the same signal spreads (``correlation.same_signal_spread``), never to a rack fault."""
 
 SPREAD_NODES = 3
 """Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
@@ -283,9 +284,11 @@ class IncidentGrouping:
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> bool:
-        """Fold other open incidents that the (new) root of ``inc`` explains into it."""
+        """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
+        signal spreading with it, as the join path would have joined their alerts in another order."""
         merged = False
         spread = self._spread_in_rack(inc, batch.now)
+        spread |= spread_candidates(inc, self._open.values(), self._window)
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
                 continue
