@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
+from alerting.db import locked_row
 from alerting.outcomes import (
     ActionOutcome,
     already_acted,
@@ -71,26 +72,37 @@ class IncidentLifecycle(SilenceKeeping):
         change: ChangeKind,
         state: IncidentState | None,
         data: dict[str, object] | None = None,
-    ) -> Incident:
+        repeat: Callable[[Session, IncidentRow], bool] | None = None,
+        already: Callable[[Incident], str] = lambda _: "already done",
+    ) -> ActionOutcome:
+        """A person's change of an incident, in one transaction. ``repeat``, asked of the incident's row in
+        that transaction (``locked_row``: a concurrent change, a retry's first attempt whose COMMIT is still
+        in flight, commits first), says the change was made already: nothing is written, no listener is
+        told, and the outcome says why (``already``)."""
         with self._lock:
             now = self.clock.now()
             with self._sessions() as session, session.begin():
-                row = session.get(IncidentRow, incident_id)
+                row = locked_row(session, IncidentRow, incident_id)
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
                     raise resolved_conflict(incident_id, row.merged_into)
+                done = repeat is not None and repeat(session, row)
                 batch = Batch(session, now)
-                if state is not None:
-                    row.state = state.value
-                    if incident_id in self._open:
-                        self._open[incident_id].state = state
-                if state is IncidentState.ACKNOWLEDGED:
-                    row.acknowledged_at, row.acknowledged_by = now, by
-                row.updated_at = now
-                batch.event(incident_id, kind, message, {"by": by, **(data or {})}, change=change)
+                if not done:
+                    if state is not None:
+                        row.state = state.value
+                        if incident_id in self._open:
+                            self._open[incident_id].state = state
+                    if state is IncidentState.ACKNOWLEDGED:
+                        row.acknowledged_at, row.acknowledged_by = now, by
+                    row.updated_at = now
+                    batch.event(incident_id, kind, message, {"by": by, **(data or {})}, change=change)
+            current = self.store.get(incident_id) if done else None
+            if current is not None:  # nothing changed: no timeline entry, no listener call
+                return ActionOutcome(current, already(current))
             self._notify(batch.changes)
-            return self.store.get(incident_id)
+            return ActionOutcome(self.store.get(incident_id))
 
     def acknowledge(self, incident_id: str, by: str) -> Incident:
         """Mark the incident acknowledged (idempotent until it is resolved, then refused)."""
@@ -99,22 +111,16 @@ class IncidentLifecycle(SilenceKeeping):
     def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
         """``acknowledge``, saying when it changed nothing and why: who acknowledged the incident before (and
         when), or who is mitigating it. A repeat changes nothing: no timeline entry, no listener call."""
-        with self._lock:  # the check and the change together: two acks at once make one
-            current = self.store.get(incident_id)
-            if current.state is IncidentState.RESOLVED:
-                raise resolved_conflict(incident_id, self._merged_into(incident_id))
-            if current.state is not IncidentState.TRIGGERED:
-                return ActionOutcome(current, already_acted(current))
-            return ActionOutcome(
-                self._transition(
-                    incident_id,
-                    by,
-                    "acknowledged",
-                    f"acknowledged by {by}",
-                    change=ChangeKind.ACKNOWLEDGED,
-                    state=IncidentState.ACKNOWLEDGED,
-                )
-            )
+        return self._transition(
+            incident_id,
+            by,
+            "acknowledged",
+            f"acknowledged by {by}",
+            change=ChangeKind.ACKNOWLEDGED,
+            state=IncidentState.ACKNOWLEDGED,
+            repeat=lambda _, row: row.state != IncidentState.TRIGGERED.value,
+            already=already_acted,
+        )
 
     def resolve(self, incident_id: str, by: str) -> Incident:
         """Resolve the incident by hand (see ``resolve_outcome``)."""
@@ -130,7 +136,7 @@ class IncidentLifecycle(SilenceKeeping):
             self._fresh()
             now = self.clock.now()
             with self._sessions() as session, session.begin():
-                row = session.get(IncidentRow, incident_id)
+                row = locked_row(session, IncidentRow, incident_id)  # the check and the change: one step
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 done = row.state == IncidentState.RESOLVED.value
@@ -171,7 +177,7 @@ class IncidentLifecycle(SilenceKeeping):
             f"remediation approved by {by}",
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
-        )
+        ).incident
 
     def mark_mitigating(self, incident_id: str, by: str, action: str) -> Incident:
         """An automatic or manual action is running against the incident."""
@@ -183,7 +189,7 @@ class IncidentLifecycle(SilenceKeeping):
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
             data={"action": action},
-        )
+        ).incident
 
     def add_note(self, incident_id: str, by: str, text: str) -> Incident:
         """A person's note on the timeline (resolved incidents too: postmortems are written after)."""
@@ -194,7 +200,7 @@ class IncidentLifecycle(SilenceKeeping):
             raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
         return self._transition(
             incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None
-        )
+        ).incident
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         """Mute the incident's alerts (present and future changes) for a while: its changes reach listeners
@@ -236,7 +242,7 @@ class IncidentLifecycle(SilenceKeeping):
                 # Said so that a reload knows this silence held notifications back (before this version
                 # silences did not, and their incidents have nothing to catch up on).
                 data={"seconds": duration_seconds, "holds_notifications": True},
-            )
+            ).incident
 
     def _merged_into(self, incident_id: str) -> str | None:
         """The incident this one was merged into, if it was."""

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from alerting.engine import IncidentEngine
 from alerting.store import Conflict, IncidentNotFound
@@ -198,3 +201,58 @@ def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
     ):
         with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
             act()
+
+
+def _rival_writes_between_check_and_write(sql: Engine, state: str) -> tuple[list[str], Callable[..., None]]:
+    """Once the engine first reads the incident's row, another writer (a retry's first attempt whose COMMIT
+    lands now) sets the state and writes its event (of the state's name), unless the database refuses it
+    (locked: the engine's read and write are one transaction). Returns what the rival met ("stored" or
+    "refused") and the listener."""
+    met: list[str] = []
+
+    def rival(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if met or not statement.startswith("SELECT") or "FROM incidents" not in statement:
+            return
+        db = sqlite3.connect(str(sql.url.database), timeout=0)  # no wait for a lock: refused at once
+        try:
+            with db:
+                (incident_id,) = db.execute("SELECT id FROM incidents").fetchone()
+                db.execute("UPDATE incidents SET state = ? WHERE id = ?", (state, incident_id))
+                db.execute(
+                    "INSERT INTO timeline (incident_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        incident_id,
+                        "2026-01-01 00:00:00.000000",
+                        state,
+                        f"{state} by rival",
+                        '{"by": "rival"}',
+                    ),
+                )
+            met.append("stored")
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            met.append("refused")
+        finally:
+            db.close()
+
+    event.listen(sql, "after_cursor_execute", rival)
+    return met, rival
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_an_ack_or_resolve_checks_the_state_in_the_transaction_that_writes_it(
+    sql: Engine, clock: FakeClock, action: str
+) -> None:
+    # The ack read the state in one session and wrote in another: a concurrent writer's ack between the two
+    # made a second "acknowledged" event (a resolve's read ran before pysqlite began its transaction).
+    engine = _engine(sql, clock)
+    incident_id = _quiet_incident(engine, clock)
+    kind = "acknowledged" if action == "acknowledge" else "resolved"  # the state and its event
+    met, rival = _rival_writes_between_check_and_write(sql, kind)
+    try:
+        getattr(engine, f"{action}_outcome")(incident_id, "alice")
+    finally:
+        event.remove(sql, "after_cursor_execute", rival)
+    timeline = engine.store.get(incident_id).timeline
+    assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
+    assert met == ["refused"]  # the rival came between a read and a write of one transaction
