@@ -20,6 +20,8 @@ from alerting.db import locked_row
 from alerting.outcomes import (
     ActionOutcome,
     already_acted,
+    already_approved,
+    already_mitigating,
     already_resolved,
     duration_text,
     resolved_conflict,
@@ -35,6 +37,8 @@ from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
 from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
 
+APPROVED = "remediation_approved"  # timeline kinds
+MITIGATING = "mitigating"
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
 
@@ -72,10 +76,12 @@ class IncidentLifecycle(SilenceKeeping):
         change: ChangeKind,
         state: IncidentState | None,
         data: dict[str, object] | None = None,
+        data_of: Callable[[IncidentRow], dict[str, object]] | None = None,
         repeat: Callable[[Session, IncidentRow], bool] | None = None,
         already: Callable[[Incident], str] = lambda _: "already done",
     ) -> ActionOutcome:
-        """A person's change of an incident, in one transaction. ``repeat``, asked of the incident's row in
+        """A person's change of an incident, in one transaction; ``data_of``: more of the event's data, from
+        the row as the transaction reads it. ``repeat``, asked of the incident's row in
         that transaction (``locked_row``: a concurrent change, a retry's first attempt whose COMMIT is still
         in flight, commits first), says the change was made already: nothing is written, no listener is
         told, and the outcome says why (``already``)."""
@@ -97,7 +103,8 @@ class IncidentLifecycle(SilenceKeeping):
                     if state is IncidentState.ACKNOWLEDGED:
                         row.acknowledged_at, row.acknowledged_by = now, by
                     row.updated_at = now
-                    batch.event(incident_id, kind, message, {"by": by, **(data or {})}, change=change)
+                    more = {**(data or {}), **(data_of(row) if data_of is not None else {})}
+                    batch.event(incident_id, kind, message, {"by": by, **more}, change=change)
             current = self.store.get(incident_id) if done else None
             if current is not None:  # nothing changed: no timeline entry, no listener call
                 return ActionOutcome(current, already(current))
@@ -169,27 +176,44 @@ class IncidentLifecycle(SilenceKeeping):
             self.counters["incidents_resolved"] += 1
 
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
-        """Record a person's approval; the incident moves to mitigating."""
+        """Record a person's approval (see ``approve_remediation_outcome``)."""
+        return self.approve_remediation_outcome(incident_id, by).incident
+
+    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        """Record a person's approval of remediating the incident's root cause; it moves to mitigating. The
+        same remediation approved again while it is mitigating, by anyone (a second press, a retried
+        request), changes nothing (DESIGN.md: never repeat a remediation); a new root cause is a new one."""
         return self._transition(
             incident_id,
             by,
-            "remediation_approved",
+            APPROVED,
             f"remediation approved by {by}",
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
-        ).incident
+            data_of=lambda row: {"root_kind": row.root_kind, "root_target": row.root_target},
+            repeat=_approved_already,
+            already=already_approved,
+        )
 
     def mark_mitigating(self, incident_id: str, by: str, action: str) -> Incident:
-        """An automatic or manual action is running against the incident."""
+        """An automatic or manual action is running against the incident (see ``mark_mitigating_outcome``)."""
+        return self.mark_mitigating_outcome(incident_id, by, action).incident
+
+    def mark_mitigating_outcome(self, incident_id: str, by: str, action: str) -> ActionOutcome:
+        """An automatic or manual action is running against the incident; it moves to mitigating. The same
+        action marked again while it is mitigating, by anyone (a retried request), changes nothing; another
+        action is recorded."""
         return self._transition(
             incident_id,
             by,
-            "mitigating",
+            MITIGATING,
             f"mitigating: {action}",
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
             data={"action": action},
-        ).incident
+            repeat=lambda session, row: _mitigating_already(session, row, action),
+            already=lambda incident: already_mitigating(incident, action),
+        )
 
     def add_note(self, incident_id: str, by: str, text: str) -> Incident:
         """A person's note on the timeline (resolved incidents too: postmortems are written after)."""
@@ -198,6 +222,7 @@ class IncidentLifecycle(SilenceKeeping):
             raise InputError("must be a non-empty string", field="text")
         if len(text) > MAX_NOTE_CHARS:
             raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        # Not deduplicated, unlike the others: the same words may be said twice on purpose.
         return self._transition(
             incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None
         ).incident
@@ -302,6 +327,33 @@ class IncidentLifecycle(SilenceKeeping):
         if recovered is None:
             return render_postmortem(incident, onset, names, None)
         return render_postmortem(incident, onset, names, *recovered)
+
+
+def _latest(session: Session, incident_id: str, kind: str) -> TimelineRow | None:
+    """The incident's latest timeline event of ``kind``."""
+    query = select(TimelineRow).where(TimelineRow.incident_id == incident_id, TimelineRow.kind == kind)
+    return session.scalars(query.order_by(TimelineRow.seq.desc()).limit(1)).first()
+
+
+def _mitigating_already(session: Session, row: IncidentRow, action: str) -> bool:
+    """Whether the incident is mitigating with ``action`` already (its latest one)."""
+    if row.state != IncidentState.MITIGATING.value:
+        return False
+    last = _latest(session, row.id, MITIGATING)
+    return last is not None and last.data.get("action") == action
+
+
+def _approved_already(session: Session, row: IncidentRow) -> bool:
+    """Whether remediating the incident's root cause is approved already and it is still mitigating (an
+    approval stored before approvals named their root cause counts for any)."""
+    if row.state != IncidentState.MITIGATING.value:
+        return False
+    last = _latest(session, row.id, APPROVED)
+    if last is None:
+        return False
+    if "root_kind" not in last.data:
+        return True
+    return (last.data["root_kind"], last.data.get("root_target")) == (row.root_kind, row.root_target)
 
 
 def close(batch: Batch, row: IncidentRow, message: str, data: dict[str, object]) -> None:
