@@ -103,3 +103,15 @@ def test_a_spread_that_began_long_before_does_not_take_in_the_next_racks(
     _post(engine, [_xid("r03-n01", g, "119", clock.now()) for g in range(2)])
     _post(engine, [_xid("r03-n02", g, "119", clock.now()) for g in range(2)])
     assert _listed(engine)[0] == [("xid", "r02", 4), ("xid", "r03", 4)]
+
+
+def test_a_spread_goes_to_the_incident_of_it_opened_first(engine: IncidentEngine, clock: FakeClock) -> None:
+    # r03's first alerts opened an incident (perhaps announced already); r02's, opened later, spread over two
+    # nodes: r02's incident is folded into r03's, not r03's page resolved as merged into a new one.
+    _post(engine, [_xid("r03-n01", g, "119", clock.now()) for g in range(2)])
+    [first] = engine.open_incident_ids()
+    clock.advance(15)
+    _post(engine, [_xid(f"r02-n0{n}", g, "119", clock.now()) for n in (1, 2) for g in range(2)])
+    roots, merged_into = _listed(engine)
+    assert roots == [("xid", "c1", 6)]
+    assert list(engine.open_incident_ids()) == [first] and merged_into == {first}
