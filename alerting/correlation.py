@@ -120,7 +120,7 @@ def _hosts_workload(
     return not placed.isdisjoint(gpus)
 
 
-def _same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | None:
+def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | None:
     """How the same alert already held by ``candidate`` spreads to ``path``: None when it does not.
 
     4: the candidate holds it on at least two GPUs and they share ``path``'s rack (roll up to the rack).
@@ -206,7 +206,7 @@ def join_rank(
         return 3
     if new.is_infra and path and root:
         # The same signal on GPUs of several nodes (at least two already): roll up to the rack or cluster.
-        spread = _same_signal_spread(candidate, new, path)
+        spread = same_signal_spread(candidate, new, path)
         if spread is not None:
             return spread
     if new.is_outage and path and root:
@@ -350,7 +350,7 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     root that only one signal spreading reached (a driver's XID 119 on its nodes) explains no other GPU
     fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a workload's
     outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two racks are
-    two faults, see ``_same_signal_spread``), as one that is no outage's consequence, or anything on a node
+    two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything on a node
     an outage took."""
     path = new.location.path
     if len(root) == RACK_DEPTH and (

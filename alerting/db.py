@@ -2,16 +2,36 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
-from sqlalchemy.orm import DeclarativeBase
+from sqlalchemy.orm import DeclarativeBase, Session
 
 
 class Base(DeclarativeBase):
     """Declarative base for every alerting table (store and outbox)."""
+
+
+RowT = TypeVar("RowT", bound=Base)
+
+
+def locked_row(session: Session, model: type[RowT], key: str) -> RowT | None:
+    """The row of ``model`` whose primary key is ``key`` (None if there is none), read inside the session's
+    write transaction and held until it ends, so that a check on it and the write it decides are one step.
+
+    PostgreSQL: ``SELECT ... FOR UPDATE``; a concurrent transaction that changed the row (a retry's first
+    attempt whose COMMIT is still in flight) commits first, and this reads what it committed. SQLite: the
+    database's write lock first (``BEGIN IMMEDIATE``), since pysqlite begins a transaction only at the first
+    write, so the read before it would be no part of it.
+    """
+    connection = session.connection()
+    if connection.dialect.name == "sqlite":
+        dbapi = connection.connection.dbapi_connection
+        if dbapi is not None and not dbapi.in_transaction:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+    return session.get(model, key, with_for_update=True, populate_existing=True)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -19,6 +19,7 @@ from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
+from alerting.spreading import spread_candidates
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -38,7 +39,7 @@ from gpuwarden.model import (
 RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
 """What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
 exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
-rolled up only as the same signal spreads (``correlation._same_signal_spread``), never to a rack fault."""
+rolled up only as the same signal spreads (``correlation.same_signal_spread``), never to a rack fault."""
 
 SPREAD_NODES = 3
 """Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
@@ -90,8 +91,9 @@ class IncidentGrouping:
                 continue
             lost = inc.lost
             self._recompute(batch, inc)
-            if self._merge_into(batch, inc):
-                pending.append(inc.id)
+            took = self._merge_into(batch, inc)
+            if took is not None:
+                pending.append(took)
             if inc.lost != lost:
                 sharers |= self._sharers(inc, lost)
         for incident_id in sorted(sharers):  # their priority moves; what they hold does not
@@ -283,10 +285,19 @@ class IncidentGrouping:
         if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
 
-    def _merge_into(self, batch: Batch, inc: OpenIncident) -> bool:
-        """Fold other open incidents that the (new) root of ``inc`` explains into it."""
+    def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
+        """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
+        signal spreading with it, as the join path would have joined their alerts in another order; the id
+        of the incident that took others in (None: none). One signal spreading goes to the incident of it
+        opened first, already announced perhaps, whichever was touched."""
+        rollout = spread_candidates(inc, self._open.values(), self._window)
+        if rollout:
+            first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
+            if first is not inc:
+                self._fold(batch, first, inc)
+                return first.id
         merged = False
-        spread = self._spread_in_rack(inc, batch.now)
+        spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
                 continue
@@ -300,35 +311,45 @@ class IncidentGrouping:
                 continue
             if inside and _before_the_heat(inc, other):
                 continue
-            for fp, member in other.members.items():
-                inc.members[fp] = member
-                alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
-                if alert is not None:
-                    alert.incident_id = inc.id
-            other_row = batch.session.get(IncidentRow, other.id)
-            row = batch.session.get(IncidentRow, inc.id)
-            assert other_row is not None and row is not None
-            row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
-            other_row.merged_into = inc.id
-            other_row.state = IncidentState.RESOLVED.value
-            other_row.resolved_at = batch.now
-            batch.event(
-                other.id,
-                "merged",
-                f"merged into {inc.id}",
-                {"into": inc.id},
-                change=ChangeKind.RESOLVED,
-            )
-            batch.event(
-                inc.id,
-                "merged",
-                f"absorbed {other.id} ({len(other.members)} alerts)",
-                {"from": other.id},
-            )
-            inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
-            del self._open[other.id]
+            self._fold(batch, inc, other)
             merged = True
-        return merged
+        return inc.id if merged else None
+
+    def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, str]:
+        """When ``inc`` opened (its id breaks a tie)."""
+        row = batch.session.get(IncidentRow, inc.id)
+        assert row is not None
+        return row.opened_at, inc.id
+
+    def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
+        """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
+        for fp, member in other.members.items():
+            inc.members[fp] = member
+            alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
+            if alert is not None:
+                alert.incident_id = inc.id
+        other_row = batch.session.get(IncidentRow, other.id)
+        row = batch.session.get(IncidentRow, inc.id)
+        assert other_row is not None and row is not None
+        row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
+        other_row.merged_into = inc.id
+        other_row.state = IncidentState.RESOLVED.value
+        other_row.resolved_at = batch.now
+        batch.event(
+            other.id,
+            "merged",
+            f"merged into {inc.id}",
+            {"into": inc.id},
+            change=ChangeKind.RESOLVED,
+        )
+        batch.event(
+            inc.id,
+            "merged",
+            f"absorbed {other.id} ({len(other.members)} alerts)",
+            {"from": other.id},
+        )
+        inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
+        del self._open[other.id]
 
     def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
         """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a

@@ -1,5 +1,5 @@
 """What people do with an incident: acknowledge, approve remediation, mark mitigating, silence, resolve,
-record an action, draft the postmortem; and the silences and maintenance windows they add.
+record an action, draft the postmortem. The silences and maintenance windows they add: ``alerting.silencing``.
 
 ``IncidentLifecycle`` is the part of ``IncidentEngine`` that serves Slack buttons, the API and the runbook
 executor. Each change runs under the engine's lock in one transaction; listeners hear of it after the commit.
@@ -9,39 +9,36 @@ from __future__ import annotations
 
 import logging
 import threading
-import uuid
-from collections.abc import Iterable, Sequence
-from dataclasses import replace
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.matchers import Matcher
+from alerting.db import locked_row
 from alerting.outcomes import (
     ActionOutcome,
     already_acted,
+    already_approved,
+    already_mitigating,
     already_resolved,
     duration_text,
     resolved_conflict,
     still_firing,
 )
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
-from alerting.silences import Silence, SilenceKind
-from alerting.store import (
-    IncidentNotFound,
-    IncidentStore,
-    SilenceNotFound,
-    member_alerts,
-    silence_from_row,
-)
-from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
+from alerting.silences import Silence
+from alerting.silencing import SilenceKeeping
+from alerting.store import IncidentNotFound, IncidentStore, member_alerts
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
 from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
 
+APPROVED = "remediation_approved"  # timeline kinds
+MITIGATING = "mitigating"
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
 MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
 
@@ -49,7 +46,7 @@ MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author
 logger = logging.getLogger(__name__)
 
 
-class IncidentLifecycle:
+class IncidentLifecycle(SilenceKeeping):
     """Operator actions on incidents; mixed into ``IncidentEngine``, whose state it uses."""
 
     clock: Clock
@@ -79,26 +76,40 @@ class IncidentLifecycle:
         change: ChangeKind,
         state: IncidentState | None,
         data: dict[str, object] | None = None,
-    ) -> Incident:
+        data_of: Callable[[IncidentRow], dict[str, object]] | None = None,
+        repeat: Callable[[Session, IncidentRow], bool] | None = None,
+        already: Callable[[Incident], str] = lambda _: "already done",
+    ) -> ActionOutcome:
+        """A person's change of an incident, in one transaction; ``data_of``: more of the event's data, from
+        the row as the transaction reads it. ``repeat``, asked of the incident's row in
+        that transaction (``locked_row``: a concurrent change, a retry's first attempt whose COMMIT is still
+        in flight, commits first), says the change was made already: nothing is written, no listener is
+        told, and the outcome says why (``already``)."""
         with self._lock:
             now = self.clock.now()
             with self._sessions() as session, session.begin():
-                row = session.get(IncidentRow, incident_id)
+                row = locked_row(session, IncidentRow, incident_id)
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 if row.state == IncidentState.RESOLVED.value and state is not None:
                     raise resolved_conflict(incident_id, row.merged_into)
+                done = repeat is not None and repeat(session, row)
                 batch = Batch(session, now)
-                if state is not None:
-                    row.state = state.value
-                    if incident_id in self._open:
-                        self._open[incident_id].state = state
-                if state is IncidentState.ACKNOWLEDGED:
-                    row.acknowledged_at, row.acknowledged_by = now, by
-                row.updated_at = now
-                batch.event(incident_id, kind, message, {"by": by, **(data or {})}, change=change)
+                if not done:
+                    if state is not None:
+                        row.state = state.value
+                        if incident_id in self._open:
+                            self._open[incident_id].state = state
+                    if state is IncidentState.ACKNOWLEDGED:
+                        row.acknowledged_at, row.acknowledged_by = now, by
+                    row.updated_at = now
+                    more = {**(data or {}), **(data_of(row) if data_of is not None else {})}
+                    batch.event(incident_id, kind, message, {"by": by, **more}, change=change)
+            current = self.store.get(incident_id) if done else None
+            if current is not None:  # nothing changed: no timeline entry, no listener call
+                return ActionOutcome(current, already(current))
             self._notify(batch.changes)
-            return self.store.get(incident_id)
+            return ActionOutcome(self.store.get(incident_id))
 
     def acknowledge(self, incident_id: str, by: str) -> Incident:
         """Mark the incident acknowledged (idempotent until it is resolved, then refused)."""
@@ -107,22 +118,16 @@ class IncidentLifecycle:
     def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
         """``acknowledge``, saying when it changed nothing and why: who acknowledged the incident before (and
         when), or who is mitigating it. A repeat changes nothing: no timeline entry, no listener call."""
-        with self._lock:  # the check and the change together: two acks at once make one
-            current = self.store.get(incident_id)
-            if current.state is IncidentState.RESOLVED:
-                raise resolved_conflict(incident_id, self._merged_into(incident_id))
-            if current.state is not IncidentState.TRIGGERED:
-                return ActionOutcome(current, already_acted(current))
-            return ActionOutcome(
-                self._transition(
-                    incident_id,
-                    by,
-                    "acknowledged",
-                    f"acknowledged by {by}",
-                    change=ChangeKind.ACKNOWLEDGED,
-                    state=IncidentState.ACKNOWLEDGED,
-                )
-            )
+        return self._transition(
+            incident_id,
+            by,
+            "acknowledged",
+            f"acknowledged by {by}",
+            change=ChangeKind.ACKNOWLEDGED,
+            state=IncidentState.ACKNOWLEDGED,
+            repeat=lambda _, row: row.state != IncidentState.TRIGGERED.value,
+            already=already_acted,
+        )
 
     def resolve(self, incident_id: str, by: str) -> Incident:
         """Resolve the incident by hand (see ``resolve_outcome``)."""
@@ -138,7 +143,7 @@ class IncidentLifecycle:
             self._fresh()
             now = self.clock.now()
             with self._sessions() as session, session.begin():
-                row = session.get(IncidentRow, incident_id)
+                row = locked_row(session, IncidentRow, incident_id)  # the check and the change: one step
                 if row is None:
                     raise IncidentNotFound(incident_id)
                 done = row.state == IncidentState.RESOLVED.value
@@ -171,26 +176,43 @@ class IncidentLifecycle:
             self.counters["incidents_resolved"] += 1
 
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
-        """Record a person's approval; the incident moves to mitigating."""
+        """Record a person's approval (see ``approve_remediation_outcome``)."""
+        return self.approve_remediation_outcome(incident_id, by).incident
+
+    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        """Record a person's approval of remediating the incident's root cause; it moves to mitigating. The
+        same remediation approved again while it is mitigating, by anyone (a second press, a retried
+        request), changes nothing (DESIGN.md: never repeat a remediation); a new root cause is a new one."""
         return self._transition(
             incident_id,
             by,
-            "remediation_approved",
+            APPROVED,
             f"remediation approved by {by}",
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
+            data_of=lambda row: {"root_kind": row.root_kind, "root_target": row.root_target},
+            repeat=_approved_already,
+            already=already_approved,
         )
 
     def mark_mitigating(self, incident_id: str, by: str, action: str) -> Incident:
-        """An automatic or manual action is running against the incident."""
+        """An automatic or manual action is running against the incident (see ``mark_mitigating_outcome``)."""
+        return self.mark_mitigating_outcome(incident_id, by, action).incident
+
+    def mark_mitigating_outcome(self, incident_id: str, by: str, action: str) -> ActionOutcome:
+        """An automatic or manual action is running against the incident; it moves to mitigating. The same
+        action marked again while it is mitigating, by anyone (a retried request), changes nothing; another
+        action is recorded."""
         return self._transition(
             incident_id,
             by,
-            "mitigating",
+            MITIGATING,
             f"mitigating: {action}",
             change=ChangeKind.MITIGATING,
             state=IncidentState.MITIGATING,
             data={"action": action},
+            repeat=lambda session, row: _mitigating_already(session, row, action),
+            already=lambda incident: already_mitigating(incident, action),
         )
 
     def add_note(self, incident_id: str, by: str, text: str) -> Incident:
@@ -200,9 +222,10 @@ class IncidentLifecycle:
             raise InputError("must be a non-empty string", field="text")
         if len(text) > MAX_NOTE_CHARS:
             raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        # Not deduplicated, unlike the others: the same words may be said twice on purpose.
         return self._transition(
             incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None
-        )
+        ).incident
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         """Mute the incident's alerts (present and future changes) for a while: its changes reach listeners
@@ -244,130 +267,7 @@ class IncidentLifecycle:
                 # Said so that a reload knows this silence held notifications back (before this version
                 # silences did not, and their incidents have nothing to catch up on).
                 data={"seconds": duration_seconds, "holds_notifications": True},
-            )
-
-    def add_silence(
-        self,
-        matchers: Sequence[Matcher],
-        starts_at: datetime,
-        ends_at: datetime,
-        created_by: str,
-        *,
-        comment: str = "",
-        kind: SilenceKind | None = None,
-        incident_id: str | None = None,
-        update: str | None = None,
-    ) -> str:
-        """Store a silence or maintenance window; returns its id.
-
-        With ``update``, the id of a stored silence, it is Alertmanager's update (``Silences.Set``): in place,
-        keeping the id, when ``_updatable``; otherwise the old one expires and a new one, with a new id, takes
-        over in the same transaction. A refused request (a bad time range, an unknown id) changes nothing.
-        ``kind`` None: a silence, or on an update the kind of the one it updates (amtool and Grafana post
-        back what they read, which does not say it is a maintenance window).
-        """
-        if ends_at <= starts_at:
-            raise InputError("must be after startsAt", field="endsAt")
-        if not matchers and incident_id is None:
-            raise InputError("at least one matcher is required", field="matchers")
-        with self._lock:
-            now = self.clock.now()
-            if ends_at <= now:  # as in Alertmanager: it would never mute anything
-                raise InputError("can't be in the past", field="endsAt")
-            expired = None
-            with self._sessions() as session, session.begin():
-                old = None if update is None else self._silence_row(session, update)
-                if kind is None:
-                    kind = SilenceKind(old.kind) if old is not None else SilenceKind.SILENCE
-                silence = Silence(
-                    f"sil-{uuid.uuid4().hex[:12]}",
-                    tuple(matchers),
-                    starts_at,
-                    ends_at,
-                    created_by,
-                    comment,
-                    kind,
-                    incident_id,
-                )
-                if old is not None and _updatable(silence_from_row(old), silence, now):
-                    silence = replace(silence, id=old.id)
-                elif old is not None:
-                    _expire_row(old, now)
-                    expired = silence_from_row(old)
-                session.merge(  # the row of an update in place, or a new one
-                    SilenceRow(
-                        id=silence.id,
-                        kind=kind.value,
-                        matchers=[m.to_dict() for m in matchers],
-                        starts_at=starts_at,
-                        ends_at=ends_at,
-                        created_by=created_by,
-                        comment=comment,
-                        incident_id=incident_id,
-                    )
-                )
-            if expired is not None:
-                self._silences = [expired if s.id == expired.id else s for s in self._silences]
-            self._silences = [*(s for s in self._silences if s.id != silence.id), silence]
-        return silence.id
-
-    def silences(self) -> list[Silence]:
-        """Silences and maintenance windows that are not yet expired."""
-        now = self.clock.now()
-        with self._lock:
-            return [s for s in self._silences if s.state(now) != "expired"]
-
-    def silenced_until(self) -> dict[str, datetime]:
-        """When the active silences of each silenced incident end (the last of them)."""
-        now = self.clock.now()
-        until: dict[str, datetime] = {}
-        with self._lock:
-            for s in self._silences:
-                if s.incident_id is not None and s.state(now) == "active":
-                    until[s.incident_id] = max(s.ends_at, until.get(s.incident_id, s.ends_at))
-        return until
-
-    def all_silences(self) -> list[Silence]:
-        """Every stored silence, expired ones too until retention deletes them, and the config's windows."""
-        with self._lock, self._sessions() as session:
-            stored = [
-                silence_from_row(r) for r in session.scalars(select(SilenceRow).order_by(SilenceRow.ends_at))
-            ]
-            configured = [s for s in self._silences if s.configured]
-        return configured + stored
-
-    def silence(self, silence_id: str) -> Silence:
-        """One silence or window by id."""
-        found = next((s for s in self.all_silences() if s.id == silence_id), None)
-        if found is None:
-            raise SilenceNotFound(silence_id)
-        return found
-
-    def expire_silence(self, silence_id: str) -> Silence:
-        """End a silence now (Alertmanager's ``DELETE /api/v2/silence/{id}``).
-
-        What it muted is released at the next tick. Expiring an expired silence changes nothing; a window of
-        the configuration file is refused.
-        """
-        now = self.clock.now()
-        with self._lock:
-            with self._sessions() as session, session.begin():
-                row = self._silence_row(session, silence_id)
-                _expire_row(row, now)
-                expired = silence_from_row(row)
-            self._silences = [expired if s.id == silence_id else s for s in self._silences]
-        return expired
-
-    def _silence_row(self, session: Session, silence_id: str) -> SilenceRow:
-        """The stored silence; a window of the configuration file is refused, another id is not found."""
-        row = session.get(SilenceRow, silence_id)
-        if row is None:
-            if any(s.id == silence_id and s.configured for s in self._silences):
-                raise InputError(
-                    "a maintenance window of the configuration file: edit it there", field="silenceID"
-                )
-            raise SilenceNotFound(silence_id)
-        return row
+            ).incident
 
     def _merged_into(self, incident_id: str) -> str | None:
         """The incident this one was merged into, if it was."""
@@ -429,6 +329,33 @@ class IncidentLifecycle:
         return render_postmortem(incident, onset, names, *recovered)
 
 
+def _latest(session: Session, incident_id: str, kind: str) -> TimelineRow | None:
+    """The incident's latest timeline event of ``kind``."""
+    query = select(TimelineRow).where(TimelineRow.incident_id == incident_id, TimelineRow.kind == kind)
+    return session.scalars(query.order_by(TimelineRow.seq.desc()).limit(1)).first()
+
+
+def _mitigating_already(session: Session, row: IncidentRow, action: str) -> bool:
+    """Whether the incident is mitigating with ``action`` already (its latest one)."""
+    if row.state != IncidentState.MITIGATING.value:
+        return False
+    last = _latest(session, row.id, MITIGATING)
+    return last is not None and last.data.get("action") == action
+
+
+def _approved_already(session: Session, row: IncidentRow) -> bool:
+    """Whether remediating the incident's root cause is approved already and it is still mitigating (an
+    approval stored before approvals named their root cause counts for any)."""
+    if row.state != IncidentState.MITIGATING.value:
+        return False
+    last = _latest(session, row.id, APPROVED)
+    if last is None:
+        return False
+    if "root_kind" not in last.data:
+        return True
+    return (last.data["root_kind"], last.data.get("root_target")) == (row.root_kind, row.root_target)
+
+
 def close(batch: Batch, row: IncidentRow, message: str, data: dict[str, object]) -> None:
     """Resolve an incident's row now, with its ``resolved`` event, listeners told ``RESOLVED`` (the tick's
     resolution after the quiet period, and a person's)."""
@@ -449,26 +376,3 @@ def _recovered_at(row: IncidentRow, alerts: Sequence[AlertRow]) -> tuple[datetim
     if ends and len(ends) == len(alerts) and max(ends) <= quiet:
         return max(ends), RECOVERED_FROM_ENDS_AT
     return quiet, RECOVERED_FROM_QUIET
-
-
-def _updatable(old: Silence, new: Silence, now: datetime) -> bool:
-    """Alertmanager's ``canUpdate``: whether ``old`` can become ``new`` without rewriting what it muted.
-
-    The matchers (and the kind) stay; an active silence keeps its start (to the second, as Alertmanager
-    compares) and does not end in the past; a pending one does not start in the past; an expired one never.
-    """
-    if (old.matchers, old.kind, old.incident_id) != (new.matchers, new.kind, new.incident_id):
-        return False
-    state = old.state(now)
-    if state == "active":
-        return int(new.starts_at.timestamp()) == int(old.starts_at.timestamp()) and new.ends_at >= now
-    if state == "pending":
-        return new.starts_at >= now
-    return False
-
-
-def _expire_row(row: SilenceRow, now: datetime) -> None:
-    """End a stored silence now; an ended one stays as it is."""
-    if row.ends_at > now:
-        row.starts_at = min(row.starts_at, now)
-        row.ends_at = now

@@ -42,6 +42,22 @@ def already_acted(incident: Incident) -> str:
     return ""
 
 
+def already_mitigating(incident: Incident, action: str) -> str:
+    """Why marking the incident mitigating with ``action`` changes nothing: who marked it so, and when."""
+    work = _last(incident.timeline, ("mitigating",))
+    if work is None:
+        return f"already mitigating ({action})"
+    return f"already mitigating ({action}) by {work.data.get('by', '?')} since {rfc3339(work.at)}"
+
+
+def already_approved(incident: Incident) -> str:
+    """Why approving the incident's remediation changes nothing: who approved it, and when."""
+    approval = _last(incident.timeline, ("remediation_approved",))
+    if approval is None:
+        return "remediation already approved"
+    return f"remediation already approved by {approval.data.get('by', '?')} at {rfc3339(approval.at)}"
+
+
 def already_resolved(incident: Incident) -> str:
     """Why resolving the resolved incident changes nothing: who resolved it and when, or that its quiet
     period did."""

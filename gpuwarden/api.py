@@ -46,7 +46,7 @@ from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.api_errors import error_response as _error
-from gpuwarden.api_errors import no_route
+from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
@@ -113,17 +113,10 @@ class CatchAll:
             unreachable = self.health.store_failed(exc)
             logger.exception("request failed", extra={"path": scope.get("path")})
             if not started:
-                response = _error(503, _failure(scope.get("method", ""), unreachable), route=scope["path"])
+                failed = failure_text(scope.get("method", ""), scope["path"], unreachable)
+                response = _error(503, failed, route=scope["path"])
                 response.headers["Retry-After"] = "1"
                 await response(scope, receive, send)
-
-
-def _failure(method: str, unreachable: bool) -> str:
-    """What a failed request says: a read changed nothing, so it says what it could not do."""
-    cause = "the store is unreachable" if unreachable else "internal error"
-    if method in ("GET", "HEAD"):
-        return f"{cause}; the store could not be read, retry later"
-    return f"{cause}; nothing was stored, retry later"
 
 
 class _Handlers:

@@ -2,12 +2,35 @@
 
 from __future__ import annotations
 
+import re
+
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Match, Route
 
 FIELD_HEADER = "X-Gpuwarden-Field"
+
+REPEATS_CHANGE_NOTHING = re.compile(
+    r"/api/v2/alerts|/api/v1/webhook/alertmanager|/api/v1/incidents/[^/]+/(ack|mitigate|resolve|silence)"
+    r"|/api/v2/silence/[^/]+|/api/v1/outbox/retry"
+)
+"""Writes that change nothing when repeated: alerts (Prometheus re-posts them anyway), an incident's ack,
+mitigate (the same action), resolve and silence (the same person's, or one a silence covers), expiring a
+silence, queueing failed messages again. Not a note (stored again) nor a new silence (added again)."""
+
+
+def failure_text(method: str, path: str, unreachable: bool) -> str:
+    """What a request that failed unexpectedly says (a 503). A read changed nothing. A write may have: the
+    store can fail after its COMMIT went through (the answer lost with the connection), so it says the
+    outcome is unknown, and whether sending it again is safe."""
+    cause = "the store is unreachable" if unreachable else "internal error"
+    if method in ("GET", "HEAD"):
+        return f"{cause}; the store could not be read, retry later"
+    unknown = f"{cause}; whether the change was stored is unknown (its commit may have gone through)"
+    if REPEATS_CHANGE_NOTHING.fullmatch(path):
+        return f"{unknown}; a retry is safe: if it was stored, the repeat changes nothing"
+    return f"{unknown}; look before you retry: if it was stored, a repeat stores it again"
 
 
 def error_response(status: int, message: str, field: str = "", *, route: str = "") -> JSONResponse:

@@ -5,9 +5,11 @@ on it, by hand or by a tool gpuwarden does not drive), ``.../notes`` (``{"text",
 the Slack thread and in the postmortem), ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
 button's silence for any duration) and ``.../resolve`` (``{"by"}``: resolved by hand once none of its alerts
 fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``. Each answers
-with the incident's detail; ``ack`` and ``resolve`` add ``changed`` and ``message`` (``changed`` false: it
-was already so, and ``message`` says by whom and since when, e.g. "already acknowledged by alice at ..." or
-"already resolved by bob at ...").
+with the incident's detail; ``ack``, ``mitigate`` and ``resolve`` add ``changed`` and ``message``
+(``changed`` false: it was already so, and ``message`` says by whom and since when, e.g. "already
+acknowledged by alice at ...", "already mitigating (drain r07-n03) by bob since ..." or "already resolved by
+bob at ..."), so that a retried request changes nothing. A note is stored each time it is posted: the same
+words may be said twice on purpose.
 Routes and their auth are wired in ``gpuwarden.api``.
 """
 
@@ -127,11 +129,14 @@ class IncidentActionsApi:
         return JSONResponse({**detail, "changed": outcome.changed, "message": message})
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
-        """Mark mitigating, saying what is being done."""
+        """Mark mitigating, saying what is being done (idempotent as ``ack``: the same action again while it
+        is mitigating answers 200, ``changed`` false, saying who marked it and since when)."""
         data = _fields(body)
         action = _text(data, "action")
-        incident_id = request.path_params["incident_id"]
-        return await self._answer(self.engine.mark_mitigating, incident_id, data["by"], action)
+        incident_id, by = request.path_params["incident_id"], data["by"]
+        outcome = await run_in_threadpool(self.engine.mark_mitigating_outcome, incident_id, by, action)
+        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
+        return self._outcome(outcome, outcome.already or f"mitigating: {action}", alerts)
 
     async def note(self, request: Request, body: bytes) -> Response:
         """Add a note to the timeline."""

@@ -262,9 +262,10 @@ def mitigate(
     url: UrlOption = "http://127.0.0.1:8080",
     by: ByOption = "",
 ) -> None:
-    """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN)."""
+    """Mark an incident mitigating: someone is working on it (needs GPUWARDEN_API_TOKEN); says so when
+    someone already marked the same action."""
     inc = _act(url, incident_id, "mitigate", {"action": action}, by)
-    typer.echo(f"{inc['id']}: {inc['state']}")
+    _said(inc)
 
 
 @incidents_app.command("note")

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import sqlite3
+from collections.abc import Callable
+
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from alerting.engine import IncidentEngine
 from alerting.store import Conflict, IncidentNotFound
@@ -198,3 +201,116 @@ def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
     ):
         with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
             act()
+
+
+def test_marking_the_same_action_mitigating_again_changes_nothing_and_another_action_is_recorded(
+    sql: Engine, clock: FakeClock
+) -> None:
+    # A retried request wrote a second "mitigating" event, and told listeners (a Slack edit) again.
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    first = engine.mark_mitigating(incident_id, "carol", "power-cycling x1")
+    assert first.state is IncidentState.MITIGATING
+    changes = _recorded(engine)
+    clock.advance(30)
+    assert engine.mark_mitigating(incident_id, "carol", "power-cycling x1").timeline == first.timeline
+    again = engine.mark_mitigating_outcome(incident_id, "dave", "power-cycling x1")
+    assert not again.changed and changes == []
+    assert again.already == "already mitigating (power-cycling x1) by carol since 2026-01-01T00:00:00Z"
+    assert again.incident.timeline == first.timeline
+    other = engine.mark_mitigating_outcome(incident_id, "carol", "reseating x1's GPU 0")
+    assert other.changed and [e.kind for e in other.incident.timeline].count("mitigating") == 2
+
+
+def test_approving_the_same_remediation_again_by_anyone_changes_nothing(
+    sql: Engine, clock: FakeClock
+) -> None:
+    # DESIGN.md: never repeat a remediation. A second press of the Slack button (by anyone) or a retried
+    # request wrote a second approval.
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(GPU)])
+    [incident_id] = engine.open_incident_ids()
+    first = engine.approve_remediation(incident_id, "slack:alice")
+    assert first.state is IncidentState.MITIGATING
+    changes = _recorded(engine)
+    clock.advance(5)
+    assert engine.approve_remediation(incident_id, "slack:bob").timeline == first.timeline
+    again = engine.approve_remediation_outcome(incident_id, "slack:alice")
+    assert not again.changed and changes == []
+    assert again.already == "remediation already approved by slack:alice at 2026-01-01T00:00:00Z"
+    assert [e.kind for e in again.incident.timeline].count("remediation_approved") == 1
+
+
+def test_an_approval_after_the_root_cause_moved_is_a_new_remediation(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    engine.ingest([Alert({**GPU, "alertname": "GPULost"})])
+    [incident_id] = engine.open_incident_ids()
+    engine.approve_remediation(incident_id, "slack:alice")  # a GPU lost: reset it
+    clock.advance(20)
+    engine.ingest([Alert(NODE)])  # the node went down with it: the root is the node now
+    assert engine.store.get(incident_id).root_cause.kind.value == "node_down"
+    approvals = [
+        e.data
+        for e in engine.approve_remediation(incident_id, "slack:alice").timeline
+        if e.kind == "remediation_approved"
+    ]
+    assert [(a["root_kind"], a["by"]) for a in approvals] == [
+        ("gpu_lost", "slack:alice"),
+        ("node_down", "slack:alice"),
+    ]
+
+
+def _rival_writes_between_check_and_write(sql: Engine, state: str) -> tuple[list[str], Callable[..., None]]:
+    """Once the engine first reads the incident's row, another writer (a retry's first attempt whose COMMIT
+    lands now) sets the state and writes its event (of the state's name), unless the database refuses it
+    (locked: the engine's read and write are one transaction). Returns what the rival met ("stored" or
+    "refused") and the listener."""
+    met: list[str] = []
+
+    def rival(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if met or not statement.startswith("SELECT") or "FROM incidents" not in statement:
+            return
+        db = sqlite3.connect(str(sql.url.database), timeout=0)  # no wait for a lock: refused at once
+        try:
+            with db:
+                (incident_id,) = db.execute("SELECT id FROM incidents").fetchone()
+                db.execute("UPDATE incidents SET state = ? WHERE id = ?", (state, incident_id))
+                db.execute(
+                    "INSERT INTO timeline (incident_id, at, kind, message, data) VALUES (?, ?, ?, ?, ?)",
+                    (
+                        incident_id,
+                        "2026-01-01 00:00:00.000000",
+                        state,
+                        f"{state} by rival",
+                        '{"by": "rival"}',
+                    ),
+                )
+            met.append("stored")
+        except sqlite3.OperationalError as exc:
+            assert "locked" in str(exc)
+            met.append("refused")
+        finally:
+            db.close()
+
+    event.listen(sql, "after_cursor_execute", rival)
+    return met, rival
+
+
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_an_ack_or_resolve_checks_the_state_in_the_transaction_that_writes_it(
+    sql: Engine, clock: FakeClock, action: str
+) -> None:
+    # The ack read the state in one session and wrote in another: a concurrent writer's ack between the two
+    # made a second "acknowledged" event (a resolve's read ran before pysqlite began its transaction).
+    engine = _engine(sql, clock)
+    incident_id = _quiet_incident(engine, clock)
+    kind = "acknowledged" if action == "acknowledge" else "resolved"  # the state and its event
+    met, rival = _rival_writes_between_check_and_write(sql, kind)
+    try:
+        getattr(engine, f"{action}_outcome")(incident_id, "alice")
+    finally:
+        event.remove(sql, "after_cursor_execute", rival)
+    timeline = engine.store.get(incident_id).timeline
+    assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
+    assert met == ["refused"]  # the rival came between a read and a write of one transaction

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from pydantic import SecretStr
 from sqlalchemy import Engine, event
+from sqlalchemy.exc import OperationalError
 
 import gpuwarden.api
 from alerting import scenarios
@@ -22,6 +23,7 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
+from alerting.subscriptions import ChangeKind
 from gpuwarden.api import LAG_HEADER, create_app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
@@ -128,11 +130,56 @@ def test_a_read_while_the_store_is_down_says_the_store_could_not_be_read(
         assert client.get("/-/ready").status_code == 503  # the read found the store unreachable
 
 
-def test_a_write_the_store_fails_still_says_nothing_was_stored(applier: JournalApplier) -> None:
+@pytest.mark.parametrize(
+    ("action", "body", "advice"),
+    [
+        ("ack", {}, "a retry is safe: if it was stored, the repeat changes nothing"),
+        (
+            "notes",
+            {"text": "PSU swapped"},
+            "look before you retry: if it was stored, a repeat stores it again",
+        ),
+    ],
+    ids=["ack", "note"],
+)
+def test_a_write_the_store_fails_says_its_outcome_is_unknown_and_whether_a_retry_is_safe(
+    applier: JournalApplier, action: str, body: dict[str, str], advice: str
+) -> None:
+    # It said "nothing was stored", untrue when the COMMIT went through and only its answer was lost.
     with _client(applier) as client, store_down(applier.engine.store.engine):
-        response = client.post("/api/v1/incidents/nope/ack", json={"by": "sre"}, headers=AUTH)
+        response = client.post(f"/api/v1/incidents/nope/{action}", json={**body, "by": "sre"}, headers=AUTH)
         assert response.status_code == 503
-        assert "nothing was stored" in error_text(response)
+        text = error_text(response)
+        assert "whether the change was stored is unknown" in text and text.endswith(advice), text
+        assert "nothing was stored" not in text
+
+
+def test_an_ack_whose_commit_answer_was_lost_answers_503_and_its_retry_changes_nothing(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = applier.engine
+    with _client(applier) as client:
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+        _eventually(lambda: bool(client.get("/api/v1/incidents").json()))
+        (item,) = client.get("/api/v1/incidents").json()
+        notify = engine._notify
+
+        def lost_answer(changes: list[tuple[str, ChangeKind, Any]]) -> None:
+            if not any(kind is ChangeKind.ACKNOWLEDGED for _, kind, _ in changes):
+                notify(changes)
+                return
+            monkeypatch.setattr(engine, "_notify", notify)
+            raise OperationalError("COMMIT", {}, Exception("server closed the connection unexpectedly"))
+
+        monkeypatch.setattr(engine, "_notify", lost_answer)  # the ack's COMMIT went through, its answer lost
+        path = f"/api/v1/incidents/{item['id']}/ack"
+        lost = client.post(path, json={"by": "alice"}, headers=AUTH)
+        assert lost.status_code == 503
+        assert "unknown" in error_text(lost) and "a retry is safe" in error_text(lost)
+        retried = client.post(path, json={"by": "alice"}, headers=AUTH)
+        assert retried.status_code == 200 and retried.json()["changed"] is False
+        assert retried.json()["message"] == "already acknowledged by alice at 2026-01-01T00:00:00Z"
+        assert [e["kind"] for e in retried.json()["timeline"]].count("acknowledged") == 1
 
 
 def test_a_backlog_replays_behind_an_open_port_reads_lag_and_later_writes_apply_after_it(

@@ -85,3 +85,29 @@ def test_an_actions_answer_lists_the_incidents_alerts_as_show_does(client: TestC
     for action, body in (("ack", {"by": "alice"}), ("notes", {"text": "looking", "by": "bob"})):
         answer = client.post(f"{path}/{action}", json=body, headers=AUTH).json()
         assert answer["alerts"] == shown, action  # it said [] while alert_count said 1
+
+
+def test_a_repeated_mitigate_answers_200_saying_who_marked_it_and_a_repeated_note_is_stored_again(
+    client: TestClient,
+) -> None:
+    # A retried mitigate wrote a second "mitigating" event (and a second Slack update); a note said twice is
+    # kept twice: the same words may be meant twice.
+    path = _incident(client)
+    body = {"action": "reseating PSU", "by": "carol"}
+    first = client.post(f"{path}/mitigate", json=body, headers=AUTH).json()
+    assert (first["state"], first["changed"], first["message"]) == (
+        "mitigating",
+        True,
+        "mitigating: reseating PSU",
+    )
+    again = client.post(f"{path}/mitigate", json=body, headers=AUTH)
+    assert again.status_code == 200
+    assert (again.json()["changed"], again.json()["message"]) == (
+        False,
+        "already mitigating (reseating PSU) by carol since 2026-01-01T00:00:00Z",
+    )
+    assert again.json()["timeline"] == first["timeline"]
+    for _ in range(2):
+        client.post(f"{path}/notes", json={"text": "PSU swapped", "by": "carol"}, headers=AUTH)
+    notes = [e for e in client.get(path).json()["timeline"] if e["kind"] == "note"]
+    assert len(notes) == 2

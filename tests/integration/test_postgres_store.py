@@ -8,6 +8,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -25,7 +26,7 @@ from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import AlertStatus, IncidentState, RackRef, label_fingerprint
+from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.servers import free_port
 
@@ -302,3 +303,45 @@ def test_a_postgres_outage_fails_readiness_and_shows_on_metrics_and_nothing_ackn
         (incident,) = httpx.get(f"{url}/api/v1/incidents", timeout=30).json()
         assert incident["root_cause"]["kind"] == "node_down"
         assert serve_metric(url, "gpuwarden_ingest_lag_bytes") == 0
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize("action", ["acknowledge", "resolve"])
+def test_an_ack_or_resolve_waits_for_a_concurrent_one_in_flight_and_then_changes_nothing(
+    postgres_url: str, action: str
+) -> None:
+    # A retry while the first attempt's COMMIT is still in flight: the check read the state without a row
+    # lock and saw it unchanged, so the retry wrote a second event once the first committed.
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock)
+    labels = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
+    engine.ingest([Alert(labels)])
+    engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])  # resolvable by hand
+    [incident_id] = engine.open_incident_ids()
+    kind = "acknowledged" if action == "acknowledge" else "resolved"  # the state and its event
+    with sql.connect() as first:  # the first attempt: written, its COMMIT not yet done
+        first.execute(text("UPDATE incidents SET state = :s WHERE id = :i"), {"s": kind, "i": incident_id})
+        first.execute(
+            text(
+                "INSERT INTO timeline (incident_id, at, kind, message, data)"
+                " VALUES (:i, now(), :k, 'the first attempt', '{\"by\": \"alice\"}')"
+            ),
+            {"i": incident_id, "k": kind},
+        )
+        first_pid = first.execute(text("SELECT pg_backend_pid()")).scalar_one()
+        with ThreadPoolExecutor(1) as pool:
+            retry = pool.submit(getattr(engine, f"{action}_outcome"), incident_id, "alice")
+            while not first.execute(  # the retry waits for the first attempt's row lock
+                text("SELECT count(*) FROM pg_locks WHERE NOT granted AND :p = ANY(pg_blocking_pids(pid))"),
+                {"p": first_pid},
+            ).scalar_one():
+                assert not retry.done(), retry.result()
+                time.sleep(0.01)
+            first.commit()
+            outcome = retry.result()
+    assert not outcome.changed
+    timeline = engine.store.get(incident_id).timeline
+    assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
+    sql.dispose()

@@ -70,6 +70,12 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
             app, ["incidents", "mitigate", item["id"], "--action", "reseating PSU", *base]
         )
         assert working.exit_code == 0 and working.stdout.strip() == f"{item['id']}: mitigating"
+        retried = runner.invoke(
+            app,
+            ["incidents", "mitigate", item["id"], "--action", "reseating PSU", "--url", url, "--by", "bob"],
+        )
+        assert retried.exit_code == 0, retried.output
+        assert retried.stdout.startswith(f"{item['id']}: already mitigating (reseating PSU) by alice since ")
         noted = runner.invoke(app, ["incidents", "note", item["id"], "PSU 2 was loose", *base])
         assert noted.exit_code == 0 and noted.stdout.strip() == f"{item['id']}: noted"
         hushed = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2h", *base])
