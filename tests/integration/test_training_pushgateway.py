@@ -1,5 +1,6 @@
 """A simulated training job pushes per-rank metrics to a real Pushgateway scraped by a real Prometheus:
-a straggler shows up as one slow rank, a hung rank as a job whose progress stops."""
+a straggler shows up as one slow rank, a hung rank as a job whose progress stops. A rank served for
+scraping carries the labels its pushed group has."""
 
 from __future__ import annotations
 
@@ -8,8 +9,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.training import SimTrainingAdapter
+from exporters.training import TrainingMetrics
+from exporters.training_sim import SimTrainingAdapter
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.integration.servers import free_port, require_binary, running
@@ -63,7 +66,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
     [job] = fleet.training_jobs()
     slow_rank, slow_gpu = next(iter(job.ranks.items()))
     hung_rank, hung_gpu = list(job.ranks.items())[-1]
-    adapter = SimTrainingAdapter(fleet)
+    adapter = SimTrainingAdapter(fleet, pushgateway=gateway)
     selector = f'{{job="{job.name}",namespace="{job.namespace}"}}'
 
     with (
@@ -73,7 +76,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         fleet.inject(FaultSpec("straggler", slow_gpu.node, slow_gpu.index, params={"factor": 0.5}))
         clock.advance(30.0)
         adapter.sync()
-        assert adapter.push(gateway)
+        assert adapter.push()
         ranks = {str(r) for r in job.ranks}
         steps = wait_until(prom, f"gpuwarden_training_steps_total{selector}", lambda r: set(r) == ranks)
         assert set(steps.values()) == {float(job.steps_completed)}
@@ -89,7 +92,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         stalled_at = job.last_progress_time(0)
         clock.advance(300.0)
         adapter.sync()
-        assert adapter.push(gateway)
+        assert adapter.push()
         hung = wait_until(
             prom,
             f"gpuwarden_training_compute_seconds{selector} == +Inf",
@@ -103,3 +106,40 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         assert all(v >= 300.0 for v in stalled.values())
         progress = query(prom, f"gpuwarden_training_last_progress_timestamp_seconds{selector}")
         assert set(progress.values()) == {stalled_at}
+
+
+def pushgateway(tmp_path: Path) -> tuple[list[str], str]:
+    """The argv of a real Pushgateway on a free port, and its address."""
+    address = f"127.0.0.1:{free_port()}"
+    argv = [
+        require_binary("prometheus-pushgateway"),
+        f"--web.listen-address={address}",
+        f"--persistence.file={tmp_path / 'pushgateway.db'}",
+    ]
+    return argv, address
+
+
+def test_a_served_rank_has_the_labels_of_its_pushed_group(tmp_path: Path) -> None:
+    gateway_argv, gateway = pushgateway(tmp_path)
+    with running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"):
+        metrics = TrainingMetrics("labels-job", namespace="research", pushgateway=gateway)
+        with metrics.step_timer(rank=2):
+            metrics.report(samples=4)
+        assert metrics.flush(timeout=30)
+        port = metrics.serve(2, 0)
+        try:
+            served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            metrics.close()
+        body = httpx.get(f"http://{gateway}/metrics", timeout=5).text
+
+    def labels(text: str) -> dict[str, str]:
+        [sample] = [
+            s
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "gpuwarden_training_steps_total" and s.labels.get("job") == "labels-job"
+        ]
+        return {k: v for k, v in sample.labels.items() if v}  # the gateway's instance="" is no label
+
+    assert labels(served) == labels(body) == {"job": "labels-job", "namespace": "research", "rank": "2"}
