@@ -1,8 +1,17 @@
 """A bounded load generator for the local inference server: a request rate, a cap on count and time.
 
 It only talks to the local machine (127.0.0.1, ::1, localhost): it is a demo and benchmark tool, not a
-way to load someone else's service. It reports latency percentiles (and time to first token when
-streaming), as text or JSON.
+way to load someone else's service. Both bounds hold: it stops sending at the request count or at
+``duration_seconds``, and at that deadline it cancels every request still running and reports it as
+unfinished, so a hung server or a long generation cannot stretch a run.
+
+Latency percentiles (and time to first token when streaming) cover successful (2xx) requests only; every
+other outcome is counted by kind: HTTP status (``503``) or transport error (``ReadTimeout``,
+``ConnectError``). Latency is measured two ways: from the moment the request was sent, and, in a paced
+run, from the moment it was scheduled to be sent. When the concurrency cap or a slow client holds a
+request back, only the second counts that wait (the coordinated-omission problem: a closed loop that
+waits for the server sends less exactly when the server is slow, and its own latencies look better than
+what users arriving at the target rate would see).
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import asyncio
 import json
 import math
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Literal
 
@@ -90,15 +99,30 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 @dataclass(slots=True)
 class LoadReport:
-    """What happened: counts by status, latency and TTFT percentiles in seconds."""
+    """What happened: outcomes by kind, rates, and percentiles (seconds) of the successful requests."""
 
-    sent: int = 0
-    ok: int = 0
-    statuses: dict[str, int] = field(default_factory=dict)
+    sent: int = 0  # requests started
+    ok: int = 0  # finished with a 2xx status
+    failed: int = 0  # finished with another status or a transport error (timeouts included)
+    unfinished: int = 0  # still running at the duration deadline, cancelled
+    statuses: dict[str, int] = field(default_factory=dict)  # every finished request, by status or error
+    errors: dict[str, int] = field(default_factory=dict)  # the failed ones, by status or error
     elapsed_seconds: float = 0.0
-    achieved_rate: float = 0.0
-    latency: dict[str, float] = field(default_factory=dict)
+    target_rate: float = 0.0  # requests per second asked for; 0 = unpaced
+    achieved_rate: float = 0.0  # requests per second actually sent
+    latency: dict[str, float] = field(default_factory=dict)  # from the send
+    latency_from_schedule: dict[str, float] = field(default_factory=dict)  # from the scheduled send
     ttft: dict[str, float] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+
+    def exit_code(self, *, allow_errors: bool = False) -> int:
+        """1 when no request succeeded, or when any failed unless ``allow_errors``; else 0.
+
+        Requests cut by the duration bound are not failures: the run was asked to end there.
+        """
+        if self.ok == 0 or (self.failed and not allow_errors):
+            return 1
+        return 0
 
     def to_json(self) -> str:
         """One JSON object (NaN, for no data, becomes null)."""
@@ -107,23 +131,30 @@ class LoadReport:
             return {k: (None if math.isnan(v) else round(v, 6)) for k, v in d.items()}
 
         data = asdict(self)
-        data["latency"] = clean(self.latency)
-        data["ttft"] = clean(self.ttft)
+        for name in ("latency", "latency_from_schedule", "ttft"):
+            data[name] = clean(getattr(self, name))
         return json.dumps(data, sort_keys=True)
 
     def to_text(self) -> str:
         """Human-readable summary, milliseconds."""
 
         def ms(d: dict[str, float]) -> str:
+            if not d or all(math.isnan(v) for v in d.values()):
+                return "no successful request"
             return "  ".join(f"{k.upper()} {v * 1000:.1f} ms" for k, v in d.items())
 
+        errors = f" {dict(sorted(self.errors.items()))}" if self.errors else ""
+        target = f" (target {self.target_rate:g})" if self.target_rate else " (unpaced)"
         lines = [
-            f"requests {self.sent}  ok {self.ok}  statuses {dict(sorted(self.statuses.items()))}",
-            f"elapsed {self.elapsed_seconds:.2f} s  rate {self.achieved_rate:.1f} req/s",
-            f"latency  {ms(self.latency)}",
+            f"requests {self.sent}  ok {self.ok}  failed {self.failed}{errors}  unfinished {self.unfinished}",
+            f"elapsed {self.elapsed_seconds:.2f} s  rate {self.achieved_rate:.1f} req/s{target}",
+            f"latency (ok, from send)      {ms(self.latency)}",
         ]
+        if self.latency_from_schedule:
+            lines.append(f"latency (ok, from schedule)  {ms(self.latency_from_schedule)}")
         if self.ttft:
-            lines.append(f"ttft     {ms(self.ttft)}")
+            lines.append(f"ttft (ok)                    {ms(self.ttft)}")
+        lines.extend(f"warning: {w}" for w in self.warnings)
         return "\n".join(lines)
 
 
@@ -132,63 +163,148 @@ def _summary(values: list[float]) -> dict[str, float]:
     return {"p50": percentile(values, 50), "p95": percentile(values, 95), "p99": percentile(values, 99)}
 
 
+@dataclass(slots=True)
+class _Tally:
+    """Outcomes collected while the run goes on."""
+
+    ok: int = 0
+    statuses: Counter[str] = field(default_factory=Counter)
+    errors: Counter[str] = field(default_factory=Counter)
+    latencies: list[float] = field(default_factory=list)
+    from_schedule: list[float] = field(default_factory=list)
+    ttfts: list[float] = field(default_factory=list)
+    send_times: list[float] = field(default_factory=list)
+    slot_waits: int = 0
+
+    def failed(self, kind: str) -> None:
+        self.statuses[kind] += 1
+        self.errors[kind] += 1
+
+
+class _LoadRun:
+    """One run of a plan: a sender that paces requests and the requests it started."""
+
+    def __init__(self, plan: LoadPlan, client: httpx.AsyncClient, now: Callable[[], float]) -> None:
+        self.plan = plan
+        self.client = client
+        self.now = now
+        self.tally = _Tally()
+        self.gate = asyncio.Semaphore(plan.concurrency)
+        self.running: set[asyncio.Task[None]] = set()
+        self.start = now()
+
+    async def one(self, i: int, scheduled: float) -> None:
+        """Send request ``i`` (due at ``scheduled``) and record how it ended."""
+        plan, now, tally = self.plan, self.now, self.tally
+        try:
+            t0 = now()
+            first: float | None = None
+            async with self.client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
+                async for chunk in response.aiter_bytes():
+                    if first is None and chunk:
+                        first = now() - t0
+            done = now()
+            if not response.is_success:
+                tally.failed(str(response.status_code))
+                return
+            tally.ok += 1
+            tally.statuses[str(response.status_code)] += 1
+            tally.latencies.append(done - t0)
+            tally.from_schedule.append(done - scheduled)
+            if plan.stream and first is not None:
+                tally.ttfts.append(first)
+        except (httpx.HTTPError, httpx.StreamError, OSError) as exc:  # ReadTimeout, ConnectError, ...
+            tally.failed(type(exc).__name__)
+        finally:
+            self.gate.release()
+
+    async def send_all(self) -> None:
+        """Start every request on its schedule, then wait for the last to end."""
+        plan, now = self.plan, self.now
+        for i in range(plan.requests):
+            scheduled = self.start + i / plan.rate if plan.rate > 0 else now()
+            wait = scheduled - now()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            if self.gate.locked():
+                self.tally.slot_waits += 1
+            await self.gate.acquire()
+            self.tally.send_times.append(now())
+            task = asyncio.create_task(self.one(i, scheduled))
+            self.running.add(task)
+            task.add_done_callback(self.running.discard)
+        while self.running:
+            await asyncio.wait(set(self.running))
+
+    async def cancel_unfinished(self) -> int:
+        """Cancel what still runs (the duration bound passed); how many were cancelled."""
+        cut = list(self.running)
+        for task in cut:
+            task.cancel()
+        await asyncio.gather(*cut, return_exceptions=True)
+        return len(cut)
+
+
 async def run_load(
     plan: LoadPlan, *, transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None
 ) -> LoadReport:
     """Send the plan's requests (open loop at ``rate``, at most ``concurrency`` at once) and report.
 
-    Pacing waits with ``asyncio.sleep`` (the loop must keep serving responses meanwhile); durations are
-    read from ``clock.monotonic()``.
+    Pacing waits with ``asyncio.sleep`` and the duration bound is an ``asyncio.timeout`` (the loop must
+    keep serving responses meanwhile); durations are read from ``clock.monotonic()``.
     """
     plan.validate()
     now = (clock or SystemClock()).monotonic
-    latencies: list[float] = []
-    ttfts: list[float] = []
-    statuses: Counter[str] = Counter()
-    gate = asyncio.Semaphore(plan.concurrency)
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
-    start = now()
-    deadline = start + plan.duration_seconds
-
-    async def one(client: httpx.AsyncClient, i: int) -> None:
+    async with httpx.AsyncClient(timeout=plan.timeout_seconds, limits=limits, transport=transport) as client:
+        run = _LoadRun(plan, client, now)
         try:
-            t0 = now()
-            first: float | None = None
-            async with client.stream("POST", plan.endpoint(), json=plan.body(i)) as response:
-                async for chunk in response.aiter_bytes():
-                    if first is None and chunk:
-                        first = now() - t0
-            latencies.append(now() - t0)
-            statuses[str(response.status_code)] += 1
-            if plan.stream and first is not None and response.status_code == 200:
-                ttfts.append(first)
-        except httpx.HTTPError as exc:
-            statuses[type(exc).__name__] += 1
-        finally:
-            gate.release()
+            async with asyncio.timeout(plan.duration_seconds):
+                await run.send_all()
+        except TimeoutError:
+            pass  # the duration bound: what still runs is cancelled and reported as unfinished
+        unfinished = await run.cancel_unfinished()
+    return _report(plan, run.tally, unfinished=unfinished, elapsed=now() - run.start, start=run.start)
 
-    async with (
-        httpx.AsyncClient(timeout=plan.timeout_seconds, limits=limits, transport=transport) as client,
-        asyncio.TaskGroup() as tasks,
-    ):
-        for i in range(plan.requests):
-            if plan.rate > 0:
-                wait = start + i / plan.rate - now()
-                if wait > 0:
-                    await asyncio.sleep(wait)
-            await gate.acquire()
-            if now() >= deadline:
-                gate.release()
-                break
-            tasks.create_task(one(client, i))
-    elapsed = now() - start
-    sent = sum(statuses.values())
+
+def _report(plan: LoadPlan, tally: _Tally, *, unfinished: int, elapsed: float, start: float) -> LoadReport:
+    sent = len(tally.send_times)
+    achieved = _send_rate(tally.send_times, start, elapsed)
+    warnings: list[str] = []
+    if plan.rate > 0 and sent > 1 and achieved < 0.95 * plan.rate:
+        why = (
+            f"{tally.slot_waits} requests waited for one of the {plan.concurrency} concurrency slots"
+            if tally.slot_waits
+            else "the client could not send faster"
+        )
+        warnings.append(
+            f"sent {achieved:.1f} req/s, below the target {plan.rate:g} req/s: {why};"
+            " latency from schedule includes that wait, latency from send does not"
+        )
+    if unfinished:
+        warnings.append(
+            f"{unfinished} requests were still running at the {plan.duration_seconds:g} s duration bound"
+            " and were cancelled"
+        )
     return LoadReport(
         sent=sent,
-        ok=statuses.get("200", 0),
-        statuses=dict(statuses),
+        ok=tally.ok,
+        failed=sum(tally.errors.values()),
+        unfinished=unfinished,
+        statuses=dict(tally.statuses),
+        errors=dict(tally.errors),
         elapsed_seconds=elapsed,
-        achieved_rate=sent / elapsed if elapsed > 0 else 0.0,
-        latency=_summary(latencies),
-        ttft=_summary(ttfts) if plan.stream else {},
+        target_rate=plan.rate,
+        achieved_rate=achieved,
+        latency=_summary(tally.latencies),
+        latency_from_schedule=_summary(tally.from_schedule) if plan.rate > 0 else {},
+        ttft=_summary(tally.ttfts) if plan.stream else {},
+        warnings=warnings,
     )
+
+
+def _send_rate(send_times: list[float], start: float, elapsed: float) -> float:
+    """Requests per second while sending: n requests sent at rate r span (n - 1) / r seconds."""
+    if len(send_times) > 1 and send_times[-1] > start:
+        return (len(send_times) - 1) / (send_times[-1] - start)
+    return len(send_times) / elapsed if elapsed > 0 else 0.0

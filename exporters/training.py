@@ -2,38 +2,82 @@
 
 A training loop uses it like this::
 
-    metrics = TrainingMetrics("llama-70b-pretrain", namespace="research")
+    metrics = TrainingMetrics(
+        "llama-70b-pretrain", namespace="research", rank=rank, pushgateway="http://pushgateway:9091"
+    )
     for batch in data:
-        with metrics.step_timer(rank=rank) as step:
+        with metrics.step_timer() as step:
             loss = train_step(batch)  # forward + backward
             step.compute_done()       # optional: the rest of the step waits on the all-reduce
             metrics.report(samples=len(batch), tokens=batch.numel(), loss=float(loss))
-        metrics.push("http://pushgateway:9091")   # or metrics.serve(rank, port) once
+        metrics.push()                # returns at once: a background thread pushes the latest state
+    metrics.close()                   # one last push; or serve(rank, port) once for scrape-based setups
+
+Setup and loop fail differently. Setup (the constructor, ``rank()``, ``serve()``) raises on anything wrong:
+an unusable Pushgateway URL, a rank that is not an int >= 0 (``TypeError`` for a bool, float or string,
+``ValueError`` for a negative one), a port in use. Declare every rank this process reports for there (the
+``rank=`` of the constructor, or ``rank(r)``) and its type is checked before the first step. The loop
+(``step_timer``, ``report``, ``record_step``, ``push``) never raises: a bad value (negative, NaN or infinite
+samples, tokens or durations, a rank that is not an int >= 0, a step timer nested in an open one of the
+same rank) is dropped, logged (warning the first time per rank and reason) and counted in
+``gpuwarden_training_rejected_values_total{rank,reason}``; a failed push is logged and counted in
+``gpuwarden_training_push_failures_total``. A NaN or infinite loss is kept: a diverging run is news.
 
 In synchronous data-parallel training every rank's step takes as long as the slowest rank's, so a straggler
 shows in ``gpuwarden_training_compute_seconds`` (its own compute is longer), and a hung rank stalls the whole
-job: ``gpuwarden_training_last_progress_timestamp_seconds`` stops moving on every rank.
-
-``SimTrainingAdapter`` makes the simulated fleet's training jobs emit the same metrics through the same API.
+job: ``gpuwarden_training_last_progress_timestamp_seconds`` stops moving on every rank. A gauge has no
+sample until its value is known (no step yet: no last-progress time), never a 0 that reads as 1970.
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import operator
 import threading
-from collections.abc import Iterator
+from collections import Counter as Tally
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, push_to_gateway, start_http_server
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
+from exporters.training_export import DEFAULT_PUSH_TIMEOUT_SECONDS, BackgroundPusher, serve_registry
 from gpuwarden.clock import Clock, SystemClock
-from gpuwarden.sim import Fleet
 
 logger = logging.getLogger(__name__)
 
 STEP_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0, 300.0, 600.0)
+# Why a value was dropped: the label values of gpuwarden_training_rejected_values_total.
+REJECT_REASONS = ("negative", "not_finite", "not_a_number", "bad_steps", "nested_step", "no_rank")
+INVALID_RANK = "invalid_rank"  # counted in TrainingMetrics.rejected only: there is no rank to label
+
+
+def checked_rank(rank: object) -> int:
+    """``rank`` as an int >= 0; ``TypeError`` for a bool, float, string or None, ``ValueError`` if < 0."""
+    if isinstance(rank, bool):
+        raise TypeError(f"rank must be an int >= 0, got the bool {rank!r}")
+    try:
+        value = operator.index(rank)  # type: ignore[arg-type]  # int, numpy ints; not 1.5 or "3"
+    except TypeError:
+        raise TypeError(f"rank must be an int >= 0, got {type(rank).__name__} {rank!r}") from None
+    if value < 0:
+        raise ValueError(f"rank must be >= 0, got {value}")
+    return value
+
+
+class _LazyGauge:
+    """One rank's child of a gauge, exported only once set: an unknown value is absent, never 0."""
+
+    __slots__ = ("_parent", "_rank")
+
+    def __init__(self, parent: Gauge, rank: str) -> None:
+        self._parent = parent
+        self._rank = rank
+
+    def set(self, value: float) -> None:
+        """Set (and from now on export) the value."""
+        self._parent.labels(self._rank).set(value)
 
 
 class RankMetrics:
@@ -42,8 +86,14 @@ class RankMetrics:
     def __init__(self, rank: int) -> None:
         self.rank = rank
         self.registry = CollectorRegistry()
-        r, labels = self.registry, ["rank"]
-        value = str(rank)
+        r, labels, value = self.registry, ["rank"], str(rank)
+
+        def gauge(name: str, doc: str) -> _LazyGauge:
+            return _LazyGauge(Gauge(f"gpuwarden_training_{name}", doc, labels, registry=r), value)
+
+        def counter(name: str, doc: str) -> Counter:
+            return Counter(f"gpuwarden_training_{name}", doc, labels, registry=r).labels(value)
+
         self.step_seconds = Histogram(
             "gpuwarden_training_step_duration_seconds",
             "Wall time of training steps.",
@@ -51,46 +101,30 @@ class RankMetrics:
             buckets=STEP_BUCKETS,
             registry=r,
         ).labels(value)
-        self.last_step_seconds = Gauge(
-            "gpuwarden_training_last_step_duration_seconds", "Wall time of the last step.", labels, registry=r
-        ).labels(value)
-        self.compute_seconds = Gauge(
-            "gpuwarden_training_compute_seconds",
+        self.steps = counter("steps", "Steps completed.")
+        self.samples = counter("samples", "Samples processed.")
+        self.tokens = counter("tokens", "Tokens processed.")
+        self.push_failures = counter("push_failures", "Pushes of this rank's group that failed.")
+        rejected = Counter(
+            "gpuwarden_training_rejected_values",
+            "Values the training loop reported that were dropped, by reason.",
+            ["rank", "reason"],
+            registry=r,
+        )
+        self.rejected = {reason: rejected.labels(value, reason) for reason in REJECT_REASONS}
+        self.last_step_seconds = gauge("last_step_duration_seconds", "Wall time of the last step.")
+        self.compute_seconds = gauge(
+            "compute_seconds",
             "Compute time of this rank in its last step (before waiting on the others); +Inf while hung.",
-            labels,
-            registry=r,
-        ).labels(value)
-        self.steps = Counter("gpuwarden_training_steps", "Steps completed.", labels, registry=r).labels(value)
-        self.samples = Counter("gpuwarden_training_samples", "Samples processed.", labels, registry=r).labels(
-            value
         )
-        self.tokens = Counter("gpuwarden_training_tokens", "Tokens processed.", labels, registry=r).labels(
-            value
+        self.samples_per_second = gauge("samples_per_second", "Samples per second in the last step.")
+        self.tokens_per_second = gauge("tokens_per_second", "Tokens per second in the last step.")
+        self.loss = gauge("loss", "Loss reported for the last step.")
+        self.last_progress = gauge("last_progress_timestamp_seconds", "When this rank last finished a step.")
+        self.step_started = gauge(
+            "step_started_timestamp_seconds",
+            "When this rank began its current step (the end of its last step until the next one begins).",
         )
-        self.samples_per_second = Gauge(
-            "gpuwarden_training_samples_per_second",
-            "Samples per second in the last step.",
-            labels,
-            registry=r,
-        ).labels(value)
-        self.tokens_per_second = Gauge(
-            "gpuwarden_training_tokens_per_second", "Tokens per second in the last step.", labels, registry=r
-        ).labels(value)
-        self.loss = Gauge(
-            "gpuwarden_training_loss", "Loss reported for the last step.", labels, registry=r
-        ).labels(value)
-        self.last_progress = Gauge(
-            "gpuwarden_training_last_progress_timestamp_seconds",
-            "When this rank last finished a step.",
-            labels,
-            registry=r,
-        ).labels(value)
-        self.step_started = Gauge(
-            "gpuwarden_training_step_started_timestamp_seconds",
-            "When this rank began its current step.",
-            labels,
-            registry=r,
-        ).labels(value)
 
 
 @dataclass(slots=True)
@@ -102,12 +136,17 @@ class _Pending:
 
 @dataclass(slots=True)
 class StepTimer:
-    """One step in progress; ``compute_done()`` marks the end of this rank's own compute."""
+    """One step in progress; ``compute_done()`` marks the end of this rank's own compute.
 
-    rank: int
+    ``refused`` is True for a timer that records nothing (nested in an open step of its rank, or with no
+    valid rank): the block still runs.
+    """
+
+    rank: int | None
     started: float
     clock: Clock
     compute_seconds: float | None = None
+    refused: bool = False
     pending: _Pending = field(default_factory=_Pending)
 
     def compute_done(self) -> None:
@@ -115,26 +154,73 @@ class StepTimer:
         self.compute_seconds = self.clock.monotonic() - self.started
 
 
+def _number(value: object, *, allow_inf: bool = False) -> tuple[float, str | None]:
+    """``value`` as a float >= 0, or the reason it is not one."""
+    if isinstance(value, bool | str | bytes):  # float("64") and float(True) work; neither is a count
+        return 0.0, "not_a_number"
+    try:
+        number = float(value)  # type: ignore[arg-type]  # ints, floats, numpy and torch scalars
+    except (TypeError, ValueError, OverflowError):
+        return 0.0, "not_a_number"
+    if math.isnan(number) or (math.isinf(number) and not (allow_inf and number > 0)):
+        return 0.0, "not_finite"
+    if number < 0:
+        return 0.0, "negative"
+    return number, None
+
+
 class TrainingMetrics:
     """Per-rank training metrics of one job."""
 
-    def __init__(self, job: str, *, namespace: str = "", clock: Clock | None = None) -> None:
-        if not job:
+    def __init__(
+        self,
+        job: str,
+        *,
+        namespace: str = "",
+        rank: int | None = None,
+        pushgateway: str | None = None,
+        push_timeout: float = DEFAULT_PUSH_TIMEOUT_SECONDS,
+        clock: Clock | None = None,
+    ) -> None:
+        if not isinstance(job, str) or not job:
             raise ValueError("a training job needs a name")
+        if not isinstance(namespace, str):
+            raise TypeError(f"namespace must be a string, got {type(namespace).__name__}")
         self.job = job
         self.namespace = namespace
         self.clock = clock or SystemClock()
-        self.push_failures = 0
+        self.default_rank = None if rank is None else checked_rank(rank)
+        self.rejected: Tally[str] = Tally()  # every drop, by reason, INVALID_RANK included
         self._ranks: dict[int, RankMetrics] = {}
         self._open: dict[int, StepTimer] = {}
         self._last_step: dict[int, float] = {}
-        self._last_rank: int | None = None
+        self._last_rank: int | None = self.default_rank
+        self._warned: set[tuple[int | None, str]] = set()
+        self._stops: list[Callable[[], None]] = []
         self._lock = threading.Lock()
+        self._pusher = (
+            None
+            if pushgateway is None
+            else BackgroundPusher(
+                pushgateway, job, self._groups, timeout=push_timeout, on_failure=self._push_failed
+            )
+        )
+        if self.default_rank is not None:
+            self.rank(self.default_rank)
+
+    @property
+    def pushgateway(self) -> str | None:
+        """The Pushgateway URL pushes go to (normalised), or None."""
+        return None if self._pusher is None else self._pusher.gateway
+
+    @property
+    def push_failures(self) -> int:
+        """Groups whose push failed so far."""
+        return 0 if self._pusher is None else self._pusher.failures
 
     def rank(self, rank: int) -> RankMetrics:
-        """The metrics of ``rank``, created on first use."""
-        if rank < 0:
-            raise ValueError(f"rank must be >= 0, got {rank}")
+        """The metrics of ``rank``, created on first use (setup: raises on a rank that is not an int >= 0)."""
+        rank = checked_rank(rank)
         with self._lock:
             found = self._ranks.get(rank)
             if found is None:
@@ -146,62 +232,147 @@ class TrainingMetrics:
         with self._lock:
             return sorted(self._ranks)
 
+    def _reject(self, rank: int | None, reason: str, what: str) -> None:
+        self.rejected[reason] += 1
+        if rank is not None and reason in REJECT_REASONS:
+            self.rank(rank).rejected[reason].inc()
+        first = (rank, reason) not in self._warned
+        self._warned.add((rank, reason))
+        logger.log(
+            logging.WARNING if first else logging.DEBUG,
+            "training metrics dropped %s (%s)",
+            what,
+            reason,
+            extra={"job": self.job, "rank": rank, "reason": reason},
+        )
+
+    def _loop_rank(self, rank: object, what: str) -> int | None:
+        """The rank a loop call is about, or None (counted) when it names none or an invalid one."""
+        if rank is None:
+            if self.default_rank is None:
+                self._reject(None, "no_rank", f"{what} without rank= (give TrainingMetrics a rank=)")
+            return self.default_rank
+        try:
+            which = checked_rank(rank)
+        except (TypeError, ValueError) as exc:
+            self._reject(None, INVALID_RANK, f"{what}: {exc}")
+            return None
+        self.rank(which)
+        return which
+
     @contextmanager
-    def step_timer(self, *, rank: int) -> Iterator[StepTimer]:
-        """Time one training step of ``rank``; a step that raises is not counted as progress."""
-        m = self.rank(rank)
-        timer = StepTimer(rank, self.clock.monotonic(), self.clock)
-        m.step_started.set(self.clock.time())
-        self._open[rank] = timer
-        self._last_rank = rank
+    def step_timer(self, *, rank: int | None = None) -> Iterator[StepTimer]:
+        """Time one training step of ``rank`` (default: the job's rank); a step that raises is not progress.
+
+        A timer opened while the same rank has one open is refused: it records nothing, the outer step
+        counts once.
+        """
+        which = self._loop_rank(rank, "step_timer")
+        timer = StepTimer(which, self.clock.monotonic(), self.clock, refused=which is None)
+        if which is not None:
+            with self._lock:
+                timer.refused = which in self._open
+                if not timer.refused:
+                    self._open[which] = timer
+            if timer.refused:
+                self._reject(which, "nested_step", f"a step_timer nested in rank {which}'s open step")
+        if timer.refused or which is None:
+            yield timer
+            return
+        self.rank(which).step_started.set(self.clock.time())
+        self._last_rank = which
         try:
             yield timer
         finally:
-            self._open.pop(rank, None)
+            with self._lock:
+                self._open.pop(which, None)
         self.record_step(
-            rank=rank,
+            rank=which,
             seconds=self.clock.monotonic() - timer.started,
             end_time=self.clock.time(),
             compute_seconds=timer.compute_seconds,
         )
-        self._apply(rank, timer.pending)
+        self._apply(which, timer.pending)
 
     def record_step(
         self,
         *,
-        rank: int,
+        rank: int | None = None,
         seconds: float,
         end_time: float,
         compute_seconds: float | None = None,
         steps: int = 1,
-    ) -> None:
-        """Record ``steps`` finished steps of ``seconds`` each, the last ending at ``end_time``."""
-        m = self.rank(rank)
+    ) -> bool:
+        """Record ``steps`` finished steps of ``seconds`` each, the last ending at ``end_time``.
+
+        False (and counted) when a value is unusable: the record is dropped whole.
+        """
+        which = self._loop_rank(rank, "record_step")
+        if which is None:
+            return False
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            self._reject(which, "bad_steps", f"record_step(steps={steps!r})")
+            return False
+        given = {"seconds": seconds, "end_time": end_time}
+        if compute_seconds is not None:
+            given["compute_seconds"] = compute_seconds
+        checked: dict[str, float] = {}
+        for name, raw in given.items():
+            number, reason = _number(raw, allow_inf=name == "compute_seconds")  # +Inf compute: hung
+            if reason is not None:
+                self._reject(which, reason, f"record_step({name}={raw!r})")
+                return False
+            checked[name] = number
+        seconds, end_time = checked["seconds"], checked["end_time"]
+        m = self.rank(which)
         for _ in range(steps):
             m.step_seconds.observe(seconds)
         m.steps.inc(steps)
         m.last_step_seconds.set(seconds)
         m.last_progress.set(end_time)
-        if compute_seconds is not None:
-            m.compute_seconds.set(compute_seconds)
-        self._last_step[rank] = seconds * steps  # reports after a catch-up cover all of them
-        self._last_rank = rank
+        m.step_started.set(end_time)  # the next step starts when this one ends, until step_timer says
+        if "compute_seconds" in checked:
+            m.compute_seconds.set(checked["compute_seconds"])
+        self._last_step[which] = seconds * steps  # reports after a catch-up cover all of them
+        self._last_rank = which
+        return True
 
     def report(
-        self, *, samples: float = 0, tokens: float = 0, loss: float | None = None, rank: int | None = None
+        self,
+        *,
+        samples: float = 0,
+        tokens: float = 0,
+        loss: float | None = None,
+        rank: int | None = None,
     ) -> None:
         """Samples, tokens and loss of the current step (inside ``step_timer``) or of the last one."""
-        which = self._last_rank if rank is None else rank
-        if which is None:
-            raise ValueError("report() before any step: pass rank= or call it inside step_timer")
-        open_step = self._open.get(which)
-        if open_step is not None:
-            open_step.pending.samples += samples
-            open_step.pending.tokens += tokens
-            if loss is not None:
-                open_step.pending.loss = loss
+        if rank is None and self._last_rank is None:
+            self._reject(None, "no_rank", "report() before any step and without rank=")
             return
-        self._apply(which, _Pending(samples, tokens, loss))
+        which = self._last_rank if rank is None else self._loop_rank(rank, "report")
+        if which is None:
+            return
+        pending = _Pending()
+        for name, given in (("samples", samples), ("tokens", tokens)):
+            number, reason = _number(given)
+            if reason is not None:
+                self._reject(which, reason, f"report({name}={given!r})")
+            setattr(pending, name, number)
+        if loss is not None:
+            _, reason = _number(loss, allow_inf=True)
+            if reason == "not_a_number":
+                self._reject(which, reason, f"report(loss={loss!r})")
+            else:  # NaN, inf and negative losses are kept: a diverging run is worth seeing
+                pending.loss = float(loss)
+        with self._lock:
+            open_step = self._open.get(which)
+            if open_step is not None:
+                open_step.pending.samples += pending.samples
+                open_step.pending.tokens += pending.tokens
+                if pending.loss is not None:
+                    open_step.pending.loss = pending.loss
+                return
+        self._apply(which, pending)
 
     def _apply(self, rank: int, pending: _Pending) -> None:
         m = self.rank(rank)
@@ -224,77 +395,66 @@ class TrainingMetrics:
             key["namespace"] = self.namespace
         return key
 
-    def push(self, gateway: str, *, timeout: float = 5.0) -> bool:
-        """Push every rank's group to a Pushgateway; a failure is logged and counted, never raised.
+    def _groups(self) -> list[tuple[dict[str, str], CollectorRegistry]]:
+        with self._lock:
+            return [(self.grouping_key(r), m.registry) for r, m in sorted(self._ranks.items())]
 
-        A training loop must not die because the metrics sink is down.
+    def _push_failed(self, key: dict[str, str]) -> None:
+        self.rank(int(key["rank"])).push_failures.inc()
+
+    def push(self) -> bool:
+        """Ask the background thread to push every rank's group; returns at once and never raises.
+
+        False when no Pushgateway was configured (logged once).
         """
-        ok = True
-        for rank in self.ranks():
-            try:
-                push_to_gateway(
-                    gateway,
-                    job=self.job,
-                    registry=self.rank(rank).registry,
-                    grouping_key=self.grouping_key(rank),
-                    timeout=timeout,
-                )
-            except OSError as exc:  # URLError and HTTPError are OSErrors
-                ok = False
-                self.push_failures += 1
-                logger.warning(
-                    "training metrics push failed", extra={"job": self.job, "rank": rank, "error": str(exc)}
-                )
-        return ok
+        if self._pusher is None:
+            if (None, "no_gateway") not in self._warned:
+                self._warned.add((None, "no_gateway"))
+                logger.warning("training metrics push() without a pushgateway=", extra={"job": self.job})
+            return False
+        self._pusher.request()
+        return True
 
-    def serve(self, rank: int, port: int, addr: str = "127.0.0.1") -> None:
-        """Serve one rank's metrics on ``addr:port`` (for scrape-based setups) from a daemon thread."""
-        start_http_server(port, addr=addr, registry=self.rank(rank).registry)
+    def push_now(self) -> bool:
+        """Push every rank's group in this thread (for callers that are not a training loop); never raises."""
+        return False if self._pusher is None else self._pusher.push_now()
 
+    def flush(self, timeout: float | None = None) -> bool:
+        """Push now through the background thread and wait for it; True when that push succeeded."""
+        if not self.push() or self._pusher is None:
+            return False
+        return self._pusher.wait_idle(timeout) and bool(self._pusher.last_ok)
 
-class SimTrainingAdapter:
-    """Makes the simulated fleet's training jobs report through ``TrainingMetrics``, as real loops do."""
+    def close(self, timeout: float | None = None) -> bool:
+        """One last push of what changed since the last one, then stop pushing and serving.
 
-    def __init__(self, fleet: Fleet) -> None:
-        self.fleet = fleet
-        self.jobs: dict[str, TrainingMetrics] = {}
-        self._steps_seen: dict[str, int] = {}
+        Bounded by ``timeout`` (default: two push timeouts); False if the pusher did not finish in time.
+        """
+        done = True
+        if self._pusher is not None:
+            self._pusher.request()
+            done = self._pusher.close(timeout)
+        for stop in self._stops:
+            stop()
+        self._stops.clear()
+        return done
 
-    def sync(self) -> None:
-        """Bring every job's metrics up to the fleet's present state."""
-        for job in self.fleet.training_jobs():
-            metrics = self.jobs.get(job.name)
-            if metrics is None:
-                metrics = self.jobs[job.name] = TrainingMetrics(
-                    job.name, namespace=job.namespace, clock=self.fleet.clock
-                )
-                for rank in job.ranks:
-                    metrics.rank(rank).last_progress.set(job.last_progress_time(rank))
-            done = job.steps_completed
-            new = done - self._steps_seen.get(job.name, 0)
-            self._steps_seen[job.name] = done
-            world = len(job.ranks)
-            for rank in job.ranks:
-                compute = job.compute_seconds(rank)
-                if new > 0:
-                    seconds = job.step_seconds(rank)
-                    seconds = job.base_step_seconds if math.isinf(seconds) else seconds
-                    metrics.record_step(
-                        rank=rank,
-                        seconds=seconds,
-                        end_time=job.last_progress_time(rank),
-                        compute_seconds=compute,
-                        steps=new,
-                    )
-                    metrics.report(
-                        rank=rank,
-                        samples=job.samples_per_step * new / world,
-                        tokens=job.tokens_per_step * new / world,
-                    )
-                elif math.isinf(compute):
-                    metrics.rank(rank).compute_seconds.set(compute)
+    def __enter__(self) -> TrainingMetrics:
+        return self
 
-    def push(self, gateway: str, *, timeout: float = 5.0) -> bool:
-        """Push every job; True when all pushes succeeded."""
-        results = [m.push(gateway, timeout=timeout) for m in self.jobs.values()]
-        return all(results)
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def serve(self, rank: int, port: int, addr: str = "127.0.0.1") -> int:
+        """Serve one rank's metrics on ``addr:port`` from a daemon thread; returns the port (0: any free).
+
+        Samples carry ``job`` (and ``namespace`` when set) besides ``rank``, as the Pushgateway groups
+        do: scrape with ``honor_labels: true`` so one query covers both modes.
+        """
+        which = checked_rank(rank)
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 <= port <= 65535:
+            raise ValueError(f"port must be an int in 0-65535, got {port!r}")
+        labels = {"job": self.job, **({"namespace": self.namespace} if self.namespace else {})}
+        bound, stop = serve_registry(self.rank(which).registry, labels, port, addr)
+        self._stops.append(stop)
+        return bound

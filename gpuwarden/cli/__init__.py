@@ -12,6 +12,7 @@ from gpuwarden.cli import (
     incidents_cmd,
     inference_cmd,
     inventory_cmd,
+    loadgen_cmd,
     outbox_cmd,
     serve_cmd,
     sim_cmd,
@@ -31,6 +32,7 @@ exporter_cmd.register(app)
 sim_cmd.register(app)
 anomaly_cmd.register(app)
 inference_cmd.register(app)
+loadgen_cmd.register(app)
 serve_cmd.register(app)
 incidents_cmd.register(app)
 inventory_cmd.register(app)

@@ -17,7 +17,9 @@ from gpuwarden.errors import ConfigError, InputError, SourceError
 
 if TYPE_CHECKING:
     from exporters.service import ExporterService
-    from gpuwarden.config import ExporterConfig
+    from exporters.training_sim import SimTrainingPublisher
+    from gpuwarden.config import ExporterConfig, GpuwardenConfig, TracingConfig
+    from gpuwarden.sim import Fleet
 
 logger = logging.getLogger(__name__)
 
@@ -46,14 +48,12 @@ def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
     )
 
 
-def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemClock) -> ExporterService:
+def _simulated_service(fleet: Fleet, cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
     from exporters.nvml_collector import init_nvml  # noqa: PLC0415
     from exporters.service import NvmlInstance, build_service  # noqa: PLC0415
     from exporters.simulated import SimCgroupResolver, SimPodAssignments  # noqa: PLC0415
-    from gpuwarden.sim import SimNvml, build_fleet, fault_routes, parse_simulate_spec  # noqa: PLC0415
+    from gpuwarden.sim import SimNvml, fault_routes  # noqa: PLC0415
 
-    nodes, gpus = parse_simulate_spec(spec)
-    fleet = build_fleet(nodes, gpus, seed=seed, clock=clock)
     instances = []
     kubelet = SimPodAssignments(fleet)
     for node in fleet.nodes:
@@ -68,6 +68,32 @@ def _simulated_service(cfg: ExporterConfig, spec: str, seed: int, clock: SystemC
         pod_resources_socket=cfg.kubelet_pod_resources_socket,
         extra_routes=fault_routes(fleet),
     )
+
+
+def _training_publisher(fleet: Fleet, tracing: TracingConfig) -> SimTrainingPublisher | None:
+    """The simulated training jobs' pusher when ``tracing.pushgateway_url`` is set; ``ConfigError`` names
+    the setting when its URL is unusable."""
+    if tracing.pushgateway_url is None:
+        return None
+    from exporters.training_sim import SimTrainingPublisher  # noqa: PLC0415
+
+    try:
+        return SimTrainingPublisher(fleet, tracing.pushgateway_url, interval=tracing.push_interval_seconds)
+    except ValueError as exc:
+        raise ConfigError(str(exc), field="tracing.pushgateway_url") from exc
+
+
+def _build(
+    cfg: ExporterConfig, full: GpuwardenConfig, clock: SystemClock
+) -> tuple[ExporterService, SimTrainingPublisher | None]:
+    """The exporter service, and with ``--simulate`` the pusher of its simulated training jobs."""
+    if not cfg.simulate:
+        return _real_service(cfg, clock), None
+    from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415
+
+    fleet = build_fleet(*parse_simulate_spec(cfg.simulate), seed=full.sim.seed, clock=clock)
+    publisher = _training_publisher(fleet, full.tracing)
+    return _simulated_service(fleet, cfg, clock), publisher
 
 
 def exporter(
@@ -120,24 +146,31 @@ def exporter(
         )
     except ConfigError as exc:
         raise _fail(str(full.locate(exc))) from exc
-    clock = SystemClock()
     try:
-        if cfg.simulate:
-            service = _simulated_service(cfg, cfg.simulate, full.sim.seed, clock)
-        else:
-            service = _real_service(cfg, clock)
-    except (SourceError, InputError) as exc:
+        service, publisher = _build(cfg, full, SystemClock())
+    except (SourceError, InputError, ConfigError) as exc:
         listener.close()
-        raise _fail(str(exc)) from exc
+        raise _fail(str(full.locate(exc) if isinstance(exc, ConfigError) else exc)) from exc
     from exporters.server import serve  # noqa: PLC0415
 
     service.start()
     mode = f"simulated fleet {cfg.simulate}" if cfg.simulate else "NVML"
     logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
+    if publisher is not None:
+        publisher.start()
+        logger.info(
+            "simulated training jobs push to %s every %g s",
+            publisher.adapter.pushgateway,
+            publisher.interval,
+        )
+    elif full.tracing.pushgateway_url is not None:
+        logger.info("tracing.pushgateway_url is set, but only simulated training jobs push from here")
     try:
         serve(service.app, listener)
     finally:
         listener.close()
+        if publisher is not None:
+            publisher.stop()
         service.stop()
 
 

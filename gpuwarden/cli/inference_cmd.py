@@ -1,45 +1,23 @@
-"""``gpuwarden inference-server`` and ``gpuwarden loadgen``: the traced toy inference server and its load."""
+"""``gpuwarden inference-server``: the traced toy inference server (its load: ``loadgen_cmd``)."""
 
 from __future__ import annotations
 
-import asyncio
 import os
 import socket
 from collections.abc import Callable
-from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
 
-from exporters.loadgen import LoadPlan, run_load
 from gpuwarden.cli.consoles import err_console
-from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.sim import build_fleet
 
 if TYPE_CHECKING:
     from gpuwarden.config import TracingConfig
-
-
-# What loadgen counts, by exception name, for a request that reached no server.
-CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
-
-
-class Output(StrEnum):
-    """Report formats."""
-
-    TEXT = "text"
-    JSON = "json"
-
-
-class RouteChoice(StrEnum):
-    """OpenAI-compatible routes loadgen can drive."""
-
-    CHAT = "chat"
-    COMPLETIONS = "completions"
 
 
 def inference_server(
@@ -136,53 +114,6 @@ def _tracing_update(
     return update
 
 
-def loadgen(
-    *,
-    url: Annotated[
-        str, typer.Option(help="Base URL of the server (this machine only).")
-    ] = "http://127.0.0.1:8000",
-    requests: Annotated[int, typer.Option(help="Stop after this many requests.")] = 100,
-    duration: Annotated[float, typer.Option(help="Stop after this many seconds.")] = 30.0,
-    rate: Annotated[
-        float, typer.Option(help="Requests per second; 0 = as fast as concurrency allows.")
-    ] = 10.0,
-    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
-    route: Annotated[RouteChoice, typer.Option(help="Which OpenAI route to drive.")] = RouteChoice.CHAT,
-    model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
-    max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
-    stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
-    output: Annotated[Output, typer.Option("--output", "-o", help="Report format.")] = Output.TEXT,
-) -> None:
-    """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99."""
-    plan = LoadPlan(
-        url=checked_url(url),
-        requests=requests,
-        duration_seconds=duration,
-        rate=rate,
-        concurrency=concurrency,
-        route=route.value,
-        model=model,
-        max_tokens=max_tokens,
-        stream=stream,
-    )
-    try:
-        plan.validate()
-    except InputError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(2) from exc
-    report = asyncio.run(run_load(plan))
-    if report.sent and set(report.statuses) <= CONNECT_ERRORS:  # not one request reached a server
-        err_console.print(
-            f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
-            " inference-server`, port 8000 by default)"
-        )
-        raise typer.Exit(1)
-    typer.echo(report.to_json() if output is Output.JSON else report.to_text())
-    if report.ok == 0:
-        raise typer.Exit(1)
-
-
 def register(app: typer.Typer) -> None:
-    """Add ``inference-server`` and ``loadgen`` to the root app."""
+    """Add ``inference-server`` to the root app."""
     app.command("inference-server")(inference_server)
-    app.command("loadgen")(loadgen)

@@ -9,7 +9,8 @@ import httpx
 import pytest
 
 from exporters.inference_server import ServedGpu, build_inference_app
-from exporters.loadgen import LoadPlan, percentile, run_load
+from exporters.loadgen import LoadPlan, LoadReport, percentile, run_load
+from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 
 
@@ -143,8 +144,9 @@ def test_duration_bound_stops_a_paced_run_before_its_count() -> None:
 def test_error_statuses_are_counted_not_hidden() -> None:
     plan = LoadPlan(url="http://127.0.0.1:1", requests=5, rate=0)
     report = asyncio.run(run_load(plan, transport=transport(speed=0.0)))
-    assert report.statuses == {"503": 5}
+    assert report.statuses == report.errors == {"503": 5}
     assert report.ok == 0
+    assert report.failed == 5
 
 
 def test_connection_failures_are_counted_by_error_kind() -> None:
@@ -153,7 +155,7 @@ def test_connection_failures_are_counted_by_error_kind() -> None:
 
     plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0)
     report = asyncio.run(run_load(plan, transport=httpx.MockTransport(refuse)))
-    assert report.statuses == {"ConnectError": 3}
+    assert report.statuses == report.errors == {"ConnectError": 3}
 
 
 def test_json_report_has_percentiles_and_null_for_missing_data() -> None:
@@ -162,6 +164,120 @@ def test_json_report_has_percentiles_and_null_for_missing_data() -> None:
     data = json.loads(report.to_json())
     assert set(data["latency"]) == {"p50", "p95", "p99"}
     assert data["sent"] == 3
-    report.latency = {"p50": float("nan")}
-    assert json.loads(report.to_json())["latency"] == {"p50": None}
-    assert "P50" in report.to_text()
+    assert json.loads(report.to_json())["latency"] == {"p50": None, "p95": None, "p99": None}
+    assert "no successful request" in report.to_text()
+    assert "nan" not in report.to_text()
+
+
+def bounded(plan: LoadPlan, handler: object, clock: FakeClock | None = None) -> LoadReport:
+    """Run ``plan``; a run that outlives its own duration bound by a minute fails instead of hanging."""
+
+    async def run() -> LoadReport:
+        load = run_load(plan, transport=httpx.MockTransport(handler), clock=clock)  # type: ignore[arg-type]
+        return await asyncio.wait_for(load, plan.duration_seconds + 60)
+
+    return asyncio.run(run())
+
+
+def test_the_duration_bounds_a_run_against_a_hung_server_and_cut_requests_are_unfinished() -> None:
+    async def hang(request: httpx.Request) -> httpx.Response:
+        await asyncio.Event().wait()  # a server that accepted the request and never answers
+        raise AssertionError("unreachable")
+
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=5, rate=0, duration_seconds=0.3, timeout_seconds=600)
+    report = bounded(plan, hang)
+    assert report.sent == 5
+    assert report.unfinished == 5
+    assert report.ok == report.failed == 0
+    assert report.exit_code() == 1
+    assert any("cancelled" in w for w in report.warnings)
+
+
+def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
+    # Every other request is a fast 503; the successful ones take exactly 0.1 s of the fake clock.
+    clock = FakeClock(0.0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        i = int(json.loads(request.content)["messages"][0]["content"].split(":")[0].split()[1])
+        if i % 2:
+            return httpx.Response(503, json={"error": {"message": "gpu lost"}})
+        clock.advance(0.1)
+        return httpx.Response(200, json={"choices": []})
+
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=10, rate=0, concurrency=1)
+    report = bounded(plan, handler, clock)
+    assert report.ok == 5 and report.failed == 5
+    assert report.errors == {"503": 5}
+    assert report.latency["p50"] == pytest.approx(0.1)  # the 503s (0 s) no longer pull it down
+    assert report.latency["p99"] == pytest.approx(0.1)
+
+
+def test_timeouts_are_errors_by_kind() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ReadTimeout("timed out", request=request)
+
+    report = bounded(LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0), handler)
+    assert report.errors == {"ReadTimeout": 3}
+    assert report.failed == 3
+    assert report.exit_code() == 1
+
+
+def test_latency_from_the_schedule_counts_the_wait_that_latency_from_the_send_hides() -> None:
+    # 10 req/s asked for, one slot, each request takes 0.3 s: request i is sent 0.2*i s late.
+    clock = FakeClock(0.0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(0.3)
+        return httpx.Response(200, json={"choices": []})
+
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=5, rate=10, concurrency=1)
+    report = bounded(plan, handler, clock)
+    assert report.latency["p50"] == pytest.approx(0.3)
+    assert report.latency_from_schedule["p50"] == pytest.approx(0.7)  # 0.3, 0.5, 0.7, 0.9, 1.1
+    assert report.achieved_rate == pytest.approx(4 / 1.2)
+    [warning] = report.warnings
+    assert "below the target 10 req/s" in warning and "concurrency" in warning
+
+
+def test_an_on_schedule_run_gives_no_rate_warning() -> None:
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=20, concurrency=4)
+    report = asyncio.run(run_load(plan, transport=transport()))
+    assert report.ok == 3
+    assert report.warnings == []
+    assert set(report.latency_from_schedule) == {"p50", "p95", "p99"}
+
+
+@pytest.mark.parametrize(
+    ("ok", "failed", "unfinished", "allow_errors", "code"),
+    [
+        (5, 0, 0, False, 0),
+        (5, 0, 2, False, 0),
+        (5, 1, 0, False, 1),
+        (5, 1, 0, True, 0),
+        (0, 3, 0, True, 1),
+        (0, 0, 3, False, 1),
+    ],
+    ids=["all-ok", "cut-by-duration", "one-failed", "allowed", "none-ok-allowed", "all-unfinished"],
+)
+def test_exit_code_rule(ok: int, failed: int, unfinished: int, allow_errors: bool, code: int) -> None:
+    report = LoadReport(sent=ok + failed + unfinished, ok=ok, failed=failed, unfinished=unfinished)
+    assert report.exit_code(allow_errors=allow_errors) == code
+
+
+def test_json_and_text_reports_carry_the_same_outcomes() -> None:
+    report = LoadReport(
+        sent=4, ok=2, failed=1, unfinished=1, statuses={"200": 2, "503": 1}, errors={"503": 1}, target_rate=5
+    )
+    report.warnings = ["1 requests were still running at the 1 s duration bound and were cancelled"]
+    data = json.loads(report.to_json())
+    assert {k: data[k] for k in ("sent", "ok", "failed", "unfinished", "errors", "target_rate")} == {
+        "sent": 4,
+        "ok": 2,
+        "failed": 1,
+        "unfinished": 1,
+        "errors": {"503": 1},
+        "target_rate": 5,
+    }
+    text = report.to_text()
+    assert "failed 1 {'503': 1}  unfinished 1" in text
+    assert f"warning: {report.warnings[0]}" in text

@@ -1,4 +1,4 @@
-"""Training metrics: step timer, report, push failures, and simulated jobs through the same API."""
+"""Training metrics: step timer, report, what the loop may pass and what setup refuses."""
 
 from __future__ import annotations
 
@@ -6,13 +6,18 @@ import math
 
 import pytest
 
-from exporters.training import SimTrainingAdapter, TrainingMetrics
+from exporters.training import REJECT_REASONS, TrainingMetrics
 from gpuwarden.clock import FakeClock
-from gpuwarden.sim import FaultSpec, build_fleet
 
 
 def value(m: TrainingMetrics, rank: int, name: str) -> float | None:
     return m.rank(rank).registry.get_sample_value(f"gpuwarden_training_{name}", {"rank": str(rank)})
+
+
+def rejected(m: TrainingMetrics, rank: int, reason: str) -> float | None:
+    return m.rank(rank).registry.get_sample_value(
+        "gpuwarden_training_rejected_values_total", {"rank": str(rank), "reason": reason}
+    )
 
 
 def test_step_timer_records_duration_progress_and_throughput_of_the_step() -> None:
@@ -35,6 +40,17 @@ def test_step_timer_records_duration_progress_and_throughput_of_the_step() -> No
     assert value(m, 3, "step_duration_seconds_count") == 1
 
 
+def test_the_job_rank_given_at_setup_is_the_default_of_every_loop_call() -> None:
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=2, clock=clock)
+    with m.step_timer():
+        clock.advance(1.0)
+    m.report(samples=4)
+    assert m.ranks() == [2]
+    assert value(m, 2, "steps_total") == 1
+    assert value(m, 2, "samples_total") == 4
+
+
 def test_report_after_the_step_applies_to_that_step() -> None:
     clock = FakeClock(0.0)
     m = TrainingMetrics("pretrain", clock=clock)
@@ -44,80 +60,186 @@ def test_report_after_the_step_applies_to_that_step() -> None:
     assert value(m, 0, "samples_per_second") == 2.0
 
 
-def test_report_before_any_step_without_a_rank_is_an_error() -> None:
-    with pytest.raises(ValueError, match="rank"):
-        TrainingMetrics("pretrain").report(samples=1)
+def test_report_before_any_step_without_a_rank_is_dropped_and_counted_not_raised() -> None:
+    m = TrainingMetrics("pretrain")
+    m.report(samples=1)
+    assert m.rejected["no_rank"] == 1
+    assert m.ranks() == []
 
 
-def test_a_step_that_raises_is_not_progress() -> None:
+def test_a_step_that_raises_is_not_progress_and_no_progress_time_reads_as_zero() -> None:
     clock = FakeClock(0.0)
     m = TrainingMetrics("pretrain", clock=clock)
     with pytest.raises(RuntimeError), m.step_timer(rank=0):
         clock.advance(1.0)
         raise RuntimeError("nccl timeout")
     assert value(m, 0, "steps_total") == 0
-    assert value(m, 0, "last_progress_timestamp_seconds") == 0
+    assert value(m, 0, "last_progress_timestamp_seconds") is None  # unknown, not 1970
 
 
-def test_ranks_push_to_separate_groups_and_a_dead_gateway_is_counted_not_raised() -> None:
-    m = TrainingMetrics("pretrain", namespace="research")
-    m.rank(0)
-    m.rank(1)
-    assert m.grouping_key(1) == {"rank": "1", "namespace": "research"}
-    assert m.push("http://127.0.0.1:9", timeout=0.5) is False
-    assert m.push_failures == 2
+def test_nothing_unknown_is_exported_as_zero_before_the_first_step() -> None:
+    m = TrainingMetrics("pretrain", rank=0)
+    for gauge in (
+        "step_started_timestamp_seconds",
+        "last_progress_timestamp_seconds",
+        "last_step_duration_seconds",
+        "compute_seconds",
+        "samples_per_second",
+        "loss",
+    ):
+        assert value(m, 0, gauge) is None, gauge
+    assert value(m, 0, "steps_total") == 0  # a counter at 0 is a true 0
+    assert all(rejected(m, 0, reason) == 0 for reason in REJECT_REASONS)
 
 
-def test_simulated_job_reports_steps_samples_and_progress_for_every_rank() -> None:
-    clock = FakeClock()
-    fleet = build_fleet(2, 4, seed=3, clock=clock)
-    adapter = SimTrainingAdapter(fleet)
-    clock.advance(20.0)
-    adapter.sync()
-    [job] = fleet.training_jobs()
-    m = adapter.jobs[job.name]
-    assert m.ranks() == sorted(job.ranks)
-    for rank in job.ranks:
-        assert value(m, rank, "steps_total") == job.steps_completed > 0
-        assert value(m, rank, "last_progress_timestamp_seconds") == job.last_progress_time(rank)
-        per_rank = job.samples_per_step / len(job.ranks)
-        assert value(m, rank, "samples_total") == pytest.approx(per_rank * job.steps_completed)
+def test_record_step_sets_when_the_current_step_started() -> None:
+    # A loop driven through record_step (the simulator) had step_started 0 on every rank, so a hung-step
+    # rule `time() - step_started > X` fired everywhere.
+    m = TrainingMetrics("pretrain", clock=FakeClock(5000.0))
+    m.record_step(rank=1, seconds=2.0, end_time=4990.0)
+    assert value(m, 1, "step_started_timestamp_seconds") == 4990.0
+    assert value(m, 1, "last_progress_timestamp_seconds") == 4990.0
 
 
-def test_straggler_gpu_shows_as_one_slow_rank() -> None:
-    clock = FakeClock()
-    fleet = build_fleet(2, 4, seed=3, clock=clock)
-    adapter = SimTrainingAdapter(fleet)
-    [job] = fleet.training_jobs()
-    slow_rank, gpu = next(iter(job.ranks.items()))
-    fleet.inject(FaultSpec("straggler", gpu.node, gpu.index, params={"factor": 0.5}))
-    clock.advance(30.0)
-    adapter.sync()
-    m = adapter.jobs[job.name]
-    compute = {rank: value(m, rank, "compute_seconds") or 0.0 for rank in job.ranks}
-    others = [c for r, c in compute.items() if r != slow_rank]
-    assert min(others) > 0
-    assert compute[slow_rank] > 1.5 * max(others)
+@pytest.mark.parametrize(
+    ("report", "reason"),
+    [
+        ({"samples": -5}, "negative"),
+        ({"samples": math.nan}, "not_finite"),
+        ({"tokens": math.inf}, "not_finite"),
+        ({"tokens": -math.inf}, "not_finite"),
+        ({"samples": "64"}, "not_a_number"),
+        ({"tokens": None}, "not_a_number"),
+        ({"samples": True}, "not_a_number"),
+        ({"loss": "low"}, "not_a_number"),
+    ],
+    ids=["negative", "nan", "inf", "minus-inf", "string", "none", "bool", "loss-string"],
+)
+def test_bad_report_values_are_dropped_and_counted_without_raising(
+    report: dict[str, object], reason: str
+) -> None:
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=0, clock=clock)
+    with m.step_timer():
+        clock.advance(1.0)
+        m.report(**report)  # type: ignore[arg-type]
+    with m.step_timer():
+        clock.advance(1.0)
+        m.report(samples=8, tokens=16, loss=1.0)
+    assert rejected(m, 0, reason) == 1
+    assert m.rejected[reason] == 1
+    assert value(m, 0, "samples_total") == 8  # the counters stay usable: no NaN, no inf, no decrease
+    assert value(m, 0, "tokens_total") == 16
+    assert value(m, 0, "steps_total") == 2
 
 
-def test_hung_rank_stalls_the_job_and_only_that_rank_never_finishes_computing() -> None:
-    clock = FakeClock()
-    fleet = build_fleet(2, 4, seed=3, clock=clock)
-    adapter = SimTrainingAdapter(fleet)
-    [job] = fleet.training_jobs()
-    clock.advance(10.0)
-    adapter.sync()
-    hung_rank, gpu = list(job.ranks.items())[-1]
-    fleet.inject(FaultSpec("hung", gpu.node, gpu.index))
-    clock.advance(3.0)
-    adapter.sync()
-    m = adapter.jobs[job.name]
-    stalled_at = {rank: value(m, rank, "last_progress_timestamp_seconds") for rank in job.ranks}
-    steps = value(m, 0, "steps_total")
-    clock.advance(120.0)
-    adapter.sync()
-    assert value(m, 0, "steps_total") == steps
-    assert {rank: value(m, rank, "last_progress_timestamp_seconds") for rank in job.ranks} == stalled_at
-    hung = value(m, hung_rank, "compute_seconds")
-    assert hung is not None and math.isinf(hung)
-    assert all(not math.isinf(value(m, r, "compute_seconds") or 0.0) for r in job.ranks if r != hung_rank)
+def test_a_nan_loss_is_kept_because_a_diverging_run_is_worth_seeing() -> None:
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    with m.step_timer():
+        m.report(loss=math.nan)
+    loss = value(m, 0, "loss")
+    assert loss is not None and math.isnan(loss)
+    assert sum(m.rejected.values()) == 0
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"seconds": math.nan}, "not_finite"),
+        ({"seconds": math.inf}, "not_finite"),
+        ({"seconds": -1.0}, "negative"),
+        ({"end_time": math.nan}, "not_finite"),
+        ({"compute_seconds": math.nan}, "not_finite"),
+        ({"compute_seconds": -0.5}, "negative"),
+        ({"steps": 0}, "bad_steps"),
+        ({"steps": -2}, "bad_steps"),
+        ({"steps": 1.5}, "bad_steps"),
+    ],
+    ids=[
+        "nan",
+        "inf",
+        "negative",
+        "nan-end",
+        "nan-compute",
+        "negative-compute",
+        "0-steps",
+        "-2-steps",
+        "1.5",
+    ],
+)
+def test_bad_step_records_are_dropped_whole_and_counted(record: dict[str, object], reason: str) -> None:
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    args: dict[str, object] = {"seconds": 2.0, "end_time": 100.0, **record}
+    assert m.record_step(**args) is False  # type: ignore[arg-type]
+    assert m.record_step(seconds=3.0, end_time=103.0)
+    assert value(m, 0, "step_duration_seconds_sum") == 3.0  # not poisoned by a NaN
+    assert value(m, 0, "steps_total") == 1
+    assert rejected(m, 0, reason) == 1
+
+
+def test_a_hung_rank_may_report_infinite_compute() -> None:
+    m = TrainingMetrics("pretrain", rank=0, clock=FakeClock(0.0))
+    assert m.record_step(seconds=2.0, end_time=10.0, compute_seconds=math.inf)
+    assert value(m, 0, "compute_seconds") == math.inf
+
+
+@pytest.mark.parametrize(
+    ("rank", "error"),
+    [(1.5, TypeError), (True, TypeError), ("3", TypeError), (-1, ValueError)],
+    ids=["float", "bool", "string", "negative"],
+)
+def test_setup_refuses_a_rank_that_is_not_an_int_at_least_0(rank: object, error: type[Exception]) -> None:
+    with pytest.raises(error, match="rank"):
+        TrainingMetrics("pretrain", rank=rank)  # type: ignore[arg-type]
+    m = TrainingMetrics("pretrain")
+    with pytest.raises(error, match="rank"):
+        m.rank(rank)  # type: ignore[arg-type]
+    with pytest.raises(error, match="rank"):
+        m.serve(rank, 0)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("rank", [1.5, True, "3", -1], ids=["float", "bool", "string", "negative"])
+def test_the_loop_drops_and_counts_an_invalid_rank_but_runs_the_step(rank: object) -> None:
+    m = TrainingMetrics("pretrain", clock=FakeClock(0.0))
+    ran = False
+    with m.step_timer(rank=rank) as step:  # type: ignore[arg-type]
+        ran = True
+        m.report(samples=1, rank=rank)  # type: ignore[arg-type]
+    m.record_step(rank=rank, seconds=1.0, end_time=1.0)  # type: ignore[arg-type]
+    assert ran and step.refused
+    assert m.rejected["invalid_rank"] == 3
+    assert m.ranks() == []  # no rank "1" for 1.5 or True
+
+
+def test_a_numpy_style_integer_rank_is_accepted() -> None:
+    class Index:  # what numpy.int64 offers
+        def __index__(self) -> int:
+            return 4
+
+    assert TrainingMetrics("pretrain", rank=Index()).ranks() == [4]  # type: ignore[arg-type]
+
+
+def test_a_nested_step_timer_on_the_same_rank_is_refused_and_the_step_counts_once() -> None:
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=0, clock=clock)
+    with m.step_timer() as outer:
+        with m.step_timer() as inner:
+            clock.advance(1.0)
+            m.report(samples=8)
+        clock.advance(1.0)
+    assert inner.refused and not outer.refused
+    assert value(m, 0, "steps_total") == 1
+    assert value(m, 0, "step_duration_seconds_count") == 1
+    assert value(m, 0, "last_step_duration_seconds") == 2.0
+    assert value(m, 0, "samples_total") == 8  # the inner block's report belongs to the outer step
+    assert rejected(m, 0, "nested_step") == 1
+
+
+def test_step_timers_of_different_ranks_may_overlap() -> None:
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", clock=clock)
+    with m.step_timer(rank=0), m.step_timer(rank=1):
+        clock.advance(1.0)
+    assert value(m, 0, "steps_total") == 1
+    assert value(m, 1, "steps_total") == 1
+    assert m.rejected["nested_step"] == 0

@@ -1,18 +1,25 @@
 """A simulated training job pushes per-rank metrics to a real Pushgateway scraped by a real Prometheus:
-a straggler shows up as one slow rank, a hung rank as a job whose progress stops."""
+a straggler shows up as one slow rank, a hung rank as a job whose progress stops. The same happens when
+``gpuwarden exporter --simulate`` runs the fleet with ``tracing.pushgateway_url`` set, and a rank served
+for scraping carries the labels its pushed group has."""
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
-from exporters.training import SimTrainingAdapter
+from exporters.training import TrainingMetrics
+from exporters.training_sim import SimTrainingAdapter
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import FaultSpec, build_fleet
 from tests.integration.servers import free_port, require_binary, running
+from tests.integration.test_exporter_prometheus import gpuwarden_argv
 
 pytestmark = pytest.mark.integration
 
@@ -63,7 +70,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
     [job] = fleet.training_jobs()
     slow_rank, slow_gpu = next(iter(job.ranks.items()))
     hung_rank, hung_gpu = list(job.ranks.items())[-1]
-    adapter = SimTrainingAdapter(fleet)
+    adapter = SimTrainingAdapter(fleet, pushgateway=gateway)
     selector = f'{{job="{job.name}",namespace="{job.namespace}"}}'
 
     with (
@@ -73,7 +80,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         fleet.inject(FaultSpec("straggler", slow_gpu.node, slow_gpu.index, params={"factor": 0.5}))
         clock.advance(30.0)
         adapter.sync()
-        assert adapter.push(gateway)
+        assert adapter.push()
         ranks = {str(r) for r in job.ranks}
         steps = wait_until(prom, f"gpuwarden_training_steps_total{selector}", lambda r: set(r) == ranks)
         assert set(steps.values()) == {float(job.steps_completed)}
@@ -89,7 +96,7 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         stalled_at = job.last_progress_time(0)
         clock.advance(300.0)
         adapter.sync()
-        assert adapter.push(gateway)
+        assert adapter.push()
         hung = wait_until(
             prom,
             f"gpuwarden_training_compute_seconds{selector} == +Inf",
@@ -103,3 +110,129 @@ def test_simulated_job_metrics_reach_prometheus_through_the_pushgateway(tmp_path
         assert all(v >= 300.0 for v in stalled.values())
         progress = query(prom, f"gpuwarden_training_last_progress_timestamp_seconds{selector}")
         assert set(progress.values()) == {stalled_at}
+
+
+def pushgateway(tmp_path: Path) -> tuple[list[str], str]:
+    """The argv of a real Pushgateway on a free port, and its address."""
+    address = f"127.0.0.1:{free_port()}"
+    argv = [
+        require_binary("prometheus-pushgateway"),
+        f"--web.listen-address={address}",
+        f"--persistence.file={tmp_path / 'pushgateway.db'}",
+    ]
+    return argv, address
+
+
+def gateway_samples(address: str, job: str) -> dict[str, dict[str, float]]:
+    """What the Pushgateway exposes for ``job``: metric name -> rank -> value."""
+    body = httpx.get(f"http://{address}/metrics", timeout=5).text
+    found: dict[str, dict[str, float]] = {}
+    for family in text_string_to_metric_families(body):
+        for sample in family.samples:
+            if sample.labels.get("job") == job and "rank" in sample.labels:
+                found.setdefault(sample.name, {})[sample.labels["rank"]] = sample.value
+    return found
+
+
+def wait_for_gateway(
+    address: str, job: str, check: Callable[[dict[str, dict[str, float]]], bool], what: str
+) -> dict[str, dict[str, float]]:
+    """Poll the Pushgateway until ``check`` holds on the job's samples (it is fed every 0.5 s)."""
+    deadline = time.monotonic() + 60.0
+    seen: dict[str, dict[str, float]] = {}
+    while time.monotonic() < deadline:
+        seen = gateway_samples(address, job)
+        if check(seen):
+            return seen
+        time.sleep(0.25)
+    raise AssertionError(f"the Pushgateway never showed {what}; last: {seen}")
+
+
+def test_exporter_simulate_pushes_its_training_jobs_when_a_pushgateway_is_configured(tmp_path: Path) -> None:
+    gateway_argv, gateway = pushgateway(tmp_path)
+    port = free_port()
+    exporter = f"http://127.0.0.1:{port}"
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(f"tracing:\n  pushgateway_url: http://{gateway}/\n  push_interval_seconds: 0.5\n")
+    exporter_argv = [
+        *gpuwarden_argv(), "exporter", "--simulate", "2x4", "--port", str(port),
+        "--listen-address", "127.0.0.1", "--config", str(config),
+    ]  # fmt: skip
+    [job] = build_fleet(2, 4, seed=0, clock=FakeClock()).training_jobs()  # the exporter's placement
+    ranks = {str(r) for r in job.ranks}
+    slow_rank, slow_gpu = next(iter(job.ranks.items()))
+    hung_rank, hung_gpu = list(job.ranks.items())[-1]
+
+    def inject(kind: str, node: str, gpu: int, **params: float) -> None:
+        fault = {"kind": kind, "node": node, "gpu": gpu, "params": params}
+        httpx.post(f"{exporter}/sim/faults", json=fault, timeout=5).raise_for_status()
+
+    with (
+        running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"),
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log"),
+    ):
+        steps = "gpuwarden_training_steps_total"
+        wait_for_gateway(
+            gateway,
+            job.name,
+            lambda s: set(s.get(steps, {})) == ranks and min(s[steps].values()) >= 1,
+            "steps",
+        )
+        inject("straggler", slow_gpu.node, slow_gpu.index, factor=0.5)
+        compute = "gpuwarden_training_compute_seconds"
+
+        def one_slow_rank(s: dict[str, dict[str, float]]) -> bool:
+            by_rank = s.get(compute, {})
+            others = [v for r, v in by_rank.items() if r != str(slow_rank)]
+            return set(by_rank) == ranks and by_rank[str(slow_rank)] > 1.5 * max(others)
+
+        wait_for_gateway(gateway, job.name, one_slow_rank, "one slow rank")
+
+        inject("hung", hung_gpu.node, hung_gpu.index)
+        hung = wait_for_gateway(
+            gateway,
+            job.name,
+            lambda s: math.isinf(s.get(compute, {}).get(str(hung_rank), 0.0)),
+            "a hung rank",
+        )
+        assert [r for r, v in hung[compute].items() if math.isinf(v)] == [str(hung_rank)]
+        progress = "gpuwarden_training_last_progress_timestamp_seconds"
+        pushed = "push_time_seconds"
+        stalled_at = hung[progress]
+        later = wait_for_gateway(  # two more pushes of every rank: the job stays stalled
+            gateway,
+            job.name,
+            lambda s: all(s[pushed][r] > hung[pushed][r] + 0.9 for r in ranks),
+            "later pushes",
+        )
+        assert later[progress] == stalled_at
+        assert later[steps] == hung[steps]
+        assert len(set(stalled_at.values())) == 1  # every rank stopped at the same moment
+        started = later["gpuwarden_training_step_started_timestamp_seconds"]
+        assert set(started) == ranks and all(time.time() - v > 1.0 for v in started.values())
+
+
+def test_a_served_rank_has_the_labels_of_its_pushed_group(tmp_path: Path) -> None:
+    gateway_argv, gateway = pushgateway(tmp_path)
+    with running(gateway_argv, f"http://{gateway}/-/ready", tmp_path / "pushgateway.log"):
+        metrics = TrainingMetrics("labels-job", namespace="research", pushgateway=gateway)
+        with metrics.step_timer(rank=2):
+            metrics.report(samples=4)
+        assert metrics.flush(timeout=30)
+        port = metrics.serve(2, 0)
+        try:
+            served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        finally:
+            metrics.close()
+        body = httpx.get(f"http://{gateway}/metrics", timeout=5).text
+
+    def labels(text: str) -> dict[str, str]:
+        [sample] = [
+            s
+            for f in text_string_to_metric_families(text)
+            for s in f.samples
+            if s.name == "gpuwarden_training_steps_total" and s.labels.get("job") == "labels-job"
+        ]
+        return {k: v for k, v in sample.labels.items() if v}  # the gateway's instance="" is no label
+
+    assert labels(served) == labels(body) == {"job": "labels-job", "namespace": "research", "rank": "2"}

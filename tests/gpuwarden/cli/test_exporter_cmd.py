@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,3 +67,23 @@ def test_an_address_that_does_not_resolve_fails_naming_the_option_before_saying_
     assert result.exit_code == 1 and "--listen-address" in result.output
     assert "Traceback" not in result.output
     assert not [r for r in caplog.records if "serving" in r.getMessage()]
+
+
+def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_setting(tmp_path: Path) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("tracing:\n  pushgateway_url: not a url\n")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    argv = ["exporter", "--simulate", "1x4", "--port", str(port), "--config", str(config)]
+    # A process, not CliRunner: an exporter that accepted the setting would serve until killed.
+    done = subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    said = " ".join(done.stderr.split())
+    assert f"{config}:2: tracing.pushgateway_url: not a valid Pushgateway URL" in said, said

@@ -1,0 +1,223 @@
+"""How training metrics leave the process: pushed to a Pushgateway from a background thread, or served.
+
+The push runs in its own thread so that a training loop never waits on the gateway: ``request()`` only
+marks the metrics as changed. The thread pushes the registries as they are at that moment (the latest
+state wins: nothing queues, however often the loop asks), and after a failure it waits before the next try,
+doubling the wait up to ``MAX_BACKOFF_SECONDS``, so a dead gateway costs one blocked thread and one log
+line per try, not a timeout per training step. ``close()`` makes one last push of what is new.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import urllib.error
+from collections.abc import Callable, Iterable, Iterator, Mapping
+
+from prometheus_client import CollectorRegistry, push_to_gateway, start_http_server
+from prometheus_client.metrics_core import Metric
+from prometheus_client.registry import Collector
+
+from gpuwarden.urls import url_problem
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_PUSH_TIMEOUT_SECONDS = 5.0
+FIRST_BACKOFF_SECONDS = 1.0
+MAX_BACKOFF_SECONDS = 60.0
+
+
+def pushgateway_url(raw: str) -> str:
+    """``raw`` as a URL ``push_to_gateway`` can use: stripped of surrounding whitespace, ``http://`` added
+    to a bare ``host:port``, no trailing slash. Raises ``ValueError`` saying what is wrong."""
+    if not isinstance(raw, str):
+        raise TypeError(f"a Pushgateway URL is a string, got {type(raw).__name__}")
+    url = raw.strip()
+    if not url:
+        raise ValueError("the Pushgateway URL is empty")
+    if "://" not in url:
+        url = f"http://{url}"  # what push_to_gateway does with host:port
+    bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"not a valid Pushgateway URL {raw!r}: it contains {bad!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(f"not a valid Pushgateway URL {raw!r}: {problem}")
+    if "?" in url or "#" in url:
+        raise ValueError(
+            f"not a valid Pushgateway URL {raw!r}: pushes append a path, so no query or fragment"
+        )
+    return url.rstrip("/")
+
+
+GroupKey = dict[str, str]
+Groups = Callable[[], Iterable[tuple[GroupKey, CollectorRegistry]]]
+PushFn = Callable[..., None]
+
+
+class BackgroundPusher:
+    """Pushes groups to one Pushgateway from a daemon thread; callers never block and never see errors.
+
+    ``groups()`` lists the groups to push (grouping key and registry), read at push time.
+    """
+
+    def __init__(
+        self,
+        gateway: str,
+        job: str,
+        groups: Groups,
+        *,
+        timeout: float = DEFAULT_PUSH_TIMEOUT_SECONDS,
+        on_failure: Callable[[GroupKey], None] = lambda key: None,
+        push: PushFn | None = None,
+    ) -> None:
+        if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
+            raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
+        self.gateway = pushgateway_url(gateway)
+        self.job = job
+        self.timeout = float(timeout)
+        self.pushes = 0  # groups pushed
+        self.failures = 0  # groups that failed to push, or were skipped after the gateway was unreachable
+        self.last_ok: bool | None = None  # the last round; None before any
+        self._groups = groups
+        self._on_failure = on_failure
+        self._push = push  # None: prometheus_client's push_to_gateway, looked up at push time
+        self._dirty = threading.Event()  # a push was asked for and has not started
+        self._wake = threading.Event()
+        self._closing = threading.Event()
+        self._idle = threading.Condition()
+        self._busy = False
+        self._backoff = 0.0
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def request(self) -> None:
+        """Push the current state soon; returns at once (a request while one is pending adds nothing)."""
+        if self._closing.is_set():
+            return
+        self._dirty.set()
+        self._wake.set()
+        if self._thread is None:
+            with self._start_lock:
+                if self._thread is None:
+                    self._thread = threading.Thread(target=self._run, name=f"push-{self.job}", daemon=True)
+                    self._thread.start()
+
+    def push_now(self) -> bool:
+        """Push every group in the calling thread; True when all succeeded. Never raises."""
+        groups = list(self._groups())
+        ok = True
+        for index, (key, registry) in enumerate(groups):
+            try:
+                (self._push or push_to_gateway)(
+                    self.gateway, job=self.job, registry=registry, grouping_key=key, timeout=self.timeout
+                )
+                self.pushes += 1
+                continue
+            except OSError as exc:  # refused, timed out, unresolvable (URLError), or the gateway's HTTPError
+                logger.warning(
+                    "training metrics push failed: %s",
+                    exc,
+                    extra={"job": self.job, "gateway": self.gateway, "group": key},
+                )
+                failed = groups[index:] if _unreachable(exc) else [(key, registry)]
+            except Exception:  # the push boundary: whatever else a push raises is counted, not raised
+                logger.exception("training metrics push failed", extra={"job": self.job, "group": key})
+                failed = [(key, registry)]
+            ok = False
+            for failed_key, _ in failed:
+                self.failures += 1
+                self._on_failure(failed_key)
+            if len(failed) > 1:  # the gateway is unreachable: the other groups would each wait a timeout
+                break
+        self.last_ok = ok
+        return ok
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Wait until no push is pending or running; False on timeout."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._busy and not self._dirty.is_set(), timeout)
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop the thread after one last push of what was asked for; False if it did not end in time.
+
+        The wait is bounded by ``timeout`` (default: two push timeouts), so a black-holed gateway cannot
+        hold the end of a training run longer than that.
+        """
+        self._closing.set()
+        self._wake.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(self.timeout * 2 if timeout is None else timeout)
+        return not thread.is_alive()
+
+    def next_delay(self, ok: bool) -> float:
+        """Seconds to wait before the next push, after a round that succeeded (``ok``) or failed."""
+        if ok:
+            self._backoff = 0.0
+        else:
+            self._backoff = min(MAX_BACKOFF_SECONDS, max(FIRST_BACKOFF_SECONDS, self._backoff * 2))
+        return self._backoff
+
+    def _round(self) -> bool:
+        with self._idle:
+            self._busy = True
+            self._dirty.clear()
+        try:
+            return self.push_now()
+        finally:
+            with self._idle:
+                self._busy = False
+                self._idle.notify_all()
+
+    def _run(self) -> None:
+        while not self._closing.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            if self._closing.is_set() or not self._dirty.is_set():
+                continue
+            delay = self.next_delay(self._round())
+            if delay:
+                self._closing.wait(delay)  # back off; requests meanwhile only mark the state dirty
+        if self._dirty.is_set():  # closing: flush what was asked for since the last round, once
+            self._round()
+
+
+def _unreachable(exc: OSError) -> bool:
+    """True when the gateway was not reached at all (refused, timed out, unresolvable), not an HTTP error."""
+    return not isinstance(exc, urllib.error.HTTPError)
+
+
+class LabelledCollector(Collector):
+    """Another registry's metrics with extra labels on every sample (serve mode's ``job``/``namespace``)."""
+
+    def __init__(self, registry: CollectorRegistry, labels: Mapping[str, str]) -> None:
+        self._registry = registry
+        self._labels = dict(labels)
+
+    def collect(self) -> Iterator[Metric]:
+        """The wrapped registry's families, each sample labelled."""
+        for family in self._registry.collect():
+            out = Metric(family.name, family.documentation, family.type, family.unit)
+            out.samples = [s._replace(labels={**self._labels, **s.labels}) for s in family.samples]
+            yield out
+
+
+def serve_registry(
+    registry: CollectorRegistry, labels: Mapping[str, str], port: int, addr: str
+) -> tuple[int, Callable[[], None]]:
+    """Serve ``registry`` with ``labels`` added on ``addr:port`` from a daemon thread.
+
+    Returns the bound port (the real one when ``port`` is 0) and a function that stops the server.
+    """
+    served = CollectorRegistry(auto_describe=True)
+    served.register(LabelledCollector(registry, labels))
+    server, thread = start_http_server(port, addr=addr, registry=served)
+
+    def stop() -> None:
+        server.shutdown()
+        server.server_close()
+        thread.join(5.0)
+
+    return int(server.server_address[1]), stop

@@ -1,0 +1,100 @@
+"""``gpuwarden loadgen``: drive the local inference server at a rate, bounded in count and time."""
+
+from __future__ import annotations
+
+import asyncio
+from enum import StrEnum
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+
+from exporters.loadgen import LoadPlan, run_load
+from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.incidents_cmd import checked_url
+from gpuwarden.errors import InputError
+
+# What loadgen counts, by exception name, for a request that reached no server.
+CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
+
+
+class Output(StrEnum):
+    """Report formats."""
+
+    TEXT = "text"
+    JSON = "json"
+
+
+class RouteChoice(StrEnum):
+    """OpenAI-compatible routes loadgen can drive."""
+
+    CHAT = "chat"
+    COMPLETIONS = "completions"
+
+
+def loadgen(
+    *,
+    url: Annotated[
+        str, typer.Option(help="Base URL of the server (this machine only).")
+    ] = "http://127.0.0.1:8000",
+    requests: Annotated[int, typer.Option(help="Stop sending after this many requests.")] = 100,
+    duration: Annotated[
+        float,
+        typer.Option(help="Stop after this many seconds; requests still running then are cancelled."),
+    ] = 30.0,
+    rate: Annotated[
+        float, typer.Option(help="Requests per second; 0 = as fast as concurrency allows.")
+    ] = 10.0,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
+    route: Annotated[RouteChoice, typer.Option(help="Which OpenAI route to drive.")] = RouteChoice.CHAT,
+    model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
+    max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
+    stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
+    allow_errors: Annotated[
+        bool, typer.Option(help="Exit 0 even if some requests failed (as long as one succeeded).")
+    ] = False,
+    output: Annotated[Output, typer.Option("--output", "-o", help="Report format.")] = Output.TEXT,
+) -> None:
+    """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99.
+
+    Percentiles cover successful (2xx) requests, measured from the send and, with --rate, from the
+    scheduled send (which counts the wait for a concurrency slot); failures are counted by HTTP status
+    or error (timeouts included), and requests cut by --duration as unfinished.
+
+    Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
+    none succeeded, or when the server could not be reached; 2 for a bad option.
+    """
+    plan = LoadPlan(
+        url=checked_url(url),
+        requests=requests,
+        duration_seconds=duration,
+        rate=rate,
+        concurrency=concurrency,
+        route=route.value,
+        model=model,
+        max_tokens=max_tokens,
+        stream=stream,
+    )
+    try:
+        plan.validate()
+    except InputError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    report = asyncio.run(run_load(plan))
+    if report.statuses and not report.ok and set(report.statuses) <= CONNECT_ERRORS:
+        err_console.print(  # not one request reached a server
+            f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
+            " inference-server`, port 8000 by default)"
+        )
+        raise typer.Exit(1)
+    typer.echo(report.to_json() if output is Output.JSON else report.to_text())
+    for warning in report.warnings if output is Output.JSON else ():  # the text report shows them
+        err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
+    code = report.exit_code(allow_errors=allow_errors)
+    if code:
+        raise typer.Exit(code)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``loadgen`` to the root app."""
+    app.command("loadgen")(loadgen)

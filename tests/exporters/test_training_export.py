@@ -1,0 +1,236 @@
+"""Training metrics leaving the process: a push never raises into the loop nor makes it wait; serve mode
+carries the same labels as push mode."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from exporters import training_export
+from exporters.training import TrainingMetrics
+from exporters.training_export import MAX_BACKOFF_SECONDS, BackgroundPusher, pushgateway_url
+from gpuwarden.clock import FakeClock
+
+
+class RecordingGateway:
+    """Stands in for ``push_to_gateway``: records each push with the group's step count at that moment."""
+
+    def __init__(self) -> None:
+        self.pushes: list[tuple[str, str, dict[str, str], float | None]] = []
+        self.fail_with: BaseException | None = None
+        self.lock = threading.Lock()
+
+    def __call__(
+        self,
+        gateway: str,
+        *,
+        job: str,
+        registry: CollectorRegistry,
+        grouping_key: dict[str, str],
+        timeout: float,
+    ) -> None:
+        steps = registry.get_sample_value("gpuwarden_training_steps_total", {"rank": grouping_key["rank"]})
+        with self.lock:
+            self.pushes.append((gateway, job, dict(grouping_key), steps))
+        if self.fail_with is not None:
+            raise self.fail_with
+
+
+@pytest.fixture
+def gateway(monkeypatch: pytest.MonkeyPatch) -> RecordingGateway:
+    recorder = RecordingGateway()
+    monkeypatch.setattr(training_export, "push_to_gateway", recorder)
+    return recorder
+
+
+@pytest.mark.parametrize(
+    ("raw", "url"),
+    [
+        ("http://h:1\n", "http://h:1"),
+        ("  http://pushgateway:9091/ ", "http://pushgateway:9091"),
+        ("127.0.0.1:9091", "http://127.0.0.1:9091"),
+        ("https://gw.example/prefix", "https://gw.example/prefix"),
+        ("http://[::1]:9091", "http://[::1]:9091"),
+    ],
+    ids=["trailing-newline", "spaces-and-slash", "bare-host-port", "path-prefix", "ipv6"],
+)
+def test_a_pushgateway_url_is_normalised_once_at_setup(raw: str, url: str) -> None:
+    assert TrainingMetrics("pretrain", pushgateway=raw).pushgateway == url
+
+
+@pytest.mark.parametrize(
+    "raw",
+    ["not a url", "http://h\n:1", "ftp://h:21", "http://[::1", "http://h:1/?x=1", "http://h:99999", "", "  "],
+    ids=["spaces", "inner-newline", "ftp", "ipv6-unclosed", "query", "bad-port", "empty", "blank"],
+)
+def test_an_unusable_pushgateway_url_is_refused_at_construction_not_at_push(raw: str) -> None:
+    with pytest.raises(ValueError, match="Pushgateway URL"):
+        TrainingMetrics("pretrain", pushgateway=raw)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        ValueError("Invalid header value b'x\\n'"),
+        urllib.error.URLError("connection refused"),
+        TimeoutError("timed out"),
+        RuntimeError("anything else"),
+    ],
+    ids=["value-error", "url-error", "timeout", "runtime-error"],
+)
+def test_a_push_that_raises_is_counted_never_raised(gateway: RecordingGateway, error: Exception) -> None:
+    gateway.fail_with = error
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9")
+    assert m.push_now() is False
+    assert m.flush(timeout=30) is False
+    assert m.push_failures == 2
+    failures = m.rank(0).registry.get_sample_value("gpuwarden_training_push_failures_total", {"rank": "0"})
+    assert failures == 2
+
+
+def test_an_unreachable_gateway_is_tried_once_per_round_not_once_per_rank(gateway: RecordingGateway) -> None:
+    gateway.fail_with = urllib.error.URLError("connection refused")
+    m = TrainingMetrics("pretrain", pushgateway="http://127.0.0.1:9")
+    for rank in range(4):
+        m.rank(rank)
+    assert m.push_now() is False
+    assert len(gateway.pushes) == 1  # a black hole would have cost 4 timeouts
+    assert m.push_failures == 4  # every group's push failed, and each rank counts it
+
+
+def test_an_http_error_of_one_group_does_not_stop_the_others(gateway: RecordingGateway) -> None:
+    gateway.fail_with = urllib.error.HTTPError("http://gw", 400, "bad metric", {}, None)  # type: ignore[arg-type]
+    m = TrainingMetrics("pretrain", pushgateway="http://127.0.0.1:9")
+    m.rank(0)
+    m.rank(1)
+    assert m.push_now() is False
+    assert [key["rank"] for _, _, key, _ in gateway.pushes] == ["0", "1"]
+
+
+def test_a_real_refused_connection_is_counted(tmp_path: Any) -> None:
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    m = TrainingMetrics(
+        "pretrain", namespace="research", pushgateway=f"http://127.0.0.1:{port}", push_timeout=5
+    )
+    m.rank(0)
+    m.rank(1)
+    assert m.grouping_key(1) == {"rank": "1", "namespace": "research"}
+    assert m.push_now() is False
+    assert m.push_failures == 2
+
+
+def test_push_returns_while_the_gateway_hangs_and_only_the_latest_state_is_pushed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    entered, release = threading.Event(), threading.Event()
+    pushed: list[float | None] = []
+
+    def hanging_gateway(gateway: str, *, registry: CollectorRegistry, **_: object) -> None:
+        pushed.append(registry.get_sample_value("gpuwarden_training_steps_total", {"rank": "0"}))
+        entered.set()
+        release.wait(60)  # a black-holed gateway: the push blocks until its timeout
+
+    monkeypatch.setattr(training_export, "push_to_gateway", hanging_gateway)
+    clock = FakeClock(0.0)
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", push_timeout=60, clock=clock)
+
+    def training_loop() -> None:
+        for _ in range(50):
+            with m.step_timer():
+                clock.advance(1.0)
+            m.push()
+            entered.wait(30)  # from the first push on, the gateway hangs
+
+    loop = threading.Thread(target=training_loop, daemon=True)
+    loop.start()
+    loop.join(30)
+    finished_while_hung = not loop.is_alive() and not release.is_set()
+    release.set()
+    assert finished_while_hung  # 50 steps, each pushing, while the first push still hung
+    assert m.flush(timeout=30)
+    assert len(pushed) <= 3  # the hung push, at most one pending, the flush: no queue of 50
+    assert pushed[-1] == 50  # the latest state won
+    m.close()
+
+
+def test_close_flushes_the_last_steps(gateway: RecordingGateway) -> None:
+    clock = FakeClock(0.0)
+    with TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", clock=clock) as m:
+        for _ in range(3):
+            with m.step_timer():
+                clock.advance(1.0)
+    assert gateway.pushes[-1] == ("http://127.0.0.1:9", "pretrain", {"rank": "0"}, 3.0)
+
+
+def test_close_is_bounded_when_the_gateway_hangs(monkeypatch: pytest.MonkeyPatch) -> None:
+    release = threading.Event()
+    monkeypatch.setattr(training_export, "push_to_gateway", lambda *a, **k: release.wait(60))
+    m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9", push_timeout=60)
+    m.push()
+    assert m.close(timeout=0.1) is False  # it gave up waiting instead of holding the end of the run
+    release.set()
+
+
+def test_push_without_a_gateway_says_so_and_does_not_raise() -> None:
+    m = TrainingMetrics("pretrain", rank=0)
+    assert m.push() is False
+    assert m.flush() is False
+
+
+def test_after_failures_the_pusher_backs_off_doubling_up_to_a_cap_and_resets_on_success() -> None:
+    pusher = BackgroundPusher("http://127.0.0.1:9", "pretrain", list)
+    delays = [pusher.next_delay(ok=False) for _ in range(10)]
+    assert delays[:4] == [1.0, 2.0, 4.0, 8.0]
+    assert delays[-1] == MAX_BACKOFF_SECONDS
+    assert delays == sorted(delays)
+    assert pusher.next_delay(ok=True) == 0.0
+    assert pusher.next_delay(ok=False) == 1.0
+
+
+def test_the_pusher_refuses_a_meaningless_timeout() -> None:
+    for timeout in (0, -1, float("inf"), float("nan")):
+        with pytest.raises(ValueError, match="timeout"):
+            BackgroundPusher("http://127.0.0.1:9", "pretrain", list, timeout=timeout)
+
+
+def test_pushgateway_url_adds_the_scheme_push_to_gateway_would() -> None:
+    assert pushgateway_url("gw:9091") == "http://gw:9091"
+
+
+@pytest.fixture
+def served() -> Iterator[TrainingMetrics]:
+    m = TrainingMetrics("pretrain", namespace="research", clock=FakeClock(0.0))
+    yield m
+    m.close()
+
+
+def scrape(port: int) -> dict[str, dict[str, str]]:
+    body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+    return {s.name: s.labels for f in text_string_to_metric_families(body) for s in f.samples}
+
+
+def test_serve_on_port_0_returns_the_port_and_labels_samples_as_push_mode_groups_them(
+    served: TrainingMetrics,
+) -> None:
+    with served.step_timer(rank=1):
+        served.report(samples=4)
+    port = served.serve(1, 0)
+    assert port > 0
+    labels = scrape(port)["gpuwarden_training_steps_total"]
+    # Push mode: job from the push path, the rest from the grouping key.
+    assert labels == {"job": "pretrain", **served.grouping_key(1)}
+
+
+def test_serve_refuses_an_impossible_port(served: TrainingMetrics) -> None:
+    with pytest.raises(ValueError, match="port"):
+        served.serve(0, 70000)

@@ -1,0 +1,81 @@
+"""`gpuwarden loadgen` as a person runs it: its exit status says whether requests failed, and --duration
+bounds a run against a server that never answers."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+
+class EveryThirdFails(BaseHTTPRequestHandler):
+    """An OpenAI-like route where every third request answers 503."""
+
+    protocol_version = "HTTP/1.1"
+    count = 0
+    lock = threading.Lock()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        with self.lock:
+            type(self).count += 1
+            failing = type(self).count % 3 == 0
+        body = json.dumps({"error": {"message": "gpu lost"}} if failing else {"choices": []}).encode()
+        self.send_response(503 if failing else 200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def flaky_server() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), EveryThirdFails)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+def test_help_states_the_exit_status_rule() -> None:
+    said = " ".join(runner.invoke(app, ["loadgen", "--help"]).output.split())
+    assert "--allow-errors" in said
+    assert "Exit status: 0 when every finished request succeeded; 1 when any failed" in said
+
+
+@pytest.mark.parametrize(("flags", "code"), [([], 1), (["--allow-errors"], 0)], ids=["strict", "allowed"])
+def test_failed_requests_make_the_exit_status_1_unless_allowed(
+    flaky_server: str, flags: list[str], code: int
+) -> None:
+    argv = ["loadgen", "--url", flaky_server, "--requests", "6", "--rate", "0", "--concurrency", "1"]
+    result = runner.invoke(app, [*argv, "-o", "json", *flags])
+    assert result.exit_code == code, result.output
+    report = json.loads(result.stdout)
+    assert report["ok"] == 4
+    assert report["errors"] == {"503": 2}
+    assert report["latency"]["p50"] is not None
+
+
+def test_a_server_that_never_answers_is_cut_at_the_duration_and_reported_unfinished() -> None:
+    with socket.socket() as hole:  # the kernel accepts connections; nobody ever answers
+        hole.bind(("127.0.0.1", 0))
+        hole.listen(16)
+        url = f"http://127.0.0.1:{hole.getsockname()[1]}"
+        argv = ["loadgen", "--url", url, "--requests", "3", "--rate", "0", "--duration", "1"]
+        result = runner.invoke(app, argv)
+    assert result.exit_code == 1
+    assert "requests 3  ok 0  failed 0  unfinished 3" in result.stdout
+    assert "cannot connect" not in result.output  # it did connect; it got no answer
