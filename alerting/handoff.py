@@ -2,7 +2,7 @@
 
 Each transaction that changes incidents stores, in that same transaction, one ``UntoldChangeRow`` per change
 (a ``before_commit`` hook on the engine's sessions, fed by each ``Batch``; only while the engine has
-listeners, so a serve without Slack stores none). After the commit the engine tells
+listeners, so a serve without a notifier, Slack or a webhook, stores none). After the commit the engine tells
 its listeners and only then deletes the rows it told. If the process dies or the store drops in between, the
 rows stay, and the next process (or the engine's next tick) tells them again. Listeners dedupe by the
 event's idempotency key, so a change told twice is stored once; a change is never lost once committed.

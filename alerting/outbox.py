@@ -8,7 +8,9 @@ overtakes an earlier one, while other incidents and other notifiers go on. A ret
 the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``)
 pauses every call to that notifier until its Retry-After has passed; a non-retryable one marks it
-``failed`` (kept, see ``requeue_failed``).
+``failed`` (kept, see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``:
+a webhook's ``events`` and ``priorities``) gets no row for a change it does not want; once a row of an
+incident was stored for it, it is asked with ``known=True``. Its metrics: ``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -24,10 +26,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from sqlalchemy import (
     Boolean,
     Engine,
@@ -49,6 +50,7 @@ from alerting.notifiers.base import (
     Notification,
     Notifier,
     RunbookLinker,
+    SelectiveNotifier,
     ThreadState,
     build_notification,
     idempotency_key,
@@ -113,7 +115,7 @@ class Backoff:
 
 @dataclass
 class OutboxStats:
-    """Counters for ``/metrics`` and logs."""
+    """Counters for ``/metrics`` and logs; the ``by_notifier_*`` ones by notifier name."""
 
     enqueued: int = 0
     duplicates: int = 0
@@ -122,6 +124,13 @@ class OutboxStats:
     failed: int = 0
     errors: int = 0
     by_notifier_sent: dict[str, int] = field(default_factory=dict)
+    by_notifier_retried: dict[str, int] = field(default_factory=dict)
+    by_notifier_failed: dict[str, int] = field(default_factory=dict)
+    by_notifier_filtered: dict[str, int] = field(default_factory=dict)  # left out by its events/priorities
+
+    def count(self, counter: dict[str, int], notifier: str) -> None:
+        """Add one to ``notifier``'s entry of one of the ``by_notifier_*`` counters."""
+        counter[notifier] = counter.get(notifier, 0) + 1
 
 
 class Outbox:
@@ -171,8 +180,8 @@ class Outbox:
         key = idempotency_key(change)
         now = self._clock.time()
         added = 0
-        payload: str | None = None
-        for name in self._notifiers:
+        built: tuple[Notification, str] | None = None  # the notification and its JSON, made once
+        for name, notifier in self._notifiers.items():
             with self._sessions() as session:
                 exists = session.scalar(
                     select(OutboxMessage.id).where(
@@ -182,8 +191,21 @@ class Outbox:
                 if exists is not None:
                     self.stats.duplicates += 1
                     continue
-                if payload is None:
-                    payload = self._notification(change).model_dump_json()
+                if built is None:
+                    notification = self._notification(change)
+                    built = notification, notification.model_dump_json()
+                notification, payload = built
+                if isinstance(notifier, SelectiveNotifier):
+                    known = session.scalar(
+                        select(OutboxMessage.id)
+                        .where(
+                            OutboxMessage.notifier == name, OutboxMessage.incident_id == change.incident.id
+                        )
+                        .limit(1)
+                    )
+                    if not notifier.wants(notification, known=known is not None):
+                        self.stats.count(self.stats.by_notifier_filtered, name)
+                        continue
                 session.add(
                     OutboxMessage(
                         notifier=name,
@@ -300,7 +322,7 @@ class Outbox:
                     .values(next_attempt_at=self._clock.time())
                 )
         self.stats.sent += 1
-        self.stats.by_notifier_sent[notifier.name] = self.stats.by_notifier_sent.get(notifier.name, 0) + 1
+        self.stats.count(self.stats.by_notifier_sent, notifier.name)
         return True
 
     def _failed(self, row_id: int, attempts: int, error: str, *, retryable: bool) -> bool | None:
@@ -316,6 +338,7 @@ class Outbox:
             notifier, incident_id = row.notifier, row.incident_id
         if retryable:
             self.stats.retried += 1
+            self.stats.count(self.stats.by_notifier_retried, notifier)
             logger.warning(
                 "notification delayed notifier=%s incident_id=%s attempts=%d error=%s",
                 notifier,
@@ -325,6 +348,7 @@ class Outbox:
             )
             return False
         self.stats.failed += 1
+        self.stats.count(self.stats.by_notifier_failed, notifier)
         logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
         return None
 
@@ -340,6 +364,7 @@ class Outbox:
             row.next_attempt_at = until
             incident_id = row.incident_id
         self.stats.retried += 1
+        self.stats.count(self.stats.by_notifier_retried, notifier)
         logger.warning(
             "notifier rate limited: no call to it for %.0f s notifier=%s incident_id=%s error=%s",
             wait,
@@ -381,6 +406,20 @@ class Outbox:
         with self._sessions() as session:
             row = session.get(NotificationThread, (notifier, incident_id))
             return None if row is None else ThreadState(row.channel, row.ts, row.chart_posted)
+
+    @property
+    def notifier_names(self) -> list[str]:
+        """The names of its notifiers, in the order given."""
+        return list(self._notifiers)
+
+    def counts_by_notifier(self) -> dict[tuple[str, str], int]:
+        """How many stored messages each notifier has in each status: ``{(notifier, status): n}``."""
+        query = select(OutboxMessage.notifier, OutboxMessage.status, func.count()).group_by(
+            OutboxMessage.notifier, OutboxMessage.status
+        )
+        with self._sessions() as session:
+            rows = session.execute(query).all()
+        return {(str(notifier), str(status)): int(count) for notifier, status, count in rows}
 
     def counts(self, incident_id: str | None = None) -> dict[str, int]:
         """How many stored messages (of one incident, or all) are in each status."""
@@ -443,58 +482,3 @@ class Outbox:
                     logger.info("outbox dispatching again")
                 failing = False
             self._clock.sleep(poll_seconds)
-
-
-class OutboxCollector:
-    """Prometheus metrics of an outbox; register it on the registry that ``/metrics`` serves."""
-
-    def __init__(self, outbox: Outbox) -> None:
-        self._outbox = outbox
-        self._last_counts: dict[str, int] | None = None  # the depth last read, shown while the store is away
-
-    def describe(self) -> Iterator[Metric]:
-        """Nothing to describe up front: registering must not touch the database."""
-        return iter(())
-
-    def collect(self) -> Iterator[Metric]:
-        """Counters from this process and the queue depth from the database."""
-        stats = self._outbox.stats
-        sent = CounterMetricFamily(
-            "gpuwarden_notifications_sent", "Notifications delivered, by notifier.", labels=["notifier"]
-        )
-        for name, count in sorted(stats.by_notifier_sent.items()):
-            sent.add_metric([name], count)
-        yield sent
-        yield CounterMetricFamily(
-            "gpuwarden_notification_retries",
-            "Delivery attempts that failed and will be retried.",
-            value=stats.retried,
-        )
-        yield CounterMetricFamily(
-            "gpuwarden_notification_failures",
-            "Notifications refused for good (status failed).",
-            value=stats.failed,
-        )
-        yield CounterMetricFamily(
-            "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
-        )
-        up = 1
-        try:
-            self._last_counts = self._outbox.counts()
-        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database is away
-            logger.warning("outbox depth unavailable, showing the last one read: %r", exc)
-            up = 0
-        yield GaugeMetricFamily(
-            "gpuwarden_outbox_up",
-            "1 when gpuwarden_outbox_messages was read at this scrape; 0: the last depth read is shown.",
-            value=up,
-        )
-        counts = self._last_counts
-        if counts is None:
-            return
-        depth = GaugeMetricFamily(
-            "gpuwarden_outbox_messages", "Stored notifications by status.", labels=["status"]
-        )
-        for status in (PENDING, SENDING, SENT, FAILED):
-            depth.add_metric([status], counts.get(status, 0))
-        yield depth

@@ -24,6 +24,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
 from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.config_notify import WebhookConfig, check_webhook_names
 from gpuwarden.config_rules import (
     MAX_BODY_BYTES,
     MAX_GPUS_PER_NODE,
@@ -324,6 +325,9 @@ class GpuwardenConfig(BaseSettings):
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)
+    webhooks: list[WebhookConfig] = Field(
+        default_factory=list, description="generic outgoing webhooks (gpuwarden.config_notify)"
+    )
 
     @classmethod
     def settings_customise_sources(
@@ -354,6 +358,8 @@ _SECTIONS: dict[str, type[BaseModel]] = {
     for name, info in GpuwardenConfig.model_fields.items()
     if isinstance(info.annotation, type) and issubclass(info.annotation, BaseModel)
 }
+_LISTS: dict[str, type[BaseModel]] = {"webhooks": WebhookConfig}
+"""Top-level settings that are lists of items, each item a model."""
 
 
 def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
@@ -366,12 +372,12 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
-        refuse_literal_secrets(raw or {}, where, positions, _SECTIONS)
+        refuse_literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS)
         try:
             data = resolve_secret_refs(raw or {}, env, where)
         except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
             raise located(exc, field_loc(exc.field), where, positions, {}) from exc
-    check_variable_names(os.environ, _SECTIONS)  # the environment pydantic-settings reads
+    check_variable_names(os.environ, _SECTIONS, _LISTS)  # the environment pydantic-settings reads
     try:
         cfg = GpuwardenConfig(**data)
     except ValidationError as exc:
@@ -380,4 +386,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         raise settings_error(exc, os.environ) from exc
     cfg._file, cfg._positions = where, positions
+    try:
+        check_webhook_names(cfg.webhooks)
+    except ConfigError as exc:
+        raise cfg.locate(exc) from exc
     return cfg

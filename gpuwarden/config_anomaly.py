@@ -42,7 +42,13 @@ class AnomalyQueryConfig(Section):
 
     name: str
     expr: str
-    step_seconds: float = Field(30.0, gt=0, le=MAX_INTERVAL_SECONDS)
+    step_seconds: float = Field(
+        30.0,
+        ge=0.001,
+        le=MAX_INTERVAL_SECONDS,
+        description="the range query's step; PromQL's resolution is a millisecond (a smaller step was"
+        " sent as 1 ms without a word)",
+    )
     kind: Literal["gauge", "counter"] | None = Field(
         None,
         description=(

@@ -17,7 +17,9 @@ from typing import Any, get_args
 from pydantic import BaseModel, SecretStr
 from pydantic_settings import SettingsError
 
+from gpuwarden.config_notify import literal_url_credential
 from gpuwarden.errors import ConfigError
+from gpuwarden.yamlfile import field_path
 
 PREFIX = "GPUWARDEN_"
 ENVIRONMENT = "<environment>"
@@ -27,17 +29,29 @@ OTHER_VARIABLES = frozenset({"GPUWARDEN_API_TOKEN", "GPUWARDEN_URL"})
 Loc = tuple[str | int, ...]
 
 
-def check_variable_names(environ: Mapping[str, str], sections: Mapping[str, type[BaseModel]]) -> None:
+def check_variable_names(
+    environ: Mapping[str, str],
+    sections: Mapping[str, type[BaseModel]],
+    lists: Mapping[str, type[BaseModel]] | None = None,
+) -> None:
     """Refuse a ``GPUWARDEN_`` variable meant for a setting whose section does not exist: one with ``__``
     (``GPUWARDEN_APII__PORT``), or one whose name is close to a section's (``GPUWARDEN_SLAK``), is a field's
     (``GPUWARDEN_PORT``) or is a section's and a field's joined by one underscore (``GPUWARDEN_API_PORT``).
+    A list of ``lists`` (``webhooks``) is set whole, as JSON: ``GPUWARDEN_WEBHOOKS__0__URL`` sets nothing.
     Other names are left to the tools that read them (``GPUWARDEN_TEST_PORTS``)."""
+    lists = lists or {}
     for name in sorted(environ):
         if not name.upper().startswith(PREFIX) or name.upper() in OTHER_VARIABLES:
             continue
         rest = name[len(PREFIX) :].lower()
         section = rest.split("__")[0]
-        if section in sections:
+        if section in lists and rest != section:
+            raise ConfigError(
+                f"{name} sets no setting: {section} is a list, set whole as JSON: "
+                f'{PREFIX}{section.upper()}=\'[{{"name": ..., "url": ...}}]\'',
+                path=ENVIRONMENT,
+            )
+        if section in sections or section in lists:
             continue
         fix = _suggestion(rest, sections)
         if "__" in rest or fix:
@@ -134,21 +148,42 @@ _SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; oth
 
 
 def refuse_literal_secrets(
-    raw: dict[str, Any], where: str, positions: Mapping[Loc, int], sections: Mapping[str, type[BaseModel]]
+    raw: dict[str, Any],
+    where: str,
+    positions: Mapping[Loc, int],
+    sections: Mapping[str, type[BaseModel]],
+    lists: Mapping[str, type[BaseModel]] | None = None,
 ) -> None:
-    """A token written into the file ends up in backups and repositories: the file holds a reference."""
-    for section, model in sections.items():
-        block = raw.get(section)
+    """A token written into the file ends up in backups and repositories: the file holds a reference.
+    Checked in every section, and in every item of the ``lists`` (``webhooks[0].bearer_token``)."""
+    blocks: list[tuple[Loc, str, type[BaseModel], Any]] = [
+        ((section,), section, model, raw.get(section)) for section, model in sections.items()
+    ]
+    for key, model in (lists or {}).items():
+        items = raw.get(key)
+        for k, item in enumerate(items if isinstance(items, list) else []):
+            label = item.get("name") if isinstance(item, dict) else None
+            env_stem = f"{key.removesuffix('s')}_{label}" if isinstance(label, str) else key
+            blocks.append(((key, k), env_stem, model, item))
+    for loc, env_stem, model, block in blocks:
+        if not isinstance(block, dict):
+            continue
         for name, info in model.model_fields.items():
             secret = SecretStr in (info.annotation, *get_args(info.annotation))
-            if secret and isinstance(block, dict) and isinstance(block.get(name), str):
-                env = _SECRET_ENV.get((section, name), f"{section}_{name}".upper())
-                raise ConfigError(
-                    f"a secret written into the file; write {{env: {env}}} and export {env}",
-                    path=where,
-                    field=f"{section}.{name}",
-                    line=positions.get((section, name)),
-                )
+            problem = (
+                "a secret written into the file" if secret and isinstance(block.get(name), str) else None
+            )
+            if name == "url" and len(loc) > 1:  # a webhook's URL may hold a password
+                problem = literal_url_credential(block.get(name))
+            if problem is None:
+                continue
+            env = _SECRET_ENV.get((str(loc[0]), name), re.sub(r"\W", "_", f"{env_stem}_{name}").upper())
+            raise ConfigError(
+                f"{problem}; write {{env: {env}}} and export {env}",
+                path=where,
+                field=field_path((*loc, name)),
+                line=positions.get((*loc, name)),
+            )
 
 
 def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigError:

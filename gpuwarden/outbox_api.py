@@ -72,7 +72,7 @@ class OutboxApi:
 
     def _outbox(self) -> Outbox:
         if self.outbox is None:
-            raise NotFound("no outbox: no notifier is configured (slack.bot_token)")
+            raise NotFound("no outbox: no notifier is configured (slack.bot_token, webhooks)")
         return self.outbox
 
     async def list_messages(self, request: Request) -> Response:

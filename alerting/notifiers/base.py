@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.metadata import entry_points
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
@@ -209,6 +209,16 @@ class Notifier(Protocol):
         ...
 
 
+@runtime_checkable
+class SelectiveNotifier(Notifier, Protocol):
+    """A notifier that is sent only the changes it wants (a webhook's ``events`` and ``priorities``)."""
+
+    def wants(self, notification: Notification, *, known: bool) -> bool:
+        """Whether to queue this change for it; ``known``: a change of the incident was queued for it
+        before (it then hears of the incident to the end)."""
+        ...
+
+
 NotifierFactory = Callable[..., Notifier]
 
 
@@ -253,4 +263,4 @@ def builtin_registry() -> NotifierRegistry:
     from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
     from alerting.notifiers.webhook import WebhookNotifier  # noqa: PLC0415
 
-    return NotifierRegistry({"slack": SlackNotifier.from_config, "webhook": WebhookNotifier})
+    return NotifierRegistry({"slack": SlackNotifier.from_config, "webhook": WebhookNotifier.from_config})

@@ -1,8 +1,16 @@
 """A generic outgoing webhook: each notification is one JSON POST, retried through the outbox.
 
 Delivery is at-least-once: a receiver should drop repeats by the ``Idempotency-Key`` header (the same as
-``idempotency_key`` in the body). With a secret, the body is signed like Slack signs its requests:
+``idempotency_key`` in the body, and the same on every retry of a message, across restarts). With a secret,
+the body is signed like Slack signs its requests:
 ``X-Gpuwarden-Signature: v0=<hex hmac-sha256 of "v0:<timestamp>:<body>">`` with ``X-Gpuwarden-Timestamp``.
+
+Every message carries the whole incident as it was after its change, so a receiver that missed earlier
+messages (refused for good, or left out by the webhook's ``events``/``priorities``) still has its state; the
+first message a receiver gets for an incident says ``first_for_receiver: true`` (normally ``opened``), and a
+receiver creates its ticket from whichever message that is. The body is bounded (``MAX_BODY_BYTES``): long
+lists keep their first ``MAX_LIST_ITEMS`` with their full count, long texts are cut, and a receiver that
+still answers 413 gets the compact form (no lists, short texts) at once.
 """
 
 from __future__ import annotations
@@ -10,39 +18,99 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+import math
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import httpx
 
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from gpuwarden.clock import Clock, SystemClock
+from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
 
 PAYLOAD_VERSION = "1"
+MAX_LIST_ITEMS = 50
+"""Items kept of each list (affected targets, actions taken, ...); ``<list>_total`` gives the full count."""
+MAX_TEXT_CHARS = 1000
+"""A longer title, summary, message or list item is cut to this many characters (ending in "…")."""
+COMPACT_TEXT_CHARS = 200
+MAX_BODY_BYTES = 64 * 1024
+"""A larger body is sent in the compact form: 64 KiB passes the smallest body limit seen in common
+receivers' defaults (nginx's is 1 MiB, AWS API Gateway's 10 MB); a 204 KB body was refused with 413."""
+RETRYABLE_STATUSES = frozenset({408, 425, 429})
+"""Retried beside every 5xx; other answers (400, 401, 403, 404, 413 after the compact form, ...) are
+refused for good and shown by ``gpuwarden outbox list --status failed``."""
 
 
-def webhook_payload(n: Notification) -> dict[str, Any]:
-    """The JSON body: the incident snapshot, the change and the event."""
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def webhook_payload(
+    n: Notification, *, first_for_receiver: bool = True, compact: bool = False
+) -> dict[str, Any]:
+    """The JSON body: the incident snapshot, the change and the event, bounded (see the module docstring);
+    ``compact`` leaves the lists empty (their counts stay) and cuts texts to ``COMPACT_TEXT_CHARS``."""
+    limit = COMPACT_TEXT_CHARS if compact else MAX_TEXT_CHARS
+    keep = 0 if compact else MAX_LIST_ITEMS
+    cut = [False]
+
+    def text(value: str) -> str:
+        short = _cut(value, limit)
+        cut[0] |= short != value
+        return short
+
+    def items(values: Sequence[str]) -> list[str]:
+        cut[0] |= len(values) > keep
+        return [text(v) for v in values[:keep]]
+
+    fields = dict(list(n.root_cause_fields.items())[:keep])
+    cut[0] |= len(fields) < len(n.root_cause_fields)
+    incident = {
+        "id": n.incident_id,
+        "title": text(n.title),
+        "priority": n.priority,
+        "state": n.state,
+        "root_cause": {
+            "kind": n.root_cause_kind,
+            "target": text(n.root_cause_target),
+            "fields": {k: text(v) for k, v in fields.items()},
+        },
+        "impact": {"summary": text(n.impact_summary), "gpus": n.gpus_affected, "nodes": n.nodes_affected},
+        "affected_targets": items(n.affected_targets),
+        "affected_targets_total": len(n.affected_targets),
+        "recommended_actions": items(n.recommended_actions),
+        "actions_taken": items(n.actions_taken),
+        "actions_taken_total": len(n.actions_taken),
+        "runbook_url": n.runbook_url if len(n.runbook_url) <= MAX_TEXT_CHARS else "",
+        "opened_at": n.opened_at.isoformat(),
+        "resolved_at": n.resolved_at.isoformat() if n.resolved_at else None,
+    }
+    event = {
+        "at": n.event_at.isoformat(),
+        "kind": n.event_kind,
+        "message": text(n.event_message),
+        "escalated": n.escalated,
+    }
     return {
         "version": PAYLOAD_VERSION,
         "idempotency_key": n.key,
         "change": n.change.value,
-        "incident": {
-            "id": n.incident_id,
-            "title": n.title,
-            "priority": n.priority,
-            "state": n.state,
-            "root_cause": {"kind": n.root_cause_kind, "target": n.root_cause_target},
-            "impact": {"summary": n.impact_summary, "gpus": n.gpus_affected, "nodes": n.nodes_affected},
-            "affected_targets": list(n.affected_targets),
-            "runbook_url": n.runbook_url,
-            "actions_taken": list(n.actions_taken),
-            "opened_at": n.opened_at.isoformat(),
-            "resolved_at": n.resolved_at.isoformat() if n.resolved_at else None,
-        },
-        "event": {"at": n.event_at.isoformat(), "kind": n.event_kind, "message": n.event_message},
+        "first_for_receiver": first_for_receiver,
+        "incident": incident,
+        "event": event,
+        "truncated": cut[0],
     }
+
+
+def webhook_body(n: Notification, *, first_for_receiver: bool, compact: bool = False) -> bytes:
+    """The body as sent: compact JSON, in the compact form when the full one passes ``MAX_BODY_BYTES``."""
+    payload = webhook_payload(n, first_for_receiver=first_for_receiver, compact=compact)
+    body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    if len(body) > MAX_BODY_BYTES and not compact:
+        return webhook_body(n, first_for_receiver=first_for_receiver, compact=True)
+    return body
 
 
 def sign(secret: str, timestamp: str, body: bytes) -> str:
@@ -60,7 +128,10 @@ class WebhookNotifier:
         *,
         name: str = "webhook",
         secret: str | None = None,
+        bearer_token: str | None = None,
         headers: Mapping[str, str] | None = None,
+        events: Collection[str] = WEBHOOK_EVENTS,
+        priorities: Collection[str] = ("P0", "P1", "P2", "P3"),
         timeout_seconds: float = 10.0,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
@@ -69,8 +140,27 @@ class WebhookNotifier:
         self._name = name
         self._secret = secret
         self._headers = dict(headers or {})
+        if bearer_token is not None:
+            self._headers["Authorization"] = f"Bearer {bearer_token}"
+        self._events = frozenset(events)
+        self._priorities = frozenset(priorities)
         self._client = client or httpx.Client(timeout=timeout_seconds)
         self._clock = clock or SystemClock()
+
+    @classmethod
+    def from_config(cls, config: WebhookConfig, *, clock: Clock | None = None) -> WebhookNotifier:
+        """Build from one item of the ``webhooks`` list; its outbox name is ``webhook:<name>``."""
+        return cls(
+            config.url,
+            name=config.notifier_name,
+            secret=config.signing_secret.get_secret_value() if config.signing_secret else None,
+            bearer_token=config.bearer_token.get_secret_value() if config.bearer_token else None,
+            headers=config.headers,
+            events=config.events,
+            priorities=config.priorities,
+            timeout_seconds=config.timeout_seconds,
+            clock=clock,
+        )
 
     @property
     def name(self) -> str:
@@ -81,16 +171,46 @@ class WebhookNotifier:
         """Close the HTTP client."""
         self._client.close()
 
+    def wants(self, notification: Notification, *, known: bool) -> bool:
+        """Whether the change is sent: its kind is one of ``events``, and the incident is at one of
+        ``priorities`` or was already queued here (``known``: a receiver that heard of an incident hears
+        of its later changes, its resolution included, whatever its priority has become)."""
+        if notification.change.value not in self._events:
+            return False
+        return known or notification.priority in self._priorities
+
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> None:
-        """POST the notification; 2xx is delivered, 408/429/5xx and transport errors are retryable.
+        """POST the notification; 2xx is delivered, 408/425/429/5xx and transport errors are retryable, a
+        413 is sent again at once in the compact form.
 
-        Nothing is posted for a silenced incident: a receiver may page, and a silence pages nobody.
+        The thread remembers the first message delivered (``ts``: its key), so only that one (and its
+        retries) says ``first_for_receiver``. Nothing is posted for a silenced incident: a receiver may
+        page, and a silence pages nobody.
         """
         if notification.silenced_until is not None:
             return
-        body = json.dumps(webhook_payload(notification), separators=(",", ":")).encode()
+        first = thread.ts is None or thread.ts == notification.key
+        response = self._post(notification, webhook_body(notification, first_for_receiver=first))
+        if response.status_code == 413:
+            compact = webhook_body(notification, first_for_receiver=first, compact=True)
+            response = self._post(notification, compact)
+        if response.is_success:
+            if thread.ts is None:
+                save(ThreadState(ts=notification.key))
+            return
+        status = response.status_code
+        retryable = status in RETRYABLE_STATUSES or status >= 500
+        retry_after = _retry_after(response) if status in (429, 503) else None
+        raise BackendError(
+            f"POST answered HTTP {status}{' (compact form too)' if status == 413 else ''}",
+            backend=self._name,
+            retryable=retryable,
+            retry_after=retry_after,
+        )
+
+    def _post(self, notification: Notification, body: bytes) -> httpx.Response:
         headers = {
             **self._headers,
             "Content-Type": "application/json",
@@ -102,12 +222,20 @@ class WebhookNotifier:
             headers["X-Gpuwarden-Timestamp"] = timestamp
             headers["X-Gpuwarden-Signature"] = sign(self._secret, timestamp, body)
         try:
-            response = self._client.post(self._url, content=body, headers=headers)
+            return self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
             raise BackendError(f"POST failed: {exc}", backend=self._name, retryable=True) from exc
-        if response.is_success:
-            return
-        retryable = response.status_code in (408, 425, 429) or response.status_code >= 500
-        raise BackendError(
-            f"POST answered HTTP {response.status_code}", backend=self._name, retryable=retryable
-        )
+
+
+MAX_RETRY_AFTER_SECONDS = 3600.0
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """A 429's or 503's ``Retry-After`` in seconds (1 s to an hour), or None (absent, or a date)."""
+    try:
+        seconds = float(response.headers.get("Retry-After", ""))
+    except ValueError:
+        return None
+    if math.isnan(seconds) or seconds < 0:  # no advice
+        return None
+    return min(max(seconds, 1.0), MAX_RETRY_AFTER_SECONDS)

@@ -9,12 +9,15 @@ journal behind (and migrates no existing store).
 from __future__ import annotations
 
 import errno
+import ipaddress
 import os
 import socket
 import tempfile
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
 from gpuwarden.clock import rfc3339
 from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS
@@ -23,6 +26,7 @@ from gpuwarden.errors import ConfigError
 if TYPE_CHECKING:
     from gpuwarden.config import AlertingConfig, GpuwardenConfig
     from gpuwarden.config_anomaly import AnomalyConfig
+    from gpuwarden.config_notify import WebhookConfig
 
 
 def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
@@ -34,6 +38,7 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
 
     configured_mutes(cfg.alerting)  # every matcher parses and none mutes everything
     warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
+    warnings.extend(check_webhooks(cfg.webhooks))
     check_detectors(cfg.anomaly)
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
@@ -62,6 +67,7 @@ def check_serve(
 
     configured_mutes(cfg.alerting)
     warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
+    warnings.extend(check_webhooks(cfg.webhooks))
     check_listen_address(host, host_field)
     check_store(db, db_field)
     check_journal_dir(journal_dir(cfg, db))
@@ -97,6 +103,33 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
                 )
             )
     return warnings
+
+
+def check_webhooks(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
+    """Warnings about the ``webhooks``: a bearer token sent over plain HTTP to another machine travels
+    readable by anyone on the path (https, or a receiver on this machine, is meant)."""
+    warnings = []
+    for k, hook in enumerate(webhooks):
+        parts = urlsplit(hook.url)
+        if hook.bearer_token is not None and parts.scheme == "http" and not _loopback(parts.hostname or ""):
+            warnings.append(
+                ConfigError(
+                    f"the bearer token goes to {parts.hostname} over plain http, readable on the way; use"
+                    " an https URL",
+                    field=f"webhooks[{k}].url",
+                )
+            )
+    return warnings
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def check_detectors(cfg: AnomalyConfig) -> None:

@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
+from gpuwarden.cli.notifiers import build_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
@@ -236,27 +237,12 @@ def build_service(
     if sources:
         background.append(inventory_refresh(engine, inventories, cfg.alerting.inventory_refresh_seconds))
     routes: list[object] = []
-    outbox: Outbox | None = None
-    if cfg.slack.bot_token is not None:
-        # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
-        from alerting.notifiers.base import runbook_linker  # noqa: PLC0415
-        from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
-        from alerting.outbox import Outbox, OutboxCollector  # noqa: PLC0415
+    outbox = build_outbox(cfg, sql, clock)  # Slack and the webhooks; None without any
+    if outbox is not None:
+        from alerting.outbox_metrics import OutboxCollector  # noqa: PLC0415
 
-        if not cfg.slack.channel.startswith(("C", "G")) or not cfg.slack.channel[1:].isalnum():
-            logger.warning(
-                "slack.channel %r is a name, not an id (C...): after a crash between Slack's answer and the"
-                " outbox's record, the incident's message can be posted twice; set the channel id",
-                cfg.slack.channel,
-            )
-        outbox = Outbox(
-            sql,
-            [SlackNotifier.from_config(cfg.slack)],
-            clock,
-            runbook=runbook_linker(cfg.slack.runbook_base_url),
-        )
-        engine.subscribe(outbox)
-        engine.extra_metrics.append(OutboxCollector(outbox))  # pending and failed messages, on /metrics
+        engine.subscribe(outbox)  # a listener: the engine now stores each change until the outbox has it
+        engine.extra_metrics.append(OutboxCollector(outbox))  # per notifier: sent, retried, failed, depth
         background.append(outbox.run)
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415

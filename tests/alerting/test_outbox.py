@@ -23,7 +23,8 @@ from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, Thre
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox, OutboxCollector
+from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox
+from alerting.outbox_metrics import OutboxCollector
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock, SystemClock
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
@@ -327,23 +328,6 @@ def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRec
         Outbox(engine, [slack(recorder), slack(recorder)], FakeClock())
 
 
-def test_metrics_show_deliveries_retries_and_queue_depth(engine: Engine, recorder: SlackRecorder) -> None:
-    registry = CollectorRegistry()
-    outbox = Outbox(engine, [slack(recorder)], FakeClock())
-    registry.register(OutboxCollector(outbox))
-    changes = lifecycle()
-    outbox(changes[0])
-    outbox.dispatch_due()
-    recorder.stop()
-    outbox(changes[1])
-    outbox.dispatch_due()
-
-    assert registry.get_sample_value("gpuwarden_notifications_sent_total", {"notifier": "slack"}) == 1
-    assert registry.get_sample_value("gpuwarden_notification_retries_total") == 1
-    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
-    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "sent"}) == 1
-
-
 DISPATCHER = """
 import sys
 from alerting.db import Base, make_engine
@@ -486,10 +470,11 @@ def test_a_store_outage_keeps_the_queue_depth_on_metrics_and_logs_one_traceback(
     registry.register(OutboxCollector(outbox))
     outbox(lifecycle()[0])
     assert registry.get_sample_value("gpuwarden_outbox_up") == 1
-    monkeypatch.setattr(outbox, "counts", _store_down)
+    monkeypatch.setattr(outbox, "counts_by_notifier", _store_down)
     monkeypatch.setattr(outbox, "dispatch_due", _store_down)
     # The last depth known, flagged as not current; an alert on pending > 0 does not go absent.
-    assert registry.get_sample_value("gpuwarden_outbox_messages", {"status": "pending"}) == 1
+    pending = {"notifier": "slack", "status": "pending"}
+    assert registry.get_sample_value("gpuwarden_outbox_messages", pending) == 1
     assert registry.get_sample_value("gpuwarden_outbox_up") == 0
     stop = threading.Event()
     rounds = iter(range(5))

@@ -288,6 +288,11 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
         ("anomaly:\n  infer_every_seconds: 1e308\n", "anomaly.infer_every_seconds", "604800"),
         ("anomaly:\n  infer_every_seconds: 1e-300\n", "anomaly.infer_every_seconds", "0.001"),
         ("anomaly:\n  fit_every_seconds: 1e308\n", "anomaly.fit_every_seconds", "31622400"),
+        (
+            "anomaly:\n  queries: [{name: a, expr: a, step_seconds: 0.0004}]\n",
+            "anomaly.queries[0].step_seconds",
+            "0.001",
+        ),
         ("anomaly:\n  max_lookback_seconds: 1e308\n", "anomaly.max_lookback_seconds", "31622400"),
         ("anomaly:\n  query_timeout_seconds: 1e308\n", "anomaly.query_timeout_seconds", "604800"),
         ("sim:\n  nodes_per_rack: 100000000\n", "sim", "a simulated fleet has at most 2048"),
@@ -296,7 +301,8 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
     ],
     ids=[
         *("correlation-window", "resolve-timeout", "retention", "quiet-period", "announce-delay", "reopen"),
-        *("tick-interval", "infer-every", "infer-every-tiny", "fit-every", "lookback", "query-timeout"),
+        *("tick-interval", "infer-every", "infer-every-tiny", "fit-every", "step-below-1ms", "lookback"),
+        "query-timeout",
         *("sim-fleet-size", "simulate-not-a-spec", "simulate-too-many-nodes"),
     ],
 )

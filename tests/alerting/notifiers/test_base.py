@@ -20,6 +20,7 @@ from alerting.notifiers.slack import SlackNotifier
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.config import SlackConfig
+from gpuwarden.config_notify import WebhookConfig
 from gpuwarden.errors import ConfigError
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 
@@ -73,7 +74,7 @@ def test_builtin_registry_lists_slack_and_webhook_and_builds_them() -> None:
     assert registry.kinds() == ["slack", "webhook"]
     slack: Any = registry.create("slack", config=SlackConfig(bot_token="xoxb-1", channel="C1"))  # type: ignore[arg-type]
     assert isinstance(slack, SlackNotifier)
-    hook: Any = registry.create("webhook", url="http://127.0.0.1:9/x", name="webhook:x")
+    hook: Any = registry.create("webhook", config=WebhookConfig(name="x", url="http://127.0.0.1:9/x"))
     assert isinstance(hook, WebhookNotifier)
     assert hook.name == "webhook:x"
     hook.close()

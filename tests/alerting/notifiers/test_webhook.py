@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import replace
+from typing import Any
 
 import httpx
 import pytest
 
 from alerting.notifiers.base import ThreadState, build_notification
 from alerting.notifiers.recorder import SlackRecorder
-from alerting.notifiers.webhook import WebhookNotifier, sign
+from alerting.notifiers.webhook import MAX_BODY_BYTES, MAX_LIST_ITEMS, MAX_TEXT_CHARS, WebhookNotifier, sign
+from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
+from gpuwarden.config_notify import WEBHOOK_EVENTS
 from gpuwarden.errors import BackendError
+from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import lifecycle
 
 
@@ -23,7 +28,7 @@ def recorder() -> Iterator[SlackRecorder]:
 
 
 def nothing(_state: ThreadState) -> None:
-    raise AssertionError("a webhook keeps no thread")
+    """A thread saver for deliveries whose thread is not looked at again."""
 
 
 def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecorder) -> None:
@@ -35,7 +40,11 @@ def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecor
     assert body["idempotency_key"] == n.key
     assert body["change"] == "mitigating"
     assert body["incident"]["priority"] == "P1"
-    assert body["incident"]["root_cause"] == {"kind": "rack_down", "target": "rack/r07"}
+    assert body["incident"]["root_cause"] == {
+        "kind": "rack_down",
+        "target": "rack/r07",
+        "fields": {"rack": "r07", "cluster": "c1"},
+    }
     assert body["incident"]["actions_taken"] == ["drain_node node/n0701: succeeded (drained)"]
     assert body["event"]["message"] == "drain_node n0701 succeeded"
     hook.close()
@@ -95,3 +104,139 @@ def test_nothing_is_posted_for_a_silenced_incident(recorder: SlackRecorder) -> N
         )
     assert recorder.hook_posts("ops") == []
     hook.close()
+
+
+class Receiver:
+    """An ``httpx.MockTransport`` handler answering from a script of statuses (then 204), keeping requests."""
+
+    def __init__(self, *statuses: int, headers: dict[str, str] | None = None) -> None:
+        self.statuses = list(statuses)
+        self.headers = headers or {}
+        self.requests: list[httpx.Request] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        self.requests.append(request)
+        status = self.statuses.pop(0) if self.statuses else 204
+        return httpx.Response(status, headers=self.headers if status >= 400 else {})
+
+    def bodies(self) -> list[dict[str, Any]]:
+        return [json.loads(r.content) for r in self.requests]
+
+    def hook(self, **kwargs: Any) -> WebhookNotifier:
+        client = httpx.Client(transport=httpx.MockTransport(self))
+        return WebhookNotifier("http://receiver/hook", name="webhook:r", client=client, **kwargs)
+
+
+def huge_incident_change() -> IncidentChange:
+    """A storm's incident: 5,000 workloads, a 20,000-character title and summary, 300 actions."""
+    c = lifecycle()[3]
+    workloads = tuple(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", f"svc-{i:05d}") for i in range(5000))
+    incident = replace(
+        c.incident,
+        title="rack r07 lost power " * 1000,
+        impact=replace(c.incident.impact, workloads=workloads, summary="x" * 20_000),
+        actions=c.incident.actions * 300,
+    )
+    return replace(c, incident=incident)
+
+
+def test_a_huge_incident_is_sent_bounded_with_the_full_counts() -> None:
+    receiver = Receiver()
+    change = huge_incident_change()
+    receiver.hook().deliver(build_notification(change), ThreadState(), retry=False, save=nothing)
+    [request] = receiver.requests
+    assert len(request.content) <= MAX_BODY_BYTES
+    body = json.loads(request.content)
+    incident = body["incident"]
+    assert body["truncated"] is True
+    assert incident["affected_targets_total"] == 5001  # the rack and every workload
+    assert incident["affected_targets"][:2] == ["rack/r07", "inference_service/ns/svc-00000"]
+    assert len(incident["affected_targets"]) == MAX_LIST_ITEMS
+    assert (incident["actions_taken_total"], len(incident["actions_taken"])) == (300, MAX_LIST_ITEMS)
+    assert len(incident["title"]) == MAX_TEXT_CHARS and incident["title"].endswith("…")
+    assert len(incident["impact"]["summary"]) == MAX_TEXT_CHARS
+
+
+def test_a_small_incident_is_sent_whole() -> None:
+    receiver = Receiver()
+    n = build_notification(lifecycle()[3])
+    receiver.hook().deliver(n, ThreadState(), retry=False, save=nothing)
+    [body] = receiver.bodies()
+    assert body["truncated"] is False
+    assert body["incident"]["title"] == n.title
+    assert body["incident"]["affected_targets"] == list(n.affected_targets)
+    assert body["incident"]["root_cause"]["fields"] == {"rack": "r07", "cluster": "c1"}
+
+
+def test_a_413_is_answered_with_the_compact_form_at_once() -> None:
+    receiver = Receiver(413)
+    n = build_notification(lifecycle()[3])
+    receiver.hook().deliver(n, ThreadState(), retry=False, save=nothing)
+    full, compact = receiver.bodies()
+    assert full["incident"]["affected_targets"] and not compact["incident"]["affected_targets"]
+    assert compact["incident"]["affected_targets_total"] == full["incident"]["affected_targets_total"]
+    assert compact["truncated"] is True and compact["incident"]["state"] == "mitigating"
+    assert [r.headers["Idempotency-Key"] for r in receiver.requests] == [n.key, n.key]
+
+
+def test_a_413_to_the_compact_form_too_is_refused_for_good() -> None:
+    receiver = Receiver(413, 413)
+    with pytest.raises(BackendError, match="413") as caught:
+        receiver.hook().deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    assert caught.value.retryable is False
+
+
+def test_only_the_first_message_delivered_for_an_incident_says_first_for_receiver() -> None:
+    receiver = Receiver(503)  # the first attempt fails: its retry is still the first message
+    hook = receiver.hook()
+    saved: list[ThreadState] = []
+    first, second = (build_notification(c) for c in lifecycle()[:2])
+    with pytest.raises(BackendError):
+        hook.deliver(first, ThreadState(), retry=False, save=saved.append)
+    assert saved == []
+    hook.deliver(first, ThreadState(), retry=True, save=saved.append)
+    assert saved == [ThreadState(ts=first.key)]
+    hook.deliver(first, saved[0], retry=True, save=saved.append)  # a crash before it was marked sent
+    hook.deliver(second, saved[0], retry=False, save=saved.append)
+    assert [b["first_for_receiver"] for b in receiver.bodies()] == [True, True, True, False]
+    assert receiver.requests[0].content == receiver.requests[1].content == receiver.requests[2].content
+    assert len(saved) == 1
+
+
+def test_a_bearer_token_and_headers_are_sent() -> None:
+    receiver = Receiver()
+    hook = receiver.hook(bearer_token="t0ken", headers={"X-Team": "gpu"})
+    hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    [request] = receiver.requests
+    assert request.headers["Authorization"] == "Bearer t0ken"
+    assert request.headers["X-Team"] == "gpu"
+
+
+def test_a_429_with_retry_after_pauses_the_receiver() -> None:
+    receiver = Receiver(429, headers={"Retry-After": "30"})
+    with pytest.raises(BackendError) as caught:
+        receiver.hook().deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    assert (caught.value.retryable, caught.value.retry_after) == (True, 30.0)
+
+
+@pytest.mark.parametrize(
+    ("events", "priorities", "known", "change", "wanted"),
+    [
+        (WEBHOOK_EVENTS, ("P0", "P1", "P2", "P3"), False, 0, True),
+        (("opened", "resolved"), ("P0", "P1", "P2", "P3"), True, 2, False),
+        (("opened", "resolved"), ("P0", "P1", "P2", "P3"), True, 4, True),
+        (WEBHOOK_EVENTS, ("P0",), False, 2, False),
+        (WEBHOOK_EVENTS, ("P0",), True, 2, True),
+    ],
+    ids=["defaults", "event-left-out", "event-listed", "priority-left-out", "known-incident-goes-on"],
+)
+def test_events_and_priorities_choose_what_is_sent(
+    events: tuple[str, ...], priorities: tuple[str, ...], known: bool, change: int, wanted: bool
+) -> None:
+    hook = WebhookNotifier("http://receiver/hook", events=events, priorities=priorities)
+    assert hook.wants(build_notification(lifecycle()[change]), known=known) is wanted  # [2] is at P1
+    hook.close()
+
+
+def test_the_webhook_events_are_the_incident_changes() -> None:
+    assert tuple(k.value for k in ChangeKind) == WEBHOOK_EVENTS

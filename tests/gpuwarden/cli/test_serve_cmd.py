@@ -68,6 +68,31 @@ def test_without_slack_only_the_tick_runs(tmp_path: Path) -> None:
     assert (len(background), routes, engine._listeners) == (1, [], [])
 
 
+def test_webhooks_alone_wire_the_outbox_as_the_engines_listener(tmp_path: Path) -> None:
+    cfg = GpuwardenConfig.model_validate(
+        {
+            "webhooks": [
+                {"name": "ops", "url": "http://127.0.0.1:9/a"},
+                {"name": "tickets", "url": "http://x/"},
+            ]
+        }
+    )
+    engine, background, _, outbox = build_service(cfg, str(tmp_path / "s.db"))
+    assert outbox is not None and outbox.notifier_names == ["webhook:ops", "webhook:tickets"]
+    assert engine._listeners == [outbox]  # so each committed change is kept until the outbox has it
+    assert len(background) == 2  # engine tick and outbox dispatcher
+    assert [type(c).__name__ for c in engine.extra_metrics] == ["OutboxCollector"]
+
+
+def test_webhooks_go_beside_slack_in_one_outbox(tmp_path: Path) -> None:
+    cfg = GpuwardenConfig.model_validate({"webhooks": [{"name": "ops", "url": "http://127.0.0.1:9/a"}]})
+    cfg.slack.bot_token = SecretStr("xoxb-test")
+    cfg.slack.base_url = "http://127.0.0.1:9/api/"
+    engine, _, _, outbox = build_service(cfg, str(tmp_path / "s.db"))
+    assert outbox is not None and outbox.notifier_names == ["slack", "webhook:ops"]
+    assert engine._listeners == [outbox]
+
+
 def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:
     path = tmp_path / "inventory.yaml"
     path.write_text(yaml.safe_dump(inventory_data(scenarios.fleet_inventory())))

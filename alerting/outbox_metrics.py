@@ -1,0 +1,81 @@
+"""Prometheus metrics of the notification outbox, by notifier (``slack``, ``webhook:<name>``)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox
+
+logger = logging.getLogger(__name__)
+
+
+class OutboxCollector:
+    """Prometheus metrics of an outbox; register it on the registry that ``/metrics`` serves. Every
+    notifier of the outbox has its series from the start (at 0), so a rate or an alert on one needs no
+    first event."""
+
+    def __init__(self, outbox: Outbox) -> None:
+        self._outbox = outbox
+        # The depth last read, shown while the store is away.
+        self._last_counts: dict[tuple[str, str], int] | None = None
+
+    def describe(self) -> Iterator[Metric]:
+        """Nothing to describe up front: registering must not touch the database."""
+        return iter(())
+
+    def _by_notifier(self, name: str, documentation: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+        family = CounterMetricFamily(name, documentation, labels=["notifier"])
+        for notifier in sorted({*self._outbox.notifier_names, *counts}):
+            family.add_metric([notifier], counts.get(notifier, 0))
+        return family
+
+    def collect(self) -> Iterator[Metric]:
+        """Counters from this process and the queue depth from the database."""
+        stats = self._outbox.stats
+        yield self._by_notifier(
+            "gpuwarden_notifications_sent", "Notifications delivered, by notifier.", stats.by_notifier_sent
+        )
+        yield self._by_notifier(
+            "gpuwarden_notification_retries",
+            "Delivery attempts that failed and will be retried, by notifier.",
+            stats.by_notifier_retried,
+        )
+        yield self._by_notifier(
+            "gpuwarden_notification_failures",
+            "Notifications refused for good (status failed), by notifier.",
+            stats.by_notifier_failed,
+        )
+        yield self._by_notifier(
+            "gpuwarden_notifications_filtered",
+            "Incident changes a notifier's events or priorities left out (never queued), by notifier.",
+            stats.by_notifier_filtered,
+        )
+        yield CounterMetricFamily(
+            "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
+        )
+        up = 1
+        try:
+            self._last_counts = self._outbox.counts_by_notifier()
+        except Exception as exc:  # noqa: BLE001 - a scrape must not fail because the database is away
+            logger.warning("outbox depth unavailable, showing the last one read: %r", exc)
+            up = 0
+        yield GaugeMetricFamily(
+            "gpuwarden_outbox_up",
+            "1 when gpuwarden_outbox_messages was read at this scrape; 0: the last depth read is shown.",
+            value=up,
+        )
+        counts = self._last_counts
+        if counts is None:
+            return
+        depth = GaugeMetricFamily(
+            "gpuwarden_outbox_messages",
+            "Stored notifications by notifier and status.",
+            labels=["notifier", "status"],
+        )
+        for notifier in sorted({*self._outbox.notifier_names, *(n for n, _ in counts)}):
+            for status in (PENDING, SENDING, SENT, FAILED):
+                depth.add_metric([notifier, status], counts.get((notifier, status), 0))
+        yield depth

@@ -1,0 +1,126 @@
+"""The ``webhooks`` list of the configuration: generic outgoing webhooks, one JSON POST per incident change.
+
+Kept out of ``gpuwarden.config`` (the sections) for size. Like the Slack section, credentials are secret
+references (``bearer_token: {env: ONCALL_WEBHOOK_TOKEN}``) and ``config show`` masks them; a URL may carry a
+credential too (a token in its path or query), so ``config show`` prints only its scheme and host.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Literal, get_args
+from urllib.parse import urlsplit
+
+from pydantic import Field, field_serializer, field_validator
+
+from gpuwarden.config_rules import HttpUrl, Secret, Section
+from gpuwarden.errors import ConfigError
+
+WebhookEvent = Literal[
+    "opened", "updated", "priority_changed", "acknowledged", "mitigating", "resolved", "reopened"
+]
+WEBHOOK_EVENTS: tuple[WebhookEvent, ...] = get_args(WebhookEvent)
+"""What may happen to an incident (``alerting.subscriptions.ChangeKind``; the core imports no stage)."""
+Priority = Literal["P0", "P1", "P2", "P3"]
+MAX_WEBHOOK_TIMEOUT_SECONDS = 120.0
+"""One POST waits at most this long: the outbox's one dispatcher waits with it (Slack's messages too)."""
+NOTIFIER_PREFIX = "webhook:"
+"""A webhook's name in the outbox and in metrics' ``notifier`` label: ``webhook:<name>``."""
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", re.ASCII)
+_TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", re.ASCII)  # an HTTP header name (RFC 9110 token)
+_RESERVED_HEADERS = {
+    "authorization": "set bearer_token: {env: ...} instead",
+    "content-type": "gpuwarden sends application/json",
+    "content-length": "the HTTP client sets it",
+    "host": "the URL sets it",
+    "idempotency-key": "gpuwarden sets it to the message's key",
+    "user-agent": "gpuwarden sends gpuwarden-webhook",
+}
+
+
+class WebhookConfig(Section):
+    """One receiver of incident changes: each is POSTed there as JSON, retried until it answers 2xx."""
+
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=64 - len(NOTIFIER_PREFIX),
+        description="unique; the outbox and metrics call it webhook:<name>",
+    )
+    url: HttpUrl = Field(..., description="where the JSON is POSTed; {env: NAME} when it holds a credential")
+    bearer_token: Secret = Field(None, description="sent as Authorization: Bearer <token>")
+    signing_secret: Secret = Field(
+        None, description="signs each body: X-Gpuwarden-Signature, an HMAC-SHA256 like Slack's"
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="extra request headers, shown by config show: credentials go in bearer_token",
+    )
+    timeout_seconds: float = Field(10.0, gt=0, le=MAX_WEBHOOK_TIMEOUT_SECONDS)
+    events: list[WebhookEvent] = Field(
+        list(WEBHOOK_EVENTS), min_length=1, description="which changes are sent (default: all)"
+    )
+    priorities: list[Priority] = Field(
+        ["P0", "P1", "P2", "P3"],
+        min_length=1,
+        description="incidents at these priorities are sent; once one was, all its later changes are",
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _name_is_a_word(cls, value: str) -> str:
+        if not _NAME_RE.match(value):
+            raise ValueError(f"{value!r}: use letters, digits, '_', '-' and '.' (it labels metrics)")
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _headers_can_be_sent(cls, value: dict[str, str]) -> dict[str, str]:
+        for header, text in value.items():
+            if not _TOKEN_RE.match(header):
+                raise ValueError(f"{header!r} is not an HTTP header name")
+            reserved = _RESERVED_HEADERS.get(header.lower())
+            if reserved is not None or header.lower().startswith("x-gpuwarden-"):
+                raise ValueError(f"{header} cannot be set here: {reserved or 'gpuwarden sets it'}")
+            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
+                raise ValueError(f"{header}: the value has a control character (a newline?)")
+        return value
+
+    @field_serializer("url", when_used="json")
+    def _url_shown(self, url: str) -> str:
+        """``config show`` prints the scheme and host only: a path or query may hold a credential."""
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        host = f"[{host}]" if ":" in host else host
+        port = f":{parts.port}" if parts.port else ""
+        hidden = "/**********" if parts.path.strip("/") or parts.query or parts.username else "/"
+        return f"{parts.scheme}://{host}{port}{hidden}"
+
+    @property
+    def notifier_name(self) -> str:
+        """The name in the outbox and in metrics."""
+        return f"{NOTIFIER_PREFIX}{self.name}"
+
+
+def check_webhook_names(webhooks: Sequence[WebhookConfig]) -> None:
+    """Every webhook has its own name (the outbox keeps each one's messages by it)."""
+    first: dict[str, int] = {}
+    for k, hook in enumerate(webhooks):
+        if hook.name in first:
+            raise ConfigError(
+                f"{hook.name!r} is also the name of webhooks[{first[hook.name]}]; give each webhook its own",
+                field=f"webhooks[{k}].name",
+            )
+        first[hook.name] = k
+
+
+def literal_url_credential(raw: object) -> str | None:
+    """Why a ``url`` written into the file holds a credential (a password before its host), or None."""
+    if not isinstance(raw, str):
+        return None
+    try:
+        password = urlsplit(raw).password
+    except ValueError:  # not a URL: validation names it
+        return None
+    return "a password written into the file" if password else None

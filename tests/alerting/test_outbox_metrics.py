@@ -1,0 +1,80 @@
+"""The outbox's metrics: deliveries, retries, failures, filtered changes and queue depth, by notifier."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.notifiers.webhook import WebhookNotifier
+from alerting.outbox import Outbox
+from alerting.outbox_metrics import OutboxCollector
+from gpuwarden.clock import FakeClock
+from tests.alerting.notifiers.incidents import lifecycle
+
+
+@pytest.fixture
+def recorder() -> Iterator[SlackRecorder]:
+    with SlackRecorder() as rec:
+        yield rec
+
+
+def slack(recorder: SlackRecorder) -> SlackNotifier:
+    return SlackNotifier(make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0), "C1")
+
+
+def test_metrics_show_deliveries_retries_and_queue_depth(sql: Engine, recorder: SlackRecorder) -> None:
+    registry = CollectorRegistry()
+    outbox = Outbox(sql, [slack(recorder)], FakeClock())
+    registry.register(OutboxCollector(outbox))
+    changes = lifecycle()
+    outbox(changes[0])
+    outbox.dispatch_due()
+    recorder.stop()
+    outbox(changes[1])
+    outbox.dispatch_due()
+
+    slack_only = {"notifier": "slack"}
+    assert registry.get_sample_value("gpuwarden_notifications_sent_total", slack_only) == 1
+    assert registry.get_sample_value("gpuwarden_notification_retries_total", slack_only) == 1
+    assert registry.get_sample_value("gpuwarden_notification_failures_total", slack_only) == 0
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {**slack_only, "status": "pending"}) == 1
+    assert registry.get_sample_value("gpuwarden_outbox_messages", {**slack_only, "status": "sent"}) == 1
+
+
+def test_each_notifier_has_its_own_series_from_the_start(sql: Engine, recorder: SlackRecorder) -> None:
+    registry = CollectorRegistry()
+    up = WebhookNotifier(f"{recorder.root_url}/hooks/up", name="webhook:up")
+    down = WebhookNotifier(f"{recorder.root_url}/hooks/down", name="webhook:down")
+    picky = WebhookNotifier(f"{recorder.root_url}/hooks/picky", name="webhook:picky", events=["resolved"])
+    outbox = Outbox(sql, [slack(recorder), up, down, picky], FakeClock())
+    registry.register(OutboxCollector(outbox))
+    for name in ("slack", "webhook:up", "webhook:down", "webhook:picky"):  # before any change: at 0
+        assert registry.get_sample_value("gpuwarden_notification_failures_total", {"notifier": name}) == 0
+        assert (
+            registry.get_sample_value("gpuwarden_outbox_messages", {"notifier": name, "status": "sent"}) == 0
+        )
+
+    recorder.fail_next("hook:down", status=404)  # refused for good
+    recorder.fail_next("chat.postMessage", status=500)  # retried
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+
+    def sample(metric: str, notifier: str, **labels: str) -> float | None:
+        return registry.get_sample_value(metric, {"notifier": notifier, **labels})
+
+    assert sample("gpuwarden_notifications_sent_total", "webhook:up") == 1
+    assert sample("gpuwarden_notifications_sent_total", "webhook:down") == 0
+    assert sample("gpuwarden_notification_failures_total", "webhook:down") == 1
+    assert sample("gpuwarden_notification_retries_total", "slack") == 1
+    assert sample("gpuwarden_notification_retries_total", "webhook:up") == 0
+    assert sample("gpuwarden_notifications_filtered_total", "webhook:picky") == 1  # "opened" is not wanted
+    assert sample("gpuwarden_outbox_messages", "webhook:down", status="failed") == 1
+    assert sample("gpuwarden_outbox_messages", "slack", status="pending") == 1
+    assert sample("gpuwarden_outbox_messages", "webhook:picky", status="pending") == 0
+    for hook in (up, down, picky):
+        hook.close()

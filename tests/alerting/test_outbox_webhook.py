@@ -1,0 +1,116 @@
+"""Webhooks through the outbox: what a receiver gets when messages are refused, left out or huge."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from typing import Any
+
+import httpx
+from sqlalchemy import Engine
+
+from alerting.notifiers.webhook import WebhookNotifier
+from alerting.outbox import FAILED, SENT, Outbox
+from alerting.subscriptions import IncidentChange
+from gpuwarden.clock import FakeClock
+from gpuwarden.model import WorkloadKind, WorkloadRef
+from tests.alerting.notifiers.incidents import lifecycle
+
+
+class LimitedReceiver:
+    """A receiver that refuses bodies over ``limit`` bytes with 413 (and, while ``refusing``, everything
+    with 400), keeping what it accepted."""
+
+    def __init__(self, limit: int = 100_000) -> None:
+        self.limit = limit
+        self.refusing = False
+        self.accepted: list[dict[str, Any]] = []
+
+    def __call__(self, request: httpx.Request) -> httpx.Response:
+        if self.refusing:
+            return httpx.Response(400)
+        if len(request.content) > self.limit:
+            return httpx.Response(413)
+        self.accepted.append(json.loads(request.content))
+        return httpx.Response(200)
+
+    def hook(self, **kwargs: Any) -> WebhookNotifier:
+        client = httpx.Client(transport=httpx.MockTransport(self))
+        return WebhookNotifier("http://receiver/hook", name="webhook:r", client=client, **kwargs)
+
+
+def storm(changes: list[IncidentChange]) -> list[IncidentChange]:
+    """The same changes of an incident that touches 5,000 workloads, its title 20,000 characters long."""
+    workloads = tuple(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", f"svc-{i:05d}") for i in range(5000))
+    out = []
+    for c in changes:
+        impact = replace(c.incident.impact, workloads=workloads)
+        out.append(replace(c, incident=replace(c.incident, title="r07 " * 5000, impact=impact)))
+    return out
+
+
+def test_a_huge_incident_reaches_a_receiver_that_refuses_big_bodies(sql: Engine) -> None:
+    receiver = LimitedReceiver(limit=100_000)  # a probe's 204 KB body got 413 three times
+    outbox = Outbox(sql, [receiver.hook()], FakeClock())
+    for c in storm(lifecycle()):
+        outbox(c)
+    assert outbox.dispatch_due() == 5
+    assert outbox.counts() == {SENT: 5}
+    assert [b["change"] for b in receiver.accepted] == [
+        *("opened", "priority_changed", "acknowledged", "mitigating", "resolved")
+    ]
+    assert {b["incident"]["affected_targets_total"] for b in receiver.accepted} == {5001}
+
+
+def test_an_opened_refused_for_good_is_folded_into_the_next_message_delivered(sql: Engine) -> None:
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook()], FakeClock())
+    changes = lifecycle()
+    receiver.refusing = True
+    outbox(changes[0])
+    outbox.dispatch_due()
+    assert outbox.counts() == {FAILED: 1}
+    receiver.refusing = False
+    outbox(changes[1])
+    outbox.dispatch_due()
+    assert outbox.requeue_failed() == (0, 1)  # overtaken: it stays failed, by design
+    [told] = receiver.accepted
+    # The receiver never got "opened", so this one says it is the first, with the whole incident.
+    assert (told["change"], told["first_for_receiver"]) == ("priority_changed", True)
+    incident = told["incident"]
+    assert (incident["id"], incident["priority"], incident["state"]) == ("inc-r07", "P1", "triggered")
+    assert incident["title"] == changes[0].incident.title and incident["opened_at"]
+    outbox(changes[2])
+    outbox.dispatch_due()
+    assert [b["first_for_receiver"] for b in receiver.accepted] == [True, False]
+
+
+def test_priorities_choose_incidents_and_a_chosen_one_is_followed_to_its_end(sql: Engine) -> None:
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook(priorities=["P1"])], FakeClock())
+    changes = lifecycle()  # opened at P0, lowered to P1, acknowledged, mitigating, resolved
+    changes[3].incident.priority = changes[4].incident.priority = changes[0].incident.priority  # P0 again
+    for c in changes:
+        outbox(c)
+    outbox.dispatch_due()
+    told = [(b["change"], b["incident"]["priority"], b["first_for_receiver"]) for b in receiver.accepted]
+    assert told == [
+        ("priority_changed", "P1", True),
+        ("acknowledged", "P1", False),
+        ("mitigating", "P0", False),
+        ("resolved", "P0", False),
+    ]
+    assert outbox.stats.by_notifier_filtered == {"webhook:r": 1}
+    assert len(outbox.messages()) == 4  # the one left out was never queued
+
+
+def test_events_choose_the_changes_sent(sql: Engine) -> None:
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook(events=["opened", "resolved"])], FakeClock())
+    for c in lifecycle():
+        outbox(c)
+    outbox.dispatch_due()
+    assert [(b["change"], b["first_for_receiver"]) for b in receiver.accepted] == [
+        ("opened", True),
+        ("resolved", False),
+    ]

@@ -1,0 +1,144 @@
+"""The ``webhooks`` list: loaded, refused naming ``webhooks[k].field``, shown without its credentials."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from gpuwarden.config import load_config
+from gpuwarden.errors import ConfigError
+
+runner = CliRunner()
+ONE = "webhooks:\n  - name: ops\n    url: {url}\n"
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_webhooks_are_read_with_their_secrets_and_defaults(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_TOKEN", "t0ken")
+    text = (
+        "webhooks:\n  - name: ops\n    url: https://hooks.example.com/x\n    bearer_token: {env: OPS_TOKEN}\n"
+        "    priorities: [P0, P1]\n  - name: tickets\n    url: http://127.0.0.1:9000/\n"
+        "    events: [opened, resolved]\n    headers: {X-Team: gpu}\n"
+    )
+    cfg = load_config(write(tmp_path, text))
+    ops, tickets = cfg.webhooks
+    assert ops.bearer_token is not None and ops.bearer_token.get_secret_value() == "t0ken"
+    assert (ops.notifier_name, ops.priorities, len(ops.events)) == ("webhook:ops", ["P0", "P1"], 7)
+    assert (tickets.events, tickets.headers, tickets.timeout_seconds) == (
+        ["opened", "resolved"],
+        {"X-Team": "gpu"},
+        10.0,
+    )
+    assert load_config(None).webhooks == []
+
+
+@pytest.mark.parametrize(
+    ("text", "line", "field", "words"),
+    [
+        (ONE.format(url="hooks.example.com"), 3, "webhooks[0].url", "not an http(s) URL"),
+        ("webhooks:\n  - url: http://x/\n", 2, "webhooks[0].name", "required field is missing"),
+        (ONE.format(url="http://x/") + "    retries: 3\n", 4, "webhooks[0].retries", "unknown field"),
+        (ONE.format(url="http://x/") + "    events: [open]\n", 4, "webhooks[0].events[0]", "'opened'"),
+        (ONE.format(url="http://x/") + "    priorities: [P4]\n", 4, "webhooks[0].priorities[0]", "'P3'"),
+        (ONE.format(url="http://x/") + "    events: []\n", 4, "webhooks[0].events", "at least 1"),
+        (ONE.format(url="http://x/") + "    timeout_seconds: 1e9\n", 4, "webhooks[0].timeout_seconds", "120"),
+        ("webhooks:\n  - name: 'on call'\n    url: http://x/\n", 2, "webhooks[0].name", "letters, digits"),
+        (
+            ONE.format(url="http://x/") + "    headers: {Authorization: Basic eA==}\n",
+            4,
+            "webhooks[0].headers",
+            "set bearer_token",
+        ),
+        (
+            ONE.format(url="http://x/") + "    headers: {X-Gpuwarden-Signature: x}\n",
+            4,
+            "webhooks[0].headers",
+            "gpuwarden sets it",
+        ),
+        (
+            ONE.format(url="http://x/") + "  - name: ops\n    url: http://y/\n",
+            4,
+            "webhooks[1].name",
+            "also the name of webhooks[0]",
+        ),
+        (
+            ONE.format(url="http://x/") + "    bearer_token: abc\n",
+            4,
+            "webhooks[0].bearer_token",
+            "write {env: WEBHOOK_OPS_BEARER_TOKEN}",
+        ),
+        (ONE.format(url="http://u:pw@x/"), 3, "webhooks[0].url", "a password written into the file"),
+    ],
+    ids=[
+        *("no-scheme", "no-name", "unknown-field", "unknown-event", "unknown-priority", "no-events"),
+        *("timeout", "name-with-space", "authorization-header", "own-header", "duplicate-name"),
+        *("literal-token", "literal-password"),
+    ],
+)
+def test_a_wrong_webhook_is_refused_naming_its_line_and_field(
+    tmp_path: Path, text: str, line: int, field: str, words: str
+) -> None:
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path, environ={})
+    assert (info.value.path, info.value.line, info.value.field) == (str(path), line, field)
+    assert words in str(info.value)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and f":{line}: {field}: " in " ".join(result.output.split())
+
+
+def test_webhooks_from_the_environment_are_a_json_list(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_WEBHOOKS", '[{"name": "ops", "url": "http://x/", "bearer_token": "t"}]')
+    [hook] = load_config(None).webhooks
+    assert hook.bearer_token is not None and hook.bearer_token.get_secret_value() == "t"
+    monkeypatch.setenv("GPUWARDEN_WEBHOOKS", '[{"name": "ops", "url": "x"}]')
+    with pytest.raises(ConfigError, match=r"webhooks\[0\]\.url: .* \(set by GPUWARDEN_WEBHOOKS\)"):
+        load_config(None)
+    monkeypatch.delenv("GPUWARDEN_WEBHOOKS")
+    monkeypatch.setenv("GPUWARDEN_WEBHOOKS__0__URL", "http://x/")  # pydantic-settings would ignore it
+    with pytest.raises(ConfigError, match="webhooks is a list, set whole as JSON"):
+        load_config(None)
+
+
+def test_config_show_masks_the_token_and_the_urls_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_TOKEN", "t0ken-value")
+    monkeypatch.setenv("OPS_URL", "https://hooks.example.com:8443/services/T0/SECRET?key=k3y")
+    text = "webhooks:\n  - name: ops\n    url: {env: OPS_URL}\n    bearer_token: {env: OPS_TOKEN}\n"
+    result = runner.invoke(app, ["config", "show", str(write(tmp_path, text))])
+    assert result.exit_code == 0
+    [hook] = json.loads(result.output)["webhooks"]
+    assert hook["url"] == "https://hooks.example.com:8443/**********"
+    assert hook["bearer_token"] == "**********"
+    assert "t0ken-value" not in result.output and "SECRET" not in result.output and "k3y" not in result.output
+
+
+def test_a_bearer_token_over_plain_http_to_another_machine_is_warned_of(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_TOKEN", "t")
+    hooks = "webhooks:\n" + "".join(
+        f"  - name: h{k}\n    url: {url}\n    bearer_token: {{env: OPS_TOKEN}}\n"
+        for k, url in enumerate(
+            ["http://receiver.example.com/", "https://a.example.com/", "http://127.0.0.1:9/"]
+        )
+    )
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, hooks))])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert output.count("warning:") == 1
+    assert ":3: webhooks[0].url: the bearer token goes to receiver.example.com over plain http" in output
