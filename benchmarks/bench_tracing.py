@@ -5,6 +5,8 @@ server adds HTTP parsing and socket writes per request and per chunk, so its rel
 
 - ``added_latency_us_p50``: P50 latency of a trivial handler under ``TracingMiddleware`` (span, span
   metrics, batch processor to a null exporter) minus the same handler bare. Target <= 50 us.
+- ``unannotated_stream_added_us_p50``: the same for a vLLM-like handler that reports nothing to its span
+  and streams 16 OpenAI chunks plus a usage chunk: the middleware's fallback parses every SSE event.
 - ``throughput_loss_pct``: requests/s of the toy inference server (16 streamed tokens at its configured
   pace, 5 ms per token, 32 concurrent requests) traced vs untraced. Target <= 5 %.
 - ``fast_tokens_0_5ms_loss_pct`` and ``cpu_bound_throughput_loss_pct``: the same at 0.5 ms per token and
@@ -28,7 +30,7 @@ import json
 import statistics
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -36,7 +38,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import PlainTextResponse, Response
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from exporters.inference_server import create_inference_server
@@ -100,32 +102,52 @@ async def call(app: Any, scope: dict[str, Any], body: bytes = b"") -> int:
     return status
 
 
-async def latencies(app: Any, n: int) -> list[int]:
-    scope = http_scope("/ping")
+_CHUNK = (
+    b'data: {"id":"chatcmpl-1","object":"chat.completion.chunk","created":1,"model":"llama-3-8b",'
+    b'"choices":[{"index":0,"delta":{"content":" tok"},"finish_reason":null}]}\n\n'
+)
+_USAGE = b'data: {"choices":[],"usage":{"prompt_tokens":7,"completion_tokens":16,"total_tokens":23}}\n\n'
+
+
+async def vllm_like(request: Request) -> Response:
+    """Streams 16 content chunks, a usage chunk and [DONE], reporting nothing to its span."""
+
+    async def events() -> AsyncIterator[bytes]:
+        for _ in range(16):
+            yield _CHUNK
+        yield _USAGE
+        yield b"data: [DONE]\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
+
+
+async def latencies(app: Any, n: int, path: str = "/ping") -> list[int]:
+    body = b'{"model":"llama-3-8b","messages":[{"role":"user","content":"hi"}],"stream":true}'
+    scope = http_scope(path, "POST", len(body)) if path != "/ping" else http_scope(path)
     out = []
     for _ in range(n):
         t0 = time.perf_counter_ns()
-        await call(app, scope)
+        await call(app, scope, body if path != "/ping" else b"")
         out.append(time.perf_counter_ns() - t0)
     return out
 
 
-def added_latency(n: int) -> dict[str, float]:
+def added_latency(n: int, path: str = "/ping") -> dict[str, float]:
     provider = build_tracer_provider(
         TracingConfig(span_exporter="none"), span_exporter=NullExporter(), processors=[SpanMetrics()]
     )
-    routes = [Route("/ping", trivial)]
+    routes = [Route("/ping", trivial), Route("/v1/chat/completions", vllm_like, methods=["POST"])]
     bare = Starlette(routes=routes)
     traced = Starlette(routes=routes, middleware=[Middleware(TracingMiddleware, tracer_provider=provider)])
 
     async def run() -> tuple[list[int], list[int]]:
-        await latencies(bare, 500)
-        await latencies(traced, 500)  # warm both
+        await latencies(bare, 500, path)
+        await latencies(traced, 500, path)  # warm both
         b: list[int] = []
         t: list[int] = []
         for _ in range(10):  # interleave blocks so drift hits both alike
-            b += await latencies(bare, n // 10)
-            t += await latencies(traced, n // 10)
+            b += await latencies(bare, n // 10, path)
+            t += await latencies(traced, n // 10, path)
         return b, t
 
     b, t = asyncio.run(run())
@@ -218,6 +240,7 @@ def main() -> None:
     quick = "--quick" in sys.argv
     repeats = 3 if quick else 7
     lat = added_latency(4000 if quick else 20000)
+    stream = added_latency(2000 if quick else 10000, "/v1/chat/completions")
     default_pace = TracingConfig().token_seconds
     paced = loss(default_pace, 400 if quick else 1000, repeats)
     fast = loss(0.0005, 1000 if quick else 3000, repeats)
@@ -228,6 +251,7 @@ def main() -> None:
         "bare_p50_us": round(lat["bare_p50_us"], 1),
         "traced_p50_us": round(lat["traced_p50_us"], 1),
         "latency_target_us": 50,
+        "unannotated_stream_added_us_p50": round(stream["added_latency_us_p50"], 1),
         "token_seconds": default_pace,
         "throughput_untraced_rps": round(paced["untraced_rps"], 1),
         "throughput_traced_rps": round(paced["traced_rps"], 1),

@@ -34,7 +34,10 @@ from prometheus_client.samples import Exemplar
 from prometheus_client.utils import floatToGoString
 from starlette.types import Receive, Scope, Send
 
+from exporters.span_export import SpanExportCounts
 from exporters.tracing import (
+    CANCELLED,
+    ERROR_TYPE,
     GEN_AI_INPUT_TOKENS,
     GEN_AI_OUTPUT_TOKENS,
     GEN_AI_TPOT,
@@ -44,9 +47,18 @@ from exporters.tracing import (
     UNMATCHED_ROUTE,
 )
 
-# End-to-end latency of LLM requests runs from milliseconds (a cached short answer) to minutes.
-LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0)
-TTFT_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+# End-to-end latency of LLM requests runs from milliseconds (a cached short answer) to minutes, and
+# queueing or a reasoning model takes time to first token to minutes too: both tails double up to
+# vLLM's top buckets (7680 s and 2560 s), a few buckets each rather than dozens, so a queue that backs up
+# shows as a quantile instead of everything landing in +Inf.
+LATENCY_BUCKETS = (
+    *(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0),
+    *(240.0, 480.0, 960.0, 1920.0, 7680.0),
+)
+TTFT_BUCKETS = (
+    *(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0),
+    *(20.0, 40.0, 80.0, 160.0, 640.0, 2560.0),
+)
 INTER_TOKEN_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 TOKENS_PER_SECOND_BUCKETS = (1.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 10000.0)
 
@@ -116,8 +128,10 @@ class SpanMetrics(SpanProcessor):
         self._in_flight = 0
         self._requests: dict[tuple[str, str], int] = {}
         self._errors: dict[tuple[str, str], int] = {}
+        self._cancelled: dict[str, int] = {}
         self._routes: dict[str, _RouteSeries] = {}
         self._classes: dict[int, str] = {}
+        self.export_counts = SpanExportCounts()  # filled when the provider is built with it
         self.registry.register(_SpanMetricsCollector(self))
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
@@ -151,7 +165,9 @@ class SpanMetrics(SpanProcessor):
         with self._lock:
             self._in_flight -= 1
             self._requests[key] = self._requests.get(key, 0) + 1
-            if status >= 400 or status == 0:
+            if attrs.get(ERROR_TYPE) == CANCELLED:  # the client left: not the server's error
+                self._cancelled[route] = self._cancelled.get(route, 0) + 1
+            elif status >= 400 or status == 0:
                 self._errors[key] = self._errors.get(key, 0) + 1
             series = self._routes.get(route)
             if series is None:
@@ -174,8 +190,23 @@ class SpanMetrics(SpanProcessor):
             f"{p}_requests", "Requests served, by route and status class.", labels=["route", "status_class"]
         )
         errors = CounterMetricFamily(
-            f"{p}_errors", "Requests answered 4xx or 5xx.", labels=["route", "status_class"]
+            f"{p}_errors",
+            "Requests answered 4xx or 5xx (cancelled ones are counted apart).",
+            labels=["route", "status_class"],
         )
+        cancelled = CounterMetricFamily(
+            f"{p}_cancelled_requests",
+            "Requests whose client left before the last byte was sent (disconnect, timeout).",
+            labels=["route"],
+        )
+        spans = CounterMetricFamily(
+            f"{p}_trace_spans",
+            "Sampled spans by export outcome: exported, failed (exporter error), dropped (queue full or"
+            " stopped before sending).",
+            labels=["outcome"],
+        )
+        for outcome, n in self.export_counts.snapshot().items():
+            spans.add_metric([outcome], n)
         latency = HistogramMetricFamily(
             f"{p}_request_duration_seconds", "End-to-end request latency, last byte sent.", labels=["route"]
         )
@@ -200,6 +231,8 @@ class SpanMetrics(SpanProcessor):
                 requests.add_metric([route, klass], n)
             for (route, klass), n in sorted(self._errors.items()):
                 errors.add_metric([route, klass], n)
+            for route, n in sorted(self._cancelled.items()):
+                cancelled.add_metric([route], n)
             for route, s in sorted(self._routes.items()):
                 for family, buckets in (
                     (latency, s.latency),
@@ -214,6 +247,8 @@ class SpanMetrics(SpanProcessor):
         return [
             requests,
             errors,
+            cancelled,
+            spans,
             latency,
             ttft,
             inter_token,

@@ -166,3 +166,27 @@ def test_internal_spans_are_not_request_metrics(stack: Stack) -> None:
         pass
     assert stack.value("requests_in_flight") == 0
     assert "requests_total{" not in openmetrics_latest(stack.metrics.registry).decode()
+
+
+def test_minutes_of_queueing_land_in_finite_ttft_and_latency_buckets_not_in_inf() -> None:
+    metrics = SpanMetrics()
+    provider = TracerProvider()
+    provider.add_span_processor(metrics)
+    span = provider.get_tracer("t").start_span("chat", kind=SpanKind.SERVER, start_time=0)
+    span.set_attributes(
+        {
+            "http.route": "/v1/chat/completions",
+            "http.response.status_code": 200,
+            "gen_ai.server.time_to_first_token": 300.0,  # five minutes in a queue
+        }
+    )
+    span.end(end_time=1500 * 10**9)  # and 25 minutes to the last token
+    route = {"route": "/v1/chat/completions"}
+
+    def bucket(name: str, le: str) -> float | None:
+        return metrics.registry.get_sample_value(f"{P}_{name}_bucket", {**route, "le": le})
+
+    assert bucket("time_to_first_token_seconds", "160.0") == 0
+    assert bucket("time_to_first_token_seconds", "640.0") == 1
+    assert bucket("request_duration_seconds", "960.0") == 0
+    assert bucket("request_duration_seconds", "1920.0") == 1

@@ -93,7 +93,7 @@ def toy_app(clock: FakeClock) -> list[Route]:
         async def chunks() -> AsyncIterator[bytes]:
             for i in range(3):
                 clock.advance(0.02)
-                yield f"data: {i}\n\n".encode()
+                yield b'data: {"choices":[{"index":0,"delta":{"content":"t%d"}}]}\n\n' % i
             yield b"data: [DONE]\n\n"
 
         return StreamingResponse(chunks(), media_type="text/event-stream")
@@ -181,7 +181,7 @@ def test_unhandled_exception_is_recorded_as_a_500_error_span(
     assert [e.name for e in span.events] == ["exception"]
 
 
-def test_sse_from_an_unannotated_handler_counts_each_chunk_as_a_token(
+def test_sse_from_an_unannotated_handler_counts_each_content_delta_as_a_token(
     client: AsgiClient, provider: TracerProvider, exporter: InMemorySpanExporter
 ) -> None:
     client.get("/v1/sse")

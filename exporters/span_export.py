@@ -1,0 +1,301 @@
+"""Where spans go: the tracer provider, its sampler, the exporter, and an account of what was exported.
+
+``build_tracer_provider`` sets up the OpenTelemetry SDK for one service (never as the global provider).
+The batch processor's fate of every sampled span is counted (``SpanExportCounts``: exported, failed,
+dropped), so a collector that is down or too slow shows on ``/metrics`` instead of in a log line per batch.
+``tracing_from_environment`` applies the standard ``OTEL_*`` variables that the composition root hands in.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+
+from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    ConsoleSpanExporter,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
+from opentelemetry.trace import Link, SpanKind, TraceState
+from opentelemetry.util.types import Attributes
+from pydantic import ValidationError
+
+from gpuwarden.config import TracingConfig
+
+logger = logging.getLogger(__name__)
+
+GPU_UUIDS_RESOURCE = "gpuwarden.gpu.uuids"
+# The SDK's default queue (OTEL_BSP_MAX_QUEUE_SIZE's default): passed explicitly so drops can be counted.
+MAX_QUEUE_SIZE = 2048
+MAX_EXPORT_BATCH_SIZE = 512  # the SDK's default too; a batch may not exceed the queue
+
+# Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+
+
+class RecordAllSampler(Sampler):
+    """Record every span (so span metrics count every request) but export only a sampled share.
+
+    It decides like ``ParentBased(TraceIdRatioBased(ratio))`` (a parent's decision wins; a root is sampled
+    when the low 64 bits of its trace id fall under the ratio), except that a span that would be dropped
+    becomes RECORD_ONLY: span processors see it, the batch exporter skips it. Written out rather than
+    wrapping the SDK samplers, because it runs on every request (a third of the wrapped version's cost).
+    """
+
+    def __init__(self, ratio: float) -> None:
+        self._ratio = ratio
+        self._bound = TraceIdRatioBased.get_bound_for_rate(ratio)
+
+    def should_sample(  # noqa: PLR0917 - the SDK's Sampler signature
+        self,
+        parent_context: Context | None,
+        trace_id: int,
+        name: str,
+        kind: SpanKind | None = None,
+        attributes: Attributes = None,
+        links: Sequence[Link] | None = None,
+        trace_state: TraceState | None = None,
+    ) -> SamplingResult:
+        """Follow a valid parent's sampled flag; otherwise sample by trace id; never DROP."""
+        parent = trace.get_current_span(parent_context).get_span_context()
+        if parent.is_valid:
+            sampled = parent.trace_flags.sampled
+            state: TraceState | None = parent.trace_state
+        else:
+            sampled = trace_id & _TRACE_ID_LIMIT < self._bound
+            state = None
+        return SamplingResult(_SAMPLE if sampled else _RECORD, attributes, state)
+
+    def get_description(self) -> str:
+        """Name shown in SDK diagnostics."""
+        return f"RecordAllSampler{{{self._ratio}}}"
+
+
+_TRACE_ID_LIMIT = TraceIdRatioBased.TRACE_ID_LIMIT
+_SAMPLE = Decision.RECORD_AND_SAMPLE
+_RECORD = Decision.RECORD_ONLY
+
+
+class SpanExportCounts:
+    """What became of the sampled spans handed to the batch processor, for ``/metrics``.
+
+    ``exported``: the exporter reported success; ``failed``: it reported failure or raised (after its own
+    retries); ``dropped``: never handed to the exporter, because the queue was full or the process stopped
+    before they went out. ``queued`` spans not yet in any of the three are waiting in the queue.
+    """
+
+    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.queued = 0
+        self.handed = 0
+        self.exported = 0
+        self.failed = 0
+        self.dropped = 0
+
+    def snapshot(self) -> dict[str, int]:
+        """Exported, failed and dropped so far, read consistently."""
+        with self._lock:
+            return {"exported": self.exported, "failed": self.failed, "dropped": self.dropped}
+
+
+class _CountingExporter(SpanExporter):
+    """Counts each batch's outcome; the export loop's catch-all is here, so an exporter bug is counted."""
+
+    def __init__(self, inner: SpanExporter, counts: SpanExportCounts) -> None:
+        self._inner = inner
+        self._counts = counts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        """Export one batch through the wrapped exporter and count how it went."""
+        counts, n = self._counts, len(spans)
+        with counts._lock:
+            counts.handed += n
+        try:
+            result = self._inner.export(spans)
+        except Exception:  # loop boundary (the batch worker): log with the exception, count, go on
+            logger.exception("span export failed", extra={"spans": n})
+            result = SpanExportResult.FAILURE
+        with counts._lock:
+            if result is SpanExportResult.SUCCESS:
+                counts.exported += n
+            else:
+                counts.failed += n
+        return result
+
+    def shutdown(self) -> None:
+        """Shut the wrapped exporter down."""
+        self._inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Flush the wrapped exporter."""
+        return self._inner.force_flush(timeout_millis)
+
+
+class AccountedBatchSpanProcessor(SpanProcessor):
+    """The SDK's ``BatchSpanProcessor`` with every sampled span's fate counted in ``counts``.
+
+    The SDK drops the oldest queued span when a new one finds the queue full, and at shutdown gives up
+    on what it could not send in time; neither is visible from outside, so the queue's length is tracked
+    here: spans queued minus spans handed to the exporter minus those already counted as dropped. A batch
+    is popped just before it is handed over, so a span arriving in that instant may be counted as dropped
+    while the queue had room for it: an overestimate by at most one batch, and only when the queue is full.
+    """
+
+    def __init__(
+        self, exporter: SpanExporter, counts: SpanExportCounts, *, max_queue_size: int = MAX_QUEUE_SIZE
+    ) -> None:
+        self._counts = counts
+        self._max_queue = max_queue_size
+        self._closed = False
+        self._batch = BatchSpanProcessor(
+            _CountingExporter(exporter, counts),
+            max_queue_size=max_queue_size,
+            max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, max_queue_size),
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        """Nothing to do when a span starts."""
+
+    def on_end(self, span: ReadableSpan) -> None:
+        """Queue a sampled span for export, counting it as dropped when the queue has no room."""
+        ctx = span.context
+        if ctx is None or not ctx.trace_flags.sampled:
+            return
+        counts = self._counts
+        with counts._lock:
+            if self._closed:
+                counts.dropped += 1
+                return
+            if counts.queued - counts.handed - counts.dropped >= self._max_queue:
+                counts.dropped += 1  # the SDK evicts the oldest queued span to make room for this one
+            counts.queued += 1
+        self._batch.on_end(span)
+
+    def shutdown(self) -> None:
+        """Send what is queued (within the SDK's timeout) and count what could not be sent as dropped."""
+        with self._counts._lock:
+            self._closed = True
+        self._batch.shutdown()  # type: ignore[no-untyped-call]
+        counts = self._counts
+        with counts._lock:
+            left = counts.queued - counts.handed - counts.dropped
+            if left > 0:
+                counts.dropped += left
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything queued now."""
+        return self._batch.force_flush(timeout_millis)
+
+
+def build_tracer_provider(
+    config: TracingConfig,
+    *,
+    gpu_uuids: Sequence[str] = (),
+    span_exporter: SpanExporter | None = None,
+    processors: Sequence[SpanProcessor] = (),
+    export_counts: SpanExportCounts | None = None,
+) -> TracerProvider:
+    """Set up the OpenTelemetry SDK for one service; the provider is returned, never made global.
+
+    ``processors`` (span metrics, say) run before the batch exporter. ``span_exporter`` overrides the
+    exporter chosen by ``config.span_exporter`` (tests pass an ``InMemorySpanExporter``). With
+    ``export_counts`` the batch processor counts what it exported, failed to export and dropped.
+    """
+    attributes: dict[str, str | list[str]] = {"service.name": config.service_name}
+    if config.pod_name:
+        attributes["k8s.pod.name"] = config.pod_name
+    if gpu_uuids:
+        attributes[GPU_UUIDS_RESOURCE] = list(gpu_uuids)
+    provider = TracerProvider(
+        resource=Resource.create(attributes), sampler=RecordAllSampler(config.sample_ratio)
+    )
+    for processor in processors:
+        provider.add_span_processor(processor)
+    exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
+    if exporter is not None:
+        provider.add_span_processor(
+            BatchSpanProcessor(exporter)
+            if export_counts is None
+            else AccountedBatchSpanProcessor(exporter, export_counts)
+        )
+    return provider
+
+
+def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:
+    """The exporter the configuration asks for: OTLP/HTTP, console, or None for no export."""
+    kind = config.span_exporter
+    if kind == "auto":
+        kind = "otlp" if config.otlp_endpoint else "console"
+    if kind == "none":
+        return None
+    if kind == "console":
+        return ConsoleSpanExporter()
+    if not config.otlp_endpoint:
+        # TracingConfig validation cannot see this pairing; fail at start, not at first export.
+        raise ValueError("tracing.span_exporter is otlp but tracing.otlp_endpoint is not set")
+    return OTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
+
+
+def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) -> TracingConfig:
+    """``config`` with the standard OpenTelemetry variables applied where gpuwarden's settings are silent.
+
+    Precedence, highest first: command-line options, gpuwarden's configuration (YAML or
+    ``GPUWARDEN_TRACING__*`` variables: anything in ``config.model_fields_set``), the standard ``OTEL_*``
+    variables, built-in defaults. That is OpenTelemetry's own rule (environment variables are defaults
+    that explicit SDK configuration overrides), with gpuwarden's configuration as the explicit one.
+
+    - ``OTEL_SERVICE_NAME`` sets ``service_name``.
+    - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as is; otherwise
+      ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL to which ``/v1/traces`` is appended, as the OTLP/HTTP
+      exporter specification says. Only OTLP over HTTP with protobuf is exported: a ``grpc`` protocol
+      variable is refused with a ``ValueError`` naming it, rather than sending HTTP to a gRPC port.
+    """
+    explicit = config.model_fields_set
+    update: dict[str, object] = {}
+    source = OTEL_SERVICE_NAME
+    service = environ.get(OTEL_SERVICE_NAME, "").strip()
+    if service and "service_name" not in explicit:
+        update["service_name"] = service
+    if "otlp_endpoint" not in explicit and config.otlp_endpoint is None:
+        endpoint, source = _environment_endpoint(environ)
+        if endpoint:
+            _check_protocol(environ, source)
+            update["otlp_endpoint"] = endpoint
+    if not update:
+        return config
+    try:
+        return TracingConfig.model_validate({**config.model_dump(), **update})
+    except ValidationError as exc:
+        where = source if "otlp_endpoint" in update else OTEL_SERVICE_NAME
+        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from exc
+
+
+def _check_protocol(environ: Mapping[str, str], source: str) -> None:
+    variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
+    protocol = environ.get(variable, "").strip() or "http/protobuf"
+    if protocol != "http/protobuf":
+        raise ValueError(f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source})")
+
+
+def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
+    traces = environ.get(OTEL_TRACES_ENDPOINT, "").strip()
+    if traces:
+        return traces, OTEL_TRACES_ENDPOINT
+    base = environ.get(OTEL_ENDPOINT, "").strip()
+    if base:
+        return f"{base.rstrip('/')}/v1/traces", OTEL_ENDPOINT
+    return "", ""
