@@ -3,7 +3,9 @@
 It serves a deterministic toy text generator (no model weights) on ``/v1/chat/completions`` and
 ``/v1/completions``, streamed (SSE) or not. Each output token takes ``token_seconds / speed_factor`` of
 the GPU it runs on: a throttled GPU makes tokens slower, a lost one (factor 0) makes the server answer 503.
-Requests are traced by ``TracingMiddleware`` and become metrics on its own ``/metrics``.
+Requests are traced by ``TracingMiddleware`` and become metrics on its own ``/metrics``. Every error,
+404 and 405 included, answers in OpenAI's JSON shape. A client that leaves stops the generation: a
+stream is cancelled by the server, a plain answer checks between tokens.
 """
 
 from __future__ import annotations
@@ -15,17 +17,26 @@ import json
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol, TypeVar
+from typing import Any, Protocol
 
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import BaseRoute, Route
 
+from exporters.openai_schema import (
+    MAX_BODY_BYTES,
+    ChatRequest,
+    CompletionRequest,
+    OpenAIBody,
+    openai_error,
+    parse_body,
+)
+from exporters.server import loopback_only
 from exporters.spanmetrics import SpanMetrics
 from exporters.tracing import (
     ERROR_TYPE,
@@ -39,59 +50,17 @@ from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config import TracingConfig
 from gpuwarden.sim import Fleet, fault_routes
 
+__all__ = ["MAX_BODY_BYTES", "InferenceServer", "ServedGpu", "build_inference_app", "toy_tokens"]
+
 logger = logging.getLogger(__name__)
 
-MAX_BODY_BYTES = 1_048_576
-MAX_OUTPUT_TOKENS = 4096
-DEFAULT_MAX_TOKENS = 16
-_VOCABULARY = tuple(
-    [
-        "the",
-        "gpu",
-        "runs",
-        "warm",
-        "while",
-        "the",
-        "cluster",
-        "hums",
-        "and",
-        "every",
-        "rank",
-        "waits",
-        "on",
-        "the",
-        "slowest",
-        "link",
-        "tokens",
-        "flow",
-        "from",
-        "memory",
-        "through",
-        "tensor",
-        "cores",
-        "into",
-        "a",
-        "stream",
-        "of",
-        "quiet",
-        "words",
-        "about",
-        "fleets",
-        "power",
-        "limits",
-        "clocks",
-        "errors",
-        "drain",
-        "reset",
-        "recover",
-        "serve",
-        "train",
-        "measure",
-        "alert",
-        "page",
-        "fix",
-    ]
+PROVIDER_NAME = "gpuwarden"  # gen_ai.provider.name of the toy model (no well-known value applies)
+_WORDS = (  # one string keeps the 44 words on three lines
+    "the gpu runs warm while the cluster hums and every rank waits on the slowest link tokens flow from"
+    " memory through tensor cores into a stream of quiet words about fleets power limits clocks errors"
+    " drain reset recover serve train measure alert page fix"
 )
+_VOCABULARY = tuple(_WORDS.split())
 
 
 class GpuHealth(Protocol):
@@ -103,56 +72,12 @@ class GpuHealth(Protocol):
 
 
 Sleep = Callable[[float], Awaitable[None]]
-BodyT = TypeVar("BodyT", bound="_Body")
-
-
-class _Body(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send many optional fields we ignore
-
-    model: str = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
-    stream: bool = False
-
-
-class ChatMessage(BaseModel):
-    """One chat message; only text content is understood by the toy model."""
-
-    role: Literal["system", "developer", "user", "assistant", "tool"]
-    content: str
-
-
-class ChatRequest(_Body):
-    """``POST /v1/chat/completions``."""
-
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
-
-    def prompt(self) -> str:
-        """The conversation as one text."""
-        return "\n".join(m.content for m in self.messages)
-
-    def output_tokens(self) -> int:
-        """Tokens to produce."""
-        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
-
-
-class CompletionRequest(_Body):
-    """``POST /v1/completions``."""
-
-    prompt: str | list[str]
-
-    def text(self) -> str:
-        """The prompt as one text."""
-        return self.prompt if isinstance(self.prompt, str) else "\n".join(self.prompt)
-
-    def output_tokens(self) -> int:
-        """Tokens to produce."""
-        return self.max_tokens or DEFAULT_MAX_TOKENS
 
 
 def toy_tokens(prompt: str, count: int) -> list[str]:
     """A deterministic sequence of ``count`` word tokens for ``prompt``."""
-    seed = int.from_bytes(hashlib.blake2b(prompt.encode(), digest_size=8).digest(), "big")
+    digest = hashlib.blake2b(prompt.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+    seed = int.from_bytes(digest, "big")
     n = len(_VOCABULARY)
     return [(" " if i else "") + _VOCABULARY[(seed + i * 7 + (seed >> (i % 13))) % n] for i in range(count)]
 
@@ -160,12 +85,6 @@ def toy_tokens(prompt: str, count: int) -> list[str]:
 def count_input_tokens(prompt: str) -> int:
     """The toy tokenizer: one token per whitespace-separated word."""
     return len(prompt.split())
-
-
-def _error(status: int, message: str, *, kind: str, param: str | None = None) -> JSONResponse:
-    return JSONResponse(
-        {"error": {"message": message, "type": kind, "param": param, "code": None}}, status_code=status
-    )
 
 
 class GpuUnavailable(Exception):
@@ -189,6 +108,27 @@ class ServedGpu:
         return self.token_seconds / speed
 
 
+@dataclass(slots=True)
+class _Generation:
+    """One request's generation: what to produce and how to report it."""
+
+    operation: str
+    ident: str
+    prompt: str
+    tokens: list[str]
+    prefill: float
+    body: OpenAIBody
+    gen: GenerationSpan | None
+
+    def usage(self, produced: int) -> dict[str, int]:
+        prompt_tokens = count_input_tokens(self.prompt)
+        return {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": produced,
+            "total_tokens": prompt_tokens + produced,
+        }
+
+
 class InferenceHandlers:
     """The OpenAI-compatible endpoints of the toy server."""
 
@@ -199,58 +139,58 @@ class InferenceHandlers:
         self.sleep = sleep
         self._ids = itertools.count(1)
 
-    async def _parse(self, request: Request, kind: type[BodyT]) -> BodyT | JSONResponse:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
-        raw = await request.body()
-        if len(raw) > MAX_BODY_BYTES:
-            return _error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
-        try:
-            data = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
-            return _error(400, "body is not valid JSON", kind="invalid_request_error")
-        try:
-            parsed = kind.model_validate(data)
-        except ValidationError as exc:
-            first = exc.errors()[0]
-            field = ".".join(str(p) for p in first["loc"]) or "body"
-            return _error(400, f"{field}: {first['msg']}", kind="invalid_request_error", param=field)
-        if parsed.model != self.model:
-            return _error(
-                404,
-                f"model {parsed.model!r} is not served here; use {self.model!r}",
-                kind="not_found_error",
-                param="model",
-            )
-        return parsed
-
     async def chat(self, request: Request) -> Response:
         """``POST /v1/chat/completions``."""
-        body = await self._parse(request, ChatRequest)
+        body = await parse_body(request, ChatRequest)
         if isinstance(body, JSONResponse):
             return body
-        return await self._generate("chat", body.prompt(), body.output_tokens(), body.stream)
+        if (refused := self._unknown_model(body)) is not None:
+            return refused
+        return await self._generate(request, "chat", body.prompt(), body.output_tokens(), body)
 
     async def complete(self, request: Request) -> Response:
         """``POST /v1/completions``."""
-        body = await self._parse(request, CompletionRequest)
+        body = await parse_body(request, CompletionRequest)
         if isinstance(body, JSONResponse):
             return body
-        return await self._generate("text_completion", body.text(), body.output_tokens(), body.stream)
+        if (refused := self._unknown_model(body)) is not None:
+            return refused
+        return await self._generate(request, "text_completion", body.text(), body.output_tokens(), body)
+
+    def _unknown_model(self, body: OpenAIBody) -> JSONResponse | None:
+        if body.model == self.model:
+            return None
+        return openai_error(
+            404,
+            f"model {body.model!r} is not served here; use {self.model!r}",
+            kind="not_found_error",
+            param="model",
+        )
+
+    def _model_card(self) -> dict[str, Any]:
+        return {"id": self.model, "object": "model", "created": 0, "owned_by": "gpuwarden"}
 
     async def models(self, request: Request) -> Response:
         """``GET /v1/models``."""
-        return JSONResponse(
-            {"object": "list", "data": [{"id": self.model, "object": "model", "owned_by": "gpuwarden"}]}
-        )
+        return JSONResponse({"object": "list", "data": [self._model_card()]})
+
+    async def model_card(self, request: Request) -> Response:
+        """``GET /v1/models/{model}``: the model served here, or a 404 naming it."""
+        name = request.path_params["model"]
+        if name != self.model:
+            return openai_error(
+                404, f"model {name!r} is not served here; use {self.model!r}", kind="not_found_error"
+            )
+        return JSONResponse(self._model_card())
 
     async def health(self, request: Request) -> Response:
         """``GET /healthz``: 200 while the GPU can compute, 503 otherwise."""
         speed = self.gpu.fleet.gpu_speed_factor(self.gpu.node, self.gpu.index)
         return JSONResponse({"speed_factor": speed}, status_code=200 if speed > 0 else 503)
 
-    async def _generate(self, operation: str, prompt: str, count: int, stream: bool) -> Response:
+    async def _generate(
+        self, request: Request, operation: str, prompt: str, count: int, body: OpenAIBody
+    ) -> Response:
         gen = current_generation()
         if gen is not None:
             gen.set_request(
@@ -258,94 +198,93 @@ class InferenceHandlers:
                 model=self.model,
                 input_tokens=count_input_tokens(prompt),
                 max_tokens=count,
-                stream=stream,
+                stream=body.stream,
+                temperature=body.temperature,
+                top_p=body.top_p,
+                provider=PROVIDER_NAME,
             )
         try:
             first_delay = self.gpu.token_delay()
         except GpuUnavailable as exc:
-            return _error(503, str(exc), kind="service_unavailable")
-        prefill = first_delay * (1 + count_input_tokens(prompt) / 100)
-        tokens = toy_tokens(prompt, count)
+            return openai_error(503, str(exc), kind="service_unavailable")
         ident = f"{'chatcmpl' if operation == 'chat' else 'cmpl'}-{next(self._ids):08d}"
-        if stream:
-            return StreamingResponse(
-                self._stream(operation=operation, ident=ident, tokens=tokens, prefill=prefill, gen=gen),
-                media_type="text/event-stream",
-            )
+        job = _Generation(
+            operation=operation,
+            ident=ident,
+            prompt=prompt,
+            tokens=toy_tokens(prompt, count),
+            prefill=first_delay * (1 + count_input_tokens(prompt) / 100),
+            body=body,
+            gen=gen,
+        )
+        if body.stream:
+            return StreamingResponse(self._stream(job), media_type="text/event-stream")
+        return await self._answer(request, job)
+
+    async def _answer(self, request: Request, job: _Generation) -> Response:
+        gen = job.gen
         try:
-            await self.sleep(prefill)
-            for i in range(len(tokens)):
+            await self.sleep(job.prefill)
+            for i in range(len(job.tokens)):
+                if await request.is_disconnected():  # nobody to answer: stop spending the GPU on it
+                    return openai_error(499, "the client closed the request", kind="client_closed_request")
                 if i:
                     await self.sleep(self.gpu.token_delay())
                 if gen is not None:
                     gen.token()
         except GpuUnavailable as exc:
-            return _error(503, str(exc), kind="service_unavailable")
+            return openai_error(503, str(exc), kind="service_unavailable")
         if gen is not None:
-            gen.finish(response_model=self.model)
-        text = "".join(tokens)
-        usage = {
-            "prompt_tokens": count_input_tokens(prompt),
-            "completion_tokens": count,
-            "total_tokens": count_input_tokens(prompt) + count,
-        }
+            gen.finish(response_model=self.model, finish_reasons=["length"], response_id=job.ident)
+        text = "".join(job.tokens)
         choice: dict[str, Any] = (
             {"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "length"}
-            if operation == "chat"
+            if job.operation == "chat"
             else {"index": 0, "text": text, "finish_reason": "length"}
         )
         return JSONResponse(
             {
-                "id": ident,
-                "object": "chat.completion" if operation == "chat" else "text_completion",
+                "id": job.ident,
+                "object": "chat.completion" if job.operation == "chat" else "text_completion",
                 "created": int(self.clock.time()),
                 "model": self.model,
                 "choices": [choice],
-                "usage": usage,
+                "usage": job.usage(len(job.tokens)),
             }
         )
 
-    async def _stream(
-        self,
-        *,
-        operation: str,
-        ident: str,
-        tokens: Sequence[str],
-        prefill: float,
-        gen: GenerationSpan | None,
-    ) -> AsyncIterator[bytes]:
+    async def _stream(self, job: _Generation) -> AsyncIterator[bytes]:
         created = int(self.clock.time())
-        obj = "chat.completion.chunk" if operation == "chat" else "text_completion"
+        chat = job.operation == "chat"
+        gen = job.gen
 
-        def chunk(piece: str | None, first: bool) -> bytes:
-            if operation == "chat":
-                delta: dict[str, str] = {"role": "assistant"} if first else {}
-                if piece is not None:
-                    delta["content"] = piece
-                choice: dict[str, Any] = {
-                    "index": 0,
-                    "delta": delta,
-                    "finish_reason": None if piece else "length",
-                }
-            else:
-                choice = {"index": 0, "text": piece or "", "finish_reason": None if piece else "length"}
+        def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
             payload = {
-                "id": ident,
-                "object": obj,
+                "id": job.ident,
+                "object": "chat.completion.chunk" if chat else "text_completion",
                 "created": created,
                 "model": self.model,
-                "choices": [choice],
+                "choices": choices,
+                **extra,
             }
             return f"data: {json.dumps(payload, separators=(',', ':'))}\n\n".encode()
 
+        def chunk(piece: str | None, first: bool) -> bytes:
+            if chat:
+                delta: dict[str, str] = {"role": "assistant"} if first else {}
+                if piece is not None:
+                    delta["content"] = piece
+                return event([{"index": 0, "delta": delta, "finish_reason": None if piece else "length"}])
+            return event([{"index": 0, "text": piece or "", "finish_reason": None if piece else "length"}])
+
         try:
-            await self.sleep(prefill)
-            for i, piece in enumerate(tokens):
+            await self.sleep(job.prefill)
+            for i, piece in enumerate(job.tokens):
                 if i:
                     await self.sleep(self.gpu.token_delay())
-                if gen is not None:
-                    gen.token()
                 yield chunk(piece, i == 0)
+                if gen is not None:  # counted once the server took the chunk: tokens sent, not made
+                    gen.token()
         except GpuUnavailable as exc:
             # The status line is already sent; tell the client in-band, as OpenAI does.
             error = {"error": {"message": str(exc), "type": "service_unavailable", "code": 503}}
@@ -354,9 +293,23 @@ class InferenceHandlers:
                 gen.set_attribute(ERROR_TYPE, "gpu_unavailable")
             return
         if gen is not None:
-            gen.finish(response_model=self.model)
+            gen.finish(response_model=self.model, finish_reasons=["length"], response_id=job.ident)
         yield chunk(None, False)
+        if job.body.include_usage():
+            yield event([], usage=job.usage(len(job.tokens)))
         yield b"data: [DONE]\n\n"
+
+
+async def _http_error(request: Request, exc: Exception) -> Response:
+    """404, 405 and other HTTP errors in OpenAI's shape (405 keeps its ``Allow`` header)."""
+    assert isinstance(exc, HTTPException)
+    kind = {404: "not_found_error", 405: "method_not_allowed"}.get(exc.status_code, "invalid_request_error")
+    return openai_error(exc.status_code, str(exc.detail), kind=kind, headers=dict(exc.headers or {}))
+
+
+async def _server_error(request: Request, exc: Exception) -> Response:
+    """An unhandled exception: 500 in OpenAI's shape (the exception is logged by Starlette)."""
+    return openai_error(500, "internal server error", kind="server_error")
 
 
 def build_inference_app(
@@ -369,7 +322,11 @@ def build_inference_app(
     sleep: Sleep = asyncio.sleep,
     extra_routes: Sequence[BaseRoute] = (),
 ) -> Starlette:
-    """The server as an ASGI app; ``tracer_provider=None`` serves the same endpoints untraced."""
+    """The server as an ASGI app; ``tracer_provider=None`` serves the same endpoints untraced.
+
+    ``/sim/*`` routes among ``extra_routes`` are not traced: fault injection is not inference traffic
+    and stays out of the request metrics.
+    """
     the_clock = clock or SystemClock()
     handlers = InferenceHandlers(gpu, model=model, clock=the_clock, sleep=sleep)
     chat = inference_endpoint("chat")(handlers.chat)
@@ -378,17 +335,30 @@ def build_inference_app(
         Route("/v1/chat/completions", chat, methods=["POST"]),
         Route("/v1/completions", complete, methods=["POST"]),
         Route("/v1/models", handlers.models, methods=["GET"]),
+        Route("/v1/models/{model:path}", handlers.model_card, methods=["GET"]),
         Route("/healthz", handlers.health, methods=["GET"]),
         *extra_routes,
     ]
     if span_metrics is not None:
         routes.append(Route("/metrics", span_metrics.asgi_app()))
     middleware = (
-        [Middleware(TracingMiddleware, tracer_provider=tracer_provider, clock=the_clock)]
+        [
+            Middleware(
+                TracingMiddleware,
+                tracer_provider=tracer_provider,
+                clock=the_clock,
+                excluded_prefixes=("/sim/",),
+                provider_name=PROVIDER_NAME,
+            )
+        ]
         if tracer_provider is not None
         else []
     )
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes,
+        middleware=middleware,
+        exception_handlers={HTTPException: _http_error, Exception: _server_error},
+    )
 
 
 @dataclass(slots=True)
@@ -415,9 +385,12 @@ def create_inference_server(
     clock: Clock | None = None,
     sleep: Sleep = asyncio.sleep,
     span_exporter: SpanExporter | None = None,
+    allow_remote_faults: bool = False,
 ) -> InferenceServer:
     """Serve the toy model on one GPU of ``fleet``, with its fault routes mounted at ``/sim/faults``.
 
+    Faults are injected or cleared only by clients on this machine unless ``allow_remote_faults``: a
+    server started with ``--host 0.0.0.0`` must not let anyone on the network slow or kill its GPU.
     ``config.enabled=False`` gives the same server with no tracing and no span metrics (the benchmark's
     baseline). Raises ``InputError`` when the node or GPU does not exist in the fleet.
     """
@@ -428,7 +401,11 @@ def create_inference_server(
     if config.enabled:
         metrics = SpanMetrics()
         provider = build_tracer_provider(
-            config, gpu_uuids=[sim_gpu.uuid], span_exporter=span_exporter, processors=[metrics]
+            config,
+            gpu_uuids=[sim_gpu.uuid],
+            span_exporter=span_exporter,
+            processors=[metrics],
+            export_counts=metrics.export_counts,
         )
     app = build_inference_app(
         served,
@@ -437,6 +414,6 @@ def create_inference_server(
         span_metrics=metrics,
         clock=clock,
         sleep=sleep,
-        extra_routes=fault_routes(fleet),
+        extra_routes=loopback_only(fault_routes(fleet), allow_remote=allow_remote_faults),
     )
     return InferenceServer(app, served, provider, metrics)

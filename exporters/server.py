@@ -9,6 +9,7 @@ i.e. only with ``--simulate``.
 
 from __future__ import annotations
 
+import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -151,3 +152,51 @@ def serve(app: Starlette, sock: socket.socket) -> None:
     import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
 
     uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+
+
+def is_loopback(host: str | None) -> bool:
+    """Whether a client address is this machine (127.0.0.0/8, ::1, or IPv4-mapped loopback)."""
+    if not host:
+        return False
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.is_loopback
+    return address.is_loopback
+
+
+def loopback_only(routes: Sequence[BaseRoute], *, allow_remote: bool = False) -> list[BaseRoute]:
+    """``routes`` with their writes (any method but GET and HEAD) refused with 403 unless the client is
+    on this machine. For the simulator's ``/sim/faults``: a server listening on ``0.0.0.0`` must not let
+    anyone on the network inject faults. ``allow_remote`` keeps the routes as they are."""
+    if allow_remote:
+        return list(routes)
+    guarded: list[BaseRoute] = []
+    for route in routes:
+        if not isinstance(route, Route) or (route.methods or set()) <= {"GET", "HEAD"}:
+            guarded.append(route)
+            continue
+        guarded.append(
+            Route(route.path, _guard(route.endpoint), methods=list(route.methods or ()), name=route.name)
+        )
+    return guarded
+
+
+def _guard(endpoint: Any) -> Any:
+    async def guarded(request: Request) -> Response:
+        client = request.client
+        if not is_loopback(client.host if client is not None else None):
+            message = (
+                "fault injection is accepted from this machine only; start the server with"
+                " --allow-remote-faults to accept it from elsewhere"
+            )
+            return JSONResponse(
+                {"error": {"message": message, "type": "permission_error", "param": None, "code": None}},
+                status_code=403,
+            )
+        response: Response = await endpoint(request)
+        return response
+
+    return guarded

@@ -45,6 +45,10 @@ def inference_server(
         bool, typer.Option(help="Print every span as JSON on stdout (debugging; about 40 lines a request).")
     ] = False,
     quiet_spans: Annotated[bool, typer.Option(help="Record spans for metrics but export none.")] = False,
+    allow_remote_faults: Annotated[
+        bool,
+        typer.Option(help="Accept POST/DELETE /sim/faults from other machines (default: this one only)."),
+    ] = False,
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU."""
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
@@ -62,7 +66,9 @@ def inference_server(
     fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
     fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=fleet_clock)
     try:
-        server = create_inference_server(cfg, fleet, node=node, gpu=gpu)
+        server = create_inference_server(
+            cfg, fleet, node=node, gpu=gpu, allow_remote_faults=allow_remote_faults
+        )
     except (InputError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
 
 from exporters.inference_server import (
     MAX_BODY_BYTES,
@@ -21,7 +25,7 @@ from exporters.tracing import build_tracer_provider
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import TracingConfig
 from gpuwarden.sim import build_fleet
-from tests.exporters.asgi_client import AsgiClient
+from tests.exporters.asgi_client import AsgiClient, asgi_call
 
 MODEL = "gpuwarden-toy-1"
 CHAT = {"model": MODEL, "messages": [{"role": "user", "content": "why is my gpu slow"}], "max_tokens": 5}
@@ -276,3 +280,192 @@ def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> Non
     assert "gen_ai.usage.output_tokens" not in attrs
     assert attrs["gen_ai.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
     provider.shutdown()
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        b"[" * 100_000 + b"]" * 100_000,
+        b'{"model": "m", "messages": ' + b"[" * 5000 + b"]" * 5000 + b"}",
+        json.dumps({**CHAT, "messages": [{"role": "user", "content": "\ud800"}]}).encode(),
+        b'{"model": "m", "messages": [{"role": "user", "content": "\xff"}]}',
+    ],
+    ids=["deeply-nested", "deeply-nested-field", "lone-surrogate", "invalid-utf8"],
+)
+def test_bodies_that_broke_the_parser_or_the_tokenizer_are_400s_in_openai_shape(
+    h: Harness, body: bytes
+) -> None:
+    r = h.client.post("/v1/chat/completions", content=body, headers={"content-type": "application/json"})
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+
+
+def crash_route() -> Route:
+    async def crash(request: Request) -> Response:
+        raise RuntimeError("boom")
+
+    return Route("/v1/crash", crash)
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "status", "kind"),
+    [
+        ("GET", "/v1/nothing-here", 404, "not_found_error"),
+        ("GET", "/v1/chat/completions", 405, "method_not_allowed"),
+        ("GET", "/v1/crash", 500, "server_error"),
+    ],
+    ids=["404", "405", "500"],
+)
+def test_http_errors_answer_in_openai_shape(method: str, path: str, status: int, kind: str) -> None:
+    app = build_inference_app(
+        ServedGpu(FakeGpu(), "node-01", 0, 0.01), model=MODEL, clock=FakeClock(), extra_routes=[crash_route()]
+    )
+    r = AsgiClient(app).request(method, path)
+    assert r.status_code == status
+    assert r.headers["content-type"] == "application/json"
+    assert r.json()["error"]["type"] == kind
+    if status == 405:
+        assert r.headers["allow"] == "POST"
+
+
+def test_stream_options_include_usage_ends_the_stream_with_a_usage_chunk(h: Harness) -> None:
+    body = {**CHAT, "stream": True, "stream_options": {"include_usage": True}}
+    chunks = sse_events(h.client.post("/v1/chat/completions", json=body).text)
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"] == {"prompt_tokens": 5, "completion_tokens": 5, "total_tokens": 10}
+    assert all("usage" not in c for c in chunks[:-1])
+    completion = {"model": MODEL, "prompt": "a b", "max_tokens": 2, "stream": True}
+    completion["stream_options"] = {"include_usage": True}
+    assert (
+        sse_events(h.client.post("/v1/completions", json=completion).text)[-1]["usage"]["total_tokens"] == 4
+    )
+
+
+def test_text_content_parts_are_read_like_a_string_and_other_parts_are_refused(h: Harness) -> None:
+    parts = {
+        **CHAT,
+        "messages": [{"role": "user", "content": [{"type": "text", "text": "why is my gpu slow"}]}],
+    }
+    r = h.client.post("/v1/chat/completions", json=parts)
+    assert r.status_code == 200
+    assert r.json()["choices"][0]["message"]["content"] == "".join(toy_tokens("why is my gpu slow", 5))
+    image = {"type": "image_url", "image_url": {"url": "http://x/y.png"}}
+    r = h.client.post(
+        "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": [image]}]}
+    )
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == "messages.0.content"
+    assert "image_url" in r.json()["error"]["message"]
+
+
+@pytest.mark.parametrize(
+    ("route", "body", "param"),
+    [
+        ("/v1/chat/completions", {**CHAT, "n": 2}, "n"),
+        ("/v1/completions", {"model": MODEL, "prompt": ["a b", "c"]}, "prompt"),
+        ("/v1/completions", {"model": MODEL, "prompt": [1, 2, 3]}, "prompt"),
+    ],
+    ids=["n-above-1", "two-prompts", "token-ids"],
+)
+def test_what_the_toy_model_cannot_honour_is_refused_not_ignored(
+    h: Harness, route: str, body: dict[str, Any], param: str
+) -> None:
+    r = h.client.post(route, json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["param"] == param
+
+
+def test_a_list_holding_one_prompt_is_served_like_the_prompt(h: Harness) -> None:
+    one = h.client.post("/v1/completions", json={"model": MODEL, "prompt": ["a b"], "max_tokens": 3})
+    plain = h.client.post("/v1/completions", json={"model": MODEL, "prompt": "a b", "max_tokens": 3})
+    assert one.status_code == 200
+    assert one.json()["choices"][0]["text"] == plain.json()["choices"][0]["text"]
+
+
+def test_a_model_is_retrieved_by_id_and_an_unknown_one_is_a_404(h: Harness) -> None:
+    assert h.client.get(f"/v1/models/{MODEL}").json()["id"] == MODEL
+    r = h.client.get("/v1/models/gpt-4")
+    assert r.status_code == 404
+    assert r.json()["error"]["type"] == "not_found_error"
+
+
+def test_a_plain_answer_stops_generating_when_the_client_has_gone(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, exporter, clock = traced
+    started = clock.time()
+    body = json.dumps({**CHAT, "max_tokens": 2000}).encode()
+    asyncio.run(asgi_call(server.app, body, leave_when=lambda: clock.time() - started > 0.5))
+    assert clock.time() - started < 1.0  # not the 20 s that 2000 tokens at 10 ms take
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["error.type"] == "cancelled"
+    assert attrs["http.response.status_code"] == 499
+    assert 0 < attrs["gen_ai.usage.output_tokens"] < 100  # type: ignore[operator]
+    assert server.span_metrics is not None
+    registry = server.span_metrics.registry
+    assert (
+        registry.get_sample_value(
+            "gpuwarden_inference_cancelled_requests_total", {"route": "/v1/chat/completions"}
+        )
+        == 1
+    )
+
+
+def test_the_request_span_carries_provider_finish_reasons_response_id_and_sampling(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, exporter, _ = traced
+    answer = AsgiClient(server.app).post(
+        "/v1/chat/completions", json={**CHAT, "temperature": 0.3, "top_p": 0.9}
+    )
+    assert server.tracer_provider is not None
+    server.tracer_provider.force_flush()
+    [span] = exporter.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["gen_ai.provider.name"] == "gpuwarden"
+    assert attrs["gen_ai.response.finish_reasons"] == ("length",)
+    assert attrs["gen_ai.response.id"] == answer.json()["id"]
+    assert (attrs["gen_ai.request.temperature"], attrs["gen_ai.request.top_p"]) == (0.3, 0.9)
+
+
+FAULT = {"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.3}}
+
+
+def test_faults_are_injected_from_this_machine_only_unless_remote_injection_is_allowed() -> None:
+    fleet = build_fleet(1, 1, seed=1, clock=FakeClock())
+    server = create_inference_server(TracingConfig(span_exporter="none"), fleet, node="node-01", gpu=0)
+    remote = AsgiClient(server.app, client=("10.1.2.3", 40000))
+    r = remote.post("/sim/faults", json=FAULT)
+    assert r.status_code == 403
+    assert "--allow-remote-faults" in r.json()["error"]["message"]
+    assert remote.get("/sim/faults").status_code == 200  # reading the fault log changes nothing
+    assert fleet.active_faults() == []
+    assert (
+        AsgiClient(server.app, client=("::ffff:127.0.0.1", 40000)).post("/sim/faults", json=FAULT).status_code
+        == 201
+    )
+    server.shutdown()
+    allowed = create_inference_server(
+        TracingConfig(span_exporter="none"), fleet, node="node-01", gpu=0, allow_remote_faults=True
+    )
+    assert (
+        AsgiClient(allowed.app, client=("10.1.2.3", 40000)).post("/sim/faults", json=FAULT).status_code == 201
+    )
+    allowed.shutdown()
+
+
+def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
+    traced: tuple[InferenceServer, InMemorySpanExporter, FakeClock],
+) -> None:
+    server, _, _ = traced
+    client = AsgiClient(server.app)
+    assert client.post("/sim/faults", json=FAULT).status_code == 201
+    assert client.request("OPTIONS", "/v1/chat/completions").status_code == 405
+    assert client.request("HEAD", "/v1/chat/completions").status_code == 405
+    metrics = client.get("/metrics").text
+    assert "/sim/faults" not in metrics
+    assert 'route="/v1/chat/completions"' not in metrics
+    assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics

@@ -1,0 +1,161 @@
+"""The OpenAI-compatible request bodies the toy inference server accepts, and OpenAI's error shape.
+
+Bodies are parsed with orjson: a nesting deeper than 1024 levels, invalid UTF-8 and lone surrogates in
+``\\u`` escapes are all "not valid JSON" (400), where the standard library's parser raised
+``RecursionError`` or let a surrogate through to crash the tokenizer later. Fields the toy model cannot
+honour (``n`` > 1, several prompts, non-text content parts) are refused with a 400 naming the field
+rather than silently ignored.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, TypeVar
+
+import orjson
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+MAX_BODY_BYTES = 1_048_576
+MAX_OUTPUT_TOKENS = 4096
+DEFAULT_MAX_TOKENS = 16
+
+BodyT = TypeVar("BodyT", bound="OpenAIBody")
+
+
+def openai_error(
+    status: int,
+    message: str,
+    *,
+    kind: str,
+    param: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    """An error answer in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``."""
+    return JSONResponse(
+        {"error": {"message": message, "type": kind, "param": param, "code": None}},
+        status_code=status,
+        headers=headers,
+    )
+
+
+class StreamOptions(BaseModel):
+    """``stream_options``: with ``include_usage`` a last chunk carries the usage and no choice."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    include_usage: bool = False
+
+
+class OpenAIBody(BaseModel):
+    """Fields common to both routes; OpenAI clients send many optional ones that are ignored."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    model: str = Field(min_length=1)
+    max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    stream: bool = False
+    stream_options: StreamOptions | None = None
+    n: int = Field(1, ge=1)
+    temperature: float | None = None
+    top_p: float | None = None
+
+    @field_validator("n")
+    @classmethod
+    def _one_choice(cls, value: int) -> int:
+        if value != 1:
+            raise ValueError("this server generates one choice per request (n=1); send n requests instead")
+        return value
+
+    def include_usage(self) -> bool:
+        """Whether a streamed answer ends with a usage chunk."""
+        return self.stream_options is not None and self.stream_options.include_usage
+
+
+class ChatMessage(BaseModel):
+    """One chat message: text, or a list of text content parts (the toy model reads text only)."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
+    content: str | list[dict[str, Any]]
+
+    @field_validator("content")
+    @classmethod
+    def _text_parts_only(cls, value: str | list[dict[str, Any]]) -> str | list[dict[str, Any]]:
+        if isinstance(value, str):
+            return value
+        for part in value:
+            kind = part.get("type")
+            if kind != "text":
+                raise ValueError(f"content part of type {kind!r}: this model reads text parts only")
+            if not isinstance(part.get("text"), str):
+                raise ValueError("a text content part needs a string 'text'")
+        return value
+
+    def text(self) -> str:
+        """The message's text (parts joined)."""
+        if isinstance(self.content, str):
+            return self.content
+        return "".join(str(part["text"]) for part in self.content)
+
+
+class ChatRequest(OpenAIBody):
+    """``POST /v1/chat/completions``."""
+
+    messages: list[ChatMessage] = Field(min_length=1)
+    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+
+    def prompt(self) -> str:
+        """The conversation as one text."""
+        return "\n".join(m.text() for m in self.messages)
+
+    def output_tokens(self) -> int:
+        """Tokens to produce."""
+        return self.max_completion_tokens or self.max_tokens or DEFAULT_MAX_TOKENS
+
+
+class CompletionRequest(OpenAIBody):
+    """``POST /v1/completions``: one prompt (a string, or a list holding one string)."""
+
+    prompt: str | list[Any]
+
+    @field_validator("prompt")
+    @classmethod
+    def _one_prompt(cls, value: str | list[Any]) -> str | list[Any]:
+        if isinstance(value, str):
+            return value
+        if len(value) != 1:
+            raise ValueError(
+                f"{len(value)} prompts: this server completes one prompt per request; send one each"
+            )
+        if not isinstance(value[0], str):
+            raise ValueError("token-id prompts are not understood by the toy model; send text")
+        return value
+
+    def text(self) -> str:
+        """The prompt."""
+        return self.prompt if isinstance(self.prompt, str) else str(self.prompt[0])
+
+    def output_tokens(self) -> int:
+        """Tokens to produce."""
+        return self.max_tokens or DEFAULT_MAX_TOKENS
+
+
+async def parse_body(request: Request, kind: type[BodyT]) -> BodyT | JSONResponse:
+    """The request's body as ``kind``, or the 4xx answer (OpenAI's shape) saying what is wrong."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+        return openai_error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
+    raw = await request.body()
+    if len(raw) > MAX_BODY_BYTES:
+        return openai_error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return openai_error(400, f"body is not valid JSON: {exc}", kind="invalid_request_error")
+    try:
+        return kind.model_validate(data)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = ".".join(str(p) for p in first["loc"]) or "body"
+        message = first["msg"].removeprefix("Value error, ")
+        return openai_error(400, f"{field}: {message}", kind="invalid_request_error", param=field)
