@@ -22,6 +22,7 @@ from starlette.routing import BaseRoute, Route
 from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
+from gpuwarden.graceful import run_until_stopped
 
 
 def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
@@ -148,10 +149,10 @@ def create_app(
 
 
 def serve(app: Starlette, sock: socket.socket) -> None:
-    """Serve ``app`` on an already bound socket until SIGINT/SIGTERM (uvicorn's graceful stop)."""
+    """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return."""
     import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
 
-    uvicorn.Server(uvicorn.Config(app, log_level="warning")).run(sockets=[sock])
+    run_until_stopped(uvicorn.Server(uvicorn.Config(app, log_level="warning")), [sock])
 
 
 def is_loopback(host: str | None) -> bool:

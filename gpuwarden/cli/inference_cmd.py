@@ -14,6 +14,7 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 from gpuwarden.sim import build_fleet
 
 if TYPE_CHECKING:
@@ -50,7 +51,11 @@ def inference_server(
         typer.Option(help="Accept POST/DELETE /sim/faults from other machines (default: this one only)."),
     ] = False,
 ) -> None:
-    """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU."""
+    """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
+
+    SIGTERM stops the server like Ctrl-C: requests in flight finish, buffered spans are flushed, the exit
+    status is 0.
+    """
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     import uvicorn  # noqa: PLC0415
 
@@ -81,7 +86,9 @@ def inference_server(
         markup=False,
     )
     try:
-        uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False)).run(sockets=[sock])
+        run_until_stopped(
+            uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False)), [sock]
+        )
     finally:
         sock.close()
         server.shutdown()

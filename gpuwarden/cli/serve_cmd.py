@@ -21,6 +21,7 @@ from gpuwarden.cli.notifiers import build_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
+from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 
 if TYPE_CHECKING:
     from alerting.applier import JournalApplier
@@ -337,8 +338,8 @@ def serve(
             app, host=address, port=port_number, log_level="warning", access_log=False, log_config=None
         )
     )
-    try:
-        server.run(sockets=[listener])
+    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
+        run_until_stopped(server, [listener])
     finally:
         listener.close()
         locks.release()

@@ -12,6 +12,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.cli.stopping import run_then_sigterm
+from tests.integration.servers import free_port
 
 
 @pytest.mark.parametrize(
@@ -87,3 +89,11 @@ def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_set
     assert done.returncode == 1
     said = " ".join(done.stderr.split())
     assert f"{config}:2: tracing.pushgateway_url: not a valid Pushgateway URL" in said, said
+
+
+def test_sigterm_stops_the_exporter_gracefully_with_exit_0(tmp_path: Path) -> None:
+    port = free_port()
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "exporter", "--simulate", "1x1"]
+    argv += ["--port", str(port), "--listen-address", "127.0.0.1"]
+    status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/", tmp_path / "exporter.log")
+    assert status == 0, (tmp_path / "exporter.log").read_text()

@@ -7,6 +7,8 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import pytest
@@ -15,6 +17,7 @@ from typer.testing import CliRunner
 from gpuwarden.cli import app
 from gpuwarden.cli.inference_cmd import _tracing_update
 from gpuwarden.config import TracingConfig
+from tests.gpuwarden.cli.stopping import otlp_collector, run_then_sigterm
 from tests.integration.servers import free_port
 
 runner = CliRunner()
@@ -100,3 +103,40 @@ def test_loadgen_against_a_closed_port_asks_whether_the_server_runs(output: str)
     assert result.exit_code == 1
     assert f"cannot connect to http://127.0.0.1:{port}: is the server running?" in result.stderr
     assert result.stdout == ""  # no report of nan latencies
+
+
+BSP_NEVER_ON_ITS_OWN = {"OTEL_BSP_SCHEDULE_DELAY": "600000"}  # spans leave only when flushed at exit
+
+
+def chat_once(port: int) -> Callable[[], None]:
+    def go() -> None:
+        body = {"model": "gpuwarden-toy-1", "messages": [{"role": "user", "content": "hi"}], "max_tokens": 2}
+        assert (
+            httpx.post(f"http://127.0.0.1:{port}/v1/chat/completions", json=body, timeout=10).status_code
+            == 200
+        )
+
+    return go
+
+
+def test_sigterm_flushes_the_buffered_spans_and_exits_0(tmp_path: Path) -> None:
+    port = free_port()
+    with otlp_collector() as collector:
+        argv = [
+            *CLI,
+            "inference-server",
+            "--port",
+            str(port),
+            "--otlp-endpoint",
+            f"{collector.base_url}/v1/traces",
+        ]
+        env = {**os.environ, **BSP_NEVER_ON_ITS_OWN}
+        status = run_then_sigterm(
+            argv,
+            f"http://127.0.0.1:{port}/healthz",
+            tmp_path / "server.log",
+            env=env,
+            meanwhile=chat_once(port),
+        )
+    assert status == 0, (tmp_path / "server.log").read_text()
+    assert [s.name for s in collector.spans] == ["chat gpuwarden-toy-1"]

@@ -2,7 +2,9 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import socket
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -31,6 +33,8 @@ from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import SourceError
+from tests.gpuwarden.cli.stopping import run_then_sigterm
+from tests.integration.servers import free_port
 
 runner = CliRunner()
 
@@ -456,3 +460,14 @@ def test_serve_names_the_port_when_another_process_listens_on_it(
         result.exit_code == 1
         and f"{named}: cannot listen on 127.0.0.1:{port}: Address already in use" in output
     )
+
+
+def test_sigterm_stops_serve_gracefully_with_exit_0_not_killed_by_the_signal(tmp_path: Path) -> None:
+    # Kubernetes sends SIGTERM on every pod stop: the shutdown must reach serve's own clean-up (store and
+    # journal locks) instead of uvicorn re-raising the signal and the default action killing the process.
+    port = free_port()
+    argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--port", str(port)]
+    argv += ["--db", str(tmp_path / "serve.db")]
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": "sigterm-test-token-123"}
+    status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/-/ready", tmp_path / "serve.log", env=env)
+    assert status == 0, (tmp_path / "serve.log").read_text()
