@@ -53,18 +53,20 @@ def inference_server(
 ) -> None:
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
 
-    SIGTERM stops the server like Ctrl-C: requests in flight finish, buffered spans are flushed, the exit
-    status is 0.
+    The standard OTEL_SERVICE_NAME and OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT variables apply where neither
+    an option nor the gpuwarden configuration sets the service name or the endpoint. SIGTERM stops the
+    server like Ctrl-C: requests in flight finish, buffered spans are flushed, the exit status is 0.
     """
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     import uvicorn  # noqa: PLC0415
 
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
+    from exporters.span_export import tracing_from_environment  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     try:
-        cfg = load_config(config).tracing
-    except ConfigError as exc:
+        cfg = tracing_from_environment(load_config(config).tracing, os.environ)
+    except (ConfigError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     cfg = cfg.model_copy(update=_tracing_update(cfg, tracing, otlp_endpoint, trace_console, quiet_spans))

@@ -140,3 +140,25 @@ def test_sigterm_flushes_the_buffered_spans_and_exits_0(tmp_path: Path) -> None:
         )
     assert status == 0, (tmp_path / "server.log").read_text()
     assert [s.name for s in collector.spans] == ["chat gpuwarden-toy-1"]
+
+
+def test_standard_otel_variables_choose_the_endpoint_and_the_service_name(tmp_path: Path) -> None:
+    port = free_port()
+    with otlp_collector() as collector:
+        env = {
+            **os.environ,
+            **BSP_NEVER_ON_ITS_OWN,
+            "OTEL_EXPORTER_OTLP_ENDPOINT": collector.base_url,
+            "OTEL_SERVICE_NAME": "llama-serve",
+        }
+        run_then_sigterm(
+            [*CLI, "inference-server", "--port", str(port)],
+            f"http://127.0.0.1:{port}/healthz",
+            tmp_path / "server.log",
+            env=env,
+            meanwhile=chat_once(port),
+        )
+    assert "spans exported: otlp" in (tmp_path / "server.log").read_text()
+    assert collector.paths == ["/v1/traces"]
+    [span] = collector.spans
+    assert span.resource["service.name"] == "llama-serve"
