@@ -48,8 +48,11 @@ def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
     )
 
 
-def _simulated_service(fleet: Fleet, cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
+def _simulated_service(
+    fleet: Fleet, cfg: ExporterConfig, clock: SystemClock, *, allow_remote_faults: bool
+) -> ExporterService:
     from exporters.nvml_collector import init_nvml  # noqa: PLC0415
+    from exporters.server import loopback_only  # noqa: PLC0415
     from exporters.service import NvmlInstance, build_service  # noqa: PLC0415
     from exporters.simulated import SimCgroupResolver, SimPodAssignments  # noqa: PLC0415
     from gpuwarden.sim import SimNvml, fault_routes  # noqa: PLC0415
@@ -66,7 +69,8 @@ def _simulated_service(fleet: Fleet, cfg: ExporterConfig, clock: SystemClock) ->
         interval=cfg.collect_interval_seconds,
         deadline=cfg.nvml_call_timeout_seconds,
         pod_resources_socket=cfg.kubelet_pod_resources_socket,
-        extra_routes=fault_routes(fleet),
+        # The exporter listens on 0.0.0.0 by default: nobody on the network may mark a GPU lost.
+        extra_routes=loopback_only(fault_routes(fleet), allow_remote=allow_remote_faults),
     )
 
 
@@ -84,7 +88,7 @@ def _training_publisher(fleet: Fleet, tracing: TracingConfig) -> SimTrainingPubl
 
 
 def _build(
-    cfg: ExporterConfig, full: GpuwardenConfig, clock: SystemClock
+    cfg: ExporterConfig, full: GpuwardenConfig, clock: SystemClock, *, allow_remote_faults: bool = False
 ) -> tuple[ExporterService, SimTrainingPublisher | None]:
     """The exporter service, and with ``--simulate`` the pusher of its simulated training jobs."""
     if not cfg.simulate:
@@ -93,10 +97,11 @@ def _build(
 
     fleet = build_fleet(*parse_simulate_spec(cfg.simulate), seed=full.sim.seed, clock=clock)
     publisher = _training_publisher(fleet, full.tracing)
-    return _simulated_service(fleet, cfg, clock), publisher
+    return _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults), publisher
 
 
 def exporter(
+    *,
     port: Annotated[
         int | None,
         typer.Option(help="Port to listen on (default 9400, like dcgm-exporter)."),
@@ -107,6 +112,12 @@ def exporter(
         str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
+    allow_remote_faults: Annotated[
+        bool,
+        typer.Option(
+            help="With --simulate: accept POST/DELETE /sim/faults from other machines (default: this one)."
+        ),
+    ] = False,
 ) -> None:
     """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
     # Imported here, like the exporter stage in _real_service and _simulated_service: the rest of the CLI
@@ -147,7 +158,7 @@ def exporter(
     except ConfigError as exc:
         raise _fail(str(full.locate(exc))) from exc
     try:
-        service, publisher = _build(cfg, full, SystemClock())
+        service, publisher = _build(cfg, full, SystemClock(), allow_remote_faults=allow_remote_faults)
     except (SourceError, InputError, ConfigError) as exc:
         listener.close()
         raise _fail(str(full.locate(exc) if isinstance(exc, ConfigError) else exc)) from exc

@@ -12,6 +12,11 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from gpuwarden.cli.exporter_cmd import _simulated_service
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ExporterConfig
+from gpuwarden.sim import build_fleet
+from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.integration.servers import free_port
 
@@ -97,3 +102,19 @@ def test_sigterm_stops_the_exporter_gracefully_with_exit_0(tmp_path: Path) -> No
     argv += ["--port", str(port), "--listen-address", "127.0.0.1"]
     status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/", tmp_path / "exporter.log")
     assert status == 0, (tmp_path / "exporter.log").read_text()
+
+
+def test_the_simulated_exporter_takes_faults_from_this_machine_only_unless_allowed() -> None:
+    """It listens on 0.0.0.0 by default: a remote POST /sim/faults would mark a GPU lost fleet-wide."""
+    fault = {"kind": "hw_thermal_slowdown", "node": "node-01", "gpu": 0, "params": {"factor": 0.3}}
+    for allowed, status in ((False, 403), (True, 201)):
+        fleet = build_fleet(1, 1, seed=1, clock=FakeClock())
+        service = _simulated_service(
+            fleet, ExporterConfig(simulate="1x1"), FakeClock(), allow_remote_faults=allowed
+        )
+        remote = AsgiClient(service.app, client=("10.1.2.3", 40000))
+        assert remote.post("/sim/faults", json=fault).status_code == status
+        assert len(fleet.active_faults()) == (1 if allowed else 0)
+        assert remote.get("/sim/faults").status_code == 200
+    local = AsgiClient(service.app, client=("127.0.0.1", 40000))
+    assert local.post("/sim/faults", json=fault).status_code == 201
