@@ -71,6 +71,17 @@ def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail:
     return data
 
 
+def secret_ref_names(data: Any) -> set[str]:
+    """The environment variables that ``{env: NAME}`` mappings in ``data`` name."""
+    if isinstance(data, dict):
+        if set(data) == {"env"} and isinstance(data["env"], str):
+            return {data["env"]}
+        return {name for value in data.values() for name in secret_ref_names(value)}
+    if isinstance(data, list):
+        return {name for value in data for name in secret_ref_names(value)}
+    return set()
+
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
