@@ -52,10 +52,11 @@ from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
-from gpuwarden.model import IncidentState, Priority
+from gpuwarden.model import GpuRef, IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.params import choice, positive, single
 from gpuwarden.sim.fleet import Fleet
+from gpuwarden.sim.workloads import InferenceService, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -466,19 +467,15 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
         NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
     ]
     cluster_of = {n.name: n.cluster for n in fleet.nodes}
-    placed = [
-        (s.ref, [(cluster_of[g.node], g.node, g.index) for g in s.gpus]) for s in fleet.inference_services()
-    ]
-    placed += [
-        (j.ref, [(cluster_of[g.node], g.node, g.index) for _, g in sorted(j.ranks.items())])
-        for j in fleet.training_jobs()
-    ]
-    workloads = [
+    placed: list[tuple[InferenceService | TrainingJob, list[GpuRef]]]
+    placed = [(s, s.gpus) for s in fleet.inference_services()]
+    placed += [(j, [g for _, g in sorted(j.ranks.items())]) for j in fleet.training_jobs()]
+    workloads = [  # the simulator places each workload in one cluster, as Kubernetes and Slurm do
         WorkloadInfo(
-            replace(ref, cluster=gpus[0][0] if gpus else ""),
-            tuple(frozenset({gpu}) for gpu in gpus),
+            replace(w.ref, cluster=w.cluster),
+            tuple(frozenset({(cluster_of[g.node], g.node, g.index)}) for g in gpus),
         )
-        for ref, gpus in placed
+        for w, gpus in placed
     ]
     used = {gpu for w in workloads for gpu in w.gpus}
     spare: dict[str, int] = {}

@@ -48,7 +48,7 @@ from gpuwarden.config_source import (
     settings_error,
 )
 from gpuwarden.errors import ConfigError
-from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, validation_to_config_error
+from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_error
 
 
 class SimConfig(Section):
@@ -368,16 +368,18 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     data: dict[str, Any] = {}
     positions: dict[Loc, int] = {}
     where = str(path) if path is not None else ENVIRONMENT
+    referenced: set[str] = set()  # variables the file reads as secrets: not meant for a setting
     if path is not None:
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
         refuse_literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS)
+        referenced = secret_ref_names(raw)
         try:
             data = resolve_secret_refs(raw or {}, env, where)
         except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
             raise located(exc, field_loc(exc.field), where, positions, {}) from exc
-    check_variable_names(os.environ, _SECTIONS, _LISTS)  # the environment pydantic-settings reads
+    check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)  # the environment pydantic-settings reads
     try:
         cfg = GpuwardenConfig(**data)
     except ValidationError as exc:

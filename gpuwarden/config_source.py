@@ -3,15 +3,18 @@
 An error about a setting names its source, so the fix lands in the right place: a value (or a required field
 missing) in a list or section that a variable set is that variable's fault, not the file's. Variables whose
 name looks meant for a setting but names none (``GPUWARDEN_SLAK``, ``GPUWARDEN_APII__PORT``) are refused:
-pydantic-settings would ignore them silently.
+pydantic-settings would ignore them silently. Two kinds of such names are not settings and are left alone:
+those Kubernetes sets for a Service named ``gpuwarden...`` (``GPUWARDEN_API_PORT=tcp://10.96.0.13:8080``)
+and those the file itself reads as secrets (``{env: GPUWARDEN_SLACK_BOT_TOKEN}``).
 """
 
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import json
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any, get_args
 
 from pydantic import BaseModel, SecretStr
@@ -33,15 +36,19 @@ def check_variable_names(
     environ: Mapping[str, str],
     sections: Mapping[str, type[BaseModel]],
     lists: Mapping[str, type[BaseModel]] | None = None,
+    referenced: Collection[str] = (),
 ) -> None:
     """Refuse a ``GPUWARDEN_`` variable meant for a setting whose section does not exist: one with ``__``
     (``GPUWARDEN_APII__PORT``), or one whose name is close to a section's (``GPUWARDEN_SLAK``), is a field's
     (``GPUWARDEN_PORT``) or is a section's and a field's joined by one underscore (``GPUWARDEN_API_PORT``).
     A list of ``lists`` (``webhooks``) is set whole, as JSON: ``GPUWARDEN_WEBHOOKS__0__URL`` sets nothing.
-    Other names are left to the tools that read them (``GPUWARDEN_TEST_PORTS``)."""
+    Other names are left to the tools that read them (``GPUWARDEN_TEST_PORTS``), and so are Kubernetes'
+    service links and the variables that the file's secret references name (``referenced``)."""
     lists = lists or {}
     for name in sorted(environ):
         if not name.upper().startswith(PREFIX) or name.upper() in OTHER_VARIABLES:
+            continue
+        if name in referenced or is_service_link(name, environ[name]):
             continue
         rest = name[len(PREFIX) :].lower()
         section = rest.split("__")[0]
@@ -63,11 +70,55 @@ def check_variable_names(
             )
 
 
+_SERVICE = r"GPUWARDEN(?:_[A-Z0-9]+)*"  # a Service's name upper-cased, its '-' made '_'
+_LINK_PORT = rf"{_SERVICE}_PORT_\d+_(?:TCP|UDP|SCTP)"
+_SERVICE_LINKS = (  # (name, what Kubernetes writes into it)
+    (re.compile(rf"{_SERVICE}_SERVICE_HOST"), "address"),
+    (re.compile(rf"{_SERVICE}_SERVICE_PORT(?:_[A-Z0-9]+)*"), "port"),  # a named port: ..._PORT_HTTP
+    (re.compile(rf"{_SERVICE}_PORT"), "url"),  # the Service's first port
+    (re.compile(_LINK_PORT), "url"),
+    (re.compile(rf"{_LINK_PORT}_PROTO"), "protocol"),
+    (re.compile(rf"{_LINK_PORT}_PORT"), "port"),
+    (re.compile(rf"{_LINK_PORT}_ADDR"), "address"),
+)
+_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://\[?(?P<address>[0-9A-Fa-f.:]+)\]?:(?P<port>\d+)")
+
+
+def is_service_link(name: str, value: str) -> bool:
+    """Whether a variable is one of those the kubelet sets in every container for each Service of the
+    namespace (``enableServiceLinks``, on by default): ``<SVC>_SERVICE_HOST``, ``<SVC>_SERVICE_PORT[_NAME]``,
+    ``<SVC>_PORT``, ``<SVC>_PORT_<n>_<PROTO>[_PROTO|_PORT|_ADDR]``. The value must be what Kubernetes writes
+    there too, so that ``GPUWARDEN_API_PORT=9000`` (meant for ``GPUWARDEN_API__PORT``) is still refused."""
+    kinds = {kind for pattern, kind in _SERVICE_LINKS if pattern.fullmatch(name)}
+    url = _LINK_URL.fullmatch(value)
+    checks = {
+        "address": lambda: _is_address(value),
+        "port": lambda: _is_port(value),
+        "url": lambda: url is not None and _is_address(url["address"]) and _is_port(url["port"]),
+        "protocol": lambda: value in ("tcp", "udp", "sctp"),
+    }
+    return any(checks[kind]() for kind in kinds)
+
+
+def _is_address(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_port(text: str) -> bool:
+    return text.isascii() and text.isdigit() and 1 <= int(text) <= 65535
+
+
 def _suggestion(rest: str, sections: Mapping[str, type[BaseModel]]) -> str:
     """What a mistyped name probably meant ("" when it does not look meant for a setting)."""
     owners = [s for s, model in sections.items() if rest in model.model_fields]
     if owners:
-        return f"{rest} is a field of {', '.join(owners)}: write {PREFIX}{owners[0].upper()}__{rest.upper()}"
+        choices = [f"{PREFIX}{owner.upper()}__{rest.upper()}" for owner in owners]
+        written = choices[0] if len(choices) == 1 else f"{', '.join(choices[:-1])} or {choices[-1]}"
+        return f"{rest} is a field of {', '.join(owners)}: write {written}"
     for section, model in sections.items():
         field = rest.removeprefix(f"{section}_")
         if field != rest and field in model.model_fields:
@@ -191,7 +242,11 @@ def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigErro
     naming the variables that may be at fault."""
     found = re.search(r'field "([^"]+)"', str(exc))
     section = found.group(1) if found else ""
-    suspects = sorted(n for n in environ if section and n.upper().startswith(PREFIX + section.upper()))
+    suspects = sorted(
+        n
+        for n in environ
+        if section and n.upper().startswith(PREFIX + section.upper()) and not is_service_link(n, environ[n])
+    )
     return ConfigError(
         f"{exc} ({', '.join(suspects) or 'a GPUWARDEN_ variable'}); a value that is a list or a section"
         " is JSON",

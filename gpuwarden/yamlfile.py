@@ -71,6 +71,17 @@ def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail:
     return data
 
 
+def secret_ref_names(data: Any) -> set[str]:
+    """The environment variables that ``{env: NAME}`` mappings in ``data`` name."""
+    if isinstance(data, dict):
+        if set(data) == {"env"} and isinstance(data["env"], str):
+            return {data["env"]}
+        return {name for value in data.values() for name in secret_ref_names(value)}
+    if isinstance(data, list):
+        return {name for value in data for name in secret_ref_names(value)}
+    return set()
+
+
 _LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 MAX_FILE_BYTES = 64 * 1024 * 1024
 """Larger files are refused: a 100,000-GPU inventory is a few MiB, and /dev/zero would fill the memory."""
@@ -201,22 +212,75 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     return data, _positions(node) if node is not None else {}
 
 
+_KEY = "[key]"  # the last part of pydantic's loc for an error about a mapping's key rather than its value
+
+
 def field_path(loc: Sequence[str | int]) -> str:
-    """A setting's path as every error writes it: ``nodes[0].gpus``, not pydantic's ``nodes.0.gpus``."""
+    """A setting's path as every error writes it: ``nodes[0].gpus``, not pydantic's ``nodes.0.gpus``. A
+    mapping's key (pydantic's ``spare_gpus..[key]``) is written as the mapping's path."""
+    if len(loc) >= 2 and loc[-1] == _KEY:
+        loc = loc[:-2]
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
 def error_message(error: ErrorDetails) -> str:
     """One pydantic error's message for a person: without pydantic's ``Value error, `` prefix (a validator's
-    own text stands alone), and saying what to do about an unknown or a missing field."""
+    own text stands alone), and saying what to do about an unknown or a missing field, a value past its
+    bounds or an empty one. An error about a mapping's key names the key."""
+    loc = error["loc"]
+    key = f"key {loc[-2]!r}: " if len(loc) >= 2 and loc[-1] == _KEY else ""
     if error["type"] == "extra_forbidden":
         return "unknown field; remove it or check its spelling"
     if error["type"] == "missing":
         return "required field is missing; add it"
-    message = error["msg"]
-    for prefix in ("Value error, ", "Assertion failed, "):
-        message = message.removeprefix(prefix)
-    return message
+    message = _constraint_message(error, item=bool(loc) and isinstance(loc[-1], int), key=bool(key))
+    if message is None:
+        message = error["msg"]
+        for prefix in ("Value error, ", "Assertion failed, "):
+            message = message.removeprefix(prefix)
+    return key + message
+
+
+def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | None:
+    """A broken ``Field`` constraint said with what to write instead (pydantic's "String should have at
+    least 1 character" says neither that the value is empty nor what to do); None for other errors."""
+    kind, ctx, value = error["type"], error.get("ctx") or {}, error["input"]
+    if kind == "string_too_short":
+        least = ctx["min_length"]
+        if least == 1:
+            fix = "a name" if key else "a value or remove the item" if item else "a value"
+            return f"empty; write {fix}"
+        return f"{_shown(value)} is shorter than {least} characters; write at least {least}"
+    if kind == "string_too_long":
+        return f"longer than {ctx['max_length']} characters; shorten it"
+    if kind in ("too_short", "too_long"):
+        actual = ctx["actual_length"]
+        has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"
+        if kind == "too_short":
+            return f"{has}; list at least {ctx['min_length']}"
+        return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
+    bounds = {
+        "greater_than_equal": ("ge", "is less than {}, the least allowed; write {} or more"),
+        "greater_than": ("gt", "is not more than {}; write more than {}"),
+        "less_than_equal": ("le", "is more than {}, the most allowed; write {} or less"),
+        "less_than": ("lt", "is not less than {}; write less than {}"),
+    }
+    if kind in bounds:
+        bound, text = bounds[kind]
+        limit = _number(ctx[bound])
+        return f"{_shown(value, quoted=False)} " + text.format(limit, limit)
+    return None
+
+
+def _number(value: Any) -> str:
+    """A bound as the file would write it: 36525, not 36525.0."""
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
+
+
+def _shown(value: Any, *, quoted: bool = True) -> str:
+    """A value as an error quotes it: short, on one line (a number as written, YAML's or a variable's)."""
+    text = repr(value) if quoted or not isinstance(value, str | int | float) else str(value)
+    return text if len(text) <= 40 and text.isprintable() else repr(text[:37]) + "..."
 
 
 def validation_to_config_error(

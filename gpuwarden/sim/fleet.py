@@ -451,19 +451,8 @@ class Fleet:
                     }
                     for n in self._nodes
                 ],
-                "inference_services": [
-                    {"name": s.name, "namespace": s.namespace, "gpus": [str(g) for g in s.gpus]}
-                    for s in self._services
-                ],
-                "training_jobs": [
-                    {
-                        "name": j.name,
-                        "namespace": j.namespace,
-                        "ranks": {str(r): str(g) for r, g in j.ranks.items()},
-                        "steps_completed": j.steps_completed,
-                    }
-                    for j in self._jobs
-                ],
+                "inference_services": [s.describe() for s in self._services],
+                "training_jobs": [j.describe() for j in self._jobs],
                 "active_faults": [r.to_dict() for r in self._active.values()],
             }
 

@@ -1,10 +1,15 @@
-"""Workloads placed on simulated GPUs: inference services (replicas) and training jobs (ranks)."""
+"""Workloads placed on simulated GPUs: inference services (replicas) and training jobs (ranks).
+
+Each workload runs in one cluster, as a Deployment or a Slurm job does: a fleet of several clusters runs
+its own ``llm-chat`` and ``llm-embed`` in each, and a training job spans nodes of one cluster only.
+"""
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from gpuwarden.model import GpuRef, WorkloadKind, WorkloadRef
 from gpuwarden.sim.topology import SimNode
@@ -22,16 +27,22 @@ class InferenceService:
     # Mean utilisation of a replica under its usual traffic, and its model's memory footprint.
     base_util: float = 0.55
     memory_bytes: int = 62 * 1024**3
+    cluster: str = ""  # the cluster of all its GPUs
 
     @property
     def ref(self) -> WorkloadRef:
-        """This service as a core-model reference."""
+        """This service as a core-model reference (its cluster left out: see ``cluster``)."""
         return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, self.namespace, self.name)
 
     @property
     def replicas(self) -> int:
         """How many replicas (GPUs) the service has."""
         return len(self.gpus)
+
+    def describe(self) -> dict[str, Any]:
+        """The service as ``sim show`` prints it."""
+        gpus = [str(g) for g in self.gpus]
+        return {"name": self.name, "namespace": self.namespace, "cluster": self.cluster, "gpus": gpus}
 
 
 @dataclass(slots=True)
@@ -45,6 +56,7 @@ class TrainingJob:
     samples_per_step: int = 512
     tokens_per_step: int = 512 * 4096
     memory_bytes: int = 72 * 1024**3
+    cluster: str = ""  # the cluster of all its ranks
     progress: float = 0.0  # steps, fractional
     last_progress_at: float = 0.0
     _speed: dict[int, float] = field(default_factory=dict)
@@ -53,7 +65,7 @@ class TrainingJob:
 
     @property
     def ref(self) -> WorkloadRef:
-        """This job as a core-model reference."""
+        """This job as a core-model reference (its cluster left out: see ``cluster``)."""
         return WorkloadRef(WorkloadKind.TRAINING_JOB, self.namespace, self.name)
 
     @property
@@ -99,6 +111,16 @@ class TrainingJob:
             self.progress += dt * slowest / self.base_step_seconds
             self.last_progress_at = now
 
+    def describe(self) -> dict[str, Any]:
+        """The job as ``sim show`` prints it."""
+        return {
+            "name": self.name,
+            "namespace": self.namespace,
+            "cluster": self.cluster,
+            "ranks": {str(r): str(g) for r, g in self.ranks.items()},
+            "steps_completed": self.steps_completed,
+        }
+
     def _check_rank(self, rank: int) -> None:
         if rank not in self.ranks:
             raise KeyError(f"job {self.name} has no rank {rank}; ranks are 0..{len(self.ranks) - 1}")
@@ -114,37 +136,32 @@ class Placement:
 
 
 def place_workloads(nodes: list[SimNode], start: float, *, job_nodes: int = 4) -> Placement:
-    """Place workloads deterministically.
+    """Place workloads deterministically, cluster by cluster (no workload spans two clusters).
 
     On each node the first half of the GPUs train, the rest serve inference except the last GPU of
     nodes with 4+ GPUs, which stays idle as a spare. Training jobs span up to ``job_nodes`` consecutive
-    nodes; two inference services share the serving GPUs two to one.
+    nodes of a cluster and are numbered across the fleet; in each cluster two inference services share the
+    serving GPUs two to one.
     """
+    clusters: dict[str, list[SimNode]] = {}
+    for node in nodes:
+        clusters.setdefault(node.cluster, []).append(node)
     jobs: list[TrainingJob] = []
-    serving: list[GpuRef] = []
-    for first in range(0, len(nodes), job_nodes):
-        group = nodes[first : first + job_nodes]
-        ranks: dict[int, GpuRef] = {}
-        for node in group:
-            n = len(node.gpus)
-            train = n // 2
-            spare = 1 if n >= 4 else 0
-            for gpu in node.gpus[:train]:
-                ranks[len(ranks)] = gpu.ref
-            serving.extend(gpu.ref for gpu in node.gpus[train : n - spare])
-        if ranks:
-            jobs.append(
-                TrainingJob(f"pretrain-{len(jobs) + 1:02d}", "training", ranks, last_progress_at=start)
-            )
-    chat = InferenceService("llm-chat", "inference", [g for i, g in enumerate(serving) if i % 3 != 2])
-    embed = InferenceService(
-        "llm-embed",
-        "inference",
-        [g for i, g in enumerate(serving) if i % 3 == 2],
-        base_util=0.35,
-        memory_bytes=24 * 1024**3,
-    )
-    services = [s for s in (chat, embed) if s.gpus]
+    services: list[InferenceService] = []
+    for cluster, members in clusters.items():
+        serving = _place_jobs(cluster, members, start, job_nodes, jobs)
+        chat = InferenceService(
+            "llm-chat", "inference", [g for i, g in enumerate(serving) if i % 3 != 2], cluster=cluster
+        )
+        embed = InferenceService(
+            "llm-embed",
+            "inference",
+            [g for i, g in enumerate(serving) if i % 3 == 2],
+            base_util=0.35,
+            memory_bytes=24 * 1024**3,
+            cluster=cluster,
+        )
+        services += [s for s in (chat, embed) if s.gpus]
     by_gpu: dict[tuple[str, int], InferenceService | TrainingJob] = {}
     for svc in services:
         for ref in svc.gpus:
@@ -153,3 +170,23 @@ def place_workloads(nodes: list[SimNode], start: float, *, job_nodes: int = 4) -
         for ref in job.ranks.values():
             by_gpu[(ref.node, ref.index)] = job
     return Placement(services, jobs, by_gpu)
+
+
+def _place_jobs(
+    cluster: str, nodes: list[SimNode], start: float, job_nodes: int, jobs: list[TrainingJob]
+) -> list[GpuRef]:
+    """Append the training jobs of one cluster's ``nodes`` to ``jobs``; return the GPUs left to serve."""
+    serving: list[GpuRef] = []
+    for first in range(0, len(nodes), job_nodes):
+        ranks: dict[int, GpuRef] = {}
+        for node in nodes[first : first + job_nodes]:
+            n = len(node.gpus)
+            train = n // 2
+            spare = 1 if n >= 4 else 0
+            for gpu in node.gpus[:train]:
+                ranks[len(ranks)] = gpu.ref
+            serving.extend(gpu.ref for gpu in node.gpus[train : n - spare])
+        if ranks:
+            name = f"pretrain-{len(jobs) + 1:02d}"
+            jobs.append(TrainingJob(name, "training", ranks, cluster=cluster, last_progress_at=start))
+    return serving

@@ -134,7 +134,7 @@ JOB = "workloads:\n  - {kind: training_job, name: j, units: [[n1:0], [n1:1]], %s
         (JOB % "sizes: [1]", "workloads[0]", "1 sizes for 2 units: give one per unit"),
         (JOB % "unit_pods: [[a], [b], [c]]", "workloads[0]", "3 unit_pods for 2 units"),
         (JOB % "kept: 3", "workloads[0]", "kept 3 of 2 units"),
-        (JOB % "state: ''", "workloads[0].state", "at least 1 character"),
+        (JOB % "state: ''", "workloads[0].state", "empty; write a value"),
     ],
     ids=[
         "free-over-gpus",

@@ -277,7 +277,7 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
         (
             "alerting:\n  correlation_window_seconds: 1e11\n",
             "alerting.correlation_window_seconds",
-            "less than or equal to 31622400",
+            "1e11 is more than 31622400, the most allowed; write 31622400 or less",
         ),
         ("alerting:\n  resolve_timeout_seconds: 1e12\n", "alerting.resolve_timeout_seconds", "31622400"),
         ("alerting:\n  retention_days: 1000000\n", "alerting.retention_days", "36525"),
@@ -397,7 +397,7 @@ WINDOW = "      starts_at: 2026-12-01T02:00:00Z\n      ends_at: 2026-12-01T04:00
         (
             "  inhibit_rules:\n    - source_matchers: [a=b]\n      target_matchers: [c=d]\n"
             "      equal: ['']\n",
-            ":7: alerting.inhibit_rules[0].equal[0]: String should have at least 1 character",
+            ":7: alerting.inhibit_rules[0].equal[0]: empty; write a value or remove the item",
         ),
         (
             "  inhibit_rules:\n    - source_matchers: ['a==b']\n      target_matchers: [c=d]\n",

@@ -1,8 +1,10 @@
 import os
 import time
 from pathlib import Path
+from typing import Annotated
 
 import pytest
+from pydantic import BaseModel, Field
 from typer.testing import CliRunner
 
 from gpuwarden import yamlfile
@@ -83,3 +85,45 @@ def test_a_file_over_the_size_limit_is_refused(tmp_path: Path, monkeypatch: pyte
         read_yaml(path)
     path.write_text("a: " + "x" * 1000 + "\n")
     assert read_yaml(path)[0] == {"a": "x" * 1000}
+
+
+class Bounded(BaseModel):
+    name: Annotated[str, Field(min_length=1)] = "n"
+    code: Annotated[str, Field(min_length=3, max_length=5)] = "abc"
+    labels: list[Annotated[str, Field(min_length=1)]] = Field(default_factory=list)
+    matchers: list[str] = Field(["a=b"], min_length=1, max_length=2)
+    spare: dict[Annotated[str, Field(min_length=1)], Annotated[int, Field(ge=0)]] = Field(
+        default_factory=dict
+    )
+    days: float = Field(1, gt=0, le=36525.0)
+    ratio: float = Field(0.5, lt=1)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "message"),
+    [
+        ("name: ''", "name", "empty; write a value"),
+        ("labels: [a, '']", "labels[1]", "empty; write a value or remove the item"),
+        ("spare: {'': 3}", "spare", "key '': empty; write a name"),
+        ("spare: {c: -3}", "spare.c", "-3 is less than 0, the least allowed; write 0 or more"),
+        ("code: ab", "code", "'ab' is shorter than 3 characters; write at least 3"),
+        ("code: abcdef", "code", "longer than 5 characters; shorten it"),
+        ("matchers: []", "matchers", "empty; list at least 1"),
+        ("matchers: [a, b, c]", "matchers", "3 items, more than 2; remove 1"),
+        ("days: 0", "days", "0 is not more than 0; write more than 0"),
+        ("days: 36600", "days", "36600 is more than 36525, the most allowed; write 36525 or less"),
+        ("ratio: 1.5", "ratio", "1.5 is not less than 1; write less than 1"),
+    ],
+    ids=[
+        *("empty-string", "empty-list-item", "empty-key", "below-ge", "too-few-characters"),
+        *("too-many-characters", "empty-list", "too-many-items", "not-above-gt", "past-le", "not-below-lt"),
+    ],
+)
+def test_a_broken_constraint_says_what_to_write_at_the_path_every_error_uses(
+    tmp_path: Path, text: str, field: str, message: str
+) -> None:
+    path = tmp_path / "data.yaml"
+    path.write_text(text + "\n")
+    with pytest.raises(ConfigError) as info:
+        yamlfile.load_yaml_model(path, Bounded)
+    assert (info.value.field, info.value.message, info.value.line) == (field, message, 1)

@@ -26,8 +26,11 @@ from tests.integration.servers import free_port
     [
         (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)"),
         (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS"),
-        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: Input should be greater"),
-        (["exporter", "--simulate", "2x8", "--interval", "0"], "invalid option: --interval: Input should be"),
+        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1"),
+        (
+            ["exporter", "--simulate", "2x8", "--interval", "0"],
+            "invalid option: --interval: 0.0 is not more than 0; write more than 0",
+        ),
     ],
     ids=["no-driver", "bad-simulate-spec", "bad-port", "bad-interval"],
 )

@@ -1,11 +1,18 @@
 from __future__ import annotations
 
+import itertools
 import math
+from pathlib import Path
 
 import pytest
+import yaml
 
+from alerting.inventory_file import inventory_data, load_inventory
+from gpuwarden.api import inventory_from_fleet
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import SimConfig
 from gpuwarden.sim import build_fleet, parse_fault
+from gpuwarden.sim.fleet import Fleet, fleet_from_config
 
 
 @pytest.mark.parametrize(
@@ -60,3 +67,39 @@ def test_a_lost_gpu_stalls_the_job_and_the_step_time_is_infinite() -> None:
     assert job.stalled
     assert math.isinf(job.step_seconds(2))
     assert clock.time() - job.last_progress_time(2) >= 59
+
+
+SHAPES = list(itertools.product((1, 2, 3), (1, 2), (1, 2, 3, 5), (1, 2, 8)))  # clusters, racks, nodes, gpus
+
+
+def _fleet(shape: tuple[int, int, int, int]) -> Fleet:
+    clusters, racks, nodes, gpus = shape
+    cfg = SimConfig(clusters=clusters, racks_per_cluster=racks, nodes_per_rack=nodes, gpus_per_node=gpus)
+    return fleet_from_config(cfg, FakeClock())
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
+def test_every_workload_runs_in_one_cluster_and_each_cluster_serves_its_own(
+    shape: tuple[int, int, int, int],
+) -> None:
+    fleet = _fleet(shape)
+    cluster_of = {n.name: n.cluster for n in fleet.nodes}
+    jobs, services = fleet.training_jobs(), fleet.inference_services()
+    for work, gpus in [*((j, list(j.ranks.values())) for j in jobs), *((s, s.gpus) for s in services)]:
+        assert {cluster_of[g.node] for g in gpus} == {work.cluster}, work.name
+    assert len({j.name for j in jobs}) == len(jobs)
+    assert sorted(s.cluster for s in services if s.name == "llm-chat") == sorted(set(cluster_of.values()))
+
+
+@pytest.mark.parametrize("shape", SHAPES, ids=["x".join(map(str, s)) for s in SHAPES])
+def test_the_inventory_export_of_every_sim_shape_reads_back_as_alerting_inventory_file(
+    tmp_path: Path, shape: tuple[int, int, int, int]
+) -> None:
+    inventory = inventory_from_fleet(_fleet(shape))  # serve's inventory with `sim_inventory: true`
+    path = tmp_path / "inventory.yaml"
+    path.write_text(yaml.safe_dump(inventory_data(inventory)))  # what `gpuwarden inventory export` writes
+    loaded = load_inventory(path)
+    assert {(w.ref, w.units) for w in loaded.workload_list} == {
+        (w.ref, w.units) for w in inventory.workload_list
+    }
+    assert loaded.spare == inventory.spare
