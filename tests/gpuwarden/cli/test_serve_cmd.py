@@ -117,7 +117,7 @@ def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
     [
         ("postgresql+psycopg://u:pw-secret@127.0.0.1:1/x", "u:***@127.0.0.1:1/x: cannot open the store"),
         ("mysql://host/x", "not a database gpuwarden can use"),
-        ("{tmp}/missing/dir/x.db", "does its directory exist?"),
+        ("{tmp}/missing/dir/x.db", "(its directory {tmp}/missing/dir does not exist)"),
     ],
     ids=["postgres-down", "unknown-database", "sqlite-no-directory"],
 )
@@ -128,7 +128,7 @@ def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
     result = runner.invoke(app, ["serve", "--db", db.format(tmp=tmp_path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 1
-    assert "--db: " in output and expected in output and "pw-secret" not in output
+    assert "--db: " in output and expected.format(tmp=tmp_path) in output and "pw-secret" not in output
 
 
 def test_serve_names_the_journal_dir_when_it_cannot_use_it(
