@@ -22,6 +22,8 @@ from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
+    import socket
+
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.health import ServiceHealth
@@ -155,6 +157,15 @@ def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks
     except (OSError, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver for the URL
         raise store_error(db, exc) from exc
     return locks
+
+
+def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_field: str) -> socket.socket:
+    """``listen_socket``; when it fails, the locks are released (this server does not start)."""
+    try:
+        return listen_socket(host, port, host_field, port_field)
+    except ConfigError:
+        locks.release()
+        raise
 
 
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
@@ -306,19 +317,23 @@ def serve(
             logger.warning("%s", cfg.locate(warning))
         prepare_inventories(cfg).close()
         locks = take_locks(cfg, store, standby=standby)
-        health = ServiceHealth()
-        engine, background, routes, outbox = build_service(cfg, store, health)
-        applier = build_applier(cfg, store, engine, health)
+        # Bound once this server is the active one (a standby waits with its port closed), and before the
+        # store is opened: a taken port or a wrong --host must not leave a migrated store behind, which the
+        # release being rolled back to would refuse. Bound, not listening: connections are refused until
+        # uvicorn serves.
+        listener = _bound(locks, address, port_number, address_field, port_field)
+        try:
+            health = ServiceHealth()
+            engine, background, routes, outbox = build_service(cfg, store, health)
+            applier = build_applier(cfg, store, engine, health)
+        except BaseException:
+            listener.close()
+            raise
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        raise _failed(cfg, exc, store_field) from exc
-    try:  # bound once this server is the active one: a standby waits with its port closed
-        listener = listen_socket(address, port_number, address_field, port_field)
-    except ConfigError as exc:
-        locks.release()
         raise _failed(cfg, exc, store_field) from exc
     lost: list[InstanceBusy] = []
 

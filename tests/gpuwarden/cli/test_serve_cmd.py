@@ -368,6 +368,11 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
             "c.yaml:2: api.listen_address: cannot",
         ),
         (["--host", "a b", "--db", "{db}"], "", "--host: cannot listen on 'a b'"),
+        (  # TEST-NET-1 (RFC 5737): no machine has it
+            ["--host", "192.0.2.1", "--db", "{db}"],
+            "",
+            "--host: cannot listen on '192.0.2.1': not an address of this machine",
+        ),
         (
             ["--db", "{db}"],
             "alerting:\n  journal_dir: /proc/gpuwarden\n",
@@ -386,6 +391,7 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
         "db-in-memory-setting",
         "address",
         "host",
+        "host-of-another-machine",
         "journal-in-proc",
         "kubeconfig-a-string",
     ],
@@ -411,6 +417,28 @@ def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
         "k.yaml",
         "store",
     ]
+
+
+def test_serve_on_a_taken_port_leaves_an_older_store_unmigrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve migrated the store, then failed to bind: the release being rolled back to refused the store."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    db = tmp_path / "x.db"
+    older = make_engine(str(db))
+    upgrade(older, "0004_incident_last_opened")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 1 and "--port: cannot listen" in " ".join(result.output.split())
+    with older.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == "0004_incident_last_opened"
+        )
+    older.dispose()
 
 
 @pytest.mark.parametrize("flag", [True, False], ids=["option", "setting"])
