@@ -249,7 +249,8 @@ def store_lock(db: str, me: str) -> Lock | None:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             return None
-        return FileLock(Path(f"{url.database}.lock"), f"store {url.database}", me)
+        # Beside the file a symlink points to: each name of one store got its own lock, so two servers ran.
+        return FileLock(Path(f"{os.path.realpath(url.database)}.lock"), f"store {url.database}", me)
     if url.get_backend_name() == "postgresql":
         shown = url.render_as_string(hide_password=True)
         return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}")

@@ -170,14 +170,26 @@ def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_fie
 
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
     """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal (under
-    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``)."""
+    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``).
+
+    Next to the file a symlink points to, as the store lock is: a store reached as ``alias.db`` and as
+    ``incidents.db`` got two journals and two locks, so two active servers ran on one store.
+    """
     if cfg.alerting.journal_dir:
         return Path(cfg.alerting.journal_dir)
-    if "://" not in db:
-        return Path(f"{db}.journal")
-    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
-        return Path(f"{db.removeprefix('sqlite:///')}.journal")
+    given = _sqlite_file(db)
+    if given is not None:
+        return Path(f"{os.path.realpath(given)}.journal")
     return Path("gpuwarden-journal")
+
+
+def _sqlite_file(db: str) -> str | None:
+    """The SQLite file ``db`` names, as given (a path, or ``sqlite:///path``); None for a server."""
+    if "://" not in db:
+        return db
+    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
+        return db.removeprefix("sqlite:///")
+    return None
 
 
 def build_applier(
@@ -205,6 +217,17 @@ def build_applier(
             "journal: %s (alerting.journal_dir is not set, so it is under the working directory); set"
             " alerting.journal_dir to a directory that outlives this process for a PostgreSQL store",
             where,
+        )
+    given = None if cfg.alerting.journal_dir else _sqlite_file(db)
+    beside_link = Path(f"{given}.journal")
+    if given is not None and beside_link.is_dir() and beside_link.resolve() != where:
+        logger.warning(
+            "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
+            " serve was stopped with alerts acknowledged but not applied, start it once with"
+            " alerting.journal_dir set to %s to apply them, then remove that directory",
+            beside_link,
+            given,
+            beside_link,
         )
     applier = JournalApplier(journal, engine, health=health)
     if applier.replay_end > applier.applied:

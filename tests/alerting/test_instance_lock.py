@@ -151,3 +151,21 @@ def test_a_postgres_lock_names_its_holder_within_the_63_bytes_postgres_keeps(
     assert name.endswith("7d9f8c6b5d-x2k4p")  # the part that tells one replica from another
     monkeypatch.setattr(socket, "gethostname", lambda: "node-1")
     assert application_name() == f"gpuwarden serve, pid {os.getpid()} on node-1"
+
+
+def test_a_sqlite_store_reached_through_a_symlink_has_the_lock_of_the_file_it_points_to(
+    tmp_path: Path,
+) -> None:
+    """``--db alias.db`` (a link to gw.db) got alias.db.lock: two active servers on one store."""
+    (tmp_path / "alias.db").symlink_to(tmp_path / "gw.db")
+    first = _locks(tmp_path, "gw.db", "j1")
+    first.try_acquire()
+    with pytest.raises(InstanceBusy) as err:
+        _locks(tmp_path, "alias.db", "j2").try_acquire()  # its own journal: only the store is shared
+    assert err.value.what == f"store {tmp_path / 'alias.db'}"
+    first.release()
+    via_link = _locks(tmp_path, "alias.db", "j2")
+    via_link.try_acquire()
+    with pytest.raises(InstanceBusy):
+        _locks(tmp_path, "gw.db", "j1").try_acquire()
+    via_link.release()

@@ -27,7 +27,7 @@ from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
-from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
+from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import SourceError
@@ -246,6 +246,52 @@ def test_the_journal_directory_is_logged_as_an_absolute_path(
         build_applier(GpuwardenConfig(), db, engine).journal.close()
     logged = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve"]
     assert logged == [f"journal: {tmp_path / 'store.db.journal'}"]
+
+
+def test_a_sqlite_store_reached_through_a_symlink_has_the_journal_of_the_file_it_points_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--db alias.db`` (a link to incidents.db) got alias.db.journal: each name its own journal."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "alias.db").symlink_to(tmp_path / "data" / "incidents.db")
+    expected = tmp_path / "data" / "incidents.db.journal"
+    for db in ("alias.db", str(tmp_path / "alias.db"), "sqlite:///alias.db", "data/incidents.db"):
+        assert journal_dir(GpuwardenConfig(), db) == expected, db
+
+
+def test_a_journal_left_beside_a_symlink_to_the_store_is_named_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alerts an earlier version acknowledged through the link wait there: serve says how to apply them."""
+    (tmp_path / "alias.db").symlink_to(tmp_path / "incidents.db")
+    (tmp_path / "alias.db.journal").mkdir()
+    engine, _, _, _ = build_service(GpuwardenConfig(), str(tmp_path / "alias.db"))
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), str(tmp_path / "alias.db"), engine).journal.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"journal: {tmp_path / 'alias.db.journal'} is beside the link {tmp_path / 'alias.db'}; a store's"
+        " journal is now beside the file it points to. If serve was stopped with alerts acknowledged but not"
+        f" applied, start it once with alerting.journal_dir set to {tmp_path / 'alias.db.journal'} to apply"
+        " them, then remove that directory"
+    ]
+
+
+def test_serve_through_a_symlink_is_refused_while_a_server_holds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "alias.db").symlink_to(tmp_path / "incidents.db")
+    held = take_locks(GpuwardenConfig(), str(tmp_path / "incidents.db"), standby=False)
+    with socket.socket() as taken:  # had the locks let it through, it stops at the port, not serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "alias.db"), "--port", port])
+    held.release()
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is in use by another gpuwarden serve" in output, output
 
 
 def test_a_postgres_store_without_journal_dir_warns_where_the_journal_went(
