@@ -243,9 +243,9 @@ def test_a_refused_server_names_the_holder_of_its_own_database_not_another_store
 ) -> None:
     """Advisory locks are per database; pg_locks lists the cluster's. The probe's second serve of store B
     named the serve of store A, on another database of the same PostgreSQL, as the holder."""
-    admin = make_engine(postgres_url).execution_options(isolation_level="AUTOCOMMIT")
+    admin = make_engine(postgres_url)
     with admin.connect() as conn:
-        conn.execute(text("CREATE DATABASE other_store"))
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("CREATE DATABASE other_store"))
     other_url = postgres_url.rsplit("/", 1)[0] + "/other_store"
     other = create_engine(other_url, poolclass=NullPool, connect_args={"application_name": "other store"})
     with other.connect() as held:  # the serve of the other store, holding that database's lock
