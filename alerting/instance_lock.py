@@ -13,9 +13,10 @@ So ``serve`` takes, before it opens anything, an exclusive lock on
   (``pg_try_advisory_lock``) on a connection held open for the life of the process.
 
 The operating system or PostgreSQL releases them when the process ends, SIGKILL included, so a restart
-never waits for a stale lock. The lock files and the lock connection's ``application_name`` say who holds
-them (pid, host, start time), and a refused start names that holder. PostgreSQL drops the advisory lock
-with its connection; ``check`` takes it again, or reports that another server has it.
+never waits for a stale lock. The lock files say who holds them (pid, host, start time), so do the lock
+connection's ``application_name`` and ``backend_start``, and a refused start names that holder.
+PostgreSQL drops the advisory lock with its connection; ``check`` takes it again, or reports that another
+server has it.
 """
 
 from __future__ import annotations
@@ -67,6 +68,23 @@ def identity() -> str:
     """Who this process is, as lock holders are described: pid, host and start time."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     return f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
+
+
+# PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name and drops the rest.
+_APPLICATION_NAME_BYTES = 63
+
+
+def application_name() -> str:
+    """Who holds a PostgreSQL lock, in the 63 bytes PostgreSQL keeps of the lock connection's name.
+
+    ``identity()`` did not fit: with a pod's name as the host, the start time was cut off. The pid comes
+    first; a long host name loses its head, not the tail that tells replicas of one Deployment apart; the
+    start time is read back from ``pg_stat_activity.backend_start`` (the lock connection's own).
+    """
+    head = f"gpuwarden serve, pid {os.getpid()} on "
+    host = socket.gethostname().encode("ascii", "replace").decode()  # PostgreSQL shows others as "?"
+    room = _APPLICATION_NAME_BYTES - len(head)
+    return head + (host if len(host) <= room else ".." + host[len(host) - room + 2 :])
 
 
 class Lock(Protocol):
@@ -135,10 +153,10 @@ class FileLock:
 class AdvisoryLock:
     """A PostgreSQL session advisory lock on a connection of its own, held open while locked."""
 
-    def __init__(self, url: str, what: str, me: str) -> None:
+    def __init__(self, url: str, what: str) -> None:
         self.what = what
         self._engine: Engine = create_engine(
-            url, poolclass=NullPool, connect_args={"application_name": f"gpuwarden serve, {me}"[:63]}
+            url, poolclass=NullPool, connect_args={"application_name": application_name()}
         )
         self._conn: Connection | None = None
 
@@ -181,15 +199,20 @@ class AdvisoryLock:
         return bool(count)
 
     def holder(self) -> str:
-        """The holding session's application name and address, from ``pg_locks``."""
+        """The holding session's application name, start and address, from ``pg_locks``.
+
+        Advisory locks are per database, and ``pg_locks`` shows the whole cluster's: without the database
+        in the query, a refused server named the server of another gpuwarden store on the same cluster.
+        """
         try:
             with self._engine.connect() as conn:
                 row = conn.execute(
                     text(
-                        "SELECT a.application_name, a.client_addr FROM pg_locks l"
+                        "SELECT a.application_name, a.backend_start, a.client_addr FROM pg_locks l"
                         " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
                         " AND l.granted AND CAST(l.classid AS bigint) = :hi"
                         " AND CAST(l.objid AS bigint) = :lo"
+                        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                     ),
                     _KEY_PARTS,
                 ).first()
@@ -197,8 +220,11 @@ class AdvisoryLock:
             return "holder unknown"
         if row is None:
             return "holder unknown"
-        name, addr = row
-        return f"{name or 'a session'}" + (f" from {addr}" if addr else "")
+        name, started, addr = row
+        since = (
+            f", holding it since {started.astimezone(UTC).isoformat(timespec='seconds')}" if started else ""
+        )
+        return f"{name or 'a session'}{since}" + (f" from {addr}" if addr else "")
 
     def _drop(self) -> None:
         if self._conn is not None:
@@ -223,10 +249,11 @@ def store_lock(db: str, me: str) -> Lock | None:
     if url.get_backend_name() == "sqlite":
         if not url.database or url.database == ":memory:":
             return None
-        return FileLock(Path(f"{url.database}.lock"), f"store {url.database}", me)
+        # Beside the file a symlink points to: each name of one store got its own lock, so two servers ran.
+        return FileLock(Path(f"{os.path.realpath(url.database)}.lock"), f"store {url.database}", me)
     if url.get_backend_name() == "postgresql":
         shown = url.render_as_string(hide_password=True)
-        return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}", me)
+        return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}")
     raise ArgumentError(f"{url.get_backend_name()} is not supported")
 
 

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import cast
 
 from alembic import command
 from alembic.config import Config
@@ -42,10 +47,36 @@ def upgrade(engine: Engine, revision: str = "head") -> None:
     """Bring the database behind ``engine`` to ``revision`` (idempotent); ``NewerSchema`` if the database
     is at a revision these migrations do not know (gpuwarden was rolled back after an upgrade)."""
     cfg = alembic_config()
-    with engine.begin() as connection:
+    with migration_transaction(engine) as connection:
         _check_known(ScriptDirectory.from_config(cfg), connection)
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+@contextmanager
+def migration_transaction(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction that will hold every statement of an upgrade, DDL included.
+
+    pysqlite's legacy transaction handling sends its own BEGIN only before INSERT/UPDATE/DELETE, so an
+    ``ALTER TABLE`` or ``CREATE TABLE`` ran in autocommit, committed at once, outside the transaction of
+    the backfill and the version bump: a kill during 0004's backfill left the column added at 0003, and
+    every later start failed on it. SQLite's DDL is transactional; SQLAlchemy's documented pysqlite recipe
+    (Transactional DDL) turns the driver's BEGIN off and sends one itself, here for this connection only.
+    """
+    with engine.connect() as connection:
+        if connection.dialect.name != "sqlite":
+            with connection.begin():
+                yield connection
+            return
+        driver = cast(sqlite3.Connection, connection.connection.driver_connection)
+        legacy = driver.isolation_level
+        driver.isolation_level = None
+        try:
+            with connection.begin():
+                connection.exec_driver_sql("BEGIN")
+                yield connection
+        finally:
+            driver.isolation_level = legacy
 
 
 def _check_known(scripts: ScriptDirectory, connection: Connection) -> None:
@@ -94,5 +125,26 @@ def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
         )
         return ConfigError(message, field=field)
     reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    hint = " (does its directory exist?)" if "://" not in url or url.startswith("sqlite") else ""
-    return ConfigError(f"{shown}: cannot open the store: {reason}{hint}", field=field)
+    return ConfigError(f"{shown}: cannot open the store: {reason}{_file_hint(url, exc)}", field=field)
+
+
+def _file_hint(url: str, exc: Exception) -> str:
+    """Why SQLite could not open its file, where that is what failed: a missing or read-only directory.
+
+    Said only then: every other error at open (a failed migration, a locked database) got "does its
+    directory exist?" too, which sent people looking at a directory that was there.
+    """
+    if not isinstance(exc, OSError) and "unable to open database file" not in str(exc):
+        return ""
+    try:
+        parsed = store_url(url)
+    except ArgumentError:
+        return ""
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return ""
+    directory = Path(os.path.realpath(parsed.database)).parent
+    if not directory.is_dir():
+        return f" (its directory {directory} does not exist)"
+    if not os.access(directory, os.W_OK | os.X_OK):
+        return f" (its directory {directory} is not writable)"
+    return ""

@@ -7,12 +7,19 @@ from sqlalchemy import Connection
 
 import alerting.store_models  # noqa: F401 - registers the tables on Base.metadata
 from alerting.db import Base, make_engine
+from alerting.migrate import migration_transaction
 
 target_metadata = Base.metadata
 
 
 def _run(connection: Connection) -> None:
-    context.configure(connection=connection, target_metadata=target_metadata, render_as_batch=True)
+    # Every migration runs in the one transaction of ``migration_transaction``, SQLite's DDL included.
+    context.configure(
+        connection=connection,
+        target_metadata=target_metadata,
+        render_as_batch=True,
+        transactional_ddl=True,
+    )
     with context.begin_transaction():
         context.run_migrations()
 
@@ -26,8 +33,7 @@ def run_migrations_online() -> None:
     url = context.config.get_main_option("sqlalchemy.url")
     if not url:
         raise RuntimeError("no connection and no sqlalchemy.url given to the migration environment")
-    engine = make_engine(url)
-    with engine.begin() as conn:
+    with migration_transaction(make_engine(url)) as conn:
         _run(conn)
 
 

@@ -149,16 +149,29 @@ def check_detectors(cfg: AnomalyConfig) -> None:
 
 
 def check_listen_address(host: str, field: str) -> None:
-    """``host`` is an address or a name this machine can listen on (not ``not an address``)."""
+    """``host`` is an address or a name this machine can listen on (not ``not an address``, nor the address
+    of another machine): one of its addresses takes a bind on port 0, which listens on nothing."""
+    advice = "give an IP address of this machine (0.0.0.0: all of them) or its host name"
     try:
-        socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+        found = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
     except (OSError, UnicodeError) as exc:  # socket.gaierror; UnicodeError: a label IDNA refuses
         reason = getattr(exc, "strerror", None) or exc
-        raise ConfigError(
-            f"cannot listen on {host!r}: {reason}; give an IP address of this machine (0.0.0.0: all of"
-            " them) or its host name",
-            field=field,
-        ) from exc
+        raise ConfigError(f"cannot listen on {host!r}: {reason}; {advice}", field=field) from exc
+    refused: OSError | None = None
+    for family, kind, proto, _, address in found:
+        try:
+            with socket.socket(family, kind, proto) as probe:
+                probe.bind((address[0], 0, *address[2:]))
+        except OSError as exc:  # EADDRNOTAVAIL: another machine's; EAFNOSUPPORT: IPv6 is off here
+            refused = exc
+            continue
+        return
+    if refused is not None:
+        if refused.errno == errno.EADDRNOTAVAIL:
+            reason = "not an address of this machine"
+        else:
+            reason = refused.strerror or str(refused)
+        raise ConfigError(f"cannot listen on {host!r}: {reason}; {advice}", field=field) from refused
 
 
 def listen_socket(host: str, port: int, host_field: str, port_field: str) -> socket.socket:

@@ -24,6 +24,8 @@ from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 
 if TYPE_CHECKING:
+    import socket
+
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.health import ServiceHealth
@@ -159,16 +161,37 @@ def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks
     return locks
 
 
+def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_field: str) -> socket.socket:
+    """``listen_socket``; when it fails, the locks are released (this server does not start)."""
+    try:
+        return listen_socket(host, port, host_field, port_field)
+    except ConfigError:
+        locks.release()
+        raise
+
+
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
     """Where the accept journal lives: config, else next to a SQLite file, else ./gpuwarden-journal (under
-    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``)."""
+    the working directory: a PostgreSQL setup should set ``alerting.journal_dir``).
+
+    Next to the file a symlink points to, as the store lock is: a store reached as ``alias.db`` and as
+    ``incidents.db`` got two journals and two locks, so two active servers ran on one store.
+    """
     if cfg.alerting.journal_dir:
         return Path(cfg.alerting.journal_dir)
-    if "://" not in db:
-        return Path(f"{db}.journal")
-    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
-        return Path(f"{db.removeprefix('sqlite:///')}.journal")
+    given = _sqlite_file(db)
+    if given is not None:
+        return Path(f"{os.path.realpath(given)}.journal")
     return Path("gpuwarden-journal")
+
+
+def _sqlite_file(db: str) -> str | None:
+    """The SQLite file ``db`` names, as given (a path, or ``sqlite:///path``); None for a server."""
+    if "://" not in db:
+        return db
+    if db.startswith("sqlite:///") and len(db) > len("sqlite:///"):
+        return db.removeprefix("sqlite:///")
+    return None
 
 
 def build_applier(
@@ -196,6 +219,17 @@ def build_applier(
             "journal: %s (alerting.journal_dir is not set, so it is under the working directory); set"
             " alerting.journal_dir to a directory that outlives this process for a PostgreSQL store",
             where,
+        )
+    given = None if cfg.alerting.journal_dir else _sqlite_file(db)
+    beside_link = Path(f"{given}.journal")
+    if given is not None and beside_link.is_dir() and beside_link.resolve() != where:
+        logger.warning(
+            "journal: %s is beside the link %s; a store's journal is now beside the file it points to. If"
+            " serve was stopped with alerts acknowledged but not applied, start it once with"
+            " alerting.journal_dir set to %s to apply them, then remove that directory",
+            beside_link,
+            given,
+            beside_link,
         )
     applier = JournalApplier(journal, engine, health=health)
     if applier.replay_end > applier.applied:
@@ -293,19 +327,23 @@ def serve(
             logger.warning("%s", cfg.locate(warning))
         prepare_inventories(cfg).close()
         locks = take_locks(cfg, store, standby=standby)
-        health = ServiceHealth()
-        engine, background, routes, outbox = build_service(cfg, store, health)
-        applier = build_applier(cfg, store, engine, health)
+        # Bound once this server is the active one (a standby waits with its port closed), and before the
+        # store is opened: a taken port or a wrong --host must not leave a migrated store behind, which the
+        # release being rolled back to would refuse. Bound, not listening: connections are refused until
+        # uvicorn serves.
+        listener = _bound(locks, address, port_number, address_field, port_field)
+        try:
+            health = ServiceHealth()
+            engine, background, routes, outbox = build_service(cfg, store, health)
+            applier = build_applier(cfg, store, engine, health)
+        except BaseException:
+            listener.close()
+            raise
     except InstanceBusy as exc:
         hint = "stop it first, or start this one with --standby to take over when it stops"
         err_console.print(f"[red]error:[/red] {escape(str(exc))}; {hint}")
         raise typer.Exit(1) from exc
     except ConfigError as exc:
-        raise _failed(cfg, exc, store_field) from exc
-    try:  # bound once this server is the active one: a standby waits with its port closed
-        listener = listen_socket(address, port_number, address_field, port_field)
-    except ConfigError as exc:
-        locks.release()
         raise _failed(cfg, exc, store_field) from exc
     lost: list[InstanceBusy] = []
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import ArgumentError
 
-from alerting.instance_lock import FileLock, InstanceBusy, InstanceLocks, store_lock
+from alerting.instance_lock import FileLock, InstanceBusy, InstanceLocks, application_name, store_lock
 
 
 def _locks(tmp_path: Path, db: str = "gw.db", journal: str = "gw.db.journal") -> InstanceLocks:
@@ -136,3 +137,35 @@ def test_a_store_url_that_does_not_parse_is_refused_as_unusable_before_any_lock_
     with pytest.raises(ArgumentError, match="not a valid URL"):
         InstanceLocks.for_server("postgresql+psycopg://u@[::1/x", tmp_path / "journal")
     assert not (tmp_path / "journal").exists()
+
+
+def test_a_postgres_lock_names_its_holder_within_the_63_bytes_postgres_keeps(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The name was identity() cut at 63 bytes: behind a pod's long host name the start time was lost."""
+    host = "gpuwarden-serve-production-us-east-1-7d9f8c6b5d-x2k4p"
+    monkeypatch.setattr(socket, "gethostname", lambda: host)
+    name = application_name()
+    assert len(name.encode()) <= 63
+    assert name.startswith(f"gpuwarden serve, pid {os.getpid()} on ..")
+    assert name.endswith("7d9f8c6b5d-x2k4p")  # the part that tells one replica from another
+    monkeypatch.setattr(socket, "gethostname", lambda: "node-1")
+    assert application_name() == f"gpuwarden serve, pid {os.getpid()} on node-1"
+
+
+def test_a_sqlite_store_reached_through_a_symlink_has_the_lock_of_the_file_it_points_to(
+    tmp_path: Path,
+) -> None:
+    """``--db alias.db`` (a link to gw.db) got alias.db.lock: two active servers on one store."""
+    (tmp_path / "alias.db").symlink_to(tmp_path / "gw.db")
+    first = _locks(tmp_path, "gw.db", "j1")
+    first.try_acquire()
+    with pytest.raises(InstanceBusy) as err:
+        _locks(tmp_path, "alias.db", "j2").try_acquire()  # its own journal: only the store is shared
+    assert err.value.what == f"store {tmp_path / 'alias.db'}"
+    first.release()
+    via_link = _locks(tmp_path, "alias.db", "j2")
+    via_link.try_acquire()
+    with pytest.raises(InstanceBusy):
+        _locks(tmp_path, "gw.db", "j1").try_acquire()
+    via_link.release()

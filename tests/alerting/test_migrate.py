@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -96,3 +100,118 @@ def test_incidents_stored_before_last_opened_at_sort_by_their_latest_reopen(tmp_
         ("inc-old", "2026-01-04T00:00:00+00:00"),
         ("inc-new", "2026-01-02T00:00:00+00:00"),
     ]
+
+
+# Run as a server would: SIGKILL at the first statement of 0004's backfill, after its ALTER TABLE.
+_KILLED_DURING_BACKFILL = """
+import os, signal, sys
+from sqlalchemy import event
+from alerting.db import make_engine
+from alerting.migrate import upgrade
+
+engine = make_engine(sys.argv[1])
+
+@event.listens_for(engine, "before_cursor_execute")
+def kill_at_backfill(conn, cursor, statement, parameters, context, executemany):
+    if statement.startswith("UPDATE incidents SET last_opened_at"):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+upgrade(engine)
+"""
+
+
+def _store_at_0003_with_an_incident(path: Path) -> None:
+    engine = make_engine(str(path))
+    upgrade(engine, "0003_ingest_journal")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO incidents (id, title, priority, state, root_kind, root_target, opened_at,"
+                " updated_at, last_alert_at, first_onset_at, impact, actions, reopen_count) VALUES ('inc-1',"
+                " 't', 'P2', 'triggered', 'node_down', '{}', :at, :at, :at, :at, '{}', '[]', 0)"
+            ),
+            {"at": "2026-01-01 00:00:00"},
+        )
+    engine.dispose()
+
+
+def _revision_and_columns(path: Path) -> tuple[list[str], set[str]]:
+    engine = make_engine(str(path))
+    with engine.connect() as conn:
+        heads = list(MigrationContext.configure(conn).get_current_heads())
+    columns = {column["name"] for column in inspect(engine).get_columns("incidents")}
+    engine.dispose()
+    return heads, columns
+
+
+def test_a_server_killed_during_a_migration_leaves_the_store_as_it_was_and_the_next_start_migrates_it(
+    tmp_path: Path,
+) -> None:
+    """pysqlite sent 0004's ALTER TABLE in autocommit, outside the backfill's transaction: the kill left
+    the column at 0003, and every start after it failed with "duplicate column name"."""
+    db = tmp_path / "s.db"
+    _store_at_0003_with_an_incident(db)
+    root = Path(__file__).resolve().parents[2]  # the tree under test, not an installed copy
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root), os.environ.get("PYTHONPATH", "")])}
+    argv = [sys.executable, "-c", _KILLED_DURING_BACKFILL, str(db)]
+    killed = subprocess.run(argv, check=False, env=env, capture_output=True, timeout=120)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr.decode()
+    assert _revision_and_columns(db) == (["0003_ingest_journal"], _COLUMNS_AT_0003)
+    upgrade(make_engine(str(db)))
+    rows = IncidentStore(make_engine(str(db))).list_rows()
+    assert [(r.id, str(r.last_opened_at)) for r, _ in rows] == [("inc-1", "2026-01-01 00:00:00+00:00")]
+
+
+_COLUMNS_AT_0003 = {
+    "id", "title", "priority", "state", "root_kind", "root_target", "opened_at", "updated_at",
+    "last_alert_at", "first_onset_at", "quiet_since", "acknowledged_at", "acknowledged_by", "resolved_at",
+    "merged_into", "impact", "actions", "reopen_count",
+}  # fmt: skip
+
+
+def test_a_store_left_at_0003_with_the_column_added_by_a_killed_upgrade_is_migrated(tmp_path: Path) -> None:
+    """The state an earlier gpuwarden left when it was killed during 0004's backfill (the probe's 200,000
+    incidents): the column, empty, and no index, at revision 0003."""
+    db = tmp_path / "s.db"
+    _store_at_0003_with_an_incident(db)
+    engine = make_engine(str(db))
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE incidents ADD COLUMN last_opened_at DATETIME"))
+    upgrade(engine)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert _revision_and_columns(db)[0] == [head]
+    assert "ix_incidents_last_opened_at" in {ix["name"] for ix in inspect(engine).get_indexes("incidents")}
+    rows = IncidentStore(engine).list_rows()
+    assert [(r.id, str(r.last_opened_at)) for r, _ in rows] == [("inc-1", "2026-01-01 00:00:00+00:00")]
+
+
+_REVISIONS = [s.revision for s in ScriptDirectory.from_config(alembic_config()).walk_revisions()][::-1]
+
+
+@pytest.mark.parametrize("revision", _REVISIONS, ids=_REVISIONS)
+def test_a_migration_runs_again_over_what_an_interrupted_earlier_run_of_it_left(
+    tmp_path: Path, revision: str
+) -> None:
+    """Any migration's DDL may have committed without its version bump under an earlier gpuwarden."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine, revision)
+    before = ScriptDirectory.from_config(alembic_config()).get_revision(revision).down_revision
+    with engine.begin() as conn:  # every change of `revision` is there; its version bump is not
+        if before is None:
+            conn.execute(text("DELETE FROM alembic_version"))
+        else:
+            conn.execute(text("UPDATE alembic_version SET version_num = :v"), {"v": before})
+    upgrade(engine)
+    head = ScriptDirectory.from_config(alembic_config()).get_current_head()
+    assert _revision_and_columns(tmp_path / "s.db")[0] == [head]
+
+
+def test_a_store_error_blames_the_directory_only_when_it_is_missing(tmp_path: Path) -> None:
+    """Every error at open said "(does its directory exist?)", a failed migration's too."""
+    (tmp_path / "garbage.db").write_bytes(b"not a database, " * 1024)
+    with pytest.raises(ConfigError) as err:
+        open_store(str(tmp_path / "garbage.db"))
+    assert "file is not a database" in str(err.value) and "directory" not in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        open_store(str(tmp_path / "missing" / "x.db"))
+    assert str(err.value).endswith(f"(its directory {tmp_path / 'missing'} does not exist)")

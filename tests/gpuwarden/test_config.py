@@ -443,6 +443,10 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
             "api:\n  listen_address: not an address\n",
             ":2: api.listen_address: cannot listen on 'not an address'",
         ),
+        (
+            "api:\n  listen_address: 192.0.2.1\n",  # TEST-NET-1 (RFC 5737): no machine has it
+            ":2: api.listen_address: cannot listen on '192.0.2.1': not an address of this machine",
+        ),
         ("exporter:\n  listen_address: 'a b'\n", ":2: exporter.listen_address: cannot listen on 'a b'"),
         ("anomaly:\n  listen_address: 'a b'\n", ":2: anomaly.listen_address: cannot listen on 'a b'"),
         (
@@ -455,6 +459,7 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
         "db-empty",
         "db-in-memory",
         "api-address",
+        "api-address-of-another-machine",
         "exporter-address",
         "anomaly-address",
         "kubeconfig-a-string",

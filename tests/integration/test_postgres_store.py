@@ -15,13 +15,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy.pool import NullPool
 
 from alerting import scenarios
 from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.instance_lock import InstanceBusy, InstanceLocks
+from alerting.instance_lock import ADVISORY_KEY, InstanceBusy, InstanceLocks
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
@@ -234,6 +235,35 @@ def test_second_server_on_one_postgres_store_is_refused_and_a_lost_lock_is_taken
     assert lost is not None and lost.what == f"store {postgres_url}"
     second.release()
     first.release()
+    admin.dispose()
+
+
+@pytest.mark.integration
+def test_a_refused_server_names_the_holder_of_its_own_database_not_another_stores(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """Advisory locks are per database; pg_locks lists the cluster's. The probe's second serve of store B
+    named the serve of store A, on another database of the same PostgreSQL, as the holder."""
+    admin = make_engine(postgres_url)
+    with admin.connect() as conn:
+        conn.execution_options(isolation_level="AUTOCOMMIT").execute(text("CREATE DATABASE other_store"))
+    other_url = postgres_url.rsplit("/", 1)[0] + "/other_store"
+    other = create_engine(other_url, poolclass=NullPool, connect_args={"application_name": "other store"})
+    with other.connect() as held:  # the serve of the other store, holding that database's lock
+        assert held.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
+        first = InstanceLocks.for_server(postgres_url, tmp_path / "a")
+        first.try_acquire()
+        second = InstanceLocks.for_server(postgres_url, tmp_path / "b")
+        with pytest.raises(InstanceBusy) as err:
+            second.try_acquire()
+        assert err.value.holder.startswith(f"gpuwarden serve, pid {os.getpid()} on "), err.value.holder
+        assert ", holding it since 20" in err.value.holder
+        first.release()
+        # Nobody holds this store's lock: the other database's holder is not it.
+        assert second.locks[0].holder() == "holder unknown"
+        second.try_acquire()
+        second.release()
+    other.dispose()
     admin.dispose()
 
 

@@ -16,7 +16,7 @@ depends_on = None
 
 
 def upgrade() -> None:
-    """Create the outbox and the thread table."""
+    """Create the outbox and the thread table (what a stopped earlier run left is kept: see 0004)."""
     op.create_table(
         "notification_outbox",
         sa.Column("id", sa.Integer(), primary_key=True, autoincrement=True),
@@ -31,9 +31,15 @@ def upgrade() -> None:
         sa.Column("sent_at", sa.Float(), nullable=True),
         sa.Column("last_error", sa.Text(), nullable=True),
         sa.UniqueConstraint("notifier", "idempotency_key", name="uq_outbox_notifier_key"),
+        if_not_exists=True,
     )
-    op.create_index("ix_outbox_status_id", "notification_outbox", ["status", "id"])
-    op.create_index("ix_outbox_notifier_incident", "notification_outbox", ["notifier", "incident_id", "id"])
+    op.create_index("ix_outbox_status_id", "notification_outbox", ["status", "id"], if_not_exists=True)
+    op.create_index(
+        "ix_outbox_notifier_incident",
+        "notification_outbox",
+        ["notifier", "incident_id", "id"],
+        if_not_exists=True,
+    )
     op.create_table(
         "notification_threads",
         sa.Column("notifier", sa.String(64), primary_key=True),
@@ -42,6 +48,7 @@ def upgrade() -> None:
         sa.Column("ts", sa.String(32), nullable=True),
         sa.Column("chart_posted", sa.Boolean(), nullable=False),
         sa.Column("updated_at", sa.Float(), nullable=False),
+        if_not_exists=True,
     )
 
 

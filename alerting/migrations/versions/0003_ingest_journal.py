@@ -21,6 +21,7 @@ def upgrade() -> None:
         "ingest_journal",
         sa.Column("journal_id", sa.String(64), primary_key=True),
         sa.Column("applied_offset", sa.BigInteger(), nullable=False),
+        if_not_exists=True,  # a stopped earlier run may have left it: see 0004
     )
 
 

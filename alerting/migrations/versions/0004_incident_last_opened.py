@@ -18,8 +18,16 @@ _TS = sa.DateTime(timezone=True)
 
 
 def upgrade() -> None:
-    """Add ``last_opened_at``: the latest ``reopened`` event of each incident, else when it opened."""
-    op.add_column("incidents", sa.Column("last_opened_at", _TS, nullable=True))
+    """Add ``last_opened_at``: the latest ``reopened`` event of each incident, else when it opened.
+
+    Before ``alerting.migrate`` held every statement in one transaction, the ``ALTER TABLE`` committed on
+    its own on SQLite (pysqlite's legacy transactions), ahead of the backfill and the version bump: a server
+    stopped during the backfill of a big store left the column at revision 0003, and every later start
+    failed with "duplicate column name". A column already there is that leftover; it is filled again here.
+    """
+    columns = {column["name"] for column in sa.inspect(op.get_bind()).get_columns("incidents")}
+    if "last_opened_at" not in columns:
+        op.add_column("incidents", sa.Column("last_opened_at", _TS, nullable=True))
     incidents = sa.table("incidents", sa.column("id"), sa.column("opened_at"), sa.column("last_opened_at"))
     timeline = sa.table("timeline", sa.column("incident_id"), sa.column("kind"), sa.column("at"))
     reopened = (
@@ -28,7 +36,7 @@ def upgrade() -> None:
         .scalar_subquery()
     )
     op.execute(incidents.update().values(last_opened_at=sa.func.coalesce(reopened, incidents.c.opened_at)))
-    op.create_index("ix_incidents_last_opened_at", "incidents", ["last_opened_at"])
+    op.create_index("ix_incidents_last_opened_at", "incidents", ["last_opened_at"], if_not_exists=True)
 
 
 def downgrade() -> None:

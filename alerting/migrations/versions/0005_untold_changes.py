@@ -24,6 +24,7 @@ def upgrade() -> None:
         sa.Column("change", sa.String(32), nullable=False),
         sa.Column("at", sa.DateTime(timezone=True), nullable=False),
         sa.Column("event_kind", sa.String(32), nullable=False),
+        if_not_exists=True,  # a stopped earlier run may have left it: see 0004
     )
 
 

@@ -29,7 +29,7 @@ from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
-from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service
+from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import SourceError
@@ -146,7 +146,7 @@ def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
     [
         ("postgresql+psycopg://u:pw-secret@127.0.0.1:1/x", "u:***@127.0.0.1:1/x: cannot open the store"),
         ("mysql://host/x", "not a database gpuwarden can use"),
-        ("{tmp}/missing/dir/x.db", "does its directory exist?"),
+        ("{tmp}/missing/dir/x.db", "(its directory {tmp}/missing/dir does not exist)"),
     ],
     ids=["postgres-down", "unknown-database", "sqlite-no-directory"],
 )
@@ -157,7 +157,7 @@ def test_serve_refuses_a_store_it_cannot_open_naming_it_without_its_password(
     result = runner.invoke(app, ["serve", "--db", db.format(tmp=tmp_path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 1
-    assert "--db: " in output and expected in output and "pw-secret" not in output
+    assert "--db: " in output and expected.format(tmp=tmp_path) in output and "pw-secret" not in output
 
 
 def test_serve_names_the_journal_dir_when_it_cannot_use_it(
@@ -275,6 +275,52 @@ def test_the_journal_directory_is_logged_as_an_absolute_path(
         build_applier(GpuwardenConfig(), db, engine).journal.close()
     logged = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve"]
     assert logged == [f"journal: {tmp_path / 'store.db.journal'}"]
+
+
+def test_a_sqlite_store_reached_through_a_symlink_has_the_journal_of_the_file_it_points_to(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``--db alias.db`` (a link to incidents.db) got alias.db.journal: each name its own journal."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data").mkdir()
+    (tmp_path / "alias.db").symlink_to(tmp_path / "data" / "incidents.db")
+    expected = tmp_path / "data" / "incidents.db.journal"
+    for db in ("alias.db", str(tmp_path / "alias.db"), "sqlite:///alias.db", "data/incidents.db"):
+        assert journal_dir(GpuwardenConfig(), db) == expected, db
+
+
+def test_a_journal_left_beside_a_symlink_to_the_store_is_named_at_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Alerts an earlier version acknowledged through the link wait there: serve says how to apply them."""
+    (tmp_path / "alias.db").symlink_to(tmp_path / "incidents.db")
+    (tmp_path / "alias.db.journal").mkdir()
+    engine, _, _, _ = build_service(GpuwardenConfig(), str(tmp_path / "alias.db"))
+    with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
+        build_applier(GpuwardenConfig(), str(tmp_path / "alias.db"), engine).journal.close()
+    said = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert said == [
+        f"journal: {tmp_path / 'alias.db.journal'} is beside the link {tmp_path / 'alias.db'}; a store's"
+        " journal is now beside the file it points to. If serve was stopped with alerts acknowledged but not"
+        f" applied, start it once with alerting.journal_dir set to {tmp_path / 'alias.db.journal'} to apply"
+        " them, then remove that directory"
+    ]
+
+
+def test_serve_through_a_symlink_is_refused_while_a_server_holds_the_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    (tmp_path / "alias.db").symlink_to(tmp_path / "incidents.db")
+    held = take_locks(GpuwardenConfig(), str(tmp_path / "incidents.db"), standby=False)
+    with socket.socket() as taken:  # had the locks let it through, it stops at the port, not serving on
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = runner.invoke(app, ["serve", "--db", str(tmp_path / "alias.db"), "--port", port])
+    held.release()
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "is in use by another gpuwarden serve" in output, output
 
 
 def test_a_postgres_store_without_journal_dir_warns_where_the_journal_went(
@@ -397,6 +443,11 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
             "c.yaml:2: api.listen_address: cannot",
         ),
         (["--host", "a b", "--db", "{db}"], "", "--host: cannot listen on 'a b'"),
+        (  # TEST-NET-1 (RFC 5737): no machine has it
+            ["--host", "192.0.2.1", "--db", "{db}"],
+            "",
+            "--host: cannot listen on '192.0.2.1': not an address of this machine",
+        ),
         (
             ["--db", "{db}"],
             "alerting:\n  journal_dir: /proc/gpuwarden\n",
@@ -415,6 +466,7 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
         "db-in-memory-setting",
         "address",
         "host",
+        "host-of-another-machine",
         "journal-in-proc",
         "kubeconfig-a-string",
     ],
@@ -440,6 +492,28 @@ def test_serve_refuses_a_setting_it_cannot_use_before_it_makes_any_file(
         "k.yaml",
         "store",
     ]
+
+
+def test_serve_on_a_taken_port_leaves_an_older_store_unmigrated(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """serve migrated the store, then failed to bind: the release being rolled back to refused the store."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    db = tmp_path / "x.db"
+    older = make_engine(str(db))
+    upgrade(older, "0004_incident_last_opened")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = runner.invoke(app, ["serve", "--db", str(db), "--port", str(port)])
+    assert result.exit_code == 1 and "--port: cannot listen" in " ".join(result.output.split())
+    with older.connect() as conn:
+        assert (
+            conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+            == "0004_incident_last_opened"
+        )
+    older.dispose()
 
 
 @pytest.mark.parametrize("flag", [True, False], ids=["option", "setting"])
