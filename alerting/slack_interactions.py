@@ -16,7 +16,7 @@ import hashlib
 import hmac
 import logging
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs
@@ -165,15 +165,20 @@ _VERBS = {
 }
 
 
-def tell_refused(response_url: str, refused: list[tuple[ButtonPress, str]]) -> None:
-    """Post why presses were refused to the person who pressed, seen only by them (``ephemeral``) and under
-    the incident's message, which stays as it is (``replace_original: false``). Never raises: a reply that
-    cannot be posted is logged."""
+def tell_refused(
+    response_url: str,
+    refused: Sequence[tuple[ButtonPress, str]],
+    repeats: Sequence[tuple[ButtonPress, str]] = (),
+) -> None:
+    """Post why presses were refused, or changed nothing, to the person who pressed, seen only by them
+    (``ephemeral``) and under the incident's message, which stays as it is (``replace_original: false``).
+    Never raises: a reply that cannot be posted is logged."""
     lines = [
         f":warning: Could not {_VERBS.get(p.action_id, f'do {escape(p.action_id)} on')}"
         f" `{escape(p.incident_id)}`: {escape(error)}"
         for p, error in refused
     ]
+    lines += [f"Nothing to do for `{escape(p.incident_id)}`: {escape(why)}" for p, why in repeats]
     try:
         answer = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS).send(
             text=truncate("\n".join(lines), 3000), response_type="ephemeral", replace_original=False
@@ -185,11 +190,17 @@ def tell_refused(response_url: str, refused: list[tuple[ButtonPress, str]]) -> N
         logger.warning("slack response_url refused status=%d body=%s", answer.status_code, answer.body[:200])
 
 
-def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], object]]:
+def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], str]]:
+    """Each button's action; what it returns says why nothing changed (empty when something did)."""
+
+    def silence(p: ButtonPress) -> str:
+        actions.silence_incident(p.incident_id, SILENCE_SECONDS, by=p.user)
+        return ""
+
     return {
-        ACTION_ACKNOWLEDGE: lambda p: actions.acknowledge(p.incident_id, by=p.user),
-        ACTION_APPROVE: lambda p: actions.approve_remediation(p.incident_id, by=p.user),
-        ACTION_SILENCE_1H: lambda p: actions.silence_incident(p.incident_id, SILENCE_SECONDS, by=p.user),
+        ACTION_ACKNOWLEDGE: lambda p: actions.acknowledge_outcome(p.incident_id, by=p.user).already,
+        ACTION_APPROVE: lambda p: actions.approve_remediation_outcome(p.incident_id, by=p.user).already,
+        ACTION_SILENCE_1H: silence,
     }
 
 
@@ -221,22 +232,24 @@ def slack_interaction_routes(
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
         results = [_press(handlers, press) for press in presses]
         refused = [(p, str(r["error"])) for p, r in zip(presses, results, strict=True) if not r["ok"]]
-        told = next((p.response_url for p, _ in refused if p.response_url), "")
+        repeats = [(p, str(r["already"])) for p, r in zip(presses, results, strict=True) if r.get("already")]
+        told = next((p.response_url for p, _ in refused + repeats if p.response_url), "")
         # Slack only needs a 200 within 3 s; the message itself is updated through the outbox, and a refusal
-        # is posted to the response_url once this answer has gone.
-        task = BackgroundTask(tell_refused, told, refused) if told else None
+        # (or a press that changed nothing: someone acted first) is posted to the response_url once this
+        # answer has gone.
+        task = BackgroundTask(tell_refused, told, refused, repeats) if told and (refused or repeats) else None
         return JSONResponse({"ok": True, "actions": results}, background=task)
 
     return [Route(path, interactions, methods=["POST"])]
 
 
-def _press(handlers: dict[str, Callable[[ButtonPress], object]], press: ButtonPress) -> dict[str, Any]:
+def _press(handlers: dict[str, Callable[[ButtonPress], str]], press: ButtonPress) -> dict[str, Any]:
     """Run one press; its result, with the error when it was refused."""
     handler = handlers.get(press.action_id)
     if handler is None:
         return {"action_id": press.action_id, "ok": False, "error": "unknown action"}
     try:
-        handler(press)
+        already = handler(press)
     except GpuwardenError as exc:
         logger.warning(
             "slack action refused action=%s incident_id=%s error=%s", press.action_id, press.incident_id, exc
@@ -244,6 +257,20 @@ def _press(handlers: dict[str, Callable[[ButtonPress], object]], press: ButtonPr
         return {"action_id": press.action_id, "ok": False, "error": str(exc)}
     except LookupError as exc:  # an engine that does not know the incident
         return {"action_id": press.action_id, "ok": False, "error": f"unknown incident {exc}"}
+    if already:
+        logger.info(
+            "slack action changed nothing action=%s incident_id=%s by=%s reason=%s",
+            press.action_id,
+            press.incident_id,
+            press.user,
+            already,
+        )
+        return {
+            "action_id": press.action_id,
+            "ok": True,
+            "incident_id": press.incident_id,
+            "already": already,
+        }
     logger.info(
         "slack action done action=%s incident_id=%s by=%s", press.action_id, press.incident_id, press.user
     )

@@ -5,9 +5,12 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from gpuwarden.model import Incident, TimelineEvent
+
+if TYPE_CHECKING:
+    from alerting.outcomes import ActionOutcome
 
 
 class ChangeKind(enum.StrEnum):
@@ -53,6 +56,14 @@ class IncidentActions(Protocol):
 
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
         """Record a person's approval for the pending remediation of the incident."""
+        ...
+
+    def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        """``acknowledge``, saying why nothing changed when it was a repeat."""
+        ...
+
+    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        """``approve_remediation``, saying why nothing changed when it was a repeat."""
         ...
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:

@@ -22,6 +22,7 @@ from alerting.notifiers.blocks import ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
+from alerting.outcomes import ActionOutcome
 from alerting.scenarios import fleet_inventory, node_failure
 from alerting.slack_interactions import (
     MAX_BODY_BYTES,
@@ -64,6 +65,12 @@ class RecordingActions:
     def approve_remediation(self, incident_id: str, by: str) -> Incident:
         self.calls.append(("approve_remediation", incident_id, by, None))
         return self._incident(incident_id)
+
+    def acknowledge_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        return ActionOutcome(self.acknowledge(incident_id, by))
+
+    def approve_remediation_outcome(self, incident_id: str, by: str) -> ActionOutcome:
+        return ActionOutcome(self.approve_remediation(incident_id, by))
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         self.calls.append(("silence_incident", incident_id, by, duration_seconds))
@@ -460,3 +467,26 @@ def test_a_response_url_that_cannot_be_reached_still_answers_slack(
         response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
     assert response.status_code == 200 and response.json()["actions"][0]["ok"] is False
     assert "response_url not reached" in caplog.text
+
+
+def test_a_press_that_changes_nothing_tells_the_presser_who_acted_first(tmp_path: Path) -> None:
+    """Two people press Acknowledge (or Approve) on one message: the second must learn that it was done
+    already, and by whom, instead of silence; the incident's timeline holds one event."""
+    clock = FakeClock()
+    sql = make_engine(str(tmp_path / "gpuwarden.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, AlertingConfig(), inventory=fleet_inventory())
+    [incident_id] = engine.ingest(node_failure(3, 2, clock.now())).opened
+    client = TestClient(Starlette(routes=slack_interaction_routes(SECRET, engine, clock)))
+    with SlackRecorder() as recorder:
+        for action_id in (ACTION_ACKNOWLEDGE, ACTION_APPROVE):
+            for user in ("bob", "carol"):
+                body = button_body(action_id, incident_id, user=user, response_url=recorder.response_url)
+                response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+                assert response.status_code == 200 and response.json()["actions"][0]["ok"] is True
+        told = recorder.responses()
+    assert [(t["response_type"], t["replace_original"]) for t in told] == [("ephemeral", False)] * 2
+    assert told[0]["text"].startswith(f"Nothing to do for `{incident_id}`: ")
+    assert "slack:bob" in told[0]["text"] and "slack:bob" in told[1]["text"]
+    kinds = [e.kind for e in engine.store.get(incident_id).timeline]
+    assert kinds.count("acknowledged") == 1
