@@ -50,6 +50,9 @@ PAIRS = {
     + sc.driver_rollout_xids((2, 3), START, stalled_job=None),
     "rollout r07,r08 + node r02-n04": sc.driver_rollout_xids((7, 8), START)
     + sc.node_failure(2, 4, START + timedelta(seconds=40)),
+    # One rack: two NVSwitch failures are one signal spreading in the rack (XID 74 and NVLink errors both).
+    "nvswitch r08-n03 + nvswitch r08-n05": sc.nvlink_switch_failure(8, 3, START)
+    + sc.nvlink_switch_failure(8, 5, START + timedelta(seconds=20), seed=2),
     # One rack: a switch failure the rack's power loss swallows.
     "nvswitch r07-n03 + rack r07": sc.nvlink_switch_failure(7, 3, START)
     + sc.rack_failure(7, START + timedelta(seconds=30)),
