@@ -202,3 +202,33 @@ def test_a_stale_exporter_in_another_rack_does_not_join_a_partial_rack_outage(tm
     where = _where(tmp_path, [r05, [r07], [_stall(30, 70)]])
     assert where[r05[0].fingerprint] == ("gpu_lost", "r05", "P2")  # no job on r05
     assert where[r07.fingerprint] != where[r05[0].fingerprint]
+
+
+def test_a_rack_power_loss_arriving_over_half_a_minute_pages_once_by_default(tmp_path: Path) -> None:
+    # Each alert first reaches gpuwarden within 30 s of its onset (rule evaluation, Prometheus' batching);
+    # the engine ticks every 5 s. Announced at once, the rack's first alerts opened 8 incidents, 7 of them
+    # then resolved as merged: 8 pages for one fault.
+    from alerting.subscriptions import ChangeKind  # noqa: PLC0415
+
+    alerts = sc.rack_failure(7, START)
+    rng = random.Random(0)
+    arrives = {a.fingerprint: _onset(a) + timedelta(seconds=rng.random() * 30) for a in alerts}
+    path = str(tmp_path / "announce.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(), sc.fleet_inventory())
+    opened: list[str] = []
+    engine.subscribe(
+        lambda change: opened.append(change.incident.id) if change.kind is ChangeKind.OPENED else None
+    )
+    sent: set[str] = set()
+    while clock.now() <= START + timedelta(seconds=150):
+        due = [a for a in alerts if a.fingerprint not in sent and arrives[a.fingerprint] <= clock.now()]
+        if due:
+            engine.ingest(due)
+            sent |= {a.fingerprint for a in due}
+        engine.tick()
+        clock.advance(5)
+    assert len(opened) == 1
+    [(row, count)] = engine.store.list_rows()
+    assert (row.id, row.root_kind, count) == (opened[0], "rack_down", len(alerts))
