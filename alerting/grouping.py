@@ -308,15 +308,15 @@ class IncidentGrouping:
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
         signal spreading with it, as the join path would have joined their alerts in another order; the id
-        of the incident that took others in (None: none). One signal spreading goes to the incident of it
-        opened first, already announced perhaps, whichever was touched."""
+        of the incident that took others in (None: none). The incident opened first, already announced
+        perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
         rollout = spread_candidates(inc, self._open.values(), self._window)
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
             if first is not inc:
                 self._fold(batch, first, inc)
                 return first.id
-        merged = False
+        takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
@@ -331,9 +331,19 @@ class IncidentGrouping:
                 continue
             if inside and _before_the_heat(inc, other):
                 continue
+            takes.append(other)
+        if not takes:
+            return None
+        first = min([inc, *takes], key=lambda o: self._opened(batch, o))
+        if first is not inc:
+            # The incident opened first (announced already, perhaps) survives and takes this one in: its
+            # page must not end "merged into" a newer one. Its root moves up as it recomputes, and it takes
+            # the rest in then (the caller passes it on).
+            self._fold(batch, first, inc)
+            return first.id
+        for other in takes:
             self._fold(batch, inc, other)
-            merged = True
-        return inc.id if merged else None
+        return inc.id
 
     def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
         """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""

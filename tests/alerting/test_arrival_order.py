@@ -232,3 +232,25 @@ def test_a_rack_power_loss_arriving_over_half_a_minute_pages_once_by_default(tmp
     assert len(opened) == 1
     [(row, count)] = engine.store.list_rows()
     assert (row.id, row.root_kind, count) == (opened[0], "rack_down", len(alerts))
+
+
+def test_an_announced_incident_survives_when_a_larger_fault_takes_it_in(tmp_path: Path) -> None:
+    # An NVSwitch fails on r07-n03 and is announced; 30 s later rack r07 loses power. The rack's incident
+    # explains the switch's, but the page people already hold must not end as "merged into" a newer one.
+    switch = [
+        a for a in sc.nvlink_switch_failure(7, 3, START) if a.labels["alertname"] != "TrainingJobStalled"
+    ]
+    engine = _engine(tmp_path, START + timedelta(seconds=15))
+    engine.ingest(switch)
+    [announced] = engine.open_incident_ids()
+    rack = sc.rack_failure(7, START + timedelta(seconds=30))
+    assert isinstance(engine.clock, FakeClock)
+    engine.clock.advance(60)
+    for i in range(0, len(rack), 64):
+        engine.ingest(rack[i : i + 64])
+    assert engine.open_incident_ids() == [announced]
+    incident = engine.store.get(announced)
+    assert (incident.root_cause.kind.value, len(incident.alert_fingerprints)) == (
+        "rack_down",
+        len(switch) + len(rack),
+    )
