@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, is_outage
 from alerting.inventory import GpuKey, Inventory
@@ -19,6 +19,7 @@ from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
 
 RACK_DEPTH = 2
+_NEVER = datetime.max.replace(tzinfo=UTC)
 WORKLOAD_OUTAGE_SPREAD_SECONDS = 300.0
 """Outages of one workload's GPUs this close in onset are one incident (``join_rank``)."""
 
@@ -76,6 +77,18 @@ class Candidate:
         """What ``explains`` needs of the members."""
         return self.facts_of() if self.facts_of is not None else root_facts(self.members)
 
+    def order(self) -> tuple[datetime, str]:
+        """Where it comes among incidents that explain an alert equally well (see ``first_onset``)."""
+        return first_onset(self.members, self.id)
+
+
+def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, str]:
+    """An incident's earliest alert onset, then that alert's fingerprint: the tie-break between incidents.
+
+    Not the incident id (a random draw) nor when it was opened (alerts of one POST share that instant):
+    the same alerts break the tie the same way in every run and whatever order they arrived in."""
+    return min(((m.onset, m.fingerprint) for m in members), default=(_NEVER, incident_id))
+
 
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
     """GPUs under a path that has at least node depth (all GPUs of a node when the inventory knows it)."""
@@ -127,9 +140,9 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
     5: the candidate holds it on GPUs of at least two nodes and ``path`` is another rack of the same cluster
     (a bad driver or firmware rolled out rack by rack; roll up to the cluster); where racks are unknown, on
     at least two GPUs of a node and ``path`` is another node. Outages are left out of the cluster roll-up:
-    two dead nodes in two racks are two faults; so is an incident holding a whole node's outage, whose
-    XIDs are its evidence. One earlier single-GPU fault is not a pattern: two
-    unrelated faults on different nodes stay apart.
+    two dead nodes in two racks are two faults; so is an incident holding any outage (a GPU lost as much as
+    a node down), whose XIDs and stale exporters are its evidence. One earlier single-GPU fault is not a
+    pattern: two unrelated faults on different nodes stay apart.
     """
     root = candidate.root_path
     if len(root) < RACK_DEPTH or root[0] != path[0] or len(root) > RACK_DEPTH + 1:
@@ -145,8 +158,10 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
         return None
     if same_rack:
         return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
-    if any(m.is_outage and _whole_node(m.location.path) for m in candidate.members):
-        return None  # a rack's outage holds these as its evidence: they are not a signal spreading
+    if any(m.kind in OUTAGE_KINDS for m in candidate.members):
+        # An outage (a node or rack down, a GPU lost or hung) holds these as its evidence: they are not a
+        # signal spreading, and a side signal such as a stale exporter elsewhere is another fault.
+        return None
     nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
     return 5 if len(nodes) >= 2 or rack_unknown else None
 
@@ -188,8 +203,13 @@ def join_rank(
         return 1 if same else None
     if path and root and contains(root, path) and new.is_infra and explains(root, candidate.facts, new):
         return 0
+    runs_on = new.location.runs_on
+    if runs_on and root and new.kind in SYMPTOM_KINDS and any(contains(root, gpu) for gpu in runs_on):
+        return 1  # a rank whose GPU the incident's fault holds (its members may not name the job yet)
     if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
-        return 1
+        # The job's rank elsewhere than the incident's fault: a collective stalls everywhere, so it may
+        # still be this fault's; only where no incident holds the rank's GPU (see the rule above).
+        return 6 if runs_on and root else 1
     if path and root and contains(root, path) and not new.is_infra:
         return 1
     if new.is_infra and not root:
@@ -397,14 +417,19 @@ def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | Non
 def best_candidate(
     candidates: Iterable[Candidate], new: Member, inventory: Inventory | None
 ) -> Candidate | None:
-    """The incident that best explains a new alert, or None to open a new one."""
-    ranked = []
+    """The incident that best explains a new alert, or None to open a new one: the best rank, then the most
+    specific root, then the most recently active; among those still equal, the earliest onset."""
+    ranked: list[tuple[tuple[int, int, float], Candidate]] = []
     under: dict[Path, frozenset[GpuKey]] = {}
     for c in candidates:
         rank = join_rank(c, new, inventory, under)
         if rank is not None:
-            ranked.append((rank, -len(c.root_path), -c.last_alert_at.timestamp(), c.id, c))
-    return min(ranked, key=lambda r: r[:4])[4] if ranked else None
+            ranked.append(((rank, -len(c.root_path), -c.last_alert_at.timestamp()), c))
+    if not ranked:
+        return None
+    best = min(key for key, _ in ranked)
+    tied = [c for key, c in ranked if key == best]
+    return tied[0] if len(tied) == 1 else min(tied, key=Candidate.order)
 
 
 ENVIRONMENT = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE})

@@ -14,11 +14,20 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
 from alerting.capacity import units_hit
-from alerting.correlation import ENVIRONMENT, RACK_DEPTH, down_nodes, explains, placement, root_cause
+from alerting.correlation import (
+    ENVIRONMENT,
+    RACK_DEPTH,
+    down_nodes,
+    explains,
+    first_onset,
+    placement,
+    root_cause,
+)
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
+from alerting.regrouping import regroup_ranks
 from alerting.spreading import spread_candidates
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
@@ -45,6 +54,10 @@ SPREAD_NODES = 3
 """Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
 delivery): one such GPU on each of two nodes is two faults, as ``correlation`` keeps them; on three, the
 rack's. A declared rule, like Alertmanager's grouping by alert name, not a value tuned on data."""
+
+REGROUP_PASSES = 2
+"""Times one transaction lets an incident move stalled ranks (``regroup_ranks``): a move may change the
+roots it depends on (a stall's onset bounds which faults explain it), and must not loop."""
 
 
 class IncidentGrouping:
@@ -82,8 +95,10 @@ class IncidentGrouping:
             if len(added) == 1:
                 data["fingerprint"] = fps[0]
             batch.event(incident_id, kind, message, data)
-        pending = list(batch.touched)
+        # Earliest onset first (popped from the end): the set's order is the string hash's, another per run.
+        pending = sorted((i for i in batch.touched if i in self._open), key=self._order, reverse=True)
         sharers: set[str] = set()
+        regrouped: dict[str, int] = {}
         while pending:
             incident_id = pending.pop()
             inc = self._open.get(incident_id)
@@ -94,9 +109,14 @@ class IncidentGrouping:
             took = self._merge_into(batch, inc)
             if took is not None:
                 pending.append(took)
+            elif regrouped.get(inc.id, 0) < REGROUP_PASSES:
+                regrouped[inc.id] = regrouped.get(inc.id, 0) + 1
+                moved = regroup_ranks(batch, inc, list(self._open.values()))
+                pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:
                 sharers |= self._sharers(inc, lost)
-        for incident_id in sorted(sharers):  # their priority moves; what they hold does not
+        for incident_id in sorted((i for i in sharers if i in self._open), key=self._order):
+            # their priority moves; what they hold does not
             if incident_id in self._open:
                 self._recompute(batch, self._open[incident_id])
 
@@ -288,15 +308,15 @@ class IncidentGrouping:
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
         signal spreading with it, as the join path would have joined their alerts in another order; the id
-        of the incident that took others in (None: none). One signal spreading goes to the incident of it
-        opened first, already announced perhaps, whichever was touched."""
+        of the incident that took others in (None: none). The incident opened first, already announced
+        perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
         rollout = spread_candidates(inc, self._open.values(), self._window)
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
             if first is not inc:
                 self._fold(batch, first, inc)
                 return first.id
-        merged = False
+        takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in list(self._open.values()):
             if other.id == inc.id or not other.members:
@@ -311,15 +331,29 @@ class IncidentGrouping:
                 continue
             if inside and _before_the_heat(inc, other):
                 continue
+            takes.append(other)
+        if not takes:
+            return None
+        first = min([inc, *takes], key=lambda o: self._opened(batch, o))
+        if first is not inc:
+            # The incident opened first (announced already, perhaps) survives and takes this one in: its
+            # page must not end "merged into" a newer one. Its root moves up as it recomputes, and it takes
+            # the rest in then (the caller passes it on).
+            self._fold(batch, first, inc)
+            return first.id
+        for other in takes:
             self._fold(batch, inc, other)
-            merged = True
-        return inc.id if merged else None
+        return inc.id
 
-    def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, str]:
-        """When ``inc`` opened (its id breaks a tie)."""
+    def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
+        """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""
         row = batch.session.get(IncidentRow, inc.id)
         assert row is not None
-        return row.opened_at, inc.id
+        return row.opened_at, first_onset(inc.members.values(), inc.id)
+
+    def _order(self, incident_id: str) -> tuple[datetime, str]:
+        """An open incident's place in the merge pass: earliest onset first (see ``first_onset``)."""
+        return first_onset(self._open[incident_id].members.values(), incident_id)
 
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
         """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""

@@ -106,7 +106,12 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             inc = self._open[chosen.id]
         inc.members[row.fingerprint] = member
         path = member.location.path
-        if (
+        if chosen is not None and member.is_infra and not inc.root_path:
+            # An incident its job's stalls opened, now rooted by this fault until the batch recomputes it:
+            # the next fault of this batch joins only if this one explains it, not because it hits the job
+            # too (two unrelated faults on the job's GPUs are two incidents; their stalls follow their GPUs).
+            inc.root_path = path
+        elif (
             chosen is not None
             and member.is_infra
             and inc.root_path

@@ -21,29 +21,37 @@ from alerting.topology import Path, contains
 
 
 def spread_candidates(inc: OpenIncident, others: Iterable[OpenIncident], window: timedelta) -> set[str]:
-    """The incidents of ``others`` that are one signal spreading with ``inc``.
+    """The incidents of ``others`` that are one fault spreading with ``inc``.
 
     Rooted in sibling places of one cluster (neither holds the other's root), every infrastructure alert of
-    one of the two is one signal (no whole node's outage among them), the other holds that signal as
-    ``same_signal_spread`` lets a new alert of it join (on two GPUs or more, no node's outage), and they
-    began within ``window`` of each other (the onsets of that signal's alerts): alerts that rule
-    evaluations may deliver in any order.
+    one of the two is a signal (no whole node's outage among them) that the other holds as
+    ``same_signal_spread`` lets a new alert of it join (on two GPUs or more, no outage), and they began
+    within ``window`` of each other (the onsets of each signal's alerts): alerts that rule evaluations may
+    deliver in any order. A fault may raise several signals at once (an NVSwitch: XID 74 and NVLink errors
+    on each GPU): each must spread.
     """
     if not _spread_root(inc.root_path):
         return set()  # cheap test first: the merge pass asks this for every touched incident
-    sole = _sole_signal(inc)
-    return {o.id for o in others if o.id != inc.id and _one_spread(inc, sole, o, window)}
+    own = _signals(inc)
+    return {o.id for o in others if o.id != inc.id and _one_spread(inc, own, o, window)}
 
 
-def _one_spread(inc: OpenIncident, sole: Member | None, other: OpenIncident, window: timedelta) -> bool:
-    """Whether ``inc`` (whose ``_sole_signal`` is ``sole``) and ``other`` are one signal spreading."""
+def _one_spread(
+    inc: OpenIncident, own: dict[Signal, Member] | None, other: OpenIncident, window: timedelta
+) -> bool:
+    """Whether ``inc`` (whose ``_signals`` are ``own``) and ``other`` are one fault spreading."""
     a, b = inc.root_path, other.root_path
     if not _spread_root(b) or a[0] != b[0] or contains(a, b) or contains(b, a):
         return False
-    for holder, new, joined in ((inc, _sole_signal(other), other), (other, sole, inc)):
-        if new is None or same_signal_spread(holder.candidate(), new, new.location.path) is None:
+    for holder, signals, joined in ((inc, _signals(other), other), (other, own, inc)):
+        if not signals:
             continue
-        if _within(_onsets(holder, new.signal), _onsets(joined, new.signal), window):
+        candidate = holder.candidate()
+        if all(
+            same_signal_spread(candidate, new, new.location.path) is not None
+            and _within(_onsets(holder, signal), _onsets(joined, signal), window)
+            for signal, new in signals.items()
+        ):
             return True
     return False
 
@@ -54,20 +62,18 @@ def _spread_root(root: Path) -> bool:
     return RACK_DEPTH <= len(root) <= RACK_DEPTH + 1
 
 
-def _sole_signal(inc: OpenIncident) -> Member | None:
-    """One of ``inc``'s infrastructure alerts when all of them are one signal and none is an outage of a whole
-    node (whose XIDs are its evidence, not a signal spreading); else None. Workload symptoms do not count."""
-    found: Member | None = None
+def _signals(inc: OpenIncident) -> dict[Signal, Member] | None:
+    """One of ``inc``'s infrastructure alerts per signal, in the order they joined; None when one is an outage
+    of a whole node (whose XIDs are its evidence, not a signal spreading) or there are none. Workload
+    symptoms do not count."""
+    found: dict[Signal, Member] = {}
     for m in inc.members.values():
         if not m.is_infra:
             continue
         if m.is_outage and len(m.location.path) <= RACK_DEPTH + 1:
             return None
-        if found is None:
-            found = m
-        elif m.signal != found.signal:
-            return None
-    return found
+        found.setdefault(m.signal, m)
+    return found or None
 
 
 def _onsets(inc: OpenIncident, signal: Signal) -> tuple[float, float]:

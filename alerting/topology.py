@@ -35,6 +35,10 @@ class Location:
 
     path: Path
     workloads: frozenset[WorkloadRef]
+    # Where a workload symptom's rank runs: the paths of its GPUs, when the alert names a ``rank`` of one
+    # training job whose ranks the inventory lists (empty otherwise). Correlation prefers the incident whose
+    # root holds them: a rank on a dead rack stalls because of the rack, not of a switch elsewhere.
+    runs_on: frozenset[Path] = frozenset()
 
 
 def _node_name(labels: Mapping[str, str]) -> str:
@@ -184,6 +188,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     workloads = frozenset(_workloads(labels, kind, inventory, cluster, lookup))
     if exporter_address and workloads:
         return Location((), workloads)  # about its workload, not about the exporter's host
+    runs_on = _rank_gpus(labels, workloads, inventory) if kind in SYMPTOM_KINDS else frozenset()
     if kind in SYMPTOM_KINDS and workloads:
         # A workload symptom points at the workload, not at the host its exporter happens to run on.
         node, gpu, uuid = "", "", ""
@@ -198,7 +203,30 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
                 path.append(node)
                 if gpu or uuid:
                     path.append(gpu or uuid)
-    return Location(tuple(path), workloads)
+    return Location(tuple(path), workloads, runs_on)
+
+
+def _rank_gpus(
+    labels: Mapping[str, str], workloads: frozenset[WorkloadRef], inventory: Inventory | None
+) -> frozenset[Path]:
+    """The GPU paths of the ``rank`` an alert names, when it names one training job whose ranks the
+    inventory places exactly (``WorkloadInfo.units`` in rank order: one unit per rank, as the simulated
+    fleet, Slurm's one rank per GPU and inventory files list them); else empty."""
+    rank = labels.get("rank", "")
+    jobs = [w for w in workloads if w.kind is WorkloadKind.TRAINING_JOB]
+    if inventory is None or not rank.isdigit() or len(jobs) != 1:
+        return frozenset()
+    info = inventory.workload(jobs[0])
+    index = int(rank)
+    if info is None or index >= len(info.units) or info.size(index) < len(info.units[index]):
+        return frozenset()  # unknown, or a unit whose GPUs are only guessed
+    found = set()
+    for cluster, name, gpu in info.units[index]:
+        node = inventory.node(name, cluster or jobs[0].cluster)
+        if node is None:
+            return frozenset()
+        found.add((node.cluster, node.rack or UNKNOWN, node.name, str(gpu)))
+    return frozenset(found)
 
 
 def common_ancestor(paths: Iterable[Path]) -> Path:

@@ -215,10 +215,11 @@ class AlertingConfig(Section):
     )
     tick_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
     announce_delay_seconds: float = Field(
-        0.0,
+        10.0,
         ge=0,
         le=MAX_WINDOW_SECONDS,
-        description="hold a new incident back, like group_wait (10 s suits a storm)",
+        description="hold a new incident back, like Alertmanager's group_wait, so that a storm's first alerts"
+        " page once (0: announce at once)",
     )
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)

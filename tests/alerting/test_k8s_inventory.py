@@ -25,6 +25,7 @@ from alerting.k8s_inventory import (
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import SourceError
 from gpuwarden.model import Alert, Priority, WorkloadKind, WorkloadRef
 
@@ -544,7 +545,8 @@ def node_down_on_g2(sql: Engine, **labels: str) -> NodeDown:
     api, clock = FakeApi(), FakeClock(1000.0)
     serving_cluster(api)
     reader = inventory(api, clock)
-    engine = IncidentEngine(sql, clock, inventory=reader.read())
+    config = AlertingConfig(announce_delay_seconds=0)  # told at once: the test counts what listeners hear
+    engine = IncidentEngine(sql, clock, config, inventory=reader.read())
     engine.ingest([Alert({"alertname": "NodeDown", "node": "g2", **labels})])
     ((row, _),) = engine.store.list_rows(None)
     return NodeDown(api, clock, reader, engine, row.id)

@@ -158,13 +158,15 @@ def test_an_open_incident_has_no_mttr_yet(sql: Engine, clock: FakeClock) -> None
     assert metrics["MTTR (first onset to recovery)"] == "n/a (not resolved)"
 
 
-def test_an_incident_keeps_the_first_onset_of_an_incident_it_absorbed(sql: Engine, clock: FakeClock) -> None:
+def test_an_incident_keeps_the_first_onset_of_the_incidents_merged_with_it(
+    sql: Engine, clock: FakeClock
+) -> None:
     config = AlertingConfig(correlation_window_seconds=60, announce_delay_seconds=0)
     engine = IncidentEngine(sql, clock, config)
     in_rack = {"cluster": "c1", "rack": "r1"}
     gpu = {**ECC, **in_rack}
     _fire(engine, clock, starts="16:45:19", posted="16:47:19", labels=gpu)
-    [absorbed] = engine.open_incident_ids()
+    [first] = engine.open_incident_ids()
     _at(clock, "16:47:30")
     engine.ingest([Alert(gpu, status=AlertStatus.RESOLVED)])
     _fire(engine, clock, starts="16:48:00", posted="16:48:00", labels=gpu)  # fires again, a later startsAt
@@ -173,9 +175,12 @@ def test_an_incident_keeps_the_first_onset_of_an_incident_it_absorbed(sql: Engin
     _fire(
         engine, clock, starts="16:58:10", posted="16:58:10", labels={"alertname": "RackPowerLoss", **in_rack}
     )
+    # The GPU's incident, opened (and announced) first, survives and takes in the rack's.
     [survivor] = engine.open_incident_ids()
-    assert survivor != absorbed  # the rack's incident took in the GPU's
+    assert survivor == first
+    [absorbed] = [r.id for r, _ in engine.store.list_rows(include_merged=True) if r.merged_into == survivor]
     assert _metrics(engine.postmortem(survivor))["First onset"].startswith("2026-03-02 16:45:19 UTC")
+    assert engine.store.get(survivor).root_cause.kind.value == "rack_down"
     merged = _metrics(engine.postmortem(absorbed))
     assert merged["MTTR (first onset to recovery)"] == "n/a (merged into another incident)"
 

@@ -368,7 +368,7 @@ def test_a_button_press_reaches_the_engine_and_the_slack_message_follows(tmp_pat
     clock = FakeClock()
     sql = make_engine(str(tmp_path / "gpuwarden.db"))
     upgrade(sql)
-    engine = IncidentEngine(sql, clock, AlertingConfig(), inventory=fleet_inventory())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory=fleet_inventory())
     with SlackRecorder() as recorder:
         notifier = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
         outbox = Outbox(sql, [notifier], clock)

@@ -114,6 +114,7 @@ def test_a_webhook_survives_a_receiver_outage_and_a_sigkill_losing_and_duplicati
         config = tmp_path / "gpuwarden.yaml"
         config.write_text(
             "alerting:\n  tick_interval_seconds: 0.2\n  quiet_period_seconds: 0\n"
+            "  announce_delay_seconds: 0\n"
             f"webhooks:\n  - name: oncall\n    url: {hook_url}\n    bearer_token: {{env: HOOK_TOKEN}}\n"
         )
         args = ["--config", str(config)]

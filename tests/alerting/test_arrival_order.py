@@ -1,0 +1,256 @@
+"""The incidents a set of alerts makes do not depend on the order, the batching or the luck of a run.
+
+Prometheus sends a rule group's alerts in any order and batching, HA peers send them twice, and incident ids
+are random draws: the same alerts must give the same incidents as they give in onset order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+import alerting.joining
+from alerting import scenarios as sc
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+Outcome = frozenset[tuple[str, str, str, str, frozenset[str]]]
+
+
+def _ranks(alerts: list[Alert]) -> list[Alert]:
+    """The job's stalls: one alert per rank (a pair of faults may stall a rank twice: keep the first)."""
+    out: dict[frozenset[tuple[str, str]], Alert] = {}
+    for a in sorted(alerts, key=_onset):
+        out.setdefault(frozenset(a.labels.items()), a)
+    return list(out.values())
+
+
+def _onset(a: Alert) -> datetime:
+    return a.starts_at or START
+
+
+PAIRS = {
+    # Different racks, at the same time: two incidents, each with the ranks its fault holds.
+    "rack r07 + nvswitch r08-n03": sc.rack_failure(7, START)
+    + sc.nvlink_switch_failure(8, 3, START + timedelta(seconds=20)),
+    "rack r07 + rack r05": sc.rack_failure(7, START)
+    + sc.rack_failure(5, START + timedelta(seconds=30), seed=3, stalled_job=None),
+    "rack r05 + rollout r02,r03": sc.rack_failure(5, START, stalled_job=None)
+    + sc.driver_rollout_xids((2, 3), START, stalled_job=None),
+    "rollout r07,r08 + node r02-n04": sc.driver_rollout_xids((7, 8), START)
+    + sc.node_failure(2, 4, START + timedelta(seconds=40)),
+    # One rack: two NVSwitch failures are one signal spreading in the rack (XID 74 and NVLink errors both).
+    "nvswitch r08-n03 + nvswitch r08-n05": sc.nvlink_switch_failure(8, 3, START)
+    + sc.nvlink_switch_failure(8, 5, START + timedelta(seconds=20), seed=2),
+    # One rack: a switch failure the rack's power loss swallows.
+    "nvswitch r07-n03 + rack r07": sc.nvlink_switch_failure(7, 3, START)
+    + sc.rack_failure(7, START + timedelta(seconds=30)),
+}
+
+
+def _engine(tmp_path: Path, at: datetime) -> IncidentEngine:
+    path = str(tmp_path / f"{uuid.uuid4().hex}.db")
+    upgrade(make_engine(path))
+    config = AlertingConfig(announce_delay_seconds=0)
+    return IncidentEngine(make_engine(path), FakeClock(at.timestamp()), config, sc.fleet_inventory())
+
+
+def _outcome(engine: IncidentEngine) -> Outcome:
+    """Each open incident: root kind and target, priority, title and its alerts (not its random id)."""
+    found = set()
+    for row, _ in engine.store.list_rows():
+        incident = engine.store.get(row.id)
+        target = str(sorted(row.root_target.items()))
+        found.add(
+            (row.root_kind, target, row.priority, incident.title, frozenset(incident.alert_fingerprints))
+        )
+    return frozenset(found)
+
+
+def _feed(tmp_path: Path, posts: list[list[Alert]], at: datetime) -> Outcome:
+    engine = _engine(tmp_path, at)
+    for post in posts:
+        engine.ingest(post)
+    return _outcome(engine)
+
+
+def _batches(alerts: list[Alert], size: int) -> list[list[Alert]]:
+    return [alerts[i : i + size] for i in range(0, len(alerts), size)]
+
+
+def _orders(alerts: list[Alert]) -> Iterator[tuple[str, list[list[Alert]]]]:
+    """A handful of arrival orders and batchings (deterministic seeds)."""
+    by_onset = sorted(alerts, key=lambda a: (_onset(a), a.fingerprint))
+    yield "reversed, one per POST", [[a] for a in reversed(by_onset)]
+    yield "onset order, all in one POST", [by_onset]
+    for seed in (0, 1):
+        shuffled = list(alerts)
+        random.Random(seed).shuffle(shuffled)
+        yield f"shuffled {seed}, POSTs of 64", _batches(shuffled, 64)
+    shuffled = list(alerts)
+    random.Random(2).shuffle(shuffled)
+    yield "shuffled 2, all in one POST, sent twice", [shuffled, list(reversed(shuffled))]
+
+
+@pytest.mark.parametrize("name", sorted(PAIRS))
+def test_two_faults_give_the_same_incidents_in_any_order_and_batching(tmp_path: Path, name: str) -> None:
+    alerts = _ranks(PAIRS[name])
+    at = max(_onset(a) for a in alerts)
+    by_onset = sorted(alerts, key=lambda a: (_onset(a), a.fingerprint))
+    expected = _feed(tmp_path, _batches(by_onset, 64), at)
+    for order, posts in _orders(alerts):
+        assert _feed(tmp_path, posts, at) == expected, order
+
+
+def _ids(monkeypatch: pytest.MonkeyPatch, descending: bool) -> None:
+    """Incident ids drawn from a counter, ascending or descending with creation, instead of uuid4."""
+    counter = itertools.count()
+
+    class Draw:
+        @staticmethod
+        def uuid4() -> uuid.UUID:
+            n = next(counter)
+            return uuid.UUID(int=((1 << 48) - 1 - n if descending else n) << 80 | 1)
+
+    monkeypatch.setattr(alerting.joining, "uuid", Draw)
+
+
+def test_the_same_alerts_in_the_same_order_give_the_same_incidents_whatever_ids_are_drawn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two switch failures in one rack, shuffled: incidents of one POST used to tie, broken on the random id.
+    alerts = sc.nvlink_switch_failure(8, 3, START) + sc.nvlink_switch_failure(
+        8, 5, START + timedelta(seconds=20), seed=2
+    )
+    random.Random(5).shuffle(alerts)
+    at = max(_onset(a) for a in alerts)
+    outcomes = set()
+    for descending in (False, True):
+        _ids(monkeypatch, descending)
+        outcomes.add(_feed(tmp_path, _batches(alerts, 64), at))
+    assert len(outcomes) == 1
+
+
+def _stall(rank: int, at: float) -> Alert:
+    labels = {"cluster": sc.CLUSTER, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b"}
+    return Alert({**labels, "rank": str(rank)}, starts_at=START + timedelta(seconds=at))
+
+
+def _gpu(node: str, index: int, name: str, at: float, **extra: str) -> Alert:
+    labels = {"cluster": sc.CLUSTER, "Hostname": node, "gpu": str(index), "UUID": sc.gpu_uuid(node, index)}
+    return Alert({**labels, "alertname": name, **extra}, starts_at=START + timedelta(seconds=at))
+
+
+def _where(tmp_path: Path, posts: list[list[Alert]]) -> dict[str, tuple[str, str, str]]:
+    """Alert fingerprint -> (root kind, root name, priority) of the incident holding it."""
+    engine = _engine(tmp_path, START + timedelta(seconds=120))
+    for post in posts:
+        engine.ingest(post)
+    out = {}
+    for row, _ in engine.store.list_rows():
+        root = (row.root_kind, str(row.root_target.get("name") or row.root_target.get("node")), row.priority)
+        out.update(dict.fromkeys(engine.store.get(row.id).alert_fingerprints, root))
+    return out
+
+
+def test_a_stalled_rank_joins_the_incident_whose_fault_holds_its_gpu(tmp_path: Path) -> None:
+    # Rack r07 loses power while an NVSwitch fails on r08-n03: ranks 0-63 run on r07, 80-87 on r08-n03.
+    alerts = _ranks(sc.rack_failure(7, START) + sc.nvlink_switch_failure(8, 3, START + timedelta(seconds=20)))
+    stalls = [a for a in alerts if a.labels["alertname"] == "TrainingJobStalled"]
+    stalls_first = stalls + [a for a in alerts if a not in stalls]
+    for posts in ([stalls_first], _batches(list(reversed(stalls_first)), 1)):
+        where = _where(tmp_path, posts)
+        for alert in stalls:
+            rank = int(alert.labels["rank"])
+            expected = ("rack_down", "r07", "P0") if rank < 64 else ("nvlink", "r08-n03", "P0")
+            assert where[alert.fingerprint] == expected, rank
+
+
+def test_a_stall_opened_incident_does_not_glue_two_unrelated_faults(tmp_path: Path) -> None:
+    # One POST, the stalls of r08-n03's ranks first, then GPU faults on r07 and the NVSwitch on r08-n03.
+    alerts = [
+        _stall(87, 85),
+        _gpu("r08-n03", 4, "GPUNVLinkErrors", 25),
+        _gpu("r07-n05", 1, "GPUXid", 7, xid="79"),
+        _gpu("r07-n06", 1, "GPULost", 15),
+        _stall(86, 95),
+        _gpu("r08-n03", 0, "GPUXid", 28, xid="74"),
+    ]
+    where = _where(tmp_path, [alerts])
+    assert len(set(where.values())) == 3  # each r07 GPU its own fault, the switch its own
+    nvlink = {where[a.fingerprint] for a in alerts if a.labels.get("Hostname") == "r08-n03"}
+    assert len(nvlink) == 1
+    assert {where[a.fingerprint] for a in alerts[::4]} == nvlink  # ranks 87 and 86 run on r08-n03
+    assert where[alerts[2].fingerprint] != where[alerts[3].fingerprint]
+
+
+def test_a_stale_exporter_in_another_rack_does_not_join_a_partial_rack_outage(tmp_path: Path) -> None:
+    r05 = [_gpu(f"r05-n0{n}", g, "GPULost", 30) for n in (1, 2) for g in (0, 1)]
+    r05 += [_gpu(f"r05-n0{n}", g, "DCGMExporterStale", 60) for n in (1, 2) for g in (0, 1)]
+    r07 = _gpu("r07-n04", 6, "DCGMExporterStale", 49)
+    where = _where(tmp_path, [r05, [r07], [_stall(30, 70)]])
+    assert where[r05[0].fingerprint] == ("gpu_lost", "r05", "P2")  # no job on r05
+    assert where[r07.fingerprint] != where[r05[0].fingerprint]
+
+
+def test_a_rack_power_loss_arriving_over_half_a_minute_pages_once_by_default(tmp_path: Path) -> None:
+    # Each alert first reaches gpuwarden within 30 s of its onset (rule evaluation, Prometheus' batching);
+    # the engine ticks every 5 s. Announced at once, the rack's first alerts opened 8 incidents, 7 of them
+    # then resolved as merged: 8 pages for one fault.
+    from alerting.subscriptions import ChangeKind  # noqa: PLC0415
+
+    alerts = sc.rack_failure(7, START)
+    rng = random.Random(0)
+    arrives = {a.fingerprint: _onset(a) + timedelta(seconds=rng.random() * 30) for a in alerts}
+    path = str(tmp_path / "announce.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(), sc.fleet_inventory())
+    opened: list[str] = []
+    engine.subscribe(
+        lambda change: opened.append(change.incident.id) if change.kind is ChangeKind.OPENED else None
+    )
+    sent: set[str] = set()
+    while clock.now() <= START + timedelta(seconds=150):
+        due = [a for a in alerts if a.fingerprint not in sent and arrives[a.fingerprint] <= clock.now()]
+        if due:
+            engine.ingest(due)
+            sent |= {a.fingerprint for a in due}
+        engine.tick()
+        clock.advance(5)
+    assert len(opened) == 1
+    [(row, count)] = engine.store.list_rows()
+    assert (row.id, row.root_kind, count) == (opened[0], "rack_down", len(alerts))
+
+
+def test_an_announced_incident_survives_when_a_larger_fault_takes_it_in(tmp_path: Path) -> None:
+    # An NVSwitch fails on r07-n03 and is announced; 30 s later rack r07 loses power. The rack's incident
+    # explains the switch's, but the page people already hold must not end as "merged into" a newer one.
+    switch = [
+        a for a in sc.nvlink_switch_failure(7, 3, START) if a.labels["alertname"] != "TrainingJobStalled"
+    ]
+    engine = _engine(tmp_path, START + timedelta(seconds=15))
+    engine.ingest(switch)
+    [announced] = engine.open_incident_ids()
+    rack = sc.rack_failure(7, START + timedelta(seconds=30))
+    assert isinstance(engine.clock, FakeClock)
+    engine.clock.advance(60)
+    for i in range(0, len(rack), 64):
+        engine.ingest(rack[i : i + 64])
+    assert engine.open_incident_ids() == [announced]
+    incident = engine.store.get(announced)
+    assert (incident.root_cause.kind.value, len(incident.alert_fingerprints)) == (
+        "rack_down",
+        len(switch) + len(rack),
+    )
