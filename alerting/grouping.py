@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
@@ -367,6 +368,10 @@ class IncidentGrouping:
         assert other_row is not None and row is not None
         row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
         other_row.merged_into = inc.id
+        # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
+        batch.session.execute(
+            update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id)
+        )
         other_row.state = IncidentState.RESOLVED.value
         other_row.resolved_at = batch.now
         batch.event(

@@ -1,0 +1,54 @@
+"""An incident that took others in, and is then taken in itself, hands them on: no chain of merged ones."""
+
+from __future__ import annotations
+
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from alerting import scenarios as sc
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from alerting.store_models import IncidentRow
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_merged_incidents_name_the_incident_that_goes_on(tmp_path: Path, seed: int) -> None:
+    # A switch fails on r07-n03, then the rack loses power: node incidents merge, then into the first one.
+    alerts = sc.nvlink_switch_failure(7, 3, START) + sc.rack_failure(7, START + timedelta(seconds=30))
+    rng = random.Random(seed)
+    due_at = {
+        a.fingerprint: ((a.starts_at or START) - START).total_seconds() + rng.random() * 30 for a in alerts
+    }
+    path = str(tmp_path / "gpuwarden.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(
+        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
+    )
+    posted: set[str] = set()
+    for step in range(25):
+        due = [a for a in alerts if a.fingerprint not in posted and due_at[a.fingerprint] <= step * 5]
+        rng.shuffle(due)
+        for i in range(0, len(due), 8):
+            engine.ingest(due[i : i + 8])
+        posted |= {a.fingerprint for a in due}
+        engine.tick()
+        clock.advance(5)
+    rows = {r.id: r for r in _rows(engine)}
+    merged = [r for r in rows.values() if r.merged_into]
+    assert merged, "the scenario merges incidents"
+    assert all(rows[r.merged_into].merged_into is None for r in merged)
+
+
+def _rows(engine: IncidentEngine) -> list[IncidentRow]:
+    with engine._sessions() as session:
+        return list(session.scalars(select(IncidentRow)))
