@@ -17,11 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import FloatArray, IntArray, StepScores
 
 SCORE_CAP = 1000.0
 
@@ -33,15 +30,6 @@ class BreakoutParams:
     margin: float = 0.02
     warmup: int = 200
     rearm: int = 200
-
-
-@dataclass(frozen=True, slots=True)
-class BreakoutScores:
-    """Per id: score (>1 outside the range plus margin) and whether an alert is raised now."""
-
-    ids: IntArray
-    score: FloatArray
-    raised: BoolArray
 
 
 class RangeBreakout:
@@ -71,8 +59,10 @@ class RangeBreakout:
         self.count[ids] = 0
         self.since[ids] = np.iinfo(np.int32).max
 
-    def update(self, ids: IntArray, values: FloatArray) -> BreakoutScores:
-        """One sample per id; NaN samples are skipped (score 0, no state change)."""
+    def update(self, ids: IntArray, values: FloatArray) -> StepScores:
+        """One sample per id: score >1 outside the range plus margin.
+
+        NaN samples are skipped (score 0, no state change)."""
         if ids.size:
             self._grow(int(ids.max()) + 1)
         p = self.params
@@ -98,4 +88,4 @@ class RangeBreakout:
         self.low[ids] = np.where(ok, np.minimum(low, safe), low)
         self.high[ids] = np.where(ok, np.maximum(high, safe), high)
         self.count[ids] += ok
-        return BreakoutScores(ids=ids, score=score, raised=raised)
+        return StepScores(ids=ids, score=score, raised=raised)

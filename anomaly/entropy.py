@@ -35,12 +35,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from scipy.stats import chi2
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import FloatArray, IntArray, StepScores
 
 SCORE_CAP = 1000.0
 _NEVER = np.iinfo(np.int32).max
@@ -64,15 +61,6 @@ class EntropyParams:
             raise ValueError("significance must be in (0, 1)")
         if self.warmup < self.window:
             raise ValueError("warmup must be at least one window")
-
-
-@dataclass(frozen=True, slots=True)
-class EntropyScores:
-    """Per id: score (>1 when no distribution seen before explains the window) and alert raised now."""
-
-    ids: IntArray
-    score: FloatArray
-    raised: BoolArray
 
 
 class RelativeEntropy:
@@ -129,15 +117,17 @@ class RelativeEntropy:
         level = np.where(values < low, 0, np.where(values > high, self.params.bins + 1, inside))
         return level.astype(np.int64)
 
-    def update(self, ids: IntArray, values: FloatArray) -> EntropyScores:
-        """One sample per id; NaN samples are skipped (score 0, no state change)."""
+    def update(self, ids: IntArray, values: FloatArray) -> StepScores:
+        """One sample per id: score >1 when no distribution seen before explains the window.
+
+        NaN samples are skipped (score 0, no state change)."""
         score = np.zeros(ids.size)
         raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
         ok = np.isfinite(values)
         if not ok.any():
-            return EntropyScores(ids=ids, score=score, raised=raised)
+            return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
         rows, series, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[series]
@@ -167,7 +157,7 @@ class RelativeEntropy:
             raised[rows[live]] = anomalous & (since + 1 >= p.rearm)
             self.since[s] = np.where(anomalous, 0, np.minimum(since + 1, _NEVER))
             score[rows[live]] = np.minimum(surprise, SCORE_CAP)
-        return EntropyScores(ids=ids, score=score, raised=raised)
+        return StepScores(ids=ids, score=score, raised=raised)
 
     def _learn_warmup(self, series: IntArray) -> None:
         """Learn every window of the warm-up in order; the quiet spell starts after the last new one."""

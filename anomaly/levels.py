@@ -22,13 +22,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 
 from anomaly.replay import replay_alerts
-
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import BoolArray, FloatArray, IntArray, StepScores
 
 SCORE_CAP = 1000.0
 _NEVER = np.iinfo(np.int32).max
@@ -51,15 +47,6 @@ class LevelParams:
             raise ValueError("scales must be one or more positive sample counts")
         if self.margin < 0.0 or self.settle < 1:
             raise ValueError("margin >= 0 and settle >= 1 are required")
-
-
-@dataclass(frozen=True, slots=True)
-class LevelScores:
-    """Per id: score (>1 when a level left its range plus margin) and alert raised now."""
-
-    ids: IntArray
-    score: FloatArray
-    raised: BoolArray
 
 
 class LevelBreakout:
@@ -98,15 +85,17 @@ class LevelBreakout:
         self.count[ids] = 0
         self.since[ids] = _NEVER
 
-    def update(self, ids: IntArray, values: FloatArray) -> LevelScores:
-        """One sample per id; NaN samples are skipped (score 0, no state change)."""
+    def update(self, ids: IntArray, values: FloatArray) -> StepScores:
+        """One sample per id: score >1 when a level left its range plus margin.
+
+        NaN samples are skipped (score 0, no state change)."""
         score = np.zeros(ids.size)
         raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
         ok = np.isfinite(values)
         if not ok.any():
-            return LevelScores(ids=ids, score=score, raised=raised)
+            return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
         rows, s, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[s]
@@ -133,7 +122,7 @@ class LevelBreakout:
         self.high[s] = np.where(tracked, np.maximum(high, level), high)
         self.level[s] = level
         self.count[s] = n + 1
-        return LevelScores(ids=ids, score=score, raised=raised)
+        return StepScores(ids=ids, score=score, raised=raised)
 
 
 def raise_many(values: list[FloatArray], params: LevelParams | None = None) -> list[BoolArray]:

@@ -37,11 +37,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import FloatArray, IntArray, StepScores
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,15 +50,6 @@ class NoveltyParams:
     threshold: float = 0.5
     warmup: int = 300
     rearm: int = 1000
-
-
-@dataclass(frozen=True, slots=True)
-class NoveltyScores:
-    """Per id: score (>1 when the share of unseen contexts reaches the threshold) and alert raised now."""
-
-    ids: IntArray
-    score: FloatArray
-    raised: BoolArray
 
 
 @dataclass(slots=True)
@@ -135,8 +123,10 @@ class ContextNovelty:
             state.since = 0 if novel else state.since + 1
         state.early = []
 
-    def update(self, ids: IntArray, values: FloatArray) -> NoveltyScores:
-        """One sample per id; NaN samples are skipped (score 0, no state change)."""
+    def update(self, ids: IntArray, values: FloatArray) -> StepScores:
+        """One sample per id: score >1 when the share of unseen contexts reaches the threshold.
+
+        NaN samples are skipped (score 0, no state change)."""
         p = self.params
         score = np.zeros(ids.size)
         raised = np.zeros(ids.size, np.bool_)
@@ -163,4 +153,4 @@ class ContextNovelty:
             state.low = min(state.low, value)
             state.high = max(state.high, value)
             state.count += 1
-        return NoveltyScores(ids=ids, score=score, raised=raised)
+        return StepScores(ids=ids, score=score, raised=raised)

@@ -7,11 +7,8 @@ from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
-import numpy.typing as npt
 
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import BoolArray, FloatArray, IntArray
 
 
 class Raises(Protocol):

@@ -28,14 +28,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import numpy.typing as npt
 from scipy.special import ndtri
 
 from anomaly.replay import replay_alerts
-
-FloatArray = npt.NDArray[np.float64]
-BoolArray = npt.NDArray[np.bool_]
-IntArray = npt.NDArray[np.int64]
+from anomaly.steps import BoolArray, FloatArray, IntArray, StepScores
 
 SCORE_CAP = 1000.0
 _NEVER = np.iinfo(np.int32).max
@@ -63,15 +59,6 @@ class SurpriseParams:
             raise ValueError("tail must be in (0, 0.5)")
         if self.warmup < self.short:
             raise ValueError("warmup must be at least short")
-
-
-@dataclass(frozen=True, slots=True)
-class SurpriseScores:
-    """Per id: score (>1 when the recent errors are less likely than ``tail``) and alert raised now."""
-
-    ids: IntArray
-    score: FloatArray
-    raised: BoolArray
 
 
 class PredictionSurprise:
@@ -109,15 +96,17 @@ class PredictionSurprise:
         self.count[ids] = 0
         self.since[ids] = _NEVER
 
-    def update(self, ids: IntArray, values: FloatArray) -> SurpriseScores:
-        """One sample per id; NaN samples are skipped (score 0, no state change)."""
+    def update(self, ids: IntArray, values: FloatArray) -> StepScores:
+        """One sample per id: score >1 when the recent errors are less likely than ``tail``.
+
+        NaN samples are skipped (score 0, no state change)."""
         score = np.zeros(ids.size)
         raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
         ok = np.isfinite(values)
         if not ok.any():
-            return SurpriseScores(ids=ids, score=score, raised=raised)
+            return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
         rows, s, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[s]
@@ -149,7 +138,7 @@ class PredictionSurprise:
         self.level[s] = level + p.predict * (x - level)
         self.size[s] = size
         self.count[s] = n + 1
-        return SurpriseScores(ids=ids, score=score, raised=raised)
+        return StepScores(ids=ids, score=score, raised=raised)
 
 
 def raise_many(values: list[FloatArray], params: SurpriseParams | None = None) -> list[BoolArray]:
