@@ -110,18 +110,24 @@ class TracingMiddleware:
         span = start_span(self._tracer, scope, method, start, {})
         gen = GenerationSpan(span, clock, start, self._provider_name)
         exchange = Exchange(gen, method, clock, send, receive)
-        ctx_token = otel_context.attach(trace.set_span_in_context(span))
-        gen_token = _current.set(gen)
-        failure: BaseException | None = None
-        try:
-            await self.app(scope, exchange.receive, exchange.send)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            _current.reset(gen_token)
-            otel_context.detach(ctx_token)
-            exchange.end(scope, failure)
+        await _run_traced(self.app, scope, exchange, trace.set_span_in_context(span))
+
+
+async def _run_traced(app: ASGIApp, scope: Scope, exchange: Exchange, context: Context) -> None:
+    """Run ``app`` through ``exchange`` with the span's context and generation current, then end the span
+    (with the failure, if ``app`` raised)."""
+    ctx_token = otel_context.attach(context)
+    gen_token = _current.set(exchange.gen)
+    failure: BaseException | None = None
+    try:
+        await app(scope, exchange.receive, exchange.send)
+    except BaseException as exc:
+        failure = exc
+        raise
+    finally:
+        _current.reset(gen_token)
+        otel_context.detach(ctx_token)
+        exchange.end(scope, failure)
 
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -222,15 +228,4 @@ class _TracedResponse(Response):
         """Send the inner response, traced."""
         exchange = self.exchange
         exchange._send, exchange._receive = send, receive
-        ctx_token = otel_context.attach(self.context)
-        gen_token = _current.set(exchange.gen)
-        failure: BaseException | None = None
-        try:
-            await self.inner(scope, exchange.receive, exchange.send)
-        except BaseException as exc:
-            failure = exc
-            raise
-        finally:
-            _current.reset(gen_token)
-            otel_context.detach(ctx_token)
-            exchange.end(scope, failure)
+        await _run_traced(self.inner, scope, exchange, self.context)
