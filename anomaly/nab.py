@@ -46,7 +46,8 @@ from anomaly.univariate import (
     read_series_csv,
     score_many,
 )
-from gpuwarden.errors import InputError
+from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.yamlfile import read_text_file
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +107,11 @@ def scaled_sigmoid(position: float) -> float:
 
 def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
     """Read every CSV named in the windows file; window bounds become index ranges."""
-    try:
-        windows = json.loads(windows_file.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
+    try:  # a FIFO would block and /dev/zero fill the memory: refused like a config file
+        windows = json.loads(read_text_file(windows_file))
+    except ConfigError as exc:
+        raise InputError(f"cannot read windows file {windows_file}: {exc.message}", field="windows") from exc
+    except ValueError as exc:
         raise InputError(f"cannot read windows file {windows_file}: {exc}", field="windows") from exc
     if not isinstance(windows, dict):
         raise InputError(f"{windows_file}: expected an object of file name -> windows", field="windows")

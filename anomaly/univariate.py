@@ -19,6 +19,7 @@ corpus in seconds. Everything is causal: a sample's score depends only on the sa
 from __future__ import annotations
 
 import csv
+import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -69,6 +70,15 @@ def read_series_csv(path: Path) -> Series:
     Numbers are seconds (decimals allowed), or milliseconds from 1e11 (which as seconds would be after the
     year 5000); the unit is judged from the first row. Text times are assumed UTC unless they say otherwise.
     """
+    try:  # it is read twice (fields counted, then values): a FIFO would give nothing the second time
+        regular = path.is_dir() or stat.S_ISREG(path.stat().st_mode)
+    except OSError as exc:
+        raise InputError(f"cannot read {path}: {exc.strerror}", field="input") from exc
+    if not regular:
+        raise InputError(
+            f"cannot read {path}: not a regular file (a FIFO or a device); save it to a file first",
+            field="input",
+        )
     rows = _scan_rows(path)
     try:
         # Blank lines are kept here, so that pandas' rows are the csv module's records, and dropped below.

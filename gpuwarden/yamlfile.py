@@ -93,7 +93,7 @@ aliases, nine levels deep) expands a few lines into billions of values."""
 _STR, _MERGE = "tag:yaml.org,2002:str", "tag:yaml.org,2002:merge"
 
 
-def _read_text(path: Path) -> str:
+def read_text_file(path: Path) -> str:
     """The file's text; a FIFO (which would block), a device or a file over ``MAX_FILE_BYTES`` is refused."""
     try:
         mode = path.stat().st_mode
@@ -193,7 +193,7 @@ def _check_nodes(root: yaml.Node, path: str) -> None:
 
 def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
     """Parse a YAML file; return the data and a map from key path to 1-based line number."""
-    text = _read_text(path)
+    text = read_text_file(path)
     # One parse (the node tree keeps the line of every key), with libyaml when PyYAML was built with it:
     # a 12,800-GPU inventory took 1.6 s parsed twice in pure Python.
     loader = _LOADER(text)

@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
 import socket
 import urllib.parse
@@ -349,3 +350,24 @@ def test_run_refuses_an_unknown_detector_naming_the_line_without_a_traceback(tmp
 def test_run_refuses_a_negative_tick_count():
     result = runner.invoke(app, ["anomaly", "run", "--ticks", "-1"])  # it ran nothing and exited 0
     assert result.exit_code == 2 and "--ticks" in result.output
+
+
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_score_and_evaluate_refuse_a_fifo_or_a_device_instead_of_hanging_or_filling_memory(tmp_path, kind):
+    # /dev/zero had evaluate's windows reader killed for memory, and a FIFO blocked it until killed.
+    if kind == "fifo":
+        special = tmp_path / "pipe"
+        os.mkfifo(special)
+    else:
+        special = Path("/dev/zero")
+    score = runner.invoke(
+        app, ["anomaly", "score", "--input", str(special), "--output", str(tmp_path / "o.csv")]
+    )
+    assert score.exit_code == 1 and "not a regular file" in score.output
+    data = tmp_path / "data"
+    data.mkdir()
+    evaluate = runner.invoke(
+        app, ["anomaly", "evaluate", "nab", "--data", str(data), "--windows", str(special)]
+    )
+    assert evaluate.exit_code == 1 and "not a regular file" in evaluate.output
+    assert not (tmp_path / "o.csv").exists()
