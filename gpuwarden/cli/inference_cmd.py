@@ -101,15 +101,15 @@ def _hostport(host: str, port: int) -> str:
 
 
 def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket:
-    """The listening socket, bound before the startup line says where: a port in use is one error line."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    """The listening socket, bound before the startup line says where: a port in use is one error line
+    naming the option at fault (as for ``serve`` and ``exporter``)."""
+    from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
+
     try:
-        return socket.create_server((host, port), family=family)
-    except OSError as exc:
+        return listen_socket(host, port, "--host", "--port")
+    except ConfigError as exc:
         on_error()
-        why = os.strerror(exc.errno) if exc.errno else str(exc)
-        where = escape(_hostport(host, port))
-        err_console.print(f"[red]error:[/red] --host/--port: cannot listen on {where}: {escape(why)}")
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
 
 
