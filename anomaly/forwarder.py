@@ -7,8 +7,12 @@ alert is posted with its end. The score and the recommended action travel as the
 
 ``gpuwarden serve`` down, refusing the token, or answering 429/5xx loses nothing: firing alerts are re-posted
 at the next tick anyway, and resolutions wait (oldest dropped past ``max_unsent``, counted) until a post
-succeeds. A 400 means this service built a body the server refuses; it is logged with the server's message
-and the batch is not retried (it would be refused forever).
+succeeds. A resolution of an alert serve never accepted as firing (it fired and cleared while serve was
+down, or within one tick) goes as the firing alert, then its resolution, in one batch in that order: serve
+stores a first-seen resolved alert but opens no incident for it, so a hard fault would leave no trace.
+
+A 400 means this service built a body the server refuses; it is logged with the server's message and the
+batch is not retried (it would be refused forever).
 """
 
 from __future__ import annotations
@@ -79,6 +83,8 @@ class AlertForwarder(Collector):
         self.max_unsent = max_unsent
         self.firing: dict[str, Alert] = {}
         self.unsent_resolved: dict[str, Alert] = {}
+        # Fingerprints serve accepted as firing and not yet as resolved: the others' resolutions go as a pair.
+        self.delivered: set[str] = set()
         self.posted = 0
         self.failures = 0
         self.dropped = 0
@@ -94,18 +100,39 @@ class AlertForwarder(Collector):
         self.firing.pop(fp, None)
         self.unsent_resolved[fp] = alert
         while len(self.unsent_resolved) > self.max_unsent:
-            del self.unsent_resolved[next(iter(self.unsent_resolved))]
+            oldest = next(iter(self.unsent_resolved))
+            del self.unsent_resolved[oldest]
+            self.delivered.discard(oldest)
             self.dropped += 1
 
     def flush(self) -> bool:
-        """Post every firing alert and every resolution not yet accepted; True when all were accepted."""
+        """Post every firing alert and every resolution not yet accepted; True when all were accepted.
+
+        A resolution of an alert serve never accepted as firing is preceded by that alert firing (its
+        ``startsAt``, ``endsAt`` ahead), so serve opens the incident, then records its end.
+        """
         now = self._clock.now()
         resolved = list(self.unsent_resolved.items())
-        bodies = [postable(a, now + self._hold) for a in self.firing.values()]
-        bodies += [postable(a, a.ends_at or now) for _, a in resolved]
-        for start in range(0, len(bodies), BATCH):
-            if not self._post(bodies[start : start + BATCH]):
+        # (fingerprint, delivers it as firing, body) in the order serve must see them.
+        items = [(fp, True, postable(a, now + self._hold)) for fp, a in self.firing.items()]
+        for fp, alert in resolved:
+            if fp not in self.delivered:
+                items.append((fp, True, postable(alert, now + self._hold)))
+            items.append((fp, False, postable(alert, alert.ends_at or now)))
+        start = 0
+        while start < len(items):
+            end = min(start + BATCH, len(items))
+            if end < len(items) and items[end - 1][1] and items[end][0] == items[end - 1][0]:
+                end -= 1  # a pair stays in one batch: a lost second post must not leave it firing
+            chunk = items[start:end]
+            if not self._post([body for _, _, body in chunk]):
                 return False
+            for fp, firing, _ in chunk:
+                if firing:
+                    self.delivered.add(fp)
+                else:
+                    self.delivered.discard(fp)
+            start = end
         for fp, alert in resolved:
             if self.unsent_resolved.get(fp) is alert:
                 del self.unsent_resolved[fp]
@@ -113,7 +140,7 @@ class AlertForwarder(Collector):
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:
         try:
-            response = self._client.post(self.url, json=batch)
+            response = self._send(batch)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}")
         if response.status_code == 200:
@@ -127,6 +154,9 @@ class AlertForwarder(Collector):
             self.last_error = message
             return True
         return self._failed(message)
+
+    def _send(self, batch: list[dict[str, Any]]) -> httpx.Response:
+        return self._client.post(self.url, json=batch)
 
     def _failed(self, error: str) -> bool:
         self.failures += 1
