@@ -9,7 +9,9 @@ alert is posted with its end. The score and the recommended action travel as the
 at the next tick anyway, and resolutions wait (oldest dropped past ``max_unsent``, counted) until a post
 succeeds. A resolution of an alert serve never accepted as firing (it fired and cleared while serve was
 down, or within one tick) goes as the firing alert, then its resolution, in one batch in that order: serve
-stores a first-seen resolved alert but opens no incident for it, so a hard fault would leave no trace.
+stores a first-seen resolved alert but opens no incident for it, so a hard fault would leave no trace. A post
+that fails before any answer on a pooled connection the server had closed (``RemoteProtocolError``, the
+keep-alive race) is sent again at once, once: posting alerts is idempotent; past that it waits for the tick.
 
 A 400 means this service built a body the server refuses; it is logged with the server's message and the
 batch is not retried (it would be refused forever).
@@ -87,6 +89,7 @@ class AlertForwarder(Collector):
         self.delivered: set[str] = set()
         self.posted = 0
         self.failures = 0
+        self.retries = 0
         self.dropped = 0
         self.last_error: str | None = None
 
@@ -156,7 +159,14 @@ class AlertForwarder(Collector):
         return self._failed(message)
 
     def _send(self, batch: list[dict[str, Any]]) -> httpx.Response:
-        return self._client.post(self.url, json=batch)
+        try:
+            return self._client.post(self.url, json=batch)
+        except httpx.RemoteProtocolError as exc:
+            # "Server disconnected without sending a response": serve closed an idle keep-alive connection
+            # as this post went out on it. A fresh connection usually works; a second failure is real.
+            logger.debug("alert forward: %s; posting again at once", exc)
+            self.retries += 1
+            return self._client.post(self.url, json=batch)
 
     def _failed(self, error: str) -> bool:
         self.failures += 1
@@ -179,6 +189,11 @@ class AlertForwarder(Collector):
             "gpuwarden_anomaly_alert_forward_failures", "Posts to gpuwarden serve that failed (retried)."
         )
         failed.add_metric([], self.failures)
+        retried = CounterMetricFamily(
+            "gpuwarden_anomaly_alert_forward_retries",
+            "Posts sent again at once after the server closed the connection without answering.",
+        )
+        retried.add_metric([], self.retries)
         dropped = CounterMetricFamily(
             "gpuwarden_anomaly_alerts_dropped", "Resolutions dropped, oldest first, past the unsent limit."
         )
@@ -187,7 +202,7 @@ class AlertForwarder(Collector):
             "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted by gpuwarden serve."
         )
         waiting.add_metric([], len(self.unsent_resolved))
-        return [posted, failed, dropped, waiting]
+        return [posted, failed, retried, dropped, waiting]
 
     def close(self) -> None:
         """Close the HTTP client."""

@@ -145,6 +145,25 @@ def test_pairs_are_not_split_across_batches() -> None:
     assert [len(body) for body in serve.bodies] == [499, 2]
 
 
+def test_a_post_the_server_dropped_without_answering_is_sent_again_at_once_once() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    registry = CollectorRegistry()
+    registry.register(forwarder)
+    forwarder.on_alert(_xid("3", clock))
+    disconnected = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    serve.answers = [disconnected]
+    assert forwarder.flush()  # the keep-alive race: the second try on a new connection goes through
+    assert len(serve.bodies) == 1 and forwarder.failures == 0
+    assert registry.get_sample_value("gpuwarden_anomaly_alert_forward_retries_total") == 1
+    serve.answers = [disconnected, disconnected]
+    assert not forwarder.flush()  # twice in a row: not the race; the next tick tries again
+    assert forwarder.failures == 1 and len(serve.bodies) == 1
+    serve.answers = [httpx.ConnectError("connection refused"), 200]
+    assert not forwarder.flush()  # serve down: not retried at once
+    assert forwarder.failures == 2 and serve.answers == [200]
+
+
 def test_an_alert_firing_again_before_its_resolution_was_sent_is_not_resolved() -> None:
     clock, serve = FakeClock(), Serve()
     forwarder = _forwarder(serve, clock)
