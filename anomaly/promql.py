@@ -4,6 +4,9 @@ Each configured query is read over ``(start, end]`` on a ``step`` grid; series a
 missing points are NaN. A query is a counter (scored as increases and rates, resets handled) when declared
 so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCGM's ``_TOTAL`` too) or one of
 DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
+An answer that carries ``warnings`` (Thanos' partial response) is a failed read of that query: the series
+it lacks are missing from the answer, not from the fleet, and must not look absent to the presence
+detector; the query's alerts are held as in an outage and the read counts in its error metrics.
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """
@@ -203,6 +206,12 @@ class PromQLSource:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
+        warnings = payload.get("warnings")
+        if warnings:
+            # Thanos' partial_response, a Prometheus that could not read every block: series are missing
+            # from this answer, not from the fleet. Read as a failure, so no detector sees them vanish.
+            text = "; ".join(str(w) for w in warnings) if isinstance(warnings, list) else str(warnings)
+            raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
 
 

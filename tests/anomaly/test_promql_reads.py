@@ -1,0 +1,56 @@
+"""How ``PromQLSource.read`` treats degraded answers, without a real Prometheus (httpx's mock transport)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+from prometheus_client import CollectorRegistry
+
+from anomaly.promql import PromQLSource, PromQuery
+from anomaly.writeback import AnomalyCollector, TickStats
+from gpuwarden.clock import FakeClock
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+def matrix(request: httpx.Request, gpus: int = 4, **extra: Any) -> httpx.Response:
+    """Every GPU of one node at each step of the asked grid."""
+    start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+    stamps = [start + i * step for i in range(round((end - start) / step) + 1)]
+    result = [
+        {"metric": {"Hostname": "n1", "gpu": str(g)}, "values": [[t, "1"] for t in stamps]}
+        for g in range(gpus)
+    ]
+    return httpx.Response(
+        200, json={"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    )
+
+
+def source(answers: dict[str, Answer], clock: FakeClock, **kwargs: Any) -> PromQLSource:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.params["query"]](request)
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    queries = [PromQuery(name, name) for name in answers]
+    return PromQLSource("http://prom:9090", queries, clock, client=client, **kwargs)
+
+
+def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gone() -> None:
+    clock = FakeClock()
+    partial = {"warnings": ["store unavailable: 10.0.0.7:10901"]}
+    prom = source({"up": lambda r: matrix(r, 2, **partial), "temp": matrix}, clock)
+    end = clock.time()
+    frames = prom.read(end - 60, end)
+    assert [f.query for f in frames] == ["temp"]  # the half-answer is not fed to any detector
+    health = prom.health()
+    assert health.up and health.queries["temp"].up and not health.queries["up"].up
+    assert "partial response" in health.queries["up"].last_error
+    assert "store unavailable" in health.queries["up"].last_error
+    registry = CollectorRegistry()
+    collector = AnomalyCollector()
+    collector.update([], [health], TickStats())
+    registry.register(collector)
+    labels = {"source": "prometheus", "query": "up"}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
