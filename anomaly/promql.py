@@ -17,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,6 +41,7 @@ DCGM_COUNTERS = frozenset(
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
     }
 )
+MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
 
@@ -73,9 +75,10 @@ class PromQuery:
 class PromQLSource:
     """Reads configured queries from a Prometheus-compatible HTTP API.
 
-    Queries are read one by one: one that fails (a typo, a timeout) is reported in ``health().queries`` and
-    the others are still read. Each query keeps its own progress, so the one that failed catches up on its
-    next good read (back to ``max_lookback_seconds``) while the others read only the new window.
+    Queries are read concurrently (``workers`` at a time, within ``deadline_seconds``): one that fails (a
+    typo, a timeout) is reported in ``health().queries`` and the others are still read. Each query keeps its
+    own progress, so the one that failed catches up on its next good read (back to
+    ``max_lookback_seconds``) while the others read only the new window.
     """
 
     def __init__(
@@ -88,17 +91,27 @@ class PromQLSource:
         client: httpx.Client | None = None,
         name: str = "prometheus",
         max_lookback_seconds: float = 3600.0,
+        deadline_seconds: float | None = None,
+        workers: int = MAX_WORKERS,
     ) -> None:
+        """``deadline_seconds``: the most a whole ``read`` waits (``timeout_seconds`` when None); give it
+        less than the tick interval. ``workers``: queries read at once."""
         self.name = name
+        self.deadline_seconds = timeout_seconds if deadline_seconds is None else deadline_seconds
         self.queries = list(queries)
         self.max_lookback_seconds = max_lookback_seconds
         self._clock = clock
+        # httpx.Client is safe to share between threads; its pool holds a connection per worker.
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(self.queries))), thread_name_prefix=f"promql-{name}"
+        )
         self._health = SourceHealth(name=name)
         self._read_until: dict[str, float] = {}
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def health(self) -> SourceHealth:
@@ -106,26 +119,37 @@ class PromQLSource:
         return self._health
 
     def read(self, start: float, end: float) -> list[Frame]:
-        """Every query over ``(start, end]``, or from where it last failed; down when none could be read."""
+        """Every query over ``(start, end]``, or from where it last failed; down when none could be read.
+
+        The queries run at once on a small pool, the whole read bounded by ``deadline_seconds``: a query
+        that has not answered by then is a failed read this tick (its alerts held, as in an outage), so one
+        slow query delays neither the others nor the tick.
+        """
+        futures = {
+            query.name: self._pool.submit(self.query_range, query, self._since(query.name, start, end), end)
+            for query in self.queries
+        }
+        wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
         errors: list[str] = []
         answered = 0
-        unreachable = ""
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
-            if unreachable:  # each further query would wait for the same connect timeout
-                health.failed(f"not read: {unreachable}")
+            future = futures[query.name]
+            if not future.done():
+                future.cancel()  # one already running ends by the client's timeout; its answer is dropped
+                error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+                health.failed(error)
+                errors.append(error)
                 continue
             try:
-                frame = self.query_range(query, self._since(query.name, start, end), end)
+                frame = future.result()
             except SourceError as exc:
                 logger.warning(
                     "promql query failed: %s", exc, extra={"source": self.name, "query": query.name}
                 )
                 health.failed(str(exc))
                 errors.append(str(exc))
-                if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
-                    unreachable = str(exc)
                 continue
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1

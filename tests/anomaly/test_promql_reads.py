@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -54,3 +55,36 @@ def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gon
     registry.register(collector)
     labels = {"source": "prometheus", "query": "up"}
     assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
+
+
+def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_others() -> None:
+    clock, release, hold = FakeClock(), threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        if hold.is_set():
+            release.wait(5)  # held until the read is over: it cannot answer within the deadline
+        return matrix(request)
+
+    answers: dict[str, Answer] = {"slow": slow, "temp": matrix, "power": matrix, "util": matrix}
+    prom = source(answers, clock, deadline_seconds=0.5, workers=2)
+    end = clock.time()
+    assert len(prom.read(end - 30, end)) == 4
+    hold.set()
+    try:
+        clock.advance(30)
+        end = clock.time()
+        frames = prom.read(end - 30, end)
+    finally:
+        release.set()
+    assert sorted(f.query for f in frames) == ["power", "temp", "util"]
+    health = prom.health()
+    assert health.up and not health.queries["slow"].up
+    assert "deadline" in health.queries["slow"].last_error
+    hold.clear()
+    clock.advance(30)
+    end = clock.time()
+    frames = prom.read(end - 30, end)  # the slow query answers again and catches up from where it failed
+    assert sorted(f.query for f in frames) == ["power", "slow", "temp", "util"]
+    (caught_up,) = [f for f in frames if f.query == "slow"]
+    assert caught_up.timestamps.size == 2
+    prom.close()
