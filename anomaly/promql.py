@@ -108,6 +108,7 @@ class PromQLSource:
         )
         self._health = SourceHealth(name=name)
         self._read_until: dict[str, float] = {}
+        self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -132,6 +133,7 @@ class PromQLSource:
         wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
         errors: list[str] = []
+        failed: dict[str, str] = {}
         answered = 0
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
@@ -141,15 +143,14 @@ class PromQLSource:
                 error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
                 health.failed(error)
                 errors.append(error)
+                failed[query.name] = error
                 continue
             try:
                 frame = future.result()
             except SourceError as exc:
-                logger.warning(
-                    "promql query failed: %s", exc, extra={"source": self.name, "query": query.name}
-                )
                 health.failed(str(exc))
                 errors.append(str(exc))
+                failed[query.name] = str(exc)
                 continue
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1
@@ -160,7 +161,32 @@ class PromQLSource:
             self._health.failed("; ".join(errors))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        self._log_failures(failed)
         return frames
+
+    def _log_failures(self, failed: dict[str, str]) -> None:
+        """One line a tick at most: the queries newly failing (or failing differently) and the first error.
+
+        A Prometheus answering 502 to every query used to log a line per query per tick; a query failing as
+        it did last tick is counted in the line, not named again, and its recovery is said once.
+        """
+        changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != e}
+        recovered = [q for q in self._logged_failures if q not in failed]
+        extra = {"source": self.name}
+        if changed:
+            same = len(failed) - len(changed)
+            logger.warning(
+                "promql: %d of %d queries failed: %s%s; first error: %s",
+                len(failed),
+                len(self.queries),
+                ", ".join(changed),
+                f" (and {same} failing as before)" if same else "",
+                next(iter(changed.values())),
+                extra=extra,
+            )
+        if recovered:
+            logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
+        self._logged_failures = failed
 
     def _since(self, query: str, start: float, end: float) -> float:
         """Where a query's read starts: the service's window, or earlier when the query failed since."""

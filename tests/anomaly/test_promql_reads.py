@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 from prometheus_client import CollectorRegistry
 
 from anomaly.promql import PromQLSource, PromQuery
@@ -88,3 +90,47 @@ def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_ot
     (caught_up,) = [f for f in frames if f.query == "slow"]
     assert caught_up.timestamps.size == 2
     prom.close()
+
+
+def test_failed_queries_are_logged_in_one_line_a_tick_and_not_again_while_unchanged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, status = FakeClock(), {"temp": 502}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        code = status.get(request.url.params["query"], 502)
+        if code == 200:
+            return matrix(request)
+        return httpx.Response(code, json={"status": "error", "error": f"bad gateway {code}"})
+
+    names = [f"q{i}" for i in range(7)]
+    prom = source(dict.fromkeys(names, answer), clock)
+    caplog.set_level(logging.INFO, logger="anomaly.promql")
+
+    def tick() -> list[logging.LogRecord]:
+        caplog.clear()
+        clock.advance(30)
+        end = clock.time()
+        prom.read(end - 30, end)
+        return [r for r in caplog.records if r.name == "anomaly.promql"]
+
+    (line,) = tick()  # seven queries answered 502: one line, not seven
+    assert line.levelno == logging.WARNING
+    assert "7 of 7 queries failed: q0, q1, q2, q3, q4, q5, q6" in line.getMessage()
+    assert (
+        "first error: prometheus: query q0: /api/v1/query_range: HTTP 502: bad gateway 502"
+        in line.getMessage()
+    )
+    assert tick() == []  # failing the same way: said already
+    assert tick() == []
+    status["q3"] = 200
+    (line,) = tick()
+    assert line.levelno == logging.INFO and line.getMessage() == "promql: read again: q3"
+    assert tick() == []
+    status["q5"] = 504
+    (line,) = tick()  # failing another way: named again, the others counted
+    assert (
+        "6 of 7 queries failed: q5 (and 5 failing as before); first error: prometheus: query q5"
+        in line.getMessage()
+    )
+    assert all(not q.up for name, q in prom.health().queries.items() if name != "q3")
