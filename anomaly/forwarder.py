@@ -7,8 +7,14 @@ alert is posted with its end. The score and the recommended action travel as the
 
 ``gpuwarden serve`` down, refusing the token, or answering 429/5xx loses nothing: firing alerts are re-posted
 at the next tick anyway, and resolutions wait (oldest dropped past ``max_unsent``, counted) until a post
-succeeds. A 400 means this service built a body the server refuses; it is logged with the server's message
-and the batch is not retried (it would be refused forever).
+succeeds. A resolution of an alert serve never accepted as firing (it fired and cleared while serve was
+down, or within one tick) goes as the firing alert, then its resolution, in one batch in that order: serve
+stores a first-seen resolved alert but opens no incident for it, so a hard fault would leave no trace. A post
+that fails before any answer on a pooled connection the server had closed (``RemoteProtocolError``, the
+keep-alive race) is sent again at once, once: posting alerts is idempotent; past that it waits for the tick.
+
+A 400 means this service built a body the server refuses; it is logged with the server's message and the
+batch is not retried (it would be refused forever).
 """
 
 from __future__ import annotations
@@ -79,8 +85,11 @@ class AlertForwarder(Collector):
         self.max_unsent = max_unsent
         self.firing: dict[str, Alert] = {}
         self.unsent_resolved: dict[str, Alert] = {}
+        # Fingerprints serve accepted as firing and not yet as resolved: the others' resolutions go as a pair.
+        self.delivered: set[str] = set()
         self.posted = 0
         self.failures = 0
+        self.retries = 0
         self.dropped = 0
         self.last_error: str | None = None
 
@@ -94,18 +103,39 @@ class AlertForwarder(Collector):
         self.firing.pop(fp, None)
         self.unsent_resolved[fp] = alert
         while len(self.unsent_resolved) > self.max_unsent:
-            del self.unsent_resolved[next(iter(self.unsent_resolved))]
+            oldest = next(iter(self.unsent_resolved))
+            del self.unsent_resolved[oldest]
+            self.delivered.discard(oldest)
             self.dropped += 1
 
     def flush(self) -> bool:
-        """Post every firing alert and every resolution not yet accepted; True when all were accepted."""
+        """Post every firing alert and every resolution not yet accepted; True when all were accepted.
+
+        A resolution of an alert serve never accepted as firing is preceded by that alert firing (its
+        ``startsAt``, ``endsAt`` ahead), so serve opens the incident, then records its end.
+        """
         now = self._clock.now()
         resolved = list(self.unsent_resolved.items())
-        bodies = [postable(a, now + self._hold) for a in self.firing.values()]
-        bodies += [postable(a, a.ends_at or now) for _, a in resolved]
-        for start in range(0, len(bodies), BATCH):
-            if not self._post(bodies[start : start + BATCH]):
+        # (fingerprint, delivers it as firing, body) in the order serve must see them.
+        items = [(fp, True, postable(a, now + self._hold)) for fp, a in self.firing.items()]
+        for fp, alert in resolved:
+            if fp not in self.delivered:
+                items.append((fp, True, postable(alert, now + self._hold)))
+            items.append((fp, False, postable(alert, alert.ends_at or now)))
+        start = 0
+        while start < len(items):
+            end = min(start + BATCH, len(items))
+            if end < len(items) and items[end - 1][1] and items[end][0] == items[end - 1][0]:
+                end -= 1  # a pair stays in one batch: a lost second post must not leave it firing
+            chunk = items[start:end]
+            if not self._post([body for _, _, body in chunk]):
                 return False
+            for fp, firing, _ in chunk:
+                if firing:
+                    self.delivered.add(fp)
+                else:
+                    self.delivered.discard(fp)
+            start = end
         for fp, alert in resolved:
             if self.unsent_resolved.get(fp) is alert:
                 del self.unsent_resolved[fp]
@@ -113,7 +143,7 @@ class AlertForwarder(Collector):
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:
         try:
-            response = self._client.post(self.url, json=batch)
+            response = self._send(batch)
         except httpx.HTTPError as exc:
             return self._failed(f"{type(exc).__name__}: {exc}")
         if response.status_code == 200:
@@ -127,6 +157,16 @@ class AlertForwarder(Collector):
             self.last_error = message
             return True
         return self._failed(message)
+
+    def _send(self, batch: list[dict[str, Any]]) -> httpx.Response:
+        try:
+            return self._client.post(self.url, json=batch)
+        except httpx.RemoteProtocolError as exc:
+            # "Server disconnected without sending a response": serve closed an idle keep-alive connection
+            # as this post went out on it. A fresh connection usually works; a second failure is real.
+            logger.debug("alert forward: %s; posting again at once", exc)
+            self.retries += 1
+            return self._client.post(self.url, json=batch)
 
     def _failed(self, error: str) -> bool:
         self.failures += 1
@@ -149,6 +189,11 @@ class AlertForwarder(Collector):
             "gpuwarden_anomaly_alert_forward_failures", "Posts to gpuwarden serve that failed (retried)."
         )
         failed.add_metric([], self.failures)
+        retried = CounterMetricFamily(
+            "gpuwarden_anomaly_alert_forward_retries",
+            "Posts sent again at once after the server closed the connection without answering.",
+        )
+        retried.add_metric([], self.retries)
         dropped = CounterMetricFamily(
             "gpuwarden_anomaly_alerts_dropped", "Resolutions dropped, oldest first, past the unsent limit."
         )
@@ -157,7 +202,7 @@ class AlertForwarder(Collector):
             "gpuwarden_anomaly_alerts_unsent", "Resolutions not yet accepted by gpuwarden serve."
         )
         waiting.add_metric([], len(self.unsent_resolved))
-        return [posted, failed, dropped, waiting]
+        return [posted, failed, retried, dropped, waiting]
 
     def close(self) -> None:
         """Close the HTTP client."""

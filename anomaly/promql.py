@@ -4,6 +4,9 @@ Each configured query is read over ``(start, end]`` on a ``step`` grid; series a
 missing points are NaN. A query is a counter (scored as increases and rates, resets handled) when declared
 so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCGM's ``_TOTAL`` too) or one of
 DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
+An answer that carries ``warnings`` (Thanos' partial response) is a failed read of that query: the series
+it lacks are missing from the answer, not from the fleet, and must not look absent to the presence
+detector; the query's alerts are held as in an outage and the read counts in its error metrics.
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """
@@ -14,6 +17,7 @@ import logging
 import math
 import re
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +41,7 @@ DCGM_COUNTERS = frozenset(
         "DCGM_FI_DEV_UNCORRECTABLE_REMAPPED_ROWS",
     }
 )
+MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
 
@@ -70,9 +75,10 @@ class PromQuery:
 class PromQLSource:
     """Reads configured queries from a Prometheus-compatible HTTP API.
 
-    Queries are read one by one: one that fails (a typo, a timeout) is reported in ``health().queries`` and
-    the others are still read. Each query keeps its own progress, so the one that failed catches up on its
-    next good read (back to ``max_lookback_seconds``) while the others read only the new window.
+    Queries are read concurrently (``workers`` at a time, within ``deadline_seconds``): one that fails (a
+    typo, a timeout) is reported in ``health().queries`` and the others are still read. Each query keeps its
+    own progress, so the one that failed catches up on its next good read (back to
+    ``max_lookback_seconds``) while the others read only the new window.
     """
 
     def __init__(
@@ -85,17 +91,28 @@ class PromQLSource:
         client: httpx.Client | None = None,
         name: str = "prometheus",
         max_lookback_seconds: float = 3600.0,
+        deadline_seconds: float | None = None,
+        workers: int = MAX_WORKERS,
     ) -> None:
+        """``deadline_seconds``: the most a whole ``read`` waits (``timeout_seconds`` when None); give it
+        less than the tick interval. ``workers``: queries read at once."""
         self.name = name
+        self.deadline_seconds = timeout_seconds if deadline_seconds is None else deadline_seconds
         self.queries = list(queries)
         self.max_lookback_seconds = max_lookback_seconds
         self._clock = clock
+        # httpx.Client is safe to share between threads; its pool holds a connection per worker.
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+        self._pool = ThreadPoolExecutor(
+            max_workers=max(1, min(workers, len(self.queries))), thread_name_prefix=f"promql-{name}"
+        )
         self._health = SourceHealth(name=name)
         self._read_until: dict[str, float] = {}
+        self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
 
     def close(self) -> None:
-        """Close the HTTP client."""
+        """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self._client.close()
 
     def health(self) -> SourceHealth:
@@ -103,26 +120,37 @@ class PromQLSource:
         return self._health
 
     def read(self, start: float, end: float) -> list[Frame]:
-        """Every query over ``(start, end]``, or from where it last failed; down when none could be read."""
+        """Every query over ``(start, end]``, or from where it last failed; down when none could be read.
+
+        The queries run at once on a small pool, the whole read bounded by ``deadline_seconds``: a query
+        that has not answered by then is a failed read this tick (its alerts held, as in an outage), so one
+        slow query delays neither the others nor the tick.
+        """
+        futures = {
+            query.name: self._pool.submit(self.query_range, query, self._since(query.name, start, end), end)
+            for query in self.queries
+        }
+        wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
         errors: list[str] = []
+        failed: dict[str, str] = {}
         answered = 0
-        unreachable = ""
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
-            if unreachable:  # each further query would wait for the same connect timeout
-                health.failed(f"not read: {unreachable}")
+            future = futures[query.name]
+            if not future.done():
+                future.cancel()  # one already running ends by the client's timeout; its answer is dropped
+                error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
+                health.failed(error)
+                errors.append(error)
+                failed[query.name] = error
                 continue
             try:
-                frame = self.query_range(query, self._since(query.name, start, end), end)
+                frame = future.result()
             except SourceError as exc:
-                logger.warning(
-                    "promql query failed: %s", exc, extra={"source": self.name, "query": query.name}
-                )
                 health.failed(str(exc))
                 errors.append(str(exc))
-                if isinstance(exc.__cause__, httpx.ConnectError | httpx.ConnectTimeout):
-                    unreachable = str(exc)
+                failed[query.name] = str(exc)
                 continue
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1
@@ -133,7 +161,32 @@ class PromQLSource:
             self._health.failed("; ".join(errors))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        self._log_failures(failed)
         return frames
+
+    def _log_failures(self, failed: dict[str, str]) -> None:
+        """One line a tick at most: the queries newly failing (or failing differently) and the first error.
+
+        A Prometheus answering 502 to every query used to log a line per query per tick; a query failing as
+        it did last tick is counted in the line, not named again, and its recovery is said once.
+        """
+        changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != e}
+        recovered = [q for q in self._logged_failures if q not in failed]
+        extra = {"source": self.name}
+        if changed:
+            same = len(failed) - len(changed)
+            logger.warning(
+                "promql: %d of %d queries failed: %s%s; first error: %s",
+                len(failed),
+                len(self.queries),
+                ", ".join(changed),
+                f" (and {same} failing as before)" if same else "",
+                next(iter(changed.values())),
+                extra=extra,
+            )
+        if recovered:
+            logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
+        self._logged_failures = failed
 
     def _since(self, query: str, start: float, end: float) -> float:
         """Where a query's read starts: the service's window, or earlier when the query failed since."""
@@ -203,6 +256,12 @@ class PromQLSource:
         data = payload.get("data")
         if not isinstance(data, dict):
             raise SourceError(f"{where}: response has no data", source=self.name)
+        warnings = payload.get("warnings")
+        if warnings:
+            # Thanos' partial_response, a Prometheus that could not read every block: series are missing
+            # from this answer, not from the fleet. Read as a failure, so no detector sees them vanish.
+            text = "; ".join(str(w) for w in warnings) if isinstance(warnings, list) else str(warnings)
+            raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
 
 

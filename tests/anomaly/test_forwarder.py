@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from datetime import timedelta
 
 import httpx
@@ -92,6 +93,77 @@ def test_serve_down_loses_no_resolution_and_posts_it_once_when_back() -> None:
     assert [item["labels"]["gpu"] for item in serve.bodies[-1]] == ["5"]  # type: ignore[index]
 
 
+def test_an_alert_raised_and_cleared_while_serve_is_down_still_opens_an_incident_then_ends() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    raised = _xid("7", clock)
+    forwarder.on_alert(raised)
+    serve.answers = [httpx.ConnectError("connection refused")] * 5
+    for _ in range(4):
+        assert not forwarder.flush()
+        clock.advance(30)
+    cleared = _xid("7", clock, AlertStatus.RESOLVED)
+    cleared = replace(cleared, starts_at=raised.starts_at)
+    forwarder.on_alert(cleared)
+    assert not forwarder.flush()
+    clock.advance(30)
+    assert forwarder.flush()  # serve is back
+    (body,) = serve.bodies
+    assert [item["labels"]["gpu"] for item in body] == ["7", "7"]  # type: ignore[index]
+    # serve stores a first-seen resolved alert without opening an incident: it must see it fire first
+    firing, resolved = parse_postable_alerts(body)
+    now = clock.now()
+    assert firing.ends_at is not None and firing.ends_at > now
+    assert firing.starts_at == cleared.starts_at
+    assert resolved.ends_at == cleared.ends_at and resolved.ends_at is not None and resolved.ends_at <= now
+    assert forwarder.unsent_resolved == {}
+    assert forwarder.flush()
+    assert len(serve.bodies) == 1  # delivered once: nothing goes again
+
+
+def test_a_resolution_of_an_alert_serve_saw_firing_goes_alone() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("7", clock))
+    assert forwarder.flush()
+    forwarder.on_alert(_xid("7", clock, AlertStatus.RESOLVED))
+    serve.answers = [503]
+    assert not forwarder.flush()
+    assert forwarder.flush()
+    assert len(serve.bodies[-1]) == 1
+    (alert,) = parse_postable_alerts(serve.bodies[-1])
+    assert alert.ends_at == clock.now()
+
+
+def test_pairs_are_not_split_across_batches() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    for gpu in range(499):
+        forwarder.on_alert(_xid(str(gpu), clock))
+    forwarder.on_alert(_xid("x", clock, AlertStatus.RESOLVED))
+    assert forwarder.flush()
+    assert [len(body) for body in serve.bodies] == [499, 2]
+
+
+def test_a_post_the_server_dropped_without_answering_is_sent_again_at_once_once() -> None:
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    registry = CollectorRegistry()
+    registry.register(forwarder)
+    forwarder.on_alert(_xid("3", clock))
+    disconnected = httpx.RemoteProtocolError("Server disconnected without sending a response.")
+    serve.answers = [disconnected]
+    assert forwarder.flush()  # the keep-alive race: the second try on a new connection goes through
+    assert len(serve.bodies) == 1 and forwarder.failures == 0
+    assert registry.get_sample_value("gpuwarden_anomaly_alert_forward_retries_total") == 1
+    serve.answers = [disconnected, disconnected]
+    assert not forwarder.flush()  # twice in a row: not the race; the next tick tries again
+    assert forwarder.failures == 1 and len(serve.bodies) == 1
+    serve.answers = [httpx.ConnectError("connection refused"), 200]
+    assert not forwarder.flush()  # serve down: not retried at once
+    assert forwarder.failures == 2 and serve.answers == [200]
+
+
 def test_an_alert_firing_again_before_its_resolution_was_sent_is_not_resolved() -> None:
     clock, serve = FakeClock(), Serve()
     forwarder = _forwarder(serve, clock)
@@ -121,7 +193,8 @@ def test_resolutions_past_the_limit_are_dropped_oldest_first_and_counted() -> No
     assert registry.get_sample_value("gpuwarden_anomaly_alerts_dropped_total") == 1
     assert registry.get_sample_value("gpuwarden_anomaly_alerts_unsent") == 2
     assert forwarder.flush()
-    assert registry.get_sample_value("gpuwarden_anomaly_alerts_forwarded_total") == 2
+    # each goes firing then resolved: serve never saw them fire
+    assert registry.get_sample_value("gpuwarden_anomaly_alerts_forwarded_total") == 4
 
 
 def test_alerts_go_in_batches_with_the_bearer_token() -> None:

@@ -1,0 +1,136 @@
+"""How ``PromQLSource.read`` treats degraded answers, without a real Prometheus (httpx's mock transport)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client import CollectorRegistry
+
+from anomaly.promql import PromQLSource, PromQuery
+from anomaly.writeback import AnomalyCollector, TickStats
+from gpuwarden.clock import FakeClock
+
+Answer = Callable[[httpx.Request], httpx.Response]
+
+
+def matrix(request: httpx.Request, gpus: int = 4, **extra: Any) -> httpx.Response:
+    """Every GPU of one node at each step of the asked grid."""
+    start, end, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+    stamps = [start + i * step for i in range(round((end - start) / step) + 1)]
+    result = [
+        {"metric": {"Hostname": "n1", "gpu": str(g)}, "values": [[t, "1"] for t in stamps]}
+        for g in range(gpus)
+    ]
+    return httpx.Response(
+        200, json={"status": "success", "data": {"resultType": "matrix", "result": result}, **extra}
+    )
+
+
+def source(answers: dict[str, Answer], clock: FakeClock, **kwargs: Any) -> PromQLSource:
+    def handle(request: httpx.Request) -> httpx.Response:
+        return answers[request.url.params["query"]](request)
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(handle))
+    queries = [PromQuery(name, name) for name in answers]
+    return PromQLSource("http://prom:9090", queries, clock, client=client, **kwargs)
+
+
+def test_a_partial_response_is_a_failed_read_of_its_query_not_half_the_fleet_gone() -> None:
+    clock = FakeClock()
+    partial = {"warnings": ["store unavailable: 10.0.0.7:10901"]}
+    prom = source({"up": lambda r: matrix(r, 2, **partial), "temp": matrix}, clock)
+    end = clock.time()
+    frames = prom.read(end - 60, end)
+    assert [f.query for f in frames] == ["temp"]  # the half-answer is not fed to any detector
+    health = prom.health()
+    assert health.up and health.queries["temp"].up and not health.queries["up"].up
+    assert "partial response" in health.queries["up"].last_error
+    assert "store unavailable" in health.queries["up"].last_error
+    registry = CollectorRegistry()
+    collector = AnomalyCollector()
+    collector.update([], [health], TickStats())
+    registry.register(collector)
+    labels = {"source": "prometheus", "query": "up"}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_errors_total", labels) == 1
+
+
+def test_a_slow_query_is_a_failed_read_at_the_deadline_and_does_not_delay_the_others() -> None:
+    clock, release, hold = FakeClock(), threading.Event(), threading.Event()
+
+    def slow(request: httpx.Request) -> httpx.Response:
+        if hold.is_set():
+            release.wait(5)  # held until the read is over: it cannot answer within the deadline
+        return matrix(request)
+
+    answers: dict[str, Answer] = {"slow": slow, "temp": matrix, "power": matrix, "util": matrix}
+    prom = source(answers, clock, deadline_seconds=0.5, workers=2)
+    end = clock.time()
+    assert len(prom.read(end - 30, end)) == 4
+    hold.set()
+    try:
+        clock.advance(30)
+        end = clock.time()
+        frames = prom.read(end - 30, end)
+    finally:
+        release.set()
+    assert sorted(f.query for f in frames) == ["power", "temp", "util"]
+    health = prom.health()
+    assert health.up and not health.queries["slow"].up
+    assert "deadline" in health.queries["slow"].last_error
+    hold.clear()
+    clock.advance(30)
+    end = clock.time()
+    frames = prom.read(end - 30, end)  # the slow query answers again and catches up from where it failed
+    assert sorted(f.query for f in frames) == ["power", "slow", "temp", "util"]
+    (caught_up,) = [f for f in frames if f.query == "slow"]
+    assert caught_up.timestamps.size == 2
+    prom.close()
+
+
+def test_failed_queries_are_logged_in_one_line_a_tick_and_not_again_while_unchanged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, status = FakeClock(), {"temp": 502}
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        code = status.get(request.url.params["query"], 502)
+        if code == 200:
+            return matrix(request)
+        return httpx.Response(code, json={"status": "error", "error": f"bad gateway {code}"})
+
+    names = [f"q{i}" for i in range(7)]
+    prom = source(dict.fromkeys(names, answer), clock)
+    caplog.set_level(logging.INFO, logger="anomaly.promql")
+
+    def tick() -> list[logging.LogRecord]:
+        caplog.clear()
+        clock.advance(30)
+        end = clock.time()
+        prom.read(end - 30, end)
+        return [r for r in caplog.records if r.name == "anomaly.promql"]
+
+    (line,) = tick()  # seven queries answered 502: one line, not seven
+    assert line.levelno == logging.WARNING
+    assert "7 of 7 queries failed: q0, q1, q2, q3, q4, q5, q6" in line.getMessage()
+    assert (
+        "first error: prometheus: query q0: /api/v1/query_range: HTTP 502: bad gateway 502"
+        in line.getMessage()
+    )
+    assert tick() == []  # failing the same way: said already
+    assert tick() == []
+    status["q3"] = 200
+    (line,) = tick()
+    assert line.levelno == logging.INFO and line.getMessage() == "promql: read again: q3"
+    assert tick() == []
+    status["q5"] = 504
+    (line,) = tick()  # failing another way: named again, the others counted
+    assert (
+        "6 of 7 queries failed: q5 (and 5 failing as before); first error: prometheus: query q5"
+        in line.getMessage()
+    )
+    assert all(not q.up for name, q in prom.health().queries.items() if name != "q3")
