@@ -208,7 +208,7 @@ def run(
 
 def _run_config(config: Path | None) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
-    from gpuwarden.cli.preflight import check_detectors  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_detector_queries, check_detectors  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
@@ -230,6 +230,10 @@ def _run_config(config: Path | None) -> AnomalyConfig:
             " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
         )
         raise typer.Exit(1)
+    for warning in check_detector_queries(cfg):  # config validate says the same
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
+        )
     return cfg
 
 
