@@ -23,7 +23,7 @@ GPU_UP = "gpuwarden_gpu_up"
 
 def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
     """Per detector, its inputs; each input is a tuple of names of which any one will do."""
-    fleet = [(q,) for q in cfg.fleet_queries]
+    fleet: list[tuple[str, ...]] = [(q,) for q in cfg.fleet_queries]
     if cfg.fleet_load_query:
         fleet.append((cfg.fleet_load_query,))
     return {
