@@ -193,6 +193,7 @@ def run(
         )
         raise typer.Exit(1) from exc
     try:
+        service.warm_up()  # Prometheus' recent history: the detectors score from the first tick after start
         if ticks:
             _run_ticks(service, ticks, tick_log.after)
         else:
