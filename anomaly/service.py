@@ -26,7 +26,7 @@ from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, buil
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Frame, Source
 from anomaly.thermal import ThermalDetector
-from anomaly.writeback import AnomalyCollector, TickStats, output_labels
+from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
@@ -404,7 +404,7 @@ def _make_alert(
         starts_at=at,
         annotations=annotations,
         source=AlertSource.ANOMALY,
-        score=float(f.score[i]),
+        score=exported_score(float(f.score[i])),
         evidence=evidence,
         recommended_action=f.action_at(i),
     )

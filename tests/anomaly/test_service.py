@@ -10,6 +10,7 @@ from anomaly.detectors import Findings
 from anomaly.series import View
 from anomaly.service import AnomalyService, builtin_registry
 from anomaly.sources import CollectorSource, Frame, SourceHealth
+from anomaly.writeback import SCORE_CAP
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 from gpuwarden.errors import ConfigError
@@ -384,3 +385,24 @@ def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
     _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
     assert service.warm_up() > 0
     assert got == [] and service.firing == {}
+
+
+def test_a_first_counter_increase_on_a_flat_series_exports_a_capped_score_but_still_alerts():
+    dbe = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    clock, col, service = setup(adaptive_metrics=["*"], detectors=["adaptive"])
+    for _ in range(40):
+        col.set(dbe, [(GPUS[0], 0.0)], kind="counter")
+        tick(clock, service)
+    raw, raised = [], []
+    for n in range(1, service.cfg.pending_ticks + 1):
+        col.set(dbe, [(GPUS[0], float(n))], kind="counter")
+        result = tick(clock, service)
+        raw += [float(f.score.max()) for f in result.findings if f.detector == "adaptive"]
+        raised += result.raised
+    assert max(raw) > 1e6  # the detector's own score: a band near zero wide, unchanged
+    (alert,) = raised  # the decision is taken on it: the increases still alert
+    assert alert.score == SCORE_CAP
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    exported = [s.value for m in registry.collect() for s in m.samples if s.name == "gpuwarden_anomaly_score"]
+    assert exported and max(exported) == SCORE_CAP
