@@ -161,6 +161,7 @@ def run(
     cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per query and per post: the tick says it
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job", "executed" every tick
     _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
@@ -345,6 +346,7 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, _on_sighup)  # Prometheus reloads on it; here a line says to restart
     scheduler = AnomalyScheduler(service, after_infer=after)
     scheduler.start()
     try:
@@ -352,6 +354,13 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
             pass
     finally:
         scheduler.shutdown()
+
+
+def _on_sighup(*_: object) -> None:
+    logger.warning(
+        "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run` to apply a changed"
+        " configuration (the detectors warm up again from Prometheus' history)"
+    )
 
 
 def _print_alert(alert: Alert) -> None:
