@@ -127,6 +127,9 @@ class AnomalyService:
         self._last_read: dict[str, float] = {}
         self._query_source: dict[str, str] = {}
         self._started = clock.time()
+        self.ticks = 0
+        self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
+        self.started_monotonic = clock.monotonic()
 
     def infer(self) -> TickResult:
         """One scoring tick."""
@@ -173,6 +176,8 @@ class AnomalyService:
         for alert in (*result.raised, *result.resolved):
             if self.on_alert is not None:
                 self.on_alert(alert)
+        self.ticks += 1
+        self.last_tick_end = self.clock.monotonic()
         return result
 
     def warmup_seconds(self) -> float:

@@ -153,10 +153,11 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
+    from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
     cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -181,7 +182,7 @@ def run(
         registry.register(forwarder)
     metrics_port = port if port is not None else (0 if ticks else cfg.port)  # a --ticks script: no port
     try:
-        server = start_http_server(metrics_port, cfg.listen_address, registry)[0] if metrics_port else None
+        server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
         source.close()
         if forwarder is not None:
