@@ -22,8 +22,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from anomaly.detectors import Findings
+from anomaly.needs import GPU_UP
 from anomaly.series import View
-from anomaly.signatures import FIRED, GPU_UP
+from anomaly.signatures import FIRED
 from anomaly.thresholds import IntArray
 from gpuwarden.model import RecommendedAction
 

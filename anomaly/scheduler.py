@@ -11,11 +11,21 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, EVENT_JOB_MAX_INSTANCES, JobEvent
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from anomaly.service import AnomalyService
 
 logger = logging.getLogger(__name__)
+_SKIPPED = "maximum number of running instances"
+
+
+class _NoSkipWarnings(logging.Filter):
+    """Drops APScheduler's warning for each skipped run: ``AnomalyScheduler`` says when skipping starts
+    and when it ends instead of once a tick for the whole of a slow read."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return _SKIPPED not in str(record.msg)
 
 
 class AnomalyScheduler:
@@ -30,6 +40,35 @@ class AnomalyScheduler:
         self.ticks = 0
         self.fits = 0
         self.failures = 0
+        self.skipped = 0
+        self._skipping = 0
+        sched_logger = logging.getLogger("apscheduler.scheduler")
+        if not any(isinstance(f, _NoSkipWarnings) for f in sched_logger.filters):
+            sched_logger.addFilter(_NoSkipWarnings())
+
+    def tick_skipped(self) -> None:
+        """A tick was due while the last one still ran: one warning when ticks start being skipped."""
+        self.skipped += 1
+        self._skipping += 1
+        if self._skipping == 1:
+            logger.warning(
+                "anomaly tick skipped: the previous tick is still running (a slow read?); skipping ticks"
+                " until it ends"
+            )
+
+    def tick_ran(self) -> None:
+        """A tick ran: one line when it ends a run of skipped ticks."""
+        if self._skipping:
+            logger.warning("anomaly ticks resumed after %d skipped", self._skipping)
+            self._skipping = 0
+
+    def _on_event(self, event: JobEvent) -> None:
+        if event.job_id != "infer":
+            return
+        if event.code == EVENT_JOB_MAX_INSTANCES:
+            self.tick_skipped()
+        else:
+            self.tick_ran()
 
     def infer_job(self) -> None:
         """One scoring tick; never raises."""
@@ -67,6 +106,9 @@ class AnomalyScheduler:
         )
         self._scheduler.add_job(
             self.fit_job, "interval", seconds=cfg.fit_every_seconds, id="fit", max_instances=1, coalesce=True
+        )
+        self._scheduler.add_listener(
+            self._on_event, EVENT_JOB_MAX_INSTANCES | EVENT_JOB_EXECUTED | EVENT_JOB_ERROR
         )
         self._scheduler.start()
 

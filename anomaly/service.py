@@ -9,6 +9,7 @@ alerts about what it could not read stay as they are until it can be read again.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,9 +24,9 @@ from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
-from anomaly.sources import Source
+from anomaly.sources import Frame, Source
 from anomaly.thermal import ThermalDetector
-from anomaly.writeback import AnomalyCollector, TickStats, output_labels
+from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
 from gpuwarden.clock import Clock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
@@ -36,6 +37,9 @@ DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 _COLLECTIVE_MIN = 3
 _COLLECTIVE_SHARE = 0.5
 _COLLECTIVE_SCORE = 0.5
+# Detectors not fed the warm-up history: their rules are exact (GpuLost, XID, absent GPU) and need no
+# learning; what they would find in the history is still there, and found, at the first live tick.
+_NO_WARMUP = frozenset({"signatures", "presence"})
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -123,6 +127,9 @@ class AnomalyService:
         self._last_read: dict[str, float] = {}
         self._query_source: dict[str, str] = {}
         self._started = clock.time()
+        self.ticks = 0
+        self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
+        self.started_monotonic = clock.monotonic()
 
     def infer(self) -> TickResult:
         """One scoring tick."""
@@ -169,7 +176,69 @@ class AnomalyService:
         for alert in (*result.raised, *result.resolved):
             if self.on_alert is not None:
                 self.on_alert(alert)
+        self.ticks += 1
+        self.last_tick_end = self.clock.monotonic()
         return result
+
+    def warmup_seconds(self) -> float:
+        """How much history ``warm_up`` reads: the adaptive warm-up and the pending ticks, at the coarsest
+        query step or tick, bounded by ``max_lookback_seconds`` (what the source is asked for at most)."""
+        cfg = self.cfg
+        step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
+        return min(cfg.max_lookback_seconds, (cfg.thresholds.warmup + cfg.pending_ticks) * step)
+
+    def warm_up(self) -> int:
+        """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
+        alert from it; then fit once. Returns the number of history ticks fed.
+
+        Without it a restart learned from zero: the adaptive detector scored nothing for ``warmup`` ticks
+        and the multivariate one for a whole ``fit_every_seconds``, though Prometheus held the history.
+        The next ``infer`` reads on from where this read ended.
+        """
+        now = self.clock.time()
+        until = now - self.cfg.latency_offset_seconds
+        start = until - self.warmup_seconds()
+        frames: list[Frame] = []
+        for source in self.sources:
+            got = source.read(start, until)
+            if source.health().up:
+                self._last_read[source.name] = until
+            for frame in got:
+                self._query_source[frame.query] = source.name
+            frames.extend(f for f in got if f.labels and f.timestamps.size)
+        if not frames:
+            return 0
+        every = self.cfg.infer_every_seconds
+        ends = sorted(
+            {start + every * math.ceil((float(t) - start) / every) for f in frames for t in f.timestamps}
+        )
+        detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
+        lower = -math.inf
+        for end in ends:
+            chunk = []
+            for f in frames:
+                mask = (f.timestamps > lower) & (f.timestamps <= end)
+                if mask.any():
+                    chunk.append(Frame(f.query, f.labels, f.timestamps[mask], f.values[:, mask], f.kind))
+            lower = end
+            view = build_view(chunk, self.index, self.counters, end)
+            view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
+            self.evidence.reset(view.forgotten)
+            self.counters.reset(view.forgotten)
+            for step in view.steps:
+                self.evidence.push(step.ids, step.value, step.at)
+            for detector in detectors:
+                try:
+                    if view.forgotten.size:
+                        detector.forget(view.forgotten)
+                    detector.detect(view)  # learning only: its findings raise nothing
+                except Exception:  # loop boundary, as in infer
+                    logger.exception("detector failed in warm-up", extra={"detector": detector.name})
+                    self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
+            self.last_view = view
+        self.fit()  # the multivariate model, when the history gave it enough rows, scores from the next tick
+        logger.info("warm-up: fed %d ticks of history (%.0f s) to the detectors", len(ends), until - start)
+        return len(ends)
 
     def fit(self) -> None:
         """Refit every detector on the last view."""
@@ -340,7 +409,7 @@ def _make_alert(
         starts_at=at,
         annotations=annotations,
         source=AlertSource.ANOMALY,
-        score=float(f.score[i]),
+        score=exported_score(float(f.score[i])),
         evidence=evidence,
         recommended_action=f.action_at(i),
     )

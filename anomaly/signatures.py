@@ -21,14 +21,12 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
+from anomaly.needs import GPU_UP, XID_COUNTER, XID_GAUGE
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.model import RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
 
-XID_COUNTER = "gpuwarden_xid_errors_total"
-XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
-GPU_UP = "gpuwarden_gpu_up"
 DBE = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
 ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"

@@ -17,12 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from anomaly.detectors import Findings
+from anomaly.needs import POWER, TEMP
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-TEMP = "DCGM_FI_DEV_GPU_TEMP"
-POWER = "DCGM_FI_DEV_POWER_USAGE"
 _FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev")
 
 

@@ -23,6 +23,16 @@ SCORE = ANOMALY_SCORE
 YHAT = ANOMALY_YHAT
 YHAT_LOWER = ANOMALY_YHAT_LOWER
 YHAT_UPPER = ANOMALY_YHAT_UPPER
+SCORE_CAP = 10.0
+"""Highest score exported (``gpuwarden_anomaly_score``, an alert's ``score``). A series that was flat
+until then (a counter's first increase) has a band near zero wide, and scored 43199998 for one ECC DBE
+error, which flattened every other score on a Grafana panel; vmanomaly's scores stay within 0..a few. The
+detectors decide on the raw score (above 1: anomalous), so the cap changes no decision."""
+
+
+def exported_score(score: float) -> float:
+    """``score`` as exported: at most ``SCORE_CAP`` (NaN stays NaN)."""
+    return score if not score > SCORE_CAP else SCORE_CAP
 
 
 def output_labels(labels: Mapping[str, str], query: str, detector: str) -> dict[str, str]:
@@ -79,7 +89,7 @@ class AnomalyCollector:
                 if key not in chosen or value > chosen[key][0] or np.isnan(chosen[key][0]):
                     chosen[key] = (value, f, i, out)
         for value, f, i, out in chosen.values():
-            score.add_sample(SCORE, out, value)
+            score.add_sample(SCORE, out, exported_score(value))
             for family, arr in ((yhat, f.yhat), (lower, f.lower), (upper, f.upper)):
                 if arr is not None and np.isfinite(arr[i]):
                     family.add_sample(family.name, out, float(arr[i]))

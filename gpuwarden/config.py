@@ -23,7 +23,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict, SettingsError
 
-from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.config_anomaly import AnomalyConfig, check_anomaly_queries
 from gpuwarden.config_notify import WebhookConfig, check_webhook_names
 from gpuwarden.config_rules import (
     MAX_BODY_BYTES,
@@ -391,6 +391,7 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     cfg._file, cfg._positions = where, positions
     try:
         check_webhook_names(cfg.webhooks)
+        check_anomaly_queries(cfg.anomaly)
     except ConfigError as exc:
         raise cfg.locate(exc) from exc
     return cfg

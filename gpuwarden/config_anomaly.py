@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import Field
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
+from gpuwarden.errors import ConfigError
 
 
 class AnomalyThresholdConfig(Section):
@@ -232,3 +233,69 @@ class AnomalyConfig(Section):
     )
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
+
+
+_CLOSES = {")": "(", "]": "[", "}": "{"}
+
+
+def promql_bracket_problem(expr: str) -> str | None:
+    """What is unbalanced in ``expr``'s (), [], {} and quotes, or None: a cheap offline check only, which
+    catches a typo at load; Prometheus checks the full syntax when the query runs."""
+    opened: list[tuple[str, int]] = []
+    quote: tuple[str, int] | None = None
+    i = 0
+    while i < len(expr):
+        c = expr[i]
+        if quote is not None:
+            if c == "\\" and quote[0] != "`":
+                i += 1  # an escaped character, the quote included
+            elif c == quote[0]:
+                quote = None
+        elif c in "\"'`":
+            quote = (c, i)
+        elif c == "#":  # a comment, to the end of the line
+            end = expr.find("\n", i)
+            i = len(expr) if end < 0 else end
+        elif c in "([{":
+            opened.append((c, i))
+        elif c in _CLOSES:
+            if not opened or opened[-1][0] != _CLOSES[c]:
+                after = f" (the {opened[-1][0]!r} at character {opened[-1][1] + 1} is open)" if opened else ""
+                return f"{c!r} at character {i + 1} closes nothing{after}"
+            opened.pop()
+        i += 1
+    if quote is not None:
+        return f"the quote {quote[0]} at character {quote[1] + 1} is not closed"
+    if opened:
+        return f"{opened[-1][0]!r} at character {opened[-1][1] + 1} is not closed"
+    return None
+
+
+def check_anomaly_queries(cfg: AnomalyConfig) -> None:
+    """What ``anomaly run`` would refuse or mishandle: no queries to read from Prometheus, a name given
+    twice (one of the two was silently dropped), an empty or unbalanced expr. Raises ``ConfigError``."""
+    if cfg.source == "prometheus" and not cfg.queries:
+        raise ConfigError(
+            "prometheus, but anomaly.queries declares no query: declare the PromQL queries to score, as"
+            " deploy/gpuwarden.example.yaml does",
+            field="anomaly.source",
+        )
+    first: dict[str, int] = {}
+    for k, query in enumerate(cfg.queries):
+        if not query.name.strip():
+            raise ConfigError(
+                "is empty; name the query after the metric it reads", field=f"anomaly.queries[{k}].name"
+            )
+        if query.name in first:
+            raise ConfigError(
+                f"{query.name!r} is also the name of anomaly.queries[{first[query.name]}]; give each query"
+                " its own (detectors find queries by name, so one of the two would be dropped)",
+                field=f"anomaly.queries[{k}].name",
+            )
+        first[query.name] = k
+        where = f"anomaly.queries[{k}].expr"
+        if not query.expr.strip():
+            raise ConfigError(f"is empty; give query {query.name!r} a PromQL expression", field=where)
+        problem = promql_bracket_problem(query.expr)
+        if problem is not None:
+            raise ConfigError(f"query {query.name!r}: {problem} in {query.expr!r}", field=where)

@@ -153,14 +153,16 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
-    from prometheus_client import CollectorRegistry, start_http_server  # noqa: PLC0415
+    from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
+    from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
     cfg = _run_config(config)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per query and per post: the tick says it
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job", "executed" every tick
     _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
@@ -180,7 +182,7 @@ def run(
         registry.register(forwarder)
     metrics_port = port if port is not None else (0 if ticks else cfg.port)  # a --ticks script: no port
     try:
-        server = start_http_server(metrics_port, cfg.listen_address, registry)[0] if metrics_port else None
+        server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
         source.close()
         if forwarder is not None:
@@ -193,6 +195,7 @@ def run(
         )
         raise typer.Exit(1) from exc
     try:
+        service.warm_up()  # Prometheus' recent history: the detectors score from the first tick after start
         if ticks:
             _run_ticks(service, ticks, tick_log.after)
         else:
@@ -208,7 +211,7 @@ def run(
 
 def _run_config(config: Path | None) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
-    from gpuwarden.cli.preflight import check_detectors  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_detector_queries, check_detectors  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
@@ -230,6 +233,10 @@ def _run_config(config: Path | None) -> AnomalyConfig:
             " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
         )
         raise typer.Exit(1)
+    for warning in check_detector_queries(cfg):  # config validate says the same
+        err_console.print(
+            f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
+        )
     return cfg
 
 
@@ -340,6 +347,7 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    signal.signal(signal.SIGHUP, _on_sighup)  # Prometheus reloads on it; here a line says to restart
     scheduler = AnomalyScheduler(service, after_infer=after)
     scheduler.start()
     try:
@@ -347,6 +355,13 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
             pass
     finally:
         scheduler.shutdown()
+
+
+def _on_sighup(*_: object) -> None:
+    logger.warning(
+        "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run` to apply a changed"
+        " configuration (the detectors warm up again from Prometheus' history)"
+    )
 
 
 def _print_alert(alert: Alert) -> None:

@@ -40,6 +40,8 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
     warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
     warnings.extend(check_webhooks(cfg.webhooks))
     check_detectors(cfg.anomaly)
+    if cfg.anomaly.source == "prometheus":  # in-process: the simulator feeds every metric
+        warnings.extend(check_detector_queries(cfg.anomaly))
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
         ("exporter.listen_address", cfg.exporter.listen_address),
@@ -146,6 +148,22 @@ def check_detectors(cfg: AnomalyConfig) -> None:
     unknown = [name for name in cfg.detectors if name not in known]
     if unknown:
         raise ConfigError(f"unknown detector(s) {unknown}; known: {known}", field="anomaly.detectors")
+
+
+def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
+    """Warnings, one per configured detector that lacks queries it reads (it would find nothing, silently:
+    no GpuLost for a GPU that fell off the bus without ``gpuwarden_gpu_up``)."""
+    from anomaly.needs import missing_queries  # noqa: PLC0415
+
+    return [
+        ConfigError(
+            f"detector {detector!r} reads queries named {', '.join(names)}, which are not configured: it"
+            " finds nothing without them; add them (named after the metric), or drop the detector from"
+            " anomaly.detectors",
+            field="anomaly.queries",
+        )
+        for detector, names in missing_queries(cfg).items()
+    ]
 
 
 def check_listen_address(host: str, field: str) -> None:

@@ -316,7 +316,7 @@ def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
     )
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
     assert result.exit_code == 0, result.output
-    (line,) = [line for line in result.stderr.splitlines() if line.startswith("warning:")]
+    (line,) = [line for line in result.stderr.splitlines() if "queries temp: step_seconds" in line]
     assert "anomaly.queries temp: step_seconds 30 is longer than anomaly.infer_every_seconds 5" in line
 
 
@@ -371,3 +371,22 @@ def test_score_and_evaluate_refuse_a_fifo_or_a_device_instead_of_hanging_or_fill
     )
     assert evaluate.exit_code == 1 and "not a regular file" in evaluate.output
     assert not (tmp_path / "o.csv").exists()
+
+
+def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  detectors: [adaptive, multivariate, thermal, signatures]\n"
+        "  queries:\n    - {name: DCGM_FI_DEV_POWER_USAGE, expr: DCGM_FI_DEV_POWER_USAGE}\n"
+        "    - {name: DCGM_FI_DEV_XID_ERRORS, expr: DCGM_FI_DEV_XID_ERRORS}\n"
+    )
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 0, result.output
+    warned = [" ".join(w.split()) for w in " ".join(result.stderr.split("\n")).split("warning:")[1:]]
+    assert len(warned) == 3, warned  # adaptive scores what there is; each other detector lacks something
+    multi, thermal, signatures = warned
+    assert f"{cfg}:5: anomaly.queries: detector 'multivariate' reads queries named DCGM_FI_DEV_GPU" in multi
+    assert "DCGM_FI_DEV_FB_USED" in multi and "DCGM_FI_DEV_POWER_USAGE," not in multi
+    assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP, which" in thermal
+    assert "detector 'signatures' reads queries named gpuwarden_gpu_up, which" in signatures

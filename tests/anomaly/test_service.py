@@ -9,7 +9,8 @@ from prometheus_client import CollectorRegistry
 from anomaly.detectors import Findings
 from anomaly.series import View
 from anomaly.service import AnomalyService, builtin_registry
-from anomaly.sources import CollectorSource
+from anomaly.sources import CollectorSource, Frame, SourceHealth
+from anomaly.writeback import SCORE_CAP
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 from gpuwarden.errors import ConfigError
@@ -312,3 +313,96 @@ def test_an_alert_held_through_an_outage_resolves_after_its_quiet_ticks_once_the
     col.fail = False
     resolved = [len(tick(clock, service).resolved) for _ in range(5)]
     assert resolved == [0, 0, 0, 1, 0]  # immediate_resolve_after quiet ticks, counted from the recovery
+
+
+class HistorySource:
+    """A source holding history, as Prometheus does: ``values(t)`` per query, on a 30 s grid."""
+
+    name = "history"
+
+    def __init__(self, values):
+        self.values = values
+        self.reads: list[tuple[float, float]] = []
+        self._health = SourceHealth(self.name)
+
+    def read(self, start, end):
+        self.reads.append((start, end))
+        ts = np.arange(math.floor(start / 30) * 30 + 30, end + 1, 30.0)
+        ts = ts[ts <= end]
+        ts = ts[ts > start]
+        if ts.size == 0:
+            return []
+        frames = []
+        for query, fn in self.values.items():
+            cols = np.column_stack([np.asarray(fn(t), dtype=float) for t in ts.tolist()])
+            frames.append(Frame(query, GPUS, ts, cols))
+        self._health.succeeded(end, len(GPUS))
+        return frames
+
+    def health(self):
+        return self._health
+
+
+def _history_service(spike_from=math.inf, on_alert=None):
+    rng = np.random.default_rng(1)
+    base = {q: 100 + 10 * k for k, q in enumerate(AnomalyConfig().multivariate_queries)}
+
+    def series(query):
+        def at(t):
+            vals = base[query] + rng.normal(0, 1, len(GPUS))
+            if query == TEMP and t >= spike_from:
+                vals[2] = base[query] + 60
+            return vals
+
+        return at
+
+    clock = FakeClock()
+    source = HistorySource({q: series(q) for q in base})
+    cfg = AnomalyConfig(adaptive_metrics=["*"], detectors=["adaptive", "multivariate"])
+    return clock, source, AnomalyService(cfg, [source], clock, on_alert=on_alert)
+
+
+def test_warm_up_reads_recent_history_so_the_first_live_tick_after_a_restart_already_scores():
+    clock, source, service = _history_service(spike_from=FakeClock().time() + 30)
+    fed = service.warm_up()
+    cfg = service.cfg
+    ((start, end),) = source.reads
+    assert end == clock.time() and end - start == (cfg.thresholds.warmup + cfg.pending_ticks) * 30
+    assert fed >= cfg.thresholds.warmup  # one view per tick of history, on the 30 s grid
+    multivariate = next(d for d in service.detectors if d.name == "multivariate")
+    assert multivariate.fitted  # fitted at start: 8 GPUs x 33 ticks of history
+    result = tick(clock, service)
+    assert source.reads[-1] == (end, clock.time())  # reads on from where the warm-up ended
+    adaptive = next(f for f in result.findings if f.detector == "adaptive" and f.query == TEMP)
+    row = next(i for i, lab in enumerate(adaptive.labels) if lab["UUID"] == "GPU-2")
+    assert adaptive.score[row] > 1 and adaptive.score.max() == adaptive.score[row]
+    mv = next(f for f in result.findings if f.detector == "multivariate")
+    assert mv.score.max() > 0
+
+
+def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
+    got = []
+    _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
+    assert service.warm_up() > 0
+    assert got == [] and service.firing == {}
+
+
+def test_a_first_counter_increase_on_a_flat_series_exports_a_capped_score_but_still_alerts():
+    dbe = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    clock, col, service = setup(adaptive_metrics=["*"], detectors=["adaptive"])
+    for _ in range(40):
+        col.set(dbe, [(GPUS[0], 0.0)], kind="counter")
+        tick(clock, service)
+    raw, raised = [], []
+    for n in range(1, service.cfg.pending_ticks + 1):
+        col.set(dbe, [(GPUS[0], float(n))], kind="counter")
+        result = tick(clock, service)
+        raw += [float(f.score.max()) for f in result.findings if f.detector == "adaptive"]
+        raised += result.raised
+    assert max(raw) > 1e6  # the detector's own score: a band near zero wide, unchanged
+    (alert,) = raised  # the decision is taken on it: the increases still alert
+    assert alert.score == SCORE_CAP
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    exported = [s.value for m in registry.collect() for s in m.samples if s.name == "gpuwarden_anomaly_score"]
+    assert exported and max(exported) == SCORE_CAP

@@ -4,9 +4,10 @@ import math
 
 import numpy as np
 
+from anomaly.needs import POWER, TEMP
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.sources import Frame
-from anomaly.thermal import POWER, TEMP, ThermalDetector
+from anomaly.thermal import ThermalDetector
 
 GPUS = [{"UUID": f"GPU-{i}", "gpu": str(i), "Hostname": "n1"} for i in range(6)]
 TAU = 20.0  # the simulated thermal lag

@@ -474,3 +474,56 @@ def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     squeezed = "".join(result.output.split())  # the console wraps long paths anywhere
     assert "".join(f"{path}{expected.replace('{tmp}', str(tmp_path))}".split()) in squeezed
+
+
+_PROM = "anomaly:\n  source: prometheus\n  queries:\n"
+
+
+@pytest.mark.parametrize(
+    ("queries", "message"),
+    [
+        ("", ":2: anomaly.source: prometheus, but anomaly.queries declares no query"),
+        (
+            "    - {name: dup, expr: up}\n    - {name: dup, expr: 'up == 0'}\n",
+            ":5: anomaly.queries[1].name: 'dup' is also the name of anomaly.queries[0]",
+        ),
+        ("    - {name: empty, expr: ''}\n", ":4: anomaly.queries[0].expr: is empty; give query 'empty'"),
+        ("    - {name: blank, expr: '  '}\n", ":4: anomaly.queries[0].expr: is empty"),
+        (
+            "    - {name: up, expr: up}\n    - {name: broken, expr: 'rate(DCGM_FI_DEV_POWER_USAGE[5m]'}\n",
+            ":5: anomaly.queries[1].expr: query 'broken': '(' at character 5 is not closed",
+        ),
+        (
+            "    - {name: broken2, expr: 'sum by (gpu DCGM_FI_DEV_POWER_USAGE'}\n",
+            "anomaly.queries[0].expr: query 'broken2': '(' at character 8 is not closed",
+        ),
+        ("    - {name: b, expr: 'up{job=\"x}'}\n", 'the quote " at character 8 is not closed'),
+        ("    - {name: b, expr: 'sum(up])'}\n", "']' at character 7 closes nothing (the '(' at character 4"),
+    ],
+    ids=[
+        "no-queries",
+        "same-name",
+        "empty-expr",
+        "blank-expr",
+        "open-paren",
+        "by-clause",
+        "quote",
+        "crossed",
+    ],
+)
+def test_anomaly_queries_that_run_would_refuse_or_drop_are_refused_at_load_naming_the_query(
+    tmp_path: Path, queries: str, message: str
+) -> None:
+    path = write(tmp_path, _PROM + queries if queries else "anomaly:\n  source: prometheus\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert (f"{path}{message}" if message.startswith(":") else message) in str(err.value), str(err.value)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1 and message in " ".join(result.output.split()), result.output
+
+
+def test_brackets_and_quotes_inside_strings_and_comments_are_not_counted(tmp_path: Path) -> None:
+    expr = 'sum by (gpu) (rate(x{job=~"a(b|[c"}[5m])) # a comment ( [\\n  > bool 1'
+    path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{expr}'\n")
+    path.write_text(path.read_text().replace("\\\\n", "\\n"))
+    assert load_config(path).anomaly.queries[0].name == "q"

@@ -72,3 +72,26 @@ def test_a_maintenance_window_ahead_within_a_year_passes_without_a_warning(tmp_p
     path = write(tmp_path, _window(now + timedelta(days=300), now + YEAR - timedelta(days=1)))
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_of_the_example(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(
+        tmp_path,
+        "anomaly:\n  source: prometheus\n  detectors: [fleet, presence]\n  fleet_load_query: null\n"
+        "  queries:\n    - {name: DCGM_FI_DEV_GPU_TEMP, expr: DCGM_FI_DEV_GPU_TEMP}\n",
+    )
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert (
+        f"warning: {path}:5: anomaly.queries: detector 'fleet' reads queries named DCGM_FI_DEV_POWER_USAGE,"
+        " DCGM_FI_DEV_SM_CLOCK, which are not configured" in output
+    )
+    assert "'presence'" not in output  # GPU_TEMP is one of its presence_queries
+    for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.setenv(name, f"secret-{name}")
+    example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
+    result = CliRunner().invoke(app, ["config", "validate", str(example)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output

@@ -1,0 +1,43 @@
+"""``/healthz`` of ``anomaly run``: whether the service is scoring current data, and if not, why."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from anomaly.service import AnomalyService
+
+STALL_TICKS = 3
+"""Ticks without one ending (plus a read's timeouts) before the loop counts as stalled."""
+
+
+def stall_seconds(service: AnomalyService) -> float:
+    """How long no tick may end before ``/healthz`` says ``stalled``: a few ticks, plus a tick's worst read
+    (each query may take ``query_timeout_seconds``)."""
+    cfg = service.cfg
+    return STALL_TICKS * cfg.infer_every_seconds + cfg.query_timeout_seconds * max(1, len(cfg.queries))
+
+
+def health(service: AnomalyService) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 503 with reasons when a source is down (``source_down``) or no tick ended for
+    ``stall_seconds`` (``stalled``: the scheduler thread died or a read hangs), else 200 ``ok``."""
+    reasons = []
+    since = service.last_tick_end if service.last_tick_end is not None else service.started_monotonic
+    idle = service.clock.monotonic() - since
+    limit = stall_seconds(service)
+    if idle > limit:
+        what = "the last tick ended" if service.last_tick_end is not None else "start, and no tick ended"
+        reasons.append(f"stalled: {idle:.0f} s since {what} (limit {limit:.0f} s)")
+    sources = {}
+    for source in service.sources:
+        h = source.health()
+        sources[h.name] = {"up": h.up, "last_success": h.last_success, "last_error": h.last_error}
+        if not h.up:
+            reasons.append(f"source_down: {h.name}: {h.last_error}")
+    body: dict[str, Any] = {
+        "status": reasons[0].split(":", 1)[0] if reasons else "ok",
+        "reasons": reasons,
+        "ticks": service.ticks,
+        "sources": sources,
+        "alerts_firing": len(service.firing),
+    }
+    return (503 if reasons else 200), body

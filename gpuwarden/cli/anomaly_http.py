@@ -1,0 +1,60 @@
+"""``anomaly run``'s HTTP port: ``/metrics`` (scores, bands, health), ``/healthz``, and 404 for the rest.
+
+prometheus_client's own server answered every path with the whole of ``/metrics``, so a probe of
+``/healthz`` always saw 200, whatever the service's state.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from anomaly.health import health
+from anomaly.service import AnomalyService
+
+INDEX = b"gpuwarden anomaly run: see /metrics and /healthz\n"
+
+
+def serve_http(
+    service: AnomalyService, registry: CollectorRegistry, host: str, port: int
+) -> ThreadingHTTPServer:
+    """Start serving in a daemon thread; ``shutdown()`` and ``server_close()`` stop it. Raises ``OSError``
+    when the address cannot be bound."""
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            path = urlsplit(self.path).path
+            if path == "/metrics":
+                encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+                self._send(200, content_type, encoder(registry))
+            elif path == "/healthz":
+                status, body = health(service)
+                self._send(status, "application/json", json.dumps(body).encode())
+            elif path == "/":
+                self._send(200, "text/plain; charset=utf-8", INDEX)
+            else:
+                self._send(404, "text/plain; charset=utf-8", b"not found: see /metrics and /healthz\n")
+
+        def _send(self, status: int, content_type: str, body: bytes) -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, format: str, *args: object) -> None:
+            """One line per tick says what the service did; a line per scrape would drown it."""
+
+    class Server(ThreadingHTTPServer):
+        address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::" listens on IPv6 too
+
+    server = Server((host, port), Handler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, name="anomaly-http", daemon=True).start()
+    return server

@@ -1,0 +1,72 @@
+"""``anomaly run``'s HTTP port: /metrics, /healthz (200 ok / 503 with reasons) and 404 for other paths."""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+
+from prometheus_client import CollectorRegistry
+
+from anomaly.health import health, stall_seconds
+from anomaly.service import AnomalyService
+from anomaly.sources import CollectorSource
+from gpuwarden.cli.anomaly_http import serve_http
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.fakes import TableCollector
+
+GPU = {"gpu": "0", "UUID": "GPU-0", "Hostname": "n1", "modelName": "H100"}
+
+
+def _service():
+    clock = FakeClock()
+    col = TableCollector()
+    col.set("DCGM_FI_DEV_GPU_TEMP", [(GPU, 60.0)])
+    return clock, col, AnomalyService(AnomalyConfig(), [CollectorSource([col], clock)], clock)
+
+
+def _get(url):
+    try:
+        with urllib.request.urlopen(url, timeout=10) as resp:
+            return resp.status, resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+
+
+def test_healthz_is_ok_after_a_tick_and_503_with_a_reason_when_ticks_stall_or_the_source_is_down():
+    clock, col, service = _service()
+    clock.advance(30)
+    service.infer()
+    status, body = health(service)
+    assert (status, body["status"], body["ticks"]) == (200, "ok", 1)
+    clock.advance(stall_seconds(service) + 1)  # no tick ended since: the scheduler died or a read hangs
+    status, body = health(service)
+    assert status == 503 and body["status"] == "stalled" and "since the last tick ended" in body["reasons"][0]
+    col.fail = True
+    service.infer()
+    status, body = health(service)
+    assert status == 503 and body["status"] == "source_down"
+    assert body["reasons"][0].startswith("source_down: ") and body["sources"]
+
+
+def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
+    clock, _, service = _service()
+    clock.advance(30)
+    service.infer()
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    server = serve_http(service, registry, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        metrics = _get(f"{base}/metrics")
+        healthz = _get(f"{base}/healthz")
+        index = _get(f"{base}/")
+        other = _get(f"{base}/api/v1/whatever")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert metrics[0] == 200 and "gpuwarden_anomaly_series" in metrics[1]
+    assert healthz[0] == 200 and json.loads(healthz[1])["status"] == "ok"
+    assert index[0] == 200 and "/healthz" in index[1] and "gpuwarden_anomaly_series" not in index[1]
+    assert other[0] == 404 and "gpuwarden_anomaly_series" not in other[1]

@@ -1,0 +1,87 @@
+"""``anomaly run`` as a process: what it logs every tick, when ticks are skipped, and on SIGHUP."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import subprocess
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from apscheduler.events import (
+    EVENT_JOB_EXECUTED,
+    EVENT_JOB_MAX_INSTANCES,
+    JobExecutionEvent,
+    JobSubmissionEvent,
+)
+
+from anomaly.scheduler import AnomalyScheduler
+from anomaly.service import AnomalyService
+from anomaly.sources import CollectorSource
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
+from tests.anomaly.fakes import TableCollector
+from tests.integration.servers import free_port, wait_http_ok
+
+
+def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes]) -> str:
+    """The log once it holds ``text``; fails if the process ends first (or after 30 s, a hang)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        log = path.read_text()
+        if text in log:
+            return log
+        assert proc.poll() is None, log
+        time.sleep(0.1)
+    raise AssertionError(f"{text!r} never logged: {path.read_text()}")
+
+
+def test_run_logs_no_scheduler_lines_per_tick_and_says_on_sighup_that_reload_needs_a_restart(tmp_path):
+    port = free_port()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 0.2\n  queries:\n    - {name: up, expr: up, step_seconds: 0.2}\n"
+    )
+    log = tmp_path / "log"
+    cli = [sys.executable, "-c", "from gpuwarden.cli import main; main()"]
+    argv = [*cli, "anomaly", "run", "--config", str(cfg), "--port", str(port)]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT)
+        try:
+            wait_http_ok(f"http://127.0.0.1:{port}/metrics", proc)
+            _wait_for(log, "tick: queries read", proc)
+            proc.send_signal(signal.SIGHUP)
+            _wait_for(log, "config reload is not supported; restart", proc)
+            assert proc.poll() is None  # still running
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=30) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text()
+    assert "Running job" not in text and "executed successfully" not in text, text
+
+
+def test_skipped_ticks_are_one_warning_when_skipping_starts_and_one_when_ticks_resume(caplog):
+    clock = FakeClock()
+    service = AnomalyService(AnomalyConfig(), [CollectorSource([TableCollector()], clock)], clock)
+    scheduler = AnomalyScheduler(service)
+    apscheduler_log = logging.getLogger("apscheduler.scheduler")
+    now = datetime.now(UTC)
+    with caplog.at_level(logging.INFO):
+        for _ in range(5):  # what APScheduler does for each run it skips: a warning, and the event
+            apscheduler_log.warning(
+                'Execution of job "%s" skipped: maximum number of running instances reached (%d)', "infer", 1
+            )
+            scheduler._on_event(JobSubmissionEvent(EVENT_JOB_MAX_INSTANCES, "infer", None, [now]))
+        scheduler._on_event(JobExecutionEvent(EVENT_JOB_EXECUTED, "infer", None, now))
+        scheduler._on_event(JobExecutionEvent(EVENT_JOB_EXECUTED, "infer", None, now))
+    lines = [r.getMessage() for r in caplog.records]
+    assert len(lines) == 2, lines
+    assert "anomaly tick skipped: the previous tick is still running" in lines[0]
+    assert lines[1] == "anomaly ticks resumed after 5 skipped"
+    assert scheduler.skipped == 5
