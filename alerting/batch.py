@@ -119,6 +119,8 @@ class Batch:
     # Incidents changed in a way their row does not show (what their alerts recommend): told even when
     # their title, priority and impact stay the same.
     remeasured: set[str] = field(default_factory=set)
+    # Whether a root holds the GPU of a member's rank, by (fingerprint, root): see ``regroup_ranks``.
+    held: dict[tuple[str, Path], bool] = field(default_factory=dict)
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)

@@ -57,8 +57,8 @@ delivery): one such GPU on each of two nodes is two faults, as ``correlation`` k
 rack's. A declared rule, like Alertmanager's grouping by alert name, not a value tuned on data."""
 
 REGROUP_PASSES = 2
-"""Times one transaction lets an incident move stalled ranks (``regroup_ranks``): a move may change the
-roots it depends on (a stall's onset bounds which faults explain it), and must not loop."""
+"""Times one transaction lets an incident move stalled ranks (``regroup_ranks``): a move may change the roots
+it depends on (a stall's onset bounds which faults explain it), and must not loop."""
 
 
 class IncidentGrouping:
