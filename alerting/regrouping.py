@@ -61,8 +61,10 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
             _move(batch, other, inc, due)
             changed |= {other.id, inc.id}
+    if not rest:  # nowhere to move its own ranks: a wide incident alone is not walked at every batch
+        return changed
     for fp, member in list(inc.members.items()):
-        if not _misplaced(member, inc.root_path):
+        if member.kind not in SYMPTOM_KINDS or not _misplaced(member, inc.root_path):
             continue
         target = next((o for o in rest if holds(o.root_path, member)), None)
         if target is not None and len(inc.members) > 1:
