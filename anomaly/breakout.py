@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.steps import FloatArray, IntArray, StepScores
+from anomaly.steps import NEVER, FloatArray, IntArray, StepScores, rearmed
 
 SCORE_CAP = 1000.0
 
@@ -40,7 +40,7 @@ class RangeBreakout:
         self.low = np.full(capacity, np.inf)
         self.high = np.full(capacity, -np.inf)
         self.count = np.zeros(capacity, np.int64)
-        self.since = np.full(capacity, np.iinfo(np.int32).max, np.int64)
+        self.since = np.full(capacity, NEVER, np.int64)
 
     def _grow(self, needed: int) -> None:
         if needed <= self.low.size:
@@ -50,14 +50,14 @@ class RangeBreakout:
         self.low = np.concatenate([self.low, np.full(extra, np.inf)])
         self.high = np.concatenate([self.high, np.full(extra, -np.inf)])
         self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, np.iinfo(np.int32).max, np.int64)])
+        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
         self.low[ids] = np.inf
         self.high[ids] = -np.inf
         self.count[ids] = 0
-        self.since[ids] = np.iinfo(np.int32).max
+        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 outside the range plus margin.
@@ -82,8 +82,7 @@ class RangeBreakout:
         score = np.where(ready, np.minimum(score, SCORE_CAP), 0.0)
         out = ready & outside
         since = self.since[ids]
-        raised = out & (since + 1 >= p.rearm)
-        self.since[ids] = np.where(out, 0, np.minimum(since + ok, np.iinfo(np.int32).max))
+        raised, self.since[ids] = rearmed(out, since, p.rearm, advance=ok)
         safe = np.where(ok, values, centre)
         self.low[ids] = np.where(ok, np.minimum(low, safe), low)
         self.high[ids] = np.where(ok, np.maximum(high, safe), high)

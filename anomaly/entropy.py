@@ -37,10 +37,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
-from anomaly.steps import FloatArray, IntArray, StepScores
+from anomaly.steps import NEVER, FloatArray, IntArray, StepScores, begin_step, rearmed
 
 SCORE_CAP = 1000.0
-_NEVER = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,7 +94,7 @@ class RelativeEntropy:
         self.low = np.concatenate([self.low, np.full(extra, np.inf)])
         self.high = np.concatenate([self.high, np.full(extra, -np.inf)])
         self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, _NEVER, np.int64)])
+        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
@@ -107,7 +106,7 @@ class RelativeEntropy:
         self.low[ids] = np.inf
         self.high[ids] = -np.inf
         self.count[ids] = 0
-        self.since[ids] = _NEVER
+        self.since[ids] = NEVER
 
     def _level(self, ids: IntArray, values: FloatArray) -> IntArray:
         """Bin index per value: 0 below the warm-up's range, 1..bins inside it, bins + 1 above."""
@@ -121,15 +120,12 @@ class RelativeEntropy:
         """One sample per id: score >1 when no distribution seen before explains the window.
 
         NaN samples are skipped (score 0, no state change)."""
-        score = np.zeros(ids.size)
-        raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
-        ok = np.isfinite(values)
-        if not ok.any():
+        score, raised, rows, series, x = begin_step(ids, values)
+        if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
-        rows, series, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[series]
         slot = n % p.window
         leaving = self.recent[series, slot]
@@ -154,8 +150,7 @@ class RelativeEntropy:
             surprise = self._compare(s, at)
             anomalous = surprise > 1.0
             since = self.since[s]
-            raised[rows[live]] = anomalous & (since + 1 >= p.rearm)
-            self.since[s] = np.where(anomalous, 0, np.minimum(since + 1, _NEVER))
+            raised[rows[live]], self.since[s] = rearmed(anomalous, since, p.rearm)
             score[rows[live]] = np.minimum(surprise, SCORE_CAP)
         return StepScores(ids=ids, score=score, raised=raised)
 
@@ -176,7 +171,7 @@ class RelativeEntropy:
                 continue
             new = self._compare(series, at) > 1.0
             last_new = np.where(new, end - 1, last_new)
-        self.since[series] = np.where(last_new >= 0, p.warmup - 1 - last_new, _NEVER)
+        self.since[series] = np.where(last_new >= 0, p.warmup - 1 - last_new, NEVER)
 
     def _distribution(self, hist: FloatArray) -> FloatArray:
         """Histogram -> probabilities, with half a count per bin so no bin is ever zero."""

@@ -24,10 +24,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomaly.replay import replay_alerts
-from anomaly.steps import BoolArray, FloatArray, IntArray, StepScores
+from anomaly.steps import NEVER, BoolArray, FloatArray, IntArray, StepScores, begin_step, rearmed
 
 SCORE_CAP = 1000.0
-_NEVER = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,7 +74,7 @@ class LevelBreakout:
         self.low = np.concatenate([self.low, np.full((extra, k), np.inf)])
         self.high = np.concatenate([self.high, np.full((extra, k), -np.inf)])
         self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, _NEVER, np.int64)])
+        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
@@ -83,21 +82,18 @@ class LevelBreakout:
         self.low[ids] = np.inf
         self.high[ids] = -np.inf
         self.count[ids] = 0
-        self.since[ids] = _NEVER
+        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 when a level left its range plus margin.
 
         NaN samples are skipped (score 0, no state change)."""
-        score = np.zeros(ids.size)
-        raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
-        ok = np.isfinite(values)
-        if not ok.any():
+        score, raised, rows, s, x = begin_step(ids, values)
+        if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
-        rows, s, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[s]
         # The first sample starts every level; a plain mean until ``w`` samples, exponentially weighted after.
         weight = np.maximum(self._weight[None, :], 1.0 / (n[:, None] + 1.0))
@@ -113,10 +109,9 @@ class LevelBreakout:
             distance = np.where(known, np.abs(level - centre), 0.0)
         ratio = distance / np.maximum(half, floor)
         out = known & (ratio > 1.0)
-        anomalous = out.any(axis=1)
+        anomalous = np.asarray(out.any(axis=1))
         since = self.since[s]
-        raised[rows] = anomalous & (since + 1 >= p.rearm)
-        self.since[s] = np.where(anomalous, 0, np.minimum(since + 1, _NEVER))
+        raised[rows], self.since[s] = rearmed(anomalous, since, p.rearm)
         score[rows] = np.minimum(np.where(known, ratio, 0.0).max(axis=1), SCORE_CAP)
         self.low[s] = np.where(tracked, np.minimum(low, level), low)
         self.high[s] = np.where(tracked, np.maximum(high, level), high)

@@ -31,10 +31,9 @@ import numpy as np
 from scipy.special import ndtri
 
 from anomaly.replay import replay_alerts
-from anomaly.steps import BoolArray, FloatArray, IntArray, StepScores
+from anomaly.steps import NEVER, BoolArray, FloatArray, IntArray, StepScores, begin_step, rearmed
 
 SCORE_CAP = 1000.0
-_NEVER = np.iinfo(np.int32).max
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,28 +86,25 @@ class PredictionSurprise:
         self.var = np.concatenate([self.var, np.zeros(extra)])
         self.recent = np.concatenate([self.recent, np.zeros((extra, self.params.short))])
         self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, _NEVER, np.int64)])
+        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
         for array in (self.level, self.size, self.mean, self.var, self.recent):
             array[ids] = 0.0
         self.count[ids] = 0
-        self.since[ids] = _NEVER
+        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 when the recent errors are less likely than ``tail``.
 
         NaN samples are skipped (score 0, no state change)."""
-        score = np.zeros(ids.size)
-        raised = np.zeros(ids.size, np.bool_)
         if ids.size:
             self._grow(int(ids.max()) + 1)
-        ok = np.isfinite(values)
-        if not ok.any():
+        score, raised, rows, s, x = begin_step(ids, values)
+        if not rows.size:
             return StepScores(ids=ids, score=score, raised=raised)
         p = self.params
-        rows, s, x = np.flatnonzero(ok), ids[ok], values[ok]
         n = self.count[s]
         first = n == 0
         level = np.where(first, x, self.level[s])
@@ -128,8 +124,7 @@ class PredictionSurprise:
         live = n >= p.warmup
         anomalous = live & (surprise > 1.0)
         since = self.since[s]
-        raised[rows] = anomalous & (since + 1 >= p.rearm)
-        self.since[s] = np.where(anomalous, 0, np.minimum(since + 1, _NEVER))
+        raised[rows], self.since[s] = rearmed(anomalous, since, p.rearm)
         score[rows] = np.where(live, np.minimum(surprise, SCORE_CAP), 0.0)
         learn = 1.0 / np.minimum(n + 1, p.long)
         delta = short - mean
