@@ -115,13 +115,11 @@ class Backoff:
 
 @dataclass
 class OutboxStats:
-    """Counters for ``/metrics`` and logs; the ``by_notifier_*`` ones by notifier name."""
+    """Counters for ``/metrics`` and logs; deliveries are counted by notifier name only (``by_notifier_*``):
+    the metrics carry the ``notifier`` label, and their sum is the total."""
 
     enqueued: int = 0
     duplicates: int = 0
-    sent: int = 0
-    retried: int = 0
-    failed: int = 0
     errors: int = 0
     by_notifier_sent: dict[str, int] = field(default_factory=dict)
     by_notifier_retried: dict[str, int] = field(default_factory=dict)
@@ -321,7 +319,6 @@ class Outbox:
                     )
                     .values(next_attempt_at=self._clock.time())
                 )
-        self.stats.sent += 1
         self.stats.count(self.stats.by_notifier_sent, notifier.name)
         return True
 
@@ -337,7 +334,6 @@ class Outbox:
                 row.status = FAILED
             notifier, incident_id = row.notifier, row.incident_id
         if retryable:
-            self.stats.retried += 1
             self.stats.count(self.stats.by_notifier_retried, notifier)
             logger.warning(
                 "notification delayed notifier=%s incident_id=%s attempts=%d error=%s",
@@ -347,7 +343,6 @@ class Outbox:
                 error,
             )
             return False
-        self.stats.failed += 1
         self.stats.count(self.stats.by_notifier_failed, notifier)
         logger.error("notification failed notifier=%s incident_id=%s error=%s", notifier, incident_id, error)
         return None
@@ -363,7 +358,6 @@ class Outbox:
             row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
             row.next_attempt_at = until
             incident_id = row.incident_id
-        self.stats.retried += 1
         self.stats.count(self.stats.by_notifier_retried, notifier)
         logger.warning(
             "notifier rate limited: no call to it for %.0f s notifier=%s incident_id=%s error=%s",
