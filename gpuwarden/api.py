@@ -163,6 +163,8 @@ class _Handlers:
         target = applier.journal.end
         if applier.applied >= target:
             return 0
+        if not self.health.store_up:  # the applier cannot catch up: waiting made every read take 10 s
+            return target - applier.applied
         await run_in_threadpool(applier.wait_applied, target, READ_BARRIER_SECONDS)
         return max(0, target - applier.applied)
 
