@@ -17,7 +17,7 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.pool import NullPool
 
 from alerting import scenarios
@@ -380,6 +380,20 @@ def test_an_ack_or_resolve_waits_for_a_concurrent_one_in_flight_and_then_changes
     sql.dispose()
 
 
+def _lock_taken_over(admin: Engine, url: str, journal: Path) -> InstanceLocks:
+    """Every gpuwarden lock session dies (a PostgreSQL restart) and a standby takes the lock."""
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'gpuwarden serve%'"
+            )
+        )
+    standby = InstanceLocks.for_server(url, journal)
+    standby.try_acquire()
+    return standby
+
+
 def _post_raw(url: str, body: bytes) -> socket.socket:
     """Send a POST of alerts and return the socket without reading: the request waits in the server's
     accept backlog while the server is stopped."""
@@ -416,15 +430,7 @@ def test_a_paused_server_whose_postgres_lock_was_taken_meanwhile_writes_nothing_
     with gpuwarden_serve(tmp_path, postgres_url) as (url, proc):
         os.kill(proc.pid, signal.SIGSTOP)
         try:
-            with admin.begin() as conn:
-                conn.execute(
-                    text(
-                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                        " WHERE application_name LIKE 'gpuwarden serve%'"
-                    )
-                )
-            standby = InstanceLocks.for_server(postgres_url, tmp_path / "standby")
-            standby.try_acquire()
+            standby = _lock_taken_over(admin, postgres_url, tmp_path / "standby")
             waiting = _post_raw(url, orjson.dumps([{"labels": {"alertname": "NodeDown", "node": "r01-n01"}}]))
             time.sleep(3)  # the pause outlasts the fence's 2 s: the resumed server must verify first
         finally:
@@ -450,15 +456,9 @@ def test_a_commit_after_the_postgres_lock_went_to_another_server_is_rolled_back(
     locks.fence_commits(sql)
     engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
     engine.ingest(scenarios.node_failure(3, 2, engine.clock.now())[:1])  # held: it commits
-    with sql.begin() as conn:
-        conn.execute(
-            text(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
-                " WHERE application_name LIKE 'gpuwarden serve%'"
-            )
-        )
-    standby = InstanceLocks.for_server(postgres_url, tmp_path / "b")
-    standby.try_acquire()
+    admin = make_engine(postgres_url)  # not fenced: it is another server's connection
+    standby = _lock_taken_over(admin, postgres_url, tmp_path / "b")
+    admin.dispose()
     with pytest.raises(NotActive, match="no longer holds the lock"):
         engine.ingest(scenarios.rack_failure(7, engine.clock.now())[:5])
     with sql.connect() as conn:
