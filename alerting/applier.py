@@ -27,6 +27,7 @@ from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.fencing import LockFence, unfenced
 from alerting.health import ServiceHealth
 from alerting.journal import KIND_WEBHOOK, AcceptJournal, JournalRecord
 from alerting.store_models import JournalOffsetRow
@@ -52,13 +53,15 @@ class JournalApplier:
         max_lag_bytes: int = 32 << 20,
         poison_after: int = 3,
         health: ServiceHealth | None = None,
+        fence: LockFence | None = None,
     ) -> None:
         """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
         applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
         lag passed ``max_lag_bytes``, a read is waiting for its writes or the startup backlog is replaying.
 
         ``health`` learns whether each transaction reached the store, and when the backlog the journal
-        held at start (``replay_end``) is applied."""
+        held at start (``replay_end``) is applied. ``fence``: nothing is applied unless this server still
+        holds the store lock (a store that cannot be asked fails the transaction anyway)."""
         self.journal = journal
         self.engine = engine
         self.batch_bytes = batch_bytes
@@ -82,6 +85,7 @@ class JournalApplier:
         self._wake = threading.Event()
         self._cond = threading.Condition()
         self.health = health or ServiceHealth()
+        self.fence = fence or unfenced()
         self.replay_end = journal.end
         self._caught_up()
 
@@ -100,8 +104,10 @@ class JournalApplier:
     def apply_available(self) -> int:
         """Apply one batch of pending records; returns how many alerts it applied (0: caught up).
 
-        Raises what applying raised, unless that quarantined a poison record (see the module docstring).
+        Raises what applying raised, unless that quarantined a poison record (see the module docstring), and
+        ``NotActive`` before reading anything when this server no longer holds the store lock.
         """
+        self.fence.require(unreachable_ok=True)
         if self._in_doubt:
             self._skip_committed()
         records = self.journal.read(self.applied, self.batch_bytes)

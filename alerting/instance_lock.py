@@ -25,16 +25,18 @@ import fcntl
 import logging
 import os
 import socket
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, text
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
 from alerting.db import store_url
+from alerting.fencing import HELD, LockState, LockStatus, NotActive
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,13 @@ logger = logging.getLogger(__name__)
 ADVISORY_KEY = int.from_bytes(b"gpuwarde", "big") & ((1 << 63) - 1)
 # pg_locks shows a bigint key as two 32-bit halves: classid (high) and objid (low).
 _KEY_PARTS = {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFFFFFF}
+# Whether the lock connection's backend (its pid, and its start time: a PostgreSQL restarted in a container
+# hands out the same pids again) still holds the lock; asked on another connection, inside its transaction.
+_BACKEND_HOLDS = (
+    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+    " WHERE l.locktype = 'advisory' AND l.granted AND l.pid = %(pid)s AND a.backend_start = %(started)s"
+    " AND CAST(l.classid AS bigint) = %(hi)s AND CAST(l.objid AS bigint) = %(lo)s"
+)
 
 
 class InstanceBusy(Exception):
@@ -159,6 +168,7 @@ class AdvisoryLock:
             url, poolclass=NullPool, connect_args={"application_name": application_name()}
         )
         self._conn: Connection | None = None
+        self.backend: tuple[int, datetime] | None = None  # the lock connection's pid and backend_start
 
     def try_acquire(self) -> bool:
         """Take the lock now, or False when another session holds it (raises when the server is down)."""
@@ -167,6 +177,9 @@ class AdvisoryLock:
         conn = self._engine.connect()
         try:
             got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
+            row = conn.execute(
+                text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
+            ).one()
             conn.commit()
         except BaseException:
             conn.close()
@@ -175,7 +188,18 @@ class AdvisoryLock:
             conn.close()
             return False
         self._conn = conn
+        self.backend = (int(row[0]), row[1])
         return True
+
+    def held_by_backend(self, cursor: Any) -> bool:
+        """Whether the lock connection's backend still holds the lock, asked through ``cursor`` (a DBAPI
+        cursor of another connection, inside the transaction about to commit)."""
+        backend = self.backend
+        if backend is None:
+            return False
+        cursor.execute(_BACKEND_HOLDS, {"pid": backend[0], "started": backend[1], **_KEY_PARTS})
+        row = cursor.fetchone()
+        return bool(row and row[0])
 
     def held(self) -> bool:
         """Whether the lock connection is alive and still holds the lock."""
@@ -227,6 +251,7 @@ class AdvisoryLock:
         return f"{name or 'a session'}{since}" + (f" from {addr}" if addr else "")
 
     def _drop(self) -> None:
+        self.backend = None
         if self._conn is not None:
             try:
                 self._conn.close()
@@ -263,6 +288,8 @@ class InstanceLocks:
     def __init__(self, locks: list[Lock]) -> None:
         self.locks = locks
         self._held: list[Lock] = []
+        self._mutex = threading.Lock()  # the lock connection is used by the watch and by fence checks
+        self.lost: InstanceBusy | None = None  # who took a lock this server held, once ``status`` saw it
 
     @classmethod
     def for_server(cls, db: str, journal: Path) -> InstanceLocks:
@@ -330,21 +357,52 @@ class InstanceLocks:
 
         A store that cannot be reached is not a loss: no other server can take the lock from it either.
         """
-        for lock in self.locks:
-            if not isinstance(lock, AdvisoryLock) or lock.held():
-                continue
-            try:
-                if lock.try_acquire():
-                    logger.warning("instance lock: the store lock was lost with its connection; taken again")
+        return self.lost if self.status().state is LockState.LOST else None
+
+    def status(self) -> LockStatus:
+        """Verify the locks now: held (a PostgreSQL lock lost with its connection is taken again if it is
+        free), lost (the detail names the holder) or unreachable (the store cannot be asked)."""
+        with self._mutex:
+            for lock in self.locks:
+                if not isinstance(lock, AdvisoryLock) or lock.held():
                     continue
-            except SQLAlchemyError:
-                logger.warning("instance lock: the store is unreachable; will take the lock again when back")
-                continue
-            return InstanceBusy(lock.what, lock.holder())
-        return None
+                try:
+                    if lock.try_acquire():
+                        logger.warning(
+                            "instance lock: the store lock was lost with its connection; taken again"
+                        )
+                        continue
+                except SQLAlchemyError as exc:
+                    logger.warning(
+                        "instance lock: the store is unreachable; will take the lock again when back"
+                    )
+                    return LockStatus(LockState.UNREACHABLE, str(exc).splitlines()[0])
+                self.lost = InstanceBusy(lock.what, lock.holder())
+                return LockStatus(LockState.LOST, str(self.lost))
+            return HELD
+
+    def fence_commits(self, engine: Engine) -> None:
+        """Check, inside every transaction of ``engine`` just before its COMMIT, that the PostgreSQL lock's
+        backend still holds the lock; if not, the COMMIT is not sent (``NotActive``: rolled back)."""
+        advisory = [lock for lock in self.locks if isinstance(lock, AdvisoryLock)]
+        if not advisory:
+            return
+
+        def before_commit(conn: Connection) -> None:
+            cursor = conn.connection.cursor()
+            try:
+                for lock in advisory:
+                    if not lock.held_by_backend(cursor):
+                        detail = f"{lock.what}: its lock connection no longer holds the lock"
+                        raise NotActive(LockStatus(LockState.LOST, detail))
+            finally:
+                cursor.close()
+
+        event.listen(engine, "commit", before_commit)
 
     def release(self) -> None:
         """Release every lock held (idempotent)."""
-        for lock in reversed(self._held):
-            lock.release()
-        self._held = []
+        with self._mutex:
+            for lock in reversed(self._held):
+                lock.release()
+            self._held = []

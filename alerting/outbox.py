@@ -46,6 +46,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
 
 from alerting.db import Base
+from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.notifiers.base import (
     Notification,
     Notifier,
@@ -160,6 +161,7 @@ class Outbox:
         # next delivery that succeeds makes those due at once, so a message does not wait minutes of
         # backoff grown during an outage once the destination is back.
         self._backing_off: set[str] = set(self._notifiers)
+        self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
 
     # --- enqueue -----------------------------------------------------------------------------------
 
@@ -291,6 +293,8 @@ class Outbox:
                 else ThreadState()
             )
         notification = Notification.model_validate_json(payload)
+        if not self._may_send(notifier.name, incident_id):
+            return False  # left SENDING: the server that holds the lock sends it (as a retry)
 
         def save(state: ThreadState) -> None:
             self._save_thread(notifier.name, incident_id, state)
@@ -320,6 +324,15 @@ class Outbox:
                     .values(next_attempt_at=self._clock.time())
                 )
         self.stats.count(self.stats.by_notifier_sent, notifier.name)
+        return True
+
+    def _may_send(self, notifier: str, incident_id: str) -> bool:
+        """Whether this server still holds the store lock, verified just now or within the fence's bound."""
+        try:
+            self.fence.require()
+        except NotActive as exc:
+            logger.warning("outbox: not sending notifier=%s incident_id=%s: %s", notifier, incident_id, exc)
+            return False
         return True
 
     def _failed(self, row_id: int, attempts: int, error: str, *, retryable: bool) -> bool | None:

@@ -35,6 +35,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
+from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.health import HealthCollector, ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
@@ -132,8 +133,10 @@ class _Handlers:
         outbox: Outbox | None = None,
         *,
         health: ServiceHealth | None = None,
+        fence: LockFence | None = None,
     ) -> None:
         self.engine = engine
+        self.fence = fence or unfenced()
         self.config = config
         self.metrics = metrics
         self.applier = applier
@@ -160,6 +163,8 @@ class _Handlers:
         target = applier.journal.end
         if applier.applied >= target:
             return 0
+        if not self.health.store_up:  # the applier cannot catch up: waiting made every read take 10 s
+            return target - applier.applied
         await run_in_threadpool(applier.wait_applied, target, READ_BARRIER_SECONDS)
         return max(0, target - applier.applied)
 
@@ -190,6 +195,9 @@ class _Handlers:
                     response = _error(409, str(exc), exc.field, route=route)
                 except InputError as exc:
                     response = _error(400, str(exc), exc.field, route=route)
+                except NotActive as exc:  # nothing was journaled; a store commit was rolled back
+                    response = _error(503, str(exc), route=route)
+                    response.headers["Retry-After"] = "1"
             if lag:
                 response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
@@ -215,6 +223,13 @@ class _Handlers:
 
         return endpoint
 
+    async def fenced(self) -> None:
+        """Raise ``NotActive`` unless this server still holds the store lock (verified within the fence's
+        bound, else now, off the event loop). A store that cannot be asked does not stop acknowledging into
+        the journal (the applier's commits are fenced themselves); a lock another server took does."""
+        if not self.fence.fresh:
+            await run_in_threadpool(self.fence.require, unreachable_ok=True)
+
     def accept(self, kind: int, body: bytes, alerts: int, accepted_at: float | None = None) -> None:
         """Append a validated batch to the journal and wake the applier (the ack point)."""
         assert self.applier is not None
@@ -229,6 +244,7 @@ class _Handlers:
         now = self.engine.clock.time()
         alerts = parse_postable_alerts(data, datetime.fromtimestamp(now, UTC), timeout)
         if self.applier is not None:
+            await self.fenced()
             # Validated now, against the accept time that the applier parses it again with.
             self.accept(KIND_POSTABLE, body, len(alerts), accepted_at=now)
         else:
@@ -239,6 +255,7 @@ class _Handlers:
         """Alertmanager's webhook v4 (idempotent: the same payload twice changes nothing more)."""
         alerts = parse_webhook(parse_json(body))
         if self.applier is not None:
+            await self.fenced()
             self.accept(KIND_WEBHOOK, body, len(alerts))
             return JSONResponse({"status": "ok", "accepted": len(alerts)})
         result = await run_in_threadpool(self.engine.ingest, alerts)
@@ -347,6 +364,8 @@ class _Handlers:
         applier = self.applier
         lag = applier.lag_bytes if applier is not None else 0
         reason = self.health.not_ready(lag)
+        if self.fence.lost:
+            reason = "this serve lost the store lock to another one and is stopping"
         if reason is not None:
             return PlainTextResponse(f"not ready: {reason}\n", status_code=503, headers={"Retry-After": "1"})
         return PlainTextResponse("ok")
@@ -418,6 +437,7 @@ def create_app(
     background: Sequence[BackgroundTask] = (),
     applier: JournalApplier | None = None,
     outbox: Outbox | None = None,
+    fence: LockFence | None = None,
 ) -> Starlette:
     """The Starlette app; ``background`` tasks run in threads until shutdown.
 
@@ -432,7 +452,7 @@ def create_app(
     else:
         health = ServiceHealth()
         health.replayed.set()  # no journal, nothing to replay
-    handlers = _Handlers(engine, config, metrics, applier, outbox, health=health)
+    handlers = _Handlers(engine, config, metrics, applier, outbox, health=health, fence=fence)
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

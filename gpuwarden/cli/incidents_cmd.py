@@ -6,6 +6,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Annotated, Any, NoReturn, ParamSpec
 from urllib.parse import quote
 
@@ -21,6 +22,34 @@ incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no
 MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
 
 P = ParamSpec("P")
+DEFAULT_TIMEOUT_SECONDS = 30.0  # above serve's own read wait (10 s) plus a store that answers slowly
+
+
+@dataclass
+class RequestSettings:
+    """What the ``incidents`` group's options set for every request of this one CLI invocation."""
+
+    timeout: float = DEFAULT_TIMEOUT_SECONDS
+
+
+settings = RequestSettings()
+
+
+@incidents_app.callback()
+def _request_options(
+    request_timeout: Annotated[
+        float,
+        typer.Option(
+            "--request-timeout",
+            envvar="GPUWARDEN_REQUEST_TIMEOUT",
+            min=0.1,
+            help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
+        ),
+    ] = DEFAULT_TIMEOUT_SECONDS,
+) -> None:
+    """Incidents of a running `gpuwarden serve`."""
+    settings.timeout = request_timeout
+
 
 UrlOption = Annotated[
     str, typer.Option("--url", envvar="GPUWARDEN_URL", help="Base URL of `gpuwarden serve`.")
@@ -51,8 +80,18 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             )
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
+    timeout = settings.timeout
     try:
-        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=10.0, **kwargs)
+        response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
+    except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
+        err_console.print(f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}")
+        raise typer.Exit(2) from exc
+    except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
+        err_console.print(
+            f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from {url}"
+            " (raise --request-timeout, or look at serve's log and /-/ready)"
+        )
+        raise typer.Exit(2) from exc
     except httpx.HTTPError as exc:
         err_console.print(f"[red]error:[/red] cannot reach {url}: {escape(str(exc))}")
         raise typer.Exit(2) from exc

@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 import threading
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -28,8 +27,9 @@ if TYPE_CHECKING:
 
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
+    from alerting.fencing import LockFence
     from alerting.health import ServiceHealth
-    from alerting.instance_lock import InstanceBusy, InstanceLocks
+    from alerting.instance_lock import InstanceLocks
     from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
     from gpuwarden.config import ApiConfig, GpuwardenConfig
@@ -72,21 +72,18 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
     return run
 
 
-def _lock_watch(
-    locks: InstanceLocks, on_lost: Callable[[InstanceBusy], None], interval: float = 1.0
-) -> BackgroundTask:
-    """Keep a PostgreSQL store lock; if a standby took it meanwhile, call ``on_lost`` (which stops serve)."""
+def _lock_watch(locks: InstanceLocks, fence: LockFence, interval: float = 1.0) -> BackgroundTask:
+    """Keep a PostgreSQL store lock, telling ``fence`` what each check found; a loss (a standby took it
+    meanwhile) calls the fence's ``on_lost``, which stops serve."""
 
     def run(stop: threading.Event) -> None:
         while not stop.wait(interval):
             try:
-                busy = locks.check()
+                fence.record(locks.status())
             except Exception:  # loop boundary: the next check tries again
                 logger.exception("instance lock: check failed")
                 continue
-            if busy is not None:
-                logger.error("instance lock: lost: %s; stopping so that one server writes", busy)
-                on_lost(busy)
+            if fence.lost:
                 return
 
     return run
@@ -195,7 +192,11 @@ def _sqlite_file(db: str) -> str | None:
 
 
 def build_applier(
-    cfg: GpuwardenConfig, db: str, engine: IncidentEngine, health: ServiceHealth | None = None
+    cfg: GpuwardenConfig,
+    db: str,
+    engine: IncidentEngine,
+    health: ServiceHealth | None = None,
+    fence: LockFence | None = None,
 ) -> JournalApplier:
     """Open (and recover) the accept journal and its applier for ``engine``'s store, and log where the
     journal is and how much of it is still to apply."""
@@ -231,7 +232,7 @@ def build_applier(
             given,
             beside_link,
         )
-    applier = JournalApplier(journal, engine, health=health)
+    applier = JournalApplier(journal, engine, health=health, fence=fence)
     if applier.replay_end > applier.applied:
         logger.info(
             "journal: %d bytes acknowledged but not applied before the last stop; replaying them while"
@@ -247,10 +248,14 @@ def _server_store(db: str) -> bool:
 
 
 def build_service(
-    cfg: GpuwardenConfig, db: str, health: ServiceHealth | None = None
+    cfg: GpuwardenConfig,
+    db: str,
+    health: ServiceHealth | None = None,
+    locks: InstanceLocks | None = None,
 ) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
     """Engine, background loops, extra routes (Slack) and the notification outbox (None without a
-    notifier) for one configuration; ``health`` is shared with the applier (``build_applier``)."""
+    notifier) for one configuration; ``health`` is shared with the applier (``build_applier``). With
+    ``locks``, every store commit first checks, in its transaction, that the store lock is still held."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
     from alerting.engine import IncidentEngine  # noqa: PLC0415
@@ -264,6 +269,8 @@ def build_service(
     inventories = prepare_inventories(cfg)
     clock, sources = inventories.clock, inventories.sources
     sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
+    if locks is not None:
+        locks.fence_commits(sql)
     inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
     engine.inventory_source = inventories.name
@@ -284,6 +291,23 @@ def build_service(
 
         routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock))
     return engine, background, routes, outbox
+
+
+def _fenced_service(
+    cfg: GpuwardenConfig, db: str, locks: InstanceLocks
+) -> tuple[LockFence, IncidentEngine, list[BackgroundTask], list[object], Outbox | None, JournalApplier]:
+    """``build_service`` and ``build_applier`` behind a fence on ``locks``: every store commit, alert POST,
+    journal apply and notification first makes sure that this server still holds the store lock."""
+    from alerting.fencing import LockFence  # noqa: PLC0415 - see build_service
+    from alerting.health import ServiceHealth  # noqa: PLC0415
+
+    fence = LockFence(locks.status)
+    health = ServiceHealth()
+    engine, background, routes, outbox = build_service(cfg, db, health, locks)
+    applier = build_applier(cfg, db, engine, health, fence)
+    if outbox is not None:
+        outbox.fence = fence
+    return fence, engine, background, routes, outbox, applier
 
 
 def serve(
@@ -310,7 +334,7 @@ def serve(
     # Imported here for the reason build_service gives.
     import uvicorn  # noqa: PLC0415
 
-    from alerting.health import ServiceHealth  # noqa: PLC0415
+    from alerting.fencing import LockStatus  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
 
@@ -333,9 +357,7 @@ def serve(
         # uvicorn serves.
         listener = _bound(locks, address, port_number, address_field, port_field)
         try:
-            health = ServiceHealth()
-            engine, background, routes, outbox = build_service(cfg, store, health)
-            applier = build_applier(cfg, store, engine, health)
+            fence, engine, background, routes, outbox, applier = _fenced_service(cfg, store, locks)
         except BaseException:
             listener.close()
             raise
@@ -345,14 +367,15 @@ def serve(
         raise typer.Exit(1) from exc
     except ConfigError as exc:
         raise _failed(cfg, exc, store_field) from exc
-    lost: list[InstanceBusy] = []
+    lost: list[LockStatus] = []
 
-    def on_lost(busy: InstanceBusy) -> None:
-        lost.append(busy)
+    def on_lost(status: LockStatus) -> None:
+        lost.append(status)
         server.should_exit = True  # uvicorn's own graceful stop, as on SIGTERM
 
+    fence.on_lost = on_lost
     if locks.can_be_lost:  # file locks last as long as the process: nothing to watch for SQLite
-        background = [*background, _lock_watch(locks, on_lost)]
+        background = [*background, _lock_watch(locks, fence)]
     # What was acknowledged but not applied before a crash is replayed by the applier's thread once the port
     # is open: a replay of minutes with no port would fail every liveness probe. New writes are appended
     # after the backlog, so they are applied after it, in order; /-/ready says when it caught up.
@@ -363,6 +386,7 @@ def serve(
         background=background,
         applier=applier,
         outbox=outbox,
+        fence=fence,
     )
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
@@ -382,7 +406,7 @@ def serve(
         listener.close()
         locks.release()
     if lost:
-        err_console.print(f"[red]error:[/red] stopped: {escape(str(lost[0]))}")
+        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
         raise typer.Exit(1)
 
 

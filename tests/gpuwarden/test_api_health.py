@@ -217,3 +217,17 @@ def test_a_backlog_replays_behind_an_open_port_reads_lag_and_later_writes_apply_
         assert _metric(client, "gpuwarden_ingest_replaying") == 0
     row = engine.store.alert(label_fingerprint(LABELS))
     assert row is not None and row.status == "resolved" and row.receive_count == 2
+
+
+def test_a_read_during_a_store_outage_does_not_wait_for_an_applier_that_cannot_apply(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It waited the whole 10 s read barrier before its 503, so a CLI with a 10 s timeout saw a timeout."""
+    with _client(applier) as client, store_down(applier.engine.store.engine):
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+        _eventually(lambda: applier.failures >= 1)
+        waited: list[int] = []
+        monkeypatch.setattr(applier, "wait_applied", lambda offset, timeout: waited.append(offset) or False)
+        read = client.get("/api/v1/incidents")
+        assert read.status_code == 503 and "store" in error_text(read)
+        assert waited == []

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import shutil
+import signal
+import socket
 import subprocess
 import tempfile
 import time
@@ -15,13 +17,14 @@ from pathlib import Path
 import httpx
 import orjson
 import pytest
-from sqlalchemy import create_engine, func, inspect, select, text
+from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.pool import NullPool
 
 from alerting import scenarios
 from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.fencing import LockState, NotActive
 from alerting.instance_lock import ADVISORY_KEY, InstanceBusy, InstanceLocks
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
@@ -374,4 +377,93 @@ def test_an_ack_or_resolve_waits_for_a_concurrent_one_in_flight_and_then_changes
     assert not outcome.changed
     timeline = engine.store.get(incident_id).timeline
     assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
+    sql.dispose()
+
+
+def _lock_taken_over(admin: Engine, url: str, journal: Path) -> InstanceLocks:
+    """Every gpuwarden lock session dies (a PostgreSQL restart) and a standby takes the lock."""
+    with admin.begin() as conn:
+        conn.execute(
+            text(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name LIKE 'gpuwarden serve%'"
+            )
+        )
+    standby = InstanceLocks.for_server(url, journal)
+    standby.try_acquire()
+    return standby
+
+
+def _post_raw(url: str, body: bytes) -> socket.socket:
+    """Send a POST of alerts and return the socket without reading: the request waits in the server's
+    accept backlog while the server is stopped."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=30)
+    head = (
+        f"POST /api/v2/alerts HTTP/1.1\r\nHost: {host}\r\nAuthorization: {AUTH['Authorization']}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    sock.sendall(head.encode() + body)
+    return sock
+
+
+def _status_of(sock: socket.socket) -> int | None:
+    """The answer's status code, or None when the server closed the connection without one."""
+    try:
+        answer = sock.recv(4096)
+    except ConnectionError:
+        return None
+    finally:
+        sock.close()
+    return int(answer.split()[1]) if answer else None
+
+
+@pytest.mark.integration
+def test_a_paused_server_whose_postgres_lock_was_taken_meanwhile_writes_nothing_once_resumed(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The probe's split brain: SIGSTOP the active server, its lock session dies (a PostgreSQL restart), a
+    standby takes the lock, SIGCONT. The resumed server answered 200 to the POST waiting in its backlog and
+    opened an incident before its once-a-second check noticed the loss."""
+    monkeypatch.setenv("GPUWARDEN_ALERTING__JOURNAL_DIR", str(tmp_path / "journal"))
+    admin = make_engine(postgres_url)
+    with gpuwarden_serve(tmp_path, postgres_url) as (url, proc):
+        os.kill(proc.pid, signal.SIGSTOP)
+        try:
+            standby = _lock_taken_over(admin, postgres_url, tmp_path / "standby")
+            waiting = _post_raw(url, orjson.dumps([{"labels": {"alertname": "NodeDown", "node": "r01-n01"}}]))
+            time.sleep(3)  # the pause outlasts the fence's 2 s: the resumed server must verify first
+        finally:
+            os.kill(proc.pid, signal.SIGCONT)
+        assert _status_of(waiting) != 200
+        assert proc.wait(timeout=60) == 1
+    with admin.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(IncidentRow)).scalar_one() == 0
+    assert "instance lock: lost: store " in (tmp_path / "serve.log").read_text()
+    standby.release()
+    admin.dispose()
+
+
+@pytest.mark.integration
+def test_a_commit_after_the_postgres_lock_went_to_another_server_is_rolled_back(
+    postgres_url: str, tmp_path: Path
+) -> None:
+    """The check inside the transaction: a write already past every other check does not commit."""
+    locks = InstanceLocks.for_server(postgres_url, tmp_path / "a")
+    locks.try_acquire()
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    locks.fence_commits(sql)
+    engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    engine.ingest(scenarios.node_failure(3, 2, engine.clock.now())[:1])  # held: it commits
+    admin = make_engine(postgres_url)  # not fenced: it is another server's connection
+    standby = _lock_taken_over(admin, postgres_url, tmp_path / "b")
+    admin.dispose()
+    with pytest.raises(NotActive, match="no longer holds the lock"):
+        engine.ingest(scenarios.rack_failure(7, engine.clock.now())[:5])
+    with sql.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(IncidentRow)).scalar_one() == 1
+    assert locks.status().state is LockState.LOST
+    standby.release()
+    locks.release()
     sql.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -25,6 +26,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.http_stub import LocalServer, QuietHandler
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
+from tests.integration.servers import free_port
 
 with warnings.catch_warnings():
     # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
@@ -438,3 +440,26 @@ def test_list_and_show_say_until_when_an_incident_is_silenced(
         assert f"({item['id']}, triggered (silenced until 2026-01-01T02:00:00Z))" in shown.stdout
         engine.clock.advance(7200)  # type: ignore[attr-defined]
         assert "silenced" not in runner.invoke(app, ["incidents", "list", "--url", URL]).stdout
+
+
+def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
+    """The probe's `incidents list` during a store outage said "cannot reach ...: timed out": the server was
+    up, its read waited 10 s and the CLI gave up at 10 s. A timeout now says so and honours the option."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, ["incidents", "--request-timeout", "0.2", "list", "--url", url])
+    assert result.exit_code == 2
+    said = " ".join(result.stderr.split())
+    assert f"timed out after 0.2 s waiting for an answer from {url}" in said
+    assert "cannot" not in said
+
+
+def test_a_refused_connection_says_cannot_connect() -> None:
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", free_port()))  # bound, not listening: connections are refused
+        url = f"http://127.0.0.1:{closed.getsockname()[1]}"
+        result = runner.invoke(app, ["incidents", "list", "--url", url])
+    assert result.exit_code == 2
+    assert f"cannot connect to {url}" in " ".join(result.stderr.split())
