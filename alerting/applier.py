@@ -204,14 +204,14 @@ class JournalApplier:
                 if not self._store_takes_writes():
                     raise
                 refused.append((alert, alert_exc))
-        for alert, alert_exc in refused:
-            path = keep_alert(self.journal.directory, record, alert, alert_exc, start)
+        for alert, why in refused:
+            path = keep_alert(self.journal.directory, record, alert, why, start)
             logger.error(
                 "journal: alert %s of the record at offset %d is refused by the store; quarantined: %s: %r",
                 alert.fingerprint,
                 start,
                 path,
-                alert_exc,
+                why,
             )
         self._commit_offset(record.end)
         with self._cond:

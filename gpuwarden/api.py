@@ -51,7 +51,7 @@ from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.httpbody import BodyTooLarge, read_limited
-from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
+from gpuwarden.incident_api import IncidentActionsApi, detail_response
 from gpuwarden.model import GpuRef, IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.params import choice, positive, single
@@ -255,27 +255,27 @@ class _Handlers:
         priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
         limit = positive(single(params, "limit"), "limit")
         store = self.engine.store
-        rows = await run_in_threadpool(
-            lambda: store.list_rows(state, include_merged=True, priority=priority, limit=limit)
-        )
-        total = (
-            len(rows)
-            if limit is None
-            else await run_in_threadpool(
-                lambda: store.count_rows(state, include_merged=True, priority=priority)
+
+        def listed() -> Response:  # in the thread pool: thousands of incidents take a while to render
+            rows = store.list_rows(state, include_merged=True, priority=priority, limit=limit)
+            total = (
+                len(rows)
+                if limit is None
+                else store.count_rows(state, include_merged=True, priority=priority)
             )
-        )
-        until = self.engine.silenced_until()
-        return JSONResponse(
-            [incident_summary(r, n, until.get(r.id)) for r, n in rows], headers={"X-Total-Count": str(total)}
-        )
+            until = self.engine.silenced_until()  # waits for the engine's lock: never on the event loop
+            return JSONResponse(
+                [incident_summary(r, n, until.get(r.id)) for r, n in rows],
+                headers={"X-Total-Count": str(total)},
+            )
+
+        return await run_in_threadpool(listed)
 
     async def show_incident(self, request: Request) -> Response:
         """One incident with impact, timeline and alerts."""
         incident_id = request.path_params["incident_id"]
         incident = await run_in_threadpool(self.engine.store.get, incident_id)
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return JSONResponse(incident_detail(incident, alerts, self.engine.silenced_until().get(incident_id)))
+        return await run_in_threadpool(detail_response, self.engine, incident)
 
     async def show_inventory(self, request: Request) -> Response:
         """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it
