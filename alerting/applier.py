@@ -3,33 +3,34 @@
 The offset it has applied is committed in the same store transaction as the alerts it applied (see
 ``alerting.journal``), so after a crash replay starts exactly where the store stopped.
 
-A record that the store keeps refusing (a poison record: say a label value PostgreSQL cannot hold) must
-not hold back every later one. After ``poison_after`` failures at one offset the applier applies the failing
-batch one record at a time; a single record that fails ``poison_after`` times while the store still takes
-a plain write is moved to ``quarantine/`` beside the segments (its body as posted, its accept time and the
-error, as JSON) and the applied offset moves past it. A store that takes no write at all (down, locked,
-full) quarantines nothing: the applier retries until it is back. Quarantined records are counted in the
-ingest status; their body can be posted again once the cause is fixed.
+A record that the store keeps refusing (a poison alert: say a label value PostgreSQL cannot hold) must
+not hold back every later one, nor the good alerts posted with it. After ``poison_after`` failures at one
+offset the applier applies the failing batch one record at a time; a single record that fails
+``poison_after`` times while the store still takes a plain write is applied one alert per transaction, and
+only the alerts that fail alone are moved to ``quarantine/`` beside the segments (see
+``alerting.quarantine``: the alert as posted, the record's accept time and the error, as JSON); then the
+applied offset moves past the record. A crash during that replays the whole record: the alerts applied
+already come again as repeats, which change nothing (Prometheus re-posts firing alerts all the time). A
+store that takes no write at all (down, locked, full) quarantines nothing: the applier retries until it is
+back. Quarantined alerts and records are counted in the ingest status and logged with the fingerprint.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any, cast
 
-import orjson
 from sqlalchemy import Table, select, update
 from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, unfenced
 from alerting.health import ServiceHealth
-from alerting.journal import KIND_WEBHOOK, AcceptJournal, JournalRecord
+from alerting.journal import AcceptJournal, JournalRecord
+from alerting.quarantine import keep_alert, keep_record
 from alerting.store_models import JournalOffsetRow
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import InputError
@@ -75,7 +76,8 @@ class JournalApplier:
         self.last_error: str | None = None  # why applying fails now; None once a batch applied since
         self.last_error_at: datetime | None = None  # when applying last failed (kept after it recovered)
         self.poison_after = poison_after
-        self.quarantined = 0
+        self.quarantined = 0  # records (one this version no longer parses)
+        self.alerts_quarantined = 0  # alerts the store refused alone
         self._failing_at = -1  # offset of the last failure, and how many times in a row it failed there
         self._failures_here = 0
         self._isolate_until = -1  # below this offset, records are applied one at a time
@@ -166,7 +168,7 @@ class JournalApplier:
             return False
         if not self._store_takes_writes():
             return False
-        self._quarantine(records[0], exc)
+        self._apply_alone(records[0], exc)
         return True
 
     def _store_takes_writes(self) -> bool:
@@ -187,46 +189,46 @@ class JournalApplier:
                 .values(applied_offset=offset)
             )
 
-    def _quarantine(self, record: JournalRecord, exc: Exception) -> None:
-        """Keep the record beside the journal with its error, then commit the offset past it."""
+    def _apply_alone(self, record: JournalRecord, exc: Exception) -> None:
+        """Apply the record's alerts one per transaction, quarantine those the store refuses alone, then
+        commit the offset past the record. Raises (nothing quarantined) once the store takes no write."""
         start = self.applied
-        path = self._keep(record, exc, start)
-        self._commit_offset(record.end)
-        logger.error(
-            "journal: record at offset %d failed %d times while the store takes writes; quarantined: %s: %r",
+        logger.warning(
+            "journal: record at offset %d failed %d times while the store takes writes (%r); applying its"
+            " alerts one at a time",
             start,
             self._failures_here,
-            path,
             exc,
         )
+        at = datetime.fromtimestamp(record.accepted_at, UTC)
+        alerts = record.alerts(timedelta(seconds=self.engine.config.resolve_timeout_seconds))
+        refused: list[tuple[Alert, Exception]] = []
+        for alert in alerts:
+            try:
+                self.engine.apply_accepted([(at, [alert])], lambda _session: None)
+            except Exception as alert_exc:  # the store refused this alert (or is down: checked next)
+                if not self._store_takes_writes():
+                    raise
+                refused.append((alert, alert_exc))
+        for alert, why in refused:
+            path = keep_alert(self.journal.directory, record, alert, why, start)
+            logger.error(
+                "journal: alert %s of the record at offset %d is refused by the store; quarantined: %s: %r",
+                alert.fingerprint,
+                start,
+                path,
+                why,
+            )
+        self._commit_offset(record.end)
         with self._cond:
             self.applied = record.end
-            self.quarantined += 1
+            self.alerts_applied += len(alerts) - len(refused)
+            self.alerts_quarantined += len(refused)
             self._cond.notify_all()
         self._failing_at, self._failures_here = -1, 0
+        self.last_error = None
         self._caught_up()
         self.journal.discard_applied(record.end)
-
-    def _keep(self, record: JournalRecord, exc: Exception, start: int) -> Path:
-        """Write the record with its error to ``quarantine/`` (named by its offset); the file's path."""
-        folder = self.journal.directory / "quarantine"
-        folder.mkdir(exist_ok=True)
-        path = folder / f"{start:020d}.json"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(
-            orjson.dumps(
-                {
-                    "offset": start,
-                    "kind": "webhook" if record.kind == KIND_WEBHOOK else "postable_alerts",
-                    "accepted_at": datetime.fromtimestamp(record.accepted_at, UTC).isoformat(),
-                    "error": repr(exc),
-                    "body": record.body.decode("utf-8", errors="replace"),
-                },
-                option=orjson.OPT_INDENT_2,
-            )
-        )
-        os.replace(tmp, path)
-        return path
 
     def _apply(self, records: list[JournalRecord]) -> int:
         batches: list[tuple[datetime, list[Alert]]] = []
@@ -238,7 +240,7 @@ class JournalApplier:
             except InputError as exc:
                 # Validated before append, by the version that wrote it: one this version refuses (a NUL,
                 # which PostgreSQL cannot store) is kept in quarantine, not lost, and wedges nothing.
-                path = self._keep(record, exc, start)
+                path = keep_record(self.journal.directory, record, exc, start)
                 logger.error(
                     "journal: record at offset %d no longer parses; quarantined: %s: %s", start, path, exc
                 )
@@ -328,6 +330,7 @@ class JournalApplier:
             "last_error": self.last_error,
             "last_error_at": rfc3339(self.last_error_at) if self.last_error_at is not None else None,
             "records_quarantined": self.quarantined,
+            "alerts_quarantined": self.alerts_quarantined,
             "store_up": self.health.store_up,
             "replaying": not self.health.replayed.is_set(),
             "quarantine_dir": str(self.journal.directory / "quarantine"),

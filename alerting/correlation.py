@@ -16,6 +16,7 @@ from datetime import UTC, datetime
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, is_outage
 from alerting.inventory import GpuKey, Inventory
 from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
 
 RACK_DEPTH = 2
@@ -94,8 +95,9 @@ def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
     """GPUs under a path that has at least node depth (all GPUs of a node when the inventory knows it)."""
     if len(path) >= 4:
         gpu = path[3]
-        if gpu.isdigit():
-            return {(path[0], path[2], int(gpu))}
+        index = label_number(gpu)
+        if index is not None:
+            return {(path[0], path[2], index)}
         placed = inventory.gpu_by_uuid(gpu) if inventory is not None else None
         return {placed} if placed is not None else set()
     if len(path) == 3 and inventory is not None:

@@ -6,6 +6,7 @@ import functools
 import re
 from collections.abc import Mapping
 
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import FaultKind
 from gpuwarden.xid import out_of_service
 
@@ -60,9 +61,9 @@ _MODEL_KINDS = {"thermal": FaultKind.THERMAL}
 def xid_code(labels: Mapping[str, str]) -> int | None:
     """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label), if any."""
     for name in ("xid", "xid_code", "code"):
-        raw = labels.get(name, "")
-        if raw.isdigit():
-            return int(raw)
+        code = label_number(labels.get(name))
+        if code is not None:
+            return code
     return None
 
 

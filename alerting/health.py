@@ -120,3 +120,9 @@ class HealthCollector(Collector):
             "Journal records the store kept refusing, moved to the journal's quarantine/ folder.",
             value=applier.quarantined,
         )
+        yield CounterMetricFamily(
+            "gpuwarden_ingest_alerts_quarantined",
+            "Alerts the store refused one at a time, moved to the journal's quarantine/ folder (the other"
+            " alerts of their record were applied).",
+            value=applier.alerts_quarantined,
+        )

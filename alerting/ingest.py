@@ -16,6 +16,7 @@ from typing import Any
 import orjson
 
 from gpuwarden.errors import InputError
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 from gpuwarden.xid import action_for_xid
 
@@ -162,7 +163,8 @@ def _action(annotations: Mapping[str, str], labels: Mapping[str, str]) -> Recomm
     code = labels.get("xid") or labels.get("xid_code")
     if code is None:  # most alerts: two dict lookups on the ingest path
         return RecommendedAction.NONE
-    return action_for_xid(int(code)) if code.isascii() and code.isdigit() else RecommendedAction.NONE
+    number = label_number(code)
+    return action_for_xid(number) if number is not None else RecommendedAction.NONE
 
 
 def parse_postable_alerts(

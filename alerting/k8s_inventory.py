@@ -54,6 +54,7 @@ from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, Workl
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import WorkloadKind, WorkloadRef
 
 logger = logging.getLogger(__name__)
@@ -98,14 +99,14 @@ def assignments_from_labels(
     are skipped."""
     out = []
     for labels in rows:
-        node, index = labels.get(node_label, ""), labels.get(gpu_label, "")
-        if not (node and index.isascii() and index.isdigit()):
+        node, index = labels.get(node_label, ""), label_number(labels.get(gpu_label))
+        if not node or index is None:
             continue
         if "exported_pod" in labels:
             namespace, pod = labels.get("exported_namespace", ""), labels["exported_pod"]
         else:
             namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
-        out.append(Assignment(node, int(index), labels.get("UUID", ""), namespace, pod))
+        out.append(Assignment(node, index, labels.get("UUID", ""), namespace, pod))
     return out
 
 

@@ -26,7 +26,8 @@ from alerting.faults import classify
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
-from alerting.silences import Silence, incident_silenced_until, muting_silence
+from alerting.silence_index import SilenceIndex
+from alerting.silences import Silence, incident_silenced_until
 from alerting.store import alert_from_row
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -50,6 +51,7 @@ class MuteTracking:
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
     inventory: Inventory | None
+    _silence_index: SilenceIndex | None = None  # of the current ``_silences`` list (replaced on a change)
 
     def ingest(self, alerts: Sequence[Alert]) -> IngestResult:
         raise NotImplementedError  # the engine's
@@ -70,7 +72,7 @@ class MuteTracking:
         now = self.clock.now()
         with self._lock:
             placed = self._placed(labels)
-            silenced = [s.id for s in self._silences if s.mutes(labels, now, incident_id, placed)]
+            silenced = [s.id for s in self._indexed_silences().muting(labels, now, incident_id, placed)]
             source = self._inhibitor.inhibiting(fingerprint, labels)
         return silenced, [] if source is None else [source]
 
@@ -80,11 +82,18 @@ class MuteTracking:
     def _muted_by(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None, now: datetime
     ) -> str | None:
-        silence = muting_silence(self._silences, labels, now, incident_id, self._placed(labels))
-        if silence is not None:
-            return f"{silence.kind.value}:{silence.id}"
+        silences = self._indexed_silences().muting(labels, now, incident_id, self._placed(labels))
+        if silences:
+            return f"{silences[0].kind.value}:{silences[0].id}"
         rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return f"inhibited:{rule}" if rule is not None else None
+
+    def _indexed_silences(self) -> SilenceIndex:
+        """The index of the current silences: every change replaces the list, so its identity versions it."""
+        index = self._silence_index
+        if index is None or index.silences is not self._silences:
+            index = self._silence_index = SilenceIndex(self._silences)
+        return index
 
     def _placed(self, labels: Mapping[str, str]) -> Callable[[], Mapping[str, str]]:
         """The alert's labels plus the ``cluster``, ``rack`` and ``node`` the inventory places it in where

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from alerting.faults import SYMPTOM_KINDS
 from alerting.inventory import Inventory
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import (
     ClusterRef,
     FaultKind,
@@ -147,6 +148,8 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
     rack = labels.get("rack", "")
     node = _node_name(labels)
     gpu = labels.get("gpu", "")
+    if label_number(gpu) is None:
+        gpu = ""  # not a GPU index (`gpu="⁷"`, 20 digits): the alert keeps the label, its location does not
     uuid = labels.get("UUID", "") or labels.get("uuid", "")
     # The cluster to find the alert's node and workloads in: its label's if the inventory has it, else
     # the one cluster with a node of that name (Prometheus' name for a cluster may differ from Slurm's
@@ -212,12 +215,11 @@ def _rank_gpus(
     """The GPU paths of the ``rank`` an alert names, when it names one training job whose ranks the
     inventory places exactly (``WorkloadInfo.units`` in rank order: one unit per rank, as the simulated
     fleet, Slurm's one rank per GPU and inventory files list them); else empty."""
-    rank = labels.get("rank", "")
+    index = label_number(labels.get("rank"))
     jobs = [w for w in workloads if w.kind is WorkloadKind.TRAINING_JOB]
-    if inventory is None or not rank.isdigit() or len(jobs) != 1:
+    if inventory is None or index is None or len(jobs) != 1:
         return frozenset()
     info = inventory.workload(jobs[0])
-    index = int(rank)
     if info is None or index >= len(info.units) or info.size(index) < len(info.units[index]):
         return frozenset()  # unknown, or a unit whose GPUs are only guessed
     found = set()
@@ -263,12 +265,13 @@ def path_target(path: Path, inventory: Inventory | None = None) -> Target:
     if len(path) == 3:
         return NodeRef(path[2], cluster, rack)
     gpu = path[3]
-    if gpu.isdigit():
+    index = label_number(gpu)
+    if index is not None:
         uuid = ""
         info = inventory.node(path[2], path[0]) if inventory is not None else None
-        if info is not None and int(gpu) < len(info.gpu_uuids):
-            uuid = info.gpu_uuids[int(gpu)]
-        return GpuRef(path[2], int(gpu), uuid)
+        if info is not None and index < len(info.gpu_uuids):
+            uuid = info.gpu_uuids[index]
+        return GpuRef(path[2], index, uuid)
     return GpuRef(path[2], -1, gpu)
 
 

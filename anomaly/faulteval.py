@@ -20,6 +20,7 @@ from typing import Any
 
 from anomaly.service import AnomalyService
 from gpuwarden.clock import FakeClock
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert
 from gpuwarden.sim import Fleet, parse_fault
 
@@ -221,8 +222,7 @@ class _Truth:
 
 def _target(alert: Alert) -> tuple[str | None, int | None]:
     node = alert.labels.get("Hostname")
-    gpu = alert.labels.get("gpu")
-    return node, int(gpu) if gpu is not None and gpu.isdigit() else None
+    return node, label_number(alert.labels.get("gpu"))
 
 
 def run_fault_eval(

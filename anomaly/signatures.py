@@ -15,7 +15,7 @@ PromQL setup reads one of them beside the XID counters.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,7 @@ from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_k
 from anomaly.needs import GPU_UP, XID_COUNTER, XID_GAUGE
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
 
@@ -123,15 +124,16 @@ class SignatureDetector:
         ]
 
     def _xid_finding(
-        self, query: str, labels: list[Mapping[str, str]], codes: list[int], values: FloatArray
+        self, query: str, labels: list[Mapping[str, str]], codes: Sequence[int | None], values: FloatArray
     ) -> Findings:
-        entries = [self.catalog.get(c) for c in codes]
+        """``codes``: None where the series' ``xid`` label is no number (it is kept, not replaced)."""
+        entries = [self.catalog.get(c) if c is not None else None for c in codes]
         actions = [xid_action(e) if e else RecommendedAction.INVESTIGATE for e in entries]
         summaries = [
             f"XID {c} {e.mnemonic}: {e.description}" if e else f"XID {c} (not in the catalog)"
             for c, e in zip(codes, entries, strict=True)
         ]
-        alert_labels = [{"xid": str(c)} for c in codes]
+        alert_labels = [{"xid": str(c)} if c is not None else {} for c in codes]
         labels = [{**lab, **extra} for lab, extra in zip(labels, alert_labels, strict=True)]
         return Findings(
             self.name,
@@ -155,7 +157,7 @@ class SignatureDetector:
         if not rows:
             return []
         labels = [step.labels[i] for i in rows]
-        codes = [int(lab.get("xid", "0") or 0) for lab in labels]
+        codes = [label_number(lab.get("xid", "0")) for lab in labels]
         return [self._xid_finding(step.query, labels, codes, increase[rows])]
 
     def _xid_gauge(self, view: View) -> list[Findings]:

@@ -14,6 +14,7 @@ Routes and their auth are wired in ``gpuwarden.api``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -84,6 +85,21 @@ def gettable_alert(
     }
 
 
+@dataclass(frozen=True, slots=True)
+class _AlertQuery:
+    """The query of an alert listing, read (and refused with a 400) on the event loop."""
+
+    show: dict[str, bool]
+    filters: list[Matcher]
+    receiver: str | None
+
+    @classmethod
+    def of(cls, request: Request) -> _AlertQuery:
+        params = request.query_params
+        show = {name: _flag(single(params, name), name) for name in ("active", "silenced", "inhibited")}
+        return cls(show, _filters(params.getlist("filter")), single(params, "receiver"))
+
+
 class AlertmanagerApi:
     """The handlers; ``gpuwarden.api`` wraps them with the token check, the read barrier and errors."""
 
@@ -91,17 +107,25 @@ class AlertmanagerApi:
         self.engine = engine
         self.started = datetime.now(UTC)
 
+    # The read routes do their matching and rendering in the thread pool, never on the event loop: with
+    # thousands of alerts and silences it takes a while, and the loop answers /healthz and POSTs meanwhile.
+
     async def list_alerts(self, request: Request) -> Response:
         """Firing alerts matching every ``filter`` matcher, by state as Alertmanager filters them."""
-        return JSONResponse([alert for alert, _ in await self._alerts(request)])
+        query = _AlertQuery.of(request)
+        return await run_in_threadpool(lambda: JSONResponse([alert for alert, _ in self._alerts(query)]))
 
     async def list_groups(self, request: Request) -> Response:
         """``alertGroups``: an incident is a group (labels ``incident``, ``priority``, ``root_cause``); firing
         alerts in no incident (muted ones) form one group without labels. Same filters as the alerts."""
+        query = _AlertQuery.of(request)
+        return await run_in_threadpool(self._groups, query)
+
+    def _groups(self, query: _AlertQuery) -> Response:
         by_incident: dict[str | None, list[dict[str, Any]]] = {}
-        for alert, incident_id in await self._alerts(request):
+        for alert, incident_id in self._alerts(query):
             by_incident.setdefault(incident_id, []).append(alert)
-        rows = await run_in_threadpool(self.engine.store.rows_by_id, [i for i in by_incident if i])
+        rows = self.engine.store.rows_by_id([i for i in by_incident if i])
         groups = []
         for incident_id, alerts in by_incident.items():
             row = rows.get(incident_id) if incident_id else None
@@ -118,14 +142,11 @@ class AlertmanagerApi:
             groups.append({"labels": labels, "receiver": {"name": RECEIVER}, "alerts": alerts})
         return JSONResponse(groups)
 
-    async def _alerts(self, request: Request) -> list[tuple[dict[str, Any], str | None]]:
-        params = request.query_params
-        show = {name: _flag(single(params, name), name) for name in ("active", "silenced", "inhibited")}
-        filters = _filters(params.getlist("filter"))
-        receiver = single(params, "receiver")
-        if receiver is not None and not _receiver_matches(receiver):
+    def _alerts(self, query: _AlertQuery) -> list[tuple[dict[str, Any], str | None]]:
+        show, filters = query.show, query.filters
+        if query.receiver is not None and not _receiver_matches(query.receiver):
             return []  # every alert has the one receiver
-        rows = await run_in_threadpool(self.engine.store.firing_alerts)
+        rows = self.engine.store.firing_alerts()
         open_end = self.engine.clock.now() + timedelta(seconds=self.engine.config.resolve_timeout_seconds)
         out = []
         for row in rows:
@@ -176,17 +197,21 @@ class AlertmanagerApi:
         ``filter``, those whose matchers match it as Alertmanager compares them (``amtool silence query``).
         Not incidents' silences (``/api/v1/incidents/{id}/silence``)."""
         filters = _filters(request.query_params.getlist("filter"))
-        now = self.engine.clock.now()
-        silences = await run_in_threadpool(self.engine.all_silences)
-        # An incident's silence mutes its incident, not a label set: with no matchers, which Alertmanager
-        # never has (it refuses them; amtool and Grafana show one as muting everything), it is not listed.
-        return JSONResponse(
-            [
-                gettable_silence(s, now)
-                for s in silences
-                if s.incident_id is None and _silence_matches(s.matchers, filters)
-            ]
-        )
+
+        def listed() -> Response:
+            now = self.engine.clock.now()
+            # An incident's silence mutes its incident, not a label set: with no matchers, which Alertmanager
+            # never has (it refuses them; amtool and Grafana show one as muting everything), it is not
+            # listed.
+            return JSONResponse(
+                [
+                    gettable_silence(s, now)
+                    for s in self.engine.all_silences()
+                    if s.incident_id is None and _silence_matches(s.matchers, filters)
+                ]
+            )
+
+        return await run_in_threadpool(listed)
 
     async def list_receivers(self, request: Request) -> Response:
         """``GET /api/v2/receivers``: the one receiver every alert reaches."""

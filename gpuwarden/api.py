@@ -28,7 +28,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -51,8 +51,8 @@ from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
-from gpuwarden.httpbody import BodyTooLarge, read_limited
-from gpuwarden.incident_api import IncidentActionsApi, alert_dicts, incident_detail
+from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
+from gpuwarden.incident_api import IncidentActionsApi, detail_response
 from gpuwarden.model import GpuRef, IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.params import choice, positive, single
@@ -153,7 +153,7 @@ class _Handlers:
 
     async def read_body(self, request: Request) -> bytes:
         """The body, refusing more than the limit before reading it all."""
-        return await read_limited(request, self.config.max_body_bytes)
+        return await read_limited(request, self.config.max_body_bytes, self.config.body_timeout_seconds)
 
     async def barrier(self) -> int:
         """Wait until what was acknowledged before now is applied; returns the bytes still behind."""
@@ -189,6 +189,16 @@ class _Handlers:
                 except BodyTooLarge:
                     too_large = f"body larger than {self.config.max_body_bytes} bytes"
                     response = _error(413, too_large, route=route)
+                except BodyTimeout:
+                    late = f"the body did not arrive within {self.config.body_timeout_seconds:g} s"
+                    response = _error(408, late, route=route)
+                except BodyEncoded as exc:
+                    encoded = f"Content-Encoding {exc} is not taken; send the body uncompressed"
+                    response = _error(415, encoded, "Content-Encoding", route=route)
+                except ClientDisconnect:
+                    # Nobody reads this answer; a client that goes away mid-body is no server error.
+                    logger.info("client disconnected before its body was read", extra={"path": route})
+                    response = _error(400, "client disconnected before the body was read", route=route)
                 except NotFound as exc:
                     response = _error(404, str(exc), exc.field, route=route)
                 except Conflict as exc:
@@ -272,27 +282,27 @@ class _Handlers:
         priority = choice(single(params, "priority"), "priority", [p.value for p in Priority])
         limit = positive(single(params, "limit"), "limit")
         store = self.engine.store
-        rows = await run_in_threadpool(
-            lambda: store.list_rows(state, include_merged=True, priority=priority, limit=limit)
-        )
-        total = (
-            len(rows)
-            if limit is None
-            else await run_in_threadpool(
-                lambda: store.count_rows(state, include_merged=True, priority=priority)
+
+        def listed() -> Response:  # in the thread pool: thousands of incidents take a while to render
+            rows = store.list_rows(state, include_merged=True, priority=priority, limit=limit)
+            total = (
+                len(rows)
+                if limit is None
+                else store.count_rows(state, include_merged=True, priority=priority)
             )
-        )
-        until = self.engine.silenced_until()
-        return JSONResponse(
-            [incident_summary(r, n, until.get(r.id)) for r, n in rows], headers={"X-Total-Count": str(total)}
-        )
+            until = self.engine.silenced_until()  # waits for the engine's lock: never on the event loop
+            return JSONResponse(
+                [incident_summary(r, n, until.get(r.id)) for r, n in rows],
+                headers={"X-Total-Count": str(total)},
+            )
+
+        return await run_in_threadpool(listed)
 
     async def show_incident(self, request: Request) -> Response:
         """One incident with impact, timeline and alerts."""
         incident_id = request.path_params["incident_id"]
         incident = await run_in_threadpool(self.engine.store.get, incident_id)
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return JSONResponse(incident_detail(incident, alerts, self.engine.silenced_until().get(incident_id)))
+        return await run_in_threadpool(detail_response, self.engine, incident)
 
     async def show_inventory(self, request: Request) -> Response:
         """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it

@@ -121,6 +121,19 @@ class ApiConfig(Section):
     token: Secret = None
     db: str = "gpuwarden.db"
     max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
+    body_timeout_seconds: float = Field(
+        30.0, gt=0, le=3600, description="a request body not all there this long after the request: 408"
+    )
+    keep_alive_seconds: int = Field(
+        5, ge=1, le=3600, description="an idle keep-alive connection is closed after this long"
+    )
+    max_connections: int = Field(
+        800,
+        ge=1,
+        le=1_000_000,
+        description="connections and requests in progress past which a new request is answered 503 (keep it "
+        "under the process's open-file limit, 1024 by default, so /healthz still gets a socket)",
+    )
 
 
 class InhibitRuleConfig(Section):

@@ -1,10 +1,15 @@
-"""Reading a request body with a size limit, for every endpoint that takes one.
+"""Reading a request body with a size limit and a deadline, for every endpoint that takes one.
 
 A declared ``Content-Length`` over the limit is refused before reading; a chunked body (no length) is read
-only up to the limit, so a client cannot make the server hold an unbounded body in memory.
+only up to the limit, so a client cannot make the server hold an unbounded body in memory. The whole body
+must arrive within the deadline: a client that declares a huge length and trickles a byte every few
+seconds is answered 408 instead of holding a connection and its buffer forever. A compressed body
+(``Content-Encoding``) is refused by name (415), as Alertmanager's API takes none.
 """
 
 from __future__ import annotations
+
+import asyncio
 
 from starlette.requests import Request
 
@@ -13,16 +18,33 @@ class BodyTooLarge(Exception):
     """The body is over the limit (413)."""
 
 
-async def read_limited(request: Request, limit: int) -> bytes:
-    """The body, or ``BodyTooLarge`` as soon as more than ``limit`` bytes are declared or received."""
+class BodyTimeout(Exception):
+    """The body did not arrive within the deadline (408)."""
+
+
+class BodyEncoded(Exception):
+    """The body carries a ``Content-Encoding`` the API does not decode (415)."""
+
+
+async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:
+    """The body, or ``BodyTooLarge`` as soon as more than ``limit`` bytes are declared or received,
+    ``BodyTimeout`` when it is not all there ``timeout`` seconds after the request, ``BodyEncoded`` for a
+    compressed one. A client that goes away raises starlette's ``ClientDisconnect``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("", "identity"):
+        raise BodyEncoded(encoding)
     declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
+    if declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyTooLarge
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyTooLarge
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout):
+            async for chunk in request.stream():
+                size += len(chunk)
+                if size > limit:
+                    raise BodyTooLarge
+                chunks.append(chunk)
+    except TimeoutError as exc:
+        raise BodyTimeout from exc
     return b"".join(chunks)

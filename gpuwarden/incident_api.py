@@ -102,16 +102,16 @@ class IncidentActionsApi:
 
     async def _answer(self, call: Callable[..., Incident], *args: object) -> Response:
         incident = await run_in_threadpool(call, *args)
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident.id)
-        return JSONResponse(incident_detail(incident, alerts, self.engine.silenced_until().get(incident.id)))
+        return await run_in_threadpool(detail_response, self.engine, incident)
 
     async def ack(self, request: Request, body: bytes) -> Response:
         """Acknowledge (idempotent: a repeat answers 200, ``changed`` false, saying who acknowledged it)."""
         data = _fields(body)
         incident_id = request.path_params["incident_id"]
         outcome = await run_in_threadpool(self.engine.acknowledge_outcome, incident_id, data["by"])
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return self._outcome(outcome, outcome.already or f"acknowledged by {data['by']}", alerts)
+        return await run_in_threadpool(
+            self._outcome, outcome, outcome.already or f"acknowledged by {data['by']}"
+        )
 
     async def resolve(self, request: Request, body: bytes) -> Response:
         """Resolve by hand (409 while an alert of it fires, or once it was merged into another; idempotent
@@ -119,11 +119,12 @@ class IncidentActionsApi:
         data = _fields(body)
         incident_id = request.path_params["incident_id"]
         outcome = await run_in_threadpool(self.engine.resolve_outcome, incident_id, data["by"])
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return self._outcome(outcome, outcome.already or f"resolved by {data['by']}", alerts)
+        return await run_in_threadpool(self._outcome, outcome, outcome.already or f"resolved by {data['by']}")
 
-    def _outcome(self, outcome: ActionOutcome, message: str, alerts: list[dict[str, Any]]) -> Response:
-        """The detail of an action's incident, with whether the action changed it and what it did."""
+    def _outcome(self, outcome: ActionOutcome, message: str) -> Response:
+        """The detail of an action's incident, with whether the action changed it and what it did (in the
+        thread pool: it waits for the engine's lock)."""
+        alerts = alert_dicts(self.engine.store, outcome.incident.id)
         until = self.engine.silenced_until().get(outcome.incident.id)
         detail = incident_detail(outcome.incident, alerts, until)
         return JSONResponse({**detail, "changed": outcome.changed, "message": message})
@@ -135,8 +136,7 @@ class IncidentActionsApi:
         action = _text(data, "action")
         incident_id, by = request.path_params["incident_id"], data["by"]
         outcome = await run_in_threadpool(self.engine.mark_mitigating_outcome, incident_id, by, action)
-        alerts = await run_in_threadpool(alert_dicts, self.engine.store, incident_id)
-        return self._outcome(outcome, outcome.already or f"mitigating: {action}", alerts)
+        return await run_in_threadpool(self._outcome, outcome, outcome.already or f"mitigating: {action}")
 
     async def note(self, request: Request, body: bytes) -> Response:
         """Add a note to the timeline."""
@@ -153,6 +153,12 @@ class IncidentActionsApi:
         seconds = parse_duration(duration)
         incident_id = request.path_params["incident_id"]
         return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
+
+
+def detail_response(engine: IncidentEngine, incident: Incident) -> Response:
+    """An incident's detail with its alerts (in the thread pool: it waits for the engine's lock)."""
+    alerts = alert_dicts(engine.store, incident.id)
+    return JSONResponse(incident_detail(incident, alerts, engine.silenced_until().get(incident.id)))
 
 
 def alert_dicts(store: IncidentStore, incident_id: str) -> list[dict[str, Any]]:

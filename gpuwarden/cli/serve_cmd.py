@@ -397,7 +397,16 @@ def serve(
     logger.info("serving on %s:%s", address, port_number)
     server = uvicorn.Server(
         uvicorn.Config(
-            app, host=address, port=port_number, log_level="warning", access_log=False, log_config=None
+            app,
+            host=address,
+            port=port_number,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+            # Bounds against idle and slow clients (api.keep_alive_seconds, api.max_connections; the body's
+            # deadline is the app's, api.body_timeout_seconds).
+            timeout_keep_alive=api.keep_alive_seconds,
+            limit_concurrency=api.max_connections,
         )
     )
     try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0

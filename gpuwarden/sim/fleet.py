@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.errors import InputError
+from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import GpuRef
 from gpuwarden.sim.dynamics import Demand, GpuEffects, inference_activity, step_gpu
 from gpuwarden.sim.events import EventQueue, GpuEvent
@@ -488,9 +489,10 @@ def build_fleet(
 def parse_mig_gpu(text: str) -> tuple[str, int]:
     """Parse ``node-01:7`` into ``("node-01", 7)``."""
     node, sep, index = text.rpartition(":")
-    if not sep or not node or not index.isdigit():
+    number = label_number(index)
+    if not sep or not node or number is None:
         raise InputError(f"expected NODE:INDEX such as node-01:7, got {text!r}", field="mig_gpus")
-    return node, int(index)
+    return node, number
 
 
 def fleet_from_config(cfg: SimConfig, clock: Clock | None = None, *, mig_gpus: Iterable[str] = ()) -> Fleet:

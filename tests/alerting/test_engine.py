@@ -1395,3 +1395,40 @@ def test_a_rack_a_driver_rollout_reached_does_not_explain_another_gpu_fault_in_i
     if not first:
         engine.ingest([_gpu_alert("r02-n07", 4, xid=xid)])
     assert _roots(engine) == expected
+
+
+_NODE_R02_N03 = {"type": "node", "cluster": "c1", "rack": "r02", "name": "r02-n03"}
+_JOB = {
+    "type": "workload",
+    "kind": "training_job",
+    "namespace": "research",
+    "name": "llm-70b",
+    "cluster": "c1",
+}
+
+
+@pytest.mark.parametrize(
+    ("bad", "target"),
+    [
+        ({"gpu": "9" * 20}, _NODE_R02_N03),  # past SQLite's 64-bit integers
+        ({"gpu": "\u00b3"}, _NODE_R02_N03),  # a superscript: str.isdigit says digit, int() says no
+        ({"xid": "\u2077\u2079"}, _NODE_R02_N03),
+        ({"xid": "9" * 5000}, _NODE_R02_N03),  # past Python's int-from-string digit limit
+        ({"alertname": "TrainingJobStalled", "rank": "\u2079", "training_job": "llm-70b"}, _JOB),
+    ],
+    ids=["huge-gpu", "superscript-gpu", "superscript-xid", "5000-digit-xid", "superscript-rank"],
+)
+def test_an_alert_with_an_unparsable_numeric_label_is_stored_with_its_labels_and_its_batch_applies(
+    db: str, clock: FakeClock, bad: dict[str, str], target: dict[str, str]
+) -> None:
+    engine = _engine(db, clock, scenarios.fleet_inventory())
+    poison = Alert({"alertname": "GpuXid", "cluster": "c1", "node": "r02-n03", **bad})
+    down = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r05-n01"})
+    engine.ingest([poison, down])
+    stored = engine.store.alert(poison.fingerprint)
+    assert stored is not None and stored.labels == poison.labels
+    assert engine.store.alert(down.fingerprint) is not None
+    targets = [target for _, _, _, target, _ in _open(engine)]
+    assert {"type": "node", "cluster": "c1", "rack": "r05", "name": "r05-n01"} in targets
+    # the bad label is ignored: no GPU index, no XID code, no rank; the alert points at what else it names
+    assert target in targets

@@ -330,11 +330,43 @@ def test_a_record_the_store_keeps_refusing_is_quarantined_and_the_ones_after_it_
     assert applied_offset(sql, journal.journal_id) == journal.end
     (kept,) = (tmp_path / "j" / "quarantine").glob("*.json")
     saved = orjson.loads(kept.read_bytes())
-    assert saved["offset"] == start
-    assert orjson.loads(saved["body"]) == orjson.loads(bad)
+    assert saved["offset"] == start and saved["kind"] == "alert"
+    assert [a["labels"] for a in orjson.loads(saved["body"])] == [a["labels"] for a in orjson.loads(bad)]
     assert "value refused" in saved["error"]
     status = applier.status()
-    assert status["records_quarantined"] == 1 and status["lag_bytes"] == 0
+    assert status["alerts_quarantined"] == 1 and status["lag_bytes"] == 0
+
+
+def test_an_alert_the_store_refuses_is_quarantined_alone_and_the_good_alerts_of_its_record_are_applied(
+    sql: Engine, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    with sql.begin() as conn:  # the store refuses one alert's label value, as PostgreSQL refuses a NUL
+        conn.exec_driver_sql(
+            "CREATE TRIGGER refuse BEFORE INSERT ON alerts WHEN NEW.labels LIKE '%poison%'"
+            " BEGIN SELECT RAISE(ABORT, 'value refused'); END"
+        )
+    journal = _open(sql, tmp_path / "j")
+    poison = _alert("r04-n02", note="poison")
+    body = orjson.dumps([_alert("r04-n01"), poison, _alert("r04-n03")])  # one Prometheus batch
+    start = journal.append(KIND_POSTABLE, _body("r03-n01"), 1, accepted_at=T0.timestamp())
+    journal.append(KIND_POSTABLE, body, 3, accepted_at=T0.timestamp())
+    journal.append(KIND_POSTABLE, _body("r04-n04"), 1, accepted_at=T0.timestamp())
+    engine = _engine(sql)
+    applier = JournalApplier(journal, engine, poison_after=2)
+    _drain(applier)
+    for node in ("r03-n01", "r04-n01", "r04-n03", "r04-n04"):
+        assert engine.store.alert(label_fingerprint(_alert(node)["labels"])) is not None, node  # type: ignore[arg-type]
+    fingerprint = label_fingerprint(poison["labels"])  # type: ignore[arg-type]
+    assert engine.store.alert(fingerprint) is None
+    (kept,) = (tmp_path / "j" / "quarantine").glob("*.json")
+    saved = orjson.loads(kept.read_bytes())
+    assert (saved["offset"], saved["fingerprint"]) == (start, fingerprint)
+    assert [a["labels"] for a in orjson.loads(saved["body"])] == [poison["labels"]]
+    assert fingerprint in caplog.text
+    status = applier.status()
+    assert (status["alerts_quarantined"], status["records_quarantined"], status["lag_bytes"]) == (1, 0, 0)
+    assert status["alerts_applied"] == 4
+    assert applied_offset(sql, journal.journal_id) == journal.end
 
 
 def test_a_store_that_takes_no_write_at_all_quarantines_nothing_and_is_caught_up_with_later(

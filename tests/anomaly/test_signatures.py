@@ -72,6 +72,17 @@ def test_a_new_xid_event_fires_once_with_the_catalog_action(xid, action):
     assert fired(feed.tick(("gpuwarden_xid_errors_total", labels, [1], "counter"))) == []
 
 
+def test_an_xid_series_whose_label_is_no_number_fires_to_be_investigated_instead_of_raising():
+    feed = Feed()
+    labels = [{**GPU, "xid": "\u2077\u2079"}, {**GPU, "xid": "48"}]  # superscript digits: no XID code
+    feed.tick(("gpuwarden_xid_errors_total", labels, [0, 0], "counter"))
+    hits = fired(feed.tick(("gpuwarden_xid_errors_total", labels, [1, 1], "counter")))
+    assert sorted((f.labels[i]["xid"], f.action_at(i)) for f, i in hits) == [
+        ("48", RecommendedAction.DRAIN_AND_RESET),
+        ("\u2077\u2079", RecommendedAction.INVESTIGATE),
+    ]
+
+
 def test_the_dcgm_last_xid_gauge_fires_when_it_changes():
     feed = Feed()
     feed.tick(("DCGM_FI_DEV_XID_ERRORS", [GPU], [0], "gauge"))

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from alerting.engine import IncidentEngine
+from gpuwarden import alertmanager_api, api, incident_api
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, api_client
+
+SILENCE = {
+    "matchers": [{"name": "alertname", "value": "Team1.*", "isRegex": True}],
+    "startsAt": "2026-01-01T00:00:00Z",
+    "endsAt": "2026-01-01T02:00:00Z",
+    "createdBy": "ops",
+    "comment": "planned",
+}
+
+
+def _on_event_loop() -> bool:
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "route",
+    [
+        "/api/v2/alerts",
+        "/api/v2/alerts/groups",
+        "/api/v2/silences",
+        "/api/v1/incidents",
+        "/api/v1/incidents/{id}",
+        "/api/v1/incidents/{id}/ack",
+    ],
+)
+def test_read_routes_match_and_render_in_the_thread_pool_not_on_the_event_loop(
+    engine: IncidentEngine, monkeypatch: pytest.MonkeyPatch, route: str
+) -> None:
+    """While one of them works through thousands of alerts and silences (or waits for the engine's lock
+    behind a long write), the event loop must stay free to answer /healthz and Prometheus' POSTs."""
+    seen: list[tuple[str, bool]] = []
+
+    def watched(name: str, call: Callable[..., Any]) -> Callable[..., Any]:
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            seen.append((name, _on_event_loop()))
+            return call(*args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(engine, "mute_state", watched("mute_state", engine.mute_state))
+    monkeypatch.setattr(engine, "silenced_until", watched("silenced_until", engine.silenced_until))
+    gettable = alertmanager_api.gettable_silence
+    monkeypatch.setattr(alertmanager_api, "gettable_silence", watched("gettable_silence", gettable))
+    monkeypatch.setattr(api, "incident_summary", watched("incident_summary", api.incident_summary))
+    detail = incident_api.incident_detail
+    monkeypatch.setattr(incident_api, "incident_detail", watched("incident_detail", detail))
+    with api_client(engine) as client:
+        assert client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH).status_code == 200
+        assert client.post("/api/v2/silences", json=SILENCE, headers=AUTH).status_code == 200
+        (incident,) = client.get("/api/v1/incidents", headers=AUTH).json()
+        seen.clear()
+        path = route.replace("{id}", incident["id"])
+        if path.endswith("/ack"):
+            response = client.post(path, json={"by": "ops"}, headers=AUTH)
+        else:
+            response = client.get(path, headers=AUTH)
+    assert response.status_code == 200, response.text
+    assert seen, "the route did none of the work it was expected to"
+    assert [name for name, on_loop in seen if on_loop] == []

@@ -1,0 +1,90 @@
+from __future__ import annotations
+
+import asyncio
+import gzip
+from typing import Any
+
+import pytest
+from starlette.requests import Request
+
+from alerting.engine import IncidentEngine
+from gpuwarden.httpbody import BodyEncoded, BodyTimeout, read_limited
+from tests.gpuwarden.api_client import AUTH, TestClient, api_client
+
+
+def _request(headers: dict[str, str], messages: list[dict[str, Any]]) -> Request:
+    """A request whose body arrives as ``messages``, then never anything more (a stalled client)."""
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()  # the client sends nothing more and keeps the connection open
+        raise AssertionError("unreachable")
+
+    raw = [(k.lower().encode(), v.encode()) for k, v in headers.items()]
+    return Request({"type": "http", "method": "POST", "path": "/", "headers": raw}, receive)
+
+
+def test_a_body_that_stops_arriving_before_its_declared_length_times_out() -> None:
+    request = _request(
+        {"content-length": "1000000"}, [{"type": "http.request", "body": b"[", "more_body": True}]
+    )
+    with pytest.raises(BodyTimeout):
+        asyncio.run(read_limited(request, 4 << 20, timeout=0.05))
+
+
+def test_a_body_that_arrives_whole_is_read_within_the_deadline() -> None:
+    request = _request({}, [{"type": "http.request", "body": b"[]", "more_body": False}])
+    assert asyncio.run(read_limited(request, 1024, timeout=60)) == b"[]"
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "deflate", "br"])
+def test_a_compressed_body_is_refused_naming_its_encoding(encoding: str) -> None:
+    request = _request({"content-encoding": encoding}, [])
+    with pytest.raises(BodyEncoded, match=encoding):
+        asyncio.run(read_limited(request, 1024))
+
+
+def test_a_gzip_post_is_answered_415_naming_content_encoding_not_400_about_utf8(client: TestClient) -> None:
+    body = gzip.compress(b'[{"labels": {"alertname": "NodeDown", "node": "n1"}}]')
+    headers = {**AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"}
+    response = client.post("/api/v2/alerts", content=body, headers=headers)
+    assert response.status_code == 415
+    assert "Content-Encoding" in response.text and "gzip" in response.text
+    assert client.get("/api/v2/alerts", headers=AUTH).json() == []  # nothing stored
+
+
+def test_a_client_that_disconnects_mid_body_is_no_internal_error(engine: IncidentEngine) -> None:
+    with api_client(engine) as client:
+        app = client.app
+        messages: list[dict[str, Any]] = [
+            {"type": "http.request", "body": b'[{"labels"', "more_body": True},
+            {"type": "http.disconnect"},
+        ]
+        sent: list[dict[str, Any]] = []
+
+        async def receive() -> dict[str, Any]:
+            return messages.pop(0)
+
+        async def send(message: dict[str, Any]) -> None:
+            sent.append(message)
+
+        headers = [(b"authorization", AUTH["Authorization"].encode()), (b"content-length", b"500")]
+        scope = {
+            "type": "http",
+            "method": "POST",
+            "path": "/api/v2/alerts",
+            "raw_path": b"/api/v2/alerts",
+            "query_string": b"",
+            "headers": headers,
+            "http_version": "1.1",
+            "scheme": "http",
+            "server": ("127.0.0.1", 80),
+            "client": ("127.0.0.1", 5000),
+            "root_path": "",
+        }
+        client.portal.call(app, scope, receive, send)  # type: ignore[union-attr, arg-type]
+        metrics = client.get("/metrics").text
+    assert "gpuwarden_api_internal_errors_total 0.0" in metrics
+    assert [m["status"] for m in sent if m["type"] == "http.response.start"] != [503]
+    assert engine.store.alert_count() == 0
