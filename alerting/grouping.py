@@ -221,7 +221,7 @@ class IncidentGrouping:
                 change=ChangeKind.UPDATED,
             )
         row.root_kind, row.root_target = root.kind.value, new_target
-        row.title = title(root, assessment, seen(members))
+        row.title = title(root, assessment, seen(members), placed=bool(path))
         row.impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),

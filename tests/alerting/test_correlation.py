@@ -176,3 +176,26 @@ def test_a_spreading_signal_does_not_absorb_another_nodes_outage_that_holds_the_
     assert rows["node_down"].root_target["name"] == "node-05"
     spread = engine.store.get(rows["xid"].id)
     assert {a.labels["alertname"] for a in engine.store.alerts_of(spread.id)} == {"GpuXidError"}
+
+
+def test_a_cluster_that_a_signal_spread_to_takes_only_that_signal_not_its_first_nodes_other_pattern(
+    tmp_path: Path,
+) -> None:
+    # node-02 shows two patterns (an XID on two GPUs, two GPUs hot); the XID then reaches node-09: the
+    # cluster's incident. The heat never left node-02: a hot GPU on node-11 is node-11's own fault.
+    engine, clock = _probe_engine(tmp_path)
+    _feed(
+        engine,
+        clock,
+        [
+            (0, "GpuXidError", "node-02", "1"),
+            (5, "GpuXidError", "node-02", "2"),
+            (8, "GpuTempHigh", "node-02", "3"),
+            (9, "GpuTempHigh", "node-02", "4"),
+            (20, "GpuXidError", "node-09", "5"),
+            (30, "GpuTempHigh", "node-11", "0"),
+            (35, "GpuXidError", "node-13", "7"),
+        ],
+    )
+    nodes = sorted(sorted(n) for n in _by_node(engine).values())
+    assert nodes == [["node-02", "node-09", "node-13"], ["node-11"]]
