@@ -156,7 +156,7 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
     if not same_rack and not rack_unknown and new.kind in ENVIRONMENT:
         return None  # a rack's heat or power does not reach the next rack: no roll-up to the cluster
     same = [m for m in candidate.members if m.is_infra and m.signal == new.signal]
-    if len(same) < 2:
+    if len(same) < 2 or (rack_unknown and not same_rack and not _only_patterns(candidate.members)):
         return None
     if same_rack:
         return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
@@ -166,6 +166,17 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
         return None
     nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
     return 5 if len(nodes) >= 2 or rack_unknown else None
+
+
+def _only_patterns(members: Iterable[Member]) -> bool:
+    """Whether every signal among these infrastructure alerts is on two GPUs or more: a node whose GPUs
+    show a pattern, not a double-bit ECC error beside a GPU running hot (a node's unrelated faults, which
+    rolled up to the cluster would take every later alert of either name on any node)."""
+    places: dict[Signal, set[Path]] = {}
+    for m in members:
+        if m.is_infra:
+            places.setdefault(m.signal, set()).add(m.location.path)
+    return all(len(paths) >= 2 for paths in places.values())
 
 
 def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
@@ -300,7 +311,7 @@ class RootFacts:
     taken: AbstractSet[Path]  # what outages took whole: node, rack or cluster paths
     gpus: AbstractSet[Path]  # GPU paths of the members
     gpus_out: AbstractSet[Path]  # GPU paths of the outage members (GPUs lost, not whole nodes)
-    signals: frozenset[Signal]  # signals of members not on a taken node, of no outage kind (node, GPU lost)
+    signals: frozenset[Signal]  # signals of no outage kind on two nodes or more, one not taken by an outage
     outage_kind: (
         bool  # a member of an outage kind (node or rack down, GPU lost or hung), not only XIDs or ECC
     )
@@ -340,11 +351,13 @@ class FactsBuilder:
             self.outage_kind = True
 
     def facts(self) -> RootFacts:
-        """The facts of the members added so far (views of this builder's sets, not copies)."""
+        """The facts of the members added so far (views of this builder's sets, not copies). A signal is one
+        that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
+        fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
         signals = frozenset(
             signal
             for signal, nodes in self.signal_nodes.items()
-            if any(not _taken(self.taken, node) for node in nodes)
+            if len(nodes) >= 2 and any(not _taken(self.taken, node) for node in nodes)
         )
         return RootFacts(
             self.node_kinds, self.node_outage, self.taken, self.gpus, self.gpus_out, signals, self.outage_kind
@@ -388,6 +401,18 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
+
+
+def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:
+    """Whether an incident rooted at ``root`` takes in another incident under it whose alerts are
+    ``members`` (the merge pass). An outage's root (a rack down, a node down) takes it when it explains one
+    of them, the rest coming as that one's evidence. A rack or cluster that only a spreading signal reached
+    takes it only when it explains every infrastructure alert of it: an incident holding the signal beside
+    a fault of its own (a node down) keeps it, as the join path would have (its root is the more specific)."""
+    infra = [m for m in members if m.is_infra]
+    if len(root) > RACK_DEPTH or facts_of().outage_kind:
+        return any(explains(root, facts_of, m) for m in members)
+    return bool(infra) and all(explains(root, facts_of, m) for m in infra)
 
 
 def down_nodes(members: Iterable[Member]) -> bool:

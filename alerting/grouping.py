@@ -19,10 +19,10 @@ from alerting.correlation import (
     ENVIRONMENT,
     RACK_DEPTH,
     down_nodes,
-    explains,
     first_onset,
     placement,
     root_cause,
+    takes_in,
 )
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess
@@ -221,7 +221,7 @@ class IncidentGrouping:
                 change=ChangeKind.UPDATED,
             )
         row.root_kind, row.root_target = root.kind.value, new_target
-        row.title = title(root, assessment, seen(members))
+        row.title = title(root, assessment, seen(members), placed=bool(path))
         row.impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),
@@ -325,7 +325,7 @@ class IncidentGrouping:
             inside = (
                 bool(other.root_path)
                 and contains(inc.root_path, other.root_path)
-                and any(explains(inc.root_path, inc.facts, m) for m in other.members.values())
+                and takes_in(inc.root_path, inc.facts, other.members.values())
             )
             symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
             if not (inside or symptom_only or other.id in spread or _sibling_nodes_down(inc, other)):

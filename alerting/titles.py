@@ -71,8 +71,9 @@ def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
     return "{" + ", ".join(shown[:most] + (["..."] if len(shown) > most else [])) + "}"
 
 
-def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
-    """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``."""
+def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed: bool = False) -> str:
+    """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``. ``placed``: the root has a
+    place in the topology (a cluster without a name is still a place when its alerts name their nodes)."""
     if (root.kind is FaultKind.UNKNOWN and observed) or (
         root.kind is FaultKind.XID and observed.startswith("XID ")
     ):
@@ -92,7 +93,7 @@ def title(root: RootCause, assessment: Assessment, observed: str = "") -> str:
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
     label = target_label(root.target)
-    if isinstance(root.target, ClusterRef) and not root.target.name and observed:
+    if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
         phrase, label = f"{_short(observed)}, location unknown", ""
     summary = assessment.impact.summary

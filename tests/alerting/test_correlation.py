@@ -1,15 +1,21 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
 from alerting import scenarios
 from alerting.correlation import Candidate, Member, join_rank
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.migrate import upgrade
 from alerting.topology import locate
-from gpuwarden.model import FaultKind, WorkloadKind, WorkloadRef
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, FaultKind, IncidentState, WorkloadKind, WorkloadRef
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b")
@@ -87,3 +93,76 @@ def test_the_cluster_roll_up_of_a_spreading_xid_takes_only_that_xids_code(xid: s
     rollout = Candidate("inc-1", ("c1", "r02"), frozenset(), members, AT)
     new = _member("x", alertname="GPUXid", cluster="c1", rack="r05", node="r05-n03", gpu="4", xid=xid)
     assert join_rank(rollout, new, scenarios.fleet_inventory()) == rank
+
+
+def _fed(tmp_path: Path, faults: str) -> tuple[IncidentEngine, list[list[str]]]:
+    """An engine as ``gpuwarden serve`` with only ``alerting.quiet_period_seconds: 30`` (no inventory), fed
+    ``faults`` (``"SECONDS ALERTNAME NODE[/GPU]"``, comma-separated), each alert posted at its onset with only
+    a ``node`` label (and ``gpu``), no cluster or rack; and the nodes of each open incident, sorted."""
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(AT.timestamp())
+    config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=30)
+    engine = IncidentEngine(make_engine(path), clock, config)
+    for fault in faults.split(","):
+        at, name, where = fault.split()
+        node, _, gpu = where.partition("/")
+        clock.advance(AT.timestamp() + float(at) - clock.time())
+        labels = {"alertname": name, "node": node, "severity": "critical", **({"gpu": gpu} if gpu else {})}
+        engine.ingest([Alert(labels, starts_at=clock.now(), ends_at=clock.now() + timedelta(seconds=600))])
+        engine.tick()
+    nodes = [
+        sorted({a.labels.get("node", "") for a in engine.store.alerts_of(row.id)})
+        for row, _ in engine.store.list_rows()
+        if row.state != IncidentState.RESOLVED.value
+    ]
+    return engine, sorted(nodes)
+
+
+def test_independent_faults_on_nodes_of_unknown_racks_do_not_snowball_into_one_cluster_incident(
+    tmp_path: Path,
+) -> None:
+    # Reduced from a long run without an inventory: two double-bit ECC errors and a hot GPU on node-02, a
+    # hot GPU and the node down on node-14, then one more ECC error on node-09. The ECC error rolled
+    # node-02's incident up to the cluster, whose facts then held node-02's GpuTempHigh as a "spreading
+    # signal": node-14's incident was absorbed for its hot GPU, and with it node-14's NodeDown, so the
+    # incident ("node_down @ cluster") took everything on node-14 and every later fault of those names.
+    engine, nodes = _fed(
+        tmp_path,
+        "0 GpuEccDbe node-02/7, 28 GpuTempHigh node-02/2, 52 GpuTempHigh node-14/4, 64 GpuEccDbe node-02/4,"
+        "73 NodeDown node-14, 153 GpuEccDbe node-09/5, 160 GpuTempHigh node-11/0",
+    )
+    assert nodes == [["node-02"], ["node-09"], ["node-11"], ["node-14"]]
+    kinds = {r.root_kind for r, _ in engine.store.list_rows() if r.state != IncidentState.RESOLVED.value}
+    assert "node_down" in kinds  # node-14's own incident, rooted at its node
+
+
+def test_a_spreading_signal_does_not_absorb_another_nodes_outage_that_holds_the_signal_too(
+    tmp_path: Path,
+) -> None:
+    # The same alert on two GPUs of node-02 and then on node-09 is one signal spreading (racks unknown):
+    # one incident at the cluster. node-05 is down and one of its GPUs raised that alert as well: that
+    # alert is node-05's evidence, and the merge pass took node-05's whole incident in for it, NodeDown
+    # included, after which the cluster's incident took everything on node-05.
+    engine, nodes = _fed(
+        tmp_path,
+        "0 GpuXidError node-02/1, 5 GpuXidError node-02/2, 10 NodeDown node-05, 12 GpuXidError node-05/3,"
+        "20 GpuXidError node-09/5, 30 GpuTempHigh node-05/6",
+    )
+    assert nodes == [["node-02", "node-09"], ["node-05"]]
+    rows = {r.root_kind: r for r, _ in engine.store.list_rows() if r.state != IncidentState.RESOLVED.value}
+    assert rows["node_down"].root_target["name"] == "node-05"
+    assert {a.labels["alertname"] for a in engine.store.alerts_of(rows["xid"].id)} == {"GpuXidError"}
+
+
+def test_a_cluster_that_a_signal_spread_to_takes_only_that_signal_not_its_first_nodes_other_pattern(
+    tmp_path: Path,
+) -> None:
+    # node-02 shows two patterns (an XID on two GPUs, two GPUs hot); the XID then reaches node-09: the
+    # cluster's incident. The heat never left node-02: a hot GPU on node-11 is node-11's own fault.
+    _, nodes = _fed(
+        tmp_path,
+        "0 GpuXidError node-02/1, 5 GpuXidError node-02/2, 8 GpuTempHigh node-02/3, 9 GpuTempHigh node-02/4,"
+        "20 GpuXidError node-09/5, 30 GpuTempHigh node-11/0, 35 GpuXidError node-13/7",
+    )
+    assert nodes == [["node-02", "node-09", "node-13"], ["node-11"]]

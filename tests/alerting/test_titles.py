@@ -97,3 +97,22 @@ def test_long_names_are_cut_and_long_lists_stop_at_the_budget() -> None:
     names = ", ".join(f"inference service {'s' * 90}{i} unavailable" for i in range(5))
     listed = _titled(names)
     assert len(listed) <= TITLE_BUDGET and listed.endswith("and 3 more services")
+
+
+def test_a_fault_on_nodes_of_an_unnamed_cluster_is_not_titled_location_unknown(tmp_path: Path) -> None:
+    # Alerts with a `node` label and no `cluster` (no inventory): an XID spreading over two nodes roots at
+    # the cluster, which has no name. It was titled "GpuXid, location unknown", as for alerts naming no
+    # place at all, though every alert names its node.
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock()
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0))
+    for node, gpu in (("node-02", "1"), ("node-02", "2"), ("node-09", "5")):
+        engine.ingest([Alert({"alertname": "GpuXid", "node": node, "gpu": gpu, "xid": "119"})])
+        clock.advance(5)
+    engine.ingest([Alert({"alertname": "GpuXid", "bad-label": "y"})])  # this one names no place
+    titles = sorted(row.title for row, _ in engine.store.list_rows())
+    assert titles == [
+        'GpuXid {bad-label="y"}, location unknown',
+        "cluster ? XID 119 (GSP RPC Timeout): 2 nodes, 3 GPUs",
+    ]
