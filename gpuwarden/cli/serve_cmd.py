@@ -281,8 +281,10 @@ def build_service(
         background.append(outbox.run)
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415
 
-        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock))
+        handled = HandledSlackRequests(sql)  # in the store: a restart or a standby refuses a replay too
+        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock, handled=handled))
     return engine, background, routes, outbox
 
 
