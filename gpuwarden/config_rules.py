@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
 
 from gpuwarden.errors import InputError
+from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 
 DAY = 86_400.0
 MAX_INTERVAL_SECONDS = 7 * DAY
@@ -57,6 +58,27 @@ def _usable_secret(value: SecretStr | None) -> SecretStr | None:
 
 Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
+
+
+def token_problem(text: str) -> str | None:
+    """Why a bearer token cannot work, or None: as any secret (``secret_problem``), and it must be printable
+    ASCII, which is all an ``Authorization`` header can carry (a server holding another token answered every
+    write 401, since no client can send it)."""
+    problem = secret_problem(text)
+    if problem is None and unsendable_character(text, tab=False) is not None:
+        return TOKEN_UNSENDABLE
+    return problem
+
+
+def _usable_token(value: SecretStr | None) -> SecretStr | None:
+    problem = None if value is None else token_problem(value.get_secret_value())
+    if problem is not None:
+        raise ValueError(problem)
+    return value
+
+
+Token = Annotated[SecretStr | None, AfterValidator(_usable_token)]
+"""An optional bearer token setting: absent, or one a request can carry (see ``token_problem``)."""
 
 
 def _http_url(value: str) -> str:

@@ -15,6 +15,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.urls import url_problem
 
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
@@ -44,11 +45,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:
-        if not (token.isascii() and token.isprintable()):  # httpx raised UnicodeEncodeError sending it
-            err_console.print(
-                "[red]error:[/red] GPUWARDEN_API_TOKEN holds characters an HTTP header cannot carry"
-                " (a token is printable ASCII)"
-            )
+        if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
+            err_console.print(f"[red]error:[/red] GPUWARDEN_API_TOKEN {TOKEN_UNSENDABLE}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
     try:

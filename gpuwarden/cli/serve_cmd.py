@@ -96,11 +96,12 @@ def _with_token(api: ApiConfig) -> ApiConfig:
     """The API settings with the write token from the environment; without any token serve stops."""
     from pydantic import SecretStr  # noqa: PLC0415 - see build_service
 
-    from gpuwarden.config_rules import secret_problem  # noqa: PLC0415
+    from gpuwarden.config_rules import token_problem  # noqa: PLC0415
 
     token = os.environ.get(TOKEN_ENV)
-    problem = None if token is None else secret_problem(token)
-    if problem is not None:  # an empty token would let every request write
+    # An empty token would let every request write; a non-ASCII one no client can send (every write a 401).
+    problem = None if token is None else token_problem(token)
+    if problem is not None:
         err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem} (or unset it to use api.token)")
         raise typer.Exit(1)
     if token:
