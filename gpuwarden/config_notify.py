@@ -17,6 +17,7 @@ from pydantic import Field, field_serializer, field_validator
 from gpuwarden.config_rules import HttpUrl, Secret, Section, Token
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import header_value_problem
+from gpuwarden.redaction import shown_url
 
 WebhookEvent = Literal[
     "opened", "updated", "priority_changed", "acknowledged", "mitigating", "resolved", "reopened"
@@ -101,12 +102,7 @@ class WebhookConfig(Section):
     @field_serializer("url", when_used="json")
     def _url_shown(self, url: str) -> str:
         """``config show`` prints the scheme and host only: a path or query may hold a credential."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        port = f":{parts.port}" if parts.port else ""
-        hidden = "/**********" if parts.path.strip("/") or parts.query or parts.username else "/"
-        return f"{parts.scheme}://{host}{port}{hidden}"
+        return shown_url(url)
 
     @property
     def notifier_name(self) -> str:

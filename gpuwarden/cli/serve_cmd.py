@@ -17,6 +17,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
+from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.notifiers import build_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
@@ -135,9 +136,7 @@ def _log_json() -> None:
     """``serve`` logs one JSON object per line to stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # alembic, imported after this point, says "setup plugin ..." at INFO for each of its plugins.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    configure_logging(logging.INFO, handler)  # httpx's request lines (full URLs) quieted there
 
 
 def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks:
