@@ -35,6 +35,7 @@ from gpuwarden.config_rules import (
     Secret,
     Section,
     SimulateSpec,
+    StoreUrl,
     Token,
     sim_fleet_nodes,
 )
@@ -120,7 +121,7 @@ class ApiConfig(Section):
     listen_address: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
     token: Token = None
-    db: str = "gpuwarden.db"
+    db: StoreUrl = "gpuwarden.db"
     max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
 
 

@@ -11,10 +11,11 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SecretStr
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.redaction import hidden_password
 
 DAY = 86_400.0
 MAX_INTERVAL_SECONDS = 7 * DAY
@@ -89,7 +90,12 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# Shown (``config show``, the Alertmanager configuration's comment) with a password in it hidden, as serve's
+# own errors write a store URL: ``http://prom:***@host/``.
+_SHOWN_WITHOUT_PASSWORD = PlainSerializer(hidden_password, when_used="json")
+HttpUrl = Annotated[str, AfterValidator(_http_url), _SHOWN_WITHOUT_PASSWORD]
+StoreUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
+"""A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 
 
 # ASCII digits only: \d would take "٢x٨" (Arabic-Indic digits), which int() then reads.
