@@ -8,6 +8,7 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -50,14 +51,19 @@ def secret_problem(text: str) -> str | None:
     return None
 
 
-def _usable_secret(value: SecretStr | None) -> SecretStr | None:
-    problem = None if value is None else secret_problem(value.get_secret_value())
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def _refusing(problem_of: Callable[[str], str | None]) -> Callable[[SecretStr | None], SecretStr | None]:
+    """A validator that refuses a secret for which ``problem_of`` names a problem."""
+
+    def usable(value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else problem_of(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return usable
 
 
-Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
+Secret = Annotated[SecretStr | None, AfterValidator(_refusing(secret_problem))]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
 
 
@@ -71,14 +77,7 @@ def token_problem(text: str) -> str | None:
     return problem
 
 
-def _usable_token(value: SecretStr | None) -> SecretStr | None:
-    problem = None if value is None else token_problem(value.get_secret_value())
-    if problem is not None:
-        raise ValueError(problem)
-    return value
-
-
-Token = Annotated[SecretStr | None, AfterValidator(_usable_token)]
+Token = Annotated[SecretStr | None, AfterValidator(_refusing(token_problem))]
 """An optional bearer token setting: absent, or one a request can carry (see ``token_problem``)."""
 
 
