@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
 from alerting.db import make_engine, store_url
 from gpuwarden.errors import ConfigError
+from gpuwarden.redaction import hidden_password
 
 MIGRATIONS_DIR = Path(__file__).with_name("migrations")
 
@@ -97,28 +97,15 @@ def open_store(url: str, field: str = "api.db") -> Engine:
         engine = make_engine(url)
         upgrade(engine)
     except NewerSchema as exc:
-        raise ConfigError(f"{_shown(url)}: cannot open the store: {exc}", field=field) from exc
+        raise ConfigError(f"{hidden_password(url)}: cannot open the store: {exc}", field=field) from exc
     except (ArgumentError, NoSuchModuleError, ModuleNotFoundError, SQLAlchemyError) as exc:
         raise store_error(url, exc, field) from exc
     return engine
 
 
-def _shown(url: str) -> str:
-    """The URL with its password hidden, in one that does not parse too."""
-    if "://" not in url:
-        return url
-    try:
-        return store_url(url).render_as_string(hide_password=True)
-    except ArgumentError:
-        return _PASSWORD.sub(r"\1***@", url)
-
-
-_PASSWORD = re.compile(r"(://[^:/@]*:)[^/@]*@")  # user:password@ of a URL, as make_url would see it
-
-
 def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
     """The ``ConfigError`` for a store that cannot be used: the URL with its password hidden, and why."""
-    shown = _shown(url)
+    shown = hidden_password(url)
     if isinstance(exc, ArgumentError | NoSuchModuleError | ModuleNotFoundError):
         message = (
             f"{shown}: not a database gpuwarden can use ({exc}); give a SQLite path or postgresql+psycopg://"

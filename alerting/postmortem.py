@@ -8,6 +8,7 @@ from datetime import datetime, timedelta
 
 from alerting.topology import target_label
 from gpuwarden.model import Incident, Priority, TimelineEvent
+from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
 RECOVERED_FROM_ENDS_AT = "last alert's endsAt"
@@ -21,6 +22,17 @@ def _duration(delta: timedelta | None) -> str:
     hours, rest = divmod(seconds, 3600)
     minutes, secs = divmod(rest, 60)
     return f"{hours}h {minutes:02d}m {secs:02d}s" if hours else f"{minutes}m {secs:02d}s"
+
+
+# Markdown's inline syntax (emphasis, code, links, images, strikethrough, tables, a heading's closing #s) is
+# escaped with a backslash; HTML's three characters become entities, so no tag or entity of a label is live.
+_MARKDOWN = str.maketrans({**{c: f"\\{c}" for c in "\\`*_[]!|~#"}, "<": "&lt;", ">": "&gt;", "&": "&amp;"})
+
+
+def _md(text: object) -> str:
+    """Text from labels, names or people as literal Markdown on one line: its control characters escaped
+    (a newline cannot start a heading or a list), then Markdown's and HTML's special characters."""
+    return escape_controls(str(text)).translate(_MARKDOWN)
 
 
 def _stamp(at: datetime) -> str:
@@ -40,7 +52,7 @@ def _timeline(events: Sequence[TimelineEvent]) -> list[str]:
         if j - i > 1:
             lines.append(
                 f"- {_stamp(event.at)} — {j - i} alerts {event.kind.removeprefix('alert_')} "
-                f"(first: {event.message})"
+                f"(first: {_md(event.message)})"
             )
         else:
             lines.extend(_item(f"{_stamp(event.at)} — ", event.message))
@@ -54,10 +66,15 @@ def _item(prefix: str, message: str) -> list[str]:
     that swallows the rest of the document, or add headings."""
     first, _, rest = message.partition("\n")
     if not rest:
-        return [f"- {prefix}{message}"]
+        return [f"- {prefix}{_md(message)}"]
     longest = max((len(run) for run in re.findall(r"`+", rest)), default=0)
     fence = "`" * max(3, longest + 1)
-    return [f"- {prefix}{first}", f"  {fence}text", *(f"  {line}" for line in rest.split("\n")), f"  {fence}"]
+    return [
+        f"- {prefix}{_md(first)}",
+        f"  {fence}text",
+        *(f"  {line}" for line in rest.split("\n")),
+        f"  {fence}",
+    ]
 
 
 def peak_priority(incident: Incident) -> tuple[Priority, str]:
@@ -104,7 +121,7 @@ def render_postmortem(
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
-        priority = f"**{peak.value}** at its worst ({peak_reason}); {incident.priority.value} at the end"
+        priority = f"**{peak.value}** at its worst ({_md(peak_reason)}); {incident.priority.value} at the end"
     ack = next((e.at for e in incident.timeline if e.kind == "acknowledged"), None)
     mttd = incident.opened_at - first_onset
     if recovered_at is not None:
@@ -118,7 +135,7 @@ def render_postmortem(
         recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
     out = [
-        f"# Postmortem draft: {incident.title}",
+        f"# Postmortem draft: {_md(incident.title)}",
         "",
         f"- Incident: `{incident.id}`",
         f"- Priority: {priority}",
@@ -128,9 +145,9 @@ def render_postmortem(
         "",
         "## Impact",
         "",
-        f"- {impact.summary or 'no workload impact known'}",
+        f"- {_md(impact.summary or 'no workload impact known')}",
         f"- GPUs affected: {impact.gpus_affected}; nodes affected: {impact.nodes_affected}",
-        f"- Workloads: {', '.join(target_label(w) for w in impact.workloads) or 'none known'}",
+        f"- Workloads: {', '.join(_md(target_label(w)) for w in impact.workloads) or 'none known'}",
         f"- Largest share of a workload affected: {impact.affected_share:.0%}",
         f"- Spare capacity available: {'yes' if impact.spare_capacity else 'no'}",
     ]
@@ -142,8 +159,8 @@ def render_postmortem(
         "",
         "## Root cause",
         "",
-        f"- {incident.root_cause.kind.value} on {target_label(incident.root_cause.target)}",
-        f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(names) or 'none'})",
+        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(incident.root_cause.target))}",
+        f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",
         "",
@@ -162,9 +179,10 @@ def render_postmortem(
         if e.kind in ("acknowledged", "remediation_approved", "mitigating", "silenced", "action")
         or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
-    out += [f"- {_stamp(e.at)} — {e.message}" for e in actions] or ["- none recorded"]
+    out += [f"- {_stamp(e.at)} — {_md(e.message)}" for e in actions] or ["- none recorded"]
     out += [
-        f"- {r.request.action} on {r.request.target}: {r.outcome.value} {r.message}" for r in incident.actions
+        f"- {_md(r.request.action)} on {_md(r.request.target)}: {r.outcome.value} {_md(r.message)}"
+        for r in incident.actions
     ]
     timeline = with_fault_events(incident.timeline, fault_events(first_onset, recovered_at, recovered_from))
     out += [

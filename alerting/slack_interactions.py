@@ -38,6 +38,7 @@ from alerting.notifiers.blocks import (
     escape,
     truncate,
 )
+from alerting.slack_replays import REPLAY_WINDOW_SECONDS, HandledSlackRequests
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
 from gpuwarden.errors import GpuwardenError, InputError
@@ -45,7 +46,6 @@ from gpuwarden.httpbody import BodyTooLarge, read_limited
 
 logger = logging.getLogger(__name__)
 
-REPLAY_WINDOW_SECONDS = 300
 # A block_actions payload echoes the whole message the button is on. gpuwarden's incident message is at most
 # about 35,000 characters (text and fallback 4,000 each; header 150; four fields of 2,000; impact, targets,
 # recommendations, runbook, actions and context 3,000 each; a 300-character confirmation), and a character
@@ -209,9 +209,11 @@ def slack_interaction_routes(
     actions: IncidentActions,
     clock: Clock,
     *,
+    handled: HandledSlackRequests,
     path: str = "/slack/interactions",
 ) -> list[Route]:
-    """Starlette routes for Slack's interactivity request URL."""
+    """Starlette routes for Slack's interactivity request URL; ``handled`` remembers the requests already
+    acted on, so that one sent again within the replay window changes nothing."""
     secret = signing_secret.get_secret_value() if isinstance(signing_secret, SecretStr) else signing_secret
     if not secret:
         raise ValueError("a Slack signing secret is required")
@@ -230,6 +232,10 @@ def slack_interaction_routes(
             presses = parse_interaction(body)
         except ValueError as exc:
             return JSONResponse({"ok": False, "error": str(exc)}, status_code=400)
+        signature = str(request.headers["x-slack-signature"])  # verified: Slack's, of this body and time
+        sent_at = int(request.headers["x-slack-request-timestamp"])
+        if presses and not handled.first_use(signature, sent_at, clock.time()):
+            return _replayed(presses)
         results = [_press(handlers, press) for press in presses]
         refused = [(p, str(r["error"])) for p, r in zip(presses, results, strict=True) if not r["ok"]]
         repeats = [(p, str(r["already"])) for p, r in zip(presses, results, strict=True) if r.get("already")]
@@ -241,6 +247,25 @@ def slack_interaction_routes(
         return JSONResponse({"ok": True, "actions": results}, background=task)
 
     return [Route(path, interactions, methods=["POST"])]
+
+
+ALREADY_HANDLED = "this request was already handled; it changed nothing this time"
+
+
+def _replayed(presses: Sequence[ButtonPress]) -> Response:
+    """The answer to a request handled before (a replay, or a copy Slack sent again): nothing is done.
+
+    A 200, since Slack retries other answers; the presser is told, as for a press that changed nothing.
+    """
+    logger.warning(
+        "slack request replayed; ignored actions=%s incident_ids=%s by=%s",
+        ",".join(p.action_id for p in presses),
+        ",".join(p.incident_id for p in presses),
+        presses[0].user,
+    )
+    told = next((p.response_url for p in presses if p.response_url), "")
+    task = BackgroundTask(tell_refused, told, (), [(p, ALREADY_HANDLED) for p in presses]) if told else None
+    return JSONResponse({"ok": True, "already": ALREADY_HANDLED, "actions": []}, background=task)
 
 
 def _press(handlers: dict[str, Callable[[ButtonPress], str]], press: ButtonPress) -> dict[str, Any]:

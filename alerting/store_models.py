@@ -138,3 +138,13 @@ class UntoldChangeRow(Base):
     change: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime)  # its timeline event's time and kind
     event_kind: Mapped[str] = mapped_column(String(32))
+
+
+class SlackRequestRow(Base):
+    """A signed Slack request already handled (its signature), kept while a replay of it could verify."""
+
+    __tablename__ = "slack_requests"
+
+    signature: Mapped[str] = mapped_column(String(80), primary_key=True)  # "v0=" and 64 hex digits
+    sent_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # X-Slack-Request-Timestamp
+    handled_at: Mapped[datetime] = mapped_column(UtcDateTime)

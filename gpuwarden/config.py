@@ -35,6 +35,8 @@ from gpuwarden.config_rules import (
     Secret,
     Section,
     SimulateSpec,
+    StoreUrl,
+    Token,
     sim_fleet_nodes,
 )
 from gpuwarden.config_source import (
@@ -88,7 +90,7 @@ class ExporterConfig(Section):
 class SlackConfig(Section):
     """Slack notifications; the token is a secret reference, never a literal."""
 
-    bot_token: Secret = None
+    bot_token: Token = None
     signing_secret: Secret = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: HttpUrl = "https://slack.com/api/"
@@ -118,8 +120,8 @@ class ApiConfig(Section):
 
     listen_address: str = "127.0.0.1"
     port: int = Field(8080, ge=1, le=65535)
-    token: Secret = None
-    db: str = "gpuwarden.db"
+    token: Token = None
+    db: StoreUrl = "gpuwarden.db"
     max_body_bytes: int = Field(1_048_576, gt=0, le=MAX_BODY_BYTES)
     body_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="a request body not all there this long after the request: 408"

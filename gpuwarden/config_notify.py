@@ -14,8 +14,10 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, field_serializer, field_validator
 
-from gpuwarden.config_rules import HttpUrl, Secret, Section
+from gpuwarden.config_rules import HttpUrl, Secret, Section, Token
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import header_value_problem
+from gpuwarden.redaction import shown_url
 
 WebhookEvent = Literal[
     "opened", "updated", "priority_changed", "acknowledged", "mitigating", "resolved", "reopened"
@@ -29,6 +31,7 @@ NOTIFIER_PREFIX = "webhook:"
 """A webhook's name in the outbox and in metrics' ``notifier`` label: ``webhook:<name>``."""
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$", re.ASCII)
 _TOKEN_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$", re.ASCII)  # an HTTP header name (RFC 9110 token)
+_HOP_BY_HOP = "the HTTP client manages the connection and the body's framing"
 _RESERVED_HEADERS = {
     "authorization": "set bearer_token: {env: ...} instead",
     "content-type": "gpuwarden sends application/json",
@@ -36,6 +39,14 @@ _RESERVED_HEADERS = {
     "host": "the URL sets it",
     "idempotency-key": "gpuwarden sets it to the message's key",
     "user-agent": "gpuwarden sends gpuwarden-webhook",
+    # A body framed two ways (Transfer-Encoding: chunked beside the client's Content-Length) is what request
+    # smuggling is made of; receivers and proxies refuse it or read it differently.
+    "transfer-encoding": _HOP_BY_HOP,
+    "connection": _HOP_BY_HOP,
+    "keep-alive": _HOP_BY_HOP,
+    "te": _HOP_BY_HOP,
+    "trailer": _HOP_BY_HOP,
+    "upgrade": _HOP_BY_HOP,
 }
 
 
@@ -49,7 +60,7 @@ class WebhookConfig(Section):
         description="unique; the outbox and metrics call it webhook:<name>",
     )
     url: HttpUrl = Field(..., description="where the JSON is POSTed; {env: NAME} when it holds a credential")
-    bearer_token: Secret = Field(None, description="sent as Authorization: Bearer <token>")
+    bearer_token: Token = Field(None, description="sent as Authorization: Bearer <token>")
     signing_secret: Secret = Field(
         None, description="signs each body: X-Gpuwarden-Signature, an HMAC-SHA256 like Slack's"
     )
@@ -83,19 +94,15 @@ class WebhookConfig(Section):
             reserved = _RESERVED_HEADERS.get(header.lower())
             if reserved is not None or header.lower().startswith("x-gpuwarden-"):
                 raise ValueError(f"{header} cannot be set here: {reserved or 'gpuwarden sets it'}")
-            if any((ord(c) < 32 and c != "\t") or ord(c) == 127 for c in text):
-                raise ValueError(f"{header}: the value has a control character (a newline?)")
+            problem = header_value_problem(text)  # httpx raised UnicodeEncodeError at every delivery
+            if problem is not None:
+                raise ValueError(f"{header}: {problem}")
         return value
 
     @field_serializer("url", when_used="json")
     def _url_shown(self, url: str) -> str:
         """``config show`` prints the scheme and host only: a path or query may hold a credential."""
-        parts = urlsplit(url)
-        host = parts.hostname or ""
-        host = f"[{host}]" if ":" in host else host
-        port = f":{parts.port}" if parts.port else ""
-        hidden = "/**********" if parts.path.strip("/") or parts.query or parts.username else "/"
-        return f"{parts.scheme}://{host}{port}{hidden}"
+        return shown_url(url)
 
     @property
     def notifier_name(self) -> str:

@@ -8,12 +8,15 @@ from elsewhere (``GPUWARDEN_API_TOKEN``, ``--simulate``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, SecretStr
+from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SecretStr
 
 from gpuwarden.errors import InputError
+from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.redaction import hidden_password
 
 DAY = 86_400.0
 MAX_INTERVAL_SECONDS = 7 * DAY
@@ -48,15 +51,34 @@ def secret_problem(text: str) -> str | None:
     return None
 
 
-def _usable_secret(value: SecretStr | None) -> SecretStr | None:
-    problem = None if value is None else secret_problem(value.get_secret_value())
-    if problem is not None:
-        raise ValueError(problem)
-    return value
+def _refusing(problem_of: Callable[[str], str | None]) -> Callable[[SecretStr | None], SecretStr | None]:
+    """A validator that refuses a secret for which ``problem_of`` names a problem."""
+
+    def usable(value: SecretStr | None) -> SecretStr | None:
+        problem = None if value is None else problem_of(value.get_secret_value())
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return usable
 
 
-Secret = Annotated[SecretStr | None, AfterValidator(_usable_secret)]
+Secret = Annotated[SecretStr | None, AfterValidator(_refusing(secret_problem))]
 """An optional secret setting: absent, or a value that can work (see ``secret_problem``)."""
+
+
+def token_problem(text: str) -> str | None:
+    """Why a bearer token cannot work, or None: as any secret (``secret_problem``), and it must be printable
+    ASCII, which is all an ``Authorization`` header can carry (a server holding another token answered every
+    write 401, since no client can send it)."""
+    problem = secret_problem(text)
+    if problem is None and unsendable_character(text, tab=False) is not None:
+        return TOKEN_UNSENDABLE
+    return problem
+
+
+Token = Annotated[SecretStr | None, AfterValidator(_refusing(token_problem))]
+"""An optional bearer token setting: absent, or one a request can carry (see ``token_problem``)."""
 
 
 def _http_url(value: str) -> str:
@@ -67,7 +89,12 @@ def _http_url(value: str) -> str:
     return value
 
 
-HttpUrl = Annotated[str, AfterValidator(_http_url)]
+# Shown (``config show``, the Alertmanager configuration's comment) with a password in it hidden, as serve's
+# own errors write a store URL: ``http://prom:***@host/``.
+_SHOWN_WITHOUT_PASSWORD = PlainSerializer(hidden_password, when_used="json")
+HttpUrl = Annotated[str, AfterValidator(_http_url), _SHOWN_WITHOUT_PASSWORD]
+StoreUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
+"""A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
 
 
 # ASCII digits only: \d would take "٢x٨" (Arabic-Indic digits), which int() then reads.

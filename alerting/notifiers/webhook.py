@@ -28,6 +28,7 @@ from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
+from gpuwarden.redaction import shown_url
 
 PAYLOAD_VERSION = "1"
 MAX_LIST_ITEMS = 50
@@ -224,7 +225,17 @@ class WebhookNotifier:
         try:
             return self._client.post(self._url, content=body, headers=headers)
         except httpx.HTTPError as exc:
-            raise BackendError(f"POST failed: {exc}", backend=self._name, retryable=True) from exc
+            error = _without_url(str(exc), self._url)
+            raise BackendError(f"POST failed: {error}", backend=self._name, retryable=True) from exc
+
+
+def _without_url(text: str, url: str) -> str:
+    """``text`` with ``url`` (as given, or as httpx writes it) shown as ``config show`` shows it: the error
+    is logged and listed by ``GET /api/v1/outbox``, and the URL's path or query may be the credential."""
+    shown = shown_url(url)
+    for written in {url, str(httpx.URL(url))}:
+        text = text.replace(written, shown)
+    return text
 
 
 MAX_RETRY_AFTER_SECONDS = 3600.0

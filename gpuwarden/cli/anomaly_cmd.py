@@ -21,6 +21,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
+from gpuwarden.cli.logs import configure_logging
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert, AlertStatus
@@ -160,9 +161,7 @@ def run(
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
     cfg = _run_config(config)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per query and per post: the tick says it
-    logging.getLogger("apscheduler").setLevel(logging.WARNING)  # "Running job", "executed" every tick
+    configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
     _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)

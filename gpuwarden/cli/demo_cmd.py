@@ -21,6 +21,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console
 from gpuwarden.cli.incidents_cmd import check_output, describe_target
+from gpuwarden.cli.logs import configure_logging
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -193,7 +194,7 @@ def demo(
     # which the rest of the CLI must start without.
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.ERROR)
+    configure_logging(logging.ERROR)
     with tempfile.TemporaryDirectory(prefix="gpuwarden-demo-") as tmp:
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)
         try:

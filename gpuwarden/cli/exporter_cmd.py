@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.logs import configure_logging
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 
@@ -127,7 +128,7 @@ def exporter(
     from gpuwarden.config import ExporterConfig, load_config  # noqa: PLC0415
     from gpuwarden.yamlfile import error_message  # noqa: PLC0415
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         full = load_config(config)
     except ConfigError as exc:

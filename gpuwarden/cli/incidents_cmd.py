@@ -16,6 +16,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
 
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
@@ -73,11 +75,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:
-        if not (token.isascii() and token.isprintable()):  # httpx raised UnicodeEncodeError sending it
-            err_console.print(
-                "[red]error:[/red] GPUWARDEN_API_TOKEN holds characters an HTTP header cannot carry"
-                " (a token is printable ASCII)"
-            )
+        if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
+            err_console.print(f"[red]error:[/red] GPUWARDEN_API_TOKEN {TOKEN_UNSENDABLE}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
     timeout = settings.timeout
@@ -215,6 +214,7 @@ def list_incidents(
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
         return
+    items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
     table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
     for i in items:
         root = i["root_cause"]
@@ -260,6 +260,7 @@ def show(
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
         return
+    inc = escape_controls_in(inc)  # label text: an ESC sequence or a newline is shown, not obeyed
     console.print(
         f"[bold]{escape(inc['priority'])}[/bold] {escape(inc['title'])}"
         f"  ({escape(inc['id'])}, {escape(_state(inc))})"
@@ -345,7 +346,7 @@ def resolve(incident_id: str, url: UrlOption = "http://127.0.0.1:8080", by: ByOp
 def _said(inc: dict[str, Any]) -> None:
     """An action's answer: the new state, or what the server says when the action changed nothing."""
     if inc.get("changed") is False:
-        typer.echo(f"{inc['id']}: {inc['message']}")
+        typer.echo(escape_controls(f"{inc['id']}: {inc['message']}"))
     else:
         typer.echo(f"{inc['id']}: {inc['state']}")
 
@@ -354,7 +355,8 @@ def _said(inc: dict[str, Any]) -> None:
 @gpuwarden_answers
 def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
     """Print the Markdown postmortem draft."""
-    typer.echo(api_request("GET", url, incident_path(incident_id, "/postmortem")).text)
+    draft = api_request("GET", url, incident_path(incident_id, "/postmortem")).text
+    typer.echo(escape_controls(draft, keep="\n"))  # its lines stay lines; nothing else reaches the terminal
 
 
 def register(app: typer.Typer) -> None:

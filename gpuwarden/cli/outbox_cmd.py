@@ -11,6 +11,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
+from gpuwarden.printable import escape_controls_in
 
 outbox_app = typer.Typer(
     help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",
@@ -44,6 +45,7 @@ def list_messages(
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
         return
+    data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
     console.print(", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
     table = Table("id", "notifier", "incident", "event", "status", "attempts")

@@ -16,6 +16,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
+from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.notifiers import build_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
@@ -93,11 +94,12 @@ def _with_token(api: ApiConfig) -> ApiConfig:
     """The API settings with the write token from the environment; without any token serve stops."""
     from pydantic import SecretStr  # noqa: PLC0415 - see build_service
 
-    from gpuwarden.config_rules import secret_problem  # noqa: PLC0415
+    from gpuwarden.config_rules import token_problem  # noqa: PLC0415
 
     token = os.environ.get(TOKEN_ENV)
-    problem = None if token is None else secret_problem(token)
-    if problem is not None:  # an empty token would let every request write
+    # An empty token would let every request write; a non-ASCII one no client can send (every write a 401).
+    problem = None if token is None else token_problem(token)
+    if problem is not None:
         err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem} (or unset it to use api.token)")
         raise typer.Exit(1)
     if token:
@@ -131,9 +133,7 @@ def _log_json() -> None:
     """``serve`` logs one JSON object per line to stderr."""
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(JsonLogFormatter())
-    logging.basicConfig(level=logging.INFO, handlers=[handler], force=True)
-    # alembic, imported after this point, says "setup plugin ..." at INFO for each of its plugins.
-    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    configure_logging(logging.INFO, handler)  # httpx's request lines (full URLs) quieted there
 
 
 def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks:
@@ -288,8 +288,10 @@ def build_service(
         background.append(outbox.run)
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
+        from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415
 
-        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock))
+        handled = HandledSlackRequests(sql)  # in the store: a restart or a standby refuses a replay too
+        routes.extend(slack_interaction_routes(cfg.slack.signing_secret, engine, clock, handled=handled))
     return engine, background, routes, outbox
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 
@@ -269,3 +270,33 @@ def test_a_silence_is_in_the_actions_as_long_as_it_was_asked_for(sql: Engine, cl
     engine.silence_incident(incident_id, 5400, "alice")
     actions = engine.postmortem(incident_id).split("## Actions\n\n", 1)[1].split("\n\n", 1)[0]
     assert actions.endswith("— silenced for 1h30m by alice")
+
+
+INJECTED = (
+    "GpuHot\n\n## Root cause (confirmed)\nOperator error by **alice**: [approve the fix](http://evil.example/x)\n"
+    '<img src="http://evil.example/t.png">'
+)
+
+
+def test_label_text_stays_literal_text_in_every_part_of_the_draft() -> None:
+    """An alertname added a "## Root cause (confirmed)" section, bold text, a link and an <img> (a tracking
+    pixel) to the draft people paste into a wiki or an issue; the timeline fenced it, the heading and the
+    Evidence line did not."""
+    inc = incident([("P2", INJECTED)])
+    inc.title = f"{INJECTED} on node-09"
+    inc.alert_fingerprints = ["fp-1"]
+    inc.timeline.append(TimelineEvent(T0, "acknowledged", f"acknowledged by {INJECTED}"))
+    md = render_postmortem(inc, T0, [INJECTED], inc.resolved_at)
+    lines = md.splitlines()
+    assert [line for line in lines if line.startswith("#")] == [
+        lines[0],
+        *("## Impact", "## Root cause", "## Metrics", "## Actions", "## Timeline", "## Follow-ups"),
+    ]
+    before_timeline = md.split("## Timeline", 1)[0]  # where the timeline has a note's lines, they are fenced
+    assert "<img" not in before_timeline and "**alice**" not in before_timeline
+    assert not re.search(r"(?<!\\)\]\(http", before_timeline)  # no link: its bracket is escaped
+    # Rendered: "GpuHot\n\n## Root cause (confirmed)\nOperator error by **alice**: ..." as plain text.
+    assert lines[0].startswith(r"# Postmortem draft: GpuHot\\n\\n\#\# Root cause (confirmed)\\nOperator")
+    assert '&lt;img src="http://evil.example/t.png"&gt;' in lines[0]
+    assert r"- Evidence: 1 alert (GpuHot\\n\\n\#\# Root cause" in md
+    assert r"by \*\*alice\*\*: \[approve the fix\](http://evil.example/x)" in md

@@ -30,6 +30,7 @@ from alerting.slack_interactions import (
     slack_signature,
     verify_slack_signature,
 )
+from alerting.slack_replays import HandledSlackRequests
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
@@ -88,8 +89,15 @@ def actions() -> RecordingActions:
 
 
 @pytest.fixture
-def client(clock: FakeClock, actions: RecordingActions) -> TestClient:
-    return TestClient(Starlette(routes=slack_interaction_routes(SECRET, actions, clock)))
+def handled(tmp_path: Path) -> HandledSlackRequests:
+    sql = make_engine(str(tmp_path / "handled.db"))
+    upgrade(sql)
+    return HandledSlackRequests(sql)
+
+
+@pytest.fixture
+def client(clock: FakeClock, actions: RecordingActions, handled: HandledSlackRequests) -> TestClient:
+    return TestClient(Starlette(routes=slack_interaction_routes(SECRET, actions, clock, handled=handled)))
 
 
 def button_body(action_id: str, incident_id: str = "inc-r07", user: str = "alice", **more: object) -> bytes:
@@ -319,9 +327,9 @@ def test_an_oversized_body_is_refused_before_it_is_verified(client: TestClient, 
 
 
 def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit_unsigned(
-    clock: FakeClock, actions: RecordingActions
+    clock: FakeClock, actions: RecordingActions, handled: HandledSlackRequests
 ) -> None:
-    app = Starlette(routes=slack_interaction_routes(SECRET, actions, clock))
+    app = Starlette(routes=slack_interaction_routes(SECRET, actions, clock, handled=handled))
     asked = 0
     sent: list[dict[str, Any]] = []
 
@@ -359,9 +367,11 @@ def test_ssl_check_is_answered(client: TestClient, clock: FakeClock, actions: Re
     assert actions.calls == []
 
 
-def test_routes_need_a_signing_secret(actions: RecordingActions, clock: FakeClock) -> None:
+def test_routes_need_a_signing_secret(
+    actions: RecordingActions, clock: FakeClock, handled: HandledSlackRequests
+) -> None:
     with pytest.raises(ValueError, match="signing secret"):
-        slack_interaction_routes("", actions, clock)
+        slack_interaction_routes("", actions, clock, handled=handled)
 
 
 def test_a_button_press_reaches_the_engine_and_the_slack_message_follows(tmp_path: Path) -> None:
@@ -385,7 +395,8 @@ def test_a_button_press_reaches_the_engine_and_the_slack_message_follows(tmp_pat
             if e["action_id"] == ACTION_ACKNOWLEDGE
         )
 
-        client = TestClient(Starlette(routes=slack_interaction_routes(SECRET, engine, clock)))
+        routes = slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql))
+        client = TestClient(Starlette(routes=routes))
         body = button_body(ACTION_ACKNOWLEDGE, ack["value"], user="bob")
         assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).json()["actions"][0][
             "ok"
@@ -477,7 +488,8 @@ def test_a_press_that_changes_nothing_tells_the_presser_who_acted_first(tmp_path
     upgrade(sql)
     engine = IncidentEngine(sql, clock, AlertingConfig(), inventory=fleet_inventory())
     [incident_id] = engine.ingest(node_failure(3, 2, clock.now())).opened
-    client = TestClient(Starlette(routes=slack_interaction_routes(SECRET, engine, clock)))
+    routes = slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql))
+    client = TestClient(Starlette(routes=routes))
     with SlackRecorder() as recorder:
         for action_id in (ACTION_ACKNOWLEDGE, ACTION_APPROVE):
             for user in ("bob", "carol"):
@@ -490,3 +502,52 @@ def test_a_press_that_changes_nothing_tells_the_presser_who_acted_first(tmp_path
     assert "slack:bob" in told[0]["text"] and "slack:bob" in told[1]["text"]
     kinds = [e.kind for e in engine.store.get(incident_id).timeline]
     assert kinds.count("acknowledged") == 1
+
+
+def test_a_replayed_signed_request_changes_nothing_and_tells_the_presser_it_was_handled(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    """Someone who saw an Approve request sends it again within Slack's five minutes: the signature and the
+    timestamp still verify, but the request was handled, so nothing is approved a second time. A 200, since
+    Slack retries anything else."""
+    with SlackRecorder() as recorder:
+        body = button_body(ACTION_APPROVE, response_url=recorder.response_url)
+        headers = signed(body, int(clock.time()))
+        assert client.post(PATH, content=body, headers=headers).json()["actions"][0]["ok"] is True
+        clock.advance(120)
+        replay = client.post(PATH, content=body, headers=headers)
+        told = recorder.responses()
+    assert replay.status_code == 200
+    assert replay.json()["actions"] == [] and "already handled" in replay.json()["already"]
+    assert actions.calls == [("approve_remediation", "inc-r07", "slack:alice", None)]
+    assert [(t["response_type"], t["replace_original"]) for t in told] == [("ephemeral", False)]
+    assert told[0]["text"].startswith("Nothing to do for `inc-r07`: this request was already handled")
+
+
+def test_a_request_replayed_after_a_restart_on_the_same_store_changes_nothing(
+    tmp_path: Path, clock: FakeClock, actions: RecordingActions
+) -> None:
+    """What was handled is in the store: a restarted server, or a standby that took over, refuses it too."""
+    body = button_body(ACTION_APPROVE)
+    headers = signed(body, int(clock.time()))
+    for _ in ("first server", "after the restart"):
+        sql = make_engine(str(tmp_path / "gpuwarden.db"))
+        upgrade(sql)
+        routes = slack_interaction_routes(SECRET, actions, clock, handled=HandledSlackRequests(sql))
+        assert (
+            TestClient(Starlette(routes=routes)).post(PATH, content=body, headers=headers).status_code == 200
+        )
+        sql.dispose()
+    assert actions.calls == [("approve_remediation", "inc-r07", "slack:alice", None)]
+
+
+def test_a_press_sent_again_with_a_new_timestamp_is_a_new_request(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    """Only the very request is refused: the same button pressed again later (Slack signs it anew) is handed
+    to the incident action, which decides whether it changes anything."""
+    body = button_body(ACTION_ACKNOWLEDGE)
+    client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    clock.advance(1)
+    client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+    assert [c[0] for c in actions.calls] == ["acknowledge", "acknowledge"]

@@ -257,8 +257,20 @@ def test_a_json_section_override_is_not_blamed_for_the_files_value_beside_it(
         ("GPUWARDEN_SLACK__BOT_TOKEN", "", "", "slack.bot_token: is empty"),
         ("EMPTY_TOKEN", "", "api:\n  token: {env: EMPTY_TOKEN}\n", "api.token: secret reference names"),
         ("EMPTY_SECRET", " ", "slack:\n  signing_secret: {env: EMPTY_SECRET}\n", "slack.signing_secret"),
+        ("GPUWARDEN_API__TOKEN", "tökén", "", "api.token: holds characters an HTTP header cannot carry"),
+        ("GPUWARDEN_SLACK__BOT_TOKEN", "xoxb-ü", "", "slack.bot_token: holds characters an HTTP header"),
     ],
-    ids=["token-variable-empty", "token-blank", "token-newline", "bot-token-empty", "ref-empty", "ref-blank"],
+    ids=[
+        *(
+            "token-variable-empty",
+            "token-blank",
+            "token-newline",
+            "bot-token-empty",
+            "ref-empty",
+            "ref-blank",
+        ),
+        *("token-not-ascii", "bot-token-not-ascii"),
+    ],
 )
 def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, text: str, words: str

@@ -79,11 +79,36 @@ def test_webhooks_are_read_with_their_secrets_and_defaults(
             "write {env: WEBHOOK_OPS_BEARER_TOKEN}",
         ),
         (ONE.format(url="http://u:pw@x/"), 3, "webhooks[0].url", "a password written into the file"),
+        (
+            ONE.format(url="http://x/") + "    headers: {X-Team: GPU团队}\n",
+            4,
+            "webhooks[0].headers",
+            "X-Team: holds '团', which an HTTP header cannot carry",
+        ),
+        (
+            ONE.format(url="http://x/") + "    headers: {X-Owner: café}\n",
+            4,
+            "webhooks[0].headers",
+            "printable ASCII",
+        ),
+        (
+            ONE.format(url="http://x/") + "    headers: {Transfer-Encoding: chunked}\n",
+            4,
+            "webhooks[0].headers",
+            "Transfer-Encoding cannot be set here",
+        ),
+        (
+            ONE.format(url="http://x/") + "    headers: {Connection: close}\n",
+            4,
+            "webhooks[0].headers",
+            "Connection cannot be set here",
+        ),
     ],
     ids=[
         *("no-scheme", "no-name", "unknown-field", "unknown-event", "unknown-priority", "no-events"),
         *("timeout", "name-with-space", "authorization-header", "own-header", "duplicate-name"),
-        *("literal-token", "literal-password"),
+        *("literal-token", "literal-password", "non-latin-1-value", "non-ascii-value"),
+        *("transfer-encoding", "connection"),
     ],
 )
 def test_a_wrong_webhook_is_refused_naming_its_line_and_field(
@@ -142,3 +167,15 @@ def test_a_bearer_token_over_plain_http_to_another_machine_is_warned_of(
     assert result.exit_code == 0, output
     assert output.count("warning:") == 1
     assert ":3: webhooks[0].url: the bearer token goes to receiver.example.com over plain http" in output
+
+
+def test_a_webhook_bearer_token_no_http_client_can_send_is_refused_naming_the_field(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Sent as ``Authorization: Bearer <token>``: a non-ASCII one failed each delivery (UnicodeEncodeError)"""
+    monkeypatch.setenv("OPS_TOKEN", "tökén")
+    path = write(tmp_path, ONE.format(url="http://x/") + "    bearer_token: {env: OPS_TOKEN}\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == "webhooks[0].bearer_token"
+    assert "an HTTP header cannot carry" in str(info.value) and "tökén" not in str(info.value)

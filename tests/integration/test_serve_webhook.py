@@ -183,3 +183,32 @@ def test_a_webhook_survives_a_receiver_outage_and_a_sigkill_losing_and_duplicati
     for attempt in receiver.attempts:  # a retry keeps its key; every POST carries the token
         assert attempt["headers"]["idempotency-key"] == attempt["body"]["idempotency_key"]
         assert attempt["headers"]["authorization"] == f"Bearer {HOOK_TOKEN}"
+
+
+@pytest.mark.integration
+def test_a_webhook_url_holding_a_credential_never_reaches_serves_log(tmp_path: Path) -> None:
+    """httpx logged each POST at INFO with the whole URL: the path and query secret at every delivery."""
+    with receiving() as (receiver, hook_url):
+        receiver.mode = "up"
+        secret_url = f"{hook_url}/T000/B000/XOXSECRETPATH?api_key=QUERYSECRET123"
+        config = tmp_path / "gpuwarden.yaml"
+        config.write_text(
+            "alerting:\n  tick_interval_seconds: 0.2\n  announce_delay_seconds: 0\n"
+            f"webhooks:\n  - name: oncall\n    url: '{secret_url}'\n"
+        )
+        with gpuwarden_serve(tmp_path, str(tmp_path / "gw.db"), "serve", ["--config", str(config)]) as (
+            url,
+            _,
+        ):
+            post_alert(url)
+            wait_for("opened delivered", lambda: receiver.changes() == ["opened"])
+            wait_for(
+                "marked sent",
+                lambda: (
+                    httpx.get(f"{url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+                    == {"sent": 1}
+                ),
+            )
+    log = (tmp_path / "serve.log").read_text()
+    assert "notifier: webhook:oncall" in log  # the log is the one serve wrote
+    assert "SECRET" not in log

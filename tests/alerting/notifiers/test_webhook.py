@@ -240,3 +240,18 @@ def test_events_and_priorities_choose_what_is_sent(
 
 def test_the_webhook_events_are_the_incident_changes() -> None:
     assert tuple(k.value for k in ChangeKind) == WEBHOOK_EVENTS
+
+
+def test_a_transport_error_naming_the_url_is_kept_without_its_path_or_query() -> None:
+    """The error goes to the log and to ``GET /api/v1/outbox``: a proxy or transport that names the URL in
+    its message must not put the webhook's credential there."""
+    url = "http://receiver:8080/services/T000/B000/XOXSECRETPATH?api_key=QUERYSECRET"
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError(f"proxy refused CONNECT to {request.url}", request=request)
+
+    hook = WebhookNotifier(url, client=httpx.Client(transport=httpx.MockTransport(handler)))
+    with pytest.raises(BackendError) as caught:
+        hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    assert "SECRET" not in str(caught.value)
+    assert "proxy refused CONNECT to http://receiver:8080/**********" in str(caught.value)

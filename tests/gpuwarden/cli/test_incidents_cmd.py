@@ -463,3 +463,64 @@ def test_a_refused_connection_says_cannot_connect() -> None:
         result = runner.invoke(app, ["incidents", "list", "--url", url])
     assert result.exit_code == 2
     assert f"cannot connect to {url}" in " ".join(result.stderr.split())
+
+
+EVIL = "Evil\x1b[2J\x1b[31mFAKE\nP0 inc-000 resolved\x9b0m\x7f"
+EVIL_SHOWN = "Evil\\x1b[2J\\x1b[31mFAKE\\nP0 inc-000 resolved\\x9b0m\\x7f"
+EVIL_DETAIL = {
+    **DETAIL,
+    "title": EVIL,
+    "root_cause": {"kind": "gpu_lost", "target": {"type": "node", "node": "node-05\x1b]0;pwned\x07"}},
+    "timeline": [{"at": "2026-01-01T00:00:00Z", "kind": "alert_added", "message": f"alert added: {EVIL}"}],
+}
+
+
+@pytest.mark.parametrize(
+    ("argv", "body"),
+    [
+        (["incidents", "list"], [EVIL_DETAIL]),
+        (["incidents", "show", "inc-1"], EVIL_DETAIL),
+    ],
+    ids=["list", "show"],
+)
+def test_label_text_reaches_the_terminal_with_its_control_characters_escaped(
+    monkeypatch: pytest.MonkeyPatch, argv: list[str], body: object
+) -> None:
+    """A label's ESC sequences cleared the screen or set the terminal's title, and its newline forged a row
+    ("P0 inc-000 resolved"): each control character (C0, C1, DEL) is shown as an escape instead."""
+    monkeypatch.delenv("COLUMNS", raising=False)
+    raw = body if isinstance(body, str) else json.dumps(body)
+    stub = _Stub(200, raw.encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert not any(c in result.stdout for c in "\x1b\x07\x9b\x7f")
+    assert EVIL_SHOWN in result.stdout
+    assert not any(line.startswith("P0 inc-000") for line in result.stdout.splitlines())
+
+
+def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_escaped() -> None:
+    draft = "# Postmortem draft: Evil\x1b]0;pwned\x07\x9b2J\n\n- Incident: `inc-1`\n"
+    stub = _Stub(200, draft.encode())
+    try:
+        result = runner.invoke(app, ["incidents", "postmortem", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert result.stdout.splitlines() == [
+        "# Postmortem draft: Evil\\x1b]0;pwned\\x07\\x9b2J",
+        "",
+        "- Incident: `inc-1`",
+        "",
+    ]
+
+
+def test_json_output_keeps_label_text_exact(monkeypatch: pytest.MonkeyPatch) -> None:
+    stub = _Stub(200, json.dumps([EVIL_DETAIL]).encode())
+    try:
+        result = runner.invoke(app, ["incidents", "list", "-o", "json", "--url", stub.url])
+    finally:
+        stub.close()
+    assert json.loads(result.stdout)[0]["title"] == EVIL

@@ -430,6 +430,18 @@ def test_serve_refuses_a_write_token_no_request_could_match_or_every_one_would(
     assert list(tmp_path.iterdir()) == []
 
 
+def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Clients send header values as ASCII: with this token serve started and answered every write 401."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "tökén")
+    result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert "GPUWARDEN_API_TOKEN holds characters an HTTP header cannot carry" in said and "tökén" not in said
+    assert list(tmp_path.iterdir()) == []
+
+
 @pytest.mark.parametrize(
     ("args", "config", "expected"),
     [

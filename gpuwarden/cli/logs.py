@@ -1,0 +1,28 @@
+"""The logging setup of every long-running command (serve, anomaly run, exporter, demo), in one place.
+
+httpx logs each request at INFO with its full URL (``HTTP Request: POST http://.../services/T000/B000/XXXX?
+api_key=... "HTTP/1.1 200 OK"``): a webhook URL that holds a credential reached the log at every delivery,
+though ``config show`` hides it. httpx and httpcore speak at WARNING and above here; gpuwarden's own lines say
+what was delivered or why not, with URLs shown by ``gpuwarden.redaction``.
+"""
+
+from __future__ import annotations
+
+import logging
+
+QUIET_LOGGERS = {
+    "httpx": logging.WARNING,  # a line per request, with its whole URL (a webhook's credential)
+    "httpcore": logging.WARNING,  # the same connection's steps, at DEBUG
+    "apscheduler": logging.WARNING,  # "Running job", "executed" every tick of anomaly run
+    "alembic.runtime.plugins": logging.WARNING,  # "setup plugin ..." for each of its plugins at start
+}
+
+
+def configure_logging(level: int, handler: logging.Handler | None = None, fmt: str | None = None) -> None:
+    """Log at ``level`` to ``handler`` (else stderr, in ``fmt``), with the chatty libraries quieted."""
+    if handler is not None:
+        logging.basicConfig(level=level, handlers=[handler], force=True)
+    else:
+        logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
+    for name, quiet in QUIET_LOGGERS.items():
+        logging.getLogger(name).setLevel(quiet)

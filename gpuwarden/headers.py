@@ -1,0 +1,35 @@
+"""What an HTTP header value can carry: printable ASCII (and tab), as httpx sends them.
+
+httpx encodes a ``str`` header value as ASCII: a value with any other character (``GPU团队``, ``café``,
+``tökén``) raises ``UnicodeEncodeError`` at every request, and a control character (a newline) would end the
+header. Values that come from configuration or the environment are checked against this before anything
+runs, so a setting no request can carry is refused with its name instead of failing every request later.
+"""
+
+from __future__ import annotations
+
+TOKEN_UNSENDABLE = "holds characters an HTTP header cannot carry (a token is printable ASCII)"  # noqa: S105
+"""Why a bearer token is refused; its characters are not shown (it is a secret)."""
+
+
+def unsendable_character(text: str, *, tab: bool = True) -> str | None:
+    """The first character of ``text`` an HTTP header value cannot carry, or None (``tab``: allow tabs)."""
+    for char in text:
+        if char == "\t" and tab:
+            continue
+        if not (char.isascii() and char.isprintable()):
+            return char
+    return None
+
+
+def header_value_problem(text: str) -> str | None:
+    """Why ``text`` cannot be sent as a header value (naming the character), or None."""
+    char = unsendable_character(text)
+    if char is None:
+        return None
+    if char.isascii() or not char.isprintable():
+        return f"holds a control character ({char!r}: a newline?), which an HTTP header cannot carry"
+    return (
+        f"holds {char!r}, which an HTTP header cannot carry (only printable ASCII is sent); write the value"
+        " in ASCII, for instance percent-encoded"
+    )

@@ -1,0 +1,33 @@
+"""URLs as gpuwarden shows them in logs, errors and ``config show``: without what may be a credential.
+
+A store URL keeps everything but its password (``postgresql+psycopg://gw:***@db:5432/gw``): the host and the
+database are what a person needs to find the problem. A webhook URL often *is* the credential (Slack's
+``/services/T000/B000/XXXX``, a ``?api_key=``), so only its scheme and host are shown.
+"""
+
+from __future__ import annotations
+
+import re
+from urllib.parse import urlsplit
+
+MASK = "**********"
+# user:password@ as SQLAlchemy's make_url reads it: the user has no ':' or '/', the password no '@'.
+_PASSWORD = re.compile(r"(://[^:/]*:)[^@]*@")
+
+
+def hidden_password(url: str) -> str:
+    """``url`` with the password of its ``user:password@`` replaced by ``***`` (the rest as given)."""
+    return _PASSWORD.sub(r"\1***@", url, count=1)
+
+
+def shown_url(url: str) -> str:
+    """The scheme, host and port of ``url``, and ``/**********`` when it has a path, query or user."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        port = f":{parts.port}" if parts.port else ""
+    except ValueError:  # not a URL (a bad port, an unclosed [): nothing of it is shown
+        return MASK
+    host = f"[{host}]" if ":" in host else host
+    hidden = f"/{MASK}" if parts.path.strip("/") or parts.query or parts.username else "/"
+    return f"{parts.scheme}://{host}{port}{hidden}"

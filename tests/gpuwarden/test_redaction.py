@@ -1,0 +1,44 @@
+"""URLs shown without their credentials: a store URL's password, a webhook URL's path and query."""
+
+from __future__ import annotations
+
+import pytest
+
+from gpuwarden.redaction import hidden_password, shown_url
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        (
+            "postgresql+psycopg://gw:S3cret@db.example:5432/gw",
+            "postgresql+psycopg://gw:***@db.example:5432/gw",
+        ),
+        (
+            "postgresql://gw:pa/ss@db/gw",
+            "postgresql://gw:***@db/gw",
+        ),  # make_url reads "pa/ss" as the password
+        ("postgresql://:only-a-password@db/gw", "postgresql://:***@db/gw"),
+        ("postgresql://gw@db/gw", "postgresql://gw@db/gw"),
+        ("sqlite:////var/lib/gpuwarden/i.db", "sqlite:////var/lib/gpuwarden/i.db"),
+        ("/var/lib/gpuwarden/a:b@c.db", "/var/lib/gpuwarden/a:b@c.db"),  # a path, no URL
+    ],
+    ids=["password", "slash-in-password", "no-user", "no-password", "sqlite-url", "sqlite-path"],
+)
+def test_a_store_urls_password_is_hidden_and_the_rest_kept(url: str, shown: str) -> None:
+    assert hidden_password(url) == shown
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("https://hooks.slack.com/services/T0/B0/XOX", "https://hooks.slack.com/**********"),
+        ("http://127.0.0.1:9000/?api_key=k", "http://127.0.0.1:9000/**********"),
+        ("http://u:p@[::1]:8080/", "http://[::1]:8080/**********"),
+        ("http://receiver/", "http://receiver/"),
+        ("http://receiver:99999/x", "**********"),
+    ],
+    ids=["path", "query", "user-and-ipv6", "bare", "bad-port"],
+)
+def test_a_webhook_url_is_shown_by_its_scheme_and_host_alone(url: str, shown: str) -> None:
+    assert shown_url(url) == shown
