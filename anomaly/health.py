@@ -7,14 +7,14 @@ from typing import Any
 from anomaly.service import AnomalyService
 
 STALL_TICKS = 3
-"""Ticks without one ending (plus a read's timeouts) before the loop counts as stalled."""
+"""Ticks without one ending (plus a tick's reads) before the loop counts as stalled."""
 
 
 def stall_seconds(service: AnomalyService) -> float:
-    """How long no tick may end before ``/healthz`` says ``stalled``: a few ticks, plus a tick's worst read
-    (each query may take ``query_timeout_seconds``)."""
+    """How long no tick may end before ``/healthz`` says ``stalled``: a few ticks, plus a tick's worst reads
+    (a source reads its queries concurrently, within ``read_deadline_seconds`` however many there are)."""
     cfg = service.cfg
-    return STALL_TICKS * cfg.infer_every_seconds + cfg.query_timeout_seconds * max(1, len(cfg.queries))
+    return STALL_TICKS * cfg.infer_every_seconds + cfg.read_deadline_seconds * max(1, len(service.sources))
 
 
 def health(service: AnomalyService) -> tuple[int, dict[str, Any]]:

@@ -8,7 +8,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from anomaly.health import health, stall_seconds
+from anomaly.health import STALL_TICKS, health, stall_seconds
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.cli.anomaly_http import serve_http
@@ -48,6 +48,21 @@ def test_healthz_is_ok_after_a_tick_and_503_with_a_reason_when_ticks_stall_or_th
     status, body = health(service)
     assert status == 503 and body["status"] == "source_down"
     assert body["reasons"][0].startswith("source_down: ") and body["sources"]
+
+
+def test_a_stall_is_reported_within_a_read_deadline_of_its_ticks_however_many_queries_are_read():
+    # The queries are read concurrently within one deadline: 20 of them at a 10 s timeout used to push a
+    # stall's report to 290 s (3 ticks + 20 x 10 s) though no tick's reads could take more than 10 s.
+    queries = [{"name": f"q{i}", "expr": f"metric_{i}"} for i in range(20)]
+    cfg = AnomalyConfig.model_validate({"queries": queries, "query_timeout_seconds": 10})
+    clock, col = FakeClock(), TableCollector()
+    col.set("DCGM_FI_DEV_GPU_TEMP", [(GPU, 60.0)])
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock)
+    clock.advance(30)
+    service.infer()
+    clock.advance(STALL_TICKS * cfg.infer_every_seconds + cfg.query_timeout_seconds + 1)
+    status, body = health(service)
+    assert (status, body["status"]) == (503, "stalled")
 
 
 def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
