@@ -182,7 +182,7 @@ class CompletionRequest(OpenAIBody):
 
 
 def _cannot_honour(value: ValueT, what: str) -> ValueT:
-    """``value`` when it asks for nothing (unset, false, empty); a refusal saying the model has no ``what``."""
+    """``value`` when it asks for nothing (unset, false, empty), else a refusal: the model has no ``what``."""
     if value is None or value is False or value == "":
         return value
     raise ValueError(f"the toy model has no {what}; leave it out")

@@ -41,7 +41,9 @@ def serve_http(
             elif path == "/":
                 self._send(200, "text/plain; charset=utf-8", INDEX)
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found: see /metrics, /healthz and /-/ready\n")
+                self._send(
+                    404, "text/plain; charset=utf-8", b"not found: see /metrics, /healthz and /-/ready\n"
+                )
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

@@ -392,7 +392,10 @@ def test_what_the_toy_model_cannot_honour_is_refused_not_ignored(
         ({**CHAT, "max_completion_tokens": "5"}, "max_completion_tokens"),
         ({**CHAT, "n": True}, "n"),
         ({**CHAT, "stream": "yes"}, "stream"),
-        ({**CHAT, "stream": True, "stream_options": {"include_usage": "yes"}}, "stream_options.include_usage"),
+        (
+            {**CHAT, "stream": True, "stream_options": {"include_usage": "yes"}},
+            "stream_options.include_usage",
+        ),
         ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options"),
     ],
     ids=[
