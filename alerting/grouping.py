@@ -369,6 +369,9 @@ class IncidentGrouping:
         row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
         other_row.merged_into = inc.id
         # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
+        # Ingest runs without autoflush: flush first, or the UPDATE misses one ``other`` took in this POST
+        # (its ``merged_into`` still unflushed) and the session then takes its value for stored.
+        batch.session.flush()
         batch.session.execute(
             update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id)
         )

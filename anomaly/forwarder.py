@@ -116,6 +116,7 @@ class AlertForwarder(Collector):
         """
         now = self._clock.now()
         resolved = list(self.unsent_resolved.items())
+        sent = dict(resolved)
         # (fingerprint, delivers it as firing, body) in the order serve must see them.
         items = [(fp, True, postable(a, now + self._hold)) for fp, a in self.firing.items()]
         for fp, alert in resolved:
@@ -133,12 +134,13 @@ class AlertForwarder(Collector):
             for fp, firing, _ in chunk:
                 if firing:
                     self.delivered.add(fp)
-                else:
-                    self.delivered.discard(fp)
+                    continue
+                self.delivered.discard(fp)
+                # Accepted: drop it now, or a later batch's failure leaves it to be posted again (as a firing
+                # copy and a resolution, since it is no longer delivered: an alert that fired twice).
+                if self.unsent_resolved.get(fp) is sent[fp]:
+                    del self.unsent_resolved[fp]
             start = end
-        for fp, alert in resolved:
-            if self.unsent_resolved.get(fp) is alert:
-                del self.unsent_resolved[fp]
         return True
 
     def _post(self, batch: list[dict[str, Any]]) -> bool:

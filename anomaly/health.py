@@ -1,4 +1,9 @@
-"""``/healthz`` of ``anomaly run``: whether the service is scoring current data, and if not, why."""
+"""Health of ``anomaly run``: whether the service is scoring current data, and if not, why.
+
+Two verdicts on one report, as ``serve`` gives them: liveness (``/healthz``, ``/-/healthy``) fails only when
+the loop stalled, which a restart mends; readiness (``/-/ready``) fails on a source outage too, which a
+restart does not mend (a liveness probe failing on it restarted the service all through the outage).
+"""
 
 from __future__ import annotations
 
@@ -7,19 +12,33 @@ from typing import Any
 from anomaly.service import AnomalyService
 
 STALL_TICKS = 3
-"""Ticks without one ending (plus a read's timeouts) before the loop counts as stalled."""
+"""Ticks without one ending (plus a tick's reads) before the loop counts as stalled."""
 
 
 def stall_seconds(service: AnomalyService) -> float:
-    """How long no tick may end before ``/healthz`` says ``stalled``: a few ticks, plus a tick's worst read
-    (each query may take ``query_timeout_seconds``)."""
+    """How long no tick may end before ``/healthz`` says ``stalled``: a few ticks, plus a tick's worst reads
+    (a source reads its queries concurrently, within ``read_deadline_seconds`` however many there are)."""
     cfg = service.cfg
-    return STALL_TICKS * cfg.infer_every_seconds + cfg.query_timeout_seconds * max(1, len(cfg.queries))
+    return STALL_TICKS * cfg.infer_every_seconds + cfg.read_deadline_seconds * max(1, len(service.sources))
 
 
-def health(service: AnomalyService) -> tuple[int, dict[str, Any]]:
-    """(HTTP status, body): 503 with reasons when a source is down (``source_down``) or no tick ended for
-    ``stall_seconds`` (``stalled``: the scheduler thread died or a read hangs), else 200 ``ok``."""
+def liveness(service: AnomalyService) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 503 when no tick ended for ``stall_seconds``, else 200 (the body still says
+    ``source_down`` with its reasons while a source is down)."""
+    body = report(service)
+    return (503 if body["status"] == "stalled" else 200), body
+
+
+def readiness(service: AnomalyService) -> tuple[int, dict[str, Any]]:
+    """(HTTP status, body): 503 with reasons when a source is down or the loop stalled, else 200 ``ok``."""
+    body = report(service)
+    return (503 if body["reasons"] else 200), body
+
+
+def report(service: AnomalyService) -> dict[str, Any]:
+    """The body: ``status`` (``ok``, else the first reason's kind: ``stalled`` when no tick ended for
+    ``stall_seconds``, the scheduler thread dead or a read hung; ``source_down``), ``reasons``, ``ticks``,
+    ``sources`` and ``alerts_firing``."""
     reasons = []
     since = service.last_tick_end if service.last_tick_end is not None else service.started_monotonic
     idle = service.clock.monotonic() - since
@@ -40,4 +59,4 @@ def health(service: AnomalyService) -> tuple[int, dict[str, Any]]:
         "sources": sources,
         "alerts_firing": len(service.firing),
     }
-    return (503 if reasons else 200), body
+    return body

@@ -42,6 +42,7 @@ DCGM_COUNTERS = frozenset(
     }
 )
 MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
+MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
 
@@ -194,7 +195,8 @@ class PromQLSource:
         return max(min(start, done), end - self.max_lookback_seconds)
 
     def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
-        """One ``query_range`` call, aligned on the query's step; raises ``SourceError``.
+        """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
+        window is read in parts and joined); raises ``SourceError``.
 
         The grid is computed in whole milliseconds, so every window at least one step wide (to the
         millisecond) holds a point, and no point falls in two consecutive windows.
@@ -204,15 +206,19 @@ class PromQLSource:
         last = _millis(end) // step * step
         if last < first:
             return Frame(query.name, [], np.zeros(0), np.zeros((0, 0)), query.series_kind)
-        params = {
-            "query": query.expr,
-            "start": _seconds(first),
-            "end": _seconds(last),
-            "step": _seconds(step),
-        }
-        data = self._get(query, "/api/v1/query_range", params)
-        grid = np.arange(first, last + 1, step, dtype=np.int64) / 1000.0
-        return _matrix_to_frame(query, data, grid, self.name)
+        parts = []
+        for part_first in range(first, last + 1, MAX_POINTS * step):
+            part_last = min(last, part_first + (MAX_POINTS - 1) * step)
+            params = {
+                "query": query.expr,
+                "start": _seconds(part_first),
+                "end": _seconds(part_last),
+                "step": _seconds(step),
+            }
+            data = self._get(query, "/api/v1/query_range", params)
+            grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
+            parts.append(_matrix_to_frame(query, data, grid, self.name))
+        return parts[0] if len(parts) == 1 else _joined(parts)
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
@@ -303,6 +309,26 @@ def _matrix_to_frame(query: PromQuery, data: Mapping[str, Any], grid: np.ndarray
         raise SourceError(
             f"query {name}: malformed matrix result: {type(exc).__name__}: {exc}", source=source
         ) from exc
+
+
+def _joined(parts: Sequence[Frame]) -> Frame:
+    """Consecutive parts of one query's read as one frame; a series missing from a part is NaN there."""
+    rows: dict[tuple[tuple[str, str], ...], int] = {}
+    labels: list[dict[str, str]] = []
+    for part in parts:
+        for lab in part.labels:
+            key = tuple(sorted(lab.items()))
+            if key not in rows:
+                rows[key] = len(labels)
+                labels.append(dict(lab))
+    grid = np.concatenate([part.timestamps for part in parts])
+    values = np.full((len(labels), grid.size), np.nan)
+    col = 0
+    for part in parts:
+        at = [rows[tuple(sorted(lab.items()))] for lab in part.labels]
+        values[at, col : col + part.timestamps.size] = part.values
+        col += part.timestamps.size
+    return Frame(parts[0].query, labels, grid, values, parts[0].kind)
 
 
 def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> Frame:

@@ -37,9 +37,10 @@ DEFAULT_ALERTNAME = "GpuwardenAnomaly"
 _COLLECTIVE_MIN = 3
 _COLLECTIVE_SHARE = 0.5
 _COLLECTIVE_SCORE = 0.5
-# Detectors not fed the warm-up history: their rules are exact (GpuLost, XID, absent GPU) and need no
-# learning; what they would find in the history is still there, and found, at the first live tick.
-_NO_WARMUP = frozenset({"signatures", "presence"})
+# Detectors not fed the warm-up history: their rules are exact (GpuLost, XID) and need no learning; what
+# they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
+# that stopped reporting before the restart is absent from every live tick, so only the history knows it.
+_NO_WARMUP = frozenset({"signatures"})
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:

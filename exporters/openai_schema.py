@@ -3,8 +3,9 @@
 Bodies are parsed with orjson: a nesting deeper than 1024 levels, invalid UTF-8 and lone surrogates in
 ``\\u`` escapes are all "not valid JSON" (400), where the standard library's parser raised
 ``RecursionError`` or let a surrogate through to crash the tokenizer later. Fields the toy model cannot
-honour (``n`` > 1, several prompts, non-text content parts) are refused with a 400 naming the field
-rather than silently ignored.
+honour (``n`` > 1, several prompts, non-text content parts, ``best_of``, ``echo``, ``logprobs``,
+``suffix``) are refused with a 400 naming the field rather than silently ignored. Types are strict, as
+OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` not a token count.
 """
 
 from __future__ import annotations
@@ -12,7 +13,18 @@ from __future__ import annotations
 from typing import Any, Literal, TypeVar
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
@@ -21,6 +33,7 @@ MAX_OUTPUT_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 16
 
 BodyT = TypeVar("BodyT", bound="OpenAIBody")
+ValueT = TypeVar("ValueT")
 
 
 def openai_error(
@@ -44,7 +57,7 @@ class StreamOptions(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    include_usage: bool = False
+    include_usage: StrictBool = False
 
 
 class OpenAIBody(BaseModel):
@@ -53,18 +66,25 @@ class OpenAIBody(BaseModel):
     model_config = ConfigDict(extra="ignore")
 
     model: str = Field(min_length=1)
-    max_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
-    stream: bool = False
+    max_tokens: StrictInt | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    stream: StrictBool = False
     stream_options: StreamOptions | None = None
-    n: int = Field(1, ge=1)
-    temperature: float | None = None
-    top_p: float | None = None
+    n: StrictInt = Field(1, ge=1)
+    temperature: StrictFloat | None = Field(None, ge=0, le=2, allow_inf_nan=False)
+    top_p: StrictFloat | None = Field(None, ge=0, le=1, allow_inf_nan=False)
 
     @field_validator("n")
     @classmethod
     def _one_choice(cls, value: int) -> int:
         if value != 1:
             raise ValueError("this server generates one choice per request (n=1); send n requests instead")
+        return value
+
+    @field_validator("stream_options")
+    @classmethod
+    def _only_when_streaming(cls, value: StreamOptions | None, info: ValidationInfo) -> StreamOptions | None:
+        if value is not None and not info.data.get("stream"):
+            raise ValueError("only allowed when stream is true")
         return value
 
     def include_usage(self) -> bool:
@@ -102,7 +122,14 @@ class ChatRequest(OpenAIBody):
     """``POST /v1/chat/completions``."""
 
     messages: list[ChatMessage] = Field(min_length=1)
-    max_completion_tokens: int | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    max_completion_tokens: StrictInt | None = Field(None, ge=1, le=MAX_OUTPUT_TOKENS)
+    logprobs: StrictBool | None = None
+    top_logprobs: StrictInt | None = None
+
+    @field_validator("logprobs", "top_logprobs")
+    @classmethod
+    def _no_logprobs(cls, value: bool | int | None) -> bool | int | None:
+        return _cannot_honour(value, "log probabilities")
 
     def prompt(self) -> str:
         """The conversation as one text."""
@@ -117,6 +144,20 @@ class CompletionRequest(OpenAIBody):
     """``POST /v1/completions``: one prompt (a string, or a list holding one string)."""
 
     prompt: str | list[Any]
+    best_of: StrictInt | None = Field(None, ge=1)
+    echo: StrictBool | None = None
+    logprobs: StrictInt | None = None
+    suffix: StrictStr | None = None
+
+    @field_validator("best_of")
+    @classmethod
+    def _one_candidate(cls, value: int | None) -> int | None:
+        return None if value == 1 else _cannot_honour(value, "several candidates to pick the best of")
+
+    @field_validator("echo", "logprobs", "suffix")
+    @classmethod
+    def _no_extras(cls, value: bool | int | str | None) -> bool | int | str | None:
+        return _cannot_honour(value, "echoed prompts, log probabilities or suffixes")
 
     @field_validator("prompt")
     @classmethod
@@ -138,6 +179,13 @@ class CompletionRequest(OpenAIBody):
     def output_tokens(self) -> int:
         """Tokens to produce."""
         return self.max_tokens or DEFAULT_MAX_TOKENS
+
+
+def _cannot_honour(value: ValueT, what: str) -> ValueT:
+    """``value`` when it asks for nothing (unset, false, empty), else a refusal: the model has no ``what``."""
+    if value is None or value is False or value == "":
+        return value
+    raise ValueError(f"the toy model has no {what}; leave it out")
 
 
 async def parse_body(request: Request, kind: type[BodyT]) -> BodyT | JSONResponse:

@@ -2,9 +2,10 @@
 
 The push runs in its own thread so that a training loop never waits on the gateway: ``request()`` only
 marks the metrics as changed. The thread pushes the registries as they are at that moment (the latest
-state wins: nothing queues, however often the loop asks), and after a failure it waits before the next try,
-doubling the wait up to ``MAX_BACKOFF_SECONDS``, so a dead gateway costs one blocked thread and one log
-line per try, not a timeout per training step. ``close()`` makes one last push of what is new.
+state wins: nothing queues, however often the loop asks), and after a failure it tries again by itself,
+asked or not, waiting before each try and doubling the wait up to ``MAX_BACKOFF_SECONDS``, so a dead
+gateway costs one blocked thread and one log line per try, not a timeout per training step. ``close()``
+makes one last push of what is new or not yet pushed.
 """
 
 from __future__ import annotations
@@ -172,15 +173,20 @@ class BackgroundPusher:
                 self._idle.notify_all()
 
     def _run(self) -> None:
+        unpushed = False  # the last round failed: the state it pushed is not on the gateway
         while not self._closing.is_set():
-            self._wake.wait()
+            if not unpushed:
+                self._wake.wait()
             self._wake.clear()
-            if self._closing.is_set() or not self._dirty.is_set():
+            if self._closing.is_set() or not (unpushed or self._dirty.is_set()):
                 continue
-            delay = self.next_delay(self._round())
+            # A failed round is tried again after its backoff, asked or not: a rank that hangs right after
+            # a failed push asks for no other, and its last state is the one that shows the stall.
+            unpushed = not self._round()
+            delay = self.next_delay(not unpushed)
             if delay:
                 self._closing.wait(delay)  # back off; requests meanwhile only mark the state dirty
-        if self._dirty.is_set():  # closing: flush what was asked for since the last round, once
+        if unpushed or self._dirty.is_set():  # closing: push what is not on the gateway yet, once
             self._round()
 
 

@@ -234,6 +234,12 @@ class AnomalyConfig(Section):
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
+    @property
+    def read_deadline_seconds(self) -> float:
+        """The most one source read waits for all its queries (read concurrently): a query timeout, and
+        under a tick, so a slow Prometheus never holds a tick past the next one."""
+        return min(self.query_timeout_seconds, 0.8 * self.infer_every_seconds)
+
 
 _CLOSES = {")": "(", "]": "[", "}": "{"}
 

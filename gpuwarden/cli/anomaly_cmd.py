@@ -174,7 +174,7 @@ def run(
         max_lookback_seconds=cfg.max_lookback_seconds,
         # A slow Prometheus must not hold a tick past the next one: what has not answered by then is a
         # failed read, held like an outage, and read again from where it stopped.
-        deadline_seconds=min(cfg.query_timeout_seconds, 0.8 * cfg.infer_every_seconds),
+        deadline_seconds=cfg.read_deadline_seconds,
     )
     tick_log = TickLog([source], forwarder, forwarder.on_alert if forwarder else _print_alert)
     service = AnomalyService(cfg, [source], clock, on_alert=tick_log.on_alert)

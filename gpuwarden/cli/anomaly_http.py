@@ -1,4 +1,5 @@
-"""``anomaly run``'s HTTP port: ``/metrics`` (scores, bands, health), ``/healthz``, and 404 for the rest.
+"""``anomaly run``'s HTTP port: ``/metrics`` (scores, bands, health), liveness (``/healthz``, ``/-/healthy``),
+readiness (``/-/ready``), and 404 for the rest.
 
 prometheus_client's own server answered every path with the whole of ``/metrics``, so a probe of
 ``/healthz`` always saw 200, whatever the service's state.
@@ -15,10 +16,11 @@ from urllib.parse import urlsplit
 from prometheus_client import CollectorRegistry
 from prometheus_client.exposition import choose_encoder
 
-from anomaly.health import health
+from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
 
-INDEX = b"gpuwarden anomaly run: see /metrics and /healthz\n"
+INDEX = b"gpuwarden anomaly run: see /metrics, /healthz (liveness) and /-/ready (readiness)\n"
+PROBES = {"/healthz": liveness, "/-/healthy": liveness, "/-/ready": readiness}
 
 
 def serve_http(
@@ -33,13 +35,15 @@ def serve_http(
             if path == "/metrics":
                 encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
                 self._send(200, content_type, encoder(registry))
-            elif path == "/healthz":
-                status, body = health(service)
+            elif path in PROBES:
+                status, body = PROBES[path](service)
                 self._send(status, "application/json", json.dumps(body).encode())
             elif path == "/":
                 self._send(200, "text/plain; charset=utf-8", INDEX)
             else:
-                self._send(404, "text/plain; charset=utf-8", b"not found: see /metrics and /healthz\n")
+                self._send(
+                    404, "text/plain; charset=utf-8", b"not found: see /metrics, /healthz and /-/ready\n"
+                )
 
         def _send(self, status: int, content_type: str, body: bytes) -> None:
             self.send_response(status)

@@ -16,6 +16,7 @@ from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
+from tests.alerting.test_arrival_order import _batches, _engine, _onset, _ranks
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -52,3 +53,23 @@ def test_merged_incidents_name_the_incident_that_goes_on(tmp_path: Path, seed: i
 def _rows(engine: IncidentEngine) -> list[IncidentRow]:
     with engine._sessions() as session:
         return list(session.scalars(select(IncidentRow)))
+
+
+def test_an_incident_merged_twice_in_one_post_names_the_incident_that_goes_on(tmp_path: Path) -> None:
+    # A is taken in by B and B by C while one POST is ingested: A must name C, not be left merged into
+    # nothing (a blank resolved row in the incident list, resolvable again, counted in postmortems).
+    alerts = _ranks(
+        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+        + sc.rack_failure(7, START + timedelta(seconds=20))
+    )
+    random.Random(1).shuffle(alerts)
+    engine = _engine(tmp_path, max(_onset(a) for a in alerts))
+    for post in _batches(alerts, 64):
+        engine.ingest(post)
+    rows = {r.id: r for r in _rows(engine)}
+    told_merged = [i for i in rows if any(e.data.get("into") for e in engine.store.get(i).timeline)]
+    assert told_merged, "the scenario merges incidents"
+    assert [(i, rows[i].merged_into) for i in told_merged if rows[i].merged_into is None] == []
+    listed = {row.id for row, _ in engine.store.list_rows()}
+    assert listed.isdisjoint(told_merged)
+    assert all(rows[rows[i].merged_into].merged_into is None for i in told_merged)

@@ -11,6 +11,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from alerting.ingest import parse_json, parse_postable_alerts
+from anomaly import forwarder as forwarder_module
 from anomaly.forwarder import AlertForwarder
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
@@ -143,6 +144,25 @@ def test_pairs_are_not_split_across_batches() -> None:
     forwarder.on_alert(_xid("x", clock, AlertStatus.RESOLVED))
     assert forwarder.flush()
     assert [len(body) for body in serve.bodies] == [499, 2]
+
+
+def test_a_resolution_accepted_before_a_later_batch_failed_is_not_posted_again(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Posted again, it would reach serve as a firing copy then a resolution: an alert that fired twice.
+    monkeypatch.setattr(forwarder_module, "BATCH", 2)
+    clock, serve = FakeClock(), Serve()
+    forwarder = _forwarder(serve, clock)
+    forwarder.on_alert(_xid("0", clock, AlertStatus.RESOLVED))  # raised and cleared in a tick: one pair
+    forwarder.on_alert(_xid("1", clock, AlertStatus.RESOLVED))
+    serve.answers = [200, 503]  # gpu 0's pair is accepted, gpu 1's fails
+    assert not forwarder.flush()
+    assert [b["labels"]["gpu"] for b in serve.bodies[0]] == ["0", "0"]
+    serve.bodies.clear()
+    assert forwarder.flush()
+    assert [b["labels"]["gpu"] for body in serve.bodies for b in body] == ["1", "1"]
+    assert forwarder.flush()
+    assert [len(body) for body in serve.bodies] == [2]
 
 
 def test_a_post_the_server_dropped_without_answering_is_sent_again_at_once_once() -> None:

@@ -8,7 +8,7 @@ import urllib.request
 
 from prometheus_client import CollectorRegistry
 
-from anomaly.health import health, stall_seconds
+from anomaly.health import STALL_TICKS, readiness, stall_seconds
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.cli.anomaly_http import serve_http
@@ -34,20 +34,35 @@ def _get(url):
         return exc.code, exc.read().decode()
 
 
-def test_healthz_is_ok_after_a_tick_and_503_with_a_reason_when_ticks_stall_or_the_source_is_down():
+def test_readiness_is_ok_after_a_tick_and_503_with_a_reason_when_ticks_stall_or_the_source_is_down():
     clock, col, service = _service()
     clock.advance(30)
     service.infer()
-    status, body = health(service)
+    status, body = readiness(service)
     assert (status, body["status"], body["ticks"]) == (200, "ok", 1)
     clock.advance(stall_seconds(service) + 1)  # no tick ended since: the scheduler died or a read hangs
-    status, body = health(service)
+    status, body = readiness(service)
     assert status == 503 and body["status"] == "stalled" and "since the last tick ended" in body["reasons"][0]
     col.fail = True
     service.infer()
-    status, body = health(service)
+    status, body = readiness(service)
     assert status == 503 and body["status"] == "source_down"
     assert body["reasons"][0].startswith("source_down: ") and body["sources"]
+
+
+def test_a_stall_is_reported_within_a_read_deadline_of_its_ticks_however_many_queries_are_read():
+    # The queries are read concurrently within one deadline: 20 of them at a 10 s timeout used to push a
+    # stall's report to 290 s (3 ticks + 20 x 10 s) though no tick's reads could take more than 10 s.
+    queries = [{"name": f"q{i}", "expr": f"metric_{i}"} for i in range(20)]
+    cfg = AnomalyConfig.model_validate({"queries": queries, "query_timeout_seconds": 10})
+    clock, col = FakeClock(), TableCollector()
+    col.set("DCGM_FI_DEV_GPU_TEMP", [(GPU, 60.0)])
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock)
+    clock.advance(30)
+    service.infer()
+    clock.advance(STALL_TICKS * cfg.infer_every_seconds + cfg.query_timeout_seconds + 1)
+    status, body = readiness(service)
+    assert (status, body["status"]) == (503, "stalled")
 
 
 def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
@@ -70,3 +85,31 @@ def test_the_port_serves_metrics_healthz_an_index_and_404_for_anything_else():
     assert healthz[0] == 200 and json.loads(healthz[1])["status"] == "ok"
     assert index[0] == 200 and "/healthz" in index[1] and "gpuwarden_anomaly_series" not in index[1]
     assert other[0] == 404 and "gpuwarden_anomaly_series" not in other[1]
+
+
+def test_a_source_outage_fails_readiness_only_and_a_stall_fails_liveness_too():
+    # A liveness probe that failed on source_down restarted `anomaly run` all through a Prometheus outage,
+    # which a restart cannot mend; a stalled loop is what a restart is for.
+    clock, col, service = _service()
+    registry = CollectorRegistry()
+    server = serve_http(service, registry, "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    paths = ("/healthz", "/-/healthy", "/-/ready")
+    try:
+        col.fail = True
+        clock.advance(30)
+        service.infer()
+        outage = {path: _get(base + path) for path in paths}
+        clock.advance(stall_seconds(service) + 1)
+        stalled = {path: _get(base + path) for path in paths}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {path: status for path, (status, _) in outage.items()} == {
+        "/healthz": 200,
+        "/-/healthy": 200,
+        "/-/ready": 503,
+    }
+    assert all(json.loads(body)["status"] == "source_down" for _, body in outage.values())
+    assert {path: status for path, (status, _) in stalled.items()} == dict.fromkeys(paths, 503)
+    assert all(json.loads(body)["status"] == "stalled" for _, body in stalled.values())

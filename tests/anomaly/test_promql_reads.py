@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -134,3 +135,35 @@ def test_failed_queries_are_logged_in_one_line_a_tick_and_not_again_while_unchan
         in line.getMessage()
     )
     assert all(not q.up for name, q in prom.health().queries.items() if name != "q3")
+
+
+def test_a_window_of_more_than_11000_steps_is_read_in_parts_prometheus_accepts() -> None:
+    # Prometheus refuses a range read of more than 11,000 points per series: a 0.25 s step over the
+    # hour-long catch-up failed every tick, and the query never caught up.
+    clock = FakeClock()
+    end = clock.time()
+    asked: list[float] = []
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        start, stop, step = (float(request.url.params[k]) for k in ("start", "end", "step"))
+        asked.append((stop - start) / step + 1)
+        if (stop - start) / step > 11_000:
+            error = "exceeded maximum resolution of 11,000 points per timeseries. Try decreasing the query"
+            return httpx.Response(400, json={"status": "error", "errorType": "bad_data", "error": error})
+        response = matrix(request, gpus=2)
+        late = [[t, v] for t, v in response.json()["data"]["result"][1]["values"] if t > end - 600]
+        body = response.json()
+        body["data"]["result"][1]["values"] = late  # gpu 1 appeared 10 minutes ago: in the last part only
+        return httpx.Response(200, json=body)
+
+    client = httpx.Client(base_url="http://prom:9090", transport=httpx.MockTransport(prometheus))
+    query = PromQuery("temp", "temp", step_seconds=0.25)
+    prom = PromQLSource("http://prom:9090", [query], clock, client=client, max_lookback_seconds=3600)
+    [frame] = prom.read(end - 3600, end)
+    assert prom.health().queries["temp"].up
+    assert len(asked) > 1 and max(asked) <= 11_000
+    assert frame.timestamps.size == 3600 * 4 and (frame.timestamps[1:] - frame.timestamps[:-1] == 0.25).all()
+    by_gpu = {lab["gpu"]: row for lab, row in zip(frame.labels, frame.values, strict=True)}
+    assert sorted(by_gpu) == ["0", "1"] and (by_gpu["0"] == 1).all()
+    assert (by_gpu["1"][frame.timestamps > end - 600] == 1).all()
+    assert np.isnan(by_gpu["1"][frame.timestamps <= end - 600]).all()

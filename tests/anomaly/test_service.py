@@ -320,8 +320,9 @@ class HistorySource:
 
     name = "history"
 
-    def __init__(self, values):
+    def __init__(self, values, labels=GPUS):
         self.values = values
+        self.labels = labels
         self.reads: list[tuple[float, float]] = []
         self._health = SourceHealth(self.name)
 
@@ -335,7 +336,7 @@ class HistorySource:
         frames = []
         for query, fn in self.values.items():
             cols = np.column_stack([np.asarray(fn(t), dtype=float) for t in ts.tolist()])
-            frames.append(Frame(query, GPUS, ts, cols))
+            frames.append(Frame(query, self.labels, ts, cols))
         self._health.succeeded(end, len(GPUS))
         return frames
 
@@ -385,6 +386,25 @@ def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
     _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
     assert service.warm_up() > 0
     assert got == [] and service.firing == {}
+
+
+def test_a_node_that_stopped_reporting_shortly_before_a_restart_is_reported_down_after_it():
+    clock = FakeClock()
+    stopped = clock.time() - 300  # n2's exporter went quiet 5 minutes before `anomaly run` (re)started
+    n2 = [{"gpu": str(i), "UUID": f"GPU-n2-{i}", "Hostname": "n2"} for i in range(4)]
+
+    def temp(t):
+        return [60.0] * len(GPUS) + [60.0 if t <= stopped else math.nan] * len(n2)
+
+    raised = []
+    source = HistorySource({TEMP: temp}, labels=GPUS + n2)
+    cfg = AnomalyConfig(detectors=["presence"])
+    service = AnomalyService(cfg, [source], clock, on_alert=raised.append)
+    assert service.warm_up() > 0
+    assert raised == []  # what the history shows raises nothing by itself...
+    tick(clock, service)
+    down = [a.labels for a in raised if a.labels["alertname"] == "NodeDown"]
+    assert [lab["Hostname"] for lab in down] == ["n2"]  # ...but the node still down is found at once
 
 
 def test_a_first_counter_increase_on_a_flat_series_exports_a_capped_score_but_still_alerts():

@@ -364,8 +364,13 @@ def test_text_content_parts_are_read_like_a_string_and_other_parts_are_refused(h
         ("/v1/chat/completions", {**CHAT, "n": 2}, "n"),
         ("/v1/completions", {"model": MODEL, "prompt": ["a b", "c"]}, "prompt"),
         ("/v1/completions", {"model": MODEL, "prompt": [1, 2, 3]}, "prompt"),
+        ("/v1/completions", {"model": MODEL, "prompt": "a", "best_of": 3}, "best_of"),
+        ("/v1/completions", {"model": MODEL, "prompt": "a", "echo": True}, "echo"),
+        ("/v1/completions", {"model": MODEL, "prompt": "a", "logprobs": 2}, "logprobs"),
+        ("/v1/completions", {"model": MODEL, "prompt": "a", "suffix": "b"}, "suffix"),
+        ("/v1/chat/completions", {**CHAT, "logprobs": True}, "logprobs"),
     ],
-    ids=["n-above-1", "two-prompts", "token-ids"],
+    ids=["n-above-1", "two-prompts", "token-ids", "best-of", "echo", "logprobs", "suffix", "chat-logprobs"],
 )
 def test_what_the_toy_model_cannot_honour_is_refused_not_ignored(
     h: Harness, route: str, body: dict[str, Any], param: str
@@ -373,6 +378,56 @@ def test_what_the_toy_model_cannot_honour_is_refused_not_ignored(
     r = h.client.post(route, json=body)
     assert r.status_code == 400
     assert r.json()["error"]["param"] == param
+
+
+@pytest.mark.parametrize(
+    ("body", "param"),
+    [
+        ({**CHAT, "temperature": "NaN"}, "temperature"),
+        ({**CHAT, "temperature": 2.5}, "temperature"),
+        ({**CHAT, "temperature": True}, "temperature"),
+        ({**CHAT, "top_p": -3}, "top_p"),
+        ({**CHAT, "max_tokens": True}, "max_tokens"),
+        ({**CHAT, "max_tokens": 5.0}, "max_tokens"),
+        ({**CHAT, "max_completion_tokens": "5"}, "max_completion_tokens"),
+        ({**CHAT, "n": True}, "n"),
+        ({**CHAT, "stream": "yes"}, "stream"),
+        (
+            {**CHAT, "stream": True, "stream_options": {"include_usage": "yes"}},
+            "stream_options.include_usage",
+        ),
+        ({**CHAT, "stream_options": {"include_usage": True}}, "stream_options"),
+    ],
+    ids=[
+        "temperature-string",
+        "temperature-above-2",
+        "temperature-bool",
+        "top-p-negative",
+        "max-tokens-bool",
+        "max-tokens-decimal",
+        "max-completion-tokens-string",
+        "n-bool",
+        "stream-string",
+        "include-usage-string",
+        "stream-options-without-stream",
+    ],
+)
+def test_a_value_of_the_wrong_type_or_range_is_refused_naming_its_field(
+    h: Harness, body: dict[str, Any], param: str
+) -> None:
+    # OpenAI refuses these with a 400 naming the field; taking them ("yes" as true, true as 1 token) hid
+    # a client's bug behind an answer it did not ask for.
+    r = h.client.post("/v1/chat/completions", json=body)
+    assert r.status_code == 400
+    assert r.json()["error"]["type"] == "invalid_request_error"
+    assert r.json()["error"]["param"] == param
+
+
+def test_sampling_values_in_range_and_integers_for_decimals_are_accepted(h: Harness) -> None:
+    body = {**CHAT, "temperature": 0, "top_p": 1, "stream_options": None, "logprobs": False}
+    assert h.client.post("/v1/chat/completions", json=body).status_code == 200
+    completion = {"model": MODEL, "prompt": "a", "best_of": 1, "echo": False, "temperature": 1.5}
+    assert h.client.post("/v1/completions", json=completion).status_code == 200
 
 
 def test_a_list_holding_one_prompt_is_served_like_the_prompt(h: Harness) -> None:

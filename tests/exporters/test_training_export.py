@@ -197,6 +197,28 @@ def test_after_failures_the_pusher_backs_off_doubling_up_to_a_cap_and_resets_on_
     assert pusher.next_delay(ok=False) == 1.0
 
 
+def test_a_failed_push_is_tried_again_after_its_backoff_without_another_request(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The rank hangs right after a failed push and asks for no other: its last state must still arrive.
+    monkeypatch.setattr(training_export, "FIRST_BACKOFF_SECONDS", 0.01)
+    pushed = threading.Event()
+    calls: list[dict[str, str]] = []
+
+    def gateway(url: str, *, grouping_key: dict[str, str], **_: object) -> None:
+        calls.append(grouping_key)
+        if len(calls) == 1:
+            raise urllib.error.URLError("connection refused")
+        pushed.set()
+
+    group = ({"rank": "0"}, CollectorRegistry())
+    pusher = BackgroundPusher("http://127.0.0.1:9", "pretrain", lambda: [group], push=gateway)
+    pusher.request()
+    assert pushed.wait(10)
+    assert pusher.wait_idle(10) and pusher.last_ok and pusher.failures == 1
+    assert pusher.close(10) and calls == [{"rank": "0"}, {"rank": "0"}]
+
+
 def test_the_pusher_refuses_a_meaningless_timeout() -> None:
     for timeout in (0, -1, float("inf"), float("nan")):
         with pytest.raises(ValueError, match="timeout"):

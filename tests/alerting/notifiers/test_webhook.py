@@ -44,6 +44,7 @@ def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecor
         "kind": "rack_down",
         "target": "rack/r07",
         "fields": {"rack": "r07", "cluster": "c1"},
+        "fields_total": 2,
     }
     assert body["incident"]["actions_taken"] == ["drain_node node/n0701: succeeded (drained)"]
     assert body["event"]["message"] == "drain_node n0701 succeeded"
@@ -177,6 +178,21 @@ def test_a_413_is_answered_with_the_compact_form_at_once() -> None:
     assert compact["incident"]["affected_targets_total"] == full["incident"]["affected_targets_total"]
     assert compact["truncated"] is True and compact["incident"]["state"] == "mitigating"
     assert [r.headers["Idempotency-Key"] for r in receiver.requests] == [n.key, n.key]
+
+
+def test_every_list_of_the_compact_form_keeps_its_full_count() -> None:
+    # The compact form empties every list: a receiver must still learn how many items there were.
+    receiver = Receiver(413)
+    n = build_notification(lifecycle()[3])
+    n = n.model_copy(update={"recommended_actions": ("drain r07's nodes", "call facilities")})
+    receiver.hook().deliver(n, ThreadState(), retry=False, save=nothing)
+    full, compact = (body["incident"] for body in receiver.bodies())
+    lists = {key: full[key] for key, value in full.items() if isinstance(value, list)}
+    lists["root_cause.fields"] = full["root_cause"]["fields"]
+    assert full["recommended_actions"] and full["root_cause"]["fields"]
+    counts = {key: compact[f"{key}_total"] for key in lists if "." not in key}
+    counts["root_cause.fields"] = compact["root_cause"].get("fields_total")
+    assert counts == {key: len(value) for key, value in lists.items()}
 
 
 def test_a_413_to_the_compact_form_too_is_refused_for_good() -> None:
