@@ -91,9 +91,9 @@ def test_a_push_that_raises_is_counted_never_raised(gateway: RecordingGateway, e
     m = TrainingMetrics("pretrain", rank=0, pushgateway="http://127.0.0.1:9")
     assert m.push_now() is False
     assert m.flush(timeout=30) is False
-    assert m.push_failures == 2
+    assert m.push_failures >= 2  # the pusher retries on its own after a backoff of 1 s: a slow run sees 3
     failures = m.rank(0).registry.get_sample_value("gpuwarden_training_push_failures_total", {"rank": "0"})
-    assert failures == 2
+    assert failures is not None and failures >= 2
 
 
 def test_an_unreachable_gateway_is_tried_once_per_round_not_once_per_rank(gateway: RecordingGateway) -> None:
