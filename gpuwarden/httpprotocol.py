@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 import h11
@@ -120,11 +122,13 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         return self._message_begun
 
 
-BASES: dict[str, type[HeaderDeadline]] = {
-    "auto": HttpToolsDeadlineProtocol,  # what uvicorn's "auto" is with httptools installed
-    "httptools": HttpToolsDeadlineProtocol,
-    "h11": H11DeadlineProtocol,
-}
+BASES: Mapping[str, type[HeaderDeadline]] = MappingProxyType(
+    {
+        "auto": HttpToolsDeadlineProtocol,  # what uvicorn's "auto" is: httptools is installed with gpuwarden
+        "httptools": HttpToolsDeadlineProtocol,
+        "h11": H11DeadlineProtocol,
+    }
+)
 
 
 def header_deadline_protocol(seconds: float, http: str = "auto") -> type[HeaderDeadline]:

@@ -100,29 +100,36 @@ def test_a_normal_client_is_served_while_slow_ones_wait_and_after_they_are_close
     assert httpx.get(url, timeout=GIVE_UP).text == "GET 0"
 
 
-def test_a_keep_alive_connection_serves_requests_slower_than_the_deadline_apart(server: int) -> None:
-    # The deadline is on each request's headers, not on the connection: a client that reuses its
-    # connection after a pause longer than the deadline (but within keep-alive) is served, not closed.
-    with connect(server) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
-        time.sleep(DEADLINE * 2)
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
 
 
-def test_an_app_slower_than_the_deadline_still_answers(server: int) -> None:
-    # The headers are complete: the deadline no longer runs while the app reads a body sent slowly.
+@pytest.mark.parametrize(
+    ("first", "answered_first", "then"),
+    [
+        # The deadline is on each request's headers, not on the connection: a client that reuses its
+        # connection after a pause longer than the deadline (but within keep-alive) is served.
+        pytest.param(GET, True, GET, id="keep-alive-request-after-a-pause"),
+        # The headers are complete: the deadline no longer runs while the app waits for a slow body.
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nx", False, b"y", id="slow-body"
+        ),
+    ],
+)
+def test_a_pause_longer_than_the_deadline_after_whole_headers_does_not_close_the_connection(
+    server: int, first: bytes, answered_first: bool, then: bytes
+) -> None:
     with connect(server) as sock:
-        sock.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nx")
+        sock.sendall(first)
+        if answered_first:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
         time.sleep(DEADLINE * 2)
-        sock.sendall(b"y")
+        sock.sendall(then)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
 
 
 def test_the_second_request_on_a_connection_has_a_deadline_too(server: int) -> None:
     with connect(server) as sock:
-        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(GET)
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")

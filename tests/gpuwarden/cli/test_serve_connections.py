@@ -15,7 +15,7 @@ import httpx
 from tests.integration.servers import free_port, wait_http_ok
 
 OPEN_FILES = 256  # serve's file limit here (1,024 in a plain shell or systemd service): reached sooner
-TOKEN = "connections-test-token-123"  # noqa: S105 - a test value
+TOKEN = "connections-test-token-123"
 GIVE_UP = 60.0  # seconds: without the deadline no request was answered while the idle connections stayed
 
 
@@ -46,7 +46,9 @@ def test_idle_connections_past_the_open_file_limit_no_longer_keep_serve_from_ans
     argv = ["sh", "-c", f'ulimit -n {OPEN_FILES} && exec "$@"', "sh", *serve]
     url = f"http://127.0.0.1:{port}"
     with (tmp_path / "serve.log").open("wb") as log:
-        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN})
+        proc = subprocess.Popen(
+            argv, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN}
+        )
         idle: list[socket.socket] = []
         try:
             wait_http_ok(f"{url}/-/ready", proc)
@@ -54,7 +56,9 @@ def test_idle_connections_past_the_open_file_limit_no_longer_keep_serve_from_ans
             assert answered(lambda: httpx.get(f"{url}/healthz", timeout=GIVE_UP)).status_code == 200
             alert = [{"labels": {"alertname": "NodeDown", "node": "node-01"}}]
             auth = {"Authorization": f"Bearer {TOKEN}"}
-            posted = answered(lambda: httpx.post(f"{url}/api/v2/alerts", json=alert, headers=auth, timeout=GIVE_UP))
+            posted = answered(
+                lambda: httpx.post(f"{url}/api/v2/alerts", json=alert, headers=auth, timeout=GIVE_UP)
+            )
             assert posted.status_code == 200
             assert all(sock.recv(1) == b"" for sock in idle)  # each closed by serve, without an answer
         finally:
