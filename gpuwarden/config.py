@@ -126,6 +126,13 @@ class ApiConfig(Section):
     body_timeout_seconds: float = Field(
         30.0, gt=0, le=3600, description="a request body not all there this long after the request: 408"
     )
+    header_timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=3600,
+        description="a request line and headers not all there this long after the connection opened (or the"
+        " request's first byte): the connection is closed, with a 408 if part of a request came",
+    )
     keep_alive_seconds: int = Field(
         5, ge=1, le=3600, description="an idle keep-alive connection is closed after this long"
     )

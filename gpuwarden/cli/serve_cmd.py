@@ -339,6 +339,7 @@ def serve(
     from alerting.fencing import LockStatus  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
     cfg = _checked_config(config)
     api = _with_token(cfg.api)
@@ -405,8 +406,9 @@ def serve(
             log_level="warning",
             access_log=False,
             log_config=None,
-            # Bounds against idle and slow clients (api.keep_alive_seconds, api.max_connections; the body's
-            # deadline is the app's, api.body_timeout_seconds).
+            # Bounds against idle and slow clients (api.header_timeout_seconds, api.keep_alive_seconds,
+            # api.max_connections; the body's deadline is the app's, api.body_timeout_seconds).
+            http=header_deadline_protocol(api.header_timeout_seconds),
             timeout_keep_alive=api.keep_alive_seconds,
             limit_concurrency=api.max_connections,
         )

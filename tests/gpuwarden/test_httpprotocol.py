@@ -1,0 +1,135 @@
+"""The header deadline on uvicorn's protocols: silent and slowloris connections are closed, others served."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gpuwarden.httpprotocol import header_deadline_protocol
+from tests.integration.servers import free_port
+
+DEADLINE = 1.0
+GIVE_UP = 30.0  # a connection still open this long after its deadline was never going to be closed
+
+
+async def echo(request: Request) -> Response:
+    return PlainTextResponse(f"{request.method} {len(await request.body())}")
+
+
+@pytest.fixture(params=["httptools", "h11"])
+def server(request: pytest.FixtureRequest) -> Iterator[int]:
+    """serve's protocol for ``http`` with a 1 s header deadline, on a free port, in a thread."""
+    port = free_port()
+    config = uvicorn.Config(
+        Starlette(routes=[Route("/", echo, methods=["GET", "POST"])]),
+        host="127.0.0.1",
+        port=port,
+        log_level="warning",
+        lifespan="off",
+        http=header_deadline_protocol(DEADLINE, request.param),
+        timeout_keep_alive=60,  # longer than the deadline: what closes the connections below is the deadline
+    )
+    srv = uvicorn.Server(config)
+    thread = threading.Thread(target=srv.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if srv.started:
+            break
+        time.sleep(0.05)
+    assert srv.started, "uvicorn did not start"
+    yield port
+    srv.should_exit = True
+    thread.join(10)
+
+
+def connect(port: int) -> socket.socket:
+    sock = socket.create_connection(("127.0.0.1", port))
+    sock.settimeout(GIVE_UP)
+    return sock
+
+
+def read_until_closed(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes the connection (a timeout fails the test)."""
+    received = b""
+    while chunk := sock.recv(4096):
+        received += chunk
+    return received
+
+
+def test_a_connection_that_sends_nothing_is_closed_without_an_answer(server: int) -> None:
+    with connect(server) as silent:
+        assert read_until_closed(silent) == b""
+
+
+def test_trickled_headers_get_a_408_and_the_connection_is_closed(server: int) -> None:
+    with connect(server) as slow:
+        slow.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+        slow.settimeout(0.2)
+        received = b""
+        for _ in range(int(GIVE_UP / 0.2)):  # a header line now and then, as slowloris does, until closed
+            try:
+                slow.sendall(b"X-a: b\r\n")
+                chunk = slow.recv(4096)
+            except TimeoutError:
+                continue
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            received += chunk
+            if not chunk:
+                break
+    assert received.startswith(b"HTTP/1.1 408 "), received
+    assert b"connection: close" in received
+
+
+def test_a_normal_client_is_served_while_slow_ones_wait_and_after_they_are_closed(server: int) -> None:
+    url = f"http://127.0.0.1:{server}/"
+    with connect(server) as silent, connect(server) as slow:
+        slow.sendall(b"GET / HTTP/1.1\r\n")
+        assert httpx.post(url, content=b"abc", timeout=GIVE_UP).text == "POST 3"
+        assert (read_until_closed(silent), read_until_closed(slow)[:12]) == (b"", b"HTTP/1.1 408")
+    assert httpx.get(url, timeout=GIVE_UP).text == "GET 0"
+
+
+GET = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"
+
+
+@pytest.mark.parametrize(
+    ("first", "answered_first", "then"),
+    [
+        # The deadline is on each request's headers, not on the connection: a client that reuses its
+        # connection after a pause longer than the deadline (but within keep-alive) is served.
+        pytest.param(GET, True, GET, id="keep-alive-request-after-a-pause"),
+        # The headers are complete: the deadline no longer runs while the app waits for a slow body.
+        pytest.param(
+            b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nx", False, b"y", id="slow-body"
+        ),
+    ],
+)
+def test_a_pause_longer_than_the_deadline_after_whole_headers_does_not_close_the_connection(
+    server: int, first: bytes, answered_first: bool, then: bytes
+) -> None:
+    with connect(server) as sock:
+        sock.sendall(first)
+        if answered_first:
+            assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        time.sleep(DEADLINE * 2)
+        sock.sendall(then)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+
+
+def test_the_second_request_on_a_connection_has_a_deadline_too(server: int) -> None:
+    with connect(server) as sock:
+        sock.sendall(GET)
+        assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
+        assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
