@@ -7,7 +7,8 @@ from collections.abc import Iterator, Mapping
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox
+from alerting.outbox import Outbox
+from alerting.outbox_tables import FAILED, PENDING, SENDING, SENT
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.ingest import parse_json
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox, OutboxMessage
+from alerting.outbox import Outbox
+from alerting.outbox_tables import FAILED, PENDING, SENDING, SENT, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
