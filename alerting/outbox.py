@@ -45,7 +45,6 @@ from alerting.notifiers.base import (
 )
 from alerting.outbox_tables import (
     FAILED,
-    ORPHANED,
     PENDING,
     SENDING,
     SENT,
@@ -401,9 +400,12 @@ class Outbox:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a
         channel; they go out in their incident's order, with what was queued after them. A failed message
         that a later one of its incident has overtaken (sent) stays failed: sent now, it would set the
-        incident's message back to what it said then. Returns (queued again, left as overtaken)."""
+        incident's message back to what it said then. Failed messages of a notifier no longer configured stay
+        failed: queued, nothing would send them. Returns (queued again, left as overtaken)."""
         with self._sessions() as session, session.begin():
-            query = select(OutboxMessage).where(OutboxMessage.status == FAILED)
+            query = select(OutboxMessage).where(
+                OutboxMessage.status == FAILED, OutboxMessage.notifier.in_(list(self._notifiers))
+            )
             if incident_id is not None:
                 query = query.where(OutboxMessage.incident_id == incident_id)
             rows = list(session.scalars(query))
