@@ -33,15 +33,7 @@ def test_a_node_down_under_a_thousand_services_names_a_few_and_counts_the_rest(t
         )
         for i in range(1000)
     ]
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
-    engine = IncidentEngine(
-        make_engine(path),
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=0),
-        StaticInventory(nodes, services),
-    )
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
+    engine = _a01_down(tmp_path, StaticInventory(nodes, services))
     ((row, _),) = engine.store.list_rows()
     assert row.title == (
         "node a01 is down: 1 node, 8 GPUs, inference service svc-0000 50% of replicas lost, inference"
@@ -100,25 +92,26 @@ def test_long_names_are_cut_and_long_lists_stop_at_the_budget() -> None:
     assert len(listed) <= TITLE_BUDGET and listed.endswith("and 3 more services")
 
 
+def _a01_down(tmp_path: Path, inventory: StaticInventory) -> IncidentEngine:
+    """An engine over ``inventory`` that has been told node a01 of cluster k is down."""
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory
+    )
+    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
+    return engine
+
+
 def _node_down_under(jobs: list[str], tmp_path: Path) -> IncidentEngine:
     """An engine whose node a01 goes down under one single-rank training job of each name."""
-    nodes = [NodeInfo("a01", "k", "r1", 8)]
     workloads = [
         WorkloadInfo(
             WorkloadRef(WorkloadKind.TRAINING_JOB, "research", name, "k"), (frozenset({("k", "a01", i)}),)
         )
         for i, name in enumerate(jobs)
     ]
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
-    engine = IncidentEngine(
-        make_engine(path),
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=0),
-        StaticInventory(nodes, workloads),
-    )
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
-    return engine
+    return _a01_down(tmp_path, StaticInventory([NodeInfo("a01", "k", "r1", 8)], workloads))
 
 
 def test_a_workload_name_with_a_comma_is_one_workload_in_the_title_and_the_impact(tmp_path: Path) -> None:

@@ -20,8 +20,13 @@ import yaml
 
 from anomaly.signatures import load_xid_catalog
 from gpuwarden.xid import xid_action
-from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary, gpuwarden_serve
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.gpuwarden_server import (
+    TOKEN,
+    gpuwarden_binary,
+    gpuwarden_serve,
+    simulated_exporter_argv,
+)
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
@@ -34,7 +39,6 @@ def _incidents(url: str) -> list[dict[str, object]]:
 def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anomaly_run(
     tmp_path: Path,
 ) -> None:
-    prometheus = require_binary("prometheus")
     exporter_port, prom_port, anomaly_port = free_port(), free_port(), free_port()
     exporter, prom = f"http://127.0.0.1:{exporter_port}", f"http://127.0.0.1:{prom_port}"
     (tmp_path / "prometheus.yml").write_text(
@@ -48,15 +52,8 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
             }
         )
     )
-    exporter_argv = [
-        gpuwarden_binary(), "exporter", "--simulate", "1x4", "--port", str(exporter_port),
-        "--listen-address", "127.0.0.1", "--interval", "1",
-    ]  # fmt: skip
-    prom_argv = [
-        prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]  # fmt: skip
+    exporter_argv = simulated_exporter_argv("1x4", exporter_port)
+    prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     with (
         running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
         running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
@@ -141,19 +138,12 @@ def _example_scrape_config(exporter: str, anomaly: str) -> dict[str, Any]:
 
 
 def test_the_example_prometheus_config_keeps_the_scored_series_instance_and_job(tmp_path: Path) -> None:
-    prometheus = require_binary("prometheus")
     exporter_port, prom_port, anomaly_port = free_port(), free_port(), free_port()
     exporter, prom = f"127.0.0.1:{exporter_port}", f"http://127.0.0.1:{prom_port}"
     config = _example_scrape_config(exporter, f"127.0.0.1:{anomaly_port}")
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
-    exporter_argv = [
-        gpuwarden_binary(), "exporter", "--simulate", "1x2", "--port", str(exporter_port),
-        "--listen-address", "127.0.0.1", "--interval", "1",
-    ]  # fmt: skip
-    prom_argv = [
-        prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]  # fmt: skip
+    exporter_argv = simulated_exporter_argv("1x2", exporter_port)
+    prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     power = "DCGM_FI_DEV_POWER_USAGE"
     anomaly_config = tmp_path / "gpuwarden.yaml"
     anomaly_config.write_text(
