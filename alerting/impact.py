@@ -256,7 +256,7 @@ def assess(
     )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
-    summary = _summary(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own)
+    parts = _impact_parts(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own)
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
         affected_share=max(shares.values(), default=0.0),
@@ -265,7 +265,7 @@ def assess(
         gpus_affected=len(failed | degraded),
         nodes_affected=len(nodes),
         spare_capacity=spare,
-        summary=summary,
+        parts=parts,
     )
     return Assessment(
         impact,
@@ -364,7 +364,7 @@ def _priority(
     return Priority.P3, "potential problem, not urgent"
 
 
-def _summary(
+def _impact_parts(
     root: RootCause,
     nodes: set[tuple[str, str]],
     failed: set[GpuKey],
@@ -373,7 +373,8 @@ def _summary(
     *,
     unavailable: frozenset[WorkloadRef] = frozenset(),
     own: Mapping[WorkloadRef, float] | None = None,
-) -> str:
+) -> tuple[str, ...]:
+    """What the fault costs, one item each: nodes and GPUs counted, then every workload it hits."""
     parts = []
     if nodes:
         parts.append(f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}")
@@ -390,4 +391,4 @@ def _summary(
             parts.append(f"{target_label(ref)} {own[ref]:.0%} of replicas lost (more in other incidents)")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
             parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
-    return ", ".join(parts)
+    return tuple(parts)

@@ -19,7 +19,8 @@ notifier that the far end may already have it. The Slack notifier then updates i
 so nothing is posted twice. What remains at-least-once: the chart upload (a crash between
 ``files_upload_v2`` and saving ``chart_posted`` uploads it again), the first post of an incident when the
 configured channel is a name rather than an id, and the generic webhook (receivers dedupe by the
-``Idempotency-Key`` header). One dispatcher per database is assumed; two would race for the same rows.
+``Idempotency-Key`` header). One dispatcher per database is assumed, with one thread per notifier; two would
+race for the same rows.
 """
 
 from __future__ import annotations
@@ -29,23 +30,10 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from sqlalchemy import (
-    Boolean,
-    Engine,
-    Float,
-    Index,
-    Integer,
-    String,
-    Text,
-    UniqueConstraint,
-    func,
-    select,
-    update,
-)
+from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import Mapped, mapped_column, sessionmaker
+from sqlalchemy.orm import sessionmaker
 
-from alerting.db import Base
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.notifiers.base import (
     Notification,
@@ -56,49 +44,20 @@ from alerting.notifiers.base import (
     build_notification,
     idempotency_key,
 )
+from alerting.outbox_tables import (
+    FAILED,
+    PENDING,
+    SENDING,
+    SENT,
+    WAITING,
+    NotificationThread,
+    OutboxMessage,
+)
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import Clock
 from gpuwarden.errors import BackendError
 
 logger = logging.getLogger(__name__)
-
-PENDING, SENDING, SENT, FAILED = "pending", "sending", "sent", "failed"
-
-
-class OutboxMessage(Base):
-    """One notification for one notifier, waiting, in flight, sent or failed."""
-
-    __tablename__ = "notification_outbox"
-    __table_args__ = (
-        UniqueConstraint("notifier", "idempotency_key", name="uq_outbox_notifier_key"),
-        Index("ix_outbox_status_id", "status", "id"),
-        Index("ix_outbox_notifier_incident", "notifier", "incident_id", "id"),
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
-    notifier: Mapped[str] = mapped_column(String(64))
-    incident_id: Mapped[str] = mapped_column(String(128))
-    idempotency_key: Mapped[str] = mapped_column(String(64))
-    payload: Mapped[str] = mapped_column(Text)
-    status: Mapped[str] = mapped_column(String(16))
-    attempts: Mapped[int] = mapped_column(Integer, default=0)
-    created_at: Mapped[float] = mapped_column(Float)
-    next_attempt_at: Mapped[float] = mapped_column(Float)
-    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
-    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
-
-
-class NotificationThread(Base):
-    """Where a notifier keeps an incident's conversation (Slack: channel id and parent ``ts``)."""
-
-    __tablename__ = "notification_threads"
-
-    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
-    incident_id: Mapped[str] = mapped_column(String(128), primary_key=True)
-    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
-    ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    chart_posted: Mapped[bool] = mapped_column(Boolean, default=False)
-    updated_at: Mapped[float] = mapped_column(Float)
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +85,18 @@ class OutboxStats:
     by_notifier_retried: dict[str, int] = field(default_factory=dict)
     by_notifier_failed: dict[str, int] = field(default_factory=dict)
     by_notifier_filtered: dict[str, int] = field(default_factory=dict)  # left out by its events/priorities
+    # Each notifier's dispatcher thread counts beside the others (and the engine's enqueue).
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def count(self, counter: dict[str, int], notifier: str) -> None:
         """Add one to ``notifier``'s entry of one of the ``by_notifier_*`` counters."""
-        counter[notifier] = counter.get(notifier, 0) + 1
+        with self._lock:
+            counter[notifier] = counter.get(notifier, 0) + 1
+
+    def error(self) -> None:
+        """Count one unexpected error (a notifier's bug, a dispatch round that failed)."""
+        with self._lock:
+            self.errors += 1
 
 
 class Outbox:
@@ -162,6 +129,9 @@ class Outbox:
         # backoff grown during an outage once the destination is back.
         self._backing_off: set[str] = set(self._notifiers)
         self.fence: LockFence = unfenced()  # serve's: nothing is sent unless it still holds the store lock
+        # Whether the store was unreachable at the last dispatch round of any notifier's loop (``run``).
+        self._store_lock = threading.Lock()
+        self._store_failing = False
 
     # --- enqueue -----------------------------------------------------------------------------------
 
@@ -230,22 +200,24 @@ class Outbox:
 
     # --- dispatch ----------------------------------------------------------------------------------
 
-    def dispatch_due(self) -> int:
-        """Deliver every due message, in order per (notifier, incident); returns how many were sent."""
+    def dispatch_due(self, notifier: str | None = None) -> int:
+        """Deliver every due message (of one notifier, or of all), in order per (notifier, incident);
+        returns how many were sent."""
+        query = select(OutboxMessage.notifier, OutboxMessage.incident_id).where(
+            OutboxMessage.status.in_(WAITING)
+        )
+        if notifier is not None:
+            query = query.where(OutboxMessage.notifier == notifier)
         with self._sessions() as session:
-            rows = session.execute(
-                select(OutboxMessage.notifier, OutboxMessage.incident_id)
-                .where(OutboxMessage.status.in_((PENDING, SENDING)))
-                .order_by(OutboxMessage.id)
-            ).all()
+            rows = session.execute(query.order_by(OutboxMessage.id)).all()
         groups = list(dict.fromkeys((r.notifier, r.incident_id) for r in rows))
         failing: set[str] = set()
         sent = 0
         for notifier_name, incident_id in groups:
-            notifier = self._notifiers.get(notifier_name)
-            if notifier is None or notifier_name in failing or self.paused(notifier_name):
+            destination = self._notifiers.get(notifier_name)
+            if destination is None or notifier_name in failing or self.paused(notifier_name):
                 continue
-            outcome = self._drain_group(notifier, incident_id)
+            outcome = self._drain_group(destination, incident_id)
             sent += outcome[0]
             if outcome[1]:
                 # This destination is failing now: leave its other incidents for the next round.
@@ -266,7 +238,7 @@ class Outbox:
                     .where(
                         OutboxMessage.notifier == notifier.name,
                         OutboxMessage.incident_id == incident_id,
-                        OutboxMessage.status.in_((PENDING, SENDING)),
+                        OutboxMessage.status.in_(WAITING),
                     )
                     .order_by(OutboxMessage.id)
                     .limit(1)
@@ -306,7 +278,7 @@ class Outbox:
                 return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
             return self._failed(row_id, attempts, str(exc), retryable=exc.retryable)
         except Exception as exc:  # a notifier bug: log it, keep the message, try again later
-            self.stats.errors += 1
+            self.stats.error()
             logger.exception("notifier crashed notifier=%s incident_id=%s", notifier.name, incident_id)
             return self._failed(row_id, attempts, f"{type(exc).__name__}: {exc}", retryable=True)
         with self._sessions() as session, session.begin():
@@ -441,9 +413,12 @@ class Outbox:
         """Put failed messages (of one incident, or all) back in the queue, after fixing a token or a
         channel; they go out in their incident's order, with what was queued after them. A failed message
         that a later one of its incident has overtaken (sent) stays failed: sent now, it would set the
-        incident's message back to what it said then. Returns (queued again, left as overtaken)."""
+        incident's message back to what it said then. Failed messages of a notifier no longer configured stay
+        failed: queued, nothing would send them. Returns (queued again, left as overtaken)."""
         with self._sessions() as session, session.begin():
-            query = select(OutboxMessage).where(OutboxMessage.status == FAILED)
+            query = select(OutboxMessage).where(
+                OutboxMessage.status == FAILED, OutboxMessage.notifier.in_(list(self._notifiers))
+            )
             if incident_id is not None:
                 query = query.where(OutboxMessage.incident_id == incident_id)
             rows = list(session.scalars(query))
@@ -467,25 +442,44 @@ class Outbox:
         return len(queued), len(rows) - len(queued)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
-        """Dispatch until ``stop`` is set; the loop boundary logs and counts unexpected errors.
+        """Dispatch until ``stop`` is set, each notifier on its own thread: a destination that is slow or
+        hangs (a webhook's POST waiting out its timeout) never delays another's messages. One thread owns
+        each notifier's rows, so its order per incident and its once-only delivery hold as with one."""
+        workers = [
+            threading.Thread(
+                target=self._run_notifier, args=(name, stop, poll_seconds), name=f"outbox {name}", daemon=True
+            )
+            for name in self._notifiers
+        ]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+
+    def _run_notifier(self, name: str, stop: threading.Event, poll_seconds: float) -> None:
+        """One notifier's dispatch loop; its boundary logs and counts unexpected errors.
 
         A store that cannot be reached is no outbox error (``/-/ready`` and ``gpuwarden_store_up`` report
-        it): its first failure is logged with the traceback, then one line per round until it is back."""
-        failing = False
+        it): its first failure is logged once with the traceback (by whichever notifier's loop met it), then
+        one line per round until it is back."""
         while not stop.is_set():
             try:
-                self.dispatch_due()
+                self.dispatch_due(name)
             except SQLAlchemyError as exc:
-                if not failing:
-                    logger.exception("outbox dispatch round failed: the store is unreachable")
+                with self._store_lock:
+                    first, self._store_failing = not self._store_failing, True
+                if first:
+                    logger.exception(
+                        "outbox dispatch round failed: the store is unreachable notifier=%s", name
+                    )
                 else:
-                    logger.warning("outbox dispatch round failed again: %r", exc)
-                failing = True
+                    logger.warning("outbox dispatch round failed again notifier=%s: %r", name, exc)
             except Exception:
-                self.stats.errors += 1
-                logger.exception("outbox dispatch round failed")
+                self.stats.error()
+                logger.exception("outbox dispatch round failed notifier=%s", name)
             else:
-                if failing:
+                with self._store_lock:
+                    back, self._store_failing = self._store_failing, False
+                if back:
                     logger.info("outbox dispatching again")
-                failing = False
             self._clock.sleep(poll_seconds)

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.outbox import SENT, NotificationThread, OutboxMessage
+from alerting.outbox_tables import SENT, NotificationThread, OutboxMessage
 from alerting.silences import Silence
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from gpuwarden.clock import Clock

@@ -66,6 +66,7 @@ def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
         "nodes_affected": impact.nodes_affected,
         "spare_capacity": impact.spare_capacity,
         "summary": impact.summary,
+        "parts": list(impact.parts),
         **extra,
     }
 
@@ -80,8 +81,18 @@ def impact_from_dict(data: dict[str, Any]) -> Impact:
         gpus_affected=int(data.get("gpus_affected", 0)),
         nodes_affected=int(data.get("nodes_affected", 0)),
         spare_capacity=bool(data.get("spare_capacity", True)),
-        summary=str(data.get("summary", "")),
+        parts=_impact_parts(data),
     )
+
+
+def _impact_parts(data: dict[str, Any]) -> tuple[str, ...]:
+    """The stored parts; an impact stored before they were kept has only its summary, which is not split
+    again (a name may hold ", "): it stays one part until the incident is assessed again."""
+    parts = data.get("parts")
+    if isinstance(parts, list):
+        return tuple(str(p) for p in parts)
+    summary = str(data.get("summary", ""))
+    return (summary,) if summary else ()
 
 
 def alert_from_row(row: AlertRow, status: AlertStatus | None = None) -> Alert:

@@ -96,8 +96,7 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
         phrase, label = f"{_short(observed)}, location unknown", ""
-    summary = assessment.impact.summary
-    parts = summary.split(", ") if summary else []
+    parts = list(assessment.impact.parts)
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")
         phrase = "unavailable"

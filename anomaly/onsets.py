@@ -10,6 +10,7 @@ import numpy as np
 import numpy.typing as npt
 
 BoolArray = npt.NDArray[np.bool_]
+_QUIET_MAX = int(np.iinfo(np.int32).max) - 1  # the quiet count saturates here (read once, not per sample)
 
 
 class OnsetTracker:
@@ -39,7 +40,7 @@ class OnsetTracker:
         raised = anomalous & ~was
         resolved = was & ~anomalous & (quiet >= self.resolve_after)
         self.firing[ids] = (was | anomalous) & ~resolved
-        self.quiet[ids] = np.minimum(quiet, np.iinfo(np.int32).max - 1)
+        self.quiet[ids] = np.minimum(quiet, _QUIET_MAX)
         return raised, resolved
 
     def reset(self, ids: npt.NDArray[np.int64]) -> None:

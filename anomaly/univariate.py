@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import csv
 import stat
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
+from anomaly.steps import BoolArray, IntArray
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
@@ -219,6 +221,13 @@ def _values(path: Path, column: pd.Series, lines: list[int]) -> FloatArray:
     return values
 
 
+PROGRESS_EVERY = 10_000
+"""Steps between two ``progress`` calls of ``score_many``."""
+
+Progress = Callable[[int, int], None]
+"""``progress(done, total)``: steps scored so far, of the longest series' length."""
+
+
 def score_many(
     series: list[Series],
     params: ThresholdParams | None = None,
@@ -228,50 +237,90 @@ def score_many(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    progress: Progress | None = None,
 ) -> list[ScoredSeries]:
     """Score every series with the default detectors; ``None`` turns the breakout, recurrence, novelty or
-    entropy part off."""
-    detector = AdaptiveThresholds(params, capacity=max(len(series), 1))
-    ranges = RangeBreakout(breakout, capacity=max(len(series), 1)) if breakout is not None else None
-    onsets = OnsetTracker(resolve_after=resolve_after, capacity=max(len(series), 1))
-    routine = DailyRecurrence(recurrence) if recurrence is not None else None
-    contexts = ContextNovelty(novelty) if novelty is not None else None
-    shapes = RelativeEntropy(entropy, capacity=max(len(series), 1)) if entropy is not None else None
+    entropy part off. ``progress`` is called every ``PROGRESS_EVERY`` steps and once at the end."""
+    width = max(len(series), 1)
+    detectors = _Detectors(
+        AdaptiveThresholds(params, capacity=width),
+        OnsetTracker(resolve_after=resolve_after, capacity=width),
+        DailyRecurrence(recurrence) if recurrence is not None else None,
+        RangeBreakout(breakout, capacity=width) if breakout is not None else None,
+        ContextNovelty(novelty) if novelty is not None else None,
+        RelativeEntropy(entropy, capacity=width) if entropy is not None else None,
+    )
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
-    longest = int(lengths.max()) if len(series) else 0
-    width = len(series)
-    values = np.full((longest, width), np.nan)
-    stamps = np.full((longest, width), np.nan)
-    for j, s in enumerate(series):
-        values[: lengths[j], j] = s.values
-        stamps[: lengths[j], j] = s.timestamps
-    scores = np.zeros((longest, width))
-    raised = np.zeros((longest, width), np.bool_)
-    all_ids = np.arange(width, dtype=np.int64)
+    values, stamps = _grid(series, lengths)
+    longest = len(values)
+    scores = np.zeros(values.shape)
+    raised = np.zeros(values.shape, np.bool_)
+    all_ids = np.arange(len(series), dtype=np.int64)
+    ends = set(lengths.tolist())  # the steps at which a series has ended: only there does `active` change
+    active = all_ids
     for i in range(longest):
-        active = all_ids[lengths > i]
-        out = detector.update(active, values[i, active], stamps[i, active])
-        up, _ = onsets.step(out.ids, out.score > 1.0)
-        if routine is not None:
-            up = routine.filter(out.ids, up, stamps[i, out.ids])
-        if ranges is not None:
-            novel = ranges.update(active, values[i, active])
-            scores[i, active] = novel.score
-            raised[i, active] = novel.raised
-        if contexts is not None:
-            new = contexts.update(active, values[i, active])
-            scores[i, active] = np.maximum(scores[i, active], new.score)
-            raised[i, active] |= new.raised
-        if shapes is not None:
-            shifted = shapes.update(active, values[i, active])
-            scores[i, active] = np.maximum(scores[i, active], shifted.score)
-            raised[i, active] |= shifted.raised
-        scores[i, out.ids] = np.maximum(scores[i, out.ids], out.score)
-        raised[i, out.ids] |= up
+        if i in ends:
+            active = all_ids[lengths > i]
+        scores[i, active], raised[i, active] = detectors.step(active, values[i, active], stamps[i, active])
+        if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+            progress(i + 1, longest)
+    if progress is not None:
+        progress(longest, longest)
     return [
         ScoredSeries(series=s, score=scores[: lengths[j], j], raised=raised[: lengths[j], j])
         for j, s in enumerate(series)
     ]
+
+
+def _grid(series: list[Series], lengths: IntArray) -> tuple[FloatArray, FloatArray]:
+    """Values and timestamps as (step, series) arrays, NaN after a series' end."""
+    shape = (int(lengths.max()) if len(series) else 0, len(series))
+    values, stamps = np.full(shape, np.nan), np.full(shape, np.nan)
+    for j, s in enumerate(series):
+        values[: lengths[j], j] = s.values
+        stamps[: lengths[j], j] = s.timestamps
+    return values, stamps
+
+
+@dataclass(frozen=True, slots=True)
+class _Detectors:
+    """The default detector's parts; ``step`` scores one step of the active series."""
+
+    adaptive: AdaptiveThresholds
+    onsets: OnsetTracker
+    routine: DailyRecurrence | None
+    ranges: RangeBreakout | None
+    contexts: ContextNovelty | None
+    shapes: RelativeEntropy | None
+
+    def step(self, active: IntArray, x: FloatArray, t: FloatArray) -> tuple[FloatArray, BoolArray]:
+        """The largest score of the parts and whether any raises, per active series (in ``active``'s
+        order); the values are read once per step and every part is given the same ones."""
+        out = self.adaptive.update(active, x, t)
+        up, _ = self.onsets.step(out.ids, out.score > 1.0)
+        if self.routine is not None:
+            up = self.routine.filter(
+                out.ids, up, t if out.ids.size == active.size else t[_at(active, out.ids)]
+            )
+        score, raised = np.zeros(active.size), np.zeros(active.size, np.bool_)
+        if self.ranges is not None:  # the base the others raise: its score as it is
+            novel = self.ranges.update(active, x)
+            score, raised = np.array(novel.score, np.float64), np.array(novel.raised, np.bool_)
+        for part in (self.contexts, self.shapes):
+            if part is not None:
+                found = part.update(active, x)
+                score = np.maximum(score, found.score)
+                raised |= found.raised
+        where = slice(None) if out.ids.size == active.size else _at(active, out.ids)
+        score[where] = np.maximum(score[where], out.score)
+        raised[where] |= up
+        return score, raised
+
+
+def _at(active: IntArray, ids: IntArray) -> IntArray:
+    """Where each of ``ids`` (a subset of the ascending ``active``, in its order) sits in ``active``."""
+    found: IntArray = np.searchsorted(active, ids)
+    return found
 
 
 def write_scored_csv(scored: ScoredSeries, path: Path) -> None:

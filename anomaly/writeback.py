@@ -3,8 +3,9 @@
 ``gpuwarden_anomaly_score`` (>1 means anomalous), ``gpuwarden_anomaly_yhat``, ``gpuwarden_anomaly_yhat_lower``
 and ``gpuwarden_anomaly_yhat_upper`` keep the input series' labels and add ``for="<query name>"`` and
 ``model="<detector>"`` (``model_alias`` when the input has a ``model`` label), so Grafana can draw a series
-with its band. The collector renders the last tick's
-cache; a scrape never triggers scoring.
+with its band. The input's ``instance`` and ``job`` survive the scrape only with ``honor_labels: true``
+(``deploy/prometheus.example.yml``); otherwise Prometheus renames them ``exported_instance``/``exported_job``.
+The collector renders the last tick's cache; a scrape never triggers scoring.
 """
 
 from __future__ import annotations

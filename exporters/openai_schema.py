@@ -10,7 +10,9 @@ OpenAI's are: ``"NaN"`` is not a temperature, ``"yes"`` not a boolean, ``true`` 
 
 from __future__ import annotations
 
-from typing import Any, Literal, TypeVar
+from collections.abc import Iterator, Sequence
+from functools import cache
+from typing import Any, Literal, TypeVar, get_args
 
 import orjson
 from pydantic import (
@@ -27,6 +29,8 @@ from pydantic import (
 )
 from starlette.requests import Request
 from starlette.responses import JSONResponse
+
+from gpuwarden.yamlfile import field_path
 
 MAX_BODY_BYTES = 1_048_576
 MAX_OUTPUT_TOKENS = 4096
@@ -204,6 +208,38 @@ async def parse_body(request: Request, kind: type[BodyT]) -> BodyT | JSONRespons
         return kind.model_validate(data)
     except ValidationError as exc:
         first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"]) or "body"
+        field = openai_param(kind, first["loc"]) or "body"
         message = first["msg"].removeprefix("Value error, ")
         return openai_error(400, f"{field}: {message}", kind="invalid_request_error", param=field)
+
+
+def openai_param(model: type[BaseModel], loc: Sequence[str | int]) -> str:
+    """OpenAI's ``param`` for where pydantic found an error: ``messages[0].content``, as OpenAI writes it and
+    as gpuwarden writes every setting's path (``field_path``). The member of a union pydantic also names
+    (``content.str``, ``content.list[dict[str,any]]``) is no field of the body and is left out."""
+    names = _field_names(model)
+    kept: list[str | int] = []
+    for part in loc:
+        if isinstance(part, str) and part not in names:
+            break
+        kept.append(part)
+    return field_path(kept)
+
+
+@cache
+def _field_names(model: type[BaseModel]) -> frozenset[str]:
+    """The names of ``model``'s fields and of the fields of the models inside them, as a body spells them."""
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        names.add(info.alias or name)
+        for inner in _models_in(info.annotation):
+            names |= _field_names(inner)
+    return frozenset(names)
+
+
+def _models_in(annotation: Any) -> Iterator[type[BaseModel]]:
+    """The pydantic models an annotation holds (``list[ChatMessage]``, ``StreamOptions | None``)."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        yield annotation
+    for arg in get_args(annotation):
+        yield from _models_in(arg)

@@ -10,13 +10,13 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from typing import Annotated
-from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer, SecretStr
 
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.redaction import hidden_password
+from gpuwarden.urls import url_problem
 
 DAY = 86_400.0
 MAX_INTERVAL_SECONDS = 7 * DAY
@@ -82,10 +82,13 @@ Token = Annotated[SecretStr | None, AfterValidator(_refusing(token_problem))]
 
 
 def _http_url(value: str) -> str:
-    """An http(s) URL with a host: what the HTTP clients behind these settings can reach."""
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
-        raise ValueError(f"{value!r} is not an http(s) URL with a host, like http://127.0.0.1:9090")
+    """An http(s) URL the HTTP clients behind these settings can send to (``url_problem``, the check the
+    CLI's ``--url`` gets too)."""
+    problem = url_problem(value)
+    if problem is not None:
+        raise ValueError(
+            f"{value!r} is not an http(s) URL requests can go to ({problem}), like http://127.0.0.1:9090"
+        )
     return value
 
 

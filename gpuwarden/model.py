@@ -325,7 +325,14 @@ class Impact:
     gpus_affected: int = 0
     nodes_affected: int = 0
     spare_capacity: bool = True
-    summary: str = ""
+    # What it costs, one item each (``1 node``, ``8 GPUs``, ``training job etl, nightly stopped``): kept
+    # apart, since a workload's name may hold ", " (a Slurm job's), so the joined text cannot be split back.
+    parts: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """The parts in one line: ``1 node, 8 GPUs, training job llm-70b stopped``."""
+        return ", ".join(self.parts)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,8 +1,9 @@
 """The notification outbox over the API: what waits, what failed and why, and queueing failed ones again.
 
-``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed``, ``?incident=``, ``?limit=``, newest that
-many, default 100) answers ``{"counts": {status: n}, "messages": [...]}`` (counts of the ``?incident=`` only
-when one is asked for), each message without its payload but with ``event``, what it tells.
+``GET /api/v1/outbox`` (``?status=pending|sending|sent|failed|orphaned``, ``?incident=``, ``?limit=``,
+newest that many, default 100) answers ``{"counts": {status: n}, "messages": [...]}`` (counts of the
+``?incident=`` only when one is asked for), each message without its payload but with ``event``, what it
+tells.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
 fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``. Routes and their auth are
 wired in ``gpuwarden.api``; without a notifier configured both answer 404 saying so.
@@ -19,12 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.ingest import parse_json
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Outbox, OutboxMessage
+from alerting.outbox import Outbox
+from alerting.outbox_tables import FAILED, ORPHANED, PENDING, SENDING, SENT, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
 
-STATUSES = (PENDING, SENDING, SENT, FAILED)
+STATUSES = (PENDING, SENDING, SENT, FAILED, ORPHANED)
 DEFAULT_LIMIT = 100
 MAX_MESSAGES = 1_000_000
 

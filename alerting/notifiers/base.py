@@ -51,6 +51,7 @@ class Notification(BaseModel):
     root_cause_target: str
     root_cause_fields: dict[str, str] = {}
     impact_summary: str = ""
+    impact_parts: tuple[str, ...] = ()  # the summary's items, whole (a name may hold ", ")
     affected_targets: tuple[str, ...] = ()
     gpus_affected: int = 0
     nodes_affected: int = 0
@@ -148,6 +149,7 @@ def build_notification(
         root_cause_target=str(incident.root_cause.target),
         root_cause_fields=target_fields(incident.root_cause.target),
         impact_summary=impact.summary,
+        impact_parts=impact.parts,
         affected_targets=tuple(affected),
         gpus_affected=impact.gpus_affected,
         nodes_affected=impact.nodes_affected,

@@ -158,7 +158,9 @@ def _impact(n: Notification) -> str:
     every one: 1,000 services are 71,000 characters)."""
     if not n.impact_summary:
         return _no_loss(n)
-    parts = [escape(p) for p in n.impact_summary.split(", ")]
+    # A message queued before the parts were kept has the summary alone: shown as one part, never split
+    # again (a name may hold ", ").
+    parts = [escape(p) for p in n.impact_parts or (n.impact_summary,)]
     return _listed(parts, ", ", SECTION_MAX - len("*Impact*\n"))
 
 

@@ -22,6 +22,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.model import Alert, AlertStatus
@@ -60,21 +61,35 @@ def score(
         Path, typer.Option("--output", help="Where to write timestamp,value,anomaly_score,label.")
     ],
     config: ConfigOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar on stderr (there is none unless a terminal)."),
+    ] = False,
 ) -> None:
-    """Score a univariate CSV with the default configuration; label 1 where an alert would be raised."""
+    """Score a univariate CSV with the default configuration; label 1 where an alert would be raised.
+
+    At a terminal, stderr shows a progress bar while it reads, scores and writes (a million rows take
+    minutes).
+    """
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
     from anomaly.univariate import read_series_csv, score_many, write_scored_csv  # noqa: PLC0415
 
     try:
         _not_the_input(output, input_path)
         cfg = _thresholds(config)
-        series = read_series_csv(input_path)
-        scored = score_many([series], ThresholdParams.from_config(cfg), cfg.resolve_after)[0]
-        write_scored_csv(scored, output)
+        with StepProgress(err_console, quiet=quiet) as progress:
+            progress.phase(f"reading {input_path.name}")
+            series = read_series_csv(input_path)
+            rows = len(series.values)
+            progress.phase("scoring", total=rows)
+            params = ThresholdParams.from_config(cfg)
+            scored = score_many([series], params, cfg.resolve_after, progress=progress.advance)[0]
+            progress.phase(f"writing {output.name}")
+            write_scored_csv(scored, output)
     except (InputError, ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    typer.echo(f"{output}: {len(series.values)} rows, {int(scored.raised.sum())} alerts")
+    typer.echo(f"{output}: {rows} rows, {int(scored.raised.sum())} alerts")
 
 
 def _not_the_input(output: Path, input_path: Path) -> None:
@@ -309,12 +324,8 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
     """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set; a bad setting stops run."""
     from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
 
-    if not cfg.alert_url:
+    if not cfg.alert_url:  # a set one is a usable http(s) URL: the configuration checked it
         return None
-    if not cfg.alert_url.startswith(("http://", "https://")):
-        given = escape(repr(cfg.alert_url))
-        err_console.print(f"[red]error:[/red] anomaly.alert_url: {given} is not an http(s) URL")
-        raise typer.Exit(1)
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if not token:
         err_console.print(

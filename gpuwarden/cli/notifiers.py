@@ -39,8 +39,13 @@ def build_notifiers(cfg: GpuwardenConfig, clock: Clock) -> list[Notifier]:
 
 
 def build_outbox(cfg: GpuwardenConfig, sql: Engine, clock: Clock) -> Outbox | None:
-    """The outbox with every configured notifier, or None when none is configured."""
+    """The outbox with every configured notifier, or None when none is configured. Either way, messages
+    left waiting for a notifier no longer configured are set aside, and those of one configured again are
+    queued again (``alerting.outbox_orphans``)."""
+    from alerting.outbox_orphans import reconcile_orphans  # noqa: PLC0415
+
     notifiers = build_notifiers(cfg, clock)
+    reconcile_orphans(sql, [n.name for n in notifiers], clock.time())
     if not notifiers:
         return None
     from alerting.notifiers.base import runbook_linker  # noqa: PLC0415

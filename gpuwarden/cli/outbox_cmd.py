@@ -17,7 +17,7 @@ outbox_app = typer.Typer(
     help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",
     no_args_is_help=True,
 )
-STATUSES = ("pending", "sending", "sent", "failed")
+STATUSES = ("pending", "sending", "sent", "failed", "orphaned")
 
 
 @outbox_app.command("list")
@@ -25,7 +25,7 @@ STATUSES = ("pending", "sending", "sent", "failed")
 def list_messages(
     url: UrlOption = "http://127.0.0.1:8080",
     status: Annotated[
-        str | None, typer.Option(help="Only this status: pending, sending, sent, failed.")
+        str | None, typer.Option(help="Only this status: pending, sending, sent, failed, orphaned.")
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, the newest.", min=1, max=1_000_000)] = 100,
@@ -63,6 +63,11 @@ def list_messages(
     console.print(table)
     if counts.get("failed"):
         err_console.print("failed messages wait for `gpuwarden outbox retry` once the cause is fixed")
+    if counts.get("orphaned"):
+        err_console.print(
+            "orphaned messages were waiting for a notifier no longer configured: kept, outside the backlog;"
+            " they go out if a notifier of that name is configured again"
+        )
 
 
 @outbox_app.command("retry")

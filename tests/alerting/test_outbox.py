@@ -8,7 +8,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -23,11 +23,13 @@ from alerting.notifiers.base import ChartSeries, Notification, ThreadSaver, Thre
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
-from alerting.outbox import FAILED, PENDING, SENDING, SENT, Backoff, Outbox
+from alerting.outbox import Backoff, Outbox
 from alerting.outbox_metrics import OutboxCollector
+from alerting.outbox_tables import FAILED, PENDING, SENDING, SENT
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock, SystemClock
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
+from tests.http_stub import LocalServer, QuietHandler
 
 REPLY_ORDER = ["opened", "priority_changed", "acknowledged", "mitigating", "resolved"]
 
@@ -466,7 +468,8 @@ def test_a_store_outage_keeps_the_queue_depth_on_metrics_and_logs_one_traceback(
 ) -> None:
     registry = CollectorRegistry()
     clock = FakeClock()
-    outbox = Outbox(engine, [slack(recorder)], clock)
+    webhook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops")
+    outbox = Outbox(engine, [slack(recorder), webhook], clock)  # two dispatch loops meet the outage
     registry.register(OutboxCollector(outbox))
     outbox(lifecycle()[0])
     assert registry.get_sample_value("gpuwarden_outbox_up") == 1
@@ -483,3 +486,68 @@ def test_a_store_outage_keeps_the_queue_depth_on_metrics_and_logs_one_traceback(
     assert outbox.stats.errors == 0  # the store's outage is no outbox error
     assert [r.levelname for r in caplog.records if r.name == "alerting.outbox"].count("ERROR") == 1
     assert sum(r.exc_info is not None for r in caplog.records if r.name == "alerting.outbox") == 1
+    webhook.close()
+
+
+class HangingReceiver:
+    """A webhook receiver that holds every POST unanswered until released (a hung far end)."""
+
+    def __init__(self) -> None:
+        self.held = threading.Event()
+        self.release = threading.Event()
+        receiver = self
+
+        class Handler(QuietHandler):
+            def do_POST(self) -> None:
+                self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.held.set()
+                receiver.release.wait(120)
+                self.send_response(200)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+
+        self.server = LocalServer(Handler)
+        self.url = f"{self.server.url}/hooks/slow"
+
+    def close(self) -> None:
+        self.release.set()
+        self.server.close()
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 20.0) -> bool:
+    """Whether ``check`` came true before ``timeout`` seconds passed (a deadline, not a speed claim)."""
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.02)
+    return True
+
+
+def test_a_hanging_webhook_never_delays_slack_messages(engine: Engine, recorder: SlackRecorder) -> None:
+    hanging = HangingReceiver()
+    # Listed first, so its message is the first due: one dispatcher for all would sit in its POST.
+    webhook = WebhookNotifier(hanging.url, name="webhook:slow", timeout_seconds=120)
+    outbox = Outbox(engine, [webhook, slack(recorder)], SystemClock())
+    stop = threading.Event()
+    worker = threading.Thread(target=outbox.run, args=(stop,), kwargs={"poll_seconds": 0.02})
+    try:
+        for c in lifecycle():
+            outbox(c)
+        worker.start()
+        assert hanging.held.wait(20), "the webhook's POST never arrived"
+        assert wait_until(lambda: outbox.counts_by_notifier().get(("slack", SENT), 0) == 5), (
+            "Slack waited behind the hanging webhook"
+        )
+        [parent] = recorder.channel_messages()
+        assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
+        assert outbox.counts_by_notifier().get(("webhook:slow", SENT), 0) == 0
+        hanging.release.set()  # the receiver answers: its messages follow, once each and in order
+        assert wait_until(lambda: outbox.counts_by_notifier().get(("webhook:slow", SENT), 0) == 5)
+    finally:
+        stop.set()
+        hanging.close()
+        worker.join(timeout=30)
+        webhook.close()
+    assert not worker.is_alive()
+    assert [m.status for m in outbox.messages()] == [SENT] * 10

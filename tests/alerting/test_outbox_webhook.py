@@ -10,7 +10,8 @@ import httpx
 from sqlalchemy import Engine
 
 from alerting.notifiers.webhook import WebhookNotifier
-from alerting.outbox import FAILED, SENT, Outbox
+from alerting.outbox import Outbox
+from alerting.outbox_tables import FAILED, SENT
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import WorkloadKind, WorkloadRef

@@ -13,7 +13,8 @@ from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
-from alerting.outbox import PENDING, Outbox
+from alerting.outbox import Outbox
+from alerting.outbox_tables import PENDING
 from alerting.store import IncidentNotFound
 from alerting.store_models import AlertRow, SilenceRow, TimelineRow
 from gpuwarden.api_metrics import ApiMetrics

@@ -423,6 +423,7 @@ def test_a_press_on_the_largest_message_gpuwarden_posts_is_read_whole(
             "root_cause_kind": e * 300,
             "root_cause_target": e * 3000,
             "impact_summary": ", ".join([e * 60] * 1000),
+            "impact_parts": (e * 60,) * 1000,
             "affected_targets": (e * 300,) * 1000,
             "actions_taken": (e * 500,) * 40,
             "recommended_actions": (e * 500,) * 100,

@@ -19,7 +19,8 @@ from gpuwarden.model import Alert, FaultKind, Impact, NodeRef, Priority, RootCau
 
 def _titled(summary: str, node: str = "n1") -> str:
     root = RootCause(FaultKind.NODE_DOWN, NodeRef(node, "c1", "r1"))
-    return title(root, Assessment(Impact(summary=summary), Priority.P0, "test"))
+    parts = tuple(summary.split(", ")) if summary else ()  # these tests' names hold no ", "
+    return title(root, Assessment(Impact(parts=parts), Priority.P0, "test"))
 
 
 def test_a_node_down_under_a_thousand_services_names_a_few_and_counts_the_rest(tmp_path: Path) -> None:
@@ -32,15 +33,7 @@ def test_a_node_down_under_a_thousand_services_names_a_few_and_counts_the_rest(t
         )
         for i in range(1000)
     ]
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
-    engine = IncidentEngine(
-        make_engine(path),
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=0),
-        StaticInventory(nodes, services),
-    )
-    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
+    engine = _a01_down(tmp_path, StaticInventory(nodes, services))
     ((row, _),) = engine.store.list_rows()
     assert row.title == (
         "node a01 is down: 1 node, 8 GPUs, inference service svc-0000 50% of replicas lost, inference"
@@ -116,3 +109,39 @@ def test_a_fault_on_nodes_of_an_unnamed_cluster_is_not_titled_location_unknown(t
         'GpuXid {bad-label="y"}, location unknown',
         "cluster ? XID 119 (GSP RPC Timeout): 2 nodes, 3 GPUs",
     ]
+
+
+def _a01_down(tmp_path: Path, inventory: StaticInventory) -> IncidentEngine:
+    """An engine over ``inventory`` that has been told node a01 of cluster k is down."""
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory
+    )
+    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a01"})])
+    return engine
+
+
+def _node_down_under(jobs: list[str], tmp_path: Path) -> IncidentEngine:
+    """An engine whose node a01 goes down under one single-rank training job of each name."""
+    workloads = [
+        WorkloadInfo(
+            WorkloadRef(WorkloadKind.TRAINING_JOB, "research", name, "k"), (frozenset({("k", "a01", i)}),)
+        )
+        for i, name in enumerate(jobs)
+    ]
+    return _a01_down(tmp_path, StaticInventory([NodeInfo("a01", "k", "r1", 8)], workloads))
+
+
+def test_a_workload_name_with_a_comma_is_one_workload_in_the_title_and_the_impact(tmp_path: Path) -> None:
+    # Slurm job names may hold ", ": five jobs are five, listed in full, not six parts of which two
+    # "workloads" are counted as more.
+    engine = _node_down_under(["a", "b", "etl, nightly", "c", "d"], tmp_path)
+    ((row, _),) = engine.store.list_rows()
+    assert row.title == (
+        "node a01 is down: 1 node, 8 GPUs, training job a stopped, training job b stopped, training job c"
+        " stopped, training job d stopped, training job etl, nightly stopped"
+    )
+    impact = engine.store.get(row.id).impact
+    assert "training job etl, nightly stopped" in impact.parts
+    assert len(impact.parts) == 7  # the node, its GPUs and five jobs

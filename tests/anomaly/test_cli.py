@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -13,7 +14,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gpuwarden.cli import app
+from anomaly import univariate
+from gpuwarden.cli import anomaly_cmd, app
+from gpuwarden.cli.consoles import CliConsole
 from tests.http_stub import LocalServer, QuietHandler
 
 runner = CliRunner()
@@ -390,3 +393,27 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
     assert "DCGM_FI_DEV_FB_USED" in multi and "DCGM_FI_DEV_POWER_USAGE," not in multi
     assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP, which" in thermal
     assert "detector 'signatures' reads queries named gpuwarden_gpu_up, which" in signatures
+
+
+@pytest.mark.parametrize(
+    ("terminal", "flags", "shown"),
+    [
+        pytest.param(True, [], True, id="terminal"),
+        pytest.param(True, ["--quiet"], False, id="terminal-quiet"),
+        pytest.param(False, [], False, id="pipe"),
+    ],
+)
+def test_score_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal, flags, shown):
+    # A million rows take minutes: at a terminal a bar says how far it got; a pipe or a log gets no noise.
+    monkeypatch.setattr(univariate, "PROGRESS_EVERY", 100, raising=False)
+    stderr = io.StringIO()
+    monkeypatch.setattr(
+        anomaly_cmd, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+    )
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out), *flags])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(f"{out}: 600 rows, ")
+    assert ("scoring" in stderr.getvalue() and "600/600" in stderr.getvalue()) is shown
+    assert stderr.getvalue() == "" or shown

@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
+from anomaly import univariate
 from anomaly.univariate import Series, score_many
 
 
@@ -72,3 +74,30 @@ def test_a_spike_at_the_same_time_every_day_alerts_on_its_first_day_only():
     assert np.flatnonzero(default.raised).tolist()[:1] == np.flatnonzero(without.raised).tolist()[:1]
     assert default.raised.sum() < without.raised.sum()
     assert not default.raised[3 * 288 :].any()
+
+
+def test_series_with_gaps_scored_together_score_as_they_do_alone() -> None:
+    # Gaps leave a series out of the band's step (only finite values teach it) while the other parts still
+    # see it: each part's answer must land on its own series, whichever are in the step.
+    spiky = daily_spike_series(days=3)
+    values = spiky.values.copy()
+    values[50:60] = np.nan
+    values[400] = np.nan
+    gappy = Series("g", spiky.timestamps, values)
+    short = uniform_noise_then(50.0, rows=700, at=650)
+    together = score_many([short, gappy, spiky])
+    for alone, scored in zip((short, gappy, spiky), together, strict=True):
+        single = score_many([alone])[0]
+        assert np.array_equal(scored.score, single.score)
+        assert np.array_equal(scored.raised, single.raised)
+
+
+def test_progress_is_reported_every_so_many_steps_and_once_at_the_end(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(univariate, "PROGRESS_EVERY", 100)
+    calls: list[tuple[int, int]] = []
+    score_many(
+        [uniform_noise_then(5.0, rows=250, at=200)], progress=lambda done, total: calls.append((done, total))
+    )
+    assert calls == [(100, 250), (200, 250), (250, 250)]

@@ -122,9 +122,20 @@ def test_text_completion_streams_and_not(h: Harness) -> None:
         (
             json.dumps({**CHAT, "messages": [{"role": "robot", "content": "x"}]}).encode(),
             400,
-            "messages.0.role",
+            "messages[0].role",
         ),
-        (json.dumps({**CHAT, "messages": [{"role": "user"}]}).encode(), 400, "messages.0.content"),
+        (json.dumps({**CHAT, "messages": [{"role": "user"}]}).encode(), 400, "messages[0].content"),
+        # Not "messages.0.content.str": the union member pydantic tried is no field a client sent.
+        (
+            json.dumps({**CHAT, "messages": [{"role": "user", "content": 5}]}).encode(),
+            400,
+            "messages[0].content",
+        ),
+        (
+            json.dumps({**CHAT, "stream_options": {"include_usage": "x"}}).encode(),
+            400,
+            "stream_options.include_usage",
+        ),
         (json.dumps({**CHAT, "max_tokens": 0}).encode(), 400, "max_tokens"),
         (json.dumps({**CHAT, "max_tokens": "many"}).encode(), 400, "max_tokens"),
         (json.dumps({**CHAT, "stream": "sometimes"}).encode(), 400, "stream"),
@@ -139,6 +150,8 @@ def test_text_completion_streams_and_not(h: Harness) -> None:
         "empty-messages",
         "bad-role",
         "missing-content",
+        "content-of-no-type-it-takes",
+        "nested-field",
         "zero-max-tokens",
         "non-integer-max-tokens",
         "non-boolean-stream",
@@ -354,7 +367,7 @@ def test_text_content_parts_are_read_like_a_string_and_other_parts_are_refused(h
         "/v1/chat/completions", json={**CHAT, "messages": [{"role": "user", "content": [image]}]}
     )
     assert r.status_code == 400
-    assert r.json()["error"]["param"] == "messages.0.content"
+    assert r.json()["error"]["param"] == "messages[0].content"
     assert "image_url" in r.json()["error"]["message"]
 
 

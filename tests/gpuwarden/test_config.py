@@ -199,8 +199,27 @@ def test_a_kubernetes_inventory_needs_the_cluster_name_and_is_one_source(tmp_pat
         ("anomaly:\n  prometheus_url: not a url\n", "anomaly.prometheus_url", "http(s) URL"),
         ("anomaly:\n  alert_url: ftp://x\n", "anomaly.alert_url", "http(s) URL"),
         ("tracing:\n  otlp_endpoint: otel:4318\n", "tracing.otlp_endpoint", "http(s) URL"),
+        # These passed `config validate`; the service then reported the source down ("connection
+        # refused") or failed at its first request, never naming the setting.
+        ("anomaly:\n  prometheus_url: http://127.0.0.1:99999\n", "anomaly.prometheus_url", "99999 is not in"),
+        ("anomaly:\n  alert_url: http://:8080\n", "anomaly.alert_url", "names no host"),
+        (
+            f"slack:\n  chart_prometheus_url: http://{'p' * 64}.example\n",
+            "slack.chart_prometheus_url",
+            "idna",
+        ),
     ],
-    ids=["inf", "overflow", "nan", "url-no-scheme", "url-ftp", "url-host-port-only"],
+    ids=[
+        "inf",
+        "overflow",
+        "nan",
+        "url-no-scheme",
+        "url-ftp",
+        "url-host-port-only",
+        "url-port-out-of-range",
+        "url-no-host",
+        "url-host-label-too-long",
+    ],
 )
 def test_values_no_setting_can_use_are_refused_naming_the_field(
     tmp_path: Path, text: str, field: str, words: str

@@ -22,6 +22,15 @@ def gpuwarden_binary() -> str:
     return str(Path(sys.executable).with_name("gpuwarden"))
 
 
+def simulated_exporter_argv(fleet: str, port: int) -> list[str]:
+    """``gpuwarden exporter --simulate FLEET`` (``1x4``: nodes x GPUs) on 127.0.0.1:PORT, collecting every
+    second."""
+    return [
+        gpuwarden_binary(), "exporter", "--simulate", fleet, "--port", str(port),
+        "--listen-address", "127.0.0.1", "--interval", "1",
+    ]  # fmt: skip
+
+
 @contextmanager
 def gpuwarden_serve(
     tmp_path: Path, db: str, name: str = "serve", extra_args: Sequence[str] = (), ready: str = "/-/ready"

@@ -48,6 +48,14 @@ def require_binary(name: str) -> str:
     return path
 
 
+def prometheus_argv(config: Path, port: int) -> list[str]:
+    """A real Prometheus with ``config``, its data beside it, listening on 127.0.0.1:PORT."""
+    return [
+        require_binary("prometheus"), f"--config.file={config}",
+        f"--storage.tsdb.path={config.parent / 'tsdb'}", f"--web.listen-address=127.0.0.1:{port}",
+    ]  # fmt: skip
+
+
 def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
     """Poll ``url`` until it answers 200, the process dies, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout

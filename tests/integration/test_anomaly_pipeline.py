@@ -12,6 +12,7 @@ import os
 import signal
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -19,8 +20,13 @@ import yaml
 
 from anomaly.signatures import load_xid_catalog
 from gpuwarden.xid import xid_action
-from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary, gpuwarden_serve
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.gpuwarden_server import (
+    TOKEN,
+    gpuwarden_binary,
+    gpuwarden_serve,
+    simulated_exporter_argv,
+)
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
@@ -33,7 +39,6 @@ def _incidents(url: str) -> list[dict[str, object]]:
 def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anomaly_run(
     tmp_path: Path,
 ) -> None:
-    prometheus = require_binary("prometheus")
     exporter_port, prom_port, anomaly_port = free_port(), free_port(), free_port()
     exporter, prom = f"http://127.0.0.1:{exporter_port}", f"http://127.0.0.1:{prom_port}"
     (tmp_path / "prometheus.yml").write_text(
@@ -47,15 +52,8 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
             }
         )
     )
-    exporter_argv = [
-        gpuwarden_binary(), "exporter", "--simulate", "1x4", "--port", str(exporter_port),
-        "--listen-address", "127.0.0.1", "--interval", "1",
-    ]  # fmt: skip
-    prom_argv = [
-        prometheus, f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]  # fmt: skip
+    exporter_argv = simulated_exporter_argv("1x4", exporter_port)
+    prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     with (
         running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
         running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
@@ -120,3 +118,79 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
                 anomaly.send_signal(signal.SIGTERM)
                 code = anomaly.wait(timeout=30)
         assert code == 0, (tmp_path / "anomaly.log").read_text()
+
+
+EXAMPLE_PROMETHEUS = Path(__file__).resolve().parents[2] / "deploy" / "prometheus.example.yml"
+
+
+def _example_scrape_config(exporter: str, anomaly: str) -> dict[str, Any]:
+    """deploy/prometheus.example.yml with this test's targets, scraping every second; beside its anomaly
+    job, the same job without ``honor_labels`` (what a scrape config written without the example does)."""
+    config = yaml.safe_load(EXAMPLE_PROMETHEUS.read_text())
+    config.pop("alerting")
+    config["global"] = {"scrape_interval": "1s", "scrape_timeout": "900ms"}
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    jobs["dcgm"]["static_configs"] = [{"targets": [exporter]}]
+    jobs["gpuwarden-anomaly"]["static_configs"] = [{"targets": [anomaly]}]
+    plain = {k: v for k, v in jobs["gpuwarden-anomaly"].items() if k != "honor_labels"}
+    config["scrape_configs"] = [jobs["dcgm"], jobs["gpuwarden-anomaly"], {**plain, "job_name": "plain"}]
+    return dict(config)
+
+
+def test_the_example_prometheus_config_keeps_the_scored_series_instance_and_job(tmp_path: Path) -> None:
+    exporter_port, prom_port, anomaly_port = free_port(), free_port(), free_port()
+    exporter, prom = f"127.0.0.1:{exporter_port}", f"http://127.0.0.1:{prom_port}"
+    config = _example_scrape_config(exporter, f"127.0.0.1:{anomaly_port}")
+    (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
+    exporter_argv = simulated_exporter_argv("1x2", exporter_port)
+    prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
+    power = "DCGM_FI_DEV_POWER_USAGE"
+    anomaly_config = tmp_path / "gpuwarden.yaml"
+    anomaly_config.write_text(
+        yaml.safe_dump(
+            {
+                "anomaly": {
+                    "source": "prometheus",
+                    "prometheus_url": prom,
+                    "infer_every_seconds": 1,
+                    "port": anomaly_port,
+                    "detectors": ["adaptive"],
+                    "queries": [{"name": power, "expr": power, "step_seconds": 1}],
+                }
+            }
+        )
+    )
+    argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(anomaly_config)]
+    with (
+        running(exporter_argv, f"http://{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
+        running(argv, f"http://127.0.0.1:{anomaly_port}/healthz", tmp_path / "anomaly.log", timeout=60),
+    ):
+        scored = f'gpuwarden_anomaly_score{{for="{power}"}}'
+        wait_for(
+            "scores from both jobs",
+            lambda: {s["metric"]["job"] for s in query(prom, scored)} >= {"dcgm", "plain"},
+            60,
+        )
+        honored = [s["metric"] for s in query(prom, f'gpuwarden_anomaly_score{{for="{power}",job="dcgm"}}')]
+        plain = [s["metric"] for s in query(prom, f'gpuwarden_anomaly_score{{for="{power}",job="plain"}}')]
+    # The example's job: the score carries its input series' instance and job, so it joins it on them.
+    assert {(m["instance"], m["job"], "exported_instance" in m) for m in honored} == {
+        (exporter, "dcgm", False)
+    }
+    assert len(honored) == 2  # one per GPU
+    # Without honor_labels, the input's were renamed and the anomaly service's target took their place.
+    assert {(m["exported_instance"], m["exported_job"], m["instance"]) for m in plain} == {
+        (exporter, "dcgm", f"127.0.0.1:{anomaly_port}")
+    }
+
+
+def test_the_example_prometheus_config_is_one_promtool_accepts() -> None:
+    promtool = require_binary("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "config", "--syntax-only", str(EXAMPLE_PROMETHEUS)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr

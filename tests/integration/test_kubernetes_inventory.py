@@ -26,9 +26,15 @@ from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import ConfigError, SourceError
 from gpuwarden.model import WorkloadKind, WorkloadRef
-from tests.integration.gpuwarden_server import AUTH, gpuwarden_binary, gpuwarden_serve, serve_metric
+from tests.integration.gpuwarden_server import (
+    AUTH,
+    gpuwarden_binary,
+    gpuwarden_serve,
+    serve_metric,
+    simulated_exporter_argv,
+)
 from tests.integration.kube_api import KubeApi, kube_api
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.servers import free_port, prometheus_argv, running
 from tests.integration.test_exporter_prometheus import query, wait_for
 
 pytestmark = pytest.mark.integration
@@ -283,14 +289,8 @@ def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prome
         "global:\n  scrape_interval: 1s\n  scrape_timeout: 900ms\nscrape_configs:\n  - job_name: dcgm\n"
         f"    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
     )
-    exporter_argv = [
-        gpuwarden_binary(), "exporter", "--simulate", "2x8", "--port", str(port),
-        "--listen-address", "127.0.0.1", "--interval", "1",
-    ]  # fmt: skip
-    prom_argv = [
-        require_binary("prometheus"), f"--config.file={tmp_path / 'prometheus.yml'}",
-        f"--storage.tsdb.path={tmp_path / 'tsdb'}", f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]  # fmt: skip
+    exporter_argv = simulated_exporter_argv("2x8", port)
+    prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     with (
         kube_api(tmp_path) as kube,
         running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),

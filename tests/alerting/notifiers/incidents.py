@@ -48,7 +48,7 @@ def make_incident(
             gpus_affected=64,
             nodes_affected=8,
             spare_capacity=False,
-            summary="training job llm-70b stopped, no spare capacity",
+            parts=("training job llm-70b stopped", "no spare capacity"),
         ),
     )
 
@@ -123,13 +123,18 @@ LONG_NODE = "ip-10-123-45-67." + "very-long-subdomain-segment-" * 8 + "compute.i
 def huge_notification() -> Notification:
     """Everything as long as labels and inventories make it: a 256-character node, a 2,500-character one
     among the targets, 1,000 services in the impact, 40 actions, a 5,000-character note with escapes."""
-    services = ", ".join(f"inference service svc-{i:04d} 100% of replicas lost" for i in range(1000))
+    impact = (
+        "1 node",
+        "8 GPUs",
+        *(f"inference service svc-{i:04d} 100% of replicas lost" for i in range(1000)),
+    )
     n = build_notification(change(make_incident(), ChangeKind.UPDATED, 1, "& <x> " * 900, "note"))
     return n.model_copy(
         update={
             "title": "node " + "h" * 2500,
             "root_cause_target": LONG_NODE,
-            "impact_summary": f"1 node, 8 GPUs, {services}",
+            "impact_summary": ", ".join(impact),
+            "impact_parts": impact,
             "affected_targets": ("h" * 2500, *(f"inference_service/prod/svc-{i:04d}" for i in range(1000))),
             "actions_taken": tuple(f"drain_node node/{LONG_NODE}: succeeded ({'&' * 50})" for i in range(40)),
             "recommended_actions": tuple(f"custom_action_{i}" * 20 for i in range(100)),

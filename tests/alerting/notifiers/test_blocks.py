@@ -284,3 +284,15 @@ def test_the_minimal_message_is_valid_and_says_what_matters() -> None:
     assert "incident `inc-r07`" in text and "<https://runbooks.example/gpu/rack_down.yaml|runbook>" in text
     assert [e["action_id"] for e in buttons["elements"]] == [ACTION_ACKNOWLEDGE, ACTION_SILENCE_1H]
     assert validate_blocks(minimal_reply(n).blocks) == []
+
+
+def test_the_impact_counts_a_workload_whose_name_holds_a_comma_once() -> None:
+    # 1,000 jobs, each named "etl, shard N": Slack's impact names the first ones and counts the rest as
+    # jobs, not as twice as many pieces of names.
+    jobs = tuple(f"training job etl, shard {i:04d} stopped" for i in range(1000))
+    n = build_notification(change(make_incident(), ChangeKind.OPENED, 0, "opened"))
+    n = n.model_copy(update={"impact_summary": ", ".join(jobs), "impact_parts": jobs})
+    impact = str(incident_message(n).attachments[0]["blocks"])
+    shown = impact.count("training job etl, shard ")
+    assert 0 < shown < 1000
+    assert f"…and {1000 - shown} more" in impact

@@ -47,6 +47,8 @@ def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecor
         "fields_total": 2,
     }
     assert body["incident"]["actions_taken"] == ["drain_node node/n0701: succeeded (drained)"]
+    assert body["incident"]["impact"]["parts"] == ["training job llm-70b stopped", "no spare capacity"]
+    assert body["incident"]["impact"]["parts_total"] == 2
     assert body["event"]["message"] == "drain_node n0701 succeeded"
     hook.close()
 
@@ -135,7 +137,7 @@ def huge_incident_change() -> IncidentChange:
     incident = replace(
         c.incident,
         title="rack r07 lost power " * 1000,
-        impact=replace(c.incident.impact, workloads=workloads, summary="x" * 20_000),
+        impact=replace(c.incident.impact, workloads=workloads, parts=("x" * 20_000,)),
         actions=c.incident.actions * 300,
     )
     return replace(c, incident=incident)

@@ -27,12 +27,14 @@ from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
+from alerting.outbox import Outbox
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import GpuwardenConfig
 from gpuwarden.errors import SourceError
+from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.integration.servers import free_port
 
@@ -95,6 +97,29 @@ def test_webhooks_go_beside_slack_in_one_outbox(tmp_path: Path) -> None:
     engine, _, _, outbox = build_service(cfg, str(tmp_path / "s.db"))
     assert outbox is not None and outbox.notifier_names == ["slack", "webhook:ops"]
     assert engine._listeners == [outbox]
+
+
+@pytest.mark.parametrize(
+    "webhooks",
+    [
+        pytest.param([{"name": "ops", "url": "http://127.0.0.1:9/a"}], id="another-webhook"),
+        pytest.param([], id="none"),
+    ],
+)
+def test_messages_waiting_for_a_webhook_removed_from_the_config_leave_the_backlog_at_start(
+    tmp_path: Path, webhooks: list[dict[str, str]]
+) -> None:
+    db = str(tmp_path / "s.db")
+    before = GpuwardenConfig.model_validate({"webhooks": [{"name": "gone", "url": "http://127.0.0.1:9/a"}]})
+    _, _, _, outbox = build_service(before, db)  # its receiver never answered: the lifecycle waits
+    assert outbox is not None
+    for c in lifecycle():
+        outbox(c)
+    assert outbox.counts_by_notifier() == {("webhook:gone", "pending"): 5}
+
+    build_service(GpuwardenConfig.model_validate({"webhooks": webhooks}), db)  # the next start, without it
+    left = Outbox(make_engine(db), [], SystemClock())
+    assert left.counts_by_notifier() == {("webhook:gone", "orphaned"): 5}
 
 
 def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:

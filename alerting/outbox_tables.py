@@ -1,0 +1,54 @@
+"""The outbox's tables: one row per notification for one notifier, and each incident's thread per notifier.
+
+A message's ``status``: ``pending`` (waiting, maybe backing off), ``sending`` (handed to the notifier; found
+so at start, it is retried as one that may have arrived), ``sent``, ``failed`` (refused for good, kept until
+``outbox retry``), ``orphaned`` (was waiting for a notifier that is no longer configured: set aside at
+start, out of the backlog, kept for inspection, queued again if a notifier of that name comes back).
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Boolean, Float, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from alerting.db import Base
+
+PENDING, SENDING, SENT, FAILED, ORPHANED = "pending", "sending", "sent", "failed", "orphaned"
+WAITING = (PENDING, SENDING)
+"""The statuses of messages still to deliver: the backlog."""
+
+
+class OutboxMessage(Base):
+    """One notification for one notifier, waiting, in flight, sent or failed."""
+
+    __tablename__ = "notification_outbox"
+    __table_args__ = (
+        UniqueConstraint("notifier", "idempotency_key", name="uq_outbox_notifier_key"),
+        Index("ix_outbox_status_id", "status", "id"),
+        Index("ix_outbox_notifier_incident", "notifier", "incident_id", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    notifier: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[str] = mapped_column(String(128))
+    idempotency_key: Mapped[str] = mapped_column(String(64))
+    payload: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[float] = mapped_column(Float)
+    next_attempt_at: Mapped[float] = mapped_column(Float)
+    sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class NotificationThread(Base):
+    """Where a notifier keeps an incident's conversation (Slack: channel id and parent ``ts``)."""
+
+    __tablename__ = "notification_threads"
+
+    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    incident_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    channel: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    chart_posted: Mapped[bool] = mapped_column(Boolean, default=False)
+    updated_at: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,111 @@
+"""Messages for a notifier removed from the configuration: out of the backlog, kept, back with it."""
+
+from __future__ import annotations
+
+import pytest
+from prometheus_client import CollectorRegistry
+from sqlalchemy import Engine
+
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.outbox import Outbox
+from alerting.outbox_metrics import OutboxCollector
+from alerting.outbox_orphans import OrphanReport, reconcile_orphans
+from alerting.outbox_tables import FAILED, ORPHANED, PENDING, SENT
+from gpuwarden.clock import FakeClock
+from gpuwarden.errors import BackendError
+from tests.alerting.notifiers.incidents import lifecycle
+
+
+class Destination:
+    """A notifier that records what it delivered (key, retry) and can be down or refuse for good."""
+
+    def __init__(self, name: str, *, mode: str = "up") -> None:
+        self.name = name
+        self.mode = mode
+        self.delivered: list[tuple[str, bool]] = []
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        if self.mode != "up":
+            raise BackendError(self.mode, backend=self.name, retryable=self.mode == "down")
+        self.delivered.append((notification.change.value, retry))
+
+
+CLOCK = FakeClock()  # never advanced: a message backing off is due again only when queued again
+NOW = CLOCK.time()
+
+
+def queued_for(sql: Engine, *notifiers: Destination) -> None:
+    """Store an incident's lifecycle for ``notifiers`` and try each once."""
+    outbox = Outbox(sql, list(notifiers), CLOCK)
+    for c in lifecycle():
+        outbox(c)
+    outbox.dispatch_due()
+
+
+def depth(outbox: Outbox, notifier: str, status: str) -> float | None:
+    registry = CollectorRegistry()
+    registry.register(OutboxCollector(outbox))
+    return registry.get_sample_value("gpuwarden_outbox_messages", {"notifier": notifier, "status": status})
+
+
+def test_waiting_messages_of_a_removed_notifier_are_set_aside_reported_once_and_leave_the_backlog(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="down"))
+
+    report = reconcile_orphans(sql, ["slack"], now=NOW)
+    assert report == OrphanReport(set_aside={"webhook:gone": 5})
+    [line] = [r.getMessage() for r in caplog.records if r.name == "alerting.outbox_orphans"]
+    assert "5 messages for notifier webhook:gone" in line and "no longer configured" in line
+    assert reconcile_orphans(sql, ["slack"], now=NOW) == OrphanReport(), "reported once"
+    assert len([r for r in caplog.records if r.name == "alerting.outbox_orphans"]) == 1
+
+    restarted = Outbox(sql, [Destination("slack")], CLOCK)
+    assert depth(restarted, "webhook:gone", PENDING) == 0
+    assert depth(restarted, "webhook:gone", ORPHANED) == 5
+    assert depth(restarted, "slack", SENT) == 5
+    kept = restarted.messages(ORPHANED)
+    assert [m.notifier for m in kept] == ["webhook:gone"] * 5
+    assert kept[0].attempts == 1 and kept[0].last_error == "webhook:gone: down", (
+        "kept as they were, for inspection"
+    )
+
+
+def test_a_notifier_configured_again_takes_back_its_messages_in_order_before_new_ones(sql: Engine) -> None:
+    queued_for(sql, Destination("slack"), Destination("webhook:ops", mode="down"))
+    reconcile_orphans(sql, ["slack"], now=NOW)
+
+    assert reconcile_orphans(sql, ["slack", "webhook:ops"], now=NOW) == OrphanReport(
+        resumed={"webhook:ops": 5}
+    )
+    back = Destination("webhook:ops")
+    outbox = Outbox(sql, [Destination("slack"), back], CLOCK)
+    assert outbox.dispatch_due() == 5
+    # The first one had been tried (it may have arrived): sent as a retry; the others for the first time.
+    assert back.delivered == [
+        ("opened", True),
+        ("priority_changed", False),
+        ("acknowledged", False),
+        ("mitigating", False),
+        ("resolved", False),
+    ]
+    assert outbox.counts() == {SENT: 10}
+
+
+def test_failed_messages_of_a_removed_notifier_stay_failed_and_retry_leaves_them(sql: Engine) -> None:
+    queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="refused"))
+    assert reconcile_orphans(sql, ["slack"], now=NOW) == OrphanReport()
+    outbox = Outbox(sql, [Destination("slack")], CLOCK)
+    # Queued again, nothing would ever send them: they would wait in the backlog for good.
+    assert outbox.requeue_failed() == (0, 0)
+    assert outbox.counts() == {SENT: 5, FAILED: 5}
+
+
+def test_a_store_without_any_notifier_waiting_has_nothing_to_report(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    queued_for(sql, Destination("slack"))
+    assert reconcile_orphans(sql, [], now=NOW) == OrphanReport()
+    assert [r for r in caplog.records if r.name == "alerting.outbox_orphans"] == []
