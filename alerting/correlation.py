@@ -329,14 +329,24 @@ class FactsBuilder:
     gpus: set[Path] = field(default_factory=set)
     gpus_out: set[Path] = field(default_factory=set)
     signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
+    # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
+    # come, and the facts last made, made again only when a value changes (this or ``outage_kind``):
+    # gathering the signals and making the facts again for every alert joining a rack storm was a tenth of
+    # the applier's time.
+    signals: frozenset[Signal] = frozenset()
     outage_kind: bool = False
+    made: RootFacts | None = None
 
     def add(self, m: Member) -> None:
         """Count one more member."""
         path = m.location.path
         node = path[: RACK_DEPTH + 1]
-        if m.is_outage and _whole_node(path):
+        if m.is_outage and _whole_node(path) and path not in self.taken:
             self.taken.add(path)
+            # What it took may hold every node of a signal: only then does that signal go (rare: a node down).
+            kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
+            if kept != self.signals:
+                self.signals, self.made = kept, None
         if len(node) > RACK_DEPTH:
             self.node_kinds.setdefault(node, set()).add(m.kind)
             if m.is_outage:
@@ -346,22 +356,35 @@ class FactsBuilder:
             if m.is_outage:
                 self.gpus_out.add(path[: RACK_DEPTH + 2])
         if m.kind not in OUTAGE_KINDS:
-            self.signal_nodes.setdefault(m.signal, set()).add(node)
-        else:
-            self.outage_kind = True
+            nodes = self.signal_nodes.setdefault(m.signal, set())
+            if node not in nodes:
+                nodes.add(node)
+                # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only
+                # grows). It is one now on two nodes or more, this one not taken, or the other one not.
+                if (
+                    m.signal not in self.signals
+                    and len(nodes) >= 2
+                    and _untaken(self.taken, nodes if len(nodes) == 2 else (node,))
+                ):
+                    self.signals, self.made = self.signals | {m.signal}, None
+        elif not self.outage_kind:
+            self.outage_kind, self.made = True, None
 
     def facts(self) -> RootFacts:
         """The facts of the members added so far (views of this builder's sets, not copies). A signal is one
         that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
         fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
-        signals = frozenset(
-            signal
-            for signal, nodes in self.signal_nodes.items()
-            if len(nodes) >= 2 and any(not _taken(self.taken, node) for node in nodes)
-        )
-        return RootFacts(
-            self.node_kinds, self.node_outage, self.taken, self.gpus, self.gpus_out, signals, self.outage_kind
-        )
+        if self.made is None:
+            self.made = RootFacts(
+                self.node_kinds,
+                self.node_outage,
+                self.taken,
+                self.gpus,
+                self.gpus_out,
+                self.signals,
+                self.outage_kind,
+            )
+        return self.made
 
 
 def root_facts(members: Iterable[Member]) -> RootFacts:
@@ -374,6 +397,11 @@ def root_facts(members: Iterable[Member]) -> RootFacts:
 
 def _taken(taken: AbstractSet[Path], node: Path) -> bool:
     return any(node[:depth] in taken for depth in range(1, len(node) + 1))
+
+
+def _untaken(taken: AbstractSet[Path], nodes: Iterable[Path]) -> bool:
+    """Whether one of ``nodes`` is not taken by an outage."""
+    return any(not _taken(taken, node) for node in nodes)
 
 
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:

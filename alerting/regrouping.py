@@ -32,9 +32,10 @@ def _misplaced(member: Member, root: Path) -> bool:
 def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident]) -> set[str]:
     """Move into ``inc`` the other incidents' stalled ranks whose GPU its root holds and theirs does not,
     and move ``inc``'s own such ranks to an incident whose root holds their GPU; the ids of the incidents
-    whose members changed (``inc`` among them when any did). The transaction keeps whether a root holds a
-    member's GPU (``Batch.held``; it depends on nothing else): every touched incident asks it of every open
-    incident's stalled ranks, which was a fifth of the applier's time."""
+    whose members changed (``inc`` among them when any did). Every touched incident asks this of every open
+    incident, which was a fifth of the applier's time: each incident keeps its placed stalled ranks and the
+    clusters of their GPUs (``OpenIncident.stalled_ranks``), so only those are walked, and the transaction
+    keeps whether a root holds a member's GPU (``Batch.held``; it depends on nothing else)."""
     if not inc.root_path:
         return set()
     memo = batch.held
@@ -50,21 +51,21 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
     for other in rest:
         if not other.root_path:
             continue  # a stall-only incident: the merge pass folds it whole into the job's fault
+        ranks, clusters = other.stalled_ranks()
+        if inc.root_path[0] not in clusters:
+            continue  # none of its ranks' GPUs is in the cluster of ``inc``'s root
         due = [
             fp
-            for fp, m in other.members.items()
-            if m.kind in SYMPTOM_KINDS
-            and m.location.runs_on
-            and not held(other.root_path, fp, m)
-            and held(inc.root_path, fp, m)
+            for fp in ranks
+            if not held(other.root_path, fp, other.members[fp]) and held(inc.root_path, fp, other.members[fp])
         ]
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
             _move(batch, other, inc, due)
             changed |= {other.id, inc.id}
     if not rest:  # nowhere to move its own ranks: a wide incident alone is not walked at every batch
         return changed
-    for fp, member in list(inc.members.items()):
-        if member.kind not in SYMPTOM_KINDS or not _misplaced(member, inc.root_path):
+    for fp, member in [(fp, inc.members[fp]) for fp in inc.stalled_ranks()[0]]:
+        if not _misplaced(member, inc.root_path):
             continue
         target = next((o for o in rest if holds(o.root_path, member)), None)
         if target is not None and len(inc.members) > 1:
