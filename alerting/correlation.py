@@ -8,12 +8,13 @@ earliest onset wins.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, is_outage
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, takes_capacity
 from alerting.inventory import GpuKey, Inventory
 from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
 from gpuwarden.labelnumbers import label_number
@@ -47,15 +48,20 @@ class Member:
     signal: Signal = field(init=False)
     """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
+    is_infra: bool = field(init=False)
+    """An infrastructure fault with a place in the topology (not a workload symptom)."""
+    measured: tuple[Mapping[str, str], float, float] | None = field(default=None, init=False, compare=False)
+    """The annotations impact last read and the error ratio and burn rate it read (``impact.measured``)."""
 
     def __post_init__(self) -> None:
-        self.is_outage = is_outage(self.kind, self.labels)
-        self.signal = (self.labels.get("alertname", ""), self.kind, alert_xid(self.kind, self.labels))
+        code = alert_xid(self.kind, self.labels)
+        self.is_outage = takes_capacity(self.kind, code)
+        self.signal = (self.labels.get("alertname", ""), self.kind, code)
+        self.is_infra = bool(self.location.path) and self.kind not in SYMPTOM_KINDS
 
-    @property
-    def is_infra(self) -> bool:
-        """An infrastructure fault with a place in the topology (not a workload symptom)."""
-        return bool(self.location.path) and self.kind not in SYMPTOM_KINDS
+
+onset_key = operator.attrgetter("onset", "fingerprint")
+"""A member's place in onset order, its fingerprint breaking a tie (a C key: recomputes sort them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +94,8 @@ def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, 
 
     Not the incident id (a random draw) nor when it was opened (alerts of one POST share that instant):
     the same alerts break the tie the same way in every run and whatever order they arrived in."""
-    return min(((m.onset, m.fingerprint) for m in members), default=(_NEVER, incident_id))
+    first = min(members, key=onset_key, default=None)
+    return (_NEVER, incident_id) if first is None else (first.onset, first.fingerprint)
 
 
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
@@ -505,7 +512,7 @@ def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) ->
 
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
     """The root cause of a set of alerts and its topology path (empty for a workload root)."""
-    items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
+    items = sorted(members, key=onset_key)
     infra = [m for m in items if m.is_infra]
     symptoms = [m for m in items if m.kind in SYMPTOM_KINDS and m.location.workloads]
     if symptoms:
