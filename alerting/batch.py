@@ -78,9 +78,10 @@ class OpenIncident:
         return got.ranks, got.clusters
 
     def _gather(self) -> _Gathered:
-        """What is gathered of the members, brought up to date only when members came (they never leave, and
-        a member's kind, place and name never change: ``_remeasure`` replaces one by its like; ``_move`` and
-        a new inventory call ``forget_facts``, and it starts over). New members are the dict's last ones."""
+        """What is gathered of the members, brought up to date only when members came. A member's kind, place
+        and name never change (``_remeasure`` replaces one by its like); members leave only through
+        ``regrouping._move``, and a new inventory moves them: both call ``forget_facts``, and it starts over.
+        New members are the dict's last ones."""
         count = len(self.members)
         got = self._gathered
         if got is not None and got.count == count:

@@ -50,8 +50,10 @@ class Member:
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
     is_infra: bool = field(init=False)
     """An infrastructure fault with a place in the topology (not a workload symptom)."""
-    measured: tuple[Mapping[str, str], float, float] | None = field(default=None, init=False, compare=False)
-    """The annotations impact last read and the error ratio and burn rate it read (``impact.measured``)."""
+    # What impact last read of the annotations (``impact.measured``): which ones, the error ratio, the burn.
+    measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
+    error_ratio: float = field(default=0.0, init=False, compare=False)
+    burn_rate: float = field(default=0.0, init=False, compare=False)
 
     def __post_init__(self) -> None:
         code = alert_xid(self.kind, self.labels)
@@ -355,15 +357,21 @@ class FactsBuilder:
             if kept != self.signals:
                 self.signals, self.made = kept, None
         if len(node) > RACK_DEPTH:
-            self.node_kinds.setdefault(node, set()).add(m.kind)
+            kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
+            if kinds is None:
+                kinds = self.node_kinds[node] = set()
+            kinds.add(m.kind)
             if m.is_outage:
                 self.node_outage.add(node)
         if len(path) > RACK_DEPTH + 1:
-            self.gpus.add(path[: RACK_DEPTH + 2])
+            gpu = path[: RACK_DEPTH + 2]
+            self.gpus.add(gpu)
             if m.is_outage:
-                self.gpus_out.add(path[: RACK_DEPTH + 2])
+                self.gpus_out.add(gpu)
         if m.kind not in OUTAGE_KINDS:
-            nodes = self.signal_nodes.setdefault(m.signal, set())
+            nodes = self.signal_nodes.get(m.signal)
+            if nodes is None:
+                nodes = self.signal_nodes[m.signal] = set()
             if node not in nodes:
                 nodes.add(node)
                 # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only

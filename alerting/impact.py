@@ -89,17 +89,17 @@ def _ratio(member: Member) -> float:
 
 def measured(member: Member) -> tuple[float, float]:
     """The member's error ratio (``_ratio``) and burn rate: a burn-rate rule that gives no value says fast or
-    slow in its name (a value it gives wins). Read once for the annotations it carries (``Member.measured``):
-    every recompute of an incident asks it of each member, and a 10,000-alert incident is recomputed at each
-    batch. Its labels and kind never change; its annotations are replaced, never changed in place."""
-    kept = member.measured
-    if kept is not None and kept[0] is member.annotations:
-        return kept[1], kept[2]
-    burn = _float(member, "burn_rate", "slo_burn_rate") or (
-        _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
-    )
-    member.measured = (member.annotations, _ratio(member), burn)
-    return member.measured[1], burn
+    slow in its name (a value it gives wins). Read once for the annotations it carries (kept on the member,
+    ``Member.measured_of``): every recompute of an incident asks it of each member, and a 10,000-alert
+    incident is recomputed at each batch. Its labels and kind never change; its annotations are replaced,
+    never changed in place."""
+    if member.measured_of is not member.annotations:
+        member.error_ratio = _ratio(member)
+        member.burn_rate = _float(member, "burn_rate", "slo_burn_rate") or (
+            _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
+        )
+        member.measured_of = member.annotations
+    return member.error_ratio, member.burn_rate
 
 
 def _float(member: Member, *names: str) -> float:
