@@ -8,7 +8,7 @@ commit and told to listeners after it; ``Ticket`` is one ingest call waiting for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -89,8 +89,19 @@ class OpenIncident:
         if got is None or got.count > count:
             got = _Gathered()
         # From the end: skipping the members gathered already walked them all (a 10,000-alert incident).
-        for member in reversed(list(itertools.islice(reversed(self.members.values()), count - got.count))):
-            got.add(member)
+        # Usually one came (each alert joining asks): no list for it, every object made is collector work.
+        builder, ranks, clusters = got.builder, got.ranks, got.clusters
+        latest = reversed(self.members.values())
+        fresh: Iterable[Member] = (
+            (next(latest),)
+            if count - got.count == 1
+            else reversed(list(itertools.islice(latest, count - got.count)))
+        )
+        for member in fresh:
+            builder.add(member)
+            if member.kind in SYMPTOM_KINDS and member.location.runs_on:
+                ranks.append(member.fingerprint)
+                clusters.update(gpu[0] for gpu in member.location.runs_on)
         got.count = count
         self._gathered = got
         return got
@@ -104,13 +115,6 @@ class _Gathered:
     builder: FactsBuilder = field(default_factory=FactsBuilder)
     ranks: list[str] = field(default_factory=list)  # fingerprints of the placed stalled ranks, in join order
     clusters: set[str] = field(default_factory=set)  # the clusters of their GPUs
-
-    def add(self, member: Member) -> None:
-        """Gather one more member."""
-        self.builder.add(member)
-        if member.kind in SYMPTOM_KINDS and member.location.runs_on:
-            self.ranks.append(member.fingerprint)
-            self.clusters.update(gpu[0] for gpu in member.location.runs_on)
 
 
 @dataclass

@@ -62,7 +62,8 @@ def xid_code(labels: Mapping[str, str], names: tuple[str, ...] = ("xid", "xid_co
     """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label: the first of ``names``), if
     any."""
     for name in names:
-        code = label_number(labels.get(name))
+        raw = labels.get(name)
+        code = None if raw is None else label_number(raw)  # most alerts carry none of these
         if code is not None:
             return code
     return None

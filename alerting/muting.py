@@ -81,9 +81,10 @@ class MuteTracking:
     def _muted_by(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None, now: datetime
     ) -> str | None:
-        silences = self._indexed_silences().muting(labels, now, incident_id, self._placed(labels))
-        if silences:
-            return f"{silences[0].kind.value}:{silences[0].id}"
+        if self._silences:  # else no silence or window at all (the usual case): nothing to index or place
+            silences = self._indexed_silences().muting(labels, now, incident_id, self._placed(labels))
+            if silences:
+                return f"{silences[0].kind.value}:{silences[0].id}"
         rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return f"inhibited:{rule}" if rule is not None else None
 
