@@ -93,7 +93,9 @@ def seed(port: int) -> None:
     """Alerts on 40 nodes of 4 racks: some incidents for the new active server to load."""
     for k in range(40):
         alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": f"r{k % 4}", "node": f"n{k}"}}
-        response = httpx.post(f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], headers=AUTH, timeout=30)
+        response = httpx.post(
+            f"http://127.0.0.1:{port}/api/v2/alerts", json=[alert], headers=AUTH, timeout=30
+        )
         response.raise_for_status()
 
 

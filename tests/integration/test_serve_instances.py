@@ -12,6 +12,7 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
@@ -26,6 +27,15 @@ def _node_down(node: str) -> list[dict[str, object]]:
 
 def _serve_argv(db: str, port: int, *extra: str) -> list[str]:
     return [gpuwarden_binary(), "serve", "--port", str(port), "--db", db, *extra]
+
+
+def _start_standby(db: str, port: int, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    return subprocess.Popen(
+        _serve_argv(db, port, "--standby"),
+        env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
 
 
 def _wait_for_line(path: Path, text: str, proc: subprocess.Popen[bytes], timeout: float = 60.0) -> None:
@@ -85,12 +95,7 @@ def test_a_standby_takes_over_when_the_active_server_is_killed(tmp_path: Path) -
     standby_url = f"http://127.0.0.1:{port}"
     log = (tmp_path / "standby.log").open("wb")
     with gpuwarden_serve(tmp_path, db) as (url, active):
-        standby = subprocess.Popen(
-            _serve_argv(db, port, "--standby"),
-            env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        standby = _start_standby(db, port, log)
         try:
             for node in ("n1", "n2"):
                 response = httpx.post(f"{url}/api/v2/alerts", json=_node_down(node), headers=AUTH, timeout=10)
@@ -118,12 +123,7 @@ def test_a_standby_stopped_while_it_waits_exits_0_and_frees_its_port(tmp_path: P
     db = str(tmp_path / "gw.db")
     port = free_port()
     with gpuwarden_serve(tmp_path, db), (tmp_path / "standby.log").open("wb") as log:
-        standby = subprocess.Popen(
-            _serve_argv(db, port, "--standby"),
-            env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        standby = _start_standby(db, port, log)
         wait_http_ok(f"http://127.0.0.1:{port}/-/healthy", standby, timeout=60)
         standby.send_signal(signal.SIGTERM)
         assert standby.wait(timeout=30) == 0
@@ -140,12 +140,7 @@ def test_a_standby_on_the_active_servers_own_port_waits_with_it_closed_and_takes
     db = str(tmp_path / "gw.db")
     with gpuwarden_serve(tmp_path, db) as (url, active), (tmp_path / "standby.log").open("wb") as log:
         port = int(url.rsplit(":", 1)[1])
-        standby = subprocess.Popen(
-            _serve_argv(db, port, "--standby"),
-            env={**os.environ, "GPUWARDEN_API_TOKEN": TOKEN},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
+        standby = _start_standby(db, port, log)
         try:
             _wait_for_line(tmp_path / "standby.log", "standby, waiting", standby)
             assert "waiting with the port closed" in (tmp_path / "standby.log").read_text()
