@@ -27,6 +27,9 @@ from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every
 if TYPE_CHECKING:
     import socket
 
+    import uvicorn
+    from starlette.applications import Starlette
+
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
     from alerting.fencing import LockFence
@@ -198,6 +201,7 @@ def _locked_and_bound(
                 locks = wait_as_standby(
                     lambda sleep, on_wait: take_locks(cfg, db, standby=True, sleep=sleep, on_wait=on_wait),
                     listener,
+                    cfg.api,
                 )
             except BaseException:
                 listener.close()
@@ -378,12 +382,9 @@ def serve(
     One server is active per store: a second one stops, naming the first, or waits with --standby.
     """
     # Imported here for the reason build_service gives.
-    import uvicorn  # noqa: PLC0415
-
     from alerting.fencing import LockStatus  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
     cfg = _checked_config(config)
     api = _with_token(cfg.api)
@@ -438,6 +439,24 @@ def serve(
         outbox=outbox,
         fence=fence,
     )
+    server = _uvicorn_server(app, address, port_number, api)
+    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
+        run_until_stopped(server, [listener])
+    finally:
+        listener.close()
+        locks.release()
+    if lost:
+        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
+        raise typer.Exit(1)
+
+
+def _uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> uvicorn.Server:
+    """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
+    the long-lived state startup loaded."""
+    import uvicorn  # noqa: PLC0415 - the reason build_service gives
+
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
+
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
     # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
@@ -445,7 +464,7 @@ def serve(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", address, port_number)
-    server = uvicorn.Server(
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             host=address,
@@ -460,14 +479,6 @@ def serve(
             limit_concurrency=api.max_connections,
         )
     )
-    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
-        run_until_stopped(server, [listener])
-    finally:
-        listener.close()
-        locks.release()
-    if lost:
-        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -23,7 +23,7 @@ from gpuwarden.graceful import run_until_stopped
 
 if TYPE_CHECKING:
     from alerting.instance_lock import InstanceLocks
-    from gpuwarden.config import GpuwardenConfig
+    from gpuwarden.config import ApiConfig, GpuwardenConfig
 
 logger = logging.getLogger("gpuwarden.serve")
 
@@ -38,7 +38,7 @@ class StandbyStopped(Exception):
 
 
 def wait_as_standby(
-    acquire: Callable[[Sleep, OnWait], InstanceLocks], listener: socket.socket
+    acquire: Callable[[Sleep, OnWait], InstanceLocks], listener: socket.socket, api: ApiConfig
 ) -> InstanceLocks | None:
     """Serve the standby app on ``listener`` until ``acquire`` returns the locks (this server is now the
     active one), or until a stop signal: then None, and locks taken just as it came are released.
@@ -46,6 +46,7 @@ def wait_as_standby(
     each attempt found; what it raises is raised here."""
     import uvicorn  # noqa: PLC0415 - serve imports it anyway; the rest of the CLI must not
 
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
     from gpuwarden.standby_api import StandbyState, standby_app  # noqa: PLC0415
 
     state = StandbyState()
@@ -57,6 +58,10 @@ def wait_as_standby(
             log_config=None,
             lifespan="off",
             timeout_graceful_shutdown=SHUTDOWN_SECONDS,
+            # The active server's bounds: idle or trickling clients must not hold a standby's descriptors.
+            http=header_deadline_protocol(api.header_timeout_seconds),
+            timeout_keep_alive=api.keep_alive_seconds,
+            limit_concurrency=api.max_connections,
         )
     )
     ended = threading.Event()

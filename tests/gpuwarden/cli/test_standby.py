@@ -9,6 +9,7 @@ import pytest
 
 from alerting.instance_lock import InstanceLocks
 from gpuwarden.cli.standby import OnWait, Sleep, wait_as_standby
+from gpuwarden.config import ApiConfig
 from gpuwarden.errors import ConfigError
 from tests.integration.servers import free_port
 
@@ -40,7 +41,7 @@ def test_the_locks_end_the_wait_and_the_socket_stays_open_for_the_active_server(
             break
         return locks
 
-    assert wait_as_standby(acquire, listener) is locks
+    assert wait_as_standby(acquire, listener, ApiConfig()) is locks
     assert asked == ["503"]
     listener.settimeout(0.1)  # still listening: a connection waits in its backlog for the active server
     with socket.create_connection(listener.getsockname(), timeout=2):
@@ -54,5 +55,5 @@ def test_an_error_while_waiting_for_the_lock_is_raised_by_the_standby(listener: 
         raise ConfigError("journal directory: cannot use it", field="alerting.journal_dir")
 
     with pytest.raises(ConfigError, match="journal directory"):
-        wait_as_standby(acquire, listener)
+        wait_as_standby(acquire, listener, ApiConfig())
     listener.close()
