@@ -27,10 +27,10 @@ def holds(root: Path, member: Member) -> bool:
 
 def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident]) -> set[str]:
     """Move into ``inc`` the other incidents' stalled ranks whose GPU its root holds and theirs does not (or
-    holds as a wider place), and move ``inc``'s own such ranks to the most specific root that holds their GPU; the ids of the incidents
-    whose members changed (``inc`` among them when any did). The transaction keeps whether a root holds a
-    member's GPU (``Batch.held``; it depends on nothing else): every touched incident asks it of every open
-    incident's stalled ranks, which was a fifth of the applier's time."""
+    holds as a wider place), and move ``inc``'s own such ranks to the most specific root that holds their
+    GPU; the ids of the incidents whose members changed (``inc`` among them when any did). The transaction
+    keeps whether a root holds a member's GPU (``Batch.held``; it depends on nothing else): every touched
+    incident asks it of every open incident's stalled ranks, which was a fifth of the applier's time."""
     if not inc.root_path:
         return set()
     memo = batch.held
@@ -90,7 +90,7 @@ def regroup_spread(
     for spread, holder in pairs:
         due = _strays(spread, holder, inventory)
         if due:
-            _move(batch, holder, spread, due, "of a signal spreading", "it is that signal spreading")
+            _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
             changed |= {spread.id, holder.id}
     return changed
 
@@ -114,6 +114,7 @@ def _move(
     source: OpenIncident,
     target: OpenIncident,
     fingerprints: list[str],
+    *,
     what: str = "stalled rank",
     why: str = "its fault holds their GPUs",
 ) -> None:
