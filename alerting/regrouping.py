@@ -14,7 +14,7 @@ from collections.abc import Iterable
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import Member, join_rank
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.faults import SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
@@ -84,8 +84,7 @@ def regroup_spread(
     if inc.facts().spread_of is not None:
         pairs = [(inc, o) for o in rest]
     else:
-        held = {m.signal for m in inc.members.values() if m.is_infra and m.kind not in OUTAGE_KINDS}
-        pairs = [(o, inc) for o in rest if held and o.facts().spread_of in held]
+        pairs = [(o, inc) for o in rest if o.facts().spread_of is not None]
     changed: set[str] = set()
     for spread, holder in pairs:
         due = _strays(spread, holder, inventory)
@@ -99,9 +98,11 @@ def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | N
     """``holder``'s alerts of ``spread``'s signal that ``spread`` would take, where ``holder`` keeps alerts
     of another fault (it is not a piece of the spread: the merge pass folds those) and does not spread the
     signal itself."""
-    signal = spread.facts().spread_of
-    if signal is None or holder.facts().spread_of is not None or signal in holder.facts().signals:
+    signal, facts = spread.facts().spread_of, holder.facts()
+    if signal is None or facts.spread_of is not None or signal in facts.signals:
         return []
+    if not any(signal[1] in kinds for kinds in facts.node_kinds.values()):
+        return []  # no alert of the kind (cheap: per node, not per alert)
     same = [fp for fp, m in holder.members.items() if m.is_infra and m.signal == signal]
     if not same or all(m.signal == signal for m in holder.members.values() if m.is_infra):
         return []
