@@ -141,15 +141,16 @@ def test_a_spreading_signal_does_not_absorb_another_nodes_outage_that_holds_the_
     tmp_path: Path,
 ) -> None:
     # The same alert on two GPUs of node-02 and then on node-09 is one signal spreading (racks unknown):
-    # one incident at the cluster. node-05 is down and one of its GPUs raised that alert as well: that
-    # alert is node-05's evidence, and the merge pass took node-05's whole incident in for it, NodeDown
-    # included, after which the cluster's incident took everything on node-05.
+    # one incident at the cluster. node-05 is down and one of its GPUs raised that alert as well: the
+    # merge pass took node-05's whole incident in for it, NodeDown included, after which the cluster's
+    # incident took everything on node-05. That alert is the spread's (as in every arrival order: a
+    # rollout holds all of its XIDs, see test_arrival_order), node-05's outage its own incident.
     engine, nodes = _fed(
         tmp_path,
         "0 GpuXidError node-02/1, 5 GpuXidError node-02/2, 10 NodeDown node-05, 12 GpuXidError node-05/3,"
         "20 GpuXidError node-09/5, 30 GpuTempHigh node-05/6",
     )
-    assert nodes == [["node-02", "node-09"], ["node-05"]]
+    assert nodes == [["node-02", "node-05", "node-09"], ["node-05"]]
     rows = {r.root_kind: r for r, _ in engine.store.list_rows() if r.state != IncidentState.RESOLVED.value}
     assert rows["node_down"].root_target["name"] == "node-05"
     assert {a.labels["alertname"] for a in engine.store.alerts_of(rows["xid"].id)} == {"GpuXidError"}
