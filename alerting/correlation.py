@@ -167,14 +167,26 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
     same = [m for m in candidate.members if m.is_infra and m.signal == new.signal]
     if len(same) < 2 or (rack_unknown and not same_rack and not _only_patterns(candidate.members)):
         return None
-    if same_rack:
+    if same_rack and not _outage_evidence(candidate, new):
         return 4 if len(common_ancestor([*(m.location.path for m in same), path])) >= RACK_DEPTH else None
+    if same_rack:
+        return None
     if any(m.kind in OUTAGE_KINDS for m in candidate.members):
         # An outage (a node or rack down, a GPU lost or hung) holds these as its evidence: they are not a
         # signal spreading, and a side signal such as a stale exporter elsewhere is another fault.
         return None
     nodes = {m.location.path[: RACK_DEPTH + 1] for m in same if len(m.location.path) > RACK_DEPTH}
     return 5 if len(nodes) >= 2 or rack_unknown else None
+
+
+def _outage_evidence(candidate: Candidate, new: Member) -> bool:
+    """Whether the candidate holds ``new``'s signal only as an outage's evidence (XID 119s on the GPUs of a
+    node that is down): not a signal spreading in the rack, so another node's alert of it is not the
+    outage's (a driver rollout reaching the rack after a node died there)."""
+    if new.kind in OUTAGE_KINDS:
+        return False
+    facts = candidate.facts()
+    return facts.outage_kind and new.signal not in facts.signals
 
 
 def _only_patterns(members: Iterable[Member]) -> bool:
@@ -226,14 +238,19 @@ def join_rank(
     if path and root and contains(root, path) and new.is_infra and explains(root, candidate.facts, new):
         return 0
     runs_on = new.location.runs_on
-    if runs_on and root and new.kind in SYMPTOM_KINDS and any(contains(root, gpu) for gpu in runs_on):
+    if (
+        runs_on
+        and root
+        and new.kind in SYMPTOM_KINDS
+        and any(_holds(root, candidate, gpu) for gpu in runs_on)
+    ):
         return 1  # a rank whose GPU the incident's fault holds (its members may not name the job yet)
     if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
         # The job's rank elsewhere than the incident's fault: a collective stalls everywhere, so it may
         # still be this fault's; only where no incident holds the rank's GPU (see the rule above).
         return 6 if runs_on and root else 1
-    if path and root and contains(root, path) and not new.is_infra:
-        return 1
+    if path and root and contains(root, path) and not new.is_infra and not runs_on:
+        return 1  # a placed rank goes by its GPU (above), not by its cluster label
     if new.is_infra and not root:
         return 2 if _hosts_workload(path, candidate.placement(inventory), inventory, under) else None
     if (
@@ -277,6 +294,15 @@ def join_rank(
         ):
             return 3
     return None
+
+
+def _holds(root: Path, candidate: Candidate, gpu: Path) -> bool:
+    """Whether the fault of an incident rooted at ``root`` holds ``gpu``: a rack or node root holds what is
+    under it; a cluster root (a signal spread over racks, faults of nodes of unknown racks) only the nodes
+    its alerts are on, not every GPU of the cluster (a job stalled elsewhere is not a rollout's)."""
+    if not contains(root, gpu):
+        return False
+    return len(root) >= RACK_DEPTH or gpu[: RACK_DEPTH + 1] in candidate.facts().node_kinds
 
 
 _FAMILIES = (
@@ -324,6 +350,10 @@ class RootFacts:
     outage_kind: (
         bool  # a member of an outage kind (node or rack down, GPU lost or hung), not only XIDs or ECC
     )
+    spread_of: Signal | None = None
+    """The one XID signal of every infrastructure alert, spread to two nodes or more, with no outage kind
+    among them: the incident is that XID spreading (a driver rollout's XID 119), nothing else. Stale
+    exporters or heat spreading are left to the rack rules (a rack's outage takes its stale exporters)."""
 
 
 @dataclass(slots=True)
@@ -339,9 +369,10 @@ class FactsBuilder:
     gpus_out: set[Path] = field(default_factory=set)
     signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
     # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
-    # come, and the facts last made, made again only when a value changes (this or ``outage_kind``):
-    # gathering the signals and making the facts again for every alert joining a rack storm was a tenth of
-    # the applier's time.
+    # come, and the facts last made, made again only when what they hold changes (these signals, a new one
+    # in ``signal_nodes``, ``outage_kind``): gathering the signals and making the facts again for every
+    # alert joining a rack storm was a tenth of the applier's time, and every candidate is now asked for
+    # its facts at every alert (``spreads``).
     signals: frozenset[Signal] = frozenset()
     outage_kind: bool = False
     made: RootFacts | None = None
@@ -370,8 +401,9 @@ class FactsBuilder:
                 self.gpus_out.add(gpu)
         if m.kind not in OUTAGE_KINDS:
             nodes = self.signal_nodes.get(m.signal)
-            if nodes is None:
-                nodes = self.signal_nodes[m.signal] = set()
+            if nodes is None:  # a signal it did not hold: ``spread_of`` may change
+                nodes, self.made = set(), None
+                self.signal_nodes[m.signal] = nodes
             if node not in nodes:
                 nodes.add(node)
                 # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only
@@ -390,6 +422,15 @@ class FactsBuilder:
         that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
         fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
         if self.made is None:
+            infra = [s for s in self.signal_nodes if s[1] not in SYMPTOM_KINDS]
+            spread_of = None
+            if (
+                len(infra) == 1
+                and infra[0][1] is FaultKind.XID
+                and infra[0] in self.signals
+                and not self.outage_kind
+            ):
+                spread_of = infra[0]
             self.made = RootFacts(
                 self.node_kinds,
                 self.node_outage,
@@ -398,6 +439,7 @@ class FactsBuilder:
                 self.gpus_out,
                 self.signals,
                 self.outage_kind,
+                spread_of,
             )
         return self.made
 
@@ -431,10 +473,11 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything on a node
     an outage took."""
     path = new.location.path
-    if len(root) == RACK_DEPTH and (
-        new.kind is FaultKind.EXPORTER_STALE or (new.is_outage and len(path) <= RACK_DEPTH + 1)
-    ):
+    if len(root) == RACK_DEPTH and new.kind is FaultKind.EXPORTER_STALE:
         return True  # before gathering any facts: a rack storm asks this for each alert
+    if len(root) == RACK_DEPTH and new.is_outage and len(path) <= RACK_DEPTH + 1:
+        # A node down is the rack's, but not a driver rollout's: an XID spreading is no cause of it.
+        return facts_of().spread_of is None
     facts = facts_of()
     where = path[: RACK_DEPTH + 1]
     if len(root) > RACK_DEPTH:
@@ -444,6 +487,12 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
+
+
+def spreads(candidate: Candidate, new: Member) -> bool:
+    """Whether ``candidate`` is ``new``'s signal spreading and nothing else (a driver rollout's XID 119):
+    the alert is more of it, whatever other fault its GPU shares (a node down, an NVSwitch failing)."""
+    return new.kind not in OUTAGE_KINDS and candidate.facts().spread_of == new.signal
 
 
 def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:
@@ -487,12 +536,15 @@ def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | Non
 def best_candidate(
     candidates: Iterable[Candidate], new: Member, inventory: Inventory | None
 ) -> Candidate | None:
-    """The incident that best explains a new alert, or None to open a new one: the best rank, then the most
-    specific root, then the most recently active; among those still equal, the earliest onset."""
+    """The incident that best explains a new alert, or None to open a new one: the signal's own spread
+    (``spreads``), then the best rank, then the most specific root, then the most recently active; among
+    those still equal, the earliest onset."""
     ranked: list[tuple[tuple[int, int, float], Candidate]] = []
     under: dict[Path, frozenset[GpuKey]] = {}
     for c in candidates:
         rank = join_rank(c, new, inventory, under)
+        if rank is not None and spreads(c, new):
+            rank = -1  # more of a signal spreading goes with it, not with another fault where it is
         if rank is not None:
             ranked.append(((rank, -len(c.root_path), -c.last_alert_at.timestamp()), c))
     if not ranked:

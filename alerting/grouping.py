@@ -28,7 +28,7 @@ from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
-from alerting.regrouping import regroup_ranks
+from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.spreading import spread_candidates
 from alerting.store import impact_to_dict
 from alerting.store_models import AlertRow, IncidentRow
@@ -113,6 +113,7 @@ class IncidentGrouping:
             elif regrouped.get(inc.id, 0) < REGROUP_PASSES:
                 regrouped[inc.id] = regrouped.get(inc.id, 0) + 1
                 moved = regroup_ranks(batch, inc, list(self._open.values()))
+                moved |= regroup_spread(batch, inc, self._open.values(), self.inventory)
                 pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:
                 sharers |= self._sharers(inc, lost)

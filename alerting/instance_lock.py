@@ -43,6 +43,9 @@ logger = logging.getLogger(__name__)
 # pg_try_advisory_lock takes one bigint: the ASCII of "gpuwarden" cut to 8 bytes, so unrelated software
 # using advisory locks on the same database is unlikely to pick it.
 ADVISORY_KEY = int.from_bytes(b"gpuwarde", "big") & ((1 << 63) - 1)
+# How often a standby tries to take the locks: see ``InstanceLocks.acquire``.
+ADVISORY_POLL_SECONDS = 5.0
+FILE_POLL_SECONDS = 0.25
 # pg_locks shows a bigint key as two 32-bit halves: classid (high) and objid (low).
 _KEY_PARTS = {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFFFFFF}
 # Whether the lock connection's backend (its pid, and its start time: a PostgreSQL restarted in a container
@@ -323,13 +326,26 @@ class InstanceLocks:
                 raise InstanceBusy(lock.what, holder)
             self._held.append(lock)
 
-    def acquire(self, *, wait: bool, sleep: Callable[[float], None], poll_seconds: float = 5.0) -> None:
-        """Take the locks; with ``wait`` (a standby) poll until the active server is gone.
+    def acquire(
+        self,
+        *,
+        wait: bool,
+        sleep: Callable[[float], None],
+        poll_seconds: float | None = None,
+        on_wait: Callable[[Exception], None] | None = None,
+    ) -> None:
+        """Take the locks; with ``wait`` (a standby) poll until the active server is gone, telling
+        ``on_wait`` what each attempt found (who holds a lock, or why the store cannot be asked).
 
-        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised. It polls
-        every 5 s while the active server checks its lock every second, so after a PostgreSQL restart (every
-        session, and every advisory lock, gone) the active server takes its lock back first.
+        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised. On a
+        PostgreSQL store it polls every 5 s while the active server checks its lock every second, so after a
+        PostgreSQL restart (every session, and every advisory lock, gone) the active server takes its lock
+        back first. File locks cannot be lost while their holder lives, and one is free the moment the
+        holder dies: they are polled every quarter second (a failed ``flock`` is one system call), so a
+        SQLite standby does not idle for up to 5 s after the active server died.
         """
+        if poll_seconds is None:
+            poll_seconds = ADVISORY_POLL_SECONDS if self.can_be_lost else FILE_POLL_SECONDS
         announced = ""
         while True:
             try:
@@ -340,6 +356,8 @@ class InstanceLocks:
             except (InstanceBusy, SQLAlchemyError) as exc:
                 if not wait:
                     raise
+                if on_wait is not None:
+                    on_wait(exc)
                 said = str(exc).splitlines()[0]
                 if said != announced:
                     logger.info("instance lock: standby, waiting: %s", said)

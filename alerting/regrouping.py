@@ -13,8 +13,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import Member
-from alerting.faults import SYMPTOM_KINDS
+from alerting.correlation import Member, join_rank
+from alerting.inventory import Inventory
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 
@@ -24,18 +24,14 @@ def holds(root: Path, member: Member) -> bool:
     return bool(root) and any(contains(root, gpu) for gpu in member.location.runs_on)
 
 
-def _misplaced(member: Member, root: Path) -> bool:
-    """A stalled rank whose GPU the inventory places and an incident rooted at ``root`` does not hold."""
-    return member.kind in SYMPTOM_KINDS and bool(member.location.runs_on) and not holds(root, member)
-
-
 def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident]) -> set[str]:
-    """Move into ``inc`` the other incidents' stalled ranks whose GPU its root holds and theirs does not,
-    and move ``inc``'s own such ranks to an incident whose root holds their GPU; the ids of the incidents
-    whose members changed (``inc`` among them when any did). Every touched incident asks this of every open
-    incident, which was a fifth of the applier's time: each incident keeps its placed stalled ranks and the
-    clusters of their GPUs (``OpenIncident.stalled_ranks``), so only those are walked, and the transaction
-    keeps whether a root holds a member's GPU (``Batch.held``; it depends on nothing else)."""
+    """Move into ``inc`` the other incidents' stalled ranks whose GPU its root holds and theirs does not (or
+    holds as a wider place), and move ``inc``'s own such ranks to the most specific root that holds their
+    GPU; the ids of the incidents whose members changed (``inc`` among them when any did). Every touched
+    incident asks this of every open incident, which was a fifth of the applier's time: each incident keeps
+    its placed stalled ranks and the clusters of their GPUs (``OpenIncident.stalled_ranks``), so only those
+    are walked, and the transaction keeps whether a root holds a member's GPU (``Batch.held``; it depends
+    on nothing else)."""
     if not inc.root_path:
         return set()
     memo = batch.held
@@ -54,10 +50,12 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
         ranks, clusters = other.stalled_ranks()
         if inc.root_path[0] not in clusters:
             continue  # none of its ranks' GPUs is in the cluster of ``inc``'s root
+        wider = len(inc.root_path) > len(other.root_path)
         due = [
             fp
             for fp in ranks
-            if not held(other.root_path, fp, other.members[fp]) and held(inc.root_path, fp, other.members[fp])
+            if held(inc.root_path, fp, other.members[fp])
+            and (wider or not held(other.root_path, fp, other.members[fp]))
         ]
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
             _move(batch, other, inc, due)
@@ -65,16 +63,63 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
     if not rest:  # nowhere to move its own ranks: a wide incident alone is not walked at every batch
         return changed
     for fp, member in [(fp, inc.members[fp]) for fp in inc.stalled_ranks()[0]]:
-        if not _misplaced(member, inc.root_path):
-            continue
-        target = next((o for o in rest if holds(o.root_path, member)), None)
+        # Where its GPU's fault is: another incident's root that holds it, where ``inc``'s does not or is
+        # wider (a rollout's cluster holds every GPU; an NVSwitch's node is where the rank's fault is).
+        mine = len(inc.root_path) if holds(inc.root_path, member) else -1
+        holders = [o for o in rest if len(o.root_path) > mine and holds(o.root_path, member)]
+        target = max(holders, key=lambda o: len(o.root_path), default=None)
         if target is not None and len(inc.members) > 1:
             _move(batch, inc, target, [fp])
             changed |= {target.id, inc.id}
     return changed
 
 
-def _move(batch: Batch, source: OpenIncident, target: OpenIncident, fingerprints: list[str]) -> None:
+def regroup_spread(
+    batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident], inventory: Inventory | None
+) -> set[str]:
+    """Move the alerts of a signal spreading (a driver rollout's XID 119) that another incident holds beside
+    a fault of its own (a node down, an NVSwitch failing on a node the rollout reached) into the spread's
+    incident, as ``best_candidate`` would have put them had the spread existed when they came; ``inc`` is
+    either side. The ids of the incidents whose members changed."""
+    rest = [o for o in others if o.id != inc.id and o.members]
+    if inc.facts().spread_of is not None:
+        pairs = [(inc, o) for o in rest]
+    else:
+        pairs = [(o, inc) for o in rest if o.facts().spread_of is not None]
+    changed: set[str] = set()
+    for spread, holder in pairs:
+        due = _strays(spread, holder, inventory)
+        if due:
+            _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
+            changed |= {spread.id, holder.id}
+    return changed
+
+
+def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | None) -> list[str]:
+    """``holder``'s alerts of ``spread``'s signal that ``spread`` would take, where ``holder`` keeps alerts
+    of another fault (it is not a piece of the spread: the merge pass folds those) and does not spread the
+    signal itself."""
+    signal, facts = spread.facts().spread_of, holder.facts()
+    if signal is None or facts.spread_of is not None or signal in facts.signals:
+        return []
+    if not any(signal[1] in kinds for kinds in facts.node_kinds.values()):
+        return []  # no alert of the kind (cheap: per node, not per alert)
+    same = [fp for fp, m in holder.members.items() if m.is_infra and m.signal == signal]
+    if not same or all(m.signal == signal for m in holder.members.values() if m.is_infra):
+        return []
+    candidate = spread.candidate()
+    return [fp for fp in same if join_rank(candidate, holder.members[fp], inventory) is not None]
+
+
+def _move(
+    batch: Batch,
+    source: OpenIncident,
+    target: OpenIncident,
+    fingerprints: list[str],
+    *,
+    what: str = "stalled rank",
+    why: str = "its fault holds their GPUs",
+) -> None:
     """Move alerts from ``source`` to ``target`` (their stored rows too); one timeline event each side."""
     for fp in fingerprints:
         target.members[fp] = source.members.pop(fp)
@@ -83,16 +128,16 @@ def _move(batch: Batch, source: OpenIncident, target: OpenIncident, fingerprints
             alert.incident_id = target.id
     source.forget_facts()  # members left: the facts builder only ever adds
     target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
-    n = len(fingerprints)
+    alerts = f"{len(fingerprints)} {what} alert{'s' if len(fingerprints) > 1 else ''}"
     batch.event(
         source.id,
         "alerts_moved",
-        f"{n} stalled rank alert{'s' if n > 1 else ''} moved to {target.id}, whose fault holds their GPUs",
+        f"{alerts} moved to {target.id}: {why}",
         {"to": target.id, "fingerprints": fingerprints},
     )
     batch.event(
         target.id,
         "alerts_moved",
-        f"took {n} stalled rank alert{'s' if n > 1 else ''} from {source.id}: its fault holds their GPUs",
+        f"took {alerts} from {source.id}: {why}",
         {"from": source.id, "fingerprints": fingerprints},
     )

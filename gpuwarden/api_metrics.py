@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from alerting.engine import IncidentEngine
+from gpuwarden.standby_api import standby_gauge
 
 
 class ApiMetrics(Collector):
@@ -55,6 +56,7 @@ class ApiMetrics(Collector):
             ),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
+        yield standby_gauge(0)  # this is the active server (a standby answers 1)
         yield GaugeMetricFamily(
             "gpuwarden_alerts_muted_firing",
             "Firing alerts held back by a silence, maintenance window or inhibition (they open or join an "

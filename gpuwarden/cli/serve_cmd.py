@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
@@ -25,6 +26,9 @@ from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every
 
 if TYPE_CHECKING:
     import socket
+
+    import uvicorn
+    from starlette.applications import Starlette
 
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
@@ -136,8 +140,16 @@ def _log_json() -> None:
     configure_logging(logging.INFO, handler)  # httpx's request lines (full URLs) quieted there
 
 
-def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks:
-    """This server's store and journal locks, or a ``ConfigError``/``InstanceBusy`` saying why not."""
+def take_locks(
+    cfg: GpuwardenConfig,
+    db: str,
+    *,
+    standby: bool,
+    sleep: Callable[[float], None] | None = None,
+    on_wait: Callable[[Exception], None] | None = None,
+) -> InstanceLocks:
+    """This server's store and journal locks, or a ``ConfigError``/``InstanceBusy`` saying why not; a
+    standby waits for them, sleeping with ``sleep`` and telling ``on_wait`` what each attempt found."""
     from sqlalchemy.exc import SQLAlchemyError  # noqa: PLC0415 - see build_service
 
     from alerting.instance_lock import InstanceLocks, LockFileError  # noqa: PLC0415
@@ -146,7 +158,7 @@ def take_locks(cfg: GpuwardenConfig, db: str, *, standby: bool) -> InstanceLocks
     journal = journal_dir(cfg, db)
     try:
         locks = InstanceLocks.for_server(db, journal)
-        locks.acquire(wait=standby, sleep=SystemClock().sleep)
+        locks.acquire(wait=standby, sleep=sleep or SystemClock().sleep, on_wait=on_wait)
     except LockFileError as exc:
         if exc.what.startswith("journal"):
             raise ConfigError(
@@ -165,6 +177,41 @@ def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_fie
     except ConfigError:
         locks.release()
         raise
+
+
+def _locked_and_bound(
+    cfg: GpuwardenConfig, db: str, *, standby: bool, where: tuple[str, int, str, str]
+) -> tuple[InstanceLocks, socket.socket] | None:
+    """The locks and the bound socket of a server that is now the active one; None for a standby stopped
+    (SIGTERM) while it waited. ``where``: host, port and the setting or option each came from.
+
+    A standby binds its port first and answers on it while it waits (``gpuwarden.cli.standby``). If the
+    port is taken, as by an active server on the same host and port, it waits with the port closed, as
+    standbys did before, and binds it once it holds the lock. Otherwise the port is bound once the store
+    lock is taken, so a second server is refused naming the store's holder rather than the port.
+    """
+    from gpuwarden.cli.standby import preload, standby_socket, wait_as_standby  # noqa: PLC0415
+
+    host, port, host_field, port_field = where
+    if standby:
+        listener = standby_socket(host, port, host_field, port_field)
+        preload(cfg)  # what serve imports once it holds the lock: a shorter handover
+        if listener is not None:
+            try:
+                locks = wait_as_standby(
+                    lambda sleep, on_wait: take_locks(cfg, db, standby=True, sleep=sleep, on_wait=on_wait),
+                    listener,
+                    cfg.api,
+                )
+            except BaseException:
+                listener.close()
+                raise
+            if locks is None:
+                listener.close()
+                return None
+            return locks, listener
+    locks = take_locks(cfg, db, standby=standby)
+    return locks, _bound(locks, host, port, host_field, port_field)
 
 
 def journal_dir(cfg: GpuwardenConfig, db: str) -> Path:
@@ -325,7 +372,8 @@ def serve(
         bool,
         typer.Option(
             "--standby",
-            help="If another serve holds the store, wait (port closed) and take over when it stops.",
+            help="If another serve holds the store, wait and take over when it stops; meanwhile its port"
+            " answers 503 naming the active one (/-/healthy 200, /-/ready 503).",
         ),
     ] = False,
 ) -> None:
@@ -334,12 +382,9 @@ def serve(
     One server is active per store: a second one stops, naming the first, or waits with --standby.
     """
     # Imported here for the reason build_service gives.
-    import uvicorn  # noqa: PLC0415
-
     from alerting.fencing import LockStatus  # noqa: PLC0415
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
 
     cfg = _checked_config(config)
     api = _with_token(cfg.api)
@@ -353,12 +398,15 @@ def serve(
         for warning in check_serve(cfg, store, store_field, address, address_field):
             logger.warning("%s", cfg.locate(warning))
         prepare_inventories(cfg).close()
-        locks = take_locks(cfg, store, standby=standby)
-        # Bound once this server is the active one (a standby waits with its port closed), and before the
-        # store is opened: a taken port or a wrong --host must not leave a migrated store behind, which the
-        # release being rolled back to would refuse. Bound, not listening: connections are refused until
-        # uvicorn serves.
-        listener = _bound(locks, address, port_number, address_field, port_field)
+        # Bound before the store is opened: a taken port or a wrong --host must not leave a migrated store
+        # behind, which the release being rolled back to would refuse. An active server's socket is bound,
+        # not listening: connections are refused until uvicorn serves.
+        active = _locked_and_bound(
+            cfg, store, standby=standby, where=(address, port_number, address_field, port_field)
+        )
+        if active is None:
+            return  # a standby asked to stop
+        locks, listener = active
         try:
             fence, engine, background, routes, outbox, applier = _fenced_service(cfg, store, locks)
         except BaseException:
@@ -391,6 +439,24 @@ def serve(
         outbox=outbox,
         fence=fence,
     )
+    server = _uvicorn_server(app, address, port_number, api)
+    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
+        run_until_stopped(server, [listener])
+    finally:
+        listener.close()
+        locks.release()
+    if lost:
+        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
+        raise typer.Exit(1)
+
+
+def _uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> uvicorn.Server:
+    """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
+    the long-lived state startup loaded."""
+    import uvicorn  # noqa: PLC0415 - the reason build_service gives
+
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
+
     # The engine holds every open incident and the status of every stored alert; the applier allocates a
     # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
     # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
@@ -398,7 +464,7 @@ def serve(
     gc.freeze()
     gc.set_threshold(10_000, 10, 10)
     logger.info("serving on %s:%s", address, port_number)
-    server = uvicorn.Server(
+    return uvicorn.Server(
         uvicorn.Config(
             app,
             host=address,
@@ -413,14 +479,6 @@ def serve(
             limit_concurrency=api.max_connections,
         )
     )
-    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
-        run_until_stopped(server, [listener])
-    finally:
-        listener.close()
-        locks.release()
-    if lost:
-        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
-        raise typer.Exit(1)
 
 
 def register(app: typer.Typer) -> None:

@@ -56,6 +56,20 @@ PAIRS = {
     # One rack: a switch failure the rack's power loss swallows.
     "nvswitch r07-n03 + rack r07": sc.nvlink_switch_failure(7, 3, START)
     + sc.rack_failure(7, START + timedelta(seconds=30)),
+    # A driver rollout (XID 119) beside another fault: the rollout is one incident whatever racks it
+    # reached, the other fault its own, and XID 119s on the other fault's node are the rollout's.
+    "rollout r01,r02 + node r01-n03": sc.driver_rollout_xids((1, 2), START, stalled_job=None)
+    + sc.node_failure(1, 3, START + timedelta(seconds=20)),
+    "node r07-n01 + rollout r07,r08": sc.node_failure(7, 1, START)
+    + sc.driver_rollout_xids((7, 8), START + timedelta(seconds=20), stalled_job=None),
+    "rollout r07,r08 + nvswitch r07-n02": sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+    + sc.nvlink_switch_failure(7, 2, START + timedelta(seconds=20)),
+    "rollout r07,r08 + nvswitch r08-n04": sc.driver_rollout_xids((7, 8), START)
+    + sc.nvlink_switch_failure(8, 4, START + timedelta(seconds=30)),
+    "rollout r07,r08 + rack r07": sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+    + sc.rack_failure(7, START + timedelta(seconds=20)),
+    "job stall + rollout r03,r04": sc.job_wide_stall(START, ranks=16)
+    + sc.driver_rollout_xids((3, 4), START + timedelta(seconds=5), stalled_job=None),
 }
 
 
@@ -111,6 +125,23 @@ def test_two_faults_give_the_same_incidents_in_any_order_and_batching(tmp_path: 
     expected = _feed(tmp_path, _batches(by_onset, 64), at)
     for order, posts in _orders(alerts):
         assert _feed(tmp_path, posts, at) == expected, order
+
+
+@pytest.mark.parametrize("name", sorted(n for n in PAIRS if "rollout" in n and "job stall" not in n))
+def test_a_rollout_is_one_incident_of_its_xids_beside_another_fault_of_its_own(
+    tmp_path: Path, name: str
+) -> None:
+    alerts = _ranks(PAIRS[name])
+    xids = {a.fingerprint for a in alerts if a.labels.get("xid") == "119"}
+    other = {a.fingerprint for a in alerts if a.labels["alertname"] not in ("GPUXid", "TrainingJobStalled")}
+    other |= {a.fingerprint for a in alerts if a.labels.get("xid") not in (None, "119")}
+    at = max(_onset(a) for a in alerts)
+    for order, posts in _orders(alerts):
+        holding = [fps for _k, _t, _p, _title, fps in _feed(tmp_path, posts, at)]
+        rollout = [fps for fps in holding if xids <= fps]
+        assert len(rollout) == 1, order  # every XID 119, on whatever node, in one incident
+        assert not rollout[0] & other, order  # the other fault's alerts are not the rollout's
+        assert any(other <= fps for fps in holding), order  # the other fault is one incident
 
 
 def _ids(monkeypatch: pytest.MonkeyPatch, descending: bool) -> None:

@@ -12,7 +12,14 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import ArgumentError
 
-from alerting.instance_lock import FileLock, InstanceBusy, InstanceLocks, application_name, store_lock
+from alerting.instance_lock import (
+    FILE_POLL_SECONDS,
+    FileLock,
+    InstanceBusy,
+    InstanceLocks,
+    application_name,
+    store_lock,
+)
 
 
 def _locks(tmp_path: Path, db: str = "gw.db", journal: str = "gw.db.journal") -> InstanceLocks:
@@ -169,3 +176,24 @@ def test_a_sqlite_store_reached_through_a_symlink_has_the_lock_of_the_file_it_po
     with pytest.raises(InstanceBusy):
         _locks(tmp_path, "gw.db", "j1").try_acquire()
     via_link.release()
+
+
+def test_a_sqlite_standby_polls_often_and_tells_who_holds_the_lock_at_each_attempt(tmp_path: Path) -> None:
+    """A file lock is free the moment its holder dies: a standby that polled every 5 s idled up to 5 s of
+    every handover. Each attempt's finding goes to ``on_wait`` (the standby's port says who is active)."""
+    active = _locks(tmp_path)
+    active.try_acquire()
+    standby = _locks(tmp_path)
+    polls: list[float] = []
+    found: list[Exception] = []
+
+    def sleep(seconds: float) -> None:
+        polls.append(seconds)
+        if len(polls) == 2:
+            active.release()
+
+    standby.acquire(wait=True, sleep=sleep, on_wait=found.append)
+    assert polls == [FILE_POLL_SECONDS, FILE_POLL_SECONDS] and FILE_POLL_SECONDS <= 0.5
+    assert [type(e) for e in found] == [InstanceBusy, InstanceBusy]
+    assert f"pid {os.getpid()} on " in str(found[0])
+    standby.release()

@@ -1,0 +1,100 @@
+"""What a ``serve --standby`` answers on its port while another ``serve`` holds the store.
+
+Its port used to stay closed until it took over, so a client sent to it (``incidents list --url``, a
+Prometheus that lists both replicas) got "Connection refused" and no hint of where to go. It now listens
+and answers every API request 503 naming the active server (pid, host, since when), with ``Retry-After``;
+liveness (``/healthz``, ``/-/healthy``) is 200, readiness (``/-/ready``) 503, so a Kubernetes Service
+sends it nothing and a liveness probe leaves it alone; ``/metrics`` says ``gpuwarden_serve_standby 1``.
+Nothing is journaled or stored: a standby opens neither.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+from starlette.routing import Route
+
+from gpuwarden.api_errors import error_response
+
+ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+RETRY_AFTER_SECONDS = "5"  # a standby's own poll of the lock: the earliest it could take requests
+
+
+class StandbyState:
+    """Why this server is a standby, as the last attempt to take the store lock found it."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._why = "waiting for the store lock"
+
+    def waiting(self, reason: Exception) -> None:
+        """Record what the last attempt found (``InstanceBusy`` names the holder; a store error, why the
+        store cannot be asked)."""
+        said = str(reason).splitlines()[0] if str(reason) else type(reason).__name__
+        with self._lock:
+            self._why = said
+
+    @property
+    def message(self) -> str:
+        """What every refused request is told."""
+        with self._lock:
+            why = self._why
+        return (
+            f"this serve is a standby and takes no requests: {why}; send requests to the active one (through"
+            " the one address, Service or VIP, in front of both); this one takes over when that one stops"
+        )
+
+
+class StandbyCollector(Collector):
+    """``gpuwarden_serve_standby 1``: which replica is the standby, for dashboards and alerts."""
+
+    def collect(self) -> list[GaugeMetricFamily]:
+        """One gauge."""
+        return [standby_gauge(1)]
+
+
+def standby_gauge(value: int) -> GaugeMetricFamily:
+    """``gpuwarden_serve_standby``: 1 on a standby waiting for the store lock, 0 on the active server."""
+    return GaugeMetricFamily(
+        "gpuwarden_serve_standby",
+        "1 while this serve is a standby waiting for the store lock, 0 once it is the active one.",
+        value=value,
+    )
+
+
+def standby_app(state: StandbyState) -> Starlette:
+    """The standby's HTTP app: liveness 200, readiness 503, ``/metrics``, every other request 503."""
+
+    async def healthy(request: Request) -> Response:
+        return PlainTextResponse("ok: standby\n")
+
+    async def ready(request: Request) -> Response:
+        return PlainTextResponse(
+            f"not ready: {state.message}\n", status_code=503, headers={"Retry-After": RETRY_AFTER_SECONDS}
+        )
+
+    async def metrics(request: Request) -> Response:
+        registry = CollectorRegistry()
+        registry.register(StandbyCollector())
+        return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
+
+    async def refuse(request: Request) -> Response:
+        response = error_response(503, state.message, route=request.url.path)
+        response.headers["Retry-After"] = RETRY_AFTER_SECONDS
+        return response
+
+    return Starlette(
+        routes=[
+            Route("/healthz", healthy, methods=["GET", "HEAD"]),
+            Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
+            Route("/-/ready", ready, methods=["GET", "HEAD"]),
+            Route("/metrics", metrics, methods=["GET"]),
+            Route("/{path:path}", refuse, methods=ALL_METHODS),
+        ]
+    )

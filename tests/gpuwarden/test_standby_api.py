@@ -1,0 +1,71 @@
+"""What a ``serve --standby`` answers while another serve holds the store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from alerting.instance_lock import InstanceBusy
+from gpuwarden.standby_api import StandbyState, standby_app
+
+HOLDER = "pid 4242 on node-a, started 2026-01-01T00:00:00+00:00"
+
+
+@pytest.fixture
+def client(tmp_path: Path) -> TestClient:
+    state = StandbyState()
+    state.waiting(InstanceBusy(f"store {tmp_path / 'gw.db'}", HOLDER))
+    return TestClient(standby_app(state))
+
+
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [
+        ("GET", "/api/v1/incidents"),
+        ("POST", "/api/v1/incidents/inc-1/ack"),
+        ("GET", "/api/v1/ingest/status"),
+        ("GET", "/no/such/path"),
+    ],
+    ids=["list", "ack", "ingest-status", "unknown-path"],
+)
+def test_every_api_request_is_refused_naming_the_active_server(
+    client: TestClient, method: str, path: str
+) -> None:
+    response = client.request(method, path)
+    assert response.status_code == 503
+    assert response.headers["Retry-After"] == "5"
+    said = response.json()["error"]
+    assert said.startswith("this serve is a standby and takes no requests")
+    assert HOLDER in said and "send requests to the active one" in said
+
+
+def test_an_alert_post_is_refused_as_alertmanager_answers_so_amtool_and_prometheus_print_it(
+    client: TestClient,
+) -> None:
+    response = client.post("/api/v2/alerts", json=[{"labels": {"alertname": "NodeDown"}}])
+    assert response.status_code == 503
+    assert isinstance(response.json(), str) and HOLDER in response.json()
+
+
+def test_a_standby_is_alive_but_not_ready(client: TestClient) -> None:
+    for path in ("/healthz", "/-/healthy"):
+        assert client.get(path).status_code == 200
+        assert client.head(path).status_code == 200
+    ready = client.get("/-/ready")
+    assert ready.status_code == 503
+    assert ready.text.startswith("not ready: this serve is a standby") and HOLDER in ready.text
+
+
+def test_a_standby_says_so_on_metrics(client: TestClient) -> None:
+    response = client.get("/metrics")
+    assert response.status_code == 200
+    assert "gpuwarden_serve_standby 1.0" in response.text.splitlines()
+
+
+def test_a_standby_that_cannot_reach_the_store_says_why(tmp_path: Path) -> None:
+    state = StandbyState()
+    state.waiting(OSError("connection refused\nsecond line"))
+    said = TestClient(standby_app(state)).get("/api/v1/incidents").json()["error"]
+    assert "standby" in said and "connection refused" in said and "second line" not in said
