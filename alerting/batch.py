@@ -68,8 +68,13 @@ class OpenIncident:
         self._gathered = None
 
     def facts(self) -> RootFacts:
-        """``RootFacts`` of the members, brought up to date only when members came (see ``_gather``)."""
-        return self._gather().builder.facts()
+        """``RootFacts`` of the members, brought up to date only when members came (see ``_gather``). Asked of
+        every candidate at every alert: what is already gathered and made is returned without another call."""
+        got = self._gathered
+        if got is None or got.count != len(self.members):
+            got = self._gather()
+        made = got.builder.made
+        return made if made is not None else got.builder.facts()
 
     def stalled_ranks(self) -> tuple[Sequence[str], AbstractSet[str]]:
         """The fingerprints of its workload symptoms whose rank's GPUs the inventory places (all that
