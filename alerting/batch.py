@@ -8,6 +8,8 @@ commit and told to listeners after it; ``Ticket`` is one ingest call waiting for
 from __future__ import annotations
 
 import itertools
+from collections.abc import Iterable, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -15,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.correlation import Candidate, FactsBuilder, Member, RootFacts
+from alerting.faults import SYMPTOM_KINDS
 from alerting.handoff import watch
 from alerting.inventory import GpuKey
 from alerting.pending import PendingAlert, StoredAlert
@@ -46,8 +49,7 @@ class OpenIncident:
     # The GPUs its live outages took, as last assessed: other incidents count them in the share of a
     # service they both take replicas from (see ``impact.assess``); empty once nothing fires.
     lost: frozenset[GpuKey] = frozenset()
-    # (members counted, their facts builder, facts as of that count): see ``facts``
-    _facts: tuple[int, FactsBuilder, RootFacts] | None = field(default=None, repr=False, compare=False)
+    _gathered: _Gathered | None = field(default=None, repr=False, compare=False)  # see ``facts``
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""
@@ -62,26 +64,62 @@ class OpenIncident:
         )
 
     def forget_facts(self) -> None:
-        """Gather the facts again at the next ``facts``: the members changed place (a new inventory)."""
-        self._facts = None
+        """Gather the facts again at the next ``facts``: members left, or changed place (a new inventory)."""
+        self._gathered = None
 
     def facts(self) -> RootFacts:
-        """``RootFacts`` of the members, brought up to date only when members came (they never leave, and a
-        member's kind, place and name never change: ``_remeasure`` replaces one by its like; a new inventory
-        moves them, and ``forget_facts`` starts over). New members are the dict's last ones."""
-        cached = self._facts
+        """``RootFacts`` of the members, brought up to date only when members came (see ``_gather``). Asked of
+        every candidate at every alert: what is already gathered and made is returned without another call."""
+        got = self._gathered
+        if got is None or got.count != len(self.members):
+            got = self._gather()
+        made = got.builder.made
+        return made if made is not None else got.builder.facts()
+
+    def stalled_ranks(self) -> tuple[Sequence[str], AbstractSet[str]]:
+        """The fingerprints of its workload symptoms whose rank's GPUs the inventory places (all that
+        ``regroup_ranks`` may move), in join order, and the clusters of those GPUs."""
+        got = self._gather()
+        return got.ranks, got.clusters
+
+    def _gather(self) -> _Gathered:
+        """What is gathered of the members, brought up to date only when members came. A member's kind, place
+        and name never change (``_remeasure`` replaces one by its like); members leave only through
+        ``regrouping._move``, and a new inventory moves them: both call ``forget_facts``, and it starts over.
+        New members are the dict's last ones."""
         count = len(self.members)
-        if cached is not None and cached[0] == count:
-            return cached[2]
-        if cached is None or cached[0] > count:
-            builder, seen = FactsBuilder(), 0
-        else:
-            builder, seen = cached[1], cached[0]
-        for member in itertools.islice(self.members.values(), seen, None):
+        got = self._gathered
+        if got is not None and got.count == count:
+            return got
+        if got is None or got.count > count:
+            got = _Gathered()
+        # From the end: skipping the members gathered already walked them all (a 10,000-alert incident).
+        # Usually one came (each alert joining asks): no list for it, every object made is collector work.
+        builder, ranks, clusters = got.builder, got.ranks, got.clusters
+        latest = reversed(self.members.values())
+        fresh: Iterable[Member] = (
+            (next(latest),)
+            if count - got.count == 1
+            else reversed(list(itertools.islice(latest, count - got.count)))
+        )
+        for member in fresh:
             builder.add(member)
-        facts = builder.facts()
-        self._facts = (count, builder, facts)
-        return facts
+            if member.kind in SYMPTOM_KINDS and member.location.runs_on:
+                ranks.append(member.fingerprint)
+                clusters.update(gpu[0] for gpu in member.location.runs_on)
+        got.count = count
+        self._gathered = got
+        return got
+
+
+@dataclass(slots=True)
+class _Gathered:
+    """What an open incident gathered of its members, member by member (``OpenIncident._gather``)."""
+
+    count: int = 0  # members gathered
+    builder: FactsBuilder = field(default_factory=FactsBuilder)
+    ranks: list[str] = field(default_factory=list)  # fingerprints of the placed stalled ranks, in join order
+    clusters: set[str] = field(default_factory=set)  # the clusters of their GPUs
 
 
 @dataclass

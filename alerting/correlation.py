@@ -8,12 +8,13 @@ earliest onset wins.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, is_outage
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, takes_capacity
 from alerting.inventory import GpuKey, Inventory
 from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
 from gpuwarden.labelnumbers import label_number
@@ -47,15 +48,22 @@ class Member:
     signal: Signal = field(init=False)
     """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
+    is_infra: bool = field(init=False)
+    """An infrastructure fault with a place in the topology (not a workload symptom)."""
+    # What impact last read of the annotations (``impact.measured``): which ones, the error ratio, the burn.
+    measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
+    error_ratio: float = field(default=0.0, init=False, compare=False)
+    burn_rate: float = field(default=0.0, init=False, compare=False)
 
     def __post_init__(self) -> None:
-        self.is_outage = is_outage(self.kind, self.labels)
-        self.signal = (self.labels.get("alertname", ""), self.kind, alert_xid(self.kind, self.labels))
+        code = alert_xid(self.kind, self.labels)
+        self.is_outage = takes_capacity(self.kind, code)
+        self.signal = (self.labels.get("alertname", ""), self.kind, code)
+        self.is_infra = bool(self.location.path) and self.kind not in SYMPTOM_KINDS
 
-    @property
-    def is_infra(self) -> bool:
-        """An infrastructure fault with a place in the topology (not a workload symptom)."""
-        return bool(self.location.path) and self.kind not in SYMPTOM_KINDS
+
+onset_key = operator.attrgetter("onset", "fingerprint")
+"""A member's place in onset order, its fingerprint breaking a tie (a C key: recomputes sort them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,7 +96,8 @@ def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, 
 
     Not the incident id (a random draw) nor when it was opened (alerts of one POST share that instant):
     the same alerts break the tie the same way in every run and whatever order they arrived in."""
-    return min(((m.onset, m.fingerprint) for m in members), default=(_NEVER, incident_id))
+    first = min(members, key=onset_key, default=None)
+    return (_NEVER, incident_id) if first is None else (first.onset, first.fingerprint)
 
 
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
@@ -359,50 +368,80 @@ class FactsBuilder:
     gpus: set[Path] = field(default_factory=set)
     gpus_out: set[Path] = field(default_factory=set)
     signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
+    # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
+    # come, and the facts last made, made again only when what they hold changes (these signals, a new one
+    # in ``signal_nodes``, ``outage_kind``): gathering the signals and making the facts again for every
+    # alert joining a rack storm was a tenth of the applier's time, and every candidate is now asked for
+    # its facts at every alert (``spreads``).
+    signals: frozenset[Signal] = frozenset()
     outage_kind: bool = False
+    made: RootFacts | None = None
 
     def add(self, m: Member) -> None:
         """Count one more member."""
         path = m.location.path
         node = path[: RACK_DEPTH + 1]
-        if m.is_outage and _whole_node(path):
+        if m.is_outage and _whole_node(path) and path not in self.taken:
             self.taken.add(path)
+            # What it took may hold every node of a signal: only then does that signal go (rare: a node down).
+            kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
+            if kept != self.signals:
+                self.signals, self.made = kept, None
         if len(node) > RACK_DEPTH:
-            self.node_kinds.setdefault(node, set()).add(m.kind)
+            kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
+            if kinds is None:
+                kinds = self.node_kinds[node] = set()
+            kinds.add(m.kind)
             if m.is_outage:
                 self.node_outage.add(node)
         if len(path) > RACK_DEPTH + 1:
-            self.gpus.add(path[: RACK_DEPTH + 2])
+            gpu = path[: RACK_DEPTH + 2]
+            self.gpus.add(gpu)
             if m.is_outage:
-                self.gpus_out.add(path[: RACK_DEPTH + 2])
+                self.gpus_out.add(gpu)
         if m.kind not in OUTAGE_KINDS:
-            self.signal_nodes.setdefault(m.signal, set()).add(node)
-        else:
-            self.outage_kind = True
+            nodes = self.signal_nodes.get(m.signal)
+            if nodes is None:  # a signal it did not hold: ``spread_of`` may change
+                nodes, self.made = set(), None
+                self.signal_nodes[m.signal] = nodes
+            if node not in nodes:
+                nodes.add(node)
+                # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only
+                # grows). It is one now on two nodes or more, this one not taken, or the other one not.
+                if (
+                    m.signal not in self.signals
+                    and len(nodes) >= 2
+                    and _untaken(self.taken, nodes if len(nodes) == 2 else (node,))
+                ):
+                    self.signals, self.made = self.signals | {m.signal}, None
+        elif not self.outage_kind:
+            self.outage_kind, self.made = True, None
 
     def facts(self) -> RootFacts:
         """The facts of the members added so far (views of this builder's sets, not copies). A signal is one
         that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
         fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
-        signals = frozenset(
-            signal
-            for signal, nodes in self.signal_nodes.items()
-            if len(nodes) >= 2 and any(not _taken(self.taken, node) for node in nodes)
-        )
-        infra = [s for s in self.signal_nodes if s[1] not in SYMPTOM_KINDS]
-        spread_of = None
-        if len(infra) == 1 and infra[0][1] is FaultKind.XID and infra[0] in signals and not self.outage_kind:
-            spread_of = infra[0]
-        return RootFacts(
-            self.node_kinds,
-            self.node_outage,
-            self.taken,
-            self.gpus,
-            self.gpus_out,
-            signals,
-            self.outage_kind,
-            spread_of,
-        )
+        if self.made is None:
+            infra = [s for s in self.signal_nodes if s[1] not in SYMPTOM_KINDS]
+            spread_of = None
+            if (
+                len(infra) == 1
+                and infra[0][1] is FaultKind.XID
+                and infra[0] in self.signals
+                and not self.outage_kind
+            ):
+                spread_of = infra[0]
+            self.made = RootFacts(
+                self.node_kinds,
+                self.node_outage,
+                self.taken,
+                self.gpus,
+                self.gpus_out,
+                self.signals,
+                self.outage_kind,
+                spread_of,
+            )
+        return self.made
 
 
 def root_facts(members: Iterable[Member]) -> RootFacts:
@@ -415,6 +454,11 @@ def root_facts(members: Iterable[Member]) -> RootFacts:
 
 def _taken(taken: AbstractSet[Path], node: Path) -> bool:
     return any(node[:depth] in taken for depth in range(1, len(node) + 1))
+
+
+def _untaken(taken: AbstractSet[Path], nodes: Iterable[Path]) -> bool:
+    """Whether one of ``nodes`` is not taken by an outage."""
+    return any(not _taken(taken, node) for node in nodes)
 
 
 def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
@@ -528,7 +572,7 @@ def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) ->
 
 def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
     """The root cause of a set of alerts and its topology path (empty for a workload root)."""
-    items = sorted(members, key=lambda m: (m.onset, m.fingerprint))
+    items = sorted(members, key=onset_key)
     infra = [m for m in items if m.is_infra]
     symptoms = [m for m in items if m.kind in SYMPTOM_KINDS and m.location.workloads]
     if symptoms:

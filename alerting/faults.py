@@ -58,10 +58,12 @@ _METRIC_COMPILED = tuple((re.compile(p), k) for p, k in _METRIC_PATTERNS)
 _MODEL_KINDS = {"thermal": FaultKind.THERMAL}
 
 
-def xid_code(labels: Mapping[str, str]) -> int | None:
-    """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label), if any."""
-    for name in ("xid", "xid_code", "code"):
-        code = label_number(labels.get(name))
+def xid_code(labels: Mapping[str, str], names: tuple[str, ...] = ("xid", "xid_code", "code")) -> int | None:
+    """The XID code an alert carries (``xid``, ``xid_code`` or ``code`` label: the first of ``names``), if
+    any."""
+    for name in names:
+        raw = labels.get(name)
+        code = None if raw is None else label_number(raw)  # most alerts carry none of these
         if code is not None:
             return code
     return None
@@ -73,18 +75,20 @@ def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     is a GPU reset or a reboot (XID 119 GSP timeout, 46, 62, ...: the GPU does no work until then),
     whatever kind the XID is classified as (XID 48 and 95, double-bit ECC, are ``ecc_dbe`` and out of
     service)."""
+    return takes_capacity(kind, alert_xid(kind, labels))
+
+
+def takes_capacity(kind: FaultKind, code: int | None) -> bool:
+    """``is_outage`` of an alert of ``kind`` whose XID code (``alert_xid``) is ``code``."""
     if kind in OUTAGE_KINDS or kind is FaultKind.ECC_DBE:
         return True  # a double-bit ECC error needs the GPU reset (XID 48), however the alert is named
-    code = alert_xid(kind, labels)
     return code is not None and out_of_service(code)
 
 
 def alert_xid(kind: FaultKind, labels: Mapping[str, str]) -> int | None:
     """The XID code an alert of ``kind`` reports: an XID alert's may be in ``code``; another kind's ``code``
     may be anything (an exit code), so only its ``xid`` or ``xid_code`` counts."""
-    if kind is FaultKind.XID:
-        return xid_code(labels)
-    return xid_code({k: labels.get(k, "") for k in ("xid", "xid_code")})
+    return xid_code(labels) if kind is FaultKind.XID else xid_code(labels, ("xid", "xid_code"))
 
 
 def classify(labels: Mapping[str, str]) -> FaultKind:

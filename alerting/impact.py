@@ -87,6 +87,21 @@ def _ratio(member: Member) -> float:
     return value / 100 if 1 < value <= 100 else min(value, 1.0)
 
 
+def measured(member: Member) -> tuple[float, float]:
+    """The member's error ratio (``_ratio``) and burn rate: a burn-rate rule that gives no value says fast or
+    slow in its name (a value it gives wins). Read once for the annotations it carries (kept on the member,
+    ``Member.measured_of``): every recompute of an incident asks it of each member, and a 10,000-alert
+    incident is recomputed at each batch. Its labels and kind never change; its annotations are replaced,
+    never changed in place."""
+    if member.measured_of is not member.annotations:
+        member.error_ratio = _ratio(member)
+        member.burn_rate = _float(member, "burn_rate", "slo_burn_rate") or (
+            _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
+        )
+        member.measured_of = member.annotations
+    return member.error_ratio, member.burn_rate
+
+
 def _float(member: Member, *names: str) -> float:
     """The first of these labels or annotations that reads as a number: ``0.7``, ``70%`` (0.7, as
     ``humanizePercentage`` writes it), ``14.4x``; 0 when none does."""
@@ -215,16 +230,9 @@ def assess(
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = gpus_lost(info, units, failed)
-    error_ratio = max((_ratio(m) for m in live), default=0.0)
-    # A burn-rate rule that gives no value says fast or slow in its name (a value it gives wins).
-    burn = max(
-        (
-            _float(m, "burn_rate", "slo_burn_rate")
-            or (_named_burn(m.labels) if m.kind is FaultKind.SERVICE_DEGRADED else 0.0)
-            for m in live
-        ),
-        default=0.0,
-    )
+    read = [measured(m) for m in live]
+    error_ratio = max((ratio for ratio, _ in read), default=0.0)
+    burn = max((rate for _, rate in read), default=0.0)
     for m in live:
         for ref in m.location.workloads:
             shares.setdefault(ref, 0.0)

@@ -127,7 +127,10 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         inc.last_alert_at = now
         row.incident_id = inc.id
         key = f"{inc.id}\0alert_added"
-        batch.added.setdefault(key, []).append((row.fingerprint, _describe(row.labels), member.kind.value))
+        added = batch.added.get(key)  # not setdefault: it would make a list per alert
+        if added is None:
+            added = batch.added[key] = []
+        added.append((row.fingerprint, _describe(row.labels), member.kind.value))
         batch.touched.add(inc.id)
 
     def _open_incident(self, batch: Batch, member: Member) -> OpenIncident:

@@ -14,7 +14,6 @@ from collections.abc import Iterable
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import Member, join_rank
-from alerting.faults import SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
@@ -28,9 +27,11 @@ def holds(root: Path, member: Member) -> bool:
 def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident]) -> set[str]:
     """Move into ``inc`` the other incidents' stalled ranks whose GPU its root holds and theirs does not (or
     holds as a wider place), and move ``inc``'s own such ranks to the most specific root that holds their
-    GPU; the ids of the incidents whose members changed (``inc`` among them when any did). The transaction
-    keeps whether a root holds a member's GPU (``Batch.held``; it depends on nothing else): every touched
-    incident asks it of every open incident's stalled ranks, which was a fifth of the applier's time."""
+    GPU; the ids of the incidents whose members changed (``inc`` among them when any did). Every touched
+    incident asks this of every open incident, which was a fifth of the applier's time: each incident keeps
+    its placed stalled ranks and the clusters of their GPUs (``OpenIncident.stalled_ranks``), so only those
+    are walked, and the transaction keeps whether a root holds a member's GPU (``Batch.held``; it depends
+    on nothing else)."""
     if not inc.root_path:
         return set()
     memo = batch.held
@@ -46,22 +47,22 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
     for other in rest:
         if not other.root_path:
             continue  # a stall-only incident: the merge pass folds it whole into the job's fault
+        ranks, clusters = other.stalled_ranks()
+        if inc.root_path[0] not in clusters:
+            continue  # none of its ranks' GPUs is in the cluster of ``inc``'s root
+        wider = len(inc.root_path) > len(other.root_path)
         due = [
             fp
-            for fp, m in other.members.items()
-            if m.kind in SYMPTOM_KINDS
-            and m.location.runs_on
-            and held(inc.root_path, fp, m)
-            and (not held(other.root_path, fp, m) or len(inc.root_path) > len(other.root_path))
+            for fp in ranks
+            if held(inc.root_path, fp, other.members[fp])
+            and (wider or not held(other.root_path, fp, other.members[fp]))
         ]
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
             _move(batch, other, inc, due)
             changed |= {other.id, inc.id}
     if not rest:  # nowhere to move its own ranks: a wide incident alone is not walked at every batch
         return changed
-    for fp, member in list(inc.members.items()):
-        if member.kind not in SYMPTOM_KINDS or not member.location.runs_on:
-            continue
+    for fp, member in [(fp, inc.members[fp]) for fp in inc.stalled_ranks()[0]]:
         # Where its GPU's fault is: another incident's root that holds it, where ``inc``'s does not or is
         # wider (a rollout's cluster holds every GPU; an NVSwitch's node is where the rank's fault is).
         mine = len(inc.root_path) if holds(inc.root_path, member) else -1

@@ -65,10 +65,11 @@ class SilenceIndex:
         found = set(self._always)
         if incident_id is not None:
             found.update(self._incident.get(incident_id, ()))
-        for name, value in labels.items():
-            found.update(self._equal.get((name, value), ()))
-            if name in self._regex:
-                found.update(self._regex_candidates(name, value))
+        if self._equal or self._regex:  # else no silence is filed by label: none to look up (the usual case)
+            for name, value in labels.items():
+                found.update(self._equal.get((name, value), ()))
+                if name in self._regex:
+                    found.update(self._regex_candidates(name, value))
         out = []
         for i in sorted(found):
             silence = self.silences[i]

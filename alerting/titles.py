@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from alerting.correlation import Member
+from alerting.correlation import Member, onset_key
 from alerting.faults import xid_code
 from alerting.impact import Assessment
 from alerting.topology import target_label
@@ -55,7 +55,7 @@ def seen(members: Sequence[Member]) -> str:
         return (
             f"XID {code} ({entry.description})" if entry is not None and entry.description else f"XID {code}"
         )
-    first = min(live, key=lambda m: (m.onset, m.fingerprint))
+    first = min(live, key=onset_key)
     name = first.labels.get("alertname", "alert")
     if not first.location.path and not first.location.workloads:
         return f"{name} {_identifying(first.labels)}".rstrip()  # nothing else says which alert it is

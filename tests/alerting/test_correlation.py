@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -15,7 +16,7 @@ from alerting.migrate import upgrade
 from alerting.topology import locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, FaultKind, IncidentState, WorkloadKind, WorkloadRef
+from gpuwarden.model import Alert, FaultKind, IncidentState, Priority, WorkloadKind, WorkloadRef
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 JOB = WorkloadRef(WorkloadKind.TRAINING_JOB, "research", "llm-70b")
@@ -167,3 +168,86 @@ def test_a_cluster_that_a_signal_spread_to_takes_only_that_signal_not_its_first_
         "20 GpuXidError node-09/5, 30 GpuTempHigh node-11/0, 35 GpuXidError node-13/7",
     )
     assert nodes == [["node-02", "node-09", "node-13"], ["node-11"]]
+
+
+def test_an_incidents_facts_asked_between_its_alerts_show_every_alert_that_came_since() -> None:
+    from alerting.batch import OpenIncident  # noqa: PLC0415
+
+    where = {"cluster": "c1", "rack": "r07"}
+    xid = ("GPUXid", FaultKind.XID, 13)
+    hot = ("GPUTemperatureHigh", FaultKind.THERMAL, None)
+    stale = ("DCGMExporterStale", FaultKind.EXPORTER_STALE, None)
+    inc = OpenIncident("inc-1", ("c1", "r07"), Priority.P3, IncidentState.TRIGGERED, AT)
+
+    def join(*labels: tuple[str, str, str]) -> tuple[frozenset[tuple[str, FaultKind, int | None]], bool]:
+        for name, node, gpu in labels:
+            extra = {"xid": "13"} if name == "GPUXid" else {}
+            member = _member(f"m{len(inc.members)}", alertname=name, node=node, gpu=gpu, **extra, **where)
+            inc.members[member.fingerprint] = member
+        return inc.facts().signals, inc.facts().outage_kind
+
+    assert join(("GPUXid", "r07-n01", "1")) == (frozenset(), False)  # one node: that node's
+    assert join(("GPUXid", "r07-n02", "2")) == (frozenset({xid}), False)
+    # Several at once, one of them an outage.
+    got = join(
+        ("GPUTemperatureHigh", "r07-n01", "2"),
+        ("GPUTemperatureHigh", "r07-n02", "3"),
+        ("GPULost", "r07-n02", "4"),
+    )
+    assert got == (frozenset({xid, hot}), True)
+    assert inc.facts().gpus_out == {("c1", "r07", "r07-n02", "4")}
+    # Both nodes go down: their alerts are the outages' evidence, no signal of their own any more.
+    assert join(("NodeDown", "r07-n01", ""))[0] == frozenset({xid, hot})
+    assert join(("NodeDown", "r07-n02", ""))[0] == frozenset()
+    assert join(("GPUXid", "r07-n03", "0"))[0] == frozenset({xid})  # on a node no outage took
+    # A second node for a signal, taken by an outage: the first one was not.
+    assert join(("DCGMExporterStale", "r07-n04", "0"))[0] == frozenset({xid})
+    assert join(("DCGMExporterStale", "r07-n01", "0"))[0] == frozenset({xid, stale})
+
+
+Signals = frozenset[tuple[str, FaultKind, int | None]]
+
+
+def _by_definition(members: list[Member]) -> tuple[Signals, tuple[str, FaultKind, int | None] | None, bool]:
+    """The signals, the one XID spreading and whether an outage kind is among them, as ``RootFacts`` defines
+    them, worked out from all the members at once. Signals: of no outage kind, on two nodes or more, one of
+    which no whole-node (or larger) outage took; the XID spreading: the only signal of the infrastructure
+    alerts, an XID, a signal, with no outage kind among the alerts."""
+    outages = (FaultKind.NODE_DOWN, FaultKind.GPU_LOST)
+    taken = {m.location.path for m in members if m.is_outage and 0 < len(m.location.path) <= 3}
+    places: dict[tuple[str, FaultKind, int | None], set[tuple[str, ...]]] = {}
+    for m in members:
+        if m.kind not in outages:
+            places.setdefault(m.signal, set()).add(m.location.path[:3])
+    free = [
+        s for s, nodes in places.items() if any(all(n[:d] not in taken for d in (1, 2, 3)) for n in nodes)
+    ]
+    signals = frozenset(s for s in free if len(places[s]) >= 2)
+    outage_kind = any(m.kind in outages for m in members)
+    infra = list(places)  # no workload symptom among these members
+    one = infra[0] if len(infra) == 1 else None
+    spread = (
+        one if one is not None and one[1] is FaultKind.XID and one in signals and not outage_kind else None
+    )
+    return signals, spread, outage_kind
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_their_definition(seed: int) -> None:
+    from alerting.batch import OpenIncident  # noqa: PLC0415
+
+    rng = random.Random(seed)
+    # Half the runs mostly one XID spreading, with now and then another signal or an outage.
+    names = ["GPUXid", "GPUTemperatureHigh", "DCGMExporterStale", "GPULost", "NodeDown"]
+    weights = [1, 1, 1, 1, 1] if seed % 2 else [30, 1, 1, 1, 1]
+    inc = OpenIncident("inc-1", ("c1", "r07"), Priority.P3, IncidentState.TRIGGERED, AT)
+    joined: list[Member] = []
+    for k in range(60):
+        name, node = rng.choices(names, weights)[0], f"r07-n0{rng.randint(1, 5)}"
+        gpu = {} if name == "NodeDown" else {"gpu": str(rng.randint(0, 3))}
+        member = _member(f"m{k}", alertname=name, cluster="c1", rack="r07", node=node, xid="13", **gpu)
+        inc.members[member.fingerprint] = member
+        joined.append(member)
+        if rng.random() < 0.5:  # asked after some alerts, not after every one
+            facts = inc.facts()
+            assert (facts.signals, facts.spread_of, facts.outage_kind) == _by_definition(joined), k

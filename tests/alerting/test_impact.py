@@ -12,7 +12,7 @@ from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 
 
 def _priority_of(tmp_path: Path, alert: Alert, spare_gpus: int = 0) -> tuple[str, str]:
@@ -193,3 +193,27 @@ def test_a_sloth_slo_alert_is_about_the_service_it_names(tmp_path: Path) -> None
     engine.ingest([alert])
     ((row, _),) = engine.store.list_rows()
     assert (row.priority, row.title) == ("P1", "inference service chat degraded")
+
+
+def test_an_alert_firing_again_with_another_error_ratio_sets_the_priority_by_the_new_one(
+    tmp_path: Path,
+) -> None:
+    # The incident keeps the alert's member while it is quiet; the error ratio read from its annotations
+    # before it resolved must not be the one its priority keeps when it fires again.
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory())
+    labels = {"alertname": "ChatHighErrorRate", "cluster": "c1", "namespace": "serving", "service": "chat"}
+    seen = []
+    for status, ratio in (
+        (AlertStatus.FIRING, "0.3"),
+        (AlertStatus.RESOLVED, "0.3"),
+        (AlertStatus.FIRING, "0.9"),
+    ):
+        engine.ingest([Alert(labels, status=status, annotations={"error_ratio": ratio})])
+        ((row, _),) = engine.store.list_rows()
+        seen.append((row.priority, row.quiet_since is None, engine.store.get(row.id).impact.error_ratio))
+        clock.advance(30)
+    assert seen == [("P1", True, 0.3), ("P1", False, 0.3), ("P0", True, 0.9)]

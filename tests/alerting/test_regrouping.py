@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from alerting import scenarios as sc
+from alerting.batch import Batch, OpenIncident
+from alerting.correlation import Member, root_facts
+from alerting.faults import classify
+from alerting.regrouping import regroup_ranks
+from alerting.topology import locate
+from gpuwarden.model import IncidentState, Priority
+
+AT = datetime(2026, 3, 1, tzinfo=UTC)
+INVENTORY = sc.fleet_inventory()
+
+
+def _member(fp: str, **labels: str) -> Member:
+    labels = {"cluster": sc.CLUSTER, **labels}
+    kind = classify(labels)
+    return Member(fp, kind, locate(labels, kind, INVENTORY), AT, True, labels)
+
+
+def _stall(fp: str, rank: int) -> Member:
+    return _member(fp, alertname="TrainingJobStalled", slurm_job="llm-70b", rank=str(rank))
+
+
+def _incident(incident_id: str, root: tuple[str, ...], *members: Member) -> OpenIncident:
+    inc = OpenIncident(incident_id, root, Priority.P0, IncidentState.TRIGGERED, AT)
+    inc.members.update((m.fingerprint, m) for m in members)
+    return inc
+
+
+def test_a_rank_moved_to_the_fault_holding_its_gpu_leaves_what_its_old_incident_gathered(sql: Engine) -> None:
+    # Rank 3 runs on rack r07; it stalled inside the NVSwitch incident of r08-n03 before r07's went down.
+    switch = _member("nvlink", alertname="GPUNVLinkErrors", Hostname="r08-n03", gpu="0")
+    rank3, rank80 = _stall("rank3", 3), _stall("rank80", 80)
+    assert rank3.location.runs_on and rank80.location.runs_on
+    nvlink = _incident("inc-nvlink", switch.location.path[:3], switch, rank3)
+    down = _member("down", alertname="NodeDown", Hostname="r07-n01")
+    rack = _incident("inc-rack", down.location.path[:2], down)
+    for inc in (nvlink, rack):  # gathered before the move
+        assert inc.facts() == root_facts(inc.members.values())
+    assert list(nvlink.stalled_ranks()[0]) == ["rank3"]
+    with Session(sql) as session:
+        moved = regroup_ranks(Batch(session, AT), rack, [nvlink, rack])
+    assert moved == {"inc-nvlink", "inc-rack"}
+    assert list(rack.members) == ["down", "rank3"]
+    # Another rank stalls on the switch's node: as many members as before the move, not the same ones.
+    nvlink.members["rank80"] = rank80
+    assert list(nvlink.stalled_ranks()[0]) == ["rank80"]
+    assert nvlink.facts() == root_facts([switch, rank80])
+    assert list(rack.stalled_ranks()[0]) == ["rank3"]
+    assert rack.facts() == root_facts([down, rank3])
