@@ -8,6 +8,7 @@ earliest onset wins.
 
 from __future__ import annotations
 
+import functools
 import operator
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -50,7 +51,7 @@ class Member:
     XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
     is_infra: bool = field(init=False)
     """An infrastructure fault with a place in the topology (not a workload symptom)."""
-    # What impact last read of the annotations (``impact.measured``): which ones, the error ratio, the burn.
+    # What impact last read of the annotations (``impact.read_measures``): which, the error ratio, the burn.
     measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
     error_ratio: float = field(default=0.0, init=False, compare=False)
     burn_rate: float = field(default=0.0, init=False, compare=False)
@@ -208,7 +209,14 @@ def foreign(root: Path, workloads: frozenset[WorkloadRef], new: Member) -> bool:
     path = new.location.path
     if not (path and root and path[0] != root[0]):
         return False
-    return new.kind not in SYMPTOM_KINDS or not shares_workload(new.location.workloads, workloads)
+    return new.kind not in SYMPTOM_KINDS or not shares(new.location.workloads, workloads)
+
+
+@functools.lru_cache(maxsize=4096)
+def shares(a: frozenset[WorkloadRef], b: frozenset[WorkloadRef]) -> bool:
+    """``shares_workload`` of two sets of workloads, remembered (it depends on nothing else): each stalled
+    rank asks it of every open incident of another cluster, a storm's stalls the same pairs over and over."""
+    return shares_workload(a, b)
 
 
 def join_rank(
@@ -245,7 +253,7 @@ def join_rank(
         and any(_holds(root, candidate, gpu) for gpu in runs_on)
     ):
         return 1  # a rank whose GPU the incident's fault holds (its members may not name the job yet)
-    if new.kind in SYMPTOM_KINDS and shares_workload(new.location.workloads, candidate.workloads):
+    if new.kind in SYMPTOM_KINDS and shares(new.location.workloads, candidate.workloads):
         # The job's rank elsewhere than the incident's fault: a collective stalls everywhere, so it may
         # still be this fault's; only where no incident holds the rank's GPU (see the rule above).
         return 6 if runs_on and root else 1

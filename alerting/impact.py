@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -87,19 +88,21 @@ def _ratio(member: Member) -> float:
     return value / 100 if 1 < value <= 100 else min(value, 1.0)
 
 
-def measured(member: Member) -> tuple[float, float]:
-    """The member's error ratio (``_ratio``) and burn rate: a burn-rate rule that gives no value says fast or
-    slow in its name (a value it gives wins). Read once for the annotations it carries (kept on the member,
-    ``Member.measured_of``): every recompute of an incident asks it of each member, and a 10,000-alert
-    incident is recomputed at each batch. Its labels and kind never change; its annotations are replaced,
-    never changed in place."""
-    if member.measured_of is not member.annotations:
-        member.error_ratio = _ratio(member)
-        member.burn_rate = _float(member, "burn_rate", "slo_burn_rate") or (
-            _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
-        )
-        member.measured_of = member.annotations
-    return member.error_ratio, member.burn_rate
+_ERROR_RATIO, _BURN_RATE = operator.attrgetter("error_ratio"), operator.attrgetter("burn_rate")
+
+
+def read_measures(member: Member) -> None:
+    """Read the member's error ratio (``_ratio``) and burn rate into it (a burn-rate rule that gives no value
+    says fast or slow in its name; a value it gives wins), with the annotations they were read from
+    (``Member.measured_of``). Every recompute of an incident needs them of each member, and a 10,000-alert
+    incident is recomputed at each batch: ``assess`` reads them again only when the member's annotations
+    are others than those (its labels and kind never change; its annotations are replaced, never changed
+    in place)."""
+    member.error_ratio = _ratio(member)
+    member.burn_rate = _float(member, "burn_rate", "slo_burn_rate") or (
+        _named_burn(member.labels) if member.kind is FaultKind.SERVICE_DEGRADED else 0.0
+    )
+    member.measured_of = member.annotations
 
 
 def _float(member: Member, *names: str) -> float:
@@ -230,9 +233,11 @@ def assess(
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = gpus_lost(info, units, failed)
-    read = [measured(m) for m in live]
-    error_ratio = max((ratio for ratio, _ in read), default=0.0)
-    burn = max((rate for _, rate in read), default=0.0)
+    for m in live:
+        if m.measured_of is not m.annotations:  # else read already (see ``read_measures``)
+            read_measures(m)
+    error_ratio = max(map(_ERROR_RATIO, live), default=0.0)  # in C: no tuple per member per recompute
+    burn = max(map(_BURN_RATE, live), default=0.0)
     for m in live:
         for ref in m.location.workloads:
             shares.setdefault(ref, 0.0)

@@ -13,7 +13,6 @@ import re
 from collections.abc import Mapping, Sequence
 
 from alerting.correlation import Member, onset_key
-from alerting.faults import xid_code
 from alerting.impact import Assessment
 from alerting.topology import target_label
 from gpuwarden.model import ClusterRef, FaultKind, NodeRef, RackRef, RootCause
@@ -47,7 +46,7 @@ def seen(members: Sequence[Member]) -> str:
     live = [m for m in members if m.firing] or list(members)
     if not live:
         return ""
-    codes = {xid_code(m.labels) for m in live if m.kind is FaultKind.XID}
+    codes = {m.signal[2] for m in live if m.kind is FaultKind.XID}  # an XID alert's code (``alert_xid``)
     if len(codes) == 1 and None not in codes:
         (code,) = codes
         assert code is not None

@@ -238,15 +238,12 @@ def common_ancestor(paths: Iterable[Path]) -> Path:
     items = list(paths)
     if not items:
         return ()
-    prefix: list[str] = []
-    for parts in zip(*items, strict=False):
-        first = parts[0]
-        if any(p != first for p in parts):
-            break
-        prefix.append(first)
-    if prefix[-1:] == [UNKNOWN]:
-        prefix.pop()
-    return tuple(prefix)
+    # What all share is what the first and the last in sorted order share: two comparisons of all of them in
+    # C, not one per path per depth in Python (a 10,000-alert incident's root is worked out at each batch).
+    low, high = min(items), max(items)
+    depth = next((i for i, (a, b) in enumerate(zip(low, high, strict=False)) if a != b), len(low))
+    prefix = low[:depth]
+    return prefix[:-1] if prefix[-1:] == (UNKNOWN,) else prefix
 
 
 def contains(ancestor: Path, path: Path) -> bool:
