@@ -1,7 +1,13 @@
-"""NAB error analysis and two post-hoc onset filters aimed at it (nab2 session): one JSON line.
+"""NAB error analysis of the default detector and two onset filters aimed at it: one JSON line.
 
-Loss breakdown of the default (standard profile) lives in ``/tmp/nab2/breakdown.py`` (not repository code);
-this script holds the two candidates' declared grids, fixed BEFORE their first cross-validated run:
+``--candidate breakdown`` splits the default's lost points (standard profile, normalised over all 41 files,
+1 raw point = 100 / (2 x 64) = 0.78) per category and split into missed windows (2 raw each), false positives
+(their cost) and lateness (1 - the reward of a found window's first detection: what a first detection at the
+window's left edge would add; ``late_at_label`` is what one exactly at the labelled time would still lose),
+with each published leader's gain per group (``benchmarks/data``: HTM, CAD OSE, ARTime). The default
+chooses nothing, so its out-of-fold breakdown under ``nab_cv.py``'s folds is the same as over all files.
+
+The two candidates' grids were declared (and committed) before their first cross-validated run:
 
 * ``rarity`` (aimed at false positives, 8.1 of the default's 28.0 lost points, 78 of 98 FPs from the
   adaptive part): an adaptive onset is muted when its value is not rare in the series' own history, i.e. when
@@ -19,6 +25,7 @@ one category out and five folds by name hash; the part off is in every grid.
 from __future__ import annotations
 
 import argparse
+import csv
 import hashlib
 import itertools
 import json
@@ -33,18 +40,33 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from nab_cv import cross_validate, normalised
+
 from anomaly.breakout import RangeBreakout
-from anomaly.nab import PROFILES, detect_corpus, load_corpus, score_file
+from anomaly.nab import (
+    PROFILES,
+    FileScore,
+    NabFile,
+    _epoch,
+    detect_corpus,
+    is_tuning_file,
+    load_corpus,
+    probation_length,
+    scaled_sigmoid,
+    score_file,
+)
 from anomaly.novelty import ContextNovelty
 from anomaly.recurrence import RecurrenceParams
-from anomaly.univariate import DEFAULT_BREAKOUT, DEFAULT_NOVELTY, _grid, score_many
-from nab_cv import cross_validate, normalised
+from anomaly.steps import BoolArray
+from anomaly.thresholds import FloatArray
+from anomaly.univariate import DEFAULT_BREAKOUT, DEFAULT_NOVELTY, Series, _grid, score_many
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 RARITY_Q = (0.002, 0.005, 0.01, 0.02, 0.05)
 RARITY_HISTORY = (None, 2016)
 RARITY_MIN_HISTORY = 300
 GATED_M = (1.0, 1.5, 2.0, 3.0)
+RECURRENCE = RecurrenceParams()  # the default's
 
 
 @dataclass(frozen=True)
@@ -69,7 +91,7 @@ def grid(kind: str) -> dict[str, Rarity | Gated | None]:
     return out
 
 
-def other_parts(series):
+def other_parts(series: list[Series]) -> list[BoolArray]:
     """Alerts of the range breakout and context novelty parts alone (as score_many steps them)."""
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     values, _ = _grid(series, lengths)
@@ -83,9 +105,16 @@ def other_parts(series):
     return [raised[: lengths[j], j] for j in range(len(series))]
 
 
-def adaptive_onsets(values, stamps, onsets, scores, part, rec=RecurrenceParams()):
+def adaptive_onsets(
+    values: FloatArray,
+    stamps: FloatArray,
+    onsets: BoolArray,
+    scores: FloatArray,
+    part: Rarity | Gated | None,
+    rec: RecurrenceParams = RECURRENCE,
+) -> BoolArray:
     """The adaptive part's announced onsets: recurrence mute (optionally gated), then the rarity mute."""
-    periods = (rec.period_seconds, rec.weekly_seconds)
+    periods = tuple(p for p in (rec.period_seconds, rec.weekly_seconds) if p is not None)
     horizon = max(periods) + rec.tolerance_seconds
     seen: deque[tuple[float, float]] = deque()
     kept = np.zeros(len(values), np.bool_)
@@ -107,24 +136,115 @@ def adaptive_onsets(values, stamps, onsets, scores, part, rec=RecurrenceParams()
     return kept
 
 
+LEADERS = {
+    "htm": "nab_numenta_htm_standard.csv",
+    "cad_ose": "nab_context_ose_standard.csv",
+    "artime": "nab_artime_standard.csv",
+}
+
+
+def leader_scores(name: str) -> dict[str, float]:
+    """File name -> a published detector's raw standard score (``benchmarks/data``)."""
+    path = Path(__file__).resolve().parent / "data" / LEADERS[name]
+    lines = [line for line in path.read_text().splitlines() if line and not line.startswith("#")]
+    return {row["file"]: float(row["raw_score"]) for row in csv.DictReader(lines)}
+
+
+def reward(i: int, left: int, right: int) -> float:
+    """NAB's standard reward of a first detection at ``i`` in the window ``[left, right]``."""
+    return scaled_sigmoid(-(right - i + 1) / (right - left + 1)) / scaled_sigmoid(-1.0)
+
+
+def breakdown(files: list[NabFile], labels_file: Path) -> dict[str, object]:
+    """The default's lost points per category and split, and the leaders' gains over it."""
+    labels = json.loads(labels_file.read_text())
+    alerts = detect_corpus(files)
+    leaders = {name: leader_scores(name) for name in LEADERS}
+    per_file: dict[str, dict[str, float]] = {}
+    for f in files:
+        probation, raised = probation_length(len(f.series.values)), alerts[f.name]
+        marks = [int(np.searchsorted(f.series.timestamps, _epoch(t))) for t in labels[f.name]]
+        row: dict[str, float] = {"windows": 0, "missed": 0, "late": 0.0, "late_at_label": 0.0}
+        for left, right in f.windows:
+            if right < probation:
+                continue
+            row["windows"] += 1
+            hits = [i for i in np.flatnonzero(raised[left : right + 1]) + left if i >= probation]
+            if not hits:
+                row["missed"] += 1
+                continue
+            at = next((m for m in marks if left <= m <= right), (left + right) // 2)
+            row["late"] += 1 - reward(int(hits[0]), left, right)
+            row["late_at_label"] += 1 - reward(at, left, right)
+        scored = score_file(f, raised, PROFILES["standard"])
+        row.update(
+            raw=scored.raw, fp=scored.alerts - scored.alerts_in_windows, fp_cost=-scored.false_positive_cost
+        )
+        row.update({name: leaders[name][f.name] for name in LEADERS})
+        per_file[f.name] = row
+    point = 100.0 / (2 * sum(r["windows"] for r in per_file.values()))
+
+    def group(names: list[str]) -> dict[str, float | None]:
+        rows = [per_file[n] for n in names]
+        total = int(sum(r["windows"] for r in rows))
+        out: dict[str, float | None] = {
+            "files": len(rows),
+            "windows": total,
+            "missed_windows": sum(r["missed"] for r in rows),
+        }
+        out["missed_points"] = round(2 * sum(r["missed"] for r in rows) * point, 2)
+        out["late_points"] = round(sum(r["late"] for r in rows) * point, 2)
+        out["late_at_label_points"] = round(sum(r["late_at_label"] for r in rows) * point, 2)
+        out["false_positives"] = sum(r["fp"] for r in rows)
+        out["fp_points"] = round(sum(r["fp_cost"] for r in rows) * point, 2)
+        out["score"] = normalised(sum(r["raw"] for r in rows), total) if total else None
+        for name in LEADERS:
+            out[f"{name}_gain_points"] = round(sum(r[name] - r["raw"] for r in rows) * point, 2)
+        return out
+
+    names = sorted(per_file)
+    groups = {"all": group(names)}
+    for category in sorted({n.split("/")[0] for n in names}):
+        chosen = [n for n in names if n.startswith(category + "/")]
+        groups[category] = group(chosen)
+        for split, tune in (("tune", True), ("held_out", False)):
+            groups[f"{category}/{split}"] = group([n for n in chosen if is_tuning_file(n) == tune])
+    for fold in range(5):  # nab_cv.py's five folds by name hash
+        groups[f"fold{fold}"] = group(
+            [n for n in names if hashlib.sha256(n.encode()).digest()[1] % 5 == fold]
+        )
+    return {
+        "bench": "nab_errors",
+        "candidate": "breakdown",
+        "point_per_raw": round(point, 4),
+        "groups": groups,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", type=Path, default=SHARED / "data")
     parser.add_argument("--windows", type=Path, default=SHARED / "labels" / "combined_windows.json")
-    parser.add_argument("--candidate", choices=("rarity", "gated"), required=True)
+    parser.add_argument("--labels", type=Path, default=SHARED / "labels" / "combined_labels.json")
+    parser.add_argument("--candidate", choices=("breakdown", "rarity", "gated"), required=True)
     args = parser.parse_args()
     started = time.perf_counter()
     files = load_corpus(args.data, args.windows)
+    if args.candidate == "breakdown":
+        print(json.dumps(breakdown(files, args.labels)))
+        return
     series = [f.series for f in files]
     adaptive = score_many(series, breakout=None, recurrence=None, novelty=None)
     others = other_parts(series)
     default = detect_corpus(files)
-    table = {}
+    table: dict[str, dict[str, FileScore]] = {}
     for label, part in grid(args.candidate).items():
         table[label] = {}
         for j, f in enumerate(files):
             a = adaptive[j]
-            alerts = others[j] | adaptive_onsets(f.series.values, f.series.timestamps, a.raised, a.score, part)
+            alerts = others[j] | adaptive_onsets(
+                f.series.values, f.series.timestamps, a.raised, a.score, part
+            )
             if part is None and not np.array_equal(alerts, default[f.name]):
                 raise SystemExit(f"reconstruction differs from the default on {f.name}")
             table[label][f.name] = score_file(f, alerts, PROFILES["standard"])
@@ -143,9 +263,18 @@ def main() -> None:
         k: {"detected": sum(s.detected for s in t.values()), "alerts": sum(s.alerts for s in t.values())}
         for k, t in table.items()
     }
-    print(json.dumps({"bench": "nab_errors", "candidate": args.candidate, "cross_validated": cv,
-                      "all_files": all_files, "detail": detail,
-                      "seconds": round(time.perf_counter() - started, 1)}))
+    print(
+        json.dumps(
+            {
+                "bench": "nab_errors",
+                "candidate": args.candidate,
+                "cross_validated": cv,
+                "all_files": all_files,
+                "detail": detail,
+                "seconds": round(time.perf_counter() - started, 1),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":
