@@ -32,8 +32,12 @@ lint: venv
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
+# The suite runs on TEST_WORKERS processes (pytest-xdist; `auto`: one per CPU), a test module per worker at a
+# time (module fixtures start their servers once); `make test TEST_WORKERS=0` runs it in one process.
+TEST_WORKERS ?= auto
+
 test: deps venv lint
-	$(BIN)/pytest -p no:cacheprovider
+	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope
 
 test-fast: venv
 	$(BIN)/pytest -p no:cacheprovider -m "not integration"

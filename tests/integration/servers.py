@@ -21,10 +21,12 @@ def free_port() -> int:
     Linux): a port the kernel hands out could be taken by any outgoing connection (a Prometheus scrape,
     an HTTP client) before the server the test starts binds it, which made a test fail now and then.
 
-    ``GPUWARDEN_TEST_PORTS=LOW-HIGH`` narrows the range, for a machine where test runs share ports."""
-    low, _, high = os.environ.get("GPUWARDEN_TEST_PORTS", "20000-32000").partition("-")
+    ``GPUWARDEN_TEST_PORTS=LOW-HIGH`` narrows the range, for a machine where test runs share ports. Under
+    pytest-xdist each worker draws from its own slice of the range, so two workers never hand out the same
+    port before either server binds it."""
+    low, high = _port_range()
     for _ in range(200):
-        port = random.randint(int(low), int(high))
+        port = random.randint(low, high)
         if port in _HANDED_OUT:  # two calls before either server binds must not get the same port
             continue
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -38,6 +40,19 @@ def free_port() -> int:
 
 
 _HANDED_OUT: set[int] = set()
+
+
+def _port_range() -> tuple[int, int]:
+    """``GPUWARDEN_TEST_PORTS`` (default 20000-32000), or this xdist worker's slice of it."""
+    first, _, last = os.environ.get("GPUWARDEN_TEST_PORTS", "20000-32000").partition("-")
+    low, high = int(first), int(last)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    count = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if not worker.startswith("gw") or count < 2:
+        return low, high
+    size = (high - low + 1) // count
+    start = low + int(worker[2:]) * size
+    return start, start + size - 1
 
 
 def require_binary(name: str) -> str:
