@@ -279,7 +279,9 @@ def build_applier(
             given,
             beside_link,
         )
-    applier = JournalApplier(journal, engine, health=health, fence=fence)
+    applier = JournalApplier(
+        journal, engine, health=health, fence=fence, stall_seconds=cfg.alerting.applier_stall_seconds
+    )
     if applier.replay_end > applier.applied:
         logger.info(
             "journal: %d bytes acknowledged but not applied before the last stop; replaying them while"
