@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, func, select, update
@@ -44,6 +44,7 @@ from alerting.notifiers.base import (
     build_notification,
     idempotency_key,
 )
+from alerting.outbox_orphans import discard_messages
 from alerting.outbox_tables import (
     FAILED,
     PENDING,
@@ -440,6 +441,21 @@ class Outbox:
                 len(rows) - len(queued),
             )
         return len(queued), len(rows) - len(queued)
+
+    def discard(
+        self,
+        notifier: str,
+        statuses: Collection[str],
+        *,
+        by: str,
+        incident_id: str | None = None,
+        dry_run: bool,
+    ) -> dict[str, int]:
+        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good (``discard_messages``)."""
+        return discard_messages(
+            self._sessions, notifier, statuses, by=by, now=self._clock.time(), incident_id=incident_id,
+            dry_run=dry_run,
+        )  # fmt: skip
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Dispatch until ``stop`` is set, each notifier on its own thread: a destination that is slow or

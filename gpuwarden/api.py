@@ -439,6 +439,11 @@ class _Handlers:
             ),
             Route("/api/v1/outbox", self.read("/api/v1/outbox", outbox.list_messages), methods=["GET"]),
             Route("/api/v1/outbox/retry", self.write("/api/v1/outbox/retry", outbox.retry), methods=["POST"]),
+            Route(
+                "/api/v1/outbox/discard",
+                self.write("/api/v1/outbox/discard", outbox.discard),
+                methods=["POST"],
+            ),
             Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),
