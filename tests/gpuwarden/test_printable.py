@@ -2,17 +2,10 @@
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from typer.testing import CliRunner
 
-from gpuwarden.cli import app
 from gpuwarden.printable import escape_controls
-from tests.gpuwarden.cli.test_incidents_cmd import DETAIL
-from tests.http_stub import FixedAnswer
-
-runner = CliRunner()
+from tests.gpuwarden.cli.test_incidents_cmd import DETAIL, stdout_for
 
 # Stored "node-<RLO>01<PDF>": shown raw, a terminal's bidi rendering shows "node-10", another node.
 SPOOF = "node-\u202e01\u202c \u2066x\u2069\u200b\u200e\u200f\ufeff\u00ad\u2028\U000e0001"
@@ -40,17 +33,6 @@ def test_format_and_control_characters_are_escaped_and_everything_printable_is_k
 
 def test_keep_leaves_the_named_characters_alone() -> None:
     assert escape_controls("a\u202eb\nc", keep="\n") == "a\\u202eb\nc"
-
-
-def _stdout(argv: list[str], body: object) -> str:
-    raw = body if isinstance(body, str) else json.dumps(body)
-    stub = FixedAnswer(200, raw.encode())
-    try:
-        result = runner.invoke(app, [*argv, "--url", stub.url])
-    finally:
-        stub.close()
-    assert result.exit_code == 0, result.output
-    return result.stdout
 
 
 SPOOFED_DETAIL = {
@@ -90,6 +72,6 @@ def test_every_view_shows_bidi_and_zero_width_characters_of_a_label_as_escapes(
 ) -> None:
     """A label with U+202E (right-to-left override) showed as another node's name in ``incidents list``."""
     monkeypatch.setenv("COLUMNS", "400")  # one line per row: the escape is not folded across lines
-    out = _stdout(argv, body)
+    out = stdout_for(argv, body)
     assert not any(c in out for c in HIDDEN), ascii(out)
     assert SPOOF_SHOWN in out, out

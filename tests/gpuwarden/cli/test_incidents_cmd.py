@@ -445,6 +445,18 @@ def test_a_refused_connection_says_cannot_connect() -> None:
     assert f"cannot connect to {url}" in " ".join(result.stderr.split())
 
 
+def stdout_for(argv: list[str], body: object) -> str:
+    """What ``argv`` prints (exit 0) against a server that answers ``body`` (JSON, or a text as it is)."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    stub = FixedAnswer(200, raw.encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 EVIL = "Evil\x1b[2J\x1b[31mFAKE\nP0 inc-000 resolved\x9b0m\x7f"
 EVIL_SHOWN = "Evil\\x1b[2J\\x1b[31mFAKE\\nP0 inc-000 resolved\\x9b0m\\x7f"
 EVIL_DETAIL = {
@@ -469,16 +481,10 @@ def test_label_text_reaches_the_terminal_with_its_control_characters_escaped(
     """A label's ESC sequences cleared the screen or set the terminal's title, and its newline forged a row
     ("P0 inc-000 resolved"): each control character (C0, C1, DEL) is shown as an escape instead."""
     monkeypatch.delenv("COLUMNS", raising=False)
-    raw = body if isinstance(body, str) else json.dumps(body)
-    stub = FixedAnswer(200, raw.encode())
-    try:
-        result = runner.invoke(app, [*argv, "--url", stub.url])
-    finally:
-        stub.close()
-    assert result.exit_code == 0, result.output
-    assert not any(c in result.stdout for c in "\x1b\x07\x9b\x7f")
-    assert EVIL_SHOWN in result.stdout
-    assert not any(line.startswith("P0 inc-000") for line in result.stdout.splitlines())
+    out = stdout_for(argv, body)
+    assert not any(c in out for c in "\x1b\x07\x9b\x7f")
+    assert EVIL_SHOWN in out
+    assert not any(line.startswith("P0 inc-000") for line in out.splitlines())
 
 
 def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_escaped() -> None:
