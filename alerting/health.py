@@ -161,6 +161,17 @@ class HealthCollector(Collector):
             "1 while the journal backlog found at start is being applied (serve is not ready).",
             value=0 if self.health.replayed.is_set() else 1,
         )
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_applier_heartbeat_age_seconds",
+            "Seconds since the journal applier's loop last showed progress (liveness fails past"
+            " alerting.applier_stall_seconds); 0 before it started.",
+            value=applier.heartbeat.age() or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_applier_up",
+            "0 once the journal applier is stuck or its thread died (liveness and readiness answer 503).",
+            value=0 if applier.heartbeat.problem() is not None else 1,
+        )
         yield CounterMetricFamily(
             "gpuwarden_ingest_apply_failures",
             "Attempts to apply journal records that failed (retried; the records stay in the journal).",

@@ -268,9 +268,12 @@ def test_liveness_and_readiness_fail_naming_the_applier_while_it_is_stuck(
             assert "the journal applier has not made progress" in answer.text, answer.text
             assert "alerting.applier_stall_seconds" in answer.text, answer.text
         assert "it is stuck" in client.get("/api/v1/ingest/status").json()["applier_problem"]
+        assert _metric(client, "gpuwarden_ingest_applier_up") == 0
+        assert _metric(client, "gpuwarden_ingest_applier_heartbeat_age_seconds") > 1.0
         release.set()
         _eventually(lambda: applier.lag_bytes == 0)
         assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200] * 3
+        assert _metric(client, "gpuwarden_ingest_applier_up") == 1
 
 
 def test_liveness_fails_for_good_once_the_applier_thread_died_of_an_exception(
