@@ -29,6 +29,7 @@ import logging
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -442,20 +443,10 @@ class Outbox:
             )
         return len(queued), len(rows) - len(queued)
 
-    def discard(
-        self,
-        notifier: str,
-        statuses: Collection[str],
-        *,
-        by: str,
-        incident_id: str | None = None,
-        dry_run: bool,
-    ) -> dict[str, int]:
-        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good (``discard_messages``)."""
-        return discard_messages(
-            self._sessions, notifier, statuses, by=by, now=self._clock.time(), incident_id=incident_id,
-            dry_run=dry_run,
-        )  # fmt: skip
+    def discard(self, notifier: str, statuses: Collection[str], **options: Any) -> dict[str, int]:
+        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good; ``options``: ``by``,
+        ``dry_run``, ``incident_id`` (see ``discard_messages``)."""
+        return discard_messages(self._sessions, notifier, statuses, now=self._clock.time(), **options)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Dispatch until ``stop`` is set, each notifier on its own thread: a destination that is slow or
