@@ -28,7 +28,7 @@ from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, unfenced
-from alerting.health import ServiceHealth
+from alerting.health import Heartbeat, ServiceHealth
 from alerting.journal import AcceptJournal, JournalRecord
 from alerting.quarantine import keep_alert, keep_record
 from alerting.store_models import JournalOffsetRow
@@ -55,6 +55,7 @@ class JournalApplier:
         poison_after: int = 3,
         health: ServiceHealth | None = None,
         fence: LockFence | None = None,
+        stall_seconds: float = 300.0,
     ) -> None:
         """``burst_gap_seconds``/``max_lag_bytes``: while batches keep arriving less than the gap apart,
         applying waits (acknowledging comes first, as Alertmanager dispatches after its POSTs), unless the
@@ -62,7 +63,10 @@ class JournalApplier:
 
         ``health`` learns whether each transaction reached the store, and when the backlog the journal
         held at start (``replay_end``) is applied. ``fence``: nothing is applied unless this server still
-        holds the store lock (a store that cannot be asked fails the transaction anyway)."""
+        holds the store lock (a store that cannot be asked fails the transaction anyway).
+
+        ``stall_seconds``: ``heartbeat`` (liveness) fails when the loop has not beaten this long; it beats
+        between batches, while idle and while waiting to retry."""
         self.journal = journal
         self.engine = engine
         self.batch_bytes = batch_bytes
@@ -89,6 +93,7 @@ class JournalApplier:
         self.health = health or ServiceHealth()
         self.fence = fence or unfenced()
         self.replay_end = journal.end
+        self.heartbeat = Heartbeat("the journal applier", stall_seconds, "alerting.applier_stall_seconds")
         self._caught_up()
 
     def _caught_up(self) -> None:
@@ -204,6 +209,7 @@ class JournalApplier:
         alerts = record.alerts(timedelta(seconds=self.engine.config.resolve_timeout_seconds))
         refused: list[tuple[Alert, Exception]] = []
         for alert in alerts:
+            self.heartbeat.beat()  # a record of thousands of alerts, one transaction each, takes a while
             try:
                 self.engine.apply_accepted([(at, [alert])], lambda _session: None)
             except Exception as alert_exc:  # the store refused this alert (or is down: checked next)
@@ -272,8 +278,20 @@ class JournalApplier:
 
     def run(self, stop: threading.Event) -> None:
         """Background loop: apply whenever records are pending; retry after a failure (the first failure of
-        a streak is logged with its traceback, the next ones one line each, until a batch applies)."""
+        a streak is logged with its traceback, the next ones one line each, until a batch applies).
+
+        An exception that escapes the loop (a bug in the retry path itself) ends the thread: the heartbeat
+        records it, so liveness fails and the orchestrator restarts serve instead of it acknowledging alerts
+        that are never applied."""
+        try:
+            self._loop(stop)
+        except BaseException as exc:  # thread boundary: recorded and logged; raising would only print it
+            self.heartbeat.ended(exc)
+            logger.critical("journal: the applier stopped; serve is not live any more", exc_info=True)
+
+    def _loop(self, stop: threading.Event) -> None:
         while not stop.is_set():
+            self.heartbeat.beat()
             try:
                 lag = self.lag_bytes
                 if lag > 0:
@@ -292,10 +310,21 @@ class JournalApplier:
                     logger.warning("journal: applying from offset %d failed again: %r", self.applied, exc)
                 self.last_error, self.last_error_at = repr(exc), self.engine.clock.now()
                 self.health.store_failed(exc)
-                stop.wait(self.retry_seconds)
+                self._pause(stop, self.retry_seconds)
                 continue
             self._wake.wait(0.05)
             self._wake.clear()
+
+    def _pause(self, stop: threading.Event, seconds: float) -> None:
+        """Wait ``seconds`` (or until ``stop``), beating the heartbeat meanwhile: a retry wait longer than
+        the liveness deadline is no stall."""
+        end = time.monotonic() + seconds
+        while not stop.is_set():
+            left = end - time.monotonic()
+            if left <= 0:
+                return
+            stop.wait(min(left, self.heartbeat.interval))
+            self.heartbeat.beat()
 
     def wait_applied(self, offset: int, timeout: float) -> bool:
         """Block until everything up to ``offset`` is applied, at most ``timeout`` seconds."""
@@ -334,4 +363,6 @@ class JournalApplier:
             "store_up": self.health.store_up,
             "replaying": not self.health.replayed.is_set(),
             "quarantine_dir": str(self.journal.directory / "quarantine"),
+            "applier_heartbeat_age_seconds": self.heartbeat.age(),
+            "applier_problem": self.heartbeat.problem(),
         }

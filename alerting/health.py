@@ -3,13 +3,18 @@
 A store outage does not stop ``serve``: writes are still acknowledged into the accept journal and the
 applier retries. So liveness (``/healthz``) stays 200 and the outage shows where an operator looks for it:
 readiness (``/-/ready`` answers 503) and ``/metrics`` (``gpuwarden_store_up 0``, the ingest lag growing).
+
+A stuck or dead applier is different: ``serve`` keeps acknowledging alerts that no incident will ever show,
+and only a restart helps. The applier's loop beats a ``Heartbeat``; liveness fails when it has not beaten
+for its deadline or when the loop ended with an exception.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING
 
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -79,6 +84,52 @@ class ServiceHealth:
         return None
 
 
+class Heartbeat:
+    """When a background loop last showed it runs, and whether it ended with an exception."""
+
+    def __init__(
+        self, name: str, deadline_seconds: float, setting: str, now: Callable[[], float] = time.monotonic
+    ) -> None:
+        """``name`` and ``setting`` (the config field of the deadline) go into the reason liveness gives."""
+        self.name = name
+        self.deadline_seconds = deadline_seconds
+        self.setting = setting
+        self._now = now
+        self.last: float | None = None  # None until the loop starts: nothing to judge yet
+        self.beats = 0
+        self.error: str | None = None
+
+    @property
+    def interval(self) -> float:
+        """The longest a loop should wait between beats: a quarter of the deadline."""
+        return self.deadline_seconds / 4
+
+    def beat(self) -> None:
+        """The loop is alive and between steps."""
+        self.last = self._now()
+        self.beats += 1
+
+    def ended(self, exc: BaseException) -> None:
+        """The loop ended with ``exc``: liveness fails from now on."""
+        self.error = repr(exc)
+
+    def age(self) -> float | None:
+        """Seconds since the last beat (None before the first)."""
+        return None if self.last is None else max(0.0, self._now() - self.last)
+
+    def problem(self) -> str | None:
+        """Why the loop is not alive (for ``/-/healthy``), or None."""
+        if self.error is not None:
+            return f"{self.name} stopped: {self.error}"
+        age = self.age()
+        if age is not None and age > self.deadline_seconds:
+            return (
+                f"{self.name} has not made progress for {age:.1f} s (the deadline, {self.setting}, is"
+                f" {self.deadline_seconds:g} s): it is stuck"
+            )
+        return None
+
+
 class HealthCollector(Collector):
     """``gpuwarden_store_up`` and the accept journal's lag, failures and quarantine, on ``/metrics``."""
 
@@ -109,6 +160,17 @@ class HealthCollector(Collector):
             "gpuwarden_ingest_replaying",
             "1 while the journal backlog found at start is being applied (serve is not ready).",
             value=0 if self.health.replayed.is_set() else 1,
+        )
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_applier_heartbeat_age_seconds",
+            "Seconds since the journal applier's loop last showed progress (liveness fails past"
+            " alerting.applier_stall_seconds); 0 before it started.",
+            value=applier.heartbeat.age() or 0.0,
+        )
+        yield GaugeMetricFamily(
+            "gpuwarden_ingest_applier_up",
+            "0 once the journal applier is stuck or its thread died (liveness and readiness answer 503).",
+            value=0 if applier.heartbeat.problem() is not None else 1,
         )
         yield CounterMetricFamily(
             "gpuwarden_ingest_apply_failures",

@@ -27,8 +27,9 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -44,6 +45,7 @@ from alerting.notifiers.base import (
     build_notification,
     idempotency_key,
 )
+from alerting.outbox_orphans import discard_messages
 from alerting.outbox_tables import (
     FAILED,
     PENDING,
@@ -440,6 +442,11 @@ class Outbox:
                 len(rows) - len(queued),
             )
         return len(queued), len(rows) - len(queued)
+
+    def discard(self, notifier: str, statuses: Collection[str], **options: Any) -> dict[str, int]:
+        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good; ``options``: ``by``,
+        ``dry_run``, ``incident_id`` (see ``discard_messages``)."""
+        return discard_messages(self._sessions, notifier, statuses, now=self._clock.time(), **options)
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Dispatch until ``stop`` is set, each notifier on its own thread: a destination that is slow or

@@ -8,7 +8,7 @@ from collections.abc import Iterator, Mapping
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from alerting.outbox import Outbox
-from alerting.outbox_tables import FAILED, ORPHANED, PENDING, SENDING, SENT
+from alerting.outbox_tables import STATUSES
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +77,6 @@ class OutboxCollector:
             labels=["notifier", "status"],
         )
         for notifier in sorted({*self._outbox.notifier_names, *(n for n, _ in counts)}):
-            for status in (PENDING, SENDING, SENT, FAILED, ORPHANED):
+            for status in STATUSES:
                 depth.add_metric([notifier, status], counts.get((notifier, status), 0))
         yield depth

@@ -7,6 +7,11 @@ backlog, kept with their payload for inspection (``outbox list --status orphaned
 again under the same name (``slack``, ``webhook:<name>``) takes its set-aside messages back at the next
 start, in their incident's order, ahead of anything new: removing a notifier for a while is an outage of it,
 and an outage delays messages, never drops them. Failed messages stay failed either way.
+
+A notifier removed for good leaves its orphaned messages behind; ``discard_messages`` (``outbox discard``)
+drops them deliberately: status ``discarded``, never sent even if the name comes back, with who dropped them,
+when and what they were in ``last_error``, and one log line. It touches failed messages only when asked, and
+never a message of the backlog (pending, sending) or one that was sent.
 """
 
 from __future__ import annotations
@@ -14,13 +19,20 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from sqlalchemy import ColumnElement, Engine, func, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.outbox_tables import ORPHANED, PENDING, WAITING, OutboxMessage
+from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, WAITING, OutboxMessage
+from alerting.store import NotFound
+from gpuwarden.errors import InputError
 
 logger = logging.getLogger(__name__)
+
+
+DISCARDABLE = (ORPHANED, FAILED)
+"""What ``discard_messages`` may drop: messages nothing delivers (the backlog is a notifier's to send)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,3 +86,59 @@ def _counts(session: Session, *where: ColumnElement[bool]) -> dict[str, int]:
         str(notifier): int(count)
         for notifier, count in session.execute(query.order_by(OutboxMessage.notifier))
     }
+
+
+def discard_messages(
+    sessions: sessionmaker[Session],
+    notifier: str,
+    statuses: Collection[str],
+    *,
+    by: str,
+    now: float,
+    incident_id: str | None = None,
+    dry_run: bool = False,
+) -> dict[str, int]:
+    """Mark ``notifier``'s messages of ``statuses`` (of one incident, or all) discarded, recording ``by`` and
+    ``now``; returns how many of each status (what it would discard, with ``dry_run``). Raises
+    ``InputError`` for a status that is not discardable and ``NotFound`` when the store holds no message of
+    ``notifier`` at all (a typo: ``outbox list`` shows the names)."""
+    refused = sorted(set(statuses) - set(DISCARDABLE))
+    if refused or not statuses:
+        raise InputError(
+            f"{', '.join(refused) or 'none given'}: only {' and '.join(DISCARDABLE)} messages can be"
+            " discarded"
+            " (pending and sending ones are a configured notifier's backlog: fix or remove the notifier;"
+            " sent ones go with their incident, by retention)",
+            field="statuses",
+        )
+    with sessions() as session, session.begin():
+        if (
+            session.scalar(select(OutboxMessage.id).where(OutboxMessage.notifier == notifier).limit(1))
+            is None
+        ):
+            raise NotFound(
+                f"no message of notifier {notifier!r} is stored (outbox list shows the names)",
+                field="notifier",
+            )
+        query = select(OutboxMessage).where(
+            OutboxMessage.notifier == notifier, OutboxMessage.status.in_(list(statuses))
+        )
+        if incident_id is not None:
+            query = query.where(OutboxMessage.incident_id == incident_id)
+        rows = list(session.scalars(query.order_by(OutboxMessage.id)))
+        counts = {status: sum(1 for r in rows if r.status == status) for status in statuses}
+        if dry_run:
+            return counts
+        at = datetime.fromtimestamp(now, UTC).isoformat().replace("+00:00", "Z")
+        for row in rows:
+            before = f"; last error: {row.last_error}" if row.last_error else ""
+            row.status, row.last_error = DISCARDED, f"discarded by {by} at {at} (was {row.status}{before})"
+    if rows:
+        logger.warning(
+            "outbox: %d messages for notifier %s discarded by %s (%s); they will never be sent",
+            len(rows),
+            notifier,
+            by,
+            ", ".join(f"{status} {n}" for status, n in counts.items() if n),
+        )
+    return counts

@@ -3,7 +3,9 @@
 A message's ``status``: ``pending`` (waiting, maybe backing off), ``sending`` (handed to the notifier; found
 so at start, it is retried as one that may have arrived), ``sent``, ``failed`` (refused for good, kept until
 ``outbox retry``), ``orphaned`` (was waiting for a notifier that is no longer configured: set aside at
-start, out of the backlog, kept for inspection, queued again if a notifier of that name comes back).
+start, out of the backlog, kept for inspection, queued again if a notifier of that name comes back),
+``discarded`` (an orphaned or failed message an operator dropped with ``outbox discard``: never sent, kept
+with who dropped it and when in ``last_error``, deleted with its incident by retention).
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from sqlalchemy.orm import Mapped, mapped_column
 from alerting.db import Base
 
 PENDING, SENDING, SENT, FAILED, ORPHANED = "pending", "sending", "sent", "failed", "orphaned"
+DISCARDED = "discarded"
+STATUSES = (PENDING, SENDING, SENT, FAILED, ORPHANED, DISCARDED)
+"""Every status, in the order lists and metrics show them."""
 WAITING = (PENDING, SENDING)
 """The statuses of messages still to deliver: the backlog."""
 

@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.outbox_tables import SENT, NotificationThread, OutboxMessage
+from alerting.outbox_tables import DISCARDED, SENT, NotificationThread, OutboxMessage
 from alerting.silences import Silence
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from gpuwarden.clock import Clock
@@ -98,9 +98,11 @@ def prune_resolved(session: Session, cutoff: datetime, limit: int = 500) -> Prun
 
 
 def _prune_notifications(session: Session, incidents: list[str]) -> int:
-    """Sent messages of deleted incidents; their threads when no message of theirs waits any more."""
+    """Sent (and discarded) messages of deleted incidents; their threads when no message of theirs waits any
+    more."""
     of_gone = OutboxMessage.incident_id.in_(incidents)
-    sent = _count(session.execute(delete(OutboxMessage).where(of_gone, OutboxMessage.status == SENT)))
+    done = OutboxMessage.status.in_((SENT, DISCARDED))
+    sent = _count(session.execute(delete(OutboxMessage).where(of_gone, done)))
     waiting = set(session.scalars(select(OutboxMessage.incident_id).where(of_gone)))
     idle = [i for i in incidents if i not in waiting]
     if idle:

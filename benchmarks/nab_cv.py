@@ -41,13 +41,13 @@ import numpy.typing as npt
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nab_inputs import add_corpus_options, load_checked_corpus
+
 from anomaly.entropy import EntropyParams
 from anomaly.levels import LevelParams
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, load_corpus, score_file
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
 from anomaly.surprise import SurpriseParams
 
-HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data" / "nab"
 SIGNIFICANCE = (0.01, 0.001, 1e-5)
 REARM = (200, 1000)
 SURPRISE_TAIL = (1e-2, 1e-3, 1e-4, 1e-5)
@@ -107,12 +107,11 @@ def cross_validate(
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data")
-    parser.add_argument("--windows", type=Path, default=SHARED / "labels" / "combined_windows.json")
+    add_corpus_options(parser)
     parser.add_argument("--candidate", choices=("entropy", "surprise", "levels"), default="entropy")
     args = parser.parse_args()
     started = time.perf_counter()
-    files: list[NabFile] = load_corpus(args.data, args.windows)
+    files: list[NabFile] = load_checked_corpus(parser, args)
     names = [f.name for f in files]
     grid = candidates(args.candidate)
     table: dict[str, dict[str, FileScore]] = {}

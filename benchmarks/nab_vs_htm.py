@@ -21,10 +21,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from anomaly.nab import FileScore, evaluate, is_tuning_file, load_corpus
+from nab_inputs import add_corpus_options, load_checked_corpus
+
+from anomaly.nab import FileScore, evaluate, is_tuning_file
 
 HERE = Path(__file__).resolve().parent
-SHARED = HERE.parents[1] / "shared" / "data" / "nab"
 
 
 def htm_scores(path: Path) -> dict[str, float]:
@@ -39,11 +40,12 @@ def normalised(raw: float, windows: int) -> float | None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data")
-    parser.add_argument("--windows", type=Path, default=SHARED / "labels" / "combined_windows.json")
+    add_corpus_options(parser)
     parser.add_argument("--htm", type=Path, default=HERE / "data" / "nab_numenta_htm_standard.csv")
     args = parser.parse_args()
-    files = load_corpus(args.data, args.windows)
+    files = load_checked_corpus(parser, args)
+    if not args.htm.is_file():
+        parser.error(f"--htm {args.htm}: no such file (Numenta HTM's per-file scores)")
     htm = htm_scores(args.htm)
     missing = sorted(f.name for f in files if f.name not in htm)
     if missing:

@@ -10,8 +10,9 @@ them right after. Reads of incidents first wait (at most ``READ_BARRIER_SECONDS`
 acknowledged before the read arrived is applied, so a script sees its own writes; if the applier is
 further behind, the answer carries ``X-Gpuwarden-Ingest-Lag`` (bytes not yet applied).
 
-``/healthz`` (and Alertmanager's ``/-/healthy``) is liveness: 200 while the process serves. ``/-/ready`` is
-readiness: 503 while the store is unreachable or the journal backlog found at start is still replaying.
+``/healthz`` (and Alertmanager's ``/-/healthy``) is liveness: 200 while the process serves and its journal
+applier runs (503 naming the applier once it is stuck or dead). ``/-/ready`` is readiness: 503 then too, and
+while the store is unreachable or the journal backlog found at start is still replaying.
 """
 
 from __future__ import annotations
@@ -365,15 +366,23 @@ class _Handlers:
             return JSONResponse({"journal": False, "lag_bytes": 0})
         return JSONResponse({"journal": True, **self.applier.status()})
 
+    def applier_problem(self) -> str | None:
+        """Why the journal applier is stuck or dead (a restart is what helps), or None."""
+        return self.applier.heartbeat.problem() if self.applier is not None else None
+
     async def healthz(self, request: Request) -> Response:
-        """Liveness: the process answers (a store outage or a replay does not make it restart)."""
+        """Liveness: the process answers and its applier runs (a store outage or a replay does not make it
+        restart; a stuck or dead applier, which would leave acknowledged alerts unapplied, does)."""
+        problem = self.applier_problem()
+        if problem is not None:
+            return PlainTextResponse(f"not healthy: {problem}\n", status_code=503)
         return PlainTextResponse("ok")
 
     async def ready(self, request: Request) -> Response:
         """Readiness: 503 while the store is unreachable or the startup replay has not caught up."""
         applier = self.applier
         lag = applier.lag_bytes if applier is not None else 0
-        reason = self.health.not_ready(lag)
+        reason = self.applier_problem() or self.health.not_ready(lag)
         if self.fence.lost:
             reason = "this serve lost the store lock to another one and is stopping"
         if reason is not None:
@@ -430,6 +439,11 @@ class _Handlers:
             ),
             Route("/api/v1/outbox", self.read("/api/v1/outbox", outbox.list_messages), methods=["GET"]),
             Route("/api/v1/outbox/retry", self.write("/api/v1/outbox/retry", outbox.retry), methods=["POST"]),
+            Route(
+                "/api/v1/outbox/discard",
+                self.write("/api/v1/outbox/discard", outbox.discard),
+                methods=["POST"],
+            ),
             Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
             Route("/metrics", self.metrics_endpoint, methods=["GET"]),
             Route("/healthz", self.healthz, methods=["GET"]),

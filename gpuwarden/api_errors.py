@@ -13,7 +13,7 @@ FIELD_HEADER = "X-Gpuwarden-Field"
 
 REPEATS_CHANGE_NOTHING = re.compile(
     r"/api/v2/alerts|/api/v1/webhook/alertmanager|/api/v1/incidents/[^/]+/(ack|mitigate|resolve|silence)"
-    r"|/api/v2/silence/[^/]+|/api/v1/outbox/retry"
+    r"|/api/v2/silence/[^/]+|/api/v1/outbox/(?:retry|discard)"
 )
 """Writes that change nothing when repeated: alerts (Prometheus re-posts them anyway), an incident's ack,
 mitigate (the same action), resolve and silence (the same person's, or one a silence covers), expiring a

@@ -270,6 +270,14 @@ class AlertingConfig(Section):
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal under"
         " the working directory else: set it for PostgreSQL, to a directory that outlives the process)",
     )
+    applier_stall_seconds: float = Field(
+        300.0,
+        ge=1,
+        le=MAX_INTERVAL_SECONDS,
+        description="liveness (/healthz, /-/healthy) and readiness answer 503 once the journal applier has"
+        " not made progress, nor waited idle or for a retry, this long: it is stuck and serve needs a restart"
+        " (keep it above the longest batch and a connect to an unresponsive store)",
+    )
     reopen_window_seconds: float = Field(
         86_400.0,
         ge=0,

@@ -4,6 +4,11 @@ uvicorn catches SIGINT and SIGTERM, shuts down, restores the handlers it found a
 signal again ("the expected behaviour"). For SIGTERM that is the default action, which kills the process
 before the caller's ``finally`` runs: buffered spans are never flushed, locks and files never closed. And
 Kubernetes sends SIGTERM on every pod stop.
+
+A process that runs servers in turn (``serve --standby``: the standby's server, then, once it holds the
+store lock, the active one) keeps one ``StopRequest`` caught across all of them: a signal that comes
+between two servers (as the standby takes the lock, while the active server is built) is remembered, not
+lost and not fatal, and the caller stops cleanly instead of becoming the active server.
 """
 
 from __future__ import annotations
@@ -11,7 +16,8 @@ from __future__ import annotations
 import signal
 import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from types import FrameType
 from typing import TYPE_CHECKING
 
@@ -21,25 +27,72 @@ if TYPE_CHECKING:
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-def run_until_stopped(server: uvicorn.Server, sockets: Sequence[socket.socket]) -> None:
+class StopAsked(Exception):
+    """A stop signal came while waiting (``StopRequest.sleep``)."""
+
+
+class StopRequest:
+    """Whether SIGINT or SIGTERM came while ``caught()``; the servers run meanwhile are asked to stop."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = threading.Event()
+        self._servers: list[uvicorn.Server] = []
+
+    @property
+    def asked(self) -> bool:
+        """A stop signal came."""
+        return self._event.is_set()
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        self.signum = signum
+        self._event.set()
+        for server in self._servers:
+            server.should_exit = True
+
+    def sleep(self, seconds: float) -> None:
+        """Wait ``seconds``; raise ``StopAsked`` at once when a stop signal came (a standby's lock wait)."""
+        if self._event.wait(seconds):
+            raise StopAsked
+
+    @contextmanager
+    def stopping(self, server: uvicorn.Server) -> Iterator[None]:
+        """Within the block, a stop signal (or one that already came) asks ``server`` to stop."""
+        self._servers.append(server)
+        if self.asked:
+            server.should_exit = True
+        try:
+            yield
+        finally:
+            self._servers.remove(server)
+
+    @contextmanager
+    def caught(self) -> Iterator[StopRequest]:
+        """Record stop signals instead of their default action (death) until the block ends; nothing in a
+        thread other than the main one, which alone receives signals."""
+        if threading.current_thread() is not threading.main_thread():
+            yield self
+            return
+        previous = {sig: signal.signal(sig, self._handle) for sig in _STOP_SIGNALS}
+        try:
+            yield self
+        finally:
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+
+def run_until_stopped(
+    server: uvicorn.Server, sockets: Sequence[socket.socket], stop: StopRequest | None = None
+) -> None:
     """Run ``server`` until SIGINT or SIGTERM, and return once it has shut down gracefully.
 
     The handlers installed here are the ones uvicorn restores: the re-raised signal only asks a stopped
     server to stop, so ``run`` returns, the caller cleans up and the process exits 0 (a stop that was
     asked for is not a failure; exit 143 would make every pod stop look like a crash). A signal that
-    comes before uvicorn took over makes the server stop as soon as it has started; one that comes
-    during the caller's clean-up, after this returned, has its default effect again.
+    comes before uvicorn took over (or, with ``stop``, any time since ``stop`` was caught) makes the server
+    stop as soon as it has started; one that comes during the caller's clean-up, after this returned, has
+    its default effect again unless the caller still holds ``stop`` caught.
     """
-    if threading.current_thread() is not threading.main_thread():  # signals go to the main thread only
+    stop = stop or StopRequest()
+    with stop.caught(), stop.stopping(server):
         server.run(sockets=list(sockets))
-        return
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        server.should_exit = True
-
-    previous = {sig: signal.signal(sig, stop) for sig in _STOP_SIGNALS}
-    try:
-        server.run(sockets=list(sockets))
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

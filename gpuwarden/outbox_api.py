@@ -5,8 +5,12 @@ newest that many, default 100) answers ``{"counts": {status: n}, "messages": [..
 ``?incident=`` only when one is asked for), each message without its payload but with ``event``, what it
 tells.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
-fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``. Routes and their auth are
-wired in ``gpuwarden.api``; without a notifier configured both answer 404 saying so.
+fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``.
+``POST /api/v1/outbox/discard`` (``{"notifier": name, "statuses": ["orphaned"], "incident": id, "by": who,
+"dry_run": false}``; only ``notifier`` is required) drops a notifier's orphaned (and, asked, failed) messages
+for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no message of
+that notifier is stored, 400 naming the field for a status that cannot be discarded. Routes and their auth are
+wired in ``gpuwarden.api``; without a notifier configured they answer 404 saying so.
 """
 
 from __future__ import annotations
@@ -19,14 +23,14 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alerting.ingest import parse_json
+from alerting.ingest import NAME_LIMIT, parse_json, stored_text
 from alerting.outbox import Outbox
-from alerting.outbox_tables import FAILED, ORPHANED, PENDING, SENDING, SENT, OutboxMessage
+from alerting.outbox_orphans import DISCARDABLE
+from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
 from alerting.store import NotFound
 from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
 
-STATUSES = (PENDING, SENDING, SENT, FAILED, ORPHANED)
 DEFAULT_LIMIT = 100
 MAX_MESSAGES = 1_000_000
 
@@ -103,3 +107,31 @@ class OutboxApi:
             raise InputError("must be a non-empty string", field="incident")
         requeued, overtaken = await run_in_threadpool(outbox.requeue_failed, incident)
         return JSONResponse({"requeued": requeued, "overtaken": overtaken})
+
+    async def discard(self, request: Request, body: bytes) -> Response:
+        """Drop a notifier's orphaned (or, asked, failed) messages for good, or say what would go."""
+        outbox = self._outbox()
+        data = parse_json(body) if body.strip() else {}
+        if not isinstance(data, dict):
+            raise InputError("must be a JSON object", field="body")
+        notifier = _name(data.get("notifier"), "notifier")
+        by = stored_text(_name(data.get("by", "api"), "by"), "by", NAME_LIMIT)
+        incident = None if data.get("incident") is None else _name(data["incident"], "incident")
+        statuses = data.get("statuses", [ORPHANED])
+        if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
+            raise InputError(f"must be a list of statuses: {', '.join(DISCARDABLE)}", field="statuses")
+        dry_run = data.get("dry_run", False)
+        if not isinstance(dry_run, bool):
+            raise InputError("must be true or false", field="dry_run")
+        counts = await run_in_threadpool(
+            lambda: outbox.discard(notifier, statuses, by=by, incident_id=incident, dry_run=dry_run)
+        )
+        return JSONResponse(
+            {"notifier": notifier, "discarded": counts, "total": sum(counts.values()), "dry_run": dry_run}
+        )
+
+
+def _name(value: object, field: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", field=field)
+    return value

@@ -1,30 +1,51 @@
 """Text from alerts (label values, annotations, names) made safe to print or to put in a document.
 
 Label values are whatever a sender posted: an ESC sequence in one cleared the operator's terminal or set its
-title, and a newline forged a row of ``incidents list``. Control characters (C0, DEL and C1) are written as
-Python writes them in a string (``\\x1b``, ``\\n``), so they are seen, not obeyed.
+title, a newline forged a row of ``incidents list``, and a bidi override (U+202E) or a zero-width character
+made a row show text other than what is stored (``incidents list`` showed ``node-10`` for a stored
+``node-\\u202e01``). Control characters (C0, DEL and C1), format characters (Unicode category Cf: the bidi
+embeddings, overrides, isolates and marks, zero-width spaces and joiners, the BOM), line and paragraph
+separators (U+2028, U+2029) and lone surrogates (which no terminal encoding can print) are written as Python
+writes them in a string (``\\x1b``, ``\\n``, ``\\u202e``, ``\\U000e0001``), so they are seen, not obeyed.
 """
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from collections.abc import Mapping
 from typing import Any
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+# Controls, format characters, line/paragraph separators, surrogates: what a terminal or a bidi algorithm
+# acts on rather than shows.
+_HIDDEN = frozenset({"Cc", "Cf", "Zl", "Zp", "Cs"})
+# Only characters outside printable ASCII are looked up: a document of plain text goes through untouched.
+_SUSPECT = re.compile(r"[^\x20-\x7e]")
 
 
 def _escaped(char: str) -> str:
-    return _NAMED.get(char) or f"\\x{ord(char):02x}"
-
-
-# C0 controls, DEL and C1 controls: what a terminal may act on rather than show.
-_CONTROLS = {code: _escaped(chr(code)) for code in (*range(0x20), *range(0x7F, 0xA0))}
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if code <= 0xFF:
+        return f"\\x{code:02x}"
+    if code <= 0xFFFF:
+        return f"\\u{code:04x}"
+    return f"\\U{code:08x}"
 
 
 def escape_controls(text: str, keep: str = "") -> str:
-    """``text`` with every control character but those in ``keep`` written as an escape (``\\x1b``)."""
-    table = {code: shown for code, shown in _CONTROLS.items() if chr(code) not in keep}
-    return text.translate(table)
+    """``text`` with every control or format character but those in ``keep`` written as an escape
+    (``\\x1b``, ``\\u202e``)."""
+    if text.isprintable():  # no control, format, separator or surrogate character: the common case
+        return text
+
+    def shown(match: re.Match[str]) -> str:
+        char = match.group()
+        return _escaped(char) if char not in keep and unicodedata.category(char) in _HIDDEN else char
+
+    return _SUSPECT.sub(shown, text)
 
 
 def escape_controls_in(value: Any) -> Any:

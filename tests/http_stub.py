@@ -24,3 +24,23 @@ class LocalServer:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+class FixedAnswer(LocalServer):
+    """A server that answers every request with one status and body, and remembers the paths asked."""
+
+    def __init__(self, status: int, body: bytes) -> None:
+        stub = self
+        self.paths: list[str] = []
+
+        class Handler(QuietHandler):
+            def _answer(self) -> None:
+                stub.paths.append(self.path)
+                self.send_response(status)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_GET = do_POST = _answer
+
+        super().__init__(Handler)

@@ -1,8 +1,10 @@
-"""``gpuwarden outbox``: the notifications a running ``serve`` holds, and queueing failed ones again."""
+"""``gpuwarden outbox``: the notifications a running ``serve`` holds, queueing failed ones again, and dropping
+the orphaned ones of a notifier removed for good."""
 
 from __future__ import annotations
 
 import json
+import os
 from typing import Annotated, Any
 
 import typer
@@ -10,14 +12,22 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
-from gpuwarden.printable import escape_controls_in
+from gpuwarden.cli.incidents_cmd import (
+    TABLE_OUTPUTS,
+    ByOption,
+    UrlOption,
+    api_json,
+    check_output,
+    gpuwarden_answers,
+)
+from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
     help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",
     no_args_is_help=True,
 )
-STATUSES = ("pending", "sending", "sent", "failed", "orphaned")
+STATUSES = ("pending", "sending", "sent", "failed", "orphaned", "discarded")
+DISCARDABLE = ("orphaned", "failed")
 
 
 @outbox_app.command("list")
@@ -25,7 +35,8 @@ STATUSES = ("pending", "sending", "sent", "failed", "orphaned")
 def list_messages(
     url: UrlOption = "http://127.0.0.1:8080",
     status: Annotated[
-        str | None, typer.Option(help="Only this status: pending, sending, sent, failed, orphaned.")
+        str | None,
+        typer.Option(help="Only this status: pending, sending, sent, failed, orphaned, discarded."),
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many, the newest.", min=1, max=1_000_000)] = 100,
@@ -85,6 +96,79 @@ def retry(
             f"{data['overtaken']} failed messages stay failed: a later message of their incident was sent, "
             "and sending them now would set its Slack message back to what it said then"
         )
+
+
+@outbox_app.command("discard")
+@gpuwarden_answers
+def discard(
+    notifier: Annotated[
+        str, typer.Option(help="The notifier whose messages go, as `outbox list` names it (webhook:NAME).")
+    ],
+    url: UrlOption = "http://127.0.0.1:8080",
+    *,
+    status: Annotated[
+        list[str] | None,
+        typer.Option(help="Which messages: orphaned (the default), failed; repeat the option for both."),
+    ] = None,
+    incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    by: ByOption = "",
+    output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
+) -> None:
+    """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
+    marked discarded, with who and when, and never sent, even if the notifier comes back."""
+    check_output(output, TABLE_OUTPUTS)
+    statuses = status or ["orphaned"]
+    for given in statuses:
+        if given not in DISCARDABLE:
+            err_console.print(
+                f"[red]error:[/red] --status {escape(repr(given))}: only {' and '.join(DISCARDABLE)} messages"
+                " can be discarded (pending and sending ones are a configured notifier's backlog)"
+            )
+            raise typer.Exit(1)
+    body: dict[str, Any] = {
+        "notifier": notifier,
+        "statuses": statuses,
+        "by": by or os.environ.get("USER", "cli"),
+    }
+    if incident is not None:
+        body["incident"] = incident
+    if not yes:
+        planned = _discard(url, {**body, "dry_run": True})
+        if not planned["total"]:
+            _said_discarded(planned, output)
+            return
+        _confirm(planned)
+    _said_discarded(_discard(url, body), output)
+
+
+def _discard(url: str, body: dict[str, Any]) -> dict[str, Any]:
+    answer: dict[str, Any] = api_json("POST", url, "/api/v1/outbox/discard", dict, json=body)
+    return answer
+
+
+def _confirm(planned: dict[str, Any]) -> None:
+    """Ask before dropping; no answer (stdin closed) or no is a refusal that changes nothing."""
+    what = ", ".join(f"{n} {s}" for s, n in planned["discarded"].items() if n)
+    question = f"discard {what} messages of {planned['notifier']!r} for good? They will never be sent"
+    try:
+        agreed = typer.confirm(escape_controls(question), default=False, err=True)
+    except typer.Abort:  # stdin closed (a script): no is the answer
+        agreed = False
+    if not agreed:
+        err_console.print("[red]error:[/red] nothing discarded: answer y, or pass --yes")
+        raise typer.Exit(1)
+
+
+def _said_discarded(answer: dict[str, Any], output: str) -> None:
+    if output == "json":
+        typer.echo(json.dumps(answer, indent=2))
+        return
+    counts = ", ".join(f"{s} {n}" for s, n in answer["discarded"].items())
+    console.print(
+        f"discarded {answer['total']} messages of {escape_controls(answer['notifier'])!r} ({counts})",
+        markup=False,
+    )
 
 
 def register(app: typer.Typer) -> None:

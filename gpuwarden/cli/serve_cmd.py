@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import gc
 import json
 import logging
 import os
@@ -15,6 +14,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
+from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging
@@ -22,13 +22,10 @@ from gpuwarden.cli.notifiers import build_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
-from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
+from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
 
 if TYPE_CHECKING:
     import socket
-
-    import uvicorn
-    from starlette.applications import Starlette
 
     from alerting.applier import JournalApplier
     from alerting.engine import IncidentEngine
@@ -37,6 +34,7 @@ if TYPE_CHECKING:
     from alerting.instance_lock import InstanceLocks
     from alerting.outbox import Outbox
     from gpuwarden.api import BackgroundTask
+    from gpuwarden.cli.active_server import Service
     from gpuwarden.config import ApiConfig, GpuwardenConfig
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
@@ -73,23 +71,6 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
                     logger.exception("engine tick failed")
             else:
                 health.store_ok()
-
-    return run
-
-
-def _lock_watch(locks: InstanceLocks, fence: LockFence, interval: float = 1.0) -> BackgroundTask:
-    """Keep a PostgreSQL store lock, telling ``fence`` what each check found; a loss (a standby took it
-    meanwhile) calls the fence's ``on_lost``, which stops serve."""
-
-    def run(stop: threading.Event) -> None:
-        while not stop.wait(interval):
-            try:
-                fence.record(locks.status())
-            except Exception:  # loop boundary: the next check tries again
-                logger.exception("instance lock: check failed")
-                continue
-            if fence.lost:
-                return
 
     return run
 
@@ -180,7 +161,12 @@ def _bound(locks: InstanceLocks, host: str, port: int, host_field: str, port_fie
 
 
 def _locked_and_bound(
-    cfg: GpuwardenConfig, db: str, *, standby: bool, where: tuple[str, int, str, str]
+    cfg: GpuwardenConfig,
+    db: str,
+    *,
+    standby: bool,
+    where: tuple[str, int, str, str],
+    stop: StopRequest,
 ) -> tuple[InstanceLocks, socket.socket] | None:
     """The locks and the bound socket of a server that is now the active one; None for a standby stopped
     (SIGTERM) while it waited. ``where``: host, port and the setting or option each came from.
@@ -202,6 +188,7 @@ def _locked_and_bound(
                     lambda sleep, on_wait: take_locks(cfg, db, standby=True, sleep=sleep, on_wait=on_wait),
                     listener,
                     cfg.api,
+                    stop,
                 )
             except BaseException:
                 listener.close()
@@ -210,7 +197,10 @@ def _locked_and_bound(
                 listener.close()
                 return None
             return locks, listener
-    locks = take_locks(cfg, db, standby=standby)
+    try:  # a standby whose port is taken waits here, with SIGTERM caught: it must still stop it
+        locks = take_locks(cfg, db, standby=standby, sleep=stop.sleep)
+    except StopAsked:
+        return None
     return locks, _bound(locks, host, port, host_field, port_field)
 
 
@@ -279,7 +269,9 @@ def build_applier(
             given,
             beside_link,
         )
-    applier = JournalApplier(journal, engine, health=health, fence=fence)
+    applier = JournalApplier(
+        journal, engine, health=health, fence=fence, stall_seconds=cfg.alerting.applier_stall_seconds
+    )
     if applier.replay_end > applier.applied:
         logger.info(
             "journal: %d bytes acknowledged but not applied before the last stop; replaying them while"
@@ -342,9 +334,7 @@ def build_service(
     return engine, background, routes, outbox
 
 
-def _fenced_service(
-    cfg: GpuwardenConfig, db: str, locks: InstanceLocks
-) -> tuple[LockFence, IncidentEngine, list[BackgroundTask], list[object], Outbox | None, JournalApplier]:
+def _fenced_service(cfg: GpuwardenConfig, db: str, locks: InstanceLocks) -> Service:
     """``build_service`` and ``build_applier`` behind a fence on ``locks``: every store commit, alert POST,
     journal apply and notification first makes sure that this server still holds the store lock."""
     from alerting.fencing import LockFence  # noqa: PLC0415 - see build_service
@@ -381,17 +371,35 @@ def serve(
 
     One server is active per store: a second one stops, naming the first, or waits with --standby.
     """
-    # Imported here for the reason build_service gives.
-    from alerting.fencing import LockStatus  # noqa: PLC0415
-    from alerting.instance_lock import InstanceBusy  # noqa: PLC0415
-    from gpuwarden.api import create_app  # noqa: PLC0415
-
     cfg = _checked_config(config)
     api = _with_token(cfg.api)
     store, store_field = (db, "--db") if db else (api.db, "api.db")
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
+    where = (address, port_number, address_field, port_field)
+    # From here to the end a stop signal is remembered, never fatal and never lost: one that comes as a
+    # standby takes the lock or while the active server is built stops serve there, the lock given back.
+    with StopRequest().caught() as stop:
+        started = _started(cfg, store, store_field, standby=standby, where=where, stop=stop)
+        if started is not None:
+            run_active(started, api, where, stop)
+
+
+def _started(
+    cfg: GpuwardenConfig,
+    store: str,
+    store_field: str,
+    *,
+    standby: bool,
+    where: tuple[str, int, str, str],
+    stop: StopRequest,
+) -> tuple[InstanceLocks, socket.socket, Service] | None:
+    """The locks, the bound socket and the built service of the server that is now the active one; None
+    when a stop signal came first (a standby asked to stop while it waited, or during the handover)."""
+    from alerting.instance_lock import InstanceBusy  # noqa: PLC0415 - see build_service
+
+    address, _, address_field, _ = where
     try:
         # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
         # again once the lock is held, since a standby may take over hours later.
@@ -401,14 +409,12 @@ def serve(
         # Bound before the store is opened: a taken port or a wrong --host must not leave a migrated store
         # behind, which the release being rolled back to would refuse. An active server's socket is bound,
         # not listening: connections are refused until uvicorn serves.
-        active = _locked_and_bound(
-            cfg, store, standby=standby, where=(address, port_number, address_field, port_field)
-        )
+        active = _locked_and_bound(cfg, store, standby=standby, where=where, stop=stop)
         if active is None:
-            return  # a standby asked to stop
+            return None  # a standby asked to stop
         locks, listener = active
         try:
-            fence, engine, background, routes, outbox, applier = _fenced_service(cfg, store, locks)
+            service = None if stop.asked else _fenced_service(cfg, store, locks)
         except BaseException:
             listener.close()
             raise
@@ -418,67 +424,12 @@ def serve(
         raise typer.Exit(1) from exc
     except ConfigError as exc:
         raise _failed(cfg, exc, store_field) from exc
-    lost: list[LockStatus] = []
-
-    def on_lost(status: LockStatus) -> None:
-        lost.append(status)
-        server.should_exit = True  # uvicorn's own graceful stop, as on SIGTERM
-
-    fence.on_lost = on_lost
-    if locks.can_be_lost:  # file locks last as long as the process: nothing to watch for SQLite
-        background = [*background, _lock_watch(locks, fence)]
-    # What was acknowledged but not applied before a crash is replayed by the applier's thread once the port
-    # is open: a replay of minutes with no port would fail every liveness probe. New writes are appended
-    # after the backlog, so they are applied after it, in order; /-/ready says when it caught up.
-    app = create_app(
-        engine,
-        api,
-        extra_routes=routes,  # type: ignore[arg-type]
-        background=background,
-        applier=applier,
-        outbox=outbox,
-        fence=fence,
-    )
-    server = _uvicorn_server(app, address, port_number, api)
-    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
-        run_until_stopped(server, [listener])
-    finally:
+    if service is None or stop.asked:
         listener.close()
         locks.release()
-    if lost:
-        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
-        raise typer.Exit(1)
-
-
-def _uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> uvicorn.Server:
-    """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
-    the long-lived state startup loaded."""
-    import uvicorn  # noqa: PLC0415 - the reason build_service gives
-
-    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
-
-    # The engine holds every open incident and the status of every stored alert; the applier allocates a
-    # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
-    # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
-    # is long-lived: frozen out of collections; young passes every 10,000 allocations.
-    gc.freeze()
-    gc.set_threshold(10_000, 10, 10)
-    logger.info("serving on %s:%s", address, port_number)
-    return uvicorn.Server(
-        uvicorn.Config(
-            app,
-            host=address,
-            port=port_number,
-            log_level="warning",
-            access_log=False,
-            log_config=None,
-            # Bounds against idle and slow clients (api.header_timeout_seconds, api.keep_alive_seconds,
-            # api.max_connections; the body's deadline is the app's, api.body_timeout_seconds).
-            http=header_deadline_protocol(api.header_timeout_seconds),
-            timeout_keep_alive=api.keep_alive_seconds,
-            limit_concurrency=api.max_connections,
-        )
-    )
+        logger.info("serve: a stop signal came during the handover; stopped before serving, lock released")
+        return None
+    return locks, listener, service
 
 
 def register(app: typer.Typer) -> None:

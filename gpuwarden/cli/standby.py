@@ -1,10 +1,14 @@
 """``serve --standby``: wait for the store lock while answering on the port that the active one will have.
 
 The lock is polled in a thread; the main thread serves ``gpuwarden.standby_api`` on a duplicate of the
-listening socket, so SIGTERM stops a standby as gracefully as an active server. Once the lock is taken the
-standby app stops (its duplicate closed, keep-alive connections closed) and ``serve`` builds the engine and
-serves the real API on the same socket: connections that arrive meanwhile wait in its backlog, none is
-refused.
+listening socket, so SIGTERM stops a standby as gracefully as an active server. ``serve`` keeps one
+``StopRequest`` caught from before the wait until its active server ends: a SIGTERM that comes as the lock is
+taken, or while the active server is being built, is not lost (the standby went on to serve as the active
+server) and does not kill the process mid-way; the lock is given back and serve exits 0.
+
+Once the lock is taken the standby app stops (its duplicate closed, keep-alive connections closed) and
+``serve`` builds the engine and serves the real API on the same socket: connections that arrive meanwhile
+wait in its backlog, none is refused.
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ from typing import TYPE_CHECKING
 
 from gpuwarden.cli.preflight import listen_socket
 from gpuwarden.errors import ConfigError
-from gpuwarden.graceful import run_until_stopped
+from gpuwarden.graceful import StopRequest, run_until_stopped
 
 if TYPE_CHECKING:
     from alerting.instance_lock import InstanceLocks
@@ -38,12 +42,16 @@ class StandbyStopped(Exception):
 
 
 def wait_as_standby(
-    acquire: Callable[[Sleep, OnWait], InstanceLocks], listener: socket.socket, api: ApiConfig
+    acquire: Callable[[Sleep, OnWait], InstanceLocks],
+    listener: socket.socket,
+    api: ApiConfig,
+    stop: StopRequest | None = None,
 ) -> InstanceLocks | None:
     """Serve the standby app on ``listener`` until ``acquire`` returns the locks (this server is now the
-    active one), or until a stop signal: then None, and locks taken just as it came are released.
-    ``acquire`` gets a sleep that raises ``StandbyStopped`` once serving ended, and a callback for what
-    each attempt found; what it raises is raised here."""
+    active one), or until a stop signal (caught by ``stop``, or by one of its own): then None, and locks
+    taken just as it came are released. ``acquire`` gets a sleep that raises ``StandbyStopped`` once serving
+    ended, and a callback for what each attempt found; what it raises is raised here."""
+    stop = stop or StopRequest()
     import uvicorn  # noqa: PLC0415 - serve imports it anyway; the rest of the CLI must not
 
     from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
@@ -85,8 +93,10 @@ def wait_as_standby(
     waiter = threading.Thread(target=take, name="standby-lock", daemon=True)
     waiter.start()
     # uvicorn closes the sockets it serves on; the duplicate goes, the listening socket stays for serve.
-    run_until_stopped(server, [listener.dup()])
-    signalled = waiter.is_alive()  # serving ended before the lock was taken: a stop signal
+    run_until_stopped(server, [listener.dup()], stop)
+    # A signal, also one that came as the lock was taken (the waiter is done then, and the signal's only
+    # trace is ``stop``); or serving ended before the lock was taken, which only a signal does.
+    signalled = stop.asked or waiter.is_alive()
     ended.set()
     waiter.join()
     if failure:

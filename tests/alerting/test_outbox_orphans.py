@@ -10,9 +10,10 @@ from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.outbox_metrics import OutboxCollector
 from alerting.outbox_orphans import OrphanReport, reconcile_orphans
-from alerting.outbox_tables import FAILED, ORPHANED, PENDING, SENT
+from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, PENDING, SENT
+from alerting.store import NotFound
 from gpuwarden.clock import FakeClock
-from gpuwarden.errors import BackendError
+from gpuwarden.errors import BackendError, InputError
 from tests.alerting.notifiers.incidents import lifecycle
 
 
@@ -109,3 +110,50 @@ def test_a_store_without_any_notifier_waiting_has_nothing_to_report(
     queued_for(sql, Destination("slack"))
     assert reconcile_orphans(sql, [], now=NOW) == OrphanReport()
     assert [r for r in caplog.records if r.name == "alerting.outbox_orphans"] == []
+
+
+def test_discarding_drops_orphaned_messages_for_good_and_records_who_and_when(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="down"))
+    reconcile_orphans(sql, ["slack"], now=NOW)
+    outbox = Outbox(sql, [Destination("slack")], CLOCK)
+
+    planned = outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=True)
+    assert planned == {ORPHANED: 5} and outbox.counts() == {SENT: 5, ORPHANED: 5}, "a dry run changes nothing"
+    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False) == {ORPHANED: 5}
+    assert outbox.counts() == {SENT: 5, DISCARDED: 5}
+    assert depth(outbox, "webhook:gone", DISCARDED) == 5 and depth(outbox, "webhook:gone", ORPHANED) == 0
+    first = outbox.messages(DISCARDED)[0]
+    assert first.last_error == (
+        "discarded by alice at 2026-01-01T00:00:00Z (was orphaned; last error: webhook:gone: down)"
+    )
+    [line] = [r.getMessage() for r in caplog.records if "discarded by" in r.getMessage()]
+    assert "5 messages for notifier webhook:gone discarded by alice (orphaned 5)" in line
+    # Configured again, the name takes back nothing that was dropped on purpose.
+    assert reconcile_orphans(sql, ["slack", "webhook:gone"], now=NOW) == OrphanReport()
+    assert outbox.discard("webhook:gone", [ORPHANED], by="alice", dry_run=False) == {ORPHANED: 0}
+
+
+def test_discarding_touches_failed_messages_only_when_asked_and_never_the_backlog(sql: Engine) -> None:
+    queued_for(sql, Destination("slack"), Destination("webhook:ops", mode="refused"))
+    waiting = Outbox(sql, [Destination("webhook:late", mode="down")], CLOCK)
+    for change in lifecycle():
+        waiting(change)
+    outbox = Outbox(sql, [Destination("slack"), Destination("webhook:ops")], CLOCK)
+
+    assert outbox.discard("webhook:ops", [ORPHANED], by="bob", dry_run=False) == {ORPHANED: 0}
+    assert outbox.counts() == {SENT: 5, FAILED: 5, PENDING: 5}
+    assert outbox.discard("webhook:ops", [ORPHANED, FAILED], by="bob", dry_run=False) == {
+        ORPHANED: 0,
+        FAILED: 5,
+    }
+    assert outbox.counts() == {SENT: 5, DISCARDED: 5, PENDING: 5}
+    for statuses in ([PENDING], [SENT], [FAILED, "sending"], []):
+        with pytest.raises(InputError) as refused:
+            outbox.discard("webhook:late", statuses, by="bob", dry_run=False)
+        assert refused.value.field == "statuses" and "only orphaned and failed" in str(refused.value)
+    with pytest.raises(NotFound) as typo:
+        outbox.discard("webhook:osp", [ORPHANED], by="bob", dry_run=False)
+    assert typo.value.field == "notifier" and "no message of notifier 'webhook:osp'" in str(typo.value)
+    assert outbox.counts() == {SENT: 5, DISCARDED: 5, PENDING: 5}

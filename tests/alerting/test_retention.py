@@ -14,7 +14,7 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
-from alerting.outbox_tables import PENDING
+from alerting.outbox_tables import DISCARDED, FAILED, PENDING
 from alerting.store import IncidentNotFound
 from alerting.store_models import AlertRow, SilenceRow, TimelineRow
 from gpuwarden.api_metrics import ApiMetrics
@@ -22,6 +22,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.config_rules import MAX_RETENTION_DAYS, MAX_WINDOW_SECONDS
 from gpuwarden.model import Alert, AlertStatus, IncidentState
+from tests.alerting.test_outbox_orphans import Destination
 
 DAY = 86_400.0
 NODE_DOWN = {"alertname": "NodeDown", "cluster": "c1", "node": "x1"}
@@ -208,3 +209,16 @@ def test_the_longest_windows_and_retention_the_config_allows_still_ingest_tick_a
     clock.advance(longest + 1)
     engine.tick()
     assert not engine.open_incident_ids()
+
+
+def test_discarded_notifications_of_a_pruned_incident_go_with_it(sql: Engine, clock: FakeClock) -> None:
+    outbox = Outbox(sql, [Destination("webhook:ops", mode="refused")], clock)
+    engine = _engine(sql, clock, retention_days=30)
+    engine.subscribe(outbox)
+    _resolved_incident(engine, clock, NODE_DOWN)
+    outbox.dispatch_due()
+    dropped = outbox.discard("webhook:ops", [FAILED], by="alice", dry_run=False)[FAILED]
+    assert dropped > 0 and outbox.counts() == {DISCARDED: dropped}
+    clock.advance(31 * DAY)
+    assert engine.prune().incidents == 1
+    assert outbox.messages() == []

@@ -14,9 +14,12 @@ NAB = Path("/work/shared/data/nab")  # as tests/anomaly/test_nab.py: the project
 
 
 @pytest.mark.skipif(not NAB.is_dir(), reason="the NAB data of ../shared is not here")
-def test_both_detectors_are_scored_on_the_same_files() -> None:
-    windows_file = NAB / "labels" / "combined_windows.json"
-    groups = run_harness("nab_vs_htm.py", f"--data={NAB / 'data'}", f"--windows={windows_file}")["groups"]
+def test_both_detectors_are_scored_on_the_same_files_of_the_default_corpus_from_any_directory(
+    tmp_path: Path,
+) -> None:
+    # The defaults are found from the script's place (here a worktree of the main checkout, or the main
+    # checkout itself), not from the current directory.
+    groups = run_harness("nab_vs_htm.py", cwd=tmp_path)["groups"]
     windows = json.loads((NAB / "labels" / "combined_windows.json").read_text())
     assert groups["all"]["files"] == len(windows) and groups["all"]["windows"] == sum(
         map(len, windows.values())

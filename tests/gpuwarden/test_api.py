@@ -753,6 +753,30 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert done.json() == {"requeued": 0, "overtaken": 0}
 
 
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({}, "notifier"),
+        ({"notifier": " "}, "notifier"),
+        ({"notifier": "slack", "statuses": "orphaned"}, "statuses"),
+        ({"notifier": "slack", "statuses": ["sent"]}, "statuses"),
+        ({"notifier": "slack", "dry_run": "yes"}, "dry_run"),
+        ({"notifier": "slack", "by": "x" * 129}, "by"),
+        ({"notifier": "slack", "incident": ""}, "incident"),
+        ([], "body"),
+    ],
+    ids=["no-notifier", "blank", "statuses-not-a-list", "sent", "dry-run", "long-by", "incident", "list"],
+)
+def test_outbox_discard_refuses_bad_input_naming_the_field(
+    engine: IncidentEngine, body: object, field: str
+) -> None:
+    outbox = Outbox(engine.store.engine, [], FakeClock())
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
+        assert c.post("/api/v1/outbox/discard", json={"notifier": "slack"}).status_code == 401
+        refused = c.post("/api/v1/outbox/discard", json=body, headers=AUTH)
+        assert refused.status_code == 400 and error_field(refused) == field, refused.text
+
+
 class _Quiet:
     """A notifier that is never asked to deliver: the outbox only stores what it would send."""
 

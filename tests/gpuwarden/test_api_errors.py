@@ -16,6 +16,7 @@ from gpuwarden.api_errors import failure_text
         ("POST", "/api/v1/incidents/inc-1/silence", True),
         ("DELETE", "/api/v2/silence/sil-1", True),
         ("POST", "/api/v1/outbox/retry", True),
+        ("POST", "/api/v1/outbox/discard", True),
         ("POST", "/api/v1/incidents/inc-1/notes", False),
         ("POST", "/api/v2/silences", False),
         ("POST", "/api/v1/incidents/inc-1/ack/more", False),

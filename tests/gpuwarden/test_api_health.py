@@ -21,6 +21,7 @@ from alerting import scenarios
 from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.health import Heartbeat
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.subscriptions import ChangeKind
@@ -231,3 +232,107 @@ def test_a_read_during_a_store_outage_does_not_wait_for_an_applier_that_cannot_a
         read = client.get("/api/v1/incidents")
         assert read.status_code == 503 and "store" in error_text(read)
         assert waited == []
+
+
+def _stuck_until(
+    engine: IncidentEngine, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Event]:
+    """Make the engine's next apply block (as a deadlock would) until the returned ``release`` is set; the
+    returned ``entered`` is set once the applier is blocked in it."""
+    entered, release = threading.Event(), threading.Event()
+    apply = engine.apply_accepted
+
+    def stuck(*args: Any, **kwargs: Any) -> Any:
+        entered.set()
+        release.wait(30)
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "apply_accepted", stuck)
+    return entered, release
+
+
+def test_liveness_and_readiness_fail_naming_the_applier_while_it_is_stuck(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """They stayed 200, so Kubernetes never restarted a serve that acknowledged alerts and applied none."""
+    applier.heartbeat.deadline_seconds = 1.0
+    entered, release = _stuck_until(applier.engine, monkeypatch)
+    with _client(applier) as client:
+        assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200] * 3
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200  # journaled
+        assert entered.wait(10)
+        _eventually(lambda: client.get("/-/healthy").status_code == 503)
+        for path in ("/healthz", "/-/healthy", "/-/ready"):
+            answer = client.get(path)
+            assert answer.status_code == 503, path
+            assert "the journal applier has not made progress" in answer.text, answer.text
+            assert "alerting.applier_stall_seconds" in answer.text, answer.text
+        assert "it is stuck" in client.get("/api/v1/ingest/status").json()["applier_problem"]
+        assert _metric(client, "gpuwarden_ingest_applier_up") == 0
+        assert _metric(client, "gpuwarden_ingest_applier_heartbeat_age_seconds") > 1.0
+        release.set()
+        _eventually(lambda: applier.lag_bytes == 0)
+        assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200] * 3
+        assert _metric(client, "gpuwarden_ingest_applier_up") == 1
+
+
+def test_liveness_fails_for_good_once_the_applier_thread_died_of_an_exception(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def broken(exc: BaseException) -> bool:
+        raise RuntimeError("a bug in the retry path")
+
+    monkeypatch.setattr(applier.health, "store_failed", broken)  # the loop's own handler raises
+    with _client(applier) as client, store_down(applier.engine.store.engine):
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+        _eventually(lambda: applier.heartbeat.error is not None)
+        for path in ("/healthz", "/-/healthy", "/-/ready"):
+            answer = client.get(path)
+            assert answer.status_code == 503, path
+            assert "the journal applier stopped: RuntimeError('a bug in the retry path')" in answer.text
+
+
+def test_liveness_stays_ok_while_the_applier_waits_out_a_store_outage_longer_than_its_deadline(
+    applier: JournalApplier,
+) -> None:
+    applier.heartbeat.deadline_seconds = 1.0
+    applier.retry_seconds = 60.0  # one retry wait outlasts the test: every beat below comes from inside it
+    with _client(applier) as client, store_down(applier.engine.store.engine):
+        assert client.post("/api/v2/alerts", json=[FIRING], headers=AUTH).status_code == 200
+        _eventually(lambda: applier.failures == 1)
+        waiting = applier.heartbeat.beats
+        # Ten beats a quarter of the deadline apart: more than twice the deadline spent waiting to retry.
+        _eventually(lambda: applier.heartbeat.beats >= waiting + 10)
+        assert applier.failures == 1
+        assert [client.get(p).status_code for p in ("/healthz", "/-/healthy")] == [200, 200]
+        ready = client.get("/-/ready")
+        assert ready.status_code == 503 and "store is unreachable" in ready.text, ready.text
+
+
+def test_liveness_stays_ok_while_the_applier_works_through_a_storm_longer_than_its_deadline(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine, journal = applier.engine, applier.journal
+    applier.batch_bytes = 1  # one record per batch: ten batches
+    seconds = [0.0]  # the heartbeat's clock: each batch takes a second of it
+    applier.heartbeat = Heartbeat(
+        "the journal applier", 3.0, "alerting.applier_stall_seconds", lambda: seconds[0]
+    )
+    apply, seen = engine.apply_accepted, []
+
+    def one_second_batch(*args: Any, **kwargs: Any) -> Any:
+        seconds[0] += 1.0
+        seen.append(applier.heartbeat.problem())
+        return apply(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "apply_accepted", one_second_batch)
+    with _client(applier) as client:
+        _eventually(lambda: applier.heartbeat.beats > 0)  # idle, beating
+        for k in range(10):
+            body = json.dumps([{"labels": {**LABELS, "node": f"r02-n{k:02d}"}}]).encode()
+            journal.append(KIND_POSTABLE, body, 1, accepted_at=engine.clock.time())
+        applier.notify()
+        _eventually(lambda: applier.lag_bytes == 0)
+        assert seconds[0] == 10.0 > applier.heartbeat.deadline_seconds
+        assert seen == [None] * 10
+        assert client.get("/-/healthy").status_code == 200

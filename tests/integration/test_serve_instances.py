@@ -149,3 +149,18 @@ def test_a_standby_on_the_active_servers_own_port_waits_with_it_closed_and_takes
             wait_http_ok(f"{url}/-/ready", standby, timeout=60)
         finally:
             stop(standby)
+
+
+@pytest.mark.integration
+def test_a_standby_waiting_with_its_port_closed_stops_on_sigterm_with_exit_0(tmp_path: Path) -> None:
+    """serve now catches SIGTERM from before the lock wait to the end; this wait must still end on it."""
+    db = str(tmp_path / "gw.db")
+    with gpuwarden_serve(tmp_path, db) as (url, _), (tmp_path / "standby.log").open("wb") as log:
+        standby = _start_standby(db, int(url.rsplit(":", 1)[1]), log)
+        try:
+            _wait_for_line(tmp_path / "standby.log", "standby, waiting", standby)
+            standby.send_signal(signal.SIGTERM)
+            assert standby.wait(timeout=30) == 0, (tmp_path / "standby.log").read_text()
+        finally:
+            stop(standby)
+        assert httpx.get(f"{url}/-/ready", timeout=10).status_code == 200  # the active one is untouched

@@ -24,7 +24,7 @@ from gpuwarden.api import create_app
 from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
-from tests.http_stub import LocalServer, QuietHandler
+from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
 
@@ -110,26 +110,6 @@ def test_unreachable_server_exits_2() -> None:
     assert result.exit_code == 2
 
 
-class _Stub(LocalServer):
-    """A server that answers every request with one status and body, and remembers the paths asked."""
-
-    def __init__(self, status: int, body: bytes) -> None:
-        stub = self
-        self.paths: list[str] = []
-
-        class Handler(QuietHandler):
-            def _answer(self) -> None:
-                stub.paths.append(self.path)
-                self.send_response(status)
-                self.send_header("Content-Length", str(len(body)))
-                self.end_headers()
-                self.wfile.write(body)
-
-            do_GET = do_POST = _answer
-
-        super().__init__(Handler)
-
-
 @pytest.mark.parametrize(
     ("status", "body"),
     [
@@ -155,7 +135,7 @@ class _Stub(LocalServer):
 def test_a_server_that_is_not_gpuwarden_is_named_not_a_traceback(
     status: int, body: bytes, argv: list[str]
 ) -> None:
-    stub = _Stub(status, body)
+    stub = FixedAnswer(status, body)
     try:
         result = runner.invoke(app, [*argv, "--url", stub.url])
     finally:
@@ -165,7 +145,7 @@ def test_a_server_that_is_not_gpuwarden_is_named_not_a_traceback(
 
 
 def test_an_incident_id_is_sent_as_one_path_segment_and_an_empty_one_is_refused() -> None:
-    stub = _Stub(404, b'{"error": "no such incident"}')
+    stub = FixedAnswer(404, b'{"error": "no such incident"}')
     try:
         runner.invoke(app, ["incidents", "note", "inc-x/../inc-y", "hello", "--url", stub.url])
         empty = runner.invoke(app, ["incidents", "show", "", "--url", stub.url])
@@ -261,7 +241,7 @@ def test_a_401_without_a_token_says_gpuwarden_api_token_is_not_set(
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     else:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
-    stub = _Stub(401, b'{"error": "missing or wrong bearer token"}')
+    stub = FixedAnswer(401, b'{"error": "missing or wrong bearer token"}')
     try:
         result = runner.invoke(app, ["incidents", "ack", "inc-1", "--url", stub.url])
     finally:
@@ -282,7 +262,7 @@ def test_a_token_that_cannot_be_sent_is_named_not_a_traceback(monkeypatch: pytes
 
 @pytest.mark.parametrize("body", [b"", b"Not Found", b"<html>404</html>"], ids=["empty", "text", "html"])
 def test_an_error_that_is_not_gpuwardens_asks_whether_url_is_a_gpuwarden_serve(body: bytes) -> None:
-    stub = _Stub(404, body)
+    stub = FixedAnswer(404, body)
     try:
         result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", stub.url])
     finally:
@@ -292,7 +272,7 @@ def test_an_error_that_is_not_gpuwardens_asks_whether_url_is_a_gpuwarden_serve(b
 
 
 def test_gpuwardens_own_404_names_what_is_missing_without_the_hint() -> None:
-    stub = _Stub(404, b'{"error": "no incident inc-1", "field": "incident_id"}')
+    stub = FixedAnswer(404, b'{"error": "no incident inc-1", "field": "incident_id"}')
     try:
         result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", stub.url])
     finally:
@@ -326,7 +306,7 @@ def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_pi
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    stub = _Stub(200, json.dumps(DETAIL).encode())
+    stub = FixedAnswer(200, json.dumps(DETAIL).encode())
     try:
         result = runner.invoke(app, ["incidents", "show", "inc-0123456789ab", "--url", stub.url])
     finally:
@@ -340,7 +320,7 @@ def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_pi
 
 def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
-    stub = _Stub(200, json.dumps([DETAIL]).encode())
+    stub = FixedAnswer(200, json.dumps([DETAIL]).encode())
     try:
         result = runner.invoke(app, ["incidents", "list", "--url", stub.url])
     finally:
@@ -363,7 +343,7 @@ def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.Monk
 def test_list_and_show_take_both_text_and_table_for_people(
     argv: list[str], body: object, expected: str
 ) -> None:
-    stub = _Stub(200, json.dumps(body).encode())
+    stub = FixedAnswer(200, json.dumps(body).encode())
     try:
         result = runner.invoke(app, [*argv, "--url", stub.url])
     finally:
@@ -465,6 +445,18 @@ def test_a_refused_connection_says_cannot_connect() -> None:
     assert f"cannot connect to {url}" in " ".join(result.stderr.split())
 
 
+def stdout_for(argv: list[str], body: object) -> str:
+    """What ``argv`` prints (exit 0) against a server that answers ``body`` (JSON, or a text as it is)."""
+    raw = body if isinstance(body, str) else json.dumps(body)
+    stub = FixedAnswer(200, raw.encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
 EVIL = "Evil\x1b[2J\x1b[31mFAKE\nP0 inc-000 resolved\x9b0m\x7f"
 EVIL_SHOWN = "Evil\\x1b[2J\\x1b[31mFAKE\\nP0 inc-000 resolved\\x9b0m\\x7f"
 EVIL_DETAIL = {
@@ -489,21 +481,15 @@ def test_label_text_reaches_the_terminal_with_its_control_characters_escaped(
     """A label's ESC sequences cleared the screen or set the terminal's title, and its newline forged a row
     ("P0 inc-000 resolved"): each control character (C0, C1, DEL) is shown as an escape instead."""
     monkeypatch.delenv("COLUMNS", raising=False)
-    raw = body if isinstance(body, str) else json.dumps(body)
-    stub = _Stub(200, raw.encode())
-    try:
-        result = runner.invoke(app, [*argv, "--url", stub.url])
-    finally:
-        stub.close()
-    assert result.exit_code == 0, result.output
-    assert not any(c in result.stdout for c in "\x1b\x07\x9b\x7f")
-    assert EVIL_SHOWN in result.stdout
-    assert not any(line.startswith("P0 inc-000") for line in result.stdout.splitlines())
+    out = stdout_for(argv, body)
+    assert not any(c in out for c in "\x1b\x07\x9b\x7f")
+    assert EVIL_SHOWN in out
+    assert not any(line.startswith("P0 inc-000") for line in out.splitlines())
 
 
 def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_escaped() -> None:
     draft = "# Postmortem draft: Evil\x1b]0;pwned\x07\x9b2J\n\n- Incident: `inc-1`\n"
-    stub = _Stub(200, draft.encode())
+    stub = FixedAnswer(200, draft.encode())
     try:
         result = runner.invoke(app, ["incidents", "postmortem", "inc-1", "--url", stub.url])
     finally:
@@ -518,7 +504,7 @@ def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_
 
 
 def test_json_output_keeps_label_text_exact(monkeypatch: pytest.MonkeyPatch) -> None:
-    stub = _Stub(200, json.dumps([EVIL_DETAIL]).encode())
+    stub = FixedAnswer(200, json.dumps([EVIL_DETAIL]).encode())
     try:
         result = runner.invoke(app, ["incidents", "list", "-o", "json", "--url", stub.url])
     finally:

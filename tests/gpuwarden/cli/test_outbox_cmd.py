@@ -4,16 +4,31 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from click.testing import Result
+from pydantic import SecretStr
+from starlette.testclient import TestClient
 from typer.testing import CliRunner
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
 from alerting.notifiers.recorder import SlackRecorder
+from alerting.outbox import Outbox
+from alerting.outbox_orphans import reconcile_orphans
+from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT
+from gpuwarden.api import create_app
 from gpuwarden.cli import app
-from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import ApiConfig
+from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
+from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 
 runner = CliRunner()
 
@@ -79,3 +94,99 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
             assert [m.text for m in slack.channel_messages()] == ["P2 node n1 is down: 1 node (triggered)"]
             bad = runner.invoke(app, ["outbox", "list", "--url", url, "--status", "lost"])
             assert bad.exit_code == 1 and "pending, sending, sent, failed" in bad.stderr
+
+
+URL = "http://gpuwarden.test"
+
+
+@contextmanager
+def _serving_orphans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Outbox]:
+    """serve's app, reached by the CLI at ``URL`` in process, over a store where webhook:gone (removed from
+    the config) left 5 orphaned messages and webhook:ops 5 failed ones; slack sent its 5."""
+    sql = make_engine(str(tmp_path / "outbox.db"))
+    upgrade(sql)
+    queued_for(sql, Destination("slack"), Destination("webhook:gone", mode="down"))
+    queued_for(sql, Destination("webhook:ops", mode="refused"))
+    reconcile_orphans(sql, ["slack", "webhook:ops"], now=NOW)
+    outbox = Outbox(sql, [Destination("slack"), Destination("webhook:ops")], CLOCK)
+    engine = IncidentEngine(sql, FakeClock())
+    app_ = create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)
+    with TestClient(app_, base_url=URL) as client:
+
+        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+            kwargs.pop("timeout", None)
+            return client.request(method, target.removeprefix(URL), **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(httpx, "request", request)
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        yield outbox
+
+
+def _discard(*args: str, answer: str | None = None) -> Result:
+    return runner.invoke(app, ["outbox", "discard", "--url", URL, *args], input=answer)
+
+
+def test_discard_asks_first_then_drops_the_orphaned_messages_recording_who_did_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        kept = {SENT: 5, ORPHANED: 5, FAILED: 5}
+        declined = _discard("--notifier", "webhook:gone", "--by", "alice", answer="n\n")
+        assert declined.exit_code == 1 and "discard 5 orphaned messages of 'webhook:gone'" in declined.stderr
+        assert "nothing discarded: answer y, or pass --yes" in declined.stderr
+        unanswered = _discard("--notifier", "webhook:gone", answer="")  # a script, stdin closed
+        assert unanswered.exit_code == 1 and "nothing discarded" in unanswered.stderr
+        assert outbox.counts() == kept
+
+        done = _discard("--notifier", "webhook:gone", "--by", "alice", answer="y\n")
+        assert done.exit_code == 0, done.output
+        assert "discarded 5 messages of 'webhook:gone' (orphaned 5)" in done.stdout
+        assert outbox.counts() == {SENT: 5, DISCARDED: 5, FAILED: 5}, "failed ones are not touched unasked"
+        listed = runner.invoke(app, ["outbox", "list", "--url", URL, "--status", "discarded", "-o", "json"])
+        gone = json.loads(listed.stdout)["messages"]
+        assert {m["notifier"] for m in gone} == {"webhook:gone"} and len(gone) == 5
+        assert gone[0]["last_error"].startswith("discarded by alice at 2026-01-01T00:00:00Z (was orphaned")
+        table = runner.invoke(app, ["outbox", "list", "--url", URL])
+        assert "discarded 5" in table.stdout
+
+
+def test_discard_with_yes_and_json_takes_failed_messages_only_when_asked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        unasked = _discard("--notifier", "webhook:ops", "--yes", "-o", "json")
+        assert unasked.exit_code == 0 and json.loads(unasked.stdout)["total"] == 0
+        asked = _discard("--notifier", "webhook:ops", "--status", "failed", "--yes", "-o", "json")
+        assert asked.exit_code == 0, asked.output
+        assert json.loads(asked.stdout) == {
+            "notifier": "webhook:ops",
+            "discarded": {"failed": 5},
+            "total": 5,
+            "dry_run": False,
+        }
+        assert outbox.counts() == {SENT: 5, ORPHANED: 5, DISCARDED: 5}
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "said"),
+    [
+        (["--notifier", "slack", "--status", "pending"], {}, "--status 'pending': only orphaned and failed"),
+        (
+            ["--notifier", "webhook:gnoe", "--yes"],
+            {},
+            "HTTP 404: notifier: no message of notifier 'webhook:gnoe' is stored",
+        ),
+        (["--notifier", "webhook:gone", "--yes"], {"GPUWARDEN_API_TOKEN": ""}, "HTTP 401"),
+        (["--notifier", "webhook:gone", "-o", "yaml"], {}, "--output 'yaml': use one of"),
+    ],
+    ids=["backlog", "unknown-notifier", "no-token", "output"],
+)
+def test_discard_refuses_what_it_must_not_touch_with_a_clear_error_and_changes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, args: list[str], env: dict[str, str], said: str
+) -> None:
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        for name, value in env.items():
+            monkeypatch.setenv(name, value)
+        refused = _discard(*args)
+        assert refused.exit_code == 1 and said in " ".join(refused.stderr.split()), refused.stderr
+        assert outbox.counts() == {SENT: 5, ORPHANED: 5, FAILED: 5}

@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import httpx
 import pytest
 
 from alerting.instance_lock import InstanceLocks
+from gpuwarden.cli.serve_cmd import journal_dir
 from gpuwarden.cli.standby import OnWait, Sleep, wait_as_standby
-from gpuwarden.config import ApiConfig
+from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import ConfigError
 from tests.integration.servers import free_port
 
@@ -57,3 +63,78 @@ def test_an_error_while_waiting_for_the_lock_is_raised_by_the_standby(listener: 
     with pytest.raises(ConfigError, match="journal directory"):
         wait_as_standby(acquire, listener, ApiConfig())
     listener.close()
+
+
+def _answering(port: int, sleep: Sleep) -> None:
+    """Return once the standby answers on ``port`` (its server is up)."""
+    for _ in range(200):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/-/ready", timeout=2)
+        except httpx.ConnectError:
+            sleep(0.05)
+            continue
+        return
+    raise AssertionError("the standby never answered")
+
+
+def test_a_sigterm_that_comes_as_the_standby_takes_the_lock_stops_it_and_gives_the_lock_back(
+    listener: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock was returned as if no signal had come: the standby became the active server."""
+    locks = InstanceLocks([])
+    released: list[bool] = []
+    monkeypatch.setattr(locks, "release", lambda: released.append(True))
+
+    def acquire(sleep: Sleep, on_wait: OnWait) -> InstanceLocks:
+        _answering(listener.getsockname()[1], sleep)
+        os.kill(os.getpid(), signal.SIGTERM)  # Kubernetes stops the pod just as the lock comes free
+        return locks
+
+    assert wait_as_standby(acquire, listener, ApiConfig()) is None
+    assert released == [True]
+    listener.close()
+
+
+# ``serve`` with a hook: once ``point`` (a function of serve_cmd) returned, the process sends itself SIGTERM.
+HOOKED_SERVE = """
+import os, signal, sys
+from gpuwarden.cli import main, serve_cmd
+point = sys.argv.pop(1)
+original = getattr(serve_cmd, point)
+def hooked(*args, **kwargs):
+    result = original(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGTERM)
+    return result
+setattr(serve_cmd, point, hooked)
+main()
+"""
+
+
+@pytest.mark.parametrize(
+    ("point", "standby"),
+    [("take_locks", True), ("_fenced_service", True), ("_fenced_service", False)],
+    ids=["standby-takes-the-lock", "standby-builds-the-active-server", "active-server-built"],
+)
+def test_a_sigterm_during_the_handover_stops_serve_with_exit_0_and_the_lock_released(
+    tmp_path: Path, point: str, standby: bool
+) -> None:
+    """As the standby took the lock the signal was lost (serve went on as the active server); while the
+    active server was being built (store migrated, engine loaded) it killed the process (exit -15)."""
+    db = str(tmp_path / "handover.db")
+    argv = [sys.executable, "-c", HOOKED_SERVE, point, "serve", "--port", str(free_port()), "--db", db]
+    argv += ["--standby"] if standby else []
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": "handover-test-token"}
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        try:
+            status = proc.wait(timeout=60)  # a guard against a hang, not a measure: it stops at once
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+            status = None
+    said = (tmp_path / "serve.log").read_text()
+    assert status == 0, said
+    assert "stopped before" in said, said
+    locks = InstanceLocks.for_server(db, journal_dir(GpuwardenConfig(), db))
+    locks.acquire(wait=False, sleep=lambda _: None)  # given back: the next server takes it at once
+    locks.release()

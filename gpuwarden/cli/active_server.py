@@ -1,0 +1,128 @@
+"""The active ``serve``: its API on uvicorn until a stop signal (exit 0) or the loss of the store lock
+(exit 1), with a watch on a PostgreSQL store lock."""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from typing import TYPE_CHECKING
+
+import typer
+from rich.markup import escape
+
+from gpuwarden.cli.consoles import err_console
+from gpuwarden.graceful import StopRequest, run_until_stopped
+
+if TYPE_CHECKING:
+    import socket
+
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from alerting.applier import JournalApplier
+    from alerting.engine import IncidentEngine
+    from alerting.fencing import LockFence
+    from alerting.instance_lock import InstanceLocks
+    from alerting.outbox import Outbox
+    from gpuwarden.api import BackgroundTask
+    from gpuwarden.config import ApiConfig
+
+    # What ``serve`` builds once it holds the lock: fence, engine, background tasks, extra routes, outbox,
+    # applier.
+    Service = tuple[
+        LockFence, IncidentEngine, list[BackgroundTask], list[object], Outbox | None, JournalApplier
+    ]
+
+logger = logging.getLogger("gpuwarden.serve")
+
+
+def lock_watch(locks: InstanceLocks, fence: LockFence, interval: float = 1.0) -> BackgroundTask:
+    """Keep a PostgreSQL store lock, telling ``fence`` what each check found; a loss (a standby took it
+    meanwhile) calls the fence's ``on_lost``, which stops serve."""
+
+    def run(stop: threading.Event) -> None:
+        while not stop.wait(interval):
+            try:
+                fence.record(locks.status())
+            except Exception:  # loop boundary: the next check tries again
+                logger.exception("instance lock: check failed")
+                continue
+            if fence.lost:
+                return
+
+    return run
+
+
+def run_active(
+    started: tuple[InstanceLocks, socket.socket, Service],
+    api: ApiConfig,
+    where: tuple[str, int, str, str],
+    stop: StopRequest,
+) -> None:
+    """Serve the API until a stop signal (exit 0) or until the store lock is lost (exit 1)."""
+    from alerting.fencing import LockStatus  # noqa: PLC0415 - see build_service
+    from gpuwarden.api import create_app  # noqa: PLC0415
+
+    locks, listener, (fence, engine, background, routes, outbox, applier) = started
+    lost: list[LockStatus] = []
+
+    def on_lost(status: LockStatus) -> None:
+        lost.append(status)
+        server.should_exit = True  # uvicorn's own graceful stop, as on SIGTERM
+
+    fence.on_lost = on_lost
+    if locks.can_be_lost:  # file locks last as long as the process: nothing to watch for SQLite
+        background = [*background, lock_watch(locks, fence)]
+    # What was acknowledged but not applied before a crash is replayed by the applier's thread once the port
+    # is open: a replay of minutes with no port would fail every liveness probe. New writes are appended
+    # after the backlog, so they are applied after it, in order; /-/ready says when it caught up.
+    app = create_app(
+        engine,
+        api,
+        extra_routes=routes,  # type: ignore[arg-type]
+        background=background,
+        applier=applier,
+        outbox=outbox,
+        fence=fence,
+    )
+    server = uvicorn_server(app, where[0], where[1], api)
+    try:  # SIGTERM (every pod stop) ends like Ctrl-C: shutdown, then the locks released here, exit 0
+        run_until_stopped(server, [listener], stop)
+    finally:
+        listener.close()
+        locks.release()
+    if lost:
+        err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")
+        raise typer.Exit(1)
+
+
+def uvicorn_server(app: Starlette, address: str, port_number: int, api: ApiConfig) -> uvicorn.Server:
+    """The active server's uvicorn, with its bounds against idle and slow clients; the collector tuned for
+    the long-lived state startup loaded."""
+    import uvicorn  # noqa: PLC0415 - the reason build_service gives
+
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415
+
+    # The engine holds every open incident and the status of every stored alert; the applier allocates a
+    # few objects per alert. With the default collector (a pass every 700 allocations, full passes over all
+    # that state) collection took about a quarter of the applier's time in a storm. What startup loaded
+    # is long-lived: frozen out of collections; young passes every 10,000 allocations.
+    gc.freeze()
+    gc.set_threshold(10_000, 10, 10)
+    logger.info("serving on %s:%s", address, port_number)
+    return uvicorn.Server(
+        uvicorn.Config(
+            app,
+            host=address,
+            port=port_number,
+            log_level="warning",
+            access_log=False,
+            log_config=None,
+            # Bounds against idle and slow clients (api.header_timeout_seconds, api.keep_alive_seconds,
+            # api.max_connections; the body's deadline is the app's, api.body_timeout_seconds).
+            http=header_deadline_protocol(api.header_timeout_seconds),
+            timeout_keep_alive=api.keep_alive_seconds,
+            limit_concurrency=api.max_connections,
+        )
+    )
