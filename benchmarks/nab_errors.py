@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_cv import cross_validate, normalised
+from nab_inputs import WINDOWS, add_corpus_options, default_corpus, load_checked_corpus
 
 from anomaly.breakout import RangeBreakout
 from anomaly.nab import (
@@ -50,7 +51,6 @@ from anomaly.nab import (
     _epoch,
     detect_corpus,
     is_tuning_file,
-    load_corpus,
     probation_length,
     scaled_sigmoid,
     score_file,
@@ -61,7 +61,6 @@ from anomaly.steps import BoolArray
 from anomaly.thresholds import FloatArray
 from anomaly.univariate import DEFAULT_BREAKOUT, DEFAULT_NOVELTY, Series, _grid, score_many
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data" / "nab"
 RARITY_Q = (0.002, 0.005, 0.01, 0.02, 0.05)
 RARITY_HISTORY = (None, 2016)
 RARITY_MIN_HISTORY = 300
@@ -223,15 +222,21 @@ def breakdown(files: list[NabFile], labels_file: Path) -> dict[str, object]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", type=Path, default=SHARED / "data")
-    parser.add_argument("--windows", type=Path, default=SHARED / "labels" / "combined_windows.json")
-    parser.add_argument("--labels", type=Path, default=SHARED / "labels" / "combined_labels.json")
+    add_corpus_options(parser)
+    parser.add_argument(
+        "--labels", type=Path, help="the corpus's combined_labels.json (default: beside --windows)"
+    )
     parser.add_argument("--candidate", choices=("breakdown", "rarity", "gated"), required=True)
     args = parser.parse_args()
     started = time.perf_counter()
-    files = load_corpus(args.data, args.windows)
+    files = load_checked_corpus(parser, args)
     if args.candidate == "breakdown":
-        print(json.dumps(breakdown(files, args.labels)))
+        corpus = default_corpus()  # found: load_checked_corpus refused the run otherwise
+        windows = args.windows or (corpus / WINDOWS if corpus is not None else Path(WINDOWS))
+        labels = args.labels or windows.with_name("combined_labels.json")
+        if not labels.is_file():
+            parser.error(f"--labels {labels}: no such file (the NAB corpus's labels/combined_labels.json)")
+        print(json.dumps(breakdown(files, labels)))
         return
     series = [f.series for f in files]
     adaptive = score_many(series, breakout=None, recurrence=None, novelty=None)
