@@ -21,10 +21,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.announcing import IncidentAnnouncing
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
-from alerting.correlation import root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
-from alerting.impact import measures
+from alerting.impact import live_root_cause, measures
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import IncidentJoining
@@ -184,7 +183,7 @@ class IncidentEngine(
                     self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
             for inc in self._open.values():
                 if inc.members:
-                    inc.root_path, root = root_cause(inc.members.values(), self.inventory)
+                    inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
                     self._set_workloads(inc, self._workloads_of(inc, None))
                     inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()

@@ -21,11 +21,10 @@ from alerting.correlation import (
     down_nodes,
     first_onset,
     placement,
-    root_cause,
     takes_in,
 )
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess
+from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
 from alerting.regrouping import regroup_ranks, regroup_spread
@@ -195,7 +194,7 @@ class IncidentGrouping:
             return
         shown = (shown_of(row), row.quiet_since)
         if assessed is None:
-            path, root = root_cause(members, self.inventory)
+            path, root = live_root_cause(members, self.inventory)
             assessment = assess(
                 path,
                 root,

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.capacity import gpus_lost, has_spare, units_hit
-from alerting.correlation import RACK_DEPTH, Member, gpu_keys
+from alerting.correlation import RACK_DEPTH, Member, gpu_keys, root_cause
 from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
 from alerting.topology import UNKNOWN, Path, alert_pod, target_label
@@ -180,6 +180,14 @@ def _live(m: Member) -> bool:
     """Firing, or flapping: a flapping alert counts as firing until it settles (its impact and priority do
     not swing, and page, with each flap)."""
     return m.firing or m.flapping
+
+
+def live_root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
+    """The root cause of what still fires (``assess``'s rule: of all members once nothing does). A wider
+    fault that recovered (a rack's nodes back up) gives the root back to what it left broken (a lost GPU),
+    so that the title and the remediation people are asked to approve name that, not the rack."""
+    members = list(members)
+    return root_cause([m for m in members if _live(m)] or members, inventory)
 
 
 def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[tuple[str, str]]:

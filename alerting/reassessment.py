@@ -14,9 +14,8 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import root_cause
 from alerting.grouping import IncidentGrouping, shown_of
-from alerting.impact import assess, failed_gpus
+from alerting.impact import assess, failed_gpus, live_root_cause
 from alerting.inventory import GpuKey, Inventory
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -79,7 +78,7 @@ class InventoryReassessment(IncidentGrouping):
                     inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
                 inc.forget_facts()  # the members moved
                 if inc.members:
-                    inc.root_path, root = root_cause(inc.members.values(), inventory)
+                    inc.root_path, root = live_root_cause(inc.members.values(), inventory)
                     inc.lost = lost_gpus(inc, root, inventory)  # all of them, before any is assessed
                 self._set_workloads(inc, self._workloads_of(inc, None))
             live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
@@ -112,7 +111,7 @@ class InventoryReassessment(IncidentGrouping):
             if inventory is not None:
                 inc.stopped |= {w for w in shown if _listed_stopped(inventory, w)}
         members = list(inc.members.values())
-        path, root = root_cause(members, current)
+        path, root = live_root_cause(members, current)
         assessment = assess(
             path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
         )

@@ -1273,17 +1273,20 @@ def test_nodes_down_after_a_lost_gpu_in_their_rack_root_the_partial_outage_as_no
     assert "gpu_lost" not in kinds
 
 
-def test_a_node_back_up_while_its_lost_gpu_still_fires_was_down(db: str, clock: FakeClock) -> None:
+def test_a_node_back_up_while_its_lost_gpu_still_fires_is_rooted_at_the_gpu(db: str, clock: FakeClock) -> None:
+    # What is still broken is the GPU: the title and the remediation people approve name it, not the node.
     engine = _engine(db, clock, scenarios.fleet_inventory())
     down = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n04"})
     engine.ingest([down, _gpu_alert("r03-n04", 5, "GPULost")])
     clock.advance(60)
     engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])  # the node is back; the GPU is not
     ((incident, *_),) = _open(engine)
-    assert engine.store.get(incident).title.startswith("node r03-n04 was down: 1 node, 1 GPU")
+    assert engine.store.get(incident).title.startswith("gpu r03-n04/5 lost (fell off the bus): 1 node, 1 GPU")
 
 
-def test_a_rack_that_lost_power_and_has_one_node_down_again_is_partly_back(db: str, clock: FakeClock) -> None:
+def test_a_rack_that_lost_power_and_has_one_node_down_again_is_rooted_at_that_node(
+    db: str, clock: FakeClock
+) -> None:
     engine = _engine(db, clock, scenarios.fleet_inventory(), quiet_period_seconds=30)
     downs = [Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"r04-n0{n}"}) for n in range(1, 9)]
     engine.ingest(downs)
@@ -1295,7 +1298,9 @@ def test_a_rack_that_lost_power_and_has_one_node_down_again_is_partly_back(db: s
     engine.tick()  # resolved
     clock.advance(60)
     engine.ingest([downs[2]])  # one node down again, within the reopen window: the incident reopens
-    assert engine.store.get(incident).title.startswith("rack r04 lost power, partly back: 1 node")
+    again = engine.store.get(incident)
+    assert again.title.startswith("node r04-n03 is down: 1 node, 8 GPUs")
+    assert "root cause is now node_down on node/r04-n03" in [e.message for e in again.timeline]
 
 
 def test_a_resolution_whose_commit_answer_was_lost_is_not_resolved_again(
