@@ -29,7 +29,7 @@ from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.spreading import spread_candidates
-from alerting.store import impact_to_dict
+from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import seen, title
@@ -221,12 +221,16 @@ class IncidentGrouping:
                 change=ChangeKind.UPDATED,
             )
         row.root_kind, row.root_target = root.kind.value, new_target
+        was_shown = bool(row.title)  # assessed before: its impact and priority are its own
         row.title = title(root, assessment, seen(members), placed=bool(path))
-        row.impact = impact_to_dict(
+        impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),
             stopped_jobs=list(assessment.stopped_jobs),
             priority_reason=assessment.reason,
+        )
+        row.impact = with_peak(
+            impact, row.impact if was_shown else None, row.priority, assessment.priority.value
         )
         # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
         row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))

@@ -30,7 +30,7 @@ from alerting.outcomes import (
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
 from alerting.silences import Silence
 from alerting.silencing import SilenceKeeping
-from alerting.store import IncidentNotFound, IncidentStore, member_alerts
+from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock
@@ -324,9 +324,10 @@ class IncidentLifecycle(SilenceKeeping):
         onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
         names = [a.labels.get("alertname", "") for a in alerts]
         recovered = _recovered_at(row, alerts)
+        peak = peak_impact(row.impact or {})
         if recovered is None:
-            return render_postmortem(incident, onset, names, None)
-        return render_postmortem(incident, onset, names, *recovered)
+            return render_postmortem(incident, onset, names, None, peak_impact=peak)
+        return render_postmortem(incident, onset, names, *recovered, peak_impact=peak)
 
 
 def _latest(session: Session, incident_id: str, kind: str) -> TimelineRow | None:

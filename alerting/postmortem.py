@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
-from gpuwarden.model import Incident, Priority, TimelineEvent
+from gpuwarden.model import Impact, Incident, Priority, TimelineEvent
 from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
@@ -110,14 +110,16 @@ def render_postmortem(
     alert_names: Sequence[str],
     recovered_at: datetime | None,
     recovered_from: str = RECOVERED_FROM_ENDS_AT,
+    peak_impact: tuple[Priority, Impact] | None = None,
 ) -> str:
     """Markdown postmortem draft of one incident.
 
     ``first_onset``: the earliest startsAt the incident ever saw (reopens included); ``recovered_at``: when
     the fault ended (its last alert resolved), None while the incident is open or once it was merged into
     another; ``recovered_from``: where that time comes from. MTTR runs to ``recovered_at``, not to the
-    incident's resolve a quiet period later. The timeline shows both times too, among the events."""
-    impact = incident.impact
+    incident's resolve a quiet period later. The timeline shows both times too, among the events.
+    ``peak_impact``: the worst impact it had and its priority (``store.peak_impact``), shown beside the final
+    one when they differ."""
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
@@ -145,16 +147,8 @@ def render_postmortem(
         "",
         "## Impact",
         "",
-        f"- {_md(impact.summary or 'no workload impact known')}",
-        f"- GPUs affected: {impact.gpus_affected}; nodes affected: {impact.nodes_affected}",
-        f"- Workloads: {', '.join(_md(target_label(w)) for w in impact.workloads) or 'none known'}",
-        f"- Largest share of a workload affected: {impact.affected_share:.0%}",
-        f"- Spare capacity available: {'yes' if impact.spare_capacity else 'no'}",
+        *_impact(incident.impact, incident.priority, peak_impact),
     ]
-    if impact.slo_burn_rate:
-        out.append(f"- SLO burn rate: {impact.slo_burn_rate:g}x")
-    if impact.error_ratio:
-        out.append(f"- Error ratio: {impact.error_ratio:.0%}")
     out += [
         "",
         "## Root cause",
@@ -200,6 +194,42 @@ def render_postmortem(
         "",
     ]
     return "\n".join(out)
+
+
+def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | None) -> list[str]:
+    """The Impact section's lines: the worst impact, with the final one beside it where it differs."""
+    worst = peak[1] if peak is not None else final
+
+    def both(text: Callable[[Impact], str]) -> str:
+        return (
+            text(worst)
+            if text(worst) == text(final)
+            else f"{text(worst)} at its worst, {text(final)} at the end"
+        )
+
+    def summary(impact: Impact) -> str:
+        return _md(impact.summary or "no workload impact known")
+
+    if peak is None or summary(worst) == summary(final):
+        lines = [f"- {summary(final)}"]
+    else:
+        lines = [
+            f"- At its worst ({peak[0].value}): {summary(worst)}",
+            f"- At the end ({priority.value}): {summary(final)}",
+        ]
+    workloads = dict.fromkeys([*worst.workloads, *final.workloads])
+    lines += [
+        f"- GPUs affected: {both(lambda i: str(i.gpus_affected))}; "
+        f"nodes affected: {both(lambda i: str(i.nodes_affected))}",
+        f"- Workloads: {', '.join(_md(target_label(w)) for w in workloads) or 'none known'}",
+        f"- Largest share of a workload affected: {both(lambda i: f'{i.affected_share:.0%}')}",
+        f"- Spare capacity available: {both(lambda i: 'yes' if i.spare_capacity else 'no')}",
+    ]
+    if worst.slo_burn_rate or final.slo_burn_rate:
+        lines.append(f"- SLO burn rate: {both(lambda i: f'{i.slo_burn_rate:g}x')}")
+    if worst.error_ratio or final.error_ratio:
+        lines.append(f"- Error ratio: {both(lambda i: f'{i.error_ratio:.0%}')}")
+    return lines
 
 
 def _alerts(count: int) -> str:

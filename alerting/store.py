@@ -85,6 +85,44 @@ def impact_from_dict(data: dict[str, Any]) -> Impact:
     )
 
 
+PEAK = "peak"
+"""Key of an impact's JSON that keeps the worst impact the incident had, with its priority: the impact falls
+as an incident recovers (and a reopen starts it small again); a postmortem reports the worst."""
+
+
+def with_peak(
+    new: dict[str, Any], old: dict[str, Any] | None, old_priority: str, priority: str
+) -> dict[str, Any]:
+    """``new`` (``impact_to_dict``'s, at ``priority``) with the worst impact so far under ``PEAK``: the
+    more urgent priority's, between equal ones the most GPUs, nodes and share. ``old``: the impact stored
+    before at ``old_priority`` (None while the incident has none yet); one stored before peaks were kept
+    counts as its own peak."""
+    candidates = [{**{k: v for k, v in new.items() if k != PEAK}, "priority": priority}]
+    if old and "gpus_affected" in old:
+        kept = old.get(PEAK)
+        candidates.append(kept if isinstance(kept, dict) else {**old, "priority": old_priority})
+    worst = min(candidates, key=_severity)
+    return {**new, PEAK: worst}
+
+
+def _severity(data: dict[str, Any]) -> tuple[str, int, int, float]:
+    """Sorts the worst impact first: "P0" < "P1", then more GPUs, nodes, share."""
+    return (
+        str(data.get("priority", "P3")),
+        -int(data.get("gpus_affected", 0)),
+        -int(data.get("nodes_affected", 0)),
+        -float(data.get("affected_share", 0.0)),
+    )
+
+
+def peak_impact(data: dict[str, Any]) -> tuple[Priority, Impact] | None:
+    """The worst impact an incident had and its priority, from its stored impact (None: none kept)."""
+    kept = data.get(PEAK)
+    if not isinstance(kept, dict) or str(kept.get("priority")) not in Priority.__members__:
+        return None
+    return Priority(str(kept["priority"])), impact_from_dict(kept)
+
+
 def _impact_parts(data: dict[str, Any]) -> tuple[str, ...]:
     """The stored parts; an impact stored before they were kept has only its summary, which is not split
     again (a name may hold ", "): it stays one part until the incident is assessed again."""

@@ -1273,7 +1273,9 @@ def test_nodes_down_after_a_lost_gpu_in_their_rack_root_the_partial_outage_as_no
     assert "gpu_lost" not in kinds
 
 
-def test_a_node_back_up_while_its_lost_gpu_still_fires_is_rooted_at_the_gpu(db: str, clock: FakeClock) -> None:
+def test_a_node_back_up_while_its_lost_gpu_still_fires_is_rooted_at_the_gpu(
+    db: str, clock: FakeClock
+) -> None:
     # What is still broken is the GPU: the title and the remediation people approve name it, not the node.
     engine = _engine(db, clock, scenarios.fleet_inventory())
     down = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n04"})

@@ -9,6 +9,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine
 
+from alerting import scenarios as sc
 from alerting.engine import IncidentEngine
 from alerting.postmortem import peak_priority, render_postmortem
 from gpuwarden.clock import FakeClock
@@ -300,3 +301,55 @@ def test_label_text_stays_literal_text_in_every_part_of_the_draft() -> None:
     assert '&lt;img src="http://evil.example/t.png"&gt;' in lines[0]
     assert r"- Evidence: 1 alert (GpuHot\\n\\n\#\# Root cause" in md
     assert r"by \*\*alice\*\*: \[approve the fix\](http://evil.example/x)" in md
+
+
+def _impact(md: str) -> list[str]:
+    return md.split("## Impact\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+def test_the_impact_is_the_worst_one_across_recovery_restart_and_reopen(sql: Engine) -> None:
+    clock = FakeClock(T0.timestamp())
+    config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=30)
+    inventory = sc.fleet_inventory(spare_gpus=16)
+    engine = IncidentEngine(sql, clock, config, inventory)
+    downs = [
+        Alert({"alertname": "NodeDown", "cluster": "c1", "node": sc.node_name(7, n)}) for n in range(1, 6)
+    ]
+    engine.ingest(downs)  # 5 nodes, 40 GPUs of the job's 128: more than the 16 spare, P0
+    [incident_id] = engine.open_incident_ids()
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in downs[1:]])  # 1 node left: P1
+    clock.advance(60)
+    engine.ingest([Alert(downs[0].labels, status=AlertStatus.RESOLVED)])
+    clock.advance(31)
+    engine.tick()
+    engine = IncidentEngine(sql, clock, config, inventory)  # a restart
+    clock.advance(30)
+    engine.ingest([downs[1]])  # down again within the reopen window: the incident reopens
+    clock.advance(60)
+    engine.ingest([Alert(downs[1].labels, status=AlertStatus.RESOLVED)])
+    clock.advance(31)
+    engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    impact = _impact(engine.postmortem(incident_id))
+    assert impact[:2] == [
+        "- At its worst (P0): 5 nodes, 40 GPUs, training job llm-70b stopped",
+        "- At the end (P1): 1 node, 8 GPUs, training job llm-70b stopped",
+    ]
+    assert (
+        "- GPUs affected: 40 at its worst, 8 at the end; nodes affected: 5 at its worst, 1 at the end"
+        in impact
+    )
+    assert "- Spare capacity available: no at its worst, yes at the end" in impact
+
+
+def test_an_impact_that_never_changed_is_shown_once(sql: Engine) -> None:
+    clock = FakeClock(T0.timestamp())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": sc.node_name(7, 1)})])
+    [incident_id] = engine.open_incident_ids()
+    impact = _impact(engine.postmortem(incident_id))
+    assert impact[:2] == [
+        "- 1 node, 8 GPUs, training job llm-70b stopped",
+        "- GPUs affected: 8; nodes affected: 1",
+    ]
