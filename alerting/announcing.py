@@ -150,6 +150,7 @@ class IncidentAnnouncing:
                 match or incident.timeline[-1],
                 self._recommended(incident_id),
                 incident_silenced_until(self._silences, incident_id, now),
+                self._flapping(incident_id),
             )
             self._call_listeners(change)
 
@@ -165,6 +166,13 @@ class IncidentAnnouncing:
         return tuple(
             sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a))
         )
+
+    def _flapping(self, incident_id: str) -> tuple[str, ...]:
+        """The names of the incident's flapping alerts (empty once it is resolved)."""
+        inc = self._open.get(incident_id)
+        if inc is None:
+            return ()
+        return tuple(sorted({m.labels.get("alertname", "") for m in inc.members.values() if m.flapping}))
 
     def _call_listeners(self, change: IncidentChange) -> None:
         """Every listener hears of the change; then what one raised is raised (the change is told again)."""
@@ -198,7 +206,12 @@ class IncidentAnnouncing:
                 silenced_until = incident_silenced_until(self._silences, incident_id, now)
                 self._call_listeners(
                     IncidentChange(
-                        ChangeKind.OPENED, incident, opened, self._recommended(incident_id), silenced_until
+                        ChangeKind.OPENED,
+                        incident,
+                        opened,
+                        self._recommended(incident_id),
+                        silenced_until,
+                        self._flapping(incident_id),
                     )
                 )
         del self._unannounced[incident_id]

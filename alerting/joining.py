@@ -61,13 +61,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             member.annotations, member.recommended_action = row.annotations, row.recommended_action
             inc.members[row.fingerprint] = member
             if row.flapping != was_flapping:
-                verb = "started" if row.flapping else "stopped"
-                batch.event(
-                    inc.id,
-                    f"flapping_{verb}",
-                    f"alert {row.labels.get('alertname', '')} {verb} flapping",
-                    {"fingerprint": row.fingerprint},
-                )
+                _flapping_event(batch, inc.id, row)
             if not row.flapping:
                 key = f"{inc.id}\0alert_{status.value}"
                 batch.added.setdefault(key, []).append(
@@ -81,6 +75,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             res.muted += 1
             return
         if row.incident_id is not None and self._reopen(batch, row):
+            if row.flapping != was_flapping:  # the flap that crossed the threshold: on its timeline too
+                _flapping_event(batch, row.incident_id, row)
             return
         member = self._member(row)
         horizon = now - self._window
@@ -219,15 +215,29 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             inc.members[alert.fingerprint] = self._member(alert)
         inc.members[row.fingerprint] = self._member(row)
         self._open[target.id] = inc
+        # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
+        # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
+        held = " (flapping: held, no page)" if row.flapping else ""
         batch.event(
             target.id,
             "reopened",
-            f"reopened: {_describe(row.labels)} fired again",
-            {"fingerprint": row.fingerprint},
-            change=ChangeKind.REOPENED,
+            f"reopened: {_describe(row.labels)} fired again{held}",
+            {"fingerprint": row.fingerprint, "flapping": row.flapping},
+            change=ChangeKind.UPDATED if row.flapping else ChangeKind.REOPENED,
         )
         batch.touched.add(target.id)
         return True
+
+
+def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:
+    """The incident's timeline says the alert started (or stopped) flapping."""
+    verb = "started" if row.flapping else "stopped"
+    batch.event(
+        incident_id,
+        f"flapping_{verb}",
+        f"alert {row.labels.get('alertname', '')} {verb} flapping",
+        {"fingerprint": row.fingerprint},
+    )
 
 
 def _describe(labels: dict[str, str]) -> str:

@@ -36,6 +36,7 @@ class IncidentChange:
     # When the incident's silence ends, if one was in force when the change was told: notifiers page
     # nobody for it (Alertmanager's silenced alert notifies nobody); None when the incident is not silenced.
     silenced_until: datetime | None = None
+    flapping: tuple[str, ...] = ()  # its flapping alerts' names: held open, without a page per flap
 
 
 class IncidentListener(Protocol):

@@ -67,6 +67,7 @@ class Notification(BaseModel):
     escalated: bool = False  # a priority change to a more urgent priority
     # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
     silenced_until: datetime | None = None
+    flapping: tuple[str, ...] = ()  # the names of its flapping alerts (it is held open, no page per flap)
 
     @property
     def is_resolution(self) -> bool:
@@ -164,6 +165,7 @@ def build_notification(
         series=tuple(series),
         escalated=_escalated(change),
         silenced_until=change.silenced_until,
+        flapping=change.flapping,
     )
 
 

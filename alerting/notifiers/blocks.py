@@ -302,8 +302,13 @@ def minimal_message(n: Notification) -> SlackMessage:
 
 
 def _state(n: Notification) -> str:
-    """The state as people read it: a merged incident is not resolved, it goes on in another."""
-    return n.event_message if merged(n) else n.state
+    """The state as people read it: a merged incident is not resolved, it goes on in another; a flapping
+    one is held open without a page per flap."""
+    if merged(n):
+        return n.event_message
+    if n.flapping and n.state != "resolved":
+        return f"{n.state}, flapping ({', '.join(n.flapping)}): held, no page per flap"
+    return n.state
 
 
 def _duration(seconds: float) -> str:
