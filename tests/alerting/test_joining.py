@@ -50,3 +50,51 @@ def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_
     assert "alert GpuTemperatureHigh started flapping" in [e.message for e in incident.timeline]
     shown = str(incident_message(build_notification(told[-1])).attachments)
     assert "flapping" in shown and "GpuTemperatureHigh" in shown
+
+
+RC = {"cluster": "c10", "severity": "critical"}
+NODE_DOWN = {**RC, "alertname": "NodeDown", "instance": "rc-n1:9100", "job": "node"}
+
+
+def _gpus_lost() -> list[Alert]:
+    return [Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": str(k)}) for k in range(8)]
+
+
+def _down_and_resolved(engine: IncidentEngine, clock: FakeClock) -> str:
+    engine.ingest([Alert(NODE_DOWN)])
+    [incident_id] = engine.open_incident_ids()
+    clock.advance(3)
+    engine.ingest([Alert(NODE_DOWN, status=AlertStatus.RESOLVED)])
+    for _ in range(9):
+        clock.advance(1)
+        engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    return incident_id
+
+
+def test_a_recurrence_through_another_alert_reopens_the_incident_whose_root_explains_it(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(20)
+    engine.ingest(_gpus_lost())  # the node is down again; its GPUs' alerts fire before NodeDown does
+    clock.advance(4)
+    engine.ingest([*_gpus_lost(), Alert(NODE_DOWN)])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert [c.kind for c in told].count(ChangeKind.OPENED) == 1  # announced once, at the first outage
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    assert len(engine.store.get(incident_id).alert_fingerprints) == 9
+
+
+def test_a_new_alert_after_the_reopen_window_opens_a_new_incident(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(engine.config.reopen_window_seconds + 1)
+    engine.ingest(_gpus_lost())
+    [new_id] = engine.open_incident_ids()
+    assert new_id != incident_id
