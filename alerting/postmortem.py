@@ -87,6 +87,24 @@ def peak_priority(incident: Incident) -> tuple[Priority, str]:
     return peak, reason
 
 
+TAKEN = frozenset({"remediation_approved", "mitigating", "action"})
+"""Timeline kinds of the actions taken on an incident's fault: an approved remediation, a mitigation, an
+action's outcome (``incidents mitigate --action``, Approve remediation, the runbook executor)."""
+
+_HANDLED = TAKEN | {"acknowledged", "silenced"}
+
+
+def taken(incident: Incident) -> list[TimelineEvent]:
+    """The actions taken on the incident's fault, oldest first (Slack's and webhooks' "Actions taken")."""
+    return [e for e in incident.timeline if e.kind in TAKEN]
+
+
+def action_text(event: TimelineEvent) -> str:
+    """How an action reads in a list: its message and who took it, when the message does not say."""
+    by = str(event.data.get("by", ""))
+    return f"{event.message} (by {by})" if by and by not in event.message else event.message
+
+
 def fault_events(
     first_onset: datetime, recovered_at: datetime | None, recovered_from: str = RECOVERED_FROM_ENDS_AT
 ) -> list[TimelineEvent]:
@@ -110,6 +128,7 @@ def render_postmortem(
     alert_names: Sequence[str],
     recovered_at: datetime | None,
     recovered_from: str = RECOVERED_FROM_ENDS_AT,
+    *,
     peak_impact: tuple[Priority, Impact] | None = None,
 ) -> str:
     """Markdown postmortem draft of one incident.
@@ -170,10 +189,9 @@ def render_postmortem(
     actions = [
         e
         for e in incident.timeline
-        if e.kind in ("acknowledged", "remediation_approved", "mitigating", "silenced", "action")
-        or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
+        if e.kind in _HANDLED or (e.kind == "resolved" and "by" in e.data)  # resolved by hand
     ]
-    out += [f"- {_stamp(e.at)} — {_md(e.message)}" for e in actions] or ["- none recorded"]
+    out += [f"- {_stamp(e.at)} — {_md(action_text(e))}" for e in actions] or ["- none recorded"]
     out += [
         f"- {_md(r.request.action)} on {_md(r.request.target)}: {r.outcome.value} {_md(r.message)}"
         for r in incident.actions

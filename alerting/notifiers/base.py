@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from alerting.postmortem import action_text, taken
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import ActionResult, ClusterRef, GpuRef, Incident, NodeRef, RackRef, Target, WorkloadRef
@@ -155,7 +156,10 @@ def build_notification(
         gpus_affected=impact.gpus_affected,
         nodes_affected=impact.nodes_affected,
         runbook_url=link(incident),
-        actions_taken=tuple(describe_action(a) for a in incident.actions),
+        actions_taken=(
+            *(action_text(e) for e in taken(incident)),
+            *(describe_action(a) for a in incident.actions),
+        ),
         recommended_actions=change.recommended,
         opened_at=incident.opened_at,
         resolved_at=incident.resolved_at,

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from alerting.engine import IncidentEngine
+from alerting.notifiers.base import build_notification
 from alerting.store import Conflict, IncidentNotFound
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
@@ -314,3 +315,29 @@ def test_an_ack_or_resolve_checks_the_state_in_the_transaction_that_writes_it(
     timeline = engine.store.get(incident_id).timeline
     assert [e.kind for e in timeline].count(kind) == 1, [e.message for e in timeline]
     assert met == ["refused"]  # the rival came between a read and a write of one transaction
+
+
+def test_the_actions_taken_on_an_incident_reach_its_notifications(sql: Engine, clock: FakeClock) -> None:
+    engine = _engine(sql, clock)
+    changes = _recorded(engine)
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    engine.approve_remediation(incident_id, "alice")
+    engine.mark_mitigating(incident_id, "bob", "drain x1")
+    engine.record_action(incident_id, "reboot_node", "succeeded", "rebooted", "runbook")
+    engine.add_note(incident_id, "carol", "watching it")
+    taken = build_notification(changes[-1]).actions_taken
+    assert taken == (
+        "remediation approved by alice",
+        "mitigating: drain x1 (by bob)",
+        "reboot_node: succeeded rebooted (by runbook)",
+    )
+    listed = [
+        line.split(" — ", 1)[1].replace("\\", "")
+        for line in _postmortem_actions(engine.postmortem(incident_id))
+    ]
+    assert set(taken) <= set(listed)  # the postmortem's own record, which lists acknowledgements too
+
+
+def _postmortem_actions(md: str) -> list[str]:
+    return md.split("## Actions\n\n", 1)[1].split("\n\n", 1)[0].splitlines()

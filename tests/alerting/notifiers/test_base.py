@@ -54,7 +54,7 @@ def test_notification_snapshots_what_the_message_shows() -> None:
     assert n.affected_targets == ("rack/r07", "training_job/research/llm-70b")
     assert (n.nodes_affected, n.gpus_affected) == (8, 64)
     assert n.runbook_url == "https://runbooks.example/gpu/rack_down.yaml"
-    assert n.actions_taken == ("drain_node node/n0701: succeeded (drained)",)
+    assert n.actions_taken == ("drain_node n0701 succeeded", "drain_node node/n0701: succeeded (drained)")
     assert n.event_message == "drain_node n0701 succeeded"
 
 

@@ -46,7 +46,10 @@ def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecor
         "fields": {"rack": "r07", "cluster": "c1"},
         "fields_total": 2,
     }
-    assert body["incident"]["actions_taken"] == ["drain_node node/n0701: succeeded (drained)"]
+    assert body["incident"]["actions_taken"] == [
+        "drain_node n0701 succeeded",  # the timeline's mitigating event
+        "drain_node node/n0701: succeeded (drained)",
+    ]
     assert body["incident"]["impact"]["parts"] == ["training job llm-70b stopped", "no spare capacity"]
     assert body["incident"]["impact"]["parts_total"] == 2
     assert body["event"]["message"] == "drain_node n0701 succeeded"
@@ -155,7 +158,8 @@ def test_a_huge_incident_is_sent_bounded_with_the_full_counts() -> None:
     assert incident["affected_targets_total"] == 5001  # the rack and every workload
     assert incident["affected_targets"][:2] == ["rack/r07", "inference_service/ns/svc-00000"]
     assert len(incident["affected_targets"]) == MAX_LIST_ITEMS
-    assert (incident["actions_taken_total"], len(incident["actions_taken"])) == (300, MAX_LIST_ITEMS)
+    # 300 results and the timeline's mitigating event
+    assert (incident["actions_taken_total"], len(incident["actions_taken"])) == (301, MAX_LIST_ITEMS)
     assert len(incident["title"]) == MAX_TEXT_CHARS and incident["title"].endswith("…")
     assert len(incident["impact"]["summary"]) == MAX_TEXT_CHARS
 
