@@ -105,6 +105,14 @@ def cross_validate(
     return normalised(total, windows), picks
 
 
+def fold_schemes(names: list[str]) -> dict[str, dict[str, str]]:
+    """The two ways the files are split into folds: by category, and five folds by a hash of the name."""
+    return {
+        "leave_one_category_out": {n: n.split("/", 1)[0] for n in names},
+        "five_folds": {n: str(hashlib.sha256(n.encode()).digest()[1] % 5) for n in names},
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
@@ -122,10 +130,7 @@ def main() -> None:
     all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
     best = max(all_files, key=lambda c: all_files[c])
     default = {"surprise": SurpriseParams(), "levels": LevelParams()}.get(args.candidate, EntropyParams())
-    schemes = {
-        "leave_one_category_out": {n: n.split("/", 1)[0] for n in names},
-        "five_folds": {n: str(hashlib.sha256(n.encode()).digest()[1] % 5) for n in names},
-    }
+    schemes = fold_schemes(names)
     cv = {}
     for scheme, folds in schemes.items():
         score, picks = cross_validate(table, folds)

@@ -40,7 +40,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import cross_validate, normalised
+from nab_cv import cross_validate, fold_schemes, normalised
 from nab_inputs import WINDOWS, add_corpus_options, default_corpus, load_checked_corpus
 
 from anomaly.breakout import RangeBreakout
@@ -256,10 +256,7 @@ def main() -> None:
     names = [f.name for f in files]
     windows = sum(s.windows for s in table["off"].values())
     all_files = {k: normalised(sum(s.raw for s in t.values()), windows) for k, t in table.items()}
-    schemes = {
-        "leave_one_category_out": {n: n.split("/", 1)[0] for n in names},
-        "five_folds": {n: str(hashlib.sha256(n.encode()).digest()[1] % 5) for n in names},
-    }
+    schemes = fold_schemes(names)
     cv = {}
     for scheme, folds in schemes.items():
         score, picks = cross_validate(table, folds)

@@ -94,6 +94,9 @@ def test_a_push_that_raises_is_counted_never_raised(gateway: RecordingGateway, e
     assert m.push_failures >= 2  # the pusher retries on its own after a backoff of 1 s: a slow run sees 3
     failures = m.rank(0).registry.get_sample_value("gpuwarden_training_push_failures_total", {"rank": "0"})
     assert failures is not None and failures >= 2
+    # Stop its retries while the failing gateway is still in place: left running, the thread went on to push
+    # to the real 127.0.0.1:9 once the fixture was undone, logging into later tests' closed output.
+    assert m.close(timeout=30)
 
 
 def test_an_unreachable_gateway_is_tried_once_per_round_not_once_per_rank(gateway: RecordingGateway) -> None:
