@@ -162,6 +162,9 @@ class Batch:
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
+    # Incidents resolved within the reopen window, as candidates, loaded once per transaction (see
+    # ``IncidentJoining._reopen_explaining``); None until one is asked.
+    resolved: list[OpenIncident] | None = None
 
     def __post_init__(self) -> None:
         watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)
