@@ -123,7 +123,7 @@ def placement(workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> 
     return frozenset().union(*(inventory.placement(w) for w in workloads))
 
 
-def _gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
+def gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
     """The GPUs of a cluster or rack path, or of the node of a node or GPU path."""
     if len(path) <= RACK_DEPTH:
         return frozenset(
@@ -141,7 +141,7 @@ def _hosts_workload(
         return False
     gpus = under.get(path)
     if gpus is None:
-        gpus = under[path] = _gpus_under(path, inventory)
+        gpus = under[path] = gpus_under(path, inventory)
     return not placed.isdisjoint(gpus)
 
 

@@ -26,6 +26,7 @@ from alerting.correlation import (
 )
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess
+from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
 from alerting.regrouping import regroup_ranks, regroup_spread
@@ -66,7 +67,7 @@ class IncidentGrouping:
 
     config: AlertingConfig
     inventory: Inventory | None
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _flap: FlapPolicy
     _window: timedelta
     _quiet: timedelta
@@ -112,8 +113,8 @@ class IncidentGrouping:
                 pending.append(took)
             elif regrouped.get(inc.id, 0) < REGROUP_PASSES:
                 regrouped[inc.id] = regrouped.get(inc.id, 0) + 1
-                moved = regroup_ranks(batch, inc, list(self._open.values()))
-                moved |= regroup_spread(batch, inc, self._open.values(), self.inventory)
+                moved = regroup_ranks(batch, inc, self._open.rank_partners(inc))
+                moved |= regroup_spread(batch, inc, self._open.signal_partners(inc), self.inventory)
                 pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:
                 sharers |= self._sharers(inc, lost)
@@ -250,7 +251,7 @@ class IncidentGrouping:
                 change=None if is_new else ChangeKind.PRIORITY_CHANGED,
             )
         row.quiet_since = None
-        if any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+        if batch.has_change(inc.id):
             return
         if (
             inc.id in batch.last_event
@@ -304,7 +305,7 @@ class IncidentGrouping:
         if row.quiet_since is None:
             row.quiet_since = batch.now
             batch.event(inc.id, "quiet", "all alerts resolved; waiting for the quiet period", {})
-        if not any(c[0] == inc.id and c[1] is not None for c in batch.changes):
+        if not batch.has_change(inc.id):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
@@ -312,7 +313,7 @@ class IncidentGrouping:
         signal spreading with it, as the join path would have joined their alerts in another order; the id
         of the incident that took others in (None: none). The incident opened first, already announced
         perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
-        rollout = spread_candidates(inc, self._open.values(), self._window)
+        rollout = spread_candidates(inc, self._open.spread_partners(inc), self._window)
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
             if first is not inc:
@@ -320,7 +321,7 @@ class IncidentGrouping:
                 return first.id
         takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
-        for other in list(self._open.values()):
+        for other in self._open.merge_candidates(inc, spread):
             if other.id == inc.id or not other.members:
                 continue
             inside = (
@@ -403,7 +404,7 @@ class IncidentGrouping:
         rack = inc.root_path[:RACK_DEPTH]
         nodes = {m.location.path[: RACK_DEPTH + 1] for m in inc.members.values()}
         found = set()
-        for other in self._open.values():
+        for other in self._open.under(rack):
             if (
                 other.id != inc.id
                 and other.root_path[:RACK_DEPTH] == rack

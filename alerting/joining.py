@@ -93,7 +93,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         candidates = [
             o.candidate()
-            for o in self._open.values()
+            for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
             and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))

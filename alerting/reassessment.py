@@ -17,6 +17,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import root_cause
 from alerting.grouping import IncidentGrouping, shown_of
 from alerting.impact import assess, failed_gpus
+from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -41,7 +42,7 @@ class InventoryReassessment(IncidentGrouping):
     inventory_state: tuple[Inventory | None, datetime | None]
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _reassessed: bool  # the open incidents were assessed with the current inventory
 
     def _fresh(self) -> None:
@@ -126,7 +127,7 @@ class InventoryReassessment(IncidentGrouping):
         self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
-            batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
+            batch.drop_changes(inc.id)
 
 
 def _listed_stopped(inventory: Inventory, ref: WorkloadRef) -> bool:
