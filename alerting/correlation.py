@@ -527,10 +527,11 @@ def _whole_node(path: Path) -> bool:
 
 def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
     """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
-    lost are two lost GPUs, not a dead host), or, without one, at least two GPUs."""
+    lost are two lost GPUs, not a dead host). Never where no inventory knows the node: how many GPUs it has
+    is unknown, so two GPUs with a double-bit ECC error are two GPU faults, not the node down."""
     lost = {m.location.path for m in outages if len(m.location.path) > RACK_DEPTH + 1}
     node = inventory.node(path[2], path[0]) if inventory is not None else None
-    return len(lost) >= max(node.gpu_count if node is not None else 0, 2)
+    return node is not None and len(lost) >= max(node.gpu_count, 2)
 
 
 def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
