@@ -16,12 +16,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerting.correlation import Candidate, FactsBuilder, Member, RootFacts
+from alerting.correlation import Candidate
 from alerting.faults import SYMPTOM_KINDS
 from alerting.handoff import watch
 from alerting.incident_index import Members, OpenIncidents
 from alerting.inventory import GpuKey
+from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert
+from alerting.root_facts import FactsBuilder, RootFacts
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path

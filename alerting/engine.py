@@ -21,7 +21,6 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.announcing import IncidentAnnouncing
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
-from alerting.correlation import root_cause
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
 from alerting.impact import measures
@@ -41,6 +40,7 @@ from alerting.pending import (
 )
 from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
+from alerting.root_cause import root_cause
 from alerting.silences import Silence, configured_mutes
 from alerting.store import IncidentStore, alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow

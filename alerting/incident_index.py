@@ -22,10 +22,11 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from alerting.correlation import RACK_DEPTH, Member, Signal, gpus_under
+from alerting.correlation import gpus_under
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.inventory import GpuKey, Inventory
-from alerting.topology import UNKNOWN, Path
+from alerting.member import Member, Signal
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path
 from gpuwarden.model import FaultKind, WorkloadRef
 
 if TYPE_CHECKING:

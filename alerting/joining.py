@@ -14,11 +14,13 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from alerting.batch import Batch, IngestResult, OpenIncident
-from alerting.correlation import Member, best_candidate, foreign, root_cause
+from alerting.correlation import best_candidate, foreign
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.grouping import IncidentGrouping
+from alerting.member import Member
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
+from alerting.root_cause import root_cause
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind

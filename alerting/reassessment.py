@@ -14,11 +14,11 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import root_cause
 from alerting.grouping import IncidentGrouping, shown_of
 from alerting.impact import assess, failed_gpus
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
+from alerting.root_cause import root_cause
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import locate

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from alerting import scenarios
-from alerting.correlation import Candidate, Member, join_rank
+from alerting.correlation import Candidate, join_rank
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.member import Member
 from alerting.migrate import upgrade
 from alerting.topology import locate
 from gpuwarden.clock import FakeClock
@@ -63,7 +64,7 @@ def test_a_symptom_of_a_same_named_workload_of_another_cluster_does_not_join() -
 
 def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_all_its_alerts_at_once() -> None:
     from alerting.batch import OpenIncident  # noqa: PLC0415
-    from alerting.correlation import root_facts  # noqa: PLC0415
+    from alerting.root_facts import root_facts  # noqa: PLC0415
     from gpuwarden.model import IncidentState, Priority  # noqa: PLC0415
 
     where = {"cluster": "c1", "rack": "r07"}
