@@ -18,8 +18,8 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import OpenIncident
 from alerting.handoff import forget, untold
+from alerting.incident_index import OpenIncidents
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
@@ -53,7 +53,7 @@ class IncidentAnnouncing:
     counters: dict[str, int]
     _lock: threading.RLock
     _listeners: list[IncidentListener]
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _silences: list[Silence]
     _hold: timedelta
     _unannounced: dict[str, datetime]  # held incidents: when they opened

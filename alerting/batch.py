@@ -16,11 +16,14 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerting.correlation import Candidate, FactsBuilder, Member, RootFacts
+from alerting.correlation import Candidate
 from alerting.faults import SYMPTOM_KINDS
 from alerting.handoff import watch
+from alerting.incident_index import Members, OpenIncidents
 from alerting.inventory import GpuKey
+from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert
+from alerting.root_facts import FactsBuilder, RootFacts
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path
@@ -50,6 +53,16 @@ class OpenIncident:
     # service they both take replicas from (see ``impact.assess``); empty once nothing fires.
     lost: frozenset[GpuKey] = frozenset()
     _gathered: _Gathered | None = field(default=None, repr=False, compare=False)  # see ``facts``
+    # The open set that indexes it (``alerting.incident_index``), told when its root, workloads, placement
+    # or members change; None while it is not in one.
+    index: OpenIncidents | None = field(default=None, init=False, repr=False, compare=False)
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if name == "members" and not isinstance(value, Members):
+            value = Members(self, value)  # type: ignore[arg-type]
+        object.__setattr__(self, name, value)
+        if name in _FILED and self.index is not None:
+            self.index.refile(self, name)
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""
@@ -112,6 +125,10 @@ class OpenIncident:
         return got
 
 
+_FILED = frozenset({"root_path", "workloads", "placed", "members"})
+"""What the index of open incidents files an incident under (see ``OpenIncident.index``)."""
+
+
 @dataclass(slots=True)
 class _Gathered:
     """What an open incident gathered of its members, member by member (``OpenIncident._gather``)."""
@@ -165,6 +182,10 @@ class Batch:
     # Incidents resolved within the reopen window, as candidates, loaded once per transaction (see
     # ``IncidentJoining._reopen_explaining``); None until one is asked.
     resolved: list[OpenIncident] | None = None
+    # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
+    # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
+    _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)
+    _kinds_seen: int = field(default=0, repr=False)
 
     def __post_init__(self) -> None:
         watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)
@@ -188,7 +209,28 @@ class Batch:
 
     def is_new(self, incident_id: str) -> bool:
         """Whether the incident was opened in this transaction."""
-        return any(c[0] == incident_id and c[1] is ChangeKind.OPENED for c in self.changes)
+        return ChangeKind.OPENED in self._change_kinds().get(incident_id, ())
+
+    def has_change(self, incident_id: str) -> bool:
+        """Whether listeners hear of the incident after this transaction."""
+        return incident_id in self._change_kinds()
+
+    def drop_changes(self, incident_id: str) -> None:
+        """Tell listeners nothing of the incident after all."""
+        self.changes[:] = [c for c in self.changes if c[0] != incident_id]
+        self._kinds.pop(incident_id, None)
+        self._kinds_seen = len(self.changes)
+
+    def _change_kinds(self) -> dict[str, set[ChangeKind]]:
+        """The kinds of ``changes`` per incident, brought up to date with those appended since."""
+        kinds = self._kinds
+        for incident_id, kind, _ in self.changes[self._kinds_seen :]:
+            found = kinds.get(incident_id)
+            if found is None:
+                found = kinds[incident_id] = set()
+            found.add(kind)
+        self._kinds_seen = len(self.changes)
+        return kinds
 
     def latest_event(self, incident_id: str) -> TimelineRow:
         """The incident's newest timeline event, this transaction's or the store's."""

@@ -1,70 +1,27 @@
-"""Correlation: which incident explains a new alert, and the root cause of a set of alerts.
+"""Correlation: which open incident explains a new alert (``join_rank``, ``best_candidate``), and how one
+signal spreads from node to rack to cluster (``same_signal_spread``).
 
-The root cause is the lowest common component whose fault explains the rest: outage alerts (node down,
-GPU lost, ...) on sibling components escalate to their common parent (two nodes of one rack: the rack),
-workload symptoms (job stalled, SLO burn) defer to any infrastructure fault, and among candidates the
-earliest onset wins.
+What an incident's members say of its fault is in ``alerting.root_facts``; the root cause of a set of
+alerts in ``alerting.root_cause``.
 """
 
 from __future__ import annotations
 
 import functools
-import operator
-from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
-from collections.abc import Set as AbstractSet
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from collections.abc import Callable, Collection, Iterable
+from dataclasses import dataclass
+from datetime import datetime
 
-from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, alert_xid, takes_capacity
+from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.inventory import GpuKey, Inventory
-from alerting.topology import UNKNOWN, Location, Path, common_ancestor, contains, path_target
+from alerting.member import Member, Signal, first_onset
+from alerting.root_facts import RootFacts, down_nodes, explains, root_facts, whole_node
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path, common_ancestor, contains
 from gpuwarden.labelnumbers import label_number
-from gpuwarden.model import ClusterRef, FaultKind, RootCause, WorkloadRef, shares_workload
+from gpuwarden.model import WorkloadRef, shares_workload
 
-RACK_DEPTH = 2
-_NEVER = datetime.max.replace(tzinfo=UTC)
 WORKLOAD_OUTAGE_SPREAD_SECONDS = 300.0
 """Outages of one workload's GPUs this close in onset are one incident (``join_rank``)."""
-
-Signal = tuple[str, FaultKind, int | None]
-"""An alert's name, fault kind and XID code: alerts alike in all three are one signal, which may spread."""
-
-
-@dataclass(slots=True)
-class Member:
-    """What correlation needs to know about one alert of an incident."""
-
-    fingerprint: str
-    kind: FaultKind
-    location: Location
-    onset: datetime
-    firing: bool
-    labels: Mapping[str, str]
-    flapping: bool = False
-    recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
-    annotations: Mapping[str, str] = field(default_factory=dict)
-    is_outage: bool = field(init=False)
-    """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset (kind and
-    labels never change for a member: worked out once, correlation asks for every pair it compares)."""
-    signal: Signal = field(init=False)
-    """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
-    XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
-    is_infra: bool = field(init=False)
-    """An infrastructure fault with a place in the topology (not a workload symptom)."""
-    # What impact last read of the annotations (``impact.read_measures``): which, the error ratio, the burn.
-    measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
-    error_ratio: float = field(default=0.0, init=False, compare=False)
-    burn_rate: float = field(default=0.0, init=False, compare=False)
-
-    def __post_init__(self) -> None:
-        code = alert_xid(self.kind, self.labels)
-        self.is_outage = takes_capacity(self.kind, code)
-        self.signal = (self.labels.get("alertname", ""), self.kind, code)
-        self.is_infra = bool(self.location.path) and self.kind not in SYMPTOM_KINDS
-
-
-onset_key = operator.attrgetter("onset", "fingerprint")
-"""A member's place in onset order, its fingerprint breaking a tie (a C key: recomputes sort them all)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,15 +49,6 @@ class Candidate:
         return first_onset(self.members, self.id)
 
 
-def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, str]:
-    """An incident's earliest alert onset, then that alert's fingerprint: the tie-break between incidents.
-
-    Not the incident id (a random draw) nor when it was opened (alerts of one POST share that instant):
-    the same alerts break the tie the same way in every run and whatever order they arrived in."""
-    first = min(members, key=onset_key, default=None)
-    return (_NEVER, incident_id) if first is None else (first.onset, first.fingerprint)
-
-
 def gpu_keys(path: Path, inventory: Inventory | None) -> set[GpuKey]:
     """GPUs under a path that has at least node depth (all GPUs of a node when the inventory knows it)."""
     if len(path) >= 4:
@@ -123,7 +71,7 @@ def placement(workloads: Iterable[WorkloadRef], inventory: Inventory | None) -> 
     return frozenset().union(*(inventory.placement(w) for w in workloads))
 
 
-def _gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
+def gpus_under(path: Path, inventory: Inventory) -> frozenset[GpuKey]:
     """The GPUs of a cluster or rack path, or of the node of a node or GPU path."""
     if len(path) <= RACK_DEPTH:
         return frozenset(
@@ -141,7 +89,7 @@ def _hosts_workload(
         return False
     gpus = under.get(path)
     if gpus is None:
-        gpus = under[path] = _gpus_under(path, inventory)
+        gpus = under[path] = gpus_under(path, inventory)
     return not placed.isdisjoint(gpus)
 
 
@@ -280,7 +228,7 @@ def join_rank(
         # Whole nodes down in one rack: one incident, the rack's (a power loss only when every node is:
         # see ``root_cause``). A single GPU lost on each of two nodes is two faults.
         if (
-            _whole_node(path)
+            whole_node(path)
             and len(common_ancestor([root, path])) >= RACK_DEPTH
             and down_nodes(candidate.members)
         ):
@@ -313,232 +261,10 @@ def _holds(root: Path, candidate: Candidate, gpu: Path) -> bool:
     return len(root) >= RACK_DEPTH or gpu[: RACK_DEPTH + 1] in candidate.facts().node_kinds
 
 
-_FAMILIES = (
-    frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE}),
-    frozenset(
-        {FaultKind.ECC_DBE, FaultKind.ECC_SBE_STORM, FaultKind.ROW_REMAP_PENDING, FaultKind.ROW_REMAP_FAILURE}
-    ),
-)
-_ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
-
-
-def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
-    """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
-    family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
-    symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
-    signal that says little of its cause (an XID, a stale exporter, an anomaly). A GPU lost does not explain
-    another GPU of its node running hot."""
-    kinds = facts.node_kinds.get(node, frozenset())
-    if not kinds:
-        return False
-    gpu = new.location.path[: RACK_DEPTH + 2]
-    if (
-        _taken(facts.taken, node)
-        or gpu in facts.gpus_out
-        or new.kind in kinds
-        or new.kind in _ANY_CAUSE
-        or not kinds.isdisjoint(_ANY_CAUSE)
-    ):
-        return True
-    if new.is_outage and (_whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
-        return True
-    return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
-
-
-@dataclass(frozen=True, slots=True)
-class RootFacts:
-    """What ``explains`` needs of an incident's members, gathered once (a storm asks for each alert)."""
-
-    node_kinds: Mapping[Path, AbstractSet[FaultKind]]  # kinds of the members on each node
-    node_outage: AbstractSet[Path]  # nodes with an outage member (on the node or one of its GPUs)
-    taken: AbstractSet[Path]  # what outages took whole: node, rack or cluster paths
-    gpus: AbstractSet[Path]  # GPU paths of the members
-    gpus_out: AbstractSet[Path]  # GPU paths of the outage members (GPUs lost, not whole nodes)
-    signals: frozenset[Signal]  # signals of no outage kind on two nodes or more, one not taken by an outage
-    outage_kind: (
-        bool  # a member of an outage kind (node or rack down, GPU lost or hung), not only XIDs or ECC
-    )
-    spread_of: Signal | None = None
-    """The one XID signal of every infrastructure alert, spread to two nodes or more, with no outage kind
-    among them: the incident is that XID spreading (a driver rollout's XID 119), nothing else. Stale
-    exporters or heat spreading are left to the rack rules (a rack's outage takes its stale exporters)."""
-
-
-@dataclass(slots=True)
-class FactsBuilder:
-    """``RootFacts`` gathered member by member: an incident's members only ever grow, so a storm's ten
-    thousandth alert adds itself instead of walking the other 9,999 again (which made a cluster-wide XID
-    quadratic: 9 s per thousand alerts at ten thousand)."""
-
-    node_kinds: dict[Path, set[FaultKind]] = field(default_factory=dict)
-    node_outage: set[Path] = field(default_factory=set)
-    taken: set[Path] = field(default_factory=set)
-    gpus: set[Path] = field(default_factory=set)
-    gpus_out: set[Path] = field(default_factory=set)
-    signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
-    # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
-    # come, and the facts last made, made again only when what they hold changes (these signals, a new one
-    # in ``signal_nodes``, ``outage_kind``): gathering the signals and making the facts again for every
-    # alert joining a rack storm was a tenth of the applier's time, and every candidate is now asked for
-    # its facts at every alert (``spreads``).
-    signals: frozenset[Signal] = frozenset()
-    outage_kind: bool = False
-    made: RootFacts | None = None
-
-    def add(self, m: Member) -> None:
-        """Count one more member."""
-        path = m.location.path
-        node = path[: RACK_DEPTH + 1]
-        if m.is_outage and _whole_node(path) and path not in self.taken:
-            self.taken.add(path)
-            # What it took may hold every node of a signal: only then does that signal go (rare: a node down).
-            kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
-            if kept != self.signals:
-                self.signals, self.made = kept, None
-        if len(node) > RACK_DEPTH:
-            kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
-            if kinds is None:
-                kinds = self.node_kinds[node] = set()
-            kinds.add(m.kind)
-            if m.is_outage:
-                self.node_outage.add(node)
-        if len(path) > RACK_DEPTH + 1:
-            gpu = path[: RACK_DEPTH + 2]
-            self.gpus.add(gpu)
-            if m.is_outage:
-                self.gpus_out.add(gpu)
-        if m.kind not in OUTAGE_KINDS:
-            nodes = self.signal_nodes.get(m.signal)
-            if nodes is None:  # a signal it did not hold: ``spread_of`` may change
-                nodes, self.made = set(), None
-                self.signal_nodes[m.signal] = nodes
-            if node not in nodes:
-                nodes.add(node)
-                # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only
-                # grows). It is one now on two nodes or more, this one not taken, or the other one not.
-                if (
-                    m.signal not in self.signals
-                    and len(nodes) >= 2
-                    and _untaken(self.taken, nodes if len(nodes) == 2 else (node,))
-                ):
-                    self.signals, self.made = self.signals | {m.signal}, None
-        elif not self.outage_kind:
-            self.outage_kind, self.made = True, None
-
-    def facts(self) -> RootFacts:
-        """The facts of the members added so far (views of this builder's sets, not copies). A signal is one
-        that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
-        fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
-        if self.made is None:
-            infra = [s for s in self.signal_nodes if s[1] not in SYMPTOM_KINDS]
-            spread_of = None
-            if (
-                len(infra) == 1
-                and infra[0][1] is FaultKind.XID
-                and infra[0] in self.signals
-                and not self.outage_kind
-            ):
-                spread_of = infra[0]
-            self.made = RootFacts(
-                self.node_kinds,
-                self.node_outage,
-                self.taken,
-                self.gpus,
-                self.gpus_out,
-                self.signals,
-                self.outage_kind,
-                spread_of,
-            )
-        return self.made
-
-
-def root_facts(members: Iterable[Member]) -> RootFacts:
-    """The facts of a set of members."""
-    builder = FactsBuilder()
-    for m in members:
-        builder.add(m)
-    return builder.facts()
-
-
-def _taken(taken: AbstractSet[Path], node: Path) -> bool:
-    return any(node[:depth] in taken for depth in range(1, len(node) + 1))
-
-
-def _untaken(taken: AbstractSet[Path], nodes: Iterable[Path]) -> bool:
-    """Whether one of ``nodes`` is not taken by an outage."""
-    return any(not _taken(taken, node) for node in nodes)
-
-
-def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
-    """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
-
-    At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: a whole node's
-    outage or a stale exporter (power and top-of-rack switching are the rack's), a GPU's outage where the
-    incident holds an outage of its own (a GPU lost beside dead nodes), or what a cluster takes. A rack
-    root that only one signal spreading reached (a driver's XID 119 on its nodes) explains no other GPU
-    fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a workload's
-    outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two racks are
-    two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything on a node
-    an outage took."""
-    path = new.location.path
-    if len(root) == RACK_DEPTH and new.kind is FaultKind.EXPORTER_STALE:
-        return True  # before gathering any facts: a rack storm asks this for each alert
-    if len(root) == RACK_DEPTH and new.is_outage and len(path) <= RACK_DEPTH + 1:
-        # A node down is the rack's, but not a driver rollout's: an XID spreading is no cause of it.
-        return facts_of().spread_of is None
-    facts = facts_of()
-    where = path[: RACK_DEPTH + 1]
-    if len(root) > RACK_DEPTH:
-        return _related_on_node(root[: RACK_DEPTH + 1], facts, new)
-    if len(root) == RACK_DEPTH and new.is_outage and facts.outage_kind:
-        return True
-    if len(where) > RACK_DEPTH and _taken(facts.taken, where):
-        return True
-    return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
-
-
 def spreads(candidate: Candidate, new: Member) -> bool:
     """Whether ``candidate`` is ``new``'s signal spreading and nothing else (a driver rollout's XID 119):
     the alert is more of it, whatever other fault its GPU shares (a node down, an NVSwitch failing)."""
     return new.kind not in OUTAGE_KINDS and candidate.facts().spread_of == new.signal
-
-
-def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:
-    """Whether an incident rooted at ``root`` takes in another incident under it whose alerts are
-    ``members`` (the merge pass). An outage's root (a rack down, a node down) takes it when it explains one
-    of them, the rest coming as that one's evidence. A rack or cluster that only a spreading signal reached
-    takes it only when it explains every infrastructure alert of it: an incident holding the signal beside
-    a fault of its own (a node down) keeps it, as the join path would have (its root is the more specific)."""
-    infra = [m for m in members if m.is_infra]
-    if len(root) > RACK_DEPTH or facts_of().outage_kind:
-        return any(explains(root, facts_of, m) for m in members)
-    return bool(infra) and all(explains(root, facts_of, m) for m in infra)
-
-
-def down_nodes(members: Iterable[Member]) -> bool:
-    """Whether a firing outage of these took a whole node (or more)."""
-    return any(m.is_outage and m.firing and _whole_node(m.location.path) for m in members)
-
-
-def _whole_node(path: Path) -> bool:
-    """A path of a node, rack or cluster: an outage there takes a whole node or more."""
-    return 0 < len(path) <= RACK_DEPTH + 1
-
-
-def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
-    """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
-    lost are two lost GPUs, not a dead host), or, without one, at least two GPUs."""
-    lost = {m.location.path for m in outages if len(m.location.path) > RACK_DEPTH + 1}
-    node = inventory.node(path[2], path[0]) if inventory is not None else None
-    return len(lost) >= max(node.gpu_count if node is not None else 0, 2)
-
-
-def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
-    """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
-    eight down are two nodes), or, without one, two whole nodes."""
-    down = {m.location.path for m in outages if _whole_node(m.location.path)}
-    size = len(inventory.nodes_in(path[0], path[1])) if inventory is not None else 0
-    return len(down) >= max(size, 2)
 
 
 def best_candidate(
@@ -560,65 +286,3 @@ def best_candidate(
     best = min(key for key, _ in ranked)
     tied = [c for key, c in ranked if key == best]
     return tied[0] if len(tied) == 1 else min(tied, key=Candidate.order)
-
-
-ENVIRONMENT = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE})
-"""Faults that can take a node or GPU down where they spread: heat, power. An XID before a node went down
-is not the node's cause (the node is)."""
-
-
-def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) -> bool:
-    """Whether the outages lie where faults that began before them had already spread: a node that shut
-    down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first).
-    ``infra`` and ``outages`` are in onset order."""
-    earlier = [m for m in infra if m.kind in ENVIRONMENT and not m.is_outage and m.onset < outages[0].onset]
-    if not earlier:
-        return False
-    spread = common_ancestor(m.location.path for m in earlier) or earlier[0].location.path
-    return all(contains(spread, m.location.path) for m in outages)
-
-
-def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
-    """The root cause of a set of alerts and its topology path (empty for a workload root)."""
-    items = sorted(members, key=onset_key)
-    infra = [m for m in items if m.is_infra]
-    symptoms = [m for m in items if m.kind in SYMPTOM_KINDS and m.location.workloads]
-    if symptoms:
-        # A fault explains a workload's symptom if it takes capacity away or began before it: a GPU that
-        # ran hot four minutes after a job deadlocked is evidence, not the cause.
-        infra = [m for m in infra if m.is_outage or m.onset <= symptoms[0].onset]
-    if infra:
-        outages = [m for m in infra if m.is_outage]
-        basis = outages if outages and not _within_earlier_fault(infra, outages) else infra
-        path = common_ancestor(m.location.path for m in basis)
-        if not path:
-            path = basis[0].location.path
-        at_root = [m for m in basis if m.location.path == path]
-        if at_root:
-            kind = next((m.kind for m in at_root if m.is_outage), at_root[0].kind)
-        elif all(m.kind is FaultKind.XID for m in basis):
-            # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
-            # rack is down, whatever the XID took out of service.
-            kind = FaultKind.XID
-        elif len(path) == RACK_DEPTH and _rack_down(path, outages, inventory):
-            kind = FaultKind.RACK_DOWN
-        elif len(path) == RACK_DEPTH + 1 and outages:
-            # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
-            kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
-        elif basis is outages and any(_whole_node(m.location.path) for m in outages):
-            # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
-            # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
-            kind = FaultKind.NODE_DOWN
-        else:
-            kind = basis[0].kind
-        return path, RootCause(kind, path_target(path, inventory))
-    if not items:
-        raise ValueError("an incident needs at least one alert")
-    first = items[0]
-    workloads = sorted(first.location.workloads, key=str)
-    if workloads:
-        return (), RootCause(first.kind, workloads[0])
-    path = first.location.path
-    if path:
-        return path, RootCause(first.kind, path_target(path, inventory))
-    return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))

@@ -24,6 +24,7 @@ from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
 from alerting.impact import live_root_cause, measures
+from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import IncidentJoining
@@ -100,7 +101,7 @@ class IncidentEngine(
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows
-        self._open: dict[str, OpenIncident] = {}
+        self._open = OpenIncidents()  # indexed: correlation asks only where a yes can be
         # Status of every stored alert by fingerprint: tells a repeat from a change without a query.
         self._status: dict[str, str] = {}
         # Firing alerts a silence, maintenance window or inhibition mutes (labels, incident): the tick

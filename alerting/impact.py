@@ -18,10 +18,12 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from alerting.capacity import gpus_lost, has_spare, units_hit
-from alerting.correlation import RACK_DEPTH, Member, gpu_keys, root_cause
+from alerting.correlation import gpu_keys
 from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
-from alerting.topology import UNKNOWN, Path, alert_pod, target_label
+from alerting.member import Member
+from alerting.root_cause import root_cause
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
     FaultKind,
     Impact,

@@ -14,12 +14,14 @@ from datetime import timedelta
 from sqlalchemy import select
 
 from alerting.batch import Batch, IngestResult, OpenIncident
-from alerting.correlation import Member, best_candidate, foreign, root_cause
+from alerting.correlation import best_candidate, foreign
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
+from alerting.member import Member
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
+from alerting.root_cause import root_cause
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -97,7 +99,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         candidates = [
             o.candidate()
-            for o in self._open.values()
+            for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
             and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))

@@ -15,8 +15,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import Batch, OpenIncident
+from alerting.batch import Batch
 from alerting.db import locked_row
+from alerting.incident_index import OpenIncidents
 from alerting.outcomes import (
     ActionOutcome,
     already_acted,
@@ -53,7 +54,7 @@ class IncidentLifecycle(SilenceKeeping):
     store: IncidentStore
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _stale: bool
     _silences: list[Silence]
     _silenced_incidents: set[str]

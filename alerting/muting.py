@@ -20,8 +20,9 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import Batch, IngestResult, OpenIncident
+from alerting.batch import Batch, IngestResult
 from alerting.faults import classify
+from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
@@ -46,7 +47,7 @@ class MuteTracking:
     # fingerprint -> (labels, incident id) of each firing alert that is muted
     _muted: dict[str, tuple[dict[str, str], str | None]]
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
     inventory: Inventory | None

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.batch import Batch, OpenIncident
 from alerting.grouping import IncidentGrouping, shown_of
 from alerting.impact import assess, failed_gpus, live_root_cause
+from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
 from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -40,7 +41,7 @@ class InventoryReassessment(IncidentGrouping):
     inventory_state: tuple[Inventory | None, datetime | None]
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
-    _open: dict[str, OpenIncident]
+    _open: OpenIncidents
     _reassessed: bool  # the open incidents were assessed with the current inventory
 
     def _fresh(self) -> None:
@@ -125,7 +126,7 @@ class InventoryReassessment(IncidentGrouping):
         self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
-            batch.changes[:] = [c for c in batch.changes if c[0] != inc.id]
+            batch.drop_changes(inc.id)
 
 
 def _listed_stopped(inventory: Inventory, ref: WorkloadRef) -> bool:

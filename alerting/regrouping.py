@@ -13,8 +13,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import Member, join_rank
+from alerting.correlation import join_rank
 from alerting.inventory import Inventory
+from alerting.member import Member
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 

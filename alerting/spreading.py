@@ -16,8 +16,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from alerting.batch import OpenIncident
-from alerting.correlation import RACK_DEPTH, Member, Signal, same_signal_spread
-from alerting.topology import Path, contains
+from alerting.correlation import same_signal_spread
+from alerting.member import Member, Signal
+from alerting.topology import RACK_DEPTH, Path, contains
 
 
 def spread_candidates(inc: OpenIncident, others: Iterable[OpenIncident], window: timedelta) -> set[str]:

@@ -12,8 +12,8 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from alerting.correlation import Member, onset_key
 from alerting.impact import Assessment
+from alerting.member import Member, onset_key
 from alerting.topology import target_label
 from gpuwarden.model import ClusterRef, FaultKind, NodeRef, RackRef, RootCause
 from gpuwarden.xid import xid_catalog

@@ -26,6 +26,8 @@ from gpuwarden.model import (
 )
 
 UNKNOWN = "?"
+RACK_DEPTH = 2
+"""Length of a rack's path (cluster, rack): a node's is one more, a GPU's two."""
 _WORKLOAD_LABELS = ("pod", "exported_pod", "slurm_job", "training_job")
 Path = tuple[str, ...]
 

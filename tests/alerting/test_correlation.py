@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 
 from alerting import scenarios
-from alerting.correlation import Candidate, Member, join_rank
+from alerting.correlation import Candidate, join_rank
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.member import Member
 from alerting.migrate import upgrade
 from alerting.topology import locate
 from gpuwarden.clock import FakeClock
@@ -63,7 +64,7 @@ def test_a_symptom_of_a_same_named_workload_of_another_cluster_does_not_join() -
 
 def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_all_its_alerts_at_once() -> None:
     from alerting.batch import OpenIncident  # noqa: PLC0415
-    from alerting.correlation import root_facts  # noqa: PLC0415
+    from alerting.root_facts import root_facts  # noqa: PLC0415
     from gpuwarden.model import IncidentState, Priority  # noqa: PLC0415
 
     where = {"cluster": "c1", "rack": "r07"}
@@ -251,3 +252,16 @@ def test_an_incidents_facts_gathered_alert_by_alert_are_those_of_their_definitio
         if rng.random() < 0.5:  # asked after some alerts, not after every one
             facts = inc.facts()
             assert (facts.signals, facts.spread_of, facts.outage_kind) == _by_definition(joined), k
+
+
+def test_two_gpu_faults_on_a_node_without_an_inventory_root_at_the_node_as_gpu_faults_not_a_node_down(
+    tmp_path: Path,
+) -> None:
+    # Without an inventory nobody knows how many GPUs node-02 has: two of them with a double-bit ECC error
+    # are two GPUs to reset, not the whole node down (which would read "node_down" and page as a lost host).
+    engine, nodes = _fed(tmp_path, "0 GpuEccDbe node-02/7, 20 GpuEccDbe node-02/4")
+    assert nodes == [["node-02"]]
+    ((row, count),) = engine.store.list_rows()
+    assert (count, row.root_kind) == (2, "ecc_dbe")
+    assert (row.root_target["type"], row.root_target["name"]) == ("node", "node-02")
+    assert "down" not in row.title

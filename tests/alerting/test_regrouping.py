@@ -7,9 +7,10 @@ from sqlalchemy.orm import Session
 
 from alerting import scenarios as sc
 from alerting.batch import Batch, OpenIncident
-from alerting.correlation import Member, root_facts
 from alerting.faults import classify
+from alerting.member import Member
 from alerting.regrouping import regroup_ranks
+from alerting.root_facts import root_facts
 from alerting.topology import locate
 from gpuwarden.model import IncidentState, Priority
 

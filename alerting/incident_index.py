@@ -1,0 +1,415 @@
+"""The open incidents, indexed by what could make one of them take a new alert or another incident.
+
+Correlation asks which open incident explains a new alert (``correlation.join_rank``), and the merge pass
+which open incidents a touched one takes in or spreads with (``grouping``, ``spreading``, ``regrouping``).
+Asking every open incident made a stream of separate faults quadratic: 1,000 nodes down with no inventory
+and no cluster label (all in one unnamed cluster, no rack) took tens of seconds to apply. Each rule that can
+answer yes needs something the two share: a place on one path (the incident's root above the alert, the
+same node, the same known rack), a workload, a GPU its workloads run on, or a signal held twice. So the
+incidents are filed under those, kept up to date as they change (their root, workloads and placement are
+set as attributes; their members through ``Members``), and a question looks only where a yes can be: a
+superset of the incidents that could answer it, in the order of the open set, which the callers' rules
+then filter exactly as they filtered the whole set.
+
+``OpenIncidents(full_scan=True)`` answers every question with every open incident: the plain scan, kept
+to check the index against (``tests/alerting/test_incident_index.py``).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Hashable, Iterable, Iterator, Mapping
+from collections.abc import Set as AbstractSet
+from typing import TYPE_CHECKING, Any
+
+from alerting.correlation import gpus_under
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.inventory import GpuKey, Inventory
+from alerting.member import Member, Signal
+from alerting.topology import RACK_DEPTH, UNKNOWN, Path
+from gpuwarden.model import FaultKind, WorkloadRef
+
+if TYPE_CHECKING:
+    from alerting.batch import OpenIncident
+
+WorkloadKey = tuple[object, str, str]
+"""A workload's kind, namespace and name: workloads alike in these may be one (``shares_workload``)."""
+
+
+class Members(dict[str, Member]):
+    """An incident's members, which tell the index of open incidents when they change."""
+
+    __slots__ = ("owner",)
+
+    def __init__(self, owner: OpenIncident, items: Mapping[str, Member] | None = None) -> None:
+        super().__init__()
+        self.owner = owner
+        if items:
+            self.update(items)
+
+    def __setitem__(self, fingerprint: str, member: Member) -> None:
+        old = self.get(fingerprint)
+        super().__setitem__(fingerprint, member)
+        index = self.owner.index
+        if index is not None:
+            index.member_changed(self.owner.id, old, member)
+
+    def __delitem__(self, fingerprint: str) -> None:
+        self.pop(fingerprint)
+
+    def pop(self, fingerprint: str, *default: Member) -> Member:  # type: ignore[override]
+        """Remove a member (and tell the index)."""
+        if fingerprint not in self and default:
+            return default[0]
+        member = super().pop(fingerprint)
+        index = self.owner.index
+        if index is not None:
+            index.member_changed(self.owner.id, member, None)
+        return member
+
+    def update(self, *args: object, **kwargs: Member) -> None:
+        """Add or replace members one by one (each through ``__setitem__``)."""
+        for fingerprint, member in dict(*args, **kwargs).items():
+            self[fingerprint] = member
+
+    def clear(self) -> None:
+        """Remove every member."""
+        for fingerprint in list(self):
+            self.pop(fingerprint)
+
+    def setdefault(self, fingerprint: str, default: Member) -> Member:
+        """The member, added first when missing."""
+        if fingerprint not in self:
+            self[fingerprint] = default
+        return self[fingerprint]
+
+    def popitem(self) -> tuple[str, Member]:
+        """Remove the last member."""
+        fingerprint = next(reversed(self))
+        return fingerprint, self.pop(fingerprint)
+
+
+class _Filed:
+    """What one incident is filed under (kept to take it out again), and its member counts."""
+
+    __slots__ = ("gpus", "ranks", "root", "signals", "workloads")
+
+    def __init__(self) -> None:
+        self.root: Path | None = None
+        self.workloads: frozenset[WorkloadKey] = frozenset()
+        self.gpus: frozenset[GpuKey] = frozenset()
+        self.signals: dict[Signal, int] = {}  # members per signal (every member: a superset of the rules')
+        self.ranks: dict[str, int] = {}  # placed workload symptoms per cluster of their GPUs
+
+
+def _file(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
+    ids = table.get(key)
+    if ids is None:
+        ids = table[key] = set()
+    ids.add(incident_id)
+
+
+def _unfile(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
+    ids = table.get(key)
+    if ids is not None:
+        ids.discard(incident_id)
+        if not ids:
+            del table[key]
+
+
+def _refile(
+    table: dict[Hashable, set[str]], incident_id: str, old: AbstractSet[Hashable], new: AbstractSet[Hashable]
+) -> None:
+    """File ``incident_id`` under the keys ``new`` of ``table`` instead of ``old``."""
+    for key in old - new:
+        _unfile(table, key, incident_id)
+    for key in new - old:
+        _file(table, key, incident_id)
+
+
+def _count(
+    counts: dict[Any, int],
+    key: Hashable,
+    step: int,
+    incident_id: str,
+    tables: Iterable[tuple[dict[Hashable, set[str]], int]],
+) -> None:
+    """Add ``step`` to ``counts[key]``, and file ``incident_id`` under ``key`` in each table whose least
+    count it now reaches (out of those it fell below)."""
+    before = counts.get(key, 0)
+    after = before + step
+    if after > 0:
+        counts[key] = after
+    else:
+        counts.pop(key, None)
+    for table, least in tables:
+        if before < least <= after:
+            _file(table, key, incident_id)
+        elif after < least <= before:
+            _unfile(table, key, incident_id)
+
+
+def _workload_key(ref: WorkloadRef) -> WorkloadKey:
+    return ref.kind, ref.namespace, ref.name
+
+
+def _rank_clusters(member: Member) -> set[str]:
+    if member.kind in SYMPTOM_KINDS and member.location.runs_on:
+        return {gpu[0] for gpu in member.location.runs_on}
+    return set()
+
+
+class OpenIncidents(dict[str, "OpenIncident"]):
+    """The engine's open incidents by id, in the order they were opened, and their index."""
+
+    def __init__(self, *, full_scan: bool = False) -> None:
+        super().__init__()
+        self.full_scan = full_scan
+        self._seq: dict[str, int] = {}
+        self._counter = itertools.count()
+        self._filed: dict[str, _Filed] = {}
+        self._by_root: dict[Hashable, set[str]] = {}  # each incident under its root
+        self._under: dict[Hashable, set[str]] = {}  # each incident under every prefix of its root
+        self._rootless: set[str] = set()
+        self._by_workload: dict[Hashable, set[str]] = {}
+        self._by_gpu: dict[Hashable, set[str]] = {}  # the GPUs its workloads run on (``placed``)
+        self._holding: dict[Hashable, set[str]] = {}  # signals of one member or more
+        self._holding_twice: dict[Hashable, set[str]] = {}  # of two or more (a spread needs two)
+        self._ranks_in: dict[Hashable, set[str]] = {}  # clusters of its placed stalled ranks' GPUs
+
+    # --- the open set -------------------------------------------------------------------------
+
+    def __setitem__(self, incident_id: str, inc: OpenIncident) -> None:
+        old = self.get(incident_id)
+        if old is not None and old is not inc:
+            self._forget(old)
+        if incident_id not in self:
+            self._seq[incident_id] = next(self._counter)
+        super().__setitem__(incident_id, inc)
+        if old is not inc:
+            inc.index = self
+            self._filed[incident_id] = _Filed()
+            self.refile(inc)
+
+    def __delitem__(self, incident_id: str) -> None:
+        self.pop(incident_id)
+
+    def pop(self, incident_id: str, *default: OpenIncident | None) -> OpenIncident | None:  # type: ignore[override]
+        """Take an incident out of the open set (and of the index)."""
+        if incident_id not in self and default:
+            return default[0]
+        inc = super().pop(incident_id)
+        self._forget(inc)
+        return inc
+
+    def clear(self) -> None:
+        """Empty the open set."""
+        for incident_id in list(self):
+            self.pop(incident_id)
+
+    def _forget(self, inc: OpenIncident) -> None:
+        filed = self._filed.pop(inc.id, None)
+        self._seq.pop(inc.id, None)
+        inc.index = None
+        if filed is None:
+            return
+        self._file_root(inc.id, filed, None)
+        self._file_workloads(inc.id, filed, frozenset())
+        self._file_gpus(inc.id, filed, frozenset())
+        for signal in list(filed.signals):
+            self._count_signal(inc.id, filed, signal, -filed.signals[signal])
+        for cluster in list(filed.ranks):
+            self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
+
+    # --- keeping it up to date ----------------------------------------------------------------
+
+    def refile(self, inc: OpenIncident, what: str = "") -> None:
+        """File ``inc`` again: under its root, workloads or placement (``what``), else all and its members."""
+        filed = self._filed.get(inc.id)
+        if filed is None or self.get(inc.id) is not inc:
+            return
+        if what in ("", "root_path"):
+            self._file_root(inc.id, filed, inc.root_path)
+        if what in ("", "workloads"):
+            self._file_workloads(inc.id, filed, frozenset(map(_workload_key, inc.workloads)))
+        if what in ("", "placed"):
+            self._file_gpus(inc.id, filed, inc.placed)
+        if what in ("", "members"):
+            for signal in list(filed.signals):
+                self._count_signal(inc.id, filed, signal, -filed.signals[signal])
+            for cluster in list(filed.ranks):
+                self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
+            for member in inc.members.values():
+                self.member_changed(inc.id, None, member)
+
+    def member_changed(self, incident_id: str, old: Member | None, new: Member | None) -> None:
+        """A member of an open incident was added (``old`` None), replaced or removed (``new`` None)."""
+        filed = self._filed.get(incident_id)
+        if filed is None:
+            return
+        for member, step in ((old, -1), (new, 1)):
+            if member is None:
+                continue
+            self._count_signal(incident_id, filed, member.signal, step)
+            for cluster in _rank_clusters(member):
+                self._count_ranks(incident_id, filed, cluster, step)
+
+    def _count_signal(self, incident_id: str, filed: _Filed, signal: Signal, step: int) -> None:
+        _count(filed.signals, signal, step, incident_id, ((self._holding, 1), (self._holding_twice, 2)))
+
+    def _count_ranks(self, incident_id: str, filed: _Filed, cluster: str, step: int) -> None:
+        _count(filed.ranks, cluster, step, incident_id, ((self._ranks_in, 1),))
+
+    def _file_root(self, incident_id: str, filed: _Filed, root: Path | None) -> None:
+        if filed.root == root:
+            return
+        for path, add in ((filed.root, _unfile), (root, _file)):
+            if path is None:
+                continue
+            if not path:
+                (self._rootless.add if add is _file else self._rootless.discard)(incident_id)
+                continue
+            add(self._by_root, path, incident_id)
+            for depth in range(1, len(path) + 1):
+                add(self._under, path[:depth], incident_id)
+        filed.root = root
+
+    def _file_workloads(self, incident_id: str, filed: _Filed, keys: frozenset[WorkloadKey]) -> None:
+        _refile(self._by_workload, incident_id, filed.workloads, keys)
+        filed.workloads = keys
+
+    def _file_gpus(self, incident_id: str, filed: _Filed, gpus: frozenset[GpuKey]) -> None:
+        _refile(self._by_gpu, incident_id, filed.gpus, gpus)
+        filed.gpus = gpus
+
+    # --- questions ----------------------------------------------------------------------------
+
+    def _in_order(self, ids: Iterable[str], skip: str = "") -> list[OpenIncident]:
+        """The incidents of ``ids`` (but ``skip``) in the order of the open set."""
+        seq = self._seq
+        return [self[i] for i in sorted(set(ids), key=seq.__getitem__) if i != skip]
+
+    def _all(self, skip: str = "") -> list[OpenIncident]:
+        return [inc for inc in self.values() if inc.id != skip]
+
+    def _lookup(self, table: dict[Hashable, set[str]], keys: Iterable[Hashable]) -> Iterator[str]:
+        for key in keys:
+            yield from table.get(key, ())
+
+    def join_candidates(self, new: Member, inventory: Inventory | None) -> list[OpenIncident]:
+        """The open incidents that ``correlation.join_rank`` may rank for ``new`` (a superset)."""
+        if self.full_scan:
+            return self._all()
+        path, workloads = new.location.path, new.location.workloads
+        ids: set[str] = set()
+        if not path and not workloads:
+            ids |= self._rootless  # an alert without place or workload: only rootless incidents
+        # The root above the alert or above a GPU its rank runs on; a workload it names (any cluster).
+        prefixes = {p[:d] for p in (path, *new.location.runs_on) for d in range(1, len(p) + 1)}
+        ids.update(self._lookup(self._by_root, prefixes))
+        if new.kind in SYMPTOM_KINDS:
+            ids.update(self._lookup(self._by_workload, map(_workload_key, workloads)))
+        if new.is_infra:
+            ids |= self._infra_candidates(new, inventory)
+        return self._in_order(ids)
+
+    def _infra_candidates(self, new: Member, inventory: Inventory | None) -> set[str]:
+        """Incidents an infrastructure alert may join other than by a root above it: one on its node, in its
+        known rack, holding its signal twice (a spread), or whose workloads run on GPUs under it."""
+        path = new.location.path
+        ids: set[str] = set()
+        if len(path) > RACK_DEPTH:
+            ids.update(self._under.get(path[: RACK_DEPTH + 1], ()))  # the same node
+        if len(path) >= RACK_DEPTH and path[1] != UNKNOWN:
+            ids.update(self._under.get(path[:RACK_DEPTH], ()))  # the same known rack
+        if new.kind not in OUTAGE_KINDS:
+            ids.update(self._holding_twice.get(new.signal, ()))
+        # Whose workloads run under it: a rootless incident (its job's stalls), or, for an outage where the
+        # rack is unknown, any incident (replicas of one service down together). Only then: each needs the
+        # inventory's GPUs under the alert's place.
+        unplaced_outage = new.is_outage and path[1:2] == (UNKNOWN,)
+        if inventory is not None and (unplaced_outage or self._rootless):
+            hosting = self._lookup(self._by_gpu, gpus_under(path, inventory))
+            ids.update(hosting if unplaced_outage else (i for i in hosting if i in self._rootless))
+        return ids
+
+    def merge_candidates(self, inc: OpenIncident, spread: Iterable[str]) -> list[OpenIncident]:
+        """The open incidents the merge pass may fold into ``inc`` (a superset): under its root, rootless
+        ones sharing a workload, those of ``spread``, and with a node down the incidents of its known rack."""
+        if self.full_scan:
+            return self._all(inc.id)
+        root = inc.root_path
+        ids = set(spread)
+        if root:
+            ids.update(self._under.get(root, ()))
+        keys = map(_workload_key, inc.workloads)
+        ids.update(i for i in self._lookup(self._by_workload, keys) if i in self._rootless)
+        if len(root) > RACK_DEPTH and root[1] != UNKNOWN:
+            ids.update(self._under.get(root[:RACK_DEPTH], ()))
+        return self._in_order(ids, inc.id)
+
+    def under(self, path: Path) -> list[OpenIncident]:
+        """The open incidents rooted at ``path`` or below it."""
+        if self.full_scan:
+            return self._all()
+        return self._in_order(self._under.get(path, ()))
+
+    def spread_partners(self, inc: OpenIncident) -> list[OpenIncident]:
+        """The open incidents ``spreading.spread_candidates`` may find spreading with ``inc`` (a superset):
+        holding a signal it holds twice, or holding twice a signal it holds."""
+        if self.full_scan:
+            return self._all()
+        filed = self._filed.get(inc.id)
+        if filed is None:
+            return self._all()
+        ids: set[str] = set()
+        for signal, count in filed.signals.items():
+            ids.update(self._holding_twice.get(signal, ()))
+            if count >= 2:
+                ids.update(self._holding.get(signal, ()))
+        return self._in_order(ids)
+
+    def rank_partners(self, inc: OpenIncident) -> list[OpenIncident]:
+        """The open incidents ``regrouping.regroup_ranks`` may move stalled ranks between with ``inc``: with
+        ranks placed in its root's cluster, or rooted above a GPU of one of its own ranks."""
+        if self.full_scan:
+            return self._all()
+        ids: set[str] = set()
+        if inc.root_path:
+            ids.update(self._ranks_in.get(inc.root_path[0], ()))
+        gpus = [gpu for fp in inc.stalled_ranks()[0] for gpu in inc.members[fp].location.runs_on]
+        ids.update(self._lookup(self._by_root, {g[:d] for g in gpus for d in range(1, len(g) + 1)}))
+        return self._in_order(ids)
+
+    def signal_partners(self, inc: OpenIncident) -> list[OpenIncident]:
+        """The open incidents ``regrouping.regroup_spread`` may move alerts of an XID spreading between with
+        ``inc``: those holding the XID it spreads, or holding twice an XID it holds (a spread is on two nodes
+        or more)."""
+        if self.full_scan:
+            return self._all()
+        own = inc.facts().spread_of
+        if own is not None:
+            return self._in_order(self._holding.get(own, ()))
+        filed = self._filed.get(inc.id)
+        if filed is None:
+            return self._all()
+        xids = [s for s in filed.signals if s[1] is FaultKind.XID]
+        return self._in_order(self._lookup(self._holding_twice, xids))
+
+    def filed(self, incident_id: str) -> dict[str, frozenset[Hashable]]:
+        """What ``incident_id`` is filed under, table by table (a walk of every table: for checks and
+        debugging, not for the engine's questions). Empty for an incident that is not open."""
+        tables = {
+            "root": self._by_root,
+            "under": self._under,
+            "workload": self._by_workload,
+            "gpu": self._by_gpu,
+            "holding": self._holding,
+            "holding_twice": self._holding_twice,
+            "ranks_in": self._ranks_in,
+        }
+        found = {
+            name: frozenset(k for k, ids in t.items() if incident_id in ids) for name, t in tables.items()
+        }
+        found["rootless"] = frozenset({()}) if incident_id in self._rootless else frozenset()
+        return found

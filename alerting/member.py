@@ -1,0 +1,64 @@
+"""Members: what correlation knows of each alert of an incident (its kind, place, onset and signal), and the
+order of onsets that breaks ties between incidents."""
+
+from __future__ import annotations
+
+import operator
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from alerting.faults import SYMPTOM_KINDS, alert_xid, takes_capacity
+from alerting.topology import Location
+from gpuwarden.model import FaultKind
+
+_NEVER = datetime.max.replace(tzinfo=UTC)
+
+Signal = tuple[str, FaultKind, int | None]
+"""An alert's name, fault kind and XID code: alerts alike in all three are one signal, which may spread."""
+
+
+@dataclass(slots=True)
+class Member:
+    """What correlation needs to know about one alert of an incident."""
+
+    fingerprint: str
+    kind: FaultKind
+    location: Location
+    onset: datetime
+    firing: bool
+    labels: Mapping[str, str]
+    flapping: bool = False
+    recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    is_outage: bool = field(init=False)
+    """The fault takes capacity away: an outage kind, or an XID after which the GPU needs a reset (kind and
+    labels never change for a member: worked out once, correlation asks for every pair it compares)."""
+    signal: Signal = field(init=False)
+    """What makes two alerts one signal spreading (a driver rollout): the name, the kind and the XID code.
+    XID 119 on sixteen nodes and an XID 48 on another are two faults, though both alerts are ``GPUXid``."""
+    is_infra: bool = field(init=False)
+    """An infrastructure fault with a place in the topology (not a workload symptom)."""
+    # What impact last read of the annotations (``impact.read_measures``): which, the error ratio, the burn.
+    measured_of: Mapping[str, str] | None = field(default=None, init=False, compare=False)
+    error_ratio: float = field(default=0.0, init=False, compare=False)
+    burn_rate: float = field(default=0.0, init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        code = alert_xid(self.kind, self.labels)
+        self.is_outage = takes_capacity(self.kind, code)
+        self.signal = (self.labels.get("alertname", ""), self.kind, code)
+        self.is_infra = bool(self.location.path) and self.kind not in SYMPTOM_KINDS
+
+
+onset_key = operator.attrgetter("onset", "fingerprint")
+"""A member's place in onset order, its fingerprint breaking a tie (a C key: recomputes sort them all)."""
+
+
+def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, str]:
+    """An incident's earliest alert onset, then that alert's fingerprint: the tie-break between incidents.
+
+    Not the incident id (a random draw) nor when it was opened (alerts of one POST share that instant):
+    the same alerts break the tie the same way in every run and whatever order they arrived in."""
+    first = min(members, key=onset_key, default=None)
+    return (_NEVER, incident_id) if first is None else (first.onset, first.fingerprint)

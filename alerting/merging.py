@@ -1,0 +1,182 @@
+"""Merging: the merge pass folds into an incident whose root just moved the open incidents that root explains,
+and those that are one signal spreading with it, as the join path would have joined their alerts had they come
+in another order.
+
+``IncidentMerging`` is the part of ``IncidentGrouping`` (``alerting.grouping``) that does it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import update
+
+from alerting.batch import Batch, OpenIncident
+from alerting.faults import ENVIRONMENT
+from alerting.incident_index import OpenIncidents
+from alerting.member import first_onset
+from alerting.root_facts import down_nodes, takes_in
+from alerting.spreading import spread_candidates
+from alerting.store_models import AlertRow, IncidentRow
+from alerting.subscriptions import ChangeKind
+from alerting.topology import RACK_DEPTH, UNKNOWN, contains
+from gpuwarden.model import FaultKind, IncidentState, shares_workload
+
+RACK_CAUSED = ENVIRONMENT | {FaultKind.EXPORTER_STALE}
+"""What a rack's shared parts cause on several of its nodes at once: heat and power (cooling, a PDU), and
+exporters cut off (its switch). Not an XID: the same application error on three nodes is one job's bug,
+rolled up only as the same signal spreads (``correlation.same_signal_spread``), never to a rack fault."""
+
+SPREAD_NODES = 3
+"""Nodes of one rack on which the same signal (one hot GPU each) makes it the rack's fault (cooling, power
+delivery): one such GPU on each of two nodes is two faults, as ``correlation`` keeps them; on three, the
+rack's. A declared rule, like Alertmanager's grouping by alert name, not a value tuned on data."""
+
+
+class IncidentMerging:
+    """The merge pass over the engine's open incidents; mixed into ``IncidentGrouping``."""
+
+    _open: OpenIncidents
+    _window: timedelta
+
+    def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
+        """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
+        signal spreading with it, as the join path would have joined their alerts in another order; the id
+        of the incident that took others in (None: none). The incident opened first, already announced
+        perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
+        rollout = spread_candidates(inc, self._open.spread_partners(inc), self._window)
+        if rollout:
+            first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
+            if first is not inc:
+                self._fold(batch, first, inc)
+                return first.id
+        takes: list[OpenIncident] = []
+        spread = self._spread_in_rack(inc, batch.now) | rollout
+        for other in self._open.merge_candidates(inc, spread):
+            if other.id == inc.id or not other.members:
+                continue
+            inside = (
+                bool(other.root_path)
+                and contains(inc.root_path, other.root_path)
+                and takes_in(inc.root_path, inc.facts, other.members.values())
+            )
+            symptom_only = not other.root_path and shares_workload(other.workloads, inc.workloads)
+            if not (inside or symptom_only or other.id in spread or _sibling_nodes_down(inc, other)):
+                continue
+            if inside and _before_the_heat(inc, other):
+                continue
+            takes.append(other)
+        if not takes:
+            return None
+        first = min([inc, *takes], key=lambda o: self._opened(batch, o))
+        if first is not inc:
+            # The incident opened first (announced already, perhaps) survives and takes this one in: its
+            # page must not end "merged into" a newer one. Its root moves up as it recomputes, and it takes
+            # the rest in then (the caller passes it on).
+            self._fold(batch, first, inc)
+            return first.id
+        for other in takes:
+            self._fold(batch, inc, other)
+        return inc.id
+
+    def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
+        """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""
+        row = batch.session.get(IncidentRow, inc.id)
+        assert row is not None
+        return row.opened_at, first_onset(inc.members.values(), inc.id)
+
+    def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
+        """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
+        for fp, member in other.members.items():
+            inc.members[fp] = member
+            alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
+            if alert is not None:
+                alert.incident_id = inc.id
+        other_row = batch.session.get(IncidentRow, other.id)
+        row = batch.session.get(IncidentRow, inc.id)
+        assert other_row is not None and row is not None
+        row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
+        other_row.merged_into = inc.id
+        # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
+        # Ingest runs without autoflush: flush first, or the UPDATE misses one ``other`` took in this POST
+        # (its ``merged_into`` still unflushed) and the session then takes its value for stored.
+        batch.session.flush()
+        batch.session.execute(
+            update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id)
+        )
+        other_row.state = IncidentState.RESOLVED.value
+        other_row.resolved_at = batch.now
+        batch.event(
+            other.id,
+            "merged",
+            f"merged into {inc.id}",
+            {"into": inc.id},
+            change=ChangeKind.RESOLVED,
+        )
+        batch.event(
+            inc.id,
+            "merged",
+            f"absorbed {other.id} ({len(other.members)} alerts)",
+            {"from": other.id},
+        )
+        inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
+        del self._open[other.id]
+
+    def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
+        """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a
+        known rack within the correlation window (see ``_one_signal``); empty when they do not."""
+        signal = _one_signal(inc, now - self._window)
+        if signal is None:
+            return set()
+        rack = inc.root_path[:RACK_DEPTH]
+        nodes = {m.location.path[: RACK_DEPTH + 1] for m in inc.members.values()}
+        found = set()
+        for other in self._open.under(rack):
+            if (
+                other.id != inc.id
+                and other.root_path[:RACK_DEPTH] == rack
+                and _one_signal(other, now - self._window) == signal
+            ):
+                found.add(other.id)
+                nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
+        return found if len(nodes) >= SPREAD_NODES else set()
+
+
+def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Whether ``inc`` is a rack's heat or power (nothing else in it) and ``other`` began before it: a node
+    that went down before the rack ran hot is its own fault, not the heat's (after, it would be)."""
+    members = list(inc.members.values())
+    if not members or any(m.kind not in ENVIRONMENT for m in members):
+        return False
+    began = min(m.onset for m in members)
+    return any(m.onset < began for m in other.members.values())
+
+
+def _one_signal(inc: OpenIncident, since: datetime) -> tuple[str, str] | None:
+    """(alert name, kind) when every member of ``inc`` is that one alert, no outage, on GPUs or nodes of a
+    single node of a known rack, and one still fires having begun since ``since``; else None."""
+    root = inc.root_path
+    if len(root) <= RACK_DEPTH or root[1] == UNKNOWN:
+        return None
+    signals = {(m.labels.get("alertname", ""), m.kind.value) for m in inc.members.values()}
+    if len(signals) != 1 or any(m.kind not in RACK_CAUSED for m in inc.members.values()):
+        return None
+    if any(m.is_outage or not m.is_infra for m in inc.members.values()):
+        return None
+    if not any(m.firing and m.onset >= since for m in inc.members.values()):
+        return None
+    return next(iter(signals))
+
+
+def _sibling_nodes_down(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Two incidents each with a whole node down, in one known rack: one incident, the rack's (their
+    alerts may have reached each node's incident first, a node's GPUs lost before the node)."""
+    a, b = inc.root_path, other.root_path
+    return (
+        len(a) > RACK_DEPTH
+        and len(b) > RACK_DEPTH
+        and a[:RACK_DEPTH] == b[:RACK_DEPTH]
+        and a[1] != UNKNOWN
+        and down_nodes(inc.members.values())
+        and down_nodes(other.members.values())
+    )

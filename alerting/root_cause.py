@@ -1,0 +1,91 @@
+"""Root cause: the lowest common component whose fault explains a set of alerts, and its kind.
+
+Outage alerts (node down, GPU lost, ...) on sibling components escalate to their common parent (two nodes of
+one rack: the rack), workload symptoms (job stalled, SLO burn) defer to any infrastructure fault, and among
+candidates the earliest onset wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from alerting.faults import ENVIRONMENT, SYMPTOM_KINDS
+from alerting.inventory import Inventory
+from alerting.member import Member, onset_key
+from alerting.root_facts import whole_node
+from alerting.topology import RACK_DEPTH, Path, common_ancestor, contains, path_target
+from gpuwarden.model import ClusterRef, FaultKind, RootCause
+
+
+def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) -> bool:
+    """Whether the outages lie where faults that began before them had already spread: a node that shut
+    down in a rack whose GPUs were running hot is the heat's, not a fault of its own (earliest onset first).
+    ``infra`` and ``outages`` are in onset order."""
+    earlier = [m for m in infra if m.kind in ENVIRONMENT and not m.is_outage and m.onset < outages[0].onset]
+    if not earlier:
+        return False
+    spread = common_ancestor(m.location.path for m in earlier) or earlier[0].location.path
+    return all(contains(spread, m.location.path) for m in outages)
+
+
+def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+    """Whether GPU outages on one node took all of it: every GPU the inventory knows it has (two of eight
+    lost are two lost GPUs, not a dead host). Never where no inventory knows the node: how many GPUs it has
+    is unknown, so two GPUs with a double-bit ECC error are two GPU faults, not the node down."""
+    lost = {m.location.path for m in outages if len(m.location.path) > RACK_DEPTH + 1}
+    node = inventory.node(path[2], path[0]) if inventory is not None else None
+    return node is not None and len(lost) >= max(node.gpu_count, 2)
+
+
+def _rack_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
+    """Whether the outages say the whole rack is down: every node of it the inventory knows (two of
+    eight down are two nodes), or, without one, two whole nodes."""
+    down = {m.location.path for m in outages if whole_node(m.location.path)}
+    size = len(inventory.nodes_in(path[0], path[1])) if inventory is not None else 0
+    return len(down) >= max(size, 2)
+
+
+def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[Path, RootCause]:
+    """The root cause of a set of alerts and its topology path (empty for a workload root)."""
+    items = sorted(members, key=onset_key)
+    infra = [m for m in items if m.is_infra]
+    symptoms = [m for m in items if m.kind in SYMPTOM_KINDS and m.location.workloads]
+    if symptoms:
+        # A fault explains a workload's symptom if it takes capacity away or began before it: a GPU that
+        # ran hot four minutes after a job deadlocked is evidence, not the cause.
+        infra = [m for m in infra if m.is_outage or m.onset <= symptoms[0].onset]
+    if infra:
+        outages = [m for m in infra if m.is_outage]
+        basis = outages if outages and not _within_earlier_fault(infra, outages) else infra
+        path = common_ancestor(m.location.path for m in basis)
+        if not path:
+            path = basis[0].location.path
+        at_root = [m for m in basis if m.location.path == path]
+        if at_root:
+            kind = next((m.kind for m in at_root if m.is_outage), at_root[0].kind)
+        elif all(m.kind is FaultKind.XID for m in basis):
+            # The same kind of XID on many GPUs (a driver or firmware fault): neither the node nor the
+            # rack is down, whatever the XID took out of service.
+            kind = FaultKind.XID
+        elif len(path) == RACK_DEPTH and _rack_down(path, outages, inventory):
+            kind = FaultKind.RACK_DOWN
+        elif len(path) == RACK_DEPTH + 1 and outages:
+            # Every GPU of one node lost at once: the node is the common fault; some of them, not a node down.
+            kind = FaultKind.NODE_DOWN if _node_down(path, outages, inventory) else outages[0].kind
+        elif basis is outages and any(whole_node(m.location.path) for m in outages):
+            # Whole nodes down with a GPU lost elsewhere: the nodes are the larger fault, whichever came first
+            # (a GPU incident absorbed into a rack's must not turn its root into "gpu_lost").
+            kind = FaultKind.NODE_DOWN
+        else:
+            kind = basis[0].kind
+        return path, RootCause(kind, path_target(path, inventory))
+    if not items:
+        raise ValueError("an incident needs at least one alert")
+    first = items[0]
+    workloads = sorted(first.location.workloads, key=str)
+    if workloads:
+        return (), RootCause(first.kind, workloads[0])
+    path = first.location.path
+    if path:
+        return path, RootCause(first.kind, path_target(path, inventory))
+    return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))

@@ -1,0 +1,220 @@
+"""Root facts: what an incident's members say about where its fault is (the kinds on each node, what outages
+took, which signals spread), gathered member by member, and the rules that read them: whether an incident's
+root explains a new alert (``explains``) or takes in another incident (``takes_in``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
+from alerting.member import Member, Signal
+from alerting.topology import RACK_DEPTH, Path
+from gpuwarden.model import FaultKind
+
+_FAMILIES = (
+    frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE}),
+    frozenset(
+        {FaultKind.ECC_DBE, FaultKind.ECC_SBE_STORM, FaultKind.ROW_REMAP_PENDING, FaultKind.ROW_REMAP_FAILURE}
+    ),
+)
+
+_ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
+
+
+def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
+    """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
+    family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
+    symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
+    signal that says little of its cause (an XID, a stale exporter, an anomaly). A GPU lost does not explain
+    another GPU of its node running hot."""
+    kinds = facts.node_kinds.get(node, frozenset())
+    if not kinds:
+        return False
+    gpu = new.location.path[: RACK_DEPTH + 2]
+    if (
+        _taken(facts.taken, node)
+        or gpu in facts.gpus_out
+        or new.kind in kinds
+        or new.kind in _ANY_CAUSE
+        or not kinds.isdisjoint(_ANY_CAUSE)
+    ):
+        return True
+    if new.is_outage and (whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
+        return True
+    return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
+
+
+@dataclass(frozen=True, slots=True)
+class RootFacts:
+    """What ``explains`` needs of an incident's members, gathered once (a storm asks for each alert)."""
+
+    node_kinds: Mapping[Path, AbstractSet[FaultKind]]  # kinds of the members on each node
+    node_outage: AbstractSet[Path]  # nodes with an outage member (on the node or one of its GPUs)
+    taken: AbstractSet[Path]  # what outages took whole: node, rack or cluster paths
+    gpus: AbstractSet[Path]  # GPU paths of the members
+    gpus_out: AbstractSet[Path]  # GPU paths of the outage members (GPUs lost, not whole nodes)
+    signals: frozenset[Signal]  # signals of no outage kind on two nodes or more, one not taken by an outage
+    outage_kind: (
+        bool  # a member of an outage kind (node or rack down, GPU lost or hung), not only XIDs or ECC
+    )
+    spread_of: Signal | None = None
+    """The one XID signal of every infrastructure alert, spread to two nodes or more, with no outage kind
+    among them: the incident is that XID spreading (a driver rollout's XID 119), nothing else. Stale
+    exporters or heat spreading are left to the rack rules (a rack's outage takes its stale exporters)."""
+
+
+@dataclass(slots=True)
+class FactsBuilder:
+    """``RootFacts`` gathered member by member: an incident's members only ever grow, so a storm's ten
+    thousandth alert adds itself instead of walking the other 9,999 again (which made a cluster-wide XID
+    quadratic: 9 s per thousand alerts at ten thousand)."""
+
+    node_kinds: dict[Path, set[FaultKind]] = field(default_factory=dict)
+    node_outage: set[Path] = field(default_factory=set)
+    taken: set[Path] = field(default_factory=set)
+    gpus: set[Path] = field(default_factory=set)
+    gpus_out: set[Path] = field(default_factory=set)
+    signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
+    # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
+    # come, and the facts last made, made again only when what they hold changes (these signals, a new one
+    # in ``signal_nodes``, ``outage_kind``): gathering the signals and making the facts again for every
+    # alert joining a rack storm was a tenth of the applier's time, and every candidate is now asked for
+    # its facts at every alert (``spreads``).
+    signals: frozenset[Signal] = frozenset()
+    outage_kind: bool = False
+    made: RootFacts | None = None
+
+    def add(self, m: Member) -> None:
+        """Count one more member."""
+        path = m.location.path
+        node = path[: RACK_DEPTH + 1]
+        if m.is_outage and whole_node(path) and path not in self.taken:
+            self.taken.add(path)
+            # What it took may hold every node of a signal: only then does that signal go (rare: a node down).
+            kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
+            if kept != self.signals:
+                self.signals, self.made = kept, None
+        if len(node) > RACK_DEPTH:
+            kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
+            if kinds is None:
+                kinds = self.node_kinds[node] = set()
+            kinds.add(m.kind)
+            if m.is_outage:
+                self.node_outage.add(node)
+        if len(path) > RACK_DEPTH + 1:
+            gpu = path[: RACK_DEPTH + 2]
+            self.gpus.add(gpu)
+            if m.is_outage:
+                self.gpus_out.add(gpu)
+        if m.kind not in OUTAGE_KINDS:
+            nodes = self.signal_nodes.get(m.signal)
+            if nodes is None:  # a signal it did not hold: ``spread_of`` may change
+                nodes, self.made = set(), None
+                self.signal_nodes[m.signal] = nodes
+            if node not in nodes:
+                nodes.add(node)
+                # Not one yet: on one node, or on nodes outages all took (they still do: ``taken`` only
+                # grows). It is one now on two nodes or more, this one not taken, or the other one not.
+                if (
+                    m.signal not in self.signals
+                    and len(nodes) >= 2
+                    and _untaken(self.taken, nodes if len(nodes) == 2 else (node,))
+                ):
+                    self.signals, self.made = self.signals | {m.signal}, None
+        elif not self.outage_kind:
+            self.outage_kind, self.made = True, None
+
+    def facts(self) -> RootFacts:
+        """The facts of the members added so far (views of this builder's sets, not copies). A signal is one
+        that spread: on two nodes or more, one not taken by an outage (one on a single node is that node's
+        fault, though the node's incident rolled up: a rack or cluster takes only what spread)."""
+        if self.made is None:
+            infra = [s for s in self.signal_nodes if s[1] not in SYMPTOM_KINDS]
+            spread_of = None
+            if (
+                len(infra) == 1
+                and infra[0][1] is FaultKind.XID
+                and infra[0] in self.signals
+                and not self.outage_kind
+            ):
+                spread_of = infra[0]
+            self.made = RootFacts(
+                self.node_kinds,
+                self.node_outage,
+                self.taken,
+                self.gpus,
+                self.gpus_out,
+                self.signals,
+                self.outage_kind,
+                spread_of,
+            )
+        return self.made
+
+
+def root_facts(members: Iterable[Member]) -> RootFacts:
+    """The facts of a set of members."""
+    builder = FactsBuilder()
+    for m in members:
+        builder.add(m)
+    return builder.facts()
+
+
+def _taken(taken: AbstractSet[Path], node: Path) -> bool:
+    return any(node[:depth] in taken for depth in range(1, len(node) + 1))
+
+
+def _untaken(taken: AbstractSet[Path], nodes: Iterable[Path]) -> bool:
+    """Whether one of ``nodes`` is not taken by an outage."""
+    return any(not _taken(taken, node) for node in nodes)
+
+
+def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` (which holds ``new``'s place) may explain ``new``.
+
+    At a node or GPU: a related fault on that node (see ``_related_on_node``). At a rack: a whole node's
+    outage or a stale exporter (power and top-of-rack switching are the rack's), a GPU's outage where the
+    incident holds an outage of its own (a GPU lost beside dead nodes), or what a cluster takes. A rack
+    root that only one signal spreading reached (a driver's XID 119 on its nodes) explains no other GPU
+    fault: an XID 48 there is its own. At a cluster, a root only a spread of one signal or a workload's
+    outages reach: the same signal, name, kind and XID code (not a dead node or GPU: two in two racks are
+    two faults, see ``same_signal_spread``), as one that is no outage's consequence, or anything on a node
+    an outage took."""
+    path = new.location.path
+    if len(root) == RACK_DEPTH and new.kind is FaultKind.EXPORTER_STALE:
+        return True  # before gathering any facts: a rack storm asks this for each alert
+    if len(root) == RACK_DEPTH and new.is_outage and len(path) <= RACK_DEPTH + 1:
+        # A node down is the rack's, but not a driver rollout's: an XID spreading is no cause of it.
+        return facts_of().spread_of is None
+    facts = facts_of()
+    where = path[: RACK_DEPTH + 1]
+    if len(root) > RACK_DEPTH:
+        return _related_on_node(root[: RACK_DEPTH + 1], facts, new)
+    if len(root) == RACK_DEPTH and new.is_outage and facts.outage_kind:
+        return True
+    if len(where) > RACK_DEPTH and _taken(facts.taken, where):
+        return True
+    return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
+
+
+def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:
+    """Whether an incident rooted at ``root`` takes in another incident under it whose alerts are
+    ``members`` (the merge pass). An outage's root (a rack down, a node down) takes it when it explains one
+    of them, the rest coming as that one's evidence. A rack or cluster that only a spreading signal reached
+    takes it only when it explains every infrastructure alert of it: an incident holding the signal beside
+    a fault of its own (a node down) keeps it, as the join path would have (its root is the more specific)."""
+    infra = [m for m in members if m.is_infra]
+    if len(root) > RACK_DEPTH or facts_of().outage_kind:
+        return any(explains(root, facts_of, m) for m in members)
+    return bool(infra) and all(explains(root, facts_of, m) for m in infra)
+
+
+def down_nodes(members: Iterable[Member]) -> bool:
+    """Whether a firing outage of these took a whole node (or more)."""
+    return any(m.is_outage and m.firing and whole_node(m.location.path) for m in members)
+
+
+def whole_node(path: Path) -> bool:
+    """A path of a node, rack or cluster: an outage there takes a whole node or more."""
+    return 0 < len(path) <= RACK_DEPTH + 1

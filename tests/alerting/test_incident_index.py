@@ -1,0 +1,270 @@
+"""The index of open incidents gives the incidents the plain scan gives, and follows each incident as it
+grows, merges and resolves.
+
+Correlation asks the index only where an open incident could take a new alert; asking every open incident
+(``OpenIncidents(full_scan=True)``) is the reference: on random alert streams, with and without an
+inventory, both must open, merge, resolve and reopen the same incidents.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections import Counter
+from collections.abc import Callable, Hashable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from alerting import scenarios as sc
+from alerting.batch import OpenIncident
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.faults import SYMPTOM_KINDS
+from alerting.incident_index import OpenIncidents
+from alerting.inventory import Inventory, StaticInventory
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str]]]
+
+# (alert name, extra labels, on a GPU): what faults look like in the streams.
+FAULTS: list[tuple[str, dict[str, str], bool]] = [
+    ("NodeDown", {}, False),
+    ("GPULost", {}, True),
+    ("GPUXid", {"xid": "13"}, True),
+    ("GPUXid", {"xid": "48"}, True),
+    ("GPUXid", {"xid": "79"}, True),
+    ("GPUXid", {"xid": "119"}, True),
+    ("GPUXid", {"xid": "74"}, True),
+    ("GPUNVLinkErrors", {}, True),
+    ("DCGMExporterStale", {}, True),
+    ("GPUTemperatureHigh", {}, True),
+    ("GpuEccDbe", {}, True),
+]
+
+
+def _engine(
+    tmp_path: Path, inventory: Inventory | None, *, full_scan: bool
+) -> tuple[IncidentEngine, FakeClock]:
+    path = str(tmp_path / f"{uuid.uuid4().hex}.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), inventory)
+    if full_scan:
+        engine._open.full_scan = True
+    return engine, clock
+
+
+def _fleet_alert(rng: random.Random) -> dict[str, str]:
+    """A fault on the scenario fleet (racks r05-r08: the job runs on r07 and r08), or a stalled rank."""
+    if rng.random() < 0.15:
+        rank = rng.randrange(128)
+        return {
+            "cluster": sc.CLUSTER,
+            "alertname": "TrainingJobStalled",
+            "slurm_job": "llm-70b",
+            "rank": str(rank),
+        }
+    name, extra, on_gpu = rng.choice(FAULTS)
+    node = sc.node_name(rng.randint(5, 8), rng.randint(1, 3))
+    labels = {"cluster": sc.CLUSTER, "Hostname": node, "alertname": name, **extra}
+    if on_gpu:
+        gpu = rng.randrange(4)
+        labels |= {"gpu": str(gpu), "UUID": sc.gpu_uuid(node, gpu)}
+    return labels
+
+
+def _bare_alert(rng: random.Random) -> dict[str, str]:
+    """A fault with no inventory to place it: nodes with or without a cluster or rack label, and now and
+    then an alert with no place at all or a job's stall."""
+    roll = rng.random()
+    if roll < 0.05:
+        return {"alertname": rng.choice(["Watchdog", "BackupFailed"])}
+    if roll < 0.12:
+        return {
+            "alertname": "TrainingJobStalled",
+            "slurm_job": rng.choice(["j1", "j2"]),
+            "rank": str(rng.randrange(4)),
+        }
+    name, extra, on_gpu = rng.choice(FAULTS)
+    labels = {"alertname": name, "node": f"n{rng.randrange(12):02d}", **extra}
+    cluster = rng.choice([None, None, "a", "b"])
+    if cluster is not None:
+        labels["cluster"] = cluster
+        if rng.random() < 0.5:
+            labels["rack"] = f"r{rng.randrange(2)}"
+    if on_gpu:
+        labels["gpu"] = str(rng.randrange(3))
+    return labels
+
+
+def _burst(rng: random.Random, make: Callable[[random.Random], dict[str, str]]) -> list[Alert]:
+    """One signal on two GPUs of each of several nodes (a driver rollout, a rack's heat), shuffled: what
+    rolls up to a rack or cluster, in whatever order it comes."""
+    name, extra = rng.choice(
+        [("GPUXid", {"xid": "119"}), ("GPUXid", {"xid": "13"}), ("GPUTemperatureHigh", {})]
+    )
+    alerts = []
+    for _ in range(rng.randint(2, 4)):
+        labels = make(rng)
+        while "gpu" not in labels:
+            labels = make(rng)
+        node = {k: v for k, v in labels.items() if k in ("cluster", "rack", "node", "Hostname")}
+        for gpu in "01":
+            at = START + timedelta(seconds=rng.uniform(0, 60))
+            alerts.append(Alert({**node, "alertname": name, "gpu": gpu, **extra}, starts_at=at))
+    rng.shuffle(alerts)
+    return alerts
+
+
+def _stream(seed: int, placed: bool) -> list[tuple[str, object]]:
+    """Steps of a random stream: posts of firing and resolved alerts, and ticks some minutes apart."""
+    rng = random.Random(seed)
+    make = _fleet_alert if placed else _bare_alert
+    steps: list[tuple[str, object]] = []
+    fired: list[dict[str, str]] = []
+    offset = 0.0
+    for _ in range(rng.randint(6, 12)):
+        post = _burst(rng, make) if rng.random() < 0.3 else []
+        fired.extend(dict(a.labels) for a in post)
+        for _ in range(rng.randint(1, 12)):
+            if fired and rng.random() < 0.15:
+                post.append(Alert(rng.choice(fired), status=AlertStatus.RESOLVED))
+                continue
+            labels = make(rng)
+            fired.append(labels)
+            post.append(Alert(labels, starts_at=START + timedelta(seconds=offset + rng.uniform(0, 60))))
+        steps.append(("post", post))
+        step = rng.choice([10.0, 30.0, 400.0])
+        offset += step
+        steps.append(("advance", step))
+    return steps
+
+
+def _outcome(engine: IncidentEngine) -> Outcome:
+    """Every incident, open, resolved or merged: root, priority, title, state and its alerts (not its id)."""
+    found = set()
+    for row, _ in engine.store.list_rows(include_merged=True):
+        incident = engine.store.get(row.id)
+        target = str(sorted(row.root_target.items()))
+        fps = frozenset(incident.alert_fingerprints)
+        found.add((row.root_kind, target, row.priority, incident.title, row.state, fps))
+    return frozenset(found)
+
+
+def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
+    """What the index should file ``inc`` under, worked out from scratch."""
+    root = inc.root_path
+    signals = Counter(m.signal for m in inc.members.values())
+    ranks = {g[0] for m in inc.members.values() if m.kind in SYMPTOM_KINDS for g in m.location.runs_on}
+    return {
+        "root": frozenset({root}) if root else frozenset(),
+        "under": frozenset(root[:d] for d in range(1, len(root) + 1)),
+        "workload": frozenset((w.kind, w.namespace, w.name) for w in inc.workloads),
+        "gpu": frozenset(inc.placed),
+        "holding": frozenset(signals),
+        "holding_twice": frozenset(s for s, n in signals.items() if n >= 2),
+        "ranks_in": frozenset(ranks),
+        "rootless": frozenset() if root else frozenset({()}),
+    }
+
+
+def _check_filed(engine: IncidentEngine) -> None:
+    for inc in engine._open.values():
+        assert engine._open.filed(inc.id) == _expected(inc), inc.id
+
+
+def _run(engine: IncidentEngine, clock: FakeClock, steps: list[tuple[str, object]], check: bool) -> Outcome:
+    for kind, value in steps:
+        if kind == "post":
+            assert isinstance(value, list)
+            engine.ingest(value)
+        else:
+            assert isinstance(value, float)
+            clock.advance(value)
+            engine.tick()
+        if check:
+            _check_filed(engine)
+    return _outcome(engine)
+
+
+def _inventory(kind: str) -> Inventory | None:
+    """The scenario fleet, the same without racks (outages of a job's nodes join by the job), or none."""
+    if kind == "none":
+        return None
+    fleet = sc.fleet_inventory()
+    if kind == "racks":
+        return fleet
+    nodes = [replace(n, rack="") for n in fleet.node_list]
+    return StaticInventory(nodes, list(fleet.workload_list), dict(fleet.spare))
+
+
+@pytest.mark.parametrize("inventory_kind", ["racks", "no racks", "none"])
+@pytest.mark.parametrize("seed", range(8))
+def test_the_index_gives_the_incidents_of_the_full_scan_on_random_streams(
+    tmp_path: Path, seed: int, inventory_kind: str
+) -> None:
+    steps = _stream(seed, placed=inventory_kind != "none")
+    inventory = _inventory(inventory_kind)
+    indexed, clock = _engine(tmp_path, inventory, full_scan=False)
+    got = _run(indexed, clock, steps, check=True)
+    scanned, clock = _engine(tmp_path, inventory, full_scan=True)
+    assert got == _run(scanned, clock, steps, check=False)
+    assert len(got) > 1  # the stream made incidents to tell apart
+
+
+def _one(engine: IncidentEngine) -> OpenIncident:
+    (inc,) = engine._open.values()
+    return inc
+
+
+def test_an_index_entry_follows_its_incident_as_it_grows_merges_and_resolves(tmp_path: Path) -> None:
+    engine, clock = _engine(tmp_path, None, full_scan=False)
+    node = {"cluster": "a", "rack": "r1"}
+    first_down = Alert({"alertname": "NodeDown", **node, "node": "n1"}, starts_at=START)
+    engine.ingest([first_down])
+    first = _one(engine)
+    assert engine._open.filed(first.id)["root"] == {("a", "r1", "n1")}
+    assert not engine._open.filed(first.id)["holding_twice"]
+    # Grows: two XIDs 13 on the node's GPUs join the node's incident, which now holds that signal twice.
+    xids = [Alert({"alertname": "GPUXid", "xid": "13", **node, "node": "n1", "gpu": g}) for g in "01"]
+    engine.ingest(xids)
+    assert _one(engine) is first
+    assert engine._open.filed(first.id)["holding_twice"] == {first.members[xids[0].fingerprint].signal}
+    # Merges: a GPU of a second node of the rack is lost (an incident of its own), then the node goes
+    # down: its incident and the first roll up to the rack, the one taken in is filed nowhere any more and
+    # the one left is filed under the rack.
+    lost = Alert({"alertname": "GPULost", **node, "node": "n2", "gpu": "0"}, starts_at=START)
+    engine.ingest([lost])
+    assert len(engine._open) == 2
+    _check_filed(engine)
+    second_down = Alert({"alertname": "NodeDown", **node, "node": "n2"}, starts_at=START)
+    engine.ingest([second_down])
+    rack = _one(engine)
+    merged = [row.id for row, _ in engine.store.list_rows(include_merged=True) if row.merged_into]
+    assert merged and rack.id not in merged
+    assert engine._open.filed(rack.id)["root"] == {("a", "r1")}
+    assert engine._open.filed(rack.id)["under"] == {("a",), ("a", "r1")}
+    for incident_id in merged:
+        assert not any(engine._open.filed(incident_id).values())
+    _check_filed(engine)
+    # Resolves: every alert resolved, the quiet period over: nothing is filed.
+    ended = [
+        Alert(dict(a.labels), status=AlertStatus.RESOLVED) for a in (first_down, second_down, lost, *xids)
+    ]
+    engine.ingest(ended)
+    clock.advance(AlertingConfig().quiet_period_seconds + 1)
+    engine.tick()
+    assert not engine._open
+    assert not any(engine._open.filed(rack.id).values())
+
+
+def test_an_open_set_without_its_incidents_files_nothing() -> None:
+    opened = OpenIncidents()
+    assert not any(opened.filed("inc-x").values())
