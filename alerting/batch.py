@@ -179,9 +179,6 @@ class Batch:
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
-    # Incidents resolved within the reopen window, as candidates, loaded once per transaction (see
-    # ``IncidentJoining._reopen_explaining``); None until one is asked.
-    resolved: list[OpenIncident] | None = None
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)

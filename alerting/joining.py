@@ -178,37 +178,34 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         """Reopen the incident resolved within the reopen window that best explains a new alert, as the join
         rules would pick it were it open (a node down again whose GPUs' alerts fire before NodeDown does);
         False when none does. Asked only of an alert that would open a new incident."""
-        if batch.resolved is None:
-            batch.resolved = self._recently_resolved(batch)
-        candidates = [
-            past.candidate()
-            for past in batch.resolved
-            if past.id not in self._open and not foreign(past.root_path, past.workloads, member)
-        ]
+        since = batch.now - self._reopen_within
+        resolved = batch.session.scalars(
+            select(IncidentRow).where(
+                IncidentRow.state == IncidentState.RESOLVED.value,
+                IncidentRow.merged_into.is_(None),
+                IncidentRow.resolved_at >= since,
+            )
+        ).all()
+        candidates = []
+        for inc_row in resolved:
+            alerts = batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == inc_row.id)).all()
+            if inc_row.id in self._open or not alerts:
+                continue
+            members = {a.fingerprint: self._member(a) for a in alerts}
+            path, _ = live_root_cause(members.values(), self.inventory)
+            past = OpenIncident(
+                inc_row.id, path, Priority(inc_row.priority), IncidentState.RESOLVED, batch.now
+            )
+            past.members = members
+            past.workloads = add_workloads(
+                frozenset(), [w for m in members.values() for w in m.location.workloads]
+            )
+            candidates.append(past.candidate())
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
             return False
         row.incident_id = chosen.id
         return self._reopen(batch, row, explained=True)
-
-    def _recently_resolved(self, batch: Batch) -> list[OpenIncident]:
-        """The incidents resolved within the reopen window (not merged), as the engine holds open ones."""
-        query = select(IncidentRow.id, IncidentRow.priority).where(
-            IncidentRow.state == IncidentState.RESOLVED.value,
-            IncidentRow.merged_into.is_(None),
-            IncidentRow.resolved_at >= batch.now - self._reopen_within,
-        )
-        out = []
-        for incident_id, priority in batch.session.execute(query).all():
-            alerts = batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == incident_id)).all()
-            if not alerts:
-                continue
-            past = OpenIncident(incident_id, (), Priority(priority), IncidentState.RESOLVED, batch.now)
-            past.members = {a.fingerprint: self._member(a) for a in alerts}
-            past.root_path, _ = live_root_cause(past.members.values(), self.inventory)
-            self._set_workloads(past, self._workloads_of(past, None))
-            out.append(past)
-        return out
 
     def _reopen(self, batch: Batch, row: StoredAlert, *, explained: bool = False) -> bool:
         """Bring the alert's incident back (False when the incident is no longer stored); ``explained``: the

@@ -98,21 +98,3 @@ def test_a_new_alert_after_the_reopen_window_opens_a_new_incident(tmp_path: Path
     engine.ingest(_gpus_lost())
     [new_id] = engine.open_incident_ids()
     assert new_id != incident_id
-
-
-def test_a_recurrence_reopens_only_the_resolved_incident_whose_root_explains_it(tmp_path: Path) -> None:
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock)
-    nodes = [NODE_DOWN, {**NODE_DOWN, "instance": "rc-n2:9100"}]
-    engine.ingest([Alert(n) for n in nodes])  # two nodes of no known rack: two incidents
-    first, second = sorted(engine.open_incident_ids())
-    clock.advance(3)
-    engine.ingest([Alert(n, status=AlertStatus.RESOLVED) for n in nodes])
-    for _ in range(9):
-        clock.advance(1)
-        engine.tick()
-    assert not list(engine.open_incident_ids())
-    engine.ingest(_gpus_lost()[:2])  # on rc-n1
-    [reopened] = engine.open_incident_ids()
-    assert reopened in (first, second)
-    assert Alert(NODE_DOWN).fingerprint in engine.store.get(reopened).alert_fingerprints  # rc-n1's
