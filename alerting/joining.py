@@ -17,7 +17,6 @@ from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.grouping import IncidentGrouping
-from alerting.impact import live_root_cause
 from alerting.member import Member
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
@@ -25,14 +24,7 @@ from alerting.root_cause import root_cause
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.topology import (
-    common_ancestor,
-    contains,
-    locate,
-    target_from_dict,
-    target_label,
-    target_to_dict,
-)
+from alerting.topology import common_ancestor, contains, locate, target_to_dict
 from gpuwarden.model import AlertStatus, IncidentState, Priority, add_workloads
 
 
@@ -105,8 +97,6 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
-        if chosen is None and self._reopen_explaining(batch, row, member):
-            return
         if chosen is None:
             inc = self._open_incident(batch, member)
             res.opened.append(inc.id)
@@ -174,42 +164,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         self.counters["incidents_opened"] += 1
         return inc
 
-    def _reopen_explaining(self, batch: Batch, row: StoredAlert, member: Member) -> bool:
-        """Reopen the incident resolved within the reopen window that best explains a new alert, as the join
-        rules would pick it were it open (a node down again whose GPUs' alerts fire before NodeDown does);
-        False when none does. Asked only of an alert that would open a new incident."""
-        since = batch.now - self._reopen_within
-        resolved = batch.session.scalars(
-            select(IncidentRow).where(
-                IncidentRow.state == IncidentState.RESOLVED.value,
-                IncidentRow.merged_into.is_(None),
-                IncidentRow.resolved_at >= since,
-            )
-        ).all()
-        candidates = []
-        for inc_row in resolved:
-            alerts = batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == inc_row.id)).all()
-            if inc_row.id in self._open or not alerts:
-                continue
-            members = {a.fingerprint: self._member(a) for a in alerts}
-            path, _ = live_root_cause(members.values(), self.inventory)
-            past = OpenIncident(
-                inc_row.id, path, Priority(inc_row.priority), IncidentState.RESOLVED, batch.now
-            )
-            past.members = members
-            past.workloads = add_workloads(
-                frozenset(), [w for m in members.values() for w in m.location.workloads]
-            )
-            candidates.append(past.candidate())
-        chosen = best_candidate(candidates, member, self.inventory)
-        if chosen is None:
-            return False
-        row.incident_id = chosen.id
-        return self._reopen(batch, row, explained=True)
-
-    def _reopen(self, batch: Batch, row: StoredAlert, *, explained: bool = False) -> bool:
-        """Bring the alert's incident back (False when the incident is no longer stored); ``explained``: the
-        alert is new to it, its root cause explains it."""
+    def _reopen(self, batch: Batch, row: StoredAlert) -> bool:
+        """Bring the alert's incident back (False when the incident is no longer stored)."""
         assert row.incident_id is not None
         inc_row = batch.session.get(IncidentRow, row.incident_id)
         if inc_row is None:
@@ -260,18 +216,14 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
         inc.members[row.fingerprint] = self._member(row)
-        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it.
-        inc.root_path, _ = live_root_cause(inc.members.values(), self.inventory)
-        self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         held = " (flapping: held, no page)" if row.flapping else ""
-        fired = f"fired, which its root cause {target_label(target_from_dict(target.root_target))} explains"
         batch.event(
             target.id,
             "reopened",
-            f"reopened: {_describe(row.labels)} {fired if explained else 'fired again'}{held}",
+            f"reopened: {_describe(row.labels)} fired again{held}",
             {"fingerprint": row.fingerprint, "flapping": row.flapping},
             change=ChangeKind.UPDATED if row.flapping else ChangeKind.REOPENED,
         )
