@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import itertools
 import json
 import sys
@@ -208,10 +207,9 @@ def breakdown(files: list[NabFile], labels_file: Path) -> dict[str, object]:
         groups[category] = group(chosen)
         for split, tune in (("tune", True), ("held_out", False)):
             groups[f"{category}/{split}"] = group([n for n in chosen if is_tuning_file(n) == tune])
-    for fold in range(5):  # nab_cv.py's five folds by name hash
-        groups[f"fold{fold}"] = group(
-            [n for n in names if hashlib.sha256(n.encode()).digest()[1] % 5 == fold]
-        )
+    folds = fold_schemes(names)["five_folds"]  # nab_cv.py's five folds by name hash
+    for fold in range(5):
+        groups[f"fold{fold}"] = group([n for n in names if folds[n] == str(fold)])
     return {
         "bench": "nab_errors",
         "candidate": "breakdown",
