@@ -132,9 +132,18 @@ def main() -> None:
         table[label] = {f.name: score_file(f, alerts[f.name], PROFILES["standard"]) for f in files}
         named[label] = {f.name: found_windows(f, alerts[f.name]) for f in files if f.name in NAMED}
     windows = sum(s.windows for s in table["off"].values())
+    cv: dict[str, dict[str, object]] = {}
+    gains: list[float] = []
+    for scheme, folds in fold_schemes(names).items():
+        score, picks = cross_validate(table, folds)
+        off, _ = cross_validate({"off": table["off"]}, folds)
+        gains.append(round(score - off, 2))
+        cv[scheme] = {"score": score, "off": off, "gain": gains[-1], "picks": picks}
+    all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
+    best = max(all_files, key=lambda label: all_files[label])
     detail = {
         label: {
-            "all_files": normalised(sum(s.raw for s in t.values()), windows),
+            "all_files": all_files[label],
             "alerts": sum(s.alerts for s in t.values()),
             "false_positives": sum(s.alerts - s.alerts_in_windows for s in t.values()),
             "windows_found": sum(s.detected for s in t.values()),
@@ -143,12 +152,6 @@ def main() -> None:
         }
         for label, t in table.items()
     }
-    cv = {}
-    for scheme, folds in fold_schemes(names).items():
-        score, picks = cross_validate(table, folds)
-        off, _ = cross_validate({"off": table["off"]}, folds)
-        cv[scheme] = {"score": score, "off": off, "gain": round(score - off, 2), "picks": picks}
-    best = max(detail, key=lambda k: detail[k]["all_files"])  # type: ignore[arg-type, return-value]
     print(
         json.dumps(
             {
@@ -158,7 +161,7 @@ def main() -> None:
                 "windows": windows,
                 "samples": samples,
                 "cross_validated": cv,
-                "adoptable": all(v["gain"] >= 1.5 for v in cv.values()),
+                "adoptable": all(gain >= 1.5 for gain in gains),
                 "best_on_all_files": best,
                 "settings": detail,
                 "named_misses": NAMED,
