@@ -33,6 +33,7 @@ from anomaly.levels import LevelParams
 from anomaly.levels import raise_many as raise_levels
 from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
+from anomaly.silence import SilenceParams
 from anomaly.surprise import SurpriseParams
 from anomaly.surprise import raise_many as raise_surprise
 from anomaly.thresholds import ThresholdParams
@@ -253,9 +254,10 @@ def detect_corpus(
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
     surprise: SurpriseParams | None = None,
     levels: LevelParams | None = None,
+    silence: SilenceParams | None = None,
 ) -> dict[str, npt.NDArray[np.bool_]]:
-    """Alert onsets of the default detector on every file (no labels are used); ``surprise`` and
-    ``levels`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``)."""
+    """Alert onsets of the default detector on every file (no labels are used); ``surprise``, ``levels``
+    and ``silence`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``, ``anomaly.silence``)."""
     scored = score_many(
         [f.series for f in files],
         params,
@@ -264,6 +266,7 @@ def detect_corpus(
         recurrence,
         novelty=novelty,
         entropy=entropy,
+        silence=silence,
     )
     alerts = {f.name: s.raised for f, s in zip(files, scored, strict=True)}
     values = [f.series.values for f in files]

@@ -35,6 +35,10 @@ class RecurrenceParams:
     period_seconds: float = 86_400.0
     tolerance_seconds: float = 3_600.0
     weekly_seconds: float | None = 604_800.0
+    same_direction: bool = False
+    """Opt-in (``benchmarks/nab_package.py``): mute only an onset on the same side of the baseline as the
+    earlier one it matches (yesterday's spike does not make today's drop routine). Off: the side is not
+    looked at, as before; on the NAB tune split on costs one alert (78.8 -> 78.7)."""
 
 
 class DailyRecurrence:
@@ -42,22 +46,32 @@ class DailyRecurrence:
 
     def __init__(self, params: RecurrenceParams | None = None) -> None:
         self.params = params or RecurrenceParams()
-        self._onsets: dict[int, deque[float]] = {}
+        self._onsets: dict[int, deque[tuple[float, float]]] = {}
 
-    def filter(self, ids: IntArray, onsets: BoolArray, timestamps: FloatArray) -> BoolArray:
-        """Return ``onsets`` without those that began one period (within tolerance) after an earlier one."""
+    def filter(
+        self,
+        ids: IntArray,
+        onsets: BoolArray,
+        timestamps: FloatArray,
+        sides: FloatArray | None = None,
+    ) -> BoolArray:
+        """Return ``onsets`` without those that began one period (within tolerance) after an earlier one;
+        ``sides`` (the sign of value minus baseline per id) is required when ``same_direction`` is set."""
         kept = onsets.copy()
         p = self.params
+        if p.same_direction and sides is None:
+            raise ValueError("same_direction needs the side of each onset (sides)")
         periods = (p.period_seconds,) if p.weekly_seconds is None else (p.period_seconds, p.weekly_seconds)
         tolerance, horizon = p.tolerance_seconds, max(periods) + p.tolerance_seconds
         for k in np.flatnonzero(onsets):
             series, t = int(ids[k]), float(timestamps[k])
+            side = float(sides[k]) if p.same_direction and sides is not None else 0.0
             seen = self._onsets.setdefault(series, deque())
-            while seen and seen[0] < t - horizon:
+            while seen and seen[0][0] < t - horizon:
                 seen.popleft()
-            if any(abs(t - period - s) <= tolerance for s in seen for period in periods):
+            if any(abs(t - period - s) <= tolerance and side == d for s, d in seen for period in periods):
                 kept[k] = False
-            seen.append(t)
+            seen.append((t, side))
         return kept
 
     def reset(self, ids: IntArray) -> None:

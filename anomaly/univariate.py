@@ -32,6 +32,7 @@ from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
+from anomaly.silence import BurstSilence, SilenceParams
 from anomaly.steps import BoolArray, IntArray
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
@@ -237,10 +238,12 @@ def score_many(
     *,
     novelty: NoveltyParams | None = DEFAULT_NOVELTY,
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
+    silence: SilenceParams | None = None,
     progress: Progress | None = None,
 ) -> list[ScoredSeries]:
     """Score every series with the default detectors; ``None`` turns the breakout, recurrence, novelty or
-    entropy part off. ``progress`` is called every ``PROGRESS_EVERY`` steps and once at the end."""
+    entropy part off; ``silence`` adds the opt-in burst-silence part (``anomaly.silence``). ``progress`` is
+    called every ``PROGRESS_EVERY`` steps and once at the end."""
     width = max(len(series), 1)
     detectors = _Detectors(
         AdaptiveThresholds(params, capacity=width),
@@ -249,6 +252,7 @@ def score_many(
         RangeBreakout(breakout, capacity=width) if breakout is not None else None,
         ContextNovelty(novelty) if novelty is not None else None,
         RelativeEntropy(entropy, capacity=width) if entropy is not None else None,
+        BurstSilence(silence, capacity=width) if silence is not None else None,
     )
     lengths = np.array([len(s.values) for s in series], dtype=np.int64)
     values, stamps = _grid(series, lengths)
@@ -292,16 +296,18 @@ class _Detectors:
     ranges: RangeBreakout | None
     contexts: ContextNovelty | None
     shapes: RelativeEntropy | None
+    stops: BurstSilence | None = None
 
     def step(self, active: IntArray, x: FloatArray, t: FloatArray) -> tuple[FloatArray, BoolArray]:
         """The largest score of the parts and whether any raises, per active series (in ``active``'s
         order); the values are read once per step and every part is given the same ones."""
         out = self.adaptive.update(active, x, t)
         up, _ = self.onsets.step(out.ids, out.score > 1.0)
+        where = slice(None) if out.ids.size == active.size else _at(active, out.ids)
+        stopped = self.stops.update(out.ids, up) if self.stops is not None else None
         if self.routine is not None:
-            up = self.routine.filter(
-                out.ids, up, t if out.ids.size == active.size else t[_at(active, out.ids)]
-            )
+            sides = np.sign(x[where] - out.yhat) if self.routine.params.same_direction else None
+            up = self.routine.filter(out.ids, up, t[where], sides)
         score, raised = np.zeros(active.size), np.zeros(active.size, np.bool_)
         if self.ranges is not None:  # the base the others raise: its score as it is
             novel = self.ranges.update(active, x)
@@ -311,9 +317,11 @@ class _Detectors:
                 found = part.update(active, x)
                 score = np.maximum(score, found.score)
                 raised |= found.raised
-        where = slice(None) if out.ids.size == active.size else _at(active, out.ids)
         score[where] = np.maximum(score[where], out.score)
         raised[where] |= up
+        if stopped is not None:
+            score[where] = np.maximum(score[where], stopped.score)
+            raised[where] |= stopped.raised
         return score, raised
 
 

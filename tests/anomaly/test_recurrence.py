@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 
@@ -56,3 +57,25 @@ def test_onsets_older_than_a_week_are_forgotten():
     detector = DailyRecurrence()
     assert onset(detector, 0.0)
     assert onset(detector, 14 * DAY)  # two weeks later: neither yesterday nor last week
+
+
+def sided(detector: DailyRecurrence, t: float, side: float) -> bool:
+    return bool(detector.filter(ONE, np.array([True]), np.array([t]), np.array([side]))[0])
+
+
+def test_same_direction_mutes_only_an_onset_on_the_side_of_the_one_it_matches():
+    detector = DailyRecurrence(RecurrenceParams(same_direction=True))
+    assert sided(detector, 1000.0, 1.0)  # a spike
+    assert sided(detector, 1000.0 + DAY, -1.0)  # a drop at the same time next day: not routine
+    assert not sided(detector, 1000.0 + 2 * DAY, -1.0)  # yesterday's drop makes today's routine
+    assert sided(detector, 1000.0 + 2 * DAY + 60, 1.0)  # yesterday was a drop; the spike two days ago
+    # is not a period away
+    plain = DailyRecurrence()
+    assert sided(plain, 1000.0, 1.0)
+    assert not sided(plain, 1000.0 + DAY, -1.0)  # off: the side is not looked at
+
+
+def test_same_direction_without_sides_is_refused():
+    detector = DailyRecurrence(RecurrenceParams(same_direction=True))
+    with pytest.raises(ValueError, match="sides"):
+        detector.filter(ONE, np.array([True]), np.array([0.0]))
