@@ -33,11 +33,12 @@ lint: venv
 	$(BIN)/lint-imports
 
 # The suite runs on TEST_WORKERS processes (pytest-xdist; `auto`: one per CPU), a test module per worker at a
-# time (module fixtures start their servers once); `make test TEST_WORKERS=0` runs it in one process.
+# time (module fixtures start their servers once), the slowest modules first (tests/conftest.py); `make test
+# TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= auto
 
 test: deps venv lint
-	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope
+	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: venv
 	$(BIN)/pytest -p no:cacheprovider -m "not integration"
