@@ -84,10 +84,12 @@ def server_connect_args(url: URL, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
     """libpq parameters for every connection to a PostgreSQL store: a connect gives up after
     ``connect_timeout`` seconds (a host that drops SYNs, or a peer that accepts and never speaks, held a
     connect, and so the journal applier or an API request, about 130 s), and a dead peer is noticed by TCP
-    keepalives. Nothing for SQLite."""
+    keepalives. Nothing for SQLite, and nothing the URL's query sets itself."""
     if url.get_backend_name() != "postgresql":
         return {}
-    return {"connect_timeout": connect_timeout, **_KEEPALIVES}
+    wanted: dict[str, Any] = {"connect_timeout": connect_timeout, **_KEEPALIVES}
+    # One the URL sets itself (``?connect_timeout=30``) is the operator's choice: connect_args would win.
+    return {k: v for k, v in wanted.items() if k not in url.query}
 
 
 def store_failure(exc: BaseException) -> str:

@@ -87,3 +87,17 @@ def test_a_sqlite_store_gets_no_server_connection_parameters(tmp_path: Path) -> 
     engine = make_engine(str(tmp_path / "s.db"), connect_timeout=7)
     with engine.connect() as conn:  # sqlite3.connect refuses an unknown keyword such as connect_timeout
         assert conn.exec_driver_sql("SELECT 1").scalar() == 1
+
+
+def test_a_parameter_the_store_url_sets_itself_is_kept() -> None:
+    engine = make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw?connect_timeout=30&keepalives_idle=5")
+    asked: dict[str, Any] = {}
+
+    @event.listens_for(engine, "do_connect")
+    def capture(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
+        asked.update(cparams)
+        raise _Asked
+
+    with pytest.raises(_Asked):
+        engine.connect()
+    assert (asked["connect_timeout"], asked["keepalives_idle"], asked["keepalives_count"]) == ("30", "5", 3)
