@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, TypeVar
 
 import orjson
+from psycopg.errors import ConnectionTimeout
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -62,13 +63,54 @@ def store_url(db: str) -> URL:
         raise ArgumentError(f"not a valid URL ({exc})") from exc
 
 
-def make_engine(url: str) -> Engine:
-    """An engine for a SQLAlchemy URL or a plain SQLite path; SQLite gets WAL, commits survive SIGKILL."""
+DEFAULT_CONNECT_TIMEOUT = 10
+"""Seconds a PostgreSQL connect may take (``store.connect_timeout_seconds``); psycopg's own default is 130."""
+
+# A connection whose server host vanished (powered off, partitioned: no RST ever comes) otherwise waits for
+# an answer until the kernel gives up, hours with Linux's default keepalive of 7,200 s. Probing an idle
+# connection after 30 s, every 10 s, 3 times, and dropping one whose sent bytes stay unacknowledged for
+# 60 s (TCP_USER_TIMEOUT, libpq's tcp_user_timeout) turns that into an error within about a minute. A
+# server busy with a long query still acknowledges probes (its kernel does), so no query is cut short.
+_KEEPALIVES = {
+    "keepalives": 1,
+    "keepalives_idle": 30,
+    "keepalives_interval": 10,
+    "keepalives_count": 3,
+    "tcp_user_timeout": 60_000,  # milliseconds
+}
+
+
+def server_connect_args(url: URL, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> dict[str, Any]:
+    """libpq parameters for every connection to a PostgreSQL store: a connect gives up after
+    ``connect_timeout`` seconds (a host that drops SYNs, or a peer that accepts and never speaks, held a
+    connect, and so the journal applier or an API request, about 130 s), and a dead peer is noticed by TCP
+    keepalives. Nothing for SQLite, and nothing the URL's query sets itself."""
+    if url.get_backend_name() != "postgresql":
+        return {}
+    wanted: dict[str, Any] = {"connect_timeout": connect_timeout, **_KEEPALIVES}
+    # One the URL sets itself (``?connect_timeout=30``) is the operator's choice: connect_args would win.
+    return {k: v for k, v in wanted.items() if k not in url.query}
+
+
+def store_failure(exc: BaseException) -> str:
+    """Why the store failed, in one line: the driver's first line, naming the setting when a connect ran
+    out of time (psycopg says only "connection timeout expired")."""
+    cause = getattr(exc, "orig", None) or exc
+    reason = str(cause).splitlines()[0] if str(cause) else repr(exc)
+    if isinstance(cause, ConnectionTimeout):
+        reason += " (the store did not answer within store.connect_timeout_seconds: is its host up?)"
+    return reason
+
+
+def make_engine(url: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Engine:
+    """An engine for a SQLAlchemy URL or a plain SQLite path; SQLite gets WAL, commits survive SIGKILL;
+    a PostgreSQL connect gives up after ``connect_timeout`` seconds (``server_connect_args``)."""
     parsed = store_url(url)
     sqlite = parsed.get_backend_name() == "sqlite"
     engine = create_engine(
         parsed,
         future=True,
+        connect_args=server_connect_args(parsed, connect_timeout),
         pool_pre_ping=not sqlite,  # a file cannot drop the connection; a server can
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,

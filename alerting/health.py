@@ -22,6 +22,8 @@ from prometheus_client.registry import Collector
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 
+from alerting.db import store_failure
+
 if TYPE_CHECKING:
     from alerting.applier import JournalApplier
 
@@ -67,7 +69,7 @@ class ServiceHealth:
         False for any other failure (a bad record, a bug), which says nothing about the store."""
         if not store_unreachable(exc):
             return False
-        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] if str(exc) else repr(exc)
+        reason = store_failure(exc)
         with self._lock:
             was_up = self.store_up
             self.store_up, self.store_error = False, reason

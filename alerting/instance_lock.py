@@ -35,7 +35,7 @@ from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.pool import NullPool
 
-from alerting.db import store_url
+from alerting.db import DEFAULT_CONNECT_TIMEOUT, server_connect_args, store_url
 from alerting.fencing import HELD, LockState, LockStatus, NotActive
 
 logger = logging.getLogger(__name__)
@@ -165,11 +165,10 @@ class FileLock:
 class AdvisoryLock:
     """A PostgreSQL session advisory lock on a connection of its own, held open while locked."""
 
-    def __init__(self, url: str, what: str) -> None:
+    def __init__(self, url: str, what: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> None:
         self.what = what
-        self._engine: Engine = create_engine(
-            url, poolclass=NullPool, connect_args={"application_name": application_name()}
-        )
+        args = server_connect_args(store_url(url), connect_timeout) | {"application_name": application_name()}
+        self._engine: Engine = create_engine(url, poolclass=NullPool, connect_args=args)
         self._conn: Connection | None = None
         self.backend: tuple[int, datetime] | None = None  # the lock connection's pid and backend_start
 
@@ -268,8 +267,9 @@ class AdvisoryLock:
         self._engine.dispose()
 
 
-def store_lock(db: str, me: str) -> Lock | None:
-    """The lock for a store URL or SQLite path (None for an in-memory SQLite store: nothing is shared).
+def store_lock(db: str, me: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Lock | None:
+    """The lock for a store URL or SQLite path (None for an in-memory SQLite store: nothing is shared);
+    a PostgreSQL lock connection gives up connecting after ``connect_timeout`` seconds.
 
     Raises ``ArgumentError`` for a database gpuwarden does not support, before anything is created.
     """
@@ -281,7 +281,7 @@ def store_lock(db: str, me: str) -> Lock | None:
         return FileLock(Path(f"{os.path.realpath(url.database)}.lock"), f"store {url.database}", me)
     if url.get_backend_name() == "postgresql":
         shown = url.render_as_string(hide_password=True)
-        return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}")
+        return AdvisoryLock(url.render_as_string(hide_password=False), f"store {shown}", connect_timeout)
     raise ArgumentError(f"{url.get_backend_name()} is not supported")
 
 
@@ -295,13 +295,15 @@ class InstanceLocks:
         self.lost: InstanceBusy | None = None  # who took a lock this server held, once ``status`` saw it
 
     @classmethod
-    def for_server(cls, db: str, journal: Path) -> InstanceLocks:
+    def for_server(
+        cls, db: str, journal: Path, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT
+    ) -> InstanceLocks:
         """The locks ``serve`` needs for store ``db`` and journal directory ``journal``."""
         me = identity()
         locks: list[Lock] = [
             FileLock(journal / "lock", f"journal directory {journal}", me, make_directory=True)
         ]
-        store = store_lock(db, me)
+        store = store_lock(db, me, connect_timeout)
         if store is not None:
             locks.insert(0, store)
         return cls(locks)

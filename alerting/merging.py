@@ -17,6 +17,7 @@ from alerting.incident_index import OpenIncidents
 from alerting.member import first_onset
 from alerting.root_facts import down_nodes, takes_in
 from alerting.spreading import spread_candidates
+from alerting.store import with_absorbed_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import RACK_DEPTH, UNKNOWN, contains
@@ -96,6 +97,7 @@ class IncidentMerging:
         row = batch.session.get(IncidentRow, inc.id)
         assert other_row is not None and row is not None
         row.first_onset_at = min(row.first_onset_at, other_row.first_onset_at)
+        row.impact = with_absorbed_peak(row.impact, row.priority, other_row.impact, other_row.priority)
         other_row.merged_into = inc.id
         # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
         # Ingest runs without autoflush: flush first, or the UPDATE misses one ``other`` took in this POST

@@ -16,7 +16,7 @@ from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 
-from alerting.db import make_engine, store_url
+from alerting.db import DEFAULT_CONNECT_TIMEOUT, make_engine, store_failure, store_url
 from gpuwarden.errors import ConfigError
 from gpuwarden.redaction import hidden_password
 
@@ -87,14 +87,15 @@ def _check_known(scripts: ScriptDirectory, connection: Connection) -> None:
             raise NewerSchema(stored, ", ".join(scripts.get_heads()))
 
 
-def open_store(url: str, field: str = "api.db") -> Engine:
+def open_store(url: str, field: str = "api.db", connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Engine:
     """The store's engine, migrated; what keeps it from opening is a ``ConfigError`` naming ``field``.
+    A PostgreSQL connect gives up after ``connect_timeout`` seconds.
 
     An unknown database, a server that refuses the connection and a SQLite file that cannot be created
     stop ``serve`` with the URL (password hidden) and the reason instead of a traceback.
     """
     try:
-        engine = make_engine(url)
+        engine = make_engine(url, connect_timeout)
         upgrade(engine)
     except NewerSchema as exc:
         raise ConfigError(f"{hidden_password(url)}: cannot open the store: {exc}", field=field) from exc
@@ -111,8 +112,9 @@ def store_error(url: str, exc: Exception, field: str = "api.db") -> ConfigError:
             f"{shown}: not a database gpuwarden can use ({exc}); give a SQLite path or postgresql+psycopg://"
         )
         return ConfigError(message, field=field)
-    reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
-    return ConfigError(f"{shown}: cannot open the store: {reason}{_file_hint(url, exc)}", field=field)
+    return ConfigError(
+        f"{shown}: cannot open the store: {store_failure(exc)}{_file_hint(url, exc)}", field=field
+    )
 
 
 def _file_hint(url: str, exc: Exception) -> str:

@@ -28,8 +28,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Collection, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -46,6 +45,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_orphans import discard_messages
+from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
     PENDING,
@@ -73,32 +73,6 @@ class Backoff:
     def delay(self, attempts: int) -> float:
         """Seconds to wait after the ``attempts``-th failed attempt."""
         return float(min(self.max_seconds, self.initial_seconds * self.factor ** max(0, attempts - 1)))
-
-
-@dataclass
-class OutboxStats:
-    """Counters for ``/metrics`` and logs; deliveries are counted by notifier name only (``by_notifier_*``):
-    the metrics carry the ``notifier`` label, and their sum is the total."""
-
-    enqueued: int = 0
-    duplicates: int = 0
-    errors: int = 0
-    by_notifier_sent: dict[str, int] = field(default_factory=dict)
-    by_notifier_retried: dict[str, int] = field(default_factory=dict)
-    by_notifier_failed: dict[str, int] = field(default_factory=dict)
-    by_notifier_filtered: dict[str, int] = field(default_factory=dict)  # left out by its events/priorities
-    # Each notifier's dispatcher thread counts beside the others (and the engine's enqueue).
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def count(self, counter: dict[str, int], notifier: str) -> None:
-        """Add one to ``notifier``'s entry of one of the ``by_notifier_*`` counters."""
-        with self._lock:
-            counter[notifier] = counter.get(notifier, 0) + 1
-
-    def error(self) -> None:
-        """Count one unexpected error (a notifier's bug, a dispatch round that failed)."""
-        with self._lock:
-            self.errors += 1
 
 
 class Outbox:
@@ -443,10 +417,21 @@ class Outbox:
             )
         return len(queued), len(rows) - len(queued)
 
-    def discard(self, notifier: str, statuses: Collection[str], **options: Any) -> dict[str, int]:
-        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good; ``options``: ``by``,
-        ``dry_run``, ``incident_id`` (see ``discard_messages``)."""
-        return discard_messages(self._sessions, notifier, statuses, now=self._clock.time(), **options)
+    def discard(
+        self,
+        notifier: str,
+        statuses: Collection[str],
+        *,
+        by: str,
+        incident_id: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, int]:
+        """Drop orphaned (or, asked, failed) messages of ``notifier`` for good, as ``by``; of one incident or
+        all; with ``dry_run`` only count them (see ``discard_messages``)."""
+        now = self._clock.time()
+        return discard_messages(
+            self._sessions, notifier, statuses, by=by, now=now, incident_id=incident_id, dry_run=dry_run
+        )
 
     def run(self, stop: threading.Event, poll_seconds: float = 1.0) -> None:
         """Dispatch until ``stop`` is set, each notifier on its own thread: a destination that is slow or

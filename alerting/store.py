@@ -98,11 +98,34 @@ def with_peak(
     before at ``old_priority`` (None while the incident has none yet); one stored before peaks were kept
     counts as its own peak."""
     candidates = [{**{k: v for k, v in new.items() if k != PEAK}, "priority": priority}]
-    if old and "gpus_affected" in old:
-        kept = old.get(PEAK)
-        candidates.append(kept if isinstance(kept, dict) else {**old, "priority": old_priority})
+    kept = _peak_of(old, old_priority)
+    if kept is not None:
+        candidates.append(kept)
     worst = min(candidates, key=_severity)
     return {**new, PEAK: worst}
+
+
+def with_absorbed_peak(
+    kept: dict[str, Any], kept_priority: str, absorbed: dict[str, Any] | None, absorbed_priority: str
+) -> dict[str, Any]:
+    """``kept`` (the stored impact of an incident that takes another in, at ``kept_priority``) with the worse
+    of its own peak and that of ``absorbed`` (the other's, at ``absorbed_priority``) under ``PEAK``, so a
+    merge does not lose the worst impact the absorbed incident had. ``kept`` unchanged while it has none of
+    its own yet (an incident not assessed yet: its first assessment starts its peak)."""
+    own = _peak_of(kept, kept_priority)
+    if own is None:
+        return kept
+    other = _peak_of(absorbed, absorbed_priority)
+    return {**kept, PEAK: own if other is None else min(own, other, key=_severity)}
+
+
+def _peak_of(data: dict[str, Any] | None, priority: str) -> dict[str, Any] | None:
+    """The worst impact kept in a stored impact; one stored before peaks were kept is its own peak (at
+    ``priority``); None for none stored."""
+    if not data or "gpus_affected" not in data:
+        return None
+    kept = data.get(PEAK)
+    return kept if isinstance(kept, dict) else {**data, "priority": priority}
 
 
 def _severity(data: dict[str, Any]) -> tuple[str, int, int, float]:

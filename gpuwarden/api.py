@@ -10,9 +10,9 @@ them right after. Reads of incidents first wait (at most ``READ_BARRIER_SECONDS`
 acknowledged before the read arrived is applied, so a script sees its own writes; if the applier is
 further behind, the answer carries ``X-Gpuwarden-Ingest-Lag`` (bytes not yet applied).
 
-``/healthz`` (and Alertmanager's ``/-/healthy``) is liveness: 200 while the process serves and its journal
-applier runs (503 naming the applier once it is stuck or dead). ``/-/ready`` is readiness: 503 then too, and
-while the store is unreachable or the journal backlog found at start is still replaying.
+The endpoints of each noun live beside this module (``incident_api``, ``alertmanager_api``, ``outbox_api``,
+``inventory_api``, ``health_api``: liveness and readiness); this one wires them, with the token check, the
+body limits and the read barrier.
 """
 
 from __future__ import annotations
@@ -22,11 +22,9 @@ import logging
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from prometheus_client import CollectorRegistry, generate_latest
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import ClientDisconnect, Request
@@ -37,11 +35,8 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from alerting.applier import JournalApplier
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockFence, NotActive, unfenced
-from alerting.health import HealthCollector, ServiceHealth
+from alerting.health import ServiceHealth
 from alerting.ingest import parse_json, parse_postable_alerts, parse_webhook
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
-from alerting.inventory_file import inventory_data
-from alerting.inventory_view import inventory_states
 from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
 from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
@@ -52,13 +47,16 @@ from gpuwarden.api_errors import failure_text, no_route
 from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
+from gpuwarden.health_api import HealthApi
 from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
-from gpuwarden.model import GpuRef, IncidentState, Priority
+from gpuwarden.inventory_api import (
+    InventoryApi,
+    inventory_from_fleet,  # noqa: F401 - imported from here before the split
+)
+from gpuwarden.model import IncidentState, Priority
 from gpuwarden.outbox_api import OutboxApi
 from gpuwarden.params import choice, positive, single
-from gpuwarden.sim.fleet import Fleet
-from gpuwarden.sim.workloads import InferenceService, TrainingJob
 
 logger = logging.getLogger(__name__)
 
@@ -305,89 +303,10 @@ class _Handlers:
         incident = await run_in_threadpool(self.engine.store.get, incident_id)
         return await run_in_threadpool(detail_response, self.engine, incident)
 
-    async def show_inventory(self, request: Request) -> Response:
-        """The inventory correlation uses now, as an inventory file (``alerting.inventory_file`` reads it
-        back), with where it came from, when it was read and when a refresh last failed."""
-        inventory, read_at = self.engine.inventory_state
-        source = self.engine.inventory_source
-        if inventory is None:
-            message = (
-                f"the {source} inventory has not been read yet (see serve's log and"
-                " gpuwarden_inventory_refresh_failures_total)"
-                if source
-                else "serve runs without an inventory: configure alerting.inventory_file, sim_inventory,"
-                " slurm_inventory or kubernetes_inventory"
-            )
-            raise NotFound(message, field="inventory")
-        if not isinstance(inventory, StaticInventory):
-            raise NotFound(f"the {source or 'configured'} inventory cannot be listed", field="inventory")
-        data = await run_in_threadpool(inventory_data, inventory)
-        parts = [
-            {
-                "name": name,
-                "read_at": iso(times.get("read_at")),
-                "failed_at": iso(times.get("failed_at")),
-                "stale": _stale(times.get("read_at"), times.get("failed_at")),
-            }
-            for name, times in list(self.engine.inventory_sources.items())
-        ]
-        about = {
-            "source": source,
-            "read_at": iso(read_at),
-            "refresh_failures": self.engine.counters.get("inventory_refresh_failures", 0),
-            "refreshed_sources": parts,
-            "stale": any(p["stale"] for p in parts),
-            # What the source said of each (the file format carries it too; older CLIs read it here): to
-            # check the view against scontrol or kubectl, and why spare is what it is.
-            **inventory_states(inventory),
-        }
-        return JSONResponse({"about": about, **data})
-
     async def postmortem(self, request: Request) -> Response:
         """The Markdown postmortem draft."""
         text = await run_in_threadpool(self.engine.postmortem, request.path_params["incident_id"])
         return PlainTextResponse(text, media_type="text/markdown; charset=utf-8")
-
-    async def metrics_endpoint(self, request: Request) -> Response:
-        """Prometheus exposition of the API's own counters."""
-        registry = CollectorRegistry()
-        registry.register(self.metrics)
-        registry.register(HealthCollector(self.health, self.applier))
-        for collector in self.engine.extra_metrics:
-            registry.register(collector)
-        # Off the event loop: a collector may wait for the engine (a long replay transaction), and every
-        # other request, /healthz included, must not wait with it.
-        body = await run_in_threadpool(generate_latest, registry)
-        return Response(body, media_type="text/plain; version=0.0.4; charset=utf-8")
-
-    async def ingest_status(self, request: Request) -> Response:
-        """Accepted and applied journal offsets and the lag between them (cheap: no store query)."""
-        if self.applier is None:
-            return JSONResponse({"journal": False, "lag_bytes": 0})
-        return JSONResponse({"journal": True, **self.applier.status()})
-
-    def applier_problem(self) -> str | None:
-        """Why the journal applier is stuck or dead (a restart is what helps), or None."""
-        return self.applier.heartbeat.problem() if self.applier is not None else None
-
-    async def healthz(self, request: Request) -> Response:
-        """Liveness: the process answers and its applier runs (a store outage or a replay does not make it
-        restart; a stuck or dead applier, which would leave acknowledged alerts unapplied, does)."""
-        problem = self.applier_problem()
-        if problem is not None:
-            return PlainTextResponse(f"not healthy: {problem}\n", status_code=503)
-        return PlainTextResponse("ok")
-
-    async def ready(self, request: Request) -> Response:
-        """Readiness: 503 while the store is unreachable or the startup replay has not caught up."""
-        applier = self.applier
-        lag = applier.lag_bytes if applier is not None else 0
-        reason = self.applier_problem() or self.health.not_ready(lag)
-        if self.fence.lost:
-            reason = "this serve lost the store lock to another one and is stopping"
-        if reason is not None:
-            return PlainTextResponse(f"not ready: {reason}\n", status_code=503, headers={"Retry-After": "1"})
-        return PlainTextResponse("ok")
 
     def routes(self) -> list[BaseRoute]:
         """Every route of the API."""
@@ -396,6 +315,8 @@ class _Handlers:
         am = AlertmanagerApi(self.engine)
         actions = IncidentActionsApi(self.engine)
         outbox = OutboxApi(self.outbox)
+        inventory = InventoryApi(self.engine)
+        probes = HealthApi(self.engine, self.metrics, self.health, self.applier, self.fence)
         return [
             Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
@@ -422,7 +343,9 @@ class _Handlers:
             Route("/api/v2/status", self.read("/api/v2/status", am.status), methods=["GET"]),
             Route("/api/v2/receivers", self.read("/api/v2/receivers", am.list_receivers), methods=["GET"]),
             Route("/api/v1/incidents", self.read("/api/v1/incidents", self.list_incidents), methods=["GET"]),
-            Route("/api/v1/inventory", self.read("/api/v1/inventory", self.show_inventory), methods=["GET"]),
+            Route(
+                "/api/v1/inventory", self.read("/api/v1/inventory", inventory.show_inventory), methods=["GET"]
+            ),
             Route(incident, self.read("/api/v1/incidents/{id}", self.show_incident), methods=["GET"]),
             *[
                 Route(
@@ -444,12 +367,12 @@ class _Handlers:
                 self.write("/api/v1/outbox/discard", outbox.discard),
                 methods=["POST"],
             ),
-            Route("/api/v1/ingest/status", self.ingest_status, methods=["GET"]),
-            Route("/metrics", self.metrics_endpoint, methods=["GET"]),
-            Route("/healthz", self.healthz, methods=["GET"]),
+            Route("/api/v1/ingest/status", probes.ingest_status, methods=["GET"]),
+            Route("/metrics", probes.metrics_endpoint, methods=["GET"]),
+            Route("/healthz", probes.healthz, methods=["GET"]),
             # Alertmanager's probe paths, for setups that probe gpuwarden where an Alertmanager stood.
-            Route("/-/healthy", self.healthz, methods=["GET", "HEAD"]),
-            Route("/-/ready", self.ready, methods=["GET", "HEAD"]),
+            Route("/-/healthy", probes.healthz, methods=["GET", "HEAD"]),
+            Route("/-/ready", probes.ready, methods=["GET", "HEAD"]),
         ]
 
 
@@ -498,34 +421,3 @@ def create_app(
     )
     app.add_middleware(CatchAll, metrics=metrics, health=health)
     return app
-
-
-def _stale(read_at: datetime | None, failed_at: datetime | None) -> bool:
-    """A refreshed source never read, or failed since its last read: its part is missing or old."""
-    return read_at is None or (failed_at is not None and failed_at > read_at)
-
-
-def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
-    """Adapt the simulated fleet to the engine's ``Inventory``: nodes, replicas, ranks and spare GPUs."""
-    nodes = [
-        NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
-    ]
-    cluster_of = {n.name: n.cluster for n in fleet.nodes}
-    placed: list[tuple[InferenceService | TrainingJob, list[GpuRef]]]
-    placed = [(s, s.gpus) for s in fleet.inference_services()]
-    placed += [(j, [g for _, g in sorted(j.ranks.items())]) for j in fleet.training_jobs()]
-    workloads = [  # the simulator places each workload in one cluster, as Kubernetes and Slurm do
-        WorkloadInfo(
-            replace(w.ref, cluster=w.cluster),
-            tuple(frozenset({(cluster_of[g.node], g.node, g.index)}) for g in gpus),
-        )
-        for w, gpus in placed
-    ]
-    used = {gpu for w in workloads for gpu in w.gpus}
-    spare: dict[str, int] = {}
-    for n in fleet.nodes:
-        free = (
-            sum(1 for g in n.gpus if (n.cluster, n.name, g.index) not in used and not g.lost) if n.up else 0
-        )
-        spare[n.cluster] = spare.get(n.cluster, 0) + free
-    return StaticInventory(nodes, workloads, spare)

@@ -20,10 +20,10 @@ from alerting.outbox import Outbox
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from exporters.simulated import SimCollectors, sim_collectors
-from gpuwarden.api import inventory_from_fleet
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig, SlackConfig
 from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.inventory_api import inventory_from_fleet
 from gpuwarden.model import Alert, AlertStatus, Incident
 from gpuwarden.sim import Fleet, build_fleet
 

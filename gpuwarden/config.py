@@ -145,6 +145,19 @@ class ApiConfig(Section):
     )
 
 
+class StoreConfig(Section):
+    """Connections to the incident store (``api.db``) when it is a PostgreSQL server."""
+
+    connect_timeout_seconds: int = Field(
+        10,
+        ge=2,
+        le=3600,
+        description="a connect to the store (and to its lock connection) that gets no answer this long fails,"
+        " whole seconds, at least 2 (libpq's minimum); unset, psycopg waited about 130 s for a host that"
+        " does not answer, and the applier or the API request with it",
+    )
+
+
 class InhibitRuleConfig(Section):
     """An Alertmanager inhibition rule; matchers in Alertmanager's string syntax (``name=~"v"``)."""
 
@@ -276,7 +289,8 @@ class AlertingConfig(Section):
         le=MAX_INTERVAL_SECONDS,
         description="liveness (/healthz, /-/healthy) and readiness answer 503 once the journal applier has"
         " not made progress, nor waited idle or for a retry, this long: it is stuck and serve needs a restart"
-        " (keep it above the longest batch and a connect to an unresponsive store)",
+        " (keep it above the longest batch and a PostgreSQL lock wait; a store host that stops answering"
+        " costs at most store.connect_timeout_seconds per connect, about a minute on an open connection)",
     )
     reopen_window_seconds: float = Field(
         86_400.0,
@@ -353,6 +367,7 @@ class GpuwardenConfig(BaseSettings):
     exporter: ExporterConfig = Field(default_factory=ExporterConfig)
     slack: SlackConfig = Field(default_factory=SlackConfig)
     api: ApiConfig = Field(default_factory=ApiConfig)
+    store: StoreConfig = Field(default_factory=StoreConfig)
     anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     tracing: TracingConfig = Field(default_factory=TracingConfig)

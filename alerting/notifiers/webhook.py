@@ -92,6 +92,8 @@ def webhook_payload(
         "recommended_actions_total": len(n.recommended_actions),
         "actions_taken": items(n.actions_taken),
         "actions_taken_total": len(n.actions_taken),
+        "flapping": items(n.flapping),  # alert names, as Slack's State shows them; empty once resolved
+        "flapping_total": len(n.flapping),
         "runbook_url": n.runbook_url if len(n.runbook_url) <= MAX_TEXT_CHARS else "",
         "opened_at": n.opened_at.isoformat(),
         "resolved_at": n.resolved_at.isoformat() if n.resolved_at else None,

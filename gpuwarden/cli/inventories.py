@@ -245,7 +245,7 @@ def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
     if cfg.alerting.inventory_file:
         fixed.append((inventory_file(cfg.alerting.inventory_file), f"file {cfg.alerting.inventory_file}"))
     if cfg.alerting.sim_inventory:
-        from gpuwarden.api import inventory_from_fleet  # noqa: PLC0415
+        from gpuwarden.inventory_api import inventory_from_fleet  # noqa: PLC0415
 
         fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
     if cfg.alerting.slurm_inventory:

@@ -138,7 +138,7 @@ def take_locks(
 
     journal = journal_dir(cfg, db)
     try:
-        locks = InstanceLocks.for_server(db, journal)
+        locks = InstanceLocks.for_server(db, journal, cfg.store.connect_timeout_seconds)
         locks.acquire(wait=standby, sleep=sleep or SystemClock().sleep, on_wait=on_wait)
     except LockFileError as exc:
         if exc.what.startswith("journal"):
@@ -307,7 +307,9 @@ def build_service(
 
     inventories = prepare_inventories(cfg)
     clock, sources = inventories.clock, inventories.sources
-    sql = open_store(db)  # after the inventory's settings were checked: a wrong one changes nothing
+    sql = open_store(
+        db, connect_timeout=cfg.store.connect_timeout_seconds
+    )  # after the inventory's settings were checked: a wrong one changes nothing
     if locks is not None:
         locks.fence_commits(sql)
     inventories.read()

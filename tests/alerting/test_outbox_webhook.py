@@ -9,12 +9,14 @@ from typing import Any
 import httpx
 from sqlalchemy import Engine
 
+from alerting.engine import IncidentEngine
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.outbox_tables import FAILED, SENT
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import lifecycle
 
 
@@ -115,3 +117,26 @@ def test_events_choose_the_changes_sent(sql: Engine) -> None:
         ("opened", True),
         ("resolved", False),
     ]
+
+
+def test_a_receiver_is_told_which_alerts_of_an_incident_are_flapping(sql: Engine) -> None:
+    # Slack's State named them ("triggered, flapping (GpuTemperatureHigh)"); the webhook body did not.
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0, flap_window_seconds=120, flap_start_transitions=4)
+    engine = IncidentEngine(sql, clock, config)
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook()], clock)
+    engine.subscribe(outbox)
+    hot = {"alertname": "GpuTemperatureHigh", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
+    steady = {**hot, "alertname": "GpuPowerHigh"}
+    engine.ingest([Alert(hot), Alert(steady)])
+    for status in (AlertStatus.RESOLVED, AlertStatus.FIRING) * 2:  # four transitions: flapping
+        clock.advance(5)
+        engine.ingest([Alert(hot, status=status)])
+    [incident_id] = engine.open_incident_ids()
+    engine.acknowledge(incident_id, by="alice")
+    outbox.dispatch_due()
+    first, *_, acked = receiver.accepted
+    assert (first["incident"]["flapping"], first["incident"]["flapping_total"]) == ([], 0)
+    assert acked["change"] == "acknowledged"
+    assert (acked["incident"]["flapping"], acked["incident"]["flapping_total"]) == (["GpuTemperatureHigh"], 1)

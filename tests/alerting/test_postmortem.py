@@ -353,3 +353,29 @@ def test_an_impact_that_never_changed_is_shown_once(sql: Engine) -> None:
         "- 1 node, 8 GPUs, training job llm-70b stopped",
         "- GPUs affected: 8; nodes affected: 1",
     ]
+
+
+def test_an_incident_keeps_the_worst_impact_of_one_it_absorbed(sql: Engine) -> None:
+    # The same power-brake slowdown spreads over three nodes of rack r07: the rack's fault, and the incident
+    # opened first takes the other two in. The second had 8 GPUs slowed before 7 recovered; the draft
+    # reported the 3 GPUs slowed at the merge as if that were the worst.
+    clock = FakeClock(T0.timestamp())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
+
+    def slowed(node: int, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+        labels = {"alertname": "GpuPowerBrakeSlowdown", "cluster": "c1", "node": sc.node_name(7, node)}
+        return Alert({**labels, "gpu": str(gpu)}, status=status)
+
+    engine.ingest([slowed(1, 0)])
+    [survivor] = engine.open_incident_ids()
+    clock.advance(10)
+    engine.ingest([slowed(2, gpu) for gpu in range(8)])
+    clock.advance(10)
+    engine.ingest([slowed(2, gpu, AlertStatus.RESOLVED) for gpu in range(1, 8)])
+    clock.advance(10)
+    engine.ingest([slowed(3, 0)])
+    assert engine.open_incident_ids() == [survivor]
+    absorbed = [r for r, _ in engine.store.list_rows(include_merged=True) if r.merged_into == survivor]
+    assert len(absorbed) == 2
+    impact = _impact(engine.postmortem(survivor))
+    assert "- GPUs affected: 8 at its worst, 3 at the end; nodes affected: 0" in impact, impact

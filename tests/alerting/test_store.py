@@ -3,7 +3,9 @@ still reads."""
 
 from __future__ import annotations
 
-from alerting.store import impact_from_dict, impact_to_dict
+import pytest
+
+from alerting.store import PEAK, impact_from_dict, impact_to_dict, with_absorbed_peak
 from gpuwarden.model import Impact, WorkloadKind, WorkloadRef
 
 
@@ -19,3 +21,38 @@ def test_an_impact_stored_before_its_parts_were_kept_is_one_part_not_split_on_co
     earlier = {"gpus_affected": 8, "summary": "8 GPUs, training job etl, nightly stopped"}
     assert impact_from_dict(earlier).parts == ("8 GPUs, training job etl, nightly stopped",)
     assert impact_from_dict({"summary": ""}).parts == ()
+
+
+def _stored(gpus: int, share: float, peak: tuple[str, int, float] | None = None) -> dict[str, object]:
+    data = impact_to_dict(Impact(gpus_affected=gpus, affected_share=share))
+    if peak is not None:
+        data[PEAK] = {
+            **impact_to_dict(Impact(gpus_affected=peak[1], affected_share=peak[2])),
+            "priority": peak[0],
+        }
+    return data
+
+
+@pytest.mark.parametrize(
+    ("kept", "absorbed", "worst"),
+    [
+        ((_stored(8, 0.0), "P2"), (_stored(1, 0.1), "P1"), ("P1", 1)),
+        ((_stored(1, 0.0, ("P1", 1, 0.5)), "P3"), (_stored(40, 0.9), "P2"), ("P1", 1)),
+        ((_stored(1, 0.0), "P2"), (_stored(1, 0.0, ("P0", 40, 1.0)), "P2"), ("P0", 40)),
+        ((_stored(2, 0.0), "P2"), (_stored(8, 0.0), "P2"), ("P2", 8)),
+        ((_stored(2, 0.0), "P2"), ({}, "P3"), ("P2", 2)),
+    ],
+    ids=[
+        "more-urgent-wins",
+        "own-peak-kept",
+        "absorbed-peak-taken",
+        "then-more-gpus",
+        "absorbed-never-assessed",
+    ],
+)
+def test_a_merge_keeps_the_worse_peak_of_the_two_incidents(
+    kept: tuple[dict[str, object], str], absorbed: tuple[dict[str, object], str], worst: tuple[str, int]
+) -> None:
+    merged = with_absorbed_peak(kept[0], kept[1], absorbed[0], absorbed[1])
+    assert (merged[PEAK]["priority"], merged[PEAK]["gpus_affected"]) == worst
+    assert merged["gpus_affected"] == kept[0]["gpus_affected"]  # the current impact stays its own

@@ -328,6 +328,9 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
         ),
         ("anomaly:\n  max_lookback_seconds: 1e308\n", "anomaly.max_lookback_seconds", "31622400"),
         ("anomaly:\n  query_timeout_seconds: 1e308\n", "anomaly.query_timeout_seconds", "604800"),
+        ("store:\n  connect_timeout_seconds: 1\n", "store.connect_timeout_seconds", "2"),
+        ("store:\n  connect_timeout_seconds: 2.5\n", "store.connect_timeout_seconds", "integer"),
+        ("store:\n  connect_timeout_seconds: 99999\n", "store.connect_timeout_seconds", "3600"),
         ("sim:\n  nodes_per_rack: 100000000\n", "sim", "a simulated fleet has at most 2048"),
         ("exporter:\n  simulate: banana\n", "exporter.simulate", "expected NODESxGPUS such as 2x8"),
         ("exporter:\n  simulate: 9999x8\n", "exporter.simulate", "nodes must be 1..2048"),
@@ -345,6 +348,8 @@ def test_an_empty_secret_is_refused_naming_the_setting_and_the_variable(
             "lookback",
         ),
         "query-timeout",
+        *("store-connect-timeout-below-libpq-minimum", "store-connect-timeout-fraction"),
+        "store-connect-timeout-too-long",
         *("sim-fleet-size", "simulate-not-a-spec", "simulate-too-many-nodes"),
     ],
 )

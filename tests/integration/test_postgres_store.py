@@ -8,8 +8,9 @@ import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -33,6 +34,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.servers import free_port
+from tests.integration.tcp_proxy import SilentableProxy
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
@@ -168,6 +170,51 @@ def test_accept_journal_commits_its_offset_in_postgres_and_replays_only_the_rest
     assert engine.store.alert_count() == 2
     assert len(engine.store.list_rows()) == 1
     sql.dispose()
+
+
+@pytest.mark.integration
+def test_a_store_host_that_stops_answering_fails_the_applier_within_the_connect_timeout_and_loses_nothing(
+    postgres: Postgres, tmp_path: Path
+) -> None:
+    # Without a connect timeout the applier's reconnect waited psycopg's 130 s for a host that accepts and
+    # never answers; now the attempt fails after 2 s, the loop reports the store down and retries.
+    with SilentableProxy(free_port(), ("127.0.0.1", postgres.port)) as proxy:
+        url = postgres.url.replace(f":{postgres.port}/", f":{proxy.port}/")
+        sql = make_engine(url, connect_timeout=2)
+        upgrade(sql)
+        journal = AcceptJournal(tmp_path / "journal", lambda jid: applied_offset(sql, jid))
+        engine = IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+        applier = JournalApplier(journal, engine, retry_seconds=0.2)
+        stop = threading.Event()
+        loop = threading.Thread(target=applier.run, args=(stop,), daemon=True)
+        loop.start()
+        try:
+            proxy.silence()
+            body = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}]
+            end = journal.append(KIND_POSTABLE, orjson.dumps(body), 1)
+            applier.notify()
+            _until(lambda: applier.failures >= 2, "the applier never reported the silent store")
+            assert loop.is_alive() and applier.lag_bytes > 0 and not applier.health.store_up
+            assert "store.connect_timeout_seconds" in (applier.health.store_error or "")
+            assert "connection timeout expired" in (applier.last_error or "")
+            proxy.resume()
+            _until(lambda: applier.lag_bytes == 0, "the applier never applied once the store answered")
+        finally:
+            stop.set()
+            loop.join(_GUARD_SECONDS)
+        assert applied_offset(sql, journal.journal_id) == end and applier.health.store_up
+        assert engine.store.alert(label_fingerprint(body[0]["labels"])) is not None
+        sql.dispose()
+
+
+_GUARD_SECONDS = 60  # far below the 130 s of an unbounded connect: ends a hung test, measures no speed
+
+
+def _until(done: Callable[[], bool], why: str) -> None:
+    deadline = time.monotonic() + _GUARD_SECONDS
+    while not done():
+        assert time.monotonic() < deadline, why
+        time.sleep(0.1)
 
 
 @pytest.mark.integration
