@@ -31,7 +31,7 @@ BATCH = 500
 
 
 def _engine(count: int, quiet: int) -> IncidentEngine:
-    """An engine on a fresh store with ``count`` open incidents, ``quiet`` of them with their alert resolved."""
+    """An engine on a fresh store with ``count`` open incidents, ``quiet`` of them with their alert ended."""
     path = str(Path(tempfile.mkdtemp(prefix="bench-tick-")) / "gw.db")
     upgrade(make_engine(path))
     clock = FakeClock(START.timestamp())
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ticks", type=int, default=9)
     args = parser.parse_args(argv)
     engine = _engine(args.incidents, args.quiet)
-    opened = len(engine._open)  # noqa: SLF001 - what the tick walks
+    opened = len(engine._open)
     gc.collect()
     took = []
     for _ in range(args.ticks):

@@ -62,7 +62,7 @@ class _Standby(threading.Thread):
     def run(self) -> None:
         try:
             self.locks.acquire(wait=True, sleep=self._sleep, on_wait=self.found.append)
-        except BaseException as exc:  # noqa: BLE001 - handed to the test
+        except BaseException as exc:
             self.failure = exc
 
 
