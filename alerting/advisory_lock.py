@@ -124,12 +124,8 @@ class AdvisoryLock:
 
     def stop_waiting(self) -> None:
         """Close the waiting session (a standby stopped while it waited)."""
-        if self._waiter is not None:
-            try:
-                self._waiter.close()
-            except SQLAlchemyError:
-                logger.debug("instance lock: closing a dead waiting connection failed", exc_info=True)
-            self._waiter = None
+        _close(self._waiter, "waiting")
+        self._waiter = None
 
     def held_by_backend(self, cursor: Any) -> bool:
         """Whether the lock connection's backend still holds the lock, asked through ``cursor`` (a DBAPI
@@ -192,15 +188,20 @@ class AdvisoryLock:
 
     def _drop(self) -> None:
         self.backend = None
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except SQLAlchemyError:
-                logger.debug("instance lock: closing a dead lock connection failed", exc_info=True)
-            self._conn = None
+        _close(self._conn, "lock")
+        self._conn = None
 
     def release(self) -> None:
         """Close the lock connection, which releases the lock (and a waiting one, which stops waiting)."""
         self.stop_waiting()
         self._drop()
         self._engine.dispose()
+
+
+def _close(conn: Connection | None, which: str) -> None:
+    """Close ``conn``, if any; one whose server is gone may fail to, which changes nothing."""
+    if conn is not None:
+        try:
+            conn.close()
+        except SQLAlchemyError:
+            logger.debug("instance lock: closing a dead %s connection failed", which, exc_info=True)

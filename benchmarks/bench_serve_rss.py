@@ -42,7 +42,9 @@ def _pool(size: int) -> list[dict[str, str]]:
         elif kind == 1:
             pool.append({"alertname": "GPULost", **node, "gpu": str(k % 8)})
         else:
-            pool.append({"alertname": "GPUXid", **node, "gpu": str(k % 8), "xid": "79" if kind == 2 else "13"})
+            pool.append(
+                {"alertname": "GPUXid", **node, "gpu": str(k % 8), "xid": "79" if kind == 2 else "13"}
+            )
     return pool
 
 

@@ -3,10 +3,14 @@ after a PostgreSQL restart it leaves the lock to the active server."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
 import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import IO
 
 import pytest
 from sqlalchemy import Engine, text
@@ -15,7 +19,9 @@ from alerting.advisory_lock import ADVISORY_KEY
 from alerting.db import make_engine
 from alerting.fencing import LockState
 from alerting.instance_lock import ADVISORY_POLL_SECONDS, InstanceBusy, InstanceLocks
+from tests.integration.gpuwarden_server import TOKEN, gpuwarden_binary, gpuwarden_serve
 from tests.integration.postgres import Postgres
+from tests.integration.servers import free_port, stop, wait_http_ok
 
 # A safety net against a hang, not a speed requirement: each wait below ends on an event.
 PATIENCE = 60.0
@@ -129,4 +135,38 @@ def test_after_a_postgres_restart_the_active_server_takes_its_lock_back_before_t
     standby.join(PATIENCE)
     assert standby.failure is None and standby.locks.status().state is LockState.HELD
     standby.locks.release()
+    admin.dispose()
+
+
+def _start_standby(url: str, port: int, journal: Path, log: IO[bytes]) -> subprocess.Popen[bytes]:
+    """A ``serve --standby`` on the store at ``url`` with a journal directory of its own (another host)."""
+    env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, "GPUWARDEN_ALERTING__JOURNAL_DIR": str(journal)}
+    argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", url, "--standby"]
+    return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT)
+
+
+@pytest.mark.integration
+def test_a_postgres_standby_stops_with_exit_0_while_it_waits_and_another_takes_over_from_a_killed_server(
+    postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SIGTERM reaches a standby blocked in ``pg_advisory_lock``: it stops (exit 0) and its waiting session
+    goes. The next standby takes over once the active server is killed, and answers ready."""
+    monkeypatch.setenv("GPUWARDEN_ALERTING__JOURNAL_DIR", str(tmp_path / "active.journal"))
+    admin = make_engine(postgres_url)
+    with gpuwarden_serve(tmp_path, postgres_url) as (_, active), (tmp_path / "standby.log").open("wb") as log:
+        first = _start_standby(postgres_url, free_port(), tmp_path / "first.journal", log)
+        _until(lambda: _waiting_sessions(admin) == 1, "the standby never waited in pg_advisory_lock")
+        first.send_signal(signal.SIGTERM)
+        assert first.wait(timeout=PATIENCE) == 0
+        _until(lambda: _waiting_sessions(admin) == 0, "the stopped standby's session still waits")
+        port = free_port()
+        second = _start_standby(postgres_url, port, tmp_path / "second.journal", log)
+        try:
+            _until(lambda: _waiting_sessions(admin) == 1, "the second standby never waited")
+            active.send_signal(signal.SIGKILL)
+            active.wait(timeout=PATIENCE)
+            wait_http_ok(f"http://127.0.0.1:{port}/-/ready", second, timeout=PATIENCE)
+        finally:
+            stop(second)
+    assert "instance lock: taken; this server is now active" in (tmp_path / "standby.log").read_text()
     admin.dispose()
