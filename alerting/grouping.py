@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
@@ -298,12 +299,17 @@ class IncidentGrouping(IncidentMerging):
         return first_onset(self._open[incident_id].members.values(), incident_id)
 
     def _resolve_quiet(self, now: datetime, due: list[str]) -> Batch:
-        """Resolve the open incidents quiet for the quiet period (their ids into ``due``); settle flapping."""
+        """Resolve the open incidents quiet for the quiet period (their ids into ``due``); settle flapping.
+
+        Only the incidents with no alert firing or one flapping are looked at (``quiet_candidates``): every
+        tick walked every open incident and read its row, 10,000 reads a tick with 10,000 incidents open."""
         with self._sessions() as session, session.begin():
             batch = Batch(session, now)
             gave_back = []
-            for inc in list(self._open.values()):
-                row = session.get(IncidentRow, inc.id)
+            candidates = self._open.quiet_candidates()
+            rows = _rows(session, [inc.id for inc in candidates])
+            for inc in candidates:
+                row = rows.get(inc.id)
                 if row is None:
                     continue
                 if row.state == IncidentState.RESOLVED.value:  # resolved by a commit whose answer was lost
@@ -324,6 +330,15 @@ class IncidentGrouping(IncidentMerging):
                     if other in self._open and other not in due:
                         self._recompute(batch, self._open[other])
         return batch
+
+
+def _rows(session: Session, ids: list[str], chunk: int = 500) -> dict[str, IncidentRow]:
+    """The rows of incidents ``ids``, read ``chunk`` at a time (not one query each)."""
+    rows: dict[str, IncidentRow] = {}
+    for at in range(0, len(ids), chunk):
+        query = select(IncidentRow).where(IncidentRow.id.in_(ids[at : at + chunk]))
+        rows.update((row.id, row) for row in session.scalars(query))
+    return rows
 
 
 def shown_of(row: IncidentRow) -> tuple[object, ...]:

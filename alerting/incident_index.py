@@ -11,6 +11,11 @@ set as attributes; their members through ``Members``), and a question looks only
 superset of the incidents that could answer it, in the order of the open set, which the callers' rules
 then filter exactly as they filtered the whole set.
 
+The tick asks which open incidents it may resolve or whose flapping alerts may settle
+(``quiet_candidates``): those with no member firing or one flapping. Their members' changes mark them to be
+looked at again; a member's ``firing`` and ``flapping`` change through ``members[fp] = member`` (the one
+change made in place, a flapping flag cleared by the tick, is of an incident the tick already looks at).
+
 ``OpenIncidents(full_scan=True)`` answers every question with every open incident: the plain scan, kept
 to check the index against (``tests/alerting/test_incident_index.py``).
 """
@@ -92,7 +97,7 @@ class Members(dict[str, Member]):
 class _Filed:
     """What one incident is filed under (kept to take it out again), and its member counts."""
 
-    __slots__ = ("gpus", "ranks", "root", "signals", "workloads")
+    __slots__ = ("gpus", "pathless", "ranks", "root", "signals", "workloads")
 
     def __init__(self) -> None:
         self.root: Path | None = None
@@ -100,6 +105,7 @@ class _Filed:
         self.gpus: frozenset[GpuKey] = frozenset()
         self.signals: dict[Signal, int] = {}  # members per signal (every member: a superset of the rules')
         self.ranks: dict[str, int] = {}  # placed workload symptoms per cluster of their GPUs
+        self.pathless: dict[str, int] = {}  # members without a place in the topology, per alert name
 
 
 def _file(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
@@ -153,6 +159,17 @@ def _workload_key(ref: WorkloadRef) -> WorkloadKey:
     return ref.kind, ref.namespace, ref.name
 
 
+def _pathless_name(member: Member) -> str | None:
+    """The alert name a member without a place is filed under (``join_rank``'s rule for such alerts)."""
+    return None if member.location.path else member.labels.get("alertname", "")
+
+
+def _tick_due(inc: OpenIncident) -> bool:
+    """Whether the tick has something to look at: no member fires (its quiet period), or one flaps."""
+    members = inc.members.values()
+    return any(m.flapping for m in members) or not any(m.firing for m in members)
+
+
 def _rank_clusters(member: Member) -> set[str]:
     if member.kind in SYMPTOM_KINDS and member.location.runs_on:
         return {gpu[0] for gpu in member.location.runs_on}
@@ -176,6 +193,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._holding: dict[Hashable, set[str]] = {}  # signals of one member or more
         self._holding_twice: dict[Hashable, set[str]] = {}  # of two or more (a spread needs two)
         self._ranks_in: dict[Hashable, set[str]] = {}  # clusters of its placed stalled ranks' GPUs
+        self._pathless: dict[Hashable, set[str]] = {}  # names of its members without a place
+        self._memberless: set[str] = set()  # no member at all (every member "is" of any name)
+        self._tick_due: set[str] = set()  # no member firing, or one flapping (when last looked at)
+        self._tick_dirty: set[str] = set()  # members changed since: to look at again
 
     # --- the open set -------------------------------------------------------------------------
 
@@ -210,6 +231,9 @@ class OpenIncidents(dict[str, "OpenIncident"]):
     def _forget(self, inc: OpenIncident) -> None:
         filed = self._filed.pop(inc.id, None)
         self._seq.pop(inc.id, None)
+        self._memberless.discard(inc.id)
+        self._tick_due.discard(inc.id)
+        self._tick_dirty.discard(inc.id)
         inc.index = None
         if filed is None:
             return
@@ -220,6 +244,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             self._count_signal(inc.id, filed, signal, -filed.signals[signal])
         for cluster in list(filed.ranks):
             self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
+        for name in list(filed.pathless):
+            _count(filed.pathless, name, -filed.pathless[name], inc.id, ((self._pathless, 1),))
 
     # --- keeping it up to date ----------------------------------------------------------------
 
@@ -239,8 +265,11 @@ class OpenIncidents(dict[str, "OpenIncident"]):
                 self._count_signal(inc.id, filed, signal, -filed.signals[signal])
             for cluster in list(filed.ranks):
                 self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
+            for name in list(filed.pathless):
+                _count(filed.pathless, name, -filed.pathless[name], inc.id, ((self._pathless, 1),))
             for member in inc.members.values():
                 self.member_changed(inc.id, None, member)
+            self._members_changed(inc.id, filed)
 
     def member_changed(self, incident_id: str, old: Member | None, new: Member | None) -> None:
         """A member of an open incident was added (``old`` None), replaced or removed (``new`` None)."""
@@ -253,6 +282,17 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             self._count_signal(incident_id, filed, member.signal, step)
             for cluster in _rank_clusters(member):
                 self._count_ranks(incident_id, filed, cluster, step)
+            name = _pathless_name(member)
+            if name is not None:
+                _count(filed.pathless, name, step, incident_id, ((self._pathless, 1),))
+        self._members_changed(incident_id, filed)
+
+    def _members_changed(self, incident_id: str, filed: _Filed) -> None:
+        if filed.signals:  # every member holds a signal: none, no member
+            self._memberless.discard(incident_id)
+        else:
+            self._memberless.add(incident_id)
+        self._tick_dirty.add(incident_id)
 
     def _count_signal(self, incident_id: str, filed: _Filed, signal: Signal, step: int) -> None:
         _count(filed.signals, signal, step, incident_id, ((self._holding, 1), (self._holding_twice, 2)))
@@ -303,7 +343,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         path, workloads = new.location.path, new.location.workloads
         ids: set[str] = set()
         if not path and not workloads:
-            ids |= self._rootless  # an alert without place or workload: only rootless incidents
+            # An alert without place or workload: only incidents whose members all lack a place and have
+            # its name (each holds one such member, or none at all).
+            ids.update(self._pathless.get(new.labels.get("alertname", ""), ()))
+            ids |= self._memberless
         # The root above the alert or above a GPU its rank runs on; a workload it names (any cluster).
         prefixes = {p[:d] for p in (path, *new.location.runs_on) for d in range(1, len(p) + 1)}
         ids.update(self._lookup(self._by_root, prefixes))
@@ -396,6 +439,17 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         xids = [s for s in filed.signals if s[1] is FaultKind.XID]
         return self._in_order(self._lookup(self._holding_twice, xids))
 
+    def quiet_candidates(self) -> list[OpenIncident]:
+        """The open incidents the tick may resolve or settle (a superset): with no member firing, or one
+        flapping. Those whose members changed since the last call are looked at again, and so are those
+        found then (a flapping flag the tick cleared)."""
+        if self.full_scan:
+            return self._all()
+        look = self._tick_due | self._tick_dirty
+        self._tick_dirty = set()
+        self._tick_due = {i for i in look if _tick_due(self[i])}
+        return self._in_order(self._tick_due)
+
     def filed(self, incident_id: str) -> dict[str, frozenset[Hashable]]:
         """What ``incident_id`` is filed under, table by table (a walk of every table: for checks and
         debugging, not for the engine's questions). Empty for an incident that is not open."""
@@ -407,9 +461,11 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             "holding": self._holding,
             "holding_twice": self._holding_twice,
             "ranks_in": self._ranks_in,
+            "pathless": self._pathless,
         }
         found = {
             name: frozenset(k for k, ids in t.items() if incident_id in ids) for name, t in tables.items()
         }
         found["rootless"] = frozenset({()}) if incident_id in self._rootless else frozenset()
+        found["memberless"] = frozenset({()}) if incident_id in self._memberless else frozenset()
         return found

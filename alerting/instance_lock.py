@@ -16,7 +16,11 @@ The operating system or PostgreSQL releases them when the process ends, SIGKILL 
 never waits for a stale lock. The lock files say who holds them (pid, host, start time), so do the lock
 connection's ``application_name`` and ``backend_start``, and a refused start names that holder.
 PostgreSQL drops the advisory lock with its connection; ``check`` takes it again, or reports that another
-server has it.
+server has it. A PostgreSQL standby waits for the lock in ``pg_advisory_lock`` on a session of its own, so
+it holds the lock the moment the active server's session ends (a standby that polled every 5 s idled up to
+5 s of every handover); after PostgreSQL could not be reached it waits until the store has answered for
+``ADVISORY_POLL_SECONDS`` before it asks again, so that a restarted PostgreSQL goes back to the active server
+(which asks every second), not to the standby.
 """
 
 from __future__ import annotations
@@ -29,32 +33,21 @@ import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Protocol
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, Engine, event
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
-from sqlalchemy.pool import NullPool
 
-from alerting.db import DEFAULT_CONNECT_TIMEOUT, server_connect_args, store_url
+from alerting.advisory_lock import ADVISORY_WAIT_SECONDS, AdvisoryLock
+from alerting.db import DEFAULT_CONNECT_TIMEOUT, store_url
 from alerting.fencing import HELD, LockState, LockStatus, NotActive
 
 logger = logging.getLogger(__name__)
 
-# pg_try_advisory_lock takes one bigint: the ASCII of "gpuwarden" cut to 8 bytes, so unrelated software
-# using advisory locks on the same database is unlikely to pick it.
-ADVISORY_KEY = int.from_bytes(b"gpuwarde", "big") & ((1 << 63) - 1)
-# How often a standby tries to take the locks: see ``InstanceLocks.acquire``.
+# How long a PostgreSQL standby waits after the store could not be reached, and how long the store must then
+# answer before the standby asks for the lock again: see ``InstanceLocks.acquire``.
 ADVISORY_POLL_SECONDS = 5.0
 FILE_POLL_SECONDS = 0.25
-# pg_locks shows a bigint key as two 32-bit halves: classid (high) and objid (low).
-_KEY_PARTS = {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFFFFFF}
-# Whether the lock connection's backend (its pid, and its start time: a PostgreSQL restarted in a container
-# hands out the same pids again) still holds the lock; asked on another connection, inside its transaction.
-_BACKEND_HOLDS = (
-    "SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
-    " WHERE l.locktype = 'advisory' AND l.granted AND l.pid = %(pid)s AND a.backend_start = %(started)s"
-    " AND CAST(l.classid AS bigint) = %(hi)s AND CAST(l.objid AS bigint) = %(lo)s"
-)
 
 
 class InstanceBusy(Exception):
@@ -80,23 +73,6 @@ def identity() -> str:
     """Who this process is, as lock holders are described: pid, host and start time."""
     started = datetime.now(UTC).isoformat(timespec="seconds")
     return f"pid {os.getpid()} on {socket.gethostname()}, started {started}"
-
-
-# PostgreSQL keeps NAMEDATALEN - 1 bytes of an application_name and drops the rest.
-_APPLICATION_NAME_BYTES = 63
-
-
-def application_name() -> str:
-    """Who holds a PostgreSQL lock, in the 63 bytes PostgreSQL keeps of the lock connection's name.
-
-    ``identity()`` did not fit: with a pod's name as the host, the start time was cut off. The pid comes
-    first; a long host name loses its head, not the tail that tells replicas of one Deployment apart; the
-    start time is read back from ``pg_stat_activity.backend_start`` (the lock connection's own).
-    """
-    head = f"gpuwarden serve, pid {os.getpid()} on "
-    host = socket.gethostname().encode("ascii", "replace").decode()  # PostgreSQL shows others as "?"
-    room = _APPLICATION_NAME_BYTES - len(head)
-    return head + (host if len(host) <= room else ".." + host[len(host) - room + 2 :])
 
 
 class Lock(Protocol):
@@ -160,111 +136,6 @@ class FileLock:
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None
-
-
-class AdvisoryLock:
-    """A PostgreSQL session advisory lock on a connection of its own, held open while locked."""
-
-    def __init__(self, url: str, what: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> None:
-        self.what = what
-        args = server_connect_args(store_url(url), connect_timeout) | {"application_name": application_name()}
-        self._engine: Engine = create_engine(url, poolclass=NullPool, connect_args=args)
-        self._conn: Connection | None = None
-        self.backend: tuple[int, datetime] | None = None  # the lock connection's pid and backend_start
-
-    def try_acquire(self) -> bool:
-        """Take the lock now, or False when another session holds it (raises when the server is down)."""
-        if self._conn is not None:
-            return True
-        conn = self._engine.connect()
-        try:
-            got = bool(conn.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar())
-            row = conn.execute(
-                text("SELECT pid, backend_start FROM pg_stat_activity WHERE pid = pg_backend_pid()")
-            ).one()
-            conn.commit()
-        except BaseException:
-            conn.close()
-            raise
-        if not got:
-            conn.close()
-            return False
-        self._conn = conn
-        self.backend = (int(row[0]), row[1])
-        return True
-
-    def held_by_backend(self, cursor: Any) -> bool:
-        """Whether the lock connection's backend still holds the lock, asked through ``cursor`` (a DBAPI
-        cursor of another connection, inside the transaction about to commit)."""
-        backend = self.backend
-        if backend is None:
-            return False
-        cursor.execute(_BACKEND_HOLDS, {"pid": backend[0], "started": backend[1], **_KEY_PARTS})
-        row = cursor.fetchone()
-        return bool(row and row[0])
-
-    def held(self) -> bool:
-        """Whether the lock connection is alive and still holds the lock."""
-        if self._conn is None:
-            return False
-        try:
-            count = self._conn.execute(
-                text(
-                    "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                    " AND pid = pg_backend_pid() AND CAST(classid AS bigint) = :hi"
-                    " AND CAST(objid AS bigint) = :lo"
-                ),
-                _KEY_PARTS,
-            ).scalar()
-            self._conn.commit()
-        except SQLAlchemyError:
-            self._drop()
-            return False
-        if not count:
-            self._drop()
-        return bool(count)
-
-    def holder(self) -> str:
-        """The holding session's application name, start and address, from ``pg_locks``.
-
-        Advisory locks are per database, and ``pg_locks`` shows the whole cluster's: without the database
-        in the query, a refused server named the server of another gpuwarden store on the same cluster.
-        """
-        try:
-            with self._engine.connect() as conn:
-                row = conn.execute(
-                    text(
-                        "SELECT a.application_name, a.backend_start, a.client_addr FROM pg_locks l"
-                        " JOIN pg_stat_activity a ON a.pid = l.pid WHERE l.locktype = 'advisory'"
-                        " AND l.granted AND CAST(l.classid AS bigint) = :hi"
-                        " AND CAST(l.objid AS bigint) = :lo"
-                        " AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-                    ),
-                    _KEY_PARTS,
-                ).first()
-        except SQLAlchemyError:
-            return "holder unknown"
-        if row is None:
-            return "holder unknown"
-        name, started, addr = row
-        since = (
-            f", holding it since {started.astimezone(UTC).isoformat(timespec='seconds')}" if started else ""
-        )
-        return f"{name or 'a session'}{since}" + (f" from {addr}" if addr else "")
-
-    def _drop(self) -> None:
-        self.backend = None
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except SQLAlchemyError:
-                logger.debug("instance lock: closing a dead lock connection failed", exc_info=True)
-            self._conn = None
-
-    def release(self) -> None:
-        """Close the lock connection, which releases the lock."""
-        self._drop()
-        self._engine.dispose()
 
 
 def store_lock(db: str, me: str, connect_timeout: int = DEFAULT_CONNECT_TIMEOUT) -> Lock | None:
@@ -336,35 +207,73 @@ class InstanceLocks:
         poll_seconds: float | None = None,
         on_wait: Callable[[Exception], None] | None = None,
     ) -> None:
-        """Take the locks; with ``wait`` (a standby) poll until the active server is gone, telling
+        """Take the locks; with ``wait`` (a standby) wait until the active server is gone, telling
         ``on_wait`` what each attempt found (who holds a lock, or why the store cannot be asked).
 
-        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised. On a
-        PostgreSQL store it polls every 5 s while the active server checks its lock every second, so after a
-        PostgreSQL restart (every session, and every advisory lock, gone) the active server takes its lock
-        back first. File locks cannot be lost while their holder lives, and one is free the moment the
-        holder dies: they are polled every quarter second (a failed ``flock`` is one system call), so a
-        SQLite standby does not idle for up to 5 s after the active server died.
+        A standby also waits out a PostgreSQL it cannot reach; without ``wait`` that error is raised. A
+        PostgreSQL lock held elsewhere is waited for in ``pg_advisory_lock``: taken the moment the holder's
+        session ends, with no poll to wait out. Once the store could not be reached, the standby asks again
+        only after it has answered for ``poll_seconds`` (5 s) on the session that will wait: the active
+        server checks its lock every second, so after a PostgreSQL restart (every session, and every
+        advisory lock, gone) it takes its lock back first. File locks cannot be lost while their holder
+        lives, and one is free the moment the holder dies: they are polled every quarter second (a failed
+        ``flock`` is one system call).
         """
-        if poll_seconds is None:
-            poll_seconds = ADVISORY_POLL_SECONDS if self.can_be_lost else FILE_POLL_SECONDS
-        announced = ""
+        announced = [""]
+
+        def tell(exc: Exception) -> None:
+            if on_wait is not None:
+                on_wait(exc)
+            said = str(exc).splitlines()[0]
+            if said != announced[0]:
+                logger.info("instance lock: standby, waiting: %s", said)
+                announced[0] = said
+
+        unreachable = False
         while True:
-            try:
-                self.try_acquire()
-                if announced:
-                    logger.info("instance lock: taken; this server is now active")
-                return
-            except (InstanceBusy, SQLAlchemyError) as exc:
-                if not wait:
-                    raise
-                if on_wait is not None:
-                    on_wait(exc)
-                said = str(exc).splitlines()[0]
-                if said != announced:
-                    logger.info("instance lock: standby, waiting: %s", said)
-                    announced = said
-            sleep(poll_seconds)
+            if not unreachable:
+                try:
+                    self.try_acquire()
+                    if announced[0]:
+                        logger.info("instance lock: taken; this server is now active")
+                    return
+                except (InstanceBusy, SQLAlchemyError) as exc:
+                    if not wait:
+                        raise
+                    tell(exc)
+                    unreachable = isinstance(exc, SQLAlchemyError)
+                    busy = exc
+            unreachable = self._wait_turn(busy, unreachable, sleep, poll_seconds, tell)
+
+    def _wait_turn(
+        self,
+        busy: Exception,
+        unreachable: bool,
+        sleep: Callable[[float], None],
+        poll_seconds: float | None,
+        tell: Callable[[Exception], None],
+    ) -> bool:
+        """Wait for the next attempt at the locks after ``busy``; whether the store is out of reach. A
+        PostgreSQL lock is taken here when its wait ends (the attempt then takes the rest)."""
+        advisory = next((lock for lock in self.locks if isinstance(lock, AdvisoryLock)), None)
+        if advisory is None or not (unreachable or getattr(busy, "what", None) == advisory.what):
+            sleep(FILE_POLL_SECONDS if poll_seconds is None else poll_seconds)  # a file lock is held
+            return False
+        try:
+            if unreachable:
+                grace = ADVISORY_POLL_SECONDS if poll_seconds is None else poll_seconds
+                sleep(grace)
+                advisory.open_waiter()  # the session that will wait: raises while the store is down
+                sleep(grace)  # the store answers: the active server's turn to take its lock back
+            while not advisory.wait_acquire(ADVISORY_WAIT_SECONDS):
+                sleep(0)  # a stop asked meanwhile ends the wait
+        except SQLAlchemyError as exc:
+            tell(exc)
+            return True
+        except BaseException:
+            advisory.stop_waiting()
+            raise
+        return False
 
     @property
     def can_be_lost(self) -> bool:

@@ -9,6 +9,10 @@ standby, and the pair swaps roles RUNS times. Figures, median and best and worst
 * ``lock_seconds``: from the SIGKILL to the standby's "instance lock: taken" log line (its wait for the lock);
 * ``after_lock_seconds``: the difference: what the standby still does once it holds the lock.
 
+With ``--postgres`` the store is a throwaway PostgreSQL 15 (started as ``tests/integration`` start theirs:
+run as root, the Debian package installed), each server with a journal directory of its own, as on two
+hosts.
+
 Ports come from ``GPUWARDEN_TEST_PORTS=LOW-HIGH`` (as in the tests) when set.
 """
 
@@ -24,7 +28,8 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 
@@ -50,9 +55,11 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
-def start(db: Path, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
-    """A ``gpuwarden serve`` writing its log to ``log``."""
+def start(db: Path | str, port: int, log: Path, *extra: str) -> subprocess.Popen[bytes]:
+    """A ``gpuwarden serve`` writing its log to ``log``, its journal in a directory beside the log."""
     env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN}
+    if not isinstance(db, Path):  # a PostgreSQL URL: a journal directory per server, as on two hosts
+        env["GPUWARDEN_ALERTING__JOURNAL_DIR"] = str(log.with_suffix(".journal"))
     argv = [GPUWARDEN, "serve", "--port", str(port), "--db", str(db), *extra]
     with log.open("ab") as out:
         return subprocess.Popen(argv, stdout=out, stderr=subprocess.STDOUT, env=env)
@@ -107,10 +114,23 @@ def summary(samples: Sequence[float]) -> dict[str, float]:
     }
 
 
+@contextmanager
+def store(work: Path, postgres: bool) -> Iterator[Path | str]:
+    """A SQLite file in ``work``, or the URL of a throwaway PostgreSQL (``tests/integration/postgres.py``)."""
+    if not postgres:
+        yield work / "gw.db"
+        return
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
+    from tests.integration.postgres import throwaway_postgres  # noqa: PLC0415
+
+    with throwaway_postgres(free_port()) as server:
+        yield server.url
+
+
 def main() -> None:
-    with tempfile.TemporaryDirectory(prefix="bench-handover-") as tmp:
+    postgres = "--postgres" in sys.argv[1:]
+    with tempfile.TemporaryDirectory(prefix="bench-handover-") as tmp, store(Path(tmp), postgres) as db:
         work = Path(tmp)
-        db = work / "gw.db"
         ports = [free_port(), free_port()]
         logs = [work / "a.log", work / "b.log"]
         procs = [start(db, ports[0], logs[0]), None]
@@ -141,7 +161,7 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "handover",
-                "store": "sqlite",
+                "store": "postgresql" if postgres else "sqlite",
                 "runs": RUNS,
                 "handover_seconds": summary(handover),
                 "lock_seconds": summary(lock),

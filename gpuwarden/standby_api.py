@@ -23,7 +23,9 @@ from starlette.routing import Route
 from gpuwarden.api_errors import error_response
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-RETRY_AFTER_SECONDS = "5"  # a standby's own poll of the lock: the earliest it could take requests
+# A standby takes the lock within about a second of its release (PostgreSQL wakes it; a SQLite file lock is
+# polled every 0.25 s) and then starts in about half a second: the earliest it could take requests.
+RETRY_AFTER_SECONDS = "1"
 
 
 class StandbyState:

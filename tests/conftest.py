@@ -45,6 +45,7 @@ _SLOWEST_FIRST = (
     "tests/gpuwarden/cli/test_standby.py",
     "tests/gpuwarden/test_api_fuzz.py",
     "tests/benchmarks/test_nab_errors.py",
+    "tests/integration/test_postgres_standby.py",
     "tests/gpuwarden/cli/test_startup_imports.py",
 )
 

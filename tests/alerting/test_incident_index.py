@@ -17,18 +17,21 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 
 from alerting import scenarios as sc
 from alerting.batch import OpenIncident
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.faults import SYMPTOM_KINDS
+from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory, StaticInventory
+from alerting.member import Member
 from alerting.migrate import upgrade
+from alerting.topology import locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, TimelineEvent
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str]]]
@@ -147,6 +150,38 @@ def _stream(seed: int, placed: bool) -> list[tuple[str, object]]:
     return steps
 
 
+# Alerts with no place (what ``join_rank`` groups by name only) and node alerts, for ``_flappy_stream``.
+PATHLESS = ["Watchdog", "BackupFailed", "LicenseExpiring", "CertificateExpiring", "QuotaNearlyFull"]
+
+
+def _flappy_stream(seed: int) -> list[tuple[str, object]]:
+    """Steps of a random stream of a few alerts fired and resolved over and over (some start flapping and
+    settle), many without a place: the tick's quiet periods and flap settling, and joins by name only."""
+    rng = random.Random(seed)
+    pool = [
+        {"alertname": name, **extra} for name in rng.sample(PATHLESS, 3) for extra in ({}, {"team": "ml"})
+    ]
+    pool += [{"alertname": "NodeDown", "cluster": "a", "node": f"n{k}"} for k in range(2)]
+    pool.append({"alertname": "TrainingJobStalled", "slurm_job": "j1", "rank": "0"})
+    firing = [False] * len(pool)
+    steps: list[tuple[str, object]] = []
+    offset = 0.0
+    for _ in range(rng.randint(30, 50)):
+        post = []
+        for k in rng.sample(range(len(pool)), rng.randint(3, 6)):
+            if rng.random() < 0.9:  # most change state: a flap is 6 changes in 10 minutes
+                firing[k] = not firing[k]
+            at = START + timedelta(seconds=offset)
+            post.append(
+                Alert(pool[k], starts_at=at) if firing[k] else Alert(pool[k], status=AlertStatus.RESOLVED)
+            )
+        steps.append(("post", post))
+        step = 700.0 if rng.random() < 0.1 else rng.choice([10.0, 20.0, 30.0])  # a pause: quiet periods end
+        offset += step
+        steps.append(("advance", step))
+    return steps
+
+
 def _outcome(engine: IncidentEngine) -> Outcome:
     """Every incident, open, resolved or merged: root, priority, title, state and its alerts (not its id)."""
     found = set()
@@ -172,12 +207,19 @@ def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
         "holding_twice": frozenset(s for s, n in signals.items() if n >= 2),
         "ranks_in": frozenset(ranks),
         "rootless": frozenset() if root else frozenset({()}),
+        "pathless": frozenset(
+            m.labels.get("alertname", "") for m in inc.members.values() if not m.location.path
+        ),
+        "memberless": frozenset() if inc.members else frozenset({()}),
     }
 
 
 def _check_filed(engine: IncidentEngine) -> None:
     for inc in engine._open.values():
         assert engine._open.filed(inc.id) == _expected(inc), inc.id
+    due = [i for i in engine._open.values() if any(m.flapping for m in i.members.values())]
+    due += [i for i in engine._open.values() if not any(m.firing for m in i.members.values())]
+    assert {i.id for i in engine._open.quiet_candidates()} == {i.id for i in due}
 
 
 def _run(engine: IncidentEngine, clock: FakeClock, steps: list[tuple[str, object]], check: bool) -> Outcome:
@@ -217,6 +259,27 @@ def test_the_index_gives_the_incidents_of_the_full_scan_on_random_streams(
     scanned, clock = _engine(tmp_path, inventory, full_scan=True)
     assert got == _run(scanned, clock, steps, check=False)
     assert len(got) > 1  # the stream made incidents to tell apart
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_the_index_gives_the_incidents_of_the_full_scan_on_streams_of_flapping_alerts_without_a_place(
+    tmp_path: Path, seed: int
+) -> None:
+    steps = _flappy_stream(seed)
+    indexed, clock = _engine(tmp_path, None, full_scan=False)
+    got = _run(indexed, clock, steps, check=True)
+    scanned, clock = _engine(tmp_path, None, full_scan=True)
+    assert got == _run(scanned, clock, steps, check=False)
+    assert len(got) > 1
+    kinds = {
+        e.kind for row, _ in indexed.store.list_rows(include_merged=True) for e in _timeline(indexed, row.id)
+    }
+    # The stream made the tick work: quiet periods, resolutions, flaps (and their settling, in most seeds).
+    assert {"flapping_started", "quiet", "resolved"} <= kinds, kinds
+
+
+def _timeline(engine: IncidentEngine, incident_id: str) -> list[TimelineEvent]:
+    return engine.store.get(incident_id).timeline
 
 
 def _one(engine: IncidentEngine) -> OpenIncident:
@@ -268,3 +331,53 @@ def test_an_index_entry_follows_its_incident_as_it_grows_merges_and_resolves(tmp
 def test_an_open_set_without_its_incidents_files_nothing() -> None:
     opened = OpenIncidents()
     assert not any(opened.filed("inc-x").values())
+
+
+def test_a_tick_reads_the_rows_of_only_the_incidents_it_may_resolve_or_settle(tmp_path: Path) -> None:
+    """The tick read the row of every open incident, every 5 s: 10,000 reads with 10,000 open. Only an
+    incident with no alert firing (its quiet period) or one flapping has anything for it to do."""
+    engine, clock = _engine(tmp_path, None, full_scan=False)
+    nodes = [
+        Alert({"alertname": "NodeDown", "cluster": "a", "node": f"n{k}"}, starts_at=START) for k in range(3)
+    ]
+    engine.ingest(nodes)
+    engine.ingest([Alert(dict(nodes[0].labels), status=AlertStatus.RESOLVED)])
+    by_alert = {fp: inc.id for inc in engine._open.values() for fp in inc.members}
+    quiet, firing = by_alert[nodes[0].fingerprint], {by_alert[a.fingerprint] for a in nodes[1:]}
+    read: list[object] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *rest: object) -> None:
+        if "FROM incidents" in statement:
+            read.append(params)
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    clock.advance(10)
+    engine.tick()
+    assert any(quiet in str(p) for p in read)
+    assert not any(i in str(p) for p in read for i in firing)
+    clock.advance(AlertingConfig().quiet_period_seconds)
+    engine.tick()
+    assert quiet not in engine._open and firing <= set(engine._open)
+
+
+def test_an_alert_without_a_place_is_compared_only_with_incidents_of_alerts_of_its_name(
+    tmp_path: Path,
+) -> None:
+    """It joins only an incident whose alerts all lack a place and have its name (``join_rank``); it was
+    compared with every incident without a topology root, a job's stalls included."""
+    engine, _ = _engine(tmp_path, None, full_scan=False)
+    engine.ingest(
+        [
+            Alert({"alertname": "Watchdog"}, starts_at=START),
+            Alert({"alertname": "BackupFailed"}, starts_at=START),
+            Alert({"alertname": "TrainingJobStalled", "slurm_job": "j1", "rank": "0"}, starts_at=START),
+        ]
+    )
+    assert len(engine._open) == 3 and all(not inc.root_path for inc in engine._open.values())
+    labels = {"alertname": "Watchdog", "team": "ml"}
+    kind = classify(labels)
+    new = Member("fp", kind, locate(labels, kind, None), START, True, labels)
+    (found,) = engine._open.join_candidates(new, None)
+    assert {m.labels["alertname"] for m in found.members.values()} == {"Watchdog"}
+    engine.ingest([Alert(labels, starts_at=START)])
+    assert len(engine._open) == 3  # it joined the Watchdog incident

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import ArgumentError
 
+from alerting.advisory_lock import application_name
 from alerting.instance_lock import (
     FILE_POLL_SECONDS,
     FileLock,
     InstanceBusy,
     InstanceLocks,
-    application_name,
     store_lock,
 )
 

@@ -35,7 +35,7 @@ def test_every_api_request_is_refused_naming_the_active_server(
 ) -> None:
     response = client.request(method, path)
     assert response.status_code == 503
-    assert response.headers["Retry-After"] == "5"
+    assert response.headers["Retry-After"] == "1"
     said = response.json()["error"]
     assert said.startswith("this serve is a standby and takes no requests")
     assert HOLDER in said and "send requests to the active one" in said

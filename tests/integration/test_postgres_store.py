@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
-import subprocess
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -22,86 +19,21 @@ from sqlalchemy import Engine, create_engine, func, inspect, select, text
 from sqlalchemy.pool import NullPool
 
 from alerting import scenarios
+from alerting.advisory_lock import ADVISORY_KEY
 from alerting.applier import JournalApplier
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.fencing import LockState, NotActive
-from alerting.instance_lock import ADVISORY_KEY, InstanceBusy, InstanceLocks
+from alerting.instance_lock import InstanceBusy, InstanceLocks
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
+from tests.integration.postgres import Postgres
 from tests.integration.servers import free_port
 from tests.integration.tcp_proxy import SilentableProxy
-
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
-
-
-def _as_postgres(*argv: str) -> None:
-    subprocess.run(["runuser", "-u", "postgres", "--", *argv], check=True, capture_output=True, timeout=120)
-
-
-@dataclass
-class Postgres:
-    """A throwaway PostgreSQL server that a test can stop and start again (an outage)."""
-
-    url: str
-    base: Path
-    port: int
-
-    def start(self) -> None:
-        """Start the server and wait until it takes connections."""
-        options = f"-p {self.port} -k {self.base} -c listen_addresses=127.0.0.1 -c fsync=on"
-        log = str(self.base / "pg.log")
-        _as_postgres(
-            str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-o", options, "-l", log, "-w", "start"
-        )
-
-    def stop(self, mode: str = "fast") -> None:
-        """Stop the server (``fast``: as an operator's restart; ``immediate``: as a crash)."""
-        _as_postgres(str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-m", mode, "-w", "stop")
-
-
-@pytest.fixture
-def postgres() -> Iterator[Postgres]:
-    if not (PG_BIN / "initdb").exists():
-        pytest.fail("PostgreSQL 15 is not installed; run `make test` (it installs the Debian package)")
-    # Outside pytest's root-only temp tree: the postgres user must reach its data directory.
-    base = Path(tempfile.mkdtemp(prefix="gpuwarden-pg-"))
-    shutil.chown(base, "postgres", "postgres")
-    port = free_port()
-    _as_postgres(str(PG_BIN / "initdb"), "-D", str(base / "data"), "-A", "trust", "-U", "postgres")
-    server = Postgres(f"postgresql+psycopg://postgres@127.0.0.1:{port}/postgres", base, port)
-    server.start()
-    try:
-        yield server
-    finally:
-        subprocess.run(
-            [
-                "runuser",
-                "-u",
-                "postgres",
-                "--",
-                str(PG_BIN / "pg_ctl"),
-                "-D",
-                str(base / "data"),
-                "-m",
-                "immediate",
-                "-w",
-                "stop",
-            ],
-            check=False,  # the test may have stopped it already
-            capture_output=True,
-            timeout=120,
-        )
-        shutil.rmtree(base, ignore_errors=True)
-
-
-@pytest.fixture
-def postgres_url(postgres: Postgres) -> str:
-    return postgres.url
 
 
 @pytest.mark.integration

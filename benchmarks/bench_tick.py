@@ -1,0 +1,81 @@
+"""The engine's tick with many open incidents, in process: one JSON line.
+
+``serve`` ticks the engine every 5 s: it resolves alerts whose endsAt passed and incidents quiet for the
+quiet period, and settles flapping alerts. ``NodeDown`` on N distinct nodes of one cluster (no inventory)
+opens N incidents on a fresh SQLite store; then ``--quiet`` of those alerts resolve, so that many incidents
+wait out their quiet period (which does not end during the run). Figures in milliseconds, median and best
+and worst of ``--ticks`` ticks: a tick with N open incidents, all of them firing but the quiet ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+
+START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
+BATCH = 500
+
+
+def _engine(count: int, quiet: int) -> IncidentEngine:
+    """An engine on a fresh store with ``count`` open incidents, ``quiet`` of them with their alert ended."""
+    path = str(Path(tempfile.mkdtemp(prefix="bench-tick-")) / "gw.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0))
+    labels = [{"alertname": "NodeDown", "cluster": "bench", "node": f"n{i:05d}"} for i in range(count)]
+    for at in range(0, count, BATCH):
+        engine.ingest([Alert(one, starts_at=START) for one in labels[at : at + BATCH]])
+    clock.advance(30)
+    engine.ingest([Alert(one, status=AlertStatus.RESOLVED) for one in labels[:quiet]])
+    engine.tick()  # the quiet period of those starts
+    return engine
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--incidents", type=int, default=10_000)
+    parser.add_argument("--quiet", type=int, default=100)
+    parser.add_argument("--ticks", type=int, default=9)
+    args = parser.parse_args(argv)
+    engine = _engine(args.incidents, args.quiet)
+    opened = len(engine._open)
+    gc.collect()
+    took = []
+    for _ in range(args.ticks):
+        engine.clock.advance(5)  # type: ignore[attr-defined]
+        began = time.perf_counter()
+        engine.tick()
+        took.append((time.perf_counter() - began) * 1000)
+    print(
+        json.dumps(
+            {
+                "bench": "tick",
+                "open_incidents": opened,
+                "quiet_incidents": args.quiet,
+                "ticks": args.ticks,
+                "tick_ms": {
+                    "median": round(statistics.median(took), 1),
+                    "best": round(min(took), 1),
+                    "worst": round(max(took), 1),
+                },
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

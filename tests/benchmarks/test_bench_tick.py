@@ -1,0 +1,10 @@
+"""The tick benchmark runs on the code as it is: each node's fault is its own open incident."""
+
+from __future__ import annotations
+
+from tests.benchmarks.harness import run_harness
+
+
+def test_the_tick_benchmark_ticks_with_one_open_incident_per_node() -> None:
+    result = run_harness("bench_tick.py", "--incidents", "40", "--quiet", "5", "--ticks", "2", timeout=120)
+    assert (result["open_incidents"], result["quiet_incidents"], result["ticks"]) == (40, 5, 2)
