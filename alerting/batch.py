@@ -179,6 +179,9 @@ class Batch:
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
+    # Incidents resolved within the reopen window, as the engine holds open ones: loaded once per
+    # transaction, at its first alert that would open an incident (``IncidentJoining._reopen_recurring``).
+    resolved: list[OpenIncident] | None = None
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)

@@ -198,6 +198,24 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
 
 
+def recurs(members: Iterable[Member], facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether ``new`` is the fault of a resolved incident whose alerts were ``members`` coming back, so that
+    it reopens the incident rather than opening another: an infrastructure alert of a signal the incident
+    held (the same name, kind and XID code), or an outage (a node or rack down, a GPU lost or hung) on a
+    node the incident saw go down. While that node was down its root explained anything on it; back up,
+    another fault there is new: a bad driver's XID 119 on a rack that lost power this morning, a GPU
+    running hot on a node that was down."""
+    if not new.is_infra:
+        return False  # a workload's symptom says nothing of which fault is back
+    if any(m.signal == new.signal for m in members):
+        return True
+    if new.kind not in OUTAGE_KINDS:
+        return False
+    facts = facts_of()
+    node = new.location.path[: RACK_DEPTH + 1]
+    return node in facts.node_outage or _taken(facts.taken, node)
+
+
 def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:
     """Whether an incident rooted at ``root`` takes in another incident under it whose alerts are
     ``members`` (the merge pass). An outage's root (a rack down, a node down) takes it when it explains one
