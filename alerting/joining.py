@@ -20,9 +20,10 @@ from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
 from alerting.member import Member
 from alerting.muting import MuteTracking
-from alerting.root_facts import recurs
 from alerting.pending import StoredAlert
+from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
+from alerting.root_facts import recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
@@ -179,13 +180,16 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         """Reopen the incident resolved within the reopen window whose fault ``member`` is, coming back
         through another alert (a node down again whose GPUs' alerts fire before NodeDown does): among those
         it recurs in (``recurs``), the one the join rules pick as if it were open. False when none; asked
-        only of an alert that would open a new incident."""
+        only of an infrastructure alert that would open a new incident."""
         if batch.resolved is None:
-            batch.resolved = self._recently_resolved(batch)
+            since = batch.now - self._reopen_within
+            batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
         candidates = [
             c
-            for c in (past.candidate() for past in batch.resolved if past.id not in self._open)
-            if not foreign(c.root_path, c.workloads, member) and recurs(c.members, c.facts, member)
+            for c in (p.candidate() for p in batch.resolved.near(member.location.path, batch.now))
+            if c.id not in self._open
+            and not foreign(c.root_path, c.workloads, member)
+            and recurs(c.root_path, c.members, c.facts, member)
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
@@ -193,31 +197,10 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         row.incident_id = chosen.id
         return self._reopen(batch, row, explained=True)
 
-    def _recently_resolved(self, batch: Batch) -> list[OpenIncident]:
-        """The incidents resolved within the reopen window (not merged), as the engine holds open ones: one
-        query for them and their alerts."""
-        query = (
-            select(AlertRow, IncidentRow.priority)
-            .join(IncidentRow, AlertRow.incident_id == IncidentRow.id)
-            .where(
-                IncidentRow.state == IncidentState.RESOLVED.value,
-                IncidentRow.merged_into.is_(None),
-                IncidentRow.resolved_at >= batch.now - self._reopen_within,
-            )
-        )
-        found: dict[str, OpenIncident] = {}
-        for alert, priority in batch.session.execute(query):
-            assert alert.incident_id is not None
-            past = found.get(alert.incident_id)
-            if past is None:
-                past = found[alert.incident_id] = OpenIncident(
-                    alert.incident_id, (), Priority(priority), IncidentState.RESOLVED, batch.now
-                )
-            past.members[alert.fingerprint] = self._member(alert)
-        for past in found.values():
-            past.root_path, _ = live_root_cause(past.members.values(), self.inventory)
-            self._set_workloads(past, self._workloads_of(past, None))
-        return list(found.values())
+    def _load_resolved(self, past: OpenIncident) -> None:
+        """A resolved incident's root path and workloads, from its members, as an open one's."""
+        past.root_path, _ = live_root_cause(past.members.values(), self.inventory)
+        self._set_workloads(past, self._workloads_of(past, None))
 
     def _reopen(self, batch: Batch, row: StoredAlert, *, explained: bool = False) -> bool:
         """Bring the alert's incident back (False when the incident is no longer stored); ``explained``: the

@@ -1,0 +1,74 @@
+"""Recurrence: the incidents resolved within the reopen window, as candidates for a fault that comes back
+through another alert than the one that was their member (``IncidentJoining._reopen_recurring``; the rule
+is ``alerting.root_facts.recurs``).
+
+A transaction asks the store only for those whose stored root may hold a new alert's node, and loads their
+alerts once: a fleet keeps hundreds of incidents resolved within a day, and every new fault asks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy.orm import Session
+
+from alerting.batch import OpenIncident
+from alerting.member import Member
+from alerting.store_models import AlertRow, IncidentRow
+from alerting.topology import RACK_DEPTH, Path
+from gpuwarden.model import IncidentState, Priority
+
+
+def _holding(path: Path) -> ColumnElement[bool]:
+    """Incidents whose stored root (``target_to_dict``) may hold an alert at ``path``: its cluster, its rack,
+    its node, a GPU of its node. A workload root holds no infrastructure."""
+    root = IncidentRow.root_target
+    kind, name, cluster = (root[k].as_string() for k in ("type", "name", "cluster"))
+    held = [and_(kind == "cluster", name == path[0])]
+    if len(path) >= RACK_DEPTH:
+        held.append(and_(kind == "rack", cluster == path[0], name == path[1]))
+    if len(path) > RACK_DEPTH:
+        held.append(and_(kind == "node", cluster == path[0], name == path[RACK_DEPTH]))
+        held.append(and_(kind == "gpu", root["node"].as_string() == path[RACK_DEPTH]))
+    return or_(*held)
+
+
+@dataclass
+class RecentlyResolved:
+    """The incidents resolved within the reopen window (not merged), for one transaction."""
+
+    session: Session
+    since: datetime
+    member_of: Callable[[AlertRow], Member]
+    load: Callable[[OpenIncident], None]  # fills in an incident's root path and workloads from its members
+    loaded: dict[str, OpenIncident] = field(default_factory=dict)
+    found: dict[Path, list[str]] = field(default_factory=dict)  # the ids near each node path asked
+
+    def near(self, path: Path, now: datetime) -> list[OpenIncident]:
+        """Those whose stored root may hold ``path``, with their members: each node asked and each incident
+        loaded once per transaction."""
+        node = path[: RACK_DEPTH + 1]
+        ids = self.found.get(node)
+        if ids is None:
+            query = select(IncidentRow.id, IncidentRow.priority).where(
+                IncidentRow.state == IncidentState.RESOLVED.value,
+                IncidentRow.merged_into.is_(None),
+                IncidentRow.resolved_at >= self.since,
+                _holding(node),
+            )
+            ids = self.found[node] = []
+            for incident_id, priority in self.session.execute(query):
+                ids.append(incident_id)
+                if incident_id not in self.loaded:
+                    self.loaded[incident_id] = self._read(incident_id, Priority(priority), now)
+        return [self.loaded[i] for i in ids if self.loaded[i].members]
+
+    def _read(self, incident_id: str, priority: Priority, now: datetime) -> OpenIncident:
+        past = OpenIncident(incident_id, (), priority, IncidentState.RESOLVED, now)
+        alerts = self.session.scalars(select(AlertRow).where(AlertRow.incident_id == incident_id))
+        past.members = {a.fingerprint: self.member_of(a) for a in alerts}
+        self.load(past)
+        return past
