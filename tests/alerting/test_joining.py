@@ -159,3 +159,20 @@ def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_inci
     engine.ingest([Alert({**a.labels, "alertname": "GPUHung"}) for a in again if "gpu" in a.labels])
     assert list(engine.open_incident_ids()) == [rack]
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+
+
+def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Path) -> None:
+    # The GPU fell off the bus; back, resolved; it falls off again and this time the XID watcher's alert
+    # (XID 79) comes before GPULost: the same fault, the same incident.
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    lost = Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": "3"})
+    incident_id = _down_and_resolved(engine, clock, [lost])
+    clock.advance(20)
+    engine.ingest([Alert({**RC, "alertname": "GPUXid", "xid": "79", "Hostname": "rc-n1", "gpu": "3"})])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
+    assert reopened == ["reopened: GPUXid (rc-n1, 3) fired, which its root cause gpu rc-n1/3 explains"]
