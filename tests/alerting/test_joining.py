@@ -63,6 +63,25 @@ def _gpus_lost() -> list[Alert]:
     return [Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": str(k)}) for k in range(8)]
 
 
+def _watched(
+    tmp_path: Path, inventory: StaticInventory | None = None
+) -> tuple[FakeClock, IncidentEngine, list[IncidentChange]]:
+    """An engine, its clock, and the changes it tells."""
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock, inventory)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    return clock, engine, told
+
+
+def _rack_7_repaired(tmp_path: Path) -> tuple[FakeClock, IncidentEngine, list[IncidentChange], str]:
+    """Rack r07 lost power and was repaired a minute ago: its incident resolved (the last value)."""
+    clock, engine, told = _watched(tmp_path, scenarios.fleet_inventory())
+    rack = _down_and_resolved(engine, clock, scenarios.rack_failure(7, clock.now(), stalled_job=None))
+    clock.advance(60)
+    return clock, engine, told, rack
+
+
 def _down_and_resolved(engine: IncidentEngine, clock: FakeClock, alerts: list[Alert] | None = None) -> str:
     """Post ``alerts`` (node rc-n1 down by default) in batches of 64, resolve them, tick until resolved."""
     alerts = alerts or [Alert(NODE_DOWN)]
@@ -83,10 +102,7 @@ def _down_and_resolved(engine: IncidentEngine, clock: FakeClock, alerts: list[Al
 def test_a_recurrence_through_another_alert_reopens_the_incident_whose_root_explains_it(
     tmp_path: Path,
 ) -> None:
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock)
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
+    clock, engine, told = _watched(tmp_path)
     incident_id = _down_and_resolved(engine, clock)
     clock.advance(20)
     engine.ingest(_gpus_lost())  # the node is down again; its GPUs' alerts fire before NodeDown does
@@ -111,10 +127,7 @@ def test_a_new_alert_after_the_reopen_window_opens_a_new_incident(tmp_path: Path
 def test_another_fault_on_a_node_that_was_down_opens_its_own_incident(tmp_path: Path) -> None:
     # The node's root explains anything on it while it is down; back up, a hot GPU there is a new fault,
     # not "node rc-n1 was down" again.
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock)
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
+    clock, engine, told = _watched(tmp_path)
     incident_id = _down_and_resolved(engine, clock)
     clock.advance(20)
     engine.ingest([Alert({**RC, "alertname": "GpuTemperatureHigh", "Hostname": "rc-n1", "gpu": "2"})])
@@ -134,12 +147,7 @@ def test_a_driver_rollout_reaching_a_rack_that_lost_power_opens_its_own_incident
     # The storms of bench_incidents, one after the other: rack r07 loses power and is repaired, then a bad
     # driver reaches it. The rack's root explained every alert on its nodes while they were down; it does
     # not make an XID 119 on them the power loss again (that reopened and paged "rack r07 lost power").
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock, scenarios.fleet_inventory())
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
-    rack = _down_and_resolved(engine, clock, scenarios.rack_failure(7, clock.now(), stalled_job=None))
-    clock.advance(60)
+    clock, engine, told, rack = _rack_7_repaired(tmp_path)
     engine.ingest(_rollout_on_rack_7(clock.now()))
     [rollout] = engine.open_incident_ids()
     assert rollout != rack
@@ -149,12 +157,7 @@ def test_a_driver_rollout_reaching_a_rack_that_lost_power_opens_its_own_incident
 
 
 def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_incident(tmp_path: Path) -> None:
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock, scenarios.fleet_inventory())
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
-    rack = _down_and_resolved(engine, clock, scenarios.rack_failure(7, clock.now(), stalled_job=None))
-    clock.advance(60)
+    clock, engine, told, rack = _rack_7_repaired(tmp_path)
     again = scenarios.node_failure(7, 3, clock.now())  # its node r07-n03 hangs: alerts the rack never had
     engine.ingest([Alert({**a.labels, "alertname": "GPUHung"}) for a in again if "gpu" in a.labels])
     assert list(engine.open_incident_ids()) == [rack]
@@ -164,10 +167,7 @@ def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_inci
 def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Path) -> None:
     # The GPU fell off the bus; back, resolved; it falls off again and this time the XID watcher's alert
     # (XID 79) comes before GPULost: the same fault, the same incident.
-    clock = FakeClock()
-    engine = _engine(tmp_path, clock)
-    told: list[IncidentChange] = []
-    engine.subscribe(told.append)
+    clock, engine, told = _watched(tmp_path)
     lost = Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": "3"})
     incident_id = _down_and_resolved(engine, clock, [lost])
     clock.advance(20)
