@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, or_, select
+from sqlalchemy import Select, String, and_, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from alerting.batch import OpenIncident
@@ -22,18 +22,27 @@ from alerting.topology import RACK_DEPTH, Path
 from gpuwarden.model import IncidentState, Priority
 
 
-def _holding(path: Path) -> ColumnElement[bool]:
-    """Incidents whose stored root (``target_to_dict``) may hold an alert at ``path``: its cluster, its rack,
-    its node, a GPU of its node. A workload root holds no infrastructure."""
+def _near_query() -> Select[str, str]:
+    """Incidents resolved since ``:since`` (not merged) whose stored root (``target_to_dict``) may hold an
+    alert on node ``:node`` of rack ``:rack`` in cluster ``:cluster``: that cluster, rack or node, or a GPU of
+    the node. A workload root holds no infrastructure. Built once: only the parameters change per node."""
     root = IncidentRow.root_target
     kind, name, cluster = (root[k].as_string() for k in ("type", "name", "cluster"))
-    held = [and_(kind == "cluster", name == path[0])]
-    if len(path) >= RACK_DEPTH:
-        held.append(and_(kind == "rack", cluster == path[0], name == path[1]))
-    if len(path) > RACK_DEPTH:
-        held.append(and_(kind == "node", cluster == path[0], name == path[RACK_DEPTH]))
-        held.append(and_(kind == "gpu", root["node"].as_string() == path[RACK_DEPTH]))
-    return or_(*held)
+    at = {k: bindparam(k, type_=String) for k in ("cluster", "rack", "node")}
+    return select(IncidentRow.id, IncidentRow.priority).where(
+        IncidentRow.state == IncidentState.RESOLVED.value,
+        IncidentRow.merged_into.is_(None),
+        IncidentRow.resolved_at >= bindparam("since"),
+        or_(
+            and_(kind == "cluster", name == at["cluster"]),
+            and_(kind == "rack", cluster == at["cluster"], name == at["rack"]),
+            and_(kind == "node", cluster == at["cluster"], name == at["node"]),
+            and_(kind == "gpu", root["node"].as_string() == at["node"]),
+        ),
+    )
+
+
+_NEAR = _near_query()
 
 
 @dataclass
@@ -53,14 +62,11 @@ class RecentlyResolved:
         node = path[: RACK_DEPTH + 1]
         ids = self.found.get(node)
         if ids is None:
-            query = select(IncidentRow.id, IncidentRow.priority).where(
-                IncidentRow.state == IncidentState.RESOLVED.value,
-                IncidentRow.merged_into.is_(None),
-                IncidentRow.resolved_at >= self.since,
-                _holding(node),
-            )
+            # A shorter path (a rack's alert) asks for no node: NULL equals nothing.
+            rack, name = (node[i] if len(node) > i else None for i in (1, RACK_DEPTH))
+            params = {"since": self.since, "cluster": node[0], "rack": rack, "node": name}
             ids = self.found[node] = []
-            for incident_id, priority in self.session.execute(query):
+            for incident_id, priority in self.session.execute(_NEAR, params):
                 ids.append(incident_id)
                 if incident_id not in self.loaded:
                     self.loaded[incident_id] = self._read(incident_id, Priority(priority), now)
