@@ -21,6 +21,13 @@ from alerting.store_models import AlertRow, IncidentRow
 from alerting.topology import RACK_DEPTH, Path
 from gpuwarden.model import IncidentState, Priority
 
+_RESOLVED_SINCE = (
+    IncidentRow.state == IncidentState.RESOLVED.value,
+    IncidentRow.merged_into.is_(None),
+    IncidentRow.resolved_at >= bindparam("since"),
+)
+_ANY = select(IncidentRow.id).where(*_RESOLVED_SINCE).limit(1)
+
 
 def _near_query() -> Select[str, str]:
     """Incidents resolved since ``:since`` (not merged) whose stored root (``target_to_dict``) may hold an
@@ -30,9 +37,7 @@ def _near_query() -> Select[str, str]:
     kind, name, cluster = (root[k].as_string() for k in ("type", "name", "cluster"))
     at = {k: bindparam(k, type_=String) for k in ("cluster", "rack", "node")}
     return select(IncidentRow.id, IncidentRow.priority).where(
-        IncidentRow.state == IncidentState.RESOLVED.value,
-        IncidentRow.merged_into.is_(None),
-        IncidentRow.resolved_at >= bindparam("since"),
+        *_RESOLVED_SINCE,
         or_(
             and_(kind == "cluster", name == at["cluster"]),
             and_(kind == "rack", cluster == at["cluster"], name == at["rack"]),
@@ -55,10 +60,15 @@ class RecentlyResolved:
     load: Callable[[OpenIncident], None]  # fills in an incident's root path and workloads from its members
     loaded: dict[str, OpenIncident] = field(default_factory=dict)
     found: dict[Path, list[str]] = field(default_factory=dict)  # the ids near each node path asked
+    none: bool | None = None  # whether no incident resolved within the window at all (asked once)
 
     def near(self, path: Path, now: datetime) -> list[OpenIncident]:
         """Those whose stored root may hold ``path``, with their members: each node asked and each incident
         loaded once per transaction."""
+        if self.none is None:  # most transactions of a quiet fleet: one query, not one per new node
+            self.none = self.session.execute(_ANY, {"since": self.since}).first() is None
+        if self.none:
+            return []
         node = path[: RACK_DEPTH + 1]
         ids = self.found.get(node)
         if ids is None:
