@@ -12,6 +12,7 @@ from collections.abc import Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,6 +29,9 @@ from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path
 from gpuwarden.model import Alert, IncidentState, Priority, WorkloadRef
+
+if TYPE_CHECKING:
+    from alerting.recurrence import RecentlyResolved
 
 
 @dataclass
@@ -179,6 +183,9 @@ class Batch:
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see
     # ``IncidentJoining._reopen``)
     spans: dict[str, tuple[datetime, datetime | None, dict[str, str], str]] = field(default_factory=dict)
+    # Incidents resolved within the reopen window, as the engine holds open ones: loaded once per
+    # transaction, at its first alert that would open an incident (``IncidentJoining._reopen_recurring``).
+    resolved: RecentlyResolved | None = None
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)

@@ -17,14 +17,24 @@ from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.grouping import IncidentGrouping
+from alerting.impact import live_root_cause
 from alerting.member import Member
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
+from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
+from alerting.root_facts import recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.topology import common_ancestor, contains, locate, target_to_dict
+from alerting.topology import (
+    common_ancestor,
+    contains,
+    locate,
+    target_from_dict,
+    target_label,
+    target_to_dict,
+)
 from gpuwarden.model import AlertStatus, IncidentState, Priority, add_workloads
 
 
@@ -97,6 +107,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
+        if chosen is None and member.is_infra and self._reopen_recurring(batch, row, member):
+            return
         if chosen is None:
             inc = self._open_incident(batch, member)
             res.opened.append(inc.id)
@@ -164,8 +176,35 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         self.counters["incidents_opened"] += 1
         return inc
 
-    def _reopen(self, batch: Batch, row: StoredAlert) -> bool:
-        """Bring the alert's incident back (False when the incident is no longer stored)."""
+    def _reopen_recurring(self, batch: Batch, row: StoredAlert, member: Member) -> bool:
+        """Reopen the incident resolved within the reopen window whose fault ``member`` is, coming back
+        through another alert (a node down again whose GPUs' alerts fire before NodeDown does): among those
+        it recurs in (``recurs``), the one the join rules pick as if it were open. False when none; asked
+        only of an infrastructure alert that would open a new incident."""
+        if batch.resolved is None:
+            since = batch.now - self._reopen_within
+            batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
+        candidates = [
+            c
+            for c in (p.candidate() for p in batch.resolved.near(member.location.path, batch.now))
+            if c.id not in self._open
+            and not foreign(c.root_path, c.workloads, member)
+            and recurs(c.root_path, c.members, c.facts, member)
+        ]
+        chosen = best_candidate(candidates, member, self.inventory)
+        if chosen is None:
+            return False
+        row.incident_id = chosen.id
+        return self._reopen(batch, row, explained=True)
+
+    def _load_resolved(self, past: OpenIncident) -> None:
+        """A resolved incident's root path and workloads, from its members, as an open one's."""
+        past.root_path, _ = live_root_cause(past.members.values(), self.inventory)
+        self._set_workloads(past, self._workloads_of(past, None))
+
+    def _reopen(self, batch: Batch, row: StoredAlert, *, explained: bool = False) -> bool:
+        """Bring the alert's incident back (False when the incident is no longer stored); ``explained``: the
+        alert is new to it, its root cause explains it."""
         assert row.incident_id is not None
         inc_row = batch.session.get(IncidentRow, row.incident_id)
         if inc_row is None:
@@ -216,14 +255,18 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
         inc.members[row.fingerprint] = self._member(row)
+        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it.
+        inc.root_path, _ = live_root_cause(inc.members.values(), self.inventory)
+        self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         held = " (flapping: held, no page)" if row.flapping else ""
+        fired = f"fired, which its root cause {target_label(target_from_dict(target.root_target))} explains"
         batch.event(
             target.id,
             "reopened",
-            f"reopened: {_describe(row.labels)} fired again{held}",
+            f"reopened: {_describe(row.labels)} {fired if explained else 'fired again'}{held}",
             {"fingerprint": row.fingerprint, "flapping": row.flapping},
             change=ChangeKind.UPDATED if row.flapping else ChangeKind.REOPENED,
         )

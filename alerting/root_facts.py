@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.member import Member, Signal
-from alerting.topology import RACK_DEPTH, Path
+from alerting.topology import RACK_DEPTH, Path, contains
 from gpuwarden.model import FaultKind
 
 _FAMILIES = (
@@ -196,6 +196,24 @@ def explains(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool
     if len(where) > RACK_DEPTH and _taken(facts.taken, where):
         return True
     return new.kind not in OUTAGE_KINDS and new.signal in facts.signals
+
+
+def recurs(root: Path, members: Iterable[Member], facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether ``new`` is the fault of a resolved incident rooted at ``root`` whose alerts were ``members``,
+    coming back (so it reopens the incident rather than opening another): an infrastructure alert under the
+    root or on a node the incident had alerts on, of a signal the incident held (the same name, kind and
+    XID code) or an outage (a node or rack down, a GPU lost or hung) on a node the incident saw go down.
+    While that node was down its root explained anything on it; back up, another fault there is new: a bad
+    driver's XID 119 on a rack that lost power this morning, a GPU running hot on a node that was down."""
+    if not new.is_infra:
+        return False  # a workload's symptom says nothing of which fault is back
+    facts = facts_of()
+    node = new.location.path[: RACK_DEPTH + 1]
+    if not (contains(root, new.location.path) or node in facts.node_kinds):
+        return False
+    if any(m.signal == new.signal for m in members):
+        return True
+    return new.kind in OUTAGE_KINDS and (node in facts.node_outage or _taken(facts.taken, node))
 
 
 def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Member]) -> bool:

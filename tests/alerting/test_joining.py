@@ -2,28 +2,31 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
+from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import StaticInventory
 from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, IncidentState
+from gpuwarden.model import Alert, AlertStatus, FaultKind, IncidentState
 
 HOT = {"alertname": "GpuTemperatureHigh", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
 
 
-def _engine(tmp_path: Path, clock: FakeClock) -> IncidentEngine:
+def _engine(tmp_path: Path, clock: FakeClock, inventory: StaticInventory | None = None) -> IncidentEngine:
     path = str(tmp_path / "incidents.db")
     upgrade(make_engine(path))
     config = AlertingConfig(
         announce_delay_seconds=0, quiet_period_seconds=3, flap_window_seconds=120, flap_start_transitions=6
     )
-    return IncidentEngine(make_engine(path), clock, config)
+    return IncidentEngine(make_engine(path), clock, config, inventory)
 
 
 def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_paged(tmp_path: Path) -> None:
@@ -50,3 +53,126 @@ def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_
     assert "alert GpuTemperatureHigh started flapping" in [e.message for e in incident.timeline]
     shown = str(incident_message(build_notification(told[-1])).attachments)
     assert "flapping" in shown and "GpuTemperatureHigh" in shown
+
+
+RC = {"cluster": "c10", "severity": "critical"}
+NODE_DOWN = {**RC, "alertname": "NodeDown", "instance": "rc-n1:9100", "job": "node"}
+
+
+def _gpus_lost() -> list[Alert]:
+    return [Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": str(k)}) for k in range(8)]
+
+
+def _watched(
+    tmp_path: Path, inventory: StaticInventory | None = None
+) -> tuple[FakeClock, IncidentEngine, list[IncidentChange]]:
+    """An engine, its clock, and the changes it tells."""
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock, inventory)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    return clock, engine, told
+
+
+def _rack_7_repaired(tmp_path: Path) -> tuple[FakeClock, IncidentEngine, list[IncidentChange], str]:
+    """Rack r07 lost power and was repaired a minute ago: its incident resolved (the last value)."""
+    clock, engine, told = _watched(tmp_path, scenarios.fleet_inventory())
+    rack = _down_and_resolved(engine, clock, scenarios.rack_failure(7, clock.now(), stalled_job=None))
+    clock.advance(60)
+    return clock, engine, told, rack
+
+
+def _down_and_resolved(engine: IncidentEngine, clock: FakeClock, alerts: list[Alert] | None = None) -> str:
+    """Post ``alerts`` (node rc-n1 down by default) in batches of 64, resolve them, tick until resolved."""
+    alerts = alerts or [Alert(NODE_DOWN)]
+    for i in range(0, len(alerts), 64):
+        engine.ingest(alerts[i : i + 64])
+    [incident_id] = engine.open_incident_ids()
+    clock.advance(3)
+    resolved = [Alert(a.labels, status=AlertStatus.RESOLVED, starts_at=a.starts_at) for a in alerts]
+    for i in range(0, len(resolved), 64):
+        engine.ingest(resolved[i : i + 64])
+    for _ in range(9):
+        clock.advance(1)
+        engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    return incident_id
+
+
+def test_a_recurrence_through_another_alert_reopens_the_incident_whose_root_explains_it(
+    tmp_path: Path,
+) -> None:
+    clock, engine, told = _watched(tmp_path)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(20)
+    engine.ingest(_gpus_lost())  # the node is down again; its GPUs' alerts fire before NodeDown does
+    clock.advance(4)
+    engine.ingest([*_gpus_lost(), Alert(NODE_DOWN)])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert [c.kind for c in told].count(ChangeKind.OPENED) == 1  # announced once, at the first outage
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    assert len(engine.store.get(incident_id).alert_fingerprints) == 9
+
+
+def test_a_new_alert_after_the_reopen_window_opens_a_new_incident(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(engine.config.reopen_window_seconds + 1)
+    engine.ingest(_gpus_lost())
+    [new_id] = engine.open_incident_ids()
+    assert new_id != incident_id
+
+
+def test_another_fault_on_a_node_that_was_down_opens_its_own_incident(tmp_path: Path) -> None:
+    # The node's root explains anything on it while it is down; back up, a hot GPU there is a new fault,
+    # not "node rc-n1 was down" again.
+    clock, engine, told = _watched(tmp_path)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(20)
+    engine.ingest([Alert({**RC, "alertname": "GpuTemperatureHigh", "Hostname": "rc-n1", "gpu": "2"})])
+    [new_id] = engine.open_incident_ids()
+    assert new_id != incident_id
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    assert ChangeKind.REOPENED not in [c.kind for c in told]
+
+
+def _rollout_on_rack_7(start: datetime) -> list[Alert]:
+    """The driver rollout's XID 119s on rack r07's first two nodes (as ``driver_rollout_xids`` sends them)."""
+    xids = scenarios.driver_rollout_xids((7,), start, stalled_job=None)
+    return [a for a in xids if a.labels["Hostname"] in ("r07-n01", "r07-n02")]
+
+
+def test_a_driver_rollout_reaching_a_rack_that_lost_power_opens_its_own_incident(tmp_path: Path) -> None:
+    # The storms of bench_incidents, one after the other: rack r07 loses power and is repaired, then a bad
+    # driver reaches it. The rack's root explained every alert on its nodes while they were down; it does
+    # not make an XID 119 on them the power loss again (that reopened and paged "rack r07 lost power").
+    clock, engine, told, rack = _rack_7_repaired(tmp_path)
+    engine.ingest(_rollout_on_rack_7(clock.now()))
+    [rollout] = engine.open_incident_ids()
+    assert rollout != rack
+    assert engine.store.get(rack).state is IncidentState.RESOLVED
+    assert ChangeKind.REOPENED not in [c.kind for c in told]
+    assert engine.store.get(rollout).root_cause.kind is FaultKind.XID
+
+
+def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_incident(tmp_path: Path) -> None:
+    clock, engine, told, rack = _rack_7_repaired(tmp_path)
+    again = scenarios.node_failure(7, 3, clock.now())  # its node r07-n03 hangs: alerts the rack never had
+    engine.ingest([Alert({**a.labels, "alertname": "GPUHung"}) for a in again if "gpu" in a.labels])
+    assert list(engine.open_incident_ids()) == [rack]
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+
+
+def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Path) -> None:
+    # The GPU fell off the bus; back, resolved; it falls off again and this time the XID watcher's alert
+    # (XID 79) comes before GPULost: the same fault, the same incident.
+    clock, engine, told = _watched(tmp_path)
+    lost = Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": "3"})
+    incident_id = _down_and_resolved(engine, clock, [lost])
+    clock.advance(20)
+    engine.ingest([Alert({**RC, "alertname": "GPUXid", "xid": "79", "Hostname": "rc-n1", "gpu": "3"})])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
+    assert reopened == ["reopened: GPUXid (rc-n1, 3) fired, which its root cause gpu rc-n1/3 explains"]

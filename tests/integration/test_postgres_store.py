@@ -80,6 +80,36 @@ def test_storm_on_postgres_is_one_rack_incident_and_survives_a_restart(postgres_
 
 
 @pytest.mark.integration
+def test_on_postgres_a_fault_back_through_another_alert_reopens_its_incident_and_another_fault_does_not(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock, inventory=scenarios.fleet_inventory())
+    storm = scenarios.rack_failure(7, clock.now(), stalled_job=None)
+    for i in range(0, len(storm), 64):
+        engine.ingest(storm[i : i + 64])
+    [rack] = engine.open_incident_ids()
+    engine.ingest([replace(a, status=AlertStatus.RESOLVED) for a in storm])
+    clock.advance(engine.config.quiet_period_seconds + 1)
+    engine.tick()
+    assert list(engine.open_incident_ids()) == []
+    clock.advance(600)
+    # A bad driver on the repaired rack: a new fault, its own incident (the stored root read from JSON).
+    xids = scenarios.driver_rollout_xids((7,), clock.now(), stalled_job=None)
+    engine.ingest([a for a in xids if a.labels["Hostname"] == "r07-n01"])
+    [rollout] = engine.open_incident_ids()
+    assert rollout != rack
+    # A node of it hangs: the rack's outage back through alerts it never had, so the rack's incident.
+    hung = [Alert({**a.labels, "alertname": "GPUHung"}) for a in scenarios.node_failure(7, 5, clock.now())]
+    engine.ingest([a for a in hung if "gpu" in a.labels])
+    assert sorted(engine.open_incident_ids()) == sorted([rack, rollout])
+    assert [e.kind for e in engine.store.get(rack).timeline].count("reopened") == 1
+    sql.dispose()
+
+
+@pytest.mark.integration
 def test_accept_journal_commits_its_offset_in_postgres_and_replays_only_the_rest(
     postgres_url: str, tmp_path: Path
 ) -> None:

@@ -1,0 +1,73 @@
+"""New faults while many incidents resolved within the reopen window, in process: one JSON line.
+
+Every infrastructure alert that would open an incident first asks the incidents resolved within
+``alerting.reopen_window_seconds`` whether it is their fault coming back (``alerting.recurrence``). A fleet
+keeps hundreds of those within a day. This resolves ``--resolved`` single-node faults (``NodeDown`` and
+eight ``GPULost`` each, no inventory), then times ``--faults`` new faults on other nodes, one POST each,
+each opening an incident: milliseconds per fault. Compare with the code before by running it with
+``PYTHONPATH`` set to an export of that code.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+
+
+def node_down(cluster: str, node: str) -> list[Alert]:
+    """A node down: ``NodeDown`` and its eight GPUs lost."""
+    base = {"cluster": cluster, "severity": "critical"}
+    down = Alert({**base, "alertname": "NodeDown", "instance": f"{node}:9100", "job": "node"})
+    lost = [Alert({**base, "alertname": "GPULost", "Hostname": node, "gpu": str(g)}) for g in range(8)]
+    return [down, *lost]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--resolved", type=int, default=300, help="incidents resolved within the window")
+    parser.add_argument("--faults", type=int, default=100, help="new faults timed, one POST each")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as work:
+        url = str(Path(work) / "incidents.db")
+        upgrade(make_engine(url))
+        clock = FakeClock()
+        config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=3)
+        engine = IncidentEngine(make_engine(url), clock, config)
+        old = [a for i in range(args.resolved) for a in node_down("c1", f"old-n{i}")]
+        for i in range(0, len(old), 64):
+            engine.ingest(old[i : i + 64])
+        clock.advance(3)
+        engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in old])
+        for _ in range(6):
+            clock.advance(1)
+            engine.tick()
+        if list(engine.open_incident_ids()):
+            raise SystemExit("the old faults did not resolve: the figure would not be the one named")
+        started = time.perf_counter()
+        for i in range(args.faults):
+            engine.ingest(node_down("c1", f"new-n{i}"))
+        elapsed = time.perf_counter() - started
+    print(
+        json.dumps(
+            {
+                "benchmark": "recurrence",
+                "resolved_in_window": args.resolved,
+                "new_faults": args.faults,
+                "ms_per_new_fault": round(1000 * elapsed / args.faults, 2),
+            }
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()
