@@ -182,11 +182,13 @@ class AnomalyService:
         return result
 
     def warmup_seconds(self) -> float:
-        """How much history ``warm_up`` reads: the adaptive warm-up and the pending ticks, at the coarsest
-        query step or tick, bounded by ``max_lookback_seconds`` (what the source is asked for at most)."""
-        cfg = self.cfg
-        step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
-        return min(cfg.max_lookback_seconds, (cfg.thresholds.warmup + cfg.pending_ticks) * step)
+        """How much history ``warm_up`` reads: ``max_lookback_seconds``, what the source is asked for at most.
+
+        Not just the adaptive warm-up and the pending ticks: a fault older than those (a GPU running hot for
+        20 minutes when the service restarts) filled that whole window, so the detectors learned it as the
+        GPU's normal, never raised its alert again, and serve resolved it while the fault went on. Replaying
+        the longer history leaves the detectors as they would be without the restart."""
+        return self.cfg.max_lookback_seconds
 
     def warm_up(self) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
