@@ -67,7 +67,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
             load_adjusted=cfg.fleet_load_adjusted,
         ),
     )
-    registry.register("signatures", SignatureDetector)
+    registry.register("signatures", lambda: SignatureDetector(lost_memory_seconds=cfg.absent_forget_seconds))
     registry.register("thermal", ThermalDetector)
     registry.register(
         "presence",
