@@ -212,9 +212,9 @@ class AnomalyService:
         if not frames:
             return 0
         every = self.cfg.infer_every_seconds
-        ends = sorted(
-            {start + every * math.ceil((float(t) - start) / every) for f in frames for t in f.timestamps}
-        )
+        # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
+        stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
+        ends = sorted({start + every * math.ceil((float(t) - start) / every) for ts in stamps for t in ts})
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         lower = -math.inf
         for end in ends:
