@@ -122,19 +122,40 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         if not path.exists():
             continue
         series = read_series_csv(path)
-        stamps = series.timestamps
-        ranges = []
-        for start, end in _pairs(windows[name], f"{windows_file}: {name}"):
-            lo = _epoch(start, f"{windows_file}: {name}")
-            hi = _epoch(end, f"{windows_file}: {name}")
-            left = int(np.searchsorted(stamps, lo, side="left"))
-            right = int(np.searchsorted(stamps, hi, side="right")) - 1
-            if right >= left:
-                ranges.append((left, right))
+        pairs = _pairs(windows[name], f"{windows_file}: {name}")
+        ranges = [
+            _rows(series.timestamps, pair, f"{windows_file}: {name} window {w}")
+            for w, pair in enumerate(pairs)
+        ]
         files.append(NabFile(name=name, series=series, windows=tuple(ranges)))
     if not files:
         raise InputError(f"no data file named in {windows_file} exists under {data_dir}", field="data")
     return files
+
+
+def _rows(stamps: npt.NDArray[np.float64], pair: tuple[object, object], where: str) -> tuple[int, int]:
+    """The inclusive index range of a window; refused when it ends before it starts or holds no row (a
+    wrong year or time zone): dropped silently, it left a file with fewer windows and a score that said so
+    nowhere."""
+    start, end = pair
+    lo, hi = _epoch(start, where), _epoch(end, where)
+    if hi < lo:
+        raise InputError(
+            f"{where}: ends ({end}) before it starts ({start}); swap the bounds", field="windows"
+        )
+    left = int(np.searchsorted(stamps, lo, side="left"))
+    right = int(np.searchsorted(stamps, hi, side="right")) - 1
+    if right < left:
+        span = (
+            " to ".join(str(pd.Timestamp(t, unit="s")) for t in (stamps[0], stamps[-1]))
+            if stamps.size
+            else "no rows"
+        )
+        raise InputError(
+            f"{where}: {start} to {end} holds no row of the file ({span}); check the dates and the time zone",
+            field="windows",
+        )
+    return left, right
 
 
 def _pairs(value: object, where: str) -> list[tuple[object, object]]:

@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -109,6 +110,8 @@ class PromQLSource:
         )
         self._health = SourceHealth(name=name)
         self._read_until: dict[str, float] = {}
+        self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
+        self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
 
     def close(self) -> None:
@@ -157,7 +160,7 @@ class PromQLSource:
                 answered += 1
                 health.succeeded(self._clock.time(), len(frame.labels))
                 self._read_until[query.name] = end
-                frames.append(frame)
+                frames.append(self._edges.mask(frame, self._ranges[query.name], query.step_seconds))
         if errors and not answered:
             self._health.failed("; ".join(errors))
         else:

@@ -41,6 +41,10 @@ _COLLECTIVE_SCORE = 0.5
 # they would find in the history is still there, and found, at the first live tick. Presence is fed: a GPU
 # that stopped reporting before the restart is absent from every live tick, so only the history knows it.
 _NO_WARMUP = frozenset({"signatures"})
+# Ticks of history replayed at start: four times the adaptive warm-up and its pending ticks, an hour at 30 s.
+# Bounded in ticks, not only in time: at sub-second ticks an hour is tens of thousands of steps to read
+# within one tick's read deadline.
+HISTORY_TICKS = 120
 
 
 def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
@@ -67,7 +71,7 @@ def builtin_registry(cfg: AnomalyConfig) -> DetectorRegistry:
             load_adjusted=cfg.fleet_load_adjusted,
         ),
     )
-    registry.register("signatures", SignatureDetector)
+    registry.register("signatures", lambda: SignatureDetector(lost_memory_seconds=cfg.absent_forget_seconds))
     registry.register("thermal", ThermalDetector)
     registry.register(
         "presence",
@@ -182,11 +186,16 @@ class AnomalyService:
         return result
 
     def warmup_seconds(self) -> float:
-        """How much history ``warm_up`` reads: the adaptive warm-up and the pending ticks, at the coarsest
-        query step or tick, bounded by ``max_lookback_seconds`` (what the source is asked for at most)."""
+        """How much history ``warm_up`` reads: ``HISTORY_TICKS`` at the coarsest query step or tick (an hour
+        at 30 s), at most ``max_lookback_seconds``, what the source is asked for at most.
+
+        Not just the adaptive warm-up and the pending ticks: a fault older than those (a GPU running hot for
+        20 minutes when the service restarts) filled that whole window, so the detectors learned it as the
+        GPU's normal, never raised its alert again, and serve resolved it while the fault went on. Replaying
+        the longer history leaves the detectors as they would be without the restart."""
         cfg = self.cfg
         step = max([cfg.infer_every_seconds, *(q.step_seconds for q in cfg.queries)])
-        return min(cfg.max_lookback_seconds, (cfg.thresholds.warmup + cfg.pending_ticks) * step)
+        return min(cfg.max_lookback_seconds, HISTORY_TICKS * step)
 
     def warm_up(self) -> int:
         """At start, feed the detectors the source's recent history, one tick's worth at a time, raising no
@@ -210,9 +219,9 @@ class AnomalyService:
         if not frames:
             return 0
         every = self.cfg.infer_every_seconds
-        ends = sorted(
-            {start + every * math.ceil((float(t) - start) / every) for f in frames for t in f.timestamps}
-        )
+        # Steps where no series had a value (before Prometheus held any data) teach nothing: not replayed.
+        stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
+        ends = sorted({start + every * math.ceil((float(t) - start) / every) for ts in stamps for t in ts})
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
         lower = -math.inf
         for end in ends:

@@ -65,6 +65,16 @@ def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
     return parse_xid_catalog(text) if text is not None else dict(xid_catalog())
 
 
+def _slot(labels: Mapping[str, str]) -> tuple[str, str, str]:
+    """Where a GPU sits: its host and PCI address (its index where the exporter gives no address)."""
+    bus = labels.get("pci_bus_id")
+    return (
+        (labels.get("Hostname", ""), "pci", bus)
+        if bus
+        else (labels.get("Hostname", ""), "gpu", labels.get("gpu", ""))
+    )
+
+
 def _find(view: View, name: str) -> Step | None:
     # prometheus_client may add ``_total`` to a counter's sample name; accept either spelling.
     return view.latest.get(name) or view.latest.get(name + "_total")
@@ -306,11 +316,17 @@ class SignatureDetector:
             key = gpu_key(lab)
             if key not in seen or math.isfinite(up):  # the current label set, not one that just ended
                 seen[key] = lab
+        # A GPU never seen before in the slot of a vanished one replaced it (an RMA swap): that one is not
+        # lost. A known GPU taking a vanished one's index is NVML renumbering after a loss: it still is.
+        new_slots = {
+            _slot(lab) for key, lab in seen.items() if key not in self._up_seen | self._vanished.keys()
+        }
         for key, lab in self._up_seen.items():
             if key not in seen and key not in self._vanished:
                 self._vanished[key] = (lab, view.time)
         for key in list(self._vanished):
-            if key in seen or view.time - self._vanished[key][1] > self.lost_memory_seconds:
+            lab, since = self._vanished[key]
+            if key in seen or _slot(lab) in new_slots or view.time - since > self.lost_memory_seconds:
                 del self._vanished[key]
         self._up_seen = seen
         # A GPU whose series vanished while its exporter still reports the others fell off the bus; when a

@@ -8,7 +8,9 @@ prometheus_client's own server answered every path with the whole of ``/metrics`
 from __future__ import annotations
 
 import json
+import logging
 import socket
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
@@ -19,6 +21,7 @@ from prometheus_client.exposition import choose_encoder
 from anomaly.health import liveness, readiness
 from anomaly.service import AnomalyService
 
+logger = logging.getLogger(__name__)
 INDEX = b"gpuwarden anomaly run: see /metrics, /healthz (liveness) and /-/ready (readiness)\n"
 PROBES = {"/healthz": liveness, "/-/healthy": liveness, "/-/ready": readiness}
 
@@ -57,6 +60,14 @@ def serve_http(
 
     class Server(ThreadingHTTPServer):
         address_family = socket.AF_INET6 if ":" in host else socket.AF_INET  # "::" listens on IPv6 too
+
+        def handle_error(self, request: object, client_address: object) -> None:
+            """A client gone before its answer was written (a scrape that timed out) is not an error of the
+            service: socketserver printed a traceback on stderr for each one."""
+            if isinstance(sys.exc_info()[1], ConnectionError):
+                logger.debug("client left before its answer was written", extra={"client": client_address})
+                return
+            super().handle_error(request, client_address)  # type: ignore[arg-type]
 
     server = Server((host, port), Handler)
     server.daemon_threads = True

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+import logging
+import socket
+import struct
+import threading
 import urllib.error
 import urllib.request
 
 from prometheus_client import CollectorRegistry
+from prometheus_client.core import GaugeMetricFamily
 
 from anomaly.health import STALL_TICKS, readiness, stall_seconds
 from anomaly.service import AnomalyService
@@ -113,3 +118,49 @@ def test_a_source_outage_fails_readiness_only_and_a_stall_fails_liveness_too():
     assert all(json.loads(body)["status"] == "source_down" for _, body in outage.values())
     assert {path: status for path, (status, _) in stalled.items()} == dict.fromkeys(paths, 503)
     assert all(json.loads(body)["status"] == "stalled" for _, body in stalled.values())
+
+
+class _SlowMetrics:
+    """A collector that answers only once the client has gone, with a body larger than a socket buffer."""
+
+    def __init__(self) -> None:
+        self.client_gone = threading.Event()
+
+    def collect(self):
+        self.client_gone.wait(10)
+        family = GaugeMetricFamily("probe_padding", "padding", labels=["i"])
+        for i in range(20_000):
+            family.add_metric([f"{i:064d}"], float(i))
+        yield family
+
+
+def test_a_scraper_that_leaves_before_its_answer_leaves_no_traceback_on_stderr(capfd):
+    # Prometheus drops a scrape at its scrape_timeout; socketserver printed a BrokenPipeError traceback on
+    # stderr for each one, which buried the service's own log lines on a busy machine.
+    _, _, service = _service()
+    slow = _SlowMetrics()
+    registry = CollectorRegistry()
+    registry.register(slow)
+    handled = threading.Event()
+
+    class Seen(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            handled.set()
+
+    log = logging.getLogger("gpuwarden.cli.anomaly_http")
+    seen, level = Seen(), log.level
+    log.addHandler(seen)
+    log.setLevel(logging.DEBUG)
+    server = serve_http(service, registry, "127.0.0.1", 0)
+    try:
+        with socket.create_connection(server.server_address[:2]) as conn:
+            conn.sendall(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+            conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        slow.client_gone.set()
+        assert handled.wait(10), "the server did not note the client that left"
+    finally:
+        log.removeHandler(seen)
+        log.setLevel(level)
+        server.shutdown()
+        server.server_close()
+    assert "Traceback" not in capfd.readouterr().err

@@ -10,6 +10,7 @@ import pytest
 from anomaly import nab
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.univariate import Series
+from gpuwarden.errors import InputError
 
 NAB_DIR = Path("/work/shared/data/nab")
 
@@ -141,6 +142,33 @@ def test_window_bounds_from_the_labels_file_become_index_ranges(tmp_path):
     (tmp_path / "w.json").write_text(json.dumps(windows))
     files = nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
     assert files[0].windows == ((10, 19),)
+
+
+@pytest.mark.parametrize(
+    ("window", "message"),
+    [
+        (
+            ["2020-01-01 00:19:00", "2020-01-01 00:10:00"],
+            "window 1: ends (2020-01-01 00:10:00) before it starts",
+        ),
+        (
+            ["2021-01-01 00:10:00", "2021-01-01 00:19:00"],
+            "window 1: 2021-01-01 00:10:00 to 2021-01-01 00:19:00 holds no row",
+        ),
+    ],
+    ids=["reversed", "another-year"],
+)
+def test_a_window_that_ends_before_it_starts_or_holds_no_row_is_refused_naming_it(tmp_path, window, message):
+    # Both were dropped silently: the file was scored with one window less and "windows: 0" was the only hint.
+    (tmp_path / "data" / "c").mkdir(parents=True)
+    rows = ["timestamp,value"] + [f"2020-01-01 00:{m:02d}:00,{m}" for m in range(60)]
+    (tmp_path / "data" / "c" / "x.csv").write_text("\n".join(rows))
+    windows = {"c/x.csv": [["2020-01-01 00:01:00", "2020-01-01 00:02:00"], window]}
+    (tmp_path / "w.json").write_text(json.dumps(windows))
+    with pytest.raises(InputError) as info:
+        nab.load_corpus(tmp_path / "data", tmp_path / "w.json")
+    assert info.value.field == "windows"
+    assert f"w.json: c/x.csv {message}" in str(info.value)
 
 
 def test_the_split_is_fixed_and_holds_files_out():

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import http.server
+import math
 import threading
 
 import numpy as np
@@ -363,3 +364,41 @@ def test_every_exporter_gone_is_a_stale_source_and_holds_the_alerts_it_hides(fak
         ("GpuwardenSourceStale", AlertStatus.RESOLVED, ""),
     ]
     assert registry.get_sample_value("gpuwarden_anomaly_query_series", labels) == 8
+
+
+def _requests_rate(wiped_at: float, back_at: float, drop_at: float = math.inf):
+    """``rate(requests_total[5m])`` as Prometheus answers it, scraped every 15 s: 100/s with noise; no
+    answer while its store is empty after a wipe; from the first two samples after it a window that is
+    only partly filled, extrapolated a half-interval past its samples, so it ramps up over five minutes."""
+    rng = np.random.default_rng(4)
+
+    def at(t: float) -> list[tuple[dict[str, str], float]]:
+        true = (30.0 if t >= drop_at else 100.0) + float(rng.normal(0, 1))
+        if wiped_at <= t < back_at + 15:
+            return []
+        filled = min(300.0, t - back_at + 7.5) if t >= back_at else 300.0
+        return [(GPU0, true * filled / 300.0)]
+
+    return at
+
+
+@pytest.mark.parametrize("expr", ["rate(requests_total[5m])", "sum by (gpu) (rate(requests_total[5m:30s]))"])
+def test_a_rate_query_ramping_up_after_a_prometheus_wipe_raises_nothing_but_a_real_drop_still_fires(
+    fake_prometheus, expr
+):
+    clock = FakeClock()
+    start = clock.time()
+    wiped, back = start + 3600, start + 3660
+    fake_prometheus.answers[expr] = _requests_rate(wiped, back, drop_at=back + 1800)
+    source = PromQLSource(fake_prometheus.url, [PromQuery("requests_rate", expr)], clock, timeout_seconds=2.0)
+    cfg = AnomalyConfig(detectors=["adaptive"], adaptive_metrics=["*"])
+    service = AnomalyService(cfg, [source], clock)
+    raised = []
+    while clock.time() < back + 1500:
+        clock.advance(30)
+        raised += service.infer().raised
+    assert raised == []  # the five-minute ramp after the wipe was scored as a drop of the rate
+    while clock.time() < back + 1800 + 300:
+        clock.advance(30)
+        raised += service.infer().raised
+    assert [a.labels["for"] for a in raised] == ["requests_rate"]

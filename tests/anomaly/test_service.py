@@ -368,10 +368,10 @@ def test_warm_up_reads_recent_history_so_the_first_live_tick_after_a_restart_alr
     fed = service.warm_up()
     cfg = service.cfg
     ((start, end),) = source.reads
-    assert end == clock.time() and end - start == (cfg.thresholds.warmup + cfg.pending_ticks) * 30
+    assert end == clock.time() and end - start == cfg.max_lookback_seconds
     assert fed >= cfg.thresholds.warmup  # one view per tick of history, on the 30 s grid
     multivariate = next(d for d in service.detectors if d.name == "multivariate")
-    assert multivariate.fitted  # fitted at start: 8 GPUs x 33 ticks of history
+    assert multivariate.fitted  # fitted at start: 8 GPUs x 120 ticks of history
     result = tick(clock, service)
     assert source.reads[-1] == (end, clock.time())  # reads on from where the warm-up ended
     adaptive = next(f for f in result.findings if f.detector == "adaptive" and f.query == TEMP)
@@ -386,6 +386,20 @@ def test_warm_up_raises_no_alert_from_an_anomaly_in_the_history():
     _, _, service = _history_service(spike_from=FakeClock().time() - 300, on_alert=got.append)
     assert service.warm_up() > 0
     assert got == [] and service.firing == {}
+
+
+def test_an_anomaly_older_than_the_adaptive_warm_up_still_fires_after_a_restart():
+    # GPU-2 has run hot for 20 minutes when `anomaly run` restarts: longer than the adaptive warm-up (30
+    # ticks) plus the pending ticks. A warm-up that read only that much history learned the fault as the
+    # GPU's normal, so the alert was never raised again and serve resolved it while the GPU stayed hot.
+    raised = []
+    clock, _, service = _history_service(spike_from=FakeClock().time() - 1200, on_alert=raised.append)
+    assert service.warm_up() > 0
+    assert raised == []
+    for _ in range(service.cfg.pending_ticks):
+        tick(clock, service)
+    hot = [a.labels for a in raised if a.labels.get("for") == TEMP and a.labels.get("model") == "adaptive"]
+    assert [lab["UUID"] for lab in hot] == ["GPU-2"]
 
 
 def test_a_node_that_stopped_reporting_shortly_before_a_restart_is_reported_down_after_it():

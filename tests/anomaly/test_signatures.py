@@ -243,6 +243,44 @@ def test_a_gpu_whose_series_returns_under_new_labels_is_not_lost(a, b):
     assert [f.labels[i]["gpu"] for f, i in hits] == ["1"]  # a real loss is still seen
 
 
+def _slot(uuid: str, gpu: str, bus: str) -> dict[str, str]:
+    return {"UUID": uuid, "Hostname": "n1", "gpu": gpu, "pci_bus_id": f"00000000:{bus}:00.0"}
+
+
+def test_a_gpu_replaced_in_its_slot_is_not_lost_but_one_whose_neighbour_slid_into_its_index_is():
+    # A GPU swapped in its slot (an RMA): the same host, index and PCI address under a UUID never seen
+    # before. It raised GpuLost for the old UUID, with "restart node" as the action, for an hour.
+    feed = Feed()
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    feed.tick(("gpuwarden_gpu_up", [a, b], [1, 1], "gauge"))
+    swapped = [a, _slot("GPU-new", "1", "2A")]
+    for _ in range(3):
+        assert fired(feed.tick(("gpuwarden_gpu_up", swapped, [1, 1], "gauge"))) == []
+    # A GPU that fell off the bus while NVML renumbered the others: a known GPU now has its index.
+    feed = Feed()
+    c = _slot("GPU-c", "2", "3A")
+    feed.tick(("gpuwarden_gpu_up", [a, b, c], [1, 1, 1], "gauge"))
+    hits = fired(feed.tick(("gpuwarden_gpu_up", [a, {**c, "gpu": "1"}], [1, 1], "gauge")))
+    assert [f.labels[i]["UUID"] for f, i in hits] == ["GPU-b"]
+
+
+def test_a_vanished_gpu_is_lost_until_absent_forget_seconds_not_a_fixed_hour():
+    clock = FakeClock()
+    col = TableCollector()
+    cfg = AnomalyConfig(detectors=["signatures"], absent_forget_seconds=300)
+    raised = []
+    service = AnomalyService(cfg, [CollectorSource([col], clock)], clock, on_alert=raised.append)
+    a, b = _slot("GPU-a", "0", "18"), _slot("GPU-b", "1", "2A")
+    col.set("gpuwarden_gpu_up", [(a, 1.0), (b, 1.0)])
+    service.infer()
+    col.set("gpuwarden_gpu_up", [(a, 1.0)])
+    for _ in range(20):  # 10 minutes
+        clock.advance(30)
+        service.infer()
+    lost = [(x.labels["UUID"], x.status.value) for x in raised if x.labels["alertname"] == "GpuLost"]
+    assert lost == [("GPU-b", "firing"), ("GPU-b", "resolved")]
+
+
 def test_a_whole_host_vanishing_is_left_to_node_down_not_raised_as_lost_gpus():
     feed = Feed()
     a, b = GPU, {**GPU, "gpu": "1", "UUID": "GPU-b"}

@@ -1,0 +1,71 @@
+"""Points of a range-vector query that Prometheus computed over a window not yet filled with samples.
+
+``rate(x[5m])`` of a series that has just appeared, or come back after a gap in the query's answer (its
+target was down longer than the range, a Prometheus restarted on an empty store), is computed from the few
+samples inside the window and extrapolated only a little past them: for the first five minutes it reads
+low, ramping up to the true rate. Scored, that ramp raised a false alert on every series of a rate query
+after each such gap (a wiped Prometheus: one per series). Those points are blanked (NaN: neither scored
+nor learned) until the window has filled. A bare selector has no range and is left as it is.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+
+from anomaly.sources import Frame
+
+_RANGE = re.compile(r"\[\s*((?:\d+(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]")
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_GAP_STEPS = 1.5  # a step with no point in the answer: the series was absent for a whole range
+
+SeriesKey = tuple[tuple[str, str], ...]
+
+
+def range_seconds(expr: str) -> float:
+    """The longest range (``[5m]``, a subquery's ``[1h:1m]``) in ``expr``; 0 when it has none."""
+    longest = 0.0
+    for match in _RANGE.finditer(expr):
+        longest = max(longest, sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(match.group(1))))
+    return longest
+
+
+class RangeEdges:
+    """Per query and series: the last point read and when its current run of points began."""
+
+    def __init__(self, forget_after: float) -> None:
+        self.forget_after = forget_after
+        self._runs: dict[str, dict[SeriesKey, tuple[float, float]]] = {}  # (run start, last point)
+
+    def mask(self, frame: Frame, window: float, step: float) -> Frame:
+        """``frame`` (points ``step`` apart) with those less than ``window`` plus a step into a series' run
+        set to NaN.
+
+        At a query's first read a series present from the first step is taken as running before it."""
+        ts = frame.timestamps
+        if window <= 0 or ts.size == 0:
+            return frame
+        first_read = frame.query not in self._runs
+        runs = self._runs.setdefault(frame.query, {})
+        values = frame.values.copy()
+        for row, labels in enumerate(frame.labels):
+            key = tuple(sorted(labels.items()))
+            start, last = runs.get(
+                key, (-math.inf, float(ts[0]) - step) if first_read else (math.nan, math.nan)
+            )
+            for col in np.flatnonzero(np.isfinite(values[row])).tolist():
+                t = float(ts[col])
+                if not t - last <= _GAP_STEPS * step:  # a new series, or one back after a gap (NaN: new)
+                    start = t
+                if t - start < window + step:
+                    values[row, col] = math.nan
+                last = t
+            if math.isfinite(last):
+                runs[key] = (start, last)
+        horizon = float(ts[-1]) - self.forget_after
+        for key in [k for k, (_, last) in runs.items() if last < horizon]:
+            del runs[key]
+        return Frame(frame.query, frame.labels, ts, values, frame.kind)
