@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import event
+from sqlalchemy import Engine, event
 
 from alerting.db import make_engine
 from alerting.instance_lock import InstanceLocks
@@ -67,8 +67,8 @@ class _Asked(Exception):
     """Raised by a ``do_connect`` listener instead of connecting: the test only wants the parameters."""
 
 
-def test_a_postgres_connection_asks_for_tcp_keepalives_so_a_vanished_host_fails_a_query() -> None:
-    engine = make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw", connect_timeout=7)
+def _connect_parameters(engine: Engine) -> dict[str, Any]:
+    """What ``engine`` would hand the driver for a new connection, caught before it connects."""
     asked: dict[str, Any] = {}
 
     @event.listens_for(engine, "do_connect")
@@ -78,6 +78,11 @@ def test_a_postgres_connection_asks_for_tcp_keepalives_so_a_vanished_host_fails_
 
     with pytest.raises(_Asked):
         engine.connect()
+    return asked
+
+
+def test_a_postgres_connection_asks_for_tcp_keepalives_so_a_vanished_host_fails_a_query() -> None:
+    asked = _connect_parameters(make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw", connect_timeout=7))
     assert asked["connect_timeout"] == 7
     # Probes after 30 s idle, every 10 s, 3 of them; unacknowledged bytes for 60 s end the connection.
     assert (asked["keepalives"], asked["keepalives_idle"], asked["tcp_user_timeout"]) == (1, 30, 60_000)
@@ -90,14 +95,7 @@ def test_a_sqlite_store_gets_no_server_connection_parameters(tmp_path: Path) -> 
 
 
 def test_a_parameter_the_store_url_sets_itself_is_kept() -> None:
-    engine = make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw?connect_timeout=30&keepalives_idle=5")
-    asked: dict[str, Any] = {}
-
-    @event.listens_for(engine, "do_connect")
-    def capture(_dialect: Any, _record: Any, _cargs: Any, cparams: dict[str, Any]) -> None:
-        asked.update(cparams)
-        raise _Asked
-
-    with pytest.raises(_Asked):
-        engine.connect()
+    asked = _connect_parameters(
+        make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw?connect_timeout=30&keepalives_idle=5")
+    )
     assert (asked["connect_timeout"], asked["keepalives_idle"], asked["keepalives_count"]) == ("30", "5", 3)
