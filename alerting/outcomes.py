@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from alerting.store import Conflict
 from alerting.store_models import AlertRow
 from gpuwarden.clock import rfc3339
+from gpuwarden.durations import UNIT_SECONDS
 from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
 
@@ -98,7 +99,7 @@ def resolved_conflict(incident_id: str, merged_into: str | None = None) -> Confl
     return Conflict(f"incident {incident_id} is resolved; only notes can be added", field="incident")
 
 
-_UNITS = (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+_UNITS = tuple((unit, round(seconds)) for unit, seconds in UNIT_SECONDS.items() if seconds >= 1)
 
 
 def duration_text(seconds: float) -> str:

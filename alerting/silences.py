@@ -11,22 +11,14 @@ from datetime import datetime
 from alerting.inhibition import InhibitRule
 from alerting.matchers import Matcher, all_match, mutes_everything, parse_matcher
 from gpuwarden.config import AlertingConfig
+from gpuwarden.durations import UNIT_SECONDS
 from gpuwarden.errors import ConfigError, InputError
 
 # Prometheus' duration syntax (amtool's): ASCII digits, each unit at most once, largest first ("1h1h" and
 # "30m1h" are not durations; \d took other scripts' digits). Its "y" unit is not taken.
-_DURATION = re.compile(
-    r"(?:([0-9]+)w)?(?:([0-9]+)d)?(?:([0-9]+)h)?(?:([0-9]+)m)?(?:([0-9]+)s)?(?:([0-9]+)ms)?"
-)
+_UNITS = ("w", "d", "h", "m", "s", "ms")  # Prometheus' order, without its "y"
+_DURATION = re.compile("".join(f"(?:([0-9]+){unit})?" for unit in _UNITS))
 MAX_DURATION_SECONDS = 366 * 86400.0
-_UNIT_SECONDS = {  # in the order of the groups of _DURATION
-    "w": 604800.0,
-    "d": 86400.0,
-    "h": 3600.0,
-    "m": 60.0,
-    "s": 1.0,
-    "ms": 0.001,
-}
 
 
 def parse_duration(text: str, field: str = "duration") -> float:
@@ -35,9 +27,7 @@ def parse_duration(text: str, field: str = "duration") -> float:
     if parsed is None or not text:
         raise InputError(f"{text!r} is not a duration like 30m, 1h or 1h30m", field=field)
     # float, not int: int() refuses more than 4300 digits (a ValueError), float() reads them as inf.
-    seconds = sum(
-        float(n) * unit for n, unit in zip(parsed.groups(), _UNIT_SECONDS.values(), strict=True) if n
-    )
+    seconds = sum(float(n) * UNIT_SECONDS[unit] for n, unit in zip(parsed.groups(), _UNITS, strict=True) if n)
     if seconds <= 0:
         raise InputError(f"{text!r} is not a positive duration", field=field)
     if seconds > MAX_DURATION_SECONDS:

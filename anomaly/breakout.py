@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.steps import NEVER, FloatArray, IntArray, StepScores, rearmed
+from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, rearmed
 
 SCORE_CAP = 1000.0
 
@@ -32,8 +32,10 @@ class BreakoutParams:
     rearm: int = 200
 
 
-class RangeBreakout:
+class RangeBreakout(SeriesArrays):
     """Streaming range-breakout detector over many series (ids are small non-negative integers)."""
+
+    FIELDS = (("low", np.inf), ("high", -np.inf), ("count", 0), ("since", NEVER))
 
     def __init__(self, params: BreakoutParams | None = None, capacity: int = 1024) -> None:
         self.params = params or BreakoutParams()
@@ -41,23 +43,6 @@ class RangeBreakout:
         self.high = np.full(capacity, -np.inf)
         self.count = np.zeros(capacity, np.int64)
         self.since = np.full(capacity, NEVER, np.int64)
-
-    def _grow(self, needed: int) -> None:
-        if needed <= self.low.size:
-            return
-        size = max(needed, 2 * self.low.size)
-        extra = size - self.low.size
-        self.low = np.concatenate([self.low, np.full(extra, np.inf)])
-        self.high = np.concatenate([self.high, np.full(extra, -np.inf)])
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
-
-    def reset(self, ids: IntArray) -> None:
-        """Forget series."""
-        self.low[ids] = np.inf
-        self.high[ids] = -np.inf
-        self.count[ids] = 0
-        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 outside the range plus margin.

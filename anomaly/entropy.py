@@ -37,7 +37,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.stats import chi2
 
-from anomaly.steps import NEVER, FloatArray, IntArray, StepScores, begin_step, rearmed
+from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, begin_step, rearmed
 
 SCORE_CAP = 1000.0
 
@@ -62,8 +62,20 @@ class EntropyParams:
             raise ValueError("warmup must be at least one window")
 
 
-class RelativeEntropy:
+class RelativeEntropy(SeriesArrays):
     """Streaming windowed relative-entropy detector over many series (ids are small non-negative ints)."""
+
+    FIELDS = (
+        ("count", 0),
+        ("early", 0.0),
+        ("recent", 0.0),
+        ("hist", 0.0),
+        ("models", 0.0),
+        ("seen", 0),
+        ("low", np.inf),
+        ("high", -np.inf),
+        ("since", NEVER),
+    )
 
     def __init__(self, params: EntropyParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or EntropyParams()
@@ -79,34 +91,6 @@ class RelativeEntropy:
         self.count = np.zeros(0, np.int64)
         self.since = np.zeros(0, np.int64)
         self._grow(capacity)
-
-    def _grow(self, needed: int) -> None:
-        size = self.count.size
-        if needed <= size:
-            return
-        extra = max(needed, 2 * size) - size
-        p = self.params
-        self.early = np.concatenate([self.early, np.zeros((extra, p.warmup))])
-        self.recent = np.concatenate([self.recent, np.zeros((extra, p.window))])
-        self.hist = np.concatenate([self.hist, np.zeros((extra, self._levels))])
-        self.models = np.concatenate([self.models, np.zeros((extra, p.max_models, self._levels), np.float32)])
-        self.seen = np.concatenate([self.seen, np.zeros((extra, p.max_models), np.int32)])
-        self.low = np.concatenate([self.low, np.full(extra, np.inf)])
-        self.high = np.concatenate([self.high, np.full(extra, -np.inf)])
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
-
-    def reset(self, ids: IntArray) -> None:
-        """Forget series."""
-        self.early[ids] = 0.0
-        self.recent[ids] = 0.0
-        self.hist[ids] = 0.0
-        self.models[ids] = 0.0
-        self.seen[ids] = 0
-        self.low[ids] = np.inf
-        self.high[ids] = -np.inf
-        self.count[ids] = 0
-        self.since[ids] = NEVER
 
     def _level(self, ids: IntArray, values: FloatArray) -> IntArray:
         """Bin index per value: 0 below the warm-up's range, 1..bins inside it, bins + 1 above."""

@@ -24,7 +24,16 @@ from dataclasses import dataclass
 import numpy as np
 
 from anomaly.replay import replay_alerts
-from anomaly.steps import NEVER, BoolArray, FloatArray, IntArray, StepScores, begin_step, rearmed
+from anomaly.steps import (
+    NEVER,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    SeriesArrays,
+    StepScores,
+    begin_step,
+    rearmed,
+)
 
 SCORE_CAP = 1000.0
 
@@ -48,8 +57,10 @@ class LevelParams:
             raise ValueError("margin >= 0 and settle >= 1 are required")
 
 
-class LevelBreakout:
+class LevelBreakout(SeriesArrays):
     """Streaming multi-scale level-breakout detector over many series (ids are small non-negative ints)."""
+
+    FIELDS = (("level", 0.0), ("low", np.inf), ("high", -np.inf), ("count", 0), ("since", NEVER))
 
     def __init__(self, params: LevelParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or LevelParams()
@@ -63,26 +74,6 @@ class LevelBreakout:
         self.count = np.zeros(0, np.int64)
         self.since = np.zeros(0, np.int64)
         self._grow(capacity)
-
-    def _grow(self, needed: int) -> None:
-        size = self.count.size
-        if needed <= size:
-            return
-        extra = max(needed, 2 * size) - size
-        k = len(self.params.scales)
-        self.level = np.concatenate([self.level, np.zeros((extra, k))])
-        self.low = np.concatenate([self.low, np.full((extra, k), np.inf)])
-        self.high = np.concatenate([self.high, np.full((extra, k), -np.inf)])
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
-
-    def reset(self, ids: IntArray) -> None:
-        """Forget series."""
-        self.level[ids] = 0.0
-        self.low[ids] = np.inf
-        self.high[ids] = -np.inf
-        self.count[ids] = 0
-        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 when a level left its range plus margin.

@@ -16,10 +16,11 @@ import re
 import numpy as np
 
 from anomaly.sources import Frame
+from gpuwarden.durations import UNIT_SECONDS
 
-_RANGE = re.compile(r"\[\s*((?:\d+(?:ms|s|m|h|d|w|y))+)\s*(?::[^\]]*)?\]")
-_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+_UNIT = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))  # "ms" before "m"
+_RANGE = re.compile(rf"\[\s*((?:\d+(?:{_UNIT}))+)\s*(?::[^\]]*)?\]")
+_PART = re.compile(rf"(\d+)({_UNIT})")
 _GAP_STEPS = 1.5  # a step with no point in the answer: the series was absent for a whole range
 
 SeriesKey = tuple[tuple[str, str], ...]
@@ -29,7 +30,7 @@ def range_seconds(expr: str) -> float:
     """The longest range (``[5m]``, a subquery's ``[1h:1m]``) in ``expr``; 0 when it has none."""
     longest = 0.0
     for match in _RANGE.finditer(expr):
-        longest = max(longest, sum(int(n) * _UNIT_SECONDS[u] for n, u in _PART.findall(match.group(1))))
+        longest = max(longest, sum(int(n) * UNIT_SECONDS[u] for n, u in _PART.findall(match.group(1))))
     return longest
 
 

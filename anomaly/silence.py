@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from anomaly.steps import BoolArray, IntArray, StepScores
+from anomaly.steps import BoolArray, IntArray, SeriesArrays, StepScores
 
 _NONE = -1
 
@@ -47,8 +47,18 @@ class SilenceParams:
             raise ValueError("spread >= 1 and floor >= 1 are required")
 
 
-class BurstSilence:
+class BurstSilence(SeriesArrays):
     """Streaming burst-silence detector over many series (ids are small non-negative ints)."""
+
+    FIELDS = (
+        ("count", 0),
+        ("last", _NONE),
+        ("gaps", 0),
+        ("known", 0),
+        ("typical", 0.0),
+        ("regular", False),
+        ("fired", False),
+    )
 
     def __init__(self, params: SilenceParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or SilenceParams()
@@ -61,29 +71,6 @@ class BurstSilence:
         self.regular = np.zeros(0, np.bool_)
         self.fired = np.zeros(0, np.bool_)
         self._grow(capacity)
-
-    def _grow(self, needed: int) -> None:
-        size = self.count.size
-        if needed <= size:
-            return
-        extra = max(needed, 2 * size) - size
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.last = np.concatenate([self.last, np.full(extra, _NONE, np.int64)])
-        self.gaps = np.concatenate([self.gaps, np.zeros((extra, self._keep), np.int64)])
-        self.known = np.concatenate([self.known, np.zeros(extra, np.int64)])
-        self.typical = np.concatenate([self.typical, np.zeros(extra)])
-        self.regular = np.concatenate([self.regular, np.zeros(extra, np.bool_)])
-        self.fired = np.concatenate([self.fired, np.zeros(extra, np.bool_)])
-
-    def reset(self, ids: IntArray) -> None:
-        """Forget series."""
-        self.count[ids] = 0
-        self.last[ids] = _NONE
-        self.gaps[ids] = 0
-        self.known[ids] = 0
-        self.typical[ids] = 0.0
-        self.regular[ids] = False
-        self.fired[ids] = False
 
     def update(self, ids: IntArray, onsets: BoolArray) -> StepScores:
         """One sample per id and whether an excursion began at it: score = the silence over the silence

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -44,3 +45,29 @@ def rearmed(
     sample)."""
     raised = anomalous & (since + 1 >= rearm)
     return raised, np.where(anomalous, 0, np.minimum(since + advance, NEVER))
+
+
+class SeriesArrays:
+    """State arrays with one row per series id, grown on demand (at least doubling) and reset per series.
+
+    A subclass makes each array with no rows (its dtype and the shape of a row) and lists in ``FIELDS`` each
+    array's attribute name with the value a new or forgotten series starts from, first the array whose rows
+    count the series."""
+
+    FIELDS: ClassVar[tuple[tuple[str, float], ...]]
+
+    def _grow(self, needed: int) -> None:
+        size = len(getattr(self, self.FIELDS[0][0]))
+        if needed <= size:
+            return
+        rows = max(needed, 2 * size)
+        for name, fill in self.FIELDS:
+            old = getattr(self, name)
+            new = np.full((rows, *old.shape[1:]), fill, old.dtype)
+            new[:size] = old
+            setattr(self, name, new)
+
+    def reset(self, ids: IntArray) -> None:
+        """Forget series."""
+        for name, fill in self.FIELDS:
+            getattr(self, name)[ids] = fill

@@ -31,7 +31,16 @@ import numpy as np
 from scipy.special import ndtri
 
 from anomaly.replay import replay_alerts
-from anomaly.steps import NEVER, BoolArray, FloatArray, IntArray, StepScores, begin_step, rearmed
+from anomaly.steps import (
+    NEVER,
+    BoolArray,
+    FloatArray,
+    IntArray,
+    SeriesArrays,
+    StepScores,
+    begin_step,
+    rearmed,
+)
 
 SCORE_CAP = 1000.0
 
@@ -60,8 +69,18 @@ class SurpriseParams:
             raise ValueError("warmup must be at least short")
 
 
-class PredictionSurprise:
+class PredictionSurprise(SeriesArrays):
     """Streaming prediction-error likelihood detector over many series (ids are small non-negative ints)."""
+
+    FIELDS = (
+        ("count", 0),
+        ("level", 0.0),
+        ("size", 0.0),
+        ("mean", 0.0),
+        ("var", 0.0),
+        ("recent", 0.0),
+        ("since", NEVER),
+    )
 
     def __init__(self, params: SurpriseParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or SurpriseParams()
@@ -74,26 +93,6 @@ class PredictionSurprise:
         self.count = np.zeros(0, np.int64)
         self.since = np.zeros(0, np.int64)
         self._grow(capacity)
-
-    def _grow(self, needed: int) -> None:
-        size = self.count.size
-        if needed <= size:
-            return
-        extra = max(needed, 2 * size) - size
-        self.level = np.concatenate([self.level, np.zeros(extra)])
-        self.size = np.concatenate([self.size, np.zeros(extra)])
-        self.mean = np.concatenate([self.mean, np.zeros(extra)])
-        self.var = np.concatenate([self.var, np.zeros(extra)])
-        self.recent = np.concatenate([self.recent, np.zeros((extra, self.params.short))])
-        self.count = np.concatenate([self.count, np.zeros(extra, np.int64)])
-        self.since = np.concatenate([self.since, np.full(extra, NEVER, np.int64)])
-
-    def reset(self, ids: IntArray) -> None:
-        """Forget series."""
-        for array in (self.level, self.size, self.mean, self.var, self.recent):
-            array[ids] = 0.0
-        self.count[ids] = 0
-        self.since[ids] = NEVER
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
         """One sample per id: score >1 when the recent errors are less likely than ``tail``.
