@@ -87,3 +87,16 @@ def test_a_negative_value_of_a_non_negative_query_is_anomalous_though_the_band_r
     lower, _, upper, score = band(registry, UTIL, "adaptive")
     assert lower == 0.0 and upper is not None and upper > 100
     assert score == service.cfg.score_outside_data_range
+
+
+def test_the_level_shift_band_of_a_step_time_query_is_written_back_and_clipped_too() -> None:
+    clock, col, service, registry = setup(STEP, (0.0, float("inf")))
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        col.set(STEP, [(g, float(0.2 + rng.normal(0, 0.05))) for g in GPUS])
+        clock.advance(30)
+        service.infer()
+    lower, yhat, upper, score = band(registry, STEP, "level_shift")
+    assert lower == 0.0  # the CUSUM band reaches 13 noise widths below 0.2 s: clipped
+    assert yhat is not None and upper is not None and 0.0 < yhat < upper
+    assert score is not None and score <= 1.0
