@@ -178,6 +178,9 @@ class AnomalyService:
             alerts_firing=len(self.firing),
             tick_seconds=self.clock.monotonic() - t0,
             detector_errors=dict(self.detector_errors),
+            fleet_uncompared={
+                q: n for d in self.detectors if isinstance(d, FleetDetector) for q, n in d.uncompared.items()
+            },
         )
         self.collector.update(result.findings, [s.health() for s in self.sources], stats)
         for alert in (*result.raised, *result.resolved):
