@@ -116,7 +116,9 @@ class LevelShiftDetector:
             if step.ids.size:  # NaN rows are not updated but are still read back below
                 self._grow(int(step.ids.max()) + 1)
             rows = np.flatnonzero(np.isfinite(step.value))
-            judged = _Judged.empty(step.value, np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan))
+            judged = _Judged.empty(
+                step.value, np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan)
+            )
             judged.score[rows], judged.yhat[rows], judged.lower[rows], judged.upper[rows] = self.judge(
                 step.ids[rows], step.value[rows]
             )

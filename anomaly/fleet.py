@@ -261,8 +261,9 @@ class FleetDetector:
             why = f"no workload of it has {self.min_peers} GPUs with the same {same} ({step.query})"
         logger.warning(
             "fleet: %s, so the peer detector compares none of its GPUs with their peers (the other detectors"
-            " still score them); the exporter adds those labels from the GPU processes' cgroups (dcgm-exporter"
-            " needs its Kubernetes mode): add them, or drop the query from anomaly.fleet_queries",
+            " still score them); gpuwarden's exporter adds those labels from the GPU processes' cgroups"
+            " (dcgm-exporter needs its Kubernetes mode): add them, or drop the query from"
+            " anomaly.fleet_queries",
             why,
         )
 

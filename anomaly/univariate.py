@@ -168,7 +168,9 @@ def _header(path: Path, reader: Iterator[list[str]]) -> list[str]:
             f"{path} is empty; write the header timestamp,value, then one row per sample", field="input"
         )
     if not header:
-        raise InputError(f"{path} line 1 is blank; the first line must be the header timestamp,value", field="input")
+        raise InputError(
+            f"{path} line 1 is blank; the first line must be the header timestamp,value", field="input"
+        )
     missing = sorted({"timestamp", "value"} - set(header))
     if missing:
         raise InputError(

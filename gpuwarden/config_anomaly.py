@@ -14,7 +14,6 @@ from pydantic import AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
 
-
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
 
@@ -171,8 +170,9 @@ class AnomalyConfig(Section):
         5.0,
         gt=1,
         description=(
-            "the score of a value outside its query's data_range (vmanomaly's anomaly_score_outside_data_range;"
-            " its docs recommend 5 over their backward-compatible 1.01): above 1, so it is anomalous, and"
+            "the score of a value outside its query's data_range (vmanomaly's"
+            " anomaly_score_outside_data_range; its docs recommend 5 over their backward-compatible 1.01):"
+            " above 1, so it is anomalous, and"
             " well above, so a Grafana panel shows a broken query or exporter apart from a mere excursion"
         ),
     )

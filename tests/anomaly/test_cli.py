@@ -175,7 +175,10 @@ def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
     [
         ("", "in.csv is empty; write the header timestamp,value"),
         ("\n\n", "in.csv line 1 is blank; the first line must be the header"),
-        ("1704067200,1\n1704067260,2\n", "in.csv line 1: '1704067200,1' lacks the column(s) timestamp, value;"),
+        (
+            "1704067200,1\n1704067260,2\n",
+            "in.csv line 1: '1704067200,1' lacks the column(s) timestamp, value;",
+        ),
         ("timestamp,val\n1704067200,1\n", "in.csv line 1: 'timestamp,val' lacks the column(s) value;"),
         ("timestamp,value\n", "in.csv has the header but no rows; nothing to score"),
         ("timestamp,value\n\n\n", "in.csv has the header but no rows; nothing to score"),

@@ -450,7 +450,9 @@ def test_a_fleet_query_without_workload_labels_is_warned_once_and_counted_on_met
             col.set(TEMP, temps(np.random.default_rng(0)))
             tick(clock, service)
     warned = [r.getMessage() for r in caplog.records if "fleet:" in r.getMessage()]
-    assert len(warned) == 1 and f"none of the 8 series of {TEMP} carries a slurm_job or pod label" in warned[0]
+    assert (
+        len(warned) == 1 and f"none of the 8 series of {TEMP} carries a slurm_job or pod label" in warned[0]
+    )
     registry = CollectorRegistry()
     registry.register(service.collector)
     assert registry.get_sample_value("gpuwarden_anomaly_fleet_uncompared_series", {"query": TEMP}) == 8

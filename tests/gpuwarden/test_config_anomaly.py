@@ -63,5 +63,7 @@ def test_a_bad_data_range_names_file_line_field_and_fix(tmp_path: Path, written:
 def test_the_score_outside_a_data_range_must_be_anomalous(tmp_path: Path) -> None:
     path = tmp_path / "gpuwarden.yaml"
     path.write_text("anomaly:\n  score_outside_data_range: 0.5\n")
-    with pytest.raises(ConfigError, match=r":2: anomaly.score_outside_data_range: 0.5 is not more than 1; write more than 1"):
+    with pytest.raises(
+        ConfigError, match=r":2: anomaly.score_outside_data_range: 0.5 is not more than 1; write more than 1"
+    ):
         load_config(path)
