@@ -3,11 +3,18 @@
 A level shift is a small move that lasts: each sample's standardised residual against a slow baseline is
 accumulated (minus a drift allowance) until the sum passes ``h``. After a detection the baseline jumps to
 the new level, so the shift is reported once and the new normal is learned at once.
+
+The band it writes back is the decision itself: with baseline ``m``, scale ``s`` and the sums ``S+``/``S-``
+carried from the samples before, the next sample ``x`` passes ``h`` exactly when
+``x > m + s (h + drift - S+)`` or ``x < m - s (h + drift - S-)``. So ``yhat_lower``/``yhat_upper`` are those
+two edges: wide after a quiet spell (``h + drift`` scales), and closing in on the side where small moves
+have been accumulating, which is how a lasting small shift leaves a band no single sample of it would.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -55,6 +62,11 @@ class LevelShiftDetector:
 
     def update(self, ids: IntArray, x: FloatArray) -> FloatArray:
         """Feed one sample per id (finite only); return scores (>1: a shift was found at this sample)."""
+        return self.judge(ids, x)[0]
+
+    def judge(self, ids: IntArray, x: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+        """Feed one sample per id (finite only); return the scores, the baseline each sample was judged
+        against, and the band's lower and upper edges (NaN during the warm-up): score >1 exactly outside."""
         if ids.size:
             self._grow(int(ids.max()) + 1)
         n = self.count[ids]
@@ -66,6 +78,9 @@ class LevelShiftDetector:
         pos = np.maximum(0.0, self.pos[ids] + z - self.drift)
         neg = np.maximum(0.0, self.neg[ids] - z - self.drift)
         warm = n >= self.warmup
+        reach = np.where(warm, scale, np.nan)  # see the module docstring
+        upper = mean + reach * (self.h + self.drift - self.pos[ids])
+        lower = mean - reach * (self.h + self.drift - self.neg[ids])
         pos = np.where(warm, pos, 0.0)
         neg = np.where(warm, neg, 0.0)
         score = np.maximum(pos, neg) / self.h
@@ -79,7 +94,7 @@ class LevelShiftDetector:
         self.pos[ids] = np.where(shifted, 0.0, pos)
         self.neg[ids] = np.where(shifted, 0.0, neg)
         self.count[ids] = n + 1
-        return score
+        return score, mean, lower, upper
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
@@ -92,22 +107,24 @@ class LevelShiftDetector:
         self.neg[ids] = 0.0
 
     def detect(self, view: View) -> list[Findings]:
-        """Scores of the newest step of each matching query (a shift anywhere in the tick counts)."""
-        best: dict[str, FloatArray] = {}
+        """Scores of each matching query in the tick: per series the highest of the tick's samples (a shift
+        anywhere in the tick counts), with the value and band that sample was judged by."""
+        best: dict[str, _Judged] = {}
         for step in view.steps:
             if not self.matches(step.query):
                 continue
             if step.ids.size:  # NaN rows are not updated but are still read back below
                 self._grow(int(step.ids.max()) + 1)
             rows = np.flatnonzero(np.isfinite(step.value))
-            scores = np.zeros(step.value.size)
-            scores[rows] = self.update(step.ids[rows], step.value[rows])
-            prev = best.get(step.query)
-            best[step.query] = (
-                scores if prev is None or prev.size != scores.size else np.maximum(prev, scores)
+            judged = _Judged.empty(
+                step.value, np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan)
             )
+            judged.score[rows], judged.yhat[rows], judged.lower[rows], judged.upper[rows] = self.judge(
+                step.ids[rows], step.value[rows]
+            )
+            best[step.query] = judged.newest_or_higher(best.get(step.query))
         out = []
-        for query, scores in best.items():
+        for query, judged in best.items():
             step = view.latest[query]
             out.append(
                 Findings(
@@ -115,11 +132,44 @@ class LevelShiftDetector:
                     query=query,
                     labels=step.labels,
                     ids=step.ids,
-                    score=scores,
-                    value=step.value,
-                    yhat=np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan),
+                    score=judged.score,
+                    value=judged.value,
+                    yhat=judged.yhat,
+                    lower=judged.lower,
+                    upper=judged.upper,
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} shifted to a new level",
                 )
             )
         return out
+
+
+@dataclass(frozen=True, slots=True)
+class _Judged:
+    """One step's samples as the detector judged them, aligned with the step's rows."""
+
+    score: FloatArray
+    value: FloatArray
+    yhat: FloatArray
+    lower: FloatArray
+    upper: FloatArray
+
+    @classmethod
+    def empty(cls, value: FloatArray, yhat: FloatArray) -> _Judged:
+        """Nothing judged yet: score 0, no band, the baseline where one was learned."""
+        nan = np.full(value.size, np.nan)
+        return cls(np.zeros(value.size), value, yhat, nan, nan.copy())
+
+    def newest_or_higher(self, before: _Judged | None) -> _Judged:
+        """Per row, this step's judgement, or ``before``'s where it scored higher (same rows only)."""
+        if before is None or before.score.size != self.score.size:
+            return self
+        keep = before.score > self.score
+        if not keep.any():
+            return self
+        pick = [np.where(keep, b, a) for a, b in zip(_fields(self), _fields(before), strict=True)]
+        return _Judged(*pick)
+
+
+def _fields(judged: _Judged) -> tuple[FloatArray, ...]:
+    return (judged.score, judged.value, judged.yhat, judged.lower, judged.upper)

@@ -24,6 +24,7 @@ at the same or higher load (throttled, hung at 100 % utilisation) stands out mor
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from collections.abc import Mapping, Sequence
 
@@ -33,6 +34,8 @@ from anomaly.detectors import Findings
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
+
+logger = logging.getLogger(__name__)
 
 _MAD_TO_SIGMA = 1.4826
 # Replica suffixes of pod names: StatefulSet ordinals and Deployment/ReplicaSet hashes.
@@ -104,6 +107,9 @@ class FleetDetector:
         self.load_alpha, self.load_ridge = load_alpha, load_ridge
         self._load_moments: dict[tuple[str, tuple[str, ...] | None], list[float]] = {}
         self._align_cache: dict[str, tuple[IntArray, IntArray, IntArray]] = {}
+        # Per query, the series of the newest step that were reported but compared with no peer.
+        self.uncompared: dict[str, int] = {}
+        self._warned: set[str] = set()
 
     def _grow(self, needed: int) -> None:
         if needed <= self.smooth.size:
@@ -234,6 +240,33 @@ class FleetDetector:
         moments[0] += a * (tick[0] - moments[0])
         moments[1] += a * (tick[1] - moments[1])
 
+    def _report_coverage(self, step: Step, z: FloatArray) -> None:
+        """Count the series compared with no peer; warn once when a query has series but compares none
+        (no workload label on them, or no workload with ``min_peers`` GPUs), so an operator is not left
+        without this detector unknowingly. Warned again only after a tick that compared some."""
+        reported = np.isfinite(step.value)
+        compared = np.isfinite(z)
+        self.uncompared[step.query] = int((reported & ~compared).sum())
+        if compared.any():
+            self._warned.discard(step.query)
+            return
+        if not reported.any() or step.query in self._warned:
+            return
+        self._warned.add(step.query)
+        count = int(reported.sum())
+        if (self._groups(step)[reported] < 0).all():
+            why = f"none of the {count} series of {step.query} carries a slurm_job or pod label"
+        else:
+            same = ", ".join(self.peer_labels) or "labels"
+            why = f"no workload of it has {self.min_peers} GPUs with the same {same} ({step.query})"
+        logger.warning(
+            "fleet: %s, so the peer detector compares none of its GPUs with their peers (the other detectors"
+            " still score them); gpuwarden's exporter adds those labels from the GPU processes' cgroups"
+            " (dcgm-exporter needs its Kubernetes mode): add them, or drop the query from"
+            " anomaly.fleet_queries",
+            why,
+        )
+
     def detect(self, view: View) -> list[Findings]:
         """Score the newest step of each configured query."""
         out = []
@@ -242,6 +275,7 @@ class FleetDetector:
             if step is None or not step.labels:
                 continue
             z = self.robust_z(step, self._load(step, view))
+            self._report_coverage(step, z)
             ids = step.ids
             if ids.size:
                 self._grow(int(ids.max()) + 1)

@@ -121,7 +121,7 @@ def load_corpus(data_dir: Path, windows_file: Path) -> list[NabFile]:
         path = data_dir / name
         if not path.exists():
             continue
-        series = read_series_csv(path)
+        series = read_series_csv(path, repeated_times=True)  # NAB's files repeat clock-change hours
         pairs = _pairs(windows[name], f"{windows_file}: {name}")
         ranges = [
             _rows(series.timestamps, pair, f"{windows_file}: {name} window {w}")

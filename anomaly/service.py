@@ -18,6 +18,7 @@ import numpy as np
 
 from anomaly.adaptive import AdaptiveDetector
 from anomaly.changepoint import LevelShiftDetector
+from anomaly.dataranges import DataRanges
 from anomaly.detectors import Detector, DetectorRegistry, Findings
 from anomaly.fleet import FleetDetector, peer_key
 from anomaly.multivariate import MultivariateDetector
@@ -124,6 +125,7 @@ class AnomalyService:
         self.counters = CounterRates()
         self.evidence = EvidenceBuffer()
         self.collector = AnomalyCollector()
+        self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
         self._pending: dict[str, int] = {}
         self.collective_suppressed = 0
@@ -164,7 +166,7 @@ class AnomalyService:
             try:
                 if view.forgotten.size:
                     detector.forget(view.forgotten)
-                result.findings.extend(detector.detect(view))
+                result.findings.extend(self.data_ranges.apply(f) for f in detector.detect(view))
             except Exception:  # loop boundary: one detector must not stop the others
                 logger.exception("detector failed", extra={"detector": detector.name})
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
@@ -176,6 +178,9 @@ class AnomalyService:
             alerts_firing=len(self.firing),
             tick_seconds=self.clock.monotonic() - t0,
             detector_errors=dict(self.detector_errors),
+            fleet_uncompared={
+                q: n for d in self.detectors if isinstance(d, FleetDetector) for q, n in d.uncompared.items()
+            },
         )
         self.collector.update(result.findings, [s.health() for s in self.sources], stats)
         for alert in (*result.raised, *result.resolved):

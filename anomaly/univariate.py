@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import csv
 import stat
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -67,11 +67,14 @@ class ScoredSeries:
     raised: np.ndarray
 
 
-def read_series_csv(path: Path) -> Series:
+def read_series_csv(path: Path, *, repeated_times: bool = False) -> Series:
     """Read ``timestamp,value``; a timestamp is Unix epoch seconds, milliseconds, or a time pandas parses.
 
     Numbers are seconds (decimals allowed), or milliseconds from 1e11 (which as seconds would be after the
     year 5000); the unit is judged from the first row. Text times are assumed UTC unless they say otherwise.
+    A time repeated by the next row is refused (two exports merged, a row written twice) unless
+    ``repeated_times``: then both are scored in file order (NAB's own files, in local time, repeat an hour
+    where clocks went back). Empty, NaN and NA values are gaps, scored as no sample.
     """
     try:  # it is read twice (fields counted, then values): a FIFO would give nothing the second time
         regular = path.is_dir() or stat.S_ISREG(path.stat().st_mode)
@@ -90,20 +93,30 @@ def read_series_csv(path: Path) -> Series:
         raise InputError(f"cannot read {path}: {exc}", field="input") from exc
     values = frame["value"].iloc[rows.records].reset_index(drop=True)
     seconds = _epoch_seconds(path, rows)
-    # Repeated timestamps are kept in file order (NAB's own files repeat a clock change's hour).
-    backwards = np.flatnonzero(np.diff(seconds) < 0)
-    if len(backwards):
-        row = int(backwards[0]) + 1
-        raise InputError(
-            f"{path} line {rows.lines[row]}: {rows.stamps[row]!r} is before the row above it; "
-            "sort the file by time",
-            field="timestamp",
-        )
+    _check_order(path, rows, seconds, repeated_times=repeated_times)
     return Series(
         name=path.name,
         timestamps=seconds,
         values=_values(path, values, rows.lines),
         stamps=tuple(rows.stamps),
+    )
+
+
+def _check_order(path: Path, rows: _Rows, seconds: FloatArray, *, repeated_times: bool) -> None:
+    """Refuse a time before the row above it, and one equal to it unless ``repeated_times``."""
+    step = np.diff(seconds)
+    wrong = np.flatnonzero(step < 0 if repeated_times else step <= 0)
+    if not len(wrong):
+        return
+    row = int(wrong[0]) + 1
+    where = f"{path} line {rows.lines[row]}: {rows.stamps[row]!r}"
+    if step[row - 1] < 0:
+        raise InputError(f"{where} is before the row above it; sort the file by time", field="timestamp")
+    raise InputError(
+        f"{where} repeats the time of line {rows.lines[row - 1]}; remove the repeated row, or pass"
+        " --keep-repeated-timestamps to score both in file order (a file in local time repeats an hour"
+        " where clocks go back)",
+        field="timestamp",
     )
 
 
@@ -126,10 +139,7 @@ def _scan_rows(path: Path) -> _Rows:
     try:
         with path.open(encoding="utf-8-sig", newline="") as handle:
             reader = csv.reader(handle)
-            header = next(reader, [])
-            missing = sorted({"timestamp", "value"} - set(header))
-            if missing:
-                raise InputError(f"{path} lacks column(s) {missing}; expected timestamp,value", field="input")
+            header = _header(path, reader)
             column = header.index("timestamp")
             line = reader.line_num + 1
             for record, fields in enumerate(reader):
@@ -142,7 +152,33 @@ def _scan_rows(path: Path) -> _Rows:
                 line = reader.line_num + 1
     except (OSError, ValueError, csv.Error) as exc:
         raise InputError(f"cannot read {path}: {exc}", field="input") from exc
+    if not rows.records:
+        raise InputError(
+            f"{path} has the header but no rows; nothing to score: add one row per sample (TIME,VALUE)",
+            field="input",
+        )
     return rows
+
+
+def _header(path: Path, reader: Iterator[list[str]]) -> list[str]:
+    """The first line's column names; an empty file, or a first line that lacks a column, is refused."""
+    header = next(reader, None)
+    if header is None:
+        raise InputError(
+            f"{path} is empty; write the header timestamp,value, then one row per sample", field="input"
+        )
+    if not header:
+        raise InputError(
+            f"{path} line 1 is blank; the first line must be the header timestamp,value", field="input"
+        )
+    missing = sorted({"timestamp", "value"} - set(header))
+    if missing:
+        raise InputError(
+            f"{path} line 1: {','.join(header)!r} lacks the column(s) {', '.join(missing)}; the first line"
+            " must be the header timestamp,value (add it above the first row if the file starts with data)",
+            field="input",
+        )
+    return header
 
 
 def _ragged(path: Path, line: int, fields: int, header: list[str]) -> str:

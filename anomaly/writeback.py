@@ -53,6 +53,7 @@ class TickStats:
     alerts_firing: int = 0
     tick_seconds: float = 0.0
     detector_errors: dict[str, int] = field(default_factory=dict)
+    fleet_uncompared: dict[str, int] = field(default_factory=dict)  # per fleet query, series with no peers
 
 
 class AnomalyCollector:
@@ -105,7 +106,14 @@ class AnomalyCollector:
         det = Metric("gpuwarden_anomaly_detector_errors", "Detector failures caught by the loop.", "counter")
         for name, count in self._stats.detector_errors.items():
             det.add_sample(det.name + "_total", {"detector": name}, float(count))
-        return [score, yhat, lower, upper, *self._health_families(), series, firing, tick, det]
+        lone = Metric(
+            "gpuwarden_anomaly_fleet_uncompared_series",
+            "Series of a fleet query compared with no peer (no slurm_job/pod label, or under 4 peers).",
+            "gauge",
+        )
+        for query, count in self._stats.fleet_uncompared.items():
+            lone.add_sample(lone.name, {"query": query}, float(count))
+        return [score, yhat, lower, upper, *self._health_families(), series, firing, tick, det, lone]
 
     def _health_families(self) -> list[Metric]:
         """The sources' and their queries' health."""

@@ -6,12 +6,15 @@ largest section, and the one the anomaly stage reads.
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import AllowInfNan, Field, field_validator
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
+
+_Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
 
 class AnomalyThresholdConfig(Section):
@@ -60,6 +63,54 @@ class AnomalyQueryConfig(Section):
     )
     direction: Literal["up", "down", "both"] | None = None
     min_deviation: float | None = Field(None, ge=0)
+    data_range: tuple[_Bound, _Bound] | None = Field(
+        None,
+        description=(
+            "[low, high]: the values the query can take (vmanomaly's data_range): bands and yhat are clipped"
+            " to it and a value outside it scores anomaly.score_outside_data_range; `inf`/`-inf` for no"
+            " bound; unset: unbounded. For a `kind: counter` query it bounds the per-second rate scored"
+        ),
+    )
+
+    @field_validator("data_range", mode="before")
+    @classmethod
+    def _low_below_high(cls, value: object) -> object:
+        return parse_data_range(value)
+
+
+_DATA_RANGE_FIX = (
+    "write [low, high]: two numbers, or inf / -inf for no bound, low below high (e.g. [0, inf] for a"
+    " metric that cannot be negative, [0, 100] for a percentage)"
+)
+
+
+def parse_data_range(value: object) -> tuple[float, float] | None:
+    """A query's ``data_range`` as two floats, low < high, or ``ValueError`` saying what to write."""
+    if value is None:
+        return None
+    if isinstance(value, str | bytes) or not isinstance(value, list | tuple) or len(value) != 2:
+        raise ValueError(f"{value!r} is not a pair; {_DATA_RANGE_FIX}")
+    bounds = tuple(_bound(v) for v in value)
+    low, high = bounds[0], bounds[1]
+    if not low < high:
+        raise ValueError(f"low {value[0]!r} is not below high {value[1]!r}; {_DATA_RANGE_FIX}")
+    return low, high
+
+
+def _bound(value: object) -> float:
+    """One end of a data range: a number, or text that is one (inf, -inf, 2e3, which YAML leaves as text);
+    never NaN or a bool."""
+    number = None
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    elif isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            number = None
+    if number is None or math.isnan(number):
+        raise ValueError(f"{value!r} is not a number; {_DATA_RANGE_FIX}")
+    return number
 
 
 class AnomalyConfig(Section):
@@ -115,6 +166,16 @@ class AnomalyConfig(Section):
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
     pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
+    score_outside_data_range: float = Field(
+        5.0,
+        gt=1,
+        description=(
+            "the score of a value outside its query's data_range (vmanomaly's"
+            " anomaly_score_outside_data_range; its docs recommend 5 over their backward-compatible 1.01):"
+            " above 1, so it is anomalous, and"
+            " well above, so a Grafana panel shows a broken query or exporter apart from a mere excursion"
+        ),
+    )
     immediate_resolve_after: int = Field(
         4,
         ge=1,

@@ -65,6 +65,13 @@ def score(
         bool,
         typer.Option("--quiet", "-q", help="No progress bar on stderr (there is none unless a terminal)."),
     ] = False,
+    keep_repeated: Annotated[
+        bool,
+        typer.Option(
+            "--keep-repeated-timestamps",
+            help="Score rows that repeat the time above them, in file order (local times at a clock change).",
+        ),
+    ] = False,
 ) -> None:
     """Score a univariate CSV with the default configuration; label 1 where an alert would be raised.
 
@@ -79,7 +86,7 @@ def score(
         cfg = _thresholds(config)
         with StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
-            series = read_series_csv(input_path)
+            series = read_series_csv(input_path, repeated_times=keep_repeated)
             rows = len(series.values)
             progress.phase("scoring", total=rows)
             params = ThresholdParams.from_config(cfg)

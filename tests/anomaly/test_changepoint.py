@@ -49,3 +49,50 @@ def test_series_that_are_nan_before_their_first_value_are_scored_zero_not_a_dete
     (f,) = det.detect(_latency_view(30.0, [1.0, math.nan]))
     assert f.score.tolist() == [0.0, 0.0]
     assert f.yhat is not None and f.yhat[0] == 1.0 and math.isnan(f.yhat[1])  # nothing learned: no band
+
+
+def _views_of_a_shift(seed: int, per_tick: int = 1) -> list[View]:
+    """Two latency series (one shifts up at sample 200, one down at 300), ``per_tick`` samples a tick."""
+    rng = np.random.default_rng(seed)
+    a = 100 + rng.normal(0, 2, 480)
+    b = 50 + rng.normal(0, 1, 480)
+    a[200:] += 6
+    b[300:] -= 4
+    ids = np.arange(2)
+    views = []
+    for start in range(0, 480, per_tick):
+        steps = []
+        for j in range(start, start + per_tick):
+            raw = np.array([a[j], b[j]])
+            labels = [{"model": "a"}, {"model": "b"}]
+            steps.append(Step("p99_latency", float(j), ids, labels, raw, raw, raw * np.nan, "gauge"))
+        views.append(View(time=steps[-1].at, steps=steps, latest={"p99_latency": steps[-1]}))
+    return views
+
+
+def test_level_shift_writes_a_band_and_scores_above_one_exactly_when_the_value_is_outside_it():
+    det = LevelShiftDetector()
+    banded = hits = 0
+    for view in _views_of_a_shift(seed=2):
+        (f,) = det.detect(view)
+        assert f.lower is not None and f.upper is not None and f.yhat is not None
+        known = np.isfinite(f.lower)
+        outside = (f.value < f.lower) | (f.value > f.upper)
+        assert ((f.score > 1.0) == (outside & known)).all()
+        assert (f.lower[known] < f.yhat[known]).all() and (f.yhat[known] < f.upper[known]).all()
+        banded += int(known.sum())
+        hits += int((f.score > 1.0).sum())
+    assert hits >= 2  # both shifts were found, so both sides of the equivalence were checked
+    assert banded == 2 * (480 - det.warmup)  # a band from the end of the warm-up on
+
+
+def test_with_several_samples_a_tick_the_band_is_that_of_the_sample_whose_score_is_reported():
+    det = LevelShiftDetector()
+    hits = 0
+    for view in _views_of_a_shift(seed=2, per_tick=4):
+        (f,) = det.detect(view)
+        assert f.lower is not None and f.upper is not None
+        outside = (f.value < f.lower) | (f.value > f.upper)
+        assert ((f.score > 1.0) == outside).all()
+        hits += int((f.score > 1.0).sum())
+    assert hits >= 2

@@ -143,12 +143,55 @@ def test_score_reads_unix_timestamps_as_the_same_times_and_gives_them_back_as_wr
     pd.testing.assert_frame_equal(scored.drop(columns="timestamp"), from_iso.drop(columns="timestamp"))
 
 
-def test_score_keeps_gaps_and_repeated_timestamps(tmp_path):
+def test_score_keeps_empty_nan_and_na_values_as_gaps_scored_zero(tmp_path):
     src, out = tmp_path / "in.csv", tmp_path / "o.csv"
-    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,\n2024-01-01 00:05:00,NaN\n")
+    rows = "".join(f"2024-01-01 00:{m:02d}:00,{v}\n" for m, v in enumerate(["1", "", "NaN", "NA", "2"]))
+    src.write_text("timestamp,value\n" + rows)
     result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
     assert result.exit_code == 0, result.output
-    assert len(pd.read_csv(out)) == 3
+    scored = pd.read_csv(out)
+    assert len(scored) == 5
+    assert scored["value"].isna().tolist() == [False, True, True, True, False]
+    assert scored["anomaly_score"][1:4].tolist() == [0.0, 0.0, 0.0]
+
+
+def test_score_refuses_a_repeated_timestamp_unless_told_to_keep_it(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text("timestamp,value\n2024-01-01 00:00:00,1\n2024-01-01 00:05:00,2\n2024-01-01 00:05:00,3\n")
+    args = ["anomaly", "score", "--input", str(src), "--output", str(out)]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 1
+    said = " ".join(result.output.split())
+    assert f"{src} line 4: '2024-01-01 00:05:00' repeats the time of line 3; remove the repeated row" in said
+    assert "--keep-repeated-timestamps" in said
+    assert not out.exists()
+    result = runner.invoke(app, [*args, "--keep-repeated-timestamps"])  # local times at a clock change
+    assert result.exit_code == 0, result.output
+    assert pd.read_csv(out)["value"].tolist() == [1, 2, 3]
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("", "in.csv is empty; write the header timestamp,value"),
+        ("\n\n", "in.csv line 1 is blank; the first line must be the header"),
+        (
+            "1704067200,1\n1704067260,2\n",
+            "in.csv line 1: '1704067200,1' lacks the column(s) timestamp, value;",
+        ),
+        ("timestamp,val\n1704067200,1\n", "in.csv line 1: 'timestamp,val' lacks the column(s) value;"),
+        ("timestamp,value\n", "in.csv has the header but no rows; nothing to score"),
+        ("timestamp,value\n\n\n", "in.csv has the header but no rows; nothing to score"),
+    ],
+    ids=["empty", "blank-lines", "no-header", "misspelt-header", "header-only", "header-and-blank-lines"],
+)
+def test_score_refuses_a_file_without_header_or_rows_and_writes_nothing(tmp_path, text, message):
+    src, out = tmp_path / "in.csv", tmp_path / "o.csv"
+    src.write_text(text)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 1
+    assert message in " ".join(result.output.split())
+    assert not out.exists()
 
 
 def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):

@@ -203,3 +203,34 @@ def test_ranks_at_one_load_learn_no_slope_so_a_hung_rank_is_compared_as_is():
     ]
     adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power)
     assert adjusted[205][7] > 1
+
+
+def test_a_fleet_query_whose_series_carry_no_workload_label_is_reported_once_and_counted(caplog):
+    labs = [{"UUID": f"GPU-{i}", "modelName": "H100", "Hostname": "n1"} for i in range(8)]  # no job, no pod
+    det = FleetDetector([Q])
+    with caplog.at_level("WARNING", logger="anomaly.fleet"):
+        run(det, [np.full(8, 1980.0)] * 5, labs)
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1  # once, not once per tick
+    assert f"fleet: none of the 8 series of {Q} carries a slurm_job or pod label" in warnings[0]
+    assert "compares none of its GPUs with their peers" in warnings[0]
+    assert det.uncompared == {Q: 8}
+
+
+def test_a_fleet_query_whose_workloads_are_all_smaller_than_min_peers_is_reported(caplog):
+    det = FleetDetector([Q], min_peers=4)
+    with caplog.at_level("WARNING", logger="anomaly.fleet"):
+        run(det, [np.full(3, 1980.0)] * 2, labels(3))
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert f"no workload of it has 4 GPUs with the same modelName ({Q})" in warning
+    assert det.uncompared == {Q: 3}
+
+
+def test_a_fleet_query_with_peers_warns_nothing_and_counts_only_the_gpus_it_cannot_compare(caplog):
+    labs = labels(8)
+    labs[3] = {"UUID": "GPU-idle", "modelName": "H100"}
+    det = FleetDetector([Q])
+    with caplog.at_level("WARNING", logger="anomaly.fleet"):
+        run(det, [np.full(8, 1980.0)] * 3, labs)
+    assert not [r for r in caplog.records if r.levelname == "WARNING"]
+    assert det.uncompared == {Q: 1}

@@ -440,3 +440,19 @@ def test_a_first_counter_increase_on_a_flat_series_exports_a_capped_score_but_st
     registry.register(service.collector)
     exported = [s.value for m in registry.collect() for s in m.samples if s.name == "gpuwarden_anomaly_score"]
     assert exported and max(exported) == SCORE_CAP
+
+
+def test_a_fleet_query_without_workload_labels_is_warned_once_and_counted_on_metrics(caplog):
+    # GPUS carry no slurm_job or pod label: the fleet detector has no peer group to compare them in.
+    clock, col, service = setup()
+    with caplog.at_level("WARNING", logger="anomaly.fleet"):
+        for _ in range(5):
+            col.set(TEMP, temps(np.random.default_rng(0)))
+            tick(clock, service)
+    warned = [r.getMessage() for r in caplog.records if "fleet:" in r.getMessage()]
+    assert (
+        len(warned) == 1 and f"none of the 8 series of {TEMP} carries a slurm_job or pod label" in warned[0]
+    )
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    assert registry.get_sample_value("gpuwarden_anomaly_fleet_uncompared_series", {"query": TEMP}) == 8

@@ -96,6 +96,9 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
     assert names == [q.expr for q in cfg.anomaly.queries]  # detectors find queries by metric name
     assert cfg.anomaly.fleet_load_query in names
     assert {"DCGM_FI_DEV_POWER_USAGE", "DCGM_FI_DEV_SM_CLOCK"} <= set(names) & set(cfg.anomaly.fleet_queries)
+    ranges = {q.name: q.data_range for q in cfg.anomaly.queries}  # bands of non-negative metrics stay >= 0
+    assert ranges["DCGM_FI_DEV_GPU_UTIL"] == (0.0, 100.0)
+    assert ranges["DCGM_FI_DEV_POWER_USAGE"] == ranges["DCGM_FI_DEV_FB_USED"] == (0.0, float("inf"))
     rule = cfg.alerting.inhibit_rules[0]
     for matchers in (
         rule.source_matchers,

@@ -1,0 +1,102 @@
+from __future__ import annotations
+
+import numpy as np
+from prometheus_client import CollectorRegistry
+
+from anomaly.service import AnomalyService
+from anomaly.sources import CollectorSource
+from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
+from tests.anomaly.fakes import TableCollector
+
+UTIL = "DCGM_FI_DEV_GPU_UTIL"
+STEP = "train_step_time_seconds"
+GPUS = [{"gpu": str(i), "UUID": f"GPU-{i}", "Hostname": "n1"} for i in range(4)]
+
+
+def setup(query: str, data_range: tuple[float, float] | None, **cfg: object):
+    clock = FakeClock()
+    col = TableCollector()
+    queries = [AnomalyQueryConfig(name=query, expr=query, data_range=data_range)]
+    service = AnomalyService(
+        AnomalyConfig(queries=queries, detectors=["adaptive", "level_shift"], **cfg),
+        [CollectorSource([col], clock)],
+        clock,
+    )
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    return clock, col, service, registry
+
+
+def feed_bursty_utilisation(clock, col, service, ticks: int = 80) -> None:
+    """Utilisation that jumps between idle and busy: a wide band, whose lower edge is far below 0."""
+    rng = np.random.default_rng(3)
+    for _ in range(ticks):
+        col.set(UTIL, [(g, float(rng.choice([0.0, 40.0, 90.0]))) for g in GPUS])
+        clock.advance(30)
+        service.infer()
+
+
+def band(registry, query: str, model: str, gpu: int = 0) -> tuple[float | None, ...]:
+    labels = {**GPUS[gpu], "for": query, "model": model}
+    return tuple(
+        registry.get_sample_value(f"gpuwarden_anomaly_{name}", labels)
+        for name in ("yhat_lower", "yhat", "yhat_upper", "score")
+    )
+
+
+def test_without_a_data_range_the_band_is_unbounded_as_in_vmanomaly() -> None:
+    clock, col, service, registry = setup(UTIL, None)
+    feed_bursty_utilisation(clock, col, service)
+    lower, _, upper, _ = band(registry, UTIL, "adaptive")
+    assert lower is not None and lower < 0  # what the operator saw: yhat_lower at -88
+    assert upper is not None and upper > 100
+
+
+def test_a_data_range_clips_the_written_back_yhat_and_band_to_it() -> None:
+    clock, col, service, registry = setup(UTIL, (0.0, 100.0))
+    feed_bursty_utilisation(clock, col, service)
+    lower, yhat, upper, score = band(registry, UTIL, "adaptive")
+    assert lower == 0.0
+    assert upper == 100.0
+    assert yhat is not None and 0.0 <= yhat <= 100.0
+    assert score is not None and score <= 1.0  # an in-range value is scored by the model as before
+
+
+def test_a_value_outside_the_data_range_scores_above_one_and_alerts_after_pending_ticks() -> None:
+    clock, col, service, registry = setup(UTIL, (0.0, 100.0), score_outside_data_range=5.0)
+    feed_bursty_utilisation(clock, col, service)
+    raised = []
+    for _ in range(service.cfg.pending_ticks):
+        col.set(UTIL, [(g, 250.0 if g["gpu"] == "1" else 40.0) for g in GPUS])
+        clock.advance(30)
+        raised += service.infer().raised
+    assert band(registry, UTIL, "adaptive", gpu=1)[3] == 5.0
+    (alert,) = [a for a in raised if a.labels["model"] == "adaptive"]
+    assert alert.labels["UUID"] == "GPU-1"
+    assert "outside its data_range [0, 100]" in alert.annotations["summary"]
+    assert float(alert.annotations["yhat_upper"]) <= 100.0
+
+
+def test_a_negative_value_of_a_non_negative_query_is_anomalous_though_the_band_reached_below_it() -> None:
+    clock, col, service, registry = setup(UTIL, (0.0, float("inf")))
+    feed_bursty_utilisation(clock, col, service)
+    col.set(UTIL, [(g, -1.0) for g in GPUS])  # a broken recording rule, an exporter overflow
+    clock.advance(30)
+    service.infer()
+    lower, _, upper, score = band(registry, UTIL, "adaptive")
+    assert lower == 0.0 and upper is not None and upper > 100
+    assert score == service.cfg.score_outside_data_range
+
+
+def test_the_level_shift_band_of_a_step_time_query_is_written_back_and_clipped_too() -> None:
+    clock, col, service, registry = setup(STEP, (0.0, float("inf")))
+    rng = np.random.default_rng(4)
+    for _ in range(60):
+        col.set(STEP, [(g, float(0.2 + rng.normal(0, 0.05))) for g in GPUS])
+        clock.advance(30)
+        service.infer()
+    lower, yhat, upper, score = band(registry, STEP, "level_shift")
+    assert lower == 0.0  # the CUSUM band reaches 13 noise widths below 0.2 s: clipped
+    assert yhat is not None and upper is not None and 0.0 < yhat < upper
+    assert score is not None and score <= 1.0

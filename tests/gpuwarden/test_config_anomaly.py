@@ -1,0 +1,69 @@
+from pathlib import Path
+
+import pytest
+
+from gpuwarden.config import load_config
+from gpuwarden.errors import ConfigError
+
+QUERY = "anomaly:\n  queries:\n    - name: util\n      expr: DCGM_FI_DEV_GPU_UTIL\n      data_range: {}\n"
+
+
+def write(tmp_path: Path, data_range: str) -> Path:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(QUERY.format(data_range))
+    return path
+
+
+@pytest.mark.parametrize(
+    ("written", "expected"),
+    [
+        ("[0, inf]", (0.0, float("inf"))),
+        ("[0, .inf]", (0.0, float("inf"))),
+        ("['-inf', '+Inf']", (float("-inf"), float("inf"))),
+        ("[0, 100]", (0.0, 100.0)),
+        ("[-1.5, 2e3]", (-1.5, 2000.0)),
+    ],
+    ids=["inf", "yaml-inf", "quoted-infinities", "percentage", "decimals"],
+)
+def test_a_data_range_is_two_numbers_or_infinities(tmp_path: Path, written: str, expected: tuple) -> None:
+    cfg = load_config(write(tmp_path, written))
+    assert cfg.anomaly.queries[0].data_range == expected
+
+
+def test_a_query_without_a_data_range_is_unbounded() -> None:
+    cfg = load_config(None, environ={})
+    assert all(q.data_range is None for q in cfg.anomaly.queries)
+
+
+@pytest.mark.parametrize(
+    ("written", "problem"),
+    [
+        ("[100, 0]", "low 100 is not below high 0"),
+        ("[5, 5]", "low 5 is not below high 5"),
+        ("[inf, inf]", "low 'inf' is not below high 'inf'"),
+        ("[0, 5, 6]", "[0, 5, 6] is not a pair"),
+        ("[0]", "[0] is not a pair"),
+        ("5", "5 is not a pair"),
+        ("'0, 100'", "'0, 100' is not a pair"),
+        ("[0, x]", "'x' is not a number"),
+        ("[0, .nan]", "nan is not a number"),
+        ("[true, 3]", "True is not a number"),
+    ],
+    ids=["reversed", "empty", "both-infinite", "three", "one", "scalar", "text", "word", "nan", "bool"],
+)
+def test_a_bad_data_range_names_file_line_field_and_fix(tmp_path: Path, written: str, problem: str) -> None:
+    path = write(tmp_path, written)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert message.startswith(f"{path}:5: anomaly.queries[0].data_range: {problem}; write [low, high]")
+    assert "[0, inf] for a metric that cannot be negative" in message
+
+
+def test_the_score_outside_a_data_range_must_be_anomalous(tmp_path: Path) -> None:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text("anomaly:\n  score_outside_data_range: 0.5\n")
+    with pytest.raises(
+        ConfigError, match=r":2: anomaly.score_outside_data_range: 0.5 is not more than 1; write more than 1"
+    ):
+        load_config(path)
