@@ -20,14 +20,16 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import View
+from anomaly.steps import SeriesArrays
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 
-class LevelShiftDetector:
+class LevelShiftDetector(SeriesArrays):
     """Vectorised CUSUM; state in arrays indexed by series id."""
 
     name = "level_shift"
+    FIELDS = (("mean", 0.0), ("dev", 0.0), ("pos", 0.0), ("neg", 0.0), ("count", 0))
 
     def __init__(
         self,
@@ -45,16 +47,6 @@ class LevelShiftDetector:
         self.pos = np.zeros(0)
         self.neg = np.zeros(0)
         self.count = np.zeros(0, np.int64)
-
-    def _grow(self, needed: int) -> None:
-        if needed <= self.mean.size:
-            return
-        size = max(needed, 2 * self.mean.size, 1024)
-        for name in ("mean", "dev", "pos", "neg", "count"):
-            old = getattr(self, name)
-            new = np.zeros(size, old.dtype)
-            new[: old.size] = old
-            setattr(self, name, new)
 
     def matches(self, query: str) -> bool:
         """Whether this detector scores ``query``."""
@@ -101,10 +93,7 @@ class LevelShiftDetector:
 
     def forget(self, ids: np.ndarray) -> None:
         """Drop the state of vanished series."""
-        ids = ids[ids < self.mean.size]
-        self.count[ids] = 0
-        self.pos[ids] = 0.0
-        self.neg[ids] = 0.0
+        self.reset(ids[ids < self.mean.size])
 
     def detect(self, view: View) -> list[Findings]:
         """Scores of each matching query in the tick: per series the highest of the tick's samples (a shift
