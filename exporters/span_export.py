@@ -3,14 +3,15 @@
 ``build_tracer_provider`` sets up the OpenTelemetry SDK for one service (never as the global provider).
 The batch processor's fate of every sampled span is counted (``SpanExportCounts``: exported, failed,
 dropped), so a collector that is down or too slow shows on ``/metrics`` instead of in a log line per batch.
-``tracing_from_environment`` applies the standard ``OTEL_*`` variables that the composition root hands in.
+The SDK's ``OTEL_SDK_DISABLED`` does not silence the tracers: the span metrics need every span, and
+``span_settings`` turns span export off for that variable instead.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
@@ -26,7 +27,6 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
-from pydantic import ValidationError
 
 from gpuwarden.config import TracingConfig
 
@@ -37,12 +37,6 @@ GPU_UUIDS_RESOURCE = "gpuwarden.gpu.uuids"
 MAX_QUEUE_SIZE = 2048
 MAX_EXPORT_BATCH_SIZE = 512  # the SDK's default too; a batch may not exceed the queue
 
-# Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
-OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
-OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-OTEL_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
 
 
 class RecordAllSampler(Sampler):
@@ -223,6 +217,9 @@ def build_tracer_provider(
     provider = TracerProvider(
         resource=Resource.create(attributes), sampler=RecordAllSampler(config.sample_ratio)
     )
+    # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
+    # count, latency, tokens) would silently vanish; span export is what that variable turns off here.
+    provider._disabled = False  # noqa: SLF001 - the SDK offers no public switch
     for processor in processors:
         provider.add_span_processor(processor)
     exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
@@ -248,54 +245,3 @@ def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:
         # TracingConfig validation cannot see this pairing; fail at start, not at first export.
         raise ValueError("tracing.span_exporter is otlp but tracing.otlp_endpoint is not set")
     return OTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
-
-
-def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) -> TracingConfig:
-    """``config`` with the standard OpenTelemetry variables applied where gpuwarden's settings are silent.
-
-    Precedence, highest first: command-line options, gpuwarden's configuration (YAML or
-    ``GPUWARDEN_TRACING__*`` variables: anything in ``config.model_fields_set``), the standard ``OTEL_*``
-    variables, built-in defaults. That is OpenTelemetry's own rule (environment variables are defaults
-    that explicit SDK configuration overrides), with gpuwarden's configuration as the explicit one.
-
-    - ``OTEL_SERVICE_NAME`` sets ``service_name``.
-    - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as is; otherwise
-      ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL to which ``/v1/traces`` is appended, as the OTLP/HTTP
-      exporter specification says. Only OTLP over HTTP with protobuf is exported: a ``grpc`` protocol
-      variable is refused with a ``ValueError`` naming it, rather than sending HTTP to a gRPC port.
-    """
-    explicit = config.model_fields_set
-    update: dict[str, object] = {}
-    source = OTEL_SERVICE_NAME
-    service = environ.get(OTEL_SERVICE_NAME, "").strip()
-    if service and "service_name" not in explicit:
-        update["service_name"] = service
-    if "otlp_endpoint" not in explicit and config.otlp_endpoint is None:
-        endpoint, source = _environment_endpoint(environ)
-        if endpoint:
-            _check_protocol(environ, source)
-            update["otlp_endpoint"] = endpoint
-    if not update:
-        return config
-    try:
-        return TracingConfig.model_validate({**config.model_dump(), **update})
-    except ValidationError as exc:
-        where = source if "otlp_endpoint" in update else OTEL_SERVICE_NAME
-        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from exc
-
-
-def _check_protocol(environ: Mapping[str, str], source: str) -> None:
-    variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
-    protocol = environ.get(variable, "").strip() or "http/protobuf"
-    if protocol != "http/protobuf":
-        raise ValueError(f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source})")
-
-
-def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
-    traces = environ.get(OTEL_TRACES_ENDPOINT, "").strip()
-    if traces:
-        return traces, OTEL_TRACES_ENDPOINT
-    base = environ.get(OTEL_ENDPOINT, "").strip()
-    if base:
-        return f"{base.rstrip('/')}/v1/traces", OTEL_ENDPOINT
-    return "", ""

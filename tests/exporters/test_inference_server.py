@@ -537,3 +537,31 @@ def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
     assert "/sim/faults" not in metrics
     assert 'route="/v1/chat/completions"' not in metrics
     assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the SDK's TracerProvider reads it itself
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    server = create_inference_server(
+        TracingConfig(span_exporter="none"),
+        build_fleet(1, 1, seed=1, clock=clock),
+        node="node-01",
+        gpu=0,
+        clock=clock,
+        sleep=sleep,
+    )
+    client = AsgiClient(server.app)
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+    metrics = client.get("/metrics").text
+    server.shutdown()
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 2.0' in metrics
+    )
+    assert 'gpuwarden_inference_output_tokens_total{route="/v1/chat/completions"} 10.0' in metrics

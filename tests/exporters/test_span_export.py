@@ -1,10 +1,9 @@
-"""Span export: what became of each sampled span (exported, failed, dropped) and the OTEL_* variables."""
+"""Span export: what became of each sampled span (exported, failed, dropped)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -15,10 +14,9 @@ from exporters.span_export import (
     AccountedBatchSpanProcessor,
     SpanExportCounts,
     build_tracer_provider,
-    tracing_from_environment,
 )
 from exporters.spanmetrics import SpanMetrics
-from gpuwarden.config import TracingConfig, load_config
+from gpuwarden.config import TracingConfig
 
 
 class Failing(SpanExporter):
@@ -93,65 +91,3 @@ def test_spans_evicted_from_a_full_queue_are_counted_as_dropped() -> None:
     stuck.release.set()
     provider.shutdown()
     assert counts.snapshot() == {"exported": 4, "failed": 0, "dropped": 1}
-
-
-BASE = "http://collector:4318"
-
-
-@pytest.mark.parametrize(
-    ("environ", "service", "endpoint"),
-    [
-        ({}, "gpuwarden-inference", None),
-        ({"OTEL_SERVICE_NAME": "llama-serve"}, "llama-serve", None),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, "gpuwarden-inference", f"{BASE}/v1/traces"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/"}, "gpuwarden-inference", f"{BASE}/v1/traces"),
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/t"},
-            "gpuwarden-inference",
-            f"{BASE}/t",
-        ),
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
-            "gpuwarden-inference",
-            f"{BASE}/v1/traces",
-        ),
-    ],
-    ids=["none", "service-name", "base-endpoint", "base-endpoint-slash", "traces-endpoint-wins", "protocol"],
-)
-def test_standard_variables_apply_when_the_configuration_is_silent(
-    environ: dict[str, str], service: str, endpoint: str | None
-) -> None:
-    cfg = tracing_from_environment(TracingConfig(), environ)
-    assert cfg.service_name == service
-    assert (str(cfg.otlp_endpoint) if cfg.otlp_endpoint else None) == endpoint
-
-
-def test_gpuwarden_configuration_wins_over_the_standard_variables(tmp_path: Path) -> None:
-    path = tmp_path / "gpuwarden.yaml"
-    path.write_text("tracing:\n  service_name: from-yaml\n  otlp_endpoint: http://yaml:4318/v1/traces\n")
-    environ = {"OTEL_SERVICE_NAME": "from-env", "OTEL_EXPORTER_OTLP_ENDPOINT": BASE}
-    cfg = tracing_from_environment(load_config(path).tracing, environ)
-    assert cfg.service_name == "from-yaml"
-    assert str(cfg.otlp_endpoint) == "http://yaml:4318/v1/traces"
-
-
-@pytest.mark.parametrize(
-    ("environ", "variable"),
-    [
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
-        ),
-        (
-            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
-        ),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "not a url"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
-    ],
-    ids=["grpc", "grpc-traces", "bad-url"],
-)
-def test_a_variable_that_cannot_be_honoured_is_refused_naming_it(
-    environ: dict[str, str], variable: str
-) -> None:
-    with pytest.raises(ValueError, match=variable):
-        tracing_from_environment(TracingConfig(), environ)
