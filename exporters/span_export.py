@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -36,6 +36,7 @@ GPU_UUIDS_RESOURCE = "gpuwarden.gpu.uuids"
 # The SDK's default queue (OTEL_BSP_MAX_QUEUE_SIZE's default): passed explicitly so drops can be counted.
 MAX_QUEUE_SIZE = 2048
 MAX_EXPORT_BATCH_SIZE = 512  # the SDK's default too; a batch may not exceed the queue
+DEFAULT_SHUTDOWN_SECONDS = 10.0  # TracingConfig.otlp_timeout_seconds' default: one export's worth
 
 
 
@@ -90,7 +91,7 @@ class SpanExportCounts:
     before they went out. ``queued`` spans not yet in any of the three are waiting in the queue.
     """
 
-    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued")
+    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued", "settled")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -99,6 +100,14 @@ class SpanExportCounts:
         self.exported = 0
         self.failed = 0
         self.dropped = 0
+        self.settled = False
+
+    def settle(self) -> None:
+        """At shutdown: every queued span not yet exported or failed is dropped, those in an export still
+        running included; an outcome that arrives later is not counted again."""
+        with self._lock:
+            self.dropped += max(0, self.queued - self.exported - self.failed - self.dropped)
+            self.settled = True
 
     def snapshot(self) -> dict[str, int]:
         """Exported, failed and dropped so far, read consistently."""
@@ -107,14 +116,23 @@ class SpanExportCounts:
 
 
 class _CountingExporter(SpanExporter):
-    """Counts each batch's outcome; the export loop's catch-all is here, so an exporter bug is counted."""
+    """Counts each batch's outcome; the export loop's catch-all is here, so an exporter bug is counted.
+
+    ``expire`` ends exporting at shutdown's deadline: later batches are not attempted (the shutdown counts
+    them as dropped) and the wrapped exporter is shut down, which cuts its retry wait short.
+    """
 
     def __init__(self, inner: SpanExporter, counts: SpanExportCounts) -> None:
         self._inner = inner
         self._counts = counts
+        self._expired = threading.Event()
+        self._inner_shut = threading.Lock()
+        self._inner_open = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export one batch through the wrapped exporter and count how it went."""
+        if self._expired.is_set():
+            return SpanExportResult.FAILURE  # never handed over: the shutdown counts it as dropped
         counts, n = self._counts, len(spans)
         with counts._lock:
             counts.handed += n
@@ -124,14 +142,25 @@ class _CountingExporter(SpanExporter):
             logger.exception("span export failed", extra={"spans": n})
             result = SpanExportResult.FAILURE
         with counts._lock:
-            if result is SpanExportResult.SUCCESS:
+            if counts.settled:
+                pass  # the shutdown stopped waiting for this batch and counted it as dropped
+            elif result is SpanExportResult.SUCCESS:
                 counts.exported += n
             else:
                 counts.failed += n
         return result
 
+    def expire(self) -> None:
+        """Attempt no further batch, and stop the one in flight where the wrapped exporter can."""
+        self._expired.set()
+        self.shutdown()
+
     def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
+        """Shut the wrapped exporter down, once (the SDK's OTLP exporter logs a warning on a second call)."""
+        with self._inner_shut:
+            if not self._inner_open:
+                return
+            self._inner_open = False
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -150,13 +179,20 @@ class AccountedBatchSpanProcessor(SpanProcessor):
     """
 
     def __init__(
-        self, exporter: SpanExporter, counts: SpanExportCounts, *, max_queue_size: int = MAX_QUEUE_SIZE
+        self,
+        exporter: SpanExporter,
+        counts: SpanExportCounts,
+        *,
+        max_queue_size: int = MAX_QUEUE_SIZE,
+        shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
     ) -> None:
         self._counts = counts
         self._max_queue = max_queue_size
+        self._shutdown_seconds = shutdown_seconds
         self._closed = False
+        self._exporter = _CountingExporter(exporter, counts)
         self._batch = BatchSpanProcessor(
-            _CountingExporter(exporter, counts),
+            self._exporter,
             max_queue_size=max_queue_size,
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, max_queue_size),
         )
@@ -180,15 +216,25 @@ class AccountedBatchSpanProcessor(SpanProcessor):
         self._batch.on_end(span)
 
     def shutdown(self) -> None:
-        """Send what is queued (within the SDK's timeout) and count what could not be sent as dropped."""
+        """Send what is queued within ``shutdown_seconds`` in all and count what was not sent as dropped.
+
+        The SDK's own shutdown waits up to 30 s for its worker, and the worker sends every queued batch
+        with the exporter's full timeout and retries each: with a collector down, SIGTERM outlasted
+        Kubernetes' 30 s grace period and the pod was killed. Here the SDK's shutdown runs in a thread
+        that is waited for ``shutdown_seconds`` (one OTLP timeout); then exporting ends, and the batch
+        still in flight is left to the daemon thread, whose result is no longer counted.
+        """
         with self._counts._lock:
+            if self._closed:
+                return  # the provider's atexit hook shuts down a second time
             self._closed = True
-        self._batch.shutdown()  # type: ignore[no-untyped-call]
-        counts = self._counts
-        with counts._lock:
-            left = counts.queued - counts.handed - counts.dropped
-            if left > 0:
-                counts.dropped += left
+        stopper = threading.Thread(
+            target=self._batch.shutdown, name="gpuwarden-span-export-shutdown", daemon=True
+        )
+        stopper.start()
+        stopper.join(self._shutdown_seconds)
+        self._exporter.expire()
+        self._counts.settle()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now."""
@@ -206,10 +252,16 @@ def build_tracer_provider(
     """Set up the OpenTelemetry SDK for one service; the provider is returned, never made global.
 
     ``processors`` (span metrics, say) run before the batch exporter. ``span_exporter`` overrides the
-    exporter chosen by ``config.span_exporter`` (tests pass an ``InMemorySpanExporter``). With
-    ``export_counts`` the batch processor counts what it exported, failed to export and dropped.
+    exporter chosen by ``config.span_exporter`` (tests pass an ``InMemorySpanExporter``). The batch
+    processor counts in ``export_counts`` what it exported, failed to export and dropped, and its shutdown
+    takes at most ``config.otlp_timeout_seconds``.
     """
-    attributes: dict[str, str | list[str]] = {"service.name": config.service_name}
+    attributes: dict[str, str | list[str]] = {}
+    # OpenTelemetry's order: an explicit name (option, configuration, or OTEL_SERVICE_NAME, which
+    # span_settings turns into one), then OTEL_RESOURCE_ATTRIBUTES' service.name, then gpuwarden's default.
+    explicit = "service_name" in config.model_fields_set
+    if explicit or SERVICE_NAME not in OTELResourceDetector().detect().attributes:
+        attributes[SERVICE_NAME] = config.service_name
     if config.pod_name:
         attributes["k8s.pod.name"] = config.pod_name
     if gpu_uuids:
@@ -225,9 +277,11 @@ def build_tracer_provider(
     exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
     if exporter is not None:
         provider.add_span_processor(
-            BatchSpanProcessor(exporter)
-            if export_counts is None
-            else AccountedBatchSpanProcessor(exporter, export_counts)
+            AccountedBatchSpanProcessor(
+                exporter,
+                export_counts if export_counts is not None else SpanExportCounts(),
+                shutdown_seconds=config.otlp_timeout_seconds,
+            )
         )
     return provider
 

@@ -55,7 +55,8 @@ def inference_server(
     an option nor the gpuwarden configuration sets the service name or the endpoint; the start-up line says
     which endpoint won and where it came from. OTEL_SDK_DISABLED=true turns span export off (the span
     metrics on /metrics still count every request). SIGTERM stops the
-    server like Ctrl-C: requests in flight finish, buffered spans are flushed, the exit status is 0.
+    server like Ctrl-C: requests in flight finish, buffered spans are flushed for at most
+    tracing.otlp_timeout_seconds (what is left counts as dropped), the exit status is 0.
     """
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     import uvicorn  # noqa: PLC0415

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -11,12 +13,15 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from exporters.span_export import (
+    MAX_EXPORT_BATCH_SIZE,
     AccountedBatchSpanProcessor,
     SpanExportCounts,
     build_tracer_provider,
 )
 from exporters.spanmetrics import SpanMetrics
+from exporters.span_settings import resolve_tracing
 from gpuwarden.config import TracingConfig
+from tests.integration.servers import free_port
 
 
 class Failing(SpanExporter):
@@ -91,3 +96,75 @@ def test_spans_evicted_from_a_full_queue_are_counted_as_dropped() -> None:
     stuck.release.set()
     provider.shutdown()
     assert counts.snapshot() == {"exported": 4, "failed": 0, "dropped": 1}
+
+
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port whose listener completes TCP handshakes (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", free_port()))
+        listener.listen(64)
+        yield listener.getsockname()[1]
+
+
+@contextmanager
+def refusing() -> Iterator[int]:
+    """A port where nothing listens: every connection is refused, and the OTLP exporter retries."""
+    yield free_port()
+
+
+@pytest.mark.parametrize(
+    ("collector", "timeout"), [(black_hole, 0.5), (refusing, 2.5)], ids=["black-holed", "refusing"]
+)
+def test_shutdown_with_an_unreachable_collector_gives_up_after_one_export_timeout_and_counts_the_rest_dropped(
+    collector: Callable[[], AbstractContextManager[int]], timeout: float
+) -> None:
+    counts = SpanExportCounts()
+    with collector() as port:
+        config = TracingConfig(
+            otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces", otlp_timeout_seconds=timeout
+        )
+        provider = build_tracer_provider(config, export_counts=counts)
+        spans(provider, 4 * MAX_EXPORT_BATCH_SIZE)  # a full queue: four batches, each retried until timeout
+        provider.shutdown()
+    outcome = counts.snapshot()
+    assert outcome["exported"] == 0
+    assert sum(outcome.values()) == 4 * MAX_EXPORT_BATCH_SIZE
+    # The SDK alone tried every batch for a whole timeout each (and for up to 30 s in all); now the
+    # batches left when the shutdown's one timeout ran out are dropped, not tried.
+    assert outcome["dropped"] >= MAX_EXPORT_BATCH_SIZE, outcome
+    provider.shutdown()  # again, as the provider's atexit hook does: nothing counted twice
+    assert counts.snapshot() == outcome
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "service"),
+    [
+        (TracingConfig(), {}, "gpuwarden-inference"),
+        (TracingConfig(), {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"}, "ra-svc"),
+        (
+            TracingConfig(service_name="from-config"),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"},
+            "from-config",
+        ),
+        (
+            TracingConfig(),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc", "OTEL_SERVICE_NAME": "from-service-name"},
+            "from-service-name",
+        ),
+    ],
+    ids=["default", "resource-attributes", "config-wins", "otel-service-name-wins"],
+)
+def test_service_name_follows_opentelemetry_order_with_gpuwardens_name_last(
+    config: TracingConfig, environ: dict[str, str], service: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)  # the SDK's resource detector reads them itself
+    settings = resolve_tracing(config, environ)
+    provider = build_tracer_provider(settings.config, span_exporter=InMemorySpanExporter())
+    assert provider.resource.attributes["service.name"] == service
+    if "deployment.environment" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        assert provider.resource.attributes["deployment.environment"] == "prod"
+    provider.shutdown()
