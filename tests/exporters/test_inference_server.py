@@ -237,7 +237,7 @@ def test_server_traces_requests_with_the_gpu_uuid_and_serves_its_own_metrics(
     attrs = dict(span.attributes or {})
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["gen_ai.usage.output_tokens"] == 5
-    ttft = attrs["gen_ai.server.time_to_first_token"]
+    ttft = attrs["gpuwarden.server.time_to_first_token"]
     assert isinstance(ttft, float) and ttft > 0
     uuids = span.resource.attributes["gpuwarden.gpu.uuids"]
     assert isinstance(uuids, tuple) and uuids[0].startswith("GPU-")
@@ -291,7 +291,7 @@ def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> Non
     assert attrs["error.type"] == "gpu_unavailable"
     assert attrs["http.response.status_code"] == 200  # the status line went out before the GPU was lost
     assert "gen_ai.usage.output_tokens" not in attrs
-    assert attrs["gen_ai.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
+    assert attrs["gpuwarden.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
     provider.shutdown()
 
 
