@@ -39,7 +39,6 @@ MAX_EXPORT_BATCH_SIZE = 512  # the SDK's default too; a batch may not exceed the
 DEFAULT_SHUTDOWN_SECONDS = 10.0  # TracingConfig.otlp_timeout_seconds' default: one export's worth
 
 
-
 class RecordAllSampler(Sampler):
     """Record every span (so span metrics count every request) but export only a sampled share.
 
@@ -271,7 +270,7 @@ def build_tracer_provider(
     )
     # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
     # count, latency, tokens) would silently vanish; span export is what that variable turns off here.
-    provider._disabled = False  # noqa: SLF001 - the SDK offers no public switch
+    provider._disabled = False
     for processor in processors:
         provider.add_span_processor(processor)
     exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)

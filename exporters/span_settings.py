@@ -19,8 +19,8 @@ from dataclasses import dataclass
 from pydantic import ValidationError
 
 from gpuwarden.config import TracingConfig
-from gpuwarden.redaction import hidden_password
 from gpuwarden.errors import InputError
+from gpuwarden.redaction import hidden_password
 
 # Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
 OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
@@ -139,7 +139,8 @@ def _apply_options(
     if options.otlp_endpoint is not None and (options.trace_console or options.quiet_spans):
         other = "--trace-console" if options.trace_console else "--quiet-spans"
         raise InputError(
-            f"spans go to one place: give {OPTION_ENDPOINT} (OTLP) or {other}, not both", field=OPTION_ENDPOINT
+            f"spans go to one place: give {OPTION_ENDPOINT} (OTLP) or {other}, not both",
+            field=OPTION_ENDPOINT,
         )
     update: dict[str, object] = {"enabled": options.enabled}
     why = "tracing.span_exporter"

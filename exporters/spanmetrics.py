@@ -40,10 +40,10 @@ from exporters.tracing import (
     ERROR_TYPE,
     GEN_AI_INPUT_TOKENS,
     GEN_AI_OUTPUT_TOKENS,
-    SERVER_TPOT,
-    SERVER_TTFT,
     HTTP_ROUTE,
     HTTP_STATUS,
+    SERVER_TPOT,
+    SERVER_TTFT,
     UNMATCHED_ROUTE,
 )
 

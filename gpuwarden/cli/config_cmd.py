@@ -21,7 +21,8 @@ def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
-    would, and the OTEL_* variables as inference-server would; exit 1 with the problem. Warnings (a maintenance window that already ended) leave it at 0."""
+    would, and the OTEL_* variables as inference-server would; exit 1 with the problem. Warnings (a
+    maintenance window that already ended) leave it at 0."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from exporters.span_settings import resolve_tracing  # noqa: PLC0415
     from gpuwarden.cli.preflight import check_config  # noqa: PLC0415

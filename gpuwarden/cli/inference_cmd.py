@@ -36,8 +36,8 @@ def inference_server(
     otlp_endpoint: Annotated[
         str | None,
         typer.Option(
-            help="OTLP/HTTP traces URL (beats tracing.otlp_endpoint and OTEL_EXPORTER_OTLP_*ENDPOINT); without"
-            " one no span is exported."
+            help="OTLP/HTTP traces URL (beats tracing.otlp_endpoint and OTEL_EXPORTER_OTLP_*ENDPOINT);"
+            " without one no span is exported."
         ),
     ] = None,
     trace_console: Annotated[

@@ -18,8 +18,8 @@ from exporters.span_export import (
     SpanExportCounts,
     build_tracer_provider,
 )
-from exporters.spanmetrics import SpanMetrics
 from exporters.span_settings import resolve_tracing
+from exporters.spanmetrics import SpanMetrics
 from gpuwarden.config import TracingConfig
 from tests.integration.servers import free_port
 
@@ -141,7 +141,11 @@ def test_shutdown_with_an_unreachable_collector_gives_up_after_one_export_timeou
     ("config", "environ", "service"),
     [
         (TracingConfig(), {}, "gpuwarden-inference"),
-        (TracingConfig(), {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"}, "ra-svc"),
+        (
+            TracingConfig(),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"},
+            "ra-svc",
+        ),
         (
             TracingConfig(service_name="from-config"),
             {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"},

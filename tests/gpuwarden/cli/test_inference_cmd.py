@@ -49,7 +49,9 @@ def test_the_server_says_where_it_listens_and_prints_no_span_by_default() -> Non
     assert out == ""  # not 40 lines of span JSON per request
 
 
-def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_spans_are_not_exported() -> None:
+def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_spans_are_not_exported() -> (
+    None
+):
     port = free_port()
     proc = subprocess.Popen(
         [*CLI, "inference-server", "--port", str(port), "--otlp-endpoint", OTLP],
@@ -67,14 +69,19 @@ def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_
     finally:
         proc.terminate()
         proc.communicate(timeout=30)
-    assert 'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 1.0' in metrics
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 1.0' in metrics
+    )
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
         (["--otlp-endpoint", "ftp://x"], "error: --otlp-endpoint: 'ftp://x' is not an http(s) URL"),
-        (["--otlp-endpoint", "127.0.0.1:4318"], "error: --otlp-endpoint: '127.0.0.1:4318' is not an http(s) URL"),
+        (
+            ["--otlp-endpoint", "127.0.0.1:4318"],
+            "error: --otlp-endpoint: '127.0.0.1:4318' is not an http(s) URL",
+        ),
         (["--otlp-endpoint", OTLP, "--trace-console"], "error: --otlp-endpoint: spans go to one place"),
     ],
     ids=["ftp", "no-scheme", "with-trace-console"],
