@@ -65,7 +65,9 @@ def inference_server(
     from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
-    options = TracingOptions(tracing, otlp_endpoint, trace_console, quiet_spans)
+    options = TracingOptions(
+        enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
+    )
     try:
         settings = resolve_tracing(load_config(config).tracing, os.environ, options)
     except InputError as exc:  # an option: a usage error
