@@ -40,8 +40,11 @@ GEN_AI_RESPONSE_ID = "gen_ai.response.id"
 GEN_AI_FINISH_REASONS = "gen_ai.response.finish_reasons"
 GEN_AI_INPUT_TOKENS = "gen_ai.usage.input_tokens"
 GEN_AI_OUTPUT_TOKENS = "gen_ai.usage.output_tokens"
-GEN_AI_TTFT = "gen_ai.server.time_to_first_token"
-GEN_AI_TPOT = "gen_ai.server.time_per_output_token"
+# Server-side time to first token and per output token, in seconds. The GenAI semantic conventions name
+# these only as metrics (gen_ai.server.time_to_first_token, ...); their span attribute
+# gen_ai.response.time_to_first_chunk is the client's view. So the span attributes are gpuwarden's own.
+SERVER_TTFT = "gpuwarden.server.time_to_first_token"
+SERVER_TPOT = "gpuwarden.server.time_per_output_token"
 GEN_AI_STREAM = "gpuwarden.gen_ai.stream"
 UNMATCHED_ROUTE = "unmatched"
 CANCELLED = "cancelled"
@@ -146,19 +149,20 @@ class GenerationSpan:
         if response_id is not None:
             attributes[GEN_AI_RESPONSE_ID] = response_id
         if self.stream and self.tokens and produced > 1:
-            attributes[GEN_AI_TPOT] = (self._last - self._first) / (produced - 1)
+            attributes[SERVER_TPOT] = (self._last - self._first) / (produced - 1)
 
     def _end_span(self, method: str, route: str, status: int, *, cancelled: bool = False) -> None:
         """Write the gathered attributes, the HTTP outcome and the name, then end the span now."""
         span = self.span
         attributes = self._attributes
         if self.stream and self.tokens:
-            attributes[GEN_AI_TTFT] = self._first - self._start
+            attributes[SERVER_TTFT] = self._first - self._start
         if self.provider is not None and GEN_AI_OPERATION in attributes:
             attributes[GEN_AI_PROVIDER] = self.provider
         if status == 405:  # the path matched but the method did not: no route served it
             route = UNMATCHED_ROUTE
-        attributes[HTTP_ROUTE] = route
+        if route != UNMATCHED_ROUTE:  # HTTP conventions: no http.route, and the name is {method} alone
+            attributes[HTTP_ROUTE] = route
         attributes[HTTP_STATUS] = status
         if cancelled:
             attributes[ERROR_TYPE] = CANCELLED
@@ -170,7 +174,7 @@ class GenerationSpan:
         span.set_attributes(attributes)
         if self._name is not None:
             span.update_name(self._name)
-        elif span.is_recording() and getattr(span, "name", "") == method:
+        elif span.is_recording() and getattr(span, "name", "") == method and route != UNMATCHED_ROUTE:
             span.update_name(f"{method} {route}")
         span.end(end_time=round(self._now() * 1e9))
 

@@ -32,10 +32,10 @@ from exporters.generation import (
     GEN_AI_REQUEST_TOP_P,
     GEN_AI_RESPONSE_ID,
     GEN_AI_RESPONSE_MODEL,
-    GEN_AI_TPOT,
     HTTP_METHOD,
     SERVER_ADDRESS,
     SERVER_PORT,
+    SERVER_TPOT,
     UNMATCHED_ROUTE,
     URL_PATH,
     GenerationSpan,
@@ -255,4 +255,4 @@ def _apply_response(gen: GenerationSpan, sniffer: ResponseSniffer) -> None:
     if output_tokens is not None:
         attributes[GEN_AI_OUTPUT_TOKENS] = output_tokens
         if gen.stream and gen.tokens and output_tokens > 1:
-            attributes[GEN_AI_TPOT] = (gen._last - gen._first) / (output_tokens - 1)
+            attributes[SERVER_TPOT] = (gen._last - gen._first) / (output_tokens - 1)

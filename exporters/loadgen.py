@@ -125,9 +125,12 @@ class LoadReport:
         return 0
 
     def to_json(self) -> str:
-        """One JSON object (NaN, for no data, becomes null)."""
+        """One JSON object: a percentile without data (NaN) is null, and so is a summary the run did not
+        measure (``ttft`` without ``stream``, ``latency_from_schedule`` without a rate)."""
 
-        def clean(d: dict[str, float]) -> dict[str, float | None]:
+        def clean(d: dict[str, float]) -> dict[str, float | None] | None:
+            if not d:
+                return None
             return {k: (None if math.isnan(v) else round(v, 6)) for k, v in d.items()}
 
         data = asdict(self)

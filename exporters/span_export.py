@@ -3,19 +3,20 @@
 ``build_tracer_provider`` sets up the OpenTelemetry SDK for one service (never as the global provider).
 The batch processor's fate of every sampled span is counted (``SpanExportCounts``: exported, failed,
 dropped), so a collector that is down or too slow shows on ``/metrics`` instead of in a log line per batch.
-``tracing_from_environment`` applies the standard ``OTEL_*`` variables that the composition root hands in.
+The SDK's ``OTEL_SDK_DISABLED`` does not silence the tracers: the span metrics need every span, and
+``span_settings`` turns span export off for that variable instead.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 
 from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.resources import SERVICE_NAME, OTELResourceDetector, Resource
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import (
     BatchSpanProcessor,
@@ -26,7 +27,6 @@ from opentelemetry.sdk.trace.export import (
 from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult, TraceIdRatioBased
 from opentelemetry.trace import Link, SpanKind, TraceState
 from opentelemetry.util.types import Attributes
-from pydantic import ValidationError
 
 from gpuwarden.config import TracingConfig
 
@@ -36,13 +36,7 @@ GPU_UUIDS_RESOURCE = "gpuwarden.gpu.uuids"
 # The SDK's default queue (OTEL_BSP_MAX_QUEUE_SIZE's default): passed explicitly so drops can be counted.
 MAX_QUEUE_SIZE = 2048
 MAX_EXPORT_BATCH_SIZE = 512  # the SDK's default too; a batch may not exceed the queue
-
-# Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
-OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
-OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
-OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
-OTEL_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
-OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+DEFAULT_SHUTDOWN_SECONDS = 10.0  # TracingConfig.otlp_timeout_seconds' default: one export's worth
 
 
 class RecordAllSampler(Sampler):
@@ -96,7 +90,7 @@ class SpanExportCounts:
     before they went out. ``queued`` spans not yet in any of the three are waiting in the queue.
     """
 
-    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued")
+    __slots__ = ("_lock", "dropped", "exported", "failed", "handed", "queued", "settled")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -105,6 +99,14 @@ class SpanExportCounts:
         self.exported = 0
         self.failed = 0
         self.dropped = 0
+        self.settled = False
+
+    def settle(self) -> None:
+        """At shutdown: every queued span not yet exported or failed is dropped, those in an export still
+        running included; an outcome that arrives later is not counted again."""
+        with self._lock:
+            self.dropped += max(0, self.queued - self.exported - self.failed - self.dropped)
+            self.settled = True
 
     def snapshot(self) -> dict[str, int]:
         """Exported, failed and dropped so far, read consistently."""
@@ -113,14 +115,23 @@ class SpanExportCounts:
 
 
 class _CountingExporter(SpanExporter):
-    """Counts each batch's outcome; the export loop's catch-all is here, so an exporter bug is counted."""
+    """Counts each batch's outcome; the export loop's catch-all is here, so an exporter bug is counted.
+
+    ``expire`` ends exporting at shutdown's deadline: later batches are not attempted (the shutdown counts
+    them as dropped) and the wrapped exporter is shut down, which cuts its retry wait short.
+    """
 
     def __init__(self, inner: SpanExporter, counts: SpanExportCounts) -> None:
         self._inner = inner
         self._counts = counts
+        self._expired = threading.Event()
+        self._inner_shut = threading.Lock()
+        self._inner_open = True
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         """Export one batch through the wrapped exporter and count how it went."""
+        if self._expired.is_set():
+            return SpanExportResult.FAILURE  # never handed over: the shutdown counts it as dropped
         counts, n = self._counts, len(spans)
         with counts._lock:
             counts.handed += n
@@ -130,14 +141,25 @@ class _CountingExporter(SpanExporter):
             logger.exception("span export failed", extra={"spans": n})
             result = SpanExportResult.FAILURE
         with counts._lock:
-            if result is SpanExportResult.SUCCESS:
+            if counts.settled:
+                pass  # the shutdown stopped waiting for this batch and counted it as dropped
+            elif result is SpanExportResult.SUCCESS:
                 counts.exported += n
             else:
                 counts.failed += n
         return result
 
+    def expire(self) -> None:
+        """Attempt no further batch, and stop the one in flight where the wrapped exporter can."""
+        self._expired.set()
+        self.shutdown()
+
     def shutdown(self) -> None:
-        """Shut the wrapped exporter down."""
+        """Shut the wrapped exporter down, once (the SDK's OTLP exporter logs a warning on a second call)."""
+        with self._inner_shut:
+            if not self._inner_open:
+                return
+            self._inner_open = False
         self._inner.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -156,13 +178,20 @@ class AccountedBatchSpanProcessor(SpanProcessor):
     """
 
     def __init__(
-        self, exporter: SpanExporter, counts: SpanExportCounts, *, max_queue_size: int = MAX_QUEUE_SIZE
+        self,
+        exporter: SpanExporter,
+        counts: SpanExportCounts,
+        *,
+        max_queue_size: int = MAX_QUEUE_SIZE,
+        shutdown_seconds: float = DEFAULT_SHUTDOWN_SECONDS,
     ) -> None:
         self._counts = counts
         self._max_queue = max_queue_size
+        self._shutdown_seconds = shutdown_seconds
         self._closed = False
+        self._exporter = _CountingExporter(exporter, counts)
         self._batch = BatchSpanProcessor(
-            _CountingExporter(exporter, counts),
+            self._exporter,
             max_queue_size=max_queue_size,
             max_export_batch_size=min(MAX_EXPORT_BATCH_SIZE, max_queue_size),
         )
@@ -186,15 +215,25 @@ class AccountedBatchSpanProcessor(SpanProcessor):
         self._batch.on_end(span)
 
     def shutdown(self) -> None:
-        """Send what is queued (within the SDK's timeout) and count what could not be sent as dropped."""
+        """Send what is queued within ``shutdown_seconds`` in all and count what was not sent as dropped.
+
+        The SDK's own shutdown waits up to 30 s for its worker, and the worker sends every queued batch
+        with the exporter's full timeout and retries each: with a collector down, SIGTERM outlasted
+        Kubernetes' 30 s grace period and the pod was killed. Here the SDK's shutdown runs in a thread
+        that is waited for ``shutdown_seconds`` (one OTLP timeout); then exporting ends, and the batch
+        still in flight is left to the daemon thread, whose result is no longer counted.
+        """
         with self._counts._lock:
+            if self._closed:
+                return  # the provider's atexit hook shuts down a second time
             self._closed = True
-        self._batch.shutdown()  # type: ignore[no-untyped-call]
-        counts = self._counts
-        with counts._lock:
-            left = counts.queued - counts.handed - counts.dropped
-            if left > 0:
-                counts.dropped += left
+        stopper = threading.Thread(
+            target=self._batch.shutdown, name="gpuwarden-span-export-shutdown", daemon=True
+        )
+        stopper.start()
+        stopper.join(self._shutdown_seconds)
+        self._exporter.expire()
+        self._counts.settle()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export everything queued now."""
@@ -212,10 +251,16 @@ def build_tracer_provider(
     """Set up the OpenTelemetry SDK for one service; the provider is returned, never made global.
 
     ``processors`` (span metrics, say) run before the batch exporter. ``span_exporter`` overrides the
-    exporter chosen by ``config.span_exporter`` (tests pass an ``InMemorySpanExporter``). With
-    ``export_counts`` the batch processor counts what it exported, failed to export and dropped.
+    exporter chosen by ``config.span_exporter`` (tests pass an ``InMemorySpanExporter``). The batch
+    processor counts in ``export_counts`` what it exported, failed to export and dropped, and its shutdown
+    takes at most ``config.otlp_timeout_seconds``.
     """
-    attributes: dict[str, str | list[str]] = {"service.name": config.service_name}
+    attributes: dict[str, str | list[str]] = {}
+    # OpenTelemetry's order: an explicit name (option, configuration, or OTEL_SERVICE_NAME, which
+    # span_settings turns into one), then OTEL_RESOURCE_ATTRIBUTES' service.name, then gpuwarden's default.
+    explicit = "service_name" in config.model_fields_set
+    if explicit or SERVICE_NAME not in OTELResourceDetector().detect().attributes:
+        attributes[SERVICE_NAME] = config.service_name
     if config.pod_name:
         attributes["k8s.pod.name"] = config.pod_name
     if gpu_uuids:
@@ -223,14 +268,19 @@ def build_tracer_provider(
     provider = TracerProvider(
         resource=Resource.create(attributes), sampler=RecordAllSampler(config.sample_ratio)
     )
+    # Under OTEL_SDK_DISABLED=true the SDK hands out no-op tracers, and the span metrics (every request's
+    # count, latency, tokens) would silently vanish; span export is what that variable turns off here.
+    provider._disabled = False
     for processor in processors:
         provider.add_span_processor(processor)
     exporter = span_exporter if span_exporter is not None else configured_span_exporter(config)
     if exporter is not None:
         provider.add_span_processor(
-            BatchSpanProcessor(exporter)
-            if export_counts is None
-            else AccountedBatchSpanProcessor(exporter, export_counts)
+            AccountedBatchSpanProcessor(
+                exporter,
+                export_counts if export_counts is not None else SpanExportCounts(),
+                shutdown_seconds=config.otlp_timeout_seconds,
+            )
         )
     return provider
 
@@ -248,54 +298,3 @@ def configured_span_exporter(config: TracingConfig) -> SpanExporter | None:
         # TracingConfig validation cannot see this pairing; fail at start, not at first export.
         raise ValueError("tracing.span_exporter is otlp but tracing.otlp_endpoint is not set")
     return OTLPSpanExporter(endpoint=str(config.otlp_endpoint), timeout=config.otlp_timeout_seconds)
-
-
-def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) -> TracingConfig:
-    """``config`` with the standard OpenTelemetry variables applied where gpuwarden's settings are silent.
-
-    Precedence, highest first: command-line options, gpuwarden's configuration (YAML or
-    ``GPUWARDEN_TRACING__*`` variables: anything in ``config.model_fields_set``), the standard ``OTEL_*``
-    variables, built-in defaults. That is OpenTelemetry's own rule (environment variables are defaults
-    that explicit SDK configuration overrides), with gpuwarden's configuration as the explicit one.
-
-    - ``OTEL_SERVICE_NAME`` sets ``service_name``.
-    - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as is; otherwise
-      ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL to which ``/v1/traces`` is appended, as the OTLP/HTTP
-      exporter specification says. Only OTLP over HTTP with protobuf is exported: a ``grpc`` protocol
-      variable is refused with a ``ValueError`` naming it, rather than sending HTTP to a gRPC port.
-    """
-    explicit = config.model_fields_set
-    update: dict[str, object] = {}
-    source = OTEL_SERVICE_NAME
-    service = environ.get(OTEL_SERVICE_NAME, "").strip()
-    if service and "service_name" not in explicit:
-        update["service_name"] = service
-    if "otlp_endpoint" not in explicit and config.otlp_endpoint is None:
-        endpoint, source = _environment_endpoint(environ)
-        if endpoint:
-            _check_protocol(environ, source)
-            update["otlp_endpoint"] = endpoint
-    if not update:
-        return config
-    try:
-        return TracingConfig.model_validate({**config.model_dump(), **update})
-    except ValidationError as exc:
-        where = source if "otlp_endpoint" in update else OTEL_SERVICE_NAME
-        raise ValueError(f"{where}: {exc.errors()[0]['msg']}") from exc
-
-
-def _check_protocol(environ: Mapping[str, str], source: str) -> None:
-    variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
-    protocol = environ.get(variable, "").strip() or "http/protobuf"
-    if protocol != "http/protobuf":
-        raise ValueError(f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source})")
-
-
-def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
-    traces = environ.get(OTEL_TRACES_ENDPOINT, "").strip()
-    if traces:
-        return traces, OTEL_TRACES_ENDPOINT
-    base = environ.get(OTEL_ENDPOINT, "").strip()
-    if base:
-        return f"{base.rstrip('/')}/v1/traces", OTEL_ENDPOINT
-    return "", ""

@@ -40,10 +40,10 @@ from exporters.tracing import (
     ERROR_TYPE,
     GEN_AI_INPUT_TOKENS,
     GEN_AI_OUTPUT_TOKENS,
-    GEN_AI_TPOT,
-    GEN_AI_TTFT,
     HTTP_ROUTE,
     HTTP_STATUS,
+    SERVER_TPOT,
+    SERVER_TTFT,
     UNMATCHED_ROUTE,
 )
 
@@ -154,8 +154,8 @@ class SpanMetrics(SpanProcessor):
         end_ns = span.end_time or 0
         at = end_ns / 1e9
         duration = (end_ns - (span.start_time or 0)) / 1e9
-        ttft = attrs.get(GEN_AI_TTFT)
-        tpot = attrs.get(GEN_AI_TPOT)
+        ttft = attrs.get(SERVER_TTFT)
+        tpot = attrs.get(SERVER_TPOT)
         input_tokens = _int(attrs.get(GEN_AI_INPUT_TOKENS))
         output_tokens = _int(attrs.get(GEN_AI_OUTPUT_TOKENS))
         klass = self._classes.get(status)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,8 +21,10 @@ def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
-    would; exit 1 with the problem. Warnings (a maintenance window that already ended) leave it at 0."""
+    would, and the OTEL_* variables as inference-server would; exit 1 with the problem. Warnings (a
+    maintenance window that already ended) leave it at 0."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
+    from exporters.span_settings import resolve_tracing  # noqa: PLC0415
     from gpuwarden.cli.preflight import check_config  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
@@ -34,6 +37,11 @@ def validate(
         warnings = check_config(cfg)
     except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
+        raise typer.Exit(1) from exc
+    try:  # the OTEL_* variables inference-server would refuse at start, with its message
+        resolve_tracing(cfg.tracing, os.environ)
+    except ValueError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     for warning in warnings:  # serve would start, and log the same
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(cfg.locate(warning)))}")

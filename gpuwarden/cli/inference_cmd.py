@@ -6,7 +6,7 @@ import os
 import socket
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 from rich.markup import escape
@@ -16,9 +16,6 @@ from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 from gpuwarden.sim import build_fleet
-
-if TYPE_CHECKING:
-    from gpuwarden.config import TracingConfig
 
 
 def inference_server(
@@ -39,7 +36,8 @@ def inference_server(
     otlp_endpoint: Annotated[
         str | None,
         typer.Option(
-            help="OTLP/HTTP traces URL (or tracing.otlp_endpoint); without one no span is exported."
+            help="OTLP/HTTP traces URL (beats tracing.otlp_endpoint and OTEL_EXPORTER_OTLP_*ENDPOINT);"
+            " without one no span is exported."
         ),
     ] = None,
     trace_console: Annotated[
@@ -54,22 +52,31 @@ def inference_server(
     """Serve a deterministic OpenAI-compatible toy model whose speed follows its simulated GPU.
 
     The standard OTEL_SERVICE_NAME and OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT variables apply where neither
-    an option nor the gpuwarden configuration sets the service name or the endpoint. SIGTERM stops the
-    server like Ctrl-C: requests in flight finish, buffered spans are flushed, the exit status is 0.
+    an option nor the gpuwarden configuration sets the service name or the endpoint; the start-up line says
+    which endpoint won and where it came from. OTEL_SDK_DISABLED=true turns span export off (the span
+    metrics on /metrics still count every request). SIGTERM stops the
+    server like Ctrl-C: requests in flight finish, buffered spans are flushed for at most
+    tracing.otlp_timeout_seconds (what is left counts as dropped), the exit status is 0.
     """
     # Imported here: the rest of the CLI must start without uvicorn, OpenTelemetry and the config model.
     import uvicorn  # noqa: PLC0415
 
     from exporters.inference_server import create_inference_server  # noqa: PLC0415
-    from exporters.span_export import tracing_from_environment  # noqa: PLC0415
+    from exporters.span_settings import TracingOptions, resolve_tracing  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
+    options = TracingOptions(
+        enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
+    )
     try:
-        cfg = tracing_from_environment(load_config(config).tracing, os.environ)
+        settings = resolve_tracing(load_config(config).tracing, os.environ, options)
+    except InputError as exc:  # an option: a usage error
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(2) from exc
     except (ConfigError, ValueError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    cfg = cfg.model_copy(update=_tracing_update(cfg, tracing, otlp_endpoint, trace_console, quiet_spans))
+    cfg = settings.config
     fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
     fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=fleet_clock)
     try:
@@ -80,11 +87,10 @@ def inference_server(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     sock = _listen(host, port, on_error=server.shutdown)
-    spans = "none" if not cfg.enabled else "otlp" if cfg.span_exporter == "auto" else cfg.span_exporter
     err_console.print(
         f"inference server on http://{_hostport(host, port)} (/v1/chat/completions, /v1/completions,"
         f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
-        f" {'on' if cfg.enabled else 'off'}, spans exported: {spans}",
+        f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
         markup=False,
     )
     try:
@@ -111,22 +117,6 @@ def _listen(host: str, port: int, on_error: Callable[[], None]) -> socket.socket
         on_error()
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-
-
-def _tracing_update(
-    cfg: TracingConfig, tracing: bool, otlp_endpoint: str | None, trace_console: bool, quiet_spans: bool
-) -> dict[str, object]:
-    """The command line's changes to the tracing section. Spans go to the console only when asked
-    (--trace-console, or tracing.span_exporter: console): "auto" without an OTLP endpoint exports none,
-    so a default run does not print 40 lines of JSON per request; span metrics count every span anyway."""
-    update: dict[str, object] = {"enabled": tracing}
-    if otlp_endpoint:
-        update["otlp_endpoint"] = otlp_endpoint
-    if trace_console:
-        update["span_exporter"] = "console"
-    elif quiet_spans or (cfg.span_exporter == "auto" and not (otlp_endpoint or cfg.otlp_endpoint)):
-        update["span_exporter"] = "none"
-    return update
 
 
 def register(app: typer.Typer) -> None:

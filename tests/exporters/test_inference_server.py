@@ -237,7 +237,7 @@ def test_server_traces_requests_with_the_gpu_uuid_and_serves_its_own_metrics(
     attrs = dict(span.attributes or {})
     assert attrs["gen_ai.operation.name"] == "chat"
     assert attrs["gen_ai.usage.output_tokens"] == 5
-    ttft = attrs["gen_ai.server.time_to_first_token"]
+    ttft = attrs["gpuwarden.server.time_to_first_token"]
     assert isinstance(ttft, float) and ttft > 0
     uuids = span.resource.attributes["gpuwarden.gpu.uuids"]
     assert isinstance(uuids, tuple) and uuids[0].startswith("GPU-")
@@ -291,7 +291,7 @@ def test_gpu_lost_mid_stream_marks_the_request_span_with_the_error_type() -> Non
     assert attrs["error.type"] == "gpu_unavailable"
     assert attrs["http.response.status_code"] == 200  # the status line went out before the GPU was lost
     assert "gen_ai.usage.output_tokens" not in attrs
-    assert attrs["gen_ai.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
+    assert attrs["gpuwarden.server.time_to_first_token"] == pytest.approx(0.01 * 1.05, abs=1e-6)
     provider.shutdown()
 
 
@@ -537,3 +537,31 @@ def test_fault_injection_and_wrong_methods_stay_out_of_the_request_metrics(
     assert "/sim/faults" not in metrics
     assert 'route="/v1/chat/completions"' not in metrics
     assert 'gpuwarden_inference_requests_total{route="unmatched",status_class="4xx"} 2.0' in metrics
+
+
+def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("OTEL_SDK_DISABLED", "true")  # the SDK's TracerProvider reads it itself
+    clock = FakeClock()
+
+    async def sleep(seconds: float) -> None:
+        clock.advance(seconds)
+
+    server = create_inference_server(
+        TracingConfig(span_exporter="none"),
+        build_fleet(1, 1, seed=1, clock=clock),
+        node="node-01",
+        gpu=0,
+        clock=clock,
+        sleep=sleep,
+    )
+    client = AsgiClient(server.app)
+    for _ in range(2):
+        assert client.post("/v1/chat/completions", json=CHAT).status_code == 200
+    metrics = client.get("/metrics").text
+    server.shutdown()
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 2.0' in metrics
+    )
+    assert 'gpuwarden_inference_output_tokens_total{route="/v1/chat/completions"} 10.0' in metrics

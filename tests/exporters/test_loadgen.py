@@ -134,6 +134,15 @@ def test_streaming_load_reports_time_to_first_token() -> None:
     assert 0 < report.ttft["p50"] <= report.latency["p99"]
 
 
+def test_json_report_says_null_for_what_the_run_did_not_measure() -> None:
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=4, rate=0)  # neither --stream nor --rate
+    data = json.loads(asyncio.run(run_load(plan, transport=transport())).to_json())
+    assert data["ok"] == 4
+    assert data["ttft"] is None
+    assert data["latency_from_schedule"] is None
+    assert set(data["latency"]) == {"p50", "p95", "p99"}
+
+
 def test_duration_bound_stops_a_paced_run_before_its_count() -> None:
     # At 2 req/s request i is due at i/2 s: within 0.75 s only requests 0 and 1 are due.
     plan = LoadPlan(url="http://127.0.0.1:1", requests=100, rate=2, duration_seconds=0.75)

@@ -1,10 +1,11 @@
-"""Span export: what became of each sampled span (exported, failed, dropped) and the OTEL_* variables."""
+"""Span export: what became of each sampled span (exported, failed, dropped)."""
 
 from __future__ import annotations
 
+import socket
 import threading
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -12,13 +13,15 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from exporters.span_export import (
+    MAX_EXPORT_BATCH_SIZE,
     AccountedBatchSpanProcessor,
     SpanExportCounts,
     build_tracer_provider,
-    tracing_from_environment,
 )
+from exporters.span_settings import resolve_tracing
 from exporters.spanmetrics import SpanMetrics
-from gpuwarden.config import TracingConfig, load_config
+from gpuwarden.config import TracingConfig
+from tests.integration.servers import free_port
 
 
 class Failing(SpanExporter):
@@ -95,63 +98,77 @@ def test_spans_evicted_from_a_full_queue_are_counted_as_dropped() -> None:
     assert counts.snapshot() == {"exported": 4, "failed": 0, "dropped": 1}
 
 
-BASE = "http://collector:4318"
+@contextmanager
+def black_hole() -> Iterator[int]:
+    """A port whose listener completes TCP handshakes (the kernel's backlog) and never answers."""
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", free_port()))
+        listener.listen(64)
+        yield listener.getsockname()[1]
+
+
+@contextmanager
+def refusing() -> Iterator[int]:
+    """A port where nothing listens: every connection is refused, and the OTLP exporter retries."""
+    yield free_port()
 
 
 @pytest.mark.parametrize(
-    ("environ", "service", "endpoint"),
-    [
-        ({}, "gpuwarden-inference", None),
-        ({"OTEL_SERVICE_NAME": "llama-serve"}, "llama-serve", None),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, "gpuwarden-inference", f"{BASE}/v1/traces"),
-        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/"}, "gpuwarden-inference", f"{BASE}/v1/traces"),
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/t"},
-            "gpuwarden-inference",
-            f"{BASE}/t",
-        ),
-        (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
-            "gpuwarden-inference",
-            f"{BASE}/v1/traces",
-        ),
-    ],
-    ids=["none", "service-name", "base-endpoint", "base-endpoint-slash", "traces-endpoint-wins", "protocol"],
+    ("collector", "timeout"), [(black_hole, 0.5), (refusing, 2.5)], ids=["black-holed", "refusing"]
 )
-def test_standard_variables_apply_when_the_configuration_is_silent(
-    environ: dict[str, str], service: str, endpoint: str | None
+def test_shutdown_with_an_unreachable_collector_gives_up_after_one_export_timeout_and_counts_the_rest_dropped(
+    collector: Callable[[], AbstractContextManager[int]], timeout: float
 ) -> None:
-    cfg = tracing_from_environment(TracingConfig(), environ)
-    assert cfg.service_name == service
-    assert (str(cfg.otlp_endpoint) if cfg.otlp_endpoint else None) == endpoint
-
-
-def test_gpuwarden_configuration_wins_over_the_standard_variables(tmp_path: Path) -> None:
-    path = tmp_path / "gpuwarden.yaml"
-    path.write_text("tracing:\n  service_name: from-yaml\n  otlp_endpoint: http://yaml:4318/v1/traces\n")
-    environ = {"OTEL_SERVICE_NAME": "from-env", "OTEL_EXPORTER_OTLP_ENDPOINT": BASE}
-    cfg = tracing_from_environment(load_config(path).tracing, environ)
-    assert cfg.service_name == "from-yaml"
-    assert str(cfg.otlp_endpoint) == "http://yaml:4318/v1/traces"
+    counts = SpanExportCounts()
+    with collector() as port:
+        config = TracingConfig(
+            otlp_endpoint=f"http://127.0.0.1:{port}/v1/traces", otlp_timeout_seconds=timeout
+        )
+        provider = build_tracer_provider(config, export_counts=counts)
+        spans(provider, 4 * MAX_EXPORT_BATCH_SIZE)  # a full queue: four batches, each retried until timeout
+        provider.shutdown()
+    outcome = counts.snapshot()
+    assert outcome["exported"] == 0
+    assert sum(outcome.values()) == 4 * MAX_EXPORT_BATCH_SIZE
+    # The SDK alone tried every batch for a whole timeout each (and for up to 30 s in all); now the
+    # batches left when the shutdown's one timeout ran out are dropped, not tried.
+    assert outcome["dropped"] >= MAX_EXPORT_BATCH_SIZE, outcome
+    provider.shutdown()  # again, as the provider's atexit hook does: nothing counted twice
+    assert counts.snapshot() == outcome
 
 
 @pytest.mark.parametrize(
-    ("environ", "variable"),
+    ("config", "environ", "service"),
     [
+        (TracingConfig(), {}, "gpuwarden-inference"),
         (
-            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
-            "OTEL_EXPORTER_OTLP_PROTOCOL",
+            TracingConfig(),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"},
+            "ra-svc",
         ),
         (
-            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
-            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+            TracingConfig(service_name="from-config"),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc,deployment.environment=prod"},
+            "from-config",
         ),
-        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "not a url"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+        (
+            TracingConfig(),
+            {"OTEL_RESOURCE_ATTRIBUTES": "service.name=ra-svc", "OTEL_SERVICE_NAME": "from-service-name"},
+            "from-service-name",
+        ),
     ],
-    ids=["grpc", "grpc-traces", "bad-url"],
+    ids=["default", "resource-attributes", "config-wins", "otel-service-name-wins"],
 )
-def test_a_variable_that_cannot_be_honoured_is_refused_naming_it(
-    environ: dict[str, str], variable: str
+def test_service_name_follows_opentelemetry_order_with_gpuwardens_name_last(
+    config: TracingConfig, environ: dict[str, str], service: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    with pytest.raises(ValueError, match=variable):
-        tracing_from_environment(TracingConfig(), environ)
+    monkeypatch.delenv("OTEL_SERVICE_NAME", raising=False)
+    monkeypatch.delenv("OTEL_RESOURCE_ATTRIBUTES", raising=False)
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)  # the SDK's resource detector reads them itself
+    settings = resolve_tracing(config, environ)
+    provider = build_tracer_provider(settings.config, span_exporter=InMemorySpanExporter())
+    assert provider.resource.attributes["service.name"] == service
+    if "deployment.environment" in environ.get("OTEL_RESOURCE_ATTRIBUTES", ""):
+        assert provider.resource.attributes["deployment.environment"] == "prod"
+    provider.shutdown()

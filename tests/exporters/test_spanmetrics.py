@@ -177,7 +177,7 @@ def test_minutes_of_queueing_land_in_finite_ttft_and_latency_buckets_not_in_inf(
         {
             "http.route": "/v1/chat/completions",
             "http.response.status_code": 200,
-            "gen_ai.server.time_to_first_token": 300.0,  # five minutes in a queue
+            "gpuwarden.server.time_to_first_token": 300.0,  # five minutes in a queue
         }
     )
     span.end(end_time=1500 * 10**9)  # and 25 minutes to the last token

@@ -51,3 +51,24 @@ def test_config_show_keeps_a_sqlite_path_as_written(tmp_path: Path) -> None:
     path.write_text("api:\n  db: /var/lib/gpuwarden/incidents.db\n")
     result = runner.invoke(app, ["config", "show", str(path)])
     assert json.loads(result.output)["api"]["db"] == "/var/lib/gpuwarden/incidents.db"
+
+
+@pytest.mark.parametrize(
+    ("text", "environ"),
+    [
+        ("{}\n", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
+        ("tracing:\n  otlp_endpoint: http://c:4318/v1/traces\n", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
+        ("{}\n", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://c"}),
+    ],
+    ids=["grpc-variable-endpoint", "grpc-config-endpoint", "bad-endpoint-variable"],
+)
+def test_config_validate_refuses_otel_variables_the_inference_server_refuses_with_its_message(
+    tmp_path: Path, text: str, environ: dict[str, str]
+) -> None:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(text)
+    validated = runner.invoke(app, ["config", "validate", str(path)], env=environ)
+    served = runner.invoke(app, ["inference-server", "--config", str(path)], env=environ)
+    assert validated.exit_code == served.exit_code == 1, validated.output
+    assert served.stderr.startswith("error: OTEL_EXPORTER_OTLP_")
+    assert validated.stderr == served.stderr

@@ -15,8 +15,6 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
-from gpuwarden.cli.inference_cmd import _tracing_update
-from gpuwarden.config import TracingConfig
 from tests.gpuwarden.cli.stopping import otlp_collector, run_then_sigterm
 from tests.integration.servers import free_port
 
@@ -51,33 +49,53 @@ def test_the_server_says_where_it_listens_and_prints_no_span_by_default() -> Non
     assert out == ""  # not 40 lines of span JSON per request
 
 
+def test_otel_sdk_disabled_keeps_the_request_metrics_and_the_start_up_line_says_spans_are_not_exported() -> (
+    None
+):
+    port = free_port()
+    proc = subprocess.Popen(
+        [*CLI, "inference-server", "--port", str(port), "--otlp-endpoint", OTLP],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OTEL_SDK_DISABLED": "true"},
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()
+        assert "tracing on, spans exported: none (OTEL_SDK_DISABLED=true)" in first, first
+        chat_once(port)()
+        metrics = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+    finally:
+        proc.terminate()
+        proc.communicate(timeout=30)
+    assert (
+        'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 1.0' in metrics
+    )
+
+
 @pytest.mark.parametrize(
-    ("config", "flags", "exported"),
+    ("args", "message"),
     [
-        (TracingConfig(), {}, "none"),
-        (TracingConfig(), {"trace_console": True}, "console"),
-        (TracingConfig(), {"otlp_endpoint": OTLP}, "auto"),
-        (TracingConfig(otlp_endpoint=OTLP), {}, "auto"),
-        (TracingConfig(span_exporter="console"), {}, "console"),
-        (TracingConfig(span_exporter="console"), {"quiet_spans": True}, "none"),
-        (TracingConfig(otlp_endpoint=OTLP), {"quiet_spans": True}, "none"),
+        (["--otlp-endpoint", "ftp://x"], "error: --otlp-endpoint: 'ftp://x' is not an http(s) URL"),
+        (
+            ["--otlp-endpoint", "127.0.0.1:4318"],
+            "error: --otlp-endpoint: '127.0.0.1:4318' is not an http(s) URL",
+        ),
+        (["--otlp-endpoint", OTLP, "--trace-console"], "error: --otlp-endpoint: spans go to one place"),
     ],
-    ids=[
-        "default",
-        "trace-console",
-        "otlp-flag",
-        "otlp-config",
-        "console-config",
-        "quiet-flag-wins",
-        "quiet",
-    ],
+    ids=["ftp", "no-scheme", "with-trace-console"],
 )
-def test_spans_go_to_the_console_only_when_asked(
-    config: TracingConfig, flags: dict[str, object], exported: str
-) -> None:
-    args = {"tracing": True, "otlp_endpoint": None, "trace_console": False, "quiet_spans": False, **flags}
-    updated = config.model_copy(update=_tracing_update(config, **args))  # type: ignore[arg-type]
-    assert updated.span_exporter == exported
+def test_a_bad_otlp_endpoint_option_stops_the_server_before_it_starts(args: list[str], message: str) -> None:
+    proc = subprocess.run(
+        [*CLI, "inference-server", "--port", str(free_port()), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,  # the unfixed server started and served; this only ends that hang
+        check=False,
+    )
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.startswith(message), proc.stderr
 
 
 def test_a_port_in_use_is_one_error_line() -> None:

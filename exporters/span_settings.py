@@ -1,0 +1,176 @@
+"""The tracing settings a service runs with, and where its spans go, said the way its start-up line says it.
+
+Precedence, highest first: command-line options, gpuwarden's configuration (YAML or
+``GPUWARDEN_TRACING__*`` variables: anything in ``config.model_fields_set``), the standard ``OTEL_*``
+variables, built-in defaults. That is OpenTelemetry's own rule (environment variables are defaults that
+explicit SDK configuration overrides), with gpuwarden's configuration as the explicit one. One exception:
+``OTEL_SDK_DISABLED=true``, the specification's switch for the whole SDK, turns span export off whatever
+asks for it. The span metrics on ``/metrics`` are gpuwarden's own request counters, not SDK output, and
+keep counting.
+
+No OpenTelemetry import here: ``config validate`` applies the same checks without loading the SDK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from pydantic import ValidationError
+
+from gpuwarden.config import TracingConfig
+from gpuwarden.errors import InputError
+from gpuwarden.redaction import hidden_password
+
+# Standard variables (OpenTelemetry SDK environment specification and the OTLP exporter specification).
+OTEL_SDK_DISABLED = "OTEL_SDK_DISABLED"
+OTEL_SERVICE_NAME = "OTEL_SERVICE_NAME"
+OTEL_TRACES_ENDPOINT = "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+OTEL_ENDPOINT = "OTEL_EXPORTER_OTLP_ENDPOINT"
+OTEL_TRACES_PROTOCOL = "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"
+OTEL_PROTOCOL = "OTEL_EXPORTER_OTLP_PROTOCOL"
+CONFIG_ENDPOINT = "tracing.otlp_endpoint"
+OPTION_ENDPOINT = "--otlp-endpoint"
+
+
+@dataclass(frozen=True)
+class TracingOptions:
+    """What the command line asked of tracing; ``None`` or ``False`` where an option was not given."""
+
+    enabled: bool = True
+    otlp_endpoint: str | None = None
+    trace_console: bool = False
+    quiet_spans: bool = False
+
+
+@dataclass(frozen=True)
+class SpanSettings:
+    """The tracing section to run with (``span_exporter`` never ``auto``) and where its spans go, in words:
+    ``otlp to URL (from --otlp-endpoint)``, ``none (OTEL_SDK_DISABLED=true)``..."""
+
+    config: TracingConfig
+    destination: str
+
+
+def sdk_disabled(environ: Mapping[str, str]) -> bool:
+    """Whether ``OTEL_SDK_DISABLED`` is ``true`` (case-insensitive, as the specification reads it)."""
+    return environ.get(OTEL_SDK_DISABLED, "").strip().lower() == "true"
+
+
+def endpoint_problem(value: str) -> str | None:
+    """Why ``value`` cannot be an OTLP/HTTP traces URL (the check ``tracing.otlp_endpoint`` gets), or None."""
+    try:
+        TracingConfig.model_validate({"otlp_endpoint": value})
+    except ValidationError as exc:
+        return str(exc.errors()[0]["msg"]).removeprefix("Value error, ")
+    return None
+
+
+def resolve_tracing(
+    config: TracingConfig, environ: Mapping[str, str], options: TracingOptions | None = None
+) -> SpanSettings:
+    """Merge the configuration, the ``OTEL_*`` variables and the command line into the settings to run with.
+
+    Raises ``InputError`` naming the option for a bad or contradictory option (a person typed it: the
+    command exits 2), ``ValueError`` naming the variable or setting for anything else.
+    """
+    options = options or TracingOptions()
+    config, source = _from_environment(config, environ)
+    config, source, why = _apply_options(config, options, source)
+    if not config.enabled:
+        return SpanSettings(config.model_copy(update={"span_exporter": "none"}), "none")
+    if sdk_disabled(environ):
+        return SpanSettings(
+            config.model_copy(update={"span_exporter": "none"}), f"none ({OTEL_SDK_DISABLED}=true)"
+        )
+    kind = config.span_exporter
+    if kind == "auto":  # console only when asked: not 40 lines of JSON per request by default
+        kind, why = ("otlp", why) if config.otlp_endpoint else ("none", "no OTLP endpoint set")
+    config = config.model_copy(update={"span_exporter": kind})
+    if kind != "otlp":
+        return SpanSettings(config, f"{kind} ({why})")
+    if config.otlp_endpoint is None:
+        raise ValueError(
+            f"tracing.span_exporter is otlp but no OTLP endpoint is set: set {CONFIG_ENDPOINT},"
+            f" {OPTION_ENDPOINT} or {OTEL_TRACES_ENDPOINT}"
+        )
+    _check_protocol(environ, source)
+    return SpanSettings(config, f"otlp to {hidden_password(str(config.otlp_endpoint))} (from {source})")
+
+
+def tracing_from_environment(config: TracingConfig, environ: Mapping[str, str]) -> TracingConfig:
+    """``config`` with the standard OpenTelemetry variables applied where gpuwarden's settings are silent.
+
+    - ``OTEL_SERVICE_NAME`` sets ``service_name``.
+    - ``OTEL_EXPORTER_OTLP_TRACES_ENDPOINT`` is the traces URL as is; otherwise
+      ``OTEL_EXPORTER_OTLP_ENDPOINT`` is a base URL to which ``/v1/traces`` is appended, as the OTLP/HTTP
+      exporter specification says.
+
+    A bad value is refused with a ``ValueError`` naming the variable.
+    """
+    return _from_environment(config, environ)[0]
+
+
+def _from_environment(config: TracingConfig, environ: Mapping[str, str]) -> tuple[TracingConfig, str]:
+    """``tracing_from_environment``, and where the OTLP endpoint came from ("" for nowhere)."""
+    explicit = config.model_fields_set
+    update: dict[str, object] = {}
+    source = CONFIG_ENDPOINT if config.otlp_endpoint is not None else ""
+    service = environ.get(OTEL_SERVICE_NAME, "").strip()
+    if service and "service_name" not in explicit:
+        update["service_name"] = service
+    if "otlp_endpoint" not in explicit and config.otlp_endpoint is None:
+        endpoint, variable = _environment_endpoint(environ)
+        if endpoint:
+            problem = endpoint_problem(endpoint)
+            if problem is not None:
+                raise ValueError(f"{variable}: {problem}")
+            update["otlp_endpoint"], source = endpoint, variable
+    if not update:
+        return config, source
+    # exclude_unset: what was not set stays unset, so later steps still tell a user's value from a default
+    return TracingConfig.model_validate({**config.model_dump(exclude_unset=True), **update}), source
+
+
+def _apply_options(
+    config: TracingConfig, options: TracingOptions, source: str
+) -> tuple[TracingConfig, str, str]:
+    """The command line's changes: the config, the endpoint's source, and what chose the exporter."""
+    if options.otlp_endpoint is not None and (options.trace_console or options.quiet_spans):
+        other = "--trace-console" if options.trace_console else "--quiet-spans"
+        raise InputError(
+            f"spans go to one place: give {OPTION_ENDPOINT} (OTLP) or {other}, not both",
+            field=OPTION_ENDPOINT,
+        )
+    update: dict[str, object] = {"enabled": options.enabled}
+    why = "tracing.span_exporter"
+    if options.otlp_endpoint is not None:
+        problem = endpoint_problem(options.otlp_endpoint)
+        if problem is not None:
+            raise InputError(problem, field=OPTION_ENDPOINT)
+        update.update(otlp_endpoint=options.otlp_endpoint, span_exporter="otlp")
+        source = why = OPTION_ENDPOINT
+    elif options.trace_console:
+        update["span_exporter"], why = "console", "--trace-console"
+    elif options.quiet_spans:
+        update["span_exporter"], why = "none", "--quiet-spans"
+    return config.model_copy(update=update), source, why
+
+
+def _check_protocol(environ: Mapping[str, str], source: str) -> None:
+    """Only OTLP over HTTP with protobuf is exported: a ``grpc`` protocol variable is refused rather than
+    sending HTTP to a gRPC port."""
+    variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
+    protocol = environ.get(variable, "").strip() or "http/protobuf"
+    if protocol != "http/protobuf":
+        raise ValueError(f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source})")
+
+
+def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:
+    traces = environ.get(OTEL_TRACES_ENDPOINT, "").strip()
+    if traces:
+        return traces, OTEL_TRACES_ENDPOINT
+    base = environ.get(OTEL_ENDPOINT, "").strip()
+    if base:
+        return f"{base.rstrip('/')}/v1/traces", OTEL_ENDPOINT
+    return "", ""

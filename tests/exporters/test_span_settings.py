@@ -1,0 +1,208 @@
+"""Tracing settings: the OTEL_* variables, the configuration and the command line, and what the start-up
+line says about where spans go."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from exporters.span_settings import (
+    SpanSettings,
+    TracingOptions,
+    resolve_tracing,
+    tracing_from_environment,
+)
+from gpuwarden.config import TracingConfig, load_config
+from gpuwarden.errors import InputError
+
+BASE = "http://collector:4318"
+
+
+@pytest.mark.parametrize(
+    ("environ", "service", "endpoint"),
+    [
+        ({}, "gpuwarden-inference", None),
+        ({"OTEL_SERVICE_NAME": "llama-serve"}, "llama-serve", None),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": BASE}, "gpuwarden-inference", f"{BASE}/v1/traces"),
+        ({"OTEL_EXPORTER_OTLP_ENDPOINT": f"{BASE}/"}, "gpuwarden-inference", f"{BASE}/v1/traces"),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": f"{BASE}/t"},
+            "gpuwarden-inference",
+            f"{BASE}/t",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+            "gpuwarden-inference",
+            f"{BASE}/v1/traces",
+        ),
+    ],
+    ids=["none", "service-name", "base-endpoint", "base-endpoint-slash", "traces-endpoint-wins", "protocol"],
+)
+def test_standard_variables_apply_when_the_configuration_is_silent(
+    environ: dict[str, str], service: str, endpoint: str | None
+) -> None:
+    cfg = tracing_from_environment(TracingConfig(), environ)
+    assert cfg.service_name == service
+    assert (str(cfg.otlp_endpoint) if cfg.otlp_endpoint else None) == endpoint
+
+
+def test_gpuwarden_configuration_wins_over_the_standard_variables(tmp_path: Path) -> None:
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text("tracing:\n  service_name: from-yaml\n  otlp_endpoint: http://yaml:4318/v1/traces\n")
+    environ = {"OTEL_SERVICE_NAME": "from-env", "OTEL_EXPORTER_OTLP_ENDPOINT": BASE}
+    cfg = tracing_from_environment(load_config(path).tracing, environ)
+    assert cfg.service_name == "from-yaml"
+    assert str(cfg.otlp_endpoint) == "http://yaml:4318/v1/traces"
+
+
+@pytest.mark.parametrize(
+    ("environ", "variable"),
+    [
+        (
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"},
+            "OTEL_EXPORTER_OTLP_PROTOCOL",
+        ),
+        (
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": BASE, "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"},
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        ),
+        ({"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "not a url"}, "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"),
+    ],
+    ids=["grpc", "grpc-traces", "bad-url"],
+)
+def test_a_variable_that_cannot_be_honoured_is_refused_naming_it(
+    environ: dict[str, str], variable: str
+) -> None:
+    with pytest.raises(ValueError, match=variable):
+        resolve_tracing(TracingConfig(), environ)
+
+
+OTLP = "http://127.0.0.1:4318/v1/traces"
+
+
+@pytest.mark.parametrize(
+    ("config", "environ", "options", "exporter", "destination"),
+    [
+        (TracingConfig(), {}, TracingOptions(), "none", "none (no OTLP endpoint set)"),
+        (TracingConfig(), {}, TracingOptions(trace_console=True), "console", "console (--trace-console)"),
+        (
+            TracingConfig(),
+            {},
+            TracingOptions(otlp_endpoint=OTLP),
+            "otlp",
+            f"otlp to {OTLP} (from --otlp-endpoint)",
+        ),
+        (
+            TracingConfig(otlp_endpoint=OTLP),
+            {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://env:4318/v1/traces"},
+            TracingOptions(),
+            "otlp",
+            f"otlp to {OTLP} (from tracing.otlp_endpoint)",
+        ),
+        (
+            TracingConfig(),
+            {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4318"},
+            TracingOptions(),
+            "otlp",
+            "otlp to http://env:4318/v1/traces (from OTEL_EXPORTER_OTLP_ENDPOINT)",
+        ),
+        (
+            TracingConfig(otlp_endpoint=OTLP),
+            {},
+            TracingOptions(otlp_endpoint="http://opt:4318/v1/traces"),
+            "otlp",
+            "otlp to http://opt:4318/v1/traces (from --otlp-endpoint)",
+        ),
+        (
+            TracingConfig(span_exporter="console"),
+            {},
+            TracingOptions(otlp_endpoint=OTLP),
+            "otlp",
+            f"otlp to {OTLP} (from --otlp-endpoint)",
+        ),
+        (
+            TracingConfig(span_exporter="console"),
+            {},
+            TracingOptions(),
+            "console",
+            "console (tracing.span_exporter)",
+        ),
+        (
+            TracingConfig(span_exporter="console"),
+            {},
+            TracingOptions(quiet_spans=True),
+            "none",
+            "none (--quiet-spans)",
+        ),
+        (
+            TracingConfig(otlp_endpoint="http://u:secret@c:4318/v1/traces"),
+            {},
+            TracingOptions(),
+            "otlp",
+            "otlp to http://u:***@c:4318/v1/traces (from tracing.otlp_endpoint)",
+        ),
+    ],
+    ids=[
+        "default",
+        "trace-console",
+        "otlp-option",
+        "config-beats-variable",
+        "base-variable",
+        "option-beats-config",
+        "option-beats-config-console",
+        "console-config",
+        "quiet-option-wins",
+        "password-hidden",
+    ],
+)
+def test_the_start_up_line_says_where_spans_go_and_which_setting_chose_it(
+    config: TracingConfig, environ: dict[str, str], options: TracingOptions, exporter: str, destination: str
+) -> None:
+    settings = resolve_tracing(config, environ, options)
+    assert settings.config.span_exporter == exporter
+    assert settings.destination == destination
+
+
+@pytest.mark.parametrize(
+    ("config", "options"),
+    [
+        (TracingConfig(), TracingOptions()),
+        (TracingConfig(otlp_endpoint=OTLP), TracingOptions()),
+        (TracingConfig(), TracingOptions(otlp_endpoint=OTLP)),
+        (TracingConfig(), TracingOptions(trace_console=True)),
+    ],
+    ids=["default", "config-endpoint", "option-endpoint", "console-option"],
+)
+def test_otel_sdk_disabled_turns_span_export_off_and_says_so(
+    config: TracingConfig, options: TracingOptions
+) -> None:
+    environ = {"OTEL_SDK_DISABLED": "TRUE", "OTEL_EXPORTER_OTLP_ENDPOINT": "http://env:4318"}
+    settings = resolve_tracing(config, environ, options)
+    assert settings == SpanSettings(settings.config, "none (OTEL_SDK_DISABLED=true)")
+    assert settings.config.span_exporter == "none"
+    assert settings.config.enabled  # the span metrics still count every request
+
+
+@pytest.mark.parametrize("endpoint", ["ftp://x", "127.0.0.1:4318", ""], ids=["ftp", "no-scheme", "empty"])
+def test_a_bad_otlp_endpoint_option_is_refused_naming_the_option_like_the_setting(endpoint: str) -> None:
+    with pytest.raises(InputError, match=r"^--otlp-endpoint: .* is not an http\(s\) URL") as option:
+        resolve_tracing(TracingConfig(), {}, TracingOptions(otlp_endpoint=endpoint))
+    with pytest.raises(ValueError, match=r"^OTEL_EXPORTER_OTLP_TRACES_ENDPOINT: .* is not an http\(s\) URL"):
+        resolve_tracing(TracingConfig(), {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": endpoint or "x"})
+    assert option.value.field == "--otlp-endpoint"
+
+
+@pytest.mark.parametrize("other", ["trace_console", "quiet_spans"])
+def test_an_otlp_endpoint_option_with_another_span_destination_is_refused(other: str) -> None:
+    flag = "--" + other.replace("_", "-")
+    options = TracingOptions(otlp_endpoint=OTLP, **{other: True})  # type: ignore[arg-type]
+    with pytest.raises(InputError, match=f"--otlp-endpoint: .*{flag}"):
+        resolve_tracing(TracingConfig(), {}, options)
+
+
+def test_grpc_protocol_is_refused_for_an_endpoint_from_the_configuration_too() -> None:
+    environ = {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}
+    with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL=grpc: .*from tracing.otlp_endpoint"):
+        resolve_tracing(TracingConfig(otlp_endpoint=OTLP), environ)
+    assert resolve_tracing(TracingConfig(), environ).destination == "none (no OTLP endpoint set)"
