@@ -406,6 +406,7 @@ class IncidentEngine(
             return
         member = self._member(row)
         member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
+        member.settles_at = old.settles_at
         inc.members[row.fingerprint] = member
         batch.touched.add(inc.id)
         batch.remeasured.add(inc.id)

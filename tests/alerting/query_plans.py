@@ -15,7 +15,9 @@ def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> 
     asks) and prune (retention asks): the plan of each query sent that picks incidents by ``resolved_at``,
     as ``explain`` (``EXPLAIN QUERY PLAN``, ``EXPLAIN``) gives it after the ``setup`` statements."""
     clock = FakeClock()
-    incidents = IncidentEngine(engine, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=1))
+    incidents = IncidentEngine(
+        engine, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=1)
+    )
     down = {"alertname": "NodeDown", "cluster": "c1", "instance": "n1:9100", "job": "node"}
     incidents.ingest([Alert(down)])
     incidents.ingest([Alert(down, status=AlertStatus.RESOLVED)])

@@ -199,7 +199,9 @@ def test_a_node_down_again_whose_exporter_goes_stale_first_reopens_its_incident(
     assert [c.kind for c in told].count(ChangeKind.OPENED) == 1
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
     reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
-    assert reopened == ["reopened: DCGMExporterStale (rc-n1, 0) fired, which its root cause node rc-n1 explains"]
+    assert reopened == [
+        "reopened: DCGMExporterStale (rc-n1, 0) fired, which its root cause node rc-n1 explains"
+    ]
 
 
 @pytest.mark.parametrize(("gpu", "reopens"), [(3, True), (5, False)], ids=["the-lost-gpu", "another-gpu"])

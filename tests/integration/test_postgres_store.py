@@ -480,7 +480,9 @@ def test_a_commit_after_the_postgres_lock_went_to_another_server_is_rolled_back(
 
 
 @pytest.mark.integration
-def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_index(postgres_url: str) -> None:
+def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_index(
+    postgres_url: str,
+) -> None:
     sql = make_engine(postgres_url)
     upgrade(sql)
     indexes = {ix["name"]: ix["column_names"] for ix in inspect(sql).get_indexes("incidents")}
