@@ -29,7 +29,7 @@ class Member:
     firing: bool
     labels: Mapping[str, str]
     flapping: bool = False
-    settles_at: float = float("-inf")
+    settles_at: float = field(default=float("-inf"), compare=False)
     """When a flapping member's flag may clear with no new change (``flapping.settles_after``), as a POSIX
     timestamp: the tick has nothing to settle before."""
     recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
