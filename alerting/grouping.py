@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.batch import Batch, OpenIncident
 from alerting.capacity import units_hit
 from alerting.correlation import placement
+from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause
 from alerting.incident_index import OpenIncidents
@@ -333,12 +334,13 @@ class IncidentGrouping(IncidentMerging):
         return batch
 
 
-def _rows(session: Session, ids: list[str], chunk: int = 500) -> dict[str, IncidentRow]:
-    """The rows of incidents ``ids``, read ``chunk`` at a time (not one query each)."""
+def _rows(session: Session, ids: list[str]) -> dict[str, IncidentRow]:
+    """The rows of incidents ``ids``, read many at a time (not one query each; ``in_lists``)."""
     rows: dict[str, IncidentRow] = {}
-    for at in range(0, len(ids), chunk):
-        query = select(IncidentRow).where(IncidentRow.id.in_(ids[at : at + chunk]))
-        rows.update((row.id, row) for row in session.scalars(query))
+    for chunk in in_lists(ids):
+        rows.update(
+            (row.id, row) for row in session.scalars(select(IncidentRow).where(IncidentRow.id.in_(chunk)))
+        )
     return rows
 
 
