@@ -6,5 +6,7 @@ from tests.benchmarks.harness import run_harness
 
 
 def test_the_recurrence_benchmark_resolves_faults_within_and_before_the_window() -> None:
-    result = run_harness("bench_recurrence.py", "--resolved", "5", "--older", "5", "--faults", "3", timeout=120)
+    result = run_harness(
+        "bench_recurrence.py", "--resolved", "5", "--older", "5", "--faults", "3", timeout=120
+    )
     assert (result["resolved_in_window"], result["resolved_before_window"], result["new_faults"]) == (5, 5, 3)
