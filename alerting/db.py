@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import orjson
@@ -16,6 +17,26 @@ class Base(DeclarativeBase):
 
 
 RowT = TypeVar("RowT", bound=Base)
+ValueT = TypeVar("ValueT")
+
+IN_LIST_SIZES = (8, 32, 128, 512)
+"""The lengths ``in_lists`` gives: a query site sends at most this many SQL texts."""
+
+
+def in_lists(values: Sequence[ValueT]) -> Iterator[list[ValueT]]:
+    """``values`` as the lists of ``column.in_(...)`` queries, each of a length in ``IN_LIST_SIZES``: pieces
+    of the largest, the last padded with its last value (which an IN list holding twice changes nothing).
+
+    SQLAlchemy renders ``IN (?, ?, ...)`` with one parameter per value, so one SQL text per list length, and
+    every pooled connection keeps each text it ran as a prepared statement (pysqlite's cache: 128 each, as
+    big as its list). A hot path's lists of every length from 1 to hundreds filled those caches with
+    hundreds of statements (tens of MiB of SQLite heap: benchmarks/README.md, "Serve RSS")."""
+    largest = IN_LIST_SIZES[-1]
+    for at in range(0, len(values), largest):
+        piece = list(values[at : at + largest])
+        size = next(s for s in IN_LIST_SIZES if s >= len(piece))
+        piece += [piece[-1]] * (size - len(piece))
+        yield piece
 
 
 def locked_row(session: Session, model: type[RowT], key: str) -> RowT | None:

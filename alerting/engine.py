@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.announcing import IncidentAnnouncing
 from alerting.batch import Batch, IngestResult, OpenIncident, Ticket
+from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.handoff import record_on_commit
 from alerting.impact import live_root_cause, measures
@@ -296,9 +297,9 @@ class IncidentEngine(
                 if slow:
                     # Only alerts the store already holds are read; the status cache knows which.
                     known = [fp for fp in slow_fps if fp in self._status]
-                    if known:
-                        query = select(AlertRow).where(AlertRow.fingerprint.in_(known))
-                        batch.rows = {r.fingerprint: r for r in session.scalars(query)}
+                    for chunk in in_lists(known):
+                        query = select(AlertRow).where(AlertRow.fingerprint.in_(chunk))
+                        batch.rows.update((r.fingerprint, r) for r in session.scalars(query))
                     for alert, fp, status, result, at in slow:
                         batch.now = at
                         self._ingest_one(batch, alert, fp, status, result)
@@ -406,6 +407,7 @@ class IncidentEngine(
             return
         member = self._member(row)
         member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
+        member.settles_at = old.settles_at
         inc.members[row.fingerprint] = member
         batch.touched.add(inc.id)
         batch.remeasured.add(inc.id)

@@ -36,3 +36,12 @@ def flap_state(
     if flapping and count <= policy.stop_transitions:
         return kept, False
     return kept, flapping
+
+
+def settles_after(policy: FlapPolicy, transitions: list[float]) -> float:
+    """The time from which a flapping alert's flag may clear with no new change (``flap_state`` at a tick):
+    once every transition but the last ``stop_transitions`` left the window. A millisecond early, so that
+    rounding never makes it late; a new change moves it, and before it the tick has nothing to settle."""
+    if len(transitions) <= policy.stop_transitions:
+        return float("-inf")
+    return sorted(transitions)[-policy.stop_transitions - 1] + policy.window_seconds - 0.001

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.batch import Batch, OpenIncident
 from alerting.capacity import units_hit
 from alerting.correlation import placement
+from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
 from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause
 from alerting.incident_index import OpenIncidents
@@ -263,8 +264,8 @@ class IncidentGrouping(IncidentMerging):
         quiet has no transition left to clear it), and start the quiet period if nothing fires any more."""
         stopped = False
         for fingerprint, member in inc.members.items():
-            if not member.flapping:
-                continue
+            if not member.flapping or batch.now.timestamp() < member.settles_at:
+                continue  # before ``settles_at`` its flag stays: no need to read its transitions
             alert = batch.session.get(AlertRow, fingerprint)
             if alert is None:
                 continue
@@ -301,12 +302,13 @@ class IncidentGrouping(IncidentMerging):
     def _resolve_quiet(self, now: datetime, due: list[str]) -> Batch:
         """Resolve the open incidents quiet for the quiet period (their ids into ``due``); settle flapping.
 
-        Only the incidents with no alert firing or one flapping are looked at (``quiet_candidates``): every
-        tick walked every open incident and read its row, 10,000 reads a tick with 10,000 incidents open."""
+        Only the incidents with no alert firing or flapping, or a flapping one that may settle, are looked at
+        (``quiet_candidates``): every tick walked every open incident and read its row, 10,000 reads a tick
+        with 10,000 incidents open (and under a stream where every alert flaps, every one still was)."""
         with self._sessions() as session, session.begin():
             batch = Batch(session, now)
             gave_back = []
-            candidates = self._open.quiet_candidates()
+            candidates = self._open.quiet_candidates(now.timestamp())
             rows = _rows(session, [inc.id for inc in candidates])
             for inc in candidates:
                 row = rows.get(inc.id)
@@ -332,12 +334,13 @@ class IncidentGrouping(IncidentMerging):
         return batch
 
 
-def _rows(session: Session, ids: list[str], chunk: int = 500) -> dict[str, IncidentRow]:
-    """The rows of incidents ``ids``, read ``chunk`` at a time (not one query each)."""
+def _rows(session: Session, ids: list[str]) -> dict[str, IncidentRow]:
+    """The rows of incidents ``ids``, read many at a time (not one query each; ``in_lists``)."""
     rows: dict[str, IncidentRow] = {}
-    for at in range(0, len(ids), chunk):
-        query = select(IncidentRow).where(IncidentRow.id.in_(ids[at : at + chunk]))
-        rows.update((row.id, row) for row in session.scalars(query))
+    for chunk in in_lists(ids):
+        rows.update(
+            (row.id, row) for row in session.scalars(select(IncidentRow).where(IncidentRow.id.in_(chunk)))
+        )
     return rows
 
 

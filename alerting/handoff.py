@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import in_lists
 from alerting.store_models import TimelineRow, UntoldChangeRow
 from alerting.subscriptions import ChangeKind
 
@@ -75,4 +76,5 @@ def forget(sessions: sessionmaker[Session], told: Sequence[UntoldChange]) -> Non
     if not told:
         return
     with sessions() as session, session.begin():
-        session.execute(delete(UntoldChangeRow).where(UntoldChangeRow.id.in_([t.id for t in told])))
+        for ids in in_lists([t.id for t in told]):
+            session.execute(delete(UntoldChangeRow).where(UntoldChangeRow.id.in_(ids)))

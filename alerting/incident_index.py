@@ -12,9 +12,11 @@ superset of the incidents that could answer it, in the order of the open set, wh
 then filter exactly as they filtered the whole set.
 
 The tick asks which open incidents it may resolve or whose flapping alerts may settle
-(``quiet_candidates``): those with no member firing or one flapping. Their members' changes mark them to be
-looked at again; a member's ``firing`` and ``flapping`` change through ``members[fp] = member`` (the one
-change made in place, a flapping flag cleared by the tick, is of an incident the tick already looks at).
+(``quiet_candidates``): those with no member firing or flapping (their quiet period), and those with a member
+flapping once the first of them may settle (``Member.settles_at``): under a stream where every alert flaps,
+every open incident was reread at every tick. Their members' changes mark them to be looked at again; a
+member's ``firing``, ``flapping`` and ``settles_at`` change through ``members[fp] = member`` (the one change
+made in place, a flapping flag cleared by the tick, is of an incident the tick already looks at).
 
 ``OpenIncidents(full_scan=True)`` answers every question with every open incident: the plain scan, kept
 to check the index against (``tests/alerting/test_incident_index.py``).
@@ -164,10 +166,16 @@ def _pathless_name(member: Member) -> str | None:
     return None if member.location.path else member.labels.get("alertname", "")
 
 
-def _tick_due(inc: OpenIncident) -> bool:
-    """Whether the tick has something to look at: no member fires (its quiet period), or one flaps."""
-    members = inc.members.values()
-    return any(m.flapping for m in members) or not any(m.firing for m in members)
+_NOW = float("-inf")
+
+
+def _tick_due_at(inc: OpenIncident) -> float | None:
+    """From when the tick has something to look at: when the first flapping member may settle (until all
+    have, the incident cannot resolve), at once when no member fires (its quiet period), else never."""
+    settles = [m.settles_at for m in inc.members.values() if m.flapping]
+    if settles:
+        return min(settles)
+    return None if any(m.firing for m in inc.members.values()) else _NOW
 
 
 def _rank_clusters(member: Member) -> set[str]:
@@ -195,7 +203,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._ranks_in: dict[Hashable, set[str]] = {}  # clusters of its placed stalled ranks' GPUs
         self._pathless: dict[Hashable, set[str]] = {}  # names of its members without a place
         self._memberless: set[str] = set()  # no member at all (every member "is" of any name)
-        self._tick_due: set[str] = set()  # no member firing, or one flapping (when last looked at)
+        self._tick_at: dict[str, float] = {}  # from when the tick has something to look at (``_tick_due_at``)
+        self._tick_looked: set[str] = set()  # what the last tick was given (it may have changed them)
         self._tick_dirty: set[str] = set()  # members changed since: to look at again
 
     # --- the open set -------------------------------------------------------------------------
@@ -232,7 +241,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         filed = self._filed.pop(inc.id, None)
         self._seq.pop(inc.id, None)
         self._memberless.discard(inc.id)
-        self._tick_due.discard(inc.id)
+        self._tick_at.pop(inc.id, None)
+        self._tick_looked.discard(inc.id)
         self._tick_dirty.discard(inc.id)
         inc.index = None
         if filed is None:
@@ -439,16 +449,22 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         xids = [s for s in filed.signals if s[1] is FaultKind.XID]
         return self._in_order(self._lookup(self._holding_twice, xids))
 
-    def quiet_candidates(self) -> list[OpenIncident]:
-        """The open incidents the tick may resolve or settle (a superset): with no member firing, or one
-        flapping. Those whose members changed since the last call are looked at again, and so are those
-        found then (a flapping flag the tick cleared)."""
+    def quiet_candidates(self, now: float) -> list[OpenIncident]:
+        """The open incidents the tick may resolve or settle at ``now`` (a POSIX timestamp; a superset): with
+        no member firing or flapping, or with a flapping one that may settle by now. Those whose members
+        changed since the last call are looked at again, and so are those given then (a flapping flag the
+        tick cleared)."""
         if self.full_scan:
             return self._all()
-        look = self._tick_due | self._tick_dirty
+        for incident_id in self._tick_looked | self._tick_dirty:
+            at = _tick_due_at(self[incident_id])
+            if at is None:
+                self._tick_at.pop(incident_id, None)
+            else:
+                self._tick_at[incident_id] = at
         self._tick_dirty = set()
-        self._tick_due = {i for i in look if _tick_due(self[i])}
-        return self._in_order(self._tick_due)
+        self._tick_looked = {i for i, at in self._tick_at.items() if at <= now}
+        return self._in_order(self._tick_looked)
 
     def filed(self, incident_id: str) -> dict[str, frozenset[Hashable]]:
         """What ``incident_id`` is filed under, table by table (a walk of every table: for checks and

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
 from alerting.faults import SYMPTOM_KINDS, classify
+from alerting.flapping import settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
 from alerting.member import Member
@@ -55,9 +56,14 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             firing=row.status == AlertStatus.FIRING,
             labels=row.labels,
             flapping=row.flapping,
+            settles_at=self._settles_at(row),
             recommended_action=row.recommended_action,
             annotations=row.annotations,
         )
+
+    def _settles_at(self, row: StoredAlert) -> float:
+        """When the alert, if flapping, may settle with no new change (``flapping.settles_after``)."""
+        return settles_after(self._flap, row.transitions) if row.flapping else float("-inf")
 
     def _apply(
         self, batch: Batch, row: StoredAlert, status: AlertStatus, was_flapping: bool, res: IngestResult
@@ -69,6 +75,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         if inc is not None:
             member = inc.members.get(row.fingerprint) or self._member(row)
             member.firing, member.flapping, member.onset = firing, row.flapping, row.starts_at
+            member.settles_at = self._settles_at(row)
             # A re-fire carries what the alert says now (its error ratio, what it recommends).
             member.annotations, member.recommended_action = row.annotations, row.recommended_action
             inc.members[row.fingerprint] = member

@@ -29,6 +29,9 @@ class Member:
     firing: bool
     labels: Mapping[str, str]
     flapping: bool = False
+    settles_at: float = field(default=float("-inf"), compare=False)
+    """When a flapping member's flag may clear with no new change (``flapping.settles_after``), as a POSIX
+    timestamp: the tick has nothing to settle before."""
     recommended_action: str = "none"  # what the evidence suggests (the XID catalog, the anomaly service)
     annotations: Mapping[str, str] = field(default_factory=dict)
     is_outage: bool = field(init=False)

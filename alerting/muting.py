@@ -21,6 +21,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult
+from alerting.db import in_lists
 from alerting.faults import classify
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
@@ -123,7 +124,11 @@ class MuteTracking:
         if not freed:
             return
         with self._sessions() as session:
-            rows = session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(freed))).all()
+            rows = [
+                row
+                for chunk in in_lists(freed)
+                for row in session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(chunk)))
+            ]
             alerts = [
                 alert_from_row(r, AlertStatus.FIRING) for r in rows if r.status == AlertStatus.FIRING.value
             ]

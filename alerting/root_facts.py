@@ -202,7 +202,8 @@ def recurs(root: Path, members: Iterable[Member], facts_of: Callable[[], RootFac
     """Whether ``new`` is the fault of a resolved incident rooted at ``root`` whose alerts were ``members``,
     coming back (so it reopens the incident rather than opening another): an infrastructure alert under the
     root or on a node the incident had alerts on, of a signal the incident held (the same name, kind and
-    XID code) or an outage (a node or rack down, a GPU lost or hung) on a node the incident saw go down.
+    XID code) or an outage (a node or rack down, a GPU lost or hung) on a node the incident saw go down
+    (a stale exporter counts as one where it saw that node or that GPU go down).
     While that node was down its root explained anything on it; back up, another fault there is new: a bad
     driver's XID 119 on a rack that lost power this morning, a GPU running hot on a node that was down."""
     if not new.is_infra:
@@ -213,6 +214,11 @@ def recurs(root: Path, members: Iterable[Member], facts_of: Callable[[], RootFac
         return False
     if any(m.signal == new.signal for m in members):
         return True
+    if new.kind is FaultKind.EXPORTER_STALE:
+        # What a dead node's (or GPU's) exporter looks like from Prometheus, and often the first to fire
+        # when it dies again: the outage back where the incident saw that node or that GPU dead. Beside a
+        # GPU that was lost, on a node that stayed up, it says nothing of that fault.
+        return _taken(facts.taken, node) or new.location.path[: RACK_DEPTH + 2] in facts.gpus_out
     return new.kind in OUTAGE_KINDS and (node in facts.node_outage or _taken(facts.taken, node))
 
 

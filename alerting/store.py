@@ -9,6 +9,7 @@ from typing import Any
 from sqlalchemy import Engine, Select, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import in_lists
 from alerting.matchers import stored_matcher
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
@@ -310,7 +311,7 @@ class IncidentStore:
             rows = list(session.scalars(query))
             # Counted for the listed incidents only (by the incident_id index), not the whole table.
             counts: dict[str | None, int] = {}
-            for ids in _chunks([r.id for r in rows]):
+            for ids in in_lists([r.id for r in rows]):
                 grouped = (
                     select(AlertRow.incident_id, func.count())
                     .where(AlertRow.incident_id.in_(ids))
@@ -328,7 +329,7 @@ class IncidentStore:
         """Incident rows by id (those that exist)."""
         out: dict[str, IncidentRow] = {}
         with self.sessions() as session:
-            for chunk in _chunks(list(ids)):
+            for chunk in in_lists(ids):
                 out.update(
                     {r.id: r for r in session.scalars(select(IncidentRow).where(IncidentRow.id.in_(chunk)))}
                 )
@@ -376,8 +377,3 @@ class IncidentStore:
         """How many distinct alerts are stored."""
         with self.sessions() as session:
             return int(session.scalar(select(func.count()).select_from(AlertRow)) or 0)
-
-
-def _chunks(ids: list[str], size: int = 500) -> list[list[str]]:
-    """``ids`` in pieces small enough for one ``IN (...)`` on every backend."""
-    return [ids[i : i + size] for i in range(0, len(ids), size)]

@@ -66,6 +66,8 @@ class IncidentRow(Base):
     """One incident: root cause, priority, lifecycle state and impact."""
 
     __tablename__ = "incidents"
+    # Retention and recurrence read resolved incidents by when they resolved (migration 0007).
+    __table_args__ = (Index("ix_incidents_state_resolved_at", "state", "resolved_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     title: Mapped[str] = mapped_column(Text)

@@ -5,6 +5,9 @@ quiet period, and settles flapping alerts. ``NodeDown`` on N distinct nodes of o
 opens N incidents on a fresh SQLite store; then ``--quiet`` of those alerts resolve, so that many incidents
 wait out their quiet period (which does not end during the run). Figures in milliseconds, median and best
 and worst of ``--ticks`` ticks: a tick with N open incidents, all of them firing but the quiet ones.
+``--flapping`` makes every one of those alerts flap first (resolved and fired again until it is flapping,
+``flap_start_transitions`` changes, firing at the end): a stream where every alert flaps, none settling
+during the run (the flap window is 10 minutes).
 """
 
 from __future__ import annotations
@@ -30,8 +33,9 @@ START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 BATCH = 500
 
 
-def _engine(count: int, quiet: int) -> IncidentEngine:
-    """An engine on a fresh store with ``count`` open incidents, ``quiet`` of them with their alert ended."""
+def _engine(count: int, quiet: int, flapping: bool = False) -> IncidentEngine:
+    """An engine on a fresh store with ``count`` open incidents, ``quiet`` of them with their alert ended;
+    with ``flapping``, every alert flapping first."""
     path = str(Path(tempfile.mkdtemp(prefix="bench-tick-")) / "gw.db")
     upgrade(make_engine(path))
     clock = FakeClock(START.timestamp())
@@ -39,6 +43,14 @@ def _engine(count: int, quiet: int) -> IncidentEngine:
     labels = [{"alertname": "NodeDown", "cluster": "bench", "node": f"n{i:05d}"} for i in range(count)]
     for at in range(0, count, BATCH):
         engine.ingest([Alert(one, starts_at=START) for one in labels[at : at + BATCH]])
+    for change in range(engine.config.flap_start_transitions if flapping else 0):
+        clock.advance(5)
+        status = AlertStatus.RESOLVED if change % 2 == 0 else AlertStatus.FIRING
+        for at in range(0, count, BATCH):
+            engine.ingest([Alert(one, status=status, starts_at=START) for one in labels[at : at + BATCH]])
+    if flapping and engine.config.flap_start_transitions % 2:
+        for at in range(0, count, BATCH):  # firing at the end, as without flapping
+            engine.ingest([Alert(one, starts_at=START) for one in labels[at : at + BATCH]])
     clock.advance(30)
     engine.ingest([Alert(one, status=AlertStatus.RESOLVED) for one in labels[:quiet]])
     engine.tick()  # the quiet period of those starts
@@ -50,9 +62,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--incidents", type=int, default=10_000)
     parser.add_argument("--quiet", type=int, default=100)
     parser.add_argument("--ticks", type=int, default=9)
+    parser.add_argument("--flapping", action="store_true", help="every alert flaps first")
     args = parser.parse_args(argv)
-    engine = _engine(args.incidents, args.quiet)
+    engine = _engine(args.incidents, args.quiet, args.flapping)
     opened = len(engine._open)
+    flapping = sum(any(m.flapping for m in inc.members.values()) for inc in engine._open.values())
     gc.collect()
     took = []
     for _ in range(args.ticks):
@@ -66,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
                 "bench": "tick",
                 "open_incidents": opened,
                 "quiet_incidents": args.quiet,
+                "flapping_incidents": flapping,
                 "ticks": args.ticks,
                 "tick_ms": {
                     "median": round(statistics.median(took), 1),

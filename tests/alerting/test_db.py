@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import Engine, event
 
-from alerting.db import make_engine
+from alerting.db import IN_LIST_SIZES, in_lists, make_engine
 from alerting.instance_lock import InstanceLocks
 from alerting.migrate import open_store
 from gpuwarden.errors import ConfigError
@@ -99,3 +99,13 @@ def test_a_parameter_the_store_url_sets_itself_is_kept() -> None:
         make_engine("postgresql+psycopg://gw@127.0.0.1:1/gw?connect_timeout=30&keepalives_idle=5")
     )
     assert (asked["connect_timeout"], asked["keepalives_idle"], asked["keepalives_count"]) == ("30", "5", 3)
+
+
+@pytest.mark.parametrize("count", [0, 1, 7, 8, 9, 33, 200, 511, 512, 513, 1_100])
+def test_in_lists_are_of_a_few_lengths_and_hold_every_value_in_order(count: int) -> None:
+    values = [f"fp{k}" for k in range(count)]
+    lists = list(in_lists(values))
+    assert all(len(one) in IN_LIST_SIZES for one in lists)
+    assert len(lists) == -(-count // IN_LIST_SIZES[-1])
+    kept = [v for one in lists for v in dict.fromkeys(one)]  # each list without its padding
+    assert kept == values

@@ -4,6 +4,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy import event
 from sqlalchemy.exc import OperationalError
 
 from alerting import scenarios
@@ -1439,3 +1440,27 @@ def test_an_alert_with_an_unparsable_numeric_label_is_stored_with_its_labels_and
     assert {"type": "node", "cluster": "c1", "rack": "r05", "name": "r05-n01"} in targets
     # the bad label is ignored: no GPU index, no XID code, no rank; the alert points at what else it names
     assert target in targets
+
+
+def test_the_engine_sends_a_few_in_list_statements_whatever_the_batch_sizes(
+    db: str, clock: FakeClock
+) -> None:
+    """A statement per IN-list length, kept prepared by every pooled connection (as big as its list): the
+    ingest's alerts of a POST, the tick's incidents, the changes handed on, at every length from 1 up."""
+    engine = _engine(db, clock, quiet_period_seconds=30)
+    engine.subscribe(lambda change: None)  # changes are stored, handed on, then deleted by their ids
+    labels = [{"alertname": "NodeDown", "cluster": "c1", "node": f"n{k:02d}"} for k in range(40)]
+    engine.ingest([Alert(one) for one in labels])
+    texts: set[str] = set()
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if " IN (" in statement:
+            texts.add(statement)
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    for k in range(1, len(labels) + 1):  # k alerts resolve, then fire again: k known alerts per POST
+        engine.ingest([Alert(one, status=AlertStatus.RESOLVED) for one in labels[:k]])
+        clock.advance(1)
+        engine.tick()  # k incidents quiet: k rows read
+        engine.ingest([Alert(one) for one in labels[:k]])
+    assert len(texts) <= 4 * 4, sorted(texts)  # a few query sites, each at most IN_LIST_SIZES' lengths

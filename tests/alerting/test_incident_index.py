@@ -9,6 +9,7 @@ inventory, both must open, merge, resolve and reopen the same incidents.
 from __future__ import annotations
 
 import random
+import re
 import uuid
 from collections import Counter
 from collections.abc import Callable, Hashable
@@ -34,7 +35,8 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, TimelineEvent
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
-Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str]]]
+Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str], tuple[tuple[str, str, str], ...]]]
+_INCIDENT_ID = re.compile(r"inc-[0-9a-f]{12}")
 
 # (alert name, extra labels, on a GPU): what faults look like in the streams.
 FAULTS: list[tuple[str, dict[str, str], bool]] = [
@@ -183,13 +185,17 @@ def _flappy_stream(seed: int) -> list[tuple[str, object]]:
 
 
 def _outcome(engine: IncidentEngine) -> Outcome:
-    """Every incident, open, resolved or merged: root, priority, title, state and its alerts (not its id)."""
+    """Every incident, open, resolved or merged: root, priority, title, state, its alerts and its timeline
+    (not its id, which another run draws anew)."""
     found = set()
     for row, _ in engine.store.list_rows(include_merged=True):
         incident = engine.store.get(row.id)
         target = str(sorted(row.root_target.items()))
         fps = frozenset(incident.alert_fingerprints)
-        found.add((row.root_kind, target, row.priority, incident.title, row.state, fps))
+        timeline = tuple(
+            (e.at.isoformat(), e.kind, _INCIDENT_ID.sub("inc-?", e.message)) for e in incident.timeline
+        )
+        found.add((row.root_kind, target, row.priority, incident.title, row.state, fps, timeline))
     return frozenset(found)
 
 
@@ -217,9 +223,14 @@ def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
 def _check_filed(engine: IncidentEngine) -> None:
     for inc in engine._open.values():
         assert engine._open.filed(inc.id) == _expected(inc), inc.id
-    due = [i for i in engine._open.values() if any(m.flapping for m in i.members.values())]
-    due += [i for i in engine._open.values() if not any(m.firing for m in i.members.values())]
-    assert {i.id for i in engine._open.quiet_candidates()} == {i.id for i in due}
+    now = engine.clock.now().timestamp()
+    due = [
+        i
+        for i in engine._open.values()
+        if any(m.flapping and m.settles_at <= now for m in i.members.values())
+        or not any(m.firing or m.flapping for m in i.members.values())
+    ]
+    assert {i.id for i in engine._open.quiet_candidates(now)} == {i.id for i in due}
 
 
 def _run(engine: IncidentEngine, clock: FakeClock, steps: list[tuple[str, object]], check: bool) -> Outcome:
@@ -381,3 +392,79 @@ def test_an_alert_without_a_place_is_compared_only_with_incidents_of_alerts_of_i
     assert {m.labels["alertname"] for m in found.members.values()} == {"Watchdog"}
     engine.ingest([Alert(labels, starts_at=START)])
     assert len(engine._open) == 3  # it joined the Watchdog incident
+
+
+def _flapped(engine: IncidentEngine, clock: FakeClock, labels: list[dict[str, str]]) -> None:
+    """Fire ``labels``, then resolve and fire them again until they flap (firing at the end)."""
+    engine.ingest([Alert(one, starts_at=START) for one in labels])
+    for change in range(AlertingConfig().flap_start_transitions):
+        clock.advance(5)
+        status = AlertStatus.RESOLVED if change % 2 == 0 else AlertStatus.FIRING
+        engine.ingest([Alert(one, status=status, starts_at=START) for one in labels])
+
+
+def test_a_tick_reads_a_flapping_incident_only_once_its_flap_may_settle(tmp_path: Path) -> None:
+    """Under a stream where every alert flaps, every open incident was reread at every tick (its row and
+    each flapping alert's): seconds a tick with thousands open, though a flap can only settle once its
+    changes leave the flap window."""
+    engine, clock = _engine(tmp_path, None, full_scan=False)
+    node = {"alertname": "NodeDown", "cluster": "a", "node": "n1"}
+    _flapped(engine, clock, [node])
+    inc = _one(engine)
+    assert all(m.flapping and m.firing for m in inc.members.values())
+    read: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, params: object, *rest: object) -> None:
+        if "FROM incidents" in statement or "FROM alerts" in statement:
+            read.append(str(params))
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    # Its changes were 5 s apart over the last 30 s: it may settle once all but the last two (stop
+    # transitions) left the window, the third-last (10 s ago) a window from now. Until then: not read.
+    settles = AlertingConfig().flap_window_seconds - 10
+    for _ in range(int(settles // 5) - 1):  # ticks 5 s apart until 5 s before
+        clock.advance(5)
+        engine.tick()
+    assert not [p for p in read for fp in [inc.id, *inc.members] if fp in p]
+    clock.advance(5)  # a window after it: read (it settles once past the window)
+    engine.tick()
+    assert any(inc.id in p for p in read)
+    clock.advance(5)
+    engine.tick()
+    assert "alert NodeDown stopped flapping" in [e.message for e in _timeline(engine, inc.id)]
+    assert not any(m.flapping for m in inc.members.values())
+
+
+def _flapping_nodes_stream(nodes: int) -> list[tuple[str, object]]:
+    """``nodes`` nodes going down and up every 20 s, each starting 5 s after the last and stopping after its
+    own number of changes (6 to 10: firing at the end, or resolved); then ticks 5 s apart until every flap
+    window has passed: they start flapping, settle and resolve at their own ticks."""
+    steps: list[tuple[str, object]] = []
+    labels = [{"alertname": "NodeDown", "cluster": "a", "node": f"n{k:02d}"} for k in range(nodes)]
+    changes = [6 + k % 5 for k in range(nodes)]
+    for second in range(0, 40 * 20, 5):
+        post = []
+        for k, one in enumerate(labels):
+            flip, at = divmod(second - 5 * k, 20)
+            if at == 0 and 0 <= flip <= changes[k]:
+                firing = flip % 2 == 0
+                post.append(
+                    Alert(one, starts_at=START) if firing else Alert(one, status=AlertStatus.RESOLVED)
+                )
+        steps += [("post", post), ("advance", 5.0)]
+    steps += [("advance", 5.0)] * (int(AlertingConfig().flap_window_seconds) // 5 + 80)
+    return steps
+
+
+def test_incidents_of_alerts_that_all_flap_settle_and_resolve_as_in_the_full_scan(tmp_path: Path) -> None:
+    """The tick looks at a flapping incident only once its flap may settle: the same incidents and the same
+    timelines (each flap's start and stop, each quiet period, each resolution, at the same ticks) as when
+    it looks at every open incident at every tick."""
+    steps = _flapping_nodes_stream(12)
+    indexed, clock = _engine(tmp_path, None, full_scan=False)
+    got = _run(indexed, clock, steps, check=True)
+    scanned, clock = _engine(tmp_path, None, full_scan=True)
+    assert got == _run(scanned, clock, steps, check=False)
+    kinds = Counter(kind for *_, timeline in got for _, kind, _ in timeline)
+    assert kinds["flapping_started"] == kinds["flapping_stopped"] == 12, kinds
+    assert kinds["resolved"] == 5, kinds  # those whose last change was a resolution (7 or 9 changes)

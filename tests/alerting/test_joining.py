@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 from pathlib import Path
 
+import pytest
+
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
@@ -176,3 +178,43 @@ def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Pa
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
     reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
     assert reopened == ["reopened: GPUXid (rc-n1, 3) fired, which its root cause gpu rc-n1/3 explains"]
+
+
+def _stale(*gpus: int) -> list[Alert]:
+    """dcgm-exporter's series on node rc-n1 gone stale: what a node that died looks like from Prometheus."""
+    return [Alert({**RC, "alertname": "DCGMExporterStale", "Hostname": "rc-n1", "gpu": str(k)}) for k in gpus]
+
+
+def test_a_node_down_again_whose_exporter_goes_stale_first_reopens_its_incident(tmp_path: Path) -> None:
+    # The node was down (NodeDown alone) and came back; it dies again and the exporter's staleness, not
+    # NodeDown, fires first. That opened a second incident (a second top-level Slack message) which the
+    # NodeDown then joined, while the first stayed resolved.
+    clock, engine, told = _watched(tmp_path)
+    incident_id = _down_and_resolved(engine, clock)
+    clock.advance(20)
+    engine.ingest(_stale(*range(8)))
+    clock.advance(4)
+    engine.ingest([*_stale(*range(8)), Alert(NODE_DOWN)])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    assert [c.kind for c in told].count(ChangeKind.OPENED) == 1
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
+    assert reopened == [
+        "reopened: DCGMExporterStale (rc-n1, 0) fired, which its root cause node rc-n1 explains"
+    ]
+
+
+@pytest.mark.parametrize(("gpu", "reopens"), [(3, True), (5, False)], ids=["the-lost-gpu", "another-gpu"])
+def test_a_stale_exporter_reopens_a_lost_gpus_incident_only_on_that_gpu(
+    tmp_path: Path, gpu: int, reopens: bool
+) -> None:
+    # Only GPU 3 fell off the bus and the node stayed up: its own exporter going stale is the GPU gone again;
+    # another GPU's going stale there says nothing of that fault and is a new incident.
+    clock, engine, told = _watched(tmp_path)
+    lost = Alert({**RC, "alertname": "GPULost", "Hostname": "rc-n1", "gpu": "3"})
+    incident_id = _down_and_resolved(engine, clock, [lost])
+    clock.advance(20)
+    engine.ingest(_stale(gpu))
+    [now_open] = engine.open_incident_ids()
+    assert (now_open == incident_id) is reopens
+    assert [c.kind for c in told].count(ChangeKind.REOPENED) == int(reopens)

@@ -17,6 +17,7 @@ from alerting.db import Base, make_engine
 from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
 from alerting.store import IncidentStore
 from gpuwarden.errors import ConfigError
+from tests.alerting.query_plans import resolved_incident_query_plans
 
 
 def test_upgrade_creates_the_store_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -215,3 +216,13 @@ def test_a_store_error_blames_the_directory_only_when_it_is_missing(tmp_path: Pa
     with pytest.raises(ConfigError) as err:
         open_store(str(tmp_path / "missing" / "x.db"))
     assert str(err.value).endswith(f"(its directory {tmp_path / 'missing'} does not exist)")
+
+
+def test_resolved_incidents_are_read_through_the_state_resolved_at_index(tmp_path: Path) -> None:
+    """Recurrence (every new fault asks) and retention read resolved incidents by ``(state, resolved_at)``;
+    with only ``state`` indexed each read every resolved incident the store keeps (90 days of them)."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine)
+    plans = resolved_incident_query_plans(engine, "EXPLAIN QUERY PLAN")
+    assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
+    assert all("USING INDEX ix_incidents_state_resolved_at" in plan for plan in plans), plans

@@ -1,0 +1,46 @@
+"""The plans a store chooses for the queries that read resolved incidents by when they resolved."""
+
+from __future__ import annotations
+
+from sqlalchemy import Engine, event
+
+from alerting.engine import IncidentEngine
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+
+
+def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> list[str]:
+    """Resolve one incident in the (migrated) store behind ``engine``, then bring a new fault (recurrence
+    asks) and prune (retention asks): the plan of each query sent that picks incidents by ``resolved_at``,
+    as ``explain`` (``EXPLAIN QUERY PLAN``, ``EXPLAIN``) gives it after the ``setup`` statements."""
+    clock = FakeClock()
+    incidents = IncidentEngine(
+        engine, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=1)
+    )
+    down = {"alertname": "NodeDown", "cluster": "c1", "instance": "n1:9100", "job": "node"}
+    incidents.ingest([Alert(down)])
+    incidents.ingest([Alert(down, status=AlertStatus.RESOLVED)])
+    for _ in range(3):
+        clock.advance(1)
+        incidents.tick()
+    sent: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        where = statement.split("WHERE", 1)[-1] if "WHERE" in statement else ""
+        if statement.startswith("SELECT") and "FROM incidents" in statement and "resolved_at" in where:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        incidents.ingest([Alert({"alertname": "GPULost", "cluster": "c1", "Hostname": "n2", "gpu": "0"})])
+        incidents.prune()
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    with engine.connect() as conn:
+        for statement in setup:
+            conn.exec_driver_sql(statement)
+        return [
+            " / ".join(str(row[-1]) for row in conn.exec_driver_sql(f"{explain} {s}", p))  # type: ignore[arg-type]
+            for s, p in sent
+        ]
