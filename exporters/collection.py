@@ -110,6 +110,8 @@ class CollectionLoop:
         self.deadline = min(deadline, MAX_INTERVAL_SECONDS)
         self._sources = [_Source(c, _Worker(f"collect-{c.hostname}")) for c in collectors]
         self._exposition = EMPTY
+        # More families rendered with every collection (the simulated training pusher's); never raise.
+        self.extra_families: list[Callable[[], list[Metric]]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -217,7 +219,8 @@ class CollectionLoop:
         return list(metrics.values())
 
     def _publish(self) -> None:
-        families = merge([s.families for s in self._sources if s.families] + [self._health()])
+        extra = [families() for families in self.extra_families]
+        families = merge([s.families for s in self._sources if s.families] + [self._health(), *extra])
         self._exposition = Exposition.build(families)
 
     def run_forever(self) -> None:

@@ -98,7 +98,10 @@ def _build(
 
     fleet = build_fleet(*parse_simulate_spec(cfg.simulate), seed=full.sim.seed, clock=clock)
     publisher = _training_publisher(fleet, full.tracing)
-    return _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults), publisher
+    service = _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults)
+    if publisher is not None:
+        service.loop.extra_families.append(publisher.families)  # failed pushes show on our own /metrics
+    return service, publisher
 
 
 def exporter(

@@ -6,15 +6,17 @@ import logging
 import socket
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
-from gpuwarden.cli.exporter_cmd import _simulated_service
+from exporters import training_export
+from gpuwarden.cli.exporter_cmd import _build, _simulated_service
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import ExporterConfig
+from gpuwarden.config import ExporterConfig, GpuwardenConfig
 from gpuwarden.sim import build_fleet
 from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -121,3 +123,16 @@ def test_the_simulated_exporter_takes_faults_from_this_machine_only_unless_allow
         assert remote.get("/sim/faults").status_code == 200
     local = AsgiClient(service.app, client=("127.0.0.1", 40000))
     assert local.post("/sim/faults", json=fault).status_code == 201
+
+
+def test_failed_training_pushes_show_on_the_simulated_exporters_own_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(gateway: str, **_: object) -> None:
+        raise urllib.error.HTTPError(gateway, 400, "Bad Request", {}, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training_export, "push_to_gateway", refuse)
+    full = GpuwardenConfig.model_validate({"tracing": {"pushgateway_url": "127.0.0.1:9"}})
+    service, publisher = _build(ExporterConfig(simulate="1x4"), full, FakeClock())  # type: ignore[arg-type]
+    assert publisher is not None and not publisher.run_once()
+    service.loop.run_once()
+    text = AsgiClient(service.app).get("/metrics").text
+    assert 'gpuwarden_exporter_training_push_failures_total{reason="http_400"}' in text, text
