@@ -18,6 +18,7 @@ class Gpm:
 
     metrics_get: Any
     prev: Any = None
+    prev_at: float = 0.0  # the collector's clock (monotonic) when ``prev`` was taken
     spare: Any = None
     pcie: bool = False  # its PCIe rates answered last pass: they give DCGM_FI_DEV_PCIE_*_THROUGHPUT
 

@@ -37,7 +37,7 @@ from exporters.attribution import (
     workload_labels,
 )
 from exporters.collected import FamilyBuilder, Gpm, Gpu
-from exporters.gpm import GpmSampling
+from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
 from exporters.nvml_calls import (
     ARGUMENT_VERSION_MISMATCH,
     FUNCTION_NOT_FOUND,
@@ -110,8 +110,10 @@ class NvmlCollector(GpmSampling):
         pods: PodAssignments | None = None,
         watcher: XidWatcher | None = None,
         clock: Clock | None = None,
+        min_rate_interval: float = MIN_RATE_INTERVAL_SECONDS,
     ) -> None:
         super().__init__(nvml, hostname)
+        self._min_rate_interval = min_rate_interval
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._workloads = WorkloadMemory()
         self._xids = xids
@@ -225,6 +227,7 @@ class NvmlCollector(GpmSampling):
             out.rollback(start)
 
     def _collect_all(self, out: FamilyBuilder) -> None:
+        self._pass_at = self._clock.monotonic()
         count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
@@ -283,7 +286,7 @@ class NvmlCollector(GpmSampling):
             got = call(name, h)
             if got is not None:
                 out.add(family, labels, got[0])
-        if gpu.gpm is None or not gpu.gpm.pcie:  # else GPM's PCIe rates give them (see ``_gpm_sample``)
+        if gpu.gpm is None or not gpu.gpm.pcie or not self._gpm_due(gpu.gpm):  # else GPM gives them
             for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
                 kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
                 if kbs is not None:
@@ -375,7 +378,10 @@ class NvmlCollector(GpmSampling):
         for (_, _, direction), (value, _) in zip(fams.NVLINK_THROUGHPUT_FIELDS, kib, strict=True):
             out.add(fams.NVLINK_DATA_BYTES, _with(gpu.own, "direction", direction), value * _KIB)
         total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
-        prev, gpu.nvlink_prev = gpu.nvlink_prev, (total, at_us)
+        prev = gpu.nvlink_prev
+        if prev is not None and 0 <= (at_us - prev[1]) / 1e6 < self._min_rate_interval and total >= prev[0]:
+            return  # too soon after the last read for a rate (see exporters.gpm): keep the older read
+        gpu.nvlink_prev = (total, at_us)
         if prev is not None and at_us > prev[1] and total >= prev[0]:
             out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
