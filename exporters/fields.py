@@ -351,6 +351,11 @@ COLLECTION_FAILURES = _c(
     "collection loop",
 )
 
+NVLINK_LINK_STATUS = _g(
+    "DCGM_FI_DEV_NVLINK_LINK_STATUS",
+    "State of one NVLink (label link): 1 active, 0 inactive (down), as NVML_FI_DEV_NVLINK_GET_STATE.",
+    "nvmlDeviceGetNvLinkState (links counted once by NVML_FI_DEV_NVLINK_LINK_COUNT)",
+)
 TRAINING_PUSHES = _c(
     "gpuwarden_exporter_training_pushes",
     "Training metric groups (one per job and rank) this exporter pushed to the Pushgateway.",

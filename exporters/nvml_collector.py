@@ -38,6 +38,7 @@ from exporters.attribution import (
 )
 from exporters.collected import FamilyBuilder, Gpm, Gpu
 from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
+from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
     ARGUMENT_VERSION_MISMATCH,
     FUNCTION_NOT_FOUND,
@@ -46,6 +47,7 @@ from exporters.nvml_calls import (
     NOT_SUPPORTED,
     GpuLost,
     error_name,
+    field_value,
     init_nvml,
 )
 from exporters.xid import XidLedger, XidWatcher
@@ -56,7 +58,6 @@ __all__ = ["NvmlCollector", "PodAssignments", "ProcessResolver", "error_name", "
 
 logger = logging.getLogger(__name__)
 
-_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
@@ -96,7 +97,7 @@ class PodAssignments(Protocol):
         ...
 
 
-class NvmlCollector(GpmSampling):
+class NvmlCollector(GpmSampling, NvLinkStates):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -293,6 +294,7 @@ class NvmlCollector(GpmSampling):
                     out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)
+        self._nvlink_states(gpu, out, labels)
         self._gpm(gpu, out, labels)
         self._mig(gpu, out)
 
@@ -351,7 +353,7 @@ class NvmlCollector(GpmSampling):
             if ret != 0:
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
-            value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
+            value = field_value(fv)
             if i < n_families:
                 fid, family, scale = fams.FIELD_FAMILIES[i]
                 got.add(fid)

@@ -29,7 +29,7 @@ MAX_BACKOFF_SECONDS = 60.0
 
 
 def pushgateway_url(raw: str) -> str:
-    """``raw`` as a Pushgateway base URL (``gpuwarden.urls.pushgateway_base_url``); ``ValueError`` if unusable."""
+    """``raw`` as a Pushgateway base URL (``gpuwarden.urls.pushgateway_base_url``); else ``ValueError``."""
     return pushgateway_base_url(raw)
 
 

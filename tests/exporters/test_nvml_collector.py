@@ -211,7 +211,8 @@ def test_a_field_value_error_leaves_only_that_field_out(nvml: SimNvml) -> None:
 
         def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[int]) -> Any:
             values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
-            values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+            if pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL in ids:  # the batch, not the NVLink count read once
+                values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
             return values
 
     registry = scrape(NvmlCollector(OneBadField(nvml), hostname=NODE))
@@ -586,3 +587,55 @@ def test_the_shortest_rate_interval_follows_the_collection_interval_within_nvml_
     assert min_rate_interval(5.0) == 1.0
     assert min_rate_interval(1.0) == 0.5
     assert min_rate_interval(0.05) == 0.1  # GPM asks for more than 100 ms between its two samples
+
+
+def link_states(registry: CollectorRegistry, gpu: int) -> dict[str, float]:
+    return {
+        s.labels["link"]: s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_NVLINK_LINK_STATUS" and s.labels["gpu"] == str(gpu)
+    }
+
+
+def test_a_downed_nvlink_reads_0_on_its_own_series_for_as_long_as_it_is_down(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    """The error counters move once when a link goes down; its state says so on every collection."""
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
+    links = len(fleet.gpu(NODE, 2).nvlink_up)
+    assert link_states(scrape(collector), 2) == {str(i): 1.0 for i in range(links)}
+    fleet.inject(parse_fault({"kind": "nvlink_down", "node": NODE, "gpu": 2, "link": 0}))
+    for _ in range(3):
+        clock.advance(5)
+        states = link_states(scrape(collector), 2)
+        assert states["0"] == 0.0 and all(states[str(i)] == 1.0 for i in range(1, links))
+    registry = scrape(collector)
+    labels = {**gpu_labels(registry, 2), "link": "0"}
+    assert value(registry, "DCGM_FI_DEV_NVLINK_LINK_STATUS", labels) == 0.0  # DCGM labels, and the link
+
+
+def test_a_gpu_without_nvlink_is_asked_for_its_links_once_not_every_collection(
+    nvml: SimNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    real = nvml.nvmlDeviceGetFieldValues
+
+    def without_nvlink(handle: Any, ids: list[Any]) -> Any:
+        values = real(handle, ids)
+        for fid, fv in zip(ids, values, strict=True):
+            if fid == pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT:
+                asked.append(fid)
+                fv.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
+
+    monkeypatch.setattr(nvml, "nvmlDeviceGetFieldValues", without_nvlink)
+    states: list[int] = []
+    monkeypatch.setattr(nvml, "nvmlDeviceGetNvLinkState", lambda h, link: states.append(link) or 1)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+    assert len(asked) == 8 and states == []  # once per GPU, then never again
+    assert link_states(registry, 0) == {}
+    errors = [s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"]
+    assert errors == []
