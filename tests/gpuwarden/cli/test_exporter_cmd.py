@@ -14,9 +14,9 @@ from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from exporters import training_export
-from gpuwarden.cli.exporter_cmd import _build, _simulated_service
+from gpuwarden.cli.exporter_cmd import _build, _check_sim_section, _simulated_service
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import ExporterConfig, GpuwardenConfig
+from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
 from gpuwarden.sim import build_fleet
 from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -136,3 +136,58 @@ def test_failed_training_pushes_show_on_the_simulated_exporters_own_metrics(monk
     service.loop.run_once()
     text = AsgiClient(service.app).get("/metrics").text
     assert 'gpuwarden_exporter_training_push_failures_total{reason="http_400"}' in text, text
+
+
+@pytest.mark.parametrize(
+    ("section", "argv", "named"),
+    [
+        ("sim:\n  nodes_per_rack: 3\n  gpus_per_node: 4\n", ["--simulate", "2x8"], ":3: sim.gpus_per_node"),
+        ("sim:\n  nodes_per_rack: 3\n", ["--simulate", "2x8"], ":2: sim.nodes_per_rack"),
+        (
+            "exporter:\n  simulate: 2x8\nsim:\n  clusters: 3\n  nodes_per_rack: 1\n",
+            [],
+            ":4: sim.clusters",
+        ),
+    ],
+    ids=["gpus-differ", "nodes-differ", "setting-against-two-clusters"],
+)
+def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_both(
+    tmp_path: Path, section: str, argv: list[str], named: str
+) -> None:
+    """serve's alerting.sim_inventory takes the sim section: it would not know the exporter's nodes."""
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(section)
+    argv = ["exporter", "--config", str(config), "--port", str(free_port()), "--listen-address", "127.0.0.1", *argv]
+    # A process, not CliRunner: an exporter that accepted the fleet would serve until killed.
+    done = subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1, said
+    assert f"{config}{named}:" in said and "make them agree" in said, said
+    flag = "--simulate" if "--simulate" in argv else "exporter.simulate"
+    assert f"but {flag} 2x8 serves 2 nodes of 8 GPUs" in said, said
+
+
+@pytest.mark.parametrize(
+    "section",
+    ["sim:\n  seed: 3\n", "sim:\n  nodes_per_rack: 2\n  gpus_per_node: 8\n", "sim:\n  racks_per_cluster: 2\n  nodes_per_rack: 1\n"],
+    ids=["seed-only", "the-same-fleet", "the-same-count-in-two-racks"],
+)
+def test_a_sim_section_that_agrees_or_sets_only_the_seed_is_taken(tmp_path: Path, section: str) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(section)
+    full = load_config(config)
+    _check_sim_section(full, "2x8", "--simulate")  # no error
+
+
+def test_the_simulated_exporter_takes_the_sim_sections_gpu_model_as_serve_does() -> None:
+    full = GpuwardenConfig.model_validate({"sim": {"gpu_model": "NVIDIA H200"}})
+    service, _ = _build(ExporterConfig(simulate="1x2"), full, FakeClock())  # type: ignore[arg-type]
+    service.loop.run_once()
+    text = AsgiClient(service.app).get("/metrics").text
+    assert 'modelName="NVIDIA H200"' in text and "H100" not in text
