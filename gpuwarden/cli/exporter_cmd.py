@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _fail(message: str) -> typer.Exit:
+USAGE_ERROR = 2  # a bad command-line option, as Click, loadgen and inference-server exit
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
@@ -178,8 +181,9 @@ def exporter(
     except ValidationError as exc:
         first = exc.errors()[0]
         field = str(first["loc"][0]) if first["loc"] else ""
-        flag = options[field][0] if field in updates else f"exporter.{field}"
-        raise _fail(f"invalid option: {flag}: {error_message(first)}") from exc
+        if field in updates:  # a command-line option: a usage error
+            raise _fail(f"invalid option: {options[field][0]}: {error_message(first)}", USAGE_ERROR) from exc
+        raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
     if cfg.simulate:
         try:
             _check_sim_section(full, cfg.simulate, "--simulate" if simulate is not None else "exporter.simulate")

@@ -1,4 +1,4 @@
-"""``gpuwarden exporter``: start-up failures are one clear line and exit 1, never a traceback."""
+"""``gpuwarden exporter``: start-up failures are one clear line, never a traceback; exit 1, or 2 for a bad option."""
 
 from __future__ import annotations
 
@@ -24,24 +24,34 @@ from tests.integration.servers import free_port
 
 
 @pytest.mark.parametrize(
-    ("argv", "words"),
+    ("argv", "words", "code"),
     [
-        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)"),
-        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS"),
-        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1"),
+        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 1),
+        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS", 2),
+        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1", 2),
         (
             ["exporter", "--simulate", "2x8", "--interval", "0"],
             "invalid option: --interval: 0.0 is not more than 0; write more than 0",
+            2,
         ),
     ],
     ids=["no-driver", "bad-simulate-spec", "bad-port", "bad-interval"],
 )
-def test_startup_errors_print_one_line_and_exit_1(argv: list[str], words: str) -> None:
+def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
+    argv: list[str], words: str, code: int
+) -> None:
     result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_bad_exporter_setting_in_the_file_exits_1_not_as_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("exporter:\n  simulate: 2y8\n")
+    result = CliRunner().invoke(app, ["exporter", "--config", str(config)])
+    assert result.exit_code == 1 and "exporter.simulate" in result.output, result.output
 
 
 def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
