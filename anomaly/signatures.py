@@ -3,7 +3,8 @@
 XIDs are events (a counter per code, as gpuwarden's exporter writes them; dcgm-exporter's last-XID gauge is
 read too): each new one is mapped through NVIDIA's XID catalog to a recommended action. Double-bit ECC,
 row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts, a
-downed NVLink (one seen active, now inactive) and a lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own rule.
+downed NVLink (one seen active, now inactive) and a lost GPU (``gpuwarden_gpu_up == 0`` or its series
+vanishing) each have their own rule.
 
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU

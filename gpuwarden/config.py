@@ -357,7 +357,9 @@ class TracingConfig(Section):
     @classmethod
     def _pushgateway_url_is_a_base_url(cls, value: str | None) -> str | None:
         if value is not None:
-            pushgateway_base_url(value)  # the exporter's own check, so `config validate` refuses what it would
+            pushgateway_base_url(
+                value
+            )  # the exporter's own check, so `config validate` refuses what it would
         return value
 
 

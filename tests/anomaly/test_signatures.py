@@ -523,7 +523,9 @@ def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_co
     def tick() -> list[tuple[str, str]]:
         clock.advance(30)
         raised = service.infer().raised
-        return [(a.labels["gpu"], a.labels["link"]) for a in raised if a.labels["alertname"] == "GpuNvlinkDown"]
+        return [
+            (a.labels["gpu"], a.labels["link"]) for a in raised if a.labels["alertname"] == "GpuNvlinkDown"
+        ]
 
     assert [x for _ in range(2) for x in tick()] == []
     fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))

@@ -571,7 +571,11 @@ def test_no_rate_is_computed_over_the_milliseconds_between_two_close_collections
     clock.advance(0.005)
     soon = scrape(collector)
     labels = gpu_labels(soon, 0)
-    for name in ("DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_GR_ENGINE_ACTIVE", "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"):
+    for name in (
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+    ):
         assert value(soon, name, labels) is None, name
     assert value(soon, "DCGM_FI_DEV_PCIE_TX_THROUGHPUT", labels) is not None  # NVML's own call stands in
     clock.advance(5)
@@ -637,5 +641,7 @@ def test_a_gpu_without_nvlink_is_asked_for_its_links_once_not_every_collection(
         registry = scrape(collector)
     assert len(asked) == 8 and states == []  # once per GPU, then never again
     assert link_states(registry, 0) == {}
-    errors = [s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"]
+    errors = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
     assert errors == []

@@ -61,7 +61,14 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> RecordingGateway:
         ("http://proxy/pushgateway/", "http://proxy/pushgateway"),
         ("http://[::1]:9091", "http://[::1]:9091"),
     ],
-    ids=["trailing-newline", "spaces-and-slash", "bare-host-port", "path-prefix", "route-prefix-slash", "ipv6"],
+    ids=[
+        "trailing-newline",
+        "spaces-and-slash",
+        "bare-host-port",
+        "path-prefix",
+        "route-prefix-slash",
+        "ipv6",
+    ],
 )
 def test_a_pushgateway_url_is_normalised_once_at_setup(raw: str, url: str) -> None:
     assert TrainingMetrics("pretrain", pushgateway=raw).pushgateway == url
@@ -287,5 +294,7 @@ def test_serve_refuses_an_impossible_port(served: TrainingMetrics) -> None:
 
 
 def test_a_push_path_is_refused_with_the_base_url_to_give_instead() -> None:
-    with pytest.raises(ValueError, match=r"give the gateway's base URL \(http://gw:9091, with a --web.route-prefix"):
+    with pytest.raises(
+        ValueError, match=r"give the gateway's base URL \(http://gw:9091, with a --web.route-prefix"
+    ):
         pushgateway_url("http://gw:9091/metrics/job/training")

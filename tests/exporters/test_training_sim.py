@@ -161,17 +161,25 @@ def test_failed_pushes_show_on_the_exporters_own_metrics_by_reason_with_the_last
     registry = CollectorRegistry()
     registry.register(_Families(publisher))
     assert registry.get_sample_value("gpuwarden_exporter_training_pushes_total") == 0
-    assert registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds") is None
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds") is None
+    )
     assert publisher.run_once()
     pushed = registry.get_sample_value("gpuwarden_exporter_training_pushes_total")
     assert pushed == len(recorder.groups) > 0
-    assert registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds") == 1_000.0
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds")
+        == 1_000.0
+    )
     clock.advance(5.0)
     recorder.fail = True
     assert not publisher.run_once()
     failures = "gpuwarden_exporter_training_push_failures_total"
     assert registry.get_sample_value(failures, {"reason": "unreachable"}) == pushed  # every group, one try
-    assert registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds") == 1_000.0
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds")
+        == 1_000.0
+    )
 
 
 def test_a_push_the_gateway_refuses_is_counted_under_its_http_status(monkeypatch: pytest.MonkeyPatch) -> None:

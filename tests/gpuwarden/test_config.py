@@ -508,7 +508,10 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
             ":2: tracing.pushgateway_url: not a valid Pushgateway URL 'http://gw:9091/metrics/job/training':"
             " give the gateway's base URL (http://gw:9091,",
         ),
-        ("tracing:\n  pushgateway_url: ftp://gw\n", ":2: tracing.pushgateway_url: not a valid Pushgateway URL"),
+        (
+            "tracing:\n  pushgateway_url: ftp://gw\n",
+            ":2: tracing.pushgateway_url: not a valid Pushgateway URL",
+        ),
     ],
     ids=[
         "unknown-detector",

@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
-import pytest
 
 from tests.integration.servers import free_port, require_binary, running
 
@@ -104,7 +104,9 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
     prometheus = require_binary("prometheus")
     port, prom_port = free_port(), free_port()
     prom = f"http://127.0.0.1:{prom_port}"
-    example = yaml.safe_load((Path(__file__).resolve().parents[2] / "deploy" / "prometheus.example.yml").read_text())
+    example = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deploy" / "prometheus.example.yml").read_text()
+    )
     [job] = [j for j in example["scrape_configs"] if j["job_name"] == "dcgm"]
     sd_labels = {"pod": "gpuwarden-exporter-x7k2p", "namespace": "gpu-monitoring"}  # what SD relabelling sets
     job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"], "labels": sd_labels}]
@@ -134,5 +136,7 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
         in_prometheus = "DCGM_FI_DEV_GPU_UTIL{pod=~'llm-.*'}"
         wait_for("the GPUs' workload pods", lambda: len(query(prom, in_prometheus)) == len(workloads), 20)
         stored = {r["metric"]["UUID"]: r["metric"]["pod"] for r in query(prom, "DCGM_FI_DEV_GPU_UTIL")}
-        assert {uuid: stored[uuid] for uuid in workloads} == workloads  # the workload's pod, not the exporter's
+        assert {
+            uuid: stored[uuid] for uuid in workloads
+        } == workloads  # the workload's pod, not the exporter's
         assert query(prom, "{__name__=~'DCGM_.*', exported_pod!=''}") == []

@@ -1,4 +1,4 @@
-"""``gpuwarden exporter``: start-up failures are one clear line, never a traceback; exit 1, or 2 for a bad option."""
+"""``gpuwarden exporter``: start-up failures are one clear line, no traceback; exit 1 (2: a bad option)."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from gpuwarden.cli import app
 from exporters import training_export
+from gpuwarden.cli import app
 from gpuwarden.cli.exporter_cmd import _build, _check_sim_section, _simulated_service
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
@@ -135,7 +135,9 @@ def test_the_simulated_exporter_takes_faults_from_this_machine_only_unless_allow
     assert local.post("/sim/faults", json=fault).status_code == 201
 
 
-def test_failed_training_pushes_show_on_the_simulated_exporters_own_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_failed_training_pushes_show_on_the_simulated_exporters_own_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     def refuse(gateway: str, **_: object) -> None:
         raise urllib.error.HTTPError(gateway, 400, "Bad Request", {}, None)  # type: ignore[arg-type]
 
@@ -167,7 +169,16 @@ def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_bo
     """serve's alerting.sim_inventory takes the sim section: it would not know the exporter's nodes."""
     config = tmp_path / "gpuwarden.yaml"
     config.write_text(section)
-    argv = ["exporter", "--config", str(config), "--port", str(free_port()), "--listen-address", "127.0.0.1", *argv]
+    argv = [
+        "exporter",
+        "--config",
+        str(config),
+        "--port",
+        str(free_port()),
+        "--listen-address",
+        "127.0.0.1",
+        *argv,
+    ]
     # A process, not CliRunner: an exporter that accepted the fleet would serve until killed.
     done = subprocess.run(
         [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
@@ -185,7 +196,11 @@ def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_bo
 
 @pytest.mark.parametrize(
     "section",
-    ["sim:\n  seed: 3\n", "sim:\n  nodes_per_rack: 2\n  gpus_per_node: 8\n", "sim:\n  racks_per_cluster: 2\n  nodes_per_rack: 1\n"],
+    [
+        "sim:\n  seed: 3\n",
+        "sim:\n  nodes_per_rack: 2\n  gpus_per_node: 8\n",
+        "sim:\n  racks_per_cluster: 2\n  nodes_per_rack: 1\n",
+    ],
     ids=["seed-only", "the-same-fleet", "the-same-count-in-two-racks"],
 )
 def test_a_sim_section_that_agrees_or_sets_only_the_seed_is_taken(tmp_path: Path, section: str) -> None:
