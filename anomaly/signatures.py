@@ -208,16 +208,8 @@ class SignatureDetector:
             return []
         fired = np.where(self._values.increase(view, step) > 0, FIRED, 0.0)
         return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                fired,
-                step.raw,
-                action=RecommendedAction.DRAIN_AND_RESET,
-                summary="double-bit ECC error",
-                alert_labels={"alertname": "GpuDoubleBitEcc"},
-                immediate=True,
+            self._immediate(
+                step, fired, RecommendedAction.DRAIN_AND_RESET, "double-bit ECC error", "GpuDoubleBitEcc"
             )
         ]
 
@@ -247,19 +239,7 @@ class SignatureDetector:
             step = view.latest.get(name)
             if step is not None:
                 fired = np.where(step.raw > 0, FIRED, 0.0)
-                out.append(
-                    Findings(
-                        self.name,
-                        name,
-                        step.labels,
-                        fired,
-                        step.raw,
-                        action=action,
-                        summary=summary,
-                        alert_labels={"alertname": alertname},
-                        immediate=True,
-                    )
-                )
+                out.append(self._immediate(step, fired, action, summary, alertname))
         return out
 
     def _throttle(self, view: View) -> list[Findings]:
@@ -326,18 +306,24 @@ class SignatureDetector:
             elif state == 0 and key in self._links_active:
                 fired[i] = FIRED
         return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                fired,
-                step.raw,
-                action=RecommendedAction.DRAIN_AND_RESET,
-                summary="NVLink down",
-                alert_labels={"alertname": "GpuNvlinkDown"},
-                immediate=True,
-            )
+            self._immediate(step, fired, RecommendedAction.DRAIN_AND_RESET, "NVLink down", "GpuNvlinkDown")
         ]
+
+    def _immediate(
+        self, step: Step, score: FloatArray, action: RecommendedAction, summary: str, alertname: str
+    ) -> Findings:
+        """A deterministic rule's findings: raised at the first tick that scores above 1."""
+        return Findings(
+            self.name,
+            step.query,
+            step.labels,
+            score,
+            step.raw,
+            action=action,
+            summary=summary,
+            alert_labels={"alertname": alertname},
+            immediate=True,
+        )
 
     def _lost(self, view: View) -> list[Findings]:
         step = view.latest.get(GPU_UP)

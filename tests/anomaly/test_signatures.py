@@ -512,12 +512,12 @@ def test_a_link_never_seen_active_is_not_called_down():
 
 
 def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_collector():
-    logging.getLogger("exporters").setLevel(logging.ERROR)
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    nvml = sim_collectors(fleet, clock)
     service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]), [CollectorSource(nvml.collectors, clock)], clock
+        AnomalyConfig(detectors=["signatures"]),
+        [CollectorSource(quiet_collectors(fleet, clock), clock)],
+        clock,
     )
 
     def tick() -> list[tuple[str, str]]:
@@ -530,3 +530,9 @@ def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_co
     assert [x for _ in range(2) for x in tick()] == []
     fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))
     assert tick() == [("2", "3")]
+
+
+def quiet_collectors(fleet, clock):
+    """The simulated exporter's collectors, its INFO lines off."""
+    logging.getLogger("exporters").setLevel(logging.ERROR)
+    return sim_collectors(fleet, clock).collectors

@@ -14,7 +14,8 @@ import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.gpuwarden_server import simulated_exporter_argv
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 
 pytestmark = pytest.mark.integration
 
@@ -101,7 +102,6 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
 ) -> None:
     """Kubernetes SD puts the exporter pod's own pod/namespace on the target; without honor_labels the GPU's
     workload labels became exported_pod/exported_namespace."""
-    prometheus = require_binary("prometheus")
     port, prom_port = free_port(), free_port()
     prom = f"http://127.0.0.1:{prom_port}"
     example = yaml.safe_load(
@@ -113,14 +113,8 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
     config = tmp_path / "prometheus.yml"
     config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
                                       "scrape_configs": [job]}))  # fmt: skip
-    exporter_argv = [
-        *gpuwarden_argv(), "exporter", "--simulate", "1x8", "--port", str(port),
-        "--listen-address", "127.0.0.1", "--interval", "1",
-    ]  # fmt: skip
-    prom_argv = [
-        prometheus, f"--config.file={config}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
-        f"--web.listen-address=127.0.0.1:{prom_port}",
-    ]  # fmt: skip
+    exporter_argv = simulated_exporter_argv("1x8", port)
+    prom_argv = prometheus_argv(config, prom_port)
     with (
         running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),
         running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),

@@ -23,6 +23,18 @@ from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.integration.servers import free_port
 
 
+def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``gpuwarden exporter ARGS`` as a process, not CliRunner: an exporter that accepted what the test
+    expects it to refuse would serve until killed; here it fails the test after a minute."""
+    return subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
     ("argv", "words", "code"),
     [
@@ -97,15 +109,7 @@ def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_set
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["exporter", "--simulate", "1x4", "--port", str(port), "--config", str(config)]
-    # A process, not CliRunner: an exporter that accepted the setting would serve until killed.
-    done = subprocess.run(
-        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_exporter(["--simulate", "1x4", "--port", str(port), "--config", str(config)])
     assert done.returncode == 1
     said = " ".join(done.stderr.split())
     assert f"{config}:2: tracing.pushgateway_url: not a valid Pushgateway URL" in said, said
@@ -169,23 +173,8 @@ def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_bo
     """serve's alerting.sim_inventory takes the sim section: it would not know the exporter's nodes."""
     config = tmp_path / "gpuwarden.yaml"
     config.write_text(section)
-    argv = [
-        "exporter",
-        "--config",
-        str(config),
-        "--port",
-        str(free_port()),
-        "--listen-address",
-        "127.0.0.1",
-        *argv,
-    ]
-    # A process, not CliRunner: an exporter that accepted the fleet would serve until killed.
-    done = subprocess.run(
-        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
+    done = run_exporter(
+        ["--config", str(config), "--port", str(free_port()), "--listen-address", "127.0.0.1", *argv]
     )
     said = " ".join(done.stderr.split())
     assert done.returncode == 1, said
