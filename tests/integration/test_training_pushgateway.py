@@ -241,7 +241,7 @@ def test_a_served_rank_has_the_labels_of_its_pushed_group(tmp_path: Path) -> Non
 def test_a_pushgateway_behind_a_route_prefix_takes_pushes_to_its_base_url_with_the_prefix(
     tmp_path: Path,
 ) -> None:
-    """A path in tracing.pushgateway_url is a prefix (--web.route-prefix, a reverse proxy), not a push path."""
+    """A path in tracing.pushgateway_url is a prefix (--web.route-prefix, reverse proxy), not a push path."""
     port = free_port()
     pushgateway = [
         require_binary("prometheus-pushgateway"),
