@@ -2,8 +2,9 @@
 
 XIDs are events (a counter per code, as gpuwarden's exporter writes them; dcgm-exporter's last-XID gauge is
 read too): each new one is mapped through NVIDIA's XID catalog to a recommended action. Double-bit ECC,
-row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts and a
-lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own rule.
+row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts, a
+downed NVLink (one seen active, now inactive) and a lost GPU (``gpuwarden_gpu_up == 0`` or its series
+vanishing) each have their own rule.
 
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
@@ -36,6 +37,7 @@ THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"
 RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
 EXPORTER_STALE = "gpuwarden_exporter_stale"
 NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
+NVLINK_STATUS = "DCGM_FI_DEV_NVLINK_LINK_STATUS"  # per link (label link): 1 active, 0 inactive
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
 SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
 # A hung GPU: the driver sees a kernel running the whole sample period (utilisation pinned at 100 %) while
@@ -100,6 +102,8 @@ class SignatureDetector:
         # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
         self._up_seen: dict[tuple[str, str], Mapping[str, str]] = {}
         self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
+        # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down".
+        self._links_active: set[tuple[str, str, str]] = set()
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -127,6 +131,7 @@ class SignatureDetector:
             self._flags,
             self._throttle,
             self._nvlink,
+            self._nvlink_down,
             self._lost,
             self._recovery,
             self._stale,
@@ -203,16 +208,8 @@ class SignatureDetector:
             return []
         fired = np.where(self._values.increase(view, step) > 0, FIRED, 0.0)
         return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                fired,
-                step.raw,
-                action=RecommendedAction.DRAIN_AND_RESET,
-                summary="double-bit ECC error",
-                alert_labels={"alertname": "GpuDoubleBitEcc"},
-                immediate=True,
+            self._immediate(
+                step, fired, RecommendedAction.DRAIN_AND_RESET, "double-bit ECC error", "GpuDoubleBitEcc"
             )
         ]
 
@@ -242,19 +239,7 @@ class SignatureDetector:
             step = view.latest.get(name)
             if step is not None:
                 fired = np.where(step.raw > 0, FIRED, 0.0)
-                out.append(
-                    Findings(
-                        self.name,
-                        name,
-                        step.labels,
-                        fired,
-                        step.raw,
-                        action=action,
-                        summary=summary,
-                        alert_labels={"alertname": alertname},
-                        immediate=True,
-                    )
-                )
+                out.append(self._immediate(step, fired, action, summary, alertname))
         return out
 
     def _throttle(self, view: View) -> list[Findings]:
@@ -306,6 +291,39 @@ class SignatureDetector:
                 )
             )
         return out
+
+    def _nvlink_down(self, view: View) -> list[Findings]:
+        """A link that was active and reads inactive fires on every tick until it is active again: its error
+        counters moved once, when it went down, and say nothing afterwards."""
+        step = view.latest.get(NVLINK_STATUS)
+        if step is None:
+            return []
+        fired = np.zeros(len(step.labels))
+        for i, (lab, state) in enumerate(zip(step.labels, step.raw.tolist(), strict=True)):
+            key = (*gpu_key(lab), lab.get("link", ""))
+            if state == 1:
+                self._links_active.add(key)
+            elif state == 0 and key in self._links_active:
+                fired[i] = FIRED
+        return [
+            self._immediate(step, fired, RecommendedAction.DRAIN_AND_RESET, "NVLink down", "GpuNvlinkDown")
+        ]
+
+    def _immediate(
+        self, step: Step, score: FloatArray, action: RecommendedAction, summary: str, alertname: str
+    ) -> Findings:
+        """A deterministic rule's findings: raised at the first tick that scores above 1."""
+        return Findings(
+            self.name,
+            step.query,
+            step.labels,
+            score,
+            step.raw,
+            action=action,
+            summary=summary,
+            alert_labels={"alertname": alertname},
+            immediate=True,
+        )
 
     def _lost(self, view: View) -> list[Findings]:
         step = view.latest.get(GPU_UP)

@@ -18,6 +18,7 @@ class Gpm:
 
     metrics_get: Any
     prev: Any = None
+    prev_at: float = 0.0  # the collector's clock (monotonic) when ``prev`` was taken
     spare: Any = None
     pcie: bool = False  # its PCIe rates answered last pass: they give DCGM_FI_DEV_PCIE_*_THROUGHPUT
 
@@ -35,6 +36,7 @@ class Gpu:
     gpm_checked: bool = False
     mig_gpm: dict[int, Gpm] = field(default_factory=dict)
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
+    nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
 
 

@@ -110,6 +110,8 @@ class CollectionLoop:
         self.deadline = min(deadline, MAX_INTERVAL_SECONDS)
         self._sources = [_Source(c, _Worker(f"collect-{c.hostname}")) for c in collectors]
         self._exposition = EMPTY
+        # More families rendered with every collection (the simulated training pusher's); never raise.
+        self.extra_families: list[Callable[[], list[Metric]]] = []
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.ticks = 0
@@ -217,11 +219,14 @@ class CollectionLoop:
         return list(metrics.values())
 
     def _publish(self) -> None:
-        families = merge([s.families for s in self._sources if s.families] + [self._health()])
+        extra = [families() for families in self.extra_families]
+        families = merge([s.families for s in self._sources if s.families] + [self._health(), *extra])
         self._exposition = Exposition.build(families)
 
-    def run_forever(self) -> None:
-        """Tick every ``interval`` until ``stop()``."""
+    def run_forever(self, first_after: float = 0.0) -> None:
+        """Tick every ``interval`` until ``stop()``, the first tick ``first_after`` seconds from now."""
+        if first_after > 0:
+            self._clock.sleep(first_after)
         while not self._stop.is_set():
             started = self._clock.monotonic()
             try:
@@ -231,9 +236,11 @@ class CollectionLoop:
                 logger.exception("collection tick failed")
                 self._stop.wait(1.0)
 
-    def start(self) -> None:
-        """Run the loop on a daemon thread."""
-        self._thread = threading.Thread(target=self.run_forever, name="collection-loop", daemon=True)
+    def start(self, first_after: float = 0.0) -> None:
+        """Run the loop on a daemon thread, its first tick ``first_after`` seconds from now."""
+        self._thread = threading.Thread(
+            target=self.run_forever, args=(first_after,), name="collection-loop", daemon=True
+        )
         self._thread.start()
 
     def stop(self) -> None:

@@ -351,6 +351,28 @@ COLLECTION_FAILURES = _c(
     "collection loop",
 )
 
+NVLINK_LINK_STATUS = _g(
+    "DCGM_FI_DEV_NVLINK_LINK_STATUS",
+    "State of one NVLink (label link): 1 active, 0 inactive (down), as NVML_FI_DEV_NVLINK_GET_STATE.",
+    "nvmlDeviceGetNvLinkState (links counted once by NVML_FI_DEV_NVLINK_LINK_COUNT)",
+)
+TRAINING_PUSHES = _c(
+    "gpuwarden_exporter_training_pushes",
+    "Training metric groups (one per job and rank) this exporter pushed to the Pushgateway.",
+    "push_to_gateway (tracing.pushgateway_url)",
+)
+TRAINING_PUSH_FAILURES = _c(
+    "gpuwarden_exporter_training_push_failures",
+    "Training metric groups whose push failed, by reason: http_<status> (the gateway refused it), "
+    "unreachable (refused, timed out, unresolvable) or error.",
+    "push_to_gateway (tracing.pushgateway_url)",
+)
+TRAINING_LAST_PUSH_SUCCESS = _g(
+    "gpuwarden_exporter_training_last_push_success_timestamp_seconds",
+    "When a training metric group last reached the Pushgateway (Unix seconds); absent before the first.",
+    "push_to_gateway (tracing.pushgateway_url)",
+)
+
 FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 

@@ -11,12 +11,31 @@ from exporters.collected import FamilyBuilder, Gpm, Gpu
 from exporters.nvml_calls import FUNCTION_NOT_FOUND, NOT_SUPPORTED, GpuLost, NvmlCalls
 
 _KB_PER_MIB = 1024.0  # NVML's PCIe "KB/s" are KiB/s
+# A rate (GPM activity, NVLink bandwidth) needs a real interval between its two reads. Collected twice a few
+# ms apart (the exporter's start used to do that) a busy GPU read 0: what the counters moved in those ms, not
+# what the GPU does. NVML's utilisation samples span 1/6 s to 1 s and its GPM note asks for more than 100 ms
+# between the two samples, so no rate is computed over less than MIN_RATE_INTERVAL_SECONDS (or half the
+# collection interval when that is shorter, never under GPM_MIN_INTERVAL_SECONDS): the series is absent
+# until then, and the older sample is kept so the next pass has a longer interval.
+MIN_RATE_INTERVAL_SECONDS = 1.0
+GPM_MIN_INTERVAL_SECONDS = 0.1
+
+
+def min_rate_interval(collect_interval: float) -> float:
+    """The shortest interval a rate is computed over, for a collector run every ``collect_interval`` s."""
+    return max(GPM_MIN_INTERVAL_SECONDS, min(MIN_RATE_INTERVAL_SECONDS, collect_interval / 2))
 
 
 class GpmSampling(NvmlCalls):
     """The collector's GPM part: support asked once per GPU (until it answers), samples swapped each pass."""
 
     _metrics_get_type: Any
+    _min_rate_interval: float = MIN_RATE_INTERVAL_SECONDS
+    _pass_at: float = 0.0  # the collector's monotonic clock at the start of this collection
+
+    def _gpm_due(self, gpm: Gpm) -> bool:
+        """True when a new sample may be taken: the first, or one a real interval after the last."""
+        return gpm.prev is None or self._pass_at - gpm.prev_at >= self._min_rate_interval
 
     def _gpm(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         if not gpu.gpm_checked:
@@ -60,6 +79,8 @@ class GpmSampling(NvmlCalls):
         """One GPM sample, and the metrics since the last one. With ``pcie`` (a whole GPU, not a MIG
         instance) the PCIe rates also feed DCGM_FI_DEV_PCIE_*_THROUGHPUT in KB/s, so the collector need not
         call nvmlDeviceGetPcieThroughput, which samples for 20 ms per direction (42 ms a GPU on an H200)."""
+        if not self._gpm_due(gpm):
+            return  # too soon after the last sample: no rate (the collector made its own PCIe call)
         skipped = pcie and gpm.pcie  # the collector left its PCIe call out this pass
         if pcie:
             gpm.pcie = False  # until both PCIe rates answer below
@@ -84,4 +105,4 @@ class GpmSampling(NvmlCalls):
                             out.add(fams.GPM_PCIE_THROUGHPUT[metric_id], labels, kbs)
                 if pcie:
                     gpm.pcie = answered == len(fams.GPM_PCIE_THROUGHPUT)
-        gpm.spare, gpm.prev = gpm.prev, sample
+        gpm.spare, gpm.prev, gpm.prev_at = gpm.prev, sample, self._pass_at

@@ -22,6 +22,13 @@ NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
 ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
+# The c_nvmlValue_t member of each NVML_VALUE_TYPE_* (a field value's ``valueType``).
+VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+
+
+def field_value(fv: Any) -> float:
+    """The number in one ``c_nvmlFieldValue_t`` whose ``nvmlReturn`` is success."""
+    return float(getattr(fv.value, VALUE_MEMBERS[int(fv.valueType)]))
 
 
 def error_name(code: int | None) -> str:

@@ -37,7 +37,8 @@ from exporters.attribution import (
     workload_labels,
 )
 from exporters.collected import FamilyBuilder, Gpm, Gpu
-from exporters.gpm import GpmSampling
+from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
+from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
     ARGUMENT_VERSION_MISMATCH,
     FUNCTION_NOT_FOUND,
@@ -46,6 +47,7 @@ from exporters.nvml_calls import (
     NOT_SUPPORTED,
     GpuLost,
     error_name,
+    field_value,
     init_nvml,
 )
 from exporters.xid import XidLedger, XidWatcher
@@ -56,7 +58,6 @@ __all__ = ["NvmlCollector", "PodAssignments", "ProcessResolver", "error_name", "
 
 logger = logging.getLogger(__name__)
 
-_VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 _MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
@@ -96,7 +97,7 @@ class PodAssignments(Protocol):
         ...
 
 
-class NvmlCollector(GpmSampling):
+class NvmlCollector(GpmSampling, NvLinkStates):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -110,8 +111,10 @@ class NvmlCollector(GpmSampling):
         pods: PodAssignments | None = None,
         watcher: XidWatcher | None = None,
         clock: Clock | None = None,
+        min_rate_interval: float = MIN_RATE_INTERVAL_SECONDS,
     ) -> None:
         super().__init__(nvml, hostname)
+        self._min_rate_interval = min_rate_interval
         self._clock: Clock = clock if clock is not None else SystemClock()
         self._workloads = WorkloadMemory()
         self._xids = xids
@@ -225,6 +228,7 @@ class NvmlCollector(GpmSampling):
             out.rollback(start)
 
     def _collect_all(self, out: FamilyBuilder) -> None:
+        self._pass_at = self._clock.monotonic()
         count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
@@ -283,13 +287,14 @@ class NvmlCollector(GpmSampling):
             got = call(name, h)
             if got is not None:
                 out.add(family, labels, got[0])
-        if gpu.gpm is None or not gpu.gpm.pcie:  # else GPM's PCIe rates give them (see ``_gpm_sample``)
+        if gpu.gpm is None or not gpu.gpm.pcie or not self._gpm_due(gpu.gpm):  # else GPM gives them
             for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
                 kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
                 if kbs is not None:
                     out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)
+        self._nvlink_states(gpu, out, labels)
         self._gpm(gpu, out, labels)
         self._mig(gpu, out)
 
@@ -348,7 +353,7 @@ class NvmlCollector(GpmSampling):
             if ret != 0:
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
-            value = float(getattr(fv.value, _VALUE_MEMBERS[int(fv.valueType)]))
+            value = field_value(fv)
             if i < n_families:
                 fid, family, scale = fams.FIELD_FAMILIES[i]
                 got.add(fid)
@@ -375,7 +380,10 @@ class NvmlCollector(GpmSampling):
         for (_, _, direction), (value, _) in zip(fams.NVLINK_THROUGHPUT_FIELDS, kib, strict=True):
             out.add(fams.NVLINK_DATA_BYTES, _with(gpu.own, "direction", direction), value * _KIB)
         total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
-        prev, gpu.nvlink_prev = gpu.nvlink_prev, (total, at_us)
+        prev = gpu.nvlink_prev
+        if prev is not None and 0 <= (at_us - prev[1]) / 1e6 < self._min_rate_interval and total >= prev[0]:
+            return  # too soon after the last read for a rate (see exporters.gpm): keep the older read
+        gpu.nvlink_prev = (total, at_us)
         if prev is not None and at_us > prev[1] and total >= prev[0]:
             out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 

@@ -16,6 +16,7 @@ from starlette.applications import Starlette
 from starlette.routing import BaseRoute
 
 from exporters.collection import CollectionLoop
+from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, PodAssignments, ProcessResolver
 from exporters.podresources import PodResourcesMap
 from exporters.server import create_app
@@ -45,14 +46,15 @@ class ExporterService:
     collectors: list[NvmlCollector] = field(default_factory=list)
 
     def start(self) -> None:
-        """Start XID watchers, run one collection, then collect in the background."""
+        """Start XID watchers, run one collection, then collect in the background from one interval on."""
         for watcher in self.watchers:
             try:
                 watcher.start()  # an NVML failure here is retried by the watcher and shown in /healthz
             except Exception:  # a loop boundary: the exporter still serves metrics without XID events
                 logger.exception("xid watcher failed to start")
         self.loop.run_once()
-        self.loop.start()
+        # The next collection one interval later, not at once: rates need a real interval between reads.
+        self.loop.start(first_after=self.loop.interval)
 
     def stop(self) -> None:
         """Stop the loop and the watchers."""
@@ -87,6 +89,7 @@ def build_service(
                 pods=pods,
                 watcher=watcher,
                 clock=clock,
+                min_rate_interval=min_rate_interval(interval),
             )
         )
     loop = CollectionLoop(collectors, clock=clock, interval=interval, deadline=deadline)

@@ -42,7 +42,12 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
-from exporters.training_export import DEFAULT_PUSH_TIMEOUT_SECONDS, BackgroundPusher, serve_registry
+from exporters.training_export import (
+    DEFAULT_PUSH_TIMEOUT_SECONDS,
+    BackgroundPusher,
+    PushStats,
+    serve_registry,
+)
 from gpuwarden.clock import Clock, SystemClock
 
 logger = logging.getLogger(__name__)
@@ -181,6 +186,7 @@ class TrainingMetrics:
         pushgateway: str | None = None,
         push_timeout: float = DEFAULT_PUSH_TIMEOUT_SECONDS,
         clock: Clock | None = None,
+        push_stats: PushStats | None = None,
     ) -> None:
         if not isinstance(job, str) or not job:
             raise ValueError("a training job needs a name")
@@ -202,7 +208,12 @@ class TrainingMetrics:
             None
             if pushgateway is None
             else BackgroundPusher(
-                pushgateway, job, self._groups, timeout=push_timeout, on_failure=self._push_failed
+                pushgateway,
+                job,
+                self._groups,
+                timeout=push_timeout,
+                on_failure=self._push_failed,
+                stats=push_stats,
             )
         )
         if self.default_rank is not None:

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry, push_to_gateway, start_http_ser
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from gpuwarden.urls import url_problem
+from gpuwarden.urls import pushgateway_base_url
 
 logger = logging.getLogger(__name__)
 
@@ -29,26 +29,44 @@ MAX_BACKOFF_SECONDS = 60.0
 
 
 def pushgateway_url(raw: str) -> str:
-    """``raw`` as a URL ``push_to_gateway`` can use: stripped of surrounding whitespace, ``http://`` added
-    to a bare ``host:port``, no trailing slash. Raises ``ValueError`` saying what is wrong."""
-    if not isinstance(raw, str):
-        raise TypeError(f"a Pushgateway URL is a string, got {type(raw).__name__}")
-    url = raw.strip()
-    if not url:
-        raise ValueError("the Pushgateway URL is empty")
-    if "://" not in url:
-        url = f"http://{url}"  # what push_to_gateway does with host:port
-    bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
-    if bad is not None:
-        raise ValueError(f"not a valid Pushgateway URL {raw!r}: it contains {bad!r}")
-    problem = url_problem(url)
-    if problem is not None:
-        raise ValueError(f"not a valid Pushgateway URL {raw!r}: {problem}")
-    if "?" in url or "#" in url:
-        raise ValueError(
-            f"not a valid Pushgateway URL {raw!r}: pushes append a path, so no query or fragment"
-        )
-    return url.rstrip("/")
+    """``raw`` as a Pushgateway base URL (``gpuwarden.urls.pushgateway_base_url``); else ``ValueError``."""
+    return pushgateway_base_url(raw)
+
+
+class PushStats:
+    """What many pushers did, for the pushing process's own ``/metrics``: the gateway cannot say that a push
+    never arrived. Thread-safe; ``now`` gives Unix seconds."""
+
+    def __init__(self, now: Callable[[], float]) -> None:
+        self._now = now
+        self._lock = threading.Lock()
+        self.pushes = 0
+        self.failures: dict[str, int] = {}
+        self.last_success: float | None = None
+
+    def succeeded(self) -> None:
+        """One group reached the gateway."""
+        with self._lock:
+            self.pushes += 1
+            self.last_success = self._now()
+
+    def snapshot(self) -> tuple[int, dict[str, int], float | None]:
+        """(groups pushed, failed groups by reason, last success), read together."""
+        with self._lock:
+            return self.pushes, dict(self.failures), self.last_success
+
+    def failed(self, reason: str, groups: int = 1) -> None:
+        """``groups`` groups did not reach the gateway, for ``reason``."""
+        with self._lock:
+            self.failures[reason] = self.failures.get(reason, 0) + groups
+
+
+def failure_reason(exc: BaseException) -> str:
+    """``http_<status>`` when the gateway answered with an error, ``unreachable`` when it was not reached,
+    ``error`` for anything else (a bug, counted rather than raised)."""
+    if isinstance(exc, urllib.error.HTTPError):
+        return f"http_{exc.code}"
+    return "unreachable" if isinstance(exc, OSError) else "error"
 
 
 GroupKey = dict[str, str]
@@ -71,6 +89,7 @@ class BackgroundPusher:
         timeout: float = DEFAULT_PUSH_TIMEOUT_SECONDS,
         on_failure: Callable[[GroupKey], None] = lambda key: None,
         push: PushFn | None = None,
+        stats: PushStats | None = None,
     ) -> None:
         if not (isinstance(timeout, int | float) and 0 < timeout < float("inf")):
             raise ValueError(f"push timeout must be a number of seconds > 0, got {timeout!r}")
@@ -82,6 +101,7 @@ class BackgroundPusher:
         self.last_ok: bool | None = None  # the last round; None before any
         self._groups = groups
         self._on_failure = on_failure
+        self._stats = stats
         self._push = push  # None: prometheus_client's push_to_gateway, looked up at push time
         self._dirty = threading.Event()  # a push was asked for and has not started
         self._wake = threading.Event()
@@ -114,6 +134,8 @@ class BackgroundPusher:
                     self.gateway, job=self.job, registry=registry, grouping_key=key, timeout=self.timeout
                 )
                 self.pushes += 1
+                if self._stats is not None:
+                    self._stats.succeeded()
                 continue
             except OSError as exc:  # refused, timed out, unresolvable (URLError), or the gateway's HTTPError
                 logger.warning(
@@ -122,10 +144,14 @@ class BackgroundPusher:
                     extra={"job": self.job, "gateway": self.gateway, "group": key},
                 )
                 failed = groups[index:] if _unreachable(exc) else [(key, registry)]
+                reason = failure_reason(exc)
             except Exception:  # the push boundary: whatever else a push raises is counted, not raised
                 logger.exception("training metrics push failed", extra={"job": self.job, "group": key})
                 failed = [(key, registry)]
+                reason = "error"
             ok = False
+            if self._stats is not None:
+                self._stats.failed(reason, len(failed))
             for failed_key, _ in failed:
                 self.failures += 1
                 self._on_failure(failed_key)

@@ -13,8 +13,17 @@ import logging
 import math
 import threading
 
+from prometheus_client import Metric
+
+from exporters import fields as fams
+from exporters.collected import FamilyBuilder
 from exporters.training import TrainingMetrics
-from exporters.training_export import DEFAULT_PUSH_TIMEOUT_SECONDS, MAX_BACKOFF_SECONDS, pushgateway_url
+from exporters.training_export import (
+    DEFAULT_PUSH_TIMEOUT_SECONDS,
+    MAX_BACKOFF_SECONDS,
+    PushStats,
+    pushgateway_url,
+)
 from gpuwarden.sim import Fleet
 
 logger = logging.getLogger(__name__)
@@ -33,6 +42,7 @@ class SimTrainingAdapter:
         self.fleet = fleet
         self.pushgateway = None if pushgateway is None else pushgateway_url(pushgateway)  # checked once
         self.push_timeout = push_timeout
+        self.stats = PushStats(fleet.clock.time)  # every job's pushes, for the exporter's own /metrics
         self.jobs: dict[str, TrainingMetrics] = {}
         self._steps_seen: dict[str, int] = {}
 
@@ -47,6 +57,7 @@ class SimTrainingAdapter:
                     clock=self.fleet.clock,
                     pushgateway=self.pushgateway,
                     push_timeout=self.push_timeout,
+                    push_stats=self.stats,
                 )
                 for rank in job.ranks:
                     started = job.last_progress_time(rank)  # the job's start: its first step begins
@@ -118,6 +129,17 @@ class SimTrainingPublisher:
         self.rounds += 1
         self.failed_rounds += 0 if ok else 1
         return ok
+
+    def families(self) -> list[Metric]:
+        """The pushes as the exporter's own families: a push that never arrives shows nowhere else."""
+        pushes, failures, last_success = self.adapter.stats.snapshot()
+        out = FamilyBuilder()
+        out.add(fams.TRAINING_PUSHES, {}, pushes)
+        for reason, count in sorted(failures.items()):
+            out.add(fams.TRAINING_PUSH_FAILURES, {"reason": reason}, count)
+        if last_success is not None:
+            out.add(fams.TRAINING_LAST_PUSH_SUCCESS, {}, last_success)
+        return out.families()
 
     def next_delay(self, ok: bool, previous: float) -> float:
         """Seconds until the next round: the interval, or a doubling wait after failures."""

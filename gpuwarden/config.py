@@ -50,6 +50,7 @@ from gpuwarden.config_source import (
     settings_error,
 )
 from gpuwarden.errors import ConfigError
+from gpuwarden.urls import pushgateway_base_url
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_error
 
 
@@ -351,6 +352,15 @@ class TracingConfig(Section):
     )
     pushgateway_url: str | None = Field(None, description="training metrics go here when set")
     push_interval_seconds: float = Field(5.0, gt=0, le=MAX_INTERVAL_SECONDS)
+
+    @field_validator("pushgateway_url")
+    @classmethod
+    def _pushgateway_url_is_a_base_url(cls, value: str | None) -> str | None:
+        if value is not None:
+            pushgateway_base_url(
+                value
+            )  # the exporter's own check, so `config validate` refuses what it would
+        return value
 
 
 class GpuwardenConfig(BaseSettings):

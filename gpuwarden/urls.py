@@ -27,3 +27,39 @@ def url_problem(url: str) -> str | None:
     if port is not None and not 1 <= port <= 65535:
         return f"port {port} is not in 1-65535"
     return None
+
+
+def pushgateway_base_url(raw: str) -> str:
+    """``raw`` as a Pushgateway base URL ``push_to_gateway`` can use: stripped of surrounding whitespace,
+    ``http://`` added to a bare ``host:port``, no trailing slash. Raises ``ValueError`` saying what is wrong.
+
+    A path is a prefix (a gateway run with ``--web.route-prefix``, or behind a reverse proxy): pushes go to
+    ``<url>/metrics/job/<job>/...``. A push path pasted from the Pushgateway's documentation
+    (``.../metrics/job/training``) would double it and every push would get HTTP 400 or 404, so it is refused.
+    """
+    if not isinstance(raw, str):
+        raise TypeError(f"a Pushgateway URL is a string, got {type(raw).__name__}")
+    url = raw.strip()
+    if not url:
+        raise ValueError("the Pushgateway URL is empty")
+    if "://" not in url:
+        url = f"http://{url}"  # what push_to_gateway does with host:port
+    bad = next((c for c in url if c.isspace() or not c.isprintable()), None)
+    if bad is not None:
+        raise ValueError(f"not a valid Pushgateway URL {raw!r}: it contains {bad!r}")
+    problem = url_problem(url)
+    if problem is not None:
+        raise ValueError(f"not a valid Pushgateway URL {raw!r}: {problem}")
+    if "?" in url or "#" in url:
+        raise ValueError(
+            f"not a valid Pushgateway URL {raw!r}: pushes append a path, so no query or fragment"
+        )
+    url = url.rstrip("/")
+    path = httpx.URL(url).path.rstrip("/")
+    if path.endswith("/metrics") or "/metrics/job" in path:
+        base = url[: len(url) - len(path)] + path[: path.find("/metrics")]
+        raise ValueError(
+            f"not a valid Pushgateway URL {raw!r}: give the gateway's base URL ({base}, with a"
+            " --web.route-prefix path if it has one), not a push path: pushes append /metrics/job/<job>"
+        )
+    return url

@@ -25,9 +25,12 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 
-def _fail(message: str) -> typer.Exit:
+USAGE_ERROR = 2  # a bad command-line option, as Click, loadgen and inference-server exit
+
+
+def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {escape(message)}", soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 def _real_service(cfg: ExporterConfig, clock: SystemClock) -> ExporterService:
@@ -88,6 +91,37 @@ def _training_publisher(fleet: Fleet, tracing: TracingConfig) -> SimTrainingPubl
         raise ConfigError(str(exc), field="tracing.pushgateway_url") from exc
 
 
+_SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")
+
+
+def _check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
+    """``ConfigError`` when the same configuration's ``sim:`` section sets a fleet of another size than
+    ``spec``: serve's ``alerting.sim_inventory`` takes that section, so it would assess alerts from nodes
+    and GPUs it does not know. A section that sets only ``seed`` (or ``gpu_model``) is the documented use."""
+    from gpuwarden.sim import parse_simulate_spec  # noqa: PLC0415
+
+    sim = full.sim
+    given = [name for name in _SHAPE if name in sim.model_fields_set]
+    if "sim" not in full.model_fields_set or not given:
+        return
+    nodes, gpus = parse_simulate_spec(spec)
+    sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
+    if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
+        return
+    field = (
+        "sim.gpus_per_node" if gpus != sim.gpus_per_node and "gpus_per_node" in given else f"sim.{given[0]}"
+    )
+    split = "clusters: 1, racks_per_cluster: 1, " if {"clusters", "racks_per_cluster"} & set(given) else ""
+    raise ConfigError(
+        f"{sim_nodes} nodes of {sim.gpus_per_node} GPUs (clusters {sim.clusters} x racks_per_cluster"
+        f" {sim.racks_per_cluster} x nodes_per_rack {sim.nodes_per_rack}), the fleet serve's"
+        f" alerting.sim_inventory assumes, but {flag} {spec} serves {nodes} nodes of {gpus} GPUs; make them"
+        f" agree: {flag} {sim_nodes}x{sim.gpus_per_node}, or sim: {{{split}nodes_per_rack: {nodes},"
+        f" gpus_per_node: {gpus}}} (one cluster and one rack, as {flag} builds it)",
+        field=field,
+    )
+
+
 def _build(
     cfg: ExporterConfig, full: GpuwardenConfig, clock: SystemClock, *, allow_remote_faults: bool = False
 ) -> tuple[ExporterService, SimTrainingPublisher | None]:
@@ -96,9 +130,53 @@ def _build(
         return _real_service(cfg, clock), None
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415
 
-    fleet = build_fleet(*parse_simulate_spec(cfg.simulate), seed=full.sim.seed, clock=clock)
+    nodes, gpus = parse_simulate_spec(cfg.simulate)
+    fleet = build_fleet(nodes, gpus, seed=full.sim.seed, clock=clock, gpu_model=full.sim.gpu_model)
     publisher = _training_publisher(fleet, full.tracing)
-    return _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults), publisher
+    service = _simulated_service(fleet, cfg, clock, allow_remote_faults=allow_remote_faults)
+    if publisher is not None:
+        service.loop.extra_families.append(publisher.families)  # failed pushes show on our own /metrics
+    return service, publisher
+
+
+def _exporter_settings(
+    full: GpuwardenConfig,
+    *,
+    port: int | None,
+    listen_address: str | None,
+    interval: float | None,
+    simulate: str | None,
+) -> ExporterConfig:
+    """The exporter section with the command-line options over it; a bad option exits 2 naming it, a bad
+    setting (or a fleet that disagrees with the ``sim:`` section) exits 1 naming the file and line."""
+    from pydantic import ValidationError  # noqa: PLC0415
+
+    from gpuwarden.config import ExporterConfig  # noqa: PLC0415
+    from gpuwarden.yamlfile import error_message  # noqa: PLC0415
+
+    options = {
+        "port": ("--port", port),
+        "listen_address": ("--listen-address", listen_address),
+        "collect_interval_seconds": ("--interval", interval),
+        "simulate": ("--simulate", simulate),
+    }
+    updates = {field: value for field, (_, value) in options.items() if value is not None}
+    try:
+        cfg = ExporterConfig.model_validate({**full.exporter.model_dump(), **updates})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else ""
+        if field in updates:  # a command-line option: a usage error
+            raise _fail(f"invalid option: {options[field][0]}: {error_message(first)}", USAGE_ERROR) from exc
+        raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
+    if cfg.simulate:
+        try:
+            _check_sim_section(
+                full, cfg.simulate, "--simulate" if simulate is not None else "exporter.simulate"
+            )
+        except ConfigError as exc:
+            raise _fail(str(full.locate(exc))) from exc
+    return cfg
 
 
 def exporter(
@@ -123,30 +201,16 @@ def exporter(
     """Serve DCGM-compatible GPU metrics on /metrics (real NVML, or --simulate NODESxGPUS)."""
     # Imported here, like the exporter stage in _real_service and _simulated_service: the rest of the CLI
     # must start without uvicorn (exporters.server.serve) and the configuration model.
-    from pydantic import ValidationError  # noqa: PLC0415
-
-    from gpuwarden.config import ExporterConfig, load_config  # noqa: PLC0415
-    from gpuwarden.yamlfile import error_message  # noqa: PLC0415
+    from gpuwarden.config import load_config  # noqa: PLC0415
 
     configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         full = load_config(config)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
-    options = {
-        "port": ("--port", port),
-        "listen_address": ("--listen-address", listen_address),
-        "collect_interval_seconds": ("--interval", interval),
-        "simulate": ("--simulate", simulate),
-    }
-    updates = {field: value for field, (_, value) in options.items() if value is not None}
-    try:
-        cfg = ExporterConfig.model_validate({**full.exporter.model_dump(), **updates})
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = str(first["loc"][0]) if first["loc"] else ""
-        flag = options[field][0] if field in updates else f"exporter.{field}"
-        raise _fail(f"invalid option: {flag}: {error_message(first)}") from exc
+    cfg = _exporter_settings(
+        full, port=port, listen_address=listen_address, interval=interval, simulate=simulate
+    )
     from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
 
     try:  # before NVML is touched: a port in use is one line naming the setting, not uvicorn's log line

@@ -488,3 +488,51 @@ def test_the_first_xid_79_in_a_simulated_fleet_raises_in_one_tick_after_another_
     assert tick() == [("node-01", "1", "13")]
     fleet.inject(parse_fault({"kind": "xid", "node": "node-02", "gpu": 3, "xid": 79}))
     assert tick() == [("node-02", "3", "79")]
+
+
+def test_a_downed_nvlink_fires_on_every_tick_until_it_is_active_again():
+    feed = Feed()
+    q = "DCGM_FI_DEV_NVLINK_LINK_STATUS"
+    link0, link1 = {**GPU, "link": "0"}, {**GPU, "link": "1"}
+    assert fired(feed.tick((q, [link0, link1], [1, 1], "gauge"))) == []
+    for _ in range(3):  # the recovery-error counter moved once; the state keeps saying it
+        hits = fired(feed.tick((q, [link0, link1], [0, 1], "gauge")))
+        assert [(f.labels[i]["link"], f.summary_at(i), f.action_at(i)) for f, i in hits] == [
+            ("0", "NVLink down", RecommendedAction.DRAIN_AND_RESET)
+        ]
+    assert fired(feed.tick((q, [link0, link1], [1, 1], "gauge"))) == []
+
+
+def test_a_link_never_seen_active_is_not_called_down():
+    """A board whose NVLink bridge leaves some links unused reads them inactive from the start."""
+    feed = Feed()
+    q = "DCGM_FI_DEV_NVLINK_LINK_STATUS"
+    for _ in range(3):
+        assert fired(feed.tick((q, [{**GPU, "link": "5"}], [0], "gauge"))) == []
+
+
+def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_collector():
+    clock = FakeClock()
+    fleet = build_fleet(1, 4, seed=1, clock=clock)
+    service = AnomalyService(
+        AnomalyConfig(detectors=["signatures"]),
+        [CollectorSource(quiet_collectors(fleet, clock), clock)],
+        clock,
+    )
+
+    def tick() -> list[tuple[str, str]]:
+        clock.advance(30)
+        raised = service.infer().raised
+        return [
+            (a.labels["gpu"], a.labels["link"]) for a in raised if a.labels["alertname"] == "GpuNvlinkDown"
+        ]
+
+    assert [x for _ in range(2) for x in tick()] == []
+    fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))
+    assert tick() == [("2", "3")]
+
+
+def quiet_collectors(fleet, clock):
+    """The simulated exporter's collectors, its INFO lines off."""
+    logging.getLogger("exporters").setLevel(logging.ERROR)
+    return sim_collectors(fleet, clock).collectors

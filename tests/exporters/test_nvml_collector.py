@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters import fields as fams
+from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, init_nvml
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
@@ -74,7 +75,7 @@ def test_each_gpu_carries_the_dcgm_exporter_labels_in_order(nvml: SimNvml) -> No
 
 
 def test_an_h100_reports_every_family_the_issue_lists(nvml: SimNvml, clock: FakeClock) -> None:
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     collector.collect()
     clock.advance(5)  # GPM ratios need two samples
     names = {m.name for m in collector.collect()}
@@ -97,7 +98,7 @@ def test_an_h100_reports_every_family_the_issue_lists(nvml: SimNvml, clock: Fake
 
 
 def test_profiling_ratios_lie_between_zero_and_one(nvml: SimNvml, clock: FakeClock) -> None:
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     collector.collect()  # first GPM sample
     clock.advance(5)
     registry = scrape(collector)
@@ -210,7 +211,8 @@ def test_a_field_value_error_leaves_only_that_field_out(nvml: SimNvml) -> None:
 
         def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[int]) -> Any:
             values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
-            values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+            if pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL in ids:  # the batch, not the NVLink count read once
+                values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
             return values
 
     registry = scrape(NvmlCollector(OneBadField(nvml), hostname=NODE))
@@ -348,7 +350,7 @@ def test_an_idle_gpu_uses_no_framebuffer_and_shows_the_driver_reserve_apart(
     # H200), which is DCGM_FI_DEV_FB_RESERVED; "FB_USED == 0" finds idle GPUs on either exporter.
     fleet.drain_node(NODE)
     clock.advance(120)
-    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    registry = scrape(NvmlCollector(nvml, hostname=NODE, clock=clock))
     labels = gpu_labels(registry, 0)
     reserved = nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0), pynvml.nvmlMemory_v2).reserved
     assert value(registry, "DCGM_FI_DEV_FB_USED", labels) == 0
@@ -426,7 +428,7 @@ def test_a_transient_error_asking_for_gpm_support_is_asked_again(nvml: SimNvml, 
     # One Unknown from nvmlGpmQueryDeviceSupport (a GPU recovering answers so) used to turn the profiling
     # families off for that GPU until the exporter restarted.
     nvml.fail("nvmlGpmQueryDeviceSupport", pynvml.NVMLError_Unknown, gpu_index=0, times=1)
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     for _ in range(3):
         registry = scrape(collector)
         clock.advance(5)
@@ -435,7 +437,7 @@ def test_a_transient_error_asking_for_gpm_support_is_asked_again(nvml: SimNvml, 
 
 def test_not_supported_gpm_is_not_asked_again(nvml: SimNvml, clock: FakeClock) -> None:
     nvml.fail("nvmlGpmQueryDeviceSupport", pynvml.NVMLError_NotSupported, gpu_index=0, times=1)
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     for _ in range(3):
         registry = scrape(collector)
         clock.advance(5)
@@ -445,7 +447,7 @@ def test_not_supported_gpm_is_not_asked_again(nvml: SimNvml, clock: FakeClock) -
 def test_a_lost_gpu_frees_its_gpm_samples_and_profiles_again_after_a_reset(
     nvml: SimNvml, fleet: Any, clock: FakeClock
 ) -> None:
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     for _ in range(2):
         collector.collect()
         clock.advance(5)
@@ -467,7 +469,7 @@ def test_nvlink_bandwidth_is_the_rate_over_all_links_as_dcgm_computes_it(
     # DCGM differences NVML's cumulative KiB counters (TX + RX, scopeId UINT_MAX = every link) and divides
     # by the time between reads: MB/s (MiB/s), a gauge. A bare field id reads link 0 only.
     state = fleet.gpu(NODE, 0).state
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     first = scrape(collector)
     assert value(first, "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", gpu_labels(first, 0)) is None  # one read
     before = state.nvlink_tx_kib + state.nvlink_rx_kib
@@ -497,7 +499,7 @@ def test_without_a_driver_version_the_label_is_left_out(nvml: SimNvml) -> None:
 def test_pcie_throughput_is_served_under_both_dcgm_names(nvml: SimNvml, fleet: Any, clock: FakeClock) -> None:
     # dcgm-exporter's default CSV has DCGM_FI_DEV_PCIE_{TX,RX}_THROUGHPUT (KB/s, from NVML); its DCP CSV
     # has DCGM_FI_PROF_PCIE_{TX,RX}_BYTES (B/s, from GPM on Hopper).
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     state = fleet.gpu(NODE, 0).state
     collector.collect()
     rx_before = state.pcie_rx_bytes
@@ -521,7 +523,7 @@ def test_with_gpm_the_pcie_throughput_comes_from_it_not_from_nvml_s_20_ms_sampli
     calls: list[int] = []
     real = nvml.nvmlDeviceGetPcieThroughput
     monkeypatch.setattr(nvml, "nvmlDeviceGetPcieThroughput", lambda h, c: calls.append(c) or real(h, c))
-    collector = NvmlCollector(nvml, hostname=NODE)
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
     for _ in range(2):  # discovery and the first GPM sample, then the first GPM rates
         collector.collect()
         clock.advance(10)
@@ -558,3 +560,88 @@ def test_encoder_and_decoder_utilisation_are_served_without_errors(nvml: SimNvml
         s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
     ]
     assert errors == []  # every call the collector makes is one the simulator answers
+
+
+def test_no_rate_is_computed_over_the_milliseconds_between_two_close_collections(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    """A busy GPU read DCGM_FI_PROF_* 0 right after every exporter start: two passes a few ms apart."""
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock, min_rate_interval=1.0)
+    collector.collect()
+    clock.advance(0.005)
+    soon = scrape(collector)
+    labels = gpu_labels(soon, 0)
+    for name in (
+        "DCGM_FI_PROF_SM_ACTIVE",
+        "DCGM_FI_PROF_GR_ENGINE_ACTIVE",
+        "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL",
+    ):
+        assert value(soon, name, labels) is None, name
+    assert value(soon, "DCGM_FI_DEV_PCIE_TX_THROUGHPUT", labels) is not None  # NVML's own call stands in
+    clock.advance(5)
+    later = scrape(collector)
+    labels = gpu_labels(later, 0)
+    sm_active = value(later, "DCGM_FI_PROF_SM_ACTIVE", labels)
+    assert sm_active is not None and sm_active > 0
+    bandwidth = value(later, "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL", labels)
+    assert bandwidth is not None and bandwidth > 1000
+
+
+def test_the_shortest_rate_interval_follows_the_collection_interval_within_nvml_s_bounds() -> None:
+    assert min_rate_interval(5.0) == 1.0
+    assert min_rate_interval(1.0) == 0.5
+    assert min_rate_interval(0.05) == 0.1  # GPM asks for more than 100 ms between its two samples
+
+
+def link_states(registry: CollectorRegistry, gpu: int) -> dict[str, float]:
+    return {
+        s.labels["link"]: s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_NVLINK_LINK_STATUS" and s.labels["gpu"] == str(gpu)
+    }
+
+
+def test_a_downed_nvlink_reads_0_on_its_own_series_for_as_long_as_it_is_down(
+    nvml: SimNvml, fleet: Any, clock: FakeClock
+) -> None:
+    """The error counters move once when a link goes down; its state says so on every collection."""
+    collector = NvmlCollector(nvml, hostname=NODE, clock=clock)
+    links = len(fleet.gpu(NODE, 2).nvlink_up)
+    assert link_states(scrape(collector), 2) == {str(i): 1.0 for i in range(links)}
+    fleet.inject(parse_fault({"kind": "nvlink_down", "node": NODE, "gpu": 2, "link": 0}))
+    for _ in range(3):
+        clock.advance(5)
+        states = link_states(scrape(collector), 2)
+        assert states["0"] == 0.0 and all(states[str(i)] == 1.0 for i in range(1, links))
+    registry = scrape(collector)
+    labels = {**gpu_labels(registry, 2), "link": "0"}
+    assert value(registry, "DCGM_FI_DEV_NVLINK_LINK_STATUS", labels) == 0.0  # DCGM labels, and the link
+
+
+def test_a_gpu_without_nvlink_is_asked_for_its_links_once_not_every_collection(
+    nvml: SimNvml, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    asked: list[int] = []
+    real = nvml.nvmlDeviceGetFieldValues
+
+    def without_nvlink(handle: Any, ids: list[Any]) -> Any:
+        values = real(handle, ids)
+        for fid, fv in zip(ids, values, strict=True):
+            if fid == pynvml.NVML_FI_DEV_NVLINK_LINK_COUNT:
+                asked.append(fid)
+                fv.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+        return values
+
+    monkeypatch.setattr(nvml, "nvmlDeviceGetFieldValues", without_nvlink)
+    states: list[int] = []
+    monkeypatch.setattr(nvml, "nvmlDeviceGetNvLinkState", lambda h, link: states.append(link) or 1)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+    assert len(asked) == 8 and states == []  # once per GPU, then never again
+    assert link_states(registry, 0) == {}
+    errors = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
+    assert errors == []

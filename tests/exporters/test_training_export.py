@@ -58,9 +58,17 @@ def gateway(monkeypatch: pytest.MonkeyPatch) -> RecordingGateway:
         ("  http://pushgateway:9091/ ", "http://pushgateway:9091"),
         ("127.0.0.1:9091", "http://127.0.0.1:9091"),
         ("https://gw.example/prefix", "https://gw.example/prefix"),
+        ("http://proxy/pushgateway/", "http://proxy/pushgateway"),
         ("http://[::1]:9091", "http://[::1]:9091"),
     ],
-    ids=["trailing-newline", "spaces-and-slash", "bare-host-port", "path-prefix", "ipv6"],
+    ids=[
+        "trailing-newline",
+        "spaces-and-slash",
+        "bare-host-port",
+        "path-prefix",
+        "route-prefix-slash",
+        "ipv6",
+    ],
 )
 def test_a_pushgateway_url_is_normalised_once_at_setup(raw: str, url: str) -> None:
     assert TrainingMetrics("pretrain", pushgateway=raw).pushgateway == url
@@ -68,8 +76,32 @@ def test_a_pushgateway_url_is_normalised_once_at_setup(raw: str, url: str) -> No
 
 @pytest.mark.parametrize(
     "raw",
-    ["not a url", "http://h\n:1", "ftp://h:21", "http://[::1", "http://h:1/?x=1", "http://h:99999", "", "  "],
-    ids=["spaces", "inner-newline", "ftp", "ipv6-unclosed", "query", "bad-port", "empty", "blank"],
+    [
+        "not a url",
+        "http://h\n:1",
+        "ftp://h:21",
+        "http://[::1",
+        "http://h:1/?x=1",
+        "http://h:99999",
+        "",
+        "  ",
+        "http://gw:9091/metrics/job/training",
+        "http://gw:9091/metrics",
+        "http://proxy/pgw/metrics/job/training/rank/0",
+    ],
+    ids=[
+        "spaces",
+        "inner-newline",
+        "ftp",
+        "ipv6-unclosed",
+        "query",
+        "bad-port",
+        "empty",
+        "blank",
+        "push-path",
+        "metrics-path",
+        "push-path-behind-a-prefix",
+    ],
 )
 def test_an_unusable_pushgateway_url_is_refused_at_construction_not_at_push(raw: str) -> None:
     with pytest.raises(ValueError, match="Pushgateway URL"):
@@ -259,3 +291,10 @@ def test_serve_on_port_0_returns_the_port_and_labels_samples_as_push_mode_groups
 def test_serve_refuses_an_impossible_port(served: TrainingMetrics) -> None:
     with pytest.raises(ValueError, match="port"):
         served.serve(0, 70000)
+
+
+def test_a_push_path_is_refused_with_the_base_url_to_give_instead() -> None:
+    with pytest.raises(
+        ValueError, match=r"give the gateway's base URL \(http://gw:9091, with a --web.route-prefix"
+    ):
+        pushgateway_url("http://gw:9091/metrics/job/training")

@@ -6,7 +6,7 @@ import math
 import urllib.error
 
 import pytest
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Metric
 
 from exporters import training_export
 from exporters.training import TrainingMetrics
@@ -148,3 +148,56 @@ def test_adapter_without_a_gateway_pushes_nothing_and_says_so() -> None:
     adapter.sync()
     assert adapter.push() is False
     assert adapter.jobs  # synced, only not pushed
+
+
+def test_failed_pushes_show_on_the_exporters_own_metrics_by_reason_with_the_last_success(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The gateway cannot say that a push never arrived: the exporter's own /metrics must."""
+    recorder = Recorder()
+    monkeypatch.setattr(training_export, "push_to_gateway", recorder)
+    clock = FakeClock(1_000.0)
+    publisher = SimTrainingPublisher(build_fleet(1, 4, seed=3, clock=clock), "127.0.0.1:9091", interval=5.0)
+    registry = CollectorRegistry()
+    registry.register(_Families(publisher))
+    assert registry.get_sample_value("gpuwarden_exporter_training_pushes_total") == 0
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds") is None
+    )
+    assert publisher.run_once()
+    pushed = registry.get_sample_value("gpuwarden_exporter_training_pushes_total")
+    assert pushed == len(recorder.groups) > 0
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds")
+        == 1_000.0
+    )
+    clock.advance(5.0)
+    recorder.fail = True
+    assert not publisher.run_once()
+    failures = "gpuwarden_exporter_training_push_failures_total"
+    assert registry.get_sample_value(failures, {"reason": "unreachable"}) == pushed  # every group, one try
+    assert (
+        registry.get_sample_value("gpuwarden_exporter_training_last_push_success_timestamp_seconds")
+        == 1_000.0
+    )
+
+
+def test_a_push_the_gateway_refuses_is_counted_under_its_http_status(monkeypatch: pytest.MonkeyPatch) -> None:
+    def refuse(gateway: str, **_: object) -> None:
+        raise urllib.error.HTTPError(gateway, 400, "Bad Request", {}, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training_export, "push_to_gateway", refuse)
+    fleet = build_fleet(1, 4, seed=3, clock=FakeClock())
+    publisher = SimTrainingPublisher(fleet, "127.0.0.1:9091", interval=5.0)
+    assert not publisher.run_once()
+    [failures] = [m for m in publisher.families() if m.name == "gpuwarden_exporter_training_push_failures"]
+    groups = sum(len(job.ranks) for job in fleet.training_jobs())
+    assert [(s.labels, s.value) for s in failures.samples] == [({"reason": "http_400"}, groups)]
+
+
+class _Families:
+    def __init__(self, publisher: SimTrainingPublisher) -> None:
+        self.publisher = publisher
+
+    def collect(self) -> list[Metric]:
+        return self.publisher.families()

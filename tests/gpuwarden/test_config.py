@@ -503,6 +503,15 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
             "alerting:\n  kubernetes_inventory:\n    cluster: k\n    kubeconfig: {tmp}/k.yaml\n",
             ":4: alerting.kubernetes_inventory.kubeconfig: {tmp}/k.yaml is not a kubeconfig: its YAML is str",
         ),
+        (
+            "tracing:\n  pushgateway_url: http://gw:9091/metrics/job/training\n",
+            ":2: tracing.pushgateway_url: not a valid Pushgateway URL 'http://gw:9091/metrics/job/training':"
+            " give the gateway's base URL (http://gw:9091,",
+        ),
+        (
+            "tracing:\n  pushgateway_url: ftp://gw\n",
+            ":2: tracing.pushgateway_url: not a valid Pushgateway URL",
+        ),
     ],
     ids=[
         "unknown-detector",
@@ -513,6 +522,8 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
         "exporter-address",
         "anomaly-address",
         "kubeconfig-a-string",
+        "pushgateway-push-path",
+        "pushgateway-ftp",
     ],
 )
 def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse(

@@ -11,8 +11,11 @@ from typing import Any
 
 import httpx
 import pytest
+import yaml
+from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration.servers import free_port, require_binary, running
+from tests.integration.gpuwarden_server import simulated_exporter_argv
+from tests.integration.servers import free_port, prometheus_argv, require_binary, running
 
 pytestmark = pytest.mark.integration
 
@@ -92,3 +95,42 @@ def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: 
         assert ("node-01", "3") not in {(r["metric"]["Hostname"], r["metric"]["gpu"]) for r in up}
         fresh = query(prom, "count(timestamp(DCGM_FI_DEV_GPU_UTIL) > time() - 10)")
         assert [float(r["value"][1]) for r in fresh] == [15.0]  # the other 15 GPUs keep reporting
+
+
+def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labels_the_exporters(
+    tmp_path: Path,
+) -> None:
+    """Kubernetes SD puts the exporter pod's own pod/namespace on the target; without honor_labels the GPU's
+    workload labels became exported_pod/exported_namespace."""
+    port, prom_port = free_port(), free_port()
+    prom = f"http://127.0.0.1:{prom_port}"
+    example = yaml.safe_load(
+        (Path(__file__).resolve().parents[2] / "deploy" / "prometheus.example.yml").read_text()
+    )
+    [job] = [j for j in example["scrape_configs"] if j["job_name"] == "dcgm"]
+    sd_labels = {"pod": "gpuwarden-exporter-x7k2p", "namespace": "gpu-monitoring"}  # what SD relabelling sets
+    job["static_configs"] = [{"targets": [f"127.0.0.1:{port}"], "labels": sd_labels}]
+    config = tmp_path / "prometheus.yml"
+    config.write_text(yaml.safe_dump({"global": {"scrape_interval": "1s", "scrape_timeout": "900ms"},
+                                      "scrape_configs": [job]}))  # fmt: skip
+    exporter_argv = simulated_exporter_argv("1x8", port)
+    prom_argv = prometheus_argv(config, prom_port)
+    with (
+        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+    ):
+        served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
+        workloads = {
+            s.labels["UUID"]: s.labels["pod"]
+            for family in text_string_to_metric_families(served)
+            for s in family.samples
+            if s.name == "DCGM_FI_DEV_GPU_UTIL" and "pod" in s.labels
+        }
+        assert workloads  # the simulated fleet runs inference pods on some GPUs
+        in_prometheus = "DCGM_FI_DEV_GPU_UTIL{pod=~'llm-.*'}"
+        wait_for("the GPUs' workload pods", lambda: len(query(prom, in_prometheus)) == len(workloads), 20)
+        stored = {r["metric"]["UUID"]: r["metric"]["pod"] for r in query(prom, "DCGM_FI_DEV_GPU_UTIL")}
+        assert {
+            uuid: stored[uuid] for uuid in workloads
+        } == workloads  # the workload's pod, not the exporter's
+        assert query(prom, "{__name__=~'DCGM_.*', exported_pod!=''}") == []

@@ -236,3 +236,30 @@ def test_a_served_rank_has_the_labels_of_its_pushed_group(tmp_path: Path) -> Non
         return {k: v for k, v in sample.labels.items() if v}  # the gateway's instance="" is no label
 
     assert labels(served) == labels(body) == {"job": "labels-job", "namespace": "research", "rank": "2"}
+
+
+def test_a_pushgateway_behind_a_route_prefix_takes_pushes_to_its_base_url_with_the_prefix(
+    tmp_path: Path,
+) -> None:
+    """A path in tracing.pushgateway_url is a prefix (--web.route-prefix, reverse proxy), not a push path."""
+    port = free_port()
+    pushgateway = [
+        require_binary("prometheus-pushgateway"),
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--web.route-prefix=/pgw",
+        f"--persistence.file={tmp_path / 'pushgateway.db'}",
+    ]
+    with running(pushgateway, f"http://127.0.0.1:{port}/pgw/-/ready", tmp_path / "pushgateway.log"):
+        metrics = TrainingMetrics("prefixed", rank=0, pushgateway=f"http://127.0.0.1:{port}/pgw/")
+        with metrics.step_timer():
+            pass
+        assert metrics.flush(timeout=30)
+        metrics.close()
+        text = httpx.get(f"http://127.0.0.1:{port}/pgw/metrics", timeout=5).text
+        steps = [
+            s
+            for family in text_string_to_metric_families(text)
+            for s in family.samples
+            if s.name == "gpuwarden_training_steps_total"
+        ]
+        assert [(s.labels["job"], s.labels["rank"], s.value) for s in steps] == [("prefixed", "0", 1.0)]

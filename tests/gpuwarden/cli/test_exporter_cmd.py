@@ -1,4 +1,4 @@
-"""``gpuwarden exporter``: start-up failures are one clear line and exit 1, never a traceback."""
+"""``gpuwarden exporter``: start-up failures are one clear line, no traceback; exit 1 (2: a bad option)."""
 
 from __future__ import annotations
 
@@ -6,40 +6,64 @@ import logging
 import socket
 import subprocess
 import sys
+import urllib.error
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
+from exporters import training_export
 from gpuwarden.cli import app
-from gpuwarden.cli.exporter_cmd import _simulated_service
+from gpuwarden.cli.exporter_cmd import _build, _check_sim_section, _simulated_service
 from gpuwarden.clock import FakeClock
-from gpuwarden.config import ExporterConfig
+from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
 from gpuwarden.sim import build_fleet
 from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.integration.servers import free_port
 
 
+def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
+    """``gpuwarden exporter ARGS`` as a process, not CliRunner: an exporter that accepted what the test
+    expects it to refuse would serve until killed; here it fails the test after a minute."""
+    return subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", "exporter", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
 @pytest.mark.parametrize(
-    ("argv", "words"),
+    ("argv", "words", "code"),
     [
-        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)"),
-        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS"),
-        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1"),
+        (["exporter", "--port", "19999"], "cannot initialise NVML (LibraryNotFound)", 1),
+        (["exporter", "--simulate", "2y8"], "invalid option: --simulate: expected NODESxGPUS", 2),
+        (["exporter", "--simulate", "2x8", "--port", "0"], "invalid option: --port: 0 is less than 1", 2),
         (
             ["exporter", "--simulate", "2x8", "--interval", "0"],
             "invalid option: --interval: 0.0 is not more than 0; write more than 0",
+            2,
         ),
     ],
     ids=["no-driver", "bad-simulate-spec", "bad-port", "bad-interval"],
 )
-def test_startup_errors_print_one_line_and_exit_1(argv: list[str], words: str) -> None:
+def test_startup_errors_print_one_line_and_a_bad_option_exits_2_as_click_does(
+    argv: list[str], words: str, code: int
+) -> None:
     result = CliRunner().invoke(app, argv)
-    assert result.exit_code == 1
+    assert result.exit_code == code
     assert words in " ".join(result.output.split())
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_a_bad_exporter_setting_in_the_file_exits_1_not_as_a_usage_error(tmp_path: Path) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("exporter:\n  simulate: 2y8\n")
+    result = CliRunner().invoke(app, ["exporter", "--config", str(config)])
+    assert result.exit_code == 1 and "exporter.simulate" in result.output, result.output
 
 
 def test_a_bad_config_file_names_the_field(tmp_path: Path) -> None:
@@ -85,15 +109,7 @@ def test_an_unusable_pushgateway_url_stops_the_simulated_exporter_naming_the_set
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    argv = ["exporter", "--simulate", "1x4", "--port", str(port), "--config", str(config)]
-    # A process, not CliRunner: an exporter that accepted the setting would serve until killed.
-    done = subprocess.run(
-        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *argv],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    done = run_exporter(["--simulate", "1x4", "--port", str(port), "--config", str(config)])
     assert done.returncode == 1
     said = " ".join(done.stderr.split())
     assert f"{config}:2: tracing.pushgateway_url: not a valid Pushgateway URL" in said, said
@@ -121,3 +137,71 @@ def test_the_simulated_exporter_takes_faults_from_this_machine_only_unless_allow
         assert remote.get("/sim/faults").status_code == 200
     local = AsgiClient(service.app, client=("127.0.0.1", 40000))
     assert local.post("/sim/faults", json=fault).status_code == 201
+
+
+def test_failed_training_pushes_show_on_the_simulated_exporters_own_metrics(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def refuse(gateway: str, **_: object) -> None:
+        raise urllib.error.HTTPError(gateway, 400, "Bad Request", {}, None)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(training_export, "push_to_gateway", refuse)
+    full = GpuwardenConfig.model_validate({"tracing": {"pushgateway_url": "127.0.0.1:9"}})
+    service, publisher = _build(ExporterConfig(simulate="1x4"), full, FakeClock())  # type: ignore[arg-type]
+    assert publisher is not None and not publisher.run_once()
+    service.loop.run_once()
+    text = AsgiClient(service.app).get("/metrics").text
+    assert 'gpuwarden_exporter_training_push_failures_total{reason="http_400"}' in text, text
+
+
+@pytest.mark.parametrize(
+    ("section", "argv", "named"),
+    [
+        ("sim:\n  nodes_per_rack: 3\n  gpus_per_node: 4\n", ["--simulate", "2x8"], ":3: sim.gpus_per_node"),
+        ("sim:\n  nodes_per_rack: 3\n", ["--simulate", "2x8"], ":2: sim.nodes_per_rack"),
+        (
+            "exporter:\n  simulate: 2x8\nsim:\n  clusters: 3\n  nodes_per_rack: 1\n",
+            [],
+            ":4: sim.clusters",
+        ),
+    ],
+    ids=["gpus-differ", "nodes-differ", "setting-against-two-clusters"],
+)
+def test_a_simulated_fleet_other_than_the_files_sim_section_is_refused_naming_both(
+    tmp_path: Path, section: str, argv: list[str], named: str
+) -> None:
+    """serve's alerting.sim_inventory takes the sim section: it would not know the exporter's nodes."""
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(section)
+    done = run_exporter(
+        ["--config", str(config), "--port", str(free_port()), "--listen-address", "127.0.0.1", *argv]
+    )
+    said = " ".join(done.stderr.split())
+    assert done.returncode == 1, said
+    assert f"{config}{named}:" in said and "make them agree" in said, said
+    flag = "--simulate" if "--simulate" in argv else "exporter.simulate"
+    assert f"but {flag} 2x8 serves 2 nodes of 8 GPUs" in said, said
+
+
+@pytest.mark.parametrize(
+    "section",
+    [
+        "sim:\n  seed: 3\n",
+        "sim:\n  nodes_per_rack: 2\n  gpus_per_node: 8\n",
+        "sim:\n  racks_per_cluster: 2\n  nodes_per_rack: 1\n",
+    ],
+    ids=["seed-only", "the-same-fleet", "the-same-count-in-two-racks"],
+)
+def test_a_sim_section_that_agrees_or_sets_only_the_seed_is_taken(tmp_path: Path, section: str) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(section)
+    full = load_config(config)
+    _check_sim_section(full, "2x8", "--simulate")  # no error
+
+
+def test_the_simulated_exporter_takes_the_sim_sections_gpu_model_as_serve_does() -> None:
+    full = GpuwardenConfig.model_validate({"sim": {"gpu_model": "NVIDIA H200"}})
+    service, _ = _build(ExporterConfig(simulate="1x2"), full, FakeClock())  # type: ignore[arg-type]
+    service.loop.run_once()
+    text = AsgiClient(service.app).get("/metrics").text
+    assert 'modelName="NVIDIA H200"' in text and "H100" not in text

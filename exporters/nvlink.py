@@ -1,0 +1,64 @@
+"""The collector's per-link NVLink state: a downed link stays visible for as long as it is down.
+
+The error counters only move while a link fails; a link that stays down leaves the counters still and
+the bandwidth total a little lower, which no rule can tell from a quieter job. DCGM reads the state per
+link (``DCGM_FI_DEV_NVLINK_LINK_STATUS``, formerly ``DCGM_FI_DEV_NVLINK_GET_STATE``, field 1508, whose
+values are NVML's: 1 active, 0 inactive); so does this collector, with a ``link`` label.
+
+Cost: a GPU's link count is read once (``NVML_FI_DEV_NVLINK_LINK_COUNT``); a GPU without NVLink (the field
+or the call answers NotSupported, or the count is 0) is never asked again, and one with links costs one
+``nvmlDeviceGetNvLinkState`` per link and collection.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from exporters import fields as fams
+from exporters.collected import FamilyBuilder, Gpu
+from exporters.nvml_calls import (
+    FUNCTION_NOT_FOUND,
+    LOST_CODES,
+    NOT_SUPPORTED,
+    GpuLost,
+    NvmlCalls,
+    error_name,
+    field_value,
+)
+
+NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT
+_COUNT_CALL = "nvmlDeviceGetFieldValues(NVLINK_LINK_COUNT)"
+
+
+class NvLinkStates(NvmlCalls):
+    """The collector's NVLink-state part."""
+
+    def _nvlink_states(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
+        if gpu.nvlinks is None:
+            gpu.nvlinks = self._nvlink_count(gpu.handle)  # None again: a transient error, asked next pass
+        for link in range(gpu.nvlinks or 0):
+            state, code = self._attempt(
+                "nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkState", gpu.handle, link
+            )
+            if code == FUNCTION_NOT_FOUND:
+                return
+            if state is not None:
+                out.add(fams.NVLINK_LINK_STATUS, {**labels, "link": str(link)}, float(int(state)))
+
+    def _nvlink_count(self, handle: Any) -> int | None:
+        """Links of the GPU (0 when it has none), or None when NVML could not say this time."""
+        values, code = self._attempt(_COUNT_CALL, "nvmlDeviceGetFieldValues", handle, [NVLINK_LINK_COUNT])
+        if code in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
+            return 0
+        if values is None:
+            return None
+        fv = values[0]
+        ret = int(fv.nvmlReturn)
+        if ret == NOT_SUPPORTED:
+            return 0
+        if ret in LOST_CODES:
+            raise GpuLost(_COUNT_CALL, ret)
+        if ret != 0:
+            self._count_error(_COUNT_CALL, error_name(ret))
+            return None
+        return max(0, int(field_value(fv)))
