@@ -38,6 +38,19 @@ class Gpu:
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
+    _derived: dict[tuple[str, str], tuple[dict[str, str], dict[str, str]]] = field(default_factory=dict)
+
+    def with_label(self, base: dict[str, str], name: str, value: str) -> dict[str, str]:
+        """``base`` plus the label ``name``, as the same dict as the last collection's while ``base`` reads
+        the same, so a render finds its text by identity (a GPU has a label set per NVLink link and per
+        clock-event reason). The dict is shared between collections: never change it."""
+        kept = self._derived.get((name, value))
+        if kept is not None and (kept[0] is base or kept[0] == base):
+            self._derived[(name, value)] = (base, kept[1])  # the next collection compares with this base
+            return kept[1]
+        made = {**base, name: value}
+        self._derived[(name, value)] = (base, made)
+        return made
 
 
 class FamilyBuilder:

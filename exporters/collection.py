@@ -23,7 +23,7 @@ from prometheus_client import Metric
 from prometheus_client.samples import Sample
 
 from exporters import fields as fams
-from exporters.exposition import EMPTY, Exposition, merge
+from exporters.exposition import EMPTY, Exposition, LabelTexts, merge
 from gpuwarden.clock import Clock
 
 logger = logging.getLogger(__name__)
@@ -110,6 +110,7 @@ class CollectionLoop:
         self.deadline = min(deadline, MAX_INTERVAL_SECONDS)
         self._sources = [_Source(c, _Worker(f"collect-{c.hostname}")) for c in collectors]
         self._exposition = EMPTY
+        self._label_texts = LabelTexts()  # label texts kept from one collection's render to the next
         # More families rendered with every collection (the simulated training pusher's); never raise.
         self.extra_families: list[Callable[[], list[Metric]]] = []
         self._stop = threading.Event()
@@ -221,7 +222,7 @@ class CollectionLoop:
     def _publish(self) -> None:
         extra = [families() for families in self.extra_families]
         families = merge([s.families for s in self._sources if s.families] + [self._health(), *extra])
-        self._exposition = Exposition.build(families)
+        self._exposition = Exposition.build(families, self._label_texts)
 
     def run_forever(self, first_after: float = 0.0) -> None:
         """Tick every ``interval`` until ``stop()``, the first tick ``first_after`` seconds from now."""

@@ -28,21 +28,51 @@ def _escape_value(text: str) -> str:
     return text.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"')
 
 
-class _LabelCache:
-    """Formats a label dict once per render; collectors reuse one dict per GPU across families."""
+LabelKey = tuple[tuple[str, str], ...]
+
+
+class LabelTexts:
+    """The label texts of the last text render, for the next one to reuse.
+
+    Formatting label sets was most of a render's cost, and they rarely change between collections. A label
+    dict the collector kept from the last collection (a GPU's NVLink and clock-reason label sets, see
+    ``Gpu.with_label``) is found by identity; a new dict with the same contents (a GPU's labels, rebuilt each
+    collection) by its contents. Only the label sets the last render used are kept, so the memory follows
+    the fleet, not its history."""
 
     def __init__(self) -> None:
-        self._by_id: dict[int, tuple[Mapping[str, str], str]] = {}
+        self.last: dict[LabelKey, str] = {}
+        self.last_by_id: dict[int, tuple[Mapping[str, str], str]] = {}
+
+
+class _LabelCache:
+    """Formats each label dict once per render, taking the text from the last render where it can."""
+
+    def __init__(self, texts: LabelTexts | None) -> None:
+        self._last = texts.last if texts is not None else {}
+        self._last_by_id = texts.last_by_id if texts is not None else {}
+        self.by_id: dict[int, tuple[Mapping[str, str], str]] = {}
+        self.used: dict[LabelKey, str] = {}
 
     def format(self, labels: Mapping[str, str]) -> str:
-        hit = self._by_id.get(id(labels))
+        hit = self.by_id.get(id(labels))
         if hit is not None and hit[0] is labels:
             return hit[1]
-        text = ""
-        if labels:
-            text = "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels.items()) + "}"
-        self._by_id[id(labels)] = (labels, text)
+        hit = self._last_by_id.get(id(labels))
+        if hit is not None and hit[0] is labels:
+            text = hit[1]
+        else:
+            key = tuple(labels.items())
+            text = self._last.get(key) or _format(labels)
+            self.used[key] = text
+        self.by_id[id(labels)] = (labels, text)
         return text
+
+
+def _format(labels: Mapping[str, str]) -> str:
+    if not labels:
+        return ""
+    return "{" + ",".join(f'{k}="{_escape_value(v)}"' for k, v in labels.items()) + "}"
 
 
 def _value(value: float) -> str:
@@ -62,9 +92,12 @@ def _header_name(metric: Metric, openmetrics: bool) -> tuple[str, str]:
     return name, typ
 
 
-def render(families: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
-    """Render families (those without samples are left out) in the text format or in OpenMetrics."""
-    labels = _LabelCache()
+def render(
+    families: Iterable[Metric], *, openmetrics: bool = False, texts: LabelTexts | None = None
+) -> bytes:
+    """Render families (those without samples are left out) in the text format or in OpenMetrics; with
+    ``texts``, label texts of the last text render are reused, and this one's are kept if it is one."""
+    labels = _LabelCache(texts)
     out: list[str] = []
     append = out.append
     for metric in families:
@@ -76,6 +109,8 @@ def render(families: Iterable[Metric], *, openmetrics: bool = False) -> bytes:
             append(f"{sample.name}{labels.format(sample.labels)} {_value(float(sample.value))}\n")
     if openmetrics:
         append("# EOF\n")
+    elif texts is not None:  # a reader of the old tables still finds right texts in them
+        texts.last, texts.last_by_id = labels.used, labels.by_id
     return "".join(out).encode("utf-8")
 
 
@@ -103,18 +138,20 @@ class Exposition:
     _openmetrics: bytes | None = None
     _gzipped: dict[bool, bytes] = field(default_factory=dict, repr=False)
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+    texts: LabelTexts = field(default_factory=LabelTexts, repr=False)
 
     @classmethod
-    def build(cls, families: list[Metric]) -> Exposition:
-        """Render the text format at once (the common scrape)."""
-        return cls(families, render(families))
+    def build(cls, families: list[Metric], texts: LabelTexts | None = None) -> Exposition:
+        """Render the text format at once (the common scrape), reusing ``texts`` from the last build."""
+        texts = texts if texts is not None else LabelTexts()
+        return cls(families, render(families, texts=texts), texts=texts)
 
     @property
     def openmetrics(self) -> bytes:
         """OpenMetrics bytes, rendered once."""
         with self._lock:
             if self._openmetrics is None:
-                self._openmetrics = render(self.families, openmetrics=True)
+                self._openmetrics = render(self.families, openmetrics=True, texts=self.texts)
             return self._openmetrics
 
     def gzipped(self, *, openmetrics: bool = False) -> bytes:

@@ -43,7 +43,7 @@ class NvLinkStates(NvmlCalls):
             if code == FUNCTION_NOT_FOUND:
                 return
             if state is not None:
-                out.add(fams.NVLINK_LINK_STATUS, {**labels, "link": str(link)}, float(int(state)))
+                out.add(fams.NVLINK_LINK_STATUS, gpu.with_label(labels, "link", str(link)), float(int(state)))
 
     def _nvlink_count(self, handle: Any) -> int | None:
         """Links of the GPU (0 when it has none), or None when NVML could not say this time."""

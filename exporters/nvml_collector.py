@@ -335,7 +335,11 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         out.add(fams.CLOCK_THROTTLE_REASONS, labels, reasons)
         out.add(fams.CLOCKS_EVENT_REASONS, labels, reasons)
         for bit, reason in fams.CLOCK_EVENT_REASONS:
-            out.add(fams.CLOCK_EVENT_REASON, _with(gpu.own, "reason", reason), 1.0 if reasons & bit else 0.0)
+            out.add(
+                fams.CLOCK_EVENT_REASON,
+                gpu.with_label(gpu.own, "reason", reason),
+                1.0 if reasons & bit else 0.0,
+            )
 
     def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)

@@ -9,7 +9,8 @@ from prometheus_client.openmetrics.parser import text_string_to_metric_families 
 from prometheus_client.parser import text_string_to_metric_families as parse_text
 from prometheus_client.samples import Sample
 
-from exporters.exposition import Exposition, merge, render
+from exporters.collected import Gpu
+from exporters.exposition import Exposition, LabelTexts, merge, render
 
 LABELS = {"gpu": "0", "UUID": "GPU-1", "Hostname": 'node "a"\\b\nc'}
 
@@ -64,3 +65,36 @@ def test_openmetrics_is_rendered_once_per_snapshot() -> None:
     snapshot = Exposition.build(families())
     assert snapshot.openmetrics is snapshot.openmetrics
     assert snapshot.text == render(families())
+
+
+def _gpu_family(labels: dict[str, str]) -> list[Metric]:
+    temp = Metric("DCGM_FI_DEV_GPU_TEMP", "GPU temperature (in C).", "gauge")
+    temp.samples.append(Sample("DCGM_FI_DEV_GPU_TEMP", labels, 41.0))
+    return [temp]
+
+
+def test_label_texts_kept_between_renders_never_show_an_old_label_value() -> None:
+    texts = LabelTexts()
+    kept = {"gpu": "0", "pod": "train-1"}
+    render(_gpu_family(kept), texts=texts)
+    moved = {"gpu": "0", "pod": "train-2"}  # a new collection's dict: the GPU went to another pod
+    assert render(_gpu_family(moved), texts=texts) == render(_gpu_family(moved))
+    assert b'pod="train-2"' in render(_gpu_family(moved), texts=texts)
+
+
+def test_label_texts_hold_only_the_label_sets_of_the_last_render() -> None:
+    texts = LabelTexts()
+    for pod in ("a", "b", "c"):
+        render(_gpu_family({"gpu": "0", "pod": pod}), texts=texts)
+    assert list(texts.last) == [(("gpu", "0"), ("pod", "c"))]
+    render(_gpu_family({"gpu": "0", "pod": "c"}), openmetrics=True, texts=texts)  # reads, keeps nothing new
+    assert list(texts.last) == [(("gpu", "0"), ("pod", "c"))]
+
+
+def test_a_gpus_derived_label_set_is_the_same_dict_while_its_base_reads_the_same() -> None:
+    gpu = Gpu(index=0, handle=None, uuid="GPU-1", labels={}, own={})
+    first = gpu.with_label({"gpu": "0", "pod": "a"}, "link", "3")
+    assert gpu.with_label({"gpu": "0", "pod": "a"}, "link", "3") is first  # a new but equal base
+    moved = gpu.with_label({"gpu": "0", "pod": "b"}, "link", "3")
+    assert moved is not first and moved == {"gpu": "0", "pod": "b", "link": "3"}
+    assert first == {"gpu": "0", "pod": "a", "link": "3"}  # what an earlier render formatted is unchanged
