@@ -13,6 +13,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
 
@@ -91,37 +92,6 @@ def _training_publisher(fleet: Fleet, tracing: TracingConfig) -> SimTrainingPubl
         raise ConfigError(str(exc), field="tracing.pushgateway_url") from exc
 
 
-_SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")
-
-
-def _check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
-    """``ConfigError`` when the same configuration's ``sim:`` section sets a fleet of another size than
-    ``spec``: serve's ``alerting.sim_inventory`` takes that section, so it would assess alerts from nodes
-    and GPUs it does not know. A section that sets only ``seed`` (or ``gpu_model``) is the documented use."""
-    from gpuwarden.sim import parse_simulate_spec  # noqa: PLC0415
-
-    sim = full.sim
-    given = [name for name in _SHAPE if name in sim.model_fields_set]
-    if "sim" not in full.model_fields_set or not given:
-        return
-    nodes, gpus = parse_simulate_spec(spec)
-    sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
-    if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
-        return
-    field = (
-        "sim.gpus_per_node" if gpus != sim.gpus_per_node and "gpus_per_node" in given else f"sim.{given[0]}"
-    )
-    split = "clusters: 1, racks_per_cluster: 1, " if {"clusters", "racks_per_cluster"} & set(given) else ""
-    raise ConfigError(
-        f"{sim_nodes} nodes of {sim.gpus_per_node} GPUs (clusters {sim.clusters} x racks_per_cluster"
-        f" {sim.racks_per_cluster} x nodes_per_rack {sim.nodes_per_rack}), the fleet serve's"
-        f" alerting.sim_inventory assumes, but {flag} {spec} serves {nodes} nodes of {gpus} GPUs; make them"
-        f" agree: {flag} {sim_nodes}x{sim.gpus_per_node}, or sim: {{{split}nodes_per_rack: {nodes},"
-        f" gpus_per_node: {gpus}}} (one cluster and one rack, as {flag} builds it)",
-        field=field,
-    )
-
-
 def _build(
     cfg: ExporterConfig, full: GpuwardenConfig, clock: SystemClock, *, allow_remote_faults: bool = False
 ) -> tuple[ExporterService, SimTrainingPublisher | None]:
@@ -171,7 +141,7 @@ def _exporter_settings(
         raise _fail(f"invalid option: exporter.{field}: {error_message(first)}") from exc
     if cfg.simulate:
         try:
-            _check_sim_section(
+            check_sim_section(
                 full, cfg.simulate, "--simulate" if simulate is not None else "exporter.simulate"
             )
         except ConfigError as exc:

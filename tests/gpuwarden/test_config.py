@@ -512,6 +512,10 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
             "tracing:\n  pushgateway_url: ftp://gw\n",
             ":2: tracing.pushgateway_url: not a valid Pushgateway URL",
         ),
+        (
+            "exporter:\n  simulate: 2x8\nsim:\n  nodes_per_rack: 3\n  gpus_per_node: 4\n",
+            ":5: sim.gpus_per_node: 3 nodes of 4 GPUs",
+        ),
     ],
     ids=[
         "unknown-detector",
@@ -524,6 +528,7 @@ def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) ->
         "kubeconfig-a-string",
         "pushgateway-push-path",
         "pushgateway-ftp",
+        "simulated-fleet-other-than-the-sim-section",
     ],
 )
 def test_config_validate_refuses_what_serve_exporter_or_anomaly_run_would_refuse(
