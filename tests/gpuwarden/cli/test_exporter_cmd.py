@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from exporters import training_export
 from gpuwarden.cli import app
-from gpuwarden.cli.exporter_cmd import _build, _check_sim_section, _simulated_service
+from gpuwarden.cli.exporter_cmd import _build, _simulated_service
+from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
 from gpuwarden.sim import build_fleet
@@ -196,7 +197,7 @@ def test_a_sim_section_that_agrees_or_sets_only_the_seed_is_taken(tmp_path: Path
     config = tmp_path / "gpuwarden.yaml"
     config.write_text(section)
     full = load_config(config)
-    _check_sim_section(full, "2x8", "--simulate")  # no error
+    check_sim_section(full, "2x8", "--simulate")  # no error
 
 
 def test_the_simulated_exporter_takes_the_sim_sections_gpu_model_as_serve_does() -> None:
