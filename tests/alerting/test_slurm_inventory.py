@@ -317,3 +317,33 @@ def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None
     script.chmod(0o755)
     with pytest.raises(SourceError, match=r"did not answer within 0\.5 s; it said: cannot reach slurmctld"):
         run_command([str(script), "show", "config"], env={"PATH": "/usr/bin:/bin"}, timeout=0.5)
+
+
+def _ended(job_id: int, state: str, ended: float) -> dict[str, object]:
+    """A job as squeue lists it after it ended: no GPU indices (22.05 writes `gres_detail: []`)."""
+    return {
+        **_job(job_id, f"job{job_id}", state),
+        "gres_detail": [],
+        "tres_per_node": "gres:gpu:4",
+        "end_time": int(ended),
+    }
+
+
+def test_a_job_that_failed_before_serve_started_is_still_known_where_it_ran() -> None:
+    # serve restarted (an upgrade, a crash, a standby taking over) a minute after a node failure: squeue
+    # still lists the job NODE_FAIL with its nodes, and the node's incident must still name it.
+    slurm, clock = FakeSlurm(), FakeClock()
+    now = clock.time()
+    slurm.jobs = [
+        _ended(41, "NODE_FAIL", now - 60),
+        _ended(42, "FAILED", now - 200),
+        _ended(43, "COMPLETED", now - 60),  # ended normally: nothing to explain
+        _ended(44, "NODE_FAIL", now - 400),  # ended longer ago than the window
+    ]
+    inventory = SlurmInventory(clock, slurm, keep_ended_seconds=300).read()
+    by_name = {w.ref.name: w for w in inventory.workload_list}
+    assert sorted(by_name) == ["job41 (41)", "job42 (42)"]
+    job = by_name["job41 (41)"]
+    assert (job.state, job.kept, job.held) == ("node_fail", len(job.units), 8)
+    assert {node for _, node, _ in job.gpus} == {"n1", "n2"}
+    assert [w.ref.name for w in inventory.workloads_on({("c1", "n1", 0)})] == ["job41 (41)", "job42 (42)"]
