@@ -367,9 +367,16 @@ def parse_nodes(
                 free=free,
                 idle=idle,
                 partitions=partitions,
+                addresses=_addresses(node, name),
             )
         )
     return nodes
+
+
+def _addresses(node: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A node's NodeHostname and NodeAddr (``hostname``, ``address`` of ``sinfo --json``) unlike its name."""
+    said = (str(node.get(key) or "") for key in ("hostname", "address"))
+    return tuple(dict.fromkeys(a for a in said if a and a != name))
 
 
 def _stopped(info: WorkloadInfo, state: str) -> WorkloadInfo:
