@@ -43,6 +43,9 @@ class NodeInfo:
     # workload is known to hold (Kubernetes pods whose GPU indices are unknown hold some of them).
     idle: frozenset[int] = frozenset()
     partitions: tuple[str, ...] = ()  # Slurm partitions (empty: a Kubernetes node, any workload may use it)
+    # Other names alerts give it: Slurm's NodeHostname and NodeAddr where they differ from its NodeName (an
+    # exporter scraped by address: `instance="10.0.0.7:9100"`; DCGM's `Hostname`).
+    addresses: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,8 +157,11 @@ class StaticInventory:
         # Indexes: correlation asks these questions for every new alert against every open incident.
         self._nodes = {(n.cluster, n.name): n for n in self.node_list}
         self._by_name: dict[str, list[NodeInfo]] = {}
+        self._by_address: dict[str, list[NodeInfo]] = {}
         for n in self.node_list:
             self._by_name.setdefault(n.name, []).append(n)
+            for address in n.addresses:
+                self._by_address.setdefault(address, []).append(n)
         self._uuids = {u: (n.cluster, n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
         if any(not gpu[0] for w in self.workload_list for gpu in w.gpus):
             self.workload_list = [self._settled(w) for w in self.workload_list]
@@ -193,10 +199,17 @@ class StaticInventory:
         return replace(w, units=_clustered(w.units, cluster_of))
 
     def node(self, name: str, cluster: str = "") -> NodeInfo | None:
-        """A node by name in ``cluster``; without one, the one node of that name."""
+        """A node by name in ``cluster``; without one, the one node of that name. A name no node has finds
+        the one node (of ``cluster``) with that host name or address."""
         if cluster:
-            return self._nodes.get((cluster, name))
-        found = self._by_name.get(name, ())
+            named = self._nodes.get((cluster, name))
+            if named is not None:
+                return named
+            found: Sequence[NodeInfo] = ()
+        else:
+            found = self._by_name.get(name, ())
+        if not found:
+            found = [n for n in self._by_address.get(name, ()) if n.cluster == cluster or not cluster]
         return found[0] if len(found) == 1 else None
 
     def gpu_by_uuid(self, uuid: str) -> GpuKey | None:

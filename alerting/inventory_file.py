@@ -46,6 +46,9 @@ class _NodeEntry(BaseModel):
         default_factory=list, description="the indices of its free GPUs, where known"
     )
     partitions: list[Name] = Field(default_factory=list, description="Slurm partitions; empty: any")
+    addresses: list[Name] = Field(
+        default_factory=list, description="other names alerts give it (Slurm's NodeHostname, NodeAddr)"
+    )
 
     @model_validator(mode="after")
     def _one_uuid_per_gpu(self) -> _NodeEntry:
@@ -170,6 +173,7 @@ def load_inventory(path: Path) -> StaticInventory:
             free=n.free_gpus,
             idle=frozenset(n.idle_gpus),
             partitions=tuple(n.partitions),
+            addresses=tuple(n.addresses),
         )
         for n in entries.nodes
     ]
@@ -274,6 +278,7 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
                 "rack": n.rack,
                 "gpus": max(n.gpu_count, highest.get((n.cluster, n.name), -1) + 1, len(n.gpu_uuids)),
                 "gpu_uuids": list(n.gpu_uuids),
+                **({"addresses": list(n.addresses)} if n.addresses else {}),
                 **_node_state(n),
             }
             for n in inventory.node_list

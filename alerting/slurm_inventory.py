@@ -185,6 +185,7 @@ class _Job:
     info: WorkloadInfo
     state: str
     guessed: bool = False  # placed by its TRES: Slurm gave no GPU index for some node
+    ended_at: float = 0.0  # when it stopped (squeue's end_time), for a job no longer running
 
 
 def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
@@ -222,7 +223,9 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
         state = _job_state(job)
         unknown = [node for node in nodes if not indices.get(node)]
         guessed = False
-        if unknown and state in _RUNNING:
+        # A job that stopped abnormally keeps its nodes but loses its GPU indices (`gres_detail: []`):
+        # placed by its TRES too, for a reader that first sees it stopped (serve restarted after it did).
+        if unknown and state not in _FINISHED:
             known = sum(len(v) for v in indices.values())
             for node, count in _tres_gpus(job, unknown, known).items():
                 total = max(count, (node_gpus or {}).get(node, count))
@@ -243,7 +246,8 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             sizes=() if exact else tuple(sizes),
             group=group,
         )
-        out.append(_Job(job_id, info, state, guessed=guessed))
+        ended = float(job.get("end_time") or 0) if state not in _RUNNING else 0.0
+        out.append(_Job(job_id, info, state, guessed=guessed, ended_at=ended))
     return _one_per_het_job(out)
 
 
@@ -290,7 +294,8 @@ def _one_per_het_job(jobs: list[_Job]) -> list[_Job]:
             partitions=tuple(dict.fromkeys(x for p in parts for x in p.info.partitions)),
             state=state.lower(),
         )
-        out.append(_Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts)))
+        ended = max(p.ended_at for p in parts)
+        out.append(_Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts), ended_at=ended))
     return out
 
 
@@ -362,9 +367,16 @@ def parse_nodes(
                 free=free,
                 idle=idle,
                 partitions=partitions,
+                addresses=_addresses(node, name),
             )
         )
     return nodes
+
+
+def _addresses(node: Mapping[str, Any], name: str) -> tuple[str, ...]:
+    """A node's NodeHostname and NodeAddr (``hostname``, ``address`` of ``sinfo --json``) unlike its name."""
+    said = (str(node.get(key) or "") for key in ("hostname", "address"))
+    return tuple(dict.fromkeys(a for a in said if a and a != name))
 
 
 def _stopped(info: WorkloadInfo, state: str) -> WorkloadInfo:
@@ -410,6 +422,10 @@ class SlurmInventory:
             elif job.job_id in self._running and job.state not in _FINISHED:
                 # NODE_FAIL, FAILED, requeued (PENDING)
                 self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
+            elif job.job_id not in self._kept and self._ended_lately(job, now):
+                # stopped abnormally before this reader first saw it running (serve restarted since)
+                since = min(job.ended_at, now)
+                self._kept[job.job_id] = (since, _stopped(job.info, job.state.lower()))
         self._warn_guessed([j for j in jobs if j.guessed and j.job_id in running])
         listed = {j.job_id for j in jobs}
         for job_id, info in self._running.items():
@@ -429,6 +445,13 @@ class SlurmInventory:
         workloads = [*running.values(), *kept]
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _ended_lately(self, job: _Job, now: float) -> bool:
+        """Whether a job squeue still lists stopped abnormally within the keep window, on nodes it names
+        (a requeued job, PENDING again, names none: where it ran is lost with the reader's memory)."""
+        if job.state in _FINISHED or not job.info.units or job.ended_at <= 0:
+            return False
+        return abs(now - job.ended_at) <= self._keep  # abs: slurmctld's clock may run a little ahead
 
     def _warn_guessed(self, jobs: Sequence[_Job]) -> None:
         """Say once per job that it runs without GPU indices (while it does)."""

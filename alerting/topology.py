@@ -185,6 +185,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
                 exporter_address = True
         if info is not None:
             lookup = cluster = info.cluster
+            node = info.name  # named by its host name or address: the path has its name
             rack = rack or info.rack
         else:
             lookup = known

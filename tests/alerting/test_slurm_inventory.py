@@ -8,7 +8,10 @@ from pathlib import Path
 
 import pytest
 
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
+from alerting.migrate import upgrade
 from alerting.slurm_inventory import (
     SlurmInventory,
     expand_hostlist,
@@ -21,7 +24,7 @@ from alerting.slurm_inventory import (
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from gpuwarden.model import FaultKind, WorkloadKind
+from gpuwarden.model import Alert, FaultKind, WorkloadKind
 from tests.alerting.slurm_recorded import RECORDED, RecordedSlurm
 
 
@@ -317,3 +320,67 @@ def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None
     script.chmod(0o755)
     with pytest.raises(SourceError, match=r"did not answer within 0\.5 s; it said: cannot reach slurmctld"):
         run_command([str(script), "show", "config"], env={"PATH": "/usr/bin:/bin"}, timeout=0.5)
+
+
+def _ended(job_id: int, state: str, ended: float) -> dict[str, object]:
+    """A job as squeue lists it after it ended: no GPU indices (22.05 writes `gres_detail: []`)."""
+    return {
+        **_job(job_id, f"job{job_id}", state),
+        "gres_detail": [],
+        "tres_per_node": "gres:gpu:4",
+        "end_time": int(ended),
+    }
+
+
+def test_a_job_that_failed_before_serve_started_is_still_known_where_it_ran() -> None:
+    # serve restarted (an upgrade, a crash, a standby taking over) a minute after a node failure: squeue
+    # still lists the job NODE_FAIL with its nodes, and the node's incident must still name it.
+    slurm, clock = FakeSlurm(), FakeClock()
+    now = clock.time()
+    slurm.jobs = [
+        _ended(41, "NODE_FAIL", now - 60),
+        _ended(42, "FAILED", now - 200),
+        _ended(43, "COMPLETED", now - 60),  # ended normally: nothing to explain
+        _ended(44, "NODE_FAIL", now - 400),  # ended longer ago than the window
+    ]
+    inventory = SlurmInventory(clock, slurm, keep_ended_seconds=300).read()
+    by_name = {w.ref.name: w for w in inventory.workload_list}
+    assert sorted(by_name) == ["job41 (41)", "job42 (42)"]
+    job = by_name["job41 (41)"]
+    assert (job.state, job.kept, job.held) == ("node_fail", len(job.units), 8)
+    assert {node for _, node, _ in job.gpus} == {"n1", "n2"}
+    assert [w.ref.name for w in inventory.workloads_on({("c1", "n1", 0)})] == ["job41 (41)", "job42 (42)"]
+
+
+def test_an_alert_naming_a_node_by_its_slurm_hostname_or_address_is_placed_on_that_node(
+    tmp_path: Path,
+) -> None:
+    # NodeName=n1 NodeHostname=dgx-a-01 NodeAddr=10.0.0.1: node_exporter's `up == 0` says only
+    # `instance="10.0.0.1:9100"` (scraped by address), DCGM's `Hostname` is the host's own name.
+    slurm = FakeSlurm()
+    plain = slurm.__call__
+
+    def named(argv: Sequence[str]) -> str:
+        if argv[0] != "sinfo":
+            return plain(argv)
+        nodes = json.loads(plain(argv))["nodes"]
+        for i, node in enumerate(nodes, start=1):
+            node.update(hostname=f"dgx-a-0{i}", address=f"10.0.0.{i}")
+        return json.dumps({"nodes": nodes})
+
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    inventory = SlurmInventory(FakeClock(), named).read()
+    for labels in (
+        {"alertname": "NodeDown", "instance": "10.0.0.2:9100", "cluster": "c1"},
+        {"alertname": "NodeDown", "Hostname": "dgx-a-02"},
+    ):
+        assert locate(labels, FaultKind.NODE_DOWN, inventory).path == ("c1", "r07", "n2"), labels
+    node = inventory.node("n2")
+    assert node is not None and node.addresses == ("dgx-a-02", "10.0.0.2")
+    # The node's incident names the job it stopped, as it does for `node="n2"`.
+    sql = make_engine(str(tmp_path / "addr.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock(), inventory=inventory)
+    engine.ingest([Alert({"alertname": "NodeDown", "instance": "10.0.0.2:9100", "cluster": "c1"})])
+    (row, _count) = engine.store.list_rows()[0]
+    assert "training job llm-70b (41) stopped" in engine.store.get(row.id).title

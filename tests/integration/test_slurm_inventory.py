@@ -12,7 +12,7 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
 from alerting.slurm_inventory import SlurmInventory
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.model import Alert, Priority, WorkloadKind
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.slurm_cluster import slurm_cluster
@@ -122,3 +122,24 @@ def test_serve_reads_its_inventory_from_slurm(tmp_path: Path, monkeypatch: pytes
         )
     log = (tmp_path / "later.log").read_text()
     assert "slurm inventory: cannot read it" in log and "refresh failed; keeping the last one" in log
+
+
+def test_a_serve_started_after_a_node_failure_still_knows_the_job_it_stopped() -> None:
+    with slurm_cluster() as cluster:
+        out = cluster.run(
+            "sbatch", "--parsable", "-J", "no-requeue", "-N", "2", "--gres=gpu:2", "--no-requeue",
+            f"--chdir={cluster.conf.parent}", "--output=/dev/null", "--wrap", "sleep 600",
+        )  # fmt: skip
+        job_id = out.strip().split(";")[0]
+        wait_for(
+            "the job to run",
+            lambda: cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() == "RUNNING",
+            60,
+        )
+        cluster.run("scontrol", "update", "NodeName=node-01", "State=DOWN", "Reason=psu failed")
+        cluster.wait_job_not_running(job_id)
+        # A reader that never saw the job run: serve restarted after the failure.
+        inventory = SlurmInventory(SystemClock(), env=cluster.env).read()
+        (job,) = inventory.workload_list
+        assert (job.ref.name, job.state, job.kept) == (f"no-requeue ({job_id})", "node_fail", len(job.units))
+        assert job.held == 4 and {node for _, node, _ in job.gpus} == {"node-01", "node-02"}
