@@ -218,6 +218,7 @@ class _Read:
     nodes: list[NodeInfo] = field(default_factory=list)
     pods: list[_Pod] = field(default_factory=list)  # placed: bound and Pending or Running
     ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
+    leaving: list[_Pod] = field(default_factory=list)  # Terminating on a healthy node: hold their GPUs
     ready: set[str] = field(default_factory=set)
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
@@ -370,7 +371,9 @@ class KubernetesInventory:
                 elif phase == "Failed":  # its own failure: an XID it died of, say (not Succeeded)
                     found.failed_here, found.failed_at = True, _finished_at(status)
                     out.ended.append(found)
-                continue  # else ended or going away on a healthy node (a rollout): its GPUs are free, or soon
+                elif phase in _PLACED_PHASES:  # going away on a healthy node (a rollout): no replica, but
+                    out.leaving.append(found)  # its GPUs are no one else's until the pod is gone
+                continue  # else it ended on a healthy node (Succeeded): its GPUs are free
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
                 out.pods.append(found)
@@ -388,10 +391,11 @@ class KubernetesInventory:
 
 def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable GPUs that no
-    bound pod requests, somewhere among the indices no pod is known to hold."""
+    bound pod requests (a Terminating one included, as the scheduler counts it), somewhere among the indices
+    no pod is known to hold."""
     requested: dict[str, int] = {}
     known: dict[str, set[int]] = {}
-    for pod in seen.pods:
+    for pod in [*seen.pods, *seen.leaving]:
         requested[pod.node] = requested.get(pod.node, 0) + pod.count
         if len(pod.gpus) == pod.count:  # its indices are known
             known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)

@@ -269,6 +269,20 @@ def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
     ]
 
 
+def test_a_terminating_pod_holds_its_gpus_until_it_is_gone_but_serves_nothing() -> None:
+    # kubectl shows it Terminating on g1 while its containers stop (a grace period can be minutes); the
+    # scheduler and the device plugin give its GPUs to no one before the pod object is gone.
+    api = FakeApi()
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    leaving = pod("a", "p1", "g1", 6)
+    leaving["metadata"]["deletionTimestamp"] = "2026-11-30T13:00:00Z"
+    api.objects["pods"] = [leaving, pod("a", "p2", "g2", 2)]
+    read = inventory(api).read()
+    assert [(n.name, n.free) for n in read.node_list] == [("g1", 2), ("g2", 6)]
+    assert read.spare_gpus("k1") == 8
+    assert [w.ref.name for w in read.workloads()] == ["p2"]  # a rollout's old pod is not a replica
+
+
 def test_a_node_whose_device_plugin_stops_keeps_its_gpus_but_is_not_spare() -> None:
     api = FakeApi()
     api.objects["nodes"] = [node("g1"), node("g2")]
