@@ -7,7 +7,8 @@ unknown (``WorkloadInfo.sizes``: a Kubernetes pod sharing a node, a Slurm job th
 is hit only when what is known says so: an alert on the lost GPU names one of its pods (dcgm-exporter's
 ``namespace``/``pod`` labels), or more of the GPUs it may be on are lost than it can stay clear of (its whole
 node down). Units of one workload that may be on the same GPUs count together: two replicas filling a node
-hold all its GPUs, so one lost GPU there is one replica lost though no alert says whose. A fault on an idle GPU beside it, with no pod named, does not stop it.
+hold all its GPUs, so one lost GPU there is one replica lost though no alert says whose. A fault on an idle
+GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
@@ -52,7 +53,7 @@ def units_hit(
         if len(taken & candidates) > len(candidates) - size:
             out.append(i)
     for unit, group in shared.items():
-        out.extend(_more_hit(info, unit, group, lost, named, set(out)))
+        out.extend(_more_hit(info, unit, group, lost=lost, named=named, hit=set(out)))
     return sorted(out)
 
 
@@ -66,6 +67,7 @@ def _more_hit(
     info: WorkloadInfo,
     unit: frozenset[GpuKey],
     group: Sequence[int],
+    *,
     lost: AbstractSet[GpuKey],
     named: Mapping[GpuKey, tuple[str, str]],
     hit: AbstractSet[int],
@@ -78,7 +80,9 @@ def _more_hit(
     candidates = {g for g in unit if g not in named or named[g] in mine}
     held = sum(info.size(i) for i in group)
     taken = len(lost & candidates)
-    surely = min(taken, taken - (len(candidates) - held))  # an alert naming another pod there can make it more
+    surely = min(
+        taken, taken - (len(candidates) - held)
+    )  # an alert naming another pod there can make it more
     if surely <= 0:
         return []
     needed = 0

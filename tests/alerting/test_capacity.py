@@ -116,14 +116,12 @@ def test_a_unit_whose_gpu_indices_are_unknown_is_hit_only_when_what_is_known_say
     assert info.held == 6 and gpus_lost(info, [0, 1], everywhere) == 6
 
 
-def test_a_lost_gpu_on_a_node_that_one_services_replicas_fill_takes_one_of_them_though_none_is_named() -> None:
-    # Replicas a and b of one service hold all of n1's 8 GPUs (4 each), indices unknown: GPU 5 is one of theirs.
+def test_a_lost_gpu_on_a_node_one_services_replicas_fill_takes_one_of_them_though_none_is_named() -> None:
+    # Replicas a and b of one service hold all of n1's 8 GPUs (4 each), indices unknown: GPU 5 is theirs.
     svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", "svc", "c1")
     n1 = frozenset(("c1", "n1", i) for i in range(8))
     n2 = frozenset(("c1", "n2", i) for i in range(8))
-    info = WorkloadInfo(
-        svc, (n1, n1, n2, n2), sizes=(4, 4, 4, 2), unit_pods=(("a",), ("b",), ("c",), ("d",))
-    )
+    info = WorkloadInfo(svc, (n1, n1, n2, n2), sizes=(4, 4, 4, 2), unit_pods=(("a",), ("b",), ("c",), ("d",)))
     assert len(units_hit(info, frozenset({("c1", "n1", 5)}))) == 1
     assert len(units_hit(info, frozenset({("c1", "n1", 5), ("c1", "n1", 6)}))) == 1  # both may be one's
     assert units_hit(info, frozenset({("c1", "n2", 5)})) == []  # n2 has 2 GPUs no replica holds
