@@ -6,7 +6,9 @@ A unit (a replica, a rank) placed exactly is hit when one of its GPUs is lost. A
 unknown (``WorkloadInfo.sizes``: a Kubernetes pod sharing a node, a Slurm job that does not say which GPUs)
 is hit only when what is known says so: an alert on the lost GPU names one of its pods (dcgm-exporter's
 ``namespace``/``pod`` labels), or more of the GPUs it may be on are lost than it can stay clear of (its whole
-node down). A fault on an idle GPU beside it, with no pod named, does not stop it.
+node down). Units of one workload that may be on the same GPUs count together: two replicas filling a node
+hold all its GPUs, so one lost GPU there is one replica lost though no alert says whose. A fault on an idle
+GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
@@ -33,6 +35,7 @@ def units_hit(
     GPUs a unit may be on."""
     named = pods_on or {}
     out = []
+    shared: dict[frozenset[GpuKey], list[int]] = {}  # units whose indices are unknown, by where they may be
     for i, unit in enumerate(info.units):
         taken = unit & lost
         if not taken:
@@ -41,14 +44,56 @@ def units_hit(
         if size >= len(unit):
             out.append(i)
             continue
-        mine = {(info.ref.namespace, pod) for pod in info.unit_pods[i]} if info.unit_pods else set()
+        shared.setdefault(unit, []).append(i)
+        mine = _pods_of(info, [i])
         if any(named.get(g) in mine for g in taken):
             out.append(i)
             continue
         candidates = {g for g in unit if g not in named or named[g] in mine}
         if len(taken & candidates) > len(candidates) - size:
             out.append(i)
-    return out
+    for unit, group in shared.items():
+        out.extend(_more_hit(info, unit, group, lost=lost, named=named, hit=set(out)))
+    return sorted(out)
+
+
+def _pods_of(info: WorkloadInfo, units: Iterable[int]) -> set[tuple[str, str]]:
+    if not info.unit_pods:
+        return set()
+    return {(info.ref.namespace, pod) for i in units for pod in info.unit_pods[i]}
+
+
+def _more_hit(
+    info: WorkloadInfo,
+    unit: frozenset[GpuKey],
+    group: Sequence[int],
+    *,
+    lost: AbstractSet[GpuKey],
+    named: Mapping[GpuKey, tuple[str, str]],
+    hit: AbstractSet[int],
+) -> list[int]:
+    """Units of ``group`` (all may be on the same GPUs ``unit``) surely hit beyond ``hit``, counted together:
+    two replicas that fill a node hold every GPU of it, so a lost one is one of theirs though no alert says
+    whose. The lost GPUs that cannot all be elsewhere need at least as many units as hold them, the largest
+    first; which of those units it is stays unknown, so the largest are named."""
+    mine = _pods_of(info, group)
+    candidates = {g for g in unit if g not in named or named[g] in mine}
+    held = sum(info.size(i) for i in group)
+    taken = len(lost & candidates)
+    surely = min(
+        taken, taken - (len(candidates) - held)
+    )  # an alert naming another pod there can make it more
+    if surely <= 0:
+        return []
+    needed = 0
+    for size in sorted((info.size(i) for i in group), reverse=True):
+        needed += 1
+        surely -= size
+        if surely <= 0:
+            break
+    already = [i for i in group if i in hit]
+    rest = sorted((i for i in group if i not in hit), key=lambda i: -info.size(i))
+    return rest[: max(0, needed - len(already))]
 
 
 def gpus_lost(info: WorkloadInfo, units: Iterable[int], lost: AbstractSet[GpuKey]) -> int:

@@ -3,7 +3,8 @@
 * nodes and their GPUs: ``status.capacity`` of each node for the GPU resources (``nvidia.com/gpu``; with
   the MIG "single" strategy that counts MIG slices); racks from the first node label in ``rack_labels``
   that the node carries (none: the rack is unknown). A node whose GPU capacity drops to 0 (its device
-  plugin down) keeps its last count and is not counted as spare;
+  plugin down) keeps its last count and is not counted as spare. A node of MIG devices only (the "mixed"
+  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them;
 * workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
 
   - an inference service: a Deployment or Argo Rollout (the owning ReplicaSet's name less the
@@ -51,6 +52,7 @@ from datetime import datetime
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.k8s_resources import mig_devices, node_gpus, node_ready, pod_gpus
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -108,50 +110,6 @@ def assignments_from_labels(
             namespace, pod = labels.get("namespace", ""), labels.get("pod", "")
         out.append(Assignment(node, index, labels.get("UUID", ""), namespace, pod))
     return out
-
-
-def _quantity(value: Any) -> int:
-    """A GPU count (``"8"``, ``8``); anything else (a malformed quantity) counts 0."""
-    try:
-        return max(0, int(str(value)))
-    except ValueError:
-        return 0
-
-
-def node_gpus(node: Mapping[str, Any], resources: Sequence[str], field: str = "capacity") -> int:
-    """GPUs a node has (``capacity``), or can give to pods (``allocatable``: less the GPUs the device plugin
-    marks unhealthy; the capacity when the node does not say)."""
-    status = node.get("status") or {}
-    amounts = status.get(field) or status.get("capacity") or {}
-    return sum(_quantity(amounts.get(r, 0)) for r in resources)
-
-
-def node_ready(node: Mapping[str, Any]) -> bool:
-    """Whether the node's ``Ready`` condition is ``True``."""
-    for condition in (node.get("status") or {}).get("conditions") or []:
-        if condition.get("type") == "Ready":
-            return bool(condition.get("status") == "True")
-    return False
-
-
-def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
-    """GPUs a pod requests, by the scheduler's rule: its containers plus its sidecars (init containers that
-    keep running, ``restartPolicy: Always``), or an init container plus the sidecars started before it if
-    that is more. Extended resources are set in limits (requests, if given, must equal them)."""
-
-    def wanted(container: Mapping[str, Any]) -> int:
-        spec = container.get("resources") or {}
-        amounts = {**(spec.get("requests") or {}), **(spec.get("limits") or {})}
-        return sum(_quantity(amounts.get(r, 0)) for r in resources)
-
-    pod_spec = pod.get("spec") or {}
-    sidecars, peak = 0, 0
-    for init in pod_spec.get("initContainers") or []:
-        if init.get("restartPolicy") == "Always":
-            sidecars += wanted(init)
-        else:
-            peak = max(peak, sidecars + wanted(init))
-    return max(sum(wanted(c) for c in pod_spec.get("containers") or []) + sidecars, peak)
 
 
 def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -218,6 +176,7 @@ class _Read:
     nodes: list[NodeInfo] = field(default_factory=list)
     pods: list[_Pod] = field(default_factory=list)  # placed: bound and Pending or Running
     ended: list[_Pod] = field(default_factory=list)  # lost with their node, or failed for a node reason
+    leaving: list[_Pod] = field(default_factory=list)  # Terminating on a healthy node: hold their GPUs
     ready: set[str] = field(default_factory=set)
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
@@ -274,6 +233,7 @@ class KubernetesInventory:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._expired: set[tuple[str, str]] = set()  # kept their while and still listed (Terminating, Failed)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
+        self._uncounted: dict[str, tuple[str, ...]] = {}  # nodes of MIG devices only, as last warned
         self.ambiguous_pods = 0
 
     def close(self) -> None:
@@ -332,12 +292,15 @@ class KubernetesInventory:
 
     def _read_api(self) -> _Read:
         out = _Read()
+        uncounted: dict[str, tuple[str, ...]] = {}
         for node in self._list("nodes"):
             meta = node.get("metadata") or {}
             name = str(meta.get("name", ""))
             capacity = node_gpus(node, self._resources)
             count = capacity or self._gpu_counts.get(name, 0)  # device plugin down: the GPUs are still there
             if not name or count == 0:
+                if mig := mig_devices(node, self._resources):
+                    uncounted[name] = mig
                 continue
             self._gpu_counts[name] = count
             labels = meta.get("labels") or {}
@@ -350,6 +313,7 @@ class KubernetesInventory:
                 out.ready.add(name)
                 if capacity and not cordoned:
                     out.usable[name] = node_gpus(node, self._resources, "allocatable")
+        self._warn_uncounted(uncounted)
         gpu_nodes = {n.name for n in out.nodes}
         for pod in self._list("pods"):
             on = str((pod.get("spec") or {}).get("nodeName") or "")
@@ -370,11 +334,28 @@ class KubernetesInventory:
                 elif phase == "Failed":  # its own failure: an XID it died of, say (not Succeeded)
                     found.failed_here, found.failed_at = True, _finished_at(status)
                     out.ended.append(found)
-                continue  # else ended or going away on a healthy node (a rollout): its GPUs are free, or soon
+                elif phase in _PLACED_PHASES:  # going away on a healthy node (a rollout): no replica, but
+                    out.leaving.append(found)  # its GPUs are no one else's until the pod is gone
+                continue  # else it ended on a healthy node (Succeeded): its GPUs are free
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
                 out.pods.append(found)
         return out
+
+    def _warn_uncounted(self, uncounted: dict[str, tuple[str, ...]]) -> None:
+        """Say, when they change, which nodes are left out because their GPUs are MIG devices (the GPU
+        operator's "mixed" strategy) of resources ``gpu_resources`` does not list."""
+        if uncounted and uncounted != self._uncounted:
+            names = sorted({r for mig in uncounted.values() for r in mig})
+            logger.warning(
+                "kubernetes inventory: %d nodes left out, their GPUs are MIG devices that gpu_resources"
+                " does not count (%s; nodes %s): add those resources to"
+                " alerting.kubernetes_inventory.gpu_resources to count each MIG device as a GPU of its node",
+                len(uncounted),
+                ", ".join(names),
+                ", ".join(sorted(uncounted)[:10]) + (", ..." if len(uncounted) > 10 else ""),
+            )
+        self._uncounted = uncounted
 
     def _read_assignments(self) -> list[Assignment]:
         if self._assignments is None:
@@ -388,10 +369,11 @@ class KubernetesInventory:
 
 def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     """The nodes with their state and free GPUs: on a Ready, schedulable node, its allocatable GPUs that no
-    bound pod requests, somewhere among the indices no pod is known to hold."""
+    bound pod requests (a Terminating one included, as the scheduler counts it), somewhere among the indices
+    no pod is known to hold."""
     requested: dict[str, int] = {}
     known: dict[str, set[int]] = {}
-    for pod in seen.pods:
+    for pod in [*seen.pods, *seen.leaving]:
         requested[pod.node] = requested.get(pod.node, 0) + pod.count
         if len(pod.gpus) == pod.count:  # its indices are known
             known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)

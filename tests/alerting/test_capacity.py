@@ -114,3 +114,34 @@ def test_a_unit_whose_gpu_indices_are_unknown_is_hit_only_when_what_is_known_say
     assert units_hit(info, frozenset(list(everywhere)[:5])) == [1]  # 5 lost: b's 4 cannot all be clear
     assert units_hit(info, everywhere) == [0, 1]  # the node
     assert info.held == 6 and gpus_lost(info, [0, 1], everywhere) == 6
+
+
+def test_a_lost_gpu_on_a_node_one_services_replicas_fill_takes_one_of_them_though_none_is_named() -> None:
+    # Replicas a and b of one service hold all of n1's 8 GPUs (4 each), indices unknown: GPU 5 is theirs.
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ns", "svc", "c1")
+    n1 = frozenset(("c1", "n1", i) for i in range(8))
+    n2 = frozenset(("c1", "n2", i) for i in range(8))
+    info = WorkloadInfo(svc, (n1, n1, n2, n2), sizes=(4, 4, 4, 2), unit_pods=(("a",), ("b",), ("c",), ("d",)))
+    assert len(units_hit(info, frozenset({("c1", "n1", 5)}))) == 1
+    assert len(units_hit(info, frozenset({("c1", "n1", 5), ("c1", "n1", 6)}))) == 1  # both may be one's
+    assert units_hit(info, frozenset({("c1", "n2", 5)})) == []  # n2 has 2 GPUs no replica holds
+    assert len(units_hit(info, frozenset(list(n2)[:3]))) == 1  # 3 lost: at most 2 idle
+    # The alert gives GPU 5 to a pod of another workload: the replicas are clear of it.
+    assert units_hit(info, frozenset({("c1", "n1", 5)}), {("c1", "n1", 5): ("other", "x")}) == []
+
+
+def test_a_gpu_fault_on_a_node_with_two_of_four_replicas_is_p1_though_the_alert_names_no_pod(
+    sql: Engine,
+) -> None:
+    # DESIGN.md: >= 25% of a service's capacity lost is P1. n1's 8 GPUs are all llama's (2 replicas of 4);
+    # the XID names no pod (an exporter without the kubelet's pod-resources socket).
+    llama = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "serving", "llama", "k1")
+    keys = {n: frozenset(("k1", n, i) for i in range(8)) for n in ("n1", "n2", "n3")}
+    units = (keys["n1"], keys["n1"], keys["n2"], keys["n3"])
+    pods = (("llama-a",), ("llama-b",), ("llama-c",), ("llama-d",))
+    info = WorkloadInfo(llama, units, pods=tuple(p for (p,) in pods), sizes=(4,) * 4, unit_pods=pods)
+    nodes = [NodeInfo(n, "k1", "r1", 8, free=0) for n in keys]
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=StaticInventory(nodes, [info]))
+    engine.ingest([Alert({"alertname": "GpuXidError", "node": "n1", "gpu": "5", "xid": "79"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.priority == "P1" and "inference service llama 25% of replicas lost" in row.title, row.title

@@ -269,6 +269,20 @@ def test_spare_gpus_are_free_gpus_of_ready_schedulable_nodes() -> None:
     ]
 
 
+def test_a_terminating_pod_holds_its_gpus_until_it_is_gone_but_serves_nothing() -> None:
+    # kubectl shows it Terminating on g1 while its containers stop (a grace period can be minutes); the
+    # scheduler and the device plugin give its GPUs to no one before the pod object is gone.
+    api = FakeApi()
+    api.objects["nodes"] = [node("g1"), node("g2")]
+    leaving = pod("a", "p1", "g1", 6)
+    leaving["metadata"]["deletionTimestamp"] = "2026-11-30T13:00:00Z"
+    api.objects["pods"] = [leaving, pod("a", "p2", "g2", 2)]
+    read = inventory(api).read()
+    assert [(n.name, n.free) for n in read.node_list] == [("g1", 2), ("g2", 6)]
+    assert read.spare_gpus("k1") == 8
+    assert [w.ref.name for w in read.workloads()] == ["p2"]  # a rollout's old pod is not a replica
+
+
 def test_a_node_whose_device_plugin_stops_keeps_its_gpus_but_is_not_spare() -> None:
     api = FakeApi()
     api.objects["nodes"] = [node("g1"), node("g2")]
@@ -756,3 +770,26 @@ def test_pods_of_unknown_gpu_indices_are_logged_when_their_number_changes(
     reader.read()
     said = [r.getMessage() for r in caplog.records if "GPU indices are unknown" in r.getMessage()]
     assert [m.split(" pods")[0] for m in said] == ["kubernetes inventory: 6", "kubernetes inventory: 5"]
+
+
+def test_a_node_whose_gpus_are_all_mig_devices_of_an_uncounted_resource_is_named_in_a_warning(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # The GPU operator's "mixed" MIG strategy: the node advertises nvidia.com/mig-* and no nvidia.com/gpu.
+    api = FakeApi()
+    mig = node("h1", 0)
+    mig["status"]["capacity"] |= {"nvidia.com/mig-1g.10gb": "14", "nvidia.com/mig-3g.40gb": "2"}
+    api.objects["nodes"] = [node("g1"), mig]
+    reader = inventory(api)
+    caplog.set_level("WARNING", logger="alerting.k8s_inventory")
+    for _ in range(2):
+        assert [n.name for n in reader.read().node_list] == ["g1"]
+    said = [r.getMessage() for r in caplog.records if "MIG" in r.getMessage()]
+    assert len(said) == 1, said  # once, not every refresh
+    assert "h1" in said[0] and "nvidia.com/mig-1g.10gb, nvidia.com/mig-3g.40gb" in said[0]
+    assert "gpu_resources" in said[0]
+    # Counted once configured: each MIG device is one GPU of the node.
+    counted = inventory(
+        api, gpu_resources=["nvidia.com/gpu", "nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb"]
+    )
+    assert [(n.name, n.gpu_count) for n in counted.read().node_list] == [("g1", 8), ("h1", 16)]

@@ -1,0 +1,61 @@
+"""What the Kubernetes API says a node has and a pod requests: GPU counts from ``status.capacity`` and
+``allocatable``, a node's ``Ready`` condition, and a pod's GPU request by the scheduler's rule."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+MIG_PREFIX = "nvidia.com/mig-"  # the GPU operator's "mixed" strategy: one resource per MIG profile
+
+
+def _quantity(value: Any) -> int:
+    """A GPU count (``"8"``, ``8``); anything else (a malformed quantity) counts 0."""
+    try:
+        return max(0, int(str(value)))
+    except ValueError:
+        return 0
+
+
+def node_gpus(node: Mapping[str, Any], resources: Sequence[str], field: str = "capacity") -> int:
+    """GPUs a node has (``capacity``), or can give to pods (``allocatable``: less the GPUs the device plugin
+    marks unhealthy; the capacity when the node does not say)."""
+    status = node.get("status") or {}
+    amounts = status.get(field) or status.get("capacity") or {}
+    return sum(_quantity(amounts.get(r, 0)) for r in resources)
+
+
+def mig_devices(node: Mapping[str, Any], counted: Sequence[str]) -> tuple[str, ...]:
+    """The MIG device resources (``nvidia.com/mig-1g.10gb``) a node has that are not among ``counted``."""
+    amounts = (node.get("status") or {}).get("capacity") or {}
+    return tuple(
+        sorted(r for r in amounts if r.startswith(MIG_PREFIX) and r not in counted and _quantity(amounts[r]))
+    )
+
+
+def node_ready(node: Mapping[str, Any]) -> bool:
+    """Whether the node's ``Ready`` condition is ``True``."""
+    for condition in (node.get("status") or {}).get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return False
+
+
+def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
+    """GPUs a pod requests, by the scheduler's rule: its containers plus its sidecars (init containers that
+    keep running, ``restartPolicy: Always``), or an init container plus the sidecars started before it if
+    that is more. Extended resources are set in limits (requests, if given, must equal them)."""
+
+    def wanted(container: Mapping[str, Any]) -> int:
+        spec = container.get("resources") or {}
+        amounts = {**(spec.get("requests") or {}), **(spec.get("limits") or {})}
+        return sum(_quantity(amounts.get(r, 0)) for r in resources)
+
+    pod_spec = pod.get("spec") or {}
+    sidecars, peak = 0, 0
+    for init in pod_spec.get("initContainers") or []:
+        if init.get("restartPolicy") == "Always":
+            sidecars += wanted(init)
+        else:
+            peak = max(peak, sidecars + wanted(init))
+    return max(sum(wanted(c) for c in pod_spec.get("containers") or []) + sidecars, peak)
