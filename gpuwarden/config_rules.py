@@ -87,7 +87,8 @@ def _http_url(value: str) -> str:
     problem = url_problem(value)
     if problem is not None:
         raise ValueError(
-            f"{value!r} is not an http(s) URL requests can go to ({problem}), like http://127.0.0.1:9090"
+            f"{value!r} is not an http(s) URL requests can go to ({problem});"
+            " write it as http://HOST:PORT/PATH or https://HOST/PATH"
         )
     return value
 

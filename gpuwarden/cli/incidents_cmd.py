@@ -84,16 +84,16 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
         err_console.print(
             f"[red]error:[/red] timed out after {timeout:g} s waiting for an answer from {url}"
             " (raise --request-timeout, or look at serve's log and /-/ready)"
         )
-        raise typer.Exit(2) from exc
+        raise typer.Exit(1) from exc
     except httpx.HTTPError as exc:
         err_console.print(f"[red]error:[/red] cannot reach {url}: {escape(str(exc))}")
-        raise typer.Exit(2) from exc
+        raise typer.Exit(1) from exc
     if response.status_code >= 400:
         err_console.print(f"[red]error:[/red] {escape(_refusal(response, token))}")
         raise typer.Exit(1)

@@ -47,6 +47,8 @@ def test_webhooks_are_read_with_their_secrets_and_defaults(
     ("text", "line", "field", "words"),
     [
         (ONE.format(url="hooks.example.com"), 3, "webhooks[0].url", "not an http(s) URL"),
+        # The fix named no port of its own: it told every URL field to look like Prometheus' :9090.
+        (ONE.format(url="hooks.example.com"), 3, "webhooks[0].url", "write it as http://HOST:PORT/PATH"),
         ("webhooks:\n  - url: http://x/\n", 2, "webhooks[0].name", "required field is missing"),
         (ONE.format(url="http://x/") + "    retries: 3\n", 4, "webhooks[0].retries", "unknown field"),
         (ONE.format(url="http://x/") + "    events: [open]\n", 4, "webhooks[0].events[0]", "'opened'"),
@@ -105,7 +107,15 @@ def test_webhooks_are_read_with_their_secrets_and_defaults(
         ),
     ],
     ids=[
-        *("no-scheme", "no-name", "unknown-field", "unknown-event", "unknown-priority", "no-events"),
+        *(
+            "no-scheme",
+            "no-scheme-fix",
+            "no-name",
+            "unknown-field",
+            "unknown-event",
+            "unknown-priority",
+            "no-events",
+        ),
         *("timeout", "name-with-space", "authorization-header", "own-header", "duplicate-name"),
         *("literal-token", "literal-password", "non-latin-1-value", "non-ascii-value"),
         *("transfer-encoding", "connection"),

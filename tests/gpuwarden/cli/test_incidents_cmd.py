@@ -105,9 +105,17 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         assert typo.exit_code == 1 and "state" in typo.stderr
 
 
-def test_unreachable_server_exits_2() -> None:
-    result = runner.invoke(app, ["incidents", "list", "--url", "http://127.0.0.1:9"])
-    assert result.exit_code == 2
+@pytest.mark.parametrize(
+    "argv",
+    [["incidents", "list"], ["inventory", "nodes"], ["outbox", "list"]],
+    ids=["incidents", "inventory", "outbox"],
+)
+def test_an_unreachable_server_exits_1_as_loadgen_and_sim_inject_do(argv: list[str]) -> None:
+    """A server that cannot be reached is a failure of the run (1), not of the command line (2): these
+    commands exited 2, which scripts read as a typo in their options, while loadgen and sim inject exit 1."""
+    result = runner.invoke(app, [*argv, "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert "cannot connect to http://127.0.0.1:9" in " ".join(result.stderr.split())
 
 
 @pytest.mark.parametrize(
@@ -430,7 +438,7 @@ def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not
         listening.listen(8)  # the kernel accepts connections; nobody reads or answers
         url = f"http://127.0.0.1:{listening.getsockname()[1]}"
         result = runner.invoke(app, ["incidents", "--request-timeout", "0.2", "list", "--url", url])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     said = " ".join(result.stderr.split())
     assert f"timed out after 0.2 s waiting for an answer from {url}" in said
     assert "cannot" not in said
@@ -441,7 +449,7 @@ def test_a_refused_connection_says_cannot_connect() -> None:
         closed.bind(("127.0.0.1", free_port()))  # bound, not listening: connections are refused
         url = f"http://127.0.0.1:{closed.getsockname()[1]}"
         result = runner.invoke(app, ["incidents", "list", "--url", url])
-    assert result.exit_code == 2
+    assert result.exit_code == 1
     assert f"cannot connect to {url}" in " ".join(result.stderr.split())
 
 
