@@ -64,13 +64,14 @@ class DiscordParams:
             raise ValueError("m_range must be (lo, hi) with 4 <= lo <= hi")
         if self.floor <= 0.0 or self.factor <= 0.0:
             raise ValueError("floor and factor must be > 0")
-        if self.warmup < 2 * hi or self.learn < 0 or self.rest < 1:
+        longest = self.m or hi
+        if self.warmup < 2 * longest or self.learn < 0 or self.rest < 1:
             raise ValueError("warmup must hold two of the longest subsequences; learn >= 0; rest >= 1")
         if not 0 <= self.seed <= self.warmup // 2 or (self.seed == 0 and self.learn == 0):
             raise ValueError("seed must be 0 to warmup / 2, and learn > 0 when seed is 0 (no reference)")
         if self.memory is not None and self.memory < 1:
             raise ValueError("memory must be >= 1 samples (or None: never forget)")
-        if self.history is not None and self.history < 2 * hi:
+        if self.history is not None and self.history < 2 * longest:
             raise ValueError("history must hold at least two of the longest subsequences")
 
 
