@@ -28,6 +28,8 @@ import numpy.typing as npt
 import pandas as pd
 
 from anomaly.breakout import BreakoutParams
+from anomaly.discords import DiscordParams
+from anomaly.discords import raise_many as raise_discords
 from anomaly.entropy import EntropyParams
 from anomaly.levels import LevelParams
 from anomaly.levels import raise_many as raise_levels
@@ -276,9 +278,11 @@ def detect_corpus(
     surprise: SurpriseParams | None = None,
     levels: LevelParams | None = None,
     silence: SilenceParams | None = None,
+    discords: DiscordParams | None = None,
 ) -> dict[str, npt.NDArray[np.bool_]]:
-    """Alert onsets of the default detector on every file (no labels are used); ``surprise``, ``levels``
-    and ``silence`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``, ``anomaly.silence``)."""
+    """Alert onsets of the default detector on every file (no labels are used); ``surprise``, ``levels``,
+    ``silence`` and ``discords`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``,
+    ``anomaly.silence``, ``anomaly.discords``)."""
     scored = score_many(
         [f.series for f in files],
         params,
@@ -296,6 +300,8 @@ def detect_corpus(
         extras.append(raise_surprise(values, surprise))
     if levels is not None:
         extras.append(raise_levels(values, levels))
+    if discords is not None:
+        extras.append(raise_discords(values, discords))
     for extra in extras:
         for f, raised in zip(files, extra, strict=True):
             alerts[f.name] = alerts[f.name] | raised
@@ -356,6 +362,7 @@ def evaluate(
     entropy: EntropyParams | None = DEFAULT_ENTROPY,
     surprise: SurpriseParams | None = None,
     levels: LevelParams | None = None,
+    discords: DiscordParams | None = None,
 ) -> NabReport:
     """Detect on every file, score, and summarise by split and category."""
     alerts = detect_corpus(
@@ -368,6 +375,7 @@ def evaluate(
         entropy=entropy,
         surprise=surprise,
         levels=levels,
+        discords=discords,
     )
     per_file = score_corpus(files, alerts)
     names = [f.name for f in files]

@@ -238,3 +238,17 @@ def test_the_opt_in_parts_only_add_alerts_to_the_default_detectors() -> None:
         assert (joined >= default).all(), part
     joined = nab.detect_corpus(files, levels=LevelParams(rearm=200))["cat/f.csv"]
     assert joined[1500:1550].any() and not default[1500:1550].any()
+
+
+def test_the_discord_part_joins_the_default_only_where_a_new_shape_comes() -> None:
+    from anomaly.discords import DiscordParams  # noqa: PLC0415
+
+    rng = np.random.default_rng(6)
+    values = 10.0 + np.sin(2 * np.pi * np.arange(2000) / 24) + 0.05 * rng.normal(size=2000)
+    values[1500:1512] = 10.0 + np.linspace(-1.0, 1.0, 12)  # a ramp inside the usual range
+    t = np.arange(2000, dtype=float) * 300
+    files = [nab.NabFile("cat/f.csv", Series("f.csv", t, values), ((1450, 1650),))]
+    default = nab.detect_corpus(files)["cat/f.csv"]
+    joined = nab.detect_corpus(files, discords=DiscordParams(m=24))["cat/f.csv"]
+    assert (joined >= default).all()
+    assert np.flatnonzero(joined & ~default).tolist() and 1500 <= np.flatnonzero(joined & ~default)[0] < 1524
