@@ -40,7 +40,9 @@ A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down)
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
-done here, so a list that ignores selectors (the test stand-in) reads the same as a real API server.
+done here, so a list that ignores selectors (the test stand-in) reads the same as a real API server. A list
+whose continue token expired (``ListExpired``, 410 Gone) is read again from its first page at once, once;
+nothing of the expired list is kept, and a second expiry fails the read (the caller keeps the last one).
 """
 
 from __future__ import annotations
@@ -79,6 +81,10 @@ _PLACED_PHASES = {"Pending", "Running"}
 _ENDED_PHASES = {"Failed", "Unknown"}
 _NODE_REASONS = {"NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
 PAGE = 500
+
+
+class ListExpired(SourceError):
+    """A list's ``continue`` token expired (HTTP 410 Gone): its pages cannot be resumed, only started again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,6 +241,7 @@ class KubernetesInventory:
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
         self._uncounted: dict[str, tuple[str, ...]] = {}  # nodes of MIG devices only, as last warned
         self.ambiguous_pods = 0
+        self.relists = 0  # lists started again at once because their continue token expired
 
     def close(self) -> None:
         """Close the clients the reader was given (``on_close``)."""
@@ -244,7 +251,7 @@ class KubernetesInventory:
     def read(self) -> StaticInventory:
         """The cluster as its API shows it now, plus pods lost with their node less than a while ago."""
         now = self._clock.time()
-        seen = self._read_api()
+        seen = self._read_listed()
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
         ambiguous, self.ambiguous_pods = self.ambiguous_pods, _place(seen.pods, nodes, assigned)
@@ -289,6 +296,22 @@ class KubernetesInventory:
         self._units = {w.ref: len(w.units) for w in workloads}
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
+
+    def _read_listed(self) -> _Read:
+        """``_read_api``, started again at once from the first page when a list's continue token expired
+        (the API server keeps a paged list's snapshot only until etcd compacts past it, five minutes by
+        default), as client-go's reflector does: once, so an expiry costs one more list, not a refresh
+        interval. A second expiry fails the read: the last inventory stays, the next refresh tries again."""
+        try:
+            return self._read_api()
+        except ListExpired as exc:
+            self.relists += 1
+            logger.warning(
+                "kubernetes inventory: %s; listing again from the first page now (%d relists so far)",
+                exc,
+                self.relists,
+            )
+            return self._read_api()
 
     def _read_api(self) -> _Read:
         out = _Read()
