@@ -29,6 +29,7 @@ from gpuwarden.model import (
     Impact,
     Priority,
     RootCause,
+    Target,
     WorkloadKind,
     WorkloadRef,
 )
@@ -281,10 +282,16 @@ def assess(
     )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
-    roots = [root.target] if isinstance(root.target, WorkloadRef) else []
-    namespaced = namesakes([*shares, *roots], inventory)
+    namespaced = namesakes([*shares, root.target], inventory)
     parts = _impact_parts(
-        root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own, namespaced=namespaced
+        root,
+        nodes,
+        failed,
+        stopped,
+        shares,
+        unavailable=frozenset(unavailable),
+        own=own,
+        namespaced=namespaced,
     )
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
@@ -405,8 +412,8 @@ def _impact_parts(
     own: Mapping[WorkloadRef, float] | None = None,
     namespaced: frozenset[WorkloadRef] = frozenset(),
 ) -> tuple[str, ...]:
-    """What the fault costs, one item each: nodes and GPUs counted, then every workload it hits (``prod/llama``
-    where ``namespaced`` says the name alone is ambiguous)."""
+    """What the fault costs, one item each: nodes and GPUs counted, then every workload it hits
+    (``prod/llama`` where ``namespaced`` says the name alone is ambiguous)."""
 
     def label(ref: WorkloadRef) -> str:
         return target_label(ref, namespaced=ref in namespaced)
@@ -430,13 +437,13 @@ def _impact_parts(
     return tuple(parts)
 
 
-def namesakes(refs: Iterable[WorkloadRef], inventory: Inventory | None) -> frozenset[WorkloadRef]:
-    """Those of ``refs`` whose kind and name another namespace has too (two services ``llama``, in ``prod``
-    and in ``staging``): in the inventory, or among ``refs`` themselves (workloads named by alerts). Titles
+def namesakes(targets: Iterable[Target], inventory: Inventory | None) -> frozenset[WorkloadRef]:
+    """The workloads of ``targets`` whose kind and name another namespace has too (services ``llama`` in
+    ``prod`` and in ``staging``), in the inventory or among ``targets`` (workloads alerts named). Titles
     and impact name them as kubectl does, ``prod/llama``; a name only one namespace has stays short, so
     titles do not change where nothing is ambiguous. A workload of no namespace (a Slurm job) is left as
     it is."""
-    refs = [r for r in refs if r.namespace]
+    refs = [r for r in targets if isinstance(r, WorkloadRef) and r.namespace]
     seen: dict[tuple[WorkloadKind, str], set[str]] = {}
     for ref in refs:
         seen.setdefault((ref.kind, ref.name), set()).add(ref.namespace)

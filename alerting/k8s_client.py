@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from alerting.jsonload import loads_without_gc
-from alerting.k8s_inventory import PAGE, ListExpired, Lister
+from alerting.k8s_inventory import PAGE, Lister, ListExpired
 from gpuwarden.errors import SourceError
 
 
