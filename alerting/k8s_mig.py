@@ -70,53 +70,53 @@ class MigNotices:
     """Warnings about MIG nodes, each said once and again only when what it says changes."""
 
     def __init__(self) -> None:
-        self._unmapped: tuple[str, ...] = ()
-        self._uncounted: tuple[str, ...] = ()
-        self._left_out: dict[str, tuple[str, ...]] = {}
+        self._said: dict[str, object] = {}
+
+    def _say(self, kind: str, about: object, message: str, *args: object) -> None:
+        if about and about != self._said.get(kind):
+            logger.warning(message, *args)
+        self._said[kind] = about
 
     def left_out(self, nodes: dict[str, tuple[str, ...]]) -> None:
         """Nodes left out because their GPUs are MIG devices (the "mixed" strategy) of resources
         ``gpu_resources`` does not list, with those resources."""
-        if nodes and nodes != self._left_out:
-            names = sorted({r for mig in nodes.values() for r in mig})
-            logger.warning(
-                "kubernetes inventory: %d nodes left out, their GPUs are MIG devices that gpu_resources"
-                " does not count (%s; nodes %s): add those resources to"
-                " alerting.kubernetes_inventory.gpu_resources to count each MIG device as a GPU of its node",
-                len(nodes),
-                ", ".join(names),
-                _names(sorted(nodes)),
-            )
-        self._left_out = nodes
+        self._say(
+            "left_out",
+            nodes,
+            "kubernetes inventory: %d nodes left out, their GPUs are MIG devices that gpu_resources does not"
+            " count (%s; nodes %s): add those resources to alerting.kubernetes_inventory.gpu_resources to"
+            " count each MIG device as a GPU of its node",
+            len(nodes),
+            ", ".join(sorted({r for mig in nodes.values() for r in mig})),
+            _names(sorted(nodes)),
+        )
 
     def unmapped(self, nodes: Sequence[str]) -> None:
         """Pods on MIG slices of these nodes whose GPU is unknown: each is placed on every GPU of its node."""
-        nodes = tuple(sorted(nodes))
-        if nodes and nodes != self._unmapped:
-            logger.warning(
-                "kubernetes inventory: which GPU holds the MIG slices of pods on %d nodes (%s) is not known:"
-                " the Kubernetes API says how many MIG devices a pod got, not on which GPU, so a fault on any"
-                " GPU of such a node counts against every pod with slices there, never one picked by slice"
-                " number; configure gpu_assignment_url (dcgm-exporter's MIG series carry the physical gpu"
-                " and the pod) to place a GPU's fault on the pods that hold its slices",
-                len(nodes),
-                _names(nodes),
-            )
-        self._unmapped = nodes
+        self._say(
+            "unmapped",
+            tuple(sorted(nodes)),
+            "kubernetes inventory: which GPU holds the MIG slices of pods on %d nodes (%s) is not known: the"
+            " Kubernetes API says how many MIG devices a pod got, not on which GPU, so a fault on any GPU of"
+            " such a node counts against every pod with slices there, never one picked by slice number;"
+            " configure gpu_assignment_url (dcgm-exporter's MIG series carry the physical gpu and the pod)"
+            " to place a GPU's fault on the pods that hold its slices",
+            len(nodes),
+            _names(sorted(nodes)),
+        )
 
     def uncounted(self, nodes: Sequence[str]) -> None:
         """MIG nodes whose physical GPU count no label gives: their GPUs are numbered by resource."""
-        nodes = tuple(sorted(nodes))
-        if nodes and nodes != self._uncounted:
-            logger.warning(
-                "kubernetes inventory: %d MIG nodes (%s) have no physical GPU count (the label %s, which GPU"
-                " feature discovery writes under the mixed MIG strategy and overrides under the single one):"
-                " their GPUs are numbered as their MIG devices and GPU resources, more than they have",
-                len(nodes),
-                _names(nodes),
-                GPU_COUNT_LABEL,
-            )
-        self._uncounted = nodes
+        self._say(
+            "uncounted",
+            tuple(sorted(nodes)),
+            "kubernetes inventory: %d MIG nodes (%s) have no physical GPU count (the label %s, which GPU"
+            " feature discovery writes under the mixed MIG strategy and overrides under the single one):"
+            " their GPUs are numbered as their MIG devices and GPU resources, more than they have",
+            len(nodes),
+            _names(sorted(nodes)),
+            GPU_COUNT_LABEL,
+        )
 
 
 def _names(nodes: Sequence[str], most: int = 10) -> str:

@@ -37,6 +37,12 @@ def on_slice(name: str, on: str, service: str, resource: str = SLICE) -> dict[st
     return replica
 
 
+def cluster(nodes: list[dict[str, Any]], pods: list[dict[str, Any]]) -> FakeApi:
+    api = FakeApi()
+    api.objects["nodes"], api.objects["pods"] = nodes, pods
+    return api
+
+
 def engine_over(sql: Engine, api: FakeApi, **kwargs: Any) -> tuple[IncidentEngine, KubernetesInventory]:
     reader = KubernetesInventory(FakeClock(1000.0), api, cluster="k1", gpu_resources=RESOURCES, **kwargs)
     return IncidentEngine(sql, FakeClock(1000.0), inventory=reader.read()), reader
@@ -50,10 +56,11 @@ def test_an_xid_on_the_one_gpu_of_a_mig_node_stops_every_pod_with_a_slice_of_it(
     # m1 is one physical GPU cut in seven slices, each a whisper replica; an eighth replica runs on g1. The
     # slices were numbered 0-6 as if they were GPUs: dcgm-exporter's gpu="0" took one replica of seven (12%,
     # P2) though the GPU every one of them runs on was lost.
-    api = FakeApi()
-    api.objects["nodes"] = [node("g1", 1), mixed("m1", 1, 7)]
-    api.objects["pods"] = [on_slice(f"whisper-5d8f-{i}", "m1", "whisper") for i in range(7)]
-    api.objects["pods"].append(on_slice("whisper-5d8f-7", "g1", "whisper", "nvidia.com/gpu"))
+    pods = [on_slice(f"whisper-5d8f-{i}", "m1", "whisper") for i in range(7)]
+    api = cluster(
+        [node("g1", 1), mixed("m1", 1, 7)],
+        [*pods, on_slice("whisper-5d8f-7", "g1", "whisper", "nvidia.com/gpu")],
+    )
     engine, reader = engine_over(sql, api)
     assert [(n.name, n.gpu_count) for n in reader.read().node_list] == [("g1", 1), ("m1", 1)]
     engine.ingest([xid("m1", 0)])
@@ -67,12 +74,8 @@ def test_without_assignments_a_mig_nodes_gpu_fault_counts_against_its_pods_and_s
 ) -> None:
     # m2: two GPUs, fourteen slices; which GPU holds whisper's or embed's slice the API does not say. The
     # node, not a pod picked by slice number: both may be on GPU 1.
-    api = FakeApi()
-    api.objects["nodes"] = [mixed("m2", 2, 14)]
-    api.objects["pods"] = [
-        on_slice("whisper-5d8f-0", "m2", "whisper"),
-        on_slice("embed-5d8f-0", "m2", "embed"),
-    ]
+    pods = [on_slice("whisper-5d8f-0", "m2", "whisper"), on_slice("embed-5d8f-0", "m2", "embed")]
+    api = cluster([mixed("m2", 2, 14)], pods)
     caplog.set_level("WARNING", logger="alerting.k8s_inventory")
     engine, reader = engine_over(sql, api)
     reader.read()
@@ -89,13 +92,8 @@ def test_without_assignments_a_mig_nodes_gpu_fault_counts_against_its_pods_and_s
 def test_with_the_exporters_assignments_a_gpus_fault_lands_on_the_pods_holding_its_slices(
     sql: Engine, caplog: pytest.LogCaptureFixture
 ) -> None:
-    api = FakeApi()
-    api.objects["nodes"] = [mixed("m2", 2, 14)]
-    api.objects["pods"] = [
-        on_slice("whisper-5d8f-0", "m2", "whisper"),
-        on_slice("whisper-5d8f-1", "m2", "whisper"),
-        on_slice("embed-5d8f-0", "m2", "embed"),
-    ]
+    pods = [on_slice(f"whisper-5d8f-{i}", "m2", "whisper") for i in (0, 1)]
+    api = cluster([mixed("m2", 2, 14)], [*pods, on_slice("embed-5d8f-0", "m2", "embed")])
     # dcgm-exporter's MIG series: the physical gpu, GPU_I_ID, and the pod the kubelet gave the slice to.
     assigned = [
         Assignment("m2", 0, "GPU-0", "serving", "whisper-5d8f-0"),
@@ -126,9 +124,9 @@ def test_a_single_strategy_node_has_no_physical_gpu_count_so_its_pods_are_on_the
         "nvidia.com/gpu.product": "A100-SXM4-40GB-MIG-1g.5gb",
         "nvidia.com/gpu.count": "7",
     }
-    api = FakeApi()
-    api.objects["nodes"] = [single]
-    api.objects["pods"] = [on_slice(f"whisper-5d8f-{i}", "s1", "whisper", "nvidia.com/gpu") for i in (0, 1)]
+    api = cluster(
+        [single], [on_slice(f"whisper-5d8f-{i}", "s1", "whisper", "nvidia.com/gpu") for i in (0, 1)]
+    )
     caplog.set_level("WARNING", logger="alerting.k8s_inventory")
     engine, _ = engine_over(sql, api)
     said = " ".join(r.getMessage() for r in caplog.records)
