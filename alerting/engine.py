@@ -131,6 +131,7 @@ class IncidentEngine(
             "incidents_pruned": 0,
             "alerts_pruned": 0,
             "inventory_refresh_failures": 0,
+            "inventory_relists": 0,
         }
         # The in-memory view could not be rebuilt after a failed transaction (the store was down too): it
         # is rebuilt before anything uses it again (``_fresh``), not used half cleared.

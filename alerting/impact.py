@@ -29,6 +29,7 @@ from gpuwarden.model import (
     Impact,
     Priority,
     RootCause,
+    Target,
     WorkloadKind,
     WorkloadRef,
 )
@@ -69,6 +70,8 @@ class Assessment:
     # Whether the root's own outage is still live: a node that came back while a lost GPU of it still fires
     # "was down"; a rack whose nodes are not all down any more "lost power" only in the past.
     root_down_now: bool = True
+    # Workloads whose name another namespace shares: the title names them ``namespace/name`` (``namesakes``).
+    namespaced: frozenset[WorkloadRef] = frozenset()
 
 
 MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
@@ -279,7 +282,17 @@ def assess(
     )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
-    parts = _impact_parts(root, nodes, failed, stopped, shares, unavailable=frozenset(unavailable), own=own)
+    namespaced = namesakes([*shares, root.target], inventory)
+    parts = _impact_parts(
+        root,
+        nodes,
+        failed,
+        stopped,
+        shares,
+        unavailable=frozenset(unavailable),
+        own=own,
+        namespaced=namespaced,
+    )
     impact = Impact(
         workloads=tuple(sorted(shares, key=str)),
         affected_share=max(shares.values(), default=0.0),
@@ -298,6 +311,7 @@ def assess(
         tuple(sorted(str(r) for r in stopped)),
         frozenset(failed),
         _root_down_now(root_path, root, members, inventory),
+        namespaced,
     )
 
 
@@ -396,22 +410,48 @@ def _impact_parts(
     *,
     unavailable: frozenset[WorkloadRef] = frozenset(),
     own: Mapping[WorkloadRef, float] | None = None,
+    namespaced: frozenset[WorkloadRef] = frozenset(),
 ) -> tuple[str, ...]:
-    """What the fault costs, one item each: nodes and GPUs counted, then every workload it hits."""
+    """What the fault costs, one item each: nodes and GPUs counted, then every workload it hits
+    (``prod/llama`` where ``namespaced`` says the name alone is ambiguous)."""
+
+    def label(ref: WorkloadRef) -> str:
+        return target_label(ref, namespaced=ref in namespaced)
+
     parts = []
     if nodes:
         parts.append(f"{len(nodes)} node{'s' if len(nodes) != 1 else ''}")
     if failed:
         parts.append(f"{len(failed)} GPU{'s' if len(failed) != 1 else ''}")
     for ref in sorted(stopped, key=str):
-        parts.append(f"{target_label(ref)} stopped")
+        parts.append(f"{label(ref)} stopped")
     for ref, share in sorted(shares.items(), key=lambda kv: str(kv[0])):
         if ref.kind is WorkloadKind.INFERENCE_SERVICE and ref in unavailable:
-            parts.append(f"{target_label(ref)} unavailable")
+            parts.append(f"{label(ref)} unavailable")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and own and ref in own:
             # The service's loss across incidents is in the priority's reason; a sharer's title is not
             # rewritten each time another incident takes a replica (see ``IncidentGrouping._sharers``).
-            parts.append(f"{target_label(ref)} {own[ref]:.0%} of replicas lost (more in other incidents)")
+            parts.append(f"{label(ref)} {own[ref]:.0%} of replicas lost (more in other incidents)")
         elif ref.kind is WorkloadKind.INFERENCE_SERVICE and share > 0:
-            parts.append(f"{target_label(ref)} {share:.0%} of replicas lost")
+            parts.append(f"{label(ref)} {share:.0%} of replicas lost")
     return tuple(parts)
+
+
+def namesakes(targets: Iterable[Target], inventory: Inventory | None) -> frozenset[WorkloadRef]:
+    """The workloads of ``targets`` whose kind and name another namespace has too (services ``llama`` in
+    ``prod`` and in ``staging``), in the inventory or among ``targets`` (workloads alerts named). Titles
+    and impact name them as kubectl does, ``prod/llama``; a name only one namespace has stays short, so
+    titles do not change where nothing is ambiguous. A workload of no namespace (a Slurm job) is left as
+    it is."""
+    refs = [r for r in targets if isinstance(r, WorkloadRef) and r.namespace]
+    seen: dict[tuple[WorkloadKind, str], set[str]] = {}
+    for ref in refs:
+        seen.setdefault((ref.kind, ref.name), set()).add(ref.namespace)
+    out = set()
+    for ref in refs:
+        spaces = seen[(ref.kind, ref.name)]
+        if inventory is not None and len(spaces) < 2:
+            spaces = spaces | inventory.namespaces(ref.kind, ref.name)
+        if len(spaces) > 1:
+            out.add(ref)
+    return frozenset(out)

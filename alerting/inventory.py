@@ -130,6 +130,10 @@ class Inventory(Protocol):
         (or of no known cluster) unless it is empty; empty when none does."""
         ...
 
+    def namespaces(self, kind: WorkloadKind, name: str) -> frozenset[str]:
+        """The namespaces that have a workload of this kind and name (in any cluster)."""
+        ...
+
     def find_workload(
         self,
         kind: WorkloadKind,
@@ -264,6 +268,12 @@ class StaticInventory:
         if not cluster:
             return list(refs) if len({r.cluster for r in refs if r.cluster}) <= 1 else []
         return [r for r in refs if r.cluster in (cluster, "")]
+
+    def namespaces(self, kind: WorkloadKind, name: str) -> frozenset[str]:
+        """The namespaces that have a workload of this kind and name (in any cluster)."""
+        return frozenset(
+            r.namespace for r in self._named.get((kind, name), ()) if (r.kind, r.name) == (kind, name)
+        )
 
     def find_workload(
         self,

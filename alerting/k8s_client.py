@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 from alerting.jsonload import loads_without_gc
-from alerting.k8s_inventory import PAGE, Lister
+from alerting.k8s_inventory import PAGE, Lister, ListExpired
 from gpuwarden.errors import SourceError
 
 
@@ -29,7 +29,8 @@ def api_lister(
     now: Callable[[], float] = time.monotonic,
 ) -> Lister:
     """A ``Lister`` over ``kubernetes.client``: raw JSON pages (the client's model objects cost ~10x the
-    time for large lists), errors as ``SourceError`` (a 429, 5xx or expired ``continue`` is retryable).
+    time for large lists), errors as ``SourceError`` (a 429, 5xx or expired ``continue`` is retryable; an
+    expired one is ``ListExpired``, which the inventory answers by listing again from the first page).
 
     ``timeout_seconds`` bounds a whole list, every page of it: each request gets what is left, and a list
     still going when it is up fails (retryable). A client left with urllib3's default retries is given
@@ -118,5 +119,9 @@ def _api_error(resource: str, exc: Any) -> SourceError:
             " (give serve's credentials get/list on nodes and pods: deploy/kubernetes-inventory-rbac.yaml)"
         )
     elif status == 410:
-        message += " (the list's continue token expired; the next refresh lists again)"
-    return SourceError(message, source="kubernetes", retryable=status in (410, 429) or status >= 500)
+        message += (
+            " (the list's continue token expired: listing took longer than the API server keeps its snapshot;"
+            " the list starts again from its first page at once, once, then at the next refresh)"
+        )
+        return ListExpired(message, source="kubernetes", retryable=True)
+    return SourceError(message, source="kubernetes", retryable=status == 429 or status >= 500)

@@ -4,7 +4,9 @@
   the MIG "single" strategy that counts MIG slices); racks from the first node label in ``rack_labels``
   that the node carries (none: the rack is unknown). A node whose GPU capacity drops to 0 (its device
   plugin down) keeps its last count and is not counted as spare. A node of MIG devices only (the "mixed"
-  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them;
+  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them.
+  A MIG node's GPUs are its physical ones where a label says, and a pod's slices are on the GPUs the
+  exporter says, else on its node as a whole (``k8s_mig``);
 * workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
 
   - an inference service: a Deployment or Argo Rollout (the owning ReplicaSet's name less the
@@ -40,24 +42,28 @@ A pod that ends otherwise on a healthy node (Succeeded, a rollout, a scale-down)
 
 Pods are listed in pages (``limit``/``continue``, bound pods only: ``fieldSelector=spec.nodeName!=``) and
 filtered page by page, so a cluster's many GPU-less pods are never all held at once; the filtering is also
-done here, so a list that ignores selectors (the test stand-in) reads the same as a real API server.
+done here, so a list that ignores selectors (the test stand-in) reads the same as a real API server. A list
+whose continue token expired (``ListExpired``, 410 Gone) is read again from its first page at once, once;
+nothing of the expired list is kept, and a second expiry fails the read (the caller keeps the last one).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.k8s_mig import MigNode, MigNotices, mig_node, pod_slices
 from alerting.k8s_resources import mig_devices, node_gpus, node_ready, pod_gpus
+from alerting.k8s_workloads import workload_of
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
 from gpuwarden.labelnumbers import label_number
-from gpuwarden.model import WorkloadKind, WorkloadRef
+from gpuwarden.model import WorkloadRef
 
 logger = logging.getLogger(__name__)
 
@@ -66,19 +72,14 @@ Lister = Callable[[str], Iterable[dict[str, Any]]]
 
 DEFAULT_RACK_LABELS = ("topology.kubernetes.io/rack", "rack")
 DEFAULT_GPU_RESOURCES = ("nvidia.com/gpu",)
-SERVICE_OWNERS = frozenset({"StatefulSet", "ReplicaSet"})
-TRAINING_OWNERS = frozenset({"Job", "JobSet", "PyTorchJob", "TFJob", "MPIJob", "XGBoostJob", "PaddleJob"})
-# Labels that name the training job above a pod's direct owner (a JobSet's Job, an operator's replica).
-TRAINING_NAME_LABELS = ("jobset.sigs.k8s.io/jobset-name", "training.kubeflow.org/job-name")
-SERVICE_ALIAS_LABELS = ("app.kubernetes.io/name", "app")
-HASH_LABELS = ("pod-template-hash", "rollouts-pod-template-hash")  # Deployment's, Argo Rollout's
-LWS_NAME, LWS_GROUP = "leaderworkerset.sigs.k8s.io/name", "leaderworkerset.sigs.k8s.io/group-index"
-KSERVE_NAME = "serving.kserve.io/inferenceservice"
-NOTEBOOK_NAME = "notebook-name"  # Kubeflow notebooks: one-replica StatefulSets, not services
 _PLACED_PHASES = {"Pending", "Running"}
 _ENDED_PHASES = {"Failed", "Unknown"}
 _NODE_REASONS = {"NodeLost", "Shutdown", "Terminated", "NodeShutdown"}
 PAGE = 500
+
+
+class ListExpired(SourceError):
+    """A list's ``continue`` token expired (HTTP 410 Gone): its pages cannot be resumed, only listed again."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,43 +113,6 @@ def assignments_from_labels(
     return out
 
 
-def _controller(meta: Mapping[str, Any]) -> tuple[str, str] | None:
-    refs = meta.get("ownerReferences") or []
-    for ref in refs:
-        if ref.get("controller"):
-            return str(ref.get("kind", "")), str(ref.get("name", ""))
-    return (str(refs[0].get("kind", "")), str(refs[0].get("name", ""))) if refs else None
-
-
-def _workload_of(pod: Mapping[str, Any]) -> tuple[WorkloadRef, str, tuple[str, ...]]:
-    """The workload that runs a pod, the unit of it the pod belongs to, and the other names it answers to."""
-    meta = pod.get("metadata") or {}
-    namespace, name = str(meta.get("namespace") or "default"), str(meta.get("name", ""))
-    labels = meta.get("labels") or {}
-    aliases = tuple(dict.fromkeys(str(labels[k]) for k in SERVICE_ALIAS_LABELS if labels.get(k)))
-    if labels.get(LWS_NAME):  # leader and workers of a group serve one replica together
-        group = f"group {labels.get(LWS_GROUP, name)}"
-        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, str(labels[LWS_NAME])), group, aliases
-    if labels.get(KSERVE_NAME):  # one Deployment per revision: the InferenceService is the service
-        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, str(labels[KSERVE_NAME])), name, aliases
-    owner = _controller(meta)
-    if labels.get(NOTEBOOK_NAME) or owner is None:
-        return WorkloadRef(WorkloadKind.POD, namespace, name), name, ()
-    kind, owner_name = owner
-    if kind in TRAINING_OWNERS or kind.endswith("Job"):
-        job = next((str(labels[k]) for k in TRAINING_NAME_LABELS if labels.get(k)), owner_name)
-        return WorkloadRef(WorkloadKind.TRAINING_JOB, namespace, job), name, ()
-    if kind == "ReplicaSet":  # a Deployment's or Rollout's ReplicaSet is "<name>-<pod-template-hash>"
-        for label in HASH_LABELS:
-            suffix = f"-{labels.get(label, '')}"
-            if labels.get(label) and owner_name.endswith(suffix):
-                owner_name = owner_name[: -len(suffix)]
-                break
-    if kind in SERVICE_OWNERS:
-        return WorkloadRef(WorkloadKind.INFERENCE_SERVICE, namespace, owner_name), name, aliases
-    return WorkloadRef(WorkloadKind.POD, namespace, name), name, ()  # DaemonSets and the rest
-
-
 @dataclass(slots=True)
 class _Pod:
     key: tuple[str, str]  # namespace, name
@@ -159,6 +123,8 @@ class _Pod:
     aliases: tuple[str, ...]
     running: bool = True  # False: bound, but Pending (pulling its image, say): not serving yet
     gpus: frozenset[GpuKey] = frozenset()
+    size: int = 0  # how many of ``gpus`` it surely holds (``count``, unless its GPUs are MIG slices)
+    slices: int = 0  # how many of its ``count`` are MIG slices
     # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
     failed_at: float | None = None
     failed_here: bool = False
@@ -180,10 +146,14 @@ class _Read:
     ready: set[str] = field(default_factory=set)
     usable: dict[str, int] = field(default_factory=dict)  # Ready, schedulable node -> allocatable GPUs
     states: dict[str, str] = field(default_factory=dict)  # node -> ready / notready, +cordoned, +no_gpus
+    mig: dict[str, MigNode] = field(default_factory=dict)  # nodes whose counted GPUs include MIG slices
 
 
-def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment]) -> int:
-    """Give each pod its GPUs (see the module text); the number of pods placed on a guess."""
+def _place(
+    pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[Assignment], migs: Collection[str]
+) -> tuple[int, set[str]]:
+    """Give each pod its GPUs (see the module text): the number of pods placed on a guess, and the MIG nodes
+    (``migs``) with pods whose slices' GPUs are unknown, placed on every GPU of their node (``k8s_mig``)."""
     known: dict[tuple[str, str, str], set[int]] = {}
     for a in assigned:
         if a.pod:
@@ -193,16 +163,23 @@ def _place(pods: list[_Pod], nodes: Mapping[str, NodeInfo], assigned: Sequence[A
         indices = known.get((pod.node, *pod.key))
         if indices:
             pod.gpus = frozenset(("", pod.node, i) for i in indices)  # in_cluster stamps the cluster
-            held.setdefault(pod.node, set()).update(indices)
-    ambiguous = 0
+            if pod.slices:  # the exporter's physical GPUs of its slices, which other pods' slices may share
+                pod.size = len(indices)
+            else:
+                held.setdefault(pod.node, set()).update(indices)
+    ambiguous, unmapped = 0, set()
     for pod in [p for p in pods if not p.gpus]:
         info = nodes.get(pod.node)
         total = info.gpu_count if info is not None else pod.count
+        if pod.slices and pod.node in migs:  # on some GPU of the node, which unknown: on the node as a whole
+            pod.gpus, pod.size = frozenset(("", pod.node, i) for i in range(total)), total
+            unmapped.add(pod.node)
+            continue
         free = [i for i in range(total) if i not in held.get(pod.node, set())]
         if len(free) > pod.count:
             ambiguous += 1  # more candidates than GPUs it holds: some of these are another pod's
         pod.gpus = frozenset(("", pod.node, i) for i in free)
-    return ambiguous
+    return ambiguous, unmapped
 
 
 class KubernetesInventory:
@@ -233,8 +210,9 @@ class KubernetesInventory:
         self._kept: dict[tuple[str, str], _Kept] = {}
         self._expired: set[tuple[str, str]] = set()  # kept their while and still listed (Terminating, Failed)
         self._gpu_counts: dict[str, int] = {}  # the last GPU count each node reported
-        self._uncounted: dict[str, tuple[str, ...]] = {}  # nodes of MIG devices only, as last warned
+        self._mig = MigNotices()
         self.ambiguous_pods = 0
+        self.relists = 0  # lists started again at once because their continue token expired
 
     def close(self) -> None:
         """Close the clients the reader was given (``on_close``)."""
@@ -244,10 +222,12 @@ class KubernetesInventory:
     def read(self) -> StaticInventory:
         """The cluster as its API shows it now, plus pods lost with their node less than a while ago."""
         now = self._clock.time()
-        seen = self._read_api()
+        seen = self._read_listed()
         assigned = self._read_assignments()
         nodes = {n.name: n for n in seen.nodes}
-        ambiguous, self.ambiguous_pods = self.ambiguous_pods, _place(seen.pods, nodes, assigned)
+        ambiguous = self.ambiguous_pods
+        self.ambiguous_pods, unmapped = _place(seen.pods, nodes, assigned, seen.mig)
+        self._mig.unmapped(sorted(unmapped))
         if self.ambiguous_pods and self.ambiguous_pods != ambiguous:  # said when it changes, not every read
             logger.info(
                 "kubernetes inventory: %d pods share a node and their GPU indices are unknown; a GPU fault"
@@ -290,30 +270,25 @@ class KubernetesInventory:
         spare = {self._cluster: sum(n.free or 0 for n in node_list)}
         return StaticInventory(node_list, in_cluster(workloads, self._cluster), spare)
 
+    def _read_listed(self) -> _Read:
+        """``_read_api``, started again at once from the first page when a list's continue token expired
+        (the API server keeps a paged list's snapshot only until etcd compacts past it, five minutes by
+        default), as client-go's reflector does: once, so an expiry costs one more list, not a refresh
+        interval. A second expiry fails the read: the last inventory stays, the next refresh tries again."""
+        try:
+            return self._read_api()
+        except ListExpired as exc:
+            self.relists += 1
+            logger.warning(
+                "kubernetes inventory: %s; listing again from the first page now (%d relists so far)",
+                exc,
+                self.relists,
+            )
+            return self._read_api()
+
     def _read_api(self) -> _Read:
         out = _Read()
-        uncounted: dict[str, tuple[str, ...]] = {}
-        for node in self._list("nodes"):
-            meta = node.get("metadata") or {}
-            name = str(meta.get("name", ""))
-            capacity = node_gpus(node, self._resources)
-            count = capacity or self._gpu_counts.get(name, 0)  # device plugin down: the GPUs are still there
-            if not name or count == 0:
-                if mig := mig_devices(node, self._resources):
-                    uncounted[name] = mig
-                continue
-            self._gpu_counts[name] = count
-            labels = meta.get("labels") or {}
-            rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
-            out.nodes.append(NodeInfo(name, self._cluster, rack, count))
-            cordoned = bool((node.get("spec") or {}).get("unschedulable"))
-            words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
-            out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
-            if node_ready(node):
-                out.ready.add(name)
-                if capacity and not cordoned:
-                    out.usable[name] = node_gpus(node, self._resources, "allocatable")
-        self._warn_uncounted(uncounted)
+        self._read_nodes(out)
         gpu_nodes = {n.name for n in out.nodes}
         for pod in self._list("pods"):
             on = str((pod.get("spec") or {}).get("nodeName") or "")
@@ -325,8 +300,10 @@ class KubernetesInventory:
             meta = pod.get("metadata") or {}
             status = pod.get("status") or {}
             phase = str(status.get("phase", ""))
-            ref, unit, aliases = _workload_of(pod)
-            found = _Pod(_key(pod), on, count, ref, unit, aliases)
+            ref, unit, aliases = workload_of(pod)
+            found = _Pod(_key(pod), on, count, ref, unit, aliases, size=count)
+            if on in out.mig:
+                found.slices = pod_slices(pod, self._resources, out.mig[on])
             node_lost = on not in out.ready
             if phase in _ENDED_PHASES or (meta.get("deletionTimestamp") and phase in _PLACED_PHASES):
                 if node_lost or status.get("reason") in _NODE_REASONS:
@@ -342,20 +319,38 @@ class KubernetesInventory:
                 out.pods.append(found)
         return out
 
-    def _warn_uncounted(self, uncounted: dict[str, tuple[str, ...]]) -> None:
-        """Say, when they change, which nodes are left out because their GPUs are MIG devices (the GPU
-        operator's "mixed" strategy) of resources ``gpu_resources`` does not list."""
-        if uncounted and uncounted != self._uncounted:
-            names = sorted({r for mig in uncounted.values() for r in mig})
-            logger.warning(
-                "kubernetes inventory: %d nodes left out, their GPUs are MIG devices that gpu_resources"
-                " does not count (%s; nodes %s): add those resources to"
-                " alerting.kubernetes_inventory.gpu_resources to count each MIG device as a GPU of its node",
-                len(uncounted),
-                ", ".join(names),
-                ", ".join(sorted(uncounted)[:10]) + (", ..." if len(uncounted) > 10 else ""),
-            )
-        self._uncounted = uncounted
+    def _read_nodes(self, out: _Read) -> None:
+        """The nodes with GPUs into ``out``: their GPU count (a MIG node's physical GPUs when a label says,
+        see ``k8s_mig``), rack, state and allocatable GPUs."""
+        uncounted: dict[str, tuple[str, ...]] = {}
+        for node in self._list("nodes"):
+            meta = node.get("metadata") or {}
+            name = str(meta.get("name", ""))
+            capacity = node_gpus(node, self._resources)
+            mig = mig_node(node, self._resources)
+            physical = mig.physical if mig is not None else None
+            count = (
+                physical or capacity or self._gpu_counts.get(name, 0)
+            )  # device plugin down: GPUs still there
+            if not name or count == 0:
+                if devices := mig_devices(node, self._resources):
+                    uncounted[name] = devices
+                continue
+            self._gpu_counts[name] = count
+            if mig is not None:
+                out.mig[name] = mig
+            labels = meta.get("labels") or {}
+            rack = next((str(labels[k]) for k in self._rack_labels if labels.get(k)), UNKNOWN)
+            out.nodes.append(NodeInfo(name, self._cluster, rack, count))
+            cordoned = bool((node.get("spec") or {}).get("unschedulable"))
+            words = ["ready" if node_ready(node) else "notready", *(["cordoned"] if cordoned else [])]
+            out.states[name] = "+".join([*words, *([] if capacity else ["no_gpus"])])
+            if node_ready(node):
+                out.ready.add(name)
+                if capacity and not cordoned:
+                    out.usable[name] = node_gpus(node, self._resources, "allocatable")
+        self._mig.left_out(uncounted)
+        self._mig.uncounted([n for n, m in out.mig.items() if m.physical is None])
 
     def _read_assignments(self) -> list[Assignment]:
         if self._assignments is None:
@@ -375,7 +370,7 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     known: dict[str, set[int]] = {}
     for pod in [*seen.pods, *seen.leaving]:
         requested[pod.node] = requested.get(pod.node, 0) + pod.count
-        if len(pod.gpus) == pod.count:  # its indices are known
+        if len(pod.gpus) == pod.size:  # its indices are known (or its MIG slices may be on any GPU)
             known.setdefault(pod.node, set()).update(i for _, _, i in pod.gpus)
     out = []
     for n in seen.nodes:
@@ -444,7 +439,7 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
         aliases = tuple(dict.fromkeys(a for p in members for a in p.aliases if a != ref.name))
         lost = sum(1 for unit in units.values() if any(p.key in stopped for p in unit))
         keys = tuple(frozenset().union(*(p.gpus for p in unit)) for unit in units.values())
-        sizes = tuple(sum(p.count for p in unit) for unit in units.values())
+        sizes = tuple(sum(p.size for p in unit) for unit in units.values())
         exact = all(size >= len(gpus) for size, gpus in zip(sizes, keys, strict=True))
         out.append(
             WorkloadInfo(

@@ -9,7 +9,7 @@ from typing import Any
 MIG_PREFIX = "nvidia.com/mig-"  # the GPU operator's "mixed" strategy: one resource per MIG profile
 
 
-def _quantity(value: Any) -> int:
+def quantity(value: Any) -> int:
     """A GPU count (``"8"``, ``8``); anything else (a malformed quantity) counts 0."""
     try:
         return max(0, int(str(value)))
@@ -22,14 +22,14 @@ def node_gpus(node: Mapping[str, Any], resources: Sequence[str], field: str = "c
     marks unhealthy; the capacity when the node does not say)."""
     status = node.get("status") or {}
     amounts = status.get(field) or status.get("capacity") or {}
-    return sum(_quantity(amounts.get(r, 0)) for r in resources)
+    return sum(quantity(amounts.get(r, 0)) for r in resources)
 
 
 def mig_devices(node: Mapping[str, Any], counted: Sequence[str]) -> tuple[str, ...]:
     """The MIG device resources (``nvidia.com/mig-1g.10gb``) a node has that are not among ``counted``."""
     amounts = (node.get("status") or {}).get("capacity") or {}
     return tuple(
-        sorted(r for r in amounts if r.startswith(MIG_PREFIX) and r not in counted and _quantity(amounts[r]))
+        sorted(r for r in amounts if r.startswith(MIG_PREFIX) and r not in counted and quantity(amounts[r]))
     )
 
 
@@ -49,7 +49,7 @@ def pod_gpus(pod: Mapping[str, Any], resources: Sequence[str]) -> int:
     def wanted(container: Mapping[str, Any]) -> int:
         spec = container.get("resources") or {}
         amounts = {**(spec.get("requests") or {}), **(spec.get("limits") or {})}
-        return sum(_quantity(amounts.get(r, 0)) for r in resources)
+        return sum(quantity(amounts.get(r, 0)) for r in resources)
 
     pod_spec = pod.get("spec") or {}
     sidecars, peak = 0, 0

@@ -303,8 +303,10 @@ def target_from_dict(data: Mapping[str, object]) -> Target:
     return workload_from_dict(s)
 
 
-def target_label(target: Target) -> str:
-    """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training_job llm-70b``."""
+def target_label(target: Target, *, namespaced: bool = False) -> str:
+    """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training job llm-70b``.
+    ``namespaced``: a workload as kubectl names it, ``inference service prod/llama`` (where its name alone is
+    ambiguous, see ``impact.namesakes``), when it has a namespace."""
     if isinstance(target, ClusterRef):
         return f"cluster {target.name or '?'}"
     if isinstance(target, RackRef):
@@ -313,4 +315,5 @@ def target_label(target: Target) -> str:
         return f"node {target.name}"
     if isinstance(target, GpuRef):
         return f"gpu {target.node}/{target.index if target.index >= 0 else target.uuid}"
-    return f"{target.kind.value.replace('_', ' ')} {target.name}"
+    name = f"{target.namespace}/{target.name}" if namespaced and target.namespace else target.name
+    return f"{target.kind.value.replace('_', ' ')} {name}"

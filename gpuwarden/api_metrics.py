@@ -54,6 +54,10 @@ class ApiMetrics(Collector):
                 "inventory_refresh_failures",
                 "Inventory re-reads (Slurm, Kubernetes) that failed; the last one stays.",
             ),
+            (
+                "inventory_relists",
+                "Kubernetes lists started again at once because their continue token expired (HTTP 410).",
+            ),
         ):
             yield CounterMetricFamily(f"gpuwarden_{name}", help_text, value=c.get(name, 0))
         yield standby_gauge(0)  # this is the active server (a standby answers 1)

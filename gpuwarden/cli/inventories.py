@@ -58,6 +58,7 @@ class Inventories:
         self.clock = clock
         self.latest: dict[str, StaticInventory] = {}
         self.failing: dict[str, int] = {}  # per source, failed reads in a row
+        self.relists: dict[str, int] = {}  # per source, its lists started again (``relists``) as last counted
         # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
         self.status: dict[str, dict[str, datetime | None]] = {
             name: {"read_at": None, "failed_at": None} for _, name in sources
@@ -103,7 +104,17 @@ class Inventories:
             else:
                 if self.failing.pop(name, 0):
                     logger.info("%s inventory: read again after failing", name)
+            finally:
+                self._count_relists(source, name, engine)
         return worked
+
+    def _count_relists(self, source: InventorySource, name: str, engine: IncidentEngine | None) -> None:
+        """Add the lists a source started again since the last read (a Kubernetes continue token that
+        expired) to ``gpuwarden_inventory_relists_total``."""
+        relists = int(getattr(source, "relists", 0))
+        if engine is not None and relists > self.relists.get(name, 0):
+            engine.counters["inventory_relists"] += relists - self.relists.get(name, 0)
+        self.relists[name] = relists
 
     def merged(self) -> StaticInventory | None:
         """Every part as one inventory, in configuration order (a node two sources list is the first one's),

@@ -10,6 +10,7 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import httpx
@@ -21,7 +22,7 @@ from kubernetes.client import ApiClient, Configuration
 from alerting.inventory_file import load_inventory
 from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import KubernetesInventory
-from gpuwarden.cli.inventories import kubernetes_inventory
+from gpuwarden.cli.inventories import Inventories, kubernetes_inventory
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import ConfigError, SourceError
@@ -155,6 +156,29 @@ def test_a_429_or_an_unreachable_api_is_a_retryable_source_error(kube: KubeApi, 
         KubernetesInventory(FakeClock(0.0), api_lister(api, timeout_seconds=2), cluster="k1").read()
 
 
+def test_a_410_gone_lists_again_at_once_and_is_counted_and_a_second_keeps_the_last_inventory(
+    kube: KubeApi, tmp_path: Path
+) -> None:
+    # An expired continue token (410 Gone) failed the refresh, and the inventory waited a whole refresh
+    # interval (60 s) to be listed again.
+    engine = SimpleNamespace(counters={"inventory_refresh_failures": 0, "inventory_relists": 0})
+    with client(kube.write_kubeconfig(tmp_path / "kubeconfig")) as api:
+        reader = KubernetesInventory(FakeClock(0.0), api_lister(api), cluster="k1")
+        inventories = Inventories([], [(reader, "kubernetes")], SystemClock())
+        kube.fail_next(1, 410)
+        assert inventories.read(engine)  # type: ignore[arg-type]
+        first = inventories.latest["kubernetes"]
+        assert len(first.workloads()) == 2 and engine.counters == {
+            "inventory_refresh_failures": 0,
+            "inventory_relists": 1,
+        }
+        kube.fail_next(2, 410)  # expired again on the relist: the refresh fails, the last read stays
+        assert not inventories.read(engine)  # type: ignore[arg-type]
+        assert inventories.latest["kubernetes"] is first
+        assert engine.counters == {"inventory_refresh_failures": 1, "inventory_relists": 2}
+        assert inventories.read(engine)  # type: ignore[arg-type]  # the next refresh lists again
+
+
 def test_an_api_that_accepts_connections_and_never_answers_fails_the_read_within_the_timeout() -> None:
     # The kernel completes the handshake (listen backlog); nothing ever reads or answers.
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as blackhole:
@@ -231,6 +255,11 @@ def test_serve_places_a_node_failure_on_the_service_whose_replica_ran_there(
         snapshot = load_inventory(tmp_path / "snapshot.yaml")
         assert snapshot.find_workload(WorkloadKind.POD, "llama-7f9c-3", "serving") == LLAMA
         assert snapshot.spare_gpus("k1") == 4
+
+        # A list's continue token expired (410 Gone): listed again at once, counted, and no refresh failed.
+        kube.fail_next(1, 410)
+        wait_for("a relist", lambda: serve_metric(url, "gpuwarden_inventory_relists_total") == 1, 30)
+        assert serve_metric(url, "gpuwarden_inventory_refresh_failures_total") == 0
 
         # The API answers 429 for a while: the refresh fails, serve keeps the last inventory and runs on.
         kube.fail_next(8, 429)

@@ -19,11 +19,13 @@ from typer.testing import CliRunner
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.cli import app, incidents_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
+from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 from tests.integration.servers import free_port
@@ -518,3 +520,24 @@ def test_json_output_keeps_label_text_exact(monkeypatch: pytest.MonkeyPatch) -> 
     finally:
         stub.close()
     assert json.loads(result.stdout)[0]["title"] == EVIL
+
+
+def test_show_names_the_namespace_of_a_service_whose_name_another_namespace_shares(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    nodes = [NodeInfo("a01", "k", "r1", 8)]
+    services = [
+        WorkloadInfo(WorkloadRef(WorkloadKind.INFERENCE_SERVICE, space, "llama", "k"), units)
+        for space, units in [
+            ("prod", (frozenset({("k", "a01", 0)}), frozenset({("k", "a02", 0)}))),
+            ("staging", (frozenset({("k", "a02", 1)}),)),
+        ]
+    ]
+    with _in_process(tmp_path, monkeypatch) as (client, engine):
+        engine.replace_inventory(StaticInventory(nodes, services))
+        down = {"labels": {"alertname": "NodeDown", "cluster": "k", "node": "a01"}}
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        (item,) = client.get("/api/v1/incidents").json()
+        shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", URL])
+        assert shown.exit_code == 0, shown.output
+        assert "impact: 1 node, 8 GPUs, inference service prod/llama 50% of replicas lost;" in shown.stdout
