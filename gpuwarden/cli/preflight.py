@@ -52,7 +52,7 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
     check_store_directory(cfg.api.db, "api.db")
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
 
-    check_journal_dir(journal_dir(cfg, cfg.api.db))
+    check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db"))
     if cfg.alerting.inventory_file:
         inventory_file(cfg.alerting.inventory_file)
     kube = cfg.alerting.kubernetes_inventory
@@ -109,8 +109,14 @@ def check_serve(
     warnings.extend(check_webhooks(cfg.webhooks))
     check_listen_address(host, host_field)
     check_store(db, db_field)
-    check_journal_dir(journal_dir(cfg, db))
+    check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field))
     return warnings
+
+
+def journal_field(cfg: GpuwardenConfig, db_field: str) -> str:
+    """What to blame for the journal directory: ``alerting.journal_dir`` when set, else the store (``--db``
+    or ``api.db``), beside whose SQLite file the journal goes."""
+    return "alerting.journal_dir" if cfg.alerting.journal_dir else db_field
 
 
 def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[ConfigError]:

@@ -605,3 +605,17 @@ def test_sigterm_stops_serve_gracefully_with_exit_0_not_killed_by_the_signal(tmp
     env = {**os.environ, "GPUWARDEN_API_TOKEN": "sigterm-test-token-123"}
     status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/-/ready", tmp_path / "serve.log", env=env)
     assert status == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_a_journal_directory_that_comes_from_db_is_blamed_on_db_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --db /proc/x/y.db`` said ``<environment>: alerting.journal_dir``: no variable set it, and
+    the journal's place was derived from ``--db`` (beside the SQLite file)."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t0ken")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["serve", "--db", "/proc/x/y.db", "--port", str(free_port())])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said
+    assert "error: --db: /proc/x/y.db.journal: cannot use it: cannot make anything in /proc" in said
+    assert "<environment>" not in said and "alerting.journal_dir" not in said
