@@ -124,3 +124,20 @@ def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(
     assert result.exit_code == 1, result.output
     assert said.format(tmp=tmp_path) in " ".join(result.output.split())
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # it made nothing
+
+
+def test_the_example_config_stays_valid_without_a_warning_next_year(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It shipped a maintenance window for rack r07 on 2026-12-01: a warning (the window ended) from the
+    next day on, and a real mute of r07's alerts for anyone who deployed the example that night."""
+    from gpuwarden.clock import SystemClock
+
+    later = datetime.now(UTC) + timedelta(days=400)
+    monkeypatch.setattr(SystemClock, "now", lambda self: later)
+    for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.setenv(name, f"secret-{name}")
+    monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))
+    example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
+    result = CliRunner().invoke(app, ["config", "validate", str(example)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
