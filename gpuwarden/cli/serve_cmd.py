@@ -293,8 +293,9 @@ def build_service(
     locks: InstanceLocks | None = None,
 ) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
     """Engine, background loops, extra routes (Slack) and the notification outbox (without a notifier,
-    one the API reads and nothing dispatches) for one configuration; ``health`` is shared with the applier (``build_applier``). With
-    ``locks``, every store commit first checks, in its transaction, that the store lock is still held."""
+    one the API reads and nothing dispatches) for one configuration; ``health`` is shared with the applier
+    (``build_applier``). With ``locks``, every store commit first checks, in its transaction, that the store
+    lock is still held."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
     from alerting.engine import IncidentEngine  # noqa: PLC0415

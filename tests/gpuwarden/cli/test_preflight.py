@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from gpuwarden.clock import SystemClock
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -93,7 +94,7 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
     for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.setenv(name, f"secret-{name}")
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
-    monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))  # its /var/lib/gpuwarden is not here
+    monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))  # no /var/lib/gpuwarden here
     result = CliRunner().invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
@@ -131,8 +132,6 @@ def test_the_example_config_stays_valid_without_a_warning_next_year(
 ) -> None:
     """It shipped a maintenance window for rack r07 on 2026-12-01: a warning (the window ended) from the
     next day on, and a real mute of r07's alerts for anyone who deployed the example that night."""
-    from gpuwarden.clock import SystemClock
-
     later = datetime.now(UTC) + timedelta(days=400)
     monkeypatch.setattr(SystemClock, "now", lambda self: later)
     for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
