@@ -98,7 +98,9 @@ def main() -> None:
         result["incidents_list"] = wall_times(
             [GPUWARDEN, "incidents", "list", "--url", url, "--output", "json"], env
         )
-    result["config_validate"] = wall_times([GPUWARDEN, "config", "validate", str(EXAMPLE)], env)
+    # The example's store is the deployment's /var/lib/gpuwarden, which config validate checks exists here.
+    example_env = {**env, "GPUWARDEN_API__DB": os.path.join(tempfile.gettempdir(), "gpuwarden-example.db")}
+    result["config_validate"] = wall_times([GPUWARDEN, "config", "validate", str(EXAMPLE)], example_env)
     print(json.dumps(result))
 
 

@@ -20,7 +20,7 @@ from gpuwarden.cli import (
 
 app = typer.Typer(
     name="gpuwarden",
-    help="Operations suite for GPU clusters: exporter, anomaly detection, incidents, safe remediation.",
+    help="Operations suite for GPU clusters: exporter, anomaly detection, incidents and notifications.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
 )

@@ -41,6 +41,10 @@ anomaly_app.add_typer(evaluate_app, name="evaluate")
 ConfigOption = Annotated[
     Path | None, typer.Option("--config", help="YAML configuration (anomaly.thresholds).")
 ]
+RunConfigOption = Annotated[
+    Path | None,
+    typer.Option("--config", help="YAML configuration (its anomaly section: source, queries, detectors)."),
+]
 
 
 def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
@@ -158,7 +162,7 @@ def evaluate_nab(
 
 @anomaly_app.command("run")
 def run(
-    config: ConfigOption = None,
+    config: RunConfigOption = None,
     ticks: Annotated[
         int, typer.Option(min=0, help="Stop after this many ticks (0: run until interrupted).")
     ] = 0,

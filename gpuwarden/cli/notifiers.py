@@ -54,3 +54,12 @@ def build_outbox(cfg: GpuwardenConfig, sql: Engine, clock: Clock) -> Outbox | No
     for notifier in notifiers:
         logger.info("notifier: %s", notifier.name)
     return Outbox(sql, notifiers, clock, runbook=runbook_linker(cfg.slack.runbook_base_url))
+
+
+def stored_outbox(sql: Engine, clock: Clock) -> Outbox:
+    """An outbox without a notifier, for the API alone: once every notifier is removed from the
+    configuration, what they left (orphaned, failed) can still be listed and discarded. Nothing dispatches
+    it and the engine does not hand it changes; ``outbox retry`` requeues nothing (no notifier would send)."""
+    from alerting.outbox import Outbox  # noqa: PLC0415
+
+    return Outbox(sql, [], clock)

@@ -23,7 +23,7 @@ from gpuwarden.cli.incidents_cmd import (
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
-    help="Notifications (Slack) a running `gpuwarden serve` holds: waiting, sent, failed.",
+    help="Notifications (Slack, webhooks) a running `gpuwarden serve` holds: waiting, sent, failed.",
     no_args_is_help=True,
 )
 STATUSES = ("pending", "sending", "sent", "failed", "orphaned", "discarded")
@@ -87,7 +87,7 @@ def retry(
     url: UrlOption = "http://127.0.0.1:8080",
     incident: Annotated[str | None, typer.Option(help="Only this incident's failed messages.")] = None,
 ) -> None:
-    """Queue failed messages again (after fixing the Slack token, scopes or channel)."""
+    """Queue failed messages again (after fixing the Slack token, scopes or channel, or a webhook)."""
     body = {} if incident is None else {"incident": incident}
     data: dict[str, Any] = api_json("POST", url, "/api/v1/outbox/retry", dict, json=body)
     console.print(f"queued again: {data['requeued']}")

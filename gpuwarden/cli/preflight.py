@@ -49,6 +49,10 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
     ):
         check_listen_address(host, field)
     check_store(cfg.api.db, "api.db")
+    check_store_directory(cfg.api.db, "api.db")
+    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
+
+    check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db"))
     if cfg.alerting.inventory_file:
         inventory_file(cfg.alerting.inventory_file)
     kube = cfg.alerting.kubernetes_inventory
@@ -105,8 +109,14 @@ def check_serve(
     warnings.extend(check_webhooks(cfg.webhooks))
     check_listen_address(host, host_field)
     check_store(db, db_field)
-    check_journal_dir(journal_dir(cfg, db))
+    check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field))
     return warnings
+
+
+def journal_field(cfg: GpuwardenConfig, db_field: str) -> str:
+    """What to blame for the journal directory: ``alerting.journal_dir`` when set, else the store (``--db``
+    or ``api.db``), beside whose SQLite file the journal goes."""
+    return "alerting.journal_dir" if cfg.alerting.journal_dir else db_field
 
 
 def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[ConfigError]:
@@ -260,6 +270,21 @@ def check_store(db: str, field: str) -> None:
     if Path(path).is_dir():
         raise ConfigError(
             f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
+        )
+
+
+def check_store_directory(db: str, field: str) -> None:
+    """A SQLite store's directory exists: ``serve`` makes the file, not the directory, and refuses to start
+    without it (``config validate`` said ok before)."""
+    path = _sqlite_path(db)
+    if not path or path == ":memory:":
+        return
+    directory = Path(os.path.realpath(path)).parent
+    if not directory.is_dir():
+        raise ConfigError(
+            f"{path}: its directory {directory} does not exist; make it, or give a file in a directory that"
+            " exists",
+            field=field,
         )
 
 

@@ -18,7 +18,7 @@ from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging
-from gpuwarden.cli.notifiers import build_outbox
+from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.preflight import check_serve, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
@@ -292,9 +292,10 @@ def build_service(
     health: ServiceHealth | None = None,
     locks: InstanceLocks | None = None,
 ) -> tuple[IncidentEngine, list[BackgroundTask], list[object], Outbox | None]:
-    """Engine, background loops, extra routes (Slack) and the notification outbox (None without a
-    notifier) for one configuration; ``health`` is shared with the applier (``build_applier``). With
-    ``locks``, every store commit first checks, in its transaction, that the store lock is still held."""
+    """Engine, background loops, extra routes (Slack) and the notification outbox (without a notifier,
+    one the API reads and nothing dispatches) for one configuration; ``health`` is shared with the applier
+    (``build_applier``). With ``locks``, every store commit first checks, in its transaction, that the store
+    lock is still held."""
     # Imported here, not at module level: every other command (--help, incidents, config) must start
     # without the engine, SQLAlchemy, alembic, Starlette and the configuration model.
     from alerting.engine import IncidentEngine  # noqa: PLC0415
@@ -327,6 +328,8 @@ def build_service(
         engine.subscribe(outbox)  # a listener: the engine now stores each change until the outbox has it
         engine.extra_metrics.append(OutboxCollector(outbox))  # per notifier: sent, retried, failed, depth
         background.append(outbox.run)
+    else:  # the API still lists and discards what removed notifiers left
+        outbox = stored_outbox(sql, clock)
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
         from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415

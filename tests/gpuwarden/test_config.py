@@ -100,12 +100,9 @@ def test_the_example_in_deploy_loads_and_its_matchers_parse(monkeypatch: pytest.
     assert ranges["DCGM_FI_DEV_GPU_UTIL"] == (0.0, 100.0)
     assert ranges["DCGM_FI_DEV_POWER_USAGE"] == ranges["DCGM_FI_DEV_FB_USED"] == (0.0, float("inf"))
     rule = cfg.alerting.inhibit_rules[0]
-    for matchers in (
-        rule.source_matchers,
-        rule.target_matchers,
-        cfg.alerting.maintenance_windows[0].matchers,
-    ):
+    for matchers in (rule.source_matchers, rule.target_matchers):
         assert [parse_matcher(m) for m in matchers]
+    assert cfg.alerting.maintenance_windows == []  # a dated window would mute r07 for whoever deploys it then
 
 
 @pytest.mark.parametrize(

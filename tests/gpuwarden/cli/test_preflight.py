@@ -11,6 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from gpuwarden.clock import SystemClock
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -92,6 +93,50 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
     assert "'presence'" not in output  # GPU_TEMP is one of its presence_queries
     for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
         monkeypatch.setenv(name, f"secret-{name}")
+    example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
+    monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))  # no /var/lib/gpuwarden here
+    result = CliRunner().invoke(app, ["config", "validate", str(example)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "api:\n  db: {tmp}/s.db\nalerting:\n  journal_dir: /proc/x\n",
+            ":4: alerting.journal_dir: /proc/x: cannot use it: cannot make anything in /proc",
+            id="journal-dir-in-proc",
+        ),
+        pytest.param(
+            "api:\n  db: {tmp}/missing/s.db\n",
+            ":2: api.db: {tmp}/missing/s.db: its directory {tmp}/missing does not exist",
+            id="store-in-a-missing-directory",
+        ),
+    ],
+)
+def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """``config validate`` said ok and ``serve`` then refused the same file (README: exit 0 means all three
+    start with it)."""
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(text.format(tmp=tmp_path))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert said.format(tmp=tmp_path) in " ".join(result.output.split())
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # it made nothing
+
+
+def test_the_example_config_stays_valid_without_a_warning_next_year(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It shipped a maintenance window for rack r07 on 2026-12-01: a warning (the window ended) from the
+    next day on, and a real mute of r07's alerts for anyone who deployed the example that night."""
+    later = datetime.now(UTC) + timedelta(days=400)
+    monkeypatch.setattr(SystemClock, "now", lambda self: later)
+    for name in ("GPUWARDEN_API_TOKEN", "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET"):
+        monkeypatch.setenv(name, f"secret-{name}")
+    monkeypatch.setenv("GPUWARDEN_API__DB", str(tmp_path / "incidents.db"))
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
     result = CliRunner().invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output

@@ -28,13 +28,15 @@ from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
 from alerting.outbox import Outbox
+from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import SystemClock
-from gpuwarden.config import GpuwardenConfig
+from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
 from tests.alerting.notifiers.incidents import lifecycle
+from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
 from tests.integration.servers import free_port
 
@@ -120,6 +122,27 @@ def test_messages_waiting_for_a_webhook_removed_from_the_config_leave_the_backlo
     build_service(GpuwardenConfig.model_validate({"webhooks": webhooks}), db)  # the next start, without it
     left = Outbox(make_engine(db), [], SystemClock())
     assert left.counts_by_notifier() == {("webhook:gone", "orphaned"): 5}
+
+
+def test_messages_of_the_only_notifier_removed_can_still_be_listed_and_discarded_through_the_api(
+    tmp_path: Path,
+) -> None:
+    db = str(tmp_path / "s.db")
+    before = GpuwardenConfig.model_validate({"webhooks": [{"name": "gone", "url": "http://127.0.0.1:9/a"}]})
+    _, _, _, outbox = build_service(before, db)
+    assert outbox is not None
+    for c in lifecycle():
+        outbox(c)
+
+    engine, background, _, left = build_service(GpuwardenConfig(), db)  # the next start: no notifier at all
+    assert (len(background), engine._listeners) == (1, [])  # nothing is dispatched: no notifier would send
+    assert left is not None  # yet the API reads what is stored, as README's "outbox discard" says
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=left)) as c:
+        listed = c.get("/api/v1/outbox", params={"status": "orphaned"})
+        assert listed.status_code == 200 and listed.json()["counts"] == {"orphaned": 5}
+        dropped = c.post("/api/v1/outbox/discard", headers=AUTH, json={"notifier": "webhook:gone"})
+        assert dropped.status_code == 200 and dropped.json()["total"] == 5
+        assert c.post("/api/v1/outbox/retry", headers=AUTH).json() == {"requeued": 0, "overtaken": 0}
 
 
 def test_inventory_file_from_config_reaches_the_engine(tmp_path: Path) -> None:
@@ -582,3 +605,17 @@ def test_sigterm_stops_serve_gracefully_with_exit_0_not_killed_by_the_signal(tmp
     env = {**os.environ, "GPUWARDEN_API_TOKEN": "sigterm-test-token-123"}
     status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/-/ready", tmp_path / "serve.log", env=env)
     assert status == 0, (tmp_path / "serve.log").read_text()
+
+
+def test_a_journal_directory_that_comes_from_db_is_blamed_on_db_not_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``serve --db /proc/x/y.db`` said ``<environment>: alerting.journal_dir``: no variable set it, and
+    the journal's place was derived from ``--db`` (beside the SQLite file)."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t0ken")
+    monkeypatch.chdir(tmp_path)
+    result = runner.invoke(app, ["serve", "--db", "/proc/x/y.db", "--port", str(free_port())])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1, said
+    assert "error: --db: /proc/x/y.db.journal: cannot use it: cannot make anything in /proc" in said
+    assert "<environment>" not in said and "alerting.journal_dir" not in said

@@ -1,0 +1,119 @@
+"""README.md against the CLI and the configuration model: what it tells an operator to type must parse.
+
+Drift a new operator met: commands, options and settings the README kept after the code changed. These
+tests read the README itself, so a command line or configuration example that stops matching fails here.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import shlex
+import typing
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import BaseModel
+from typer.testing import CliRunner
+
+from gpuwarden.cli import app
+from gpuwarden.config import GpuwardenConfig
+
+README = Path(__file__).resolve().parents[3] / "README.md"
+TEXT = README.read_text()
+BLOCKS = re.findall(r"^```([a-z]*)\n(.*?)^```", TEXT, re.S | re.M)
+ENV_ASSIGNMENT = re.compile(r"^[A-Z_][A-Z0-9_]*=\S*\s+")
+# Backticked names that look like settings but are not: Prometheus' own configuration block, and the
+# placeholder README uses for "the field of a webhook item".
+NOT_SETTINGS = {"alerting.alertmanagers", "webhooks[k].field"}
+PACKAGES = ("alerting", "anomaly", "exporters", "gpuwarden")  # `alerting.notifiers.recorder` is a module
+
+
+def readme_command_lines() -> list[str]:
+    """Every ``gpuwarden ...`` line of the README's code blocks, without its comment, redirection or the
+    shell commands chained after it; ``a | b | c`` alternatives of one group become one line each, and
+    optional ``[...]`` parts are kept (their contents must parse too)."""
+    lines = []
+    for _, block in BLOCKS:
+        for raw in block.splitlines():
+            line = ENV_ASSIGNMENT.sub("", raw.split(" #")[0].strip())
+            if not line.startswith("gpuwarden "):
+                continue
+            line = re.split(r"\s(?:>|&&|\|\|)\s", line)[0].replace("[", "").replace("]", "")
+            first, *others = (part.strip() for part in line.split(" | "))
+            group = " ".join(first.split()[:2])  # gpuwarden incidents: the alternatives are its commands
+            lines.append(first)
+            lines.extend(f"{group} {other}" for other in others)
+    return lines
+
+
+COMMANDS = readme_command_lines()
+
+
+def test_the_readme_shows_command_lines_to_check() -> None:
+    assert len(COMMANDS) >= 20 and "gpuwarden incidents show ID -o json" in COMMANDS
+
+
+@pytest.mark.parametrize("line", COMMANDS, ids=COMMANDS)
+def test_every_command_line_in_the_readme_parses(line: str) -> None:
+    """Subcommands and option names as the README writes them; ``--help`` stops before values are used."""
+    args = shlex.split(line)[1:]
+    result = CliRunner().invoke(app, [*args, "--help"])
+    assert result.exit_code == 0, f"{line}: {result.output}"
+
+
+def _settings() -> set[str]:
+    names: set[str] = set()
+
+    def walk(prefix: str, model: type[BaseModel]) -> None:
+        for name, field in model.model_fields.items():
+            path = f"{prefix}{name}"
+            names.add(path)
+            for arg in (field.annotation, *typing.get_args(field.annotation)):
+                for kind in (arg, *typing.get_args(arg)):
+                    if isinstance(kind, type) and issubclass(kind, BaseModel):
+                        walk(f"{path}.", kind)
+
+    walk("", GpuwardenConfig)
+    return names
+
+
+SECTIONS = "|".join(GpuwardenConfig.model_fields)
+MENTIONED = sorted(set(re.findall(rf"`((?:{SECTIONS})(?:\[k\])?\.[a-z_]+(?:\.[a-z_]+)*)`", TEXT)))
+
+
+@pytest.mark.parametrize("name", MENTIONED, ids=MENTIONED)
+def test_every_setting_the_readme_names_exists(name: str) -> None:
+    path = name.replace("[k]", "")
+    if name in NOT_SETTINGS or path in _settings():
+        return
+    assert path.startswith(PACKAGES) and importlib.util.find_spec(path) is not None, (
+        f"README names `{name}`, which is no setting of gpuwarden's configuration"
+    )
+
+
+CONFIG_BLOCKS = [
+    block
+    for lang, block in BLOCKS
+    if lang == "yaml"
+    and isinstance(data := yaml.safe_load(block), dict)
+    and set(data) <= set(GpuwardenConfig.model_fields)
+]
+
+
+def test_the_readme_has_configuration_examples() -> None:
+    assert CONFIG_BLOCKS  # the webhooks example at least
+
+
+@pytest.mark.parametrize("block", CONFIG_BLOCKS)
+def test_every_configuration_example_in_the_readme_validates(
+    block: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in re.findall(r"\{env: ([A-Z_][A-Z0-9_]*)\}", block):
+        monkeypatch.setenv(name, f"secret-{name.lower()}")
+    path = tmp_path / "gpuwarden.yaml"
+    path.write_text(block)
+    monkeypatch.chdir(tmp_path)  # api.db and its journal, if the example leaves them default
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
