@@ -85,6 +85,13 @@ class _WorkloadEntry(BaseModel):
         RUNNING, description="as its source said it (Slurm: pending, node_fail; pods: running)"
     )
     partitions: list[Name] = Field(default_factory=list, description="where it may start again; empty: any")
+    nodes: list[Name] = Field(
+        default_factory=list,
+        description="the only nodes it may start again on (Slurm's ReqNodeList); empty: any",
+    )
+    excluded_nodes: list[Name] = Field(
+        default_factory=list, description="nodes it may not start again on (Slurm's ExcNodeList)"
+    )
     sizes: list[Annotated[int, Field(ge=0, le=MAX_NODE_GPUS)]] = Field(
         default_factory=list, description="per unit, how many GPUs it holds; empty: every GPU it lists"
     )
@@ -253,6 +260,8 @@ def _workload(
         pods=tuple(w.pods),
         state=w.state,
         partitions=tuple(w.partitions),
+        nodes=tuple(w.nodes),
+        excluded_nodes=tuple(w.excluded_nodes),
         sizes=() if exact else tuple(w.sizes),
         unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
         group=w.group,
@@ -325,8 +334,13 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if w.state != RUNNING:
         out["state"] = w.state
-    if w.partitions:
-        out["partitions"] = list(w.partitions)
+    for key, names in (
+        ("partitions", w.partitions),
+        ("nodes", w.nodes),
+        ("excluded_nodes", w.excluded_nodes),
+    ):
+        if names:
+            out[key] = list(names)
     if w.sizes or not all(w.units):
         out["sizes"] = [w.size(i) for i in range(len(w.units))]
     if w.unit_pods:

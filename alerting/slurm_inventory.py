@@ -243,6 +243,8 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             aliases=(*aliases, name),
             state=state.lower(),
             partitions=partitions,
+            nodes=tuple(expand_hostlist(str(job.get("required_nodes") or ""))),
+            excluded_nodes=tuple(expand_hostlist(str(job.get("excluded_nodes") or ""))),
             sizes=() if exact else tuple(sizes),
             group=group,
         )
@@ -291,12 +293,24 @@ def _one_per_het_job(jobs: list[_Job]) -> list[_Job]:
             aliases=tuple(
                 dict.fromkeys([*(a for p in parts for a in p.info.aliases[:-1]), first.aliases[-1]])
             ),
-            partitions=tuple(dict.fromkeys(x for p in parts for x in p.info.partitions)),
+            partitions=_union(p.info.partitions for p in parts),
+            # each component is limited to its own nodes: the job as a whole to their union (none: any)
+            nodes=() if any(not p.info.nodes for p in parts) else _union(p.info.nodes for p in parts),
+            excluded_nodes=_common([p.info.excluded_nodes for p in parts]),
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)
         out.append(_Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts), ended_at=ended))
     return out
+
+
+def _union(groups: Iterable[Sequence[str]]) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(x for group in groups for x in group))
+
+
+def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
+    """What every group lists (in the first one's order)."""
+    return tuple(x for x in (groups[0] if groups else ()) if all(x in g for g in groups[1:]))
 
 
 _TRES_GPU = re.compile(r"^gres[:/]gpu(?::[^:=]+)?[:=](\d+)$")

@@ -72,6 +72,7 @@ class FakeSlurm:
     def __init__(self) -> None:
         self.jobs: list[dict[str, object]] = []
         self.node_state = "mixed"
+        self.states: dict[str, str] = {}  # a node's own state, else node_state
         self.broken = False
 
     def __call__(self, argv: Sequence[str]) -> str:
@@ -82,7 +83,15 @@ class FakeSlurm:
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
         if argv[0] == "sinfo":
-            nodes = [{"name": n, "gres": "gpu:8", "state": self.node_state} for n in ("n1", "n2")]
+            nodes = [
+                {
+                    "name": n,
+                    "gres": "gpu:8",
+                    "state": self.states.get(n, self.node_state),
+                    "partitions": ["gpu"],
+                }
+                for n in ("n1", "n2")
+            ]
             return json.dumps({"nodes": nodes})
         return json.dumps({"jobs": self.jobs})
 
@@ -384,3 +393,39 @@ def test_an_alert_naming_a_node_by_its_slurm_hostname_or_address_is_placed_on_th
     engine.ingest([Alert({"alertname": "NodeDown", "instance": "10.0.0.2:9100", "cluster": "c1"})])
     (row, _count) = engine.store.list_rows()[0]
     assert "training job llm-70b (41) stopped" in engine.store.get(row.id).title
+
+
+@pytest.mark.parametrize(
+    ("limits", "priority"),
+    [
+        ({}, "P1"),
+        ({"required_nodes": "n1"}, "P0"),
+        ({"excluded_nodes": "n2"}, "P0"),
+        ({"required_nodes": "n[1-2]", "excluded_nodes": ""}, "P1"),
+    ],
+    ids=["anywhere", "pinned-to-its-node", "excluded-from-the-free-node", "pinned-to-both"],
+)
+def test_a_stopped_job_restarts_only_on_nodes_it_may_run_on(
+    tmp_path: Path, limits: dict[str, str], priority: str
+) -> None:
+    # `sbatch -w n1` (ReqNodeList) or `-x n2` (ExcNodeList): n2's 8 idle GPUs are no capacity for it.
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    pinned = {
+        **_job(41, "llm", "RUNNING"),
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}]},
+        "gres_detail": ["gpu:8(IDX:0-7)"],
+        "partition": "gpu",
+        **limits,
+    }
+    slurm.jobs, slurm.states = [pinned], {"n1": "allocated", "n2": "idle"}
+    reader.read()
+    slurm.jobs, slurm.states = [{**pinned, "job_state": "NODE_FAIL", "gres_detail": []}], {"n1": "down"}
+    clock.advance(30)
+    inventory = reader.read()
+    sql = make_engine(str(tmp_path / "pinned.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, inventory=inventory)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n1"})])
+    ((row, _),) = engine.store.list_rows()
+    assert (row.priority, "training job llm (41) stopped" in row.title) == (priority, True), row.title

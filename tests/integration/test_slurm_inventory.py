@@ -143,3 +143,24 @@ def test_a_serve_started_after_a_node_failure_still_knows_the_job_it_stopped() -
         (job,) = inventory.workload_list
         assert (job.ref.name, job.state, job.kept) == (f"no-requeue ({job_id})", "node_fail", len(job.units))
         assert job.held == 4 and {node for _, node, _ in job.gpus} == {"node-01", "node-02"}
+
+
+def test_a_job_pinned_to_the_node_that_failed_is_p0_though_the_other_node_is_idle(tmp_path: Path) -> None:
+    with slurm_cluster() as cluster:
+        # `sbatch -w node-01` (ReqNodeList): Slurm requeues it, and it waits for node-01 while node-02 idles.
+        job_id = cluster.submit("pinned", 1, 2, "-w", "node-01")
+        clock = FakeClock()
+        slurm = SlurmInventory(clock, env=cluster.env)
+        slurm.read()
+        cluster.run("scontrol", "update", "NodeName=node-01", "State=DOWN", "Reason=psu failed")
+        cluster.wait_job_not_running(job_id)
+        clock.advance(30)
+        inventory = slurm.read()
+    node_02 = inventory.node("node-02")
+    assert node_02 is not None and node_02.free == 4  # idle, and no capacity for this job
+    sql = make_engine(str(tmp_path / "pinned.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, inventory=inventory)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "node-01"})])
+    ((row, _count),) = engine.store.list_rows()
+    assert (row.priority, f"training job pinned ({job_id}) stopped" in row.title) == ("P0", True), row.title
