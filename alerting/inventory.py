@@ -58,8 +58,8 @@ class WorkloadInfo:
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
     state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
     partitions: tuple[str, ...] = ()  # where it may start again (Slurm partitions; empty: anywhere)
-    # The only nodes it may start again on (Slurm's ReqNodeList, ``sbatch -w``; empty: any of its partitions'),
-    # and nodes it may not (ExcNodeList, ``sbatch -x``).
+    # The only nodes it may start again on (Slurm's ReqNodeList, ``sbatch -w``; empty: any of its
+    # partitions'), and nodes it may not (ExcNodeList, ``sbatch -x``).
     nodes: tuple[str, ...] = ()
     excluded_nodes: tuple[str, ...] = ()
     # Per unit, how many GPUs it holds, where that is fewer than the keys it lists: those are then the GPUs it
