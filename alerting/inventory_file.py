@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -204,7 +204,7 @@ def load_inventory(path: Path) -> StaticInventory:
 
 
 def _workload(
-    w: _WorkloadEntry, by_name: dict[str, list[NodeInfo]], refuse: Callable[..., ConfigError]
+    w: _WorkloadEntry, by_name: dict[str, list[NodeInfo]], refuse: Callable[..., Exception]
 ) -> WorkloadInfo:
     """One workload entry: its units checked against the nodes the file lists, its cluster settled;
     ``refuse(message, *loc)`` is the error at ``loc`` under the entry."""
@@ -292,24 +292,40 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
             }
             for n in inventory.node_list
         ],
-        "workloads": [
-            {
-                "kind": w.ref.kind.value,
-                "namespace": w.ref.namespace,
-                "name": w.ref.name,
-                **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
-                "units": [
-                    [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
-                    for unit in w.units
-                ],
-                **({"aliases": list(w.aliases)} if w.aliases else {}),
-                **({"pods": list(w.pods)} if w.pods else {}),
-                **_workload_state(w),
-            }
-            for w in inventory.workload_list
-        ],
+        "workloads": [workload_data(w) for w in inventory.workload_list],
         "spare_gpus": dict(inventory.spare),
     }
+
+
+def workload_data(w: WorkloadInfo) -> dict[str, Any]:
+    """One workload as an inventory file lists it."""
+    return {
+        "kind": w.ref.kind.value,
+        "namespace": w.ref.namespace,
+        "name": w.ref.name,
+        **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
+        "units": [
+            [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
+            for unit in w.units
+        ],
+        **({"aliases": list(w.aliases)} if w.aliases else {}),
+        **({"pods": list(w.pods)} if w.pods else {}),
+        **_workload_state(w),
+    }
+
+
+def workload_from_data(data: Mapping[str, Any]) -> WorkloadInfo:
+    """A workload that ``workload_data`` wrote (the store keeps kept Slurm jobs so); ``ValueError`` names
+    the field that is wrong."""
+    try:
+        entry = _WorkloadEntry.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+    def refuse(message: str, *loc: str | int) -> ValueError:
+        return ValueError(f"{field_path(loc)}: {message}")
+
+    return _workload(entry, {}, refuse)
 
 
 def _node_state(n: NodeInfo) -> dict[str, Any]:
