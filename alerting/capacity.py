@@ -210,14 +210,23 @@ def _free(
 
 
 def _free_in(inventory: Inventory, cluster: str, reach: Reach) -> int | None:
-    """Free GPUs of the cluster's usable nodes the job may use; by partitions alone the inventory counts (and
-    keeps) them once per cluster for every stopped job."""
-    if reach.nodes is None and not reach.excluded:
-        return inventory.free_gpus(cluster, tuple(sorted(reach.partitions)))
-    nodes = inventory.nodes_in(cluster)
-    if not nodes or any(n.free is None for n in nodes):
-        return None
-    return sum(n.free or 0 for n in nodes if n.usable and reach.allows(n))
+    """Free GPUs of the cluster's usable nodes the job may use. The inventory counts (and keeps) them by
+    partitions once per cluster for every stopped job; a job's own node list is looked up node by node."""
+    free = inventory.free_gpus(cluster, tuple(sorted(reach.partitions)))
+    if free is None or (reach.nodes is None and not reach.excluded):
+        return free
+    if reach.nodes is None:  # all but the excluded ones
+        partitions = Reach(reach.partitions)
+        return free - sum(
+            n.free or 0 for n in _named(inventory, cluster, reach.excluded) if partitions.allows(n)
+        )
+    return sum(n.free or 0 for n in _named(inventory, cluster, reach.nodes) if reach.allows(n))
+
+
+def _named(inventory: Inventory, cluster: str, names: Iterable[str]) -> list[NodeInfo]:
+    """The usable nodes of these names in ``cluster`` (a name it does not know: none)."""
+    found = (inventory.node(name, cluster) for name in names)
+    return [n for n in found if n is not None and n.cluster == cluster and n.usable]
 
 
 def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> int:
