@@ -28,12 +28,15 @@ def gpu_indices(detail: str) -> list[int]:
 
 
 def job_state(job: Mapping[str, Any]) -> str:
+    """A job's state, upper case (a list since Slurm 23.02: its first word)."""
     state = job.get("job_state", "")
     return str(state[0] if isinstance(state, list) and state else state).upper()
 
 
 @dataclass(frozen=True, slots=True)
 class Job:
+    """A job as ``squeue`` lists it: its key, its placement and its state (upper case)."""
+
     job_id: str
     info: WorkloadInfo
     state: str
