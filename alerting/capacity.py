@@ -11,15 +11,16 @@ hold all its GPUs, so one lost GPU there is one replica lost though no alert say
 GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
-among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), not
-lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
-least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself,
-never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU on each of four nodes counts
-four for a job that wants a whole node (fragmentation is not modelled).
+among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
+the features its constraint asks for, not lost by any open incident) plus its own GPUs that are still healthy
+(on such nodes, not lost) are at least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own:
+they count once, for itself, never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU
+on each of four nodes counts four for a job that wants a whole node (fragmentation is not modelled).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -162,30 +163,52 @@ def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
 @dataclass(frozen=True, slots=True)
 class Reach:
     """The nodes a job may start again on: in one of its partitions (none: any), among its nodes (Slurm's
-    ReqNodeList; None: any) and not among its excluded ones (ExcNodeList)."""
+    ReqNodeList; None: any), not among its excluded ones (ExcNodeList), with the features its constraint
+    asks for (``satisfies``)."""
 
     partitions: frozenset[str] = frozenset()
     nodes: frozenset[str] | None = None
     excluded: frozenset[str] = frozenset()
+    constraint: str = ""
 
     @classmethod
     def of(cls, info: WorkloadInfo) -> Reach:
         """Where ``info`` may start again."""
-        return cls(frozenset(info.partitions), frozenset(info.nodes) or None, frozenset(info.excluded_nodes))
+        nodes = frozenset(info.nodes) or None
+        return cls(frozenset(info.partitions), nodes, frozenset(info.excluded_nodes), info.constraint)
 
     def widened(self, other: Reach) -> Reach:
-        """Where either of two jobs may start (what they compete for together)."""
+        """Where either of two jobs may start (what they compete for together; two different constraints:
+        any features)."""
         partitions = (
             self.partitions | other.partitions if self.partitions and other.partitions else frozenset()
         )
         nodes = None if self.nodes is None or other.nodes is None else self.nodes | other.nodes
-        return Reach(partitions, nodes, self.excluded & other.excluded)
+        constraint = self.constraint if self.constraint == other.constraint else ""
+        return Reach(partitions, nodes, self.excluded & other.excluded, constraint)
 
     def allows(self, node: NodeInfo) -> bool:
         """Whether the job may run on ``node``."""
         if self.partitions and self.partitions.isdisjoint(node.partitions):
             return False
-        return (self.nodes is None or node.name in self.nodes) and node.name not in self.excluded
+        if self.nodes is not None and node.name not in self.nodes:
+            return False
+        return node.name not in self.excluded and satisfies(self.constraint, node.features)
+
+
+_FEATURE = re.compile(r"^[\w.\-]+$")
+
+
+def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
+    """Whether node features satisfy a Slurm constraint of plain names joined by ``&`` (all of them) or by
+    ``|`` (any of them). Any other form (both operators, counts ``*``, brackets, parentheses) is not read:
+    every node satisfies it, as before constraints were read."""
+    if not constraint or ("&" in constraint and "|" in constraint):
+        return True
+    names = re.split(r"[&|]", constraint)
+    if not all(_FEATURE.match(name) for name in names):
+        return True
+    return (any if "|" in constraint else all)(name in features for name in names)
 
 
 def _free(
@@ -211,16 +234,21 @@ def _free(
 
 def _free_in(inventory: Inventory, cluster: str, reach: Reach) -> int | None:
     """Free GPUs of the cluster's usable nodes the job may use. The inventory counts (and keeps) them by
-    partitions once per cluster for every stopped job; a job's own node list is looked up node by node."""
+    partitions once per cluster for every stopped job; a job's own node list is looked up node by node, and a
+    constraint is checked on every node of the cluster."""
     free = inventory.free_gpus(cluster, tuple(sorted(reach.partitions)))
-    if free is None or (reach.nodes is None and not reach.excluded):
+    if free is None or (reach.nodes is None and not reach.excluded and not reach.constraint):
         return free
-    if reach.nodes is None:  # all but the excluded ones
+    if reach.nodes is not None:
+        nodes = _named(inventory, cluster, reach.nodes)
+    elif reach.constraint:
+        nodes = [n for n in inventory.nodes_in(cluster) if n.usable]
+    else:  # all but the excluded ones
         partitions = Reach(reach.partitions)
         return free - sum(
             n.free or 0 for n in _named(inventory, cluster, reach.excluded) if partitions.allows(n)
         )
-    return sum(n.free or 0 for n in _named(inventory, cluster, reach.nodes) if reach.allows(n))
+    return sum(n.free or 0 for n in nodes if reach.allows(n))
 
 
 def _named(inventory: Inventory, cluster: str, names: Iterable[str]) -> list[NodeInfo]:

@@ -49,6 +49,7 @@ class _NodeEntry(BaseModel):
     addresses: list[Name] = Field(
         default_factory=list, description="other names alerts give it (Slurm's NodeHostname, NodeAddr)"
     )
+    features: list[Name] = Field(default_factory=list, description="Slurm's active node features")
 
     @model_validator(mode="after")
     def _one_uuid_per_gpu(self) -> _NodeEntry:
@@ -92,6 +93,7 @@ class _WorkloadEntry(BaseModel):
     excluded_nodes: list[Name] = Field(
         default_factory=list, description="nodes it may not start again on (Slurm's ExcNodeList)"
     )
+    constraint: str = Field("", description="Slurm's --constraint (a100&ib), matched with nodes' features")
     sizes: list[Annotated[int, Field(ge=0, le=MAX_NODE_GPUS)]] = Field(
         default_factory=list, description="per unit, how many GPUs it holds; empty: every GPU it lists"
     )
@@ -181,6 +183,7 @@ def load_inventory(path: Path) -> StaticInventory:
             idle=frozenset(n.idle_gpus),
             partitions=tuple(n.partitions),
             addresses=tuple(n.addresses),
+            features=frozenset(n.features),
         )
         for n in entries.nodes
     ]
@@ -262,6 +265,7 @@ def _workload(
         partitions=tuple(w.partitions),
         nodes=tuple(w.nodes),
         excluded_nodes=tuple(w.excluded_nodes),
+        constraint=w.constraint,
         sizes=() if exact else tuple(w.sizes),
         unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
         group=w.group,
@@ -341,6 +345,8 @@ def _node_state(n: NodeInfo) -> dict[str, Any]:
         out["idle_gpus"] = sorted(n.idle)
     if n.partitions:
         out["partitions"] = list(n.partitions)
+    if n.features:
+        out["features"] = sorted(n.features)
     return out
 
 
@@ -357,6 +363,8 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
     ):
         if names:
             out[key] = list(names)
+    if w.constraint:
+        out["constraint"] = w.constraint
     if w.sizes or not all(w.units):
         out["sizes"] = [w.size(i) for i in range(len(w.units))]
     if w.unit_pods:

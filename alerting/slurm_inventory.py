@@ -167,9 +167,17 @@ def parse_nodes(
                 idle=idle,
                 partitions=partitions,
                 addresses=_addresses(node, name),
+                features=_features(node),
             )
         )
     return nodes
+
+
+def _features(node: Mapping[str, Any]) -> frozenset[str]:
+    """A node's active features (``active_features``, else ``features`` of ``sinfo --json``: ``a100,ib``)."""
+    said = node.get("active_features") or node.get("features") or ""
+    words = said if isinstance(said, list) else str(said).split(",")  # a list in later releases
+    return frozenset(str(w).strip() for w in words if str(w).strip())
 
 
 def _addresses(node: Mapping[str, Any], name: str) -> tuple[str, ...]:

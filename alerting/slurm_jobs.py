@@ -101,6 +101,7 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             partitions=partitions,
             nodes=tuple(expand_hostlist(str(job.get("required_nodes") or ""))),
             excluded_nodes=tuple(expand_hostlist(str(job.get("excluded_nodes") or ""))),
+            constraint=str(job.get("features") or ""),
             sizes=() if exact else tuple(sizes),
             group=group,
         )
@@ -153,6 +154,7 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             # each component is limited to its own nodes: the job as a whole to their union (none: any)
             nodes=() if any(not p.info.nodes for p in parts) else _union(p.info.nodes for p in parts),
             excluded_nodes=_common([p.info.excluded_nodes for p in parts]),
+            constraint=first.constraint if all(p.info.constraint == first.constraint for p in parts) else "",
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)

@@ -84,6 +84,20 @@ def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
     assert can_restart(inventory, [DUO], gpus("n1")) is restarts
 
 
+@pytest.mark.parametrize(
+    ("constraint", "restarts"),
+    [("a100", False), ("a100|h100", True), ("h100&ib", True), ("a100&ib", False), ("[a100|h100]*2", True)],
+    ids=["feature-n3-lacks", "any-of", "all-of", "one-of-all-missing", "form-not-read"],
+)
+def test_a_job_restarts_only_on_nodes_with_the_features_its_constraint_asks_for(
+    constraint: str, restarts: bool
+) -> None:
+    n3 = replace(node("n3", 4), features=frozenset({"h100", "ib"}))
+    duo = replace(duo_on("n1", "n2"), constraint=constraint)
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is restarts
+
+
 def test_two_stopped_jobs_compete_for_the_same_free_gpus() -> None:
     other = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "solo (6)", "c1")
     solo = WorkloadInfo(other, tuple(frozenset({("c1", "n4", i)}) for i in range(4)), partitions=("gpu",))

@@ -73,6 +73,7 @@ class FakeSlurm:
         self.jobs: list[dict[str, object]] = []
         self.node_state = "mixed"
         self.states: dict[str, str] = {}  # a node's own state, else node_state
+        self.features: dict[str, str] = {}  # a node's active features (sinfo: "a100,ib")
         self.broken = False
 
     def __call__(self, argv: Sequence[str]) -> str:
@@ -89,6 +90,7 @@ class FakeSlurm:
                     "gres": "gpu:8",
                     "state": self.states.get(n, self.node_state),
                     "partitions": ["gpu"],
+                    "active_features": self.features.get(n, ""),
                 }
                 for n in ("n1", "n2")
             ]
@@ -402,8 +404,17 @@ def test_an_alert_naming_a_node_by_its_slurm_hostname_or_address_is_placed_on_th
         ({"required_nodes": "n1"}, "P0"),
         ({"excluded_nodes": "n2"}, "P0"),
         ({"required_nodes": "n[1-2]", "excluded_nodes": ""}, "P1"),
+        ({"features": "a100&ib"}, "P0"),  # n2 has a100 only
+        ({"features": "a100"}, "P1"),
     ],
-    ids=["anywhere", "pinned-to-its-node", "excluded-from-the-free-node", "pinned-to-both"],
+    ids=[
+        "anywhere",
+        "pinned-to-its-node",
+        "excluded-from-the-free-node",
+        "pinned-to-both",
+        "n2-lacks-a-feature",
+        "n2-has-the-feature",
+    ],
 )
 def test_a_stopped_job_restarts_only_on_nodes_it_may_run_on(
     tmp_path: Path, limits: dict[str, str], priority: str
@@ -419,6 +430,7 @@ def test_a_stopped_job_restarts_only_on_nodes_it_may_run_on(
         **limits,
     }
     slurm.jobs, slurm.states = [pinned], {"n1": "allocated", "n2": "idle"}
+    slurm.features = {"n1": "a100,ib", "n2": "a100"}
     reader.read()
     slurm.jobs, slurm.states = [{**pinned, "job_state": "NODE_FAIL", "gres_detail": []}], {"n1": "down"}
     clock.advance(30)

@@ -146,10 +146,21 @@ def test_a_serve_started_after_a_node_failure_still_knows_the_job_it_stopped() -
         assert job.held == 4 and {node for _, node, _ in job.gpus} == {"node-01", "node-02"}
 
 
-def test_a_job_pinned_to_the_node_that_failed_is_p0_though_the_other_node_is_idle(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    "options", [("-w", "node-01"), ("--constraint=a100&ib",)], ids=["nodelist", "constraint"]
+)
+def test_a_job_pinned_to_the_node_that_failed_is_p0_though_the_other_node_is_idle(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
     with slurm_cluster() as cluster:
-        # `sbatch -w node-01` (ReqNodeList): Slurm requeues it, and it waits for node-01 while node-02 idles.
-        job_id = cluster.submit("pinned", 1, 2, "-w", "node-01")
+        for node, features in (("node-01", "a100,ib"), ("node-02", "a100")):
+            cluster.run(
+                "scontrol", "update", f"NodeName={node}", f"AvailableFeatures={features}",
+                f"ActiveFeatures={features}",
+            )  # fmt: skip
+        # `sbatch -w node-01` (ReqNodeList), or a constraint only node-01 meets: Slurm requeues it, and it
+        # waits for node-01 while node-02 idles.
+        job_id = cluster.submit("pinned", 1, 2, *options)
         clock = FakeClock()
         slurm = SlurmInventory(clock, env=cluster.env)
         slurm.read()
