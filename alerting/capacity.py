@@ -11,16 +11,19 @@ hold all its GPUs, so one lost GPU there is one replica lost though no alert say
 GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
-not lost by any open incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at
-least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself,
-never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU on each of four nodes counts
-four for a job that wants a whole node (fragmentation is not modelled).
+among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
+the features its constraint asks for, not lost by any open incident) plus its own GPUs that are still healthy
+(on such nodes, not lost) are at least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own:
+they count once, for itself, never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU
+on each of four nodes counts four for a job that wants a whole node (fragmentation is not modelled).
 """
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable, Mapping, Sequence
+import re
+from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
+from dataclasses import dataclass
 
 from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
 from alerting.topology import Path
@@ -136,51 +139,122 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
     GPUs); None when the inventory does not know a job or does not say per node which GPUs are free."""
     needed, own_total = 0, 0
     clusters: set[str] = set()
-    partitions: set[str] | None = set()  # None: a job that may run anywhere
+    reach: Reach | None = None
     for ref in jobs:
         info = inventory.workload(ref)
         if info is None:
             return None
-        free = _free(inventory, _clusters(ref, info), info.partitions, lost)
+        free = _free(inventory, _clusters(ref, info), Reach.of(info), lost)
         if free is None:
             return None
         own = _own_healthy(inventory, info, lost)
         if free + own < info.held:
             return False
         clusters |= _clusters(ref, info)
-        partitions = partitions | set(info.partitions) if partitions is not None and info.partitions else None
+        reach = Reach.of(info) if reach is None else reach.widened(Reach.of(info))
         needed, own_total = needed + info.held, own_total + own
-    return (_free(inventory, clusters, tuple(partitions or ()), lost) or 0) + own_total >= needed
+    return (_free(inventory, clusters, reach or Reach(), lost) or 0) + own_total >= needed
 
 
 def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
     return {key[0] for key in info.gpus} or {ref.cluster}
 
 
-def _may_use(partitions: Collection[str], node: NodeInfo) -> bool:
-    """Whether a job of these partitions (none: any) may run on the node."""
-    return not partitions or not set(partitions).isdisjoint(node.partitions)
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """The nodes a job may start again on: in one of its partitions (none: any), among its nodes (Slurm's
+    ReqNodeList; None: any), not among its excluded ones (ExcNodeList), with the features its constraint
+    asks for (``satisfies``)."""
+
+    partitions: frozenset[str] = frozenset()
+    nodes: frozenset[str] | None = None
+    excluded: frozenset[str] = frozenset()
+    constraint: str = ""
+
+    @classmethod
+    def of(cls, info: WorkloadInfo) -> Reach:
+        """Where ``info`` may start again."""
+        nodes = frozenset(info.nodes) or None
+        return cls(frozenset(info.partitions), nodes, frozenset(info.excluded_nodes), info.constraint)
+
+    def widened(self, other: Reach) -> Reach:
+        """Where either of two jobs may start (what they compete for together; two different constraints:
+        any features)."""
+        partitions = (
+            self.partitions | other.partitions if self.partitions and other.partitions else frozenset()
+        )
+        nodes = None if self.nodes is None or other.nodes is None else self.nodes | other.nodes
+        constraint = self.constraint if self.constraint == other.constraint else ""
+        return Reach(partitions, nodes, self.excluded & other.excluded, constraint)
+
+    def allows(self, node: NodeInfo) -> bool:
+        """Whether the job may run on ``node``."""
+        if self.partitions and self.partitions.isdisjoint(node.partitions):
+            return False
+        if self.nodes is not None and node.name not in self.nodes:
+            return False
+        return node.name not in self.excluded and satisfies(self.constraint, node.features)
+
+
+_FEATURE = re.compile(r"^[\w.\-]+$")
+
+
+def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
+    """Whether node features satisfy a Slurm constraint of plain names joined by ``&`` (all of them) or by
+    ``|`` (any of them). Any other form (both operators, counts ``*``, brackets, parentheses) is not read:
+    every node satisfies it, as before constraints were read."""
+    if not constraint or ("&" in constraint and "|" in constraint):
+        return True
+    names = re.split(r"[&|]", constraint)
+    if not all(_FEATURE.match(name) for name in names):
+        return True
+    return (any if "|" in constraint else all)(name in features for name in names)
 
 
 def _free(
-    inventory: Inventory, clusters: Iterable[str], partitions: Sequence[str], lost: AbstractSet[GpuKey]
+    inventory: Inventory, clusters: Iterable[str], reach: Reach, lost: AbstractSet[GpuKey]
 ) -> int | None:
-    """Free GPUs of usable nodes of these clusters in one of these partitions (none: any), less those an open
+    """Free GPUs of usable nodes of these clusters that the job may use (``reach``), less those an open
     incident took (counted against a node's free GPUs first where their indices are not known exactly);
     None when the inventory does not say per node."""
     total = 0
     for cluster in clusters:
-        free = inventory.free_gpus(cluster, partitions)
+        free = _free_in(inventory, cluster, reach)
         if free is None:
             return None
         total += free
     for cluster, name in {(key[0], key[1]) for key in lost if key[0] in clusters}:
         node = inventory.node(name, cluster)
-        if node is None or not node.usable or not node.free or not _may_use(partitions, node):
+        if node is None or not node.usable or not node.free or not reach.allows(node):
             continue
         idle_lost = sum(1 for index in node.idle if (cluster, name, index) in lost)
         total -= min(node.free, idle_lost)
     return total
+
+
+def _free_in(inventory: Inventory, cluster: str, reach: Reach) -> int | None:
+    """Free GPUs of the cluster's usable nodes the job may use. The inventory counts (and keeps) them by
+    partitions once per cluster for every stopped job; a job's own node list is looked up node by node, and a
+    constraint is checked on every node of the cluster."""
+    free = inventory.free_gpus(cluster, tuple(sorted(reach.partitions)))
+    if free is None or (reach.nodes is None and not reach.excluded and not reach.constraint):
+        return free
+    if reach.nodes is not None:
+        nodes = _named(inventory, cluster, reach.nodes)
+    elif reach.constraint:
+        nodes = [n for n in inventory.nodes_in(cluster) if n.usable]
+    else:  # all but the excluded ones
+        partitions = Reach(reach.partitions)
+        return free - sum(
+            n.free or 0 for n in _named(inventory, cluster, reach.excluded) if partitions.allows(n)
+        )
+    return sum(n.free or 0 for n in nodes if reach.allows(n))
+
+
+def _named(inventory: Inventory, cluster: str, names: Iterable[str]) -> list[NodeInfo]:
+    """The usable nodes of these names in ``cluster`` (a name it does not know: none)."""
+    found = (inventory.node(name, cluster) for name in names)
+    return [n for n in found if n is not None and n.cluster == cluster and n.usable]
 
 
 def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> int:

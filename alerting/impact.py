@@ -204,6 +204,23 @@ def _nodes(members: Iterable[Member], gpus: Iterable[GpuKey]) -> set[tuple[str, 
     return nodes
 
 
+def _touched(
+    inventory: Inventory | None,
+    failed: set[GpuKey],
+    degraded: set[GpuKey],
+    named: Mapping[GpuKey, tuple[str, str]],
+) -> list[tuple[WorkloadInfo, list[int]]]:
+    """The workloads on the failed or degraded GPUs, each with the units the failure surely takes. One that
+    stopped before this fault (kept a while) concerns it only where the failure surely took its GPUs: a Slurm
+    job found stopped after a restart is on its nodes, which of their GPUs not known."""
+    out = []
+    for info in workloads_on(inventory, failed | degraded) if inventory is not None else []:
+        units = units_hit(info, failed, named)
+        if units or info.kept < len(info.units):
+            out.append((info, units))
+    return out
+
+
 def assess(
     root_path: Path,
     root: RootCause,
@@ -228,13 +245,11 @@ def assess(
     shares: dict[WorkloadRef, float] = {}
     stopped: dict[WorkloadRef, int] = {}
     unavailable: set[WorkloadRef] = set()  # said down by an alert, not counted down from lost replicas
-    infos: list[WorkloadInfo] = workloads_on(inventory, failed | degraded) if inventory is not None else []
     combined = False
     own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
     named = pods_on(live, inventory)
-    for info in infos:
-        units = units_hit(info, failed, named)
+    for info, units in _touched(inventory, failed, degraded, named):
         hit = len(units)
         if hit and elsewhere is not None and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
             others = elsewhere() if others is None else others

@@ -46,6 +46,7 @@ class NodeInfo:
     # Other names alerts give it: Slurm's NodeHostname and NodeAddr where they differ from its NodeName (an
     # exporter scraped by address: `instance="10.0.0.7:9100"`; DCGM's `Hostname`).
     addresses: tuple[str, ...] = ()
+    features: frozenset[str] = frozenset()  # Slurm's active node features, which a job's constraint matches
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,11 @@ class WorkloadInfo:
     pods: tuple[str, ...] = ()  # its pods' names: an alert naming one of them (namespace, pod) points here
     state: str = RUNNING  # as its source says it: Slurm's job state (lower case), Kubernetes' pod phases
     partitions: tuple[str, ...] = ()  # where it may start again (Slurm partitions; empty: anywhere)
+    # The only nodes it may start again on (Slurm's ReqNodeList, ``sbatch -w``; empty: any of its
+    # partitions'), and nodes it may not (ExcNodeList, ``sbatch -x``).
+    nodes: tuple[str, ...] = ()
+    excluded_nodes: tuple[str, ...] = ()
+    constraint: str = ""  # Slurm's ``--constraint`` (``a100&ib``), as ``squeue`` says it; empty: none
     # Per unit, how many GPUs it holds, where that is fewer than the keys it lists: those are then the GPUs it
     # may be on (a Kubernetes pod sharing a node whose indices are unknown, a Slurm job that does not say
     # which). Empty: every unit holds all its keys.

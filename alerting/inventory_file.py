@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -49,6 +49,7 @@ class _NodeEntry(BaseModel):
     addresses: list[Name] = Field(
         default_factory=list, description="other names alerts give it (Slurm's NodeHostname, NodeAddr)"
     )
+    features: list[Name] = Field(default_factory=list, description="Slurm's active node features")
 
     @model_validator(mode="after")
     def _one_uuid_per_gpu(self) -> _NodeEntry:
@@ -85,6 +86,14 @@ class _WorkloadEntry(BaseModel):
         RUNNING, description="as its source said it (Slurm: pending, node_fail; pods: running)"
     )
     partitions: list[Name] = Field(default_factory=list, description="where it may start again; empty: any")
+    nodes: list[Name] = Field(
+        default_factory=list,
+        description="the only nodes it may start again on (Slurm's ReqNodeList); empty: any",
+    )
+    excluded_nodes: list[Name] = Field(
+        default_factory=list, description="nodes it may not start again on (Slurm's ExcNodeList)"
+    )
+    constraint: str = Field("", description="Slurm's --constraint (a100&ib), matched with nodes' features")
     sizes: list[Annotated[int, Field(ge=0, le=MAX_NODE_GPUS)]] = Field(
         default_factory=list, description="per unit, how many GPUs it holds; empty: every GPU it lists"
     )
@@ -174,6 +183,7 @@ def load_inventory(path: Path) -> StaticInventory:
             idle=frozenset(n.idle_gpus),
             partitions=tuple(n.partitions),
             addresses=tuple(n.addresses),
+            features=frozenset(n.features),
         )
         for n in entries.nodes
     ]
@@ -197,7 +207,7 @@ def load_inventory(path: Path) -> StaticInventory:
 
 
 def _workload(
-    w: _WorkloadEntry, by_name: dict[str, list[NodeInfo]], refuse: Callable[..., ConfigError]
+    w: _WorkloadEntry, by_name: dict[str, list[NodeInfo]], refuse: Callable[..., Exception]
 ) -> WorkloadInfo:
     """One workload entry: its units checked against the nodes the file lists, its cluster settled;
     ``refuse(message, *loc)`` is the error at ``loc`` under the entry."""
@@ -253,6 +263,9 @@ def _workload(
         pods=tuple(w.pods),
         state=w.state,
         partitions=tuple(w.partitions),
+        nodes=tuple(w.nodes),
+        excluded_nodes=tuple(w.excluded_nodes),
+        constraint=w.constraint,
         sizes=() if exact else tuple(w.sizes),
         unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
         group=w.group,
@@ -283,24 +296,40 @@ def inventory_data(inventory: StaticInventory) -> dict[str, Any]:
             }
             for n in inventory.node_list
         ],
-        "workloads": [
-            {
-                "kind": w.ref.kind.value,
-                "namespace": w.ref.namespace,
-                "name": w.ref.name,
-                **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
-                "units": [
-                    [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
-                    for unit in w.units
-                ],
-                **({"aliases": list(w.aliases)} if w.aliases else {}),
-                **({"pods": list(w.pods)} if w.pods else {}),
-                **_workload_state(w),
-            }
-            for w in inventory.workload_list
-        ],
+        "workloads": [workload_data(w) for w in inventory.workload_list],
         "spare_gpus": dict(inventory.spare),
     }
+
+
+def workload_data(w: WorkloadInfo) -> dict[str, Any]:
+    """One workload as an inventory file lists it."""
+    return {
+        "kind": w.ref.kind.value,
+        "namespace": w.ref.namespace,
+        "name": w.ref.name,
+        **({"cluster": w.ref.cluster} if w.ref.cluster else {}),
+        "units": [
+            [f"{node}:{index}" for _, node, index in sorted(unit, key=lambda g: (g[1], g[2]))]
+            for unit in w.units
+        ],
+        **({"aliases": list(w.aliases)} if w.aliases else {}),
+        **({"pods": list(w.pods)} if w.pods else {}),
+        **_workload_state(w),
+    }
+
+
+def workload_from_data(data: Mapping[str, Any]) -> WorkloadInfo:
+    """A workload that ``workload_data`` wrote (the store keeps kept Slurm jobs so); ``ValueError`` names
+    the field that is wrong."""
+    try:
+        entry = _WorkloadEntry.model_validate(data)
+    except ValidationError as exc:
+        raise ValueError(str(exc)) from exc
+
+    def refuse(message: str, *loc: str | int) -> ValueError:
+        return ValueError(f"{field_path(loc)}: {message}")
+
+    return _workload(entry, {}, refuse)
 
 
 def _node_state(n: NodeInfo) -> dict[str, Any]:
@@ -316,6 +345,8 @@ def _node_state(n: NodeInfo) -> dict[str, Any]:
         out["idle_gpus"] = sorted(n.idle)
     if n.partitions:
         out["partitions"] = list(n.partitions)
+    if n.features:
+        out["features"] = sorted(n.features)
     return out
 
 
@@ -325,8 +356,15 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if w.state != RUNNING:
         out["state"] = w.state
-    if w.partitions:
-        out["partitions"] = list(w.partitions)
+    for key, names in (
+        ("partitions", w.partitions),
+        ("nodes", w.nodes),
+        ("excluded_nodes", w.excluded_nodes),
+    ):
+        if names:
+            out[key] = list(names)
+    if w.constraint:
+        out["constraint"] = w.constraint
     if w.sizes or not all(w.units):
         out["sizes"] = [w.size(i) for i in range(len(w.units))]
     if w.unit_pods:

@@ -150,3 +150,15 @@ class SlackRequestRow(Base):
     signature: Mapped[str] = mapped_column(String(80), primary_key=True)  # "v0=" and 64 hex digits
     sent_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)  # X-Slack-Request-Timestamp
     handled_at: Mapped[datetime] = mapped_column(UtcDateTime)
+
+
+class KeptJobRow(Base):
+    """A Slurm job that stopped abnormally and is kept a while with the GPUs it last held (see
+    ``alerting.kept_jobs``): Slurm no longer says where a requeued job ran."""
+
+    __tablename__ = "kept_jobs"
+
+    cluster: Mapped[str] = mapped_column(String(200), primary_key=True)  # Slurm's ClusterName
+    job_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    since: Mapped[float] = mapped_column(Float)  # when it stopped (Unix time): kept keep_ended_seconds on
+    workload: Mapped[dict[str, Any]] = mapped_column(JSON)  # as an inventory file lists it

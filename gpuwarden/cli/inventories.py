@@ -20,6 +20,8 @@ from gpuwarden.sim.fleet import fleet_from_config
 if TYPE_CHECKING:
     from datetime import datetime
 
+    from sqlalchemy import Engine
+
     from alerting.engine import IncidentEngine
     from alerting.inventory import StaticInventory
     from alerting.k8s_inventory import Assignment, KubernetesInventory
@@ -63,6 +65,15 @@ class Inventories:
         self.status: dict[str, dict[str, datetime | None]] = {
             name: {"read_at": None, "failed_at": None} for _, name in sources
         }
+
+    def keep_in(self, sql: Engine) -> None:
+        """Keep what the sources keep across restarts (Slurm's stopped jobs) in the incident store."""
+        from alerting.kept_jobs import KeptJobStore  # noqa: PLC0415 - see prepare_inventories
+
+        for source, _ in self.sources:
+            keep_in = getattr(source, "keep_in", None)
+            if keep_in is not None:
+                keep_in(KeptJobStore(sql))
 
     @property
     def name(self) -> str:

@@ -313,6 +313,7 @@ def build_service(
     )  # after the inventory's settings were checked: a wrong one changes nothing
     if locks is not None:
         locks.fence_commits(sql)
+    inventories.keep_in(sql)
     inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
     engine.inventory_source = inventories.name

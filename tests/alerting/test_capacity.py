@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import pytest
 from sqlalchemy import Engine
 
@@ -55,6 +57,45 @@ def test_a_job_can_restart_on_free_usable_gpus_of_its_partitions_plus_its_own_he
 ) -> None:
     inventory = StaticInventory(nodes, [duo_on("n1", "n2")], {"c1": 4})
     assert can_restart(inventory, [DUO], lost) is restarts
+
+
+@pytest.mark.parametrize(
+    ("nodes", "excluded", "restarts"),
+    [
+        ((), (), True),
+        (("n1", "n2"), (), False),
+        (("n1", "n2", "n3"), (), True),
+        ((), ("n3",), False),
+        ((), ("n2",), True),
+    ],
+    ids=[
+        "anywhere",
+        "pinned-to-its-nodes",
+        "pinned-with-the-free-node",
+        "free-node-excluded",
+        "other-excluded",
+    ],
+)
+def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
+    nodes: tuple[str, ...], excluded: tuple[str, ...], restarts: bool
+) -> None:
+    duo = replace(duo_on("n1", "n2"), nodes=nodes, excluded_nodes=excluded)
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), node("n3", 4)], [duo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is restarts
+
+
+@pytest.mark.parametrize(
+    ("constraint", "restarts"),
+    [("a100", False), ("a100|h100", True), ("h100&ib", True), ("a100&ib", False), ("[a100|h100]*2", True)],
+    ids=["feature-n3-lacks", "any-of", "all-of", "one-of-all-missing", "form-not-read"],
+)
+def test_a_job_restarts_only_on_nodes_with_the_features_its_constraint_asks_for(
+    constraint: str, restarts: bool
+) -> None:
+    n3 = replace(node("n3", 4), features=frozenset({"h100", "ib"}))
+    duo = replace(duo_on("n1", "n2"), constraint=constraint)
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is restarts
 
 
 def test_two_stopped_jobs_compete_for_the_same_free_gpus() -> None:

@@ -12,19 +12,19 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
 from alerting.migrate import upgrade
+from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_inventory import (
     SlurmInventory,
-    expand_hostlist,
     gpu_count,
-    gpu_indices,
     parse_cluster_name,
     parse_topology,
     run_command,
 )
+from alerting.slurm_jobs import gpu_indices
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
-from gpuwarden.model import Alert, FaultKind, WorkloadKind
+from gpuwarden.model import Alert, FaultKind, Incident, WorkloadKind
 from tests.alerting.slurm_recorded import RECORDED, RecordedSlurm
 
 
@@ -72,6 +72,8 @@ class FakeSlurm:
     def __init__(self) -> None:
         self.jobs: list[dict[str, object]] = []
         self.node_state = "mixed"
+        self.states: dict[str, str] = {}  # a node's own state, else node_state
+        self.features: dict[str, str] = {}  # a node's active features (sinfo: "a100,ib")
         self.broken = False
 
     def __call__(self, argv: Sequence[str]) -> str:
@@ -82,7 +84,16 @@ class FakeSlurm:
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
         if argv[0] == "sinfo":
-            nodes = [{"name": n, "gres": "gpu:8", "state": self.node_state} for n in ("n1", "n2")]
+            nodes = [
+                {
+                    "name": n,
+                    "gres": "gpu:8",
+                    "state": self.states.get(n, self.node_state),
+                    "partitions": ["gpu"],
+                    "active_features": self.features.get(n, ""),
+                }
+                for n in ("n1", "n2")
+            ]
             return json.dumps({"nodes": nodes})
         return json.dumps({"jobs": self.jobs})
 
@@ -384,3 +395,94 @@ def test_an_alert_naming_a_node_by_its_slurm_hostname_or_address_is_placed_on_th
     engine.ingest([Alert({"alertname": "NodeDown", "instance": "10.0.0.2:9100", "cluster": "c1"})])
     (row, _count) = engine.store.list_rows()[0]
     assert "training job llm-70b (41) stopped" in engine.store.get(row.id).title
+
+
+@pytest.mark.parametrize(
+    ("limits", "priority"),
+    [
+        ({}, "P1"),
+        ({"required_nodes": "n1"}, "P0"),
+        ({"excluded_nodes": "n2"}, "P0"),
+        ({"required_nodes": "n[1-2]", "excluded_nodes": ""}, "P1"),
+        ({"features": "a100&ib"}, "P0"),  # n2 has a100 only
+        ({"features": "a100"}, "P1"),
+    ],
+    ids=[
+        "anywhere",
+        "pinned-to-its-node",
+        "excluded-from-the-free-node",
+        "pinned-to-both",
+        "n2-lacks-a-feature",
+        "n2-has-the-feature",
+    ],
+)
+def test_a_stopped_job_restarts_only_on_nodes_it_may_run_on(
+    tmp_path: Path, limits: dict[str, str], priority: str
+) -> None:
+    # `sbatch -w n1` (ReqNodeList) or `-x n2` (ExcNodeList): n2's 8 idle GPUs are no capacity for it.
+    slurm, clock = FakeSlurm(), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    pinned = {
+        **_job(41, "llm", "RUNNING"),
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}]},
+        "gres_detail": ["gpu:8(IDX:0-7)"],
+        "partition": "gpu",
+        **limits,
+    }
+    slurm.jobs, slurm.states = [pinned], {"n1": "allocated", "n2": "idle"}
+    slurm.features = {"n1": "a100,ib", "n2": "a100"}
+    reader.read()
+    slurm.jobs, slurm.states = [{**pinned, "job_state": "NODE_FAIL", "gres_detail": []}], {"n1": "down"}
+    clock.advance(30)
+    inventory = reader.read()
+    sql = make_engine(str(tmp_path / "pinned.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, inventory=inventory)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n1"})])
+    ((row, _),) = engine.store.list_rows()
+    assert (row.priority, "training job llm (41) stopped" in row.title) == (priority, True), row.title
+
+
+def test_a_failed_job_found_after_a_restart_is_not_named_by_a_fault_on_another_gpu_of_its_node(
+    tmp_path: Path,
+) -> None:
+    # serve restarted after job 41 (2 of n1's 8 GPUs) FAILED: squeue no longer says which two (22.05 writes
+    # `gres_detail: []`, and `scontrol show job -d` `GRES=` for an ended job), so it is on n1, its GPUs not
+    # known. A GPU of n1 that falls off the bus an hour later is nothing of its own.
+    slurm, clock = FakeSlurm(), FakeClock()
+    failed = {
+        **_ended(41, "FAILED", clock.time() - 60),
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}]},
+        "tres_per_node": "gres:gpu:2",
+    }
+    slurm.jobs = [failed]
+    inventory = SlurmInventory(clock, slurm).read()
+    (job,) = inventory.workload_list
+    assert (job.held, job.sizes, {g[1] for g in job.gpus}) == (2, (2,), {"n1"})  # on n1, not per GPU
+
+    def incident(alert: dict[str, str], db: str) -> Incident:
+        sql = make_engine(str(tmp_path / db))
+        upgrade(sql)
+        engine = IncidentEngine(sql, clock, inventory=inventory)
+        engine.ingest([Alert(alert)])
+        ((row, _),) = engine.store.list_rows()
+        return engine.store.get(row.id)
+
+    xid = incident({"alertname": "GpuXid", "cluster": "c1", "node": "n1", "gpu": "6", "xid": "79"}, "x.db")
+    assert xid.impact.workloads == () and "41" not in xid.title
+    # Its whole node down surely took its GPUs: that incident still names it.
+    down = incident({"alertname": "NodeDown", "cluster": "c1", "node": "n1"}, "down.db")
+    assert "training job job41 (41) stopped" in down.title
+
+
+def test_a_stopped_job_whose_gpu_indices_squeue_still_gives_is_placed_on_them() -> None:
+    slurm, clock = FakeSlurm(), FakeClock()
+    slurm.jobs = [
+        {
+            **_ended(41, "FAILED", clock.time() - 60),
+            "job_resources": {"allocated_nodes": [{"nodename": "n1"}]},
+            "gres_detail": ["gpu:2(IDX:3-4)"],
+        }
+    ]
+    (job,) = SlurmInventory(clock, slurm).read().workload_list
+    assert (job.gpus, job.sizes) == ({("c1", "n1", 3), ("c1", "n1", 4)}, ())

@@ -44,10 +44,11 @@ class SlurmCluster:
             list(argv), env=self.env, capture_output=True, text=True, check=True, timeout=30
         ).stdout
 
-    def submit(self, name: str, nodes: int, gpus_per_node: int) -> str:
-        """Submit ``sleep`` as a job holding GPUs; its job id once it runs."""
+    def submit(self, name: str, nodes: int, gpus_per_node: int, *options: str) -> str:
+        """Submit ``sleep`` as a job holding GPUs (more ``sbatch`` options: ``-w node-01``); its job id once
+        it runs."""
         out = self.run(
-            "sbatch", "--parsable", "-J", name, "-N", str(nodes), f"--gres=gpu:{gpus_per_node}",
+            "sbatch", "--parsable", "-J", name, "-N", str(nodes), f"--gres=gpu:{gpus_per_node}", *options,
             f"--chdir={self.conf.parent}", "--output=/dev/null", "--wrap", "sleep 600",
         )  # fmt: skip
         job_id = out.strip().split(";")[0]

@@ -31,6 +31,7 @@ from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.query_plans import resolved_incident_query_plans
+from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
 from tests.integration.servers import free_port
@@ -492,3 +493,10 @@ def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_i
     assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
     assert all("ix_incidents_state_resolved_at" in plan for plan in plans), plans
     sql.dispose()
+
+
+@pytest.mark.integration
+def test_a_requeued_job_is_kept_in_postgres_across_a_serve_restart(postgres_url: str) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    requeued_job_named_after_restart(sql)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import httpx
@@ -143,3 +144,74 @@ def test_a_serve_started_after_a_node_failure_still_knows_the_job_it_stopped() -
         (job,) = inventory.workload_list
         assert (job.ref.name, job.state, job.kept) == (f"no-requeue ({job_id})", "node_fail", len(job.units))
         assert job.held == 4 and {node for _, node, _ in job.gpus} == {"node-01", "node-02"}
+
+
+@pytest.mark.parametrize(
+    "options", [("-w", "node-01"), ("--constraint=a100&ib",)], ids=["nodelist", "constraint"]
+)
+def test_a_job_pinned_to_the_node_that_failed_is_p0_though_the_other_node_is_idle(
+    tmp_path: Path, options: tuple[str, ...]
+) -> None:
+    with slurm_cluster() as cluster:
+        for node, features in (("node-01", "a100,ib"), ("node-02", "a100")):
+            cluster.run(
+                "scontrol", "update", f"NodeName={node}", f"AvailableFeatures={features}",
+                f"ActiveFeatures={features}",
+            )  # fmt: skip
+        # `sbatch -w node-01` (ReqNodeList), or a constraint only node-01 meets: Slurm requeues it, and it
+        # waits for node-01 while node-02 idles.
+        job_id = cluster.submit("pinned", 1, 2, *options)
+        clock = FakeClock()
+        slurm = SlurmInventory(clock, env=cluster.env)
+        slurm.read()
+        cluster.run("scontrol", "update", "NodeName=node-01", "State=DOWN", "Reason=psu failed")
+        cluster.wait_job_not_running(job_id)
+        clock.advance(30)
+        inventory = slurm.read()
+    node_02 = inventory.node("node-02")
+    assert node_02 is not None and node_02.free == 4  # idle, and no capacity for this job
+    sql = make_engine(str(tmp_path / "pinned.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, inventory=inventory)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "node-01"})])
+    ((row, _count),) = engine.store.list_rows()
+    assert (row.priority, f"training job pinned ({job_id}) stopped" in row.title) == ("P0", True), row.title
+
+
+def test_a_requeued_job_is_still_named_by_its_node_incident_after_serve_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    alerting = {"slurm_inventory": True, "inventory_refresh_seconds": 1, "priority_settle_seconds": 0}
+    config.write_text(yaml.safe_dump({"alerting": alerting}))
+    db, args = str(tmp_path / "gw.db"), ["--config", str(config)]
+    node_down = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "node-01"}}]
+
+    def the_incident(url: str) -> dict[str, str]:
+        httpx.post(f"{url}/api/v2/alerts", json=node_down, headers=AUTH, timeout=10).raise_for_status()
+        (incident,) = httpx.get(f"{url}/api/v1/incidents", timeout=10).json()
+        return {"priority": incident["priority"], "title": incident["title"]}
+
+    with slurm_cluster() as cluster:
+        monkeypatch.setenv("SLURM_CONF", str(cluster.conf))
+        with gpuwarden_serve(tmp_path, db, "first", args) as (url, _):
+            job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
+            wait_for("the job", lambda: serve_metric(url, "gpuwarden_inventory_workloads") == 1, 30)
+            cluster.run("scontrol", "update", "NodeName=node-01", "State=DOWN", "Reason=psu failed")
+            cluster.wait_job_not_running(job_id)  # requeued: PENDING, no nodes
+            _wait_for_a_read(url)
+            before = the_incident(url)
+        assert before["priority"] == "P0" and f"training job llm-70b ({job_id}) stopped" in before["title"]
+        assert cluster.run("squeue", "-h", "-j", job_id, "-o", "%T").strip() == "PENDING"
+        # serve restarts; Slurm names no node for the job now.
+        with gpuwarden_serve(tmp_path, db, "second", args) as (url, _):
+            _wait_for_a_read(url)
+            assert serve_metric(url, "gpuwarden_inventory_workloads") == 1  # the kept job
+            assert the_incident(url) == before
+
+
+def _wait_for_a_read(url: str) -> None:
+    """Wait until serve's refresh read Slurm after now (a read that began before it may have ended since)."""
+    now = time.time()
+    read_at = 'gpuwarden_inventory_last_read_timestamp_seconds{source="slurm"}'
+    wait_for("a Slurm read", lambda: serve_metric(url, read_at) > now + 1.5, 30)
