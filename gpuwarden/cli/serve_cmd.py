@@ -316,6 +316,7 @@ def build_service(
     inventories.keep_in(sql)
     inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
+    inventories.count_relists(engine)  # those of the read just made
     engine.inventory_source = inventories.name
     engine.inventory_sources = inventories.status
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds, health)]

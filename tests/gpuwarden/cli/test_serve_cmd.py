@@ -639,3 +639,30 @@ def test_a_journal_directory_unusable_when_locked_names_where_the_store_came_fro
     assert f"{given}: " in output and "cannot use it" in output and "alerting.journal_dir" not in output
     assert (str(config) in output) == (given == "api.db")
     assert not (tmp_path / "x.db").exists()
+
+
+def test_a_relist_during_serves_first_inventory_read_is_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A continue token that expired (410 Gone) while serve first listed the cluster, before the engine
+    existed, was logged but never counted in ``gpuwarden_inventory_relists_total``."""
+
+    class Relisting:
+        relists = 0
+        expires = True  # the first page's token expires: listed again from the first page
+
+        def read(self) -> StaticInventory:
+            self.relists += self.expires
+            self.expires = False
+            return StaticInventory()
+
+    source = Relisting()
+    inventories = Inventories([], [(source, "kubernetes")], SystemClock())
+    monkeypatch.setattr("gpuwarden.cli.serve_cmd.prepare_inventories", lambda _cfg: inventories)
+    engine, _background, _routes, _outbox = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))
+    assert engine.counters["inventory_relists"] == 1
+    inventories.read(engine)  # the next refresh lists once, without relisting
+    assert engine.counters["inventory_relists"] == 1
+    source.expires = True
+    inventories.read(engine)  # and one that relists again is counted
+    assert engine.counters["inventory_relists"] == 2
