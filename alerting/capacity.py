@@ -13,10 +13,11 @@ GPU beside it, with no pod named, does not stop it.
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
 the features its constraint asks for, not lost by any open incident) plus its own GPUs that are still healthy
-(on such nodes, not lost) are at least the GPUs it holds. Several jobs must fit at once, each on the nodes it may use
-(``alerting.sharing``): a node only one of them may use is no capacity for another. A requeued job's GPUs that Slurm freed are its own:
-they count once, for itself, never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU
-on each of four nodes counts four for a job that wants a whole node (fragmentation is not modelled).
+(on such nodes, not lost) are at least the GPUs it holds. Several jobs must fit at once, each on the nodes it
+may use (``alerting.sharing``): a node only one of them may use is no capacity for another. A requeued job's
+GPUs that Slurm freed are its own: they count once, for itself, never as spare beyond its size. GPUs are
+counted, not whole nodes: one free GPU on each of four nodes counts four for a job that wants a whole node
+(fragmentation is not modelled).
 """
 
 from __future__ import annotations

@@ -156,7 +156,7 @@ def render_postmortem(
         recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
     root = incident.root_cause.target
-    namespaced = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())
+    seen = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())
     out = [
         f"# Postmortem draft: {_md(incident.title)}",
         "",
@@ -174,7 +174,7 @@ def render_postmortem(
         "",
         "## Root cause",
         "",
-        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(root, namespaced=root in namespaced))}",
+        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(root, namespaced=root in seen))}",
         f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",

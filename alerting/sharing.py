@@ -9,7 +9,7 @@ from collections.abc import Mapping, Sequence
 from collections.abc import Set as AbstractSet
 
 
-def all_met(wants: Sequence[int], pools: Mapping[AbstractSet[int], int]) -> bool:
+def all_met(wants: Sequence[int], pools: Mapping[frozenset[int], int]) -> bool:
     """Whether every ``wants[i]`` can be met at once from the ``pools`` whose key holds ``i`` (a pool: which
     wants may draw on it -> how much it holds)."""
     needed = sum(w for w in wants if w > 0)
