@@ -22,6 +22,7 @@ counted, not whole nodes: one free GPU on each of four nodes counts four for a j
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
@@ -217,12 +218,23 @@ def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
     """Whether node features satisfy a Slurm constraint of plain names joined by ``&`` (all of them) or by
     ``|`` (any of them). Any other form (both operators, counts ``*``, brackets, parentheses) is not read:
     every node satisfies it, as before constraints were read."""
-    if not constraint or ("&" in constraint and "|" in constraint):
+    read = _read_constraint(constraint)
+    if read is None:
         return True
+    names, either = read
+    return not names.isdisjoint(features) if either else names <= features
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_constraint(constraint: str) -> tuple[frozenset[str], bool] | None:
+    """The feature names of a constraint and whether any one of them will do (``|``); None for no
+    constraint or one of a form not read (asked for every node of the cluster: read once)."""
+    if not constraint or ("&" in constraint and "|" in constraint):
+        return None
     names = re.split(r"[&|]", constraint)
     if not all(_FEATURE.match(name) for name in names):
-        return True
-    return (any if "|" in constraint else all)(name in features for name in names)
+        return None
+    return frozenset(names), "|" in constraint
 
 
 def _free(
