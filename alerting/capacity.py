@@ -13,19 +13,23 @@ GPU beside it, with no pod named, does not stop it.
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
 the features its constraint asks for, not lost by any open incident) plus its own GPUs that are still healthy
-(on such nodes, not lost) are at least the GPUs it holds. A requeued job's GPUs that Slurm freed are its own:
-they count once, for itself, never as spare beyond its size. GPUs are counted, not whole nodes: one free GPU
-on each of four nodes counts four for a job that wants a whole node (fragmentation is not modelled).
+(on such nodes, not lost) are at least the GPUs it holds. Several jobs must fit at once, each on the nodes it
+may use (``alerting.sharing``): a node only one of them may use is no capacity for another. A requeued job's
+GPUs that Slurm freed are its own: they count once, for itself, never as spare beyond its size. GPUs are
+counted, not whole nodes: one free GPU on each of four nodes counts four for a job that wants a whole node
+(fragmentation is not modelled).
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
 from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
+from alerting.sharing import all_met
 from alerting.topology import Path
 from gpuwarden.model import WorkloadRef
 
@@ -136,24 +140,45 @@ def has_spare(
 
 def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: AbstractSet[GpuKey]) -> bool | None:
     """Whether every job can start again, each alone and all of them together (they compete for the same free
-    GPUs); None when the inventory does not know a job or does not say per node which GPUs are free."""
-    needed, own_total = 0, 0
-    clusters: set[str] = set()
-    reach: Reach | None = None
+    GPUs, each only for those of the nodes it may use); None when the inventory does not know a job or does
+    not say per node which GPUs are free."""
+    wants: dict[tuple[Reach, frozenset[str]], int] = {}  # GPUs wanted beyond their own, by where they may go
     for ref in jobs:
         info = inventory.workload(ref)
         if info is None:
             return None
-        free = _free(inventory, _clusters(ref, info), Reach.of(info), lost)
+        reach, clusters = Reach.of(info), frozenset(_clusters(ref, info))
+        free = _free(inventory, clusters, reach, lost)
         if free is None:
             return None
-        own = _own_healthy(inventory, info, lost)
-        if free + own < info.held:
+        want = info.held - _own_healthy(inventory, info, lost)
+        if free < want:
             return False
-        clusters |= _clusters(ref, info)
-        reach = Reach.of(info) if reach is None else reach.widened(Reach.of(info))
-        needed, own_total = needed + info.held, own_total + own
-    return (_free(inventory, clusters, reach or Reach(), lost) or 0) + own_total >= needed
+        if want > 0:
+            wants[reach, clusters] = wants.get((reach, clusters), 0) + want
+    if len(wants) <= 1:
+        return all((_free(inventory, c, r, lost) or 0) >= want for (r, c), want in wants.items())
+    return _all_fit(inventory, wants, lost)
+
+
+def _all_fit(
+    inventory: Inventory, wants: Mapping[tuple[Reach, frozenset[str]], int], lost: AbstractSet[GpuKey]
+) -> bool:
+    """Whether the GPUs wanted from different places can all be had at once: each node's free GPUs go to the
+    jobs that may use it, pooled by which jobs those are (a job's constraint or node list keeps it off nodes
+    another may use: adding up what any of them may use would count a node twice)."""
+    places = list(wants)
+    pools: dict[frozenset[int], int] = {}
+    for cluster in frozenset().union(*(clusters for _, clusters in places)):
+        for node in inventory.nodes_in(cluster):
+            free = (node.free or 0) - _idle_lost(node, lost) if node.usable else 0
+            if free <= 0:
+                continue
+            users = frozenset(
+                i for i, (reach, clusters) in enumerate(places) if cluster in clusters and reach.allows(node)
+            )
+            pools[users] = pools.get(users, 0) + free
+    return all_met([wants[place] for place in places], pools)
 
 
 def _clusters(ref: WorkloadRef, info: WorkloadInfo) -> set[str]:
@@ -177,16 +202,6 @@ class Reach:
         nodes = frozenset(info.nodes) or None
         return cls(frozenset(info.partitions), nodes, frozenset(info.excluded_nodes), info.constraint)
 
-    def widened(self, other: Reach) -> Reach:
-        """Where either of two jobs may start (what they compete for together; two different constraints:
-        any features)."""
-        partitions = (
-            self.partitions | other.partitions if self.partitions and other.partitions else frozenset()
-        )
-        nodes = None if self.nodes is None or other.nodes is None else self.nodes | other.nodes
-        constraint = self.constraint if self.constraint == other.constraint else ""
-        return Reach(partitions, nodes, self.excluded & other.excluded, constraint)
-
     def allows(self, node: NodeInfo) -> bool:
         """Whether the job may run on ``node``."""
         if self.partitions and self.partitions.isdisjoint(node.partitions):
@@ -203,12 +218,23 @@ def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
     """Whether node features satisfy a Slurm constraint of plain names joined by ``&`` (all of them) or by
     ``|`` (any of them). Any other form (both operators, counts ``*``, brackets, parentheses) is not read:
     every node satisfies it, as before constraints were read."""
-    if not constraint or ("&" in constraint and "|" in constraint):
+    read = _read_constraint(constraint)
+    if read is None:
         return True
+    names, either = read
+    return not names.isdisjoint(features) if either else names <= features
+
+
+@functools.lru_cache(maxsize=1024)
+def _read_constraint(constraint: str) -> tuple[frozenset[str], bool] | None:
+    """The feature names of a constraint and whether any one of them will do (``|``); None for no
+    constraint or one of a form not read (asked for every node of the cluster: read once)."""
+    if not constraint or ("&" in constraint and "|" in constraint):
+        return None
     names = re.split(r"[&|]", constraint)
     if not all(_FEATURE.match(name) for name in names):
-        return True
-    return (any if "|" in constraint else all)(name in features for name in names)
+        return None
+    return frozenset(names), "|" in constraint
 
 
 def _free(
@@ -227,9 +253,14 @@ def _free(
         node = inventory.node(name, cluster)
         if node is None or not node.usable or not node.free or not reach.allows(node):
             continue
-        idle_lost = sum(1 for index in node.idle if (cluster, name, index) in lost)
-        total -= min(node.free, idle_lost)
+        total -= _idle_lost(node, lost)
     return total
+
+
+def _idle_lost(node: NodeInfo, lost: AbstractSet[GpuKey]) -> int:
+    """How many of the node's free GPUs an open incident took (its idle ones that are lost)."""
+    idle_lost = sum(1 for index in node.idle if (node.cluster, node.name, index) in lost)
+    return min(node.free or 0, idle_lost)
 
 
 def _free_in(inventory: Inventory, cluster: str, reach: Reach) -> int | None:

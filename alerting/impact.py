@@ -317,6 +317,7 @@ def assess(
         nodes_affected=len(nodes),
         spare_capacity=spare,
         parts=parts,
+        namespaced=namespaced,
     )
     return Assessment(
         impact,

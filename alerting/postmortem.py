@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
-from gpuwarden.model import Impact, Incident, Priority, TimelineEvent
+from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef
 from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
@@ -155,6 +155,8 @@ def render_postmortem(
     else:
         recovered = mttr = "n/a (merged into another incident)"
     names = sorted(set(alert_names))
+    root = incident.root_cause.target
+    seen = incident.impact.namespaced | (peak_impact[1].namespaced if peak_impact else frozenset())
     out = [
         f"# Postmortem draft: {_md(incident.title)}",
         "",
@@ -172,7 +174,7 @@ def render_postmortem(
         "",
         "## Root cause",
         "",
-        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(incident.root_cause.target))}",
+        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(root, namespaced=root in seen))}",
         f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",
@@ -239,7 +241,7 @@ def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | N
     lines += [
         f"- GPUs affected: {both(lambda i: str(i.gpus_affected))}; "
         f"nodes affected: {both(lambda i: str(i.nodes_affected))}",
-        f"- Workloads: {', '.join(_md(target_label(w)) for w in workloads) or 'none known'}",
+        f"- Workloads: {', '.join(_md(_workload(w, worst, final)) for w in workloads) or 'none known'}",
         f"- Largest share of a workload affected: {both(lambda i: f'{i.affected_share:.0%}')}",
         f"- Spare capacity available: {both(lambda i: 'yes' if i.spare_capacity else 'no')}",
     ]
@@ -248,6 +250,11 @@ def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | N
     if worst.error_ratio or final.error_ratio:
         lines.append(f"- Error ratio: {both(lambda i: f'{i.error_ratio:.0%}')}")
     return lines
+
+
+def _workload(ref: WorkloadRef, worst: Impact, final: Impact) -> str:
+    """A workload as the title names it: ``namespace/name`` where another namespace shares its name."""
+    return target_label(ref, namespaced=ref in worst.namespaced or ref in final.namespaced)
 
 
 def _alerts(count: int) -> str:

@@ -68,6 +68,7 @@ def impact_to_dict(impact: Impact, **extra: Any) -> dict[str, Any]:
         "spare_capacity": impact.spare_capacity,
         "summary": impact.summary,
         "parts": list(impact.parts),
+        "namespaced": [workload_to_dict(w) for w in sorted(impact.namespaced, key=str)],
         **extra,
     }
 
@@ -83,6 +84,7 @@ def impact_from_dict(data: dict[str, Any]) -> Impact:
         nodes_affected=int(data.get("nodes_affected", 0)),
         spare_capacity=bool(data.get("spare_capacity", True)),
         parts=_impact_parts(data),
+        namespaced=frozenset(workload_from_dict(w) for w in data.get("namespaced", [])),
     )
 
 

@@ -201,18 +201,34 @@ def _epoch_seconds(path: Path, rows: _Rows) -> FloatArray:
     numbers = pd.to_numeric(stamps, errors="coerce").to_numpy(np.float64)
     if len(numbers) and not np.isnan(numbers[0]):
         return _unix_seconds(path, texts, lines, numbers)
-    # The format is inferred from the first row; a row that does not parse the same way is reported.
+    # The format is inferred from the first row; a row that does not parse the same way is reported. The
+    # first one has no rows above to be like: it is told what a time looks like.
+    if not _a_time(texts[0]):
+        raise InputError(
+            f"{path} line {lines[0]}: {texts[0]!r} is not a time; {TIME_FORMS}", field="timestamp"
+        )
     try:
         parsed = pd.to_datetime(stamps, utc=True, errors="coerce")
     except (ValueError, TypeError) as exc:
         raise InputError(f"{path}: unparseable timestamp: {exc}", field="timestamp") from exc
     if parsed.isna().any():
         row = int(np.flatnonzero(parsed.isna().to_numpy())[0])
-        raise InputError(
-            f"{path} line {lines[row]}: {texts[row]!r} is not a time like the rows above", field="timestamp"
-        )
+        like = " like the rows above" if row else f"; {TIME_FORMS}"
+        raise InputError(f"{path} line {lines[row]}: {texts[row]!r} is not a time{like}", field="timestamp")
     seconds: FloatArray = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(np.float64)
     return seconds
+
+
+TIME_FORMS = "write epoch seconds (1704067200) or a time (2024-01-01T00:00:00Z)"
+"""What a timestamp may look like, told to whoever wrote one that is not a time."""
+
+
+def _a_time(text: str) -> bool:
+    """Whether ``text`` reads as a time on its own (pandas' own reading of one value)."""
+    try:
+        return not pd.isna(pd.Timestamp(text))
+    except (ValueError, TypeError, OverflowError):
+        return False
 
 
 def _unix_seconds(path: Path, texts: list[str], lines: list[int], numbers: FloatArray) -> FloatArray:
@@ -220,8 +236,7 @@ def _unix_seconds(path: Path, texts: list[str], lines: list[int], numbers: Float
     size = np.abs(numbers)
     if not size[0] < UNIX_TOO_LARGE:
         raise InputError(
-            f"{path} line {lines[0]}: {texts[0]!r} is not Unix seconds or milliseconds; "
-            "write epoch seconds (1704067200) or a time (2024-01-01T00:00:00Z)",
+            f"{path} line {lines[0]}: {texts[0]!r} is not Unix seconds or milliseconds; {TIME_FORMS}",
             field="timestamp",
         )
     millis = bool(size[0] >= MILLISECONDS_FROM)

@@ -57,7 +57,11 @@ def incident_detail(
         "merged_into": incident.merged_into,
         "silenced_until": iso(silenced_until),
         # The stored shape, with workloads as "kind/namespace/name" strings for people and scripts.
-        "impact": {**impact_to_dict(impact), "workloads": [str(w) for w in impact.workloads]},
+        "impact": {
+            **impact_to_dict(impact),
+            "workloads": [str(w) for w in impact.workloads],
+            "namespaced": sorted(str(w) for w in impact.namespaced),  # shown namespace/name in the title
+        },
         "timeline": [
             {"at": iso(e.at), "kind": e.kind, "message": e.message, "data": dict(e.data)}
             for e in incident.timeline

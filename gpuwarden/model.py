@@ -328,6 +328,9 @@ class Impact:
     # What it costs, one item each (``1 node``, ``8 GPUs``, ``training job etl, nightly stopped``): kept
     # apart, since a workload's name may hold ", " (a Slurm job's), so the joined text cannot be split back.
     parts: tuple[str, ...] = ()
+    # Its workloads (or root) whose name another namespace shares: shown ``namespace/name``, in the title,
+    # the parts and wherever people read its workloads (``alerting.impact.namesakes``).
+    namespaced: frozenset[WorkloadRef] = frozenset()
 
     @property
     def summary(self) -> str:

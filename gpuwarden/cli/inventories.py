@@ -115,17 +115,19 @@ class Inventories:
             else:
                 if self.failing.pop(name, 0):
                     logger.info("%s inventory: read again after failing", name)
-            finally:
-                self._count_relists(source, name, engine)
+        if engine is not None:
+            self.count_relists(engine)
         return worked
 
-    def _count_relists(self, source: InventorySource, name: str, engine: IncidentEngine | None) -> None:
-        """Add the lists a source started again since the last read (a Kubernetes continue token that
-        expired) to ``gpuwarden_inventory_relists_total``."""
-        relists = int(getattr(source, "relists", 0))
-        if engine is not None and relists > self.relists.get(name, 0):
-            engine.counters["inventory_relists"] += relists - self.relists.get(name, 0)
-        self.relists[name] = relists
+    def count_relists(self, engine: IncidentEngine) -> None:
+        """Add the lists each source started again since they were last counted (a Kubernetes continue token
+        that expired) to ``gpuwarden_inventory_relists_total``; serve's first read, made before the engine
+        exists, is counted when it does."""
+        for source, name in self.sources:
+            relists = int(getattr(source, "relists", 0))
+            if relists > self.relists.get(name, 0):
+                engine.counters["inventory_relists"] += relists - self.relists.get(name, 0)
+            self.relists[name] = relists
 
     def merged(self) -> StaticInventory | None:
         """Every part as one inventory, in configuration order (a node two sources list is the first one's),

@@ -19,7 +19,7 @@ from gpuwarden.cli.consoles import err_console  # one line per error: paths and 
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
-from gpuwarden.cli.preflight import check_serve, listen_socket
+from gpuwarden.cli.preflight import check_serve, journal_field, listen_socket
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -141,9 +141,9 @@ def take_locks(
         locks = InstanceLocks.for_server(db, journal, cfg.store.connect_timeout_seconds)
         locks.acquire(wait=standby, sleep=sleep or SystemClock().sleep, on_wait=on_wait)
     except LockFileError as exc:
-        if exc.what.startswith("journal"):
+        if exc.what.startswith("journal"):  # the store's setting when derived from it; --db: see _failed
             raise ConfigError(
-                f"{journal}: cannot use it: {exc.reason}", field="alerting.journal_dir"
+                f"{journal}: cannot use it: {exc.reason}", field=journal_field(cfg, "api.db")
             ) from exc
         raise store_error(db, exc.cause) from exc
     except (OSError, SQLAlchemyError, ImportError) as exc:  # ImportError: no driver for the URL
@@ -316,6 +316,7 @@ def build_service(
     inventories.keep_in(sql)
     inventories.read()
     engine = IncidentEngine(sql, clock, cfg.alerting, inventories.merged())
+    inventories.count_relists(engine)  # those of the read just made
     engine.inventory_source = inventories.name
     engine.inventory_sources = inventories.status
     background: list[BackgroundTask] = [_tick_loop(engine, cfg.alerting.tick_interval_seconds, health)]

@@ -186,3 +186,43 @@ def test_a_gpu_fault_on_a_node_with_two_of_four_replicas_is_p1_though_the_alert_
     engine.ingest([Alert({"alertname": "GpuXidError", "node": "n1", "gpu": "5", "xid": "79"})])
     ((row, _),) = engine.store.list_rows(None)
     assert row.priority == "P1" and "inference service llama 25% of replicas lost" in row.title, row.title
+
+
+@pytest.mark.parametrize(
+    ("solo_reach", "restart"),
+    [
+        ({"constraint": "ib"}, False),
+        ({"nodes": ("n3", "n4")}, False),
+        ({"constraint": "a100"}, True),
+        ({"nodes": ("n4", "n5")}, True),
+    ],
+    ids=["both-constraints-want-n3", "constraint-and-node-list-want-n3", "constraints-apart", "lists-apart"],
+)
+def test_two_stopped_jobs_together_restart_only_where_each_may_run(
+    solo_reach: dict[str, object], restart: bool
+) -> None:
+    other = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "solo (6)", "c1")
+    solo = WorkloadInfo(other, tuple(frozenset({("c1", "n4", i)}) for i in range(4)), partitions=("gpu",))
+    n3 = replace(node("n3", 4), features=frozenset({"h100", "ib"}))
+    n5 = replace(node("n5", 4), features=frozenset({"a100"}))
+    duo = replace(duo_on("n1", "n2"), constraint="h100")
+    solo = replace(solo, **solo_reach)  # type: ignore[arg-type]
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), n3, node("n4", 0), n5], [duo, solo], {"c1": 8})
+    assert can_restart(inventory, [DUO], gpus("n1")) is True
+    assert can_restart(inventory, [other], gpus("n1", "n4")) is True
+    # 8 GPUs free, 8 wanted: enough only where each job may use its own share
+    assert can_restart(inventory, [DUO, other], gpus("n1", "n4")) is restart
+
+
+def test_three_stopped_jobs_are_fitted_by_which_nodes_each_may_use() -> None:
+    refs = [WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"job ({i})", "c1") for i in range(3)]
+    features = {"n3": {"a", "b"}, "n5": {"b", "c"}, "n6": {"c"}}
+    nodes = [node("n1", 0)] + [replace(node(n, 4), features=frozenset(f)) for n, f in features.items()]
+    jobs = [
+        WorkloadInfo(ref, tuple(frozenset({("c1", "n1", i)}) for i in range(4)), constraint=c)
+        for ref, c in zip(refs, ["a", "a|b", "b"], strict=True)
+    ]
+    inventory = StaticInventory(nodes, jobs, {"c1": 12})
+    # each pair fits (n3 and n5 for "a" and "b"); all three want n3 and n5 only, 12 GPUs from 8
+    assert all(can_restart(inventory, pair, gpus("n1")) for pair in [refs[:2], refs[1:], refs[::2]])
+    assert can_restart(inventory, refs, gpus("n1")) is False

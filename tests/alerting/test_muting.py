@@ -285,3 +285,23 @@ def test_a_silence_of_an_earlier_version_still_running_catches_up_on_what_came_a
     pipe.tick(3600)
     assert pipe.replies() == ["opened", "silence_ended"]
     assert pipe.recorder.replies(pipe.parent().ts)[-1].reply_broadcast  # the escalation, caught up
+
+
+def test_a_resolved_incident_still_silenced_holds_back_its_reopen_until_the_silence_ends(
+    pipe: Pipeline,
+) -> None:
+    """Why ``incidents list`` still says "resolved (silenced until ...)": the silence mutes the incident's
+    alerts that fire again, so the incident does not reopen (nor page) until the silence ends."""
+    _opened_and_silenced(pipe)
+    incident_id = pipe.incident_id()
+    pipe.ingest(XID, AlertStatus.RESOLVED)
+    pipe.tick(pipe.engine.config.quiet_period_seconds + 1)
+    assert pipe.engine.store.get(incident_id).state.value == "resolved"
+    assert incident_id in pipe.engine.silenced_until()
+    pipe.ingest(XID)  # the fault comes back while the silence runs
+    assert pipe.engine.store.get(incident_id).state.value == "resolved"
+    assert pipe.engine.muted_count() == 1 and pipe.replies() == ["opened"]
+    pipe.tick(3600)  # the silence ends: the held-back alert reopens the incident, as a reopen does
+    assert incident_id not in pipe.engine.silenced_until()
+    assert pipe.engine.store.get(incident_id).state.value == "triggered"
+    assert pipe.engine.muted_count() == 0 and "reopened" in pipe.replies()

@@ -208,3 +208,30 @@ def test_a_service_root_cause_whose_name_two_namespaces_share_names_its_namespac
     engine.ingest([Alert({**slow, "namespace": "staging"}), Alert({**slow, "service": "mistral"})])
     titles = sorted(row.title for row, _ in engine.store.list_rows())
     assert titles == ["inference service mistral degraded", "inference service staging/llama degraded"]
+
+
+@pytest.mark.parametrize(
+    ("alert", "title"),
+    [
+        (
+            {"alertname": "KubeNodeNotReady", "cluster": "k", "node": "a02"},
+            "node a02 is down: 1 node, 8 GPUs, inference service staging/llama 50% of replicas lost",
+        ),
+        (
+            {"alertname": "InferenceLatencyHigh", "cluster": "k", "service": "llama", "namespace": "staging"},
+            "inference service staging/llama degraded",
+        ),
+    ],
+    ids=["node-down", "service-root"],
+)
+def test_a_postmortem_names_a_workload_as_its_title_does_when_two_namespaces_share_its_name(
+    tmp_path: Path, alert: dict[str, str], title: str
+) -> None:
+    # The title said "staging/llama", the postmortem draft's Workloads line "inference service llama".
+    engine, _ = _llama_in_two_namespaces(tmp_path)
+    engine.ingest([Alert(alert)])
+    ((row, _),) = engine.store.list_rows()
+    assert row.title == title
+    draft = engine.postmortem(row.id)
+    assert "- Workloads: inference service staging/llama\n" in draft
+    assert "inference service llama" not in draft

@@ -91,6 +91,12 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
             "line 3: '1704067200000' is not a time like the rows above (Unix",
         ),
         ("1704067200000000000,1\n", "line 2: '1704067200000000000' is not Unix seconds or milliseconds"),
+        (
+            "soon,1\n2024-01-01 00:05:00,1\n",
+            "in.csv line 2: 'soon' is not a time; write epoch seconds (1704067200) or a time"
+            " (2024-01-01T00:00:00Z)",
+        ),
+        ("1704067200x,1\n", "line 2: '1704067200x' is not a time; write epoch seconds (1704067200) or a"),
     ],
     ids=[
         "bad-time",
@@ -105,6 +111,8 @@ def test_score_rejects_a_csv_without_a_value_column(tmp_path):
         "line-after-a-blank-line",
         "seconds-then-milliseconds",
         "nanoseconds",
+        "bad-time-first",
+        "typo-in-first-unix-time",
     ],
 )
 def test_score_refuses_a_bad_row_naming_its_line_and_writes_nothing(tmp_path, rows, message):

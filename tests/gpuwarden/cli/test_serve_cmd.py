@@ -619,3 +619,50 @@ def test_a_journal_directory_that_comes_from_db_is_blamed_on_db_not_the_environm
     assert result.exit_code == 1, said
     assert "error: --db: /proc/x/y.db.journal: cannot use it: cannot make anything in /proc" in said
     assert "<environment>" not in said and "alerting.journal_dir" not in said
+
+
+@pytest.mark.parametrize("given", ["--db", "api.db"])
+def test_a_journal_directory_unusable_when_locked_names_where_the_store_came_from(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str
+) -> None:
+    """The directory was fine when checked, then was not (a standby waits hours): the lock-time error
+    blames the option or setting that named the store, beside which the journal goes, as the check does."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    monkeypatch.setattr("gpuwarden.cli.preflight.check_journal_dir", lambda *_args: None)
+    (tmp_path / "x.db.journal").write_text("not a directory")
+    config = tmp_path / "c.yaml"
+    config.write_text(yaml.safe_dump({"api": {"db": str(tmp_path / "x.db")}} if given == "api.db" else {}))
+    options = ["--db", str(tmp_path / "x.db")] if given == "--db" else []
+    result = runner.invoke(app, ["serve", *options, "--config", str(config)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 1 and "Traceback" not in output, output
+    assert f"{given}: " in output and "cannot use it" in output and "alerting.journal_dir" not in output
+    assert (str(config) in output) == (given == "api.db")
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_a_relist_during_serves_first_inventory_read_is_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A continue token that expired (410 Gone) while serve first listed the cluster, before the engine
+    existed, was logged but never counted in ``gpuwarden_inventory_relists_total``."""
+
+    class Relisting:
+        relists = 0
+        expires = True  # the first page's token expires: listed again from the first page
+
+        def read(self) -> StaticInventory:
+            self.relists += self.expires
+            self.expires = False
+            return StaticInventory()
+
+    source = Relisting()
+    inventories = Inventories([], [(source, "kubernetes")], SystemClock())
+    monkeypatch.setattr("gpuwarden.cli.serve_cmd.prepare_inventories", lambda _cfg: inventories)
+    engine, _background, _routes, _outbox = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))
+    assert engine.counters["inventory_relists"] == 1
+    inventories.read(engine)  # the next refresh lists once, without relisting
+    assert engine.counters["inventory_relists"] == 1
+    source.expires = True
+    inventories.read(engine)  # and one that relists again is counted
+    assert engine.counters["inventory_relists"] == 2
