@@ -69,6 +69,7 @@ class Notification(BaseModel):
     # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
     silenced_until: datetime | None = None
     flapping: tuple[str, ...] = ()  # the names of its flapping alerts (it is held open, no page per flap)
+    held: bool = False  # a reopening by the flap that made its alert flapping: told, but pages nobody
 
     @property
     def is_resolution(self) -> bool:
@@ -78,8 +79,8 @@ class Notification(BaseModel):
     @property
     def needs_attention(self) -> bool:
         """Whether people must see this change arrive, not only the incident's message change in place: a
-        reopening (that message may be far up the channel) or an escalation."""
-        return self.change is ChangeKind.REOPENED or self.escalated
+        reopening (that message may be far up the channel) that no flap holds, or an escalation."""
+        return (self.change is ChangeKind.REOPENED and not self.held) or self.escalated
 
 
 def target_fields(target: Target) -> dict[str, str]:
@@ -170,6 +171,7 @@ def build_notification(
         escalated=_escalated(change),
         silenced_until=change.silenced_until,
         flapping=change.flapping,
+        held=change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping")),
     )
 
 

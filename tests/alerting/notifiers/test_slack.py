@@ -337,6 +337,22 @@ def test_a_reopening_and_an_escalation_reach_the_channel_not_only_the_thread(rec
     assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, True, False, True]
 
 
+
+def test_a_reopening_held_by_a_flap_is_replied_in_the_thread_without_reaching_the_channel(
+    recorder: SlackRecorder,
+) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    held = {"fingerprint": "f1", "flapping": True}
+    changes = [
+        change(make_incident(), ChangeKind.OPENED, 0, "opened"),
+        change(make_incident(), ChangeKind.REOPENED, 5, "reopened: X fired again (flapping: held, no page)", data=held),
+    ]
+    for c in changes:
+        deliver(notifier, threads, build_notification(c))
+    [parent] = recorder.channel_messages()
+    assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, False]
+    assert "flapping: held" in recorder.replies(parent.ts)[-1].text
+
 def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecorder) -> None:
     notifier, threads = notifier_for(recorder, broadcast_resolutions=True), Threads()
     for c in lifecycle():
