@@ -60,6 +60,7 @@ class Notification(BaseModel):
     actions_taken: tuple[str, ...] = ()
     recommended_actions: tuple[str, ...] = ()
     opened_at: datetime
+    reopened_at: datetime | None = None  # its latest reopening, if it ever reopened
     resolved_at: datetime | None = None
     event_at: datetime
     event_kind: str
@@ -163,6 +164,7 @@ def build_notification(
         ),
         recommended_actions=change.recommended,
         opened_at=incident.opened_at,
+        reopened_at=_reopened_at(incident),
         resolved_at=incident.resolved_at,
         event_at=change.event.at,
         event_kind=change.event.kind,
@@ -173,6 +175,12 @@ def build_notification(
         flapping=change.flapping,
         held=change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping")),
     )
+
+
+def _reopened_at(incident: Incident) -> datetime | None:
+    """When the incident last reopened; None when it never did."""
+    last = incident.last_opened_at
+    return last if last is not None and last > incident.opened_at else None
 
 
 def _escalated(change: IncidentChange) -> bool:

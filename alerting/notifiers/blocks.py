@@ -238,6 +238,13 @@ def _recommended(n: Notification) -> list[Block]:
     return [{"type": "section", "block_id": "recommended", "text": _mrkdwn(f"*Recommended*\n{listed}")}]
 
 
+def _opened(n: Notification) -> str:
+    """When it opened, and when it last reopened: since when it is open this time."""
+    if n.reopened_at is None:
+        return _slack_date(n.opened_at)
+    return f"{_slack_date(n.opened_at)} · reopened {_slack_date(n.reopened_at)}"
+
+
 def _ack_hint(n: Notification) -> str:
     """How to acknowledge when the message has no buttons (no interactivity: nothing would hear them)."""
     if n.state != "triggered":
@@ -263,7 +270,7 @@ def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessa
                 _mrkdwn(f"*Priority*\n{n.priority} {PRIORITY_MEANING.get(n.priority, '')}", FIELD_MAX),
                 _mrkdwn(f"*State*\n{escape(_state(n))}", FIELD_MAX),
                 _mrkdwn(f"*Root cause*\n{cause}", FIELD_MAX),
-                _mrkdwn(f"*Opened*\n{_slack_date(n.opened_at)}", FIELD_MAX),
+                _mrkdwn(f"*Opened*\n{_opened(n)}", FIELD_MAX),
             ],
         },
         {"type": "section", "block_id": "impact", "text": _mrkdwn(f"*Impact*\n{_impact(n)}")},
