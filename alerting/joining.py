@@ -268,6 +268,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         self._open[target.id] = inc
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
+        # It is still a reopening (a webhook's ticket opens again); the event's "flapping" says it is held.
         held = " (flapping: held, no page)" if row.flapping else ""
         fired = f"fired, which its root cause {target_label(target_from_dict(target.root_target))} explains"
         batch.event(
@@ -275,7 +276,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             "reopened",
             f"reopened: {_describe(row.labels)} {fired if explained else 'fired again'}{held}",
             {"fingerprint": row.fingerprint, "flapping": row.flapping},
-            change=ChangeKind.UPDATED if row.flapping else ChangeKind.REOPENED,
+            change=ChangeKind.REOPENED,
         )
         batch.touched.add(target.id)
         return True

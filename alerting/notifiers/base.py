@@ -60,6 +60,7 @@ class Notification(BaseModel):
     actions_taken: tuple[str, ...] = ()
     recommended_actions: tuple[str, ...] = ()
     opened_at: datetime
+    reopened_at: datetime | None = None  # its latest reopening, if it ever reopened
     resolved_at: datetime | None = None
     event_at: datetime
     event_kind: str
@@ -69,6 +70,7 @@ class Notification(BaseModel):
     # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
     silenced_until: datetime | None = None
     flapping: tuple[str, ...] = ()  # the names of its flapping alerts (it is held open, no page per flap)
+    held: bool = False  # a reopening by the flap that made its alert flapping: told, but pages nobody
 
     @property
     def is_resolution(self) -> bool:
@@ -78,8 +80,8 @@ class Notification(BaseModel):
     @property
     def needs_attention(self) -> bool:
         """Whether people must see this change arrive, not only the incident's message change in place: a
-        reopening (that message may be far up the channel) or an escalation."""
-        return self.change is ChangeKind.REOPENED or self.escalated
+        reopening (that message may be far up the channel) that no flap holds, or an escalation."""
+        return (self.change is ChangeKind.REOPENED and not self.held) or self.escalated
 
 
 def target_fields(target: Target) -> dict[str, str]:
@@ -162,6 +164,7 @@ def build_notification(
         ),
         recommended_actions=change.recommended,
         opened_at=incident.opened_at,
+        reopened_at=_reopened_at(incident),
         resolved_at=incident.resolved_at,
         event_at=change.event.at,
         event_kind=change.event.kind,
@@ -170,7 +173,14 @@ def build_notification(
         escalated=_escalated(change),
         silenced_until=change.silenced_until,
         flapping=change.flapping,
+        held=change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping")),
     )
+
+
+def _reopened_at(incident: Incident) -> datetime | None:
+    """When the incident last reopened; None when it never did."""
+    last = incident.last_opened_at
+    return last if last is not None and last > incident.opened_at else None
 
 
 def _escalated(change: IncidentChange) -> bool:

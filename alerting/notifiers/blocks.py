@@ -238,8 +238,24 @@ def _recommended(n: Notification) -> list[Block]:
     return [{"type": "section", "block_id": "recommended", "text": _mrkdwn(f"*Recommended*\n{listed}")}]
 
 
-def incident_message(n: Notification) -> SlackMessage:
-    """The incident message: priority colour, emoji, title, impact, root cause, targets, runbook, actions."""
+def _opened(n: Notification) -> str:
+    """When it opened, and when it last reopened: since when it is open this time."""
+    if n.reopened_at is None:
+        return _slack_date(n.opened_at)
+    return f"{_slack_date(n.opened_at)} · reopened {_slack_date(n.reopened_at)}"
+
+
+def _ack_hint(n: Notification) -> str:
+    """How to acknowledge when the message has no buttons (no interactivity: nothing would hear them)."""
+    if n.state != "triggered":
+        return ""
+    return f" · acknowledge: `gpuwarden incidents ack {truncate(escape(n.incident_id), 100)}`"
+
+
+def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessage:
+    """The incident message: priority colour, emoji, title, impact, root cause, targets, runbook, actions;
+    buttons while it is open when ``interactive`` (``slack.signing_secret`` set: serve hears the presses),
+    else the command that acknowledges it."""
     header = f"{emoji(n)} {n.priority} {n.title}"  # plain text: shown as it is, nothing to escape
     budget = SECTION_MAX - len("*Actions taken*\n")
     actions = _listed([f"• {escape(a)}" for a in n.actions_taken], "\n", budget) or "_none yet_"
@@ -254,7 +270,7 @@ def incident_message(n: Notification) -> SlackMessage:
                 _mrkdwn(f"*Priority*\n{n.priority} {PRIORITY_MEANING.get(n.priority, '')}", FIELD_MAX),
                 _mrkdwn(f"*State*\n{escape(_state(n))}", FIELD_MAX),
                 _mrkdwn(f"*Root cause*\n{cause}", FIELD_MAX),
-                _mrkdwn(f"*Opened*\n{_slack_date(n.opened_at)}", FIELD_MAX),
+                _mrkdwn(f"*Opened*\n{_opened(n)}", FIELD_MAX),
             ],
         },
         {"type": "section", "block_id": "impact", "text": _mrkdwn(f"*Impact*\n{_impact(n)}")},
@@ -263,9 +279,11 @@ def incident_message(n: Notification) -> SlackMessage:
         *_runbook(n.runbook_url),
         {"type": "section", "block_id": "actions_taken", "text": _mrkdwn(f"*Actions taken*\n{actions}")},
     ]
-    if n.state != "resolved":
+    if n.state != "resolved" and interactive:
         blocks.append(_buttons(n))
     context = f"incident `{escape(n.incident_id)}` · last change {_slack_date(n.event_at)}"
+    if not interactive:
+        context += _ack_hint(n)
     if n.resolved_at is not None:
         context += f" · resolved {_slack_date(n.resolved_at)}"
     elif n.silenced_until is not None:
@@ -283,17 +301,19 @@ def _fallback(n: Notification) -> str:
     return truncate(escape(f"{n.priority} {n.title} ({_state(n)})"), TEXT_MAX)
 
 
-def minimal_message(n: Notification) -> SlackMessage:
+def minimal_message(n: Notification, *, interactive: bool = True) -> SlackMessage:
     """The incident in a message Slack cannot refuse, for when it refused the full one (``invalid_blocks``,
-    ``msg_too_long``): priority, title, state, runbook link, and Acknowledge / Silence while open."""
+    ``msg_too_long``): priority, title, state, runbook link, and Acknowledge / Silence while open (or, not
+    ``interactive``, the command that acknowledges it)."""
     lines = [
         f"{emoji(n)} *{n.priority} {PRIORITY_MEANING.get(n.priority, '')}* {truncate(escape(n.title), 300)}",
-        f"{truncate(escape(_state(n)), 200)} · incident {_code(n.incident_id, 100)}",
+        f"{truncate(escape(_state(n)), 200)} · incident {_code(n.incident_id, 100)}"
+        + ("" if interactive else _ack_hint(n)),
     ]
     if n.runbook_url.startswith(("https://", "http://")) and len(n.runbook_url) <= 2000:
         lines.append(f"<{n.runbook_url}|runbook>")
     blocks: list[Block] = [{"type": "section", "block_id": "minimal", "text": _mrkdwn("\n".join(lines))}]
-    if n.state != "resolved" and len(n.incident_id) <= 2000:
+    if n.state != "resolved" and len(n.incident_id) <= 2000 and interactive:
         blocks.append(_buttons(n, approve=False))
     fallback = _fallback(n)
     return SlackMessage(

@@ -160,8 +160,12 @@ class SlackNotifier:
         charts: bool = True,
         series_source: SeriesSource | None = None,
         broadcast_resolutions: bool = False,
+        interactive: bool = True,
     ) -> None:
         self._client = client
+        # Buttons only where serve hears their presses (``slack.signing_secret`` mounts the route): a press
+        # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
+        self._interactive = interactive
         self._channel = channel
         self._name = name
         self._charts = charts
@@ -192,6 +196,7 @@ class SlackNotifier:
             charts=config.charts,
             series_source=series,
             broadcast_resolutions=config.broadcast_resolutions,
+            interactive=config.signing_secret is not None,
         )
 
     @property
@@ -292,8 +297,8 @@ class SlackNotifier:
             self._send(
                 "chat.update",
                 n,
-                incident_message(n),
-                minimal_message(n),
+                incident_message(n, interactive=self._interactive),
+                minimal_message(n, interactive=self._interactive),
                 lambda message: self._client.chat_update(
                     channel=channel, ts=ts, text=message.text, attachments=message.attachments
                 ),
@@ -332,8 +337,8 @@ class SlackNotifier:
         response = self._send(
             "chat.postMessage",
             n,
-            incident_message(n),
-            minimal_message(n),
+            incident_message(n, interactive=self._interactive),
+            minimal_message(n, interactive=self._interactive),
             lambda message: self._client.chat_postMessage(
                 channel=self._channel,
                 text=message.text,

@@ -197,10 +197,13 @@ class WebhookNotifier:
         413 is sent again at once in the compact form.
 
         The thread remembers the first message delivered (``ts``: its key), so only that one (and its
-        retries) says ``first_for_receiver``. Nothing is posted for a silenced incident: a receiver may
-        page, and a silence pages nobody.
+        retries) says ``first_for_receiver``. Nothing is posted for a silenced incident (a receiver may
+        page, and a silence pages nobody) but its resolution, to a receiver that heard of it: no silence end
+        follows a resolved incident, and without it the receiver's ticket would stay open for good.
         """
-        if notification.silenced_until is not None:
+        if notification.silenced_until is not None and not (
+            notification.is_resolution and thread.ts is not None
+        ):
             return
         first = thread.ts is None or thread.ts == notification.key
         response = self._post(notification, webhook_body(notification, first_for_receiver=first))

@@ -140,3 +140,54 @@ def test_a_receiver_is_told_which_alerts_of_an_incident_are_flapping(sql: Engine
     assert (first["incident"]["flapping"], first["incident"]["flapping_total"]) == ([], 0)
     assert acked["change"] == "acknowledged"
     assert (acked["incident"]["flapping"], acked["incident"]["flapping_total"]) == (["GpuTemperatureHigh"], 1)
+
+
+def test_an_incident_resolved_while_silenced_still_closes_the_receivers_ticket(sql: Engine) -> None:
+    # A receiver told "opened" heard nothing more once the incident was silenced: its resolution was
+    # dropped like a page, and no silence end follows a resolved incident, so the ticket stayed open.
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=0))
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook()], clock)
+    engine.subscribe(outbox)
+    lost = {"alertname": "GPULost", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
+    engine.ingest([Alert(lost)])
+    [incident_id] = engine.open_incident_ids()
+    outbox.dispatch_due()
+    engine.silence_incident(incident_id, 3600, by="alice")
+    engine.add_note(incident_id, by="bob", text="muted while we look")
+    clock.advance(5)
+    engine.ingest([Alert(lost, status=AlertStatus.RESOLVED)])
+    engine.tick()
+    outbox.dispatch_due()
+    assert engine.store.get(incident_id).state.value == "resolved"
+    told = [(b["change"], b["incident"]["state"]) for b in receiver.accepted]
+    # The silence still holds back what is not the end (the note); the resolution goes, paging nobody.
+    assert told == [("opened", "triggered"), ("resolved", "resolved")]
+
+
+def test_the_flap_that_reopens_a_resolved_incident_reaches_a_receiver_as_reopened(sql: Engine) -> None:
+    # The reopening a flap holds (no page in Slack) was told as "updated": a receiver choosing opened,
+    # reopened and resolved never heard it, and kept its ticket closed while the incident was open.
+    clock = FakeClock()
+    config = AlertingConfig(
+        announce_delay_seconds=0, quiet_period_seconds=0, flap_window_seconds=120, flap_start_transitions=6
+    )
+    engine = IncidentEngine(sql, clock, config)
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook(events=["opened", "reopened", "resolved"])], clock)
+    engine.subscribe(outbox)
+    hot = {"alertname": "GpuTemperatureHigh", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
+    engine.ingest([Alert(hot)])
+    for _ in range(3):  # R1 F2, R3 F4, R5 F6: the sixth transition makes it flapping
+        clock.advance(8)
+        engine.ingest([Alert(hot, status=AlertStatus.RESOLVED)])
+        engine.tick()
+        clock.advance(1)
+        engine.ingest([Alert(hot)])
+    outbox.dispatch_due()
+    [incident_id] = engine.open_incident_ids()
+    assert engine.store.get(incident_id).state.value == "triggered"
+    told = [(b["change"], b["incident"]["state"]) for b in receiver.accepted]
+    assert told == [("opened", "triggered"), *[("resolved", "resolved"), ("reopened", "triggered")] * 3]
+    assert receiver.accepted[-1]["incident"]["flapping"] == ["GpuTemperatureHigh"]

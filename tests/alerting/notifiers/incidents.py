@@ -59,7 +59,7 @@ def change(
     minutes: float,
     message: str,
     event_kind: str | None = None,
-    data: dict[str, str] | None = None,
+    data: dict[str, object] | None = None,
 ) -> IncidentChange:
     """A change of ``incident`` ``minutes`` after T0."""
     event = TimelineEvent(

@@ -296,3 +296,18 @@ def test_the_impact_counts_a_workload_whose_name_holds_a_comma_once() -> None:
     shown = impact.count("training job etl, shard ")
     assert 0 < shown < 1000
     assert f"…and {1000 - shown} more" in impact
+
+
+def test_a_reopened_incident_says_since_when_it_is_open_again() -> None:
+    # "Opened" gave only the first opening: an incident resolved yesterday and reopened now read as open
+    # for a day to the on-call, who needs to know since when it burns this time.
+    incident = make_incident()
+    incident.last_opened_at = incident.opened_at + timedelta(hours=20)
+    reopened = build_notification(change(incident, ChangeKind.REOPENED, 20 * 60, "GPULost fired again"))
+    [summary] = [b for b in incident_message(reopened).attachments[0]["blocks"] if b["block_id"] == "summary"]
+    opened = next(f["text"] for f in summary["fields"] if f["text"].startswith("*Opened*"))
+    first, again = int(incident.opened_at.timestamp()), int(incident.last_opened_at.timestamp())
+    assert f"<!date^{first}^" in opened and f"reopened <!date^{again}^" in opened
+    never = build_notification(lifecycle()[0])
+    assert "reopened" not in str(incident_message(never).attachments)
+    assert validate_attachments(incident_message(reopened).attachments) == []

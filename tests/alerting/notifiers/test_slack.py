@@ -18,6 +18,7 @@ from alerting.notifiers.blocks import (
     ACTION_SILENCE_1H,
     PRIORITY_COLOURS,
     RESOLVED_COLOUR,
+    minimal_message,
 )
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
@@ -264,6 +265,34 @@ def test_token_comes_from_the_yaml_env_reference(tmp_path: Path, recorder: Slack
     assert {c.token for c in recorder.calls} == {recorder.token}
 
 
+@pytest.mark.parametrize(
+    ("secret", "buttons"), [(None, False), ("s3cret", True)], ids=["no-secret", "secret"]
+)
+def test_buttons_appear_only_when_serve_can_hear_them_else_the_message_says_how_to_acknowledge(
+    recorder: SlackRecorder, secret: str | None, buttons: bool
+) -> None:
+    # Without slack.signing_secret serve mounts no /slack/interactions: a pressed Acknowledge failed in
+    # Slack, and the message said nothing of another way to acknowledge.
+    config = SlackConfig(
+        bot_token=SecretStr(recorder.token),
+        base_url=recorder.base_url,
+        signing_secret=SecretStr(secret) if secret else None,
+    )
+    notifier = SlackNotifier.from_config(config)
+    deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    [parent] = recorder.channel_messages()
+    blocks = parent.attachments[0]["blocks"]
+    assert any(b["type"] == "actions" for b in blocks) is buttons
+    [context] = [b for b in blocks if b["type"] == "context"]
+    hint = "acknowledge: `gpuwarden incidents ack inc-r07`"
+    assert (hint in context["elements"][0]["text"]) is not buttons
+    minimal = minimal_message(build_notification(lifecycle()[0]), interactive=buttons).attachments[0][
+        "blocks"
+    ]
+    assert any(b["type"] == "actions" for b in minimal) is buttons
+    assert (hint in str(minimal)) is not buttons
+
+
 def test_retry_reads_every_page_of_a_long_thread(
     recorder: SlackRecorder, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -335,6 +364,28 @@ def test_a_reopening_and_an_escalation_reach_the_channel_not_only_the_thread(rec
         deliver(notifier, threads, build_notification(c))
     [parent] = recorder.channel_messages()
     assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, True, False, True]
+
+
+def test_a_reopening_held_by_a_flap_is_replied_in_the_thread_without_reaching_the_channel(
+    recorder: SlackRecorder,
+) -> None:
+    notifier, threads = notifier_for(recorder), Threads()
+    held = {"fingerprint": "f1", "flapping": True}
+    changes = [
+        change(make_incident(), ChangeKind.OPENED, 0, "opened"),
+        change(
+            make_incident(),
+            ChangeKind.REOPENED,
+            5,
+            "reopened: X fired again (flapping: held, no page)",
+            data=held,
+        ),
+    ]
+    for c in changes:
+        deliver(notifier, threads, build_notification(c))
+    [parent] = recorder.channel_messages()
+    assert [r.reply_broadcast for r in recorder.replies(parent.ts)] == [False, False]
+    assert "flapping: held" in recorder.replies(parent.ts)[-1].text
 
 
 def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecorder) -> None:
