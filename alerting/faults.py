@@ -24,7 +24,10 @@ _XID_KINDS = {79: FaultKind.GPU_LOST, 48: FaultKind.ECC_DBE, 74: FaultKind.NVLIN
 _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("rackdown|rackpower|powerloss|pdu", FaultKind.RACK_DOWN),
     ("nodedown|nodeunreachable|nodenotready|hostdown|instancedown|nodelost", FaultKind.NODE_DOWN),
-    ("gpulost|gpumissing|falloffbus|felloffbus|gpuunavailable|gpudown", FaultKind.GPU_LOST),
+    (
+        "gpulost|gpumissing|fall(s|en)?offthebus|falloffbus|felloff(the)?bus|gpuunavailable|gpudown",
+        FaultKind.GPU_LOST,
+    ),
     ("rowremapfail", FaultKind.ROW_REMAP_FAILURE),
     ("rowremap|retire", FaultKind.ROW_REMAP_PENDING),
     ("jobstall|jobstuck|jobhang|trainingstall|jobstopped", FaultKind.JOB_STALLED),
@@ -95,13 +98,16 @@ def alert_xid(kind: FaultKind, labels: Mapping[str, str]) -> int | None:
 
 
 def classify(labels: Mapping[str, str]) -> FaultKind:
-    """The fault kind: an explicit ``fault_kind`` label wins, then XID codes, the alert name, the series."""
+    """The fault kind: an explicit ``fault_kind`` label wins, then the XID code of an alert named for XIDs,
+    the alert name, the XID code in an ``xid``/``xid_code`` label of an alert named otherwise
+    (``GpuHardwareError{xid="79"}``), the series."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
     alertname, job = labels.get("alertname", ""), labels.get("job", "")
     if not any(labels.get(k) for k in ("instance", "node", "Hostname", "hostname")):
         job = ""  # a scrape job's alert about no one target (kube-prometheus' TargetDown): not a node's
-    return _classify(explicit, alertname, xid_code(labels), _detector(labels), metric, job=job)
+    code, own = xid_code(labels), xid_code(labels, ("xid", "xid_code"))
+    return _classify(explicit, alertname, code, _detector(labels), metric, job=job, own_xid=own)
 
 
 def _detector(labels: Mapping[str, str]) -> str:
@@ -117,7 +123,14 @@ def normalised(name: str) -> str:
 
 @functools.lru_cache(maxsize=4096)
 def _classify(
-    explicit: str, alertname: str, code: int | None, model: str, metric: str, *, job: str = ""
+    explicit: str,
+    alertname: str,
+    code: int | None,
+    model: str,
+    metric: str,
+    *,
+    job: str = "",
+    own_xid: int | None = None,
 ) -> FaultKind:
     # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
@@ -132,6 +145,8 @@ def _classify(
     for pattern, kind in _COMPILED:
         if pattern.search(name):
             return kind
+    if own_xid is not None:  # ``code`` alone may be anything (an exit code); ``xid`` is an XID
+        return _XID_KINDS.get(own_xid, FaultKind.XID)
     if model in _MODEL_KINDS:
         return _MODEL_KINDS[model]
     metric = normalised(metric)

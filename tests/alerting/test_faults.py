@@ -50,9 +50,21 @@ from gpuwarden.model import FaultKind
             FaultKind.UNKNOWN,
         ),
         ({"alertname": "SomethingElse"}, FaultKind.UNKNOWN),
+        # "fell off the bus" as people write it: "felloffbus" alone missed the "the"
+        ({"alertname": "GPUFellOffTheBus"}, FaultKind.GPU_LOST),
+        # a name no pattern knows, with the XID in its own label: the code says what broke (was unknown)
+        ({"alertname": "GpuHardwareError", "xid": "79"}, FaultKind.GPU_LOST),
+        ({"alertname": "GpuHardwareError", "xid_code": "48"}, FaultKind.ECC_DBE),
+        ({"alertname": "GpuHardwareError", "xid": "31"}, FaultKind.XID),
+        # a bare ``code`` is anything (an exit code) unless the name says XID
+        ({"alertname": "BatchJobFailed", "code": "79"}, FaultKind.UNKNOWN),
+        # a name a pattern knows still wins over an XID label
+        ({"alertname": "GpuThermalSlowdown", "xid": "31"}, FaultKind.THERMAL),
     ],
     ids=lambda v: (
-        "-".join(v.get(k, "") for k in ("alertname", "xid", "model", "for")) if isinstance(v, dict) else ""
+        "-".join(v.get(k, "") for k in ("alertname", "xid", "xid_code", "code", "model", "for"))
+        if isinstance(v, dict)
+        else ""
     ),
 )
 def test_alert_names_and_xid_codes_map_to_fault_kinds(labels: dict[str, str], kind: FaultKind) -> None:
