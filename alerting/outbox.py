@@ -248,7 +248,7 @@ class Outbox:
             self._save_thread(notifier.name, incident_id, state)
 
         try:
-            notifier.deliver(notification, thread, retry=retry, save=save)
+            delivered = notifier.deliver(notification, thread, retry=retry, save=save)
         except BackendError as exc:
             if exc.retry_after is not None:
                 return self._rate_limited(notifier.name, row_id, exc.retry_after, str(exc))
@@ -271,7 +271,8 @@ class Outbox:
                     )
                     .values(next_attempt_at=self._clock.time())
                 )
-        self.stats.count(self.stats.by_notifier_sent, notifier.name)
+        held = delivered is False  # the notifier sent nothing for it (a silenced incident's change)
+        self.stats.count(self.stats.by_notifier_held if held else self.stats.by_notifier_sent, notifier.name)
         return True
 
     def _may_send(self, notifier: str, incident_id: str) -> bool:

@@ -54,6 +54,11 @@ class OutboxCollector:
             "Incident changes a notifier's events or priorities left out (never queued), by notifier.",
             stats.by_notifier_filtered,
         )
+        yield self._by_notifier(
+            "gpuwarden_notifications_held",
+            "Incident changes queued and then not sent, a silenced incident's, by notifier.",
+            stats.by_notifier_held,
+        )
         yield CounterMetricFamily(
             "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
         )

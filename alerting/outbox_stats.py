@@ -21,6 +21,7 @@ class OutboxStats:
     by_notifier_retried: dict[str, int] = field(default_factory=dict)
     by_notifier_failed: dict[str, int] = field(default_factory=dict)
     by_notifier_filtered: dict[str, int] = field(default_factory=dict)  # left out by its events/priorities
+    by_notifier_held: dict[str, int] = field(default_factory=dict)  # queued, then not sent (a silence)
     # Each notifier's dispatcher thread counts beside the others (and the engine's enqueue).
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

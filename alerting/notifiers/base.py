@@ -222,8 +222,10 @@ class Notifier(Protocol):
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
-        """Deliver; ``retry`` is true when an earlier attempt may have reached the far end."""
+    ) -> bool | None:
+        """Deliver; ``retry`` is true when an earlier attempt may have reached the far end. False when the
+        notifier chose to send nothing for this change (a silenced incident's, held back); True or None:
+        delivered."""
         ...
 
 

@@ -212,14 +212,13 @@ class SlackNotifier:
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
+    ) -> bool:
         """Post or update the incident message, attach the chart once, then reply with the event.
 
         For a silenced incident only an existing message is updated in place: no new message, no reply,
         no broadcast (an edit notifies nobody)."""
         if notification.silenced_until is not None:
-            self._update_silenced(notification, thread)
-            return
+            return self._update_silenced(notification, thread)
         thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
@@ -243,7 +242,7 @@ class SlackNotifier:
             logger.info(
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
             )
-            return
+            return True
         broadcast = notification.needs_attention or (
             notification.is_resolution and self._broadcast_resolutions
         )
@@ -262,6 +261,7 @@ class SlackNotifier:
                 metadata=metadata,
             ),
         )
+        return True
 
     def _send(
         self,
@@ -283,13 +283,16 @@ class SlackNotifier:
             )
             return self._call(method, lambda: send(minimal))
 
-    def _update_silenced(self, n: Notification, thread: ThreadState) -> None:
+    def _update_silenced(self, n: Notification, thread: ThreadState) -> bool:
+        """Edit the incident's message in place; False (held back) when there is none to edit."""
         if thread.ts is None or thread.channel is None:
             logger.info("incident silenced, nothing posted incident_id=%s", n.incident_id)
-            return
+            return False
         if not self._edit(thread.channel, thread.ts, n):
             # Posting it again would notify the channel; the first event after the silence posts it.
             logger.info("slack message gone, silenced incident_id=%s", n.incident_id)
+            return False
+        return True
 
     def _edit(self, channel: str, ts: str, n: Notification) -> bool:
         """Update the incident's message in place; False when it is gone (someone deleted it)."""

@@ -192,7 +192,7 @@ class WebhookNotifier:
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
+    ) -> bool:
         """POST the notification; 2xx is delivered, 408/425/429/5xx and transport errors are retryable, a
         413 is sent again at once in the compact form.
 
@@ -204,7 +204,7 @@ class WebhookNotifier:
         if notification.silenced_until is not None and not (
             notification.is_resolution and thread.ts is not None
         ):
-            return
+            return False  # held back: counted as held, not sent
         first = thread.ts is None or thread.ts == notification.key
         response = self._post(notification, webhook_body(notification, first_for_receiver=first))
         if response.status_code == 413:
@@ -213,7 +213,7 @@ class WebhookNotifier:
         if response.is_success:
             if thread.ts is None:
                 save(ThreadState(ts=notification.key))
-            return
+            return True
         status = response.status_code
         retryable = status in RETRYABLE_STATUSES or status >= 500
         retry_after = _retry_after(response) if status in (429, 503) else None

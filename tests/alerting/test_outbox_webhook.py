@@ -164,6 +164,9 @@ def test_an_incident_resolved_while_silenced_still_closes_the_receivers_ticket(s
     told = [(b["change"], b["incident"]["state"]) for b in receiver.accepted]
     # The silence still holds back what is not the end (the note); the resolution goes, paging nobody.
     assert told == [("opened", "triggered"), ("resolved", "resolved")]
+    # What the silence held back is counted as held, not as sent: the metric said 3 delivered for 2 POSTs.
+    assert outbox.stats.by_notifier_sent == {"webhook:r": len(receiver.accepted)}
+    assert outbox.stats.by_notifier_held.get("webhook:r", 0) >= 1
 
 
 def test_the_flap_that_reopens_a_resolved_incident_reaches_a_receiver_as_reopened(sql: Engine) -> None:
