@@ -56,6 +56,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_cv import cross_validate, fold_schemes, normalised
 from nab_inputs import add_corpus_options, load_checked_corpus
+from nab_package import found_windows
 
 from anomaly.discords import DiscordParams, judge_profile, profile
 from anomaly.levels import LevelParams
@@ -65,7 +66,6 @@ from anomaly.nab import (
     NabFile,
     detect_corpus,
     is_tuning_file,
-    probation_length,
     score_file,
 )
 from anomaly.steps import BoolArray
@@ -102,16 +102,6 @@ def grid(kind: str = "first") -> dict[str, DiscordParams]:
 def profile_key(params: DiscordParams) -> tuple[int | None, tuple[int, int], int]:
     """What a profile depends on (the rest is the raise rule, replayed over it)."""
     return params.m, params.m_range, params.warmup
-
-
-def found_windows(file: NabFile, alerts: BoolArray) -> list[bool]:
-    """Per scored window of ``file``: whether an alert after probation falls in it."""
-    probation = probation_length(len(file.series.values))
-    return [
-        bool(np.any(alerts[max(left, probation) : right + 1]))
-        for left, right in file.windows
-        if right >= probation
-    ]
 
 
 def scores(files: list[NabFile], alerts: dict[str, BoolArray]) -> dict[str, FileScore]:
