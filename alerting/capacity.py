@@ -60,7 +60,8 @@ def units_hit(
         if len(taken & candidates) > len(candidates) - size:
             out.append(i)
     for unit, group in shared.items():
-        out.extend(_more_hit(info, unit, group, lost=lost, named=named, hit=set(out)))
+        if len(group) > 1:  # a unit alone was judged just above, with the same count
+            out.extend(_more_hit(info, unit, group, lost=lost, named=named, hit=set(out)))
     return sorted(out)
 
 
@@ -143,21 +144,25 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
     GPUs, each only for those of the nodes it may use); None when the inventory does not know a job or does
     not say per node which GPUs are free."""
     wants: dict[tuple[Reach, frozenset[str]], int] = {}  # GPUs wanted beyond their own, by where they may go
+    frees: dict[tuple[Reach, frozenset[str]], int] = {}  # the free GPUs of each such place, counted once
     for ref in jobs:
         info = inventory.workload(ref)
         if info is None:
             return None
         reach, clusters = Reach.of(info), frozenset(_clusters(ref, info))
-        free = _free(inventory, clusters, reach, lost)
+        free = frees.get((reach, clusters))
         if free is None:
-            return None
+            free = _free(inventory, clusters, reach, lost)
+            if free is None:
+                return None
+            frees[reach, clusters] = free
         want = info.held - _own_healthy(inventory, info, lost)
         if free < want:
             return False
         if want > 0:
             wants[reach, clusters] = wants.get((reach, clusters), 0) + want
     if len(wants) <= 1:
-        return all((_free(inventory, c, r, lost) or 0) >= want for (r, c), want in wants.items())
+        return all(frees[place] >= want for place, want in wants.items())
     return _all_fit(inventory, wants, lost)
 
 
