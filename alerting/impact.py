@@ -70,8 +70,6 @@ class Assessment:
     # Whether the root's own outage is still live: a node that came back while a lost GPU of it still fires
     # "was down"; a rack whose nodes are not all down any more "lost power" only in the past.
     root_down_now: bool = True
-    # Workloads whose name another namespace shares: the title names them ``namespace/name`` (``namesakes``).
-    namespaced: frozenset[WorkloadRef] = frozenset()
 
 
 MEASURES = ("error_ratio", "burn_rate", "slo_burn_rate")
@@ -327,7 +325,6 @@ def assess(
         tuple(sorted(str(r) for r in stopped)),
         frozenset(failed),
         _root_down_now(root_path, root, members, inventory),
-        namespaced,
     )
 
 

@@ -91,7 +91,7 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
         phrase = "lost power, partly back"  # some of its nodes down now, or down again
     else:
         phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
-    label = target_label(root.target, namespaced=root.target in assessment.namespaced)
+    label = target_label(root.target, namespaced=root.target in assessment.impact.namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
         phrase, label = f"{_short(observed)}, location unknown", ""
