@@ -1,16 +1,18 @@
 """A persistent notification outbox: a Slack outage delays messages, it never drops or duplicates them.
 
-The ``Outbox`` is an ``IncidentListener``: for every committed incident change it stores one row per
-notifier, keyed by an idempotency key per incident and event (the same change enqueued twice is stored
-once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
+The ``Outbox`` is an ``IncidentListener``: for every committed incident change it stores one row per notifier,
+keyed by an idempotency key per incident and event (the same change enqueued twice is stored once).
+``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
 overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
 the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
-backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``)
-pauses every call to that notifier until its Retry-After has passed; a non-retryable one marks it
-``failed`` (kept, see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``:
-a webhook's ``events`` and ``priorities``) gets no row for a change it does not want; once a row of an
-incident was stored for it, it is asked with ``known=True``. Its metrics: ``alerting.outbox_metrics``.
+backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
+every call to that notifier until its Retry-After has passed; a non-retryable one marks it ``failed`` (kept,
+see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a webhook's
+``events`` and ``priorities``) gets no row for a change it does not want; once a row of an incident was stored
+for it, it is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident never
+announced) is stored only for notifiers that have a row of its incident. Its metrics:
+``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -141,7 +143,7 @@ class Outbox:
                     notification = self._notification(change)
                     built = notification, notification.model_dump_json()
                 notification, payload = built
-                if isinstance(notifier, SelectiveNotifier):
+                if isinstance(notifier, SelectiveNotifier) or change.only_if_told:
                     known = session.scalar(
                         select(OutboxMessage.id)
                         .where(
@@ -149,7 +151,11 @@ class Outbox:
                         )
                         .limit(1)
                     )
-                    if not notifier.wants(notification, known=known is not None):
+                    if change.only_if_told and known is None:
+                        continue  # the end of an incident never announced to it: nothing to close
+                    if isinstance(notifier, SelectiveNotifier) and not notifier.wants(
+                        notification, known=known is not None
+                    ):
                         self.stats.count(self.stats.by_notifier_filtered, name)
                         continue
                 session.add(
