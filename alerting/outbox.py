@@ -34,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.notifiers.base import (
@@ -47,6 +47,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_orphans import discard_messages
+from alerting.outbox_pauses import keep_pause, stored_pauses
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -192,6 +193,7 @@ class Outbox:
             query = query.where(OutboxMessage.notifier == notifier)
         with self._sessions() as session:
             rows = session.execute(query.order_by(OutboxMessage.id)).all()
+            self._read_pauses(session, [notifier] if notifier is not None else list(self._notifiers))
         groups = list(dict.fromkeys((r.notifier, r.incident_id) for r in rows))
         failing: set[str] = set()
         sent = 0
@@ -207,8 +209,17 @@ class Outbox:
         return sent
 
     def paused(self, notifier: str) -> bool:
-        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed)."""
+        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed), as
+        this process or the store knows (one given to a serve before a restart, or to the active one)."""
+        if notifier not in self._paused_until:
+            with self._sessions() as session:
+                self._read_pauses(session, [notifier])
         return self._clock.time() < self._paused_until.get(notifier, 0.0)
+
+    def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
+        stored = stored_pauses(session, notifiers, self._clock.time())
+        for name in notifiers:
+            self._paused_until[name] = max(stored.get(name, 0.0), self._paused_until.get(name, 0.0))
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -320,8 +331,9 @@ class Outbox:
         was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
         for an earlier post unless an earlier attempt may have made one)."""
         until = self._clock.time() + wait
-        self._paused_until[notifier] = max(until, self._paused_until.get(notifier, 0.0))
         with self._sessions() as session, session.begin():
+            # Stored with the refused message: a restarted serve or a standby honours it too.
+            self._paused_until[notifier] = keep_pause(session, notifier, until, error)
             row = session.get_one(OutboxMessage, row_id)
             row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
             row.next_attempt_at = until
