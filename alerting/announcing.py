@@ -210,11 +210,14 @@ class IncidentAnnouncing:
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
 
     def _announce(self, incident_id: str, now: datetime) -> None:
-        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile); it stays held
-        when that raises."""
+        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
+        announced, and an "opened" of it told again later is held, not sent); it stays held when that
+        raises."""
+        announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
-            if incident.state is not IncidentState.RESOLVED:
+            announced = incident.state is not IncidentState.RESOLVED
+            if announced:
                 opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
                 silenced_until = incident_silenced_until(self._silences, incident_id, now)
                 self._call_listeners(
@@ -229,7 +232,8 @@ class IncidentAnnouncing:
                 )
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
-        self._announced.add(incident_id)
+        if announced:
+            self._announced.add(incident_id)
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

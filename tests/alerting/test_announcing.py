@@ -7,8 +7,10 @@ from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
+from alerting import announcing
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
@@ -18,10 +20,13 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Outbox
 from alerting.store_models import IncidentRow
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
+from tests.alerting.test_handoff import _down, _kinds, _serve
 
 
 def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
@@ -85,3 +90,26 @@ def test_the_end_of_an_incident_never_announced_reaches_only_a_notifier_that_hea
         later.close()
         assert [p["change"] for p in recorder.hook_posts("told")] == ["opened", "resolved"]
         assert recorder.hook_posts("later") == []
+
+
+def test_an_opened_handed_over_before_a_crash_is_followed_by_its_end_after_the_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox stored "opened", but the engine died before forgetting it; the incident then resolved and
+    # that was never told. The next process finds an incident opened and ended, never announced by it.
+    db = str(tmp_path / "incidents.db")
+    upgrade(make_engine(db))
+    clock = FakeClock()
+    engine, outbox = _serve(db, clock)
+    with monkeypatch.context() as patch:
+        patch.setattr(announcing, "forget", _down)
+        lost = Alert({"alertname": "GPULost", "cluster": "c1", "Hostname": "r01-n01", "gpu": "0"})
+        engine.ingest([lost])
+        assert _kinds(outbox) == [ChangeKind.OPENED]
+        patch.setattr(outbox, "enqueue", _down)
+        engine.ingest([Alert(lost.labels, status=AlertStatus.RESOLVED)])
+        clock.advance(61)
+        engine.tick()
+    engine, outbox = _serve(db, clock)
+    engine.tick()
+    assert _kinds(outbox) == [ChangeKind.OPENED, ChangeKind.RESOLVED]
