@@ -7,12 +7,12 @@ overtakes an earlier one, while other incidents and other notifiers go on. A ret
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
 the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
-every call to that notifier until its Retry-After has passed; a non-retryable one marks it ``failed`` (kept,
-see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a webhook's
-``events`` and ``priorities``) gets no row for a change it does not want; once a row of an incident was stored
-for it, it is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident never
-announced) is stored only for notifiers that have a row of its incident. Its metrics:
-``alerting.outbox_metrics``.
+every call to that notifier until its Retry-After has passed (kept in the store, ``alerting.outbox_pauses``,
+so a restarted serve or a standby honours it too); a non-retryable one marks it ``failed`` (kept, see
+``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a webhook's ``events``
+and ``priorities``) gets no row for a change it does not want; once a row of an incident was stored for it, it
+is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident never announced) is
+stored only for notifiers that have a row of its incident. Its metrics: ``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the

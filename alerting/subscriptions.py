@@ -48,7 +48,8 @@ class IncidentListener(Protocol):
 
     def __call__(self, change: IncidentChange) -> None:
         """React to one committed change. What it raises makes the engine tell the change again later (to
-        every listener: they dedupe by the event's idempotency key); ingest is never broken by it."""
+        every listener: they dedupe by the event's idempotency key); ingest is never broken by it. A change
+        marked ``only_if_told`` is passed on only where the listener told of the incident before."""
         ...
 
 
