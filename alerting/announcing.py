@@ -5,8 +5,12 @@ failure between the commit and the outbox's enqueue delays the message, it never
 
 ``IncidentAnnouncing`` (mixed into the engine) holds a new incident back for the announce delay, as
 Alertmanager's group_wait does: one merged or resolved before then is never announced, and what changes
-meanwhile folds into its announcement. After a restart, incidents a previous process may have announced are
-announced again first; listeners such as the outbox dedupe them by the event's idempotency key.
+meanwhile folds into its announcement. With no delay, one that the batch opening it also ends (merged into
+another as the batch correlates) is not announced either: its "opened" would describe an incident already
+closed, and only the incident that goes on speaks. The end of an incident never announced is still told,
+``only_if_told``: a process that crashed before forgetting its "opened" may have handed that to the outbox.
+After a restart, incidents a previous process may have announced are announced again first; listeners such as
+the outbox dedupe them by the event's idempotency key.
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from gpuwarden.clock import Clock
 from gpuwarden.model import Incident, IncidentState, RecommendedAction
 
 logger = logging.getLogger(__name__)
+_Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 # Recommended actions, the most drastic first: the order a person reads them in.
 _URGENCY = tuple(
@@ -103,16 +108,23 @@ class IncidentAnnouncing:
     def _tell(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
         """Tell listeners, holding back new incidents for the announce delay (like Alertmanager's group_wait).
 
-        An incident merged or resolved before its announcement is never announced; changes of a held
-        incident fold into its announcement. Raises what a listener or the store raised.
+        An incident merged or resolved before its announcement is never announced, with no delay too (one
+        that the batch that opened it ends): its end is told ``only_if_told``. Changes of a held incident
+        fold into its announcement. Raises what a listener or the store raised.
         """
-        out: list[tuple[str, ChangeKind, TimelineRow]] = []
+        ending = _ended_at_birth(changes, self._announced) if self._hold <= timedelta(0) else set()
+        out: list[_Told] = []
         for incident_id, kind, event in changes:
-            if kind is ChangeKind.OPENED and self._hold > timedelta(0) and incident_id not in self._announced:
+            if (
+                kind is ChangeKind.OPENED
+                and incident_id not in self._announced
+                and (self._hold > timedelta(0) or incident_id in ending)
+            ):
                 self._unannounced[incident_id] = event.at
             elif incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
+                    out.append((incident_id, kind, event, True))
             else:
                 if incident_id in self._reannounce:
                     # Announced by the process before this one, maybe not (it stopped during the hold):
@@ -126,15 +138,15 @@ class IncidentAnnouncing:
                     self._announced.add(incident_id)
                 elif kind is ChangeKind.RESOLVED:
                     self._announced.discard(incident_id)
-                out.append((incident_id, kind, event))
+                out.append((incident_id, kind, event, False))
         self._emit(out)
 
-    def _emit(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+    def _emit(self, changes: Sequence[_Told]) -> None:
         if not self._listeners or not changes:
             return
         cache: dict[str, Incident | None] = {}
         now = self.clock.now()
-        for incident_id, kind, event in changes:
+        for incident_id, kind, event, only_if_told in changes:
             if incident_id not in cache:
                 try:
                     cache[incident_id] = self.store.get(incident_id)
@@ -151,6 +163,7 @@ class IncidentAnnouncing:
                 self._recommended(incident_id),
                 incident_silenced_until(self._silences, incident_id, now),
                 self._flapping(incident_id),
+                only_if_told,
             )
             self._call_listeners(change)
 
@@ -197,11 +210,14 @@ class IncidentAnnouncing:
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
 
     def _announce(self, incident_id: str, now: datetime) -> None:
-        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile); it stays held
-        when that raises."""
+        """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
+        announced, and an "opened" of it told again later is held, not sent); it stays held when that
+        raises."""
+        announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
-            if incident.state is not IncidentState.RESOLVED:
+            announced = incident.state is not IncidentState.RESOLVED
+            if announced:
                 opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
                 silenced_until = incident_silenced_until(self._silences, incident_id, now)
                 self._call_listeners(
@@ -216,4 +232,17 @@ class IncidentAnnouncing:
                 )
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
-        self._announced.add(incident_id)
+        if announced:
+            self._announced.add(incident_id)
+
+
+def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:
+    """Incidents not announced yet that these changes open and then resolve (merged, most often)."""
+    opened: set[str] = set()
+    ended: set[str] = set()
+    for incident_id, kind, _ in changes:
+        if kind is ChangeKind.OPENED and incident_id not in announced:
+            opened.add(incident_id)
+        elif kind is ChangeKind.RESOLVED and incident_id in opened:
+            ended.add(incident_id)
+    return ended

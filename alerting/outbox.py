@@ -1,16 +1,18 @@
 """A persistent notification outbox: a Slack outage delays messages, it never drops or duplicates them.
 
-The ``Outbox`` is an ``IncidentListener``: for every committed incident change it stores one row per
-notifier, keyed by an idempotency key per incident and event (the same change enqueued twice is stored
-once). ``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
+The ``Outbox`` is an ``IncidentListener``: for every committed incident change it stores one row per notifier,
+keyed by an idempotency key per incident and event (the same change enqueued twice is stored once).
+``dispatch_due`` delivers rows in order per (notifier, incident): a later message of an incident never
 overtakes an earlier one, while other incidents and other notifiers go on. A retryable failure
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
 the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
-backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``)
-pauses every call to that notifier until its Retry-After has passed; a non-retryable one marks it
-``failed`` (kept, see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``:
-a webhook's ``events`` and ``priorities``) gets no row for a change it does not want; once a row of an
-incident was stored for it, it is asked with ``known=True``. Its metrics: ``alerting.outbox_metrics``.
+backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
+every call to that notifier until its Retry-After has passed (kept in the store, ``alerting.outbox_pauses``,
+so a restarted serve or a standby honours it too); a non-retryable one marks it ``failed`` (kept, see
+``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a webhook's ``events``
+and ``priorities``) gets no row for a change it does not want; once a row of an incident was stored for it, it
+is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident never announced) is
+stored only for notifiers that have a row of its incident. Its metrics: ``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -32,7 +34,7 @@ from dataclasses import dataclass
 
 from sqlalchemy import Engine, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.fencing import LockFence, NotActive, unfenced
 from alerting.notifiers.base import (
@@ -45,6 +47,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_orphans import discard_messages
+from alerting.outbox_pauses import keep_pause, stored_pauses
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -141,7 +144,7 @@ class Outbox:
                     notification = self._notification(change)
                     built = notification, notification.model_dump_json()
                 notification, payload = built
-                if isinstance(notifier, SelectiveNotifier):
+                if isinstance(notifier, SelectiveNotifier) or change.only_if_told:
                     known = session.scalar(
                         select(OutboxMessage.id)
                         .where(
@@ -149,7 +152,11 @@ class Outbox:
                         )
                         .limit(1)
                     )
-                    if not notifier.wants(notification, known=known is not None):
+                    if change.only_if_told and known is None:
+                        continue  # the end of an incident never announced to it: nothing to close
+                    if isinstance(notifier, SelectiveNotifier) and not notifier.wants(
+                        notification, known=known is not None
+                    ):
                         self.stats.count(self.stats.by_notifier_filtered, name)
                         continue
                 session.add(
@@ -186,6 +193,7 @@ class Outbox:
             query = query.where(OutboxMessage.notifier == notifier)
         with self._sessions() as session:
             rows = session.execute(query.order_by(OutboxMessage.id)).all()
+            self._read_pauses(session, [notifier] if notifier is not None else list(self._notifiers))
         groups = list(dict.fromkeys((r.notifier, r.incident_id) for r in rows))
         failing: set[str] = set()
         sent = 0
@@ -201,8 +209,17 @@ class Outbox:
         return sent
 
     def paused(self, notifier: str) -> bool:
-        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed)."""
+        """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed), as
+        this process or the store knows (one given to a serve before a restart, or to the active one)."""
+        if notifier not in self._paused_until:
+            with self._sessions() as session:
+                self._read_pauses(session, [notifier])
         return self._clock.time() < self._paused_until.get(notifier, 0.0)
+
+    def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
+        stored = stored_pauses(session, notifiers, self._clock.time())
+        for name in notifiers:
+            self._paused_until[name] = max(stored.get(name, 0.0), self._paused_until.get(name, 0.0))
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -314,8 +331,9 @@ class Outbox:
         was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
         for an earlier post unless an earlier attempt may have made one)."""
         until = self._clock.time() + wait
-        self._paused_until[notifier] = max(until, self._paused_until.get(notifier, 0.0))
         with self._sessions() as session, session.begin():
+            # Stored with the refused message: a restarted serve or a standby honours it too.
+            self._paused_until[notifier] = keep_pause(session, notifier, until, error)
             row = session.get_one(OutboxMessage, row_id)
             row.status, row.attempts, row.last_error = PENDING, row.attempts - 1, error[:2000]
             row.next_attempt_at = until

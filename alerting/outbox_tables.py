@@ -57,3 +57,14 @@ class NotificationThread(Base):
     ts: Mapped[str | None] = mapped_column(String(32), nullable=True)
     chart_posted: Mapped[bool] = mapped_column(Boolean, default=False)
     updated_at: Mapped[float] = mapped_column(Float)
+
+
+class NotifierPause(Base):
+    """A notifier the far end rate limited: no call to it before ``until`` (clock seconds), whichever serve
+    dispatches (a restarted one, or a standby that took over)."""
+
+    __tablename__ = "notifier_pauses"
+
+    notifier: Mapped[str] = mapped_column(String(64), primary_key=True)
+    until: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)

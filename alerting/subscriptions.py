@@ -37,6 +37,10 @@ class IncidentChange:
     # nobody for it (Alertmanager's silenced alert notifies nobody); None when the incident is not silenced.
     silenced_until: datetime | None = None
     flapping: tuple[str, ...] = ()  # its flapping alerts' names: held open, without a page per flap
+    # The end of an incident never announced here (merged or resolved before its announcement): a listener
+    # passes it on only where the incident was told before (by a process that crashed before forgetting
+    # it), so whoever heard "opened" hears the end, and nobody else hears of it.
+    only_if_told: bool = False
 
 
 class IncidentListener(Protocol):
@@ -44,7 +48,8 @@ class IncidentListener(Protocol):
 
     def __call__(self, change: IncidentChange) -> None:
         """React to one committed change. What it raises makes the engine tell the change again later (to
-        every listener: they dedupe by the event's idempotency key); ingest is never broken by it."""
+        every listener: they dedupe by the event's idempotency key); ingest is never broken by it. A change
+        marked ``only_if_told`` is passed on only where the listener told of the incident before."""
         ...
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
 from gpuwarden.errors import BackendError
@@ -97,6 +98,7 @@ def webhook_payload(
         "runbook_url": n.runbook_url if len(n.runbook_url) <= MAX_TEXT_CHARS else "",
         "opened_at": n.opened_at.isoformat(),
         "resolved_at": n.resolved_at.isoformat() if n.resolved_at else None,
+        "silenced_until": n.silenced_until.isoformat() if n.silenced_until else None,
     }
     event = {
         "at": n.event_at.isoformat(),
@@ -198,12 +200,13 @@ class WebhookNotifier:
 
         The thread remembers the first message delivered (``ts``: its key), so only that one (and its
         retries) says ``first_for_receiver``. Nothing is posted for a silenced incident (a receiver may
-        page, and a silence pages nobody) but its resolution, to a receiver that heard of it: no silence end
-        follows a resolved incident, and without it the receiver's ticket would stay open for good.
+        page, and a silence pages nobody) but its resolution and its reopening, to a receiver that heard of
+        it: no silence end follows a resolved incident, and without the one its ticket would stay open for
+        good, without the other closed while the incident is open again. The body's ``silenced_until`` says
+        the silence holds (a receiver that pages holds its page).
         """
-        if notification.silenced_until is not None and not (
-            notification.is_resolution and thread.ts is not None
-        ):
+        ends_or_reopens = notification.is_resolution or notification.change is ChangeKind.REOPENED
+        if notification.silenced_until is not None and not (ends_or_reopens and thread.ts is not None):
             return False  # held back: counted as held, not sent
         first = thread.ts is None or thread.ts == notification.key
         response = self._post(notification, webhook_body(notification, first_for_receiver=first))

@@ -391,7 +391,7 @@ def test_sigkill_while_slack_accepts_a_reply_loses_and_duplicates_nothing(
 
 
 def test_migrated_outbox_schema_matches_the_models(engine: Engine) -> None:
-    ours = {"notification_outbox", "notification_threads"}
+    ours = {"notification_outbox", "notification_threads", "notifier_pauses"}
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     mentioning_ours = [d for d in diff if any(name in repr(d) for name in ours)]

@@ -194,3 +194,31 @@ def test_the_flap_that_reopens_a_resolved_incident_reaches_a_receiver_as_reopene
     told = [(b["change"], b["incident"]["state"]) for b in receiver.accepted]
     assert told == [("opened", "triggered"), *[("resolved", "resolved"), ("reopened", "triggered")] * 3]
     assert receiver.accepted[-1]["incident"]["flapping"] == ["GpuTemperatureHigh"]
+
+
+def test_an_incident_reopened_within_its_silence_reopens_the_receivers_ticket_at_once(sql: Engine) -> None:
+    # The receiver got "resolved" during the silence (so its ticket closed), but the reopening, by an alert
+    # its root cause explains, was held back as a page and came at the silence's end as "updated": the
+    # ticket stayed closed for the rest of the silence, and for good with a receiver choosing its events.
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=0))
+    receiver = LimitedReceiver()
+    outbox = Outbox(sql, [receiver.hook(events=["opened", "reopened", "resolved"])], clock)
+    engine.subscribe(outbox)
+    lost = {"alertname": "GPULost", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
+    engine.ingest([Alert(lost)])
+    [incident_id] = engine.open_incident_ids()
+    engine.silence_incident(incident_id, 3600, by="alice")
+    clock.advance(5)
+    engine.ingest([Alert(lost, status=AlertStatus.RESOLVED)])
+    engine.tick()
+    clock.advance(5)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c8", "node": "ff-n1"})])
+    engine.tick()
+    outbox.dispatch_due()
+    assert engine.open_incident_ids() == [incident_id]
+    told = [(b["change"], b["incident"]["state"]) for b in receiver.accepted]
+    assert told == [("opened", "triggered"), ("resolved", "resolved"), ("reopened", "triggered")]
+    # Still silenced: the body says until when, so a receiver that pages can hold its page.
+    assert receiver.accepted[-1]["incident"]["silenced_until"] is not None
+    assert receiver.accepted[0]["incident"]["silenced_until"] is None

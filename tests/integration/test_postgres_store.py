@@ -27,11 +27,13 @@ from alerting.fencing import LockState, NotActive
 from alerting.instance_lock import InstanceBusy, InstanceLocks
 from alerting.journal import KIND_POSTABLE, AcceptJournal, applied_offset
 from alerting.migrate import upgrade
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.query_plans import resolved_incident_query_plans
 from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
+from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
 from tests.integration.servers import free_port
@@ -496,7 +498,12 @@ def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_i
 
 
 @pytest.mark.integration
-def test_a_requeued_job_is_kept_in_postgres_across_a_serve_restart(postgres_url: str) -> None:
+def test_a_requeued_job_and_a_rate_limit_pause_are_kept_in_postgres_across_a_serve_restart(
+    postgres_url: str,
+) -> None:
+    # One server for both: each PostgreSQL started costs the suite seconds.
     sql = make_engine(postgres_url)
     upgrade(sql)
     requeued_job_named_after_restart(sql)
+    with SlackRecorder() as recorder:
+        a_rate_limit_pause_outlives_a_restart(sql, recorder)

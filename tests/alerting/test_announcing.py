@@ -1,0 +1,115 @@
+"""Announcing incidents to the outbox: what Slack and a webhook receiver hear of incidents merged at birth."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from alerting import announcing
+from alerting import scenarios as sc
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.migrate import upgrade
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.notifiers.slack import SlackNotifier, make_client
+from alerting.notifiers.webhook import WebhookNotifier
+from alerting.outbox import Outbox
+from alerting.store_models import IncidentRow
+from alerting.subscriptions import ChangeKind
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus
+from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
+from tests.alerting.test_handoff import _down, _kinds, _serve
+
+
+def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
+    tmp_path: Path,
+) -> None:
+    # A rollout's XIDs and a rack's outage in 64-alert POSTs: node incidents open and are taken in by the
+    # incident that goes on within one POST. Each still got a Slack message and an "opened" webhook that
+    # already said "resolved" (the payload was the incident as it was when told, after the merge).
+    alerts = _ranks(
+        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+        + sc.rack_failure(7, START + timedelta(seconds=20))
+    )
+    random.Random(1).shuffle(alerts)
+    path = str(tmp_path / "s.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
+    engine = IncidentEngine(
+        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
+    )
+    with SlackRecorder() as recorder:
+        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
+        outbox = Outbox(make_engine(path), [slack, hook], clock)
+        engine.subscribe(outbox)
+        for post in _batches(alerts, 64):
+            engine.ingest(post)
+        outbox.dispatch_due()
+        hook.close()
+        merged = _merged(engine)
+        assert merged, "the scenario merges incidents within one POST"
+        posts = recorder.hook_posts("oncall")
+        opened = [p["incident"]["id"] for p in posts if p["change"] == "opened"]
+        assert sorted(opened) == sorted(engine.open_incident_ids())  # only the incidents that go on speak
+        assert {p["incident"]["id"] for p in posts}.isdisjoint(merged)
+        assert len(recorder.channel_messages()) == len(engine.open_incident_ids())
+
+
+def _merged(engine: IncidentEngine) -> list[str]:
+    """The ids of merged incidents."""
+    with engine._sessions() as session:
+        return list(session.scalars(select(IncidentRow.id).where(IncidentRow.merged_into.is_not(None))))
+
+
+def test_the_end_of_an_incident_never_announced_reaches_only_a_notifier_that_heard_of_it(
+    tmp_path: Path,
+) -> None:
+    # A crash between the outbox storing an "opened" and the engine forgetting it: the next process finds
+    # the incident ended before it announced it, and says nothing of it, but for its end to whoever heard.
+    path = str(tmp_path / "s.db")
+    upgrade(make_engine(path))
+    with SlackRecorder() as recorder:
+        told = WebhookNotifier(f"{recorder.root_url}/hooks/told", name="webhook:told")
+        later = WebhookNotifier(f"{recorder.root_url}/hooks/later", name="webhook:later")
+        opened, *_, resolved = lifecycle("inc-a")
+        Outbox(make_engine(path), [told], FakeClock()).enqueue(opened)
+        restarted = Outbox(make_engine(path), [told, later], FakeClock())
+        assert restarted.enqueue(replace(resolved, only_if_told=True)) == 1
+        assert restarted.enqueue(replace(lifecycle("inc-b")[-1], only_if_told=True)) == 0
+        restarted.dispatch_due()
+        told.close()
+        later.close()
+        assert [p["change"] for p in recorder.hook_posts("told")] == ["opened", "resolved"]
+        assert recorder.hook_posts("later") == []
+
+
+def test_an_opened_handed_over_before_a_crash_is_followed_by_its_end_after_the_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The outbox stored "opened", but the engine died before forgetting it; the incident then resolved and
+    # that was never told. The next process finds an incident opened and ended, never announced by it.
+    db = str(tmp_path / "incidents.db")
+    upgrade(make_engine(db))
+    clock = FakeClock()
+    engine, outbox = _serve(db, clock)
+    with monkeypatch.context() as patch:
+        patch.setattr(announcing, "forget", _down)
+        lost = Alert({"alertname": "GPULost", "cluster": "c1", "Hostname": "r01-n01", "gpu": "0"})
+        engine.ingest([lost])
+        assert _kinds(outbox) == [ChangeKind.OPENED]
+        patch.setattr(outbox, "enqueue", _down)
+        engine.ingest([Alert(lost.labels, status=AlertStatus.RESOLVED)])
+        clock.advance(61)
+        engine.tick()
+    engine, outbox = _serve(db, clock)
+    engine.tick()
+    assert _kinds(outbox) == [ChangeKind.OPENED, ChangeKind.RESOLVED]
