@@ -20,6 +20,7 @@ from __future__ import annotations
 import functools
 import logging
 import re
+from collections.abc import Callable
 from collections.abc import Set as AbstractSet
 
 logger = logging.getLogger(__name__)
@@ -35,13 +36,27 @@ _MAX_CLAUSES = 256  # a constraint that would read into more alternatives is not
 
 def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
     """Whether a node with these active features may run a job of this constraint (see the module text)."""
-    return any(clause <= features for clause in read_constraint(constraint))
+    return _test(constraint)(features)
+
+
+@functools.lru_cache(maxsize=1024)
+def _test(constraint: str) -> Callable[[AbstractSet[str]], bool]:
+    """The constraint as a test of a node's features (asked for every node of the cluster: made once)."""
+    clauses = read_constraint(constraint)
+    if clauses == ANY_NODE:
+        return lambda features: True
+    if len(clauses) == 1:
+        return clauses[0].issubset
+    if all(len(clause) == 1 for clause in clauses):  # a|b|c
+        names = frozenset().union(*clauses)
+        return lambda features: not names.isdisjoint(features)
+    return lambda features: any(clause <= features for clause in clauses)
 
 
 @functools.lru_cache(maxsize=1024)
 def read_constraint(constraint: str) -> Clauses:
-    """The constraint as alternatives of feature names (asked for every node of the cluster: read once); a
-    constraint of a form not read is every node's, and said once."""
+    """The constraint as alternatives of feature names; a constraint of a form not read is every node's, and
+    said once."""
     if not constraint:
         return ANY_NODE
     tokens = _TOKEN.findall(constraint)
