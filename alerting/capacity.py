@@ -13,14 +13,15 @@ GPU beside it, with no pod named, does not stop it.
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
 the features its constraint asks for as ``alerting.constraints`` reads it per node, not lost by any open
-incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at least the GPUs it holds.
-A requeued job's GPUs that Slurm freed are its own: they count once, for itself, never as spare beyond its size.
+incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at least the GPUs it
+holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself, never as spare
+beyond its size.
 
-A job that asks its GPUs per node (``WorkloadInfo.per_node``: Slurm's ``--gres=gpu:8``, ``tres_per_node``) and
-held N nodes also needs N distinct nodes it may use, each with that many GPUs for it: the node's free GPUs
-less the idle ones an open incident took, plus its own healthy GPUs there. One free GPU on each of 16 nodes
-is no room for ``--nodes=2 --gres=gpu:8``. A job that asks a total (``--gpus=16``, ``per_node`` 0) has its
-GPUs counted, wherever they are.
+A job that asks its GPUs per node (``WorkloadInfo.per_node``: Slurm's ``--gres=gpu:8``, ``tres_per_node``)
+and held N nodes also needs N distinct nodes it may use, each with that many GPUs for it: the node's free
+GPUs less the idle ones an open incident took, plus its own healthy GPUs there. One free GPU on each of 16
+nodes is no room for ``--nodes=2 --gres=gpu:8``. A job that asks a total (``--gpus=16``, ``per_node`` 0)
+has its GPUs counted, wherever they are.
 
 Several jobs must fit at once, each on the nodes it may use (``alerting.sharing``): a node only one of them
 may use is no capacity for another. Together, the exact fit is of GPU counts; each job's whole-node fit is

@@ -86,8 +86,41 @@ def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
 
 @pytest.mark.parametrize(
     ("constraint", "restarts"),
-    [("a100", False), ("a100|h100", True), ("h100&ib", True), ("a100&ib", False), ("[a100|h100]*2", True)],
-    ids=["feature-n3-lacks", "any-of", "all-of", "one-of-all-missing", "count-on-brackets"],
+    [
+        ("a100", False),
+        ("a100|h100", True),
+        ("h100&ib", True),
+        ("a100&ib", False),
+        ("[a100|h100]*2", True),
+        ("(a100|h100)&ib", True),
+        ("ib&(a100|big)", False),
+        # Slurm reads & and | left to right, without precedence: (h100|a100)&big, which n3 lacks
+        ("h100|a100&big", False),
+        ("h100&ib|a100", True),
+        ("[a100|h100]", True),
+        ("[a100|v100]", False),
+        ("[a100|v100]&ib", False),
+        ("v100*2", True),  # some nodes have v100: no single node is held to it
+        ("[a100*1&v100*1]", True),
+        ("a100!", True),  # not read: every node
+    ],
+    ids=[
+        "feature-n3-lacks",
+        "any-of",
+        "all-of",
+        "one-of-all-missing",
+        "count-on-brackets",
+        "parentheses",
+        "parentheses-missing",
+        "left-to-right",
+        "and-then-or",
+        "matching-or",
+        "matching-or-missing",
+        "matching-or-and",
+        "count",
+        "multiple-counts",
+        "unreadable",
+    ],
 )
 def test_a_job_restarts_only_on_nodes_with_the_features_its_constraint_asks_for(
     constraint: str, restarts: bool
@@ -301,48 +334,11 @@ def test_stopped_jobs_together_need_the_gpu_count_fit_and_each_its_whole_nodes()
     assert can_restart(inventory, [other], lost_on("s")) is True
 
 
-@pytest.mark.parametrize(
-    ("constraint", "restarts"),
-    [
-        ("(a100|h100)&ib", True),
-        ("ib&(a100|big)", False),
-        # Slurm reads & and | left to right, without precedence: (h100|a100)&big, which n3 lacks
-        ("h100|a100&big", False),
-        ("h100&ib|a100", True),
-        ("[a100|h100]", True),
-        ("[a100|v100]", False),
-        ("[a100|v100]&ib", False),
-        ("v100*2", True),  # some nodes have v100: no single node is held to it
-        ("[a100*1&v100*1]", True),
-        ("a100!", True),  # not read: every node
-    ],
-    ids=[
-        "parentheses",
-        "parentheses-missing",
-        "left-to-right",
-        "and-then-or",
-        "matching-or",
-        "matching-or-missing",
-        "matching-or-and",
-        "count",
-        "multiple-counts",
-        "unreadable",
-    ],
-)
-def test_a_constraint_with_parentheses_brackets_or_counts_is_read_per_node(
-    constraint: str, restarts: bool
-) -> None:
-    n3 = replace(node("n3", 4), features=frozenset({"h100", "ib"}))
-    duo = replace(duo_on("n1", "n2"), constraint=constraint)
-    inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
-    assert can_restart(inventory, [DUO], gpus("n1")) is restarts
-
-
 def test_a_constraint_that_is_not_read_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
     n3 = replace(node("n3", 4), features=frozenset({"h100"}))
     duo = replace(duo_on("n1", "n2"), constraint="h100,,unread")
     inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
-    with caplog.at_level("WARNING", logger="alerting.capacity"):
+    with caplog.at_level("WARNING", logger="alerting.constraints"):
         assert can_restart(inventory, [DUO], gpus("n1")) is True
         assert can_restart(inventory, [DUO], gpus("n1")) is True
     said = [r.getMessage() for r in caplog.records if "h100,,unread" in r.getMessage()]
