@@ -343,3 +343,15 @@ def test_a_constraint_that_is_not_read_is_logged_once(caplog: pytest.LogCaptureF
         assert can_restart(inventory, [DUO], gpus("n1")) is True
     said = [r.getMessage() for r in caplog.records if "h100,,unread" in r.getMessage()]
     assert len(said) == 1, said
+
+
+def test_a_node_down_stopping_a_job_that_wants_whole_nodes_is_p0_when_free_gpus_are_scattered(
+    sql: Engine,
+) -> None:
+    # --nodes=2 --gres=gpu:8 on a and b; a dies and Slurm requeues the job, freeing b; 15 other nodes have one
+    # GPU free each: 23 free GPUs, one whole node.
+    nodes = [replace(eight("a", 0), usable=False), eight("b", 8)] + [eight(f"f{i}", 1) for i in range(15)]
+    gw = engine(sql, FakeClock(), StaticInventory(nodes, [wide_on("a", "b")], {}))
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "a"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert row.priority == "P0" and "training job wide (7) stopped" in row.title, row.title
