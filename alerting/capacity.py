@@ -12,26 +12,37 @@ GPU beside it, with no pod named, does not stop it.
 
 A job can start again when the free GPUs it may use (on nodes that take new work, in one of its partitions,
 among the nodes it is pinned to and not among those it excludes (Slurm's ReqNodeList and ExcNodeList), with
-the features its constraint asks for, not lost by any open incident) plus its own GPUs that are still healthy
-(on such nodes, not lost) are at least the GPUs it holds. Several jobs must fit at once, each on the nodes it
-may use (``alerting.sharing``): a node only one of them may use is no capacity for another. A requeued job's
-GPUs that Slurm freed are its own: they count once, for itself, never as spare beyond its size. GPUs are
-counted, not whole nodes: one free GPU on each of four nodes counts four for a job that wants a whole node
-(fragmentation is not modelled).
+the features its constraint asks for as ``alerting.constraints`` reads it per node, not lost by any open
+incident) plus its own GPUs that are still healthy (on such nodes, not lost) are at least the GPUs it
+holds. A requeued job's GPUs that Slurm freed are its own: they count once, for itself, never as spare
+beyond its size.
+
+A job that asks its GPUs per node (``WorkloadInfo.per_node``: Slurm's ``--gres=gpu:8``, ``tres_per_node``)
+and held N nodes also needs N distinct nodes it may use, each with that many GPUs for it: the node's free
+GPUs less the idle ones an open incident took, plus its own healthy GPUs there. One free GPU on each of 16
+nodes is no room for ``--nodes=2 --gres=gpu:8``. A job that asks a total (``--gpus=16``, ``per_node`` 0)
+has its GPUs counted, wherever they are.
+
+Several jobs must fit at once, each on the nodes it may use (``alerting.sharing``): a node only one of them
+may use is no capacity for another. Together, the exact fit is of GPU counts; each job's whole-node fit is
+checked for that job alone. Both are necessary, neither is sufficient: two jobs that each find their whole
+nodes may both want the same ones (joint whole-node packing is not modelled), and GPU types, CPUs and memory
+per node are not read.
 """
 
 from __future__ import annotations
 
-import functools
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 
+from alerting.constraints import satisfies
 from alerting.inventory import GpuKey, Inventory, NodeInfo, WorkloadInfo
 from alerting.sharing import all_met
 from alerting.topology import Path
 from gpuwarden.model import WorkloadRef
+
+Node = tuple[str, str]  # (cluster, node name)
 
 
 def units_hit(
@@ -156,8 +167,11 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
             if free is None:
                 return None
             frees[reach, clusters] = free
-        want = info.held - _own_healthy(inventory, info, lost)
+        own = _own_healthy(inventory, info, lost)
+        want = info.held - sum(own.values())
         if free < want:
+            return False
+        if info.per_node and not _whole_nodes_fit(inventory, info, (reach, clusters), own, lost):
             return False
         if want > 0:
             wants[reach, clusters] = wants.get((reach, clusters), 0) + want
@@ -216,32 +230,6 @@ class Reach:
         return node.name not in self.excluded and satisfies(self.constraint, node.features)
 
 
-_FEATURE = re.compile(r"^[\w.\-]+$")
-
-
-def satisfies(constraint: str, features: AbstractSet[str]) -> bool:
-    """Whether node features satisfy a Slurm constraint of plain names joined by ``&`` (all of them) or by
-    ``|`` (any of them). Any other form (both operators, counts ``*``, brackets, parentheses) is not read:
-    every node satisfies it, as before constraints were read."""
-    read = _read_constraint(constraint)
-    if read is None:
-        return True
-    names, either = read
-    return not names.isdisjoint(features) if either else names <= features
-
-
-@functools.lru_cache(maxsize=1024)
-def _read_constraint(constraint: str) -> tuple[frozenset[str], bool] | None:
-    """The feature names of a constraint and whether any one of them will do (``|``); None for no
-    constraint or one of a form not read (asked for every node of the cluster: read once)."""
-    if not constraint or ("&" in constraint and "|" in constraint):
-        return None
-    names = re.split(r"[&|]", constraint)
-    if not all(_FEATURE.match(name) for name in names):
-        return None
-    return frozenset(names), "|" in constraint
-
-
 def _free(
     inventory: Inventory, clusters: Iterable[str], reach: Reach, lost: AbstractSet[GpuKey]
 ) -> int | None:
@@ -293,10 +281,11 @@ def _named(inventory: Inventory, cluster: str, names: Iterable[str]) -> list[Nod
     return [n for n in found if n is not None and n.cluster == cluster and n.usable]
 
 
-def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> int:
-    """The job's GPUs it could start on again that are not already counted free: on a node that takes new
-    work, not lost (where its indices are unknown, those it may be on that were lost count against it)."""
-    count = 0
+def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[GpuKey]) -> dict[Node, int]:
+    """Per node, the job's GPUs it could start on again that are not already counted free: on a node that
+    takes new work, not lost (where its indices are unknown, those it may be on that were lost count against
+    it)."""
+    count: dict[Node, int] = {}
     for i, unit in enumerate(info.units):
         usable = []
         for key in unit:
@@ -304,7 +293,38 @@ def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[Gpu
             if node is not None and node.usable:
                 usable.append((key, node))
         if info.size(i) < len(unit):
-            count += max(0, min(info.size(i), len(usable)) - sum(1 for key, _ in usable if key in lost))
+            left = max(0, min(info.size(i), len(usable)) - sum(1 for key, _ in usable if key in lost))
+            for key, _ in usable:  # given to its nodes in turn (such a unit is on one node)
+                if left > 0 and key not in lost:
+                    count[key[0], key[1]] = count.get((key[0], key[1]), 0) + 1
+                    left -= 1
             continue
-        count += sum(1 for key, node in usable if key not in lost and key[2] not in node.idle)
+        for key, node in usable:
+            if key not in lost and key[2] not in node.idle:
+                count[key[0], key[1]] = count.get((key[0], key[1]), 0) + 1
     return count
+
+
+def _whole_nodes_fit(
+    inventory: Inventory,
+    info: WorkloadInfo,
+    place: tuple[Reach, frozenset[str]],
+    own: Mapping[Node, int],
+    lost: AbstractSet[GpuKey],
+) -> bool:
+    """Whether a job asking ``info.per_node`` GPUs on each of its nodes finds as many nodes as it holds,
+    usable and in its reach, each with that many for it: the node's free GPUs less the idle ones an open
+    incident took, plus its own healthy GPUs there (``own``)."""
+    reach, clusters = place
+    needed = len({(key[0], key[1]) for key in info.gpus})
+    found = 0
+    for cluster in clusters:
+        for node in inventory.nodes_in(cluster):
+            mine = own.get((node.cluster, node.name), 0)
+            if not node.usable or (node.free or 0) + mine < info.per_node or not reach.allows(node):
+                continue
+            if (node.free or 0) - _idle_lost(node, lost) + mine >= info.per_node:
+                found += 1
+                if found >= needed:
+                    return True
+    return found >= needed

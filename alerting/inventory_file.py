@@ -3,10 +3,10 @@
 
 Besides placement, a file may say what a source said of each node and workload (a node's state, whether it
 takes new work, its free and idle GPUs, its partitions; a workload's state, partitions, unit sizes, pods per
-unit, group and kept units), so that an export of a Slurm or Kubernetes inventory, read back, gives the same
-priorities as the live one: whether a stopped job can start again is judged by the nodes' free GPUs then,
-not by the cluster's ``spare_gpus``. Every one of these fields is optional: a file without them (one
-written by hand, or by an older export) reads as before.
+unit, group, kept units and GPUs per node), so that an export of a Slurm or Kubernetes inventory, read back,
+gives the same priorities as the live one: whether a stopped job can start again is judged by the nodes' free
+GPUs then, not by the cluster's ``spare_gpus``. Every one of these fields is optional: a file without them
+(one written by hand, or by an older export) reads as before.
 """
 
 from __future__ import annotations
@@ -100,6 +100,12 @@ class _WorkloadEntry(BaseModel):
     unit_pods: list[list[Name]] = Field(default_factory=list, description="per unit, its pods")
     group: str = Field("", description="a name it answers to with others (a Slurm array job's id)")
     kept: int = Field(0, ge=0, description="units that stopped abnormally, kept with the GPUs they held")
+    per_node: int = Field(
+        0,
+        ge=0,
+        le=MAX_NODE_GPUS,
+        description="GPUs it asks on each of its nodes (Slurm's --gres=gpu:8); 0: its GPUs are counted",
+    )
 
     @model_validator(mode="after")
     def _runs_somewhere(self) -> _WorkloadEntry:
@@ -270,6 +276,7 @@ def _workload(
         unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
         group=w.group,
         kept=w.kept,
+        per_node=w.per_node,
     )
 
 
@@ -373,4 +380,6 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
         out["group"] = w.group
     if w.kept:
         out["kept"] = w.kept
+    if w.per_node:
+        out["per_node"] = w.per_node
     return out

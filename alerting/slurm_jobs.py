@@ -1,6 +1,6 @@
 """Training jobs from ``squeue --json``: where each runs (the GPUs it holds on each node, or what its TRES
 say where Slurm gives no index), what it answers to (array tasks, heterogeneous jobs as one), and where it may
-start again (partitions, ReqNodeList, ExcNodeList)."""
+start again (partitions, ReqNodeList, ExcNodeList, features, GPUs per node)."""
 
 from __future__ import annotations
 
@@ -104,6 +104,7 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             constraint=str(job.get("features") or ""),
             sizes=() if exact else tuple(sizes),
             group=group,
+            per_node=_tres_count(str(job.get("tres_per_node") or "")),
         )
         ended = float(job.get("end_time") or 0) if state not in RUNNING_STATES else 0.0
         out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended))
@@ -155,6 +156,8 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             nodes=() if any(not p.info.nodes for p in parts) else _union(p.info.nodes for p in parts),
             excluded_nodes=_common([p.info.excluded_nodes for p in parts]),
             constraint=first.constraint if all(p.info.constraint == first.constraint for p in parts) else "",
+            # components asking different GPUs per node: the job's GPUs are counted
+            per_node=first.per_node if all(p.info.per_node == first.per_node for p in parts) else 0,
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)

@@ -3,8 +3,9 @@
 ``--nodes`` 8-GPU nodes of one partition, two of every three with all GPUs free, each with two of five
 features; ``--jobs`` stopped 8-GPU jobs whose node died, each with a constraint of one feature or of two
 joined by ``|`` (8 different ones): every job fits alone, so the check of all of them together (the free
-GPUs of each node pooled by which jobs may use it, then a maximum flow) runs every time. The best of
-``--repeat`` rounds of ``--checks`` checks.
+GPUs of each node pooled by which jobs may use it, then a maximum flow) runs every time. ``--per-node 8``
+makes each job ask its GPUs per node (``--gres=gpu:8``), so that each is also fitted to whole nodes. The best
+of ``--repeat`` rounds of ``--checks`` checks.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ FEATURES = ("a100", "h100", "ib", "nvl", "big")
 
 
 def fleet(
-    nodes: int, jobs: int
+    nodes: int, jobs: int, per_node: int = 0
 ) -> tuple[StaticInventory, list[WorkloadRef], frozenset[tuple[str, str, int]]]:
     """The inventory, the stopped jobs and the GPUs their dead nodes lost."""
     infos = [
@@ -46,7 +47,9 @@ def fleet(
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"job ({j})", "c1")
         constraint = FEATURES[j % 5] + (f"|{FEATURES[(j + 1) % 5]}" if j % 2 else "")
         units = tuple(frozenset({("c1", f"n{3 * j}", g)}) for g in range(8))
-        workloads.append(WorkloadInfo(ref, units, partitions=("gpu",), constraint=constraint))
+        workloads.append(
+            WorkloadInfo(ref, units, partitions=("gpu",), constraint=constraint, per_node=per_node)
+        )
         refs.append(ref)
     lost = frozenset(("c1", f"n{3 * j}", g) for j in range(jobs) for g in range(8))
     return StaticInventory(infos, workloads, {}), refs, lost
@@ -59,8 +62,9 @@ def main() -> None:
     parser.add_argument("--jobs", type=int, default=20)
     parser.add_argument("--checks", type=int, default=20)
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--per-node", type=int, default=0, help="GPUs each job asks per node (0: counted)")
     args = parser.parse_args()
-    inventory, refs, lost = fleet(args.nodes, args.jobs)
+    inventory, refs, lost = fleet(args.nodes, args.jobs, args.per_node)
     best = float("inf")
     for _ in range(args.repeat):
         started = time.perf_counter()
@@ -73,6 +77,7 @@ def main() -> None:
                 "bench": "restart_fit",
                 "nodes": args.nodes,
                 "jobs": args.jobs,
+                "per_node": args.per_node,
                 "fits": fits,
                 "ms_per_check": round(best * 1000, 2),
             }

@@ -86,8 +86,41 @@ def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
 
 @pytest.mark.parametrize(
     ("constraint", "restarts"),
-    [("a100", False), ("a100|h100", True), ("h100&ib", True), ("a100&ib", False), ("[a100|h100]*2", True)],
-    ids=["feature-n3-lacks", "any-of", "all-of", "one-of-all-missing", "form-not-read"],
+    [
+        ("a100", False),
+        ("a100|h100", True),
+        ("h100&ib", True),
+        ("a100&ib", False),
+        ("[a100|h100]*2", True),
+        ("(a100|h100)&ib", True),
+        ("ib&(a100|big)", False),
+        # Slurm reads & and | left to right, without precedence: (h100|a100)&big, which n3 lacks
+        ("h100|a100&big", False),
+        ("h100&ib|a100", True),
+        ("[a100|h100]", True),
+        ("[a100|v100]", False),
+        ("[a100|v100]&ib", False),
+        ("v100*2", True),  # some nodes have v100: no single node is held to it
+        ("[a100*1&v100*1]", True),
+        ("a100!", True),  # not read: every node
+    ],
+    ids=[
+        "feature-n3-lacks",
+        "any-of",
+        "all-of",
+        "one-of-all-missing",
+        "count-on-brackets",
+        "parentheses",
+        "parentheses-missing",
+        "left-to-right",
+        "and-then-or",
+        "matching-or",
+        "matching-or-missing",
+        "matching-or-and",
+        "count",
+        "multiple-counts",
+        "unreadable",
+    ],
 )
 def test_a_job_restarts_only_on_nodes_with_the_features_its_constraint_asks_for(
     constraint: str, restarts: bool
@@ -226,3 +259,99 @@ def test_three_stopped_jobs_are_fitted_by_which_nodes_each_may_use() -> None:
     # each pair fits (n3 and n5 for "a" and "b"); all three want n3 and n5 only, 12 GPUs from 8
     assert all(can_restart(inventory, pair, gpus("n1")) for pair in [refs[:2], refs[1:], refs[::2]])
     assert can_restart(inventory, refs, gpus("n1")) is False
+
+
+def eight(name: str, free: int, features: frozenset[str] = frozenset()) -> NodeInfo:
+    """An 8-GPU node of c1 with its first ``free`` GPUs free."""
+    idle = frozenset(range(free))
+    return NodeInfo(name, "c1", "r1", 8, free=free, idle=idle, partitions=("gpu",), features=features)
+
+
+WIDE = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "wide (7)", "c1")
+
+
+def wide_on(*names: str, per_node: int = 8) -> WorkloadInfo:
+    """``sbatch --nodes=2 --gres=gpu:8``: 8 GPUs on each of its nodes."""
+    units = tuple(frozenset({("c1", n, i)}) for n in names for i in range(8))
+    return WorkloadInfo(WIDE, units, partitions=("gpu",), per_node=per_node)
+
+
+def lost_on(*names: str) -> frozenset[GpuKey]:
+    return frozenset(("c1", n, i) for n in names for i in range(8))
+
+
+@pytest.mark.parametrize(
+    ("free", "per_node", "restarts"),
+    [
+        # one free GPU on each of 16 nodes: 16 GPUs, but no node takes 8 of them
+        ({f"f{i}": 1 for i in range(16)}, 8, False),
+        # the same job not asking per node (--gpus=16): GPUs are counted
+        ({f"f{i}": 1 for i in range(16)}, 0, True),
+        ({"f0": 8, "f1": 8}, 8, True),
+        # 16 free GPUs, one whole node: it needs two
+        ({"f0": 8, "f1": 4, "f2": 4}, 8, False),
+    ],
+    ids=["scattered", "not-per-node", "two-whole-nodes", "one-whole-node"],
+)
+def test_a_job_asking_gpus_per_node_restarts_only_on_as_many_nodes_each_with_that_many(
+    free: dict[str, int], per_node: int, restarts: bool
+) -> None:
+    nodes = [eight("a", 0), eight("b", 0)] + [eight(n, f) for n, f in free.items()]
+    inventory = StaticInventory(nodes, [wide_on("a", "b", per_node=per_node)], {})
+    assert can_restart(inventory, [WIDE], lost_on("a", "b")) is restarts  # both its nodes lost (their rack)
+
+
+def test_a_job_asking_gpus_per_node_counts_its_own_healthy_gpus_on_their_node_only() -> None:
+    # a died; b still holds the job's 8 healthy GPUs (not freed yet); c has 8 free: b and c are its two nodes.
+    nodes = [eight("a", 0), eight("b", 0), eight("c", 8)]
+    inventory = StaticInventory(nodes, [wide_on("a", "b")], {})
+    assert can_restart(inventory, [WIDE], lost_on("a")) is True
+    # one of b's GPUs is lost too: b has 7 of its own, c 8: one whole node
+    assert can_restart(inventory, [WIDE], lost_on("a") | {("c1", "b", 3)}) is False
+    # an idle GPU of c is another incident's: c has 7 to give
+    assert can_restart(inventory, [WIDE], lost_on("a") | {("c1", "c", 0)}) is False
+
+
+def test_a_job_asking_gpus_per_node_uses_only_whole_nodes_it_may_run_on() -> None:
+    nodes = [eight("a", 0), eight("b", 8, frozenset({"h100"})), eight("c", 8, frozenset({"a100"}))]
+    job = replace(wide_on("a", "d"), constraint="h100")
+    inventory = StaticInventory([*nodes, eight("d", 0)], [job], {})
+    assert can_restart(inventory, [WIDE], lost_on("a", "d")) is False  # c is whole but has no h100
+    job = replace(job, constraint="h100|a100")
+    inventory = StaticInventory([*nodes, eight("d", 0)], [job], {})
+    assert can_restart(inventory, [WIDE], lost_on("a", "d")) is True
+
+
+def test_stopped_jobs_together_need_the_gpu_count_fit_and_each_its_whole_nodes() -> None:
+    other = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "solo (8)", "c1")
+    solo = WorkloadInfo(other, tuple(frozenset({("c1", "s", i)}) for i in range(8)), partitions=("gpu",))
+    scattered = [eight(f"f{i}", 2) for i in range(12)]  # 24 GPUs, no whole node
+    inventory = StaticInventory(
+        [eight("a", 0), eight("b", 0), eight("s", 0), *scattered], [wide_on("a", "b"), solo], {}
+    )
+    # GPUs alone: 24 free, 16 + 8 wanted; but the wide job finds no whole node
+    assert can_restart(inventory, [WIDE, other], lost_on("a", "b", "s")) is False
+    assert can_restart(inventory, [other], lost_on("s")) is True
+
+
+def test_a_constraint_that_is_not_read_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    n3 = replace(node("n3", 4), features=frozenset({"h100"}))
+    duo = replace(duo_on("n1", "n2"), constraint="h100,,unread")
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
+    with caplog.at_level("WARNING", logger="alerting.constraints"):
+        assert can_restart(inventory, [DUO], gpus("n1")) is True
+        assert can_restart(inventory, [DUO], gpus("n1")) is True
+    said = [r.getMessage() for r in caplog.records if "h100,,unread" in r.getMessage()]
+    assert len(said) == 1, said
+
+
+def test_a_node_down_stopping_a_job_that_wants_whole_nodes_is_p0_when_free_gpus_are_scattered(
+    sql: Engine,
+) -> None:
+    # --nodes=2 --gres=gpu:8 on a and b; a dies and Slurm requeues the job, freeing b; 15 other nodes have one
+    # GPU free each: 23 free GPUs, one whole node.
+    nodes = [replace(eight("a", 0), usable=False), eight("b", 8)] + [eight(f"f{i}", 1) for i in range(15)]
+    gw = engine(sql, FakeClock(), StaticInventory(nodes, [wide_on("a", "b")], {}))
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "a"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert row.priority == "P0" and "training job wide (7) stopped" in row.title, row.title

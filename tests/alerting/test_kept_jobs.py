@@ -6,11 +6,13 @@ from collections.abc import Mapping
 
 import pytest
 from sqlalchemy import Engine
+from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
 from alerting.inventory import WorkloadInfo
 from alerting.kept_jobs import KeptJobStore
 from alerting.slurm_inventory import SlurmInventory
+from alerting.store_models import KeptJobRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import SourceError
@@ -52,6 +54,7 @@ def requeued_job_named_after_restart(sql: Engine) -> None:
     assert (incident.priority.value, "training job llm (14) stopped" in incident.title) == ("P0", True)
     (kept,) = reader.read().workload_list
     assert (kept.ref.name, kept.state, kept.held) == ("llm (14)", "pending", 8)
+    assert kept.per_node == 4  # --gres=gpu:4 on each of its 2 nodes, read back from the store
     # kept an hour from when it stopped, as without the restart
     clock.advance(3600)
     assert reader.read().workload_list == []
@@ -92,3 +95,18 @@ def test_a_store_that_cannot_be_reached_leaves_the_inventory_read_and_is_caught_
     clock.advance(30)
     reader.read()
     assert [info.ref.name for _, info in KeptJobStore(sql).load("cap").values()] == ["llm (14)"]
+
+
+def test_a_kept_job_saved_before_gpus_per_node_were_kept_reads_as_counting_gpus(sql: Engine) -> None:
+    # A row an earlier release wrote: no per_node.
+    old = {
+        "kind": "training_job",
+        "namespace": "",
+        "name": "llm (14)",
+        "cluster": "cap",
+        "units": [["node-01:0"]],
+    }
+    with Session(sql) as session, session.begin():
+        session.add(KeptJobRow(cluster="cap", job_id="14", since=1.0, workload=old))
+    ((since, info),) = KeptJobStore(sql).load("cap").values()
+    assert (since, info.ref.name, info.per_node) == (1.0, "llm (14)", 0)

@@ -486,3 +486,16 @@ def test_a_stopped_job_whose_gpu_indices_squeue_still_gives_is_placed_on_them() 
     ]
     (job,) = SlurmInventory(clock, slurm).read().workload_list
     assert (job.gpus, job.sizes) == ({("c1", "n1", 3), ("c1", "n1", 4)}, ())
+
+
+def test_a_job_asking_gpus_per_node_keeps_that_count_and_one_asking_a_total_does_not() -> None:
+    # Recorded from a real slurmctld 22.05: llm ran with --nodes=2 --gres=gpu:4 (tres_per_node gres:gpu:4),
+    # span5 with --gpus=5 on 2 nodes (tres_per_job), slow with --gres=gpu:h100:1; hetjob's components ask
+    # 2 and 1 per node.
+    running = {
+        w.ref.name: w for w in SlurmInventory(FakeClock(), RecordedSlurm("D-running")).read().workload_list
+    }
+    assert running["llm (14)"].per_node == 4
+    by_name = {w.ref.name: w for w in SlurmInventory(FakeClock(), RecordedSlurm("B")).read().workload_list}
+    per_node = {name: by_name[name].per_node for name in ("span5 (7)", "slow (12)", "hetjob (8)")}
+    assert per_node == {"span5 (7)": 0, "slow (12)": 1, "hetjob (8)": 0}

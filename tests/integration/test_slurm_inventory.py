@@ -144,6 +144,7 @@ def test_a_serve_started_after_a_node_failure_still_knows_the_job_it_stopped() -
         (job,) = inventory.workload_list
         assert (job.ref.name, job.state, job.kept) == (f"no-requeue ({job_id})", "node_fail", len(job.units))
         assert job.held == 4 and {node for _, node, _ in job.gpus} == {"node-01", "node-02"}
+        assert job.per_node == 2  # --gres=gpu:2 on each node: it starts again only on 2 nodes with 2 each
 
 
 @pytest.mark.parametrize(
