@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.stats import chi2
+from scipy.special import chdtri
 
 from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, begin_step, rearmed
 
@@ -80,7 +80,7 @@ class RelativeEntropy(SeriesArrays):
     def __init__(self, params: EntropyParams | None = None, capacity: int = 1024) -> None:
         self.params = p = params or EntropyParams()
         self._levels = p.bins + 2
-        self._threshold = float(chi2.isf(p.significance, self._levels - 1))
+        self._threshold = float(chdtri(self._levels - 1, p.significance))  # chi2.isf, without scipy.stats
         self.early = np.zeros((0, p.warmup))
         self.recent = np.zeros((0, p.window))
         self.hist = np.zeros((0, self._levels))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import itertools
 import random
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -117,27 +117,43 @@ def _orders(alerts: list[Alert]) -> Iterator[tuple[str, list[list[Alert]]]]:
     yield "shuffled 2, all in one POST, sent twice", [shuffled, list(reversed(shuffled))]
 
 
+@pytest.fixture(scope="module")
+def fed(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], dict[str, Outcome]]:
+    """A pair's outcome in each arrival order of ``_orders``, fed once for both tests that read it."""
+    outcomes: dict[str, dict[str, Outcome]] = {}
+
+    def of(name: str) -> dict[str, Outcome]:
+        if name not in outcomes:
+            alerts = _ranks(PAIRS[name])
+            at, tmp = max(_onset(a) for a in alerts), tmp_path_factory.mktemp("orders")
+            outcomes[name] = {order: _feed(tmp, posts, at) for order, posts in _orders(alerts)}
+        return outcomes[name]
+
+    return of
+
+
 @pytest.mark.parametrize("name", sorted(PAIRS))
-def test_two_faults_give_the_same_incidents_in_any_order_and_batching(tmp_path: Path, name: str) -> None:
+def test_two_faults_give_the_same_incidents_in_any_order_and_batching(
+    tmp_path: Path, name: str, fed: Callable[[str], dict[str, Outcome]]
+) -> None:
     alerts = _ranks(PAIRS[name])
     at = max(_onset(a) for a in alerts)
     by_onset = sorted(alerts, key=lambda a: (_onset(a), a.fingerprint))
     expected = _feed(tmp_path, _batches(by_onset, 64), at)
-    for order, posts in _orders(alerts):
-        assert _feed(tmp_path, posts, at) == expected, order
+    for order, outcome in fed(name).items():
+        assert outcome == expected, order
 
 
 @pytest.mark.parametrize("name", sorted(n for n in PAIRS if "rollout" in n and "job stall" not in n))
 def test_a_rollout_is_one_incident_of_its_xids_beside_another_fault_of_its_own(
-    tmp_path: Path, name: str
+    name: str, fed: Callable[[str], dict[str, Outcome]]
 ) -> None:
     alerts = _ranks(PAIRS[name])
     xids = {a.fingerprint for a in alerts if a.labels.get("xid") == "119"}
     other = {a.fingerprint for a in alerts if a.labels["alertname"] not in ("GPUXid", "TrainingJobStalled")}
     other |= {a.fingerprint for a in alerts if a.labels.get("xid") not in (None, "119")}
-    at = max(_onset(a) for a in alerts)
-    for order, posts in _orders(alerts):
-        holding = [fps for _k, _t, _p, _title, fps in _feed(tmp_path, posts, at)]
+    for order, outcome in fed(name).items():
+        holding = [fps for _k, _t, _p, _title, fps in outcome]
         rollout = [fps for fps in holding if xids <= fps]
         assert len(rollout) == 1, order  # every XID 119, on whatever node, in one incident
         assert not rollout[0] & other, order  # the other fault's alerts are not the rollout's
