@@ -28,6 +28,15 @@ from exporters.nvml_calls import (
 
 NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT
 _COUNT_CALL = "nvmlDeviceGetFieldValues(NVLINK_LINK_COUNT)"
+_LINK_NAMES: dict[int, tuple[str, ...]] = {}
+
+
+def link_names(count: int) -> tuple[str, ...]:
+    """The ``link`` label values of a GPU with ``count`` links, one tuple per count for the process."""
+    names = _LINK_NAMES.get(count)
+    if names is None:
+        names = _LINK_NAMES[count] = tuple(str(link) for link in range(count))
+    return names
 
 
 class NvLinkStates(NvmlCalls):
@@ -36,14 +45,15 @@ class NvLinkStates(NvmlCalls):
     def _nvlink_states(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         if gpu.nvlinks is None:
             gpu.nvlinks = self._nvlink_count(gpu.handle)  # None again: a transient error, asked next pass
-        for link in range(gpu.nvlinks or 0):
-            state, code = self._attempt(
-                "nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkState", gpu.handle, link
-            )
-            if code == FUNCTION_NOT_FOUND:
-                return
-            if state is not None:
-                out.add(fams.NVLINK_LINK_STATUS, gpu.with_label(labels, "link", str(link)), float(int(state)))
+        if not gpu.nvlinks:
+            return
+        states = self._call_each("nvmlDeviceGetNvLinkState", gpu.handle, range(gpu.nvlinks))
+        link_labels = gpu.label_sets(labels, "link", link_names(gpu.nvlinks))
+        out.add_each(
+            fams.NVLINK_LINK_STATUS,
+            # fewer states than links: the call was retired part-way
+            [(link, float(int(state))) for link, state in zip(link_labels, states) if state is not None],
+        )
 
     def _nvlink_count(self, handle: Any) -> int | None:
         """Links of the GPU (0 when it has none), or None when NVML could not say this time."""
