@@ -71,22 +71,24 @@ class FamilyBuilder:
 
     def add(self, family: fams.Family, labels: Mapping[str, str], value: float) -> None:
         """One sample of ``family``."""
-        metric = self._metrics.get(family.name)
-        if metric is None:
-            metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
-        metric.samples.append(_new_tuple(Sample, (family.sample_name, labels, value) + _SAMPLE_DEFAULTS))
+        metric = self._metrics.get(family.name) or self._create(family)
+        sample = (family.sample_name, labels, value) + _SAMPLE_DEFAULTS  # noqa: RUF005 - cheaper than *unpacking
+        metric.samples.append(_new_tuple(Sample, sample))
+
+    def add_each(self, family: fams.Family, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
+        """Samples of ``family`` from (labels, value) pairs (a GPU's links, its clock-event reasons)."""
+        metric = self._metrics.get(family.name) or self._create(family)
+        name, tail = family.sample_name, _SAMPLE_DEFAULTS
+        rows = [(name, labels, value) + tail for labels, value in samples]  # noqa: RUF005 - as in add()
+        metric.samples.extend([_new_tuple(Sample, row) for row in rows])
+
+    def _create(self, family: fams.Family) -> Metric:
+        metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
+        return metric
 
     def mark(self) -> dict[str, int]:
         """Remember how many samples each family has, to drop a lost GPU's partial samples."""
         return {name: len(m.samples) for name, m in self._metrics.items()}
-
-    def add_each(self, family: fams.Family, samples: Iterable[tuple[Mapping[str, str], float]]) -> None:
-        """Samples of ``family`` from (labels, value) pairs (a GPU's links, its clock-event reasons)."""
-        metric = self._metrics.get(family.name)
-        if metric is None:
-            metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)
-        name, tail = family.sample_name, _SAMPLE_DEFAULTS
-        metric.samples.extend([_new_tuple(Sample, (name, labels, value) + tail) for labels, value in samples])
 
     def grew(self, mark: dict[str, int]) -> bool:
         """True when a sample was added since ``mark``."""

@@ -16,6 +16,7 @@ from typing import Any
 
 from exporters import fields as fams
 from exporters.collected import FamilyBuilder, Gpu
+from exporters.field_values import field_answers
 from exporters.nvml_calls import (
     FUNCTION_NOT_FOUND,
     LOST_CODES,
@@ -23,7 +24,6 @@ from exporters.nvml_calls import (
     GpuLost,
     NvmlCalls,
     error_name,
-    field_value,
 )
 
 NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT
@@ -49,11 +49,8 @@ class NvLinkStates(NvmlCalls):
             return
         states = self._call_each("nvmlDeviceGetNvLinkState", gpu.handle, range(gpu.nvlinks))
         link_labels = gpu.label_sets(labels, "link", link_names(gpu.nvlinks))
-        out.add_each(
-            fams.NVLINK_LINK_STATUS,
-            # fewer states than links: the call was retired part-way
-            [(link, float(int(state))) for link, state in zip(link_labels, states) if state is not None],
-        )
+        pairs = zip(link_labels, states, strict=False)  # fewer states than links: retired part-way
+        out.add_each(fams.NVLINK_LINK_STATUS, [(link, float(int(s))) for link, s in pairs if s is not None])
 
     def _nvlink_count(self, handle: Any) -> int | None:
         """Links of the GPU (0 when it has none), or None when NVML could not say this time."""
@@ -62,8 +59,7 @@ class NvLinkStates(NvmlCalls):
             return 0
         if values is None:
             return None
-        fv = values[0]
-        ret = int(fv.nvmlReturn)
+        ret, count, _ = field_answers(values)[0]
         if ret == NOT_SUPPORTED:
             return 0
         if ret in LOST_CODES:
@@ -71,4 +67,4 @@ class NvLinkStates(NvmlCalls):
         if ret != 0:
             self._count_error(_COUNT_CALL, error_name(ret))
             return None
-        return max(0, int(field_value(fv)))
+        return max(0, int(count))

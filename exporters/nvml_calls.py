@@ -23,19 +23,6 @@ NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
 ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
-# The c_nvmlValue_t member of each NVML_VALUE_TYPE_* (a field value's ``valueType``).
-VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
-
-
-# pynvml's structs read every attribute through a Python-level ``__getattribute__`` that decodes bytes. A
-# field value holds only numbers, so its members are read through ``object``'s, the same ctypes descriptors
-# at a third of the cost (a collection reads some 700 of them).
-read_member = object.__getattribute__
-
-
-def field_value(fv: Any) -> float:
-    """The number in one ``c_nvmlFieldValue_t`` whose ``nvmlReturn`` is success."""
-    return float(getattr(read_member(fv, "value"), VALUE_MEMBERS[int(read_member(fv, "valueType"))]))
 
 
 def error_name(code: int | None) -> str:

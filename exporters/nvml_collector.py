@@ -38,6 +38,7 @@ from exporters.attribution import (
     workload_labels,
 )
 from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.field_values import field_answers
 from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
 from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
@@ -48,9 +49,7 @@ from exporters.nvml_calls import (
     NOT_SUPPORTED,
     GpuLost,
     error_name,
-    field_value,
     init_nvml,
-    read_member,
 )
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import Clock, SystemClock
@@ -354,8 +353,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
-        for i, fv in enumerate(values):
-            ret = int(read_member(fv, "nvmlReturn"))
+        for i, (ret, value, at_us) in enumerate(field_answers(values)):
             if ret:
                 if ret == NOT_SUPPORTED:
                     continue
@@ -363,13 +361,12 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                     raise GpuLost("nvmlDeviceGetFieldValues", ret)
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
-            value = field_value(fv)
             if i < _N_FIELD_FAMILIES:
                 fid, family, scale, dcgm = _FIELD_PLAN[i]
                 got.add(fid)
                 out.add(family, labels if dcgm else gpu.own, value * scale)
             else:
-                throughput.append((value, int(read_member(fv, "timestamp"))))
+                throughput.append((value, at_us))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
             self._nvlink(gpu, out, labels, throughput)
         for fid, policy, family in _VIOLATION_FALLBACK:
