@@ -36,7 +36,7 @@ class LabelTexts:
 
     Formatting label sets was most of a render's cost, and they rarely change between collections. A label
     dict the collector kept from the last collection (a GPU's NVLink and clock-reason label sets, see
-    ``Gpu.with_label``) is found by identity; a new dict with the same contents (a GPU's labels, rebuilt each
+    ``Gpu.label_sets``) is found by identity; a new dict with the same contents (a GPU's labels, rebuilt each
     collection) by its contents. Only the label sets the last render used are kept, so the memory follows
     the fleet, not its history."""
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from exporters import fields as fams
 from exporters.collected import FamilyBuilder, Gpu
+from exporters.field_values import field_answers
 from exporters.nvml_calls import (
     FUNCTION_NOT_FOUND,
     LOST_CODES,
@@ -23,11 +24,19 @@ from exporters.nvml_calls import (
     GpuLost,
     NvmlCalls,
     error_name,
-    field_value,
 )
 
 NVLINK_LINK_COUNT = 91  # NVML_FI_DEV_NVLINK_LINK_COUNT
 _COUNT_CALL = "nvmlDeviceGetFieldValues(NVLINK_LINK_COUNT)"
+_LINK_NAMES: dict[int, tuple[str, ...]] = {}
+
+
+def link_names(count: int) -> tuple[str, ...]:
+    """The ``link`` label values of a GPU with ``count`` links, one tuple per count for the process."""
+    names = _LINK_NAMES.get(count)
+    if names is None:
+        names = _LINK_NAMES[count] = tuple(str(link) for link in range(count))
+    return names
 
 
 class NvLinkStates(NvmlCalls):
@@ -36,14 +45,12 @@ class NvLinkStates(NvmlCalls):
     def _nvlink_states(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         if gpu.nvlinks is None:
             gpu.nvlinks = self._nvlink_count(gpu.handle)  # None again: a transient error, asked next pass
-        for link in range(gpu.nvlinks or 0):
-            state, code = self._attempt(
-                "nvmlDeviceGetNvLinkState", "nvmlDeviceGetNvLinkState", gpu.handle, link
-            )
-            if code == FUNCTION_NOT_FOUND:
-                return
-            if state is not None:
-                out.add(fams.NVLINK_LINK_STATUS, gpu.with_label(labels, "link", str(link)), float(int(state)))
+        if not gpu.nvlinks:
+            return
+        states = self._call_each("nvmlDeviceGetNvLinkState", gpu.handle, range(gpu.nvlinks))
+        link_labels = gpu.label_sets(labels, "link", link_names(gpu.nvlinks))
+        pairs = zip(link_labels, states, strict=False)  # fewer states than links: retired part-way
+        out.add_each(fams.NVLINK_LINK_STATUS, [(link, float(int(s))) for link, s in pairs if s is not None])
 
     def _nvlink_count(self, handle: Any) -> int | None:
         """Links of the GPU (0 when it has none), or None when NVML could not say this time."""
@@ -52,8 +59,7 @@ class NvLinkStates(NvmlCalls):
             return 0
         if values is None:
             return None
-        fv = values[0]
-        ret = int(fv.nvmlReturn)
+        ret, count, _ = field_answers(values)[0]
         if ret == NOT_SUPPORTED:
             return 0
         if ret in LOST_CODES:
@@ -61,4 +67,4 @@ class NvLinkStates(NvmlCalls):
         if ret != 0:
             self._count_error(_COUNT_CALL, error_name(ret))
             return None
-        return max(0, int(field_value(fv)))
+        return max(0, int(count))

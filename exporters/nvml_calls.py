@@ -9,6 +9,7 @@ older driver, retires the function for the life of the collector).
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 import pynvml
@@ -22,13 +23,6 @@ NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
 ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
-# The c_nvmlValue_t member of each NVML_VALUE_TYPE_* (a field value's ``valueType``).
-VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
-
-
-def field_value(fv: Any) -> float:
-    """The number in one ``c_nvmlFieldValue_t`` whose ``nvmlReturn`` is success."""
-    return float(getattr(fv.value, VALUE_MEMBERS[int(fv.valueType)]))
 
 
 def error_name(code: int | None) -> str:
@@ -91,12 +85,8 @@ class NvmlCalls:
         ``key`` names the call in the error counter and in the retired set (a versioned call such as
         ``nvmlDeviceGetMemoryInfo_v2`` is retired on its own, not with its unversioned name).
         """
-        if key in self._missing:
-            return None, FUNCTION_NOT_FOUND
-        fn = getattr(self._nvml, name, None)
+        fn = self._function(key, name)
         if fn is None:
-            self._missing.add(key)
-            self._count_error(key, "FunctionNotFound")
             return None, FUNCTION_NOT_FOUND
         self.current_call = key
         try:
@@ -104,16 +94,55 @@ class NvmlCalls:
             self._answers += 1
             return result, None
         except pynvml.NVMLError as exc:
-            code = getattr(exc, "value", None)
-            if code == NOT_SUPPORTED:
-                self._answers += 1
-                return None, code
-            if code in LOST_CODES:
-                raise GpuLost(key, code) from exc
-            if code == FUNCTION_NOT_FOUND:
-                logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
-                self._missing.add(key)
-            self._count_error(key, error_name(code))
-            return None, code
+            return None, self._failed(key, exc)
         finally:
             self.current_call = None
+
+    def _call_each(self, name: str, handle: Any, args: Iterable[Any]) -> list[Any]:
+        """``name(handle, arg)`` for each of ``args`` (a GPU's links): what each answered, None where its
+        series must be left out; shorter when the function turns out to be missing, which retires it.
+
+        The same rules as ``_call``, with the function looked up once rather than per argument.
+        """
+        results: list[Any] = []
+        fn = self._function(name, name)
+        if fn is None:
+            return results
+        self.current_call = name
+        try:
+            for arg in args:
+                try:
+                    results.append(fn(handle, arg))
+                    self._answers += 1
+                except pynvml.NVMLError as exc:
+                    if self._failed(name, exc) == FUNCTION_NOT_FOUND:
+                        break
+                    results.append(None)
+        finally:
+            self.current_call = None
+        return results
+
+    def _function(self, key: str, name: str) -> Any:
+        """The NVML function ``name``, or None once ``key`` is retired (a missing one is retired now)."""
+        if key in self._missing:
+            return None
+        fn = getattr(self._nvml, name, None)
+        if fn is None:
+            self._missing.add(key)
+            self._count_error(key, "FunctionNotFound")
+        return fn
+
+    def _failed(self, key: str, exc: pynvml.NVMLError) -> int | None:
+        """Handle a call's NVML error: NotSupported is an answer, loss raises ``GpuLost``, FunctionNotFound
+        retires the call, the rest are counted. Returns the error code."""
+        code: int | None = getattr(exc, "value", None)
+        if code == NOT_SUPPORTED:
+            self._answers += 1
+            return code
+        if code in LOST_CODES:
+            raise GpuLost(key, code) from exc
+        if code == FUNCTION_NOT_FOUND:
+            logger.warning("nvml function missing, degrading function=%s host=%s", key, self.hostname)
+            self._missing.add(key)
+        self._count_error(key, error_name(code))
+        return code

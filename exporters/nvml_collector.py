@@ -29,6 +29,7 @@ from prometheus_client import Metric
 
 from exporters import fields as fams
 from exporters.attribution import (
+    UNKNOWN,
     PodRef,
     ProcessIdentity,
     WorkloadMemory,
@@ -37,6 +38,7 @@ from exporters.attribution import (
     workload_labels,
 )
 from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.field_values import field_answers
 from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
 from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
@@ -47,7 +49,6 @@ from exporters.nvml_calls import (
     NOT_SUPPORTED,
     GpuLost,
     error_name,
-    field_value,
     init_nvml,
 )
 from exporters.xid import XidLedger, XidWatcher
@@ -68,11 +69,17 @@ _FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMIL
 _FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
 # (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
 _VIOLATION_FALLBACK = ((74, 0, fams.POWER_VIOLATION), (75, 1, fams.THERMAL_VIOLATION))
+# (field id, family, scale, whether it carries the DCGM labels), by position in the field-value answer.
+_FIELD_PLAN = [(fid, family, scale, family.dcgm) for fid, family, scale in fams.FIELD_FAMILIES]
+_N_FIELD_FAMILIES = len(_FIELD_PLAN)
 _FIELD_NAMES = [fam.name for _, fam, _ in fams.FIELD_FAMILIES] + [
     "NVLINK_THROUGHPUT_DATA_TX",
     "NVLINK_THROUGHPUT_DATA_RX",
 ]
 _KIB = 1024
+_REASON_BITS = tuple(bit for bit, _ in fams.CLOCK_EVENT_REASONS)
+_REASON_NAMES = tuple(reason for _, reason in fams.CLOCK_EVENT_REASONS)
+_DIRECTIONS = tuple(direction for _, _, direction in fams.NVLINK_THROUGHPUT_FIELDS)
 # DCGM-only labels: gpuwarden's own families leave them out (promtool rejects camelCase; join on UUID).
 _DCGM_ONLY_LABELS = frozenset({"modelName", "DCGM_FI_DRIVER_VERSION"})
 
@@ -243,7 +250,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                     self._collect_gpu(gpu, out, pids)
                     # A GPU that gave not one series (every call failed: the driver is wedged) did not
                     # answer: it is not up, even though no call said it was lost.
-                    up = 1.0 if out.size() > sum(mark.values()) else 0.0
+                    up = 1.0 if out.grew(mark) else 0.0
                     if up and self._watcher is not None:
                         self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
                 except GpuLost as lost:
@@ -306,7 +313,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         for proc in procs:
             pid = int(proc.pid)
             pids.append(pid)
-            ident = self._resolver.resolve(pid) if self._resolver is not None else ProcessIdentity()
+            ident = self._resolver.resolve(pid) if self._resolver is not None else UNKNOWN
             identities.append((proc, ident))
         idents = [i for _, i in identities]
         extra = self._workloads.labels(
@@ -334,12 +341,11 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         reasons = int(reasons)
         out.add(fams.CLOCK_THROTTLE_REASONS, labels, reasons)
         out.add(fams.CLOCKS_EVENT_REASONS, labels, reasons)
-        for bit, reason in fams.CLOCK_EVENT_REASONS:
-            out.add(
-                fams.CLOCK_EVENT_REASON,
-                gpu.with_label(gpu.own, "reason", reason),
-                1.0 if reasons & bit else 0.0,
-            )
+        reason_labels = gpu.label_sets(gpu.own, "reason", _REASON_NAMES)
+        out.add_each(
+            fams.CLOCK_EVENT_REASON,
+            zip(reason_labels, [1.0 if reasons & bit else 0.0 for bit in _REASON_BITS], strict=True),
+        )
 
     def _field_values(self, gpu: Gpu, out: FamilyBuilder, labels: dict[str, str]) -> None:
         values = self._call("nvmlDeviceGetFieldValues", gpu.handle, _FIELD_IDS)
@@ -347,23 +353,20 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             return
         throughput: list[tuple[float, int]] = []
         got: set[int] = set()
-        n_families = len(fams.FIELD_FAMILIES)
-        for i, fv in enumerate(values):
-            ret = int(fv.nvmlReturn)
-            if ret == NOT_SUPPORTED:
-                continue
-            if ret in LOST_CODES:
-                raise GpuLost("nvmlDeviceGetFieldValues", ret)
-            if ret != 0:
+        for i, (ret, value, at_us) in enumerate(field_answers(values)):
+            if ret:
+                if ret == NOT_SUPPORTED:
+                    continue
+                if ret in LOST_CODES:
+                    raise GpuLost("nvmlDeviceGetFieldValues", ret)
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
-            value = field_value(fv)
-            if i < n_families:
-                fid, family, scale = fams.FIELD_FAMILIES[i]
+            if i < _N_FIELD_FAMILIES:
+                fid, family, scale, dcgm = _FIELD_PLAN[i]
                 got.add(fid)
-                out.add(family, gpu.own if not family.dcgm else labels, value * scale)
+                out.add(family, labels if dcgm else gpu.own, value * scale)
             else:
-                throughput.append((value, int(fv.timestamp)))
+                throughput.append((value, at_us))
         if len(throughput) == len(fams.NVLINK_THROUGHPUT_FIELDS):
             self._nvlink(gpu, out, labels, throughput)
         for fid, policy, family in _VIOLATION_FALLBACK:
@@ -381,8 +384,8 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         differences NVML's cumulative KiB and divides by the time between reads (its unit is "MB/s"; measured
         against known copies it is MiB/s). The first read, and a read after a counter reset, have no rate.
         """
-        for (_, _, direction), (value, _) in zip(fams.NVLINK_THROUGHPUT_FIELDS, kib, strict=True):
-            out.add(fams.NVLINK_DATA_BYTES, _with(gpu.own, "direction", direction), value * _KIB)
+        for labels_of, (value, _) in zip(gpu.label_sets(gpu.own, "direction", _DIRECTIONS), kib, strict=True):
+            out.add(fams.NVLINK_DATA_BYTES, labels_of, value * _KIB)
         total, at_us = sum(v for v, _ in kib), max(t for _, t in kib)
         prev = gpu.nvlink_prev
         if prev is not None and 0 <= (at_us - prev[1]) / 1e6 < self._min_rate_interval and total >= prev[0]:

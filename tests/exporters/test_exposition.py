@@ -91,10 +91,14 @@ def test_label_texts_hold_only_the_label_sets_of_the_last_render() -> None:
     assert list(texts.last) == [(("gpu", "0"), ("pod", "c"))]
 
 
-def test_a_gpus_derived_label_set_is_the_same_dict_while_its_base_reads_the_same() -> None:
+def test_a_gpus_derived_label_sets_are_the_same_dicts_while_their_base_reads_the_same() -> None:
     gpu = Gpu(index=0, handle=None, uuid="GPU-1", labels={}, own={})
-    first = gpu.with_label({"gpu": "0", "pod": "a"}, "link", "3")
-    assert gpu.with_label({"gpu": "0", "pod": "a"}, "link", "3") is first  # a new but equal base
-    moved = gpu.with_label({"gpu": "0", "pod": "b"}, "link", "3")
-    assert moved is not first and moved == {"gpu": "0", "pod": "b", "link": "3"}
-    assert first == {"gpu": "0", "pod": "a", "link": "3"}  # what an earlier render formatted is unchanged
+    first = gpu.label_sets({"gpu": "0", "pod": "a"}, "link", ("0", "1"))
+    assert first == [{"gpu": "0", "pod": "a", "link": "0"}, {"gpu": "0", "pod": "a", "link": "1"}]
+    again = gpu.label_sets({"gpu": "0", "pod": "a"}, "link", ("0", "1"))  # a new but equal base
+    assert all(a is b for a, b in zip(again, first, strict=True))
+    moved = gpu.label_sets({"gpu": "0", "pod": "b"}, "link", ("0", "1"))
+    assert moved[1] is not first[1] and moved[1] == {"gpu": "0", "pod": "b", "link": "1"}
+    assert first[1] == {"gpu": "0", "pod": "a", "link": "1"}  # what an earlier render formatted is unchanged
+    fewer = gpu.label_sets({"gpu": "0", "pod": "b"}, "link", ("0",))  # the GPU now reports one link
+    assert fewer == [{"gpu": "0", "pod": "b", "link": "0"}]

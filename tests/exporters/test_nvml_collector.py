@@ -645,3 +645,45 @@ def test_a_gpu_without_nvlink_is_asked_for_its_links_once_not_every_collection(
         s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
     ]
     assert errors == []
+
+
+def call_errors(registry: CollectorRegistry, function: str) -> dict[str, float]:
+    return {
+        s.labels["error"]: s.value
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "gpuwarden_nvml_call_errors_total" and s.labels["function"] == function
+    }
+
+
+def test_a_link_whose_state_read_fails_is_left_out_alone_and_counted(nvml: SimNvml, fleet: Any) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    links = len(fleet.gpu(NODE, 2).nvlink_up)
+    scrape(collector)
+    nvml.fail("nvmlDeviceGetNvLinkState", pynvml.NVMLError_Unknown, gpu_index=2, times=1)  # link 0 only
+    registry = scrape(collector)
+    assert link_states(registry, 2) == {str(i): 1.0 for i in range(1, links)}
+    assert link_states(registry, 3) == {str(i): 1.0 for i in range(links)}
+    assert call_errors(registry, "nvmlDeviceGetNvLinkState") == {"Unknown": 1.0}
+    assert link_states(scrape(collector), 2) == {str(i): 1.0 for i in range(links)}  # asked again
+
+
+def test_a_driver_without_the_link_state_call_is_asked_once_then_never(nvml: SimNvml, fleet: Any) -> None:
+    nvml.fail("nvmlDeviceGetNvLinkState", pynvml.NVMLError_FunctionNotFound)
+    collector = NvmlCollector(nvml, hostname=NODE)
+    for _ in range(3):
+        registry = scrape(collector)
+    assert link_states(registry, 0) == {}
+    assert call_errors(registry, "nvmlDeviceGetNvLinkState") == {"FunctionNotFound": 1.0}
+    assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 0, own=True)) == 1.0
+
+
+def test_a_gpu_lost_while_its_links_are_read_reads_up_zero_with_none_of_its_series(nvml: SimNvml) -> None:
+    collector = NvmlCollector(nvml, hostname=NODE)
+    healthy = scrape(collector)
+    own, dcgm = gpu_labels(healthy, 3, own=True), gpu_labels(healthy, 3)
+    nvml.fail("nvmlDeviceGetNvLinkState", pynvml.NVMLError_GpuIsLost, gpu_index=3, times=1)
+    registry = scrape(collector)
+    assert value(registry, "gpuwarden_gpu_up", own) == 0.0
+    assert link_states(registry, 3) == {} and value(registry, "DCGM_FI_DEV_GPU_TEMP", dcgm) is None
+    assert link_states(registry, 4) != {}

@@ -1,0 +1,70 @@
+"""Reading an ``nvmlDeviceGetFieldValues`` answer: (nvmlReturn, value, timestamp) of each requested field.
+
+The answer is a ctypes array of ``c_nvmlFieldValue_t``. Read member by member, each element is a new
+ctypes object, its value union another, and every read goes through pynvml's bytes-decoding
+``__getattribute__``: with 32 fields per GPU that was the largest part of a collection's own CPU time.
+Here the array's bytes are unpacked in one ``struct`` pass instead, with a record layout taken from the
+ctypes type's own offsets, so a pynvml whose struct differs still reads right (or, if the layout cannot be
+expressed, falls back to the member reads).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import pynvml
+
+# The c_nvmlValue_t member of each NVML_VALUE_TYPE_* (a field value's ``valueType``).
+VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
+FieldAnswer = tuple[int, float, int]  # (nvmlReturn, value (0.0 unless it is success), timestamp in us)
+
+_FIELD_VALUE = pynvml.c_nvmlFieldValue_t
+# struct codes of the members read, by their size in the ctypes type (the value union is read as bytes).
+_CODES = {"timestamp": {8: "q"}, "valueType": {4: "I"}, "nvmlReturn": {4: "I"}}
+_READ = ("nvmlReturn", "valueType", "value", "timestamp")
+
+
+def _record() -> tuple[struct.Struct, tuple[int, ...]] | None:
+    """A struct reading the members in ``_READ`` from one element, and where each lands in its tuple."""
+    members = sorted(
+        (getattr(_FIELD_VALUE, name).offset, getattr(_FIELD_VALUE, name).size, name) for name in _READ
+    )
+    fmt, at = "=", 0
+    for offset, size, name in members:
+        code = f"{size}s" if name == "value" else _CODES[name].get(size)
+        if code is None or offset < at:
+            return None
+        fmt += f"{offset - at}x{code}" if offset > at else code
+        at = offset + size
+    fmt += f"{ctypes.sizeof(_FIELD_VALUE) - at}x"
+    order = [name for _, _, name in members]
+    return struct.Struct(fmt), tuple(order.index(name) for name in _READ)
+
+
+_RECORD = _record()
+_UNION = dict(pynvml.c_nvmlValue_t._fields_)
+# The struct reading the union member of each NVML_VALUE_TYPE_* (native sizes, as ctypes lays them out).
+_VALUE_STRUCTS = tuple(struct.Struct("@" + _UNION[member]._type_) for member in VALUE_MEMBERS)
+
+
+def field_answers(values: Any) -> Sequence[FieldAnswer]:
+    """(nvmlReturn, value, timestamp) of each element of a field-value answer, in order."""
+    if _RECORD is None or not isinstance(values, ctypes.Array) or values._type_ is not _FIELD_VALUE:
+        return [_member_answer(fv) for fv in values]
+    record, (ret_at, type_at, value_at, time_at) = _RECORD
+    answers: list[FieldAnswer] = []
+    for row in record.iter_unpack(bytes(values)):
+        ret = row[ret_at]
+        value = float(_VALUE_STRUCTS[row[type_at]].unpack_from(row[value_at])[0]) if ret == 0 else 0.0
+        answers.append((ret, value, row[time_at]))
+    return answers
+
+
+def _member_answer(fv: Any) -> FieldAnswer:
+    """The same, read member by member (an answer that is not pynvml's ctypes array)."""
+    ret = int(fv.nvmlReturn)
+    value = float(getattr(fv.value, VALUE_MEMBERS[int(fv.valueType)])) if ret == 0 else 0.0
+    return ret, value, int(fv.timestamp)

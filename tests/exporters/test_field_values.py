@@ -1,0 +1,61 @@
+"""field_answers: an nvmlDeviceGetFieldValues answer read in one pass gives what its members hold."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pynvml
+import pytest
+
+from exporters.field_values import field_answers
+
+# (valueType, union member, value): one of each NVML_VALUE_TYPE_*, at values a narrower read would garble.
+TYPED = [
+    (pynvml.NVML_VALUE_TYPE_DOUBLE, "dVal", 412.375),
+    (pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, "uiVal", 2**32 - 2),
+    (pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG, "ulVal", 2**40 + 3),
+    (pynvml.NVML_VALUE_TYPE_UNSIGNED_LONG_LONG, "ullVal", 2**63 + 5),
+    (pynvml.NVML_VALUE_TYPE_SIGNED_LONG_LONG, "sllVal", -(2**40)),
+    (pynvml.NVML_VALUE_TYPE_SIGNED_INT, "siVal", -7),
+    (pynvml.NVML_VALUE_TYPE_UNSIGNED_SHORT, "usVal", 65535),
+]
+
+
+def answer() -> object:
+    """A ctypes answer as NVML fills it: every value type, then an unsupported and a failed field."""
+    values = (pynvml.c_nvmlFieldValue_t * (len(TYPED) + 2))()
+    for i, (value_type, member, value) in enumerate(TYPED):
+        values[i].valueType = value_type
+        values[i].timestamp = 1_700_000_000_000_000 + i
+        setattr(values[i].value, member, value)
+    values[len(TYPED)].nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+    values[len(TYPED) + 1].nvmlReturn = pynvml.NVML_ERROR_GPU_IS_LOST
+    values[len(TYPED) + 1].timestamp = 42
+    return values
+
+
+EXPECTED = [(0, float(v), 1_700_000_000_000_000 + i) for i, (_, _, v) in enumerate(TYPED)] + [
+    (pynvml.NVML_ERROR_NOT_SUPPORTED, 0.0, 0),
+    (pynvml.NVML_ERROR_GPU_IS_LOST, 0.0, 42),
+]
+
+
+def test_every_value_type_reads_as_its_union_member_holds_it() -> None:
+    assert list(field_answers(answer())) == EXPECTED
+
+
+def test_an_answer_that_is_not_pynvmls_array_is_read_member_by_member() -> None:
+    members = [
+        SimpleNamespace(
+            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
+        )
+        for fv in answer()  # type: ignore[attr-defined]
+    ]
+    assert list(field_answers(members)) == EXPECTED
+
+
+def test_an_unknown_value_type_is_refused_not_read_as_another() -> None:
+    values = (pynvml.c_nvmlFieldValue_t * 1)()
+    values[0].valueType = len(TYPED)
+    with pytest.raises(IndexError):
+        field_answers(values)
