@@ -8,8 +8,10 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
@@ -19,18 +21,19 @@ from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause
+from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
-from alerting.member import first_onset
+from alerting.member import Member, first_onset
 from alerting.merging import IncidentMerging
 from alerting.regrouping import regroup_ranks, regroup_spread
-from alerting.store import impact_to_dict, with_peak
+from alerting.root_cause import kept_root
+from alerting.store import PEAK, impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import seen, title
-from alerting.topology import Path, target_to_dict
+from alerting.titles import progress, seen, title, without_progress
+from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
     IncidentState,
@@ -38,6 +41,7 @@ from gpuwarden.model import (
     WorkloadKind,
     WorkloadRef,
     add_workloads,
+    fault_name,
 )
 
 REGROUP_PASSES = 2
@@ -196,18 +200,19 @@ class IncidentGrouping(IncidentMerging):
         inc.root_path = path
         inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
-        new_target = target_to_dict(root.target)
-        if (row.root_kind != root.kind.value or not _same_target(row.root_target, new_target)) and row.title:
+        was_shown = bool(row.title)  # assessed before: its impact and priority are its own
+        shown_path, shown = self._shown_root(inc, row, path, root)
+        new_target = target_to_dict(shown.target)
+        if (row.root_kind != shown.kind.value or not _same_target(row.root_target, new_target)) and was_shown:
+            label = target_label(shown.target, namespaced=shown.target in assessment.impact.namespaced)
             batch.event(
                 inc.id,
                 "root_cause_changed",
-                f"root cause is now {root.kind.value} on {root.target}",
-                {"kind": root.kind.value, "target": new_target},
+                f"root cause is now {fault_name(shown.kind)} on {label}",
+                {"kind": shown.kind.value, "target": new_target},
                 change=ChangeKind.UPDATED,
             )
-        row.root_kind, row.root_target = root.kind.value, new_target
-        was_shown = bool(row.title)  # assessed before: its impact and priority are its own
-        row.title = title(root, assessment, seen(members), placed=bool(path))
+        row.root_kind, row.root_target = shown.kind.value, new_target
         impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),
@@ -216,6 +221,14 @@ class IncidentGrouping(IncidentMerging):
         )
         row.impact = with_peak(
             impact, row.impact if was_shown else None, row.priority, assessment.priority.value
+        )
+        row.title = _titled(
+            shown_path,
+            shown,
+            members=members,
+            assessment=assessment,
+            peak=row.impact[PEAK],
+            inventory=self.inventory,
         )
         # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
         row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))
@@ -247,6 +260,19 @@ class IncidentGrouping(IncidentMerging):
         ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
         # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
+
+    def _shown_root(
+        self, inc: OpenIncident, row: IncidentRow, path: Path, root: RootCause
+    ) -> tuple[Path, RootCause]:
+        """The root cause people see, and its path: the one shown while what fires now lies within it
+        (``kept_root``), else ``root`` at ``path``, the root of what fires. Not on the first assessment after
+        a reopening or after alerts left it (``root_moved``): what it showed was the fault that ended, or
+        theirs."""
+        kept = None
+        if row.title and not inc.root_moved:
+            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory)
+        inc.root_moved = False
+        return kept or (path, root)
 
     def _waits(self, inc: OpenIncident, row: IncidentRow, assessment: Assessment, now: datetime) -> bool:
         """Whether a less urgent assessment that an inventory refresh brought must wait: it applies once it
@@ -288,6 +314,7 @@ class IncidentGrouping(IncidentMerging):
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         inc.lost = frozenset()  # nothing fires: it takes no capacity from anyone's share any more
+        row.title = without_progress(row.title)  # all back: the title says what happened, for the record
         row.updated_at = batch.now
         if row.quiet_since is None:
             row.quiet_since = batch.now
@@ -348,6 +375,26 @@ def shown_of(row: IncidentRow) -> tuple[object, ...]:
     """What people see of an incident: priority, title, root cause and impact (a change to none of them
     tells nobody)."""
     return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+
+
+def _titled(
+    path: Path,
+    root: RootCause,
+    *,
+    members: Sequence[Member],
+    assessment: Assessment,
+    peak: Mapping[str, Any],
+    inventory: Inventory | None,
+) -> str:
+    """The title of the root cause people see (``root`` at ``path``) with the worst impact so far (``peak``,
+    what the postmortem shows too), and how much of it recovered: an incident's title does not shrink as
+    parts of it come back (``rack r01 thermal; 5 of 6 GPUs recovered``, not ``gpu r01-n03/1 thermal``)."""
+    impact = replace(assessment.impact, parts=tuple(peak.get("parts", assessment.impact.parts)))
+    shown = replace(assessment, impact=impact, root_down_now=root_down_now(path, root, members, inventory))
+    now = assessment.impact
+    return title(root, shown, seen(members), placed=bool(path)) + progress(
+        peak, now.gpus_affected, now.nodes_affected
+    )
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

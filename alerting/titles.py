@@ -15,7 +15,7 @@ from collections.abc import Mapping, Sequence
 from alerting.impact import Assessment
 from alerting.member import Member, onset_key
 from alerting.topology import target_label
-from gpuwarden.model import ClusterRef, FaultKind, NodeRef, RackRef, RootCause
+from gpuwarden.model import FAULT_NAMES, ClusterRef, FaultKind, NodeRef, RackRef, RootCause
 from gpuwarden.xid import xid_catalog
 
 TITLE_WORKLOADS = 5
@@ -28,6 +28,8 @@ NAME_MAX = 200
 _COUNT = re.compile(r"[0-9]+ (nodes?|GPUs?)")
 _KINDS = (("inference service ", "service", "services"), ("training job ", "training job", "training jobs"))
 
+_PROGRESS = re.compile(r"; [0-9]+ of [0-9]+ (GPUs|nodes) recovered\Z")
+
 _PHRASES = {
     FaultKind.RACK_DOWN: "lost power",
     FaultKind.NODE_DOWN: "is down",
@@ -35,6 +37,21 @@ _PHRASES = {
     FaultKind.JOB_STALLED: "stalled",
     FaultKind.SERVICE_DEGRADED: "degraded",
 }
+
+
+def progress(peak: Mapping[str, object], gpus: int, nodes: int) -> str:
+    """``; 3 of 8 GPUs recovered``: how much of the worst impact so far (``peak``, a stored impact's) is back,
+    now that ``gpus`` GPUs and ``nodes`` nodes are affected; empty while none is."""
+    for unit, now in (("nodes", nodes), ("GPUs", gpus)):  # a rack's nodes back say more than its GPUs
+        most = peak.get(f"{unit.lower()}_affected")
+        if isinstance(most, int) and now < most:
+            return f"; {most - now} of {most} {unit} recovered"
+    return ""
+
+
+def without_progress(text: str) -> str:
+    """A title without its ``progress``: what happened, once nothing fires any more."""
+    return _PROGRESS.sub("", text)
 
 
 def seen(members: Sequence[Member]) -> str:
@@ -90,7 +107,7 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
     elif root.kind is FaultKind.RACK_DOWN and not assessment.root_down_now:
         phrase = "lost power, partly back"  # some of its nodes down now, or down again
     else:
-        phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
+        phrase = _PHRASES.get(root.kind, FAULT_NAMES[root.kind])
     label = target_label(root.target, namespaced=root.target in assessment.impact.namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
