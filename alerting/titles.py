@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 
 from alerting.impact import Assessment
 from alerting.member import Member, onset_key
-from alerting.topology import target_label
+from alerting.topology import RACK_DEPTH, Path, contains, target_label
 from gpuwarden.model import FAULT_NAMES, ClusterRef, FaultKind, NodeRef, RackRef, RootCause
 from gpuwarden.xid import xid_catalog
 
@@ -39,14 +39,21 @@ _PHRASES = {
 }
 
 
-def progress(peak: Mapping[str, object], gpus: int, nodes: int) -> str:
-    """``; 3 of 8 GPUs recovered``: how much of the worst impact so far (``peak``, a stored impact's) is back,
-    now that ``gpus`` GPUs and ``nodes`` nodes are affected; empty while none is."""
-    for unit, now in (("nodes", nodes), ("GPUs", gpus)):  # a rack's nodes back say more than its GPUs
-        most = peak.get(f"{unit.lower()}_affected")
-        if isinstance(most, int) and now < most:
-            return f"; {most - now} of {most} {unit} recovered"
-    return ""
+def progress(members: Sequence[Member], root_path: Path) -> str:
+    """``; 3 of 8 nodes recovered``: of the nodes that alerts under the root cause at ``root_path`` were on
+    (GPUs, where none was on a whole node), how many none fires on any more; empty while none, and once
+    nothing fires (the incident is over, not recovering)."""
+    if not root_path:
+        return ""
+    under = [m for m in members if m.is_infra and contains(root_path, m.location.path)]
+    whole = any(len(m.location.path) == RACK_DEPTH + 1 for m in under)
+    depth, unit = (RACK_DEPTH + 1, "nodes") if whole else (RACK_DEPTH + 2, "GPUs")
+    places = {m.location.path[:depth] for m in under if len(m.location.path) >= depth}
+    firing = {
+        m.location.path[:depth] for m in under if (m.firing or m.flapping) and len(m.location.path) >= depth
+    }
+    back = len(places - firing)
+    return f"; {back} of {len(places)} {unit} recovered" if back and firing else ""
 
 
 def without_progress(text: str) -> str:

@@ -58,11 +58,15 @@ def test_root_cause_stays_the_rack_after_its_nodes_recover_while_a_lost_gpu_stil
     incident = engine.store.get(row.id)
     # What happened was the rack's: its recovery is progress, not a narrower incident (the GPU's).
     assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("node_down", "rack/r01")
-    assert incident.title.startswith("rack r01 partial outage: ")
+    assert incident.title.startswith("rack r01 partial outage: 1 node, 1 GPU, ")
     assert incident.title.endswith("; 4 of 5 nodes recovered")
     shown = str(incident_message(build_notification(told[-1])).attachments)
     assert f"`{incident.root_cause.target}`" in shown and "gpu_lost" not in shown
     assert len([e for e in incident.timeline if e.kind == "root_cause_changed"]) == 1
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in _gpu_lost(gpu_node)])
+    # All back: the list and the postmortem show what happened, not the last alert to resolve.
+    assert engine.store.get(row.id).title.startswith("rack r01 partial outage: 5 nodes, 40 GPUs, ")
 
 
 def _heat(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
