@@ -56,6 +56,9 @@ class OpenIncident:
     # The GPUs its live outages took, as last assessed: other incidents count them in the share of a
     # service they both take replicas from (see ``impact.assess``); empty once nothing fires.
     lost: frozenset[GpuKey] = frozenset()
+    # Its root cause is to be found again, not kept as shown (``IncidentGrouping._shown_root``): it reopened
+    # (what it showed was the fault that ended), or alerts left it (what it showed may be theirs).
+    root_moved: bool = False
     _gathered: _Gathered | None = field(default=None, repr=False, compare=False)  # see ``facts``
     # The open set that indexes it (``alerting.incident_index``), told when its root, workloads, placement
     # or members change; None while it is not in one.

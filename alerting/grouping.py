@@ -8,7 +8,8 @@ incidents and the transaction's ``Batch``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -19,18 +20,19 @@ from alerting.capacity import units_hit
 from alerting.correlation import placement
 from alerting.db import in_lists
 from alerting.flapping import FlapPolicy, flap_state
-from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause
+from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause, root_down_now
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
-from alerting.member import first_onset
+from alerting.member import Member, first_onset
 from alerting.merging import IncidentMerging
 from alerting.regrouping import regroup_ranks, regroup_spread
+from alerting.root_cause import kept_root
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import seen, title
-from alerting.topology import Path, target_to_dict
+from alerting.titles import progress, seen, title, without_progress
+from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
     IncidentState,
@@ -38,6 +40,7 @@ from gpuwarden.model import (
     WorkloadKind,
     WorkloadRef,
     add_workloads,
+    fault_name,
 )
 
 REGROUP_PASSES = 2
@@ -196,18 +199,23 @@ class IncidentGrouping(IncidentMerging):
         inc.root_path = path
         inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
-        new_target = target_to_dict(root.target)
-        if (row.root_kind != root.kind.value or not _same_target(row.root_target, new_target)) and row.title:
+        was_shown = bool(row.title)  # assessed before: its impact and priority are its own
+        shown_root_path, shown_root = self._shown_root(inc, row, path, root)
+        new_target = target_to_dict(shown_root.target)
+        if (
+            row.root_kind != shown_root.kind.value or not _same_target(row.root_target, new_target)
+        ) and was_shown:
+            label = target_label(
+                shown_root.target, namespaced=shown_root.target in assessment.impact.namespaced
+            )
             batch.event(
                 inc.id,
                 "root_cause_changed",
-                f"root cause is now {root.kind.value} on {root.target}",
-                {"kind": root.kind.value, "target": new_target},
+                f"root cause is now {fault_name(shown_root.kind)} on {label}",
+                {"kind": shown_root.kind.value, "target": new_target},
                 change=ChangeKind.UPDATED,
             )
-        row.root_kind, row.root_target = root.kind.value, new_target
-        was_shown = bool(row.title)  # assessed before: its impact and priority are its own
-        row.title = title(root, assessment, seen(members), placed=bool(path))
+        row.root_kind, row.root_target = shown_root.kind.value, new_target
         impact = impact_to_dict(
             assessment.impact,
             shares=dict(assessment.shares),
@@ -217,6 +225,7 @@ class IncidentGrouping(IncidentMerging):
         row.impact = with_peak(
             impact, row.impact if was_shown else None, row.priority, assessment.priority.value
         )
+        row.title = _titled(shown_root_path, shown_root, members, assessment, self.inventory)
         # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
         row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))
         row.last_alert_at = inc.last_alert_at
@@ -247,6 +256,19 @@ class IncidentGrouping(IncidentMerging):
         ):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
         # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
+
+    def _shown_root(
+        self, inc: OpenIncident, row: IncidentRow, path: Path, root: RootCause
+    ) -> tuple[Path, RootCause]:
+        """The root cause people see, and its path: the one shown while what fires now lies within it
+        (``kept_root``), else ``root`` at ``path``, the root of what fires. Not on the first assessment after
+        a reopening or after alerts left it (``root_moved``): what it showed was the fault that ended, or
+        theirs."""
+        kept = None
+        if row.title and not inc.root_moved:
+            kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory)
+        inc.root_moved = False
+        return kept or (path, root)
 
     def _waits(self, inc: OpenIncident, row: IncidentRow, assessment: Assessment, now: datetime) -> bool:
         """Whether a less urgent assessment that an inventory refresh brought must wait: it applies once it
@@ -288,12 +310,29 @@ class IncidentGrouping(IncidentMerging):
 
     def _start_quiet(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
         inc.lost = frozenset()  # nothing fires: it takes no capacity from anyone's share any more
+        self._record_title(inc, row)
         row.updated_at = batch.now
         if row.quiet_since is None:
             row.quiet_since = batch.now
             batch.event(inc.id, "quiet", "all alerts resolved; waiting for the quiet period", {})
         if not batch.has_change(inc.id):
             batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
+
+    def _record_title(self, inc: OpenIncident, row: IncidentRow) -> None:
+        """The title once nothing fires: the root cause shown with the impact of all its alerts, what
+        happened (the list and the postmortem show it), not that of the last alert to resolve. Left as it
+        is where nothing had recovered before the end (the root of what fired last is the one shown, no
+        progress): a flapping alert's flap changes no title."""
+        members = list(inc.members.values())
+        path, root = live_root_cause(members, self.inventory)  # of them all: none fires
+        kept = kept_root(row.root_kind, row.root_target, path, root, self.inventory)
+        if kept is None or (kept[0] == inc.root_path and without_progress(row.title) == row.title):
+            row.title = without_progress(row.title)
+            return
+        # All of them as they were while they fired: the GPUs, nodes and workloads the fault took.
+        fired = [replace(m, firing=True, flapping=False) for m in members]
+        assessment = assess(*kept, fired, self.inventory, self.config.assume_spare_capacity)
+        row.title = title(kept[1], assessment, seen(fired), placed=bool(kept[0]))
 
     def _order(self, incident_id: str) -> tuple[datetime, str]:
         """An open incident's place in the merge pass: earliest onset first (see ``first_onset``)."""
@@ -348,6 +387,20 @@ def shown_of(row: IncidentRow) -> tuple[object, ...]:
     """What people see of an incident: priority, title, root cause and impact (a change to none of them
     tells nobody)."""
     return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+
+
+def _titled(
+    path: Path,
+    root: RootCause,
+    members: Sequence[Member],
+    assessment: Assessment,
+    inventory: Inventory | None,
+) -> str:
+    """The title of the root cause people see (``root`` at ``path``), with what fires now and how much of it
+    recovered: an incident's title does not narrow as parts of it come back (``rack r01 thermal; 5 of 6
+    GPUs recovered``, not ``gpu r01-n03/1 thermal``)."""
+    shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
+    return title(root, shown, seen(members), placed=bool(path)) + progress(members, path)
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

@@ -324,13 +324,11 @@ def assess(
         {str(k): v for k, v in shares.items()},
         tuple(sorted(str(r) for r in stopped)),
         frozenset(failed),
-        _root_down_now(root_path, root, members, inventory),
+        root_down_now(root_path, root, members, inventory),
     )
 
 
-def _root_down_now(
-    root_path: Path, root: RootCause, members: Sequence[Member], inv: Inventory | None
-) -> bool:
+def root_down_now(root_path: Path, root: RootCause, members: Sequence[Member], inv: Inventory | None) -> bool:
     """For a node-down or rack-down root: whether that node, or every node of that rack, is down now."""
     if root.kind not in (FaultKind.NODE_DOWN, FaultKind.RACK_DOWN) or not root_path:
         return True

@@ -259,6 +259,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         target.reopen_count += 1
         target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
+        inc.root_moved = True  # the root it showed was the fault that ended
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
         inc.members[row.fingerprint] = self._member(row)

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
-from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef
+from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name
 from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
@@ -174,7 +174,8 @@ def render_postmortem(
         "",
         "## Root cause",
         "",
-        f"- {_md(incident.root_cause.kind.value)} on {_md(target_label(root, namespaced=root in seen))}",
+        f"- {_md(fault_name(incident.root_cause.kind))}"
+        f" on {_md(target_label(root, namespaced=root in seen))}",
         f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",

@@ -128,6 +128,7 @@ def _move(
         if alert is not None:
             alert.incident_id = target.id
     source.forget_facts()  # members left: the facts builder only ever adds
+    source.root_moved = True
     target.last_alert_at = max(target.last_alert_at, source.last_alert_at)
     alerts = f"{len(fingerprints)} {what} alert{'s' if len(fingerprints) > 1 else ''}"
     batch.event(

@@ -7,13 +7,13 @@ candidates the earliest onset wins.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
-from alerting.faults import ENVIRONMENT, SYMPTOM_KINDS
+from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from alerting.member import Member, onset_key
 from alerting.root_facts import whole_node
-from alerting.topology import RACK_DEPTH, Path, common_ancestor, contains, path_target
+from alerting.topology import RACK_DEPTH, Path, common_ancestor, contains, path_target, target_to_dict
 from gpuwarden.model import ClusterRef, FaultKind, RootCause
 
 
@@ -89,3 +89,40 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     if path:
         return path, RootCause(first.kind, path_target(path, inventory))
     return (), RootCause(first.kind, ClusterRef(first.labels.get("cluster", "")))
+
+
+def _breadth(kind: FaultKind) -> int:
+    """How much of a place a fault kind says is out: a rack down, a node down, an outage under it, other
+    faults, and below them all the kind not known (any known one says more)."""
+    if kind is FaultKind.RACK_DOWN:
+        return 3
+    if kind is FaultKind.NODE_DOWN:
+        return 2
+    return 1 if kind in OUTAGE_KINDS else -1 if kind is FaultKind.UNKNOWN else 0
+
+
+def kept_root(
+    shown_kind: str,
+    shown_target: Mapping[str, object],
+    path: Path,
+    root: RootCause,
+    inventory: Inventory | None,
+) -> tuple[Path, RootCause] | None:
+    """The root cause an open incident showed (``shown_kind`` on ``shown_target``, as stored), and its path,
+    when it still stands against ``root`` at ``path``, the root of what fires now; None when ``root`` takes
+    over. It stands while what fires lies within it: parts of a rack recovered (a lost GPU of it still
+    fires) are the rack's fault recovering, not a narrower incident, as on-call tools keep a title that
+    widens but never shrinks. At the same place the wider kind stands (a node that was down, its GPU still
+    lost). A root elsewhere or wider is another fault, and takes over; so does any root of a workload (its
+    place is no path to compare)."""
+    for depth in range(len(path), 0, -1):
+        if target_to_dict(path_target(path[:depth], inventory)) != dict(shown_target):
+            continue
+        try:
+            kind = FaultKind(shown_kind)
+        except ValueError:
+            return None  # a kind this version does not know: the new root, which it does
+        if depth == len(path) and _breadth(root.kind) > _breadth(kind):
+            return None  # the same place, a wider fault: a node running hot that went down
+        return path[:depth], RootCause(kind, path_target(path[:depth], inventory))
+    return None

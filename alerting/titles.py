@@ -14,8 +14,8 @@ from collections.abc import Mapping, Sequence
 
 from alerting.impact import Assessment
 from alerting.member import Member, onset_key
-from alerting.topology import target_label
-from gpuwarden.model import ClusterRef, FaultKind, NodeRef, RackRef, RootCause
+from alerting.topology import RACK_DEPTH, Path, contains, target_label
+from gpuwarden.model import FAULT_NAMES, ClusterRef, FaultKind, NodeRef, RackRef, RootCause
 from gpuwarden.xid import xid_catalog
 
 TITLE_WORKLOADS = 5
@@ -28,6 +28,8 @@ NAME_MAX = 200
 _COUNT = re.compile(r"[0-9]+ (nodes?|GPUs?)")
 _KINDS = (("inference service ", "service", "services"), ("training job ", "training job", "training jobs"))
 
+_PROGRESS = re.compile(r"; [0-9]+ of [0-9]+ (GPUs|nodes) recovered\Z")
+
 _PHRASES = {
     FaultKind.RACK_DOWN: "lost power",
     FaultKind.NODE_DOWN: "is down",
@@ -35,6 +37,28 @@ _PHRASES = {
     FaultKind.JOB_STALLED: "stalled",
     FaultKind.SERVICE_DEGRADED: "degraded",
 }
+
+
+def progress(members: Sequence[Member], root_path: Path) -> str:
+    """``; 3 of 8 nodes recovered``: of the nodes that alerts under the root cause at ``root_path`` were on
+    (GPUs, where none was on a whole node), how many none fires on any more; empty while none, and once
+    nothing fires (the incident is over, not recovering)."""
+    if not root_path:
+        return ""
+    under = [m for m in members if m.is_infra and contains(root_path, m.location.path)]
+    whole = any(len(m.location.path) == RACK_DEPTH + 1 for m in under)
+    depth, unit = (RACK_DEPTH + 1, "nodes") if whole else (RACK_DEPTH + 2, "GPUs")
+    places = {m.location.path[:depth] for m in under if len(m.location.path) >= depth}
+    firing = {
+        m.location.path[:depth] for m in under if (m.firing or m.flapping) and len(m.location.path) >= depth
+    }
+    back = len(places - firing)
+    return f"; {back} of {len(places)} {unit} recovered" if back and firing else ""
+
+
+def without_progress(text: str) -> str:
+    """A title without its ``progress``: what happened, once nothing fires any more."""
+    return _PROGRESS.sub("", text)
 
 
 def seen(members: Sequence[Member]) -> str:
@@ -90,7 +114,7 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
     elif root.kind is FaultKind.RACK_DOWN and not assessment.root_down_now:
         phrase = "lost power, partly back"  # some of its nodes down now, or down again
     else:
-        phrase = _PHRASES.get(root.kind, f"{root.kind.value.replace('_', ' ')}")
+        phrase = _PHRASES.get(root.kind, FAULT_NAMES[root.kind])
     label = target_label(root.target, namespaced=root.target in assessment.impact.namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.

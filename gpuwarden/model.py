@@ -297,6 +297,37 @@ class FaultKind(enum.StrEnum):
     UNKNOWN = "unknown"
 
 
+FAULT_NAMES = {
+    FaultKind.GPU_LOST: "GPU lost",
+    FaultKind.XID: "XID",
+    FaultKind.ECC_DBE: "double-bit ECC error",
+    FaultKind.ECC_SBE_STORM: "single-bit ECC storm",
+    FaultKind.ROW_REMAP_PENDING: "row remap pending",
+    FaultKind.ROW_REMAP_FAILURE: "row remap failure",
+    FaultKind.THERMAL: "thermal",
+    FaultKind.POWER_BRAKE: "power brake",
+    FaultKind.NVLINK: "NVLink errors",
+    FaultKind.HUNG_GPU: "hung GPU",
+    FaultKind.STRAGGLER: "straggler",
+    FaultKind.MEMORY_LEAK: "memory leak",
+    FaultKind.NODE_DOWN: "node down",
+    FaultKind.RACK_DOWN: "rack down",
+    FaultKind.SERVICE_DEGRADED: "service degraded",
+    FaultKind.JOB_STALLED: "job stalled",
+    FaultKind.EXPORTER_STALE: "exporter stale",
+    FaultKind.UNKNOWN: "unknown",
+}
+"""A fault kind in the words people read (titles, the timeline, CLI text, Slack); JSON keeps its value."""
+
+
+def fault_name(kind: str) -> str:
+    """``node down`` for ``node_down``; a kind this version does not know (a newer server's) with spaces."""
+    try:
+        return FAULT_NAMES[FaultKind(kind)]
+    except ValueError:
+        return kind.replace("_", " ")
+
+
 class IncidentState(enum.StrEnum):
     """Lifecycle: triggered -> acknowledged -> mitigating -> resolved (and reopened to triggered)."""
 

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from alerting.notifiers.base import Notification
+from gpuwarden.model import fault_name
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
 ACTION_APPROVE = "gpuwarden_approve_remediation"
@@ -172,7 +173,7 @@ _APPROVE_SAYS = (
 
 def _confirm_text(n: Notification) -> str:
     """What the Approve dialog asks, within its 300 characters: a long target (a node's FQDN) is cut."""
-    kind = f"Approve remediating *{truncate(escape(n.root_cause_kind), 40)}* on "
+    kind = f"Approve remediating *{truncate(escape(fault_name(n.root_cause_kind)), 40)}* on "
     return (
         kind + _code(n.root_cause_target, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
     )
@@ -259,7 +260,7 @@ def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessa
     header = f"{emoji(n)} {n.priority} {n.title}"  # plain text: shown as it is, nothing to escape
     budget = SECTION_MAX - len("*Actions taken*\n")
     actions = _listed([f"• {escape(a)}" for a in n.actions_taken], "\n", budget) or "_none yet_"
-    cause = f"{truncate(escape(n.root_cause_kind), 100)} on "
+    cause = f"{truncate(escape(fault_name(n.root_cause_kind)), 100)} on "
     cause += _code(n.root_cause_target, FIELD_MAX - len(f"*Root cause*\n{cause}"))
     blocks: list[Block] = [
         {"type": "header", "block_id": "title", "text": _plain(header)},

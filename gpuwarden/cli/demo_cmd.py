@@ -22,6 +22,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console
 from gpuwarden.cli.incidents_cmd import check_output, describe_target
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.model import fault_name
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -55,9 +56,9 @@ def root_cause_json(incident: Incident) -> dict[str, Any]:
 
 
 def root_cause_text(incident: Incident) -> str:
-    """``gpu_lost @ gpu node-02/3``, as ``incidents list`` and ``incidents show`` write a root cause."""
+    """``GPU lost @ gpu node-02/3``, as ``incidents list`` and ``incidents show`` write a root cause."""
     root = root_cause_json(incident)
-    return f"{root['kind']} @ {describe_target(root['target'])}"
+    return f"{fault_name(root['kind'])} @ {describe_target(root['target'])}"
 
 
 @dataclass

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.model import fault_name
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
 
@@ -222,7 +223,7 @@ def list_incidents(
             i["id"],
             i["priority"],
             _state(i),
-            f"{root['kind']} @ {describe_target(root['target'])}",
+            f"{fault_name(root['kind'])} @ {describe_target(root['target'])}",
             str(i["alert_count"]),
             _opened(i),
             i["title"],
@@ -266,7 +267,7 @@ def show(
         f"  ({escape(inc['id'])}, {escape(_state(inc))})"
     )
     root = inc["root_cause"]
-    console.print(f"root cause: {root['kind']} @ {describe_target(root['target'])}", markup=False)
+    console.print(f"root cause: {fault_name(root['kind'])} @ {describe_target(root['target'])}", markup=False)
     console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}

@@ -1275,17 +1275,19 @@ def test_nodes_down_after_a_lost_gpu_in_their_rack_root_the_partial_outage_as_no
     assert "gpu_lost" not in kinds
 
 
-def test_a_node_back_up_while_its_lost_gpu_still_fires_is_rooted_at_the_gpu(
+def test_a_node_back_up_while_its_lost_gpu_still_fires_stays_the_nodes_incident(
     db: str, clock: FakeClock
 ) -> None:
-    # What is still broken is the GPU: the title and the remediation people approve name it, not the node.
+    # What happened was the node's fault: it does not narrow to the GPU left, which the impact still shows.
     engine = _engine(db, clock, scenarios.fleet_inventory())
     down = Alert({"alertname": "NodeDown", "cluster": "c1", "node": "r03-n04"})
     engine.ingest([down, _gpu_alert("r03-n04", 5, "GPULost")])
     clock.advance(60)
     engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])  # the node is back; the GPU is not
     ((incident, *_),) = _open(engine)
-    assert engine.store.get(incident).title.startswith("gpu r03-n04/5 lost (fell off the bus): 1 node, 1 GPU")
+    shown = engine.store.get(incident)
+    assert shown.title == "node r03-n04 was down: 1 node, 1 GPU"
+    assert (shown.root_cause.kind.value, str(shown.root_cause.target)) == ("node_down", "node/r03-n04")
 
 
 def test_a_rack_that_lost_power_and_has_one_node_down_again_is_rooted_at_that_node(
@@ -1304,7 +1306,7 @@ def test_a_rack_that_lost_power_and_has_one_node_down_again_is_rooted_at_that_no
     engine.ingest([downs[2]])  # one node down again, within the reopen window: the incident reopens
     again = engine.store.get(incident)
     assert again.title.startswith("node r04-n03 is down: 1 node, 8 GPUs")
-    assert "root cause is now node_down on node/r04-n03" in [e.message for e in again.timeline]
+    assert "root cause is now node down on node r04-n03" in [e.message for e in again.timeline]
 
 
 def test_a_resolution_whose_commit_answer_was_lost_is_not_resolved_again(

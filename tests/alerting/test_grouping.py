@@ -35,7 +35,9 @@ def _node_down(node: str, status: AlertStatus = AlertStatus.FIRING) -> Alert:
     return Alert({**BASE, "alertname": "NodeDown", "instance": f"{node}:9100", "job": "node"}, status=status)
 
 
-def test_root_cause_moves_back_to_the_lost_gpu_once_the_rack_nodes_recover(tmp_path: Path) -> None:
+def test_root_cause_stays_the_rack_after_its_nodes_recover_while_a_lost_gpu_still_fires(
+    tmp_path: Path,
+) -> None:
     clock = FakeClock()
     engine = _engine(tmp_path, clock)
     told: list[IncidentChange] = []
@@ -47,17 +49,54 @@ def test_root_cause_moves_back_to_the_lost_gpu_once_the_rack_nodes_recover(tmp_p
     engine.ingest([_node_down(n) for n in nodes])
     (row, _), *others = engine.store.list_rows()
     assert not others and row.root_target["type"] == "rack"  # the nodes' fault took the incident up
+    assert [e.message for e in engine.store.get(row.id).timeline if e.kind == "root_cause_changed"] == [
+        "root cause is now node down on rack r01"  # operator words, not ``node_down on rack/r01``
+    ]
     clock.advance(60)
     engine.ingest([_node_down(n, AlertStatus.RESOLVED) for n in nodes])
 
     incident = engine.store.get(row.id)
-    assert incident.root_cause.kind.value == "gpu_lost"
-    assert str(incident.root_cause.target) == f"gpu/{gpu_node}/0"
-    # The last message people got offers to remediate the lost GPU, not the rack.
+    # What happened was the rack's: its recovery is progress, not a narrower incident (the GPU's).
+    assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("node_down", "rack/r01")
+    assert incident.title.startswith("rack r01 partial outage: 1 node, 1 GPU, ")
+    assert incident.title.endswith("; 4 of 5 nodes recovered")
     shown = str(incident_message(build_notification(told[-1])).attachments)
-    assert f"Approve remediating *gpu_lost* on `{incident.root_cause.target}`" in shown
-    timeline = [e.message for e in incident.timeline]
-    assert any(m.startswith("root cause is now gpu_lost") for m in timeline)
+    assert f"`{incident.root_cause.target}`" in shown and "gpu_lost" not in shown
+    assert len([e for e in incident.timeline if e.kind == "root_cause_changed"]) == 1
+    clock.advance(60)
+    engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in _gpu_lost(gpu_node)])
+    # All back: the list and the postmortem show what happened, not the last alert to resolve.
+    assert engine.store.get(row.id).title.startswith("rack r01 partial outage: 5 nodes, 40 GPUs, ")
+
+
+def _heat(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+    labels = {**BASE, "alertname": "GPUThermal", "Hostname": node, "gpu": str(gpu), "severity": "warning"}
+    return Alert(labels, status=status)
+
+
+def test_title_and_root_cause_stay_the_rack_while_its_gpus_cool_one_by_one(tmp_path: Path) -> None:
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    hot = [(sc.node_name(1, n), g) for n in (1, 2, 3) for g in (0, 1)]
+    engine.ingest([_heat(n, g) for n, g in hot])
+    (row, _), *others = engine.store.list_rows()
+    assert not others and row.title == "rack r01 thermal"
+    titles = []
+    for node, gpu in hot[:-1]:
+        clock.advance(30)
+        engine.ingest([_heat(node, gpu, AlertStatus.RESOLVED)])
+        titles.append(engine.store.get(row.id).title)
+    # It stays the rack's fault, recovery shown as progress (not "gpu r01-n03/1 thermal" at the end).
+    assert titles == [f"rack r01 thermal; {n} of 6 GPUs recovered" for n in range(1, 6)]
+    incident = engine.store.get(row.id)
+    assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("thermal", "rack/r01")
+    assert not [e for e in incident.timeline if e.kind == "root_cause_changed"]
+    assert {build_notification(c).root_cause_target for c in told} == {"rack/r01"}
+    clock.advance(30)
+    engine.ingest([_heat(*hot[-1], AlertStatus.RESOLVED)])
+    assert engine.store.get(row.id).title == "rack r01 thermal"  # all back: what happened, for the record
 
 
 def test_root_cause_stays_what_it_was_when_everything_resolves_at_once(tmp_path: Path) -> None:

@@ -3,15 +3,18 @@ from datetime import UTC, datetime
 import pytest
 
 from gpuwarden.model import (
+    FAULT_NAMES,
     ActionOutcome,
     ActionResult,
     Alert,
+    FaultKind,
     GpuRef,
     NodeRef,
     Priority,
     RemediationRequest,
     WorkloadKind,
     WorkloadRef,
+    fault_name,
     label_fingerprint,
 )
 
@@ -80,3 +83,9 @@ def test_action_result_keeps_its_request() -> None:
     result = ActionResult(request=request, outcome=ActionOutcome.DRY_RUN, started_at=now, ended_at=now)
     assert result.request.dry_run is True
     assert result.outcome == "dry_run"
+
+
+def test_every_fault_kind_has_words_and_an_unknown_one_reads_with_spaces() -> None:
+    assert set(FAULT_NAMES) == set(FaultKind)
+    assert fault_name("node_down") == "node down" and fault_name("ecc_dbe") == "double-bit ECC error"
+    assert fault_name("psu_failed") == "psu failed"  # a newer server's kind, not an error in the CLI

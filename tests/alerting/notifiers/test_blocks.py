@@ -83,7 +83,7 @@ def test_approve_asks_for_confirmation() -> None:
         e for b in blocks if b["type"] == "actions" for e in b["elements"] if e["action_id"] == ACTION_APPROVE
     )
     assert approve["style"] == "primary"
-    assert "rack_down" in approve["confirm"]["text"]["text"]
+    assert "rack down" in approve["confirm"]["text"]["text"]
 
 
 def test_user_text_is_escaped_so_it_cannot_inject_mentions_or_links() -> None:
@@ -139,7 +139,7 @@ def test_a_reply_does_not_repeat_the_kind_its_message_starts_with() -> None:
         ),
         ("opened", "incident opened", "incident opened", None),  # it says what happened: said once
         ("silence_ended", "silence ended: nothing happened while silenced", None, None),
-        ("root_cause_changed", "root cause is now node_down on r07-n01", None, None),
+        ("root_cause_changed", "root cause is now node down on node r07-n01", None, None),
         # Kinds read as words, before a message that does not say what happened.
         (
             "alert_added",
@@ -249,10 +249,10 @@ def test_huge_incidents_fit_every_limit_slack_documents() -> None:
     assert len(message.text) <= 4000 and len(timeline_reply(n).text) <= 4000
     blocks = {b.get("block_id"): b for b in message.attachments[0]["blocks"]}
     cause = blocks["summary"]["fields"][2]["text"]
-    assert cause == f"*Root cause*\nrack_down on `{LONG_NODE}`"  # 256 characters fit a field whole
+    assert cause == f"*Root cause*\nrack down on `{LONG_NODE}`"  # 256 characters fit a field whole
     [*_, approve, _] = blocks["incident_actions"]["elements"]
     confirm = approve["confirm"]["text"]["text"]
-    assert confirm.startswith(f"Approve remediating *rack_down* on `{LONG_NODE[:60]}")
+    assert confirm.startswith(f"Approve remediating *rack down* on `{LONG_NODE[:60]}")
     assert "…`: gpuwarden records your approval" in confirm  # the target is cut, the sentence is not
     impact = blocks["impact"]["text"]["text"]
     assert impact.startswith("*Impact*\n1 node, 8 GPUs, inference service svc-0000 100% of replicas lost")

@@ -79,7 +79,7 @@ def test_first_notification_posts_one_block_kit_message_with_priority_colour_and
     assert header["text"]["text"].startswith(":rotating_light: P0 rack r07 lost power")
     body = str(attachment["blocks"])
     assert "training job llm-70b stopped" in body
-    assert "rack_down on `rack/r07`" in body
+    assert "rack down on `rack/r07`" in body
     assert "`training_job/research/llm-70b`" in body
     assert "Runbook" not in body  # no slack.runbook_base_url, no runbook to point at
     buttons = next(b for b in attachment["blocks"] if b["type"] == "actions")["elements"]

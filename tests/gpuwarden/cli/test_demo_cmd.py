@@ -55,7 +55,7 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
     # Root causes are written as `incidents list` writes them.
     incidents = {i["id"]: i for i in summary["incidents"]}
     lost = incidents[by_kind[FaultKind.GPU_LOST].id]
-    assert lost["root_cause_text"] == "gpu_lost @ gpu node-02/3" and "gpu_lost @ gpu node-02/3" in text
+    assert lost["root_cause_text"] == "GPU lost @ gpu node-02/3" and "GPU lost @ gpu node-02/3" in text
     assert lost["root_cause"]["target"]["node"] == "node-02" and lost["alert_count"] == 2
     assert [h["priority"] for h in incidents[thermal.id]["priority_history"]] == ["P3", "P2"]
     assert summary["postmortem"]["incident"] == lost["id"]

@@ -324,7 +324,7 @@ def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_pi
     assert result.exit_code == 0, result.output
     lines = result.stdout.splitlines()
     assert lines[0] == f"P1 {DETAIL['title']}  (inc-0123456789ab, triggered)"  # no markup, no emoji
-    assert "root cause: gpu_lost @ gpu node-01/5" in lines
+    assert "root cause: GPU lost @ gpu node-01/5" in lines
     assert any(DETAIL["timeline"][0]["message"] in line for line in lines)  # type: ignore[index]
 
 
@@ -337,16 +337,16 @@ def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.Monk
         stub.close()
     assert result.exit_code == 0, result.output
     (row,) = [line for line in result.stdout.splitlines() if "inc-0123456789ab" in line]
-    assert DETAIL["title"] in row and "gpu_lost @ gpu node-01/5" in row  # type: ignore[operator]
+    assert DETAIL["title"] in row and "GPU lost @ gpu node-01/5" in row  # type: ignore[operator]
 
 
 @pytest.mark.parametrize(
     ("argv", "body", "expected"),
     [
-        (["incidents", "list", "-o", "text"], [DETAIL], "gpu_lost @ gpu node-01/5"),
-        (["incidents", "list", "--output", "table"], [DETAIL], "gpu_lost @ gpu node-01/5"),
-        (["incidents", "show", "inc-1", "-o", "table"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
-        (["incidents", "show", "inc-1", "--output", "text"], DETAIL, "root cause: gpu_lost @ gpu node-01/5"),
+        (["incidents", "list", "-o", "text"], [DETAIL], "GPU lost @ gpu node-01/5"),
+        (["incidents", "list", "--output", "table"], [DETAIL], "GPU lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "-o", "table"], DETAIL, "root cause: GPU lost @ gpu node-01/5"),
+        (["incidents", "show", "inc-1", "--output", "text"], DETAIL, "root cause: GPU lost @ gpu node-01/5"),
     ],
     ids=["list-text", "list-table", "show-table", "show-text"],
 )
@@ -360,6 +360,17 @@ def test_list_and_show_take_both_text_and_table_for_people(
         stub.close()
     assert result.exit_code == 0, result.output
     assert expected in result.stdout
+
+
+def test_list_and_show_json_keep_the_machine_value_of_the_root_cause_kind() -> None:
+    for argv, body in ((["incidents", "list"], [DETAIL]), (["incidents", "show", "inc-1"], DETAIL)):
+        stub = FixedAnswer(200, json.dumps(body).encode())
+        try:
+            result = runner.invoke(app, [*argv, "-o", "json", "--url", stub.url])
+        finally:
+            stub.close()
+        assert result.exit_code == 0, result.output
+        assert '"kind": "gpu_lost"' in result.stdout and "GPU lost" not in result.stdout  # scripts read it
 
 
 @contextmanager
