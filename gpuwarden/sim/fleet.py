@@ -63,7 +63,7 @@ class Fleet:
             (g.node, g.index): 4000 + 100 * n_i + g.index for n_i, n in enumerate(nodes) for g in n.gpus
         }
         start = clock.time()
-        self._t = start
+        self.stepped_to = start  # the clock time the state stands at; read it, never set it
         self._stepping = False
         placement = place_workloads(nodes, start)
         self._services = placement.services
@@ -131,14 +131,15 @@ class Fleet:
     # --- dynamics --------------------------------------------------------------------------------
 
     def advance(self) -> None:
-        """Bring the state up to ``clock.time()``; nearly free when no step is due."""
-        if self.clock.time() - self._t < STEP_SECONDS:
+        """Bring the state up to ``clock.time()``; nearly free when no step is due (a hot caller can test
+        ``clock.time() - stepped_to < STEP_SECONDS`` itself and skip even this call)."""
+        if self.clock.time() - self.stepped_to < STEP_SECONDS:
             return
         with self._lock:
             self._advance()
 
     def _advance(self) -> None:
-        gap = self.clock.time() - self._t
+        gap = self.clock.time() - self.stepped_to
         if gap < STEP_SECONDS or self._stepping:
             return
         steps = int(gap // STEP_SECONDS)
@@ -149,8 +150,8 @@ class Fleet:
         self._stepping = True
         try:
             for _ in range(steps):
-                self._t += dt
-                self._step(self._t, dt)
+                self.stepped_to += dt
+                self._step(self.stepped_to, dt)
         finally:
             self._stepping = False
 
