@@ -39,6 +39,7 @@ RECOVERY_NODE_REBOOT = 2
 _RESET_KEEPS = frozenset({"thermal_runaway", "power_brake", "node_down"})
 _RMA_XID = 64  # row-remap failure: only a replacement (clear_fault) fixes it
 _UNREADABLE = GpuEffects()  # what acts on a GPU that runs nothing: no fault, no work
+_IDLE = Demand()  # frozen: one for every GPU without work, rather than one per GPU per step
 
 Key = tuple[str, int]
 
@@ -185,7 +186,7 @@ class Fleet:
                 fx = self._effects[key]
                 rng = self._rng[key]
                 work = None if node.drained else self._workload_of.get(key)
-                demand = Demand()
+                demand = _IDLE
                 if isinstance(work, TrainingJob):
                     own = self._speed[key]
                     busy = not stalled[id(work)] and own > 0
@@ -204,7 +205,7 @@ class Fleet:
     def _cool(self, gpu: SimGpu, dt: float) -> None:
         """A GPU nobody can read (off the bus, node down) runs nothing: it cools as an idle one does, so it
         comes back at an idle GPU's temperature, not at the one it had when it was lost."""
-        step_gpu(gpu, _UNREADABLE, Demand(), dt, self._rng[(gpu.node, gpu.index)])
+        step_gpu(gpu, _UNREADABLE, _IDLE, dt, self._rng[(gpu.node, gpu.index)])
 
     # --- faults ----------------------------------------------------------------------------------
 
