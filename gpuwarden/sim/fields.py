@@ -143,7 +143,9 @@ _Write = tuple[int, int, ScopedGetter | None, struct.Struct | None, Getter | Non
 
 
 @functools.lru_cache(maxsize=64)
-def _field_plan(field_ids: tuple[int | tuple[int, int], ...], retired_pages: bool) -> tuple[bytes, list[_Write]]:
+def _field_plan(
+    field_ids: tuple[int | tuple[int, int], ...], retired_pages: bool
+) -> tuple[bytes, list[_Write]]:
     """What never changes for one list of field ids: the array with ids, scopes, types and NOT_SUPPORTED
     answers already in place (built as a plain fill would), and the slots whose value depends on the GPU."""
     values = (_FV * len(field_ids))()
@@ -179,7 +181,7 @@ def _plan_key(field_ids: Sequence[int | tuple[int, int]]) -> tuple[int | tuple[i
     try:
         hash(key)
     except TypeError:  # ``[field id, scope id]`` lists
-        key = tuple(tuple(r) if isinstance(r, list) else r for r in key)  # type: ignore[misc]
+        key = tuple(tuple(r) if isinstance(r, list) else r for r in key)
     return key
 
 

@@ -393,7 +393,11 @@ def test_field_values_asked_twice_are_separate_arrays_that_follow_the_gpu(
     nvml: SimNvml, fleet: Fleet, clock: FakeClock
 ) -> None:
     handle = nvml.nvmlDeviceGetHandleByIndex(0)
-    ids = [pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, pynvml.NVML_FI_DEV_RETIRED_DBE, [pynvml.NVML_FI_DEV_MEMORY_TEMP, 0]]
+    ids = [
+        pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL,
+        pynvml.NVML_FI_DEV_RETIRED_DBE,
+        [pynvml.NVML_FI_DEV_MEMORY_TEMP, 0],
+    ]
     before = nvml.nvmlDeviceGetFieldValues(handle, ids)
     fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 0, "xid": 92}))  # 100 SBEs at once
     clock.advance(5)
