@@ -138,12 +138,13 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
     s.sm_clock = spec.sm_clock_max * min(1.0, clock_factor) if busy else float(spec.sm_clock_idle)
     s.mem_clock = float(spec.mem_clock_max)
     s.clock_reasons = reasons
+    step_ns = int(dt * 1e9)
     if reasons & (REASON_SW_POWER_CAP | REASON_HW_POWER_BRAKE):
-        s.violation_power_ns += int(dt * 1e9)
+        s.violation_power_ns += step_ns
     if reasons & (REASON_SW_THERMAL | REASON_HW_THERMAL):
-        s.violation_thermal_ns += int(dt * 1e9)
+        s.violation_thermal_ns += step_ns
     if not busy:
-        s.violation_low_util_ns += int(dt * 1e9)
+        s.violation_low_util_ns += step_ns
     s.util_gpu = util * 100.0
     s.power_mw = power
     s.energy_mj += power * dt

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import ctypes
+import functools
+import struct
 from collections.abc import Callable, Sequence
 
 import pynvml
@@ -125,11 +127,30 @@ RETIRED_FIELDS = frozenset(
 )
 
 
-def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], now_us: int) -> object:
-    """Build pynvml's ``c_nvmlFieldValue_t`` array the way ``nvmlDeviceGetFieldValues`` returns it."""
-    values = (pynvml.c_nvmlFieldValue_t * len(field_ids))()
-    not_supported = pynvml.NVML_ERROR_NOT_SUPPORTED
+_FV = pynvml.c_nvmlFieldValue_t
+_FV_SIZE = ctypes.sizeof(_FV)
+_TIMESTAMP = struct.Struct("=" + {4: "i", 8: "q"}[_FV.timestamp.size])  # a C long
+_RESULT = struct.Struct("=II")  # valueType, nvmlReturn: adjacent
+_UINT_VALUE = struct.Struct("=I")
+_ULL_VALUE = struct.Struct("=Q")
+_TIMESTAMP_AT = _FV.timestamp.offset
+_RESULT_AT = _FV.valueType.offset
+_VALUE_AT = _FV.value.offset
+_UINT_MASK = 0xFFFFFFFF  # ctypes wraps an assigned int to the field's width; struct would refuse it
+_ULL_MASK = 0xFFFFFFFFFFFFFFFF
+# One slot's work on each call: (slot offset, scope id, scoped getter or None, value format, getter or None).
+_Write = tuple[int, int, ScopedGetter | None, struct.Struct | None, Getter | None]
+
+
+@functools.lru_cache(maxsize=64)
+def _field_plan(
+    field_ids: tuple[int | tuple[int, int], ...], retired_pages: bool
+) -> tuple[bytes, list[_Write]]:
+    """What never changes for one list of field ids: the array with ids, scopes, types and NOT_SUPPORTED
+    answers already in place (built as a plain fill would), and the slots whose value depends on the GPU."""
+    values = (_FV * len(field_ids))()
     put = _raw_setattr  # pynvml's printable __setattr__ costs more than the value itself
+    writes: list[_Write] = []
     for i, requested in enumerate(field_ids):
         slot = values[i]
         scope_id = 0
@@ -139,30 +160,55 @@ def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], n
         else:
             field_id = requested
         put(slot, "fieldId", field_id)
-        put(slot, "timestamp", now_us)
         scoped = SCOPED_FIELDS.get(field_id)
-        if scoped is not None:
-            got = scoped(gpu, scope_id) if gpu.nvlink_up else None
-            if got is None:
-                bad = pynvml.NVML_ERROR_INVALID_ARGUMENT if gpu.nvlink_up else not_supported
-                put(slot, "nvmlReturn", bad)
-            else:
-                put(slot, "valueType", _ULL)
-                slot.value.ullVal = got
-            continue
         entry = FIELDS.get(field_id)
-        if entry is None:
-            if field_id in RETIRED_FIELDS and gpu.model.retired_pages:
+        if scoped is not None:
+            writes.append((i * _FV_SIZE, scope_id, scoped, None, None))
+        elif entry is None:
+            if field_id in RETIRED_FIELDS and retired_pages:
                 put(slot, "valueType", _UINT)
             else:
-                put(slot, "nvmlReturn", not_supported)
-            continue
-        value_type, getter = entry
-        put(slot, "valueType", value_type)
-        if value_type == _UINT:
-            slot.value.uiVal = getter(gpu)
+                put(slot, "nvmlReturn", pynvml.NVML_ERROR_NOT_SUPPORTED)
         else:
-            slot.value.ullVal = getter(gpu)
+            value_type, getter = entry
+            put(slot, "valueType", value_type)
+            writes.append((i * _FV_SIZE, 0, None, _UINT_VALUE if value_type == _UINT else _ULL_VALUE, getter))
+    return bytes(values), writes
+
+
+def _plan_key(field_ids: Sequence[int | tuple[int, int]]) -> tuple[int | tuple[int, int], ...]:
+    key = tuple(field_ids)
+    try:
+        hash(key)
+    except TypeError:  # ``[field id, scope id]`` lists
+        key = tuple(tuple(r) if isinstance(r, list) else r for r in key)
+    return key
+
+
+def fill_field_values(gpu: SimGpu, field_ids: Sequence[int | tuple[int, int]], now_us: int) -> object:
+    """Build pynvml's ``c_nvmlFieldValue_t`` array the way ``nvmlDeviceGetFieldValues`` returns it.
+
+    The parts that depend only on the ids come from a cached template; each call copies it, stamps the time
+    and packs the GPU's values straight into the array's memory (no ctypes attribute access per field)."""
+    template, writes = _field_plan(_plan_key(field_ids), gpu.model.retired_pages)
+    count = len(template) // _FV_SIZE
+    values = (_FV * count).from_buffer_copy(template)
+    stamp = _TIMESTAMP.pack_into
+    for at in range(_TIMESTAMP_AT, len(template), _FV_SIZE):
+        stamp(values, at, now_us)
+    links = gpu.nvlink_up
+    for at, scope_id, scoped, value_format, getter in writes:
+        if getter is not None and value_format is not None:
+            mask = _UINT_MASK if value_format is _UINT_VALUE else _ULL_MASK
+            value_format.pack_into(values, at + _VALUE_AT, getter(gpu) & mask)
+            continue
+        got = scoped(gpu, scope_id) if scoped is not None and links else None
+        if got is None:
+            bad = pynvml.NVML_ERROR_INVALID_ARGUMENT if links else pynvml.NVML_ERROR_NOT_SUPPORTED
+            _RESULT.pack_into(values, at + _RESULT_AT, 0, bad)
+        else:
+            _RESULT.pack_into(values, at + _RESULT_AT, _ULL, 0)
+            _ULL_VALUE.pack_into(values, at + _VALUE_AT, got & _ULL_MASK)
     return values
 
 

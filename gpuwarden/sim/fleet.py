@@ -39,6 +39,7 @@ RECOVERY_NODE_REBOOT = 2
 _RESET_KEEPS = frozenset({"thermal_runaway", "power_brake", "node_down"})
 _RMA_XID = 64  # row-remap failure: only a replacement (clear_fault) fixes it
 _UNREADABLE = GpuEffects()  # what acts on a GPU that runs nothing: no fault, no work
+_IDLE = Demand()  # frozen: one for every GPU without work, rather than one per GPU per step
 
 Key = tuple[str, int]
 
@@ -63,7 +64,7 @@ class Fleet:
             (g.node, g.index): 4000 + 100 * n_i + g.index for n_i, n in enumerate(nodes) for g in n.gpus
         }
         start = clock.time()
-        self._t = start
+        self.stepped_to = start  # the clock time the state stands at; read it, never set it
         self._stepping = False
         placement = place_workloads(nodes, start)
         self._services = placement.services
@@ -131,14 +132,15 @@ class Fleet:
     # --- dynamics --------------------------------------------------------------------------------
 
     def advance(self) -> None:
-        """Bring the state up to ``clock.time()``; nearly free when no step is due."""
-        if self.clock.time() - self._t < STEP_SECONDS:
+        """Bring the state up to ``clock.time()``; nearly free when no step is due (a hot caller can test
+        ``clock.time() - stepped_to < STEP_SECONDS`` itself and skip even this call)."""
+        if self.clock.time() - self.stepped_to < STEP_SECONDS:
             return
         with self._lock:
             self._advance()
 
     def _advance(self) -> None:
-        gap = self.clock.time() - self._t
+        gap = self.clock.time() - self.stepped_to
         if gap < STEP_SECONDS or self._stepping:
             return
         steps = int(gap // STEP_SECONDS)
@@ -149,8 +151,8 @@ class Fleet:
         self._stepping = True
         try:
             for _ in range(steps):
-                self._t += dt
-                self._step(self._t, dt)
+                self.stepped_to += dt
+                self._step(self.stepped_to, dt)
         finally:
             self._stepping = False
 
@@ -184,7 +186,7 @@ class Fleet:
                 fx = self._effects[key]
                 rng = self._rng[key]
                 work = None if node.drained else self._workload_of.get(key)
-                demand = Demand()
+                demand = _IDLE
                 if isinstance(work, TrainingJob):
                     own = self._speed[key]
                     busy = not stalled[id(work)] and own > 0
@@ -203,7 +205,7 @@ class Fleet:
     def _cool(self, gpu: SimGpu, dt: float) -> None:
         """A GPU nobody can read (off the bus, node down) runs nothing: it cools as an idle one does, so it
         comes back at an idle GPU's temperature, not at the one it had when it was lost."""
-        step_gpu(gpu, _UNREADABLE, Demand(), dt, self._rng[(gpu.node, gpu.index)])
+        step_gpu(gpu, _UNREADABLE, _IDLE, dt, self._rng[(gpu.node, gpu.index)])
 
     # --- faults ----------------------------------------------------------------------------------
 

@@ -12,7 +12,7 @@ import pynvml
 
 from gpuwarden.errors import InputError
 from gpuwarden.sim.events import EventQueue
-from gpuwarden.sim.fleet import Fleet
+from gpuwarden.sim.fleet import STEP_SECONDS, Fleet
 from gpuwarden.sim.topology import MigDevice, SimGpu, SimNode
 
 DRIVER_VERSION = "550.90.07"
@@ -167,7 +167,9 @@ class NvmlBase:
             raise pynvml.NVMLError_Uninitialized()
         if not self._node.up:
             raise pynvml.NVMLError_Unknown()
-        self._fleet.advance()
+        fleet = self._fleet  # every NVML call lands here: skip the call into the fleet when no step is due
+        if fleet.clock.time() - fleet.stepped_to >= STEP_SECONDS:
+            fleet.advance()
 
     def _dev(self, handle: Any, name: str, *, mig_ok: bool = False) -> DeviceEntry:
         dev = self._by_id.get(id(handle))

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import ctypes
 from typing import Any
 
 import pynvml
 
 from gpuwarden.sim.fields import gpm_snapshot, gpm_value
 from gpuwarden.sim.nvml_base import DeviceEntry, NvmlBase, fake_pointer, pointer_address
+
+_raw_getattr = ctypes.Structure.__getattribute__
+_raw_setattr = ctypes.Structure.__setattr__
 
 
 class NvmlGpm(NvmlBase):
@@ -76,12 +80,15 @@ class NvmlGpm(NvmlBase):
         dev = second[0]
         if dev.gpu.lost:
             raise pynvml.NVMLError_GpuIsLost()
+        # Numbers only: ctypes' own attribute access gives what pynvml's printable wrapper would, for less.
+        get, put = _raw_getattr, _raw_setattr
+        metrics, state, since, until = get(metricsGet, "metrics"), dev.gpu.state, first[1:], second[1:]
         for i in range(metricsGet.numMetrics):
-            metric = metricsGet.metrics[i]
-            value = gpm_value(metric.metricId, first[1:], second[1:], dev.gpu.state, 1.0)
+            metric = metrics[i]
+            value = gpm_value(get(metric, "metricId"), since, until, state, 1.0)
             if value is None:
-                metric.nvmlReturn = pynvml.NVML_ERROR_NOT_SUPPORTED
+                put(metric, "nvmlReturn", pynvml.NVML_ERROR_NOT_SUPPORTED)
             else:
-                metric.nvmlReturn = pynvml.NVML_SUCCESS
-                metric.value = value
+                put(metric, "nvmlReturn", pynvml.NVML_SUCCESS)
+                put(metric, "value", value)
         return metricsGet

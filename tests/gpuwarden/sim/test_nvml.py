@@ -387,3 +387,22 @@ def test_every_violation_field_answers_in_ns_like_the_violation_status(
         status = nvml.nvmlDeviceGetViolationStatus(handle, policy).violationTime
         assert fv.value.ullVal == status, policy
     assert fields[pynvml.NVML_PERF_POLICY_LOW_UTILIZATION].value.ullVal >= 29e9  # GPU 7 runs nothing
+
+
+def test_field_values_asked_twice_are_separate_arrays_that_follow_the_gpu(
+    nvml: SimNvml, fleet: Fleet, clock: FakeClock
+) -> None:
+    handle = nvml.nvmlDeviceGetHandleByIndex(0)
+    ids = [
+        pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL,
+        pynvml.NVML_FI_DEV_RETIRED_DBE,
+        [pynvml.NVML_FI_DEV_MEMORY_TEMP, 0],
+    ]
+    before = nvml.nvmlDeviceGetFieldValues(handle, ids)
+    fleet.inject(parse_fault({"kind": "xid", "node": "node-01", "gpu": 0, "xid": 92}))  # 100 SBEs at once
+    clock.advance(5)
+    after = nvml.nvmlDeviceGetFieldValues(handle, ids)
+    assert after[0].value.ullVal == before[0].value.ullVal + 100
+    assert after[0].timestamp == before[0].timestamp + 5_000_000
+    assert [v.nvmlReturn for v in after] == [0, pynvml.NVML_ERROR_NOT_SUPPORTED, 0]
+    assert after[2].fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP and after[2].value.uiVal > 0
