@@ -32,6 +32,7 @@ per node are not read.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
@@ -285,7 +286,7 @@ def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[Gpu
     """Per node, the job's GPUs it could start on again that are not already counted free: on a node that
     takes new work, not lost (where its indices are unknown, those it may be on that were lost count against
     it)."""
-    count: dict[Node, int] = {}
+    count: Counter[Node] = Counter()
     for i, unit in enumerate(info.units):
         usable = []
         for key in unit:
@@ -296,12 +297,12 @@ def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[Gpu
             left = max(0, min(info.size(i), len(usable)) - sum(1 for key, _ in usable if key in lost))
             for key, _ in usable:  # given to its nodes in turn (such a unit is on one node)
                 if left > 0 and key not in lost:
-                    count[key[0], key[1]] = count.get((key[0], key[1]), 0) + 1
+                    count[key[0], key[1]] += 1
                     left -= 1
             continue
         for key, node in usable:
             if key not in lost and key[2] not in node.idle:
-                count[key[0], key[1]] = count.get((key[0], key[1]), 0) + 1
+                count[key[0], key[1]] += 1
     return count
 
 

@@ -20,9 +20,8 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console
-from gpuwarden.cli.incidents_cmd import check_output, describe_target
+from gpuwarden.cli.incidents_cmd import check_output, describe_root
 from gpuwarden.cli.logs import configure_logging
-from gpuwarden.model import fault_name
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -57,8 +56,7 @@ def root_cause_json(incident: Incident) -> dict[str, Any]:
 
 def root_cause_text(incident: Incident) -> str:
     """``GPU lost @ gpu node-02/3``, as ``incidents list`` and ``incidents show`` write a root cause."""
-    root = root_cause_json(incident)
-    return f"{fault_name(root['kind'])} @ {describe_target(root['target'])}"
+    return describe_root(root_cause_json(incident))
 
 
 @dataclass

@@ -192,6 +192,11 @@ def describe_target(target: dict[str, Any]) -> str:
     return f"{kind} {target.get('name', '')}"
 
 
+def describe_root(root: dict[str, Any]) -> str:
+    """A root cause as the API gives it, as people read it: ``GPU lost @ gpu node-02/3``."""
+    return f"{fault_name(root['kind'])} @ {describe_target(root['target'])}"
+
+
 @incidents_app.command("list")
 @gpuwarden_answers
 def list_incidents(
@@ -218,12 +223,11 @@ def list_incidents(
     items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
     table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
     for i in items:
-        root = i["root_cause"]
         table.add_row(
             i["id"],
             i["priority"],
             _state(i),
-            f"{fault_name(root['kind'])} @ {describe_target(root['target'])}",
+            describe_root(i["root_cause"]),
             str(i["alert_count"]),
             _opened(i),
             i["title"],
@@ -266,8 +270,7 @@ def show(
         f"[bold]{escape(inc['priority'])}[/bold] {escape(inc['title'])}"
         f"  ({escape(inc['id'])}, {escape(_state(inc))})"
     )
-    root = inc["root_cause"]
-    console.print(f"root cause: {fault_name(root['kind'])} @ {describe_target(root['target'])}", markup=False)
+    console.print(f"root cause: {describe_root(inc['root_cause'])}", markup=False)
     console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
