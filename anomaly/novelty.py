@@ -87,7 +87,11 @@ class ContextNovelty:
         span = state.high - state.low
         if span <= 0:
             return 0
-        return min(int((value - state.low) / span * levels), levels - 1)
+        if span == math.inf:  # a range wider than the largest float (-1e308 to 1e308): measured in halves
+            share = (value / 2 - state.low / 2) / (state.high / 2 - state.low / 2)
+        else:
+            share = (value - state.low) / span
+        return min(int(share * levels), levels - 1)
 
     def _unseen(self, state: _State, symbol: int) -> tuple[int, int]:
         """Move the history on by ``symbol``; return (unseen contexts, contexts), learning the unseen ones."""

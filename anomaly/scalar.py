@@ -37,6 +37,7 @@ _QUIET_MAX = _INT32_MAX - 1  # OnsetTracker's saturation
 _DEV_DAY, _DEV_WEEK, _FAST_DEV, _TAIL = range(4)  # the float32 scalars, in one array("f")
 _HOURS_PER_DAY, _HOURS_PER_WEEK, _WEEK_SHIFT_HOURS = 24, 168, 72  # as in anomaly.thresholds
 INF = math.inf
+_INVALID = INF - INF  # the NaN this machine's floating-point unit makes for 0/0, as numpy's 0/0 gives it
 
 
 def fmax(a: float, b: float) -> float:
@@ -54,8 +55,10 @@ def quotient(a: float, b: float) -> float:
     """``a / b`` as numpy divides: ``b == 0`` gives a signed inf, or NaN for ``0 / 0`` and ``NaN / 0``."""
     if b:
         return a / b
-    if a == 0.0 or math.isnan(a):
-        return math.nan
+    if math.isnan(a):
+        return a
+    if a == 0.0:
+        return _INVALID
     return math.copysign(INF, a) * math.copysign(1.0, b)
 
 
