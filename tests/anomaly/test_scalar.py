@@ -10,7 +10,7 @@ from anomaly.novelty import NoveltyParams
 from anomaly.recurrence import RecurrenceParams
 from anomaly.scalar import ScalarDetector, fmax, fmin, quotient
 from anomaly.thresholds import ThresholdParams
-from anomaly.univariate import Series, score_many, score_together
+from anomaly.univariate import Series, Settings, score_many, score_together
 
 ROWS = 420
 T0 = 1_704_067_200.0
@@ -80,7 +80,7 @@ def test_one_series_alone_scores_as_the_vectorised_reference_to_the_bit(case: st
     params, parts = CASES[case]
     series = varied_series()
     with np.errstate(over="ignore", invalid="ignore"):  # the huge series' arithmetic overflows, by design
-        reference = score_together(series, params, **parts)
+        reference = score_together(series, Settings(params, **parts))
     for one, expected in zip(series, reference, strict=True):
         alone = score_many([one], params, **parts)[0]
         assert alone.score.tobytes() == expected.score.tobytes(), one.name
