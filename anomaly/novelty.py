@@ -34,6 +34,7 @@ contexts (at most ``(levels + 2) ** (order + 1)``, far fewer in practice).
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,7 +87,11 @@ class ContextNovelty:
         span = state.high - state.low
         if span <= 0:
             return 0
-        return min(int((value - state.low) / span * levels), levels - 1)
+        if span == math.inf:  # a range wider than the largest float (-1e308 to 1e308): measured in halves
+            share = (value / 2 - state.low / 2) / (state.high / 2 - state.low / 2)
+        else:
+            share = (value - state.low) / span
+        return min(int(share * levels), levels - 1)
 
     def _unseen(self, state: _State, symbol: int) -> tuple[int, int]:
         """Move the history on by ``symbol``; return (unseen contexts, contexts), learning the unseen ones."""
@@ -127,30 +132,34 @@ class ContextNovelty:
         """One sample per id: score >1 when the share of unseen contexts reaches the threshold.
 
         NaN samples are skipped (score 0, no state change)."""
-        p = self.params
         score = np.zeros(ids.size)
         raised = np.zeros(ids.size, np.bool_)
         for k, (series, value) in enumerate(zip(ids.tolist(), values.tolist(), strict=True)):
-            if not np.isfinite(value):
-                continue
-            state = self._states.get(series)
-            if state is None:
-                state = self._states[series] = _State()
-            if state.count < p.warmup:
-                state.early.append(value)
-                state.low = min(state.low, value)
-                state.high = max(state.high, value)
-                state.count += 1
-                if state.count == p.warmup:
-                    self._learn_warmup(state)
-                continue
-            unseen, contexts = self._unseen(state, self._symbol(state, value))
-            if contexts:
-                score[k] = unseen / p.order / p.threshold
-            novel = score[k] >= 1.0
-            raised[k] = novel and state.since + 1 >= p.rearm
-            state.since = 0 if novel else min(state.since + 1, 1 << 30)
+            score[k], raised[k] = self.update_one(series, value)
+        return StepScores(ids=ids, score=score, raised=raised)
+
+    def update_one(self, series: int, value: float) -> tuple[float, bool]:
+        """``update`` for one sample of one series: its score and whether it raises."""
+        if not math.isfinite(value):
+            return 0.0, False
+        p = self.params
+        state = self._states.get(series)
+        if state is None:
+            state = self._states[series] = _State()
+        if state.count < p.warmup:
+            state.early.append(value)
             state.low = min(state.low, value)
             state.high = max(state.high, value)
             state.count += 1
-        return StepScores(ids=ids, score=score, raised=raised)
+            if state.count == p.warmup:
+                self._learn_warmup(state)
+            return 0.0, False
+        unseen, contexts = self._unseen(state, self._symbol(state, value))
+        score = unseen / p.order / p.threshold if contexts else 0.0
+        novel = score >= 1.0
+        raised = novel and state.since + 1 >= p.rearm
+        state.since = 0 if novel else min(state.since + 1, 1 << 30)
+        state.low = min(state.low, value)
+        state.high = max(state.high, value)
+        state.count += 1
+        return score, raised

@@ -45,8 +45,12 @@ class DailyRecurrence:
     """Per series: the recent onset times; ``filter`` mutes onsets that recur one day or one week later."""
 
     def __init__(self, params: RecurrenceParams | None = None) -> None:
-        self.params = params or RecurrenceParams()
+        self.params = p = params or RecurrenceParams()
         self._onsets: dict[int, deque[tuple[float, float]]] = {}
+        self._periods = (
+            (p.period_seconds,) if p.weekly_seconds is None else (p.period_seconds, p.weekly_seconds)
+        )
+        self._horizon = max(self._periods) + p.tolerance_seconds
 
     def filter(
         self,
@@ -61,18 +65,21 @@ class DailyRecurrence:
         p = self.params
         if p.same_direction and sides is None:
             raise ValueError("same_direction needs the side of each onset (sides)")
-        periods = (p.period_seconds,) if p.weekly_seconds is None else (p.period_seconds, p.weekly_seconds)
-        tolerance, horizon = p.tolerance_seconds, max(periods) + p.tolerance_seconds
         for k in np.flatnonzero(onsets):
-            series, t = int(ids[k]), float(timestamps[k])
             side = float(sides[k]) if p.same_direction and sides is not None else 0.0
-            seen = self._onsets.setdefault(series, deque())
-            while seen and seen[0][0] < t - horizon:
-                seen.popleft()
-            if any(abs(t - period - s) <= tolerance and side == d for s, d in seen for period in periods):
-                kept[k] = False
-            seen.append((t, side))
+            kept[k] = not self.recurs(int(ids[k]), float(timestamps[k]), side)
         return kept
+
+    def recurs(self, series: int, t: float, side: float = 0.0) -> bool:
+        """Remember an onset of ``series`` at ``t`` and say whether it recurs one period (within tolerance)
+        after an earlier one on the same ``side`` (0.0 unless ``same_direction``): ``filter`` of one onset."""
+        seen = self._onsets.setdefault(series, deque())
+        while seen and seen[0][0] < t - self._horizon:
+            seen.popleft()
+        tolerance, periods = self.params.tolerance_seconds, self._periods
+        recurs = any(abs(t - period - s) <= tolerance and side == d for s, d in seen for period in periods)
+        seen.append((t, side))
+        return recurs
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""

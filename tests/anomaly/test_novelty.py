@@ -112,3 +112,12 @@ def test_a_series_still_meeting_new_contexts_at_the_end_of_its_warm_up_stays_mut
     noise = list(rng.uniform(0.0, 3.0, PARAMS.warmup))  # at 4 levels, new level changes until the end
     _, raised = feed(ContextNovelty(PARAMS), [*noise, *sine(40, 16, level=10.0)])
     assert all(i >= PARAMS.warmup + PARAMS.rearm - 1 for i in raised)
+
+
+def test_values_whose_range_overflows_a_float_are_quantised_like_any_other():
+    # A range from -1.7e308 to 1.7e308 is wider than the largest float: its width overflowed to inf and
+    # every value inside it stopped the scoring with "cannot convert float NaN to integer".
+    big = 1.7e308
+    scaled = feed(ContextNovelty(PARAMS), [v * (big / 3) for v in saw(15)] + [-big, big, 0.1 * big, big])
+    reference = feed(ContextNovelty(PARAMS), [*saw(15), -3.0, 3.0, 0.3, 3.0])
+    assert scaled == reference
