@@ -174,7 +174,10 @@ def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
     return tuple(x for x in (groups[0] if groups else ()) if all(x in g for g in groups[1:]))
 
 
-_TRES_GPU = re.compile(r"^gres[:/]gpu(?::[^:=]+)?[:=](\d+)$")
+# One GPU item of a TRES list, as each Slurm release writes it: ``gpu:4`` (before 21.08), ``gres:gpu:4``
+# (22.05), ``gres/gpu:4`` (23.02+), each with an optional type (``gres/gpu:h100:4``); a count left out is 1, as
+# ``--gres=gpu`` asks. A number right after ``gpu`` is the count, as Slurm reads it, never a type.
+_TRES_GPU = re.compile(r"^(?:gres[:/])?gpu(?:[:=](?P<count>\d+)|:[^:=]+(?:[:=](?P<typed>\d+))?)?$")
 _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 
 
@@ -194,10 +197,11 @@ def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict
 
 
 def _tres_count(text: str) -> int:
-    """GPUs in a TRES list: ``gres:gpu:4``, ``gres:gpu:h100:1``, ``gres:gpu:a100:2,gres:gpu:h100:1``."""
+    """GPUs in a TRES list: ``gres:gpu:4``, ``gres/gpu:h100:1``, ``gpu:a100:2,gres/shard:1``,
+    ``gres:gpu:a100:2,gres:gpu:h100:1``."""
     total = 0
     for item in text.split(","):
         match = _TRES_GPU.match(item.strip())
         if match:
-            total += int(match.group(1))
+            total += int(match["count"] or match["typed"] or 1)
     return total

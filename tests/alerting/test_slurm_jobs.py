@@ -1,0 +1,57 @@
+"""Reading one ``squeue --json`` job: the GPUs its TRES ask, in every form Slurm releases write them."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from alerting.slurm_jobs import parse_jobs
+
+
+def running_job(tres: dict[str, str]) -> dict[str, Any]:
+    """A job running on n1 and n2 whose GPU indices Slurm did not give (``gres_detail: []``)."""
+    return {
+        "job_id": 41,
+        "name": "llm",
+        "job_state": "RUNNING",
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}, {"nodename": "n2"}]},
+        "gres_detail": [],
+        **tres,
+    }
+
+
+@pytest.mark.parametrize(
+    ("tres", "per_node", "held"),
+    [
+        ({"tres_per_node": "gres:gpu:4"}, 4, 8),
+        ({"tres_per_node": "gres/gpu:4"}, 4, 8),
+        ({"tres_per_node": "gres/gpu:h100:4"}, 4, 8),
+        ({"tres_per_node": "gpu:4"}, 4, 8),
+        ({"tres_per_node": "gpu:a100:2,gres/shard:1"}, 2, 4),
+        ({"tres_per_node": "gres/gpu:a100:2,gres/gpu:h100:1"}, 3, 6),
+        ({"tres_per_node": "gres/gpu"}, 1, 2),
+        ({"tres_per_node": "gres/gpu:h100"}, 1, 2),
+        ({"tres_per_node": "gres/gpumem:40G,gres/shard:2"}, 0, 0),
+        ({"tres_per_job": "gpu:6"}, 0, 6),
+        ({"tres_per_job": "gres/gpu:6", "tres_alloc_str": "cpu=2,gres/gpu:a100=6,gres/gpu=6"}, 0, 6),
+    ],
+    ids=[
+        "22.05",
+        "23.02",
+        "typed",
+        "no-gres-prefix",
+        "no-prefix-typed-with-shard",
+        "two-types",
+        "count-left-out",
+        "typed-count-left-out",
+        "no-gpu",
+        "per-job-no-prefix",
+        "allocated",
+    ],
+)
+def test_the_gpus_a_job_asks_are_read_in_every_form_slurm_writes_its_tres(
+    tres: dict[str, str], per_node: int, held: int
+) -> None:
+    (job,) = parse_jobs({"jobs": [running_job(tres)]}, {"n1": 8, "n2": 8})
+    assert (job.info.per_node, job.info.held) == (per_node, held)
