@@ -207,6 +207,24 @@ def test_calls_on_a_down_node_fail(fleet: Fleet, clock: FakeClock) -> None:
     assert sim.nvmlDeviceGetCount() == 8
 
 
+def test_a_node_down_for_a_while_answers_again_once_its_time_is_up(fleet: Fleet, clock: FakeClock) -> None:
+    # Only this node's own calls move the fleet here (an exporter simulating one node): the step that ends
+    # the fault is due at the call, so the call must see the node back, as NVML would at that time.
+    sim = SimNvml(fleet, "node-02")
+    sim.nvmlInit()
+    fleet.inject(parse_fault({"kind": "node_down", "node": "node-02", "params": {"duration": 30}}))
+    clock.advance(10)
+    with pytest.raises(pynvml.NVMLError_Unknown):
+        sim.nvmlDeviceGetCount()
+    clock.advance(21)
+    assert sim.nvmlDeviceGetCount() == 8
+    sim.nvmlShutdown()
+    fleet.inject(parse_fault({"kind": "node_down", "node": "node-02", "params": {"duration": 30}}))
+    clock.advance(31)
+    sim.nvmlInit()  # an exporter starting after the node came back
+    assert sim.nvmlDeviceGetCount() == 8
+
+
 def test_mig_gpu_exposes_instances_with_profile_names_and_ids(fleet: Fleet) -> None:
     sim = SimNvml(fleet, "node-02")
     sim.nvmlInit()
