@@ -227,6 +227,39 @@ def test_a_field_value_error_leaves_only_that_field_out(nvml: SimNvml) -> None:
     assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 8.0
 
 
+def test_a_field_of_a_value_type_newer_than_pynvml_is_left_out_alone_and_counted(nvml: SimNvml) -> None:
+    # A driver newer than the installed pynvml may answer a field with a value type it does not list:
+    # reading it as another type would garble it; failing the pass lost every GPU after the first.
+    class NewValueType(_FieldUnsupported):
+        def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+            values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+            for fv in values:
+                if fv.fieldId in self._ids:
+                    fv.valueType = pynvml.NVML_VALUE_TYPE_COUNT
+            return values
+
+    registry = scrape(NvmlCollector(NewValueType(nvml, {pynvml.NVML_FI_DEV_MEMORY_TEMP}), hostname=NODE))
+    for index in range(8):
+        labels = gpu_labels(registry, index)
+        assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, index, own=True)) == 1.0
+        assert value(registry, "DCGM_FI_DEV_MEMORY_TEMP", labels) is None
+        assert value(registry, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", labels) is not None
+    errors = {
+        "Hostname": NODE,
+        "function": "nvmlDeviceGetFieldValues(DCGM_FI_DEV_MEMORY_TEMP)",
+        "error": "UnknownValueType",
+    }
+    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 8.0
+    assert (
+        value(
+            registry,
+            "gpuwarden_nvml_call_errors_total",
+            {**errors, "function": "collect", "error": "Exception"},
+        )
+        is None
+    )
+
+
 def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> None:
     collector = NvmlCollector(nvml, hostname=NODE)
     collector.collect()
