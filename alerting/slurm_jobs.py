@@ -183,17 +183,27 @@ _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 
 def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:
     """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
-    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``) less the ``known`` GPUs of its other
-    nodes, shared out evenly."""
+    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``, else ``tres_per_task`` times its
+    tasks) less the ``known`` GPUs of its other nodes, shared out evenly."""
     per_node = _tres_count(str(job.get("tres_per_node") or ""))
     if per_node:
         return dict.fromkeys(nodes, per_node)
     alloc = _ALLOC_GPU.search(str(job.get("tres_alloc_str") or ""))
+    # Slurm 22.05 leaves gres/gpu out of tres_alloc_str unless AccountingStorageTRES names it
     total = int(alloc.group(1)) if alloc else _tres_count(str(job.get("tres_per_job") or ""))
+    if not total:  # --gpus-per-task
+        total = _tres_count(str(job.get("tres_per_task") or "")) * _number(job.get("tasks"))
     left = max(0, total - known)
     share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
     counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
     return {node: count for node, count in counts.items() if count}
+
+
+def _number(value: Any) -> int:
+    """A count as squeue writes it: a number (22.05), or ``{"set": true, "number": 4}`` (23.11+); 0 unset."""
+    if isinstance(value, Mapping):
+        value = value.get("number") if value.get("set", True) else 0
+    return int(value) if isinstance(value, int | float) else 0
 
 
 def _tres_count(text: str) -> int:

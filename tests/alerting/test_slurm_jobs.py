@@ -9,7 +9,7 @@ import pytest
 from alerting.slurm_jobs import parse_jobs
 
 
-def running_job(tres: dict[str, str]) -> dict[str, Any]:
+def running_job(tres: dict[str, Any]) -> dict[str, Any]:
     """A job running on n1 and n2 whose GPU indices Slurm did not give (``gres_detail: []``)."""
     return {
         "job_id": 41,
@@ -35,6 +35,8 @@ def running_job(tres: dict[str, str]) -> dict[str, Any]:
         ({"tres_per_node": "gres/gpumem:40G,gres/shard:2"}, 0, 0),
         ({"tres_per_job": "gpu:6"}, 0, 6),
         ({"tres_per_job": "gres/gpu:6", "tres_alloc_str": "cpu=2,gres/gpu:a100=6,gres/gpu=6"}, 0, 6),
+        ({"tres_per_task": "gres:gpu:2", "tasks": 4, "tres_alloc_str": "cpu=4,node=2,billing=4"}, 0, 8),
+        ({"tres_per_task": "gres/gpu:h100:1", "tasks": {"set": True, "infinite": False, "number": 3}}, 0, 3),
     ],
     ids=[
         "22.05",
@@ -48,10 +50,12 @@ def running_job(tres: dict[str, str]) -> dict[str, Any]:
         "no-gpu",
         "per-job-no-prefix",
         "allocated",
+        "per-task",
+        "per-task-typed",
     ],
 )
 def test_the_gpus_a_job_asks_are_read_in_every_form_slurm_writes_its_tres(
-    tres: dict[str, str], per_node: int, held: int
+    tres: dict[str, Any], per_node: int, held: int
 ) -> None:
     (job,) = parse_jobs({"jobs": [running_job(tres)]}, {"n1": 8, "n2": 8})
     assert (job.info.per_node, job.info.held) == (per_node, held)
