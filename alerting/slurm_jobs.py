@@ -156,13 +156,20 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             nodes=() if any(not p.info.nodes for p in parts) else _union(p.info.nodes for p in parts),
             excluded_nodes=_common([p.info.excluded_nodes for p in parts]),
             constraint=first.constraint if all(p.info.constraint == first.constraint for p in parts) else "",
-            # components asking different GPUs per node: the job's GPUs are counted
-            per_node=first.per_node if all(p.info.per_node == first.per_node for p in parts) else 0,
+            per_node=_het_per_node(parts),
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)
         out.append(Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts), ended_at=ended))
     return out
+
+
+def _het_per_node(parts: Sequence[Job]) -> int:
+    """The GPUs per node a het job asks: its GPU components' common ``per_node``; a component asking none
+    and holding none (a CPU-only launcher) has no say. Components asking different counts, or one asking a
+    total: 0, the job's GPUs are counted."""
+    asking = {p.info.per_node for p in parts if p.info.per_node or p.info.units}
+    return asking.pop() if len(asking) == 1 else 0
 
 
 def _union(groups: Iterable[Sequence[str]]) -> tuple[str, ...]:

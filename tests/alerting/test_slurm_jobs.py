@@ -59,3 +59,26 @@ def test_the_gpus_a_job_asks_are_read_in_every_form_slurm_writes_its_tres(
 ) -> None:
     (job,) = parse_jobs({"jobs": [running_job(tres)]}, {"n1": 8, "n2": 8})
     assert (job.info.per_node, job.info.held) == (per_node, held)
+
+
+def test_a_het_job_with_a_cpu_only_component_keeps_the_gpus_per_node_its_gpu_component_asks() -> None:
+    # The usual heterogeneous job: a launcher without GPUs (8+0) and workers on whole GPU nodes (8+1).
+    launcher = {
+        "job_id": 8,
+        "het_job_id": 8,
+        "het_job_offset": 0,
+        "name": "train",
+        "job_state": "RUNNING",
+        "job_resources": {"allocated_nodes": [{"nodename": "cpu1"}]},
+        "gres_detail": [],
+    }
+    workers = {
+        **launcher,
+        "job_id": 9,
+        "het_job_offset": 1,
+        "job_resources": {"allocated_nodes": [{"nodename": "n1"}, {"nodename": "n2"}]},
+        "gres_detail": ["gpu:8(IDX:0-7)", "gpu:8(IDX:0-7)"],
+        "tres_per_node": "gres:gpu:8",
+    }
+    (job,) = parse_jobs({"jobs": [launcher, workers]}, {"cpu1": 0, "n1": 8, "n2": 8})
+    assert (job.info.per_node, job.info.held) == (8, 16)
