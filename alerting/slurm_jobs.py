@@ -182,8 +182,8 @@ def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
 
 
 # One GPU item of a TRES list, as each Slurm release writes it: ``gpu:4`` (before 21.08), ``gres:gpu:4``
-# (22.05), ``gres/gpu:4`` (23.02+), each with an optional type (``gres/gpu:h100:4``); a count left out is 1, as
-# ``--gres=gpu`` asks. A number right after ``gpu`` is the count, as Slurm reads it, never a type.
+# (22.05), ``gres/gpu:4`` (23.02+), each with an optional type (``gres/gpu:h100:4``); a count left out is
+# 1, as ``--gres=gpu`` asks. A number right after ``gpu`` is the count, as Slurm reads it, never a type.
 _TRES_GPU = re.compile(r"^(?:gres[:/])?gpu(?:[:=](?P<count>\d+)|:[^:=]+(?:[:=](?P<typed>\d+))?)?$")
 _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 
