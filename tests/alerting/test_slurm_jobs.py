@@ -61,14 +61,17 @@ def test_the_gpus_a_job_asks_are_read_in_every_form_slurm_writes_its_tres(
     assert (job.info.per_node, job.info.held) == (per_node, held)
 
 
-def test_a_het_job_with_a_cpu_only_component_keeps_the_gpus_per_node_its_gpu_component_asks() -> None:
-    # The usual heterogeneous job: a launcher without GPUs (8+0) and workers on whole GPU nodes (8+1).
+def test_a_het_job_with_a_cpu_only_component_restarts_where_its_gpu_component_may() -> None:
+    # The usual heterogeneous job: a launcher without GPUs (8+0) and workers on whole GPU nodes (8+1). Where
+    # the job may start again for its GPUs is where its workers may: their GPUs per node, partition and
+    # constraint, not the launcher's (which asks none, and may run on any node of its partition).
     launcher = {
         "job_id": 8,
         "het_job_id": 8,
         "het_job_offset": 0,
         "name": "train",
         "job_state": "RUNNING",
+        "partition": "cpu",
         "job_resources": {"allocated_nodes": [{"nodename": "cpu1"}]},
         "gres_detail": [],
     }
@@ -76,9 +79,22 @@ def test_a_het_job_with_a_cpu_only_component_keeps_the_gpus_per_node_its_gpu_com
         **launcher,
         "job_id": 9,
         "het_job_offset": 1,
+        "partition": "gpu",
+        "features": "a100&ib",
+        "excluded_nodes": "n9",
         "job_resources": {"allocated_nodes": [{"nodename": "n1"}, {"nodename": "n2"}]},
         "gres_detail": ["gpu:8(IDX:0-7)", "gpu:8(IDX:0-7)"],
         "tres_per_node": "gres:gpu:8",
     }
-    (job,) = parse_jobs({"jobs": [launcher, workers]}, {"cpu1": 0, "n1": 8, "n2": 8})
-    assert (job.info.per_node, job.info.held) == (8, 16)
+    for state in ("RUNNING", "PENDING"):  # pending: requeued, its GPUs not held yet
+        parts = [{**launcher, "job_state": state}, {**workers, "job_state": state}]
+        if state == "PENDING":
+            parts = [{**part, "job_resources": {}, "gres_detail": []} for part in parts]
+        (job,) = parse_jobs({"jobs": parts}, {"cpu1": 0, "n1": 8, "n2": 8})
+        info = job.info
+        assert (info.per_node, info.partitions, info.constraint, info.excluded_nodes) == (
+            8,
+            ("gpu",),
+            "a100&ib",
+            ("n9",),
+        ), state
