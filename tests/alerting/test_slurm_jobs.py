@@ -35,7 +35,8 @@ def running_job(tres: dict[str, Any]) -> dict[str, Any]:
         ({"tres_per_node": "gres/gpumem:40G,gres/shard:2"}, 0, 0),
         ({"tres_per_job": "gpu:6"}, 0, 6),
         ({"tres_per_job": "gres/gpu:6", "tres_alloc_str": "cpu=2,gres/gpu:a100=6,gres/gpu=6"}, 0, 6),
-        ({"tres_per_task": "gres:gpu:2", "tasks": 4, "tres_alloc_str": "cpu=4,node=2,billing=4"}, 0, 8),
+        # as a real slurmctld 22.05 lists -N2 -n2 --gpus-per-task=2 (no gres/gpu in tres_alloc_str)
+        ({"tres_per_task": "gres:gpu:2", "tasks": 2, "tres_alloc_str": "cpu=2,node=2,billing=2"}, 0, 4),
         ({"tres_per_task": "gres/gpu:h100:1", "tasks": {"set": True, "infinite": False, "number": 3}}, 0, 3),
     ],
     ids=[
