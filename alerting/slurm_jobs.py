@@ -42,6 +42,7 @@ class Job:
     state: str
     guessed: bool = False  # placed by its TRES: Slurm gave no GPU index for some node
     ended_at: float = 0.0  # when it stopped (squeue's end_time), for a job no longer running
+    asks_gpus: bool = True  # holds GPUs or its TRES ask some (a het job's CPU-only launcher does not)
 
 
 def _allocated_nodes(job: Mapping[str, Any]) -> list[str]:
@@ -107,7 +108,8 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             per_node=_tres_count(str(job.get("tres_per_node") or "")),
         )
         ended = float(job.get("end_time") or 0) if state not in RUNNING_STATES else 0.0
-        out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended))
+        asks = bool(units) or any(_tres_count(str(job.get(key) or "")) for key in _TRES_ASKING)
+        out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended, asks_gpus=asks))
     return _one_per_het_job(out)
 
 
@@ -140,6 +142,9 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
         running = [p for p in parts if p.state in RUNNING_STATES]
         state = (running or [p for p in parts if p.state not in FINISHED_STATES] or parts)[0].state
         first = parts[0].info
+        # Where it may start again is where its GPU components may: a CPU-only launcher has no say
+        gpu_parts = [p for p in parts if p.asks_gpus] or parts
+        reach = gpu_parts[0].info
         units = tuple(u for p in parts for u in p.info.units)
         exact = all(not p.info.sizes for p in parts)
         sizes = () if exact else tuple(p.info.size(i) for p in parts for i in range(len(p.info.units)))
@@ -151,17 +156,20 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             aliases=tuple(
                 dict.fromkeys([*(a for p in parts for a in p.info.aliases[:-1]), first.aliases[-1]])
             ),
-            partitions=_union(p.info.partitions for p in parts),
+            partitions=_union(p.info.partitions for p in gpu_parts),
             # each component is limited to its own nodes: the job as a whole to their union (none: any)
-            nodes=() if any(not p.info.nodes for p in parts) else _union(p.info.nodes for p in parts),
-            excluded_nodes=_common([p.info.excluded_nodes for p in parts]),
-            constraint=first.constraint if all(p.info.constraint == first.constraint for p in parts) else "",
-            # components asking different GPUs per node: the job's GPUs are counted
-            per_node=first.per_node if all(p.info.per_node == first.per_node for p in parts) else 0,
+            nodes=() if any(not p.info.nodes for p in gpu_parts) else _union(p.info.nodes for p in gpu_parts),
+            excluded_nodes=_common([p.info.excluded_nodes for p in gpu_parts]),
+            constraint=reach.constraint
+            if all(p.info.constraint == reach.constraint for p in gpu_parts)
+            else "",
+            # components asking different GPUs per node, or one a total: the job's GPUs are counted
+            per_node=reach.per_node if all(p.info.per_node == reach.per_node for p in gpu_parts) else 0,
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)
-        out.append(Job(parts[0].job_id, info, state, guessed=any(p.guessed for p in parts), ended_at=ended))
+        guessed, asks = any(p.guessed for p in parts), any(p.asks_gpus for p in parts)
+        out.append(Job(parts[0].job_id, info, state, guessed=guessed, ended_at=ended, asks_gpus=asks))
     return out
 
 
@@ -174,30 +182,45 @@ def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
     return tuple(x for x in (groups[0] if groups else ()) if all(x in g for g in groups[1:]))
 
 
-_TRES_GPU = re.compile(r"^gres[:/]gpu(?::[^:=]+)?[:=](\d+)$")
+# One GPU item of a TRES list, as each Slurm release writes it: ``gpu:4`` (before 21.08), ``gres:gpu:4``
+# (22.05), ``gres/gpu:4`` (23.02+), each with an optional type (``gres/gpu:h100:4``); a count left out is
+# 1, as ``--gres=gpu`` asks. A number right after ``gpu`` is the count, as Slurm reads it, never a type.
+_TRES_GPU = re.compile(r"^(?:gres[:/])?gpu(?:[:=](?P<count>\d+)|:[^:=]+(?:[:=](?P<typed>\d+))?)?$")
+_TRES_ASKING = ("tres_per_node", "tres_per_job", "tres_per_task", "tres_per_socket")
 _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 
 
 def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:
     """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
-    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``) less the ``known`` GPUs of its other
-    nodes, shared out evenly."""
+    total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``, else ``tres_per_task`` times its
+    tasks) less the ``known`` GPUs of its other nodes, shared out evenly."""
     per_node = _tres_count(str(job.get("tres_per_node") or ""))
     if per_node:
         return dict.fromkeys(nodes, per_node)
     alloc = _ALLOC_GPU.search(str(job.get("tres_alloc_str") or ""))
+    # Slurm 22.05 leaves gres/gpu out of tres_alloc_str unless AccountingStorageTRES names it
     total = int(alloc.group(1)) if alloc else _tres_count(str(job.get("tres_per_job") or ""))
+    if not total:  # --gpus-per-task
+        total = _tres_count(str(job.get("tres_per_task") or "")) * _number(job.get("tasks"))
     left = max(0, total - known)
     share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
     counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
     return {node: count for node, count in counts.items() if count}
 
 
+def _number(value: Any) -> int:
+    """A count as squeue writes it: a number (22.05), or ``{"set": true, "number": 4}`` (23.11+); 0 unset."""
+    if isinstance(value, Mapping):
+        value = value.get("number") if value.get("set", True) else 0
+    return int(value) if isinstance(value, int | float) else 0
+
+
 def _tres_count(text: str) -> int:
-    """GPUs in a TRES list: ``gres:gpu:4``, ``gres:gpu:h100:1``, ``gres:gpu:a100:2,gres:gpu:h100:1``."""
+    """GPUs in a TRES list: ``gres:gpu:4``, ``gres/gpu:h100:1``, ``gpu:a100:2,gres/shard:1``,
+    ``gres:gpu:a100:2,gres:gpu:h100:1``."""
     total = 0
     for item in text.split(","):
         match = _TRES_GPU.match(item.strip())
         if match:
-            total += int(match.group(1))
+            total += int(match["count"] or match["typed"] or 1)
     return total

@@ -20,6 +20,10 @@ import pynvml
 # The c_nvmlValue_t member of each NVML_VALUE_TYPE_* (a field value's ``valueType``).
 VALUE_MEMBERS = ("dVal", "uiVal", "ulVal", "ullVal", "sllVal", "siVal", "usVal")
 FieldAnswer = tuple[int, float, int]  # (nvmlReturn, value (0.0 unless it is success), timestamp in us)
+# The nvmlReturn given to a field NVML answered with a value type this pynvml does not list (a newer driver):
+# its value cannot be read as any member without garbling it, so it is an error of that field alone. No NVML
+# return code is negative.
+UNKNOWN_VALUE_TYPE = -1
 
 _FIELD_VALUE = pynvml.c_nvmlFieldValue_t
 # struct codes of the members read, by their size in the ctypes type (the value union is read as bytes).
@@ -51,20 +55,29 @@ _VALUE_STRUCTS = tuple(struct.Struct("@" + _UNION[member]._type_) for member in 
 
 
 def field_answers(values: Any) -> Sequence[FieldAnswer]:
-    """(nvmlReturn, value, timestamp) of each element of a field-value answer, in order."""
+    """(nvmlReturn, value, timestamp) of each element of a field-value answer, in order; a value type this
+    pynvml does not know reads as ``UNKNOWN_VALUE_TYPE``."""
     if _RECORD is None or not isinstance(values, ctypes.Array) or values._type_ is not _FIELD_VALUE:
         return [_member_answer(fv) for fv in values]
     record, (ret_at, type_at, value_at, time_at) = _RECORD
     answers: list[FieldAnswer] = []
+    known = len(_VALUE_STRUCTS)
     for row in record.iter_unpack(bytes(values)):
-        ret = row[ret_at]
-        value = float(_VALUE_STRUCTS[row[type_at]].unpack_from(row[value_at])[0]) if ret == 0 else 0.0
-        answers.append((ret, value, row[time_at]))
+        ret, value_type = row[ret_at], row[type_at]
+        if ret != 0:
+            answers.append((ret, 0.0, row[time_at]))
+        elif value_type < known:
+            answers.append((0, float(_VALUE_STRUCTS[value_type].unpack_from(row[value_at])[0]), row[time_at]))
+        else:
+            answers.append((UNKNOWN_VALUE_TYPE, 0.0, row[time_at]))
     return answers
 
 
 def _member_answer(fv: Any) -> FieldAnswer:
     """The same, read member by member (an answer that is not pynvml's ctypes array)."""
-    ret = int(fv.nvmlReturn)
-    value = float(getattr(fv.value, VALUE_MEMBERS[int(fv.valueType)])) if ret == 0 else 0.0
-    return ret, value, int(fv.timestamp)
+    ret, value_type = int(fv.nvmlReturn), int(fv.valueType)
+    if ret != 0:
+        return ret, 0.0, int(fv.timestamp)
+    if not 0 <= value_type < len(VALUE_MEMBERS):
+        return UNKNOWN_VALUE_TYPE, 0.0, int(fv.timestamp)
+    return 0, float(getattr(fv.value, VALUE_MEMBERS[value_type])), int(fv.timestamp)

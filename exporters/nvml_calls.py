@@ -14,6 +14,7 @@ from typing import Any
 
 import pynvml
 
+from exporters.field_values import UNKNOWN_VALUE_TYPE
 from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
@@ -29,6 +30,8 @@ def error_name(code: int | None) -> str:
     """``NVMLError_Timeout`` -> ``Timeout``: the value of the ``error`` label."""
     if code is None:
         return "Unknown"
+    if code == UNKNOWN_VALUE_TYPE:
+        return "UnknownValueType"
     try:
         return str(pynvml.nvmlExceptionClass(code).__name__).removeprefix("NVMLError_")
     except (KeyError, ValueError, AttributeError):

@@ -217,7 +217,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: Sequence[int | tuple[int, int]]) -> Any:
         """A ``c_nvmlFieldValue_t`` array; unsupported fields carry ``nvmlReturn = NOT_SUPPORTED``."""
         gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
-        return fill_field_values(gpu, fieldIds, int(self._fleet.clock.time() * 1e6))
+        return fill_field_values(gpu, fieldIds, int(self._fleet.stepped_to * 1e6))
 
     # --- reliability -----------------------------------------------------------------------------
 
@@ -293,7 +293,7 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
             value = 0
         else:
             raise pynvml.NVMLError_InvalidArgument()
-        return pynvml.c_nvmlViolationTime_t(int(self._fleet.clock.time() * 1e6), value)
+        return pynvml.c_nvmlViolationTime_t(int(self._fleet.stepped_to * 1e6), value)
 
     # --- NVLink ----------------------------------------------------------------------------------
 

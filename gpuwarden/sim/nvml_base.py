@@ -165,8 +165,13 @@ class NvmlBase:
             self._hook(name, gpu_index)
         if self._init_count <= 0:
             raise pynvml.NVMLError_Uninitialized()
+        self._catch_up()
         if not self._node.up:
             raise pynvml.NVMLError_Unknown()
+
+    def _catch_up(self) -> None:
+        """Bring the fleet to now before the call reads it: a step due now may end a fault (a node down for a
+        while is up again), so the node's state is read only after it."""
         fleet = self._fleet  # every NVML call lands here: skip the call into the fleet when no step is due
         if fleet.clock.time() - fleet.stepped_to >= STEP_SECONDS:
             fleet.advance()
@@ -194,6 +199,7 @@ class NvmlBase:
         """Initialise (reference counted, like NVML)."""
         if self._failures or self._hangs:
             self._hook("nvmlInitWithFlags", None)
+        self._catch_up()
         if not self._node.up:
             raise pynvml.NVMLError_DriverNotLoaded()
         self._init_count += 1

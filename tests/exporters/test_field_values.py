@@ -5,9 +5,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pynvml
-import pytest
 
-from exporters.field_values import field_answers
+from exporters.field_values import UNKNOWN_VALUE_TYPE, field_answers
 
 # (valueType, union member, value): one of each NVML_VALUE_TYPE_*, at values a narrower read would garble.
 TYPED = [
@@ -54,8 +53,18 @@ def test_an_answer_that_is_not_pynvmls_array_is_read_member_by_member() -> None:
     assert list(field_answers(members)) == EXPECTED
 
 
-def test_an_unknown_value_type_is_refused_not_read_as_another() -> None:
-    values = (pynvml.c_nvmlFieldValue_t * 1)()
+def test_an_unknown_value_type_is_that_fields_error_not_read_as_another() -> None:
+    values = (pynvml.c_nvmlFieldValue_t * 3)()
     values[0].valueType = len(TYPED)
-    with pytest.raises(IndexError):
-        field_answers(values)
+    values[0].timestamp = 7
+    values[1].valueType, values[1].value.uiVal = pynvml.NVML_VALUE_TYPE_UNSIGNED_INT, 5
+    values[2].valueType, values[2].nvmlReturn = len(TYPED) + 3, pynvml.NVML_ERROR_NOT_SUPPORTED
+    expected = [(UNKNOWN_VALUE_TYPE, 0.0, 7), (0, 5.0, 0), (pynvml.NVML_ERROR_NOT_SUPPORTED, 0.0, 0)]
+    assert list(field_answers(values)) == expected
+    members = [
+        SimpleNamespace(
+            nvmlReturn=fv.nvmlReturn, valueType=fv.valueType, timestamp=fv.timestamp, value=fv.value
+        )
+        for fv in values
+    ]
+    assert list(field_answers(members)) == expected

@@ -201,30 +201,38 @@ def test_function_not_found_degrades_to_the_old_throttle_reason_call(nvml: SimNv
     assert value(registry, "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS", labels) is not None
 
 
-def test_a_field_value_error_leaves_only_that_field_out(nvml: SimNvml) -> None:
-    class OneBadField:
-        def __init__(self, inner: SimNvml) -> None:
-            self._inner = inner
-
-        def __getattr__(self, name: str) -> Any:
-            return getattr(self._inner, name)
-
-        def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[int]) -> Any:
+@pytest.mark.parametrize(
+    ("field", "member", "answer", "error"),
+    [
+        (pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL, "nvmlReturn", pynvml.NVML_ERROR_UNKNOWN, "Unknown"),
+        # a driver newer than the installed pynvml, answering with a value type it does not list: read as
+        # another type it would be garbled; failing the pass lost that GPU and every GPU after it
+        (pynvml.NVML_FI_DEV_MEMORY_TEMP, "valueType", pynvml.NVML_VALUE_TYPE_COUNT, "UnknownValueType"),
+    ],
+    ids=["error", "value-type-newer-than-pynvml"],
+)
+def test_a_field_value_error_leaves_only_that_field_out(
+    nvml: SimNvml, field: int, member: str, answer: int, error: str
+) -> None:
+    class OneBadField(_FieldUnsupported):
+        def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
             values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
-            if pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL in ids:  # the batch, not the NVLink count read once
-                values[ids.index(pynvml.NVML_FI_DEV_ECC_SBE_VOL_TOTAL)].nvmlReturn = pynvml.NVML_ERROR_UNKNOWN
+            for fv in values:
+                if fv.fieldId in self._ids:
+                    setattr(fv, member, answer)
             return values
 
-    registry = scrape(NvmlCollector(OneBadField(nvml), hostname=NODE))
-    labels = gpu_labels(registry, 0)
-    assert value(registry, "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL", labels) is None
-    assert value(registry, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", labels) is not None
-    errors = {
-        "Hostname": NODE,
-        "function": "nvmlDeviceGetFieldValues(DCGM_FI_DEV_ECC_SBE_VOL_TOTAL)",
-        "error": "Unknown",
-    }
+    registry = scrape(NvmlCollector(OneBadField(nvml, {field}), hostname=NODE))
+    family = next(fam.name for fid, fam, _ in fams.FIELD_FAMILIES if fid == field)
+    for index in range(8):
+        labels = gpu_labels(registry, index)
+        assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, index, own=True)) == 1.0
+        assert value(registry, family, labels) is None
+        assert value(registry, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", labels) is not None
+    errors = {"Hostname": NODE, "function": f"nvmlDeviceGetFieldValues({family})", "error": error}
     assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 8.0
+    failed = {**errors, "function": "collect", "error": "Exception"}
+    assert value(registry, "gpuwarden_nvml_call_errors_total", failed) is None
 
 
 def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> None:

@@ -7,6 +7,8 @@ import threading
 import pynvml
 import pytest
 
+from exporters.gpm import min_rate_interval
+from exporters.nvml_collector import NvmlCollector
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
@@ -204,6 +206,24 @@ def test_calls_on_a_down_node_fail(fleet: Fleet, clock: FakeClock) -> None:
     with pytest.raises(pynvml.NVMLError_Unknown):
         sim.nvmlDeviceGetCount()
     fleet.reboot_node("node-02")
+    assert sim.nvmlDeviceGetCount() == 8
+
+
+def test_a_node_down_for_a_while_answers_again_once_its_time_is_up(fleet: Fleet, clock: FakeClock) -> None:
+    # Only this node's own calls move the fleet here (an exporter simulating one node): the step that ends
+    # the fault is due at the call, so the call must see the node back, as NVML would at that time.
+    sim = SimNvml(fleet, "node-02")
+    sim.nvmlInit()
+    fleet.inject(parse_fault({"kind": "node_down", "node": "node-02", "params": {"duration": 30}}))
+    clock.advance(10)
+    with pytest.raises(pynvml.NVMLError_Unknown):
+        sim.nvmlDeviceGetCount()
+    clock.advance(21)
+    assert sim.nvmlDeviceGetCount() == 8
+    sim.nvmlShutdown()
+    fleet.inject(parse_fault({"kind": "node_down", "node": "node-02", "params": {"duration": 30}}))
+    clock.advance(31)
+    sim.nvmlInit()  # an exporter starting after the node came back
     assert sim.nvmlDeviceGetCount() == 8
 
 
@@ -406,3 +426,26 @@ def test_field_values_asked_twice_are_separate_arrays_that_follow_the_gpu(
     assert after[0].timestamp == before[0].timestamp + 5_000_000
     assert [v.nvmlReturn for v in after] == [0, pynvml.NVML_ERROR_NOT_SUPPORTED, 0]
     assert after[2].fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP and after[2].value.uiVal > 0
+
+
+def test_rates_over_collections_between_simulated_steps_read_the_gpus_steady_work(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # The state moves once per simulated second; its answers are stamped with the time it stands at, as
+    # NVML stamps a sample, so a collection every second that falls just before or after a step neither
+    # reads a busy GPU idle (no step between two reads) nor twice as busy (two steps in one interval).
+    collector = NvmlCollector(nvml, hostname="node-01", clock=clock, min_rate_interval=min_rate_interval(1.0))
+    reads: dict[str, list[float]] = {"DCGM_FI_PROF_SM_ACTIVE": [], "DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL": []}
+    busy = None
+    for step in (0.2, 0.7, 0.9, 0.7, 1.6):
+        clock.advance(step)
+        samples = {(s.name, s.labels.get("gpu")): s.value for m in collector.collect() for s in m.samples}
+        if busy is None:
+            busy = next(str(i) for i in range(8) if samples[("DCGM_FI_DEV_GPU_UTIL", str(i))] > 80)
+            continue
+        for name, values in reads.items():
+            if (name, busy) in samples:
+                values.append(samples[(name, busy)])
+    sm_active, bandwidth = reads["DCGM_FI_PROF_SM_ACTIVE"], reads["DCGM_FI_DEV_NVLINK_BANDWIDTH_TOTAL"]
+    assert len(sm_active) == 4 and min(sm_active) > 0.5 and max(sm_active) < 0.99
+    assert len(bandwidth) >= 3 and max(bandwidth) < 1.1 * min(bandwidth)
