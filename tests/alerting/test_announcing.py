@@ -113,3 +113,40 @@ def test_an_opened_handed_over_before_a_crash_is_followed_by_its_end_after_the_r
     engine, outbox = _serve(db, clock)
     engine.tick()
     assert _kinds(outbox) == [ChangeKind.OPENED, ChangeKind.RESOLVED]
+
+
+def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own_event(
+    tmp_path: Path,
+) -> None:
+    # An NVSwitch incident announced, then one applier batch: the rack's outage raises its priority, and the
+    # rack's incident takes it in. Its "updated" and "priority_changed" said `resolved` in the webhook body
+    # and in the Slack thread, as the incident was after the whole batch: a receiver closed its ticket twice.
+    alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + sc.rack_failure(7, START + timedelta(seconds=30)))
+    random.Random(0).shuffle(alerts)
+    path = str(tmp_path / "s.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
+    engine = IncidentEngine(
+        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
+    )
+    with SlackRecorder() as recorder:
+        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
+        outbox = Outbox(make_engine(path), [slack, hook], clock)
+        engine.subscribe(outbox)
+        engine.ingest(alerts[:1])
+        outbox.dispatch_due()
+        (first,) = engine.open_incident_ids()
+        engine.apply_accepted([(clock.now(), alerts[1:])], lambda _: None)
+        outbox.dispatch_due()
+        hook.close()
+        posts = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == first]
+        assert [p["change"] for p in posts] == ["opened", "updated", "priority_changed", "resolved"]
+        assert [p["incident"]["state"] for p in posts] == ["triggered"] * 3 + ["resolved"]
+        assert [p["incident"]["resolved_at"] is None for p in posts] == [True] * 3 + [False]
+        changed = posts[2]
+        assert changed["event"]["message"].startswith(f"priority {changed['incident']['priority']}:")
+        (parent,) = [m for m in recorder.channel_messages() if first in str(m.metadata)]
+        said = [r.blocks[1]["elements"][0]["text"] for r in recorder.replies(parent.ts)]
+        assert [s.endswith("triggered") for s in said] == [True] * 3 + [False]
+        assert said[-1].endswith("resolved")
