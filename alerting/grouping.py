@@ -225,7 +225,10 @@ class IncidentGrouping(IncidentMerging):
         row.impact = with_peak(
             impact, row.impact if was_shown else None, row.priority, assessment.priority.value
         )
-        row.title = _titled(shown_root_path, shown_root, members, assessment, self.inventory)
+        now_members = [m for m in members if m.fingerprint not in inc.earlier]  # of this opening
+        row.title = _titled(
+            shown_root_path, shown_root, members, assessment, self.inventory, opening=now_members
+        )
         # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
         row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))
         row.last_alert_at = inc.last_alert_at
@@ -395,12 +398,15 @@ def _titled(
     members: Sequence[Member],
     assessment: Assessment,
     inventory: Inventory | None,
+    *,
+    opening: Sequence[Member],
 ) -> str:
     """The title of the root cause people see (``root`` at ``path``), with what fires now and how much of it
     recovered: an incident's title does not narrow as parts of it come back (``rack r01 thermal; 5 of 6
-    GPUs recovered``, not ``gpu r01-n03/1 thermal``)."""
+    GPUs recovered``, not ``gpu r01-n03/1 thermal``). The recovery counted is of the ``opening`` members: a
+    reopened incident's alerts of its earlier opening did not recover in this one."""
     shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
-    return title(root, shown, seen(members), placed=bool(path)) + progress(members, path)
+    return title(root, shown, seen(members), placed=bool(path)) + progress(opening, path)
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

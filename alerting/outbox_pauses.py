@@ -49,7 +49,7 @@ def stored_pauses(session: Session, notifiers: Collection[str], now: float) -> d
 
 
 def _forget_ended(session: Session, ended: Collection[str], now: float) -> None:
-    """Delete the ended pauses; when the store refuses now, the next round deletes them (they pause nothing)."""
+    """Delete the ended pauses; when the store refuses, the next round deletes them (they pause nothing)."""
     try:
         session.execute(
             delete(NotifierPause).where(NotifierPause.notifier.in_(list(ended)), NotifierPause.until <= now)
