@@ -31,7 +31,7 @@ from alerting.root_cause import kept_root
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import progress, seen, title, without_progress
+from alerting.titles import progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
@@ -206,7 +206,9 @@ class IncidentGrouping(IncidentMerging):
             row.root_kind != shown_root.kind.value or not _same_target(row.root_target, new_target)
         ) and was_shown:
             label = target_label(
-                shown_root.target, namespaced=shown_root.target in assessment.impact.namespaced
+                shown_root.target,
+                namespaced=shown_root.target in assessment.impact.namespaced,
+                cluster=title_cluster(shown_root.target, shown_root_path, self.inventory),
             )
             batch.event(
                 inc.id,
@@ -406,7 +408,8 @@ def _titled(
     GPUs recovered``, not ``gpu r01-n03/1 thermal``). The recovery counted is of the ``opening`` members: a
     reopened incident's alerts of its earlier opening did not recover in this one."""
     shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
-    return title(root, shown, seen(members), placed=bool(path)) + progress(opening, path)
+    cluster = title_cluster(root.target, path, inventory)
+    return title(root, shown, seen(members), placed=bool(path), cluster=cluster) + progress(opening, path)
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

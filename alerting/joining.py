@@ -30,6 +30,7 @@ from alerting.root_facts import recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
+from alerting.titles import title_cluster
 from alerting.topology import (
     common_ancestor,
     contains,
@@ -283,7 +284,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # It is still a reopening (a webhook's ticket opens again); the event's "flapping" says it is held.
         held = " (flapping: held, no page)" if row.flapping else ""
-        fired = f"fired, which its root cause {target_label(target_from_dict(target.root_target))} explains"
+        root = target_from_dict(target.root_target)
+        label = target_label(root, cluster=title_cluster(root, (), self.inventory))
+        fired = f"fired, which its root cause {label} explains"
         batch.event(
             target.id,
             "reopened",
