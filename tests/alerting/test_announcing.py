@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,17 +31,12 @@ from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
 from tests.alerting.test_handoff import _down, _kinds, _serve
 
 
-def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
-    tmp_path: Path,
-) -> None:
-    # A rollout's XIDs and a rack's outage in 64-alert POSTs: node incidents open and are taken in by the
-    # incident that goes on within one POST. Each still got a Slack message and an "opened" webhook that
-    # already said "resolved" (the payload was the incident as it was when told, after the merge).
-    alerts = _ranks(
-        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
-        + sc.rack_failure(7, START + timedelta(seconds=20))
-    )
-    random.Random(1).shuffle(alerts)
+@contextmanager
+def _served(
+    tmp_path: Path, alerts: list[Alert]
+) -> Iterator[tuple[IncidentEngine, Outbox, SlackRecorder, WebhookNotifier]]:
+    """An engine with no announce delay at the alerts' last onset, its outbox sending to Slack (the
+    recorder) and to the webhook ``oncall``, as ``serve`` wires them."""
     path = str(tmp_path / "s.db")
     upgrade(make_engine(path))
     clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
@@ -51,6 +48,21 @@ def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_i
         hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
         outbox = Outbox(make_engine(path), [slack, hook], clock)
         engine.subscribe(outbox)
+        yield engine, outbox, recorder, hook
+
+
+def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
+    tmp_path: Path,
+) -> None:
+    # A rollout's XIDs and a rack's outage in 64-alert POSTs: node incidents open and are taken in by the
+    # incident that goes on within one POST. Each still got a Slack message and an "opened" webhook that
+    # already said "resolved" (the payload was the incident as it was when told, after the merge).
+    alerts = _ranks(
+        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+        + sc.rack_failure(7, START + timedelta(seconds=20))
+    )
+    random.Random(1).shuffle(alerts)
+    with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
         for post in _batches(alerts, 64):
             engine.ingest(post)
         outbox.dispatch_due()
@@ -123,21 +135,11 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
     # and in the Slack thread, as the incident was after the whole batch: a receiver closed its ticket twice.
     alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + sc.rack_failure(7, START + timedelta(seconds=30)))
     random.Random(0).shuffle(alerts)
-    path = str(tmp_path / "s.db")
-    upgrade(make_engine(path))
-    clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
-    engine = IncidentEngine(
-        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
-    )
-    with SlackRecorder() as recorder:
-        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
-        hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
-        outbox = Outbox(make_engine(path), [slack, hook], clock)
-        engine.subscribe(outbox)
+    with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
         engine.ingest(alerts[:1])
         outbox.dispatch_due()
         (first,) = engine.open_incident_ids()
-        engine.apply_accepted([(clock.now(), alerts[1:])], lambda _: None)
+        engine.apply_accepted([(engine.clock.now(), alerts[1:])], lambda _: None)
         outbox.dispatch_due()
         hook.close()
         posts = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == first]
