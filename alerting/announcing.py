@@ -22,6 +22,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.event_state import incident_as_of
 from alerting.handoff import forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.silences import Silence, incident_silenced_until
@@ -156,10 +157,11 @@ class IncidentAnnouncing:
             if incident is None:
                 continue
             match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
+            told = match or incident.timeline[-1]
             change = IncidentChange(
                 kind,
-                incident,
-                match or incident.timeline[-1],
+                incident_as_of(incident, told),  # not as a later change told with it left it
+                told,
                 self._recommended(incident_id),
                 incident_silenced_until(self._silences, incident_id, now),
                 self._flapping(incident_id),

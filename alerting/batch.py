@@ -59,6 +59,9 @@ class OpenIncident:
     # Its root cause is to be found again, not kept as shown (``IncidentGrouping._shown_root``): it reopened
     # (what it showed was the fault that ended), or alerts left it (what it showed may be theirs).
     root_moved: bool = False
+    # Members of an earlier opening that have not fired since it reopened: no part of this opening's
+    # recovery ("; 1 of 2 GPUs recovered"), though they stay members (see ``earlier_members``).
+    earlier: set[str] = field(default_factory=set)
     _gathered: _Gathered | None = field(default=None, repr=False, compare=False)  # see ``facts``
     # The open set that indexes it (``alerting.incident_index``), told when its root, workloads, placement
     # or members change; None while it is not in one.

@@ -28,7 +28,7 @@ from alerting.impact import live_root_cause, measures
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
-from alerting.joining import IncidentJoining
+from alerting.joining import IncidentJoining, earlier_members
 from alerting.lifecycle import IncidentLifecycle
 from alerting.muting import MuteTracking
 from alerting.pending import (
@@ -184,6 +184,8 @@ class IncidentEngine(
                 ):
                     assert alert.incident_id is not None
                     self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
+            for row in rows:
+                self._open[row.id].earlier = earlier_members(session, row, self._open[row.id].members)
             for inc in self._open.values():
                 if inc.members:
                     inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)

@@ -31,7 +31,7 @@ from alerting.root_cause import kept_root
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import progress, seen, title, without_progress
+from alerting.titles import progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
@@ -206,7 +206,9 @@ class IncidentGrouping(IncidentMerging):
             row.root_kind != shown_root.kind.value or not _same_target(row.root_target, new_target)
         ) and was_shown:
             label = target_label(
-                shown_root.target, namespaced=shown_root.target in assessment.impact.namespaced
+                shown_root.target,
+                namespaced=shown_root.target in assessment.impact.namespaced,
+                cluster=title_cluster(shown_root.target, shown_root_path, self.inventory),
             )
             batch.event(
                 inc.id,
@@ -225,7 +227,10 @@ class IncidentGrouping(IncidentMerging):
         row.impact = with_peak(
             impact, row.impact if was_shown else None, row.priority, assessment.priority.value
         )
-        row.title = _titled(shown_root_path, shown_root, members, assessment, self.inventory)
+        now_members = [m for m in members if m.fingerprint not in inc.earlier]  # of this opening
+        row.title = _titled(
+            shown_root_path, shown_root, members, assessment, self.inventory, opening=now_members
+        )
         # Kept, not recomputed: a member that fires again has a later onset; the postmortem needs the first.
         row.first_onset_at = min(row.first_onset_at, *(m.onset for m in members))
         row.last_alert_at = inc.last_alert_at
@@ -395,12 +400,16 @@ def _titled(
     members: Sequence[Member],
     assessment: Assessment,
     inventory: Inventory | None,
+    *,
+    opening: Sequence[Member],
 ) -> str:
     """The title of the root cause people see (``root`` at ``path``), with what fires now and how much of it
     recovered: an incident's title does not narrow as parts of it come back (``rack r01 thermal; 5 of 6
-    GPUs recovered``, not ``gpu r01-n03/1 thermal``)."""
+    GPUs recovered``, not ``gpu r01-n03/1 thermal``). The recovery counted is of the ``opening`` members: a
+    reopened incident's alerts of its earlier opening did not recover in this one."""
     shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
-    return title(root, shown, seen(members), placed=bool(path)) + progress(members, path)
+    cluster = title_cluster(root.target, path, inventory)
+    return title(root, shown, seen(members), placed=bool(path), cluster=cluster) + progress(opening, path)
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

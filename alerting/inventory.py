@@ -143,6 +143,10 @@ class Inventory(Protocol):
         """The namespaces that have a workload of this kind and name (in any cluster)."""
         ...
 
+    def clusters(self) -> frozenset[str]:
+        """The names of the clusters its nodes and workloads are in."""
+        ...
+
     def find_workload(
         self,
         kind: WorkloadKind,
@@ -176,6 +180,9 @@ class StaticInventory:
             for address in n.addresses:
                 self._by_address.setdefault(address, []).append(n)
         self._uuids = {u: (n.cluster, n.name, i) for n in self.node_list for i, u in enumerate(n.gpu_uuids)}
+        self._clusters = frozenset(n.cluster for n in self.node_list if n.cluster) | frozenset(
+            w.ref.cluster for w in self.workload_list if w.ref.cluster
+        )
         if any(not gpu[0] for w in self.workload_list for gpu in w.gpus):
             self.workload_list = [self._settled(w) for w in self.workload_list]
         self._racks: dict[tuple[str, str | None], list[NodeInfo]] = {}
@@ -277,6 +284,10 @@ class StaticInventory:
         if not cluster:
             return list(refs) if len({r.cluster for r in refs if r.cluster}) <= 1 else []
         return [r for r in refs if r.cluster in (cluster, "")]
+
+    def clusters(self) -> frozenset[str]:
+        """The names of the clusters its nodes and workloads are in."""
+        return self._clusters
 
     def namespaces(self, kind: WorkloadKind, name: str) -> frozenset[str]:
         """The namespaces that have a workload of this kind and name (in any cluster)."""

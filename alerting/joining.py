@@ -9,9 +9,11 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import timedelta
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
@@ -26,8 +28,9 @@ from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
 from alerting.root_facts import recurs
 from alerting.store import ALERT_MOVED
-from alerting.store_models import AlertRow, IncidentRow
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
+from alerting.titles import title_cluster
 from alerting.topology import (
     common_ancestor,
     contains,
@@ -61,6 +64,18 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             annotations=row.annotations,
         )
 
+    def _refreshed(self, inc: OpenIncident, row: StoredAlert, firing: bool) -> Member:
+        """The incident's member for ``row``, brought up to what the alert says now."""
+        member = inc.members.get(row.fingerprint) or self._member(row)
+        if firing:
+            inc.earlier.discard(row.fingerprint)  # of this opening now
+        member.firing, member.flapping, member.onset = firing, row.flapping, row.starts_at
+        member.settles_at = self._settles_at(row)
+        # A re-fire carries what the alert says now (its error ratio, what it recommends).
+        member.annotations, member.recommended_action = row.annotations, row.recommended_action
+        inc.members[row.fingerprint] = member
+        return member
+
     def _settles_at(self, row: StoredAlert) -> float:
         """When the alert, if flapping, may settle with no new change (``flapping.settles_after``)."""
         return settles_after(self._flap, row.transitions) if row.flapping else float("-inf")
@@ -73,12 +88,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         row.muted_by = self._mute_reason(row, now) if firing else row.muted_by
         inc = self._open.get(row.incident_id) if row.incident_id else None
         if inc is not None:
-            member = inc.members.get(row.fingerprint) or self._member(row)
-            member.firing, member.flapping, member.onset = firing, row.flapping, row.starts_at
-            member.settles_at = self._settles_at(row)
-            # A re-fire carries what the alert says now (its error ratio, what it recommends).
-            member.annotations, member.recommended_action = row.annotations, row.recommended_action
-            inc.members[row.fingerprint] = member
+            member = self._refreshed(inc, row, firing)
             if row.flapping != was_flapping:
                 _flapping_event(batch, inc.id, row)
             if not row.flapping:
@@ -262,7 +272,10 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         inc.root_moved = True  # the root it showed was the fault that ended
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
+            if alert.status != AlertStatus.FIRING.value:
+                inc.earlier.add(alert.fingerprint)
         inc.members[row.fingerprint] = self._member(row)
+        inc.earlier.discard(row.fingerprint)
         # Where its root is now, until the batch recomputes it: the next alert of this batch sees it.
         inc.root_path, _ = live_root_cause(inc.members.values(), self.inventory)
         self._set_workloads(inc, self._workloads_of(inc, None))
@@ -271,7 +284,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # It is still a reopening (a webhook's ticket opens again); the event's "flapping" says it is held.
         held = " (flapping: held, no page)" if row.flapping else ""
-        fired = f"fired, which its root cause {target_label(target_from_dict(target.root_target))} explains"
+        root = target_from_dict(target.root_target)
+        label = target_label(root, cluster=title_cluster(root, (), self.inventory))
+        fired = f"fired, which its root cause {label} explains"
         batch.event(
             target.id,
             "reopened",
@@ -281,6 +296,26 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         batch.touched.add(target.id)
         return True
+
+
+_FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then
+
+
+def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Member]) -> set[str]:
+    """The members of a reopened incident (as the store has it) that have not fired since it last reopened
+    (``OpenIncident.earlier``): resolved, and named by no alert's firing on its timeline since."""
+    resolved = {fp for fp, m in members.items() if not m.firing}
+    if not resolved or row.last_opened_at is None or row.last_opened_at <= row.opened_at:
+        return set()
+    events = session.scalars(
+        select(TimelineRow.data).where(
+            TimelineRow.incident_id == row.id,
+            TimelineRow.at >= row.last_opened_at,
+            TimelineRow.kind.in_(_FIRED),
+        )
+    )
+    fired = {str(fp) for data in events for fp in [data.get("fingerprint"), *data.get("fingerprints", ())]}
+    return resolved - fired
 
 
 def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:

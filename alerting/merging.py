@@ -88,6 +88,7 @@ class IncidentMerging:
 
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
         """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
+        inc.earlier |= other.earlier
         for fp, member in other.members.items():
             inc.members[fp] = member
             alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)

@@ -13,9 +13,19 @@ import re
 from collections.abc import Mapping, Sequence
 
 from alerting.impact import Assessment
+from alerting.inventory import Inventory
 from alerting.member import Member, onset_key
 from alerting.topology import RACK_DEPTH, Path, contains, target_label
-from gpuwarden.model import FAULT_NAMES, ClusterRef, FaultKind, NodeRef, RackRef, RootCause
+from gpuwarden.model import (
+    FAULT_NAMES,
+    ClusterRef,
+    FaultKind,
+    NodeRef,
+    RackRef,
+    RootCause,
+    Target,
+    WorkloadRef,
+)
 from gpuwarden.xid import xid_catalog
 
 TITLE_WORKLOADS = 5
@@ -94,9 +104,22 @@ def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
     return "{" + ", ".join(shown[:most] + (["..."] if len(shown) > most else [])) + "}"
 
 
-def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed: bool = False) -> str:
+def title_cluster(target: Target, path: Path, inventory: Inventory | None) -> str:
+    """The cluster a title (and the timeline's root cause) names its root cause in: only in a fleet of more
+    than one cluster, where ``rack r07`` or ``inference service llama`` may be either's. The root's own
+    cluster, else that of its place (``path``); empty when neither is known, or the root is a cluster."""
+    if inventory is None or isinstance(target, ClusterRef) or len(inventory.clusters()) < 2:
+        return ""
+    own = target.cluster if isinstance(target, RackRef | NodeRef | WorkloadRef) else ""
+    return own or (path[0] if path else "")
+
+
+def title(
+    root: RootCause, assessment: Assessment, observed: str = "", *, placed: bool = False, cluster: str = ""
+) -> str:
     """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``. ``placed``: the root has a
-    place in the topology (a cluster without a name is still a place when its alerts name their nodes)."""
+    place in the topology (a cluster without a name is still a place when its alerts name their nodes).
+    ``cluster``: the root's, said after it (``title_cluster``)."""
     if (root.kind is FaultKind.UNKNOWN and observed) or (
         root.kind is FaultKind.XID and observed.startswith("XID ")
     ):
@@ -115,7 +138,8 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
         phrase = "lost power, partly back"  # some of its nodes down now, or down again
     else:
         phrase = _PHRASES.get(root.kind, FAULT_NAMES[root.kind])
-    label = target_label(root.target, namespaced=root.target in assessment.impact.namespaced)
+    namespaced = root.target in assessment.impact.namespaced
+    label = target_label(root.target, namespaced=namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
         phrase, label = f"{_short(observed)}, location unknown", ""
@@ -123,6 +147,8 @@ def title(root: RootCause, assessment: Assessment, observed: str = "", *, placed
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")
         phrase = "unavailable"
+    if label and cluster:
+        label = target_label(root.target, namespaced=namespaced, cluster=cluster)
     head = f"{_short(label)} {_short(phrase)}".lstrip()
     return f"{head}: {_listed(head, parts)}" if parts else head
 

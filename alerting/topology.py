@@ -303,12 +303,15 @@ def target_from_dict(data: Mapping[str, object]) -> Target:
     return workload_from_dict(s)
 
 
-def target_label(target: Target, *, namespaced: bool = False) -> str:
+def target_label(target: Target, *, namespaced: bool = False, cluster: str = "") -> str:
     """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training job llm-70b``.
     ``namespaced``: a workload as kubectl names it, ``inference service prod/llama`` (where its name alone is
-    ambiguous, see ``impact.namesakes``), when it has a namespace."""
+    ambiguous, see ``impact.namesakes``), when it has a namespace. ``cluster``: the cluster it is in, said
+    after it (``rack r07 in cluster a``; see ``titles.title_cluster``)."""
     if isinstance(target, ClusterRef):
         return f"cluster {target.name or '?'}"
+    if cluster:
+        return f"{target_label(target, namespaced=namespaced)} in cluster {cluster}"
     if isinstance(target, RackRef):
         return f"rack {target.name or '?'}"
     if isinstance(target, NodeRef):

@@ -96,7 +96,12 @@ def target_fields(target: Target) -> dict[str, str]:
     elif isinstance(target, ClusterRef):
         fields = {"cluster": target.name}
     elif isinstance(target, WorkloadRef):
-        fields = {"namespace": target.namespace, "name": target.name, "kind": target.kind.value}
+        fields = {
+            "namespace": target.namespace,
+            "name": target.name,
+            "kind": target.kind.value,
+            "cluster": target.cluster,
+        }
     return {k: v for k, v in fields.items() if v}
 
 

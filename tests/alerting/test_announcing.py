@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
@@ -29,17 +31,12 @@ from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
 from tests.alerting.test_handoff import _down, _kinds, _serve
 
 
-def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
-    tmp_path: Path,
-) -> None:
-    # A rollout's XIDs and a rack's outage in 64-alert POSTs: node incidents open and are taken in by the
-    # incident that goes on within one POST. Each still got a Slack message and an "opened" webhook that
-    # already said "resolved" (the payload was the incident as it was when told, after the merge).
-    alerts = _ranks(
-        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
-        + sc.rack_failure(7, START + timedelta(seconds=20))
-    )
-    random.Random(1).shuffle(alerts)
+@contextmanager
+def _served(
+    tmp_path: Path, alerts: list[Alert]
+) -> Iterator[tuple[IncidentEngine, Outbox, SlackRecorder, WebhookNotifier]]:
+    """An engine with no announce delay at the alerts' last onset, its outbox sending to Slack (the
+    recorder) and to the webhook ``oncall``, as ``serve`` wires them."""
     path = str(tmp_path / "s.db")
     upgrade(make_engine(path))
     clock = FakeClock(max(_onset(a) for a in alerts).timestamp())
@@ -51,6 +48,21 @@ def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_i
         hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
         outbox = Outbox(make_engine(path), [slack, hook], clock)
         engine.subscribe(outbox)
+        yield engine, outbox, recorder, hook
+
+
+def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_is_never_announced(
+    tmp_path: Path,
+) -> None:
+    # A rollout's XIDs and a rack's outage in 64-alert POSTs: node incidents open and are taken in by the
+    # incident that goes on within one POST. Each still got a Slack message and an "opened" webhook that
+    # already said "resolved" (the payload was the incident as it was when told, after the merge).
+    alerts = _ranks(
+        sc.driver_rollout_xids((7, 8), START, stalled_job=None)
+        + sc.rack_failure(7, START + timedelta(seconds=20))
+    )
+    random.Random(1).shuffle(alerts)
+    with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
         for post in _batches(alerts, 64):
             engine.ingest(post)
         outbox.dispatch_due()
@@ -113,3 +125,30 @@ def test_an_opened_handed_over_before_a_crash_is_followed_by_its_end_after_the_r
     engine, outbox = _serve(db, clock)
     engine.tick()
     assert _kinds(outbox) == [ChangeKind.OPENED, ChangeKind.RESOLVED]
+
+
+def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own_event(
+    tmp_path: Path,
+) -> None:
+    # An NVSwitch incident announced, then one applier batch: the rack's outage raises its priority, and the
+    # rack's incident takes it in. Its "updated" and "priority_changed" said `resolved` in the webhook body
+    # and in the Slack thread, as the incident was after the whole batch: a receiver closed its ticket twice.
+    alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + sc.rack_failure(7, START + timedelta(seconds=30)))
+    random.Random(0).shuffle(alerts)
+    with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
+        engine.ingest(alerts[:1])
+        outbox.dispatch_due()
+        (first,) = engine.open_incident_ids()
+        engine.apply_accepted([(engine.clock.now(), alerts[1:])], lambda _: None)
+        outbox.dispatch_due()
+        hook.close()
+        posts = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == first]
+        assert [p["change"] for p in posts] == ["opened", "updated", "priority_changed", "resolved"]
+        assert [p["incident"]["state"] for p in posts] == ["triggered"] * 3 + ["resolved"]
+        assert [p["incident"]["resolved_at"] is None for p in posts] == [True] * 3 + [False]
+        changed = posts[2]
+        assert changed["event"]["message"].startswith(f"priority {changed['incident']['priority']}:")
+        (parent,) = [m for m in recorder.channel_messages() if first in str(m.metadata)]
+        said = [r.blocks[1]["elements"][0]["text"] for r in recorder.replies(parent.ts)]
+        assert [s.endswith("triggered") for s in said] == [True] * 3 + [False]
+        assert said[-1].endswith("resolved")

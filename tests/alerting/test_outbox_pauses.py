@@ -5,11 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
 
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
+from alerting.outbox_pauses import keep_pause
+from alerting.outbox_tables import NotifierPause
 from gpuwarden.clock import FakeClock
 from tests.alerting.notifiers.incidents import lifecycle
 
@@ -48,3 +51,28 @@ def a_rate_limit_pause_outlives_a_restart(sql: Engine, recorder: SlackRecorder) 
     clock.advance(1)
     assert restarted.dispatch_due() == 3
     assert len(recorder.channel_messages()) == 3
+
+
+def test_a_pause_read_past_its_end_is_deleted_with_those_of_notifiers_no_longer_configured(
+    sql: Engine, recorder: SlackRecorder
+) -> None:
+    # Every notifier ever rate limited kept its row for good, a webhook removed or renamed since included.
+    clock = FakeClock()
+    slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#c")
+    with Session(sql) as session, session.begin():
+        keep_pause(session, "webhook:renamed-since", clock.time() + 30, "POST answered HTTP 429")
+        keep_pause(session, "slack", clock.time() + 60, "chat.postMessage failed: ratelimited")
+    outbox = Outbox(sql, [slack], clock)
+    clock.advance(30)
+    assert outbox.dispatch_due() == 0
+    assert _paused(sql) == ["slack"]  # the webhook's ended: deleted by this serve, which has no such notifier
+    assert outbox.paused("slack")
+    clock.advance(30)
+    assert not outbox.paused("slack")
+    outbox.dispatch_due()
+    assert _paused(sql) == []
+
+
+def _paused(sql: Engine) -> list[str]:
+    with Session(sql) as session:
+        return sorted(session.scalars(select(NotifierPause.notifier)))

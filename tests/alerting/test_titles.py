@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.impact import Assessment
@@ -15,11 +16,23 @@ from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.notifiers.webhook import webhook_payload
-from alerting.subscriptions import IncidentChange
+from alerting.subscriptions import ChangeKind, IncidentChange
 from alerting.titles import NAME_MAX, TITLE_BUDGET, title
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, FaultKind, Impact, NodeRef, Priority, RootCause, WorkloadKind, WorkloadRef
+from gpuwarden.model import (
+    Alert,
+    AlertStatus,
+    FaultKind,
+    Impact,
+    NodeRef,
+    Priority,
+    RootCause,
+    WorkloadKind,
+    WorkloadRef,
+)
+from tests.alerting.test_grouping import _engine as _grouping_engine
+from tests.alerting.test_grouping import _heat
 
 
 def _titled(summary: str, node: str = "n1") -> str:
@@ -235,3 +248,69 @@ def test_a_postmortem_names_a_workload_as_its_title_does_when_two_namespaces_sha
     draft = engine.postmortem(row.id)
     assert "- Workloads: inference service staging/llama\n" in draft
     assert "inference service llama" not in draft
+
+
+def test_after_a_reopening_the_recovered_count_is_of_the_current_opening_only(tmp_path: Path) -> None:
+    # Six GPUs of rack r01 ran hot and cooled; two of them heat again within the reopen window, and one
+    # cools. The title said "5 of 6 GPUs recovered": the four of the earlier opening counted as recovered.
+    clock = FakeClock()
+    engine = _grouping_engine(tmp_path, clock)
+    hot = [(sc.node_name(1, n), g) for n in (1, 2, 3) for g in (0, 1)]
+    engine.ingest([_heat(n, g) for n, g in hot])
+    clock.advance(30)
+    engine.ingest([_heat(n, g, AlertStatus.RESOLVED) for n, g in hot])
+    clock.advance(AlertingConfig().quiet_period_seconds + 1)
+    engine.tick()
+    (row, _), *others = engine.store.list_rows()
+    assert not others and row.state == "resolved"
+    clock.advance(60)
+    again = [hot[0], hot[2]]
+    engine.ingest([_heat(n, g) for n, g in again])
+    assert engine.store.get(row.id).title == "rack r01 thermal"
+    clock.advance(30)
+    engine.ingest([_heat(*again[0], AlertStatus.RESOLVED)])
+    assert engine.store.get(row.id).title == "rack r01 thermal; 1 of 2 GPUs recovered"
+    # A restarted serve reads which alerts fired since the reopening from the incident's timeline.
+    restarted = _grouping_engine(tmp_path, clock)
+    clock.advance(30)
+    restarted.ingest([_heat(*again[0])])
+    assert restarted.store.get(row.id).title == "rack r01 thermal"
+    restarted.ingest([_heat(*again[1], AlertStatus.RESOLVED)])
+    assert restarted.store.get(row.id).title == "rack r01 thermal; 1 of 2 GPUs recovered"
+
+
+def _llama_in_two_clusters(tmp_path: Path) -> IncidentEngine:
+    """inference/llama runs in cluster a (nodes a01, a02) and in cluster b (nodes b01, b02)."""
+    nodes = [NodeInfo(f"{c}0{i}", c, f"{c}r{i}", 8) for c in ("a", "b") for i in (1, 2)]
+    services = [
+        WorkloadInfo(
+            WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "inference", "llama", c),
+            (frozenset({(c, f"{c}01", 0)}), frozenset({(c, f"{c}02", 0)})),
+        )
+        for c in ("a", "b")
+    ]
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    config = AlertingConfig(announce_delay_seconds=0)
+    return IncidentEngine(make_engine(path), FakeClock(), config, StaticInventory(nodes, services))
+
+
+def test_in_a_fleet_of_two_clusters_a_title_says_which_cluster_its_root_cause_is_in(tmp_path: Path) -> None:
+    # The same inference/llama in clusters a and b, each slow: two incidents both titled "inference service
+    # llama degraded", and a node of each down read "node a01 is down" beside "node b01 is down" with the
+    # same service named: nobody could tell which cluster's llama was hit.
+    engine = _llama_in_two_clusters(tmp_path)
+    slow = {"alertname": "InferenceLatencyHigh", "service": "llama", "namespace": "inference"}
+    engine.ingest([Alert({**slow, "cluster": c}) for c in ("a", "b")])
+    assert sorted(row.title for row, _ in engine.store.list_rows()) == [
+        "inference service llama in cluster a degraded",
+        "inference service llama in cluster b degraded",
+    ]
+    incident = engine.store.get(next(r.id for r, _ in engine.store.list_rows() if "cluster a" in r.title))
+    told = build_notification(IncidentChange(ChangeKind.OPENED, incident, incident.timeline[0]))
+    assert webhook_payload(told)["incident"]["root_cause"]["fields"]["cluster"] == "a"
+    engine.ingest([Alert({"alertname": "KubeNodeNotReady", "cluster": "b", "node": "b02"})])
+    assert sorted(row.title for row, _ in engine.store.list_rows()) == [
+        "inference service llama in cluster a degraded",
+        "node b02 in cluster b is down: 1 node, 8 GPUs, inference service llama 50% of replicas lost",
+    ]
