@@ -34,6 +34,7 @@ HEAVY = (
     "uvicorn",
     "prometheus_client",
     "opentelemetry",
+    "pynvml",  # with the simulated fleet's modules: only the exporter, the demo and `sim show` run a fleet
 )
 # What gpuwarden.config brings; only commands that read a configuration file need it.
 CONFIG_MODEL = ("pydantic_settings", "yaml")
