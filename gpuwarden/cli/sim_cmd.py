@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -58,6 +57,8 @@ def inject(
     if param:
         payload["params"] = dict(_param(p) for p in param)
     target = checked_url(url).rstrip("/") + "/sim/faults"
+    import httpx  # noqa: PLC0415 - only this command posts
+
     try:
         response = httpx.post(target, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:
