@@ -37,7 +37,12 @@ lint: venv
 # TEST_WORKERS=0` runs it in one process.
 TEST_WORKERS ?= auto
 
+# Byte-compiled once before the suite: where PYTHONDONTWRITEBYTECODE is set (as on the development machine)
+# Python never writes it, and every `gpuwarden` process the tests start compiled each module it imports again.
+PACKAGES := gpuwarden exporters anomaly alerting remediation dashboards benchmarks tests
+
 test: deps venv lint
+	$(BIN)/python -m compileall -q $(PACKAGES) >/dev/null
 	$(BIN)/pytest -p no:cacheprovider -n $(TEST_WORKERS) --dist loadscope --no-loadscope-reorder
 
 test-fast: venv

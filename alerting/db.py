@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator, Sequence
 from typing import Any, TypeVar
 
 import orjson
-from psycopg.errors import ConnectionTimeout
 from sqlalchemy import URL, Engine, create_engine, event, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import DeclarativeBase, Session
@@ -118,7 +118,10 @@ def store_failure(exc: BaseException) -> str:
     out of time (psycopg says only "connection timeout expired")."""
     cause = getattr(exc, "orig", None) or exc
     reason = str(cause).splitlines()[0] if str(cause) else repr(exc)
-    if isinstance(cause, ConnectionTimeout):
+    # psycopg is loaded by a PostgreSQL engine only (a SQLite store's `serve` starts without it); when it
+    # is not loaded, no psycopg exception can be here.
+    psycopg_errors = sys.modules.get("psycopg.errors")
+    if psycopg_errors is not None and isinstance(cause, psycopg_errors.ConnectionTimeout):
         reason += " (the store did not answer within store.connect_timeout_seconds: is its host up?)"
     return reason
 

@@ -18,7 +18,6 @@ from starlette.routing import BaseRoute
 from exporters.collection import CollectionLoop
 from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, PodAssignments, ProcessResolver
-from exporters.podresources import PodResourcesMap
 from exporters.server import create_app
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import Clock
@@ -73,7 +72,11 @@ def build_service(
     extra_routes: Sequence[BaseRoute] = (),
 ) -> ExporterService:
     """Wire collectors, watchers, loop and app for the given NVML instances."""
-    kubelet = PodResourcesMap(pod_resources_socket, clock) if pod_resources_socket else None
+    kubelet = None
+    if pod_resources_socket:  # gRPC is loaded only by an exporter that asks the kubelet
+        from exporters.podresources import PodResourcesMap  # noqa: PLC0415
+
+        kubelet = PodResourcesMap(pod_resources_socket, clock)
     collectors, watchers = [], []
     for inst in instances:
         ledger = XidLedger()

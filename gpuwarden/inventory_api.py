@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime
+from typing import TYPE_CHECKING
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
@@ -21,8 +22,10 @@ from alerting.inventory_view import inventory_states
 from alerting.store import NotFound
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.model import GpuRef
-from gpuwarden.sim.fleet import Fleet
-from gpuwarden.sim.workloads import InferenceService, TrainingJob
+
+if TYPE_CHECKING:  # types only: `serve` answers this API without loading the simulator
+    from gpuwarden.sim.fleet import Fleet
+    from gpuwarden.sim.workloads import InferenceService, TrainingJob
 
 
 class InventoryApi:

@@ -4,13 +4,16 @@ label over 63 characters fails in the idna codec with a ``UnicodeError``, both a
 
 from __future__ import annotations
 
-import httpx
+# httpx is imported where a URL is parsed: the configuration model and every command import this module, and
+# httpx (~0.2 s) would be loaded by an exporter or a demo that never parses one.
 
 SCHEMES = ("http", "https")
 
 
 def url_problem(url: str) -> str | None:
     """Why no request can be sent to ``url`` (an http or https URL with a host), or None."""
+    import httpx  # noqa: PLC0415
+
     try:
         parsed = httpx.URL(url)
         port = parsed.port
@@ -55,6 +58,8 @@ def pushgateway_base_url(raw: str) -> str:
             f"not a valid Pushgateway URL {raw!r}: pushes append a path, so no query or fragment"
         )
     url = url.rstrip("/")
+    import httpx  # noqa: PLC0415
+
     path = httpx.URL(url).path.rstrip("/")
     if path.endswith("/metrics") or "/metrics/job" in path:
         base = url[: len(url) - len(path)] + path[: path.find("/metrics")]

@@ -7,10 +7,9 @@ import json
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Any, NoReturn, ParamSpec
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 from urllib.parse import quote
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -20,6 +19,9 @@ from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.model import fault_name
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
+
+if TYPE_CHECKING:  # httpx (~0.2 s) is imported by the commands that call the API, not by every command
+    import httpx
 
 incidents_app = typer.Typer(help="Incidents of a running `gpuwarden serve`.", no_args_is_help=True)
 MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT; the CLI does not import it)
@@ -80,6 +82,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
             err_console.print(f"[red]error:[/red] GPUWARDEN_API_TOKEN {TOKEN_UNSENDABLE}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
+    import httpx  # noqa: PLC0415 - see TYPE_CHECKING above
+
     timeout = settings.timeout
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)

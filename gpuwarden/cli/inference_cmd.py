@@ -15,7 +15,6 @@ from gpuwarden.cli.consoles import err_console
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
-from gpuwarden.sim import build_fleet
 
 
 def inference_server(
@@ -78,6 +77,8 @@ def inference_server(
         raise typer.Exit(1) from exc
     cfg = settings.config
     fleet_clock: Clock = AcceleratedClock(sim_speedup) if sim_speedup != 1.0 else SystemClock()
+    from gpuwarden.sim import build_fleet  # noqa: PLC0415 - only this command runs a fleet
+
     fleet = build_fleet(nodes, gpus_per_node, seed=seed, clock=fleet_clock)
     try:
         server = create_inference_server(

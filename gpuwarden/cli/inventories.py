@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Protocol
 
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
-from gpuwarden.sim.fleet import fleet_from_config
 
 if TYPE_CHECKING:
     from datetime import datetime
@@ -270,6 +269,7 @@ def prepare_inventories(cfg: GpuwardenConfig) -> Inventories:
         fixed.append((inventory_file(cfg.alerting.inventory_file), f"file {cfg.alerting.inventory_file}"))
     if cfg.alerting.sim_inventory:
         from gpuwarden.inventory_api import inventory_from_fleet  # noqa: PLC0415
+        from gpuwarden.sim.fleet import fleet_from_config  # noqa: PLC0415
 
         fixed.append((inventory_from_fleet(fleet_from_config(cfg.sim, clock)), "sim"))
     if cfg.alerting.slurm_inventory:

@@ -9,7 +9,6 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from exporters.loadgen import LoadPlan, run_load
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.errors import InputError
@@ -64,6 +63,8 @@ def loadgen(
     Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
     none succeeded, or when the server could not be reached; 2 for a bad option.
     """
+    from exporters.loadgen import LoadPlan, run_load  # noqa: PLC0415 - httpx, for this command only
+
     plan = LoadPlan(
         url=checked_url(url),
         requests=requests,

@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gpuwarden.clock import rfc3339
-from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -128,6 +127,9 @@ def check_maintenance_windows(cfg: AlertingConfig, now: datetime) -> list[Config
     ``serve`` from starting again (Alertmanager refuses an ended silence only when one is created through its
     API, which gpuwarden's API does too).
     """
+    # Here, not at the top: every command imports this module, and config_rules brings pydantic.
+    from gpuwarden.config_rules import DAY, MAX_WINDOW_SECONDS  # noqa: PLC0415
+
     latest = now + timedelta(seconds=MAX_WINDOW_SECONDS)
     warnings = []
     for k, window in enumerate(cfg.maintenance_windows):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from typing import Annotated, Any
 
-import httpx
 import typer
 from rich.markup import escape
 from rich.table import Table
@@ -14,7 +13,7 @@ from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_output, checked_url
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
-from gpuwarden.sim import FAULT_KINDS, build_fleet, parse_simulate_spec
+from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
 
 sim_app = typer.Typer(
     help="Break a running simulated fleet, or show what a simulated fleet looks like.", no_args_is_help=True
@@ -58,6 +57,8 @@ def inject(
     if param:
         payload["params"] = dict(_param(p) for p in param)
     target = checked_url(url).rstrip("/") + "/sim/faults"
+    import httpx  # noqa: PLC0415 - only this command posts
+
     try:
         response = httpx.post(target, json=payload, timeout=timeout)
     except httpx.HTTPError as exc:
@@ -87,6 +88,8 @@ def show(
     output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json.")] = "table",
 ) -> None:
     """Print the topology and workloads of a simulated fleet."""
+    from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet
+
     check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)

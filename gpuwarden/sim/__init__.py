@@ -20,13 +20,43 @@ replaced part). A down node makes every SimNvml call on it raise ``NVMLError_Unk
 exporter would be gone). Tests can make any call fail (``SimNvml.fail``) or hang (``SimNvml.hang``).
 """
 
-from gpuwarden.config_rules import parse_simulate_spec
-from gpuwarden.sim.faults import FAULT_KINDS, FaultRecord, FaultSpec, parse_fault
-from gpuwarden.sim.fleet import Fleet, build_fleet, fleet_from_config
-from gpuwarden.sim.http import fault_routes
-from gpuwarden.sim.nvml import SimNvml
-from gpuwarden.sim.topology import SimGpu, SimNode
-from gpuwarden.sim.workloads import InferenceService, TrainingJob
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from gpuwarden.config_rules import parse_simulate_spec
+    from gpuwarden.sim.faults import FAULT_KINDS, FaultRecord, FaultSpec, parse_fault
+    from gpuwarden.sim.fleet import Fleet, build_fleet, fleet_from_config
+    from gpuwarden.sim.http import fault_routes
+    from gpuwarden.sim.nvml import SimNvml
+    from gpuwarden.sim.topology import SimGpu, SimNode
+    from gpuwarden.sim.workloads import InferenceService, TrainingJob
+
+# Each name is imported from its module on first use (PEP 562): every ``gpuwarden`` command imports this
+# package (the demo's scenario, ``sim inject``'s help), but only the exporter, ``sim show`` and the demo run
+# the fleet, whose modules (and pynvml, pydantic) cost a command start-up several hundred milliseconds.
+_HOMES = {
+    "parse_simulate_spec": "gpuwarden.config_rules",
+    **dict.fromkeys(("FAULT_KINDS", "FaultRecord", "FaultSpec", "parse_fault"), "gpuwarden.sim.faults"),
+    **dict.fromkeys(("Fleet", "build_fleet", "fleet_from_config"), "gpuwarden.sim.fleet"),
+    "fault_routes": "gpuwarden.sim.http",
+    "SimNvml": "gpuwarden.sim.nvml",
+    **dict.fromkeys(("SimGpu", "SimNode"), "gpuwarden.sim.topology"),
+    **dict.fromkeys(("InferenceService", "TrainingJob"), "gpuwarden.sim.workloads"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A public name, imported from its module the first time it is asked for."""
+    home = _HOMES.get(name)
+    if home is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(home), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "FAULT_KINDS",
