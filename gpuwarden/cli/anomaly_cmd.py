@@ -21,8 +21,8 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
-from gpuwarden.cli.output_file import check_writable, write_whole
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.output_file import check_writable, write_whole
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError

@@ -18,7 +18,7 @@ from gpuwarden.errors import InputError
 
 
 def check_writable(path: Path, field: str) -> None:
-    """Refuse, naming ``field``, an output whose directory is missing or not writable, or that is a directory."""
+    """Refuse, naming ``field``, an output that is a directory or whose directory is missing or read-only."""
     if path.is_dir():
         raise InputError(f"cannot write {path}: it is a directory; give a file name in it", field=field)
     parent = path.parent
