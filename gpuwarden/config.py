@@ -51,7 +51,7 @@ from gpuwarden.config_source import (
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.urls import pushgateway_base_url
-from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_error
+from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_errors
 
 
 class SimConfig(Section):
@@ -438,9 +438,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)  # the environment pydantic-settings reads
     try:
         cfg = GpuwardenConfig(**data)
-    except ValidationError as exc:
-        error = validation_to_config_error(exc, where, positions)
-        raise located(error, tuple(exc.errors()[0]["loc"]), where, positions, os.environ) from exc
+    except ValidationError as exc:  # each problem at its line, or naming the variable that set it
+        errors = validation_to_config_errors(exc, where, positions)
+        locs = [tuple(error["loc"]) for error in exc.errors()]
+        placed = [located(e, loc, where, positions, os.environ) for e, loc in zip(errors, locs, strict=True)]
+        raise ConfigError.first_of(placed) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         raise settings_error(exc, os.environ) from exc
     cfg._file, cfg._positions = where, positions

@@ -286,19 +286,21 @@ def _shown(value: Any, *, quoted: bool = True) -> str:
 def validation_to_config_error(
     exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
 ) -> ConfigError:
-    """The first pydantic error as a ``ConfigError`` naming file, line and field (``nodes[0].gpus``)."""
-    first = exc.errors()[0]
-    loc = tuple(first["loc"])
-    line = None
-    for depth in range(len(loc), -1, -1):
-        if loc[:depth] in positions:
-            line = positions[loc[:depth]]
-            break
-    message = error_message(first)
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(message, path=path, field=field_path(loc), line=line)
+    """The first pydantic error as a ``ConfigError`` naming file, line and field (``nodes[0].gpus``), saying
+    how many more there are; the others are in its ``more``."""
+    return ConfigError.first_of(validation_to_config_errors(exc, path, positions))
+
+
+def validation_to_config_errors(
+    exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
+) -> list[ConfigError]:
+    """Every pydantic error, in pydantic's order, as a ``ConfigError`` naming file, line and field."""
+    errors = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = next((positions[loc[:d]] for d in range(len(loc), -1, -1) if loc[:d] in positions), None)
+        errors.append(ConfigError(error_message(error), path=path, field=field_path(loc), line=line))
+    return errors
 
 
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:
