@@ -54,7 +54,7 @@ def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
 
     if config is None:
         return AnomalyThresholdConfig()
-    return load_config(config).anomaly.thresholds
+    return load_config(config, secrets_for={"anomaly"}).anomaly.thresholds
 
 
 @anomaly_app.command("score")
@@ -246,7 +246,7 @@ def _run_config(config: Path | None) -> AnomalyConfig:
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     try:
-        loaded = load_config(config) if config is not None else None
+        loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
