@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from enum import StrEnum
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from exporters.loadgen import LoadPlan, run_load
+from exporters.loadgen import LoadPlan, LoadReport, run_load
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.errors import InputError
@@ -62,7 +63,8 @@ def loadgen(
     or error (timeouts included), and requests cut by --duration as unfinished.
 
     Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
-    none succeeded, or when the server could not be reached; 2 for a bad option.
+    none succeeded, or when the server could not be reached; 2 for a bad option; 130 after Ctrl-C, which
+    stops the run as --duration does and still prints the report.
     """
     plan = LoadPlan(
         url=checked_url(url),
@@ -80,7 +82,7 @@ def loadgen(
     except InputError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    report = asyncio.run(run_load(plan))
+    report, interrupted = asyncio.run(_run_until_interrupted(plan))
     if report.statuses and not report.ok and set(report.statuses) <= CONNECT_ERRORS:
         err_console.print(  # not one request reached a server
             f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
@@ -90,9 +92,23 @@ def loadgen(
     typer.echo(report.to_json() if output is Output.JSON else report.to_text())
     for warning in report.warnings if output is Output.JSON else ():  # the text report shows them
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
-    code = report.exit_code(allow_errors=allow_errors)
+    code = INTERRUPTED if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:
         raise typer.Exit(code)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+async def _run_until_interrupted(plan: LoadPlan) -> tuple[LoadReport, bool]:
+    """Run ``plan``; Ctrl-C (SIGINT) ends it as ``--duration`` would, so what finished is still reported."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        return await run_load(plan, stop=stop), stop.is_set()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def register(app: typer.Typer) -> None:
