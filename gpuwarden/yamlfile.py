@@ -206,10 +206,21 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
+            problem += "; the line is indented with a tab: YAML indents with spaces only"
         raise ConfigError(f"invalid YAML: {problem}", path=str(path), line=line) from exc
     finally:
         loader.dispose()
     return data, _positions(node) if node is not None else {}
+
+
+def _indented_with_tab(text: str, line: int) -> bool:
+    """Whether the 1-based ``line`` of ``text`` has a tab in its indentation."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return False
+    content = lines[line - 1]
+    return "\t" in content[: len(content) - len(content.lstrip(" \t"))]
 
 
 _KEY = "[key]"  # the last part of pydantic's loc for an error about a mapping's key rather than its value
