@@ -20,9 +20,9 @@ import asyncio
 import json
 import math
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import httpx
 
@@ -249,12 +249,17 @@ class _LoadRun:
 
 
 async def run_load(
-    plan: LoadPlan, *, transport: httpx.AsyncBaseTransport | None = None, clock: Clock | None = None
+    plan: LoadPlan,
+    *,
+    transport: httpx.AsyncBaseTransport | None = None,
+    clock: Clock | None = None,
+    stop: asyncio.Event | None = None,
 ) -> LoadReport:
     """Send the plan's requests (open loop at ``rate``, at most ``concurrency`` at once) and report.
 
     Pacing waits with ``asyncio.sleep`` and the duration bound is an ``asyncio.timeout`` (the loop must
-    keep serving responses meanwhile); durations are read from ``clock.monotonic()``.
+    keep serving responses meanwhile); durations are read from ``clock.monotonic()``. ``stop`` set (Ctrl-C)
+    ends the run as the duration bound does: what finished is reported, what still runs is unfinished.
     """
     plan.validate()
     now = (clock or SystemClock()).monotonic
@@ -263,17 +268,44 @@ async def run_load(
         run = _LoadRun(plan, client, now)
         try:
             async with asyncio.timeout(plan.duration_seconds):
-                await run.send_all()
+                stopped = await _unless_stopped(run.send_all(), stop)
         except TimeoutError:
-            pass  # the duration bound: what still runs is cancelled and reported as unfinished
+            stopped = False  # the duration bound: what still runs is cancelled and reported as unfinished
         unfinished = await run.cancel_unfinished()
-    return _report(plan, run.tally, unfinished=unfinished, elapsed=now() - run.start, start=run.start)
+    elapsed = now() - run.start
+    return _report(plan, run.tally, unfinished=unfinished, elapsed=elapsed, start=run.start, stopped=stopped)
 
 
-def _report(plan: LoadPlan, tally: _Tally, *, unfinished: int, elapsed: float, start: float) -> LoadReport:
+async def _unless_stopped(sending: Coroutine[Any, Any, None], stop: asyncio.Event | None) -> bool:
+    """Await ``sending``, cancelling it if ``stop`` is set first; whether it was stopped."""
+    sender = asyncio.ensure_future(sending)
+    if stop is None:
+        await sender
+        return False
+    waiter = asyncio.ensure_future(stop.wait())
+    try:
+        await asyncio.wait({sender, waiter}, return_when=asyncio.FIRST_COMPLETED)
+    finally:  # the duration bound cancels this await: cancel both, as it would have cancelled sending
+        waiter.cancel()
+        if not sender.done():
+            sender.cancel()
+            await asyncio.gather(sender, return_exceptions=True)
+    if sender.cancelled():
+        return True
+    sender.result()
+    return False
+
+
+def _report(
+    plan: LoadPlan, tally: _Tally, *, unfinished: int, elapsed: float, start: float, stopped: bool = False
+) -> LoadReport:
     sent = len(tally.send_times)
     achieved = _send_rate(tally.send_times, start, elapsed)
     warnings: list[str] = []
+    if stopped:
+        warnings.append(
+            f"interrupted after {elapsed:.1f} s (Ctrl-C): {unfinished} requests still running were cancelled"
+        )
     if plan.rate > 0 and sent > 1 and achieved < 0.95 * plan.rate:
         why = (
             f"{tally.slot_waits} requests waited for one of the {plan.concurrency} concurrency slots"
@@ -284,7 +316,7 @@ def _report(plan: LoadPlan, tally: _Tally, *, unfinished: int, elapsed: float, s
             f"sent {achieved:.1f} req/s, below the target {plan.rate:g} req/s: {why};"
             " latency from schedule includes that wait, latency from send does not"
         )
-    if unfinished:
+    if unfinished and not stopped:
         warnings.append(
             f"{unfinished} requests were still running at the {plan.duration_seconds:g} s duration bound"
             " and were cancelled"

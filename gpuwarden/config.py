@@ -8,7 +8,7 @@ are references in YAML (``{env: SLACK_BOT_TOKEN}``) and become ``SecretStr``. Fi
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -51,7 +51,7 @@ from gpuwarden.config_source import (
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.urls import pushgateway_base_url
-from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_error
+from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_errors
 
 
 class SimConfig(Section):
@@ -409,6 +409,11 @@ class GpuwardenConfig(BaseSettings):
         return located(error, loc, self._file, self._positions, os.environ)
 
 
+def _unset_secrets(value: Any, environ: Mapping[str, str]) -> bool:
+    """Whether ``value`` holds an ``{env: NAME}`` secret whose variable is unset or blank."""
+    return any(not environ.get(name, "").strip() for name in secret_ref_names(value))
+
+
 _SECTIONS: dict[str, type[BaseModel]] = {
     name: info.annotation
     for name, info in GpuwardenConfig.model_fields.items()
@@ -418,8 +423,18 @@ _LISTS: dict[str, type[BaseModel]] = {"webhooks": WebhookConfig}
 """Top-level settings that are lists of items, each item a model."""
 
 
-def load_config(path: Path | None = None, environ: Mapping[str, str] | None = None) -> GpuwardenConfig:
-    """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides."""
+def load_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets_for: Collection[str] | None = None,
+) -> GpuwardenConfig:
+    """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides.
+
+    ``secrets_for``: the top-level settings a command reads (the exporter: ``exporter``, ``sim``,
+    ``tracing``). Another setting whose ``{env: NAME}`` secret is unset or empty is left out (its default
+    applies), so that one file serves every command without handing Slack's token to every GPU node;
+    ``None`` (``serve``, ``config validate``) requires every secret."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     positions: dict[Loc, int] = {}
@@ -431,6 +446,8 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
             raise ConfigError("the top level must be a mapping", path=where, line=1)
         refuse_literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS)
         referenced = secret_ref_names(raw)
+        if secrets_for is not None and raw:
+            raw = {k: v for k, v in raw.items() if k in secrets_for or not _unset_secrets(v, env)}
         try:
             data = resolve_secret_refs(raw or {}, env, where)
         except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
@@ -438,9 +455,11 @@ def load_config(path: Path | None = None, environ: Mapping[str, str] | None = No
     check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)  # the environment pydantic-settings reads
     try:
         cfg = GpuwardenConfig(**data)
-    except ValidationError as exc:
-        error = validation_to_config_error(exc, where, positions)
-        raise located(error, tuple(exc.errors()[0]["loc"]), where, positions, os.environ) from exc
+    except ValidationError as exc:  # each problem at its line, or naming the variable that set it
+        errors = validation_to_config_errors(exc, where, positions)
+        locs = [tuple(error["loc"]) for error in exc.errors()]
+        placed = [located(e, loc, where, positions, os.environ) for e, loc in zip(errors, locs, strict=True)]
+        raise ConfigError.first_of(placed) from exc
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         raise settings_error(exc, os.environ) from exc
     cfg._file, cfg._positions = where, positions

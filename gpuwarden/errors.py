@@ -13,11 +13,20 @@ class GpuwardenError(Exception):
 class ConfigError(GpuwardenError):
     """A configuration or data file is wrong; raised at load time, names the file, field and fix."""
 
-    def __init__(self, message: str, *, path: str = "", field: str = "", line: int | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        path: str = "",
+        field: str = "",
+        line: int | None = None,
+        more: tuple[ConfigError, ...] = (),
+    ) -> None:
         self.message = message
         self.path = path
         self.field = field
         self.line = line
+        self.more = more  # the file's other problems, which `config validate` lists
         where = path
         if line is not None:
             where = f"{where}:{line}" if where else f"line {line}"
@@ -29,7 +38,23 @@ class ConfigError(GpuwardenError):
         """The same error, naming ``path`` if it names no file yet."""
         if self.path or not path:
             return self
-        return ConfigError(self.message, path=path, field=self.field, line=self.line)
+        more = tuple(error.in_file(path) for error in self.more)
+        return ConfigError(self.message, path=path, field=self.field, line=self.line, more=more)
+
+    @classmethod
+    def first_of(cls, errors: list[ConfigError]) -> ConfigError:
+        """The first of ``errors`` saying how many more there are, with the others in ``more``."""
+        first, *rest = errors
+        if not rest:
+            return first
+        count = f"{len(rest)} more problem{'s' if len(rest) > 1 else ''}"
+        return cls(
+            f"{first.message} (and {count})",
+            path=first.path,
+            field=first.field,
+            line=first.line,
+            more=tuple(rest),
+        )
 
 
 class InputError(GpuwardenError):

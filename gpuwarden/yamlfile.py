@@ -206,10 +206,21 @@ def read_yaml(path: Path) -> tuple[Any, dict[tuple[str | int, ...], int]]:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         problem = getattr(exc, "problem", None) or str(exc)
+        if line is not None and _indented_with_tab(text, line):  # libyaml's words do not say "tab"
+            problem += "; the line is indented with a tab: YAML indents with spaces only"
         raise ConfigError(f"invalid YAML: {problem}", path=str(path), line=line) from exc
     finally:
         loader.dispose()
     return data, _positions(node) if node is not None else {}
+
+
+def _indented_with_tab(text: str, line: int) -> bool:
+    """Whether the 1-based ``line`` of ``text`` has a tab in its indentation."""
+    lines = text.splitlines()
+    if not 0 < line <= len(lines):
+        return False
+    content = lines[line - 1]
+    return "\t" in content[: len(content) - len(content.lstrip(" \t"))]
 
 
 _KEY = "[key]"  # the last part of pydantic's loc for an error about a mapping's key rather than its value
@@ -286,19 +297,21 @@ def _shown(value: Any, *, quoted: bool = True) -> str:
 def validation_to_config_error(
     exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
 ) -> ConfigError:
-    """The first pydantic error as a ``ConfigError`` naming file, line and field (``nodes[0].gpus``)."""
-    first = exc.errors()[0]
-    loc = tuple(first["loc"])
-    line = None
-    for depth in range(len(loc), -1, -1):
-        if loc[:depth] in positions:
-            line = positions[loc[:depth]]
-            break
-    message = error_message(first)
-    more = len(exc.errors()) - 1
-    if more:
-        message += f" (and {more} more problem{'s' if more > 1 else ''})"
-    return ConfigError(message, path=path, field=field_path(loc), line=line)
+    """The first pydantic error as a ``ConfigError`` naming file, line and field (``nodes[0].gpus``), saying
+    how many more there are; the others are in its ``more``."""
+    return ConfigError.first_of(validation_to_config_errors(exc, path, positions))
+
+
+def validation_to_config_errors(
+    exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
+) -> list[ConfigError]:
+    """Every pydantic error, in pydantic's order, as a ``ConfigError`` naming file, line and field."""
+    errors = []
+    for error in exc.errors():
+        loc = tuple(error["loc"])
+        line = next((positions[loc[:d]] for d in range(len(loc), -1, -1) if loc[:d] in positions), None)
+        errors.append(ConfigError(error_message(error), path=path, field=field_path(loc), line=line))
+    return errors
 
 
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:

@@ -22,6 +22,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.output_file import check_writable, write_whole
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -53,7 +54,7 @@ def _thresholds(config: Path | None) -> AnomalyThresholdConfig:
 
     if config is None:
         return AnomalyThresholdConfig()
-    return load_config(config).anomaly.thresholds
+    return load_config(config, secrets_for={"anomaly"}).anomaly.thresholds
 
 
 @anomaly_app.command("score")
@@ -87,6 +88,7 @@ def score(
 
     try:
         _not_the_input(output, input_path)
+        check_writable(output, "--output")
         cfg = _thresholds(config)
         with StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
@@ -96,7 +98,7 @@ def score(
             params = ThresholdParams.from_config(cfg)
             scored = score_many([series], params, cfg.resolve_after, progress=progress.advance)[0]
             progress.phase(f"writing {output.name}")
-            write_scored_csv(scored, output)
+            write_whole(output, lambda path: write_scored_csv(scored, path), "--output")
     except (InputError, ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
@@ -244,7 +246,7 @@ def _run_config(config: Path | None) -> AnomalyConfig:
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
     try:
-        loaded = load_config(config) if config is not None else None
+        loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc

@@ -30,8 +30,10 @@ def validate(
 
     try:
         cfg = load_config(path)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc.in_file(str(path))))}")
+    except ConfigError as exc:  # each of the file's problems, not only the first
+        error = exc.in_file(str(path))
+        for problem in (error, *error.more):
+            err_console.print(f"[red]error:[/red] {escape(str(problem))}")
         raise typer.Exit(1) from exc
     try:
         warnings = check_config(cfg)

@@ -27,6 +27,8 @@ logger = logging.getLogger(__name__)
 
 
 USAGE_ERROR = 2  # a bad command-line option, as Click, loadgen and inference-server exit
+EXPORTER_SECTIONS = ("exporter", "sim", "tracing")
+"""The settings the exporter reads: the secrets of the others (Slack's token) need not reach GPU nodes."""
 
 
 def _fail(message: str, code: int = 1) -> typer.Exit:
@@ -175,7 +177,7 @@ def exporter(
 
     configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
-        full = load_config(config)
+        full = load_config(config, secrets_for=EXPORTER_SECTIONS)
     except ConfigError as exc:
         raise _fail(str(exc)) from exc
     cfg = _exporter_settings(

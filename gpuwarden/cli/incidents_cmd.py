@@ -5,7 +5,7 @@ from __future__ import annotations
 import functools
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
 from urllib.parse import quote
@@ -15,8 +15,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.model import fault_name
+from gpuwarden.model import IncidentState, Priority, fault_name
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
 
@@ -179,11 +180,20 @@ TEXT_OUTPUTS = ("text", "table", "json")
 
 def check_output(output: str, allowed: tuple[str, ...]) -> None:
     """Refuse an -o/--output value that is not in ``allowed``, naming the ones that are."""
-    if output not in allowed:
-        err_console.print(
-            f"[red]error:[/red] --output {escape(repr(output))}: use one of {', '.join(allowed)}"
-        )
-        raise typer.Exit(1)
+    check_choice("--output", output, allowed)
+
+
+def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> None:
+    """Refuse a value of ``option`` that is not in ``allowed`` (``None``: not given), naming the ones that
+    are, before any request: exit 2, as for every bad option (1 says that serve failed or refused)."""
+    if value is not None and value not in allowed:
+        refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
+
+
+def refuse_option(message: str) -> NoReturn:
+    """``error: MESSAGE`` (rich markup, escaped by the caller) and exit 2: a bad command-line option."""
+    err_console.print(f"[red]error:[/red] {message}", soft_wrap=True)
+    raise typer.Exit(2)
 
 
 def describe_target(target: dict[str, Any]) -> str:
@@ -214,6 +224,8 @@ def list_incidents(
 ) -> None:
     """List incidents, newest first."""
     check_output(output, TABLE_OUTPUTS)
+    check_choice("--state", state, [s.value for s in IncidentState])
+    check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -338,6 +350,12 @@ def silence(
     by: ByOption = "",
 ) -> None:
     """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN)."""
+    from alerting.silences import parse_duration  # noqa: PLC0415 (only this command needs it)
+
+    try:
+        parse_duration(duration, field="--for")
+    except InputError as exc:  # serve would refuse it (400): said here, as a bad option
+        refuse_option(escape(str(exc)))
     inc = _act(url, incident_id, "silence", {"duration": duration}, by)
     typer.echo(f"{inc['id']}: silenced for {duration}")
 

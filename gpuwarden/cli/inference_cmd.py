@@ -68,7 +68,7 @@ def inference_server(
         enabled=tracing, otlp_endpoint=otlp_endpoint, trace_console=trace_console, quiet_spans=quiet_spans
     )
     try:
-        settings = resolve_tracing(load_config(config).tracing, os.environ, options)
+        settings = resolve_tracing(load_config(config, secrets_for={"tracing"}).tracing, os.environ, options)
     except InputError as exc:  # an option: a usage error
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 from enum import StrEnum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.markup import escape
@@ -12,6 +13,9 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import checked_url
 from gpuwarden.errors import InputError
+
+if TYPE_CHECKING:
+    from exporters.loadgen import LoadPlan, LoadReport
 
 # What loadgen counts, by exception name, for a request that reached no server.
 CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
@@ -61,9 +65,10 @@ def loadgen(
     or error (timeouts included), and requests cut by --duration as unfinished.
 
     Exit status: 0 when every finished request succeeded; 1 when any failed (0 with --allow-errors), when
-    none succeeded, or when the server could not be reached; 2 for a bad option.
+    none succeeded, or when the server could not be reached; 2 for a bad option; 130 after Ctrl-C, which
+    stops the run as --duration does and still prints the report.
     """
-    from exporters.loadgen import LoadPlan, run_load  # noqa: PLC0415 - httpx, for this command only
+    from exporters.loadgen import LoadPlan  # noqa: PLC0415 - httpx, for this command only
 
     plan = LoadPlan(
         url=checked_url(url),
@@ -81,7 +86,7 @@ def loadgen(
     except InputError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    report = asyncio.run(run_load(plan))
+    report, interrupted = asyncio.run(_run_until_interrupted(plan))
     if report.statuses and not report.ok and set(report.statuses) <= CONNECT_ERRORS:
         err_console.print(  # not one request reached a server
             f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
@@ -91,9 +96,25 @@ def loadgen(
     typer.echo(report.to_json() if output is Output.JSON else report.to_text())
     for warning in report.warnings if output is Output.JSON else ():  # the text report shows them
         err_console.print(f"[yellow]warning:[/yellow] {escape(warning)}", soft_wrap=True)
-    code = report.exit_code(allow_errors=allow_errors)
+    code = INTERRUPTED if interrupted else report.exit_code(allow_errors=allow_errors)
     if code:
         raise typer.Exit(code)
+
+
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
+
+
+async def _run_until_interrupted(plan: LoadPlan) -> tuple[LoadReport, bool]:
+    """Run ``plan``; Ctrl-C (SIGINT) ends it as ``--duration`` would, so what finished is still reported."""
+    from exporters.loadgen import run_load  # noqa: PLC0415 - httpx, for this command only
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    try:
+        return await run_load(plan, stop=stop), stop.is_set()
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,8 +17,10 @@ from gpuwarden.cli.incidents_cmd import (
     ByOption,
     UrlOption,
     api_json,
+    check_choice,
     check_output,
     gpuwarden_answers,
+    refuse_option,
 )
 from gpuwarden.printable import escape_controls, escape_controls_in
 
@@ -44,9 +46,7 @@ def list_messages(
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
     check_output(output, TABLE_OUTPUTS)
-    if status is not None and status not in STATUSES:
-        err_console.print(f"[red]error:[/red] --status {escape(status)!r}: use one of {', '.join(STATUSES)}")
-        raise typer.Exit(1)
+    check_choice("--status", status, STATUSES)
     params: dict[str, str | int] = {"limit": limit}
     if status is not None:
         params["status"] = status
@@ -121,11 +121,10 @@ def discard(
     statuses = status or ["orphaned"]
     for given in statuses:
         if given not in DISCARDABLE:
-            err_console.print(
-                f"[red]error:[/red] --status {escape(repr(given))}: only {' and '.join(DISCARDABLE)} messages"
+            refuse_option(
+                f"--status {escape(repr(given))}: only {' and '.join(DISCARDABLE)} messages"
                 " can be discarded (pending and sending ones are a configured notifier's backlog)"
             )
-            raise typer.Exit(1)
     body: dict[str, Any] = {
         "notifier": notifier,
         "statuses": statuses,

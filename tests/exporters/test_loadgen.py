@@ -292,3 +292,31 @@ def test_json_and_text_reports_carry_the_same_outcomes() -> None:
     text = report.to_text()
     assert "failed 1 {'503': 1}  unfinished 1" in text
     assert f"warning: {report.warnings[0]}" in text
+
+
+def test_a_stopped_run_reports_what_finished_and_cancels_the_rest_as_unfinished() -> None:
+    answered = 0
+
+    async def three_then_hang(request: httpx.Request) -> httpx.Response:
+        nonlocal answered
+        if answered < 3:
+            answered += 1
+            return httpx.Response(200, json={"choices": [{"message": {"content": "x"}}]})
+        await asyncio.Event().wait()  # the rest hang until Ctrl-C
+        raise AssertionError("unreachable")
+
+    async def run() -> LoadReport:
+        stop = asyncio.Event()
+        plan = LoadPlan(url="http://127.0.0.1:1", requests=6, rate=0, concurrency=6, duration_seconds=600)
+        load = asyncio.ensure_future(
+            run_load(plan, transport=httpx.MockTransport(three_then_hang), stop=stop)
+        )
+        while answered < 3:
+            await asyncio.sleep(0.001)
+        stop.set()  # what the CLI's SIGINT handler does
+        return await asyncio.wait_for(load, 60)
+
+    report = asyncio.run(run())
+    assert (report.sent, report.ok, report.unfinished) == (6, 3, 3)
+    assert report.warnings[0].startswith("interrupted after"), report.warnings
+    assert not any("duration bound" in w for w in report.warnings)  # it was Ctrl-C, not --duration

@@ -74,6 +74,41 @@ def test_missing_secret_variable_is_a_config_error(tmp_path: Path, monkeypatch: 
     assert (info.value.field, info.value.line) == ("slack.bot_token", 3)
 
 
+SHARED = (
+    "exporter:\n  port: 9401\napi:\n  token: {env: NOPE_API_TOKEN}\n"
+    "slack:\n  channel: C1\n  bot_token: {env: NOPE_TOKEN}\n"
+    "webhooks:\n  - {name: oncall, url: {env: NOPE_URL}}\n"
+)
+
+
+def test_a_command_loads_its_own_sections_without_the_secrets_of_sections_it_never_reads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NOPE_API_TOKEN", "NOPE_TOKEN", "NOPE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    path = write(tmp_path, SHARED)
+    cfg = load_config(path, secrets_for={"exporter", "sim", "tracing"})
+    assert cfg.exporter.port == 9401 and cfg.slack.bot_token is None and cfg.webhooks == []
+    with pytest.raises(ConfigError, match="NOPE_API_TOKEN"):  # serve, config validate: every secret
+        load_config(path)
+    with pytest.raises(ConfigError, match="NOPE_TOKEN") as info:  # a section it reads: still refused
+        load_config(path, secrets_for={"slack"})
+    assert (info.value.field, info.value.line) == ("slack.bot_token", 7)
+
+
+def test_a_shared_config_scores_a_csv_without_serves_and_slacks_secrets(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in ("NOPE_API_TOKEN", "NOPE_TOKEN", "NOPE_URL"):
+        monkeypatch.delenv(name, raising=False)
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    src.write_text("timestamp,value\n" + "".join(f"{1700000000 + 30 * i},{i % 3}\n" for i in range(20)))
+    args = ["anomaly", "score", "--config", str(write(tmp_path, SHARED)), "--input", str(src)]
+    result = CliRunner().invoke(app, [*args, "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    assert out.read_text().startswith("timestamp,value,anomaly_score,label")
+
+
 def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     good = runner.invoke(app, ["config", "validate", str(write(tmp_path, "exporter:\n  port: 9401\n"))])

@@ -127,3 +127,15 @@ def test_a_broken_constraint_says_what_to_write_at_the_path_every_error_uses(
     with pytest.raises(ConfigError) as info:
         yamlfile.load_yaml_model(path, Bounded)
     assert (info.value.field, info.value.message, info.value.line) == (field, message, 1)
+
+
+@pytest.mark.parametrize(
+    "text", ["api:\n\tport: 8080\n", "api:\n  port: 8080\n\tdb: x.db\n"], ids=["first-key", "later-key"]
+)
+def test_a_line_indented_with_a_tab_is_named_as_such(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        read_yaml(path)
+    assert "indented with a tab" in str(info.value) and "spaces" in str(info.value), str(info.value)
+    assert info.value.line == text.count("\n", 0, text.index("\t")) + 1

@@ -68,7 +68,7 @@ def test_inventory_export_writes_json_on_request_which_inventory_file_reads_back
     (tmp_path / "inventory.yaml").write_text(as_yaml.stdout)
     from_json = load_inventory(tmp_path / "inventory.json")
     assert from_json.node_list == load_inventory(tmp_path / "inventory.yaml").node_list
-    assert refused.exit_code == 1 and "use one of yaml, json" in refused.stderr
+    assert refused.exit_code == 2 and "use one of yaml, json" in refused.stderr
 
 
 def test_sim_show_takes_o_and_text_for_the_table() -> None:
@@ -77,7 +77,7 @@ def test_sim_show_takes_o_and_text_for_the_table() -> None:
     as_text = runner.invoke(app, ["sim", "show", "--simulate", "1x2", "-o", "text"])
     assert as_text.exit_code == 0 and "simulated fleet 1x2" in as_text.stdout
     wrong = runner.invoke(app, ["sim", "show", "-o", "yaml"])
-    assert wrong.exit_code == 1 and "use one of table, text, json" in wrong.stderr
+    assert wrong.exit_code == 2 and "use one of table, text, json" in wrong.stderr
 
 
 def test_the_example_config_points_serve_and_its_clients_at_the_same_port() -> None:
@@ -93,3 +93,56 @@ def test_the_example_config_points_serve_and_its_clients_at_the_same_port() -> N
     assert example["anomaly"]["alert_url"] == f"http://127.0.0.1:{example['api']['port']}"
     channel = example["slack"]["channel"]
     assert channel.startswith("C") and channel[1:].isalnum()  # an id, which serve does not warn about
+
+
+CLOSED = "http://127.0.0.1:9"  # the discard port: nothing answers, so a request would exit 1, not 2
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["incidents", "list", "-o", "yaml"], "--output 'yaml': use one of table, text, json"),
+        (["incidents", "show", "inc-1", "-o", "yaml"], "--output 'yaml': use one of text, table, json"),
+        (["inventory", "export", "-o", "table"], "--output 'table': use one of yaml, json"),
+        (["outbox", "list", "-o", "yaml"], "--output 'yaml': use one of table, text, json"),
+        (["outbox", "list", "--status", "bogus"], "--status 'bogus': use one of pending, sending"),
+        (
+            ["outbox", "discard", "--notifier", "slack", "--status", "pending", "--yes"],
+            "--status 'pending': only orphaned and failed",
+        ),
+        (["incidents", "list", "--priority", "P9"], "--priority 'P9': use one of P0, P1, P2, P3"),
+        (
+            ["incidents", "list", "--state", "open"],
+            "--state 'open': use one of triggered, acknowledged, mitigating, resolved",
+        ),
+        (["incidents", "silence", "inc-1", "--for", "1x"], "--for: '1x' is not a duration like 30m, 1h"),
+        (["incidents", "silence", "inc-1", "--for", "400d"], "--for: '400d' is longer than a year"),
+    ],
+    ids=[
+        "list-output",
+        "show-output",
+        "export-output",
+        "outbox-output",
+        "outbox-status",
+        "discard-status",
+        "priority",
+        "state",
+        "silence-not-a-duration",
+        "silence-too-long",
+    ],
+)
+def test_a_bad_option_value_exits_2_naming_it_before_any_request(
+    monkeypatch: pytest.MonkeyPatch, args: list[str], said: str
+) -> None:
+    sent: list[object] = []
+    monkeypatch.setattr(httpx, "request", lambda *a, **k: sent.append(a))
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    result = runner.invoke(app, [*args, "--url", CLOSED])
+    assert result.exit_code == 2 and said in " ".join(result.stderr.split()), result.stderr
+    assert sent == []
+
+
+@pytest.mark.parametrize("args", [["sim", "show", "-o", "yaml"], ["demo", "-o", "yaml"]], ids=["sim", "demo"])
+def test_a_bad_output_format_of_a_local_command_exits_2(args: list[str]) -> None:
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2 and "--output 'yaml': use one of" in result.stderr, result.stderr

@@ -72,3 +72,31 @@ def test_config_validate_refuses_otel_variables_the_inference_server_refuses_wit
     assert validated.exit_code == served.exit_code == 1, validated.output
     assert served.stderr.startswith("error: OTEL_EXPORTER_OTLP_")
     assert validated.stderr == served.stderr
+
+
+def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(tmp_path: Path) -> None:
+    path = tmp_path / "three.yaml"
+    path.write_text("api:\n  prot: 1\n  port: x\nanomaly:\n  infer_every_seconds: -1\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    lines = [" ".join(line.split()) for line in result.stderr.strip().splitlines()]
+    assert result.exit_code == 1, result.stderr
+    assert len(lines) == 3 and all(line.startswith(f"error: {path}:") for line in lines), lines
+    said = "\n".join(lines)
+    assert f"{path}:2: api.prot: unknown field" in said
+    assert f"{path}:3: api.port: Input should be a valid integer" in said
+    assert f"{path}:5: anomaly.infer_every_seconds: -1 is less than 0.001" in said
+
+
+def test_config_validate_names_the_variable_of_each_problem_set_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text("api:\n  port: x\n")
+    monkeypatch.setenv("GPUWARDEN_EXPORTER__PORT", "y")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and f"{path}:2: api.port:" in said, said
+    assert (
+        "exporter.port: Input should be a valid integer" in said
+        and "(set by GPUWARDEN_EXPORTER__PORT)" in said
+    )

@@ -60,7 +60,7 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         as_json = runner.invoke(app, ["incidents", "show", item["id"], "--url", url, "-o", "json"])
         assert json.loads(as_json.stdout)["alerts"][0]["recommended_action"] == "restart_node"
         yaml_please = runner.invoke(app, ["incidents", "list", "--url", url, "-o", "yaml"])
-        assert yaml_please.exit_code == 1 and "use one of table, text, json" in yaml_please.stderr
+        assert yaml_please.exit_code == 2 and "use one of table, text, json" in yaml_please.stderr
 
         monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
         refused = runner.invoke(app, ["incidents", "ack", item["id"], "--url", url])
@@ -85,7 +85,7 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         hushed = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2h", *base])
         assert hushed.exit_code == 0 and hushed.stdout.strip() == f"{item['id']}: silenced for 2h"
         wrong = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2 hours", *base])
-        assert wrong.exit_code == 1 and "duration" in wrong.stderr
+        assert wrong.exit_code == 2 and "duration" in wrong.stderr
 
         md = runner.invoke(app, ["incidents", "postmortem", item["id"], "--url", url])
         assert md.exit_code == 0 and md.stdout.startswith("# Postmortem draft: node r01-n01 is down")
@@ -104,7 +104,7 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         everything = runner.invoke(app, ["incidents", "list", "--url", url, "--limit", "0"])
         assert "r01-n01" in everything.stdout and "showing" not in everything.stderr
         typo = runner.invoke(app, ["incidents", "list", "--url", url, "--state", "open"])
-        assert typo.exit_code == 1 and "state" in typo.stderr
+        assert typo.exit_code == 2 and "state" in typo.stderr
 
 
 @pytest.mark.parametrize(

@@ -4,6 +4,8 @@ bounds a run against a server that never answers."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 from collections.abc import Iterator
@@ -79,3 +81,54 @@ def test_a_server_that_never_answers_is_cut_at_the_duration_and_reported_unfinis
     assert result.exit_code == 1
     assert "requests 3  ok 0  failed 0  unfinished 3" in result.stdout
     assert "cannot connect" not in result.output  # it did connect; it got no answer
+
+
+class TwoThenHang(BaseHTTPRequestHandler):
+    """Answers the first two requests; the others hang until the test ends."""
+
+    protocol_version = "HTTP/1.1"
+    arrived = 0
+    lock = threading.Lock()
+    release = threading.Event()
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers["content-length"]))
+        with self.lock:
+            type(self).arrived += 1
+            hang = type(self).arrived > 2
+        if hang:
+            self.release.wait(60)
+            return
+        body = b'{"choices": []}'
+        self.send_response(200)
+        self.send_header("content-type", "application/json")
+        self.send_header("content-length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+def test_ctrl_c_prints_the_report_of_what_finished_and_exits_130() -> None:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), TwoThenHang)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    def interrupt_once_all_arrived() -> None:
+        while TwoThenHang.arrived < 5:
+            threading.Event().wait(0.01)
+        os.kill(os.getpid(), signal.SIGINT)  # Ctrl-C at the terminal
+
+    threading.Thread(target=interrupt_once_all_arrived, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        args = ["loadgen", "--url", url, "--rate", "0", "--requests", "5", "--concurrency", "5"]
+        result = runner.invoke(app, [*args, "--duration", "600", "-o", "json"])
+    finally:
+        TwoThenHang.release.set()
+        server.shutdown()
+        server.server_close()
+    assert result.exit_code == 130, result.output
+    report = json.loads(result.stdout)
+    assert report["sent"] == 5 and report["unfinished"] >= 3 and report["ok"] + report["unfinished"] == 5
+    assert report["warnings"][0].startswith("interrupted after")

@@ -1,0 +1,76 @@
+"""A file a command writes whole or not at all (``anomaly score --output``).
+
+Checked before the work starts, so a missing directory is said at once rather than after minutes of
+scoring; written beside its final name and renamed over it once complete, so a full disk, a Ctrl-C or any
+other failure while writing leaves neither a half-written file that reads as a complete one nor a previous
+file cut short.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from gpuwarden.errors import InputError
+
+
+def check_writable(path: Path, field: str) -> None:
+    """Refuse, naming ``field``, an output that is a directory or whose directory is missing or read-only."""
+    if path.is_dir():
+        raise InputError(f"cannot write {path}: it is a directory; give a file name in it", field=field)
+    parent = path.parent
+    if not parent.is_dir():
+        raise InputError(
+            f"cannot write {path}: its directory {parent} does not exist; make it, or give a file in a "
+            "directory that exists",
+            field=field,
+        )
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise InputError(f"cannot write {path}: its directory {parent} is not writable", field=field)
+
+
+def write_whole(path: Path, write: Callable[[Path], None], field: str) -> None:
+    """Call ``write`` on a temporary file beside ``path``'s target, then rename it to that target.
+
+    A symlink is written through (the file it names is replaced); a FIFO or a device (``/dev/stdout``) is
+    written to directly, as renaming over it would not reach the reader.
+    """
+    try:
+        special = not stat.S_ISREG(path.stat().st_mode)
+    except FileNotFoundError:
+        special = False
+    if special:
+        write(path)
+        return
+    target = Path(os.path.realpath(path))
+    try:
+        handle, name = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}", field=field) from exc
+    os.close(handle)
+    temporary = Path(name)
+    try:
+        os.chmod(temporary, _new_file_mode(target))
+        write(temporary)
+        os.replace(temporary, target)
+    except InputError as exc:  # raised naming the temporary file: name the one the user gave
+        cause = exc.__cause__
+        reason = cause.strerror or str(cause) if isinstance(cause, OSError) else exc.message
+        raise InputError(f"cannot write {path}: {reason}", field=field) from exc
+    except OSError as exc:
+        raise InputError(f"cannot write {path}: {exc.strerror or exc}", field=field) from exc
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def _new_file_mode(target: Path) -> int:
+    """The mode the file would have had written in place: its current one, else 0666 less the umask."""
+    try:
+        return stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:
+        umask = os.umask(0)
+        os.umask(umask)
+        return 0o666 & ~umask

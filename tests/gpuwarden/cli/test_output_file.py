@@ -1,0 +1,95 @@
+"""`anomaly score --output` (gpuwarden.cli.output_file): written whole or not at all, checked before work."""
+
+from __future__ import annotations
+
+import errno
+import os
+from pathlib import Path
+
+import pandas as pd
+from typer.testing import CliRunner
+
+from anomaly import univariate
+from gpuwarden.cli import app
+
+runner = CliRunner()
+
+
+def write_short_series(path: Path) -> None:
+    """Twenty rows: enough to score and write, for tests about the output file rather than the scores."""
+    path.write_text("timestamp,value\n" + "".join(f"{1700000000 + 30 * i},{i % 3}\n" for i in range(20)))
+
+
+def _failing_write_after(rows: int):
+    """A ``write_scored_csv`` that writes the header and ``rows`` rows, then fails as a full disk does."""
+    real = univariate.write_scored_csv
+
+    def write(scored, path):
+        real(scored, path)
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text("".join(lines[: rows + 1]))
+        full = OSError(errno.ENOSPC, "No space left on device")
+        raise univariate.InputError(f"cannot write {path}: {full.strerror}", field="output") from full
+
+    return write
+
+
+def test_score_that_fails_while_writing_leaves_no_half_written_output_and_keeps_an_old_one(
+    tmp_path, monkeypatch
+):
+    src, fresh, old = tmp_path / "in.csv", tmp_path / "fresh.csv", tmp_path / "old.csv"
+    write_short_series(src)
+    old.write_text("timestamp,value,anomaly_score,label\nkept,1,0,0\n")
+    monkeypatch.setattr(univariate, "write_scored_csv", _failing_write_after(10))
+    for out in (fresh, old):
+        result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+        said = " ".join(result.stderr.split())
+        assert result.exit_code == 1 and f"cannot write {out}: No space left" in said, said
+    assert not fresh.exists()
+    assert old.read_text() == "timestamp,value,anomaly_score,label\nkept,1,0,0\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "old.csv"]  # no temporary file left
+
+
+def test_score_interrupted_while_writing_leaves_no_output(tmp_path, monkeypatch):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_short_series(src)
+
+    def interrupted(scored, path):
+        path.write_text("timestamp,value,anomaly_score,label\n")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(univariate, "write_scored_csv", interrupted)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code != 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]
+
+
+def test_score_checks_its_output_directory_before_reading_or_scoring(tmp_path, monkeypatch):
+    src = tmp_path / "in.csv"
+    write_short_series(src)
+    read: list[Path] = []
+    monkeypatch.setattr(univariate, "read_series_csv", lambda path, **_: read.append(path))
+    result = runner.invoke(
+        app, ["anomaly", "score", "--input", str(src), "--output", str(tmp_path / "missing" / "o.csv")]
+    )
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "its directory" in said and "does not exist" in said, said
+    assert read == []
+
+
+def test_score_writes_through_a_symlinked_output_to_the_file_it_names(tmp_path):
+    src, target, link = tmp_path / "in.csv", tmp_path / "target.csv", tmp_path / "link.csv"
+    write_short_series(src)
+    target.write_text("old\n")
+    link.symlink_to(target)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(link)])
+    assert result.exit_code == 0, result.output
+    assert link.is_symlink() and len(pd.read_csv(target)) == 20
+
+
+def test_score_writes_to_a_device_such_as_dev_null_in_place(tmp_path):
+    src = tmp_path / "in.csv"
+    write_short_series(src)
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", os.devnull])
+    assert result.exit_code == 0, result.output
+    assert Path(os.devnull).is_char_device()
