@@ -314,3 +314,17 @@ def test_in_a_fleet_of_two_clusters_a_title_says_which_cluster_its_root_cause_is
         "inference service llama in cluster a degraded",
         "node b02 in cluster b is down: 1 node, 8 GPUs, inference service llama 50% of replicas lost",
     ]
+
+
+def test_a_title_keeps_its_cluster_once_everything_has_resolved(tmp_path: Path) -> None:
+    # In a fleet of two clusters, node b01's two GPUs ran hot and cooled one after the other. While one
+    # still fired the title said "node b01 in cluster b thermal; 1 of 2 GPUs recovered"; once both had
+    # cooled the title (and the Slack message and incident list showing it) lost "in cluster b".
+    engine = _llama_in_two_clusters(tmp_path)
+    hot = {"alertname": "GPUThermal", "cluster": "b", "Hostname": "b01", "severity": "warning"}
+    engine.ingest([Alert({**hot, "gpu": str(g)}) for g in (0, 1)])
+    engine.ingest([Alert({**hot, "gpu": "0"}, status=AlertStatus.RESOLVED)])
+    ((row, _),) = engine.store.list_rows()
+    assert row.title.startswith("node b01 in cluster b thermal")
+    engine.ingest([Alert({**hot, "gpu": "1"}, status=AlertStatus.RESOLVED)])
+    assert engine.store.get(row.id).title.startswith("node b01 in cluster b thermal")
