@@ -77,8 +77,8 @@ def read_constraint(constraint: str) -> Clauses:
         clauses = _Reader(tokens).whole()
     if clauses is None:
         logger.warning(
-            "constraint %r is not read (not feature names, quoted or not, joined by & or | with !, parentheses,"
-            " brackets or counts): no node is counted free for the job, only its own GPUs",
+            "constraint %r is not read (not feature names, quoted or not, joined by & or | with !,"
+            " parentheses, brackets or counts): no node is counted free for the job, only its own GPUs",
             constraint,
         )
         return NO_NODE
@@ -108,10 +108,9 @@ class _Reader:
             if term is None:
                 return None
             (left, counted), (right, also_counted) = result, term
-            if op == "|" or (counted and also_counted):  # counted groups: a node is in one of them
-                joined = _either(left, right)
-            else:
-                joined = _both(left, right)
+            # counted groups joined by &: a node is in one of them
+            either = op == "|" or (counted and also_counted)
+            joined = _either(left, right) if either else _both(left, right)
             result = None if joined is None else (joined, counted and also_counted)
         return result
 
