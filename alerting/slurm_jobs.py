@@ -137,6 +137,7 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             sizes=() if exact else tuple(sizes),
             group=group,
             per_node=_tres_count(slurm_text(job.get("tres_per_node"))),
+            min_nodes=_asked_nodes(slurm_text(job.get("tres_req_str"))),
         )
         ended = float(_field(job, "end_time")) if state not in RUNNING_STATES else 0.0
         asks = bool(units) or any(_tres_count(slurm_text(job.get(key))) for key in _TRES_ASKING)
@@ -197,6 +198,9 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             else "",
             # components asking different GPUs per node, or one a total: the job's GPUs are counted
             per_node=reach.per_node if all(p.info.per_node == reach.per_node for p in gpu_parts) else 0,
+            min_nodes=sum(p.info.min_nodes for p in gpu_parts)
+            if all(p.info.min_nodes for p in gpu_parts)
+            else 0,
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)
@@ -220,6 +224,14 @@ def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
 _TRES_GPU = re.compile(r"^(?:gres[:/])?gpu(?:[:=](?P<count>\d+)|:[^:=]+(?:[:=](?P<typed>\d+))?)?$")
 _TRES_ASKING = ("tres_per_node", "tres_per_job", "tres_per_task", "tres_per_socket")
 _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
+# The nodes a job asked in tres_req_str: its minimum for --nodes=1-2 (node_count says what it holds)
+_ASKED_NODES = re.compile(r"(?:^|,)node=(\d+)(?:,|$)")
+
+
+def _asked_nodes(tres_req: str) -> int:
+    """The fewest nodes a job asked (``node=`` of ``tres_req_str``); 0 where it does not say."""
+    match = _ASKED_NODES.search(tres_req)
+    return int(match.group(1)) if match else 0
 
 
 def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:

@@ -379,3 +379,18 @@ def test_a_node_down_stopping_a_job_that_wants_whole_nodes_is_p0_when_free_gpus_
     gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "a"})])
     ((row, _),) = gw.store.list_rows(None)
     assert row.priority == "P0" and "training job wide (7) stopped" in row.title, row.title
+
+
+@pytest.mark.parametrize(
+    ("min_nodes", "restarts"),
+    [(0, False), (2, False), (1, True)],
+    ids=["as-held", "two-of-two", "one-of-two"],
+)
+def test_a_job_asking_a_range_of_nodes_needs_only_its_minimum_to_restart(
+    min_nodes: int, restarts: bool
+) -> None:
+    # --nodes=1-2 --gres=gpu:8 ran on a and b; a died. b's 8 healthy GPUs are room enough for one node: Slurm
+    # starts it again on 1, not on the 2 it last held (c's 4 free GPUs are no whole node).
+    job = replace(wide_on("a", "b"), min_nodes=min_nodes)
+    inventory = StaticInventory([eight("a", 0), eight("b", 0), eight("c", 4)], [job], {})
+    assert can_restart(inventory, [WIDE], lost_on("a")) is restarts

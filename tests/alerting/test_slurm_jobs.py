@@ -177,3 +177,19 @@ def test_a_number_in_a_shape_no_slurm_release_writes_is_refused_naming_the_job_a
     job = job_24_05(42, ["FAILED"], ["n3"], end_time=end_time, gres_detail=[])
     with pytest.raises(SourceError, match=r"job 42: end_time .*set, infinite, number"):
         parse_jobs({"jobs": [job]}, {"n3": 4})
+
+
+def test_the_fewest_nodes_a_job_asks_come_from_its_requested_tres() -> None:
+    # As a real slurmctld 22.05 lists sbatch --nodes=1-2 --gres=gpu:1 running on two nodes: node_count says
+    # 2 (what it holds), max_nodes 0; only tres_req_str keeps the minimum it asked.
+    job = {
+        **running_job({"tres_per_node": "gres:gpu:1"}),
+        "gres_detail": ["gpu:1(IDX:0)", "gpu:1(IDX:0)"],
+        "node_count": 2,
+        "max_nodes": 0,
+        "tres_req_str": "cpu=1,mem=1000M,node=1,billing=1",
+    }
+    (ranged,) = parse_jobs({"jobs": [job]})
+    (plain,) = parse_jobs({"jobs": [{**job, "tres_req_str": "cpu=2,mem=2000M,node=2,billing=2"}]})
+    (unsaid,) = parse_jobs({"jobs": [{**job, "tres_req_str": ""}]})
+    assert (ranged.info.min_nodes, plain.info.min_nodes, unsaid.info.min_nodes) == (1, 2, 0)
