@@ -171,7 +171,7 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
             frees[reach, clusters] = free
         own = _own_healthy(inventory, info, lost)
         want = _needed_gpus(info) - sum(own.values())
-        if free < want:
+        if free - info.queued_ahead < want:  # pending jobs ahead of it take free GPUs first
             return False
         if info.per_node and not _whole_nodes_fit(inventory, info, (reach, clusters), own, lost):
             return False

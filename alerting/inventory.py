@@ -80,6 +80,9 @@ class WorkloadInfo:
     # The fewest nodes it asked (Slurm's ``--nodes=2-4``: 2); Slurm starts it again on as few, each with
     # ``per_node`` GPUs. 0: as many as it holds.
     min_nodes: int = 0
+    # GPUs that pending jobs ahead of it in its partitions ask (``alerting.slurm_queue``): Slurm gives free
+    # GPUs to them before it starts this one again. 0: none, or not known (Kubernetes, inventory files).
+    queued_ahead: int = 0
 
     @property
     def gpus(self) -> frozenset[GpuKey]:

@@ -111,6 +111,9 @@ class _WorkloadEntry(BaseModel):
         ge=0,
         description="the fewest nodes it asked (Slurm's --nodes=2-4: 2); 0: as many as it holds",
     )
+    queued_ahead: int = Field(
+        0, ge=0, description="GPUs pending jobs ahead of it in its partitions ask (Slurm gives them first)"
+    )
 
     @model_validator(mode="after")
     def _runs_somewhere(self) -> _WorkloadEntry:
@@ -283,6 +286,7 @@ def _workload(
         kept=w.kept,
         per_node=w.per_node,
         min_nodes=w.min_nodes,
+        queued_ahead=w.queued_ahead,
     )
 
 
@@ -390,4 +394,6 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
         out["per_node"] = w.per_node
     if w.min_nodes:
         out["min_nodes"] = w.min_nodes
+    if w.queued_ahead:
+        out["queued_ahead"] = w.queued_ahead
     return out

@@ -43,6 +43,7 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
+from alerting.slurm_queue import Queued, gpus_ahead, parse_queue
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -239,7 +240,8 @@ class SlurmInventory:
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
         sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
-        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]), node_gpus)
+        squeue = self._json(["squeue", "--json", "--states=all"])
+        jobs = parse_jobs(squeue, node_gpus)
         now = self._clock.time()
         self._restore(cluster)
         running: dict[str, WorkloadInfo] = {}
@@ -264,16 +266,28 @@ class SlurmInventory:
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
         nodes = parse_nodes(sinfo, cluster, racks, running.values())
+        workloads = self._workloads(running, *parse_queue(squeue))
+        spare = sum(n.free or 0 for n in nodes)
+        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _workloads(
+        self,
+        running: Mapping[str, WorkloadInfo],
+        queue: Sequence[Queued],
+        standing: Mapping[str, float | None],
+    ) -> list[WorkloadInfo]:
+        """The running and kept jobs, each with the GPUs pending jobs ahead of it ask (``slurm_queue``)."""
         # A job resubmitted under the same name is that name now, not the run that failed before it: an
         # alias two workloads share names neither, so the kept run answers to its id only.
         names = {alias for info in running.values() for alias in info.aliases}
-        kept = [
-            replace(info, aliases=tuple(a for a in info.aliases if a not in names))
-            for _, info in self._kept.values()
+        kept = {
+            job_id: replace(info, aliases=tuple(a for a in info.aliases if a not in names))
+            for job_id, (_, info) in self._kept.items()
+        }
+        return [
+            replace(info, queued_ahead=gpus_ahead(queue, job_id, info.partitions, standing.get(job_id)))
+            for job_id, info in [*running.items(), *kept.items()]
         ]
-        workloads = [*running.values(), *kept]
-        spare = sum(n.free or 0 for n in nodes)
-        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
 
     def _restore(self, cluster: str) -> None:
         """Take back the jobs the store keeps, once (a store that cannot be read now is asked next read)."""

@@ -136,13 +136,18 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             constraint=slurm_text(job.get("features")),
             sizes=() if exact else tuple(sizes),
             group=group,
-            per_node=_tres_count(slurm_text(job.get("tres_per_node"))),
-            min_nodes=_asked_nodes(slurm_text(job.get("tres_req_str"))),
+            per_node=tres_count(slurm_text(job.get("tres_per_node"))),
+            min_nodes=asked_nodes(slurm_text(job.get("tres_req_str"))),
         )
         ended = float(_field(job, "end_time")) if state not in RUNNING_STATES else 0.0
-        asks = bool(units) or any(_tres_count(slurm_text(job.get(key))) for key in _TRES_ASKING)
+        asks = bool(units) or any(tres_count(slurm_text(job.get(key))) for key in _TRES_ASKING)
         out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended, asks_gpus=asks))
     return _one_per_het_job(out)
+
+
+def job_key(job: Mapping[str, Any]) -> str:
+    """The key of a job as ``parse_jobs`` gives it (a het job's id for each of its components)."""
+    return _names(job)[0]
 
 
 def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
@@ -228,7 +233,7 @@ _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
 _ASKED_NODES = re.compile(r"(?:^|,)node=(\d+)(?:,|$)")
 
 
-def _asked_nodes(tres_req: str) -> int:
+def asked_nodes(tres_req: str) -> int:
     """The fewest nodes a job asked (``node=`` of ``tres_req_str``); 0 where it does not say."""
     match = _ASKED_NODES.search(tres_req)
     return int(match.group(1)) if match else 0
@@ -238,21 +243,21 @@ def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict
     """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
     total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``, else ``tres_per_task`` times its
     tasks) less the ``known`` GPUs of its other nodes, shared out evenly."""
-    per_node = _tres_count(slurm_text(job.get("tres_per_node")))
+    per_node = tres_count(slurm_text(job.get("tres_per_node")))
     if per_node:
         return dict.fromkeys(nodes, per_node)
     alloc = _ALLOC_GPU.search(slurm_text(job.get("tres_alloc_str")))
     # Slurm 22.05 leaves gres/gpu out of tres_alloc_str unless AccountingStorageTRES names it
-    total = int(alloc.group(1)) if alloc else _tres_count(slurm_text(job.get("tres_per_job")))
+    total = int(alloc.group(1)) if alloc else tres_count(slurm_text(job.get("tres_per_job")))
     if not total:  # --gpus-per-task
-        total = _tres_count(slurm_text(job.get("tres_per_task"))) * int(_field(job, "tasks"))
+        total = tres_count(slurm_text(job.get("tres_per_task"))) * int(_field(job, "tasks"))
     left = max(0, total - known)
     share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
     counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
     return {node: count for node, count in counts.items() if count}
 
 
-def _tres_count(text: str) -> int:
+def tres_count(text: str) -> int:
     """GPUs in a TRES list: ``gres:gpu:4``, ``gres/gpu:h100:1``, ``gpu:a100:2,gres/shard:1``,
     ``gres:gpu:a100:2,gres:gpu:h100:1``."""
     total = 0

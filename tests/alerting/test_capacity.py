@@ -394,3 +394,13 @@ def test_a_job_asking_a_range_of_nodes_needs_only_its_minimum_to_restart(
     job = replace(wide_on("a", "b"), min_nodes=min_nodes)
     inventory = StaticInventory([eight("a", 0), eight("b", 0), eight("c", 4)], [job], {})
     assert can_restart(inventory, [WIDE], lost_on("a")) is restarts
+
+
+@pytest.mark.parametrize(
+    ("queued", "restarts"), [(0, True), (1, False)], ids=["queue-empty", "one-gpu-ahead"]
+)
+def test_free_gpus_go_to_the_pending_jobs_ahead_of_a_stopped_job_first(queued: int, restarts: bool) -> None:
+    # duo lost n1's 4 GPUs and n3 has exactly 4 free: a pending job ahead of it asking one takes one first.
+    duo = replace(duo_on("n1", "n2"), queued_ahead=queued)
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), node("n3", 4)], [duo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is restarts
