@@ -62,7 +62,10 @@ def parse_queue(squeue: Mapping[str, Any]) -> tuple[list[Queued], dict[str, floa
         key, state = job_key(job), job_state(job)
         priority = slurm_number(job.get("priority"), f"job {job.get('job_id')}: priority") or 0
         requeued = state == "PENDING" or (state in RUNNING_STATES and job.get("requeue", True) is not False)
-        standing[key] = max(priority, standing.get(key) or 0) if requeued else None
+        if not requeued:  # a het job: resubmitted if any component is
+            standing[key] = None
+        elif key not in standing or standing[key] is not None:
+            standing[key] = max(priority, standing.get(key) or 0)
         reason = slurm_text(job.get("state_reason")).lower()
         gpus = _asked_gpus(job) if state == "PENDING" and priority > 0 and reason in _WAITING else 0
         if gpus:

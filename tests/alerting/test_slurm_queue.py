@@ -52,3 +52,16 @@ def test_only_eligible_pending_jobs_ahead_in_a_shared_partition_are_counted_with
     assert gpus_ahead(queue, "41", ("gpu", "other"), standing["41"]) == 2 + 6 + 8 + 2
     # a job that failed for good restarts by resubmission, behind every eligible job of its partition
     assert gpus_ahead(queue, "41", ("gpu",), None) == 2 + 6 + 8 + 2
+
+
+def test_a_het_job_stands_behind_the_whole_queue_when_one_component_is_not_requeued() -> None:
+    parts = [
+        job_24_05(8, ["RUNNING"], ["n1"], het_job_id=no_val(8), priority=no_val(40), requeue=True),
+        job_24_05(9, ["RUNNING"], ["n2"], het_job_id=no_val(8), priority=no_val(30), requeue=False),
+    ]
+    for order in (parts, parts[::-1]):
+        assert parse_queue({"jobs": order})[1] == {"8": None}
+    (launcher, _) = parts
+    assert parse_queue({"jobs": [launcher, {**launcher, "job_id": 9, "priority": no_val(45)}]})[1] == {
+        "8": 45
+    }
