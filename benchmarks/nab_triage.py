@@ -14,13 +14,14 @@ than the default:
 Every sample where any part raises is a candidate. Stage 2 keeps or drops each candidate from features known
 at its time (nothing after it is read):
 
-* feature set ``small``: which parts raised (def, muted = unm and not def, k6 only = k6 and not unm/def, lev,
-  dis), log of the k=6 score at the candidate, log of that score over the largest k=6 score the series had
-  before it, whether the value is a new extreme of the series (above every earlier value or below every one);
+* feature set ``small``: which parts raised (def, muted = unm and not def, k6 only = k6 and not unm/def,
+  lev, dis), log of the k=6 score at the candidate, log of that score over the largest k=6 score the series
+  had before it, whether the value is a new extreme of the series (above every earlier value or below every
+  one);
 * feature set ``full``: ``small`` plus log(1 + samples since the series' previous candidate), log(1 + number
-  of earlier candidates), log(samples since start), direction (value above or below the median of the last 50),
-  log(1 + |z|) of the value against the last 100 values, and the score's rank among the series' earlier
-  candidates.
+  of earlier candidates), log(samples since start), direction (value above or below the median of the last
+  50), log(1 + |z|) of the value against the last 100 values, and the score's rank among the series'
+  earlier candidates.
 
 Label: a candidate is good when it lies inside a labelled window (NAB charges nothing for a second detection
 inside a window, and the first one is what is rewarded), bad otherwise; candidates inside the probation period
@@ -110,7 +111,10 @@ class Candidates:
     scored: npt.NDArray[np.bool_]  # after probation
 
 
-def stage1_parts(files: list[NabFile]) -> tuple[dict[str, list[npt.NDArray[np.bool_]]], FloatArray, dict[str, float]]:
+Parts = dict[str, list[npt.NDArray[np.bool_]]]
+
+
+def stage1_parts(files: list[NabFile]) -> tuple[Parts, list[FloatArray], dict[str, float]]:
     """Each stage-1 part's alerts per file, the k=6 score per file, and each part's detection seconds."""
     series = [f.series for f in files]
     parts: dict[str, list[npt.NDArray[np.bool_]]] = {}
@@ -132,7 +136,7 @@ def stage1_parts(files: list[NabFile]) -> tuple[dict[str, list[npt.NDArray[np.bo
     tick = time.perf_counter()
     parts["dis"] = raise_discords(values, DISCORDS)
     seconds["dis"] = time.perf_counter() - tick
-    return parts, [s.score for s in low], seconds  # type: ignore[return-value]
+    return parts, [s.score for s in low], seconds
 
 
 def window_ids(files: list[NabFile]) -> tuple[list[list[int]], int]:
@@ -167,9 +171,7 @@ def nab_value(file: NabFile, i: int) -> tuple[int, float]:
     return -1, scaled_sigmoid(abs(right - i) / max(width - 1, 1)) * profile.fp
 
 
-def candidates(
-    files: list[NabFile], parts: dict[str, list[npt.NDArray[np.bool_]]], low_score: FloatArray, variant: str
-) -> Candidates:
+def candidates(files: list[NabFile], parts: Parts, low_score: list[FloatArray], variant: str) -> Candidates:
     """Stage 1's candidates and their causal features."""
     names = STAGE1[variant]
     wid, _ = window_ids(files)
@@ -210,7 +212,8 @@ def candidates(
             if recent.size >= 2:
                 median = float(np.median(recent[-50:]))
                 spread = float(recent.std())
-                z = abs(x[i] - recent.mean()) / spread if spread > 0 else (0.0 if x[i] == recent.mean() else 10.0)
+                mean = float(recent.mean())
+                z = abs(x[i] - mean) / spread if spread > 0 else (0.0 if x[i] == mean else 10.0)
             else:
                 median, z = float(x[i]), 0.0
             cols["direction"].append(float(np.sign(x[i] - median)))
@@ -249,16 +252,16 @@ def raw_score(c: Candidates, keep: npt.NDArray[np.bool_], mask: npt.NDArray[np.b
 
 def fit(c: Candidates, train: npt.NDArray[np.bool_], features: str, model: str) -> object:
     """The triage model fitted on the training candidates (label: inside a window)."""
-    X = np.column_stack([c.features[k] for k in FEATURES[features]])
+    matrix = np.column_stack([c.features[k] for k in FEATURES[features]])
     use = train & c.scored
     y = (c.window[use] >= 0).astype(int)
     if y.min() == y.max():  # one class only: keep all or none by the constant
         return ("const", float(y[0]))
     if model == "tree3":
-        est = DecisionTreeClassifier(max_depth=3, min_samples_leaf=20, random_state=0).fit(X[use], y)
+        est = DecisionTreeClassifier(max_depth=3, min_samples_leaf=20, random_state=0).fit(matrix[use], y)
         return ("tree", est)
-    scaler = StandardScaler().fit(X[use])
-    lr = LogisticRegression(C=float(model[2:]), max_iter=2000).fit(scaler.transform(X[use]), y)
+    scaler = StandardScaler().fit(matrix[use])
+    lr = LogisticRegression(C=float(model[2:]), max_iter=2000).fit(scaler.transform(matrix[use]), y)
     return ("lr", (scaler, lr))
 
 
@@ -266,11 +269,11 @@ def predict(fitted: object, c: Candidates, features: str) -> FloatArray:
     kind, est = fitted  # type: ignore[misc]
     if kind == "const":
         return np.full(len(c.index), est)
-    X = np.column_stack([c.features[k] for k in FEATURES[features]])
+    matrix = np.column_stack([c.features[k] for k in FEATURES[features]])
     if kind == "tree":
-        return est.predict_proba(X)[:, 1]  # type: ignore[no-any-return]
+        return est.predict_proba(matrix)[:, 1]  # type: ignore[no-any-return]
     scaler, lr = est
-    return lr.predict_proba(scaler.transform(X))[:, 1]  # type: ignore[no-any-return]
+    return lr.predict_proba(scaler.transform(matrix))[:, 1]  # type: ignore[no-any-return]
 
 
 def choose_threshold(c: Candidates, p: FloatArray, train: npt.NDArray[np.bool_], windows: int) -> float:
@@ -287,7 +290,10 @@ def file_windows(files: list[NabFile]) -> npt.NDArray[np.int64]:
 
 
 def run_fold(
-    c: Candidates, per_file_windows: npt.NDArray[np.int64], train_files: npt.NDArray[np.bool_], setting: tuple[str, str]
+    c: Candidates,
+    per_file_windows: npt.NDArray[np.int64],
+    train_files: npt.NDArray[np.bool_],
+    setting: tuple[str, str],
 ) -> npt.NDArray[np.bool_]:
     """Fit on the training files, choose the threshold there; the keep decision for every candidate."""
     features, model = setting
@@ -298,9 +304,109 @@ def run_fold(
     return p >= threshold
 
 
+def out_of_fold(
+    c: Candidates,
+    per_file_windows: npt.NDArray[np.int64],
+    fold_of: npt.NDArray[np.str_],
+    setting: tuple[str, str],
+) -> npt.NDArray[np.bool_]:
+    """Each candidate's keep decision by the model and threshold fitted on the other folds."""
+    keep = np.zeros(len(c.index), np.bool_)
+    for fold in sorted(set(fold_of.tolist())):
+        decided = run_fold(c, per_file_windows, fold_of != fold, setting)
+        here = fold_of[c.file] == fold
+        keep[here] = decided[here]
+    return keep
+
+
+def inner_choice(
+    cands: dict[str, Candidates],
+    per_file_windows: npt.NDArray[np.int64],
+    fold_of: npt.NDArray[np.str_],
+    train_files: npt.NDArray[np.bool_],
+    grid: list[tuple[str, str, str]],
+) -> tuple[str, str, str]:
+    """The setting with the best inner cross-validated raw score over the training files only (the same
+    scheme's folds, restricted to them)."""
+    inner: dict[tuple[str, str, str], float] = {}
+    for setting in grid:
+        c = cands[setting[0]]
+        total = 0.0
+        for inner_fold in sorted(set(fold_of[train_files].tolist())):
+            test_files = fold_of == inner_fold
+            decided = run_fold(c, per_file_windows, train_files & ~test_files, (setting[1], setting[2]))
+            total += raw_score(c, decided, test_files[c.file], int(per_file_windows[test_files].sum()))
+        inner[setting] = total
+    return max(grid, key=lambda s: inner[s])
+
+
+def describe(
+    files: list[NabFile],
+    c: Candidates,
+    keep: npt.NDArray[np.bool_],
+    among: npt.NDArray[np.bool_],
+    per_file_windows: npt.NDArray[np.int64],
+) -> dict[str, object]:
+    """Score, alerts, false positives and windows of the kept candidates of the files in ``among``, with
+    the windows gained and lost against the default and the default's false positives dropped."""
+    windows = int(per_file_windows[among].sum())
+    mask = among[c.file]
+    k = keep & c.scored & mask
+    default = (c.features["def"] > 0) & c.scored & mask
+    found = set(c.window[k & (c.window >= 0)].tolist())
+    default_found = set(c.window[default & (c.window >= 0)].tolist())
+
+    def named(ids: set[int]) -> list[str]:
+        return sorted(files[int(c.file[np.flatnonzero(c.window == w)[0]])].name.split("/")[1] for w in ids)
+
+    raw = raw_score(c, keep, mask, windows)
+    return {
+        "score": normalised(raw, windows) if windows else round(raw, 3),
+        "alerts": int(k.sum()),
+        "false_positives": int((k & (c.window < 0)).sum()),
+        "fp_raw_cost": round(float(c.value[k & (c.window < 0)].sum()), 2),
+        "windows_found": len(found),
+        "windows_gained_vs_default": named(found - default_found),
+        "windows_lost_vs_default": named(default_found - found),
+        "default_fps_dropped": int((default & (c.window < 0) & ~keep).sum()),
+        "new_fps_kept": int((k & (c.window < 0) & ~default).sum()),
+    }
+
+
+def export(c: Candidates, setting: tuple[str, str], path: Path) -> None:
+    """A logistic setting fitted (and its threshold chosen) on every candidate given, as a small JSON file a
+    service could ship: feature names, standardisation, coefficients, intercept, keep-threshold."""
+    features, model = setting
+    if model == "tree3":
+        raise SystemExit("--export: only the logistic settings (lr0.1, lr1) are exported")
+    every = np.ones(len(c.index), np.bool_)
+    fitted = fit(c, every, features, model)
+    kind, est = fitted  # type: ignore[misc]
+    if kind != "lr":
+        raise SystemExit("--export: the candidates given hold one class only; nothing to fit")
+    p = predict(fitted, c, features)
+    windows = len(set(c.window[c.window >= 0].tolist()))
+    scaler, lr = est
+    text = {
+        "features": list(FEATURES[features]),
+        "mean": scaler.mean_.round(6).tolist(),
+        "scale": scaler.scale_.round(6).tolist(),
+        "coef": lr.coef_[0].round(6).tolist(),
+        "intercept": round(float(lr.intercept_[0]), 6),
+        "keep_threshold": choose_threshold(c, p, every, windows),
+        "trained_on_candidates": int(c.scored.sum()),
+    }
+    path.write_text(json.dumps(text, indent=1) + "\n", encoding="utf-8")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
+    parser.add_argument(
+        "--export",
+        type=Path,
+        help="also write S1b,small,lr0.1 fitted on the corpus given (never the files it will be scored on)",
+    )
     args = parser.parse_args()
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
@@ -309,8 +415,7 @@ def main() -> None:
     parts, low_score, part_seconds = stage1_parts(files)
     per_file_windows = file_windows(files)
     windows = int(per_file_windows.sum())
-    every = np.ones(len(files), np.bool_)
-    schemes = fold_schemes(names)
+    every_file = np.ones(len(files), np.bool_)
     grid = list(itertools.product(STAGE1, FEATURES, MODELS))
     cands: dict[str, Candidates] = {}
     feature_seconds: dict[str, float] = {}
@@ -318,95 +423,75 @@ def main() -> None:
         tick = time.perf_counter()
         cands[variant] = candidates(files, parts, low_score, variant)
         feature_seconds[variant] = time.perf_counter() - tick
-
-    def summary(c: Candidates, keep: npt.NDArray[np.bool_]) -> dict[str, object]:
-        k = keep & c.scored
-        return {
-            "score": normalised(raw_score(c, keep, np.ones(len(c.index), np.bool_), windows), windows),
-            "alerts": int(k.sum()),
-            "false_positives": int((k & (c.window < 0)).sum()),
-            "windows_found": len(set(c.window[k & (c.window >= 0)].tolist())),
-        }
-
-    stage1 = {}
+    if args.export is not None:
+        export(cands["S1b"], ("small", "lr0.1"), args.export)
+    stage1: dict[str, object] = {}
     for variant, c in cands.items():
-        stage1[variant] = summary(c, np.ones(len(c.index), np.bool_))
-        stage1[f"{variant}_default_only"] = summary(c, c.features["def"] > 0)
+        stage1[variant] = describe(files, c, np.ones(len(c.index), np.bool_), every_file, per_file_windows)
+    c = cands["S1b"]
+    stage1["default"] = describe(files, c, c.features["def"] > 0, every_file, per_file_windows)
+    stage1["default+lev+dis, untriaged (reference)"] = describe(
+        files,
+        c,
+        (c.features["def"] + c.features["lev"] + c.features["dis"]) > 0,
+        every_file,
+        per_file_windows,
+    )
     categories = sorted({f.category for f in files})
+    default_score = normalised(
+        raw_score(c, c.features["def"] > 0, np.ones(len(c.index), np.bool_), windows), windows
+    )
     result: dict[str, object] = {}
-    for scheme, folds in schemes.items():
+    for scheme, folds in fold_schemes(names).items():
         fold_of = np.array([folds[n] for n in names])
-        per_setting: dict[str, dict[str, object]] = {}
-        oof: dict[tuple[str, str, str], npt.NDArray[np.bool_]] = {}
-        for variant, features, model in grid:
-            c = cands[variant]
-            keep = np.zeros(len(c.index), np.bool_)
-            for fold in sorted(set(fold_of)):
-                decided = run_fold(c, per_file_windows, fold_of != fold, (features, model))
-                here = fold_of[c.file] == fold
-                keep[here] = decided[here]
-            oof[(variant, features, model)] = keep
-            per_setting[f"{variant},{features},{model}"] = summary(c, keep)
-        # the honest estimate: each outer fold picks its setting by an inner cross-validation on its training files
+        per_setting = {
+            ",".join(s): describe(
+                files, cands[s[0]], out_of_fold(cands[s[0]], per_file_windows, fold_of, (s[1], s[2])),
+                every_file, per_file_windows,
+            )
+            for s in grid
+        }  # fmt: skip
         picks: dict[str, str] = {}
-        chosen_keep = {v: np.zeros(len(c.index), np.bool_) for v, c in cands.items()}
-        for fold in sorted(set(fold_of)):
+        chosen = {v: np.zeros(len(c.index), np.bool_) for v, c in cands.items()}
+        picked_files = {v: np.zeros(len(files), np.bool_) for v in cands}
+        for fold in sorted(set(fold_of.tolist())):
             train_files = fold_of != fold
-            inner_folds = sorted(set(fold_of[train_files]))
-            inner: dict[tuple[str, str, str], float] = {}
-            for setting in grid:
-                c = cands[setting[0]]
-                total = 0.0
-                for inner_fold in inner_folds:
-                    inner_train = train_files & (fold_of != inner_fold)
-                    decided = run_fold(c, per_file_windows, inner_train, setting[1:])
-                    test = fold_of[c.file] == inner_fold
-                    total += raw_score(c, decided, test, int(per_file_windows[fold_of == inner_fold].sum()))
-                inner[setting] = total
-            best = max(grid, key=lambda s: inner[s])
+            best = inner_choice(cands, per_file_windows, fold_of, train_files, grid)
             picks[fold] = ",".join(best)
             c = cands[best[0]]
-            decided = run_fold(c, per_file_windows, train_files, best[1:])
+            decided = run_fold(c, per_file_windows, train_files, (best[1], best[2]))
             here = fold_of[c.file] == fold
-            chosen_keep[best[0]][here] = decided[here]
+            chosen[best[0]][here] = decided[here]
+            picked_files[best[0]] |= ~train_files
         total = 0.0
-        kept_alerts = fps = found = 0
-        per_category: dict[str, float] = {}
+        per_category: dict[str, float] = dict.fromkeys(categories, 0.0)
         for variant, c in cands.items():
-            keep = chosen_keep[variant]
-            picked_files = np.array([picks[folds[n]].startswith(variant + ",") for n in names])
-            total += raw_score(c, keep, picked_files[c.file], int(per_file_windows[picked_files].sum()))
-            k = keep & c.scored & picked_files[c.file]
-            kept_alerts += int(k.sum())
-            fps += int((k & (c.window < 0)).sum())
-            found += len(set(c.window[k & (c.window >= 0)].tolist()))
+            total += raw_score(c, chosen[variant], picked_files[variant][c.file], windows=0)
             for cat in categories:
-                in_cat = np.array([f.category == cat for f in files]) & picked_files
-                if in_cat.any():
-                    w = int(per_file_windows[in_cat].sum())
-                    per_category[cat] = per_category.get(cat, 0.0) + raw_score(c, keep, in_cat[c.file], w)
+                in_cat = np.array([f.category == cat for f in files]) & picked_files[variant]
+                per_category[cat] += raw_score(c, chosen[variant], in_cat[c.file], windows=0)
+        # with windows=0, raw_score adds 1 per window found; taking every window off leaves -1 per missed one
+        total -= windows
         per_category_score = {}
-        for cat, raw in per_category.items():
+        for cat in categories:
             w = int(per_file_windows[np.array([f.category == cat for f in files])].sum())
-            per_category_score[cat] = normalised(raw, w) if w else round(raw, 3)
-        default_raw = raw_score(cands["S1a"], cands["S1a"].features["def"] > 0, np.ones(len(cands["S1a"].index), np.bool_), windows)
+            per_category_score[cat] = (
+                normalised(per_category[cat] - w, w) if w else round(per_category[cat], 3)
+            )
+        score = normalised(total, windows)
         result[scheme] = {
             "selected": {
-                "score": normalised(total, windows),
-                "gain_over_default": round(normalised(total, windows) - normalised(default_raw, windows), 2),
-                "alerts": kept_alerts,
-                "false_positives": fps,
-                "windows_found": found,
+                "score": score,
+                "gain_over_default": round(score - default_score, 2),
                 "picks": picks,
                 "per_category": per_category_score,
             },
             "per_setting": per_setting,
         }
-    # cost of stage 2: features and a fitted model over the whole corpus, per sample
     c = cands["S1b"]
-    fitted = fit(c, np.ones(len(c.index), np.bool_), "full", "lr1")
+    fitted = fit(c, np.ones(len(c.index), np.bool_), "small", "lr0.1")
     tick = time.perf_counter()
-    predict(fitted, c, "full")
+    predict(fitted, c, "small")
     predict_seconds = time.perf_counter() - tick
     print(
         json.dumps(
@@ -416,14 +501,15 @@ def main() -> None:
                 "files": len(files),
                 "windows": windows,
                 "samples": samples,
+                "default_score": default_score,
                 "stage1": stage1,
                 "cross_validated": result,
                 "us_per_sample": {
-                    **{k: round(1e6 * v / samples, 2) for k, v in part_seconds.items()},
+                    **{f"stage1_{k}": round(1e6 * v / samples, 2) for k, v in part_seconds.items()},
                     **{f"features_{k}": round(1e6 * v / samples, 2) for k, v in feature_seconds.items()},
-                    "predict_full_lr": round(1e6 * predict_seconds / samples, 3),
+                    "predict_small_lr": round(1e6 * predict_seconds / samples, 3),
                 },
-                "candidates": {k: int(v.scored.sum()) for k, v in cands.items()},
+                "candidates_after_probation": {k: int(v.scored.sum()) for k, v in cands.items()},
                 "seconds": round(time.perf_counter() - started, 1),
             }
         )
