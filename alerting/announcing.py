@@ -30,7 +30,7 @@ from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from gpuwarden.clock import Clock
-from gpuwarden.model import Incident, IncidentState, RecommendedAction
+from gpuwarden.model import Incident, IncidentState, RecommendedAction, TimelineEvent
 
 logger = logging.getLogger(__name__)
 _Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
@@ -156,8 +156,7 @@ class IncidentAnnouncing:
             incident = cache[incident_id]
             if incident is None:
                 continue
-            match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
-            told = match or incident.timeline[-1]
+            told = _event_told(incident.timeline, event) or incident.timeline[-1]
             change = IncidentChange(
                 kind,
                 incident_as_of(incident, told),  # not as a later change told with it left it
@@ -236,6 +235,17 @@ class IncidentAnnouncing:
         self._reannounce.discard(incident_id)
         if announced:
             self._announced.add(incident_id)
+
+
+def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:
+    """The event of ``timeline`` a change tells: the one with its time, kind, message and data (one
+    transaction writes several events of a kind at one time: a priority set at the opening and raised as the
+    same POST merged another incident in); the first of its time and kind for a change stored before its
+    event's row was (migration 0010), whose message is not known."""
+    same = [e for e in timeline if e.at == event.at and e.kind == event.kind]
+    if event.message:
+        return next((e for e in same if e.message == event.message and e.data == event.data), None)
+    return same[0] if same else None
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

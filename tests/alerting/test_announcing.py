@@ -152,3 +152,13 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
         said = [r.blocks[1]["elements"][0]["text"] for r in recorder.replies(parent.ts)]
         assert [s.endswith("triggered") for s in said] == [True] * 3 + [False]
         assert said[-1].endswith("resolved")
+        # The NVSwitch incident opened P3 and went P0 in the batch, at the same clock time: the change was
+        # found on the timeline by time and kind, so told as the opening's "priority P3" event, with its
+        # idempotency key: the P0 was dropped as a repeat (Slack and the webhook said P3 throughout).
+        for other in {p["incident"]["id"] for p in recorder.hook_posts("oncall")}:
+            stored = engine.store.get(other)
+            told = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == other]
+            changed = [e.message for e in stored.timeline if e.kind == "priority" and e.data.get("from")]
+            assert [p["event"]["message"] for p in told if p["change"] == "priority_changed"] == changed
+            assert told[-1]["incident"]["priority"] == stored.priority.value
+
