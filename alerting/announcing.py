@@ -25,11 +25,13 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.event_state import incident_as_of
 from alerting.handoff import forget, untold
 from alerting.incident_index import OpenIncidents
+from alerting.inventory import Inventory
 from alerting.member import Member
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
+from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
 from gpuwarden.model import Incident, IncidentState, RecommendedAction, TimelineEvent
 
@@ -57,6 +59,7 @@ class IncidentAnnouncing:
 
     clock: Clock
     store: IncidentStore
+    inventory: Inventory | None
     counters: dict[str, int]
     _lock: threading.RLock
     _listeners: list[IncidentListener]
@@ -167,6 +170,7 @@ class IncidentAnnouncing:
                 incident_silenced_until(self._silences, incident_id, now),
                 flapping,
                 only_if_told,
+                root_cluster(incident.root_cause.target, self.inventory),
             )
             self._call_listeners(change)
 
@@ -232,6 +236,7 @@ class IncidentAnnouncing:
                         self._recommended(incident_id),
                         silenced_until,
                         self._flapping(incident_id),
+                        root_cluster=root_cluster(incident.root_cause.target, self.inventory),
                     )
                 )
         del self._unannounced[incident_id]

@@ -46,7 +46,11 @@ def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]
             for incident_id, kind, ev in changes:
                 session.add(
                     UntoldChangeRow(
-                        incident_id=incident_id, change=kind.value, at=ev.at, event_kind=ev.kind, event_seq=ev.seq
+                        incident_id=incident_id,
+                        change=kind.value,
+                        at=ev.at,
+                        event_kind=ev.kind,
+                        event_seq=ev.seq,
                     )
                 )
 
@@ -70,7 +74,9 @@ def untold(sessions: sessionmaker[Session], limit: int) -> list[UntoldChange]:
                     r.incident_id,
                     ChangeKind(r.change),
                     events.get(r.event_seq or 0)
-                    or TimelineRow(incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}),
+                    or TimelineRow(
+                        incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}
+                    ),
                 ),
             )
             for r in rows

@@ -77,8 +77,12 @@ def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_i
 
 
 def _rebooting(alert: Alert) -> Alert:
-    """The alert, recommending a reboot when it is an XID 79 (fell off the bus), as ingest reads the catalog."""
-    return replace(alert, recommended_action=RecommendedAction.RESTART_NODE) if alert.labels.get("xid") else alert
+    """The alert, recommending a reboot when it is an XID 79 (fell off the bus), as the catalog says."""
+    return (
+        replace(alert, recommended_action=RecommendedAction.RESTART_NODE)
+        if alert.labels.get("xid")
+        else alert
+    )
 
 
 def _merged(engine: IncidentEngine) -> list[str]:
@@ -171,4 +175,3 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
             changed = [e.message for e in stored.timeline if e.kind == "priority" and e.data.get("from")]
             assert [p["event"]["message"] for p in told if p["change"] == "priority_changed"] == changed
             assert told[-1]["incident"]["priority"] == stored.priority.value
-
