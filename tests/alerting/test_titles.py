@@ -338,3 +338,21 @@ def test_in_a_fleet_of_two_clusters_slack_webhooks_the_postmortem_and_the_api_na
         shown = client.get(f"/api/v1/incidents/{incident.id}", headers=AUTH).json()
     assert describe_root(listed[0]["root_cause"]) == describe_root(shown["root_cause"])
     assert describe_root(shown["root_cause"]) == "node down @ node b02 in cluster b"
+
+
+def test_in_a_fleet_of_two_clusters_a_reopening_by_another_alert_names_a_gpu_roots_cluster(
+    tmp_path: Path,
+) -> None:
+    # A GPU of cluster b lost, resolved, then its exporter went stale: the title and the timeline's root cause
+    # said `gpu b02/0 in cluster b`, the reopening `which its root cause gpu b02/0 explains` (a GPU names no
+    # cluster of its own: only its place did, which the reopening did not look at).
+    engine = _llama_in_two_clusters(tmp_path)
+    lost = {"alertname": "GPULost", "cluster": "b", "Hostname": "b02", "gpu": "0"}
+    engine.ingest([Alert(lost)])
+    engine.ingest([Alert(lost, status=AlertStatus.RESOLVED)])
+    engine.clock.advance(AlertingConfig().quiet_period_seconds + 1)
+    engine.tick()
+    engine.ingest([Alert({**lost, "alertname": "DCGMExporterStale"})])
+    ((row, _),) = engine.store.list_rows()
+    (reopened,) = [e.message for e in engine.store.get(row.id).timeline if e.kind == "reopened"]
+    assert reopened.endswith("which its root cause gpu b02/0 in cluster b explains")
