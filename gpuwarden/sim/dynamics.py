@@ -187,8 +187,9 @@ def _memory(gpu: SimGpu, fx: GpuEffects, mem_target: int, dt: float) -> None:
     s = gpu.state
     s.leak_bytes += fx.leak_rate * dt
     want = RESERVED_FB_BYTES + mem_target + s.leak_bytes
-    s.fb_used += int((want - s.fb_used) * min(1.0, dt / MEMORY_TAU_S))
-    s.fb_used = max(RESERVED_FB_BYTES, min(gpu.model.memory_total, s.fb_used))
+    used = s.fb_used + int((want - s.fb_used) * min(1.0, dt / MEMORY_TAU_S))
+    # One store: a reader on another thread never sees the value before it is clamped to the memory.
+    s.fb_used = max(RESERVED_FB_BYTES, min(gpu.model.memory_total, used))
 
 
 def _interconnect(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from gpuwarden.clock import Clock, SystemClock
@@ -129,6 +130,11 @@ class Fleet:
             self.gpu(node, index)
             return self._speed_of(node, index)
 
+    @property
+    def state_lock(self) -> AbstractContextManager[Any]:
+        """Hold it to read values together with ``stepped_to``: no step is half done while it is held."""
+        return self._lock
+
     # --- dynamics --------------------------------------------------------------------------------
 
     def advance(self) -> None:
@@ -151,8 +157,11 @@ class Fleet:
         self._stepping = True
         try:
             for _ in range(steps):
-                self.stepped_to += dt
-                self._step(self.stepped_to, dt)
+                # The stamp moves only once the state has reached it: a reader that finds no step due reads
+                # without the lock, so it must never see a time ahead of the values.
+                now = self.stepped_to + dt
+                self._step(now, dt)
+                self.stepped_to = now
         finally:
             self._stepping = False
 
