@@ -76,9 +76,7 @@ class Fleet:
             job._sync = self.advance
         self._workload_of = placement.by_gpu
         # What a step reads per GPU that never changes (placement ignores drains), looked up once here.
-        self._plan: list[tuple[SimNode, list[_Slot]]] = [
-            (n, [self._slot(g) for g in n.gpus]) for n in nodes
-        ]
+        self._plan: list[tuple[SimNode, list[_Slot]]] = [(n, [self._slot(g) for g in n.gpus]) for n in nodes]
         self._active: dict[str, FaultRecord] = {}
         self.fault_log: list[FaultRecord] = []
         self._subs: dict[Key, list[tuple[EventQueue, int]]] = {k: [] for k in self._gpus}

@@ -158,7 +158,9 @@ def test_a_series_past_two_billion_samples_keeps_its_count_and_scores_like_the_s
         if i == 200:  # as if two billion samples had gone by
             vector.count[0] = scalar.count = np.iinfo(np.int32).max - 1
         t = T0 + i * 60.0
-        scores.append((float(vector.update(np.array([0]), np.array([x]), t).score[0]), scalar.update(x, t)[0]))
+        scores.append(
+            (float(vector.update(np.array([0]), np.array([x]), t).score[0]), scalar.update(x, t)[0])
+        )
     assert int(vector.count[0]) == scalar.count == np.iinfo(np.int32).max
     assert [v for v, _ in scores[200:]] == [s for _, s in scores[200:]]
     assert scores[202][0] > 1

@@ -128,7 +128,9 @@ def test_stopping_an_exporter_asks_every_xid_watcher_to_stop_before_waiting_for_
     """Each watcher was stopped and joined in turn, and each join waited out the watcher's NVML wait (500 ms):
     an exporter of N nodes took N half-seconds to stop."""
     count, ran_out = _StopCount(3), []
-    watchers = [XidWatcher(_WaitingNvml(count, ran_out), XidLedger(), FakeClock(), wait_ms=2000) for _ in range(3)]
+    watchers = [
+        XidWatcher(_WaitingNvml(count, ran_out), XidLedger(), FakeClock(), wait_ms=2000) for _ in range(3)
+    ]
     for watcher in watchers:
         watcher._stop = count.flag()
     loop = CollectionLoop([], clock=FakeClock(), interval=5.0, deadline=1.0)
