@@ -383,6 +383,24 @@ def _stamped_reads(sim: SimNvml) -> list[tuple[int, int, int, int]]:
     return reads
 
 
+class _Reader:
+    """A thread reading ``_stamped_reads``; ``waiting`` is set once it waits for the fleet lock or is done."""
+
+    def __init__(self, fleet: Fleet, sim: SimNvml) -> None:
+        self.waiting = threading.Event()
+        fleet._lock = _WatchedLock(self.waiting)  # type: ignore[assignment]
+        self.got: list[tuple[int, int, int, int]] = []
+        self.thread = threading.Thread(target=self._read, args=(sim,))
+
+    def _read(self, sim: SimNvml) -> None:
+        self.got.extend(_stamped_reads(sim))
+        self.waiting.set()
+
+    def finish(self) -> list[tuple[int, int, int, int]]:
+        self.thread.join(10)
+        return self.got
+
+
 def _undisturbed(reads: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
     """What a fleet of the same seed, read alone, reports in the same reads at each read's own stamp."""
     expected = []
@@ -419,28 +437,20 @@ def _pause_mid_step(monkeypatch: pytest.MonkeyPatch, at: float, pause: Callable[
 def test_a_reader_arriving_during_the_last_catch_up_step_sees_values_of_its_own_stamp(
     fleet: Fleet, nvml: SimNvml, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waiting = threading.Event()
-    fleet._lock = _WatchedLock(waiting)  # type: ignore[assignment]
-    got: list[tuple[int, int, int, int]] = []
-
-    def read() -> None:
-        got.extend(_stamped_reads(nvml))
-        waiting.set()
-
-    reader = threading.Thread(target=read)
+    reader = _Reader(fleet, nvml)
     # The reader comes in while the step is half done, and is let run until it waits or has read.
-    _pause_mid_step(monkeypatch, clock.time() + 3, lambda: (reader.start(), waiting.wait(10)))
+    _pause_mid_step(monkeypatch, clock.time() + 3, lambda: (reader.thread.start(), reader.waiting.wait(10)))
     clock.advance(3)
     fleet.advance()
-    reader.join(10)
+    got = reader.finish()
     assert got and got == _undisturbed(got)
 
 
 def test_a_reader_that_found_no_step_due_does_not_read_a_step_half_done(
     fleet: Fleet, nvml: SimNvml, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    waiting, checked, go = threading.Event(), threading.Event(), threading.Event()
-    fleet._lock = _WatchedLock(waiting)  # type: ignore[assignment]
+    checked, go = threading.Event(), threading.Event()
+    reader = _Reader(fleet, nvml)
     real_check = nvml._check
 
     def check(name: str, gpu_index: int | None = None) -> None:
@@ -450,19 +460,12 @@ def test_a_reader_that_found_no_step_due_does_not_read_a_step_half_done(
             go.wait(10)
 
     nvml._check = check  # type: ignore[method-assign]
-    got: list[tuple[int, int, int, int]] = []
-
-    def read() -> None:
-        got.extend(_stamped_reads(nvml))
-        waiting.set()
-
-    reader = threading.Thread(target=read)
-    reader.start()
+    reader.thread.start()
     checked.wait(10)
-    _pause_mid_step(monkeypatch, clock.time() + 1, lambda: (go.set(), waiting.wait(10)))
+    _pause_mid_step(monkeypatch, clock.time() + 1, lambda: (go.set(), reader.waiting.wait(10)))
     clock.advance(1)
     fleet.advance()
-    reader.join(10)
+    got = reader.finish()
     assert got and got == _undisturbed(got)
 
 
