@@ -203,7 +203,8 @@ class AdaptiveThresholds:
                 self, ids, x, r_level=r_level, cap=cap, slow=slow, err_cap=err_cap, frozen=score > 1.0
             )
         self.fast_dev[ids] = fast_dev
-        self.count[ids] = np.minimum(n + 1, _INT32_MAX)
+        # Saturate before adding: ``n + 1`` in int32 wraps to -2**31, which reads as "not warmed up".
+        self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
         return ThresholdScores(ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band)
 

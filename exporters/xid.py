@@ -174,9 +174,14 @@ class XidWatcher:
         self._thread = threading.Thread(target=self._run, name="xid-watcher", daemon=True)
         self._thread.start()
 
-    def stop(self, timeout: float = 5.0) -> None:
-        """Ask the thread to stop; it notices within one wait period."""
+    def request_stop(self) -> None:
+        """Ask the thread to stop without waiting: it notices within one wait period (NVML's wait cannot be
+        woken), so stopping many watchers asks them all first and then ``stop``s each."""
         self._stop.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Ask the thread to stop, wait for it, then free the event set."""
+        self.request_stop()
         if self._thread is not None:
             self._thread.join(timeout)
         if self._event_set is not None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from gpuwarden.sim.topology import MIB, GpuState, SimGpu
 
@@ -30,14 +31,29 @@ SW_THERMAL_C = 87.0
 HW_THERMAL_C = 92.0
 RESERVED_FB_BYTES = 512 * MIB  # what the driver keeps even on an idle GPU
 MAX_RUNAWAY_HEAT = 3.0  # a failed cooler at most quadruples the thermal resistance
+# The per-GPU lines clamp with conditional expressions, not min()/max(): in Python 3.11 each min/max call
+# parses keyword arguments, and 13 of them per GPU per step were a large share of a step's instructions.
+# ``min(cap, x)`` is ``x if x < cap else cap`` and ``max(floor, x)`` is ``x if x > floor else floor``: the
+# same operand for every input, NaN included.
 
-# Per-workload shape: (power intensity, SM-active share, tensor share, DRAM share, PCIe rx GB/s,
-# PCIe tx GB/s, NVLink GB/s per direction).
-_SHAPES: dict[str, tuple[float, float, float, float, float, float, float]] = {
-    "train": (0.93, 0.85, 0.60, 0.45, 1.5, 0.2, 180.0),
-    "infer": (0.72, 0.60, 0.35, 0.62, 0.3, 0.1, 15.0),
-    "hung": (0.22, 0.02, 0.0, 0.01, 0.0, 0.0, 0.0),
-    "idle": (0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
+
+class _Shape(NamedTuple):
+    """How a kind of work loads a GPU (read by name once per step: no unpacking into lists)."""
+
+    intensity: float  # power
+    sm_share: float  # SM-active share of utilisation
+    tensor_share: float
+    dram_share: float
+    pcie_rx: float  # GB/s
+    pcie_tx: float
+    nvlink_gbs: float  # per direction
+
+
+_SHAPES: dict[str, _Shape] = {
+    "train": _Shape(0.93, 0.85, 0.60, 0.45, 1.5, 0.2, 180.0),
+    "infer": _Shape(0.72, 0.60, 0.35, 0.62, 0.3, 0.1, 15.0),
+    "hung": _Shape(0.22, 0.02, 0.0, 0.01, 0.0, 0.0, 0.0),
+    "idle": _Shape(0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0),
 }
 
 
@@ -79,9 +95,8 @@ def _counts(rng: random.Random, rate: float, dt: float) -> int:
     return whole + (1 if rng.random() < mean - whole else 0)
 
 
-@dataclass(frozen=True, slots=True)
-class Demand:
-    """What the workload wants from a GPU during one step."""
+class Demand(NamedTuple):
+    """What the workload wants from a GPU during one step (a tuple: one is made per GPU per step)."""
 
     activity: float = 0.0  # wanted utilisation, 0..1
     shape: str = "idle"  # train, infer or idle
@@ -112,14 +127,15 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
     s = gpu.state
     spec = gpu.model
     shape, activity = ("hung", 1.0) if fx.hung else (demand.shape, demand.activity)
-    intensity = _SHAPES[shape][0]
+    form = _SHAPES[shape]
+    intensity = form.intensity
     clock_factor, reasons = _throttle(s.temp_c, fx)
 
     # Slower clocks make the same work take longer: utilisation rises until it saturates.
     util = activity / clock_factor if clock_factor > 0 else 1.0
     if shape != "hung" and util > 0:
         util += rng.gauss(0.0, 0.015)
-    util = min(1.0, max(0.0, util))
+    util = (util if util < 1.0 else 1.0) if util > 0.0 else 0.0  # min(1.0, max(0.0, util))
 
     idle_mw = spec.idle_power_mw
     limit_mw = spec.power_limit_mw
@@ -130,12 +146,15 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
         demand_mw = float(limit_mw)
         reasons |= REASON_SW_POWER_CAP
     power = demand_mw + (rng.gauss(0.0, 4_000.0) if util > 0 else rng.gauss(0.0, 500.0))
-    power = max(idle_mw * 0.8, min(float(limit_mw), power))
+    limit_f, floor_mw = float(limit_mw), idle_mw * 0.8
+    power = power if power < limit_f else limit_f
+    power = power if power > floor_mw else floor_mw
 
     busy = util > 0.01
     if not busy:
         reasons |= REASON_GPU_IDLE
-    s.sm_clock = spec.sm_clock_max * min(1.0, clock_factor) if busy else float(spec.sm_clock_idle)
+    clock_share = clock_factor if clock_factor < 1.0 else 1.0
+    s.sm_clock = spec.sm_clock_max * clock_share if busy else float(spec.sm_clock_idle)
     s.mem_clock = float(spec.mem_clock_max)
     s.clock_reasons = reasons
     step_ns = int(dt * 1e9)
@@ -149,12 +168,12 @@ def step_gpu(gpu: SimGpu, fx: GpuEffects, demand: Demand, dt: float, rng: random
     s.power_mw = power
     s.energy_mj += power * dt
     _heat(s, fx, dt)
-    _activity(s, shape, util, dt)
+    _activity(s, form, util, dt)
     _memory(gpu, fx, demand.mem_target, dt)
-    _interconnect(gpu, fx, shape, util, dt=dt, rng=rng)
+    _interconnect(gpu, fx, form, util, dt=dt, rng=rng)
     if fx.hung:
         return 0.0
-    return min(1.0, clock_factor) * (0.5 if fx.links_down else 1.0)
+    return clock_share * (0.5 if fx.links_down else 1.0)
 
 
 def _heat(s: GpuState, fx: GpuEffects, dt: float) -> None:
@@ -163,23 +182,25 @@ def _heat(s: GpuState, fx: GpuEffects, dt: float) -> None:
         fx.runaway_heat = min(MAX_RUNAWAY_HEAT, fx.runaway_heat + fx.runaway_rate * dt)
     resistance = THERMAL_RESISTANCE_C_PER_W * (1.0 + fx.runaway_heat)
     target_c = AMBIENT_C + resistance * s.power_mw / 1000.0
-    lag = min(1.0, dt / THERMAL_TAU_S)
+    lag = dt / THERMAL_TAU_S
+    lag = lag if lag < 1.0 else 1.0
     s.temp_c += (target_c - s.temp_c) * lag
     s.mem_temp_c += (target_c + 6.0 + 10.0 * s.dram_active - s.mem_temp_c) * lag
 
 
-def _activity(s: GpuState, shape: str, util: float, dt: float) -> None:
+def _activity(s: GpuState, form: _Shape, util: float, dt: float) -> None:
     """Profiling ratios and their integrals."""
-    _, sm_share, tensor_share, dram_share, *_ = _SHAPES[shape]
+    sm, tensor, dram = util * form.sm_share, util * form.tensor_share, util * form.dram_share
     s.gr_active = util
-    s.sm_active = util * sm_share
-    s.tensor_active = util * tensor_share
-    s.dram_active = util * dram_share
-    s.gr_active_s += s.gr_active * dt
-    s.sm_active_s += s.sm_active * dt
-    s.tensor_active_s += s.tensor_active * dt
-    s.dram_active_s += s.dram_active * dt
-    s.util_mem = min(100.0, s.dram_active * 100.0 * 0.8)
+    s.sm_active = sm
+    s.tensor_active = tensor
+    s.dram_active = dram
+    s.gr_active_s += util * dt
+    s.sm_active_s += sm * dt
+    s.tensor_active_s += tensor * dt
+    s.dram_active_s += dram * dt
+    util_mem = dram * 100.0 * 0.8
+    s.util_mem = util_mem if util_mem < 100.0 else 100.0
 
 
 def _memory(gpu: SimGpu, fx: GpuEffects, mem_target: int, dt: float) -> None:
@@ -187,23 +208,30 @@ def _memory(gpu: SimGpu, fx: GpuEffects, mem_target: int, dt: float) -> None:
     s = gpu.state
     s.leak_bytes += fx.leak_rate * dt
     want = RESERVED_FB_BYTES + mem_target + s.leak_bytes
-    s.fb_used += int((want - s.fb_used) * min(1.0, dt / MEMORY_TAU_S))
-    s.fb_used = max(RESERVED_FB_BYTES, min(gpu.model.memory_total, s.fb_used))
+    lag = dt / MEMORY_TAU_S
+    used = s.fb_used + int((want - s.fb_used) * (lag if lag < 1.0 else 1.0))
+    # One store: a reader on another thread never sees the value before it is clamped to the memory.
+    total = gpu.model.memory_total
+    used = used if used < total else total
+    s.fb_used = used if used > RESERVED_FB_BYTES else RESERVED_FB_BYTES
 
 
 def _interconnect(
-    gpu: SimGpu, fx: GpuEffects, shape: str, util: float, *, dt: float, rng: random.Random
+    gpu: SimGpu, fx: GpuEffects, form: _Shape, util: float, *, dt: float, rng: random.Random
 ) -> None:
     """PCIe and NVLink traffic, link errors and memory errors."""
     s = gpu.state
-    *_, pcie_rx, pcie_tx, nvlink_gbs = _SHAPES[shape]
-    s.pcie_rx_kbs = max(0.0, pcie_rx * 1e6 * util + rng.uniform(0, 200))
-    s.pcie_tx_kbs = max(0.0, pcie_tx * 1e6 * util + rng.uniform(0, 100))
-    s.pcie_rx_bytes += s.pcie_rx_kbs * 1000.0 * dt
-    s.pcie_tx_bytes += s.pcie_tx_kbs * 1000.0 * dt
+    # ``random() * 200`` is ``uniform(0, 200)`` to the bit (0 + 200 * r), without its Python-level call.
+    rx_kbs = form.pcie_rx * 1e6 * util + rng.random() * 200
+    tx_kbs = form.pcie_tx * 1e6 * util + rng.random() * 100
+    rx_kbs, tx_kbs = (rx_kbs if rx_kbs > 0.0 else 0.0), (tx_kbs if tx_kbs > 0.0 else 0.0)
+    s.pcie_rx_kbs, s.pcie_tx_kbs = rx_kbs, tx_kbs
+    s.pcie_rx_bytes += rx_kbs * 1000.0 * dt
+    s.pcie_tx_bytes += tx_kbs * 1000.0 * dt
     s.pcie_replay += _counts(rng, 2e-5, dt)
-    share = sum(gpu.nvlink_up) / len(gpu.nvlink_up) if gpu.nvlink_up else 0.0
-    kib = nvlink_gbs * 1e9 / 1024.0 * util * share * dt
+    links = gpu.nvlink_up
+    share = sum(links) / len(links) if links else 0.0
+    kib = form.nvlink_gbs * 1e9 / 1024.0 * util * share * dt
     s.nvlink_tx_kib += kib
     s.nvlink_rx_kib += kib * 0.98
     for link, rate in fx.crc_rates.items():
@@ -222,4 +250,6 @@ def _interconnect(
 def inference_activity(base: float, now: float, phase: float, rng: random.Random) -> float:
     """Wanted utilisation of an inference replica: a daily-ish wave plus noise."""
     wave = 1.0 + 0.3 * math.sin(2 * math.pi * now / 3600.0 + phase)
-    return max(0.02, min(1.0, base * wave + rng.gauss(0.0, 0.03)))
+    wanted = base * wave + rng.gauss(0.0, 0.03)
+    wanted = wanted if wanted < 1.0 else 1.0
+    return wanted if wanted > 0.02 else 0.02

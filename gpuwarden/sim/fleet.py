@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import threading
 from collections.abc import Iterable
+from contextlib import AbstractContextManager
 from typing import TYPE_CHECKING, Any
 
 from gpuwarden.clock import Clock, SystemClock
@@ -42,6 +43,8 @@ _UNREADABLE = GpuEffects()  # what acts on a GPU that runs nothing: no fault, no
 _IDLE = Demand()  # frozen: one for every GPU without work, rather than one per GPU per step
 
 Key = tuple[str, int]
+# One GPU as a step reads it: the GPU, its key, RNG, inference phase, process id and placed workload.
+_Slot = tuple[SimGpu, Key, random.Random, float, int, "InferenceService | TrainingJob | None"]
 
 
 class Fleet:
@@ -72,6 +75,8 @@ class Fleet:
         for job in self._jobs:
             job._sync = self.advance
         self._workload_of = placement.by_gpu
+        # What a step reads per GPU that never changes (placement ignores drains), looked up once here.
+        self._plan: list[tuple[SimNode, list[_Slot]]] = [(n, [self._slot(g) for g in n.gpus]) for n in nodes]
         self._active: dict[str, FaultRecord] = {}
         self.fault_log: list[FaultRecord] = []
         self._subs: dict[Key, list[tuple[EventQueue, int]]] = {k: [] for k in self._gpus}
@@ -129,6 +134,11 @@ class Fleet:
             self.gpu(node, index)
             return self._speed_of(node, index)
 
+    @property
+    def state_lock(self) -> AbstractContextManager[Any]:
+        """Hold it to read values together with ``stepped_to``: no step is half done while it is held."""
+        return self._lock
+
     # --- dynamics --------------------------------------------------------------------------------
 
     def advance(self) -> None:
@@ -151,10 +161,17 @@ class Fleet:
         self._stepping = True
         try:
             for _ in range(steps):
-                self.stepped_to += dt
-                self._step(self.stepped_to, dt)
+                # The stamp moves only once the state has reached it: a reader that finds no step due reads
+                # without the lock, so it must never see a time ahead of the values.
+                now = self.stepped_to + dt
+                self._step(now, dt)
+                self.stepped_to = now
         finally:
             self._stepping = False
+
+    def _slot(self, gpu: SimGpu) -> _Slot:
+        key = (gpu.node, gpu.index)
+        return gpu, key, self._rng[key], self._phase[key], self._pid[key], self._workload_of.get(key)
 
     def _speed_of(self, node: str, index: int) -> float:
         n = self._by_name[node]
@@ -172,32 +189,32 @@ class Fleet:
             id(job): min((self._speed_of(r.node, r.index) for r in job.ranks.values()), default=1.0)
             for job in self._jobs
         }
-        for node in self._nodes:
+        speed, effects = self._speed, self._effects
+        for node, slots in self._plan:
             if not node.up:
-                for gpu in node.gpus:
+                for gpu, *_ in slots:
                     gpu.pids = []
                     self._cool(gpu, dt)
                 continue
-            for gpu in node.gpus:
-                key = (gpu.node, gpu.index)
+            drained = node.drained
+            for gpu, key, rng, phase, pid, placed in slots:
                 if gpu.lost:
                     self._cool(gpu, dt)
                     continue
-                fx = self._effects[key]
-                rng = self._rng[key]
-                work = None if node.drained else self._workload_of.get(key)
+                work = None if drained else placed
                 demand = _IDLE
                 if isinstance(work, TrainingJob):
-                    own = self._speed[key]
+                    own = speed[key]
                     busy = not stalled[id(work)] and own > 0
                     # Faster ranks wait for the slowest one at every collective.
-                    activity = min(0.95, 0.95 * slowest[id(work)] / own) if busy else 0.0
+                    activity = 0.95 * slowest[id(work)] / own if busy else 0.0
+                    activity = activity if activity < 0.95 else 0.95  # min(0.95, ...): see dynamics
                     demand = Demand(activity, "train", work.memory_bytes)
                 elif isinstance(work, InferenceService):
-                    activity = inference_activity(work.base_util, now, self._phase[key], rng)
+                    activity = inference_activity(work.base_util, now, phase, rng)
                     demand = Demand(activity, "infer", work.memory_bytes)
-                self._speed[key] = step_gpu(gpu, fx, demand, dt, rng)
-                gpu.pids = [self._pid[key]] if (demand.mem_target or gpu.state.leak_bytes) else []
+                speed[key] = step_gpu(gpu, effects[key], demand, dt, rng)
+                gpu.pids = [pid] if (demand.mem_target or gpu.state.leak_bytes) else []
         if jobs:
             for job in self._jobs:
                 job.update(now, dt, self._speed_of)

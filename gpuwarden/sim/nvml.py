@@ -217,7 +217,8 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     def nvmlDeviceGetFieldValues(self, handle: Any, fieldIds: Sequence[int | tuple[int, int]]) -> Any:
         """A ``c_nvmlFieldValue_t`` array; unsupported fields carry ``nvmlReturn = NOT_SUPPORTED``."""
         gpu = self._gpu(handle, "nvmlDeviceGetFieldValues")
-        return fill_field_values(gpu, fieldIds, int(self._fleet.stepped_to * 1e6))
+        with self._fleet.state_lock:  # the stamp and every value from one step
+            return fill_field_values(gpu, fieldIds, int(self._fleet.stepped_to * 1e6))
 
     # --- reliability -----------------------------------------------------------------------------
 
@@ -283,17 +284,19 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     def nvmlDeviceGetViolationStatus(self, device: Any, perfPolicyType: int) -> Any:
         """Time (ns) held back by a policy (power, thermal, low utilisation) as ``c_nvmlViolationTime_t``."""
         s = self._gpu(device, "nvmlDeviceGetViolationStatus").state
-        if perfPolicyType == pynvml.NVML_PERF_POLICY_POWER:
-            value = s.violation_power_ns
-        elif perfPolicyType == pynvml.NVML_PERF_POLICY_THERMAL:
-            value = s.violation_thermal_ns
-        elif perfPolicyType == pynvml.NVML_PERF_POLICY_LOW_UTILIZATION:
-            value = s.violation_low_util_ns
-        elif 0 <= perfPolicyType < pynvml.NVML_PERF_POLICY_COUNT:
-            value = 0
-        else:
+        if not 0 <= perfPolicyType < pynvml.NVML_PERF_POLICY_COUNT:
             raise pynvml.NVMLError_InvalidArgument()
-        return pynvml.c_nvmlViolationTime_t(int(self._fleet.stepped_to * 1e6), value)
+        with self._fleet.state_lock:  # the time and the stamp from one step
+            if perfPolicyType == pynvml.NVML_PERF_POLICY_POWER:
+                value = s.violation_power_ns
+            elif perfPolicyType == pynvml.NVML_PERF_POLICY_THERMAL:
+                value = s.violation_thermal_ns
+            elif perfPolicyType == pynvml.NVML_PERF_POLICY_LOW_UTILIZATION:
+                value = s.violation_low_util_ns
+            else:
+                value = 0
+            stamp = int(self._fleet.stepped_to * 1e6)
+        return pynvml.c_nvmlViolationTime_t(stamp, value)
 
     # --- NVLink ----------------------------------------------------------------------------------
 

@@ -63,7 +63,8 @@ class NvmlGpm(NvmlBase):
         address = pointer_address(sample)
         if address is None or address not in self._gpm_samples:
             raise pynvml.NVMLError_InvalidArgument()
-        self._gpm_samples[address] = (dev, self._fleet.stepped_to, gpm_snapshot(dev.gpu.state))
+        with self._fleet.state_lock:  # the counters and their time from one step
+            self._gpm_samples[address] = (dev, self._fleet.stepped_to, gpm_snapshot(dev.gpu.state))
         return sample
 
     def nvmlGpmMetricsGet(self, metricsGet: Any) -> Any:

@@ -3,6 +3,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from anomaly.scalar import ScalarThresholds
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
 
 T0 = 1_767_225_600.0  # Monday 2026-01-05 is 4 days later; any start works
@@ -143,3 +144,23 @@ def test_a_drop_larger_than_the_floor_still_scores_above_one():
     values = [1980.0] * 200 + [1500.0] * 5
     scores = [float(m.update(np.array([0]), np.array([v]), 30.0 * i).score[0]) for i, v in enumerate(values)]
     assert min(scores[200:]) > 1
+
+
+def test_a_series_past_two_billion_samples_keeps_its_count_and_scores_like_the_scalar_path():
+    """The vectorised count is int32 and its ``+ 1`` wrapped to -2**31 before the saturation: a series that
+    old was taken as not warmed up and scored 0 for ever after, where the scalar path kept scoring."""
+    params = ThresholdParams.from_config()
+    vector, scalar = AdaptiveThresholds(params), ScalarThresholds(params)
+    rng = np.random.default_rng(3)
+    values = [*(10 + rng.normal(0, 1, 200)), 10.5, 9.5, 40.0, 10.0]
+    scores = []
+    for i, x in enumerate(values):
+        if i == 200:  # as if two billion samples had gone by
+            vector.count[0] = scalar.count = np.iinfo(np.int32).max - 1
+        t = T0 + i * 60.0
+        scores.append(
+            (float(vector.update(np.array([0]), np.array([x]), t).score[0]), scalar.update(x, t)[0])
+        )
+    assert int(vector.count[0]) == scalar.count == np.iinfo(np.int32).max
+    assert [v for v, _ in scores[200:]] == [s for _, s in scores[200:]]
+    assert scores[202][0] > 1

@@ -7,11 +7,13 @@ import sys
 import threading
 from pathlib import Path
 
+import pynvml
 from prometheus_client import Metric
 from starlette.applications import Starlette
 
 from exporters.collection import CollectionLoop
 from exporters.service import ExporterService
+from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
 
 
@@ -75,3 +77,66 @@ def test_an_exporter_without_a_kubelet_socket_starts_without_loading_grpc() -> N
         [sys.executable, "-c", PROBE], capture_output=True, text=True, cwd=root, timeout=60, check=True
     )
     assert answer.stdout.strip() == "False", answer.stderr
+
+
+class _StopCount:
+    """How many watchers were asked to stop; a fake NVML wait returns as soon as all of them were."""
+
+    def __init__(self, watchers: int) -> None:
+        self.watchers = watchers
+        self.asked = 0
+        self.cond = threading.Condition()
+
+    def flag(self) -> threading.Event:
+        count = self
+
+        class Flag(threading.Event):
+            def set(self) -> None:
+                super().set()
+                with count.cond:
+                    count.asked += 1
+                    count.cond.notify_all()
+
+        return Flag()
+
+
+class _WaitingNvml:
+    """Just what an ``XidWatcher`` calls, with no GPU; its wait ends early once every watcher was asked to
+    stop, and records a wait that ran its whole period instead."""
+
+    def __init__(self, count: _StopCount, ran_out: list[int]) -> None:
+        self.count, self.ran_out = count, ran_out
+
+    def nvmlEventSetCreate(self) -> object:
+        return object()
+
+    def nvmlDeviceGetCount(self) -> int:
+        return 0
+
+    def nvmlEventSetFree(self, _event_set: object) -> None:
+        return None
+
+    def nvmlEventSetWait(self, _event_set: object, timeout_ms: int) -> object:
+        count = self.count
+        with count.cond:
+            if not count.cond.wait_for(lambda: count.asked >= count.watchers, timeout_ms / 1000):
+                self.ran_out.append(timeout_ms)
+        raise pynvml.NVMLError(pynvml.NVML_ERROR_TIMEOUT)
+
+
+def test_stopping_an_exporter_asks_every_xid_watcher_to_stop_before_waiting_for_any() -> None:
+    """Each watcher was stopped and joined in turn, and each join waited out the watcher's NVML wait (500 ms):
+    an exporter of N nodes took N half-seconds to stop."""
+    count, ran_out = _StopCount(3), []
+    watchers = [
+        XidWatcher(_WaitingNvml(count, ran_out), XidLedger(), FakeClock(), wait_ms=2000) for _ in range(3)
+    ]
+    for watcher in watchers:
+        watcher._stop = count.flag()
+    loop = CollectionLoop([], clock=FakeClock(), interval=5.0, deadline=1.0)
+    service = ExporterService(loop, watchers, Starlette())
+    for watcher in watchers:
+        watcher.start()
+    service.stop()
+    assert ran_out == []
+    assert not any(watcher.watching for watcher in watchers)

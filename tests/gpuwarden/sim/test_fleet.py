@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -13,6 +14,7 @@ import pytest
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
+from gpuwarden.sim import fleet as fleet_module
 
 GPU = 2  # a training rank on node-01
 Probe = Callable[[SimNvml, Any], float]
@@ -345,3 +347,133 @@ def test_a_gpu_off_the_bus_cools_like_an_idle_one_and_comes_back_at_idle_tempera
     peer = nvml.nvmlDeviceGetTemperature(nvml.nvmlDeviceGetHandleByIndex(1), 0)
     assert back < hot - 10
     assert abs(back - peer) <= 3
+
+
+# --- readers on other threads while the fleet steps ---------------------------------------------------
+
+_FIELDS = [pynvml.NVML_FI_DEV_TOTAL_ENERGY_CONSUMPTION, pynvml.NVML_FI_DEV_MEMORY_TEMP]
+_READ_GPUS = (1, 6)  # stepped before and after GPU 4, where the step pauses
+
+
+class _WatchedLock:
+    """The fleet's lock, telling the test when some thread has to wait for it."""
+
+    def __init__(self, waiting: threading.Event) -> None:
+        self._lock = threading.RLock()
+        self._waiting = waiting
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            self._waiting.set()
+            self._lock.acquire()
+
+    def __exit__(self, *_exc: object) -> None:
+        self._lock.release()
+
+
+def _stamped_reads(sim: SimNvml) -> list[tuple[int, int, int, int]]:
+    """(GPU, stamp, energy, memory temperature) from field values, and (GPU, stamp, power violation ns)."""
+    reads: list[tuple[int, int, int, int]] = []
+    for index in _READ_GPUS:
+        handle = sim.nvmlDeviceGetHandleByIndex(index)
+        energy, mem_temp = sim.nvmlDeviceGetFieldValues(handle, _FIELDS)
+        reads.append((index, energy.timestamp, energy.value.ullVal, mem_temp.value.uiVal))
+        violation = sim.nvmlDeviceGetViolationStatus(handle, pynvml.NVML_PERF_POLICY_POWER)
+        reads.append((index, violation.referenceTime, violation.violationTime, -1))
+    return reads
+
+
+class _Reader:
+    """A thread reading ``_stamped_reads``; ``waiting`` is set once it waits for the fleet lock or is done."""
+
+    def __init__(self, fleet: Fleet, sim: SimNvml) -> None:
+        self.waiting = threading.Event()
+        fleet._lock = _WatchedLock(self.waiting)  # type: ignore[assignment]
+        self.got: list[tuple[int, int, int, int]] = []
+        self.thread = threading.Thread(target=self._read, args=(sim,))
+
+    def _read(self, sim: SimNvml) -> None:
+        self.got.extend(_stamped_reads(sim))
+        self.waiting.set()
+
+    def finish(self) -> list[tuple[int, int, int, int]]:
+        self.thread.join(10)
+        return self.got
+
+
+def _undisturbed(reads: list[tuple[int, int, int, int]]) -> list[tuple[int, int, int, int]]:
+    """What a fleet of the same seed, read alone, reports in the same reads at each read's own stamp."""
+    expected = []
+    for at, (_, stamp, *_) in enumerate(reads):
+        clock = FakeClock()
+        sim = SimNvml(build_fleet(2, 8, seed=7, clock=clock, mig_gpus=[("node-02", 7)]), "node-01")
+        sim.nvmlInit()
+        clock.advance(stamp / 1e6 - clock.time())
+        expected.append(_stamped_reads(sim)[at])
+    return expected
+
+
+def _pause_mid_step(monkeypatch: pytest.MonkeyPatch, at: float, pause: Callable[[], object]) -> None:
+    """Run ``pause`` once, inside the step that ends at ``at``, between node-01's GPU 3 and GPU 4."""
+    real_step_gpu, real_step = fleet_module.step_gpu, Fleet._step
+    ending: list[float] = []  # the end of the step in progress; emptied once paused
+
+    def step_gpu(gpu: Any, *args: Any) -> float:
+        if ending and ending[0] >= at and (gpu.node, gpu.index) == ("node-01", 4):
+            ending.clear()
+            pause()
+        return real_step_gpu(gpu, *args)
+
+    def step(self: Fleet, now: float, dt: float, *, jobs: bool = True) -> None:
+        if ending:
+            ending[0] = now
+        real_step(self, now, dt, jobs=jobs)
+
+    ending.append(0.0)
+    monkeypatch.setattr(fleet_module, "step_gpu", step_gpu)
+    monkeypatch.setattr(Fleet, "_step", step)
+
+
+def test_a_reader_arriving_during_the_last_catch_up_step_sees_values_of_its_own_stamp(
+    fleet: Fleet, nvml: SimNvml, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    reader = _Reader(fleet, nvml)
+    # The reader comes in while the step is half done, and is let run until it waits or has read.
+    _pause_mid_step(monkeypatch, clock.time() + 3, lambda: (reader.thread.start(), reader.waiting.wait(10)))
+    clock.advance(3)
+    fleet.advance()
+    got = reader.finish()
+    assert got and got == _undisturbed(got)
+
+
+def test_a_reader_that_found_no_step_due_does_not_read_a_step_half_done(
+    fleet: Fleet, nvml: SimNvml, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked, go = threading.Event(), threading.Event()
+    reader = _Reader(fleet, nvml)
+    real_check = nvml._check
+
+    def check(name: str, gpu_index: int | None = None) -> None:
+        real_check(name, gpu_index)
+        if name == "nvmlDeviceGetFieldValues" and not checked.is_set():  # no step was due; now one is
+            checked.set()
+            go.wait(10)
+
+    nvml._check = check  # type: ignore[method-assign]
+    reader.thread.start()
+    checked.wait(10)
+    _pause_mid_step(monkeypatch, clock.time() + 1, lambda: (go.set(), reader.waiting.wait(10)))
+    clock.advance(1)
+    fleet.advance()
+    got = reader.finish()
+    assert got and got == _undisturbed(got)
+
+
+def test_stamped_reads_of_an_undisturbed_fleet_match_a_fresh_fleet_of_the_same_seed(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    clock.advance(2)
+    nvml.nvmlDeviceGetCount()
+    clock.advance(1)
+    got = _stamped_reads(nvml)
+    assert got == _undisturbed(got)
