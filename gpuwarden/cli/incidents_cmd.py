@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -41,20 +42,40 @@ class RequestSettings:
 settings = RequestSettings()
 
 
-@incidents_app.callback()
-def _request_options(
-    request_timeout: Annotated[
-        float,
-        typer.Option(
-            "--request-timeout",
-            envvar="GPUWARDEN_REQUEST_TIMEOUT",
-            min=0.1,
-            help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
-        ),
-    ] = DEFAULT_TIMEOUT_SECONDS,
-) -> None:
-    """Incidents of a running `gpuwarden serve`."""
-    settings.timeout = request_timeout
+RequestTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--request-timeout",
+        envvar="GPUWARDEN_REQUEST_TIMEOUT",
+        min=0.1,
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
+    ),
+]
+# The same option on each command, after its name, where users type it (``incidents list --request-timeout
+# 5``); given there, it overrides the group's. ``None``: not given on the command.
+CommandTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--request-timeout",
+        min=0.1,
+        show_default=False,
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
+        " or GPUWARDEN_REQUEST_TIMEOUT).",
+    ),
+]
+
+
+def add_request_options(group: typer.Typer) -> None:
+    """Give ``group`` the options that every request of its commands uses (``--request-timeout``), taken
+    before the command's name too (``incidents --request-timeout 5 list``)."""
+
+    def options(request_timeout: RequestTimeoutOption = DEFAULT_TIMEOUT_SECONDS) -> None:
+        settings.timeout = request_timeout
+
+    group.callback(help=group.info.help)(options)
+
+
+add_request_options(incidents_app)
 
 
 UrlOption = Annotated[
@@ -152,15 +173,26 @@ def not_gpuwarden(url: str, why: str) -> NoReturn:
 
 
 def gpuwarden_answers(command: Callable[P, None]) -> Callable[P, None]:
-    """A command that renders serve's answers: one that lacks what serve sends is ``not_gpuwarden``."""
+    """A command that talks to serve: it takes ``--request-timeout`` after its name, and one that lacks what
+    serve sends in its answer is ``not_gpuwarden``."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        timeout = kwargs.pop("request_timeout", None)
+        if timeout is not None:
+            settings.timeout = float(timeout)  # type: ignore[arg-type]
         try:
             command(*args, **kwargs)
         except (KeyError, TypeError, AttributeError) as exc:
             not_gpuwarden(str(kwargs.get("url", "")), f"{type(exc).__name__}: {exc}")
 
+    signature = inspect.signature(command, eval_str=True)  # what typer reads: the annotations evaluated
+    timeout_param = inspect.Parameter(
+        "request_timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CommandTimeoutOption
+    )
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), timeout_param]
+    )
     return run
 
 

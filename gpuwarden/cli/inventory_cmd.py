@@ -10,12 +10,20 @@ import typer
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
+from gpuwarden.cli.incidents_cmd import (
+    TABLE_OUTPUTS,
+    UrlOption,
+    add_request_options,
+    api_json,
+    check_output,
+    gpuwarden_answers,
+)
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
     no_args_is_help=True,
 )
+add_request_options(inventory_app)
 
 
 def _fetch(url: str) -> dict[str, Any]:

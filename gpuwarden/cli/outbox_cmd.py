@@ -16,6 +16,7 @@ from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     ByOption,
     UrlOption,
+    add_request_options,
     api_json,
     check_choice,
     check_output,
@@ -28,6 +29,7 @@ outbox_app = typer.Typer(
     help="Notifications (Slack, webhooks) a running `gpuwarden serve` holds: waiting, sent, failed.",
     no_args_is_help=True,
 )
+add_request_options(outbox_app)
 STATUSES = ("pending", "sending", "sent", "failed", "orphaned", "discarded")
 DISCARDABLE = ("orphaned", "failed")
 

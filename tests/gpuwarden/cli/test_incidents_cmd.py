@@ -457,6 +457,33 @@ def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not
     assert "cannot" not in said
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["incidents", "list", "--request-timeout", "0.1"], id="incidents-list-after"),
+        pytest.param(["incidents", "ack", "inc-1", "--request-timeout", "0.1"], id="incidents-ack-after"),
+        pytest.param(["incidents", "--request-timeout", "9", "show", "i", "--request-timeout", "0.1"], id="both"),
+        pytest.param(["inventory", "nodes", "--request-timeout", "0.1"], id="inventory-after"),
+        pytest.param(["inventory", "--request-timeout", "0.1", "export"], id="inventory-before"),
+        pytest.param(["outbox", "list", "--request-timeout", "0.1"], id="outbox-after"),
+        pytest.param(["outbox", "--request-timeout", "0.1", "retry"], id="outbox-before"),
+        pytest.param(["outbox", "discard", "--notifier", "n", "--yes", "--request-timeout", "0.1"], id="discard"),
+    ],
+)
+def test_request_timeout_is_taken_after_the_command_and_by_every_command_that_asks_serve(
+    argv: list[str],
+) -> None:
+    """It was taken only before the command (``incidents --request-timeout 5 list``), and by no inventory or
+    outbox command: ``incidents list --request-timeout 5``, as kubectl takes it, was "No such option"."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, [*argv, "--url", url])
+    assert result.exit_code == 1, result.output
+    assert f"timed out after 0.1 s waiting for an answer from {url}" in " ".join(result.stderr.split())
+
+
 def test_a_refused_connection_says_cannot_connect() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", free_port()))  # bound, not listening: connections are refused
