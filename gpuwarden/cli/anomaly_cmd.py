@@ -158,7 +158,7 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
-    check_output(output, TEXT_OUTPUTS)
+    output = check_output(output, TEXT_OUTPUTS)
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)

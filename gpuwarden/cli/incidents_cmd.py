@@ -16,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name
@@ -210,16 +211,22 @@ TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
 
 
-def check_output(output: str, allowed: tuple[str, ...]) -> None:
-    """Refuse an -o/--output value that is not in ``allowed``, naming the ones that are."""
-    check_choice("--output", output, allowed)
+def check_output(output: str, allowed: tuple[str, ...]) -> str:
+    """``output`` as ``allowed`` spells it (``-o JSON`` is json); refuse one not in it, naming the ones that
+    are."""
+    return str(check_choice("--output", output, allowed))
 
 
-def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> None:
-    """Refuse a value of ``option`` that is not in ``allowed`` (``None``: not given), naming the ones that
+def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> str | None:
+    """``value`` of ``option`` as ``allowed`` spells it, in any case (``--priority p1`` is P1, as kubectl
+    and sacct take either); ``None`` when not given. One not in ``allowed`` is refused, naming the ones that
     are, before any request: exit 2, as for every bad option (1 says that serve failed or refused)."""
-    if value is not None and value not in allowed:
-        refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
+    if value is None:
+        return None
+    for choice in allowed:
+        if value.casefold() == choice.casefold():
+            return choice
+    refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
 
 
 def refuse_option(message: str) -> NoReturn:
@@ -255,9 +262,9 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    check_output(output, TABLE_OUTPUTS)
-    check_choice("--state", state, [s.value for s in IncidentState])
-    check_choice("--priority", priority, [p.value for p in Priority])
+    output = check_output(output, TABLE_OUTPUTS)
+    state = check_choice("--state", state, [s.value for s in IncidentState])
+    priority = check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -267,6 +274,9 @@ def list_incidents(
     items = answer_json(response, url, list)
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        say_none_found("incidents", {"state": state, "priority": priority})
         return
     items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
     table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
@@ -308,7 +318,7 @@ def show(
     output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    check_output(output, TEXT_OUTPUTS)
+    output = check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))
