@@ -50,7 +50,9 @@ def _pandas_block(stamps: list[str], values: np.ndarray, scores: np.ndarray, lab
     return str(frame.to_csv(index=False, header=False, lineterminator="\n")).encode()
 
 
-def _fast_block(stamps: list[str], values: np.ndarray, scores: np.ndarray, labels: np.ndarray) -> bytes | None:
+def _fast_block(
+    stamps: list[str], values: np.ndarray, scores: np.ndarray, labels: np.ndarray
+) -> bytes | None:
     """The block's rows as bytes, or ``None`` where pandas must write them (a timestamp CSV would quote, or
     that is not ASCII or not a string; a label other than 0 and 1)."""
     try:

@@ -32,8 +32,8 @@ from anomaly.entropy import EntropyParams, RelativeEntropy
 from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
-from anomaly.scored_csv import write_scored_rows
 from anomaly.scalar import ScalarDetector
+from anomaly.scored_csv import write_scored_rows
 from anomaly.silence import BurstSilence, SilenceParams
 from anomaly.steps import BoolArray, IntArray
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams

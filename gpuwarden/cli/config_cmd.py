@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -122,16 +122,14 @@ def _mark(shown: dict[str, object], trail: str, marker: str) -> None:
     for part in trail.split("."):
         name, *indexes = part.split("[")
         keys += [name, *(int(i.rstrip("]")) for i in indexes)]
-    node: object = shown
+    node: Any = shown
     for key in keys[:-1]:
-        if isinstance(node, dict) and key in node:
-            node = node[key]
-        elif isinstance(node, list) and isinstance(key, int) and key < len(node):
-            node = node[key]
-        else:
-            return
-    if isinstance(node, dict | list):
-        node[keys[-1]] = marker  # type: ignore[index]
+        in_dict = isinstance(node, dict) and key in node
+        if not in_dict and not (isinstance(node, list) and isinstance(key, int) and key < len(node)):
+            return  # not in the dump (a setting it leaves out): nothing to mark
+        node = node[key]
+    if isinstance(node, dict):
+        node[keys[-1]] = marker
 
 
 def register(app: typer.Typer) -> None:

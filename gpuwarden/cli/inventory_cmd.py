@@ -10,7 +10,6 @@ import typer
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     UrlOption,
@@ -19,6 +18,7 @@ from gpuwarden.cli.incidents_cmd import (
     check_output,
     gpuwarden_answers,
 )
+from gpuwarden.cli.listings import say_none_found
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",

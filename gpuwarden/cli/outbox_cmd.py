@@ -12,7 +12,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.listings import say_none_found
 from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     ByOption,
@@ -24,6 +23,7 @@ from gpuwarden.cli.incidents_cmd import (
     gpuwarden_answers,
     refuse_option,
 )
+from gpuwarden.cli.listings import say_none_found
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(

@@ -11,10 +11,10 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
 from starlette.exceptions import StarletteDeprecationWarning
-from click.testing import Result
 from typer.testing import CliRunner
 
 from alerting import scenarios
@@ -463,12 +463,16 @@ def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not
     [
         pytest.param(["incidents", "list", "--request-timeout", "0.1"], id="incidents-list-after"),
         pytest.param(["incidents", "ack", "inc-1", "--request-timeout", "0.1"], id="incidents-ack-after"),
-        pytest.param(["incidents", "--request-timeout", "9", "show", "i", "--request-timeout", "0.1"], id="both"),
+        pytest.param(
+            ["incidents", "--request-timeout", "9", "show", "i", "--request-timeout", "0.1"], id="both"
+        ),
         pytest.param(["inventory", "nodes", "--request-timeout", "0.1"], id="inventory-after"),
         pytest.param(["inventory", "--request-timeout", "0.1", "export"], id="inventory-before"),
         pytest.param(["outbox", "list", "--request-timeout", "0.1"], id="outbox-after"),
         pytest.param(["outbox", "--request-timeout", "0.1", "retry"], id="outbox-before"),
-        pytest.param(["outbox", "discard", "--notifier", "n", "--yes", "--request-timeout", "0.1"], id="discard"),
+        pytest.param(
+            ["outbox", "discard", "--notifier", "n", "--yes", "--request-timeout", "0.1"], id="discard"
+        ),
     ],
 )
 def test_request_timeout_is_taken_after_the_command_and_by_every_command_that_asks_serve(
@@ -644,7 +648,9 @@ def test_an_enumerated_option_not_in_any_case_is_still_refused_naming_the_choice
             id="outbox",
         ),
         pytest.param(
-            ["inventory", "nodes", "--rack", "r09"], {"nodes": [], "workloads": []}, "No nodes found (rack r09).",
+            ["inventory", "nodes", "--rack", "r09"],
+            {"nodes": [], "workloads": []},
+            "No nodes found (rack r09).",
             id="nodes",
         ),
         pytest.param(
