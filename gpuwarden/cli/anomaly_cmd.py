@@ -6,6 +6,7 @@ command: the rest of the CLI, ``--help`` included, must start without them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -128,6 +129,8 @@ def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> Non
         write_scored_rows(scored, sys.stdout.buffer)
         sys.stdout.flush()
     except BrokenPipeError as exc:  # the reader stopped early (`| head`): as `cat` does, no traceback
+        with contextlib.suppress(OSError, ValueError):  # and none when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         raise typer.Exit(1) from exc
 
 
