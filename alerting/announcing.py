@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -25,12 +25,15 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.event_state import incident_as_of
 from alerting.handoff import forget, untold
 from alerting.incident_index import OpenIncidents
+from alerting.inventory import Inventory
+from alerting.member import Member
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
+from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
-from gpuwarden.model import Incident, IncidentState, RecommendedAction
+from gpuwarden.model import Incident, IncidentState, RecommendedAction, TimelineEvent
 
 logger = logging.getLogger(__name__)
 _Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
@@ -56,6 +59,7 @@ class IncidentAnnouncing:
 
     clock: Clock
     store: IncidentStore
+    inventory: Inventory | None
     counters: dict[str, int]
     _lock: threading.RLock
     _listeners: list[IncidentListener]
@@ -156,38 +160,40 @@ class IncidentAnnouncing:
             incident = cache[incident_id]
             if incident is None:
                 continue
-            match = next((e for e in incident.timeline if e.at == event.at and e.kind == event.kind), None)
-            told = match or incident.timeline[-1]
+            told = _event_told(incident.timeline, event) or incident.timeline[-1]
+            recommended, flapping = self._advice(incident, told)
             change = IncidentChange(
                 kind,
                 incident_as_of(incident, told),  # not as a later change told with it left it
                 told,
-                self._recommended(incident_id),
+                recommended,
                 incident_silenced_until(self._silences, incident_id, now),
-                self._flapping(incident_id),
+                flapping,
                 only_if_told,
+                root_cluster(incident.root_cause.target, self.inventory),
             )
             self._call_listeners(change)
 
     def _recommended(self, incident_id: str) -> tuple[str, ...]:
         """What the incident's firing alerts recommend, the most drastic first ("ignore" is no advice)."""
         inc = self._open.get(incident_id)
-        if inc is None:
-            return ()
-        actions = {m.recommended_action for m in inc.members.values() if m.firing} - {
-            RecommendedAction.NONE.value,
-            RecommendedAction.IGNORE.value,
-        }
-        return tuple(
-            sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a))
-        )
+        return recommended_by(inc.members.values()) if inc is not None else ()
 
     def _flapping(self, incident_id: str) -> tuple[str, ...]:
         """The names of the incident's flapping alerts (empty once it is resolved)."""
         inc = self._open.get(incident_id)
-        if inc is None:
-            return ()
-        return tuple(sorted({m.labels.get("alertname", "") for m in inc.members.values() if m.flapping}))
+        return flapping_in(inc.members.values()) if inc is not None else ()
+
+    def _advice(self, incident: Incident, told: TimelineEvent) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """What the incident's alerts recommended and which flapped, as of ``told``: an incident merged into
+        another since (in the batch told, or before a restart) is no longer open, and its "merged into"
+        event kept what they were then; at that event and after, nothing (it is resolved)."""
+        if incident.id in self._open:
+            return self._recommended(incident.id), self._flapping(incident.id)
+        end = next((e for e in reversed(incident.timeline) if e.kind == "merged" and "into" in e.data), None)
+        if end is None or end is told or incident.timeline.index(told) > incident.timeline.index(end):
+            return (), ()
+        return tuple(end.data.get("recommended", ())), tuple(end.data.get("flapping", ()))
 
     def _call_listeners(self, change: IncidentChange) -> None:
         """Every listener hears of the change; then what one raised is raised (the change is told again)."""
@@ -230,12 +236,38 @@ class IncidentAnnouncing:
                         self._recommended(incident_id),
                         silenced_until,
                         self._flapping(incident_id),
+                        root_cluster=root_cluster(incident.root_cause.target, self.inventory),
                     )
                 )
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
         if announced:
             self._announced.add(incident_id)
+
+
+def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
+    """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice)."""
+    actions = {m.recommended_action for m in members if m.firing} - {
+        RecommendedAction.NONE.value,
+        RecommendedAction.IGNORE.value,
+    }
+    return tuple(sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a)))
+
+
+def flapping_in(members: Iterable[Member]) -> tuple[str, ...]:
+    """The alert names of the flapping ``members``."""
+    return tuple(sorted({m.labels.get("alertname", "") for m in members if m.flapping}))
+
+
+def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:
+    """The event of ``timeline`` a change tells: the one with its time, kind, message and data (one
+    transaction writes several events of a kind at one time: a priority set at the opening and raised as the
+    same POST merged another incident in); the first of its time and kind for a change stored before its
+    event's row was (migration 0010), whose message is not known."""
+    same = [e for e in timeline if e.at == event.at and e.kind == event.kind]
+    if event.message:
+        return next((e for e in same if e.message == event.message and e.data == event.data), None)
+    return same[0] if same else None
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

@@ -18,7 +18,8 @@ holds. A requeued job's GPUs that Slurm freed are its own: they count once, for 
 beyond its size.
 
 A job that asks its GPUs per node (``WorkloadInfo.per_node``: Slurm's ``--gres=gpu:8``, ``tres_per_node``)
-and held N nodes also needs N distinct nodes it may use, each with that many GPUs for it: the node's free
+and held N nodes also needs N distinct nodes it may use (or the fewest it asked, ``--nodes=1-2``: 1, and only
+their GPUs: ``WorkloadInfo.min_nodes``), each with that many GPUs for it: the node's free
 GPUs less the idle ones an open incident took, plus its own healthy GPUs there. One free GPU on each of 16
 nodes is no room for ``--nodes=2 --gres=gpu:8``. A job that asks a total (``--gpus=16``, ``per_node`` 0)
 has its GPUs counted, wherever they are.
@@ -169,8 +170,8 @@ def can_restart(inventory: Inventory, jobs: Iterable[WorkloadRef], lost: Abstrac
                 return None
             frees[reach, clusters] = free
         own = _own_healthy(inventory, info, lost)
-        want = info.held - sum(own.values())
-        if free < want:
+        want = _needed_gpus(info) - sum(own.values())
+        if free - info.queued_ahead < want:  # pending jobs ahead of it take free GPUs first
             return False
         if info.per_node and not _whole_nodes_fit(inventory, info, (reach, clusters), own, lost):
             return False
@@ -306,6 +307,21 @@ def _own_healthy(inventory: Inventory, info: WorkloadInfo, lost: AbstractSet[Gpu
     return count
 
 
+def _needed_nodes(info: WorkloadInfo) -> int:
+    """How many nodes a job asking GPUs per node starts again on: the fewest it asked (``--nodes=1-2``: 1),
+    at most those it held."""
+    held = len({(key[0], key[1]) for key in info.gpus})
+    return min(held, info.min_nodes) if info.min_nodes else held
+
+
+def _needed_gpus(info: WorkloadInfo) -> int:
+    """How many GPUs a job starts again on: those it held, or, asking them per node, as many on each of the
+    fewest nodes it asked."""
+    if info.per_node and info.min_nodes:
+        return min(info.held, info.per_node * _needed_nodes(info))
+    return info.held
+
+
 def _whole_nodes_fit(
     inventory: Inventory,
     info: WorkloadInfo,
@@ -317,7 +333,7 @@ def _whole_nodes_fit(
     usable and in its reach, each with that many for it: the node's free GPUs less the idle ones an open
     incident took, plus its own healthy GPUs there (``own``)."""
     reach, clusters = place
-    needed = len({(key[0], key[1]) for key in info.gpus})
+    needed = _needed_nodes(info)
     found = 0
     for cluster in clusters:
         for node in inventory.nodes_in(cluster):

@@ -1,18 +1,23 @@
 """Slurm's ``--constraint`` read as a condition on one node's active features, for where a stopped job may
 start again (``alerting.capacity``).
 
-What is read, as slurmctld 22.05 evaluates a job's feature list (``valid_feature_counts``; the sbatch man page
+What is read, as slurmctld evaluates a job's feature list (``valid_feature_counts``; the sbatch man page
 documents no precedence between the operators):
 
 - ``&`` (all) and ``|`` (any), mixed, from left to right with no precedence: ``a|b&c`` is ``(a|b)&c``;
+- ``!`` before a name (NOT, in the man page of later releases): the node lacks that feature; ``a&!b``;
+- a name in double or single quotes (``"gpu:a100"``) is that name, operators and all;
 - parentheses group: ``c&(a|b)``;
 - brackets, Slurm's matching OR ``[a|b]``: read as ``a|b`` on each node. Slurm also wants every node of the
   job to share one of them; that is not modelled, so it is a necessary condition only;
-- a count ``a*2`` (``[rack1*2&rack2*4]``, ``(a&b)*2``) holds for some of the job's nodes, not for each: it
-  restricts no single node.
+- counts ``a*2``, ``(a&b)*2``, ``[rack1*2&rack2*4]``: Slurm wants that many of the job's nodes with those
+  features, and any others for the rest. Which nodes are which is not modelled; each node is held to the
+  counted features (counted terms joined by ``&`` are the job's groups of nodes: a node is in one of them,
+  ``rack1|rack2``). That never counts a node the job could not use; it may leave out one it could.
 
-Anything else (``!``, commas, spaces, brackets inside brackets, an empty name) is not read: every node
-satisfies it, as before constraints were read, and it is logged once.
+Anything else (``!`` before a group, commas, spaces, brackets inside brackets, an unclosed quote, an empty
+name) is not read. A constraint that is not read is met by no node, so a job that asks one restarts only on
+its own healthy GPUs (a P0 rather than a wrong P1), and it is logged once.
 """
 
 from __future__ import annotations
@@ -25,12 +30,16 @@ from collections.abc import Set as AbstractSet
 
 logger = logging.getLogger(__name__)
 
-Clauses = tuple[frozenset[str], ...]
-"""A condition as alternatives, each the names a node must all have (one empty alternative: any node)."""
+Clause = tuple[frozenset[str], frozenset[str]]
+"""The names a node must all have, and those it must not have."""
+Clauses = tuple[Clause, ...]
+"""A condition as alternatives (one clause of nothing: any node; no clause: no node)."""
+_Read = tuple[Clauses, bool]  # a condition read, and whether it is a counted term (``a*2``)
 
-ANY_NODE: Clauses = (frozenset(),)
-_TOKEN = re.compile(r"[\w.\-]+|\*\d+|[&|()\[\]]")
-_OPERATORS = frozenset("&|()[]")
+ANY_NODE: Clauses = ((frozenset(), frozenset()),)
+NO_NODE: Clauses = ()
+_TOKEN = re.compile(r""""[^"]*"|'[^']*'|[^&|()\[\]*!"'\s,]+|\*\d+|[&|()\[\]!]""")
+_OPERATORS = frozenset("&|()[]!")
 _MAX_CLAUSES = 256  # a constraint that would read into more alternatives is not read
 
 
@@ -45,17 +54,20 @@ def _test(constraint: str) -> Callable[[AbstractSet[str]], bool]:
     clauses = read_constraint(constraint)
     if clauses == ANY_NODE:
         return lambda features: True
-    if len(clauses) == 1:
-        return clauses[0].issubset
-    if all(len(clause) == 1 for clause in clauses):  # a|b|c
-        names = frozenset().union(*clauses)
-        return lambda features: not names.isdisjoint(features)
-    return lambda features: any(clause <= features for clause in clauses)
+    if not clauses:
+        return lambda features: False
+    if all(not lacks for _, lacks in clauses):
+        if len(clauses) == 1:
+            return clauses[0][0].issubset
+        if all(len(has) == 1 for has, _ in clauses):  # a|b|c
+            names = frozenset().union(*(has for has, _ in clauses))
+            return lambda features: not names.isdisjoint(features)
+    return lambda features: any(has <= features and lacks.isdisjoint(features) for has, lacks in clauses)
 
 
 @functools.lru_cache(maxsize=1024)
 def read_constraint(constraint: str) -> Clauses:
-    """The constraint as alternatives of feature names; a constraint of a form not read is every node's, and
+    """The constraint as alternatives of feature names; a constraint of a form not read is no node's, and
     said once."""
     if not constraint:
         return ANY_NODE
@@ -65,28 +77,29 @@ def read_constraint(constraint: str) -> Clauses:
         clauses = _Reader(tokens).whole()
     if clauses is None:
         logger.warning(
-            "constraint %r is not read (not plain feature names joined by & or |, with parentheses, brackets"
-            " or counts): every node is taken to satisfy it",
+            "constraint %r is not read (not feature names, quoted or not, joined by & or | with !,"
+            " parentheses, brackets or counts): no node is counted free for the job, only its own GPUs",
             constraint,
         )
-        return ANY_NODE
+        return NO_NODE
     return clauses
 
 
 class _Reader:
-    """Recursive descent: ``expr := term (op term)*``, ``term := name [*n] | ( expr ) [*n] | [ expr ]``."""
+    """Recursive descent: ``expr := term (op term)*``,
+    ``term := [!] name [*n] | ( expr ) [*n] | [ expr ] [*n]``."""
 
     def __init__(self, tokens: list[str]) -> None:
         self.tokens, self.at, self.in_brackets = tokens, 0, False
 
     def whole(self) -> Clauses | None:
-        clauses = self._expr()
-        return clauses if clauses is not None and self.at == len(self.tokens) else None
+        read = self._expr()
+        return read[0] if read is not None and self.at == len(self.tokens) else None
 
     def _peek(self) -> str:
         return self.tokens[self.at] if self.at < len(self.tokens) else ""
 
-    def _expr(self) -> Clauses | None:
+    def _expr(self) -> _Read | None:
         result = self._term()
         while result is not None and self._peek() in ("&", "|"):
             op = self.tokens[self.at]
@@ -94,29 +107,52 @@ class _Reader:
             term = self._term()
             if term is None:
                 return None
-            result = _either(result, term) if op == "|" else _both(result, term)
+            (left, counted), (right, also_counted) = result, term
+            # counted groups joined by &: a node is in one of them
+            either = op == "|" or (counted and also_counted)
+            joined = _either(left, right) if either else _both(left, right)
+            result = None if joined is None else (joined, counted and also_counted)
         return result
 
-    def _term(self) -> Clauses | None:
+    def _term(self) -> _Read | None:
         word = self._peek()
         self.at += 1
         if word in ("(", "["):
-            if word == "[" and self.in_brackets:
-                return None  # Slurm takes one set of brackets
-            self.in_brackets = self.in_brackets or word == "["
-            inner = self._expr()
-            if inner is None or self._peek() != {"(": ")", "[": "]"}[word]:
-                return None
+            inner = self._group(word)
+        elif word == "!":
+            name = _name(self._peek())
             self.at += 1
-            self.in_brackets = self.in_brackets and word != "["
-        elif word and word not in _OPERATORS and not word.startswith("*"):
-            inner = (frozenset({word}),)
+            inner = None if name is None else ((frozenset(), frozenset({name})),)
         else:
+            name = _name(word)
+            inner = None if name is None else ((frozenset({name}), frozenset()),)
+        if inner is None:
             return None
-        if self._peek().startswith("*"):
-            self.at += 1
-            return ANY_NODE  # some of the job's nodes, not each
-        return inner
+        counted = self._peek().startswith("*")
+        self.at += counted
+        return inner, counted
+
+    def _group(self, opening: str) -> Clauses | None:
+        """What parentheses or brackets hold, the opening one just read."""
+        if opening == "[" and self.in_brackets:
+            return None  # Slurm takes one set of brackets
+        outside = self.in_brackets
+        self.in_brackets = outside or opening == "["
+        read = self._expr()
+        if read is None or self._peek() != {"(": ")", "[": "]"}[opening]:
+            return None
+        self.at += 1
+        self.in_brackets = outside
+        return read[0]
+
+
+def _name(token: str) -> str | None:
+    """A feature name: a plain word, or a quoted one without its quotes; None for anything else."""
+    if token[:1] in ('"', "'"):
+        token = token[1:-1]
+    elif not token or token[0] in _OPERATORS or token.startswith("*"):
+        return None
+    return token or None
 
 
 def _either(left: Clauses, right: Clauses) -> Clauses | None:
@@ -127,4 +163,5 @@ def _either(left: Clauses, right: Clauses) -> Clauses | None:
 def _both(left: Clauses, right: Clauses) -> Clauses | None:
     if len(left) * len(right) > _MAX_CLAUSES:
         return None
-    return tuple(dict.fromkeys(a | b for a in left for b in right))
+    joined = ((a_has | b_has, a_lacks | b_lacks) for a_has, a_lacks in left for b_has, b_lacks in right)
+    return tuple(dict.fromkeys((has, lacks) for has, lacks in joined if has.isdisjoint(lacks)))

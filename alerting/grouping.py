@@ -337,7 +337,8 @@ class IncidentGrouping(IncidentMerging):
         # All of them as they were while they fired: the GPUs, nodes and workloads the fault took.
         fired = [replace(m, firing=True, flapping=False) for m in members]
         assessment = assess(*kept, fired, self.inventory, self.config.assume_spare_capacity)
-        row.title = title(kept[1], assessment, seen(fired), placed=bool(kept[0]))
+        cluster = title_cluster(kept[1].target, kept[0], self.inventory)
+        row.title = title(kept[1], assessment, seen(fired), placed=bool(kept[0]), cluster=cluster)
 
     def _order(self, incident_id: str) -> tuple[datetime, str]:
         """An open incident's place in the merge pass: earliest onset first (see ``first_onset``)."""

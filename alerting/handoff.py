@@ -40,10 +40,18 @@ def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]
         batches = session.info.pop(_CHANGES, ())
         if not wanted():
             return
+        if any(ev.seq is None for changes in batches for _, _, ev in changes):
+            session.flush()  # numbers the timeline rows: each change names its own (``event_seq``)
         for changes in batches:
             for incident_id, kind, ev in changes:
                 session.add(
-                    UntoldChangeRow(incident_id=incident_id, change=kind.value, at=ev.at, event_kind=ev.kind)
+                    UntoldChangeRow(
+                        incident_id=incident_id,
+                        change=kind.value,
+                        at=ev.at,
+                        event_kind=ev.kind,
+                        event_seq=ev.seq,
+                    )
                 )
 
     event.listen(sessions, "before_commit", store_changes)
@@ -58,17 +66,32 @@ def untold(sessions: sessionmaker[Session], limit: int) -> list[UntoldChange]:
     """The oldest ``limit`` changes not told yet, in commit order."""
     with sessions() as session:
         rows = session.scalars(select(UntoldChangeRow).order_by(UntoldChangeRow.id).limit(limit)).all()
+        events = _events(session, [r.event_seq for r in rows if r.event_seq is not None])
         return [
             UntoldChange(
                 r.id,
                 (
                     r.incident_id,
                     ChangeKind(r.change),
-                    TimelineRow(incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}),
+                    events.get(r.event_seq or 0)
+                    or TimelineRow(
+                        incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}
+                    ),
                 ),
             )
             for r in rows
         ]
+
+
+def _events(session: Session, seqs: Sequence[int]) -> dict[int, TimelineRow]:
+    """The timeline rows of ``seqs`` (those retention pruned since are left out), as detached copies."""
+    found: dict[int, TimelineRow] = {}
+    for chunk in in_lists(seqs):
+        for t in session.scalars(select(TimelineRow).where(TimelineRow.seq.in_(chunk))):
+            found[t.seq] = TimelineRow(
+                seq=t.seq, incident_id=t.incident_id, at=t.at, kind=t.kind, message=t.message, data=t.data
+            )
+    return found
 
 
 def forget(sessions: sessionmaker[Session], told: Sequence[UntoldChange]) -> None:

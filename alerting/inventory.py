@@ -77,6 +77,12 @@ class WorkloadInfo:
     # GPUs it asks on each of its nodes (Slurm's ``tres_per_node``, ``--gres=gpu:8``): it starts again only
     # on as many nodes as it holds, each with that many; 0: not asked per node (``--gpus``): GPUs are counted.
     per_node: int = 0
+    # The fewest nodes it asked (Slurm's ``--nodes=2-4``: 2); Slurm starts it again on as few, each with
+    # ``per_node`` GPUs. 0: as many as it holds.
+    min_nodes: int = 0
+    # GPUs that pending jobs ahead of it in its partitions ask (``alerting.slurm_queue``): Slurm gives free
+    # GPUs to them before it starts this one again. 0: none, or not known (Kubernetes, inventory files).
+    queued_ahead: int = 0
 
     @property
     def gpus(self) -> frozenset[GpuKey]:

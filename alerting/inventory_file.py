@@ -106,6 +106,14 @@ class _WorkloadEntry(BaseModel):
         le=MAX_NODE_GPUS,
         description="GPUs it asks on each of its nodes (Slurm's --gres=gpu:8); 0: its GPUs are counted",
     )
+    min_nodes: int = Field(
+        0,
+        ge=0,
+        description="the fewest nodes it asked (Slurm's --nodes=2-4: 2); 0: as many as it holds",
+    )
+    queued_ahead: int = Field(
+        0, ge=0, description="GPUs pending jobs ahead of it in its partitions ask (Slurm gives them first)"
+    )
 
     @model_validator(mode="after")
     def _runs_somewhere(self) -> _WorkloadEntry:
@@ -277,6 +285,8 @@ def _workload(
         group=w.group,
         kept=w.kept,
         per_node=w.per_node,
+        min_nodes=w.min_nodes,
+        queued_ahead=w.queued_ahead,
     )
 
 
@@ -382,4 +392,8 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
         out["kept"] = w.kept
     if w.per_node:
         out["per_node"] = w.per_node
+    if w.min_nodes:
+        out["min_nodes"] = w.min_nodes
+    if w.queued_ahead:
+        out["queued_ahead"] = w.queued_ahead
     return out

@@ -30,7 +30,7 @@ from alerting.root_facts import recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import title_cluster
+from alerting.titles import root_cluster
 from alerting.topology import (
     common_ancestor,
     contains,
@@ -285,7 +285,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         # It is still a reopening (a webhook's ticket opens again); the event's "flapping" says it is held.
         held = " (flapping: held, no page)" if row.flapping else ""
         root = target_from_dict(target.root_target)
-        label = target_label(root, cluster=title_cluster(root, (), self.inventory))
+        label = target_label(root, cluster=root_cluster(root, self.inventory))  # a GPU's: its node's
         fired = f"fired, which its root cause {label} explains"
         batch.event(
             target.id,

@@ -18,6 +18,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from alerting.batch import Batch
 from alerting.db import locked_row
 from alerting.incident_index import OpenIncidents
+from alerting.inventory import Inventory
 from alerting.outcomes import (
     ActionOutcome,
     already_acted,
@@ -34,6 +35,7 @@ from alerting.silencing import SilenceKeeping
 from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
+from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
 from gpuwarden.errors import InputError
 from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
@@ -52,6 +54,7 @@ class IncidentLifecycle(SilenceKeeping):
 
     clock: Clock
     store: IncidentStore
+    inventory: Inventory | None
     _lock: threading.RLock
     _sessions: sessionmaker[Session]
     _open: OpenIncidents
@@ -326,9 +329,10 @@ class IncidentLifecycle(SilenceKeeping):
         names = [a.labels.get("alertname", "") for a in alerts]
         recovered = _recovered_at(row, alerts)
         peak = peak_impact(row.impact or {})
+        cluster = root_cluster(incident.root_cause.target, self.inventory)
         if recovered is None:
-            return render_postmortem(incident, onset, names, None, peak_impact=peak)
-        return render_postmortem(incident, onset, names, *recovered, peak_impact=peak)
+            return render_postmortem(incident, onset, names, None, peak_impact=peak, cluster=cluster)
+        return render_postmortem(incident, onset, names, *recovered, peak_impact=peak, cluster=cluster)
 
 
 def _latest(session: Session, incident_id: str, kind: str) -> TimelineRow | None:

@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
+from alerting.announcing import flapping_in, recommended_by
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
@@ -89,6 +90,7 @@ class IncidentMerging:
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
         """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
         inc.earlier |= other.earlier
+        members = list(other.members.values())
         for fp, member in other.members.items():
             inc.members[fp] = member
             alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
@@ -109,11 +111,14 @@ class IncidentMerging:
         )
         other_row.state = IncidentState.RESOLVED.value
         other_row.resolved_at = batch.now
+        # What its alerts recommended and which flapped, until now: told with its changes of this batch (and
+        # of any a restart left untold), once it is no longer open (``IncidentAnnouncing._advice``).
+        advice = {"recommended": list(recommended_by(members)), "flapping": list(flapping_in(members))}
         batch.event(
             other.id,
             "merged",
             f"merged into {inc.id}",
-            {"into": inc.id},
+            {"into": inc.id, **advice},
             change=ChangeKind.RESOLVED,
         )
         batch.event(

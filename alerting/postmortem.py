@@ -130,6 +130,7 @@ def render_postmortem(
     recovered_from: str = RECOVERED_FROM_ENDS_AT,
     *,
     peak_impact: tuple[Priority, Impact] | None = None,
+    cluster: str = "",
 ) -> str:
     """Markdown postmortem draft of one incident.
 
@@ -138,7 +139,8 @@ def render_postmortem(
     another; ``recovered_from``: where that time comes from. MTTR runs to ``recovered_at``, not to the
     incident's resolve a quiet period later. The timeline shows both times too, among the events.
     ``peak_impact``: the worst impact it had and its priority (``store.peak_impact``), shown beside the final
-    one when they differ."""
+    one when they differ. ``cluster``: the root cause's, named in a fleet of more than one
+    (``titles.root_cluster``)."""
     peak, peak_reason = peak_priority(incident)
     priority = f"**{incident.priority.value}**"
     if peak != incident.priority:
@@ -175,7 +177,7 @@ def render_postmortem(
         "## Root cause",
         "",
         f"- {_md(fault_name(incident.root_cause.kind))}"
-        f" on {_md(target_label(root, namespaced=root in seen))}",
+        f" on {_md(target_label(root, namespaced=root in seen, cluster=cluster))}",
         f"- Evidence: {_alerts(len(incident.alert_fingerprints))} ({', '.join(map(_md, names)) or 'none'})",
         "",
         "## Metrics",

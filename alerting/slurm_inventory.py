@@ -20,9 +20,13 @@ a standby taking over) knows them, a requeued job included, for which Slurm name
 parsed in ``alerting.slurm_jobs``.
 Spare GPUs per cluster are the GPUs of usable nodes that no running job holds.
 
-Tested against Slurm 22.05 (Debian 12). A later release whose JSON lacks the fields read here (``nodes`` of
-``sinfo``; ``job_resources.allocated_nodes`` or ``job_resources.nodes.allocation`` of a job) is refused
-with a ``SourceError`` naming the field, not read as an empty cluster.
+Tested against Slurm 22.05 (Debian 12), and against the JSON of 23.02 to 24.x as their data_parser writes
+it (``tests/alerting/test_slurm_inventory_releases.py``): numbers as ``{"set", "infinite", "number"}``
+(unset or infinite: not known), states and a node's features as lists, a job's nodes under
+``job_resources.nodes.allocation``, and a ``sinfo --json`` that lists grouped ``sinfo`` entries, not one
+per node: the nodes are then read from ``scontrol --json show nodes``. JSON that lacks the fields read here
+(``nodes``; ``job_resources.allocated_nodes`` or ``job_resources.nodes.allocation`` of a job) or writes a
+number in another shape is refused with a ``SourceError`` naming the field, not read as an empty cluster.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
+from alerting.slurm_queue import Queued, gpus_ahead, parse_queue
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -233,13 +238,10 @@ class SlurmInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
-        sinfo = self._json(["sinfo", "--json"])
-        if "nodes" not in sinfo:
-            raise SourceError(
-                "sinfo --json: no 'nodes' field (a Slurm release this reader does not know)", source="slurm"
-            )
+        sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
-        jobs = parse_jobs(self._json(["squeue", "--json", "--states=all"]), node_gpus)
+        squeue = self._json(["squeue", "--json", "--states=all"])
+        jobs = parse_jobs(squeue, node_gpus)
         now = self._clock.time()
         self._restore(cluster)
         running: dict[str, WorkloadInfo] = {}
@@ -264,16 +266,28 @@ class SlurmInventory:
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
         nodes = parse_nodes(sinfo, cluster, racks, running.values())
+        workloads = self._workloads(running, *parse_queue(squeue))
+        spare = sum(n.free or 0 for n in nodes)
+        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
+
+    def _workloads(
+        self,
+        running: Mapping[str, WorkloadInfo],
+        queue: Sequence[Queued],
+        standing: Mapping[str, float | None],
+    ) -> list[WorkloadInfo]:
+        """The running and kept jobs, each with the GPUs pending jobs ahead of it ask (``slurm_queue``)."""
         # A job resubmitted under the same name is that name now, not the run that failed before it: an
         # alias two workloads share names neither, so the kept run answers to its id only.
         names = {alias for info in running.values() for alias in info.aliases}
-        kept = [
-            replace(info, aliases=tuple(a for a in info.aliases if a not in names))
-            for _, info in self._kept.values()
+        kept = {
+            job_id: replace(info, aliases=tuple(a for a in info.aliases if a not in names))
+            for job_id, (_, info) in self._kept.items()
+        }
+        return [
+            replace(info, queued_ahead=gpus_ahead(queue, job_id, info.partitions, standing.get(job_id)))
+            for job_id, info in [*running.items(), *kept.items()]
         ]
-        workloads = [*running.values(), *kept]
-        spare = sum(n.free or 0 for n in nodes)
-        return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
 
     def _restore(self, cluster: str) -> None:
         """Take back the jobs the store keeps, once (a store that cannot be read now is asked next read)."""
@@ -316,6 +330,21 @@ class SlurmInventory:
                     job.info.held,
                 )
         self._guessed = {job.job_id for job in jobs}
+
+    def _nodes(self) -> dict[str, Any]:
+        """One entry per node under ``nodes``: ``sinfo --json`` (22.05); a release whose sinfo lists grouped
+        ``sinfo`` entries instead (data_parser, 23.02 on) is asked ``scontrol --json show nodes``."""
+        argv = ["sinfo", "--json"]
+        answer = self._json(argv)
+        if "nodes" not in answer and "sinfo" in answer:
+            argv = ["scontrol", "--json", "show", "nodes"]
+            answer = self._json(argv)
+        if not isinstance(answer.get("nodes"), list):
+            raise SourceError(
+                f"{' '.join(argv)}: no 'nodes' field (a Slurm release this reader does not know)",
+                source="slurm",
+            )
+        return answer
 
     def _json(self, argv: list[str]) -> dict[str, Any]:
         text = self._run(argv)

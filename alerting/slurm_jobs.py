@@ -27,6 +27,37 @@ def gpu_indices(detail: str) -> list[int]:
     return sorted({int(v) for group in _IDX.findall(detail or "") for v in numbers(group)})
 
 
+def slurm_number(value: Any, where: str) -> float | None:
+    """A number as Slurm's JSON writes it: plain (22.05, ``null`` when unset), or ``{"set": true,
+    "infinite": false, "number": N}`` (data_parser, 23.02 on); None when unset or infinite. Any other shape
+    is a ``SourceError`` naming ``where`` (the job and field)."""
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)):
+        return value
+    if isinstance(value, Mapping) and "number" in value:
+        if value.get("infinite") or not value.get("set", True):
+            return None
+        number = value["number"]
+        if isinstance(number, int | float) and not isinstance(number, bool):
+            return number
+    raise SourceError(
+        f"squeue --json: {where} is {value!r}, neither a number nor {{set, infinite, number}}"
+        " (a Slurm release this reader does not know)",
+        source="slurm",
+    )
+
+
+def slurm_text(value: Any) -> str:
+    """A string field as Slurm's JSON writes it: a string, or a list of words (data_parser's CSV strings)."""
+    if isinstance(value, list):
+        return ",".join(str(v) for v in value)
+    return "" if value is None else str(value)
+
+
+def _field(job: Mapping[str, Any], key: str) -> float:
+    """A numeric field of a job; 0 where unset or infinite (an end time not known yet)."""
+    return slurm_number(job.get(key), f"job {job.get('job_id')}: {key}") or 0
+
+
 def job_state(job: Mapping[str, Any]) -> str:
     """A job's state, upper case (a list since Slurm 23.02: its first word)."""
     state = job.get("job_state", "")
@@ -90,9 +121,9 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
                 sizes.append(count)
                 guessed = True
         job_id, shown, aliases, group = _names(job)
-        name = str(job.get("name") or "job")
+        name = slurm_text(job.get("name")) or "job"
         ref = WorkloadRef(WorkloadKind.TRAINING_JOB, "", f"{name} ({shown})")
-        partitions = tuple(p for p in str(job.get("partition") or "").split(",") if p)
+        partitions = tuple(p for p in slurm_text(job.get("partition")).split(",") if p)
         exact = all(size >= len(unit) for size, unit in zip(sizes, units, strict=True))
         info = WorkloadInfo(
             ref,
@@ -100,17 +131,23 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             aliases=(*aliases, name),
             state=state.lower(),
             partitions=partitions,
-            nodes=tuple(expand_hostlist(str(job.get("required_nodes") or ""))),
-            excluded_nodes=tuple(expand_hostlist(str(job.get("excluded_nodes") or ""))),
-            constraint=str(job.get("features") or ""),
+            nodes=tuple(expand_hostlist(slurm_text(job.get("required_nodes")))),
+            excluded_nodes=tuple(expand_hostlist(slurm_text(job.get("excluded_nodes")))),
+            constraint=slurm_text(job.get("features")),
             sizes=() if exact else tuple(sizes),
             group=group,
-            per_node=_tres_count(str(job.get("tres_per_node") or "")),
+            per_node=tres_count(slurm_text(job.get("tres_per_node"))),
+            min_nodes=asked_nodes(slurm_text(job.get("tres_req_str"))),
         )
-        ended = float(job.get("end_time") or 0) if state not in RUNNING_STATES else 0.0
-        asks = bool(units) or any(_tres_count(str(job.get(key) or "")) for key in _TRES_ASKING)
+        ended = float(_field(job, "end_time")) if state not in RUNNING_STATES else 0.0
+        asks = bool(units) or any(tres_count(slurm_text(job.get(key))) for key in _TRES_ASKING)
         out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended, asks_gpus=asks))
     return _one_per_het_job(out)
+
+
+def job_key(job: Mapping[str, Any]) -> str:
+    """The key of a job as ``parse_jobs`` gives it (a het job's id for each of its components)."""
+    return _names(job)[0]
 
 
 def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
@@ -118,12 +155,13 @@ def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
     array 5), the ids alerts may name it by (its own job id too, which its cgroup carries), and the group
     it belongs to (its array's id, which names every task)."""
     job_id = str(job.get("job_id", ""))
-    het, offset = job.get("het_job_id") or 0, job.get("het_job_offset") or 0
+    het, offset = int(_field(job, "het_job_id")), int(_field(job, "het_job_offset"))
     if het:
         return str(het), str(het), tuple(dict.fromkeys((str(het), f"{het}+{offset}", job_id))), ""
-    array, task = job.get("array_job_id") or 0, job.get("array_task_id")
-    if array and isinstance(task, int):
-        shown = f"{array}_{task}"
+    array = int(_field(job, "array_job_id"))
+    task = slurm_number(job.get("array_task_id"), f"job {job_id}: array_task_id")
+    if array and task is not None:
+        shown = f"{array}_{int(task)}"
         return job_id, shown, (shown, job_id), str(array)
     return job_id, job_id, (job_id,), ""
 
@@ -165,6 +203,9 @@ def _one_per_het_job(jobs: list[Job]) -> list[Job]:
             else "",
             # components asking different GPUs per node, or one a total: the job's GPUs are counted
             per_node=reach.per_node if all(p.info.per_node == reach.per_node for p in gpu_parts) else 0,
+            min_nodes=sum(p.info.min_nodes for p in gpu_parts)
+            if all(p.info.min_nodes for p in gpu_parts)
+            else 0,
             state=state.lower(),
         )
         ended = max(p.ended_at for p in parts)
@@ -188,34 +229,35 @@ def _common(groups: Sequence[Sequence[str]]) -> tuple[str, ...]:
 _TRES_GPU = re.compile(r"^(?:gres[:/])?gpu(?:[:=](?P<count>\d+)|:[^:=]+(?:[:=](?P<typed>\d+))?)?$")
 _TRES_ASKING = ("tres_per_node", "tres_per_job", "tres_per_task", "tres_per_socket")
 _ALLOC_GPU = re.compile(r"(?:^|,)gres/gpu=(\d+)(?:,|$)")
+# The nodes a job asked in tres_req_str: its minimum for --nodes=1-2 (node_count says what it holds)
+_ASKED_NODES = re.compile(r"(?:^|,)node=(\d+)(?:,|$)")
+
+
+def asked_nodes(tres_req: str) -> int:
+    """The fewest nodes a job asked (``node=`` of ``tres_req_str``); 0 where it does not say."""
+    match = _ASKED_NODES.search(tres_req)
+    return int(match.group(1)) if match else 0
 
 
 def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict[str, int]:
     """GPUs the job holds on each of ``nodes`` by its TRES: ``tres_per_node`` (``gres:gpu:4``), else its
     total (``gres/gpu=`` of ``tres_alloc_str``, else ``tres_per_job``, else ``tres_per_task`` times its
     tasks) less the ``known`` GPUs of its other nodes, shared out evenly."""
-    per_node = _tres_count(str(job.get("tres_per_node") or ""))
+    per_node = tres_count(slurm_text(job.get("tres_per_node")))
     if per_node:
         return dict.fromkeys(nodes, per_node)
-    alloc = _ALLOC_GPU.search(str(job.get("tres_alloc_str") or ""))
+    alloc = _ALLOC_GPU.search(slurm_text(job.get("tres_alloc_str")))
     # Slurm 22.05 leaves gres/gpu out of tres_alloc_str unless AccountingStorageTRES names it
-    total = int(alloc.group(1)) if alloc else _tres_count(str(job.get("tres_per_job") or ""))
+    total = int(alloc.group(1)) if alloc else tres_count(slurm_text(job.get("tres_per_job")))
     if not total:  # --gpus-per-task
-        total = _tres_count(str(job.get("tres_per_task") or "")) * _number(job.get("tasks"))
+        total = tres_count(slurm_text(job.get("tres_per_task"))) * int(_field(job, "tasks"))
     left = max(0, total - known)
     share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
     counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}
     return {node: count for node, count in counts.items() if count}
 
 
-def _number(value: Any) -> int:
-    """A count as squeue writes it: a number (22.05), or ``{"set": true, "number": 4}`` (23.11+); 0 unset."""
-    if isinstance(value, Mapping):
-        value = value.get("number") if value.get("set", True) else 0
-    return int(value) if isinstance(value, int | float) else 0
-
-
-def _tres_count(text: str) -> int:
+def tres_count(text: str) -> int:
     """GPUs in a TRES list: ``gres:gpu:4``, ``gres/gpu:h100:1``, ``gpu:a100:2,gres/shard:1``,
     ``gres:gpu:a100:2,gres:gpu:h100:1``."""
     total = 0

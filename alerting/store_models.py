@@ -140,6 +140,9 @@ class UntoldChangeRow(Base):
     change: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime)  # its timeline event's time and kind
     event_kind: Mapped[str] = mapped_column(String(32))
+    # Its timeline row (``TimelineRow.seq``): one transaction may write several events of one kind at one
+    # time. NULL on rows stored before migration 0010.
+    event_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class SlackRequestRow(Base):

@@ -41,6 +41,9 @@ class IncidentChange:
     # passes it on only where the incident was told before (by a process that crashed before forgetting
     # it), so whoever heard "opened" hears the end, and nobody else hears of it.
     only_if_told: bool = False
+    # The cluster people are told its root cause is in (``titles.root_cluster``): only in a fleet of more
+    # than one cluster, where ``rack r07`` may be either's; empty otherwise.
+    root_cluster: str = ""
 
 
 class IncidentListener(Protocol):

@@ -20,6 +20,7 @@ from gpuwarden.model import (
     FAULT_NAMES,
     ClusterRef,
     FaultKind,
+    GpuRef,
     NodeRef,
     RackRef,
     RootCause,
@@ -112,6 +113,16 @@ def title_cluster(target: Target, path: Path, inventory: Inventory | None) -> st
         return ""
     own = target.cluster if isinstance(target, RackRef | NodeRef | WorkloadRef) else ""
     return own or (path[0] if path else "")
+
+
+def root_cluster(target: Target, inventory: Inventory | None) -> str:
+    """``title_cluster`` of a root cause as stored (no path): a GPU's cluster is its node's."""
+    path: Path = ()
+    if isinstance(target, GpuRef) and inventory is not None:
+        node = inventory.node(target.node)
+        key = inventory.gpu_by_uuid(target.uuid) if node is None and target.uuid else None
+        path = (node.cluster,) if node is not None else (key[0],) if key is not None else ()
+    return title_cluster(target, path, inventory)
 
 
 def title(

@@ -41,6 +41,8 @@ from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK
 from alerting.outbox import Outbox
 from alerting.store import Conflict, NotFound
 from alerting.store_models import IncidentRow
+from alerting.titles import root_cluster
+from alerting.topology import target_from_dict
 from gpuwarden.alertmanager_api import AlertmanagerApi, iso
 from gpuwarden.api_errors import error_response as _error
 from gpuwarden.api_errors import failure_text, no_route
@@ -67,15 +69,15 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def incident_summary(
-    row: IncidentRow, alert_count: int, silenced_until: datetime | None = None
+    row: IncidentRow, alert_count: int, silenced_until: datetime | None = None, cluster: str = ""
 ) -> dict[str, Any]:
-    """The list shape of ``GET /api/v1/incidents``."""
+    """The list shape of ``GET /api/v1/incidents``; ``cluster``: its root cause's, as titles name it."""
     return {
         "id": row.id,
         "title": row.title,
         "priority": row.priority,
         "state": row.state,
-        "root_cause": {"kind": row.root_kind, "target": row.root_target},
+        "root_cause": {"kind": row.root_kind, "target": row.root_target, "cluster": cluster},
         "alert_count": alert_count,
         "opened_at": iso(row.opened_at),
         "resolved_at": iso(row.resolved_at),
@@ -290,8 +292,14 @@ class _Handlers:
                 else store.count_rows(state, include_merged=True, priority=priority)
             )
             until = self.engine.silenced_until()  # waits for the engine's lock: never on the event loop
+            inventory = self.engine.inventory
             return JSONResponse(
-                [incident_summary(r, n, until.get(r.id)) for r, n in rows],
+                [
+                    incident_summary(
+                        r, n, until.get(r.id), root_cluster(target_from_dict(r.root_target), inventory)
+                    )
+                    for r, n in rows
+                ],
                 headers={"X-Total-Count": str(total)},
             )
 

@@ -28,6 +28,7 @@ from alerting.ingest import NAME_LIMIT, parse_json, stored_text
 from alerting.outcomes import ActionOutcome
 from alerting.silences import parse_duration
 from alerting.store import IncidentStore, impact_to_dict
+from alerting.titles import root_cluster
 from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.errors import InputError
@@ -37,9 +38,13 @@ Handler = Callable[[Request, bytes], Awaitable[Response]]
 
 
 def incident_detail(
-    incident: Incident, alerts: Sequence[dict[str, Any]], silenced_until: datetime | None = None
+    incident: Incident,
+    alerts: Sequence[dict[str, Any]],
+    silenced_until: datetime | None = None,
+    cluster: str = "",
 ) -> dict[str, Any]:
-    """The detail shape: the summary plus impact, timeline and member alerts."""
+    """The detail shape: the summary plus impact, timeline and member alerts. ``cluster``: the root cause's,
+    as titles name it (``titles.root_cluster``)."""
     impact = incident.impact
     return {
         "id": incident.id,
@@ -49,6 +54,7 @@ def incident_detail(
         "root_cause": {
             "kind": incident.root_cause.kind.value,
             "target": target_to_dict(incident.root_cause.target),
+            "cluster": cluster,  # named only in a fleet of more than one cluster, as titles do
         },
         "alert_count": len(incident.alert_fingerprints),
         "opened_at": iso(incident.opened_at),
@@ -130,7 +136,7 @@ class IncidentActionsApi:
         thread pool: it waits for the engine's lock)."""
         alerts = alert_dicts(self.engine.store, outcome.incident.id)
         until = self.engine.silenced_until().get(outcome.incident.id)
-        detail = incident_detail(outcome.incident, alerts, until)
+        detail = incident_detail(outcome.incident, alerts, until, _cluster(self.engine, outcome.incident))
         return JSONResponse({**detail, "changed": outcome.changed, "message": message})
 
     async def mitigate(self, request: Request, body: bytes) -> Response:
@@ -162,7 +168,13 @@ class IncidentActionsApi:
 def detail_response(engine: IncidentEngine, incident: Incident) -> Response:
     """An incident's detail with its alerts (in the thread pool: it waits for the engine's lock)."""
     alerts = alert_dicts(engine.store, incident.id)
-    return JSONResponse(incident_detail(incident, alerts, engine.silenced_until().get(incident.id)))
+    until = engine.silenced_until().get(incident.id)
+    return JSONResponse(incident_detail(incident, alerts, until, _cluster(engine, incident)))
+
+
+def _cluster(engine: IncidentEngine, incident: Incident) -> str:
+    """The cluster its root cause is named in: only in a fleet of more than one cluster."""
+    return root_cluster(incident.root_cause.target, engine.inventory)
 
 
 def alert_dicts(store: IncidentStore, incident_id: str) -> list[dict[str, Any]]:

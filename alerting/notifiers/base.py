@@ -51,6 +51,7 @@ class Notification(BaseModel):
     root_cause_kind: str
     root_cause_target: str
     root_cause_fields: dict[str, str] = {}
+    root_cause_cluster: str = ""  # named only in a fleet of more than one cluster (``IncidentChange``)
     impact_summary: str = ""
     impact_parts: tuple[str, ...] = ()  # the summary's items, whole (a name may hold ", ")
     affected_targets: tuple[str, ...] = ()
@@ -71,6 +72,15 @@ class Notification(BaseModel):
     silenced_until: datetime | None = None
     flapping: tuple[str, ...] = ()  # the names of its flapping alerts (it is held open, no page per flap)
     held: bool = False  # a reopening by the flap that made its alert flapping: told, but pages nobody
+
+    @property
+    def root_cause_shown(self) -> str:
+        """The root cause's target as people read it: ``rack/r07@b`` where the cluster is named, as a
+        workload's target always says it."""
+        cluster = self.root_cause_cluster
+        if not cluster or self.root_cause_target.endswith(f"@{cluster}"):
+            return self.root_cause_target
+        return f"{self.root_cause_target}@{cluster}"
 
     @property
     def is_resolution(self) -> bool:
@@ -157,6 +167,7 @@ def build_notification(
         root_cause_kind=incident.root_cause.kind.value,
         root_cause_target=str(incident.root_cause.target),
         root_cause_fields=target_fields(incident.root_cause.target),
+        root_cause_cluster=change.root_cluster,
         impact_summary=impact.summary,
         impact_parts=impact.parts,
         affected_targets=tuple(affected),

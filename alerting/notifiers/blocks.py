@@ -174,9 +174,7 @@ _APPROVE_SAYS = (
 def _confirm_text(n: Notification) -> str:
     """What the Approve dialog asks, within its 300 characters: a long target (a node's FQDN) is cut."""
     kind = f"Approve remediating *{truncate(escape(fault_name(n.root_cause_kind)), 40)}* on "
-    return (
-        kind + _code(n.root_cause_target, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
-    )
+    return kind + _code(n.root_cause_shown, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
 
 
 def _buttons(n: Notification, *, approve: bool = True) -> Block:
@@ -261,7 +259,7 @@ def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessa
     budget = SECTION_MAX - len("*Actions taken*\n")
     actions = _listed([f"• {escape(a)}" for a in n.actions_taken], "\n", budget) or "_none yet_"
     cause = f"{truncate(escape(fault_name(n.root_cause_kind)), 100)} on "
-    cause += _code(n.root_cause_target, FIELD_MAX - len(f"*Root cause*\n{cause}"))
+    cause += _code(n.root_cause_shown, FIELD_MAX - len(f"*Root cause*\n{cause}"))
     blocks: list[Block] = [
         {"type": "header", "block_id": "title", "text": _plain(header)},
         {

@@ -79,6 +79,7 @@ def webhook_payload(
             "target": text(n.root_cause_target),
             "fields": {k: text(v) for k, v in fields.items()},
             "fields_total": len(n.root_cause_fields),
+            "cluster": text(n.root_cause_cluster),  # as titles name it: only in a fleet of several clusters
         },
         "impact": {
             "summary": text(n.impact_summary),

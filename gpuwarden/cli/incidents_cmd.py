@@ -246,8 +246,10 @@ def describe_target(target: dict[str, Any]) -> str:
 
 
 def describe_root(root: dict[str, Any]) -> str:
-    """A root cause as the API gives it, as people read it: ``GPU lost @ gpu node-02/3``."""
-    return f"{fault_name(root['kind'])} @ {describe_target(root['target'])}"
+    """A root cause as the API gives it, as people read it: ``GPU lost @ gpu node-02/3``; ``... @ rack r01 in
+    cluster b`` where the API names its cluster (a fleet of more than one cluster, as titles do)."""
+    where = f" in cluster {root['cluster']}" if root.get("cluster") else ""
+    return f"{fault_name(root['kind'])} @ {describe_target(root['target'])}{where}"
 
 
 @incidents_app.command("list")

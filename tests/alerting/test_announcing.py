@@ -25,7 +25,7 @@ from alerting.store_models import IncidentRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, RecommendedAction
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.alerting.test_arrival_order import START, _batches, _onset, _ranks
 from tests.alerting.test_handoff import _down, _kinds, _serve
@@ -74,6 +74,15 @@ def test_with_no_announce_delay_an_incident_merged_in_the_batch_that_opened_it_i
         assert sorted(opened) == sorted(engine.open_incident_ids())  # only the incidents that go on speak
         assert {p["incident"]["id"] for p in posts}.isdisjoint(merged)
         assert len(recorder.channel_messages()) == len(engine.open_incident_ids())
+
+
+def _rebooting(alert: Alert) -> Alert:
+    """The alert, recommending a reboot when it is an XID 79 (fell off the bus), as the catalog says."""
+    return (
+        replace(alert, recommended_action=RecommendedAction.RESTART_NODE)
+        if alert.labels.get("xid")
+        else alert
+    )
 
 
 def _merged(engine: IncidentEngine) -> list[str]:
@@ -133,7 +142,8 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
     # An NVSwitch incident announced, then one applier batch: the rack's outage raises its priority, and the
     # rack's incident takes it in. Its "updated" and "priority_changed" said `resolved` in the webhook body
     # and in the Slack thread, as the incident was after the whole batch: a receiver closed its ticket twice.
-    alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + sc.rack_failure(7, START + timedelta(seconds=30)))
+    rack = [_rebooting(a) for a in sc.rack_failure(7, START + timedelta(seconds=30))]
+    alerts = _ranks(sc.nvlink_switch_failure(7, 3, START) + rack)
     random.Random(0).shuffle(alerts)
     with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
         engine.ingest(alerts[:1])
@@ -146,9 +156,22 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
         assert [p["change"] for p in posts] == ["opened", "updated", "priority_changed", "resolved"]
         assert [p["incident"]["state"] for p in posts] == ["triggered"] * 3 + ["resolved"]
         assert [p["incident"]["resolved_at"] is None for p in posts] == [True] * 3 + [False]
+        # The rack's XID 79s joined it in the batch, then it was merged: what they recommend was read from the
+        # open incidents after the batch, where it no longer was, and said nothing.
+        said_then = [p["incident"]["recommended_actions"] for p in posts]
+        assert said_then == [[], ["restart_node"], ["restart_node"], []]
         changed = posts[2]
         assert changed["event"]["message"].startswith(f"priority {changed['incident']['priority']}:")
         (parent,) = [m for m in recorder.channel_messages() if first in str(m.metadata)]
         said = [r.blocks[1]["elements"][0]["text"] for r in recorder.replies(parent.ts)]
         assert [s.endswith("triggered") for s in said] == [True] * 3 + [False]
         assert said[-1].endswith("resolved")
+        # The NVSwitch incident opened P3 and went P0 in the batch, at the same clock time: the change was
+        # found on the timeline by time and kind, so told as the opening's "priority P3" event, with its
+        # idempotency key: the P0 was dropped as a repeat (Slack and the webhook said P3 throughout).
+        for other in {p["incident"]["id"] for p in recorder.hook_posts("oncall")}:
+            stored = engine.store.get(other)
+            told = [p for p in recorder.hook_posts("oncall") if p["incident"]["id"] == other]
+            changed = [e.message for e in stored.timeline if e.kind == "priority" and e.data.get("from")]
+            assert [p["event"]["message"] for p in told if p["change"] == "priority_changed"] == changed
+            assert told[-1]["incident"]["priority"] == stored.priority.value

@@ -100,9 +100,20 @@ def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
         ("[a100|h100]", True),
         ("[a100|v100]", False),
         ("[a100|v100]&ib", False),
-        ("v100*2", True),  # some nodes have v100: no single node is held to it
-        ("[a100*1&v100*1]", True),
-        ("a100!", True),  # not read: every node
+        # counted features are not placed node by node: each node is held to them (never over-counts)
+        ("v100*2", False),
+        ("h100*2", True),
+        # [rack1*2&rack2*4]: each of the job's nodes is in one of the counted groups
+        ("[a100*1&v100*1]", False),
+        ("[v100*1&h100*3]", True),
+        ("!a100", True),
+        ("!ib", False),
+        ("h100&!ib", False),
+        ("!a100&ib|v100", True),
+        ('"h100"&ib', True),
+        ("'a100'|\"v100\"", False),
+        ("a100!", False),  # not read: no node, only the job's own GPUs
+        ("!(a100|v100)", False),  # NOT before a group is not read
     ],
     ids=[
         "feature-n3-lacks",
@@ -117,9 +128,18 @@ def test_a_job_restarts_only_on_free_gpus_of_nodes_it_may_run_on(
         "matching-or",
         "matching-or-missing",
         "matching-or-and",
+        "count-missing",
         "count",
+        "multiple-counts-missing",
         "multiple-counts",
+        "not",
+        "not-missing",
+        "and-not",
+        "not-and-then-or",
+        "quoted",
+        "quoted-missing",
         "unreadable",
+        "not-a-group-unreadable",
     ],
 )
 def test_a_job_restarts_only_on_nodes_with_the_features_its_constraint_asks_for(
@@ -334,13 +354,17 @@ def test_stopped_jobs_together_need_the_gpu_count_fit_and_each_its_whole_nodes()
     assert can_restart(inventory, [other], lost_on("s")) is True
 
 
-def test_a_constraint_that_is_not_read_is_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+def test_a_constraint_that_is_not_read_counts_no_free_node_and_is_logged_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Read as "any node" it made a job that cannot restart look restartable: P1 where it is P0.
     n3 = replace(node("n3", 4), features=frozenset({"h100"}))
     duo = replace(duo_on("n1", "n2"), constraint="h100,,unread")
     inventory = StaticInventory([node("n1", 0), node("n2", 0), n3], [duo], {"c1": 4})
     with caplog.at_level("WARNING", logger="alerting.constraints"):
-        assert can_restart(inventory, [DUO], gpus("n1")) is True
-        assert can_restart(inventory, [DUO], gpus("n1")) is True
+        assert can_restart(inventory, [DUO], gpus("n1")) is False
+        assert can_restart(inventory, [DUO], gpus("n1")) is False
+        assert can_restart(inventory, [DUO], frozenset()) is True  # its own GPUs, all healthy
     said = [r.getMessage() for r in caplog.records if "h100,,unread" in r.getMessage()]
     assert len(said) == 1, said
 
@@ -355,3 +379,28 @@ def test_a_node_down_stopping_a_job_that_wants_whole_nodes_is_p0_when_free_gpus_
     gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "a"})])
     ((row, _),) = gw.store.list_rows(None)
     assert row.priority == "P0" and "training job wide (7) stopped" in row.title, row.title
+
+
+@pytest.mark.parametrize(
+    ("min_nodes", "restarts"),
+    [(0, False), (2, False), (1, True)],
+    ids=["as-held", "two-of-two", "one-of-two"],
+)
+def test_a_job_asking_a_range_of_nodes_needs_only_its_minimum_to_restart(
+    min_nodes: int, restarts: bool
+) -> None:
+    # --nodes=1-2 --gres=gpu:8 ran on a and b; a died. b's 8 healthy GPUs are room enough for one node: Slurm
+    # starts it again on 1, not on the 2 it last held (c's 4 free GPUs are no whole node).
+    job = replace(wide_on("a", "b"), min_nodes=min_nodes)
+    inventory = StaticInventory([eight("a", 0), eight("b", 0), eight("c", 4)], [job], {})
+    assert can_restart(inventory, [WIDE], lost_on("a")) is restarts
+
+
+@pytest.mark.parametrize(
+    ("queued", "restarts"), [(0, True), (1, False)], ids=["queue-empty", "one-gpu-ahead"]
+)
+def test_free_gpus_go_to_the_pending_jobs_ahead_of_a_stopped_job_first(queued: int, restarts: bool) -> None:
+    # duo lost n1's 4 GPUs and n3 has exactly 4 free: a pending job ahead of it asking one takes one first.
+    duo = replace(duo_on("n1", "n2"), queued_ahead=queued)
+    inventory = StaticInventory([node("n1", 0), node("n2", 0), node("n3", 4)], [duo], {"c1": 4})
+    assert can_restart(inventory, [DUO], gpus("n1")) is restarts

@@ -54,7 +54,8 @@ def requeued_job_named_after_restart(sql: Engine) -> None:
     assert (incident.priority.value, "training job llm (14) stopped" in incident.title) == ("P0", True)
     (kept,) = reader.read().workload_list
     assert (kept.ref.name, kept.state, kept.held) == ("llm (14)", "pending", 8)
-    assert kept.per_node == 4  # --gres=gpu:4 on each of its 2 nodes, read back from the store
+    # --gres=gpu:4 on each of its 2 nodes (-N2: at least 2), read back from the store
+    assert (kept.per_node, kept.min_nodes) == (4, 2)
     # kept an hour from when it stopped, as without the restart
     clock.advance(3600)
     assert reader.read().workload_list == []

@@ -7,6 +7,7 @@ from typing import Any
 import pytest
 
 from alerting.slurm_jobs import parse_jobs
+from gpuwarden.errors import SourceError
 
 
 def running_job(tres: dict[str, Any]) -> dict[str, Any]:
@@ -99,3 +100,96 @@ def test_a_het_job_with_a_cpu_only_component_restarts_where_its_gpu_component_ma
             "a100&ib",
             ("n9",),
         ), state
+
+
+def no_val(number: float | None = None, *, infinite: bool = False) -> dict[str, Any]:
+    """A number as Slurm's data_parser (23.02 on) writes it: ``{"set", "infinite", "number"}``."""
+    return {"set": number is not None, "infinite": infinite, "number": number or 0}
+
+
+def job_24_05(job_id: int, state: list[str], nodes: list[str], **fields: Any) -> dict[str, Any]:
+    """A job as ``squeue --json`` of Slurm 24.05 (data_parser v0.0.41) writes it: numbers as objects, the
+    state a list, the allocation under ``job_resources.nodes.allocation``."""
+    return {
+        "job_id": job_id,
+        "name": "llm",
+        "job_state": state,
+        "array_job_id": no_val(0),
+        "array_task_id": no_val(),
+        "het_job_id": no_val(),
+        "het_job_offset": no_val(),
+        "end_time": no_val(),
+        "start_time": no_val(1_700_000_000),
+        "time_limit": no_val(infinite=True),
+        "node_count": no_val(len(nodes)),
+        "priority": no_val(100),
+        "partition": "gpu",
+        "required_nodes": "",
+        "excluded_nodes": "",
+        "features": "",
+        "tres_per_node": "gres/gpu:4",
+        "job_resources": {"nodes": {"count": len(nodes), "allocation": [{"name": n} for n in nodes]}}
+        if nodes
+        else {},
+        "gres_detail": ["gpu:4(IDX:0-3)"] * len(nodes),
+        **fields,
+    }
+
+
+def test_jobs_of_slurm_23_and_24_read_as_those_of_22_05() -> None:
+    # data_parser writes unset ids as {"set": false, ...}: read as a truthy value, every plain job became
+    # one het job, and end_time as an object failed float().
+    squeue = {
+        "jobs": [
+            job_24_05(41, ["RUNNING"], ["n1", "n2"]),
+            job_24_05(42, ["FAILED"], ["n3"], end_time=no_val(1_700_000_500), gres_detail=[]),
+            job_24_05(43, ["RUNNING"], ["n4"], array_job_id=no_val(40), array_task_id=no_val(3)),
+            job_24_05(44, ["PENDING"], [], end_time=no_val(infinite=True), gres_detail=[]),
+        ]
+    }
+    jobs = {job.job_id: job for job in parse_jobs(squeue, dict.fromkeys(["n1", "n2", "n3", "n4"], 4))}
+    assert sorted(jobs) == ["41", "42", "43", "44"]
+    assert jobs["41"].state == "RUNNING" and jobs["41"].info.held == 8
+    assert jobs["41"].info.ref.name == "llm (41)"
+    assert jobs["42"].ended_at == 1_700_000_500 and jobs["42"].info.held == 4  # placed by its TRES
+    assert jobs["43"].info.ref.name == "llm (40_3)" and jobs["43"].info.group == "40"
+    assert jobs["44"].ended_at == 0 and not jobs["44"].info.units
+
+
+def test_a_het_job_of_slurm_24_is_still_one_job() -> None:
+    parts = [
+        job_24_05(8, ["RUNNING"], ["n1"], het_job_id=no_val(8), het_job_offset=no_val(0)),
+        job_24_05(9, ["RUNNING"], ["n2"], het_job_id=no_val(8), het_job_offset=no_val(1)),
+    ]
+    (job,) = parse_jobs({"jobs": parts}, {"n1": 4, "n2": 4})
+    assert (job.job_id, job.info.held) == ("8", 8)
+    assert set(job.info.aliases) >= {"8", "8+0", "8+1", "9"}
+
+
+@pytest.mark.parametrize(
+    "end_time",
+    ["soon", {"set": True, "number": "soon"}, [1]],
+    ids=["a-string", "an-object-with-a-string", "a-list"],
+)
+def test_a_number_in_a_shape_no_slurm_release_writes_is_refused_naming_the_job_and_field(
+    end_time: object,
+) -> None:
+    job = job_24_05(42, ["FAILED"], ["n3"], end_time=end_time, gres_detail=[])
+    with pytest.raises(SourceError, match=r"job 42: end_time .*set, infinite, number"):
+        parse_jobs({"jobs": [job]}, {"n3": 4})
+
+
+def test_the_fewest_nodes_a_job_asks_come_from_its_requested_tres() -> None:
+    # As a real slurmctld 22.05 lists sbatch --nodes=1-2 --gres=gpu:1 running on two nodes: node_count says
+    # 2 (what it holds), max_nodes 0; only tres_req_str keeps the minimum it asked.
+    job = {
+        **running_job({"tres_per_node": "gres:gpu:1"}),
+        "gres_detail": ["gpu:1(IDX:0)", "gpu:1(IDX:0)"],
+        "node_count": 2,
+        "max_nodes": 0,
+        "tres_req_str": "cpu=1,mem=1000M,node=1,billing=1",
+    }
+    (ranged,) = parse_jobs({"jobs": [job]})
+    (plain,) = parse_jobs({"jobs": [{**job, "tres_req_str": "cpu=2,mem=2000M,node=2,billing=2"}]})
+    (unsaid,) = parse_jobs({"jobs": [{**job, "tres_req_str": ""}]})
+    assert (ranged.info.min_nodes, plain.info.min_nodes, unsaid.info.min_nodes) == (1, 2, 0)

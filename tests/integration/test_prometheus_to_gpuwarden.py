@@ -81,6 +81,7 @@ def test_prometheus_rule_alerts_arrive_as_one_incident(tmp_path: Path) -> None:
             assert incident["root_cause"] == {
                 "kind": "node_down",
                 "target": {"type": "node", "cluster": "c1", "rack": "r03", "name": "r03-n05"},
+                "cluster": "",  # named only in a fleet of more than one cluster
             }
             detail = httpx.get(f"{gw_url}/api/v1/incidents/{incident['id']}", timeout=10).json()
             by_name = {a["labels"]["alertname"]: a for a in detail["alerts"]}

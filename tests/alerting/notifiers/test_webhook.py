@@ -45,6 +45,7 @@ def test_posts_the_incident_as_json_with_an_idempotency_key(recorder: SlackRecor
         "target": "rack/r07",
         "fields": {"rack": "r07", "cluster": "c1"},
         "fields_total": 2,
+        "cluster": "",  # a fleet of one cluster: named nowhere (its fields say it)
     }
     assert body["incident"]["actions_taken"] == [
         "drain_node n0701 succeeded",  # the timeline's mitigating event
