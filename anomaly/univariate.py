@@ -33,6 +33,7 @@ from anomaly.novelty import ContextNovelty, NoveltyParams
 from anomaly.onsets import OnsetTracker
 from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.scalar import ScalarDetector
+from anomaly.scored_csv import write_scored_rows
 from anomaly.silence import BurstSilence, SilenceParams
 from anomaly.steps import BoolArray, IntArray
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
@@ -433,21 +434,8 @@ def _at(active: IntArray, ids: IntArray) -> IntArray:
 def write_scored_csv(scored: ScoredSeries, path: Path) -> None:
     """Write ``timestamp,value,anomaly_score,label`` (label 1 where an alert would be raised); timestamps
     as the input file wrote them (epoch seconds stay epoch seconds), else as UTC times."""
-    s = scored.series
-    stamps = (
-        list(s.stamps)
-        if s.stamps is not None
-        else pd.to_datetime(s.timestamps, unit="s", utc=True).strftime("%Y-%m-%d %H:%M:%S")
-    )
-    frame = pd.DataFrame(
-        {
-            "timestamp": stamps,
-            "value": s.values,
-            "anomaly_score": np.round(scored.score, 6),
-            "label": scored.raised.astype(np.int8),
-        }
-    )
     try:
-        frame.to_csv(path, index=False)
+        with path.open("wb") as handle:
+            write_scored_rows(scored, handle)
     except OSError as exc:  # a missing directory, a directory, no permission
         raise InputError(f"cannot write {path}: {exc.strerror or exc}", field="output") from exc

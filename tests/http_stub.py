@@ -19,7 +19,10 @@ class LocalServer:
     def __init__(self, handler: type[http.server.BaseHTTPRequestHandler]) -> None:
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        # Polled every 50 ms, not 0.5 s: ``close`` waits for the next poll, and tests start many of these.
+        threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
 
     def close(self) -> None:
         self.server.shutdown()

@@ -6,10 +6,12 @@ command: the rest of the CLI, ``--help`` included, must start without them.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -22,7 +24,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging
-from gpuwarden.cli.output_file import check_writable, write_whole
+from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -32,6 +34,7 @@ if TYPE_CHECKING:
     from anomaly.forwarder import AlertForwarder
     from anomaly.promql import PromQLSource
     from anomaly.service import AnomalyService
+    from anomaly.univariate import ScoredSeries
     from gpuwarden.config_anomaly import AnomalyConfig, AnomalyThresholdConfig
 
 anomaly_app = typer.Typer(help="Anomaly detection: score series, evaluate detectors.", no_args_is_help=True)
@@ -63,7 +66,10 @@ def score(
         Path, typer.Option("--input", help="CSV timestamp,value; a time, or Unix seconds or milliseconds.")
     ],
     output: Annotated[
-        Path, typer.Option("--output", help="Where to write timestamp,value,anomaly_score,label.")
+        Path,
+        typer.Option(
+            "--output", help="Where to write timestamp,value,anomaly_score,label; - for stdout (a pipeline)."
+        ),
     ],
     config: ConfigOption = None,
     quiet: Annotated[
@@ -84,11 +90,13 @@ def score(
     minutes).
     """
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
-    from anomaly.univariate import read_series_csv, score_many, write_scored_csv  # noqa: PLC0415
+    from anomaly.univariate import read_series_csv, score_many  # noqa: PLC0415
 
+    to_stdout = writes_stdout(output)
     try:
-        _not_the_input(output, input_path)
-        check_writable(output, "--output")
+        if str(output) != STDOUT:
+            _not_the_input(output, input_path)
+            check_writable(output, "--output")
         cfg = _thresholds(config)
         with StepProgress(err_console, quiet=quiet) as progress:
             progress.phase(f"reading {input_path.name}")
@@ -97,12 +105,33 @@ def score(
             progress.phase("scoring", total=rows)
             params = ThresholdParams.from_config(cfg)
             scored = score_many([series], params, cfg.resolve_after, progress=progress.advance)[0]
-            progress.phase(f"writing {output.name}")
-            write_whole(output, lambda path: write_scored_csv(scored, path), "--output")
+            progress.phase(f"writing {'stdout' if to_stdout else output.name}")
+            _write_scores(scored, output, to_stdout=to_stdout)
     except (InputError, ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
-    typer.echo(f"{output}: {rows} rows, {int(scored.raised.sum())} alerts")
+    # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
+    where = "stdout" if str(output) == STDOUT else str(output)
+    typer.echo(f"{where}: {rows} rows, {int(scored.raised.sum())} alerts", err=to_stdout)
+
+
+def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> None:
+    """The scores to ``output`` whole (``write_whole``), or to stdout when ``output`` names it: through
+    ``sys.stdout``, not by reopening a path to a file, a pipe or a deleted capture file."""
+    from anomaly import univariate  # noqa: PLC0415 (looked up at the call: tests replace its writer)
+    from anomaly.scored_csv import write_scored_rows  # noqa: PLC0415
+
+    if not to_stdout:
+        write_whole(output, lambda path: univariate.write_scored_csv(scored, path), "--output")
+        return
+    sys.stdout.flush()
+    try:
+        write_scored_rows(scored, sys.stdout.buffer)
+        sys.stdout.flush()
+    except BrokenPipeError as exc:  # the reader stopped early (`| head`): as `cat` does, no traceback
+        with contextlib.suppress(OSError, ValueError):  # and none when Python flushes stdout at exit
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        raise typer.Exit(1) from exc
 
 
 def _not_the_input(output: Path, input_path: Path) -> None:
@@ -132,7 +161,7 @@ def evaluate_nab(
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
-    check_output(output, TEXT_OUTPUTS)
+    output = check_output(output, TEXT_OUTPUTS)
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -54,15 +54,82 @@ def validate(
 def show(
     path: Annotated[Path | None, typer.Argument(help="YAML configuration file.")] = None,
 ) -> None:
-    """Print the effective configuration as JSON, secrets masked."""
+    """Print the effective configuration as JSON, secrets masked; a secret whose variable is unset is shown
+    as ``<unset: set NAME>`` (`config validate` and the commands that read it require it)."""
     from gpuwarden.config import load_config  # noqa: PLC0415 - see validate
 
+    unset = _unset_secrets(path)
+    placeholders = dict.fromkeys(unset.values(), UNSET_PLACEHOLDERS[0])
+    for fallback in (*UNSET_PLACEHOLDERS[1:], None):
+        try:
+            cfg = load_config(path, {**os.environ, **placeholders})
+            break
+        except ConfigError as exc:
+            refused = {unset[p.field] for p in (exc, *exc.more) if p.field in unset}
+            if fallback is None or not refused:  # a real problem of the file: said as before
+                err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+                raise typer.Exit(1) from exc
+            placeholders.update(dict.fromkeys(refused, fallback))  # a setting that is no URL: try a word
+    shown = cfg.model_dump(mode="json")
+    for trail, name in unset.items():
+        _mark(shown, trail, f"<unset: set {name}>")
+    typer.echo(json.dumps(shown, indent=2))
+    if unset:
+        names = ", ".join(sorted(set(unset.values())))
+        err_console.print(
+            f"note: unset secrets ({escape(names)}) are shown as <unset: ...>; `gpuwarden config validate`"
+            " and the commands that read them require them",
+            soft_wrap=True,
+        )
+
+
+# What an unset secret is replaced by while loading, for the load to pass: a URL (a webhook's url, a
+# Prometheus URL), else a word (a token, a store path). Never shown: the marker takes its place.
+UNSET_PLACEHOLDERS = ("http://unset.invalid", "unset")
+
+
+def _unset_secrets(path: Path | None) -> dict[str, str]:
+    """``{env: NAME}`` references of the file whose variable is unset or blank: setting path -> NAME."""
+    from gpuwarden.yamlfile import read_yaml  # noqa: PLC0415 - see validate
+
+    if path is None:
+        return {}
     try:
-        cfg = load_config(path)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
-    typer.echo(json.dumps(cfg.model_dump(mode="json"), indent=2))
+        raw, _ = read_yaml(path)
+    except ConfigError:
+        return {}  # load_config says what is wrong with the file
+    found: dict[str, str] = {}
+
+    def walk(value: object, trail: str) -> None:
+        if isinstance(value, dict):
+            if set(value) == {"env"} and isinstance(value["env"], str):
+                if not os.environ.get(value["env"], "").strip():
+                    found[trail] = value["env"]
+                return
+            for key, item in value.items():
+                walk(item, f"{trail}.{key}" if trail else str(key))
+        elif isinstance(value, list):
+            for index, item in enumerate(value):
+                walk(item, f"{trail}[{index}]")
+
+    walk(raw, "")
+    return found
+
+
+def _mark(shown: dict[str, object], trail: str, marker: str) -> None:
+    """Put ``marker`` at ``trail`` (``slack.bot_token``, ``webhooks[0].url``) in the dumped configuration."""
+    keys: list[str | int] = []
+    for part in trail.split("."):
+        name, *indexes = part.split("[")
+        keys += [name, *(int(i.rstrip("]")) for i in indexes)]
+    node: Any = shown
+    for key in keys[:-1]:
+        in_dict = isinstance(node, dict) and key in node
+        if not in_dict and not (isinstance(node, list) and isinstance(key, int) and key < len(node)):
+            return  # not in the dump (a setting it leaves out): nothing to mark
+        node = node[key]
+    if isinstance(node, dict):
+        node[keys[-1]] = marker
 
 
 def register(app: typer.Typer) -> None:

@@ -188,7 +188,7 @@ def demo(
     ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
-    check_output(output, ("text", "json"))  # before the simulation, not after it
+    output = check_output(output, ("text", "json"))  # before the simulation, not after it
     # Imported here: the composition root loads every stage (scikit-learn, matplotlib, alembic, slack-sdk),
     # which the rest of the CLI must start without.
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415

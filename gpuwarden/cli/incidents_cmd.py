@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -15,6 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name
@@ -41,20 +43,40 @@ class RequestSettings:
 settings = RequestSettings()
 
 
-@incidents_app.callback()
-def _request_options(
-    request_timeout: Annotated[
-        float,
-        typer.Option(
-            "--request-timeout",
-            envvar="GPUWARDEN_REQUEST_TIMEOUT",
-            min=0.1,
-            help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
-        ),
-    ] = DEFAULT_TIMEOUT_SECONDS,
-) -> None:
-    """Incidents of a running `gpuwarden serve`."""
-    settings.timeout = request_timeout
+RequestTimeoutOption = Annotated[
+    float,
+    typer.Option(
+        "--request-timeout",
+        envvar="GPUWARDEN_REQUEST_TIMEOUT",
+        min=0.1,
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
+    ),
+]
+# The same option on each command, after its name, where users type it (``incidents list --request-timeout
+# 5``); given there, it overrides the group's. ``None``: not given on the command.
+CommandTimeoutOption = Annotated[
+    float | None,
+    typer.Option(
+        "--request-timeout",
+        min=0.1,
+        show_default=False,
+        help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
+        " or GPUWARDEN_REQUEST_TIMEOUT).",
+    ),
+]
+
+
+def add_request_options(group: typer.Typer) -> None:
+    """Give ``group`` the options that every request of its commands uses (``--request-timeout``), taken
+    before the command's name too (``incidents --request-timeout 5 list``)."""
+
+    def options(request_timeout: RequestTimeoutOption = DEFAULT_TIMEOUT_SECONDS) -> None:
+        settings.timeout = request_timeout
+
+    group.callback(help=group.info.help)(options)
+
+
+add_request_options(incidents_app)
 
 
 UrlOption = Annotated[
@@ -152,15 +174,26 @@ def not_gpuwarden(url: str, why: str) -> NoReturn:
 
 
 def gpuwarden_answers(command: Callable[P, None]) -> Callable[P, None]:
-    """A command that renders serve's answers: one that lacks what serve sends is ``not_gpuwarden``."""
+    """A command that talks to serve: it takes ``--request-timeout`` after its name, and one that lacks what
+    serve sends in its answer is ``not_gpuwarden``."""
 
     @functools.wraps(command)
     def run(*args: P.args, **kwargs: P.kwargs) -> None:
+        timeout = kwargs.pop("request_timeout", None)
+        if timeout is not None:
+            settings.timeout = float(timeout)  # type: ignore[arg-type]
         try:
             command(*args, **kwargs)
         except (KeyError, TypeError, AttributeError) as exc:
             not_gpuwarden(str(kwargs.get("url", "")), f"{type(exc).__name__}: {exc}")
 
+    signature = inspect.signature(command, eval_str=True)  # what typer reads: the annotations evaluated
+    timeout_param = inspect.Parameter(
+        "request_timeout", inspect.Parameter.KEYWORD_ONLY, default=None, annotation=CommandTimeoutOption
+    )
+    run.__signature__ = signature.replace(  # type: ignore[attr-defined]
+        parameters=[*signature.parameters.values(), timeout_param]
+    )
     return run
 
 
@@ -178,16 +211,22 @@ TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
 
 
-def check_output(output: str, allowed: tuple[str, ...]) -> None:
-    """Refuse an -o/--output value that is not in ``allowed``, naming the ones that are."""
-    check_choice("--output", output, allowed)
+def check_output(output: str, allowed: tuple[str, ...]) -> str:
+    """``output`` as ``allowed`` spells it (``-o JSON`` is json); refuse one not in it, naming the ones that
+    are."""
+    return str(check_choice("--output", output, allowed))
 
 
-def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> None:
-    """Refuse a value of ``option`` that is not in ``allowed`` (``None``: not given), naming the ones that
+def check_choice(option: str, value: str | None, allowed: Sequence[str]) -> str | None:
+    """``value`` of ``option`` as ``allowed`` spells it, in any case (``--priority p1`` is P1, as kubectl
+    and sacct take either); ``None`` when not given. One not in ``allowed`` is refused, naming the ones that
     are, before any request: exit 2, as for every bad option (1 says that serve failed or refused)."""
-    if value is not None and value not in allowed:
-        refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
+    if value is None:
+        return None
+    for choice in allowed:
+        if value.casefold() == choice.casefold():
+            return choice
+    refuse_option(f"{option} {escape(repr(value))}: use one of {', '.join(allowed)}")
 
 
 def refuse_option(message: str) -> NoReturn:
@@ -225,9 +264,9 @@ def list_incidents(
     ] = 50,
 ) -> None:
     """List incidents, newest first."""
-    check_output(output, TABLE_OUTPUTS)
-    check_choice("--state", state, [s.value for s in IncidentState])
-    check_choice("--priority", priority, [p.value for p in Priority])
+    output = check_output(output, TABLE_OUTPUTS)
+    state = check_choice("--state", state, [s.value for s in IncidentState])
+    priority = check_choice("--priority", priority, [p.value for p in Priority])
     params: dict[str, str | int] = {
         k: v for k, v in (("state", state), ("priority", priority)) if v is not None
     }
@@ -237,6 +276,9 @@ def list_incidents(
     items = answer_json(response, url, list)
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        say_none_found("incidents", {"state": state, "priority": priority})
         return
     items = escape_controls_in(items)  # label text: an ESC sequence or a newline is shown, not obeyed
     table = Table("id", "priority", "state", "root cause", "alerts", "opened", "title")
@@ -278,7 +320,7 @@ def show(
     output: Annotated[str, typer.Option("--output", "-o", help="text (or table) or json")] = "text",
 ) -> None:
     """Show one incident with its impact, recommended actions and timeline."""
-    check_output(output, TEXT_OUTPUTS)
+    output = check_output(output, TEXT_OUTPUTS)
     inc = api_json("GET", url, incident_path(incident_id), dict)
     if output == "json":
         typer.echo(json.dumps(inc, indent=2))

@@ -10,12 +10,21 @@ import typer
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, UrlOption, api_json, check_output, gpuwarden_answers
+from gpuwarden.cli.incidents_cmd import (
+    TABLE_OUTPUTS,
+    UrlOption,
+    add_request_options,
+    api_json,
+    check_output,
+    gpuwarden_answers,
+)
+from gpuwarden.cli.listings import say_none_found
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
     no_args_is_help=True,
 )
+add_request_options(inventory_app)
 
 
 def _fetch(url: str) -> dict[str, Any]:
@@ -42,7 +51,7 @@ def nodes(
 ) -> None:
     """Nodes with their cluster, rack, GPU count, state (as Slurm or Kubernetes says it) and free GPUs (what
     a new job could get there now; none on a node that takes no new work)."""
-    check_output(output, TABLE_OUTPUTS)
+    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {(n["cluster"], n["name"]): n for n in data.get("about", {}).get("node_states", [])}
     items = [
@@ -55,6 +64,10 @@ def nodes(
     ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        say_none_found("nodes", {"rack": rack})
+        _about(data)
         return
     table = Table("node", "cluster", "rack", "gpus", "state", "free")
     for n in items:
@@ -74,7 +87,7 @@ def workloads(
     node: Annotated[str | None, typer.Option(help="Only the workloads with a GPU on this node.")] = None,
 ) -> None:
     """Workloads (inference services, training jobs, pods) with their units and the GPUs they hold."""
-    check_output(output, TABLE_OUTPUTS)
+    output = check_output(output, TABLE_OUTPUTS)
     data = _fetch(url)
     states = {
         (w["kind"], w["namespace"], w["name"], w["cluster"]): w
@@ -95,6 +108,10 @@ def workloads(
     ]
     if output == "json":
         typer.echo(json.dumps(items, indent=2))
+        return
+    if not items:
+        say_none_found("workloads", {"node": node})
+        _about(data)
         return
     table = Table("kind", "cluster", "namespace", "name", "state", "units", "gpus", "nodes", "also known as")
     for w in items:
@@ -140,7 +157,7 @@ def export(
 ) -> None:
     """Print the inventory as an inventory file (YAML by default) that `alerting.inventory_file` reads: a
     snapshot of what Slurm or Kubernetes said, to replay incidents or test rules offline."""
-    check_output(output, ("yaml", "json"))
+    output = check_output(output, ("yaml", "json"))
     data = _fetch(url)
     _about(data)
     data.pop("about", None)

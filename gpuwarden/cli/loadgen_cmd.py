@@ -49,14 +49,18 @@ def loadgen(
         float, typer.Option(help="Requests per second; 0 = as fast as concurrency allows.")
     ] = 10.0,
     concurrency: Annotated[int, typer.Option(help="Requests in flight at most.")] = 8,
-    route: Annotated[RouteChoice, typer.Option(help="Which OpenAI route to drive.")] = RouteChoice.CHAT,
+    route: Annotated[
+        RouteChoice, typer.Option(case_sensitive=False, help="Which OpenAI route to drive.")
+    ] = RouteChoice.CHAT,
     model: Annotated[str, typer.Option(help="Model name to ask for.")] = "gpuwarden-toy-1",
     max_tokens: Annotated[int, typer.Option(help="Output tokens per request.")] = 16,
     stream: Annotated[bool, typer.Option(help="Stream responses (reports time to first token).")] = False,
     allow_errors: Annotated[
         bool, typer.Option(help="Exit 0 even if some requests failed (as long as one succeeded).")
     ] = False,
-    output: Annotated[Output, typer.Option("--output", "-o", help="Report format.")] = Output.TEXT,
+    output: Annotated[
+        Output, typer.Option("--output", "-o", case_sensitive=False, help="Report format.")
+    ] = Output.TEXT,
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99.
 

@@ -16,18 +16,21 @@ from gpuwarden.cli.incidents_cmd import (
     TABLE_OUTPUTS,
     ByOption,
     UrlOption,
+    add_request_options,
     api_json,
     check_choice,
     check_output,
     gpuwarden_answers,
     refuse_option,
 )
+from gpuwarden.cli.listings import say_none_found
 from gpuwarden.printable import escape_controls, escape_controls_in
 
 outbox_app = typer.Typer(
     help="Notifications (Slack, webhooks) a running `gpuwarden serve` holds: waiting, sent, failed.",
     no_args_is_help=True,
 )
+add_request_options(outbox_app)
 STATUSES = ("pending", "sending", "sent", "failed", "orphaned", "discarded")
 DISCARDABLE = ("orphaned", "failed")
 
@@ -45,20 +48,26 @@ def list_messages(
     output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
-    check_output(output, TABLE_OUTPUTS)
-    check_choice("--status", status, STATUSES)
+    output = check_output(output, TABLE_OUTPUTS)
+    status = check_choice("--status", status, STATUSES)
     params: dict[str, str | int] = {"limit": limit}
     if status is not None:
         params["status"] = status
     if incident is not None:
         params["incident"] = incident
     data: dict[str, Any] = api_json("GET", url, "/api/v1/outbox", dict, params=params)
+    # serve counts only the statuses it holds messages in: a script reads every one, 0 where none, as the
+    # table shows them (a status a newer serve adds is kept, after these).
+    data["counts"] = {**{s: 0 for s in STATUSES}, **data["counts"]}
     if output == "json":
         typer.echo(json.dumps(data, indent=2))
         return
     data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
-    console.print(", ".join(f"{s} {counts.get(s, 0)}" for s in STATUSES))
+    console.print(", ".join(f"{s} {counts[s]}" for s in STATUSES))
+    if not data["messages"]:
+        say_none_found("messages", {"status": status, "incident": incident})
+        return
     table = Table("id", "notifier", "incident", "event", "status", "attempts")
     table.add_column("last error", overflow="fold")  # why it failed: the one column never cut short
     for m in data["messages"]:
@@ -117,8 +126,8 @@ def discard(
 ) -> None:
     """Drop a notifier's orphaned messages for good (a notifier removed from the config for good); they are
     marked discarded, with who and when, and never sent, even if the notifier comes back."""
-    check_output(output, TABLE_OUTPUTS)
-    statuses = status or ["orphaned"]
+    output = check_output(output, TABLE_OUTPUTS)
+    statuses = [given.casefold() for given in status or ["orphaned"]]
     for given in statuses:
         if given not in DISCARDABLE:
             refuse_option(

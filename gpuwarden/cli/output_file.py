@@ -16,6 +16,20 @@ from pathlib import Path
 
 from gpuwarden.errors import InputError
 
+STDOUT = "-"  # the usual spelling of "write to stdout" for an output file option
+
+
+def writes_stdout(path: Path) -> bool:
+    """Whether writing ``path`` writes this process's stdout: ``-``, ``/dev/stdout``, or the file or pipe that
+    stdout is (``--output out.csv > out.csv``)."""
+    if str(path) == STDOUT:
+        return True
+    try:
+        named, stdout = os.stat(path), os.fstat(1)
+    except OSError:  # no such file yet, or no stdout: not it
+        return False
+    return (named.st_dev, named.st_ino) == (stdout.st_dev, stdout.st_ino)
+
 
 def check_writable(path: Path, field: str) -> None:
     """Refuse, naming ``field``, an output that is a directory or whose directory is missing or read-only."""

@@ -90,7 +90,7 @@ def show(
     """Print the topology and workloads of a simulated fleet."""
     from gpuwarden.sim import build_fleet, parse_simulate_spec  # noqa: PLC0415 - only `sim show` runs a fleet
 
-    check_output(output, TABLE_OUTPUTS)
+    output = check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
     except InputError as exc:

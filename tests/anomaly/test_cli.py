@@ -468,3 +468,15 @@ def test_score_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, term
     assert result.stdout.startswith(f"{out}: 600 rows, ")
     assert ("scoring" in stderr.getvalue() and "600/600" in stderr.getvalue()) is shown
     assert stderr.getvalue() == "" or shown
+
+
+@pytest.mark.parametrize("spelling", ["-", "/dev/stdout"])
+def test_score_to_stdout_keeps_its_summary_off_the_csv_stream(tmp_path, spelling):
+    # `... --output /dev/stdout | next-tool` read "N rows, M alerts" as a last CSV row: a corrupt file.
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src)
+    assert runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)]).exit_code == 0
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", spelling])
+    assert result.exit_code == 0, result.output
+    assert result.stdout == out.read_text()
+    assert result.stderr.startswith("stdout: 600 rows, " if spelling == "-" else f"{spelling}: 600 rows, ")

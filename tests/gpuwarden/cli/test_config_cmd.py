@@ -100,3 +100,47 @@ def test_config_validate_names_the_variable_of_each_problem_set_from_the_environ
         "exporter.port: Input should be a valid integer" in said
         and "(set by GPUWARDEN_EXPORTER__PORT)" in said
     )
+
+
+UNSET_SECRETS = """\
+api:
+  db: {env: CLI_TEST_DB_URL}
+  token: {env: CLI_TEST_API_TOKEN}
+slack:
+  bot_token: {env: CLI_TEST_SLACK_TOKEN}
+  channel: "#gpu"
+anomaly:
+  prometheus_url: {env: CLI_TEST_PROM_URL}
+webhooks:
+  - name: oncall
+    url: {env: CLI_TEST_HOOK_URL}
+"""
+
+
+def test_config_show_marks_each_unset_secret_and_validate_still_requires_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """It refused the whole file ("CLI_TEST_API_TOKEN ... is not set") though it shows no secret: a person
+    checking a file on a laptop had to export every token first."""
+    monkeypatch.setenv("CLI_TEST_SLACK_TOKEN", "xoxb-S3cret")
+    path = tmp_path / "gw.yaml"
+    path.write_text(UNSET_SECRETS)
+    shown = runner.invoke(app, ["config", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    cfg = json.loads(shown.stdout)
+    assert cfg["api"]["token"] == "<unset: set CLI_TEST_API_TOKEN>"
+    assert cfg["api"]["db"] == "<unset: set CLI_TEST_DB_URL>"  # a store URL, which no URL placeholder passes
+    assert cfg["anomaly"]["prometheus_url"] == "<unset: set CLI_TEST_PROM_URL>"
+    assert cfg["webhooks"][0]["url"] == "<unset: set CLI_TEST_HOOK_URL>"
+    assert cfg["slack"]["bot_token"] == "**********" and "S3cret" not in shown.output  # a set one: masked
+    assert "unset.invalid" not in shown.output
+    assert "CLI_TEST_API_TOKEN" in shown.stderr
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    assert validated.exit_code == 1 and "not set" in validated.stderr
+
+
+def test_config_show_still_refuses_a_file_with_a_real_problem(tmp_path: Path) -> None:
+    path = tmp_path / "gw.yaml"
+    path.write_text("api:\n  token: {env: CLI_TEST_API_TOKEN}\n  port: x\n")
+    result = runner.invoke(app, ["config", "show", str(path)])
+    assert result.exit_code == 1 and "api.port" in result.stderr and result.stdout == ""

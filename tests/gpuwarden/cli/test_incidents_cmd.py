@@ -11,6 +11,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from click.testing import Result
 from pydantic import SecretStr
 from rich.console import Console
 from starlette.exceptions import StarletteDeprecationWarning
@@ -457,6 +458,37 @@ def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not
     assert "cannot" not in said
 
 
+@pytest.mark.parametrize(
+    "argv",
+    [
+        pytest.param(["incidents", "list", "--request-timeout", "0.1"], id="incidents-list-after"),
+        pytest.param(["incidents", "ack", "inc-1", "--request-timeout", "0.1"], id="incidents-ack-after"),
+        pytest.param(
+            ["incidents", "--request-timeout", "9", "show", "i", "--request-timeout", "0.1"], id="both"
+        ),
+        pytest.param(["inventory", "nodes", "--request-timeout", "0.1"], id="inventory-after"),
+        pytest.param(["inventory", "--request-timeout", "0.1", "export"], id="inventory-before"),
+        pytest.param(["outbox", "list", "--request-timeout", "0.1"], id="outbox-after"),
+        pytest.param(["outbox", "--request-timeout", "0.1", "retry"], id="outbox-before"),
+        pytest.param(
+            ["outbox", "discard", "--notifier", "n", "--yes", "--request-timeout", "0.1"], id="discard"
+        ),
+    ],
+)
+def test_request_timeout_is_taken_after_the_command_and_by_every_command_that_asks_serve(
+    argv: list[str],
+) -> None:
+    """It was taken only before the command (``incidents --request-timeout 5 list``), and by no inventory or
+    outbox command: ``incidents list --request-timeout 5``, as kubectl takes it, was "No such option"."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)  # the kernel accepts connections; nobody reads or answers
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, [*argv, "--url", url])
+    assert result.exit_code == 1, result.output
+    assert f"timed out after 0.1 s waiting for an answer from {url}" in " ".join(result.stderr.split())
+
+
 def test_a_refused_connection_says_cannot_connect() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", free_port()))  # bound, not listening: connections are refused
@@ -552,3 +584,84 @@ def test_show_names_the_namespace_of_a_service_whose_name_another_namespace_shar
         shown = runner.invoke(app, ["incidents", "show", item["id"], "--url", URL])
         assert shown.exit_code == 0, shown.output
         assert "impact: 1 node, 8 GPUs, inference service prod/llama 50% of replicas lost;" in shown.stdout
+
+
+def _invoke_against(body: object, argv: list[str]) -> tuple[Result, list[str]]:
+    """``argv`` against a server answering ``body`` to everything: the result and the paths it asked."""
+    stub = FixedAnswer(200, json.dumps(body).encode())
+    try:
+        result = runner.invoke(app, [*argv, "--url", stub.url])
+    finally:
+        stub.close()
+    return result, stub.paths
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "asked"),
+    [
+        pytest.param(
+            ["incidents", "list", "--priority", "p1", "--state", "TRIGGERED", "-o", "JSON"],
+            [],
+            "/api/v1/incidents?state=triggered&priority=P1&limit=50",
+            id="incidents",
+        ),
+        pytest.param(
+            ["outbox", "list", "--status", "Failed", "-o", "Json"],
+            {"counts": {}, "messages": []},
+            "/api/v1/outbox?limit=100&status=failed",
+            id="outbox",
+        ),
+        pytest.param(["inventory", "export", "-o", "JSON"], {"nodes": []}, "/api/v1/inventory", id="export"),
+    ],
+)
+def test_enumerated_options_are_taken_in_any_case(argv: list[str], body: object, asked: str) -> None:
+    """``incidents list --priority p1`` was refused ("use one of P0, P1, P2, P3"); kubectl and sacct take
+    either case. The value is sent as serve spells it."""
+    result, paths = _invoke_against(body, argv)
+    assert result.exit_code == 0, result.output
+    assert paths == [asked]
+    listed = json.loads(result.stdout)  # -o JSON is json: an empty listing too is one valid document
+    assert listed in ([], body) or listed["messages"] == []
+    assert "found" not in result.stderr
+
+
+def test_an_enumerated_option_not_in_any_case_is_still_refused_naming_the_choices() -> None:
+    result, paths = _invoke_against([], ["incidents", "list", "--priority", "p9"])
+    assert result.exit_code == 2 and paths == []
+    assert "--priority 'p9': use one of P0, P1, P2, P3" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize(
+    ("argv", "body", "said"),
+    [
+        pytest.param(
+            ["incidents", "list", "--state", "triggered", "--priority", "P1"],
+            [],
+            "No incidents found (state triggered, priority P1).",
+            id="incidents-filtered",
+        ),
+        pytest.param(["incidents", "list"], [], "No incidents found.", id="incidents"),
+        pytest.param(
+            ["outbox", "list", "--status", "failed"],
+            {"counts": {}, "messages": []},
+            "No messages found (status failed).",
+            id="outbox",
+        ),
+        pytest.param(
+            ["inventory", "nodes", "--rack", "r09"],
+            {"nodes": [], "workloads": []},
+            "No nodes found (rack r09).",
+            id="nodes",
+        ),
+        pytest.param(
+            ["inventory", "workloads"], {"nodes": [], "workloads": []}, "No workloads found.", id="workloads"
+        ),
+    ],
+)
+def test_an_empty_listing_says_what_found_nothing_on_stderr_not_an_empty_table(
+    argv: list[str], body: object, said: str
+) -> None:
+    result, _ = _invoke_against(body, argv)
+    assert result.exit_code == 0, result.output
+    assert said in result.stderr.splitlines()
+    assert "─" not in result.stdout and "id" not in result.stdout  # no table, not even its header

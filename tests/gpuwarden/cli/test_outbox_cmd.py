@@ -28,6 +28,7 @@ from gpuwarden.cli import app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
+from tests.http_stub import FixedAnswer
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_serve
 
 runner = CliRunner()
@@ -90,7 +91,8 @@ def test_failed_messages_are_listed_with_their_error_and_go_out_once_queued_agai
             assert refused.exit_code == 1 and "401" in refused.stderr
             retried = runner.invoke(app, ["outbox", "retry", "--url", url])
             assert retried.exit_code == 0 and "queued again: 1" in retried.stdout
-            _wait("the message to go out", lambda: listed()["counts"] == {"sent": 1})
+            went = {"pending": 0, "sending": 0, "sent": 1, "failed": 0, "orphaned": 0, "discarded": 0}
+            _wait("the message to go out", lambda: listed()["counts"] == went)
             assert [m.text for m in slack.channel_messages()] == ["P2 node n1 is down: 1 node (triggered)"]
             bad = runner.invoke(app, ["outbox", "list", "--url", url, "--status", "lost"])
             assert bad.exit_code == 2 and "pending, sending, sent, failed" in bad.stderr
@@ -188,3 +190,16 @@ def test_discard_refuses_what_it_must_not_touch_with_a_clear_error_and_changes_n
         refused = _discard(*args)
         assert refused.exit_code == 1 and said in " ".join(refused.stderr.split()), refused.stderr
         assert outbox.counts() == {SENT: 5, ORPHANED: 5, FAILED: 5}
+
+
+def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> None:
+    """serve counts only the statuses it holds messages in: ``-o json`` said ``"counts": {}`` (or lacked
+    ``failed``) where the table said ``failed 0``, and a script's ``counts["failed"]`` raised KeyError."""
+    stub = FixedAnswer(200, json.dumps({"counts": {"sent": 3}, "messages": []}).encode())
+    try:
+        result = runner.invoke(app, ["outbox", "list", "--url", stub.url, "-o", "json"])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    counts = json.loads(result.stdout)["counts"]
+    assert counts == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "orphaned": 0, "discarded": 0}
