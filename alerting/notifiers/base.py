@@ -117,8 +117,9 @@ def target_fields(target: Target) -> dict[str, str]:
 
 def idempotency_key(change: IncidentChange) -> str:
     """A stable key for one event of one incident: the same change enqueued twice gets the same key, and
-    events alike in time, kind and message get one each (``IncidentChange.repeat``). The first of those keeps
-    the key of the releases before it: a change they enqueued, told again after the upgrade, is stored once."""
+    events alike in time, kind and message get one each (``IncidentChange.repeat``). The first of those
+    keeps the key of the releases before it: a change they enqueued, told again after the upgrade, is
+    stored once."""
     event = change.event
     parts = [change.incident.id, change.kind.value, event.at.isoformat(), event.kind, event.message]
     if change.repeat:
