@@ -312,6 +312,8 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
     if not resolved:
         return set()
     reopened = row.last_opened_at is not None and row.last_opened_at > row.opened_at
+    if not reopened and not _took_earlier(session, row.id):
+        return set()  # nearly every incident: not one more read of its timeline at each start
     events = session.execute(
         select(TimelineRow.kind, TimelineRow.data)
         .where(
@@ -329,6 +331,14 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
         earlier -= {str(fp) for fp in [data.get("fingerprint"), *data.get("fingerprints", ())]}
         earlier |= {str(fp) for fp in data.get("earlier", ())}
     return earlier & resolved
+
+
+def _took_earlier(session: Session, incident_id: str) -> bool:
+    """Whether the incident absorbed another with alerts of that one's earlier opening."""
+    merges = session.scalars(
+        select(TimelineRow.data).where(TimelineRow.incident_id == incident_id, TimelineRow.kind == "merged")
+    )
+    return any(data.get("earlier") for data in merges)
 
 
 def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:
