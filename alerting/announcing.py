@@ -171,6 +171,7 @@ class IncidentAnnouncing:
                 flapping,
                 only_if_told,
                 root_cluster(incident.root_cause.target, self.inventory),
+                _repeat(incident.timeline, told),
             )
             self._call_listeners(change)
 
@@ -263,11 +264,27 @@ def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> Timeli
     """The event of ``timeline`` a change tells: the one with its time, kind, message and data (one
     transaction writes several events of a kind at one time: a priority set at the opening and raised as the
     same POST merged another incident in); the first of its time and kind for a change stored before its
-    event's row was (migration 0010), whose message is not known."""
+    event's row was (migration 0010), whose message is not known. Its row, where both name one: of events
+    alike in all of those too, the one it is."""
     same = [e for e in timeline if e.at == event.at and e.kind == event.kind]
+    if event.seq is not None:
+        found = next((e for e in same if e.seq == event.seq), None)
+        if found is not None:
+            return found
     if event.message:
         return next((e for e in same if e.message == event.message and e.data == event.data), None)
     return same[0] if same else None
+
+
+def _repeat(timeline: Sequence[TimelineEvent], told: TimelineEvent) -> int:
+    """How many events before ``told`` on ``timeline`` are alike in time, kind and message
+    (``IncidentChange.repeat``)."""
+    count = 0
+    for e in timeline:
+        if e is told:
+            return count
+        count += e.at == told.at and e.kind == told.kind and e.message == told.message
+    return 0
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

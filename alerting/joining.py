@@ -299,23 +299,46 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then
+_CAME = ("merged", "alerts_moved")  # kinds naming alerts another incident handed over (its "from" side)
 
 
 def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Member]) -> set[str]:
-    """The members of a reopened incident (as the store has it) that have not fired since it last reopened
-    (``OpenIncident.earlier``): resolved, and named by no alert's firing on its timeline since."""
+    """The members of an incident (as the store has it) that are of an earlier opening
+    (``OpenIncident.earlier``), replayed from its timeline as the live engine kept them: at a reopening
+    every resolved one; since then, one that fired, or that a merge or a regrouping brought as of the
+    giving incident's opening, is of this one; one a merge brought as of an earlier opening of the
+    incident it left stays earlier (``IncidentMerging._fold``). Only resolved members count."""
     resolved = {fp for fp, m in members.items() if not m.firing}
-    if not resolved or row.last_opened_at is None or row.last_opened_at <= row.opened_at:
+    if not resolved:
         return set()
-    events = session.scalars(
-        select(TimelineRow.data).where(
+    reopened = row.last_opened_at is not None and row.last_opened_at > row.opened_at
+    if not reopened and not _took_earlier(session, row.id):
+        return set()  # nearly every incident: not one more read of its timeline at each start
+    events = session.execute(
+        select(TimelineRow.kind, TimelineRow.data)
+        .where(
             TimelineRow.incident_id == row.id,
-            TimelineRow.at >= row.last_opened_at,
-            TimelineRow.kind.in_(_FIRED),
+            TimelineRow.at >= (row.last_opened_at if reopened else row.opened_at),
+            TimelineRow.kind.in_(_FIRED + _CAME),
         )
+        .order_by(TimelineRow.seq)
     )
-    fired = {str(fp) for data in events for fp in [data.get("fingerprint"), *data.get("fingerprints", ())]}
-    return resolved - fired
+    earlier = set(resolved) if reopened else set()
+    for kind, data in events:
+        if kind in _CAME and "from" not in data:
+            continue  # the giving side's event
+        # A merge stored before its event named alerts names none: those stay earlier, as they did.
+        earlier -= {str(fp) for fp in [data.get("fingerprint"), *data.get("fingerprints", ())]}
+        earlier |= {str(fp) for fp in data.get("earlier", ())}
+    return earlier & resolved
+
+
+def _took_earlier(session: Session, incident_id: str) -> bool:
+    """Whether the incident absorbed another with alerts of that one's earlier opening."""
+    merges = session.scalars(
+        select(TimelineRow.data).where(TimelineRow.incident_id == incident_id, TimelineRow.kind == "merged")
+    )
+    return any(data.get("earlier") for data in merges)
 
 
 def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:

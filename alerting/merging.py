@@ -89,7 +89,11 @@ class IncidentMerging:
 
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
         """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
-        inc.earlier |= other.earlier
+        # Its alerts of its own earlier opening stay of an earlier one here; the rest are of this opening,
+        # as the event says (a restart replays it: ``joining.earlier_members``).
+        carried = other.earlier & other.members.keys()
+        fresh = sorted(other.members.keys() - carried)
+        inc.earlier = (inc.earlier - set(fresh)) | carried
         members = list(other.members.values())
         for fp, member in other.members.items():
             inc.members[fp] = member
@@ -125,7 +129,7 @@ class IncidentMerging:
             inc.id,
             "merged",
             f"absorbed {other.id} ({len(other.members)} alerts)",
-            {"from": other.id},
+            {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
         inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
         del self._open[other.id]

@@ -124,6 +124,9 @@ def _move(
     """Move alerts from ``source`` to ``target`` (their stored rows too); one timeline event each side."""
     for fp in fingerprints:
         target.members[fp] = source.members.pop(fp)
+        # Of the taker's opening, as a restart reads the event (``joining.earlier_members``).
+        source.earlier.discard(fp)
+        target.earlier.discard(fp)
         alert = batch.rows.get(fp) or batch.session.get(AlertRow, fp)
         if alert is not None:
             alert.incident_id = target.id

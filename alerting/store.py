@@ -187,7 +187,7 @@ def incident_from_rows(
         opened_at=row.opened_at,
         alert_fingerprints=fingerprints,
         impact=impact_from_dict(row.impact),
-        timeline=[TimelineEvent(t.at, t.kind, t.message, t.data) for t in timeline],
+        timeline=[TimelineEvent(t.at, t.kind, t.message, t.data, t.seq) for t in timeline],
         resolved_at=row.resolved_at,
         last_opened_at=row.last_opened_at or row.opened_at,
         merged_into=row.merged_into,

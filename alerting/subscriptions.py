@@ -44,6 +44,10 @@ class IncidentChange:
     # The cluster people are told its root cause is in (``titles.root_cluster``): only in a fleet of more
     # than one cluster, where ``rack r07`` may be either's; empty otherwise.
     root_cluster: str = ""
+    # How many earlier events of its incident's timeline are alike in time, kind and message (a note said
+    # twice at one instant; a root cause that went A, B, A, B in one batch): each is a change a receiver
+    # must hear, so its idempotency key tells it apart from them. 0 for nearly every change.
+    repeat: int = 0
 
 
 class IncidentListener(Protocol):

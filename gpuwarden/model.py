@@ -377,6 +377,9 @@ class TimelineEvent:
     kind: str
     message: str
     data: Mapping[str, Any] = field(default_factory=dict)
+    # Its row in the store (``timeline.seq``), where it came from one: tells apart two events alike in all
+    # else (a note said twice at one instant). Not part of equality: an event is what it says.
+    seq: int | None = field(default=None, compare=False)
 
 
 @dataclass(slots=True)

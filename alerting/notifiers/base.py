@@ -116,11 +116,15 @@ def target_fields(target: Target) -> dict[str, str]:
 
 
 def idempotency_key(change: IncidentChange) -> str:
-    """A stable key for one event of one incident: the same change enqueued twice gets the same key."""
+    """A stable key for one event of one incident: the same change enqueued twice gets the same key, and
+    events alike in time, kind and message get one each (``IncidentChange.repeat``). The first of those
+    keeps the key of the releases before it: a change they enqueued, told again after the upgrade, is
+    stored once."""
     event = change.event
-    raw = "\x1f".join(
-        (change.incident.id, change.kind.value, event.at.isoformat(), event.kind, event.message)
-    )
+    parts = [change.incident.id, change.kind.value, event.at.isoformat(), event.kind, event.message]
+    if change.repeat:
+        parts.append(f"repeat {change.repeat}")
+    raw = "\x1f".join(parts)
     return hashlib.sha256(raw.encode()).hexdigest()[:32]
 
 

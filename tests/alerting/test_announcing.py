@@ -175,3 +175,23 @@ def test_changes_told_together_each_describe_the_incident_as_it_was_at_their_own
             changed = [e.message for e in stored.timeline if e.kind == "priority" and e.data.get("from")]
             assert [p["event"]["message"] for p in told if p["change"] == "priority_changed"] == changed
             assert told[-1]["incident"]["priority"] == stored.priority.value
+
+
+def test_two_identical_changes_of_one_instant_are_each_told(tmp_path: Path) -> None:
+    # Two changes alike in time, kind, message and data (a note said twice at one clock instant; a root
+    # cause that goes A, B, A, B in one batch) had one idempotency key: the outbox stored the second as a
+    # repeat of the first and nobody heard it (a receiver left believing the root cause was A).
+    alerts = sc.node_failure(1, 1, START)
+    with _served(tmp_path, alerts) as (engine, outbox, recorder, hook):
+        engine.ingest(alerts)
+        (incident_id,) = engine.open_incident_ids()
+        for _ in range(2):
+            engine.add_note(incident_id, "alice", "cordoning r01-n01")
+        outbox.dispatch_due()
+        hook.close()
+        notes = [p for p in recorder.hook_posts("oncall") if p["event"]["kind"] == "note"]
+        assert [p["event"]["message"] for p in notes] == ["note by alice: cordoning r01-n01"] * 2
+        assert len({p["idempotency_key"] for p in notes}) == 2
+        (parent,) = recorder.channel_messages()
+        said = [str(r.blocks) for r in recorder.replies(parent.ts)]
+        assert sum("cordoning r01-n01" in s for s in said) == 2

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
@@ -8,9 +8,11 @@ from sqlalchemy.orm import Session
 from alerting import scenarios as sc
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import classify
+from alerting.joining import earlier_members
 from alerting.member import Member
 from alerting.regrouping import regroup_ranks
 from alerting.root_facts import root_facts
+from alerting.store_models import IncidentRow
 from alerting.topology import locate
 from gpuwarden.model import IncidentState, Priority
 
@@ -55,3 +57,68 @@ def test_a_rank_moved_to_the_fault_holding_its_gpu_leaves_what_its_old_incident_
     assert nvlink.facts() == root_facts([switch, rank80])
     assert list(rack.stalled_ranks()[0]) == ["rank3"]
     assert rack.facts() == root_facts([down, rank3])
+
+
+def _stored(session: Session, incident_id: str, opened_at: datetime) -> IncidentRow:
+    row = IncidentRow(
+        id=incident_id,
+        title="",
+        priority="P0",
+        state="triggered",
+        root_kind="rack_down",
+        root_target={},
+        opened_at=opened_at,
+        last_opened_at=AT,
+        updated_at=AT,
+        last_alert_at=AT,
+        first_onset_at=opened_at,
+        impact={},
+        actions=[],
+        reopen_count=0,
+    )
+    session.add(row)
+    return row
+
+
+def test_a_restart_reads_a_rank_moved_into_a_reopened_incident_as_of_its_current_opening(sql: Engine) -> None:
+    # The rack's incident reopened at AT (its NodeDown of the earlier opening stays resolved); a stalled rank
+    # of the NVSwitch's incident, since resolved, moves in. Live it counts in the rack's recovery; a restart
+    # took it for an alert of the earlier opening (the move's event was not a kind it read).
+    switch = _member("nvlink", alertname="GPUNVLinkErrors", Hostname="r08-n03", gpu="0")
+    rank3 = _stall("rank3", 3)
+    rank3.firing = False
+    nvlink = _incident("inc-nvlink", switch.location.path[:3], switch, rank3)
+    down = _member("down", alertname="NodeDown", Hostname="r07-n01")
+    down.firing = False
+    rack = _incident("inc-rack", down.location.path[:2], down)
+    rack.earlier.add("down")
+    with Session(sql) as session:
+        row = _stored(session, "inc-rack", AT - timedelta(hours=1))
+        _stored(session, "inc-nvlink", AT)
+        assert regroup_ranks(Batch(session, AT), rack, [nvlink, rack]) == {"inc-nvlink", "inc-rack"}
+        session.flush()
+        assert rack.earlier == {"down"}
+        assert earlier_members(session, row, rack.members) == rack.earlier
+
+
+def test_a_restart_keeps_out_of_the_count_alerts_of_an_absorbed_incidents_earlier_opening(
+    sql: Engine,
+) -> None:
+    # An incident never reopened took in one that had reopened: live, that one's alert of its earlier opening
+    # stays out of the recovery count (``IncidentMerging._fold``) until it fires again; so after a restart.
+    down, lost = _member("down", alertname="NodeDown", Hostname="r07-n01"), _stall("rank3", 3)
+    down.firing = lost.firing = False
+    members = {"down": down, "rank3": lost}
+    with Session(sql) as session:
+        row = _stored(session, "inc-rack", AT)
+        row.opened_at = AT - timedelta(hours=1)
+        row.last_opened_at = row.opened_at
+        batch = Batch(session, AT)
+        batch.event(
+            row.id, "merged", "absorbed inc-x (2 alerts)", {"from": "inc-x", "earlier": ["down", "rank3"]}
+        )
+        session.flush()
+        assert earlier_members(session, row, members) == {"down", "rank3"}
+        batch.event(row.id, "alert_firing", "alert NodeDown (r07-n01) firing", {"fingerprint": "down"})
+        session.flush()
+        assert earlier_members(session, row, members) == {"rank3"}

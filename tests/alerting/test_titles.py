@@ -370,3 +370,42 @@ def test_in_a_fleet_of_two_clusters_a_reopening_by_another_alert_names_a_gpu_roo
     ((row, _),) = engine.store.list_rows()
     (reopened,) = [e.message for e in engine.store.get(row.id).timeline if e.kind == "reopened"]
     assert reopened.endswith("which its root cause gpu b02/0 in cluster b explains")
+
+
+def _reopened_rack_heat_absorbing_others(tmp_path: Path, *, restart: bool) -> str:
+    """GPU r01-n01/0 heats, cools, its incident resolves and reopens as it heats again; then n02, n03 and n04
+    heat one by one: the n02 and n03 incidents merge into it (rack r01), n04 joins it. n02 cools, ``serve``
+    restarts (or not), n03 cools: the title then."""
+    tmp_path.mkdir()
+    clock = FakeClock()
+    engine = _grouping_engine(tmp_path, clock)
+    first = sc.node_name(1, 1)
+    engine.ingest([_heat(first, 0)])
+    clock.advance(30)
+    engine.ingest([_heat(first, 0, AlertStatus.RESOLVED)])
+    clock.advance(AlertingConfig().quiet_period_seconds + 1)
+    engine.tick()
+    clock.advance(60)
+    engine.ingest([_heat(first, 0)])
+    for n in (2, 3, 4):
+        clock.advance(10)
+        engine.ingest([_heat(sc.node_name(1, n), 0)])
+    clock.advance(30)
+    engine.ingest([_heat(sc.node_name(1, 2), 0, AlertStatus.RESOLVED)])
+    if restart:
+        engine = _grouping_engine(tmp_path, clock)
+    clock.advance(30)
+    engine.ingest([_heat(sc.node_name(1, 3), 0, AlertStatus.RESOLVED)])
+    ((row, _),) = engine.store.list_rows()
+    assert row.reopen_count == 1
+    absorbed = [e for e in engine.store.get(row.id).timeline if e.kind == "merged"]
+    assert len(absorbed) == 2, "the scenario merges the n02 and n03 incidents into the reopened one"
+    return row.title
+
+
+def test_a_restart_keeps_the_recovered_count_of_alerts_a_reopened_incident_absorbed(tmp_path: Path) -> None:
+    # The n02 and n03 alerts came by merges, whose timeline events named none of them: a restarted serve
+    # took n02 (resolved) for an alert of the earlier opening and titled "1 of 3 GPUs recovered".
+    live = _reopened_rack_heat_absorbing_others(tmp_path / "live", restart=False)
+    assert live == "rack r01 thermal; 2 of 4 GPUs recovered"
+    assert _reopened_rack_heat_absorbing_others(tmp_path / "restarted", restart=True) == live
