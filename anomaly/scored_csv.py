@@ -64,7 +64,7 @@ def _fast_block(
     rows = len(stamps)
     stamp_text = np.array(stamps, dtype="U") if rows else np.zeros(0, dtype="U1")
     stamp_cells = stamp_text.view(np.uint32).reshape(rows, -1).astype(np.uint8)
-    stamp_lengths = np.strings.str_len(stamp_text)
+    stamp_lengths = np.fromiter(map(len, stamps), dtype=np.int64, count=rows)  # np.strings needs numpy 2
     value_cells, value_lengths = float_cells(values)
     score_cells, score_lengths = float_cells(scores)
     comma = np.full((rows, 1), ord(","), dtype=np.uint8)
