@@ -53,7 +53,7 @@ def slurm_text(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def _field(job: Mapping[str, Any], key: str) -> float:
+def job_number(job: Mapping[str, Any], key: str) -> float:
     """A numeric field of a job; 0 where unset or infinite (an end time not known yet)."""
     return slurm_number(job.get(key), f"job {job.get('job_id')}: {key}") or 0
 
@@ -139,7 +139,7 @@ def parse_jobs(squeue: Mapping[str, Any], node_gpus: Mapping[str, int] | None = 
             per_node=tres_count(slurm_text(job.get("tres_per_node"))),
             min_nodes=asked_nodes(slurm_text(job.get("tres_req_str"))),
         )
-        ended = float(_field(job, "end_time")) if state not in RUNNING_STATES else 0.0
+        ended = float(job_number(job, "end_time")) if state not in RUNNING_STATES else 0.0
         asks = bool(units) or any(tres_count(slurm_text(job.get(key))) for key in _TRES_ASKING)
         out.append(Job(job_id, info, state, guessed=guessed, ended_at=ended, asks_gpus=asks))
     return _one_per_het_job(out)
@@ -155,10 +155,10 @@ def _names(job: Mapping[str, Any]) -> tuple[str, str, tuple[str, ...], str]:
     array 5), the ids alerts may name it by (its own job id too, which its cgroup carries), and the group
     it belongs to (its array's id, which names every task)."""
     job_id = str(job.get("job_id", ""))
-    het, offset = int(_field(job, "het_job_id")), int(_field(job, "het_job_offset"))
+    het, offset = int(job_number(job, "het_job_id")), int(job_number(job, "het_job_offset"))
     if het:
         return str(het), str(het), tuple(dict.fromkeys((str(het), f"{het}+{offset}", job_id))), ""
-    array = int(_field(job, "array_job_id"))
+    array = int(job_number(job, "array_job_id"))
     task = slurm_number(job.get("array_task_id"), f"job {job_id}: array_task_id")
     if array and task is not None:
         shown = f"{array}_{int(task)}"
@@ -250,7 +250,7 @@ def _tres_gpus(job: Mapping[str, Any], nodes: Sequence[str], known: int) -> dict
     # Slurm 22.05 leaves gres/gpu out of tres_alloc_str unless AccountingStorageTRES names it
     total = int(alloc.group(1)) if alloc else tres_count(slurm_text(job.get("tres_per_job")))
     if not total:  # --gpus-per-task
-        total = tres_count(slurm_text(job.get("tres_per_task"))) * int(_field(job, "tasks"))
+        total = tres_count(slurm_text(job.get("tres_per_task"))) * int(job_number(job, "tasks"))
     left = max(0, total - known)
     share, extra = divmod(left, len(nodes)) if nodes else (0, 0)
     counts = {node: share + (1 if i < extra else 0) for i, node in enumerate(nodes)}

@@ -33,8 +33,8 @@ from alerting.slurm_jobs import (
     RUNNING_STATES,
     asked_nodes,
     job_key,
+    job_number,
     job_state,
-    slurm_number,
     slurm_text,
     tres_count,
 )
@@ -60,7 +60,7 @@ def parse_queue(squeue: Mapping[str, Any]) -> tuple[list[Queued], dict[str, floa
     standing: dict[str, float | None] = {}
     for job in squeue.get("jobs") or ():
         key, state = job_key(job), job_state(job)
-        priority = slurm_number(job.get("priority"), f"job {job.get('job_id')}: priority") or 0
+        priority = job_number(job, "priority")
         requeued = state == "PENDING" or (state in RUNNING_STATES and job.get("requeue", True) is not False)
         if not requeued:  # a het job: resubmitted if any component is
             standing[key] = None
@@ -91,15 +91,14 @@ def gpus_ahead(
 
 def _asked_gpus(job: Mapping[str, Any]) -> int:
     """GPUs a pending job (record) asks: per node times its nodes, else its total; times its array tasks."""
-    where = f"job {job.get('job_id')}"
     per_node = tres_count(slurm_text(job.get("tres_per_node")))
     if per_node:
-        nodes = slurm_number(job.get("node_count"), f"{where}: node_count") or 0
+        nodes = job_number(job, "node_count")
         total = per_node * int(max(nodes, asked_nodes(slurm_text(job.get("tres_req_str"))), 1))
     else:
         total = tres_count(slurm_text(job.get("tres_per_job")))
         if not total:
-            tasks = slurm_number(job.get("tasks"), f"{where}: tasks") or 1
+            tasks = job_number(job, "tasks") or 1
             total = tres_count(slurm_text(job.get("tres_per_task"))) * int(tasks)
     listed = _TASKS.match(slurm_text(job.get("array_task_string")))
     return total * (len(numbers(listed.group(1))) if listed else 1)
