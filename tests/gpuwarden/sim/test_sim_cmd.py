@@ -93,12 +93,12 @@ def test_inject_takes_the_kind_in_any_case(server: str, fleet: Fleet, spelling: 
     assert fleet.fault_log[-1].spec.kind == "xid"
 
 
-def test_inject_refuses_an_unknown_kind_before_posting_and_lists_the_kinds(server: str, fleet: Fleet) -> None:
-    result = runner.invoke(_app(), ["sim", "inject", "meltdown", "--url", server, "--node", "node-01"])
-    assert result.exit_code == 2
+def test_inject_refuses_an_unknown_kind_before_posting_and_lists_the_kinds() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: a post would exit 1, "cannot reach"
+    result = runner.invoke(_app(), ["sim", "inject", "meltdown", "--url", url, "--node", "node-01"])
+    assert result.exit_code == 2, result.output
     assert "KIND 'meltdown': use one of xid, ecc_sbe_storm," in " ".join(result.stderr.split())
     assert "undrain_node" in result.stderr
-    assert fleet.fault_log == []
 
 
 def test_inject_exits_1_with_the_servers_message_on_bad_input(server: str, fleet: Fleet) -> None:
