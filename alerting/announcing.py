@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -26,32 +26,18 @@ from alerting.event_state import incident_as_of
 from alerting.handoff import forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
-from alerting.member import Member
+from alerting.member import flapping_in, recommended_by
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
-from gpuwarden.model import Incident, IncidentState, RecommendedAction, TimelineEvent
+from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
 logger = logging.getLogger(__name__)
 _Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
-# Recommended actions, the most drastic first: the order a person reads them in.
-_URGENCY = tuple(
-    a.value
-    for a in (
-        RecommendedAction.RESTART_NODE,
-        RecommendedAction.DRAIN_AND_RESET,
-        RecommendedAction.RESET_GPU,
-        RecommendedAction.CORDON_AND_DRAIN,
-        RecommendedAction.RESTART_APP,
-        RecommendedAction.SCALE_OUT,
-        RecommendedAction.CONTACT_SUPPORT,
-        RecommendedAction.INVESTIGATE,
-    )
-)
 
 
 class IncidentAnnouncing:
@@ -244,20 +230,6 @@ class IncidentAnnouncing:
         self._reannounce.discard(incident_id)
         if announced:
             self._announced.add(incident_id)
-
-
-def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
-    """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice)."""
-    actions = {m.recommended_action for m in members if m.firing} - {
-        RecommendedAction.NONE.value,
-        RecommendedAction.IGNORE.value,
-    }
-    return tuple(sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a)))
-
-
-def flapping_in(members: Iterable[Member]) -> tuple[str, ...]:
-    """The alert names of the flapping ``members``."""
-    return tuple(sorted({m.labels.get("alertname", "") for m in members if m.flapping}))
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:

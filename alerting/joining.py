@@ -219,6 +219,20 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         past.root_path, _ = live_root_cause(past.members.values(), self.inventory)
         self._set_workloads(past, self._workloads_of(past, None))
 
+    def _join_open(self, batch: Batch, inc: OpenIncident, row: StoredAlert) -> None:
+        """A firing alert that named an incident merged into ``inc`` joins it, on its timeline as a join
+        (``alert_added``) or, already a member, as a re-fire (``alert_firing``, none while it flaps)."""
+        kind = "alert_firing" if row.fingerprint in inc.members else "alert_added"
+        member = self._refreshed(inc, row, True)
+        if not member.location.workloads <= inc.workloads:
+            self._set_workloads(inc, add_workloads(inc.workloads, member.location.workloads))
+        inc.last_alert_at = batch.now
+        if kind == "alert_added" or not row.flapping:
+            batch.added.setdefault(f"{inc.id}\0{kind}", []).append(
+                (row.fingerprint, _describe(row.labels), member.kind.value)
+            )
+        batch.touched.add(inc.id)
+
     def _reopen(self, batch: Batch, row: StoredAlert, *, explained: bool = False) -> bool:
         """Bring the alert's incident back (False when the incident is no longer stored); ``explained``: the
         alert is new to it, its root cause explains it."""
@@ -258,10 +272,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             row.incident_id = None
             return False
         row.incident_id = target.id
-        if target.id in self._open:
-            inc = self._open[target.id]
-            inc.members[row.fingerprint] = self._member(row)
-            batch.touched.add(inc.id)
+        if target.id in self._open:  # it named an incident merged into this open one: it joins, and says so
+            self._join_open(batch, self._open[target.id], row)
             return True
         target.state = IncidentState.TRIGGERED.value
         target.resolved_at = None

@@ -1,5 +1,6 @@
-"""Members: what correlation knows of each alert of an incident (its kind, place, onset and signal), and the
-order of onsets that breaks ties between incidents."""
+"""Members: what correlation knows of each alert of an incident (its kind, place, onset and signal), the
+order of onsets that breaks ties between incidents, and what members advise (the actions their alerts
+recommend, which of them flap) as merges record it and announcements tell it."""
 
 from __future__ import annotations
 
@@ -10,9 +11,23 @@ from datetime import UTC, datetime
 
 from alerting.faults import SYMPTOM_KINDS, alert_xid, takes_capacity
 from alerting.topology import Location
-from gpuwarden.model import FaultKind
+from gpuwarden.model import FaultKind, RecommendedAction
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
+# Recommended actions, the most drastic first: the order a person reads them in.
+_URGENCY = tuple(
+    a.value
+    for a in (
+        RecommendedAction.RESTART_NODE,
+        RecommendedAction.DRAIN_AND_RESET,
+        RecommendedAction.RESET_GPU,
+        RecommendedAction.CORDON_AND_DRAIN,
+        RecommendedAction.RESTART_APP,
+        RecommendedAction.SCALE_OUT,
+        RecommendedAction.CONTACT_SUPPORT,
+        RecommendedAction.INVESTIGATE,
+    )
+)
 
 Signal = tuple[str, FaultKind, int | None]
 """An alert's name, fault kind and XID code: alerts alike in all three are one signal, which may spread."""
@@ -65,3 +80,17 @@ def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, 
     the same alerts break the tie the same way in every run and whatever order they arrived in."""
     first = min(members, key=onset_key, default=None)
     return (_NEVER, incident_id) if first is None else (first.onset, first.fingerprint)
+
+
+def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
+    """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice)."""
+    actions = {m.recommended_action for m in members if m.firing} - {
+        RecommendedAction.NONE.value,
+        RecommendedAction.IGNORE.value,
+    }
+    return tuple(sorted(actions, key=lambda a: (_URGENCY.index(a) if a in _URGENCY else len(_URGENCY), a)))
+
+
+def flapping_in(members: Iterable[Member]) -> tuple[str, ...]:
+    """The alert names of the flapping ``members``."""
+    return tuple(sorted({m.labels.get("alertname", "") for m in members if m.flapping}))

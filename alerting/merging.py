@@ -11,11 +11,10 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import update
 
-from alerting.announcing import flapping_in, recommended_by
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
-from alerting.member import first_onset
+from alerting.member import first_onset, flapping_in, recommended_by
 from alerting.root_facts import down_nodes, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak

@@ -40,6 +40,7 @@ from scipy.special import chdtri
 from anomaly.steps import NEVER, FloatArray, IntArray, SeriesArrays, StepScores, begin_step, rearmed
 
 SCORE_CAP = 1000.0
+_SEEN_MAX = int(np.iinfo(np.int32).max)  # a model's count of windows saturates here (read once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,7 +175,9 @@ class RelativeEntropy(SeriesArrays):
         nearest = statistic.argmin(axis=1)
         closest = statistic[at, nearest]
         explained = closest < self._threshold
-        self.seen[series[explained], nearest[explained]] += 1
+        # Saturate before adding: ``+= 1`` in int32 wraps to -2**31, which reads as an empty slot.
+        counted = series[explained], nearest[explained]
+        self.seen[counted] = np.minimum(self.seen[counted], _SEEN_MAX - 1) + 1
         fresh = ~explained
         if fresh.any():
             # A new model takes an empty slot, or else the one that explained the fewest windows.

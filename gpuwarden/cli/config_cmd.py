@@ -13,6 +13,9 @@ from rich.markup import escape
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.errors import ConfigError
 
+Loc = tuple[str | int, ...]
+"""A setting's keys and list indexes (``gpuwarden.config_source.Loc``, not imported here: see validate)."""
+
 config_app = typer.Typer(help="Validate and show configuration.", no_args_is_help=True)
 
 
@@ -59,23 +62,23 @@ def show(
     from gpuwarden.config import load_config  # noqa: PLC0415 - see validate
 
     unset = _unset_secrets(path)
-    placeholders = dict.fromkeys(unset.values(), UNSET_PLACEHOLDERS[0])
+    placeholders = dict.fromkeys((name for _, name in unset.values()), UNSET_PLACEHOLDERS[0])
     for fallback in (*UNSET_PLACEHOLDERS[1:], None):
         try:
             cfg = load_config(path, {**os.environ, **placeholders})
             break
         except ConfigError as exc:
-            refused = {unset[p.field] for p in (exc, *exc.more) if p.field in unset}
+            refused = {unset[p.field][1] for p in (exc, *exc.more) if p.field in unset}
             if fallback is None or not refused:  # a real problem of the file: said as before
                 err_console.print(f"[red]error:[/red] {escape(str(exc))}")
                 raise typer.Exit(1) from exc
             placeholders.update(dict.fromkeys(refused, fallback))  # a setting that is no URL: try a word
     shown = cfg.model_dump(mode="json")
-    for trail, name in unset.items():
-        _mark(shown, trail, f"<unset: set {name}>")
+    for loc, name in unset.values():
+        _mark(shown, loc, f"<unset: set {name}>")
     typer.echo(json.dumps(shown, indent=2))
     if unset:
-        names = ", ".join(sorted(set(unset.values())))
+        names = ", ".join(sorted({name for _, name in unset.values()}))
         err_console.print(
             f"note: unset secrets ({escape(names)}) are shown as <unset: ...>; `gpuwarden config validate`"
             " and the commands that read them require them",
@@ -88,8 +91,9 @@ def show(
 UNSET_PLACEHOLDERS = ("http://unset.invalid", "unset")
 
 
-def _unset_secrets(path: Path | None) -> dict[str, str]:
-    """``{env: NAME}`` references of the file whose variable is unset or blank: setting path -> NAME."""
+def _unset_secrets(path: Path | None) -> dict[str, tuple[Loc, str]]:
+    """``{env: NAME}`` references of the file whose variable is unset or blank: the setting's path as load
+    errors write it (``webhooks[0].url``) -> (its keys and indexes in the file, NAME)."""
     from gpuwarden.yamlfile import read_yaml  # noqa: PLC0415 - see validate
 
     if path is None:
@@ -98,38 +102,43 @@ def _unset_secrets(path: Path | None) -> dict[str, str]:
         raw, _ = read_yaml(path)
     except ConfigError:
         return {}  # load_config says what is wrong with the file
-    found: dict[str, str] = {}
+    found: dict[str, tuple[Loc, str]] = {}
 
-    def walk(value: object, trail: str) -> None:
+    def walk(value: object, loc: Loc, trail: str) -> None:
         if isinstance(value, dict):
             if set(value) == {"env"} and isinstance(value["env"], str):
                 if not os.environ.get(value["env"], "").strip():
-                    found[trail] = value["env"]
+                    found[trail] = (loc, value["env"])
                 return
             for key, item in value.items():
-                walk(item, f"{trail}.{key}" if trail else str(key))
+                walk(item, (*loc, key), f"{trail}.{key}" if trail else str(key))
         elif isinstance(value, list):
             for index, item in enumerate(value):
-                walk(item, f"{trail}[{index}]")
+                walk(item, (*loc, index), f"{trail}[{index}]")
 
-    walk(raw, "")
+    walk(raw, (), "")
     return found
 
 
-def _mark(shown: dict[str, object], trail: str, marker: str) -> None:
-    """Put ``marker`` at ``trail`` (``slack.bot_token``, ``webhooks[0].url``) in the dumped configuration."""
-    keys: list[str | int] = []
-    for part in trail.split("."):
-        name, *indexes = part.split("[")
-        keys += [name, *(int(i.rstrip("]")) for i in indexes)]
+def _mark(shown: dict[str, object], loc: Loc, marker: str) -> None:
+    """Put ``marker`` at ``loc`` (``("slack", "bot_token")``, ``("anomaly", "presence_queries", 1)``) in the
+    dumped configuration. Keys, not a dotted path: a list item or a header named ``X.Team`` is marked too."""
+    if not loc:
+        return
     node: Any = shown
-    for key in keys[:-1]:
-        in_dict = isinstance(node, dict) and key in node
-        if not in_dict and not (isinstance(node, list) and isinstance(key, int) and key < len(node)):
+    for key in loc[:-1]:
+        if not _holds(node, key):
             return  # not in the dump (a setting it leaves out): nothing to mark
         node = node[key]
+    if isinstance(node, dict) or _holds(node, loc[-1]):
+        node[loc[-1]] = marker
+
+
+def _holds(node: object, key: str | int) -> bool:
+    """Whether ``node[key]`` is there: a mapping's key, or a list's index."""
     if isinstance(node, dict):
-        node[keys[-1]] = marker
+        return key in node
+    return isinstance(node, list) and isinstance(key, int) and 0 <= key < len(node)
 
 
 def register(app: typer.Typer) -> None:

@@ -10,7 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
-from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_output, checked_url
+from gpuwarden.cli.incidents_cmd import TABLE_OUTPUTS, check_choice, check_output, checked_url
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import InputError
 from gpuwarden.sim import FAULT_KINDS  # light: the package loads the fleet's modules on first use
@@ -50,7 +50,8 @@ def inject(
     timeout: Annotated[float, typer.Option(help="HTTP timeout in seconds.")] = 10.0,
 ) -> None:
     """POST a fault to URL/sim/faults and print the answer; exit 1 with the server's message on error."""
-    payload: dict[str, Any] = {"kind": kind}
+    # KIND in any case, as every choice of the CLI (XID is xid); an unknown one is refused before posting.
+    payload: dict[str, Any] = {"kind": check_choice("KIND", kind, FAULT_KINDS)}
     for name, value in (("node", node), ("gpu", gpu), ("xid", xid), ("link", link)):
         if value is not None:
             payload[name] = value

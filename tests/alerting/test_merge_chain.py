@@ -7,15 +7,16 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.store_models import IncidentRow
+from alerting.store_models import AlertRow, IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, AlertStatus, IncidentState
 from tests.alerting.test_arrival_order import _batches, _engine, _onset, _ranks
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
@@ -73,3 +74,48 @@ def test_an_incident_merged_twice_in_one_post_names_the_incident_that_goes_on(tm
     listed = {row.id for row, _ in engine.store.list_rows()}
     assert listed.isdisjoint(told_merged)
     assert all(rows[rows[i].merged_into].merged_into is None for i in told_merged)
+
+
+def test_an_alert_firing_again_through_a_merged_incident_is_on_the_timeline_of_the_one_that_goes_on(
+    tmp_path: Path,
+) -> None:
+    """An alert whose row still names an incident merged into an open one (the merge moves every member's
+    row, so only a store written otherwise has it) joined that open one with no timeline event at all,
+    where a join says ``alert_added`` and a member's re-fire ``alert_firing``."""
+    path = str(tmp_path / "gpuwarden.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
+
+    def xid(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+        labels = {"alertname": "GPUXid", "cluster": "c1", "Hostname": node, "gpu": str(gpu), "xid": "79"}
+        return Alert(labels, status=status)
+
+    engine.ingest([xid("r02-n01", 3), xid("r02-n01", 4)])
+    engine.ingest([xid("r05-n04", 1)])
+    clock.advance(60)
+    engine.ingest([xid("r02-n01", 3, AlertStatus.RESOLVED)])
+    old, on = (
+        engine.store.alert(xid(n, g).fingerprint).incident_id for n, g in (("r02-n01", 3), ("r05-n04", 1))
+    )
+    assert old is not None and on is not None and old != on
+    with engine._sessions() as session, session.begin():  # `old` merged into `on`, its firing alert moved
+        row = session.get(IncidentRow, old)
+        assert row is not None
+        row.merged_into, row.state, row.resolved_at = on, IncidentState.RESOLVED.value, clock.now()
+        session.execute(
+            update(AlertRow)
+            .where(AlertRow.fingerprint == xid("r02-n01", 4).fingerprint)
+            .values(incident_id=on)
+        )
+    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())  # a restart reads it
+    clock.advance(60)
+    engine.ingest([xid("r02-n01", 3)])
+    fp = xid("r02-n01", 3).fingerprint
+    assert engine.store.alert(fp).incident_id == on
+    told = [
+        e for e in engine.store.get(on).timeline if e.at == clock.now() and e.data.get("fingerprint") == fp
+    ]
+    assert [(e.kind, e.message) for e in told] == [("alert_added", "alert GPUXid (r02-n01, 3) firing")]
+    assert fp in {a.fingerprint for a in engine.store.alerts_of(on)}

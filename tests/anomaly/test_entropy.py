@@ -125,3 +125,16 @@ def test_the_univariate_detector_loads_without_scipy_stats() -> None:
     probe = "import sys, anomaly.nab; print('scipy.stats' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_a_model_that_explained_two_billion_windows_saturates_and_keeps_explaining() -> None:
+    """``seen`` is int32 and its ``+= 1`` wrapped to -2**31: the model that explained a series all along
+    was taken for an empty slot, so the next window was "new" (score 1000) and raised."""
+    detector = RelativeEntropy(PARAMS)
+    values = alternating(600)
+    feed(detector, np.array([0]), values[:300, None])
+    busiest = int(detector.seen[0].argmax())
+    detector.seen[0, busiest] = np.iinfo(np.int32).max - 1  # as if two billion windows had gone by
+    scores, raised = feed(detector, np.array([0]), values[300:, None])
+    assert not raised.any() and (scores < 1.0).all()
+    assert int(detector.seen[0, busiest]) == np.iinfo(np.int32).max

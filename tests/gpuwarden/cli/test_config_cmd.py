@@ -139,6 +139,35 @@ def test_config_show_marks_each_unset_secret_and_validate_still_requires_them(
     assert validated.exit_code == 1 and "not set" in validated.stderr
 
 
+UNSET_IN_LISTS = """\
+anomaly:
+  presence_queries: ['up{job="a"}', {env: CLI_TEST_QUERY}]
+alerting:
+  inhibit_rules:
+    - source_matchers: [{env: CLI_TEST_MATCHER}]
+      target_matchers: ['severity="info"']
+webhooks:
+  - name: oncall
+    url: http://hooks.example
+    headers: {X.Team: {env: CLI_TEST_TEAM}}
+"""
+
+
+def test_config_show_marks_an_unset_reference_that_is_a_list_item_or_a_dotted_key(tmp_path: Path) -> None:
+    """A reference that sat directly in a list (or under a header name with a dot) was shown as the
+    placeholder it was loaded with, ``http://unset.invalid``, as if that were its value."""
+    path = tmp_path / "gw.yaml"
+    path.write_text(UNSET_IN_LISTS)
+    shown = runner.invoke(app, ["config", "show", str(path)])
+    assert shown.exit_code == 0, shown.output
+    cfg = json.loads(shown.stdout)
+    assert cfg["anomaly"]["presence_queries"] == ['up{job="a"}', "<unset: set CLI_TEST_QUERY>"]
+    assert cfg["alerting"]["inhibit_rules"][0]["source_matchers"] == ["<unset: set CLI_TEST_MATCHER>"]
+    assert cfg["webhooks"][0]["headers"] == {"X.Team": "<unset: set CLI_TEST_TEAM>"}
+    assert "unset.invalid" not in shown.output
+    assert "CLI_TEST_QUERY" in shown.stderr and "CLI_TEST_TEAM" in shown.stderr
+
+
 def test_config_show_still_refuses_a_file_with_a_real_problem(tmp_path: Path) -> None:
     path = tmp_path / "gw.yaml"
     path.write_text("api:\n  token: {env: CLI_TEST_API_TOKEN}\n  port: x\n")

@@ -80,12 +80,30 @@ def test_inject_passes_link_and_numeric_params(server: str, fleet: Fleet) -> Non
     assert spec.link == 4 and spec.params == {"rate": 50.0, "duration": 2.5}
 
 
+@pytest.mark.parametrize("spelling", ["XID", "Xid"])
+def test_inject_takes_the_kind_in_any_case(server: str, fleet: Fleet, spelling: str) -> None:
+    """``sim inject XID`` was sent as is and refused by the exporter; every other choice of the CLI is taken
+    in any case (``--priority p1``, ``-o JSON``)."""
+    result = runner.invoke(
+        _app(),
+        ["sim", "inject", spelling, "--url", server, "--node", "node-01", "--gpu", "3", "--xid", "79"],
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["kind"] == "xid"
+    assert fleet.fault_log[-1].spec.kind == "xid"
+
+
+def test_inject_refuses_an_unknown_kind_before_posting_and_lists_the_kinds() -> None:
+    url = f"http://127.0.0.1:{free_port()}"  # nothing listens: a post would exit 1, "cannot reach"
+    result = runner.invoke(_app(), ["sim", "inject", "meltdown", "--url", url, "--node", "node-01"])
+    assert result.exit_code == 2, result.output
+    assert "KIND 'meltdown': use one of xid, ecc_sbe_storm," in " ".join(result.stderr.split())
+    assert "undrain_node" in result.stderr
+
+
 def test_inject_exits_1_with_the_servers_message_on_bad_input(server: str, fleet: Fleet) -> None:
-    result = runner.invoke(_app(), ["sim", "inject", "meltdown", "--url", server, "--node", "node-01"])
-    assert result.exit_code == 1
-    assert "400: kind: unknown kind" in result.stderr and "valid kinds" in result.stderr
     bad_node = runner.invoke(_app(), ["sim", "inject", "hung", "--url", server, "--node", "nx", "--gpu", "0"])
-    assert bad_node.exit_code == 1 and "node-01" in bad_node.stderr
+    assert bad_node.exit_code == 1 and "400: node:" in bad_node.stderr and "node-01" in bad_node.stderr
     assert fleet.fault_log == []
 
 
