@@ -2,7 +2,7 @@
 
 Each test runs one sequence twice on its own store, straight through and with a new engine (and outbox) on
 the same store at one point, and compares what users see. The cases came from a seeded fuzz of such
-sequences (``scratch/restart_fuzz.py`` on the branch that added them).
+sequences, each shrunk to the few steps that show it.
 """
 
 from __future__ import annotations
@@ -129,4 +129,36 @@ def test_a_restart_does_not_announce_as_opened_an_incident_whose_reopening_was_t
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=10, quiet_period_seconds=60)
     assert live.told() == ["reopened"]
+    assert restarted.told() == live.told()
+
+
+def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Its silence ended while it was resolved: the tick dropped it. It reopened; a restarted serve read the
+    # silence as still waiting (no silence_ended after it) and added a catch-up of everything since.
+    def steps(serve: Serve, restart: bool) -> None:
+        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
+        serve.engine.ingest([down])
+        (incident_id,) = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 120, "carol")
+        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # resolved by the quiet period
+        serve.clock.advance(60)
+        serve.engine.tick()  # the silence ended
+        serve.engine.ingest([down])  # reopened
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    kinds = [
+        [e.kind for e in s.engine.store.get(r.id).timeline]
+        for s in (live, restarted)
+        for r, _ in s.engine.store.list_rows()
+    ]
+    assert kinds[0][-2:] == ["resolved", "reopened"]
+    assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
