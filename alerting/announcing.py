@@ -105,6 +105,7 @@ class IncidentAnnouncing:
         """
         ending = _ended_at_birth(changes, self._announced) if self._hold <= timedelta(0) else set()
         out: list[_Told] = []
+        unseen: set[str] = set()  # held at start and resolved before this process announced them
         for incident_id, kind, event in changes:
             if (
                 kind is ChangeKind.OPENED
@@ -123,13 +124,16 @@ class IncidentAnnouncing:
                     self._emit(out)
                     out = []
                     self._announce(incident_id, event.at)
+                    if incident_id not in self._announced:
+                        # Resolved before it was announced (as a held one): told only to those that know it.
+                        unseen.add(incident_id)
                 if kind is ChangeKind.RESOLVED:
                     self._unannounced.pop(incident_id, None)
                 if kind in (ChangeKind.OPENED, ChangeKind.REOPENED):  # a reopened one was announced
                     self._announced.add(incident_id)
                 elif kind is ChangeKind.RESOLVED:
                     self._announced.discard(incident_id)
-                out.append((incident_id, kind, event, False))
+                out.append((incident_id, kind, event, incident_id in unseen))
         self._emit(out)
 
     def _emit(self, changes: Sequence[_Told]) -> None:

@@ -42,12 +42,12 @@ from alerting.pending import (
 from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.store import IncidentStore, alert_from_row, silence_from_row
+from alerting.store import IncidentStore, alert_from_row, impact_from_dict, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow
 from alerting.subscriptions import IncidentListener
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority
+from gpuwarden.model import Alert, AlertStatus, IncidentState, Priority, add_workloads
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +156,11 @@ class IncidentEngine(
                 # At start, a crash may have come between opening and announcing: announce again (listeners
                 # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
                 # the incidents this process already knew were announced or are still held: not again.
-                if row.id not in known:
+                if row.id not in known and row.reopen_count:
+                    # Its reopening was told at once (a reopening is never held; one a crash left untold is
+                    # told from the store): announced, whatever became of its first opening.
+                    self._announced.add(row.id)
+                elif row.id not in known:
                     self._unannounced[row.id] = row.opened_at
                     if self.clock.now() - row.opened_at >= self._hold:
                         self._reannounce.add(row.id)
@@ -185,11 +189,14 @@ class IncidentEngine(
                     assert alert.incident_id is not None
                     self._open[alert.incident_id].members[alert.fingerprint] = self._member(alert)
             for row in rows:
-                self._open[row.id].earlier = earlier_members(session, row, self._open[row.id].members)
-            for inc in self._open.values():
+                inc = self._open[row.id]
+                inc.earlier = earlier_members(session, row, inc.members)
                 if inc.members:
                     inc.root_path, root = live_root_cause(inc.members.values(), self.inventory)
-                    self._set_workloads(inc, self._workloads_of(inc, None))
+                    # The workloads its last assessment found on its GPUs (stored with its impact), as live:
+                    # its members' labels alone miss a job whose GPUs only the inventory names.
+                    assessed = impact_from_dict(row.impact or {}).workloads
+                    self._set_workloads(inc, add_workloads(self._workloads_of(inc, None), assessed))
                     inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]

@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, IngestResult
@@ -30,7 +30,7 @@ from alerting.pending import StoredAlert
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import alert_from_row
-from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
 from gpuwarden.clock import Clock
@@ -142,14 +142,35 @@ class MuteTracking:
         if not ids:
             return
         marks = session.execute(
-            select(TimelineRow.incident_id, TimelineRow.kind, TimelineRow.data)
-            .where(TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED)))
+            select(TimelineRow.incident_id, TimelineRow.kind, TimelineRow.at, TimelineRow.data)
+            .where(
+                TimelineRow.incident_id.in_(ids), TimelineRow.kind.in_((SILENCED, SILENCE_ENDED, *_CLOSING))
+            )
             .order_by(TimelineRow.seq)
         )
-        last = {incident_id: (kind, data or {}) for incident_id, kind, data in marks}
+        last: dict[str, tuple[str, dict[str, object]]] = {}
+        since: dict[str, list[tuple[str, datetime]]] = {}  # resolutions and reopenings after the last mark
+        for incident_id, kind, at, data in marks:
+            if kind in (SILENCED, SILENCE_ENDED):
+                last[incident_id], since[incident_id] = (kind, data or {}), []
+            elif incident_id in since:
+                since[incident_id].append((kind, at))
+        ends: dict[str | None, datetime] = {
+            incident_id: end
+            for incident_id, end in session.execute(
+                select(SilenceRow.incident_id, func.max(SilenceRow.ends_at))
+                .where(SilenceRow.incident_id.in_(ids))
+                .group_by(SilenceRow.incident_id)
+            )
+        }
         now = self.clock.now()
         for incident_id, (kind, data) in last.items():
             if kind != SILENCED:
+                continue
+            end = ends.get(incident_id)
+            if end is not None and end <= now and _resolved_at(since[incident_id], end):
+                # Its silence ended while it was resolved: the tick then dropped it (nothing to catch up on);
+                # it reopened since.
                 continue
             if data.get("holds_notifications"):
                 self._silenced_incidents.add(incident_id)
@@ -194,6 +215,17 @@ class MuteTracking:
 SILENCED, SILENCE_ENDED = "silenced", "silence_ended"
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
+_CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
+
+
+def _resolved_at(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
+    """Whether the incident was resolved at ``at``, by its resolutions and reopenings in timeline order."""
+    resolved = False
+    for kind, when in events:
+        if when > at:
+            break
+        resolved = kind == "resolved"
+    return resolved
 
 
 def catch_up(
