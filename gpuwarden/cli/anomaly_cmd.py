@@ -23,7 +23,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
-from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -402,7 +402,7 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, _on_sighup)  # Prometheus reloads on it; here a line says to restart
+    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     scheduler = AnomalyScheduler(service, after_infer=after)
     scheduler.start()
     try:
@@ -410,13 +410,6 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
             pass
     finally:
         scheduler.shutdown()
-
-
-def _on_sighup(*_: object) -> None:
-    logger.warning(
-        "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run` to apply a changed"
-        " configuration (the detectors warm up again from Prometheus' history)"
-    )
 
 
 def _print_alert(alert: Alert) -> None:
