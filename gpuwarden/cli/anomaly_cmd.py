@@ -379,20 +379,29 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
 
 
 def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] | None) -> None:
-    """A fixed number of ticks, one every infer_every_seconds (scripts, tests)."""
+    """A fixed number of ticks, one every infer_every_seconds (scripts, tests); exit 1 when no source could
+    be read at any of them, so that a script learns that nothing was scored."""
     cfg = service.cfg
+    read = False
     for done in range(1, ticks + 1):
         service.infer()
         if after is not None:
             after()
         for source in service.sources:
             health = source.health()
+            read = read or health.up
             if not health.up:
                 err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
         if done < ticks:
             service.clock.sleep(cfg.infer_every_seconds)
+    if not read:
+        err_console.print(
+            f"[red]error:[/red] no source could be read in {ticks} tick{'s' if ticks > 1 else ''}:"
+            " nothing was scored (the lines above say why)"
+        )
+        raise typer.Exit(1)
 
 
 def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) -> None:
