@@ -226,6 +226,9 @@ class IncidentLifecycle(SilenceKeeping):
             raise InputError("must be a non-empty string", field="text")
         if len(text) > MAX_NOTE_CHARS:
             raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        merged_into = self._merged_into(incident_id)
+        if merged_into:  # its story goes on in the other, where people look (and where its alerts are now)
+            raise resolved_conflict(incident_id, merged_into)
         # Not deduplicated, unlike the others: the same words may be said twice on purpose.
         return self._transition(
             incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None
