@@ -154,3 +154,13 @@ def test_table_is_text_for_the_commands_that_print_one_report() -> None:
     assert "use one of text, table, json" in " ".join(demo.stderr.split()), demo.stderr
     loadgen = runner.invoke(app, ["loadgen", "--url", CLOSED, "--requests", "1", "-o", "TABLE"])
     assert loadgen.exit_code == 1 and "cannot connect" in loadgen.stderr, loadgen.output
+
+
+def test_python_dash_m_gpuwarden_is_the_gpuwarden_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m gpuwarden` said "No module named gpuwarden.__main__" (two people tried it first).
+    import runpy  # noqa: PLC0415
+
+    monkeypatch.setattr("sys.argv", ["gpuwarden", "anomaly", "xid", "79"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("gpuwarden", run_name="__main__", alter_sys=True)
+    assert done.value.code in (0, None)
