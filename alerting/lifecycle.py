@@ -30,7 +30,7 @@ from alerting.outcomes import (
     still_firing,
 )
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
-from alerting.silences import Silence
+from alerting.silences import Silence, incident_silenced_until
 from alerting.silencing import SilenceKeeping
 from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
@@ -163,7 +163,9 @@ class IncidentLifecycle(SilenceKeeping):
                         )
                     ).all()
                     if firing:
-                        raise still_firing(incident_id, firing)
+                        raise still_firing(
+                            incident_id, firing, incident_silenced_until(self._silences, incident_id, now)
+                        )
                     batch = Batch(session, now)
                     close(batch, row, f"resolved by {by}", {"by": by})
             if done:  # nothing changes: no timeline entry, no listener call
