@@ -402,11 +402,18 @@ def test_a_value_past_its_bound_is_refused_naming_the_field_before_anything_runs
     ("variable", "value", "words"),
     [
         ("GPUWARDEN_APII__PORT", "9", "no section 'apii'"),
+        ("GPUWARDEN_APII__PORT", "9", "did you mean GPUWARDEN_API__PORT?"),
         ("GPUWARDEN_SLAK", "{}", "did you mean GPUWARDEN_SLACK?"),
         ("GPUWARDEN_PORT", "9", "write GPUWARDEN_EXPORTER__PORT"),
         ("GPUWARDEN_API_PORT", "9", "write GPUWARDEN_API__PORT (two underscores"),
     ],
-    ids=["section-typo-nested", "section-typo", "field-without-section", "one-underscore"],
+    ids=[
+        "section-typo-nested",
+        "section-typo-nested-fix",
+        "section-typo",
+        "field-without-section",
+        "one-underscore",
+    ],
 )
 def test_a_variable_meant_for_a_setting_that_names_none_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
