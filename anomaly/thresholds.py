@@ -133,9 +133,17 @@ class AdaptiveThresholds:
 
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
-        arrays = (self.count, self.level, self.dev, self.dev_day, self.dev_week, self.day, self.week)
-        shift = self.shift.arrays() if self.shift is not None else ()
-        return sum(a.nbytes for a in (*arrays, self.last_seen, self.fast_dev, self.tail, *shift)) / self._cap
+        arrays: list[npt.NDArray[np.generic]] = [
+            self.count,
+            self.level,
+            self.dev,
+            self.dev_day,
+            self.dev_week,
+        ]
+        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail]
+        if self.shift is not None:
+            arrays += self.shift.arrays()
+        return sum(a.nbytes for a in arrays) / self._cap
 
     def _grow(self, needed: int) -> None:
         if needed <= self._cap:
