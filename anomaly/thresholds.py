@@ -10,6 +10,14 @@ hundreds of thousands of series is a few dozen array operations. Three baselines
 Each model keeps an EWMA of its absolute error; the series uses the model with the smallest error, a seasonal
 one only when it is clearly better (so a series "has seasonality" when its data says so). Updates are
 winsorised at a few bands, so one spike does not drag the baseline or inflate the band.
+
+Opt-in re-baselining after a level shift (``shift_run`` > 0, off by default): winsorised updates make the
+baseline catch up with a persistent shift slowly, and meanwhile the error scale widens, so the band stays wide
+long after the level has settled. When a series' value has been beyond its band on one side for ``shift_run``
+samples in a row, its baseline is reset to the median (or mean, ``shift_target``) of those samples, the
+seasonal buckets are moved by the same offset, and its error scales are rescaled to those samples' spread (at
+least the scale the series had when the run began, with ``shift_floor``). The reset raises nothing itself: it
+only moves the baseline the next samples are scored against.
 """
 
 from __future__ import annotations
@@ -26,6 +34,7 @@ FloatArray = npt.NDArray[np.float64]
 BoolArray = npt.NDArray[np.bool_]
 IntArray = npt.NDArray[np.int64]
 Direction = Literal["up", "down", "both"]
+ShiftTarget = Literal["median", "mean"]
 
 _HOURS_PER_DAY = 24
 _INT32_MAX = int(
@@ -34,6 +43,8 @@ _INT32_MAX = int(
 _HOURS_PER_WEEK = 168
 # The Unix epoch fell on a Thursday; shifting by 3 days makes bucket 0 Monday 00:00 UTC.
 _EPOCH_WEEKDAY_SHIFT_HOURS = 72
+_MAX_SHIFT_RUN = 48  # the run's values are kept per series (float32): 48 keeps the state under 1 KB
+_MAD_TO_MEAN_ABS = 1.1829  # sqrt(2/pi) / 0.67449: a Gaussian's mean absolute deviation over its MAD
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +69,23 @@ class ThresholdParams:
     tail_rate: float
     error_clip: float
     seasonal_freeze: bool
+    shift_run: int = 0
+    """Re-baseline after this many samples in a row beyond the band on one side; 0: never (the default)."""
+    shift_target: ShiftTarget = "median"
+    """The new baseline: the median of the run's values, or their mean (an EWMA restarted at the run)."""
+    shift_floor: bool = False
+    """The re-learnt error scale is at least the scale the series had when the run began."""
+    shift_separation: float = 0.0
+    """Re-baseline only when the run's centre is this many of its own spreads from the level (a new level,
+    not a burst whose values scatter around a high mean); 0: any run."""
+
+    def __post_init__(self) -> None:
+        if self.shift_run < 0 or self.shift_run > _MAX_SHIFT_RUN:
+            raise ValueError(f"shift_run must be 0 (off) to {_MAX_SHIFT_RUN}, got {self.shift_run}")
+        if not self.shift_separation >= 0:
+            raise ValueError(f"shift_separation must be >= 0, got {self.shift_separation}")
+        if self.shift_target not in ("median", "mean"):
+            raise ValueError(f"shift_target must be 'median' or 'mean', got {self.shift_target!r}")
 
     @classmethod
     def from_config(cls, cfg: AnomalyThresholdConfig | None = None, **overrides: Any) -> ThresholdParams:
@@ -95,6 +123,7 @@ class AdaptiveThresholds:
         self.last_seen = np.zeros(0, np.float64)
         self.fast_dev = np.zeros(0, np.float32)
         self.tail = np.zeros(0, np.float32)
+        self.shift = _ShiftState(self.params.shift_run) if self.params.shift_run > 0 else None
         self._grow(max(capacity, 1))
 
     @property
@@ -104,8 +133,17 @@ class AdaptiveThresholds:
 
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
-        arrays = (self.count, self.level, self.dev, self.dev_day, self.dev_week, self.day, self.week)
-        return sum(a.nbytes for a in (*arrays, self.last_seen, self.fast_dev, self.tail)) / self._cap
+        arrays: list[npt.NDArray[np.generic]] = [
+            self.count,
+            self.level,
+            self.dev,
+            self.dev_day,
+            self.dev_week,
+        ]
+        arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail]
+        if self.shift is not None:
+            arrays += self.shift.arrays()
+        return sum(a.nbytes for a in arrays) / self._cap
 
     def _grow(self, needed: int) -> None:
         if needed <= self._cap:
@@ -127,6 +165,11 @@ class AdaptiveThresholds:
         self.last_seen = extend(self.last_seen, np.nan)  # type: ignore[assignment]
         self.fast_dev = extend(self.fast_dev, 0.0)  # type: ignore[assignment]
         self.tail = extend(self.tail, 0.0)  # type: ignore[assignment]
+        if self.shift is not None:
+            self.shift.run = extend(self.shift.run, 0)  # type: ignore[assignment]
+            self.shift.values = extend(self.shift.values, np.nan)  # type: ignore[assignment]
+            self.shift.scale0 = extend(self.shift.scale0, 0.0)  # type: ignore[assignment]
+            self.shift.tail0 = extend(self.shift.tail0, 0.0)  # type: ignore[assignment]
         self._cap = new_cap
 
     def reset(self, ids: IntArray) -> None:
@@ -141,6 +184,8 @@ class AdaptiveThresholds:
         self.last_seen[ids] = np.nan
         self.fast_dev[ids] = 0.0
         self.tail[ids] = 0.0
+        if self.shift is not None:
+            self.shift.run[ids] = 0
 
     def update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
         """Score ``values`` (one per id, ids unique) against the baselines, then learn from them.
@@ -206,7 +251,64 @@ class AdaptiveThresholds:
         # Saturate before adding: ``n + 1`` in int32 wraps to -2**31, which reads as "not warmed up".
         self.count[ids] = np.minimum(n, _INT32_MAX - 1) + 1
         self.last_seen[ids] = timestamps
+        self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
         return ThresholdScores(ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band)
+
+    def _follow_shift(
+        self,
+        ids: IntArray,
+        x: FloatArray,
+        *,
+        n: npt.NDArray[np.int32],
+        resid: FloatArray,
+        band: FloatArray,
+        scale: FloatArray,
+    ) -> None:
+        """After learning: count each series' run beyond its band and re-baseline those whose run is complete
+        (``scale``: the error scale each was scored with); nothing when re-baselining is off."""
+        shift = self.shift
+        if shift is None:
+            return
+        due = shift.observe(
+            ids, x, n=n, warmup=self.params.warmup, resid=resid, band=band, scale=scale, tail=self.tail[ids]
+        )
+        if due.any():
+            self._rebaseline(ids[due], scale[due])
+
+    def _rebaseline(self, ids: IntArray, scale: FloatArray) -> None:
+        """Reset the baselines of ``ids`` to their run's values (``scale``: as in ``_follow_shift``)."""
+        shift = self.shift
+        assert shift is not None
+        values = shift.values[ids].astype(np.float64)
+        if self.params.shift_target == "median":
+            centre = np.median(values, axis=1)
+            spread = np.abs(values - centre[:, None])
+            spread = np.maximum(_MAD_TO_MEAN_ABS * np.median(spread, axis=1), spread.mean(axis=1))
+        else:
+            centre = values.mean(axis=1)
+            spread = np.abs(values - centre[:, None]).mean(axis=1)
+        offset = centre - self.level[ids]
+        apart = np.abs(offset) >= self.params.shift_separation * spread
+        if not apart.all():
+            ids, scale, centre, spread, offset = (
+                ids[apart],
+                scale[apart],
+                centre[apart],
+                spread[apart],
+                offset[apart],
+            )
+        if self.params.shift_floor:
+            spread = np.maximum(spread, shift.scale0[ids].astype(np.float64))
+        self.level[ids] = centre
+        self.day[ids] = self.day[ids] + offset[:, None]  # NaN (never visited) buckets stay NaN
+        self.week[ids] = self.week[ids] + offset[:, None]
+        # Every model's error is rescaled alike, so which one the series uses does not change.
+        ratio = spread / np.maximum(scale, 1e-300)
+        self.dev[ids] = self.dev[ids] * ratio
+        self.dev_day[ids] = self.dev_day[ids] * ratio  # inf (no bucket yet) stays inf
+        self.dev_week[ids] = self.dev_week[ids] * ratio
+        self.fast_dev[ids] = spread
+        self.tail[ids] = shift.tail0[ids]
 
     def _width(self, ids: IntArray, resid: FloatArray, scale: FloatArray) -> FloatArray | float:
         """Band half-width in scale units; heavy-tailed series get a streaming high quantile of |r|/scale."""
@@ -218,6 +320,51 @@ class AdaptiveThresholds:
         step = p.tail_rate * np.where(z > tail, p.tail_quantile, p.tail_quantile - 1.0)
         self.tail[ids] = np.minimum(np.maximum(tail + step * np.maximum(tail, 1.0), 0.0), 1e3)
         return np.maximum(p.k, p.tail_k * tail)
+
+
+class _ShiftState:
+    """Per series for the opt-in re-baselining: the signed length of the current run beyond the band (+ above,
+    - below), the last ``length`` values (a ring indexed by the series' sample count), and the error scale and
+    tail the series had when the run began. ``4 * length + 12`` bytes per series."""
+
+    def __init__(self, length: int) -> None:
+        self.length = length
+        self.run = np.zeros(0, np.int32)
+        self.values = np.zeros((0, length), np.float32)
+        self.scale0 = np.zeros(0, np.float32)
+        self.tail0 = np.zeros(0, np.float32)
+
+    def arrays(self) -> tuple[npt.NDArray[np.generic], ...]:
+        """The state arrays (for their size)."""
+        return (self.run, self.values, self.scale0, self.tail0)
+
+    def observe(
+        self,
+        ids: IntArray,
+        x: FloatArray,
+        *,
+        n: npt.NDArray[np.int32],
+        warmup: int,
+        resid: FloatArray,
+        band: FloatArray,
+        scale: FloatArray,
+        tail: npt.NDArray[np.float32],
+    ) -> BoolArray:
+        """Record this step's values and runs; whether each series' run has reached ``length`` (it then starts
+        again from zero)."""
+        self.values[ids, n % self.length] = x
+        side = np.where(resid > band, 1, np.where(resid < -band, -1, 0)).astype(np.int32)
+        side[n < warmup] = 0
+        run = self.run[ids]
+        starting = (side != 0) & (np.sign(run) != side)
+        if starting.any():
+            self.scale0[ids[starting]] = scale[starting]
+            self.tail0[ids[starting]] = tail[starting]
+        run = np.where(starting, side, np.where(side == 0, 0, run + side))
+        due: BoolArray = np.abs(run) >= self.length
+        run[due] = 0
+        self.run[ids] = run
+        return due
 
 
 def _clip(x: FloatArray, cap: FloatArray) -> FloatArray:

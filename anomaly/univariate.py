@@ -310,7 +310,8 @@ def score_many(
         entropy,
         silence,
     )
-    if len(series) == 1 and entropy is None and silence is None and _scalar_fits(series[0]):
+    scalar = entropy is None and silence is None and settings.params.shift_run == 0  # what it covers
+    if len(series) == 1 and scalar and _scalar_fits(series[0]):
         detector = ScalarDetector(settings.params, resolve_after, breakout, recurrence, novelty)
         s = series[0]
         score, raised = detector.score(s.values, s.timestamps, progress, every=PROGRESS_EVERY)

@@ -5,6 +5,7 @@ import pytest
 
 from anomaly.scalar import ScalarThresholds
 from anomaly.thresholds import AdaptiveThresholds, ThresholdParams
+from anomaly.univariate import Series, score_many
 
 T0 = 1_767_225_600.0  # Monday 2026-01-05 is 4 days later; any start works
 
@@ -164,3 +165,47 @@ def test_a_series_past_two_billion_samples_keeps_its_count_and_scores_like_the_s
     assert int(vector.count[0]) == scalar.count == np.iinfo(np.int32).max
     assert [v for v, _ in scores[200:]] == [s for _, s in scores[200:]]
     assert scores[202][0] > 1
+
+
+def _step(seed: int = 5) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return np.r_[rng.normal(10, 1, 600), rng.normal(30, 1, 600)]
+
+
+def test_after_a_level_shift_the_band_relearns_when_rebaselining_is_on():
+    values = np.c_[_step(), _step(6)]  # two series; the second id is past the capacity, so the state grows
+    widths, over = {}, {}
+    for run in (0, 12):
+        det = AdaptiveThresholds(ThresholdParams.from_config(shift_run=run), capacity=1)
+        out = feed(det, values, ids=np.array([0, 3]))
+        widths[run] = np.array([o.upper - o.yhat for o in out])
+        over[run] = (np.array([o.score for o in out])[615:] > 1).sum(axis=0)
+    before = widths[0][590]
+    # Off: the baseline catches up slowly, a model whose error widened leaves the band over 3x as wide for a
+    # while, and dozens of samples at the new level score above 1. On: the band is back to its width before.
+    assert np.all(widths[0][615:].max(axis=0) > 3 * before)
+    assert np.all(over[0] > 20)
+    assert np.all(widths[12][615:].max(axis=0) < 1.5 * before)
+    assert np.all(over[12] == 0)
+
+
+def test_rebaselining_raises_nothing_itself_and_keeps_the_shifts_own_alert():
+    values = _step()
+    series = Series("step", T0 + 60.0 * np.arange(values.size), values)
+    onsets = {}
+    for run in (0, 12, 48):
+        (scored,) = score_many([series], ThresholdParams.from_config(shift_run=run))
+        onsets[run] = np.flatnonzero(scored.raised).tolist()
+    assert 600 in onsets[0]
+    assert onsets[12] == onsets[0]
+    assert onsets[48] == onsets[0]
+
+
+def test_rebaselining_state_is_stated_and_off_costs_nothing():
+    off = AdaptiveThresholds(capacity=100).state_bytes_per_series()
+    assert AdaptiveThresholds(
+        ThresholdParams.from_config(shift_run=48), capacity=100
+    ).state_bytes_per_series() == (off + 4 * 48 + 12)
+    assert off + 4 * 48 + 12 <= 1024
+    with pytest.raises(ValueError, match="shift_run"):
+        ThresholdParams.from_config(shift_run=49)
