@@ -43,7 +43,8 @@ def validate(
     except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
-    problems = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]  # each names its command
+    # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
+    problems = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]
     try:  # the OTEL_* variables inference-server would refuse at start, with its message
         resolve_tracing(cfg.tracing, os.environ)
     except ValueError as exc:

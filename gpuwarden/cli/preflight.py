@@ -4,8 +4,8 @@ names), the machine (addresses, directories) or a library (a kubeconfig).
 ``config validate`` runs ``check_config``: what ``serve``, ``exporter`` and ``anomaly run`` would refuse
 later, and ``check_starts``: what stops one of them at its start (no API token, no query to score). It
 cannot know which of the three a file is for, and exit 0 promises all three start with it, so each of
-these names the command it stops. ``serve`` runs ``check_serve`` before it makes any file, so a wrong setting leaves no store, lock or
-journal behind (and migrates no existing store).
+these names the command it stops. ``serve`` runs ``check_serve`` before it makes any file, so a wrong
+setting leaves no store, lock or journal behind (and migrates no existing store).
 """
 
 from __future__ import annotations
