@@ -443,7 +443,10 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
     assert f"{cfg}:5: anomaly.queries: detector 'multivariate' reads queries named DCGM_FI_DEV_GPU" in multi
     assert "DCGM_FI_DEV_FB_USED" in multi and "DCGM_FI_DEV_POWER_USAGE," not in multi
     assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP, which" in thermal
-    assert "detector 'signatures' reads queries named gpuwarden_gpu_up, which" in signatures
+    assert (
+        "detector 'signatures' reads queries named gpuwarden_gpu_up, DCGM_FI_DEV_CLOCK_THROTTLE_REASONS, which"
+        in signatures
+    )
 
 
 @pytest.mark.parametrize(

@@ -213,3 +213,21 @@ def test_anomaly_run_refuses_in_process_naming_the_setting(tmp_path: Path) -> No
     result = CliRunner().invoke(app, ["anomaly", "run", "--config", str(path), "--ticks", "1"])
     assert result.exit_code == 1
     assert f"{path}:4: anomaly.source: anomaly run refuses in-process" in " ".join(result.output.split())
+
+
+def test_config_validate_warns_when_signatures_lacks_the_throttle_reasons_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without it a thermal slowdown was no GpuClockSlowdown (P2 throttling) but an unknown P3 anomaly."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    queries = "".join(
+        f"    - {{name: {name}, expr: {name}}}\n" for name in ("gpuwarden_gpu_up", "DCGM_FI_DEV_XID_ERRORS")
+    )
+    path = write(tmp_path, f"anomaly:\n  detectors: [signatures]\n  queries:\n{queries}")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert (
+        "anomaly.queries: detector 'signatures' reads queries named DCGM_FI_DEV_CLOCK_THROTTLE_REASONS, which"
+        " are not configured" in output
+    )
