@@ -444,8 +444,8 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
     assert "DCGM_FI_DEV_FB_USED" in multi and "DCGM_FI_DEV_POWER_USAGE," not in multi
     assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP, which" in thermal
     assert (
-        "detector 'signatures' reads queries named gpuwarden_gpu_up, DCGM_FI_DEV_CLOCK_THROTTLE_REASONS, which"
-        in signatures
+        "detector 'signatures' reads queries named gpuwarden_gpu_up, DCGM_FI_DEV_CLOCK_THROTTLE_REASONS,"
+        " which" in signatures
     )
 
 
