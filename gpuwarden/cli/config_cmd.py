@@ -44,14 +44,14 @@ def validate(
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
     # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
-    problems = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]
+    refused = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]
     try:  # the OTEL_* variables inference-server would refuse at start, with its message
         resolve_tracing(cfg.tracing, os.environ)
     except ValueError as exc:
-        problems.append(str(exc))
-    for problem in problems:
-        err_console.print(f"[red]error:[/red] {escape(problem)}")
-    if problems:
+        refused.append(str(exc))
+    for said in refused:
+        err_console.print(f"[red]error:[/red] {escape(said)}")
+    if refused:
         raise typer.Exit(1)
     for warning in warnings:  # serve would start, and log the same
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(cfg.locate(warning)))}")

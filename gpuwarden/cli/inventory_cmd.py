@@ -191,8 +191,12 @@ def export(
     if file is None or writes_stdout(file):
         typer.echo(text, nl=False)
         return
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
     try:
-        write_whole(file, lambda path: path.write_text(text, encoding="utf-8"), "--file")
+        write_whole(file, write, "--file")
     except InputError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
