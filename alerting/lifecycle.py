@@ -30,7 +30,7 @@ from alerting.outcomes import (
     still_firing,
 )
 from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
-from alerting.silences import Silence
+from alerting.silences import Silence, incident_silenced_until
 from alerting.silencing import SilenceKeeping
 from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
@@ -163,7 +163,9 @@ class IncidentLifecycle(SilenceKeeping):
                         )
                     ).all()
                     if firing:
-                        raise still_firing(incident_id, firing)
+                        raise still_firing(
+                            incident_id, firing, incident_silenced_until(self._silences, incident_id, now)
+                        )
                     batch = Batch(session, now)
                     close(batch, row, f"resolved by {by}", {"by": by})
             if done:  # nothing changes: no timeline entry, no listener call
@@ -226,6 +228,9 @@ class IncidentLifecycle(SilenceKeeping):
             raise InputError("must be a non-empty string", field="text")
         if len(text) > MAX_NOTE_CHARS:
             raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        merged_into = self._merged_into(incident_id)
+        if merged_into:  # its story goes on in the other, where people look (and where its alerts are now)
+            raise resolved_conflict(incident_id, merged_into)
         # Not deduplicated, unlike the others: the same words may be said twice on purpose.
         return self._transition(
             incident_id, by, "note", f"note by {by}: {text}", change=ChangeKind.UPDATED, state=None

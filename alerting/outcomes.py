@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from alerting.store import Conflict
 from alerting.store_models import AlertRow
@@ -74,8 +75,11 @@ def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> Timeline
     return next((e for e in reversed(timeline) if e.kind in kinds), None)
 
 
-def still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
-    """The refusal of a resolve while alerts fire: how many, which, and what to do instead."""
+def still_firing(
+    incident_id: str, firing: Sequence[AlertRow], silenced_until: datetime | None = None
+) -> Conflict:
+    """The refusal of a resolve while alerts fire: how many, which, and what to do instead (a silence, unless
+    one already holds the incident until ``silenced_until``)."""
     names = sorted({a.labels.get("alertname", "") or a.fingerprint for a in firing})
     shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
     fire = (
@@ -85,8 +89,13 @@ def still_firing(incident_id: str, firing: Sequence[AlertRow]) -> Conflict:
     )
     return Conflict(
         f"incident {incident_id} cannot be resolved while its alerts fire: {fire} ({shown}); resolve them at"
-        " the source (then it resolves after the quiet period, or by hand at once), or silence them"
-        f" (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more of it while they fire",
+        " the source (then it resolves after the quiet period, or by hand at once)"
+        + (
+            f"; it is silenced until {rfc3339(silenced_until)}, so nobody hears of it meanwhile"
+            if silenced_until is not None
+            else f", or silence them (`gpuwarden incidents silence {incident_id} --for 1h`) to hear no more"
+            " of it while they fire"
+        ),
         field="incident",
     )
 

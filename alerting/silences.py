@@ -15,8 +15,8 @@ from gpuwarden.durations import UNIT_SECONDS
 from gpuwarden.errors import ConfigError, InputError
 
 # Prometheus' duration syntax (amtool's): ASCII digits, each unit at most once, largest first ("1h1h" and
-# "30m1h" are not durations; \d took other scripts' digits). Its "y" unit is not taken.
-_UNITS = ("w", "d", "h", "m", "s", "ms")  # Prometheus' order, without its "y"
+# "30m1h" are not durations; \d took other scripts' digits). Its "y" is 365 days, so "1y" is the longest.
+_UNITS = ("y", "w", "d", "h", "m", "s", "ms")  # Prometheus' order
 _DURATION = re.compile("".join(f"(?:([0-9]+){unit})?" for unit in _UNITS))
 MAX_DURATION_SECONDS = 366 * 86400.0
 

@@ -28,6 +28,7 @@ from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
+from gpuwarden.redaction import hidden_password
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ class PromQLSource:
         self._clock = clock
         # httpx.Client is safe to share between threads; its pool holds a connection per worker.
         self._client = client or httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds)
+        self._server = hidden_password(base_url.rstrip("/"))  # named where it could not be reached
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(self.queries))), thread_name_prefix=f"promql-{name}"
         )
@@ -247,8 +249,10 @@ class PromQLSource:
         where = f"query {query.name}: {path}"
         try:
             response = self._client.get(path, params=dict(params))
-        except httpx.HTTPError as exc:
-            raise SourceError(f"{where}: {type(exc).__name__}: {exc}", source=self.name) from exc
+        except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
+            raise SourceError(
+                f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name
+            ) from exc
         try:
             payload = response.json()
         except ValueError as exc:

@@ -219,7 +219,10 @@ class XidWatcher:
                 self.poll()
             except Exception as exc:  # a loop boundary: log (once per kind), count, keep watching
                 message = f"wait failed: {exc!r}"
-                if message != self.last_error:
+                if message != self.last_error and isinstance(exc, pynvml.NVMLError):
+                    # NVML said why (a GPU or node gone, the driver reloading): its words, not a traceback
+                    logger.warning("xid watcher: NVML wait failed: %s; trying again every second", exc)
+                elif message != self.last_error:
                     logger.exception("xid watcher wait failed")
                 self.errors += 1
                 self.last_error = message

@@ -123,8 +123,10 @@ def _suggestion(rest: str, sections: Mapping[str, type[BaseModel]]) -> str:
         field = rest.removeprefix(f"{section}_")
         if field != rest and field in model.model_fields:
             return f"write {PREFIX}{section.upper()}__{field.upper()} (two underscores between levels)"
-    close = difflib.get_close_matches(rest.split("__", maxsplit=1)[0], list(sections), n=1, cutoff=0.6)
-    return f"did you mean {PREFIX}{close[0].upper()}?" if close else ""
+    head, _, tail = rest.partition("__")
+    close = difflib.get_close_matches(head, list(sections), n=1, cutoff=0.6)
+    # The whole name with its section corrected (GPUWARDEN_APII__PORT: GPUWARDEN_API__PORT, not _API).
+    return f"did you mean {PREFIX}{close[0].upper()}{f'__{tail.upper()}' if tail else ''}?" if close else ""
 
 
 def setting_variable(loc: Loc, positions: Mapping[Loc, int], environ: Mapping[str, str]) -> str | None:

@@ -25,7 +25,7 @@ from gpuwarden.model import GpuRef
 
 if TYPE_CHECKING:  # types only: `serve` answers this API without loading the simulator
     from gpuwarden.sim.fleet import Fleet
-    from gpuwarden.sim.workloads import InferenceService, TrainingJob
+    from gpuwarden.sim.workloads import InferenceService
 
 
 class InventoryApi:
@@ -80,6 +80,9 @@ def _stale(read_at: datetime | None, failed_at: datetime | None) -> bool:
 
 def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
     """Adapt the simulated fleet to the engine's ``Inventory``: nodes, replicas, ranks and spare GPUs."""
+    from exporters.simulated import sim_job_id  # noqa: PLC0415 - the simulator, for a simulated fleet only
+    from gpuwarden.sim.workloads import TrainingJob  # noqa: PLC0415
+
     nodes = [
         NodeInfo(n.name, n.cluster, n.rack, len(n.gpus), tuple(g.uuid for g in n.gpus)) for n in fleet.nodes
     ]
@@ -91,6 +94,9 @@ def inventory_from_fleet(fleet: Fleet) -> StaticInventory:
         WorkloadInfo(
             replace(w.ref, cluster=w.cluster),
             tuple(frozenset({(cluster_of[g.node], g.node, g.index)}) for g in gpus),
+            # The Slurm job id the simulated exporter labels a training job's GPUs with (slurm_job): one
+            # job, not a second "training job 8171" beside "training job pretrain-01" in the impact.
+            aliases=(str(sim_job_id(w)),) if isinstance(w, TrainingJob) else (),
         )
         for w, gpus in placed
     ]

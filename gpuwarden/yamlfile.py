@@ -264,6 +264,10 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         return f"{_shown(value)} is shorter than {least} characters; write at least {least}"
     if kind == "string_too_long":
         return f"longer than {ctx['max_length']} characters; shorten it"
+    if kind in ("model_type", "dict_type"):  # "Input should be a valid dictionary or instance of ApiConfig"
+        return f"is {_shown(value)}, not a section; write its settings below it as name: value pairs"
+    if kind == "list_type":
+        return f"is {_shown(value)}, not a list; write its items below it, each after '- '"
     if kind in ("too_short", "too_long"):
         actual = ctx["actual_length"]
         has = "empty" if actual == 0 else f"{actual} item{'s' if actual != 1 else ''}"

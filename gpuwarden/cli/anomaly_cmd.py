@@ -23,7 +23,7 @@ from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
-from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
@@ -388,20 +388,29 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
 
 
 def _run_ticks(service: AnomalyService, ticks: int, after: Callable[[], object] | None) -> None:
-    """A fixed number of ticks, one every infer_every_seconds (scripts, tests)."""
+    """A fixed number of ticks, one every infer_every_seconds (scripts, tests); exit 1 when no source could
+    be read at any of them, so that a script learns that nothing was scored."""
     cfg = service.cfg
+    read = False
     for done in range(1, ticks + 1):
         service.infer()
         if after is not None:
             after()
         for source in service.sources:
             health = source.health()
+            read = read or health.up
             if not health.up:
                 err_console.print(f"source {health.name} down: {health.last_error}", markup=False)
         if done % max(1, round(cfg.fit_every_seconds / cfg.infer_every_seconds)) == 0:
             service.fit()
         if done < ticks:
             service.clock.sleep(cfg.infer_every_seconds)
+    if not read:
+        err_console.print(
+            f"[red]error:[/red] no source could be read in {ticks} tick{'s' if ticks > 1 else ''}:"
+            " nothing was scored (the lines above say why)"
+        )
+        raise typer.Exit(1)
 
 
 def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) -> None:
@@ -411,7 +420,7 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
-    signal.signal(signal.SIGHUP, _on_sighup)  # Prometheus reloads on it; here a line says to restart
+    keep_running_on_sighup("anomaly run", " (the detectors warm up again from Prometheus' history)")
     scheduler = AnomalyScheduler(service, after_infer=after)
     scheduler.start()
     try:
@@ -419,13 +428,6 @@ def _run_scheduled(service: AnomalyService, after: Callable[[], object] | None) 
             pass
     finally:
         scheduler.shutdown()
-
-
-def _on_sighup(*_: object) -> None:
-    logger.warning(
-        "SIGHUP: config reload is not supported; restart `gpuwarden anomaly run` to apply a changed"
-        " configuration (the detectors warm up again from Prometheus' history)"
-    )
 
 
 def _print_alert(alert: Alert) -> None:

@@ -20,7 +20,7 @@ from rich.rule import Rule
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console
-from gpuwarden.cli.incidents_cmd import check_output, describe_root
+from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root
 from gpuwarden.cli.logs import configure_logging
 from gpuwarden.sim import FaultSpec
 
@@ -184,11 +184,14 @@ def demo(
     ] = 40,
     seed: Annotated[int, typer.Option(help="Seed of the simulated fleet.")] = 7,
     output: Annotated[
-        str, typer.Option("--output", "-o", help="text or json (the same story, for scripts).")
+        str,
+        typer.Option(
+            "--output", "-o", help="text (or table, the same) or json (the same story, for scripts)."
+        ),
     ] = "text",
 ) -> None:
     """Run exporter -> anomaly -> incidents -> Slack on a simulated 64-GPU fleet with scripted faults."""
-    output = check_output(output, ("text", "json"))  # before the simulation, not after it
+    output = check_output(output, TEXT_OUTPUTS)  # before the simulation, not after it
     # Imported here: the composition root loads every stage (scikit-learn, matplotlib, alembic, slack-sdk),
     # which the rest of the CLI must start without.
     from gpuwarden.app import build_simulated_pipeline  # noqa: PLC0415

@@ -12,7 +12,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
-from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError, SourceError
@@ -176,6 +176,7 @@ def exporter(
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s %(message)s")
+    keep_running_on_sighup("exporter")
     try:
         full = load_config(config, secrets_for=EXPORTER_SECTIONS)
     except ConfigError as exc:

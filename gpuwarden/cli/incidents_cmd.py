@@ -9,7 +9,7 @@ import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, ParamSpec
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import typer
 from rich.markup import escape
@@ -86,7 +86,7 @@ UrlOption = Annotated[
 
 def checked_url(url: str) -> str:
     """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2."""
-    problem = url_problem(url)
+    problem = url_problem(url) or _not_a_base(url)
     if problem is not None:
         err_console.print(
             f"[red]error:[/red] --url {escape(repr(url))}: not a valid URL ({escape(problem)})",
@@ -94,6 +94,22 @@ def checked_url(url: str) -> str:
         )
         raise typer.Exit(2)
     return url
+
+
+def _tls_hint(url: str, exc: Exception) -> str:
+    """What to write when https:// met a server speaking plain HTTP (serve has no TLS of its own)."""
+    if url.lower().startswith("https://") and "WRONG_VERSION_NUMBER" in str(exc):
+        return " (the server speaks plain HTTP: use http://, or the address of the TLS proxy in front of it)"
+    return ""
+
+
+def _not_a_base(url: str) -> str | None:
+    """Why ``url`` cannot have a path put after it (each command adds its own: ``?x=1`` made every request
+    ``/?x=1/api/...``, a 404)."""
+    split = urlsplit(url)
+    if split.query or split.fragment or url.rstrip("/").endswith(("?", "#")):
+        return "a base URL takes no ?query or #fragment"
+    return None
 
 
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
@@ -111,7 +127,9 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
     try:
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
-        err_console.print(f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}")
+        err_console.print(
+            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}{_tls_hint(url, exc)}"
+        )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
         err_console.print(

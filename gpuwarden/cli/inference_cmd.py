@@ -12,6 +12,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
@@ -94,6 +95,7 @@ def inference_server(
         f" {'on' if cfg.enabled else 'off'}, spans exported: {settings.destination}",
         markup=False,
     )
+    keep_running_on_sighup("inference-server")
     try:
         run_until_stopped(
             uvicorn.Server(uvicorn.Config(server.app, log_level="warning", access_log=False)), [sock]

@@ -22,9 +22,10 @@ CONNECT_ERRORS = {"ConnectError", "ConnectTimeout"}
 
 
 class Output(StrEnum):
-    """Report formats."""
+    """Report formats (table is text, as for every command that prints one report)."""
 
     TEXT = "text"
+    TABLE = "table"
     JSON = "json"
 
 

@@ -9,6 +9,7 @@ what was delivered or why not, with URLs shown by ``gpuwarden.redaction``.
 from __future__ import annotations
 
 import logging
+import signal
 
 QUIET_LOGGERS = {
     "httpx": logging.WARNING,  # a line per request, with its whole URL (a webhook's credential)
@@ -26,3 +27,19 @@ def configure_logging(level: int, handler: logging.Handler | None = None, fmt: s
         logging.basicConfig(level=level, format=fmt or logging.BASIC_FORMAT)
     for name, quiet in QUIET_LOGGERS.items():
         logging.getLogger(name).setLevel(quiet)
+
+
+def keep_running_on_sighup(command: str, restart_note: str = "") -> None:
+    """SIGHUP, which Prometheus and Alertmanager take as "reload" and a closing SSH session sends, logs that a
+    changed configuration needs a restart of ``command``; its default action ended the process silently,
+    without the clean-up a stop signal gets (locks, buffered spans). Call from the main thread."""
+
+    def said(*_: object) -> None:
+        logging.getLogger(__name__).warning(
+            "SIGHUP: config reload is not supported; restart `gpuwarden %s` to apply a changed"
+            " configuration%s",
+            command,
+            restart_note,
+        )
+
+    signal.signal(signal.SIGHUP, said)

@@ -17,7 +17,7 @@ from rich.markup import escape
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
 from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
-from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
 from gpuwarden.cli.preflight import check_serve, journal_field, listen_socket
 from gpuwarden.clock import SystemClock
@@ -384,6 +384,7 @@ def serve(
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
+    keep_running_on_sighup("serve")
     where = (address, port_number, address_field, port_field)
     # From here to the end a stop signal is remembered, never fatal and never lost: one that comes as a
     # standby takes the lock or while the active server is built stops serve there, the lock given back.

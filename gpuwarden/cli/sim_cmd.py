@@ -30,9 +30,9 @@ def _param(text: str) -> tuple[str, float | str]:
         return name, value
 
 
-def _fail(message: str) -> typer.Exit:
+def _fail(message: str, code: int = 1) -> typer.Exit:
     err_console.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
-    return typer.Exit(1)
+    return typer.Exit(code)
 
 
 @sim_app.command("inject")
@@ -94,8 +94,8 @@ def show(
     output = check_output(output, TABLE_OUTPUTS)
     try:
         nodes, gpus = parse_simulate_spec(simulate)
-    except InputError as exc:
-        raise _fail(f"--simulate: {exc}") from exc
+    except InputError as exc:  # a bad option: 2, as `exporter --simulate 2y8`, and the option named once
+        raise _fail(f"--simulate: {exc.message}", code=2) from exc
     fleet = build_fleet(nodes, gpus, seed=seed, clock=FakeClock())
     described = fleet.describe()
     if output == "json":

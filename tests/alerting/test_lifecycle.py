@@ -199,6 +199,8 @@ def test_an_action_on_an_incident_merged_into_another_names_where_to_act(
         lambda: engine.acknowledge(folded, "alice"),
         lambda: engine.silence_incident(folded, 3600, "bob"),
         lambda: engine.resolve(folded, "carol"),
+        lambda: engine.mark_mitigating(folded, "dave", "draining r06-n01"),
+        lambda: engine.add_note(folded, "erin", "swapped the fan"),  # it was "noted" on the folded one
     ):
         with pytest.raises(Conflict, match=f"merged into {rack}; act on {rack}"):
             act()

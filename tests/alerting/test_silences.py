@@ -57,6 +57,7 @@ def test_incident_silence_mutes_members_of_that_incident_only() -> None:
         ("500ms", 0.5),
         ("1d12h", 129600.0),
         ("1m5s250ms", 65.25),
+        ("1y", 31536000.0),  # amtool's and Prometheus' year: 365 days, the longest silence taken
     ],
 )
 def test_durations_are_read_as_amtool_writes_them(text: str, seconds: float) -> None:
@@ -65,8 +66,8 @@ def test_durations_are_read_as_amtool_writes_them(text: str, seconds: float) -> 
 
 @pytest.mark.parametrize(
     "text",
-    ["", "1.5h", "h", "0s", "-1h", "1h 30m", "1y", "60", "100000000w", "1h1h", "30m1h", "\u0663h", " 1h",
-     "9" * 5000 + "s"],
+    ["", "1.5h", "h", "0s", "-1h", "1h 30m", "2y", "1y1d1d", "60", "100000000w", "1h1h", "30m1h", "\u0663h",
+     " 1h", "9" * 5000 + "s"],
     ids=lambda text: text if len(text) < 20 else "5000-digits",
 )  # fmt: skip
 def test_a_duration_that_is_not_one_is_refused_naming_the_field(text: str) -> None:

@@ -231,8 +231,13 @@ def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
         "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n"
     )
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    assert result.exit_code == 0, result.output
-    assert "source prometheus down" in result.output
+    # No traceback, the source named; exit 1: nothing was read (it was 0, and a script could not tell).
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    assert (
+        "source prometheus down: prometheus: query temp: /api/v1/query_range: http://127.0.0.1:1: Connect"
+        in " ".join(result.stderr.split())
+    )
+    assert "no source could be read in 1 tick: nothing was scored" in " ".join(result.stderr.split())
 
 
 def test_run_refuses_a_config_without_queries():
@@ -389,7 +394,7 @@ def test_run_prints_a_query_error_as_it_is_not_as_markup(tmp_path):
         result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
     finally:
         prometheus.close()
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # its only query failed: nothing was scored
     assert "HTTP 400: parse error [bad]" in result.stderr
 
 
@@ -436,7 +441,7 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
         "    - {name: DCGM_FI_DEV_XID_ERRORS, expr: DCGM_FI_DEV_XID_ERRORS}\n"
     )
     result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
-    assert result.exit_code == 0, result.output
+    assert result.exit_code == 1, result.output  # warned at start; then nothing could be read
     warned = [" ".join(w.split()) for w in " ".join(result.stderr.split("\n")).split("warning:")[1:]]
     assert len(warned) == 3, warned  # adaptive scores what there is; each other detector lacks something
     multi, thermal, signatures = warned

@@ -130,13 +130,17 @@ def test_a_double_bit_ecc_error_scraped_by_prometheus_fires_its_signature(promet
 
 def test_a_bad_query_is_a_source_error_reported_in_health(request):
     clock = SystemClock()
-    source = PromQLSource("http://127.0.0.1:1", [PromQuery("q", "up")], clock, timeout_seconds=1.0)
+    url = "http://reader:s3cret@127.0.0.1:1"
+    source = PromQLSource(url, [PromQuery("q", "up")], clock, timeout_seconds=1.0)
     request.addfinalizer(source.close)
     assert source.read(clock.time() - 60, clock.time()) == []
     health = source.health()
     assert not health.up
     assert health.consecutive_failures == 1
     assert "ConnectError" in health.last_error
+    # Which server could not be reached (a port typo shows), its password hidden.
+    assert "http://reader:***@127.0.0.1:1: ConnectError" in health.last_error
+    assert "s3cret" not in health.last_error
 
 
 def test_prometheus_going_down_mid_run_does_not_crash_the_service(tmp_path, request):

@@ -221,6 +221,26 @@ def test_failed_requests_are_left_out_of_the_latency_percentiles() -> None:
     assert report.latency["p99"] == pytest.approx(0.1)
 
 
+def test_an_unpaced_run_reports_requests_finished_per_second_not_how_fast_they_were_sent() -> None:
+    # Three requests into eight slots all go at once: their send rate was thousands per second (a real
+    # clock moves a little between reads, as this one does); what the run did is 3 requests in 0.3 s.
+    class TickingClock(FakeClock):
+        def monotonic(self) -> float:
+            self.advance(1e-6)
+            return super().monotonic()
+
+    clock = TickingClock(0.0)
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        clock.advance(0.1)
+        return httpx.Response(200, json={"choices": []})
+
+    report = bounded(LoadPlan(url="http://127.0.0.1:1", requests=3, rate=0, concurrency=8), handler, clock)
+    assert report.elapsed_seconds == pytest.approx(0.3, abs=1e-3)
+    assert report.achieved_rate == pytest.approx(10.0, abs=0.1)
+    assert "rate 10.0 req/s finished (unpaced)" in report.to_text()
+
+
 def test_timeouts_are_errors_by_kind() -> None:
     def handler(request: httpx.Request) -> httpx.Response:
         raise httpx.ReadTimeout("timed out", request=request)
@@ -290,7 +310,7 @@ def test_json_and_text_reports_carry_the_same_outcomes() -> None:
         "target_rate": 5,
     }
     text = report.to_text()
-    assert "failed 1 {'503': 1}  unfinished 1" in text
+    assert "failed 1 (503 1)  unfinished 1" in text
     assert f"warning: {report.warnings[0]}" in text
 
 

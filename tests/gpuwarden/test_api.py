@@ -15,6 +15,7 @@ from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.inventory_file import load_inventory
 from alerting.migrate import upgrade
 from alerting.outbox import Outbox
+from exporters.simulated import sim_job_id
 from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import ApiConfig, SimConfig
@@ -866,3 +867,13 @@ def test_a_field_named_by_what_the_client_sent_is_escaped_in_the_field_header(
     refused = client.post("/api/v2/alerts", json=[alert], headers=AUTH)
     assert refused.status_code == 400 and refused.headers["X-Gpuwarden-Field"] == header
     assert refused.json().startswith(f"[0].annotations.{key}: ")  # the body, JSON, says it as it was
+
+
+def test_a_simulated_training_job_answers_to_the_slurm_job_id_its_exporter_labels_it_with() -> None:
+    # The simulated exporter labels a training GPU slurm_job="<id>"; without the id as an alias the impact
+    # listed "training job 8171" beside "training job pretrain-01": one job counted twice.
+    fleet = fleet_from_config(SimConfig(racks_per_cluster=2, nodes_per_rack=2), FakeClock())
+    inventory = inventory_from_fleet(fleet)
+    for job in fleet.training_jobs():
+        found = inventory.find_workload(WorkloadKind.TRAINING_JOB, str(sim_job_id(job)), "", job.cluster)
+        assert found is not None and (found.name, found.cluster) == (job.name, job.cluster)

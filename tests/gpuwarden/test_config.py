@@ -406,11 +406,18 @@ def test_a_value_past_its_bound_is_refused_naming_the_field_before_anything_runs
     ("variable", "value", "words"),
     [
         ("GPUWARDEN_APII__PORT", "9", "no section 'apii'"),
+        ("GPUWARDEN_APII__PORT", "9", "did you mean GPUWARDEN_API__PORT?"),
         ("GPUWARDEN_SLAK", "{}", "did you mean GPUWARDEN_SLACK?"),
         ("GPUWARDEN_PORT", "9", "write GPUWARDEN_EXPORTER__PORT"),
         ("GPUWARDEN_API_PORT", "9", "write GPUWARDEN_API__PORT (two underscores"),
     ],
-    ids=["section-typo-nested", "section-typo", "field-without-section", "one-underscore"],
+    ids=[
+        "section-typo-nested",
+        "section-typo-nested-fix",
+        "section-typo",
+        "field-without-section",
+        "one-underscore",
+    ],
 )
 def test_a_variable_meant_for_a_setting_that_names_none_is_refused(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str, value: str, words: str
@@ -632,3 +639,26 @@ def test_brackets_and_quotes_inside_strings_and_comments_are_not_counted(tmp_pat
     path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{expr}'\n")
     path.write_text(path.read_text().replace("\\\\n", "\\n"))
     assert load_config(path).anomaly.queries[0].name == "q"
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "words"),
+    [
+        ("api: 5\n", "api", "api: is 5, not a section; write its settings below it as name: value pairs"),
+        ("slack: [1]\n", "slack", "is [1], not a section"),
+        (
+            "webhooks: 5\n",
+            "webhooks",
+            "webhooks: is 5, not a list; write its items below it, each after '- '",
+        ),
+    ],
+    ids=["section-number", "section-list", "list-number"],
+)
+def test_a_section_or_list_written_as_a_value_says_what_to_write(
+    tmp_path: Path, text: str, field: str, words: str
+) -> None:
+    # pydantic's "Input should be a valid dictionary or instance of ApiConfig" named a class, not a fix.
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert info.value.field == field and words in str(info.value)

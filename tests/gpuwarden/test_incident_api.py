@@ -111,3 +111,15 @@ def test_a_repeated_mitigate_answers_200_saying_who_marked_it_and_a_repeated_not
         client.post(f"{path}/notes", json={"text": "PSU swapped", "by": "carol"}, headers=AUTH)
     notes = [e for e in client.get(path).json()["timeline"] if e["kind"] == "note"]
     assert len(notes) == 2
+
+
+def test_resolve_refused_while_silenced_says_it_is_silenced_instead_of_suggesting_a_silence(
+    client: TestClient,
+) -> None:
+    path = _incident(client)
+    assert client.post(f"{path}/silence", json={"duration": "1h", "by": "bob"}, headers=AUTH).status_code == 200
+    firing = client.post(f"{path}/resolve", json={"by": "alice"}, headers=AUTH)
+    assert firing.status_code == 409
+    said = error_text(firing)
+    assert "1 of its alerts still fires" in said and "it is silenced until 20" in said
+    assert "incidents silence" not in said  # it was told to do what it had done

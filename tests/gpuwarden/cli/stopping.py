@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,13 +29,20 @@ def run_then_sigterm(
     env: Mapping[str, str] | None = None,
     meanwhile: Callable[[], None] = lambda: None,
 ) -> int:
-    """Start ``argv``, wait until ``ready_url`` answers, run ``meanwhile``, send SIGTERM; the exit status
+    """Start ``argv``, wait until ``ready_url`` answers, run ``meanwhile``, send SIGHUP (a closing SSH
+    session, a `systemctl reload`: the server must log that and go on), then SIGTERM; the exit status
     (negative: killed by that signal). SIGKILL after 30 s so that a hang fails instead of blocking."""
     with log_path.open("wb") as log:
         proc = subprocess.Popen(list(argv), stdout=log, stderr=subprocess.STDOUT, env=env)
         try:
             wait_http_ok(ready_url, proc)
             meanwhile()
+            proc.send_signal(signal.SIGHUP)
+            deadline = time.monotonic() + 30
+            while "SIGHUP: config reload is not supported" not in log_path.read_text():
+                assert proc.poll() is None, f"SIGHUP ended it: {log_path.read_text()}"
+                assert time.monotonic() < deadline, f"SIGHUP never logged: {log_path.read_text()}"
+                time.sleep(0.05)
             proc.send_signal(signal.SIGTERM)
             return proc.wait(timeout=30)
         finally:

@@ -146,3 +146,21 @@ def test_a_bad_option_value_exits_2_naming_it_before_any_request(
 def test_a_bad_output_format_of_a_local_command_exits_2(args: list[str]) -> None:
     result = runner.invoke(app, args)
     assert result.exit_code == 2 and "--output 'yaml': use one of" in result.stderr, result.stderr
+
+
+def test_table_is_text_for_the_commands_that_print_one_report() -> None:
+    # kubectl's habit: -o table where a command prints text. loadgen refused it (exit 2) and demo did too.
+    demo = runner.invoke(app, ["demo", "-o", "yaml"])
+    assert "use one of text, table, json" in " ".join(demo.stderr.split()), demo.stderr
+    loadgen = runner.invoke(app, ["loadgen", "--url", CLOSED, "--requests", "1", "-o", "TABLE"])
+    assert loadgen.exit_code == 1 and "cannot connect" in loadgen.stderr, loadgen.output
+
+
+def test_python_dash_m_gpuwarden_is_the_gpuwarden_command(monkeypatch: pytest.MonkeyPatch) -> None:
+    # `python -m gpuwarden` said "No module named gpuwarden.__main__" (two people tried it first).
+    import runpy  # noqa: PLC0415
+
+    monkeypatch.setattr("sys.argv", ["gpuwarden", "anomaly", "xid", "79"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_module("gpuwarden", run_name="__main__", alter_sys=True)
+    assert done.value.code in (0, None)

@@ -65,7 +65,7 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
 
 def test_an_unknown_output_format_is_refused_before_the_demo_runs() -> None:
     result = CliRunner().invoke(app, ["demo", "--output", "yaml"])
-    assert result.exit_code == 2 and "use one of text, json" in result.output
+    assert result.exit_code == 2 and "use one of text, table, json" in result.output
 
 
 def test_a_negative_warmup_is_refused_naming_the_flag() -> None:

@@ -215,6 +215,8 @@ BAD_URLS = {
     "hostname-300": "http://" + "a" * 300 + ".com",  # the idna codec refuses labels over 63
     "port-99999": "http://127.0.0.1:99999",
     "ftp": "ftp://127.0.0.1",
+    "query": "http://127.0.0.1:9?x=1",  # each command adds its path after it: /?x=1/api/..., a 404
+    "fragment": "http://127.0.0.1:9/#top",
 }
 
 
@@ -665,3 +667,15 @@ def test_an_empty_listing_says_what_found_nothing_on_stderr_not_an_empty_table(
     assert result.exit_code == 0, result.output
     assert said in result.stderr.splitlines()
     assert "─" not in result.stdout and "id" not in result.stdout  # no table, not even its header
+
+
+def test_https_to_a_plain_http_serve_says_to_use_http() -> None:
+    # OpenSSL's "WRONG_VERSION_NUMBER" alone did not tell an operator that serve has no TLS of its own.
+    server = FixedAnswer(200, b"[]")
+    try:
+        url = server.url.replace("http://", "https://")
+        result = runner.invoke(app, ["incidents", "list", "--url", url])
+    finally:
+        server.close()
+    assert result.exit_code == 1, result.output
+    assert "the server speaks plain HTTP: use http://" in " ".join(result.stderr.split()), result.stderr
