@@ -68,16 +68,24 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 
 
+SERVE_SECTIONS = frozenset({"api", "alerting", "slack", "store", "webhooks"})  # a file written for serve
+
+
 def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[ConfigError]:
     """What would stop ``serve`` or ``anomaly run`` at its start, each naming the command: no API token in
     the file or in ``environ`` (``config validate`` runs with the variables serve gets), no query to score,
-    ``anomaly.source: in-process`` written in the file."""
+    ``anomaly.source: in-process`` written in the file. Each only for a file (or variables) that write a
+    section of that command: a file for the exporter alone (a GPU node's) has neither a token nor queries,
+    and needs neither."""
     from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - see check_maintenance_windows
 
     refusals = []
+    written = cfg.model_fields_set
     token = environ.get(TOKEN_ENV)
     problem = None if token is None else token_problem(token)
-    if problem is not None:
+    if not written & SERVE_SECTIONS:
+        pass  # not a file for serve
+    elif problem is not None:
         refusals.append(
             ConfigError(
                 f"{problem}; serve refuses to start with it (or unset it to use api.token)", field=TOKEN_ENV
@@ -92,7 +100,7 @@ def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[Confi
             )
         )
     refusal = anomaly_run_refusal(cfg.anomaly, source_written="source" in cfg.anomaly.model_fields_set)
-    if refusal is not None:
+    if refusal is not None and "anomaly" in written:
         refusals.append(refusal)
     return refusals
 

@@ -171,7 +171,7 @@ QUERIES = "anomaly:\n  queries:\n    - {name: gpuwarden_gpu_up, expr: gpuwarden_
             id="token-variable-serve-refuses",
         ),
         pytest.param(
-            "exporter:\n  port: 9401\n",
+            "anomaly:\n  prometheus_url: http://127.0.0.1:9090\n",
             "t",
             "anomaly.queries: anomaly run refuses to start: no query to score",
             id="no-queries-source-left-unset",
@@ -231,3 +231,13 @@ def test_config_validate_warns_when_signatures_lacks_the_throttle_reasons_query(
         "anomaly.queries: detector 'signatures' reads queries named DCGM_FI_DEV_CLOCK_THROTTLE_REASONS, which"
         " are not configured" in output
     )
+
+
+def test_a_file_for_the_exporter_alone_needs_no_api_token_nor_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GPU node's exporter has no GPUWARDEN_API_TOKEN and scores nothing: its file must validate there.
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    path = write(tmp_path, "exporter:\n  port: 9401\ntracing:\n  enabled: false\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0, result.output
