@@ -150,10 +150,18 @@ def _gpu_text(text: str) -> tuple[str, int]:
 def load_inventory(path: Path) -> StaticInventory:
     """Read an inventory YAML file (errors name file, line and field)."""
     data, positions = read_yaml(path)
-    if not isinstance(data, dict | None):
+    if data is None:  # 0 bytes, comments or a null: an export cut short, not a fleet without nodes
+        raise ConfigError(
+            "the inventory file is empty (no nodes, workloads or spare_gpus): a shell redirection"
+            " (`inventory export > FILE`) empties the file before serve answers, and leaves it so when serve"
+            " cannot be reached; write it with `gpuwarden inventory export --file FILE`, which replaces the"
+            " file only once the export is complete, or write `nodes: []` for a fleet without nodes",
+            path=str(path),
+        )
+    if not isinstance(data, dict):
         raise ConfigError("the top level must be a mapping", path=str(path), line=1)
     try:
-        entries = InventoryFile.model_validate(data or {})
+        entries = InventoryFile.model_validate(data)
     except ValidationError as exc:
         raise validation_to_config_error(exc, str(path), positions) from exc
 

@@ -19,6 +19,7 @@ POWER = "DCGM_FI_DEV_POWER_USAGE"
 XID_COUNTER = "gpuwarden_xid_errors_total"
 XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
 GPU_UP = "gpuwarden_gpu_up"
+THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"  # GpuClockSlowdown: the slowdown bits
 
 
 def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
@@ -30,7 +31,8 @@ def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
         "multivariate": [(q,) for q in cfg.multivariate_queries],  # a GPU is scored only with every column
         "thermal": [(TEMP,), (POWER,)],
         "fleet": fleet,
-        "signatures": [(GPU_UP,), (XID_GAUGE, XID_COUNTER)],  # GpuLost; the XID catalog lookup
+        # GpuLost; the XID catalog lookup; GpuClockSlowdown (the P2 throttling incident)
+        "signatures": [(GPU_UP,), (XID_GAUGE, XID_COUNTER), (THROTTLE_REASONS,)],
     }
 
 

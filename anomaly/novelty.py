@@ -7,8 +7,11 @@ In the spirit of contextual anomaly detectors such as CAD OSE (written here from
 * consecutive equal symbols are collapsed, so a context is a sequence of level *changes*;
 * per series, the detector remembers every context it has met: the current symbol preceded by the last
   ``k`` distinct symbols, for ``k = 1 .. order``;
-* the score of a sample is the share of those ``order`` contexts never met before, scaled so that the
-  ``threshold`` share maps to 1.0 (>=1 means novel).
+* a sample is novel when the share of those ``order`` contexts never met before reaches ``threshold``; its
+  score is the count of unseen contexts over the fewest that make it novel less one half, so that >1 means
+  novel and the count just below that scores under 1 (one unseen of two at the default threshold 0.5
+  scores 2.0, both 4.0). The share itself, as the score, gave exactly 1.0 at the threshold, which reads as
+  "not anomalous" where >1 means anomalous (vmanomaly's convention, ``anomaly_score``).
 
 A periodic or otherwise repetitive series keeps producing contexts it has seen, so it goes quiet once each
 pattern has occurred once; a new shape (a level change, a spike inside the range, a missing daily peak)
@@ -72,6 +75,9 @@ class ContextNovelty:
         if self.params.levels < 1 or self.params.order < 1 or self.params.threshold <= 0:
             raise ValueError("levels and order must be >= 1 and threshold > 0")
         self._states: dict[int, _State] = {}
+        order, threshold = self.params.order, self.params.threshold
+        # The fewest unseen contexts that make a sample novel, as update_one decides it; None: none do.
+        self._novel_at = next((k for k in range(1, order + 1) if k / order / threshold >= 1.0), None)
 
     def reset(self, ids: IntArray) -> None:
         """Forget series."""
@@ -129,7 +135,8 @@ class ContextNovelty:
         state.early = []
 
     def update(self, ids: IntArray, values: FloatArray) -> StepScores:
-        """One sample per id: score >1 when the share of unseen contexts reaches the threshold.
+        """One sample per id: score >1 when the share of unseen contexts reaches the threshold (novel;
+        muted or not by ``rearm``: ``raised`` says whether it raises).
 
         NaN samples are skipped (score 0, no state change)."""
         score = np.zeros(ids.size)
@@ -155,8 +162,9 @@ class ContextNovelty:
                 self._learn_warmup(state)
             return 0.0, False
         unseen, contexts = self._unseen(state, self._symbol(state, value))
-        score = unseen / p.order / p.threshold if contexts else 0.0
-        novel = score >= 1.0
+        share = unseen / p.order / p.threshold if contexts else 0.0
+        novel = share >= 1.0
+        score = share if self._novel_at is None or not contexts else unseen / (self._novel_at - 0.5)
         raised = novel and state.since + 1 >= p.rearm
         state.since = 0 if novel else min(state.since + 1, 1 << 30)
         state.low = min(state.low, value)

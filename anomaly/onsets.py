@@ -20,6 +20,7 @@ class OnsetTracker:
         self.resolve_after = resolve_after
         self.firing = np.zeros(capacity, np.bool_)
         self.quiet = np.zeros(capacity, np.int32)
+        self.muted = np.zeros(capacity, np.bool_)  # the running anomaly's onset was muted (``mute``)
 
     def _grow(self, needed: int) -> None:
         if needed <= self.firing.size:
@@ -27,9 +28,11 @@ class OnsetTracker:
         size = max(needed, 2 * self.firing.size)
         firing = np.zeros(size, np.bool_)
         quiet = np.zeros(size, np.int32)
+        muted = np.zeros(size, np.bool_)
         firing[: self.firing.size] = self.firing
         quiet[: self.quiet.size] = self.quiet
-        self.firing, self.quiet = firing, quiet
+        muted[: self.muted.size] = self.muted
+        self.firing, self.quiet, self.muted = firing, quiet, muted
 
     def step(self, ids: npt.NDArray[np.int64], anomalous: BoolArray) -> tuple[BoolArray, BoolArray]:
         """Advance one sample per id; return (raised, resolved) masks aligned with ``ids``."""
@@ -41,9 +44,16 @@ class OnsetTracker:
         resolved = was & ~anomalous & (quiet >= self.resolve_after)
         self.firing[ids] = (was | anomalous) & ~resolved
         self.quiet[ids] = np.minimum(quiet, _QUIET_MAX)
+        self.muted[ids] &= ~raised  # a new anomaly is not muted until it is said to be
         return raised, resolved
+
+    def mute(self, ids: npt.NDArray[np.int64], onsets: BoolArray) -> None:
+        """Mark the anomalies that begin now at ``onsets`` (from ``step``) as muted until they resolve (a
+        routine that recurs daily): ``muted`` says so, for the score to report at most 1 meanwhile."""
+        self.muted[ids[onsets]] = True
 
     def reset(self, ids: npt.NDArray[np.int64]) -> None:
         """Forget series."""
         self.firing[ids] = False
         self.quiet[ids] = 0
+        self.muted[ids] = False

@@ -171,6 +171,7 @@ class ScalarOnsets:
         self.resolve_after = resolve_after
         self.firing = False
         self.quiet = 0
+        self.muted = False  # the running anomaly's onset was muted (``OnsetTracker.mute``)
 
     def step(self, anomalous: bool) -> bool:
         """Advance one sample; whether an alert is raised now."""
@@ -179,7 +180,10 @@ class ScalarOnsets:
         resolved = was and not anomalous and quiet >= self.resolve_after
         self.firing = (was or anomalous) and not resolved
         self.quiet = min(quiet, _QUIET_MAX)
-        return anomalous and not was
+        raised = anomalous and not was
+        if raised:
+            self.muted = False
+        return raised
 
 
 class ScalarBreakout:
@@ -233,9 +237,11 @@ class ScalarDetector:
     def step(self, x: float, t: float) -> tuple[float, bool]:
         """The largest score of the parts and whether any raises, for the sample ``x`` at ``t``."""
         score, raised = self.ranges.update(x) if self.ranges is not None else (0.0, False)
+        if not raised:  # a re-armed part counts at most 1 where it does not raise (steps.reported)
+            score = fmin(score, 1.0)
         if self.contexts is not None:
             found, novel = self.contexts.update_one(0, x)
-            score, raised = fmax(score, found), raised or novel
+            score, raised = fmax(score, found if novel else fmin(found, 1.0)), raised or novel
         if not (math.isfinite(x) and math.isfinite(t)):  # the adaptive part skips it: no onset either
             return score, raised
         adaptive, yhat = self.adaptive.update(x, t)
@@ -243,6 +249,9 @@ class ScalarDetector:
         if up and self.routine is not None:
             side = _sign(x - yhat) if self.routine.params.same_direction else 0.0
             up = not self.routine.recurs(0, t, side)
+            self.onsets.muted = not up
+        if self.onsets.muted:  # a routine the recurrence part muted: at most 1 until it resolves
+            adaptive = fmin(adaptive, 1.0)
         return fmax(score, adaptive), raised or up
 
     def score(

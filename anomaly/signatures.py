@@ -22,7 +22,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
-from anomaly.needs import GPU_UP, XID_COUNTER, XID_GAUGE
+from anomaly.needs import GPU_UP, THROTTLE_REASONS, XID_COUNTER, XID_GAUGE
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.labelnumbers import label_number
@@ -33,7 +33,6 @@ DBE = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
 ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
 RETIRED_PENDING = "DCGM_FI_DEV_RETIRED_PENDING"
-THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"
 RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
 EXPORTER_STALE = "gpuwarden_exporter_stale"
 NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"

@@ -23,6 +23,13 @@ class StepScores:
     raised: BoolArray
 
 
+def reported(score: FloatArray, raised: BoolArray) -> FloatArray:
+    """A re-armed part's score as the output reports it: as it is where the part raises, at most 1 where it
+    does not (muted after an alert, or not raising for another reason), so that >1 in ``anomaly_score``
+    means an alert, as for the adaptive part, and not "anomalous, but muted"."""
+    return np.where(raised, score, np.minimum(score, 1.0))
+
+
 NEVER = np.iinfo(np.int32).max
 """Samples since the last anomaly of a series that has had none: its first anomaly raises."""
 

@@ -11,7 +11,9 @@ The default detector is three streaming detectors, any of which raises an alert:
 A fourth, ``RelativeEntropy`` (see ``anomaly.entropy``), can be added with ``entropy=EntropyParams()``; it
 is not in the default because it lowered the cross-validated NAB score (``benchmarks/nab_cv.py``).
 
-The anomaly score is the largest of the scores (>1 means anomalous). Many series are scored together:
+The anomaly score is the largest of the scores (>1 means anomalous): a part that does not raise because it
+is muted (breakout and novelty re-arm, a routine ``DailyRecurrence`` muted) counts at most 1, so that >1
+is an alert's onset or the rest of the adaptive excursion that raised one. Many series are scored together:
 series ``j`` receives its ``i``-th sample at step ``i``; this is how the NAB evaluation scores a whole
 corpus in seconds. Everything is causal: a sample's score depends only on the samples before it.
 """
@@ -35,7 +37,7 @@ from anomaly.recurrence import DailyRecurrence, RecurrenceParams
 from anomaly.scalar import ScalarDetector
 from anomaly.scored_csv import write_scored_rows
 from anomaly.silence import BurstSilence, SilenceParams
-from anomaly.steps import BoolArray, IntArray
+from anomaly.steps import BoolArray, IntArray, reported
 from anomaly.thresholds import AdaptiveThresholds, FloatArray, ThresholdParams
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 from gpuwarden.errors import InputError
@@ -401,24 +403,29 @@ class _Detectors:
 
     def step(self, active: IntArray, x: FloatArray, t: FloatArray) -> tuple[FloatArray, BoolArray]:
         """The largest score of the parts and whether any raises, per active series (in ``active``'s
-        order); the values are read once per step and every part is given the same ones."""
+        order); the values are read once per step and every part is given the same ones. A re-armed part
+        (breakout, novelty, entropy) counts at most 1 where it does not raise (``steps.reported``)."""
         out = self.adaptive.update(active, x, t)
         up, _ = self.onsets.step(out.ids, out.score > 1.0)
         where = slice(None) if out.ids.size == active.size else _at(active, out.ids)
         stopped = self.stops.update(out.ids, up) if self.stops is not None else None
         if self.routine is not None:
             sides = np.sign(x[where] - out.yhat) if self.routine.params.same_direction else None
-            up = self.routine.filter(out.ids, up, t[where], sides)
+            kept = self.routine.filter(out.ids, up, t[where], sides)
+            self.onsets.mute(out.ids, up & ~kept)
+            up = kept
         score, raised = np.zeros(active.size), np.zeros(active.size, np.bool_)
         if self.ranges is not None:  # the base the others raise: its score as it is
             novel = self.ranges.update(active, x)
-            score, raised = np.array(novel.score, np.float64), np.array(novel.raised, np.bool_)
+            score, raised = reported(novel.score, novel.raised), np.array(novel.raised, np.bool_)
         for part in (self.contexts, self.shapes):
             if part is not None:
                 found = part.update(active, x)
-                score = np.maximum(score, found.score)
+                score = np.maximum(score, reported(found.score, found.raised))
                 raised |= found.raised
-        score[where] = np.maximum(score[where], out.score)
+        # a routine the recurrence part muted counts at most 1 until it resolves, as a muted re-armed part
+        adaptive = np.where(self.onsets.muted[out.ids], np.minimum(out.score, 1.0), out.score)
+        score[where] = np.maximum(score[where], adaptive)
         raised[where] |= up
         if stopped is not None:
             score[where] = np.maximum(score[where], stopped.score)

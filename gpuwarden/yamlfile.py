@@ -143,6 +143,8 @@ def _check_nodes(root: yaml.Node, path: str) -> None:
     """Refuse, at their line, what the data's readers cannot take: keys that are not strings or are given
     twice, an alias inside the node it names (a cycle), nesting past ``MAX_DEPTH``, and aliases that expand
     past ``MAX_EXPANDED_VALUES``. One pass over the distinct nodes (shared ones are measured once)."""
+    if isinstance(root, yaml.ScalarNode):  # a document of one value (``null``, ``hello``): nothing inside
+        return
     size: dict[int, int] = {}
     depth: dict[int, int] = {}
     entered: set[int] = set()
@@ -179,8 +181,6 @@ def _check_nodes(root: yaml.Node, path: str) -> None:
             _check_keys(node, path)
         stack.append((node, True))
         stack.extend((c, False) for c in reversed(_children(node)) if not isinstance(c, scalar))
-    if isinstance(root, scalar):
-        return
     limit = MAX_EXPANDED_VALUES + 2 * written
     if size[id(root)] > limit:
         first = next(n for n in finished if size[id(n)] > limit)  # the smallest part that expands too far

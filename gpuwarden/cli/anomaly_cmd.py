@@ -270,7 +270,11 @@ def run(
 
 def _run_config(config: Path | None) -> AnomalyConfig:
     """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
-    from gpuwarden.cli.preflight import check_detector_queries, check_detectors  # noqa: PLC0415
+    from gpuwarden.cli.preflight import (  # noqa: PLC0415
+        anomaly_run_refusal,
+        check_detector_queries,
+        check_detectors,
+    )
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
 
@@ -285,6 +289,11 @@ def _run_config(config: Path | None) -> AnomalyConfig:
     except ConfigError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(exc) if loaded else exc))}")
         raise typer.Exit(1) from exc
+    written = loaded is not None and "source" in cfg.model_fields_set
+    refusal = anomaly_run_refusal(cfg, source_written=written)
+    if refusal is not None and refusal.field == "anomaly.source":
+        err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(refusal) if loaded else refusal))}")
+        raise typer.Exit(1)
     if not cfg.queries:
         where = f"{config} sets none" if config is not None else "pass --config FILE"
         err_console.print(

@@ -28,7 +28,7 @@ def validate(
     maintenance window that already ended) leave it at 0."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from exporters.span_settings import resolve_tracing  # noqa: PLC0415
-    from gpuwarden.cli.preflight import check_config  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_config, check_starts  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
 
     try:
@@ -43,11 +43,16 @@ def validate(
     except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
         raise typer.Exit(1) from exc
+    # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
+    refused = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]
     try:  # the OTEL_* variables inference-server would refuse at start, with its message
         resolve_tracing(cfg.tracing, os.environ)
     except ValueError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
-        raise typer.Exit(1) from exc
+        refused.append(str(exc))
+    for said in refused:
+        err_console.print(f"[red]error:[/red] {escape(said)}")
+    if refused:
+        raise typer.Exit(1)
     for warning in warnings:  # serve would start, and log the same
         err_console.print(f"[yellow]warning:[/yellow] {escape(str(cfg.locate(warning)))}")
     typer.echo(f"{path}: ok")

@@ -4,9 +4,11 @@ the GPUs they hold), as correlation and priority use it, over the HTTP API."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from gpuwarden.cli.consoles import console, err_console
@@ -17,8 +19,11 @@ from gpuwarden.cli.incidents_cmd import (
     api_json,
     check_output,
     gpuwarden_answers,
+    refuse_option,
 )
 from gpuwarden.cli.listings import say_none_found
+from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
+from gpuwarden.errors import InputError
 
 inventory_app = typer.Typer(
     help="The inventory of a running `gpuwarden serve`: nodes, racks, workloads and their GPUs.",
@@ -154,19 +159,48 @@ def export(
     output: Annotated[
         str, typer.Option("--output", "-o", help="yaml or json; `alerting.inventory_file` reads both.")
     ] = "yaml",
+    file: Annotated[
+        Path | None,
+        typer.Option(
+            "--file",
+            "-f",
+            help="Write it to FILE, replacing the file only once the export is complete (not on stdout).",
+        ),
+    ] = None,
 ) -> None:
     """Print the inventory as an inventory file (YAML by default) that `alerting.inventory_file` reads: a
-    snapshot of what Slurm or Kubernetes said, to replay incidents or test rules offline."""
+    snapshot of what Slurm or Kubernetes said, to replay incidents or test rules offline.
+
+    With ``--file`` a failed export (serve unreachable) leaves the file as it was: ``> FILE`` empties it
+    before the command starts."""
     output = check_output(output, ("yaml", "json"))
+    if file is not None and str(file) != STDOUT:
+        try:
+            check_writable(file, "--file")
+        except InputError as exc:
+            refuse_option(escape(str(exc)))
     data = _fetch(url)
     _about(data)
     data.pop("about", None)
     if output == "json":
-        typer.echo(json.dumps(data, indent=2))
-        return
-    import yaml  # noqa: PLC0415 - only this command writes YAML
+        text = json.dumps(data, indent=2) + "\n"
+    else:
+        import yaml  # noqa: PLC0415 - only this command writes YAML
 
-    typer.echo(yaml.safe_dump(data, sort_keys=False), nl=False)
+        text = yaml.safe_dump(data, sort_keys=False)
+    if file is None or writes_stdout(file):
+        typer.echo(text, nl=False)
+        return
+
+    def write(path: Path) -> None:
+        path.write_text(text, encoding="utf-8")
+
+    try:
+        write_whole(file, write, "--file")
+    except InputError as exc:
+        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from exc
+    err_console.print(f"{file}: {len(data.get('nodes', []))} nodes", markup=False, highlight=False)
 
 
 def register(app: typer.Typer) -> None:

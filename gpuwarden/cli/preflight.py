@@ -2,8 +2,10 @@
 names), the machine (addresses, directories) or a library (a kubeconfig).
 
 ``config validate`` runs ``check_config``: what ``serve``, ``exporter`` and ``anomaly run`` would refuse
-later. ``serve`` runs ``check_serve`` before it makes any file, so a wrong setting leaves no store, lock or
-journal behind (and migrates no existing store).
+later, and ``check_starts``: what stops one of them at its start (no API token, no query to score). It
+cannot know which of the three a file is for, and exit 0 promises all three start with it, so each of
+these names the command it stops. ``serve`` runs ``check_serve`` before it makes any file, so a wrong
+setting leaves no store, lock or journal behind (and migrates no existing store).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import ipaddress
 import os
 import socket
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -39,8 +41,9 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
     warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
     warnings.extend(check_webhooks(cfg.webhooks))
     check_detectors(cfg.anomaly)
-    if cfg.anomaly.source == "prometheus":  # in-process: the simulator feeds every metric
-        warnings.extend(check_detector_queries(cfg.anomaly))
+    warnings.extend(
+        check_detector_queries(cfg.anomaly)
+    )  # anomaly run reads the queries, whatever source says
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
         ("exporter.listen_address", cfg.exporter.listen_address),
@@ -60,6 +63,67 @@ def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
     if cfg.exporter.simulate:
         check_sim_section(cfg, cfg.exporter.simulate, "exporter.simulate")
     return warnings
+
+
+TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
+
+
+SERVE_SECTIONS = frozenset({"api", "alerting", "slack", "store", "webhooks"})  # a file written for serve
+
+
+def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[ConfigError]:
+    """What would stop ``serve`` or ``anomaly run`` at its start, each naming the command: no API token in
+    the file or in ``environ`` (``config validate`` runs with the variables serve gets), no query to score,
+    ``anomaly.source: in-process`` written in the file. Each only for a file (or variables) that write a
+    section of that command: a file for the exporter alone (a GPU node's) has neither a token nor queries,
+    and needs neither."""
+    from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - see check_maintenance_windows
+
+    refusals = []
+    written = cfg.model_fields_set
+    token = environ.get(TOKEN_ENV)
+    problem = None if token is None else token_problem(token)
+    if not written & SERVE_SECTIONS:
+        pass  # not a file for serve
+    elif problem is not None:
+        refusals.append(
+            ConfigError(
+                f"{problem}; serve refuses to start with it (or unset it to use api.token)", field=TOKEN_ENV
+            )
+        )
+    elif not token and cfg.api.token is None:
+        refusals.append(
+            ConfigError(
+                f"serve refuses to start without an API token: set api.token ({{env: NAME}}) or export"
+                f" {TOKEN_ENV} (run config validate with the variables serve gets)",
+                field="api.token",
+            )
+        )
+    refusal = anomaly_run_refusal(cfg.anomaly, source_written="source" in cfg.anomaly.model_fields_set)
+    if refusal is not None and "anomaly" in written:
+        refusals.append(refusal)
+    return refusals
+
+
+def anomaly_run_refusal(cfg: AnomalyConfig, *, source_written: bool) -> ConfigError | None:
+    """Why ``anomaly run`` refuses to start with these settings, or None. It reads the queries from
+    Prometheus: ``in-process`` is the demo's source (its simulated fleet's collectors, in its own process),
+    which ``anomaly run`` has not, so a file that writes it is refused rather than read from Prometheus
+    anyway; left unset, the source is the queries' Prometheus."""
+    if source_written and cfg.source == "in-process":
+        return ConfigError(
+            "anomaly run refuses in-process: that is the demo's own source (its simulated fleet, inside"
+            " `gpuwarden demo`); anomaly run reads anomaly.queries from anomaly.prometheus_url: write"
+            " source: prometheus",
+            field="anomaly.source",
+        )
+    if not cfg.queries:
+        return ConfigError(
+            "anomaly run refuses to start: no query to score; declare the PromQL queries under"
+            " anomaly.queries, as deploy/gpuwarden.example.yaml does",
+            field="anomaly.queries",
+        )
+    return None
 
 
 _SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")

@@ -460,3 +460,17 @@ def test_an_exporter_that_stopped_answering_is_not_its_node_down() -> None:
     for job, kind in (("dcgm-exporter", "exporter_stale"), ("node", "node_down"), ("", "node_down")):
         labels = {"alertname": "InstanceDown", "instance": "r07-n03:9400", **({"job": job} if job else {})}
         assert classify(labels).value == kind
+
+
+@pytest.mark.parametrize(
+    "text",
+    ["", "# exported by hand, nodes to come\n", "null\n", "~\n"],
+    ids=["zero-bytes", "comments-only", "null", "tilde"],
+)
+def test_an_empty_inventory_file_is_refused_naming_the_file(tmp_path: Path, text: str) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text(text)  # what `inventory export > inventory.yaml` leaves when serve is down
+    with pytest.raises(ConfigError) as info:
+        load_inventory(path)
+    assert str(path) in str(info.value) and "empty" in str(info.value)
+    assert "--file" in str(info.value)  # says how to write one that is never cut short

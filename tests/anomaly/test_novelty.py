@@ -121,3 +121,12 @@ def test_values_whose_range_overflows_a_float_are_quantised_like_any_other():
     scaled = feed(ContextNovelty(PARAMS), [v * (big / 3) for v in saw(15)] + [-big, big, 0.1 * big, big])
     reference = feed(ContextNovelty(PARAMS), [*saw(15), -3.0, 3.0, 0.3, 3.0])
     assert scaled == reference
+
+
+def test_a_novel_sample_scores_over_1_and_one_below_the_threshold_at_most_1() -> None:
+    # order 2, threshold 0.5: one unseen context of two is novel; it scored exactly 1.0, which reads as
+    # "not anomalous" where >1 means anomalous
+    params = NoveltyParams(levels=8, order=2, threshold=0.5, warmup=40, rearm=1)
+    scores, raised = feed(ContextNovelty(params), [*saw(20), 0.0, 3.0, *saw(5)])
+    assert raised and all(scores[k] > 1.0 for k in raised)
+    assert all(s <= 1.0 for k, s in enumerate(scores) if k not in raised)

@@ -101,3 +101,27 @@ def test_progress_is_reported_every_so_many_steps_and_once_at_the_end(
         [uniform_noise_then(5.0, rows=250, at=200)], progress=lambda done, total: calls.append((done, total))
     )
     assert calls == [(100, 250), (200, 250), (250, 250)]
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-series-scalar-path", "vectorised"])
+def test_on_stationary_noise_only_the_labelled_rows_score_over_1(together: bool) -> None:
+    # 2,000 rows of N(10, 1): 1,398 scored >= 1 (780 exactly 2.0, the novelty part's muted contexts) while
+    # 4 were labelled; `anomaly_score` > 1 means anomalous (vmanomaly's meaning, drawn in Grafana).
+    values = np.random.default_rng(7).normal(10.0, 1.0, 2000)
+    series = Series("s", np.arange(values.size, dtype=float) * 60, values)
+    scored = score_many([series, series] if together else [series])[0]
+    assert scored.raised.any()
+    assert np.array_equal(scored.score > 1.0, scored.raised)
+
+
+@pytest.mark.parametrize("together", [False, True], ids=["one-series-scalar-path", "vectorised"])
+def test_a_spike_muted_as_routine_scores_at_most_1(together: bool) -> None:
+    series = daily_spike_series()
+    scored = score_many([series, series] if together else [series])[0]
+    without = score_many([series], recurrence=None)[0]
+    muted_days = [d for d in range(3, 6) if not scored.raised[d * 288 : (d + 1) * 288].any()]
+    assert muted_days  # the nightly job alerts on its first day(s) only
+    for d in muted_days:
+        day = slice(d * 288, (d + 1) * 288)
+        assert without.score[day].max() > 1.0  # the band alone finds it anomalous every night
+        assert scored.score[day].max() <= 1.0, d  # muted: not reported as anomalous

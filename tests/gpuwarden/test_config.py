@@ -7,6 +7,7 @@ from alerting.matchers import parse_matcher
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.startable import startable
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -109,9 +110,12 @@ def test_a_shared_config_scores_a_csv_without_serves_and_slacks_secrets(
     assert out.read_text().startswith("timestamp,value,anomaly_score,label")
 
 
-def test_config_validate_command_reports_ok_and_errors(tmp_path: Path) -> None:
+def test_config_validate_command_reports_ok_and_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     runner = CliRunner()
-    good = runner.invoke(app, ["config", "validate", str(write(tmp_path, "exporter:\n  port: 9401\n"))])
+    text = startable(monkeypatch, "exporter:\n  port: 9401\n")
+    good = runner.invoke(app, ["config", "validate", str(write(tmp_path, text))])
     assert good.exit_code == 0
     assert "ok" in good.output
     bad_path = tmp_path / "bad.yaml"
@@ -513,9 +517,12 @@ def test_mutes_that_would_hold_back_every_alert_or_that_are_typos_are_refused_at
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
 
 
-def test_an_inhibition_whose_targets_are_every_alert_is_taken(tmp_path: Path) -> None:
+def test_an_inhibition_whose_targets_are_every_alert_is_taken(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     rule = "  inhibit_rules:\n    - source_matchers: [alertname=X]\n      target_matchers: ['a=~\".*\"']\n"
-    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, "alerting:\n" + rule))])
+    path = write(tmp_path, startable(monkeypatch, "alerting:\n" + rule))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0, result.output  # "while the node is down, mute everything on it"
 
 

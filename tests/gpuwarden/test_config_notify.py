@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.startable import startable
 
 runner = CliRunner()
 ONE = "webhooks:\n  - name: ops\n    url: {url}\n"
@@ -172,7 +173,7 @@ def test_a_bearer_token_over_plain_http_to_another_machine_is_warned_of(
             ["http://receiver.example.com/", "https://a.example.com/", "http://127.0.0.1:9/"]
         )
     )
-    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, hooks))])
+    result = runner.invoke(app, ["config", "validate", str(write(tmp_path, startable(monkeypatch, hooks)))])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
     assert output.count("warning:") == 1

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 from gpuwarden.cli import app
 from gpuwarden.config import load_config
 from gpuwarden.errors import ConfigError
+from tests.gpuwarden.startable import startable
 
 
 def service_links(service: str, cluster_ip: str, ports: list[tuple[str, int, str]]) -> dict[str, str]:
@@ -63,9 +64,8 @@ def test_serve_exporter_and_anomaly_configs_validate_in_a_namespace_with_gpuward
 ) -> None:
     for name, value in LINKS.items():
         monkeypatch.setenv(name, value)
-    result = CliRunner().invoke(
-        app, ["config", "validate", str(write(tmp_path, "exporter:\n  port: 9400\n"))]
-    )
+    text = startable(monkeypatch, "exporter:\n  port: 9400\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(write(tmp_path, text))])
     assert result.exit_code == 0, result.output
 
 

@@ -139,3 +139,10 @@ def test_a_line_indented_with_a_tab_is_named_as_such(tmp_path: Path, text: str) 
         read_yaml(path)
     assert "indented with a tab" in str(info.value) and "spaces" in str(info.value), str(info.value)
     assert info.value.line == text.count("\n", 0, text.index("\t")) + 1
+
+
+@pytest.mark.parametrize(("text", "data"), [("null\n", None), ("~\n", None), ("hello\n", "hello")], ids=str)
+def test_a_document_that_is_one_scalar_reads_as_that_value(tmp_path: Path, text: str, data: object) -> None:
+    path = tmp_path / "c.yaml"
+    path.write_text(text)  # the readers then say what they expected instead (a mapping); no traceback
+    assert read_yaml(path)[0] == data

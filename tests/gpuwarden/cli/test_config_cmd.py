@@ -9,6 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.cli import app
+from tests.gpuwarden.startable import startable
 
 runner = CliRunner()
 
@@ -56,17 +57,17 @@ def test_config_show_keeps_a_sqlite_path_as_written(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "environ"),
     [
-        ("{}\n", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
+        ("", {"OTEL_EXPORTER_OTLP_ENDPOINT": "http://c:4318", "OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
         ("tracing:\n  otlp_endpoint: http://c:4318/v1/traces\n", {"OTEL_EXPORTER_OTLP_PROTOCOL": "grpc"}),
-        ("{}\n", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://c"}),
+        ("", {"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "ftp://c"}),
     ],
     ids=["grpc-variable-endpoint", "grpc-config-endpoint", "bad-endpoint-variable"],
 )
 def test_config_validate_refuses_otel_variables_the_inference_server_refuses_with_its_message(
-    tmp_path: Path, text: str, environ: dict[str, str]
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, environ: dict[str, str]
 ) -> None:
     path = tmp_path / "gpuwarden.yaml"
-    path.write_text(text)
+    path.write_text(startable(monkeypatch, text))  # nothing else stops serve or anomaly run
     validated = runner.invoke(app, ["config", "validate", str(path)], env=environ)
     served = runner.invoke(app, ["inference-server", "--config", str(path)], env=environ)
     assert validated.exit_code == served.exit_code == 1, validated.output

@@ -106,3 +106,29 @@ def _engine(db: Path, inventory: StaticInventory) -> IncidentEngine:
     sql = make_engine(str(db))
     upgrade(sql)
     return IncidentEngine(sql, FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory)
+
+
+@pytest.mark.usefixtures("requeued")
+def test_export_to_a_file_writes_what_stdout_gets(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    result = runner.invoke(app, ["inventory", "export", "--file", str(path)])
+    assert result.exit_code == 0, result.output
+    assert path.read_text() == runner.invoke(app, ["inventory", "export"]).stdout
+    assert [n.name for n in load_inventory(path).node_list] == [f"node-0{k}" for k in range(1, 6)]
+
+
+def test_an_export_that_cannot_reach_serve_leaves_the_file_as_it_was(tmp_path: Path) -> None:
+    path = tmp_path / "inventory.yaml"
+    path.write_text("nodes: []\n")  # last night's export
+    url = "http://127.0.0.1:25501"  # nothing listens there
+    result = runner.invoke(app, ["inventory", "export", "--url", url, "--file", str(path)])
+    assert result.exit_code == 1
+    assert path.read_text() == "nodes: []\n"
+    assert list(tmp_path.iterdir()) == [path]  # no temporary file left beside it
+
+
+def test_export_to_a_file_in_a_missing_directory_is_refused_before_any_request(tmp_path: Path) -> None:
+    path = tmp_path / "missing" / "inventory.yaml"
+    result = runner.invoke(app, ["inventory", "export", "--url", "http://127.0.0.1:25501", "-f", str(path)])
+    assert result.exit_code == 2
+    assert "--file" in result.output and "does not exist" in result.output

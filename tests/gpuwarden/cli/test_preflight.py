@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gpuwarden.cli import app
 from gpuwarden.clock import SystemClock
+from tests.gpuwarden.startable import startable
 
 
 def write(tmp_path: Path, text: str) -> Path:
@@ -56,8 +57,11 @@ def test_a_maintenance_window_ending_more_than_a_year_ahead_is_refused_naming_en
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
 
 
-def test_a_maintenance_window_that_already_ended_is_warned_of_not_refused(tmp_path: Path) -> None:
-    path = write(tmp_path, _window(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, 2, tzinfo=UTC)))
+def test_a_maintenance_window_that_already_ended_is_warned_of_not_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    window = _window(datetime(2020, 1, 1, tzinfo=UTC), datetime(2020, 1, 1, 2, tzinfo=UTC))
+    path = write(tmp_path, startable(monkeypatch, window))
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
@@ -68,9 +72,12 @@ def test_a_maintenance_window_that_already_ended_is_warned_of_not_refused(tmp_pa
     assert f"{path}: ok" in output
 
 
-def test_a_maintenance_window_ahead_within_a_year_passes_without_a_warning(tmp_path: Path) -> None:
+def test_a_maintenance_window_ahead_within_a_year_passes_without_a_warning(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     now = datetime.now(UTC).replace(microsecond=0)
-    path = write(tmp_path, _window(now + timedelta(days=300), now + YEAR - timedelta(days=1)))
+    window = _window(now + timedelta(days=300), now + YEAR - timedelta(days=1))
+    path = write(tmp_path, startable(monkeypatch, window))
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
 
@@ -83,6 +90,7 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
         "anomaly:\n  source: prometheus\n  detectors: [fleet, presence]\n  fleet_load_query: null\n"
         "  queries:\n    - {name: DCGM_FI_DEV_GPU_TEMP, expr: DCGM_FI_DEV_GPU_TEMP}\n",
     )
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")  # serve's, as it takes it
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     output = " ".join(result.output.split())
     assert result.exit_code == 0, output
@@ -140,3 +148,96 @@ def test_the_example_config_stays_valid_without_a_warning_next_year(
     example = Path(__file__).resolve().parents[3] / "deploy" / "gpuwarden.example.yaml"
     result = CliRunner().invoke(app, ["config", "validate", str(example)])
     assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+QUERIES = "anomaly:\n  queries:\n    - {name: gpuwarden_gpu_up, expr: gpuwarden_gpu_up}\n"
+
+
+@pytest.mark.parametrize(
+    ("text", "token", "said"),
+    [
+        pytest.param(
+            QUERIES,
+            None,
+            "api.token: serve refuses to start without an API token: set api.token ({env: NAME}) or export"
+            " GPUWARDEN_API_TOKEN",
+            id="no-token",
+        ),
+        pytest.param(
+            QUERIES,
+            " t",
+            "GPUWARDEN_API_TOKEN: begins or ends with a space or a newline, which no client sends; remove it;"
+            " serve refuses to start with it",
+            id="token-variable-serve-refuses",
+        ),
+        pytest.param(
+            "anomaly:\n  prometheus_url: http://127.0.0.1:9090\n",
+            "t",
+            "anomaly.queries: anomaly run refuses to start: no query to score",
+            id="no-queries-source-left-unset",
+        ),
+        pytest.param(
+            QUERIES + "  source: in-process\n",
+            "t",
+            ":6: anomaly.source: anomaly run refuses in-process",
+            id="in-process-written",
+        ),
+    ],
+)
+def test_config_validate_refuses_what_stops_serve_or_anomaly_run_naming_the_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str, token: str | None, said: str
+) -> None:
+    """README: exit 0 means serve, exporter and anomaly run all start with the file."""
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    if token is not None:
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    path = write(tmp_path, f"api:\n  db: {tmp_path}/s.db\n" + text)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1, result.output
+    assert said in " ".join(result.output.split())
+
+
+def test_config_validate_takes_the_token_from_the_environment_as_serve_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    path = write(tmp_path, f"api:\n  db: {tmp_path}/s.db\n" + QUERIES)
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0, result.output
+    # the default source reads the queries from Prometheus, so a detector's missing queries are warned of
+    assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP" in " ".join(result.output.split())
+
+
+def test_anomaly_run_refuses_in_process_naming_the_setting(tmp_path: Path) -> None:
+    path = write(tmp_path, QUERIES + "  source: in-process\n")
+    result = CliRunner().invoke(app, ["anomaly", "run", "--config", str(path), "--ticks", "1"])
+    assert result.exit_code == 1
+    assert f"{path}:4: anomaly.source: anomaly run refuses in-process" in " ".join(result.output.split())
+
+
+def test_config_validate_warns_when_signatures_lacks_the_throttle_reasons_query(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without it a thermal slowdown was no GpuClockSlowdown (P2 throttling) but an unknown P3 anomaly."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    queries = "".join(
+        f"    - {{name: {name}, expr: {name}}}\n" for name in ("gpuwarden_gpu_up", "DCGM_FI_DEV_XID_ERRORS")
+    )
+    path = write(tmp_path, f"anomaly:\n  detectors: [signatures]\n  queries:\n{queries}")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    output = " ".join(result.output.split())
+    assert result.exit_code == 0, output
+    assert (
+        "anomaly.queries: detector 'signatures' reads queries named DCGM_FI_DEV_CLOCK_THROTTLE_REASONS, which"
+        " are not configured" in output
+    )
+
+
+def test_a_file_for_the_exporter_alone_needs_no_api_token_nor_queries(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A GPU node's exporter has no GPUWARDEN_API_TOKEN and scores nothing: its file must validate there.
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    path = write(tmp_path, "exporter:\n  port: 9401\ntracing:\n  enabled: false\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0, result.output
