@@ -117,7 +117,9 @@ def test_resolve_refused_while_silenced_says_it_is_silenced_instead_of_suggestin
     client: TestClient,
 ) -> None:
     path = _incident(client)
-    assert client.post(f"{path}/silence", json={"duration": "1h", "by": "bob"}, headers=AUTH).status_code == 200
+    assert (
+        client.post(f"{path}/silence", json={"duration": "1h", "by": "bob"}, headers=AUTH).status_code == 200
+    )
     firing = client.post(f"{path}/resolve", json={"by": "alice"}, headers=AUTH)
     assert firing.status_code == 409
     said = error_text(firing)
