@@ -116,8 +116,8 @@ class AlertmanagerApi:
         return await run_in_threadpool(lambda: JSONResponse([alert for alert, _ in self._alerts(query)]))
 
     async def list_groups(self, request: Request) -> Response:
-        """``alertGroups``: an incident is a group (labels ``incident``, ``priority``, ``root_cause``) with its
-        alerts, those the incident's own silence mutes too; firing alerts in no incident (held back by a
+        """``alertGroups``: an incident is a group (labels ``incident``, ``priority``, ``root_cause``) with
+        its alerts, those the incident's own silence mutes too; firing alerts in no incident (held back by a
         silence, a window or an inhibition) form one group without labels. Same filters as the alerts."""
         query = _AlertQuery.of(request)
         return await run_in_threadpool(self._groups, query)
