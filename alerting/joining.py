@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
-from alerting.member import Member
+from alerting.member import Member, live
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
@@ -121,7 +121,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
-            and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
+            and _may_take(o, member, horizon)
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None and member.is_infra and self._reopen_recurring(batch, row, member):
@@ -308,6 +308,17 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         batch.touched.add(target.id)
         return True
+
+
+def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:
+    """Whether open ``inc`` may take the new alert ``new`` (then the join rules rank it). One with an alert
+    firing or flapping may. One whose alerts all resolved (waiting out its quiet period) may only within
+    the correlation window (``horizon`` on), and only its fault coming back (``recurs``), as it would
+    reopen had it resolved: its root explained what was on its node while it fired; now another fault
+    there is new, has its own incident and pages (a silence set for the quiet one does not mute it)."""
+    if live(inc.members):
+        return True
+    return inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

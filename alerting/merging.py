@@ -14,8 +14,8 @@ from sqlalchemy import update
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
-from alerting.member import first_onset, flapping_in, recommended_by
-from alerting.root_facts import down_nodes, takes_in
+from alerting.member import first_onset, flapping_in, live, recommended_by
+from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
 from alerting.store_models import AlertRow, IncidentRow
@@ -45,7 +45,11 @@ class IncidentMerging:
         signal spreading with it, as the join path would have joined their alerts in another order; the id
         of the incident that took others in (None: none). The incident opened first, already announced
         perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
-        rollout = spread_candidates(inc, self._open.spread_partners(inc), self._window)
+        rollout = {
+            i
+            for i in spread_candidates(inc, self._open.spread_partners(inc), self._window)
+            if not _quiet_apart(inc, self._open[i])
+        }
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
             if first is not inc:
@@ -54,7 +58,7 @@ class IncidentMerging:
         takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in self._open.merge_candidates(inc, spread):
-            if other.id == inc.id or not other.members:
+            if other.id == inc.id or not other.members or _quiet_apart(inc, other):
                 continue
             inside = (
                 bool(other.root_path)
@@ -151,6 +155,22 @@ class IncidentMerging:
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
         return found if len(nodes) >= SPREAD_NODES else set()
+
+
+def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Whether one of the two waits out its quiet period (its alerts all resolved) and what fires in the
+    other is not its fault coming back (``recurs``): then neither takes the other in, as the join path
+    would not have joined the live one's alerts to the quiet one (``joining._may_take``). The quiet one's
+    root explained what was on its node while it fired, not a new fault there now; the live one's root
+    (an anomaly's node) does not make the quiet one's ended fault its own."""
+    inc_live, other_live = live(inc.members), live(other.members)
+    if inc_live is other_live:
+        return False
+    quiet, firing = (other, inc) if inc_live else (inc, other)
+    return not any(
+        (m.firing or m.flapping) and recurs(quiet.root_path, quiet.members.values(), quiet.facts, m)
+        for m in firing.members.values()
+    )
 
 
 def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:
