@@ -9,7 +9,7 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -26,7 +26,7 @@ from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
-from alerting.root_facts import recurs
+from alerting.root_facts import explains, grows, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -116,12 +116,16 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         cluster = (
             path[0] if path and not (member.kind in SYMPTOM_KINDS and member.location.workloads) else None
         )
+
+        def held(incident_id: str) -> bool:
+            return self._held(incident_id, now)
+
         candidates = [
             o.candidate()
             for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
-            and _may_take(o, member, horizon)
+            and _may_take(o, member, horizon, held)
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None and member.is_infra and self._reopen_recurring(batch, row, member):
@@ -310,15 +314,26 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         return True
 
 
-def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:
-    """Whether open ``inc`` may take the new alert ``new`` (then the join rules rank it). One with an alert
-    firing or flapping may. One whose alerts all resolved (waiting out its quiet period) may only within
-    the correlation window (``horizon`` on), and only its fault coming back (``recurs``), as it would
-    reopen had it resolved: its root explained what was on its node while it fired; now another fault
-    there is new, has its own incident and pages (a silence set for the quiet one does not mute it)."""
-    if live(inc.members):
-        return True
-    return inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
+def _may_take(inc: OpenIncident, new: Member, horizon: datetime, held: Callable[[str], bool]) -> bool:
+    """Whether open ``inc`` may take the new alert ``new`` (then the join rules rank it).
+
+    One with an alert firing or flapping may. One whose alerts all resolved (waiting out its quiet period)
+    may only within the correlation window (``horizon`` on), and only its fault coming back (``recurs``), as
+    it would reopen had it resolved: its root explained what was on its node while it fired; now another
+    fault there is new, has its own incident and pages. One a silence holds (``held``) takes an
+    infrastructure alert only as that fault: within its root and explained by it, or what took its root
+    whole (its GPU's node down, its node's rack). The silence was set for that fault, not for one beside it
+    (an anomaly or XID on another GPU of its node, the next node of its rack), which opens its own incident
+    and pages."""
+    if not live(inc.members) and not (
+        inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
+    ):
+        return False
+    if inc.root_path and new.is_infra and held(inc.id):
+        return grows(inc.root_path, new) or (
+            contains(inc.root_path, new.location.path) and explains(inc.root_path, inc.facts, new)
+        )
+    return True
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

@@ -7,6 +7,7 @@ in another order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -15,7 +16,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
 from alerting.member import first_onset, flapping_in, live, recommended_by
-from alerting.root_facts import down_nodes, recurs, takes_in
+from alerting.root_facts import down_nodes, grows, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
 from alerting.store_models import AlertRow, IncidentRow
@@ -39,6 +40,7 @@ class IncidentMerging:
 
     _open: OpenIncidents
     _window: timedelta
+    _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
@@ -48,7 +50,7 @@ class IncidentMerging:
         rollout = {
             i
             for i in spread_candidates(inc, self._open.spread_partners(inc), self._window)
-            if not _quiet_apart(inc, self._open[i])
+            if not _quiet_apart(inc, self._open[i]) and not self._silence_apart(inc, self._open[i], batch.now)
         }
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
@@ -59,6 +61,8 @@ class IncidentMerging:
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in self._open.merge_candidates(inc, spread):
             if other.id == inc.id or not other.members or _quiet_apart(inc, other):
+                continue
+            if self._silence_apart(inc, other, batch.now):
                 continue
             inside = (
                 bool(other.root_path)
@@ -83,6 +87,23 @@ class IncidentMerging:
         for other in takes:
             self._fold(batch, inc, other)
         return inc.id
+
+    def _silence_apart(self, inc: OpenIncident, other: OpenIncident, now: datetime) -> bool:
+        """Whether a silence holds one of the two, not the other, and they are not one fault: the held one's
+        root takes the other in (holds its root, explains its alerts), or an outage firing in the other took
+        the held one's root whole (its node down: the fault grew). Else neither takes the other in, as the
+        join path would not have joined the other's alerts to the held one (``joining._may_take``): merged,
+        the incident opened first goes on, and the silence set for one fault would mute another beside it.
+        Incidents without a root (a job's stalls) merge as ever: their fault's incident takes them."""
+        if not (inc.root_path and other.root_path):
+            return False
+        inc_held, other_held = self._held(inc.id, now), self._held(other.id, now)
+        if inc_held is other_held:
+            return False
+        held, free = (inc, other) if inc_held else (other, inc)
+        if contains(held.root_path, free.root_path):
+            return not takes_in(held.root_path, held.facts, free.members.values())
+        return not any(m.firing and grows(held.root_path, m) for m in free.members.values())
 
     def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
         """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""

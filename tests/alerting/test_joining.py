@@ -269,12 +269,16 @@ def _kept_gpu_lost(engine: IncidentEngine, incident_id: str) -> None:
     ]
 
 
-def test_a_new_fault_beside_a_quiet_silenced_incident_opens_its_own_incident_and_is_not_muted(
-    tmp_path: Path,
+QUIET = pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "still-firing"])
+
+
+@QUIET
+def test_a_new_fault_beside_a_silenced_incident_opens_its_own_incident_and_is_not_muted(
+    tmp_path: Path, quiet: bool
 ) -> None:
-    # Anomalies on GPUs 5 and 6 of the node joined A: its root became "unknown @ node", P1 fell to P3, and
-    # the silence set for the GPU loss muted them (nobody paged for a new fault).
-    clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
+    # Anomalies on GPUs 5 and 6 of the node joined A: its root became "unknown @ node" (quiet: P1 fell to
+    # P3), and the silence set for the GPU loss muted them (nobody paged for a new fault).
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
     engine.ingest([_on(5, **ANOMALY)])
     clock.advance(5)
     engine.ingest([_on(6, **ANOMALY)])
@@ -286,11 +290,14 @@ def test_a_new_fault_beside_a_quiet_silenced_incident_opens_its_own_incident_and
     _kept_gpu_lost(engine, lost)
 
 
-def test_a_live_incident_is_not_merged_into_a_quiet_one_its_root_does_not_explain(tmp_path: Path) -> None:
+@QUIET
+def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(
+    tmp_path: Path, quiet: bool
+) -> None:
     # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 roots B at the node,
     # which held A's GPU: B was folded into A, the incident opened first ("absorbed ...", B "merged into
     # A"), and every alert of B muted by A's silence.
-    clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
     hot = _on(5, alertname="GpuThermalSlowdown")
     engine.ingest([hot])
     [live] = [i for i in engine.open_incident_ids() if i != lost]
@@ -307,10 +314,10 @@ def test_a_live_incident_is_not_merged_into_a_quiet_one_its_root_does_not_explai
 def test_a_quiet_silenced_incident_takes_its_own_alert_again_and_what_its_root_explains_muted(
     tmp_path: Path,
 ) -> None:
-    # GPU 3 falls off the bus again (its own alert), then GPU 4 too (an outage beside the one it saw):
-    # the same incident, still silenced, its root still the GPU loss.
+    # GPU 3 falls off the bus again: its own alert, then its XID 79 (the same fault, under its root). The
+    # same incident, still silenced, its root still the GPU loss.
     _clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
-    again, beside = _on(3, alertname="GpuLost"), _on(4, alertname="GpuLost")
+    again, beside = _on(3, alertname="GpuLost"), _on(3, alertname="GPUXid", xid="79")
     engine.ingest([again])
     engine.ingest([beside])
     assert list(engine.open_incident_ids()) == [lost]
@@ -325,7 +332,8 @@ def test_a_firing_silenced_incident_mutes_what_its_root_explains_not_a_fault_bes
     tmp_path: Path,
 ) -> None:
     # GPU 3 still lost and silenced: GPU 5 running hot is another fault (a GPU lost does not explain it) and
-    # pages on its own; an anomaly on GPU 3 itself is the lost GPU's and is muted with its incident.
+    # pages on its own; an anomaly on GPU 3 itself is the lost GPU's and is muted with its incident. (An
+    # anomaly on another GPU, which a GPU lost on its node may explain: ``test_a_new_fault_beside_...``.)
     _clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=False)
     hot, anomaly = _on(5, alertname="GpuThermalSlowdown"), _on(3, **ANOMALY)
     engine.ingest([hot])
