@@ -26,12 +26,13 @@ from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
-from alerting.root_facts import explains, grows, recurs
+from alerting.root_facts import RootFacts, explains, grows, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
 from alerting.topology import (
+    Path,
     common_ancestor,
     contains,
     locate,
@@ -201,7 +202,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         """Reopen the incident resolved within the reopen window whose fault ``member`` is, coming back
         through another alert (a node down again whose GPUs' alerts fire before NodeDown does): among those
         it recurs in (``recurs``), the one the join rules pick as if it were open. False when none; asked
-        only of an infrastructure alert that would open a new incident."""
+        only of an infrastructure alert that would open a new incident. One a silence still holds is
+        reopened only by its own fault (``held_takes``), not one beside it (another GPU of its node lost)."""
         if batch.resolved is None:
             since = batch.now - self._reopen_within
             batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
@@ -211,6 +213,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             if c.id not in self._open
             and not foreign(c.root_path, c.workloads, member)
             and recurs(c.root_path, c.members, c.facts, member)
+            and (not self._held(c.id, batch.now) or held_takes(c.root_path, c.facts, member))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
@@ -330,10 +333,15 @@ def _may_take(inc: OpenIncident, new: Member, horizon: datetime, held: Callable[
     ):
         return False
     if inc.root_path and new.is_infra and held(inc.id):
-        return grows(inc.root_path, new) or (
-            contains(inc.root_path, new.location.path) and explains(inc.root_path, inc.facts, new)
-        )
+        return held_takes(inc.root_path, inc.facts, new)
     return True
+
+
+def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` that a silence holds takes the infrastructure alert ``new``:
+    its own fault, under its root and explained by it (``explains``), or an outage that takes its root
+    whole (``grows``: its GPU's node down), not a fault beside it that correlation would join."""
+    return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

@@ -343,3 +343,18 @@ def test_a_firing_silenced_incident_mutes_what_its_root_explains_not_a_fault_bes
     assert anomaly.fingerprint in engine.store.get(lost).alert_fingerprints
     silence = [s.id for s in engine.silences() if s.incident_id == lost]
     assert [_muted(engine, a) for a in (hot, anomaly)] == [[], silence]
+
+
+def test_a_fault_beside_a_resolved_silenced_incident_does_not_reopen_it_muted(tmp_path: Path) -> None:
+    # GPU 3 lost, silenced, back, resolved; within the silence GPU 4 of the node is lost: a recurrence of a
+    # GPU lost on that node would reopen A (``recurs``), and A's silence then muted it. The silence was set
+    # for GPU 3: GPU 4 opens its own incident and pages.
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
+    clock.advance(engine.config.quiet_period_seconds)
+    engine.tick()
+    assert engine.store.get(lost).state is IncidentState.RESOLVED
+    beside = _on(4, alertname="GpuLost")
+    engine.ingest([beside])
+    [new] = engine.open_incident_ids()
+    assert new != lost and engine.store.get(lost).state is IncidentState.RESOLVED
+    assert _muted(engine, beside) == []
