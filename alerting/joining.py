@@ -9,8 +9,8 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
-from datetime import timedelta
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -21,17 +21,18 @@ from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.flapping import settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
-from alerting.member import Member
+from alerting.member import Member, live
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
-from alerting.root_facts import recurs
+from alerting.root_facts import RootFacts, explains, grows, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
 from alerting.topology import (
+    Path,
     common_ancestor,
     contains,
     locate,
@@ -116,12 +117,16 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         cluster = (
             path[0] if path and not (member.kind in SYMPTOM_KINDS and member.location.workloads) else None
         )
+
+        def held(incident_id: str) -> bool:
+            return self._held(incident_id, now)
+
         candidates = [
             o.candidate()
             for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
-            and (o.last_alert_at >= horizon or any(m.firing for m in o.members.values()))
+            and _may_take(o, member, horizon, held)
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None and member.is_infra and self._reopen_recurring(batch, row, member):
@@ -197,7 +202,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         """Reopen the incident resolved within the reopen window whose fault ``member`` is, coming back
         through another alert (a node down again whose GPUs' alerts fire before NodeDown does): among those
         it recurs in (``recurs``), the one the join rules pick as if it were open. False when none; asked
-        only of an infrastructure alert that would open a new incident."""
+        only of an infrastructure alert that would open a new incident. One a silence still holds is
+        reopened only by its own fault (``held_takes``), not one beside it (another GPU of its node lost)."""
         if batch.resolved is None:
             since = batch.now - self._reopen_within
             batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
@@ -207,6 +213,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             if c.id not in self._open
             and not foreign(c.root_path, c.workloads, member)
             and recurs(c.root_path, c.members, c.facts, member)
+            and (not self._held(c.id, batch.now) or held_takes(c.root_path, c.facts, member))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
@@ -308,6 +315,33 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         batch.touched.add(target.id)
         return True
+
+
+def _may_take(inc: OpenIncident, new: Member, horizon: datetime, held: Callable[[str], bool]) -> bool:
+    """Whether open ``inc`` may take the new alert ``new`` (then the join rules rank it).
+
+    One with an alert firing or flapping may. One whose alerts all resolved (waiting out its quiet period)
+    may only within the correlation window (``horizon`` on), and only its fault coming back (``recurs``), as
+    it would reopen had it resolved: its root explained what was on its node while it fired; now another
+    fault there is new, has its own incident and pages. One a silence holds (``held``) takes an
+    infrastructure alert only as that fault: within its root and explained by it, or what took its root
+    whole (its GPU's node down, its node's rack). The silence was set for that fault, not for one beside it
+    (an anomaly or XID on another GPU of its node, the next node of its rack), which opens its own incident
+    and pages."""
+    if not live(inc.members) and not (
+        inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
+    ):
+        return False
+    if inc.root_path and new.is_infra and held(inc.id):
+        return held_takes(inc.root_path, inc.facts, new)
+    return True
+
+
+def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` that a silence holds takes the infrastructure alert ``new``:
+    its own fault, under its root and explained by it (``explains``), or an outage that takes its root
+    whole (``grows``: its GPU's node down), not a fault beside it that correlation would join."""
+    return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

@@ -94,3 +94,9 @@ def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
 def flapping_in(members: Iterable[Member]) -> tuple[str, ...]:
     """The alert names of the flapping ``members``."""
     return tuple(sorted({m.labels.get("alertname", "") for m in members if m.flapping}))
+
+
+def live(members: dict[str, Member]) -> bool:
+    """Whether one of ``members`` fires or flaps: else their incident waits out its quiet period. The
+    latest first: in a storm the alert that joined last fires, not one of the first (asked at each alert)."""
+    return any(m.firing or m.flapping for m in reversed(members.values()))

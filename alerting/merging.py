@@ -7,6 +7,7 @@ in another order.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -14,8 +15,8 @@ from sqlalchemy import update
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
-from alerting.member import first_onset, flapping_in, recommended_by
-from alerting.root_facts import down_nodes, takes_in
+from alerting.member import first_onset, flapping_in, live, recommended_by
+from alerting.root_facts import down_nodes, grows, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
 from alerting.store_models import AlertRow, IncidentRow
@@ -39,13 +40,18 @@ class IncidentMerging:
 
     _open: OpenIncidents
     _window: timedelta
+    _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
         signal spreading with it, as the join path would have joined their alerts in another order; the id
         of the incident that took others in (None: none). The incident opened first, already announced
         perhaps, survives whichever was touched: when that is one of the others, ``inc`` goes into it."""
-        rollout = spread_candidates(inc, self._open.spread_partners(inc), self._window)
+        rollout = {
+            i
+            for i in spread_candidates(inc, self._open.spread_partners(inc), self._window)
+            if not _quiet_apart(inc, self._open[i]) and not self._silence_apart(inc, self._open[i], batch.now)
+        }
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
             if first is not inc:
@@ -54,7 +60,9 @@ class IncidentMerging:
         takes: list[OpenIncident] = []
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in self._open.merge_candidates(inc, spread):
-            if other.id == inc.id or not other.members:
+            if other.id == inc.id or not other.members or _quiet_apart(inc, other):
+                continue
+            if self._silence_apart(inc, other, batch.now):
                 continue
             inside = (
                 bool(other.root_path)
@@ -79,6 +87,23 @@ class IncidentMerging:
         for other in takes:
             self._fold(batch, inc, other)
         return inc.id
+
+    def _silence_apart(self, inc: OpenIncident, other: OpenIncident, now: datetime) -> bool:
+        """Whether a silence holds one of the two, not the other, and they are not one fault: the held one's
+        root takes the other in (holds its root, explains its alerts), or an outage firing in the other took
+        the held one's root whole (its node down: the fault grew). Else neither takes the other in, as the
+        join path would not have joined the other's alerts to the held one (``joining._may_take``): merged,
+        the incident opened first goes on, and the silence set for one fault would mute another beside it.
+        Incidents without a root (a job's stalls) merge as ever: their fault's incident takes them."""
+        if not (inc.root_path and other.root_path):
+            return False
+        inc_held, other_held = self._held(inc.id, now), self._held(other.id, now)
+        if inc_held is other_held:
+            return False
+        held, free = (inc, other) if inc_held else (other, inc)
+        if contains(held.root_path, free.root_path):
+            return not takes_in(held.root_path, held.facts, free.members.values())
+        return not any(m.firing and grows(held.root_path, m) for m in free.members.values())
 
     def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
         """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""
@@ -151,6 +176,22 @@ class IncidentMerging:
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
         return found if len(nodes) >= SPREAD_NODES else set()
+
+
+def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:
+    """Whether one of the two waits out its quiet period (its alerts all resolved) and what fires in the
+    other is not its fault coming back (``recurs``): then neither takes the other in, as the join path
+    would not have joined the live one's alerts to the quiet one (``joining._may_take``). The quiet one's
+    root explained what was on its node while it fired, not a new fault there now; the live one's root
+    (an anomaly's node) does not make the quiet one's ended fault its own."""
+    inc_live, other_live = live(inc.members), live(other.members)
+    if inc_live is other_live:
+        return False
+    quiet, firing = (other, inc) if inc_live else (inc, other)
+    return not any(
+        (m.firing or m.flapping) and recurs(quiet.root_path, quiet.members.values(), quiet.facts, m)
+        for m in firing.members.values()
+    )
 
 
 def _before_the_heat(inc: OpenIncident, other: OpenIncident) -> bool:

@@ -4,7 +4,8 @@ Alertmanager notifies a muted alert once what muted it ends. ``MuteTracking`` (m
 the muted firing alerts in memory; each tick frees those no longer muted and sends them through ingest again,
 past the repeat fast path, so they join or open an incident as if they had just fired.
 
-A silenced incident still changes (alerts join it, its priority moves), but its changes reach listeners
+A silenced incident still changes (alerts of its fault join it, its priority moves; a fault beside it opens
+its own incident: ``joining._may_take``, ``merging._silence_apart``), but its changes reach listeners
 marked ``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the
 tick adds one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a
 broadcast) when the incident became more urgent, else an update. Which incidents wait for that event is read
@@ -89,6 +90,11 @@ class MuteTracking:
                 return f"{silences[0].kind.value}:{silences[0].id}"
         rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return f"inhibited:{rule}" if rule is not None else None
+
+    def _held(self, incident_id: str, now: datetime) -> bool:
+        """Whether a silence of the incident holds it now: it takes in only what its root explains
+        (``joining._may_take``, ``merging._silence_apart``)."""
+        return bool(self._silences) and self._indexed_silences().holds_incident(incident_id, now)
 
     def _indexed_silences(self) -> SilenceIndex:
         """The index of the current silences: every change replaces the list, so its identity versions it."""

@@ -234,6 +234,12 @@ def takes_in(root: Path, facts_of: Callable[[], RootFacts], members: Iterable[Me
     return bool(infra) and all(explains(root, facts_of, m) for m in infra)
 
 
+def grows(root: Path, new: Member) -> bool:
+    """Whether ``new`` is an outage that takes ``root`` whole: its GPU's node down, its node's rack."""
+    path = new.location.path
+    return new.is_outage and whole_node(path) and contains(path, root)
+
+
 def down_nodes(members: Iterable[Member]) -> bool:
     """Whether a firing outage of these took a whole node (or more)."""
     return any(m.is_outage and m.firing and whole_node(m.location.path) for m in members)

@@ -77,6 +77,10 @@ class SilenceIndex:
                 out.append(silence)
         return out
 
+    def holds_incident(self, incident_id: str, now: datetime) -> bool:
+        """Whether an active silence of the incident (``incidents silence``) holds it now."""
+        return any(self.silences[i].state(now) == "active" for i in self._incident.get(incident_id, ()))
+
     def _regex_candidates(self, name: str, value: str) -> tuple[int, ...]:
         key = (name, value)
         hits = self._regex_hits.get(key)

@@ -220,3 +220,141 @@ def test_a_stale_exporter_reopens_a_lost_gpus_incident_only_on_that_gpu(
     [now_open] = engine.open_incident_ids()
     assert (now_open == incident_id) is reopens
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == int(reopens)
+
+
+# A quiet incident: all its alerts resolved, it waits out its quiet period (still open). node r07-n01 runs
+# ranks of the training job (spare GPUs: a GPU lost stalls it, P1).
+ANOMALY = {"alertname": "GpuwardenAnomaly", "for": "DCGM_FI_DEV_POWER_USAGE", "model": "fleet"}
+
+
+def _on(gpu: int, status: AlertStatus = AlertStatus.FIRING, **labels: str) -> Alert:
+    return Alert({"cluster": "c1", "Hostname": "r07-n01", "gpu": str(gpu), **labels}, status=status)
+
+
+def _lost_gpu_3_silenced(tmp_path: Path, *, quiet: bool = True) -> tuple[FakeClock, IncidentEngine, str]:
+    """GPU 3 of r07-n01 lost (incident A, P1), A silenced for an hour; with ``quiet``, the GPU back since."""
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory(spare_gpus=8))
+    engine.ingest([_on(3, alertname="GpuLost")])
+    [incident_id] = engine.open_incident_ids()
+    assert engine.store.get(incident_id).priority.value == "P1"
+    engine.silence_incident(incident_id, 3600, "op")
+    clock.advance(30)
+    if quiet:
+        engine.ingest([_on(3, AlertStatus.RESOLVED, alertname="GpuLost")])
+        assert engine.store.get(incident_id).state is IncidentState.TRIGGERED  # waits out its quiet period
+        clock.advance(5)
+    return clock, engine, incident_id
+
+
+def _muted(engine: IncidentEngine, alert: Alert) -> list[str]:
+    """The silences muting ``alert`` now (Alertmanager's ``silencedBy``), after a repeat of it."""
+    engine.ingest([alert])
+    row = engine.store.alert(alert.fingerprint)
+    assert row is not None
+    return engine.mute_state(alert.fingerprint, dict(alert.labels), row.incident_id)[0]
+
+
+def _kept_gpu_lost(engine: IncidentEngine, incident_id: str) -> None:
+    """Incident A still says what it was: GPU 3 lost, P1, and holds only its own alert."""
+    quiet = engine.store.get(incident_id)
+    assert quiet.merged_into is None and quiet.state is IncidentState.TRIGGERED
+    assert quiet.root_cause.kind is FaultKind.GPU_LOST and quiet.title.startswith("gpu r07-n01/3 lost")
+    assert (quiet.priority.value, len(quiet.alert_fingerprints)) == ("P1", 1)
+    assert [e.kind for e in quiet.timeline if e.kind in ("root_cause_changed", "merged", "alert_added")] == [
+        "alert_added"
+    ]
+
+
+QUIET = pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "still-firing"])
+
+
+@QUIET
+def test_a_new_fault_beside_a_silenced_incident_opens_its_own_incident_and_is_not_muted(
+    tmp_path: Path, quiet: bool
+) -> None:
+    # Anomalies on GPUs 5 and 6 of the node joined A: its root became "unknown @ node" (quiet: P1 fell to
+    # P3), and the silence set for the GPU loss muted them (nobody paged for a new fault).
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
+    engine.ingest([_on(5, **ANOMALY)])
+    clock.advance(5)
+    engine.ingest([_on(6, **ANOMALY)])
+    [new] = [i for i in engine.open_incident_ids() if i != lost]
+    assert sorted(engine.store.get(new).alert_fingerprints) == sorted(
+        _on(g, **ANOMALY).fingerprint for g in (5, 6)
+    )
+    assert [_muted(engine, _on(g, **ANOMALY)) for g in (5, 6)] == [[], []]
+    _kept_gpu_lost(engine, lost)
+
+
+@QUIET
+def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(
+    tmp_path: Path, quiet: bool
+) -> None:
+    # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 roots B at the node,
+    # which held A's GPU: B was folded into A, the incident opened first ("absorbed ...", B "merged into
+    # A"), and every alert of B muted by A's silence.
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
+    hot = _on(5, alertname="GpuThermalSlowdown")
+    engine.ingest([hot])
+    [live] = [i for i in engine.open_incident_ids() if i != lost]
+    clock.advance(5)
+    engine.ingest([_on(6, **ANOMALY)])
+    assert sorted(engine.open_incident_ids()) == sorted([lost, live])
+    assert sorted(engine.store.get(live).alert_fingerprints) == sorted(
+        [hot.fingerprint, _on(6, **ANOMALY).fingerprint]
+    )
+    assert [_muted(engine, a) for a in (hot, _on(6, **ANOMALY))] == [[], []]
+    _kept_gpu_lost(engine, lost)
+
+
+def test_a_quiet_silenced_incident_takes_its_own_alert_again_and_what_its_root_explains_muted(
+    tmp_path: Path,
+) -> None:
+    # GPU 3 falls off the bus again: its own alert, then its XID 79 (the same fault, under its root). The
+    # same incident, still silenced, its root still the GPU loss.
+    _clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
+    again, beside = _on(3, alertname="GpuLost"), _on(3, alertname="GPUXid", xid="79")
+    engine.ingest([again])
+    engine.ingest([beside])
+    assert list(engine.open_incident_ids()) == [lost]
+    incident = engine.store.get(lost)
+    assert sorted(incident.alert_fingerprints) == sorted([again.fingerprint, beside.fingerprint])
+    assert incident.root_cause.kind is FaultKind.GPU_LOST and incident.priority.value == "P1"
+    silence = [s.id for s in engine.silences() if s.incident_id == lost]
+    assert [_muted(engine, a) for a in (again, beside)] == [silence, silence]
+
+
+def test_a_firing_silenced_incident_mutes_what_its_root_explains_not_a_fault_beside_it(
+    tmp_path: Path,
+) -> None:
+    # GPU 3 still lost and silenced: GPU 5 running hot is another fault (a GPU lost does not explain it) and
+    # pages on its own; an anomaly on GPU 3 itself is the lost GPU's and is muted with its incident. (An
+    # anomaly on another GPU, which a GPU lost on its node may explain: ``test_a_new_fault_beside_...``.)
+    _clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=False)
+    hot, anomaly = _on(5, alertname="GpuThermalSlowdown"), _on(3, **ANOMALY)
+    engine.ingest([hot])
+    engine.ingest([anomaly])
+    [own] = [i for i in engine.open_incident_ids() if i != lost]
+    assert engine.store.get(own).alert_fingerprints == [hot.fingerprint]
+    assert anomaly.fingerprint in engine.store.get(lost).alert_fingerprints
+    silence = [s.id for s in engine.silences() if s.incident_id == lost]
+    assert [_muted(engine, a) for a in (hot, anomaly)] == [[], silence]
+
+
+def test_a_fault_beside_a_resolved_silenced_incident_does_not_reopen_it_muted(tmp_path: Path) -> None:
+    # GPU 3 lost, silenced, back, resolved; within the silence GPU 4 of the node is lost: a recurrence of a
+    # GPU lost on that node would reopen A (``recurs``), and A's silence then muted it. The silence was set
+    # for GPU 3: GPU 4 opens its own incident and pages.
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
+    clock.advance(engine.config.quiet_period_seconds)
+    engine.tick()
+    assert engine.store.get(lost).state is IncidentState.RESOLVED
+    beside = _on(4, alertname="GpuLost")
+    engine.ingest([beside])
+    [new] = engine.open_incident_ids()
+    assert new != lost and engine.store.get(lost).state is IncidentState.RESOLVED
+    assert _muted(engine, beside) == []
