@@ -11,7 +11,7 @@ import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 
@@ -125,7 +125,7 @@ class SlackWorkspace:
             self.channels[channel] = f"C{next(self._ids):08d}"
         return self.channels[channel]
 
-    def _known(self, channel: object) -> bool:
+    def _known(self, channel: object) -> TypeGuard[str]:
         """Whether ``channel`` is the id of a channel (methods other than chat.postMessage take ids only)."""
         if not isinstance(channel, str):
             return False
