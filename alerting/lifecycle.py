@@ -29,7 +29,12 @@ from alerting.outcomes import (
     resolved_conflict,
     still_firing,
 )
-from alerting.postmortem import RECOVERED_FROM_ENDS_AT, RECOVERED_FROM_QUIET, render_postmortem
+from alerting.postmortem import (
+    RECOVERED_FROM_ENDS_AT,
+    RECOVERED_FROM_QUIET,
+    alert_onset,
+    render_postmortem,
+)
 from alerting.silences import Silence, incident_silenced_until
 from alerting.silencing import SilenceKeeping
 from alerting.store import IncidentNotFound, IncidentStore, member_alerts, peak_impact
@@ -329,8 +334,10 @@ class IncidentLifecycle(SilenceKeeping):
             row = session.get(IncidentRow, incident_id)
             assert row is not None
             alerts = member_alerts(session, incident_id)
-        # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw.
-        onset = min([row.first_onset_at, incident.opened_at, *(a.starts_at for a in alerts)])
+        # An alert that fires again gets a new startsAt; the incident keeps the earliest it saw. An alert
+        # raised a while after its fault began says when it began (``alert_onset``).
+        onsets = (alert_onset(a.starts_at, a.annotations) for a in alerts)
+        onset = min([row.first_onset_at, incident.opened_at, *onsets])
         names = [a.labels.get("alertname", "") for a in alerts]
         recovered = _recovered_at(row, alerts)
         peak = peak_impact(row.impact or {})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
@@ -110,7 +110,7 @@ def fault_events(
 ) -> list[TimelineEvent]:
     """The fault's own times as timeline entries: when it began and, once known, when it ended (the times
     the Metrics section measures from; the alert entries of the timeline are when gpuwarden received them)."""
-    events = [TimelineEvent(first_onset, "fault_began", "fault began (first alert's startsAt)")]
+    events = [TimelineEvent(first_onset, "fault_began", "fault began (first alert's onset)")]
     if recovered_at is not None:
         events.append(TimelineEvent(recovered_at, "fault_ended", f"fault ended ({recovered_from})"))
     return events
@@ -120,6 +120,24 @@ def with_fault_events(events: Sequence[TimelineEvent], fault: Sequence[TimelineE
     """``events`` with the fault's entries in time order; at the same time the fault's come first (a fault
     began before the alert about it arrived, and ended before its resolve arrived)."""
     return sorted([*fault, *events], key=lambda e: e.at)
+
+
+ONSET_ANNOTATION = "onset"
+"""An alert's annotation that says when its fault began, where the source knows it before ``startsAt``
+(the anomaly presence detector's ``NodeDown``: the node's last sample, 90 s before it could raise it)."""
+
+
+def alert_onset(starts: datetime, annotations: Mapping[str, str]) -> datetime:
+    """When the fault of an alert that started at ``starts`` began: its ``onset`` annotation where that is
+    an RFC 3339 time with a timezone no later than ``starts``, else ``starts``. Annotations are free text:
+    any other value of ``onset`` (a rule's own use of the name) is not a time of ours and changes nothing."""
+    try:
+        onset = datetime.fromisoformat(annotations.get(ONSET_ANNOTATION, ""))
+    except ValueError:
+        return starts
+    if onset.tzinfo is None or onset > starts:
+        return starts
+    return onset
 
 
 def render_postmortem(
@@ -134,10 +152,11 @@ def render_postmortem(
 ) -> str:
     """Markdown postmortem draft of one incident.
 
-    ``first_onset``: the earliest startsAt the incident ever saw (reopens included); ``recovered_at``: when
-    the fault ended (its last alert resolved), None while the incident is open or once it was merged into
-    another; ``recovered_from``: where that time comes from. MTTR runs to ``recovered_at``, not to the
-    incident's resolve a quiet period later. The timeline shows both times too, among the events.
+    ``first_onset``: the earliest onset the incident ever saw (``alert_onset``; reopens included);
+    ``recovered_at``: when the fault ended (its last alert resolved), None while the incident is open or
+    once it was merged into another; ``recovered_from``: where that time comes from. MTTR runs to
+    ``recovered_at``, not to the incident's resolve a quiet period later. The timeline shows both times
+    too, among the events.
     ``peak_impact``: the worst impact it had and its priority (``store.peak_impact``), shown beside the final
     one when they differ. ``cluster``: the root cause's, named in a fleet of more than one
     (``titles.root_cluster``)."""
@@ -182,7 +201,8 @@ def render_postmortem(
         "",
         "## Metrics",
         "",
-        f"- First onset: {_stamp(first_onset)} (the earliest startsAt of its alerts, reopens included)",
+        f"- First onset: {_stamp(first_onset)} (the earliest startsAt of its alerts, or the"
+        " earlier onset one gave, reopens included)",
         f"- Recovered: {recovered}",
         f"- MTTD (first onset to incident opened): {_duration(mttd)}",
         f"- Time to acknowledge: {_duration(ack - incident.opened_at) if ack else 'not acknowledged'}",

@@ -37,6 +37,9 @@ class Findings:
     immediate: bool = False  # deterministic evidence: alert on the first anomalous tick
     ids: IntArray | None = None  # series ids of the rows, so the service can attach an evidence window
     resolve_after: int | None = None  # quiet ticks before the alert resolves; None: thresholds.resolve_after
+    # When each row's condition began (Unix seconds), where the detector knows it before the tick that
+    # raises it (the presence detector: the last sample seen); told as the alert's ``onset`` annotation.
+    onset: FloatArray | None = None
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""

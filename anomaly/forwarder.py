@@ -10,8 +10,10 @@ at the next tick anyway, and resolutions wait (oldest dropped past ``max_unsent`
 succeeds. A resolution of an alert serve never accepted as firing (it fired and cleared while serve was
 down, or within one tick) goes as the firing alert, then its resolution, in one batch in that order: serve
 stores a first-seen resolved alert but opens no incident for it, so a hard fault would leave no trace. A post
-that fails before any answer on a pooled connection the server had closed (``RemoteProtocolError``, the
-keep-alive race) is sent again at once, once: posting alerts is idempotent; past that it waits for the tick.
+that fails before any answer on a pooled connection the server had closed (``RemoteProtocolError``, or a
+reset: ``ReadError``/``WriteError``; the keep-alive race) is sent again at once, once: posting alerts is
+idempotent; past that it waits for the tick. Pooled connections expire after ``KEEPALIVE_SECONDS`` idle,
+below the shortest keep-alive serve takes (1 s), so a tick's post rarely meets that race at all.
 
 A 400 means this service built a body the server refuses; it is logged with the server's message and the
 batch is not retried (it would be refused forever).
@@ -36,6 +38,13 @@ logger = logging.getLogger(__name__)
 
 RESEND_FLOOR_SECONDS = 60.0  # Prometheus' --rules.alert.resend-delay
 BATCH = 500  # alerts per POST; Prometheus sends at most 64, gpuwarden serve takes bodies up to 1 MiB
+KEEPALIVE_SECONDS = 0.5
+"""How long an idle pooled connection is kept. serve closes one idle for ``api.keep_alive_seconds`` (5 s by
+default, 1 s at least); httpx kept one 5 s, so with a 5 s tick a post went out on a connection as serve
+closed it (one lost tick in a 35-minute soak). The batches of one flush still share a connection."""
+
+# Errors of a post that went out on a connection the server was closing: it never answered it.
+_CLOSED_UNDER_IT = (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError)
 
 
 def postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
@@ -75,7 +84,8 @@ class AlertForwarder(Collector):
         # A receiver that cannot be reached must not hold the scoring tick past its interval (ticks were
         # skipped); one that answers slowly gets its 10 s, since a post that timed out is sent again.
         self._client = client or httpx.Client(
-            timeout=httpx.Timeout(10.0, connect=min(10.0, max(1.0, resend_seconds / 2)))
+            timeout=httpx.Timeout(10.0, connect=min(10.0, max(1.0, resend_seconds / 2))),
+            limits=httpx.Limits(keepalive_expiry=KEEPALIVE_SECONDS),
         )
         if token:
             self._client.headers["Authorization"] = f"Bearer {token}"
@@ -163,10 +173,11 @@ class AlertForwarder(Collector):
     def _send(self, batch: list[dict[str, Any]]) -> httpx.Response:
         try:
             return self._client.post(self.url, json=batch)
-        except httpx.RemoteProtocolError as exc:
-            # "Server disconnected without sending a response": serve closed an idle keep-alive connection
-            # as this post went out on it. A fresh connection usually works; a second failure is real.
-            logger.debug("alert forward: %s; posting again at once", exc)
+        except _CLOSED_UNDER_IT as exc:
+            # "Server disconnected without sending a response", or "Connection reset by peer" when the post
+            # reached serve's socket before it closed it: serve closed an idle keep-alive connection as
+            # this post went out on it. A fresh connection usually works; a second failure is real.
+            logger.debug("alert forward: %s: %s; posting again at once", type(exc).__name__, exc)
             self.retries += 1
             return self._client.post(self.url, json=batch)
 
@@ -193,7 +204,7 @@ class AlertForwarder(Collector):
         failed.add_metric([], self.failures)
         retried = CounterMetricFamily(
             "gpuwarden_anomaly_alert_forward_retries",
-            "Posts sent again at once after the server closed the connection without answering.",
+            "Posts sent again at once after the server closed or reset the connection without answering.",
         )
         retried.add_metric([], self.retries)
         dropped = CounterMetricFamily(

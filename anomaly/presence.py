@@ -189,6 +189,7 @@ class PresenceDetector:
                     alert_labels={"alertname": "GpuExporterStale"},
                     immediate=True,
                     resolve_after=self.resolve_after,
+                    onset=self.last_seen[stale],
                 )
             )
         if down:
@@ -213,6 +214,7 @@ class PresenceDetector:
                     alert_labels={"alertname": "NodeDown"},
                     immediate=True,
                     resolve_after=self.resolve_after,
+                    onset=now - ages,  # its GPUs' newest last sample
                 )
             )
         return out

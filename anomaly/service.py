@@ -28,7 +28,7 @@ from anomaly.signatures import SignatureDetector
 from anomaly.sources import Frame, Source
 from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
-from gpuwarden.clock import Clock
+from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
 
@@ -413,6 +413,8 @@ def _make_alert(
     f: Findings, i: int, labels: dict[str, str], at: datetime, window: list[tuple[float, float]]
 ) -> Alert:
     annotations = {"summary": f.summary_at(i), "detector": f.detector}
+    if f.onset is not None:  # the postmortem measures MTTD and MTTR from it (alerting.postmortem.alert_onset)
+        annotations["onset"] = rfc3339(datetime.fromtimestamp(float(f.onset[i]), UTC))
     for name, arr in (("yhat", f.yhat), ("yhat_lower", f.lower), ("yhat_upper", f.upper)):
         if arr is not None:
             annotations[name] = f"{float(arr[i]):.6g}"

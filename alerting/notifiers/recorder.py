@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -76,14 +76,17 @@ class SlackRecorder:
         token: str = "xoxb-gpuwarden-test",  # noqa: S107 - the stand-in's own test token
         port: int = 0,
         host: str = "127.0.0.1",
+        channels: Iterable[str] = (),
     ) -> None:
+        """``channels``: channel ids (``C0123456789``) or names that exist from the start; any other id
+        is a channel too once a call names it, and any other name once a message is posted to it."""
         self.token = token
         self.host = host
         self.port = port
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
-        self._slack = SlackWorkspace(lambda: self.root_url)
+        self._slack = SlackWorkspace(lambda: self.root_url, channels)
         self._calls: list[RecordedCall] = []
         self._hooks: dict[str, list[JsonDict]] = {}
         self._responses: list[JsonDict] = []
@@ -223,7 +226,7 @@ class SlackRecorder:
             return list(self._hooks.get(name, []))
 
     def channel_id(self, name: str) -> str:
-        """The id the recorder gave a channel name (creating it)."""
+        """The id of a channel name (creating the channel) or a channel id (itself)."""
         with self._lock:
             return self._slack.channel_id(name)
 
@@ -401,9 +404,15 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description="Local Slack Web API stand-in that records calls.")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--token", default="xoxb-gpuwarden-test")
+    parser.add_argument(
+        "--channel",
+        action="append",
+        default=[],
+        help="a channel id (C0123456789) or name that exists from the start; repeatable",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    recorder = SlackRecorder(token=args.token, port=args.port).start()
+    recorder = SlackRecorder(token=args.token, port=args.port, channels=args.channel).start()
     logger.info(
         "slack recorder listening base_url=%s state=%s/_recorder/state", recorder.base_url, recorder.root_url
     )

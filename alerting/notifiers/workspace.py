@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeGuard
 
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 
@@ -22,6 +22,8 @@ MAX_TEXT = 40_000  # Slack answers msg_too_long past this many characters of ``t
 _MENTION = re.compile(
     r"<(!channel|!here|!everyone|!subteam\^[A-Z0-9]+|@[UW][A-Z0-9]+|#C[A-Z0-9]+)(\|[^>]*)?>"
 )
+# A channel id as Slack writes them: public (C) or private (G), upper-case letters and digits.
+_CHANNEL_ID = re.compile(r"[CG][A-Z0-9]{8,}")
 
 
 def mentions_in(p: JsonDict) -> list[str]:
@@ -97,7 +99,8 @@ def _truthy(value: Any) -> bool:
 class SlackWorkspace:
     """Slack's side of the conversation, answering Web API methods."""
 
-    def __init__(self, upload_base: Callable[[], str]) -> None:
+    def __init__(self, upload_base: Callable[[], str], channels: Iterable[str] = ()) -> None:
+        """``channels``: channel ids (``C0123456789``) or names that exist from the start."""
         self._upload_base = upload_base
         self._ids = itertools.count(1)
         self._ts_base = int(time.time())
@@ -106,14 +109,29 @@ class SlackWorkspace:
         self.messages: list[RecordedMessage] = []
         self.files: dict[str, RecordedFile] = {}
         self.mentions: list[str] = []
+        for channel in channels:
+            self.channel_id(channel)
 
     def channel_id(self, channel: str) -> str:
-        """The id of a channel given by id or name; a new name gets a new channel."""
+        """The id of a channel given by id or name. An id (``C0123456789``, the form the README recommends
+        for ``slack.channel``) is the channel with that id, as in the workspace it was copied from; a new
+        name gets a new channel with a new id."""
         if channel in self.channels.values():
+            return channel
+        if _CHANNEL_ID.fullmatch(channel):
+            self.channels[channel] = channel
             return channel
         if channel not in self.channels:
             self.channels[channel] = f"C{next(self._ids):08d}"
         return self.channels[channel]
+
+    def _known(self, channel: object) -> TypeGuard[str]:
+        """Whether ``channel`` is the id of a channel (methods other than chat.postMessage take ids only)."""
+        if not isinstance(channel, str):
+            return False
+        if channel in self.channels.values():
+            return True
+        return _CHANNEL_ID.fullmatch(channel) is not None and self.channel_id(channel) == channel
 
     def new_ts(self) -> str:
         """A fresh, increasing message timestamp like Slack's ``1767225600.000001``."""
@@ -194,7 +212,7 @@ class SlackWorkspace:
 
     def _update(self, p: JsonDict) -> JsonDict:
         channel, ts = p.get("channel"), p.get("ts")
-        if not isinstance(channel, str) or channel not in self.channels.values():
+        if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
         message = self.find(channel, str(ts))
         if message is None:
@@ -222,7 +240,7 @@ class SlackWorkspace:
 
     def _history(self, p: JsonDict) -> JsonDict:
         channel = p.get("channel")
-        if not isinstance(channel, str) or channel not in self.channels.values():
+        if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
         limit = int(p.get("limit", 100))
         meta = _truthy(p.get("include_all_metadata"))
@@ -234,7 +252,7 @@ class SlackWorkspace:
 
     def _replies(self, p: JsonDict) -> JsonDict:
         channel, ts = p.get("channel"), str(p.get("ts"))
-        if not isinstance(channel, str) or channel not in self.channels.values():
+        if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
         parent = self.find(channel, ts)
         if parent is None:
@@ -265,7 +283,7 @@ class SlackWorkspace:
         if not isinstance(files, list) or not files:
             return {"ok": False, "error": "invalid_arguments"}
         channel = p.get("channel_id")
-        if channel is not None and channel not in self.channels.values():
+        if channel is not None and not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
         thread_ts = p.get("thread_ts")
         if thread_ts is not None and (channel is None or self.find(channel, str(thread_ts)) is None):

@@ -61,7 +61,8 @@ def run_active(
     stop: StopRequest,
 ) -> None:
     """Serve the API until a stop signal (exit 0) or until the store lock is lost (exit 1)."""
-    from alerting.fencing import LockStatus  # noqa: PLC0415 - see build_service
+    from alerting.db import close_engine  # noqa: PLC0415 - see build_service
+    from alerting.fencing import LockStatus  # noqa: PLC0415
     from gpuwarden.api import create_app  # noqa: PLC0415
 
     locks, listener, (fence, engine, background, routes, outbox, applier) = started
@@ -91,6 +92,7 @@ def run_active(
         run_until_stopped(server, [listener], stop)
     finally:
         listener.close()
+        close_engine(engine.store.engine)  # while the lock is held: no other server writes meanwhile
         locks.release()
     if lost:
         err_console.print(f"[red]error:[/red] stopped: {escape(lost[0].detail)}")

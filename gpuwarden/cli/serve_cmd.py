@@ -434,6 +434,10 @@ def _started(
         raise _failed(cfg, exc, store_field) from exc
     if service is None or stop.asked:
         listener.close()
+        if service is not None:
+            from alerting.db import close_engine  # noqa: PLC0415 - see build_service
+
+            close_engine(service[1].store.engine)
         locks.release()
         logger.info("serve: a stop signal came during the handover; stopped before serving, lock released")
         return None

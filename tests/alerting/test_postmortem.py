@@ -134,6 +134,39 @@ def test_a_reopened_incident_measures_from_the_onset_before_the_reopen(sql: Engi
     assert metrics["First onset"].startswith("2026-03-02 16:45:19 UTC")
 
 
+def test_an_onset_an_alert_knows_before_its_starts_at_is_where_mttd_and_mttr_begin(
+    sql: Engine, clock: FakeClock
+) -> None:
+    # The presence detector's NodeDown starts when the absence limit passed; its `onset` annotation says
+    # when the node's last sample came. MTTD was "0m 00s" for an incident opened 91 s after the node died.
+    engine = IncidentEngine(sql, clock, AlertingConfig(quiet_period_seconds=20, announce_delay_seconds=0))
+    down = {"alertname": "NodeDown", "Hostname": "n04"}
+    _at(clock, "16:47:19")
+    onset = {"onset": "2026-03-02T16:45:48Z"}
+    engine.ingest(
+        [Alert(down, starts_at=clock.now(), ends_at=clock.now() + timedelta(minutes=5), annotations=onset)]
+    )
+    [incident_id] = engine.open_incident_ids()
+    metrics = _metrics(engine.postmortem(incident_id))
+    assert metrics["MTTD (first onset to incident opened)"] == "1m 31s"
+    assert metrics["First onset"].startswith("2026-03-02 16:45:48 UTC")
+    # One that is no time, or later than startsAt, is not an onset: startsAt stays where it begins.
+    for odd in ("soon", "2026-03-02T16:50:00Z", "2026-03-02T16:40:00"):
+        other = {**down, "Hostname": f"m{len(odd):02d}"}
+        engine.ingest(
+            [
+                Alert(
+                    other,
+                    starts_at=clock.now(),
+                    ends_at=clock.now() + timedelta(minutes=5),
+                    annotations={"onset": odd},
+                )
+            ]
+        )
+        [other_id] = [i for i in engine.open_incident_ids() if other["Hostname"] in engine.store.get(i).title]
+        assert _metrics(engine.postmortem(other_id))["MTTD (first onset to incident opened)"] == "0m 00s", odd
+
+
 def test_mttr_ends_when_the_last_alert_resolved_not_after_the_quiet_period(
     sql: Engine, clock: FakeClock
 ) -> None:
@@ -206,7 +239,7 @@ def test_the_timeline_shows_when_the_fault_began_and_ended_as_the_metrics_measur
     assert metrics["First onset"].startswith("2026-03-02 16:42:19 UTC")
     assert metrics["Recovered"].startswith("2026-03-02 16:55:36 UTC")
     lines = _timeline(md)
-    began = "2026-03-02 16:42:19 UTC — fault began (first alert's startsAt)"
+    began = "2026-03-02 16:42:19 UTC — fault began (first alert's onset)"
     ended = "2026-03-02 16:55:36 UTC — fault ended (last alert's endsAt)"
     received = "2026-03-02 16:56:06 UTC — alert GpuEccDbe (n04, 3) resolved"
     assert lines[0] == began and lines.index(began) < lines.index("2026-03-02 16:47:19 UTC — incident opened")
@@ -220,7 +253,7 @@ def test_an_open_incident_shows_its_onset_but_no_end_on_the_timeline(sql: Engine
     _fire(engine, clock, starts="16:46:19", posted="16:47:19")
     [incident_id] = engine.open_incident_ids()
     lines = _timeline(engine.postmortem(incident_id))
-    assert lines[0] == "2026-03-02 16:46:19 UTC — fault began (first alert's startsAt)"
+    assert lines[0] == "2026-03-02 16:46:19 UTC — fault began (first alert's onset)"
     assert not any("fault ended" in line for line in lines)
 
 

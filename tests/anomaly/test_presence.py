@@ -1,8 +1,10 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
 
@@ -41,6 +43,7 @@ class Fleet:
         )
         self.clock.advance(30)
         result = self.service.infer()
+        self.last = result
         return [dict(a.labels) for a in result.raised], [dict(a.labels) for a in result.resolved]
 
     def run(self, ticks: int) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
@@ -76,6 +79,21 @@ def test_a_node_whose_series_all_stop_raises_one_node_down_after_absent_after_an
     fleet.silent = {("n2", i) for i in range(4)}  # down again: a new alert, not the old one still firing
     raised, _ = fleet.run(4)
     assert [(a["alertname"], a["Hostname"]) for a in presence(raised)] == [("NodeDown", "n2")]
+
+
+def test_a_presence_alert_says_when_the_last_sample_came_as_its_onset():
+    # Raised after the absence limit, so its startsAt is 120 s after the node went silent; the postmortem
+    # measured MTTD from that startsAt ("0m 00s" for a node-down incident opened 91 s after the node died).
+    fleet = Fleet(absent_after_seconds=90)
+    fleet.run(10)
+    last_sample = fleet.clock.now()
+    fleet.silent = {("n2", i) for i in range(4)} | {("n3", 0)}
+    fleet.run(4)
+    alerts = {a.labels["alertname"]: a for a in fleet.last.raised if a.labels.get("model") == "presence"}
+    assert set(alerts) == {"NodeDown", "GpuExporterStale"}
+    for alert in alerts.values():
+        assert alert.starts_at == last_sample + timedelta(seconds=120)
+        assert alert.annotations["onset"] == rfc3339(last_sample)
 
 
 def test_a_single_gpu_that_stops_reporting_raises_exporter_stale_for_that_gpu_only():

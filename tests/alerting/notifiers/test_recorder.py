@@ -50,6 +50,25 @@ def test_update_needs_the_channel_id_and_an_existing_ts(client: WebClient) -> No
     client.chat_update(channel=posted["channel"], ts=posted["ts"], text="new")
 
 
+def test_a_channel_given_by_id_is_the_channel_with_that_id(
+    client: WebClient, recorder: SlackRecorder
+) -> None:
+    # Slack takes the id of a channel that exists; a name is a different channel and gets its own id.
+    assert client.conversations_history(channel="C0123456789")["messages"] == []
+    posted = client.chat_postMessage(channel="C0123456789", text="by id")
+    assert posted["channel"] == "C0123456789"
+    client.chat_update(channel="C0123456789", ts=posted["ts"], text="edited")
+    [message] = client.conversations_history(channel="C0123456789")["messages"]
+    assert message["text"] == "edited"
+    assert client.chat_postMessage(channel="#x", text="by name")["channel"] not in ("C0123456789", "#x")
+    assert recorder.channel_id("C0123456789") == "C0123456789"
+
+
+def test_channels_named_at_start_exist_before_any_post() -> None:
+    with SlackRecorder(channels=["C0123456789", "#ops"]) as recorder:
+        assert recorder.state()["channels"] == {"C0123456789": "C0123456789", "#ops": "C00000001"}
+
+
 def test_metadata_is_returned_only_when_asked_for(client: WebClient) -> None:
     meta = {"event_type": "t", "event_payload": {"key": "k1"}}
     posted = client.chat_postMessage(channel="#x", text="p", metadata=meta)

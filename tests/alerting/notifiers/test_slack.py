@@ -218,8 +218,15 @@ def test_unreachable_slack_is_retryable(recorder: SlackRecorder) -> None:
     assert caught.value.retryable
 
 
-def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(recorder: SlackRecorder) -> None:
-    channel_id = recorder.channel_id("#gpu-incidents")
+@pytest.mark.parametrize(
+    "configured", ["#gpu-incidents", "C0123456789"], ids=["id-of-a-name", "id-configured"]
+)
+def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(
+    recorder: SlackRecorder, configured: str
+) -> None:
+    # slack.channel as the README recommends it (an id, C0123456789) is that channel in the stand-in too:
+    # it was taken for a name, given C00000001, and the history of C0123456789 was channel_not_found.
+    channel_id = recorder.channel_id(configured) if configured.startswith("#") else configured
     notifier = notifier_for(recorder, channel=channel_id)
     opened = build_notification(lifecycle()[0])
     lost = Threads()

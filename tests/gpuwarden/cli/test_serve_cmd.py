@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
 
+import httpx
 import pytest
 import yaml
 from alembic.script import ScriptDirectory
@@ -603,8 +604,26 @@ def test_sigterm_stops_serve_gracefully_with_exit_0_not_killed_by_the_signal(tmp
     argv = [sys.executable, "-c", "from gpuwarden.cli import main; main()", "serve", "--port", str(port)]
     argv += ["--db", str(tmp_path / "serve.db")]
     env = {**os.environ, "GPUWARDEN_API_TOKEN": "sigterm-test-token-123"}
-    status = run_then_sigterm(argv, f"http://127.0.0.1:{port}/-/ready", tmp_path / "serve.log", env=env)
+    url = f"http://127.0.0.1:{port}"
+    alert = {"labels": {"alertname": "NodeDown", "cluster": "c1", "rack": "r01", "node": "r01-n01"}}
+
+    def post_one_alert() -> None:
+        auth = {"Authorization": "Bearer sigterm-test-token-123"}
+        assert httpx.post(f"{url}/api/v2/alerts", json=[alert], headers=auth, timeout=10).status_code == 200
+        while not httpx.get(f"{url}/api/v2/alerts", timeout=10).json():  # applied from the journal
+            time.sleep(0.05)
+
+    status = run_then_sigterm(
+        argv, f"{url}/-/ready", tmp_path / "serve.log", env=env, meanwhile=post_one_alert
+    )
     assert status == 0, (tmp_path / "serve.log").read_text()
+    # A stopped server's store is its .db file alone (what `cp` of it takes): the WAL was checkpointed into
+    # it at the stop. Before, the whole store stayed in serve.db-wal and serve.db held no table.
+    copy = tmp_path / "copy.db"
+    copy.write_bytes((tmp_path / "serve.db").read_bytes())
+    with make_engine(str(copy)).connect() as conn:
+        labels = conn.execute(text("SELECT labels FROM alerts")).scalars().all()
+    assert [json.loads(x)["node"] for x in labels] == ["r01-n01"]
 
 
 def test_a_journal_directory_that_comes_from_db_is_blamed_on_db_not_the_environment(
