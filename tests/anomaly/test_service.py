@@ -456,3 +456,20 @@ def test_a_fleet_query_without_workload_labels_is_warned_once_and_counted_on_met
     registry = CollectorRegistry()
     registry.register(service.collector)
     assert registry.get_sample_value("gpuwarden_anomaly_fleet_uncompared_series", {"query": TEMP}) == 8
+
+
+@pytest.mark.parametrize(("value", "deviation"), [(95.0, "up"), (40.0, "down")], ids=["rose", "fell"])
+def test_a_learned_alert_says_which_side_of_its_band_the_value_left(value, deviation):
+    """Alerting roots a temperature alert "thermal" only when the temperature rose."""
+    rng = np.random.default_rng(0)
+    clock, col, service = setup(detectors=["adaptive"])
+    for _ in range(60):
+        col.set(TEMP, temps(rng))
+        tick(clock, service)
+    raised = []
+    for _ in range(service.cfg.pending_ticks):
+        rows = temps(rng)
+        rows[3] = (rows[3][0], value)
+        col.set(TEMP, rows)
+        raised += tick(clock, service).raised
+    assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
