@@ -422,9 +422,13 @@ class AnomalyService:
 
 
 def _deviation(f: Findings, i: int) -> str:
-    """``up`` or ``down``: which side of its band a learned detector's value left; "" without a band.
+    """``up`` or ``down``: which side of its band (or of its peers, ``sign``) a learned detector's value
+    left; "" when the detector says neither.
 
     Alerting reads it: a temperature that fell (a GPU idle after its reset) is no thermal fault."""
+    if f.sign is not None:
+        sign = float(f.sign[i])
+        return "up" if sign > 0 else "down" if sign < 0 else ""
     if f.lower is None or f.upper is None:
         return ""
     value = float(f.value[i])

@@ -473,3 +473,31 @@ def test_a_learned_alert_says_which_side_of_its_band_the_value_left(value, devia
         col.set(TEMP, rows)
         raised += tick(clock, service).raised
     assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
+
+
+@pytest.mark.parametrize(("sign", "deviation"), [(1.0, "up"), (-1.0, "down")], ids=["above", "below"])
+def test_a_detector_without_bands_gives_the_side_by_its_sign(sign, deviation):
+    class Peers:
+        name = "peers"
+
+        def fit(self, view):
+            pass
+
+        def forget(self, ids):
+            pass
+
+        def detect(self, view):
+            step = view.latest[TEMP]
+            n = len(step.labels)
+            score = np.where(np.arange(n) == 3, 5.0, 0.0)
+            return [Findings("peers", TEMP, step.labels, score, step.value, sign=np.full(n, sign))]
+
+    rng = np.random.default_rng(0)
+    clock = FakeClock()
+    col = TableCollector()
+    service = AnomalyService(AnomalyConfig(), [CollectorSource([col], clock)], clock, detectors=[Peers()])
+    raised = []
+    for _ in range(service.cfg.pending_ticks):
+        col.set(TEMP, temps(rng))
+        raised += tick(clock, service).raised
+    assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
