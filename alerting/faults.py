@@ -100,14 +100,18 @@ def alert_xid(kind: FaultKind, labels: Mapping[str, str]) -> int | None:
 def classify(labels: Mapping[str, str]) -> FaultKind:
     """The fault kind: an explicit ``fault_kind`` label wins, then the XID code of an alert named for XIDs,
     the alert name, the XID code in an ``xid``/``xid_code`` label of an alert named otherwise
-    (``GpuHardwareError{xid="79"}``), the series."""
+    (``GpuHardwareError{xid="79"}``), the series (a temperature's only when it rose: ``deviation`` not
+    ``down``)."""
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
     alertname, job = labels.get("alertname", ""), labels.get("job", "")
     if not any(labels.get(k) for k in ("instance", "node", "Hostname", "hostname")):
         job = ""  # a scrape job's alert about no one target (kube-prometheus' TargetDown): not a node's
     code, own = xid_code(labels), xid_code(labels, ("xid", "xid_code"))
-    return _classify(explicit, alertname, code, _detector(labels), metric, job=job, own_xid=own)
+    deviation = labels.get("deviation", "")
+    return _classify(
+        explicit, alertname, code, _detector(labels), metric, job=job, own_xid=own, deviation=deviation
+    )
 
 
 def _detector(labels: Mapping[str, str]) -> str:
@@ -131,6 +135,7 @@ def _classify(
     *,
     job: str = "",
     own_xid: int | None = None,
+    deviation: str = "",
 ) -> FaultKind:
     # Cached: a storm repeats a few alert names thousands of times, each would run the patterns.
     if explicit in FaultKind.__members__.values():
@@ -152,5 +157,7 @@ def _classify(
     metric = normalised(metric)
     for pattern, kind in _METRIC_COMPILED:
         if pattern.search(metric):
-            return kind
+            # A temperature below its band is a GPU cooling (idle after a reset, a job that ended), not
+            # heat: only a rise is thermal.
+            return FaultKind.UNKNOWN if kind is FaultKind.THERMAL and deviation == "down" else kind
     return FaultKind.UNKNOWN

@@ -30,16 +30,25 @@ class AdaptiveDetector:
             for q in cfg.queries
         }
         self._models: dict[ThresholdParams, AdaptiveThresholds] = {}
-        self._patterns = [q.name for q in cfg.queries] + list(cfg.adaptive_metrics)
+        # Only the curated set: a configured query is not scored for being configured. The example reads
+        # temperatures, up flags, XID and ECC counters for other detectors; adaptive bands on them alerted
+        # on a GPU cooling down after its reset.
+        self._patterns = list(cfg.adaptive_metrics)
+        self._chosen = {q.name: q.adaptive for q in cfg.queries if q.adaptive is not None}
         self._scored: dict[str, bool] = {}
         self._floors = dict(cfg.min_deviation_by_metric)
         self._params: dict[str, ThresholdParams] = {}
 
     def scores(self, query: str) -> bool:
-        """Whether ``query`` is one of the configured queries or matches ``adaptive_metrics``."""
+        """Whether ``query`` is scored: its own ``adaptive`` setting, else whether it matches
+        ``adaptive_metrics``."""
         known = self._scored.get(query)
         if known is None:
-            known = self._scored[query] = any(fnmatch.fnmatchcase(query, p) for p in self._patterns)
+            chosen = self._chosen.get(query)
+            known = (
+                chosen if chosen is not None else any(fnmatch.fnmatchcase(query, p) for p in self._patterns)
+            )
+            self._scored[query] = known
         return known
 
     def params_for(self, query: str) -> ThresholdParams:

@@ -40,6 +40,9 @@ class Findings:
     # When each row's condition began (Unix seconds), where the detector knows it before the tick that
     # raises it (the presence detector: the last sample seen); told as the alert's ``onset`` annotation.
     onset: FloatArray | None = None
+    # Per row, the sign of the deviation (above 0: the value is high, below: low) for a detector without
+    # bands; None: read from ``lower``/``upper`` where they are given.
+    sign: FloatArray | None = None
 
     def action_at(self, i: int) -> RecommendedAction:
         """The recommended action for row ``i``."""

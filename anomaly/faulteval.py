@@ -52,6 +52,7 @@ FAULT_CLASSES: tuple[FaultClass, ...] = (
     FaultClass("power_brake", False, {"kind": "power_brake"}),
     FaultClass("thermal_runaway", False, {"kind": "thermal_runaway"}),
     FaultClass("straggler", False, {"kind": "straggler"}, needs_workload=True),
+    FaultClass("ecc_sbe_storm", False, {"kind": "ecc_sbe_storm"}),
     FaultClass("nvlink_crc_burst", False, {"kind": "nvlink_crc_burst", "link": 0}),
     FaultClass("nvlink_down", False, {"kind": "nvlink_down", "link": 0}),
     FaultClass("memory_leak", False, {"kind": "memory_leak"}),

@@ -303,6 +303,7 @@ class FleetDetector:
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} differs from its peers",
                     resolve_after=self.hold_ticks,
+                    sign=np.sign(smooth),
                 )
             )
         return out

@@ -20,6 +20,39 @@ XID_COUNTER = "gpuwarden_xid_errors_total"
 XID_GAUGE = "DCGM_FI_DEV_XID_ERRORS"
 GPU_UP = "gpuwarden_gpu_up"
 THROTTLE_REASONS = "DCGM_FI_DEV_CLOCK_THROTTLE_REASONS"  # GpuClockSlowdown: the slowdown bits
+GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
+DBE = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+SBE = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
+ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
+RETIRED_PENDING = "DCGM_FI_DEV_RETIRED_PENDING"  # GPUs before Ampere retire pages instead of remapping rows
+RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
+EXPORTER_STALE = "gpuwarden_exporter_stale"
+NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
+NVLINK_STATUS = "DCGM_FI_DEV_NVLINK_LINK_STATUS"  # per link (label link): 1 active, 0 inactive
+NVLINK_ERRORS = (
+    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
+    "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
+    NVLINK_RECOVERY,
+)
+SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
+# What each signature rule reads (its alert in the comment); each entry: names of which any one will do.
+SIGNATURE_NEEDS: tuple[tuple[str, ...], ...] = (
+    (GPU_UP,),  # GpuLost
+    (XID_GAUGE, XID_COUNTER),  # GpuXidError: the catalog lookup
+    (THROTTLE_REASONS,),  # GpuClockSlowdown (the P2 throttling incident)
+    (DBE,),  # GpuDoubleBitEcc
+    (SBE,),  # GpuSingleBitEccStorm
+    (ROW_REMAP_PENDING, RETIRED_PENDING),  # GpuRowRemapPending / GpuRetirePending (older GPUs)
+    (ROW_REMAP_FAILURE,),  # GpuRowRemapFailure
+    (RECOVERY_ACTION,),  # GpuRecoveryActionPending
+    (EXPORTER_STALE,),  # GpuExporterStale
+    *((name,) for name in NVLINK_ERRORS),  # GpuNvlinkErrors
+    (NVLINK_STATUS,),  # GpuNvlinkDown
+    (GPU_UTIL,),  # GpuHung: utilisation pinned ...
+    (SM_ACTIVE,),  # ... while the SMs idle
+)
 
 
 def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
@@ -31,8 +64,7 @@ def _needs(cfg: AnomalyConfig) -> dict[str, list[tuple[str, ...]]]:
         "multivariate": [(q,) for q in cfg.multivariate_queries],  # a GPU is scored only with every column
         "thermal": [(TEMP,), (POWER,)],
         "fleet": fleet,
-        # GpuLost; the XID catalog lookup; GpuClockSlowdown (the P2 throttling incident)
-        "signatures": [(GPU_UP,), (XID_GAUGE, XID_COUNTER), (THROTTLE_REASONS,)],
+        "signatures": list(SIGNATURE_NEEDS),
     }
 
 

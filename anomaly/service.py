@@ -30,7 +30,14 @@ from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
 from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.model import Alert, AlertSource, AlertStatus, EvidencePoint, RecommendedAction
+from gpuwarden.model import (
+    Alert,
+    AlertSource,
+    AlertStatus,
+    EvidencePoint,
+    RecommendedAction,
+    label_fingerprint,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -366,9 +373,14 @@ class AnomalyService:
                 labels = output_labels(f.labels[i], f.query, f.detector)
                 labels.update(f.alert_labels)
                 labels.setdefault("alertname", DEFAULT_ALERTNAME)
+                # The series' alert is one, whichever side of its band: a value back from a spike that the
+                # band followed leaves it below, and is no new alert. ``deviation`` is the side it raised on.
+                key = label_fingerprint(labels)
+                deviation = _deviation(f, i)
+                if deviation:
+                    labels.setdefault("deviation", deviation)
                 window = self.evidence.window(int(f.ids[i])) if f.ids is not None else []
                 alert = _make_alert(f, i, labels, at, window)
-                key = alert.fingerprint
                 active.add(key)
                 state = self.firing.get(key)
                 if state is not None:
@@ -407,6 +419,22 @@ class AnomalyService:
                         recommended_action=old.recommended_action,
                     )
                 )
+
+
+def _deviation(f: Findings, i: int) -> str:
+    """``up`` or ``down``: which side of its band (or of its peers, ``sign``) a learned detector's value
+    left; "" when the detector says neither.
+
+    Alerting reads it: a temperature that fell (a GPU idle after its reset) is no thermal fault."""
+    if f.sign is not None:
+        sign = float(f.sign[i])
+        return "up" if sign > 0 else "down" if sign < 0 else ""
+    if f.lower is None or f.upper is None:
+        return ""
+    value = float(f.value[i])
+    if value < float(f.lower[i]):
+        return "down"
+    return "up" if value > float(f.upper[i]) else ""
 
 
 def _make_alert(

@@ -2,9 +2,10 @@
 
 XIDs are events (a counter per code, as gpuwarden's exporter writes them; dcgm-exporter's last-XID gauge is
 read too): each new one is mapped through NVIDIA's XID catalog to a recommended action. Double-bit ECC,
-row-remap pending/failure, retired-page pending, hardware thermal/power slowdown, NVLink error bursts, a
-downed NVLink (one seen active, now inactive) and a lost GPU (``gpuwarden_gpu_up == 0`` or its series
-vanishing) each have their own rule.
+row-remap pending/failure, retired-page pending, a single-bit ECC storm (correctable errors at over
+``sbe_rate`` a second), hardware thermal/power slowdown, NVLink error bursts, a downed NVLink (one seen
+active, now inactive) and a lost GPU (``gpuwarden_gpu_up == 0`` or its series vanishing) each have their own
+rule. ``anomaly.needs`` lists the queries each rule reads.
 
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
@@ -22,23 +23,30 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.ledger import DEFAULT_MEMORY_SECONDS, GpuKey, GpuValueLedger, gpu_key
-from anomaly.needs import GPU_UP, THROTTLE_REASONS, XID_COUNTER, XID_GAUGE
+from anomaly.needs import (
+    DBE,
+    EXPORTER_STALE,
+    GPU_UP,
+    NVLINK_ERRORS,
+    NVLINK_RECOVERY,
+    NVLINK_STATUS,
+    RECOVERY_ACTION,
+    RETIRED_PENDING,
+    ROW_REMAP_FAILURE,
+    ROW_REMAP_PENDING,
+    SBE,
+    SM_ACTIVE,
+    THROTTLE_REASONS,
+    XID_COUNTER,
+    XID_GAUGE,
+)
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
 
-DBE = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
-ROW_REMAP_PENDING = "DCGM_FI_DEV_ROW_REMAP_PENDING"
-ROW_REMAP_FAILURE = "DCGM_FI_DEV_ROW_REMAP_FAILURE"
-RETIRED_PENDING = "DCGM_FI_DEV_RETIRED_PENDING"
-RECOVERY_ACTION = "gpuwarden_gpu_recovery_action"
-EXPORTER_STALE = "gpuwarden_exporter_stale"
-NVLINK_RECOVERY = "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL"
-NVLINK_STATUS = "DCGM_FI_DEV_NVLINK_LINK_STATUS"  # per link (label link): 1 active, 0 inactive
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
-SM_ACTIVE = "DCGM_FI_PROF_SM_ACTIVE"
 # A hung GPU: the driver sees a kernel running the whole sample period (utilisation pinned at 100 %) while
 # the SMs do almost nothing. Busy workloads, memory-bound ones included, keep a much larger SM-active share.
 HUNG_UTIL_PCT = 95.0
@@ -50,12 +58,9 @@ _RECOVERY_ACTIONS = {
     3: RecommendedAction.CORDON_AND_DRAIN,
     4: RecommendedAction.DRAIN_AND_RESET,
 }
-NVLINK_ERRORS = (
-    "DCGM_FI_DEV_NVLINK_CRC_FLIT_ERROR_COUNT_TOTAL",
-    "DCGM_FI_DEV_NVLINK_CRC_DATA_ERROR_COUNT_TOTAL",
-    "DCGM_FI_DEV_NVLINK_REPLAY_ERROR_COUNT_TOTAL",
-    "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
-)
+# Correctable ECC errors a second that make a storm. A healthy GPU corrects a handful a day; the driver's
+# own "high single-bit ECC error rate" (XID 92) is a burst of about a hundred.
+SBE_STORM_RATE = 1.0
 # nvmlClocksEventReason bits that mean the GPU is being slowed by a fault, not by its workload or a cap.
 SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
 FIRED = 2.0
@@ -91,11 +96,15 @@ class SignatureDetector:
         catalog: Mapping[int, XidEntry] | None = None,
         *,
         nvlink_burst: float = 10.0,
+        sbe_rate: float = SBE_STORM_RATE,
         lost_memory_seconds: float = 3600.0,
         counter_memory_seconds: float = DEFAULT_MEMORY_SECONDS,
     ) -> None:
         self.catalog = dict(catalog) if catalog is not None else load_xid_catalog()
         self.nvlink_burst = nvlink_burst
+        self.sbe_rate = sbe_rate
+        # When each GPU's single-bit count was last read: its increase is over the time since then.
+        self._sbe_read: dict[GpuKey, float] = {}
         self._values = GpuValueLedger(counter_memory_seconds)
         self.lost_memory_seconds = lost_memory_seconds
         # Keyed by GPU, not label set: a relabelled series (a pod ended, an exporter rollout) is the same GPU.
@@ -127,6 +136,7 @@ class SignatureDetector:
             self._xid_counter,
             self._xid_gauge,
             self._dbe,
+            self._sbe_storm,
             self._flags,
             self._throttle,
             self._nvlink,
@@ -209,6 +219,40 @@ class SignatureDetector:
         return [
             self._immediate(
                 step, fired, RecommendedAction.DRAIN_AND_RESET, "double-bit ECC error", "GpuDoubleBitEcc"
+            )
+        ]
+
+    def _sbe_storm(self, view: View) -> list[Findings]:
+        """Correctable ECC errors at over ``sbe_rate`` a second since the last tick. Each one is corrected,
+        so nothing is lost yet; a storm says a memory row is failing: watch it, and reset the GPU when its
+        work allows so that the row is remapped (XID 92's guidance)."""
+        step = _find(view, SBE)
+        if step is None:
+            return []
+        increase = self._values.increase(view, step)  # NaN at a GPU's first read: history, not a storm
+        keys = [gpu_key(labels) for labels in step.labels]
+        elapsed = np.array([view.time - self._sbe_read.get(key, math.nan) for key in keys])
+        for key, value in zip(keys, step.raw.tolist(), strict=True):
+            if math.isfinite(value):  # one GPU may have several series (a relabel): all share its time
+                self._sbe_read[key] = view.time
+        with np.errstate(divide="ignore", invalid="ignore"):
+            rate = np.where(elapsed > 0, increase / elapsed, np.nan)
+        fired = np.where(np.isfinite(rate) & (rate > self.sbe_rate), FIRED, 0.0)
+        summaries = [
+            f"single-bit ECC storm: {r:.3g} corrected errors/s" if f else ""
+            for r, f in zip(rate.tolist(), fired.tolist(), strict=True)
+        ]
+        return [
+            Findings(
+                self.name,
+                step.query,
+                step.labels,
+                fired,
+                step.raw,
+                action=RecommendedAction.INVESTIGATE,
+                summary=summaries,
+                alert_labels={"alertname": "GpuSingleBitEccStorm"},
+                immediate=True,
             )
         ]
 

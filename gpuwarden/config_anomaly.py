@@ -63,6 +63,13 @@ class AnomalyQueryConfig(Section):
     )
     direction: Literal["up", "down", "both"] | None = None
     min_deviation: float | None = Field(None, ge=0)
+    adaptive: bool | None = Field(
+        None,
+        description=(
+            "whether the adaptive detector scores this query; unset: when its name matches"
+            " anomaly.adaptive_metrics (flags, counters and temperatures are read by other detectors)"
+        ),
+    )
     data_range: tuple[_Bound, _Bound] | None = Field(
         None,
         description=(
@@ -141,8 +148,9 @@ class AnomalyConfig(Section):
             "*latency*",
         ],
         description=(
-            "metric names (fnmatch patterns) the adaptive detector scores besides `queries`; '*' = all."
-            " Temperatures are left to the fleet detector: they lag every workload change by minutes."
+            "metric names (fnmatch patterns) the adaptive detector scores, configured queries included (a"
+            " query's own `adaptive: true/false` overrides); '*' = all. Temperatures are left to the fleet"
+            " detector: they lag every workload change by minutes; flags and counters to the signatures."
         ),
     )
     adaptive_seasonality: bool = Field(

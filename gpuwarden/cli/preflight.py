@@ -266,9 +266,9 @@ def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
 
     return [
         ConfigError(
-            f"detector {detector!r} reads queries named {', '.join(names)}, which are not configured: it"
-            " finds nothing without them; add them (named after the metric), or drop the detector from"
-            " anomaly.detectors",
+            f"detector {detector!r} reads queries named {', '.join(names)}, which are not configured: what"
+            " it reads them for never fires (`a|b`: either will do); add them (named after the metric), or"
+            " drop the detector from anomaly.detectors",
             field="anomaly.queries",
         )
         for detector, names in missing_queries(cfg).items()

@@ -76,3 +76,20 @@ def test_clocks_reduced_is_throttling() -> None:
     from gpuwarden.model import FaultKind  # noqa: PLC0415
 
     assert classify({"alertname": "GpuClocksReduced"}) is FaultKind.POWER_BRAKE
+
+
+@pytest.mark.parametrize(
+    ("deviation", "kind"),
+    [("down", FaultKind.UNKNOWN), ("up", FaultKind.THERMAL), (None, FaultKind.THERMAL)],
+    ids=["fell", "rose", "no-band"],
+)
+def test_a_temperature_that_fell_below_its_band_is_no_thermal_fault(deviation, kind) -> None:
+    """The soak: a GPU cooling to 60 C after its reset (band 64-87) was rooted "thermal"."""
+    labels = {"alertname": "GpuwardenAnomaly", "model": "adaptive", "for": "DCGM_FI_DEV_GPU_TEMP"}
+    if deviation is not None:
+        labels["deviation"] = deviation
+    assert classify(labels) is kind
+
+
+def test_a_single_bit_ecc_storm_signature_is_an_ecc_sbe_storm() -> None:
+    assert classify({"alertname": "GpuSingleBitEccStorm"}) is FaultKind.ECC_SBE_STORM

@@ -452,8 +452,9 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
     assert "detector 'thermal' reads queries named DCGM_FI_DEV_GPU_TEMP, which" in thermal
     assert (
         "detector 'signatures' reads queries named gpuwarden_gpu_up, DCGM_FI_DEV_CLOCK_THROTTLE_REASONS,"
-        " which" in signatures
+        " DCGM_FI_DEV_ECC_DBE_VOL_TOTAL," in signatures
     )
+    assert "DCGM_FI_PROF_SM_ACTIVE, which" in signatures
 
 
 @pytest.mark.parametrize(

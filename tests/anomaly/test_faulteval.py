@@ -13,6 +13,7 @@ from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from gpuwarden.sim import build_fleet, parse_fault
+from gpuwarden.sim.faults import ACTION_KINDS, FAULT_KINDS
 
 
 @pytest.fixture(scope="module")
@@ -57,3 +58,9 @@ def test_a_gpu_fault_due_for_repair_on_a_node_that_is_down_waits_for_the_reboot(
     fleet.inject(parse_fault({"kind": "node_down", "node": "node-01"}))
     _repair_due(fleet, [gpu_fault], clock.now().timestamp() + 600, hold=600)  # no "reboot it first" error
     assert gpu_fault.repaired_at is not None
+
+
+def test_every_fault_the_simulator_injects_is_a_class_of_the_evaluation():
+    """ "Every fault class detected" silently left out ecc_sbe_storm, which nothing detected."""
+    evaluated = {c.payload["kind"] for c in FAULT_CLASSES}
+    assert sorted(set(FAULT_KINDS) - set(ACTION_KINDS) - evaluated) == []

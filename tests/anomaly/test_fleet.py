@@ -32,6 +32,20 @@ def test_a_gpu_persistently_slower_than_its_peers_is_flagged():
     assert (np.delete(scores[-1], 3) < 1).all()
 
 
+def test_a_gpu_apart_from_its_peers_says_whether_it_is_above_or_below_them():
+    """Alerting roots a temperature "thermal" only when it rose: a GPU cooler than its peers is none."""
+    rng = np.random.default_rng(0)
+    index, rates = SeriesIndex(), CounterRates()
+    det = FleetDetector([Q])
+    for t in range(20):
+        row = 1980 + rng.normal(0, 10, 16)
+        row[3], row[5] = (1500, 2400) if t >= 5 else (row[3], row[5])
+        view = build_view([Frame(Q, labels(16), np.array([float(t)]), row.reshape(-1, 1))], index, rates, t)
+        findings = det.detect(view)[0]
+    assert findings.sign is not None
+    assert (findings.sign[3], findings.sign[5]) == (-1.0, 1.0)
+
+
 def test_one_noisy_sample_is_not_enough():
     rng = np.random.default_rng(1)
     rows = [1980 + rng.normal(0, 10, 16) for _ in range(10)]

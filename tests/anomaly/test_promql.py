@@ -94,7 +94,7 @@ def test_the_service_scores_prometheus_series_and_reports_healthy(prometheus, re
     cfg = AnomalyConfig(
         source="prometheus",
         prometheus_url=prometheus,
-        queries=[AnomalyQueryConfig(name="temp", expr="test_gpu_temp", step_seconds=1.0)],
+        queries=[AnomalyQueryConfig(name="temp", expr="test_gpu_temp", step_seconds=1.0, adaptive=True)],
     )
     query = PromQuery("temp", "test_gpu_temp", step_seconds=1.0)
     source = PromQLSource(prometheus, [query], clock)

@@ -456,3 +456,48 @@ def test_a_fleet_query_without_workload_labels_is_warned_once_and_counted_on_met
     registry = CollectorRegistry()
     registry.register(service.collector)
     assert registry.get_sample_value("gpuwarden_anomaly_fleet_uncompared_series", {"query": TEMP}) == 8
+
+
+@pytest.mark.parametrize(("value", "deviation"), [(95.0, "up"), (40.0, "down")], ids=["rose", "fell"])
+def test_a_learned_alert_says_which_side_of_its_band_the_value_left(value, deviation):
+    """Alerting roots a temperature alert "thermal" only when the temperature rose."""
+    rng = np.random.default_rng(0)
+    clock, col, service = setup(detectors=["adaptive"])
+    for _ in range(60):
+        col.set(TEMP, temps(rng))
+        tick(clock, service)
+    raised = []
+    for _ in range(service.cfg.pending_ticks):
+        rows = temps(rng)
+        rows[3] = (rows[3][0], value)
+        col.set(TEMP, rows)
+        raised += tick(clock, service).raised
+    assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
+
+
+@pytest.mark.parametrize(("sign", "deviation"), [(1.0, "up"), (-1.0, "down")], ids=["above", "below"])
+def test_a_detector_without_bands_gives_the_side_by_its_sign(sign, deviation):
+    class Peers:
+        name = "peers"
+
+        def fit(self, view):
+            pass
+
+        def forget(self, ids):
+            pass
+
+        def detect(self, view):
+            step = view.latest[TEMP]
+            n = len(step.labels)
+            score = np.where(np.arange(n) == 3, 5.0, 0.0)
+            return [Findings("peers", TEMP, step.labels, score, step.value, sign=np.full(n, sign))]
+
+    rng = np.random.default_rng(0)
+    clock = FakeClock()
+    col = TableCollector()
+    service = AnomalyService(AnomalyConfig(), [CollectorSource([col], clock)], clock, detectors=[Peers()])
+    raised = []
+    for _ in range(service.cfg.pending_ticks):
+        col.set(TEMP, temps(rng))
+        raised += tick(clock, service).raised
+    assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]

@@ -536,3 +536,46 @@ def quiet_collectors(fleet, clock):
     """The simulated exporter's collectors, its INFO lines off."""
     logging.getLogger("exporters").setLevel(logging.ERROR)
     return sim_collectors(fleet, clock).collectors
+
+
+SBE = "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL"
+
+
+def test_a_single_bit_ecc_storm_fires_but_a_trickle_a_reset_and_the_first_read_do_not():
+    feed = Feed()  # 30 s ticks; the storm is over one corrected error a second
+    assert fired(feed.tick((SBE, [GPU], [5000], "counter"))) == []  # history
+    assert fired(feed.tick((SBE, [GPU], [5020], "counter"))) == []  # 0.7/s
+    hits = fired(feed.tick((SBE, [GPU], [5620], "counter")))  # 20/s
+    assert [(f.alert_labels["alertname"], f.action_at(i)) for f, i in hits] == [
+        ("GpuSingleBitEccStorm", RecommendedAction.INVESTIGATE)
+    ]
+    assert "20 corrected errors/s" in hits[0][0].summary_at(hits[0][1])
+    assert fired(feed.tick((SBE, [GPU], [3], "counter"))) == []  # a GPU reset zeroed it
+
+
+def test_a_single_bit_ecc_rate_is_over_the_time_since_the_gpus_last_read_not_one_tick():
+    feed = Feed()
+    feed.tick((SBE, [GPU], [0], "counter"))
+    for _ in range(9):
+        feed.tick()  # the counter unread for 4.5 minutes (a scrape gap)
+    assert fired(feed.tick((SBE, [GPU], [300], "counter"))) == []  # 300 in 5 minutes: 1/s, not 10/s
+
+
+def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_collector():
+    clock = FakeClock()
+    fleet = build_fleet(1, 4, seed=1, clock=clock)
+    service = AnomalyService(
+        AnomalyConfig(detectors=["signatures"]),
+        [CollectorSource(quiet_collectors(fleet, clock), clock)],
+        clock,
+    )
+
+    def tick() -> list[str]:
+        clock.advance(30)
+        return [
+            a.labels["gpu"] for a in service.infer().raised if a.labels["alertname"] == "GpuSingleBitEccStorm"
+        ]
+
+    assert [x for _ in range(3) for x in tick()] == []
+    fleet.inject(parse_fault({"kind": "ecc_sbe_storm", "node": "node-01", "gpu": 1}))
+    assert tick() == ["1"]
