@@ -243,17 +243,7 @@ class SignatureDetector:
             for r, f in zip(rate.tolist(), fired.tolist(), strict=True)
         ]
         return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                fired,
-                step.raw,
-                action=RecommendedAction.INVESTIGATE,
-                summary=summaries,
-                alert_labels={"alertname": "GpuSingleBitEccStorm"},
-                immediate=True,
-            )
+            self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuSingleBitEccStorm")
         ]
 
     def _flags(self, view: View) -> list[Findings]:
@@ -296,19 +286,7 @@ class SignatureDetector:
             "clock slowdown: " + ",".join(n for b, n in SLOWDOWN_BITS.items() if v & b) if v & mask else ""
             for v in bits.tolist()
         ]
-        return [
-            Findings(
-                self.name,
-                step.query,
-                step.labels,
-                fired,
-                step.raw,
-                action=RecommendedAction.INVESTIGATE,
-                summary=summaries,
-                alert_labels={"alertname": "GpuClockSlowdown"},
-                immediate=True,
-            )
-        ]
+        return [self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuClockSlowdown")]
 
     def _nvlink(self, view: View) -> list[Findings]:
         out = []
@@ -353,9 +331,15 @@ class SignatureDetector:
         ]
 
     def _immediate(
-        self, step: Step, score: FloatArray, action: RecommendedAction, summary: str, alertname: str
+        self,
+        step: Step,
+        score: FloatArray,
+        action: RecommendedAction,
+        summary: str | Sequence[str],
+        alertname: str,
     ) -> Findings:
-        """A deterministic rule's findings: raised at the first tick that scores above 1."""
+        """A deterministic rule's findings: raised at the first tick that scores above 1; ``summary`` one for
+        all series or one per series."""
         return Findings(
             self.name,
             step.query,
