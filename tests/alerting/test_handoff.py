@@ -9,23 +9,13 @@ from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
-
-
-class Quiet:
-    """A notifier that is never asked to deliver here (only what the outbox stores is checked)."""
-
-    name = "quiet"
-
-    def deliver(
-        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
-        raise AssertionError("not dispatched in these tests")
+from tests.alerting.outbox_only import Quiet
 
 
 @pytest.fixture

@@ -14,22 +14,12 @@ from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
-
-
-class Quiet:
-    """A notifier never asked to deliver here: only what the outbox stores is compared."""
-
-    name = "quiet"
-
-    def deliver(
-        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
-        raise AssertionError("not dispatched in these tests")
+from tests.alerting.outbox_only import Quiet
 
 
 class Serve:
