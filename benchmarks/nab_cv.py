@@ -45,7 +45,7 @@ from nab_inputs import add_corpus_options, load_checked_corpus
 
 from anomaly.entropy import EntropyParams
 from anomaly.levels import LevelParams
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file
 from anomaly.surprise import SurpriseParams
 
 SIGNIFICANCE = (0.01, 0.001, 1e-5)
@@ -110,6 +110,53 @@ def fold_schemes(names: list[str]) -> dict[str, dict[str, str]]:
     return {
         "leave_one_category_out": {n: n.split("/", 1)[0] for n in names},
         "five_folds": {n: str(hashlib.sha256(n.encode()).digest()[1] % 5) for n in names},
+    }
+
+
+def found_windows(file: NabFile, alerts: npt.NDArray[np.bool_]) -> dict[int, bool]:
+    """Per scored window of ``file`` (by its number): whether an alert after probation is in it."""
+    probation = probation_length(len(file.series.values))
+    return {
+        w: bool(np.any(alerts[max(left, probation) : right + 1]))
+        for w, (left, right) in enumerate(file.windows)
+        if right >= probation
+    }
+
+
+def grid_report(
+    table: dict[str, dict[str, FileScore]], seconds: dict[str, float], samples: int
+) -> tuple[dict[str, object], dict[str, dict[str, object]]]:
+    """What a grid's harness reports for a table of scores per setting (``off`` among them): the
+    cross-validated score of each fold scheme against ``off``'s, whether the grid clears the bar for adoption
+    (+1.5 in both schemes) and the best setting over all files; then each setting's totals, which the
+    caller may extend before printing them as ``settings``."""
+    names = list(table["off"])
+    windows = sum(s.windows for s in table["off"].values())
+    cv: dict[str, dict[str, object]] = {}
+    gains: list[float] = []
+    for scheme, folds in fold_schemes(names).items():
+        score, picks = cross_validate(table, folds)
+        off, _ = cross_validate({"off": table["off"]}, folds)
+        gains.append(round(score - off, 2))
+        cv[scheme] = {"score": score, "off": off, "gain": gains[-1], "picks": picks}
+    all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
+    return {
+        "profile": "standard",
+        "files": len(names),
+        "windows": windows,
+        "samples": samples,
+        "cross_validated": cv,
+        "adoptable": all(gain >= 1.5 for gain in gains),
+        "best_on_all_files": max(all_files, key=lambda label: all_files[label]),
+    }, {
+        label: {
+            "all_files": all_files[label],
+            "alerts": sum(s.alerts for s in t.values()),
+            "false_positives": sum(s.alerts - s.alerts_in_windows for s in t.values()),
+            "windows_found": sum(s.detected for s in t.values()),
+            "us_per_sample": round(1e6 * seconds[label] / samples, 2),
+        }
+        for label, t in table.items()
     }
 
 

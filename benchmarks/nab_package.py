@@ -42,16 +42,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import cross_validate, fold_schemes, normalised
+from nab_cv import found_windows, grid_report
 from nab_inputs import add_corpus_options, load_checked_corpus
 
 from anomaly.levels import LevelParams
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
 from anomaly.recurrence import RecurrenceParams
 from anomaly.silence import SilenceParams
 from anomaly.steps import BoolArray
@@ -104,23 +102,12 @@ def detect(files: list[NabFile], package: Package | None) -> dict[str, BoolArray
     )
 
 
-def found_windows(file: NabFile, alerts: BoolArray) -> list[bool]:
-    """Per scored window of ``file``: whether an alert after probation falls in it."""
-    probation = probation_length(len(file.series.values))
-    return [
-        bool(np.any(alerts[max(left, probation) : right + 1]))
-        for left, right in file.windows
-        if right >= probation
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
-    names = [f.name for f in files]
     samples = sum(len(f.series.values) for f in files)
     table: dict[str, dict[str, FileScore]] = {}
     named: dict[str, dict[str, list[bool]]] = {}
@@ -130,45 +117,18 @@ def main() -> None:
         alerts = detect(files, package)
         seconds[label] = time.perf_counter() - tick
         table[label] = {f.name: score_file(f, alerts[f.name], PROFILES["standard"]) for f in files}
-        named[label] = {f.name: found_windows(f, alerts[f.name]) for f in files if f.name in NAMED}
-    windows = sum(s.windows for s in table["off"].values())
-    cv: dict[str, dict[str, object]] = {}
-    gains: list[float] = []
-    for scheme, folds in fold_schemes(names).items():
-        score, picks = cross_validate(table, folds)
-        off, _ = cross_validate({"off": table["off"]}, folds)
-        gains.append(round(score - off, 2))
-        cv[scheme] = {"score": score, "off": off, "gain": gains[-1], "picks": picks}
-    all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
-    best = max(all_files, key=lambda label: all_files[label])
-    detail = {
-        label: {
-            "all_files": all_files[label],
-            "alerts": sum(s.alerts for s in t.values()),
-            "false_positives": sum(s.alerts - s.alerts_in_windows for s in t.values()),
-            "windows_found": sum(s.detected for s in t.values()),
-            "named_found": {n.split("/")[1]: found for n, found in named[label].items()},
-            "us_per_sample": round(1e6 * seconds[label] / samples, 2),
+        named[label] = {
+            f.name: list(found_windows(f, alerts[f.name]).values()) for f in files if f.name in NAMED
         }
-        for label, t in table.items()
+    report, settings = grid_report(table, seconds, samples)
+    for label, detail in settings.items():
+        detail["named_found"] = {n.split("/")[1]: found for n, found in named[label].items()}
+    report |= {
+        "settings": settings,
+        "named_misses": NAMED,
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    print(
-        json.dumps(
-            {
-                "bench": "nab_package",
-                "profile": "standard",
-                "files": len(files),
-                "windows": windows,
-                "samples": samples,
-                "cross_validated": cv,
-                "adoptable": all(gain >= 1.5 for gain in gains),
-                "best_on_all_files": best,
-                "settings": detail,
-                "named_misses": NAMED,
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
-    )
+    print(json.dumps({"bench": "nab_package", **report}))
 
 
 if __name__ == "__main__":

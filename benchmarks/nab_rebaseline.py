@@ -34,16 +34,13 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_cv import cross_validate, fold_schemes, normalised
+from nab_cv import found_windows, grid_report
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, probation_length, score_file
-from anomaly.steps import BoolArray
+from anomaly.nab import PROFILES, FileScore, detect_corpus, score_file
 from anomaly.thresholds import ShiftTarget, ThresholdParams
 
 RUNS = (6, 12, 24)
@@ -61,23 +58,12 @@ def grid() -> dict[str, ThresholdParams | None]:
     return out
 
 
-def found_windows(file: NabFile, alerts: BoolArray) -> dict[int, bool]:
-    """Per scored window of ``file`` (by its number): whether an alert after probation is in it."""
-    probation = probation_length(len(file.series.values))
-    return {
-        w: bool(np.any(alerts[max(left, probation) : right + 1]))
-        for w, (left, right) in enumerate(file.windows)
-        if right >= probation
-    }
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
     args = parser.parse_args()
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
-    names = [f.name for f in files]
     samples = sum(len(f.series.values) for f in files)
     table: dict[str, dict[str, FileScore]] = {}
     found: dict[str, dict[str, dict[int, bool]]] = {}
@@ -88,16 +74,7 @@ def main() -> None:
         seconds[label] = time.perf_counter() - tick
         table[label] = {f.name: score_file(f, alerts[f.name], PROFILES["standard"]) for f in files}
         found[label] = {f.name: found_windows(f, alerts[f.name]) for f in files}
-    windows = sum(s.windows for s in table["off"].values())
-    cv: dict[str, dict[str, object]] = {}
-    gains: list[float] = []
-    for scheme, folds in fold_schemes(names).items():
-        score, picks = cross_validate(table, folds)
-        off, _ = cross_validate({"off": table["off"]}, folds)
-        gains.append(round(score - off, 2))
-        cv[scheme] = {"score": score, "off": off, "gain": gains[-1], "picks": picks}
-    all_files = {label: normalised(sum(s.raw for s in t.values()), windows) for label, t in table.items()}
-    best = max(all_files, key=lambda label: all_files[label])
+    report, settings = grid_report(table, seconds, samples)
 
     def changed(label: str, now: bool) -> list[str]:
         return [
@@ -107,40 +84,18 @@ def main() -> None:
             if hit == now and found["off"][name][w] != now
         ]
 
-    detail = {
-        label: {
-            "all_files": all_files[label],
-            "alerts": sum(s.alerts for s in t.values()),
-            "false_positives": sum(s.alerts - s.alerts_in_windows for s in t.values()),
-            "windows_found": sum(s.detected for s in t.values()),
-            "windows_gained": changed(label, True),
-            "windows_lost": changed(label, False),
-            "us_per_sample": round(1e6 * seconds[label] / samples, 2),
-        }
-        for label, t in table.items()
+    for label, detail in settings.items():
+        detail["windows_gained"] = changed(label, True)
+        detail["windows_lost"] = changed(label, False)
+    missed = [
+        f"{name.split('/')[1]}#{w}" for name, per in found["off"].items() for w, hit in per.items() if not hit
+    ]
+    report |= {
+        "settings": settings,
+        "missed_by_default": missed,
+        "seconds": round(time.perf_counter() - started, 1),
     }
-    print(
-        json.dumps(
-            {
-                "bench": "nab_rebaseline",
-                "profile": "standard",
-                "files": len(files),
-                "windows": windows,
-                "samples": samples,
-                "cross_validated": cv,
-                "adoptable": all(gain >= 1.5 for gain in gains),
-                "best_on_all_files": best,
-                "settings": detail,
-                "missed_by_default": [
-                    f"{name.split('/')[1]}#{w}"
-                    for name, per in found["off"].items()
-                    for w, hit in per.items()
-                    if not hit
-                ],
-                "seconds": round(time.perf_counter() - started, 1),
-            }
-        )
-    )
+    print(json.dumps({"bench": "nab_rebaseline", **report}))
 
 
 if __name__ == "__main__":
