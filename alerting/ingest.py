@@ -120,7 +120,9 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
     if _NUL in generator:
         raise InputError(_NUL_REFUSED, field=f"{where}.generatorURL")
     status = AlertStatus.FIRING
-    raw_status = item.get("status")
+    # Only the webhook's alerts carry a status. Alertmanager's postableAlert has none: it ignores the
+    # field and resolves by endsAt alone, so a batch copied from GET /api/v2/alerts is taken
+    raw_status = item.get("status") if source is AlertSource.WEBHOOK else None
     if raw_status is not None:
         if raw_status not in ("firing", "resolved"):
             raise InputError("must be 'firing' or 'resolved'", field=f"{where}.status")

@@ -148,9 +148,12 @@ class AlertmanagerApi:
         if query.receiver is not None and not _receiver_matches(query.receiver):
             return []  # every alert has the one receiver
         rows = self.engine.store.firing_alerts()
-        open_end = self.engine.clock.now() + timedelta(seconds=self.engine.config.resolve_timeout_seconds)
+        now = self.engine.clock.now()
+        open_end = now + timedelta(seconds=self.engine.config.resolve_timeout_seconds)
         out = []
         for row in rows:
+            if row.ends_at is not None and row.ends_at <= now:
+                continue  # resolved by its endsAt, as Alertmanager lists it, though the next tick records it
             if not all_match(filters, row.labels):
                 continue
             silenced, inhibited = self.engine.mute_state(row.fingerprint, row.labels, row.incident_id)
@@ -268,16 +271,11 @@ def _receiver_matches(pattern: str) -> bool:
 
 
 def _silence_matches(matchers: Sequence[Matcher], filters: Sequence[Matcher]) -> bool:
-    """Alertmanager's silence filter: each filter matcher is tested against the value the silence's matcher
-    of that name has; an empty filter value only asks that the silence has (``=``) or lacks (``!=``) one."""
-    values = {m.name: m.value for m in matchers}
-    for f in filters:
-        present = f.name in values
-        if f.value == "" and (present if f.op in (MatchOp.NE, MatchOp.NRE) else not present):
-            continue
-        if not f.matches({f.name: values.get(f.name, "")}):
-            return False
-    return True
+    """Alertmanager's silence filter (api/v2 ``CheckSilenceMatchesFilterLabels``): every filter matcher is one
+    of the silence's own, the same name, operator and value. Not a match of the filter against the silence's
+    values: ``amtool silence query alertname=A`` listed ``alertname!="A"`` too (a silence muting everything
+    but A), which ``amtool silence expire $(amtool silence query -q alertname=A)`` then ended."""
+    return all(f in matchers for f in filters)
 
 
 def _flag(value: str | None, name: str) -> bool:

@@ -6,9 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from alerting.ingest import parse_postable_alerts
+from alerting.ingest import parse_postable_alerts, parse_webhook
 from gpuwarden.errors import InputError
-from gpuwarden.model import RecommendedAction
+from gpuwarden.model import AlertStatus, RecommendedAction
 
 
 @pytest.mark.parametrize(
@@ -81,3 +81,27 @@ def test_an_empty_label_name_is_refused() -> None:
     with pytest.raises(InputError) as info:
         parse_postable_alerts([{"labels": {"alertname": "A"}}, {"labels": {"alertname": "B", "": "x"}}])
     assert info.value.field == "[1].labels"
+
+
+@pytest.mark.parametrize(
+    "status",
+    [{"state": "active", "silencedBy": [], "inhibitedBy": []}, "active", "resolved", None],
+    ids=["gettable-alert-status", "unknown-word", "resolved-word", "null"],
+)
+def test_a_posted_alerts_status_field_is_ignored_as_alertmanager_ignores_it(status: object) -> None:
+    """``postableAlert`` has no ``status``: Alertmanager stores such an alert and resolves it by ``endsAt``
+    only. Refusing the field refused its whole batch (Prometheus does not retry a 400), e.g. alerts a relay
+    copied from ``GET /api/v2/alerts``, where ``status`` is an object."""
+    firing = {"labels": {"alertname": "A"}, "status": status}
+    ended = {"labels": {"alertname": "B"}, "status": status, "endsAt": "2026-03-01T12:00:00Z"}
+    a, b = parse_postable_alerts([firing, ended])
+    assert (a.status, a.ends_at) == (AlertStatus.FIRING, None)
+    assert b.ends_at == datetime(2026, 3, 1, 12, tzinfo=UTC)
+
+
+def test_a_webhook_alerts_status_is_read() -> None:
+    payload = {"version": "4", "alerts": [{"labels": {"alertname": "A"}, "status": "resolved"}]}
+    assert [a.status for a in parse_webhook(payload)] == [AlertStatus.RESOLVED]
+    with pytest.raises(InputError) as info:
+        parse_webhook({**payload, "alerts": [{"labels": {"alertname": "A"}, "status": "active"}]})
+    assert info.value.field == "alerts[0].status"

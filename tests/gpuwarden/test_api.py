@@ -494,11 +494,16 @@ def test_silences_are_listed_by_filter_as_alertmanager_compares_them(client: Tes
         return {s["id"] for s in response.json()}
 
     assert listed() == {a1, a3, watchdog, regex}
-    assert listed('a="3"') == {a3}  # amtool silence query a=3: not every silence (expire would end them)
-    assert listed('a=~"1|3"') == {a1, a3}
-    assert listed('a!="3"') == {a1, watchdog, regex}  # without an `a` matcher: compared as empty
-    assert listed('a=""') == {watchdog, regex}  # those without an `a` matcher
-    assert listed('alertname="Watchdog"') == {watchdog}
+    # As Alertmanager's api/v2 compares them: a filter matcher lists the silences that have that very matcher
+    # (name, operator and value), so `amtool silence query a=3` is not every silence (expire would end them)
+    # and `amtool silence query alertname=Watchdog` is not the silence muting everything BUT the watchdog.
+    assert listed('a="3"') == listed("a=3") == {a3}
+    assert listed('a=~"1|3"') == listed('a!="3"') == listed('a=""') == set()  # no silence has that matcher
+    assert listed('alertname="Watchdog"') == set()
+    assert listed('alertname!="Watchdog"') == {watchdog}
+    assert listed('env!~"prod.*"') == {regex}
+    assert listed('env=~"prod.*"') == listed('env!~"prod"') == set()
+    assert listed("a=3", 'alertname!="Watchdog"') == set()  # every filter matcher must be one of its own
     assert error_field(client.get("/api/v2/silences", params={"filter": "a~~1"})) == "filter"
     for everything in ([{"name": "a", "value": ""}], [{"name": "a", "value": ".*", "isRegex": True}]):
         refused = client.post("/api/v2/silences", json={**SILENCE, "matchers": everything}, headers=AUTH)
@@ -877,3 +882,20 @@ def test_a_simulated_training_job_answers_to_the_slurm_job_id_its_exporter_label
     for job in fleet.training_jobs():
         found = inventory.find_workload(WorkloadKind.TRAINING_JOB, str(sim_job_id(job)), "", job.cluster)
         assert found is not None and (found.name, found.cluster) == (job.name, job.cluster)
+
+
+def test_an_alert_is_not_listed_once_its_ends_at_has_passed_before_the_next_tick(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    """Alertmanager lists no alert whose endsAt has passed; serve listed it as firing until its next tick
+    (5 s), so ``amtool alert query`` showed an alert that had already resolved."""
+    clock = engine.clock
+    assert isinstance(clock, FakeClock)
+    ends = rfc3339(clock.now() + timedelta(seconds=10))
+    short = {"labels": {"alertname": "Short", "node": "r02-n03"}, "endsAt": ends}
+    assert client.post("/api/v2/alerts", json=[NODE_DOWN, short], headers=AUTH).status_code == 200
+    assert {a["labels"]["alertname"] for a in client.get("/api/v2/alerts").json()} == {"NodeDown", "Short"}
+    clock.advance(11)  # no tick yet: the store still has it firing
+    assert [a["labels"]["alertname"] for a in client.get("/api/v2/alerts").json()] == ["NodeDown"]
+    groups = client.get("/api/v2/alerts/groups").json()
+    assert [a["labels"]["alertname"] for g in groups for a in g["alerts"]] == ["NodeDown"]
