@@ -823,6 +823,29 @@ def test_a_metrics_scrape_does_not_wait_for_a_long_transaction(
         assert answers == [200]
 
 
+def test_incidents_are_listed_and_shown_while_a_long_transaction_holds_the_engine(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    # The applier holds the engine's lock for a whole transaction (one record of 100,000 alerts took
+    # minutes): the list and the detail read the store, and waited for that lock only to learn which
+    # incidents are silenced, so `incidents list` timed out although reads promise to wait 10 s at most.
+    import threading  # noqa: PLC0415
+
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    incident_id = client.get("/api/v1/incidents").json()[0]["id"]
+    answers: list[int] = []
+
+    def read() -> None:
+        answers.append(client.get("/api/v1/incidents").status_code)
+        answers.append(client.get(f"/api/v1/incidents/{incident_id}").status_code)
+
+    with engine._lock:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=10)
+        assert answers == [200, 200]
+
+
 def test_an_unknown_route_or_method_answers_in_the_apis_error_shape(client: TestClient) -> None:
     v1 = client.get("/api/v1/nope")
     assert (v1.status_code, v1.json()) == (
