@@ -753,6 +753,10 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
+        # Unknown keys were ignored: {"id": 7} (one message, as someone meant it) requeued every failed one.
+        widened = c.post("/api/v1/outbox/retry", json={"id": 7}, headers=AUTH)
+        assert widened.status_code == 400 and error_field(widened) == "id", widened.text
+        assert "incident" in error_text(widened)
 
 
 @pytest.mark.parametrize(
@@ -766,8 +770,20 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         ({"notifier": "slack", "by": "x" * 129}, "by"),
         ({"notifier": "slack", "incident": ""}, "incident"),
         ([], "body"),
+        # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
+        ({"notifier": "slack", "dryrun": True}, "dryrun"),
     ],
-    ids=["no-notifier", "blank", "statuses-not-a-list", "sent", "dry-run", "long-by", "incident", "list"],
+    ids=[
+        "no-notifier",
+        "blank",
+        "statuses-not-a-list",
+        "sent",
+        "dry-run",
+        "long-by",
+        "incident",
+        "list",
+        "unknown-field",
+    ],
 )
 def test_outbox_discard_refuses_bad_input_naming_the_field(
     engine: IncidentEngine, body: object, field: str
