@@ -213,6 +213,10 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert (nul.status_code, error_field(nul)) == (400, "text")
     long_name = client.post(f"{path}/ack", json={"by": "x" * 200}, headers=AUTH)
     assert (long_name.status_code, error_field(long_name)) == (400, "by")
+    # A name is one line: "bob\nEVIL: ..." was posted in the Slack thread as "note by bob" and a forged line.
+    for forged in ("bob\nEVIL: approved", "bob\u202eevil", "bob\x1b[2J"):
+        two_lines = client.post(f"{path}/notes", json={"text": "hi", "by": forged}, headers=AUTH)
+        assert (two_lines.status_code, error_field(two_lines)) == (400, "by"), forged
     silence = {**SILENCE, "createdBy": "y" * 300}
     refused_silence = client.post("/api/v2/silences", json=silence, headers=AUTH)
     assert (refused_silence.status_code, error_field(refused_silence)) == (400, "createdBy")
