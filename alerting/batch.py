@@ -8,7 +8,7 @@ commit and told to listeners after it; ``Ticket`` is one ingest call waiting for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -196,6 +196,10 @@ class Batch:
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)
     _kinds_seen: int = field(default=0, repr=False)
+    # Called as the transaction works through its alerts and incidents: the journal applier's heartbeat, so
+    # that one transaction longer than the liveness deadline (a POST of 100,000 alerts) is not taken for a
+    # stuck applier.
+    progress: Callable[[], object] = field(default=lambda: None, repr=False)
 
     def __post_init__(self) -> None:
         watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)

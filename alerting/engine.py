@@ -248,15 +248,17 @@ class IncidentEngine(
         self,
         batches: Sequence[tuple[datetime, Sequence[Alert]]],
         in_transaction: Callable[[Session], None],
+        progress: Callable[[], object] | None = None,
     ) -> IngestResult:
         """Apply batches accepted earlier (the journal), each at its own accept time, in ONE transaction.
 
         ``in_transaction`` runs inside it (the journal commits its applied offset there), so the alerts
-        and the offset are stored together or not at all. Raises what the transaction raised.
+        and the offset are stored together or not at all; ``progress`` is called for each alert and incident
+        it works through. Raises what the transaction raised.
         """
         tickets = [Ticket(list(alerts), at=at) for at, alerts in batches]
         with self._lock:
-            self._write(tickets, in_transaction)
+            self._write(tickets, in_transaction, progress)
         total = IngestResult()
         for ticket in tickets:
             if ticket.error is not None:
@@ -266,7 +268,12 @@ class IncidentEngine(
             total.opened.extend(ticket.result.opened)
         return total
 
-    def _write(self, tickets: list[Ticket], in_transaction: Callable[[Session], None] | None = None) -> None:
+    def _write(
+        self,
+        tickets: list[Ticket],
+        in_transaction: Callable[[Session], None] | None = None,
+        progress: Callable[[], object] | None = None,
+    ) -> None:
         now = self.clock.now()
         times = [t.at for t in tickets if t.at is not None]
         if times:
@@ -276,7 +283,7 @@ class IncidentEngine(
         try:
             self._fresh()
             with self._sessions() as session, session.begin(), session.no_autoflush:
-                batch = Batch(session, now)
+                batch = Batch(session, now) if progress is None else Batch(session, now, progress=progress)
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []
@@ -311,6 +318,7 @@ class IncidentEngine(
                         query = select(AlertRow).where(AlertRow.fingerprint.in_(chunk))
                         batch.rows.update((r.fingerprint, r) for r in session.scalars(query))
                     for alert, fp, status, result, at in slow:
+                        batch.progress()
                         batch.now = at
                         self._ingest_one(batch, alert, fp, status, result)
                     batch.now = now

@@ -88,6 +88,7 @@ class IncidentGrouping(IncidentMerging):
         sharers: set[str] = set()
         regrouped: dict[str, int] = {}
         while pending:
+            batch.progress()
             incident_id = pending.pop()
             inc = self._open.get(incident_id)
             if inc is None:

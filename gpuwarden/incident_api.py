@@ -33,6 +33,7 @@ from alerting.topology import target_to_dict
 from gpuwarden.alertmanager_api import iso
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident
+from gpuwarden.printable import escape_controls
 
 Handler = Callable[[Request, bytes], Awaitable[Response]]
 
@@ -84,6 +85,8 @@ def _fields(body: bytes) -> dict[str, Any]:
     if not isinstance(by, str) or not by.strip():
         raise InputError("must be a non-empty string", field="by")
     stored_text(by, "by", NAME_LIMIT)
+    if escape_controls(by) != by:  # "bob\nEVIL: ..." forged a line of the Slack thread and the timeline
+        raise InputError(f"a name is one line of visible text; got {escape_controls(by)!r}", field="by")
     return data
 
 

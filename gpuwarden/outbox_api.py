@@ -32,6 +32,8 @@ from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
 
 DEFAULT_LIMIT = 100
+RETRY_FIELDS = ("incident",)
+DISCARD_FIELDS = ("notifier", "statuses", "incident", "by", "dry_run")
 MAX_MESSAGES = 1_000_000
 
 
@@ -99,9 +101,7 @@ class OutboxApi:
     async def retry(self, request: Request, body: bytes) -> Response:
         """Queue failed messages again (of one incident if the body names it)."""
         outbox = self._outbox()
-        data = parse_json(body) if body.strip() else {}
-        if not isinstance(data, dict):
-            raise InputError("must be a JSON object", field="body")
+        data = _object(body, RETRY_FIELDS)
         incident = data.get("incident")
         if incident is not None and (not isinstance(incident, str) or not incident.strip()):
             raise InputError("must be a non-empty string", field="incident")
@@ -111,9 +111,7 @@ class OutboxApi:
     async def discard(self, request: Request, body: bytes) -> Response:
         """Drop a notifier's orphaned (or, asked, failed) messages for good, or say what would go."""
         outbox = self._outbox()
-        data = parse_json(body) if body.strip() else {}
-        if not isinstance(data, dict):
-            raise InputError("must be a JSON object", field="body")
+        data = _object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
         by = stored_text(_name(data.get("by", "api"), "by"), "by", NAME_LIMIT)
         incident = None if data.get("incident") is None else _name(data["incident"], "incident")
@@ -129,6 +127,19 @@ class OutboxApi:
         return JSONResponse(
             {"notifier": notifier, "discarded": counts, "total": sum(counts.values()), "dry_run": dry_run}
         )
+
+
+def _object(body: bytes, fields: tuple[str, ...]) -> dict[str, Any]:
+    """The body as a JSON object (empty: ``{}``) holding no key but ``fields``: these requests act on all
+    that their fields do not narrow, so a misspelt one (``dryrun``, or ``id`` for ``incident``) would widen
+    them, or make a dry run real, without a word."""
+    data = parse_json(body) if body.strip() else {}
+    if not isinstance(data, dict):
+        raise InputError("must be a JSON object", field="body")
+    unknown = sorted(set(data) - set(fields))
+    if unknown:
+        raise InputError(f"unknown field; this request takes {', '.join(fields)}", field=unknown[0])
+    return data
 
 
 def _name(value: object, field: str) -> str:

@@ -31,6 +31,8 @@ MAX_LIMIT = 1_000_000_000  # the API's largest ?limit= (gpuwarden.api.MAX_LIMIT;
 
 P = ParamSpec("P")
 DEFAULT_TIMEOUT_SECONDS = 30.0  # above serve's own read wait (10 s) plus a store that answers slowly
+# A day: 1e10 (or inf) overflowed the socket's timeout, a traceback and exit 1 as if serve were unreachable.
+MAX_TIMEOUT_SECONDS = 86_400.0
 
 
 @dataclass
@@ -49,6 +51,7 @@ RequestTimeoutOption = Annotated[
         "--request-timeout",
         envvar="GPUWARDEN_REQUEST_TIMEOUT",
         min=0.1,
+        max=MAX_TIMEOUT_SECONDS,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout).",
     ),
 ]
@@ -59,6 +62,7 @@ CommandTimeoutOption = Annotated[
     typer.Option(
         "--request-timeout",
         min=0.1,
+        max=MAX_TIMEOUT_SECONDS,
         show_default=False,
         help="Seconds to wait for serve's answer (as kubectl's --request-timeout; default 30,"
         " or GPUWARDEN_REQUEST_TIMEOUT).",

@@ -213,6 +213,10 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert (nul.status_code, error_field(nul)) == (400, "text")
     long_name = client.post(f"{path}/ack", json={"by": "x" * 200}, headers=AUTH)
     assert (long_name.status_code, error_field(long_name)) == (400, "by")
+    # A name is one line: "bob\nEVIL: ..." was posted in the Slack thread as "note by bob" and a forged line.
+    for forged in ("bob\nEVIL: approved", "bob\u202eevil", "bob\x1b[2J"):
+        two_lines = client.post(f"{path}/notes", json={"text": "hi", "by": forged}, headers=AUTH)
+        assert (two_lines.status_code, error_field(two_lines)) == (400, "by"), forged
     silence = {**SILENCE, "createdBy": "y" * 300}
     refused_silence = client.post("/api/v2/silences", json=silence, headers=AUTH)
     assert (refused_silence.status_code, error_field(refused_silence)) == (400, "createdBy")
@@ -758,6 +762,10 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
+        # Unknown keys were ignored: {"id": 7} (one message, as someone meant it) requeued every failed one.
+        widened = c.post("/api/v1/outbox/retry", json={"id": 7}, headers=AUTH)
+        assert widened.status_code == 400 and error_field(widened) == "id", widened.text
+        assert "incident" in error_text(widened)
 
 
 @pytest.mark.parametrize(
@@ -771,8 +779,20 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         ({"notifier": "slack", "by": "x" * 129}, "by"),
         ({"notifier": "slack", "incident": ""}, "incident"),
         ([], "body"),
+        # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
+        ({"notifier": "slack", "dryrun": True}, "dryrun"),
     ],
-    ids=["no-notifier", "blank", "statuses-not-a-list", "sent", "dry-run", "long-by", "incident", "list"],
+    ids=[
+        "no-notifier",
+        "blank",
+        "statuses-not-a-list",
+        "sent",
+        "dry-run",
+        "long-by",
+        "incident",
+        "list",
+        "unknown-field",
+    ],
 )
 def test_outbox_discard_refuses_bad_input_naming_the_field(
     engine: IncidentEngine, body: object, field: str
@@ -826,6 +846,29 @@ def test_a_metrics_scrape_does_not_wait_for_a_long_transaction(
         scrape.start()
         scrape.join(timeout=10)
         assert answers == [200]
+
+
+def test_incidents_are_listed_and_shown_while_a_long_transaction_holds_the_engine(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    # The applier holds the engine's lock for a whole transaction (one record of 100,000 alerts took
+    # minutes): the list and the detail read the store, and waited for that lock only to learn which
+    # incidents are silenced, so `incidents list` timed out although reads promise to wait 10 s at most.
+    import threading  # noqa: PLC0415
+
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    incident_id = client.get("/api/v1/incidents").json()[0]["id"]
+    answers: list[int] = []
+
+    def read() -> None:
+        answers.append(client.get("/api/v1/incidents").status_code)
+        answers.append(client.get(f"/api/v1/incidents/{incident_id}").status_code)
+
+    with engine._lock:
+        reader = threading.Thread(target=read, daemon=True)
+        reader.start()
+        reader.join(timeout=10)
+        assert answers == [200, 200]
 
 
 def test_an_unknown_route_or_method_answers_in_the_apis_error_shape(client: TestClient) -> None:

@@ -336,3 +336,34 @@ def test_liveness_stays_ok_while_the_applier_works_through_a_storm_longer_than_i
         assert seconds[0] == 10.0 > applier.heartbeat.deadline_seconds
         assert seen == [None] * 10
         assert client.get("/-/healthy").status_code == 200
+
+
+def test_liveness_stays_ok_while_one_transaction_of_a_big_record_outlasts_its_deadline(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One record of 100,000 alerts (a single POST) is one transaction: its heartbeat beat only between
+    transactions, so /-/healthy answered 503 while the applier was working, Kubernetes restarted serve and
+    the restart replayed the same record into the same 503: a crash loop that applied nothing after it."""
+    engine, journal = applier.engine, applier.journal
+    seconds = [0.0]  # the heartbeat's clock: each alert of the one transaction takes a second of it
+    applier.heartbeat = Heartbeat(
+        "the journal applier", 3.0, "alerting.applier_stall_seconds", lambda: seconds[0]
+    )
+    ingest_one, seen = engine._ingest_one, []
+
+    def one_second_alert(*args: Any, **kwargs: Any) -> Any:
+        seconds[0] += 1.0
+        seen.append(applier.heartbeat.problem())
+        return ingest_one(*args, **kwargs)
+
+    monkeypatch.setattr(engine, "_ingest_one", one_second_alert)
+    with _client(applier) as client:
+        _eventually(lambda: applier.heartbeat.beats > 0)  # idle, beating
+        body = json.dumps([{"labels": {**LABELS, "node": f"r02-n{k:02d}"}} for k in range(10)]).encode()
+        journal.append(KIND_POSTABLE, body, 10, accepted_at=engine.clock.time())
+        applier.notify()
+        _eventually(lambda: applier.lag_bytes == 0)
+        assert applier.alerts_applied == 10
+        assert seconds[0] == 10.0 > applier.heartbeat.deadline_seconds
+        assert seen == [None] * 10
+        assert client.get("/-/healthy").status_code == 200

@@ -491,6 +491,29 @@ def test_request_timeout_is_taken_after_the_command_and_by_every_command_that_as
     assert f"timed out after 0.1 s waiting for an answer from {url}" in " ".join(result.stderr.split())
 
 
+@pytest.mark.parametrize(
+    ("argv", "env"),
+    [
+        pytest.param(["incidents", "list", "--request-timeout", "1e10"], {}, id="after"),
+        pytest.param(["incidents", "--request-timeout", "inf", "list"], {}, id="before-inf"),
+        pytest.param(["outbox", "list", "--request-timeout", "nan"], {}, id="nan"),
+        pytest.param(["incidents", "list"], {"GPUWARDEN_REQUEST_TIMEOUT": "inf"}, id="env"),
+    ],
+)
+def test_a_request_timeout_no_socket_can_wait_is_a_bad_option(argv: list[str], env: dict[str, str]) -> None:
+    """``--request-timeout 1e10`` (or ``inf``) printed a Python traceback (OverflowError from the socket's
+    timeout) and exited 1, as if serve were unreachable; ``nan`` said it must be at least 0.1."""
+    with socket.socket() as listening:
+        listening.bind(("127.0.0.1", free_port()))
+        listening.listen(8)
+        url = f"http://127.0.0.1:{listening.getsockname()[1]}"
+        result = runner.invoke(app, [*argv, "--url", url], env=env)
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2, result.output
+    assert "--request-timeout" in said and "86400" in said, said
+    assert "Traceback" not in result.output
+
+
 def test_a_refused_connection_says_cannot_connect() -> None:
     with socket.socket() as closed:
         closed.bind(("127.0.0.1", free_port()))  # bound, not listening: connections are refused
