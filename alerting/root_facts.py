@@ -240,6 +240,13 @@ def grows(root: Path, new: Member) -> bool:
     return new.is_outage and whole_node(path) and contains(path, root)
 
 
+def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` that a silence holds takes the infrastructure alert ``new``:
+    its own fault, under its root and explained by it (``explains``), or an outage that takes its root
+    whole (``grows``: its GPU's node down), not a fault beside it that correlation would join."""
+    return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
+
+
 def down_nodes(members: Iterable[Member]) -> bool:
     """Whether a firing outage of these took a whole node (or more)."""
     return any(m.is_outage and m.firing and whole_node(m.location.path) for m in members)
