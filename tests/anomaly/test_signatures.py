@@ -515,11 +515,7 @@ def test_a_link_never_seen_active_is_not_called_down():
 def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_collector():
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]),
-        [CollectorSource(quiet_collectors(fleet, clock), clock)],
-        clock,
-    )
+    service = signatures_over(fleet, clock)
 
     def tick() -> list[tuple[str, str]]:
         clock.advance(30)
@@ -531,6 +527,12 @@ def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_co
     assert [x for _ in range(2) for x in tick()] == []
     fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))
     assert tick() == [("2", "3")]
+
+
+def signatures_over(fleet, clock) -> AnomalyService:
+    """The signatures detector alone over the simulated exporter's collectors."""
+    sources = [CollectorSource(quiet_collectors(fleet, clock), clock)]
+    return AnomalyService(AnomalyConfig(detectors=["signatures"]), sources, clock)
 
 
 def quiet_collectors(fleet, clock):
@@ -565,11 +567,7 @@ def test_a_single_bit_ecc_rate_is_over_the_time_since_the_gpus_last_read_not_one
 def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_collector():
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]),
-        [CollectorSource(quiet_collectors(fleet, clock), clock)],
-        clock,
-    )
+    service = signatures_over(fleet, clock)
 
     def tick() -> list[str]:
         clock.advance(30)
@@ -592,11 +590,7 @@ def test_a_simulated_clock_slowdown_is_classified_by_what_slows_it(fault: str, k
     # titled "power brake".
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]),
-        [CollectorSource(quiet_collectors(fleet, clock), clock)],
-        clock,
-    )
+    service = signatures_over(fleet, clock)
 
     def tick() -> list[tuple[str, FaultKind]]:
         clock.advance(30)
