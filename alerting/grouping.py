@@ -101,7 +101,13 @@ class IncidentGrouping(IncidentMerging):
             elif regrouped.get(inc.id, 0) < REGROUP_PASSES:
                 regrouped[inc.id] = regrouped.get(inc.id, 0) + 1
                 moved = regroup_ranks(batch, inc, self._open.rank_partners(inc))
-                moved |= regroup_spread(batch, inc, self._open.signal_partners(inc), self.inventory)
+                moved |= regroup_spread(
+                    batch,
+                    inc,
+                    self._open.signal_partners(inc),
+                    self.inventory,
+                    lambda i: self._held(i, batch.now),
+                )
                 pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:
                 sharers |= self._sharers(inc, lost)

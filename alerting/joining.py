@@ -26,13 +26,12 @@ from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
-from alerting.root_facts import RootFacts, explains, grows, recurs
+from alerting.root_facts import held_takes, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import root_cluster
 from alerting.topology import (
-    Path,
     common_ancestor,
     contains,
     locate,
@@ -335,13 +334,6 @@ def _may_take(inc: OpenIncident, new: Member, horizon: datetime, held: Callable[
     if inc.root_path and new.is_infra and held(inc.id):
         return held_takes(inc.root_path, inc.facts, new)
     return True
-
-
-def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
-    """Whether an incident rooted at ``root`` that a silence holds takes the infrastructure alert ``new``:
-    its own fault, under its root and explained by it (``explains``), or an outage that takes its root
-    whole (``grows``: its GPU's node down), not a fault beside it that correlation would join."""
-    return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

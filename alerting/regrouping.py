@@ -10,12 +10,13 @@ where their GPU's fault is, so that the result does not depend on the order the 
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
+from alerting.root_facts import held_takes
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 
@@ -76,12 +77,17 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
 
 
 def regroup_spread(
-    batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident], inventory: Inventory | None
+    batch: Batch,
+    inc: OpenIncident,
+    others: Iterable[OpenIncident],
+    inventory: Inventory | None,
+    held: Callable[[str], bool],
 ) -> set[str]:
     """Move the alerts of a signal spreading (a driver rollout's XID 119) that another incident holds beside
     a fault of its own (a node down, an NVSwitch failing on a node the rollout reached) into the spread's
     incident, as ``best_candidate`` would have put them had the spread existed when they came; ``inc`` is
-    either side. The ids of the incidents whose members changed."""
+    either side. Where a silence holds one side and not the other (``held``), only what ``silence_lets``.
+    The ids of the incidents whose members changed."""
     rest = [o for o in others if o.id != inc.id and o.members]
     if inc.facts().spread_of is not None:
         pairs = [(inc, o) for o in rest]
@@ -89,11 +95,35 @@ def regroup_spread(
         pairs = [(o, inc) for o in rest if o.facts().spread_of is not None]
     changed: set[str] = set()
     for spread, holder in pairs:
-        due = _strays(spread, holder, inventory)
+        due = [
+            fp
+            for fp in _strays(spread, holder, inventory)
+            if silence_lets(holder, spread, holder.members[fp], held)
+        ]
         if due:
             _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
             changed |= {spread.id, holder.id}
     return changed
+
+
+def silence_lets(
+    source: OpenIncident, target: OpenIncident, member: Member, held: Callable[[str], bool]
+) -> bool:
+    """Whether an infrastructure alert may move from ``source`` to ``target`` where a silence holds one of
+    them and not the other: as the join path lets a held incident take an alert (``joining._may_take``) and
+    the merge pass keeps a held incident and a free one apart (``merging._silence_apart``). A held target
+    takes only its own fault (``held_takes``): muted there, a fault beside it would page nobody. A held
+    source keeps what it would take now: its own fault does not leave the silence set for it to page
+    elsewhere; what it holds beside its fault may go. A workload symptom moves as ever (joins and merges let
+    a held incident take a job's stalls: their fault's incident takes them)."""
+    if not member.is_infra:
+        return True
+    source_held, target_held = held(source.id), held(target.id)
+    if source_held is target_held:
+        return True
+    if target_held:
+        return bool(target.root_path) and held_takes(target.root_path, target.facts, member)
+    return not (source.root_path and held_takes(source.root_path, source.facts, member))
 
 
 def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | None) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 
 from alerting.faults import ENVIRONMENT, OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.inventory import Inventory
-from alerting.member import Member, onset_key
+from alerting.member import Member, Signal, onset_key
 from alerting.root_facts import whole_node
 from alerting.topology import RACK_DEPTH, Path, common_ancestor, contains, path_target, target_to_dict
 from gpuwarden.model import ClusterRef, FaultKind, RootCause
@@ -24,8 +24,38 @@ def _within_earlier_fault(infra: Sequence[Member], outages: Sequence[Member]) ->
     earlier = [m for m in infra if m.kind in ENVIRONMENT and not m.is_outage and m.onset < outages[0].onset]
     if not earlier:
         return False
+    if not _one_fault(earlier):
+        # Heat on GPUs of several nodes, no one signal of it on two of them: each GPU's own fault (a job's
+        # incident took them in), not a rack running hot, so only an outage on one of those GPUs is heat's.
+        return all(any(contains(e.location.path, m.location.path) for e in earlier) for m in outages)
     spread = common_ancestor(m.location.path for m in earlier) or earlier[0].location.path
     return all(contains(spread, m.location.path) for m in outages)
+
+
+def _one_fault(basis: Sequence[Member]) -> bool:
+    """Whether alerts whose common place is their root are one fault: on one node, or a node or more down
+    (the rack rules), or one signal on two nodes or more (heat or a driver spreading, as correlation rolls
+    it up). Faults of several kinds on different nodes, which only a job they all hit joined in one
+    incident (a GPU running hot, another hung on the next node), are not a fault of their rack."""
+    first: dict[Signal, Path] = {}  # the node each signal was first seen on
+    spans = False
+    node0 = basis[0].location.path[: RACK_DEPTH + 1] if basis else ()
+    for m in basis:  # a storm's thousands of alerts: out at the first node down or signal spread
+        path = m.location.path
+        if m.is_outage and whole_node(path):
+            return True
+        node = path[: RACK_DEPTH + 1]
+        seen = first.setdefault(m.signal, node)
+        if seen != node:
+            return True
+        spans = spans or node != node0
+    return not spans
+
+
+def _first_fault(basis: Sequence[Member]) -> list[Member]:
+    """Of alerts that are not one fault (``_one_fault``), those on the node of the earliest."""
+    node = basis[0].location.path[: RACK_DEPTH + 1]
+    return [m for m in basis if m.location.path[: RACK_DEPTH + 1] == node]
 
 
 def _node_down(path: Path, outages: Sequence[Member], inventory: Inventory | None) -> bool:
@@ -57,6 +87,9 @@ def root_cause(members: Iterable[Member], inventory: Inventory | None) -> tuple[
     if infra:
         outages = [m for m in infra if m.is_outage]
         basis = outages if outages and not _within_earlier_fault(infra, outages) else infra
+        if not _one_fault(basis):
+            # The root is where the first of them is (its outages' first, if any), not their rack or cluster.
+            basis = outages if outages and _one_fault(outages) else _first_fault(outages or basis)
         path = common_ancestor(m.location.path for m in basis)
         if not path:
             path = basis[0].location.path

@@ -21,24 +21,31 @@ _FAMILIES = (
 )
 
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
+_SAYS_LITTLE = _ANY_CAUSE - {FaultKind.UNKNOWN}
+"""What, held by an incident, may be any fault's sign on its node: an XID, a stale exporter. An anomaly (of
+unknown cause) is the sign of a fault where it is, its GPU (see ``RootFacts.anomalies``)."""
 
 
 def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
     family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
     symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
-    signal that says little of its cause (an XID, a stale exporter, an anomaly). A GPU lost does not explain
+    signal that says little of its cause (an XID, a stale exporter, an anomaly), or what lies where the
+    incident holds an anomaly (its GPU: an anomaly before a hard fault there is its first sign; a fault on
+    another GPU of the node is not that anomaly's, and would take its title). A GPU lost does not explain
     another GPU of its node running hot."""
     kinds = facts.node_kinds.get(node, frozenset())
     if not kinds:
         return False
-    gpu = new.location.path[: RACK_DEPTH + 2]
+    path = new.location.path
+    gpu = path[: RACK_DEPTH + 2]
     if (
         _taken(facts.taken, node)
         or gpu in facts.gpus_out
         or new.kind in kinds
         or new.kind in _ANY_CAUSE
-        or not kinds.isdisjoint(_ANY_CAUSE)
+        or not kinds.isdisjoint(_SAYS_LITTLE)
+        or (FaultKind.UNKNOWN in kinds and any(contains(at, path) for at in facts.anomalies))
     ):
         return True
     if new.is_outage and (whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
@@ -63,6 +70,8 @@ class RootFacts:
     """The one XID signal of every infrastructure alert, spread to two nodes or more, with no outage kind
     among them: the incident is that XID spreading (a driver rollout's XID 119), nothing else. Stale
     exporters or heat spreading are left to the rack rules (a rack's outage takes its stale exporters)."""
+    anomalies: AbstractSet[Path] = frozenset()
+    """Where its anomalies (alerts of unknown cause) are: their GPUs, or a node for a node's anomaly."""
 
 
 @dataclass(slots=True)
@@ -76,6 +85,7 @@ class FactsBuilder:
     taken: set[Path] = field(default_factory=set)
     gpus: set[Path] = field(default_factory=set)
     gpus_out: set[Path] = field(default_factory=set)
+    anomalies: set[Path] = field(default_factory=set)
     signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
     # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
     # come, and the facts last made, made again only when what they hold changes (these signals, a new one
@@ -96,6 +106,8 @@ class FactsBuilder:
             kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
             if kept != self.signals:
                 self.signals, self.made = kept, None
+        if m.kind is FaultKind.UNKNOWN and len(node) > RACK_DEPTH:
+            self.anomalies.add(path[: RACK_DEPTH + 2])
         if len(node) > RACK_DEPTH:
             kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
             if kinds is None:
@@ -149,6 +161,7 @@ class FactsBuilder:
                 self.signals,
                 self.outage_kind,
                 spread_of,
+                self.anomalies,
             )
         return self.made
 
@@ -238,6 +251,13 @@ def grows(root: Path, new: Member) -> bool:
     """Whether ``new`` is an outage that takes ``root`` whole: its GPU's node down, its node's rack."""
     path = new.location.path
     return new.is_outage and whole_node(path) and contains(path, root)
+
+
+def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bool:
+    """Whether an incident rooted at ``root`` that a silence holds takes the infrastructure alert ``new``:
+    its own fault, under its root and explained by it (``explains``), or an outage that takes its root
+    whole (``grows``: its GPU's node down), not a fault beside it that correlation would join."""
+    return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
 def down_nodes(members: Iterable[Member]) -> bool:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 
 import numpy as np
 
@@ -43,7 +44,7 @@ from anomaly.needs import (
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray
 from gpuwarden.labelnumbers import label_number
-from gpuwarden.model import RecommendedAction
+from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import XidEntry, parse_xid_catalog, xid_action, xid_catalog
 
 GPU_UTIL = "DCGM_FI_DEV_GPU_UTIL"
@@ -63,6 +64,7 @@ _RECOVERY_ACTIONS = {
 SBE_STORM_RATE = 1.0
 # nvmlClocksEventReason bits that mean the GPU is being slowed by a fault, not by its workload or a cap.
 SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
+THERMAL_BITS, POWER_BRAKE_BIT = 0x20 | 0x40, 0x80
 FIRED = 2.0
 
 
@@ -286,7 +288,17 @@ class SignatureDetector:
             "clock slowdown: " + ",".join(n for b, n in SLOWDOWN_BITS.items() if v & b) if v & mask else ""
             for v in bits.tolist()
         ]
-        return [self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuClockSlowdown")]
+        found = self._immediate(step, fired, RecommendedAction.INVESTIGATE, summaries, "GpuClockSlowdown")
+        # The alert's name reads as a power brake (``alerting.faults``); heat is what slows these: their
+        # incident is rooted and titled thermal. One the brake slows too, or the bare hw_slowdown bit (heat
+        # or power), keeps the name's kind.
+        labels = [
+            {**lab, "fault_kind": FaultKind.THERMAL.value}
+            if v & THERMAL_BITS and not v & POWER_BRAKE_BIT
+            else lab
+            for lab, v in zip(step.labels, bits.tolist(), strict=True)
+        ]
+        return [replace(found, labels=labels)]
 
     def _nvlink(self, view: View) -> list[Findings]:
         out = []

@@ -112,3 +112,35 @@ def test_root_cause_stays_what_it_was_when_everything_resolves_at_once(tmp_path:
     after = engine.store.get(row.id)
     assert after.timeline[-1].kind == "quiet"  # all resolved, the quiet period started
     assert (after.root_cause.kind.value, str(after.root_cause.target)) == (before[0], "rack/r01")
+
+
+def test_faults_of_other_kinds_on_other_nodes_that_a_job_joined_do_not_root_the_incident_at_their_rack(
+    tmp_path: Path,
+) -> None:
+    # The soak: GPU r07-n01/2 runs hot (the job's step time was high first, so the job roots the incident
+    # and takes in what hits it); the straggler's GPU on r07-n04 reads as heat to the thermal model, then a
+    # GPU hangs on r07-n06. Once the step-time alert resolved the root became "thermal on rack r07": the
+    # rack was not the cause of any of them.
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    start = clock.now()
+
+    def post(labels: dict[str, str], onset: float, status: AlertStatus = AlertStatus.FIRING) -> None:
+        engine.ingest([Alert({**BASE, **labels}, starts_at=start + timedelta(seconds=onset), status=status)])
+        clock.advance(60)
+
+    def gpu(node: str, index: int, name: str, **labels: str) -> dict[str, str]:
+        return {"Hostname": node, "gpu": str(index), "alertname": name, **labels}
+
+    step_time = {"alertname": "TrainingStepTimeHigh", "slurm_job": "llm-70b", "rank": "29"}
+    post(gpu("r07-n01", 2, "GpuClockSlowdown", fault_kind="thermal"), 0)
+    post(step_time, -30)
+    post(gpu("r07-n04", 5, "GpuwardenAnomaly", model="thermal", **{"for": "DCGM_FI_DEV_SM_CLOCK"}), 120)
+    post(gpu("r07-n06", 1, "GpuHung"), 180)
+    post(step_time, -30, AlertStatus.RESOLVED)
+    [incident_id] = engine.open_incident_ids()
+    incident = engine.store.get(incident_id)
+    assert len(incident.alert_fingerprints) == 4  # one incident: the job's, as designed
+    # The hung GPU, the outage that stopped the job, is the root (as it was while the step time fired).
+    assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("hung_gpu", "gpu/r07-n06/1")
+    assert "rack" not in incident.title

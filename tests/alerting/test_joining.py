@@ -358,3 +358,54 @@ def test_a_fault_beside_a_resolved_silenced_incident_does_not_reopen_it_muted(tm
     [new] = engine.open_incident_ids()
     assert new != lost and engine.store.get(lost).state is IncidentState.RESOLVED
     assert _muted(engine, beside) == []
+
+
+def _engine_fleet(tmp_path: Path) -> tuple[FakeClock, IncidentEngine]:
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0)
+    return clock, IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory(spare_gpus=8))
+
+
+@pytest.mark.parametrize(
+    ("fault", "title"),
+    [
+        ({"alertname": "GPUXid", "xid": "79"}, "gpu r07-n01/2 lost (fell off the bus)"),
+        ({"alertname": "GpuThermalSlowdown"}, "gpu r07-n01/2 thermal"),
+    ],
+    ids=["xid-79", "thermal"],
+)
+def test_an_anomaly_on_one_gpu_does_not_take_in_a_fault_on_another_gpu_of_its_node(
+    tmp_path: Path, fault: dict[str, str], title: str
+) -> None:
+    # A power anomaly on GPU 5, then a fault on GPU 2: the anomaly's incident took the fault in as any
+    # cause on its node, and a thermal slowdown's incident was titled "node r07-n01 GpuwardenAnomaly on
+    # DCGM_FI_DEV_POWER_USAGE". The fault is its own incident, titled for it; the anomaly stays P3.
+    clock, engine = _engine_fleet(tmp_path)
+    anomaly, hard = _on(5, **ANOMALY), _on(2, **fault)
+    engine.ingest([anomaly])
+    [first] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([hard])
+    [other] = [i for i in engine.open_incident_ids() if i != first]
+    assert engine.store.get(first).alert_fingerprints == [anomaly.fingerprint]
+    assert engine.store.get(first).priority.value == "P3"
+    assert engine.store.get(other).alert_fingerprints == [hard.fingerprint]
+    assert engine.store.get(other).title.startswith(title)
+
+
+@pytest.mark.parametrize("first_anomaly", [True, False], ids=["anomaly-first", "xid-first"])
+def test_an_anomaly_and_a_hard_fault_on_one_gpu_are_one_incident_rooted_at_the_fault(
+    tmp_path: Path, first_anomaly: bool
+) -> None:
+    # What an incident holding an anomaly takes in is for: the anomaly was the hard fault's first sign.
+    clock, engine = _engine_fleet(tmp_path)
+    anomaly, hard = _on(2, **ANOMALY), _on(2, alertname="GPUXid", xid="79")
+    for alert in (anomaly, hard) if first_anomaly else (hard, anomaly):
+        engine.ingest([alert])
+        clock.advance(30)
+    [incident_id] = engine.open_incident_ids()
+    incident = engine.store.get(incident_id)
+    assert sorted(incident.alert_fingerprints) == sorted([anomaly.fingerprint, hard.fingerprint])
+    assert incident.root_cause.kind is FaultKind.GPU_LOST and incident.priority.value == "P1"

@@ -7,6 +7,7 @@ from sqlalchemy.orm import Session
 
 from alerting import scenarios as sc
 from alerting.batch import Batch, OpenIncident
+from alerting.engine import IncidentEngine
 from alerting.faults import classify
 from alerting.joining import earlier_members
 from alerting.member import Member
@@ -14,7 +15,9 @@ from alerting.regrouping import regroup_ranks
 from alerting.root_facts import root_facts
 from alerting.store_models import IncidentRow
 from alerting.topology import locate
-from gpuwarden.model import IncidentState, Priority
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, IncidentState, Priority
 
 AT = datetime(2026, 3, 1, tzinfo=UTC)
 INVENTORY = sc.fleet_inventory()
@@ -122,3 +125,67 @@ def test_a_restart_keeps_out_of_the_count_alerts_of_an_absorbed_incidents_earlie
         batch.event(row.id, "alert_firing", "alert NodeDown (r07-n01) firing", {"fingerprint": "down"})
         session.flush()
         assert earlier_members(session, row, members) == {"rank3"}
+
+
+def _fleet(sql: Engine) -> tuple[FakeClock, IncidentEngine]:
+    clock = FakeClock()
+    config = AlertingConfig(announce_delay_seconds=0)
+    return clock, IncidentEngine(sql, clock, config, sc.fleet_inventory(spare_gpus=8))
+
+
+def _xid_119(node: str, gpu: int) -> Alert:
+    return Alert(
+        {"cluster": sc.CLUSTER, "Hostname": node, "gpu": str(gpu), "alertname": "GPUXid", "xid": "119"}
+    )
+
+
+def _rollout_on_r07(engine: IncidentEngine) -> str:
+    """A driver rollout's XID 119 on every GPU of r07-n01 and r07-n02: one incident, rooted at rack r07."""
+    engine.ingest([_xid_119(f"r07-n0{n}", g) for n in (1, 2) for g in range(8)])
+    row = engine.store.alert(_xid_119("r07-n01", 0).fingerprint)
+    assert row is not None and row.incident_id is not None
+    return row.incident_id
+
+
+def _silenced_by(engine: IncidentEngine, alert: Alert) -> tuple[str | None, list[str]]:
+    """The incident holding ``alert`` and the silences muting it (Alertmanager's ``silencedBy``)."""
+    row = engine.store.alert(alert.fingerprint)
+    assert row is not None
+    return row.incident_id, engine.mute_state(alert.fingerprint, dict(alert.labels), row.incident_id)[0]
+
+
+def test_a_silenced_rollout_does_not_take_by_regrouping_an_xid_its_root_does_not_hold(sql: Engine) -> None:
+    # The rollout on rack r07 is silenced; GPU 3 of r08-n03 is lost (its own incident, paging), then an XID
+    # 119 fires on GPU 5 there. It joins the lost GPU's incident (a silenced incident takes only its own
+    # fault: ``joining._may_take``), and regrouping moved it into the silenced rollout, muted, its root
+    # widened to the cluster.
+    clock, engine = _fleet(sql)
+    rollout = _rollout_on_r07(engine)
+    engine.silence_incident(rollout, 3600, "op")
+    clock.advance(10)
+    engine.ingest([Alert({"cluster": sc.CLUSTER, "Hostname": "r08-n03", "gpu": "3", "alertname": "GpuLost"})])
+    [lost] = [i for i in engine.open_incident_ids() if i != rollout]
+    clock.advance(10)
+    beside = _xid_119("r08-n03", 5)
+    engine.ingest([beside])
+    assert _silenced_by(engine, beside) == (lost, [])
+    assert len(engine.store.get(rollout).alert_fingerprints) == 16
+    assert engine.store.get(rollout).title.startswith("rack r07 XID 119")
+
+
+def test_a_silenced_incident_keeps_its_own_xid_when_a_rollout_spreads_beside_it(sql: Engine) -> None:
+    # GPU 3 of r08-n03 is lost and silenced, then its XID 119 fires (its own fault: it joins, muted). A
+    # rollout on r07 then took that XID out of the silence into the rollout's incident, which paged for it.
+    clock, engine = _fleet(sql)
+    engine.ingest([Alert({"cluster": sc.CLUSTER, "Hostname": "r08-n03", "gpu": "3", "alertname": "GpuLost"})])
+    [lost] = engine.open_incident_ids()
+    engine.silence_incident(lost, 3600, "op")
+    silence = [s.id for s in engine.silences() if s.incident_id == lost]
+    clock.advance(10)
+    own = _xid_119("r08-n03", 3)
+    engine.ingest([own])
+    assert _silenced_by(engine, own) == (lost, silence)
+    clock.advance(10)
+    rollout = _rollout_on_r07(engine)
+    assert _silenced_by(engine, own) == (lost, silence)
+    assert len(engine.store.get(rollout).alert_fingerprints) == 16

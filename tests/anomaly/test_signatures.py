@@ -5,6 +5,7 @@ import logging
 import numpy as np
 import pytest
 
+from alerting.faults import classify
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService
 from anomaly.signatures import SignatureDetector, load_xid_catalog
@@ -12,7 +13,7 @@ from anomaly.sources import CollectorSource, Frame
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
-from gpuwarden.model import RecommendedAction
+from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.xid import xid_action
 from tests.anomaly.fakes import TableCollector
@@ -514,11 +515,7 @@ def test_a_link_never_seen_active_is_not_called_down():
 def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_collector():
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]),
-        [CollectorSource(quiet_collectors(fleet, clock), clock)],
-        clock,
-    )
+    service = signatures_over(fleet, clock)
 
     def tick() -> list[tuple[str, str]]:
         clock.advance(30)
@@ -530,6 +527,12 @@ def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_co
     assert [x for _ in range(2) for x in tick()] == []
     fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))
     assert tick() == [("2", "3")]
+
+
+def signatures_over(fleet, clock) -> AnomalyService:
+    """The signatures detector alone over the simulated exporter's collectors."""
+    sources = [CollectorSource(quiet_collectors(fleet, clock), clock)]
+    return AnomalyService(AnomalyConfig(detectors=["signatures"]), sources, clock)
 
 
 def quiet_collectors(fleet, clock):
@@ -564,11 +567,7 @@ def test_a_single_bit_ecc_rate_is_over_the_time_since_the_gpus_last_read_not_one
 def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_collector():
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = AnomalyService(
-        AnomalyConfig(detectors=["signatures"]),
-        [CollectorSource(quiet_collectors(fleet, clock), clock)],
-        clock,
-    )
+    service = signatures_over(fleet, clock)
 
     def tick() -> list[str]:
         clock.advance(30)
@@ -579,3 +578,29 @@ def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_coll
     assert [x for _ in range(3) for x in tick()] == []
     fleet.inject(parse_fault({"kind": "ecc_sbe_storm", "node": "node-01", "gpu": 1}))
     assert tick() == ["1"]
+
+
+@pytest.mark.parametrize(
+    ("fault", "kind"),
+    [("hw_thermal_slowdown", FaultKind.THERMAL), ("power_brake", FaultKind.POWER_BRAKE)],
+    ids=["thermal", "power-brake"],
+)
+def test_a_simulated_clock_slowdown_is_classified_by_what_slows_it(fault: str, kind: FaultKind) -> None:
+    # Every GpuClockSlowdown read as a power brake by its name: a GPU slowed by heat opened an incident
+    # titled "power brake".
+    clock = FakeClock()
+    fleet = build_fleet(1, 4, seed=1, clock=clock)
+    service = signatures_over(fleet, clock)
+
+    def tick() -> list[tuple[str, FaultKind]]:
+        clock.advance(30)
+        raised = service.infer().raised
+        return [
+            (a.labels["gpu"], classify(a.labels))
+            for a in raised
+            if a.labels["alertname"] == "GpuClockSlowdown"
+        ]
+
+    assert [x for _ in range(2) for x in tick()] == []
+    fleet.inject(parse_fault({"kind": fault, "node": "node-01", "gpu": 2}))
+    assert [x for _ in range(3) for x in tick()] == [("2", kind)]
