@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import socket
 from datetime import UTC, datetime
 from typing import Any
@@ -52,7 +53,32 @@ def application_name() -> str:
     head = f"gpuwarden serve, pid {os.getpid()} on "
     host = socket.gethostname().encode("ascii", "replace").decode()  # PostgreSQL shows others as "?"
     room = _APPLICATION_NAME_BYTES - len(head)
-    return head + (host if len(host) <= room else ".." + host[len(host) - room + 2 :])
+    # A host that fills the room exactly is cut too: a full 63 bytes without ".." is an earlier release's.
+    return head + (host if len(host) < room else ".." + host[len(host) - room + 2 :])
+
+
+# Releases before application_name() named the lock connection "gpuwarden serve, pid N on HOST, started
+# ISO-TIME" and PostgreSQL kept 63 bytes of it: the start time was cut short (or the host, and all of it).
+_EARLIER_NAME = re.compile(r"(gpuwarden serve, pid \d+ on [^,]*)(,.*)?", re.DOTALL)
+_EARLIER_START = re.compile(r", started \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:Z|[+-]\d\d:\d\d)")
+
+
+def holder_name(name: str) -> str:
+    """The holder as its lock connection's ``application_name`` says it. An earlier release's name, which
+    PostgreSQL cut at 63 bytes, is shown without its cut start time (never a truncated timestamp), saying
+    that its start time is unknown."""
+    earlier = _EARLIER_NAME.fullmatch(name)
+    if earlier is None:
+        return name
+    kept, rest = earlier.groups()
+    if rest is None:  # this release's name, or an earlier one cut inside the host name
+        cut = len(name.encode()) >= _APPLICATION_NAME_BYTES and " on .." not in name
+        if not cut:
+            return name
+        kept += "..."
+    elif _EARLIER_START.fullmatch(rest):  # an earlier release on a host short enough to keep it whole
+        return name
+    return f"{kept} (an earlier release, whose name PostgreSQL cut: its start time is unknown)"
 
 
 class AdvisoryLock:
@@ -185,7 +211,7 @@ class AdvisoryLock:
         since = (
             f", holding it since {started.astimezone(UTC).isoformat(timespec='seconds')}" if started else ""
         )
-        return f"{name or 'a session'}{since}" + (f" from {addr}" if addr else "")
+        return f"{holder_name(name) if name else 'a session'}{since}" + (f" from {addr}" if addr else "")
 
     def _drop(self) -> None:
         self.backend = None

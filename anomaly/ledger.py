@@ -16,7 +16,9 @@ ledger keys each value by (query, GPU, XID code):
 
 A key is remembered for ``memory_seconds`` (7 days by default) after it was last read: the limit. An XID
 series that returns later than that with its old count raises that count again if its GPU was read
-meanwhile; a GPU unread that long is met anew and its values are history.
+meanwhile; a GPU unread that long is met anew and its values are history. ``expire`` names the GPUs it
+forgot, so that a rule's own per-GPU state (when a counter was read, the links seen active) goes with them:
+GPUs replaced or gone over months of fleet churn leave nothing behind.
 """
 
 from __future__ import annotations
@@ -73,22 +75,27 @@ class GpuValueLedger:
         self._key_of_id[ids] = -1
         self._gpu_of_id[ids] = -1
 
-    def expire(self, now: float) -> None:
-        """Drop keys not read for ``memory_seconds``."""
+    def expire(self, now: float) -> set[GpuKey]:
+        """Drop keys not read for ``memory_seconds``; return the GPUs forgotten with them (not read at all
+        that long), whose other state the caller drops too: one expiry for every per-GPU memory."""
         used = self.seen[: len(self._names)]
         stale = np.flatnonzero(used < now - self.memory_seconds)
+        gone: set[GpuKey] = set()
         if not stale.size:
-            return
+            return gone
         for k in stale.tolist():
             name = self._names[k]
             if name is not None:
                 del self._index[name]
                 self._names[k] = None
                 self._free.append(k)
+                if name[0] == _SEEN:
+                    gone.add(name[1])
         self.last[stale] = self.seen[stale] = self.since[stale] = np.nan
         drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
         self._key_of_id[drop] = -1
         self._gpu_of_id[drop] = -1
+        return gone
 
     def observe(self, step: Step, now: float) -> None:
         """Note the GPUs a step names (``gpuwarden_gpu_up``): from the next tick on they are known."""

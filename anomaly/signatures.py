@@ -10,8 +10,9 @@ rule. ``anomaly.needs`` lists the queries each rule reads.
 The error counters and the XID gauge are compared per GPU, not per series (``anomaly.ledger``): the
 exporter creates an XID's counter series when that XID first happens on a GPU, so a new XID series on a GPU
 already known counts from zero, while every value read at the service's first read is history. A GPU is
-known once ``gpuwarden_gpu_up``, the XID gauge or one of the error counters named it in an earlier tick: a
-PromQL setup reads one of them beside the XID counters.
+known once ``gpuwarden_gpu_up``, the XID gauge, an NVLink state or an error counter named it in an earlier
+tick: a PromQL setup reads one of them beside the XID counters. What a rule keeps per GPU besides (when
+its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU.
 """
 
 from __future__ import annotations
@@ -122,9 +123,16 @@ class SignatureDetector:
         """Drop state of vanished series (what was last read per GPU stays)."""
         self._values.forget(ids)
 
+    def held(self) -> int:
+        """Entries of per-GPU state held: bounded by the GPUs read within the memory windows."""
+        return len(self._values) + len(self._sbe_read) + len(self._links_active) + len(self._vanished)
+
     def detect(self, view: View) -> list[Findings]:
         """Apply every rule to the newest step of the metrics it reads."""
-        self._values.expire(view.time)
+        gone = self._values.expire(view.time)
+        if gone:  # GPUs unread for the ledger's memory: their rules' state goes with their values
+            self._sbe_read = {key: t for key, t in self._sbe_read.items() if key not in gone}
+            self._links_active = {link for link in self._links_active if link[:2] not in gone}
         up = view.latest.get(GPU_UP)
         if up is not None:
             self._values.observe(up, view.time)  # a GPU known before its first XID counts that XID
@@ -331,6 +339,7 @@ class SignatureDetector:
         step = view.latest.get(NVLINK_STATUS)
         if step is None:
             return []
+        self._values.observe(step, view.time)  # its GPUs are read: their links are kept as long as they are
         fired = np.zeros(len(step.labels))
         for i, (lab, state) in enumerate(zip(step.labels, step.raw.tolist(), strict=True)):
             key = (*gpu_key(lab), lab.get("link", ""))

@@ -17,7 +17,6 @@ from pydantic import (
     BaseModel,
     Field,
     PrivateAttr,
-    ValidationError,
     field_validator,
     model_validator,
 )
@@ -25,6 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gpuwarden.config_anomaly import AnomalyConfig, check_anomaly_queries
 from gpuwarden.config_notify import WebhookConfig, check_webhook_names
+from gpuwarden.config_problems import ConfigReport, validated
 from gpuwarden.config_rules import (
     MAX_BODY_BYTES,
     MAX_GPUS_PER_NODE,
@@ -45,13 +45,13 @@ from gpuwarden.config_source import (
     Loc,
     check_variable_names,
     field_loc,
+    literal_secrets,
     located,
-    refuse_literal_secrets,
     settings_error,
 )
 from gpuwarden.errors import ConfigError
 from gpuwarden.urls import pushgateway_base_url
-from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names, validation_to_config_errors
+from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names
 
 
 class SimConfig(Section):
@@ -429,43 +429,66 @@ def load_config(
     *,
     secrets_for: Collection[str] | None = None,
 ) -> GpuwardenConfig:
-    """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides.
+    """Load the YAML file (if any) and apply ``GPUWARDEN_`` environment overrides; a ``ConfigError`` names
+    every problem found (``examine_config``), the first in the file first.
 
     ``secrets_for``: the top-level settings a command reads (the exporter: ``exporter``, ``sim``,
     ``tracing``). Another setting whose ``{env: NAME}`` secret is unset or empty is left out (its default
     applies), so that one file serves every command without handing Slack's token to every GPU node;
     ``None`` (``serve``, ``config validate``) requires every secret."""
+    report = examine_config(path, environ, secrets_for=secrets_for)
+    error = report.error()
+    if error is not None:
+        raise error
+    assert report.cfg is not None  # no problem: it was built
+    return report.cfg
+
+
+def examine_config(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    secrets_for: Collection[str] | None = None,
+) -> ConfigReport[GpuwardenConfig]:
+    """Load as ``load_config`` does, collecting every problem rather than raising the first: literal
+    secrets, unset secret variables, every invalid value, the cross-field checks these hid, duplicate names
+    and unbalanced queries. Only a file that cannot be read or parsed raises ``ConfigError``."""
     env = os.environ if environ is None else environ
     data: dict[str, Any] = {}
     positions: dict[Loc, int] = {}
     where = str(path) if path is not None else ENVIRONMENT
     referenced: set[str] = set()  # variables the file reads as secrets: not meant for a setting
+    problems: list[ConfigError] = []
+    unresolved: list[tuple[Loc, ConfigError]] = []
     if path is not None:
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
-        refuse_literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS)
+        problems.extend(literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS))
         referenced = secret_ref_names(raw)
         if secrets_for is not None and raw:
             raw = {k: v for k, v in raw.items() if k in secrets_for or not _unset_secrets(v, env)}
-        try:
-            data = resolve_secret_refs(raw or {}, env, where)
-        except ConfigError as exc:  # a reference to a variable that is unset or empty: at its line
-            raise located(exc, field_loc(exc.field), where, positions, {}) from exc
-    check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)  # the environment pydantic-settings reads
-    try:
-        cfg = GpuwardenConfig(**data)
-    except ValidationError as exc:  # each problem at its line, or naming the variable that set it
-        errors = validation_to_config_errors(exc, where, positions)
-        locs = [tuple(error["loc"]) for error in exc.errors()]
-        placed = [located(e, loc, where, positions, os.environ) for e, loc in zip(errors, locs, strict=True)]
-        raise ConfigError.first_of(placed) from exc
-    except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
-        raise settings_error(exc, os.environ) from exc
-    cfg._file, cfg._positions = where, positions
-    try:
-        check_webhook_names(cfg.webhooks)
-        check_anomaly_queries(cfg.anomaly)
+        # A reference to a variable that is unset or empty: at its line.
+        data = resolve_secret_refs(raw or {}, env, where, unresolved=unresolved)
+        problems.extend(located(exc, loc, where, positions, {}) for loc, exc in unresolved)
+    try:  # the environment pydantic-settings reads
+        check_variable_names(os.environ, _SECTIONS, _LISTS, referenced)
     except ConfigError as exc:
-        raise cfg.locate(exc) from exc
-    return cfg
+        problems.append(exc)
+    try:  # each problem at its line, or naming the variable that set it
+        cfg, found, doubtful = validated(
+            lambda values: GpuwardenConfig(**values),
+            data,
+            where,
+            positions,
+            os.environ,
+            left_out=[loc for loc, _ in unresolved],
+        )
+    except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
+        return ConfigReport[GpuwardenConfig](None, [*problems, settings_error(exc, os.environ)], set())
+    report = ConfigReport(cfg, [*problems, *found], doubtful)
+    if cfg is not None:
+        cfg._file, cfg._positions = where, positions
+        report.add(check_webhook_names(cfg.webhooks))
+        report.add(check_anomaly_queries(cfg.anomaly))
+    return report

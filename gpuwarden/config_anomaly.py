@@ -346,31 +346,41 @@ def promql_bracket_problem(expr: str) -> str | None:
     return None
 
 
-def check_anomaly_queries(cfg: AnomalyConfig) -> None:
-    """What ``anomaly run`` would refuse or mishandle: no queries to read from Prometheus, a name given
-    twice (one of the two was silently dropped), an empty or unbalanced expr. Raises ``ConfigError``."""
+def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
+    """What ``anomaly run`` would refuse or mishandle, a problem each: no queries to read from Prometheus, a
+    name given twice (one of the two was silently dropped), an empty or unbalanced expr."""
+    problems = []
     if cfg.source == "prometheus" and not cfg.queries:
-        raise ConfigError(
-            "prometheus, but anomaly.queries declares no query: declare the PromQL queries to score, as"
-            " deploy/gpuwarden.example.yaml does",
-            field="anomaly.source",
+        problems.append(
+            ConfigError(
+                "prometheus, but anomaly.queries declares no query: declare the PromQL queries to score, as"
+                " deploy/gpuwarden.example.yaml does",
+                field="anomaly.source",
+            )
         )
     first: dict[str, int] = {}
     for k, query in enumerate(cfg.queries):
         if not query.name.strip():
-            raise ConfigError(
-                "is empty; name the query after the metric it reads", field=f"anomaly.queries[{k}].name"
+            problems.append(
+                ConfigError(
+                    "is empty; name the query after the metric it reads", field=f"anomaly.queries[{k}].name"
+                )
             )
-        if query.name in first:
-            raise ConfigError(
-                f"{query.name!r} is also the name of anomaly.queries[{first[query.name]}]; give each query"
-                " its own (detectors find queries by name, so one of the two would be dropped)",
-                field=f"anomaly.queries[{k}].name",
+        elif query.name in first:
+            problems.append(
+                ConfigError(
+                    f"{query.name!r} is also the name of anomaly.queries[{first[query.name]}]; give each"
+                    " query its own (detectors find queries by name, so one of the two would be dropped)",
+                    field=f"anomaly.queries[{k}].name",
+                )
             )
-        first[query.name] = k
+        else:
+            first[query.name] = k
         where = f"anomaly.queries[{k}].expr"
-        if not query.expr.strip():
-            raise ConfigError(f"is empty; give query {query.name!r} a PromQL expression", field=where)
         problem = promql_bracket_problem(query.expr)
-        if problem is not None:
-            raise ConfigError(f"query {query.name!r}: {problem} in {query.expr!r}", field=where)
+        if not query.expr.strip():
+            problem = f"is empty; give query {query.name!r} a PromQL expression"
+            problems.append(ConfigError(problem, field=where))
+        elif problem is not None:
+            problems.append(ConfigError(f"query {query.name!r}: {problem} in {query.expr!r}", field=where))
+    return problems

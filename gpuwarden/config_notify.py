@@ -110,16 +110,22 @@ class WebhookConfig(Section):
         return f"{NOTIFIER_PREFIX}{self.name}"
 
 
-def check_webhook_names(webhooks: Sequence[WebhookConfig]) -> None:
-    """Every webhook has its own name (the outbox keeps each one's messages by it)."""
+def check_webhook_names(webhooks: Sequence[WebhookConfig]) -> list[ConfigError]:
+    """A problem per webhook named as an earlier one (the outbox keeps each one's messages by name)."""
     first: dict[str, int] = {}
+    problems = []
     for k, hook in enumerate(webhooks):
         if hook.name in first:
-            raise ConfigError(
-                f"{hook.name!r} is also the name of webhooks[{first[hook.name]}]; give each webhook its own",
-                field=f"webhooks[{k}].name",
+            problems.append(
+                ConfigError(
+                    f"{hook.name!r} is also the name of webhooks[{first[hook.name]}]; give each webhook its"
+                    " own",
+                    field=f"webhooks[{k}].name",
+                )
             )
+            continue
         first[hook.name] = k
+    return problems
 
 
 def literal_url_credential(raw: object) -> str | None:

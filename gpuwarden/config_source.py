@@ -200,15 +200,17 @@ def located(
 _SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
 
 
-def refuse_literal_secrets(
+def literal_secrets(
     raw: dict[str, Any],
     where: str,
     positions: Mapping[Loc, int],
     sections: Mapping[str, type[BaseModel]],
     lists: Mapping[str, type[BaseModel]] | None = None,
-) -> None:
-    """A token written into the file ends up in backups and repositories: the file holds a reference.
-    Checked in every section, and in every item of the ``lists`` (``webhooks[0].bearer_token``)."""
+) -> list[ConfigError]:
+    """Each secret written into the file as a literal: a token there ends up in backups and repositories,
+    so the file holds a reference. Checked in every section, and in every item of the ``lists``
+    (``webhooks[0].bearer_token``)."""
+    found = []
     blocks: list[tuple[Loc, str, type[BaseModel], Any]] = [
         ((section,), section, model, raw.get(section)) for section, model in sections.items()
     ]
@@ -231,12 +233,15 @@ def refuse_literal_secrets(
             if problem is None:
                 continue
             env = _SECRET_ENV.get((str(loc[0]), name), re.sub(r"\W", "_", f"{env_stem}_{name}").upper())
-            raise ConfigError(
-                f"{problem}; write {{env: {env}}} and export {env}",
-                path=where,
-                field=field_path((*loc, name)),
-                line=positions.get((*loc, name)),
+            found.append(
+                ConfigError(
+                    f"{problem}; write {{env: {env}}} and export {env}",
+                    path=where,
+                    field=field_path((*loc, name)),
+                    line=positions.get((*loc, name)),
+                )
             )
+    return found
 
 
 def settings_error(exc: SettingsError, environ: Mapping[str, str]) -> ConfigError:

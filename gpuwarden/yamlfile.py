@@ -44,30 +44,46 @@ def _positions(root: yaml.Node) -> dict[tuple[str | int, ...], int]:
     return out
 
 
-def resolve_secret_refs(data: Any, environ: Mapping[str, str], path: str, trail: str = "") -> Any:
-    """Replace ``{env: NAME}`` mappings by the variable's value; a missing variable is a config error."""
+UNRESOLVED = object()
+"""What ``resolve_secret_refs`` leaves where a reference's variable is unset, when it collects problems."""
+
+
+def resolve_secret_refs(
+    data: Any,
+    environ: Mapping[str, str],
+    path: str,
+    trail: str = "",
+    *,
+    unresolved: list[tuple[tuple[str | int, ...], ConfigError]] | None = None,
+    loc: tuple[str | int, ...] = (),
+) -> Any:
+    """Replace ``{env: NAME}`` mappings by the variable's value; a missing variable is a config error,
+    raised, or (``unresolved`` given) appended there with its key path and left as ``UNRESOLVED``."""
     if isinstance(data, dict):
         if set(data) == {"env"} and isinstance(data["env"], str):
             name = data["env"]
-            if name not in environ:
-                raise ConfigError(
-                    f"secret reference names environment variable {name!r}, which is not set; export it",
-                    path=path,
-                    field=trail,
-                )
-            if not environ[name].strip():  # an empty token would let every request through
-                raise ConfigError(
-                    f"secret reference names environment variable {name!r}, which is empty; export its value",
-                    path=path,
-                    field=trail,
-                )
-            return environ[name]
+            if environ.get(name, "").strip():
+                return environ[name]
+            # An empty token would let every request through.
+            said = "is not set; export it" if name not in environ else "is empty; export its value"
+            error = ConfigError(
+                f"secret reference names environment variable {name!r}, which {said}", path=path, field=trail
+            )
+            if unresolved is None:
+                raise error
+            unresolved.append((loc, error))
+            return UNRESOLVED
         return {
-            k: resolve_secret_refs(v, environ, path, f"{trail}.{k}" if trail else str(k))
+            k: resolve_secret_refs(
+                v, environ, path, f"{trail}.{k}" if trail else str(k), unresolved=unresolved, loc=(*loc, k)
+            )
             for k, v in data.items()
         }
     if isinstance(data, list):
-        return [resolve_secret_refs(v, environ, path, f"{trail}[{i}]") for i, v in enumerate(data)]
+        return [
+            resolve_secret_refs(v, environ, path, f"{trail}[{i}]", unresolved=unresolved, loc=(*loc, i))
+            for i, v in enumerate(data)
+        ]
     return data
 
 
@@ -310,12 +326,16 @@ def validation_to_config_errors(
     exc: ValidationError, path: str, positions: Mapping[tuple[str | int, ...], int]
 ) -> list[ConfigError]:
     """Every pydantic error, in pydantic's order, as a ``ConfigError`` naming file, line and field."""
-    errors = []
-    for error in exc.errors():
-        loc = tuple(error["loc"])
-        line = next((positions[loc[:d]] for d in range(len(loc), -1, -1) if loc[:d] in positions), None)
-        errors.append(ConfigError(error_message(error), path=path, field=field_path(loc), line=line))
-    return errors
+    return [detail_to_config_error(error, path, positions) for error in exc.errors()]
+
+
+def detail_to_config_error(
+    error: ErrorDetails, path: str, positions: Mapping[tuple[str | int, ...], int]
+) -> ConfigError:
+    """One pydantic error as a ``ConfigError`` naming file, line and field."""
+    loc = tuple(error["loc"])
+    line = next((positions[loc[:d]] for d in range(len(loc), -1, -1) if loc[:d] in positions), None)
+    return ConfigError(error_message(error), path=path, field=field_path(loc), line=line)
 
 
 def load_yaml_model(path: Path, model: type[ModelT], environ: Mapping[str, str] | None = None) -> ModelT:

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console
+from gpuwarden.cli.consoles import console, err_console, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
@@ -280,8 +280,8 @@ def _run_config(config: Path | None) -> AnomalyConfig:
 
     try:
         loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
         raise typer.Exit(1) from exc
     cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
     try:

@@ -10,7 +10,10 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
+from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
+    err_console,
+    print_problems,
+)
 from gpuwarden.errors import ConfigError
 
 Loc = tuple[str | int, ...]
@@ -24,37 +27,39 @@ def validate(
     path: Annotated[Path, typer.Argument(help="YAML configuration file.")],
 ) -> None:
     """Check a configuration file (and GPUWARDEN_ environment overrides) as serve, exporter and anomaly run
-    would, and the OTEL_* variables as inference-server would; exit 1 with the problem. Warnings (a
-    maintenance window that already ended) leave it at 0."""
+    would, and the OTEL_* variables as inference-server would; exit 1 listing every problem found, in the
+    file's order. Warnings (a maintenance window that already ended) leave it at 0."""
     # Imported here: `gpuwarden --help` and the HTTP commands must start without the configuration model.
     from exporters.span_settings import resolve_tracing  # noqa: PLC0415
     from gpuwarden.cli.preflight import check_config, check_starts  # noqa: PLC0415
-    from gpuwarden.config import load_config  # noqa: PLC0415
+    from gpuwarden.config import examine_config  # noqa: PLC0415
+    from gpuwarden.config_problems import in_file_order  # noqa: PLC0415
 
     try:
-        cfg = load_config(path)
-    except ConfigError as exc:  # each of the file's problems, not only the first
-        error = exc.in_file(str(path))
-        for problem in (error, *error.more):
-            err_console.print(f"[red]error:[/red] {escape(str(problem))}")
+        report = examine_config(path)
+    except ConfigError as exc:  # the file cannot be read or parsed: nothing else can be checked
+        print_problems(exc.in_file(str(path)))
         raise typer.Exit(1) from exc
-    try:
-        warnings = check_config(cfg)
-    except ConfigError as exc:  # found after loading: the line (or the variable) of its setting
-        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
-        raise typer.Exit(1) from exc
-    # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
-    refused = [str(cfg.locate(refusal)) for refusal in check_starts(cfg, os.environ)]
-    try:  # the OTEL_* variables inference-server would refuse at start, with its message
-        resolve_tracing(cfg.tracing, os.environ)
-    except ValueError as exc:
-        refused.append(str(exc))
-    for said in refused:
-        err_console.print(f"[red]error:[/red] {escape(said)}")
-    if refused:
-        raise typer.Exit(1)
+    warnings: list[ConfigError] = []
+    cfg = report.cfg
+    if cfg is not None:  # built without any setting at fault: checks of the others still say something
+        problems, warned = check_config(cfg)
+        report.add(problems)
+        warnings = in_file_order(report.relevant(warned))
+        # What stops serve or anomaly run at start, each naming its command; then the OTEL_* variables.
+        report.add(check_starts(cfg, os.environ))
+        if "tracing" not in report.doubtful:
+            try:  # the OTEL_* variables inference-server would refuse at start, with its message
+                resolve_tracing(cfg.tracing, os.environ)
+            except ValueError as exc:
+                report.problems.append(ConfigError(str(exc)))
+    error = report.error()
+    if error is not None:
+        print_problems(error)
     for warning in warnings:  # serve would start, and log the same
-        err_console.print(f"[yellow]warning:[/yellow] {escape(str(cfg.locate(warning)))}")
+        err_console.print(f"[yellow]warning:[/yellow] {escape(str(warning))}")
+    if error is not None:
+        raise typer.Exit(1)
     typer.echo(f"{path}: ok")
 
 

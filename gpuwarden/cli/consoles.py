@@ -12,6 +12,9 @@ from __future__ import annotations
 from typing import IO
 
 from rich.console import Console, ConsoleDimensions
+from rich.markup import escape
+
+from gpuwarden.errors import ConfigError
 
 # The width of a console that writes to a file or pipe: wide enough that no table or line is folded.
 PIPE_WIDTH = 10_000
@@ -40,3 +43,9 @@ def cli_console(*, stderr: bool = False, file: IO[str] | None = None) -> CliCons
 
 console = cli_console()
 err_console = cli_console(stderr=True)
+
+
+def print_problems(error: ConfigError) -> None:
+    """A configuration error on stderr, one line per problem: the first, then the others it carries."""
+    for problem in (error, *error.more):
+        err_console.print(f"[red]error:[/red] {escape(str(problem))}")

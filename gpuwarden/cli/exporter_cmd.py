@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.consoles import err_console, print_problems
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import SystemClock
@@ -179,8 +179,9 @@ def exporter(
     keep_running_on_sighup("exporter")
     try:
         full = load_config(config, secrets_for=EXPORTER_SECTIONS)
-    except ConfigError as exc:
-        raise _fail(str(exc)) from exc
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
+        raise typer.Exit(1) from exc
     cfg = _exporter_settings(
         full, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )

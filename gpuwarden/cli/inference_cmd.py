@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from gpuwarden.cli.consoles import err_console
+from gpuwarden.cli.consoles import err_console, print_problems
 from gpuwarden.cli.logs import keep_running_on_sighup
 from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
@@ -73,7 +73,10 @@ def inference_server(
     except InputError as exc:  # an option: a usage error
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    except (ConfigError, ValueError) as exc:
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
+        raise typer.Exit(1) from exc
+    except ValueError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc
     cfg = settings.config

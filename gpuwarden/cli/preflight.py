@@ -15,8 +15,9 @@ import ipaddress
 import os
 import socket
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -25,44 +26,52 @@ from gpuwarden.clock import rfc3339
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
-    from gpuwarden.config import AlertingConfig, GpuwardenConfig
+    from gpuwarden.config import AlertingConfig, GpuwardenConfig, SimConfig
     from gpuwarden.config_anomaly import AnomalyConfig
     from gpuwarden.config_notify import WebhookConfig
 
 
-def check_config(cfg: GpuwardenConfig) -> list[ConfigError]:
-    """Everything ``config validate`` checks beyond the model; raises ``ConfigError`` naming the field, and
-    returns what deserves a warning only (``check_maintenance_windows``)."""
+def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigError]]:
+    """Everything ``config validate`` checks beyond the model: the problems, each naming its field, and
+    what deserves a warning only (``check_maintenance_windows``)."""
     from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
+    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
-    configured_mutes(cfg.alerting)  # every matcher parses and none mutes everything
-    warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
+    problems: list[ConfigError] = []
+
+    def check(run: Callable[[], object]) -> None:
+        """Run one check, keeping the problem it raises: every one is checked, whatever the others say."""
+        try:
+            run()
+        except ConfigError as exc:
+            problems.append(exc)
+
+    warnings: list[ConfigError] = []
+    check(lambda: configured_mutes(cfg.alerting))  # every matcher parses and none mutes everything
+    check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
-    check_detectors(cfg.anomaly)
-    warnings.extend(
-        check_detector_queries(cfg.anomaly)
-    )  # anomaly run reads the queries, whatever source says
+    warnings.extend(check_sim_inventory(cfg))
+    check(lambda: check_detectors(cfg.anomaly))
+    warnings.extend(check_detector_queries(cfg.anomaly))  # anomaly run reads them, whatever source says
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
         ("exporter.listen_address", cfg.exporter.listen_address),
         ("anomaly.listen_address", cfg.anomaly.listen_address),
     ):
-        check_listen_address(host, field)
-    check_store(cfg.api.db, "api.db")
-    check_store_directory(cfg.api.db, "api.db")
-    from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
-
-    check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db"))
+        check(partial(check_listen_address, host, field))
+    check(lambda: check_store(cfg.api.db, "api.db"))
+    check(lambda: check_store_directory(cfg.api.db, "api.db"))
+    check(lambda: check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db")))
     if cfg.alerting.inventory_file:
-        inventory_file(cfg.alerting.inventory_file)
+        check(partial(inventory_file, cfg.alerting.inventory_file))
     kube = cfg.alerting.kubernetes_inventory
     if kube is not None and kube.kubeconfig is not None:  # unset: the pod's service account, where serve runs
-        kubernetes_inventory(kube, SystemClock()).close()
+        check(lambda: kubernetes_inventory(kube, SystemClock()).close())
     if cfg.exporter.simulate:
-        check_sim_section(cfg, cfg.exporter.simulate, "exporter.simulate")
-    return warnings
+        check(partial(check_sim_section, cfg, cfg.exporter.simulate, "exporter.simulate"))
+    return problems, warnings
 
 
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
@@ -129,20 +138,52 @@ def anomaly_run_refusal(cfg: AnomalyConfig, *, source_written: bool) -> ConfigEr
 _SHAPE = ("clusters", "racks_per_cluster", "nodes_per_rack", "gpus_per_node")
 
 
-def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
-    """``ConfigError`` when the same configuration's ``sim:`` section sets a fleet of another size than
-    ``spec``: serve's ``alerting.sim_inventory`` takes that section, so it would assess alerts from nodes
-    and GPUs it does not know. A section that sets only ``seed`` (or ``gpu_model``) is the documented use."""
+def _sim_size_written(full: GpuwardenConfig) -> list[str]:
+    """The fleet-size settings the ``sim:`` section sets (in the file or a variable)."""
+    if "sim" not in full.model_fields_set:
+        return []
+    return [name for name in _SHAPE if name in full.sim.model_fields_set]
+
+
+def simulated_fleet(full: GpuwardenConfig) -> SimConfig:
+    """The simulated fleet ``serve``'s ``alerting.sim_inventory`` stands for: the ``sim:`` section's when it
+    sets the fleet's size, else the ``exporter.simulate`` of the same file (one cluster, one rack, as the
+    exporter builds it), so that both read one setting; else the section's default (two nodes of 8 GPUs).
+    The seed and GPU model are the section's either way, as the exporter takes them."""
+    if _sim_size_written(full) or full.exporter.simulate is None:
+        return full.sim
     from gpuwarden.sim import parse_simulate_spec  # noqa: PLC0415
 
-    sim = full.sim
-    given = [name for name in _SHAPE if name in sim.model_fields_set]
-    if "sim" not in full.model_fields_set or not given:
+    nodes, gpus = parse_simulate_spec(full.exporter.simulate)
+    shape = {"clusters": 1, "racks_per_cluster": 1, "nodes_per_rack": nodes, "gpus_per_node": gpus}
+    return full.sim.model_copy(update=shape)
+
+
+def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
+    """``ConfigError`` when ``spec`` serves another fleet than the one serve's ``alerting.sim_inventory``
+    takes from the same configuration (``simulated_fleet``): serve would assess alerts from nodes and GPUs
+    it does not know. Checked when the ``sim:`` section sets the fleet's size, or ``sim_inventory`` is on;
+    a section that sets only ``seed`` (or ``gpu_model``) is the documented use."""
+    from gpuwarden.sim import parse_simulate_spec  # noqa: PLC0415
+
+    given = _sim_size_written(full)
+    if not given and not full.alerting.sim_inventory:
         return
+    sim = simulated_fleet(full)
     nodes, gpus = parse_simulate_spec(spec)
     sim_nodes = sim.clusters * sim.racks_per_cluster * sim.nodes_per_rack
     if (nodes, gpus) == (sim_nodes, sim.gpus_per_node):
         return
+    if not given:  # the fleet of exporter.simulate, or the section's default
+        written = full.exporter.simulate
+        assumed = f"exporter.simulate {written} of this file" if written else "the default simulated fleet"
+        raise ConfigError(
+            f"alerting.sim_inventory is on, and serve assumes {assumed}, {sim_nodes} nodes of"
+            f" {sim.gpus_per_node} GPUs, but {flag} {spec} serves {nodes} nodes of {gpus} GPUs; write"
+            f" exporter.simulate: {spec} in this file (serve and the exporter both read it) and start the"
+            " exporter with it and no --simulate",
+            field="exporter.simulate" if written else "alerting.sim_inventory",
+        )
     field = (
         "sim.gpus_per_node" if gpus != sim.gpus_per_node and "gpus_per_node" in given else f"sim.{given[0]}"
     )
@@ -155,6 +196,23 @@ def check_sim_section(full: GpuwardenConfig, spec: str, flag: str) -> None:
         f" gpus_per_node: {gpus}}} (one cluster and one rack, as {flag} builds it)",
         field=field,
     )
+
+
+def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when ``alerting.sim_inventory`` is on and nothing in the configuration says the fleet's
+    size: serve then assumes the default fleet, whatever ``exporter --simulate`` serves elsewhere."""
+    if not full.alerting.sim_inventory or _sim_size_written(full) or full.exporter.simulate:
+        return []
+    sim = full.sim
+    return [
+        ConfigError(
+            f"serve takes the default simulated fleet as its inventory ({sim.nodes_per_rack} nodes of"
+            f" {sim.gpus_per_node} GPUs): alerts from an exporter simulating another size name nodes it does"
+            " not know; write the exporter's size as exporter.simulate: NODESxGPUS in this file (serve and"
+            " the exporter both read it) and start the exporter with it and no --simulate",
+            field="alerting.sim_inventory",
+        )
+    ]
 
 
 def check_serve(
@@ -170,6 +228,7 @@ def check_serve(
     configured_mutes(cfg.alerting)
     warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
     warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_sim_inventory(cfg))
     check_listen_address(host, host_field)
     check_store(db, db_field)
     check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field))

@@ -15,7 +15,10 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
-from gpuwarden.cli.consoles import err_console  # one line per error: paths and file:line stay whole
+from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
+    err_console,
+    print_problems,
+)
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
@@ -101,8 +104,8 @@ def _checked_config(config: Path | None) -> GpuwardenConfig:
 
     try:
         return load_config(config)
-    except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+    except ConfigError as exc:  # every problem of the file, as config validate lists them
+        print_problems(exc)
         raise typer.Exit(1) from exc
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.exc import ArgumentError
 
-from alerting.advisory_lock import application_name
+from alerting.advisory_lock import application_name, holder_name
 from alerting.instance_lock import (
     FILE_POLL_SECONDS,
     FileLock,
@@ -158,6 +158,18 @@ def test_a_postgres_lock_names_its_holder_within_the_63_bytes_postgres_keeps(
     assert name.endswith("7d9f8c6b5d-x2k4p")  # the part that tells one replica from another
     monkeypatch.setattr(socket, "gethostname", lambda: "node-1")
     assert application_name() == f"gpuwarden serve, pid {os.getpid()} on node-1"
+
+
+def test_this_releases_lock_name_is_never_taken_for_an_earlier_releases_cut_one(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A full 63 bytes without ".." is how an earlier release's name looks once PostgreSQL cut it inside the
+    host: a host that fills the name exactly is cut with ".." too, so the holder is named as it is."""
+    room = 63 - len(f"gpuwarden serve, pid {os.getpid()} on ")
+    for size in (room - 1, room, room + 1):
+        monkeypatch.setattr(socket, "gethostname", lambda size=size: "h" * size)
+        name = application_name()
+        assert len(name) <= 63 and holder_name(name) == name, name
 
 
 def test_a_sqlite_store_reached_through_a_symlink_has_the_lock_of_the_file_it_points_to(

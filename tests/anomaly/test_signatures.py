@@ -604,3 +604,31 @@ def test_a_simulated_clock_slowdown_is_classified_by_what_slows_it(fault: str, k
     assert [x for _ in range(2) for x in tick()] == []
     fleet.inject(parse_fault({"kind": fault, "node": "node-01", "gpu": 2}))
     assert [x for _ in range(3) for x in tick()] == [("2", kind)]
+
+
+LINK_STATUS = "DCGM_FI_DEV_NVLINK_LINK_STATUS"
+
+
+@pytest.mark.parametrize(
+    "read",
+    [
+        lambda gpus: [(SBE, gpus, [0.0] * len(gpus), "counter")],
+        lambda gpus: [(LINK_STATUS, [{**g, "link": "0"} for g in gpus], [1.0] * len(gpus), "gauge")],
+    ],
+    ids=["sbe-read-times", "links-seen-active"],
+)
+def test_per_gpu_state_of_gpus_gone_for_the_ledgers_memory_is_dropped_under_fleet_churn(read):
+    """The single-bit storm rule's last-read time per GPU, and the links seen active, were never dropped:
+    GPUs replaced over months of churn stayed in them for good."""
+    feed = Feed()
+    feed.det = SignatureDetector(counter_memory_seconds=300.0)  # 10 ticks of 30 s
+    held = []
+    for tick in range(60):  # four new GPUs a tick, each read for three ticks, then gone for good
+        gpus = [
+            {"gpu": str(i), "UUID": f"GPU-{tick - age}-{i}", "Hostname": "n1"}
+            for age in range(3)
+            for i in range(4)
+        ]
+        feed.tick(*read(gpus))
+        held.append(feed.det.held())
+    assert held[-1] == held[30] > 0, held  # flat once GPUs leave as fast as they come

@@ -662,3 +662,24 @@ def test_a_section_or_list_written_as_a_value_says_what_to_write(
     with pytest.raises(ConfigError) as info:
         load_config(path)
     assert info.value.field == field and words in str(info.value)
+
+
+def test_load_names_every_literal_secret_unset_reference_and_bad_value_first_line_first(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A literal secret, then an unset variable, stopped the load before anything else was looked at."""
+    monkeypatch.delenv("CFG_TEST_UNSET", raising=False)
+    path = write(
+        tmp_path,
+        "api:\n  port: 0\nslack:\n  bot_token: xoxb-literal\n"
+        "webhooks:\n  - name: a\n    url: {env: CFG_TEST_UNSET}\n    bearer_token: literal\n",
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    found = [(e.line, e.field) for e in (info.value, *info.value.more)]
+    assert found == [
+        (2, "api.port"),
+        (4, "slack.bot_token"),
+        (7, "webhooks[0].url"),
+        (8, "webhooks[0].bearer_token"),
+    ]

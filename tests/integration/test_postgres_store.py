@@ -283,6 +283,39 @@ def test_a_refused_server_names_the_holder_of_its_own_database_not_another_store
     admin.dispose()
 
 
+EARLIER_STARTED = "2026-11-29T08:15:42+00:00"
+
+
+@pytest.mark.integration
+@pytest.mark.parametrize(
+    "host",
+    ["gpuwarden-7d9f8c-x2kq9", "gpuwarden-serve-production-us-east-1-7d9f8c6b5d-x2k4p"],
+    ids=["start-time-cut", "host-cut"],
+)
+def test_a_refused_server_says_an_earlier_releases_start_time_is_unknown_not_a_cut_timestamp(
+    postgres_url: str, tmp_path: Path, host: str
+) -> None:
+    """An earlier release named its lock connection "gpuwarden serve, pid N on HOST, started TIME" and
+    PostgreSQL kept 63 bytes: the refusal of a rolling update's new serve read "..., started 2026-11-2"."""
+    earlier = f"gpuwarden serve, pid 4242 on {host}, started {EARLIER_STARTED}"[:63]
+    other = create_engine(postgres_url, poolclass=NullPool, connect_args={"application_name": earlier})
+    with other.connect() as held:  # the earlier release's serve, holding the lock
+        assert held.execute(text("SELECT pg_try_advisory_lock(:k)"), {"k": ADVISORY_KEY}).scalar()
+        assert held.execute(text("SHOW application_name")).scalar() == earlier  # as PostgreSQL keeps it
+        locks = InstanceLocks.for_server(postgres_url, tmp_path / "a")
+        with pytest.raises(InstanceBusy) as err:
+            locks.try_acquire()
+    other.dispose()
+    said = err.value.holder
+    whole_host = f"gpuwarden serve, pid 4242 on {host}"
+    kept = whole_host if earlier.startswith(f"{whole_host},") else f"{earlier}..."  # else: cut in the host
+    assert said.startswith(
+        f"{kept} (an earlier release, whose name PostgreSQL cut: its start time is unknown)"
+    )
+    assert ", holding it since 20" in said  # the lock connection's own start, which PostgreSQL knows
+    assert "started" not in said, said  # no cut timestamp
+
+
 @pytest.mark.integration
 def test_serve_stops_when_a_standby_took_the_postgres_lock_it_lost(
     postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -174,3 +176,97 @@ def test_config_show_still_refuses_a_file_with_a_real_problem(tmp_path: Path) ->
     path.write_text("api:\n  token: {env: CLI_TEST_API_TOKEN}\n  port: x\n")
     result = runner.invoke(app, ["config", "show", str(path)])
     assert result.exit_code == 1 and "api.port" in result.stderr and result.stdout == ""
+
+
+MANY_PROBLEMS = """\
+alerting:
+  sim_inventory: true
+  slurm_inventory: true
+  correlation_window_seconds: -1
+anomaly:
+  source: prometheus
+  queries:
+    - {name: up, expr: "rate(x[5m]"}
+    - {name: up, expr: up}
+webhooks:
+  - {name: oncall, url: "http://127.0.0.1:9/a"}
+  - {name: oncall, url: "http://127.0.0.1:9/b"}
+tracing:
+  sample_ratio: 5
+api:
+  port: 0
+"""
+"""A problem at lines 1 and 4 (one section: a cross-field check and a bound), 8 and 9 (found after
+loading), 12 (likewise), 14 and 16 (bounds): pydantic's field errors, in its model's order, hid the rest."""
+
+
+def problem_lines(stderr: str, path: Path) -> list[int]:
+    """The file line each ``error:`` line names, in the order printed."""
+    lines = [" ".join(line.split()) for line in stderr.strip().splitlines() if line.startswith("error:")]
+    assert all(line.startswith(f"error: {path}:") for line in lines), lines
+    return [int(line.removeprefix(f"error: {path}:").split(":")[0]) for line in lines]
+
+
+def test_config_validate_lists_every_problem_at_once_in_the_files_order(tmp_path: Path) -> None:
+    """It listed pydantic's field errors only (api.port before tracing before alerting), hiding the
+    cross-field check of a section with a bad field and every check made after loading, so an operator
+    fixed the file one run at a time."""
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_PROBLEMS)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1, result.stderr
+    assert problem_lines(result.stderr, path) == [1, 4, 8, 9, 12, 14, 16], result.stderr
+    said = " ".join(result.stderr.split())
+    assert "cannot be combined with slurm_inventory" in said
+    assert "'up' is also the name of anomaly.queries[0]" in said
+    assert "'oncall' is also the name of webhooks[0]" in said
+
+
+def test_a_check_of_a_section_with_a_bad_value_is_left_out_rather_than_run_on_its_default(
+    tmp_path: Path,
+) -> None:
+    """The query without expr is left out of the model that the later checks see: "declares no query"
+    would be about the file's default, not what it says."""
+    path = tmp_path / "one.yaml"
+    path.write_text("anomaly:\n  source: prometheus\n  queries:\n    - {name: up}\n")
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [4], result.stderr
+    assert "anomaly.queries[0].expr: required field is missing" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("command", [["serve", "--db", "{tmp}/x.db"], ["anomaly", "run"], ["exporter"]])
+def test_a_command_refusing_its_configuration_at_start_lists_every_problem_as_validate_does(
+    tmp_path: Path, command: list[str]
+) -> None:
+    """They printed the first problem and "(and 6 more problems)" without naming them. Each runs as a
+    process: the exporter sets up logging before it reads its file, which CliRunner's closed stderr would
+    leave behind for later tests."""
+    path = tmp_path / "many.yaml"
+    path.write_text(MANY_PROBLEMS)
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    args = [part.format(tmp=tmp_path) for part in command]
+    started = subprocess.run(
+        [sys.executable, "-c", "from gpuwarden.cli import main; main()", *args, "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert started.returncode == 1, started.stderr
+    assert problem_lines(started.stderr, path) == problem_lines(validated.stderr, path), started.stderr
+
+
+def test_config_validate_lists_every_problem_its_checks_after_loading_find(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Its checks beyond the model (matchers, the store, the inventory file) stopped at the first."""
+    path = tmp_path / "after.yaml"
+    path.write_text(
+        startable(monkeypatch) + "api:\n  db: ':memory:'\n"
+        "alerting:\n  inventory_file: /nonexistent/inventory.yaml\n"
+        "  inhibit_rules:\n    - source_matchers: ['a=~\"(\"']\n      target_matchers: ['b=\"1\"']\n"
+    )
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert problem_lines(result.stderr, path) == [6, 8, 10], result.stderr

@@ -18,10 +18,14 @@ from gpuwarden.cli.exporter_cmd import _build, _simulated_service
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
+from gpuwarden.errors import ConfigError
 from gpuwarden.sim import build_fleet
 from tests.exporters.asgi_client import AsgiClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
+from tests.gpuwarden.startable import startable
 from tests.integration.servers import free_port
+
+runner = CliRunner()
 
 
 def run_exporter(args: list[str]) -> subprocess.CompletedProcess[str]:
@@ -206,3 +210,55 @@ def test_the_simulated_exporter_takes_the_sim_sections_gpu_model_as_serve_does()
     service.loop.run_once()
     text = AsgiClient(service.app).get("/metrics").text
     assert 'modelName="NVIDIA H200"' in text and "H100" not in text
+
+
+def test_serves_simulated_inventory_is_the_fleet_of_the_files_exporter_simulate(tmp_path: Path) -> None:
+    """``sim_inventory: true`` beside ``exporter.simulate: 8x8`` gave serve the default fleet of two nodes:
+    alerts from node-03 to node-08 named nodes its inventory lacked."""
+    from gpuwarden.cli.inventories import prepare_inventories  # noqa: PLC0415 - as serve imports it
+
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("alerting:\n  sim_inventory: true\nexporter:\n  simulate: 8x4\nsim:\n  seed: 3\n")
+    full = load_config(config)
+    inventories = prepare_inventories(full)
+    try:
+        (static, _), *_ = inventories.fixed
+        served = build_fleet(8, 4, seed=3, clock=FakeClock())
+        assert [node.name for node in static.node_list] == [node.name for node in served.nodes]
+        assert [n.gpu_count for n in static.node_list] == [len(n.gpus) for n in served.nodes]
+        assert [n.gpu_uuids for n in static.node_list] == [
+            tuple(gpu.uuid for gpu in n.gpus) for n in served.nodes
+        ]
+    finally:
+        inventories.close()
+
+
+def test_an_exporter_simulating_another_fleet_than_serves_default_inventory_is_refused(
+    tmp_path: Path,
+) -> None:
+    """With ``sim_inventory: true`` and no size in the file, ``--simulate 8x8`` started with the same file
+    served nodes serve did not know (it assumed two)."""
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text("alerting:\n  sim_inventory: true\n")
+    full = load_config(config)
+    with pytest.raises(ConfigError) as refused:
+        check_sim_section(full, "8x8", "--simulate")
+    said = str(full.locate(refused.value))
+    assert f"{config}:2: alerting.sim_inventory:" in said and "write exporter.simulate: 8x8" in said, said
+    check_sim_section(full, "2x8", "--simulate")  # the fleet serve assumes: taken
+
+
+def test_config_validate_warns_of_a_simulated_inventory_whose_size_nothing_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    config = tmp_path / "gpuwarden.yaml"
+    config.write_text(startable(monkeypatch, "alerting:\n  sim_inventory: true\n"))
+    warned = runner.invoke(app, ["config", "validate", str(config)])
+    assert warned.exit_code == 0, warned.stderr
+    said = " ".join(warned.stderr.split())
+    assert f"warning: {config}:2: alerting.sim_inventory: serve takes the default simulated fleet" in said
+    config.write_text(
+        startable(monkeypatch, "alerting:\n  sim_inventory: true\nexporter:\n  simulate: 8x8\n")
+    )
+    told = runner.invoke(app, ["config", "validate", str(config)])
+    assert told.exit_code == 0 and "sim_inventory" not in told.stderr, told.stderr

@@ -1,0 +1,156 @@
+"""Every problem of a configuration file in one run, in the file's order, as ``promtool check rules`` lists
+every bad rule: an operator fixes them all at once rather than one per run.
+
+pydantic reports every bad field of a run, but a model's cross-field check runs only once its fields pass,
+and the checks made after loading (duplicate names, unbalanced PromQL, ``config validate``'s) run only once
+the whole model does. ``validated`` builds the model again without the settings at fault, to find what
+they hid; a setting with a problem is then "doubtful" (it holds its default, not the file's value), and
+checks that read it are left out rather than report what the file does not say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, Protocol, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from gpuwarden.config_source import ENVIRONMENT, Loc, field_loc, located
+from gpuwarden.errors import ConfigError
+from gpuwarden.yamlfile import detail_to_config_error
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+MAX_ROUNDS = 8
+"""Builds of the model at most: each leaves out what the last one refused (a section's cross-field check
+shows in the second); a problem the file does not hold (a variable's) ends it sooner."""
+
+
+class Locating(Protocol):
+    """A configuration that names the line (or the variable) a setting came from."""
+
+    def locate(self, error: ConfigError) -> ConfigError: ...
+
+
+ConfigT = TypeVar("ConfigT", bound=Locating)
+
+
+@dataclass
+class ConfigReport(Generic[ConfigT]):
+    """What loading a configuration found: the configuration (built without the settings at fault, or None
+    when it could not be), every problem so far, and the top-level settings that had one."""
+
+    cfg: ConfigT | None
+    problems: list[ConfigError]
+    doubtful: set[str]
+
+    def relevant(self, found: Iterable[ConfigError]) -> list[ConfigError]:
+        """What checks of ``cfg`` found, each at its line (or naming its variable), less what is about a
+        doubtful setting (its default, not the file's value, was checked)."""
+        if self.cfg is None:
+            return []
+        return [self.cfg.locate(problem) for problem in outside(found, self.doubtful)]
+
+    def add(self, found: Iterable[ConfigError]) -> None:
+        """Keep the ``relevant`` problems of those checks of ``cfg`` found."""
+        self.problems.extend(self.relevant(found))
+
+    def error(self) -> ConfigError | None:
+        """The problems as one error, in file order: the first, the others in its ``more``; None: none."""
+        return ConfigError.first_of(in_file_order(self.problems)) if self.problems else None
+
+
+_KEY = "[key]"  # pydantic's last loc part for an error about a mapping's key (``yamlfile._KEY``)
+
+
+def validated(
+    build: Callable[[dict[str, Any]], ModelT],
+    data: dict[str, Any],
+    where: str,
+    positions: Mapping[Loc, int],
+    environ: Mapping[str, str],
+    *,
+    left_out: Sequence[Loc] = (),
+) -> tuple[ModelT | None, list[ConfigError], set[str]]:
+    """The model ``build`` makes of ``data``, every validation problem (at its line, or naming the variable
+    that set it), and the top-level settings that had one. On a problem the model is built again without
+    the settings at fault, to find the problems they hid, until it builds (without them: their defaults
+    hold) or nothing more can be left out (None). ``left_out``: settings already known to be wrong (a
+    secret whose variable is unset), whose own errors are not repeated."""
+    data = _copied(data)
+    pruned = list(left_out)
+    doubtful = {str(loc[0]) for loc in left_out if loc}
+    problems: list[ConfigError] = []
+    seen: set[tuple[Loc, str]] = set()
+    for _ in range(MAX_ROUNDS):
+        try:
+            return build(data), problems, doubtful
+        except ValidationError as exc:
+            progress = False
+            for error in exc.errors():
+                loc = tuple(error["loc"])
+                if (loc, error["msg"]) not in seen and not _under(loc, pruned):
+                    seen.add((loc, error["msg"]))
+                    found = detail_to_config_error(error, where, positions)
+                    problems.append(located(found, loc, where, positions, environ))
+                removed = _prune(data, loc)
+                if removed is not None:
+                    pruned.append(removed)
+                    progress = True
+                if loc:
+                    doubtful.add(str(loc[0]))
+            if not progress:
+                break
+    return None, problems, doubtful
+
+
+def _copied(value: Any) -> Any:
+    """``value``'s mappings and lists copied (its leaves shared: ``yamlfile.UNRESOLVED`` stays itself)."""
+    if isinstance(value, dict):
+        return {k: _copied(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copied(v) for v in value]
+    return value
+
+
+def _under(loc: Loc, roots: Iterable[Loc]) -> bool:
+    """Whether ``loc`` is one of ``roots`` or inside one."""
+    return any(loc[: len(root)] == root for root in roots)
+
+
+def _prune(data: dict[str, Any], loc: Loc) -> Loc | None:
+    """Remove the setting at ``loc`` from ``data``, or the nearest mapping key holding it (a list item is
+    not removed: the items after it would move); its key path, or None when ``data`` holds none of it."""
+    if loc and loc[-1] == _KEY:  # a mapping's key that is wrong: the key itself goes
+        loc = loc[:-1]
+    for depth in range(len(loc), 0, -1):
+        parent: Any = data
+        for part in loc[: depth - 1]:
+            parent = _child(parent, part)
+        key = loc[depth - 1]
+        if isinstance(parent, dict) and key in parent:
+            del parent[key]
+            return loc[:depth]
+    return None
+
+
+def _child(value: Any, part: str | int) -> Any:
+    """``value[part]`` when ``value`` is a mapping or list holding it, else None."""
+    if isinstance(value, dict):
+        return value.get(part)
+    if isinstance(value, list) and isinstance(part, int) and 0 <= part < len(value):
+        return value[part]
+    return None
+
+
+def outside(problems: Iterable[ConfigError], doubtful: Iterable[str]) -> list[ConfigError]:
+    """The ``problems`` that are not about a doubtful top-level setting (checks of its default value)."""
+    skipped = set(doubtful)
+    return [p for p in problems if not (field_loc(p.field)[:1] and str(field_loc(p.field)[0]) in skipped)]
+
+
+def in_file_order(problems: Iterable[ConfigError]) -> list[ConfigError]:
+    """``problems`` by their line in the file; those with none (a variable's, a command's) after them, each
+    group in the order found."""
+    return sorted(problems, key=lambda p: (p.path == ENVIRONMENT or p.line is None, p.line or 0))
