@@ -142,8 +142,14 @@ class MuteTracking:
         self.ingest(alerts)
 
     def _track_silenced(self, session: Session, open_ids: Iterable[str]) -> None:
-        """Which open incidents wait for a ``silence_ended`` event, as their timelines say (at a reload)."""
-        ids = list(open_ids)
+        """Which incidents wait for a ``silence_ended`` event, as their timelines say (at a reload): the open
+        ones, and those resolved whose silence still runs, as live keeps them until the tick sees it end
+        (one that reopens before that tick catches up on what the silence held back)."""
+        now = self.clock.now()
+        running = select(SilenceRow.incident_id).where(
+            SilenceRow.incident_id.is_not(None), SilenceRow.ends_at > now
+        )
+        ids = sorted({*open_ids, *(i for i in session.scalars(running) if i is not None)})
         self._silenced_incidents.clear()
         if not ids:
             return
@@ -169,7 +175,6 @@ class MuteTracking:
                 .group_by(SilenceRow.incident_id)
             )
         }
-        now = self.clock.now()
         for incident_id, (kind, data) in last.items():
             if kind != SILENCED:
                 continue

@@ -13,6 +13,7 @@ from pathlib import Path
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import StaticInventory
 from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
@@ -31,12 +32,19 @@ class Serve:
         upgrade(make_engine(self.db))
         self.clock = FakeClock()
         self.config = AlertingConfig(**config)  # type: ignore[arg-type]
+        self.inventory = sc.fleet_inventory()
         self.restart()
 
     def restart(self) -> None:
-        self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, sc.fleet_inventory())
+        """A new engine and outbox, as the next serve starts them: with the inventory it reads then."""
+        self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, self.inventory)
         self.outbox = Outbox(make_engine(self.db), [Quiet()], self.clock)
         self.engine.subscribe(self.outbox)
+
+    def refresh(self, inventory: StaticInventory) -> None:
+        """An inventory refresh (Slurm's, Kubernetes')."""
+        self.inventory = inventory
+        self.engine.replace_inventory(inventory)
 
     def incidents(self) -> list[tuple[str, str, str, int]]:
         rows = self.engine.store.list_rows()
@@ -152,3 +160,37 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
     assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
+
+
+def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reopens_as_the_silence_ends(
+    tmp_path: Path,
+) -> None:
+    # serve restarted while the incident was resolved and its silence still ran; the silence ended and the
+    # alert fired again before the next tick. Live still waited for that silence's end and caught up on what
+    # it held back; a restarted serve tracked only open incidents' silences and added no catch-up.
+    def steps(serve: Serve, restart: bool) -> None:
+        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
+        serve.engine.ingest([down])
+        (incident_id,) = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 300, "carol")
+        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # resolved by the quiet period, still silenced
+        if restart:
+            serve.restart()
+        serve.clock.advance(238)
+        serve.engine.tick()
+        serve.clock.advance(2)  # the silence ended; no tick yet
+        serve.engine.ingest([down])  # reopened
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    kinds = [
+        [e.kind for e in s.engine.store.get(r.id).timeline]
+        for s in (live, restarted)
+        for r, _ in s.engine.store.list_rows()
+    ]
+    assert kinds[0][-1] == "silence_ended"
+    assert kinds[1] == kinds[0]
+    assert restarted.told() == live.told()
+
