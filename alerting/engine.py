@@ -164,9 +164,11 @@ class IncidentEngine(
                     self._unannounced[row.id] = row.opened_at
                     if self.clock.now() - row.opened_at >= self._hold:
                         self._reannounce.add(row.id)
-                self._open[row.id] = OpenIncident(
+                inc = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
+                inc.resume(row.reassessment, row.reopen_count)  # what refreshes left pending of it
+                self._open[row.id] = inc
             self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
             self._reannounce &= set(self._unannounced)
             self._reassessed = False  # what the store holds was not assessed with this inventory

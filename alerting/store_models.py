@@ -90,6 +90,9 @@ class IncidentRow(Base):
     # When it last opened or reopened, which listings sort by: set on every incident (migration 0004 filled
     # it in for those stored before), nullable only because adding a NOT NULL column rewrites SQLite's table.
     last_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    # What inventory refreshes left pending of its current opening (``OpenIncident.reassessment``), so that a
+    # restart carries on with it; NULL: nothing (migration 0011).
+    reassessment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TimelineRow(Base):

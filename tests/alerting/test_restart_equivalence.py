@@ -194,3 +194,39 @@ def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reo
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
 
+
+def test_a_lower_priority_an_inventory_brought_settles_in_the_same_time_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # A refresh found spare GPUs for the stopped job: the lower priority waits priority_settle_seconds. A
+    # restarted serve forgot since when it waited and started waiting again: P0 stayed past the settle time.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([Alert({**_gpu("r07-n01", 3, "GPUXid").labels, "xid": "79"})])
+        serve.refresh(sc.fleet_inventory(spare_gpus=64))  # lower: waits
+        if restart:
+            serve.restart()
+        serve.clock.advance(130)
+        serve.refresh(sc.fleet_inventory(spare_gpus=64))  # held 130 s: lowered
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=120)
+    assert [p for _, _, p, _ in live.incidents()] == ["P1"]
+    assert restarted.incidents() == live.incidents()
+
+
+def test_a_job_a_failure_stopped_that_left_the_inventory_keeps_its_incidents_priority_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The job was listed as stopped by a failure, then left the inventory (its keep window over): live keeps
+    # the priority. A restarted serve no longer knew the job had been listed so and lowered it.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([Alert({**_gpu("r07-n01", 3, "GPUXid").labels, "xid": "79"})])
+        serve.refresh(sc.fleet_inventory(job="kept"))
+        serve.refresh(sc.fleet_inventory(job="gone"))
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.refresh(sc.fleet_inventory(job="gone"))
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=0)
+    assert [p for _, _, p, _ in live.incidents()] == ["P0"]
+    assert restarted.incidents() == live.incidents()
