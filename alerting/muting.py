@@ -179,9 +179,10 @@ class MuteTracking:
             if kind != SILENCED:
                 continue
             end = ends.get(incident_id)
-            if end is not None and end <= now and _resolved_at(since[incident_id], end):
-                # Its silence ended while it was resolved: the tick then dropped it (nothing to catch up on);
-                # it reopened since.
+            if end is not None and end <= now and _resolved_since(since[incident_id], end):
+                # Resolved when its silence ended, or after, with no catch-up since: the first tick after the
+                # end found it resolved (its quiet period may end in that tick, before the silence's end is
+                # seen) and dropped it, nothing to catch up on; it reopened since.
                 continue
             if data.get("holds_notifications"):
                 self._silenced_incidents.add(incident_id)
@@ -229,11 +230,12 @@ CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
 
 
-def _resolved_at(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
-    """Whether the incident was resolved at ``at``, by its resolutions and reopenings in timeline order."""
+def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
+    """Whether the incident was resolved at ``at`` or at any time after it, by its resolutions and
+    reopenings in timeline order."""
     resolved = False
     for kind, when in events:
-        if when > at:
+        if when > at and resolved:
             break
         resolved = kind == "resolved"
     return resolved

@@ -230,3 +230,35 @@ def test_a_job_a_failure_stopped_that_left_the_inventory_keeps_its_incidents_pri
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=0)
     assert [p for _, _, p, _ in live.incidents()] == ["P0"]
     assert restarted.incidents() == live.incidents()
+
+
+def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Its silence ended while it waited out its quiet period; the next tick resolved it first, then saw the
+    # silence ended and dropped it. It reopened; a restarted serve read it as open at the silence's end, so
+    # still waiting, and added a catch-up that live never adds.
+    def steps(serve: Serve, restart: bool) -> None:
+        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
+        serve.engine.ingest([down])
+        (incident_id,) = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 100, "carol")
+        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(130)
+        serve.engine.tick()  # resolved by the quiet period; the silence ended at 100 s
+        serve.clock.advance(5)
+        serve.engine.ingest([down])  # reopened
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=120)
+    kinds = [
+        [e.kind for e in s.engine.store.get(r.id).timeline]
+        for s in (live, restarted)
+        for r, _ in s.engine.store.list_rows()
+    ]
+    assert kinds[0][-2:] == ["resolved", "reopened"]
+    assert kinds[1] == kinds[0]
+    assert restarted.told() == live.told()
