@@ -262,3 +262,32 @@ def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothin
     assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
+
+
+def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_restart(tmp_path: Path) -> None:
+    # Live keeps open incidents in the order they (re)opened: the later-reopened node's end is told last. A
+    # restarted serve read them in the store's order and told the reopened one's end first.
+    def steps(serve: Serve, restart: bool) -> None:
+        first, second = (
+            Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": node})
+            for node in ("r03-n01", "r02-n02")
+        )
+        serve.engine.ingest([first])
+        serve.engine.ingest([second])
+        serve.engine.ingest([Alert(first.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # the first resolved
+        serve.engine.ingest([first])  # and reopened: now after the second
+        serve.engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in (first, second)])
+        if restart:
+            serve.restart()
+        serve.clock.advance(61)
+        serve.engine.tick()  # both resolved
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    ends = [
+        [n.title for n in map(Notification.model_validate_json, (m.payload for m in s.outbox.messages()))]
+        for s in (live, restarted)
+    ]
+    assert ends[0][-2:] == [ends[0][1], ends[0][0]]  # the second node, then the first
+    assert ends[1] == ends[0]
