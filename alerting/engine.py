@@ -42,8 +42,9 @@ from alerting.pending import (
 from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.store import IncidentStore, alert_from_row, impact_from_dict, silence_from_row
-from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
+from alerting.silencing import stored_silences
+from alerting.store import IncidentStore, alert_from_row, impact_from_dict
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import IncidentListener
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
@@ -205,8 +206,7 @@ class IncidentEngine(
                     inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
-            stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
-            self._silences = configured + [silence_from_row(r) for r in stored]
+            self._silences = configured + stored_silences(session, now)
             self._track_silenced(session, self._open)
 
     def _rebuild_after_failure(self) -> None:

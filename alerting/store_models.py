@@ -122,6 +122,9 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
     incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The order silences were created or last updated in: of those matching an alert, the first set mutes it
+    # (``muted_by``). NULL on rows stored before migration 0012.
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class JournalOffsetRow(Base):

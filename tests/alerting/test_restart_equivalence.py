@@ -8,12 +8,14 @@ sequences, each shrunk to the few steps that show it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory
+from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
@@ -291,3 +293,27 @@ def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_resta
     ]
     assert ends[0][-2:] == [ends[0][1], ends[0][0]]  # the second node, then the first
     assert ends[1] == ends[0]
+
+
+def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path: Path) -> None:
+    # Live names the first silence set of those that match; a restarted serve read the silences in the
+    # store's order (by their end) and named the one ending first.
+    down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
+
+    def steps(serve: Serve, restart: bool) -> None:
+        now = serve.clock.now()
+        for matcher, seconds in (('node="r03-n02"', 600), ('alertname="NodeDown"', 60)):
+            serve.engine.add_silence([parse_matcher(matcher)], now, now + timedelta(seconds=seconds), "dave")
+        if restart:
+            serve.restart()
+        serve.engine.ingest([down])
+
+    live, restarted = _both(tmp_path, steps)
+    muted_by = []
+    for serve in (live, restarted):
+        row = serve.engine.store.alert(down.fingerprint)
+        assert row is not None and row.muted_by is not None
+        (silence,) = [s for s in serve.engine.silences() if row.muted_by.endswith(s.id)]
+        muted_by.append(silence.matchers)
+    assert muted_by[0] == (parse_matcher('node="r03-n02"'),)
+    assert muted_by[1] == muted_by[0]
