@@ -45,7 +45,6 @@ from alerting.engine import IncidentEngine
 from alerting.inventory import Inventory
 from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
-from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.outbox_tables import OutboxMessage
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow, UntoldChangeRow
@@ -54,6 +53,9 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import GpuwardenError
 from gpuwarden.model import Alert, AlertStatus
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
+from tests.alerting.outbox_only import Quiet  # only what the outbox stores is compared
+
 Step = tuple[str, dict[str, Any]]
 """One action of a stream: its kind and arguments (plain values, so a stream prints as JSON)."""
 
@@ -61,17 +63,6 @@ RACKS = (1, 3, 7, 8)  # r01 holds the chat service, r07 and r08 the training job
 NODES = (1, 2, 3)
 GPUS = (0, 1, 2, 3)
 XIDS = (13, 31, 43, 48, 79, 119)
-
-
-class _Undelivered:
-    """A notifier the fuzz never dispatches to: only what the outbox stores is compared."""
-
-    name = "quiet"
-
-    def deliver(
-        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> None:
-        raise AssertionError("the fuzz dispatches nothing")
 
 
 # --- the stream -------------------------------------------------------------------------------------
@@ -244,7 +235,7 @@ class Run:
         self.sql = make_engine(str(self.path))
         with self.active():
             self.engine = IncidentEngine(self.sql, self.clock, self.config, self.inventory)
-            self.outbox = Outbox(self.sql, [_Undelivered()], self.clock)
+            self.outbox = Outbox(self.sql, [Quiet()], self.clock)
             self.engine.subscribe(self.outbox)
 
     def active(self) -> _Active:

@@ -52,6 +52,12 @@ class Serve:
         rows = self.engine.store.list_rows()
         return sorted((r.root_kind, r.title, r.priority, n) for r, n in rows)
 
+    def kinds(self) -> list[list[str]]:
+        """The kinds of each incident's timeline events."""
+        return [
+            [e.kind for e in self.engine.store.get(r.id).timeline] for r, _ in self.engine.store.list_rows()
+        ]
+
     def told(self) -> list[str]:
         return [Notification.model_validate_json(m.payload).change.value for m in self.outbox.messages()]
 
@@ -61,6 +67,9 @@ def _both(tmp_path: Path, steps: Callable[[Serve, bool], object], **config: floa
     for serve, restart in ((live, False), (restarted, True)):
         steps(serve, restart)
     return live, restarted
+
+
+_DOWN = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
 
 
 def _gpu(node: str, gpu: int, name: str) -> Alert:
@@ -94,10 +103,9 @@ def test_an_incident_held_at_a_restart_and_resolved_before_its_announcement_is_n
     # it to announce again, found it resolved by the quiet period, and told its end to a channel that never
     # heard of it.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(20)
         if restart:
             serve.restart()
@@ -114,14 +122,13 @@ def test_a_restart_does_not_announce_as_opened_an_incident_whose_reopening_was_t
     # Resolved before its announcement, then fired again: its reopening is told at once (never held). A
     # restarted serve took it for one held at the stop and announced it "opened" after its "reopened".
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(61)
         serve.engine.tick()
         serve.clock.advance(60)
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         if restart:
             serve.restart()
         serve.clock.advance(5)
@@ -138,27 +145,22 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
     # Its silence ended while it was resolved: the tick dropped it. It reopened; a restarted serve read the
     # silence as still waiting (no silence_ended after it) and added a catch-up of everything since.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         (incident_id,) = serve.engine.open_incident_ids()
         serve.engine.silence_incident(incident_id, 120, "carol")
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(61)
         serve.engine.tick()  # resolved by the quiet period
         serve.clock.advance(60)
         serve.engine.tick()  # the silence ended
-        serve.engine.ingest([down])  # reopened
+        serve.engine.ingest([_DOWN])  # reopened
         if restart:
             serve.restart()
         serve.clock.advance(5)
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
-    kinds = [
-        [e.kind for e in s.engine.store.get(r.id).timeline]
-        for s in (live, restarted)
-        for r, _ in s.engine.store.list_rows()
-    ]
+    kinds = [s.kinds()[0] for s in (live, restarted)]
     assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
@@ -171,11 +173,10 @@ def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reo
     # alert fired again before the next tick. Live still waited for that silence's end and caught up on what
     # it held back; a restarted serve tracked only open incidents' silences and added no catch-up.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         (incident_id,) = serve.engine.open_incident_ids()
         serve.engine.silence_incident(incident_id, 300, "carol")
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(61)
         serve.engine.tick()  # resolved by the quiet period, still silenced
         if restart:
@@ -183,15 +184,11 @@ def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reo
         serve.clock.advance(238)
         serve.engine.tick()
         serve.clock.advance(2)  # the silence ended; no tick yet
-        serve.engine.ingest([down])  # reopened
+        serve.engine.ingest([_DOWN])  # reopened
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
-    kinds = [
-        [e.kind for e in s.engine.store.get(r.id).timeline]
-        for s in (live, restarted)
-        for r, _ in s.engine.store.list_rows()
-    ]
+    kinds = [s.kinds()[0] for s in (live, restarted)]
     assert kinds[0][-1] == "silence_ended"
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
@@ -241,26 +238,21 @@ def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothin
     # silence ended and dropped it. It reopened; a restarted serve read it as open at the silence's end, so
     # still waiting, and added a catch-up that live never adds.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         (incident_id,) = serve.engine.open_incident_ids()
         serve.engine.silence_incident(incident_id, 100, "carol")
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(130)
         serve.engine.tick()  # resolved by the quiet period; the silence ended at 100 s
         serve.clock.advance(5)
-        serve.engine.ingest([down])  # reopened
+        serve.engine.ingest([_DOWN])  # reopened
         if restart:
             serve.restart()
         serve.clock.advance(5)
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=120)
-    kinds = [
-        [e.kind for e in s.engine.store.get(r.id).timeline]
-        for s in (live, restarted)
-        for r, _ in s.engine.store.list_rows()
-    ]
+    kinds = [s.kinds()[0] for s in (live, restarted)]
     assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
@@ -298,7 +290,6 @@ def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_resta
 def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path: Path) -> None:
     # Live names the first silence set of those that match; a restarted serve read the silences in the
     # store's order (by their end) and named the one ending first.
-    down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
 
     def steps(serve: Serve, restart: bool) -> None:
         now = serve.clock.now()
@@ -306,12 +297,12 @@ def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path:
             serve.engine.add_silence([parse_matcher(matcher)], now, now + timedelta(seconds=seconds), "dave")
         if restart:
             serve.restart()
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
 
     live, restarted = _both(tmp_path, steps)
     muted_by = []
     for serve in (live, restarted):
-        row = serve.engine.store.alert(down.fingerprint)
+        row = serve.engine.store.alert(_DOWN.fingerprint)
         assert row is not None and row.muted_by is not None
         (silence,) = [s for s in serve.engine.silences() if row.muted_by.endswith(s.id)]
         muted_by.append(silence.matchers)
