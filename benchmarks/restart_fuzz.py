@@ -374,6 +374,12 @@ def _plain(value: object) -> Any:
     return value.isoformat() if isinstance(value, datetime) else value
 
 
+_UNSEEN = ("reassessment",)
+"""Incident columns users never see, compared through what they decide: what refreshes left pending (the
+first refresh after a start assesses anew what live assessed before, so it may note a stopped job sooner,
+which changes nothing until that job leaves the inventory, and then the priority shows it)."""
+
+
 def seen(run: Run) -> dict[str, Any]:
     """Everything users see of a run, as plain values (timeline rows by their place, not their seq)."""
     assert run.sql is not None
@@ -394,7 +400,9 @@ def seen(run: Run) -> dict[str, Any]:
             for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
         ]
         seen = {
-            "incidents": [_columns(r) for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))],
+            "incidents": [
+                _columns(r, _UNSEEN) for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))
+            ],
             "timelines": timelines,
             "alerts": [_columns(r) for r in session.scalars(select(AlertRow).order_by(AlertRow.fingerprint))],
             "silences": [_columns(r) for r in session.scalars(select(SilenceRow).order_by(SilenceRow.id))],
