@@ -8,11 +8,11 @@ commit and told to listeners after it; ``Ticket`` is one ingest call waiting for
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from datetime import datetime
-from typing import TYPE_CHECKING
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -28,7 +28,14 @@ from alerting.root_facts import FactsBuilder, RootFacts
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path
-from gpuwarden.model import Alert, IncidentState, Priority, WorkloadRef
+from gpuwarden.model import (
+    Alert,
+    IncidentState,
+    Priority,
+    WorkloadRef,
+    workload_from_dict,
+    workload_to_dict,
+)
 
 if TYPE_CHECKING:
     from alerting.recurrence import RecentlyResolved
@@ -73,6 +80,26 @@ class OpenIncident:
         object.__setattr__(self, name, value)
         if name in _FILED and self.index is not None:
             self.index.refile(self, name)
+
+    def reassessment(self, opening: int) -> dict[str, object] | None:
+        """What inventory refreshes left pending of it (``lower_since``, ``stopped``), as its row keeps it for
+        a restart: of its ``opening`` (its row's ``reopen_count``: a reopening starts afresh, as live makes a
+        new ``OpenIncident``); None when nothing is."""
+        if self.lower_since is None and not self.stopped:
+            return None
+        return {
+            "opening": opening,
+            "lower_since": None if self.lower_since is None else self.lower_since.timestamp(),
+            "stopped": sorted((workload_to_dict(w) for w in self.stopped), key=lambda w: sorted(w.items())),
+        }
+
+    def resume(self, stored: Mapping[str, Any] | None, opening: int) -> None:
+        """Take back what ``reassessment`` stored of the same opening (at a restart)."""
+        if not stored or stored.get("opening") != opening:
+            return
+        since = stored.get("lower_since")
+        self.lower_since = None if since is None else datetime.fromtimestamp(float(since), UTC)
+        self.stopped = {workload_from_dict(w) for w in stored.get("stopped", ())}
 
     def candidate(self) -> Candidate:
         """A live view of the members, not a copy: ingest asks every open incident for each new alert."""

@@ -16,7 +16,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from prometheus_client.registry import Collector
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.announcing import IncidentAnnouncing
@@ -42,8 +42,9 @@ from alerting.pending import (
 from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
-from alerting.store import IncidentStore, alert_from_row, impact_from_dict, silence_from_row
-from alerting.store_models import AlertRow, IncidentRow, SilenceRow
+from alerting.silencing import stored_silences
+from alerting.store import IncidentStore, alert_from_row, impact_from_dict
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import IncidentListener
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
@@ -147,11 +148,14 @@ class IncidentEngine(
             known = self._announced | set(self._unannounced)
             self._open.clear()
             self._inhibitor = Inhibitor(self._inhibitor.rules)
-            rows = session.scalars(
-                select(IncidentRow).where(
-                    IncidentRow.state != IncidentState.RESOLVED.value, IncidentRow.merged_into.is_(None)
-                )
-            ).all()
+            rows = _in_opening_order(
+                session,
+                session.scalars(
+                    select(IncidentRow).where(
+                        IncidentRow.state != IncidentState.RESOLVED.value, IncidentRow.merged_into.is_(None)
+                    )
+                ).all(),
+            )
             for row in rows:
                 # At start, a crash may have come between opening and announcing: announce again (listeners
                 # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
@@ -164,9 +168,11 @@ class IncidentEngine(
                     self._unannounced[row.id] = row.opened_at
                     if self.clock.now() - row.opened_at >= self._hold:
                         self._reannounce.add(row.id)
-                self._open[row.id] = OpenIncident(
+                inc = OpenIncident(
                     row.id, (), Priority(row.priority), IncidentState(row.state), row.last_alert_at
                 )
+                inc.resume(row.reassessment, row.reopen_count)  # what refreshes left pending of it
+                self._open[row.id] = inc
             self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
             self._reannounce &= set(self._unannounced)
             self._reassessed = False  # what the store holds was not assessed with this inventory
@@ -200,8 +206,7 @@ class IncidentEngine(
                     inc.lost = lost_gpus(inc, root, self.inventory)
             now = self.clock.now()
             configured = [s for s in self._silences if s.configured]
-            stored = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
-            self._silences = configured + [silence_from_row(r) for r in stored]
+            self._silences = configured + stored_silences(session, now)
             self._track_silenced(session, self._open)
 
     def _rebuild_after_failure(self) -> None:
@@ -461,6 +466,21 @@ class IncidentEngine(
             # After the announcements: a change of an incident still held folds into its announcement.
             self._end_incident_silences(now)
         self._prune_if_due(now)
+
+
+def _in_opening_order(session: Session, rows: Sequence[IncidentRow]) -> list[IncidentRow]:
+    """Open incidents in the order they last opened or reopened, as live holds them (``OpenIncidents``: the
+    tick resolves them, and tells their ends, in that order): by the sequence number of their latest
+    ``opened`` or ``reopened`` event, which one transaction writes in the order it (re)opens them."""
+    opened: dict[str, int] = {}
+    for chunk in in_lists([row.id for row in rows]):
+        query = (
+            select(TimelineRow.incident_id, func.max(TimelineRow.seq))
+            .where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(("opened", "reopened")))
+            .group_by(TimelineRow.incident_id)
+        )
+        opened.update((incident_id, seq) for incident_id, seq in session.execute(query))
+    return sorted(rows, key=lambda row: opened.get(row.id, -1))
 
 
 def _status_of(alert: Alert, now: datetime) -> AlertStatus:

@@ -203,6 +203,7 @@ class IncidentGrouping(IncidentMerging):
         if settle and self._waits(inc, row, assessment, now):
             return
         inc.lower_since = None
+        keep_reassessment(inc, row)
         inc.root_path = path
         inc.lost = assessment.lost
         self._set_workloads(inc, self._workloads_of(inc, assessment))
@@ -291,6 +292,7 @@ class IncidentGrouping(IncidentMerging):
             return False
         if inc.lower_since is None:
             inc.lower_since = now
+            keep_reassessment(inc, row)
         return (now - inc.lower_since).total_seconds() < self.config.priority_settle_seconds
 
     def _settle_flapping(self, batch: Batch, inc: OpenIncident, row: IncidentRow) -> None:
@@ -394,6 +396,14 @@ def _rows(session: Session, ids: list[str]) -> dict[str, IncidentRow]:
             (row.id, row) for row in session.scalars(select(IncidentRow).where(IncidentRow.id.in_(chunk)))
         )
     return rows
+
+
+def keep_reassessment(inc: OpenIncident, row: IncidentRow) -> None:
+    """Store what inventory refreshes left pending of the incident (``OpenIncident.reassessment``): a
+    restart carries on with it, not afresh."""
+    pending = inc.reassessment(row.reopen_count)
+    if row.reassessment != pending:
+        row.reassessment = pending
 
 
 def shown_of(row: IncidentRow) -> tuple[object, ...]:

@@ -142,8 +142,14 @@ class MuteTracking:
         self.ingest(alerts)
 
     def _track_silenced(self, session: Session, open_ids: Iterable[str]) -> None:
-        """Which open incidents wait for a ``silence_ended`` event, as their timelines say (at a reload)."""
-        ids = list(open_ids)
+        """Which incidents wait for a ``silence_ended`` event, as their timelines say (at a reload): the open
+        ones, and those resolved whose silence still runs, as live keeps them until the tick sees it end
+        (one that reopens before that tick catches up on what the silence held back)."""
+        now = self.clock.now()
+        running = select(SilenceRow.incident_id).where(
+            SilenceRow.incident_id.is_not(None), SilenceRow.ends_at > now
+        )
+        ids = sorted({*open_ids, *(i for i in session.scalars(running) if i is not None)})
         self._silenced_incidents.clear()
         if not ids:
             return
@@ -169,14 +175,14 @@ class MuteTracking:
                 .group_by(SilenceRow.incident_id)
             )
         }
-        now = self.clock.now()
         for incident_id, (kind, data) in last.items():
             if kind != SILENCED:
                 continue
             end = ends.get(incident_id)
-            if end is not None and end <= now and _resolved_at(since[incident_id], end):
-                # Its silence ended while it was resolved: the tick then dropped it (nothing to catch up on);
-                # it reopened since.
+            if end is not None and end <= now and _resolved_since(since[incident_id], end):
+                # Resolved when its silence ended, or after, with no catch-up since: the first tick after the
+                # end found it resolved (its quiet period may end in that tick, before the silence's end is
+                # seen) and dropped it, nothing to catch up on; it reopened since.
                 continue
             if data.get("holds_notifications"):
                 self._silenced_incidents.add(incident_id)
@@ -224,11 +230,12 @@ CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
 
 
-def _resolved_at(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
-    """Whether the incident was resolved at ``at``, by its resolutions and reopenings in timeline order."""
+def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
+    """Whether the incident was resolved at ``at`` or at any time after it, by its resolutions and
+    reopenings in timeline order."""
     resolved = False
     for kind, when in events:
-        if when > at:
+        if when > at and resolved:
             break
         resolved = kind == "resolved"
     return resolved

@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.grouping import IncidentGrouping, shown_of
+from alerting.grouping import IncidentGrouping, keep_reassessment, shown_of
 from alerting.impact import assess, failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
@@ -111,6 +111,7 @@ class InventoryReassessment(IncidentGrouping):
         for inventory in (previous, current):
             if inventory is not None:
                 inc.stopped |= {w for w in shown if _listed_stopped(inventory, w)}
+        keep_reassessment(inc, row)
         members = list(inc.members.values())
         path, root = live_root_cause(members, current)
         assessment = assess(

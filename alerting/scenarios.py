@@ -33,8 +33,9 @@ def gpu_uuid(node: str, index: int) -> str:
     return f"GPU-{node}-{index:02d}"
 
 
-def fleet_inventory(racks: int = 8, spare_gpus: int = 0) -> StaticInventory:
-    """The scenario fleet as an inventory."""
+def fleet_inventory(racks: int = 8, spare_gpus: int = 0, job: str = "running") -> StaticInventory:
+    """The scenario fleet as an inventory; ``job``: the training job ``running``, ``kept`` (stopped by a
+    failure, listed a while with the GPUs it held, as a Slurm refresh keeps it) or ``gone`` (not listed)."""
     nodes = [
         NodeInfo(
             node_name(r, n),
@@ -54,7 +55,12 @@ def fleet_inventory(racks: int = 8, spare_gpus: int = 0) -> StaticInventory:
         for i in range(GPUS_PER_NODE)
     )
     replicas = tuple(frozenset({(CLUSTER, node_name(1, n), 0)}) for n in range(1, NODES_PER_RACK + 1))
-    workloads = [WorkloadInfo(TRAINING_JOB, ranks), WorkloadInfo(SERVICE, replicas)]
+    trained = {
+        "running": [WorkloadInfo(TRAINING_JOB, ranks)],
+        "kept": [WorkloadInfo(TRAINING_JOB, ranks, state="node_fail", kept=len(ranks))],
+        "gone": [],
+    }[job]
+    workloads = [*trained, WorkloadInfo(SERVICE, replicas)]
     return StaticInventory(nodes, workloads, {CLUSTER: spare_gpus})
 
 

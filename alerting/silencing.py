@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.matchers import Matcher
@@ -81,6 +81,7 @@ class SilenceKeeping:
                 elif old is not None:
                     _expire_row(old, now)
                     expired = silence_from_row(old)
+                last = session.scalar(select(func.max(SilenceRow.seq)))
                 session.merge(  # the row of an update in place, or a new one
                     SilenceRow(
                         id=silence.id,
@@ -91,6 +92,7 @@ class SilenceKeeping:
                         created_by=created_by,
                         comment=comment,
                         incident_id=incident_id,
+                        seq=(last or 0) + 1,  # last in ``_silences`` too (see ``stored_silences``)
                     )
                 )
             if expired is not None:
@@ -159,6 +161,14 @@ class SilenceKeeping:
                 )
             raise SilenceNotFound(silence_id)
         return row
+
+
+def stored_silences(session: Session, now: datetime) -> list[Silence]:
+    """The stored silences not ended at ``now``, in the order they were set in, as the engine holds them
+    (``SilenceKeeping.add_silence`` puts a new or updated one last): of those that match an alert, the first
+    mutes it. Those stored before that order was (migration 0012) come first."""
+    rows = session.scalars(select(SilenceRow).where(SilenceRow.ends_at > now)).all()
+    return [silence_from_row(r) for r in sorted(rows, key=lambda r: (r.seq is not None, r.seq or 0))]
 
 
 def _updatable(old: Silence, new: Silence, now: datetime) -> bool:

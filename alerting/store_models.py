@@ -90,6 +90,9 @@ class IncidentRow(Base):
     # When it last opened or reopened, which listings sort by: set on every incident (migration 0004 filled
     # it in for those stored before), nullable only because adding a NOT NULL column rewrites SQLite's table.
     last_opened_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True, index=True)
+    # What inventory refreshes left pending of its current opening (``OpenIncident.reassessment``), so that a
+    # restart carries on with it; NULL: nothing (migration 0011).
+    reassessment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class TimelineRow(Base):
@@ -119,6 +122,9 @@ class SilenceRow(Base):
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
     incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # The order silences were created or last updated in: of those matching an alert, the first set mutes it
+    # (``muted_by``). NULL on rows stored before migration 0012.
+    seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
 
 class JournalOffsetRow(Base):

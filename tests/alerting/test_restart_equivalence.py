@@ -8,11 +8,14 @@ sequences, each shrunk to the few steps that show it.
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import StaticInventory
+from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification
 from alerting.outbox import Outbox
@@ -31,16 +34,29 @@ class Serve:
         upgrade(make_engine(self.db))
         self.clock = FakeClock()
         self.config = AlertingConfig(**config)  # type: ignore[arg-type]
+        self.inventory = sc.fleet_inventory()
         self.restart()
 
     def restart(self) -> None:
-        self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, sc.fleet_inventory())
+        """A new engine and outbox, as the next serve starts them: with the inventory it reads then."""
+        self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, self.inventory)
         self.outbox = Outbox(make_engine(self.db), [Quiet()], self.clock)
         self.engine.subscribe(self.outbox)
+
+    def refresh(self, inventory: StaticInventory) -> None:
+        """An inventory refresh (Slurm's, Kubernetes')."""
+        self.inventory = inventory
+        self.engine.replace_inventory(inventory)
 
     def incidents(self) -> list[tuple[str, str, str, int]]:
         rows = self.engine.store.list_rows()
         return sorted((r.root_kind, r.title, r.priority, n) for r, n in rows)
+
+    def kinds(self) -> list[list[str]]:
+        """The kinds of each incident's timeline events."""
+        return [
+            [e.kind for e in self.engine.store.get(r.id).timeline] for r, _ in self.engine.store.list_rows()
+        ]
 
     def told(self) -> list[str]:
         return [Notification.model_validate_json(m.payload).change.value for m in self.outbox.messages()]
@@ -51,6 +67,9 @@ def _both(tmp_path: Path, steps: Callable[[Serve, bool], object], **config: floa
     for serve, restart in ((live, False), (restarted, True)):
         steps(serve, restart)
     return live, restarted
+
+
+_DOWN = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
 
 
 def _gpu(node: str, gpu: int, name: str) -> Alert:
@@ -84,10 +103,9 @@ def test_an_incident_held_at_a_restart_and_resolved_before_its_announcement_is_n
     # it to announce again, found it resolved by the quiet period, and told its end to a channel that never
     # heard of it.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(20)
         if restart:
             serve.restart()
@@ -104,14 +122,13 @@ def test_a_restart_does_not_announce_as_opened_an_incident_whose_reopening_was_t
     # Resolved before its announcement, then fired again: its reopening is told at once (never held). A
     # restarted serve took it for one held at the stop and announced it "opened" after its "reopened".
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         serve.clock.advance(5)
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(61)
         serve.engine.tick()
         serve.clock.advance(60)
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         if restart:
             serve.restart()
         serve.clock.advance(5)
@@ -128,27 +145,166 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
     # Its silence ended while it was resolved: the tick dropped it. It reopened; a restarted serve read the
     # silence as still waiting (no silence_ended after it) and added a catch-up of everything since.
     def steps(serve: Serve, restart: bool) -> None:
-        down = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r03-n02"})
-        serve.engine.ingest([down])
+        serve.engine.ingest([_DOWN])
         (incident_id,) = serve.engine.open_incident_ids()
         serve.engine.silence_incident(incident_id, 120, "carol")
-        serve.engine.ingest([Alert(down.labels, status=AlertStatus.RESOLVED)])
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
         serve.clock.advance(61)
         serve.engine.tick()  # resolved by the quiet period
         serve.clock.advance(60)
         serve.engine.tick()  # the silence ended
-        serve.engine.ingest([down])  # reopened
+        serve.engine.ingest([_DOWN])  # reopened
         if restart:
             serve.restart()
         serve.clock.advance(5)
         serve.engine.tick()
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
-    kinds = [
-        [e.kind for e in s.engine.store.get(r.id).timeline]
-        for s in (live, restarted)
-        for r, _ in s.engine.store.list_rows()
-    ]
+    kinds = [s.kinds()[0] for s in (live, restarted)]
     assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
+
+
+def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reopens_as_the_silence_ends(
+    tmp_path: Path,
+) -> None:
+    # serve restarted while the incident was resolved and its silence still ran; the silence ended and the
+    # alert fired again before the next tick. Live still waited for that silence's end and caught up on what
+    # it held back; a restarted serve tracked only open incidents' silences and added no catch-up.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_DOWN])
+        (incident_id,) = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 300, "carol")
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # resolved by the quiet period, still silenced
+        if restart:
+            serve.restart()
+        serve.clock.advance(238)
+        serve.engine.tick()
+        serve.clock.advance(2)  # the silence ended; no tick yet
+        serve.engine.ingest([_DOWN])  # reopened
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    kinds = [s.kinds()[0] for s in (live, restarted)]
+    assert kinds[0][-1] == "silence_ended"
+    assert kinds[1] == kinds[0]
+    assert restarted.told() == live.told()
+
+
+def test_a_lower_priority_an_inventory_brought_settles_in_the_same_time_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # A refresh found spare GPUs for the stopped job: the lower priority waits priority_settle_seconds. A
+    # restarted serve forgot since when it waited and started waiting again: P0 stayed past the settle time.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([Alert({**_gpu("r07-n01", 3, "GPUXid").labels, "xid": "79"})])
+        serve.refresh(sc.fleet_inventory(spare_gpus=64))  # lower: waits
+        if restart:
+            serve.restart()
+        serve.clock.advance(130)
+        serve.refresh(sc.fleet_inventory(spare_gpus=64))  # held 130 s: lowered
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=120)
+    assert [p for _, _, p, _ in live.incidents()] == ["P1"]
+    assert restarted.incidents() == live.incidents()
+
+
+def test_a_job_a_failure_stopped_that_left_the_inventory_keeps_its_incidents_priority_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The job was listed as stopped by a failure, then left the inventory (its keep window over): live keeps
+    # the priority. A restarted serve no longer knew the job had been listed so and lowered it.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([Alert({**_gpu("r07-n01", 3, "GPUXid").labels, "xid": "79"})])
+        serve.refresh(sc.fleet_inventory(job="kept"))
+        serve.refresh(sc.fleet_inventory(job="gone"))
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.refresh(sc.fleet_inventory(job="gone"))
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, priority_settle_seconds=0)
+    assert [p for _, _, p, _ in live.incidents()] == ["P0"]
+    assert restarted.incidents() == live.incidents()
+
+
+def test_an_incident_the_tick_resolved_as_its_silence_ended_catches_up_on_nothing_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Its silence ended while it waited out its quiet period; the next tick resolved it first, then saw the
+    # silence ended and dropped it. It reopened; a restarted serve read it as open at the silence's end, so
+    # still waiting, and added a catch-up that live never adds.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_DOWN])
+        (incident_id,) = serve.engine.open_incident_ids()
+        serve.engine.silence_incident(incident_id, 100, "carol")
+        serve.engine.ingest([Alert(_DOWN.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(130)
+        serve.engine.tick()  # resolved by the quiet period; the silence ended at 100 s
+        serve.clock.advance(5)
+        serve.engine.ingest([_DOWN])  # reopened
+        if restart:
+            serve.restart()
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=120)
+    kinds = [s.kinds()[0] for s in (live, restarted)]
+    assert kinds[0][-2:] == ["resolved", "reopened"]
+    assert kinds[1] == kinds[0]
+    assert restarted.told() == live.told()
+
+
+def test_incidents_resolved_in_one_tick_are_told_in_the_same_order_after_a_restart(tmp_path: Path) -> None:
+    # Live keeps open incidents in the order they (re)opened: the later-reopened node's end is told last. A
+    # restarted serve read them in the store's order and told the reopened one's end first.
+    def steps(serve: Serve, restart: bool) -> None:
+        first, second = (
+            Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": node})
+            for node in ("r03-n01", "r02-n02")
+        )
+        serve.engine.ingest([first])
+        serve.engine.ingest([second])
+        serve.engine.ingest([Alert(first.labels, status=AlertStatus.RESOLVED)])
+        serve.clock.advance(61)
+        serve.engine.tick()  # the first resolved
+        serve.engine.ingest([first])  # and reopened: now after the second
+        serve.engine.ingest([Alert(a.labels, status=AlertStatus.RESOLVED) for a in (first, second)])
+        if restart:
+            serve.restart()
+        serve.clock.advance(61)
+        serve.engine.tick()  # both resolved
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
+    ends = [
+        [n.title for n in map(Notification.model_validate_json, (m.payload for m in s.outbox.messages()))]
+        for s in (live, restarted)
+    ]
+    assert ends[0][-2:] == [ends[0][1], ends[0][0]]  # the second node, then the first
+    assert ends[1] == ends[0]
+
+
+def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path: Path) -> None:
+    # Live names the first silence set of those that match; a restarted serve read the silences in the
+    # store's order (by their end) and named the one ending first.
+
+    def steps(serve: Serve, restart: bool) -> None:
+        now = serve.clock.now()
+        for matcher, seconds in (('node="r03-n02"', 600), ('alertname="NodeDown"', 60)):
+            serve.engine.add_silence([parse_matcher(matcher)], now, now + timedelta(seconds=seconds), "dave")
+        if restart:
+            serve.restart()
+        serve.engine.ingest([_DOWN])
+
+    live, restarted = _both(tmp_path, steps)
+    muted_by = []
+    for serve in (live, restarted):
+        row = serve.engine.store.alert(_DOWN.fingerprint)
+        assert row is not None and row.muted_by is not None
+        (silence,) = [s for s in serve.engine.silences() if row.muted_by.endswith(s.id)]
+        muted_by.append(silence.matchers)
+    assert muted_by[0] == (parse_matcher('node="r03-n02"'),)
+    assert muted_by[1] == muted_by[0]

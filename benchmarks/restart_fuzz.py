@@ -1,0 +1,510 @@
+"""Restart equivalence fuzz of the incident engine: one JSON line.
+
+A restart of ``serve`` must change nothing users see. For each seed this draws a random stream of alerts
+(XIDs 13/31/43/48/79/119, node and rack down, NVLink, thermal, double-bit ECC, exporter stale, a service's
+error rate, stalled ranks of the training job; re-fires, flapping, expiry by ``endsAt``) and of what people
+and time do (acknowledge, note, silence an incident, resolve, mitigate, matcher silences, inventory
+refreshes, time passing past the quiet, announce and reopen windows), and runs it on
+``alerting.scenarios.fleet_inventory()`` twice, each on its own SQLite store: straight through, and with 1-3
+restarts (a new engine and outbox on the same file, as ``serve`` starts them) before random steps. After
+every step it compares everything users see: every incident column, timelines, alert rows, silences,
+changes not told yet, outbox messages, and what the engine answers (open incidents, muted alerts, silenced
+incidents). The first divergence of each seed is reported with its step and a diff.
+
+Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
+alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/restart_fuzz.py --seeds 0-299 --steps 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import random
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, select
+from sqlalchemy.orm import Session
+
+import alerting.joining
+import alerting.silencing
+from alerting import scenarios as sc
+from alerting.db import make_engine
+from alerting.engine import IncidentEngine
+from alerting.inventory import Inventory
+from alerting.matchers import parse_matcher
+from alerting.migrate import upgrade
+from alerting.outbox import Outbox
+from alerting.outbox_tables import OutboxMessage
+from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow, UntoldChangeRow
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.errors import GpuwardenError
+from gpuwarden.model import Alert, AlertStatus
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
+from tests.alerting.outbox_only import Quiet  # only what the outbox stores is compared
+
+Step = tuple[str, dict[str, Any]]
+"""One action of a stream: its kind and arguments (plain values, so a stream prints as JSON)."""
+
+RACKS = (1, 3, 7, 8)  # r01 holds the chat service, r07 and r08 the training job
+NODES = (1, 2, 3)
+GPUS = (0, 1, 2, 3)
+XIDS = (13, 31, 43, 48, 79, 119)
+
+
+# --- the stream -------------------------------------------------------------------------------------
+
+
+def _gpu_labels(rng: random.Random) -> dict[str, str]:
+    node = sc.node_name(rng.choice(RACKS), rng.choice(NODES))
+    gpu = rng.choice(GPUS)
+    return {"cluster": sc.CLUSTER, "Hostname": node, "gpu": str(gpu), "UUID": sc.gpu_uuid(node, gpu)}
+
+
+def _rank_of(rack: int, node: int, gpu: int) -> int:
+    return ((rack - 7) * sc.NODES_PER_RACK + node - 1) * sc.GPUS_PER_NODE + gpu
+
+
+def _fault(rng: random.Random) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """One fault as the alerts (labels, annotations) it raises."""
+    kind = rng.choice(
+        ("xid", "xid", "node", "rack", "nvlink", "thermal", "dbe", "stale", "service", "stall", "stall")
+    )
+    gpu = _gpu_labels(rng)
+    if kind == "xid":
+        return [({**gpu, "alertname": "GPUXid", "xid": str(rng.choice(XIDS))}, {})]
+    if kind in ("nvlink", "thermal", "dbe", "stale"):
+        name = {
+            "nvlink": "GPUNVLinkErrors",
+            "thermal": "GPUTemperatureHigh",
+            "dbe": "GPUDoubleBitEccErrors",
+            "stale": "DCGMExporterStale",
+        }[kind]
+        return [({**gpu, "alertname": name}, {})]
+    if kind == "node":
+        node = gpu["Hostname"]
+        alerts: list[tuple[dict[str, str], dict[str, str]]] = [
+            ({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": node}, {})
+        ]
+        lost = rng.sample(GPUS, rng.randint(0, 2))
+        return alerts + [
+            ({"cluster": sc.CLUSTER, "alertname": "GPULost", "Hostname": node, "gpu": str(g)}, {})
+            for g in lost
+        ]
+    if kind == "rack":
+        rack = rng.choice(RACKS)
+        alerts = [({"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": f"r{rack:02d}"}, {})]
+        for n in rng.sample(NODES, rng.randint(1, 3)):
+            alerts.append(
+                ({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": sc.node_name(rack, n)}, {})
+            )
+        return alerts
+    if kind == "service":
+        labels = {"cluster": sc.CLUSTER, "alertname": "ChatHighErrorRate", "namespace": "serving"}
+        ratio = rng.choice(("0.05", "0.3", "0.6"))
+        return [({**labels, "service": "chat"}, {"error_ratio": ratio, "summary": "errors"})]
+    ranks = {
+        _rank_of(rng.choice((7, 8)), rng.choice(NODES), rng.choice(GPUS)) for _ in range(rng.randint(1, 4))
+    }
+    base = {"cluster": sc.CLUSTER, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b"}
+    return [({**base, "rank": str(r)}, {}) for r in sorted(ranks)]
+
+
+def stream(seed: int, steps: int) -> tuple[dict[str, float], list[Step], list[int]]:
+    """The seed's configuration, its steps, and the steps before which the second run restarts."""
+    rng = random.Random(seed)
+    config = {
+        "announce_delay_seconds": rng.choice((0.0, 10.0, 30.0)),
+        "quiet_period_seconds": rng.choice((60.0, 120.0)),
+        "reopen_window_seconds": rng.choice((300.0, 86_400.0)),
+        "flap_window_seconds": 300.0,
+        "priority_settle_seconds": rng.choice((0.0, 120.0)),
+    }
+    fired: list[tuple[dict[str, str], dict[str, str]]] = []
+    out: list[Step] = []
+    for _ in range(steps):
+        out.append(_step(rng, config, fired))
+    restarts = sorted(rng.sample(range(1, steps), rng.randint(1, min(3, steps - 1)))) if steps > 1 else []
+    return config, out, restarts
+
+
+def _step(
+    rng: random.Random, config: dict[str, float], fired: list[tuple[dict[str, str], dict[str, str]]]
+) -> Step:
+    roll = rng.random()
+    pick = rng.random()  # which incident, alert or silence an action names (of those there are then)
+    if roll < 0.25 or not fired:
+        alerts = _fault(rng)
+        fired.extend(alerts)
+        ttl = rng.choice((None, None, None, 60.0, 200.0))
+        back = rng.choice((0.0, 0.0, 30.0, 90.0))
+        return "fire", {"alerts": alerts, "ends_in": ttl, "started": back}
+    if roll < 0.40:
+        labels, annotations = fired[int(pick * len(fired))]
+        if rng.random() < 0.3 and "error_ratio" in annotations:
+            annotations = {**annotations, "error_ratio": rng.choice(("0.05", "0.3", "0.6"))}
+        return "fire", {"alerts": [(labels, annotations)], "ends_in": None, "started": 0.0}
+    if roll < 0.52:
+        return "resolve", {"alerts": [fired[int(pick * len(fired))][0]]}
+    if roll < 0.57:
+        labels = fired[int(pick * len(fired))][0]
+        return "flap", {"labels": labels, "times": rng.randint(3, 7), "every": rng.choice((5.0, 20.0))}
+    if roll < 0.75:
+        windows = (
+            5.0,
+            15.0,
+            config["announce_delay_seconds"] + 1,
+            config["quiet_period_seconds"] + 5,
+            config["flap_window_seconds"] + 5,
+            config["priority_settle_seconds"] + 5,
+            config["reopen_window_seconds"] + 10,
+        )
+        weights = (6, 4, 3, 4, 2, 1, 1)
+        return "wait", {"seconds": rng.choices(windows, weights)[0]}
+    if roll < 0.90:
+        action = rng.choice(("ack", "note", "silence", "resolve_incident", "mitigate", "approve"))
+        return action, {"pick": pick, "seconds": rng.choice((60.0, 300.0, 900.0))}
+    if roll < 0.96:
+        if rng.random() < 0.3:
+            return "expire_silence", {"pick": pick}
+        labels = fired[int(pick * len(fired))][0]
+        name = rng.choice(sorted(set(labels) - {"cluster"}))
+        return "matcher_silence", {
+            "matcher": f'{name}="{labels[name]}"',
+            "seconds": rng.choice((60.0, 600.0)),
+        }
+    return "inventory", {"variant": rng.choice(("fleet", "spare", "kept", "gone"))}
+
+
+def inventory(variant: str) -> Inventory:
+    """The scenario fleet as a refresh may find it: as it is, with spare GPUs, with the training job kept
+    as stopped by a failure, or with the job gone."""
+    if variant == "spare":
+        return sc.fleet_inventory(spare_gpus=64)
+    return sc.fleet_inventory(job={"fleet": "running"}.get(variant, variant))
+
+
+# --- one run ----------------------------------------------------------------------------------------
+
+
+class _Ids:
+    """``uuid`` as the engine's modules use it, drawing from the current run's generator."""
+
+    rng = random.Random(0)
+
+    def uuid4(self) -> uuid.UUID:
+        return uuid.UUID(int=self.rng.getrandbits(128), version=4)
+
+
+_IDS = _Ids()
+
+
+@dataclass
+class Run:
+    """An engine and its outbox on one SQLite store, as ``serve`` wires them."""
+
+    path: Path
+    config: AlertingConfig
+    clock: FakeClock = field(default_factory=FakeClock)
+    ids: random.Random = field(default_factory=lambda: random.Random(7))
+    inventory: Inventory = field(default_factory=sc.fleet_inventory)
+    errors: list[str] = field(default_factory=list)  # what the last step refused, as users see it
+
+    def __post_init__(self) -> None:
+        upgrade(make_engine(str(self.path)))
+        self.sql: Engine | None = None
+        self.restart()
+
+    def restart(self) -> None:
+        """A new engine and outbox on the same store, as the next ``serve`` starts (its inventory read)."""
+        if self.sql is not None:
+            self.sql.dispose()
+        self.sql = make_engine(str(self.path))
+        with self.active():
+            self.engine = IncidentEngine(self.sql, self.clock, self.config, self.inventory)
+            self.outbox = Outbox(self.sql, [Quiet()], self.clock)
+            self.engine.subscribe(self.outbox)
+
+    def active(self) -> _Active:
+        return _Active(self)
+
+    def do(self, step: Step) -> None:
+        """Run one step; a refusal is kept as users see it (its type and message)."""
+        self.errors = []
+        with self.active():
+            kind, args = step
+            try:
+                _ACTIONS[kind](self, args)
+            except GpuwardenError as exc:
+                self.errors.append(f"{type(exc).__name__}: {exc}")
+
+    def now(self) -> datetime:
+        return self.clock.now()
+
+    def incident(self, pick: float) -> str | None:
+        """The incident a step names: of those stored, sorted by id."""
+        assert self.sql is not None
+        with Session(self.sql) as session:
+            ids = sorted(session.scalars(select(IncidentRow.id).where(IncidentRow.merged_into.is_(None))))
+        return ids[int(pick * len(ids))] if ids else None
+
+
+class _Active:
+    """Incident and silence ids drawn from this run's generator while it runs."""
+
+    def __init__(self, run: Run) -> None:
+        self.run = run
+
+    def __enter__(self) -> None:
+        _IDS.rng = self.run.ids
+
+    def __exit__(self, *exc: object) -> None:
+        _IDS.rng = random.Random(0)
+
+
+@contextmanager
+def _drawn_ids() -> Iterator[None]:
+    """The engine's modules draw incident and silence ids from ``_IDS`` meanwhile."""
+    modules = (alerting.joining, alerting.silencing)
+    kept = [m.uuid for m in modules]
+    for module in modules:
+        module.uuid = _IDS  # type: ignore[attr-defined]
+    try:
+        yield
+    finally:
+        for module, original in zip(modules, kept, strict=True):
+            module.uuid = original  # type: ignore[attr-defined]
+
+
+def _fire(run: Run, args: dict[str, Any]) -> None:
+    now = run.now()
+    ends = None if args["ends_in"] is None else now + timedelta(seconds=args["ends_in"])
+    starts = now - timedelta(seconds=args["started"])
+    run.engine.ingest(
+        [Alert(labels, annotations=notes, starts_at=starts, ends_at=ends) for labels, notes in args["alerts"]]
+    )
+
+
+def _resolve(run: Run, args: dict[str, Any]) -> None:
+    run.engine.ingest([Alert(labels, status=AlertStatus.RESOLVED) for labels in args["alerts"]])
+
+
+def _flap(run: Run, args: dict[str, Any]) -> None:
+    for k in range(args["times"]):
+        status = AlertStatus.RESOLVED if k % 2 == 0 else AlertStatus.FIRING
+        run.engine.ingest([Alert(args["labels"], status=status)])
+        run.clock.advance(args["every"])
+        run.engine.tick()
+
+
+def _wait(run: Run, args: dict[str, Any]) -> None:
+    left = args["seconds"]
+    while left > 0:  # serve ticks every few seconds; a long wait ticks a few times along the way
+        step = min(left, max(5.0, args["seconds"] / 4))
+        run.clock.advance(step)
+        left -= step
+        run.engine.tick()
+
+
+def _on_incident(act: Callable[[Run, str, dict[str, Any]], object]) -> Callable[[Run, dict[str, Any]], None]:
+    def run_it(run: Run, args: dict[str, Any]) -> None:
+        incident_id = run.incident(args["pick"])
+        if incident_id is not None:
+            act(run, incident_id, args)
+
+    return run_it
+
+
+def _matcher_silence(run: Run, args: dict[str, Any]) -> None:
+    now = run.now()
+    matcher = parse_matcher(args["matcher"])
+    run.engine.add_silence([matcher], now, now + timedelta(seconds=args["seconds"]), "dave")
+
+
+def _expire_silence(run: Run, args: dict[str, Any]) -> None:
+    silences = sorted(s.id for s in run.engine.silences())
+    if silences:
+        run.engine.expire_silence(silences[int(args["pick"] * len(silences))])
+
+
+def _refresh(run: Run, args: dict[str, Any]) -> None:
+    run.inventory = inventory(args["variant"])
+    run.engine.replace_inventory(run.inventory)
+
+
+_ACTIONS: dict[str, Callable[[Run, dict[str, Any]], None]] = {
+    "fire": _fire,
+    "resolve": _resolve,
+    "flap": _flap,
+    "wait": _wait,
+    "ack": _on_incident(lambda r, i, _: r.engine.acknowledge(i, "alice")),
+    "note": _on_incident(lambda r, i, _: r.engine.add_note(i, "bob", "looking")),
+    "silence": _on_incident(lambda r, i, a: r.engine.silence_incident(i, a["seconds"], "carol")),
+    "resolve_incident": _on_incident(lambda r, i, _: r.engine.resolve(i, "alice")),
+    "mitigate": _on_incident(lambda r, i, _: r.engine.mark_mitigating(i, "runbook", "drain")),
+    "approve": _on_incident(lambda r, i, _: r.engine.approve_remediation(i, "bob")),
+    "matcher_silence": _matcher_silence,
+    "expire_silence": _expire_silence,
+    "inventory": _refresh,
+}
+
+
+# --- what users see -----------------------------------------------------------------------------------
+
+
+def _columns(row: object, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    table = row.__table__  # type: ignore[attr-defined]
+    return {c.name: _plain(getattr(row, c.key)) for c in table.columns if c.name not in skip}
+
+
+def _plain(value: object) -> Any:
+    return value.isoformat() if isinstance(value, datetime) else value
+
+
+_UNSEEN = ("reassessment",)
+"""Incident columns users never see, compared through what they decide: what refreshes left pending (the
+first refresh after a start assesses anew what live assessed before, so it may note a stopped job sooner,
+which changes nothing until that job leaves the inventory, and then the priority shows it)."""
+
+
+def seen(run: Run) -> dict[str, Any]:
+    """Everything users see of a run, as plain values (timeline rows by their place, not their seq)."""
+    assert run.sql is not None
+    with Session(run.sql) as session:
+        events = session.scalars(select(TimelineRow).order_by(TimelineRow.seq)).all()
+        place = {}
+        timelines: dict[str, list[dict[str, Any]]] = {}
+        for e in events:
+            line = timelines.setdefault(e.incident_id, [])
+            place[e.seq] = (e.incident_id, len(line))
+            line.append(_columns(e, ("seq", "incident_id")))
+        untold = [
+            {**_columns(u, ("id", "event_seq")), "event": place.get(u.event_seq or -1)}
+            for u in session.scalars(select(UntoldChangeRow).order_by(UntoldChangeRow.id))
+        ]
+        outbox = [
+            {**_columns(m, ("id", "payload")), "payload": json.loads(m.payload)}
+            for m in session.scalars(select(OutboxMessage).order_by(OutboxMessage.id))
+        ]
+        seen = {
+            "incidents": [
+                _columns(r, _UNSEEN) for r in session.scalars(select(IncidentRow).order_by(IncidentRow.id))
+            ],
+            "timelines": timelines,
+            "alerts": [_columns(r) for r in session.scalars(select(AlertRow).order_by(AlertRow.fingerprint))],
+            "silences": [_columns(r) for r in session.scalars(select(SilenceRow).order_by(SilenceRow.id))],
+            "untold": untold,
+            "outbox": outbox,
+        }
+    engine = run.engine
+    seen["engine"] = {
+        "open": sorted(engine.open_incident_ids()),
+        "muted": engine.muted_count(),
+        "silenced_until": {k: v.isoformat() for k, v in sorted(engine.silenced_until().items())},
+        "silences": sorted(s.id for s in engine.silences()),
+        "refused": run.errors,
+    }
+    return seen
+
+
+def diff(a: dict[str, Any], b: dict[str, Any], lines: int = 60) -> list[str]:
+    """The unified diff of two views (straight, restarted), cut to ``lines``."""
+    left = json.dumps(a, indent=1, sort_keys=True, default=str).splitlines()
+    right = json.dumps(b, indent=1, sort_keys=True, default=str).splitlines()
+    out = list(difflib.unified_diff(left, right, "straight", "restarted", n=4, lineterm=""))
+    return out[:lines] + ([f"... {len(out) - lines} more lines"] if len(out) > lines else [])
+
+
+# --- a seed -------------------------------------------------------------------------------------------
+
+
+@dataclass
+class Divergence:
+    """The first step after which the restarted run showed something else."""
+
+    seed: int
+    step: int
+    action: Step
+    restarts: list[int]
+    diff: list[str]
+
+
+def run_seed(seed: int, steps: int, work: Path, *, show: bool = False) -> Divergence | None:
+    """Both runs of one seed, compared after every step; the first divergence, if any."""
+    config, actions, restarts = stream(seed, steps)
+    alerting_config = AlertingConfig(**config)
+    straight = Run(work / f"{seed}-straight.db", alerting_config)
+    restarted = Run(work / f"{seed}-restarted.db", alerting_config)
+    if show:
+        print(json.dumps({"seed": seed, "config": config, "restarts": restarts}), file=sys.stderr)
+    try:
+        for k, action in enumerate(actions):
+            if show:
+                print(f"{k:3d} {json.dumps(action)}", file=sys.stderr)
+            if k in restarts:
+                restarted.restart()
+            straight.do(action)
+            restarted.do(action)
+            a, b = seen(straight), seen(restarted)
+            if a != b:
+                found = Divergence(seed, k, action, restarts, diff(a, b, 400 if show else 60))
+                if show:
+                    print("\n".join(found.diff), file=sys.stderr)
+                return found
+        return None
+    finally:
+        for run in (straight, restarted):
+            if run.sql is not None:
+                run.sql.dispose()
+
+
+def seeds(text: str) -> Iterator[int]:
+    """``A-B`` (both included), ``A``, or a comma-separated list of those."""
+    for part in text.split(","):
+        first, _, last = part.partition("-")
+        yield from range(int(first), int(last or first) + 1)
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0-9", help="A-B, A, or a comma-separated list (default 0-9)")
+    parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
+    parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
+    args = parser.parse_args(argv)
+    started = time.perf_counter()
+    chosen = [args.show] if args.show is not None else list(seeds(args.seeds))
+    found: list[Divergence] = []
+    with tempfile.TemporaryDirectory() as work, _drawn_ids():
+        for seed in chosen:
+            divergence = run_seed(seed, args.steps, Path(work), show=args.show is not None)
+            if divergence is not None:
+                found.append(divergence)
+    result = {
+        "seeds": len(chosen),
+        "steps": args.steps,
+        "divergent": [d.seed for d in found],
+        "first": {
+            str(d.seed): {"step": d.step, "action": d.action, "restarts": d.restarts, "diff": d.diff}
+            for d in found
+        },
+        "seconds": round(time.perf_counter() - started, 1),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    main()
