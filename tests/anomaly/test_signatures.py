@@ -513,20 +513,35 @@ def test_a_link_never_seen_active_is_not_called_down():
 
 
 def test_a_simulated_nvlink_down_raises_gpu_nvlink_down_through_the_exporters_collector():
+    raised = simulated_fault_raises(
+        {"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3},
+        "GpuNvlinkDown",
+        lambda a: (a.labels["gpu"], a.labels["link"]),
+    )
+    assert raised(2) == []
+    assert raised(1) == [("2", "3")]
+
+
+def simulated_fault_raises(fault, alertname, describe):
+    """A one-node simulated fleet read by the signatures detector alone through the exporter's collectors.
+    Returns ``raised(ticks)``: what those 30 s ticks raised named ``alertname`` (each through ``describe``);
+    ``fault`` is injected once, after the first call."""
     clock = FakeClock()
     fleet = build_fleet(1, 4, seed=1, clock=clock)
     service = signatures_over(fleet, clock)
+    calls = []
 
-    def tick() -> list[tuple[str, str]]:
-        clock.advance(30)
-        raised = service.infer().raised
-        return [
-            (a.labels["gpu"], a.labels["link"]) for a in raised if a.labels["alertname"] == "GpuNvlinkDown"
-        ]
+    def raised(ticks):
+        if len(calls) == 1:
+            fleet.inject(parse_fault(fault))
+        calls.append(ticks)
+        found = []
+        for _ in range(ticks):
+            clock.advance(30)
+            found += [describe(a) for a in service.infer().raised if a.labels["alertname"] == alertname]
+        return found
 
-    assert [x for _ in range(2) for x in tick()] == []
-    fleet.inject(parse_fault({"kind": "nvlink_down", "node": "node-01", "gpu": 2, "link": 3}))
-    assert tick() == [("2", "3")]
+    return raised
 
 
 def signatures_over(fleet, clock) -> AnomalyService:
@@ -565,19 +580,13 @@ def test_a_single_bit_ecc_rate_is_over_the_time_since_the_gpus_last_read_not_one
 
 
 def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_collector():
-    clock = FakeClock()
-    fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = signatures_over(fleet, clock)
-
-    def tick() -> list[str]:
-        clock.advance(30)
-        return [
-            a.labels["gpu"] for a in service.infer().raised if a.labels["alertname"] == "GpuSingleBitEccStorm"
-        ]
-
-    assert [x for _ in range(3) for x in tick()] == []
-    fleet.inject(parse_fault({"kind": "ecc_sbe_storm", "node": "node-01", "gpu": 1}))
-    assert tick() == ["1"]
+    raised = simulated_fault_raises(
+        {"kind": "ecc_sbe_storm", "node": "node-01", "gpu": 1},
+        "GpuSingleBitEccStorm",
+        lambda a: a.labels["gpu"],
+    )
+    assert raised(3) == []
+    assert raised(1) == ["1"]
 
 
 @pytest.mark.parametrize(
@@ -588,22 +597,13 @@ def test_a_simulated_ecc_sbe_storm_raises_in_one_tick_through_the_exporters_coll
 def test_a_simulated_clock_slowdown_is_classified_by_what_slows_it(fault: str, kind: FaultKind) -> None:
     # Every GpuClockSlowdown read as a power brake by its name: a GPU slowed by heat opened an incident
     # titled "power brake".
-    clock = FakeClock()
-    fleet = build_fleet(1, 4, seed=1, clock=clock)
-    service = signatures_over(fleet, clock)
-
-    def tick() -> list[tuple[str, FaultKind]]:
-        clock.advance(30)
-        raised = service.infer().raised
-        return [
-            (a.labels["gpu"], classify(a.labels))
-            for a in raised
-            if a.labels["alertname"] == "GpuClockSlowdown"
-        ]
-
-    assert [x for _ in range(2) for x in tick()] == []
-    fleet.inject(parse_fault({"kind": fault, "node": "node-01", "gpu": 2}))
-    assert [x for _ in range(3) for x in tick()] == [("2", kind)]
+    raised = simulated_fault_raises(
+        {"kind": fault, "node": "node-01", "gpu": 2},
+        "GpuClockSlowdown",
+        lambda a: (a.labels["gpu"], classify(a.labels)),
+    )
+    assert raised(2) == []
+    assert raised(3) == [("2", kind)]
 
 
 LINK_STATUS = "DCGM_FI_DEV_NVLINK_LINK_STATUS"

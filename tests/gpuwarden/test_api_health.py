@@ -309,23 +309,32 @@ def test_liveness_stays_ok_while_the_applier_waits_out_a_store_outage_longer_tha
         assert ready.status_code == 503 and "store is unreachable" in ready.text, ready.text
 
 
+def _each_call_takes_a_second(
+    applier: JournalApplier, monkeypatch: pytest.MonkeyPatch, method: str
+) -> tuple[list[float], list[str | None]]:
+    """Give the applier a heartbeat of 3 s on a clock that each call of the engine's ``method`` moves on by a
+    second; returns that clock and what the heartbeat said at each call."""
+    seconds, seen = [0.0], []
+    applier.heartbeat = Heartbeat(
+        "the journal applier", 3.0, "alerting.applier_stall_seconds", lambda: seconds[0]
+    )
+    original = getattr(applier.engine, method)
+
+    def one_second(*args: Any, **kwargs: Any) -> Any:
+        seconds[0] += 1.0
+        seen.append(applier.heartbeat.problem())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(applier.engine, method, one_second)
+    return seconds, seen
+
+
 def test_liveness_stays_ok_while_the_applier_works_through_a_storm_longer_than_its_deadline(
     applier: JournalApplier, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     engine, journal = applier.engine, applier.journal
     applier.batch_bytes = 1  # one record per batch: ten batches
-    seconds = [0.0]  # the heartbeat's clock: each batch takes a second of it
-    applier.heartbeat = Heartbeat(
-        "the journal applier", 3.0, "alerting.applier_stall_seconds", lambda: seconds[0]
-    )
-    apply, seen = engine.apply_accepted, []
-
-    def one_second_batch(*args: Any, **kwargs: Any) -> Any:
-        seconds[0] += 1.0
-        seen.append(applier.heartbeat.problem())
-        return apply(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "apply_accepted", one_second_batch)
+    seconds, seen = _each_call_takes_a_second(applier, monkeypatch, "apply_accepted")
     with _client(applier) as client:
         _eventually(lambda: applier.heartbeat.beats > 0)  # idle, beating
         for k in range(10):
@@ -345,18 +354,9 @@ def test_liveness_stays_ok_while_one_transaction_of_a_big_record_outlasts_its_de
     transactions, so /-/healthy answered 503 while the applier was working, Kubernetes restarted serve and
     the restart replayed the same record into the same 503: a crash loop that applied nothing after it."""
     engine, journal = applier.engine, applier.journal
-    seconds = [0.0]  # the heartbeat's clock: each alert of the one transaction takes a second of it
-    applier.heartbeat = Heartbeat(
-        "the journal applier", 3.0, "alerting.applier_stall_seconds", lambda: seconds[0]
-    )
-    ingest_one, seen = engine._ingest_one, []
-
-    def one_second_alert(*args: Any, **kwargs: Any) -> Any:
-        seconds[0] += 1.0
-        seen.append(applier.heartbeat.problem())
-        return ingest_one(*args, **kwargs)
-
-    monkeypatch.setattr(engine, "_ingest_one", one_second_alert)
+    seconds, seen = _each_call_takes_a_second(
+        applier, monkeypatch, "_ingest_one"
+    )  # each alert of one transaction
     with _client(applier) as client:
         _eventually(lambda: applier.heartbeat.beats > 0)  # idle, beating
         body = json.dumps([{"labels": {**LABELS, "node": f"r02-n{k:02d}"}} for k in range(10)]).encode()
