@@ -41,6 +41,7 @@ _SLOWEST_FIRST = (
     "tests/alerting/test_arrival_order.py",
     "tests/benchmarks/test_nab_cv.py",
     "tests/integration/test_serve_webhook.py",
+    "tests/integration/test_am_diff.py",
     "tests/gpuwarden/test_api_fuzz.py",
     "tests/integration/test_exporter_prometheus.py",
     "tests/integration/test_training_pushgateway.py",
@@ -59,6 +60,7 @@ _SLOWEST_FIRST = (
     "tests/anomaly/test_promql.py",
     "tests/alerting/notifiers/test_series.py",
     "tests/integration/test_amtool.py",
+    "tests/benchmarks/test_restart_fuzz.py",
     "tests/benchmarks/test_nab_vs_htm.py",
     "tests/benchmarks/test_bench_tick.py",
 )
