@@ -34,7 +34,6 @@ if TYPE_CHECKING:
 def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigError]]:
     """Everything ``config validate`` checks beyond the model: the problems, each naming its field, and
     what deserves a warning only (``check_maintenance_windows``)."""
-    from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
@@ -48,11 +47,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
         except ConfigError as exc:
             problems.append(exc)
 
-    warnings: list[ConfigError] = []
-    check(lambda: configured_mutes(cfg.alerting))  # every matcher parses and none mutes everything
-    check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
-    warnings.extend(check_webhooks(cfg.webhooks))
-    warnings.extend(check_sim_inventory(cfg))
+    warnings = _alerting_checks(cfg, check)
     check(lambda: check_detectors(cfg.anomaly))
     warnings.extend(check_detector_queries(cfg.anomaly))  # anomaly run reads them, whatever source says
     for field, host in (
@@ -221,17 +216,30 @@ def check_serve(
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
     ``prepare_inventories``); raises ``ConfigError`` naming the setting or option, and returns what
     deserves a warning only."""
-    from alerting.silences import configured_mutes  # noqa: PLC0415 - see check_config
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
-    from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
-    configured_mutes(cfg.alerting)
-    warnings = check_maintenance_windows(cfg.alerting, SystemClock().now())
-    warnings.extend(check_webhooks(cfg.webhooks))
-    warnings.extend(check_sim_inventory(cfg))
+    warnings = _alerting_checks(cfg, lambda run: run())  # the first problem raises
     check_listen_address(host, host_field)
     check_store(db, db_field)
     check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field))
+    return warnings
+
+
+def _alerting_checks(
+    cfg: GpuwardenConfig, check: Callable[[Callable[[], object]], object]
+) -> list[ConfigError]:
+    """The checks of ``serve``'s alerting settings that ``config validate`` makes too, each run through
+    ``check`` (``check_config`` keeps every problem, ``check_serve`` raises the first): the matchers parse
+    and none mutes everything, the maintenance windows, the webhooks, the simulated inventory. Returns the
+    warnings."""
+    from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light
+    from gpuwarden.clock import SystemClock  # noqa: PLC0415
+
+    warnings: list[ConfigError] = []
+    check(lambda: configured_mutes(cfg.alerting))
+    check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
+    warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_sim_inventory(cfg))
     return warnings
 
 
