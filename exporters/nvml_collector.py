@@ -6,6 +6,8 @@
 - ``collect()`` never raises; a failing call leaves its series out and is counted in
   ``gpuwarden_nvml_call_errors_total{function,error}``.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
+- A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
+  ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
   the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
   whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
@@ -21,6 +23,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -45,6 +48,7 @@ from exporters.nvml_calls import (
     ARGUMENT_VERSION_MISMATCH,
     FUNCTION_NOT_FOUND,
     LOST_CODES,
+    NON_FINITE,
     NOT_FOUND,
     NOT_SUPPORTED,
     GpuLost,
@@ -360,6 +364,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                 if ret in LOST_CODES:
                     raise GpuLost("nvmlDeviceGetFieldValues", ret)
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
+                continue
+            if not math.isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
+                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", NON_FINITE)
                 continue
             if i < _N_FIELD_FAMILIES:
                 fid, family, scale, dcgm = _FIELD_PLAN[i]

@@ -695,3 +695,46 @@ def test_a_gpu_lost_while_its_links_are_read_reads_up_zero_with_none_of_its_seri
     assert value(registry, "gpuwarden_gpu_up", own) == 0.0
     assert link_states(registry, 3) == {} and value(registry, "DCGM_FI_DEV_GPU_TEMP", dcgm) is None
     assert link_states(registry, 4) != {}
+
+
+class _NonFinite(_FieldUnsupported):
+    """The simulated NVML answering NaN for the memory temperature field (as a double) and NaN and +Inf for
+    two GPM metrics of every GPU."""
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+        values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+        for fv in values:
+            if fv.fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+                fv.valueType = pynvml.NVML_VALUE_TYPE_DOUBLE
+                fv.value.dVal = float("nan")
+        return values
+
+    def nvmlGpmMetricsGet(self, metrics_get: Any) -> Any:
+        answer = self._inner.nvmlGpmMetricsGet(metrics_get)
+        for i, (_, family, _) in enumerate(fams.GPM_FAMILIES):
+            if family in (fams.PROF_SM_ACTIVE, fams.PROF_SM_OCCUPANCY):
+                metrics_get.metrics[i].value = float("nan" if family is fams.PROF_SM_ACTIVE else "inf")
+        return answer
+
+
+def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # One NaN series made avg() and sum() over the whole fleet NaN in Prometheus (dashboard 12239's gauges).
+    collector = NvmlCollector(_NonFinite(nvml, set()), hostname=NODE, clock=clock)
+    collector.collect()
+    clock.advance(5)
+    registry = scrape(collector)
+    values = [s.value for m in registry.collect() for s in m.samples]
+    assert all(v == v and abs(v) != float("inf") for v in values)
+    labels = gpu_labels(registry, 0)
+    for family in ("DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY"):
+        assert value(registry, family, labels) is None, family
+    assert value(registry, "DCGM_FI_PROF_DRAM_ACTIVE", labels) is not None
+    host = {"Hostname": NODE, "error": "NonFiniteValue"}
+    for function in (
+        "nvmlDeviceGetFieldValues(DCGM_FI_DEV_MEMORY_TEMP)",
+        "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_ACTIVE)",
+        "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_OCCUPANCY)",
+    ):
+        assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) >= 8.0
