@@ -420,7 +420,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                 continue
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
-            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi)}
+            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(mig)}
             mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
@@ -430,6 +430,18 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             if gpu.gpm is not None:
                 gpm = gpu.mig_gpm.setdefault(int(gi), Gpm(self._new_metrics_get()))
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
+
+    def _mig_pod(self, mig: Any) -> dict[str, str]:
+        """The pod labels of one MIG device: the kubelet assigns MIG devices by their own ``MIG-`` UUID,
+        never by the parent GPU's, so without this no MIG series named its pod (dcgm-exporter's do)."""
+        if self._pods is None:
+            return {}
+        uuid = _text(self._call("nvmlDeviceGetUUID", mig) or "")
+        if not uuid:
+            return {}
+        pods = list(self._pods.pods_for(uuid))
+        current = workload_labels((), pods)
+        return self._workloads.labels(uuid, current, self._clock.monotonic(), ambiguous=shared((), pods))
 
     # --- XIDs -------------------------------------------------------------------------------------
 

@@ -9,6 +9,7 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters import fields as fams
+from exporters.attribution import PodRef
 from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, init_nvml
 from gpuwarden.clock import FakeClock
@@ -738,3 +739,28 @@ def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
         "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_OCCUPANCY)",
     ):
         assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) >= 8.0
+
+
+def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock: FakeClock) -> None:
+    # The kubelet's pod-resources API names MIG devices by their MIG- UUID, not the parent GPU's.
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    migs = fleet.gpu(NODE, 0).mig
+    owners = {m.uuid: PodRef("ml", f"trainer-{i}", "main") for i, m in enumerate(migs)}
+
+    class Kubelet:
+        def pods_for(self, uuid: str) -> list[PodRef]:
+            return [owners[uuid]] if uuid in owners else []
+
+    families = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), clock=clock).collect()
+    used = next(m for m in families if m.name == "DCGM_FI_DEV_FB_USED")
+    by_instance = {s.labels.get("GPU_I_ID"): s.labels for s in used.samples if s.labels["gpu"] == "0"}
+    for i, mig in enumerate(migs):
+        labels = by_instance[str(mig.gpu_instance_id)]
+        assert (labels.get("namespace"), labels.get("pod"), labels.get("container")) == (
+            "ml",
+            f"trainer-{i}",
+            "main",
+        )
+    assert "pod" not in by_instance[None]  # the parent GPU is no single pod's
