@@ -54,11 +54,15 @@ class GpmSampling(NvmlCalls):
     def _forget_gpm(self, gpu: Gpu) -> None:
         """Free a GPU's GPM samples (NVML allocates them) and ask about GPM support again when it is back."""
         for gpm in ([gpu.gpm] if gpu.gpm is not None else []) + list(gpu.mig_gpm.values()):
-            for sample in (gpm.prev, gpm.spare):
-                if sample is not None:
-                    with contextlib.suppress(GpuLost):  # host memory: freed or not, the handle is dropped
-                        self._call("nvmlGpmSampleFree", sample)
+            self._free_gpm(gpm)
         gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+
+    def _free_gpm(self, gpm: Gpm) -> None:
+        """Free the NVML samples of one GPU's or MIG instance's GPM state."""
+        for sample in (gpm.prev, gpm.spare):
+            if sample is not None:
+                with contextlib.suppress(GpuLost):  # host memory: freed or not, the handle is dropped
+                    self._call("nvmlGpmSampleFree", sample)
 
     def _new_metrics_get(self) -> Any:
         mg = self._metrics_get_type()

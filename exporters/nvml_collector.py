@@ -406,8 +406,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
     def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
         mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
         if mode is None or int(mode[0]) != _MIG_ENABLED:
+            self._retire_mig_gpm(gpu, set())
             return
         slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
+        seen: set[str] = set()
         for slot in range(int(slots)):
             try:
                 mig = self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
@@ -418,9 +420,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             gi = self._call("nvmlDeviceGetGpuInstanceId", mig)
             if gi is None:
                 continue
+            uuid = _text(self._call("nvmlDeviceGetUUID", mig) or "")
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
-            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(mig)}
+            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(uuid)}
             mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
@@ -428,16 +431,25 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                 if hasattr(mem, "reserved"):
                     out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
-                gpm = gpu.mig_gpm.setdefault(int(gi), Gpm(self._new_metrics_get()))
+                # By the instance's UUID: one destroyed and re-created (MIG reconfigured while running) gets
+                # the same instance id but a new UUID, and must not be rated against the old one's sample.
+                key = uuid or f"gi-{gi}"
+                seen.add(key)
+                gpm = gpu.mig_gpm.get(key)
+                if gpm is None:
+                    gpm = gpu.mig_gpm[key] = Gpm(self._new_metrics_get())
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
+        self._retire_mig_gpm(gpu, seen)
 
-    def _mig_pod(self, mig: Any) -> dict[str, str]:
+    def _retire_mig_gpm(self, gpu: Gpu, seen: set[str]) -> None:
+        """Free the GPM samples of MIG instances that are gone (destroyed, or MIG turned off)."""
+        for key in [k for k in gpu.mig_gpm if k not in seen]:
+            self._free_gpm(gpu.mig_gpm.pop(key))
+
+    def _mig_pod(self, uuid: str) -> dict[str, str]:
         """The pod labels of one MIG device: the kubelet assigns MIG devices by their own ``MIG-`` UUID,
         never by the parent GPU's, so without this no MIG series named its pod (dcgm-exporter's do)."""
-        if self._pods is None:
-            return {}
-        uuid = _text(self._call("nvmlDeviceGetUUID", mig) or "")
-        if not uuid:
+        if self._pods is None or not uuid:
             return {}
         pods = list(self._pods.pods_for(uuid))
         current = workload_labels((), pods)

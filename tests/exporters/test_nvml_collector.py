@@ -15,6 +15,7 @@ from exporters.nvml_collector import NvmlCollector, init_nvml
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.sim import SimNvml, build_fleet, parse_fault
+from gpuwarden.sim.topology import MigDevice
 
 from .conftest import NODE
 
@@ -764,3 +765,33 @@ def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock
             "main",
         )
     assert "pod" not in by_instance[None]  # the parent GPU is no single pod's
+
+
+def test_mig_reconfigured_while_running_frees_old_instances_and_rates_new_ones_afresh(
+    clock: FakeClock,
+) -> None:
+    fleet = build_fleet(1, 1, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    collector = NvmlCollector(sim, hostname=NODE, clock=clock)
+    for _ in range(2):
+        collector.collect()
+        clock.advance(5)
+    assert sim.gpm_samples_allocated == 2 + 2 * 3  # the GPU's and each of its 3 instances'
+    total = fleet.gpu(NODE, 0).model.memory_total
+    # Every instance destroyed; one re-created with instance id 1 again (a new UUID, another profile).
+    sim.reconfigure_mig(0, [MigDevice("7g.80gb", 1, 0, total, "MIG-6a1b5a43-2c56-4d3e-9f7a-1b2c3d4e5f60")])
+    first = scrape(collector)
+
+    def prof(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            s.labels["GPU_I_PROFILE"]: s.value
+            for m in registry.collect()
+            for s in m.samples
+            if s.name == "DCGM_FI_PROF_SM_ACTIVE" and "GPU_I_ID" in s.labels
+        }
+
+    assert prof(first) == {}  # no rate across two different instances
+    assert sim.gpm_samples_allocated == 2 + 1  # the destroyed instances' samples are freed
+    clock.advance(5)
+    assert set(prof(scrape(collector))) == {"7g.80gb"}
