@@ -7,8 +7,9 @@ previous values in the exposition, reads ``gpuwarden_exporter_stale 1`` and coun
 NVML function it was inside; its worker gets no new work until the hung call returns, so threads never
 pile up. Those previous values are served for one tick only (they are then one interval old, as a scrape
 between two collections reads them anyway); from the second tick the hang lasts, the host's GPU series are
-left out, as for a host where NVML answers nothing, and only its host-wide series stay: a GPU that hangs
-NVML (one falling off the bus often does) must not read as healthy at its last temperature. The other
+left out, as for a host where NVML answers nothing, and only its host-wide series and its XIDs (read from
+the watcher's ledger, which the hang does not block) stay: a GPU that hangs NVML (one falling off the bus
+often does) must not read as healthy at its last temperature, and its XID 79 must show. The other
 collectors keep reporting. Timestamps come from the ``Clock``.
 """
 
@@ -260,10 +261,12 @@ class CollectionLoop:
 
 def _served(src: _Source) -> list[Metric]:
     """What a host's last collection contributes now: all of it, or while its collection has hung past
-    ``HUNG_TICKS_SERVED`` ticks only its host-wide series (NVML errors, XID watcher), no GPU's values."""
+    ``HUNG_TICKS_SERVED`` ticks only its host-wide series (NVML errors, XID watcher) and its XID families,
+    read afresh from the XID ledger; no GPU's values."""
     if src.hung_ticks <= HUNG_TICKS_SERVED:
         return src.families
-    kept = []
+    xids = getattr(src.collector, "xid_families", None)
+    kept = list(xids()) if xids is not None else []  # XIDs come from the watcher, which does not hang
     for metric in src.families:
         host_wide = [s for s in metric.samples if "gpu" not in s.labels]
         if host_wide:

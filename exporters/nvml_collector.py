@@ -162,6 +162,14 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
         return out.families()
 
+    def xid_families(self) -> list[Metric]:
+        """The XID families from the watcher's ledger alone, calling no NVML: what the collection loop serves
+        for a host whose collection hangs (a GPU falling off the bus hangs NVML, and its XID 79 says why)."""
+        out = FamilyBuilder()
+        for gpu in list(self._gpus):
+            self._add_xids(gpu, out)
+        return out.families()
+
     # --- NVML calls -------------------------------------------------------------------------------
 
     def _memory(self, handle: Any) -> Any:
