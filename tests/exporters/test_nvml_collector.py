@@ -795,3 +795,19 @@ def test_mig_reconfigured_while_running_frees_old_instances_and_rates_new_ones_a
     assert sim.gpm_samples_allocated == 2 + 1  # the destroyed instances' samples are freed
     clock.advance(5)
     assert set(prof(scrape(collector))) == {"7g.80gb"}
+
+
+def test_a_mig_enabled_gpu_has_no_utilisation_series_as_nvml_answers_not_supported(clock: FakeClock) -> None:
+    # NVML: "On MIG-enabled GPUs, querying device utilization rates is not currently supported."
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    registry = scrape(NvmlCollector(sim, hostname=NODE, clock=clock))
+    utils = {
+        s.labels["gpu"] for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_GPU_UTIL"
+    }
+    assert utils == {"1"}
+    errors = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
+    assert errors == []
