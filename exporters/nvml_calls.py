@@ -19,6 +19,7 @@ from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
+UNINITIALIZED = 1
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13

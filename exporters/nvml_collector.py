@@ -16,6 +16,8 @@
 - A GPU keeps the labels of its last identification while it cannot be identified; GPUs that answer are
   offered to the XID watcher, so one missed at start gets its XIDs once it is back.
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
+- ``Uninitialized`` from the first call of a pass (NVML shut down under it, a driver reload) makes it call
+  ``nvmlInit`` again and find its GPUs anew.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
 """
@@ -51,6 +53,7 @@ from exporters.nvml_calls import (
     NON_FINITE,
     NOT_FOUND,
     NOT_SUPPORTED,
+    UNINITIALIZED,
     GpuLost,
     error_name,
     init_nvml,
@@ -184,6 +187,21 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             return None  # a real error, counted: leave the series out rather than switch meaning for a pass
         return self._call("nvmlDeviceGetMemoryInfo", handle)
 
+    def _initialise_again(self) -> bool:
+        """NVML says it is not initialised (shut down under the exporter, as by a driver reload): initialise
+        it again, and drop every handle and GPM sample taken before, so the GPUs are found anew. Without
+        this the exporter stayed blind (gpuwarden_nvml_up 0) until restarted."""
+        try:
+            self._nvml.nvmlInit()
+        except pynvml.NVMLError as exc:  # the driver is not back yet: counted, tried again next pass
+            self._count_error("nvmlInit", error_name(getattr(exc, "value", None)))
+            return False
+        logger.warning("nvml was not initialised; initialised it again host=%s", self.hostname)
+        for gpu in self._gpus:
+            self._forget_gpm(gpu)
+            gpu.handle = None  # rediscovered this pass
+        return True
+
     # --- discovery --------------------------------------------------------------------------------
 
     def _discover(self, count: int) -> None:
@@ -248,7 +266,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
 
     def _collect_all(self, out: FamilyBuilder) -> None:
         self._pass_at = self._clock.monotonic()
-        count = self._call("nvmlDeviceGetCount")
+        count, code = self._attempt("nvmlDeviceGetCount", "nvmlDeviceGetCount")
+        if code == UNINITIALIZED and self._initialise_again():
+            count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
         if count != len(self._gpus) or any(g.handle is None or not g.uuid for g in self._gpus):

@@ -241,6 +241,7 @@ def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> 
     collector = NvmlCollector(nvml, hostname=NODE)
     collector.collect()
     nvml.nvmlShutdown()
+    nvml.fail("nvmlInitWithFlags", pynvml.NVMLError_DriverNotLoaded)  # nor can it be initialised again
     families = collector.collect()
     # Not one call answered: the exporter is blind and reports no GPU (as if it were gone), only errors.
     assert not [s for m in families for s in m.samples if s.name.startswith(("DCGM_", "gpuwarden_gpu"))]
@@ -251,6 +252,9 @@ def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> 
         "nvmlDeviceGetUtilizationRates",
         "nvmlDeviceGetFieldValues",
     } <= uninitialised
+    assert {"function": "nvmlInit", "error": "DriverNotLoaded"} in [
+        {k: s.labels[k] for k in ("function", "error")} for s in errors
+    ]
 
 
 @pytest.mark.parametrize(
