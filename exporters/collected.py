@@ -40,7 +40,7 @@ class Gpu:
     own: dict[str, str]
     gpm: Gpm | None = None
     gpm_checked: bool = False
-    mig_gpm: dict[int, Gpm] = field(default_factory=dict)
+    mig_gpm: dict[str, Gpm] = field(default_factory=dict)  # by MIG device UUID (else instance id)
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels

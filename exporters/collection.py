@@ -5,7 +5,12 @@ tick hands every idle worker a collection and waits up to ``deadline`` seconds o
 NVML call blocks a thread, and no Python code can interrupt it). A collector that overruns keeps its
 previous values in the exposition, reads ``gpuwarden_exporter_stale 1`` and counts the overrun under the
 NVML function it was inside; its worker gets no new work until the hung call returns, so threads never
-pile up. The other collectors keep reporting. Timestamps come from the ``Clock``.
+pile up. Those previous values are served for one tick only (they are then one interval old, as a scrape
+between two collections reads them anyway); from the second tick the hang lasts, the host's GPU series are
+left out, as for a host where NVML answers nothing, and only its host-wide series and its XIDs (read from
+the watcher's ledger, which the hang does not block) stay: a GPU that hangs NVML (one falling off the bus
+often does) must not read as healthy at its last temperature, and its XID 79 must show. The other
+collectors keep reporting. Timestamps come from the ``Clock``.
 """
 
 from __future__ import annotations
@@ -32,6 +37,8 @@ logger = logging.getLogger(__name__)
 MAX_INTERVAL_SECONDS = 86_400.0
 # /healthz reports a stalled loop when no tick ended for this many intervals (plus one deadline).
 STALL_INTERVALS = 3
+# Ticks a hung collection's previous GPU values are still served: the tick it overran on, no more.
+HUNG_TICKS_SERVED = 1
 
 
 class Collector(Protocol):
@@ -87,6 +94,7 @@ class _Source:
     families: list[Metric] = field(default_factory=list)
     pending: Future[_Result] | None = None
     overran: bool = False
+    hung_ticks: int = 0  # consecutive ticks that found its collection still running past the deadline
     stale: bool = False
     blind: bool = False  # the last collection got not one answer from NVML
     last_success: float | None = None
@@ -172,6 +180,7 @@ class CollectionLoop:
             return
         if not future.done():
             src.stale = True
+            src.hung_ticks += 1
             if not src.overran:
                 src.overran = True
                 function = src.collector.current_call or "unknown"
@@ -183,7 +192,7 @@ class CollectionLoop:
                     self.deadline,
                 )
             return
-        src.pending = None
+        src.pending, src.hung_ticks = None, 0
         try:
             result = future.result()
         except Exception:  # the loop boundary: a bug in a collector must not stop the exporter
@@ -221,7 +230,8 @@ class CollectionLoop:
 
     def _publish(self) -> None:
         extra = [families() for families in self.extra_families]
-        families = merge([s.families for s in self._sources if s.families] + [self._health(), *extra])
+        served = [_served(s) for s in self._sources if s.families]
+        families = merge([*served, self._health(), *extra])
         self._exposition = Exposition.build(families, self._label_texts)
 
     def run_forever(self, first_after: float = 0.0) -> None:
@@ -247,6 +257,23 @@ class CollectionLoop:
     def stop(self) -> None:
         """Stop after the current tick (the thread is a daemon; a hung NVML call cannot hold the exit)."""
         self._stop.set()
+
+
+def _served(src: _Source) -> list[Metric]:
+    """What a host's last collection contributes now: all of it, or while its collection has hung past
+    ``HUNG_TICKS_SERVED`` ticks only its host-wide series (NVML errors, XID watcher) and its XID families,
+    read afresh from the XID ledger; no GPU's values."""
+    if src.hung_ticks <= HUNG_TICKS_SERVED:
+        return src.families
+    xids = getattr(src.collector, "xid_families", None)
+    kept = list(xids()) if xids is not None else []  # XIDs come from the watcher, which does not hang
+    for metric in src.families:
+        host_wide = [s for s in metric.samples if "gpu" not in s.labels]
+        if host_wide:
+            copy = Metric(metric.name, metric.documentation, metric.type)
+            copy.samples = host_wide
+            kept.append(copy)
+    return kept
 
 
 _HEALTH = (

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Mapping
 from typing import Any
 
 from exporters import fields as fams
 from exporters.collected import FamilyBuilder, Gpm, Gpu
-from exporters.nvml_calls import FUNCTION_NOT_FOUND, NOT_SUPPORTED, GpuLost, NvmlCalls
+from exporters.nvml_calls import FUNCTION_NOT_FOUND, NON_FINITE, NOT_SUPPORTED, GpuLost, NvmlCalls
 
 _KB_PER_MIB = 1024.0  # NVML's PCIe "KB/s" are KiB/s
 # A rate (GPM activity, NVLink bandwidth) needs a real interval between its two reads. Collected twice a few
@@ -53,11 +54,15 @@ class GpmSampling(NvmlCalls):
     def _forget_gpm(self, gpu: Gpu) -> None:
         """Free a GPU's GPM samples (NVML allocates them) and ask about GPM support again when it is back."""
         for gpm in ([gpu.gpm] if gpu.gpm is not None else []) + list(gpu.mig_gpm.values()):
-            for sample in (gpm.prev, gpm.spare):
-                if sample is not None:
-                    with contextlib.suppress(GpuLost):  # host memory: freed or not, the handle is dropped
-                        self._call("nvmlGpmSampleFree", sample)
+            self._free_gpm(gpm)
         gpu.gpm, gpu.gpm_checked, gpu.mig_gpm = None, False, {}
+
+    def _free_gpm(self, gpm: Gpm) -> None:
+        """Free the NVML samples of one GPU's or MIG instance's GPM state."""
+        for sample in (gpm.prev, gpm.spare):
+            if sample is not None:
+                with contextlib.suppress(GpuLost):  # host memory: freed or not, the handle is dropped
+                    self._call("nvmlGpmSampleFree", sample)
 
     def _new_metrics_get(self) -> Any:
         mg = self._metrics_get_type()
@@ -97,11 +102,15 @@ class GpmSampling(NvmlCalls):
                     metric = mg.metrics[i]
                     if int(metric.nvmlReturn) != 0:
                         continue
-                    out.add(family, labels, float(metric.value) * scale)
+                    got = float(metric.value)
+                    if not math.isfinite(got):  # NaN or Inf (across a reset, say): left out, counted
+                        self._count_error(f"nvmlGpmMetricsGet({family.name})", NON_FINITE)
+                        continue
+                    out.add(family, labels, got * scale)
                     if pcie and metric_id in fams.GPM_PCIE_THROUGHPUT:
                         answered += 1
                         if skipped:
-                            kbs = float(metric.value) * _KB_PER_MIB
+                            kbs = got * _KB_PER_MIB
                             out.add(fams.GPM_PCIE_THROUGHPUT[metric_id], labels, kbs)
                 if pcie:
                     gpm.pcie = answered == len(fams.GPM_PCIE_THROUGHPUT)

@@ -19,11 +19,14 @@ from gpuwarden.errors import SourceError
 
 logger = logging.getLogger(__name__)
 
+UNINITIALIZED = 1
 NOT_SUPPORTED = 3
 NOT_FOUND = 6
 FUNCTION_NOT_FOUND = 13
 ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
+# The ``error`` label of a value NVML answered as NaN or infinite (left out, as DCGM leaves a blank out).
+NON_FINITE = "NonFiniteValue"
 
 
 def error_name(code: int | None) -> str:

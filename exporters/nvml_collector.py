@@ -6,6 +6,8 @@
 - ``collect()`` never raises; a failing call leaves its series out and is counted in
   ``gpuwarden_nvml_call_errors_total{function,error}``.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
+- A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
+  ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
   the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
   whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
@@ -14,6 +16,8 @@
 - A GPU keeps the labels of its last identification while it cannot be identified; GPUs that answer are
   offered to the XID watcher, so one missed at start gets its XIDs once it is back.
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
+- ``Uninitialized`` from the first call of a pass (NVML shut down under it, a driver reload) makes it call
+  ``nvmlInit`` again and find its GPUs anew.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
 """
@@ -21,6 +25,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -45,8 +50,10 @@ from exporters.nvml_calls import (
     ARGUMENT_VERSION_MISMATCH,
     FUNCTION_NOT_FOUND,
     LOST_CODES,
+    NON_FINITE,
     NOT_FOUND,
     NOT_SUPPORTED,
+    UNINITIALIZED,
     GpuLost,
     error_name,
     init_nvml,
@@ -158,6 +165,14 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
         return out.families()
 
+    def xid_families(self) -> list[Metric]:
+        """The XID families from the watcher's ledger alone, calling no NVML: what the collection loop serves
+        for a host whose collection hangs (a GPU falling off the bus hangs NVML, and its XID 79 says why)."""
+        out = FamilyBuilder()
+        for gpu in list(self._gpus):
+            self._add_xids(gpu, out)
+        return out.families()
+
     # --- NVML calls -------------------------------------------------------------------------------
 
     def _memory(self, handle: Any) -> Any:
@@ -171,6 +186,21 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         elif code not in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
             return None  # a real error, counted: leave the series out rather than switch meaning for a pass
         return self._call("nvmlDeviceGetMemoryInfo", handle)
+
+    def _initialise_again(self) -> bool:
+        """NVML says it is not initialised (shut down under the exporter, as by a driver reload): initialise
+        it again, and drop every handle and GPM sample taken before, so the GPUs are found anew. Without
+        this the exporter stayed blind (gpuwarden_nvml_up 0) until restarted."""
+        try:
+            self._nvml.nvmlInit()
+        except pynvml.NVMLError as exc:  # the driver is not back yet: counted, tried again next pass
+            self._count_error("nvmlInit", error_name(getattr(exc, "value", None)))
+            return False
+        logger.warning("nvml was not initialised; initialised it again host=%s", self.hostname)
+        for gpu in self._gpus:
+            self._forget_gpm(gpu)
+            gpu.handle = None  # rediscovered this pass
+        return True
 
     # --- discovery --------------------------------------------------------------------------------
 
@@ -236,7 +266,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
 
     def _collect_all(self, out: FamilyBuilder) -> None:
         self._pass_at = self._clock.monotonic()
-        count = self._call("nvmlDeviceGetCount")
+        count, code = self._attempt("nvmlDeviceGetCount", "nvmlDeviceGetCount")
+        if code == UNINITIALIZED and self._initialise_again():
+            count = self._call("nvmlDeviceGetCount")
         if count is None:
             count = len(self._gpus)
         if count != len(self._gpus) or any(g.handle is None or not g.uuid for g in self._gpus):
@@ -361,6 +393,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                     raise GpuLost("nvmlDeviceGetFieldValues", ret)
                 self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", error_name(ret))
                 continue
+            if not math.isfinite(value):  # a double field: NaN or Inf would poison every sum and avg
+                self._count_error(f"nvmlDeviceGetFieldValues({_FIELD_NAMES[i]})", NON_FINITE)
+                continue
             if i < _N_FIELD_FAMILIES:
                 fid, family, scale, dcgm = _FIELD_PLAN[i]
                 got.add(fid)
@@ -399,8 +434,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
     def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
         mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
         if mode is None or int(mode[0]) != _MIG_ENABLED:
+            self._retire_mig_gpm(gpu, set())
             return
         slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
+        seen: set[str] = set()
         for slot in range(int(slots)):
             try:
                 mig = self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
@@ -411,9 +448,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             gi = self._call("nvmlDeviceGetGpuInstanceId", mig)
             if gi is None:
                 continue
+            uuid = _text(self._call("nvmlDeviceGetUUID", mig) or "")
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
-            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi)}
+            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(uuid)}
             mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
@@ -421,8 +459,29 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                 if hasattr(mem, "reserved"):
                     out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
-                gpm = gpu.mig_gpm.setdefault(int(gi), Gpm(self._new_metrics_get()))
+                # By the instance's UUID: one destroyed and re-created (MIG reconfigured while running) gets
+                # the same instance id but a new UUID, and must not be rated against the old one's sample.
+                key = uuid or f"gi-{gi}"
+                seen.add(key)
+                gpm = gpu.mig_gpm.get(key)
+                if gpm is None:
+                    gpm = gpu.mig_gpm[key] = Gpm(self._new_metrics_get())
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
+        self._retire_mig_gpm(gpu, seen)
+
+    def _retire_mig_gpm(self, gpu: Gpu, seen: set[str]) -> None:
+        """Free the GPM samples of MIG instances that are gone (destroyed, or MIG turned off)."""
+        for key in [k for k in gpu.mig_gpm if k not in seen]:
+            self._free_gpm(gpu.mig_gpm.pop(key))
+
+    def _mig_pod(self, uuid: str) -> dict[str, str]:
+        """The pod labels of one MIG device: the kubelet assigns MIG devices by their own ``MIG-`` UUID,
+        never by the parent GPU's, so without this no MIG series named its pod (dcgm-exporter's do)."""
+        if self._pods is None or not uuid:
+            return {}
+        pods = list(self._pods.pods_for(uuid))
+        current = workload_labels((), pods)
+        return self._workloads.labels(uuid, current, self._clock.monotonic(), ambiguous=shared((), pods))
 
     # --- XIDs -------------------------------------------------------------------------------------
 

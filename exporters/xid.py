@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 XID_EVENT = 0x8  # nvmlEventTypeXidCriticalError
 _NVML_ERROR_TIMEOUT = 10
+# What a wait on an event set answers once NVML was shut down (Uninitialized) or initialised again since
+# (InvalidArgument: the set is unknown): the set is gone for good.
+_EVENT_SET_GONE = frozenset({1, 2})
 
 
 @dataclass(frozen=True, slots=True)
@@ -202,8 +205,11 @@ class XidWatcher:
         try:
             data = self._nvml.nvmlEventSetWait(self._event_set, self._wait_ms)
         except pynvml.NVMLError as exc:
-            if getattr(exc, "value", None) == _NVML_ERROR_TIMEOUT:
+            code = getattr(exc, "value", None)
+            if code == _NVML_ERROR_TIMEOUT:
                 return False
+            if code in _EVENT_SET_GONE:
+                self._drop_event_set()
             raise
         if int(data.eventType) & XID_EVENT:
             with self._lock:
@@ -212,6 +218,15 @@ class XidWatcher:
                 uuid = _text(self._nvml.nvmlDeviceGetUUID(data.device))
             self._ledger.record(uuid, int(data.eventData), self._clock.time())
         return True
+
+    def _drop_event_set(self) -> None:
+        """Forget an event set NVML no longer knows (shut down and initialised again, as after a driver
+        reload): waiting on it would fail forever and no XID would arrive. The next poll creates a new one
+        and registers every GPU again."""
+        self._event_set = None
+        with self._lock:
+            self._devices.clear()
+            self._registered.clear()
 
     def _run(self) -> None:
         while not self._stop.is_set():

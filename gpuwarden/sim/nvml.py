@@ -121,8 +121,12 @@ class SimNvml(NvmlEvents, NvmlGpm, NvmlBase):
     # --- gauges ----------------------------------------------------------------------------------
 
     def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
-        """GPU and memory utilisation in percent (``c_nvmlUtilization_t``)."""
-        s = self._gpu(handle, "nvmlDeviceGetUtilizationRates").state
+        """GPU and memory utilisation in percent (``c_nvmlUtilization_t``); NotSupported on a MIG-enabled GPU,
+        as NVML documents ("querying device utilization rates is not currently supported")."""
+        gpu = self._gpu(handle, "nvmlDeviceGetUtilizationRates")
+        if gpu.mig:
+            raise pynvml.NVMLError_NotSupported()
+        s = gpu.state
         return pynvml.c_nvmlUtilization_t(int(s.util_gpu + 0.5), int(s.util_mem + 0.5))
 
     def nvmlDeviceGetMemoryInfo(self, handle: Any, version: int | None = None) -> Any:

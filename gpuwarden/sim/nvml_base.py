@@ -117,6 +117,22 @@ class NvmlBase:
         function_name = ALIASES.get(function_name, function_name)
         self._failures.setdefault(function_name, []).append(FailureRule(error_class, gpu_index, times))
 
+    def reconfigure_mig(self, gpu_index: int, instances: list[MigDevice]) -> None:
+        """Replace GPU ``gpu_index``'s MIG instances while running (``nvidia-smi mig -dgi``/``-cgi``): the
+        old instances' handles stop answering, the new ones get new handles."""
+        gpu = self._devices[gpu_index].gpu
+        for dev in self._mig[gpu_index]:
+            self._by_id.pop(id(dev.handle), None)
+            address = pointer_address(dev.handle)
+            if address is not None:
+                self._by_addr.pop(address, None)
+        gpu.mig = list(instances)
+        parent = self._devices[gpu_index].handle
+        self._mig[gpu_index] = [
+            self._register(DeviceEntry(gpu, fake_pointer(pynvml.c_nvmlDevice_t), mig, parent))
+            for mig in gpu.mig
+        ]
+
     def hang(self, function_name: str, seconds: float) -> None:
         """Make ``function_name`` block for ``seconds`` real seconds (or until ``release_hangs``)."""
         if not callable(getattr(type(self), function_name, None)):

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 
+import pynvml
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters.collection import MAX_INTERVAL_SECONDS, CollectionLoop
 from exporters.nvml_collector import NvmlCollector
+from exporters.xid import XidLedger
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
@@ -167,3 +169,53 @@ def test_an_absurd_interval_is_clamped_and_the_loop_thread_lives(nvml: SimNvml) 
     pause.wait(0.1)  # past the first tick, into the sleep
     assert loop.ticks == 1 and loop._thread is not None and loop._thread.is_alive()
     loop.stop()
+
+
+def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_current(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    ledger = XidLedger()
+    loop = CollectionLoop(
+        [NvmlCollector(nvml, hostname=NODE, xids=ledger)], clock=clock, interval=5, deadline=0.2
+    )
+    loop.run_once()
+    uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(3))
+    nvml.fail("nvmlDeviceGetEncoderUtilization", pynvml.NVMLError_NoPermission, times=1)  # host-wide count
+    clock.advance(5)
+    loop.run_once()
+    nvml.hang("nvmlDeviceGetPowerUsage", 60)
+    try:
+        clock.advance(5)
+        loop.run_once()  # the tick it overran on: last values, marked stale
+        assert _gpu_samples(loop, "DCGM_FI_DEV_GPU_TEMP") == 8
+        ledger.record(uuid, 79, clock.time())  # the watcher thread is not blocked by the hung call
+        clock.advance(5)
+        loop.run_once()  # still hung a whole interval later: no GPU reads as it did 10 s ago
+        registry = served(loop)
+        xid = {"gpu": "3", "UUID": uuid, "xid": "79"}
+        assert registry.get_sample_value("gpuwarden_xid_errors_total", {**_own_labels(loop, 3), **xid}) == 1.0
+        for family in ("DCGM_FI_DEV_GPU_TEMP", "gpuwarden_gpu_up", "DCGM_FI_DEV_FB_USED"):
+            assert _gpu_samples(loop, family) == 0, family
+        host = {"Hostname": NODE}
+        assert registry.get_sample_value("gpuwarden_exporter_stale", host) == 1.0
+        errors = {**host, "function": "nvmlDeviceGetEncoderUtilization", "error": "NoPermission"}
+        assert registry.get_sample_value("gpuwarden_nvml_call_errors_total", errors) == 1.0
+    finally:
+        nvml.release_hangs()
+    clock.advance(5)
+    loop.run_once()  # the hung collection ends and is taken
+    loop.run_once()  # and a fresh one runs: its values are current again
+    assert _gpu_samples(loop, "DCGM_FI_DEV_GPU_TEMP") == 8
+
+
+def _gpu_samples(loop: CollectionLoop, family: str) -> int:
+    return sum(1 for m in loop.exposition.families for s in m.samples if s.name == family)
+
+
+def _own_labels(loop: CollectionLoop, index: int) -> dict[str, str]:
+    """GPU ``index``'s labels on gpuwarden families (from its gpuwarden_xid_errors_total series)."""
+    for metric in loop.exposition.families:
+        for sample in metric.samples:
+            if sample.name == "gpuwarden_xid_errors_total" and sample.labels["gpu"] == str(index):
+                return {k: v for k, v in sample.labels.items() if k != "xid"}
+    raise AssertionError(f"gpu {index} has no XID series")

@@ -9,11 +9,13 @@ import pytest
 from prometheus_client import CollectorRegistry, Metric
 
 from exporters import fields as fams
+from exporters.attribution import PodRef
 from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, init_nvml
 from gpuwarden.clock import FakeClock
 from gpuwarden.errors import SourceError
 from gpuwarden.sim import SimNvml, build_fleet, parse_fault
+from gpuwarden.sim.topology import MigDevice
 
 from .conftest import NODE
 
@@ -239,6 +241,7 @@ def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> 
     collector = NvmlCollector(nvml, hostname=NODE)
     collector.collect()
     nvml.nvmlShutdown()
+    nvml.fail("nvmlInitWithFlags", pynvml.NVMLError_DriverNotLoaded)  # nor can it be initialised again
     families = collector.collect()
     # Not one call answered: the exporter is blind and reports no GPU (as if it were gone), only errors.
     assert not [s for m in families for s in m.samples if s.name.startswith(("DCGM_", "gpuwarden_gpu"))]
@@ -249,6 +252,9 @@ def test_collect_never_raises_even_when_nvml_is_uninitialised(nvml: SimNvml) -> 
         "nvmlDeviceGetUtilizationRates",
         "nvmlDeviceGetFieldValues",
     } <= uninitialised
+    assert {"function": "nvmlInit", "error": "DriverNotLoaded"} in [
+        {k: s.labels[k] for k in ("function", "error")} for s in errors
+    ]
 
 
 @pytest.mark.parametrize(
@@ -695,3 +701,117 @@ def test_a_gpu_lost_while_its_links_are_read_reads_up_zero_with_none_of_its_seri
     assert value(registry, "gpuwarden_gpu_up", own) == 0.0
     assert link_states(registry, 3) == {} and value(registry, "DCGM_FI_DEV_GPU_TEMP", dcgm) is None
     assert link_states(registry, 4) != {}
+
+
+class _NonFinite(_FieldUnsupported):
+    """The simulated NVML answering NaN for the memory temperature field (as a double) and NaN and +Inf for
+    two GPM metrics of every GPU."""
+
+    def nvmlDeviceGetFieldValues(self, handle: Any, ids: list[Any]) -> Any:
+        values = self._inner.nvmlDeviceGetFieldValues(handle, ids)
+        for fv in values:
+            if fv.fieldId == pynvml.NVML_FI_DEV_MEMORY_TEMP:
+                fv.valueType = pynvml.NVML_VALUE_TYPE_DOUBLE
+                fv.value.dVal = float("nan")
+        return values
+
+    def nvmlGpmMetricsGet(self, metrics_get: Any) -> Any:
+        answer = self._inner.nvmlGpmMetricsGet(metrics_get)
+        for i, (_, family, _) in enumerate(fams.GPM_FAMILIES):
+            if family in (fams.PROF_SM_ACTIVE, fams.PROF_SM_OCCUPANCY):
+                metrics_get.metrics[i].value = float("nan" if family is fams.PROF_SM_ACTIVE else "inf")
+        return answer
+
+
+def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    # One NaN series made avg() and sum() over the whole fleet NaN in Prometheus (dashboard 12239's gauges).
+    collector = NvmlCollector(_NonFinite(nvml, set()), hostname=NODE, clock=clock)
+    collector.collect()
+    clock.advance(5)
+    registry = scrape(collector)
+    values = [s.value for m in registry.collect() for s in m.samples]
+    assert all(v == v and abs(v) != float("inf") for v in values)
+    labels = gpu_labels(registry, 0)
+    for family in ("DCGM_FI_DEV_MEMORY_TEMP", "DCGM_FI_PROF_SM_ACTIVE", "DCGM_FI_PROF_SM_OCCUPANCY"):
+        assert value(registry, family, labels) is None, family
+    assert value(registry, "DCGM_FI_PROF_DRAM_ACTIVE", labels) is not None
+    host = {"Hostname": NODE, "error": "NonFiniteValue"}
+    for function in (
+        "nvmlDeviceGetFieldValues(DCGM_FI_DEV_MEMORY_TEMP)",
+        "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_ACTIVE)",
+        "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_OCCUPANCY)",
+    ):
+        assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) >= 8.0
+
+
+def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock: FakeClock) -> None:
+    # The kubelet's pod-resources API names MIG devices by their MIG- UUID, not the parent GPU's.
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    migs = fleet.gpu(NODE, 0).mig
+    owners = {m.uuid: PodRef("ml", f"trainer-{i}", "main") for i, m in enumerate(migs)}
+
+    class Kubelet:
+        def pods_for(self, uuid: str) -> list[PodRef]:
+            return [owners[uuid]] if uuid in owners else []
+
+    families = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), clock=clock).collect()
+    used = next(m for m in families if m.name == "DCGM_FI_DEV_FB_USED")
+    by_instance = {s.labels.get("GPU_I_ID"): s.labels for s in used.samples if s.labels["gpu"] == "0"}
+    for i, mig in enumerate(migs):
+        labels = by_instance[str(mig.gpu_instance_id)]
+        assert (labels.get("namespace"), labels.get("pod"), labels.get("container")) == (
+            "ml",
+            f"trainer-{i}",
+            "main",
+        )
+    assert "pod" not in by_instance[None]  # the parent GPU is no single pod's
+
+
+def test_mig_reconfigured_while_running_frees_old_instances_and_rates_new_ones_afresh(
+    clock: FakeClock,
+) -> None:
+    fleet = build_fleet(1, 1, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    collector = NvmlCollector(sim, hostname=NODE, clock=clock)
+    for _ in range(2):
+        collector.collect()
+        clock.advance(5)
+    assert sim.gpm_samples_allocated == 2 + 2 * 3  # the GPU's and each of its 3 instances'
+    total = fleet.gpu(NODE, 0).model.memory_total
+    # Every instance destroyed; one re-created with instance id 1 again (a new UUID, another profile).
+    sim.reconfigure_mig(0, [MigDevice("7g.80gb", 1, 0, total, "MIG-6a1b5a43-2c56-4d3e-9f7a-1b2c3d4e5f60")])
+    first = scrape(collector)
+
+    def prof(registry: CollectorRegistry) -> dict[str, float]:
+        return {
+            s.labels["GPU_I_PROFILE"]: s.value
+            for m in registry.collect()
+            for s in m.samples
+            if s.name == "DCGM_FI_PROF_SM_ACTIVE" and "GPU_I_ID" in s.labels
+        }
+
+    assert prof(first) == {}  # no rate across two different instances
+    assert sim.gpm_samples_allocated == 2 + 1  # the destroyed instances' samples are freed
+    clock.advance(5)
+    assert set(prof(scrape(collector))) == {"7g.80gb"}
+
+
+def test_a_mig_enabled_gpu_has_no_utilisation_series_as_nvml_answers_not_supported(clock: FakeClock) -> None:
+    # NVML: "On MIG-enabled GPUs, querying device utilization rates is not currently supported."
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    registry = scrape(NvmlCollector(sim, hostname=NODE, clock=clock))
+    utils = {
+        s.labels["gpu"] for m in registry.collect() for s in m.samples if s.name == "DCGM_FI_DEV_GPU_UTIL"
+    }
+    assert utils == {"1"}
+    errors = [
+        s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
+    ]
+    assert errors == []

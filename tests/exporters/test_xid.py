@@ -285,3 +285,24 @@ def test_xid_families_carry_the_workload_labels_of_their_gpu(clock: FakeClock) -
     )
     assert counter["slurm_job"] == util["slurm_job"] and counter["xid"] == "79"
     assert dcgm_xid(registry, 0)[0]["slurm_job"] == util["slurm_job"]
+
+
+def test_after_nvml_is_shut_down_and_initialised_again_gpus_and_xids_are_seen_again(
+    watched: tuple[XidWatcher, NvmlCollector], nvml: SimNvml, fleet: Fleet
+) -> None:
+    # A driver reload under the exporter: NVML forgets its state (and the event set) and answers
+    # Uninitialized. The exporter stayed blind and the watcher waited on a dead event set until a restart.
+    watcher, collector = watched
+    scrape(collector)
+    nvml.nvmlShutdown()
+    registry = scrape(collector)
+    assert registry.get_sample_value("gpuwarden_nvml_up", {"Hostname": NODE}) == 1.0
+    assert registry.get_sample_value("gpuwarden_gpu_up", own_labels(registry, 2)) == 1.0
+    with pytest.raises(pynvml.NVMLError):
+        watcher.poll()  # the old event set is gone: counted by the thread, dropped here
+    drain(watcher)  # a new event set, every GPU registered again
+    assert watcher.registered == 8
+    fleet.inject(parse_fault({"kind": "xid", "node": NODE, "gpu": 2, "xid": 31}))
+    assert drain(watcher) == 1
+    xid = {**own_labels(scrape(collector), 2), "xid": "31"}
+    assert scrape(collector).get_sample_value("gpuwarden_xid_errors_total", xid) == 1.0
