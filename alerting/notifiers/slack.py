@@ -10,12 +10,14 @@ Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent) or the thread (reply) and does not post again if it is there. That lookup needs the
-channel id (``C...``); with a channel name configured the first post of an incident stays at-least-once.
+channel id (``C...``) and the app's ``channels:history`` scope; without them it posts (at-least-once) rather
+than fail the message for good.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
@@ -82,10 +84,10 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
         if response is None or response.status_code != 429:
             return False
         wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
-        try:
-            return int(wait[0] if isinstance(wait, list) else wait) <= MAX_RETRY_AFTER_SECONDS
-        except (TypeError, ValueError):
-            return True
+        seconds = str(wait[0] if isinstance(wait, list) and wait else wait).strip()
+        # slack-sdk sleeps int(header): anything else (1.5, -3, an HTTP date) raised a ValueError out of the
+        # client. Those are left to the outbox, which reads them as it can (``_retry_after``).
+        return seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS
 
 
 def make_client(
@@ -101,13 +103,15 @@ def make_client(
 
 
 def _retry_after(headers: object) -> float:
-    """Seconds a rate-limited answer asks to wait (``Retry-After``; 1 s when it names none, as slack-sdk)."""
+    """Seconds a rate-limited answer asks to wait (``Retry-After``); 1 s when it names none, as slack-sdk,
+    or none it is sure of (negative, not a number, an HTTP date). The outbox bounds a long one."""
     items = headers.items() if isinstance(headers, dict) else ()
     wait = next((v for k, v in items if str(k).lower() == "retry-after"), "1")
     try:
-        return max(0.0, float(wait[0] if isinstance(wait, list) else wait))
-    except (TypeError, ValueError):
+        seconds = float(wait[0] if isinstance(wait, list) else wait)
+    except (TypeError, ValueError, IndexError):
         return 1.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 1.0
 
 
 def _detail(data: object) -> str:
@@ -360,19 +364,34 @@ class SlackNotifier:
         payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
         return isinstance(payload, dict) and payload.get("key") == key
 
-    def _find_in_history(self, channel: str, key: str) -> tuple[str, str] | None:
+    def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
+        """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
+        without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
+        posts (at-least-once) rather than fail the message for good, which every retry would do again."""
         try:
-            response = self._call(
-                "conversations.history",
-                lambda: self._client.conversations_history(
-                    channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
-                ),
-            )
+            return self._call(method, call)
         except BackendError as exc:
             if exc.retryable:
                 raise
-            # e.g. channel_not_found for a channel name: we cannot look, so post (at-least-once).
-            logger.warning("slack history lookup impossible channel=%s error=%s", channel, exc)
+            logger.warning(
+                "slack %s impossible, posting without it (a repeat is possible; grant the app"
+                " channels:history, groups:history for a private channel, and set slack.channel to the"
+                " channel's id) channel=%s error=%s",
+                method,
+                channel,
+                exc,
+            )
+            return None
+
+    def _find_in_history(self, channel: str, key: str) -> tuple[str, str] | None:
+        response = self._look(
+            "conversations.history",
+            channel,
+            lambda: self._client.conversations_history(
+                channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
+            ),
+        )
+        if response is None:
             return None
         for message in response.get("messages") or []:
             if self._has_key(message, key):
@@ -383,8 +402,9 @@ class SlackNotifier:
         """Whether the thread already holds a reply with this key, reading every page of it."""
         cursor: str | None = None
         while True:
-            response = self._call(
+            response = self._look(
                 "conversations.replies",
+                channel,
                 partial(
                     self._client.conversations_replies,
                     channel=channel,
@@ -394,6 +414,8 @@ class SlackNotifier:
                     include_all_metadata=True,
                 ),
             )
+            if response is None:
+                return False
             if any(self._has_key(m, key) for m in response.get("messages") or []):
                 return True
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None

@@ -162,6 +162,23 @@ def test_a_long_retry_after_is_left_to_the_outbox_not_slept_in_the_client(record
     assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
 
 
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [("1.5", 1.5), ("-3", 1.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0), ("soon", 1.0)],
+    ids=["fraction", "negative", "http-date", "garbage"],
+)
+def test_a_retry_after_the_client_cannot_sleep_on_is_the_outboxs_rate_limit(
+    recorder: SlackRecorder, header: str, wait: float
+) -> None:
+    # slack-sdk's 429 retry reads the header with int() and sleeps it: a ValueError escaped the client, was
+    # logged as a notifier crash (gpuwarden_outbox_errors_total) and the message backed off 2 s, unpaused.
+    recorder.fail_next("chat.postMessage", status=429, retry_after=header)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable and caught.value.retry_after == wait
+    assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
+
+
 def test_a_deleted_incident_message_is_posted_again_with_the_event(recorder: SlackRecorder) -> None:
     notifier, threads = notifier_for(recorder), Threads()
     first, second, *_ = lifecycle()
@@ -248,6 +265,21 @@ def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -
     deliver(notifier, threads, build_notification(changes[1]), retry=True)
     [parent] = recorder.channel_messages()
     assert len(recorder.replies(parent.ts)) == 2
+
+
+def test_a_retried_reply_is_posted_when_the_thread_cannot_be_read(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An app without channels:history (the README asked only for chat:write) gets missing_scope from
+    # conversations.replies: the retried reply failed for good, and `outbox retry` failed it again, forever.
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = lifecycle()
+    deliver(notifier, threads, build_notification(changes[0]))
+    recorder.fail_next("conversations.replies", status=200, error="missing_scope")
+    deliver(notifier, threads, build_notification(changes[1]), retry=True)
+    [parent] = recorder.channel_messages()
+    assert len(recorder.replies(parent.ts)) == 2
+    assert "channels:history" in caplog.text  # what to grant the app to make retries exact again
 
 
 def test_from_config_needs_a_token_and_defaults_to_the_real_api() -> None:
