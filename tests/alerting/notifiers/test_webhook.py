@@ -124,7 +124,7 @@ class Receiver:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         status = self.statuses.pop(0) if self.statuses else 204
-        return httpx.Response(status, headers=self.headers if status >= 400 else {})
+        return httpx.Response(status, headers=self.headers if status >= 300 else {})
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]
@@ -233,6 +233,18 @@ def test_a_bearer_token_and_headers_are_sent() -> None:
     [request] = receiver.requests
     assert request.headers["Authorization"] == "Bearer t0ken"
     assert request.headers["X-Team"] == "gpu"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_refused_for_good_saying_where_it_points_without_its_secret(status: int) -> None:
+    # "POST answered HTTP 308" and nothing else: the operator had to find where the receiver moved.
+    receiver = Receiver(status, headers={"Location": "https://moved.example.com/T0/B0/s3cr3t?key=k3y"})
+    with pytest.raises(BackendError) as caught:
+        receiver.hook().deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    assert not caught.value.retryable
+    assert f"HTTP {status}" in str(caught.value) and "https://moved.example.com" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value) and "k3y" not in str(caught.value)
+    assert len(receiver.requests) == 1  # not followed
 
 
 def test_a_429_with_retry_after_pauses_the_receiver() -> None:
