@@ -54,7 +54,12 @@ METADATA_EVENT_TYPE = "gpuwarden_notification"
 RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-HISTORY_LOOKBACK = 200
+HISTORY_PAGE = 200
+# The parent lookup reads the channel from the event on, newest first, at most this many pages (5,000
+# messages: a channel busier than that since the event gets the message again, at-least-once).
+HISTORY_PAGES = 25
+# The lookup starts this long before the event: Slack's clock may be behind this machine's.
+CLOCK_SKEW_SECONDS = 3600
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
@@ -333,7 +338,7 @@ class SlackNotifier:
             return thread, False
         key = self._parent_key(n.incident_id)
         if retry:
-            found = self._find_in_history(thread.channel or self._channel, key)
+            found = self._find_in_history(thread.channel or self._channel, key, n.event_at.timestamp())
             if found is not None:
                 thread = thread.with_message(*found)
                 save(thread)
@@ -383,19 +388,37 @@ class SlackNotifier:
             )
             return None
 
-    def _find_in_history(self, channel: str, key: str) -> tuple[str, str] | None:
-        response = self._look(
-            "conversations.history",
+    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str] | None:
+        """The channel and ``ts`` of the message with ``key`` posted after ``since`` (the event it first
+        told: no attempt posted it before), reading every page of the channel since then (up to
+        ``HISTORY_PAGES``); the newest 200 alone missed it in a busy channel, and it was posted again."""
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            response = self._look(
+                "conversations.history",
+                channel,
+                partial(
+                    self._client.conversations_history,
+                    channel=channel,
+                    oldest=f"{since - CLOCK_SKEW_SECONDS:.6f}",
+                    limit=HISTORY_PAGE,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                ),
+            )
+            if response is None:
+                return None
+            for message in response.get("messages") or []:
+                if self._has_key(message, key):
+                    return channel, str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        logger.warning(
+            "slack history lookup stopped after %d messages, posting (a repeat is possible) channel=%s",
+            HISTORY_PAGES * HISTORY_PAGE,
             channel,
-            lambda: self._client.conversations_history(
-                channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
-            ),
         )
-        if response is None:
-            return None
-        for message in response.get("messages") or []:
-            if self._has_key(message, key):
-                return channel, str(message["ts"])
         return None
 
     def _find_reply(self, channel: str, ts: str, key: str) -> bool:

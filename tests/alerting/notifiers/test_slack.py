@@ -258,6 +258,26 @@ def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(
     assert parent.edits == 1
 
 
+def test_retry_finds_its_parent_message_under_a_busy_channels_newer_messages(recorder: SlackRecorder) -> None:
+    # The lookup read the newest 200 messages only: after a crash or a lost answer, in a channel where more
+    # than that were posted meanwhile (other bots, other incidents after an outage), it posted again.
+    notifier = notifier_for(recorder, channel="C0123456789")
+    opened = build_notification(lifecycle()[0])
+    deliver(notifier, Threads(), opened)  # reached Slack; its answer was lost
+    chatter = make_client(recorder.token, base_url=recorder.base_url)
+    for i in range(250):
+        chatter.chat_postMessage(channel="C0123456789", text=f"another bot's message {i}")
+
+    fresh = Threads()
+    deliver(notifier, fresh, opened, retry=True)
+
+    parents = [m for m in recorder.channel_messages() if m.metadata]
+    assert len(parents) == 1 and fresh.state.ts == parents[0].ts
+    history = [c for c in recorder.calls if c.method == "conversations.history"]
+    # Only what came after the event is read (its time, less an hour for a clock that runs ahead).
+    assert all(float(c.params["oldest"]) == opened.event_at.timestamp() - 3600 for c in history)
+
+
 def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -> None:
     notifier, threads = notifier_for(recorder), Threads()
     changes = lifecycle()
