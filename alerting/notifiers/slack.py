@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
+from urllib.error import HTTPError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
@@ -152,6 +153,12 @@ def _translate(method: str, exc: Exception) -> BackendError:
         # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
         retryable = str(exc).startswith("Failed to upload a file")
         return BackendError(f"{method} request failed: {exc}", backend="slack", retryable=retryable)
+    if isinstance(exc, HTTPError):  # an OSError too: files_upload_v2's upload URL answered an error status
+        return BackendError(
+            f"{method}: Slack answered HTTP {exc.code}",
+            backend="slack",
+            retryable=exc.code >= 500 or exc.code in (408, 429),
+        )
     if isinstance(exc, OSError):
         return BackendError(f"{method}: cannot reach Slack: {exc}", backend="slack", retryable=True)
     return BackendError(f"{method} failed: {exc}", backend="slack", retryable=False)

@@ -205,6 +205,19 @@ def test_a_chart_that_cannot_be_uploaded_does_not_hold_back_the_event(recorder: 
     assert recorder.files() == [] and threads.state.chart_posted  # not tried again with every event
 
 
+def test_an_upload_url_answering_500_is_logged_as_an_answer_not_as_slack_unreachable(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The upload step raises urllib's HTTPError, an OSError: it said "cannot reach Slack: HTTP Error 500".
+    recorder.fail_next("upload", status=500)
+    opened = build_notification(
+        change(make_incident(), ChangeKind.OPENED, 0, "opened"), series=[gpu_temperature()]
+    )
+    deliver(notifier_for(recorder), Threads(), opened)
+    assert "chart not attached" in caplog.text and "answered HTTP 500" in caplog.text
+    assert "cannot reach Slack" not in caplog.text
+
+
 @pytest.mark.parametrize(
     ("status", "error", "retryable"),
     [(500, "internal_error", True), (503, "service_unavailable", True), (200, "invalid_auth", False)],
