@@ -252,8 +252,14 @@ class WebhookNotifier:
             timestamp = str(int(self._clock.time()))
             headers["X-Gpuwarden-Timestamp"] = timestamp
             headers["X-Gpuwarden-Signature"] = sign(self._secret, timestamp, body)
+        request = self._client.build_request("POST", self._url, content=body, headers=headers)
         try:
-            return self._client.post(self._url, content=body, headers=headers)
+            # The status and headers say it all: the body is not read. httpx's timeout bounds each read, not
+            # the POST, so a receiver trickling its body held this webhook's thread as long as it liked, and
+            # one pausing longer than the timeout after its 200 got the message again as a retry.
+            response = self._client.send(request, stream=True)
+            response.close()
+            return response
         except httpx.HTTPError as exc:
             error = _without_url(str(exc), self._url)
             raise BackendError(f"POST failed: {error}", backend=self._name, retryable=True) from exc
