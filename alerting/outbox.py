@@ -218,6 +218,11 @@ class Outbox:
                 self._read_pauses(session, [notifier])
         return not pause_over(self._paused_until.get(notifier, 0.0), self._clock.time())
 
+    def pause_left(self, notifier: str) -> float:
+        """Seconds left of ``notifier``'s rate-limit pause, as the last dispatch round read it (0: none)."""
+        until, now = self._paused_until.get(notifier, 0.0), self._clock.time()
+        return 0.0 if pause_over(until, now) else until - now
+
     def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
         now = self._clock.time()
         stored = stored_pauses(session, notifiers, now)
