@@ -80,21 +80,25 @@ def _paused(sql: Engine) -> list[str]:
         return sorted(session.scalars(select(NotifierPause.notifier)))
 
 
-class Notifier429:
-    """A notifier whose far end answers its first call with a rate limit asking ``wait`` seconds."""
+class FarEnd:
+    """A notifier whose far end refuses its first call (``refuse``): a rate limit asking ``wait`` seconds, or
+    with no ``wait`` an outage; it then takes every message."""
 
     name = "slack"
 
-    def __init__(self, wait: float) -> None:
-        self.wait: float | None = wait
+    def __init__(self, wait: float | None = None, *, refuse: bool = True) -> None:
+        self.wait = wait
+        self.refuse = refuse
         self.sent: list[str] = []
 
     def deliver(
         self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
     ) -> bool:
-        if self.wait is not None:
-            wait, self.wait = self.wait, None
-            raise BackendError("chat.postMessage failed: ratelimited", backend="slack", retry_after=wait)
+        if self.refuse:
+            self.refuse = False
+            if self.wait is None:
+                raise BackendError("chat.postMessage: cannot reach Slack", backend="slack", retryable=True)
+            raise BackendError("chat.postMessage failed: ratelimited", backend="slack", retry_after=self.wait)
         self.sent.append(notification.key)
         return True
 
@@ -103,7 +107,7 @@ def test_a_retry_after_of_years_pauses_the_notifier_an_hour_at_most(sql: Engine)
     # Slack's 429 said "Retry-After: 1000000000": every Slack message of every incident was held until 2058,
     # kept in the store, so a restart held them too; webhooks' pauses were already cut to an hour.
     clock = FakeClock()
-    far_end = Notifier429(wait=1_000_000_000)
+    far_end = FarEnd(wait=1_000_000_000)
     outbox = Outbox(sql, [far_end], clock)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 0
@@ -119,8 +123,7 @@ def test_a_pause_kept_longer_than_the_bound_is_over(sql: Engine) -> None:
     clock = FakeClock()
     with Session(sql) as session, session.begin():
         keep_pause(session, "slack", clock.time() + 1_000_000_000, "chat.postMessage failed: ratelimited")
-    far_end = Notifier429(wait=60)
-    far_end.wait = None
+    far_end = FarEnd(refuse=False)
     outbox = Outbox(sql, [far_end], clock)
     outbox(lifecycle()[0])
     assert not outbox.paused("slack")
@@ -140,36 +143,14 @@ class SettableClock(FakeClock):
 def test_a_clock_set_back_hours_does_not_hold_messages_for_those_hours(
     sql: Engine, wait: float | None
 ) -> None:
-    # next_attempt_at and the pause are wall-clock times: set back 2 h, a message due in 2 s (or 60 s) waited
-    # 2 h more.
+    # next_attempt_at and the pause are wall-clock times: set back 2 h, a message due in 2 s (after an
+    # outage) or 60 s (a rate limit) waited 2 h more.
     clock = SettableClock()
-    far_end = Notifier429(wait=60.0)
-    if wait is None:
-        far_end.wait = None
-    outbox = Outbox(sql, [Flaky(far_end)] if wait is None else [far_end], clock)
+    far_end = FarEnd(wait)
+    outbox = Outbox(sql, [far_end], clock)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 0
     clock.set_back(2 * 3600)
     clock.advance(MAX_PAUSE_SECONDS / 2)  # still an hour and a half before it was due by its stored time
     assert outbox.dispatch_due() == 1
     assert len(far_end.sent) == 1
-
-
-class Flaky:
-    """Fails its first delivery with a transient error (an outage), then delivers through ``inner``."""
-
-    def __init__(self, inner: Notifier429) -> None:
-        self.inner = inner
-        self.failed = False
-
-    @property
-    def name(self) -> str:
-        return self.inner.name
-
-    def deliver(
-        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
-    ) -> bool:
-        if not self.failed:
-            self.failed = True
-            raise BackendError("chat.postMessage: cannot reach Slack", backend="slack", retryable=True)
-        return self.inner.deliver(notification, thread, retry=retry, save=save)
