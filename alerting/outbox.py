@@ -7,12 +7,14 @@ overtakes an earlier one, while other incidents and other notifiers go on. A ret
 (``BackendError.retryable``, or an unexpected exception) keeps the row with an exponential backoff driven by
 the ``Clock`` and no attempt limit, until a delivery to that notifier succeeds again (then every message
 backing off is due at once, still in order per incident); a rate limit (``BackendError.retry_after``) pauses
-every call to that notifier until its Retry-After has passed (kept in the store, ``alerting.outbox_pauses``,
-so a restarted serve or a standby honours it too); a non-retryable one marks it ``failed`` (kept, see
-``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a webhook's ``events``
-and ``priorities``) gets no row for a change it does not want; once a row of an incident was stored for it, it
-is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident never announced) is
-stored only for notifiers that have a row of its incident. Its metrics: ``alerting.outbox_metrics``.
+every call to that notifier until its Retry-After has passed, an hour at most (kept in the store,
+``alerting.outbox_pauses``, so a restarted serve or a standby honours it too; a wait found to end further
+ahead than the outbox ever sets is over: the wall clock went back since); a non-retryable one marks it
+``failed`` (kept, see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a
+webhook's ``events`` and ``priorities``) gets no row for a change it does not want; once a row of an incident
+was stored for it, it is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident
+never announced) is stored only for notifiers that have a row of its incident. Its metrics:
+``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
 A row found in ``sending`` (or one that failed before) is retried with ``retry=True``, which tells the
@@ -47,7 +49,7 @@ from alerting.notifiers.base import (
     idempotency_key,
 )
 from alerting.outbox_orphans import discard_messages
-from alerting.outbox_pauses import keep_pause, stored_pauses
+from alerting.outbox_pauses import MAX_PAUSE_SECONDS, keep_pause, pause_over, stored_pauses
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
     FAILED,
@@ -214,12 +216,26 @@ class Outbox:
         if notifier not in self._paused_until:
             with self._sessions() as session:
                 self._read_pauses(session, [notifier])
-        return self._clock.time() < self._paused_until.get(notifier, 0.0)
+        return not pause_over(self._paused_until.get(notifier, 0.0), self._clock.time())
+
+    def pause_left(self, notifier: str) -> float:
+        """Seconds left of ``notifier``'s rate-limit pause, as the last dispatch round read it (0: none)."""
+        until, now = self._paused_until.get(notifier, 0.0), self._clock.time()
+        return 0.0 if pause_over(until, now) else until - now
 
     def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
-        stored = stored_pauses(session, notifiers, self._clock.time())
+        now = self._clock.time()
+        stored = stored_pauses(session, notifiers, now)
         for name in notifiers:
-            self._paused_until[name] = max(stored.get(name, 0.0), self._paused_until.get(name, 0.0))
+            mine = self._paused_until.get(name, 0.0)
+            self._paused_until[name] = max(stored.get(name, 0.0), 0.0 if pause_over(mine, now) else mine)
+
+    def _due(self, next_attempt_at: float) -> bool:
+        """Whether a message waiting until ``next_attempt_at`` is due: that time has come, or it lies further
+        ahead than any wait the outbox sets (a wall clock set back since would hold it that much longer)."""
+        now = self._clock.time()
+        longest = max(MAX_PAUSE_SECONDS, self._backoff.max_seconds)
+        return next_attempt_at <= now or next_attempt_at - now > longest
 
     def _drain_group(self, notifier: Notifier, incident_id: str) -> tuple[int, bool]:
         """Send one incident's due messages in order; stop at the first failure. (sent, retryable failure)."""
@@ -236,7 +252,7 @@ class Outbox:
                     .order_by(OutboxMessage.id)
                     .limit(1)
                 ).first()
-            if head is None or head.next_attempt_at > self._clock.time():
+            if head is None or not self._due(head.next_attempt_at):
                 return sent, False
             result = self._attempt(notifier, head.id)
             if result is True:
@@ -329,7 +345,11 @@ class Outbox:
     def _rate_limited(self, notifier: str, row_id: int, wait: float, error: str) -> bool:
         """The far end refused the call for a rate limit: pause the notifier for ``wait`` seconds. The call
         was refused, so it delivered nothing: the attempt is not counted (the retry is no recovery that looks
-        for an earlier post unless an earlier attempt may have made one)."""
+        for an earlier post unless an earlier attempt may have made one). A wait over ``MAX_PAUSE_SECONDS``
+        is cut to it: a far end asking for years would silence the notifier for years."""
+        if wait > MAX_PAUSE_SECONDS:
+            error = f"{error} (asked to wait {wait:.0f} s; waiting {MAX_PAUSE_SECONDS:.0f} s)"
+            wait = MAX_PAUSE_SECONDS
         until = self._clock.time() + wait
         with self._sessions() as session, session.begin():
             # Stored with the refused message: a restarted serve or a standby honours it too.

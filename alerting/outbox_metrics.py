@@ -62,6 +62,14 @@ class OutboxCollector:
         yield CounterMetricFamily(
             "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
         )
+        paused = GaugeMetricFamily(
+            "gpuwarden_notifier_paused_seconds",
+            "Seconds left before the outbox calls a rate-limited notifier again (Retry-After); 0 when none.",
+            labels=["notifier"],
+        )
+        for notifier in self._outbox.notifier_names:
+            paused.add_metric([notifier], self._outbox.pause_left(notifier))
+        yield paused
         up = 1
         try:
             self._last_counts = self._outbox.counts_by_notifier()

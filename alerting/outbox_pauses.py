@@ -21,6 +21,11 @@ from alerting.outbox_tables import NotifierPause
 
 logger = logging.getLogger(__name__)
 
+MAX_PAUSE_SECONDS = 3600.0
+"""The longest pause kept (as a webhook's ``Retry-After`` is cut): a far end asking for years held every
+message of its notifier for years. A pause found to end later than this from now is over: it was set before
+the wall clock was set back, or kept by a release without this bound."""
+
 
 def keep_pause(session: Session, notifier: str, until: float, reason: str) -> float:
     """Store that ``notifier`` is paused until ``until`` (a later stored pause stays); returns the end."""
@@ -33,26 +38,45 @@ def keep_pause(session: Session, notifier: str, until: float, reason: str) -> fl
     return row.until
 
 
+def pause_over(until: float, now: float) -> bool:
+    """Whether a pause ending at ``until`` no longer holds at ``now``: it has ended, or it ends more than
+    ``MAX_PAUSE_SECONDS`` from now (the clock went back since, or no bound was applied when it was kept)."""
+    return until <= now or until - now > MAX_PAUSE_SECONDS
+
+
 def stored_pauses(session: Session, notifiers: Collection[str], now: float) -> dict[str, float]:
-    """The pauses of ``notifiers`` that have not ended at ``now``: ``{notifier: until}``. Pauses of any
-    notifier that ended by ``now`` are deleted (committing ``session``); one a far end renewed meanwhile
-    stays. The table holds a row per notifier rate limited lately: it is read whole."""
+    """The pauses of ``notifiers`` that hold at ``now``: ``{notifier: until}``. Pauses of any notifier that
+    are over (``pause_over``) are deleted (committing ``session``); one a far end renewed meanwhile stays.
+    The table holds a row per notifier rate limited lately: it is read whole."""
     rows = [
         (str(name), float(until))
         for name, until in session.execute(select(NotifierPause.notifier, NotifierPause.until))
     ]
-    ended = [name for name, until in rows if until <= now]
-    if ended:
-        _forget_ended(session, ended, now)
+    over = [(name, until) for name, until in rows if pause_over(until, now)]
+    for name, until in over:
+        if until > now:
+            logger.warning(
+                "notifier pause ignored: it ends %.0f s from now, more than the %.0f s a pause may last"
+                " (the clock was set back, or an older release kept it) notifier=%s",
+                until - now,
+                MAX_PAUSE_SECONDS,
+                name,
+            )
+    if over:
+        _forget_over(session, [name for name, _ in over], now)
     wanted = set(notifiers)
-    return {name: until for name, until in rows if until > now and name in wanted}
+    return {name: until for name, until in rows if not pause_over(until, now) and name in wanted}
 
 
-def _forget_ended(session: Session, ended: Collection[str], now: float) -> None:
-    """Delete the ended pauses; when the store refuses, the next round deletes them (they pause nothing)."""
+def _forget_over(session: Session, over: Collection[str], now: float) -> None:
+    """Delete the pauses that are over; when the store refuses, the next round deletes them (they pause
+    nothing)."""
     try:
         session.execute(
-            delete(NotifierPause).where(NotifierPause.notifier.in_(list(ended)), NotifierPause.until <= now)
+            delete(NotifierPause).where(
+                NotifierPause.notifier.in_(list(over)),
+                (NotifierPause.until <= now) | (NotifierPause.until > now + MAX_PAUSE_SECONDS),
+            )
         )
         session.commit()
     except SQLAlchemyError as exc:

@@ -48,7 +48,7 @@ class InjectedFailure:
 
     status: int = 500
     error: str = "internal_error"
-    retry_after: int | None = None
+    retry_after: int | str | None = None  # a string is sent as it is (``1.5``, an HTTP date)
     errors: tuple[str, ...] = ()
 
 
@@ -145,7 +145,7 @@ class SlackRecorder:
         *,
         status: int = 500,
         error: str = "internal_error",
-        retry_after: int | None = None,
+        retry_after: int | str | None = None,
         times: int = 1,
         errors: tuple[str, ...] = (),
     ) -> None:

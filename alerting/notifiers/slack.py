@@ -10,16 +10,19 @@ Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
 a notification whose earlier attempt may have reached Slack, the notifier first looks for that key in the
 channel history (parent) or the thread (reply) and does not post again if it is there. That lookup needs the
-channel id (``C...``); with a channel name configured the first post of an incident stays at-least-once.
+channel id (``C...``) and the app's ``channels:history`` scope; without them it posts (at-least-once) rather
+than fail the message for good.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from functools import partial
 from typing import Any
+from urllib.error import HTTPError
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError, SlackRequestError
@@ -52,7 +55,12 @@ METADATA_EVENT_TYPE = "gpuwarden_notification"
 RETRYABLE_API_ERRORS = frozenset(
     {"ratelimited", "rate_limited", "internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 )
-HISTORY_LOOKBACK = 200
+HISTORY_PAGE = 200
+# The parent lookup reads the channel from the event on, newest first, at most this many pages (5,000
+# messages: a channel busier than that since the event gets the message again, at-least-once).
+HISTORY_PAGES = 25
+# The lookup starts this long before the event: Slack's clock may be behind this machine's.
+CLOCK_SKEW_SECONDS = 3600
 CHART_CHANGES = frozenset({ChangeKind.OPENED, ChangeKind.REOPENED})
 REPLIES_PAGE = 200
 
@@ -82,10 +90,10 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
         if response is None or response.status_code != 429:
             return False
         wait = next((v for k, v in response.headers.items() if k.lower() == "retry-after"), ["1"])
-        try:
-            return int(wait[0] if isinstance(wait, list) else wait) <= MAX_RETRY_AFTER_SECONDS
-        except (TypeError, ValueError):
-            return True
+        seconds = str(wait[0] if isinstance(wait, list) and wait else wait).strip()
+        # slack-sdk sleeps int(header): anything else (1.5, -3, an HTTP date) raised a ValueError out of the
+        # client. Those are left to the outbox, which reads them as it can (``_retry_after``).
+        return seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS
 
 
 def make_client(
@@ -101,13 +109,15 @@ def make_client(
 
 
 def _retry_after(headers: object) -> float:
-    """Seconds a rate-limited answer asks to wait (``Retry-After``; 1 s when it names none, as slack-sdk)."""
+    """Seconds a rate-limited answer asks to wait (``Retry-After``); 1 s when it names none, as slack-sdk,
+    or none it is sure of (negative, not a number, an HTTP date). The outbox bounds a long one."""
     items = headers.items() if isinstance(headers, dict) else ()
     wait = next((v for k, v in items if str(k).lower() == "retry-after"), "1")
     try:
-        return max(0.0, float(wait[0] if isinstance(wait, list) else wait))
-    except (TypeError, ValueError):
+        seconds = float(wait[0] if isinstance(wait, list) else wait)
+    except (TypeError, ValueError, IndexError):
         return 1.0
+    return seconds if math.isfinite(seconds) and seconds >= 0 else 1.0
 
 
 def _detail(data: object) -> str:
@@ -143,6 +153,12 @@ def _translate(method: str, exc: Exception) -> BackendError:
         # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
         retryable = str(exc).startswith("Failed to upload a file")
         return BackendError(f"{method} request failed: {exc}", backend="slack", retryable=retryable)
+    if isinstance(exc, HTTPError):  # an OSError too: files_upload_v2's upload URL answered an error status
+        return BackendError(
+            f"{method}: Slack answered HTTP {exc.code}",
+            backend="slack",
+            retryable=exc.code >= 500 or exc.code in (408, 429),
+        )
     if isinstance(exc, OSError):
         return BackendError(f"{method}: cannot reach Slack: {exc}", backend="slack", retryable=True)
     return BackendError(f"{method} failed: {exc}", backend="slack", retryable=False)
@@ -329,7 +345,7 @@ class SlackNotifier:
             return thread, False
         key = self._parent_key(n.incident_id)
         if retry:
-            found = self._find_in_history(thread.channel or self._channel, key)
+            found = self._find_in_history(thread.channel or self._channel, key, n.event_at.timestamp())
             if found is not None:
                 thread = thread.with_message(*found)
                 save(thread)
@@ -360,31 +376,65 @@ class SlackNotifier:
         payload = metadata.get("event_payload") if isinstance(metadata, dict) else None
         return isinstance(payload, dict) and payload.get("key") == key
 
-    def _find_in_history(self, channel: str, key: str) -> tuple[str, str] | None:
+    def _look(self, method: str, channel: str, call: Callable[[], SlackResponse]) -> SlackResponse | None:
+        """A lookup of what may already be in Slack; None when Slack refuses it for good (``missing_scope``
+        without channels:history, ``channel_not_found`` for a channel name): we cannot look, so the caller
+        posts (at-least-once) rather than fail the message for good, which every retry would do again."""
         try:
-            response = self._call(
-                "conversations.history",
-                lambda: self._client.conversations_history(
-                    channel=channel, limit=HISTORY_LOOKBACK, include_all_metadata=True
-                ),
-            )
+            return self._call(method, call)
         except BackendError as exc:
             if exc.retryable:
                 raise
-            # e.g. channel_not_found for a channel name: we cannot look, so post (at-least-once).
-            logger.warning("slack history lookup impossible channel=%s error=%s", channel, exc)
+            logger.warning(
+                "slack %s impossible, posting without it (a repeat is possible; grant the app"
+                " channels:history, groups:history for a private channel, and set slack.channel to the"
+                " channel's id) channel=%s error=%s",
+                method,
+                channel,
+                exc,
+            )
             return None
-        for message in response.get("messages") or []:
-            if self._has_key(message, key):
-                return channel, str(message["ts"])
+
+    def _find_in_history(self, channel: str, key: str, since: float) -> tuple[str, str] | None:
+        """The channel and ``ts`` of the message with ``key`` posted after ``since`` (the event it first
+        told: no attempt posted it before), reading every page of the channel since then (up to
+        ``HISTORY_PAGES``); the newest 200 alone missed it in a busy channel, and it was posted again."""
+        cursor: str | None = None
+        for _ in range(HISTORY_PAGES):
+            response = self._look(
+                "conversations.history",
+                channel,
+                partial(
+                    self._client.conversations_history,
+                    channel=channel,
+                    oldest=f"{since - CLOCK_SKEW_SECONDS:.6f}",
+                    limit=HISTORY_PAGE,
+                    cursor=cursor,
+                    include_all_metadata=True,
+                ),
+            )
+            if response is None:
+                return None
+            for message in response.get("messages") or []:
+                if self._has_key(message, key):
+                    return channel, str(message["ts"])
+            cursor = (response.get("response_metadata") or {}).get("next_cursor") or None
+            if cursor is None:
+                return None
+        logger.warning(
+            "slack history lookup stopped after %d messages, posting (a repeat is possible) channel=%s",
+            HISTORY_PAGES * HISTORY_PAGE,
+            channel,
+        )
         return None
 
     def _find_reply(self, channel: str, ts: str, key: str) -> bool:
         """Whether the thread already holds a reply with this key, reading every page of it."""
         cursor: str | None = None
         while True:
-            response = self._call(
+            response = self._look(
                 "conversations.replies",
+                channel,
                 partial(
                     self._client.conversations_replies,
                     channel=channel,
@@ -394,6 +444,8 @@ class SlackNotifier:
                     include_all_metadata=True,
                 ),
             )
+            if response is None:
+                return False
             if any(self._has_key(m, key) for m in response.get("messages") or []):
                 return True
             cursor = (response.get("response_metadata") or {}).get("next_cursor") or None

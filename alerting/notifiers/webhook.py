@@ -222,11 +222,24 @@ class WebhookNotifier:
         retryable = status in RETRYABLE_STATUSES or status >= 500
         retry_after = _retry_after(response) if status in (429, 503) else None
         raise BackendError(
-            f"POST answered HTTP {status}{' (compact form too)' if status == 413 else ''}",
+            f"POST answered HTTP {status}{' (compact form too)' if status == 413 else ''}"
+            f"{self._redirect(response)}",
             backend=self._name,
             retryable=retryable,
             retry_after=retry_after,
         )
+
+    def _redirect(self, response: httpx.Response) -> str:
+        """For a redirect, where it points (its scheme and host, as ``config show`` shows URLs: the rest may
+        be a credential) and that it is not followed; otherwise nothing."""
+        location = response.headers.get("Location")
+        if not response.is_redirect or not location:
+            return ""
+        try:
+            target = shown_url(str(httpx.URL(self._url).join(location)))
+        except (httpx.InvalidURL, ValueError):
+            target = "an invalid URL"
+        return f", a redirect to {target} (not followed: set the webhook's url to where it points)"
 
     def _post(self, notification: Notification, body: bytes) -> httpx.Response:
         headers = {
@@ -239,8 +252,14 @@ class WebhookNotifier:
             timestamp = str(int(self._clock.time()))
             headers["X-Gpuwarden-Timestamp"] = timestamp
             headers["X-Gpuwarden-Signature"] = sign(self._secret, timestamp, body)
+        request = self._client.build_request("POST", self._url, content=body, headers=headers)
         try:
-            return self._client.post(self._url, content=body, headers=headers)
+            # The status and headers say it all: the body is not read. httpx's timeout bounds each read, not
+            # the POST, so a receiver trickling its body held this webhook's thread as long as it liked, and
+            # one pausing longer than the timeout after its 200 got the message again as a retry.
+            response = self._client.send(request, stream=True)
+            response.close()
+            return response
         except httpx.HTTPError as exc:
             error = _without_url(str(exc), self._url)
             raise BackendError(f"POST failed: {error}", backend=self._name, retryable=True) from exc

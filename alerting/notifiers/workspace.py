@@ -103,8 +103,7 @@ class SlackWorkspace:
         """``channels``: channel ids (``C0123456789``) or names that exist from the start."""
         self._upload_base = upload_base
         self._ids = itertools.count(1)
-        self._ts_base = int(time.time())
-        self._ts_seq = itertools.count(1)
+        self._last_ts_us = 0
         self.channels: dict[str, str] = {}
         self.messages: list[RecordedMessage] = []
         self.files: dict[str, RecordedFile] = {}
@@ -134,8 +133,11 @@ class SlackWorkspace:
         return _CHANNEL_ID.fullmatch(channel) is not None and self.channel_id(channel) == channel
 
     def new_ts(self) -> str:
-        """A fresh, increasing message timestamp like Slack's ``1767225600.000001``."""
-        return f"{self._ts_base}.{next(self._ts_seq):06d}"
+        """A fresh, increasing message timestamp like Slack's ``1767225600.000001``: the time it was posted
+        (a lookup by ``oldest`` finds it as in Slack), one microsecond past the last when they would tie."""
+        self._last_ts_us = max(time.time_ns() // 1000, self._last_ts_us + 1)
+        seconds, micros = divmod(self._last_ts_us, 1_000_000)
+        return f"{seconds}.{micros:06d}"
 
     def find(self, channel: str, ts: str) -> RecordedMessage | None:
         """The message with this ``ts`` in this channel."""
@@ -242,13 +244,25 @@ class SlackWorkspace:
         channel = p.get("channel")
         if not self._known(channel):
             return {"ok": False, "error": "channel_not_found"}
-        limit = int(p.get("limit", 100))
+        limit = max(1, int(p.get("limit", 100)))
         meta = _truthy(p.get("include_all_metadata"))
+        oldest = float(p.get("oldest") or 0)
         visible = [
-            m for m in self.messages if m.channel == channel and (m.thread_ts is None or m.reply_broadcast)
+            m
+            for m in self.messages
+            if m.channel == channel and (m.thread_ts is None or m.reply_broadcast) and float(m.ts) > oldest
         ]
-        newest_first = list(reversed(visible))[:limit]
-        return {"ok": True, "messages": [self._as_api(m, meta) for m in newest_first], "has_more": False}
+        # Newest first, ``limit`` a page, then ``response_metadata.next_cursor`` for older ones, as Slack.
+        cursor = str(p.get("cursor") or "")
+        start = int(cursor.removeprefix("next_")) if cursor.startswith("next_") else 0
+        page = list(reversed(visible))[start : start + limit]
+        more = start + limit < len(visible)
+        return {
+            "ok": True,
+            "messages": [self._as_api(m, meta) for m in page],
+            "has_more": more,
+            "response_metadata": {"next_cursor": f"next_{start + limit}" if more else ""},
+        }
 
     def _replies(self, p: JsonDict) -> JsonDict:
         channel, ts = p.get("channel"), str(p.get("ts"))

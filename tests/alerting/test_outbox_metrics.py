@@ -78,3 +78,22 @@ def test_each_notifier_has_its_own_series_from_the_start(sql: Engine, recorder: 
     assert sample("gpuwarden_outbox_messages", "webhook:picky", status="pending") == 0
     for hook in (up, down, picky):
         hook.close()
+
+
+def test_a_rate_limit_pause_shows_the_seconds_left_on_metrics(sql: Engine, recorder: SlackRecorder) -> None:
+    # During Slack's pause (up to an hour) only the pending depth grew: nothing said the outbox was waiting on
+    # purpose, nor until when.
+    registry = CollectorRegistry()
+    clock = FakeClock()
+    hook = WebhookNotifier(f"{recorder.root_url}/hooks/up", name="webhook:up")
+    outbox = Outbox(sql, [slack(recorder), hook], clock)
+    registry.register(OutboxCollector(outbox))
+    assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "slack"}) == 0
+    recorder.fail_next("chat.postMessage", status=429, retry_after=600)
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    clock.advance(100)
+    assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "slack"}) == 500
+    assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "webhook:up"}) == 0
+    clock.advance(500)
+    assert registry.get_sample_value("gpuwarden_notifier_paused_seconds", {"notifier": "slack"}) == 0

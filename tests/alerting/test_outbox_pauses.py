@@ -8,12 +8,14 @@ import pytest
 from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.outbox import Outbox
-from alerting.outbox_pauses import keep_pause
+from alerting.outbox_pauses import MAX_PAUSE_SECONDS, keep_pause
 from alerting.outbox_tables import NotifierPause
 from gpuwarden.clock import FakeClock
+from gpuwarden.errors import BackendError
 from tests.alerting.notifiers.incidents import lifecycle
 
 
@@ -76,3 +78,79 @@ def test_a_pause_read_past_its_end_is_deleted_with_those_of_notifiers_no_longer_
 def _paused(sql: Engine) -> list[str]:
     with Session(sql) as session:
         return sorted(session.scalars(select(NotifierPause.notifier)))
+
+
+class FarEnd:
+    """A notifier whose far end refuses its first call (``refuse``): a rate limit asking ``wait`` seconds, or
+    with no ``wait`` an outage; it then takes every message."""
+
+    name = "slack"
+
+    def __init__(self, wait: float | None = None, *, refuse: bool = True) -> None:
+        self.wait = wait
+        self.refuse = refuse
+        self.sent: list[str] = []
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> bool:
+        if self.refuse:
+            self.refuse = False
+            if self.wait is None:
+                raise BackendError("chat.postMessage: cannot reach Slack", backend="slack", retryable=True)
+            raise BackendError("chat.postMessage failed: ratelimited", backend="slack", retry_after=self.wait)
+        self.sent.append(notification.key)
+        return True
+
+
+def test_a_retry_after_of_years_pauses_the_notifier_an_hour_at_most(sql: Engine) -> None:
+    # Slack's 429 said "Retry-After: 1000000000": every Slack message of every incident was held until 2058,
+    # kept in the store, so a restart held them too; webhooks' pauses were already cut to an hour.
+    clock = FakeClock()
+    far_end = FarEnd(wait=1_000_000_000)
+    outbox = Outbox(sql, [far_end], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    clock.advance(MAX_PAUSE_SECONDS - 1)
+    assert outbox.dispatch_due() == 0 and outbox.paused("slack")
+    clock.advance(1)
+    assert Outbox(sql, [far_end], clock).dispatch_due() == 1  # a restarted serve too
+    assert len(far_end.sent) == 1
+
+
+def test_a_pause_kept_longer_than_the_bound_is_over(sql: Engine) -> None:
+    # One an older release stored (no bound), or one set before the wall clock was set back.
+    clock = FakeClock()
+    with Session(sql) as session, session.begin():
+        keep_pause(session, "slack", clock.time() + 1_000_000_000, "chat.postMessage failed: ratelimited")
+    far_end = FarEnd(refuse=False)
+    outbox = Outbox(sql, [far_end], clock)
+    outbox(lifecycle()[0])
+    assert not outbox.paused("slack")
+    assert outbox.dispatch_due() == 1
+    assert _paused(sql) == []
+
+
+class SettableClock(FakeClock):
+    """A wall clock that an operator (or NTP) can set back."""
+
+    def set_back(self, seconds: float) -> None:
+        with self._lock:
+            self._now -= seconds
+
+
+@pytest.mark.parametrize("wait", [None, 60.0], ids=["backoff", "rate-limit"])
+def test_a_clock_set_back_hours_does_not_hold_messages_for_those_hours(
+    sql: Engine, wait: float | None
+) -> None:
+    # next_attempt_at and the pause are wall-clock times: set back 2 h, a message due in 2 s (after an
+    # outage) or 60 s (a rate limit) waited 2 h more.
+    clock = SettableClock()
+    far_end = FarEnd(wait)
+    outbox = Outbox(sql, [far_end], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    clock.set_back(2 * 3600)
+    clock.advance(MAX_PAUSE_SECONDS / 2)  # still an hour and a half before it was due by its stored time
+    assert outbox.dispatch_due() == 1
+    assert len(far_end.sent) == 1

@@ -162,6 +162,23 @@ def test_a_long_retry_after_is_left_to_the_outbox_not_slept_in_the_client(record
     assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
 
 
+@pytest.mark.parametrize(
+    ("header", "wait"),
+    [("1.5", 1.5), ("-3", 1.0), ("Wed, 21 Oct 2015 07:28:00 GMT", 1.0), ("soon", 1.0)],
+    ids=["fraction", "negative", "http-date", "garbage"],
+)
+def test_a_retry_after_the_client_cannot_sleep_on_is_the_outboxs_rate_limit(
+    recorder: SlackRecorder, header: str, wait: float
+) -> None:
+    # slack-sdk's 429 retry reads the header with int() and sleeps it: a ValueError escaped the client, was
+    # logged as a notifier crash (gpuwarden_outbox_errors_total) and the message backed off 2 s, unpaused.
+    recorder.fail_next("chat.postMessage", status=429, retry_after=header)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retryable and caught.value.retry_after == wait
+    assert [c.status for c in recorder.calls if c.method == "chat.postMessage"] == [429]
+
+
 def test_a_deleted_incident_message_is_posted_again_with_the_event(recorder: SlackRecorder) -> None:
     notifier, threads = notifier_for(recorder), Threads()
     first, second, *_ = lifecycle()
@@ -186,6 +203,19 @@ def test_a_chart_that_cannot_be_uploaded_does_not_hold_back_the_event(recorder: 
     [parent] = recorder.channel_messages()
     assert [r.text for r in recorder.replies(parent.ts)] == ["opened"]
     assert recorder.files() == [] and threads.state.chart_posted  # not tried again with every event
+
+
+def test_an_upload_url_answering_500_is_logged_as_an_answer_not_as_slack_unreachable(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The upload step raises urllib's HTTPError, an OSError: it said "cannot reach Slack: HTTP Error 500".
+    recorder.fail_next("upload", status=500)
+    opened = build_notification(
+        change(make_incident(), ChangeKind.OPENED, 0, "opened"), series=[gpu_temperature()]
+    )
+    deliver(notifier_for(recorder), Threads(), opened)
+    assert "chart not attached" in caplog.text and "answered HTTP 500" in caplog.text
+    assert "cannot reach Slack" not in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -241,6 +271,26 @@ def test_retry_adopts_a_parent_message_that_reached_slack_before_a_crash(
     assert parent.edits == 1
 
 
+def test_retry_finds_its_parent_message_under_a_busy_channels_newer_messages(recorder: SlackRecorder) -> None:
+    # The lookup read the newest 200 messages only: after a crash or a lost answer, in a channel where more
+    # than that were posted meanwhile (other bots, other incidents after an outage), it posted again.
+    notifier = notifier_for(recorder, channel="C0123456789")
+    opened = build_notification(lifecycle()[0])
+    deliver(notifier, Threads(), opened)  # reached Slack; its answer was lost
+    chatter = make_client(recorder.token, base_url=recorder.base_url)
+    for i in range(250):
+        chatter.chat_postMessage(channel="C0123456789", text=f"another bot's message {i}")
+
+    fresh = Threads()
+    deliver(notifier, fresh, opened, retry=True)
+
+    parents = [m for m in recorder.channel_messages() if m.metadata]
+    assert len(parents) == 1 and fresh.state.ts == parents[0].ts
+    history = [c for c in recorder.calls if c.method == "conversations.history"]
+    # Only what came after the event is read (its time, less an hour for a clock that runs ahead).
+    assert all(float(c.params["oldest"]) == opened.event_at.timestamp() - 3600 for c in history)
+
+
 def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -> None:
     notifier, threads = notifier_for(recorder), Threads()
     changes = lifecycle()
@@ -248,6 +298,21 @@ def test_retry_posts_a_reply_that_did_not_reach_slack(recorder: SlackRecorder) -
     deliver(notifier, threads, build_notification(changes[1]), retry=True)
     [parent] = recorder.channel_messages()
     assert len(recorder.replies(parent.ts)) == 2
+
+
+def test_a_retried_reply_is_posted_when_the_thread_cannot_be_read(
+    recorder: SlackRecorder, caplog: pytest.LogCaptureFixture
+) -> None:
+    # An app without channels:history (the README asked only for chat:write) gets missing_scope from
+    # conversations.replies: the retried reply failed for good, and `outbox retry` failed it again, forever.
+    notifier, threads = notifier_for(recorder), Threads()
+    changes = lifecycle()
+    deliver(notifier, threads, build_notification(changes[0]))
+    recorder.fail_next("conversations.replies", status=200, error="missing_scope")
+    deliver(notifier, threads, build_notification(changes[1]), retry=True)
+    [parent] = recorder.channel_messages()
+    assert len(recorder.replies(parent.ts)) == 2
+    assert "channels:history" in caplog.text  # what to grant the app to make retries exact again
 
 
 def test_from_config_needs_a_token_and_defaults_to_the_real_api() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import replace
 from typing import Any
@@ -19,6 +20,7 @@ from gpuwarden.config_notify import WEBHOOK_EVENTS
 from gpuwarden.errors import BackendError
 from gpuwarden.model import WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import lifecycle
+from tests.http_stub import LocalServer, QuietHandler
 
 
 @pytest.fixture
@@ -124,7 +126,7 @@ class Receiver:
     def __call__(self, request: httpx.Request) -> httpx.Response:
         self.requests.append(request)
         status = self.statuses.pop(0) if self.statuses else 204
-        return httpx.Response(status, headers=self.headers if status >= 400 else {})
+        return httpx.Response(status, headers=self.headers if status >= 300 else {})
 
     def bodies(self) -> list[dict[str, Any]]:
         return [json.loads(r.content) for r in self.requests]
@@ -233,6 +235,45 @@ def test_a_bearer_token_and_headers_are_sent() -> None:
     [request] = receiver.requests
     assert request.headers["Authorization"] == "Bearer t0ken"
     assert request.headers["X-Team"] == "gpu"
+
+
+@pytest.mark.parametrize("status", [301, 302, 307, 308])
+def test_a_redirect_is_refused_for_good_saying_where_it_points_without_its_secret(status: int) -> None:
+    # "POST answered HTTP 308" and nothing else: the operator had to find where the receiver moved.
+    receiver = Receiver(status, headers={"Location": "https://moved.example.com/T0/B0/s3cr3t?key=k3y"})
+    with pytest.raises(BackendError) as caught:
+        receiver.hook().deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    assert not caught.value.retryable
+    assert f"HTTP {status}" in str(caught.value) and "https://moved.example.com" in str(caught.value)
+    assert "s3cr3t" not in str(caught.value) and "k3y" not in str(caught.value)
+    assert len(receiver.requests) == 1  # not followed
+
+
+def test_a_receiver_that_answers_2xx_is_delivered_however_slowly_its_body_follows() -> None:
+    # The body was read with a timeout per read, not per POST: a receiver (or proxy) trickling it held the
+    # webhook's thread for as long as it liked (40 s under a 2 s timeout), and one that paused longer than
+    # the timeout after answering 200 got the message again as a retry.
+    body_sent = threading.Event()
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self.send_response(200)
+            self.send_header("Content-Length", "100")
+            self.end_headers()
+            self.wfile.write(b"{")
+            self.wfile.flush()
+            body_sent.wait(30)  # the rest of the body comes when the test is done
+
+    server = LocalServer(Handler)
+    hook = WebhookNotifier(f"{server.url}/hook", name="webhook:slow", timeout_seconds=0.5)
+    try:
+        delivered = hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+    finally:
+        body_sent.set()
+        hook.close()
+        server.close()
+    assert delivered is True
 
 
 def test_a_429_with_retry_after_pauses_the_receiver() -> None:
