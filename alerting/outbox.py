@@ -34,7 +34,7 @@ import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, func, select, update
+from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -65,6 +65,16 @@ from gpuwarden.clock import Clock
 from gpuwarden.errors import BackendError
 
 logger = logging.getLogger(__name__)
+
+URGENCY_UNKNOWN = 4
+"""Where a message stored without a priority (before revision 0013) comes: after P3."""
+
+
+def _urgency(priority: str | None) -> int:
+    """0 for P0 (the most urgent) to 3 for P3; ``URGENCY_UNKNOWN`` for none or one not known."""
+    if priority is not None and len(priority) == 2 and priority[0] == "P" and priority[1] in "0123":
+        return int(priority[1])
+    return URGENCY_UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -167,6 +177,7 @@ class Outbox:
                         incident_id=change.incident.id,
                         idempotency_key=key,
                         payload=payload,
+                        priority=change.incident.priority.value,
                         status=PENDING,
                         attempts=0,
                         created_at=now,
@@ -187,28 +198,60 @@ class Outbox:
 
     def dispatch_due(self, notifier: str | None = None) -> int:
         """Deliver every due message (of one notifier, or of all), in order per (notifier, incident);
-        returns how many were sent."""
-        query = select(OutboxMessage.notifier, OutboxMessage.incident_id).where(
-            OutboxMessage.status.in_(WAITING)
-        )
-        if notifier is not None:
-            query = query.where(OutboxMessage.notifier == notifier)
-        with self._sessions() as session:
-            rows = session.execute(query.order_by(OutboxMessage.id)).all()
-            self._read_pauses(session, [notifier] if notifier is not None else list(self._notifiers))
-        groups = list(dict.fromkeys((r.notifier, r.incident_id) for r in rows))
+        returns how many were sent.
+
+        Incidents are served most urgent first (the most urgent priority among their waiting messages),
+        then oldest first: after an outage, a new P0's page goes before a backlog of P3 updates. A message
+        more urgent than what is left, stored while this round delivers, is served next (the round is
+        planned again), so a rate-limited backlog that takes minutes does not hold a new page for them."""
         failing: set[str] = set()
         sent = 0
-        for notifier_name, incident_id in groups:
-            destination = self._notifiers.get(notifier_name)
-            if destination is None or notifier_name in failing or self.paused(notifier_name):
-                continue
-            outcome = self._drain_group(destination, incident_id)
-            sent += outcome[0]
-            if outcome[1]:
-                # This destination is failing now: leave its other incidents for the next round.
-                failing.add(notifier_name)
-        return sent
+        with self._sessions() as session:
+            self._read_pauses(session, [notifier] if notifier is not None else list(self._notifiers))
+        while True:
+            groups, newest = self._plan(notifier)
+            replan = False
+            for index, (notifier_name, incident_id, _urgency_of) in enumerate(groups):
+                destination = self._notifiers.get(notifier_name)
+                if destination is None or notifier_name in failing or self.paused(notifier_name):
+                    continue
+                outcome = self._drain_group(destination, incident_id)
+                sent += outcome[0]
+                if outcome[1]:
+                    # This destination is failing now: leave its other incidents for the next round.
+                    failing.add(notifier_name)
+                rest = groups[index + 1 :]
+                if rest and self._overtaken(notifier, newest, rest[0]):
+                    replan = True
+                    break
+            if not replan:
+                return sent
+
+    def _waiting(self, notifier: str | None) -> Select[str, str, str | None, int]:
+        query = select(
+            OutboxMessage.notifier, OutboxMessage.incident_id, OutboxMessage.priority, OutboxMessage.id
+        ).where(OutboxMessage.status.in_(WAITING))
+        if notifier is not None:
+            query = query.where(OutboxMessage.notifier == notifier)
+        return query
+
+    def _plan(self, notifier: str | None) -> tuple[list[tuple[str, str, int]], int]:
+        """The (notifier, incident, urgency) groups with waiting messages, most urgent then oldest first,
+        and the newest waiting message's id."""
+        with self._sessions() as session:
+            rows = session.execute(self._waiting(notifier).order_by(OutboxMessage.id)).all()
+        urgency: dict[tuple[str, str], int] = {}
+        for row in rows:  # dicts keep the first (oldest) message's place among equals
+            key = (row.notifier, row.incident_id)
+            urgency[key] = min(urgency.get(key, URGENCY_UNKNOWN), _urgency(row.priority))
+        order = sorted(urgency, key=lambda key: urgency[key])  # stable: oldest first among equals
+        return [(*key, urgency[key]) for key in order], (rows[-1].id if rows else 0)
+
+    def _overtaken(self, notifier: str | None, newest: int, upcoming: tuple[str, str, int]) -> bool:
+        """Whether a message stored since the plan (id past ``newest``) is more urgent than ``upcoming``."""
+        with self._sessions() as session:
+            later = session.execute(self._waiting(notifier).where(OutboxMessage.id > newest)).all()
+        return any(_urgency(row.priority) < upcoming[2] for row in later)
 
     def paused(self, notifier: str) -> bool:
         """Whether ``notifier`` waits out a rate limit now (no call to it until its Retry-After passed), as

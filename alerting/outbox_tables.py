@@ -44,6 +44,9 @@ class OutboxMessage(Base):
     next_attempt_at: Mapped[float] = mapped_column(Float)
     sent_at: Mapped[float | None] = mapped_column(Float, nullable=True)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # The incident's priority when the change was stored ("P0".."P3"): a backlog is delivered most urgent
+    # first. NULL for a row stored before revision 0013 that was no longer waiting then.
+    priority: Mapped[str | None] = mapped_column(String(2), nullable=True)
 
 
 class NotificationThread(Base):

@@ -226,3 +226,31 @@ def test_resolved_incidents_are_read_through_the_state_resolved_at_index(tmp_pat
     plans = resolved_incident_query_plans(engine, "EXPLAIN QUERY PLAN")
     assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
     assert all("USING INDEX ix_incidents_state_resolved_at" in plan for plan in plans), plans
+
+
+def test_messages_waiting_at_the_upgrade_to_0013_take_their_priority_from_their_notification(
+    tmp_path: Path,
+) -> None:
+    """A backlog stored by an earlier gpuwarden is ordered by urgency too; what was sent keeps none."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine, "0012_silence_order")
+    rows = [
+        (1, "pending", '{"priority": "P1", "title": "t"}'),
+        (2, "failed", '{"priority": "P0"}'),
+        (3, "sent", '{"priority": "P0"}'),
+        (4, "pending", "not json"),
+    ]
+    with engine.begin() as conn:
+        for row_id, status, payload in rows:
+            conn.execute(
+                text(
+                    "INSERT INTO notification_outbox (id, notifier, incident_id, idempotency_key, payload,"
+                    " status, attempts, created_at, next_attempt_at) VALUES (:i, 'slack', 'inc-1', :k, :p,"
+                    " :s, 0, 0, 0)"
+                ),
+                {"i": row_id, "k": f"k{row_id}", "p": payload, "s": status},
+            )
+    upgrade(engine, "0013_outbox_priority")
+    with engine.connect() as conn:
+        got = conn.execute(text("SELECT id, priority FROM notification_outbox ORDER BY id")).all()
+    assert [tuple(r) for r in got] == [(1, "P1"), (2, "P0"), (3, None), (4, None)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -26,8 +27,9 @@ from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Backoff, Outbox
 from alerting.outbox_metrics import OutboxCollector
 from alerting.outbox_tables import FAILED, PENDING, SENDING, SENT
-from alerting.subscriptions import ChangeKind
+from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock, SystemClock
+from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
 from tests.http_stub import LocalServer, QuietHandler
 
@@ -457,6 +459,69 @@ def test_once_a_delivery_succeeds_messages_backing_off_after_the_outage_go_at_on
     thread = outbox.thread("slack", "inc-a")
     assert thread is not None and thread.ts is not None
     assert reply_kinds(recorder, thread.ts) == REPLY_ORDER[:2]
+
+
+def _opened(incident_id: str, priority: Priority) -> IncidentChange:
+    incident = make_incident(incident_id, priority=priority, title=f"{incident_id} {priority.value}")
+    return change(incident, ChangeKind.OPENED, 0, "opened")
+
+
+def _parents(recorder: SlackRecorder) -> list[str]:
+    """Each top-level message's incident, oldest first (its title names it: ``inc-<name> <priority>``)."""
+    return [re.findall(r"inc-(\w+) P\d", m.text)[0] for m in recorder.channel_messages()]
+
+
+def test_a_backlog_is_delivered_most_urgent_first_then_oldest_first(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """After an outage, a P0 opened last was paged after every older P3 update: incidents went oldest
+    first."""
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    for name, priority in (("a", Priority.P3), ("b", Priority.P2), ("c", Priority.P3), ("d", Priority.P0)):
+        outbox(_opened(f"inc-{name}", priority))
+    assert outbox.dispatch_due() == 4
+    assert _parents(recorder) == ["d", "b", "a", "c"]
+
+
+def test_a_page_stored_while_a_backlog_drains_goes_next_not_after_the_backlog(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """A round planned its order once: a P0 stored while it delivered (rate limited, for minutes) waited
+    for every incident of the round."""
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    for name in "abc":
+        outbox(_opened(f"inc-{name}", Priority.P3))
+    real_deliver = outbox._notifiers["slack"].deliver
+
+    def deliver(notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver) -> None:
+        real_deliver(notification, thread, retry=retry, save=save)
+        if notification.incident_id == "inc-a":
+            outbox(_opened("inc-z", Priority.P0))  # the engine opens a P0 meanwhile
+
+    outbox._notifiers["slack"].deliver = deliver  # type: ignore[method-assign]
+    assert outbox.dispatch_due() == 4
+    assert _parents(recorder) == ["a", "z", "b", "c"]
+
+
+def test_an_incident_is_served_at_its_most_urgent_waiting_message(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    """An escalation to P0 waiting behind its incident's older P3 message lifts the whole incident; its
+    own messages keep their order."""
+    outbox = Outbox(engine, [slack(recorder)], FakeClock())
+    outbox(_opened("inc-a", Priority.P2))
+    escalated = make_incident("inc-b", priority=Priority.P3, title="inc-b P3")
+    outbox(change(escalated, ChangeKind.OPENED, 0, "opened"))
+    outbox(
+        change(
+            make_incident("inc-b", priority=Priority.P0, title="inc-b P3"),
+            ChangeKind.PRIORITY_CHANGED,
+            1,
+            "P3 -> P0",
+        )
+    )
+    assert outbox.dispatch_due() == 3
+    assert _parents(recorder) == ["b", "a"]
 
 
 def _store_down(*args: object, **kwargs: object) -> int:
