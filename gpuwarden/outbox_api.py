@@ -23,7 +23,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alerting.ingest import NAME_LIMIT, parse_json, stored_text
+from alerting.ingest import parse_json, stored_name
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import DISCARDABLE
 from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
@@ -113,7 +113,7 @@ class OutboxApi:
         outbox = self._outbox()
         data = _object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
-        by = stored_text(_name(data.get("by", "api"), "by"), "by", NAME_LIMIT)
+        by = stored_name(data.get("by", "api"), "by")
         incident = None if data.get("incident") is None else _name(data["incident"], "incident")
         statuses = data.get("statuses", [ORPHANED])
         if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
