@@ -322,7 +322,7 @@ class _Handlers:
         silence = "/api/v2/silence/{silence_id}"
         am = AlertmanagerApi(self.engine)
         actions = IncidentActionsApi(self.engine)
-        outbox = OutboxApi(self.outbox)
+        outbox = OutboxApi(self.outbox, self.engine.store)
         inventory = InventoryApi(self.engine)
         probes = HealthApi(self.engine, self.metrics, self.health, self.applier, self.fence)
         return [

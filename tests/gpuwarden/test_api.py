@@ -762,6 +762,15 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
+        # An incident that does not exist (a typo) answered 200 having requeued nothing, as if it had none.
+        for path, body in (("retry", {}), ("discard", {"notifier": "slack", "dry_run": True})):
+            typo = c.post(f"/api/v1/outbox/{path}", json={**body, "incident": "inc-nope"}, headers=AUTH)
+            assert (typo.status_code, error_field(typo)) == (404, "incident"), typo.text
+            assert "no incident 'inc-nope'" in error_text(typo)
+        client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+        (known,) = client.get("/api/v1/incidents").json()
+        one = c.post("/api/v1/outbox/retry", json={"incident": known["id"]}, headers=AUTH)
+        assert one.json() == {"requeued": 0, "overtaken": 0}
         # Unknown keys were ignored: {"id": 7} (one message, as someone meant it) requeued every failed one.
         widened = c.post("/api/v1/outbox/retry", json={"id": 7}, headers=AUTH)
         assert widened.status_code == 400 and error_field(widened) == "id", widened.text
