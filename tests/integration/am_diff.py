@@ -52,10 +52,16 @@ class Step:
     save: str = ""  # keep the silenceID answered under this name
     amtool: Sequence[str] = ()  # run amtool with these arguments instead of an HTTP request
     wait: float = 0.0  # seconds to wait before the step (an endsAt to pass)
+    content_type: str = ""  # the body's declared Content-Type, if not application/json
 
 
 def _post(name: str, *alerts: dict[str, Any]) -> Step:
     return Step(name, "POST", "/api/v2/alerts", list(alerts))
+
+
+def _declared(name: str, content_type: str, path: str, body: Any) -> Step:
+    """A POST of a JSON body declared as ``content_type`` (``curl -d`` declares a form)."""
+    return Step(name, "POST", path, body, content_type=content_type)
 
 
 def _query(name: str, *params: tuple[str, str]) -> Step:
@@ -110,6 +116,13 @@ STEPS: list[Step] = [
         {"labels": {"alertname": "P1", "sev": "page", "svc": "s"}},
         {"labels": {"alertname": "T", "sev": "ticket", "svc": "s"}},
     ),
+    _declared("post-text-plain", "text/plain", "/api/v2/alerts", [{"labels": {"alertname": "Plain"}}]),
+    _declared(
+        "post-json-charset",
+        "application/json; charset=utf-8",
+        "/api/v2/alerts",
+        [{"labels": {"alertname": "Charset"}}],
+    ),
     _post("post-gettable-status", {"labels": {"alertname": "Copy"}, "status": {"state": "active"}}),
     _post("post-status-word", {"labels": {"alertname": "Word"}, "status": "resolved"}),
     _post("resolve-then", {"labels": {"alertname": "R"}, "startsAt": "@-100", "endsAt": "@-10"}),
@@ -153,6 +166,12 @@ STEPS: list[Step] = [
     _silence("silence-ended", [_m("alertname", "A")], startsAt="@-7200", endsAt="@-3600"),
     _silence("silence-reversed", [_m("alertname", "A")], startsAt="@+100", endsAt="@+50"),
     _silence("silence-no-start", [_m("alertname", "A")], startsAt=None),
+    _declared(
+        "silence-form-encoded",
+        "application/x-www-form-urlencoded",
+        "/api/v2/silences",
+        {"matchers": [_m("alertname", "A")], "endsAt": "@+60", "createdBy": "probe", "comment": "form"},
+    ),
     Step("silence-get", path="/api/v2/silence/{s_eq}"),
     _silences("silences-all"),
     _silences("silences-filter-eq", 'alertname="A"'),
@@ -365,12 +384,15 @@ class Probe:
             ), done.stdout if done.returncode == 0 else done.stderr
         body = _ids(_times(step.body, now), target.ids) if step.body is not None else None
         path = _ids(step.path, target.ids)
+        headers = dict(target.headers)
+        if step.content_type:
+            headers["Content-Type"] = step.content_type
         response = httpx.request(
             step.method,
             target.url + path,
-            json=body,
+            content=None if body is None else json.dumps(body).encode(),
             params=list(step.params),
-            headers=target.headers,
+            headers={"Content-Type": "application/json", **headers},
             timeout=30,
         )
         try:
