@@ -5,7 +5,8 @@ serve``, and a comparison of what each answers (``benchmarks/am_diff.py`` prints
 Both servers get the same inhibition rules. A step is an HTTP request (or an ``amtool`` call) sent to both;
 what is compared is what a client acts on: the status class (2xx, 4xx, 5xx), and for alert and silence
 listings the alerts (labels, annotations, state, how many silences mute it, which alerts inhibit it,
-``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment). Silence ids
+``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment, and
+``updatedAt``, when each was last set, updated in place or expired, within a second). Silence ids
 differ between the two servers by nature: a step can save the id each one answered under a name that later
 paths and ``amtool`` arguments use (``{name}``). Times in a body are written ``@+600`` (now plus 600 s).
 Differences that are documented (README "Known gaps") or harmless are listed in ``KNOWN`` with the reason.
@@ -170,7 +171,13 @@ STEPS: list[Step] = [
         "silence-form-encoded",
         "application/x-www-form-urlencoded",
         "/api/v2/silences",
-        {"matchers": [_m("alertname", "A")], "endsAt": "@+60", "createdBy": "probe", "comment": "form"},
+        {
+            "matchers": [_m("alertname", "A")],
+            "startsAt": "@+0",
+            "endsAt": "@+60",
+            "createdBy": "probe",
+            "comment": "form",
+        },
     ),
     Step("silence-get", path="/api/v2/silence/{s_eq}"),
     _silences("silences-all"),
@@ -345,8 +352,16 @@ def _silence_list(items: list[dict[str, Any]]) -> list[Any]:
             s["status"]["state"],
             s.get("createdBy"),
             s.get("comment"),
+            s["updatedAt"],
         )
         for s in items
+    )
+
+
+def _same_silences(am: list[Any], gw: list[Any]) -> bool:
+    """The same silences, each last set, updated or expired (``updatedAt``) within a second of the other's."""
+    return len(am) == len(gw) and all(
+        x[:-1] == y[:-1] and abs(_epoch(x[-1]) - _epoch(y[-1])) <= 1.0 for x, y in zip(am, gw, strict=True)
     )
 
 
@@ -411,7 +426,7 @@ class Probe:
             am, gw = json.loads(am or "[]"), json.loads(gw or "[]")
         if step.compare.endswith("silences"):
             a, g = _silence_list(am), _silence_list(gw)
-            return a == g, [a, g]
+            return _same_silences(a, g), [a, g]
         fps = {x["fingerprint"]: x["labels"].get("alertname", "") for x in am + gw}
         a, g = _alerts(am, fps), _alerts(gw, fps)
         return _same_alerts(a, g), [a, g]
