@@ -58,7 +58,7 @@ class Silence:
     # from ``created_by``: a window posted through the API may say "config" too.
     configured: bool = False
     # When it was set, last updated in place or expired; None where unknown (a window of the configuration
-    # file, a silence stored before migration 0013): its start stands for it.
+    # file, a silence stored before migration 0014): its start stands for it.
     updated_at: datetime | None = None
 
     def state(self, now: datetime) -> str:

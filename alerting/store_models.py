@@ -126,7 +126,7 @@ class SilenceRow(Base):
     # (``muted_by``). NULL on rows stored before migration 0012.
     seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
     # When it was set, last updated in place or expired (Alertmanager's ``updatedAt``). NULL on rows stored
-    # before migration 0013, which report their ``starts_at``.
+    # before migration 0014, which report their ``starts_at``.
     updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 

@@ -664,7 +664,7 @@ def test_a_silences_updated_at_says_when_it_was_set_updated_in_place_or_expired(
     assert (listed["status"]["state"], listed["updatedAt"]) == ("expired", "2026-01-01T00:02:30Z")
 
 
-def test_a_silence_stored_before_migration_0013_reports_its_start_as_updated_at(tmp_path: Path) -> None:
+def test_a_silence_stored_before_migration_0014_reports_its_start_as_updated_at(tmp_path: Path) -> None:
     sql = make_engine(str(tmp_path / "old.db"))
     upgrade(sql, "0012_silence_order")
     with sql.begin() as conn:  # as the previous release stored it: no updated_at column

@@ -1,7 +1,7 @@
 """Silences: when each was last set, updated in place or expired, which Alertmanager's API reports.
 
-Revision ID: 0013_silence_updated_at
-Revises: 0012_silence_order
+Revision ID: 0014_silence_updated_at
+Revises: 0013_outbox_priority
 """
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = "0013_silence_updated_at"
-down_revision: str | None = "0012_silence_order"
+revision = "0014_silence_updated_at"
+down_revision: str | None = "0013_outbox_priority"
 branch_labels = None
 depends_on = None
 
