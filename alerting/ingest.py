@@ -18,6 +18,7 @@ import orjson
 from gpuwarden.errors import InputError
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
+from gpuwarden.printable import escape_controls
 from gpuwarden.xid import action_for_xid
 
 logger = logging.getLogger(__name__)
@@ -71,6 +72,19 @@ def stored_text(value: str, field: str, limit: int | None = None) -> str:
         raise InputError(_NUL_REFUSED, field=field)
     if limit is not None and len(value) > limit:
         raise InputError(f"must be at most {limit} characters (got {len(value)})", field=field)
+    return value
+
+
+def stored_name(value: object, field: str) -> str:
+    """Who did something (``by``): a non-empty string that ``stored_text`` takes within ``NAME_LIMIT``, on one
+    line of visible text. It is printed after "note by", in the Slack thread and on the timeline: a newline
+    in ``bob\\nEVIL: approved`` forged a line there, and a bidi override or an ESC sequence showed another
+    name than the one stored."""
+    if not isinstance(value, str) or not value.strip():
+        raise InputError("must be a non-empty string", field=field)
+    stored_text(value, field, NAME_LIMIT)
+    if escape_controls(value) != value:
+        raise InputError(f"a name is one line of visible text; got {escape_controls(value)!r}", field=field)
     return value
 
 

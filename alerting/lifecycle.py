@@ -48,10 +48,23 @@ from gpuwarden.model import AlertStatus, Incident, IncidentState, Priority
 APPROVED = "remediation_approved"  # timeline kinds
 MITIGATING = "mitigating"
 REPEAT_WINDOW = timedelta(minutes=5)  # Slack's own window for a request's timestamp
-MAX_NOTE_CHARS = 2000  # a Slack section holds 3,000 characters, with the author and the event's kind
+# A person's words (a note, a mitigation's action): a Slack section holds 3,000 characters, with the author
+# and the event's kind.
+MAX_TEXT_CHARS = 2000
 
 
 logger = logging.getLogger(__name__)
+
+
+def free_text(text: str, field: str) -> str:
+    """A person's words for the timeline and the Slack thread, stripped: refused (naming ``field``) when
+    blank or longer than ``MAX_TEXT_CHARS``."""
+    text = text.strip()
+    if not text:
+        raise InputError("must be a non-empty string", field=field)
+    if len(text) > MAX_TEXT_CHARS:
+        raise InputError(f"is {len(text)} characters; at most {MAX_TEXT_CHARS}", field=field)
+    return text
 
 
 class IncidentLifecycle(SilenceKeeping):
@@ -214,6 +227,7 @@ class IncidentLifecycle(SilenceKeeping):
         """An automatic or manual action is running against the incident; it moves to mitigating. The same
         action marked again while it is mitigating, by anyone (a retried request), changes nothing; another
         action is recorded."""
+        action = free_text(action, "action")
         return self._transition(
             incident_id,
             by,
@@ -228,11 +242,7 @@ class IncidentLifecycle(SilenceKeeping):
 
     def add_note(self, incident_id: str, by: str, text: str) -> Incident:
         """A person's note on the timeline (resolved incidents too: postmortems are written after)."""
-        text = text.strip()
-        if not text:
-            raise InputError("must be a non-empty string", field="text")
-        if len(text) > MAX_NOTE_CHARS:
-            raise InputError(f"is {len(text)} characters; at most {MAX_NOTE_CHARS}", field="text")
+        text = free_text(text, "text")
         merged_into = self._merged_into(incident_id)
         if merged_into:  # its story goes on in the other, where people look (and where its alerts are now)
             raise resolved_conflict(incident_id, merged_into)

@@ -57,6 +57,9 @@ class Silence:
     # A maintenance window of the configuration file: it lives in the config, not in the store. Not read
     # from ``created_by``: a window posted through the API may say "config" too.
     configured: bool = False
+    # When it was set, last updated in place or expired; None where unknown (a window of the configuration
+    # file, a silence stored before migration 0014): its start stands for it.
+    updated_at: datetime | None = None
 
     def state(self, now: datetime) -> str:
         """Alertmanager's silence state: pending, active or expired."""

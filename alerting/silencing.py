@@ -75,6 +75,7 @@ class SilenceKeeping:
                     comment,
                     kind,
                     incident_id,
+                    updated_at=now,
                 )
                 if old is not None and _updatable(silence_from_row(old), silence, now):
                     silence = replace(silence, id=old.id)
@@ -93,6 +94,7 @@ class SilenceKeeping:
                         comment=comment,
                         incident_id=incident_id,
                         seq=(last or 0) + 1,  # last in ``_silences`` too (see ``stored_silences``)
+                        updated_at=now,
                     )
                 )
             if expired is not None:
@@ -192,3 +194,4 @@ def _expire_row(row: SilenceRow, now: datetime) -> None:
     if row.ends_at > now:
         row.starts_at = min(row.starts_at, now)
         row.ends_at = now
+        row.updated_at = now

@@ -205,6 +205,7 @@ def silence_from_row(row: SilenceRow) -> Silence:
         comment=row.comment,
         kind=SilenceKind(row.kind),
         incident_id=row.incident_id,
+        updated_at=row.updated_at,
     )
 
 

@@ -125,6 +125,9 @@ class SilenceRow(Base):
     # The order silences were created or last updated in: of those matching an alert, the first set mutes it
     # (``muted_by``). NULL on rows stored before migration 0012.
     seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # When it was set, last updated in place or expired (Alertmanager's ``updatedAt``). NULL on rows stored
+    # before migration 0014, which report their ``starts_at``.
+    updated_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class JournalOffsetRow(Base):

@@ -53,7 +53,7 @@ def gettable_silence(s: Silence, now: datetime) -> dict[str, Any]:
         "matchers": [m.to_dict() for m in s.matchers],
         "startsAt": iso(s.starts_at),
         "endsAt": iso(s.ends_at),
-        "updatedAt": iso(s.starts_at),
+        "updatedAt": iso(s.updated_at or s.starts_at),  # set, updated in place or expired
         "createdBy": s.created_by,
         "comment": s.comment,
         "status": {"state": s.state(now)},

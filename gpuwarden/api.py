@@ -50,7 +50,15 @@ from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.health_api import HealthApi
-from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
+from gpuwarden.httpbody import (
+    JSON_MEDIA_TYPE,
+    BodyEncoded,
+    BodyNotJson,
+    BodyTimeout,
+    BodyTooLarge,
+    check_json_body,
+    read_limited,
+)
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
 from gpuwarden.inventory_api import (
     InventoryApi,
@@ -186,7 +194,9 @@ class _Handlers:
             else:
                 lag = await self.barrier() if barrier else 0
                 try:
-                    response = await handler(request, await self.read_body(request))
+                    body = await self.read_body(request)
+                    check_json_body(request, body)
+                    response = await handler(request, body)
                 except BodyTooLarge:
                     too_large = f"body larger than {self.config.max_body_bytes} bytes"
                     response = _error(413, too_large, route=route)
@@ -196,6 +206,9 @@ class _Handlers:
                 except BodyEncoded as exc:
                     encoded = f"Content-Encoding {exc} is not taken; send the body uncompressed"
                     response = _error(415, encoded, "Content-Encoding", route=route)
+                except BodyNotJson as exc:
+                    not_json = f"Content-Type: {str(exc)!r} is not taken; send {JSON_MEDIA_TYPE}"
+                    response = _error(415, not_json, "Content-Type", route=route)
                 except ClientDisconnect:
                     # Nobody reads this answer; a client that goes away mid-body is no server error.
                     logger.info("client disconnected before its body was read", extra={"path": route})
@@ -322,7 +335,7 @@ class _Handlers:
         silence = "/api/v2/silence/{silence_id}"
         am = AlertmanagerApi(self.engine)
         actions = IncidentActionsApi(self.engine)
-        outbox = OutboxApi(self.outbox)
+        outbox = OutboxApi(self.outbox, self.engine.store)
         inventory = InventoryApi(self.engine)
         probes = HealthApi(self.engine, self.metrics, self.health, self.applier, self.fence)
         return [

@@ -5,7 +5,8 @@ newest that many, default 100) answers ``{"counts": {status: n}, "messages": [..
 ``?incident=`` only when one is asked for), each message without its payload but with ``event``, what it
 tells.
 ``POST /api/v1/outbox/retry`` (``{"incident": id}`` optional) queues failed messages again, after someone
-fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``.
+fixed the token or the channel, and answers ``{"requeued": n, "overtaken": m}``; 404 for an incident the
+store does not hold (both POSTs).
 ``POST /api/v1/outbox/discard`` (``{"notifier": name, "statuses": ["orphaned"], "incident": id, "by": who,
 "dry_run": false}``; only ``notifier`` is required) drops a notifier's orphaned (and, asked, failed) messages
 for good and answers ``{"notifier", "discarded": {status: n}, "total", "dry_run"}``: 404 when no message of
@@ -23,11 +24,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from alerting.ingest import NAME_LIMIT, parse_json, stored_text
+from alerting.ingest import parse_json, stored_name
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import DISCARDABLE
 from alerting.outbox_tables import ORPHANED, PENDING, SENDING, STATUSES, OutboxMessage
-from alerting.store import NotFound
+from alerting.store import IncidentStore, NotFound
 from gpuwarden.errors import InputError
 from gpuwarden.params import choice, positive, single
 
@@ -75,8 +76,9 @@ def _event(payload: str) -> str:
 class OutboxApi:
     """Handlers of the outbox routes."""
 
-    def __init__(self, outbox: Outbox | None) -> None:
+    def __init__(self, outbox: Outbox | None, store: IncidentStore) -> None:
         self.outbox = outbox
+        self.store = store
 
     def _outbox(self) -> Outbox:
         if self.outbox is None:
@@ -102,9 +104,7 @@ class OutboxApi:
         """Queue failed messages again (of one incident if the body names it)."""
         outbox = self._outbox()
         data = _object(body, RETRY_FIELDS)
-        incident = data.get("incident")
-        if incident is not None and (not isinstance(incident, str) or not incident.strip()):
-            raise InputError("must be a non-empty string", field="incident")
+        incident = await self._incident(data)
         requeued, overtaken = await run_in_threadpool(outbox.requeue_failed, incident)
         return JSONResponse({"requeued": requeued, "overtaken": overtaken})
 
@@ -113,8 +113,8 @@ class OutboxApi:
         outbox = self._outbox()
         data = _object(body, DISCARD_FIELDS)
         notifier = _name(data.get("notifier"), "notifier")
-        by = stored_text(_name(data.get("by", "api"), "by"), "by", NAME_LIMIT)
-        incident = None if data.get("incident") is None else _name(data["incident"], "incident")
+        by = stored_name(data.get("by", "api"), "by")
+        incident = await self._incident(data)
         statuses = data.get("statuses", [ORPHANED])
         if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
             raise InputError(f"must be a list of statuses: {', '.join(DISCARDABLE)}", field="statuses")
@@ -127,6 +127,16 @@ class OutboxApi:
         return JSONResponse(
             {"notifier": notifier, "discarded": counts, "total": sum(counts.values()), "dry_run": dry_run}
         )
+
+    async def _incident(self, data: dict[str, Any]) -> str | None:
+        """The body's ``incident``, if any, once the store is known to hold it: one that does not exist (a
+        typo) is 404 naming it, as ``incidents show`` answers, not a request that acted on nothing."""
+        if data.get("incident") is None:
+            return None
+        incident = _name(data["incident"], "incident")
+        if not await run_in_threadpool(self.store.rows_by_id, [incident]):
+            raise NotFound(f"no incident {incident!r} (incidents list shows them)", field="incident")
+        return incident
 
 
 def _object(body: bytes, fields: tuple[str, ...]) -> dict[str, Any]:

@@ -645,6 +645,41 @@ def test_updating_an_expired_silence_makes_a_new_one(client: TestClient) -> None
     assert client.get(f"/api/v2/silence/{second}").json()["status"]["state"] == "active"
 
 
+def test_a_silences_updated_at_says_when_it_was_set_updated_in_place_or_expired(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    # updatedAt was the silence's startsAt whatever happened to it; Alertmanager 0.25 answers the time it was
+    # set, updated in place or expired (measured here), which is what amtool and Grafana show as "updated".
+    clock: FakeClock = engine.clock  # type: ignore[assignment]
+    sid = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
+    assert client.get(f"/api/v2/silence/{sid}").json()["updatedAt"] == "2026-01-01T00:00:00Z"
+    clock.advance(90)
+    longer = {**SILENCE, "id": sid, "endsAt": "2026-01-03T00:00:00Z"}
+    assert client.post("/api/v2/silences", json=longer, headers=AUTH).json()["silenceID"] == sid
+    updated = client.get(f"/api/v2/silence/{sid}").json()
+    assert (updated["startsAt"], updated["updatedAt"]) == (SILENCE["startsAt"], "2026-01-01T00:01:30Z")
+    clock.advance(60)
+    client.delete(f"/api/v2/silence/{sid}", headers=AUTH)
+    (listed,) = client.get("/api/v2/silences").json()
+    assert (listed["status"]["state"], listed["updatedAt"]) == ("expired", "2026-01-01T00:02:30Z")
+
+
+def test_a_silence_stored_before_migration_0014_reports_its_start_as_updated_at(tmp_path: Path) -> None:
+    sql = make_engine(str(tmp_path / "old.db"))
+    upgrade(sql, "0012_silence_order")
+    with sql.begin() as conn:  # as the previous release stored it: no updated_at column
+        conn.exec_driver_sql(
+            "INSERT INTO silences (id, kind, matchers, starts_at, ends_at, created_by, comment, seq)"
+            ' VALUES (\'sil-old\', \'silence\', \'[{"name": "node", "value": "n1", "isRegex": false}]\','
+            " '2025-12-31 00:00:00.000000', '2026-01-02 00:00:00.000000', 'bob', '', 1)"
+        )
+    upgrade(sql)
+    engine = IncidentEngine(sql, FakeClock())
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)))) as c:
+        old = c.get("/api/v2/silence/sil-old").json()
+        assert (old["startsAt"], old["updatedAt"]) == ("2025-12-31T00:00:00Z", "2025-12-31T00:00:00Z")
+
+
 def test_alertmanager_probe_paths_answer(client: TestClient) -> None:
     assert [client.get(p).status_code for p in ("/healthz", "/-/healthy", "/-/ready")] == [200, 200, 200]
 
@@ -762,6 +797,15 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         assert posted.status_code == 400 and error_field(posted) == "incident"
         done = c.post("/api/v1/outbox/retry", headers=AUTH)
         assert done.json() == {"requeued": 0, "overtaken": 0}
+        # An incident that does not exist (a typo) answered 200 having requeued nothing, as if it had none.
+        for path, body in (("retry", {}), ("discard", {"notifier": "slack", "dry_run": True})):
+            typo = c.post(f"/api/v1/outbox/{path}", json={**body, "incident": "inc-nope"}, headers=AUTH)
+            assert (typo.status_code, error_field(typo)) == (404, "incident"), typo.text
+            assert "no incident 'inc-nope'" in error_text(typo)
+        client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+        (known,) = client.get("/api/v1/incidents").json()
+        one = c.post("/api/v1/outbox/retry", json={"incident": known["id"]}, headers=AUTH)
+        assert one.json() == {"requeued": 0, "overtaken": 0}
         # Unknown keys were ignored: {"id": 7} (one message, as someone meant it) requeued every failed one.
         widened = c.post("/api/v1/outbox/retry", json={"id": 7}, headers=AUTH)
         assert widened.status_code == 400 and error_field(widened) == "id", widened.text
@@ -777,6 +821,8 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         ({"notifier": "slack", "statuses": ["sent"]}, "statuses"),
         ({"notifier": "slack", "dry_run": "yes"}, "dry_run"),
         ({"notifier": "slack", "by": "x" * 129}, "by"),
+        # A name is one line of visible text, by the incident actions' check: it is recorded in last_error.
+        ({"notifier": "slack", "by": "bob\nEVIL: approved"}, "by"),
         ({"notifier": "slack", "incident": ""}, "incident"),
         ([], "body"),
         # A misspelt dry_run was ignored: the messages were discarded for good, not counted.
@@ -789,6 +835,7 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
         "sent",
         "dry-run",
         "long-by",
+        "by-newline",
         "incident",
         "list",
         "unknown-field",

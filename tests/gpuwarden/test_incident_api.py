@@ -125,3 +125,19 @@ def test_resolve_refused_while_silenced_says_it_is_silenced_instead_of_suggestin
     said = error_text(firing)
     assert "1 of its alerts still fires" in said and "it is silenced until 20" in said
     assert "incidents silence" not in said  # it was told to do what it had done
+
+
+def test_a_mitigate_action_longer_than_a_note_may_be_is_refused_naming_the_field_and_the_limit(
+    client: TestClient,
+) -> None:
+    # A mitigate's action took any length (a megabyte went into the timeline, the Slack thread and every
+    # "already mitigating (...)" answer); a note's text is held to 2,000 characters, and so is it now.
+    path = _incident(client)
+    before = client.get(path).json()
+    for field, action in (("action", "mitigate"), ("text", "notes")):
+        long = client.post(f"{path}/{action}", json={field: "x" * 2001, "by": "carol"}, headers=AUTH)
+        assert (long.status_code, error_field(long)) == (400, field), long.text
+        assert "2001 characters; at most 2000" in error_text(long)
+    assert client.get(path).json() == before, "a refused action changes nothing"
+    at_limit = client.post(f"{path}/mitigate", json={"action": "x" * 2000, "by": "carol"}, headers=AUTH)
+    assert at_limit.status_code == 200 and at_limit.json()["state"] == "mitigating"

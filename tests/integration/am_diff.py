@@ -5,7 +5,8 @@ serve``, and a comparison of what each answers (``benchmarks/am_diff.py`` prints
 Both servers get the same inhibition rules. A step is an HTTP request (or an ``amtool`` call) sent to both;
 what is compared is what a client acts on: the status class (2xx, 4xx, 5xx), and for alert and silence
 listings the alerts (labels, annotations, state, how many silences mute it, which alerts inhibit it,
-``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment). Silence ids
+``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment, and
+``updatedAt``, when each was last set, updated in place or expired, within a second). Silence ids
 differ between the two servers by nature: a step can save the id each one answered under a name that later
 paths and ``amtool`` arguments use (``{name}``). Times in a body are written ``@+600`` (now plus 600 s).
 Differences that are documented (README "Known gaps") or harmless are listed in ``KNOWN`` with the reason.
@@ -52,10 +53,16 @@ class Step:
     save: str = ""  # keep the silenceID answered under this name
     amtool: Sequence[str] = ()  # run amtool with these arguments instead of an HTTP request
     wait: float = 0.0  # seconds to wait before the step (an endsAt to pass)
+    content_type: str = ""  # the body's declared Content-Type, if not application/json
 
 
 def _post(name: str, *alerts: dict[str, Any]) -> Step:
     return Step(name, "POST", "/api/v2/alerts", list(alerts))
+
+
+def _declared(name: str, content_type: str, path: str, body: Any) -> Step:
+    """A POST of a JSON body declared as ``content_type`` (``curl -d`` declares a form)."""
+    return Step(name, "POST", path, body, content_type=content_type)
 
 
 def _query(name: str, *params: tuple[str, str]) -> Step:
@@ -110,6 +117,13 @@ STEPS: list[Step] = [
         {"labels": {"alertname": "P1", "sev": "page", "svc": "s"}},
         {"labels": {"alertname": "T", "sev": "ticket", "svc": "s"}},
     ),
+    _declared("post-text-plain", "text/plain", "/api/v2/alerts", [{"labels": {"alertname": "Plain"}}]),
+    _declared(
+        "post-json-charset",
+        "application/json; charset=utf-8",
+        "/api/v2/alerts",
+        [{"labels": {"alertname": "Charset"}}],
+    ),
     _post("post-gettable-status", {"labels": {"alertname": "Copy"}, "status": {"state": "active"}}),
     _post("post-status-word", {"labels": {"alertname": "Word"}, "status": "resolved"}),
     _post("resolve-then", {"labels": {"alertname": "R"}, "startsAt": "@-100", "endsAt": "@-10"}),
@@ -153,6 +167,18 @@ STEPS: list[Step] = [
     _silence("silence-ended", [_m("alertname", "A")], startsAt="@-7200", endsAt="@-3600"),
     _silence("silence-reversed", [_m("alertname", "A")], startsAt="@+100", endsAt="@+50"),
     _silence("silence-no-start", [_m("alertname", "A")], startsAt=None),
+    _declared(
+        "silence-form-encoded",
+        "application/x-www-form-urlencoded",
+        "/api/v2/silences",
+        {
+            "matchers": [_m("alertname", "A")],
+            "startsAt": "@+0",
+            "endsAt": "@+60",
+            "createdBy": "probe",
+            "comment": "form",
+        },
+    ),
     Step("silence-get", path="/api/v2/silence/{s_eq}"),
     _silences("silences-all"),
     _silences("silences-filter-eq", 'alertname="A"'),
@@ -326,8 +352,16 @@ def _silence_list(items: list[dict[str, Any]]) -> list[Any]:
             s["status"]["state"],
             s.get("createdBy"),
             s.get("comment"),
+            s["updatedAt"],
         )
         for s in items
+    )
+
+
+def _same_silences(am: list[Any], gw: list[Any]) -> bool:
+    """The same silences, each last set, updated or expired (``updatedAt``) within a second of the other's."""
+    return len(am) == len(gw) and all(
+        x[:-1] == y[:-1] and abs(_epoch(x[-1]) - _epoch(y[-1])) <= 1.0 for x, y in zip(am, gw, strict=True)
     )
 
 
@@ -365,12 +399,15 @@ class Probe:
             ), done.stdout if done.returncode == 0 else done.stderr
         body = _ids(_times(step.body, now), target.ids) if step.body is not None else None
         path = _ids(step.path, target.ids)
+        headers = dict(target.headers)
+        if step.content_type:
+            headers["Content-Type"] = step.content_type
         response = httpx.request(
             step.method,
             target.url + path,
-            json=body,
+            content=None if body is None else json.dumps(body).encode(),
             params=list(step.params),
-            headers=target.headers,
+            headers={"Content-Type": "application/json", **headers},
             timeout=30,
         )
         try:
@@ -389,7 +426,7 @@ class Probe:
             am, gw = json.loads(am or "[]"), json.loads(gw or "[]")
         if step.compare.endswith("silences"):
             a, g = _silence_list(am), _silence_list(gw)
-            return a == g, [a, g]
+            return _same_silences(a, g), [a, g]
         fps = {x["fingerprint"]: x["labels"].get("alertname", "") for x in am + gw}
         a, g = _alerts(am, fps), _alerts(gw, fps)
         return _same_alerts(a, g), [a, g]

@@ -192,6 +192,19 @@ def test_discard_refuses_what_it_must_not_touch_with_a_clear_error_and_changes_n
         assert outbox.counts() == {SENT: 5, ORPHANED: 5, FAILED: 5}
 
 
+def test_retry_and_discard_of_an_incident_that_does_not_exist_say_so_and_exit_1(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `outbox retry --incident inc-nope` said "queued again: 0" and exited 0, as for an incident with no
+    # failed message; `incidents show inc-nope` says there is no such incident (404) and exits 1.
+    with _serving_orphans(tmp_path, monkeypatch) as outbox:
+        for command in (["retry"], ["discard", "--notifier", "webhook:ops", "--status", "failed", "--yes"]):
+            typo = runner.invoke(app, ["outbox", *command, "--url", URL, "--incident", "inc-nope"])
+            said = " ".join(typo.stderr.split())
+            assert typo.exit_code == 1 and "HTTP 404: incident: no incident 'inc-nope'" in said, typo.output
+        assert outbox.counts() == {SENT: 5, ORPHANED: 5, FAILED: 5}
+
+
 def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> None:
     """serve counts only the statuses it holds messages in: ``-o json`` said ``"counts": {}`` (or lacked
     ``failed``) where the table said ``failed 0``, and a script's ``counts["failed"]`` raised KeyError."""
