@@ -14,7 +14,9 @@ fresh SQLite store with no inventory, in two phases posted one after the other (
 * ``node_down`` (control, ``first`` only): ``NodeDown`` on N distinct nodes, linear since
   ``bench_many_faults.py``.
 
-For N in ``--sizes`` (default 250, 500, 1000, 2000) and each shape in ``--shapes``: seconds and alerts per
+Alerts are posted ``--batch`` at a time (default 64, as Prometheus does; one POST is one journal record,
+applied in one transaction). For N in ``--sizes`` (default 250, 500, 1000, 2000) and each shape in
+``--shapes``: seconds and alerts per
 second per phase, ``join_rank`` calls per phase, and the incidents after each phase (not merged away: N, N,
 1 and N expected at the end).
 """
@@ -84,7 +86,7 @@ def _phases(shape: str, count: int) -> list[list[dict[str, str]]]:
     raise ValueError(f"unknown shape {shape!r} (one of {', '.join(SHAPES)})")
 
 
-def _run(shape: str, count: int) -> dict[str, object]:
+def _run(shape: str, count: int, batch: int = bench.BATCH) -> dict[str, object]:
     """Apply each phase of ``shape`` to a fresh store: seconds, alerts/s and join_rank calls per phase."""
     work = Path(tempfile.mkdtemp(prefix="bench-correlation-shapes-"))
     config = work / "gw.yml"
@@ -98,8 +100,8 @@ def _run(shape: str, count: int) -> dict[str, object]:
     result: dict[str, object] = {}
     for phase, labels in zip(("first", "second"), _phases(shape, count), strict=False):
         alerts = [Alert(one, starts_at=start_at) for one in labels]
-        for body in bench.encode([bench.as_postable(a, ends) for a in alerts]):
-            applier.journal.append(KIND_POSTABLE, body, bench.BATCH)
+        for body in bench.encode([bench.as_postable(a, ends) for a in alerts], batch):
+            applier.journal.append(KIND_POSTABLE, body, batch)  # a record per POST, one transaction
         gc.collect()
         _calls[0] = 0
         start = time.perf_counter()
@@ -124,6 +126,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=list(SIZES))
     parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=list(SHAPES))
+    parser.add_argument("--batch", type=int, default=bench.BATCH, help="alerts per POST (default 64)")
     args = parser.parse_args()
     _patch(_counted_join_rank)
     gc.freeze()  # as serve does
@@ -132,7 +135,7 @@ def main() -> None:
     _run("link", 50)  # warm up (SQLAlchemy compiles its statements once): not counted
     for count in args.sizes:
         for shape in args.shapes:
-            result.update(_run(shape, count))
+            result.update(_run(shape, count, args.batch))
     print(json.dumps(result))
 
 
