@@ -93,6 +93,18 @@ def _hosts_workload(
     return not placed.isdisjoint(gpus)
 
 
+def spread_root(root: Path) -> bool:
+    """A root that a spread of one signal may have: a rack, or a node (``same_signal_spread``)."""
+    return RACK_DEPTH <= len(root) <= RACK_DEPTH + 1
+
+
+def rolls_up(root: Path) -> bool:
+    """Whether an incident rooted at ``root`` may take its signal's alerts from another rack of its cluster
+    (``same_signal_spread``'s roll-up to the cluster): a rack, or a node where racks are unknown. Any other
+    takes them only from its own known rack."""
+    return len(root) == RACK_DEPTH or (len(root) == RACK_DEPTH + 1 and root[1] == UNKNOWN)
+
+
 def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | None:
     """How the same alert already held by ``candidate`` spreads to ``path``: None when it does not.
 
@@ -105,12 +117,12 @@ def same_signal_spread(candidate: Candidate, new: Member, path: Path) -> int | N
     pattern: two unrelated faults on different nodes stay apart.
     """
     root = candidate.root_path
-    if len(root) < RACK_DEPTH or root[0] != path[0] or len(root) > RACK_DEPTH + 1:
+    if not spread_root(root) or root[0] != path[0]:
         return None  # cheap test first: ingest calls this for every open incident
     rack_unknown = root[1] == UNKNOWN
     same_rack = not rack_unknown and root[:RACK_DEPTH] == path[:RACK_DEPTH]
-    if not same_rack and (new.kind in OUTAGE_KINDS or (len(root) > RACK_DEPTH and not rack_unknown)):
-        return None
+    if not same_rack and (new.kind in OUTAGE_KINDS or not rolls_up(root)):
+        return None  # the index of open incidents files by these tests (``incident_index``)
     if not same_rack and not rack_unknown and new.kind in ENVIRONMENT:
         return None  # a rack's heat or power does not reach the next rack: no roll-up to the cluster
     same = [m for m in candidate.members if m.is_infra and m.signal == new.signal]

@@ -5,7 +5,8 @@ which open incidents a touched one takes in or spreads with (``grouping``, ``spr
 Asking every open incident made a stream of separate faults quadratic: 1,000 nodes down with no inventory
 and no cluster label (all in one unnamed cluster, no rack) took tens of seconds to apply. Each rule that can
 answer yes needs something the two share: a place on one path (the incident's root above the alert, the
-same node, the same known rack), a workload, a GPU its workloads run on, or a signal held twice. So the
+same node, the same known rack), a workload, a GPU its workloads run on, or a signal held twice under a
+root that may roll it up to the cluster (a rack, a node of an unknown rack: ``correlation.rolls_up``). So the
 incidents are filed under those, kept up to date as they change (their root, workloads and placement are
 set as attributes; their members through ``Members``), and a question looks only where a yes can be: a
 superset of the incidents that could answer it, in the order of the open set, which the callers' rules
@@ -29,7 +30,7 @@ from collections.abc import Hashable, Iterable, Iterator, Mapping
 from collections.abc import Set as AbstractSet
 from typing import TYPE_CHECKING, Any
 
-from alerting.correlation import gpus_under
+from alerting.correlation import gpus_under, rolls_up, spread_root
 from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.inventory import GpuKey, Inventory
 from alerting.member import Member, Signal
@@ -99,7 +100,7 @@ class Members(dict[str, Member]):
 class _Filed:
     """What one incident is filed under (kept to take it out again), and its member counts."""
 
-    __slots__ = ("gpus", "pathless", "ranks", "root", "signals", "workloads")
+    __slots__ = ("gpus", "pathless", "ranks", "root", "signal_racks", "signals", "workloads", "xid_nodes")
 
     def __init__(self) -> None:
         self.root: Path | None = None
@@ -108,6 +109,8 @@ class _Filed:
         self.signals: dict[Signal, int] = {}  # members per signal (every member: a superset of the rules')
         self.ranks: dict[str, int] = {}  # placed workload symptoms per cluster of their GPUs
         self.pathless: dict[str, int] = {}  # members without a place in the topology, per alert name
+        self.xid_nodes: dict[Signal, dict[Path, int]] = {}  # members per node of each XID signal
+        self.signal_racks: dict[tuple[Signal, Path], int] = {}  # members per signal and known rack
 
 
 def _file(table: dict[Hashable, set[str]], key: Hashable, incident_id: str) -> None:
@@ -135,15 +138,26 @@ def _refile(
         _file(table, key, incident_id)
 
 
+def _cross(
+    table: dict[Hashable, set[str]], key: Hashable, incident_id: str, *, least: int, before: int, after: int
+) -> None:
+    """File ``incident_id`` under ``key`` of ``table`` when a count went from ``before`` to ``after``
+    reaches ``least`` (out of it when it fell below)."""
+    if before < least <= after:
+        _file(table, key, incident_id)
+    elif after < least <= before:
+        _unfile(table, key, incident_id)
+
+
 def _count(
     counts: dict[Any, int],
     key: Hashable,
     step: int,
     incident_id: str,
     tables: Iterable[tuple[dict[Hashable, set[str]], int]],
-) -> None:
+) -> int:
     """Add ``step`` to ``counts[key]``, and file ``incident_id`` under ``key`` in each table whose least
-    count it now reaches (out of those it fell below)."""
+    count it now reaches (out of those it fell below); the count before."""
     before = counts.get(key, 0)
     after = before + step
     if after > 0:
@@ -151,10 +165,8 @@ def _count(
     else:
         counts.pop(key, None)
     for table, least in tables:
-        if before < least <= after:
-            _file(table, key, incident_id)
-        elif after < least <= before:
-            _unfile(table, key, incident_id)
+        _cross(table, key, incident_id, least=least, before=before, after=after)
+    return before
 
 
 def _workload_key(ref: WorkloadRef) -> WorkloadKey:
@@ -200,6 +212,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._by_gpu: dict[Hashable, set[str]] = {}  # the GPUs its workloads run on (``placed``)
         self._holding: dict[Hashable, set[str]] = {}  # signals of one member or more
         self._holding_twice: dict[Hashable, set[str]] = {}  # of two or more (a spread needs two)
+        # (signal, cluster) of two members or more, rooted where it may roll up to the cluster (``rolls_up``)
+        self._rolling_up: dict[Hashable, set[str]] = {}
+        self._xid_spread: dict[Hashable, set[str]] = {}  # XID signals on two nodes or more (``spread_of``)
+        self._in_rack: dict[Hashable, set[str]] = {}  # (signal, known rack) of a member
         self._ranks_in: dict[Hashable, set[str]] = {}  # clusters of its placed stalled ranks' GPUs
         self._pathless: dict[Hashable, set[str]] = {}  # names of its members without a place
         self._memberless: set[str] = set()  # no member at all (every member "is" of any name)
@@ -250,12 +266,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._file_root(inc.id, filed, None)
         self._file_workloads(inc.id, filed, frozenset())
         self._file_gpus(inc.id, filed, frozenset())
-        for signal in list(filed.signals):
-            self._count_signal(inc.id, filed, signal, -filed.signals[signal])
-        for cluster in list(filed.ranks):
-            self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
-        for name in list(filed.pathless):
-            _count(filed.pathless, name, -filed.pathless[name], inc.id, ((self._pathless, 1),))
+        self._unfile_members(inc.id, filed)
 
     # --- keeping it up to date ----------------------------------------------------------------
 
@@ -271,15 +282,24 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         if what in ("", "placed"):
             self._file_gpus(inc.id, filed, inc.placed)
         if what in ("", "members"):
-            for signal in list(filed.signals):
-                self._count_signal(inc.id, filed, signal, -filed.signals[signal])
-            for cluster in list(filed.ranks):
-                self._count_ranks(inc.id, filed, cluster, -filed.ranks[cluster])
-            for name in list(filed.pathless):
-                _count(filed.pathless, name, -filed.pathless[name], inc.id, ((self._pathless, 1),))
+            self._unfile_members(inc.id, filed)
             for member in inc.members.values():
                 self.member_changed(inc.id, None, member)
             self._members_changed(inc.id, filed)
+
+    def _unfile_members(self, incident_id: str, filed: _Filed) -> None:
+        """Take out what the members of ``incident_id`` filed it under (their counts to zero)."""
+        for signal in list(filed.signals):
+            self._count_signal(incident_id, filed, signal, -filed.signals[signal])
+        for cluster in list(filed.ranks):
+            self._count_ranks(incident_id, filed, cluster, -filed.ranks[cluster])
+        for name in list(filed.pathless):
+            _count(filed.pathless, name, -filed.pathless[name], incident_id, ((self._pathless, 1),))
+        for signal, nodes in list(filed.xid_nodes.items()):
+            for node in list(nodes):
+                self._count_xid_node(incident_id, filed, signal, node, -nodes[node])
+        for key in list(filed.signal_racks):
+            _count(filed.signal_racks, key, -filed.signal_racks[key], incident_id, ((self._in_rack, 1),))
 
     def member_changed(self, incident_id: str, old: Member | None, new: Member | None) -> None:
         """A member of an open incident was added (``old`` None), replaced or removed (``new`` None)."""
@@ -295,6 +315,12 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             name = _pathless_name(member)
             if name is not None:
                 _count(filed.pathless, name, step, incident_id, ((self._pathless, 1),))
+            path = member.location.path
+            if member.signal[1] is FaultKind.XID:
+                self._count_xid_node(incident_id, filed, member.signal, path[: RACK_DEPTH + 1], step)
+            if len(path) >= RACK_DEPTH and path[1] != UNKNOWN:
+                key = (member.signal, path[:RACK_DEPTH])
+                _count(filed.signal_racks, key, step, incident_id, ((self._in_rack, 1),))
         self._members_changed(incident_id, filed)
 
     def _members_changed(self, incident_id: str, filed: _Filed) -> None:
@@ -305,7 +331,22 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_dirty.add(incident_id)
 
     def _count_signal(self, incident_id: str, filed: _Filed, signal: Signal, step: int) -> None:
-        _count(filed.signals, signal, step, incident_id, ((self._holding, 1), (self._holding_twice, 2)))
+        tables = ((self._holding, 1), (self._holding_twice, 2))
+        before = _count(filed.signals, signal, step, incident_id, tables)
+        if filed.root and rolls_up(filed.root):
+            key = (signal, filed.root[0])
+            _cross(self._rolling_up, key, incident_id, least=2, before=before, after=before + step)
+
+    def _count_xid_node(self, incident_id: str, filed: _Filed, signal: Signal, node: Path, step: int) -> None:
+        """Count a member of an XID signal on ``node``: on two nodes or more it may be a spread's."""
+        nodes = filed.xid_nodes.get(signal)
+        if nodes is None:
+            nodes = filed.xid_nodes[signal] = {}
+        before = len(nodes)
+        _count(nodes, node, step, incident_id, ())
+        if not nodes:
+            del filed.xid_nodes[signal]
+        _cross(self._xid_spread, signal, incident_id, least=2, before=before, after=len(nodes))
 
     def _count_ranks(self, incident_id: str, filed: _Filed, cluster: str, step: int) -> None:
         _count(filed.ranks, cluster, step, incident_id, ((self._ranks_in, 1),))
@@ -316,6 +357,10 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         for path, add in ((filed.root, _unfile), (root, _file)):
             if path is None:
                 continue
+            if path and rolls_up(path):
+                for signal, count in filed.signals.items():
+                    if count >= 2:
+                        add(self._rolling_up, (signal, path[0]), incident_id)
             if not path:
                 (self._rootless.add if add is _file else self._rootless.discard)(incident_id)
                 continue
@@ -368,7 +413,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
 
     def _infra_candidates(self, new: Member, inventory: Inventory | None) -> set[str]:
         """Incidents an infrastructure alert may join other than by a root above it: one on its node, in its
-        known rack, holding its signal twice (a spread), or whose workloads run on GPUs under it."""
+        known rack, holding its signal twice where it may roll it up to the alert's cluster (a spread: in
+        its known rack, it is there already), or whose workloads run on GPUs under it."""
         path = new.location.path
         ids: set[str] = set()
         if len(path) > RACK_DEPTH:
@@ -376,7 +422,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         if len(path) >= RACK_DEPTH and path[1] != UNKNOWN:
             ids.update(self._under.get(path[:RACK_DEPTH], ()))  # the same known rack
         if new.kind not in OUTAGE_KINDS:
-            ids.update(self._holding_twice.get(new.signal, ()))
+            ids.update(self._rolling_up.get((new.signal, path[0]), ()))
         # Whose workloads run under it: a rootless incident (its job's stalls), or, for an outage where the
         # rack is unknown, any incident (replicas of one service down together). Only then: each needs the
         # inventory's GPUs under the alert's place.
@@ -409,17 +455,31 @@ class OpenIncidents(dict[str, "OpenIncident"]):
 
     def spread_partners(self, inc: OpenIncident) -> list[OpenIncident]:
         """The open incidents ``spreading.spread_candidates`` may find spreading with ``inc`` (a superset):
-        holding a signal it holds twice, or holding twice a signal it holds."""
+        none unless ``inc`` has a root a spread may have. Else, as ``same_signal_spread`` takes a signal's
+        alert into an incident holding it twice rooted in the alert's known rack or where it rolls up
+        (``rolls_up``), either way round: those holding twice a signal of ``inc`` rooted where they roll it
+        up or in the known rack of one of its alerts of it; and for a signal ``inc`` holds twice, those
+        holding it (in its known rack, unless ``inc`` rolls it up)."""
         if self.full_scan:
             return self._all()
         filed = self._filed.get(inc.id)
         if filed is None:
             return self._all()
+        root = inc.root_path
+        if not spread_root(root):
+            return []
         ids: set[str] = set()
         for signal, count in filed.signals.items():
-            ids.update(self._holding_twice.get(signal, ()))
-            if count >= 2:
+            ids.update(self._rolling_up.get((signal, root[0]), ()))
+            if count < 2:
+                continue
+            if rolls_up(root):
                 ids.update(self._holding.get(signal, ()))
+            else:  # a node of a known rack
+                ids.update(self._in_rack.get((signal, root[:RACK_DEPTH]), ()))
+        twice = self._holding_twice
+        for signal, rack in filed.signal_racks:
+            ids.update(self._under.get(rack, set()) & twice.get(signal, set()))
         return self._in_order(ids)
 
     def rank_partners(self, inc: OpenIncident) -> list[OpenIncident]:
@@ -436,8 +496,8 @@ class OpenIncidents(dict[str, "OpenIncident"]):
 
     def signal_partners(self, inc: OpenIncident) -> list[OpenIncident]:
         """The open incidents ``regrouping.regroup_spread`` may move alerts of an XID spreading between with
-        ``inc``: those holding the XID it spreads, or holding twice an XID it holds (a spread is on two nodes
-        or more)."""
+        ``inc``: those holding the XID it spreads, or holding on two nodes or more an XID it holds (a
+        spread's, ``RootFacts.spread_of``)."""
         if self.full_scan:
             return self._all()
         own = inc.facts().spread_of
@@ -446,8 +506,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         filed = self._filed.get(inc.id)
         if filed is None:
             return self._all()
-        xids = [s for s in filed.signals if s[1] is FaultKind.XID]
-        return self._in_order(self._lookup(self._holding_twice, xids))
+        return self._in_order(self._lookup(self._xid_spread, filed.xid_nodes))
 
     def quiet_candidates(self, now: float) -> list[OpenIncident]:
         """The open incidents the tick may resolve or settle at ``now`` (a POSIX timestamp; a superset): with
@@ -476,6 +535,9 @@ class OpenIncidents(dict[str, "OpenIncident"]):
             "gpu": self._by_gpu,
             "holding": self._holding,
             "holding_twice": self._holding_twice,
+            "rolling_up": self._rolling_up,
+            "xid_spread": self._xid_spread,
+            "in_rack": self._in_rack,
             "ranks_in": self._ranks_in,
             "pathless": self._pathless,
         }

@@ -16,9 +16,9 @@ from collections.abc import Iterable
 from datetime import timedelta
 
 from alerting.batch import OpenIncident
-from alerting.correlation import same_signal_spread
+from alerting.correlation import same_signal_spread, spread_root
 from alerting.member import Member, Signal
-from alerting.topology import RACK_DEPTH, Path, contains
+from alerting.topology import RACK_DEPTH, contains
 
 
 def spread_candidates(inc: OpenIncident, others: Iterable[OpenIncident], window: timedelta) -> set[str]:
@@ -31,7 +31,7 @@ def spread_candidates(inc: OpenIncident, others: Iterable[OpenIncident], window:
     deliver in any order. A fault may raise several signals at once (an NVSwitch: XID 74 and NVLink errors
     on each GPU): each must spread.
     """
-    if not _spread_root(inc.root_path):
+    if not spread_root(inc.root_path):
         return set()  # cheap test first: the merge pass asks this for every touched incident
     own = _signals(inc)
     return {o.id for o in others if o.id != inc.id and _one_spread(inc, own, o, window)}
@@ -42,7 +42,7 @@ def _one_spread(
 ) -> bool:
     """Whether ``inc`` (whose ``_signals`` are ``own``) and ``other`` are one fault spreading."""
     a, b = inc.root_path, other.root_path
-    if not _spread_root(b) or a[0] != b[0] or contains(a, b) or contains(b, a):
+    if not spread_root(b) or a[0] != b[0] or contains(a, b) or contains(b, a):
         return False
     for holder, signals, joined in ((inc, _signals(other), other), (other, own, inc)):
         if not signals:
@@ -55,12 +55,6 @@ def _one_spread(
         ):
             return True
     return False
-
-
-def _spread_root(root: Path) -> bool:
-    """A root that a spread of one signal may have: a rack, or a node where racks are unknown (the join
-    path's test for the incident it rolls up)."""
-    return RACK_DEPTH <= len(root) <= RACK_DEPTH + 1
 
 
 def _signals(inc: OpenIncident) -> dict[Signal, Member] | None:

@@ -22,17 +22,18 @@ from sqlalchemy import event
 
 from alerting import scenarios as sc
 from alerting.batch import OpenIncident
+from alerting.correlation import rolls_up
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory, StaticInventory
-from alerting.member import Member
+from alerting.member import Member, Signal
 from alerting.migrate import upgrade
-from alerting.topology import locate
+from alerting.topology import RACK_DEPTH, UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, TimelineEvent
+from gpuwarden.model import Alert, AlertStatus, FaultKind, TimelineEvent
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str], tuple[tuple[str, str, str], ...]]]
@@ -203,6 +204,10 @@ def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
     """What the index should file ``inc`` under, worked out from scratch."""
     root = inc.root_path
     signals = Counter(m.signal for m in inc.members.values())
+    xid_nodes: dict[Signal, set[tuple[str, ...]]] = {}
+    for m in inc.members.values():
+        if m.signal[1] is FaultKind.XID:
+            xid_nodes.setdefault(m.signal, set()).add(m.location.path[: RACK_DEPTH + 1])
     ranks = {g[0] for m in inc.members.values() if m.kind in SYMPTOM_KINDS for g in m.location.runs_on}
     return {
         "root": frozenset({root}) if root else frozenset(),
@@ -211,6 +216,13 @@ def _expected(inc: OpenIncident) -> dict[str, frozenset[Hashable]]:
         "gpu": frozenset(inc.placed),
         "holding": frozenset(signals),
         "holding_twice": frozenset(s for s, n in signals.items() if n >= 2),
+        "rolling_up": frozenset((s, root[0]) for s, n in signals.items() if n >= 2 and rolls_up(root)),
+        "xid_spread": frozenset(s for s, nodes in xid_nodes.items() if len(nodes) >= 2),
+        "in_rack": frozenset(
+            (m.signal, m.location.path[:RACK_DEPTH])
+            for m in inc.members.values()
+            if len(m.location.path) >= RACK_DEPTH and m.location.path[1] != UNKNOWN
+        ),
         "ranks_in": frozenset(ranks),
         "rootless": frozenset() if root else frozenset({()}),
         "pathless": frozenset(
@@ -468,3 +480,64 @@ def test_incidents_of_alerts_that_all_flap_settle_and_resolve_as_in_the_full_sca
     kinds = Counter(kind for *_, timeline in got for _, kind, _ in timeline)
     assert kinds["flapping_started"] == kinds["flapping_stopped"] == 12, kinds
     assert kinds["resolved"] == 5, kinds  # those whose last change was a resolution (7 or 9 changes)
+
+
+def _pairs(shape: str, gpus: int) -> tuple[list[Alert], list[Alert]]:
+    """The first and the second alert of one signal on each of ``gpus`` GPUs (one per node of cluster a)."""
+
+    def on(node: int, gpu: str, labels: dict[str, str]) -> Alert:
+        where = {"cluster": "a", "node": f"n{node:02d}", "gpu": gpu}
+        if shape == "per node, each in its rack":
+            where["rack"] = f"r{node:02d}"
+        return Alert({**where, **labels}, starts_at=START)
+
+    if shape == "per link":
+        made = [[on(i, "0", {"alertname": "GPUNVLinkDown", "link": k}) for i in range(gpus)] for k in "01"]
+    elif shape == "per process":
+        made = [
+            [on(i, "0", {"alertname": "GPUXid", "xid": "13", "pid": k}) for i in range(gpus)] for k in "12"
+        ]
+    else:  # two GPUs of each node: each node's incident holds the XID twice, rooted at its node
+        made = [[on(i, g, {"alertname": "GPUXid", "xid": "13"}) for i in range(gpus)] for g in "01"]
+    return made[0], made[1]
+
+
+def _counting(
+    ask: Callable[..., list[OpenIncident]], name: str, asked: Counter[str]
+) -> Callable[..., list[OpenIncident]]:
+    def counted(*args: object) -> list[OpenIncident]:
+        found = ask(*args)
+        asked[name] += len(found)
+        return found
+
+    return counted
+
+
+def _asked_for_the_last_alert(tmp_path: Path, shape: str, gpus: int) -> Counter[str]:
+    """Incidents the index hands correlation (joins, spreads, XID regrouping) while the last GPU's second
+    alert is applied, after every other GPU's incident took its two alerts."""
+    engine, _ = _engine(tmp_path, None, full_scan=False)
+    first, second = _pairs(shape, gpus)
+    engine.ingest(first)
+    engine.ingest(second[:-1])
+    asked: Counter[str] = Counter()
+    for name in ("join_candidates", "spread_partners", "signal_partners"):
+        setattr(engine._open, name, _counting(getattr(engine._open, name), name, asked))
+    engine.ingest(second[-1:])
+    # The grouping: each GPU (node) its own incident, holding its two alerts.
+    assert sorted(len(inc.members) for inc in engine._open.values()) == [2] * gpus
+    return asked
+
+
+@pytest.mark.parametrize("shape", ["per link", "per process", "per node, each in its rack"])
+def test_a_second_alert_of_one_gpu_is_compared_with_as_many_incidents_whatever_the_storm_size(
+    tmp_path: Path, shape: str
+) -> None:
+    """Every incident holding its signal twice was a join candidate of every new alert of that name (and a
+    partner of every touched incident in the spread and XID regrouping passes): quadratic, 40 s for 1,000
+    GPUs' second alerts. Only a rack, or a node of an unknown rack, may roll a signal up to the cluster
+    (``correlation.rolls_up``); a GPU's incident or a node's in a known rack takes it only from its rack."""
+    small = _asked_for_the_last_alert(tmp_path, shape, 2)
+    large = _asked_for_the_last_alert(tmp_path, shape, 8)
+    assert large == small
+    assert small["join_candidates"] == 1  # its own GPU's (node's) incident
