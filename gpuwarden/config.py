@@ -210,9 +210,10 @@ class KubernetesInventoryConfig(Section):
         "without it, pods sharing a node are placed on every GPU of it no other pod holds",
     )
     gpu_assignment_query: str = Field(
-        "group by (Hostname, gpu, UUID, namespace, pod) (DCGM_FI_DEV_GPU_TEMP)",
+        "group by (Hostname, gpu, UUID, namespace, pod) (DCGM_FI_DEV_FB_USED)",
         min_length=1,
-        description="instant query whose series carry Hostname (node), gpu (index), UUID, namespace, pod",
+        description="instant query whose series carry Hostname (node), gpu (index), UUID, namespace, pod "
+        "(framebuffer use: a MIG slice's series carry its pod, in dcgm-exporter and the gpuwarden exporter)",
     )
     keep_ended_seconds: float = Field(
         3600.0,

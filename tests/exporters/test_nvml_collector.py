@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pynvml
@@ -13,6 +14,7 @@ from exporters.attribution import PodRef
 from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, init_nvml
 from gpuwarden.clock import FakeClock
+from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import SourceError
 from gpuwarden.sim import SimNvml, build_fleet, parse_fault
 from gpuwarden.sim.topology import MigDevice
@@ -769,6 +771,33 @@ def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock
             "main",
         )
     assert "pod" not in by_instance[None]  # the parent GPU is no single pod's
+
+
+def test_the_series_serve_reads_gpu_assignments_from_carry_the_pods_of_mig_slices(clock: FakeClock) -> None:
+    """serve's default ``gpu_assignment_query`` grouped ``DCGM_FI_DEV_GPU_TEMP``, which a MIG instance's
+    series do not carry here (dcgm-exporter repeats device fields per instance): a pod on a MIG slice was
+    never placed on its GPU. The query's metric must carry each slice's pod on its parent GPU's index."""
+    query = KubernetesInventoryConfig.model_fields["gpu_assignment_query"].default
+    [metric] = re.findall(r"\b(DCGM_FI_\w+)\b", query)
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 1)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    migs = fleet.gpu(NODE, 1).mig
+    owners = {m.uuid: PodRef("ml", f"trainer-{i}", "main") for i, m in enumerate(migs)}
+
+    class Kubelet:
+        def pods_for(self, uuid: str) -> list[PodRef]:
+            return [owners[uuid]] if uuid in owners else []
+
+    families = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), clock=clock).collect()
+    [family] = [m for m in families if m.name == metric]
+    placed = {
+        (s.labels["Hostname"], s.labels["gpu"], s.labels["UUID"], s.labels["pod"])
+        for s in family.samples
+        if s.labels.get("pod")
+    }
+    parent = fleet.gpu(NODE, 1).uuid
+    assert placed == {(NODE, "1", parent, f"trainer-{i}") for i in range(len(migs))}
 
 
 def test_mig_reconfigured_while_running_frees_old_instances_and_rates_new_ones_afresh(
