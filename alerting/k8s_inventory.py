@@ -4,7 +4,9 @@
   the MIG "single" strategy that counts MIG slices); racks from the first node label in ``rack_labels``
   that the node carries (none: the rack is unknown). A node whose GPU capacity drops to 0 (its device
   plugin down) keeps its last count and is not counted as spare. A node of MIG devices only (the "mixed"
-  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them.
+  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them;
+  a node with only some GPUs in MIG mode counts its full GPUs and warns that its slices (and the pods on
+  them) are left out until ``gpu_resources`` lists them.
   A MIG node's GPUs are its physical ones where a label says, and a pod's slices are on the GPUs the
   exporter says, else on its node as a whole (``k8s_mig``);
 * workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
@@ -323,6 +325,7 @@ class KubernetesInventory:
         """The nodes with GPUs into ``out``: their GPU count (a MIG node's physical GPUs when a label says,
         see ``k8s_mig``), rack, state and allocatable GPUs."""
         uncounted: dict[str, tuple[str, ...]] = {}
+        partly: dict[str, tuple[str, ...]] = {}  # full GPUs counted, MIG slices not: their pods unplaced
         for node in self._list("nodes"):
             meta = node.get("metadata") or {}
             name = str(meta.get("name", ""))
@@ -336,6 +339,8 @@ class KubernetesInventory:
                 if devices := mig_devices(node, self._resources):
                     uncounted[name] = devices
                 continue
+            if devices := mig_devices(node, self._resources):
+                partly[name] = devices
             self._gpu_counts[name] = count
             if mig is not None:
                 out.mig[name] = mig
@@ -350,6 +355,7 @@ class KubernetesInventory:
                 if capacity and not cordoned:
                     out.usable[name] = node_gpus(node, self._resources, "allocatable")
         self._mig.left_out(uncounted)
+        self._mig.partly_left_out(partly)
         self._mig.uncounted([n for n, m in out.mig.items() if m.physical is None])
 
     def _read_assignments(self) -> list[Assignment]:
