@@ -46,7 +46,7 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
-from alerting.slurm_queue import Queued, gpus_ahead, parse_queue
+from alerting.slurm_queue import Queued, QueueIndex, parse_queue
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -310,8 +310,9 @@ class SlurmInventory:
             job_id: replace(info, aliases=tuple(a for a in info.aliases if a not in names))
             for job_id, (_, info) in self._kept.items()
         }
+        index = QueueIndex(queue)
         return [
-            replace(info, queued_ahead=gpus_ahead(queue, job_id, info.partitions, standing.get(job_id)))
+            replace(info, queued_ahead=index.ahead(job_id, info.partitions, standing.get(job_id)))
             for job_id, info in [*running.items(), *kept.items()]
         ]
 
