@@ -86,6 +86,16 @@ def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeo
         raise SourceError(
             f"{' '.join(argv)} did not answer within {timeout:g} s; it said: {last[0]}", source="slurm"
         ) from exc
+    except FileNotFoundError as exc:
+        if "/" in argv[0]:
+            raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
+        path = (env if env is not None else os.environ).get("PATH", "")
+        raise SourceError(
+            f"{argv[0]} is not on PATH ({path}): alerting.slurm_inventory runs Slurm's client commands"
+            " (scontrol, sinfo, squeue); install them (Debian: slurm-client) or put their directory on"
+            " serve's PATH",
+            source="slurm",
+        ) from exc
     except OSError as exc:
         raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
     if done.returncode != 0:

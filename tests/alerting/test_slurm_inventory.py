@@ -377,6 +377,15 @@ def test_a_slurm_conf_that_names_no_file_is_said_at_once(tmp_path: Path) -> None
         run_command(["scontrol", "show", "config"], env=env)
 
 
+def test_a_slurm_command_not_on_path_names_the_setting_and_the_fix(tmp_path: Path) -> None:
+    # It said "scontrol: [Errno 2] No such file or directory: 'scontrol'" at every refresh.
+    with pytest.raises(SourceError) as said:
+        run_command(["scontrol", "show", "config"], env={"PATH": str(tmp_path)})
+    message = str(said.value)
+    assert f"scontrol is not on PATH ({tmp_path})" in message
+    assert "alerting.slurm_inventory" in message and "slurm-client" in message
+
+
 def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None:
     script = tmp_path / "scontrol"
     script.write_text("#!/bin/sh\necho 'cannot reach slurmctld, retrying' >&2\nsleep 5\n")
