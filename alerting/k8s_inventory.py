@@ -18,7 +18,8 @@
     or ``training.kubeflow.org/job-name`` label when there is one;
   - any other pod (bare pods, DaemonSets, Kubeflow notebooks) is a workload of its own.
 
-  Each pod is one unit (replica or worker) unless said otherwise, and an alert naming a pod (the exporter's
+  Each pod is one unit (replica or worker) unless said otherwise (a unit whose pod runs but is not Ready
+  serves nothing: ``WorkloadInfo.unready``), and an alert naming a pod (the exporter's
   ``namespace``/``pod`` labels) is placed on the workload that runs it. A service also answers to its pods'
   ``app.kubernetes.io/name`` and ``app`` labels, which is what an inference server usually reports as its
   ``service``, unless another workload carries the same label;
@@ -130,6 +131,7 @@ class _Pod:
     # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
     failed_at: float | None = None
     failed_here: bool = False
+    ready: bool = True  # its Ready condition (not False where the pod does not say): serving traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -318,6 +320,7 @@ class KubernetesInventory:
                 continue  # else it ended on a healthy node (Succeeded): its GPUs are free
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
+                found.ready = _ready(status)
                 out.pods.append(found)
         return out
 
@@ -390,6 +393,15 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
     return out
 
 
+def _ready(status: Mapping[str, Any]) -> bool:
+    """Whether a pod serves: its ``Ready`` condition, True where it has none (a pod's status always has one
+    once it runs; a stand-in's may not)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return True
+
+
 def _finished_at(status: Mapping[str, Any]) -> float | None:
     """When the last of a pod's containers terminated (``state.terminated.finishedAt``), if it says."""
     times = []
@@ -455,6 +467,11 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
                 pods=tuple(p.key[1] for p in members),
                 state=_state(units.values(), stopped, bool(pending.get(ref))),
                 kept=lost,
+                unready=tuple(
+                    i
+                    for i, unit in enumerate(units.values())
+                    if any(not p.ready and p.key not in stopped for p in unit)
+                ),
                 # pods sharing a node whose indices are unknown: on some of their keys (see ``capacity``)
                 sizes=() if exact else sizes,
                 unit_pods=() if exact else tuple(tuple(p.key[1] for p in unit) for unit in units.values()),
