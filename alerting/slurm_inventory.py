@@ -273,7 +273,7 @@ class SlurmInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
-        closed = parse_closed_partitions(self._run(["scontrol", "show", "partition", "--oneliner"]))
+        closed = parse_closed_partitions(self._run(["scontrol", "show", "partition", "--oneliner", "--all"]))
         sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
         squeue = self._json(["squeue", "--json", "--states=all"])

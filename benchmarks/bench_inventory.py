@@ -220,7 +220,7 @@ def slurm_outputs(nodes: int, jobs: int, pending: int = 0) -> dict[str, str]:
     return {
         "scontrol show config": "ClusterName = c1\n",
         "scontrol show topology": topology + "\n",
-        "scontrol show partition --oneliner": "PartitionName=gpu Nodes=ALL State=UP\n",
+        "scontrol show partition --oneliner --all": "PartitionName=gpu Nodes=ALL State=UP\n",
         "sinfo --json": json.dumps(sinfo),
         "squeue --json --states=all": json.dumps({"jobs": squeue}),
     }
