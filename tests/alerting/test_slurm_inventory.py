@@ -67,7 +67,7 @@ def test_racks_are_the_leaf_switches_of_the_topology() -> None:
 
 
 class FakeSlurm:
-    """Answers the four commands the reader runs, from editable state."""
+    """Answers the commands the reader runs, from editable state."""
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, object]] = []
