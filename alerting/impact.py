@@ -219,6 +219,36 @@ def _touched(
     return out
 
 
+def _unready_too(
+    info: WorkloadInfo,
+    lost: set[GpuKey],
+    named: Mapping[GpuKey, tuple[str, str]],
+    hit: int,
+    counted: dict[WorkloadRef, int],
+) -> int:
+    """The replicas of a service, beyond the ``hit`` a fault took, that served nothing already (not Ready):
+    what was left is what the fault took, so they are lost with it; counted once (the fault may have hit
+    some of them too), and noted in ``counted``."""
+    more = max(0, len(set(units_hit(info, lost, named)) | set(info.unready)) - hit)
+    if more:
+        counted[info.ref] = more
+    return more
+
+
+def _reason_notes(
+    reason: str, combined: bool, shares: Mapping[WorkloadRef, float], unready: Mapping[WorkloadRef, int]
+) -> str:
+    """The priority's reason with what its share counted beyond this fault's own losses."""
+    if combined and ("capacity lost" in reason or "replicas lost" in reason):
+        reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
+    if unready:
+        counts = sorted(unready.items(), key=lambda kv: str(kv[0]))
+        reason += ", counting replicas that were not ready: " + ", ".join(
+            f"{target_label(ref)} {count}" for ref, count in counts
+        )
+    return reason
+
+
 def assess(
     root_path: Path,
     root: RootCause,
@@ -244,6 +274,7 @@ def assess(
     stopped: dict[WorkloadRef, int] = {}
     unavailable: set[WorkloadRef] = set()  # said down by an alert, not counted down from lost replicas
     combined = False
+    unready: dict[WorkloadRef, int] = {}  # replicas not Ready before the fault, counted lost with it
     own: dict[WorkloadRef, float] = {}  # a service's share this incident took, where others took more
     others: frozenset[GpuKey] | None = None  # asked for only when a service is hit
     named = pods_on(live, inventory)
@@ -256,6 +287,8 @@ def assess(
                 combined = True
                 own[info.ref] = hit / len(info.units)
             hit = total
+        if hit and info.unready and info.ref.kind is WorkloadKind.INFERENCE_SERVICE:
+            hit += _unready_too(info, failed | (others or set()), named, hit, unready)
         shares[info.ref] = hit / len(info.units) if info.units else 0.0
         if hit and info.ref.kind is WorkloadKind.TRAINING_JOB:
             stopped[info.ref] = gpus_lost(info, units, failed)
@@ -293,8 +326,7 @@ def assess(
         capacity_lost=bool(failed or nodes),
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
-    if combined and ("capacity lost" in reason or "replicas lost" in reason):
-        reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
+    reason = _reason_notes(reason, combined, shares, unready)
     namespaced = namesakes([*shares, root.target], inventory)
     parts = _impact_parts(
         root,

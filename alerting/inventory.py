@@ -74,6 +74,10 @@ class WorkloadInfo:
     # they held, so that the incident of the fault still knows what it stopped: all of them for a kept Slurm
     # job; 0 for a workload that runs, and for one that ended normally (which is not listed at all).
     kept: int = 0
+    # The units of a service that serve nothing though their pods run (Kubernetes: a pod whose Ready
+    # condition is False, crash-looping or failing its readiness probe): a fault that takes other replicas
+    # of the service takes what was left, so they count as lost with it (``alerting.impact``).
+    unready: tuple[int, ...] = ()
     # GPUs it asks on each of its nodes (Slurm's ``tres_per_node``, ``--gres=gpu:8``): it starts again only
     # on as many nodes as it holds, each with that many; 0: not asked per node (``--gpus``): GPUs are counted.
     per_node: int = 0

@@ -100,6 +100,10 @@ class _WorkloadEntry(BaseModel):
     unit_pods: list[list[Name]] = Field(default_factory=list, description="per unit, its pods")
     group: str = Field("", description="a name it answers to with others (a Slurm array job's id)")
     kept: int = Field(0, ge=0, description="units that stopped abnormally, kept with the GPUs they held")
+    unready: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=list,
+        description="the units (by position) of a service whose pods run but are not Ready",
+    )
     per_node: int = Field(
         0,
         ge=0,
@@ -124,6 +128,8 @@ class _WorkloadEntry(BaseModel):
                 raise ValueError(f"{len(per_unit)} {name} for {len(self.units)} units: give one per unit")
         if self.kept > len(self.units):
             raise ValueError(f"kept {self.kept} of {len(self.units)} units: at most every unit is kept")
+        if any(i >= len(self.units) for i in self.unready):
+            raise ValueError(f"unready names a unit past the {len(self.units)} units (counted from 0)")
         return self
 
 
@@ -292,6 +298,7 @@ def _workload(
         unit_pods=tuple(tuple(pods) for pods in w.unit_pods),
         group=w.group,
         kept=w.kept,
+        unready=tuple(sorted(set(w.unready))),
         per_node=w.per_node,
         min_nodes=w.min_nodes,
         queued_ahead=w.queued_ahead,
@@ -398,6 +405,8 @@ def _workload_state(w: WorkloadInfo) -> dict[str, Any]:
         out["group"] = w.group
     if w.kept:
         out["kept"] = w.kept
+    if w.unready:
+        out["unready"] = list(w.unready)
     if w.per_node:
         out["per_node"] = w.per_node
     if w.min_nodes:

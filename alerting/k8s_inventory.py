@@ -4,7 +4,9 @@
   the MIG "single" strategy that counts MIG slices); racks from the first node label in ``rack_labels``
   that the node carries (none: the rack is unknown). A node whose GPU capacity drops to 0 (its device
   plugin down) keeps its last count and is not counted as spare. A node of MIG devices only (the "mixed"
-  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them.
+  strategy: ``nvidia.com/mig-1g.10gb``, ...) is left out, with a warning, unless ``gpu_resources`` lists them;
+  a node with only some GPUs in MIG mode counts its full GPUs and warns that its slices (and the pods on
+  them) are left out until ``gpu_resources`` lists them.
   A MIG node's GPUs are its physical ones where a label says, and a pod's slices are on the GPUs the
   exporter says, else on its node as a whole (``k8s_mig``);
 * workloads: every pod bound to a node that requests GPUs, grouped by what runs it:
@@ -16,7 +18,8 @@
     or ``training.kubeflow.org/job-name`` label when there is one;
   - any other pod (bare pods, DaemonSets, Kubeflow notebooks) is a workload of its own.
 
-  Each pod is one unit (replica or worker) unless said otherwise, and an alert naming a pod (the exporter's
+  Each pod is one unit (replica or worker) unless said otherwise (a unit whose pod runs but is not Ready
+  serves nothing: ``WorkloadInfo.unready``), and an alert naming a pod (the exporter's
   ``namespace``/``pod`` labels) is placed on the workload that runs it. A service also answers to its pods'
   ``app.kubernetes.io/name`` and ``app`` labels, which is what an inference server usually reports as its
   ``service``, unless another workload carries the same label;
@@ -128,6 +131,7 @@ class _Pod:
     # Failed on a healthy node (its own crash, a GPU fault it died of): when, if its status says
     failed_at: float | None = None
     failed_here: bool = False
+    ready: bool = True  # its Ready condition (not False where the pod does not say): serving traffic
 
 
 @dataclass(frozen=True, slots=True)
@@ -316,6 +320,7 @@ class KubernetesInventory:
                 continue  # else it ended on a healthy node (Succeeded): its GPUs are free
             if phase in _PLACED_PHASES:
                 found.running = phase == "Running"
+                found.ready = _ready(status)
                 out.pods.append(found)
         return out
 
@@ -323,6 +328,7 @@ class KubernetesInventory:
         """The nodes with GPUs into ``out``: their GPU count (a MIG node's physical GPUs when a label says,
         see ``k8s_mig``), rack, state and allocatable GPUs."""
         uncounted: dict[str, tuple[str, ...]] = {}
+        partly: dict[str, tuple[str, ...]] = {}  # full GPUs counted, MIG slices not: their pods unplaced
         for node in self._list("nodes"):
             meta = node.get("metadata") or {}
             name = str(meta.get("name", ""))
@@ -336,6 +342,8 @@ class KubernetesInventory:
                 if devices := mig_devices(node, self._resources):
                     uncounted[name] = devices
                 continue
+            if devices := mig_devices(node, self._resources):
+                partly[name] = devices
             self._gpu_counts[name] = count
             if mig is not None:
                 out.mig[name] = mig
@@ -350,6 +358,7 @@ class KubernetesInventory:
                 if capacity and not cordoned:
                     out.usable[name] = node_gpus(node, self._resources, "allocatable")
         self._mig.left_out(uncounted)
+        self._mig.partly_left_out(partly)
         self._mig.uncounted([n for n, m in out.mig.items() if m.physical is None])
 
     def _read_assignments(self) -> list[Assignment]:
@@ -382,6 +391,15 @@ def _nodes(seen: _Read, uuids: Mapping[str, tuple[str, ...]]) -> list[NodeInfo]:
             replace(n, gpu_uuids=uuids.get(n.name, ()), state=state, usable=usable, free=free, idle=idle)
         )
     return out
+
+
+def _ready(status: Mapping[str, Any]) -> bool:
+    """Whether a pod serves: its ``Ready`` condition, True where it has none (a pod's status always has one
+    once it runs; a stand-in's may not)."""
+    for condition in status.get("conditions") or []:
+        if condition.get("type") == "Ready":
+            return bool(condition.get("status") == "True")
+    return True
 
 
 def _finished_at(status: Mapping[str, Any]) -> float | None:
@@ -449,6 +467,11 @@ def _workloads(placed: Sequence[_Pod], kept: Sequence[_Kept]) -> list[WorkloadIn
                 pods=tuple(p.key[1] for p in members),
                 state=_state(units.values(), stopped, bool(pending.get(ref))),
                 kept=lost,
+                unready=tuple(
+                    i
+                    for i, unit in enumerate(units.values())
+                    if any(not p.ready and p.key not in stopped for p in unit)
+                ),
                 # pods sharing a node whose indices are unknown: on some of their keys (see ``capacity``)
                 sizes=() if exact else sizes,
                 unit_pods=() if exact else tuple(tuple(p.key[1] for p in unit) for unit in units.values()),

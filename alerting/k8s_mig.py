@@ -91,6 +91,21 @@ class MigNotices:
             _names(sorted(nodes)),
         )
 
+    def partly_left_out(self, nodes: dict[str, tuple[str, ...]]) -> None:
+        """Nodes counted by their full GPUs whose other GPUs are MIG devices of resources ``gpu_resources``
+        does not list: those GPUs, and the pods on their slices, are not in the inventory."""
+        self._say(
+            "partly_left_out",
+            nodes,
+            "kubernetes inventory: %d nodes have GPUs in MIG mode that gpu_resources does not count (%s;"
+            " nodes %s): only their full GPUs are counted and the pods on their MIG slices are not placed,"
+            " so a fault there misses those pods; add those resources to"
+            " alerting.kubernetes_inventory.gpu_resources",
+            len(nodes),
+            ", ".join(sorted({r for mig in nodes.values() for r in mig})),
+            _names(sorted(nodes)),
+        )
+
     def unmapped(self, nodes: Sequence[str]) -> None:
         """Pods on MIG slices of these nodes whose GPU is unknown: each is placed on every GPU of its node."""
         self._say(

@@ -4,6 +4,9 @@
 * racks: ``scontrol show topology`` with the ``topology/tree`` plugin, a node's rack being the leaf switch
   it hangs off (no topology: the rack is unknown);
 * the cluster: ``ClusterName`` of ``scontrol show config``;
+* partitions that start no job (``State=DOWN`` or ``INACTIVE`` in ``scontrol show partition``): left out of
+  each node's partitions, so that a stopped job of such a partition has no spare GPUs, and a node with none
+  left takes no new work (``partitions_down``);
 * training jobs: ``squeue --json``, each running job with the GPUs it holds on each node
   (``gres_detail`` such as ``gpu:4(IDX:0-3)``, one entry per allocated node). Job names repeat (array jobs,
   ``bash``), ids do not: a job is ``<name> (<id>)``, and answers to its id (what the exporter's cgroup
@@ -43,7 +46,7 @@ from typing import Any, Protocol
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
-from alerting.slurm_queue import Queued, gpus_ahead, parse_queue
+from alerting.slurm_queue import Queued, QueueIndex, parse_queue
 from alerting.topology import UNKNOWN
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
@@ -58,6 +61,9 @@ _UNUSABLE = {
     "not_responding",
 }  # fmt: skip
 NO_SWITCH = "no_switch"  # a node that no switch of topology/tree reaches: Slurm runs no job on it
+PARTITIONS_DOWN = "partitions_down"  # a node whose every partition is DOWN or INACTIVE: no job starts on it
+# Partition states in which Slurm starts no job (DRAIN only refuses new submissions: queued jobs start)
+_CLOSED_PARTITIONS = {"DOWN", "INACTIVE"}
 _GRES_COUNT = re.compile(r"^gpu(?::[^:(]+)?:(\d+)")
 
 
@@ -79,6 +85,16 @@ def run_command(argv: Sequence[str], env: Mapping[str, str] | None = None, timeo
         last = said.strip().splitlines()[-1:] or ["nothing"]
         raise SourceError(
             f"{' '.join(argv)} did not answer within {timeout:g} s; it said: {last[0]}", source="slurm"
+        ) from exc
+    except FileNotFoundError as exc:
+        if "/" in argv[0]:
+            raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
+        path = (env if env is not None else os.environ).get("PATH", "")
+        raise SourceError(
+            f"{argv[0]} is not on PATH ({path}): alerting.slurm_inventory runs Slurm's client commands"
+            " (scontrol, sinfo, squeue); install them (Debian: slurm-client) or put their directory on"
+            " serve's PATH",
+            source="slurm",
         ) from exc
     except OSError as exc:
         raise SourceError(f"{argv[0]}: {exc}", source="slurm") from exc
@@ -109,7 +125,7 @@ def node_state(node: Mapping[str, Any]) -> str:
 def _usable(state: str) -> bool:
     """Whether a node in this state (``node_state``) can run a new job: no DOWN, DRAIN, MAINTENANCE,
     RESERVED, ... among its words (POWERED_DOWN is one word: a powered-down idle node is usable)."""
-    return not (_UNUSABLE | {NO_SWITCH}) & set(state.split("+"))
+    return not (_UNUSABLE | {NO_SWITCH, PARTITIONS_DOWN}) & set(state.split("+"))
 
 
 def parse_topology(text: str) -> dict[str, str]:
@@ -123,6 +139,17 @@ def parse_topology(text: str) -> dict[str, str]:
     return racks
 
 
+def parse_closed_partitions(text: str) -> frozenset[str]:
+    """The partitions that start no job (``State=DOWN`` or ``INACTIVE``), from ``scontrol show partition
+    --oneliner``."""
+    closed = set()
+    for line in text.splitlines():
+        fields = dict(f.split("=", 1) for f in line.split() if "=" in f)
+        if fields.get("PartitionName") and fields.get("State", "").upper() in _CLOSED_PARTITIONS:
+            closed.add(fields["PartitionName"])
+    return frozenset(closed)
+
+
 def parse_cluster_name(text: str) -> str:
     """``ClusterName`` from ``scontrol show config``."""
     for line in text.splitlines():
@@ -133,10 +160,15 @@ def parse_cluster_name(text: str) -> str:
 
 
 def parse_nodes(
-    sinfo: Mapping[str, Any], cluster: str, racks: Mapping[str, str], running: Iterable[WorkloadInfo]
+    sinfo: Mapping[str, Any],
+    cluster: str,
+    racks: Mapping[str, str],
+    running: Iterable[WorkloadInfo],
+    closed: frozenset[str] = frozenset(),
 ) -> list[NodeInfo]:
     """The nodes of ``sinfo --json`` with the GPUs free on each: those no running job holds, on a node that
-    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there)."""
+    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there). A node's partitions
+    are those that start jobs (not in ``closed``); one whose every partition is closed takes no new work."""
     held: dict[str, set[int]] = {}
     counted: dict[str, int] = {}  # GPUs held where their indices are unknown
     for info in running:
@@ -154,11 +186,14 @@ def parse_nodes(
         state = node_state(node)
         if racks and name not in racks:
             state += f"+{NO_SWITCH}"
+        listed = [str(p) for p in node.get("partitions") or ()]
+        partitions = tuple(p for p in listed if p not in closed)
+        if listed and not partitions:
+            state += f"+{PARTITIONS_DOWN}"
         usable = _usable(state)
         open_now = usable and "allocated" not in state.split("+")
         idle = frozenset(range(count)) - held.get(name, set()) if open_now else frozenset()
         free = max(0, len(idle) - counted.get(name, 0))
-        partitions = tuple(str(p) for p in node.get("partitions") or ())
         rack = racks.get(name, UNKNOWN)
         nodes.append(
             NodeInfo(
@@ -238,6 +273,7 @@ class SlurmInventory:
         """The cluster as Slurm sees it now, plus jobs that stopped abnormally less than a while ago."""
         cluster = parse_cluster_name(self._run(["scontrol", "show", "config"]))
         racks = parse_topology(self._run(["scontrol", "show", "topology"]))
+        closed = parse_closed_partitions(self._run(["scontrol", "show", "partition", "--oneliner", "--all"]))
         sinfo = self._nodes()
         node_gpus = {str(n.get("name", "")): gpu_count(str(n.get("gres", ""))) for n in sinfo["nodes"]}
         squeue = self._json(["squeue", "--json", "--states=all"])
@@ -265,7 +301,7 @@ class SlurmInventory:
         self._running = running
         self._kept = {k: v for k, v in self._kept.items() if now - v[0] <= self._keep and k not in running}
         self._persist(cluster)
-        nodes = parse_nodes(sinfo, cluster, racks, running.values())
+        nodes = parse_nodes(sinfo, cluster, racks, running.values(), closed)
         workloads = self._workloads(running, *parse_queue(squeue))
         spare = sum(n.free or 0 for n in nodes)
         return StaticInventory(nodes, in_cluster(workloads, cluster), {cluster: spare})
@@ -284,8 +320,9 @@ class SlurmInventory:
             job_id: replace(info, aliases=tuple(a for a in info.aliases if a not in names))
             for job_id, (_, info) in self._kept.items()
         }
+        index = QueueIndex(queue)
         return [
-            replace(info, queued_ahead=gpus_ahead(queue, job_id, info.partitions, standing.get(job_id)))
+            replace(info, queued_ahead=index.ahead(job_id, info.partitions, standing.get(job_id)))
             for job_id, info in [*running.items(), *kept.items()]
         ]
 

@@ -24,6 +24,7 @@ it would.
 from __future__ import annotations
 
 import re
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -74,19 +75,53 @@ def parse_queue(squeue: Mapping[str, Any]) -> tuple[list[Queued], dict[str, floa
     return queue, standing
 
 
+class QueueIndex:
+    """The pending queue arranged for ``ahead``, asked once per running or kept job at every read: per set of
+    partitions, the priorities in order with the GPUs asked at or above each, so a job costs a binary search
+    per set, not a scan of the queue (5,000 running and 5,000 pending jobs: 25 million checks a read)."""
+
+    def __init__(self, queue: Sequence[Queued]) -> None:
+        grouped: dict[frozenset[str], list[Queued]] = {}
+        self._own: dict[str, list[Queued]] = {}
+        for q in queue:
+            grouped.setdefault(q.partitions, []).append(q)
+            self._own.setdefault(q.job_id, []).append(q)
+        # partitions -> (priorities ascending, GPUs asked by the jobs from each position on, a 0 at the end)
+        self._groups: list[tuple[frozenset[str], list[float], list[int]]] = []
+        for parts, jobs in grouped.items():
+            jobs.sort(key=lambda q: q.priority)
+            asked = [0] * (len(jobs) + 1)
+            for i in range(len(jobs) - 1, -1, -1):
+                asked[i] = asked[i + 1] + jobs[i].gpus
+            self._groups.append((parts, [q.priority for q in jobs], asked))
+
+    def ahead(self, job_id: str, partitions: Sequence[str], priority: float | None) -> int:
+        """GPUs the pending jobs ahead of job ``job_id`` (of this standing, see ``parse_queue``) ask in the
+        partitions it may use (none: any)."""
+        mine = frozenset(partitions)
+
+        def shared(parts: frozenset[str]) -> bool:
+            return not mine or not parts or not mine.isdisjoint(parts)
+
+        total = sum(
+            asked[0 if priority is None else bisect_left(priorities, priority)]
+            for parts, priorities, asked in self._groups
+            if shared(parts)
+        )
+        # the job's own pending records (a requeued job is in the queue) are not ahead of it
+        return total - sum(
+            q.gpus
+            for q in self._own.get(job_id, ())
+            if shared(q.partitions) and (priority is None or q.priority >= priority)
+        )
+
+
 def gpus_ahead(
     queue: Sequence[Queued], job_id: str, partitions: Sequence[str], priority: float | None
 ) -> int:
     """GPUs the pending jobs ahead of job ``job_id`` (of this standing, see ``parse_queue``) ask in the
-    partitions it may use (none: any)."""
-    mine = frozenset(partitions)
-    return sum(
-        q.gpus
-        for q in queue
-        if q.job_id != job_id
-        and (not mine or not q.partitions or not mine.isdisjoint(q.partitions))
-        and (priority is None or q.priority >= priority)
-    )
+    partitions it may use (none: any); for many jobs, build one ``QueueIndex``."""
+    return QueueIndex(queue).ahead(job_id, partitions, priority)
 
 
 def _asked_gpus(job: Mapping[str, Any]) -> int:

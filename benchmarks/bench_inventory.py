@@ -11,7 +11,8 @@ returns them with ``_preload_content=False``; the timing covers decoding them (`
 
 ``--slurm`` measures the Slurm inventory instead (``SlurmInventory.read``): the same nodes in ``sinfo
 --json``, ``--jobs`` running jobs of 2 nodes x 4 GPUs each plus as many finished ones in ``squeue --json
---states=all``, with the fields Slurm 22.05 prints for a job (about 3 KB each); the commands' output is
+--states=all``, with the fields Slurm 22.05 prints for a job (about 3 KB each), and ``--pending`` jobs
+waiting for GPUs in the same partition (what each running job would queue behind); the commands' output is
 given, not run.
 
 The HTTP transfer is left out: on a real cluster it depends on the API server, and the test stand-in (kmock)
@@ -153,8 +154,9 @@ def _pod(name: str, node: str, gpus: int, owners: list[dict[str, Any]]) -> dict[
     }
 
 
-def slurm_outputs(nodes: int, jobs: int) -> dict[str, str]:
-    """What scontrol, sinfo and squeue would print for such a cluster."""
+def slurm_outputs(nodes: int, jobs: int, pending: int = 0) -> dict[str, str]:
+    """What scontrol, sinfo and squeue would print for such a cluster (``pending``: that many more jobs
+    waiting in the queue for 2 nodes x 4 GPUs each, eligible, each of its own priority)."""
     names = [f"gpu-{n:05d}" for n in range(nodes)]
     sinfo = {
         "nodes": [{"name": n, "gres": "gpu:h100:8(S:0-1)", "state": "mixed", "cpus": 128} for n in names]
@@ -193,6 +195,24 @@ def slurm_outputs(nodes: int, jobs: int) -> dict[str, str]:
                 "submit_time": 1_763_999_000 + j,
             }
         )
+    squeue += [
+        {
+            "job_id": 300_000 + j,
+            "name": f"queued-{j % 89}",
+            "job_state": "PENDING",
+            "state_reason": "Priority",
+            "priority": 10_000 + j,
+            "user_name": "bob",
+            "partition": "gpu",
+            "node_count": 2,
+            "tres_per_node": "gres:gpu:4",
+            "tres_req_str": "cpu=64,mem=512G,node=2,billing=64",
+            "job_resources": None,
+            "gres_detail": [],
+            "submit_time": 1_763_999_000 + j,
+        }
+        for j in range(pending)
+    ]
     topology = "\n".join(
         f"SwitchName=r{r:03d} Level=0 LinkSpeed=1 Nodes={','.join(names[r * 32 : r * 32 + 32])}"
         for r in range((nodes + 31) // 32)
@@ -200,13 +220,14 @@ def slurm_outputs(nodes: int, jobs: int) -> dict[str, str]:
     return {
         "scontrol show config": "ClusterName = c1\n",
         "scontrol show topology": topology + "\n",
+        "scontrol show partition --oneliner --all": "PartitionName=gpu Nodes=ALL State=UP\n",
         "sinfo --json": json.dumps(sinfo),
         "squeue --json --states=all": json.dumps({"jobs": squeue}),
     }
 
 
 def bench_slurm(args: argparse.Namespace) -> None:
-    outputs = slurm_outputs(args.nodes, args.jobs)
+    outputs = slurm_outputs(args.nodes, args.jobs, args.pending)
     best = float("inf")
     inventory = None
     for _ in range(args.repeat):
@@ -222,7 +243,8 @@ def bench_slurm(args: argparse.Namespace) -> None:
                 "bench": "slurm_inventory_read",
                 "nodes": args.nodes,
                 "gpus": args.nodes * 8,
-                "jobs_listed": args.jobs * 2,
+                "jobs_listed": args.jobs * 2 + args.pending,
+                "pending_jobs": args.pending,
                 "running_jobs": len(inventory.workloads()),
                 "squeue_bytes": len(outputs["squeue --json --states=all"]),
                 "read_seconds": round(best, 3),
@@ -239,6 +261,7 @@ def main() -> None:
     parser.add_argument("--assigned", action="store_true", help="give every pod's GPU indices")
     parser.add_argument("--slurm", action="store_true", help="measure the Slurm inventory instead")
     parser.add_argument("--jobs", type=int, default=5000, help="running Slurm jobs (--slurm)")
+    parser.add_argument("--pending", type=int, default=0, help="pending Slurm jobs asking GPUs (--slurm)")
     args = parser.parse_args()
     if args.slurm:
         bench_slurm(args)

@@ -35,4 +35,9 @@ class RecordedSlurm:
             return "ClusterName = cap\n"
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return (RECORDED / self.topology).read_text()
+        if list(argv[:3]) == ["scontrol", "show", "partition"]:  # both were UP in every capture
+            return (
+                "PartitionName=gpu Nodes=node-0[1-4] State=UP TotalNodes=4\n"
+                "PartitionName=other Nodes=node-05 State=UP TotalNodes=1\n"
+            )
         return (RECORDED / f"{argv[0]}-{self.capture}.json").read_text()

@@ -14,6 +14,7 @@ from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
 from alerting.faults import classify
+from alerting.inventory_file import workload_data, workload_from_data
 from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import (
     Assignment,
@@ -793,3 +794,43 @@ def test_a_node_whose_gpus_are_all_mig_devices_of_an_uncounted_resource_is_named
         api, gpu_resources=["nvidia.com/gpu", "nvidia.com/mig-1g.10gb", "nvidia.com/mig-3g.40gb"]
     )
     assert [(n.name, n.gpu_count) for n in counted.read().node_list] == [("g1", 8), ("h1", 16)]
+
+
+def _not_ready(replica: dict) -> dict:
+    """A replica whose container crash-loops: phase Running, its Ready condition False (out of endpoints)."""
+    replica["status"] = {
+        "phase": "Running",
+        "conditions": [{"type": "Ready", "status": "False"}],
+        "containerStatuses": [
+            {"name": "main", "ready": False, "state": {"waiting": {"reason": "CrashLoopBackOff"}}}
+        ],
+    }
+    return replica
+
+
+@pytest.mark.parametrize(
+    ("crashing", "priority", "lost"),
+    [(0, "P1", "25%"), (3, "P0", "100%")],
+    ids=["all-ready", "three-crashing"],
+)
+def test_replicas_that_are_not_ready_are_lost_with_the_fault_that_takes_the_others(
+    sql: Engine, crashing: int, priority: str, lost: str
+) -> None:
+    # llama's replicas on g1-g3 crash-loop (phase Running, not Ready: no traffic); g4 is its last serving one.
+    # Its node's loss was "25% of replicas lost", P1, where the service was down.
+    api = FakeApi()
+    serving_cluster(api)
+    api.objects["pods"] = [_not_ready(p) if i < crashing else p for i, p in enumerate(api.objects["pods"])]
+    read = inventory(api).read()
+    engine = IncidentEngine(sql, FakeClock(1000.0), inventory=read)
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "g4"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert (row.priority, row.title.endswith(f"inference service llama {lost} of replicas lost")) == (
+        priority,
+        True,
+    ), row.title
+    (reason,) = [e.data["reason"] for e in engine.store.get(row.id).timeline if e.kind == "priority"]
+    assert ("counting replicas that were not ready: inference service llama 3" in reason) == bool(crashing)
+    # what serve shows and exports (and reads back) says which replicas do not serve
+    (llama,) = read.workload_list
+    assert workload_from_data(workload_data(llama)).unready == llama.unready == tuple(range(crashing))

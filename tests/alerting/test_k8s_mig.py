@@ -134,3 +134,27 @@ def test_a_single_strategy_node_has_no_physical_gpu_count_so_its_pods_are_on_the
     engine.ingest([xid("s1", 0)])
     ((row, _),) = engine.store.list_rows(None)
     assert "inference service whisper 100% of replicas lost" in row.title
+
+
+def test_a_node_with_some_gpus_in_mig_mode_names_its_uncounted_slices_and_counts_them_once_configured(
+    sql: Engine, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "mixed" with MIG on 4 of 8 GPUs: nvidia.com/gpu says 4, the slices have their own resource. With the
+    # default gpu_resources the node read as a 4-GPU node, its MIG replicas were dropped without a word, and
+    # its loss was "P2 node p1 is down: 1 node, 4 GPUs" while the service on its slices was down.
+    partly = mixed("p1", 8, 28)
+    partly["status"]["capacity"]["nvidia.com/gpu"] = "4"
+    api = cluster([partly], [on_slice(f"whisper-5d8f-{i}", "p1", "whisper") for i in (0, 1)])
+    caplog.set_level("WARNING", logger="alerting.k8s_inventory")
+    default = KubernetesInventory(FakeClock(1000.0), api, cluster="k1")
+    for _ in range(2):
+        default.read()
+    said = [r.getMessage() for r in caplog.records]
+    assert len(said) == 1, said  # once, not every refresh
+    assert "p1" in said[0] and SLICE in said[0] and "gpu_resources" in said[0]
+    # Configured as the warning says: the node has its 8 GPUs and its loss stops the service.
+    engine, reader = engine_over(sql, api)
+    assert [(n.name, n.gpu_count) for n in reader.read().node_list] == [("p1", 8)]
+    engine.ingest([Alert({"alertname": "NodeDown", "node": "p1"})])
+    ((row, _),) = engine.store.list_rows(None)
+    assert (row.priority, "inference service whisper 100% of replicas lost" in row.title) == ("P0", True)

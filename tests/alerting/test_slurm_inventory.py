@@ -67,13 +67,15 @@ def test_racks_are_the_leaf_switches_of_the_topology() -> None:
 
 
 class FakeSlurm:
-    """Answers the four commands the reader runs, from editable state."""
+    """Answers the commands the reader runs, from editable state."""
 
     def __init__(self) -> None:
         self.jobs: list[dict[str, object]] = []
         self.node_state = "mixed"
         self.states: dict[str, str] = {}  # a node's own state, else node_state
         self.features: dict[str, str] = {}  # a node's active features (sinfo: "a100,ib")
+        self.partitions: dict[str, list[str]] = {}  # a node's partitions, else ["gpu"]
+        self.partition_states: dict[str, str] = {}  # scontrol show partition: name -> State (UP, DOWN, ...)
         self.broken = False
 
     def __call__(self, argv: Sequence[str]) -> str:
@@ -83,13 +85,18 @@ class FakeSlurm:
             return "ClusterName = c1\n"
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
+        if list(argv[:3]) == ["scontrol", "show", "partition"]:
+            return "".join(
+                f"PartitionName={p} AllowGroups=ALL Nodes=n[1-2] State={state} TotalNodes=2\n"
+                for p, state in self.partition_states.items()
+            )
         if argv[0] == "sinfo":
             nodes = [
                 {
                     "name": n,
                     "gres": "gpu:8",
                     "state": self.states.get(n, self.node_state),
-                    "partitions": ["gpu"],
+                    "partitions": self.partitions.get(n, ["gpu"]),
                     "active_features": self.features.get(n, ""),
                 }
                 for n in ("n1", "n2")
@@ -272,6 +279,51 @@ def test_nodes_in_maintenance_reserved_or_in_no_switch_are_not_spare() -> None:
     assert all(n.usable for n in SlurmInventory(FakeClock(), plain).read().node_list)
 
 
+@pytest.mark.parametrize(
+    ("debug", "priority"),
+    [("UP", "P1"), ("DRAIN", "P1"), ("DOWN", "P0"), ("INACTIVE", "P0")],
+    ids=["up", "drain", "down", "inactive"],
+)
+def test_a_partition_that_starts_no_job_gives_its_stopped_jobs_no_spare(debug: str, priority: str) -> None:
+    # Real Slurm 22.05: `scontrol update PartitionName=debug State=DOWN`, then a node of it died and its job
+    # (partition debug) was requeued; the idle node beside it was counted as the job's spare (P1), though
+    # Slurm starts no job of a DOWN or INACTIVE partition (DRAIN: it takes no new job, queued ones start).
+    slurm, clock = FakeSlurm(), FakeClock()
+    slurm.partitions = {"n1": ["debug"], "n2": ["gpu", "debug"]}
+    slurm.partition_states = {"gpu": "UP", "debug": debug}
+    slurm.node_state = "idle"
+    job = {**_job(41, "llm", "RUNNING"), "partition": "debug", "tres_per_node": "gres:gpu:8"}
+    slurm.jobs = [
+        {**job, "job_resources": {"allocated_nodes": [{"nodename": "n1"}]}, "gres_detail": ["gpu:8(IDX:0-7)"]}
+    ]
+    reader = SlurmInventory(clock, slurm)
+    reader.read()
+    slurm.states, slurm.jobs = {"n1": "down"}, [{**job, "job_state": "PENDING", "job_resources": None}]
+    clock.advance(30)
+    inventory = reader.read()
+    n2 = inventory.node("n2")
+    assert n2 is not None and (n2.usable, n2.free) == (True, 8)  # partition gpu still starts jobs there
+    sql = make_engine("sqlite://")
+    upgrade(sql)
+    gw = IncidentEngine(sql, clock, inventory=inventory)
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": "n1"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert (row.priority, "training job llm (41) stopped" in row.title) == (priority, True), row.title
+
+
+def test_a_node_whose_every_partition_is_down_takes_no_new_work() -> None:
+    slurm = FakeSlurm()
+    slurm.node_state = "idle"
+    slurm.partitions = {"n1": ["debug"], "n2": ["gpu", "debug"]}
+    slurm.partition_states = {"gpu": "UP", "debug": "DOWN"}
+    inventory = SlurmInventory(FakeClock(), slurm).read()
+    assert [(n.name, n.state, n.usable, n.free) for n in inventory.node_list] == [
+        ("n1", "idle+partitions_down", False, 0),
+        ("n2", "idle", True, 8),
+    ]
+    assert inventory.spare == {"c1": 8}
+
+
 def test_a_running_job_without_gpu_indices_is_placed_by_its_tres_not_taken_for_gone(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -323,6 +375,15 @@ def test_a_slurm_conf_that_names_no_file_is_said_at_once(tmp_path: Path) -> None
     env = {"SLURM_CONF": str(tmp_path / "nope.conf"), "PATH": "/usr/bin:/bin"}
     with pytest.raises(SourceError, match=r"SLURM_CONF names .*nope\.conf, which is not a file"):
         run_command(["scontrol", "show", "config"], env=env)
+
+
+def test_a_slurm_command_not_on_path_names_the_setting_and_the_fix(tmp_path: Path) -> None:
+    # It said "scontrol: [Errno 2] No such file or directory: 'scontrol'" at every refresh.
+    with pytest.raises(SourceError) as said:
+        run_command(["scontrol", "show", "config"], env={"PATH": str(tmp_path)})
+    message = str(said.value)
+    assert f"scontrol is not on PATH ({tmp_path})" in message
+    assert "alerting.slurm_inventory" in message and "slurm-client" in message
 
 
 def test_a_command_that_times_out_says_what_it_last_said(tmp_path: Path) -> None:

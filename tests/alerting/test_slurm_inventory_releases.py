@@ -32,6 +32,8 @@ class Slurm24:
             return "ClusterName = c1\n"
         if list(argv[:3]) == ["scontrol", "show", "topology"]:
             return "SwitchName=r07 Level=0 LinkSpeed=1 Nodes=n[1-2]\n"
+        if list(argv[:3]) == ["scontrol", "show", "partition"]:
+            return "PartitionName=gpu Nodes=n[1-2] State=UP TotalNodes=2\n"
         if argv[0] == "sinfo":  # grouped by state and partition, as SINFO_DATA
             return json.dumps({"sinfo": [{"nodes": {"nodes": ["n1", "n2"]}, "gres": {"total": "gpu:4"}}]})
         if list(argv) == ["scontrol", "--json", "show", "nodes"]:
