@@ -44,6 +44,7 @@ from dataclasses import replace
 from typing import Any, Protocol
 
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo, in_cluster
+from alerting.slurm_health import REQUEUED_STATES, NodeTrouble
 from alerting.slurm_hostlist import expand_hostlist
 from alerting.slurm_jobs import FINISHED_STATES, RUNNING_STATES, Job, parse_jobs
 from alerting.slurm_queue import Queued, QueueIndex, parse_queue
@@ -263,6 +264,7 @@ class SlurmInventory:
         self._store: KeptJobs | None = None
         self._loaded = False  # the store's kept jobs were read back (on the first read that could)
         self._saved: dict[str, tuple[float, WorkloadInfo]] = {}  # what the store holds, as last saved
+        self._trouble = NodeTrouble()  # nodes down or unreachable at this read or the one before
 
     def keep_in(self, store: KeptJobs) -> None:
         """Keep the jobs that stopped abnormally in ``store`` too, so that a reader started later (serve
@@ -279,14 +281,15 @@ class SlurmInventory:
         squeue = self._json(["squeue", "--json", "--states=all"])
         jobs = parse_jobs(squeue, node_gpus)
         now = self._clock.time()
+        self._trouble.update((n, node_state(n)) for n in sinfo["nodes"])
         self._restore(cluster)
         running: dict[str, WorkloadInfo] = {}
         for job in jobs:
             if job.state in RUNNING_STATES:
                 if job.info.units:
                     running[job.job_id] = job.info
-            elif job.job_id in self._running and job.state not in FINISHED_STATES:
-                # NODE_FAIL, FAILED, requeued (PENDING)
+            elif job.job_id in self._running and self._stopped_by_fault(job, self._running[job.job_id]):
+                # NODE_FAIL, FAILED, requeued (PENDING) off a node that failed
                 self._kept[job.job_id] = (now, _stopped(self._running[job.job_id], job.state.lower()))
             elif job.job_id not in self._kept and self._ended_lately(job, now):
                 # stopped abnormally before this reader first saw it running (serve restarted since)
@@ -348,6 +351,16 @@ class SlurmInventory:
             logger.warning("slurm inventory: %s; trying again at the next read", exc)
             return
         self._saved = dict(self._kept)
+
+    def _stopped_by_fault(self, job: Job, ran: WorkloadInfo) -> bool:
+        """Whether a job seen running at the last read stopped abnormally: failed, or requeued off a node in
+        trouble (``slurm_health``). A job requeued while all its nodes were well was preempted or requeued
+        by a person: no fault stopped it (its PreemptMode=CANCEL twin is PREEMPTED, a finished state)."""
+        if job.state in FINISHED_STATES:
+            return False
+        if job.state not in REQUEUED_STATES:
+            return True  # NODE_FAIL, FAILED (a GPU fault kills the job, not its node), BOOT_FAIL, ...
+        return self._trouble.any_in_trouble({node for unit in ran.units for _, node, _ in unit})
 
     def _ended_lately(self, job: Job, now: float) -> bool:
         """Whether a job squeue still lists stopped abnormally within the keep window, on nodes it names

@@ -60,6 +60,8 @@ class Inventories:
         self.latest: dict[str, StaticInventory] = {}
         self.failing: dict[str, int] = {}  # per source, failed reads in a row
         self.relists: dict[str, int] = {}  # per source, its lists started again (``relists``) as last counted
+        # The refresh reads each source in its own thread: what they record, and the merge they publish
+        self._lock = threading.RLock()
         # Per refreshed source: when it was last read, and when a read last failed (the inventory API).
         self.status: dict[str, dict[str, datetime | None]] = {
             name: {"read_at": None, "failed_at": None} for _, name in sources
@@ -80,17 +82,34 @@ class Inventories:
         return " + ".join(name for _, name in [*self.fixed, *self.sources])
 
     def read(self, engine: IncidentEngine | None = None) -> bool:
-        """Read every source again (``engine``: a refresh, whose failures it counts per source); whether any
-        read worked. A source that fails keeps its last read; one that cannot be read when serve starts
-        (slurmctld or the Kubernetes API down, an incident in itself) does not stop serve, which starts
-        without that part and tries again."""
-        worked = False
-        for source, name in self.sources:
-            try:
-                self.latest[name] = source.read()
-                self.status[name]["read_at"] = self.clock.now()
-                worked = True
-            except Exception as exc:  # loop boundary: one source down leaves the others
+        """Read every source again, each in its own thread (``engine``: a refresh, whose failures it counts
+        per source); whether any read worked. A source that fails keeps its last read; one that cannot be
+        read when serve starts (slurmctld or the Kubernetes API down, an incident in itself) does not stop
+        serve, which starts without that part and tries again. A slow source (a hung slurmctld: 10 s a
+        failed read) does not hold up the others."""
+        worked: list[bool] = []
+        threads = [
+            threading.Thread(
+                target=lambda s=source, n=name: worked.append(self.read_source(s, n, engine)),
+                name=f"inventory-{name}",
+                daemon=True,
+            )
+            for source, name in self.sources
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        if engine is not None:
+            self.count_relists(engine)
+        return any(worked)
+
+    def read_source(self, source: InventorySource, name: str, engine: IncidentEngine | None = None) -> bool:
+        """Read one source again (``engine``: a refresh, which counts its failures); whether it worked."""
+        try:
+            inventory = source.read()
+        except Exception as exc:  # loop boundary: one source down leaves the others
+            with self._lock:
                 # A traceback at the first failure, then one line each until a read works again (slurmctld
                 # down for an hour is not sixty tracebacks).
                 again = self.failing.get(name, 0) > 0
@@ -100,7 +119,7 @@ class Inventories:
                     logger.exception(
                         "%s inventory: cannot read it; starting without, retrying every refresh", name
                     )
-                    continue
+                    return False
                 engine.counters["inventory_refresh_failures"] += 1
                 if again:
                     logger.warning(
@@ -111,12 +130,22 @@ class Inventories:
                     )
                 else:
                     logger.exception("%s inventory: refresh failed; keeping the last one", name)
-            else:
-                if self.failing.pop(name, 0):
-                    logger.info("%s inventory: read again after failing", name)
-        if engine is not None:
+            return False
+        with self._lock:
+            self.latest[name] = inventory
+            self.status[name]["read_at"] = self.clock.now()
+            if self.failing.pop(name, 0):
+                logger.info("%s inventory: read again after failing", name)
+        return True
+
+    def publish(self, engine: IncidentEngine) -> None:
+        """Hand the engine every part as last read, merged. One at a time, so that a source's loop that
+        merged before another source's newer read cannot replace the merge that holds it."""
+        with self._lock:
             self.count_relists(engine)
-        return worked
+            merged = self.merged()
+            if merged is not None:
+                engine.replace_inventory(merged)
 
     def count_relists(self, engine: IncidentEngine) -> None:
         """Add the lists each source started again since they were last counted (a Kubernetes continue token
@@ -139,18 +168,27 @@ class Inventories:
 
 
 def inventory_refresh(engine: IncidentEngine, inventories: Inventories, interval: float) -> BackgroundTask:
-    """Re-read the Slurm and Kubernetes inventories every ``interval``; a failed read keeps the last one."""
+    """Re-read each Slurm and Kubernetes inventory every ``interval``, each source in its own thread, so a
+    slow one (a hung slurmctld) does not age the others' view; a failed read keeps the last one."""
 
-    def run(stop: threading.Event) -> None:
+    def refresh(stop: threading.Event, source: InventorySource, name: str) -> None:
         while not stop.wait(interval):
             try:
-                worked = inventories.read(engine)
-                merged = inventories.merged() if worked else None
-                if merged is not None:
-                    engine.replace_inventory(merged)
+                if inventories.read_source(source, name, engine):
+                    inventories.publish(engine)
             except Exception:  # loop boundary: the last inventory stays; the next refresh tries again
                 engine.counters["inventory_refresh_failures"] += 1
-                logger.exception("inventory: refresh failed; keeping the last one")
+                logger.exception("%s inventory: refresh failed; keeping the last one", name)
+
+    def run(stop: threading.Event) -> None:
+        loops = [
+            threading.Thread(target=refresh, args=(stop, source, name), name=f"inventory-{name}", daemon=True)
+            for source, name in inventories.sources
+        ]
+        for loop in loops:
+            loop.start()
+        for loop in loops:
+            loop.join()
 
     return run
 

@@ -11,6 +11,17 @@ node-01,02, r02 = node-03,04, r03 = node-05; each node has 2 CPUs):
 * C: slow TIMEOUT, array 5 cancelled; a MAINT reservation on node-04, an ordinary one on node-03;
 * D-running / D-requeued: llm (``-N2 --gres=gpu:4``) on node-01,02; node-01 set DOWN, llm requeued (PENDING).
 
+The Q and F captures come from another 22.05.8 cluster (nodes gpu01-04, gpu07, r01-n1..3, ``gpu:h100:4`` each,
+2 CPUs; partitions gpu = all, debug and high = gpu01-02 with PriorityTier 1 and 10,
+``PreemptType=preempt/partition_prio``, ``PreemptMode=REQUEUE``, ``SlurmdTimeout=10``, ``ReturnToService=1``;
+read them with ``topology="empty.txt"``; jobs 1-5 are earlier, cancelled ones):
+
+* Q-running / Q-requeued: low (6, ``-p debug -w gpu01 --exclusive``) and rq (7, ``-w gpu02``) running; then
+  high (8, ``-p high -w gpu01``) preempted low, and ``scontrol requeue 7``: both PENDING, every node well;
+* F-running / F-stalled / F-requeued: flap (9, ``-w gpu07``) running; gpu07's slurmd stopped (SIGSTOP):
+  gpu07 ``mixed*`` (NOT_RESPONDING), flap still RUNNING; then slurmctld set gpu07 DOWN and requeued flap,
+  slurmd went on (SIGCONT) and gpu07 was back (idle) within a second: flap PENDING, gpu07 well.
+
 ``topology.txt`` is the tree above; ``topology-no-switch.txt`` the same cluster before node-05 was in a
 switch; ``empty.txt`` stands for topology/none.
 """

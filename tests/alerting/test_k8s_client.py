@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
+import tomllib
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
+from packaging.requirements import Requirement
+from urllib3.util.retry import Retry
 
 from alerting.k8s_client import api_lister
 from alerting.k8s_inventory import KubernetesInventory
@@ -94,3 +99,15 @@ def test_a_second_expiry_fails_the_read_for_the_next_refresh_and_keeps_the_last_
     assert reader.relists == 1
     api.expiries = 0
     assert reader.read().workload_list == before.workload_list  # nothing half-read was kept
+
+
+def test_the_declared_urllib3_floor_admits_no_release_without_the_retry_after_cap_the_client_sets() -> None:
+    # bound_retries passes Retry(retry_after_max=1), which urllib3 added in 2.6.3 (its changelog: "Started
+    # treating Retry-After times greater than 6 hours as 6 hours by default", #3743); pyproject said only
+    # kubernetes>=30, whose own floor (urllib3>=1.24.2) lets an older urllib3 in: serve's Kubernetes
+    # inventory then failed with a TypeError when it built its client.
+    assert "retry_after_max" in inspect.signature(Retry).parameters  # the installed one has it
+    pyproject = tomllib.loads((Path(__file__).parents[2] / "pyproject.toml").read_text(encoding="utf-8"))
+    asked = [Requirement(r) for r in pyproject["project"]["dependencies"]]
+    (urllib3,) = [r for r in asked if r.name == "urllib3"]
+    assert not urllib3.specifier.contains("2.6.2") and urllib3.specifier.contains("2.6.3")

@@ -76,6 +76,7 @@ class FakeSlurm:
         self.features: dict[str, str] = {}  # a node's active features (sinfo: "a100,ib")
         self.partitions: dict[str, list[str]] = {}  # a node's partitions, else ["gpu"]
         self.partition_states: dict[str, str] = {}  # scontrol show partition: name -> State (UP, DOWN, ...)
+        self.extra: dict[str, dict[str, object]] = {}  # more sinfo fields of a node (boot_time, ...)
         self.broken = False
 
     def __call__(self, argv: Sequence[str]) -> str:
@@ -98,6 +99,7 @@ class FakeSlurm:
                     "state": self.states.get(n, self.node_state),
                     "partitions": self.partitions.get(n, ["gpu"]),
                     "active_features": self.features.get(n, ""),
+                    **self.extra.get(n, {}),
                 }
                 for n in ("n1", "n2")
             ]
@@ -137,18 +139,84 @@ def test_a_job_stays_known_a_while_after_it_fails_and_spare_gpus_follow_slurm() 
 
 
 @pytest.mark.parametrize(
-    ("state", "kept"),
-    [("COMPLETED", False), ("CANCELLED", False), ("TIMEOUT", False), ("FAILED", True), ("PENDING", True)],
-    ids=["completed", "cancelled", "timeout", "failed", "requeued"],
-)
-def test_only_a_job_that_stopped_abnormally_is_kept(state: str, kept: bool) -> None:
+    ("state", "node_after", "kept"),
+    [
+        ("COMPLETED", "idle", False),
+        ("CANCELLED", "idle", False),
+        ("TIMEOUT", "idle", False),
+        ("FAILED", "idle", True),  # a GPU fault kills the job's processes, not its node
+        ("NODE_FAIL", "idle", True),
+        ("PENDING", "down", True),
+        ("PENDING", "idle+not_responding", True),
+        ("PENDING", "idle", False),  # requeued while every node was well: preempted, or a person did it
+        ("REQUEUE_HOLD", "idle", False),
+    ],
+    ids=[
+        "completed", "cancelled", "timeout", "failed", "node-fail", "requeued-node-down",
+        "requeued-node-not-responding", "requeued-nodes-well", "requeue-hold-nodes-well",
+    ],
+)  # fmt: skip
+def test_only_a_job_that_stopped_abnormally_is_kept(state: str, node_after: str, kept: bool) -> None:
     slurm, clock = FakeSlurm(), FakeClock()
     reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
     slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
     reader.read()
-    slurm.jobs = [_job(41, "llm-70b", state)]
+    slurm.jobs, slurm.states = [_job(41, "llm-70b", state)], {"n2": node_after}
     clock.advance(10)
     assert bool(reader.read().workload_list) is kept
+
+
+@pytest.mark.parametrize(
+    ("field", "kept"),
+    [("boot_time", True), ("slurmd_start_time", True), ("last_busy", False)],
+    ids=["rebooted", "slurmd-restarted", "only-busy-changed"],
+)
+def test_a_job_requeued_off_a_node_that_restarted_between_two_reads_is_kept(field: str, kept: bool) -> None:
+    # A node that failed and came back between two reads shows nothing wrong at either; one that rebooted
+    # (or whose slurmd started again) says when. last_busy moves whenever a job leaves a node: no trace.
+    slurm, clock = FakeSlurm(), FakeClock()
+    times = {"boot_time": 1_000, "slurmd_start_time": 1_100, "last_busy": 1_200}
+    slurm.extra = {"n1": dict(times)}
+    reader = SlurmInventory(clock, slurm, keep_ended_seconds=300)
+    slurm.jobs = [_job(41, "llm-70b", "RUNNING")]
+    reader.read()
+    slurm.jobs, slurm.node_state = [_job(41, "llm-70b", "PENDING")], "idle"
+    slurm.extra = {"n1": {**times, field: 1_500}}
+    clock.advance(10)
+    assert bool(reader.read().workload_list) is kept
+
+
+def _read_recorded(*captures: str) -> StaticInventory:
+    """The inventory after a reader read each capture of the preemption cluster in turn, 10 s apart."""
+    slurm, clock = RecordedSlurm(captures[0], topology="empty.txt"), FakeClock()
+    reader = SlurmInventory(clock, slurm)
+    for capture in captures:
+        slurm.capture = capture
+        inventory = reader.read()
+        clock.advance(10)
+    return inventory
+
+
+def test_a_preempted_or_operator_requeued_job_is_not_blamed_for_a_later_node_failure() -> None:
+    # Real Slurm 22.05: low (6) on gpu01 preempted by high (8, PreemptMode=REQUEUE), rq (7) on gpu02
+    # requeued by `scontrol requeue`; then gpu01 dies. Both were PENDING with every node well: low was kept
+    # as stopped and the node's incident said "high (8) stopped, low (6) stopped".
+    inventory = _read_recorded("Q-running", "Q-requeued")
+    assert [(w.ref.name, w.kept) for w in inventory.workload_list] == [("high (8)", 0)]
+    sql = make_engine("sqlite://")
+    upgrade(sql)
+    gw = IncidentEngine(sql, FakeClock(), inventory=inventory)
+    gw.ingest([Alert({"alertname": "NodeDown", "cluster": "cap", "node": "gpu01"})])
+    ((row, _),) = gw.store.list_rows(None)
+    assert "high (8)" in row.title and "low (6)" not in row.title, row.title
+
+
+def test_a_job_requeued_off_a_node_that_stopped_answering_is_kept_though_the_node_came_back() -> None:
+    # Real Slurm 22.05: gpu07's slurmd stopped answering (NOT_RESPONDING at one read), slurmctld set it
+    # DOWN, requeued flap (9), and gpu07 was back within a second: the next read shows it well.
+    assert [(w.ref.name, w.state) for w in _read_recorded("F-running", "F-requeued").workload_list] == []
+    kept = _read_recorded("F-running", "F-stalled", "F-requeued").workload_list
+    assert [(w.ref.name, w.state, w.kept) for w in kept] == [("flap (9)", "pending", 4)]
 
 
 def test_a_job_gone_from_squeue_while_running_is_kept() -> None:

@@ -39,6 +39,19 @@ def test_nodes_racks_and_a_running_job_come_from_slurm_and_explain_a_node_failur
             30,
         )
         assert quick.read().workload_list == []
+        # A job an operator requeues (`scontrol requeue`, as preemption does) while its node is well: no
+        # fault stopped it, so it is not kept to be named by a later fault on that node.
+        requeued = cluster.submit("requeued", nodes=1, gpus_per_node=4)
+        assert [w.ref.name for w in quick.read().workload_list] == [f"requeued ({requeued})"]
+        cluster.run("scontrol", "requeue", requeued)
+        cluster.wait_job_not_running(requeued)
+        wait_for(
+            "requeued to be pending",
+            lambda: cluster.run("squeue", "-h", "-j", requeued, "-o", "%T").strip() == "PENDING",
+            30,
+        )
+        assert quick.read().workload_list == []
+        cluster.run("scancel", requeued)
         job_id = cluster.submit("llm-70b", nodes=2, gpus_per_node=4)
         slurm = SlurmInventory(clock, env=cluster.env, keep_ended_seconds=600)
         inventory = slurm.read()
