@@ -27,23 +27,16 @@ import argparse
 import gc
 import json
 import sys
-import tempfile
-import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_incidents as bench
 
 from alerting import correlation, regrouping
-from alerting.journal import KIND_POSTABLE
-from gpuwarden.cli.serve_cmd import build_applier, build_service
-from gpuwarden.config import load_config
 from gpuwarden.model import Alert
 
 SIZES = (250, 500, 1000, 2000)
@@ -88,27 +81,15 @@ def _phases(shape: str, count: int) -> list[list[dict[str, str]]]:
 
 def _run(shape: str, count: int, batch: int = bench.BATCH) -> dict[str, object]:
     """Apply each phase of ``shape`` to a fresh store: seconds, alerts/s and join_rank calls per phase."""
-    work = Path(tempfile.mkdtemp(prefix="bench-correlation-shapes-"))
-    config = work / "gw.yml"
-    config.write_text(yaml.safe_dump({"alerting": {}}))
-    cfg = load_config(config)
-    db = str(work / "gw.db")
-    engine, _, _, _ = build_service(cfg, db)
-    applier = build_applier(cfg, db, engine)
+    engine, applier = bench.in_process("bench-correlation-shapes-")
     start_at = datetime.now(UTC) - timedelta(minutes=1)
     ends = datetime.now(UTC) + timedelta(minutes=30)
     result: dict[str, object] = {}
     for phase, labels in zip(("first", "second"), _phases(shape, count), strict=False):
         alerts = [Alert(one, starts_at=start_at) for one in labels]
-        for body in bench.encode([bench.as_postable(a, ends) for a in alerts], batch):
-            applier.journal.append(KIND_POSTABLE, body, batch)  # a record per POST, one transaction
-        gc.collect()
+        bodies = bench.encode([bench.as_postable(a, ends) for a in alerts], batch)  # one transaction each
         _calls[0] = 0
-        start = time.perf_counter()
-        applied = 0
-        while done := applier.apply_available():
-            applied += done
-        seconds = time.perf_counter() - start
+        applied, seconds = bench.apply_timed(applier, bodies, batch)
         result[f"{shape}_{count}_{phase}_seconds"] = round(seconds, 3)
         result[f"{shape}_{count}_{phase}_per_second"] = round(applied / seconds)
         result[f"{shape}_{count}_{phase}_join_rank_calls"] = _calls[0]

@@ -37,6 +37,7 @@ as Prometheus does, held 2 min (scaled) after its last onset, then resolved.
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import shutil
@@ -59,9 +60,14 @@ import httpx
 import yaml
 
 from alerting import scenarios
+from alerting.applier import JournalApplier
+from alerting.engine import IncidentEngine
 from alerting.inventory import StaticInventory, WorkloadInfo
 from alerting.inventory_file import inventory_data
+from alerting.journal import KIND_POSTABLE
 from alerting.notifiers.recorder import SlackRecorder
+from gpuwarden.cli.serve_cmd import build_applier, build_service
+from gpuwarden.config import load_config
 from gpuwarden.model import Alert
 
 TOKEN = "bench-token"
@@ -140,6 +146,29 @@ class CountingReceiver:
 def as_postable(alert: Alert, ends_at: datetime) -> dict[str, Any]:
     starts = min(alert.starts_at or ends_at, datetime.now(UTC), ends_at)
     return {"labels": dict(alert.labels), "startsAt": starts.isoformat(), "endsAt": ends_at.isoformat()}
+
+
+def in_process(prefix: str) -> tuple[IncidentEngine, JournalApplier]:
+    """serve's engine and journal applier on a fresh store in a new temporary directory, default settings."""
+    work = Path(tempfile.mkdtemp(prefix=prefix))
+    config = work / "gw.yml"
+    config.write_text(yaml.safe_dump({"alerting": {}}))
+    cfg = load_config(config)
+    db = str(work / "gw.db")
+    engine, _, _, _ = build_service(cfg, db)
+    return engine, build_applier(cfg, db, engine)
+
+
+def apply_timed(applier: JournalApplier, bodies: list[bytes], batch: int = BATCH) -> tuple[int, float]:
+    """Journal ``bodies`` (a record per POST) and apply them all: (alerts applied, seconds applying)."""
+    for body in bodies:
+        applier.journal.append(KIND_POSTABLE, body, batch)
+    gc.collect()
+    start = time.perf_counter()
+    applied = 0
+    while done := applier.apply_available():
+        applied += done
+    return applied, time.perf_counter() - start
 
 
 def post_all(url: str, headers: dict[str, str], items: list[dict[str, Any]], clients: int = CLIENTS) -> float:

@@ -16,20 +16,13 @@ import argparse
 import gc
 import json
 import sys
-import tempfile
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-
-import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 
 import bench_incidents as bench
 
-from alerting.journal import KIND_POSTABLE
-from gpuwarden.cli.serve_cmd import build_applier, build_service
-from gpuwarden.config import load_config
 from gpuwarden.model import Alert
 
 SIZES = (250, 500, 1000, 2000)
@@ -37,13 +30,7 @@ SIZES = (250, 500, 1000, 2000)
 
 def _run(count: int, cluster: str | None) -> tuple[float, int]:
     """Apply ``count`` NodeDown alerts on distinct nodes to a fresh store: (alerts per second, incidents)."""
-    work = Path(tempfile.mkdtemp(prefix="bench-many-faults-"))
-    config = work / "gw.yml"
-    config.write_text(yaml.safe_dump({"alerting": {}}))
-    cfg = load_config(config)
-    db = str(work / "gw.db")
-    engine, _, _, _ = build_service(cfg, db)
-    applier = build_applier(cfg, db, engine)
+    engine, applier = bench.in_process("bench-many-faults-")
     start_at = datetime.now(UTC) - timedelta(minutes=1)
     extra = {"cluster": cluster} if cluster else {}
     alerts = [
@@ -51,14 +38,8 @@ def _run(count: int, cluster: str | None) -> tuple[float, int]:
         for i in range(count)
     ]
     ends = datetime.now(UTC) + timedelta(minutes=10)
-    for body in bench.encode([bench.as_postable(a, ends) for a in alerts]):
-        applier.journal.append(KIND_POSTABLE, body, bench.BATCH)
-    gc.collect()
-    start = time.perf_counter()
-    applied = 0
-    while done := applier.apply_available():
-        applied += done
-    rate = applied / (time.perf_counter() - start)
+    applied, seconds = bench.apply_timed(applier, bench.encode([bench.as_postable(a, ends) for a in alerts]))
+    rate = applied / seconds
     return rate, len(engine.store.list_rows(limit=count + 1))
 
 

@@ -748,12 +748,14 @@ def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
         assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) >= 8.0
 
 
-def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock: FakeClock) -> None:
-    # The kubelet's pod-resources API names MIG devices by their MIG- UUID, not the parent GPU's.
-    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+def _collected_with_mig_pods(clock: FakeClock, index: int) -> tuple[str, list[MigDevice], list[Metric]]:
+    """One collection of a 2-GPU node whose GPU ``index`` is in MIG mode, each slice held by pod
+    ``ml/trainer-<i>`` as the kubelet's pod-resources API names them: by the slice's own MIG- UUID. The GPU's
+    UUID, its slices and the collected families."""
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, index)])
     sim = SimNvml(fleet, NODE)
     sim.nvmlInit()
-    migs = fleet.gpu(NODE, 0).mig
+    migs = list(fleet.gpu(NODE, index).mig)
     owners = {m.uuid: PodRef("ml", f"trainer-{i}", "main") for i, m in enumerate(migs)}
 
     class Kubelet:
@@ -761,6 +763,12 @@ def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock
             return [owners[uuid]] if uuid in owners else []
 
     families = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), clock=clock).collect()
+    return fleet.gpu(NODE, index).uuid, migs, families
+
+
+def test_mig_instances_carry_the_pod_the_kubelet_assigned_their_mig_device(clock: FakeClock) -> None:
+    # The kubelet's pod-resources API names MIG devices by their MIG- UUID, not the parent GPU's.
+    _, migs, families = _collected_with_mig_pods(clock, 0)
     used = next(m for m in families if m.name == "DCGM_FI_DEV_FB_USED")
     by_instance = {s.labels.get("GPU_I_ID"): s.labels for s in used.samples if s.labels["gpu"] == "0"}
     for i, mig in enumerate(migs):
@@ -779,24 +787,13 @@ def test_the_series_serve_reads_gpu_assignments_from_carry_the_pods_of_mig_slice
     never placed on its GPU. The query's metric must carry each slice's pod on its parent GPU's index."""
     query = KubernetesInventoryConfig.model_fields["gpu_assignment_query"].default
     [metric] = re.findall(r"\b(DCGM_FI_\w+)\b", query)
-    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 1)])
-    sim = SimNvml(fleet, NODE)
-    sim.nvmlInit()
-    migs = fleet.gpu(NODE, 1).mig
-    owners = {m.uuid: PodRef("ml", f"trainer-{i}", "main") for i, m in enumerate(migs)}
-
-    class Kubelet:
-        def pods_for(self, uuid: str) -> list[PodRef]:
-            return [owners[uuid]] if uuid in owners else []
-
-    families = NvmlCollector(sim, hostname=NODE, pods=Kubelet(), clock=clock).collect()
+    parent, migs, families = _collected_with_mig_pods(clock, 1)
     [family] = [m for m in families if m.name == metric]
     placed = {
         (s.labels["Hostname"], s.labels["gpu"], s.labels["UUID"], s.labels["pod"])
         for s in family.samples
         if s.labels.get("pod")
     }
-    parent = fleet.gpu(NODE, 1).uuid
     assert placed == {(NODE, "1", parent, f"trainer-{i}") for i in range(len(migs))}
 
 
