@@ -80,27 +80,33 @@ class MigNotices:
     def left_out(self, nodes: dict[str, tuple[str, ...]]) -> None:
         """Nodes left out because their GPUs are MIG devices (the "mixed" strategy) of resources
         ``gpu_resources`` does not list, with those resources."""
-        self._say(
+        self._say_nodes(
             "left_out",
             nodes,
             "kubernetes inventory: %d nodes left out, their GPUs are MIG devices that gpu_resources does not"
             " count (%s; nodes %s): add those resources to alerting.kubernetes_inventory.gpu_resources to"
             " count each MIG device as a GPU of its node",
-            len(nodes),
-            ", ".join(sorted({r for mig in nodes.values() for r in mig})),
-            _names(sorted(nodes)),
         )
 
     def partly_left_out(self, nodes: dict[str, tuple[str, ...]]) -> None:
         """Nodes counted by their full GPUs whose other GPUs are MIG devices of resources ``gpu_resources``
         does not list: those GPUs, and the pods on their slices, are not in the inventory."""
-        self._say(
+        self._say_nodes(
             "partly_left_out",
             nodes,
             "kubernetes inventory: %d nodes have GPUs in MIG mode that gpu_resources does not count (%s;"
             " nodes %s): only their full GPUs are counted and the pods on their MIG slices are not placed,"
             " so a fault there misses those pods; add those resources to"
             " alerting.kubernetes_inventory.gpu_resources",
+        )
+
+    def _say_nodes(self, kind: str, nodes: dict[str, tuple[str, ...]], message: str) -> None:
+        """Say ``message`` about ``nodes`` (node -> its MIG resources left out): its count, those resources
+        and the nodes' names fill its three placeholders."""
+        self._say(
+            kind,
+            nodes,
+            message,
             len(nodes),
             ", ".join(sorted({r for mig in nodes.values() for r in mig})),
             _names(sorted(nodes)),
