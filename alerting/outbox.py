@@ -266,6 +266,16 @@ class Outbox:
         until, now = self._paused_until.get(notifier, 0.0), self._clock.time()
         return 0.0 if pause_over(until, now) else until - now
 
+    def pauses(self) -> dict[str, tuple[float, float]]:
+        """The notifiers waiting out a rate limit now, as this process or the store knows, with when each
+        pause ends and the seconds left: ``{name: (until, seconds_left)}`` (what ``outbox list`` shows: why
+        their messages are not moving)."""
+        with self._sessions() as session:
+            self._read_pauses(session, list(self._notifiers))
+        now = self._clock.time()
+        until = {name: self._paused_until.get(name, 0.0) for name in self._notifiers}
+        return {name: (end, end - now) for name, end in until.items() if not pause_over(end, now)}
+
     def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
         now = self._clock.time()
         stored = stored_pauses(session, notifiers, now)

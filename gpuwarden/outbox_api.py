@@ -96,7 +96,11 @@ class OutboxApi:
         def read() -> dict[str, Any]:
             messages = outbox.messages(status, incident, limit=limit or DEFAULT_LIMIT)
             counts = outbox.counts(incident)  # of the incident asked about, as the messages are
-            return {"counts": counts, "messages": [message_summary(m) for m in messages]}
+            paused = {
+                name: {"until": _stamp(until), "seconds_left": round(left, 1)}
+                for name, (until, left) in outbox.pauses().items()
+            }
+            return {"counts": counts, "messages": [message_summary(m) for m in messages], "paused": paused}
 
         return JSONResponse(await run_in_threadpool(read))
 

@@ -65,6 +65,12 @@ def list_messages(
     data = escape_controls_in(data)  # a receiver's error text: shown, never obeyed by the terminal
     counts = data["counts"]
     console.print(", ".join(f"{s} {counts[s]}" for s in STATUSES))
+    for name, pause in data.get("paused", {}).items():  # a serve before this release says nothing of it
+        left, until = pause["seconds_left"], pause["until"]
+        err_console.print(
+            f"{escape(name)} is paused by a rate limit for {left:.0f} s more (until {until}): its messages"
+            " wait, none is lost"
+        )
     if not data["messages"]:
         say_none_found("messages", {"status": status, "incident": incident})
         return

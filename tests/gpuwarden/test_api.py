@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 from pydantic import SecretStr
+from sqlalchemy.orm import Session
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
@@ -15,6 +16,7 @@ from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.inventory_file import load_inventory
 from alerting.migrate import upgrade
 from alerting.outbox import Outbox
+from alerting.outbox_pauses import keep_pause
 from exporters.simulated import sim_job_id
 from gpuwarden.api import create_app, inventory_from_fleet
 from gpuwarden.clock import FakeClock, rfc3339
@@ -788,7 +790,7 @@ def test_the_outbox_routes_say_so_when_no_notifier_is_configured_and_check_their
     assert client.post("/api/v1/outbox/retry").status_code == 401  # a write: the token first
     outbox = Outbox(engine.store.engine, [], FakeClock())
     with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
-        assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": []}
+        assert c.get("/api/v1/outbox").json() == {"counts": {}, "messages": [], "paused": {}}
         assert error_field(c.get("/api/v1/outbox?status=lost")) == "status"
         assert error_field(c.get("/api/v1/outbox?limit=0")) == "limit"
         # A superscript two is a digit to str.isdigit, not to int: it crashed into a 503.
@@ -849,6 +851,24 @@ def test_outbox_discard_refuses_bad_input_naming_the_field(
         assert c.post("/api/v1/outbox/discard", json={"notifier": "slack"}).status_code == 401
         refused = c.post("/api/v1/outbox/discard", json=body, headers=AUTH)
         assert refused.status_code == 400 and error_field(refused) == field, refused.text
+
+
+def test_the_outbox_list_says_which_notifier_waits_out_a_rate_limit_and_for_how_long(
+    engine: IncidentEngine,
+) -> None:
+    """Pending messages that did not move gave no reason: a stored Retry-After pause (of this serve, or of
+    the one before a restart) was on /metrics only."""
+    clock = FakeClock()
+    outbox = Outbox(engine.store.engine, [_Quiet()], clock)
+    with Session(engine.store.engine) as session, session.begin():
+        keep_pause(session, "hook", clock.time() + 90, "POST answered HTTP 429")
+    clock.advance(30)
+    with TestClient(create_app(engine, ApiConfig(token=SecretStr(TOKEN)), outbox=outbox)) as c:
+        assert c.get("/api/v1/outbox").json()["paused"] == {
+            "hook": {"until": (clock.now() + timedelta(seconds=60)).isoformat(), "seconds_left": 60.0}
+        }
+        clock.advance(60)
+        assert c.get("/api/v1/outbox").json()["paused"] == {}
 
 
 class _Quiet:

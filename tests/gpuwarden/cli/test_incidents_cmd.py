@@ -702,3 +702,16 @@ def test_https_to_a_plain_http_serve_says_to_use_http() -> None:
         server.close()
     assert result.exit_code == 1, result.output
     assert "the server speaks plain HTTP: use http://" in " ".join(result.stderr.split()), result.stderr
+
+
+def test_outbox_list_says_which_notifier_is_paused_by_a_rate_limit_and_until_when() -> None:
+    body = {
+        "counts": {"pending": 3},
+        "messages": [],
+        "paused": {"slack": {"until": "2026-01-01T00:01:30+00:00", "seconds_left": 59.6}},
+    }
+    result, _ = _invoke_against(body, ["outbox", "list"])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.stderr.split())
+    assert "slack is paused by a rate limit for 60 s more (until 2026-01-01T00:01:30+00:00)" in said, said
+    assert "pending 3" in result.stdout
