@@ -125,7 +125,7 @@ def test_an_alert_firing_again_through_a_merged_incident_is_on_the_timeline_of_t
 def test_a_post_that_merges_many_incidents_reads_each_incident_row_once(tmp_path: Path) -> None:
     # A driver rollout reaches one GPU of every node (an incident each), then the next GPU of each: one POST
     # merges them all into the first. The session held an incident's row weakly, so the one that goes on was
-    # read again by id at every merge, and each incident merged in twice or more.
+    # read again by id at every merge, and each incident merged in more than once.
     alerts = sc.driver_rollout_xids((2, 3), START, stalled_job=None)
     halves = (
         [a for a in alerts if a.labels.get("gpu") == "0"],
