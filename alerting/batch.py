@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.orm import Session
 
 from alerting.correlation import Candidate
@@ -185,6 +185,27 @@ class IngestResult:
     muted: int = 0
 
 
+_HELD = "gpuwarden.held_rows"  # Session.info key: the rows the session loaded or stored, held (``hold_rows``)
+
+
+def hold_rows(session: Session) -> None:
+    """Keep every row ``session`` loads or stores alive until the session goes: its identity map holds rows
+    weakly, so one released (say an incident's row, once its change is flushed) was read again at the next
+    ``session.get`` in the same transaction, one query each (a rollout merging 1,000 incidents: 6,000 reads
+    for some 2,000 rows). Within a transaction the row held is the row the store has: nothing changes it
+    underneath (``merged_into``'s UPDATE refreshes those it changes)."""
+    if _HELD in session.info:
+        return
+    held: list[object] = []
+    session.info[_HELD] = held
+
+    def keep(_session: Session, instance: object) -> None:
+        held.append(instance)
+
+    event.listen(session, "loaded_as_persistent", keep)
+    event.listen(session, "pending_to_persistent", keep)
+
+
 @dataclass
 class Ticket:
     """One ingest call waiting for the group commit."""
@@ -230,6 +251,7 @@ class Batch:
 
     def __post_init__(self) -> None:
         watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)
+        hold_rows(self.session)
 
     def event(
         self,

@@ -133,9 +133,13 @@ class IncidentMerging:
         # Those ``other`` took in before now go on in ``inc`` too: no chain of merged incidents to follow.
         # Ingest runs without autoflush: flush first, or the UPDATE misses one ``other`` took in this POST
         # (its ``merged_into`` still unflushed) and the session then takes its value for stored.
+        # ``fetch``: the session learns which rows changed from the UPDATE's RETURNING and refreshes only
+        # those; the default (``evaluate``) tested every object the session holds, at every merge (a rollout
+        # over 2,000 nodes: 2,000 merges over a session of thousands of rows, quadratic).
         batch.session.flush()
         batch.session.execute(
-            update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id)
+            update(IncidentRow).where(IncidentRow.merged_into == other.id).values(merged_into=inc.id),
+            execution_options={"synchronize_session": "fetch"},
         )
         other_row.state = IncidentState.RESOLVED.value
         other_row.resolved_at = batch.now

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import random
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from alerting import scenarios as sc
 from alerting.db import make_engine
@@ -119,3 +120,38 @@ def test_an_alert_firing_again_through_a_merged_incident_is_on_the_timeline_of_t
     ]
     assert [(e.kind, e.message) for e in told] == [("alert_added", "alert GPUXid (r02-n01, 3) firing")]
     assert fp in {a.fingerprint for a in engine.store.alerts_of(on)}
+
+
+def test_a_post_that_merges_many_incidents_reads_each_incident_row_once(tmp_path: Path) -> None:
+    # A driver rollout reaches one GPU of every node (an incident each), then the next GPU of each: one POST
+    # merges them all into the first. The session held an incident's row weakly, so the one that goes on was
+    # read again by id at every merge, and each incident merged in more than once.
+    alerts = sc.driver_rollout_xids((2, 3), START, stalled_job=None)
+    halves = (
+        [a for a in alerts if a.labels.get("gpu") == "0"],
+        [a for a in alerts if a.labels.get("gpu") == "1"],
+    )
+    engine = _engine(tmp_path, max(_onset(a) for a in alerts))
+    engine.ingest(halves[0])
+    reads: list[object] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if (
+            statement.startswith("SELECT")
+            and "FROM incidents" in statement
+            and "incidents.id = ?" in statement
+        ):
+            reads.append(parameters)
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    try:
+        engine.ingest(halves[1])
+    finally:
+        event.remove(engine.store.engine, "before_cursor_execute", record)
+    assert len(halves[0]) > 10 and len(_open_ids(engine)) == 1, "the POST merges the rollout into one"
+    assert len(reads) >= len(halves[0]) - 1, "the merged incidents' rows are read"
+    assert [p for p, n in Counter(map(str, reads)).items() if n > 1] == []
+
+
+def _open_ids(engine: IncidentEngine) -> list[str]:
+    return [r.id for r in _rows(engine) if r.state != IncidentState.RESOLVED.value]
