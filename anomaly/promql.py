@@ -44,6 +44,7 @@ DCGM_COUNTERS = frozenset(
     }
 )
 MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
+_NAMED = 3  # queries named per cause of a source outage; the rest are counted
 MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
@@ -115,6 +116,7 @@ class PromQLSource:
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
+        self._logged_empty: set[str] = set()  # queries last said to match no series
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -141,6 +143,8 @@ class PromQLSource:
         errors: list[str] = []
         failed: dict[str, str] = {}
         answered = 0
+        read: set[str] = set()
+        empty: list[str] = []
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
             future = futures[query.name]
@@ -160,15 +164,60 @@ class PromQLSource:
                 continue
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1
+                read.add(query.name)
+                if not frame.labels:
+                    empty.append(query.name)
                 health.succeeded(self._clock.time(), len(frame.labels))
                 self._read_until[query.name] = end
                 frames.append(self._edges.mask(frame, self._ranges[query.name], query.step_seconds))
         if errors and not answered:
-            self._health.failed("; ".join(errors))
+            self._health.failed(self._outage(failed))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         self._log_failures(failed)
+        self._log_empty(empty, read)
         return frames
+
+    def _outage(self, failed: dict[str, str]) -> str:
+        """Why no query could be read: each cause once, with how many queries it failed and the first few.
+
+        Joining every query's error repeated one refused connection 24 times (5 KB) in ``/-/ready``, the
+        source's ``last_error`` and the ``GpuwardenSourceStale`` summary, each prefixed with the source twice.
+        """
+        causes: dict[str, list[str]] = {}
+        for name, error in failed.items():
+            cause = error.removeprefix(f"{self.name}: ").removeprefix(f"query {name}: ")
+            causes.setdefault(cause, []).append(name)
+        parts = []
+        for cause, names in causes.items():
+            shown = ", ".join(names[:_NAMED])
+            more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+            parts.append(f"{len(names)} of {len(self.queries)} queries ({shown}{more}): {cause}")
+        return "; ".join(parts)
+
+    def _log_empty(self, empty: list[str], read: set[str]) -> None:
+        """One warning when queries read well but matched no series, one line when they match some again.
+
+        Such a read is no failure (Prometheus answers an unknown metric with nothing), so a metric or label
+        typo, or a ``rate()`` window past Prometheus' newest sample (this clock ahead of Prometheus'), was
+        "read" every tick and scored nothing, with no word anywhere but ``gpuwarden_anomaly_query_series``.
+        """
+        extra = {"source": self.name}
+        new = [q for q in empty if q not in self._logged_empty]
+        back = sorted(q for q in self._logged_empty if q in read and q not in empty)
+        if new:
+            logger.warning(
+                "promql: %d of %d queries matched no series: %s; nothing of them is scored (a metric or label"
+                " name that does not exist, targets not scraped yet, or this host's clock ahead of"
+                " Prometheus')",
+                len(new),
+                len(self.queries),
+                ", ".join(new),
+                extra=extra,
+            )
+        if back:
+            logger.info("promql: matching series again: %s", ", ".join(back), extra=extra)
+        self._logged_empty = (self._logged_empty - set(back)) | set(new)
 
     def _log_failures(self, failed: dict[str, str]) -> None:
         """One line a tick at most: the queries newly failing (or failing differently) and the first error.
