@@ -232,3 +232,34 @@ def test_a_query_that_matches_no_series_is_said_once_and_again_when_it_matches_s
     (line,) = tick()
     assert line.startswith("promql: 1 of 2 queries matched no series: temp"), line
     prom.close()
+
+
+def test_queries_a_slow_prometheus_could_not_answer_in_time_go_first_at_the_next_read() -> None:
+    # Prometheus answers two queries per read within the deadline, the rest too late (each within its own
+    # timeout: slow, not down). Read in config order every time, the same four queries were never read.
+    clock, late, answered = FakeClock(), threading.Event(), []
+    lock = threading.Lock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        with lock:
+            on_time = len(answered) < 2
+            if on_time:
+                answered.append(request.url.params["query"])
+        if not on_time:
+            late.wait(5)  # past the read's deadline
+        return matrix(request)
+
+    names = [f"q{i}" for i in range(6)]
+    prom = source(dict.fromkeys(names, answer), clock, deadline_seconds=0.3, workers=2)
+    read: set[str] = set()
+    for _ in range(3):
+        answered.clear()
+        late.clear()
+        clock.advance(30)
+        end = clock.time()
+        try:
+            read |= {f.query for f in prom.read(end - 30, end)}
+        finally:
+            late.set()
+    assert read == set(names)
+    prom.close()
