@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -117,6 +118,8 @@ class PromQLSource:
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
+        self._timeout = timeout_seconds
+        self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -134,11 +137,19 @@ class PromQLSource:
         that has not answered by then is a failed read this tick (its alerts held, as in an outage), so one
         slow query delays neither the others nor the tick. The least recently read go first.
         """
-        # Least recently read first: a Prometheus too slow to answer every query within the deadline left
-        # the same queries, last in the configuration, unread at every tick; now each gets its turn.
-        order = sorted(self.queries, key=lambda q: self._read_until.get(q.name, -math.inf))
+        # Least recently read (then sent) first: a Prometheus too slow to answer every query within the
+        # deadline left the same queries, last in the configuration, unread at every tick; now each gets
+        # its turn. The deadline is real time, as ``wait`` is: a request still out at it is cut there, so it
+        # holds no worker into the next read (every other tick read nothing while one ran on).
+        order = sorted(
+            self.queries,
+            key=lambda q: (self._read_until.get(q.name, -math.inf), self._sent.get(q.name, -math.inf)),
+        )
+        deadline = time.monotonic() + self.deadline_seconds
         futures = {
-            query.name: self._pool.submit(self.query_range, query, self._since(query.name, start, end), end)
+            query.name: self._pool.submit(
+                self.query_range, query, self._since(query.name, start, end), end, deadline=deadline
+            )
             for query in order
         }
         wait(futures.values(), timeout=self.deadline_seconds)
@@ -251,12 +262,15 @@ class PromQLSource:
         done = self._read_until.get(query, start)
         return max(min(start, done), end - self.max_lookback_seconds)
 
-    def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
+    def query_range(
+        self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
+    ) -> Frame:
         """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
         window is read in parts and joined); raises ``SourceError``.
 
         The grid is computed in whole milliseconds, so every window at least one step wide (to the
-        millisecond) holds a point, and no point falls in two consecutive windows.
+        millisecond) holds a point, and no point falls in two consecutive windows. ``deadline``
+        (``time.monotonic``): no request is sent after it, and none waits past it.
         """
         step = max(1, round(query.step_seconds * 1000))
         first = (_millis(start) // step + 1) * step
@@ -272,7 +286,7 @@ class PromQLSource:
                 "end": _seconds(part_last),
                 "step": _seconds(step),
             }
-            data = self._get(query, "/api/v1/query_range", params)
+            data = self._get(query, "/api/v1/query_range", params, deadline)
             grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
             parts.append(_matrix_to_frame(query, data, grid, self.name))
         return parts[0] if len(parts) == 1 else _joined(parts)
@@ -297,10 +311,22 @@ class PromQLSource:
         column = np.array(values, dtype=np.float64).reshape(-1, 1)
         return Frame(query.name, labels, np.array([at]), column, query.series_kind)
 
-    def _get(self, query: PromQuery, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def _get(
+        self, query: PromQuery, path: str, params: Mapping[str, str], deadline: float | None = None
+    ) -> dict[str, Any]:
         where = f"query {query.name}: {path}"
+        timeout = self._client.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceError(
+                    f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline",
+                    source=self.name,
+                )
+            timeout = httpx.Timeout(min(self._timeout, left))
+            self._sent[query.name] = time.monotonic()
         try:
-            response = self._client.get(path, params=dict(params))
+            response = self._client.get(path, params=dict(params), timeout=timeout)
         except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
             raise SourceError(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name

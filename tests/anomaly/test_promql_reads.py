@@ -1,4 +1,4 @@
-"""How ``PromQLSource.read`` treats degraded answers, without a real Prometheus (httpx's mock transport)."""
+"""How ``PromQLSource.read`` treats degraded answers (a mock transport; a fake Prometheus for timeouts)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.writeback import AnomalyCollector, TickStats
 from gpuwarden.clock import FakeClock
+from tests.anomaly.fakes import FakePrometheus
 
 Answer = Callable[[httpx.Request], httpx.Response]
 
@@ -263,3 +264,30 @@ def test_queries_a_slow_prometheus_could_not_answer_in_time_go_first_at_the_next
             late.set()
     assert read == set(names)
     prom.close()
+
+
+def test_a_query_still_unanswered_at_the_deadline_does_not_hold_a_worker_into_the_next_read() -> None:
+    # Its answer was dropped at the deadline, but its request ran on (up to the query timeout) and kept the
+    # worker, so the next read's queries could not start in time either: every other tick read nothing.
+    prometheus, release = FakePrometheus(), threading.Event()
+    clock = FakeClock()
+
+    def slow(_: float) -> list[tuple[dict[str, str], float]]:
+        release.wait(10)
+        return []
+
+    prometheus.answers["slow"] = slow
+    prometheus.answers["fast"] = lambda _: [({"gpu": "0"}, 1.0)]
+    queries = [PromQuery("slow", "slow"), PromQuery("fast", "fast")]
+    prom = PromQLSource(prometheus.url, queries, clock, timeout_seconds=10, deadline_seconds=0.5, workers=1)
+    try:
+        end = clock.time()
+        assert prom.read(end - 30, end) == []  # `slow` holds the only worker past the deadline
+        clock.advance(30)
+        end = clock.time()
+        frames = prom.read(end - 30, end)
+        assert [f.query for f in frames] == ["fast"]
+    finally:
+        release.set()
+        prom.close()
+        prometheus.close()
