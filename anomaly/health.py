@@ -1,8 +1,9 @@
 """Health of ``anomaly run``: whether the service is scoring current data, and if not, why.
 
 Two verdicts on one report, as ``serve`` gives them: liveness (``/healthz``, ``/-/healthy``) fails only when
-the loop stalled, which a restart mends; readiness (``/-/ready``) fails on a source outage too, which a
-restart does not mend (a liveness probe failing on it restarted the service all through the outage).
+the loop stalled, which a restart mends; readiness (``/-/ready``) fails on a source outage too, or on a source
+that answers with no series at all, which a restart does not mend (a liveness probe failing on it restarted
+the service all through the outage).
 """
 
 from __future__ import annotations
@@ -37,7 +38,8 @@ def readiness(service: AnomalyService) -> tuple[int, dict[str, Any]]:
 
 def report(service: AnomalyService) -> dict[str, Any]:
     """The body: ``status`` (``ok``, else the first reason's kind: ``stalled`` when no tick ended for
-    ``stall_seconds``, the scheduler thread dead or a read hung; ``source_down``), ``reasons``, ``ticks``,
+    ``stall_seconds``, the scheduler thread dead or a read hung; ``source_down``; ``source_empty``: it has
+    answered with no series for ``absent_after_seconds``), ``reasons``, ``ticks``,
     ``sources`` and ``alerts_firing``."""
     reasons = []
     since = service.last_tick_end if service.last_tick_end is not None else service.started_monotonic
@@ -52,6 +54,14 @@ def report(service: AnomalyService) -> dict[str, Any]:
         sources[h.name] = {"up": h.up, "last_success": h.last_success, "last_error": h.last_error}
         if not h.up:
             reasons.append(f"source_down: {h.name}: {h.last_error}")
+        elif h.empty and h.last_series is not None:
+            # Every target gone (GpuwardenSourceStale says so too): nothing is scored, though reads succeed.
+            quiet = service.clock.time() - h.last_series
+            if quiet >= service.cfg.absent_after_seconds:
+                reasons.append(
+                    f"source_empty: {h.name}: answers with no series for {quiet:.0f} s (its targets are gone"
+                    " or not scraped)"
+                )
     body: dict[str, Any] = {
         "status": reasons[0].split(":", 1)[0] if reasons else "ok",
         "reasons": reasons,

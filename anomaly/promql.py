@@ -16,6 +16,7 @@ from __future__ import annotations
 import logging
 import math
 import re
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ DCGM_COUNTERS = frozenset(
     }
 )
 MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
+_NAMED = 3  # queries named per cause of a source outage; the rest are counted
 MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
@@ -115,6 +117,9 @@ class PromQLSource:
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
+        self._logged_empty: set[str] = set()  # queries last said to match no series
+        self._timeout = timeout_seconds
+        self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
 
     def close(self) -> None:
         """Stop the query pool (queries in flight are not waited for) and close the HTTP client."""
@@ -130,17 +135,30 @@ class PromQLSource:
 
         The queries run at once on a small pool, the whole read bounded by ``deadline_seconds``: a query
         that has not answered by then is a failed read this tick (its alerts held, as in an outage), so one
-        slow query delays neither the others nor the tick.
+        slow query delays neither the others nor the tick. The least recently read go first.
         """
+        # Least recently read (then sent) first: a Prometheus too slow to answer every query within the
+        # deadline left the same queries, last in the configuration, unread at every tick; now each gets
+        # its turn. The deadline is real time, as ``wait`` is: a request still out at it is cut there, so it
+        # holds no worker into the next read (every other tick read nothing while one ran on).
+        order = sorted(
+            self.queries,
+            key=lambda q: (self._read_until.get(q.name, -math.inf), self._sent.get(q.name, -math.inf)),
+        )
+        deadline = time.monotonic() + self.deadline_seconds
         futures = {
-            query.name: self._pool.submit(self.query_range, query, self._since(query.name, start, end), end)
-            for query in self.queries
+            query.name: self._pool.submit(
+                self.query_range, query, self._since(query.name, start, end), end, deadline=deadline
+            )
+            for query in order
         }
         wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
         errors: list[str] = []
         failed: dict[str, str] = {}
         answered = 0
+        read: set[str] = set()
+        empty: list[str] = []
         for query in self.queries:
             health = self._health.queries.setdefault(query.name, QueryHealth())
             future = futures[query.name]
@@ -160,15 +178,60 @@ class PromQLSource:
                 continue
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1
+                read.add(query.name)
+                if not frame.labels:
+                    empty.append(query.name)
                 health.succeeded(self._clock.time(), len(frame.labels))
                 self._read_until[query.name] = end
                 frames.append(self._edges.mask(frame, self._ranges[query.name], query.step_seconds))
         if errors and not answered:
-            self._health.failed("; ".join(errors))
+            self._health.failed(self._outage(failed))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         self._log_failures(failed)
+        self._log_empty(empty, read)
         return frames
+
+    def _outage(self, failed: dict[str, str]) -> str:
+        """Why no query could be read: each cause once, with how many queries it failed and the first few.
+
+        Joining every query's error repeated one refused connection 24 times (5 KB) in ``/-/ready``, the
+        source's ``last_error`` and the ``GpuwardenSourceStale`` summary, each prefixed with the source twice.
+        """
+        causes: dict[str, list[str]] = {}
+        for name, error in failed.items():
+            cause = error.removeprefix(f"{self.name}: ").removeprefix(f"query {name}: ")
+            causes.setdefault(cause, []).append(name)
+        parts = []
+        for cause, names in causes.items():
+            shown = ", ".join(names[:_NAMED])
+            more = f" and {len(names) - _NAMED} more" if len(names) > _NAMED else ""
+            parts.append(f"{len(names)} of {len(self.queries)} queries ({shown}{more}): {cause}")
+        return "; ".join(parts)
+
+    def _log_empty(self, empty: list[str], read: set[str]) -> None:
+        """One warning when queries read well but matched no series, one line when they match some again.
+
+        Such a read is no failure (Prometheus answers an unknown metric with nothing), so a metric or label
+        typo, or a ``rate()`` window past Prometheus' newest sample (this clock ahead of Prometheus'), was
+        "read" every tick and scored nothing, with no word anywhere but ``gpuwarden_anomaly_query_series``.
+        """
+        extra = {"source": self.name}
+        new = [q for q in empty if q not in self._logged_empty]
+        back = sorted(q for q in self._logged_empty if q in read and q not in empty)
+        if new:
+            logger.warning(
+                "promql: %d of %d queries matched no series: %s; nothing of them is scored (a metric or label"
+                " name that does not exist, targets not scraped yet, or this host's clock ahead of"
+                " Prometheus')",
+                len(new),
+                len(self.queries),
+                ", ".join(new),
+                extra=extra,
+            )
+        if back:
+            logger.info("promql: matching series again: %s", ", ".join(back), extra=extra)
+        self._logged_empty = (self._logged_empty - set(back)) | set(new)
 
     def _log_failures(self, failed: dict[str, str]) -> None:
         """One line a tick at most: the queries newly failing (or failing differently) and the first error.
@@ -199,12 +262,15 @@ class PromQLSource:
         done = self._read_until.get(query, start)
         return max(min(start, done), end - self.max_lookback_seconds)
 
-    def query_range(self, query: PromQuery, start: float, end: float) -> Frame:
+    def query_range(
+        self, query: PromQuery, start: float, end: float, *, deadline: float | None = None
+    ) -> Frame:
         """``query_range`` calls, aligned on the query's step, of at most ``MAX_POINTS`` steps each (a longer
         window is read in parts and joined); raises ``SourceError``.
 
         The grid is computed in whole milliseconds, so every window at least one step wide (to the
-        millisecond) holds a point, and no point falls in two consecutive windows.
+        millisecond) holds a point, and no point falls in two consecutive windows. ``deadline``
+        (``time.monotonic``): no request is sent after it, and none waits past it.
         """
         step = max(1, round(query.step_seconds * 1000))
         first = (_millis(start) // step + 1) * step
@@ -220,7 +286,7 @@ class PromQLSource:
                 "end": _seconds(part_last),
                 "step": _seconds(step),
             }
-            data = self._get(query, "/api/v1/query_range", params)
+            data = self._get(query, "/api/v1/query_range", params, deadline)
             grid = np.arange(part_first, part_last + 1, step, dtype=np.int64) / 1000.0
             parts.append(_matrix_to_frame(query, data, grid, self.name))
         return parts[0] if len(parts) == 1 else _joined(parts)
@@ -245,10 +311,22 @@ class PromQLSource:
         column = np.array(values, dtype=np.float64).reshape(-1, 1)
         return Frame(query.name, labels, np.array([at]), column, query.series_kind)
 
-    def _get(self, query: PromQuery, path: str, params: Mapping[str, str]) -> dict[str, Any]:
+    def _get(
+        self, query: PromQuery, path: str, params: Mapping[str, str], deadline: float | None = None
+    ) -> dict[str, Any]:
         where = f"query {query.name}: {path}"
+        timeout = self._client.timeout
+        if deadline is not None:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise SourceError(
+                    f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline",
+                    source=self.name,
+                )
+            timeout = httpx.Timeout(min(self._timeout, left))
+            self._sent[query.name] = time.monotonic()
         try:
-            response = self._client.get(path, params=dict(params))
+            response = self._client.get(path, params=dict(params), timeout=timeout)
         except httpx.HTTPError as exc:  # not reached: which server (a port typo shows here), not only why
             raise SourceError(
                 f"{where}: {self._server}: {type(exc).__name__}: {exc}", source=self.name

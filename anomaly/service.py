@@ -280,17 +280,18 @@ class AnomalyService:
         out = []
         for source in self.sources:
             h = source.health()
-            age = now - (h.last_success if h.last_success is not None else self._started)
+            # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
+            age = max(0.0, now - (h.last_success if h.last_success is not None else self._started))
             labels = [{"source": h.name}]
             ages, scores = [age], [age / self.cfg.stale_after_seconds]
             summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
             if h.empty and h.last_series is not None:
-                ages[0] = now - h.last_series
+                ages[0] = max(0.0, now - h.last_series)
                 scores[0] = ages[0] / self.cfg.absent_after_seconds
                 summaries[0] = f"{h.name} has returned no series for {ages[0]:.0f}s: its targets are gone"
             for query, q in h.queries.items():
                 failing = h.up and not q.up  # a source that is down is one alert, not one per query
-                q_age = now - (q.last_success if q.last_success is not None else self._started)
+                q_age = max(0.0, now - (q.last_success if q.last_success is not None else self._started))
                 labels.append({"source": h.name, "query": query})
                 ages.append(q_age if failing else 0.0)
                 scores.append(ages[-1] / self.cfg.stale_after_seconds)

@@ -234,7 +234,7 @@ def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
     # No traceback, the source named; exit 1: nothing was read (it was 0, and a script could not tell).
     assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
     assert (
-        "source prometheus down: prometheus: query temp: /api/v1/query_range: http://127.0.0.1:1: Connect"
+        "source prometheus down: 1 of 1 queries (temp): /api/v1/query_range: http://127.0.0.1:1: Connect"
         in " ".join(result.stderr.split())
     )
     assert "no source could be read in 1 tick: nothing was scored" in " ".join(result.stderr.split())

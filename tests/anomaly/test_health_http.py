@@ -13,7 +13,7 @@ import urllib.request
 from prometheus_client import CollectorRegistry
 from prometheus_client.core import GaugeMetricFamily
 
-from anomaly.health import STALL_TICKS, readiness, stall_seconds
+from anomaly.health import STALL_TICKS, liveness, readiness, stall_seconds
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from gpuwarden.cli.anomaly_http import serve_http
@@ -164,3 +164,25 @@ def test_a_scraper_that_leaves_before_its_answer_leaves_no_traceback_on_stderr(c
         server.shutdown()
         server.server_close()
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_readiness_and_liveness_say_when_the_source_answers_with_no_series_at_all():
+    # Every exporter gone: Prometheus answers, with nothing. GpuwardenSourceStale fired, yet /-/ready and
+    # /healthz said "ok" with the source up, for as long as it lasted.
+    clock, col, service = _service()
+    clock.advance(30)
+    service.infer()
+    col.rows.clear()
+    clock.advance(30)
+    service.infer()
+    assert readiness(service)[0] == 200  # one empty read is not yet an outage
+    clock.advance(service.cfg.absent_after_seconds)
+    service.infer()
+    status, body = readiness(service)
+    assert status == 503 and body["status"] == "source_empty", body
+    assert body["reasons"][0].startswith("source_empty: ") and "no series" in body["reasons"][0]
+    assert liveness(service)[0] == 200  # a restart would not bring the exporters back
+    col.set("DCGM_FI_DEV_GPU_TEMP", [(GPU, 60.0)])
+    clock.advance(30)
+    service.infer()
+    assert readiness(service)[0] == 200

@@ -1,4 +1,4 @@
-"""How ``PromQLSource.read`` treats degraded answers, without a real Prometheus (httpx's mock transport)."""
+"""How ``PromQLSource.read`` treats degraded answers (a mock transport; a fake Prometheus for timeouts)."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from prometheus_client import CollectorRegistry
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.writeback import AnomalyCollector, TickStats
 from gpuwarden.clock import FakeClock
+from tests.anomaly.fakes import FakePrometheus
 
 Answer = Callable[[httpx.Request], httpx.Response]
 
@@ -167,3 +168,126 @@ def test_a_window_of_more_than_11000_steps_is_read_in_parts_prometheus_accepts()
     assert sorted(by_gpu) == ["0", "1"] and (by_gpu["0"] == 1).all()
     assert (by_gpu["1"][frame.timestamps > end - 600] == 1).all()
     assert np.isnan(by_gpu["1"][frame.timestamps <= end - 600]).all()
+
+
+def test_a_source_down_for_one_cause_says_it_once_not_once_per_query() -> None:
+    clock = FakeClock()
+
+    def refused(request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("[Errno 111] Connection refused", request=request)
+
+    names = [f"q{i}" for i in range(24)]
+    prom = source(dict.fromkeys(names, refused), clock)
+    end = clock.time()
+    assert prom.read(end - 30, end) == []
+    health = prom.health()
+    assert not health.up
+    # The cause once, with how many queries it stopped and which (the first few), and no query's name twice.
+    assert health.last_error.count("Connection refused") == 1, health.last_error
+    assert "24 of 24 queries" in health.last_error and "q0, q1, q2" in health.last_error
+    assert "q23" not in health.last_error and "and 21 more" in health.last_error
+    assert not health.last_error.startswith("prometheus: prometheus:")
+    assert all("Connection refused" in q.last_error for q in health.queries.values())  # each still says why
+    prom.close()
+
+
+def test_two_causes_of_a_source_outage_are_each_named_with_their_queries() -> None:
+    clock = FakeClock()
+
+    def bad(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(400, json={"status": "error", "error": "parse error"})
+
+    def gateway(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(502, json={"status": "error", "error": "bad gateway"})
+
+    prom = source({"a": bad, "b": gateway, "c": gateway}, clock)
+    end = clock.time()
+    prom.read(end - 30, end)
+    error = prom.health().last_error
+    assert error.count("bad gateway") == 1 and error.count("parse error") == 1, error
+    assert "2 of 3 queries (b, c)" in error and "1 of 3 queries (a)" in error, error
+    prom.close()
+
+
+def test_a_query_that_matches_no_series_is_said_once_and_again_when_it_matches_some(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock, gpus = FakeClock(), {"typo": 0, "temp": 2}
+    prom = source({name: lambda r, n=name: matrix(r, gpus[n]) for name in gpus}, clock)
+    caplog.set_level(logging.INFO, logger="anomaly.promql")
+
+    def tick() -> list[str]:
+        caplog.clear()
+        clock.advance(30)
+        end = clock.time()
+        prom.read(end - 30, end)
+        return [r.getMessage() for r in caplog.records if r.name == "anomaly.promql"]
+
+    (line,) = tick()  # a typo in a metric name reads "successfully" as nothing: say so, naming it
+    assert line.startswith("promql: 1 of 2 queries matched no series: typo"), line
+    assert caplog.records[-1].levelno == logging.WARNING
+    assert tick() == []  # said already
+    gpus["typo"] = 3
+    assert tick() == ["promql: matching series again: typo"]
+    gpus["temp"] = 0
+    (line,) = tick()
+    assert line.startswith("promql: 1 of 2 queries matched no series: temp"), line
+    prom.close()
+
+
+def test_queries_a_slow_prometheus_could_not_answer_in_time_go_first_at_the_next_read() -> None:
+    # Prometheus answers two queries per read within the deadline, the rest too late (each within its own
+    # timeout: slow, not down). Read in config order every time, the same four queries were never read.
+    clock, late, answered = FakeClock(), threading.Event(), []
+    lock = threading.Lock()
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        with lock:
+            on_time = len(answered) < 2
+            if on_time:
+                answered.append(request.url.params["query"])
+        if not on_time:
+            late.wait(5)  # past the read's deadline
+        return matrix(request)
+
+    names = [f"q{i}" for i in range(6)]
+    prom = source(dict.fromkeys(names, answer), clock, deadline_seconds=0.3, workers=2)
+    read: set[str] = set()
+    for _ in range(3):
+        answered.clear()
+        late.clear()
+        clock.advance(30)
+        end = clock.time()
+        try:
+            read |= {f.query for f in prom.read(end - 30, end)}
+        finally:
+            late.set()
+    assert read == set(names)
+    prom.close()
+
+
+def test_a_query_still_unanswered_at_the_deadline_does_not_hold_a_worker_into_the_next_read() -> None:
+    # Its answer was dropped at the deadline, but its request ran on (up to the query timeout) and kept the
+    # worker, so the next read's queries could not start in time either: every other tick read nothing.
+    prometheus, release = FakePrometheus(), threading.Event()
+    clock = FakeClock()
+
+    def slow(_: float) -> list[tuple[dict[str, str], float]]:
+        release.wait(10)
+        return []
+
+    prometheus.answers["slow"] = slow
+    prometheus.answers["fast"] = lambda _: [({"gpu": "0"}, 1.0)]
+    queries = [PromQuery("slow", "slow"), PromQuery("fast", "fast")]
+    prom = PromQLSource(prometheus.url, queries, clock, timeout_seconds=10, deadline_seconds=0.5, workers=1)
+    try:
+        end = clock.time()
+        assert prom.read(end - 30, end) == []  # `slow` holds the only worker past the deadline
+        clock.advance(30)
+        end = clock.time()
+        frames = prom.read(end - 30, end)
+        assert [f.query for f in frames] == ["fast"]
+    finally:
+        release.set()
+        prom.close()
+        prometheus.close()

@@ -501,3 +501,27 @@ def test_a_detector_without_bands_gives_the_side_by_its_sign(sign, deviation):
         col.set(TEMP, temps(rng))
         raised += tick(clock, service).raised
     assert [(a.labels["UUID"], a.labels["deviation"]) for a in raised] == [("GPU-3", deviation)]
+
+
+class _SlowReadSource(HistorySource):
+    """Stamps its success when the read ends, as ``PromQLSource`` does: after the tick began."""
+
+    def __init__(self, clock, values):
+        super().__init__(values)
+        self.clock = clock
+
+    def read(self, start, end):
+        frames = super().read(start, end)
+        self._health.succeeded(self.clock.time() + 0.2, len(GPUS))
+        return frames
+
+
+def test_a_source_read_well_during_the_tick_is_zero_stale_not_negatively_stale():
+    clock = FakeClock()
+    service = AnomalyService(AnomalyConfig(), [_SlowReadSource(clock, {TEMP: lambda t: [60.0] * 8})], clock)
+    clock.advance(30)
+    service.infer()
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    labels = {"for": "source_staleness", "model": "source", "source": "history"}
+    assert registry.get_sample_value("gpuwarden_anomaly_score", labels) == 0.0  # it read -0.0017 live
