@@ -141,6 +141,7 @@ class IncidentAnnouncing:
             return
         cache: dict[str, Incident | None] = {}
         now = self.clock.now()
+        merged_at = _merged_at(changes)
         for incident_id, kind, event, only_if_told in changes:
             if incident_id not in cache:
                 try:
@@ -162,6 +163,7 @@ class IncidentAnnouncing:
                 only_if_told,
                 root_cluster(incident.root_cause.target, self.inventory),
                 _repeat(incident.timeline, told),
+                merging=kind is not ChangeKind.RESOLVED and merged_at.get(incident_id) == event.at,
             )
             self._call_listeners(change)
 
@@ -261,6 +263,14 @@ def _repeat(timeline: Sequence[TimelineEvent], told: TimelineEvent) -> int:
             return count
         count += e.at == told.at and e.kind == told.kind and e.message == told.message
     return 0
+
+
+def _merged_at(changes: Sequence[_Told]) -> dict[str, datetime]:
+    """When each incident these changes merge into another was merged: its other changes of that instant
+    were made by the transaction that merged it (``IncidentChange.merging``)."""
+    return {
+        i: event.at for i, kind, event, _ in changes if kind is ChangeKind.RESOLVED and event.kind == "merged"
+    }
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

@@ -48,6 +48,10 @@ class IncidentChange:
     # twice at one instant; a root cause that went A, B, A, B in one batch): each is a change a receiver
     # must hear, so its idempotency key tells it apart from them. 0 for nearly every change.
     repeat: int = 0
+    # The transaction that made this change also merged the incident into another (a rack's outage raised
+    # it to P0 and the rack's incident took it in): told, as it was, but it pages nobody; the incident that
+    # goes on carries the fault, and pages for it.
+    merging: bool = False
 
 
 class IncidentListener(Protocol):

@@ -195,3 +195,41 @@ def test_two_identical_changes_of_one_instant_are_each_told(tmp_path: Path) -> N
         (parent,) = recorder.channel_messages()
         said = [str(r.blocks) for r in recorder.replies(parent.ts)]
         assert sum("cordoning r01-n01" in s for s in said) == 2
+
+
+def _rack_power_loss(rack: int, onset_offset: float) -> Alert:
+    labels = {
+        "alertname": "RackPowerLoss",
+        "rack": f"r{rack:02d}",
+        "cluster": sc.CLUSTER,
+        "severity": "critical",
+    }
+    return Alert(labels, starts_at=START + timedelta(seconds=onset_offset))
+
+
+def test_an_incident_merged_away_in_the_batch_that_escalated_it_pages_nobody_for_that_escalation(
+    tmp_path: Path,
+) -> None:
+    # Probe walk: a GPU lost on r01-n01 and node r01-n02 down are two incidents; then rack r01 loses power
+    # (every replica of `chat`): in that one POST both rose to P0 and one took the other in. The one merged
+    # away still broadcast its "priority P0" to the channel before its "merged into": two pages, one fault.
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
+    first = [lost, *sc.node_failure(1, 2, START)]
+    rack = _rack_power_loss(1, 30)
+    with _served(tmp_path, first) as (engine, outbox, recorder, _hook):
+        engine.ingest(first)
+        outbox.dispatch_due()
+        assert len(engine.open_incident_ids()) == 2
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        engine.ingest([*first, rack])  # Prometheus sends what still fires with the new alert
+        outbox.dispatch_due()
+        merged = _merged(engine)
+        assert len(merged) == 1 and len(engine.open_incident_ids()) == 1
+        (gone,) = merged
+        (gone_parent,) = [m for m in recorder.channel_messages() if gone in str(m.metadata)]
+        told = [(r.event, r.reply_broadcast) for r in recorder.replies(gone_parent.ts)]
+        assert ("merged", False) in told and ("priority", False) in told  # told in its thread, as it was
+        escalations = [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "priority"]
+        assert len(escalations) == 1  # the incident that goes on pages; the one merged away does not
