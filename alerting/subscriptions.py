@@ -52,6 +52,9 @@ class IncidentChange:
     # it to P0 and the rack's incident took it in): told, as it was, but it pages nobody; the incident that
     # goes on carries the fault, and pages for it.
     merging: bool = False
+    # What the same transaction did to the incident that no change tells of its own (an alert that joined
+    # as the root cause moved, an incident taken in as the priority rose), said with its first change.
+    also: tuple[str, ...] = ()
 
 
 class IncidentListener(Protocol):

@@ -66,6 +66,9 @@ class Notification(BaseModel):
     event_at: datetime
     event_kind: str
     event_message: str
+    event_by: str = ""  # who made the change, when a person did (its event's ``by``)
+    # What the change's transaction did besides, that no change of its own tells (``IncidentChange.also``).
+    also: tuple[str, ...] = ()
     series: tuple[ChartSeries, ...] = ()
     escalated: bool = False  # a priority change to a more urgent priority
     # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
@@ -191,6 +194,8 @@ def build_notification(
         event_at=change.event.at,
         event_kind=change.event.kind,
         event_message=change.event.message,
+        event_by=_by(change.event.data.get("by")),
+        also=change.also,
         series=tuple(series),
         escalated=_escalated(change),
         silenced_until=change.silenced_until,
@@ -198,6 +203,11 @@ def build_notification(
         held=change.merging
         or (change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping"))),
     )
+
+
+def _by(value: object) -> str:
+    """Who made a change, as its event's data names them; empty when no one (the engine) did."""
+    return value if isinstance(value, str) else ""
 
 
 def _reopened_at(incident: Incident) -> datetime | None:

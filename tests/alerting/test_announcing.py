@@ -233,3 +233,34 @@ def test_an_incident_merged_away_in_the_batch_that_escalated_it_pages_nobody_for
         assert ("merged", False) in told and ("priority", False) in told  # told in its thread, as it was
         escalations = [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "priority"]
         assert len(escalations) == 1  # the incident that goes on pages; the one merged away does not
+
+
+def test_what_a_batch_did_besides_its_told_changes_is_said_in_the_thread_once(tmp_path: Path) -> None:
+    # Probe walk: GPU 0 of a node lost, then GPU 1 of it: the root moved to the node, and the only reply was
+    # "root cause is now GPU lost on node ..."; the alert that joined was on the timeline, never in Slack.
+    # Likewise the incident that took another in never said so when its root or priority moved too.
+    node = sc.node_name(1, 1)
+
+    def lost(gpu: int, offset: float) -> Alert:
+        labels = {"alertname": "GPULost", "Hostname": node, "gpu": str(gpu), "UUID": sc.gpu_uuid(node, gpu)}
+        return Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START + timedelta(seconds=offset))
+
+    first, second = lost(3, 0), lost(4, 60)
+    with _served(tmp_path, [first]) as (engine, outbox, recorder, hook):
+        engine.ingest([first])
+        outbox.dispatch_due()
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        engine.ingest([first, second])
+        engine.ingest([first, second])  # Prometheus sends them again: nothing new
+        outbox.dispatch_due()
+        hook.close()
+        (incident_id,) = engine.open_incident_ids()
+        kinds = [e.kind for e in engine.store.get(incident_id).timeline]
+        assert "root_cause_changed" in kinds and kinds.count("alert_added") == 2
+        (parent,) = recorder.channel_messages()
+        said = [str(r.blocks) for r in recorder.replies(parent.ts)]
+        joined = f"alert GPULost ({node}, 4) firing"
+        assert sum(joined in s for s in said) == 1
+        (moved,) = [s for s in said if "root cause is now" in s]
+        assert joined in moved  # said with the change of its batch, not as a reply of its own
+        assert sum(joined in p["event"].get("also", ()) for p in recorder.hook_posts("oncall")) == 1
