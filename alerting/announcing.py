@@ -39,6 +39,7 @@ logger = logging.getLogger(__name__)
 _Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
 # Timeline events no change tells of their own, said with a change of their transaction (``_said_with``).
 _SAID_WITH = frozenset({"alert_added", "alert_firing", "alert_resolved"})
+_QUIET_OR_FIRING = frozenset({"quiet", "alert_added", "alert_firing", "reopened"})
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 
 
@@ -237,6 +238,7 @@ class IncidentAnnouncing:
                         silenced_until,
                         self._flapping(incident_id),
                         root_cluster=root_cluster(incident.root_cause.target, self.inventory),
+                        also=_quiet_now(incident.timeline),
                     )
                 )
         del self._unannounced[incident_id]
@@ -296,6 +298,13 @@ def _said_with(found: Sequence[tuple[_Told, Incident, TimelineEvent]]) -> dict[i
         if untold:
             said[index] = untold
     return said
+
+
+def _quiet_now(timeline: Sequence[TimelineEvent]) -> tuple[str, ...]:
+    """The "quiet" event's message when every alert of the incident has ended since it last fired: what an
+    announcement made during the quiet period says besides "opened" (the event itself was held with it)."""
+    last = next((e for e in reversed(timeline) if e.kind in _QUIET_OR_FIRING), None)
+    return (last.message,) if last is not None and last.kind == "quiet" else ()
 
 
 def _merged_at(changes: Sequence[_Told]) -> dict[str, datetime]:

@@ -264,3 +264,33 @@ def test_what_a_batch_did_besides_its_told_changes_is_said_in_the_thread_once(tm
         (moved,) = [s for s in said if "root cause is now" in s]
         assert joined in moved  # said with the change of its batch, not as a reply of its own
         assert sum(joined in p["event"].get("also", ()) for p in recorder.hook_posts("oncall")) == 1
+
+
+def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_announced(
+    tmp_path: Path,
+) -> None:
+    # Probe walk: a power-brake alert ended a second after it fired; its incident was announced 10 s later
+    # (waiting for its quiet period) as "incident opened", triggered, with nothing saying that no alert
+    # fires any more: the "quiet" event was folded into the announcement and never told.
+    path = str(tmp_path / "s.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
+    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    fired = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START)
+    with SlackRecorder() as recorder:
+        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        outbox = Outbox(make_engine(path), [slack], clock)
+        engine.subscribe(outbox)
+        engine.ingest([fired])
+        clock.advance(1)
+        engine.ingest([replace(fired, status=AlertStatus.RESOLVED, ends_at=clock.now())])
+        clock.advance(10)
+        engine.tick()
+        outbox.dispatch_due()
+        (parent,) = recorder.channel_messages()
+        (opened,) = recorder.replies(parent.ts)
+        quiet = next(e for e in engine.store.get(engine.open_incident_ids()[0]).timeline if e.kind == "quiet")
+        assert quiet.message in str(opened.blocks)
