@@ -37,9 +37,6 @@ from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
 logger = logging.getLogger(__name__)
 _Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
-# Timeline events no change tells of their own, said with a change of their transaction (``_said_with``).
-_SAID_WITH = frozenset({"alert_added", "alert_firing", "alert_resolved"})
-_QUIET_OR_FIRING = frozenset({"quiet", "alert_added", "alert_firing", "reopened"})
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 
 
@@ -144,21 +141,16 @@ class IncidentAnnouncing:
             return
         cache: dict[str, Incident | None] = {}
         now = self.clock.now()
-        merged_at = _merged_at(changes)
-        found: list[tuple[_Told, Incident, TimelineEvent]] = []
-        for told_change in changes:
-            incident_id = told_change[0]
+        for incident_id, kind, event, only_if_told in changes:
             if incident_id not in cache:
                 try:
                     cache[incident_id] = self.store.get(incident_id)
                 except IncidentNotFound:  # pruned by retention since: nothing left to tell
                     cache[incident_id] = None
             incident = cache[incident_id]
-            if incident is not None:
-                told = _event_told(incident.timeline, told_change[2]) or incident.timeline[-1]
-                found.append((told_change, incident, told))
-        also = _said_with(found)
-        for index, ((incident_id, kind, event, only_if_told), incident, told) in enumerate(found):
+            if incident is None:
+                continue
+            told = _event_told(incident.timeline, event) or incident.timeline[-1]
             recommended, flapping = self._advice(incident, told)
             change = IncidentChange(
                 kind,
@@ -170,8 +162,6 @@ class IncidentAnnouncing:
                 only_if_told,
                 root_cluster(incident.root_cause.target, self.inventory),
                 _repeat(incident.timeline, told),
-                merging=kind is not ChangeKind.RESOLVED and merged_at.get(incident_id) == event.at,
-                also=also.get(index, ()),
             )
             self._call_listeners(change)
 
@@ -238,7 +228,6 @@ class IncidentAnnouncing:
                         silenced_until,
                         self._flapping(incident_id),
                         root_cluster=root_cluster(incident.root_cause.target, self.inventory),
-                        also=_quiet_now(incident.timeline),
                     )
                 )
         del self._unannounced[incident_id]
@@ -272,47 +261,6 @@ def _repeat(timeline: Sequence[TimelineEvent], told: TimelineEvent) -> int:
             return count
         count += e.at == told.at and e.kind == told.kind and e.message == told.message
     return 0
-
-
-def _said_with(found: Sequence[tuple[_Told, Incident, TimelineEvent]]) -> dict[int, tuple[str, ...]]:
-    """Per change (its index in ``found``), what its transaction did to its incident that no change tells:
-    alerts that joined, fired again or resolved, another incident taken in (``IncidentChange.also``). Said
-    with the first ``updated`` or ``priority_changed`` of each incident and instant (one transaction),
-    once."""
-    told: dict[tuple[str, datetime], set[int]] = {}
-    first: dict[tuple[str, datetime], int] = {}
-    for index, ((incident_id, kind, _, _), _, event) in enumerate(found):
-        key = (incident_id, event.at)
-        told.setdefault(key, set()).add(id(event))
-        if kind in (ChangeKind.UPDATED, ChangeKind.PRIORITY_CHANGED) and key not in first:
-            first[key] = index
-    said: dict[int, tuple[str, ...]] = {}
-    for (_, at), index in first.items():
-        untold = tuple(
-            e.message
-            for e in found[index][1].timeline
-            if e.at == at
-            and (e.kind in _SAID_WITH or (e.kind == "merged" and "from" in e.data))
-            and id(e) not in told[(found[index][0][0], at)]
-        )
-        if untold:
-            said[index] = untold
-    return said
-
-
-def _quiet_now(timeline: Sequence[TimelineEvent]) -> tuple[str, ...]:
-    """The "quiet" event's message when every alert of the incident has ended since it last fired: what an
-    announcement made during the quiet period says besides "opened" (the event itself was held with it)."""
-    last = next((e for e in reversed(timeline) if e.kind in _QUIET_OR_FIRING), None)
-    return (last.message,) if last is not None and last.kind == "quiet" else ()
-
-
-def _merged_at(changes: Sequence[_Told]) -> dict[str, datetime]:
-    """When each incident these changes merge into another was merged: its other changes of that instant
-    were made by the transaction that merged it (``IncidentChange.merging``)."""
-    return {
-        i: event.at for i, kind, event, _ in changes if kind is ChangeKind.RESOLVED and event.kind == "merged"
-    }
 
 
 def _ended_at_birth(changes: Sequence[tuple[str, ChangeKind, TimelineRow]], announced: set[str]) -> set[str]:

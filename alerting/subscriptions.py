@@ -48,13 +48,6 @@ class IncidentChange:
     # twice at one instant; a root cause that went A, B, A, B in one batch): each is a change a receiver
     # must hear, so its idempotency key tells it apart from them. 0 for nearly every change.
     repeat: int = 0
-    # The transaction that made this change also merged the incident into another (a rack's outage raised
-    # it to P0 and the rack's incident took it in): told, as it was, but it pages nobody; the incident that
-    # goes on carries the fault, and pages for it.
-    merging: bool = False
-    # What the same transaction did to the incident that no change tells of its own (an alert that joined
-    # as the root cause moved, an incident taken in as the priority rose), said with its first change.
-    also: tuple[str, ...] = ()
 
 
 class IncidentListener(Protocol):
@@ -88,8 +81,4 @@ class IncidentActions(Protocol):
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         """Silence the incident's alerts for a while."""
-        ...
-
-    def silence_incident_outcome(self, incident_id: str, duration_seconds: float, by: str) -> ActionOutcome:
-        """``silence_incident``, saying whose silence holds when it was a repeat."""
         ...

@@ -359,11 +359,6 @@ def timeline_reply(n: Notification) -> SlackMessage:
         text = escape(message)
     else:
         text = f"*{escape(kind)}*: {escape(message)}"
-    by = _by(n, message)
-    text += f" ({escape(by)})" if by else ""
-    if n.also:
-        lines = [f"• also: {escape(a)}" for a in n.also]
-        text += "\n" + _listed(lines, "\n", SECTION_MAX - len(text) - 1)
     blocks: list[Block] = [
         {"type": "section", "text": _mrkdwn(text)},
         {
@@ -372,17 +367,7 @@ def timeline_reply(n: Notification) -> SlackMessage:
         },
     ]
     plain = message if said else f"{kind}: {message}"
-    plain += f" ({by})" if by else ""
-    plain += "".join(f"; also: {a}" for a in n.also)
     return SlackMessage(text=truncate(escape(plain), TEXT_MAX), blocks=blocks)
-
-
-def _by(n: Notification, message: str) -> str:
-    """``by <who>`` for a person's change whose message does not name them ("mitigating: draining node
-    r07-n03"); empty when it does ("acknowledged by slack:alice") or no person made it."""
-    if not n.event_by or f"by {n.event_by}" in message:
-        return ""
-    return f"by {n.event_by}"
 
 
 def minimal_reply(n: Notification) -> SlackMessage:

@@ -106,8 +106,6 @@ def webhook_payload(
         "kind": n.event_kind,
         "message": text(n.event_message),
         "escalated": n.escalated,
-        "also": items(n.also),  # what its transaction did besides, that no change of its own tells
-        "also_total": len(n.also),
     }
     return {
         "version": PAYLOAD_VERSION,

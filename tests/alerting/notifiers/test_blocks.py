@@ -166,31 +166,6 @@ def test_a_resolution_by_hand_says_resolved_once() -> None:
     assert reply.blocks[0]["text"]["text"] == ":white_check_mark: *Resolved* by alice"
 
 
-@pytest.mark.parametrize(
-    ("kind", "event_kind", "message", "said"),
-    [
-        (
-            ChangeKind.MITIGATING,
-            "mitigating",
-            "mitigating: draining node gpu-a1",
-            "draining node gpu-a1 (by dave)",
-        ),
-        (ChangeKind.ACKNOWLEDGED, "acknowledged", "acknowledged by dave", "* by dave"),
-        (ChangeKind.UPDATED, "note", "note by dave: vendor ticket 12", "* by dave: vendor ticket 12"),
-    ],
-    ids=["mitigating-names-them", "ack-names-them-once", "note-names-them-once"],
-)
-def test_a_reply_of_a_persons_change_says_who_made_it_once(
-    kind: ChangeKind, event_kind: str, message: str, said: str
-) -> None:
-    # Probe walk: `incidents mitigate --action "draining node gpu-a1" --by dave` was replied as "mitigating:
-    # draining node gpu-a1": the thread never said who; the others name them in their message already.
-    told = change(make_incident(), kind, 5, message, event_kind, {"by": "dave"})
-    reply = timeline_reply(build_notification(told))
-    assert reply.blocks[0]["text"]["text"].endswith(said)
-    assert reply.text.count("dave") == 1
-
-
 def test_the_recommended_actions_are_shown_in_words_when_there_are_any() -> None:
     inc = make_incident()
     opened = change(inc, ChangeKind.OPENED, 0, "opened")
