@@ -25,6 +25,7 @@ from alerting.outcomes import (
     already_approved,
     already_mitigating,
     already_resolved,
+    already_silenced,
     duration_text,
     resolved_conflict,
     still_firing,
@@ -252,12 +253,17 @@ class IncidentLifecycle(SilenceKeeping):
         ).incident
 
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
+        """Mute the incident's alerts for a while (see ``silence_incident_outcome``)."""
+        return self.silence_incident_outcome(incident_id, duration_seconds, by).incident
+
+    def silence_incident_outcome(self, incident_id: str, duration_seconds: float, by: str) -> ActionOutcome:
         """Mute the incident's alerts (present and future changes) for a while: its changes reach listeners
         marked ``silenced_until``, and one catch-up event follows the silence (``alerting.muting``).
 
-        A repeat changes nothing (no second silence, no second timeline entry): a request the incident's
-        active silences already cover, or the same person's request for no longer than the silence they
-        made less than ``REPEAT_WINDOW`` ago (a Slack button pressed twice, a replayed request)."""
+        A repeat changes nothing (no second silence, no second timeline entry), and says whose silence
+        holds: a request the incident's active silences already cover, or the same person's request for no
+        longer than the silence they made less than ``REPEAT_WINDOW`` ago (a Slack button pressed twice, a
+        replayed request)."""
         if duration_seconds <= 0:
             raise InputError("must be positive", field="duration_seconds")
         duration = timedelta(seconds=duration_seconds)
@@ -267,16 +273,21 @@ class IncidentLifecycle(SilenceKeeping):
                 raise resolved_conflict(incident_id, self._merged_into(incident_id))
             now = self.clock.now()
             held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
-            if any(
-                s.ends_at >= now + duration
-                or (
-                    s.created_by == by
-                    and now - s.starts_at <= REPEAT_WINDOW
-                    and s.ends_at - s.starts_at >= duration
-                )
-                for s in held
-            ):
-                return current
+            holding = next(
+                (
+                    s
+                    for s in held
+                    if s.ends_at >= now + duration
+                    or (
+                        s.created_by == by
+                        and now - s.starts_at <= REPEAT_WINDOW
+                        and s.ends_at - s.starts_at >= duration
+                    )
+                ),
+                None,
+            )
+            if holding is not None:
+                return ActionOutcome(current, already_silenced(holding.ends_at, holding.created_by))
             self.add_silence(
                 [], now, now + duration, by, comment=f"silence of {incident_id}", incident_id=incident_id
             )
@@ -291,7 +302,7 @@ class IncidentLifecycle(SilenceKeeping):
                 # Said so that a reload knows this silence held notifications back (before this version
                 # silences did not, and their incidents have nothing to catch up on).
                 data={"seconds": duration_seconds, "holds_notifications": True},
-            ).incident
+            )
 
     def _merged_into(self, incident_id: str) -> str | None:
         """The incident this one was merged into, if it was."""

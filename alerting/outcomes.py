@@ -71,6 +71,11 @@ def already_resolved(incident: Incident) -> str:
     return f"already resolved at {at}, its alerts quiet for the quiet period"
 
 
+def already_silenced(until: datetime, by: str) -> str:
+    """Why silencing the incident changes nothing: the silence that holds it, until when and whose."""
+    return f"already silenced until {rfc3339(until)} by {by}"
+
+
 def _last(timeline: Sequence[TimelineEvent], kinds: tuple[str, ...]) -> TimelineEvent | None:
     return next((e for e in reversed(timeline) if e.kind in kinds), None)
 

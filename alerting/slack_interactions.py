@@ -193,14 +193,12 @@ def tell_refused(
 def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], str]]:
     """Each button's action; what it returns says why nothing changed (empty when something did)."""
 
-    def silence(p: ButtonPress) -> str:
-        actions.silence_incident(p.incident_id, SILENCE_SECONDS, by=p.user)
-        return ""
-
     return {
         ACTION_ACKNOWLEDGE: lambda p: actions.acknowledge_outcome(p.incident_id, by=p.user).already,
         ACTION_APPROVE: lambda p: actions.approve_remediation_outcome(p.incident_id, by=p.user).already,
-        ACTION_SILENCE_1H: silence,
+        ACTION_SILENCE_1H: lambda p: (
+            actions.silence_incident_outcome(p.incident_id, SILENCE_SECONDS, by=p.user).already
+        ),
     }
 
 

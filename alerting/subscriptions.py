@@ -82,3 +82,7 @@ class IncidentActions(Protocol):
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         """Silence the incident's alerts for a while."""
         ...
+
+    def silence_incident_outcome(self, incident_id: str, duration_seconds: float, by: str) -> ActionOutcome:
+        """``silence_incident``, saying whose silence holds when it was a repeat."""
+        ...

@@ -6,6 +6,7 @@ import asyncio
 import json
 import warnings
 from collections.abc import Callable
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -31,7 +32,7 @@ from alerting.slack_interactions import (
     verify_slack_signature,
 )
 from alerting.slack_replays import HandledSlackRequests
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import AlertingConfig
 from gpuwarden.errors import InputError
 from gpuwarden.model import Incident, IncidentState
@@ -76,6 +77,9 @@ class RecordingActions:
     def silence_incident(self, incident_id: str, duration_seconds: float, by: str) -> Incident:
         self.calls.append(("silence_incident", incident_id, by, duration_seconds))
         return self._incident(incident_id)
+
+    def silence_incident_outcome(self, incident_id: str, duration_seconds: float, by: str) -> ActionOutcome:
+        return ActionOutcome(self.silence_incident(incident_id, duration_seconds, by))
 
 
 @pytest.fixture
@@ -503,6 +507,33 @@ def test_a_press_that_changes_nothing_tells_the_presser_who_acted_first(tmp_path
     assert "slack:bob" in told[0]["text"] and "slack:bob" in told[1]["text"]
     kinds = [e.kind for e in engine.store.get(incident_id).timeline]
     assert kinds.count("acknowledged") == 1
+
+
+def test_a_silence_press_that_changes_nothing_tells_the_presser_whose_silence_holds(tmp_path: Path) -> None:
+    """Probe walk: "Silence 1 h" pressed twice by alice: the second press changed nothing (right), and she
+    heard nothing at all, where Acknowledge and Approve say who acted first."""
+    clock = FakeClock()
+    sql = make_engine(str(tmp_path / "gpuwarden.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, AlertingConfig(), inventory=fleet_inventory())
+    [incident_id] = engine.ingest(node_failure(3, 2, clock.now())).opened
+    client = TestClient(
+        Starlette(routes=slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql)))
+    )
+    until = rfc3339(clock.now() + timedelta(hours=1))  # the first press's silence
+    with SlackRecorder() as recorder:
+        for _ in range(2):
+            body = button_body(ACTION_SILENCE_1H, incident_id, response_url=recorder.response_url)
+            response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
+            assert response.status_code == 200 and response.json()["actions"][0]["ok"] is True
+            clock.advance(5)
+        told = recorder.responses()
+    assert [(t["response_type"], t["replace_original"]) for t in told] == [("ephemeral", False)]
+    assert told[0]["text"] == (
+        f"Nothing to do for `{incident_id}`: already silenced until {until} by slack:alice"
+    )
+    kinds = [e.kind for e in engine.store.get(incident_id).timeline]
+    assert kinds.count("silenced") == 1
 
 
 def test_a_replayed_signed_request_changes_nothing_and_tells_the_presser_it_was_handled(
