@@ -211,7 +211,7 @@ class Outbox:
         while True:
             groups, newest = self._plan(notifier)
             replan = False
-            for index, (notifier_name, incident_id, _urgency_of) in enumerate(groups):
+            for index, (notifier_name, incident_id, _) in enumerate(groups):
                 destination = self._notifiers.get(notifier_name)
                 if destination is None or notifier_name in failing or self.paused(notifier_name):
                     continue
@@ -220,8 +220,7 @@ class Outbox:
                 if outcome[1]:
                     # This destination is failing now: leave its other incidents for the next round.
                     failing.add(notifier_name)
-                rest = groups[index + 1 :]
-                if rest and self._overtaken(notifier, newest, rest[0]):
+                if index + 1 < len(groups) and self._overtaken(notifier, newest, groups[index + 1]):
                     replan = True
                     break
             if not replan:
@@ -272,9 +271,8 @@ class Outbox:
         their messages are not moving)."""
         with self._sessions() as session:
             self._read_pauses(session, list(self._notifiers))
-        now = self._clock.time()
-        until = {name: self._paused_until.get(name, 0.0) for name in self._notifiers}
-        return {name: (end, end - now) for name, end in until.items() if not pause_over(end, now)}
+        left = {name: self.pause_left(name) for name in self._notifiers}
+        return {name: (self._paused_until[name], seconds) for name, seconds in left.items() if seconds > 0}
 
     def _read_pauses(self, session: Session, notifiers: Sequence[str]) -> None:
         now = self._clock.time()

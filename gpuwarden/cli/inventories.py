@@ -88,18 +88,7 @@ class Inventories:
         serve, which starts without that part and tries again. A slow source (a hung slurmctld: 10 s a
         failed read) does not hold up the others."""
         worked: list[bool] = []
-        threads = [
-            threading.Thread(
-                target=lambda s=source, n=name: worked.append(self.read_source(s, n, engine)),
-                name=f"inventory-{name}",
-                daemon=True,
-            )
-            for source, name in self.sources
-        ]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        each_source(self.sources, lambda source, name: worked.append(self.read_source(source, name, engine)))
         if engine is not None:
             self.count_relists(engine)
         return any(worked)
@@ -181,16 +170,24 @@ def inventory_refresh(engine: IncidentEngine, inventories: Inventories, interval
                 logger.exception("%s inventory: refresh failed; keeping the last one", name)
 
     def run(stop: threading.Event) -> None:
-        loops = [
-            threading.Thread(target=refresh, args=(stop, source, name), name=f"inventory-{name}", daemon=True)
-            for source, name in inventories.sources
-        ]
-        for loop in loops:
-            loop.start()
-        for loop in loops:
-            loop.join()
+        each_source(inventories.sources, lambda source, name: refresh(stop, source, name))
 
     return run
+
+
+def each_source(
+    sources: list[tuple[InventorySource, str]], work: Callable[[InventorySource, str], object]
+) -> None:
+    """Run ``work`` for each (source, name), each in a thread of its own (``inventory-<name>``), until all
+    have returned: a slow source holds up none of the others."""
+    threads = [
+        threading.Thread(target=work, args=(source, name), name=f"inventory-{name}", daemon=True)
+        for source, name in sources
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
 
 
 def inventory_file(path: str) -> StaticInventory:
