@@ -102,10 +102,9 @@ class ScalarThresholds:
         signed = abs(resid) if p.direction == "both" else fmax(resid if p.direction == "up" else -resid, 0.0)
         score = quotient(signed, band)
         fast_dev = 0.0 if n == 0 else f32[_FAST_DEV]
-        floor = fmax(quotient(p.volatility_k, width) * band, p.min_deviation)
-        fast_in = fmin(signed, p.fast_cap * floor if n >= p.warmup else INF) if p.fast_cap > 0 else signed
-        fast_dev = fast_dev + p.fast_alpha * (fast_in - fast_dev)
+        fast_dev = fast_dev + p.fast_alpha * (signed - fast_dev)
         if p.volatility_k > 0:
+            floor = fmax(quotient(p.volatility_k, width) * band, p.min_deviation)
             score = fmax(score, quotient(fast_dev, floor))
         if n < p.warmup:
             score = 0.0
