@@ -310,7 +310,8 @@ PROCESS_MEMORY = _g(
 )
 NVML_CALL_ERRORS = _c(
     "gpuwarden_nvml_call_errors",
-    "NVML calls that failed, by function and NVML error (NotSupported is not an error).",
+    "NVML calls that failed, by function and NVML error, and by GPU index (gpu) for a call made for one GPU "
+    "(NotSupported is not an error).",
     "every NVML call",
 )
 COLLECTION_DURATION = _g(

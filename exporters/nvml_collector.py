@@ -4,7 +4,7 @@
 ``NVMLError_*`` classes), so the simulator exercises this exact code path. The rules:
 
 - ``collect()`` never raises; a failing call leaves its series out and is counted in
-  ``gpuwarden_nvml_call_errors_total{function,error}``.
+  ``gpuwarden_nvml_call_errors_total{function,error}``, with ``gpu`` for a call made for one GPU.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
 - A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
   ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
@@ -18,6 +18,8 @@
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - ``Uninitialized`` from the first call of a pass (NVML shut down under it, a driver reload) makes it call
   ``nvmlInit`` again and find its GPUs anew.
+- A MIG instance's series repeat the GPU's device-level DCGM values (``fields.MIG_REPEATED``), as
+  dcgm-exporter serves them, beside the instance's own framebuffer and GPM values.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
 """
@@ -476,9 +478,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
                 out.add(fams.FB_USED, labels, mem.used // _MIB)
-                out.add(
-                    fams.FB_TOTAL, labels, mem.total // _MIB
-                )  # the instance's size, as DCGM 3.1.3+ reads it
+                out.add(fams.FB_TOTAL, labels, mem.total // _MIB)  # the instance's, as DCGM 3.1.3+ reads it
                 if hasattr(mem, "reserved"):
                     out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
