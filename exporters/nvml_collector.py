@@ -4,7 +4,7 @@
 ``NVMLError_*`` classes), so the simulator exercises this exact code path. The rules:
 
 - ``collect()`` never raises; a failing call leaves its series out and is counted in
-  ``gpuwarden_nvml_call_errors_total{function,error}``.
+  ``gpuwarden_nvml_call_errors_total{function,error}``, with ``gpu`` for a call made for one GPU.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
 - A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
   ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
@@ -18,6 +18,8 @@
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - ``Uninitialized`` from the first call of a pass (NVML shut down under it, a driver reload) makes it call
   ``nvmlInit`` again and find its GPUs anew.
+- A MIG instance's series repeat the GPU's device-level DCGM values (``fields.MIG_REPEATED``), as
+  dcgm-exporter serves them, beside the instance's own framebuffer and GPM values.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
 """
@@ -154,9 +156,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         except Exception:  # the collection boundary: log and count, keep what was gathered
             logger.exception("nvml collection failed host=%s", self.hostname)
             self._count_error("collect", "Exception")
-        for (function, error), count in self._errors.items():
-            labels = {"Hostname": self.hostname, "function": function, "error": error}
-            out.add(fams.NVML_CALL_ERRORS, labels, count)
+        for (function, error, gpu), count in self._errors.items():
+            labels = {"Hostname": self.hostname, "gpu": gpu} if gpu else {"Hostname": self.hostname}
+            out.add(fams.NVML_CALL_ERRORS, {**labels, "function": function, "error": error}, count)
         host = {"Hostname": self.hostname}
         out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
         if self._watcher is not None:
@@ -210,7 +212,11 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         self._driver = self._call("nvmlSystemGetDriverVersion") or self._driver
         gpus = []
         for index in range(count):
-            handle, uuid, labels = self._identify(index)
+            self._gpu = str(index)
+            try:
+                handle, uuid, labels = self._identify(index)
+            finally:
+                self._gpu = ""
             prev = known.pop(index, None)
             if prev is not None and (not uuid or uuid == prev.uuid):
                 # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
@@ -275,28 +281,36 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             self._discover(count)
         pids: list[int] = []
         for gpu in self._gpus:
-            up = 0.0
-            if gpu.handle is not None:
-                mark = out.mark()
-                try:
-                    self._collect_gpu(gpu, out, pids)
-                    # A GPU that gave not one series (every call failed: the driver is wedged) did not
-                    # answer: it is not up, even though no call said it was lost.
-                    up = 1.0 if out.grew(mark) else 0.0
-                    if up and self._watcher is not None:
-                        self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
-                except GpuLost as lost:
-                    out.rollback(mark)
-                    self._count_error(lost.function, error_name(lost.code))
-                    self._forget_gpm(gpu)
-            out.add(fams.GPU_UP, gpu.own, up)
-            self._add_xids(gpu, out)
+            self._gpu = gpu.labels["gpu"]  # the errors of its calls name it
+            try:
+                self._collect_one(gpu, out, pids)
+            finally:
+                self._gpu = ""
         if self._resolver is not None:
             self._resolver.retain(pids)
 
+    def _collect_one(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
+        """One GPU's series, its ``up`` and its XIDs."""
+        up = 0.0
+        if gpu.handle is not None:
+            mark = out.mark()
+            try:
+                self._collect_gpu(gpu, out, pids, mark)
+                # A GPU that gave not one series (every call failed: the driver is wedged) did not
+                # answer: it is not up, even though no call said it was lost.
+                up = 1.0 if out.grew(mark) else 0.0
+                if up and self._watcher is not None:
+                    self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
+            except GpuLost as lost:
+                out.rollback(mark)
+                self._count_error(lost.function, error_name(lost.code))
+                self._forget_gpm(gpu)
+        out.add(fams.GPU_UP, gpu.own, up)
+        self._add_xids(gpu, out)
+
     # --- one GPU ----------------------------------------------------------------------------------
 
-    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
+    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int], mark: dict[str, int]) -> None:
         call, h = self._call, gpu.handle
         labels = self._attribute(gpu, out, pids)
         util = call("nvmlDeviceGetUtilizationRates", h)
@@ -335,7 +349,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         self._field_values(gpu, out, labels)
         self._nvlink_states(gpu, out, labels)
         self._gpm(gpu, out, labels)
-        self._mig(gpu, out)
+        self._mig(gpu, out, mark, labels)
 
     def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> dict[str, str]:
         """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
@@ -431,13 +445,19 @@ class NvmlCollector(GpmSampling, NvLinkStates):
 
     # --- MIG instances ----------------------------------------------------------------------------
 
-    def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
+    def _mig(self, gpu: Gpu, out: FamilyBuilder, mark: dict[str, int], parent: dict[str, str]) -> None:
+        """The MIG instances' series: their own framebuffer and GPM values, and the GPU's device-level DCGM
+        values (``parent``'s since ``mark``) again under each instance's labels, as dcgm-exporter serves
+        them, so ``DCGM_FI_DEV_GPU_TEMP{GPU_I_ID!=""}`` and joins on a MIG pod's series find them."""
         mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
         if mode is None or int(mode[0]) != _MIG_ENABLED:
+            gpu.mig_labels = []
             self._retire_mig_gpm(gpu, set())
             return
+        device = out.added_with(mark, parent, fams.MIG_REPEATED)
         slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
         seen: set[str] = set()
+        instances: list[dict[str, str]] = []
         for slot in range(int(slots)):
             try:
                 mig = self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
@@ -452,10 +472,13 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             name = _text(self._call("nvmlDeviceGetName", mig) or "")
             profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
             labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(uuid)}
+            instances.append(labels)
+            out.add_again(device, labels)
             mem = self._memory(mig)
             if mem is not None:
                 out.add(fams.FB_FREE, labels, mem.free // _MIB)
                 out.add(fams.FB_USED, labels, mem.used // _MIB)
+                out.add(fams.FB_TOTAL, labels, mem.total // _MIB)  # the instance's, as DCGM 3.1.3+ reads it
                 if hasattr(mem, "reserved"):
                     out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
             if gpu.gpm is not None:
@@ -467,6 +490,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
                 if gpm is None:
                     gpm = gpu.mig_gpm[key] = Gpm(self._new_metrics_get())
                 self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
+        gpu.mig_labels = instances
         self._retire_mig_gpm(gpu, seen)
 
     def _retire_mig_gpm(self, gpu: Gpu, seen: set[str]) -> None:
@@ -492,8 +516,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             return
         last, counts = self._xids.snapshot(gpu.uuid)
         if last is not None:
-            dcgm = {**gpu.labels, **gpu.workload, "err_code": str(last), "err_msg": xid_message(last)}
-            out.add(fams.XID_ERRORS, dcgm, last)
+            err = {"err_code": str(last), "err_msg": xid_message(last)}
+            out.add(fams.XID_ERRORS, {**gpu.labels, **gpu.workload, **err}, last)
+            for instance in gpu.mig_labels:  # a device-level field: repeated per MIG instance, as DCGM does
+                out.add(fams.XID_ERRORS, {**instance, **err}, last)
         own = {**gpu.own, **gpu.workload}
         for xid in sorted(counts):
             labels = _with(own, "xid", str(xid))
