@@ -168,7 +168,8 @@ def parse_nodes(
     closed: frozenset[str] = frozenset(),
 ) -> list[NodeInfo]:
     """The nodes of ``sinfo --json`` with the GPUs free on each: those no running job holds, on a node that
-    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there). A node's partitions
+    takes new work and has a CPU left (ALLOCATED: every CPU taken, no job starts there) and is not held by
+    the backfill scheduler for a pending job (PLANNED). A node's partitions
     are those that start jobs (not in ``closed``); one whose every partition is closed takes no new work."""
     held: dict[str, set[int]] = {}
     counted: dict[str, int] = {}  # GPUs held where their indices are unknown
@@ -192,7 +193,9 @@ def parse_nodes(
         if listed and not partitions:
             state += f"+{PARTITIONS_DOWN}"
         usable = _usable(state)
-        open_now = usable and "allocated" not in state.split("+")
+        # PLANNED: the backfill scheduler holds the node for a higher-priority pending job (sinfo's node
+        # state codes), so its idle GPUs are spoken for, not spare for a stopped job.
+        open_now = usable and not {"allocated", "planned"} & set(state.split("+"))
         idle = frozenset(range(count)) - held.get(name, set()) if open_now else frozenset()
         free = max(0, len(idle) - counted.get(name, 0))
         rack = racks.get(name, UNKNOWN)

@@ -8,7 +8,9 @@ when every GPU the node had is absent. The alert resolves on the first tick the 
 (``resolve_after`` ticks), or once the GPU has been absent for ``forget_after`` seconds (a decommissioned node
 does not page forever).
 
-Normal churn raises nothing: a pod or job label changing on a GPU keeps the same GPU key; a lost GPU that the
+Normal churn raises nothing: a pod or job label changing on a GPU keeps the same GPU key; a GPU whose
+``UUID`` reports under another key (a relabel rule renamed its node) is that GPU, forgotten under its old
+key rather than reported absent; a lost GPU that the
 exporter still reports as ``gpuwarden_gpu_up == 0`` is left to the ``GpuLost`` signature; and when more than
 ``max_absent_share`` of all known GPUs vanish at once, or a tick read no presence series at all, the source is
 the problem (its own staleness alert covers it), not the nodes, so nothing is reported and the clocks wait.
@@ -63,6 +65,7 @@ class PresenceDetector:
         self.last_seen = np.zeros(0)  # per GPU slot; NaN for a free slot
         self._series_slot = np.full(1024, _UNRESOLVED, np.int64)  # per series id
         self._free: list[int] = []
+        self._by_uuid: dict[str, set[int]] = {}  # the slots of each GPU UUID (one, unless it was renamed)
         self._matches: dict[str, bool] = {}
         self._last_tick: float | None = None
 
@@ -105,6 +108,8 @@ class PresenceDetector:
                     self.last_seen = grown
             self.last_seen[slot] = -np.inf
             self.slots[key] = slot
+            if kept.get("UUID"):
+                self._by_uuid.setdefault(kept["UUID"], set()).add(slot)
         return slot
 
     def _observe(self, view: View) -> bool:
@@ -134,6 +139,11 @@ class PresenceDetector:
                 del self.slots[key]
                 self.keys[slot] = None
                 self._free.append(slot)
+                uuid = self.labels[slot].get("UUID")
+                if uuid and uuid in self._by_uuid:
+                    self._by_uuid[uuid].discard(slot)
+                    if not self._by_uuid[uuid]:
+                        del self._by_uuid[uuid]
         self.last_seen[slots] = np.nan
         self._series_slot[np.isin(self._series_slot, slots)] = _UNRESOLVED
 
@@ -161,6 +171,10 @@ class PresenceDetector:
             if gone.size:
                 self._drop(gone)
             absent = np.flatnonzero(now - used > self.absent_after)
+        renamed = self._renamed(absent, now)
+        if renamed.size:
+            self._drop(renamed)
+            absent = np.setdiff1d(absent, renamed)
         if not absent.size or absent.size > self.max_absent_share * len(self.slots):
             return []
         per_node: dict[str, int] = {}
@@ -218,6 +232,16 @@ class PresenceDetector:
                 )
             )
         return out
+
+    def _renamed(self, absent: IntArray, now: float) -> IntArray:
+        """The ``absent`` slots whose GPU (its UUID) reports under another key: the same GPU, renamed."""
+        out = []
+        for slot in absent.tolist():
+            uuid = self.labels[slot].get("UUID")
+            others = self._by_uuid.get(uuid, ()) if uuid else ()
+            if any(o != slot and now - self.last_seen[o] <= self.absent_after for o in others):
+                out.append(slot)
+        return np.array(out, np.int64)
 
     def _node(self, slot: int) -> str:
         key = self.keys[slot]

@@ -336,7 +336,7 @@ for _ in range(runs):
     cpu.append(time.thread_time() - c0)
     wall.append(time.perf_counter() - w0)
 errors = [
-    (s.labels["function"], s.labels["error"], s.value)
+    (s.labels.get("gpu", ""), s.labels["function"], s.labels["error"], s.value)
     for m in families
     for s in m.samples
     if s.name == "gpuwarden_nvml_call_errors_total"

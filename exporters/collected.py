@@ -41,6 +41,7 @@ class Gpu:
     gpm: Gpm | None = None
     gpm_checked: bool = False
     mig_gpm: dict[str, Gpm] = field(default_factory=dict)  # by MIG device UUID (else instance id)
+    mig_labels: list[dict[str, str]] = field(default_factory=list)  # its MIG instances' labels, last pass
     nvlink_prev: tuple[float, int] | None = None  # (KiB over all links, NVML timestamp in us)
     nvlinks: int | None = None  # its NVLink count (0: none, or NotSupported); None until NVML says
     workload: dict[str, str] = field(default_factory=dict)  # namespace/pod/container/slurm_job labels
@@ -81,6 +82,25 @@ class FamilyBuilder:
         name, tail = family.sample_name, _SAMPLE_DEFAULTS
         rows = [(name, labels, value) + tail for labels, value in samples]  # noqa: RUF005 - as in add()
         metric.samples.extend([_new_tuple(Sample, row) for row in rows])
+
+    def added_with(
+        self, mark: Mapping[str, int], labels: Mapping[str, str], families: Iterable[fams.Family]
+    ) -> list[tuple[Metric, Sample]]:
+        """The samples of ``families`` added since ``mark`` under ``labels`` itself (the same dict, not an
+        equal one): what one GPU's pass gave under its DCGM labels."""
+        found: list[tuple[Metric, Sample]] = []
+        for family in families:
+            metric = self._metrics.get(family.name)
+            if metric is not None:
+                found += [
+                    (metric, s) for s in metric.samples[mark.get(family.name, 0) :] if s.labels is labels
+                ]
+        return found
+
+    def add_again(self, samples: Iterable[tuple[Metric, Sample]], labels: Mapping[str, str]) -> None:
+        """Each of ``samples`` once more, under ``labels`` (a MIG instance repeating its GPU's values)."""
+        for metric, sample in samples:
+            metric.samples.append(_new_tuple(Sample, (sample.name, labels, sample.value, *sample[3:])))
 
     def _create(self, family: fams.Family) -> Metric:
         metric = self._metrics[family.name] = Metric(family.name, family.help, family.kind.value)

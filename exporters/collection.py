@@ -219,8 +219,10 @@ class CollectionLoop:
 
             add(fams.STALE, 1.0 if src.stale else 0.0)
             add(fams.COLLECTION_FAILURES, src.failures)
-            if src.last_success is not None:
-                add(fams.LAST_SUCCESS, src.last_success)
+            # 0 until the first collection completes ("never", as the Pushgateway's push_failure_time_seconds
+            # reads before any failure): absent, ``time() - ... > 60`` never fired for an exporter whose
+            # first collection hung, the very case it is for.
+            add(fams.LAST_SUCCESS, src.last_success if src.last_success is not None else 0.0)
             if src.wall is not None and src.cpu is not None:
                 add(fams.COLLECTION_DURATION, src.wall)
                 add(fams.COLLECTION_CPU, src.cpu)
@@ -268,7 +270,8 @@ def _served(src: _Source) -> list[Metric]:
     xids = getattr(src.collector, "xid_families", None)
     kept = list(xids()) if xids is not None else []  # XIDs come from the watcher, which does not hang
     for metric in src.families:
-        host_wide = [s for s in metric.samples if "gpu" not in s.labels]
+        errors = metric.name == fams.NVML_CALL_ERRORS.name  # counts, not GPU values: a GPU's stay
+        host_wide = [s for s in metric.samples if errors or "gpu" not in s.labels]
         if host_wide:
             copy = Metric(metric.name, metric.documentation, metric.type)
             copy.samples = host_wide

@@ -154,6 +154,18 @@ class Exposition:
                 self._openmetrics = render(self.families, openmetrics=True, texts=self.texts)
             return self._openmetrics
 
+    def ready(self, *, openmetrics: bool, gzipped: bool) -> bytes | None:
+        """The body in that format if it is already made, else None (``body`` makes it)."""
+        if gzipped:
+            return self._gzipped.get(openmetrics)
+        return self._openmetrics if openmetrics else self.text
+
+    def body(self, *, openmetrics: bool, gzipped: bool) -> bytes:
+        """The body in that format, made once per snapshot (off the event loop: it may take a while)."""
+        if gzipped:
+            return self.gzipped(openmetrics=openmetrics)
+        return self.openmetrics if openmetrics else self.text
+
     def gzipped(self, *, openmetrics: bool = False) -> bytes:
         """The chosen format gzip-compressed, compressed once per snapshot."""
         body = self.openmetrics if openmetrics else self.text

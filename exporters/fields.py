@@ -310,7 +310,8 @@ PROCESS_MEMORY = _g(
 )
 NVML_CALL_ERRORS = _c(
     "gpuwarden_nvml_call_errors",
-    "NVML calls that failed, by function and NVML error (NotSupported is not an error).",
+    "NVML calls that failed, by function and NVML error, and by GPU index (gpu) for a call made for one GPU "
+    "(NotSupported is not an error).",
     "every NVML call",
 )
 COLLECTION_DURATION = _g(
@@ -325,7 +326,7 @@ COLLECTION_CPU = _g(
 )
 LAST_SUCCESS = _g(
     "gpuwarden_collection_last_success_timestamp_seconds",
-    "When the last collection of this host completed (Unix seconds).",
+    "When the last collection of this host completed (Unix seconds); 0 until the first one has.",
     "collection loop",
 )
 STALE = _g(
@@ -375,6 +376,20 @@ TRAINING_LAST_PUSH_SUCCESS = _g(
 
 FAMILIES: tuple[Family, ...] = tuple(v for v in list(globals().values()) if isinstance(v, Family))
 BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
+
+# What a MIG instance's series (GPU_I_ID) carry besides its own framebuffer and GPM (DCGM_FI_PROF_*)
+# families. dcgm-exporter reads every field of its CSV for each GPU instance, and DCGM answers a device-level
+# field there with the whole GPU's value, so temperature, power, energy, clocks, ECC, row remaps, PCIe,
+# NVLink, violations, the throttle mask and the last XID repeat on each instance (its issues #317, #713,
+# #257); DCGM_FI_DEV_{GPU,MEM_COPY,ENC,DEC}_UTIL are "not supported for MIG configurations" (issues #430,
+# #50): NVML answers NotSupported for them on a MIG-enabled GPU, so they are on no series of one anyway.
+MIG_INSTANCE_OWN: frozenset[Family] = frozenset(
+    {FB_FREE, FB_USED, FB_RESERVED, FB_TOTAL} | {f for f in FAMILIES if f.name.startswith("DCGM_FI_PROF_")}
+)
+MIG_UNSUPPORTED: frozenset[Family] = frozenset({GPU_UTIL, MEM_COPY_UTIL, ENC_UTIL, DEC_UTIL})
+MIG_REPEATED: tuple[Family, ...] = tuple(
+    f for f in FAMILIES if f.dcgm and f not in MIG_INSTANCE_OWN and f not in MIG_UNSUPPORTED
+)
 
 # NVML field ids read in one nvmlDeviceGetFieldValues call, and the family each feeds with its scale.
 # (Constants from nvml.h; the NVML_FI_* names are in the comments.)

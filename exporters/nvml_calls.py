@@ -73,12 +73,15 @@ class NvmlCalls:
         self._nvml = nvml
         self.hostname = hostname
         self._missing: set[str] = set()
-        self._errors: dict[tuple[str, str], int] = {}
+        # By (function, error, gpu): ``gpu`` is the index of the GPU being read ("" for a host-wide call), so
+        # an operator sees which GPU fails; bounded by the host's GPUs times the calls and errors.
+        self._errors: dict[tuple[str, str, str], int] = {}
+        self._gpu = ""
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self.current_call: str | None = None
 
     def _count_error(self, function: str, error: str) -> None:
-        key = (function, error)
+        key = (function, error, self._gpu)
         self._errors[key] = self._errors.get(key, 0) + 1
 
     def _call(self, name: str, *args: Any) -> Any:

@@ -4,7 +4,7 @@
 ``NVMLError_*`` classes), so the simulator exercises this exact code path. The rules:
 
 - ``collect()`` never raises; a failing call leaves its series out and is counted in
-  ``gpuwarden_nvml_call_errors_total{function,error}``.
+  ``gpuwarden_nvml_call_errors_total{function,error}``, with ``gpu`` for a call made for one GPU.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
 - A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
   ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
@@ -18,6 +18,8 @@
 - ``FunctionNotFound`` (an older driver) retires that function for the life of the collector.
 - ``Uninitialized`` from the first call of a pass (NVML shut down under it, a driver reload) makes it call
   ``nvmlInit`` again and find its GPUs anew.
+- A MIG instance's series repeat the GPU's device-level DCGM values (``fields.MIG_REPEATED``), as
+  dcgm-exporter serves them, beside the instance's own framebuffer and GPM values.
 - Counters that batch well (ECC, retired pages, row remaps, NVLink errors, violations, energy) come from
   one ``nvmlDeviceGetFieldValues`` call per GPU.
 """
@@ -35,23 +37,20 @@ from prometheus_client import Metric
 from exporters import fields as fams
 from exporters.attribution import (
     UNKNOWN,
-    PodRef,
     ProcessIdentity,
     WorkloadMemory,
     process_labels,
     shared,
     workload_labels,
 )
-from exporters.collected import FamilyBuilder, Gpm, Gpu
+from exporters.collected import FamilyBuilder, Gpu
 from exporters.field_values import field_answers
-from exporters.gpm import MIN_RATE_INTERVAL_SECONDS, GpmSampling
+from exporters.gpm import MIN_RATE_INTERVAL_SECONDS
+from exporters.mig_instances import MigInstances, PodAssignments, add_framebuffer, text
 from exporters.nvlink import NvLinkStates
 from exporters.nvml_calls import (
-    ARGUMENT_VERSION_MISMATCH,
-    FUNCTION_NOT_FOUND,
     LOST_CODES,
     NON_FINITE,
-    NOT_FOUND,
     NOT_SUPPORTED,
     UNINITIALIZED,
     GpuLost,
@@ -66,12 +65,9 @@ __all__ = ["NvmlCollector", "PodAssignments", "ProcessResolver", "error_name", "
 
 logger = logging.getLogger(__name__)
 
-_MIB = 1024 * 1024
 _TEMPERATURE_GPU = 0
 _CLOCK_SM, _CLOCK_MEM = 1, 2
 _PCIE_TX, _PCIE_RX = 0, 1  # NVML_PCIE_UTIL_TX_BYTES / RX_BYTES
-_MIG_ENABLED = 1
-_MEMORY_V2 = "nvmlDeviceGetMemoryInfo_v2"  # the key of the v2 call (pynvml: version=nvmlMemory_v2)
 _FIELD_IDS: list[int | tuple[int, int]] = [fid for fid, _, _ in fams.FIELD_FAMILIES]
 _FIELD_IDS += [(fid, scope) for fid, scope, _ in fams.NVLINK_THROUGHPUT_FIELDS]
 # (field id, NVML_PERF_POLICY_*, family) read through nvmlDeviceGetViolationStatus when the field is missing.
@@ -103,15 +99,7 @@ class ProcessResolver(Protocol):
         ...
 
 
-class PodAssignments(Protocol):
-    """GPU UUID -> containers the kubelet assigned it to (``exporters.podresources``)."""
-
-    def pods_for(self, uuid: str) -> Sequence[PodRef]:
-        """Containers holding this GPU (empty when none or unknown)."""
-        ...
-
-
-class NvmlCollector(GpmSampling, NvLinkStates):
+class NvmlCollector(MigInstances, NvLinkStates):
     """Collects every GPU of one NVML instance. Register it in a ``CollectorRegistry`` or run it in a
     ``CollectionLoop``; ``describe()`` is empty so registering never touches NVML."""
 
@@ -154,9 +142,9 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         except Exception:  # the collection boundary: log and count, keep what was gathered
             logger.exception("nvml collection failed host=%s", self.hostname)
             self._count_error("collect", "Exception")
-        for (function, error), count in self._errors.items():
-            labels = {"Hostname": self.hostname, "function": function, "error": error}
-            out.add(fams.NVML_CALL_ERRORS, labels, count)
+        for (function, error, gpu), count in self._errors.items():
+            labels = {"Hostname": self.hostname, "gpu": gpu} if gpu else {"Hostname": self.hostname}
+            out.add(fams.NVML_CALL_ERRORS, {**labels, "function": function, "error": error}, count)
         host = {"Hostname": self.hostname}
         out.add(fams.NVML_UP, host, 1.0 if self.nvml_answered else 0.0)
         if self._watcher is not None:
@@ -174,18 +162,6 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         return out.families()
 
     # --- NVML calls -------------------------------------------------------------------------------
-
-    def _memory(self, handle: Any) -> Any:
-        """Framebuffer info: v2 (``used`` without the driver's reserved memory, as DCGM reads it), else v1."""
-        version = getattr(self._nvml, "nvmlMemory_v2", pynvml.nvmlMemory_v2)
-        mem, code = self._attempt(_MEMORY_V2, "nvmlDeviceGetMemoryInfo", handle, version)
-        if code is None:
-            return mem
-        if code == ARGUMENT_VERSION_MISMATCH:
-            self._missing.add(_MEMORY_V2)  # a driver that does not know the v2 struct: v1 from now on
-        elif code not in (NOT_SUPPORTED, FUNCTION_NOT_FOUND):
-            return None  # a real error, counted: leave the series out rather than switch meaning for a pass
-        return self._call("nvmlDeviceGetMemoryInfo", handle)
 
     def _initialise_again(self) -> bool:
         """NVML says it is not initialised (shut down under the exporter, as by a driver reload): initialise
@@ -210,7 +186,11 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         self._driver = self._call("nvmlSystemGetDriverVersion") or self._driver
         gpus = []
         for index in range(count):
-            handle, uuid, labels = self._identify(index)
+            self._gpu = str(index)
+            try:
+                handle, uuid, labels = self._identify(index)
+            finally:
+                self._gpu = ""
             prev = known.pop(index, None)
             if prev is not None and (not uuid or uuid == prev.uuid):
                 # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
@@ -244,14 +224,14 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             self._count_error(lost.function, error_name(lost.code))
         labels = {
             "gpu": str(index),
-            "UUID": _text(uuid or ""),
-            "pci_bus_id": _text(bus),
+            "UUID": text(uuid or ""),
+            "pci_bus_id": text(bus),
             "device": f"nvidia{minor}",
-            "modelName": _text(name),
+            "modelName": text(name),
             "Hostname": self.hostname,
         }
         if self._driver:
-            labels["DCGM_FI_DRIVER_VERSION"] = _text(self._driver)  # a "label" field in dcgm-exporter's CSVs
+            labels["DCGM_FI_DRIVER_VERSION"] = text(self._driver)  # a "label" field in dcgm-exporter's CSVs
         return handle, labels["UUID"], labels
 
     def _collect(self, out: FamilyBuilder) -> None:
@@ -275,41 +255,43 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             self._discover(count)
         pids: list[int] = []
         for gpu in self._gpus:
-            up = 0.0
-            if gpu.handle is not None:
-                mark = out.mark()
-                try:
-                    self._collect_gpu(gpu, out, pids)
-                    # A GPU that gave not one series (every call failed: the driver is wedged) did not
-                    # answer: it is not up, even though no call said it was lost.
-                    up = 1.0 if out.grew(mark) else 0.0
-                    if up and self._watcher is not None:
-                        self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
-                except GpuLost as lost:
-                    out.rollback(mark)
-                    self._count_error(lost.function, error_name(lost.code))
-                    self._forget_gpm(gpu)
-            out.add(fams.GPU_UP, gpu.own, up)
-            self._add_xids(gpu, out)
+            self._gpu = gpu.labels["gpu"]  # the errors of its calls name it
+            try:
+                self._collect_one(gpu, out, pids)
+            finally:
+                self._gpu = ""
         if self._resolver is not None:
             self._resolver.retain(pids)
 
+    def _collect_one(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
+        """One GPU's series, its ``up`` and its XIDs."""
+        up = 0.0
+        if gpu.handle is not None:
+            mark = out.mark()
+            try:
+                self._collect_gpu(gpu, out, pids, mark)
+                # A GPU that gave not one series (every call failed: the driver is wedged) did not
+                # answer: it is not up, even though no call said it was lost.
+                up = 1.0 if out.grew(mark) else 0.0
+                if up and self._watcher is not None:
+                    self._watcher.offer(gpu.handle, gpu.uuid)  # lost at start, or new: XIDs from now on
+            except GpuLost as lost:
+                out.rollback(mark)
+                self._count_error(lost.function, error_name(lost.code))
+                self._forget_gpm(gpu)
+        out.add(fams.GPU_UP, gpu.own, up)
+        self._add_xids(gpu, out)
+
     # --- one GPU ----------------------------------------------------------------------------------
 
-    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> None:
+    def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int], mark: dict[str, int]) -> None:
         call, h = self._call, gpu.handle
         labels = self._attribute(gpu, out, pids)
         util = call("nvmlDeviceGetUtilizationRates", h)
         if util is not None:
             out.add(fams.GPU_UTIL, labels, util.gpu)
             out.add(fams.MEM_COPY_UTIL, labels, util.memory)
-        mem = self._memory(h)
-        if mem is not None:
-            out.add(fams.FB_FREE, labels, mem.free // _MIB)
-            out.add(fams.FB_USED, labels, mem.used // _MIB)
-            out.add(fams.FB_TOTAL, labels, mem.total // _MIB)
-            if hasattr(mem, "reserved"):
-                out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
+        add_framebuffer(out, labels, self._memory(h))
         for family, args in (
             (fams.GPU_TEMP, ("nvmlDeviceGetTemperature", h, _TEMPERATURE_GPU)),
             (fams.SM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_SM)),
@@ -335,7 +317,7 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         self._field_values(gpu, out, labels)
         self._nvlink_states(gpu, out, labels)
         self._gpm(gpu, out, labels)
-        self._mig(gpu, out)
+        self._mig(gpu, out, mark, labels)
 
     def _attribute(self, gpu: Gpu, out: FamilyBuilder, pids: list[int]) -> dict[str, str]:
         """Per-process memory series; returns the GPU's labels, with its pod/job when it has exactly one."""
@@ -429,60 +411,6 @@ class NvmlCollector(GpmSampling, NvLinkStates):
         if prev is not None and at_us > prev[1] and total >= prev[0]:
             out.add(fams.NVLINK_BANDWIDTH_TOTAL, labels, (total - prev[0]) / ((at_us - prev[1]) / 1e6) / _KIB)
 
-    # --- MIG instances ----------------------------------------------------------------------------
-
-    def _mig(self, gpu: Gpu, out: FamilyBuilder) -> None:
-        mode = self._call("nvmlDeviceGetMigMode", gpu.handle)
-        if mode is None or int(mode[0]) != _MIG_ENABLED:
-            self._retire_mig_gpm(gpu, set())
-            return
-        slots = self._call("nvmlDeviceGetMaxMigDeviceCount", gpu.handle) or 0
-        seen: set[str] = set()
-        for slot in range(int(slots)):
-            try:
-                mig = self._nvml.nvmlDeviceGetMigDeviceHandleByIndex(gpu.handle, slot)
-            except pynvml.NVMLError as exc:
-                if getattr(exc, "value", None) not in (NOT_FOUND, NOT_SUPPORTED):
-                    self._count_error("nvmlDeviceGetMigDeviceHandleByIndex", error_name(exc.value))
-                continue
-            gi = self._call("nvmlDeviceGetGpuInstanceId", mig)
-            if gi is None:
-                continue
-            uuid = _text(self._call("nvmlDeviceGetUUID", mig) or "")
-            name = _text(self._call("nvmlDeviceGetName", mig) or "")
-            profile = name.rsplit("MIG ", 1)[-1] if "MIG " in name else ""
-            labels = {**gpu.labels, "GPU_I_PROFILE": profile, "GPU_I_ID": str(gi), **self._mig_pod(uuid)}
-            mem = self._memory(mig)
-            if mem is not None:
-                out.add(fams.FB_FREE, labels, mem.free // _MIB)
-                out.add(fams.FB_USED, labels, mem.used // _MIB)
-                if hasattr(mem, "reserved"):
-                    out.add(fams.FB_RESERVED, labels, mem.reserved // _MIB)
-            if gpu.gpm is not None:
-                # By the instance's UUID: one destroyed and re-created (MIG reconfigured while running) gets
-                # the same instance id but a new UUID, and must not be rated against the old one's sample.
-                key = uuid or f"gi-{gi}"
-                seen.add(key)
-                gpm = gpu.mig_gpm.get(key)
-                if gpm is None:
-                    gpm = gpu.mig_gpm[key] = Gpm(self._new_metrics_get())
-                self._gpm_sample(gpm, out, labels, "nvmlGpmMigSampleGet", gpu.handle, int(gi))
-        self._retire_mig_gpm(gpu, seen)
-
-    def _retire_mig_gpm(self, gpu: Gpu, seen: set[str]) -> None:
-        """Free the GPM samples of MIG instances that are gone (destroyed, or MIG turned off)."""
-        for key in [k for k in gpu.mig_gpm if k not in seen]:
-            self._free_gpm(gpu.mig_gpm.pop(key))
-
-    def _mig_pod(self, uuid: str) -> dict[str, str]:
-        """The pod labels of one MIG device: the kubelet assigns MIG devices by their own ``MIG-`` UUID,
-        never by the parent GPU's, so without this no MIG series named its pod (dcgm-exporter's do)."""
-        if self._pods is None or not uuid:
-            return {}
-        pods = list(self._pods.pods_for(uuid))
-        current = workload_labels((), pods)
-        return self._workloads.labels(uuid, current, self._clock.monotonic(), ambiguous=shared((), pods))
-
     # --- XIDs -------------------------------------------------------------------------------------
 
     def _add_xids(self, gpu: Gpu, out: FamilyBuilder) -> None:
@@ -492,8 +420,10 @@ class NvmlCollector(GpmSampling, NvLinkStates):
             return
         last, counts = self._xids.snapshot(gpu.uuid)
         if last is not None:
-            dcgm = {**gpu.labels, **gpu.workload, "err_code": str(last), "err_msg": xid_message(last)}
-            out.add(fams.XID_ERRORS, dcgm, last)
+            err = {"err_code": str(last), "err_msg": xid_message(last)}
+            out.add(fams.XID_ERRORS, {**gpu.labels, **gpu.workload, **err}, last)
+            for instance in gpu.mig_labels:  # a device-level field: repeated per MIG instance, as DCGM does
+                out.add(fams.XID_ERRORS, {**instance, **err}, last)
         own = {**gpu.own, **gpu.workload}
         for xid in sorted(counts):
             labels = _with(own, "xid", str(xid))
@@ -511,7 +441,3 @@ def xid_message(xid: int) -> str:
 
 def _with(labels: Mapping[str, str], key: str, value: str) -> dict[str, str]:
     return {**labels, key: value}
-
-
-def _text(value: str | bytes) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)

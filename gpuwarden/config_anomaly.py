@@ -7,6 +7,8 @@ largest section, and the one the anomaly stage reads.
 from __future__ import annotations
 
 import math
+import re
+import warnings
 from typing import Annotated, Literal
 
 from pydantic import AllowInfNan, Field, field_validator
@@ -346,9 +348,52 @@ def promql_bracket_problem(expr: str) -> str | None:
     return None
 
 
+# A label matcher's regex (``=~`` / ``!~``) and its PromQL string: double or single quotes with escapes, or
+# backquotes without.
+_REGEX_MATCHER = re.compile(r"""([=!]~)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)""")
+_STRING_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
+# What Python's ``re`` and Prometheus's RE2 (Go ``regexp``) both refuse: a broken set, group or repeat.
+# Where the two dialects differ (\p{L}, \z, (?<name>...), (?U)) nothing is said: Prometheus decides.
+_BROKEN_IN_BOTH = (
+    "unterminated character set",
+    "missing ), unterminated subpattern",
+    "unbalanced parenthesis",
+    "nothing to repeat",
+    "multiple repeat",
+    "bad character range",
+    "min repeat greater than max repeat",
+)
+
+
+def _promql_string(quoted: str) -> str:
+    """The value of a PromQL string literal (an unknown escape kept as written: Prometheus refuses it)."""
+    body = quoted[1:-1]
+    if quoted[0] == "`":
+        return body
+    return re.sub(r"\\(.)", lambda m: _STRING_ESCAPES.get(m.group(1), m.group(0)), body)
+
+
+def promql_regex_problem(expr: str) -> str | None:
+    """The first label matcher in ``expr`` whose regex Prometheus would refuse, said with its position and
+    what is wrong, or None: each tick's query would come back 400 and the query would never be scored."""
+    for match in _REGEX_MATCHER.finditer(expr):
+        pattern = _promql_string(match.group(2))
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # "possible nested set" on POSIX classes RE2 accepts
+                re.compile(pattern)
+        except re.error as err:
+            if err.msg in _BROKEN_IN_BOTH:
+                return (
+                    f"the regex {pattern!r} of {match.group(1)} at character {match.start() + 1} is broken"
+                    f" ({err.msg}); Prometheus answers 400 to every read of it"
+                )
+    return None
+
+
 def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
     """What ``anomaly run`` would refuse or mishandle, a problem each: no queries to read from Prometheus, a
-    name given twice (one of the two was silently dropped), an empty or unbalanced expr."""
+    name given twice (one of the two was silently dropped), an empty or unbalanced expr, a broken regex."""
     problems = []
     if cfg.source == "prometheus" and not cfg.queries:
         problems.append(
@@ -377,7 +422,7 @@ def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
         else:
             first[query.name] = k
         where = f"anomaly.queries[{k}].expr"
-        problem = promql_bracket_problem(query.expr)
+        problem = promql_bracket_problem(query.expr) or promql_regex_problem(query.expr)
         if not query.expr.strip():
             problem = f"is empty; give query {query.name!r} a PromQL expression"
             problems.append(ConfigError(problem, field=where))

@@ -251,6 +251,15 @@ def test_a_powered_down_idle_node_is_usable_and_a_draining_one_is_not() -> None:
     assert reader.read().spare == {"c1": 0}
 
 
+def test_an_idle_node_the_backfill_scheduler_planned_for_a_pending_job_is_not_spare() -> None:
+    # sinfo --json: "state": ["IDLE"], "state_flags": ["PLANNED"]; its GPUs go to the higher-priority job.
+    slurm = FakeSlurm()
+    slurm.node_state = "IDLE+PLANNED"
+    inventory = SlurmInventory(FakeClock(), slurm).read()
+    assert inventory.spare == {"c1": 0}
+    assert all(node.usable and node.free == 0 for node in inventory.node_list)
+
+
 def test_json_of_a_slurm_release_this_reader_does_not_know_is_refused_not_read_as_empty() -> None:
     slurm = FakeSlurm()
     slurm.jobs = [{"job_id": 7, "name": "x", "job_state": "RUNNING", "job_resources": {"hosts": 2}}]

@@ -14,8 +14,8 @@ UP = "gpuwarden_gpu_up"
 NODES = ("n1", "n2", "n3")
 
 
-def gpu(node: str, i: int, **extra: str) -> dict[str, str]:
-    return {"gpu": str(i), "UUID": f"GPU-{node}-{i}", "Hostname": node, "modelName": "H100", **extra}
+def gpu(node: str, i: int, host: str = "", **extra: str) -> dict[str, str]:
+    return {"gpu": str(i), "UUID": f"GPU-{node}-{i}", "Hostname": host or node, "modelName": "H100", **extra}
 
 
 class Fleet:
@@ -31,15 +31,21 @@ class Fleet:
         self.silent: set[tuple[str, int]] = set()
         self.lost: set[tuple[str, int]] = set()
         self.pod = "train-0"
+        self.hosts: dict[str, str] = {}  # a node's Hostname label where a relabel rule renamed it
 
     def tick(self) -> tuple[list[dict[str, str]], list[dict[str, str]]]:
         gpus = [(n, i) for n in NODES for i in range(4)]
         live = [g for g in gpus if g not in self.silent and g not in self.lost]
-        self.col.set(TEMP, [(gpu(n, i, pod=self.pod, namespace="ml"), 60.0) for n, i in live])
-        self.col.set(POWER, [(gpu(n, i, pod=self.pod, namespace="ml"), 500.0) for n, i in live])
+        h = self.hosts
+        self.col.set(TEMP, [(gpu(n, i, h.get(n, n), pod=self.pod, namespace="ml"), 60.0) for n, i in live])
+        self.col.set(POWER, [(gpu(n, i, h.get(n, n), pod=self.pod, namespace="ml"), 500.0) for n, i in live])
         self.col.set(
             UP,
-            [(gpu(n, i), 0.0 if (n, i) in self.lost else 1.0) for n, i in gpus if (n, i) not in self.silent],
+            [
+                (gpu(n, i, h.get(n, n)), 0.0 if (n, i) in self.lost else 1.0)
+                for n, i in gpus
+                if (n, i) not in self.silent
+            ],
         )
         self.clock.advance(30)
         result = self.service.infer()
@@ -135,6 +141,21 @@ def test_relabelled_series_a_lost_gpu_and_a_source_outage_raise_no_presence_aler
     fleet.col.fail = False
     raised, _ = fleet.run(5)
     assert presence(raised) == []
+
+
+def test_a_node_or_a_fleet_renamed_by_a_relabel_rule_is_not_down_its_gpus_report_under_the_new_name():
+    # The same GPUs (their UUIDs) report under another Hostname: nothing stopped reporting.
+    fleet = Fleet()
+    fleet.run(5)
+    fleet.hosts = {"n2": "n2.cluster.example"}
+    raised, resolved = fleet.run(10)
+    assert presence(raised) == [] and presence(resolved) == []
+    fleet.hosts = {n: f"{n}.example" for n in NODES}  # a rule renames every node at once
+    raised, resolved = fleet.run(10)
+    assert presence(raised) == [] and presence(resolved) == []
+    fleet.silent = {("n1", i) for i in range(4)}  # and a renamed node that goes down is still seen
+    raised, _ = fleet.run(4)
+    assert [(a["alertname"], a["Hostname"]) for a in presence(raised)] == [("NodeDown", "n1.example")]
 
 
 def test_a_node_gone_for_good_is_forgotten_so_its_alert_resolves():

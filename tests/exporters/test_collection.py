@@ -180,7 +180,7 @@ def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_cur
     )
     loop.run_once()
     uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(3))
-    nvml.fail("nvmlDeviceGetEncoderUtilization", pynvml.NVMLError_NoPermission, times=1)  # host-wide count
+    nvml.fail("nvmlDeviceGetEncoderUtilization", pynvml.NVMLError_NoPermission, times=1)  # a GPU's count
     clock.advance(5)
     loop.run_once()
     nvml.hang("nvmlDeviceGetPowerUsage", 60)
@@ -198,7 +198,8 @@ def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_cur
             assert _gpu_samples(loop, family) == 0, family
         host = {"Hostname": NODE}
         assert registry.get_sample_value("gpuwarden_exporter_stale", host) == 1.0
-        errors = {**host, "function": "nvmlDeviceGetEncoderUtilization", "error": "NoPermission"}
+        # The first GPU's: its index stays on the count, and a hang does not hide which GPU failed.
+        errors = {**host, "gpu": "0", "function": "nvmlDeviceGetEncoderUtilization", "error": "NoPermission"}
         assert registry.get_sample_value("gpuwarden_nvml_call_errors_total", errors) == 1.0
     finally:
         nvml.release_hangs()
@@ -219,3 +220,21 @@ def _own_labels(loop: CollectionLoop, index: int) -> dict[str, str]:
             if sample.name == "gpuwarden_xid_errors_total" and sample.labels["gpu"] == str(index):
                 return {k: v for k, v in sample.labels.items() if k != "xid"}
     raise AssertionError(f"gpu {index} has no XID series")
+
+
+def test_the_last_success_reads_0_while_the_first_collection_hangs_so_an_age_alert_fires(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    """Absent until a first collection completed, ``time() - gpuwarden_collection_last_success_timestamp_
+    seconds > 60`` had nothing to compare for an exporter whose first collection hung: it never fired."""
+    nvml.hang("nvmlDeviceGetPowerUsage", 60)
+    try:
+        loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.2)
+        loop.run_once()
+        last = served(loop).get_sample_value(
+            "gpuwarden_collection_last_success_timestamp_seconds", {"Hostname": NODE}
+        )
+        assert last == 0.0
+        assert clock.time() - last > 60
+    finally:
+        nvml.release_hangs()

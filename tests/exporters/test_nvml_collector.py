@@ -13,6 +13,7 @@ from exporters import fields as fams
 from exporters.attribution import PodRef
 from exporters.gpm import min_rate_interval
 from exporters.nvml_collector import NvmlCollector, init_nvml
+from exporters.xid import XidLedger
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import KubernetesInventoryConfig
 from gpuwarden.errors import SourceError
@@ -143,7 +144,7 @@ def test_a_failing_call_leaves_its_series_out_and_counts_the_error(nvml: SimNvml
     assert value(registry, "DCGM_FI_DEV_GPU_TEMP", healthy) is not None
     assert value(registry, "DCGM_FI_DEV_GPU_UTIL", lost) is not None  # only that field is gone
     assert value(registry, "gpuwarden_gpu_up", gpu_labels(registry, 2, own=True)) == 1.0
-    errors = {"Hostname": NODE, "function": "nvmlDeviceGetTemperature", "error": error}
+    errors = {"Hostname": NODE, "gpu": "2", "function": "nvmlDeviceGetTemperature", "error": error}
     assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 1.0
 
 
@@ -198,6 +199,7 @@ def test_function_not_found_degrades_to_the_old_throttle_reason_call(nvml: SimNv
     labels = gpu_labels(registry, 0)
     errors = {
         "Hostname": NODE,
+        "gpu": "0",  # the first GPU to call it; then retired for all
         "function": "nvmlDeviceGetCurrentClocksEventReasons",
         "error": "FunctionNotFound",
     }
@@ -234,8 +236,9 @@ def test_a_field_value_error_leaves_only_that_field_out(
         assert value(registry, family, labels) is None
         assert value(registry, "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL", labels) is not None
     errors = {"Hostname": NODE, "function": f"nvmlDeviceGetFieldValues({family})", "error": error}
-    assert value(registry, "gpuwarden_nvml_call_errors_total", errors) == 8.0
-    failed = {**errors, "function": "collect", "error": "Exception"}
+    for index in range(8):  # once under each GPU
+        assert value(registry, "gpuwarden_nvml_call_errors_total", {**errors, "gpu": str(index)}) == 1.0
+    failed = {"Hostname": NODE, "function": "collect", "error": "Exception"}
     assert value(registry, "gpuwarden_nvml_call_errors_total", failed) is None
 
 
@@ -428,7 +431,7 @@ def test_a_transient_error_of_the_v2_memory_call_does_not_switch_to_v1(nvml: Sim
     collector = NvmlCollector(nvml, hostname=NODE)
     first = scrape(collector)
     assert value(first, "DCGM_FI_DEV_FB_USED", gpu_labels(first, 0)) is None  # left out, counted
-    errors = {"Hostname": NODE, "function": "nvmlDeviceGetMemoryInfo_v2", "error": "Unknown"}
+    errors = {"Hostname": NODE, "gpu": "0", "function": "nvmlDeviceGetMemoryInfo_v2", "error": "Unknown"}
     assert value(first, "gpuwarden_nvml_call_errors_total", errors) == 1.0
     second = scrape(collector)
     assert value(second, "DCGM_FI_DEV_FB_RESERVED", gpu_labels(second, 0)) is not None  # v2 again
@@ -745,7 +748,9 @@ def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
         "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_ACTIVE)",
         "nvmlGpmMetricsGet(DCGM_FI_PROF_SM_OCCUPANCY)",
     ):
-        assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) >= 8.0
+        for index in range(8):  # each GPU's under its index
+            errors = {**host, "gpu": str(index), "function": function}
+            assert value(registry, "gpuwarden_nvml_call_errors_total", errors) >= 1.0
 
 
 def _collected_with_mig_pods(clock: FakeClock, index: int) -> tuple[str, list[MigDevice], list[Metric]]:
@@ -841,3 +846,70 @@ def test_a_mig_enabled_gpu_has_no_utilisation_series_as_nvml_answers_not_support
         s for m in registry.collect() for s in m.samples if s.name == "gpuwarden_nvml_call_errors_total"
     ]
     assert errors == []
+
+
+def _mig_node(clock: FakeClock) -> tuple[Any, list[Metric]]:
+    """One collection of a 2-GPU node whose GPU 0 is in MIG mode (GPU 1 is not)."""
+    fleet = build_fleet(1, 2, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    return fleet, NvmlCollector(sim, hostname=NODE, clock=clock).collect()
+
+
+def test_mig_instances_repeat_their_gpu_s_device_level_values_as_dcgm_exporter_serves_them(
+    clock: FakeClock,
+) -> None:
+    """dcgm-exporter reads each DCGM field for every GPU instance and DCGM answers device-level fields with
+    the GPU's value (its issues #317, #713): ``DCGM_FI_DEV_GPU_TEMP{GPU_I_ID!=""}`` or a join on a MIG pod's
+    series found nothing here."""
+    fleet, families = _mig_node(clock)
+    instances = {str(m.gpu_instance_id) for m in fleet.gpu(NODE, 0).mig}
+    by_name = {m.name: m for m in families}
+    for family in (fams.GPU_TEMP, fams.POWER_USAGE, fams.SM_CLOCK, fams.TOTAL_ENERGY, fams.ECC_DBE_VOL):
+        samples = [s for s in by_name[family.name].samples if s.labels["gpu"] == "0"]
+        [parent] = [s.value for s in samples if "GPU_I_ID" not in s.labels]
+        on_instances = {s.labels["GPU_I_ID"]: s.value for s in samples if "GPU_I_ID" in s.labels}
+        assert on_instances == dict.fromkeys(instances, parent), family.name
+        # The filter dcgm-exporter users apply to count each GPU once keeps one series per GPU.
+        assert len([s for s in by_name[family.name].samples if "GPU_I_ID" not in s.labels]) == 2
+    # Utilisation is not supported for MIG (dcgm-exporter issue #430): on no series of the MIG GPU.
+    assert {s.labels["gpu"] for s in by_name["DCGM_FI_DEV_GPU_UTIL"].samples} == {"1"}
+    # Its framebuffer is the instance's own, its total included (DCGM 3.1.3+ reports it per MIG device).
+    totals = {
+        s.labels.get("GPU_I_ID"): s.value
+        for s in by_name["DCGM_FI_DEV_FB_TOTAL"].samples
+        if s.labels["gpu"] == "0"
+    }
+    assert set(totals) == {None, *instances}
+    assert all(0 < totals[i] < totals[None] for i in instances)
+
+
+def test_the_last_xid_of_a_mig_gpu_is_on_each_of_its_instances_too(clock: FakeClock) -> None:
+    fleet = build_fleet(1, 1, seed=7, clock=clock, mig_gpus=[(NODE, 0)])
+    sim = SimNvml(fleet, NODE)
+    sim.nvmlInit()
+    ledger = XidLedger()
+    ledger.record(fleet.gpu(NODE, 0).uuid, 48, clock.time())
+    families = NvmlCollector(sim, hostname=NODE, xids=ledger, clock=clock).collect()
+    [xid] = [m for m in families if m.name == "DCGM_FI_DEV_XID_ERRORS"]
+    ids = sorted(s.labels.get("GPU_I_ID", "") for s in xid.samples)
+    assert ids == sorted(["", *(str(m.gpu_instance_id) for m in fleet.gpu(NODE, 0).mig)])
+    assert {(s.value, s.labels["err_code"]) for s in xid.samples} == {(48.0, "48")}
+
+
+def test_a_failing_call_is_counted_under_the_gpu_it_read_and_a_host_wide_one_under_none(
+    nvml: SimNvml,
+) -> None:
+    nvml.fail("nvmlDeviceGetPowerUsage", pynvml.NVMLError_Unknown, gpu_index=5)
+    nvml.fail("nvmlSystemGetDriverVersion", pynvml.NVMLError_Unknown)
+    registry = scrape(NvmlCollector(nvml, hostname=NODE))
+    errors = {
+        tuple(sorted(s.labels.items()))
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "gpuwarden_nvml_call_errors_total"
+    }
+    failed = {"Hostname": NODE, "error": "Unknown"}
+    assert tuple(sorted({**failed, "function": "nvmlDeviceGetPowerUsage", "gpu": "5"}.items())) in errors
+    assert tuple(sorted({**failed, "function": "nvmlSystemGetDriverVersion"}.items())) in errors
+    assert {dict(e).get("gpu") for e in errors} == {"5", None}  # only the GPU that failed is named

@@ -611,6 +611,18 @@ _PROM = "anomaly:\n  source: prometheus\n  queries:\n"
         ),
         ("    - {name: b, expr: 'up{job=\"x}'}\n", 'the quote " at character 8 is not closed'),
         ("    - {name: b, expr: 'sum(up])'}\n", "']' at character 7 closes nothing (the '(' at character 4"),
+        (
+            "    - {name: r, expr: 'DCGM_FI_DEV_GPU_TEMP{gpu=~\"[0-\"}'}\n",
+            "query 'r': the regex '[0-' of =~ at character 25 is broken (unterminated character set)",
+        ),
+        (
+            "    - {name: r, expr: 'up{job!~\"*x\"}'}\n",
+            "the regex '*x' of !~ at character 7 is broken (nothing",
+        ),
+        (
+            "    - {name: r, expr: \"up{job=~'a(b'}\"}\n",
+            "the regex 'a(b' of =~ at character 7 is broken (missing )",
+        ),
     ],
     ids=[
         "no-queries",
@@ -621,6 +633,9 @@ _PROM = "anomaly:\n  source: prometheus\n  queries:\n"
         "by-clause",
         "quote",
         "crossed",
+        "regex-set",
+        "regex-repeat",
+        "regex-group-single-quotes",
     ],
 )
 def test_anomaly_queries_that_run_would_refuse_or_drop_are_refused_at_load_naming_the_query(
@@ -635,7 +650,7 @@ def test_anomaly_queries_that_run_would_refuse_or_drop_are_refused_at_load_namin
 
 
 def test_brackets_and_quotes_inside_strings_and_comments_are_not_counted(tmp_path: Path) -> None:
-    expr = 'sum by (gpu) (rate(x{job=~"a(b|[c"}[5m])) # a comment ( [\\n  > bool 1'
+    expr = 'sum by (gpu) (rate(x{job=~"a[(]b|[)]c"}[5m])) # a comment ( [\\n  > bool 1'
     path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{expr}'\n")
     path.write_text(path.read_text().replace("\\\\n", "\\n"))
     assert load_config(path).anomaly.queries[0].name == "q"
@@ -683,3 +698,20 @@ def test_load_names_every_literal_secret_unset_reference_and_bad_value_first_lin
         (7, "webhooks[0].url"),
         (8, "webhooks[0].bearer_token"),
     ]
+
+
+@pytest.mark.parametrize(
+    "matcher",
+    [
+        r'{gpu=~"[0-9]+"}',
+        r'{job=~"gpu\\.(a|b)"}',  # a PromQL string's \\ is the regex's one backslash
+        r"{job=~`gpu\.(a|b)`}",
+        r'{name=~"\\p{L}+"}',  # RE2 only: Python's re refuses \p, Prometheus takes it
+        r'{name=~"(?<n>a)x\\z"}',
+        r'{name=~"[[:alpha:]]+"}',
+        r'{name!~"(?i)GPU.*"}',
+    ],
+)
+def test_a_regex_prometheus_accepts_is_never_refused_at_load(tmp_path: Path, matcher: str) -> None:
+    path = write(tmp_path, _PROM + f"    - name: q\n      expr: '{matcher.replace(chr(39), chr(39) * 2)}'\n")
+    assert load_config(path).anomaly.queries[0].expr.startswith("{")
