@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from anomaly.sentinels import blank_not_available
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import FloatArray, IntArray
 
@@ -208,17 +209,23 @@ class View:
     steps: list[Step] = field(default_factory=list)
     latest: dict[str, Step] = field(default_factory=dict)
     forgotten: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
+    not_available: dict[str, int] = field(default_factory=dict)
+    """Per query, the samples read as an NVML/DCGM not-available value and turned into gaps."""
 
 
 def build_view(frames: Sequence[Frame], index: SeriesIndex, counters: CounterRates, now: float) -> View:
-    """Assign ids, turn counters into increases and rates, and order the steps in time."""
+    """Assign ids, read not-available values as gaps, turn counters into increases and rates, and order the
+    steps in time."""
     view = View(time=now)
     for frame in frames:
         if not frame.labels:
             continue
         ids = index.ids_for(frame.query, frame.labels, float(frame.timestamps[-1]))
+        values, blanked = blank_not_available(frame.values)
+        if blanked:
+            view.not_available[frame.query] = view.not_available.get(frame.query, 0) + blanked
         for j, at in enumerate(frame.timestamps.tolist()):
-            raw = frame.values[:, j]
+            raw = values[:, j]
             if frame.kind == "counter":
                 increase, value = counters.update(ids, raw, at)
             else:

@@ -137,6 +137,7 @@ class AnomalyService:
         self._pending: dict[str, int] = {}
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
+        self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
         self._query_source: dict[str, str] = {}
@@ -163,6 +164,7 @@ class AnomalyService:
                 self._query_source[frame.query] = source.name
             frames.extend(got)
         view = build_view(frames, self.index, self.counters, until)
+        self._count_not_available(view)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
         self.evidence.reset(view.forgotten)
         self.counters.reset(view.forgotten)  # a recycled id must not diff against the old series
@@ -185,6 +187,7 @@ class AnomalyService:
             alerts_firing=len(self.firing),
             tick_seconds=self.clock.monotonic() - t0,
             detector_errors=dict(self.detector_errors),
+            not_available=dict(self.not_available),
             fleet_uncompared={
                 q: n for d in self.detectors if isinstance(d, FleetDetector) for q, n in d.uncompared.items()
             },
@@ -196,6 +199,20 @@ class AnomalyService:
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
+
+    def _count_not_available(self, view: View) -> None:
+        """Add up the view's not-available samples per query; the first of a query is logged."""
+        for query, count in view.not_available.items():
+            if query not in self.not_available:
+                logger.warning(
+                    "query %s read %d samples holding an NVML/DCGM not-available value (4294967295, a DCGM"
+                    " blank, ...): read as missing data, not scored; counted in"
+                    " gpuwarden_anomaly_not_available_samples_total",
+                    query,
+                    count,
+                    extra={"query": query},
+                )
+            self.not_available[query] = self.not_available.get(query, 0) + count
 
     def warmup_seconds(self) -> float:
         """How much history ``warm_up`` reads: ``HISTORY_TICKS`` at the coarsest query step or tick (an hour
@@ -244,6 +261,7 @@ class AnomalyService:
                     chunk.append(Frame(f.query, f.labels, f.timestamps[mask], f.values[:, mask], f.kind))
             lower = end
             view = build_view(chunk, self.index, self.counters, end)
+            self._count_not_available(view)
             view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
             self.evidence.reset(view.forgotten)
             self.counters.reset(view.forgotten)

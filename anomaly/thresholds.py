@@ -78,10 +78,15 @@ class ThresholdParams:
     shift_separation: float = 0.0
     """Re-baseline only when the run's centre is this many of its own spreads from the level (a new level,
     not a burst whose values scatter around a high mean); 0: any run."""
+    fast_cap: float = 0.0
+    """Once warmed up, the error one sample adds to the fast error is at most this many volatility floors
+    (``volatility_k / width`` bands, at least ``min_deviation``); 0: unbounded (the default)."""
 
     def __post_init__(self) -> None:
         if self.shift_run < 0 or self.shift_run > _MAX_SHIFT_RUN:
             raise ValueError(f"shift_run must be 0 (off) to {_MAX_SHIFT_RUN}, got {self.shift_run}")
+        if not self.fast_cap >= 0:
+            raise ValueError(f"fast_cap must be >= 0, got {self.fast_cap}")
         if not self.shift_separation >= 0:
             raise ValueError(f"shift_separation must be >= 0, got {self.shift_separation}")
         if self.shift_target not in ("median", "mean"):
@@ -224,13 +229,9 @@ class AdaptiveThresholds:
             signed = np.abs(resid)
         score = signed / band
         # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
-        fast_dev = np.where(fresh, 0.0, self.fast_dev[ids].astype(np.float64))
-        fast_dev = fast_dev + p.fast_alpha * (signed - fast_dev)
+        fast_dev, floor = self._fast_error(ids, signed, n=n, width=width, band=band)
         if p.volatility_k > 0:
-            # A recent error below the absolute floor is never anomalous: after a workload stall the widened
-            # tail band made a small lag of the level (a constant SM clock 15 MHz above its recovering
-            # baseline) score ~1 for hours, and GPUs crossing it one by one escaped the collective filter.
-            score = np.maximum(score, fast_dev / np.maximum(p.volatility_k / width * band, p.min_deviation))
+            score = np.maximum(score, fast_dev / floor)
         score[n < p.warmup] = 0.0
 
         # Learn, winsorised at `clip` bands once warmed up (before that the band is not trustworthy).
@@ -253,6 +254,26 @@ class AdaptiveThresholds:
         self.last_seen[ids] = timestamps
         self._follow_shift(ids, x, n=n, resid=resid, band=band, scale=scale)
         return ThresholdScores(ids=ids, score=score, yhat=yhat, lower=yhat - band, upper=yhat + band)
+
+    def _fast_error(
+        self,
+        ids: IntArray,
+        signed: FloatArray,
+        *,
+        n: npt.NDArray[np.int32],
+        width: FloatArray | float,
+        band: FloatArray,
+    ) -> tuple[FloatArray, FloatArray]:
+        """The fast error after this sample, and the volatility floor it is scored against."""
+        p = self.params
+        fast_dev = np.where(n == 0, 0.0, self.fast_dev[ids].astype(np.float64))
+        # A recent error below the absolute floor is never anomalous: after a workload stall the widened
+        # tail band made a small lag of the level (a constant SM clock 15 MHz above its recovering
+        # baseline) score ~1 for hours, and GPUs crossing it one by one escaped the collective filter.
+        floor = np.maximum(p.volatility_k / width * band, p.min_deviation)
+        if p.fast_cap > 0:
+            signed = np.minimum(signed, np.where(n >= p.warmup, p.fast_cap * floor, np.inf))
+        return fast_dev + p.fast_alpha * (signed - fast_dev), floor
 
     def _follow_shift(
         self,

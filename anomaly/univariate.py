@@ -312,7 +312,8 @@ def score_many(
         entropy,
         silence,
     )
-    scalar = entropy is None and silence is None and settings.params.shift_run == 0  # what it covers
+    p = settings.params
+    scalar = entropy is None and silence is None and p.shift_run == 0 and p.fast_cap == 0  # what it covers
     if len(series) == 1 and scalar and _scalar_fits(series[0]):
         detector = ScalarDetector(settings.params, resolve_after, breakout, recurrence, novelty)
         s = series[0]

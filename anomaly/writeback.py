@@ -54,6 +54,7 @@ class TickStats:
     tick_seconds: float = 0.0
     detector_errors: dict[str, int] = field(default_factory=dict)
     fleet_uncompared: dict[str, int] = field(default_factory=dict)  # per fleet query, series with no peers
+    not_available: dict[str, int] = field(default_factory=dict)  # per query, not-available samples so far
 
 
 class AnomalyCollector:
@@ -113,7 +114,14 @@ class AnomalyCollector:
         )
         for query, count in self._stats.fleet_uncompared.items():
             lone.add_sample(lone.name, {"query": query}, float(count))
-        return [score, yhat, lower, upper, *self._health_families(), series, firing, tick, det, lone]
+        blank = Metric(
+            "gpuwarden_anomaly_not_available_samples",
+            "Samples holding an NVML/DCGM not-available value (4294967295, a DCGM blank), read as missing.",
+            "counter",
+        )
+        for query, count in self._stats.not_available.items():
+            blank.add_sample(blank.name + "_total", {"query": query}, float(count))
+        return [score, yhat, lower, upper, *self._health_families(), series, firing, tick, det, lone, blank]
 
     def _health_families(self) -> list[Metric]:
         """The sources' and their queries' health."""

@@ -61,14 +61,24 @@ def grid() -> dict[str, ThresholdParams | None]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_corpus_options(parser)
-    args = parser.parse_args()
+    report_grid(parser, parser.parse_args(), grid(), "nab_rebaseline")
+
+
+def report_grid(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    settings_grid: dict[str, ThresholdParams | None],
+    bench: str,
+) -> None:
+    """Score every setting of a grid of threshold parameters (``off``: the default) and print the report:
+    the cross-validated scores, each setting's totals and the windows it finds or loses against ``off``."""
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
     samples = sum(len(f.series.values) for f in files)
     table: dict[str, dict[str, FileScore]] = {}
     found: dict[str, dict[str, dict[int, bool]]] = {}
     seconds: dict[str, float] = {}
-    for label, params in grid().items():
+    for label, params in settings_grid.items():
         tick = time.perf_counter()
         alerts = detect_corpus(files, params)
         seconds[label] = time.perf_counter() - tick
@@ -95,7 +105,7 @@ def main() -> None:
         "missed_by_default": missed,
         "seconds": round(time.perf_counter() - started, 1),
     }
-    print(json.dumps({"bench": "nab_rebaseline", **report}))
+    print(json.dumps({"bench": bench, **report}))
 
 
 if __name__ == "__main__":

@@ -525,3 +525,29 @@ def test_a_source_read_well_during_the_tick_is_zero_stale_not_negatively_stale()
     registry.register(service.collector)
     labels = {"for": "source_staleness", "model": "source", "source": "history"}
     assert registry.get_sample_value("gpuwarden_anomaly_score", labels) == 0.0  # it read -0.0017 live
+
+
+def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_after_it():
+    # Issue 4: one read of NVML's 0xFFFFFFFF on a GPU, scored as a sample, kept an adaptive alert open for
+    # about 190 ticks (1.5 h), and a real fault starting 10 minutes later raised nothing inside it.
+    rng = np.random.default_rng(0)
+    clock, col, service = setup()
+    for _ in range(60):
+        col.set(TEMP, temps(rng))
+        tick(clock, service)
+    raised: list[tuple[int, str]] = []
+    for t in range(40):
+        vals = temps(rng)
+        if t == 0:
+            vals[3] = (GPUS[3], float(0xFFFFFFFF))
+        elif t >= 20:  # the fault: GPU 3 runs 15 C hotter from here on
+            vals[3] = (GPUS[3], vals[3][1] + 15)
+        col.set(TEMP, vals)
+        raised += [
+            (t, a.labels["gpu"]) for a in tick(clock, service).raised if a.labels["model"] == "adaptive"
+        ]
+    assert [gpu for _, gpu in raised] == ["3"]
+    assert 20 <= raised[0][0] < 20 + service.cfg.pending_ticks + 1
+    registry = CollectorRegistry()
+    registry.register(service.collector)
+    assert registry.get_sample_value("gpuwarden_anomaly_not_available_samples_total", {"query": TEMP}) == 1

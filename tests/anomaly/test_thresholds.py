@@ -209,3 +209,21 @@ def test_rebaselining_state_is_stated_and_off_costs_nothing():
     assert off + 4 * 48 + 12 <= 1024
     with pytest.raises(ValueError, match="shift_run"):
         ThresholdParams.from_config(shift_run=49)
+
+
+@pytest.mark.parametrize("cap", [20.0, 160.0])
+def test_fast_cap_bounds_how_long_one_huge_sample_keeps_the_score_above_one(cap):
+    # Issue 4's glitch as a value: uncapped, the fast error of one 4294967295 falls below the volatility
+    # floor only ~175 samples later. Capped at `cap` floors, the glitch's part starts at 0.1 cap floors and
+    # decays by 0.9 a sample; with the noise's own part under half a floor, it is back below one floor after
+    # ln(0.2 cap - 1) / -ln(0.9) samples.
+    rng = np.random.default_rng(3)
+    values = (60 + rng.normal(0, 0.5, 400)).reshape(-1, 1)
+    values[200, 0] = float(0xFFFFFFFF)
+    runs = {}
+    for label, params in {"off": None, "capped": ThresholdParams.from_config(fast_cap=cap)}.items():
+        scores = np.array([o.score[0] for o in feed(AdaptiveThresholds(params), values)])
+        assert scores[200] > 1e6  # the sample itself is anomalous either way
+        runs[label] = int(np.argmax(scores[200:] <= 1))  # samples from the glitch until the score is back
+    assert runs["capped"] <= np.ceil(np.log(0.2 * cap - 1) / -np.log(0.9))
+    assert runs["off"] > 100
