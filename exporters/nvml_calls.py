@@ -27,6 +27,10 @@ ARGUMENT_VERSION_MISMATCH = 25
 LOST_CODES = frozenset({15, 16, 28})  # GpuIsLost, ResetRequired, GpuNotFound
 # The ``error`` label of a value NVML answered as NaN or infinite (left out, as DCGM leaves a blank out).
 NON_FINITE = "NonFiniteValue"
+NOT_AVAILABLE = "NotAvailable"
+# NVML_VALUE_NOT_AVAILABLE: an unsigned int reading NVML does not have, answered with every bit set.
+# Exported, one such temperature or utilisation is 4294967295 in every max() and avg() over the fleet.
+NOT_AVAILABLE_U32 = 0xFFFFFFFF
 
 
 def error_name(code: int | None) -> str:
@@ -83,6 +87,14 @@ class NvmlCalls:
     def _count_error(self, function: str, error: str) -> None:
         key = (function, error, self._gpu)
         self._errors[key] = self._errors.get(key, 0) + 1
+
+    def _available(self, function: str, reading: Any) -> bool:
+        """False (counted under ``NotAvailable``) when an unsigned int gauge ``reading`` is NVML's
+        not-available value: left out, as a NaN is, rather than served as 4294967295."""
+        if reading == NOT_AVAILABLE_U32:
+            self._count_error(function, NOT_AVAILABLE)
+            return False
+        return True
 
     def _call(self, name: str, *args: Any) -> Any:
         """Call one NVML function; None when its series must be left out. GPU loss raises ``GpuLost``."""

@@ -7,7 +7,8 @@
   ``gpuwarden_nvml_call_errors_total{function,error}``, with ``gpu`` for a call made for one GPU.
 - ``NotSupported`` leaves the series out, silently; never a 0 or a sentinel.
 - A NaN or infinite value (a double field, a GPM metric) is left out and counted under the error
-  ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN.
+  ``NonFiniteValue``: one NaN GPU would make every ``avg``/``sum`` over the fleet NaN. An unsigned int gauge
+  answered as NVML's not-available value (0xFFFFFFFF) is left out and counted under ``NotAvailable``.
 - ``GpuIsLost`` / ``ResetRequired`` / ``GpuNotFound`` set ``gpuwarden_gpu_up`` to 0; the ``up`` series and
   the XID counters keep their labels, the GPU's other series are absent until it answers again. A GPU
   whose every call of a pass fails, whatever the error, reads 0 too; when no call of a pass answers at
@@ -285,12 +286,13 @@ class NvmlCollector(MigInstances, NvLinkStates):
     # --- one GPU ----------------------------------------------------------------------------------
 
     def _collect_gpu(self, gpu: Gpu, out: FamilyBuilder, pids: list[int], mark: dict[str, int]) -> None:
-        call, h = self._call, gpu.handle
+        call, h, ok = self._call, gpu.handle, self._available
         labels = self._attribute(gpu, out, pids)
         util = call("nvmlDeviceGetUtilizationRates", h)
         if util is not None:
-            out.add(fams.GPU_UTIL, labels, util.gpu)
-            out.add(fams.MEM_COPY_UTIL, labels, util.memory)
+            for family, reading in ((fams.GPU_UTIL, util.gpu), (fams.MEM_COPY_UTIL, util.memory)):
+                if ok("nvmlDeviceGetUtilizationRates", reading):
+                    out.add(family, labels, reading)
         add_framebuffer(out, labels, self._memory(h))
         for family, args in (
             (fams.GPU_TEMP, ("nvmlDeviceGetTemperature", h, _TEMPERATURE_GPU)),
@@ -298,20 +300,20 @@ class NvmlCollector(MigInstances, NvLinkStates):
             (fams.MEM_CLOCK, ("nvmlDeviceGetClockInfo", h, _CLOCK_MEM)),
         ):
             value = call(*args)
-            if value is not None:
+            if value is not None and ok(str(args[0]), value):
                 out.add(family, labels, value)
         power = call("nvmlDeviceGetPowerUsage", h)
-        if power is not None:
+        if power is not None and ok("nvmlDeviceGetPowerUsage", power):
             out.add(fams.POWER_USAGE, labels, power / 1000.0)
         for family, name in ((fams.ENC_UTIL, "nvmlDeviceGetEncoderUtilization"),
                              (fams.DEC_UTIL, "nvmlDeviceGetDecoderUtilization")):  # fmt: skip
             got = call(name, h)
-            if got is not None:
+            if got is not None and ok(name, got[0]):
                 out.add(family, labels, got[0])
         if gpu.gpm is None or not gpu.gpm.pcie or not self._gpm_due(gpu.gpm):  # else GPM gives them
             for family, counter in ((fams.PCIE_TX_THROUGHPUT, _PCIE_TX), (fams.PCIE_RX_THROUGHPUT, _PCIE_RX)):
                 kbs = call("nvmlDeviceGetPcieThroughput", h, counter)
-                if kbs is not None:
+                if kbs is not None and ok("nvmlDeviceGetPcieThroughput", kbs):
                     out.add(family, labels, kbs)
         self._clock_reasons(gpu, out, labels)
         self._field_values(gpu, out, labels)

@@ -753,6 +753,50 @@ def test_nan_and_infinite_answers_are_left_out_and_counted_not_exported(
             assert value(registry, "gpuwarden_nvml_call_errors_total", errors) >= 1.0
 
 
+class _NotAvailable:
+    """The simulated NVML answering NVML_VALUE_NOT_AVAILABLE (0xFFFFFFFF, with success) for GPU 2's
+    temperature and utilisation, as dcgm-exporter once served a utilisation of 4294967295 (DCGM issue 199)."""
+
+    def __init__(self, inner: SimNvml) -> None:
+        self._inner = inner
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
+
+    def _gpu2(self, handle: Any) -> bool:
+        return bool(self._inner.nvmlDeviceGetIndex(handle) == 2)
+
+    def nvmlDeviceGetTemperature(self, handle: Any, sensor: int) -> Any:
+        real = self._inner.nvmlDeviceGetTemperature(handle, sensor)
+        return 0xFFFFFFFF if self._gpu2(handle) else real
+
+    def nvmlDeviceGetUtilizationRates(self, handle: Any) -> Any:
+        real = self._inner.nvmlDeviceGetUtilizationRates(handle)
+        if self._gpu2(handle):
+            real.gpu = 0xFFFFFFFF
+        return real
+
+
+def test_a_not_available_reading_is_left_out_and_counted_not_exported_as_4294967295(
+    nvml: SimNvml, clock: FakeClock
+) -> None:
+    registry = scrape(NvmlCollector(_NotAvailable(nvml), hostname=NODE, clock=clock))
+    assert all(s.value != 0xFFFFFFFF for m in registry.collect() for s in m.samples)
+    (labels,) = [  # from the same answer's other reading, which is kept
+        dict(s.labels)
+        for m in registry.collect()
+        for s in m.samples
+        if s.name == "DCGM_FI_DEV_MEM_COPY_UTIL" and s.labels["gpu"] == "2"
+    ]
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", labels) is None
+    assert value(registry, "DCGM_FI_DEV_GPU_UTIL", labels) is None
+    assert value(registry, "DCGM_FI_DEV_POWER_USAGE", labels) is not None
+    assert value(registry, "DCGM_FI_DEV_GPU_TEMP", gpu_labels(registry, 1)) is not None
+    host = {"Hostname": NODE, "error": "NotAvailable", "gpu": "2"}
+    for function in ("nvmlDeviceGetTemperature", "nvmlDeviceGetUtilizationRates"):
+        assert value(registry, "gpuwarden_nvml_call_errors_total", {**host, "function": function}) == 1.0
+
+
 def _collected_with_mig_pods(clock: FakeClock, index: int) -> tuple[str, list[MigDevice], list[Metric]]:
     """One collection of a 2-GPU node whose GPU ``index`` is in MIG mode, each slice held by pod
     ``ml/trainer-<i>`` as the kubelet's pod-resources API names them: by the slice's own MIG- UUID. The GPU's
