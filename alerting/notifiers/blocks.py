@@ -126,7 +126,7 @@ def emoji(n: Notification) -> str:
 def _no_loss(n: Notification) -> str:
     """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
     if n.gpus_affected:
-        return f"no capacity lost; {n.gpus_affected} GPU(s) degraded"
+        return f"no capacity lost; {counted(n.gpus_affected, 'GPU')} degraded"
     return "_unknown_"
 
 
@@ -147,11 +147,22 @@ def _code(value: str, budget: int) -> str:
     return f"`{truncate(escape(value), max(budget - 2, 1))}`"
 
 
+def counted(count: int, unit: str) -> str:
+    """``1 GPU``, ``8 GPUs``: a count with its unit, singular for one."""
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def _targets(n: Notification) -> str:
-    counts = f"{n.nodes_affected} node(s), {n.gpus_affected} GPU(s)"
+    # Only what there is: a degraded GPU takes no node (its message said "0 node(s), 1 GPU(s)").
+    counts = ", ".join(
+        counted(count, unit)
+        for count, unit in ((n.nodes_affected, "node"), (n.gpus_affected, "GPU"))
+        if count
+    )
     budget = SECTION_MAX - len(f"*Affected targets*\n\n{counts}")
     lines = [f"• {_code(t, TARGET_MAX)}" for t in n.affected_targets[:MAX_LISTED_TARGETS]]
-    return f"{_listed(lines, chr(10), budget, len(n.affected_targets))}\n{counts}"
+    listed = _listed(lines, chr(10), budget, len(n.affected_targets))
+    return f"{listed}\n{counts}" if counts else listed
 
 
 def _impact(n: Notification) -> str:
