@@ -188,7 +188,11 @@ def _confirm_text(n: Notification) -> str:
     return kind + _code(n.root_cause_shown, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
 
 
-def _buttons(n: Notification, *, approve: bool = True) -> Block:
+def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
+    """The actions block (none when no button applies: Slack refuses an empty one). No "Silence 1 h" while
+    a silence holds the incident: the message says until when instead, and a press would only answer
+    "already silenced" (``lifecycle.silence_incident_outcome``); the edit that ends the silence brings it
+    back."""
     elements: list[Block] = []
     if n.state == "triggered":
         elements.append(
@@ -215,15 +219,16 @@ def _buttons(n: Notification, *, approve: bool = True) -> Block:
                 },
             }
         )
-    elements.append(
-        {
-            "type": "button",
-            "action_id": ACTION_SILENCE_1H,
-            "text": _plain("Silence 1 h", 75),
-            "value": n.incident_id,
-        }
-    )
-    return {"type": "actions", "block_id": "incident_actions", "elements": elements}
+    if n.silenced_until is None:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ACTION_SILENCE_1H,
+                "text": _plain("Silence 1 h", 75),
+                "value": n.incident_id,
+            }
+        )
+    return [{"type": "actions", "block_id": "incident_actions", "elements": elements}] if elements else []
 
 
 RECOMMENDED = {
@@ -290,7 +295,7 @@ def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessa
         {"type": "section", "block_id": "actions_taken", "text": _mrkdwn(f"*Actions taken*\n{actions}")},
     ]
     if n.state != "resolved" and interactive:
-        blocks.append(_buttons(n))
+        blocks.extend(_buttons(n))
     context = f"incident `{escape(n.incident_id)}` · last change {_slack_date(n.event_at)}"
     if not interactive:
         context += _ack_hint(n)
@@ -324,7 +329,7 @@ def minimal_message(n: Notification, *, interactive: bool = True) -> SlackMessag
         lines.append(f"<{n.runbook_url}|runbook>")
     blocks: list[Block] = [{"type": "section", "block_id": "minimal", "text": _mrkdwn("\n".join(lines))}]
     if n.state != "resolved" and len(n.incident_id) <= 2000 and interactive:
-        blocks.append(_buttons(n, approve=False))
+        blocks.extend(_buttons(n, approve=False))
     fallback = _fallback(n)
     return SlackMessage(
         text=fallback, attachments=[{"color": colour(n), "fallback": fallback, "blocks": blocks}]

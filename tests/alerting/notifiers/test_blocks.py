@@ -193,6 +193,28 @@ def test_the_message_of_a_silenced_incident_says_until_when_until_it_resolves() 
     assert "silenced" not in str(done.attachments)  # resolved is what matters then
 
 
+def _action_ids(attachments: list[dict[str, object]]) -> list[str]:
+    blocks = attachments[0]["blocks"]
+    assert isinstance(blocks, list)
+    return [e["action_id"] for b in blocks if b.get("type") == "actions" for e in b["elements"]]
+
+
+def test_a_silenced_incident_offers_no_silence_button_while_its_silence_holds() -> None:
+    """Slack walk-through: the message kept "Silence 1 h" while the incident was silenced; a press did
+    nothing but answer "already silenced". Its silence is shown instead, and the button is back once it
+    ends."""
+    opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
+    until = opened.event.at + timedelta(hours=1)
+    silenced = build_notification(replace(opened, silenced_until=until))
+    assert _action_ids(incident_message(silenced).attachments) == [ACTION_ACKNOWLEDGE, ACTION_APPROVE]
+    assert ACTION_SILENCE_1H in _action_ids(incident_message(build_notification(opened)).attachments)
+    acked = change(make_incident(state=IncidentState.ACKNOWLEDGED), ChangeKind.ACKNOWLEDGED, 1, "ack")
+    minimal = minimal_message(build_notification(replace(acked, silenced_until=until)))
+    assert _action_ids(minimal.attachments) == []  # no empty actions block: Slack refuses one
+    assert validate_attachments(minimal.attachments) == []
+    assert validate_attachments(incident_message(silenced).attachments) == []
+
+
 def test_an_incident_merged_into_another_is_shown_merged_not_resolved() -> None:
     folded = make_incident("inc-gpu", state=IncidentState.RESOLVED, title="gpu r02-n1/2 thermal")
     n = build_notification(change(folded, ChangeKind.RESOLVED, 5, "merged into inc-rack", "merged"))
