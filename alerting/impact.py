@@ -236,11 +236,25 @@ def _unready_too(
 
 
 def _reason_notes(
-    reason: str, combined: bool, shares: Mapping[WorkloadRef, float], unready: Mapping[WorkloadRef, int]
+    reason: str,
+    combined: bool,
+    shares: Mapping[WorkloadRef, float],
+    unready: Mapping[WorkloadRef, int],
+    own: Mapping[WorkloadRef, float],
 ) -> str:
-    """The priority's reason with what its share counted beyond this fault's own losses."""
+    """The priority's reason with what its share counted beyond this fault's own losses. A service down only
+    with what other incidents took says what this one holds, as its title does ("50% of replicas lost
+    (more in other incidents)"): not "completely unavailable" as if this fault alone took it."""
+    down = sorted(
+        (r for r, v in shares.items() if r.kind is WorkloadKind.INFERENCE_SERVICE and v >= 1.0), key=str
+    )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
+    elif reason == UNAVAILABLE and down and all(r in own for r in down):
+        reason = (
+            f"{target_label(down[0])} completely unavailable: {own[down[0]]:.0%} of its replicas lost here,"
+            " the rest in other open incidents"
+        )
     if unready:
         counts = sorted(unready.items(), key=lambda kv: str(kv[0]))
         reason += ", counting replicas that were not ready: " + ", ".join(
@@ -326,7 +340,7 @@ def assess(
         capacity_lost=bool(failed or nodes),
         degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
     )
-    reason = _reason_notes(reason, combined, shares, unready)
+    reason = _reason_notes(reason, combined, shares, unready, own)
     namespaced = namesakes([*shares, root.target], inventory)
     parts = _impact_parts(
         root,
@@ -397,6 +411,9 @@ def _named_burn(labels: Mapping[str, str]) -> float:
     return 0.0
 
 
+UNAVAILABLE = "inference service completely unavailable"  # the P0 reason of a service down
+
+
 def _priority(
     root: RootCause,
     *,
@@ -411,7 +428,7 @@ def _priority(
 ) -> tuple[Priority, str]:
     services = {k: v for k, v in shares.items() if k.kind is WorkloadKind.INFERENCE_SERVICE}
     if any(v >= 1.0 for v in services.values()):
-        return Priority.P0, "inference service completely unavailable"
+        return Priority.P0, UNAVAILABLE
     if error_ratio > SERVICE_DOWN_ERRORS:
         return Priority.P0, f"error ratio {error_ratio:.0%} > 50%"
     if stopped and not spare:

@@ -9,7 +9,7 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -116,16 +116,12 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         cluster = (
             path[0] if path and not (member.kind in SYMPTOM_KINDS and member.location.workloads) else None
         )
-
-        def held(incident_id: str) -> bool:
-            return self._held(incident_id, now)
-
         candidates = [
             o.candidate()
             for o in self._open.join_candidates(member, self.inventory)
             if (cluster is None or not o.root_path or o.root_path[0] == cluster)
             and not foreign(o.root_path, o.workloads, member)
-            and _may_take(o, member, horizon, held)
+            and _may_take(o, member, horizon)
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None and member.is_infra and self._reopen_recurring(batch, row, member):
@@ -135,6 +131,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             res.opened.append(inc.id)
         else:
             inc = self._open[chosen.id]
+            self._lift_if_beside(batch, inc, row, member)
         inc.members[row.fingerprint] = member
         path = member.location.path
         if chosen is not None and member.is_infra and not inc.root_path:
@@ -212,13 +209,28 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             if c.id not in self._open
             and not foreign(c.root_path, c.workloads, member)
             and recurs(c.root_path, c.members, c.facts, member)
-            and (not self._held(c.id, batch.now) or held_takes(c.root_path, c.facts, member))
         ]
         chosen = best_candidate(candidates, member, self.inventory)
         if chosen is None:
             return False
         row.incident_id = chosen.id
-        return self._reopen(batch, row, explained=True)
+        beside = self._held(chosen.id, batch.now) and not held_takes(chosen.root_path, chosen.facts, member)
+        reopened = self._reopen(batch, row, explained=True)
+        if reopened and beside:
+            self._lift_silences(batch, chosen.id, _beside(row))
+        return reopened
+
+    def _lift_if_beside(self, batch: Batch, inc: OpenIncident, row: StoredAlert, member: Member) -> None:
+        """End the silence of the incident ``member`` joins when it is an infrastructure alert beside the
+        fault the silence was set for (``held_takes``: not under its root and explained by it, nor an outage
+        that took its root whole): another GPU of its node lost pages, in the node's one incident."""
+        if (
+            member.is_infra
+            and inc.root_path
+            and self._held(inc.id, batch.now)
+            and not held_takes(inc.root_path, inc.facts, member)
+        ):
+            self._lift_silences(batch, inc.id, _beside(row))
 
     def _load_resolved(self, past: OpenIncident) -> None:
         """A resolved incident's root path and workloads, from its members, as an open one's."""
@@ -316,24 +328,23 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         return True
 
 
-def _may_take(inc: OpenIncident, new: Member, horizon: datetime, held: Callable[[str], bool]) -> bool:
+def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:
     """Whether open ``inc`` may take the new alert ``new`` (then the join rules rank it).
 
     One with an alert firing or flapping may. One whose alerts all resolved (waiting out its quiet period)
     may only within the correlation window (``horizon`` on), and only its fault coming back (``recurs``), as
     it would reopen had it resolved: its root explained what was on its node while it fired; now another
-    fault there is new, has its own incident and pages. One a silence holds (``held``) takes an
-    infrastructure alert only as that fault: within its root and explained by it, or what took its root
-    whole (its GPU's node down, its node's rack). The silence was set for that fault, not for one beside it
-    (an anomaly or XID on another GPU of its node, the next node of its rack), which opens its own incident
-    and pages."""
-    if not live(inc.members) and not (
+    fault there is new, has its own incident and pages. A silence changes nothing here: one fault is one
+    incident, silenced or not; a fault beside the one the silence was set for (an XID on another GPU of its
+    node) joins it and ends the silence (``IncidentJoining._lift_if_beside``), so it pages."""
+    return live(inc.members) or (
         inc.last_alert_at >= horizon and recurs(inc.root_path, inc.members.values(), inc.facts, new)
-    ):
-        return False
-    if inc.root_path and new.is_infra and held(inc.id):
-        return held_takes(inc.root_path, inc.facts, new)
-    return True
+    )
+
+
+def _beside(row: StoredAlert) -> str:
+    """Why a joining alert ends its incident's silence."""
+    return f"{_describe(row.labels)} fired, a fault beside the one the silence was set for"
 
 
 _FIRED = ("reopened", "alert_added", "alert_firing")  # timeline kinds naming alerts that fired then

@@ -261,9 +261,11 @@ class IncidentLifecycle(SilenceKeeping):
         marked ``silenced_until``, and one catch-up event follows the silence (``alerting.muting``).
 
         A repeat changes nothing (no second silence, no second timeline entry), and says whose silence
-        holds: a request the incident's active silences already cover, or the same person's request for no
-        longer than the silence they made less than ``REPEAT_WINDOW`` ago (a Slack button pressed twice, a
-        replayed request)."""
+        holds (the one that ends last): a request while the incident's active silences have at least half the
+        asked-for time left, by anyone (a second person's "Silence 1 h" a few minutes after the first's would
+        only have moved the end by those minutes), or the same person's request for no longer than the
+        silence they made less than ``REPEAT_WINDOW`` ago (a Slack button pressed twice, a replayed request).
+        Past that, it extends the silence materially: a new silence is made."""
         if duration_seconds <= 0:
             raise InputError("must be positive", field="duration_seconds")
         duration = timedelta(seconds=duration_seconds)
@@ -273,19 +275,7 @@ class IncidentLifecycle(SilenceKeeping):
                 raise resolved_conflict(incident_id, self._merged_into(incident_id))
             now = self.clock.now()
             held = [s for s in self.silences() if s.incident_id == incident_id and s.state(now) == "active"]
-            holding = next(
-                (
-                    s
-                    for s in held
-                    if s.ends_at >= now + duration
-                    or (
-                        s.created_by == by
-                        and now - s.starts_at <= REPEAT_WINDOW
-                        and s.ends_at - s.starts_at >= duration
-                    )
-                ),
-                None,
-            )
+            holding = _holding(held, now, duration, by)
             if holding is not None:
                 return ActionOutcome(current, already_silenced(holding.ends_at, holding.created_by))
             self.add_silence(
@@ -366,6 +356,22 @@ class IncidentLifecycle(SilenceKeeping):
         if recovered is None:
             return render_postmortem(incident, onset, names, None, peak_impact=peak, cluster=cluster)
         return render_postmortem(incident, onset, names, *recovered, peak_impact=peak, cluster=cluster)
+
+
+def _holding(held: Sequence[Silence], now: datetime, duration: timedelta, by: str) -> Silence | None:
+    """Of an incident's active silences, the one that ends last when a request by ``by`` for ``duration``
+    is a repeat (``silence_incident_outcome``): it has at least half of ``duration`` left, or ``by`` made a
+    silence at least as long less than ``REPEAT_WINDOW`` ago; else None."""
+    last = max(held, key=lambda s: s.ends_at, default=None)
+    if last is None:
+        return None
+    if last.ends_at - now >= duration / 2:
+        return last
+    again = any(
+        s.created_by == by and now - s.starts_at <= REPEAT_WINDOW and s.ends_at - s.starts_at >= duration
+        for s in held
+    )
+    return last if again else None
 
 
 def _latest(session: Session, incident_id: str, kind: str) -> TimelineRow | None:

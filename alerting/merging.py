@@ -89,12 +89,13 @@ class IncidentMerging:
         return inc.id
 
     def _silence_apart(self, inc: OpenIncident, other: OpenIncident, now: datetime) -> bool:
-        """Whether a silence holds one of the two, not the other, and they are not one fault: the held one's
-        root takes the other in (holds its root, explains its alerts), or an outage firing in the other took
-        the held one's root whole (its node down: the fault grew). Else neither takes the other in, as the
-        join path would not have joined the other's alerts to the held one (``joining._may_take``): merged,
-        the incident opened first goes on, and the silence set for one fault would mute another beside it.
-        Incidents without a root (a job's stalls) merge as ever: their fault's incident takes them."""
+        """Whether a silence holds one of the two, not the other, and they are not one fault: the held
+        one's root takes the other in (holds its root, explains its alerts), or an outage firing in the other
+        took the held one's root whole (its node down: the fault grew). Else neither takes the other in:
+        merged, the incident opened first goes on, and the silence set for one fault would mute another
+        beside it that pages now (a new alert that joins a held incident as such a fault ends its silence
+        instead: ``joining.IncidentJoining._lift_if_beside``). Incidents without a root (a job's stalls)
+        merge as ever: their fault's incident takes them."""
         if not (inc.root_path and other.root_path):
             return False
         inc_held, other_held = self._held(inc.id, now), self._held(other.id, now)

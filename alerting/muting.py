@@ -4,12 +4,13 @@ Alertmanager notifies a muted alert once what muted it ends. ``MuteTracking`` (m
 the muted firing alerts in memory; each tick frees those no longer muted and sends them through ingest again,
 past the repeat fast path, so they join or open an incident as if they had just fired.
 
-A silenced incident still changes (alerts of its fault join it, its priority moves; a fault beside it opens
-its own incident: ``joining._may_take``, ``merging._silence_apart``), but its changes reach listeners
-marked ``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the
-tick adds one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a
-broadcast) when the incident became more urgent, else an update. Which incidents wait for that event is read
-from the timeline (a ``silenced`` event with no ``silence_ended`` after it), so a restart keeps it.
+A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault
+beside it joins it as unsilenced and ends the silence: ``_lift_silences``; an incident already apart is not
+merged with it: ``merging._silence_apart``), but its changes reach listeners marked ``silenced_until``, and
+notifiers page nobody for them. When its silence ends while it is open, the tick adds one ``silence_ended``
+event that catches up on what happened meanwhile: a priority change (a broadcast) when the incident became
+more urgent, else an update. Which incidents wait for that event is read from the timeline (a ``silenced``
+event with no ``silence_ended`` after it), so a restart keeps it.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence, incident_silenced_until
-from alerting.store import alert_from_row
+from alerting.silencing import expire_row
+from alerting.store import alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
@@ -92,8 +94,9 @@ class MuteTracking:
         return f"inhibited:{rule}" if rule is not None else None
 
     def _held(self, incident_id: str, now: datetime) -> bool:
-        """Whether a silence of the incident holds it now: it takes in only what its root explains
-        (``joining._may_take``, ``merging._silence_apart``)."""
+        """Whether a silence of the incident holds it now: an alert that joins it beside what its root
+        explains ends the silence (``joining``); no merge or regrouping takes such a fault in
+        (``merging._silence_apart``, ``regrouping.silence_lets``)."""
         return bool(self._silences) and self._indexed_silences().holds_incident(incident_id, now)
 
     def _indexed_silences(self) -> SilenceIndex:
@@ -192,6 +195,28 @@ class MuteTracking:
                 self._silenced_incidents.add(incident_id)
                 self._catch_up_since[incident_id] = now
 
+    def _lift_silences(self, batch: Batch, incident_id: str, why: str) -> None:
+        """End the incident's silences now, in the batch's transaction, because ``why``: a fault beside the
+        one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
+        so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on."""
+        now = batch.now
+        rows = batch.session.scalars(
+            select(SilenceRow).where(SilenceRow.incident_id == incident_id, SilenceRow.ends_at > now)
+        ).all()
+        for row in rows:
+            expire_row(row, now)
+        ended = {row.id: silence_from_row(row) for row in rows}
+        self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
+        incident = batch.session.get(IncidentRow, incident_id)
+        assert incident is not None
+        events = batch.session.scalars(
+            select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq)
+        ).all()
+        since = self._catch_up_since.pop(incident_id, None)
+        message, data, _ = catch_up(events, incident.priority, since, early=why)
+        batch.event(incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED)
+        self._silenced_incidents.discard(incident_id)
+
     def _end_incident_silences(self, now: datetime) -> None:
         """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
         ended = {
@@ -242,12 +267,13 @@ def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> boo
 
 
 def catch_up(
-    timeline: Sequence[TimelineRow], priority: str, since: datetime | None = None
+    timeline: Sequence[TimelineRow], priority: str, since: datetime | None = None, *, early: str = ""
 ) -> tuple[str, dict[str, object], bool]:
     """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
     before and after the silence, who silenced it, how many events were held back) and whether the incident
     became more urgent meanwhile ("P0" < "P1": more urgent). With ``since``, only what came after it counts
-    (a silence of a version that did not hold notifications back, caught up from the upgrade on)."""
+    (a silence of a version that did not hold notifications back, caught up from the upgrade on). ``early``:
+    why the silence ended before its time (``MuteTracking._lift_silences``)."""
     ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
     last = timeline[ends[-1] + 1 :] if ends else timeline
     start = next((k for k, e in enumerate(last) if e.kind == SILENCED), 0)
@@ -265,6 +291,8 @@ def catch_up(
     priority = str(changes[-1].data["to"]) if changes else priority  # where the silence left it
     rose = priority < before
     parts = [f"silence ended (silenced by {', '.join(by)})" if by else "silence ended"]
+    if early:  # lifted before its end: why
+        parts[0] = parts[0].replace("silence ended", "silence ended early", 1) + f": {early}"
     if rose:
         parts.append(f"priority rose from {before} to {priority} while silenced")
     if held:

@@ -110,12 +110,12 @@ def silence_lets(
     source: OpenIncident, target: OpenIncident, member: Member, held: Callable[[str], bool]
 ) -> bool:
     """Whether an infrastructure alert may move from ``source`` to ``target`` where a silence holds one of
-    them and not the other: as the join path lets a held incident take an alert (``joining._may_take``) and
-    the merge pass keeps a held incident and a free one apart (``merging._silence_apart``). A held target
-    takes only its own fault (``held_takes``): muted there, a fault beside it would page nobody. A held
-    source keeps what it would take now: its own fault does not leave the silence set for it to page
-    elsewhere; what it holds beside its fault may go. A workload symptom moves as ever (joins and merges let
-    a held incident take a job's stalls: their fault's incident takes them)."""
+    them and not the other: as the merge pass keeps a held incident and a free one apart
+    (``merging._silence_apart``). A held target takes only its own fault (``held_takes``): muted there, a
+    fault beside it would page nobody. A held source keeps what it would take now: its own fault does not
+    leave the silence set for it to page elsewhere; what it holds beside its fault may go. A workload
+    symptom moves as ever (joins and merges let a held incident take a job's stalls: their fault's
+    incident takes them)."""
     if not member.is_infra:
         return True
     source_held, target_held = held(source.id), held(target.id)

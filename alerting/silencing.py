@@ -80,7 +80,7 @@ class SilenceKeeping:
                 if old is not None and _updatable(silence_from_row(old), silence, now):
                     silence = replace(silence, id=old.id)
                 elif old is not None:
-                    _expire_row(old, now)
+                    expire_row(old, now)
                     expired = silence_from_row(old)
                 last = session.scalar(select(func.max(SilenceRow.seq)))
                 session.merge(  # the row of an update in place, or a new one
@@ -148,7 +148,7 @@ class SilenceKeeping:
         with self._lock:
             with self._sessions() as session, session.begin():
                 row = self._silence_row(session, silence_id)
-                _expire_row(row, now)
+                expire_row(row, now)
                 expired = silence_from_row(row)
             self._silences = [expired if s.id == silence_id else s for s in self._silences]
         return expired
@@ -189,7 +189,7 @@ def _updatable(old: Silence, new: Silence, now: datetime) -> bool:
     return False
 
 
-def _expire_row(row: SilenceRow, now: datetime) -> None:
+def expire_row(row: SilenceRow, now: datetime) -> None:
     """End a stored silence now; an ended one stays as it is."""
     if row.ends_at > now:
         row.starts_at = min(row.starts_at, now)

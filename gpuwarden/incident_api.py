@@ -5,11 +5,11 @@ on it, by hand or by a tool gpuwarden does not drive), ``.../notes`` (``{"text",
 the Slack thread and in the postmortem), ``.../silence`` (``{"duration": "1h", "by"}``, the Slack
 button's silence for any duration) and ``.../resolve`` (``{"by"}``: resolved by hand once none of its alerts
 fires, without waiting for the quiet period; 409 while any does). ``by`` defaults to ``api``. Each answers
-with the incident's detail; ``ack``, ``mitigate`` and ``resolve`` add ``changed`` and ``message``
-(``changed`` false: it was already so, and ``message`` says by whom and since when, e.g. "already
-acknowledged by alice at ...", "already mitigating (drain r07-n03) by bob since ..." or "already resolved by
-bob at ..."), so that a retried request changes nothing. A note is stored each time it is posted: the same
-words may be said twice on purpose.
+with the incident's detail; ``ack``, ``mitigate``, ``silence`` and ``resolve`` add ``changed`` and
+``message`` (``changed`` false: it was already so, and ``message`` says by whom and since when, e.g. "already
+acknowledged by alice at ...", "already mitigating (drain r07-n03) by bob since ...", "already silenced until
+... by bob" or "already resolved by bob at ..."), so that a retried request changes nothing. A note is
+stored each time it is posted: the same words may be said twice on purpose.
 Routes and their auth are wired in ``gpuwarden.api``.
 """
 
@@ -25,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_json, stored_name, stored_text
-from alerting.outcomes import ActionOutcome
+from alerting.outcomes import ActionOutcome, duration_text
 from alerting.silences import parse_duration
 from alerting.store import IncidentStore, impact_to_dict
 from alerting.titles import root_cluster
@@ -152,14 +152,18 @@ class IncidentActionsApi:
         return await self._answer(self.engine.add_note, request.path_params["incident_id"], data["by"], text)
 
     async def silence(self, request: Request, body: bytes) -> Response:
-        """Silence the incident's alerts for ``duration``."""
+        """Silence the incident's alerts for ``duration`` (idempotent as ``ack``: a request while a silence
+        holds it, ``lifecycle.silence_incident_outcome``'s repeat, answers 200, ``changed`` false, saying
+        until when and whose)."""
         data = _fields(body)
         duration = data.get("duration")
         if not isinstance(duration, str):
             raise InputError("must be a duration like 30m, 1h or 1h30m", field="duration")
         seconds = parse_duration(duration)
-        incident_id = request.path_params["incident_id"]
-        return await self._answer(self.engine.silence_incident, incident_id, seconds, data["by"])
+        incident_id, by = request.path_params["incident_id"], data["by"]
+        outcome = await run_in_threadpool(self.engine.silence_incident_outcome, incident_id, seconds, by)
+        done = f"silenced for {duration_text(seconds)} by {by}"
+        return await run_in_threadpool(self._outcome, outcome, outcome.already or done)
 
 
 def detail_response(engine: IncidentEngine, incident: Incident) -> Response:

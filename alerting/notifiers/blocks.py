@@ -126,7 +126,7 @@ def emoji(n: Notification) -> str:
 def _no_loss(n: Notification) -> str:
     """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
     if n.gpus_affected:
-        return f"no capacity lost; {n.gpus_affected} GPU(s) degraded"
+        return f"no capacity lost; {counted(n.gpus_affected, 'GPU')} degraded"
     return "_unknown_"
 
 
@@ -147,11 +147,22 @@ def _code(value: str, budget: int) -> str:
     return f"`{truncate(escape(value), max(budget - 2, 1))}`"
 
 
+def counted(count: int, unit: str) -> str:
+    """``1 GPU``, ``8 GPUs``: a count with its unit, singular for one."""
+    return f"{count} {unit}{'' if count == 1 else 's'}"
+
+
 def _targets(n: Notification) -> str:
-    counts = f"{n.nodes_affected} node(s), {n.gpus_affected} GPU(s)"
+    # Only what there is: a degraded GPU takes no node (its message said "0 node(s), 1 GPU(s)").
+    counts = ", ".join(
+        counted(count, unit)
+        for count, unit in ((n.nodes_affected, "node"), (n.gpus_affected, "GPU"))
+        if count
+    )
     budget = SECTION_MAX - len(f"*Affected targets*\n\n{counts}")
     lines = [f"• {_code(t, TARGET_MAX)}" for t in n.affected_targets[:MAX_LISTED_TARGETS]]
-    return f"{_listed(lines, chr(10), budget, len(n.affected_targets))}\n{counts}"
+    listed = _listed(lines, chr(10), budget, len(n.affected_targets))
+    return f"{listed}\n{counts}" if counts else listed
 
 
 def _impact(n: Notification) -> str:
@@ -177,7 +188,11 @@ def _confirm_text(n: Notification) -> str:
     return kind + _code(n.root_cause_shown, CONFIRM_TEXT_MAX - len(kind) - len(_APPROVE_SAYS)) + _APPROVE_SAYS
 
 
-def _buttons(n: Notification, *, approve: bool = True) -> Block:
+def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
+    """The actions block (none when no button applies: Slack refuses an empty one). No "Silence 1 h" while
+    a silence holds the incident: the message says until when instead, and a press would only answer
+    "already silenced" (``lifecycle.silence_incident_outcome``); the edit that ends the silence brings it
+    back."""
     elements: list[Block] = []
     if n.state == "triggered":
         elements.append(
@@ -204,15 +219,16 @@ def _buttons(n: Notification, *, approve: bool = True) -> Block:
                 },
             }
         )
-    elements.append(
-        {
-            "type": "button",
-            "action_id": ACTION_SILENCE_1H,
-            "text": _plain("Silence 1 h", 75),
-            "value": n.incident_id,
-        }
-    )
-    return {"type": "actions", "block_id": "incident_actions", "elements": elements}
+    if n.silenced_until is None:
+        elements.append(
+            {
+                "type": "button",
+                "action_id": ACTION_SILENCE_1H,
+                "text": _plain("Silence 1 h", 75),
+                "value": n.incident_id,
+            }
+        )
+    return [{"type": "actions", "block_id": "incident_actions", "elements": elements}] if elements else []
 
 
 RECOMMENDED = {
@@ -279,7 +295,7 @@ def incident_message(n: Notification, *, interactive: bool = True) -> SlackMessa
         {"type": "section", "block_id": "actions_taken", "text": _mrkdwn(f"*Actions taken*\n{actions}")},
     ]
     if n.state != "resolved" and interactive:
-        blocks.append(_buttons(n))
+        blocks.extend(_buttons(n))
     context = f"incident `{escape(n.incident_id)}` · last change {_slack_date(n.event_at)}"
     if not interactive:
         context += _ack_hint(n)
@@ -313,7 +329,7 @@ def minimal_message(n: Notification, *, interactive: bool = True) -> SlackMessag
         lines.append(f"<{n.runbook_url}|runbook>")
     blocks: list[Block] = [{"type": "section", "block_id": "minimal", "text": _mrkdwn("\n".join(lines))}]
     if n.state != "resolved" and len(n.incident_id) <= 2000 and interactive:
-        blocks.append(_buttons(n, approve=False))
+        blocks.extend(_buttons(n, approve=False))
     fallback = _fallback(n)
     return SlackMessage(
         text=fallback, attachments=[{"color": colour(n), "fallback": fallback, "blocks": blocks}]

@@ -415,7 +415,8 @@ def silence(
     url: UrlOption = "http://127.0.0.1:8080",
     by: ByOption = "",
 ) -> None:
-    """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN)."""
+    """Silence an incident's alerts for a while (needs GPUWARDEN_API_TOKEN); says so when a silence that
+    has at least half of that left holds it already."""
     from alerting.silences import parse_duration  # noqa: PLC0415 (only this command needs it)
 
     try:
@@ -423,7 +424,10 @@ def silence(
     except InputError as exc:  # serve would refuse it (400): said here, as a bad option
         refuse_option(escape(str(exc)))
     inc = _act(url, incident_id, "silence", {"duration": duration}, by)
-    typer.echo(f"{inc['id']}: silenced for {duration}")
+    if inc.get("changed") is False:  # a silence holds it already: whose, and until when
+        _said(inc)
+    else:
+        typer.echo(f"{inc['id']}: silenced for {duration}")
 
 
 @incidents_app.command("resolve")

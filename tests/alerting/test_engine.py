@@ -1179,6 +1179,28 @@ def test_replicas_of_one_service_lost_in_two_incidents_count_together_for_both(
     assert {_node_of(r[3]): r[1] for r in _open(engine)}["a01"] == "P2"  # given back: 10% again
 
 
+def test_a_service_down_across_two_incidents_says_so_in_the_reason_as_the_title_does(
+    db: str, clock: FakeClock
+) -> None:
+    """Slack walk-through: a title said "svc2 50% of replicas lost (more in other incidents)" while its
+    priority's reason said "inference service completely unavailable", as if this fault alone took it."""
+    nodes = [NodeInfo(f"a0{n}", "k", f"r{n}", 1) for n in range(1, 3)]
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc2", "k")
+    units = tuple(frozenset({("k", f"a0{n}", 0)}) for n in range(1, 3))
+    engine = _engine(db, clock, StaticInventory(nodes, [WorkloadInfo(svc, units)]))
+    engine.ingest([_gpu_alert("a01", 0, "GPUXid", xid="79", cluster="k")])
+    clock.advance(1)
+    engine.ingest([_gpu_alert("a02", 0, "GPUXid", xid="79", cluster="k")])
+    rows = [r for r, _ in engine.store.list_rows()]
+    assert [r.priority for r in rows] == ["P0", "P0"]  # the service is down: both faults took it
+    for row in rows:
+        assert row.title.endswith("inference service svc2 50% of replicas lost (more in other incidents)")
+        assert row.impact["priority_reason"] == (
+            "inference service svc2 completely unavailable: 50% of its replicas lost here,"
+            " the rest in other open incidents"
+        )
+
+
 def _node_of(target: dict[str, object]) -> str:
     return str(target.get("name") if target["type"] == "node" else target["node"])
 

@@ -272,13 +272,13 @@ def _kept_gpu_lost(engine: IncidentEngine, incident_id: str) -> None:
 QUIET = pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "still-firing"])
 
 
-@QUIET
-def test_a_new_fault_beside_a_silenced_incident_opens_its_own_incident_and_is_not_muted(
-    tmp_path: Path, quiet: bool
+def test_a_new_fault_beside_a_quiet_silenced_incident_opens_its_own_incident_and_is_not_muted(
+    tmp_path: Path,
 ) -> None:
-    # Anomalies on GPUs 5 and 6 of the node joined A: its root became "unknown @ node" (quiet: P1 fell to
-    # P3), and the silence set for the GPU loss muted them (nobody paged for a new fault).
-    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
+    # Anomalies on GPUs 5 and 6 of the node joined A: its root became "unknown @ node" (P1 fell to P3), and
+    # the silence set for the GPU loss muted them. A quiet incident takes only its fault coming back,
+    # silenced or not: they are a new fault, its own incident, which pages.
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=True)
     engine.ingest([_on(5, **ANOMALY)])
     clock.advance(5)
     engine.ingest([_on(6, **ANOMALY)])
@@ -288,6 +288,35 @@ def test_a_new_fault_beside_a_silenced_incident_opens_its_own_incident_and_is_no
     )
     assert [_muted(engine, _on(g, **ANOMALY)) for g in (5, 6)] == [[], []]
     _kept_gpu_lost(engine, lost)
+
+
+@pytest.mark.parametrize("alertname", ["GPUXid", "GpuLost"], ids=["xid-79", "gpu-lost"])
+def test_another_gpu_of_a_silenced_incidents_node_lost_joins_it_and_ends_its_silence(
+    tmp_path: Path, alertname: str
+) -> None:
+    """Slack walk-through: an XID 79 on another GPU of a node whose incident (GPU 3 lost) was silenced
+    opened a second incident for the same node and job. One node's fault is one incident, silenced or not;
+    the silence was set for GPU 3, not for a new GPU falling off the bus, so it ends, saying why, and the
+    new alert is not muted."""
+    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=False)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    beside = _on(5, alertname=alertname, **({"xid": "79"} if alertname == "GPUXid" else {}))
+    engine.ingest([beside])
+    assert list(engine.open_incident_ids()) == [lost]
+    incident = engine.store.get(lost)
+    assert beside.fingerprint in incident.alert_fingerprints
+    assert incident.title.startswith("node r07-n01 GPUs lost") and engine.silenced_until() == {}
+    ended = next(e for e in incident.timeline if e.kind == "silence_ended")
+    assert ended.message.startswith(
+        f"silence ended early (silenced by op): {alertname} (r07-n01, 5) fired, a fault beside the one the"
+        " silence was set for"
+    )
+    assert told and all(c.silenced_until is None for c in told)  # what it told pages
+    assert _muted(engine, beside) == []
+    clock.advance(60)
+    engine.tick()  # nothing left to catch up on: one silence_ended
+    assert [e.kind for e in engine.store.get(lost).timeline].count("silence_ended") == 1
 
 
 @QUIET
@@ -345,18 +374,18 @@ def test_a_firing_silenced_incident_mutes_what_its_root_explains_not_a_fault_bes
     assert [_muted(engine, a) for a in (hot, anomaly)] == [[], silence]
 
 
-def test_a_fault_beside_a_resolved_silenced_incident_does_not_reopen_it_muted(tmp_path: Path) -> None:
+def test_a_fault_beside_a_resolved_silenced_incident_reopens_it_and_ends_its_silence(tmp_path: Path) -> None:
     # GPU 3 lost, silenced, back, resolved; within the silence GPU 4 of the node is lost: a recurrence of a
-    # GPU lost on that node would reopen A (``recurs``), and A's silence then muted it. The silence was set
-    # for GPU 3: GPU 4 opens its own incident and pages.
+    # GPU lost on that node reopens A (``recurs``), as it would unsilenced, and A's silence muted it. The
+    # silence was set for GPU 3: it ends, and GPU 4 pages.
     clock, engine, lost = _lost_gpu_3_silenced(tmp_path)
     clock.advance(engine.config.quiet_period_seconds)
     engine.tick()
     assert engine.store.get(lost).state is IncidentState.RESOLVED
     beside = _on(4, alertname="GpuLost")
     engine.ingest([beside])
-    [new] = engine.open_incident_ids()
-    assert new != lost and engine.store.get(lost).state is IncidentState.RESOLVED
+    assert list(engine.open_incident_ids()) == [lost] and engine.silenced_until() == {}
+    assert [e.kind for e in engine.store.get(lost).timeline][-3:-1] == ["reopened", "silence_ended"]
     assert _muted(engine, beside) == []
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Callable
+from datetime import timedelta
 
 import pytest
 from sqlalchemy import Engine, event
@@ -12,7 +13,7 @@ from alerting.engine import IncidentEngine
 from alerting.notifiers.base import build_notification
 from alerting.store import Conflict, IncidentNotFound
 from alerting.subscriptions import ChangeKind, IncidentChange
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, IncidentState
 
@@ -343,3 +344,24 @@ def test_the_actions_taken_on_an_incident_reach_its_notifications(sql: Engine, c
 
 def _postmortem_actions(md: str) -> list[str]:
     return md.split("## Actions\n\n", 1)[1].split("\n\n", 1)[0].splitlines()
+
+
+def test_a_silence_press_by_someone_else_while_a_silence_holds_makes_no_second_silence(
+    sql: Engine, clock: FakeClock
+) -> None:
+    """Slack walk-through: bob pressed "Silence 1 h", alice pressed it ten minutes later and a second,
+    slightly longer silence was made (a second timeline entry, a second "silenced" in the thread)."""
+    engine = _engine(sql, clock)
+    engine.ingest([Alert(NODE)])
+    [incident_id] = engine.open_incident_ids()
+    until = clock.now() + timedelta(hours=1)
+    assert engine.silence_incident_outcome(incident_id, 3600, "slack:bob").changed
+    changes = _recorded(engine)
+    clock.advance(600)
+    again = engine.silence_incident_outcome(incident_id, 3600, "slack:alice")
+    assert not again.changed and again.already == f"already silenced until {rfc3339(until)} by slack:bob"
+    assert len(engine.all_silences()) == 1 and changes == []
+    clock.advance(30 * 60 + 1)  # less than half the hour asked for is left: pressing again extends it
+    later = engine.silence_incident_outcome(incident_id, 3600, "slack:alice")
+    assert later.changed and engine.silenced_until()[incident_id] == clock.now() + timedelta(hours=1)
+    assert [e.kind for e in engine.store.get(incident_id).timeline].count("silenced") == 2

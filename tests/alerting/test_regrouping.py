@@ -154,11 +154,13 @@ def _silenced_by(engine: IncidentEngine, alert: Alert) -> tuple[str | None, list
     return row.incident_id, engine.mute_state(alert.fingerprint, dict(alert.labels), row.incident_id)[0]
 
 
-def test_a_silenced_rollout_does_not_take_by_regrouping_an_xid_its_root_does_not_hold(sql: Engine) -> None:
+def test_a_silenced_rollout_that_reaches_another_rack_takes_its_xid_and_its_silence_ends(
+    sql: Engine,
+) -> None:
     # The rollout on rack r07 is silenced; GPU 3 of r08-n03 is lost (its own incident, paging), then an XID
-    # 119 fires on GPU 5 there. It joins the lost GPU's incident (a silenced incident takes only its own
-    # fault: ``joining._may_take``), and regrouping moved it into the silenced rollout, muted, its root
-    # widened to the cluster.
+    # 119 fires on GPU 5 there. Regrouping once moved it into the silenced rollout, muted, its root widened
+    # to the cluster. It is the rollout's, silenced or not (as it would be unsilenced: it spreads), and the
+    # rollout reaching another rack is not what its silence was set for: the silence ends, nothing muted.
     clock, engine = _fleet(sql)
     rollout = _rollout_on_r07(engine)
     engine.silence_incident(rollout, 3600, "op")
@@ -168,9 +170,10 @@ def test_a_silenced_rollout_does_not_take_by_regrouping_an_xid_its_root_does_not
     clock.advance(10)
     beside = _xid_119("r08-n03", 5)
     engine.ingest([beside])
-    assert _silenced_by(engine, beside) == (lost, [])
-    assert len(engine.store.get(rollout).alert_fingerprints) == 16
-    assert engine.store.get(rollout).title.startswith("rack r07 XID 119")
+    assert _silenced_by(engine, beside) == (rollout, [])
+    assert len(engine.store.get(rollout).alert_fingerprints) == 17 and engine.silenced_until() == {}
+    assert "silence_ended" in [e.kind for e in engine.store.get(rollout).timeline]
+    assert len(engine.store.get(lost).alert_fingerprints) == 1
 
 
 def test_a_silenced_incident_keeps_its_own_xid_when_a_rollout_spreads_beside_it(sql: Engine) -> None:

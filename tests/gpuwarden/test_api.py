@@ -227,6 +227,7 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     assert client.get(path).json()["silenced_until"] is None
     silenced = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
     assert (silenced.status_code, silenced.json()["silenced_until"]) == (200, "2026-01-01T01:30:00Z")
+    assert (silenced.json()["changed"], silenced.json()["message"]) == (True, "silenced for 1h30m by carol")
     assert client.get(path).json()["silenced_until"] == "2026-01-01T01:30:00Z"
     assert client.get("/api/v1/incidents").json()[0]["silenced_until"] == "2026-01-01T01:30:00Z"
     assert [e["message"] for e in client.get(path).json()["timeline"]][-3:] == [
@@ -245,9 +246,18 @@ def test_mitigate_note_and_silence_an_incident(client: TestClient, engine: Incid
     for _ in range(3):  # the same button pressed again, a replayed request: one silence, one entry
         again = client.post(f"{path}/silence", json={"duration": "1h30m", "by": "carol"}, headers=AUTH)
         assert again.status_code == 200
+        # As ack's repeat: said, the detail's shape kept (the walk-through's repeat said nothing of it).
+        assert (again.json()["changed"], again.json()["message"]) == (
+            False,
+            "already silenced until 2026-01-01T01:30:00Z by carol",
+        )
+        assert again.json()["silenced_until"] == "2026-01-01T01:30:00Z"
     assert len(engine.all_silences()) == 1
-    longer = client.post(f"{path}/silence", json={"duration": "1h34m", "by": "carol"}, headers=AUTH)
-    assert longer.status_code == 200 and len(engine.all_silences()) == 2  # 4 min longer
+    # 4 min longer than the 1h30m that holds: not a material extension, a repeat too.
+    longer = client.post(f"{path}/silence", json={"duration": "1h34m", "by": "dan"}, headers=AUTH)
+    assert longer.status_code == 200 and not longer.json()["changed"] and len(engine.all_silences()) == 1
+    much_longer = client.post(f"{path}/silence", json={"duration": "4h", "by": "dan"}, headers=AUTH)
+    assert much_longer.json()["silenced_until"] == "2026-01-01T04:00:00Z" and len(engine.all_silences()) == 2
     assert [e["message"] for e in client.get(path).json()["timeline"]].count(
         "silenced for 1h30m by carol"
     ) == 1

@@ -193,6 +193,28 @@ def test_the_message_of_a_silenced_incident_says_until_when_until_it_resolves() 
     assert "silenced" not in str(done.attachments)  # resolved is what matters then
 
 
+def _action_ids(attachments: list[dict[str, object]]) -> list[str]:
+    blocks = attachments[0]["blocks"]
+    assert isinstance(blocks, list)
+    return [e["action_id"] for b in blocks if b.get("type") == "actions" for e in b["elements"]]
+
+
+def test_a_silenced_incident_offers_no_silence_button_while_its_silence_holds() -> None:
+    """Slack walk-through: the message kept "Silence 1 h" while the incident was silenced; a press did
+    nothing but answer "already silenced". Its silence is shown instead, and the button is back once it
+    ends."""
+    opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
+    until = opened.event.at + timedelta(hours=1)
+    silenced = build_notification(replace(opened, silenced_until=until))
+    assert _action_ids(incident_message(silenced).attachments) == [ACTION_ACKNOWLEDGE, ACTION_APPROVE]
+    assert ACTION_SILENCE_1H in _action_ids(incident_message(build_notification(opened)).attachments)
+    acked = change(make_incident(state=IncidentState.ACKNOWLEDGED), ChangeKind.ACKNOWLEDGED, 1, "ack")
+    minimal = minimal_message(build_notification(replace(acked, silenced_until=until)))
+    assert _action_ids(minimal.attachments) == []  # no empty actions block: Slack refuses one
+    assert validate_attachments(minimal.attachments) == []
+    assert validate_attachments(incident_message(silenced).attachments) == []
+
+
 def test_an_incident_merged_into_another_is_shown_merged_not_resolved() -> None:
     folded = make_incident("inc-gpu", state=IncidentState.RESOLVED, title="gpu r02-n1/2 thermal")
     n = build_notification(change(folded, ChangeKind.RESOLVED, 5, "merged into inc-rack", "merged"))
@@ -209,8 +231,19 @@ def test_an_incident_that_took_no_capacity_says_so_rather_than_an_unknown_impact
     n = build_notification(
         change(make_incident(title="gpu r02-n1/2 thermal"), ChangeKind.OPENED, 0, "opened")
     )
-    n = n.model_copy(update={"impact_summary": "", "gpus_affected": 1, "nodes_affected": 1})
-    assert "no capacity lost; 1 GPU(s) degraded" in str(incident_message(n).attachments[0]["blocks"])
+    n = n.model_copy(update={"impact_summary": "", "gpus_affected": 2, "nodes_affected": 1})
+    assert "no capacity lost; 2 GPUs degraded" in str(incident_message(n).attachments[0]["blocks"])
+
+
+def test_a_degraded_gpu_is_counted_as_one_gpu_not_as_zero_nodes() -> None:
+    """Slack walk-through: a throttling GPU's message said "0 node(s), 1 GPU(s)" (no node is lost)."""
+    n = build_notification(
+        change(make_incident(title="gpu r02-n1/2 thermal"), ChangeKind.OPENED, 0, "opened")
+    )
+    n = n.model_copy(update={"impact_summary": "", "gpus_affected": 1, "nodes_affected": 0})
+    blocks = {b.get("block_id"): b for b in incident_message(n).attachments[0]["blocks"]}
+    assert blocks["targets"]["text"]["text"].endswith("\n1 GPU")
+    assert blocks["impact"]["text"]["text"] == "*Impact*\nno capacity lost; 1 GPU degraded"
 
 
 def test_the_runbook_field_links_the_configured_runbook_and_is_left_out_without_one() -> None:
@@ -261,7 +294,7 @@ def test_huge_incidents_fit_every_limit_slack_documents() -> None:
     assert named[-1].endswith("100% of replicas lost")
     targets = blocks["targets"]["text"]["text"]
     assert f"• `{'h' * 247}…`\n" in targets  # a 2,500-character target is cut, the nine after it shown
-    assert targets.endswith("• `inference_service/prod/svc-0008`\n…and 991 more\n8 node(s), 64 GPU(s)")
+    assert targets.endswith("• `inference_service/prod/svc-0008`\n…and 991 more\n8 nodes, 64 GPUs")
 
 
 @pytest.mark.parametrize(

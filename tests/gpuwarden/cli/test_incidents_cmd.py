@@ -85,6 +85,10 @@ def test_list_show_ack_mitigate_note_silence_and_postmortem_through_the_api(
         assert noted.exit_code == 0 and noted.stdout.strip() == f"{item['id']}: noted"
         hushed = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2h", *base])
         assert hushed.exit_code == 0 and hushed.stdout.strip() == f"{item['id']}: silenced for 2h"
+        hushed_again = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "1h", "--url", url])
+        assert hushed_again.exit_code == 0, hushed_again.output
+        assert hushed_again.stdout.startswith(f"{item['id']}: already silenced until ")
+        assert hushed_again.stdout.strip().endswith(" by alice")
         wrong = runner.invoke(app, ["incidents", "silence", item["id"], "--for", "2 hours", *base])
         assert wrong.exit_code == 2 and "duration" in wrong.stderr
 
