@@ -18,12 +18,18 @@ _MIGRATED: list[Path] = []  # the store `upgrade` made in this process, copied f
 
 
 def migrated_sqlite(path: Path) -> Engine:
-    """An engine on a new SQLite store at ``path`` at the newest schema revision.
+    """An engine on the SQLite store at ``path``, at the newest schema revision.
 
-    The store is a copy (SQLite's backup API) of one that ``upgrade`` migrated from nothing once in this
-    process: the same file, without a migration run per test (every migration commits, and each commit
-    waits for the disk). Tests of the migrations themselves start from an empty store and call ``upgrade``.
+    A new store is a copy (SQLite's backup API) of one that ``upgrade`` migrated from nothing once in this
+    process: the same file, without a migration run per test (fourteen migrations, about 0.1 s of CPU).
+    A store already at ``path`` is kept and migrated, as ``upgrade`` does: a test that restarts its engine
+    on the same file reads what the first one wrote. Tests of the migrations themselves start from an
+    empty store and call ``upgrade``.
     """
+    if path.exists():
+        engine = make_engine(str(path))
+        upgrade(engine)
+        return engine
     if not _MIGRATED:
         base = Path(tempfile.mkdtemp(prefix="gpuwarden-migrated-"))
         atexit.register(shutil.rmtree, base, ignore_errors=True)
