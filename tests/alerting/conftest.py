@@ -7,13 +7,10 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from alerting.db import make_engine
-from alerting.migrate import upgrade
+from tests.migrated_store import migrated_sqlite
 
 
 @pytest.fixture
 def sql(tmp_path: Path) -> Engine:
     """A migrated SQLite store in the test's temp directory."""
-    engine = make_engine(str(tmp_path / "gpuwarden.db"))
-    upgrade(engine)
-    return engine
+    return migrated_sqlite(tmp_path / "gpuwarden.db")

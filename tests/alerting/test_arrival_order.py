@@ -23,6 +23,7 @@ from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
+from tests.migrated_store import migrated_sqlite
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Outcome = frozenset[tuple[str, str, str, str, frozenset[str]]]
@@ -74,10 +75,9 @@ PAIRS = {
 
 
 def _engine(tmp_path: Path, at: datetime) -> IncidentEngine:
-    path = str(tmp_path / f"{uuid.uuid4().hex}.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
     config = AlertingConfig(announce_delay_seconds=0)
-    return IncidentEngine(make_engine(path), FakeClock(at.timestamp()), config, sc.fleet_inventory())
+    return IncidentEngine(sql, FakeClock(at.timestamp()), config, sc.fleet_inventory())
 
 
 def _outcome(engine: IncidentEngine) -> Outcome:

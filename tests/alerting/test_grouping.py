@@ -6,24 +6,22 @@ from datetime import timedelta
 from pathlib import Path
 
 from alerting import scenarios as sc
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
+from tests.migrated_store import migrated_sqlite
 
 BASE = {"cluster": sc.CLUSTER, "severity": "critical"}
 
 
 def _engine(tmp_path: Path, clock: FakeClock) -> IncidentEngine:
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / "incidents.db")
     config = AlertingConfig(announce_delay_seconds=0)
-    return IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
+    return IncidentEngine(sql, clock, config, sc.fleet_inventory())
 
 
 def _gpu_lost(node: str) -> list[Alert]:

@@ -23,17 +23,16 @@ from sqlalchemy import event
 from alerting import scenarios as sc
 from alerting.batch import OpenIncident
 from alerting.correlation import rolls_up
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.faults import SYMPTOM_KINDS, classify
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory, StaticInventory
 from alerting.member import Member, Signal
-from alerting.migrate import upgrade
 from alerting.topology import RACK_DEPTH, UNKNOWN, locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, FaultKind, TimelineEvent
+from tests.migrated_store import migrated_sqlite
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 Outcome = frozenset[tuple[str, str, str, str, str, frozenset[str], tuple[tuple[str, str, str], ...]]]
@@ -58,10 +57,9 @@ FAULTS: list[tuple[str, dict[str, str], bool]] = [
 def _engine(
     tmp_path: Path, inventory: Inventory | None, *, full_scan: bool
 ) -> tuple[IncidentEngine, FakeClock]:
-    path = str(tmp_path / f"{uuid.uuid4().hex}.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / f"{uuid.uuid4().hex}.db")
     clock = FakeClock(START.timestamp())
-    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), inventory)
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
     if full_scan:
         engine._open.full_scan = True
     return engine, clock

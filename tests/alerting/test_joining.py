@@ -18,17 +18,17 @@ from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, FaultKind, IncidentState
+from tests.migrated_store import migrated_sqlite
 
 HOT = {"alertname": "GpuTemperatureHigh", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
 
 
 def _engine(tmp_path: Path, clock: FakeClock, inventory: StaticInventory | None = None) -> IncidentEngine:
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / "incidents.db")
     config = AlertingConfig(
         announce_delay_seconds=0, quiet_period_seconds=3, flap_window_seconds=120, flap_start_transitions=6
     )
-    return IncidentEngine(make_engine(path), clock, config, inventory)
+    return IncidentEngine(sql, clock, config, inventory)
 
 
 def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_paged(tmp_path: Path) -> None:

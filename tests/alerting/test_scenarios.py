@@ -7,23 +7,21 @@ from pathlib import Path
 import pytest
 
 from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
+from tests.migrated_store import migrated_sqlite
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
 
 def _incidents(tmp_path: Path, alerts: list[Alert]) -> list[tuple[str, str, str | None, int]]:
     """Post the storm in four waves 15 s apart in batches of 64, like rule evaluations would."""
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / "incidents.db")
     clock = FakeClock(START.timestamp())
     config = AlertingConfig(announce_delay_seconds=0)
-    engine = IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory())
+    engine = IncidentEngine(sql, clock, config, scenarios.fleet_inventory())
     for wave in (alerts[i::4] for i in range(4)):
         for i in range(0, len(wave), 64):
             engine.ingest(wave[i : i + 64])
@@ -47,10 +45,9 @@ EXPECTED = {
 
 def _incidents_on_timeline(tmp_path: Path, alerts: list[Alert]) -> list[tuple[str, str, str | None, int]]:
     """Post the storm as it unfolds: every 15 s rule evaluation sends each alert whose onset has passed."""
-    path = str(tmp_path / "timeline.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / "timeline.db")
     clock = FakeClock(START.timestamp())
-    engine = IncidentEngine(make_engine(path), clock, AlertingConfig(), scenarios.fleet_inventory())
+    engine = IncidentEngine(sql, clock, AlertingConfig(), scenarios.fleet_inventory())
     last = max(a.starts_at or START for a in alerts)
     while clock.now() <= last + timedelta(seconds=15):
         due = [a for a in alerts if (a.starts_at or START) <= clock.now()]

@@ -7,12 +7,11 @@ from pathlib import Path
 import pytest
 
 from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
+from tests.migrated_store import migrated_sqlite
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 
@@ -24,10 +23,9 @@ def clock() -> FakeClock:
 
 @pytest.fixture
 def engine(tmp_path: Path, clock: FakeClock) -> IncidentEngine:
-    path = str(tmp_path / "incidents.db")
-    upgrade(make_engine(path))
+    sql = migrated_sqlite(tmp_path / "incidents.db")
     config = AlertingConfig(announce_delay_seconds=0, quiet_period_seconds=3600)
-    return IncidentEngine(make_engine(path), clock, config, scenarios.fleet_inventory())
+    return IncidentEngine(sql, clock, config, scenarios.fleet_inventory())
 
 
 def _post(engine: IncidentEngine, alerts: list[Alert], size: int = 25) -> None:

@@ -12,12 +12,11 @@ from pydantic import SecretStr
 from starlette.exceptions import StarletteDeprecationWarning
 
 from alerting import scenarios
-from alerting.db import make_engine
 from alerting.engine import IncidentEngine
-from alerting.migrate import upgrade
 from gpuwarden.api import create_app
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
+from tests.migrated_store import migrated_sqlite
 
 with warnings.catch_warnings():
     # Starlette's TestClient asks for httpx2, which the project does not ship; with httpx it still works.
@@ -34,9 +33,9 @@ NODE_DOWN = {
 
 def fleet_engine(tmp_path: Path) -> IncidentEngine:
     """An engine on a fresh SQLite store with the scenario fleet's inventory."""
-    sql = make_engine(str(tmp_path / "api.db"))
-    upgrade(sql)
-    return IncidentEngine(sql, FakeClock(), inventory=scenarios.fleet_inventory())
+    return IncidentEngine(
+        migrated_sqlite(tmp_path / "api.db"), FakeClock(), inventory=scenarios.fleet_inventory()
+    )
 
 
 @contextmanager

@@ -106,11 +106,29 @@ def seed(kube: KubeApi) -> None:
     kube.create(gpu_pod("finetune-x1", "train", "g5", 4, job))
 
 
-@pytest.fixture
-def kube(tmp_path: Path) -> Iterator[KubeApi]:
-    with kube_api(tmp_path) as api:
+@pytest.fixture(scope="module")
+def _seeded_kube(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KubeApi]:
+    """One seeded stand-in for the module: a stand-in is a Python process of its own, seconds to start."""
+    with kube_api(tmp_path_factory.mktemp("kube-api")) as api:
         seed(api)
         yield api
+
+
+@pytest.fixture
+def kube(_seeded_kube: KubeApi) -> Iterator[KubeApi]:
+    """The seeded stand-in as every test found it: no failure left over from the last test (serve may stop
+    before it met all those a test injected), and no object created or patched by this one."""
+    _seeded_kube.fail_next(0)
+    before = _resource_version(_seeded_kube)
+    yield _seeded_kube
+    _seeded_kube.fail_next(0)
+    assert _resource_version(_seeded_kube) == before, "a test changed the shared stand-in's objects"
+
+
+def _resource_version(kube: KubeApi) -> str:
+    """The stand-in's one counter, which every create and merge patch bumps."""
+    listed = httpx.get(f"{kube.url}/api/v1/nodes", timeout=5).json()
+    return str(listed["metadata"]["resourceVersion"])
 
 
 def client(kubeconfig: Path, retries: bool | None = None) -> ApiClient:

@@ -35,13 +35,15 @@ def _until(done: Callable[[], bool], what: str) -> None:
 
 
 def _waiting_sessions(admin: Engine) -> int:
-    """Sessions blocked in ``pg_advisory_lock`` on gpuwarden's key (its lock not granted yet)."""
+    """Sessions blocked in ``pg_advisory_lock`` on gpuwarden's key (its lock not granted yet) in this
+    database: the module's tests share one server, a database each."""
     with admin.connect() as conn:
         return int(
             conn.execute(
                 text(
                     "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
                     " AND CAST(classid AS bigint) = :hi AND CAST(objid AS bigint) = :lo"
+                    " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
                 ),
                 {"hi": ADVISORY_KEY >> 32, "lo": ADVISORY_KEY & 0xFFFFFFFF},
             ).scalar_one()
