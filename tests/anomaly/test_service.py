@@ -29,6 +29,15 @@ def setup(**cfg):
     return clock, col, service
 
 
+def warmed(rng, ticks):
+    """``setup()``, then ``ticks`` ticks of normal temperatures, none of which raised anything."""
+    clock, col, service = setup()
+    for _ in range(ticks):
+        col.set(TEMP, temps(rng))
+        assert tick(clock, service).raised == []
+    return clock, col, service
+
+
 def tick(clock, service, seconds=30.0):
     clock.advance(seconds)
     return service.infer()
@@ -58,10 +67,7 @@ def test_a_one_tick_blip_raises_nothing_because_learned_detectors_need_pending_t
 
 def test_a_lasting_temperature_spike_raises_one_alert_with_labels_score_and_action_then_resolves():
     rng = np.random.default_rng(0)
-    clock, col, service = setup()
-    for _ in range(60):
-        col.set(TEMP, temps(rng))
-        assert tick(clock, service).raised == []
+    clock, col, service = warmed(rng, 60)
     raised = []
     for _ in range(service.cfg.pending_ticks):
         assert not [a for a in raised if a.labels["model"] == "adaptive"]
@@ -94,10 +100,7 @@ def test_a_lasting_temperature_spike_raises_one_alert_with_labels_score_and_acti
 
 def test_scores_and_bands_are_written_back_in_vmanomaly_shape():
     rng = np.random.default_rng(1)
-    clock, col, service = setup()
-    for _ in range(40):
-        col.set(TEMP, temps(rng))
-        tick(clock, service)
+    *_, service = warmed(rng, 40)
     registry = CollectorRegistry()
     registry.register(service.collector)
     labels = {**GPUS[0], "for": TEMP, "model": "adaptive"}
@@ -531,10 +534,7 @@ def test_one_not_available_sample_raises_nothing_and_hides_no_fault_that_starts_
     # Issue 4: one read of NVML's 0xFFFFFFFF on a GPU, scored as a sample, kept an adaptive alert open for
     # about 190 ticks (1.5 h), and a real fault starting 10 minutes later raised nothing inside it.
     rng = np.random.default_rng(0)
-    clock, col, service = setup()
-    for _ in range(60):
-        col.set(TEMP, temps(rng))
-        tick(clock, service)
+    clock, col, service = warmed(rng, 60)
     raised: list[tuple[int, str]] = []
     for t in range(40):
         vals = temps(rng)
