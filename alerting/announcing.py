@@ -36,9 +36,9 @@ from gpuwarden.clock import Clock
 from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
 logger = logging.getLogger(__name__)
-_Told = tuple[
-    str, ChangeKind, TimelineRow, bool, Telling
-]  # a change as told: ..., only if told before, told with
+# A change as told: its incident, kind and event, whether only to those told of the incident before, and
+# what its transaction decided it is told with.
+_Told = tuple[str, ChangeKind, TimelineRow, bool, Telling]
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 
 
