@@ -205,7 +205,8 @@ class IncidentAnnouncing:
 
     def _announce_due(self, now: datetime) -> None:
         """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
-        the next tick."""
+        the next tick, or at its next change if that comes first (announced, then the change told), as a
+        process started then would do: it cannot know whether one whose delay passed was announced."""
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
         try:
             for incident_id in due:
@@ -213,6 +214,7 @@ class IncidentAnnouncing:
         except Exception as exc:  # noqa: BLE001 - loop boundary: still held, announced at a later tick
             self.counters["listener_errors"] += 1
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
+            self._reannounce.update(i for i in due if i in self._unannounced)
 
     def _announce(self, incident_id: str, now: datetime) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not

@@ -406,3 +406,26 @@ def test_what_a_post_did_besides_its_told_change_is_said_alike_after_a_restart(
     joined = f"alert GPULost ({node}, 4) firing"
     assert [p["event_kind"] for p in told if joined in p["also"]] == ["root_cause_changed"]
     assert _payloads(restarted) == told
+
+
+def test_an_incident_whose_announcement_failed_is_announced_at_its_next_change_as_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Its announce delay passed while the outbox was unreachable: live held it for the next tick and folded
+    # the change that came first into that announcement; a restarted serve, which cannot know it was never
+    # announced, announced it at that change and told the change too (restart fuzz seed 10, outbox down).
+    node = sc.node_name(1, 1)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_lost(node, 3)])
+        serve.clock.advance(11)
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.tick()  # due: its announcement fails
+        if restart:
+            serve.restart()
+        serve.engine.ingest([_lost(node, 3), _lost(node, 4)])  # a change of it, before the next tick
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=10)
+    assert live.told()[:1] == ["opened"]
+    assert restarted.told() == live.told()
