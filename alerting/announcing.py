@@ -23,7 +23,7 @@ from datetime import datetime, timedelta
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.event_state import incident_as_of
-from alerting.handoff import forget, untold
+from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
@@ -36,7 +36,9 @@ from gpuwarden.clock import Clock
 from gpuwarden.model import Incident, IncidentState, TimelineEvent
 
 logger = logging.getLogger(__name__)
-_Told = tuple[str, ChangeKind, TimelineRow, bool]  # a change as told: ..., only if told before
+# A change as told: its incident, kind and event, whether only to those told of the incident before, and
+# what its transaction decided it is told with.
+_Told = tuple[str, ChangeKind, TimelineRow, bool, Telling]
 _TELL_AT_ONCE = 500  # stored changes read per round (after an outage thousands may wait)
 
 
@@ -75,14 +77,14 @@ class IncidentAnnouncing:
         them again: listeners dedupe by the event's idempotency key. Never raises: the commit stands.
         """
         if not self._listeners:
-            self._tell(changes)  # kept in the store for a process with listeners
+            self._tell([(c, NOTHING_ELSE) for c in changes])  # kept in the store for a process with listeners
             return
         if not changes and not self._untold:
             return
         self._untold = True
         try:
             while batch := untold(self._sessions, _TELL_AT_ONCE):
-                self._tell([u.change for u in batch])
+                self._tell([(u.change, u.telling) for u in batch])
                 forget(self._sessions, batch)
         except Exception as exc:  # loop boundary: the changes stay stored, told again later
             self.counters["listener_errors"] += 1
@@ -96,17 +98,19 @@ class IncidentAnnouncing:
             logger.info("committed changes told to listeners again")
         self._untold = self._telling_failed = False
 
-    def _tell(self, changes: Sequence[tuple[str, ChangeKind, TimelineRow]]) -> None:
+    def _tell(self, changes: Sequence[tuple[Change, Telling]]) -> None:
         """Tell listeners, holding back new incidents for the announce delay (like Alertmanager's group_wait).
 
         An incident merged or resolved before its announcement is never announced, with no delay too (one
         that the batch that opened it ends): its end is told ``only_if_told``. Changes of a held incident
         fold into its announcement. Raises what a listener or the store raised.
         """
-        ending = _ended_at_birth(changes, self._announced) if self._hold <= timedelta(0) else set()
+        ending = (
+            _ended_at_birth([c for c, _ in changes], self._announced) if self._hold <= timedelta(0) else set()
+        )
         out: list[_Told] = []
         unseen: set[str] = set()  # held at start and resolved before this process announced them
-        for incident_id, kind, event in changes:
+        for (incident_id, kind, event), telling in changes:
             if (
                 kind is ChangeKind.OPENED
                 and incident_id not in self._announced
@@ -116,7 +120,7 @@ class IncidentAnnouncing:
             elif incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
-                    out.append((incident_id, kind, event, True))
+                    out.append((incident_id, kind, event, True, telling))
             else:
                 if incident_id in self._reannounce:
                     # Announced by the process before this one, maybe not (it stopped during the hold):
@@ -133,7 +137,7 @@ class IncidentAnnouncing:
                     self._announced.add(incident_id)
                 elif kind is ChangeKind.RESOLVED:
                     self._announced.discard(incident_id)
-                out.append((incident_id, kind, event, incident_id in unseen))
+                out.append((incident_id, kind, event, incident_id in unseen, telling))
         self._emit(out)
 
     def _emit(self, changes: Sequence[_Told]) -> None:
@@ -141,7 +145,7 @@ class IncidentAnnouncing:
             return
         cache: dict[str, Incident | None] = {}
         now = self.clock.now()
-        for incident_id, kind, event, only_if_told in changes:
+        for incident_id, kind, event, only_if_told, telling in changes:
             if incident_id not in cache:
                 try:
                     cache[incident_id] = self.store.get(incident_id)
@@ -162,6 +166,8 @@ class IncidentAnnouncing:
                 only_if_told,
                 root_cluster(incident.root_cause.target, self.inventory),
                 _repeat(incident.timeline, told),
+                merging=telling.merging,
+                also=telling.also,
             )
             self._call_listeners(change)
 
@@ -199,7 +205,8 @@ class IncidentAnnouncing:
 
     def _announce_due(self, now: datetime) -> None:
         """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
-        the next tick."""
+        the next tick, or at its next change if that comes first (announced, then the change told), as a
+        process started then would do: it cannot know whether one whose delay passed was announced."""
         due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
         try:
             for incident_id in due:
@@ -207,6 +214,7 @@ class IncidentAnnouncing:
         except Exception as exc:  # noqa: BLE001 - loop boundary: still held, announced at a later tick
             self.counters["listener_errors"] += 1
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
+            self._reannounce.update(i for i in due if i in self._unannounced)
 
     def _announce(self, incident_id: str, now: datetime) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not

@@ -225,6 +225,7 @@ class Batch:
     now: datetime
     touched: set[str] = field(default_factory=set)
     changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
+    events: list[TimelineRow] = field(default_factory=list)  # every timeline event it writes, in order
     last_event: dict[str, TimelineRow] = field(default_factory=dict)
     added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     rows: dict[str, StoredAlert] = field(default_factory=dict)
@@ -250,7 +251,9 @@ class Batch:
     progress: Callable[[], object] = field(default=lambda: None, repr=False)
 
     def __post_init__(self) -> None:
-        watch(self.session, self.changes)  # stored with the commit, told after it (``alerting.handoff``)
+        watch(
+            self.session, self.changes, self.events
+        )  # stored with the commit, told after it (``alerting.handoff``)
         hold_rows(self.session)
 
     def event(
@@ -265,6 +268,7 @@ class Batch:
         """Add a timeline event; with ``change``, listeners hear of it after the commit."""
         event = TimelineRow(incident_id=incident_id, at=self.now, kind=kind, message=message, data=data)
         self.session.add(event)
+        self.events.append(event)
         self.last_event[incident_id] = event
         if change is not None:
             self.changes.append((incident_id, change, event))

@@ -6,11 +6,14 @@ listeners, so a serve without a notifier, Slack or a webhook, stores none). Afte
 its listeners and only then deletes the rows it told. If the process dies or the store drops in between, the
 rows stay, and the next process (or the engine's next tick) tells them again. Listeners dedupe by the
 event's idempotency key, so a change told twice is stored once; a change is never lost once committed.
+
+What a change is told with (``Telling``) is decided here too, from the whole transaction, and stored with
+it: told after a restart, or in another round with other changes, it says the same.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import delete, event, select
@@ -21,15 +24,64 @@ from alerting.store_models import TimelineRow, UntoldChangeRow
 from alerting.subscriptions import ChangeKind
 
 Change = tuple[str, ChangeKind, TimelineRow]
-_CHANGES = "gpuwarden.changes"  # Session.info key: the change lists of the session's batches
+_CHANGES = "gpuwarden.changes"  # Session.info key: the (changes, events) of the session's batches
+# Timeline events no change tells of its own that its transaction's first update of the incident says.
+_SAID_WITH = frozenset({"alert_added", "alert_firing", "alert_resolved"})
+_TELLING = (ChangeKind.UPDATED, ChangeKind.PRIORITY_CHANGED)  # the changes that say them
+
+
+@dataclass(frozen=True, slots=True)
+class Telling:
+    """What a change is told with, as the transaction that made it decided (``IncidentChange``'s
+    ``merging`` and ``also``)."""
+
+    merging: bool = False  # the transaction merged the incident into another: told, paging nobody
+    also: tuple[str, ...] = ()  # what it did to the incident besides, that no change tells
+
+
+NOTHING_ELSE = Telling()
 
 
 @dataclass(frozen=True, slots=True)
 class UntoldChange:
-    """A stored change not told yet: its row id and the change as ``IncidentAnnouncing`` tells it."""
+    """A stored change not told yet: its row id, the change as ``IncidentAnnouncing`` tells it, and what
+    it is told with."""
 
     id: int
     change: Change
+    telling: Telling = NOTHING_ELSE
+
+
+def tellings(changes: Sequence[Change], events: Iterable[TimelineRow]) -> list[Telling]:
+    """What each of one transaction's ``changes`` is told with, given every timeline event it wrote.
+
+    A change of an incident the transaction merged into another (its priority raised by the same fault)
+    is ``merging``: the incident that goes on pages for the fault. The first update or priority change of
+    each incident says ``also`` what the transaction did to it that no change tells: alerts that joined,
+    fired again or resolved, an incident taken in (not of one it opened: its announcement shows it). Only
+    from the transaction itself, never from how the changes are told later (in rounds of any size, before
+    or after a restart)."""
+    merged_away = {
+        i
+        for i, kind, ev in changes
+        if kind is ChangeKind.RESOLVED and ev.kind == "merged" and "into" in ev.data
+    }
+    opened = {i for i, kind, _ in changes if kind is ChangeKind.OPENED}  # its announcement shows it all
+    told = {id(ev) for _, _, ev in changes}
+    untold: dict[str, list[str]] = {}
+    for ev in events:
+        if (
+            id(ev) not in told
+            and ev.incident_id not in opened
+            and (ev.kind in _SAID_WITH or (ev.kind == "merged" and "from" in ev.data))
+        ):
+            untold.setdefault(ev.incident_id, []).append(ev.message)
+    out: list[Telling] = []
+    for incident_id, kind, _ in changes:
+        merging = incident_id in merged_away and kind is not ChangeKind.RESOLVED
+        also = untold.pop(incident_id, ()) if kind in _TELLING and not merging else ()
+        out.append(Telling(merging, tuple(also)) if merging or also else NOTHING_ELSE)
+    return out
 
 
 def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]) -> None:
@@ -40,26 +92,30 @@ def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]
         batches = session.info.pop(_CHANGES, ())
         if not wanted():
             return
-        if any(ev.seq is None for changes in batches for _, _, ev in changes):
+        if any(ev.seq is None for changes, _ in batches for _, _, ev in changes):
             session.flush()  # numbers the timeline rows: each change names its own (``event_seq``)
-        for changes in batches:
-            for incident_id, kind, ev in changes:
-                session.add(
-                    UntoldChangeRow(
-                        incident_id=incident_id,
-                        change=kind.value,
-                        at=ev.at,
-                        event_kind=ev.kind,
-                        event_seq=ev.seq,
-                    )
+        changes = [c for batch, _ in batches for c in batch]
+        events = [ev for _, written in batches for ev in written]
+        for (incident_id, kind, ev), telling in zip(changes, tellings(changes, events), strict=True):
+            session.add(
+                UntoldChangeRow(
+                    incident_id=incident_id,
+                    change=kind.value,
+                    at=ev.at,
+                    event_kind=ev.kind,
+                    event_seq=ev.seq,
+                    merging=telling.merging,
+                    also=list(telling.also),
                 )
+            )
 
     event.listen(sessions, "before_commit", store_changes)
 
 
-def watch(session: Session, changes: list[Change]) -> None:
-    """Store ``changes`` (as they are at commit) with the transaction of ``session``."""
-    session.info.setdefault(_CHANGES, []).append(changes)
+def watch(session: Session, changes: list[Change], events: list[TimelineRow]) -> None:
+    """Store ``changes`` (as they are at commit) with the transaction of ``session``; ``events``: every
+    timeline event the batch writes (what the changes are told with is decided from them, ``tellings``)."""
+    session.info.setdefault(_CHANGES, []).append((changes, events))
 
 
 def untold(sessions: sessionmaker[Session], limit: int) -> list[UntoldChange]:
@@ -78,6 +134,7 @@ def untold(sessions: sessionmaker[Session], limit: int) -> list[UntoldChange]:
                         incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}
                     ),
                 ),
+                Telling(bool(r.merging), tuple(r.also or ())) if r.merging or r.also else NOTHING_ELSE,
             )
             for r in rows
         ]

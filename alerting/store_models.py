@@ -152,6 +152,11 @@ class UntoldChangeRow(Base):
     # Its timeline row (``TimelineRow.seq``): one transaction may write several events of one kind at one
     # time. NULL on rows stored before migration 0010.
     event_seq: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # What its transaction decided listeners are told with it (``handoff.Telling``), stored so that it is
+    # told alike after a restart: it merged the incident away (its page is held), and what else it did to
+    # the incident that no change tells. NULL on rows stored before migration 0015: nothing.
+    merging: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
+    also: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class SlackRequestRow(Base):

@@ -48,6 +48,14 @@ class IncidentChange:
     # twice at one instant; a root cause that went A, B, A, B in one batch): each is a change a receiver
     # must hear, so its idempotency key tells it apart from them. 0 for nearly every change.
     repeat: int = 0
+    # Decided by the transaction that made the change and stored with it (``alerting.handoff.Telling``), so
+    # told alike after a restart. ``merging``: that transaction also merged the incident into another (a
+    # rack's outage raised it to P0 and the rack's incident took it in): told, as it was, but it pages
+    # nobody; the incident that goes on carries the fault and pages for it.
+    merging: bool = False
+    # What that transaction did to the incident that no change tells of its own (an alert that joined as
+    # the root cause moved, an incident taken in as the priority rose), said with its first update.
+    also: tuple[str, ...] = ()
 
 
 class IncidentListener(Protocol):

@@ -6,10 +6,14 @@ error rate, stalled ranks of the training job; re-fires, flapping, expiry by ``e
 and time do (acknowledge, note, silence an incident, resolve, mitigate, matcher silences, inventory
 refreshes, time passing past the quiet, announce and reopen windows), and runs it on
 ``alerting.scenarios.fleet_inventory()`` twice, each on its own SQLite store: straight through, and with 1-3
-restarts (a new engine and outbox on the same file, as ``serve`` starts them) before random steps. After
-every step it compares everything users see: every incident column, timelines, alert rows, silences,
-changes not told yet, outbox messages, and what the engine answers (open incidents, muted alerts, silenced
-incidents). The first divergence of each seed is reported with its step and a diff.
+restarts (a new engine and outbox on the same file, as ``serve`` starts them) before random steps. In about
+one step in ten (drawn apart from the stream) the outbox is unreachable in both runs: that step's changes
+stay stored untold, with what their transactions decided they are told with (``alerting.handoff.Telling``),
+and are told at a later step, after a restart maybe, in a round with other changes. After every step it
+compares everything users see: every incident column, timelines, alert rows, silences, changes not told
+yet (all their stored columns, ``merging`` and ``also`` included), outbox messages (what each says, pages
+and is told with), and what the engine answers (open incidents, muted alerts, silenced incidents). The
+first divergence of each seed is reported with its step and a diff.
 
 Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
 alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
@@ -22,6 +26,7 @@ from __future__ import annotations
 import argparse
 import difflib
 import json
+import logging
 import random
 import sys
 import tempfile
@@ -241,15 +246,20 @@ class Run:
     def active(self) -> _Active:
         return _Active(self)
 
-    def do(self, step: Step) -> None:
-        """Run one step; a refusal is kept as users see it (its type and message)."""
+    def do(self, step: Step, *, outbox_down: bool = False) -> None:
+        """Run one step, with the outbox unreachable throughout when ``outbox_down`` (its changes are told at
+        a later step); a refusal is kept as users see it (its type and message)."""
         self.errors = []
+        if outbox_down:
+            self.outbox.enqueue = _unreachable  # type: ignore[method-assign]
         with self.active():
             kind, args = step
             try:
                 _ACTIONS[kind](self, args)
             except GpuwardenError as exc:
                 self.errors.append(f"{type(exc).__name__}: {exc}")
+            finally:
+                self.outbox.__dict__.pop("enqueue", None)
 
     def now(self) -> datetime:
         return self.clock.now()
@@ -260,6 +270,10 @@ class Run:
         with Session(self.sql) as session:
             ids = sorted(session.scalars(select(IncidentRow.id).where(IncidentRow.merged_into.is_(None))))
         return ids[int(pick * len(ids))] if ids else None
+
+
+def _unreachable(change: object) -> int:
+    raise OSError("the outbox's store is unreachable")
 
 
 class _Active:
@@ -445,19 +459,26 @@ class Divergence:
 def run_seed(seed: int, steps: int, work: Path, *, show: bool = False) -> Divergence | None:
     """Both runs of one seed, compared after every step; the first divergence, if any."""
     config, actions, restarts = stream(seed, steps)
+    down = random.Random(f"outbox-down-{seed}")  # apart from the stream: the same steps as without it
+    outages = {k for k in range(steps) if down.random() < 0.1}
     alerting_config = AlertingConfig(**config)
     straight = Run(work / f"{seed}-straight.db", alerting_config)
     restarted = Run(work / f"{seed}-restarted.db", alerting_config)
     if show:
-        print(json.dumps({"seed": seed, "config": config, "restarts": restarts}), file=sys.stderr)
+        print(
+            json.dumps(
+                {"seed": seed, "config": config, "restarts": restarts, "outbox_down": sorted(outages)}
+            ),
+            file=sys.stderr,
+        )
     try:
         for k, action in enumerate(actions):
             if show:
                 print(f"{k:3d} {json.dumps(action)}", file=sys.stderr)
             if k in restarts:
                 restarted.restart()
-            straight.do(action)
-            restarted.do(action)
+            straight.do(action, outbox_down=k in outages)
+            restarted.do(action, outbox_down=k in outages)
             a, b = seen(straight), seen(restarted)
             if a != b:
                 found = Divergence(seed, k, action, restarts, diff(a, b, 400 if show else 60))
@@ -484,6 +505,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
     parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
     args = parser.parse_args(argv)
+    logging.disable(logging.ERROR)  # the outages' "telling listeners ... failed", expected here
     started = time.perf_counter()
     chosen = [args.show] if args.show is not None else list(seeds(args.seeds))
     found: list[Divergence] = []

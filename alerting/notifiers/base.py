@@ -21,7 +21,17 @@ from pydantic import BaseModel, ConfigDict
 from alerting.postmortem import action_text, taken
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
-from gpuwarden.model import ActionResult, ClusterRef, GpuRef, Incident, NodeRef, RackRef, Target, WorkloadRef
+from gpuwarden.model import (
+    ActionResult,
+    ClusterRef,
+    GpuRef,
+    Incident,
+    IncidentState,
+    NodeRef,
+    RackRef,
+    Target,
+    WorkloadRef,
+)
 
 
 class ChartSeries(BaseModel):
@@ -66,12 +76,20 @@ class Notification(BaseModel):
     event_at: datetime
     event_kind: str
     event_message: str
+    event_by: str = ""  # who made the change, when a person did (its event's ``by``)
+    # What the change's transaction did besides, that no change of its own tells (``IncidentChange.also``).
+    also: tuple[str, ...] = ()
     series: tuple[ChartSeries, ...] = ()
     escalated: bool = False  # a priority change to a more urgent priority
     # Set while the incident is silenced: page nobody (no new message, reply, broadcast or POST for it).
     silenced_until: datetime | None = None
     flapping: tuple[str, ...] = ()  # the names of its flapping alerts (it is held open, no page per flap)
-    held: bool = False  # a reopening by the flap that made its alert flapping: told, but pages nobody
+    # Every alert of the open incident ended: it waits for its quiet period (resolved then unless one fires
+    # again). Read from its timeline as of the change, so told alike after a restart.
+    quiet: bool = False
+    # Told, but pages nobody: a reopening by the flap that made its alert flapping, or a change made by the
+    # transaction that merged the incident into another (``IncidentChange.merging``: that one pages).
+    held: bool = False
 
     @property
     def root_cause_shown(self) -> str:
@@ -90,8 +108,8 @@ class Notification(BaseModel):
     @property
     def needs_attention(self) -> bool:
         """Whether people must see this change arrive, not only the incident's message change in place: a
-        reopening (that message may be far up the channel) that no flap holds, or an escalation."""
-        return (self.change is ChangeKind.REOPENED and not self.held) or self.escalated
+        reopening (that message may be far up the channel) or an escalation, unless it is ``held``."""
+        return (self.change is ChangeKind.REOPENED or self.escalated) and not self.held
 
 
 def target_fields(target: Target) -> dict[str, str]:
@@ -189,12 +207,36 @@ def build_notification(
         event_at=change.event.at,
         event_kind=change.event.kind,
         event_message=change.event.message,
+        event_by=_by(change.event.data.get("by")),
+        also=change.also,
         series=tuple(series),
         escalated=_escalated(change),
         silenced_until=change.silenced_until,
         flapping=change.flapping,
-        held=change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping")),
+        quiet=_quiet(incident),
+        held=change.merging
+        or (change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping"))),
     )
+
+
+def _by(value: object) -> str:
+    """Who made a change, as its event's data names them; empty when no one (the engine) did."""
+    return value if isinstance(value, str) else ""
+
+
+# Timeline kinds after which the incident fires (or, for "quiet", no longer does): see ``_quiet``.
+_QUIET_OR_FIRING = frozenset(
+    {"quiet", "opened", "reopened", "alert_added", "alert_firing", "flapping_started"}
+)
+
+
+def _quiet(incident: Incident) -> bool:
+    """Whether every alert of the open incident has ended since one last fired (its latest "quiet" event
+    comes after its latest opening, alert joining or firing again)."""
+    if incident.state is IncidentState.RESOLVED:
+        return False
+    last = next((e for e in reversed(incident.timeline) if e.kind in _QUIET_OR_FIRING), None)
+    return last is not None and last.kind == "quiet"
 
 
 def _reopened_at(incident: Incident) -> datetime | None:

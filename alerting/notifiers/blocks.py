@@ -338,11 +338,15 @@ def minimal_message(n: Notification, *, interactive: bool = True) -> SlackMessag
 
 def _state(n: Notification) -> str:
     """The state as people read it: a merged incident is not resolved, it goes on in another; a flapping
-    one is held open without a page per flap."""
+    one is held open without a page per flap; a quiet one's alerts all ended."""
     if merged(n):
         return n.event_message
     if n.flapping and n.state != "resolved":
         return f"{n.state}, flapping ({', '.join(n.flapping)}): held, no page per flap"
+    if n.quiet and n.state != "resolved":
+        return (
+            f"{n.state}, quiet: all its alerts ended; resolved after the quiet period unless one fires again"
+        )
     return n.state
 
 
@@ -375,6 +379,11 @@ def timeline_reply(n: Notification) -> SlackMessage:
         text = escape(message)
     else:
         text = f"*{escape(kind)}*: {escape(message)}"
+    by = _by(n, message)
+    text += f" ({escape(by)})" if by else ""
+    if n.also:
+        lines = [f"• also: {escape(a)}" for a in n.also]
+        text += "\n" + _listed(lines, "\n", SECTION_MAX - len(text) - 1)
     blocks: list[Block] = [
         {"type": "section", "text": _mrkdwn(text)},
         {
@@ -383,7 +392,17 @@ def timeline_reply(n: Notification) -> SlackMessage:
         },
     ]
     plain = message if said else f"{kind}: {message}"
+    plain += f" ({by})" if by else ""
+    plain += "".join(f"; also: {a}" for a in n.also)
     return SlackMessage(text=truncate(escape(plain), TEXT_MAX), blocks=blocks)
+
+
+def _by(n: Notification, message: str) -> str:
+    """``by <who>`` for a person's change whose message does not name them ("mitigating: draining node
+    r07-n03"); empty when it does ("acknowledged by slack:alice") or no person made it."""
+    if not n.event_by or f"by {n.event_by}" in message:
+        return ""
+    return f"by {n.event_by}"
 
 
 def minimal_reply(n: Notification) -> SlackMessage:

@@ -195,3 +195,99 @@ def test_two_identical_changes_of_one_instant_are_each_told(tmp_path: Path) -> N
         (parent,) = recorder.channel_messages()
         said = [str(r.blocks) for r in recorder.replies(parent.ts)]
         assert sum("cordoning r01-n01" in s for s in said) == 2
+
+
+def _rack_power_loss(rack: int, onset_offset: float) -> Alert:
+    labels = {
+        "alertname": "RackPowerLoss",
+        "rack": f"r{rack:02d}",
+        "cluster": sc.CLUSTER,
+        "severity": "critical",
+    }
+    return Alert(labels, starts_at=START + timedelta(seconds=onset_offset))
+
+
+def test_an_incident_merged_away_in_the_batch_that_escalated_it_pages_nobody_for_that_escalation(
+    tmp_path: Path,
+) -> None:
+    # Probe walk: a GPU lost on r01-n01 and node r01-n02 down are two incidents; then rack r01 loses power
+    # (every replica of `chat`): in that one POST both rose to P0 and one took the other in. The one merged
+    # away still broadcast its "priority P0" to the channel before its "merged into": two pages, one fault.
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
+    first = [lost, *sc.node_failure(1, 2, START)]
+    rack = _rack_power_loss(1, 30)
+    with _served(tmp_path, first) as (engine, outbox, recorder, _hook):
+        engine.ingest(first)
+        outbox.dispatch_due()
+        assert len(engine.open_incident_ids()) == 2
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        engine.ingest([*first, rack])  # Prometheus sends what still fires with the new alert
+        outbox.dispatch_due()
+        merged = _merged(engine)
+        assert len(merged) == 1 and len(engine.open_incident_ids()) == 1
+        (gone,) = merged
+        (gone_parent,) = [m for m in recorder.channel_messages() if gone in str(m.metadata)]
+        told = [(r.event, r.reply_broadcast) for r in recorder.replies(gone_parent.ts)]
+        assert ("merged", False) in told and ("priority", False) in told  # told in its thread, as it was
+        escalations = [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "priority"]
+        assert len(escalations) == 1  # the incident that goes on pages; the one merged away does not
+
+
+def test_what_a_batch_did_besides_its_told_changes_is_said_in_the_thread_once(tmp_path: Path) -> None:
+    # Probe walk: GPU 0 of a node lost, then GPU 1 of it: the root moved to the node, and the only reply was
+    # "root cause is now GPU lost on node ..."; the alert that joined was on the timeline, never in Slack.
+    # Likewise the incident that took another in never said so when its root or priority moved too.
+    node = sc.node_name(1, 1)
+
+    def lost(gpu: int, offset: float) -> Alert:
+        labels = {"alertname": "GPULost", "Hostname": node, "gpu": str(gpu), "UUID": sc.gpu_uuid(node, gpu)}
+        return Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START + timedelta(seconds=offset))
+
+    first, second = lost(3, 0), lost(4, 60)
+    with _served(tmp_path, [first]) as (engine, outbox, recorder, hook):
+        engine.ingest([first])
+        outbox.dispatch_due()
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        engine.ingest([first, second])
+        engine.ingest([first, second])  # Prometheus sends them again: nothing new
+        outbox.dispatch_due()
+        hook.close()
+        (incident_id,) = engine.open_incident_ids()
+        kinds = [e.kind for e in engine.store.get(incident_id).timeline]
+        assert "root_cause_changed" in kinds and kinds.count("alert_added") == 2
+        (parent,) = recorder.channel_messages()
+        said = [str(r.blocks) for r in recorder.replies(parent.ts)]
+        joined = f"alert GPULost ({node}, 4) firing"
+        assert sum(joined in s for s in said) == 1
+        (moved,) = [s for s in said if "root cause is now" in s]
+        assert joined in moved  # said with the change of its batch, not as a reply of its own
+
+
+def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_announced(
+    tmp_path: Path,
+) -> None:
+    # Probe walk: a power-brake alert ended a second after it fired; its incident was announced 10 s later
+    # (waiting for its quiet period) as "incident opened", triggered, with nothing saying that no alert
+    # fires any more: the "quiet" event was folded into the announcement and never told.
+    path = str(tmp_path / "s.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    config = AlertingConfig(announce_delay_seconds=10, quiet_period_seconds=300)
+    engine = IncidentEngine(make_engine(path), clock, config, sc.fleet_inventory())
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    fired = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START)
+    with SlackRecorder() as recorder:
+        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        outbox = Outbox(make_engine(path), [slack], clock)
+        engine.subscribe(outbox)
+        engine.ingest([fired])
+        clock.advance(1)
+        engine.ingest([replace(fired, status=AlertStatus.RESOLVED, ends_at=clock.now())])
+        clock.advance(10)
+        engine.tick()
+        outbox.dispatch_due()
+        (parent,) = recorder.channel_messages()
+        assert "quiet: all its alerts ended" in str(parent.attachments)

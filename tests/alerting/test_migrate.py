@@ -11,11 +11,14 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import inspect, text
+from sqlalchemy.orm import sessionmaker
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
+from alerting.handoff import Telling, untold
 from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
 from alerting.store import IncidentStore
+from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
 from tests.alerting.query_plans import resolved_incident_query_plans
 
@@ -254,3 +257,23 @@ def test_messages_waiting_at_the_upgrade_to_0013_take_their_priority_from_their_
     with engine.connect() as conn:
         got = conn.execute(text("SELECT id, priority FROM notification_outbox ORDER BY id")).all()
     assert [tuple(r) for r in got] == [(1, "P1"), (2, "P0"), (3, None), (4, None)]
+
+
+def test_a_change_stored_untold_before_0015_is_told_with_nothing_besides_and_pages_as_before(
+    tmp_path: Path,
+) -> None:
+    """What a transaction decides a change is told with is stored with it since 0015; a change an earlier
+    gpuwarden stored untold is told as it would have been: not held, with no "also"."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine, "0014_silence_updated_at")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq)"
+                " VALUES ('inc-1', 'priority_changed', '2026-01-01 00:00:00.000000', 'priority', NULL)"
+            )
+        )
+    upgrade(engine)
+    (stored,) = untold(sessionmaker(engine), 10)
+    assert stored.change[:2] == ("inc-1", ChangeKind.PRIORITY_CHANGED)
+    assert stored.telling == Telling(merging=False, also=())

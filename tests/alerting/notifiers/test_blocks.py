@@ -7,7 +7,7 @@ from datetime import timedelta
 
 import pytest
 
-from alerting.notifiers.base import build_notification, runbook_linker
+from alerting.notifiers.base import Notification, build_notification, runbook_linker
 from alerting.notifiers.blockkit import validate_attachments, validate_blocks
 from alerting.notifiers.blocks import (
     ACTION_ACKNOWLEDGE,
@@ -164,6 +164,31 @@ def test_a_resolution_by_hand_says_resolved_once() -> None:
     )
     assert reply.text == "resolved by alice"
     assert reply.blocks[0]["text"]["text"] == ":white_check_mark: *Resolved* by alice"
+
+
+@pytest.mark.parametrize(
+    ("kind", "event_kind", "message", "said"),
+    [
+        (
+            ChangeKind.MITIGATING,
+            "mitigating",
+            "mitigating: draining node gpu-a1",
+            "draining node gpu-a1 (by dave)",
+        ),
+        (ChangeKind.ACKNOWLEDGED, "acknowledged", "acknowledged by dave", "* by dave"),
+        (ChangeKind.UPDATED, "note", "note by dave: vendor ticket 12", "* by dave: vendor ticket 12"),
+    ],
+    ids=["mitigating-names-them", "ack-names-them-once", "note-names-them-once"],
+)
+def test_a_reply_of_a_persons_change_says_who_made_it_once(
+    kind: ChangeKind, event_kind: str, message: str, said: str
+) -> None:
+    # Probe walk: `incidents mitigate --action "draining node gpu-a1" --by dave` was replied as "mitigating:
+    # draining node gpu-a1": the thread never said who; the others name them in their message already.
+    told = change(make_incident(), kind, 5, message, event_kind, {"by": "dave"})
+    reply = timeline_reply(build_notification(told))
+    assert reply.blocks[0]["text"]["text"].endswith(said)
+    assert reply.text.count("dave") == 1
 
 
 def test_the_recommended_actions_are_shown_in_words_when_there_are_any() -> None:
@@ -344,3 +369,21 @@ def test_a_reopened_incident_says_since_when_it_is_open_again() -> None:
     never = build_notification(lifecycle()[0])
     assert "reopened" not in str(incident_message(never).attachments)
     assert validate_attachments(incident_message(reopened).attachments) == []
+
+
+def test_an_incident_whose_alerts_all_ended_says_so_in_its_state_until_one_fires_again() -> None:
+    # Probe walk: an incident announced during its quiet period (its alerts ended before the announce
+    # delay) read "triggered" like a live fault; nothing said its alerts had ended.
+    inc = make_incident()
+    change(inc, ChangeKind.OPENED, 0, "incident opened", "opened")
+    quiet = change(inc, ChangeKind.UPDATED, 1, "all alerts resolved; waiting for the quiet period", "quiet")
+    assert "quiet: all its alerts ended" in _state_field(build_notification(quiet))
+    again = change(inc, ChangeKind.UPDATED, 2, "alert NodeDown (r07-n01) firing", "alert_firing")
+    assert "quiet" not in _state_field(build_notification(again))
+
+
+def _state_field(n: Notification) -> str:
+    (attachment,) = incident_message(n).attachments or []
+    fields = [f["text"] for b in attachment["blocks"] for f in b.get("fields", ())]
+    (state,) = [f for f in fields if f.startswith("*State*")]
+    return str(state)
