@@ -106,6 +106,12 @@ def webhook_payload(
         "kind": n.event_kind,
         "message": text(n.event_message),
         "escalated": n.escalated,
+        # Whether people must see it arrive (Slack broadcasts it): a reopening or an escalation, not one of an
+        # incident its own transaction merged into another (that one pages) nor a flap's.
+        "pages": n.needs_attention,
+        "by": text(n.event_by),  # who made the change, when a person did; empty for the engine's
+        "also": items(n.also),  # what the change's transaction did besides that no change tells
+        "also_total": len(n.also),
     }
     return {
         "version": PAYLOAD_VERSION,

@@ -18,8 +18,8 @@ from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS
 from gpuwarden.errors import BackendError
-from gpuwarden.model import WorkloadKind, WorkloadRef
-from tests.alerting.notifiers.incidents import lifecycle
+from gpuwarden.model import Priority, WorkloadKind, WorkloadRef
+from tests.alerting.notifiers.incidents import change, lifecycle, make_incident
 from tests.http_stub import LocalServer, QuietHandler
 
 
@@ -319,3 +319,32 @@ def test_a_transport_error_naming_the_url_is_kept_without_its_path_or_query() ->
         hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
     assert "SECRET" not in str(caught.value)
     assert "proxy refused CONNECT to http://receiver:8080/**********" in str(caught.value)
+
+
+def test_an_escalation_of_an_incident_merged_away_in_its_transaction_says_it_pages_nobody() -> None:
+    # A rack's power loss raised a node's incident to P0 and merged it into the rack's in one POST: Slack
+    # pages for the rack's only; a receiver paging on `escalated` paged twice for one fault.
+    inc = make_incident("inc-n1", priority=Priority.P0)
+    data = {"from": "P2", "to": "P0"}
+    raised = change(inc, ChangeKind.PRIORITY_CHANGED, 1, "P2 -> P0: rack r07 lost power", "priority", data)
+    also = ("alert NodeDown (n0702) firing",)
+    receiver = Receiver()
+    for c in (raised, replace(raised, merging=True, also=also)):
+        receiver.hook().deliver(build_notification(c), ThreadState(), retry=False, save=nothing)
+    alone, merged = (body["event"] for body in receiver.bodies())
+    assert (alone["escalated"], alone["pages"], alone["also"]) == (True, True, [])
+    assert (merged["escalated"], merged["pages"], merged["also"], merged["also_total"]) == (
+        True,
+        False,
+        [*also],
+        1,
+    )
+
+
+def test_a_persons_change_names_them_and_the_engines_names_nobody() -> None:
+    inc = make_incident("inc-n1")
+    by_dave = change(inc, ChangeKind.MITIGATING, 2, "draining node n0701", "mitigating", {"by": "dave"})
+    receiver = Receiver()
+    for c in (lifecycle()[0], by_dave):
+        receiver.hook().deliver(build_notification(c), ThreadState(), retry=False, save=nothing)
+    assert [body["event"]["by"] for body in receiver.bodies()] == ["", "dave"]
