@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 from types import ModuleType
 
 import pytest
@@ -36,8 +37,11 @@ def test_an_engine_rebuilt_without_its_held_announcements_is_reported_at_the_ste
         engine._reannounce.clear()
 
     monkeypatch.setattr(IncidentEngine, "_reload", forgetful)
+    disabled = logging.root.manager.disable
     result = fuzz.main(["--seeds", "5", "--steps", "20"])
     assert result["divergent"] == [5]
+    # Run in this worker, it gives logging back: later tests here read their logs (11 found none in CI).
+    assert logging.root.manager.disable == disabled
     first = result["first"]["5"]
     assert first["restarts"][0] <= first["step"]
     assert first["diff"][:2] == ["--- straight", "+++ restarted"]
