@@ -245,16 +245,17 @@ def _reason_notes(
     """The priority's reason with what its share counted beyond this fault's own losses. A service down only
     with what other incidents took says what this one holds, as its title does ("50% of replicas lost
     (more in other incidents)"): not "completely unavailable" as if this fault alone took it."""
-    down = sorted(
-        (r for r, v in shares.items() if r.kind is WorkloadKind.INFERENCE_SERVICE and v >= 1.0), key=str
-    )
     if combined and ("capacity lost" in reason or "replicas lost" in reason):
         reason += f", counting what other open incidents took ({max(shares.values()):.0%})"
-    elif reason == UNAVAILABLE and down and all(r in own for r in down):
-        reason = (
-            f"{target_label(down[0])} completely unavailable: {own[down[0]]:.0%} of its replicas lost here,"
-            " the rest in other open incidents"
+    elif reason == UNAVAILABLE:
+        down = sorted(
+            (r for r, v in shares.items() if r.kind is WorkloadKind.INFERENCE_SERVICE and v >= 1.0), key=str
         )
+        if down and all(r in own for r in down):
+            reason = (
+                f"{target_label(down[0])} completely unavailable: {own[down[0]]:.0%} of its replicas lost"
+                " here, the rest in other open incidents"
+            )
     if unready:
         counts = sorted(unready.items(), key=lambda kv: str(kv[0]))
         reason += ", counting replicas that were not ready: " + ", ".join(

@@ -229,7 +229,7 @@ class AdaptiveThresholds:
             signed = np.abs(resid)
         score = signed / band
         # Volatility: the recent absolute error (fast EWMA) is a multiple of the usual one.
-        fast_dev, floor = self._fast_error(ids, signed, n=n, width=width, band=band)
+        fast_dev, floor = self._fast_error(ids, signed, fresh=fresh, n=n, width=width, band=band)
         if p.volatility_k > 0:
             score = np.maximum(score, fast_dev / floor)
         score[n < p.warmup] = 0.0
@@ -260,13 +260,15 @@ class AdaptiveThresholds:
         ids: IntArray,
         signed: FloatArray,
         *,
+        fresh: npt.NDArray[np.bool_],
         n: npt.NDArray[np.int32],
         width: FloatArray | float,
         band: FloatArray,
     ) -> tuple[FloatArray, FloatArray]:
-        """The fast error after this sample, and the volatility floor it is scored against."""
+        """The fast error after this sample (``fresh``: a series' first), and the volatility floor it is
+        scored against."""
         p = self.params
-        fast_dev = np.where(n == 0, 0.0, self.fast_dev[ids].astype(np.float64))
+        fast_dev = np.where(fresh, 0.0, self.fast_dev[ids].astype(np.float64))
         # A recent error below the absolute floor is never anomalous: after a workload stall the widened
         # tail band made a small lag of the level (a constant SM clock 15 MHz above its recovering
         # baseline) score ~1 for hours, and GPUs crossing it one by one escaped the collective filter.

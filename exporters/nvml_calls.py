@@ -9,7 +9,8 @@ older driver, retires the function for the life of the collector).
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import pynvml
@@ -83,6 +84,15 @@ class NvmlCalls:
         self._gpu = ""
         self._answers = 0  # NVML calls that returned (a value or NotSupported): the GPU is there
         self.current_call: str | None = None
+
+    @contextmanager
+    def _for_gpu(self, index: str) -> Iterator[None]:
+        """The calls made meanwhile are for GPU ``index``: their errors are counted under it."""
+        self._gpu = index
+        try:
+            yield
+        finally:
+            self._gpu = ""
 
     def _count_error(self, function: str, error: str) -> None:
         key = (function, error, self._gpu)

@@ -187,11 +187,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
         self._driver = self._call("nvmlSystemGetDriverVersion") or self._driver
         gpus = []
         for index in range(count):
-            self._gpu = str(index)
-            try:
+            with self._for_gpu(str(index)):
                 handle, uuid, labels = self._identify(index)
-            finally:
-                self._gpu = ""
             prev = known.pop(index, None)
             if prev is not None and (not uuid or uuid == prev.uuid):
                 # The same GPU, or one that does not answer now (its UUID unknown): keep its identity, so its
@@ -256,11 +253,8 @@ class NvmlCollector(MigInstances, NvLinkStates):
             self._discover(count)
         pids: list[int] = []
         for gpu in self._gpus:
-            self._gpu = gpu.labels["gpu"]  # the errors of its calls name it
-            try:
+            with self._for_gpu(gpu.labels["gpu"]):  # the errors of its calls name it
                 self._collect_one(gpu, out, pids)
-            finally:
-                self._gpu = ""
         if self._resolver is not None:
             self._resolver.retain(pids)
 
