@@ -45,14 +45,16 @@ from alerting.topology import Path
 from gpuwarden.model import WorkloadRef
 
 Node = tuple[str, str]  # (cluster, node name)
+PodSet = frozenset[tuple[str, str]]  # (namespace, pod) pairs
+_NONE: PodSet = frozenset()
 
 
 def units_hit(
-    info: WorkloadInfo, lost: AbstractSet[GpuKey], pods_on: Mapping[GpuKey, tuple[str, str]] | None = None
+    info: WorkloadInfo, lost: AbstractSet[GpuKey], pods_on: Mapping[GpuKey, PodSet] | None = None
 ) -> list[int]:
-    """The units of ``info`` that a loss surely takes (see the module text); ``pods_on``: GPU -> namespace
-    and pod, as the live alerts on lost GPUs name them. A GPU an alert gives to another pod is not among the
-    GPUs a unit may be on."""
+    """The units of ``info`` that a loss surely takes (see the module text); ``pods_on``: GPU -> the
+    namespaces and pods the live alerts on lost GPUs name (several on a MIG GPU, one per instance). A GPU
+    that alerts give only to other pods is not among the GPUs a unit may be on."""
     named = pods_on or {}
     out = []
     shared: dict[frozenset[GpuKey], list[int]] = {}  # units whose indices are unknown, by where they may be
@@ -66,10 +68,10 @@ def units_hit(
             continue
         shared.setdefault(unit, []).append(i)
         mine = _pods_of(info, [i])
-        if any(named.get(g) in mine for g in taken):
+        if any(named.get(g, _NONE) & mine for g in taken):
             out.append(i)
             continue
-        candidates = {g for g in unit if g not in named or named[g] in mine}
+        candidates = {g for g in unit if g not in named or named[g] & mine}
         if len(taken & candidates) > len(candidates) - size:
             out.append(i)
     for unit, group in shared.items():
@@ -90,7 +92,7 @@ def _more_hit(
     group: Sequence[int],
     *,
     lost: AbstractSet[GpuKey],
-    named: Mapping[GpuKey, tuple[str, str]],
+    named: Mapping[GpuKey, PodSet],
     hit: AbstractSet[int],
 ) -> list[int]:
     """Units of ``group`` (all may be on the same GPUs ``unit``) surely hit beyond ``hit``, counted together:
@@ -98,7 +100,7 @@ def _more_hit(
     whose. The lost GPUs that cannot all be elsewhere need at least as many units as hold them, the largest
     first; which of those units it is stays unknown, so the largest are named."""
     mine = _pods_of(info, group)
-    candidates = {g for g in unit if g not in named or named[g] in mine}
+    candidates = {g for g in unit if g not in named or named[g] & mine}
     held = sum(info.size(i) for i in group)
     taken = len(lost & candidates)
     surely = min(

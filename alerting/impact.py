@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
-from alerting.capacity import gpus_lost, has_spare, units_hit
+from alerting.capacity import PodSet, gpus_lost, has_spare, units_hit
 from alerting.correlation import gpu_keys
 from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
@@ -165,17 +165,19 @@ def _every_node_down(root_path: Path, members: Iterable[Member], inv: Inventory 
     return size > 0 and len(down) >= size
 
 
-def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, tuple[str, str]]:
-    """GPU -> the namespace and pod that the alerts on that one GPU name (dcgm-exporter labels a GPU's series
-    with the pod it is assigned to)."""
-    out: dict[GpuKey, tuple[str, str]] = {}
+def pods_on(members: Iterable[Member], inv: Inventory | None) -> dict[GpuKey, PodSet]:
+    """GPU -> the namespaces and pods that the alerts on that one GPU name (dcgm-exporter labels a GPU's
+    series with the pod it is assigned to; a MIG GPU's, one per instance, with each instance's pod: every
+    one of them is on the GPU, not only the last alert's)."""
+    out: dict[GpuKey, PodSet] = {}
     for m in members:
         pod = alert_pod(m.labels)
         if pod is None or len(m.location.path) < 4:
             continue
         keys = gpu_keys(m.location.path, inv)
         if len(keys) == 1:
-            out[next(iter(keys))] = pod
+            key = next(iter(keys))
+            out[key] = out.get(key, frozenset()) | {pod}
     return out
 
 
@@ -206,7 +208,7 @@ def _touched(
     inventory: Inventory | None,
     failed: set[GpuKey],
     degraded: set[GpuKey],
-    named: Mapping[GpuKey, tuple[str, str]],
+    named: Mapping[GpuKey, PodSet],
 ) -> list[tuple[WorkloadInfo, list[int]]]:
     """The workloads on the failed or degraded GPUs, each with the units the failure surely takes. One that
     stopped before this fault (kept a while) concerns it only where the failure surely took its GPUs: a Slurm
@@ -222,7 +224,7 @@ def _touched(
 def _unready_too(
     info: WorkloadInfo,
     lost: set[GpuKey],
-    named: Mapping[GpuKey, tuple[str, str]],
+    named: Mapping[GpuKey, PodSet],
     hit: int,
     counted: dict[WorkloadRef, int],
 ) -> int:

@@ -18,6 +18,7 @@ from sklearn.ensemble import IsolationForest
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
 from anomaly.thresholds import FloatArray, IntArray
+from gpuwarden.mig import INSTANCE_ID
 from gpuwarden.model import RecommendedAction
 
 
@@ -52,13 +53,16 @@ class MultivariateDetector:
         return self._model is not None
 
     def _keys(self, step: Step) -> list[str | None]:
-        """The key label of each row, reused while the query's series ids are unchanged."""
+        """The key label of each row, reused while the query's series ids are unchanged; None for a MIG
+        instance's row (``GPU_I_ID``): its framebuffer and profiling values are the instance's, not the
+        GPU's, whose vector is its whole-GPU row (device-level values come one per GPU: ``AnomalyService``
+        keeps one)."""
         cached = self._key_cache.get(step.query)
         if cached is not None:
             ids = cached[0]
             if ids is step.ids or (ids.shape == step.ids.shape and np.array_equal(ids, step.ids)):
                 return cached[1]
-        keys = [lab.get(self.key_label) for lab in step.labels]
+        keys = [None if INSTANCE_ID in lab else lab.get(self.key_label) for lab in step.labels]
         self._key_cache[step.query] = (step.ids, keys)
         return keys
 
@@ -88,8 +92,7 @@ class MultivariateDetector:
             if step is None:
                 return [], np.zeros((0, len(self.queries)))
             col = {}
-            for lab, value in zip(step.labels, step.value.tolist(), strict=True):
-                key = lab.get(self.key_label)
+            for lab, key, value in zip(step.labels, self._keys(step), step.value.tolist(), strict=True):
                 if key is not None and np.isfinite(value):
                     col[key] = value
                     labels_by_key.setdefault(key, lab)

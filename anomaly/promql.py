@@ -50,12 +50,17 @@ MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more point
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
 
+def selected_metric(expr: str) -> str | None:
+    """The metric of a bare selector (``X_TOTAL{gpu="0"}``: ``X_TOTAL``); None for any other expression."""
+    match = _SELECTOR.fullmatch(expr)
+    return None if match is None else match.group(1)
+
+
 def inferred_kind(expr: str) -> SeriesKind:
     """``counter`` for a bare selector of a counter (``x_total``, ``X_TOTAL{gpu="0"}``, ``DCGM_COUNTERS``)."""
-    match = _SELECTOR.fullmatch(expr)
-    if match is None:
+    name = selected_metric(expr)
+    if name is None:
         return "gauge"
-    name = match.group(1)
     return "counter" if name.lower().endswith("_total") or name in DCGM_COUNTERS else "gauge"
 
 

@@ -23,6 +23,7 @@ from anomaly.detectors import Detector, DetectorRegistry, Findings
 from anomaly.fleet import FleetDetector, peer_key
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
+from anomaly.promql import selected_metric
 from anomaly.series import CounterRates, EvidenceBuffer, SeriesIndex, View, build_view
 from anomaly.signatures import SignatureDetector
 from anomaly.sources import Frame, Source
@@ -30,6 +31,7 @@ from anomaly.thermal import ThermalDetector
 from anomaly.writeback import AnomalyCollector, TickStats, exported_score, output_labels
 from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.mig import device_level, one_per_gpu
 from gpuwarden.model import (
     Alert,
     AlertSource,
@@ -141,6 +143,8 @@ class AnomalyService:
         self.last_view = View(time=clock.time())
         self._last_read: dict[str, float] = {}
         self._query_source: dict[str, str] = {}
+        self._exprs = {q.name: q.expr for q in cfg.queries}
+        self._device_level: dict[str, bool] = {}
         self._started = clock.time()
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
@@ -151,7 +155,7 @@ class AnomalyService:
         t0 = self.clock.monotonic()
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
-        frames = []
+        frames: list[Frame] = []
         for source in self.sources:
             start = max(
                 self._last_read.get(source.name, until - self.cfg.infer_every_seconds),
@@ -162,7 +166,7 @@ class AnomalyService:
                 self._last_read[source.name] = until
             for frame in got:
                 self._query_source[frame.query] = source.name
-            frames.extend(got)
+            frames.extend(self._per_gpu(f) for f in got)
         view = build_view(frames, self.index, self.counters, until)
         self._count_not_available(view)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
@@ -199,6 +203,23 @@ class AnomalyService:
         self.ticks += 1
         self.last_tick_end = self.clock.monotonic()
         return result
+
+    def _per_gpu(self, frame: Frame) -> Frame:
+        """The frame with one series per GPU when its metric is device-level and MIG instances repeat it
+        (``gpuwarden.mig.one_per_gpu``): a hot MIG GPU is one alert and one fleet peer, not one per instance.
+        The metric is the query's name, else its expression's when that is a bare selector."""
+        device = self._device_level.get(frame.query)
+        if device is None:
+            expr = self._exprs.get(frame.query, "")
+            named = selected_metric(expr) or ""
+            device = self._device_level[frame.query] = device_level(frame.query) or device_level(named)
+        if not device:
+            return frame
+        kept = one_per_gpu(frame.labels)
+        if kept is None:
+            return frame
+        rows, labels = kept
+        return Frame(frame.query, labels, frame.timestamps, frame.values[rows], frame.kind)
 
     def _count_not_available(self, view: View) -> None:
         """Add up the view's not-available samples per query; the first of a query is logged."""
@@ -244,7 +265,7 @@ class AnomalyService:
                 self._last_read[source.name] = until
             for frame in got:
                 self._query_source[frame.query] = source.name
-            frames.extend(f for f in got if f.labels and f.timestamps.size)
+            frames.extend(self._per_gpu(f) for f in got if f.labels and f.timestamps.size)
         if not frames:
             return 0
         every = self.cfg.infer_every_seconds

@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from gpuwarden import mig
+
 # Labels of dcgm-exporter, in its order. MIG instances add GPU_I_PROFILE and GPU_I_ID.
 DCGM_GPU_LABELS = ("gpu", "UUID", "pci_bus_id", "device", "modelName", "Hostname")
 MIG_LABELS = ("GPU_I_PROFILE", "GPU_I_ID")
@@ -383,10 +385,9 @@ BY_NAME: dict[str, Family] = {f.name: f for f in FAMILIES}
 # NVLink, violations, the throttle mask and the last XID repeat on each instance (its issues #317, #713,
 # #257); DCGM_FI_DEV_{GPU,MEM_COPY,ENC,DEC}_UTIL are "not supported for MIG configurations" (issues #430,
 # #50): NVML answers NotSupported for them on a MIG-enabled GPU, so they are on no series of one anyway.
-MIG_INSTANCE_OWN: frozenset[Family] = frozenset(
-    {FB_FREE, FB_USED, FB_RESERVED, FB_TOTAL} | {f for f in FAMILIES if f.name.startswith("DCGM_FI_PROF_")}
-)
-MIG_UNSUPPORTED: frozenset[Family] = frozenset({GPU_UTIL, MEM_COPY_UTIL, ENC_UTIL, DEC_UTIL})
+# Which those are is written once, in ``gpuwarden.mig``: the anomaly service and chart queries read it too.
+MIG_INSTANCE_OWN: frozenset[Family] = frozenset(f for f in FAMILIES if f.dcgm and mig.instance_own(f.name))
+MIG_UNSUPPORTED: frozenset[Family] = frozenset(f for f in FAMILIES if f.name in mig.MIG_UNSUPPORTED)
 MIG_REPEATED: tuple[Family, ...] = tuple(
     f for f in FAMILIES if f.dcgm and f not in MIG_INSTANCE_OWN and f not in MIG_UNSUPPORTED
 )

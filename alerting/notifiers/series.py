@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from string import Template
@@ -21,6 +22,7 @@ from alerting.notifiers.base import ChartSeries, Notification
 from gpuwarden.clock import Clock
 from gpuwarden.config import SlackConfig
 from gpuwarden.errors import SourceError
+from gpuwarden.mig import device_level, one_per_gpu
 from gpuwarden.model import ANOMALY_YHAT_LOWER, ANOMALY_YHAT_UPPER, FaultKind
 
 logger = logging.getLogger(__name__)
@@ -58,7 +60,11 @@ def _series_name(metric: Mapping[str, str]) -> str:
     return f"{name}{{{labels}}}" if labels else name or "series"
 
 
-def _matrix(body: Any, limit: int) -> list[tuple[dict[str, str], list[tuple[float, float]]]]:
+Matrix = list[tuple[dict[str, str], list[tuple[float, float]]]]
+_DCGM_NAME = re.compile(r"\bDCGM_FI_[A-Z0-9_]+\b")
+
+
+def _matrix(body: Any, limit: int | None) -> Matrix:
     """Prometheus' ``query_range`` answer as (labels, points) pairs; ``SourceError`` unless a matrix."""
     if not isinstance(body, dict) or body.get("status") != "success":
         error = body.get("error", "unknown error") if isinstance(body, dict) else "not JSON"
@@ -72,6 +78,28 @@ def _matrix(body: Any, limit: int) -> list[tuple[dict[str, str], list[tuple[floa
         if points:
             out.append((dict(result.get("metric", {})), points))
     return out
+
+
+def one_line_per_gpu(found: Matrix, query: str) -> Matrix:
+    """``found`` with one line per GPU of a device-level metric (``gpuwarden.mig.one_per_gpu``): a MIG
+    GPU's temperature comes again on each instance's series, and the chart drew it once per instance (its
+    five lines, all alike, hid the other GPUs'). A series without ``__name__`` (a ``rate()``) is of the one
+    DCGM metric its query names, if one."""
+    named = set(_DCGM_NAME.findall(query))
+    fallback = named.pop() if len(named) == 1 else ""
+    by_metric: dict[str, list[int]] = {}
+    for i, (metric, _) in enumerate(found):
+        by_metric.setdefault(metric.get("__name__", fallback), []).append(i)
+    dropped: set[int] = set()
+    relabelled: dict[int, Mapping[str, str]] = {}
+    for name, rows in by_metric.items():
+        kept = one_per_gpu([found[i][0] for i in rows]) if device_level(name) else None
+        if kept is not None:
+            relabelled.update((rows[k], labels) for k, labels in zip(*kept, strict=True))
+            dropped.update(set(rows) - {rows[k] for k in kept[0]})
+    if not dropped and not relabelled:
+        return found
+    return [(dict(relabelled.get(i, m)), p) for i, (m, p) in enumerate(found) if i not in dropped]
 
 
 def _chart_series(metric: Mapping[str, str], points: Sequence[tuple[float, float]]) -> ChartSeries:
@@ -148,7 +176,7 @@ class PromQLSeriesSource:
             "step": self._step,
         }
         try:
-            found = _matrix(self._get(params, query), MAX_SERIES)
+            found = one_line_per_gpu(_matrix(self._get(params, query), None), query)[:MAX_SERIES]
         except (httpx.HTTPError, ValueError, SourceError) as exc:
             # No chart is better than no notification: the message goes out without it.
             logger.warning(

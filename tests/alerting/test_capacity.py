@@ -204,7 +204,7 @@ def test_a_unit_whose_gpu_indices_are_unknown_is_hit_only_when_what_is_known_say
     info = WorkloadInfo(svc, (everywhere, everywhere), sizes=(2, 4), unit_pods=(("a",), ("b",)))
     one = frozenset({("c1", "n1", 0)})
     assert units_hit(info, one) == []  # GPU 0 may be idle
-    assert units_hit(info, one, {("c1", "n1", 0): ("ns", "a")}) == [0]  # the alert names pod a
+    assert units_hit(info, one, {("c1", "n1", 0): frozenset({("ns", "a")})}) == [0]  # the alert names pod a
     assert units_hit(info, frozenset(list(everywhere)[:5])) == [1]  # 5 lost: b's 4 cannot all be clear
     assert units_hit(info, everywhere) == [0, 1]  # the node
     assert info.held == 6 and gpus_lost(info, [0, 1], everywhere) == 6
@@ -221,7 +221,7 @@ def test_a_lost_gpu_on_a_node_one_services_replicas_fill_takes_one_of_them_thoug
     assert units_hit(info, frozenset({("c1", "n2", 5)})) == []  # n2 has 2 GPUs no replica holds
     assert len(units_hit(info, frozenset(list(n2)[:3]))) == 1  # 3 lost: at most 2 idle
     # The alert gives GPU 5 to a pod of another workload: the replicas are clear of it.
-    assert units_hit(info, frozenset({("c1", "n1", 5)}), {("c1", "n1", 5): ("other", "x")}) == []
+    assert units_hit(info, frozenset({("c1", "n1", 5)}), {("c1", "n1", 5): frozenset({("other", "x")})}) == []
 
 
 def test_a_gpu_fault_on_a_node_with_two_of_four_replicas_is_p1_though_the_alert_names_no_pod(

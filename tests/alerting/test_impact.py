@@ -9,10 +9,11 @@ import pytest
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.migrate import upgrade
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, WorkloadKind, WorkloadRef
 
 
 def _priority_of(tmp_path: Path, alert: Alert, spare_gpus: int = 0) -> tuple[str, str]:
@@ -217,3 +218,35 @@ def test_an_alert_firing_again_with_another_error_ratio_sets_the_priority_by_the
         seen.append((row.priority, row.quiet_since is None, engine.store.get(row.id).impact.error_ratio))
         clock.advance(30)
     assert seen == [("P1", True, 0.3), ("P1", False, 0.3), ("P0", True, 0.9)]
+
+
+def test_a_lost_mig_gpu_takes_every_replica_whose_slice_its_alerts_name_not_only_the_last(
+    tmp_path: Path,
+) -> None:
+    # Ten replicas share node a01, which GPU each is on not known; GPU 0 is in MIG mode, its seven slices
+    # held by llm-0..llm-6, and falls off the bus: XID 79 on each instance's series (dcgm-exporter repeats
+    # the XID there, with the instance's pod). All seven replicas are lost, not the last alert's one.
+    node = frozenset(("k", "a01", i) for i in range(8))
+    pods = tuple(f"llm-{i}" for i in range(10))
+    llm = WorkloadInfo(
+        WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "ml", "llm", "k"),
+        (node,) * 10,
+        pods=pods,
+        sizes=(1,) * 10,
+        unit_pods=tuple((p,) for p in pods),
+    )
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    inventory = StaticInventory([NodeInfo("a01", "k", "r1", 8)], [llm])
+    engine = IncidentEngine(
+        make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0), inventory
+    )
+    gpu = {"alertname": "GPUXid", "xid": "79", "cluster": "k", "Hostname": "a01", "gpu": "0"}
+    engine.ingest([Alert({**gpu, "GPU_I_ID": str(i), "namespace": "ml", "pod": pods[i]}) for i in range(7)])
+    ((row, _),) = engine.store.list_rows()
+    assert engine.store.get(row.id).impact.parts == (
+        "1 node",
+        "1 GPU",
+        "inference service llm 70% of replicas lost",
+    )
+    assert row.priority == "P1"  # >= 25 % of a service's capacity

@@ -298,3 +298,42 @@ def test_a_band_query_timing_out_skips_the_other_band_queries_of_that_chart() ->
     series = PromQLSeriesSource("http://p", FakeClock(), client=client).series_for(gpu_notification())
     assert len(series) == 3 and all(s.lower is None and s.upper is None for s in series)
     assert len(asked) == 2  # the series, then one band query: not six
+
+
+@pytest.mark.parametrize("whole", [True, False], ids=["g+i", "instances only"])
+def test_a_mig_gpus_chart_draws_one_line_of_a_device_level_metric_not_one_per_instance(whole: bool) -> None:
+    gpu = {"__name__": "DCGM_FI_DEV_GPU_TEMP", "Hostname": "n0701", "gpu": "3", "UUID": "GPU-abc"}
+    instances = [
+        {**gpu, "GPU_I_ID": str(i), "GPU_I_PROFILE": "1g.10gb", "namespace": "ml", "pod": f"llm-{i}"}
+        for i in range(7)
+    ]
+    points = [(0.0, 60.0), (30.0, 90.0)]
+    rows = ([(gpu, points)] if whole else []) + [(lab, points) for lab in instances]
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        if "yhat" in request.url.params["query"]:
+            return httpx.Response(200, json=_matrix_body())
+        return httpx.Response(200, json=_matrix_body(*rows))
+
+    client = httpx.Client(transport=httpx.MockTransport(prometheus))
+    series = PromQLSeriesSource("http://p", FakeClock(), client=client).series_for(gpu_notification())
+    assert [s.name for s in series] == ["DCGM_FI_DEV_GPU_TEMP{Hostname=n0701,UUID=GPU-abc,gpu=3}"]
+    assert series[0].values == (60.0, 90.0)
+
+
+def test_a_mig_gpus_memory_chart_keeps_each_instances_own_line() -> None:
+    gpu = {"__name__": "DCGM_FI_DEV_FB_USED", "Hostname": "n0701", "gpu": "3"}
+    rows = [(gpu, [(0.0, 9000.0)])] + [({**gpu, "GPU_I_ID": str(i)}, [(0.0, 1000.0 * i)]) for i in (1, 2)]
+
+    def prometheus(request: httpx.Request) -> httpx.Response:
+        if "yhat" in request.url.params["query"]:
+            return httpx.Response(200, json=_matrix_body())
+        return httpx.Response(200, json=_matrix_body(*rows))
+
+    client = httpx.Client(transport=httpx.MockTransport(prometheus))
+    source = PromQLSeriesSource("http://p", FakeClock(), client=client)
+    assert [s.values for s in source.series_for(gpu_notification(FaultKind.MEMORY_LEAK))] == [
+        (9000.0,),
+        (1000.0,),
+        (2000.0,),
+    ]
