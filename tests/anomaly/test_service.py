@@ -561,20 +561,22 @@ def busy_gpus(rng):
     return list(zip(GPUS, (80 + rng.normal(0, 2, len(GPUS))).tolist(), strict=True))
 
 
-def run_wild_utilisation(data_range, ticks, fault_at=None):
-    """Eight GPUs' utilisation (``data_range`` on its query) for 60 ticks, then one tick of ``WILD`` on GPU 3,
-    then ``ticks`` normal ticks, GPU 3 at 20 % from ``fault_at`` on; the adaptive alerts (tick, raised)."""
+def run_wild_utilisation(data_range, ticks, fault_at=None, wild_ticks=1):
+    """Eight GPUs' utilisation (``data_range`` on its query) for 60 ticks, then ``wild_ticks`` of ``WILD`` on
+    GPU 3 (from tick 0), then normal ticks up to tick ``ticks``, GPU 3 at 20 % from ``fault_at`` on; the
+    adaptive alerts raised and resolved, with their tick."""
     rng = np.random.default_rng(0)
     query = {"name": UTIL, "expr": UTIL, "data_range": data_range}
     clock, col, service = setup(queries=[query], adaptive_metrics=[UTIL])
     for _ in range(60):
         col.set(UTIL, busy_gpus(rng))
         assert tick(clock, service).raised == []
-    col.set(UTIL, [(g, WILD if g["gpu"] == "3" else v) for g, v in busy_gpus(rng)])
-    events = [(0, a) for a in tick(clock, service).raised]
-    for t in range(1, ticks + 1):
+    events = []
+    for t in range(ticks + 1):
         vals = busy_gpus(rng)
-        if fault_at is not None and t >= fault_at:
+        if t < wild_ticks:
+            vals[3] = (GPUS[3], WILD)
+        elif fault_at is not None and t >= fault_at:
             vals[3] = (GPUS[3], 20 + rng.normal(0, 2))
         col.set(UTIL, vals)
         result = tick(clock, service)
@@ -596,6 +598,16 @@ def test_a_real_fault_after_an_out_of_range_sample_raises_its_own_alert_quickly(
         (AlertStatus.FIRING, "3", "down")
     ]
     assert 20 <= events[0][0] < 20 + service.cfg.pending_ticks + 1
+
+
+def test_an_alert_on_out_of_range_values_resolves_its_quiet_ticks_after_they_end():
+    cfg = AnomalyConfig()
+    _, events = run_wild_utilisation([0, 100], ticks=2 * alert_ticks(), wild_ticks=cfg.pending_ticks)
+    raised_at = cfg.pending_ticks - 1  # the last out-of-range tick
+    assert [(t, a.status, a.labels["deviation"]) for t, a in events] == [
+        (raised_at, AlertStatus.FIRING, "up"),
+        (raised_at + cfg.thresholds.resolve_after, AlertStatus.RESOLVED, "up"),
+    ]  # main resolved it ~170 ticks later
 
 
 def test_without_a_data_range_a_wild_sample_is_a_sample_and_holds_the_alert_open():
