@@ -84,7 +84,7 @@ class AdaptiveDetector:
         for step in view.steps:
             if not self.scores(step.query):
                 continue
-            scores = self.model_for(step.query).update(step.ids, step.value, step.at)
+            scores = self.model_for(step.query).update(step.ids, step.value, step.at, step.outside)
             if view.latest.get(step.query) is not step:
                 continue
             rows = np.flatnonzero(np.isfinite(step.value) & np.isfinite(step.at))

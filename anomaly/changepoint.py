@@ -20,7 +20,7 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import View
-from anomaly.steps import SeriesArrays
+from anomaly.steps import SeriesArrays, unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
@@ -108,9 +108,11 @@ class LevelShiftDetector(SeriesArrays):
             judged = _Judged.empty(
                 step.value, np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan)
             )
-            judged.score[rows], judged.yhat[rows], judged.lower[rows], judged.upper[rows] = self.judge(
-                step.ids[rows], step.value[rows]
-            )
+            wild = step.ids[step.outside] if step.outside is not None else step.ids[:0]
+            with unlearned([getattr(self, name) for name, _ in self.FIELDS], wild):
+                judged.score[rows], judged.yhat[rows], judged.lower[rows], judged.upper[rows] = self.judge(
+                    step.ids[rows], step.value[rows]
+                )
             best[step.query] = judged.newest_or_higher(best.get(step.query))
         out = []
         for query, judged in best.items():

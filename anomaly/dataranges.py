@@ -9,6 +9,11 @@ vmanomaly) does two things to the findings of every detector that writes a band 
   ``anomaly_score_outside_data_range``): a negative utilisation is a broken query, recording rule or
   exporter, whatever the learned band says.
 
+Such a value also teaches no detector anything (``build_view`` marks it in ``Step.outside``; each learned
+detector scores it, then undoes what it learned, as for a gap): learned, one utilisation of 808334905 held a
+GPU's adaptive alert open for 85 minutes through the fast error (issue 4). A query without a range has no such
+guard: its wild values are samples.
+
 Decisions stay consistent with the band: an in-range value was outside the clipped band exactly when it
 was outside the model's own band (clipping only moves an edge that no in-range value can pass), and an
 out-of-range value is outside the clipped band and scores above 1. The one difference from vmanomaly: a

@@ -32,7 +32,8 @@ import numpy as np
 
 from anomaly.detectors import Findings
 from anomaly.series import Step, View
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.steps import unlearned
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
 logger = logging.getLogger(__name__)
@@ -175,7 +176,7 @@ class FleetDetector:
             rows = np.fromiter((where.get(_gpu_identity(lab), -1) for lab in step.labels), np.int64)
             cached = self._align_cache[step.query] = (step.ids, load.ids, rows)
         rows = cached[2]
-        return np.where(rows >= 0, load.value[np.maximum(rows, 0)], np.nan)
+        return np.where(rows >= 0, load.learnable[np.maximum(rows, 0)], np.nan)
 
     def _floor(self, query: str) -> float:
         floor = self._floors.get(query)
@@ -188,7 +189,7 @@ class FleetDetector:
         """Each series' robust z-score within its peer group (NaN where the group is too small); with
         ``load``, of its deviation net of what its load deviation explains (see the module docstring)."""
         group = self._groups(step)
-        x = step.value
+        x = step.value  # an out-of-range value is scored against its peers; the state it teaches is undone
         z = np.full(x.size, np.nan)
         ok = np.flatnonzero(np.isfinite(x) & (group >= 0))
         order = ok[np.lexsort((x[ok], group[ok]))]
@@ -267,6 +268,23 @@ class FleetDetector:
             why,
         )
 
+    def _smooth(self, ids: IntArray, z: FloatArray) -> tuple[FloatArray, BoolArray]:
+        """Each series' smoothed z after this step, and whether it is latched (past k, not below k_exit)."""
+        ok = np.isfinite(z)
+        prev = np.where(self.fresh[ids], z, self.smooth[ids])
+        smooth = np.where(ok, prev + self.alpha * (z - prev), 0.0)
+        self.smooth[ids] = smooth
+        self.fresh[ids] = ~ok
+        # Hysteresis: enter at k, stay in until |z| drops below k_exit.
+        size = np.abs(smooth)
+        # Only a series above k for enter_ticks ticks in a row latches: a one- or two-tick touch of k
+        # must stay the transient the service's pending_ticks ignores, not a raise held up by k_exit.
+        above = np.where(size > self.k, self.above[ids] + 1, 0)
+        self.above[ids] = above
+        latched: BoolArray = np.where(self.latched[ids], size >= self.k_exit, above >= self.enter_ticks)
+        self.latched[ids] = latched
+        return smooth, latched
+
     def detect(self, view: View) -> list[Findings]:
         """Score the newest step of each configured query."""
         out = []
@@ -279,26 +297,16 @@ class FleetDetector:
             ids = step.ids
             if ids.size:
                 self._grow(int(ids.max()) + 1)
-            ok = np.isfinite(z)
-            prev = np.where(self.fresh[ids], z, self.smooth[ids])
-            smooth = np.where(ok, prev + self.alpha * (z - prev), 0.0)
-            self.smooth[ids] = smooth
-            self.fresh[ids] = ~ok
-            # Hysteresis: enter at k, stay in until |z| drops below k_exit.
-            size = np.abs(smooth)
-            # Only a series above k for enter_ticks ticks in a row latches: a one- or two-tick touch of k
-            # must stay the transient the service's pending_ticks ignores, not a raise held up by k_exit.
-            above = np.where(size > self.k, self.above[ids] + 1, 0)
-            self.above[ids] = above
-            latched = np.where(self.latched[ids], size >= self.k_exit, above >= self.enter_ticks)
-            self.latched[ids] = latched
+            wild = ids[step.outside] if step.outside is not None else ids[:0]
+            with unlearned([self.smooth, self.fresh, self.latched, self.above], wild):
+                smooth, latched = self._smooth(ids, z)
             out.append(
                 Findings(
                     detector=self.name,
                     query=query,
                     labels=step.labels,
                     ids=ids,
-                    score=size / np.where(latched, self.k_exit, self.k),
+                    score=np.abs(smooth) / np.where(latched, self.k_exit, self.k),
                     value=step.value,
                     action=RecommendedAction.INVESTIGATE,
                     summary=f"{query} differs from its peers",

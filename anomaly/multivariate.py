@@ -66,8 +66,9 @@ class MultivariateDetector:
         self._key_cache[step.query] = (step.ids, keys)
         return keys
 
-    def matrix(self, view: View) -> tuple[list[Mapping[str, str]], FloatArray]:
-        """GPUs that report every feature, and their feature matrix (rows in key order)."""
+    def matrix(self, view: View, learnable: bool = False) -> tuple[list[Mapping[str, str]], FloatArray]:
+        """GPUs that report every feature, and their feature matrix (rows in key order); ``learnable``: of
+        the values detectors learn from (a GPU with a value outside its query's data range left out)."""
         steps = [view.latest.get(q) for q in self.queries]
         present = [s for s in steps if s is not None]
         if len(present) < len(steps) or not present:
@@ -75,16 +76,16 @@ class MultivariateDetector:
         keys = self._keys(present[0])
         if all(self._keys(s) == keys for s in present[1:]):
             # The usual case: every query lists the same GPUs in the same order; no per-GPU Python work.
-            x = np.column_stack([s.value for s in present])
+            x = np.column_stack([s.learnable if learnable else s.value for s in present])
             ok = np.isfinite(x).all(axis=1) & np.array([k is not None for k in keys], np.bool_)
             rows = np.flatnonzero(ok)
             order = rows[np.argsort(np.array([keys[i] for i in rows.tolist()], dtype=object), kind="stable")]
             if len({keys[i] for i in order.tolist()}) == order.size:
                 labels = present[0].labels
                 return [labels[i] for i in order.tolist()], x[order]
-        return self._matrix_by_key(view)
+        return self._matrix_by_key(view, learnable)
 
-    def _matrix_by_key(self, view: View) -> tuple[list[Mapping[str, str]], FloatArray]:
+    def _matrix_by_key(self, view: View, learnable: bool) -> tuple[list[Mapping[str, str]], FloatArray]:
         columns: list[dict[str, float]] = []
         labels_by_key: dict[str, Mapping[str, str]] = {}
         for query in self.queries:
@@ -92,7 +93,8 @@ class MultivariateDetector:
             if step is None:
                 return [], np.zeros((0, len(self.queries)))
             col = {}
-            for lab, key, value in zip(step.labels, self._keys(step), step.value.tolist(), strict=True):
+            values = step.learnable if learnable else step.value
+            for lab, key, value in zip(step.labels, self._keys(step), values.tolist(), strict=True):
                 if key is not None and np.isfinite(value):
                     col[key] = value
                     labels_by_key.setdefault(key, lab)
@@ -136,7 +138,9 @@ class MultivariateDetector:
         labels, x = self.matrix(view)
         if not labels:
             return []
-        self._rows.append(x)
+        steps = [view.latest.get(q) for q in self.queries]
+        wild = any(s is not None and s.outside is not None for s in steps)
+        self._rows.append(self.matrix(view, learnable=True)[1] if wild else x)  # the next fit's history
         if sum(r.shape[0] for r in self._rows) > 2 * self.history:
             self._rows = [np.vstack(self._rows)[-self.history :]]
         if self._model is None:

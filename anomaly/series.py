@@ -15,7 +15,7 @@ import numpy as np
 
 from anomaly.sentinels import blank_not_available
 from anomaly.sources import Frame, SeriesKind
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 SeriesKey = tuple[str, tuple[tuple[str, str], ...]]
 
@@ -199,6 +199,16 @@ class Step:
     value: FloatArray
     increase: FloatArray
     kind: SeriesKind
+    outside: BoolArray | None = None
+    """Rows whose ``value`` is outside the query's ``data_range``: scored, never learned (a gap to every
+    detector's state); None when no row is."""
+
+    @property
+    def learnable(self) -> FloatArray:
+        """``value`` with the rows outside the query's data range read as gaps (NaN): what detectors learn."""
+        if self.outside is None:
+            return self.value
+        return np.where(self.outside, np.nan, self.value)
 
 
 @dataclass(slots=True)
@@ -213,9 +223,15 @@ class View:
     """Per query, the samples read as an NVML/DCGM not-available value and turned into gaps."""
 
 
-def build_view(frames: Sequence[Frame], index: SeriesIndex, counters: CounterRates, now: float) -> View:
-    """Assign ids, read not-available values as gaps, turn counters into increases and rates, and order the
-    steps in time."""
+def build_view(
+    frames: Sequence[Frame],
+    index: SeriesIndex,
+    counters: CounterRates,
+    now: float,
+    ranges: Mapping[str, tuple[float, float]] | None = None,
+) -> View:
+    """Assign ids, read not-available values as gaps, turn counters into increases and rates, mark the values
+    outside their query's ``ranges`` (``data_range``), and order the steps in time."""
     view = View(time=now)
     for frame in frames:
         if not frame.labels:
@@ -224,14 +240,23 @@ def build_view(frames: Sequence[Frame], index: SeriesIndex, counters: CounterRat
         values, blanked = blank_not_available(frame.values)
         if blanked:
             view.not_available[frame.query] = view.not_available.get(frame.query, 0) + blanked
+        bounds = ranges.get(frame.query) if ranges else None
         for j, at in enumerate(frame.timestamps.tolist()):
             raw = values[:, j]
             if frame.kind == "counter":
                 increase, value = counters.update(ids, raw, at)
             else:
                 increase, value = np.full(raw.shape, np.nan), raw
-            step = Step(frame.query, at, ids, frame.labels, raw, value, increase, frame.kind)
+            outside = _outside(value, bounds) if bounds is not None else None
+            step = Step(frame.query, at, ids, frame.labels, raw, value, increase, frame.kind, outside)
             view.steps.append(step)
             view.latest[frame.query] = step
     view.steps.sort(key=lambda s: s.at)
     return view
+
+
+def _outside(value: FloatArray, bounds: tuple[float, float]) -> BoolArray | None:
+    """Which values are outside ``[low, high]`` (NaN is a gap, not outside); None when none is."""
+    with np.errstate(invalid="ignore"):
+        outside: BoolArray = (value < bounds[0]) | (value > bounds[1])
+    return outside if outside.any() else None

@@ -167,7 +167,7 @@ class AnomalyService:
             for frame in got:
                 self._query_source[frame.query] = source.name
             frames.extend(self._per_gpu(f) for f in got)
-        view = build_view(frames, self.index, self.counters, until)
+        view = build_view(frames, self.index, self.counters, until, self.data_ranges.ranges)
         self._count_not_available(view)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
         self.evidence.reset(view.forgotten)
@@ -281,7 +281,7 @@ class AnomalyService:
                 if mask.any():
                     chunk.append(Frame(f.query, f.labels, f.timestamps[mask], f.values[:, mask], f.kind))
             lower = end
-            view = build_view(chunk, self.index, self.counters, end)
+            view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
             self._count_not_available(view)
             view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
             self.evidence.reset(view.forgotten)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 import numpy.typing as npt
@@ -78,3 +80,19 @@ class SeriesArrays:
         """Forget series."""
         for name, fill in self.FIELDS:
             getattr(self, name)[ids] = fill
+
+
+@contextmanager
+def unlearned(arrays: Sequence[npt.NDArray[Any]], ids: IntArray) -> Iterator[None]:
+    """Put rows ``ids`` of the state ``arrays`` back as they were before the block: whatever the block scores,
+    it teaches those series nothing (a value outside its query's data range). The block must not grow the
+    arrays."""
+    if not ids.size:
+        yield
+        return
+    saved = [a[ids].copy() for a in arrays]
+    try:
+        yield
+    finally:
+        for a, rows in zip(arrays, saved, strict=True):
+            a[ids] = rows

@@ -19,6 +19,7 @@ import numpy as np
 from anomaly.detectors import Findings
 from anomaly.needs import POWER, TEMP
 from anomaly.series import Step, View
+from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
@@ -101,7 +102,8 @@ class ThermalDetector:
         ids = temp.ids[rows]
         if ids.size:
             self._grow(int(ids.max()) + 1)
-        score = self._update(ids, t, p, temp.at)
+        with unlearned([getattr(self, name) for name in _FIELDS], _wild(temp, power, rows_t, rows_p, ok)):
+            score = self._update(ids, t, p, temp.at)
         full = np.zeros(len(temp.labels))
         full[rows] = score
         return [
@@ -146,6 +148,19 @@ class ThermalDetector:
         self.last[ids] = at
         self.n[ids] = n + 1
         return score
+
+
+def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray, ok: IntArray) -> IntArray:
+    """The ids of the scored pairs (``ok`` of ``temp``'s ``rows_t`` and ``power``'s ``rows_p``) whose
+    temperature or power is outside its query's data range."""
+    if temp.outside is None and power.outside is None:
+        return temp.ids[:0]
+    wild = np.zeros(rows_t.size, np.bool_)
+    if temp.outside is not None:
+        wild |= temp.outside[rows_t]
+    if power.outside is not None:
+        wild |= power.outside[rows_p]
+    return temp.ids[rows_t[ok][wild[ok]]]
 
 
 def _same(a: IntArray, b: IntArray) -> bool:

@@ -28,6 +28,7 @@ from typing import Any, Literal
 import numpy as np
 import numpy.typing as npt
 
+from anomaly.steps import unlearned
 from gpuwarden.config_anomaly import AnomalyThresholdConfig
 
 FloatArray = npt.NDArray[np.float64]
@@ -138,6 +139,10 @@ class AdaptiveThresholds:
 
     def state_bytes_per_series(self) -> float:
         """Bytes of state one series costs."""
+        return sum(a.nbytes for a in self._arrays()) / self._cap
+
+    def _arrays(self) -> list[npt.NDArray[np.generic]]:
+        """Every per-series state array."""
         arrays: list[npt.NDArray[np.generic]] = [
             self.count,
             self.level,
@@ -148,7 +153,7 @@ class AdaptiveThresholds:
         arrays += [self.day, self.week, self.last_seen, self.fast_dev, self.tail]
         if self.shift is not None:
             arrays += self.shift.arrays()
-        return sum(a.nbytes for a in arrays) / self._cap
+        return arrays
 
     def _grow(self, needed: int) -> None:
         if needed <= self._cap:
@@ -192,19 +197,32 @@ class AdaptiveThresholds:
         if self.shift is not None:
             self.shift.run[ids] = 0
 
-    def update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
+    def update(
+        self,
+        ids: IntArray,
+        values: FloatArray,
+        timestamps: FloatArray | float,
+        unlearnt: BoolArray | None = None,
+    ) -> ThresholdScores:
         """Score ``values`` (one per id, ids unique) against the baselines, then learn from them.
 
-        Non-finite values (NaN from a gap, inf) are skipped: they neither score nor teach.
+        Non-finite values (NaN from a gap, inf) are skipped: they neither score nor teach. The values
+        ``unlearnt`` marks (outside their query's data range) are scored but teach nothing, as a gap.
         """
-        p = self.params
         ids = np.asarray(ids, dtype=np.int64)
+        if ids.size and int(ids.max()) >= self._cap:
+            self._grow(int(ids.max()) + 1)
+        if unlearnt is None or not unlearnt.any():
+            return self._update(ids, values, timestamps)
+        with unlearned(self._arrays(), ids[unlearnt]):
+            return self._update(ids, values, timestamps)
+
+    def _update(self, ids: IntArray, values: FloatArray, timestamps: FloatArray | float) -> ThresholdScores:
+        p = self.params
         values = np.asarray(values, dtype=np.float64)
         timestamps = np.asarray(timestamps, dtype=np.float64)
         if timestamps.shape != values.shape:  # one time for every value
             timestamps = np.broadcast_to(timestamps, values.shape)
-        if ids.size and int(ids.max()) >= self._cap:
-            self._grow(int(ids.max()) + 1)
         ok = np.isfinite(values) & np.isfinite(timestamps)
         if not ok.all():
             ids, values, timestamps = ids[ok], values[ok], timestamps[ok]

@@ -1,10 +1,20 @@
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
+import pytest
 from prometheus_client import CollectorRegistry
 
+from anomaly.adaptive import AdaptiveDetector
+from anomaly.changepoint import LevelShiftDetector
+from anomaly.detectors import Detector, Findings
+from anomaly.fleet import FleetDetector
+from anomaly.multivariate import MultivariateDetector
+from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService
-from anomaly.sources import CollectorSource
+from anomaly.sources import CollectorSource, Frame
+from anomaly.thermal import ThermalDetector
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 from tests.anomaly.fakes import TableCollector
@@ -100,3 +110,69 @@ def test_the_level_shift_band_of_a_step_time_query_is_written_back_and_clipped_t
     assert lower == 0.0  # the CUSUM band reaches 13 noise widths below 0.2 s: clipped
     assert yhat is not None and upper is not None and 0.0 < yhat < upper
     assert score is not None and score <= 1.0
+
+
+# A value outside its query's data range is scored but teaches no detector anything: each learned state is as
+# if the sample had been a gap (issue 4: 808,334,905 for a utilisation kept an alert open ~1.5 h).
+WILD = 808334905.0
+POWER = "DCGM_FI_DEV_POWER_USAGE"
+TEMP = "DCGM_FI_DEV_GPU_TEMP"
+JOB = [{"gpu": str(i), "UUID": f"GPU-{i}", "Hostname": "n1", "slurm_job": "7"} for i in range(8)]
+BOUNDED = {UTIL: (0.0, 100.0), STEP: (0.0, 3600.0), TEMP: (0.0, 150.0), POWER: (0.0, 5000.0)}
+
+
+def detectors() -> dict[str, tuple[Callable[[], Detector], tuple[str, ...]]]:
+    """Each learned detector, made fresh, and the queries it reads (the out-of-range value is the last's)."""
+    return {
+        "adaptive": (lambda: AdaptiveDetector(AnomalyConfig(adaptive_metrics=[UTIL])), (UTIL,)),
+        "level_shift": (lambda: LevelShiftDetector([STEP]), (STEP,)),
+        "thermal temperature": (ThermalDetector, (POWER, TEMP)),
+        "thermal power": (ThermalDetector, (TEMP, POWER)),
+        "multivariate": (lambda: MultivariateDetector([TEMP, UTIL]), (TEMP, UTIL)),
+        "fleet load": (
+            lambda: FleetDetector([POWER], peer_labels=(), load_query=UTIL, load_adjusted=[POWER]),
+            (POWER, UTIL),
+        ),
+    }
+
+
+def feed(detector: Detector, queries: tuple[str, ...], wild: float, ticks: int = 100) -> list[Findings]:
+    """``ticks`` ticks of eight GPUs' values; at tick 70 GPU 3's last query reads ``wild``. Fitted at tick 80;
+    the findings of the ticks from 70 on."""
+    rng = np.random.default_rng(6)
+    index, counters = SeriesIndex(), CounterRates()
+    out: list[Findings] = []
+    for t in range(ticks):
+        frames = []
+        for k, query in enumerate(queries):
+            values = 40.0 + 10 * k + rng.normal(0, 2, len(JOB))
+            if t == 70 and k == len(queries) - 1:
+                values[3] = wild
+            frames.append(Frame(query, JOB, np.array([30.0 * t]), values[:, None]))
+        view = build_view(frames, index, counters, 30.0 * t, BOUNDED)
+        found = detector.detect(view)
+        if t == 80:
+            detector.fit(view)
+        if t >= 70:
+            out += found
+    return out
+
+
+@pytest.mark.parametrize("name", list(detectors()))
+def test_an_out_of_range_value_teaches_a_learned_detector_what_a_gap_teaches(name: str) -> None:
+    make, queries = detectors()[name]
+    wild, gap = feed(make(), queries, WILD), feed(make(), queries, np.nan)
+    assert len(wild) == len(gap) > 0
+    for after_wild, after_gap in list(zip(wild, gap, strict=True))[len(wild) // 30 :]:  # from tick 71 on
+        np.testing.assert_array_equal(after_wild.score, after_gap.score)
+
+
+def test_an_out_of_range_value_is_scored_against_its_peers_but_leaves_its_smoothed_peer_score_as_it_was() -> (
+    None
+):
+    fleet, twin = FleetDetector([UTIL], peer_labels=()), FleetDetector([UTIL], peer_labels=())
+    (found,) = feed(fleet, (UTIL,), WILD, ticks=71)  # tick 70, the out-of-range one
+    assert feed(twin, (UTIL,), WILD, ticks=70) == []  # the same ticks but that one
+    assert found.score[3] > 1 and found.score[np.arange(8) != 3].max() <= 1
+    for state in ("smooth", "fresh", "latched", "above"):
+        assert getattr(fleet, state)[3] == getattr(twin, state)[3], state
