@@ -19,6 +19,11 @@ series that returns later than that with its old count raises that count again i
 meanwhile; a GPU unread that long is met anew and its values are history. ``expire`` names the GPUs it
 forgot, so that a rule's own per-GPU state (when a counter was read, the links seen active) goes with them:
 GPUs replaced or gone over months of fleet churn leave nothing behind.
+
+A counter that jumps by more than ``increase(most=...)`` in one read is held for one read: counters only
+grow, so a real jump is still there at the next read and counts then, whole; a garbage reading (dcgm-exporter
+has served 808334905 for a field) is gone by then and counts nothing, nor does its fall back, which would
+otherwise read as a reset and count the counter's whole value once more.
 """
 
 from __future__ import annotations
@@ -63,6 +68,7 @@ class GpuValueLedger:
         self.last = np.full(1024, np.nan)  # the last finite value of a key
         self.seen = np.full(1024, np.nan)  # when a key was last read
         self.since = np.full(1024, np.nan)  # when a key was first read
+        self.held = np.full(1024, np.nan)  # a jump too large to believe at once, until the next read
         self._key_of_id = np.full(1024, -1, np.int64)  # series id -> its key
         self._gpu_of_id = np.full(1024, -1, np.int64)  # series id -> its GPU's own key
 
@@ -91,7 +97,7 @@ class GpuValueLedger:
                 self._free.append(k)
                 if name[0] == _SEEN:
                     gone.add(name[1])
-        self.last[stale] = self.seen[stale] = self.since[stale] = np.nan
+        self.last[stale] = self.seen[stale] = self.since[stale] = self.held[stale] = np.nan
         drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
         self._key_of_id[drop] = -1
         self._gpu_of_id[drop] = -1
@@ -130,11 +136,14 @@ class GpuValueLedger:
         self.seen[gpus] = now
         return rows, values, prev
 
-    def increase(self, view: View, step: Step, *, count_new: bool = False) -> FloatArray:
+    def increase(
+        self, view: View, step: Step, *, count_new: bool = False, most: float = np.inf
+    ) -> FloatArray:
         """A counter's increase per row over every step of its read this tick (NaN: nothing to compare).
 
         A query whose step is shorter than the tick, or the catch-up read after a source outage, has several
         steps: an error in any of them counts. A value below the last one is a reset: it is the increase.
+        An increase above ``most`` in one step is held until the next step (see the module text).
         """
         total = np.full(len(step.ids), np.nan)
         for s in view.steps:
@@ -142,9 +151,26 @@ class GpuValueLedger:
                 continue
             rows, values, prev = self.update(s, view.time, count_new=count_new)
             inc = np.where(values < prev, values, values - prev)
+            if most < np.inf and rows.size:
+                inc = self._hold(self._key_of_id[s.ids[rows]], values, prev, inc, most)
             before = total[rows]
             total[rows] = np.where(np.isnan(before), inc, before + np.nan_to_num(inc))
         return total
+
+    def _hold(
+        self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray, most: float
+    ) -> FloatArray:
+        """``inc`` with jumps above ``most`` held: a jump counts nothing now and its key keeps its value
+        from before it; a key held at the last read counts from there when its counter stayed up (a real
+        jump, now whole), else as if that read had not been (a glitch, gone)."""
+        held = self.held[keys]
+        stayed = values >= held  # False where nothing was held (NaN)
+        jump = (inc > most) & ~stayed
+        self.held[keys] = np.where(jump, values, np.nan)
+        if not jump.any():
+            return inc
+        self.last[keys[jump]] = prev[jump]
+        return np.where(jump, 0.0, inc)
 
     def _map(self, step: Step, now: float) -> tuple[IntArray, IntArray]:
         """The key and GPU key of every row; only series new to the ledger cost a label lookup."""
@@ -175,6 +201,7 @@ class GpuValueLedger:
             self.last = _grown(self.last, k + 1, np.nan)
             self.seen = _grown(self.seen, k + 1, np.nan)
             self.since = _grown(self.since, k + 1, np.nan)
+            self.held = _grown(self.held, k + 1, np.nan)
         self._index[name] = k
         self.since[k] = self.seen[k] = now
         return k

@@ -67,6 +67,10 @@ SBE_STORM_RATE = 1.0
 SLOWDOWN_BITS = {0x8: "hw_slowdown", 0x20: "sw_thermal", 0x40: "hw_thermal", 0x80: "hw_power_brake"}
 THERMAL_BITS, POWER_BRAKE_BIT = 0x20 | 0x40, 0x80
 FIRED = 2.0
+# More errors of one kind in one read than a GPU makes (a DBE or an XID ends the work on it; an SBE storm is
+# a hundred or so): believed only if the next read still has them, as a counter would. A garbage reading
+# (dcgm-exporter has served 808334905) is gone by then; a real jump this large is told one read later.
+IMPLAUSIBLE_JUMP = 1e6
 
 
 def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
@@ -186,7 +190,7 @@ class SignatureDetector:
         if step is None:
             return []
         # An XID series is created by its first event: on a GPU already known, a new series counts from zero.
-        increase = self._values.increase(view, step, count_new=True)
+        increase = self._values.increase(view, step, count_new=True, most=IMPLAUSIBLE_JUMP)
         rows = np.flatnonzero(increase > 0).tolist()
         if not rows:
             return []
@@ -225,7 +229,7 @@ class SignatureDetector:
         step = _find(view, DBE)
         if step is None:
             return []
-        fired = np.where(self._values.increase(view, step) > 0, FIRED, 0.0)
+        fired = np.where(self._values.increase(view, step, most=IMPLAUSIBLE_JUMP) > 0, FIRED, 0.0)
         return [
             self._immediate(
                 step, fired, RecommendedAction.DRAIN_AND_RESET, "double-bit ECC error", "GpuDoubleBitEcc"
@@ -239,7 +243,9 @@ class SignatureDetector:
         step = _find(view, SBE)
         if step is None:
             return []
-        increase = self._values.increase(view, step)  # NaN at a GPU's first read: history, not a storm
+        increase = self._values.increase(
+            view, step, most=IMPLAUSIBLE_JUMP
+        )  # NaN at a GPU's first read: history, not a storm
         keys = [gpu_key(labels) for labels in step.labels]
         elapsed = np.array([view.time - self._sbe_read.get(key, math.nan) for key in keys])
         for key, value in zip(keys, step.raw.tolist(), strict=True):
@@ -314,7 +320,7 @@ class SignatureDetector:
             step = _find(view, name)
             if step is None:
                 continue
-            increase = self._values.increase(view, step)
+            increase = self._values.increase(view, step, most=IMPLAUSIBLE_JUMP)
             inc = np.where(np.isfinite(increase), increase, 0.0)
             # A recovery error is a link going down and retraining: one is already worth a look.
             score = FIRED * inc if name == NVLINK_RECOVERY else inc / self.nvlink_burst

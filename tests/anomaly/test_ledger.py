@@ -70,3 +70,22 @@ def test_a_series_id_freed_by_the_index_and_reused_maps_to_its_new_series():
     # GPU-b's first XID series gets the freed id: it counts from zero, not from GPU-a's 5.
     assert reads.read(2000.0, [(B, 7.0)], [A, B]) == [7.0]
     assert reads.index.ids_for(XID, [{**B, "xid": "79"}], 2000.0).tolist() == freed.tolist()
+
+
+def test_a_jump_held_for_one_read_counts_whole_when_the_counter_stayed_up_and_nothing_when_it_fell_back():
+    index, rates, ledger = SeriesIndex(), CounterRates(), GpuValueLedger()
+
+    def increase(t: float, value: float) -> float:
+        view = build_view(
+            [Frame(XID, [{**A, "xid": "48"}], np.array([t]), np.array([[value]]))], index, rates, t
+        )
+        return float(ledger.increase(view, view.latest[XID], most=100.0)[0])
+
+    assert np.isnan(increase(0.0, 5.0))  # history
+    assert increase(30.0, 7.0) == 2.0  # within the bound: counted at once
+    assert increase(60.0, 5000.0) == 0.0  # held
+    assert increase(90.0, 7.0) == 0.0  # it fell back: a glitch, and no reset either
+    assert increase(120.0, 5000.0) == 0.0  # held again
+    assert increase(150.0, 5003.0) == 4996.0  # it stayed up: the whole jump, from before it
+    assert increase(180.0, 5003.0) == 0.0
+    assert increase(210.0, 1.0) == 1.0  # a real reset still counts from zero

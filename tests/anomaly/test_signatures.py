@@ -158,6 +158,43 @@ def test_a_gpu_reset_zeroing_a_counter_raises_nothing_and_the_next_error_after_i
     assert len(fired(feed.tick((query, labels, [1], "counter")))) == 1
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "gpuwarden_xid_errors_total",
+    ],
+    ids=["dbe", "nvlink-recovery", "sbe", "xid"],
+)
+@pytest.mark.parametrize("before", [0.0, 2.0])
+def test_one_garbage_reading_of_an_error_counter_raises_nothing_and_its_fall_back_is_no_reset(query, before):
+    # dcgm-exporter has served 808334905 for a field: read at face value it was a double-bit ECC error on a
+    # healthy GPU (drain and reset), and its fall back to 2 a reset counting 2 errors more.
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    feed.tick((query, labels, [before], "counter"))
+    assert fired(feed.tick((query, labels, [before], "counter"))) == []
+    assert fired(feed.tick((query, labels, [808334905.0], "counter"))) == []
+    assert fired(feed.tick((query, labels, [before], "counter"))) == []
+    assert fired(feed.tick((query, labels, [before], "counter"))) == []
+    # The counter still counts: the next real error (a storm, for single-bit ones) raises at once.
+    more = 1000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
+    assert len(fired(feed.tick((query, labels, [before + more], "counter")))) == 1
+
+
+def test_a_real_jump_too_large_to_believe_at_once_raises_at_the_next_read_while_a_small_one_raises_now():
+    feed = Feed()
+    q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    feed.tick((q, [GPU], [3], "counter"))
+    assert fired(feed.tick((q, [GPU], [3], "counter"))) == []
+    assert fired(feed.tick((q, [GPU], [3e6], "counter"))) == []  # held: a counter keeps what it counted
+    assert len(fired(feed.tick((q, [GPU], [3e6], "counter")))) == 1
+    assert fired(feed.tick((q, [GPU], [3e6], "counter"))) == []
+    assert len(fired(feed.tick((q, [GPU], [3e6 + 1], "counter")))) == 1
+
+
 def test_an_error_inside_a_read_of_several_steps_raises_even_when_the_last_step_shows_no_change():
     # A query with a step shorter than the tick, or the catch-up read after a Prometheus outage: the reset
     # and the error after it sit in the middle of the read, and the newest step adds nothing.
