@@ -159,7 +159,7 @@ class IncidentMerging:
         batch.event(
             inc.id,
             "merged",
-            f"absorbed {other.id}{what} ({len(other.members)} alerts)",
+            f"absorbed {other.id}{what} ({len(other.members)} alert{'' if len(other.members) == 1 else 's'})",
             {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
         inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
