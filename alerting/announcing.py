@@ -168,6 +168,7 @@ class IncidentAnnouncing:
                 _repeat(incident.timeline, told),
                 merging=telling.merging,
                 also=telling.also,
+                folded=telling.folded,
             )
             self._call_listeners(change)
 

@@ -86,7 +86,7 @@ class IncidentEngine(
         self.store = IncidentStore(engine)
         self._sessions = sessionmaker(engine, expire_on_commit=False)
         # Each transaction stores its changes, deleted once told (``alerting.handoff``).
-        record_on_commit(self._sessions, lambda: bool(self._listeners))
+        record_on_commit(self._sessions, lambda: bool(self._listeners), self.config.fold_repeats_seconds)
         self._untold = self._telling_failed = False
         self._lock = threading.RLock()
         self._queue_lock = threading.Lock()

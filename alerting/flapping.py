@@ -3,6 +3,11 @@
 An alert starts flapping when it changed state at least ``start_transitions`` times within ``window``
 seconds, and stops only when that count falls to ``stop_transitions`` or fewer; the gap between the two
 thresholds is the hysteresis that keeps the flag itself from flapping.
+
+A slower cycle never counts as flapping (a thermal alert firing 200 s and resolved 200 s changes state three
+times in 600 s) and, resolved for less than the quiet period, never lets its incident resolve: each "quiet"
+and "firing again" was a Slack reply, some 18 an hour. ``folded`` tells such repeats apart: the first of
+each is told, the next ones within the fold window, with nothing else between, only edit the message.
 """
 
 from __future__ import annotations
@@ -45,3 +50,48 @@ def settles_after(policy: FlapPolicy, transitions: list[float]) -> float:
     if len(transitions) <= policy.stop_transitions:
         return float("-inf")
     return sorted(transitions)[-policy.stop_transitions - 1] + policy.window_seconds - 0.001
+
+
+# Timeline kinds that only say alerts already in the incident changed state: a slow flap's cycle (a thermal
+# alert firing 200 s, resolved 200 s, under the flap threshold and the quiet period) writes nothing else.
+CYCLE_KINDS = frozenset({"alert_firing", "alert_resolved", "quiet"})
+
+
+@dataclass(frozen=True, slots=True)
+class Folded:
+    """A change folded as a repeat of its incident's cycle: told (its message edited in place), replied to
+    nobody. How often, within ``within_seconds`` up to it, the incident's alerts fired again and went
+    quiet."""
+
+    fired_again: int
+    went_quiet: int
+    within_seconds: float
+
+
+def folded(
+    told: tuple[str, str, float],
+    earlier: list[tuple[str, str, float]],
+    batch: list[tuple[str, str, float]],
+    window: float,
+) -> Folded | None:
+    """Whether the change telling event ``told`` (kind, message, at) repeats its incident's cycle, and how
+    often it cycled: ``earlier`` are the incident's stored events of the last ``window`` seconds and
+    ``batch`` those its transaction wrote (``told`` among them), oldest first.
+
+    A repeat: a cycle event (``CYCLE_KINDS``) whose like (kind and message: the same alert firing again,
+    the incident quiet again) is on the timeline within ``window``, with nothing but cycle events since it
+    nor in its transaction. The first of each is told; anything else (an alert joining, a priority or root
+    change, a person's note, a flap flagged) ends the run, and the next of the cycle is told again."""
+    kind, message, at = told
+    if window <= 0 or kind not in CYCLE_KINDS or any(k not in CYCLE_KINDS for k, _, _ in batch):
+        return None
+    recent = [e for e in earlier if at - e[2] <= window]
+    for k, m, _ in reversed(recent):
+        if k not in CYCLE_KINDS:
+            return None
+        if (k, m) == (kind, message):
+            break
+    else:
+        return None
+    seen = recent + batch
+    return Folded(sum(k == "alert_firing" for k, _, _ in seen), sum(k == "quiet" for k, _, _ in seen), window)

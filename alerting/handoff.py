@@ -7,19 +7,23 @@ its listeners and only then deletes the rows it told. If the process dies or the
 rows stay, and the next process (or the engine's next tick) tells them again. Listeners dedupe by the
 event's idempotency key, so a change told twice is stored once; a change is never lost once committed.
 
-What a change is told with (``Telling``) is decided here too, from the whole transaction, and stored with
-it: told after a restart, or in another round with other changes, it says the same.
+What a change is told with (``Telling``) is decided here too, from the whole transaction and the incident's
+recent timeline, and stored with it: told after a restart, or in another round with other changes, it says the
+same. That includes whether it only repeats its incident's cycle (``flapping.folded``: Slack edits the message
+in place, with no reply per cycle).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, replace
+from datetime import timedelta
 
 from sqlalchemy import delete, event, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
+from alerting.flapping import CYCLE_KINDS, Folded, folded
 from alerting.store_models import TimelineRow, UntoldChangeRow
 from alerting.subscriptions import ChangeKind
 
@@ -37,6 +41,7 @@ class Telling:
 
     merging: bool = False  # the transaction merged the incident into another: told, paging nobody
     also: tuple[str, ...] = ()  # what it did to the incident besides, that no change tells
+    folded: Folded | None = None  # a repeat of the incident's cycle: told in place, replied to nobody
 
 
 NOTHING_ELSE = Telling()
@@ -84,9 +89,12 @@ def tellings(changes: Sequence[Change], events: Iterable[TimelineRow]) -> list[T
     return out
 
 
-def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]) -> None:
+def record_on_commit(
+    sessions: sessionmaker[Session], wanted: Callable[[], bool], fold_window: float = 0.0
+) -> None:
     """Have every transaction of ``sessions`` store the changes of its batches (see ``watch``) while
-    ``wanted()`` says so (the engine has listeners: with none, nothing would ever tell and delete them)."""
+    ``wanted()`` says so (the engine has listeners: with none, nothing would ever tell and delete them);
+    a change that repeats its incident's cycle within ``fold_window`` seconds is stored folded (0: none)."""
 
     def store_changes(session: Session) -> None:
         batches = session.info.pop(_CHANGES, ())
@@ -96,7 +104,10 @@ def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]
             session.flush()  # numbers the timeline rows: each change names its own (``event_seq``)
         changes = [c for batch, _ in batches for c in batch]
         events = [ev for _, written in batches for ev in written]
-        for (incident_id, kind, ev), telling in zip(changes, tellings(changes, events), strict=True):
+        told = tellings(changes, events)
+        for k, fold in _folds(session, changes, events, fold_window).items():
+            told[k] = replace(told[k], folded=fold)
+        for (incident_id, kind, ev), telling in zip(changes, told, strict=True):
             session.add(
                 UntoldChangeRow(
                     incident_id=incident_id,
@@ -106,10 +117,56 @@ def record_on_commit(sessions: sessionmaker[Session], wanted: Callable[[], bool]
                     event_seq=ev.seq,
                     merging=telling.merging,
                     also=list(telling.also),
+                    folded=None if telling.folded is None else asdict(telling.folded),
                 )
             )
 
     event.listen(sessions, "before_commit", store_changes)
+
+
+def _folds(
+    session: Session, changes: Sequence[Change], events: Sequence[TimelineRow], window: float
+) -> dict[int, Folded]:
+    """The changes (by their place in ``changes``) that only repeat their incident's cycle
+    (``flapping.folded``), decided from what the transaction wrote and the incident's stored timeline of the
+    last ``window`` seconds: the same in a process restarted since, which holds nothing else of it."""
+    candidates = [
+        k
+        for k, (_, kind, ev) in enumerate(changes)
+        if kind is ChangeKind.UPDATED and ev.kind in CYCLE_KINDS and window > 0
+    ]
+    if not candidates:
+        return {}
+    session.flush()  # this transaction's events numbered: the stored ones are those before them
+    written: dict[str, list[TimelineRow]] = {}
+    for ev in events:
+        written.setdefault(ev.incident_id, []).append(ev)
+    mine = {ev.seq for ev in events}
+    since = min(changes[k][2].at for k in candidates) - timedelta(seconds=window)
+    earlier: dict[str, list[tuple[str, str, float]]] = {}
+    for chunk in in_lists(sorted({changes[k][0] for k in candidates})):
+        query = (
+            select(
+                TimelineRow.incident_id,
+                TimelineRow.seq,
+                TimelineRow.kind,
+                TimelineRow.message,
+                TimelineRow.at,
+            )
+            .where(TimelineRow.incident_id.in_(chunk), TimelineRow.at >= since)
+            .order_by(TimelineRow.seq)
+        )
+        for incident_id, seq, kind, message, at in session.execute(query):
+            if seq not in mine:
+                earlier.setdefault(incident_id, []).append((kind, message, at.timestamp()))
+    out: dict[int, Folded] = {}
+    for k in candidates:
+        incident_id, _, ev = changes[k]
+        batch = [(e.kind, e.message, e.at.timestamp()) for e in written.get(incident_id, ())]
+        fold = folded((ev.kind, ev.message, ev.at.timestamp()), earlier.get(incident_id, []), batch, window)
+        if fold is not None:
+            out[k] = fold
+    return out
 
 
 def watch(session: Session, changes: list[Change], events: list[TimelineRow]) -> None:
@@ -134,10 +191,24 @@ def untold(sessions: sessionmaker[Session], limit: int) -> list[UntoldChange]:
                         incident_id=r.incident_id, at=r.at, kind=r.event_kind, message="", data={}
                     ),
                 ),
-                Telling(bool(r.merging), tuple(r.also or ())) if r.merging or r.also else NOTHING_ELSE,
+                _telling(r),
             )
             for r in rows
         ]
+
+
+def _telling(row: UntoldChangeRow) -> Telling:
+    """What a stored change is told with (NULL columns, as rows stored before 0015 and 0016 have them: nothing
+    besides, paging as before, not folded)."""
+    if not (row.merging or row.also or row.folded):
+        return NOTHING_ELSE
+    stored = row.folded
+    fold = (
+        Folded(int(stored["fired_again"]), int(stored["went_quiet"]), float(stored["within_seconds"]))
+        if stored
+        else None
+    )
+    return Telling(bool(row.merging), tuple(row.also or ()), fold)
 
 
 def _events(session: Session, seqs: Sequence[int]) -> dict[int, TimelineRow]:

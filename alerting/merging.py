@@ -21,6 +21,7 @@ from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
+from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, contains
 from gpuwarden.model import FaultKind, IncidentState, shares_workload
 
@@ -147,6 +148,7 @@ class IncidentMerging:
         # What its alerts recommended and which flapped, until now: told with its changes of this batch (and
         # of any a restart left untold), once it is no longer open (``IncidentAnnouncing._advice``).
         advice = {"recommended": list(recommended_by(members)), "flapping": list(flapping_in(members))}
+        what = f" {shortened(other_row.title, ABSORBED_MAX)}" if other_row.title else ""  # what it was
         batch.event(
             other.id,
             "merged",
@@ -157,7 +159,7 @@ class IncidentMerging:
         batch.event(
             inc.id,
             "merged",
-            f"absorbed {other.id} ({len(other.members)} alerts)",
+            f"absorbed {other.id}{what} ({len(other.members)} alert{'' if len(other.members) == 1 else 's'})",
             {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
         inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)

@@ -157,6 +157,9 @@ class UntoldChangeRow(Base):
     # the incident that no change tells. NULL on rows stored before migration 0015: nothing.
     merging: Mapped[bool | None] = mapped_column(Boolean, nullable=True)
     also: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
+    # A repeat of its incident's cycle (``flapping.Folded`` as a dict): told in place, replied to nobody.
+    # NULL when it is not one, and on rows stored before migration 0016.
+    folded: Mapped[dict[str, float] | None] = mapped_column(JSON, nullable=True)
 
 
 class SlackRequestRow(Base):

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Protocol
 
+from alerting.flapping import Folded
 from gpuwarden.model import Incident, TimelineEvent
 
 if TYPE_CHECKING:
@@ -56,6 +57,9 @@ class IncidentChange:
     # What that transaction did to the incident that no change tells of its own (an alert that joined as
     # the root cause moved, an incident taken in as the priority rose), said with its first update.
     also: tuple[str, ...] = ()
+    # A repeat of the incident's cycle (quiet again, the same alert firing again, nothing else between):
+    # told by editing what shows the incident, with how often it cycled, never as a new reply or page.
+    folded: Folded | None = None
 
 
 class IncidentListener(Protocol):

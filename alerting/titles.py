@@ -35,6 +35,8 @@ TITLE_BUDGET = 300
 """Characters: workloads after the first are named only while the title stays within this."""
 NAME_MAX = 200
 """Characters of one name in a title (a node's, an alert's, a job's); a longer one is cut with "…"."""
+ABSORBED_MAX = 100
+"""Characters of an absorbed incident's title where the incident that took it in says so."""
 
 _COUNT = re.compile(r"[0-9]+ (nodes?|GPUs?)")
 _KINDS = (("inference service ", "service", "services"), ("training job ", "training job", "training jobs"))
@@ -153,20 +155,21 @@ def title(
     label = target_label(root.target, namespaced=namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
         # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
-        phrase, label = f"{_short(observed)}, location unknown", ""
+        phrase, label = f"{shortened(observed)}, location unknown", ""
     parts = list(assessment.impact.parts)
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")
         phrase = "unavailable"
     if label and cluster:
         label = target_label(root.target, namespaced=namespaced, cluster=cluster)
-    head = f"{_short(label)} {_short(phrase)}".lstrip()
+    head = f"{shortened(label)} {shortened(phrase)}".lstrip()
     return f"{head}: {_listed(head, parts)}" if parts else head
 
 
-def _short(name: str) -> str:
-    """A name cut to ``NAME_MAX`` characters (a 2,500-character host name label is not a title)."""
-    return name if len(name) <= NAME_MAX else name[: NAME_MAX - 1] + "…"
+def shortened(name: str, most: int = NAME_MAX) -> str:
+    """A name cut to ``most`` characters, the last one "…" (a 2,500-character host name label is not a
+    title)."""
+    return name if len(name) <= most else name[: most - 1] + "…"
 
 
 def _listed(head: str, parts: list[str]) -> str:
@@ -178,7 +181,7 @@ def _listed(head: str, parts: list[str]) -> str:
         return ", ".join(parts)
     counts = [p for p in parts if _COUNT.fullmatch(p)]
     named = [p for p in parts if not _COUNT.fullmatch(p)]
-    shown = [_short(named[0])] if named else []
+    shown = [shortened(named[0])] if named else []
     for part in named[1 : TITLE_WORKLOADS - 1]:
         if len(head) + len(", ".join([*counts, *shown, part])) + 2 > TITLE_BUDGET:
             break

@@ -2,7 +2,8 @@
 
 A restart of ``serve`` must change nothing users see. For each seed this draws a random stream of alerts
 (XIDs 13/31/43/48/79/119, node and rack down, NVLink, thermal, double-bit ECC, exporter stale, a service's
-error rate, stalled ranks of the training job; re-fires, flapping, expiry by ``endsAt``) and of what people
+error rate, stalled ranks of the training job; re-fires, flapping, slow cycles under the flap threshold and
+the quiet period (whose repeats are told folded), expiry by ``endsAt``) and of what people
 and time do (acknowledge, note, silence an incident, resolve, mitigate, matcher silences, inventory
 refreshes, time passing past the quiet, announce and reopen windows), and runs it on
 ``alerting.scenarios.fleet_inventory()`` twice, each on its own SQLite store: straight through, and with 1-3
@@ -11,9 +12,9 @@ one step in ten (drawn apart from the stream) the outbox is unreachable in both 
 stay stored untold, with what their transactions decided they are told with (``alerting.handoff.Telling``),
 and are told at a later step, after a restart maybe, in a round with other changes. After every step it
 compares everything users see: every incident column, timelines, alert rows, silences, changes not told
-yet (all their stored columns, ``merging`` and ``also`` included), outbox messages (what each says, pages
-and is told with), and what the engine answers (open incidents, muted alerts, silenced incidents). The
-first divergence of each seed is reported with its step and a diff.
+yet (all their stored columns, ``merging``, ``also`` and ``folded`` included), outbox messages (what each
+says, pages and is told with), and what the engine answers (open incidents, muted alerts, silenced
+incidents). The first divergence of each seed is reported with its step and a diff.
 
 Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
 alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
@@ -166,6 +167,11 @@ def _step(
         return "resolve", {"alerts": [fired[int(pick * len(fired))][0]]}
     if roll < 0.57:
         labels = fired[int(pick * len(fired))][0]
+        if rng.random() < 0.5:
+            # A slow cycle: too slow to flag as flapping, resolved for less than the quiet period, so its
+            # quiet and firing again repeat (folded after the first: ``alerting.flapping.folded``).
+            off = config["quiet_period_seconds"] - 10
+            return "cycle", {"labels": labels, "times": rng.randint(2, 4), "on": 100.0, "off": off}
         return "flap", {"labels": labels, "times": rng.randint(3, 7), "every": rng.choice((5.0, 20.0))}
     if roll < 0.75:
         windows = (
@@ -324,6 +330,13 @@ def _flap(run: Run, args: dict[str, Any]) -> None:
         run.engine.tick()
 
 
+def _cycle(run: Run, args: dict[str, Any]) -> None:
+    for _ in range(args["times"]):
+        for status, seconds in ((AlertStatus.FIRING, args["on"]), (AlertStatus.RESOLVED, args["off"])):
+            run.engine.ingest([Alert(args["labels"], status=status)])
+            _wait(run, {"seconds": seconds})
+
+
 def _wait(run: Run, args: dict[str, Any]) -> None:
     left = args["seconds"]
     while left > 0:  # serve ticks every few seconds; a long wait ticks a few times along the way
@@ -363,6 +376,7 @@ _ACTIONS: dict[str, Callable[[Run, dict[str, Any]], None]] = {
     "fire": _fire,
     "resolve": _resolve,
     "flap": _flap,
+    "cycle": _cycle,
     "wait": _wait,
     "ack": _on_incident(lambda r, i, _: r.engine.acknowledge(i, "alice")),
     "note": _on_incident(lambda r, i, _: r.engine.add_note(i, "bob", "looking")),

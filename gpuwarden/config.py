@@ -242,6 +242,14 @@ class AlertingConfig(Section):
     flap_window_seconds: float = Field(600.0, gt=0, le=MAX_WINDOW_SECONDS)
     flap_start_transitions: int = Field(6, ge=2)
     flap_stop_transitions: int = Field(2, ge=0)
+    fold_repeats_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="an incident going quiet or its alert firing again, as it already did this long ago with"
+        " nothing else since, is told by editing its Slack message in place (counted there), not by a reply"
+        " per cycle (0: a reply for every one)",
+    )
     assume_spare_capacity: bool = True
     priority_settle_seconds: float = Field(
         300.0,

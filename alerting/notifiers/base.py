@@ -18,6 +18,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
@@ -90,6 +91,9 @@ class Notification(BaseModel):
     # Told, but pages nobody: a reopening by the flap that made its alert flapping, or a change made by the
     # transaction that merged the incident into another (``IncidentChange.merging``: that one pages).
     held: bool = False
+    # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
+    # place, saying how often it cycled; no new reply.
+    folded: Folded | None = None
 
     @property
     def root_cause_shown(self) -> str:
@@ -216,6 +220,7 @@ def build_notification(
         quiet=_quiet(incident),
         held=change.merging
         or (change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping"))),
+        folded=change.folded,
     )
 
 

@@ -338,7 +338,8 @@ def minimal_message(n: Notification, *, interactive: bool = True) -> SlackMessag
 
 def _state(n: Notification) -> str:
     """The state as people read it: a merged incident is not resolved, it goes on in another; a flapping
-    one is held open without a page per flap; a quiet one's alerts all ended."""
+    one is held open without a page per flap; a quiet one's alerts all ended; one that repeats its cycle
+    says how often (``_cycling``)."""
     if merged(n):
         return n.event_message
     if n.flapping and n.state != "resolved":
@@ -346,8 +347,25 @@ def _state(n: Notification) -> str:
     if n.quiet and n.state != "resolved":
         return (
             f"{n.state}, quiet: all its alerts ended; resolved after the quiet period unless one fires again"
+            + _cycling(n)
         )
-    return n.state
+    return n.state + _cycling(n)
+
+
+def _cycling(n: Notification) -> str:
+    """How often a folded change's incident cycled ("; cycling: fired again 7 times, quiet 7 times in the
+    last hour, repeats shown here, no reply each"); empty for any other change."""
+    fold = n.folded
+    if fold is None:
+        return ""
+    counts = [
+        f"{verb} {counted(count, 'time')}"
+        for verb, count in (("fired again", fold.fired_again), ("quiet", fold.went_quiet))
+        if count
+    ]
+    within = "hour" if fold.within_seconds == 3600 else _duration(fold.within_seconds)
+    said = ", ".join(counts) or "repeating"
+    return f"; cycling: {said} in the last {within}, repeats shown here, no reply each"
 
 
 def _duration(seconds: float) -> str:

@@ -232,18 +232,15 @@ class SlackNotifier:
         """Post or update the incident message, attach the chart once, then reply with the event.
 
         For a silenced incident only an existing message is updated in place: no new message, no reply,
-        no broadcast (an edit notifies nobody)."""
+        no broadcast (an edit notifies nobody). A folded change (a repeat of the incident's cycle) updates
+        the message, which counts the cycles, and replies nothing."""
         if notification.silenced_until is not None:
             return self._update_silenced(notification, thread)
-        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        thread = self._shown(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
-        if not posted_now and not self._edit(channel, ts, notification):
-            # Someone deleted the incident's message: a new one carries this event and the later ones.
-            logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
-            thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
-            assert thread.channel is not None and thread.ts is not None
-            channel, ts = thread.channel, thread.ts
+        if notification.folded is not None:
+            return True  # a repeat of its cycle: the message says how often, no reply per cycle
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             series = self._chart_series(notification)
             if series:
@@ -278,6 +275,18 @@ class SlackNotifier:
             ),
         )
         return True
+
+    def _shown(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> ThreadState:
+        """The incident's message, as it is after this change: posted, or edited in place (posted again when
+        someone deleted it: the new one carries this event and the later ones)."""
+        thread, posted_now = self._parent(notification, thread, retry=retry, save=save)
+        assert thread.channel is not None and thread.ts is not None
+        if not posted_now and not self._edit(thread.channel, thread.ts, notification):
+            logger.warning("slack message gone, posting a new one incident_id=%s", notification.incident_id)
+            thread, _ = self._parent(notification, ThreadState(), retry=False, save=save)
+        return thread
 
     def _send(
         self,

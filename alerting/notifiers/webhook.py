@@ -20,6 +20,7 @@ import hmac
 import json
 import math
 from collections.abc import Collection, Mapping, Sequence
+from dataclasses import asdict
 from typing import Any
 
 import httpx
@@ -112,6 +113,9 @@ def webhook_payload(
         "by": text(n.event_by),  # who made the change, when a person did; empty for the engine's
         "also": items(n.also),  # what the change's transaction did besides that no change tells
         "also_total": len(n.also),
+        # A repeat of the incident's cycle (Slack edits its message, no reply): how often, within how long,
+        # its alerts fired again and it went quiet; null for any other change.
+        "folded": None if n.folded is None else asdict(n.folded),
     }
     return {
         "version": PAYLOAD_VERSION,

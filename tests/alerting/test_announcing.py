@@ -291,3 +291,46 @@ def test_an_incident_whose_alerts_ended_before_its_announcement_says_so_when_ann
         outbox.dispatch_due()
         (parent,) = recorder.channel_messages()
         assert "quiet: all its alerts ended" in str(parent.attachments)
+
+
+def _cycle(engine: IncidentEngine, alert: Alert, on: float, off: float) -> None:
+    """The alert fires ``on`` seconds, then is resolved ``off`` seconds (as a rule near its threshold
+    makes it), ticked every 100 s."""
+    for status, seconds in ((AlertStatus.FIRING, on), (AlertStatus.RESOLVED, off)):
+        engine.ingest([replace(alert, status=status)])
+        for _ in range(int(seconds // 100)):
+            engine.clock.advance(100)  # type: ignore[attr-defined]
+            engine.tick()
+
+
+def test_a_slow_flap_replies_once_per_kind_then_edits_its_message_with_counts(tmp_path: Path) -> None:
+    # Measured: a thermal alert 200 s firing, 200 s resolved changes state 3 times per 600 s (flapping
+    # takes 6) and is never quiet for the 300 s quiet period: each "quiet" and "firing again" was a thread
+    # reply, ~18 an hour, for as long as it cycled.
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPUThermalSlowdown", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    hot = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START)
+    with _served(tmp_path, [hot]) as (engine, outbox, recorder, hook):
+        for _ in range(4):
+            _cycle(engine, hot, 200, 200)
+        outbox.dispatch_due()
+        (incident_id,) = engine.open_incident_ids()
+        (parent,) = recorder.channel_messages()
+        assert [r.event for r in recorder.replies(parent.ts)] == ["opened", "quiet", "alert_firing"]
+        assert "cycling: fired again 3 times, quiet 4 times in the last hour" in str(parent.attachments)
+        assert recorder.visible_in_channel() == [parent]
+        # A webhook still hears every change; the repeats say they are.
+        folded = [p["event"]["folded"] for p in recorder.hook_posts("oncall")]
+        assert folded[:3] == [None, None, None]
+        assert folded[3:] and all(f is not None for f in folded[3:])
+        assert folded[-1] == {"fired_again": 3, "went_quiet": 4, "within_seconds": 3600.0}
+        # A real change is told as before, and the cycle's next quiet and firing again after it too.
+        engine.add_note(incident_id, "bob", "fan swap planned")
+        for _ in range(2):
+            _cycle(engine, hot, 200, 200)
+        outbox.dispatch_due()
+        hook.close()
+        said = [r.event for r in recorder.replies(parent.ts)]
+        assert said == ["opened", "quiet", "alert_firing", "note", "alert_firing", "quiet"]
+        # opened, 6 times quiet, 5 times firing again (the first fire opened it), the note
+        assert len(recorder.hook_posts("oncall")) == 1 + 6 + 5 + 1

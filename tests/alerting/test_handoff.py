@@ -85,3 +85,44 @@ def test_a_change_the_outbox_failed_to_store_is_told_again_at_the_next_tick(
     assert _kinds(outbox) == []
     engine.tick()  # the store is back
     assert _kinds(outbox) == [ChangeKind.OPENED]
+
+
+def _cycles(db: str, clock: FakeClock, count: int, outbox_down: bool, patch: pytest.MonkeyPatch) -> Outbox:
+    """A thermal alert 200 s firing, 200 s resolved, ``count`` times, on a served store (quiet period 300 s:
+    it never resolves); the last cycle's changes committed while the outbox is unreachable (left untold),
+    then a restart tells them."""
+    config = AlertingConfig(announce_delay_seconds=0)
+    engine = IncidentEngine(make_engine(db), clock, config, scenarios.fleet_inventory())
+    outbox = Outbox(make_engine(db), [Quiet()], clock)
+    engine.subscribe(outbox)
+    hot = {"alertname": "GPUThermalSlowdown", "cluster": "c1", "Hostname": "r01-n01", "gpu": "0"}
+    for k in range(count):
+        if outbox_down and k == count - 1:
+            patch.setattr(outbox, "enqueue", _down)
+        for status in (AlertStatus.FIRING, AlertStatus.RESOLVED):
+            engine.ingest([Alert(hot, status=status)])
+            clock.advance(200)
+            engine.tick()
+    if outbox_down:
+        engine = IncidentEngine(make_engine(db), clock, config, scenarios.fleet_inventory())
+        outbox = Outbox(make_engine(db), [Quiet()], clock)
+        engine.subscribe(outbox)
+        engine.tick()
+    return outbox
+
+
+def test_a_repeat_of_a_cycle_told_after_a_restart_is_folded_as_a_running_serve_folds_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Whether a quiet or firing again only repeats the incident's cycle (Slack edits the message, no
+    # reply) is decided by the transaction from the incident's timeline and stored with the change: a
+    # process that starts after the commit knows nothing else of the cycle.
+    told = []
+    for name, down in (("straight", False), ("restarted", True)):
+        db = str(tmp_path / f"{name}.db")
+        upgrade(make_engine(db))
+        outbox = _cycles(db, FakeClock(), 3, down, monkeypatch)
+        notes = [Notification.model_validate_json(m.payload) for m in outbox.messages()]
+        told.append([(n.event_kind, n.folded) for n in notes])
+    assert told[0] == told[1]
+    assert [folded is None for _, folded in told[0]] == [True, True, True, False, False, False]

@@ -155,3 +155,26 @@ def test_a_post_that_merges_many_incidents_reads_each_incident_row_once(tmp_path
 
 def _open_ids(engine: IncidentEngine) -> list[str]:
     return [r.id for r in _rows(engine) if r.state != IncidentState.RESOLVED.value]
+
+
+def test_the_incident_that_takes_another_in_says_what_that_one_was(tmp_path: Path) -> None:
+    # Its thread said "• also: absorbed inc-3f2a... (10 alerts)": an id nobody on call knows by heart.
+    path = str(tmp_path / "gpuwarden.db")
+    upgrade(make_engine(path))
+    clock = FakeClock(START.timestamp())
+    engine = IncidentEngine(
+        make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
+    )
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    first = [Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START), *sc.node_failure(1, 2, START)]
+    engine.ingest(first)
+    titles = {r.id: r.title for r in _rows(engine)}
+    assert len(titles) == 2
+    clock.advance(60)
+    rack = Alert({"alertname": "RackPowerLoss", "rack": "r01", "cluster": sc.CLUSTER}, starts_at=clock.now())
+    engine.ingest([*first, rack])
+    (gone,) = [r.id for r in _rows(engine) if r.merged_into]
+    (on,) = engine.open_incident_ids()
+    (said,) = [e.message for e in engine.store.get(on).timeline if e.data.get("from") == gone]
+    assert said.startswith(f"absorbed {gone} {titles[gone][:99]}")

@@ -277,3 +277,20 @@ def test_a_change_stored_untold_before_0015_is_told_with_nothing_besides_and_pag
     (stored,) = untold(sessionmaker(engine), 10)
     assert stored.change[:2] == ("inc-1", ChangeKind.PRIORITY_CHANGED)
     assert stored.telling == Telling(merging=False, also=())
+
+
+def test_a_change_stored_untold_before_0016_is_not_folded(tmp_path: Path) -> None:
+    """Since 0016 a change that repeats its incident's cycle is stored folded; one stored before is told as
+    it would have been (a reply of its own)."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine, "0015_untold_telling")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq, also)"
+                " VALUES ('inc-1', 'updated', '2026-01-01 00:00:00.000000', 'quiet', NULL, '[\"x\"]')"
+            )
+        )
+    upgrade(engine)
+    (stored,) = untold(sessionmaker(engine), 10)
+    assert stored.telling == Telling(also=("x",), folded=None)
