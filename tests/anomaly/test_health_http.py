@@ -163,11 +163,11 @@ def test_a_scraper_that_leaves_before_its_answer_leaves_no_traceback_on_stderr(c
         log.setLevel(level)
         server.shutdown()
         server.server_close()
-    # What socketserver prints for a request that failed, not any traceback: another test's OpenTelemetry
-    # exporter thread, shutting down on this worker meanwhile, may write its own to the same stderr.
+    # What socketserver prints for a request that failed (its default handle_error), not any traceback or
+    # error name: another test's OpenTelemetry exporter thread, shutting down on this worker meanwhile, may
+    # write its own, ConnectionResetError included, to the same stderr.
     err = capfd.readouterr().err
     assert "Exception occurred during processing of request" not in err, err
-    assert "BrokenPipeError" not in err and "ConnectionResetError" not in err, err
 
 
 def test_readiness_and_liveness_say_when_the_source_answers_with_no_series_at_all():
