@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -36,9 +37,21 @@ def parse_json(body: bytes) -> Any:
         raise InputError(f"body is not valid JSON: {exc}", field="body") from exc
 
 
-def parse_time(value: Any, field: str) -> datetime | None:
+# What Alertmanager 0.25 takes with a timezone (go-openapi strfmt.DateTime): RFC 3339, a comma for the
+# decimal point as Go reads it, an offset without its colon after 3 or 6 decimals, and minutes with Z.
+# Python's fromisoformat takes ISO 8601 forms that Alertmanager answers 400: 20261201T100000Z, a week date
+# (2026-W48-2T10:00:00Z), an hour alone (T10Z), a space before a time without seconds (2026-12-01 10:00Z).
+_AM_TIME = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}"
+    r"(?:Z|:[0-9]{2}(?:(?:[.,][0-9]+)?(?:Z|[+-][0-9]{2}:[0-9]{2})|[.,](?:[0-9]{3}|[0-9]{6})[+-][0-9]{4}))"
+)
+
+
+def parse_time(value: Any, field: str, *, strict: bool = True) -> datetime | None:
     """An RFC 3339 time with a timezone, in UTC; None for null, "" and Go's zero time. One whose instant is
-    not between years 1 and 9999 in UTC is refused: Go holds it, Python's datetime cannot."""
+    not between years 1 and 9999 in UTC is refused: Go holds it, Python's datetime cannot. ``strict``
+    (the API's edge) refuses the ISO 8601 forms beyond what Alertmanager takes (``_AM_TIME``); off, the
+    journal's replay still reads what an older release accepted."""
     if value is None or value == "":
         return None
     if not isinstance(value, str):
@@ -49,6 +62,8 @@ def parse_time(value: Any, field: str) -> datetime | None:
         raise InputError(f"not an RFC 3339 time: {value!r}", field=field) from exc
     if parsed.tzinfo is None:
         raise InputError("time needs a timezone (Z or an offset)", field=field)
+    if strict and _AM_TIME.fullmatch(value) is None:
+        raise InputError(f"not an RFC 3339 time (like 2026-12-01T10:00:00Z): {value!r}", field=field)
     try:
         at = parsed.astimezone(UTC)
     except OverflowError as exc:  # 9999-12-31T23:00:00-05:00 is in year 10000 in UTC
@@ -112,7 +127,7 @@ def _string_map(value: Any, field: str, *, required: bool) -> dict[str, str]:
     return out
 
 
-def _alert(item: Any, where: str, source: AlertSource) -> Alert:
+def _alert(item: Any, where: str, source: AlertSource, strict: bool) -> Alert:
     if not isinstance(item, Mapping):
         raise InputError("must be an object", field=where)
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
@@ -124,8 +139,8 @@ def _alert(item: Any, where: str, source: AlertSource) -> Alert:
         if not labels:
             raise InputError("must not be empty (empty values do not count)", field=f"{where}.labels")
     annotations = _string_map(item.get("annotations"), f"{where}.annotations", required=False)
-    starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt")
-    ends_at = parse_time(item.get("endsAt"), f"{where}.endsAt")
+    starts_at = parse_time(item.get("startsAt"), f"{where}.startsAt", strict=strict)
+    ends_at = parse_time(item.get("endsAt"), f"{where}.endsAt", strict=strict)
     if starts_at is not None and ends_at is not None and ends_at < starts_at:
         raise InputError("endsAt is before startsAt", field=f"{where}.endsAt")
     generator = item.get("generatorURL", "") or ""
@@ -196,11 +211,12 @@ def parse_postable_alerts(
     so one its sender stops re-posting resolves by itself; one whose ``startsAt`` is later than that is
     refused, as Alertmanager refuses it (it would otherwise fire until its far-off start plus the timeout).
     With ``refuse_late`` off (the journal's replay of what was accepted before), such an alert is dropped
-    and logged instead: the rest of its batch was acknowledged and must not be lost.
+    and logged instead: the rest of its batch was acknowledged and must not be lost; and its times are read
+    as an older release accepted them (``parse_time`` not strict).
     """
     if not isinstance(data, list):
         raise InputError("must be a JSON array of alerts", field="body")
-    alerts = [_alert(item, f"[{i}]", AlertSource.RULE) for i, item in enumerate(data)]
+    alerts = [_alert(item, f"[{i}]", AlertSource.RULE, refuse_late) for i, item in enumerate(data)]
     if received_at is None or resolve_timeout is None:
         return alerts
     ends = _later(received_at, resolve_timeout)
@@ -227,8 +243,8 @@ def _later(at: datetime, delta: timedelta) -> datetime:
     return at + delta if at < _LATEST - delta else _LATEST
 
 
-def parse_webhook(data: Any) -> list[Alert]:
-    """Alertmanager's webhook payload version 4."""
+def parse_webhook(data: Any, *, strict: bool = True) -> list[Alert]:
+    """Alertmanager's webhook payload version 4; ``strict`` off: the journal's replay (``parse_time``)."""
     if not isinstance(data, Mapping):
         raise InputError("must be a JSON object", field="body")
     version = data.get("version")
@@ -237,4 +253,4 @@ def parse_webhook(data: Any) -> list[Alert]:
     alerts = data.get("alerts")
     if not isinstance(alerts, list):
         raise InputError("must be an array", field="alerts")
-    return [_alert(item, f"alerts[{i}]", AlertSource.WEBHOOK) for i, item in enumerate(alerts)]
+    return [_alert(item, f"alerts[{i}]", AlertSource.WEBHOOK, strict) for i, item in enumerate(alerts)]

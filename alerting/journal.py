@@ -79,7 +79,7 @@ class JournalRecord:
         """
         data = _loads(self.body)
         if self.kind == KIND_WEBHOOK:
-            return parse_webhook(data)
+            return parse_webhook(data, strict=False)  # accepted before: read as it was then
         at = datetime.fromtimestamp(self.accepted_at, UTC)
         return parse_postable_alerts(data, at, resolve_timeout, refuse_late=False)
 

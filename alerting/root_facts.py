@@ -12,6 +12,7 @@ from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS
 from alerting.member import Member, Signal
 from alerting.topology import RACK_DEPTH, Path, contains
 from gpuwarden.model import FaultKind
+from gpuwarden.xid import node_wide
 
 _FAMILIES = (
     frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE}),
@@ -21,9 +22,12 @@ _FAMILIES = (
 )
 
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
-_SAYS_LITTLE = _ANY_CAUSE - {FaultKind.UNKNOWN}
-"""What, held by an incident, may be any fault's sign on its node: an XID, a stale exporter. An anomaly (of
-unknown cause) is the sign of a fault where it is, its GPU (see ``RootFacts.anomalies``)."""
+"""What, new, may be a sign of any fault on its node: an XID, a stale exporter, an anomaly."""
+_SIGNS = frozenset({FaultKind.XID, FaultKind.UNKNOWN})
+"""What, held by an incident, explains what lies where it is (``RootFacts.signs``): an anomaly (of unknown
+cause) or an XID is the sign of a fault on its GPU, or on its node when it names no GPU or the XID is the
+host's (``gpuwarden.xid.node_wide``: 79, 151, 167). A stale exporter explains nothing else: it hides the
+node's data, and a fault another source reports there is not caused by it."""
 
 
 def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
@@ -31,9 +35,9 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
     symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
     signal that says little of its cause (an XID, a stale exporter, an anomaly), or what lies where the
-    incident holds an anomaly (its GPU: an anomaly before a hard fault there is its first sign; a fault on
-    another GPU of the node is not that anomaly's, and would take its title). A GPU lost does not explain
-    another GPU of its node running hot."""
+    incident holds an anomaly or an XID (``_SIGNS``: its GPU, as an anomaly before a hard fault there is
+    its first sign; a fault on another GPU of the node is not that sign's, and would take its title; the
+    node for a host's XID). A GPU lost does not explain another GPU of its node running hot."""
     kinds = facts.node_kinds.get(node, frozenset())
     if not kinds:
         return False
@@ -44,8 +48,7 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
         or gpu in facts.gpus_out
         or new.kind in kinds
         or new.kind in _ANY_CAUSE
-        or not kinds.isdisjoint(_SAYS_LITTLE)
-        or (FaultKind.UNKNOWN in kinds and any(contains(at, path) for at in facts.anomalies))
+        or (not kinds.isdisjoint(_SIGNS) and any(contains(at, path) for at in facts.signs))
     ):
         return True
     if new.is_outage and (whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
@@ -70,8 +73,9 @@ class RootFacts:
     """The one XID signal of every infrastructure alert, spread to two nodes or more, with no outage kind
     among them: the incident is that XID spreading (a driver rollout's XID 119), nothing else. Stale
     exporters or heat spreading are left to the rack rules (a rack's outage takes its stale exporters)."""
-    anomalies: AbstractSet[Path] = frozenset()
-    """Where its anomalies (alerts of unknown cause) are: their GPUs, or a node for a node's anomaly."""
+    signs: AbstractSet[Path] = frozenset()
+    """Where its anomalies (alerts of unknown cause) and XIDs explain what lies (``_SIGNS``): their GPUs, or
+    a node for one that names no GPU or a host's XID."""
 
 
 @dataclass(slots=True)
@@ -85,7 +89,7 @@ class FactsBuilder:
     taken: set[Path] = field(default_factory=set)
     gpus: set[Path] = field(default_factory=set)
     gpus_out: set[Path] = field(default_factory=set)
-    anomalies: set[Path] = field(default_factory=set)
+    signs: set[Path] = field(default_factory=set)
     signal_nodes: dict[Signal, set[Path]] = field(default_factory=dict)  # where each non-outage signal is
     # The signals of ``signal_nodes`` on two nodes or more, one no outage took (``facts``), kept as members
     # come, and the facts last made, made again only when what they hold changes (these signals, a new one
@@ -106,8 +110,10 @@ class FactsBuilder:
             kept = frozenset(s for s in self.signals if _untaken(self.taken, self.signal_nodes[s]))
             if kept != self.signals:
                 self.signals, self.made = kept, None
-        if m.kind is FaultKind.UNKNOWN and len(node) > RACK_DEPTH:
-            self.anomalies.add(path[: RACK_DEPTH + 2])
+        if m.kind in _SIGNS and len(node) > RACK_DEPTH:
+            code = m.signal[2]
+            host = m.kind is FaultKind.XID and code is not None and node_wide(code)
+            self.signs.add(node if host else path[: RACK_DEPTH + 2])
         if len(node) > RACK_DEPTH:
             kinds = self.node_kinds.get(node)  # not setdefault: it would make a set per member
             if kinds is None:
@@ -161,7 +167,7 @@ class FactsBuilder:
                 self.signals,
                 self.outage_kind,
                 spread_of,
-                self.anomalies,
+                self.signs,
             )
         return self.made
 

@@ -14,6 +14,8 @@ import asyncio
 
 from starlette.requests import Request
 
+from gpuwarden.errors import InputError
+
 
 class BodyTooLarge(Exception):
     """The body is over the limit (413)."""
@@ -36,11 +38,83 @@ JSON_MEDIA_TYPE = "application/json"
 
 def check_json_body(request: Request, body: bytes) -> None:
     """Raise ``BodyNotJson`` for a body declared as another media type than ``application/json`` (in any
-    case, parameters such as ``charset`` aside). A request without a body, or that declares no type, passes:
-    Alertmanager refuses the latter (as ``application/octet-stream``), but its body can only be JSON here."""
-    media_type = request.headers.get("content-type", "").partition(";")[0].strip().lower()
-    if body and media_type and media_type != JSON_MEDIA_TYPE:
+    case, parameters such as ``charset`` aside), ``InputError`` (400) for a ``Content-Type`` that does not
+    parse (``garbage;;``), as Alertmanager answers. A request without a body, or that declares no type,
+    passes: Alertmanager refuses the latter (as ``application/octet-stream``), but its body can only be JSON
+    here."""
+    declared = request.headers.get("content-type", "")
+    if not body or not declared.strip():
+        return
+    media_type = parse_media_type(declared)
+    if media_type != JSON_MEDIA_TYPE:
         raise BodyNotJson(media_type)
+
+
+_TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
+
+
+def _token(text: str) -> tuple[str, str]:
+    """The leading token of ``text`` (RFC 2045: printable ASCII but space and tspecials), and the rest."""
+    end = 0
+    while end < len(text) and "!" <= text[end] <= "~" and text[end] not in _TSPECIALS:
+        end += 1
+    return text[:end], text[end:]
+
+
+def _value(text: str) -> tuple[str | None, str]:
+    """A parameter's value, a token or a quoted string (None: neither), and the rest."""
+    if not text.startswith('"'):
+        token, rest = _token(text)
+        return (token or None), rest
+    out: list[str] = []
+    i = 1
+    while i < len(text):
+        char = text[i]
+        if char == '"':
+            return "".join(out), text[i + 1 :]
+        if char in "\r\n":
+            return None, text
+        if char == "\\" and i + 1 < len(text) and text[i + 1] in _TSPECIALS:
+            i += 1
+        out.append(text[i])
+        i += 1
+    return None, text  # no closing quote
+
+
+def parse_media_type(header: str) -> str:
+    """The media type of a ``Content-Type`` value, lower case, or ``InputError`` naming the header when it
+    does not parse as Alertmanager's Go ``mime.ParseMediaType`` reads it: a type and an optional subtype,
+    then ``; name=value`` parameters (a token or a quoted string), each name once; a single trailing ``;``
+    is let pass."""
+    base, semicolon, params = header.partition(";")
+    media_type = base.strip().lower()
+    kind, rest = _token(media_type)
+    problem = ""
+    if not kind:
+        problem = "no media type"
+    elif rest and not rest.startswith("/"):
+        problem = "expected / after the type"
+    elif rest:
+        subtype, rest = _token(rest[1:])
+        problem = "no subtype after /" if not subtype else "more after the subtype" if rest else ""
+    params = semicolon + params
+    names: set[str] = set()
+    while not problem and params.strip():
+        name, rest = _token(params.lstrip().removeprefix(";").lstrip())
+        if not params.lstrip().startswith(";") or not name or not rest.lstrip().startswith("="):
+            if params.strip() != ";":
+                problem = "a parameter is not name=value"
+            break
+        value, rest = _value(rest.lstrip()[1:].lstrip())
+        if value is None:
+            problem = f"parameter {name}: no value, or an unclosed quote"
+        elif name.lower() in names:
+            problem = f"parameter {name} given twice"
+        names.add(name.lower())
+        params = rest
+    if problem:
+        raise InputError(f"{header!r} does not parse: {problem}", field="Content-Type")
+    return media_type
 
 
 async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:

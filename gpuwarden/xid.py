@@ -66,6 +66,20 @@ def out_of_service(xid: int) -> bool:
     return entry is not None and entry.out_of_service
 
 
+# Immediate actions that restart the whole machine: the fault is the host's, not one GPU's.
+NODE_WIDE_ACTIONS = frozenset({"RESTART_BM", "RESTART_VM"})
+
+
+def node_wide(xid: int) -> bool:
+    """True when XID ``xid`` may be the cause of any fault on its machine: the catalog's immediate action
+    restarts the machine (79 RESTART_BM, 151 RESTART_VM), or it is a PCIe fault, the host's link (167
+    PCIE_FATAL_TIMEOUT). Other XIDs (13, 31, 119, ...) are their GPU's fault; unknown ones too."""
+    entry = xid_catalog().get(xid)
+    return entry is not None and (
+        entry.immediate_action in NODE_WIDE_ACTIONS or entry.mnemonic.startswith("PCIE_")
+    )
+
+
 _BUCKETS = {
     "RESTART_APP": RecommendedAction.RESTART_APP,
     "RESET_GPU": RecommendedAction.DRAIN_AND_RESET,

@@ -39,14 +39,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
 
     problems: list[ConfigError] = []
-
-    def check(run: Callable[[], object]) -> None:
-        """Run one check, keeping the problem it raises: every one is checked, whatever the others say."""
-        try:
-            run()
-        except ConfigError as exc:
-            problems.append(exc)
-
+    check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
     check(lambda: check_detectors(cfg.anomaly))
     warnings.extend(check_detector_queries(cfg.anomaly))  # anomaly run reads them, whatever source says
@@ -212,24 +205,34 @@ def check_sim_inventory(full: GpuwardenConfig) -> list[ConfigError]:
 
 def check_serve(
     cfg: GpuwardenConfig, db: str, db_field: str, host: str, host_field: str
-) -> list[ConfigError]:
+) -> tuple[list[ConfigError], list[ConfigError]]:
     """What ``serve`` checks before it makes any file (its inventories are checked next, by
-    ``prepare_inventories``); raises ``ConfigError`` naming the setting or option, and returns what
-    deserves a warning only."""
+    ``prepare_inventories``): every problem, each naming the setting or option, as ``config validate``
+    lists them, and what deserves a warning only."""
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415
 
-    warnings = _alerting_checks(cfg, lambda run: run())  # the first problem raises
-    check_listen_address(host, host_field)
-    check_store(db, db_field)
-    check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field))
-    return warnings
+    problems: list[ConfigError] = []
+    check = partial(_keep_problem, problems)
+    warnings = _alerting_checks(cfg, check)
+    check(partial(check_listen_address, host, host_field))
+    check(partial(check_store, db, db_field))
+    check(lambda: check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field)))
+    return problems, warnings
+
+
+def _keep_problem(problems: list[ConfigError], run: Callable[[], object]) -> None:
+    """Run one check, keeping the problem it raises: every one is checked, whatever the others say."""
+    try:
+        run()
+    except ConfigError as exc:
+        problems.append(exc)
 
 
 def _alerting_checks(
     cfg: GpuwardenConfig, check: Callable[[Callable[[], object]], object]
 ) -> list[ConfigError]:
     """The checks of ``serve``'s alerting settings that ``config validate`` makes too, each run through
-    ``check`` (``check_config`` keeps every problem, ``check_serve`` raises the first): the matchers parse
+    ``check`` (which keeps every problem): the matchers parse
     and none mutes everything, the maintenance windows, the webhooks, the simulated inventory. Returns the
     warnings."""
     from alerting.silences import configured_mutes  # noqa: PLC0415 - config validate starts light

@@ -78,8 +78,9 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
     return run
 
 
-def _with_token(api: ApiConfig) -> ApiConfig:
-    """The API settings with the write token from the environment; without any token serve stops."""
+def _with_token(api: ApiConfig) -> tuple[ApiConfig, ConfigError | None]:
+    """The API settings with the write token from the environment, and why serve cannot start with the
+    token it has (none at all, an empty one), listed with the other start-up problems."""
     from pydantic import SecretStr  # noqa: PLC0415 - see build_service
 
     from gpuwarden.config_rules import token_problem  # noqa: PLC0415
@@ -88,14 +89,15 @@ def _with_token(api: ApiConfig) -> ApiConfig:
     # An empty token would let every request write; a non-ASCII one no client can send (every write a 401).
     problem = None if token is None else token_problem(token)
     if problem is not None:
-        err_console.print(f"[red]error:[/red] {TOKEN_ENV} {problem} (or unset it to use api.token)")
-        raise typer.Exit(1)
+        return api, ConfigError(f"{TOKEN_ENV} {problem} (or unset it to use api.token)")
     if token:
         api = api.model_copy(update={"token": SecretStr(token)})
     if api.token is None:
-        err_console.print(f"[red]error:[/red] no API token: export {TOKEN_ENV} (writes need a bearer token)")
-        raise typer.Exit(1)
-    return api
+        return api, ConfigError(
+            f"no API token: export {TOKEN_ENV} or set api.token (writes need a bearer token)",
+            field="api.token",
+        )
+    return api, None
 
 
 def _checked_config(config: Path | None) -> GpuwardenConfig:
@@ -110,10 +112,12 @@ def _checked_config(config: Path | None) -> GpuwardenConfig:
 
 
 def _failed(cfg: GpuwardenConfig, exc: ConfigError, store_field: str) -> typer.Exit:
-    """Print a setting's error naming the file and line, the variable or the option it came from."""
-    if exc.field == "api.db" and store_field != "api.db":  # the store errors name the setting; --db gave it
-        exc = ConfigError(exc.message, field=store_field)
-    err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(exc)))}")
+    """Print a setting's error, and the others it carries, each naming the file and line, the variable or
+    the option it came from."""
+    for problem in (exc, *exc.more):
+        if problem.field == "api.db" and store_field != "api.db":  # the store errors name the setting
+            problem = ConfigError(problem.message, field=store_field)  # noqa: PLW2901 - --db gave it
+        err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(problem)))}")
     return typer.Exit(1)
 
 
@@ -382,7 +386,7 @@ def serve(
     One server is active per store: a second one stops, naming the first, or waits with --standby.
     """
     cfg = _checked_config(config)
-    api = _with_token(cfg.api)
+    api, no_token = _with_token(cfg.api)
     store, store_field = (db, "--db") if db else (api.db, "api.db")
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
@@ -392,7 +396,9 @@ def serve(
     # From here to the end a stop signal is remembered, never fatal and never lost: one that comes as a
     # standby takes the lock or while the active server is built stops serve there, the lock given back.
     with StopRequest().caught() as stop:
-        started = _started(cfg, store, store_field, standby=standby, where=where, stop=stop)
+        started = _started(
+            cfg, store, store_field, standby=standby, where=where, stop=stop, no_token=no_token
+        )
         if started is not None:
             run_active(started, api, where, stop)
 
@@ -405,18 +411,27 @@ def _started(
     standby: bool,
     where: tuple[str, int, str, str],
     stop: StopRequest,
+    no_token: ConfigError | None,
 ) -> tuple[InstanceLocks, socket.socket, Service] | None:
     """The locks, the bound socket and the built service of the server that is now the active one; None
-    when a stop signal came first (a standby asked to stop while it waited, or during the handover)."""
+    when a stop signal came first (a standby asked to stop while it waited, or during the handover).
+    ``no_token``: why the token will not do, listed with the other start-up problems."""
     from alerting.instance_lock import InstanceBusy  # noqa: PLC0415 - see build_service
 
     address, _, address_field, _ = where
     try:
         # Checked before the lock and journal files, so a wrong setting makes none; the inventories are read
         # again once the lock is held, since a standby may take over hours later.
-        for warning in check_serve(cfg, store, store_field, address, address_field):
+        problems, warnings = check_serve(cfg, store, store_field, address, address_field)
+        problems[:0] = [no_token] if no_token is not None else []
+        for warning in warnings:
             logger.warning("%s", cfg.locate(warning))
-        prepare_inventories(cfg).close()
+        try:
+            prepare_inventories(cfg).close()
+        except ConfigError as exc:
+            problems.append(exc)
+        if problems:  # every one, as config validate lists them; nothing made yet
+            raise ConfigError.first_of(problems)
         # Bound before the store is opened: a taken port or a wrong --host must not leave a migrated store
         # behind, which the release being rolled back to would refuse. An active server's socket is bound,
         # not listening: connections are refused until uvicorn serves.

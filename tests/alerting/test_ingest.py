@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+import orjson
 import pytest
 
 from alerting.ingest import parse_postable_alerts, parse_webhook
+from alerting.journal import KIND_POSTABLE, KIND_WEBHOOK, JournalRecord
 from gpuwarden.errors import InputError
 from gpuwarden.model import AlertStatus, RecommendedAction
 
@@ -105,3 +107,55 @@ def test_a_webhook_alerts_status_is_read() -> None:
     with pytest.raises(InputError) as info:
         parse_webhook({**payload, "alerts": [{"labels": {"alertname": "A"}, "status": "active"}]})
     assert info.value.field == "alerts[0].status"
+
+
+# Measured against Alertmanager 0.25 (POST /api/v2/alerts): it answers 400 to each of these, which Python's
+# fromisoformat reads; and 200 to each of the accepted ones.
+AM_REFUSES = [
+    "20261201T100000Z",  # ISO 8601 basic format
+    "2026-W48-2T10:00:00Z",  # a week date
+    "2026-12-01T10Z",  # an hour alone
+    "2026-12-01 10:00Z",  # a space, and no seconds
+    "2026-12-01T10:00:00+0100",  # an offset without its colon, no decimals
+    "2026-12-01T10:00:00.5+0100",
+    "2026-12-01T10:00:00.Z",
+]
+AM_TAKES = [
+    "2026-12-01T10:00:00Z",
+    "2026-12-01T10:00:00.123456789Z",
+    "2026-12-01T10:00:00.5+01:00",
+    "2026-12-01T10:00:00-00:00",
+    "2026-12-01T10:00:00,5Z",
+    "2026-12-01T10:00Z",
+    "2026-12-01T10:00:00.123+0100",
+    "2026-12-01T10:00:00.123456+0100",
+]
+
+
+@pytest.mark.parametrize("field", ["startsAt", "endsAt"])
+@pytest.mark.parametrize("text", AM_REFUSES)
+def test_a_time_alertmanager_refuses_is_refused_naming_the_field(text: str, field: str) -> None:
+    item = {"labels": {"alertname": "A"}, field: text}
+    with pytest.raises(InputError) as posted:
+        parse_postable_alerts([item])
+    assert posted.value.field == f"[0].{field}" and "RFC 3339" in posted.value.message
+    with pytest.raises(InputError) as hooked:
+        parse_webhook({"version": "4", "alerts": [item]})
+    assert hooked.value.field == f"alerts[0].{field}"
+
+
+@pytest.mark.parametrize("text", AM_TAKES)
+def test_a_time_alertmanager_takes_is_taken(text: str) -> None:
+    (alert,) = parse_postable_alerts([{"labels": {"alertname": "A"}, "startsAt": text}])
+    assert alert.starts_at == datetime.fromisoformat(text.replace(",", ".")).astimezone(UTC)
+
+
+@pytest.mark.parametrize("text", AM_REFUSES)
+def test_the_journal_still_replays_a_time_an_older_release_accepted(text: str) -> None:
+    """Strict at the API's edge only: a record acknowledged before is read as it was then, not lost."""
+    item = {"labels": {"alertname": "A"}, "startsAt": text, "endsAt": "2026-12-02T10:00:00Z"}
+    posted = JournalRecord(KIND_POSTABLE, 1.0, orjson.dumps([item]), 0)
+    hooked = JournalRecord(KIND_WEBHOOK, 1.0, orjson.dumps({"version": "4", "alerts": [item]}), 0)
+    for record in (posted, hooked):
+        (alert,) = record.alerts(timedelta(minutes=5))
+        assert alert.starts_at is not None and alert.starts_at.tzinfo is not None

@@ -438,3 +438,62 @@ def test_an_anomaly_and_a_hard_fault_on_one_gpu_are_one_incident_rooted_at_the_f
     incident = engine.store.get(incident_id)
     assert sorted(incident.alert_fingerprints) == sorted([anomaly.fingerprint, hard.fingerprint])
     assert incident.root_cause.kind is FaultKind.GPU_LOST and incident.priority.value == "P1"
+
+
+def _sign(labels: dict[str, str]) -> Alert:
+    """An alert on GPU 2 of r07-n01, or on the node with ``gpu: "-"``."""
+    if labels.get("gpu") == "-":
+        return Alert(
+            {"cluster": "c1", "Hostname": "r07-n01", **{k: v for k, v in labels.items() if k != "gpu"}}
+        )
+    return _on(2, **labels)
+
+
+# A stale exporter hides the node's data; a fault another source reports there is not caused by it. An XID
+# is its GPU's fault unless the catalog's action says the whole machine needs restarting (RESTART_VM, as
+# 151) or it is a PCIe fault (167 PCIE_FATAL_TIMEOUT): those may be any fault's cause on their node.
+@pytest.mark.parametrize(
+    "first",
+    [
+        {"alertname": "GPUXid", "xid": "13"},
+        {"alertname": "GPUXid", "xid": "31"},
+        {"alertname": "GPUXid", "xid": "119"},
+        {"alertname": "DCGMExporterStale", "gpu": "-"},
+    ],
+    ids=["xid-13", "xid-31", "xid-119", "exporter-stale"],
+)
+def test_an_xid_or_a_stale_exporter_does_not_take_in_a_fault_on_another_gpu_of_its_node(
+    tmp_path: Path, first: dict[str, str]
+) -> None:
+    clock, engine = _engine_fleet(tmp_path)
+    sign, hot = _sign(first), _on(5, alertname="GpuThermalSlowdown")
+    engine.ingest([sign])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([hot])
+    [other] = [i for i in engine.open_incident_ids() if i != incident]
+    assert engine.store.get(incident).alert_fingerprints == [sign.fingerprint]
+    assert engine.store.get(other).alert_fingerprints == [hot.fingerprint]
+    assert engine.store.get(other).title.startswith("gpu r07-n01/5 thermal")
+
+
+@pytest.mark.parametrize(
+    ("first", "gpu"),
+    [
+        ({"alertname": "GPUXid", "xid": "13"}, 2),  # on its own GPU
+        ({"alertname": "GPUXid", "xid": "167"}, 5),  # a PCIe fault: the host's
+        ({"alertname": "GPUXid", "xid": "151"}, 5),  # the catalog says RESTART_VM
+        ({"alertname": "GPUXid", "xid": "13", "gpu": "-"}, 5),  # an XID of the node, no GPU named
+    ],
+    ids=["same-gpu", "xid-167-pcie", "xid-151-restart-vm", "node-xid"],
+)
+def test_an_xid_still_takes_in_what_it_may_cause(tmp_path: Path, first: dict[str, str], gpu: int) -> None:
+    clock, engine = _engine_fleet(tmp_path)
+    sign, hot = _sign(first), _on(gpu, alertname="GpuThermalSlowdown")
+    engine.ingest([sign])
+    clock.advance(30)
+    engine.ingest([hot])
+    [incident] = engine.open_incident_ids()
+    assert sorted(engine.store.get(incident).alert_fingerprints) == sorted(
+        [sign.fingerprint, hot.fingerprint]
+    )

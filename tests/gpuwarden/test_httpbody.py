@@ -73,14 +73,44 @@ def test_a_body_declared_as_another_type_than_json_is_refused_415_naming_content
     assert client.get("/api/v2/alerts", headers=AUTH).json() == []  # nothing stored
 
 
+# Measured against Alertmanager 0.25's POST /api/v2/alerts: 400 "parsing Content-Type header ... failed"
+# for each of these (Go's mime.ParseMediaType refuses them), where gpuwarden answered 415 or took the body.
+MALFORMED = [
+    "garbage;;",
+    "application/json;;",
+    "application/json; charset",
+    "application/json; =x",
+    "application/json/x",
+    "application/json, text/plain",
+    "/json",
+    "application/",
+    ";",
+    "application/json; a=b; a=c",
+    'application/json; a="unterminated',
+]
+
+
+@pytest.mark.parametrize("media_type", MALFORMED)
+def test_a_content_type_that_does_not_parse_is_answered_400_naming_it(
+    client: TestClient, media_type: str
+) -> None:
+    headers = {**AUTH, "Content-Type": media_type}
+    response = client.post("/api/v2/alerts", content=json.dumps([NODE_DOWN]).encode(), headers=headers)
+    assert response.status_code == 400, response.text
+    assert error_field(response) == "Content-Type" and "does not parse" in error_text(response)
+    assert client.get("/api/v2/alerts", headers=AUTH).json() == []  # nothing stored
+
+
 @pytest.mark.parametrize(
     "headers",
     [
         {"Content-Type": "application/json; charset=utf-8"},
+        {"Content-Type": 'application/json;charset="utf-8"'},
+        {"Content-Type": "application/json ; a=b;"},  # Go lets one trailing ";" pass
         {"Content-Type": "Application/JSON"},
         {},  # none declared (Alertmanager refuses it as application/octet-stream: README, Known gaps)
     ],
-    ids=["charset", "any-case", "none"],
+    ids=["charset", "quoted", "trailing-semicolon", "any-case", "none"],
 )
 def test_json_is_taken_with_parameters_in_any_case_or_undeclared(
     client: TestClient, headers: dict[str, str]

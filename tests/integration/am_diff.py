@@ -102,6 +102,10 @@ STEPS: list[Step] = [
     _post("post-empty-value-dropped", {"labels": {"alertname": "B", "x": ""}}),
     _post("post-ends-before-start", {"labels": {"alertname": "C"}, "startsAt": "@+10", "endsAt": "@+5"}),
     _post("post-bad-time", {"labels": {"alertname": "C"}, "startsAt": "garbage"}),
+    # ISO 8601 forms beyond RFC 3339 that Python reads and Alertmanager refuses.
+    _post("post-time-basic-format", {"labels": {"alertname": "C"}, "startsAt": "20261201T100000Z"}),
+    _post("post-time-week-date", {"labels": {"alertname": "C"}, "startsAt": "2026-W48-2T10:00:00Z"}),
+    _post("post-time-offset-no-colon", {"labels": {"alertname": "C"}, "endsAt": "2026-12-01T10:00:00+0100"}),
     _post("post-number-label", {"labels": {"alertname": 1}}),
     _post("post-resolved", {"labels": {"alertname": "E"}, "endsAt": "@-30"}),
     _post(
@@ -123,6 +127,16 @@ STEPS: list[Step] = [
         "application/json; charset=utf-8",
         "/api/v2/alerts",
         [{"labels": {"alertname": "Charset"}}],
+    ),
+    _declared("post-content-type-garbage", "garbage;;", "/api/v2/alerts", [{"labels": {"alertname": "G"}}]),
+    _declared(
+        "post-content-type-no-name", "application/json;;", "/api/v2/alerts", [{"labels": {"alertname": "G"}}]
+    ),
+    _declared(
+        "post-content-type-trailing-semicolon",
+        "application/json; charset=utf-8;",
+        "/api/v2/alerts",
+        [{"labels": {"alertname": "Semi"}}],
     ),
     _post("post-gettable-status", {"labels": {"alertname": "Copy"}, "status": {"state": "active"}}),
     _post("post-status-word", {"labels": {"alertname": "Word"}, "status": "resolved"}),
@@ -167,6 +181,7 @@ STEPS: list[Step] = [
     _silence("silence-ended", [_m("alertname", "A")], startsAt="@-7200", endsAt="@-3600"),
     _silence("silence-reversed", [_m("alertname", "A")], startsAt="@+100", endsAt="@+50"),
     _silence("silence-no-start", [_m("alertname", "A")], startsAt=None),
+    _silence("silence-time-basic-format", [_m("alertname", "A")], endsAt="20361201T100000Z"),
     _declared(
         "silence-form-encoded",
         "application/x-www-form-urlencoded",

@@ -269,3 +269,43 @@ def test_a_file_for_the_exporter_alone_needs_no_api_token_nor_queries(
     path = write(tmp_path, "exporter:\n  port: 9401\ntracing:\n  enabled: false\n")
     result = CliRunner().invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 0, result.output
+
+
+def test_serve_lists_every_problem_of_its_start_up_check_and_makes_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As ``config validate`` (and promtool, ``alertmanager --config.check``) do: one start-up, every
+    problem, not the first one per attempt."""
+    ends = datetime(9999, 12, 31, tzinfo=UTC)
+    path = write(
+        tmp_path,
+        _window(datetime.now(UTC) + timedelta(days=1), ends)
+        + f"  journal_dir: /proc/x\n  inventory_file: {tmp_path / 'missing.yaml'}\n"
+        "api:\n  listen_address: 203.0.113.7\n",
+    )
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    output = " ".join(served.output.split())
+    assert served.exit_code == 1, output
+    for said in (
+        f"{path}:5: alerting.maintenance_windows[0].ends_at:",
+        f"{path}:6: alerting.journal_dir: /proc/x: cannot use it",
+        "alerting.inventory_file",
+        f"{path}:9: api.listen_address: cannot listen on '203.0.113.7'",
+    ):
+        assert said in output, said
+    assert output.count("error:") == 4, output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]  # no store, lock or journal
+
+
+def test_serve_without_a_token_lists_the_missing_token_with_the_file_s_problems(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write(tmp_path, "alerting:\n  journal_dir: /proc/x\n")
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    output = " ".join(served.output.split())
+    assert served.exit_code == 1, output
+    assert "api.token: no API token: export GPUWARDEN_API_TOKEN" in output
+    assert f"{path}:2: alerting.journal_dir: /proc/x: cannot use it" in output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]
