@@ -15,7 +15,7 @@ from sqlalchemy.orm import sessionmaker
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
-from alerting.handoff import Telling, untold
+from alerting.handoff import Telling, UntoldChange, untold
 from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
 from alerting.store import IncidentStore
 from alerting.subscriptions import ChangeKind
@@ -264,17 +264,12 @@ def test_a_change_stored_untold_before_0015_is_told_with_nothing_besides_and_pag
 ) -> None:
     """What a transaction decides a change is told with is stored with it since 0015; a change an earlier
     gpuwarden stored untold is told as it would have been: not held, with no "also"."""
-    engine = make_engine(str(tmp_path / "s.db"))
-    upgrade(engine, "0014_silence_updated_at")
-    with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq)"
-                " VALUES ('inc-1', 'priority_changed', '2026-01-01 00:00:00.000000', 'priority', NULL)"
-            )
-        )
-    upgrade(engine)
-    (stored,) = untold(sessionmaker(engine), 10)
+    stored = _untold_stored_before(
+        tmp_path,
+        "0014_silence_updated_at",
+        "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq)"
+        " VALUES ('inc-1', 'priority_changed', '2026-01-01 00:00:00.000000', 'priority', NULL)",
+    )
     assert stored.change[:2] == ("inc-1", ChangeKind.PRIORITY_CHANGED)
     assert stored.telling == Telling(merging=False, also=())
 
@@ -282,15 +277,21 @@ def test_a_change_stored_untold_before_0015_is_told_with_nothing_besides_and_pag
 def test_a_change_stored_untold_before_0016_is_not_folded(tmp_path: Path) -> None:
     """Since 0016 a change that repeats its incident's cycle is stored folded; one stored before is told as
     it would have been (a reply of its own)."""
+    stored = _untold_stored_before(
+        tmp_path,
+        "0015_untold_telling",
+        "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq, also)"
+        " VALUES ('inc-1', 'updated', '2026-01-01 00:00:00.000000', 'quiet', NULL, '[\"x\"]')",
+    )
+    assert stored.telling == Telling(also=("x",), folded=None)
+
+
+def _untold_stored_before(tmp_path: Path, revision: str, insert: str) -> UntoldChange:
+    """The one untold change ``insert`` stored at ``revision``, as read after upgrading to the head."""
     engine = make_engine(str(tmp_path / "s.db"))
-    upgrade(engine, "0015_untold_telling")
+    upgrade(engine, revision)
     with engine.begin() as conn:
-        conn.execute(
-            text(
-                "INSERT INTO untold_changes (incident_id, change, at, event_kind, event_seq, also)"
-                " VALUES ('inc-1', 'updated', '2026-01-01 00:00:00.000000', 'quiet', NULL, '[\"x\"]')"
-            )
-        )
+        conn.execute(text(insert))
     upgrade(engine)
     (stored,) = untold(sessionmaker(engine), 10)
-    assert stored.telling == Telling(also=("x",), folded=None)
+    return stored
