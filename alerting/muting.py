@@ -10,7 +10,9 @@ merged with it: ``merging._silence_apart``), but its changes reach listeners mar
 notifiers page nobody for them. When its silence ends while it is open, the tick adds one ``silence_ended``
 event that catches up on what happened meanwhile: a priority change (a broadcast) when the incident became
 more urgent, else an update. Which incidents wait for that event is read from the timeline (a ``silenced``
-event with no ``silence_ended`` after it), so a restart keeps it.
+event with no ``silence_ended`` after it), so a restart keeps it. In a silence's last half hour, when the
+Slack button's press extends it, one ``silence_ending`` event (told silenced: an edit in place, paging nobody)
+offers "Extend silence 1 h" on the incident's message (``_tell_silences_ending``).
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
 from alerting.silence_index import SilenceIndex
-from alerting.silences import Silence, incident_silenced_until
+from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
 from alerting.silencing import expire_row
 from alerting.store import alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
-from gpuwarden.clock import Clock
+from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.model import Alert, AlertStatus
 
 
@@ -54,6 +56,7 @@ class MuteTracking:
     _open: OpenIncidents
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
+    _ending_told: dict[str, datetime]  # incident -> the end of its silence whose last half hour was told
     inventory: Inventory | None
     _silence_index: SilenceIndex | None = None  # of the current ``_silences`` list (replaced on a change)
 
@@ -154,6 +157,7 @@ class MuteTracking:
         )
         ids = sorted({*open_ids, *(i for i in session.scalars(running) if i is not None)})
         self._silenced_incidents.clear()
+        self._ending_told.clear()  # read again from the timelines when asked (``_tell_silences_ending``)
         if not ids:
             return
         marks = session.execute(
@@ -216,6 +220,51 @@ class MuteTracking:
         message, data, _ = catch_up(events, incident.priority, since, early=why)
         batch.event(incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED)
         self._silenced_incidents.discard(incident_id)
+        self._ending_told.pop(incident_id, None)
+
+    def _tell_silences_ending(self, now: datetime) -> None:
+        """A ``silence_ending`` event for each open silenced incident whose silence has less than
+        ``EXTENDABLE`` left, once for each end, unless its latest event was told that close to the end
+        already (its message offers the extension then). Told silenced, so notifiers only edit the message in
+        place. Whether it was told is read from the timeline the first time it is asked, so a restart (which
+        forgets ``_ending_told``) decides alike."""
+        due = []
+        for incident_id in sorted(self._silenced_incidents):
+            until = incident_silenced_until(self._silences, incident_id, now)
+            if until is None or until - now >= EXTENDABLE or incident_id not in self._open:
+                continue
+            if self._ending_told.get(incident_id) != until:
+                due.append((incident_id, until))
+        if not due:
+            return
+        with self._sessions() as session, session.begin():
+            batch = Batch(session, now)
+            for incident_id, until in due:
+                last = session.scalars(
+                    select(TimelineRow.at)
+                    .where(TimelineRow.incident_id == incident_id)
+                    .order_by(TimelineRow.seq.desc())
+                    .limit(1)
+                ).first()
+                if last is not None and until - last < EXTENDABLE:
+                    continue  # told that close to its end already: its message offers the extension
+                by = sorted(
+                    {
+                        s.created_by
+                        for s in self._silences
+                        if s.incident_id == incident_id and s.ends_at == until
+                    }
+                )
+                batch.event(
+                    incident_id,
+                    SILENCE_ENDING,
+                    f'silence ends at {rfc3339(until)} (silenced by {", ".join(by)}): "Extend silence 1 h" in'
+                    f" Slack, or `gpuwarden incidents silence {incident_id} --for 1h`, extends it",
+                    {"until": rfc3339(until)},
+                    change=ChangeKind.UPDATED,
+                )
+        self._ending_told.update(due)  # after the commit: a failed one is tried again at the next tick
+        self._notify(batch.changes)
 
     def _end_incident_silences(self, now: datetime) -> None:
         """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
@@ -245,11 +294,12 @@ class MuteTracking:
         self._silenced_incidents -= ended  # after the commit: a failed one is tried again at the next tick
         for incident_id in ended:
             self._catch_up_since.pop(incident_id, None)
+            self._ending_told.pop(incident_id, None)
         if batch is not None:
             self._notify(batch.changes)
 
 
-SILENCED, SILENCE_ENDED = "silenced", "silence_ended"
+SILENCED, SILENCE_ENDED, SILENCE_ENDING = "silenced", "silence_ended", "silence_ending"
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
@@ -284,7 +334,9 @@ def catch_up(
     held = [
         e
         for e in during
-        if e.kind != SILENCED and (ends_at is None or e.at < ends_at) and (since is None or e.at >= since)
+        if e.kind not in (SILENCED, SILENCE_ENDING)
+        and (ends_at is None or e.at < ends_at)
+        and (since is None or e.at >= since)
     ]
     changes = [e for e in held if e.kind == "priority" and e.data.get("from") and e.data.get("to")]
     before = str(changes[0].data["from"]) if changes else priority

@@ -188,6 +188,31 @@ def test_the_catch_up_survives_a_restart_during_the_silence(pipe: Pipeline) -> N
     assert pipe.recorder.replies(pipe.parent().ts)[-1].reply_broadcast
 
 
+@pytest.mark.parametrize("restart", ["before", "after"])
+def test_a_silences_last_half_hour_is_told_once_in_place_across_a_restart(
+    pipe: Pipeline, restart: str
+) -> None:
+    """The edit that offers "Extend silence 1 h" comes once per silence end, pages nobody (no reply, no
+    webhook POST), survives a restart on either side of the tick that tells it, and is not something the
+    silence held back."""
+    _opened_and_silenced(pipe)
+    pipe.tick(1790)  # 10 s more than half the hour left
+    if restart == "before":
+        pipe.restart()
+    pipe.tick(20)
+    if restart == "after":
+        pipe.restart()
+    pipe.tick(20)
+    kinds = [e.kind for e in pipe.engine.store.get(pipe.incident_id()).timeline]
+    assert kinds.count("silence_ending") == 1
+    assert pipe.replies() == ["opened"] and pipe.hook_events() == ["opened"]
+    assert "Extend silence 1 h" in str(pipe.parent().attachments)
+    pipe.tick(1800)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    assert "nothing happened while silenced" in pipe.recorder.replies(pipe.parent().ts)[-1].text
+    assert "Extend silence 1 h" not in str(pipe.parent().attachments)
+
+
 def test_other_incidents_are_not_silenced(pipe: Pipeline) -> None:
     _opened_and_silenced(pipe)
     pipe.ingest({"alertname": "GpuXid", "xid": "79", "cluster": "c2", "node": "m01", "gpu": "0"})
