@@ -5,8 +5,9 @@ the muted firing alerts in memory; each tick frees those no longer muted and sen
 past the repeat fast path, so they join or open an incident as if they had just fired.
 
 A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault
-beside it joins it as unsilenced and ends the silence: ``_lift_silences``; an incident already apart is not
-merged with it: ``merging._silence_apart``), but its changes reach listeners marked ``silenced_until``, and
+beside it joins it as unsilenced and ends the silence: ``_lift_silences``; so does an incident of such a
+fault merged into it, or such alerts regrouped into it: ``merging.beside_silence``,
+``regrouping.ends_silence``), but its changes reach listeners marked ``silenced_until``, and
 notifiers page nobody for them. When its silence ends while it is open, the tick adds one ``silence_ended``
 event that catches up on what happened meanwhile: a priority change (a broadcast) when the incident became
 more urgent, else an update. Which incidents wait for that event is read from the timeline (a ``silenced``
@@ -98,8 +99,8 @@ class MuteTracking:
 
     def _held(self, incident_id: str, now: datetime) -> bool:
         """Whether a silence of the incident holds it now: an alert that joins it beside what its root
-        explains ends the silence (``joining``); no merge or regrouping takes such a fault in
-        (``merging._silence_apart``, ``regrouping.silence_lets``)."""
+        explains ends the silence (``joining``), as a merge or a regrouping that brings such a fault in does
+        (``merging.beside_silence``, ``regrouping.ends_silence``)."""
         return bool(self._silences) and self._indexed_silences().holds_incident(incident_id, now)
 
     def _indexed_silences(self) -> SilenceIndex:
