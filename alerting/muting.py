@@ -151,7 +151,8 @@ class MuteTracking:
     def _track_silenced(self, session: Session, open_ids: Iterable[str]) -> None:
         """Which incidents wait for a ``silence_ended`` event, as their timelines say (at a reload): the open
         ones, and those resolved whose silence still runs, as live keeps them until the tick sees it end
-        (one that reopens before that tick catches up on what the silence held back)."""
+        (one that reopens before the silence ends catches up on what it held back; one resolved when it
+        ended, or since, does not: ``_resolved_at_end``)."""
         now = self.clock.now()
         running = select(SilenceRow.incident_id).where(
             SilenceRow.incident_id.is_not(None), SilenceRow.ends_at > now
@@ -286,6 +287,8 @@ class MuteTracking:
                         .where(TimelineRow.incident_id == incident_id)
                         .order_by(TimelineRow.seq)
                     ).all()
+                    if _resolved_at_end(session, incident_id, events):
+                        continue  # nothing held back to tell: its reopening since pages as such
                     message, data, rose = catch_up(
                         events, row.priority, self._catch_up_since.get(incident_id)
                     )
@@ -304,6 +307,18 @@ SILENCED, SILENCE_ENDED, SILENCE_ENDING = "silenced", "silence_ended", "silence_
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
+
+
+def _resolved_at_end(session: Session, incident_id: str, timeline: Sequence[TimelineRow]) -> bool:
+    """Whether the incident was resolved when its silence ended, or at any time since (``_resolved_since``),
+    by its timeline after its last ``silenced`` event. Such an incident gets no catch-up, even when it is open
+    again by the tick that sees the end (the release of what the silence muted reopens it in that very
+    tick): the reopening pages, and a restart, which cannot know whether a tick saw the end, decides alike
+    (``_track_silenced``)."""
+    end = session.scalar(select(func.max(SilenceRow.ends_at)).where(SilenceRow.incident_id == incident_id))
+    start = max((k for k, e in enumerate(timeline) if e.kind == SILENCED), default=-1)
+    closings = [(e.kind, e.at) for e in timeline[start + 1 :] if e.kind in _CLOSING]
+    return end is not None and _resolved_since(closings, end)
 
 
 def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
