@@ -115,6 +115,7 @@ class IncidentEngine(
         self._measures: dict[str, tuple[str, ...]] = {}
         self._silenced_incidents: set[str] = set()
         self._catch_up_since: dict[str, datetime] = {}
+        self._ending_told: dict[str, datetime] = {}
         self._fingerprints = FingerprintCache()
         self._hold = timedelta(seconds=self.config.announce_delay_seconds)
         self._unannounced: dict[str, datetime] = {}
@@ -465,6 +466,7 @@ class IncidentEngine(
             self._announce_due(now)
             # After the announcements: a change of an incident still held folds into its announcement.
             self._end_incident_silences(now)
+            self._tell_silences_ending(now)
         self._prune_if_due(now)
 
 

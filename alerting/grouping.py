@@ -106,7 +106,8 @@ class IncidentGrouping(IncidentMerging):
                     inc,
                     self._open.signal_partners(inc),
                     self.inventory,
-                    lambda i: self._held(i, batch.now),
+                    held=lambda i: self._held(i, batch.now),
+                    lift=lambda i, why: self._lift_silences(batch, i, why),
                 )
                 pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:

@@ -22,6 +22,7 @@ from alerting.flapping import settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
 from alerting.member import Member, live
+from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
@@ -399,13 +400,3 @@ def _flapping_event(batch: Batch, incident_id: str, row: StoredAlert) -> None:
         f"alert {row.labels.get('alertname', '')} {verb} flapping",
         {"fingerprint": row.fingerprint},
     )
-
-
-def _describe(labels: dict[str, str]) -> str:
-    where = [
-        labels[k]
-        for k in ("node", "Hostname", "instance", "gpu", "slurm_job", "job", "service")
-        if labels.get(k)
-    ]
-    name = labels.get("alertname", "alert")
-    return f"{name} ({', '.join(where)})" if where else name

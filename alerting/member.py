@@ -100,3 +100,14 @@ def live(members: dict[str, Member]) -> bool:
     """Whether one of ``members`` fires or flaps: else their incident waits out its quiet period. The
     latest first: in a storm the alert that joined last fires, not one of the first (asked at each alert)."""
     return any(m.firing or m.flapping for m in reversed(members.values()))
+
+
+def describe(labels: Mapping[str, str]) -> str:
+    """An alert as the timeline names it: ``GPUXid (r07-n01, 5)``."""
+    where = [
+        labels[k]
+        for k in ("node", "Hostname", "instance", "gpu", "slurm_job", "job", "service")
+        if labels.get(k)
+    ]
+    name = labels.get("alertname", "alert")
+    return f"{name} ({', '.join(where)})" if where else name

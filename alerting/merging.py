@@ -15,7 +15,7 @@ from sqlalchemy import update
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
-from alerting.member import first_onset, flapping_in, live, recommended_by
+from alerting.member import describe, first_onset, flapping_in, live, recommended_by
 from alerting.root_facts import down_nodes, grows, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
@@ -42,6 +42,7 @@ class IncidentMerging:
     _open: OpenIncidents
     _window: timedelta
     _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
+    _lift_silences: Callable[[Batch, str, str], None]  # end an incident's silences now, saying why
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
@@ -51,7 +52,7 @@ class IncidentMerging:
         rollout = {
             i
             for i in spread_candidates(inc, self._open.spread_partners(inc), self._window)
-            if not _quiet_apart(inc, self._open[i]) and not self._silence_apart(inc, self._open[i], batch.now)
+            if not _quiet_apart(inc, self._open[i])
         }
         if rollout:
             first = min((self._open[i] for i in rollout | {inc.id}), key=lambda o: self._opened(batch, o))
@@ -62,8 +63,6 @@ class IncidentMerging:
         spread = self._spread_in_rack(inc, batch.now) | rollout
         for other in self._open.merge_candidates(inc, spread):
             if other.id == inc.id or not other.members or _quiet_apart(inc, other):
-                continue
-            if self._silence_apart(inc, other, batch.now):
                 continue
             inside = (
                 bool(other.root_path)
@@ -89,24 +88,6 @@ class IncidentMerging:
             self._fold(batch, inc, other)
         return inc.id
 
-    def _silence_apart(self, inc: OpenIncident, other: OpenIncident, now: datetime) -> bool:
-        """Whether a silence holds one of the two, not the other, and they are not one fault: the held
-        one's root takes the other in (holds its root, explains its alerts), or an outage firing in the other
-        took the held one's root whole (its node down: the fault grew). Else neither takes the other in:
-        merged, the incident opened first goes on, and the silence set for one fault would mute another
-        beside it that pages now (a new alert that joins a held incident as such a fault ends its silence
-        instead: ``joining.IncidentJoining._lift_if_beside``). Incidents without a root (a job's stalls)
-        merge as ever: their fault's incident takes them."""
-        if not (inc.root_path and other.root_path):
-            return False
-        inc_held, other_held = self._held(inc.id, now), self._held(other.id, now)
-        if inc_held is other_held:
-            return False
-        held, free = (inc, other) if inc_held else (other, inc)
-        if contains(held.root_path, free.root_path):
-            return not takes_in(held.root_path, held.facts, free.members.values())
-        return not any(m.firing and grows(held.root_path, m) for m in free.members.values())
-
     def _opened(self, batch: Batch, inc: OpenIncident) -> tuple[datetime, tuple[datetime, str]]:
         """When ``inc`` opened; its earliest onset breaks a tie (one POST's incidents open at one instant)."""
         row = batch.session.get(IncidentRow, inc.id)
@@ -114,7 +95,19 @@ class IncidentMerging:
         return row.opened_at, first_onset(inc.members.values(), inc.id)
 
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
-        """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``."""
+        """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``. A
+        silence merges nothing apart (it mutes an incident, not how alerts group): where one holds ``inc`` and
+        not ``other``, and ``other`` is a fault beside the one it was set for (``beside_silence``), it ends
+        first, saying why, and the merge pages as the join of such an alert does
+        (``joining.IncidentJoining._lift_if_beside``)."""
+        if (
+            self._held(inc.id, batch.now)
+            and not self._held(other.id, batch.now)
+            and beside_silence(inc, other)
+        ):
+            self._lift_silences(
+                batch, inc.id, f"{_named(other)}, a fault beside the one the silence was set for"
+            )
         # Its alerts of its own earlier opening stay of an earlier one here; the rest are of this opening,
         # as the event says (a restart replays it: ``joining.earlier_members``).
         carried = other.earlier & other.members.keys()
@@ -183,6 +176,32 @@ class IncidentMerging:
                 found.add(other.id)
                 nodes |= {m.location.path[: RACK_DEPTH + 1] for m in other.members.values()}
         return found if len(nodes) >= SPREAD_NODES else set()
+
+
+NAMED_ALERTS = 3  # of an incident merged into a silenced one: the rest are counted
+
+
+def _named(other: OpenIncident) -> str:
+    """What a merge brought into a silenced incident, as a person reads it: its alerts (``other`` may have
+    opened in this very transaction, never announced), the firing ones first."""
+    members = sorted(other.members.values(), key=lambda m: (not m.firing, describe(m.labels)))
+    named = [describe(m.labels) for m in members[:NAMED_ALERTS]]
+    if len(members) > NAMED_ALERTS:
+        named.append(f"{len(members) - NAMED_ALERTS} more")
+    return f"{', '.join(named)} merged in (from {other.id})"
+
+
+def beside_silence(held: OpenIncident, other: OpenIncident) -> bool:
+    """Whether ``other``, merged into ``held`` (which a silence holds), is a fault beside the one the silence
+    was set for, as a joining alert would be (``root_facts.held_takes``): both have a root, and ``held``'s
+    root neither takes ``other`` in (holds its root, explains its alerts) nor was taken whole by an outage
+    firing in ``other`` (its node down: the fault grew). An incident without a root (a job's stalls) is
+    its fault's symptoms."""
+    if not (held.root_path and other.root_path):
+        return False
+    if contains(held.root_path, other.root_path):
+        return not takes_in(held.root_path, held.facts, other.members.values())
+    return not any(m.firing and grows(held.root_path, m) for m in other.members.values())
 
 
 def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:

@@ -5,12 +5,15 @@ the muted firing alerts in memory; each tick frees those no longer muted and sen
 past the repeat fast path, so they join or open an incident as if they had just fired.
 
 A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault
-beside it joins it as unsilenced and ends the silence: ``_lift_silences``; an incident already apart is not
-merged with it: ``merging._silence_apart``), but its changes reach listeners marked ``silenced_until``, and
+beside it joins it as unsilenced and ends the silence: ``_lift_silences``; so does an incident of such a
+fault merged into it, or such alerts regrouped into it: ``merging.beside_silence``,
+``regrouping.ends_silence``), but its changes reach listeners marked ``silenced_until``, and
 notifiers page nobody for them. When its silence ends while it is open, the tick adds one ``silence_ended``
 event that catches up on what happened meanwhile: a priority change (a broadcast) when the incident became
 more urgent, else an update. Which incidents wait for that event is read from the timeline (a ``silenced``
-event with no ``silence_ended`` after it), so a restart keeps it.
+event with no ``silence_ended`` after it), so a restart keeps it. In a silence's last half hour, when the
+Slack button's press extends it, one ``silence_ending`` event (told silenced: an edit in place, paging nobody)
+offers "Extend silence 1 h" on the incident's message (``_tell_silences_ending``).
 """
 
 from __future__ import annotations
@@ -30,13 +33,13 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.pending import StoredAlert
 from alerting.silence_index import SilenceIndex
-from alerting.silences import Silence, incident_silenced_until
+from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
 from alerting.silencing import expire_row
 from alerting.store import alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import UNKNOWN, locate
-from gpuwarden.clock import Clock
+from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.model import Alert, AlertStatus
 
 
@@ -54,6 +57,7 @@ class MuteTracking:
     _open: OpenIncidents
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
+    _ending_told: dict[str, datetime]  # incident -> the end of its silence whose last half hour was told
     inventory: Inventory | None
     _silence_index: SilenceIndex | None = None  # of the current ``_silences`` list (replaced on a change)
 
@@ -95,8 +99,8 @@ class MuteTracking:
 
     def _held(self, incident_id: str, now: datetime) -> bool:
         """Whether a silence of the incident holds it now: an alert that joins it beside what its root
-        explains ends the silence (``joining``); no merge or regrouping takes such a fault in
-        (``merging._silence_apart``, ``regrouping.silence_lets``)."""
+        explains ends the silence (``joining``), as a merge or a regrouping that brings such a fault in does
+        (``merging.beside_silence``, ``regrouping.ends_silence``)."""
         return bool(self._silences) and self._indexed_silences().holds_incident(incident_id, now)
 
     def _indexed_silences(self) -> SilenceIndex:
@@ -147,13 +151,15 @@ class MuteTracking:
     def _track_silenced(self, session: Session, open_ids: Iterable[str]) -> None:
         """Which incidents wait for a ``silence_ended`` event, as their timelines say (at a reload): the open
         ones, and those resolved whose silence still runs, as live keeps them until the tick sees it end
-        (one that reopens before that tick catches up on what the silence held back)."""
+        (one that reopens before the silence ends catches up on what it held back; one resolved when it
+        ended, or since, does not: ``_resolved_at_end``)."""
         now = self.clock.now()
         running = select(SilenceRow.incident_id).where(
             SilenceRow.incident_id.is_not(None), SilenceRow.ends_at > now
         )
         ids = sorted({*open_ids, *(i for i in session.scalars(running) if i is not None)})
         self._silenced_incidents.clear()
+        self._ending_told.clear()  # read again from the timelines when asked (``_tell_silences_ending``)
         if not ids:
             return
         marks = session.execute(
@@ -216,6 +222,51 @@ class MuteTracking:
         message, data, _ = catch_up(events, incident.priority, since, early=why)
         batch.event(incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED)
         self._silenced_incidents.discard(incident_id)
+        self._ending_told.pop(incident_id, None)
+
+    def _tell_silences_ending(self, now: datetime) -> None:
+        """A ``silence_ending`` event for each open silenced incident whose silence has less than
+        ``EXTENDABLE`` left, once for each end, unless its latest event was told that close to the end
+        already (its message offers the extension then). Told silenced, so notifiers only edit the message in
+        place. Whether it was told is read from the timeline the first time it is asked, so a restart (which
+        forgets ``_ending_told``) decides alike."""
+        due = []
+        for incident_id in sorted(self._silenced_incidents):
+            until = incident_silenced_until(self._silences, incident_id, now)
+            if until is None or until - now >= EXTENDABLE or incident_id not in self._open:
+                continue
+            if self._ending_told.get(incident_id) != until:
+                due.append((incident_id, until))
+        if not due:
+            return
+        with self._sessions() as session, session.begin():
+            batch = Batch(session, now)
+            for incident_id, until in due:
+                last = session.scalars(
+                    select(TimelineRow.at)
+                    .where(TimelineRow.incident_id == incident_id)
+                    .order_by(TimelineRow.seq.desc())
+                    .limit(1)
+                ).first()
+                if last is not None and until - last < EXTENDABLE:
+                    continue  # told that close to its end already: its message offers the extension
+                by = sorted(
+                    {
+                        s.created_by
+                        for s in self._silences
+                        if s.incident_id == incident_id and s.ends_at == until
+                    }
+                )
+                batch.event(
+                    incident_id,
+                    SILENCE_ENDING,
+                    f'silence ends at {rfc3339(until)} (silenced by {", ".join(by)}): "Extend silence 1 h" in'
+                    f" Slack, or `gpuwarden incidents silence {incident_id} --for 1h`, extends it",
+                    {"until": rfc3339(until)},
+                    change=ChangeKind.UPDATED,
+                )
+        self._ending_told.update(due)  # after the commit: a failed one is tried again at the next tick
+        self._notify(batch.changes)
 
     def _end_incident_silences(self, now: datetime) -> None:
         """Add the catch-up event to each open incident whose silence ended (see the module docstring)."""
@@ -236,6 +287,8 @@ class MuteTracking:
                         .where(TimelineRow.incident_id == incident_id)
                         .order_by(TimelineRow.seq)
                     ).all()
+                    if _resolved_at_end(session, incident_id, events):
+                        continue  # nothing held back to tell: its reopening since pages as such
                     message, data, rose = catch_up(
                         events, row.priority, self._catch_up_since.get(incident_id)
                     )
@@ -245,14 +298,27 @@ class MuteTracking:
         self._silenced_incidents -= ended  # after the commit: a failed one is tried again at the next tick
         for incident_id in ended:
             self._catch_up_since.pop(incident_id, None)
+            self._ending_told.pop(incident_id, None)
         if batch is not None:
             self._notify(batch.changes)
 
 
-SILENCED, SILENCE_ENDED = "silenced", "silence_ended"
+SILENCED, SILENCE_ENDED, SILENCE_ENDING = "silenced", "silence_ended", "silence_ending"
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
+
+
+def _resolved_at_end(session: Session, incident_id: str, timeline: Sequence[TimelineRow]) -> bool:
+    """Whether the incident was resolved when its silence ended, or at any time since (``_resolved_since``),
+    by its timeline after its last ``silenced`` event. Such an incident gets no catch-up, even when it is open
+    again by the tick that sees the end (the release of what the silence muted reopens it in that very
+    tick): the reopening pages, and a restart, which cannot know whether a tick saw the end, decides alike
+    (``_track_silenced``)."""
+    end = session.scalar(select(func.max(SilenceRow.ends_at)).where(SilenceRow.incident_id == incident_id))
+    start = max((k for k, e in enumerate(timeline) if e.kind == SILENCED), default=-1)
+    closings = [(e.kind, e.at) for e in timeline[start + 1 :] if e.kind in _CLOSING]
+    return end is not None and _resolved_since(closings, end)
 
 
 def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> bool:
@@ -284,7 +350,9 @@ def catch_up(
     held = [
         e
         for e in during
-        if e.kind != SILENCED and (ends_at is None or e.at < ends_at) and (since is None or e.at >= since)
+        if e.kind not in (SILENCED, SILENCE_ENDING)
+        and (ends_at is None or e.at < ends_at)
+        and (since is None or e.at >= since)
     ]
     changes = [e for e in held if e.kind == "priority" and e.data.get("from") and e.data.get("to")]
     before = str(changes[0].data["from"]) if changes else priority

@@ -81,13 +81,16 @@ def regroup_spread(
     inc: OpenIncident,
     others: Iterable[OpenIncident],
     inventory: Inventory | None,
+    *,
     held: Callable[[str], bool],
+    lift: Callable[[str, str], None],
 ) -> set[str]:
     """Move the alerts of a signal spreading (a driver rollout's XID 119) that another incident holds beside
     a fault of its own (a node down, an NVSwitch failing on a node the rollout reached) into the spread's
     incident, as ``best_candidate`` would have put them had the spread existed when they came; ``inc`` is
-    either side. Where a silence holds one side and not the other (``held``), only what ``silence_lets``.
-    The ids of the incidents whose members changed."""
+    either side. A silence moves nothing apart (it mutes an incident, not how alerts group): where alerts
+    that are a fault beside the one it was set for move into an incident it holds (``ends_silence``), it
+    ends first (``lift``: the incident's id and why). The ids of the incidents whose members changed."""
     rest = [o for o in others if o.id != inc.id and o.members]
     if inc.facts().spread_of is not None:
         pairs = [(inc, o) for o in rest]
@@ -95,35 +98,28 @@ def regroup_spread(
         pairs = [(o, inc) for o in rest if o.facts().spread_of is not None]
     changed: set[str] = set()
     for spread, holder in pairs:
-        due = [
-            fp
-            for fp in _strays(spread, holder, inventory)
-            if silence_lets(holder, spread, holder.members[fp], held)
-        ]
+        due = _strays(spread, holder, inventory)
+        if any(ends_silence(holder, spread, holder.members[fp], held) for fp in due):
+            moved_in = f"XID alerts of {holder.id} moved in (a rollout spreading)"
+            lift(spread.id, f"{moved_in}, a fault beside the one the silence was set for")
         if due:
             _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
             changed |= {spread.id, holder.id}
     return changed
 
 
-def silence_lets(
+def ends_silence(
     source: OpenIncident, target: OpenIncident, member: Member, held: Callable[[str], bool]
 ) -> bool:
-    """Whether an infrastructure alert may move from ``source`` to ``target`` where a silence holds one of
-    them and not the other: as the merge pass keeps a held incident and a free one apart
-    (``merging._silence_apart``). A held target takes only its own fault (``held_takes``): muted there, a
-    fault beside it would page nobody. A held source keeps what it would take now: its own fault does not
-    leave the silence set for it to page elsewhere; what it holds beside its fault may go. A workload
-    symptom moves as ever (joins and merges let a held incident take a job's stalls: their fault's
-    incident takes them)."""
-    if not member.is_infra:
-        return True
-    source_held, target_held = held(source.id), held(target.id)
-    if source_held is target_held:
-        return True
-    if target_held:
-        return bool(target.root_path) and held_takes(target.root_path, target.facts, member)
-    return not (source.root_path and held_takes(source.root_path, source.facts, member))
+    """Whether moving the alert of ``member`` from ``source`` into ``target`` ends ``target``'s silence: a
+    silence holds ``target`` and not ``source``, and it is an infrastructure alert beside the fault the
+    silence was set for (not ``held_takes``), as its join would (``joining.IncidentJoining._lift_if_beside``).
+    A workload symptom (a job's stalled ranks, which ``regroup_ranks`` moves to their GPU's fault) is its
+    fault's: it ends nothing. Out of a held incident, an alert goes where it groups, and pages there as the
+    incident it joins does."""
+    if not member.is_infra or not held(target.id) or held(source.id):
+        return False
+    return not (target.root_path and held_takes(target.root_path, target.facts, member))
 
 
 def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | None) -> list[str]:

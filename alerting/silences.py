@@ -6,7 +6,7 @@ import enum
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerting.inhibition import InhibitRule
 from alerting.matchers import Matcher, all_match, mutes_everything, parse_matcher
@@ -19,6 +19,10 @@ from gpuwarden.errors import ConfigError, InputError
 _UNITS = ("y", "w", "d", "h", "m", "s", "ms")  # Prometheus' order
 _DURATION = re.compile("".join(f"(?:([0-9]+){unit})?" for unit in _UNITS))
 MAX_DURATION_SECONDS = 366 * 86400.0
+BUTTON_SILENCE_SECONDS = 3600.0  # the Slack button's silence: "Silence 1 h", "Extend silence 1 h"
+EXTENDABLE = timedelta(seconds=BUTTON_SILENCE_SECONDS / 2)
+"""Left of an incident's silence below which the button's press extends it (with at least half of the asked
+hour left, a press is a repeat: ``lifecycle._holding``), so the message offers "Extend silence 1 h" then."""
 
 
 def parse_duration(text: str, field: str = "duration") -> float:

@@ -38,6 +38,7 @@ from alerting.notifiers.blocks import (
     escape,
     truncate,
 )
+from alerting.silences import BUTTON_SILENCE_SECONDS
 from alerting.slack_replays import REPLAY_WINDOW_SECONDS, HandledSlackRequests
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
@@ -55,7 +56,6 @@ logger = logging.getLogger(__name__)
 # 64 KiB refused presses on any incident with a long impact (413: the button did nothing).
 MAX_BODY_BYTES = 1024 * 1024
 RESPONSE_TIMEOUT_SECONDS = 5
-SILENCE_SECONDS = 3600.0
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
@@ -197,7 +197,7 @@ def _handlers(actions: IncidentActions) -> dict[str, Callable[[ButtonPress], str
         ACTION_ACKNOWLEDGE: lambda p: actions.acknowledge_outcome(p.incident_id, by=p.user).already,
         ACTION_APPROVE: lambda p: actions.approve_remediation_outcome(p.incident_id, by=p.user).already,
         ACTION_SILENCE_1H: lambda p: (
-            actions.silence_incident_outcome(p.incident_id, SILENCE_SECONDS, by=p.user).already
+            actions.silence_incident_outcome(p.incident_id, BUTTON_SILENCE_SECONDS, by=p.user).already
         ),
     }
 

@@ -3,9 +3,11 @@
 A restart of ``serve`` must change nothing users see. For each seed this draws a random stream of alerts
 (XIDs 13/31/43/48/79/119, node and rack down, NVLink, thermal, double-bit ECC, exporter stale, a service's
 error rate, stalled ranks of the training job; re-fires, flapping, slow cycles under the flap threshold and
-the quiet period (whose repeats are told folded), expiry by ``endsAt``) and of what people
-and time do (acknowledge, note, silence an incident, resolve, mitigate, matcher silences, inventory
-refreshes, time passing past the quiet, announce and reopen windows), and runs it on
+the quiet period (whose repeats are told folded), expiry by ``endsAt``) and of what people and time do
+(acknowledge, note, silence an incident, extend its silence by an hour, resolve, mitigate, matcher
+silences, inventory refreshes, time passing past the quiet, announce and reopen windows, and time brought to
+a second either side of a silence's end or of the start of its last half hour, ticked there or not, with a
+restart before the next step in half of those), and runs it on
 ``alerting.scenarios.fleet_inventory()`` twice, each on its own SQLite store: straight through, and with 1-3
 restarts (a new engine and outbox on the same file, as ``serve`` starts them) before random steps. In about
 one step in ten (drawn apart from the stream) the outbox is unreachable in both runs: that step's changes
@@ -53,6 +55,7 @@ from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.outbox import Outbox
 from alerting.outbox_tables import OutboxMessage
+from alerting.silences import BUTTON_SILENCE_SECONDS, EXTENDABLE
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow, UntoldChangeRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
@@ -69,6 +72,7 @@ RACKS = (1, 3, 7, 8)  # r01 holds the chat service, r07 and r08 the training job
 NODES = (1, 2, 3)
 GPUS = (0, 1, 2, 3)
 XIDS = (13, 31, 43, 48, 79, 119)
+TICK_SECONDS = 5.0  # ``serve``'s tick interval (``alerting.tick_interval_seconds``' default)
 
 
 # --- the stream -------------------------------------------------------------------------------------
@@ -143,8 +147,14 @@ def stream(seed: int, steps: int) -> tuple[dict[str, float], list[Step], list[in
     out: list[Step] = []
     for _ in range(steps):
         out.append(_step(rng, config, fired))
-    restarts = sorted(rng.sample(range(1, steps), rng.randint(1, min(3, steps - 1)))) if steps > 1 else []
-    return config, out, restarts
+    restarts = set(rng.sample(range(1, steps), rng.randint(1, min(3, steps - 1)))) if steps > 1 else set()
+    # A restart within one tick of a silence's end (or of its last half hour), in half of those steps: drawn
+    # apart from the stream, so the steps are the ones they were without it.
+    near = random.Random(f"near-silence-end-{seed}")
+    restarts |= {
+        k + 1 for k, (kind, _) in enumerate(out[:-1]) if kind == "to_silence" and near.random() < 0.5
+    }
+    return config, out, sorted(restarts)
 
 
 def _step(
@@ -173,6 +183,13 @@ def _step(
             off = config["quiet_period_seconds"] - 10
             return "cycle", {"labels": labels, "times": rng.randint(2, 4), "on": 100.0, "off": off}
         return "flap", {"labels": labels, "times": rng.randint(3, 7), "every": rng.choice((5.0, 20.0))}
+    if roll < 0.61:
+        return "to_silence", {
+            "pick": pick,
+            "mark": rng.choice(("end", "end", "half_hour")),
+            "offset": rng.choice((-1.0, 0.0, 1.0)),
+            "tick": rng.random() < 0.5,
+        }
     if roll < 0.75:
         windows = (
             5.0,
@@ -186,7 +203,7 @@ def _step(
         weights = (6, 4, 3, 4, 2, 1, 1)
         return "wait", {"seconds": rng.choices(windows, weights)[0]}
     if roll < 0.90:
-        action = rng.choice(("ack", "note", "silence", "resolve_incident", "mitigate", "approve"))
+        action = rng.choice(("ack", "note", "silence", "extend", "resolve_incident", "mitigate", "approve"))
         return action, {"pick": pick, "seconds": rng.choice((60.0, 300.0, 900.0))}
     if roll < 0.96:
         if rng.random() < 0.3:
@@ -367,6 +384,27 @@ def _expire_silence(run: Run, args: dict[str, Any]) -> None:
         run.engine.expire_silence(silences[int(args["pick"] * len(silences))])
 
 
+def _to_silence(run: Run, args: dict[str, Any]) -> None:
+    """Time brought to ``offset`` seconds from a running silence's end, or from the start of its last half
+    hour (``alerting.silences.EXTENDABLE``): ticked along the way as a wait is, the last tick interval
+    (``serve`` ticks every 5 s) without one, then ticked there when ``tick``. The restart, when the stream
+    draws one, comes before the next step: within one tick of the mark."""
+    now = run.now()
+    running = sorted((s for s in run.engine.silences() if s.ends_at > now), key=lambda s: s.id)
+    if not running:
+        return
+    silence = running[int(args["pick"] * len(running))]
+    mark = silence.ends_at - (EXTENDABLE if args["mark"] == "half_hour" else timedelta(0))
+    seconds = (mark + timedelta(seconds=args["offset"]) - now).total_seconds()
+    if seconds > TICK_SECONDS:
+        _wait(run, {"seconds": seconds - TICK_SECONDS})
+        seconds = TICK_SECONDS
+    if seconds > 0:
+        run.clock.advance(seconds)
+    if args["tick"]:
+        run.engine.tick()
+
+
 def _refresh(run: Run, args: dict[str, Any]) -> None:
     run.inventory = inventory(args["variant"])
     run.engine.replace_inventory(run.inventory)
@@ -381,11 +419,16 @@ _ACTIONS: dict[str, Callable[[Run, dict[str, Any]], None]] = {
     "ack": _on_incident(lambda r, i, _: r.engine.acknowledge(i, "alice")),
     "note": _on_incident(lambda r, i, _: r.engine.add_note(i, "bob", "looking")),
     "silence": _on_incident(lambda r, i, a: r.engine.silence_incident(i, a["seconds"], "carol")),
+    # The Slack button's hour, by another person: a repeat, or a new silence in the last half hour.
+    "extend": _on_incident(
+        lambda r, i, _: r.engine.silence_incident(i, BUTTON_SILENCE_SECONDS, "slack:erin")
+    ),
     "resolve_incident": _on_incident(lambda r, i, _: r.engine.resolve(i, "alice")),
     "mitigate": _on_incident(lambda r, i, _: r.engine.mark_mitigating(i, "runbook", "drain")),
     "approve": _on_incident(lambda r, i, _: r.engine.approve_remediation(i, "bob")),
     "matcher_silence": _matcher_silence,
     "expire_silence": _expire_silence,
+    "to_silence": _to_silence,
     "inventory": _refresh,
 }
 

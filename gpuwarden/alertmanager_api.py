@@ -23,7 +23,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from alerting.engine import IncidentEngine
-from alerting.ingest import NAME_LIMIT, parse_json, parse_time, stored_text
+from alerting.ingest import parse_json, parse_time, stored_name, stored_text
 from alerting.matchers import (
     Matcher,
     MatchOp,
@@ -189,7 +189,7 @@ class AlertmanagerApi:
             matchers,
             starts,
             ends,
-            _text(data, "createdBy", "api", NAME_LIMIT),
+            _creator(data),
             comment=_text(data, "comment", ""),
             kind=kind,
             update=replaced or None,  # an update (404 if unknown): in place, or the old one ends now
@@ -303,13 +303,26 @@ def _kind(maintenance: Any) -> SilenceKind | None:
     return SilenceKind.MAINTENANCE if maintenance else SilenceKind.SILENCE
 
 
-def _text(data: dict[str, Any], name: str, default: str, limit: int | None = None) -> str:
-    """``createdBy`` or ``comment``: a string. Alertmanager requires both; gpuwarden takes their absence (the
-    default) as it always has, but not null or another type (stored as its Python repr before)."""
+def _text(data: dict[str, Any], name: str, default: str) -> str:
+    """``comment``: a string. Alertmanager requires it; gpuwarden takes its absence (the default) as it
+    always has, but not null or another type (stored as its Python repr before)."""
     value = data.get(name, default)
     if not isinstance(value, str):
         raise InputError("must be a string", field=name)
-    return stored_text(value, name, limit)
+    return stored_text(value, name)
+
+
+def _creator(data: dict[str, Any]) -> str:
+    """``createdBy``: who sets the silence, the first thing an on-call asks of a mute. Absent, ``api`` (as
+    gpuwarden always took it); else a name as every ``by`` is (``stored_name``). Alertmanager 0.25 refuses
+    its absence but takes "" (measured): a silence nobody set is refused here instead."""
+    value = data.get("createdBy", "api")
+    if isinstance(value, str) and not value.strip():
+        raise InputError(
+            "must say who creates the silence: a name, as amtool's --author (default $USER)",
+            field="createdBy",
+        )
+    return stored_name(value, "createdBy")
 
 
 def _required_time(data: dict[str, Any], name: str) -> datetime:

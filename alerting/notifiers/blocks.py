@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any
 
 from alerting.notifiers.base import Notification
+from alerting.silences import EXTENDABLE
 from gpuwarden.model import fault_name
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
@@ -189,10 +190,11 @@ def _confirm_text(n: Notification) -> str:
 
 
 def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
-    """The actions block (none when no button applies: Slack refuses an empty one). No "Silence 1 h" while
-    a silence holds the incident: the message says until when instead, and a press would only answer
-    "already silenced" (``lifecycle.silence_incident_outcome``); the edit that ends the silence brings it
-    back."""
+    """The actions block (none when no button applies: Slack refuses an empty one). While a silence holds
+    the incident the message says until when, and the silence button is left out while a press would only
+    answer "already silenced" (``lifecycle.silence_incident_outcome``); in the silence's last half hour
+    (``EXTENDABLE``), when a press makes a new hour's silence, it is back as "Extend silence 1 h" (the tick
+    edits the message then: ``MuteTracking._tell_silences_ending``)."""
     elements: list[Block] = []
     if n.state == "triggered":
         elements.append(
@@ -219,12 +221,13 @@ def _buttons(n: Notification, *, approve: bool = True) -> list[Block]:
                 },
             }
         )
-    if n.silenced_until is None:
+    if n.silenced_until is None or n.silenced_until - n.event_at < EXTENDABLE:
+        label = "Silence 1 h" if n.silenced_until is None else "Extend silence 1 h"
         elements.append(
             {
                 "type": "button",
                 "action_id": ACTION_SILENCE_1H,
-                "text": _plain("Silence 1 h", 75),
+                "text": _plain(label, 75),
                 "value": n.incident_id,
             }
         )

@@ -497,3 +497,44 @@ def test_an_xid_still_takes_in_what_it_may_cause(tmp_path: Path, first: dict[str
     assert sorted(engine.store.get(incident).alert_fingerprints) == sorted(
         [sign.fingerprint, hot.fingerprint]
     )
+
+
+def _hot(node: int) -> Alert:
+    return Alert(
+        {"cluster": "c1", "Hostname": f"r07-n0{node}", "gpu": "2", "alertname": "GpuThermalSlowdown"}
+    )
+
+
+def test_a_rack_running_hot_around_a_silenced_node_is_one_incident_and_ends_its_silence(
+    tmp_path: Path,
+) -> None:
+    """Slack walk-through: GPU 2 of r07-n01 ran hot (known: a fan being replaced) and was silenced; then the
+    same GPU of r07-n02 and r07-n03 ran hot, the rack's cooling. Unsilenced, the three are one incident, the
+    rack's; the silence kept the silenced one apart, so the rack's fault was two incidents (one of them muted)
+    and what the on-call silenced hid a third of it. A silence never changes how alerts group: the three
+    merge into the incident opened first, whose silence ends at the merge (the rack is not what it was set
+    for), saying why, and the merge pages once: no change of it is told silenced, and the tick has nothing
+    left to catch up on."""
+    clock, engine = _engine_fleet(tmp_path)
+    engine.ingest([_hot(1)])
+    [first] = engine.open_incident_ids()
+    engine.silence_incident(first, 3600, "op")
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    for node in (2, 3):
+        clock.advance(10)
+        engine.ingest([_hot(node)])
+    assert list(engine.open_incident_ids()) == [first]
+    incident = engine.store.get(first)
+    assert sorted(incident.alert_fingerprints) == sorted(_hot(n).fingerprint for n in (1, 2, 3))
+    assert engine.silenced_until() == {} and [_muted(engine, _hot(n)) for n in (1, 2, 3)] == [[], [], []]
+    [ended] = [e for e in incident.timeline if e.kind == "silence_ended"]
+    said = "silence ended early (silenced by op): GpuThermalSlowdown (r07-n03, 2) merged in (from inc-"
+    assert ended.message.startswith(said)
+    assert "a fault beside the one the silence was set for" in ended.message
+    assert [c.silenced_until for c in told if c.incident.id == first and c.event.kind == "silence_ended"] == [
+        None
+    ]
+    clock.advance(3600)
+    engine.tick()
+    assert [e.kind for e in engine.store.get(first).timeline].count("silence_ended") == 1

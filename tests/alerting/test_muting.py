@@ -188,6 +188,56 @@ def test_the_catch_up_survives_a_restart_during_the_silence(pipe: Pipeline) -> N
     assert pipe.recorder.replies(pipe.parent().ts)[-1].reply_broadcast
 
 
+@pytest.mark.parametrize("restart", ["before", "after"])
+def test_a_silences_last_half_hour_is_told_once_in_place_across_a_restart(
+    pipe: Pipeline, restart: str
+) -> None:
+    """The edit that offers "Extend silence 1 h" comes once per silence end, pages nobody (no reply, no
+    webhook POST), survives a restart on either side of the tick that tells it, and is not something the
+    silence held back."""
+    _opened_and_silenced(pipe)
+    pipe.tick(1790)  # 10 s more than half the hour left
+    if restart == "before":
+        pipe.restart()
+    pipe.tick(20)
+    if restart == "after":
+        pipe.restart()
+    pipe.tick(20)
+    kinds = [e.kind for e in pipe.engine.store.get(pipe.incident_id()).timeline]
+    assert kinds.count("silence_ending") == 1
+    assert pipe.replies() == ["opened"] and pipe.hook_events() == ["opened"]
+    assert "Extend silence 1 h" in str(pipe.parent().attachments)
+    pipe.tick(1800)
+    assert pipe.replies() == ["opened", "silence_ended"]
+    assert "nothing happened while silenced" in pipe.recorder.replies(pipe.parent().ts)[-1].text
+    assert "Extend silence 1 h" not in str(pipe.parent().attachments)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["live", "restart-after-the-end-before-a-tick"])
+def test_a_silence_ending_on_a_resolved_incident_catches_up_alike_with_a_restart_before_the_tick(
+    pipe: Pipeline, restart: bool
+) -> None:
+    """Restart fuzz (seed 17): resolved while silenced, its fault back meanwhile (muted); the silence ends and
+    ``serve`` restarts before any tick sees it. Live, the tick's release reopened the incident and, open
+    again by then, it caught up on the silence (priority changes of a resolved incident, its resolution);
+    restarted, it was resolved at the end and got none. Resolved when its silence ended: no catch-up either
+    way; its reopening pages."""
+    _opened_and_silenced(pipe)
+    incident_id = pipe.incident_id()
+    pipe.ingest(XID, AlertStatus.RESOLVED)
+    pipe.tick(pipe.engine.config.quiet_period_seconds + 1)
+    pipe.ingest(XID)  # muted: the incident stays resolved until the silence ends
+    assert pipe.engine.store.get(incident_id).state.value == "resolved"
+    pipe.clock.advance(3600)  # past the silence's end, no tick yet
+    if restart:
+        pipe.restart()
+    pipe.tick(5)
+    assert pipe.engine.store.get(incident_id).state.value == "triggered"
+    assert pipe.replies() == ["opened", "reopened"]
+    pipe.tick(60)
+    assert pipe.replies() == ["opened", "reopened"]
+
+
 def test_other_incidents_are_not_silenced(pipe: Pipeline) -> None:
     _opened_and_silenced(pipe)
     pipe.ingest({"alertname": "GpuXid", "xid": "79", "cluster": "c2", "node": "m01", "gpu": "0"})

@@ -11,7 +11,7 @@ from alerting.engine import IncidentEngine
 from alerting.faults import classify
 from alerting.joining import earlier_members
 from alerting.member import Member
-from alerting.regrouping import regroup_ranks
+from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_facts import root_facts
 from alerting.store_models import IncidentRow
 from alerting.topology import locate
@@ -176,9 +176,14 @@ def test_a_silenced_rollout_that_reaches_another_rack_takes_its_xid_and_its_sile
     assert len(engine.store.get(lost).alert_fingerprints) == 1
 
 
-def test_a_silenced_incident_keeps_its_own_xid_when_a_rollout_spreads_beside_it(sql: Engine) -> None:
-    # GPU 3 of r08-n03 is lost and silenced, then its XID 119 fires (its own fault: it joins, muted). A
-    # rollout on r07 then took that XID out of the silence into the rollout's incident, which paged for it.
+def test_a_silenced_incidents_xid_goes_where_it_groups_when_a_rollout_spreads_and_the_silence_holds(
+    sql: Engine,
+) -> None:
+    # GPU 3 of r08-n03 is lost and silenced, then its XID 119 fires (it joins, muted). A rollout on r07
+    # then spreads the same XID: unsilenced, regrouping moves it to the rollout, as the signal spreading.
+    # A silence mutes an incident, not how alerts group (it kept the XID back before): the XID goes to the
+    # rollout, which pages for its own spread anyway, and is not muted there; the GPU loss keeps its
+    # silence, which nothing beside it joined.
     clock, engine = _fleet(sql)
     engine.ingest([Alert({"cluster": sc.CLUSTER, "Hostname": "r08-n03", "gpu": "3", "alertname": "GpuLost"})])
     [lost] = engine.open_incident_ids()
@@ -190,5 +195,39 @@ def test_a_silenced_incident_keeps_its_own_xid_when_a_rollout_spreads_beside_it(
     assert _silenced_by(engine, own) == (lost, silence)
     clock.advance(10)
     rollout = _rollout_on_r07(engine)
-    assert _silenced_by(engine, own) == (lost, silence)
-    assert len(engine.store.get(rollout).alert_fingerprints) == 16
+    assert _silenced_by(engine, own) == (rollout, [])
+    assert len(engine.store.get(rollout).alert_fingerprints) == 17
+    assert len(engine.store.get(lost).alert_fingerprints) == 1 and lost in engine.silenced_until()
+
+
+def test_a_rollouts_xid_regrouped_into_its_silenced_incident_ends_the_silence_and_moves_all_the_same(
+    sql: Engine,
+) -> None:
+    # The rollout's incident (r07) is silenced; r08-n03's incident holds its GPU 3 lost and an XID 119 of
+    # GPU 5, the rollout's signal. Unsilenced, regrouping moves that XID to the rollout; the silence kept it
+    # where it was ("a held target takes only its own fault"), so how alerts grouped depended on a mute. It
+    # moves as ever, and since the rollout reaching another rack is not what its silence was set for, the
+    # silence ends first (as the XID's own join into it would end it).
+    xids = [
+        _member(f"x{n}{g}", alertname="GPUXid", xid="119", Hostname=f"r07-n0{n}", gpu=str(g))
+        for n in (1, 2)
+        for g in range(8)
+    ]
+    rollout = _incident("inc-rollout", xids[0].location.path[:2], *xids)
+    lost = _member("lost", alertname="GpuLost", Hostname="r08-n03", gpu="3")
+    stray = _member("stray", alertname="GPUXid", xid="119", Hostname="r08-n03", gpu="5")
+    holder = _incident("inc-lost", lost.location.path, lost, stray)
+    assert rollout.facts().spread_of is not None
+    lifted: list[tuple[str, str]] = []
+    with Session(sql) as session:
+        moved = regroup_spread(
+            Batch(session, AT),
+            rollout,
+            [holder],
+            INVENTORY,
+            held=lambda i: i == rollout.id,
+            lift=lambda i, why: lifted.append((i, why)),
+        )
+    assert moved == {"inc-rollout", "inc-lost"} and "stray" in rollout.members
+    assert [i for i, _ in lifted] == ["inc-rollout"]
+    assert "a fault beside the one the silence was set for" in lifted[0][1]

@@ -172,12 +172,14 @@ def test_an_incident_resolved_when_its_silence_ended_catches_up_on_nothing_after
     assert restarted.told() == live.told()
 
 
-def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reopens_as_the_silence_ends(
+def test_an_incident_resolved_while_silenced_at_a_restart_reopens_as_the_silence_ends_alike(
     tmp_path: Path,
 ) -> None:
     # serve restarted while the incident was resolved and its silence still ran; the silence ended and the
     # alert fired again before the next tick. Live still waited for that silence's end and caught up on what
-    # it held back; a restarted serve tracked only open incidents' silences and added no catch-up.
+    # it held back; a restarted serve tracked only open incidents' silences and added no catch-up. Since,
+    # an incident resolved when its silence ended gets no catch-up at all, reopened by that tick or not (a
+    # restart cannot know whether a tick saw the end: ``muting._resolved_at_end``); its reopening pages.
     def steps(serve: Serve, restart: bool) -> None:
         serve.engine.ingest([_DOWN])
         (incident_id,) = serve.engine.open_incident_ids()
@@ -195,7 +197,7 @@ def test_an_incident_resolved_while_silenced_at_a_restart_catches_up_when_it_reo
 
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=0, quiet_period_seconds=60)
     kinds = [s.kinds()[0] for s in (live, restarted)]
-    assert kinds[0][-1] == "silence_ended"
+    assert kinds[0][-2:] == ["resolved", "reopened"]
     assert kinds[1] == kinds[0]
     assert restarted.told() == live.told()
 

@@ -583,3 +583,67 @@ def test_a_press_sent_again_with_a_new_timestamp_is_a_new_request(
     clock.advance(1)
     client.post(PATH, content=body, headers=signed(body, int(clock.time())))
     assert [c[0] for c in actions.calls] == ["acknowledge", "acknowledge"]
+
+
+def _silence_button(recorder: SlackRecorder) -> str | None:
+    """The label of the incident message's silence button, None when it has none."""
+    [parent] = recorder.channel_messages()
+    buttons = [e for b in parent.attachments[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    return next((e["text"]["text"] for e in buttons if e["action_id"] == ACTION_SILENCE_1H), None)
+
+
+def test_a_silence_in_its_last_half_hour_can_be_extended_from_slack(tmp_path: Path) -> None:
+    """Slack walk-through: bob silenced the incident for 1 h; at 35 minutes he still worked on it, and the
+    message offered no way to extend the silence (the button is left out while a silence holds, and nothing
+    edited the message again): only the CLI or the API. In the silence's last half hour, when a press
+    extends it (``lifecycle._holding``), the message is edited in place, paging nobody, to offer "Extend
+    silence 1 h"; alice's press makes a new silence of an hour from then, and the button goes until its
+    own last half hour."""
+    clock = FakeClock()
+    sql = make_engine(str(tmp_path / "gpuwarden.db"))
+    upgrade(sql)
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory=fleet_inventory())
+    routes = slack_interaction_routes(SECRET, engine, clock, handled=HandledSlackRequests(sql))
+    client = TestClient(Starlette(routes=routes))
+
+    def press(user: str) -> None:
+        body = button_body(ACTION_SILENCE_1H, incident_id, user=user)
+        assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).json()["actions"][0][
+            "ok"
+        ]
+        outbox.dispatch_due()
+
+    def wait(minutes: int) -> None:
+        for _ in range(minutes):  # serve ticks every few seconds; a minute apart is enough here
+            clock.advance(60)
+            engine.tick()
+        outbox.dispatch_due()
+
+    with SlackRecorder() as recorder:
+        outbox = Outbox(
+            sql, [SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#x")], clock
+        )
+        engine.subscribe(outbox)
+        [incident_id] = engine.ingest(node_failure(3, 2, clock.now())).opened
+        outbox.dispatch_due()
+        assert _silence_button(recorder) == "Silence 1 h"
+        press("bob")
+        assert _silence_button(recorder) is None
+        [parent] = recorder.channel_messages()
+        replies = len(recorder.replies(parent.ts))
+        wait(29)
+        assert _silence_button(recorder) is None  # half an hour left: a press would change nothing
+        wait(2)
+        assert _silence_button(recorder) == "Extend silence 1 h"
+        assert len(recorder.replies(parent.ts)) == replies  # edited in place: nobody paged
+        assert len(recorder.channel_messages()) == 1
+        press("alice")
+        until = engine.store.get(incident_id)
+        assert _silence_button(recorder) is None
+        wait(29)
+        assert _silence_button(recorder) is None
+        wait(2)
+        assert _silence_button(recorder) == "Extend silence 1 h"
+    kinds = [e.kind for e in until.timeline]
+    assert kinds.count("silenced") == 2 and "silence_ended" not in kinds
+    assert engine.silenced_until()[incident_id] == clock.now() + timedelta(minutes=29)

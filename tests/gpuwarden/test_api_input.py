@@ -76,6 +76,28 @@ def test_a_silence_field_of_the_wrong_json_type_is_refused_naming_it(
     assert client.get("/api/v2/silences").json() == []
 
 
+@pytest.mark.parametrize(
+    "value",
+    ["", "   ", "bob\nEVIL: approved", "bob\x1b[2K", "\u202ebob"],
+    ids=["empty", "blank", "newline", "escape", "bidi"],
+)
+def test_a_silence_created_by_nobody_or_a_forged_line_is_refused_naming_created_by(
+    client: TestClient, engine: IncidentEngine, value: str
+) -> None:
+    """Who set a silence is what an on-call asks first ("who muted this?"): a name, one line of visible text,
+    as every ``by``. Refused with a 400 naming ``createdBy`` and what to send; nothing is stored, and an
+    update so refused leaves the silence as it was."""
+    refused = client.post("/api/v2/silences", json={**SILENCE, "createdBy": value}, headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (400, "createdBy"), refused.text
+    said = "who creates the silence" if not value.strip() else "one line of visible text"
+    assert said in error_text(refused) and client.get("/api/v2/silences").json() == []
+    made = client.post("/api/v2/silences", json=SILENCE, headers=AUTH).json()["silenceID"]
+    update = {**SILENCE, "id": made, "createdBy": value, "comment": "changed"}
+    assert client.post("/api/v2/silences", json=update, headers=AUTH).status_code == 400
+    (kept,) = client.get("/api/v2/silences").json()
+    assert (kept["id"], kept["createdBy"], kept["comment"]) == (made, "bob", "planned")
+
+
 def test_a_silence_without_created_by_or_comment_gets_gpuwardens_defaults(client: TestClient) -> None:
     """Alertmanager requires both; gpuwarden has always taken their absence, and a script may rely on it."""
     bare = {k: v for k, v in SILENCE.items() if k not in ("createdBy", "comment")}

@@ -224,15 +224,20 @@ def _action_ids(attachments: list[dict[str, object]]) -> list[str]:
     return [e["action_id"] for b in blocks if b.get("type") == "actions" for e in b["elements"]]
 
 
-def test_a_silenced_incident_offers_no_silence_button_while_its_silence_holds() -> None:
+def test_a_silenced_incident_offers_no_silence_button_until_its_silences_last_half_hour() -> None:
     """Slack walk-through: the message kept "Silence 1 h" while the incident was silenced; a press did
-    nothing but answer "already silenced". Its silence is shown instead, and the button is back once it
-    ends."""
+    nothing but answer "already silenced". Its silence is shown instead; in its last half hour, when a press
+    extends it, "Extend silence 1 h" is offered; the button is back once it ends."""
     opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
     until = opened.event.at + timedelta(hours=1)
     silenced = build_notification(replace(opened, silenced_until=until))
     assert _action_ids(incident_message(silenced).attachments) == [ACTION_ACKNOWLEDGE, ACTION_APPROVE]
     assert ACTION_SILENCE_1H in _action_ids(incident_message(build_notification(opened)).attachments)
+    ending = incident_message(
+        build_notification(replace(opened, silenced_until=until - timedelta(minutes=31)))
+    )
+    assert _action_ids(ending.attachments) == [ACTION_ACKNOWLEDGE, ACTION_APPROVE, ACTION_SILENCE_1H]
+    assert "Extend silence 1 h" in str(ending.attachments) and validate_attachments(ending.attachments) == []
     acked = change(make_incident(state=IncidentState.ACKNOWLEDGED), ChangeKind.ACKNOWLEDGED, 1, "ack")
     minimal = minimal_message(build_notification(replace(acked, silenced_until=until)))
     assert _action_ids(minimal.attachments) == []  # no empty actions block: Slack refuses one
