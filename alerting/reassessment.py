@@ -70,6 +70,9 @@ class InventoryReassessment(IncidentGrouping):
             previous, self.inventory = self.inventory, inventory
             self.inventory_state = (inventory, self.clock.now())
             if inventory == previous and self._reassessed and not self._lowering():
+                # What waits untold (the outbox was unreachable) is told at every refresh, as at one that
+                # assesses (a restarted serve's first): a serve tells the same as one restarted before it.
+                self._notify([])
                 return
             self._reassessed = False
             for inc in self._open.values():
@@ -94,8 +97,7 @@ class InventoryReassessment(IncidentGrouping):
                     self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
                     raise
             self._reassessed = True
-            if batch is not None:
-                self._notify(batch.changes)
+            self._notify(batch.changes if batch is not None else [])
 
     def _lowering(self) -> bool:
         """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""

@@ -431,3 +431,24 @@ def test_an_incident_whose_announcement_failed_is_announced_at_its_next_change_a
     live, restarted = _both(tmp_path, steps, announce_delay_seconds=10)
     assert live.told()[:1] == ["opened"]
     assert restarted.told() == live.told()
+
+
+def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Found by the restart fuzz (seed 16): a refresh with an unchanged inventory returned early in a serve
+    # that had assessed with it already, but a restarted serve assesses at its first refresh and told what
+    # waited untold then; the running one told it only at its next tick.
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.refresh(sc.fleet_inventory())
+        serve.engine.ingest([_DOWN])
+        if restart:
+            serve.restart()
+        serve.clock.advance(30)
+        with monkeypatch.context() as down:
+            down.setattr(serve.outbox, "enqueue", _unreachable)
+            serve.engine.ingest([_lost(sc.node_name(1, 1), 3)])  # stored untold: the outbox is unreachable
+        serve.refresh(sc.fleet_inventory())
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    assert live.told() == restarted.told() == ["opened", "opened"]
