@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, IngestResult, OpenIncident
@@ -364,13 +364,19 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
     reopened = row.last_opened_at is not None and row.last_opened_at > row.opened_at
     if not reopened and not _took_earlier(session, row.id):
         return set()  # nearly every incident: not one more read of its timeline at each start
+    since = TimelineRow.seq >= 0
+    if reopened:
+        # From the reopening on, by its place in the timeline, not its time: a merge in the same instant
+        # before it (an absorbed incident's resolved alerts) brought alerts that the reopening made earlier.
+        last = session.scalar(
+            select(func.max(TimelineRow.seq)).where(
+                TimelineRow.incident_id == row.id, TimelineRow.kind == "reopened"
+            )
+        )
+        since = TimelineRow.seq >= last if last is not None else TimelineRow.at >= row.last_opened_at
     events = session.execute(
         select(TimelineRow.kind, TimelineRow.data)
-        .where(
-            TimelineRow.incident_id == row.id,
-            TimelineRow.at >= (row.last_opened_at if reopened else row.opened_at),
-            TimelineRow.kind.in_(_FIRED + _CAME),
-        )
+        .where(TimelineRow.incident_id == row.id, since, TimelineRow.kind.in_(_FIRED + _CAME))
         .order_by(TimelineRow.seq)
     )
     earlier = set(resolved) if reopened else set()

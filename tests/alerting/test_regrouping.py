@@ -231,3 +231,24 @@ def test_a_rollouts_xid_regrouped_into_its_silenced_incident_ends_the_silence_an
     assert moved == {"inc-rollout", "inc-lost"} and "stray" in rollout.members
     assert [i for i, _ in lifted] == ["inc-rollout"]
     assert "a fault beside the one the silence was set for" in lifted[0][1]
+
+
+def test_alerts_merged_in_the_instant_before_a_reopening_stay_of_the_earlier_opening_after_a_restart(
+    sql: Engine,
+) -> None:
+    # Found by the restart fuzz (seed 98): in one tick an incident took in another's resolved alerts, then
+    # resolved, then reopened; live, the reopening made them earlier (out of "2 of 5 nodes recovered"). The
+    # replay read every event from the reopening's time on, the merge of the same instant included.
+    down, lost = _member("down", alertname="NodeDown", Hostname="r07-n01"), _stall("rank3", 3)
+    down.firing = False
+    members = {"down": down, "rank3": lost}
+    with Session(sql) as session:
+        row = _stored(session, "inc-rack", AT)
+        row.opened_at = AT - timedelta(hours=1)
+        row.last_opened_at = AT
+        batch = Batch(session, AT)
+        batch.event(row.id, "merged", "absorbed inc-x (1 alert)", {"from": "inc-x", "fingerprints": ["down"]})
+        batch.event(row.id, "resolved", "resolved: all alerts quiet for the quiet period", {})
+        batch.event(row.id, "reopened", "reopened: rank 3 fired again", {"fingerprint": "rank3"})
+        session.flush()
+        assert earlier_members(session, row, members) == {"down"}
