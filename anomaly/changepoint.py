@@ -108,8 +108,7 @@ class LevelShiftDetector(SeriesArrays):
             judged = _Judged.empty(
                 step.value, np.where(self.count[step.ids] > 0, self.mean[step.ids], np.nan)
             )
-            wild = step.ids[step.outside] if step.outside is not None else step.ids[:0]
-            with unlearned([getattr(self, name) for name, _ in self.FIELDS], wild):
+            with unlearned([getattr(self, name) for name, _ in self.FIELDS], step.outside_ids):
                 judged.score[rows], judged.yhat[rows], judged.lower[rows], judged.upper[rows] = self.judge(
                     step.ids[rows], step.value[rows]
                 )

@@ -297,8 +297,7 @@ class FleetDetector:
             ids = step.ids
             if ids.size:
                 self._grow(int(ids.max()) + 1)
-            wild = ids[step.outside] if step.outside is not None else ids[:0]
-            with unlearned([self.smooth, self.fresh, self.latched, self.above], wild):
+            with unlearned([self.smooth, self.fresh, self.latched, self.above], step.outside_ids):
                 smooth, latched = self._smooth(ids, z)
             out.append(
                 Findings(

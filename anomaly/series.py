@@ -204,6 +204,12 @@ class Step:
     detector's state); None when no row is."""
 
     @property
+    def outside_ids(self) -> IntArray:
+        """The series ids of the rows outside the query's data range (none: empty), whose state a detector
+        puts back after scoring them (``steps.unlearned``)."""
+        return self.ids[self.outside] if self.outside is not None else self.ids[:0]
+
+    @property
     def learnable(self) -> FloatArray:
         """``value`` with the rows outside the query's data range read as gaps (NaN): what detectors learn."""
         if self.outside is None:
