@@ -323,9 +323,10 @@ def test_another_gpu_of_a_silenced_incidents_node_lost_joins_it_and_ends_its_sil
 def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(
     tmp_path: Path, quiet: bool
 ) -> None:
-    # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 roots B at the node,
-    # which held A's GPU: B was folded into A, the incident opened first ("absorbed ...", B "merged into
-    # A"), and every alert of B muted by A's silence.
+    # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 joins B. Once that anomaly
+    # rooted B at the node, which held A's GPU: B was folded into A ("absorbed ...") and every alert of B
+    # muted by A's silence. An anomaly now explains only its own GPU, so B stays apart, unmuted, silenced or
+    # not (merges no longer look at silences).
     clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
     hot = _on(5, alertname="GpuThermalSlowdown")
     engine.ingest([hot])
