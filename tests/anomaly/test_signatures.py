@@ -231,19 +231,30 @@ def test_a_real_reset_after_a_0_still_raises_the_errors_that_follow_it(after, ra
     assert [len(fired(feed.tick((q, [GPU], [v], "counter")))) for v in after] == raises
 
 
-@pytest.mark.parametrize("last", [0.0, 79.0], ids=["none-yet", "after-xid-79"])
-def test_one_garbage_reading_of_the_xid_gauge_raises_nothing_and_its_fall_back_no_xid_again(last):
-    # 808334905 raised "XID 808334905 (not in the catalog)", and the fall back to 79 raised XID 79 and its
-    # node restart again.
+@pytest.mark.parametrize(
+    ("last", "garbage"),
+    [(0.0, 808334905.0), (79.0, 808334905.0), (79.0, 0.0)],
+    ids=["none-yet", "after-xid-79", "zero-after-xid-79"],
+)
+def test_one_garbage_reading_of_the_xid_gauge_raises_nothing_and_its_fall_back_no_xid_again(last, garbage):
+    # 808334905 raised "XID 808334905 (not in the catalog)", and the fall back to 79 (after it, or after a 0)
+    # raised XID 79 and its node restart again.
     feed = Feed()
     q = "DCGM_FI_DEV_XID_ERRORS"
     feed.tick((q, [GPU], [last], "gauge"))
-    for value in (808334905.0, last, last):
+    for value in (garbage, last, last):
         assert fired(feed.tick((q, [GPU], [value], "gauge"))) == []
     hits = fired(feed.tick((q, [GPU], [48], "gauge")))  # a real XID right after: at once
     assert [(f.labels[i]["xid"], f.action_at(i)) for f, i in hits] == [
         ("48", RecommendedAction.DRAIN_AND_RESET)
     ]
+
+
+def test_an_xid_gauge_cleared_for_two_reads_raises_the_same_xid_again_when_it_happens_again():
+    feed = Feed()
+    q = "DCGM_FI_DEV_XID_ERRORS"
+    feed.tick((q, [GPU], [79], "gauge"))
+    assert [len(fired(feed.tick((q, [GPU], [v], "gauge")))) for v in (0, 0, 79)] == [0, 0, 1]
 
 
 def test_an_xid_code_beyond_any_defined_raises_once_the_next_read_still_has_it_and_a_new_small_one_at_once():
