@@ -27,8 +27,8 @@ otherwise read as a reset and count the counter's whole value once more. A fall 
 is held the same way: a reset if the next read is still below that count (0 again, or the errors since the
 reset, which count), a glitch if it is back at the count or above (what is above counts). A reset counts
 nothing at its 0 anyway, so holding it delays nothing; it misses only a reset followed within one read by
-exactly as many errors as the counter held. ``confirmed`` holds a gauge's implausible reading (an XID code
-no XID has) until the next read has the same value.
+exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a glitch (an
+XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
 """
 
 from __future__ import annotations
@@ -184,7 +184,7 @@ class GpuValueLedger:
         self, step: Step, rows: IntArray, values: FloatArray, prev: FloatArray, suspect: BoolArray
     ) -> BoolArray:
         """Which ``rows`` of ``step`` (as ``update`` returned them) are believed: a ``suspect`` reading
-        (a gauge's value outside what it can plausibly read) only when its key read the same value at the
+        (a gauge's value that may be a glitch) only when its key read the same value at the
         last read as well. One not believed is held: its key keeps ``prev``, so that a reading that was
         never confirmed is, at the next read, as if it had not been."""
         keys = self._key_of_id[step.ids[rows]]
