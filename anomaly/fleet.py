@@ -187,41 +187,52 @@ class FleetDetector:
 
     def robust_z(self, step: Step, load: FloatArray | None = None) -> FloatArray:
         """Each series' robust z-score within its peer group (NaN where the group is too small); with
-        ``load``, of its deviation net of what its load deviation explains (see the module docstring)."""
+        ``load``, of its deviation net of what its load deviation explains (see the module docstring).
+
+        A value outside the query's data range is scored against its peers but is none of theirs: the median
+        and spread are the in-range values' (one GPU's 808334905 moved them, and so every other GPU's
+        score). Its GPU still counts toward ``min_peers``: a glitch neither starts nor stops the others'
+        comparison."""
         group = self._groups(step)
         x = step.value  # an out-of-range value is scored against its peers; the state it teaches is undone
+        inside = ~step.outside if step.outside is not None else np.ones(x.size, np.bool_)
         z = np.full(x.size, np.nan)
         ok = np.flatnonzero(np.isfinite(x) & (group >= 0))
         order = ok[np.lexsort((x[ok], group[ok]))]
         bounds = np.flatnonzero(np.diff(group[order])) + 1
         for members in np.split(order, bounds):
-            if members.size < self.min_peers:
+            peer = inside[members]
+            if members.size < self.min_peers or not peer.any():
                 continue
             vals = x[members]
-            centre = float(np.median(vals))
+            centre = float(np.median(vals[peer]))
             level = abs(centre)
             if load is not None:
-                vals, centre = self._net_of_load(step.query, int(group[members[0]]), vals, load[members])
-            spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals - centre)))
+                vals, centre = self._net_of_load(
+                    step.query, int(group[members[0]]), vals, load[members], peer
+                )
+            spread = _MAD_TO_SIGMA * float(np.median(np.abs(vals[peer] - centre)))
             spread = max(spread, self.min_relative_spread * level, self._floor(step.query) / self.k, 1e-9)
             z[members] = (vals - centre) / spread
             if load is not None:
-                self._learn_load(step.query, int(group[members[0]]), x[members], load[members], z[members])
+                kept = members[peer]
+                self._learn_load(step.query, int(group[members[0]]), x[kept], load[kept], z[kept])
         return z
 
     def _net_of_load(
-        self, query: str, code: int, vals: FloatArray, load: FloatArray
+        self, query: str, code: int, vals: FloatArray, load: FloatArray, peer: BoolArray
     ) -> tuple[FloatArray, float]:
-        """Values less slope x load deviation (rows without a load value unchanged), and their median."""
+        """Values less slope x load deviation (rows without a load value unchanged), and the median of the
+        ``peer`` rows' (those in the data range)."""
         moments = self._load_moments.get((query, self._group_keys[query][code]))
         if moments is None:
-            return vals, float(np.median(vals))
+            return vals, float(np.median(vals[peer]))
         slope = moments[0] / (moments[1] + self.load_ridge)
         known = np.isfinite(load)
         if known.sum() < self.min_peers:
-            return vals, float(np.median(vals))
+            return vals, float(np.median(vals[peer]))
         net = vals - slope * np.where(known, load - float(np.median(load[known])), 0.0)
-        return net, float(np.median(net))
+        return net, float(np.median(net[peer]))
 
     def _learn_load(self, query: str, code: int, vals: FloatArray, load: FloatArray, z: FloatArray) -> None:
         """Average this tick's co-deviation of metric and load over the group's normal members (|z| below

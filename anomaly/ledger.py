@@ -23,7 +23,12 @@ GPUs replaced or gone over months of fleet churn leave nothing behind.
 A counter that jumps by more than ``increase(most=...)`` in one read is held for one read: counters only
 grow, so a real jump is still there at the next read and counts then, whole; a garbage reading (dcgm-exporter
 has served 808334905 for a field) is gone by then and counts nothing, nor does its fall back, which would
-otherwise read as a reset and count the counter's whole value once more.
+otherwise read as a reset and count the counter's whole value once more. A fall to 0 from a count above it
+is held the same way: a reset if the next read is still below that count (0 again, or the errors since the
+reset, which count), a glitch if it is back at the count or above (what is above counts). A reset counts
+nothing at its 0 anyway, so holding it delays nothing; it misses only a reset followed within one read by
+exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a glitch (an
+XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from anomaly.series import Step, View
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 GpuKey = tuple[str, str]
 _Key = tuple[str, GpuKey, str]
@@ -160,17 +165,34 @@ class GpuValueLedger:
     def _hold(
         self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray, most: float
     ) -> FloatArray:
-        """``inc`` with jumps above ``most`` held: a jump counts nothing now and its key keeps its value
-        from before it; a key held at the last read counts from there when its counter stayed up (a real
-        jump, now whole), else as if that read had not been (a glitch, gone)."""
+        """``inc`` with readings not yet believed held for one read: a jump above ``most``, and a fall to 0
+        from a count above it. A held reading counts nothing now and its key keeps its value from before it;
+        at the next read a held jump counts whole when its counter stayed up (a real jump), a held 0 is a
+        reset when the counter still reads below its count from before (0 again, or new errors since the
+        reset: they count), and otherwise the held reading is as if it had not been (a glitch, gone)."""
         held = self.held[keys]
-        stayed = values >= held  # False where nothing was held (NaN)
-        jump = (inc > most) & ~stayed
-        self.held[keys] = np.where(jump, values, np.nan)
-        if not jump.any():
+        jump = (inc > most) & ~((held > 0) & (values >= held))  # NaN held: nothing was held
+        zeroed = (values == 0) & (prev > 0) & ~(held == 0)
+        hold = jump | zeroed
+        self.held[keys] = np.where(hold, values, np.nan)
+        if not hold.any():
             return inc
-        self.last[keys[jump]] = prev[jump]
-        return np.where(jump, 0.0, inc)
+        self.last[keys[hold]] = prev[hold]
+        return np.where(hold, 0.0, inc)
+
+    def confirmed(
+        self, step: Step, rows: IntArray, values: FloatArray, prev: FloatArray, suspect: BoolArray
+    ) -> BoolArray:
+        """Which ``rows`` of ``step`` (as ``update`` returned them) are believed: a ``suspect`` reading
+        (a gauge's value that may be a glitch) only when its key read the same value at the
+        last read as well. One not believed is held: its key keeps ``prev``, so that a reading that was
+        never confirmed is, at the next read, as if it had not been."""
+        keys = self._key_of_id[step.ids[rows]]
+        hold: BoolArray = suspect & (values != self.held[keys])
+        self.held[keys] = np.where(hold, values, np.nan)
+        self.last[keys[hold]] = prev[hold]
+        believed: BoolArray = ~hold
+        return believed
 
     def _map(self, step: Step, now: float) -> tuple[IntArray, IntArray]:
         """The key and GPU key of every row; only series new to the ledger cost a label lookup."""

@@ -12,7 +12,10 @@ exporter creates an XID's counter series when that XID first happens on a GPU, s
 already known counts from zero, while every value read at the service's first read is history. A GPU is
 known once ``gpuwarden_gpu_up``, the XID gauge, an NVLink state or an error counter named it in an earlier
 tick: a PromQL setup reads one of them beside the XID counters. What a rule keeps per GPU besides (when
-its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU.
+its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU. Readings
+that exporters have served as glitches are held for one read and believed only if the next read confirms them
+(``anomaly.ledger``): an error counter's jump of over a million or its fall to 0, and a last-XID code above
+``MOST_PLAUSIBLE_XID`` or its fall to 0.
 """
 
 from __future__ import annotations
@@ -71,6 +74,9 @@ FIRED = 2.0
 # a hundred or so): believed only if the next read still has them, as a counter would. A garbage reading
 # (dcgm-exporter has served 808334905) is gone by then; a real jump this large is told one read later.
 IMPLAUSIBLE_JUMP = 1e6
+# Above any XID code NVIDIA has defined (its catalog ends at 172 after 20 years, a few added a year): a larger
+# code on the last-XID gauge is held for one read, like a counter's implausible jump.
+MOST_PLAUSIBLE_XID = 1000
 
 
 def load_xid_catalog(text: str | None = None) -> dict[int, XidEntry]:
@@ -204,6 +210,15 @@ class SignatureDetector:
             return []
         # A missed scrape (NaN) is neither a new XID nor the end of the last one: it leaves no row.
         rows, values, before = self._values.update(step, view.time)
+        # A code no XID has (dcgm-exporter has served 808334905) is believed once the next read still has it,
+        # as a last-XID gauge keeps its code; before, it raised, and the fall back to the last real XID
+        # raised that XID and its remediation again. Codes in the plausible range raise at once, known or not.
+        # A fall to 0 (the gauge clears only with a driver reset or an exporter restart) is held likewise:
+        # the same code back at the next read is the old XID, not a new one.
+        plausible = (values >= 0) & (values <= MOST_PLAUSIBLE_XID) & (values == np.floor(values))
+        cleared = (values == 0) & (before > 0)
+        believed = self._values.confirmed(step, rows, values, before, ~plausible | cleared)
+        rows, values, before = rows[believed], values[believed], before[believed]
         new = (values > 0) & np.isfinite(before) & (values != before)
         # Only while the counters are read at all: a config that reads the gauge alone relies on it.
         counters = _find(view, XID_COUNTER)

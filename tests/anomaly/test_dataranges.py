@@ -176,3 +176,25 @@ def test_an_out_of_range_value_is_scored_against_its_peers_but_leaves_its_smooth
     assert found.score[3] > 1 and found.score[np.arange(8) != 3].max() <= 1
     for state in ("smooth", "fresh", "latched", "above"):
         assert getattr(fleet, state)[3] == getattr(twin, state)[3], state
+
+
+@pytest.mark.parametrize("gpus", [8, 4], ids=["eight-peers", "min-peers"])
+def test_an_out_of_range_value_is_left_out_of_its_peers_statistics_and_moves_no_other_gpus_score(
+    gpus: int,
+) -> None:
+    # One GPU's 808334905 was in the peers' median and spread: up or down, it moved every other GPU's score.
+    def others(wild: float) -> np.ndarray:
+        fleet, index, counters = FleetDetector([UTIL], peer_labels=()), SeriesIndex(), CounterRates()
+        rng = np.random.default_rng(6)
+        for t in range(3):
+            values = 40.0 + rng.normal(0, 2, gpus)
+            values[3] = wild if t == 2 else values[3]
+            frames = [Frame(UTIL, JOB[:gpus], np.array([30.0 * t]), values[:, None])]
+            (found,) = fleet.detect(build_view(frames, index, counters, 30.0 * t, BOUNDED))
+        return np.delete(found.score, 3)
+
+    above = others(WILD)
+    assert np.isfinite(above).all() and above.max() > 0  # still compared: the GPU counts toward min_peers
+    np.testing.assert_array_equal(above, others(-WILD))
+    if gpus > 4:  # enough peers without it: what a gap in its place leaves
+        np.testing.assert_array_equal(above, others(np.nan))

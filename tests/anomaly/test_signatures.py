@@ -195,6 +195,82 @@ def test_a_real_jump_too_large_to_believe_at_once_raises_at_the_next_read_while_
     assert len(fired(feed.tick((q, [GPU], [3e6 + 1], "counter")))) == 1
 
 
+@pytest.mark.parametrize(
+    "query",
+    [
+        "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL",
+        "DCGM_FI_DEV_NVLINK_RECOVERY_ERROR_COUNT_TOTAL",
+        "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL",
+        "gpuwarden_xid_errors_total",
+    ],
+    ids=["dbe", "nvlink-recovery", "sbe", "xid"],
+)
+def test_an_error_counter_reading_0_once_then_its_count_again_raises_nothing(query):
+    # DBE 5, 5, 0, 5 read as a reset and 5 new double-bit errors: drain and reset for a healthy GPU.
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    for value in (5000.0, 5000.0, 0.0, 5000.0, 5000.0):
+        assert fired(feed.tick((query, labels, [value], "counter"))) == []
+    more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
+    assert len(fired(feed.tick((query, labels, [5000.0 + more], "counter")))) == 1
+
+
+@pytest.mark.parametrize(
+    ("after", "raises"),
+    [([0, 0, 1], [0, 0, 1]), ([2], [1]), ([6], [1]), ([0, 5], [0, 1])],
+    ids=["reset-confirmed-then-error", "reset-then-errors", "glitch-then-error", "reset-then-same-count"],
+)
+def test_a_real_reset_after_a_0_still_raises_the_errors_that_follow_it(after, raises):
+    # A 0 held for one read costs nothing (a reset counts nothing either); the read after it tells: below the
+    # count from before, a reset and its new errors; 0 again, a reset; above, a glitch and new errors.
+    feed = Feed()
+    q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    feed.tick((q, [GPU], [5], "counter"))
+    feed.tick((q, [GPU], [5], "counter"))
+    assert fired(feed.tick((q, [GPU], [0], "counter"))) == []
+    assert [len(fired(feed.tick((q, [GPU], [v], "counter")))) for v in after] == raises
+
+
+@pytest.mark.parametrize(
+    ("last", "garbage"),
+    [(0.0, 808334905.0), (79.0, 808334905.0), (79.0, 0.0)],
+    ids=["none-yet", "after-xid-79", "zero-after-xid-79"],
+)
+def test_one_garbage_reading_of_the_xid_gauge_raises_nothing_and_its_fall_back_no_xid_again(last, garbage):
+    # 808334905 raised "XID 808334905 (not in the catalog)", and the fall back to 79 (after it, or after a 0)
+    # raised XID 79 and its node restart again.
+    feed = Feed()
+    q = "DCGM_FI_DEV_XID_ERRORS"
+    feed.tick((q, [GPU], [last], "gauge"))
+    for value in (garbage, last, last):
+        assert fired(feed.tick((q, [GPU], [value], "gauge"))) == []
+    hits = fired(feed.tick((q, [GPU], [48], "gauge")))  # a real XID right after: at once
+    assert [(f.labels[i]["xid"], f.action_at(i)) for f, i in hits] == [
+        ("48", RecommendedAction.DRAIN_AND_RESET)
+    ]
+
+
+def test_an_xid_gauge_cleared_for_two_reads_raises_the_same_xid_again_when_it_happens_again():
+    feed = Feed()
+    q = "DCGM_FI_DEV_XID_ERRORS"
+    feed.tick((q, [GPU], [79], "gauge"))
+    assert [len(fired(feed.tick((q, [GPU], [v], "gauge")))) for v in (0, 0, 79)] == [0, 0, 1]
+
+
+def test_an_xid_code_beyond_any_defined_raises_once_the_next_read_still_has_it_and_a_new_small_one_at_once():
+    feed = Feed()
+    q = "DCGM_FI_DEV_XID_ERRORS"
+    feed.tick((q, [GPU], [0], "gauge"))
+    assert fired(feed.tick((q, [GPU], [5000], "gauge"))) == []
+    hits = fired(feed.tick((q, [GPU], [5000], "gauge")))  # a last-XID gauge keeps its code: believed
+    assert [(f.labels[i]["xid"], f.action_at(i)) for f, i in hits] == [
+        ("5000", RecommendedAction.INVESTIGATE)
+    ]
+    assert fired(feed.tick((q, [GPU], [5000], "gauge"))) == []
+    hits = fired(feed.tick((q, [GPU], [173], "gauge")))  # not in the catalog, but a code NVIDIA may add
+    assert [(f.labels[i]["xid"], f.action_at(i)) for f, i in hits] == [("173", RecommendedAction.INVESTIGATE)]
+
+
 def test_an_error_inside_a_read_of_several_steps_raises_even_when_the_last_step_shows_no_change():
     # A query with a step shorter than the tick, or the catch-up read after a Prometheus outage: the reset
     # and the error after it sit in the middle of the read, and the newest step adds nothing.
