@@ -266,6 +266,25 @@ def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bo
     return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
+def beside_held(root: Path, facts_of: Callable[[], RootFacts], new: Iterable[Member]) -> bool:
+    """Whether alerts that come into an incident rooted at ``root`` which a silence holds bring a fault
+    beside the one the silence was set for, so that it ends: the one rule of an alert joining it
+    (``joining``), an incident merged into it (``merging``) and alerts regrouped into it (``regrouping``).
+    One of them is an infrastructure alert its root does not take (``held_takes``, by what the incident
+    holds before they come), unless an outage firing among them takes the root whole (its node down: the
+    fault grew, and what lies where that outage is is its). An incident without a root (a job's stalls) was
+    silenced for whatever fault causes them: what comes in is that fault, beside nothing. Each alert counts,
+    not the best of them: a thermal slowdown merged in beside an XID that the root explains is beside it."""
+    if not root:
+        return False
+    infra = [m for m in new if m.is_infra]
+    grown = [m.location.path for m in infra if m.firing and grows(root, m)]
+    if grown:
+        wider = min(grown, key=len)
+        return any(not contains(wider, m.location.path) for m in infra)
+    return any(not held_takes(root, facts_of, m) for m in infra)
+
+
 def down_nodes(members: Iterable[Member]) -> bool:
     """Whether a firing outage of these took a whole node (or more)."""
     return any(m.is_outage and m.firing and whole_node(m.location.path) for m in members)
