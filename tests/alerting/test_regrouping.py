@@ -269,3 +269,32 @@ def test_alerts_moved_into_a_silenced_incident_without_a_root_end_its_silence_as
     other_gpu = _member("x", alertname="GpuLost", Hostname="r08-n03", gpu="5")
     elsewhere = _incident("inc-other", other_gpu.location.path, other_gpu)
     assert ends_silence(holder, elsewhere, lost, {"inc-other"}.__contains__)  # rooted: beside it
+
+
+def test_two_faults_coming_into_a_silenced_stalls_incident_end_its_silence_whole_or_one_by_one(
+    sql: Engine,
+) -> None:
+    # A job's stalls only, silenced. GPU 3 of r07-n01 lost joins it (the stalls' cause: no end), then GPU
+    # 5 of the node lost joins it, beside the root GPU 3 gave it: the silence ends. The two as one incident
+    # merged into it ended nothing (a merge looked only at roots: the stalls had none). One rule: the first
+    # fault into it roots it, the rest are judged against it, however they come.
+    clock, engine = _fleet(sql)
+    stall = Alert(
+        {"cluster": sc.CLUSTER, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": "3"}
+    )
+    engine.ingest([stall])
+    [stalls] = engine.open_incident_ids()
+    engine.silence_incident(stalls, 3600, "op")
+    lost = [
+        Alert({"cluster": sc.CLUSTER, "Hostname": "r07-n01", "gpu": g, "alertname": "GpuLost"}) for g in "35"
+    ]
+    clock.advance(10)
+    engine.ingest([lost[0]])
+    assert list(engine.silenced_until()) == [stalls]
+    clock.advance(10)
+    engine.ingest([lost[1]])
+    assert list(engine.open_incident_ids()) == [stalls] and engine.silenced_until() == {}
+    members = [_member(f"g{g}", alertname="GpuLost", Hostname="r07-n01", gpu=g) for g in "35"]
+    held = _incident("inc-stalls", (), _stall("rank3", 3))
+    assert beside_held(held.root_path, held.facts, members)  # merged in whole: the same answer
+    assert not beside_held(held.root_path, held.facts, members[:1])
