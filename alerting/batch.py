@@ -24,7 +24,7 @@ from alerting.incident_index import Members, OpenIncidents
 from alerting.inventory import GpuKey
 from alerting.member import Member
 from alerting.pending import PendingAlert, StoredAlert
-from alerting.root_facts import FactsBuilder, RootFacts
+from alerting.root_facts import FactsBuilder, RootFacts, root_facts
 from alerting.store_models import TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.topology import Path
@@ -217,6 +217,26 @@ class Ticket:
     at: datetime | None = None  # when the batch was accepted (journal replay); None: now
 
 
+@dataclass(slots=True)
+class Lifted:
+    """A silence a transaction ended early (``MuteTracking._end_if_beside``): its ``silence_ended`` event,
+    why (one entry per fault beside it), and the incident's root and alerts as the silence held them, so that
+    what comes in later in the transaction is judged against what the silence was set for (not a root a
+    merge it ended the silence for moved up: a rack's) and, beside it too, named in that event."""
+
+    event: TimelineRow
+    whys: list[str]
+    root: Path
+    members: list[Member]
+    _facts: RootFacts | None = None
+
+    def facts(self) -> RootFacts:
+        """The facts of ``members``, gathered when first asked for."""
+        if self._facts is None:
+            self._facts = root_facts(self.members)
+        return self._facts
+
+
 @dataclass
 class Batch:
     """Pending effects of one transaction."""
@@ -241,6 +261,8 @@ class Batch:
     # Incidents resolved within the reopen window, as the engine holds open ones: loaded once per
     # transaction, at its first alert that would open an incident (``IncidentJoining._reopen_recurring``).
     resolved: RecentlyResolved | None = None
+    # Incidents whose silence this transaction ended early for a fault beside it (``Lifted``).
+    lifted: dict[str, Lifted] = field(default_factory=dict)
     # The kinds of ``changes`` per incident, read up to ``_kinds_seen`` of them: asking the list itself
     # for each incident a transaction opened was quadratic in a POST of a thousand separate faults.
     _kinds: dict[str, set[ChangeKind]] = field(default_factory=dict, repr=False)

@@ -27,7 +27,7 @@ from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
 from alerting.root_cause import root_cause
-from alerting.root_facts import held_takes, recurs
+from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -200,7 +200,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         through another alert (a node down again whose GPUs' alerts fire before NodeDown does): among those
         it recurs in (``recurs``), the one the join rules pick as if it were open. False when none; asked
         only of an infrastructure alert that would open a new incident. One a silence still holds is
-        reopened only by its own fault (``held_takes``), not one beside it (another GPU of its node lost)."""
+        reopened only by its own fault, not one beside it (``beside_held``: another GPU of its node lost)."""
         if batch.resolved is None:
             since = batch.now - self._reopen_within
             batch.resolved = RecentlyResolved(batch.session, since, self._member, self._load_resolved)
@@ -215,23 +215,18 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         if chosen is None:
             return False
         row.incident_id = chosen.id
-        beside = self._held(chosen.id, batch.now) and not held_takes(chosen.root_path, chosen.facts, member)
+        beside = self._held(chosen.id, batch.now) and beside_held(chosen.root_path, chosen.facts, [member])
         reopened = self._reopen(batch, row, explained=True)
         if reopened and beside:
             self._lift_silences(batch, chosen.id, _beside(row))
         return reopened
 
     def _lift_if_beside(self, batch: Batch, inc: OpenIncident, row: StoredAlert, member: Member) -> None:
-        """End the silence of the incident ``member`` joins when it is an infrastructure alert beside the
-        fault the silence was set for (``held_takes``: not under its root and explained by it, nor an outage
-        that took its root whole): another GPU of its node lost pages, in the node's one incident."""
-        if (
-            member.is_infra
-            and inc.root_path
-            and self._held(inc.id, batch.now)
-            and not held_takes(inc.root_path, inc.facts, member)
-        ):
-            self._lift_silences(batch, inc.id, _beside(row))
+        """End the silence of the incident ``member`` joins when it is a fault beside the one the silence was
+        set for (``beside_held``, the rule of merges and regroupings too): another GPU of its node lost pages,
+        in the node's one incident. One this transaction ended already for another says this one too."""
+        if member.is_infra:
+            self._end_if_beside(batch, inc, [member], lambda: _beside(row))
 
     def _load_resolved(self, past: OpenIncident) -> None:
         """A resolved incident's root path and workloads, from its members, as an open one's."""

@@ -7,7 +7,7 @@ in another order.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
 from sqlalchemy import update
@@ -15,11 +15,11 @@ from sqlalchemy import update
 from alerting.batch import Batch, OpenIncident
 from alerting.faults import ENVIRONMENT
 from alerting.incident_index import OpenIncidents
-from alerting.member import describe, first_onset, flapping_in, live, recommended_by
-from alerting.root_facts import down_nodes, grows, recurs, takes_in
+from alerting.member import Member, describe, first_onset, flapping_in, live, recommended_by
+from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
-from alerting.store_models import AlertRow, IncidentRow
+from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, contains
@@ -42,7 +42,10 @@ class IncidentMerging:
     _open: OpenIncidents
     _window: timedelta
     _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
-    _lift_silences: Callable[[Batch, str, str], None]  # end an incident's silences now, saying why
+    _lift_silences: Callable[[Batch, str, str], TimelineRow]  # end an incident's silences now, saying why
+    # End the silence holding an incident when what comes in is beside what it was set for, saying why.
+    _end_if_beside: Callable[[Batch, OpenIncident, Iterable[Member], Callable[[], str]], None]
+    _drop_absorbed_silences: Callable[[Batch, str], list[str]]  # end a merged-away incident's, quietly
 
     def _merge_into(self, batch: Batch, inc: OpenIncident) -> str | None:
         """Fold other open incidents that the (new) root of ``inc`` explains into it, and those that are one
@@ -97,17 +100,19 @@ class IncidentMerging:
     def _fold(self, batch: Batch, inc: OpenIncident, other: OpenIncident) -> None:
         """Move ``other``'s alerts into ``inc``; ``other`` is resolved, ``merged_into`` naming ``inc``. A
         silence merges nothing apart (it mutes an incident, not how alerts group): where one holds ``inc`` and
-        not ``other``, and ``other`` is a fault beside the one it was set for (``beside_silence``), it ends
+        not ``other``, and ``other`` brings a fault beside the one it was set for (``beside_held``), it ends
         first, saying why, and the merge pages as the join of such an alert does
-        (``joining.IncidentJoining._lift_if_beside``)."""
-        if (
-            self._held(inc.id, batch.now)
-            and not self._held(other.id, batch.now)
-            and beside_silence(inc, other)
-        ):
-            self._lift_silences(
-                batch, inc.id, f"{_named(other)}, a fault beside the one the silence was set for"
+        (``joining.IncidentJoining._lift_if_beside``); ended by this transaction already (another incident
+        merged in first), its end names this one too. A silence of ``other`` ends with it: it mutes nothing
+        once its alerts are ``inc``'s, and the merge says whose it was."""
+        if not self._held(other.id, batch.now):
+            self._end_if_beside(
+                batch,
+                inc,
+                other.members.values(),
+                lambda: f"{_named(other)}, a fault beside the one the silence was set for",
             )
+        dropped = self._drop_absorbed_silences(batch, other.id)
         # Its alerts of its own earlier opening stay of an earlier one here; the rest are of this opening,
         # as the event says (a restart replays it: ``joining.earlier_members``).
         carried = other.earlier & other.members.keys()
@@ -142,17 +147,20 @@ class IncidentMerging:
         # of any a restart left untold), once it is no longer open (``IncidentAnnouncing._advice``).
         advice = {"recommended": list(recommended_by(members)), "flapping": list(flapping_in(members))}
         what = f" {shortened(other_row.title, ABSORBED_MAX)}" if other_row.title else ""  # what it was
+        # Its silence ended with it (``_drop_absorbed_silences``): both sides say whose it was.
+        ended = f"; its silence (by {', '.join(dropped)}) ended" if dropped else ""
         batch.event(
             other.id,
             "merged",
-            f"merged into {inc.id}",
-            {"into": inc.id, **advice},
+            f"merged into {inc.id}{ended}",
+            {"into": inc.id, **advice, **({"silence_ended_by": dropped} if dropped else {})},
             change=ChangeKind.RESOLVED,
         )
+        alerts = f"{len(other.members)} alert{'' if len(other.members) == 1 else 's'}"
         batch.event(
             inc.id,
             "merged",
-            f"absorbed {other.id}{what} ({len(other.members)} alert{'' if len(other.members) == 1 else 's'})",
+            f"absorbed {other.id}{what} ({alerts}{ended})",
             {"from": other.id, "fingerprints": fresh, "earlier": sorted(carried)},
         )
         inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
@@ -189,19 +197,6 @@ def _named(other: OpenIncident) -> str:
     if len(members) > NAMED_ALERTS:
         named.append(f"{len(members) - NAMED_ALERTS} more")
     return f"{', '.join(named)} merged in (from {other.id})"
-
-
-def beside_silence(held: OpenIncident, other: OpenIncident) -> bool:
-    """Whether ``other``, merged into ``held`` (which a silence holds), is a fault beside the one the silence
-    was set for, as a joining alert would be (``root_facts.held_takes``): both have a root, and ``held``'s
-    root neither takes ``other`` in (holds its root, explains its alerts) nor was taken whole by an outage
-    firing in ``other`` (its node down: the fault grew). An incident without a root (a job's stalls) is
-    its fault's symptoms."""
-    if not (held.root_path and other.root_path):
-        return False
-    if contains(held.root_path, other.root_path):
-        return not takes_in(held.root_path, held.facts, other.members.values())
-    return not any(m.firing and grows(held.root_path, m) for m in other.members.values())
 
 
 def _quiet_apart(inc: OpenIncident, other: OpenIncident) -> bool:

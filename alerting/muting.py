@@ -4,16 +4,16 @@ Alertmanager notifies a muted alert once what muted it ends. ``MuteTracking`` (m
 the muted firing alerts in memory; each tick frees those no longer muted and sends them through ingest again,
 past the repeat fast path, so they join or open an incident as if they had just fired.
 
-A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault
-beside it joins it as unsilenced and ends the silence: ``_lift_silences``; so does an incident of such a
-fault merged into it, or such alerts regrouped into it: ``merging.beside_silence``,
-``regrouping.ends_silence``), but its changes reach listeners marked ``silenced_until``, and
-notifiers page nobody for them. When its silence ends while it is open, the tick adds one ``silence_ended``
-event that catches up on what happened meanwhile: a priority change (a broadcast) when the incident became
-more urgent, else an update. Which incidents wait for that event is read from the timeline (a ``silenced``
-event with no ``silence_ended`` after it), so a restart keeps it. In a silence's last half hour, when the
-Slack button's press extends it, one ``silence_ending`` event (told silenced: an edit in place, paging nobody)
-offers "Extend silence 1 h" on the incident's message (``_tell_silences_ending``).
+A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault beside
+it joins it as unsilenced and ends the silence: ``_end_if_beside``; so does an incident of such a fault merged
+into it, or such alerts regrouped into it, by one rule: ``root_facts.beside_held``; an incident merged into
+another loses its silence: ``_drop_absorbed_silences``), but its changes reach listeners marked
+``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the tick adds
+one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a broadcast) when
+the incident became more urgent, else an update. Which incidents wait for that event is read from the timeline
+(a ``silenced`` event with no ``silence_ended`` after it), so a restart keeps it. In a silence's last half
+hour, when the Slack button's press extends it, one ``silence_ending`` event (told silenced: an edit in place,
+paging nobody) offers "Extend silence 1 h" on the incident's message (``_tell_silences_ending``).
 """
 
 from __future__ import annotations
@@ -25,13 +25,15 @@ from datetime import datetime, timedelta
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
-from alerting.batch import Batch, IngestResult
+from alerting.batch import Batch, IngestResult, Lifted, OpenIncident
 from alerting.db import in_lists
 from alerting.faults import classify
 from alerting.incident_index import OpenIncidents
 from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
+from alerting.member import Member
 from alerting.pending import StoredAlert
+from alerting.root_facts import beside_held
 from alerting.silence_index import SilenceIndex
 from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
 from alerting.silencing import expire_row
@@ -100,7 +102,7 @@ class MuteTracking:
     def _held(self, incident_id: str, now: datetime) -> bool:
         """Whether a silence of the incident holds it now: an alert that joins it beside what its root
         explains ends the silence (``joining``), as a merge or a regrouping that brings such a fault in does
-        (``merging.beside_silence``, ``regrouping.ends_silence``)."""
+        (``root_facts.beside_held``)."""
         return bool(self._silences) and self._indexed_silences().holds_incident(incident_id, now)
 
     def _indexed_silences(self) -> SilenceIndex:
@@ -201,7 +203,50 @@ class MuteTracking:
                 self._silenced_incidents.add(incident_id)
                 self._catch_up_since[incident_id] = now
 
-    def _lift_silences(self, batch: Batch, incident_id: str, why: str) -> None:
+    def _end_if_beside(
+        self, batch: Batch, inc: OpenIncident, new: Iterable[Member], why: Callable[[], str]
+    ) -> None:
+        """End the silence that holds ``inc`` when ``new``, coming into it (an alert joining, an incident
+        merged in), brings a fault beside the one it was set for (``root_facts.beside_held``), saying
+        ``why``. Ended already by this transaction for another such fault (a second incident merged in after
+        the first), what else comes in is judged against what the silence held then (the first merge may
+        have moved the root up to the rack) and, beside it too, named in the same ``silence_ended`` event."""
+        lifted = batch.lifted.get(inc.id)
+        if lifted is None:
+            if self._held(inc.id, batch.now) and beside_held(inc.root_path, inc.facts, new):
+                members = list(inc.members.values())  # before ``new`` joins: what the silence held
+                text = why()
+                event = self._lift_silences(batch, inc.id, text)
+                batch.lifted[inc.id] = Lifted(event, [text], inc.root_path, members)
+            return
+        if not beside_held(lifted.root, lifted.facts, new):
+            return
+        old = _early(lifted.whys)
+        lifted.whys.append(why())
+        # A new dict: the JSON column does not see a change made in place.
+        lifted.event.message = lifted.event.message.replace(old, _early(lifted.whys), 1)
+        lifted.event.data = {**lifted.event.data, "early": _early(lifted.whys), "beside": len(lifted.whys)}
+
+    def _drop_absorbed_silences(self, batch: Batch, incident_id: str) -> list[str]:
+        """End the silences of an incident merged into another, now, quietly: it mutes nothing any more
+        (its alerts are the other's), and must not read as silenced in listings, the API or Slack. Whose
+        silences they were, for the merge to say (none: it was not silenced)."""
+        now = batch.now
+        if not any(s.incident_id == incident_id and s.ends_at > now for s in self._silences):
+            return []
+        rows = batch.session.scalars(
+            select(SilenceRow).where(SilenceRow.incident_id == incident_id, SilenceRow.ends_at > now)
+        ).all()
+        for row in rows:
+            expire_row(row, now)
+        ended = {row.id: silence_from_row(row) for row in rows}
+        self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
+        self._silenced_incidents.discard(incident_id)
+        self._catch_up_since.pop(incident_id, None)
+        self._ending_told.pop(incident_id, None)
+        return sorted({row.created_by for row in rows})
+
+    def _lift_silences(self, batch: Batch, incident_id: str, why: str) -> TimelineRow:
         """End the incident's silences now, in the batch's transaction, because ``why``: a fault beside the
         one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
         so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on."""
@@ -220,9 +265,12 @@ class MuteTracking:
         ).all()
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why)
-        batch.event(incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED)
+        event = batch.event(
+            incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED
+        )
         self._silenced_incidents.discard(incident_id)
         self._ending_told.pop(incident_id, None)
+        return event
 
     def _tell_silences_ending(self, now: datetime) -> None:
         """A ``silence_ending`` event for each open silenced incident whose silence has less than
@@ -307,6 +355,17 @@ SILENCED, SILENCE_ENDED, SILENCE_ENDING = "silenced", "silence_ended", "silence_
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident
+
+
+BESIDE_NAMED = 3  # faults beside a silence that its early end names; the rest are counted
+
+
+def _early(whys: Sequence[str]) -> str:
+    """Why a silence ended early: the faults beside it that came in, in order (the first few)."""
+    named = list(whys[:BESIDE_NAMED])
+    if len(whys) > BESIDE_NAMED:
+        named.append(f"and {len(whys) - BESIDE_NAMED} more beside it")
+    return "; ".join(named)
 
 
 def _resolved_at_end(session: Session, incident_id: str, timeline: Sequence[TimelineRow]) -> bool:

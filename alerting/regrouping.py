@@ -16,7 +16,7 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
-from alerting.root_facts import held_takes
+from alerting.root_facts import beside_held
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 
@@ -83,7 +83,7 @@ def regroup_spread(
     inventory: Inventory | None,
     *,
     held: Callable[[str], bool],
-    lift: Callable[[str, str], None],
+    lift: Callable[[str, str], object],
 ) -> set[str]:
     """Move the alerts of a signal spreading (a driver rollout's XID 119) that another incident holds beside
     a fault of its own (a node down, an NVSwitch failing on a node the rollout reached) into the spread's
@@ -113,13 +113,13 @@ def ends_silence(
 ) -> bool:
     """Whether moving the alert of ``member`` from ``source`` into ``target`` ends ``target``'s silence: a
     silence holds ``target`` and not ``source``, and it is an infrastructure alert beside the fault the
-    silence was set for (not ``held_takes``), as its join would (``joining.IncidentJoining._lift_if_beside``).
-    A workload symptom (a job's stalled ranks, which ``regroup_ranks`` moves to their GPU's fault) is its
-    fault's: it ends nothing. Out of a held incident, an alert goes where it groups, and pages there as the
-    incident it joins does."""
-    if not member.is_infra or not held(target.id) or held(source.id):
+    silence was set for (``root_facts.beside_held``, the rule of joins and merges too). A workload symptom
+    (a job's stalled ranks, which ``regroup_ranks`` moves to their GPU's fault) is its fault's: it ends
+    nothing. Out of a held incident, an alert goes where it groups, and pages there as the incident it joins
+    does."""
+    if not held(target.id) or held(source.id):
         return False
-    return not (target.root_path and held_takes(target.root_path, target.facts, member))
+    return beside_held(target.root_path, target.facts, [member])
 
 
 def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | None) -> list[str]:

@@ -266,6 +266,36 @@ def held_takes(root: Path, facts_of: Callable[[], RootFacts], new: Member) -> bo
     return grows(root, new) or (contains(root, new.location.path) and explains(root, facts_of, new))
 
 
+def beside_held(root: Path, facts_of: Callable[[], RootFacts], new: Iterable[Member]) -> bool:
+    """Whether alerts that come into an incident rooted at ``root`` which a silence holds bring a fault
+    beside the one the silence was set for, so that it ends: the one rule of an alert joining it
+    (``joining``), an incident merged into it (``merging``) and alerts regrouped into it (``regrouping``).
+    One of them is an infrastructure alert its root does not take (``held_takes``, by what the incident
+    holds before they come), unless an outage firing among them takes the root whole (its node down: the
+    fault grew, and what lies where that outage is is its). Each alert counts, not the best of them: a
+    thermal slowdown merged in beside an XID that the root explains is beside it.
+
+    An incident without a root (a job's stalls) was silenced for whatever fault causes them: the first
+    fault that comes in (the earliest) is that fault and roots it, as the first alert joining it does, and
+    the rest are judged against it. So alerts joining one by one and their incident merged in whole end the
+    silence alike: GPUs 3 and 5 of a node lost beside a silenced job's stalls do (the second is beside the
+    first), GPU 3 alone does not."""
+    infra = [m for m in new if m.is_infra]
+    if not root:
+        if len(infra) < 2:
+            return False
+        first = min(infra, key=lambda m: (m.onset, m.fingerprint))
+        root, facts = first.location.path, FactsBuilder()
+        facts.add(first)
+        facts_of = facts.facts
+        infra = [m for m in infra if m is not first]
+    grown = [m.location.path for m in infra if m.firing and grows(root, m)]
+    if grown:
+        wider = min(grown, key=len)
+        return any(not contains(wider, m.location.path) for m in infra)
+    return any(not held_takes(root, facts_of, m) for m in infra)
+
+
 def down_nodes(members: Iterable[Member]) -> bool:
     """Whether a firing outage of these took a whole node (or more)."""
     return any(m.is_outage and m.firing and whole_node(m.location.path) for m in members)

@@ -269,9 +269,6 @@ def _kept_gpu_lost(engine: IncidentEngine, incident_id: str) -> None:
     ]
 
 
-QUIET = pytest.mark.parametrize("quiet", [True, False], ids=["quiet", "still-firing"])
-
-
 def test_a_new_fault_beside_a_quiet_silenced_incident_opens_its_own_incident_and_is_not_muted(
     tmp_path: Path,
 ) -> None:
@@ -319,26 +316,66 @@ def test_another_gpu_of_a_silenced_incidents_node_lost_joins_it_and_ends_its_sil
     assert [e.kind for e in engine.store.get(lost).timeline].count("silence_ended") == 1
 
 
-@QUIET
-def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(
-    tmp_path: Path, quiet: bool
-) -> None:
-    # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 joins B. Once that anomaly
-    # rooted B at the node, which held A's GPU: B was folded into A ("absorbed ...") and every alert of B
-    # muted by A's silence. An anomaly now explains only its own GPU, so B stays apart, unmuted, silenced or
-    # not (merges no longer look at silences).
-    clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
+def _node_gpus_lost_silenced(tmp_path: Path) -> tuple[FakeClock, IncidentEngine, str, list[IncidentChange]]:
+    """GPUs 3 and 4 of r07-n01 lost (incident A, rooted at the node), A silenced for an hour; the changes told
+    since the silence."""
+    clock, engine = _engine_fleet(tmp_path)
+    engine.ingest([_on(3, alertname="GpuLost"), _on(4, alertname="GpuLost")])
+    [incident_id] = engine.open_incident_ids()
+    assert engine.store.get(incident_id).title.startswith("node r07-n01 GPUs lost")
+    engine.silence_incident(incident_id, 3600, "op")
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    clock.advance(10)
+    return clock, engine, incident_id, told
+
+
+def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(tmp_path: Path) -> None:
+    # GPU 5 of the node runs hot (incident B, of its own: GPUs lost do not explain it), under A's root; then
+    # an XID 79 of GPU 3 joins A, whose merge pass looks at B. A's root does not explain B: it stays apart,
+    # unmuted, and A's silence holds (nothing beside it came in). A silence that made its incident take
+    # what lies under its root (as "a held incident takes its own fault" once did) fails here.
+    clock, engine, lost, _told = _node_gpus_lost_silenced(tmp_path)
     hot = _on(5, alertname="GpuThermalSlowdown")
     engine.ingest([hot])
     [live] = [i for i in engine.open_incident_ids() if i != lost]
-    clock.advance(5)
-    engine.ingest([_on(6, **ANOMALY)])
+    clock.advance(10)
+    xid = _on(3, alertname="GPUXid", xid="79")
+    engine.ingest([xid])
     assert sorted(engine.open_incident_ids()) == sorted([lost, live])
-    assert sorted(engine.store.get(live).alert_fingerprints) == sorted(
-        [hot.fingerprint, _on(6, **ANOMALY).fingerprint]
-    )
-    assert [_muted(engine, a) for a in (hot, _on(6, **ANOMALY))] == [[], []]
-    _kept_gpu_lost(engine, lost)
+    assert engine.store.get(live).alert_fingerprints == [hot.fingerprint]
+    assert xid.fingerprint in engine.store.get(lost).alert_fingerprints
+    assert list(engine.silenced_until()) == [lost]
+    silence = [s.id for s in engine.silences() if s.incident_id == lost]
+    assert [_muted(engine, a) for a in (hot, xid)] == [[], silence]
+
+
+def test_a_fault_merged_in_beside_an_alert_the_silenced_root_explains_ends_the_silence(
+    tmp_path: Path,
+) -> None:
+    """Slack walk-through: GPU 5 of a node whose two lost GPUs were silenced runs hot and pages (incident
+    B); an XID 13 of GPU 5 joins B. When A next changed, its merge pass took B in (A's root explains an XID
+    on its node) and, as merges judged a silence by the best-explained alert, A's silence held: the thermal
+    fault that had paged went quiet under a silence set for the lost GPUs. Joins, merges and regroupings
+    now judge by one rule (``root_facts.beside_held``): the thermal slowdown is beside what the silence was
+    set for, as its join would be, so the silence ends, naming it, and the merge pages."""
+    clock, engine, lost, told = _node_gpus_lost_silenced(tmp_path)
+    hot, app = _on(5, alertname="GpuThermalSlowdown"), _on(5, alertname="GPUXid", xid="13")
+    engine.ingest([hot])
+    clock.advance(10)
+    engine.ingest([app])
+    [live] = [i for i in engine.open_incident_ids() if i != lost]
+    clock.advance(10)
+    engine.ingest([_on(3, alertname="GPUXid", xid="79")])
+    assert list(engine.open_incident_ids()) == [lost]
+    assert engine.store.get(live).merged_into == lost
+    assert engine.silenced_until() == {}
+    [ended] = [e for e in engine.store.get(lost).timeline if e.kind == "silence_ended"]
+    assert "GpuThermalSlowdown (r07-n01, 5)" in ended.message and f"(from {live})" in ended.message
+    assert [c.silenced_until for c in told if c.incident.id == lost and c.event.kind == "silence_ended"] == [
+        None
+    ]
+    assert [_muted(engine, a) for a in (hot, app)] == [[], []]
 
 
 def test_a_quiet_silenced_incident_takes_its_own_alert_again_and_what_its_root_explains_muted(
@@ -532,10 +569,46 @@ def test_a_rack_running_hot_around_a_silenced_node_is_one_incident_and_ends_its_
     [ended] = [e for e in incident.timeline if e.kind == "silence_ended"]
     said = "silence ended early (silenced by op): GpuThermalSlowdown (r07-n03, 2) merged in (from inc-"
     assert ended.message.startswith(said)
-    assert "a fault beside the one the silence was set for" in ended.message
+    # Both incidents merged in this batch are what ended it, not only the first (r07-n02's went unnamed).
+    [second] = [e.data["from"] for e in incident.timeline if e.kind == "merged" and "r07-n02" in e.message]
+    assert f"GpuThermalSlowdown (r07-n02, 2) merged in (from {second})" in ended.message
+    assert ended.message.count("a fault beside the one the silence was set for") == 2
+    assert ended.data["beside"] == 2
     assert [c.silenced_until for c in told if c.incident.id == first and c.event.kind == "silence_ended"] == [
         None
     ]
     clock.advance(3600)
     engine.tick()
     assert [e.kind for e in engine.store.get(first).timeline].count("silence_ended") == 1
+
+
+def test_a_silenced_incident_merged_into_an_unsilenced_one_is_no_longer_silenced_and_the_merge_says_whose(
+    tmp_path: Path,
+) -> None:
+    # GPU 2 of r07-n01 runs hot (A, unsilenced), then that of r07-n02 (B, which the on-call silences), then
+    # that of r07-n03: the rack's cooling, one incident, A. B's silence ran on after the merge, muting
+    # nothing (its alerts are A's), yet B read as silenced until it ran out (API, `incidents show`, the
+    # merge told to Slack marked silenced). It ends at the merge; both sides of the merge say whose it was.
+    clock, engine = _engine_fleet(tmp_path)
+    engine.ingest([_hot(1)])
+    [first] = engine.open_incident_ids()
+    clock.advance(10)
+    engine.ingest([_hot(2)])
+    [held] = [i for i in engine.open_incident_ids() if i != first]
+    engine.silence_incident(held, 3600, "op")
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    clock.advance(10)
+    engine.ingest([_hot(3)])
+    assert list(engine.open_incident_ids()) == [first] and engine.store.get(held).merged_into == first
+    assert engine.silenced_until() == {}
+    assert [c.silenced_until for c in told if c.incident.id == held] == [None]
+    [merged] = [e.message for e in engine.store.get(held).timeline if e.kind == "merged"]
+    assert merged == f"merged into {first}; its silence (by op) ended"
+    absorbed = [e.message for e in engine.store.get(first).timeline if e.data.get("from") == held]
+    assert len(absorbed) == 1 and absorbed[0].endswith("(1 alert; its silence (by op) ended)")
+    assert [_muted(engine, _hot(n)) for n in (1, 2, 3)] == [[], [], []]
+    restarted = IncidentEngine(
+        make_engine(str(tmp_path / "incidents.db")), clock, engine.config, scenarios.fleet_inventory()
+    )
+    assert restarted.silenced_until() == {}

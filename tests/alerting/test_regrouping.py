@@ -11,8 +11,8 @@ from alerting.engine import IncidentEngine
 from alerting.faults import classify
 from alerting.joining import earlier_members
 from alerting.member import Member
-from alerting.regrouping import regroup_ranks, regroup_spread
-from alerting.root_facts import root_facts
+from alerting.regrouping import ends_silence, regroup_ranks, regroup_spread
+from alerting.root_facts import beside_held, root_facts
 from alerting.store_models import IncidentRow
 from alerting.topology import locate
 from gpuwarden.clock import FakeClock
@@ -252,3 +252,49 @@ def test_alerts_merged_in_the_instant_before_a_reopening_stay_of_the_earlier_ope
         batch.event(row.id, "reopened", "reopened: rank 3 fired again", {"fingerprint": "rank3"})
         session.flush()
         assert earlier_members(session, row, members) == {"down"}
+
+
+def test_alerts_moved_into_a_silenced_incident_without_a_root_end_its_silence_as_a_join_would_not(
+    sql: Engine,
+) -> None:
+    # A job's stalls only (no root), silenced: the silence was set for whatever fault stalls the job. A GPU
+    # lost joining it, or its incident merged into it, ended nothing, while regrouping's own rule ended the
+    # silence for the same alert moved in. One rule now (``root_facts.beside_held``), the same answer.
+    stalled = _incident("inc-stalls", (), _stall("rank3", 3))
+    lost = _member("lost", alertname="GpuLost", Hostname="r08-n03", gpu="3")
+    holder = _incident("inc-lost", lost.location.path, lost)
+    held = {"inc-stalls"}.__contains__
+    assert not ends_silence(holder, stalled, lost, held)
+    assert not beside_held(stalled.root_path, stalled.facts, [lost])  # a join's and a merge's rule
+    other_gpu = _member("x", alertname="GpuLost", Hostname="r08-n03", gpu="5")
+    elsewhere = _incident("inc-other", other_gpu.location.path, other_gpu)
+    assert ends_silence(holder, elsewhere, lost, {"inc-other"}.__contains__)  # rooted: beside it
+
+
+def test_two_faults_coming_into_a_silenced_stalls_incident_end_its_silence_whole_or_one_by_one(
+    sql: Engine,
+) -> None:
+    # A job's stalls only, silenced. GPU 3 of r07-n01 lost joins it (the stalls' cause: no end), then GPU
+    # 5 of the node lost joins it, beside the root GPU 3 gave it: the silence ends. The two as one incident
+    # merged into it ended nothing (a merge looked only at roots: the stalls had none). One rule: the first
+    # fault into it roots it, the rest are judged against it, however they come.
+    clock, engine = _fleet(sql)
+    stall = Alert(
+        {"cluster": sc.CLUSTER, "alertname": "TrainingJobStalled", "slurm_job": "llm-70b", "rank": "3"}
+    )
+    engine.ingest([stall])
+    [stalls] = engine.open_incident_ids()
+    engine.silence_incident(stalls, 3600, "op")
+    lost = [
+        Alert({"cluster": sc.CLUSTER, "Hostname": "r07-n01", "gpu": g, "alertname": "GpuLost"}) for g in "35"
+    ]
+    clock.advance(10)
+    engine.ingest([lost[0]])
+    assert list(engine.silenced_until()) == [stalls]
+    clock.advance(10)
+    engine.ingest([lost[1]])
+    assert list(engine.open_incident_ids()) == [stalls] and engine.silenced_until() == {}
+    members = [_member(f"g{g}", alertname="GpuLost", Hostname="r07-n01", gpu=g) for g in "35"]
+    held = _incident("inc-stalls", (), _stall("rank3", 3))
+    assert beside_held(held.root_path, held.facts, members)  # merged in whole: the same answer
+    assert not beside_held(held.root_path, held.facts, members[:1])
