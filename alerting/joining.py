@@ -17,7 +17,7 @@ from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
-from alerting.faults import SYMPTOM_KINDS, classify
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, classify
 from alerting.flapping import repeats_reopening, settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
@@ -27,7 +27,7 @@ from alerting.muting import MuteTracking
 from alerting.outcomes import duration_text
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
-from alerting.root_cause import root_cause
+from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
@@ -41,7 +41,10 @@ from alerting.topology import (
     target_label,
     target_to_dict,
 )
-from gpuwarden.model import AlertStatus, IncidentState, Priority, add_workloads
+from gpuwarden.model import AlertStatus, FaultKind, IncidentState, Priority, add_workloads
+
+# Root kinds whose fault an outage within them comes back as (``IncidentJoining._reopen``).
+_WIDE_OUTAGES = frozenset({FaultKind.RACK_DOWN.value, FaultKind.NODE_DOWN.value})
 
 
 class IncidentJoining(IncidentGrouping, MuteTracking):
@@ -297,15 +300,22 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         target.reopen_count += 1
         target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
-        inc.root_moved = True  # the root it showed was the fault that ended
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
             if alert.status != AlertStatus.FIRING.value:
                 inc.earlier.add(alert.fingerprint)
-        inc.members[row.fingerprint] = self._member(row)
+        inc.members[row.fingerprint] = member = self._member(row)
         inc.earlier.discard(row.fingerprint)
-        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it.
-        inc.root_path, _ = live_root_cause(inc.members.values(), self.inventory)
+        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it. The
+        # root it showed was the fault that ended (``root_moved``), unless an outage (a node down, a GPU
+        # lost or hung) comes back within a node or rack it saw go down: that fault partly back ("rack r07
+        # lost power, partly back"), as the open incident kept it while that node stayed down.
+        path, live = live_root_cause(inc.members.values(), self.inventory)
+        kept = None
+        if member.kind in OUTAGE_KINDS and target.root_kind in _WIDE_OUTAGES:
+            kept = kept_root(target.root_kind, target.root_target, path, live, self.inventory)
+        inc.root_path = kept[0] if kept is not None else path
+        inc.root_moved = kept is None
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while

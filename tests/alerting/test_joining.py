@@ -209,6 +209,11 @@ def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_inci
     engine.ingest([Alert({**a.labels, "alertname": "GPUHung"}) for a in again if "gpu" in a.labels])
     assert list(engine.open_incident_ids()) == [rack]
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    # The rack's fault partly back, as the reopening says ("which its root cause rack r07 explains"), not
+    # retitled as the node's ("node r07-n03 was down").
+    incident = engine.store.get(rack)
+    assert str(incident.root_cause.target) == "rack/r07"
+    assert incident.title.startswith("rack r07 lost power, partly back: 1 node, 8 GPUs")
 
 
 def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Path) -> None:
