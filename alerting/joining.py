@@ -17,16 +17,17 @@ from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, IngestResult, OpenIncident
 from alerting.correlation import best_candidate, foreign
-from alerting.faults import SYMPTOM_KINDS, classify
-from alerting.flapping import settles_after
+from alerting.faults import OUTAGE_KINDS, SYMPTOM_KINDS, classify
+from alerting.flapping import repeats_reopening, settles_after
 from alerting.grouping import IncidentGrouping
 from alerting.impact import live_root_cause
 from alerting.member import Member, live
 from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
+from alerting.outcomes import duration_text
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
-from alerting.root_cause import root_cause
+from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
@@ -40,7 +41,10 @@ from alerting.topology import (
     target_label,
     target_to_dict,
 )
-from gpuwarden.model import AlertStatus, IncidentState, Priority, add_workloads
+from gpuwarden.model import AlertStatus, FaultKind, IncidentState, Priority, add_workloads
+
+# Root kinds whose fault an outage within them comes back as (``IncidentJoining._reopen``).
+_WIDE_OUTAGES = frozenset({FaultKind.RACK_DOWN.value, FaultKind.NODE_DOWN.value})
 
 
 class IncidentJoining(IncidentGrouping, MuteTracking):
@@ -48,6 +52,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
 
     counters: dict[str, int]
     _reopen_within: timedelta
+    _cycling_within: float  # ``alerting.cycling_reopens_seconds``
 
     def _member(self, row: StoredAlert) -> Member:
         """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
@@ -295,33 +300,66 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         target.reopen_count += 1
         target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
-        inc.root_moved = True  # the root it showed was the fault that ended
         for alert in batch.session.scalars(select(AlertRow).where(AlertRow.incident_id == target.id)):
             inc.members[alert.fingerprint] = self._member(alert)
             if alert.status != AlertStatus.FIRING.value:
                 inc.earlier.add(alert.fingerprint)
-        inc.members[row.fingerprint] = self._member(row)
+        inc.members[row.fingerprint] = member = self._member(row)
         inc.earlier.discard(row.fingerprint)
-        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it.
-        inc.root_path, _ = live_root_cause(inc.members.values(), self.inventory)
+        # Where its root is now, until the batch recomputes it: the next alert of this batch sees it. The
+        # root it showed was the fault that ended (``root_moved``), unless an outage (a node down, a GPU
+        # lost or hung) comes back within a node or rack it saw go down: that fault partly back ("rack r07
+        # lost power, partly back"), as the open incident kept it while that node stayed down.
+        path, live = live_root_cause(inc.members.values(), self.inventory)
+        kept = None
+        if member.kind in OUTAGE_KINDS and target.root_kind in _WIDE_OUTAGES:
+            kept = kept_root(target.root_kind, target.root_target, path, live, self.inventory)
+        inc.root_path = kept[0] if kept is not None else path
+        inc.root_moved = kept is None
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
-        # It is still a reopening (a webhook's ticket opens again); the event's "flapping" says it is held.
+        # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).
+        # Either is still a reopening (a webhook's ticket opens again); the event's "flapping" or "cycling"
+        # says it is held: decided here, stored with the event, so a restarted serve tells it alike.
+        cycling = 0 if row.flapping else self._cycling(batch, target.id, row.fingerprint)
         held = " (flapping: held, no page)" if row.flapping else ""
+        if cycling:
+            within = duration_text(self._cycling_within)
+            held = f" (cycling: reopened {cycling} times within {within} by the same alerts, no page)"
         root = target_from_dict(target.root_target)
         label = target_label(root, cluster=root_cluster(root, self.inventory))  # a GPU's: its node's
         fired = f"fired, which its root cause {label} explains"
+        data: dict[str, object] = {"fingerprint": row.fingerprint, "flapping": row.flapping}
+        if cycling:
+            data["cycling"] = cycling
         batch.event(
             target.id,
             "reopened",
             f"reopened: {_describe(row.labels)} {fired if explained else 'fired again'}{held}",
-            {"fingerprint": row.fingerprint, "flapping": row.flapping},
+            data,
             change=ChangeKind.REOPENED,
         )
         batch.touched.add(target.id)
         return True
+
+    def _cycling(self, batch: Batch, incident_id: str, fingerprint: str) -> int:
+        """How often the incident reopened within ``alerting.cycling_reopens_seconds``, this reopening by
+        alert ``fingerprint`` included, when it only repeats that cycle (``flapping.repeats_reopening``);
+        0 when it pages. From the stored timeline: a restarted serve decides alike."""
+        window = self._cycling_within
+        if window <= 0:
+            return 0
+        events = batch.session.execute(
+            select(TimelineRow.kind, TimelineRow.at, TimelineRow.data).where(
+                TimelineRow.incident_id == incident_id,
+                TimelineRow.at >= batch.now - timedelta(seconds=window),
+                TimelineRow.kind.in_(_FIRED),
+            )
+        )
+        earlier = [(kind, at.timestamp(), frozenset(_named(data))) for kind, at, data in events]
+        return repeats_reopening(fingerprint, earlier, batch.now.timestamp(), window)
 
 
 def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:
@@ -379,9 +417,16 @@ def earlier_members(session: Session, row: IncidentRow, members: Mapping[str, Me
         if kind in _CAME and "from" not in data:
             continue  # the giving side's event
         # A merge stored before its event named alerts names none: those stay earlier, as they did.
-        earlier -= {str(fp) for fp in [data.get("fingerprint"), *data.get("fingerprints", ())]}
+        earlier -= _named(data)
         earlier |= {str(fp) for fp in data.get("earlier", ())}
     return earlier & resolved
+
+
+def _named(data: Mapping[str, object]) -> set[str]:
+    """The fingerprints of the alerts a timeline event's data names (one, or a list)."""
+    listed = data.get("fingerprints", ())
+    named = [data.get("fingerprint"), *(listed if isinstance(listed, list | tuple) else ())]
+    return {str(fp) for fp in named if fp is not None}
 
 
 def _took_earlier(session: Session, incident_id: str) -> bool:

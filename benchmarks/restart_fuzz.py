@@ -3,7 +3,8 @@
 A restart of ``serve`` must change nothing users see. For each seed this draws a random stream of alerts
 (XIDs 13/31/43/48/79/119, node and rack down, NVLink, thermal, double-bit ECC, exporter stale, a service's
 error rate, stalled ranks of the training job; re-fires, flapping, slow cycles under the flap threshold and
-the quiet period (whose repeats are told folded), expiry by ``endsAt``) and of what people and time do
+the quiet period (whose repeats are told folded) or resolved longer than the quiet period (whose reopenings
+after the first are held as cycling), expiry by ``endsAt``) and of what people and time do
 (acknowledge, note, silence an incident, extend its silence by an hour, resolve, mitigate, matcher
 silences, inventory refreshes, time passing past the quiet, announce and reopen windows, and time brought to
 a second either side of a silence's end or of the start of its last half hour, ticked there or not, with a
@@ -178,9 +179,13 @@ def _step(
     if roll < 0.57:
         labels = fired[int(pick * len(fired))][0]
         if rng.random() < 0.5:
-            # A slow cycle: too slow to flag as flapping, resolved for less than the quiet period, so its
-            # quiet and firing again repeat (folded after the first: ``alerting.flapping.folded``).
-            off = config["quiet_period_seconds"] - 10
+            # A slow cycle, too slow to flag as flapping: resolved for less than the quiet period, so its
+            # quiet and firing again repeat (folded after the first: ``alerting.flapping.folded``), or for
+            # longer, so it resolves and reopens each time (held as cycling after the first reopening:
+            # ``alerting.flapping.repeats_reopening``). Which, from the pick's fraction: no new draw, so
+            # the stream draws what it drew before.
+            longer = (pick * len(fired)) % 1 >= 0.5
+            off = config["quiet_period_seconds"] + (10 if longer else -10)
             return "cycle", {"labels": labels, "times": rng.randint(2, 4), "on": 100.0, "off": off}
         return "flap", {"labels": labels, "times": rng.randint(3, 7), "every": rng.choice((5.0, 20.0))}
     if roll < 0.61:

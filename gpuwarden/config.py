@@ -250,6 +250,15 @@ class AlertingConfig(Section):
         " nothing else since, is told by editing its Slack message in place (counted there), not by a reply"
         " per cycle (0: a reply for every one)",
     )
+    cycling_reopens_seconds: float = Field(
+        3600.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="an incident that already reopened this long ago or less, reopened again by the alerts"
+        " that came back then, is told as cycling (a thread reply, no channel broadcast, webhook pages"
+        " false), not paged; its first reopening, one by another alert, or one after this long without any"
+        " pages (0: every reopening pages)",
+    )
     assume_spare_capacity: bool = True
     priority_settle_seconds: float = Field(
         300.0,

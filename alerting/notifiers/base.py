@@ -88,8 +88,9 @@ class Notification(BaseModel):
     # Every alert of the open incident ended: it waits for its quiet period (resolved then unless one fires
     # again). Read from its timeline as of the change, so told alike after a restart.
     quiet: bool = False
-    # Told, but pages nobody: a reopening by the flap that made its alert flapping, or a change made by the
-    # transaction that merged the incident into another (``IncidentChange.merging``: that one pages).
+    # Told, but pages nobody: a reopening by the flap that made its alert flapping or that repeats the
+    # incident's resolve / reopen cycle, or a change made by the transaction that merged the incident into
+    # another (``IncidentChange.merging``: that one pages).
     held: bool = False
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
@@ -218,10 +219,15 @@ def build_notification(
         silenced_until=change.silenced_until,
         flapping=change.flapping,
         quiet=_quiet(incident),
-        held=change.merging
-        or (change.kind is ChangeKind.REOPENED and bool(change.event.data.get("flapping"))),
+        held=change.merging or (change.kind is ChangeKind.REOPENED and _held_reopening(change.event.data)),
         folded=change.folded,
     )
+
+
+def _held_reopening(data: Mapping[str, object]) -> bool:
+    """Whether a reopening's event says it pages nobody: the flap that made its alert flapping, or a repeat
+    of the incident's resolve / reopen cycle (``alerting.flapping.repeats_reopening``)."""
+    return bool(data.get("flapping") or data.get("cycling"))
 
 
 def _by(value: object) -> str:

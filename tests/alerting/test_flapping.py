@@ -4,7 +4,7 @@ import random
 
 import pytest
 
-from alerting.flapping import FlapPolicy, Folded, flap_state, folded, settles_after
+from alerting.flapping import FlapPolicy, Folded, flap_state, folded, repeats_reopening, settles_after
 
 
 def test_flapping_starts_at_the_upper_threshold_and_stops_only_at_the_lower() -> None:
@@ -94,3 +94,27 @@ def test_a_cycle_event_whose_transaction_also_did_something_else_is_told() -> No
     assert folded(now, earlier, [(*RESOLVED, 200.0), now], 3600) is not None
     joined = ("alert_added", "alert GPULost (n1, 1) firing", 200.0)
     assert folded(now, earlier, [joined, (*RESOLVED, 200.0), now], 3600) is None
+
+
+_A, _B = frozenset({"a"}), frozenset({"b"})
+
+
+@pytest.mark.parametrize(
+    ("earlier", "fingerprint", "window", "said"),
+    [
+        pytest.param([("alert_added", 0.0, _A)], "a", 3600, 0, id="the-first-reopening-pages"),
+        pytest.param([("alert_added", 0.0, _A), ("reopened", 800.0, _A)], "a", 3600, 2, id="a-repeat"),
+        pytest.param(
+            [("reopened", 800.0, _A), ("alert_firing", 800.0, _B)], "b", 3600, 2, id="back-with-that-one"
+        ),
+        pytest.param([("reopened", 800.0, _A), ("alert_added", 900.0, _B)], "b", 3600, 0, id="joined-since"),
+        pytest.param([("reopened", 800.0, _A)], "b", 3600, 0, id="another-alert"),
+        pytest.param([("reopened", 800.0, _A), ("reopened", 1600.0, _A)], "a", 3600, 3, id="counted"),
+        pytest.param([("reopened", 800.0, _A)], "a", 1500, 0, id="after-a-calm-of-the-window"),
+        pytest.param([("reopened", 800.0, _A)], "a", 0, 0, id="off"),
+    ],
+)
+def test_a_reopening_repeats_the_cycle_only_by_alerts_that_came_back_with_a_reopening_within_the_window(
+    earlier: list[tuple[str, float, frozenset[str]]], fingerprint: str, window: float, said: int
+) -> None:
+    assert repeats_reopening(fingerprint, earlier, 2400.0, window) == said

@@ -38,7 +38,7 @@ def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_
     engine.subscribe(told.append)
     engine.ingest([Alert(HOT)])
     [incident_id] = engine.open_incident_ids()
-    reopens = []
+    reopens, said = [], []
     for _ in range(3):  # transitions R1 F2, R3 F4, R5 F6: the sixth crosses the threshold
         clock.advance(8)
         engine.ingest([Alert(HOT, status=AlertStatus.RESOLVED)])
@@ -51,7 +51,12 @@ def test_the_flap_that_crosses_the_threshold_of_a_resolved_incident_is_held_not_
         reopened = [c for c in told[before:] if c.kind is ChangeKind.REOPENED]
         assert len(reopened) == 1  # each is told as a reopening (a webhook's ticket opens again)
         reopens.append(sum(build_notification(c).needs_attention for c in reopened))
-    assert reopens == [1, 1, 0]  # F2 and F4 page a reopening; F6, that makes it flapping, does not
+        said.append(reopened[0].event.message)
+    # F2 pages a reopening; F4, by the alert that reopened it within the hour, is held as cycling; F6, that
+    # makes it flapping, is held as a flap (the flap's hold is said, not the cycle's).
+    assert reopens == [1, 0, 0]
+    assert ["cycling" in m for m in said] == [False, True, False]
+    assert said[2].endswith("(flapping: held, no page)")
     incident = engine.store.get(incident_id)
     assert incident.state is not IncidentState.RESOLVED  # held open while it flaps
     assert "alert GpuTemperatureHigh started flapping" in [e.message for e in incident.timeline]
@@ -101,6 +106,44 @@ def _down_and_resolved(engine: IncidentEngine, clock: FakeClock, alerts: list[Al
         engine.tick()
     assert engine.store.get(incident_id).state is IncidentState.RESOLVED
     return incident_id
+
+
+def _cycle_once(engine: IncidentEngine, clock: FakeClock, told: list[IncidentChange], alert: Alert) -> str:
+    """Resolve the incident's alerts, tick through the quiet period, fire ``alert``: its reopening, as told
+    (``pages`` when it pages: Slack broadcasts it, a webhook's ``pages``)."""
+    clock.advance(400)
+    engine.ingest([Alert(a, status=AlertStatus.RESOLVED) for a in (HOT, {**HOT, "gpu": "3"})])
+    clock.advance(4)
+    engine.tick()
+    clock.advance(400)
+    before = len(told)
+    engine.ingest([alert])
+    [reopened] = [c for c in told[before:] if c.kind is ChangeKind.REOPENED]
+    return f"{'pages' if build_notification(reopened).needs_attention else 'held'}: {reopened.event.message}"
+
+
+def test_an_incident_reopening_again_and_again_by_its_alert_pages_only_the_first_time(tmp_path: Path) -> None:
+    # A thermal alert firing 400 s, resolved 400 s (longer than the quiet period): the incident resolved and
+    # reopened every cycle, and each reopening paged, every 13 minutes all night. A restarted serve decides
+    # alike (from the stored timeline). Another alert's reopening, or one after an hour's calm, pages.
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    engine.ingest([Alert(HOT)])
+    said = [_cycle_once(engine, clock, told, Alert(HOT)) for _ in range(2)]
+    engine = _engine(tmp_path, clock)  # serve restarted between two cycles
+    engine.subscribe(told.append)
+    said.append(_cycle_once(engine, clock, told, Alert(HOT)))
+    said.append(_cycle_once(engine, clock, told, Alert({**HOT, "gpu": "3"})))  # its node's other GPU
+    clock.advance(3600)
+    said.append(_cycle_once(engine, clock, told, Alert(HOT)))
+    assert [s.split(": ")[0] for s in said] == ["pages", "held", "held", "pages", "pages"]
+    hot = "GpuTemperatureHigh (ff-n1, 2) fired again"
+    assert said[0] == said[4] == f"pages: reopened: {hot}"
+    cycling = "within 1h by the same alerts, no page)"
+    assert said[1:3] == [f"held: reopened: {hot} (cycling: reopened {n} times {cycling}" for n in (2, 3)]
+    assert said[3].startswith("pages: reopened: GpuTemperatureHigh (ff-n1, 3) fired, which its root")
 
 
 def test_a_recurrence_through_another_alert_reopens_the_incident_whose_root_explains_it(
@@ -166,6 +209,11 @@ def test_a_node_of_a_rack_that_lost_power_going_down_again_reopens_the_rack_inci
     engine.ingest([Alert({**a.labels, "alertname": "GPUHung"}) for a in again if "gpu" in a.labels])
     assert list(engine.open_incident_ids()) == [rack]
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
+    # The rack's fault partly back, as the reopening says ("which its root cause rack r07 explains"), not
+    # retitled as the node's ("node r07-n03 was down").
+    incident = engine.store.get(rack)
+    assert str(incident.root_cause.target) == "rack/r07"
+    assert incident.title.startswith("rack r07 lost power, partly back: 1 node, 8 GPUs")
 
 
 def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Path) -> None:
