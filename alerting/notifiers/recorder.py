@@ -167,10 +167,10 @@ class SlackRecorder:
             self._outage = None if status is None else InjectedFailure(status, "service_unavailable")
 
     def trickle_next(self, method: str, *, seconds: float = 10.0, times: int = 1) -> None:
-        """Answer the next ``times`` calls of ``method`` (``upload``: the upload URL) as Slack would, having
-        done what they ask, but trickle the answer: its body, then a space every 0.05 s (a chunk each, far
-        under any read timeout) for ``seconds`` or until ``end_trickles``, then its end. Like a slow proxy,
-        or Slack answering a call it has already carried out very slowly."""
+        """Answer the next ``times`` calls of ``method`` (``upload``: the upload URL; ``response_url``) as
+        Slack would, having done what they ask, but trickle the answer: its body, then a space every 0.05 s
+        (a chunk each, far under any read timeout) for ``seconds`` or until ``end_trickles``, then its end.
+        Like a slow proxy, or Slack answering a call it has already carried out very slowly."""
         with self._lock:
             self._trickles_end.clear()
             self._trickles.setdefault(method, deque()).extend(seconds for _ in range(times))
@@ -462,7 +462,8 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
                 self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
             elif path.startswith("/actions/"):
                 status, text = recorder.handle_response(path, body)
-                self._send(status, text.encode(), "text/plain; charset=utf-8")
+                trickle = recorder.take_trickle("response_url")
+                self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
             elif path.startswith("/hooks/"):
                 status, data = recorder.handle_hook(path.removeprefix("/hooks/"), body)
                 self._json(status, data)
