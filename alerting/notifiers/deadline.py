@@ -39,9 +39,12 @@ class DeadlineCaller:
     """Makes calls one at a time, each returning or raising within ``seconds`` (a real-time bound, as the
     sockets' timeouts are)."""
 
-    def __init__(self, seconds: float, *, name: str) -> None:
+    def __init__(self, seconds: float, *, name: str, setting: str = "") -> None:
+        """``name``: the notifier, for logs and thread names; ``setting``: where ``seconds`` is set, said in
+        the error (the outbox lists it)."""
         self.seconds = seconds
         self._name = name
+        self._said = f"{seconds:g} s ({setting})" if setting else f"{seconds:g} s"
         self._lock = threading.Lock()
         self._abandoned: tuple[str, threading.Event] | None = None  # a call still running past its deadline
 
@@ -54,8 +57,8 @@ class DeadlineCaller:
                 earlier, ended = self._abandoned
                 if not ended.wait(self.seconds):
                     raise CallAbandoned(
-                        f"not made: {earlier}, abandoned at its deadline, still runs {self.seconds:g} s later"
-                        " (it may still reach the far end)"
+                        f"not made: the earlier {earlier}, abandoned at its deadline, still ran {self._said}"
+                        " later (it may still reach the far end)"
                     )
                 self._abandoned = None
             outcome: list[tuple[bool, object]] = []
@@ -69,7 +72,7 @@ class DeadlineCaller:
                 self._abandoned = (what, ended)
                 logger.warning("call abandoned at its deadline notifier=%s call=%s", self._name, what)
                 raise CallAbandoned(
-                    f"no whole answer within {self.seconds:g} s; abandoned, it may still reach the far end"
+                    f"no whole answer within {self._said}; abandoned, it may still reach the far end"
                 )
         ok, value = outcome.pop()
         if ok:

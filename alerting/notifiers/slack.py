@@ -194,7 +194,9 @@ class SlackNotifier:
         call_deadline_seconds: float = 30.0,
     ) -> None:
         self._client = client
-        self._deadline = DeadlineCaller(call_deadline_seconds, name=name)
+        self._deadline = DeadlineCaller(
+            call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
+        )
         # Buttons only where serve hears their presses (``slack.signing_secret`` mounts the route): a press
         # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
         self._interactive = interactive

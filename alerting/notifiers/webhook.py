@@ -174,7 +174,7 @@ class WebhookNotifier:
         self._events = frozenset(events)
         self._priorities = frozenset(priorities)
         self._client = client or httpx.Client(timeout=timeout_seconds)
-        self._deadline = DeadlineCaller(call_deadline_seconds, name=name)
+        self._deadline = DeadlineCaller(call_deadline_seconds, name=name, setting="call_deadline_seconds")
         self._clock = clock or SystemClock()
 
     @classmethod
