@@ -102,10 +102,11 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
         # client. Those are left to the outbox, which reads them as it can (``_retry_after``).
         if not (seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS):
             return False
-        # Nor one the call's deadline would cut short: slept past it, the call was abandoned as a timeout
-        # (no pause) and went on unwaited; the outbox waits it out as a rate limit instead.
+        # Nor one the call's deadline would cut short (slack-sdk sleeps up to a second more than asked):
+        # slept past it, the call was abandoned as a timeout (no pause) and went on unwaited; the outbox
+        # waits it out as a rate limit instead.
         left = time_left()
-        return left is None or int(seconds) < left
+        return left is None or int(seconds) + 1 < left
 
 
 def make_client(
