@@ -182,11 +182,10 @@ def tell_refused(
         for p, error in refused
     ]
     lines += [f"Nothing to do for `{escape(p.incident_id)}`: {escape(why)}" for p, why in repeats]
-    client = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS)
-    send = partial(
-        client.send, text=truncate("\n".join(lines), 3000), response_type="ephemeral", replace_original=False
-    )
-    try:  # CallAbandoned is an OSError
+    text = truncate("\n".join(lines), 3000)
+    try:  # CallAbandoned (past the deadline) is an OSError
+        client = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS)
+        send = partial(client.send, text=text, response_type="ephemeral", replace_original=False)
         answer = DeadlineCaller(RESPONSE_DEADLINE_SECONDS, name="slack response_url").call("send", send)
     except (SlackClientError, OSError, ValueError) as exc:
         logger.warning("slack response_url not reached error=%s", exc)
