@@ -270,7 +270,7 @@ def test_a_first_post_abandoned_at_its_deadline_is_found_by_its_retry_not_posted
     channel = recorder.channel_id("#gpu-incidents")
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
     clock = FakeClock()
-    outbox = Outbox(engine, [SlackNotifier(client, channel, call_deadline_seconds=0.3)], clock)
+    outbox = Outbox(engine, [SlackNotifier(client, channel, call_deadline_seconds=0.5)], clock)
     recorder.trickle_next("chat.postMessage", seconds=10.0)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 0
