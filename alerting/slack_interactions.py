@@ -18,6 +18,7 @@ import logging
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -38,6 +39,7 @@ from alerting.notifiers.blocks import (
     escape,
     truncate,
 )
+from alerting.notifiers.deadline import DeadlineCaller
 from alerting.silences import BUTTON_SILENCE_SECONDS
 from alerting.slack_replays import REPLAY_WINDOW_SECONDS, HandledSlackRequests
 from alerting.subscriptions import IncidentActions
@@ -55,7 +57,8 @@ logger = logging.getLogger(__name__)
 # payload's other fields, and reading that much before the signature is checked costs little. The old
 # 64 KiB refused presses on any incident with a long impact (413: the button did nothing).
 MAX_BODY_BYTES = 1024 * 1024
-RESPONSE_TIMEOUT_SECONDS = 5
+RESPONSE_TIMEOUT_SECONDS = 5  # each read of the answer (urllib's timeout)
+RESPONSE_DEADLINE_SECONDS = 15.0  # the whole telling: an answer trickled under the timeout holds no longer
 _TIMESTAMP = re.compile(r"[0-9]{1,12}")
 
 
@@ -179,10 +182,11 @@ def tell_refused(
         for p, error in refused
     ]
     lines += [f"Nothing to do for `{escape(p.incident_id)}`: {escape(why)}" for p, why in repeats]
-    try:
-        answer = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS).send(
-            text=truncate("\n".join(lines), 3000), response_type="ephemeral", replace_original=False
-        )
+    text = truncate("\n".join(lines), 3000)
+    try:  # CallAbandoned (past the deadline) is an OSError
+        client = WebhookClient(response_url, timeout=RESPONSE_TIMEOUT_SECONDS)
+        send = partial(client.send, text=text, response_type="ephemeral", replace_original=False)
+        answer = DeadlineCaller(RESPONSE_DEADLINE_SECONDS, name="slack response_url").call("send", send)
     except (SlackClientError, OSError, ValueError) as exc:
         logger.warning("slack response_url not reached error=%s", exc)
         return

@@ -95,7 +95,15 @@ class SlackConfig(Section):
     signing_secret: Secret = None
     channel: str = Field("#gpu-incidents", description="a channel id (C...) makes crash recovery exact")
     base_url: HttpUrl = "https://slack.com/api/"
-    timeout_seconds: int = Field(10, ge=1, le=MAX_INTERVAL_SECONDS)
+    timeout_seconds: int = Field(
+        10, ge=1, le=MAX_INTERVAL_SECONDS, description="each step of a call: connect, send, each read"
+    )
+    call_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=MAX_INTERVAL_SECONDS,
+        description="a whole call, all its reads (and short rate-limit waits) together; then it is retried",
+    )
     rate_limit_retries: int = Field(
         3, ge=0, le=100, description="429s retried inside slack-sdk after Retry-After"
     )

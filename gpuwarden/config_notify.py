@@ -68,7 +68,18 @@ class WebhookConfig(Section):
         default_factory=dict,
         description="extra request headers, shown by config show: credentials go in bearer_token",
     )
-    timeout_seconds: float = Field(10.0, gt=0, le=MAX_WEBHOOK_TIMEOUT_SECONDS)
+    timeout_seconds: float = Field(
+        10.0,
+        gt=0,
+        le=MAX_WEBHOOK_TIMEOUT_SECONDS,
+        description="each step of a POST: connect, send, each read",
+    )
+    call_deadline_seconds: float = Field(
+        30.0,
+        gt=0,
+        le=MAX_WEBHOOK_TIMEOUT_SECONDS,
+        description="a whole POST, its answer's status line and headers included; then it is retried",
+    )
     events: list[WebhookEvent] = Field(
         list(WEBHOOK_EVENTS), min_length=1, description="which changes are sent (default: all)"
     )

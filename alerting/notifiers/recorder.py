@@ -5,9 +5,11 @@ Slack's documented shape and limits (answering ``invalid_blocks`` / ``invalid_at
 ``msg_too_long`` as Slack would, and noting every special mention such as ``<!channel>`` it would act on),
 implements the three steps of ``files_upload_v2`` (``files.getUploadURLExternal``, the upload URL,
 ``files.completeUploadExternal``), and can be told to fail: a queued error (429 with ``Retry-After``, 500,
-an API error) or a whole outage. It also records generic webhook POSTs under ``/hooks/<name>`` and replies to
-interactions' ``response_url`` under ``/actions/...``. Tests and the demo point slack-sdk's ``base_url`` at
-``recorder.base_url``. Run alone: ``python -m alerting.notifiers.recorder --port 8099``.
+an API error) or a whole outage, or to trickle an answer (a slow proxy: each byte under any read
+timeout, the whole answer as late as the test likes). It also records generic webhook POSTs under
+``/hooks/<name>`` and replies to interactions' ``response_url`` under ``/actions/...``. Tests and the
+demo point slack-sdk's ``base_url`` at ``recorder.base_url``.
+Run alone: ``python -m alerting.notifiers.recorder --port 8099``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import argparse
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -92,6 +95,9 @@ class SlackRecorder:
         self._responses: list[JsonDict] = []
         self._failures: dict[str, deque[InjectedFailure]] = {}
         self._outage: InjectedFailure | None = None
+        self._trickles: dict[str, deque[float]] = {}
+        self._trickles_end = threading.Event()
+        self._trickling = 0
         self.on_call: Callable[[RecordedCall], None] | None = None
         """Called after each call is recorded and before it is answered (tests kill a client here)."""
 
@@ -113,6 +119,7 @@ class SlackRecorder:
 
     def stop(self) -> None:
         """Stop listening: clients get connection refused, as in a network outage."""
+        self.end_trickles()
         server, self._server = self._server, None
         if server is not None:
             server.shutdown()
@@ -158,6 +165,42 @@ class SlackRecorder:
         """Answer every call with ``status`` until called with ``None``."""
         with self._lock:
             self._outage = None if status is None else InjectedFailure(status, "service_unavailable")
+
+    def trickle_next(self, method: str, *, seconds: float = 10.0, times: int = 1) -> None:
+        """Answer the next ``times`` calls of ``method`` (``upload``: the upload URL; ``response_url``) as
+        Slack would, having done what they ask, but trickle the answer: its body, then a space every 0.05 s
+        (a chunk each, far under any read timeout) for ``seconds`` or until ``end_trickles``, then its end.
+        Like a slow proxy, or Slack answering a call it has already carried out very slowly."""
+        with self._lock:
+            self._trickles_end.clear()
+            self._trickles.setdefault(method, deque()).extend(seconds for _ in range(times))
+
+    def end_trickles(self) -> None:
+        """Finish every answer being trickled now (``stop`` does too)."""
+        self._trickles_end.set()
+
+    def take_trickle(self, method: str) -> float | None:
+        """How long to trickle this call's answer (``trickle_next``); None: answer at once."""
+        with self._lock:
+            queue = self._trickles.get(method)
+            return queue.popleft() if queue else None
+
+    def trickle(self, write: Callable[[bytes], object], seconds: float) -> None:
+        """Write spaces, one chunk every 0.05 s, for ``seconds`` or until ``end_trickles``."""
+        until = time.monotonic() + seconds
+        with self._lock:
+            self._trickling += 1
+        try:
+            while time.monotonic() < until and not self._trickles_end.wait(0.05):
+                write(b"1\r\n \r\n")
+        finally:
+            with self._lock:
+                self._trickling -= 1
+
+    def trickling(self) -> int:
+        """How many answers are being trickled now."""
+        with self._lock:
+            return self._trickling
 
     def _take_failure(self, method: str) -> InjectedFailure | None:
         with self._lock:
@@ -344,18 +387,48 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
             logger.debug("recorder %s", format % args)
 
         def _send(
-            self, status: int, body: bytes, content_type: str, headers: dict[str, str] | None = None
+            self,
+            status: int,
+            body: bytes,
+            content_type: str,
+            headers: dict[str, str] | None = None,
+            *,
+            trickle: float | None = None,
         ) -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
-            self.send_header("Content-Length", str(len(body)))
+            if trickle is None:
+                self.send_header("Content-Length", str(len(body)))
+            else:
+                self.send_header("Transfer-Encoding", "chunked")
             for k, v in (headers or {}).items():
                 self.send_header(k, v)
             self.end_headers()
-            self.wfile.write(body)
+            if trickle is None:
+                self.wfile.write(body)
+                return
+            try:
+                self.wfile.write(f"{len(body):x}\r\n".encode() + body + b"\r\n")
+                self.wfile.flush()
+                recorder.trickle(self._write_now, trickle)
+                self.wfile.write(b"0\r\n\r\n")
+            except OSError:  # the client gave up on the answer (a deadline): nothing more to say
+                self.close_connection = True
 
-        def _json(self, status: int, data: JsonDict, headers: dict[str, str] | None = None) -> None:
-            self._send(status, json.dumps(data).encode(), "application/json; charset=utf-8", headers)
+        def _write_now(self, data: bytes) -> None:
+            self.wfile.write(data)
+            self.wfile.flush()
+
+        def _json(
+            self,
+            status: int,
+            data: JsonDict,
+            headers: dict[str, str] | None = None,
+            *,
+            trickle: float | None = None,
+        ) -> None:
+            body = json.dumps(data).encode()
+            self._send(status, body, "application/json; charset=utf-8", headers, trickle=trickle)
 
         def _body(self) -> bytes:
             length = int(self.headers.get("Content-Length") or 0)
@@ -380,14 +453,17 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
                     return
                 if token is None and isinstance(params.get("token"), str):
                     token = params.pop("token")
-                status, headers, data = recorder.handle_api(path.removeprefix("/api/"), params, token)
-                self._json(status, data, headers)
+                method = path.removeprefix("/api/")
+                status, headers, data = recorder.handle_api(method, params, token)
+                self._json(status, data, headers, trickle=recorder.take_trickle(method))
             elif path.startswith("/upload/v1/"):
                 status, text = recorder.handle_upload(path.removeprefix("/upload/v1/"), body)
-                self._send(status, text.encode(), "text/plain; charset=utf-8")
+                trickle = recorder.take_trickle("upload")
+                self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
             elif path.startswith("/actions/"):
                 status, text = recorder.handle_response(path, body)
-                self._send(status, text.encode(), "text/plain; charset=utf-8")
+                trickle = recorder.take_trickle("response_url")
+                self._send(status, text.encode(), "text/plain; charset=utf-8", trickle=trickle)
             elif path.startswith("/hooks/"):
                 status, data = recorder.handle_hook(path.removeprefix("/hooks/"), body)
                 self._json(status, data)

@@ -5,6 +5,12 @@ nowhere else. Short rate limits are retried inside slack-sdk by ``RateLimitError
 ``Retry-After``); a longer one, or one left after those retries, is a ``BackendError`` with ``retry_after``,
 and the outbox makes no call to the notifier until it has passed. Outages are retried by the outbox.
 
+slack-sdk's ``timeout`` (``slack.timeout_seconds``) bounds each read of an answer, not the call: every call
+(a post, an update, a history page, a chart upload's three steps together) also has a whole-call deadline
+(``slack.call_deadline_seconds``, ``alerting.notifiers.deadline``). A call without its whole answer by then
+fails as retryable; it may have reached Slack, and the next call waits for it to end first, so the retry's
+lookup (below) finds what it posted.
+
 Crash safety: the parent message's channel and ``ts`` are saved (``ThreadSaver``) right after
 ``chat.postMessage`` returns, so later changes use ``chat.update`` on the stored ``ts``, which is idempotent.
 Each message carries Slack message metadata with the notification's idempotency key; when the outbox retries
@@ -43,6 +49,7 @@ from alerting.notifiers.blocks import (
     truncate,
 )
 from alerting.notifiers.charts import SeriesSource, render_chart
+from alerting.notifiers.deadline import CallAbandoned, DeadlineCaller, time_left
 from alerting.notifiers.series import series_source_from_config
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
@@ -93,7 +100,13 @@ class _ShortRateLimitRetries(RateLimitErrorRetryHandler):
         seconds = str(wait[0] if isinstance(wait, list) and wait else wait).strip()
         # slack-sdk sleeps int(header): anything else (1.5, -3, an HTTP date) raised a ValueError out of the
         # client. Those are left to the outbox, which reads them as it can (``_retry_after``).
-        return seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS
+        if not (seconds.isascii() and seconds.isdigit() and int(seconds) <= MAX_RETRY_AFTER_SECONDS):
+            return False
+        # Nor one the call's deadline would cut short (slack-sdk sleeps up to a second more than asked):
+        # slept past it, the call was abandoned as a timeout (no pause) and went on unwaited; the outbox
+        # waits it out as a rate limit instead.
+        left = time_left()
+        return left is None or int(seconds) + 1 < left
 
 
 def make_client(
@@ -149,6 +162,8 @@ def _translate(method: str, exc: Exception) -> BackendError:
             code=error,
             retry_after=_retry_after(exc.response.headers) if limited else None,
         )
+    if isinstance(exc, CallAbandoned):  # a TimeoutError: before the OSErrors below
+        return BackendError(f"{method}: {exc}", backend="slack", retryable=True)
     if isinstance(exc, SlackRequestError):
         # files_upload_v2 raises this when the upload URL answers non-200: a transient failure.
         retryable = str(exc).startswith("Failed to upload a file")
@@ -177,8 +192,12 @@ class SlackNotifier:
         series_source: SeriesSource | None = None,
         broadcast_resolutions: bool = False,
         interactive: bool = True,
+        call_deadline_seconds: float = 30.0,
     ) -> None:
         self._client = client
+        self._deadline = DeadlineCaller(
+            call_deadline_seconds, name=name, setting="slack.call_deadline_seconds"
+        )
         # Buttons only where serve hears their presses (``slack.signing_secret`` mounts the route): a press
         # that reaches nothing fails in Slack, and the on-call is left without a way to acknowledge.
         self._interactive = interactive
@@ -213,6 +232,7 @@ class SlackNotifier:
             series_source=series,
             broadcast_resolutions=config.broadcast_resolutions,
             interactive=config.signing_secret is not None,
+            call_deadline_seconds=config.call_deadline_seconds,
         )
 
     @property
@@ -222,7 +242,7 @@ class SlackNotifier:
 
     def _call(self, method: str, call: Callable[[], SlackResponse]) -> SlackResponse:
         try:
-            return call()
+            return self._deadline.call(method, call)
         except (SlackClientError, OSError) as exc:
             raise _translate(method, exc) from exc
 

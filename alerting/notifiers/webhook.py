@@ -21,11 +21,13 @@ import json
 import math
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import asdict
+from functools import partial
 from typing import Any
 
 import httpx
 
 from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
+from alerting.notifiers.deadline import CallAbandoned, DeadlineCaller
 from alerting.subscriptions import ChangeKind
 from gpuwarden.clock import Clock, SystemClock
 from gpuwarden.config_notify import WEBHOOK_EVENTS, WebhookConfig
@@ -157,9 +159,12 @@ class WebhookNotifier:
         events: Collection[str] = WEBHOOK_EVENTS,
         priorities: Collection[str] = ("P0", "P1", "P2", "P3"),
         timeout_seconds: float = 10.0,
+        call_deadline_seconds: float = 30.0,
         client: httpx.Client | None = None,
         clock: Clock | None = None,
     ) -> None:
+        """``timeout_seconds`` bounds each step of a POST (connect, send, each read);
+        ``call_deadline_seconds`` the whole POST, status line and headers included."""
         self._url = url
         self._name = name
         self._secret = secret
@@ -169,6 +174,7 @@ class WebhookNotifier:
         self._events = frozenset(events)
         self._priorities = frozenset(priorities)
         self._client = client or httpx.Client(timeout=timeout_seconds)
+        self._deadline = DeadlineCaller(call_deadline_seconds, name=name, setting="call_deadline_seconds")
         self._clock = clock or SystemClock()
 
     @classmethod
@@ -183,6 +189,7 @@ class WebhookNotifier:
             events=config.events,
             priorities=config.priorities,
             timeout_seconds=config.timeout_seconds,
+            call_deadline_seconds=config.call_deadline_seconds,
             clock=clock,
         )
 
@@ -264,15 +271,20 @@ class WebhookNotifier:
             headers["X-Gpuwarden-Signature"] = sign(self._secret, timestamp, body)
         request = self._client.build_request("POST", self._url, content=body, headers=headers)
         try:
-            # The status and headers say it all: the body is not read. httpx's timeout bounds each read, not
-            # the POST, so a receiver trickling its body held this webhook's thread as long as it liked, and
-            # one pausing longer than the timeout after its 200 got the message again as a retry.
-            response = self._client.send(request, stream=True)
-            response.close()
-            return response
+            return self._deadline.call("POST", partial(self._answer, request))
+        except CallAbandoned as exc:  # a status line or headers trickled under the timeout of each read
+            raise BackendError(f"POST failed: {exc}", backend=self._name, retryable=True) from exc
         except httpx.HTTPError as exc:
             error = _without_url(str(exc), self._url)
             raise BackendError(f"POST failed: {error}", backend=self._name, retryable=True) from exc
+
+    def _answer(self, request: httpx.Request) -> httpx.Response:
+        # The status and headers say it all: the body is not read. httpx's timeout bounds each read, not
+        # the POST, so a receiver trickling its body held this webhook's thread as long as it liked, and
+        # one pausing longer than the timeout after its 200 got the message again as a retry.
+        response = self._client.send(request, stream=True)
+        response.close()
+        return response
 
 
 def _without_url(text: str, url: str) -> str:

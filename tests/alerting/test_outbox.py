@@ -262,6 +262,28 @@ def test_crash_between_first_post_and_saving_its_ts_recovers_the_message(
     assert reply_kinds(recorder, parent.ts) == REPLY_ORDER
 
 
+def test_a_first_post_abandoned_at_its_deadline_is_found_by_its_retry_not_posted_twice(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # Slack carried out the post but trickled its answer past the call's deadline: the outbox retries the
+    # message as one that may have reached Slack, and the retry adopts the message instead of posting again.
+    channel = recorder.channel_id("#gpu-incidents")
+    client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
+    clock = FakeClock()
+    outbox = Outbox(engine, [SlackNotifier(client, channel, call_deadline_seconds=0.5)], clock)
+    recorder.trickle_next("chat.postMessage", seconds=10.0)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 0
+    [waiting] = outbox.messages(PENDING)
+    assert "abandoned" in (waiting.last_error or "")
+    recorder.end_trickles()
+    clock.advance(60)
+    assert outbox.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert outbox.thread("slack", "inc-r07") == ThreadState(channel, parent.ts)
+    assert reply_kinds(recorder, parent.ts) == ["opened"]
+
+
 def test_chart_of_the_anomalous_series_is_attached_when_the_incident_opens(
     engine: Engine, recorder: SlackRecorder
 ) -> None:

@@ -15,6 +15,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.exceptions import StarletteDeprecationWarning
 
+from alerting import slack_interactions
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.migrate import upgrade
@@ -27,8 +28,10 @@ from alerting.outcomes import ActionOutcome
 from alerting.scenarios import fleet_inventory, node_failure
 from alerting.slack_interactions import (
     MAX_BODY_BYTES,
+    ButtonPress,
     slack_interaction_routes,
     slack_signature,
+    tell_refused,
     verify_slack_signature,
 )
 from alerting.slack_replays import HandledSlackRequests
@@ -483,6 +486,23 @@ def test_a_response_url_that_cannot_be_reached_still_answers_slack(
         response = client.post(PATH, content=body, headers=signed(body, int(clock.time())))
     assert response.status_code == 200 and response.json()["actions"][0]["ok"] is False
     assert "response_url not reached" in caplog.text
+
+
+def test_a_response_url_trickling_its_answer_holds_the_telling_no_longer_than_its_deadline(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # slack-sdk's WebhookClient reads with urllib, its timeout per read: an answer trickled under it held the
+    # server thread telling the presser as long as it went on.
+    monkeypatch.setattr(slack_interactions, "RESPONSE_DEADLINE_SECONDS", 0.3)
+    with SlackRecorder() as recorder:
+        recorder.trickle_next("response_url", seconds=10.0)
+        press = ButtonPress(ACTION_APPROVE, "inc-closed", "slack:alice", recorder.response_url)
+        with caplog.at_level("WARNING", logger="alerting.slack_interactions"):
+            tell_refused(recorder.response_url, [(press, "incident is resolved")])
+        assert recorder.trickling() == 1, "the telling ended while its answer still trickled"
+        [told] = recorder.responses()
+    assert told["text"].startswith(":warning: Could not approve remediating `inc-closed`")
+    assert "abandoned" in caplog.text
 
 
 def test_a_press_that_changes_nothing_tells_the_presser_who_acted_first(tmp_path: Path) -> None:

@@ -43,10 +43,15 @@ def recorder() -> Iterator[SlackRecorder]:
 
 
 def notifier_for(
-    recorder: SlackRecorder, *, channel: str = "#gpu-incidents", retries: int = 3, **options: bool
+    recorder: SlackRecorder,
+    *,
+    channel: str = "#gpu-incidents",
+    retries: int = 3,
+    deadline: float = 30.0,
+    **options: bool,
 ) -> SlackNotifier:
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=retries)
-    return SlackNotifier(client, channel, **options)
+    return SlackNotifier(client, channel, call_deadline_seconds=deadline, **options)
 
 
 class Threads:
@@ -564,3 +569,76 @@ def test_a_refused_minimal_message_fails_the_delivery_for_the_outbox_to_retry(
     recorder.fail_next("chat.postMessage", status=200, error="invalid_blocks")  # the minimal one too
     with pytest.raises(BackendError, match="invalid_blocks"):
         deliver(notifier_for(recorder), Threads(), build_notification(lifecycle()[0]))
+
+
+# An answer trickled under the client's read timeout (a slow proxy, or Slack itself): the deadline of these
+# tests is far shorter than the trickle, so the call is seen to end while its answer still trickles.
+DEADLINE = 0.5  # every call of these tests has it: a local call takes milliseconds
+TRICKLE = 10.0
+
+
+@pytest.mark.parametrize(
+    ("method", "retry"),
+    [
+        ("chat.postMessage", False),
+        ("chat.update", False),
+        ("conversations.history", True),
+        ("conversations.replies", True),
+        ("upload", False),
+    ],
+    ids=["post", "update", "history-lookup", "thread-lookup", "chart-upload"],
+)
+def test_an_answer_trickled_under_the_read_timeout_fails_the_call_at_its_deadline(
+    recorder: SlackRecorder, method: str, retry: bool
+) -> None:
+    # slack.timeout_seconds bounds each read, not the call: an answer trickled a byte at a time under it
+    # held the Slack notifier's thread for as long as it went on (40 s under a 2 s timeout).
+    notifier, threads = notifier_for(recorder, channel="C0123456789", deadline=DEADLINE), Threads()
+    incident = make_incident()
+    series = [gpu_temperature()] if method == "upload" else []
+    opened = build_notification(change(incident, ChangeKind.OPENED, 0, "opened"), series=series)
+    later = build_notification(change(incident, ChangeKind.UPDATED, 1, "2 more alerts"))
+    if method in ("chat.update", "conversations.replies"):
+        deliver(notifier, threads, opened)
+    recorder.trickle_next(method, seconds=TRICKLE)
+    with pytest.raises(BackendError, match="abandoned") as caught:
+        deliver(notifier, threads, later if threads.state.ts else opened, retry=retry)
+    assert caught.value.retryable
+    assert recorder.trickling() == 1, "the call ended while its answer still trickled"
+
+
+@pytest.mark.parametrize("which", ["parent", "reply"])
+def test_a_post_abandoned_at_its_deadline_that_reached_slack_is_not_posted_again(
+    recorder: SlackRecorder, which: str
+) -> None:
+    notifier, threads = notifier_for(recorder, channel="C0123456789", deadline=DEADLINE), Threads()
+    changes = [build_notification(c) for c in lifecycle()[:2]]
+    if which == "reply":
+        deliver(notifier, threads, changes[0])
+    n = changes[1] if which == "reply" else changes[0]
+    recorder.trickle_next("chat.postMessage", seconds=TRICKLE)  # Slack posted it; its answer trickles
+    with pytest.raises(BackendError, match="abandoned"):
+        deliver(notifier, threads, n)
+    # The retry is not made while the abandoned post may still land: it would not find it, and post again.
+    with pytest.raises(BackendError, match="still ran"):
+        deliver(notifier, threads, n, retry=True)
+    recorder.end_trickles()
+    deliver(notifier, threads, n, retry=True)
+
+    [parent] = recorder.channel_messages()
+    assert threads.state.ts == parent.ts
+    told = changes[: 1 + (which == "reply")]
+    assert [r.event for r in recorder.replies(parent.ts)] == [c.event_kind for c in told]
+
+
+def test_a_retry_after_longer_than_the_calls_time_left_is_the_outboxs_rate_limit(
+    recorder: SlackRecorder,
+) -> None:
+    # slack-sdk slept a 429's Retry-After inside the call: past the call's deadline it was abandoned as a
+    # timeout, not paused as a rate limit, and went on to post unwaited.
+    notifier = notifier_for(recorder, deadline=DEADLINE)
+    recorder.fail_next("chat.postMessage", status=429, retry_after=1)
+    with pytest.raises(BackendError) as caught:
+        deliver(notifier, Threads(), build_notification(lifecycle()[0]))
+    assert caught.value.retry_after == 1.0
+    assert [c.status for c in recorder.calls] == [429]

@@ -276,6 +276,36 @@ def test_a_receiver_that_answers_2xx_is_delivered_however_slowly_its_body_follow
     assert delivered is True
 
 
+def test_a_receiver_trickling_its_status_line_fails_the_post_at_its_deadline() -> None:
+    # httpx's timeout bounds each read, not the POST: a receiver (or proxy) sending its status line and
+    # headers a byte at a time under it held the webhook's thread as long as it went on (38 s under 2 s).
+    head = b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"
+    released, answered = threading.Event(), threading.Event()
+
+    class Handler(QuietHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            for i in range(len(head)):  # 4 s in all, unless the test is done
+                self.wfile.write(head[i : i + 1])
+                self.wfile.flush()
+                released.wait(0.1)
+            answered.set()
+
+    server = LocalServer(Handler)
+    hook = WebhookNotifier(
+        f"{server.url}/hook", name="webhook:slow", timeout_seconds=1, call_deadline_seconds=0.3
+    )
+    try:
+        with pytest.raises(BackendError, match="abandoned") as caught:
+            hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
+        assert caught.value.retryable
+        assert not answered.is_set(), "the POST ended while its answer still trickled"
+    finally:
+        released.set()
+        hook.close()
+        server.close()
+
+
 def test_a_429_with_retry_after_pauses_the_receiver() -> None:
     receiver = Receiver(429, headers={"Retry-After": "30"})
     with pytest.raises(BackendError) as caught:
