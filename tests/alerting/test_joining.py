@@ -323,21 +323,21 @@ def test_another_gpu_of_a_silenced_incidents_node_lost_joins_it_and_ends_its_sil
 def test_a_live_incident_is_not_merged_into_a_silenced_one_its_root_does_not_explain(
     tmp_path: Path, quiet: bool
 ) -> None:
-    # GPU 5 slows down for heat (incident B, of its own), then an anomaly on GPU 6 joins B. Once that anomaly
-    # rooted B at the node, which held A's GPU: B was folded into A ("absorbed ...") and every alert of B
-    # muted by A's silence. An anomaly now explains only its own GPU, so B stays apart, unmuted, silenced or
+    # GPU 5 slows down for heat (incident B, of its own), then GPU 6 too, which joins B and roots it at the
+    # node, which holds A's GPU. (It was an anomaly on GPU 6: an anomaly of one GPU no longer joins a fault
+    # of another GPU.) Once rooted at the node, B was folded into A ("absorbed ...") and every alert of B
+    # muted by A's silence. B's heat does not explain A's lost GPU, so B stays apart, unmuted, silenced or
     # not (merges no longer look at silences).
     clock, engine, lost = _lost_gpu_3_silenced(tmp_path, quiet=quiet)
-    hot = _on(5, alertname="GpuThermalSlowdown")
+    hot, hotter = _on(5, alertname="GpuThermalSlowdown"), _on(6, alertname="GpuThermalSlowdown")
     engine.ingest([hot])
     [live] = [i for i in engine.open_incident_ids() if i != lost]
     clock.advance(5)
-    engine.ingest([_on(6, **ANOMALY)])
+    engine.ingest([hotter])
     assert sorted(engine.open_incident_ids()) == sorted([lost, live])
-    assert sorted(engine.store.get(live).alert_fingerprints) == sorted(
-        [hot.fingerprint, _on(6, **ANOMALY).fingerprint]
-    )
-    assert [_muted(engine, a) for a in (hot, _on(6, **ANOMALY))] == [[], []]
+    assert sorted(engine.store.get(live).alert_fingerprints) == sorted([hot.fingerprint, hotter.fingerprint])
+    assert engine.store.get(live).title.startswith("node r07-n01 thermal")
+    assert [_muted(engine, a) for a in (hot, hotter)] == [[], []]
     _kept_gpu_lost(engine, lost)
 
 
@@ -497,6 +497,64 @@ def test_an_xid_still_takes_in_what_it_may_cause(tmp_path: Path, first: dict[str
     [incident] = engine.open_incident_ids()
     assert sorted(engine.store.get(incident).alert_fingerprints) == sorted(
         [sign.fingerprint, hot.fingerprint]
+    )
+
+
+XID_13 = {"alertname": "GPUXid", "xid": "13"}
+
+
+@pytest.mark.parametrize(
+    ("first", "title"),
+    [
+        ({"alertname": "GpuThermalSlowdown"}, "gpu r07-n01/2 thermal"),
+        ({"alertname": "GPUXid", "xid": "31"}, "gpu r07-n01/2 XID 31"),
+    ],
+    ids=["thermal", "xid-31"],
+)
+@pytest.mark.parametrize("new", [XID_13, ANOMALY], ids=["then-xid-13", "then-anomaly"])
+def test_an_xid_or_an_anomaly_of_one_gpu_does_not_join_a_fault_of_another_gpu_of_its_node(
+    tmp_path: Path, first: dict[str, str], title: str, new: dict[str, str]
+) -> None:
+    # GPU 2 slows down for heat (or an XID 31 there), then an XID 13 (or an anomaly) fires on GPU 5: it
+    # joined GPU 2's incident as any fault's sign on the node, rooting it at the node ("node r07-n01
+    # thermal"). It is GPU 5's own fault; GPU 2's incident stays what it was.
+    clock, engine = _engine_fleet(tmp_path)
+    fault, sign = _on(2, **first), _on(5, **new)
+    engine.ingest([fault])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([sign])
+    [other] = [i for i in engine.open_incident_ids() if i != incident]
+    assert engine.store.get(incident).alert_fingerprints == [fault.fingerprint]
+    assert engine.store.get(incident).title.startswith(title)
+    assert engine.store.get(other).alert_fingerprints == [sign.fingerprint]
+    assert engine.store.get(other).title.startswith("gpu r07-n01/5 ")
+
+
+@pytest.mark.parametrize(
+    ("first", "new"),
+    [
+        ({"alertname": "GPUXid", "xid": "79"}, XID_13),  # GPU 2 fell off the bus: its job died everywhere
+        ({"alertname": "GpuLost"}, ANOMALY),
+        ({"alertname": "NodeDown", "gpu": "-"}, XID_13),
+        ({"alertname": "GPUXid", "xid": "13"}, XID_13),  # the same XID on two GPUs: a pattern
+        ({"alertname": "GpuThermalSlowdown"}, {**XID_13, "gpu": "-"}),  # an XID of the node, no GPU named
+        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "GPUXid", "xid": "151"}),  # the host's XID
+        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "DCGMExporterStale", "gpu": "-"}),  # the node's
+    ],
+    ids=["xid-79", "gpu-lost", "node-down", "same-xid", "node-xid", "host-xid-151", "node-stale-exporter"],
+)
+def test_a_sign_on_another_gpu_still_joins_the_fault_that_explains_it(
+    tmp_path: Path, first: dict[str, str], new: dict[str, str]
+) -> None:
+    clock, engine = _engine_fleet(tmp_path)
+    fault, sign = _sign(first), _on(5, **new) if new.get("gpu") != "-" else _sign(new)
+    engine.ingest([fault])
+    clock.advance(30)
+    engine.ingest([sign])
+    [incident] = engine.open_incident_ids()
+    assert sorted(engine.store.get(incident).alert_fingerprints) == sorted(
+        [fault.fingerprint, sign.fingerprint]
     )
 
 
