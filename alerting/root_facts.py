@@ -36,7 +36,8 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
     family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
     symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
-    signal that says little of its cause (an XID, a stale exporter, an anomaly), or what lies where the
+    signal that says little of its cause (an XID, a stale exporter, an anomaly) where it may be the members'
+    (``_sign_of_node``, ``_sign_related``: not beside another GPU's fault of its own), or what lies where the
     incident holds an anomaly or an XID (``_SIGNS``: its GPU, as an anomaly before a hard fault there is
     its first sign; a fault on another GPU of the node is not that sign's, and would take its title; the
     node for a host's XID). A GPU lost does not explain another GPU of its node running hot."""
