@@ -22,9 +22,9 @@ _FAMILIES = (
 )
 
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
-"""What, new, may be a sign of a fault where it is: an XID, a stale exporter, an anomaly. An XID or anomaly
-of the node (naming no GPU, or a host's XID) may be any fault's there (``_sign_of_node``); another only its
-GPU's, the node's outage's, or more of a signal the node already shows (``_sign_related``)."""
+"""What, new, may be a sign of any fault where it is: an XID, a stale exporter, an anomaly. One of the node
+(naming no GPU, or a host's XID) may be any fault's there; one of a GPU only that GPU's, or an outage's on its
+node, or more of a signal the node already shows (``_gpu_sign_related``)."""
 _SIGNS = frozenset({FaultKind.XID, FaultKind.UNKNOWN})
 """What, held by an incident, explains what lies where it is (``RootFacts.signs``): an anomaly (of unknown
 cause) or an XID is the sign of a fault on its GPU, or on its node when it names no GPU or the XID is the
@@ -36,8 +36,7 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     """Whether ``new``, on ``node``, may be the same fault as the members on that node: the same kind or
     family; an outage of what it is on (the node down, or its own GPU lost: a failing component shows many
     symptoms), or an outage of the node or of a GPU that already alerts, or one beside other outages; or a
-    signal that says little of its cause (an XID, a stale exporter, an anomaly) where it may be the members'
-    (``_sign_of_node``, ``_sign_related``: not beside another GPU's fault of its own), or what lies where the
+    signal that says little of its cause (an XID, a stale exporter, an anomaly), or what lies where the
     incident holds an anomaly or an XID (``_SIGNS``: its GPU, as an anomaly before a hard fault there is
     its first sign; a fault on another GPU of the node is not that sign's, and would take its title; the
     node for a host's XID). A GPU lost does not explain another GPU of its node running hot."""
@@ -47,7 +46,7 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     path = new.location.path
     gpu = path[: RACK_DEPTH + 2]
     if new.kind in _ANY_CAUSE:
-        return _sign_of_node(new) or _sign_related(node, facts, new)
+        return not _of_one_gpu(new) or _gpu_sign_related(node, facts, new)
     if (
         _taken(facts.taken, node)
         or gpu in facts.gpus_out
@@ -60,36 +59,28 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
     return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
 
 
-def _sign_of_node(new: Member) -> bool:
-    """Whether ``new``, an XID, a stale exporter or an anomaly, may be the sign of any fault on its node: an
-    XID or anomaly that names no GPU, or a host's XID (``gpuwarden.xid.node_wide``), as such a one held
-    explains anything there (``RootFacts.signs``). Not a stale exporter: held, it explains nothing else on
-    its node (it hides the node's data), and new, it is not a GPU's fault's doing either."""
-    if new.kind is FaultKind.EXPORTER_STALE:
-        return False
+def _of_one_gpu(new: Member) -> bool:
+    """Whether ``new`` names a GPU and is of that GPU only: not a host's XID (``gpuwarden.xid.node_wide``)."""
     if len(new.location.path) <= RACK_DEPTH + 1:
-        return True
+        return False
     code = new.signal[2]
-    return new.kind is FaultKind.XID and code is not None and node_wide(code)
+    return not (new.kind is FaultKind.XID and code is not None and node_wide(code))
 
 
-def _sign_related(node: Path, facts: RootFacts, new: Member) -> bool:
-    """Whether an XID, stale exporter or anomaly on ``node``, not of the whole node (``_sign_of_node``), may
-    be the fault of the members there: on a GPU the incident already holds; on what an outage took whole (the
-    node down);
-    more of a signal the node already shows (the same XID code on two GPUs, a pattern); where the incident
-    holds a sign of the node (``RootFacts.signs``); or, itself an outage (an XID 119 that needs a reset),
-    beside other outages there, as any outage. An XID 13 on GPU 5 is not GPU 2's thermal slowdown nor its
-    XID 31 nor its loss: it joined as any cause on the node, and the node's incident took it in. As the
-    other way round (GPU 2's fault after the XID 13 is its own), so the incidents do not depend on which
-    came first."""
+def _gpu_sign_related(node: Path, facts: RootFacts, new: Member) -> bool:
+    """Whether an XID, stale exporter or anomaly of one GPU (``_of_one_gpu``) on ``node`` may be the fault of
+    the members there: on a GPU the incident already holds; beside an outage on the node (the node down, a
+    GPU lost: the job it ran died on every GPU, whose XIDs and anomalies follow); more of a signal the node
+    already shows (the same XID code on two GPUs, a pattern); or where the incident holds a sign of the node
+    (``RootFacts.signs``). An XID 13 on GPU 5 is not GPU 2's thermal slowdown nor its XID 31: it joined as
+    any cause on the node, and the node's incident took it in."""
     path = new.location.path
     return (
         path[: RACK_DEPTH + 2] in facts.gpus
+        or node in facts.node_outage
         or _taken(facts.taken, node)
         or node in facts.signal_nodes.get(new.signal, ())
         or any(contains(at, path) for at in facts.signs)
-        or (new.is_outage and node in facts.node_outage)
     )
 
 

@@ -536,20 +536,16 @@ def test_an_xid_or_an_anomaly_of_one_gpu_does_not_join_a_fault_of_another_gpu_of
     [
         ({"alertname": "GpuThermalSlowdown"}, XID_13),
         ({"alertname": "GPUXid", "xid": "31"}, XID_13),
-        ({"alertname": "GPUXid", "xid": "79"}, XID_13),
-        ({"alertname": "GpuLost"}, ANOMALY),
-        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "DCGMExporterStale", "gpu": "-"}),
+        ({"alertname": "GpuThermalSlowdown"}, ANOMALY),
     ],
-    ids=["thermal-xid-13", "xid-31-xid-13", "xid-79-xid-13", "gpu-lost-anomaly", "thermal-stale-exporter"],
+    ids=["thermal-xid-13", "xid-31-xid-13", "thermal-anomaly"],
 )
 @pytest.mark.parametrize("reverse", [False, True], ids=["fault-first", "sign-first"])
 def test_a_sign_and_a_fault_of_another_gpu_are_two_incidents_whichever_came_first(
     tmp_path: Path, first: dict[str, str], new: dict[str, str], reverse: bool
 ) -> None:
-    # GPU 2's fault then an XID 13, an anomaly or a stale exporter elsewhere on its node: one incident (the
-    # sign joined as any fault's), while the other way round they were two (a sign explains only its GPU,
-    # a stale exporter nothing more). A lost GPU or a stale exporter is not the other GPU's fault's cause
-    # either: two incidents in either order (a whole node down takes everything, below).
+    # GPU 2's fault then an XID 13 or an anomaly on GPU 5: one incident (the sign joined as any fault's),
+    # while the other way round they were two (a sign explains only its GPU): two in either order now.
     clock, engine = _engine_fleet(tmp_path)
     fault, sign = _sign(first), _on(5, **new) if new.get("gpu") != "-" else _sign(new)
     for alert in (sign, fault) if reverse else (fault, sign):
@@ -562,13 +558,15 @@ def test_a_sign_and_a_fault_of_another_gpu_are_two_incidents_whichever_came_firs
 @pytest.mark.parametrize(
     ("first", "new"),
     [
-        ({"alertname": "NodeDown", "gpu": "-"}, XID_13),  # the node down took all of it
+        ({"alertname": "GPUXid", "xid": "79"}, XID_13),  # GPU 2 fell off the bus: its job died everywhere
+        ({"alertname": "GpuLost"}, ANOMALY),
+        ({"alertname": "NodeDown", "gpu": "-"}, XID_13),
         ({"alertname": "GPUXid", "xid": "13"}, XID_13),  # the same XID on two GPUs: a pattern
         ({"alertname": "GpuThermalSlowdown"}, {**XID_13, "gpu": "-"}),  # an XID of the node, no GPU named
         ({"alertname": "GpuThermalSlowdown"}, {"alertname": "GPUXid", "xid": "151"}),  # the host's XID
-        ({"alertname": "GpuLost"}, {"alertname": "GPUXid", "xid": "119"}),  # an outage beside an outage
+        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "DCGMExporterStale", "gpu": "-"}),  # the node's
     ],
-    ids=["node-down", "same-xid", "node-xid", "host-xid-151", "outage-beside-outage"],
+    ids=["xid-79", "gpu-lost", "node-down", "same-xid", "node-xid", "host-xid-151", "node-stale-exporter"],
 )
 def test_a_sign_on_another_gpu_still_joins_the_fault_that_explains_it(
     tmp_path: Path, first: dict[str, str], new: dict[str, str]
