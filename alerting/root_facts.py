@@ -22,7 +22,9 @@ _FAMILIES = (
 )
 
 _ANY_CAUSE = frozenset({FaultKind.XID, FaultKind.EXPORTER_STALE, FaultKind.UNKNOWN})
-"""What, new, may be a sign of any fault on its node: an XID, a stale exporter, an anomaly."""
+"""What, new, may be a sign of any fault where it is: an XID, a stale exporter, an anomaly. One of the node
+(naming no GPU, or a host's XID) may be any fault's there; one of a GPU only that GPU's, or an outage's on its
+node, or more of a signal the node already shows (``_gpu_sign_related``)."""
 _SIGNS = frozenset({FaultKind.XID, FaultKind.UNKNOWN})
 """What, held by an incident, explains what lies where it is (``RootFacts.signs``): an anomaly (of unknown
 cause) or an XID is the sign of a fault on its GPU, or on its node when it names no GPU or the XID is the
@@ -43,17 +45,43 @@ def _related_on_node(node: Path, facts: RootFacts, new: Member) -> bool:
         return False
     path = new.location.path
     gpu = path[: RACK_DEPTH + 2]
+    if new.kind in _ANY_CAUSE:
+        return not _of_one_gpu(new) or _gpu_sign_related(node, facts, new)
     if (
         _taken(facts.taken, node)
         or gpu in facts.gpus_out
         or new.kind in kinds
-        or new.kind in _ANY_CAUSE
         or (not kinds.isdisjoint(_SIGNS) and any(contains(at, path) for at in facts.signs))
     ):
         return True
     if new.is_outage and (whole_node(gpu) or node in facts.node_outage or gpu in facts.gpus):
         return True
     return any(new.kind in family and not kinds.isdisjoint(family) for family in _FAMILIES)
+
+
+def _of_one_gpu(new: Member) -> bool:
+    """Whether ``new`` names a GPU and is of that GPU only: not a host's XID (``gpuwarden.xid.node_wide``)."""
+    if len(new.location.path) <= RACK_DEPTH + 1:
+        return False
+    code = new.signal[2]
+    return not (new.kind is FaultKind.XID and code is not None and node_wide(code))
+
+
+def _gpu_sign_related(node: Path, facts: RootFacts, new: Member) -> bool:
+    """Whether an XID, stale exporter or anomaly of one GPU (``_of_one_gpu``) on ``node`` may be the fault of
+    the members there: on a GPU the incident already holds; beside an outage on the node (the node down, a
+    GPU lost: the job it ran died on every GPU, whose XIDs and anomalies follow); more of a signal the node
+    already shows (the same XID code on two GPUs, a pattern); or where the incident holds a sign of the node
+    (``RootFacts.signs``). An XID 13 on GPU 5 is not GPU 2's thermal slowdown nor its XID 31: it joined as
+    any cause on the node, and the node's incident took it in."""
+    path = new.location.path
+    return (
+        path[: RACK_DEPTH + 2] in facts.gpus
+        or node in facts.node_outage
+        or _taken(facts.taken, node)
+        or node in facts.signal_nodes.get(new.signal, ())
+        or any(contains(at, path) for at in facts.signs)
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +104,8 @@ class RootFacts:
     signs: AbstractSet[Path] = frozenset()
     """Where its anomalies (alerts of unknown cause) and XIDs explain what lies (``_SIGNS``): their GPUs, or
     a node for one that names no GPU or a host's XID."""
+    signal_nodes: Mapping[Signal, AbstractSet[Path]] = field(default_factory=dict)
+    """The nodes each of its signals of no outage kind is on."""
 
 
 @dataclass(slots=True)
@@ -168,6 +198,7 @@ class FactsBuilder:
                 self.outage_kind,
                 spread_of,
                 self.signs,
+                self.signal_nodes,
             )
         return self.made
 

@@ -43,6 +43,11 @@ _KINDS = (("inference service ", "service", "services"), ("training job ", "trai
 
 _PROGRESS = re.compile(r"; [0-9]+ of [0-9]+ (GPUs|nodes) recovered\Z")
 
+SOURCE_STALE = "GpuwardenSourceStale"
+"""The anomaly service's alert on its own input (a Prometheus it cannot read, a query that fails): not a fault
+anywhere in the fleet, so titled for the source (``own_source``), not as an alert of unknown location."""
+_OWN_SOURCE = "gpuwarden anomaly "
+
 _PHRASES = {
     FaultKind.RACK_DOWN: "lost power",
     FaultKind.NODE_DOWN: "is down",
@@ -94,9 +99,23 @@ def seen(members: Sequence[Member]) -> str:
     first = min(live, key=onset_key)
     name = first.labels.get("alertname", "alert")
     if not first.location.path and not first.location.workloads:
+        if name == SOURCE_STALE:
+            return own_source(first.labels)
         return f"{name} {_identifying(first.labels)}".rstrip()  # nothing else says which alert it is
     metric = first.labels.get("for") or first.labels.get("__name__") or first.labels.get("metric")
     return f"{name} on {metric}" if metric else name
+
+
+def own_source(labels: Mapping[str, str]) -> str:
+    """``gpuwarden anomaly source prometheus (http://prom:9090) stale``, or ``gpuwarden anomaly query temp
+    of prometheus (http://prom:9090) stale``: what a ``SOURCE_STALE`` alert's labels say the anomaly service
+    cannot read."""
+    source = shortened(labels.get("source") or "?")
+    server = labels.get("server")
+    where = f"{source} ({shortened(server)})" if server else source
+    query = labels.get("query")
+    what = f"query {shortened(query)} of {where}" if query else f"source {where}"
+    return f"{_OWN_SOURCE}{what} stale"
 
 
 def _identifying(labels: Mapping[str, str], most: int = 4) -> str:
@@ -154,8 +173,10 @@ def title(
     namespaced = root.target in assessment.impact.namespaced
     label = target_label(root.target, namespaced=namespaced)
     if isinstance(root.target, ClusterRef) and not root.target.name and observed and not placed:
-        # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown.
-        phrase, label = f"{shortened(observed)}, location unknown", ""
+        # No label placed it (no cluster, node, GPU or workload): what it is, and that where is unknown;
+        # the anomaly service's own source is not somewhere in the fleet.
+        own = observed.startswith(_OWN_SOURCE)
+        phrase, label = shortened(observed) + ("" if own else ", location unknown"), ""
     parts = list(assessment.impact.parts)
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")

@@ -117,7 +117,7 @@ class PromQLSource:
         self._pool = ThreadPoolExecutor(
             max_workers=max(1, min(workers, len(self.queries))), thread_name_prefix=f"promql-{name}"
         )
-        self._health = SourceHealth(name=name)
+        self._health = SourceHealth(name=name, server=self._server)
         self._read_until: dict[str, float] = {}
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)

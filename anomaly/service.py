@@ -321,7 +321,8 @@ class AnomalyService:
             h = source.health()
             # At least 0: a read stamps its success when it ends, after ``now`` (a stale score read -0.0017).
             age = max(0.0, now - (h.last_success if h.last_success is not None else self._started))
-            labels = [{"source": h.name}]
+            # The server names which Prometheus an operator must look at (the alert's title says it).
+            labels = [{"source": h.name, **({"server": h.server} if h.server else {})}]
             ages, scores = [age], [age / self.cfg.stale_after_seconds]
             summaries = [f"no successful read of {h.name} for {age:.0f}s: {h.last_error}"]
             if h.empty and h.last_series is not None:
@@ -331,7 +332,7 @@ class AnomalyService:
             for query, q in h.queries.items():
                 failing = h.up and not q.up  # a source that is down is one alert, not one per query
                 q_age = max(0.0, now - (q.last_success if q.last_success is not None else self._started))
-                labels.append({"source": h.name, "query": query})
+                labels.append({**labels[0], "query": query})
                 ages.append(q_age if failing else 0.0)
                 scores.append(ages[-1] / self.cfg.stale_after_seconds)
                 summaries.append(f"query {query} of {h.name} failed for {q_age:.0f}s: {q.last_error}")

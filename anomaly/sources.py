@@ -70,6 +70,7 @@ class SourceHealth:
 
     name: str
     up: bool = True
+    server: str = ""  # where it reads from, a password hidden (a Prometheus URL); empty for in-process
     last_success: float | None = None
     last_error: str = ""
     consecutive_failures: int = 0

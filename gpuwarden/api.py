@@ -207,7 +207,10 @@ class _Handlers:
                     encoded = f"Content-Encoding {exc} is not taken; send the body uncompressed"
                     response = _error(415, encoded, "Content-Encoding", route=route)
                 except BodyNotJson as exc:
-                    not_json = f"Content-Type: {str(exc)!r} is not taken; send {JSON_MEDIA_TYPE}"
+                    declared = (
+                        repr(str(exc)) if str(exc) else "none declared (read as application/octet-stream)"
+                    )
+                    not_json = f"Content-Type: {declared} is not taken; send {JSON_MEDIA_TYPE}"
                     response = _error(415, not_json, "Content-Type", route=route)
                 except ClientDisconnect:
                     # Nobody reads this answer; a client that goes away mid-body is no server error.

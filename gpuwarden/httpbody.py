@@ -5,7 +5,8 @@ only up to the limit, so a client cannot make the server hold an unbounded body 
 must arrive within the deadline: a client that declares a huge length and trickles a byte every few
 seconds is answered 408 instead of holding a connection and its buffer forever. A compressed body
 (``Content-Encoding``) is refused by name (415), as Alertmanager's API takes none, and so is a JSON
-endpoint's body declared as another type (``Content-Type: text/plain``), as Alertmanager 0.25 refuses it.
+endpoint's body declared as another type (``Content-Type: text/plain``) or as none, as Alertmanager 0.25
+refuses them.
 """
 
 from __future__ import annotations
@@ -30,7 +31,8 @@ class BodyEncoded(Exception):
 
 
 class BodyNotJson(Exception):
-    """A JSON endpoint's body is declared as another media type (415); the type is the message."""
+    """A JSON endpoint's body is declared as another media type (415); the type is the message, empty when
+    none is declared."""
 
 
 JSON_MEDIA_TYPE = "application/json"
@@ -38,13 +40,15 @@ JSON_MEDIA_TYPE = "application/json"
 
 def check_json_body(request: Request, body: bytes) -> None:
     """Raise ``BodyNotJson`` for a body declared as another media type than ``application/json`` (in any
-    case, parameters such as ``charset`` aside), ``InputError`` (400) for a ``Content-Type`` that does not
-    parse (``garbage;;``), as Alertmanager answers. A request without a body, or that declares no type,
-    passes: Alertmanager refuses the latter (as ``application/octet-stream``), but its body can only be JSON
-    here."""
-    declared = request.headers.get("content-type", "")
-    if not body or not declared.strip():
+    case, parameters such as ``charset`` aside) or as none (an empty ``Content-Type`` too: Alertmanager 0.25
+    reads either as ``application/octet-stream`` and answers 415), ``InputError`` (400) for a
+    ``Content-Type`` that does not parse (``garbage;;``), as Alertmanager answers. A request without a body
+    passes, whatever it declares (``POST .../ack`` with nothing to say)."""
+    if not body:
         return
+    declared = request.headers.get("content-type", "")
+    if not declared.strip():
+        raise BodyNotJson("")
     media_type = parse_media_type(declared)
     if media_type != JSON_MEDIA_TYPE:
         raise BodyNotJson(media_type)

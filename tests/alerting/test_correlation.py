@@ -129,9 +129,11 @@ def test_independent_faults_on_nodes_of_unknown_racks_do_not_snowball_into_one_c
     # node-02's incident up to the cluster, whose facts then held node-02's GpuTempHigh as a "spreading
     # signal": node-14's incident was absorbed for its hot GPU, and with it node-14's NodeDown, so the
     # incident ("node_down @ cluster") took everything on node-14 and every later fault of those names.
+    # (node-02's hot GPU is the first ECC error's: GpuTempHigh, a name of no known kind, on another GPU is
+    # now its own incident, and the two ECC errors alone are a pattern that rolls up where racks are unknown.)
     engine, nodes = _fed(
         tmp_path,
-        "0 GpuEccDbe node-02/7, 28 GpuTempHigh node-02/2, 52 GpuTempHigh node-14/4, 64 GpuEccDbe node-02/4,"
+        "0 GpuEccDbe node-02/7, 28 GpuTempHigh node-02/7, 52 GpuTempHigh node-14/4, 64 GpuEccDbe node-02/4,"
         "73 NodeDown node-14, 153 GpuEccDbe node-09/5, 160 GpuTempHigh node-11/0",
     )
     assert nodes == [["node-02"], ["node-09"], ["node-11"], ["node-14"]]
@@ -161,11 +163,12 @@ def test_a_spreading_signal_does_not_absorb_another_nodes_outage_that_holds_the_
 def test_a_cluster_that_a_signal_spread_to_takes_only_that_signal_not_its_first_nodes_other_pattern(
     tmp_path: Path,
 ) -> None:
-    # node-02 shows two patterns (an XID on two GPUs, two GPUs hot); the XID then reaches node-09: the
-    # cluster's incident. The heat never left node-02: a hot GPU on node-11 is node-11's own fault.
+    # node-02 shows two patterns (an XID on two GPUs, the same two GPUs hot: one incident, as an XID
+    # explains what is on its GPU); the XID then reaches node-09: the cluster's incident. The heat never
+    # left node-02: a hot GPU on node-11 is node-11's own fault.
     _, nodes = _fed(
         tmp_path,
-        "0 GpuXidError node-02/1, 5 GpuXidError node-02/2, 8 GpuTempHigh node-02/3, 9 GpuTempHigh node-02/4,"
+        "0 GpuXidError node-02/1, 5 GpuXidError node-02/2, 8 GpuTempHigh node-02/1, 9 GpuTempHigh node-02/2,"
         "20 GpuXidError node-09/5, 30 GpuTempHigh node-11/0, 35 GpuXidError node-13/7",
     )
     assert nodes == [["node-02", "node-09", "node-13"], ["node-11"]]

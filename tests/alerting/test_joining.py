@@ -585,6 +585,88 @@ def test_an_xid_still_takes_in_what_it_may_cause(tmp_path: Path, first: dict[str
     )
 
 
+XID_13 = {"alertname": "GPUXid", "xid": "13"}
+
+
+@pytest.mark.parametrize(
+    ("first", "title"),
+    [
+        ({"alertname": "GpuThermalSlowdown"}, "gpu r07-n01/2 thermal"),
+        ({"alertname": "GPUXid", "xid": "31"}, "gpu r07-n01/2 XID 31"),
+    ],
+    ids=["thermal", "xid-31"],
+)
+@pytest.mark.parametrize("new", [XID_13, ANOMALY], ids=["then-xid-13", "then-anomaly"])
+def test_an_xid_or_an_anomaly_of_one_gpu_does_not_join_a_fault_of_another_gpu_of_its_node(
+    tmp_path: Path, first: dict[str, str], title: str, new: dict[str, str]
+) -> None:
+    # GPU 2 slows down for heat (or an XID 31 there), then an XID 13 (or an anomaly) fires on GPU 5: it
+    # joined GPU 2's incident as any fault's sign on the node, rooting it at the node ("node r07-n01
+    # thermal"). It is GPU 5's own fault; GPU 2's incident stays what it was.
+    clock, engine = _engine_fleet(tmp_path)
+    fault, sign = _on(2, **first), _on(5, **new)
+    engine.ingest([fault])
+    [incident] = engine.open_incident_ids()
+    clock.advance(30)
+    engine.ingest([sign])
+    [other] = [i for i in engine.open_incident_ids() if i != incident]
+    assert engine.store.get(incident).alert_fingerprints == [fault.fingerprint]
+    assert engine.store.get(incident).title.startswith(title)
+    assert engine.store.get(other).alert_fingerprints == [sign.fingerprint]
+    assert engine.store.get(other).title.startswith("gpu r07-n01/5 ")
+
+
+@pytest.mark.parametrize(
+    ("first", "new"),
+    [
+        ({"alertname": "GpuThermalSlowdown"}, XID_13),
+        ({"alertname": "GPUXid", "xid": "31"}, XID_13),
+        ({"alertname": "GpuThermalSlowdown"}, ANOMALY),
+    ],
+    ids=["thermal-xid-13", "xid-31-xid-13", "thermal-anomaly"],
+)
+@pytest.mark.parametrize("reverse", [False, True], ids=["fault-first", "sign-first"])
+def test_a_sign_and_a_fault_of_another_gpu_are_two_incidents_whichever_came_first(
+    tmp_path: Path, first: dict[str, str], new: dict[str, str], reverse: bool
+) -> None:
+    # GPU 2's fault then an XID 13 or an anomaly on GPU 5: one incident (the sign joined as any fault's),
+    # while the other way round they were two (a sign explains only its GPU): two in either order now.
+    clock, engine = _engine_fleet(tmp_path)
+    fault, sign = _sign(first), _on(5, **new) if new.get("gpu") != "-" else _sign(new)
+    for alert in (sign, fault) if reverse else (fault, sign):
+        engine.ingest([alert])
+        clock.advance(30)
+    held = sorted(engine.store.get(i).alert_fingerprints for i in engine.open_incident_ids())
+    assert held == sorted([[fault.fingerprint], [sign.fingerprint]])
+
+
+@pytest.mark.parametrize(
+    ("first", "new"),
+    [
+        ({"alertname": "GPUXid", "xid": "79"}, XID_13),  # GPU 2 fell off the bus: its job died everywhere
+        ({"alertname": "GpuLost"}, ANOMALY),
+        ({"alertname": "NodeDown", "gpu": "-"}, XID_13),
+        ({"alertname": "GPUXid", "xid": "13"}, XID_13),  # the same XID on two GPUs: a pattern
+        ({"alertname": "GpuThermalSlowdown"}, {**XID_13, "gpu": "-"}),  # an XID of the node, no GPU named
+        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "GPUXid", "xid": "151"}),  # the host's XID
+        ({"alertname": "GpuThermalSlowdown"}, {"alertname": "DCGMExporterStale", "gpu": "-"}),  # the node's
+    ],
+    ids=["xid-79", "gpu-lost", "node-down", "same-xid", "node-xid", "host-xid-151", "node-stale-exporter"],
+)
+def test_a_sign_on_another_gpu_still_joins_the_fault_that_explains_it(
+    tmp_path: Path, first: dict[str, str], new: dict[str, str]
+) -> None:
+    clock, engine = _engine_fleet(tmp_path)
+    fault, sign = _sign(first), _on(5, **new) if new.get("gpu") != "-" else _sign(new)
+    engine.ingest([fault])
+    clock.advance(30)
+    engine.ingest([sign])
+    [incident] = engine.open_incident_ids()
+    assert sorted(engine.store.get(incident).alert_fingerprints) == sorted(
+        [fault.fingerprint, sign.fingerprint]
+    )
+
+
 def _hot(node: int) -> Alert:
     return Alert(
         {"cluster": "c1", "Hostname": f"r07-n0{node}", "gpu": "2", "alertname": "GpuThermalSlowdown"}

@@ -131,6 +131,38 @@ def test_a_fault_on_nodes_of_an_unnamed_cluster_is_not_titled_location_unknown(t
     ]
 
 
+STALE = {"alertname": "GpuwardenSourceStale", "for": "source_staleness", "model": "source"}
+
+
+@pytest.mark.parametrize(
+    ("labels", "expected"),
+    [
+        (
+            {"source": "prometheus", "server": "http://u:***@prom:9090"},
+            "gpuwarden anomaly source prometheus (http://u:***@prom:9090) stale",
+        ),
+        (
+            {"source": "prometheus", "server": "http://prom:9090", "query": "gpu_temp"},
+            "gpuwarden anomaly query gpu_temp of prometheus (http://prom:9090) stale",
+        ),
+        ({"source": "in-process"}, "gpuwarden anomaly source in-process stale"),
+    ],
+    ids=["source", "query", "no-server"],
+)
+def test_the_anomaly_services_own_source_stale_is_titled_for_that_source(
+    tmp_path: Path, labels: dict[str, str], expected: str
+) -> None:
+    # Prometheus down: the anomaly service's GpuwardenSourceStale names no place in the fleet, and its
+    # incident was titled 'GpuwardenSourceStale {for="source_staleness", model="source",
+    # source="prometheus"}, location unknown'. It is the service's own input, named from its labels.
+    path = str(tmp_path / "incidents.db")
+    upgrade(make_engine(path))
+    engine = IncidentEngine(make_engine(path), FakeClock(), AlertingConfig(announce_delay_seconds=0))
+    engine.ingest([Alert({**STALE, **labels})])
+    [(row, _)] = engine.store.list_rows()
+    assert row.title == expected
+
+
 def _a01_down(tmp_path: Path, inventory: StaticInventory) -> IncidentEngine:
     """An engine over ``inventory`` that has been told node a01 of cluster k is down."""
     path = str(tmp_path / "incidents.db")

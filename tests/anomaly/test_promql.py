@@ -357,6 +357,7 @@ def test_every_exporter_gone_is_a_stale_source_and_holds_the_alerts_it_hides(fak
     assert run(5) == [("GpuwardenSourceStale", AlertStatus.FIRING, "")]
     (stale,) = [a for a in service.firing.values() if a.alert.labels["alertname"] == "GpuwardenSourceStale"]
     assert "no series" in stale.alert.annotations["summary"]
+    assert stale.alert.labels["server"] == fake_prometheus.url  # which Prometheus: its incident's title says
     registry = CollectorRegistry()
     registry.register(service.collector)
     labels = {"source": "prometheus", "query": temp}

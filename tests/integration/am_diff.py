@@ -53,15 +53,15 @@ class Step:
     save: str = ""  # keep the silenceID answered under this name
     amtool: Sequence[str] = ()  # run amtool with these arguments instead of an HTTP request
     wait: float = 0.0  # seconds to wait before the step (an endsAt to pass)
-    content_type: str = ""  # the body's declared Content-Type, if not application/json
+    content_type: str | None = ""  # the body's declared Content-Type, if not application/json; None: none
 
 
 def _post(name: str, *alerts: dict[str, Any]) -> Step:
     return Step(name, "POST", "/api/v2/alerts", list(alerts))
 
 
-def _declared(name: str, content_type: str, path: str, body: Any) -> Step:
-    """A POST of a JSON body declared as ``content_type`` (``curl -d`` declares a form)."""
+def _declared(name: str, content_type: str | None, path: str, body: Any) -> Step:
+    """A POST of a JSON body declared as ``content_type`` (``curl -d`` declares a form; None: no header)."""
     return Step(name, "POST", path, body, content_type=content_type)
 
 
@@ -128,6 +128,7 @@ STEPS: list[Step] = [
         "/api/v2/alerts",
         [{"labels": {"alertname": "Charset"}}],
     ),
+    _declared("post-no-content-type", None, "/api/v2/alerts", [{"labels": {"alertname": "NoType"}}]),
     _declared("post-content-type-garbage", "garbage;;", "/api/v2/alerts", [{"labels": {"alertname": "G"}}]),
     _declared(
         "post-content-type-no-name", "application/json;;", "/api/v2/alerts", [{"labels": {"alertname": "G"}}]
@@ -415,14 +416,14 @@ class Probe:
         body = _ids(_times(step.body, now), target.ids) if step.body is not None else None
         path = _ids(step.path, target.ids)
         headers = dict(target.headers)
-        if step.content_type:
-            headers["Content-Type"] = step.content_type
-        response = httpx.request(
+        if step.content_type is not None:
+            headers = {"Content-Type": step.content_type or "application/json", **headers}
+        response = httpx.request(  # with bytes and no Content-Type given, httpx declares none
             step.method,
             target.url + path,
             content=None if body is None else json.dumps(body).encode(),
             params=list(step.params),
-            headers={"Content-Type": "application/json", **headers},
+            headers=headers,
             timeout=30,
         )
         try:
