@@ -110,6 +110,7 @@ class IncidentAnnouncing:
         )
         out: list[_Told] = []
         unseen: set[str] = set()  # held at start and resolved before this process announced them
+        now = self.clock.now()
         for (incident_id, kind, event), telling in changes:
             if (
                 kind is ChangeKind.OPENED
@@ -117,7 +118,15 @@ class IncidentAnnouncing:
                 and (self._hold > timedelta(0) or incident_id in ending)
             ):
                 self._unannounced[incident_id] = event.at
-            elif incident_id in self._unannounced and incident_id not in self._reannounce:
+                continue
+            opened_at = self._unannounced.get(incident_id)
+            if self._hold > timedelta(0) and opened_at is not None and now - opened_at >= self._hold:
+                # Its delay has passed and no tick announced it yet: announced at this change, as one whose
+                # announcement failed or that a process before this one held is (``_announce_due``), so a
+                # restarted process, whose tick may not have come, tells the same. (With no delay, only one
+                # its opening batch ended is held: it is never announced.)
+                self._reannounce.add(incident_id)
+            if incident_id in self._unannounced and incident_id not in self._reannounce:
                 if kind is ChangeKind.RESOLVED:
                     del self._unannounced[incident_id]
                     out.append((incident_id, kind, event, True, telling))

@@ -433,6 +433,27 @@ def test_an_incident_whose_announcement_failed_is_announced_at_its_next_change_a
     assert restarted.told() == live.told()
 
 
+def test_an_incident_whose_delay_passed_before_any_tick_is_announced_at_its_next_change_as_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # Found by the restart fuzz (seed 41 with a symmetric correlation rule): the announce delay of a held
+    # incident passed and a change of it came before the next tick. Live folded the change into the
+    # announcement that tick would make; a restarted serve, which holds such an incident to announce again,
+    # announced it at that change and told the change too.
+    node = sc.node_name(1, 1)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        serve.engine.ingest([_lost(node, 3)])
+        serve.clock.advance(11)  # past the delay: no tick came
+        if restart:
+            serve.restart()
+        serve.engine.ingest([_lost(node, 3), _lost(node, 4)])  # a change of it, before the next tick
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=10)
+    assert live.told()[:1] == ["opened"]
+    assert restarted.told() == live.told()
+
+
 def test_a_change_left_untold_by_an_outage_is_told_at_an_inventory_refresh_alike_after_a_restart(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
