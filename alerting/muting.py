@@ -227,20 +227,29 @@ class MuteTracking:
         lifted.event.message = lifted.event.message.replace(old, _early(lifted.whys), 1)
         lifted.event.data = {**lifted.event.data, "early": _early(lifted.whys), "beside": len(lifted.whys)}
 
+    def _expire_silences_of(self, batch: Batch, incident_id: str) -> list[SilenceRow]:
+        """Expire the incident's running silences now, in the batch's transaction and in memory; their
+        rows."""
+        rows = list(
+            batch.session.scalars(
+                select(SilenceRow).where(
+                    SilenceRow.incident_id == incident_id, SilenceRow.ends_at > batch.now
+                )
+            )
+        )
+        for row in rows:
+            expire_row(row, batch.now)
+        ended = {row.id: silence_from_row(row) for row in rows}
+        self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
+        return rows
+
     def _drop_absorbed_silences(self, batch: Batch, incident_id: str) -> list[str]:
         """End the silences of an incident merged into another, now, quietly: it mutes nothing any more
         (its alerts are the other's), and must not read as silenced in listings, the API or Slack. Whose
         silences they were, for the merge to say (none: it was not silenced)."""
-        now = batch.now
-        if not any(s.incident_id == incident_id and s.ends_at > now for s in self._silences):
+        if not any(s.incident_id == incident_id and s.ends_at > batch.now for s in self._silences):
             return []
-        rows = batch.session.scalars(
-            select(SilenceRow).where(SilenceRow.incident_id == incident_id, SilenceRow.ends_at > now)
-        ).all()
-        for row in rows:
-            expire_row(row, now)
-        ended = {row.id: silence_from_row(row) for row in rows}
-        self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
+        rows = self._expire_silences_of(batch, incident_id)
         self._silenced_incidents.discard(incident_id)
         self._catch_up_since.pop(incident_id, None)
         self._ending_told.pop(incident_id, None)
@@ -250,14 +259,7 @@ class MuteTracking:
         """End the incident's silences now, in the batch's transaction, because ``why``: a fault beside the
         one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
         so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on."""
-        now = batch.now
-        rows = batch.session.scalars(
-            select(SilenceRow).where(SilenceRow.incident_id == incident_id, SilenceRow.ends_at > now)
-        ).all()
-        for row in rows:
-            expire_row(row, now)
-        ended = {row.id: silence_from_row(row) for row in rows}
-        self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
+        self._expire_silences_of(batch, incident_id)
         incident = batch.session.get(IncidentRow, incident_id)
         assert incident is not None
         events = batch.session.scalars(
