@@ -112,6 +112,7 @@ def repeats_reopening(
     if window <= 0:
         return 0
     recent = [e for e in earlier if now - e[1] <= window]
-    reopened_at = {at for kind, at, _ in recent if kind == "reopened"}
+    reopenings = [at for kind, at, _ in recent if kind == "reopened"]
+    reopened_at = set(reopenings)
     came_back = any(at in reopened_at and fingerprint in fps for _, at, fps in recent)
-    return len([at for kind, at, _ in recent if kind == "reopened"]) + 1 if came_back else 0
+    return len(reopenings) + 1 if came_back else 0
