@@ -28,6 +28,15 @@ scale from 4 to 32, and ``quiet`` 1,000 cut 8 to 18 of its added alerts at no wi
 The grid (declared and committed before the first cross-validated run; 10 settings and the default alone):
 ``or`` at scales (4) / (8) / (16) / (32) / (4, 16) x ``quiet`` 0 / 1,000.
 
+``--with-levels`` (declared and committed after the run above, before its own first run, so flattered by that
+look: scale 16 without quiet had freed speed_7578's third window on all files) ORs the level breakout at
+``LevelParams()`` (the twelfth session's best, cross-validated alone 73.86 / 73.86 in ``nab_package.py``) into
+every setting and adds it alone (``levels``); the baseline stays the default alone.
+
+``--frozen LABEL`` prints, for one setting and the default, the standard, low-FP and low-FN scores of tune,
+held-out and all files and the standard score per category and split, with windows found and FPs: the one
+held-out look after freezing (the setting frozen on tune: the grid's best tune score).
+
 Cross-validation as ``nab_rebaseline.py`` (``nab_cv.py``'s ``grid_report``): leave one category out and five
 folds by name hash; the bar is +1.5 points over the default in both schemes. Also per setting: all files
 (flattered: the best of the grid on the files it is scored on), alerts, FPs, windows found, the windows it
@@ -54,7 +63,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nab_cv import found_windows, grid_report, normalised
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.nab import PROFILES, FileScore, NabFile, is_tuning_file, score_file
+from anomaly.levels import LevelParams
+from anomaly.levels import raise_many as raise_levels
+from anomaly.nab import PROFILES, FileScore, NabFile, is_tuning_file, score_corpus, score_file, summarise
 from anomaly.univariate import ScoredSeries, Series, score_many
 
 Combine = Literal["or", "confirm"]
@@ -131,12 +142,21 @@ def combine(
 
 
 def detect_all(
-    files: list[NabFile], settings: dict[str, MultiScale | None]
+    files: list[NabFile], settings: dict[str, MultiScale | None], levels: LevelParams | None = None
 ) -> tuple[dict[str, dict[str, npt.NDArray[np.bool_]]], dict[str, float]]:
-    """Alerts per setting and file, and seconds per setting (the default's pass and its copies' passes)."""
+    """Alerts per setting and file, and seconds per setting (the default's pass and its copies' passes);
+    with ``levels``, the level breakout is OR-ed into every setting but ``off`` and added alone as
+    ``levels``."""
     tick = time.perf_counter()
     default = {f.name: s.raised for f, s in zip(files, score_many([f.series for f in files]), strict=True)}
     base = time.perf_counter() - tick
+    extra: dict[str, npt.NDArray[np.bool_]] = {}
+    extra_cost = 0.0
+    if levels is not None:
+        tick = time.perf_counter()
+        raised = raise_levels([f.series.values for f in files], levels)
+        extra = {f.name: r for f, r in zip(files, raised, strict=True)}
+        extra_cost = time.perf_counter() - tick
     blocks = sorted({b for s in settings.values() if s is not None for b in s.scales})
     copies: dict[int, dict[str, ScoredSeries]] = {}
     cost: dict[int, float] = {}
@@ -158,7 +178,45 @@ def detect_all(
             for f in files
         }
         seconds[label] = base + sum(cost[b] for b in setting.scales) + time.perf_counter() - tick
+    if levels is not None:
+        alerts = {
+            label: per if label == "off" else {n: a | extra[n] for n, a in per.items()}
+            for label, per in alerts.items()
+        }
+        alerts["levels"] = {n: a | extra[n] for n, a in default.items()}
+        seconds = {label: t if label == "off" else t + extra_cost for label, t in seconds.items()}
+        seconds["levels"] = base + extra_cost
     return alerts, seconds
+
+
+def frozen_report(
+    files: list[NabFile], alerts: dict[str, dict[str, npt.NDArray[np.bool_]]], label: str
+) -> None:
+    """The one held-out look: splits and categories of ``label`` and of the default (``off``)."""
+    out: dict[str, object] = {}
+    for name in ("off", label):
+        per_file = score_corpus(files, alerts[name])
+        groups = {
+            "tune": [f.name for f in files if is_tuning_file(f.name)],
+            "held_out": [f.name for f in files if not is_tuning_file(f.name)],
+            "all": [f.name for f in files],
+        }
+        for category in sorted({f.category for f in files}):
+            for split in ("tune", "held_out"):
+                groups[f"{category}/{split}"] = [n for n in groups[split] if n.split("/", 1)[0] == category]
+        rows = {}
+        for group, names in groups.items():
+            summary = summarise(per_file, names)
+            standard = [per_file[n]["standard"] for n in names]
+            rows[group] = {
+                "scores": {p: None if v is None else round(v, 2) for p, v in summary.scores.items()},
+                "windows": summary.windows,
+                "windows_found": sum(s.detected for s in standard),
+                "alerts": sum(s.alerts for s in standard),
+                "false_positives": sum(s.alerts - s.alerts_in_windows for s in standard),
+            }
+        out[name] = rows
+    print(json.dumps({"bench": "nab_multiscale_frozen", "setting": label, **out}))
 
 
 def main() -> None:
@@ -169,6 +227,8 @@ def main() -> None:
         action="store_true",
         help="score the tune split only, per setting (shaping; no cross-validation)",
     )
+    parser.add_argument("--with-levels", action="store_true", help="OR the level breakout into every setting")
+    parser.add_argument("--frozen", metavar="LABEL", help="the splits and categories of one setting")
     args = parser.parse_args()
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
@@ -176,7 +236,13 @@ def main() -> None:
         files = [f for f in files if is_tuning_file(f.name)]
     samples = sum(len(f.series.values) for f in files)
     settings = grid() | (shaping() if args.tune else {})
-    alerts, seconds = detect_all(files, settings)
+    alerts, seconds = detect_all(files, settings, LevelParams() if args.with_levels else None)
+    settings = {label: settings.get(label) for label in alerts}
+    if args.frozen is not None:
+        if args.frozen not in alerts:
+            parser.error(f"--frozen {args.frozen!r}: not a setting (one of {', '.join(alerts)})")
+        frozen_report(files, alerts, args.frozen)
+        return
     table: dict[str, dict[str, FileScore]] = {
         label: {f.name: score_file(f, alerts[label][f.name], PROFILES["standard"]) for f in files}
         for label in settings
@@ -217,7 +283,8 @@ def main() -> None:
         detail["windows_gained"] = changed(label, True)
         detail["windows_lost"] = changed(label, False)
     report |= {"settings": details, "seconds": round(time.perf_counter() - started, 1)}
-    print(json.dumps({"bench": "nab_multiscale", **report}))
+    bench = "nab_multiscale_with_levels" if args.with_levels else "nab_multiscale"
+    print(json.dumps({"bench": bench, **report}))
 
 
 if __name__ == "__main__":
