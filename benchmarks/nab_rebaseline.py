@@ -34,13 +34,16 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import numpy.typing as npt
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from nab_cv import found_windows, grid_report
 from nab_inputs import add_corpus_options, load_checked_corpus
 
-from anomaly.nab import PROFILES, FileScore, detect_corpus, score_file
+from anomaly.nab import PROFILES, FileScore, NabFile, detect_corpus, score_file
 from anomaly.thresholds import ShiftTarget, ThresholdParams
 
 RUNS = (6, 12, 24)
@@ -74,16 +77,30 @@ def report_grid(
     the cross-validated scores, each setting's totals and the windows it finds or loses against ``off``."""
     started = time.perf_counter()
     files = load_checked_corpus(parser, args)
-    samples = sum(len(f.series.values) for f in files)
-    table: dict[str, dict[str, FileScore]] = {}
-    found: dict[str, dict[str, dict[int, bool]]] = {}
+    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]] = {}
     seconds: dict[str, float] = {}
     for label, params in settings_grid.items():
         tick = time.perf_counter()
-        alerts = detect_corpus(files, params)
+        alerts[label] = detect_corpus(files, params)
         seconds[label] = time.perf_counter() - tick
-        table[label] = {f.name: score_file(f, alerts[f.name], PROFILES["standard"]) for f in files}
-        found[label] = {f.name: found_windows(f, alerts[f.name]) for f in files}
+    print_report(files, alerts, seconds, bench, started)
+
+
+def print_report(
+    files: list[NabFile],
+    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]],
+    seconds: dict[str, float],
+    bench: str,
+    started: float,
+) -> None:
+    """The report of a grid whose alerts (per setting, then file; ``off``: the default) and seconds per
+    setting are known: one JSON line."""
+    samples = sum(len(f.series.values) for f in files)
+    table: dict[str, dict[str, FileScore]] = {}
+    found: dict[str, dict[str, dict[int, bool]]] = {}
+    for label, per_file in alerts.items():
+        table[label] = {f.name: score_file(f, per_file[f.name], PROFILES["standard"]) for f in files}
+        found[label] = {f.name: found_windows(f, per_file[f.name]) for f in files}
     report, settings = grid_report(table, seconds, samples)
 
     def changed(label: str, now: bool) -> list[str]:
