@@ -6,6 +6,12 @@ samples inside the window and extrapolated only a little past them: for the firs
 low, ramping up to the true rate. Scored, that ramp raised a false alert on every series of a rate query
 after each such gap (a wiped Prometheus: one per series). Those points are blanked (NaN: neither scored
 nor learned) until the window has filled. A bare selector has no range and is left as it is.
+
+A guarded query (``rate(x[5m]) and x``, ``gpuwarden.range_guard``) has no point while its target misses a
+scrape (Prometheus marks the series stale until the next good one), while its window still holds the
+samples before: one missing point is taken as that, not as a new run, or each failed scrape that fell on a
+step would blank the series for the range. Two or more are a gap as for any query (a Prometheus wiped
+and back: its window is empty).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ _UNIT = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))  # "ms" before "m"
 _RANGE = re.compile(rf"\[\s*((?:\d+(?:{_UNIT}))+)\s*(?::[^\]]*)?\]")
 _PART = re.compile(rf"(\d+)({_UNIT})")
 _GAP_STEPS = 1.5  # a step with no point in the answer: the series was absent for a whole range
+_GUARDED_GAP_STEPS = 2.5  # guarded: two steps with no point (one is a missed scrape)
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -41,17 +48,19 @@ class RangeEdges:
         self.forget_after = forget_after
         self._runs: dict[str, dict[SeriesKey, tuple[float, float]]] = {}  # (run start, last point)
 
-    def mask(self, frame: Frame, window: float, step: float) -> Frame:
+    def mask(self, frame: Frame, window: float, step: float, *, guarded: bool = False) -> Frame:
         """``frame`` (points ``step`` apart) with those less than ``window`` plus a step into a series' run
         set to NaN.
 
-        At a query's first read a series present from the first step is taken as running before it."""
+        At a query's first read a series present from the first step is taken as running before it.
+        ``guarded``: one step with no point does not end a run (see the module's docstring)."""
         ts = frame.timestamps
         if window <= 0 or ts.size == 0:
             return frame
         first_read = frame.query not in self._runs
         runs = self._runs.setdefault(frame.query, {})
         values = frame.values.copy()
+        gap = (_GUARDED_GAP_STEPS if guarded else _GAP_STEPS) * step
         for row, labels in enumerate(frame.labels):
             key = tuple(sorted(labels.items()))
             start, last = runs.get(
@@ -59,7 +68,7 @@ class RangeEdges:
             )
             for col in np.flatnonzero(np.isfinite(values[row])).tolist():
                 t = float(ts[col])
-                if not t - last <= _GAP_STEPS * step:  # a new series, or one back after a gap (NaN: new)
+                if not t - last <= gap:  # a new series, or one back after a gap (NaN: new)
                     start = t
                 if t - start < window + step:
                     values[row, col] = math.nan

@@ -6,6 +6,7 @@ largest section, and the one the anomaly stage reads.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import warnings
@@ -15,6 +16,7 @@ from pydantic import AllowInfNan, Field, field_validator
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
+from gpuwarden.range_guard import has_range_function, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
@@ -78,6 +80,19 @@ class AnomalyQueryConfig(Section):
             "[low, high]: the values the query can take (vmanomaly's data_range): bands and yhat are clipped"
             " to it and a value outside it scores anomaly.score_outside_data_range; `inf`/`-inf` for no"
             " bound; unset: unbounded. For a `kind: counter` query it bounds the per-second rate scored"
+        ),
+    )
+
+    guard: bool | None = Field(
+        None,
+        description=(
+            "keep a point only while the range function's series has a current sample (`rate(x[5m]) and x`),"
+            " so a target that goes away (a pod deleted) ends its series at once instead of ramping it down"
+            " over the range, which the adaptive detector took for a drop. Unset: on for fn(selector[range])"
+            " alone or under avg/min/max (by/without); off for sum and count, whose members' ramps are their"
+            " share of the total, and for any other expression (it is sent as written). true: also under sum"
+            " or count (when each of their series is one target's: sum by (pod)); false: expr is sent as"
+            " written"
         ),
     )
 
@@ -305,6 +320,15 @@ class AnomalyConfig(Section):
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
+    def adaptive_scores(self, query: AnomalyQueryConfig | str) -> bool:
+        """Whether the adaptive detector scores a query: its own ``adaptive``, else whether its name matches
+        ``adaptive_metrics``."""
+        name = query if isinstance(query, str) else query.name
+        chosen = next((q.adaptive for q in self.queries if q.name == name), None)
+        if chosen is not None:
+            return chosen
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.adaptive_metrics)
+
     @property
     def read_deadline_seconds(self) -> float:
         """The most one source read waits for all its queries (read concurrently): a query timeout, and
@@ -428,4 +452,55 @@ def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
             problems.append(ConfigError(problem, field=where))
         elif problem is not None:
             problems.append(ConfigError(f"query {query.name!r}: {problem} in {query.expr!r}", field=where))
+        elif query.guard and range_shape(query.expr) is None:
+            problems.append(
+                ConfigError(_GUARD_UNREAD.format(name=query.name), field=f"anomaly.queries[{k}].guard")
+            )
     return problems
+
+
+_GUARD_UNREAD = (
+    "true, but the expr of query {name!r} is not one gpuwarden can guard: one of rate, irate, increase,"
+    " delta, idelta, deriv, changes, resets or *_over_time over one selector with a plain range"
+    ' (`rate(x{{job="api"}}[5m])`), alone or under one sum/count/avg/min/max with by/without; write the'
+    " guard into expr yourself, next to the range function (`rate(x[5m]) / rate(y[5m]) and x`,"
+    " `sum by (pod) (rate(x[5m]) and x)`), and set guard: false (expr is then sent as written)"
+)
+
+
+def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
+    """Warnings, one per query that the adaptive detector scores in the down direction (``down``/``both``)
+    whose range function is not guarded against its target going away: when a pod is deleted its rate
+    ramps down over the range, a drop the detector alerts on. A query that sets ``guard`` says it knows."""
+    if "adaptive" not in cfg.detectors:
+        return []
+    warnings = []
+    for k, query in enumerate(cfg.queries):
+        direction = query.direction or cfg.thresholds.direction
+        if query.guard is not None or direction == "up" or not cfg.adaptive_scores(query):
+            continue
+        if not has_range_function(query.expr):
+            continue
+        shape = range_shape(query.expr)
+        if shape is not None and (shape.self_guarded or shape.written_guard or not shape.grouped):
+            continue  # guarded, or one total (sum, count) that a member's ramp keeps true
+        if shape is not None:
+            fix = (
+                f"set guard: true if each of its series is one target's ({shape.aggregation} by (pod)), or"
+                " guard: false if its groups span targets (a target's ramp is then its share of the group)"
+            )
+        else:
+            fix = (
+                "write the guard into expr next to the range function (`rate(x[5m]) * 8 and x`; see"
+                " README, Known gaps) and set guard: false, or only set guard: false if it cannot fall so"
+                " (a ratio of two rates of the same targets ramps alike on both sides)"
+            )
+        warnings.append(
+            ConfigError(
+                f"query {query.name!r}: when its target goes away (a pod deleted) its range function keeps"
+                f" answering for up to the range, ramping down, and the adaptive detector ({direction}) can"
+                f" alert on that as a drop; {fix}",
+                field=f"anomaly.queries[{k}].expr",
+            )
+        )
+    return warnings
