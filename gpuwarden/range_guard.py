@@ -91,8 +91,8 @@ class _Reader:
             pos = match.end()
         self.at = 0
 
-    def peek(self, offset: int = 0) -> tuple[str, str]:
-        k = self.at + offset
+    def peek(self) -> tuple[str, str]:
+        k = self.at
         return (self.tokens[k][0], self.tokens[k][1]) if k < len(self.tokens) else ("end", "")
 
     def take(self, kind: str, text: str | None = None) -> str:
