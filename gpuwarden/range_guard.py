@@ -1,4 +1,5 @@
-"""The guard of a range query against its target going away: ``rate(x[5m]) and x``.
+"""The guard of a range query against its target going away: ``rate(x[5m]) and x``, and the check that
+warns of a down-direction query left without one.
 
 ``rate(x[5m])`` keeps answering for up to the range after its target's last scrape, ramping down to near 0
 as the window empties, which a detector can take for a fall in traffic (a pod deleted in a rollout).
@@ -16,8 +17,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from gpuwarden.durations import UNIT_SECONDS
+from gpuwarden.errors import ConfigError
+
+if TYPE_CHECKING:
+    from gpuwarden.config_anomaly import AnomalyConfig
 
 # Range functions of one argument whose answer outlives the series by up to the range: the rate family and
 # the counting ones ramp down as the window empties; the others keep repeating the series' last values.
@@ -189,3 +195,50 @@ def range_shape(expr: str) -> RangeShape | None:
 def has_range_function(expr: str) -> bool:
     """Whether ``expr`` calls a range function of ``RANGE_FUNCTIONS`` (a cheap textual look)."""
     return RAMPING_CALL.search(expr) is not None
+
+
+GUARD_UNREAD = (  # the error of ``guard: true`` on an expression not read here
+    "true, but the expr of query {name!r} is not one gpuwarden can guard: one of rate, irate, increase,"
+    " delta, idelta, deriv, changes, resets or *_over_time over one selector with a plain range"
+    ' (`rate(x{{job="api"}}[5m])`), alone or under one sum/count/avg/min/max with by/without; write the'
+    " guard into expr yourself, next to the range function (`rate(x[5m]) / rate(y[5m]) and x`,"
+    " `sum by (pod) (rate(x[5m]) and x)`), and set guard: false (expr is then sent as written)"
+)
+
+
+def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
+    """Warnings, one per query that the adaptive detector scores in the down direction (``down``/``both``)
+    whose range function is not guarded against its target going away: when a pod is deleted its rate
+    ramps down over the range, a drop the detector alerts on. A query that sets ``guard`` says it knows."""
+    if "adaptive" not in cfg.detectors:
+        return []
+    warnings = []
+    for k, query in enumerate(cfg.queries):
+        direction = query.direction or cfg.thresholds.direction
+        if query.guard is not None or direction == "up" or not cfg.adaptive_scores(query):
+            continue
+        if not has_range_function(query.expr):
+            continue
+        shape = range_shape(query.expr)
+        if shape is not None and (shape.self_guarded or shape.written_guard or not shape.grouped):
+            continue  # guarded, or one total (sum, count) that a member's ramp keeps true
+        if shape is not None:
+            fix = (
+                f"set guard: true if each of its series is one target's ({shape.aggregation} by (pod)), or"
+                " guard: false if its groups span targets (a target's ramp is then its share of the group)"
+            )
+        else:
+            fix = (
+                "write the guard into expr next to the range function (`rate(x[5m]) * 8 and x`; see"
+                " README, Known gaps) and set guard: false, or only set guard: false if it cannot fall so"
+                " (a ratio of two rates of the same targets ramps alike on both sides)"
+            )
+        warnings.append(
+            ConfigError(
+                f"query {query.name!r}: when its target goes away (a pod deleted) its range function keeps"
+                f" answering for up to the range, ramping down, and the adaptive detector ({direction}) can"
+                f" alert on that as a drop; {fix}",
+                field=f"anomaly.queries[{k}].expr",
+            )
+        )
+    return warnings

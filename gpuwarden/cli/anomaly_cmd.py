@@ -276,7 +276,8 @@ def _run_config(config: Path | None) -> AnomalyConfig:
         check_detectors,
     )
     from gpuwarden.config import load_config  # noqa: PLC0415
-    from gpuwarden.config_anomaly import AnomalyConfig, check_range_guards  # noqa: PLC0415
+    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     try:
         loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None

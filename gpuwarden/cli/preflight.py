@@ -37,7 +37,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
-    from gpuwarden.config_anomaly import check_range_guards  # noqa: PLC0415
+    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)

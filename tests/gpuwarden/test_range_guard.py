@@ -3,9 +3,9 @@ from pathlib import Path
 import pytest
 
 from gpuwarden.config import load_config
-from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig, check_range_guards
+from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 from gpuwarden.errors import ConfigError
-from gpuwarden.range_guard import range_shape
+from gpuwarden.range_guard import check_range_guards, range_shape
 
 
 @pytest.mark.parametrize(
