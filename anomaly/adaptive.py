@@ -33,8 +33,7 @@ class AdaptiveDetector:
         # Only the curated set: a configured query is not scored for being configured. The example reads
         # temperatures, up flags, XID and ECC counters for other detectors; adaptive bands on them alerted
         # on a GPU cooling down after its reset.
-        self._patterns = list(cfg.adaptive_metrics)
-        self._chosen = {q.name: q.adaptive for q in cfg.queries if q.adaptive is not None}
+        self._cfg = cfg
         self._scored: dict[str, bool] = {}
         self._floors = dict(cfg.min_deviation_by_metric)
         self._params: dict[str, ThresholdParams] = {}
@@ -44,11 +43,7 @@ class AdaptiveDetector:
         ``adaptive_metrics``."""
         known = self._scored.get(query)
         if known is None:
-            chosen = self._chosen.get(query)
-            known = (
-                chosen if chosen is not None else any(fnmatch.fnmatchcase(query, p) for p in self._patterns)
-            )
-            self._scored[query] = known
+            known = self._scored[query] = self._cfg.adaptive_scores(query)
         return known
 
     def params_for(self, query: str) -> ThresholdParams:

@@ -29,6 +29,7 @@ from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
+from gpuwarden.range_guard import range_shape
 from gpuwarden.redaction import hidden_password
 
 logger = logging.getLogger(__name__)
@@ -68,18 +69,33 @@ def inferred_kind(expr: str) -> SeriesKind:
 class PromQuery:
     """A named PromQL expression; the name becomes the ``for`` label of written-back scores.
 
-    ``kind`` None: inferred from the expression (``inferred_kind``).
+    ``kind`` None: inferred from the expression (``inferred_kind``). ``guard``: the query's ``guard``
+    setting (``gpuwarden.range_guard``); None: guarded when its shape is guarded unasked.
     """
 
     name: str
     expr: str
     step_seconds: float = 30.0
     kind: SeriesKind | None = None
+    guard: bool | None = None
 
     @property
     def series_kind(self) -> SeriesKind:
         """The declared kind, or the one inferred from the expression."""
         return self.kind or inferred_kind(self.expr)
+
+    @property
+    def sent(self) -> tuple[str, bool]:
+        """The expression sent to Prometheus, and whether it is guarded against its target going away
+        (``rate(x[5m]) and x``: its series end at the target's first failed scrape)."""
+        shape = range_shape(self.expr) if self.guard is not False else None
+        if shape is None:
+            return self.expr, False
+        if shape.written_guard:
+            return self.expr, True
+        if self.guard or shape.self_guarded:
+            return shape.guarded(self.expr), True
+        return self.expr, False
 
 
 class PromQLSource:
@@ -188,7 +204,10 @@ class PromQLSource:
                     empty.append(query.name)
                 health.succeeded(self._clock.time(), len(frame.labels))
                 self._read_until[query.name] = end
-                frames.append(self._edges.mask(frame, self._ranges[query.name], query.step_seconds))
+                _, guarded = query.sent
+                frames.append(
+                    self._edges.mask(frame, self._ranges[query.name], query.step_seconds, guarded=guarded)
+                )
         if errors and not answered:
             self._health.failed(self._outage(failed))
         else:
@@ -286,7 +305,7 @@ class PromQLSource:
         for part_first in range(first, last + 1, MAX_POINTS * step):
             part_last = min(last, part_first + (MAX_POINTS - 1) * step)
             params = {
-                "query": query.expr,
+                "query": query.sent[0],
                 "start": _seconds(part_first),
                 "end": _seconds(part_last),
                 "step": _seconds(step),
@@ -298,7 +317,7 @@ class PromQLSource:
 
     def query_instant(self, query: PromQuery, at: float) -> Frame:
         """One ``/api/v1/query`` call at ``at``; raises ``SourceError``."""
-        data = self._get(query, "/api/v1/query", {"query": query.expr, "time": f"{at:.3f}"})
+        data = self._get(query, "/api/v1/query", {"query": query.sent[0], "time": f"{at:.3f}"})
         if data.get("resultType") != "vector":
             raise SourceError(
                 f"query {query.name}: expected a vector, got {data.get('resultType')!r}", source=self.name

@@ -6,6 +6,13 @@ samples inside the window and extrapolated only a little past them: for the firs
 low, ramping up to the true rate. Scored, that ramp raised a false alert on every series of a rate query
 after each such gap (a wiped Prometheus: one per series). Those points are blanked (NaN: neither scored
 nor learned) until the window has filled. A bare selector has no range and is left as it is.
+
+A guarded query (``rate(x[5m]) and x``, ``gpuwarden.range_guard``) has no point while its target misses a
+scrape (Prometheus marks the series stale until the next good one), while its window still holds the
+samples before: one missing point of a series, at a step where the query answered other series, is taken
+as that, not as a new run, or each failed scrape that fell on a step would blank the series for the range.
+Two or more missing points, or one at a step where the whole answer was empty (a Prometheus restarted,
+perhaps on an empty store, whose window then ramps up), are a gap as for any query.
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ _UNIT = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))  # "ms" before "m"
 _RANGE = re.compile(rf"\[\s*((?:\d+(?:{_UNIT}))+)\s*(?::[^\]]*)?\]")
 _PART = re.compile(rf"(\d+)({_UNIT})")
 _GAP_STEPS = 1.5  # a step with no point in the answer: the series was absent for a whole range
+_GUARDED_GAP_STEPS = 2.5  # guarded: two steps with no point (one is a missed scrape)
 
 SeriesKey = tuple[tuple[str, str], ...]
 
@@ -40,18 +48,23 @@ class RangeEdges:
     def __init__(self, forget_after: float) -> None:
         self.forget_after = forget_after
         self._runs: dict[str, dict[SeriesKey, tuple[float, float]]] = {}  # (run start, last point)
+        self._answered: dict[str, set[float]] = {}  # per query, recent steps with a point of any series
 
-    def mask(self, frame: Frame, window: float, step: float) -> Frame:
+    def mask(self, frame: Frame, window: float, step: float, *, guarded: bool = False) -> Frame:
         """``frame`` (points ``step`` apart) with those less than ``window`` plus a step into a series' run
         set to NaN.
 
-        At a query's first read a series present from the first step is taken as running before it."""
+        At a query's first read a series present from the first step is taken as running before it.
+        ``guarded``: one step with no point, where other series had one, does not end a run (see the
+        module's docstring)."""
         ts = frame.timestamps
         if window <= 0 or ts.size == 0:
             return frame
         first_read = frame.query not in self._runs
         runs = self._runs.setdefault(frame.query, {})
         values = frame.values.copy()
+        answered = self._answered.setdefault(frame.query, set())
+        answered.update(ts[np.isfinite(values).any(axis=0)].tolist())
         for row, labels in enumerate(frame.labels):
             key = tuple(sorted(labels.items()))
             start, last = runs.get(
@@ -59,7 +72,11 @@ class RangeEdges:
             )
             for col in np.flatnonzero(np.isfinite(values[row])).tolist():
                 t = float(ts[col])
-                if not t - last <= _GAP_STEPS * step:  # a new series, or one back after a gap (NaN: new)
+                if not t - last <= _GAP_STEPS * step and not (
+                    guarded
+                    and t - last <= _GUARDED_GAP_STEPS * step
+                    and any(abs(a - last - step) < step / 2 for a in answered)
+                ):  # a new series, or one back after a gap (NaN: new), not a guarded one's missed scrape
                     start = t
                 if t - start < window + step:
                     values[row, col] = math.nan
@@ -69,4 +86,6 @@ class RangeEdges:
         horizon = float(ts[-1]) - self.forget_after
         for key in [k for k, (_, last) in runs.items() if last < horizon]:
             del runs[key]
+        recent = float(ts[-1]) - _GUARDED_GAP_STEPS * step
+        answered.difference_update([a for a in answered if a < recent])
         return Frame(frame.query, frame.labels, ts, values, frame.kind)

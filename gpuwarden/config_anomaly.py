@@ -6,6 +6,7 @@ largest section, and the one the anomaly stage reads.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import re
 import warnings
@@ -15,6 +16,7 @@ from pydantic import AllowInfNan, Field, field_validator
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
+from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
 
@@ -78,6 +80,19 @@ class AnomalyQueryConfig(Section):
             "[low, high]: the values the query can take (vmanomaly's data_range): bands and yhat are clipped"
             " to it and a value outside it scores anomaly.score_outside_data_range; `inf`/`-inf` for no"
             " bound; unset: unbounded. For a `kind: counter` query it bounds the per-second rate scored"
+        ),
+    )
+
+    guard: bool | None = Field(
+        None,
+        description=(
+            "keep a point only while the range function's series has a current sample (`rate(x[5m]) and x`),"
+            " so a target that goes away (a pod deleted) ends its series at once instead of ramping it down"
+            " over the range, which the adaptive detector took for a drop. Unset: on for fn(selector[range])"
+            " alone or under avg/min/max (by/without); off for sum and count, whose members' ramps are their"
+            " share of the total, and for any other expression (it is sent as written). true: also under sum"
+            " or count (when each of their series is one target's: sum by (pod)); false: expr is sent as"
+            " written"
         ),
     )
 
@@ -305,6 +320,15 @@ class AnomalyConfig(Section):
     multivariate_trees: int = Field(100, ge=10, le=10_000)
     multivariate_history: int = Field(4096, ge=64, le=1_000_000)
 
+    def adaptive_scores(self, query: AnomalyQueryConfig | str) -> bool:
+        """Whether the adaptive detector scores a query: its own ``adaptive``, else whether its name matches
+        ``adaptive_metrics``."""
+        name = query if isinstance(query, str) else query.name
+        chosen = next((q.adaptive for q in self.queries if q.name == name), None)
+        if chosen is not None:
+            return chosen
+        return any(fnmatch.fnmatchcase(name, pattern) for pattern in self.adaptive_metrics)
+
     @property
     def read_deadline_seconds(self) -> float:
         """The most one source read waits for all its queries (read concurrently): a query timeout, and
@@ -428,4 +452,8 @@ def check_anomaly_queries(cfg: AnomalyConfig) -> list[ConfigError]:
             problems.append(ConfigError(problem, field=where))
         elif problem is not None:
             problems.append(ConfigError(f"query {query.name!r}: {problem} in {query.expr!r}", field=where))
+        elif query.guard and range_shape(query.expr) is None:
+            problems.append(
+                ConfigError(GUARD_UNREAD.format(name=query.name), field=f"anomaly.queries[{k}].guard")
+            )
     return problems

@@ -222,7 +222,7 @@ def run(
     _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
-    queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind) for q in cfg.queries]
+    queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind, q.guard) for q in cfg.queries]
     source = PromQLSource(
         cfg.prometheus_url,
         queries,
@@ -277,6 +277,7 @@ def _run_config(config: Path | None) -> AnomalyConfig:
     )
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
+    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     try:
         loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
@@ -301,7 +302,7 @@ def _run_config(config: Path | None) -> AnomalyConfig:
             " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
         )
         raise typer.Exit(1)
-    for warning in check_detector_queries(cfg):  # config validate says the same
+    for warning in [*check_detector_queries(cfg), *check_range_guards(cfg)]:  # config validate says the same
         err_console.print(
             f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
         )

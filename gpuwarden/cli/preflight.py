@@ -37,12 +37,14 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
+    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
     check(lambda: check_detectors(cfg.anomaly))
     warnings.extend(check_detector_queries(cfg.anomaly))  # anomaly run reads them, whatever source says
+    warnings.extend(check_range_guards(cfg.anomaly))
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
         ("exporter.listen_address", cfg.exporter.listen_address),

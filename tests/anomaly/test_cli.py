@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from anomaly import univariate
 from gpuwarden.cli import anomaly_cmd, app
 from gpuwarden.cli.consoles import CliConsole
+from tests.anomaly.fakes import FakePrometheus
 from tests.http_stub import LocalServer, QuietHandler
 
 runner = CliRunner()
@@ -455,6 +456,34 @@ def test_run_warns_at_start_of_each_detector_that_lacks_queries_it_reads(tmp_pat
         " DCGM_FI_DEV_ECC_DBE_VOL_TOTAL," in signatures
     )
     assert "DCGM_FI_PROF_SM_ACTIVE, which" in signatures
+
+
+def test_run_sends_range_queries_guarded_as_configured_and_warns_of_one_it_cannot_guard(tmp_path):
+    prometheus = FakePrometheus()
+    try:
+        cfg = tmp_path / "c.yaml"
+        cfg.write_text(
+            f"anomaly:\n  prometheus_url: {prometheus.url}\n  detectors: [adaptive]\n  queries:\n"
+            "    - {name: bare, expr: 'rate(x[5m])', adaptive: true}\n"
+            "    - {name: per_pod, expr: 'sum by (pod) (rate(y[5m]))', adaptive: true, guard: true}\n"
+            "    - {name: total, expr: 'sum(rate(y[5m]))', adaptive: true}\n"
+            "    - {name: scaled, expr: 'rate(z[5m]) * 8', adaptive: true}\n"
+        )
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+        sent = {r["query"] for r in prometheus.requests}
+    finally:
+        prometheus.close()
+    assert sent >= {
+        "rate(x[5m]) and x",
+        "sum by (pod) (rate(y[5m]) and y)",
+        "sum(rate(y[5m]))",
+        "rate(z[5m]) * 8",
+    }
+    warned = [" ".join(w.split()) for w in " ".join(result.stderr.split("\n")).split("warning:")[1:]]
+    assert len(warned) == 1, warned
+    assert warned[0].startswith(
+        f"{cfg}:8: anomaly.queries[3].expr: query 'scaled': when its target goes away"
+    )
 
 
 @pytest.mark.parametrize(

@@ -3,6 +3,7 @@ from __future__ import annotations
 import http.server
 import math
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.config_anomaly import AnomalyConfig, AnomalyQueryConfig
 from gpuwarden.model import AlertStatus
 from tests.anomaly.fakes import FakePrometheus
+from tests.http_stub import LocalServer, QuietHandler
 from tests.integration.servers import free_port, require_binary, running
 
 pytestmark = pytest.mark.integration
@@ -28,10 +30,52 @@ def fake_prometheus(request):
     return fake
 
 
+class CounterTarget(LocalServer):
+    """A target serving ``ramp_requests_total{pod=...}`` that counts ``per_second`` in real time; a test
+    changes its rate or stops it (its scrapes then fail, as a deleted pod's)."""
+
+    def __init__(self, pod: str, per_second: float = 10.0) -> None:
+        self.pod, self.per_second, self.since, self.base = pod, per_second, time.time(), 0.0
+        self.stopped = False
+        target = self
+
+        class Handler(QuietHandler):
+            def do_GET(self) -> None:
+                body = f'ramp_requests_total{{pod="{target.pod}"}} {target.value():.4f}\n'.encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        super().__init__(Handler)
+        self.address = self.url.removeprefix("http://")
+
+    def value(self) -> float:
+        return self.base + self.per_second * (time.time() - self.since)
+
+    def set_rate(self, per_second: float) -> None:
+        self.base, self.since, self.per_second = self.value(), time.time(), per_second
+
+    def stop(self) -> None:
+        if not self.stopped:
+            self.stopped = True
+            self.close()
+
+
 @pytest.fixture(scope="module")
-def prometheus(tmp_path_factory):
-    """A real Prometheus scraping a prometheus_client server that the test controls, every second; yields
-    its URL and GPU 0's DBE counter (dcgm-exporter's name, which carries _TOTAL)."""
+def counters():
+    """Two counter targets, pods a and b, at 10/s each, scraped by ``prometheus`` every 250 ms."""
+    targets = [CounterTarget("a"), CounterTarget("b")]
+    yield targets
+    for target in targets:
+        target.stop()
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory, counters):
+    """A real Prometheus scraping a prometheus_client server that the test controls, every second (and the
+    ``counters``, every 250 ms); yields its URL and GPU 0's DBE counter (dcgm-exporter's name, which
+    carries _TOTAL)."""
     tmp = tmp_path_factory.mktemp("prom")
     registry = CollectorRegistry()
     gauge = Gauge("test_gpu_temp", "temperature", ["UUID"], registry=registry)
@@ -45,6 +89,8 @@ def prometheus(tmp_path_factory):
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n"
         f"  - job_name: gpu\n    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]\n"
+        "  - job_name: ramp\n    scrape_interval: 250ms\n    scrape_timeout: 200ms\n"
+        f"    static_configs: [{{targets: [{', '.join(repr(c.address) for c in counters)}]}}]\n"
     )
     argv = [
         require_binary("prometheus"),
@@ -387,15 +433,26 @@ def _requests_rate(wiped_at: float, back_at: float, drop_at: float = math.inf):
     return at
 
 
-@pytest.mark.parametrize("expr", ["rate(requests_total[5m])", "sum by (gpu) (rate(requests_total[5m:30s]))"])
+@pytest.mark.parametrize(
+    ("expr", "down"),
+    [
+        ("rate(requests_total[5m])", 60),
+        ("rate(requests_total[5m])", 15),  # guarded, the answer misses one step only: no missed scrape
+        ("sum by (gpu) (rate(requests_total[5m:30s]))", 60),
+    ],
+    ids=["rate", "rate-quick-wipe", "subquery"],
+)
 def test_a_rate_query_ramping_up_after_a_prometheus_wipe_raises_nothing_but_a_real_drop_still_fires(
-    fake_prometheus, expr
+    fake_prometheus, expr, down
 ):
     clock = FakeClock()
     start = clock.time()
-    wiped, back = start + 3600, start + 3660
-    fake_prometheus.answers[expr] = _requests_rate(wiped, back, drop_at=back + 1800)
-    source = PromQLSource(fake_prometheus.url, [PromQuery("requests_rate", expr)], clock, timeout_seconds=2.0)
+    wiped, back = start + 3600, start + 3600 + down
+    query = PromQuery("requests_rate", expr)
+    # The bare rate is sent guarded (`and requests_total`): the raw series is missing from the wiped store
+    # just as the rate is, so Prometheus answers the guarded query as the fake answers.
+    fake_prometheus.answers[query.sent[0]] = _requests_rate(wiped, back, drop_at=back + 1800)
+    source = PromQLSource(fake_prometheus.url, [query], clock, timeout_seconds=2.0)
     cfg = AnomalyConfig(detectors=["adaptive"], adaptive_metrics=["*"])
     service = AnomalyService(cfg, [source], clock)
     raised = []
@@ -407,3 +464,80 @@ def test_a_rate_query_ramping_up_after_a_prometheus_wipe_raises_nothing_but_a_re
         clock.advance(30)
         raised += service.infer().raised
     assert [a.labels["for"] for a in raised] == ["requests_rate"]
+
+
+def test_a_rate_whose_target_went_away_raises_nothing_while_a_real_drop_still_fires(
+    prometheus, counters, request
+):
+    """Pod a is deleted (its scrapes fail) while pod b's traffic falls from 10/s to 1/s, still scraped; on
+    a real Prometheus ``rate()`` of a kept answering for its range, ramping down to near 0."""
+    url, _ = prometheus
+    a, b = counters
+    clock = SystemClock()
+    reader = PromQLSource(url, [], clock)
+    request.addfinalizer(reader.close)
+    history = PromQuery("history", "count_over_time(ramp_requests_total[5s]) >= 18")  # 4.5 s scraped
+    while len(reader.query_instant(history, clock.time()).labels) < 2:
+        clock.sleep(0.25)
+    stopped = clock.time()
+    a.stop()
+    b.set_rate(1.0)
+    # a's unguarded ramp is over (rate() answers no more), b's window holds only its new rate.
+    ramping = 'rate(ramp_requests_total{pod="a"}[2s]) or rate(ramp_requests_total{pod="b"}[2s]) > 1.2'
+    while reader.query_instant(PromQuery("ramping", ramping), clock.time()).labels:
+        clock.sleep(0.25)
+    end = clock.time()
+    expr = "rate(ramp_requests_total[2s])"
+    fake = FakeClock(stopped - 2.5)
+    cfg = AnomalyConfig(
+        source="prometheus",
+        prometheus_url=url,
+        detectors=["adaptive"],
+        infer_every_seconds=0.25,
+        pending_ticks=2,
+        forget_after_seconds=1.0,
+        thresholds={"warmup": 4},
+        queries=[
+            AnomalyQueryConfig(
+                name="requests",
+                expr=expr,
+                step_seconds=0.25,
+                direction="down",
+                min_deviation=1.0,
+                adaptive=True,
+            )
+        ],
+    )
+    query = PromQuery("requests", expr, step_seconds=0.25)
+    source = PromQLSource(url, [query], fake)
+    request.addfinalizer(source.close)
+    service = AnomalyService(cfg, [source], fake)
+    raised = []
+    while fake.time() < end:
+        fake.advance(0.25)
+        raised += service.infer().raised
+    assert [alert.labels["pod"] for alert in raised] == ["b"]  # the drop, not the pod deleted
+    assert {lab["pod"] for lab in service.last_view.latest["requests"].labels} == {"b"}
+    assert len(service.index) == 1  # a's series forgotten as before: no alert that it went away
+
+
+@pytest.mark.parametrize(
+    ("expr", "guard", "sent"),
+    [
+        ("rate(x[5m])", None, "rate(x[5m]) and x"),
+        ("rate(x[5m])", False, "rate(x[5m])"),
+        ("max by (pod) (rate(x[5m]))", None, "max by (pod) (rate(x[5m]) and x)"),
+        ("sum by (pod) (rate(x[5m]))", None, "sum by (pod) (rate(x[5m]))"),
+        ("sum by (pod) (rate(x[5m]))", True, "sum by (pod) (rate(x[5m]) and x)"),
+        ("rate(x[5m]) and x", None, "rate(x[5m]) and x"),
+        ("rate(x[5m]) * 8", None, "rate(x[5m]) * 8"),
+    ],
+    ids=["bare", "bare-declined", "max-by", "sum-by", "sum-by-asked", "written", "arithmetic"],
+)
+def test_a_range_query_is_sent_guarded_where_its_shape_and_guard_say(fake_prometheus, expr, guard, sent):
+    clock = FakeClock()
+    source = PromQLSource(
+        fake_prometheus.url, [PromQuery("q", expr, guard=guard)], clock, timeout_seconds=2.0
+    )
+    source.read(clock.time() - 30, clock.time())
+    assert [r["query"] for r in fake_prometheus.requests] == [sent]

@@ -1,0 +1,53 @@
+import math
+
+import numpy as np
+import pytest
+
+from anomaly.rangeedges import RangeEdges
+from anomaly.sources import Frame
+
+STEP = 30.0
+WINDOW = 300.0
+
+
+def blanked(missing: list[int], *, guarded: bool, others: bool = True) -> list[int]:
+    """Steps of pod a that come back unscored from a 40-step read, beside the steps it has no point at; pod
+    b (another target) has a point at every step when ``others``, else at the same steps as a."""
+    ts = 1_767_225_600.0 + STEP * np.arange(40)
+    values = np.ones((2, ts.size))
+    values[0, missing] = math.nan
+    if not others:
+        values[1, missing] = math.nan
+    frame = Frame("requests", [{"pod": "a"}, {"pod": "b"}], ts, values)
+    out = RangeEdges(forget_after=3600).mask(frame, WINDOW, STEP, guarded=guarded)
+    return [k for k in range(40) if k not in missing and not np.isfinite(out.values[0, k])]
+
+
+NEW_RUN = list(range(21, 32))  # the range plus a step after the point that came back
+
+
+@pytest.mark.parametrize(("guarded", "expected"), [(True, []), (False, NEW_RUN)], ids=["guarded", "bare"])
+def test_one_missing_point_of_a_guarded_query_is_a_missed_scrape_not_a_new_run(guarded, expected):
+    # Guarded (`rate(x[5m]) and x`), a failed scrape leaves a step with no point while the window still
+    # holds the samples before it; unguarded, a missing point means the series was absent for the range.
+    assert blanked([20], guarded=guarded) == expected
+
+
+def test_two_missing_points_of_a_guarded_query_start_a_new_run_as_for_any_query():
+    assert blanked([20, 21], guarded=True) == list(range(22, 33))
+
+
+def test_a_step_the_whole_answer_missed_starts_a_new_run_of_a_guarded_query():
+    # Nothing answered at that step: a Prometheus restarted, perhaps on an empty store whose windows ramp up.
+    assert blanked([20], guarded=True, others=False) == NEW_RUN
+
+
+def test_a_missed_scrape_at_the_last_step_of_one_read_is_known_at_the_next():
+    edges = RangeEdges(forget_after=3600)
+    labels = [{"pod": "a"}, {"pod": "b"}]
+    kept = []
+    for k in range(30):  # one step per read, as the service ticks
+        value = np.array([[math.nan if k == 20 else 1.0], [1.0]])
+        out = edges.mask(Frame("requests", labels, np.array([STEP * k]), value), WINDOW, STEP, guarded=True)
+        kept.append(bool(np.isfinite(out.values[0, 0])))
+    assert [k for k in range(30) if not kept[k]] == [20]
