@@ -156,8 +156,14 @@ def evaluate_nab(
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
     ] = False,
     config: ConfigOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar on stderr (there is none unless a terminal)."),
+    ] = False,
 ) -> None:
-    """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall."""
+    """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall.
+
+    At a terminal, stderr shows a progress bar while it reads and scores the corpus (tens of seconds)."""
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
@@ -165,10 +171,16 @@ def evaluate_nab(
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
-        files = nab.load_corpus(data, windows)
-        if tune_only:
-            files = nab.tuning_files(files)
-        report = nab.evaluate(files, ThresholdParams.from_config(cfg), cfg.resolve_after)
+        with StepProgress(err_console, quiet=quiet) as progress:
+            progress.phase(f"reading {data.name}")
+            files = nab.load_corpus(data, windows)
+            if tune_only:
+                files = nab.tuning_files(files)
+            progress.phase(
+                f"scoring {len(files)} files", total=max((len(f.series.values) for f in files), default=0)
+            )
+            params = ThresholdParams.from_config(cfg)
+            report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)
     except (InputError, ConfigError) as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(1) from exc

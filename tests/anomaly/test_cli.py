@@ -217,6 +217,24 @@ def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
     assert report["files"]["c/x.csv"]["detected"] == 1
 
 
+@pytest.mark.parametrize(
+    ("terminal", "flags", "shown"), [(True, [], True), (True, ["-q"], False), (False, [], False)]
+)
+def test_evaluate_nab_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal, flags, shown):
+    # The 41 files here took 18 s with nothing on the screen until the tables; a pipe or a log gets no noise.
+    args = evaluate_args(tmp_path, {"c/x.csv": [], "c/y.csv": []})
+    write_series(tmp_path / "data" / "c" / "y.csv", spike_at=None)  # two files: scored together, in steps
+    stderr = io.StringIO()
+    monkeypatch.setattr(
+        anomaly_cmd, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+    )
+    result = runner.invoke(app, [*args, "-o", "json", *flags])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["splits"]["all"]["files"] == 2
+    assert ("scoring 2 files" in stderr.getvalue() and "600/600" in stderr.getvalue()) is shown
+    assert stderr.getvalue() == "" or shown
+
+
 def test_xid_lookup_names_the_recommended_action():
     result = runner.invoke(app, ["anomaly", "xid", "48"])
     assert result.exit_code == 0
