@@ -457,15 +457,30 @@ def _print_alert(alert: Alert) -> None:
 
 
 @anomaly_app.command("xid")
-def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
+def xid(
+    code: Annotated[int, typer.Argument(help="XID code.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
+    output = check_output(output, TEXT_OUTPUTS)
     entry = load_xid_catalog().get(code)
     if entry is None:
         err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
         raise typer.Exit(1)
+    if output == "json":  # for a script or a hook: the same fields as the text
+        document = {
+            "xid": entry.xid,
+            "mnemonic": entry.mnemonic,
+            "description": entry.description,
+            "immediate_action": entry.immediate_action,
+            "recommended_action": xid_action(entry).value,
+            "investigatory_action": entry.investigatory_action,
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
     typer.echo(f"XID {entry.xid} {entry.mnemonic}: {entry.description}")
     typer.echo(f"immediate: {entry.immediate_action} -> {xid_action(entry).value}")
     typer.echo(f"investigate: {entry.investigatory_action}")

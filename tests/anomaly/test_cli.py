@@ -242,6 +242,17 @@ def test_xid_lookup_names_the_recommended_action():
     assert runner.invoke(app, ["anomaly", "xid", "99999"]).exit_code == 1
 
 
+def test_xid_lookup_prints_the_same_fields_as_json_for_scripts():
+    text = runner.invoke(app, ["anomaly", "xid", "79"])
+    result = runner.invoke(app, ["anomaly", "xid", "79", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)
+    assert entry["xid"] == 79 and entry["immediate_action"] == "RESTART_BM"
+    assert f"{entry['immediate_action']} -> {entry['recommended_action']}" in text.stdout
+    assert entry["mnemonic"] in text.stdout and entry["investigatory_action"] in text.stdout
+    assert runner.invoke(app, ["anomaly", "xid", "79", "-o", "yaml"]).exit_code == 2
+
+
 def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
