@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, print_problems
+from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
@@ -108,7 +108,7 @@ def score(
             progress.phase(f"writing {'stdout' if to_stdout else output.name}")
             _write_scores(scored, output, to_stdout=to_stdout)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
         raise typer.Exit(1) from exc
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
@@ -182,7 +182,7 @@ def evaluate_nab(
             params = ThresholdParams.from_config(cfg)
             report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))

@@ -235,6 +235,31 @@ def test_evaluate_nab_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatc
     assert stderr.getvalue() == "" or shown
 
 
+@pytest.mark.parametrize("command", ["score", "evaluate"])
+def test_score_and_evaluate_name_every_problem_of_their_config(tmp_path, command):
+    # A --config with two mistakes said the first and "(and 1 more problem)", naming only one to fix.
+    config = tmp_path / "gw.yaml"
+    config.write_text("anomaly:\n  thresholds:\n    kk: 1\n  infer_every_seconds: 30s\n")
+    if command == "score":
+        write_series(tmp_path / "in.csv")
+        args = [
+            "anomaly",
+            "score",
+            "--input",
+            str(tmp_path / "in.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ]
+    else:
+        args = evaluate_args(tmp_path, {"c/x.csv": []})
+    result = runner.invoke(app, [*args, "--config", str(config)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert f"{config}:3: anomaly.thresholds.kk: unknown field" in said
+    assert f"{config}:4: anomaly.infer_every_seconds: '30s' is not a number" in said
+    assert "more problem" not in said
+
+
 def test_xid_lookup_names_the_recommended_action():
     result = runner.invoke(app, ["anomaly", "xid", "48"])
     assert result.exit_code == 0

@@ -221,6 +221,17 @@ def test_config_show_still_refuses_a_file_with_a_real_problem(tmp_path: Path) ->
     assert result.exit_code == 1 and "api.port" in result.stderr and result.stdout == ""
 
 
+def test_config_show_names_every_problem_of_the_file_not_only_the_first(tmp_path: Path) -> None:
+    # It printed the first and "(and 1 more problem)" without saying which, as validate once did.
+    path = tmp_path / "gw.yaml"
+    path.write_text("api:\n  prot: 1\nalerting:\n  quiet_period_seconds: 5 min\n")
+    result = runner.invoke(app, ["config", "show", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    assert f"error: {path}:2: api.prot: unknown field" in said
+    assert f"error: {path}:4: alerting.quiet_period_seconds:" in said and "more problem" not in said
+
+
 MANY_PROBLEMS = """\
 alerting:
   sim_inventory: true
