@@ -133,6 +133,46 @@ def test_config_validate_says_the_number_to_write_for_a_duration_written_in_word
     assert f"error: {path}:2: {said}" in " ".join(result.stderr.split()), result.stderr
 
 
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "alertin:\n  quiet_period_seconds: 30\n",
+            "alertin: unknown field; did you mean alerting?",
+            id="section",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_perod_seconds: 30\n",
+            "alerting.quiet_perod_seconds: unknown field; did you mean quiet_period_seconds?",
+            id="field",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_period: 30\n",
+            "alerting.quiet_period: unknown field; did you mean quiet_period_seconds?",
+            id="without-unit",
+        ),
+        pytest.param(
+            "anomaly:\n  queries:\n    - name: a\n      expr: up\n      step: 5\n",
+            "anomaly.queries[0].step: unknown field; did you mean step_seconds?",
+            id="list-item",
+        ),
+        pytest.param(
+            "colour: blue\n", "colour: unknown field; remove it or check its spelling", id="nothing-close"
+        ),
+    ],
+)
+def test_config_validate_suggests_the_field_a_typo_was_meant_to_be(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """A typo'd key said "unknown field; remove it or check its spelling", leaving the operator to find the
+    right name in the README."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:" in result.stderr and said in " ".join(result.stderr.split()), result.stderr
+
+
 def test_config_validate_names_the_variable_of_each_problem_set_from_the_environment(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
