@@ -45,6 +45,7 @@ from anomaly.univariate import (
     DEFAULT_NOVELTY,
     DEFAULT_RECURRENCE,
     DEFAULT_RESOLVE_AFTER,
+    Progress,
     Series,
     read_series_csv,
     score_many,
@@ -279,10 +280,11 @@ def detect_corpus(
     levels: LevelParams | None = None,
     silence: SilenceParams | None = None,
     discords: DiscordParams | None = None,
+    progress: Progress | None = None,
 ) -> dict[str, npt.NDArray[np.bool_]]:
     """Alert onsets of the default detector on every file (no labels are used); ``surprise``, ``levels``,
     ``silence`` and ``discords`` OR in opt-in parts (``anomaly.surprise``, ``anomaly.levels``,
-    ``anomaly.silence``, ``anomaly.discords``)."""
+    ``anomaly.silence``, ``anomaly.discords``). ``progress``: as ``score_many``'s."""
     scored = score_many(
         [f.series for f in files],
         params,
@@ -292,6 +294,7 @@ def detect_corpus(
         novelty=novelty,
         entropy=entropy,
         silence=silence,
+        progress=progress,
     )
     alerts = {f.name: s.raised for f, s in zip(files, scored, strict=True)}
     values = [f.series.values for f in files]
@@ -363,8 +366,10 @@ def evaluate(
     surprise: SurpriseParams | None = None,
     levels: LevelParams | None = None,
     discords: DiscordParams | None = None,
+    progress: Progress | None = None,
 ) -> NabReport:
-    """Detect on every file, score, and summarise by split and category."""
+    """Detect on every file, score, and summarise by split and category; ``progress`` is told how far the
+    detection got (``score_many``'s steps), for a bar at a terminal."""
     alerts = detect_corpus(
         files,
         params,
@@ -376,6 +381,7 @@ def evaluate(
         surprise=surprise,
         levels=levels,
         discords=discords,
+        progress=progress,
     )
     per_file = score_corpus(files, alerts)
     names = [f.name for f in files]

@@ -366,11 +366,12 @@ def score_together(
     all_ids = np.arange(len(series), dtype=np.int64)
     ends = set(lengths.tolist())  # the steps at which a series has ended: only there does `active` change
     active = all_ids
+    every = min(PROGRESS_EVERY, max(1, longest // 100))  # a step scores every series: a corpus's are slow
     for i in range(longest):
         if i in ends:
             active = all_ids[lengths > i]
         scores[i, active], raised[i, active] = detectors.step(active, values[i, active], stamps[i, active])
-        if progress is not None and (i + 1) % PROGRESS_EVERY == 0:
+        if progress is not None and (i + 1) % every == 0:
             progress(i + 1, longest)
     if progress is not None:
         progress(longest, longest)

@@ -509,6 +509,7 @@ def examine_config(
             positions,
             os.environ,
             left_out=[loc for loc, _ in unresolved],
+            model=GpuwardenConfig,
         )
     except SettingsError as exc:  # a GPUWARDEN_ variable of a section or list that is not valid JSON
         return ConfigReport[GpuwardenConfig](None, [*problems, settings_error(exc, os.environ)], set())

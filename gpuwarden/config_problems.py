@@ -10,9 +10,10 @@ checks that read it are left out rather than report what the file does not say.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Generic, Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar, get_args
 
 from pydantic import BaseModel, ValidationError
 
@@ -72,12 +73,14 @@ def validated(
     environ: Mapping[str, str],
     *,
     left_out: Sequence[Loc] = (),
+    model: type[BaseModel] | None = None,
 ) -> tuple[ModelT | None, list[ConfigError], set[str]]:
     """The model ``build`` makes of ``data``, every validation problem (at its line, or naming the variable
     that set it), and the top-level settings that had one. On a problem the model is built again without
     the settings at fault, to find the problems they hid, until it builds (without them: their defaults
     hold) or nothing more can be left out (None). ``left_out``: settings already known to be wrong (a
-    secret whose variable is unset), whose own errors are not repeated."""
+    secret whose variable is unset), whose own errors are not repeated. ``model``: what ``build`` makes,
+    whose field names an unknown field's error suggests (``step`` -> ``step_seconds``)."""
     data = _copied(data)
     pruned = list(left_out)
     doubtful = {str(loc[0]) for loc in left_out if loc}
@@ -93,6 +96,8 @@ def validated(
                 if (loc, error["msg"]) not in seen and not _under(loc, pruned):
                     seen.add((loc, error["msg"]))
                     found = detail_to_config_error(error, where, positions)
+                    if error["type"] == "extra_forbidden" and model is not None:
+                        found = _with_suggestion(found, model, loc)
                     problems.append(located(found, loc, where, positions, environ))
                 removed = _prune(data, loc)
                 if removed is not None:
@@ -103,6 +108,39 @@ def validated(
             if not progress:
                 break
     return None, problems, doubtful
+
+
+def _with_suggestion(found: ConfigError, model: type[BaseModel], loc: Loc) -> ConfigError:
+    """An unknown field's error naming the field of that section it was probably meant to be: the same
+    name with a unit (``quiet_period`` -> ``quiet_period_seconds``), else a close spelling (``alertin``)."""
+    if not loc or not isinstance(loc[-1], str):
+        return found
+    names = _field_names(model, loc[:-1])
+    close = [n for n in names if n.startswith(f"{loc[-1]}_")] or difflib.get_close_matches(
+        loc[-1], names, n=1, cutoff=0.75
+    )
+    if len(close) != 1:
+        return found
+    message = f"unknown field; did you mean {close[0]}? correct its spelling or remove it"
+    return ConfigError(message, path=found.path, field=found.field, line=found.line)
+
+
+def _field_names(model: type[BaseModel], loc: Loc) -> list[str]:
+    """The fields of the section at ``loc`` of ``model`` (list items' sections too); none if not a section."""
+    current: type[BaseModel] | None = model
+    for part in loc:
+        if isinstance(part, int):
+            continue  # an item of the list the previous part named: its model is already current
+        field = current.model_fields.get(part) if current is not None else None
+        current = _model_in(field.annotation) if field is not None else None
+    return list(current.model_fields) if current is not None else []
+
+
+def _model_in(annotation: Any) -> type[BaseModel] | None:
+    """The section model an annotation holds: itself, or inside ``X | None`` or ``list[X]``."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    return next((m for m in map(_model_in, get_args(annotation)) if m is not None), None)
 
 
 def _copied(value: Any) -> Any:

@@ -6,6 +6,7 @@ anomaly service, the durations written into incident outcomes.
 
 from __future__ import annotations
 
+import re
 from typing import Final
 
 UNIT_SECONDS: Final = {
@@ -17,3 +18,27 @@ UNIT_SECONDS: Final = {
     "s": 1.0,
     "ms": 0.001,
 }
+
+# How people write a unit when they mean one (``5 min``, ``2 hours``), to say the number a setting in
+# seconds or days wants instead; never used to read a setting (those take plain numbers).
+_SPOKEN_UNITS: Final = {
+    **{word: "ms" for word in ("ms", "msec", "millisecond", "milliseconds")},
+    **{word: "s" for word in ("s", "sec", "secs", "second", "seconds")},
+    **{word: "m" for word in ("m", "min", "mins", "minute", "minutes")},
+    **{word: "h" for word in ("h", "hr", "hrs", "hour", "hours")},
+    **{word: "d" for word in ("d", "day", "days")},
+    **{word: "w" for word in ("w", "week", "weeks")},
+}
+_SPOKEN = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?)\s*([a-z]+)\s*")
+
+
+def spoken_seconds(text: str) -> float | None:
+    """Seconds in a duration as a person writes it (``5 min``, ``1h30m``, ``90 days``); None otherwise."""
+    text, total, at = text.lower(), 0.0, 0
+    while at < len(text):
+        part = _SPOKEN.match(text, at)
+        if part is None or part.group(2) not in _SPOKEN_UNITS:
+            return None
+        total += float(part.group(1)) * UNIT_SECONDS[_SPOKEN_UNITS[part.group(2)]]
+        at = part.end()
+    return total if at else None

@@ -47,14 +47,23 @@ class ConfigError(GpuwardenError):
         first, *rest = errors
         if not rest:
             return first
-        count = f"{len(rest)} more problem{'s' if len(rest) > 1 else ''}"
         return cls(
-            f"{first.message} (and {count})",
+            f"{first.message}{_count_of_more(len(rest))}",
             path=first.path,
             field=first.field,
             line=first.line,
             more=tuple(rest),
         )
+
+    def alone(self) -> ConfigError:
+        """This problem without the count of the others it carries: for a listing that prints them too."""
+        message = self.message.removesuffix(_count_of_more(len(self.more))) if self.more else self.message
+        return ConfigError(message, path=self.path, field=self.field, line=self.line)
+
+
+def _count_of_more(count: int) -> str:
+    """What ``first_of`` appends to the first problem's message: how many more there are."""
+    return f" (and {count} more problem{'s' if count > 1 else ''})"
 
 
 class InputError(GpuwardenError):

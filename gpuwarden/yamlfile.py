@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 from pydantic_core import ErrorDetails
 
+from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import ConfigError
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
@@ -290,6 +291,8 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         if kind == "too_short":
             return f"{has}; list at least {ctx['min_length']}"
         return f"{has}, more than {ctx['max_length']}; remove {actual - ctx['max_length']}"
+    if kind in ("float_parsing", "int_parsing", "bool_parsing"):
+        return _parsing_message(kind, value, error["loc"])
     bounds = {
         "greater_than_equal": ("ge", "is less than {}, the least allowed; write {} or more"),
         "greater_than": ("gt", "is not more than {}; write more than {}"),
@@ -301,6 +304,26 @@ def _constraint_message(error: ErrorDetails, *, item: bool, key: bool) -> str | 
         limit = _number(ctx[bound])
         return f"{_shown(value, quoted=False)} " + text.format(limit, limit)
     return None
+
+
+_UNIT_FIELDS = {"_seconds": ("seconds", 1.0), "_days": ("days", 86400.0)}
+
+
+def _parsing_message(kind: str, value: Any, loc: Sequence[str | int]) -> str:
+    """A word where a number or a boolean belongs, said with what to write: a setting in seconds or days
+    written as a duration (``5 min``, pydantic's "unable to parse string as a number") gets its number."""
+    if kind == "bool_parsing":
+        return f"{_shown(value)} is not true or false; write true or false"
+    what = "a whole number" if kind == "int_parsing" else "a number"
+    name = str(loc[-1]) if loc else ""
+    unit = next((u for suffix, u in _UNIT_FIELDS.items() if name.endswith(suffix)), None)
+    if unit is None:
+        return f"{_shown(value)} is not {what}; write one"
+    words, size = unit
+    seconds = spoken_seconds(value) if isinstance(value, str) else None
+    if seconds is None:
+        return f"{_shown(value)} is not {what}; write the {words} as a number"
+    return f"{_shown(value)} is not {what}; write the {words} as a number: {_number(seconds / size)}"
 
 
 def _number(value: Any) -> str:

@@ -21,7 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console, err_console, print_problems
+from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, writes_stdout
@@ -108,7 +108,7 @@ def score(
             progress.phase(f"writing {'stdout' if to_stdout else output.name}")
             _write_scores(scored, output, to_stdout=to_stdout)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
         raise typer.Exit(1) from exc
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
@@ -156,8 +156,14 @@ def evaluate_nab(
         bool, typer.Option("--tune-only", help="Score only the tuning split (for development).")
     ] = False,
     config: ConfigOption = None,
+    quiet: Annotated[
+        bool,
+        typer.Option("--quiet", "-q", help="No progress bar on stderr (there is none unless a terminal)."),
+    ] = False,
 ) -> None:
-    """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall."""
+    """NAB scores (standard, reward_low_FP_rate, reward_low_FN_rate) and window F1, per file and overall.
+
+    At a terminal, stderr shows a progress bar while it reads and scores the corpus (tens of seconds)."""
     from anomaly import nab  # noqa: PLC0415
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
 
@@ -165,12 +171,18 @@ def evaluate_nab(
     as_json = as_json or output == "json"
     try:
         cfg = _thresholds(config)
-        files = nab.load_corpus(data, windows)
-        if tune_only:
-            files = nab.tuning_files(files)
-        report = nab.evaluate(files, ThresholdParams.from_config(cfg), cfg.resolve_after)
+        with StepProgress(err_console, quiet=quiet) as progress:
+            progress.phase(f"reading {data.name}")
+            files = nab.load_corpus(data, windows)
+            if tune_only:
+                files = nab.tuning_files(files)
+            progress.phase(
+                f"scoring {len(files)} files", total=max((len(f.series.values) for f in files), default=0)
+            )
+            params = ThresholdParams.from_config(cfg)
+            report = nab.evaluate(files, params, cfg.resolve_after, progress=progress.advance)
     except (InputError, ConfigError) as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+        print_error(exc)  # a --config with several problems: each named, not "(and 1 more problem)"
         raise typer.Exit(1) from exc
     if as_json:
         typer.echo(json.dumps(report.to_json(), indent=2))
@@ -446,15 +458,30 @@ def _print_alert(alert: Alert) -> None:
 
 
 @anomaly_app.command("xid")
-def xid(code: Annotated[int, typer.Argument(help="XID code.")]) -> None:
+def xid(
+    code: Annotated[int, typer.Argument(help="XID code.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="text or json (one JSON document).")] = "text",
+) -> None:
     """What an XID means and what gpuwarden recommends doing about it."""
     from anomaly.signatures import load_xid_catalog  # noqa: PLC0415
     from gpuwarden.xid import xid_action  # noqa: PLC0415
 
+    output = check_output(output, TEXT_OUTPUTS)
     entry = load_xid_catalog().get(code)
     if entry is None:
         err_console.print(f"[red]error:[/red] XID {code} is not in the catalog")
         raise typer.Exit(1)
+    if output == "json":  # for a script or a hook: the same fields as the text
+        document = {
+            "xid": entry.xid,
+            "mnemonic": entry.mnemonic,
+            "description": entry.description,
+            "immediate_action": entry.immediate_action,
+            "recommended_action": xid_action(entry).value,
+            "investigatory_action": entry.investigatory_action,
+        }
+        typer.echo(json.dumps(document, indent=2))
+        return
     typer.echo(f"XID {entry.xid} {entry.mnemonic}: {entry.description}")
     typer.echo(f"immediate: {entry.immediate_action} -> {xid_action(entry).value}")
     typer.echo(f"investigate: {entry.investigatory_action}")

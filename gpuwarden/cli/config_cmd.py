@@ -79,8 +79,8 @@ def show(
             break
         except ConfigError as exc:
             refused = {unset[p.field][1] for p in (exc, *exc.more) if p.field in unset}
-            if fallback is None or not refused:  # a real problem of the file: said as before
-                err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+            if fallback is None or not refused:  # a real problem of the file: each one said
+                print_problems(exc)
                 raise typer.Exit(1) from exc
             placeholders.update(dict.fromkeys(refused, fallback))  # a setting that is no URL: try a word
     shown = cfg.model_dump(mode="json")

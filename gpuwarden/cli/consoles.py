@@ -47,5 +47,13 @@ err_console = cli_console(stderr=True)
 
 def print_problems(error: ConfigError) -> None:
     """A configuration error on stderr, one line per problem: the first, then the others it carries."""
-    for problem in (error, *error.more):
+    for problem in (error.alone(), *error.more):  # each listed: no "(and 2 more problems)" on the first
         err_console.print(f"[red]error:[/red] {escape(str(problem))}")
+
+
+def print_error(error: Exception) -> None:
+    """An error on stderr: every problem of a configuration error (``print_problems``), else its one line."""
+    if isinstance(error, ConfigError):
+        print_problems(error)
+    else:
+        err_console.print(f"[red]error:[/red] {escape(str(error))}")

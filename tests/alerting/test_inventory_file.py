@@ -130,7 +130,7 @@ JOB = "workloads:\n  - {kind: training_job, name: j, units: [[n1:0], [n1:1]], %s
     [
         (NODE % "free_gpus: 3", "nodes[0]", "free_gpus 3 for 2 gpus"),
         (NODE % "idle_gpus: [0, 2]", "nodes[0]", "idle_gpus has GPU 2, but the node has 2"),
-        (NODE % "usable: maybe", "nodes[0].usable", "valid boolean"),
+        (NODE % "usable: maybe", "nodes[0].usable", "is not true or false; write true or false"),
         (JOB % "sizes: [1]", "workloads[0]", "1 sizes for 2 units: give one per unit"),
         (JOB % "unit_pods: [[a], [b], [c]]", "workloads[0]", "3 unit_pods for 2 units"),
         (JOB % "kept: 3", "workloads[0]", "kept 3 of 2 units"),

@@ -218,11 +218,65 @@ def test_evaluate_nab_prints_json_with_splits_profiles_and_f1(tmp_path):
     assert report["files"]["c/x.csv"]["detected"] == 1
 
 
+@pytest.mark.parametrize(
+    ("terminal", "flags", "shown"), [(True, [], True), (True, ["-q"], False), (False, [], False)]
+)
+def test_evaluate_nab_shows_its_progress_on_a_terminal_only(tmp_path, monkeypatch, terminal, flags, shown):
+    # The 41 files here took 18 s with nothing on the screen until the tables; a pipe or a log gets no noise.
+    args = evaluate_args(tmp_path, {"c/x.csv": [], "c/y.csv": []})
+    write_series(tmp_path / "data" / "c" / "y.csv", spike_at=None)  # two files: scored together, in steps
+    stderr = io.StringIO()
+    monkeypatch.setattr(
+        anomaly_cmd, "err_console", CliConsole(file=stderr, force_terminal=terminal, width=100)
+    )
+    result = runner.invoke(app, [*args, "-o", "json", *flags])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["splits"]["all"]["files"] == 2
+    assert ("scoring 2 files" in stderr.getvalue() and "600/600" in stderr.getvalue()) is shown
+    assert stderr.getvalue() == "" or shown
+
+
+@pytest.mark.parametrize("command", ["score", "evaluate"])
+def test_score_and_evaluate_name_every_problem_of_their_config(tmp_path, command):
+    # A --config with two mistakes said the first and "(and 1 more problem)", naming only one to fix.
+    config = tmp_path / "gw.yaml"
+    config.write_text("anomaly:\n  thresholds:\n    kk: 1\n  infer_every_seconds: 30s\n")
+    if command == "score":
+        write_series(tmp_path / "in.csv")
+        args = [
+            "anomaly",
+            "score",
+            "--input",
+            str(tmp_path / "in.csv"),
+            "--output",
+            str(tmp_path / "out.csv"),
+        ]
+    else:
+        args = evaluate_args(tmp_path, {"c/x.csv": []})
+    result = runner.invoke(app, [*args, "--config", str(config)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, result.output
+    assert f"{config}:3: anomaly.thresholds.kk: unknown field" in said
+    assert f"{config}:4: anomaly.infer_every_seconds: '30s' is not a number" in said
+    assert "more problem" not in said
+
+
 def test_xid_lookup_names_the_recommended_action():
     result = runner.invoke(app, ["anomaly", "xid", "48"])
     assert result.exit_code == 0
     assert "drain_and_reset" in result.output
     assert runner.invoke(app, ["anomaly", "xid", "99999"]).exit_code == 1
+
+
+def test_xid_lookup_prints_the_same_fields_as_json_for_scripts():
+    text = runner.invoke(app, ["anomaly", "xid", "79"])
+    result = runner.invoke(app, ["anomaly", "xid", "79", "-o", "json"])
+    assert result.exit_code == 0, result.output
+    entry = json.loads(result.stdout)
+    assert entry["xid"] == 79 and entry["immediate_action"] == "RESTART_BM"
+    assert f"{entry['immediate_action']} -> {entry['recommended_action']}" in text.stdout
+    assert entry["mnemonic"] in text.stdout and entry["investigatory_action"] in text.stdout
+    assert runner.invoke(app, ["anomaly", "xid", "79", "-o", "yaml"]).exit_code == 2
 
 
 def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):

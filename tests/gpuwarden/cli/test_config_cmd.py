@@ -86,8 +86,91 @@ def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(tmp_pa
     assert len(lines) == 3 and all(line.startswith(f"error: {path}:") for line in lines), lines
     said = "\n".join(lines)
     assert f"{path}:2: api.prot: unknown field" in said
-    assert f"{path}:3: api.port: Input should be a valid integer" in said
+    assert f"{path}:3: api.port: 'x' is not a whole number; write one" in said
     assert f"{path}:5: anomaly.infer_every_seconds: -1 is less than 0.001" in said
+    assert "more problem" not in said  # the first line said "(and 2 more problems)" above the two
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "alerting:\n  quiet_period_seconds: 5 min\n",
+            "alerting.quiet_period_seconds: '5 min' is not a number; write the seconds as a number: 300",
+            id="seconds-as-5-min",
+        ),
+        pytest.param(
+            "anomaly:\n  infer_every_seconds: 1h30m\n",
+            "anomaly.infer_every_seconds: '1h30m' is not a number; write the seconds as a number: 5400",
+            id="seconds-as-1h30m",
+        ),
+        pytest.param(
+            "alerting:\n  retention_days: 2 weeks\n",
+            "alerting.retention_days: '2 weeks' is not a number; write the days as a number: 14",
+            id="days-as-weeks",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_period_seconds: soon\n",
+            "alerting.quiet_period_seconds: 'soon' is not a number; write the seconds as a number",
+            id="seconds-as-a-word",
+        ),
+        pytest.param(
+            "slack:\n  broadcast_resolutions: maybe\n",
+            "slack.broadcast_resolutions: 'maybe' is not true or false; write true or false",
+            id="not-a-boolean",
+        ),
+    ],
+)
+def test_config_validate_says_the_number_to_write_for_a_duration_written_in_words(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """`quiet_period_seconds: 5 min` said "Input should be a valid number, unable to parse string as a
+    number": the field and line, but not that the setting takes seconds, nor how many."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:2: {said}" in " ".join(result.stderr.split()), result.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "said"),
+    [
+        pytest.param(
+            "alertin:\n  quiet_period_seconds: 30\n",
+            "alertin: unknown field; did you mean alerting?",
+            id="section",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_perod_seconds: 30\n",
+            "alerting.quiet_perod_seconds: unknown field; did you mean quiet_period_seconds?",
+            id="field",
+        ),
+        pytest.param(
+            "alerting:\n  quiet_period: 30\n",
+            "alerting.quiet_period: unknown field; did you mean quiet_period_seconds?",
+            id="without-unit",
+        ),
+        pytest.param(
+            "anomaly:\n  queries:\n    - name: a\n      expr: up\n      step: 5\n",
+            "anomaly.queries[0].step: unknown field; did you mean step_seconds?",
+            id="list-item",
+        ),
+        pytest.param(
+            "colour: blue\n", "colour: unknown field; remove it or check its spelling", id="nothing-close"
+        ),
+    ],
+)
+def test_config_validate_suggests_the_field_a_typo_was_meant_to_be(
+    tmp_path: Path, text: str, said: str
+) -> None:
+    """A typo'd key said "unknown field; remove it or check its spelling", leaving the operator to find the
+    right name in the README."""
+    path = tmp_path / "c.yaml"
+    path.write_text(text)
+    result = runner.invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 1
+    assert f"error: {path}:" in result.stderr and said in " ".join(result.stderr.split()), result.stderr
 
 
 def test_config_validate_names_the_variable_of_each_problem_set_from_the_environment(
@@ -100,7 +183,7 @@ def test_config_validate_names_the_variable_of_each_problem_set_from_the_environ
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1 and f"{path}:2: api.port:" in said, said
     assert (
-        "exporter.port: Input should be a valid integer" in said
+        "exporter.port: 'y' is not a whole number; write one" in said
         and "(set by GPUWARDEN_EXPORTER__PORT)" in said
     )
 
@@ -176,6 +259,17 @@ def test_config_show_still_refuses_a_file_with_a_real_problem(tmp_path: Path) ->
     path.write_text("api:\n  token: {env: CLI_TEST_API_TOKEN}\n  port: x\n")
     result = runner.invoke(app, ["config", "show", str(path)])
     assert result.exit_code == 1 and "api.port" in result.stderr and result.stdout == ""
+
+
+def test_config_show_names_every_problem_of_the_file_not_only_the_first(tmp_path: Path) -> None:
+    # It printed the first and "(and 1 more problem)" without saying which, as validate once did.
+    path = tmp_path / "gw.yaml"
+    path.write_text("api:\n  prot: 1\nalerting:\n  quiet_period_seconds: 5 min\n")
+    result = runner.invoke(app, ["config", "show", str(path)])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and result.stdout == "", result.output
+    assert f"error: {path}:2: api.prot: unknown field" in said
+    assert f"error: {path}:4: alerting.quiet_period_seconds:" in said and "more problem" not in said
 
 
 MANY_PROBLEMS = """\

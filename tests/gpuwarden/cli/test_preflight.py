@@ -154,6 +154,25 @@ QUERIES = "anomaly:\n  queries:\n    - {name: gpuwarden_gpu_up, expr: gpuwarden_
 
 
 @pytest.mark.parametrize(
+    "text",
+    [
+        pytest.param("", id="empty"),
+        pytest.param("exporter:\n  port: 9400\n", id="exporter-only"),
+        pytest.param("api:\n  port: 8080\n  db: {db}\n", id="serve-only"),
+    ],
+)
+def test_config_validate_warns_of_missing_queries_only_for_a_file_that_writes_anomaly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, text: str
+) -> None:
+    """A GPU node's exporter file (or serve's) has no queries and needs none, as anomaly run's refusal
+    already knew: five paragraphs about detectors it does not configure buried what mattered."""
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    path = write(tmp_path, text.format(db=tmp_path / "s.db"))
+    result = CliRunner().invoke(app, ["config", "validate", str(path)])
+    assert result.exit_code == 0 and "warning" not in result.output, result.output
+
+
+@pytest.mark.parametrize(
     ("text", "token", "said"),
     [
         pytest.param(
