@@ -26,9 +26,11 @@ has served 808334905 for a field) is gone by then and counts nothing, nor does i
 otherwise read as a reset and count the counter's whole value once more. A fall to 0 from a count above it
 is held the same way: a reset if the next read is still below that count (0 again, or the errors since the
 reset, which count), a glitch if it is back at the count or above (what is above counts). A reset counts
-nothing at its 0 anyway, so holding it delays nothing; it misses only a reset followed within one read by
-exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a glitch (an
-XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
+nothing at its 0 anyway, so holding it delays nothing. The count from before the 0 is remembered while the
+counter reads 0, for ``ZERO_MEMORY_READS`` reads (5, 0, 0, 5 is a glitch too); a value between 0 and it
+is a reset and its errors, and ends the memory. It misses only a reset followed within those reads, in one
+read, by exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a
+glitch (an XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ GpuKey = tuple[str, str]
 _Key = tuple[str, GpuKey, str]
 _SEEN = ""  # the query part of a GPU's own key, which says when the GPU was read at all
 DEFAULT_MEMORY_SECONDS = 7 * 86400.0
+# Reads of 0 after a count for which the count is remembered: a return to it within them is a glitch ending.
+ZERO_MEMORY_READS = 4
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey:
@@ -74,6 +78,8 @@ class GpuValueLedger:
         self.seen = np.full(1024, np.nan)  # when a key was last read
         self.since = np.full(1024, np.nan)  # when a key was first read
         self.held = np.full(1024, np.nan)  # a jump too large to believe at once, until the next read
+        self.before_zero = np.full(1024, np.nan)  # a count that fell to 0, while the 0 may be a glitch
+        self.zero_reads = np.zeros(1024)  # reads of 0 since then
         self._key_of_id = np.full(1024, -1, np.int64)  # series id -> its key
         self._gpu_of_id = np.full(1024, -1, np.int64)  # series id -> its GPU's own key
 
@@ -103,6 +109,7 @@ class GpuValueLedger:
                 if name[0] == _SEEN:
                     gone.add(name[1])
         self.last[stale] = self.seen[stale] = self.since[stale] = self.held[stale] = np.nan
+        self.before_zero[stale] = np.nan
         drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
         self._key_of_id[drop] = -1
         self._gpu_of_id[drop] = -1
@@ -169,7 +176,10 @@ class GpuValueLedger:
         from a count above it. A held reading counts nothing now and its key keeps its value from before it;
         at the next read a held jump counts whole when its counter stayed up (a real jump), a held 0 is a
         reset when the counter still reads below its count from before (0 again, or new errors since the
-        reset: they count), and otherwise the held reading is as if it had not been (a glitch, gone)."""
+        reset: they count), and otherwise the held reading is as if it had not been (a glitch, gone). The
+        count from before a 0 is remembered while the counter reads 0, for ``ZERO_MEMORY_READS`` reads: back
+        at it or above, the 0s were a glitch and only what is above counts."""
+        inc = self._past_zeros(keys, values, prev, inc)
         held = self.held[keys]
         jump = (inc > most) & ~((held > 0) & (values >= held))  # NaN held: nothing was held
         zeroed = (values == 0) & (prev > 0) & ~(held == 0)
@@ -179,6 +189,23 @@ class GpuValueLedger:
             return inc
         self.last[keys[hold]] = prev[hold]
         return np.where(hold, 0.0, inc)
+
+    def _past_zeros(
+        self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray
+    ) -> FloatArray:
+        """``inc`` counted from the remembered count before a fall to 0 where the counter is back at it or
+        above; remembers a new fall to 0, and forgets one that grew below its count (a reset) or read 0 for
+        more than ``ZERO_MEMORY_READS`` reads."""
+        before = self.before_zero[keys]
+        back = values >= before  # NaN: nothing remembered
+        inc = np.where(back, values - before, inc)
+        zero = values == 0
+        fell = zero & (prev > 0) & np.isnan(before)
+        reads = np.where(zero & ~np.isnan(before), self.zero_reads[keys] + 1, 1.0)
+        keep = (fell | (zero & ~np.isnan(before))) & (reads <= ZERO_MEMORY_READS)
+        self.before_zero[keys] = np.where(keep, np.where(fell, prev, before), np.nan)
+        self.zero_reads[keys] = np.where(keep, reads, 0.0)
+        return inc
 
     def confirmed(
         self, step: Step, rows: IntArray, values: FloatArray, prev: FloatArray, suspect: BoolArray
@@ -224,6 +251,8 @@ class GpuValueLedger:
             self.seen = _grown(self.seen, k + 1, np.nan)
             self.since = _grown(self.since, k + 1, np.nan)
             self.held = _grown(self.held, k + 1, np.nan)
+            self.before_zero = _grown(self.before_zero, k + 1, np.nan)
+            self.zero_reads = _grown(self.zero_reads, k + 1, 0.0)
         self._index[name] = k
         self.since[k] = self.seen[k] = now
         return k
