@@ -6,7 +6,9 @@ so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCG
 DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
 An answer that carries ``warnings`` (Thanos' partial response) is a failed read of that query: the series
 it lacks are missing from the answer, not from the fleet, and must not look absent to the presence
-detector; the query's alerts are held as in an outage and the read counts in its error metrics.
+detector; the query's alerts are held as in an outage and the read counts in its error metrics. Samples
+are placed on the grid by their timestamps, in whatever order they come; two on one step (an HA pair
+merged without dedup) read as the larger.
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """
@@ -435,5 +437,12 @@ def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> 
         stamps = np.array([float(p[0]) for p in points])
         cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
         keep = (cols >= 0) & (cols < grid.size)
-        values[row, cols[keep]] = np.array([_number(p[1]) for p in points])[keep]
+        cols, got = cols[keep], np.array([_number(p[1]) for p in points])[keep]
+        if cols.size > 1 and not (cols[1:] > cols[:-1]).all() and np.unique(cols).size < cols.size:
+            # Two samples on one step: an HA pair merged without dedup (Thanos, a federating proxy), one
+            # replica a scrape behind. Whichever came last was taken, so a counter read 5, 4, 5 across
+            # steps: a reset and 4 new errors. The largest is taken: a counter's lagging replica is behind.
+            np.fmax.at(values[row], cols, got)
+        else:
+            values[row, cols] = got
     return Frame(name, labels, grid, values, kind)
