@@ -323,3 +323,37 @@ def test_an_ha_pairs_duplicate_samples_of_a_counter_are_no_reset_and_a_real_erro
         clock.advance(30)
         raised += service.infer().raised
     assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+
+
+ANNOTATION = (
+    'PromQL warning: bucket label "le" is missing or has a malformed value of "" for metric name "x" (1:25)'
+)
+
+
+@pytest.mark.parametrize(
+    ("warnings", "read"),
+    [
+        ([ANNOTATION], True),
+        (
+            ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket"],
+            True,
+        ),
+        ([ANNOTATION, "store unavailable: 10.0.0.7:10901"], False),
+    ],
+    ids=["promql-warning", "promql-info", "annotation-and-partial"],
+)
+def test_a_promql_annotation_on_a_whole_answer_is_read_and_logged_once_while_a_partial_one_still_fails(
+    warnings: list[str], read: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prometheus 2.46+ sends its query annotations as warnings beside a whole answer: a histogram_quantile
+    # query with one ill-formed bucket failed every read, raised GpuwardenSourceStale and was never scored.
+    clock = FakeClock()
+    prom = source({"latency": lambda r: matrix(r, 2, warnings=warnings), "temp": matrix}, clock)
+    for _ in range(2):
+        clock.advance(30)
+        frames = prom.read(clock.time() - 30, clock.time())
+    assert sorted(f.query for f in frames) == (["latency", "temp"] if read else ["temp"])
+    assert prom.health().queries["latency"].up is read
+    noted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("promql: query latency:")]
+    assert len(noted) == read  # said once, not at every read
+    assert all(warnings[0] in message for message in noted)
