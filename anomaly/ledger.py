@@ -23,10 +23,12 @@ GPUs replaced or gone over months of fleet churn leave nothing behind.
 A counter that jumps by more than ``increase(most=...)`` in one read is held for one read: counters only
 grow, so a real jump is still there at the next read and counts then, whole; a garbage reading (dcgm-exporter
 has served 808334905 for a field) is gone by then and counts nothing, nor does its fall back, which would
-otherwise read as a reset and count the counter's whole value once more. A fall to 0 from a count above it
-is held the same way: a reset if the next read is still below that count (0 again, or the errors since the
-reset, which count), a glitch if it is back at the count or above (what is above counts). A reset counts
-nothing at its 0 anyway, so holding it delays nothing. The count from before the 0 is remembered while the
+otherwise read as a reset and count the counter's whole value once more. A fall below the count (to 0, or
+to a little less: Thanos switching to an HA replica a scrape behind, its counter-aware dedup being for
+``rate()`` only) is held the same way: a reset if the next read is still below that count (0 again, or the
+errors since the reset, which count), a glitch if it is back at the count or above (what is above counts).
+A reset counts nothing at its 0 anyway, so holding a fall to 0 delays nothing; a reset whose errors are
+already read with it is told one read late. The count from before the 0 is remembered while the
 counter reads 0, for ``ZERO_MEMORY_READS`` reads (5, 0, 0, 5 is a glitch too); a value between 0 and it
 is a reset and its errors, and ends the memory. It misses only a reset followed within those reads, in one
 read, by exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a
@@ -172,18 +174,18 @@ class GpuValueLedger:
     def _hold(
         self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray, most: float
     ) -> FloatArray:
-        """``inc`` with readings not yet believed held for one read: a jump above ``most``, and a fall to 0
-        from a count above it. A held reading counts nothing now and its key keeps its value from before it;
-        at the next read a held jump counts whole when its counter stayed up (a real jump), a held 0 is a
-        reset when the counter still reads below its count from before (0 again, or new errors since the
-        reset: they count), and otherwise the held reading is as if it had not been (a glitch, gone). The
+        """``inc`` with readings not yet believed held for one read: a jump above ``most``, and a fall below
+        the count. A held reading counts nothing now and its key keeps its value from before it; at the next
+        read a held jump counts whole when its counter stayed up (a real jump), a held fall is a reset when
+        the counter still reads below its count from before (0 again, or new errors since the reset: they
+        count), and otherwise the held reading is as if it had not been (a glitch, gone). The
         count from before a 0 is remembered while the counter reads 0, for ``ZERO_MEMORY_READS`` reads: back
         at it or above, the 0s were a glitch and only what is above counts."""
         inc = self._past_zeros(keys, values, prev, inc)
         held = self.held[keys]
         jump = (inc > most) & ~((held > 0) & (values >= held))  # NaN held: nothing was held
-        zeroed = (values == 0) & (prev > 0) & ~(held == 0)
-        hold = jump | zeroed
+        fell = (values < prev) & ~(held < prev)  # a fall, unless one was held at the last read
+        hold = jump | fell
         self.held[keys] = np.where(hold, values, np.nan)
         if not hold.any():
             return inc
