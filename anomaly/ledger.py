@@ -124,16 +124,18 @@ class GpuValueLedger:
         self.seen[gpus] = now
 
     def update(
-        self, step: Step, now: float, *, count_new: bool = False
+        self, step: Step, now: float, *, count_new: bool = False, counter: bool = False
     ) -> tuple[IntArray, FloatArray, FloatArray]:
         """Record a step; return (rows, their values, the last value of their keys before this step).
 
-        One row per key with a finite value (the largest, when several series carry one GPU's key). The
-        previous value is NaN for a key never seen, or 0 with ``count_new`` when its GPU was known before.
+        One row per key with a finite value (the largest, when several series carry one GPU's key); of a
+        ``counter``, a non-negative one (a negative count is no reading: an exporter's signed -1, "not
+        available", was a reset and the count's return as many new errors). The previous value is NaN for a
+        key never seen, or 0 with ``count_new`` when its GPU was known before.
         """
         keys, gpus = self._map(step, now)
         raw = step.raw
-        rows = np.flatnonzero(np.isfinite(raw))
+        rows = np.flatnonzero(np.isfinite(raw) & (raw >= 0) if counter else np.isfinite(raw))
         if rows.size > 1:
             rows = rows[np.lexsort((-raw[rows], keys[rows]))]  # by key, the largest value first
             k = keys[rows]
@@ -163,7 +165,7 @@ class GpuValueLedger:
         for s in view.steps:
             if s.ids is not step.ids or s.query != step.query:
                 continue
-            rows, values, prev = self.update(s, view.time, count_new=count_new)
+            rows, values, prev = self.update(s, view.time, count_new=count_new, counter=True)
             inc = np.where(values < prev, values, values - prev)
             if most < np.inf and rows.size:
                 inc = self._hold(self._key_of_id[s.ids[rows]], values, prev, inc, most)

@@ -226,6 +226,19 @@ def test_an_error_counter_falling_a_little_for_one_read_raises_nothing(query):
     assert len(fired(feed.tick((query, labels, [5000.0 + more], "counter")))) == 1
 
 
+@EACH_ERROR_COUNTER
+@pytest.mark.parametrize("count", [0.0, 5000.0])
+def test_negative_readings_of_an_error_counter_are_no_readings(query, count):
+    # A counter cannot go below 0: an exporter's signed -1 ("not available") read twice was a reset, and the
+    # count's return a new error (0, -1, -1, 0 raised a double-bit error on a healthy GPU).
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    for value in (count, count, -1.0, -1.0, -1.0, count, count):
+        assert fired(feed.tick((query, labels, [value], "counter"))) == []
+    more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
+    assert len(fired(feed.tick((query, labels, [count + more], "counter")))) == 1
+
+
 @pytest.mark.parametrize(
     ("after", "raises"),
     [([2, 2], [0, 1]), ([2, 3], [0, 1]), ([2, 7], [0, 1]), ([2, 5, 6], [0, 0, 1])],
