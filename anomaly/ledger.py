@@ -185,8 +185,10 @@ class GpuValueLedger:
         at it or above, the 0s were a glitch and only what is above counts."""
         inc = self._past_zeros(keys, values, prev, inc)
         held = self.held[keys]
-        jump = (inc > most) & ~((held > 0) & (values >= held))  # NaN held: nothing was held
-        fell = (values < prev) & ~(held < prev)  # a fall, unless one was held at the last read
+        # What was held at the last read (NaN: nothing) lies above the count kept for it when it was a jump,
+        # below when it was a fall; a jump still there is believed, and a fall still below is a reset.
+        jump = (inc > most) & ~((held > prev) & (values >= held))
+        fell = (values < prev) & ~(held < prev)
         hold = jump | fell
         self.held[keys] = np.where(hold, values, np.nan)
         if not hold.any():
@@ -204,10 +206,10 @@ class GpuValueLedger:
         back = values >= before  # NaN: nothing remembered
         inc = np.where(back, values - before, inc)
         zero = values == 0
-        fell = zero & (prev > 0) & np.isnan(before)
+        zeroed = zero & (prev > 0) & np.isnan(before)
         reads = np.where(zero & ~np.isnan(before), self.zero_reads[keys] + 1, 1.0)
-        keep = (fell | (zero & ~np.isnan(before))) & (reads <= ZERO_MEMORY_READS)
-        self.before_zero[keys] = np.where(keep, np.where(fell, prev, before), np.nan)
+        keep = (zeroed | (zero & ~np.isnan(before))) & (reads <= ZERO_MEMORY_READS)
+        self.before_zero[keys] = np.where(keep, np.where(zeroed, prev, before), np.nan)
         self.zero_reads[keys] = np.where(keep, reads, 0.0)
         return inc
 

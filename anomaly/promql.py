@@ -8,9 +8,8 @@ An answer that carries ``warnings`` (Thanos' partial response) is a failed read 
 it lacks are missing from the answer, not from the fleet, and must not look absent to the presence
 detector; the query's alerts are held as in an outage and the read counts in its error metrics. Warnings
 that are all PromQL annotations (``PromQL warning: ...``, ``PromQL info: ...``) come with a whole answer:
-it is read, and they are logged once. Samples
-are placed on the grid by their timestamps, in whatever order they come; two on one step (an HA pair
-merged without dedup) read as the larger.
+it is read, and they are logged once. Samples are placed on the grid by their timestamps, in whatever
+order they come; two on one step (an HA pair merged without dedup) read as the larger.
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """

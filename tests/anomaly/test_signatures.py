@@ -220,7 +220,7 @@ def test_an_error_counter_falling_a_little_for_one_read_raises_nothing(query):
     # counting 4990 errors and then 10 more (a single-bit storm, a DBE's drain and reset, an XID again).
     feed = Feed()
     labels = [{**GPU, "xid": "79"}]
-    for value in (5000.0, 5000.0, 4990.0, 5000.0, 5000.0):
+    for value in (5000.0, 5000.0, 4990.0, 5000.0, 5000.0, 4990.0, 808334905.0, 5000.0, 5000.0):
         assert fired(feed.tick((query, labels, [value], "counter"))) == []
     more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
     assert len(fired(feed.tick((query, labels, [5000.0 + more], "counter")))) == 1
