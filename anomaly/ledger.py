@@ -23,12 +23,16 @@ GPUs replaced or gone over months of fleet churn leave nothing behind.
 A counter that jumps by more than ``increase(most=...)`` in one read is held for one read: counters only
 grow, so a real jump is still there at the next read and counts then, whole; a garbage reading (dcgm-exporter
 has served 808334905 for a field) is gone by then and counts nothing, nor does its fall back, which would
-otherwise read as a reset and count the counter's whole value once more. A fall to 0 from a count above it
-is held the same way: a reset if the next read is still below that count (0 again, or the errors since the
-reset, which count), a glitch if it is back at the count or above (what is above counts). A reset counts
-nothing at its 0 anyway, so holding it delays nothing; it misses only a reset followed within one read by
-exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a glitch (an
-XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
+otherwise read as a reset and count the counter's whole value once more. A fall below the count (to 0, or
+to a little less: Thanos switching to an HA replica a scrape behind, its counter-aware dedup being for
+``rate()`` only) is held the same way: a reset if the next read is still below that count (0 again, or the
+errors since the reset, which count), a glitch if it is back at the count or above (what is above counts).
+A reset counts nothing at its 0 anyway, so holding a fall to 0 delays nothing; a reset whose errors are
+already read with it is told one read late. The count from before the 0 is remembered while the
+counter reads 0, for ``ZERO_MEMORY_READS`` reads (5, 0, 0, 5 is a glitch too); a value between 0 and it
+is a reset and its errors, and ends the memory. It misses only a reset followed within those reads, in one
+read, by exactly as many errors as the counter held. ``confirmed`` holds a gauge's reading that may be a
+glitch (an XID code no XID has, the last-XID gauge's fall to 0) until the next read has the same value.
 """
 
 from __future__ import annotations
@@ -44,6 +48,8 @@ GpuKey = tuple[str, str]
 _Key = tuple[str, GpuKey, str]
 _SEEN = ""  # the query part of a GPU's own key, which says when the GPU was read at all
 DEFAULT_MEMORY_SECONDS = 7 * 86400.0
+# Reads of 0 after a count for which the count is remembered: a return to it within them is a glitch ending.
+ZERO_MEMORY_READS = 4
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey:
@@ -74,6 +80,8 @@ class GpuValueLedger:
         self.seen = np.full(1024, np.nan)  # when a key was last read
         self.since = np.full(1024, np.nan)  # when a key was first read
         self.held = np.full(1024, np.nan)  # a jump too large to believe at once, until the next read
+        self.before_zero = np.full(1024, np.nan)  # a count that fell to 0, while the 0 may be a glitch
+        self.zero_reads = np.zeros(1024)  # reads of 0 since then
         self._key_of_id = np.full(1024, -1, np.int64)  # series id -> its key
         self._gpu_of_id = np.full(1024, -1, np.int64)  # series id -> its GPU's own key
 
@@ -103,6 +111,7 @@ class GpuValueLedger:
                 if name[0] == _SEEN:
                     gone.add(name[1])
         self.last[stale] = self.seen[stale] = self.since[stale] = self.held[stale] = np.nan
+        self.before_zero[stale] = np.nan
         drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
         self._key_of_id[drop] = -1
         self._gpu_of_id[drop] = -1
@@ -115,16 +124,18 @@ class GpuValueLedger:
         self.seen[gpus] = now
 
     def update(
-        self, step: Step, now: float, *, count_new: bool = False
+        self, step: Step, now: float, *, count_new: bool = False, counter: bool = False
     ) -> tuple[IntArray, FloatArray, FloatArray]:
         """Record a step; return (rows, their values, the last value of their keys before this step).
 
-        One row per key with a finite value (the largest, when several series carry one GPU's key). The
-        previous value is NaN for a key never seen, or 0 with ``count_new`` when its GPU was known before.
+        One row per key with a finite value (the largest, when several series carry one GPU's key); of a
+        ``counter``, a non-negative one (a negative count is no reading: an exporter's signed -1, "not
+        available", was a reset and the count's return as many new errors). The previous value is NaN for a
+        key never seen, or 0 with ``count_new`` when its GPU was known before.
         """
         keys, gpus = self._map(step, now)
         raw = step.raw
-        rows = np.flatnonzero(np.isfinite(raw))
+        rows = np.flatnonzero(np.isfinite(raw) & (raw >= 0) if counter else np.isfinite(raw))
         if rows.size > 1:
             rows = rows[np.lexsort((-raw[rows], keys[rows]))]  # by key, the largest value first
             k = keys[rows]
@@ -154,7 +165,7 @@ class GpuValueLedger:
         for s in view.steps:
             if s.ids is not step.ids or s.query != step.query:
                 continue
-            rows, values, prev = self.update(s, view.time, count_new=count_new)
+            rows, values, prev = self.update(s, view.time, count_new=count_new, counter=True)
             inc = np.where(values < prev, values, values - prev)
             if most < np.inf and rows.size:
                 inc = self._hold(self._key_of_id[s.ids[rows]], values, prev, inc, most)
@@ -165,20 +176,42 @@ class GpuValueLedger:
     def _hold(
         self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray, most: float
     ) -> FloatArray:
-        """``inc`` with readings not yet believed held for one read: a jump above ``most``, and a fall to 0
-        from a count above it. A held reading counts nothing now and its key keeps its value from before it;
-        at the next read a held jump counts whole when its counter stayed up (a real jump), a held 0 is a
-        reset when the counter still reads below its count from before (0 again, or new errors since the
-        reset: they count), and otherwise the held reading is as if it had not been (a glitch, gone)."""
+        """``inc`` with readings not yet believed held for one read: a jump above ``most``, and a fall below
+        the count. A held reading counts nothing now and its key keeps its value from before it; at the next
+        read a held jump counts whole when its counter stayed up (a real jump), a held fall is a reset when
+        the counter still reads below its count from before (0 again, or new errors since the reset: they
+        count), and otherwise the held reading is as if it had not been (a glitch, gone). The
+        count from before a 0 is remembered while the counter reads 0, for ``ZERO_MEMORY_READS`` reads: back
+        at it or above, the 0s were a glitch and only what is above counts."""
+        inc = self._past_zeros(keys, values, prev, inc)
         held = self.held[keys]
-        jump = (inc > most) & ~((held > 0) & (values >= held))  # NaN held: nothing was held
-        zeroed = (values == 0) & (prev > 0) & ~(held == 0)
-        hold = jump | zeroed
+        # What was held at the last read (NaN: nothing) lies above the count kept for it when it was a jump,
+        # below when it was a fall; a jump still there is believed, and a fall still below is a reset.
+        jump = (inc > most) & ~((held > prev) & (values >= held))
+        fell = (values < prev) & ~(held < prev)
+        hold = jump | fell
         self.held[keys] = np.where(hold, values, np.nan)
         if not hold.any():
             return inc
         self.last[keys[hold]] = prev[hold]
         return np.where(hold, 0.0, inc)
+
+    def _past_zeros(
+        self, keys: IntArray, values: FloatArray, prev: FloatArray, inc: FloatArray
+    ) -> FloatArray:
+        """``inc`` counted from the remembered count before a fall to 0 where the counter is back at it or
+        above; remembers a new fall to 0, and forgets one that grew below its count (a reset) or read 0 for
+        more than ``ZERO_MEMORY_READS`` reads."""
+        before = self.before_zero[keys]
+        back = values >= before  # NaN: nothing remembered
+        inc = np.where(back, values - before, inc)
+        zero = values == 0
+        zeroed = zero & (prev > 0) & np.isnan(before)
+        reads = np.where(zero & ~np.isnan(before), self.zero_reads[keys] + 1, 1.0)
+        keep = (zeroed | (zero & ~np.isnan(before))) & (reads <= ZERO_MEMORY_READS)
+        self.before_zero[keys] = np.where(keep, np.where(zeroed, prev, before), np.nan)
+        self.zero_reads[keys] = np.where(keep, reads, 0.0)
+        return inc
 
     def confirmed(
         self, step: Step, rows: IntArray, values: FloatArray, prev: FloatArray, suspect: BoolArray
@@ -224,6 +257,8 @@ class GpuValueLedger:
             self.seen = _grown(self.seen, k + 1, np.nan)
             self.since = _grown(self.since, k + 1, np.nan)
             self.held = _grown(self.held, k + 1, np.nan)
+            self.before_zero = _grown(self.before_zero, k + 1, np.nan)
+            self.zero_reads = _grown(self.zero_reads, k + 1, 0.0)
         self._index[name] = k
         self.since[k] = self.seen[k] = now
         return k

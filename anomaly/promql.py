@@ -6,7 +6,10 @@ so, or when it is a bare selector of a counter: a name ending in ``_total`` (DCG
 DCGM's counters named otherwise (``DCGM_COUNTERS``); anything else (``rate(...)``, arithmetic) is a gauge.
 An answer that carries ``warnings`` (Thanos' partial response) is a failed read of that query: the series
 it lacks are missing from the answer, not from the fleet, and must not look absent to the presence
-detector; the query's alerts are held as in an outage and the read counts in its error metrics.
+detector; the query's alerts are held as in an outage and the read counts in its error metrics. Warnings
+that are all PromQL annotations (``PromQL warning: ...``, ``PromQL info: ...``) come with a whole answer:
+it is read, and they are logged once. Samples are placed on the grid by their timestamps, in whatever
+order they come; two on one step (an HA pair merged without dedup) read as the larger.
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """
@@ -48,6 +51,9 @@ DCGM_COUNTERS = frozenset(
 MAX_WORKERS = 4  # queries read at once: enough that one slow query waits alone, few for Prometheus
 _NAMED = 3  # queries named per cause of a source outage; the rest are counted
 MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more points per series
+# Prometheus' (2.46+) annotations of a whole answer, sent as warnings: an ill-formed histogram bucket, a
+# quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
+_ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 
 
@@ -139,6 +145,7 @@ class PromQLSource:
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
+        self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
         self._timeout = timeout_seconds
         self._sent: dict[str, float] = {}  # query -> when its last request went out (time.monotonic)
 
@@ -373,11 +380,29 @@ class PromQLSource:
             raise SourceError(f"{where}: response has no data", source=self.name)
         warnings = payload.get("warnings")
         if warnings:
+            notes = [str(w) for w in warnings] if isinstance(warnings, list) else [str(warnings)]
+            if all(note.startswith(_ANNOTATIONS) for note in notes):
+                self._note_annotations(query.name, notes)
+                return data
             # Thanos' partial_response, a Prometheus that could not read every block: series are missing
             # from this answer, not from the fleet. Read as a failure, so no detector sees them vanish.
-            text = "; ".join(str(w) for w in warnings) if isinstance(warnings, list) else str(warnings)
+            text = "; ".join(notes)
             raise SourceError(f"{where}: partial response: {text[:300]}", source=self.name, retryable=True)
         return data
+
+    def _note_annotations(self, query: str, notes: list[str]) -> None:
+        """Log a query's PromQL annotations once, and again only when they change (one entry per query)."""
+        text = "; ".join(notes)
+        if self._logged_annotations.get(query) == text:
+            return
+        self._logged_annotations[query] = text
+        logger.warning(
+            "promql: query %s: Prometheus annotated its answer (read and scored; fix the query or its"
+            " metric if this matters): %s",
+            query,
+            text[:300],
+            extra={"source": self.name, "query": query},
+        )
 
 
 def _millis(seconds: float) -> int:
@@ -454,5 +479,12 @@ def _read_matrix(name: str, result: Any, grid: np.ndarray, kind: SeriesKind) -> 
         stamps = np.array([float(p[0]) for p in points])
         cols = np.rint((stamps - grid[0]) / step).astype(np.int64)
         keep = (cols >= 0) & (cols < grid.size)
-        values[row, cols[keep]] = np.array([_number(p[1]) for p in points])[keep]
+        cols, got = cols[keep], np.array([_number(p[1]) for p in points])[keep]
+        if cols.size > 1 and not (cols[1:] > cols[:-1]).all() and np.unique(cols).size < cols.size:
+            # Two samples on one step: an HA pair merged without dedup (Thanos, a federating proxy), one
+            # replica a scrape behind. Whichever came last was taken, so a counter read 5, 4, 5 across
+            # steps: a reset and 4 new errors. The largest is taken: a counter's lagging replica is behind.
+            np.fmax.at(values[row], cols, got)
+        else:
+            values[row, cols] = got
     return Frame(name, labels, grid, values, kind)

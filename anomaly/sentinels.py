@@ -12,6 +12,10 @@ Exporters have served both as numbers: dcgm-exporter's ``DCGM_FI_DEV_GPU_UTIL`` 
 sample on a GPU's metrics, scored, kept adaptive alerts open for an hour and a half (issue 4); as throttle
 reasons it reads as every reason bit set.
 
+An infinite sample (Prometheus answers ``+Inf``/``-Inf`` for an exporter's ``float('inf')``, a division by
+0 in a query, or ``histogram_quantile`` past its highest finite bucket) is no reading either: it is read and
+counted the same way, where before it was dropped by each detector without a word.
+
 The values are compared exactly, as the float64 a Prometheus text or JSON answer parses to (every int64 blank
 is 2**63 then). A real reading equal to one of them (a counter passing exactly 4294967295) becomes one missing
 sample: a gap the detectors already handle, which costs far less than a sample 10^9 bands out.
@@ -42,13 +46,14 @@ _SMALLEST = float(_SORTED[0])
 
 
 def blank_not_available(values: FloatArray) -> tuple[FloatArray, int]:
-    """``values`` with every not-available value replaced by NaN (a copy when any was), and how many were."""
+    """``values`` with every not-available or infinite value replaced by NaN (a copy when any was), and how
+    many were."""
     # Nearly every tick has none: one comparison finds the rare values that large before the exact test.
-    large = values >= _SMALLEST
+    large = (values >= _SMALLEST) | (values == -np.inf)
     if not large.any():
         return values, 0
     hit = np.zeros(values.shape, np.bool_)
-    hit[large] = np.isin(values[large], _SORTED)
+    hit[large] = np.isin(values[large], _SORTED) | np.isinf(values[large])
     count = int(hit.sum())
     if count == 0:
         return values, 0

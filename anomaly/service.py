@@ -227,7 +227,8 @@ class AnomalyService:
             if query not in self.not_available:
                 logger.warning(
                     "query %s read %d samples holding an NVML/DCGM not-available value (4294967295, a DCGM"
-                    " blank, ...): read as missing data, not scored; counted in"
+                    " blank, ...) or an infinite one (+Inf: a division by 0, histogram_quantile past its"
+                    " highest bucket): read as missing data, not scored; counted in"
                     " gpuwarden_anomaly_not_available_samples_total",
                     query,
                     count,

@@ -14,7 +14,7 @@ known once ``gpuwarden_gpu_up``, the XID gauge, an NVLink state or an error coun
 tick: a PromQL setup reads one of them beside the XID counters. What a rule keeps per GPU besides (when
 its single-bit count was read, the links seen active) is dropped when the ledger forgets the GPU. Readings
 that exporters have served as glitches are held for one read and believed only if the next read confirms them
-(``anomaly.ledger``): an error counter's jump of over a million or its fall to 0, and a last-XID code above
+(``anomaly.ledger``): an error counter's jump of over a million or its fall, and a last-XID code above
 ``MOST_PLAUSIBLE_XID`` or its fall to 0.
 """
 

@@ -116,7 +116,8 @@ class AnomalyCollector:
             lone.add_sample(lone.name, {"query": query}, float(count))
         blank = Metric(
             "gpuwarden_anomaly_not_available_samples",
-            "Samples holding an NVML/DCGM not-available value (4294967295, a DCGM blank), read as missing.",
+            "Samples holding an NVML/DCGM not-available value (4294967295, a DCGM blank) or +/-Inf, read as"
+            " missing.",
             "counter",
         )
         for query, count in self._stats.not_available.items():

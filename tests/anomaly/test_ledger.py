@@ -88,4 +88,5 @@ def test_a_jump_held_for_one_read_counts_whole_when_the_counter_stayed_up_and_no
     assert increase(120.0, 5000.0) == 0.0  # held again
     assert increase(150.0, 5003.0) == 4996.0  # it stayed up: the whole jump, from before it
     assert increase(180.0, 5003.0) == 0.0
-    assert increase(210.0, 1.0) == 1.0  # a real reset still counts from zero
+    assert increase(210.0, 1.0) == 0.0  # a fall: held, as a lagging replica's would be
+    assert increase(240.0, 1.0) == 1.0  # still below: a real reset, counted from zero one read late

@@ -12,9 +12,12 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
+from anomaly.needs import DBE
 from anomaly.promql import PromQLSource, PromQuery
+from anomaly.service import AnomalyService
 from anomaly.writeback import AnomalyCollector, TickStats
 from gpuwarden.clock import FakeClock
+from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import FakePrometheus
 
 Answer = Callable[[httpx.Request], httpx.Response]
@@ -291,3 +294,66 @@ def test_a_query_still_unanswered_at_the_deadline_does_not_hold_a_worker_into_th
         release.set()
         prom.close()
         prometheus.close()
+
+
+def test_an_ha_pairs_duplicate_samples_of_a_counter_are_no_reset_and_a_real_error_still_fires() -> None:
+    # Thanos or a federating proxy merging two Prometheus replicas without dedup answers two samples at one
+    # timestamp, the replica that scraped earlier one error behind, in either order: the last one read was
+    # taken, 5 then 4 a "reset" counting 4 double-bit errors, and every GPU was drained and reset.
+    clock = FakeClock()
+    errors_at = clock.time() + 300  # a real double-bit error on GPU 0
+
+    def pair(request: httpx.Request) -> httpx.Response:
+        result = []
+        for sample in matrix(request, gpus=2).json()["data"]["result"]:
+            gpu = sample["metric"]["gpu"]
+            points = []
+            for t, _ in sample["values"]:
+                count = 5 + (gpu == "0" and t >= errors_at)
+                both = [[t, str(count)], [t, str(count - 1)]]
+                points += both if (t // 30) % 2 else both[::-1]  # whichever replica answered first
+            result.append({"metric": {**sample["metric"], "UUID": f"GPU-{gpu}"}, "values": points})
+        body = {"status": "success", "data": {"resultType": "matrix", "result": result}}
+        return httpx.Response(200, json=body)
+
+    prom = source({DBE: pair}, clock)
+    service = AnomalyService(AnomalyConfig(detectors=["signatures"]), [prom], clock)
+    raised = []
+    for _ in range(20):
+        clock.advance(30)
+        raised += service.infer().raised
+    assert [(a.labels["alertname"], a.labels["gpu"]) for a in raised] == [("GpuDoubleBitEcc", "0")]
+
+
+ANNOTATION = (
+    'PromQL warning: bucket label "le" is missing or has a malformed value of "" for metric name "x" (1:25)'
+)
+
+
+@pytest.mark.parametrize(
+    ("warnings", "read"),
+    [
+        ([ANNOTATION], True),
+        (
+            ["PromQL info: metric might not be a counter, name does not end in _total/_sum/_count/_bucket"],
+            True,
+        ),
+        ([ANNOTATION, "store unavailable: 10.0.0.7:10901"], False),
+    ],
+    ids=["promql-warning", "promql-info", "annotation-and-partial"],
+)
+def test_a_promql_annotation_on_a_whole_answer_is_read_and_logged_once_while_a_partial_one_still_fails(
+    warnings: list[str], read: bool, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Prometheus 2.46+ sends its query annotations as warnings beside a whole answer: a histogram_quantile
+    # query with one ill-formed bucket failed every read, raised GpuwardenSourceStale and was never scored.
+    clock = FakeClock()
+    prom = source({"latency": lambda r: matrix(r, 2, warnings=warnings), "temp": matrix}, clock)
+    for _ in range(2):
+        clock.advance(30)
+        frames = prom.read(clock.time() - 30, clock.time())
+    assert sorted(f.query for f in frames) == (["latency", "temp"] if read else ["temp"])
+    assert prom.health().queries["latency"].up is read
+    noted = [r.getMessage() for r in caplog.records if r.getMessage().startswith("promql: query latency:")]
+    assert len(noted) == read  # said once, not at every read
+    assert all(warnings[0] in message for message in noted)

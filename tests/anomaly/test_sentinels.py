@@ -19,6 +19,9 @@ NOT_AVAILABLE = {
     "dcgm int64 not supported": "9223372036854775794",
     "dcgm fp64 blank": "140737488355328",
     "dcgm fp64 not found": "1.40737488355329e+14",
+    # Prometheus' spelling of infinite samples (a division by 0, an exporter's float('inf')): no reading.
+    "plus infinity": "+Inf",
+    "minus infinity": "-Inf",
 }
 REAL = {
     "just under uint32 -1": "4294967294",

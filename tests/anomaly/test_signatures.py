@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from alerting.faults import classify
+from anomaly.ledger import ZERO_MEMORY_READS
 from anomaly.series import CounterRates, SeriesIndex, build_view
 from anomaly.service import AnomalyService
 from anomaly.signatures import SignatureDetector, load_xid_catalog
@@ -200,24 +201,87 @@ def test_a_real_jump_too_large_to_believe_at_once_raises_at_the_next_read_while_
 
 
 @EACH_ERROR_COUNTER
-def test_an_error_counter_reading_0_once_then_its_count_again_raises_nothing(query):
-    # DBE 5, 5, 0, 5 read as a reset and 5 new double-bit errors: drain and reset for a healthy GPU.
+@pytest.mark.parametrize("zeros", [1, 2, ZERO_MEMORY_READS], ids=["once", "twice", "longest-glitch"])
+def test_an_error_counter_reading_0_then_its_count_again_raises_nothing(query, zeros):
+    # DBE 5, 5, 0, 5 (and, left by the first fix, 5, 5, 0, 0, 5) read as a reset and 5 new double-bit
+    # errors: drain and reset for a healthy GPU.
     feed = Feed()
     labels = [{**GPU, "xid": "79"}]
-    for value in (5000.0, 5000.0, 0.0, 5000.0, 5000.0):
+    for value in (5000.0, 5000.0, *[0.0] * zeros, 5000.0, 5000.0):
         assert fired(feed.tick((query, labels, [value], "counter"))) == []
     more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
     assert len(fired(feed.tick((query, labels, [5000.0 + more], "counter")))) == 1
 
 
+@EACH_ERROR_COUNTER
+def test_an_error_counter_falling_a_little_for_one_read_raises_nothing(query):
+    # Thanos switching from one Prometheus replica to the other (its counter-aware dedup is for rate() and
+    # increase() only) serves a bare counter from a replica a scrape behind: 5000, 4990, 5000 read as a reset
+    # counting 4990 errors and then 10 more (a single-bit storm, a DBE's drain and reset, an XID again).
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    for value in (5000.0, 5000.0, 4990.0, 5000.0, 5000.0, 4990.0, 808334905.0, 5000.0, 5000.0):
+        assert fired(feed.tick((query, labels, [value], "counter"))) == []
+    more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
+    assert len(fired(feed.tick((query, labels, [5000.0 + more], "counter")))) == 1
+
+
+@EACH_ERROR_COUNTER
+@pytest.mark.parametrize("count", [0.0, 5000.0])
+def test_negative_readings_of_an_error_counter_are_no_readings(query, count):
+    # A counter cannot go below 0: an exporter's signed -1 ("not available") read twice was a reset, and the
+    # count's return a new error (0, -1, -1, 0 raised a double-bit error on a healthy GPU).
+    feed = Feed()
+    labels = [{**GPU, "xid": "79"}]
+    for value in (count, count, -1.0, -1.0, -1.0, count, count):
+        assert fired(feed.tick((query, labels, [value], "counter"))) == []
+    more = 5000.0 if query == "DCGM_FI_DEV_ECC_SBE_VOL_TOTAL" else 1.0
+    assert len(fired(feed.tick((query, labels, [count + more], "counter")))) == 1
+
+
 @pytest.mark.parametrize(
     ("after", "raises"),
-    [([0, 0, 1], [0, 0, 1]), ([2], [1]), ([6], [1]), ([0, 5], [0, 1])],
-    ids=["reset-confirmed-then-error", "reset-then-errors", "glitch-then-error", "reset-then-same-count"],
+    [([2, 2], [0, 1]), ([2, 3], [0, 1]), ([2, 7], [0, 1]), ([2, 5, 6], [0, 0, 1])],
+    ids=["reset-then-errors", "reset-then-more-errors", "glitch-then-errors", "glitch-then-error-later"],
+)
+def test_a_fall_below_an_error_count_is_a_reset_with_its_errors_when_the_next_read_is_still_below(
+    after, raises
+):
+    # Held one read like a fall to 0: a reset's errors are told one read late; back at the count or above,
+    # the fall was a lagging replica or a glitch, and only what is above the count is new.
+    feed = Feed()
+    q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
+    feed.tick((q, [GPU], [5], "counter"))
+    feed.tick((q, [GPU], [5], "counter"))
+    assert [len(fired(feed.tick((q, [GPU], [v], "counter")))) for v in after] == raises
+
+
+@pytest.mark.parametrize(
+    ("after", "raises"),
+    [
+        ([0, 0, 1], [0, 0, 1]),
+        ([2], [1]),
+        ([6], [1]),
+        ([0, 2], [0, 1]),
+        ([0, 0, 6], [0, 0, 1]),
+        ([0] * ZERO_MEMORY_READS + [5], [0] * ZERO_MEMORY_READS + [1]),
+        ([0] * ZERO_MEMORY_READS + [1], [0] * ZERO_MEMORY_READS + [1]),
+    ],
+    ids=[
+        "reset-confirmed-then-error",
+        "reset-then-errors",
+        "glitch-then-error",
+        "reset-confirmed-then-errors",
+        "long-glitch-then-error",
+        "reset-past-memory-then-same-count",
+        "reset-past-memory-then-error",
+    ],
 )
 def test_a_real_reset_after_a_0_still_raises_the_errors_that_follow_it(after, raises):
     # A 0 held for one read costs nothing (a reset counts nothing either); the read after it tells: below the
-    # count from before, a reset and its new errors; 0 again, a reset; above, a glitch and new errors.
+    # count from before, a reset and its new errors; 0 again, a reset; above, a glitch and new errors. The
+    # count from before the 0 is remembered while the counter reads 0, for ZERO_MEMORY_READS reads: a return
+    # to it is a glitch ending; after that the reset is old and every error after it counts.
     feed = Feed()
     q = "DCGM_FI_DEV_ECC_DBE_VOL_TOTAL"
     feed.tick((q, [GPU], [5], "counter"))
