@@ -327,7 +327,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         held = " (flapping: held, no page)" if row.flapping else ""
         if cycling:
             within = duration_text(self._cycling_within)
-            held = f" (cycling: reopened {cycling} times within {within} by the same alerts, no page)"
+            held = f" (cycling: reopened {cycling} times within {within} by this alert, no page)"
         root = target_from_dict(target.root_target)
         label = target_label(root, cluster=root_cluster(root, self.inventory))  # a GPU's: its node's
         fired = f"fired, which its root cause {label} explains"
