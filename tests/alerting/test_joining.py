@@ -717,6 +717,23 @@ def test_a_rack_running_hot_around_a_silenced_node_is_one_incident_and_ends_its_
     assert [e.kind for e in engine.store.get(first).timeline].count("silence_ended") == 1
 
 
+def test_a_silence_ended_by_a_merge_lists_what_came_under_it_earlier_in_the_same_post(tmp_path: Path) -> None:
+    # GPU 2 of r07-n01 runs hot, silenced. One POST: another rule's alert of that same fault (it joins,
+    # held), then the same GPU of r07-n02 and r07-n03 hot: the rack's cooling, merged in, ends the silence.
+    # Its end said "nothing happened while silenced", though the alert had joined under it just before.
+    clock, engine = _engine_fleet(tmp_path)
+    engine.ingest([_hot(1)])
+    [first] = engine.open_incident_ids()
+    engine.silence_incident(first, 3600, "op")
+    clock.advance(10)
+    engine.ingest([Alert({**_hot(1).labels, "severity": "page"}), _hot(2), _hot(3)])
+    assert list(engine.open_incident_ids()) == [first]
+    [ended] = [e for e in engine.store.get(first).timeline if e.kind == "silence_ended"]
+    assert ended.message.startswith("silence ended early (silenced by op): GpuThermalSlowdown (r07-n02, 2)")
+    assert ended.message.endswith("; 1 event(s) while silenced: alert GpuThermalSlowdown (r07-n01, 2) firing")
+    assert ended.data["held"] == 1
+
+
 def test_a_silenced_incident_merged_into_an_unsilenced_one_is_no_longer_silenced_and_the_merge_says_whose(
     tmp_path: Path,
 ) -> None:
