@@ -738,6 +738,34 @@ def test_a_silence_ended_by_a_merge_lists_what_came_under_it_earlier_in_the_same
     assert ended.data["held"] == 1
 
 
+def test_a_silence_ended_by_a_reopening_names_what_else_joins_beside_it_in_the_same_post(
+    tmp_path: Path,
+) -> None:
+    # GPU 2 of r07-n01 ran hot, silenced, and cooled: resolved, the silence running on. One POST: GPUs 5 and
+    # 6 of the node hot. GPU 5 reopens the incident (the same signal on its node), beside what the silence
+    # was set for: it ends. That end was not kept for the batch, so GPU 6, joining next, went unnamed (a
+    # silence no longer held it). The reopening that ended it is not "while silenced" either.
+    clock, engine = _engine_fleet(tmp_path)
+    engine.ingest([_on(2, alertname="GpuThermalSlowdown")])
+    [incident_id] = engine.open_incident_ids()
+    engine.silence_incident(incident_id, 3600, "op")
+    clock.advance(10)
+    engine.ingest([_on(2, AlertStatus.RESOLVED, alertname="GpuThermalSlowdown")])
+    for _ in range(40):
+        clock.advance(10)
+        engine.tick()
+    assert engine.store.get(incident_id).state is IncidentState.RESOLVED
+    engine.ingest([_on(5, alertname="GpuThermalSlowdown"), _on(6, alertname="GpuThermalSlowdown")])
+    assert list(engine.open_incident_ids()) == [incident_id]
+    [ended] = [e for e in engine.store.get(incident_id).timeline if e.kind == "silence_ended"]
+    beside = "a fault beside the one the silence was set for"
+    assert ended.message.startswith(
+        f"silence ended early (silenced by op): GpuThermalSlowdown (r07-n01, 5) fired, {beside}; "
+        f"GpuThermalSlowdown (r07-n01, 6) fired, {beside}; 3 event(s) while silenced: alert"
+    )
+    assert ended.data["beside"] == 2 and ended.data["held"] == 3
+
+
 def test_a_silenced_incident_merged_into_an_unsilenced_one_is_no_longer_silenced_and_the_merge_says_whose(
     tmp_path: Path,
 ) -> None:
