@@ -101,18 +101,18 @@ def repeats_reopening(
     fingerprint: str, earlier: list[tuple[str, float, frozenset[str]]], now: float, window: float
 ) -> int:
     """Whether an incident's reopening by alert ``fingerprint`` at ``now`` only repeats its resolve / reopen
-    cycle, and how often it reopened: the number of its reopenings within ``window`` seconds, this one
-    included; 0 when it pages. ``earlier``: the incident's stored events (kind, at, the fingerprints of the
-    alerts they say fired) of those seconds.
+    cycle, and how often this alert reopened it: the number of its reopenings within ``window`` seconds that
+    this alert came back with, this one included; 0 when it pages. ``earlier``: the incident's stored events
+    (kind, at, the fingerprints of the alerts they say fired) of those seconds.
 
     A repeat: the incident already reopened within ``window`` and this alert fired again with one of those
     reopenings (it reopened it, or fired again in the same transaction). The first reopening, one after
     ``window`` without any, and one by an alert that did not come back with those (another fault, an alert
-    that joined since) page."""
+    that joined since) page. A reopening within ``window`` by another alert alone is not counted: the count
+    says how often this alert's cycle reopened the incident, as its telling does."""
     if window <= 0:
         return 0
     recent = [e for e in earlier if now - e[1] <= window]
-    reopenings = [at for kind, at, _ in recent if kind == "reopened"]
-    reopened_at = set(reopenings)
-    came_back = any(at in reopened_at and fingerprint in fps for _, at, fps in recent)
-    return len(reopenings) + 1 if came_back else 0
+    reopened_at = {at for kind, at, _ in recent if kind == "reopened"}
+    came_back = {at for _, at, fps in recent if at in reopened_at and fingerprint in fps}
+    return len(came_back) + 1 if came_back else 0

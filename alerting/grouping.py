@@ -107,7 +107,7 @@ class IncidentGrouping(IncidentMerging):
                     self._open.signal_partners(inc),
                     self.inventory,
                     held=lambda i: self._held(i, batch.now),
-                    lift=lambda i, why: self._lift_silences(batch, i, why),
+                    end_if_beside=lambda o, members, why: self._end_if_beside(batch, o, members, lambda: why),
                 )
                 pending.extend(sorted(moved, key=self._order, reverse=True))
             if inc.lost != lost:

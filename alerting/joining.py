@@ -221,9 +221,13 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             return False
         row.incident_id = chosen.id
         beside = self._held(chosen.id, batch.now) and beside_held(chosen.root_path, chosen.facts, [member])
+        held = list(chosen.members) if beside else []  # what the silence held, before this alert joins
         reopened = self._reopen(batch, row, explained=True)
-        if reopened and beside:
-            self._lift_silences(batch, chosen.id, _beside(row))
+        if reopened and beside:  # what else comes in beside it in this transaction is named in its end too
+            reopening = batch.last_event[chosen.id]  # why the silence ends, not what it held back
+            self._lift_early(
+                batch, chosen.id, _beside(row), root=chosen.root_path, members=held, cause=reopening
+            )
         return reopened
 
     def _lift_if_beside(self, batch: Batch, inc: OpenIncident, row: StoredAlert, member: Member) -> None:
@@ -327,7 +331,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         held = " (flapping: held, no page)" if row.flapping else ""
         if cycling:
             within = duration_text(self._cycling_within)
-            held = f" (cycling: reopened {cycling} times within {within} by the same alerts, no page)"
+            held = f" (cycling: reopened {cycling} times within {within} by this alert, no page)"
         root = target_from_dict(target.root_target)
         label = target_label(root, cluster=root_cluster(root, self.inventory))  # a GPU's: its node's
         fired = f"fired, which its root cause {label} explains"

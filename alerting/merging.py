@@ -19,7 +19,7 @@ from alerting.member import Member, describe, first_onset, flapping_in, live, re
 from alerting.root_facts import down_nodes, recurs, takes_in
 from alerting.spreading import spread_candidates
 from alerting.store import with_absorbed_peak
-from alerting.store_models import AlertRow, IncidentRow, TimelineRow
+from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
 from alerting.titles import ABSORBED_MAX, shortened
 from alerting.topology import RACK_DEPTH, UNKNOWN, contains
@@ -42,7 +42,6 @@ class IncidentMerging:
     _open: OpenIncidents
     _window: timedelta
     _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
-    _lift_silences: Callable[[Batch, str, str], TimelineRow]  # end an incident's silences now, saying why
     # End the silence holding an incident when what comes in is beside what it was set for, saying why.
     _end_if_beside: Callable[[Batch, OpenIncident, Iterable[Member], Callable[[], str]], None]
     _drop_absorbed_silences: Callable[[Batch, str], list[str]]  # end a merged-away incident's, quietly

@@ -6,8 +6,9 @@ past the repeat fast path, so they join or open an incident as if they had just 
 
 A silenced incident still changes (alerts of its fault join it, its priority moves; an alert of a fault beside
 it joins it as unsilenced and ends the silence: ``_end_if_beside``; so does an incident of such a fault merged
-into it, or such alerts regrouped into it, by one rule: ``root_facts.beside_held``; an incident merged into
-another loses its silence: ``_drop_absorbed_silences``), but its changes reach listeners marked
+into it, or such alerts regrouped into it, by one rule: ``root_facts.beside_held``; the transaction keeps such
+an end, ``_lift_early``, so that what else comes in beside it is named in the same event; an incident merged
+into another loses its silence: ``_drop_absorbed_silences``), but its changes reach listeners marked
 ``silenced_until``, and notifiers page nobody for them. When its silence ends while it is open, the tick adds
 one ``silence_ended`` event that catches up on what happened meanwhile: a priority change (a broadcast) when
 the incident became more urgent, else an update. Which incidents wait for that event is read from the timeline
@@ -40,7 +41,7 @@ from alerting.silencing import expire_row
 from alerting.store import alert_from_row, silence_from_row
 from alerting.store_models import AlertRow, IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
-from alerting.topology import UNKNOWN, locate
+from alerting.topology import UNKNOWN, Path, locate
 from gpuwarden.clock import Clock, rfc3339
 from gpuwarden.model import Alert, AlertStatus
 
@@ -214,10 +215,8 @@ class MuteTracking:
         lifted = batch.lifted.get(inc.id)
         if lifted is None:
             if self._held(inc.id, batch.now) and beside_held(inc.root_path, inc.facts, new):
-                members = list(inc.members.values())  # before ``new`` joins: what the silence held
-                text = why()
-                event = self._lift_silences(batch, inc.id, text)
-                batch.lifted[inc.id] = Lifted(event, [text], inc.root_path, members)
+                # Before ``new`` joins: what the silence held.
+                self._lift_early(batch, inc.id, why(), root=inc.root_path, members=inc.members.values())
             return
         if not beside_held(lifted.root, lifted.facts, new):
             return
@@ -226,6 +225,23 @@ class MuteTracking:
         # A new dict: the JSON column does not see a change made in place.
         lifted.event.message = lifted.event.message.replace(old, _early(lifted.whys), 1)
         lifted.event.data = {**lifted.event.data, "early": _early(lifted.whys), "beside": len(lifted.whys)}
+
+    def _lift_early(
+        self,
+        batch: Batch,
+        incident_id: str,
+        why: str,
+        *,
+        root: Path,
+        members: Iterable[Member],
+        cause: TimelineRow | None = None,
+    ) -> None:
+        """End the incident's silences now because ``why`` (``_lift_silences``), and keep for the rest of the
+        transaction that it did, with the ``root`` and ``members`` the silence held: whatever else comes in
+        beside them (a join, a merge, a regrouping, in any order) is named in the same ``silence_ended``
+        event (``_end_if_beside``), not judged against a silence that no longer holds."""
+        event = self._lift_silences(batch, incident_id, why, cause)
+        batch.lifted[incident_id] = Lifted(event, [why], root, list(members))
 
     def _expire_silences_of(self, batch: Batch, incident_id: str) -> list[SilenceRow]:
         """Expire the incident's running silences now, in the batch's transaction and in memory; their
@@ -255,16 +271,27 @@ class MuteTracking:
         self._ending_told.pop(incident_id, None)
         return sorted({row.created_by for row in rows})
 
-    def _lift_silences(self, batch: Batch, incident_id: str, why: str) -> TimelineRow:
+    def _lift_silences(
+        self, batch: Batch, incident_id: str, why: str, cause: TimelineRow | None = None
+    ) -> TimelineRow:
         """End the incident's silences now, in the batch's transaction, because ``why``: a fault beside the
         one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
-        so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on."""
+        so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on;
+        ``cause``, the event of what ended it (the reopening that fault made), is not of those."""
         self._expire_silences_of(batch, incident_id)
         incident = batch.session.get(IncidentRow, incident_id)
         assert incident is not None
-        events = batch.session.scalars(
+        stored = batch.session.scalars(
             select(TimelineRow).where(TimelineRow.incident_id == incident_id).order_by(TimelineRow.seq)
         ).all()
+        # And what this transaction wrote of it before now, not flushed yet (ingest runs without autoflush):
+        # an alert that joined under the silence earlier in the same POST happened while silenced.
+        flushed = {id(e) for e in stored}
+        events = [
+            *stored,
+            *(e for e in batch.events if e.incident_id == incident_id and id(e) not in flushed),
+        ]
+        events = [e for e in events if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why)
         event = batch.event(

@@ -16,7 +16,6 @@ from alerting.batch import Batch, OpenIncident
 from alerting.correlation import join_rank
 from alerting.inventory import Inventory
 from alerting.member import Member
-from alerting.root_facts import beside_held
 from alerting.store_models import AlertRow
 from alerting.topology import Path, contains
 
@@ -83,14 +82,18 @@ def regroup_spread(
     inventory: Inventory | None,
     *,
     held: Callable[[str], bool],
-    lift: Callable[[str, str], object],
+    end_if_beside: Callable[[OpenIncident, list[Member], str], object],
 ) -> set[str]:
     """Move the alerts of a signal spreading (a driver rollout's XID 119) that another incident holds beside
     a fault of its own (a node down, an NVSwitch failing on a node the rollout reached) into the spread's
     incident, as ``best_candidate`` would have put them had the spread existed when they came; ``inc`` is
-    either side. A silence moves nothing apart (it mutes an incident, not how alerts group): where alerts
-    that are a fault beside the one it was set for move into an incident it holds (``ends_silence``), it
-    ends first (``lift``: the incident's id and why). The ids of the incidents whose members changed."""
+    either side. A silence moves nothing apart (it mutes an incident, not how alerts group): alerts that
+    move out of an incident no silence holds into one a silence holds (``held``) first end that silence
+    where they are a fault beside the one it was set for, by the rule of joins and merges
+    (``end_if_beside``: the spread's incident, the alerts, why; ``MuteTracking._end_if_beside``, which also
+    names them where the transaction ended it already). Out of a held incident, an alert goes where it
+    groups, and pages there as the incident it joins does. The ids of the incidents whose members
+    changed."""
     rest = [o for o in others if o.id != inc.id and o.members]
     if inc.facts().spread_of is not None:
         pairs = [(inc, o) for o in rest]
@@ -99,27 +102,15 @@ def regroup_spread(
     changed: set[str] = set()
     for spread, holder in pairs:
         due = _strays(spread, holder, inventory)
-        if any(ends_silence(holder, spread, holder.members[fp], held) for fp in due):
+        if not due:
+            continue
+        if not held(holder.id):
             moved_in = f"XID alerts of {holder.id} moved in (a rollout spreading)"
-            lift(spread.id, f"{moved_in}, a fault beside the one the silence was set for")
-        if due:
-            _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
-            changed |= {spread.id, holder.id}
+            beside = f"{moved_in}, a fault beside the one the silence was set for"
+            end_if_beside(spread, [holder.members[fp] for fp in due], beside)
+        _move(batch, holder, spread, due, what="XID", why="they are its XID spreading (a rollout)")
+        changed |= {spread.id, holder.id}
     return changed
-
-
-def ends_silence(
-    source: OpenIncident, target: OpenIncident, member: Member, held: Callable[[str], bool]
-) -> bool:
-    """Whether moving the alert of ``member`` from ``source`` into ``target`` ends ``target``'s silence: a
-    silence holds ``target`` and not ``source``, and it is an infrastructure alert beside the fault the
-    silence was set for (``root_facts.beside_held``, the rule of joins and merges too). A workload symptom
-    (a job's stalled ranks, which ``regroup_ranks`` moves to their GPU's fault) is its fault's: it ends
-    nothing. Out of a held incident, an alert goes where it groups, and pages there as the incident it joins
-    does."""
-    if not held(target.id) or held(source.id):
-        return False
-    return beside_held(target.root_path, target.facts, [member])
 
 
 def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | None) -> list[str]:

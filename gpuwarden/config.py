@@ -120,7 +120,8 @@ class SlackConfig(Section):
     broadcast_resolutions: bool = Field(
         False,
         description="also post each resolution to the channel (it always edits the incident's message in "
-        "place and replies in its thread); like Alertmanager's send_resolved, off by default for Slack",
+        "place and replies in its thread), but that of a reopening that paged nobody (a flap's or a "
+        "cycle's); like Alertmanager's send_resolved, off by default for Slack",
     )
 
 

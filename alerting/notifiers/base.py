@@ -10,7 +10,7 @@ two Slack calls never forgets a message that already exists.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
 from importlib.metadata import entry_points
@@ -31,6 +31,7 @@ from gpuwarden.model import (
     NodeRef,
     RackRef,
     Target,
+    TimelineEvent,
     WorkloadRef,
 )
 
@@ -89,8 +90,9 @@ class Notification(BaseModel):
     # again). Read from its timeline as of the change, so told alike after a restart.
     quiet: bool = False
     # Told, but pages nobody: a reopening by the flap that made its alert flapping or that repeats the
-    # incident's resolve / reopen cycle, or a change made by the transaction that merged the incident into
-    # another (``IncidentChange.merging``: that one pages).
+    # incident's resolve / reopen cycle, the resolution of such an opening (nobody was paged for it, so
+    # ``slack.broadcast_resolutions`` does not broadcast its end), or a change made by the transaction that
+    # merged the incident into another (``IncidentChange.merging``: that one pages).
     held: bool = False
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
@@ -219,7 +221,9 @@ def build_notification(
         silenced_until=change.silenced_until,
         flapping=change.flapping,
         quiet=_quiet(incident),
-        held=change.merging or (change.kind is ChangeKind.REOPENED and _held_reopening(change.event.data)),
+        held=change.merging
+        or (change.kind is ChangeKind.REOPENED and _held_reopening(change.event.data))
+        or (change.kind is ChangeKind.RESOLVED and _ends_held_opening(incident.timeline)),
         folded=change.folded,
     )
 
@@ -228,6 +232,26 @@ def _held_reopening(data: Mapping[str, object]) -> bool:
     """Whether a reopening's event says it pages nobody: the flap that made its alert flapping, or a repeat
     of the incident's resolve / reopen cycle (``alerting.flapping.repeats_reopening``)."""
     return bool(data.get("flapping") or data.get("cycling"))
+
+
+def _ends_held_opening(timeline: Sequence[TimelineEvent]) -> bool:
+    """Whether a resolution ends an opening that paged nobody: the incident's latest opening is a held
+    reopening (``_held_reopening``) and its priority has not risen since (an escalation pages). Read from
+    its timeline as of the change, so told alike after a restart."""
+    start = next((k for k in range(len(timeline) - 1, -1, -1) if timeline[k].kind in _OPENINGS), None)
+    if start is None or timeline[start].kind != "reopened" or not _held_reopening(timeline[start].data):
+        return False
+    return not any(_rose(e.data) for e in timeline[start + 1 :] if e.kind in _PRIORITY_MOVES)
+
+
+_OPENINGS = frozenset({"opened", "reopened"})
+_PRIORITY_MOVES = frozenset({"priority", "silence_ended"})  # events whose data say "from" and "to"
+
+
+def _rose(data: Mapping[str, object]) -> bool:
+    """Whether an event's ``from`` and ``to`` priorities say it became more urgent (P0 is the most)."""
+    before, after = data.get("from"), data.get("to")
+    return isinstance(before, str) and isinstance(after, str) and after < before
 
 
 def _by(value: object) -> str:
@@ -260,8 +284,7 @@ def _escalated(change: IncidentChange) -> bool:
     """A priority change whose timeline event says it went to a more urgent priority (P0 is the most)."""
     if change.kind is not ChangeKind.PRIORITY_CHANGED:
         return False
-    before, after = change.event.data.get("from"), change.event.data.get("to")
-    return isinstance(before, str) and isinstance(after, str) and after < before
+    return _rose(change.event.data)
 
 
 @dataclass(frozen=True, slots=True)

@@ -276,8 +276,9 @@ class SlackNotifier:
                 "slack reply already posted incident_id=%s key=%s", notification.incident_id, notification.key
             )
             return True
+        # A resolution of an opening that paged nobody (a held reopening) is not broadcast either.
         broadcast = notification.needs_attention or (
-            notification.is_resolution and self._broadcast_resolutions
+            notification.is_resolution and self._broadcast_resolutions and not notification.held
         )
         metadata = self._metadata(notification.incident_id, notification.key, notification.event_kind)
         self._send(

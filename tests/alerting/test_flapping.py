@@ -110,6 +110,16 @@ _A, _B = frozenset({"a"}), frozenset({"b"})
         pytest.param([("reopened", 800.0, _A), ("alert_added", 900.0, _B)], "b", 3600, 0, id="joined-since"),
         pytest.param([("reopened", 800.0, _A)], "b", 3600, 0, id="another-alert"),
         pytest.param([("reopened", 800.0, _A), ("reopened", 1600.0, _A)], "a", 3600, 3, id="counted"),
+        pytest.param(
+            [("reopened", 800.0, _A), ("reopened", 1600.0, _B)], "a", 3600, 2, id="another-alerts-not-counted"
+        ),
+        pytest.param(
+            [("reopened", 800.0, _B), ("alert_firing", 800.0, _A), ("reopened", 1600.0, _B)],
+            "a",
+            3600,
+            2,
+            id="counted-where-it-came-back",
+        ),
         pytest.param([("reopened", 800.0, _A)], "a", 1500, 0, id="after-a-calm-of-the-window"),
         pytest.param([("reopened", 800.0, _A)], "a", 0, 0, id="off"),
     ],

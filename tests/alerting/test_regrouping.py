@@ -11,7 +11,7 @@ from alerting.engine import IncidentEngine
 from alerting.faults import classify
 from alerting.joining import earlier_members
 from alerting.member import Member
-from alerting.regrouping import ends_silence, regroup_ranks, regroup_spread
+from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_facts import beside_held, root_facts
 from alerting.store_models import IncidentRow
 from alerting.topology import locate
@@ -176,6 +176,33 @@ def test_a_silenced_rollout_that_reaches_another_rack_takes_its_xid_and_its_sile
     assert len(engine.store.get(lost).alert_fingerprints) == 1
 
 
+def test_an_xid_regrouped_into_a_rollout_whose_silence_its_post_ended_is_named_in_that_end(
+    sql: Engine,
+) -> None:
+    # XID 119 on r07-n01's GPUs (one node, no rollout yet), silenced; GPU 3 of r08-n03 lost, its own
+    # incident. One POST: r08-n03's XID 119 (it joins the GPU loss: nothing spreads yet), then r07-n02's:
+    # the XID reaching another node ends the silence at its join, and regrouping then moves r08-n03's XID
+    # into the rollout, another rack, beside what the silence was set for too. The silence's end named only
+    # r07-n02's: regrouping asked whether a silence still held the rollout (no: ended) and said nothing.
+    clock, engine = _fleet(sql)
+    engine.ingest([_xid_119("r07-n01", g) for g in range(8)])
+    [rollout] = engine.open_incident_ids()
+    engine.silence_incident(rollout, 3600, "op")
+    clock.advance(10)
+    engine.ingest([Alert({"cluster": sc.CLUSTER, "Hostname": "r08-n03", "gpu": "3", "alertname": "GpuLost"})])
+    [lost] = [i for i in engine.open_incident_ids() if i != rollout]
+    clock.advance(10)
+    engine.ingest([_xid_119("r08-n03", 3), _xid_119("r07-n02", 0), _xid_119("r07-n02", 1)])
+    assert _silenced_by(engine, _xid_119("r08-n03", 3)) == (rollout, [])
+    [ended] = [e for e in engine.store.get(rollout).timeline if e.kind == "silence_ended"]
+    assert ended.data["beside"] == 3
+    assert ended.message.startswith(
+        "silence ended early (silenced by op): GPUXid (r07-n02, 0) fired, a fault beside the one the silence"
+    )
+    moved_in = f"XID alerts of {lost} moved in (a rollout spreading), a fault beside the one the silence was"
+    assert moved_in in ended.message
+
+
 def test_a_silenced_incidents_xid_goes_where_it_groups_when_a_rollout_spreads_and_the_silence_holds(
     sql: Engine,
 ) -> None:
@@ -226,7 +253,7 @@ def test_a_rollouts_xid_regrouped_into_its_silenced_incident_ends_the_silence_an
             [holder],
             INVENTORY,
             held=lambda i: i == rollout.id,
-            lift=lambda i, why: lifted.append((i, why)),
+            end_if_beside=lambda o, _, why: lifted.append((o.id, why)),
         )
     assert moved == {"inc-rollout", "inc-lost"} and "stray" in rollout.members
     assert [i for i, _ in lifted] == ["inc-rollout"]
@@ -262,13 +289,10 @@ def test_alerts_moved_into_a_silenced_incident_without_a_root_end_its_silence_as
     # silence for the same alert moved in. One rule now (``root_facts.beside_held``), the same answer.
     stalled = _incident("inc-stalls", (), _stall("rank3", 3))
     lost = _member("lost", alertname="GpuLost", Hostname="r08-n03", gpu="3")
-    holder = _incident("inc-lost", lost.location.path, lost)
-    held = {"inc-stalls"}.__contains__
-    assert not ends_silence(holder, stalled, lost, held)
-    assert not beside_held(stalled.root_path, stalled.facts, [lost])  # a join's and a merge's rule
+    assert not beside_held(stalled.root_path, stalled.facts, [lost])  # a join's, a merge's, a regrouping's
     other_gpu = _member("x", alertname="GpuLost", Hostname="r08-n03", gpu="5")
     elsewhere = _incident("inc-other", other_gpu.location.path, other_gpu)
-    assert ends_silence(holder, elsewhere, lost, {"inc-other"}.__contains__)  # rooted: beside it
+    assert beside_held(elsewhere.root_path, elsewhere.facts, [lost])  # rooted: beside it
 
 
 def test_two_faults_coming_into_a_silenced_stalls_incident_end_its_silence_whole_or_one_by_one(

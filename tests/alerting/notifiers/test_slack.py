@@ -474,6 +474,33 @@ def test_resolutions_reach_the_channel_only_when_configured(recorder: SlackRecor
     assert [m.text for m in recorder.visible_in_channel()][1:] == ["all alerts resolved for 10 min"]
 
 
+def test_the_resolution_of_a_reopening_that_paged_nobody_is_not_broadcast_either(
+    recorder: SlackRecorder,
+) -> None:
+    # With broadcast_resolutions, each cycle's resolution of a cycling incident reached the channel while
+    # its reopening, held, was a thread reply: the channel heard "resolved" of what it never heard reopen.
+    # Once the held opening escalates (that pages), its resolution is broadcast again.
+    notifier, threads = notifier_for(recorder, broadcast_resolutions=True), Threads()
+    inc = make_incident(priority=Priority.P2)
+    cycling = {"fingerprint": "f1", "flapping": False, "cycling": 2}
+    steps = [
+        (ChangeKind.OPENED, "opened", None, None),
+        (ChangeKind.RESOLVED, "resolved", None, None),
+        (ChangeKind.REOPENED, "reopened: X fired again", None, {"fingerprint": "f1", "flapping": False}),
+        (ChangeKind.RESOLVED, "resolved", None, None),
+        (ChangeKind.REOPENED, "reopened: X fired again (cycling: ...)", None, cycling),
+        (ChangeKind.RESOLVED, "resolved", None, None),
+        (ChangeKind.REOPENED, "reopened: X fired again (cycling: ...)", None, cycling),
+        (ChangeKind.PRIORITY_CHANGED, "priority P0", "priority", {"from": "P2", "to": "P0"}),
+        (ChangeKind.RESOLVED, "resolved", None, None),
+    ]
+    for minute, (kind, message, event_kind, data) in enumerate(steps):
+        deliver(notifier, threads, build_notification(change(inc, kind, minute, message, event_kind, data)))
+    [parent] = recorder.channel_messages()
+    broadcast = [r.reply_broadcast for r in recorder.replies(parent.ts)]
+    assert broadcast == [False, True, True, True, False, False, False, True, True]
+
+
 def _silenced(n: Notification) -> Notification:
     return n.model_copy(update={"silenced_until": n.event_at + timedelta(hours=1)})
 
