@@ -43,6 +43,7 @@ from alerting.reassessment import InventoryReassessment, lost_gpus
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
 from alerting.silencing import stored_silences
+from alerting.spans import earlier_start, merged_ends
 from alerting.store import IncidentStore, alert_from_row, impact_from_dict
 from alerting.store_models import AlertRow, IncidentRow, TimelineRow
 from alerting.subscriptions import IncidentListener
@@ -114,6 +115,9 @@ class IncidentEngine(
         # What impact reads from a firing alert's annotations (``measures``), for the alerts that carry
         # any: a repeat that changes them takes the slow path, so its incident is assessed again.
         self._measures: dict[str, tuple[str, ...]] = {}
+        # Each firing alert's startsAt: a repeat that starts earlier (the other of an HA Prometheus pair)
+        # takes the slow path, which moves it and its member's onset (``spans.earlier_start``).
+        self._starts: dict[str, datetime] = {}
         self._silenced_incidents: set[str] = set()
         self._catch_up_since: dict[str, datetime] = {}
         self._ending_told: dict[str, datetime] = {}
@@ -183,8 +187,10 @@ class IncidentEngine(
             }
             self._muted.clear()
             self._measures.clear()
+            self._starts.clear()
             for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
                 self._inhibitor.update(alert.fingerprint, alert.labels, True)
+                self._starts[alert.fingerprint] = alert.starts_at
                 key = measures(alert.recommended_action, alert.annotations)
                 if key is not None:
                     self._measures[alert.fingerprint] = key
@@ -308,8 +314,14 @@ class IncidentEngine(
                             and self._status.get(fp) == status.value
                             and (
                                 status is not AlertStatus.FIRING
-                                or self._measures.get(fp)
-                                == measures(alert.recommended_action.value, alert.annotations)
+                                or (
+                                    self._measures.get(fp)
+                                    == measures(alert.recommended_action.value, alert.annotations)
+                                    and (
+                                        alert.starts_at is None
+                                        or alert.starts_at >= self._starts.get(fp, alert.starts_at)
+                                    )
+                                )
                             )
                         ):
                             # Fast path: a repeat with nothing changed (Prometheus re-posts firing alerts).
@@ -390,19 +402,28 @@ class IncidentEngine(
             previous: str | None = None
         else:
             previous = row.status
-            if previous != status.value and status is AlertStatus.FIRING:
+            refires = previous != status.value and status is AlertStatus.FIRING
+            if refires:
                 # What its incident saw of it, should a new incident take it (see ``_reopen``).
                 batch.spans[fp] = (row.starts_at, row.ends_at, dict(row.annotations), row.recommended_action)
             row.annotations = dict(alert.annotations)
             row.recommended_action = alert.recommended_action.value
-            row.ends_at = alert.ends_at
+            if previous == status.value:  # as Alertmanager merges an overlapping post (``alerting.spans``)
+                row.ends_at = merged_ends(row.starts_at, row.ends_at, alert.ends_at)
+            else:
+                row.ends_at = alert.ends_at
             row.last_seen = now
             row.receive_count += 1
             row.status = status.value
             if alert.score is not None:
                 row.score = alert.score
-            if previous != status.value and status is AlertStatus.FIRING:
+            if refires:  # a new activity: its own start (a reopening's onset), not the resolved one's
                 row.starts_at = starts_at
+            elif previous == AlertStatus.FIRING.value and (
+                earlier := earlier_start(row.starts_at, alert.starts_at, alert.ends_at)
+            ):
+                row.starts_at = earlier
+                self._moved_onset(row)
         changed = previous is not None and previous != status.value
         if changed or previous is None:
             self._inhibitor.update(fp, row.labels, status is AlertStatus.FIRING)
@@ -417,11 +438,24 @@ class IncidentEngine(
             self._measures.pop(fp, None)
         else:
             self._measures[fp] = key
+        if status is AlertStatus.FIRING:
+            self._starts[fp] = row.starts_at
+        else:
+            self._starts.pop(fp, None)
         if previous is not None and not changed and fp not in self._recheck:
             if remeasured:
                 self._remeasure(batch, row)
             return  # a repeat: dedup, only last_seen and endsAt moved (and what it measures)
         self._apply(batch, row, status, was_flapping, result)
+
+    def _moved_onset(self, row: StoredAlert) -> None:
+        """An alert's startsAt moved earlier (another replica saw it first): its member's onset with it, as
+        a restarted engine would read it from the store. Its incident is not recomputed for that alone; the
+        postmortem's first onset (and MTTD, MTTR) reads the alerts' startsAt."""
+        inc = self._open.get(row.incident_id) if row.incident_id else None
+        member = inc.members.get(row.fingerprint) if inc is not None else None
+        if member is not None:
+            member.onset = row.starts_at
 
     def _remeasure(self, batch: Batch, row: StoredAlert) -> None:
         """A repeat whose error ratio, burn rate or recommended action changed: its incident is assessed

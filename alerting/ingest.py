@@ -16,7 +16,8 @@ from typing import Any
 
 import orjson
 
-from gpuwarden.errors import InputError
+from alerting.request_uri import request_uri_problem
+from gpuwarden.errors import UNPROCESSABLE, InputError
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 from gpuwarden.printable import escape_controls
@@ -130,6 +131,8 @@ def _string_map(value: Any, field: str, *, required: bool) -> dict[str, str]:
 def _alert(item: Any, where: str, source: AlertSource, strict: bool) -> Alert:
     if not isinstance(item, Mapping):
         raise InputError("must be an object", field=where)
+    if item.get("labels") is None:  # absent or null: Alertmanager's 422 (a type error is a 400)
+        raise InputError("is required", field=f"{where}.labels", status=UNPROCESSABLE)
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
     if "" in labels:
         raise InputError("a label name must not be empty", field=f"{where}.labels")
@@ -148,6 +151,13 @@ def _alert(item: Any, where: str, source: AlertSource, strict: bool) -> Alert:
         raise InputError("must be a string", field=f"{where}.generatorURL")
     if _NUL in generator:
         raise InputError(_NUL_REFUSED, field=f"{where}.generatorURL")
+    if strict and source is AlertSource.RULE and generator and (bad := request_uri_problem(generator)):
+        # Alertmanager's format ``uri`` (422). Only its API: a webhook carries what an Alertmanager took.
+        raise InputError(
+            f"must be a URI (an absolute URL such as http://prometheus:9090/graph?..., or a path): {bad}",
+            field=f"{where}.generatorURL",
+            status=UNPROCESSABLE,
+        )
     status = AlertStatus.FIRING
     # Only the webhook's alerts carry a status. Alertmanager's postableAlert has none: it ignores the
     # field and resolves by endsAt alone, so a batch copied from GET /api/v2/alerts is taken

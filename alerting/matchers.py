@@ -16,7 +16,7 @@ from typing import Any
 
 import re2
 
-from gpuwarden.errors import InputError
+from gpuwarden.errors import UNPROCESSABLE, InputError
 
 logger = logging.getLogger(__name__)
 _RE2_OPTIONS = re2.Options()
@@ -133,12 +133,16 @@ def _unescape(text: str) -> str:
 
 
 def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Matcher:
-    """Build a matcher from Alertmanager's API shape (``isEqual`` defaults to true).
+    """Build a matcher from Alertmanager's API shape: ``name``, ``value`` and ``isRegex`` required (absent or
+    null: 422, as Alertmanager answers), ``isEqual`` true when absent.
 
     Errors name the field under ``where`` (``matchers[2].isRegex``): a non-empty label name (any name an
     alert may carry, as Alertmanager's UTF-8 names; ``foo-bar`` too),
     a string value, booleans for the flags (the string "false" is not false), a regex that compiles.
     """
+    for required in ("name", "value", "isRegex"):  # null is absent to Alertmanager: 422 for either
+        if data.get(required) is None:
+            raise InputError("is required", field=f"{where}.{required}", status=UNPROCESSABLE)
     name, value = data.get("name"), data.get("value")
     if not isinstance(name, str) or not name:
         raise InputError("must be a non-empty label name", field=f"{where}.name")
@@ -149,7 +153,9 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
             raise InputError("must not contain a NUL character (\\u0000)", field=f"{where}.{part}")
     flags = []
     for flag, default in (("isRegex", False), ("isEqual", True)):
-        raw = data.get(flag, default)
+        raw = data.get(flag)
+        if raw is None:  # only isEqual gets here: absent or null, true (Alertmanager too)
+            raw = default
         if not isinstance(raw, bool):
             raise InputError("must be true or false", field=f"{where}.{flag}")
         flags.append(raw)

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, bindparam, func, insert, update
+from sqlalchemy import Table, and_, bindparam, case, func, insert, update
 from sqlalchemy.orm import Session
 
 from alerting.store_models import AlertRow
@@ -71,11 +71,24 @@ class Repeat:
     score: float | None
 
 
+_ENDS = bindparam("b_ends_at", type_=_ALERTS.c.ends_at.type)
 _REPEAT = (
     update(_ALERTS)
     .where(_ALERTS.c.fingerprint == bindparam("b_fingerprint"))
     .values(
-        ends_at=bindparam("b_ends_at", type_=_ALERTS.c.ends_at.type),
+        # ``spans.merged_ends`` in SQL (a repeat keeps its status): the later endsAt of an overlap stays.
+        ends_at=case(
+            (
+                and_(
+                    _ENDS.is_not(None),
+                    _ALERTS.c.ends_at.is_not(None),
+                    _ALERTS.c.starts_at < _ENDS,
+                    _ALERTS.c.ends_at > _ENDS,
+                ),
+                _ALERTS.c.ends_at,
+            ),
+            else_=_ENDS,
+        ),
         annotations=bindparam("b_annotations", type_=_ALERTS.c.annotations.type),
         score=func.coalesce(bindparam("b_score", type_=_ALERTS.c.score.type), _ALERTS.c.score),
         last_seen=bindparam("b_last_seen", type_=_ALERTS.c.last_seen.type),
@@ -85,7 +98,8 @@ _REPEAT = (
 
 
 def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -> None:
-    """Record repeats (endsAt, annotations, score, last seen, receive count) in one executemany."""
+    """Record repeats (endsAt as ``spans.merged_ends``, annotations, score, last seen, receive count) in one
+    executemany."""
     if not repeats:
         return
     params: list[dict[str, Any]] = [

@@ -79,16 +79,20 @@ class SilenceKeeping:
                 )
                 if old is not None and _updatable(silence_from_row(old), silence, now):
                     silence = replace(silence, id=old.id)
-                elif old is not None:
-                    expire_row(old, now)
-                    expired = silence_from_row(old)
+                else:
+                    if old is not None:
+                        expire_row(old, now)
+                        expired = silence_from_row(old)
+                    # A new silence (or one taking over) starts now at the earliest, as Alertmanager's
+                    # ``Silences.Set`` moves it: it mutes from when it was set, not before.
+                    silence = replace(silence, starts_at=max(starts_at, now))
                 last = session.scalar(select(func.max(SilenceRow.seq)))
                 session.merge(  # the row of an update in place, or a new one
                     SilenceRow(
                         id=silence.id,
                         kind=kind.value,
                         matchers=[m.to_dict() for m in matchers],
-                        starts_at=starts_at,
+                        starts_at=silence.starts_at,
                         ends_at=ends_at,
                         created_by=created_by,
                         comment=comment,

@@ -278,14 +278,22 @@ def _silence_matches(matchers: Sequence[Matcher], filters: Sequence[Matcher]) ->
     return all(f in matchers for f in filters)
 
 
+# What Alertmanager 0.25 reads as true (go-openapi's ``swag.ConvertBool``, any case; measured), and the usual
+# words for false. It reads every other word as false too: a typo (``ture``, ``maybe``) is refused here,
+# not taken as false, which hid every alert it was meant to show.
+_TRUE = frozenset(("true", "1", "yes", "ok", "y", "on", "selected", "checked", "t", "enabled"))
+_FALSE = frozenset(("false", "0", "no", "off", "n", "f", "disabled"))
+
+
 def _flag(value: str | None, name: str) -> bool:
-    if value is None:
+    """A boolean query parameter (``active``, ``silenced``...): absent or empty, true, as in Alertmanager."""
+    if not value:
         return True
-    if value.lower() in ("true", "1"):
+    if value.lower() in _TRUE:
         return True
-    if value.lower() in ("false", "0"):
+    if value.lower() in _FALSE:
         return False
-    raise InputError(f"{value!r} is not true or false", field=name)
+    raise InputError(f"{value!r} is not true or false (nor yes/no, on/off, 1/0)", field=name)
 
 
 def _bad_matcher(index: int) -> Any:

@@ -66,12 +66,19 @@ def _count_of_more(count: int) -> str:
     return f" (and {count} more problem{'s' if count > 1 else ''})"
 
 
-class InputError(GpuwardenError):
-    """A request payload or command-line value is malformed; names the field at fault."""
+UNPROCESSABLE = 422
+"""What Alertmanager's API answers a body that parses but breaks its OpenAPI schema (a required field missing
+or null, a ``uri`` that is none), where a value of the wrong type is a 400."""
 
-    def __init__(self, message: str, *, field: str = "") -> None:
+
+class InputError(GpuwardenError):
+    """A request payload or command-line value is malformed; names the field at fault. ``status``: the
+    HTTP status the API answers it with (400, or ``UNPROCESSABLE`` where Alertmanager's does)."""
+
+    def __init__(self, message: str, *, field: str = "", status: int = 400) -> None:
         self.message = message  # without the field, to name another field when re-raised
         self.field = field
+        self.status = status
         super().__init__(f"{field}: {message}" if field else message)
 
 

@@ -10,7 +10,7 @@ from alerting.matchers import (
     parse_matcher,
     stored_matcher,
 )
-from gpuwarden.errors import InputError
+from gpuwarden.errors import UNPROCESSABLE, InputError
 
 
 @pytest.mark.parametrize(
@@ -65,28 +65,47 @@ def test_garbage_matcher_is_refused() -> None:
 @pytest.mark.parametrize(
     ("data", "field"),
     [
-        ({"name": "", "value": "x"}, "matchers[1].name"),
-        ({"name": 5, "value": "x"}, "matchers[1].name"),
-        ({"value": "x"}, "matchers[1].name"),
-        ({"name": "node", "value": None}, "matchers[1].value"),
+        ({"name": "", "value": "x", "isRegex": False}, "matchers[1].name"),
+        ({"name": 5, "value": "x", "isRegex": False}, "matchers[1].name"),
+        ({"name": "node", "value": 5, "isRegex": False}, "matchers[1].value"),
         ({"name": "node", "value": "x", "isRegex": "false"}, "matchers[1].isRegex"),
-        ({"name": "node", "value": "x", "isEqual": 0}, "matchers[1].isEqual"),
+        ({"name": "node", "value": "x", "isRegex": False, "isEqual": 0}, "matchers[1].isEqual"),
         ({"name": "node", "value": "[a-", "isRegex": True}, "matchers[1].value"),
     ],
-    ids=[
-        "empty-name",
-        "number-name",
-        "no-name",
-        "null-value",
-        "string-flag",
-        "int-flag",
-        "bad-regex",
-    ],
+    ids=["empty-name", "number-name", "number-value", "string-flag", "int-flag", "bad-regex"],
 )
 def test_api_matchers_are_refused_naming_the_field(data: dict[str, object], field: str) -> None:
     with pytest.raises(InputError) as info:
         matcher_from_dict(data, "matchers[1]")
-    assert info.value.field == field
+    assert (info.value.field, info.value.status) == (field, 400)
+
+
+@pytest.mark.parametrize(
+    ("data", "field"),
+    [
+        ({"value": "x", "isRegex": False}, "matchers[1].name"),
+        ({"name": "node", "value": None, "isRegex": False}, "matchers[1].value"),
+        ({"name": "node", "value": "x"}, "matchers[1].isRegex"),
+        ({"name": "node", "value": "x", "isRegex": None}, "matchers[1].isRegex"),
+    ],
+    ids=["no-name", "null-value", "no-isRegex", "null-isRegex"],
+)
+def test_api_matchers_without_a_required_field_are_unprocessable_as_in_alertmanager(
+    data: dict[str, object], field: str
+) -> None:
+    """Alertmanager's schema requires name, value and isRegex (absent or null: 422); taking a missing
+    isRegex as false silenced by name what the sender may have meant as a regex."""
+    with pytest.raises(InputError) as info:
+        matcher_from_dict(data, "matchers[1]")
+    assert (info.value.field, info.value.status) == (field, UNPROCESSABLE)
+
+
+def test_an_api_matcher_without_is_equal_or_with_it_null_is_an_equality() -> None:
+    for data in (
+        {"name": "a", "value": "x", "isRegex": False},
+        {"name": "a", "value": "x", "isRegex": False, "isEqual": None},
+    ):
+        assert str(matcher_from_dict(data)) == 'a="x"'
 
 
 def test_a_bad_regex_error_points_into_the_value_as_written() -> None:
@@ -158,15 +177,18 @@ def test_quoted_names_and_values_read_as_alertmanager_reads_them(text: str, name
 
 
 def test_a_label_name_an_alert_may_carry_can_be_silenced() -> None:
-    matcher = matcher_from_dict({"name": "foo-bar", "value": "x"})
+    matcher = matcher_from_dict({"name": "foo-bar", "value": "x", "isRegex": False})
     assert matcher.matches({"foo-bar": "x"})
     with pytest.raises(InputError, match="non-empty"):
-        matcher_from_dict({"name": "", "value": "x"})
+        matcher_from_dict({"name": "", "value": "x", "isRegex": False})
 
 
 @pytest.mark.parametrize(
     ("data", "field"),
-    [({"name": "a\u0000", "value": "x"}, "m.name"), ({"name": "a", "value": "x\u0000"}, "m.value")],
+    [
+        ({"name": "a\u0000", "value": "x", "isRegex": False}, "m.name"),
+        ({"name": "a", "value": "x\u0000", "isRegex": False}, "m.value"),
+    ],
 )
 def test_a_nul_in_a_matcher_is_refused_as_postgresql_would_refuse_it(
     data: dict[str, str], field: str

@@ -306,15 +306,18 @@ def test_silence_api_mutes_matching_alerts(client: TestClient, engine: IncidentE
 def test_a_silence_that_would_match_every_alert_is_refused_and_not_made(client: TestClient) -> None:
     times = {"startsAt": "2025-12-31T00:00:00Z", "endsAt": "2026-01-02T00:00:00Z", "createdBy": "bob"}
     everything = (
-        [{"name": "a", "value": ""}],
+        [{"name": "a", "value": "", "isRegex": False}],
         [{"name": "a", "value": ".*", "isRegex": True}],
-        [{"name": "a", "value": ""}, {"name": "b", "value": "", "isRegex": True}],
+        [{"name": "a", "value": "", "isRegex": False}, {"name": "b", "value": "", "isRegex": True}],
     )
     for matchers in everything:
         refused = client.post("/api/v2/silences", json={"matchers": matchers, **times}, headers=AUTH)
         assert (refused.status_code, error_field(refused)) == (400, "matchers"), matchers
     assert client.get("/api/v2/silences").json() == []
-    one_real = [{"name": "a", "value": ".*", "isRegex": True}, {"name": "node", "value": "r02-n03"}]
+    one_real = [
+        {"name": "a", "value": ".*", "isRegex": True},
+        {"name": "node", "value": "r02-n03", "isRegex": False},
+    ]
     assert (
         client.post("/api/v2/silences", json={"matchers": one_real, **times}, headers=AUTH).status_code == 200
     )
@@ -469,7 +472,7 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     client: TestClient, engine: IncidentEngine
 ) -> None:
     client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
-    matchers = [{"name": "node", "value": "r02-n03"}]
+    matchers = [{"name": "node", "value": "r02-n03", "isRegex": False}]
     body = {"matchers": matchers, "startsAt": "2025-12-31T00:00:00Z", "endsAt": "2026-01-02T00:00:00Z"}
     first = client.post("/api/v2/silences", json=body, headers=AUTH).json()["silenceID"]
     (alert,) = client.get("/api/v2/alerts", params={"silenced": "true"}).json()
@@ -492,6 +495,21 @@ def test_alertmanager_read_api_lists_alerts_and_expires_and_replaces_silences(
     assert [i["alert_count"] for i in client.get("/api/v1/incidents").json()] == [1]
 
 
+def test_a_silence_created_to_start_in_the_past_starts_now_as_in_alertmanager(client: TestClient) -> None:
+    """Alertmanager's ``Silences.Set`` moves a new silence's past startsAt to now: it mutes from when it was
+    set. Posted back unchanged (amtool, Grafana), the active silence is updated in place, keeping its id."""
+    body = {
+        "matchers": [{"name": "node", "value": "r02-n03", "isRegex": False}],
+        "startsAt": "2025-12-31T00:00:00Z",
+        "endsAt": "2026-01-02T00:00:00Z",
+    }
+    made = client.post("/api/v2/silences", json=body, headers=AUTH).json()["silenceID"]
+    shown = client.get(f"/api/v2/silence/{made}").json()
+    assert shown["startsAt"] == "2026-01-01T00:00:00Z"  # the fake clock's now
+    again = {**body, "id": made, "startsAt": shown["startsAt"], "comment": "longer"}
+    assert client.post("/api/v2/silences", json=again, headers=AUTH).json()["silenceID"] == made
+
+
 def test_silences_are_listed_by_filter_as_alertmanager_compares_them(client: TestClient) -> None:
     def add(*matchers: dict[str, object]) -> str:
         body = {**SILENCE, "matchers": list(matchers)}
@@ -499,9 +517,12 @@ def test_silences_are_listed_by_filter_as_alertmanager_compares_them(client: Tes
         assert response.status_code == 200, response.text
         return str(response.json()["silenceID"])
 
-    a1, a3 = add({"name": "a", "value": "1"}), add({"name": "a", "value": "3"})
+    a1, a3 = (
+        add({"name": "a", "value": "1", "isRegex": False}),
+        add({"name": "a", "value": "3", "isRegex": False}),
+    )
     # Only negative matchers: "everything but the watchdog", which Alertmanager takes.
-    watchdog = add({"name": "alertname", "value": "Watchdog", "isEqual": False})
+    watchdog = add({"name": "alertname", "value": "Watchdog", "isRegex": False, "isEqual": False})
     regex = add({"name": "env", "value": "prod.*", "isRegex": True, "isEqual": False})
 
     def listed(*filters: str) -> set[str]:
@@ -521,7 +542,10 @@ def test_silences_are_listed_by_filter_as_alertmanager_compares_them(client: Tes
     assert listed('env=~"prod.*"') == listed('env!~"prod"') == set()
     assert listed("a=3", 'alertname!="Watchdog"') == set()  # every filter matcher must be one of its own
     assert error_field(client.get("/api/v2/silences", params={"filter": "a~~1"})) == "filter"
-    for everything in ([{"name": "a", "value": ""}], [{"name": "a", "value": ".*", "isRegex": True}]):
+    for everything in (
+        [{"name": "a", "value": "", "isRegex": False}],
+        [{"name": "a", "value": ".*", "isRegex": True}],
+    ):
         refused = client.post("/api/v2/silences", json={**SILENCE, "matchers": everything}, headers=AUTH)
         assert (refused.status_code, error_field(refused)) == (400, "matchers")
 
@@ -541,9 +565,36 @@ def test_alertmanager_api_errors_are_json_strings_as_amtool_reads_them(client: T
     assert isinstance(client.get("/api/v1/incidents", params={"limit": "0"}).json(), dict)  # gpuwarden's own
 
 
+@pytest.mark.parametrize(
+    ("value", "listed"),
+    [("yes", 1), ("On", 1), ("", 1), ("no", 0), ("off", 0), ("f", 0)],
+    ids=["yes", "On", "empty", "no", "off", "f"],
+)
+def test_a_flag_is_read_as_alertmanager_reads_it(client: TestClient, value: str, listed: int) -> None:
+    """Alertmanager (go-openapi's ConvertBool) reads yes, on, ok... as true and an empty value as absent;
+    amtool and scripts written against it send them. A typo is still refused (test above)."""
+    client.post("/api/v2/alerts", json=[NODE_DOWN], headers=AUTH)
+    response = client.get("/api/v2/alerts", params={"active": value})
+    assert (response.status_code, len(response.json())) == (200, listed)
+
+
+def test_a_body_that_breaks_alertmanagers_schema_is_unprocessable_naming_the_field(
+    client: TestClient, engine: IncidentEngine
+) -> None:
+    """Alertmanager answers 422 to a matcher without ``isRegex`` (taking it as false silenced by name what
+    may have been meant as a regex) and to a ``generatorURL`` that is no URI; nothing is stored."""
+    alert = {**NODE_DOWN, "generatorURL": "prometheus"}
+    refused = client.post("/api/v2/alerts", json=[alert], headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (422, "[0].generatorURL")
+    silence = {**SILENCE, "matchers": [{"name": "node", "value": "r02-n0[1-3]"}]}
+    refused = client.post("/api/v2/silences", json=silence, headers=AUTH)
+    assert (refused.status_code, error_field(refused)) == (422, "matchers[0].isRegex")
+    assert engine.store.alert_count() == 0 and client.get("/api/v2/silences").json() == []
+
+
 SILENCE = {
-    "matchers": [{"name": "node", "value": "r02-n03"}],
-    "startsAt": "2025-12-31T00:00:00Z",
+    "matchers": [{"name": "node", "value": "r02-n03", "isRegex": False}],
+    "startsAt": "2026-01-01T00:00:00Z",  # now, as the fake clock has it: a past one would be moved to now
     "endsAt": "2026-01-02T00:00:00Z",
     "createdBy": "bob",
 }
@@ -590,9 +641,9 @@ PENDING = {"startsAt": "2026-01-01T06:00:00Z", "endsAt": "2026-01-01T08:00:00Z"}
     [
         ({}, {"endsAt": "2026-01-03T00:00:00Z", "comment": "longer"}, True),
         ({}, {"endsAt": "2026-01-01T00:30:00Z"}, True),
-        ({}, {"startsAt": "2025-12-31T00:00:00.250Z"}, True),
+        ({}, {"startsAt": "2026-01-01T00:00:00.250Z"}, True),
         ({}, {"startsAt": "2025-12-31T06:00:00Z"}, False),
-        ({}, {"matchers": [{"name": "node", "value": "r02-n04"}]}, False),
+        ({}, {"matchers": [{"name": "node", "value": "r02-n04", "isRegex": False}]}, False),
         ({}, {"maintenance": True}, False),
         (PENDING, {"startsAt": "2026-01-01T03:00:00Z"}, True),
         (PENDING, {"startsAt": "2025-12-31T23:00:00Z"}, False),
@@ -700,7 +751,7 @@ def test_alert_groups_are_incidents_for_grafana(client: TestClient) -> None:
     rack = [{"labels": {"alertname": "NodeDown", "cluster": "c1", "node": f"r02-n0{n}"}} for n in (1, 2)]
     muted = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r05-n01"}}
     window = {
-        "matchers": [{"name": "node", "value": "r05-n01"}],
+        "matchers": [{"name": "node", "value": "r05-n01", "isRegex": False}],
         "startsAt": "2025-12-31T00:00:00Z",
         "endsAt": "2026-01-02T00:00:00Z",
     }

@@ -5,8 +5,8 @@ serve``, and a comparison of what each answers (``benchmarks/am_diff.py`` prints
 Both servers get the same inhibition rules. A step is an HTTP request (or an ``amtool`` call) sent to both;
 what is compared is what a client acts on: the status class (2xx, 4xx, 5xx), and for alert and silence
 listings the alerts (labels, annotations, state, how many silences mute it, which alerts inhibit it,
-``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment, and
-``updatedAt``, when each was last set, updated in place or expired, within a second). Silence ids
+``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment, and within
+a second ``startsAt`` and ``updatedAt``, when each was last set, updated in place or expired). Silence ids
 differ between the two servers by nature: a step can save the id each one answered under a name that later
 paths and ``amtool`` arguments use (``{name}``). Times in a body are written ``@+600`` (now plus 600 s).
 Differences that are documented (README "Known gaps") or harmless are listed in ``KNOWN`` with the reason.
@@ -49,7 +49,7 @@ class Step:
     path: str = "/api/v2/alerts"
     body: Any = None
     params: Sequence[tuple[str, str]] = ()
-    compare: str = "status"  # status | alerts | silences | amtool-silences | amtool-alerts
+    compare: str = "status"  # status (its class) | code (the status itself) | alerts | silences | amtool-...
     save: str = ""  # keep the silenceID answered under this name
     amtool: Sequence[str] = ()  # run amtool with these arguments instead of an HTTP request
     wait: float = 0.0  # seconds to wait before the step (an endsAt to pass)
@@ -107,6 +107,17 @@ STEPS: list[Step] = [
     _post("post-time-week-date", {"labels": {"alertname": "C"}, "startsAt": "2026-W48-2T10:00:00Z"}),
     _post("post-time-offset-no-colon", {"labels": {"alertname": "C"}, "endsAt": "2026-12-01T10:00:00+0100"}),
     _post("post-number-label", {"labels": {"alertname": 1}}),
+    Step(
+        "post-generator-not-uri",
+        "POST",
+        body=[{"labels": {"alertname": "G"}, "generatorURL": "x"}],
+        compare="code",
+    ),
+    Step("post-no-labels-code", "POST", body=[{"annotations": {"a": "b"}}], compare="code"),
+    _post(
+        "post-generator-url",
+        {"labels": {"alertname": "G"}, "generatorURL": "http://prom-0:9090/graph?g0.expr=up"},
+    ),
     _post("post-resolved", {"labels": {"alertname": "E"}, "endsAt": "@-30"}),
     _post(
         "post-odd-values",
@@ -148,8 +159,22 @@ STEPS: list[Step] = [
         {"labels": {"alertname": "R"}, "startsAt": "@-5", "endsAt": "@+300", "annotations": {"s": "2"}},
     ),
     _post("ends-soon", {"labels": {"alertname": "Short"}, "startsAt": "@-10", "endsAt": "@+1"}),
+    # An HA Prometheus pair: replica B saw HA start 15 s after replica A and posts first; A's post ends soon
+    # (evaluated earlier). HA2: the same startsAt, the second post ending sooner. Both stay firing, each
+    # from its earliest startsAt to its later endsAt.
+    _post(
+        "ha-replica-b",
+        {"labels": {"alertname": "HA"}, "startsAt": "@-30", "endsAt": "@+240"},
+        {"labels": {"alertname": "HA2"}, "startsAt": "@-30", "endsAt": "@+240"},
+    ),
+    _post(
+        "ha-replica-a-ends-sooner",
+        {"labels": {"alertname": "HA"}, "startsAt": "@-45", "endsAt": "@+1"},
+        {"labels": {"alertname": "HA2"}, "startsAt": "@-30", "endsAt": "@+1"},
+    ),
     _query("alerts-all"),
     Step("alerts-short-ended", params=[("filter", 'alertname="Short"')], compare="alerts", wait=2.0),
+    _query("ha-earliest-start-later-end", ("filter", 'alertname=~"HA2?"')),
     _query("filter-eq", ("filter", 'alertname="A"')),
     _query("filter-unquoted", ("filter", "node=n1")),
     _query("filter-ne", ("filter", 'alertname!="A"')),
@@ -163,6 +188,8 @@ STEPS: list[Step] = [
     _query("filter-bad-regex", ("filter", 'a=~"("')),
     _query("inhibited-false", ("inhibited", "false")),
     _query("active-false", ("active", "false")),
+    _query("active-yes", ("active", "yes")),
+    _query("active-off", ("active", "off")),
     _query("unprocessed-false", ("unprocessed", "false")),
     _query("receiver-ours", ("receiver", "gpu.*")),
     _query("receiver-other", ("receiver", "other")),
@@ -174,11 +201,25 @@ STEPS: list[Step] = [
     _silence("silence-ne", [_m("alertname", "Watchdog", equal=False)], save="s_ne"),
     _silence("silence-nre", [_m("alertname", "A", regex=True, equal=False)], save="s_nre"),
     _silence("silence-pending", [_m("node", "n2")], startsAt="@+600", endsAt="@+1200", save="s_pending"),
+    _silence("silence-started-before", [_m("node", "n3")], startsAt="@-600"),  # Alertmanager: starts now
     _silence("silence-mutes-all", [_m("alertname", "")]),
     _silence("silence-mutes-all-re", [_m("alertname", ".*", regex=True)]),
     _silence("silence-no-matchers", []),
     _silence("silence-bad-regex", [_m("alertname", "(", regex=True)]),
     _silence("silence-empty-name", [_m("", "x")]),
+    Step(
+        "silence-no-is-regex",
+        "POST",
+        "/api/v2/silences",
+        {
+            "matchers": [{"name": "node", "value": "n.*"}],
+            "startsAt": "@+0",
+            "endsAt": "@+60",
+            "createdBy": "p",
+            "comment": "c",
+        },
+        compare="code",
+    ),
     _silence("silence-ended", [_m("alertname", "A")], startsAt="@-7200", endsAt="@-3600"),
     _silence("silence-reversed", [_m("alertname", "A")], startsAt="@+100", endsAt="@+50"),
     _silence("silence-no-start", [_m("alertname", "A")], startsAt=None),
@@ -368,6 +409,7 @@ def _silence_list(items: list[dict[str, Any]]) -> list[Any]:
             s["status"]["state"],
             s.get("createdBy"),
             s.get("comment"),
+            s["startsAt"],
             s["updatedAt"],
         )
         for s in items
@@ -375,9 +417,12 @@ def _silence_list(items: list[dict[str, Any]]) -> list[Any]:
 
 
 def _same_silences(am: list[Any], gw: list[Any]) -> bool:
-    """The same silences, each last set, updated or expired (``updatedAt``) within a second of the other's."""
+    """The same silences, each starting (``startsAt``) and last set, updated or expired (``updatedAt``)
+    within a second of the other's."""
     return len(am) == len(gw) and all(
-        x[:-1] == y[:-1] and abs(_epoch(x[-1]) - _epoch(y[-1])) <= 1.0 for x, y in zip(am, gw, strict=True)
+        x[:-2] == y[:-2]
+        and all(abs(_epoch(a) - _epoch(b)) <= 1.0 for a, b in zip(x[-2:], y[-2:], strict=True))
+        for x, y in zip(am, gw, strict=True)
     )
 
 
@@ -436,6 +481,8 @@ class Probe:
 
     def _compare(self, step: Step, answers: list[tuple[int, Any]]) -> tuple[bool, list[Any]]:
         (am_code, am), (gw_code, gw) = answers
+        if step.compare == "code":
+            return am_code == gw_code, [(am_code, am), (gw_code, gw)]
         if am_code // 100 != gw_code // 100 or am_code // 100 != 2 or step.compare == "status":
             return am_code // 100 == gw_code // 100, [(am_code, am), (gw_code, gw)]
         if step.compare.startswith("amtool"):

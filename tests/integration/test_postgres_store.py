@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -81,6 +82,23 @@ def test_storm_on_postgres_is_one_rack_incident_and_survives_a_restart(postgres_
     assert (pruned.incidents, len(pruned.alerts)) == (stored, len(storm))
     assert (restarted.store.alert_count(), restarted.store.list_rows()) == (0, [])
     second.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_repeats_keep_the_later_end_of_an_overlap_and_take_an_open_one(postgres_url: str) -> None:
+    """The repeats' one UPDATE compares the stored endsAt with a bound one that may be null (a webhook
+    alert's open end): PostgreSQL must type that parameter, as SQLite need not."""
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock)
+    now, minute = clock.now(), timedelta(minutes=1)
+    ha, hooked = {"alertname": "HA", "node": "n1"}, {"alertname": "Hooked", "node": "n1"}
+    engine.ingest([Alert(ha, starts_at=now - minute, ends_at=now + 4 * minute), Alert(hooked)])
+    engine.ingest([Alert(ha, starts_at=now - minute, ends_at=now + minute), Alert(hooked)])  # repeats
+    ends = {a.labels["alertname"]: a.ends_at for a in engine.store.firing_alerts()}
+    assert ends == {"HA": now + 4 * minute, "Hooked": None}
+    sql.dispose()
 
 
 @pytest.mark.integration

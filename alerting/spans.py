@@ -1,0 +1,34 @@
+"""An alert posted again: how its activity range merges with the stored one, as Alertmanager's does.
+
+A pair of HA Prometheus servers evaluates the same rule seconds apart, so each posts the alert with its own
+``startsAt`` (when it saw the rule start firing) and ``endsAt`` (its evaluation time plus four intervals).
+Alertmanager merges a post whose range overlaps the stored one (its memory provider's overlap check, then
+``types.Alert.Merge``): the earliest ``startsAt`` stays, and of two firing (or two resolved) posts the later
+``endsAt``, so the replica that evaluated last does not end the alert early. A post whose status differs
+takes its own ``endsAt`` (a resolution ends the alert; a re-fire starts again). Alertmanager also lets a
+post without ``endsAt`` (a resolve timeout) yield to an earlier explicit one; gpuwarden keeps no such mark
+(README, Known gaps).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+
+def merged_ends(
+    stored_starts: datetime, stored_ends: datetime | None, ends: datetime | None
+) -> datetime | None:
+    """The ``endsAt`` of an alert posted again with its status unchanged: the stored one when it is later and
+    the new one falls within the stored range (an overlap), else the new one. ``None``, a webhook alert's
+    open end, is no time to compare: the new value stands."""
+    if ends is not None and stored_ends is not None and stored_starts < ends < stored_ends:
+        return stored_ends
+    return ends
+
+
+def earlier_start(stored_starts: datetime, starts: datetime | None, ends: datetime | None) -> datetime | None:
+    """The new ``startsAt`` when it is earlier than the stored one and the post overlaps the stored range
+    (it ends after the stored start, or has no end); None when the stored one stays."""
+    if starts is None or starts >= stored_starts:
+        return None
+    return starts if ends is None or ends > stored_starts else None
