@@ -17,6 +17,8 @@ from gpuwarden.clock import AcceleratedClock, Clock, SystemClock
 from gpuwarden.errors import ConfigError, InputError
 from gpuwarden.graceful import run_until_stopped  # stdlib only: light for every command
 
+LISTEN_BACKLOG = 2048  # uvicorn's default backlog, which it sets again when it starts serving
+
 
 def inference_server(
     *,
@@ -92,6 +94,9 @@ def inference_server(
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
     sock = _listen(host, port, on_error=server.shutdown)
+    # Listening, not only bound, before the line says where: a client that connects on reading it waits in
+    # the backlog until uvicorn accepts, where it was refused while uvicorn was still starting.
+    sock.listen(LISTEN_BACKLOG)
     err_console.print(
         f"inference server on http://{_hostport(host, port)} (/v1/chat/completions, /v1/completions,"
         f" /metrics): model {cfg.model_name} on simulated {node} GPU {gpu}; tracing"
