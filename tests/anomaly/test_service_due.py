@@ -29,11 +29,17 @@ GPUS = [
 ]
 
 
-@pytest.fixture
-def prometheus(request):
+@pytest.fixture(scope="module")
+def server():
     fake = FakePrometheus()
-    request.addfinalizer(fake.close)
-    return fake
+    yield fake
+    fake.close()  # waits out serve_forever's poll: once for the module, not per test
+
+
+@pytest.fixture
+def prometheus(server):
+    server.answers.clear()
+    return server
 
 
 class Run:
@@ -76,16 +82,16 @@ def test_a_lost_gpu_read_every_sixth_tick_fires_once_and_stays_firing_until_it_i
     # steps counted as quiet: GpuLost resolved 20 s after it fired, fired again at the next step, and serve
     # marked the incident flapping while the GPU was still gone. Temperatures are read at every tick: what
     # counts is whether gpu_up was read, not whether the tick read anything.
-    back = FakeClock().time() + 600
+    back = FakeClock().time() + 300
     prometheus.answers[UP] = lambda t: [
         (g, 0.0 if g["UUID"] == "GPU-n1-1" and t < back else 1.0) for g in GPUS
     ]
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
     run = Run(prometheus, [UP, TEMP], {TEMP: EVERY}, detectors=["signatures"])
     try:
-        run.ticks(600)
+        run.ticks(300)
         assert [e[:3] for e in run.events] == [("GpuLost", "GPU-n1-1", AlertStatus.FIRING)]
-        run.ticks(600)
+        run.ticks(300)
     finally:
         run.close()
     resolved = [e for e in run.events if e[2] is AlertStatus.RESOLVED]
@@ -154,7 +160,7 @@ def test_a_node_down_read_every_sixth_tick_is_raised_after_absent_after_and_stay
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS if t < down or g["Hostname"] != "n3"]
     run = Run(prometheus, [TEMP], detectors=["presence"], absent_after_seconds=90)
     try:
-        run.ticks(900)
+        run.ticks(600)
     finally:
         run.close()
     assert [e[:3] for e in run.events] == [("NodeDown", "n3", AlertStatus.FIRING)]
