@@ -227,6 +227,10 @@ class View:
     forgotten: IntArray = field(default_factory=lambda: np.zeros(0, np.int64))
     not_available: dict[str, int] = field(default_factory=dict)
     """Per query, the samples read as an NVML/DCGM not-available value and turned into gaps."""
+    not_due: frozenset[str] = frozenset()
+    """Queries a source reads on their own step that this tick did not read: no step of theirs fell in its
+    window (``step_seconds`` longer than ``infer_every_seconds``). Nothing is known of their series: not gone,
+    not normal, not an outage."""
 
 
 def build_view(

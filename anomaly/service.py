@@ -3,14 +3,16 @@
 ``infer`` is one tick (the ``infer_every`` job); ``fit`` refits models that are not online (``fit_every``).
 Both are loop boundaries: a failing detector is logged and counted and the others still run; a failing
 source yields an unhealthy ``SourceHealth`` and, after ``stale_after_seconds``, a staleness alert, and the
-alerts about what it could not read stay as they are until it can be read again.
+alerts about what it could not read stay as they are until it can be read again. So do the alerts of a
+query that was not due at a tick (its ``step_seconds`` longer than ``infer_every_seconds``): the pending
+and quiet ticks that raise and resolve an alert are reads of what it is about, not ticks of the loop.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -136,7 +138,7 @@ class AnomalyService:
         self.collector = AnomalyCollector()
         self.data_ranges = DataRanges(cfg)
         self.firing: dict[str, _Firing] = {}
-        self._pending: dict[str, int] = {}
+        self._pending: dict[str, tuple[int, str, str]] = {}  # key -> ticks agreed, detector, query
         self.collective_suppressed = 0
         self.detector_errors: dict[str, int] = {}
         self.not_available: dict[str, int] = {}  # per query, samples read as not-available values (gaps)
@@ -156,6 +158,7 @@ class AnomalyService:
         now = self.clock.time()
         until = now - self.cfg.latency_offset_seconds  # data newer than this is not final in the source
         frames: list[Frame] = []
+        not_due: set[str] = set()
         for source in self.sources:
             start = max(
                 self._last_read.get(source.name, until - self.cfg.infer_every_seconds),
@@ -167,7 +170,9 @@ class AnomalyService:
             for frame in got:
                 self._query_source[frame.query] = source.name
             frames.extend(self._per_gpu(f) for f in got)
+            not_due |= _not_due(source, got)
         view = build_view(frames, self.index, self.counters, until, self.data_ranges.ranges)
+        view.not_due = frozenset(not_due)
         self._count_not_available(view)
         view.forgotten = self.index.expire(until, self.cfg.forget_after_seconds)
         self.evidence.reset(view.forgotten)
@@ -184,7 +189,7 @@ class AnomalyService:
                 logger.exception("detector failed", extra={"detector": detector.name})
                 self.detector_errors[detector.name] = self.detector_errors.get(detector.name, 0) + 1
         result.findings.extend(self._staleness(now))
-        self._update_alerts(result, now, self._unreadable())
+        self._update_alerts(result, now, self._unreadable(view))
         self.last_view = view
         stats = TickStats(
             series=len(self.index),
@@ -274,6 +279,7 @@ class AnomalyService:
         stamps = [f.timestamps[np.isfinite(f.values).any(axis=0)] for f in frames]
         ends = sorted({start + every * math.ceil((float(t) - start) / every) for ts in stamps for t in ts})
         detectors = [d for d in self.detectors if d.name not in _NO_WARMUP]
+        read = {f.query for f in frames}
         lower = -math.inf
         for end in ends:
             chunk = []
@@ -283,6 +289,7 @@ class AnomalyService:
                     chunk.append(Frame(f.query, f.labels, f.timestamps[mask], f.values[:, mask], f.kind))
             lower = end
             view = build_view(chunk, self.index, self.counters, end, self.data_ranges.ranges)
+            view.not_due = frozenset(read.difference(c.query for c in chunk))  # a slower step's query
             self._count_not_available(view)
             view.forgotten = self.index.expire(end, self.cfg.forget_after_seconds)
             self.evidence.reset(view.forgotten)
@@ -379,34 +386,59 @@ class AnomalyService:
         self.collective_suppressed += len(rows) - len(kept)
         return kept
 
-    def _unreadable(self) -> Callable[[_Firing], bool]:
-        """Which firing alerts this tick has no evidence about: their query, or their source, failed.
+    def _unreadable(self, view: View) -> Callable[[str, str, Mapping[str, str]], bool]:
+        """Which alerts (by detector, query and labels) this tick has no evidence about: their query, or
+        their source, failed, or their query was not due (``View.not_due``).
 
         Alerts of a query that cannot be read neither resolve nor count quiet ticks (a Prometheus outage
         must not resolve every alert, then raise them again); nor do those of a source that answers with no
         series at all (every exporter gone). An alert not tied to one source's query (the presence and
-        multivariate detectors combine queries) waits while any source is down.
+        multivariate detectors combine queries) waits while any source is down. A pending alert keeps its
+        count through such a tick.
         """
         down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
         failing = {(s.name, q) for s in self.sources for q, h in s.health().queries.items() if not h.up}
+        not_due = self._not_due_alerts(view)
 
-        def unreadable(state: _Firing) -> bool:
-            if state.detector == "source":
+        def unreadable(detector: str, query: str, labels: Mapping[str, str]) -> bool:
+            if detector == "source":
                 # A failing query's own staleness alert waits out its source's outage (nothing says the
                 # query works again); the source's alert says the source is down meanwhile.
-                labels = state.alert.labels
                 return "query" in labels and labels.get("source") in down_sources
-            source = self._query_source.get(state.query)
+            if not_due(detector, query):
+                return True
+            source = self._query_source.get(query)
             if source is None:
                 return bool(down_sources)
-            return source in down_sources or (source, state.query) in failing
+            return source in down_sources or (source, query) in failing
 
         return unreadable
 
-    def _update_alerts(self, result: TickResult, now: float, unreadable: Callable[[_Firing], bool]) -> None:
+    def _not_due_alerts(self, view: View) -> Callable[[str, str], bool]:
+        """Whether the tick read nothing an alert (by detector and query) is judged by, its query not due.
+
+        Before, such a tick counted quiet: with ``step_seconds`` 30 and ``infer_every_seconds`` 5, GpuLost
+        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. The
+        detectors that combine queries judge nothing when one is missing (multivariate, thermal), or when
+        none of theirs was read (presence)."""
+        if not view.not_due:
+            return lambda detector, query: False
+        combined: dict[str, bool] = {}
+        for d in self.detectors:
+            if isinstance(d, MultivariateDetector):
+                combined[d.name] = not view.not_due.isdisjoint(d.queries)
+            elif isinstance(d, ThermalDetector):
+                combined[d.name] = not view.not_due.isdisjoint((d.temp_query, d.power_query))
+            elif isinstance(d, PresenceDetector):
+                combined[d.name] = d.not_due(view)
+        return lambda detector, query: combined.get(detector, query in view.not_due)
+
+    def _update_alerts(
+        self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]
+    ) -> None:
         at = self.clock.now()
         active: set[str] = set()
-        pending: dict[str, int] = {}
+        pending: dict[str, tuple[int, str, str]] = {}
         for f in result.findings:
             rows = list(f.anomalous())
             if not f.immediate and len(rows) >= _COLLECTIVE_MIN:
@@ -429,20 +461,26 @@ class AnomalyService:
                     state.quiet = 0
                     continue
                 # Learned detectors must agree for `pending_ticks` ticks in a row (Prometheus' `for:`).
-                pending[key] = self._pending.get(key, 0) + 1
-                if f.immediate or pending[key] >= self.cfg.pending_ticks:
+                agreed = self._pending.get(key, (0, "", ""))[0] + 1
+                pending[key] = (agreed, f.detector, f.query)
+                if f.immediate or agreed >= self.cfg.pending_ticks:
                     pending.pop(key)
                     hold = (
                         self.cfg.immediate_resolve_after if f.immediate else self.cfg.thresholds.resolve_after
                     )
                     self.firing[key] = _Firing(alert, f.resolve_after or hold, f.query, f.detector)
                     result.raised.append(alert)
+        # A tick that read nothing of a pending alert's query neither agreed nor broke the run: before, the
+        # ticks between two steps dropped every count, and a learned detector never raised at all.
+        for key, (agreed, detector, query) in self._pending.items():
+            if key not in active and unreadable(detector, query, {}):
+                pending[key] = (agreed, detector, query)
         self._pending = pending
         for key in list(self.firing):
             if key in active:
                 continue
             state = self.firing[key]
-            if unreadable(state):
+            if unreadable(state.detector, state.query, state.alert.labels):
                 continue
             state.quiet += 1
             if state.quiet >= state.resolve_after:
@@ -461,6 +499,15 @@ class AnomalyService:
                         recommended_action=old.recommended_action,
                     )
                 )
+
+
+def _not_due(source: Source, got: Sequence[Frame]) -> set[str]:
+    """The queries ``source`` reads each on its own step (those it reports one by one in ``health().queries``,
+    as the PromQL source does) that this read returned no frame of and that did not fail: none of their steps
+    fell in the window. A query read with no series has a frame, without rows: it is read, its series gone.
+    A source that reports no query (the in-process one) reads everything at every read."""
+    read = {f.query for f in got}
+    return {q for q, h in source.health().queries.items() if h.up and q not in read}
 
 
 def _deviation(f: Findings, i: int) -> str:

@@ -190,7 +190,12 @@ class AnomalyConfig(Section):
         },
         description="band floor per metric (fnmatch patterns): integer-valued, flat series need one",
     )
-    pending_ticks: int = Field(3, ge=1, description="ticks a learned detector must agree before alerting")
+    pending_ticks: int = Field(
+        3,
+        ge=1,
+        description="ticks a learned detector must agree before alerting (reads of the query: a tick at which"
+        " it was not due counts neither way)",
+    )
     score_outside_data_range: float = Field(
         5.0,
         gt=1,

@@ -322,14 +322,18 @@ def _run_config(config: Path | None) -> AnomalyConfig:
 
 
 def _warn_slow_steps(cfg: AnomalyConfig) -> None:
-    """Say so when a query's step is longer than the tick: most ticks then read nothing new of it."""
+    """Say so when a query's step is longer than the tick: most ticks then read nothing new of it, and its
+    alerts are raised and resolved by its reads, not by the ticks."""
     for query in cfg.queries:
         if query.step_seconds > cfg.infer_every_seconds:
             err_console.print(
                 f"warning: anomaly.queries {query.name}: step_seconds {query.step_seconds:g} is longer than"
                 f" anomaly.infer_every_seconds {cfg.infer_every_seconds:g}: it is read once every"
-                f" {query.step_seconds:g} s, not every tick; set its step_seconds to at most"
-                f" {cfg.infer_every_seconds:g}",
+                f" {query.step_seconds:g} s, not every tick, and the ticks between its reads neither raise"
+                f" nor resolve its alerts: pending_ticks and the resolve counts count its reads, so they"
+                f" resolve {cfg.immediate_resolve_after * query.step_seconds:g} s (signatures) to"
+                f" {cfg.thresholds.resolve_after * query.step_seconds:g} s (learned detectors) after the"
+                f" fault ends; set its step_seconds to at most {cfg.infer_every_seconds:g}",
                 markup=False,
             )
 

@@ -434,6 +434,9 @@ def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
     assert result.exit_code == (1 if "source prometheus down" in result.stderr else 0), result.output
     (line,) = [line for line in result.stderr.splitlines() if "queries temp: step_seconds" in line]
     assert "anomaly.queries temp: step_seconds 30 is longer than anomaly.infer_every_seconds 5" in line
+    # What it means for alerts: the ticks between two reads are not quiet ticks (4 reads, 30 s apart).
+    assert "the ticks between its reads neither raise nor resolve its alerts" in line
+    assert "resolve 120 s (signatures) to 720 s (learned detectors) after the fault ends" in line
 
 
 def test_run_without_queries_suggests_config():
