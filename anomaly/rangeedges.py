@@ -23,11 +23,10 @@ import re
 import numpy as np
 
 from anomaly.sources import Frame
-from gpuwarden.durations import UNIT_SECONDS
+from gpuwarden.durations import UNIT_PATTERN, UNIT_SECONDS
 
-_UNIT = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))  # "ms" before "m"
-_RANGE = re.compile(rf"\[\s*((?:\d+(?:{_UNIT}))+)\s*(?::[^\]]*)?\]")
-_PART = re.compile(rf"(\d+)({_UNIT})")
+_RANGE = re.compile(rf"\[\s*((?:\d+(?:{UNIT_PATTERN}))+)\s*(?::[^\]]*)?\]")
+_PART = re.compile(rf"(\d+)({UNIT_PATTERN})")
 _GAP_STEPS = 1.5  # a step with no point in the answer: the series was absent for a whole range
 _GUARDED_GAP_STEPS = 2.5  # guarded: two steps with no point (one is a missed scrape)
 

@@ -18,6 +18,9 @@ UNIT_SECONDS: Final = {
     "s": 1.0,
     "ms": 0.001,
 }
+# A unit of ``UNIT_SECONDS`` in a regular expression, the longest first: "ms" before "m" (``5ms`` is not 5
+# minutes and an "s").
+UNIT_PATTERN: Final = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))
 
 # How people write a unit when they mean one (``5 min``, ``2 hours``), to say the number a setting in
 # seconds or days wants instead; never used to read a setting (those take plain numbers).

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import TYPE_CHECKING
 
-from gpuwarden.durations import UNIT_SECONDS
+from gpuwarden.durations import UNIT_PATTERN
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -42,10 +43,9 @@ RANGE_FUNCTIONS = frozenset(
 SELF_GUARDED = frozenset({"avg", "min", "max"})
 AGGREGATIONS = SELF_GUARDED | {"sum", "count"}
 
-_UNIT = "|".join(sorted(UNIT_SECONDS, key=len, reverse=True))  # "ms" before "m"
 _TOKEN = re.compile(
     rf"""\s*(?:
-        (?P<duration>(?:\d+(?:{_UNIT}))+(?![A-Za-z0-9_:]))
+        (?P<duration>(?:\d+(?:{UNIT_PATTERN}))+(?![A-Za-z0-9_:]))
         |(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
         |(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
         |(?P<op>=~|!~|!=|=|[(){{}}\[\],])
@@ -169,6 +169,7 @@ class _Reader:
         return selector, end, written
 
 
+@lru_cache(maxsize=1024)  # read at every request of a query (``PromQuery.sent``): parsed once per expression
 def range_shape(expr: str) -> RangeShape | None:
     """``expr`` read as a guardable shape, or None when it is not one (then it is left as written)."""
     try:
