@@ -115,6 +115,17 @@ def ends(blocks: int, block: int) -> npt.NDArray[np.int64]:
     return np.arange(1, blocks + 1, dtype=np.int64) * block - 1
 
 
+def after_quiet(
+    default: npt.NDArray[np.bool_], at: npt.NDArray[np.int64], quiet: int
+) -> npt.NDArray[np.int64]:
+    """The raw indices ``at`` (an extra part's onsets) less those within ``quiet`` raw samples after a
+    default onset (the onset's own index included): the same event seen again, later."""
+    if not quiet:
+        return at
+    earlier = np.concatenate(([0], np.cumsum(default)))  # default onsets before each raw index
+    return at[earlier[at + 1] == earlier[np.maximum(at + 1 - quiet, 0)]]
+
+
 def combine(
     default: npt.NDArray[np.bool_], copies: dict[int, ScoredSeries], setting: MultiScale
 ) -> npt.NDArray[np.bool_]:
@@ -122,12 +133,12 @@ def combine(
     n = len(default)
     if setting.combine == "or":
         out = default.copy()
-        earlier = np.concatenate(([0], np.cumsum(default)))  # default onsets before each raw index
         for block, scored in copies.items():
-            at = ends(len(scored.raised), block)[np.asarray(scored.raised, bool)]
-            if setting.quiet:
-                at = at[earlier[at + 1] == earlier[np.maximum(at + 1 - setting.quiet, 0)]]
-            out[at] = True
+            out[
+                after_quiet(
+                    default, ends(len(scored.raised), block)[np.asarray(scored.raised, bool)], setting.quiet
+                )
+            ] = True
         return out
     out = np.zeros(n, bool)
     for t in np.flatnonzero(default):
@@ -191,7 +202,10 @@ def detect_all(
 
 
 def frozen_report(
-    files: list[NabFile], alerts: dict[str, dict[str, npt.NDArray[np.bool_]]], label: str
+    files: list[NabFile],
+    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]],
+    label: str,
+    bench: str = "nab_multiscale_frozen",
 ) -> None:
     """The one held-out look: splits and categories of ``label`` and of the default (``off``)."""
     out: dict[str, object] = {}
@@ -217,7 +231,7 @@ def frozen_report(
                 "false_positives": sum(s.alerts - s.alerts_in_windows for s in standard),
             }
         out[name] = rows
-    print(json.dumps({"bench": "nab_multiscale_frozen", "setting": label, **out}))
+    print(json.dumps({"bench": bench, "setting": label, **out}))
 
 
 def main() -> None:
@@ -248,7 +262,11 @@ def main() -> None:
         print_report(files, alerts, seconds, bench, started)
 
 
-def tune_report(files: list[NabFile], alerts: dict[str, dict[str, npt.NDArray[np.bool_]]]) -> None:
+def tune_report(
+    files: list[NabFile],
+    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]],
+    bench: str = "nab_multiscale_tune",
+) -> None:
     """Shaping: the standard score, alerts, FPs and windows found of every setting on ``files`` (tune)."""
     table = {
         label: [score_file(f, per_file[f.name], PROFILES["standard"]) for f in files]
@@ -264,7 +282,7 @@ def tune_report(files: list[NabFile], alerts: dict[str, dict[str, npt.NDArray[np
         }
         for label, scores in table.items()
     }
-    print(json.dumps({"bench": "nab_multiscale_tune", "files": len(files), "windows": windows, "tune": tune}))
+    print(json.dumps({"bench": bench, "files": len(files), "windows": windows, "tune": tune}))
 
 
 if __name__ == "__main__":
