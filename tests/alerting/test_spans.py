@@ -11,6 +11,7 @@ import pytest
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.ingest import parse_postable_alerts
+from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.spans import earlier_start, merged_ends
 from gpuwarden.clock import FakeClock, rfc3339
@@ -153,3 +154,17 @@ def test_a_repost_takes_the_newer_generator_url(engine: IncidentEngine, annotati
     _posted(engine, [{**body, "annotations": annotations}])
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.generator_url == second
+
+
+def test_an_alert_released_by_a_silence_keeps_its_resolve_timeout_mark(engine: IncidentEngine) -> None:
+    """A silence held the open-ended alert back; when it ends, the engine sends the stored alert through
+    ingest again, which must not make its resolve timeout an explicit end that outlasts the sender's own."""
+    engine.add_silence([parse_matcher('node="x1"')], _at(0), _at(60), "bob")
+    _posted(engine, [{"labels": NODE_DOWN}])
+    assert isinstance(engine.clock, FakeClock)
+    engine.clock.advance(61)
+    engine.tick()  # the silence ended: the alert is released
+    assert engine.open_incident_ids()
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(200))}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(200)
