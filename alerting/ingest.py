@@ -244,7 +244,7 @@ def parse_postable_alerts(
                 "timeout after it was received): check the sender's clock, or send endsAt",
                 field=f"[{i}].startsAt",
             )
-        timed.append(replace(a, ends_at=ends))
+        timed.append(replace(a, ends_at=ends, timeout=True))
     return timed
 
 

@@ -57,6 +57,7 @@ class MuteTracking:
     # fingerprint -> (labels, incident id) of each firing alert that is muted
     _muted: dict[str, tuple[dict[str, str], str | None]]
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
+    _timeouts: set[str]  # firing alerts whose endsAt is a resolve timeout (``IncidentEngine``)
     _open: OpenIncidents
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
@@ -146,7 +147,10 @@ class MuteTracking:
                 for row in session.scalars(select(AlertRow).where(AlertRow.fingerprint.in_(chunk)))
             ]
             alerts = [
-                alert_from_row(r, AlertStatus.FIRING) for r in rows if r.status == AlertStatus.FIRING.value
+                # Sent again as stored: an endsAt that is a resolve timeout stays one.
+                alert_from_row(r, AlertStatus.FIRING, r.fingerprint in self._timeouts)
+                for r in rows
+                if r.status == AlertStatus.FIRING.value
             ]
         self._recheck.update(freed)
         self.ingest(alerts)

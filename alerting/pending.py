@@ -69,6 +69,7 @@ class Repeat:
     ends_at: datetime | None
     annotations: dict[str, str]
     score: float | None
+    generator_url: str
 
 
 _ENDS = bindparam("b_ends_at", type_=_ALERTS.c.ends_at.type)
@@ -90,6 +91,7 @@ _REPEAT = (
             else_=_ENDS,
         ),
         annotations=bindparam("b_annotations", type_=_ALERTS.c.annotations.type),
+        generator_url=bindparam("b_generator_url", type_=_ALERTS.c.generator_url.type),
         score=func.coalesce(bindparam("b_score", type_=_ALERTS.c.score.type), _ALERTS.c.score),
         last_seen=bindparam("b_last_seen", type_=_ALERTS.c.last_seen.type),
         receive_count=_ALERTS.c.receive_count + 1,
@@ -98,8 +100,8 @@ _REPEAT = (
 
 
 def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -> None:
-    """Record repeats (endsAt as ``spans.merged_ends``, annotations, score, last seen, receive count) in one
-    executemany."""
+    """Record repeats (endsAt as ``spans.merged_ends``, annotations, generatorURL, score, last seen, receive
+    count) in one executemany."""
     if not repeats:
         return
     params: list[dict[str, Any]] = [
@@ -107,6 +109,7 @@ def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -
             "b_fingerprint": r.fingerprint,
             "b_ends_at": r.ends_at,
             "b_annotations": r.annotations,
+            "b_generator_url": r.generator_url,
             "b_score": r.score,
             "b_last_seen": now,
         }

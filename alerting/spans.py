@@ -5,9 +5,10 @@ A pair of HA Prometheus servers evaluates the same rule seconds apart, so each p
 Alertmanager merges a post whose range overlaps the stored one (its memory provider's overlap check, then
 ``types.Alert.Merge``): the earliest ``startsAt`` stays, and of two firing (or two resolved) posts the later
 ``endsAt``, so the replica that evaluated last does not end the alert early. A post whose status differs
-takes its own ``endsAt`` (a resolution ends the alert; a re-fire starts again). Alertmanager also lets a
-post without ``endsAt`` (a resolve timeout) yield to an earlier explicit one; gpuwarden keeps no such mark
-(README, Known gaps).
+takes its own ``endsAt`` (a resolution ends the alert; a re-fire starts again). A stored end that is a
+resolve timeout (the last post had no ``endsAt``: ``Alert.timeout``, Alertmanager's ``Timeout``) yields to a
+firing post's own ``endsAt``, earlier or not: a script that posted the alert open-ended and then says when
+it ends is taken at its word, as Alertmanager takes it.
 """
 
 from __future__ import annotations
@@ -16,12 +17,21 @@ from datetime import datetime
 
 
 def merged_ends(
-    stored_starts: datetime, stored_ends: datetime | None, ends: datetime | None
+    stored_starts: datetime,
+    stored_ends: datetime | None,
+    ends: datetime | None,
+    stored_timeout: bool = False,
 ) -> datetime | None:
-    """The ``endsAt`` of an alert posted again with its status unchanged: the stored one when it is later and
-    the new one falls within the stored range (an overlap), else the new one. ``None``, a webhook alert's
-    open end, is no time to compare: the new value stands."""
-    if ends is not None and stored_ends is not None and stored_starts < ends < stored_ends:
+    """The ``endsAt`` of an alert posted again with its status unchanged: the stored one when it is later,
+    the new one falls within the stored range (an overlap) and the stored one is no resolve timeout
+    (``stored_timeout``), else the new one. ``None``, a webhook alert's open end, is no time to compare: the
+    new value stands."""
+    if (
+        not stored_timeout
+        and ends is not None
+        and stored_ends is not None
+        and stored_starts < ends < stored_ends
+    ):
         return stored_ends
     return ends
 

@@ -159,8 +159,9 @@ def _impact_parts(data: dict[str, Any]) -> tuple[str, ...]:
     return (summary,) if summary else ()
 
 
-def alert_from_row(row: AlertRow, status: AlertStatus | None = None) -> Alert:
-    """The stored alert as a model value (with another ``status``, to send it through ingest again)."""
+def alert_from_row(row: AlertRow, status: AlertStatus | None = None, timeout: bool = False) -> Alert:
+    """The stored alert as a model value (with another ``status``, to send it through ingest again; with
+    ``timeout``, its endsAt is a resolve timeout, which the store does not say)."""
     return Alert(
         labels=row.labels,
         status=status or AlertStatus(row.status),
@@ -171,6 +172,7 @@ def alert_from_row(row: AlertRow, status: AlertStatus | None = None) -> Alert:
         score=row.score,
         recommended_action=RecommendedAction(row.recommended_action),
         generator_url=row.generator_url,
+        timeout=timeout,
     )
 
 

@@ -179,7 +179,8 @@ class AlertmanagerApi:
         ]
         if mutes_everything(matchers):
             raise InputError("at least one matcher must not match the empty string", field="matchers")
-        starts, ends = _required_time(data, "startsAt"), _required_time(data, "endsAt")
+        starts = _start(data, self.engine.clock.now())
+        ends = _required_time(data, "endsAt")
         kind = _kind(data.get("maintenance"))
         replaced = data.get("id")
         if replaced is not None and not isinstance(replaced, str):
@@ -331,6 +332,16 @@ def _creator(data: dict[str, Any]) -> str:
             field="createdBy",
         )
     return stored_name(value, "createdBy")
+
+
+def _start(data: dict[str, Any], now: datetime) -> datetime:
+    """``startsAt``: required, but "" and Go's zero time (``0001-01-01T00:00:00Z``) are a start before now,
+    which starts the silence now, as Alertmanager 0.25 takes them (measured; it refuses only an absent
+    one)."""
+    raw = data.get("startsAt")
+    if isinstance(raw, str) and parse_time(raw, "startsAt") is None:
+        return now
+    return _required_time(data, "startsAt")
 
 
 def _required_time(data: dict[str, Any], name: str) -> datetime:

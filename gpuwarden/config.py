@@ -121,7 +121,8 @@ class SlackConfig(Section):
         False,
         description="also post each resolution to the channel (it always edits the incident's message in "
         "place and replies in its thread), but that of a reopening that paged nobody (a flap's or a "
-        "cycle's); like Alertmanager's send_resolved, off by default for Slack",
+        "cycle's) and an incident's merge into another (its fault goes on there); like Alertmanager's "
+        "send_resolved, off by default for Slack",
     )
 
 

@@ -235,6 +235,9 @@ class Alert:
     evidence: tuple[EvidencePoint, ...] = ()
     recommended_action: RecommendedAction = RecommendedAction.NONE
     generator_url: str = ""
+    # Its endsAt is the resolve timeout set when it was received (posted without one), not its sender's:
+    # Alertmanager's ``Timeout``, which lets an earlier explicit endsAt posted next stand (``spans``).
+    timeout: bool = False
 
     def __post_init__(self) -> None:
         # Freeze the mappings so an alert cannot change identity after it was fingerprinted.

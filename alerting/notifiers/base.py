@@ -91,8 +91,9 @@ class Notification(BaseModel):
     quiet: bool = False
     # Told, but pages nobody: a reopening by the flap that made its alert flapping or that repeats the
     # incident's resolve / reopen cycle, the resolution of such an opening (nobody was paged for it, so
-    # ``slack.broadcast_resolutions`` does not broadcast its end), or a change made by the transaction that
-    # merged the incident into another (``IncidentChange.merging``: that one pages).
+    # ``slack.broadcast_resolutions`` does not broadcast its end), a change made by the transaction that
+    # merged the incident into another (``IncidentChange.merging``: that one pages), or the resolution that
+    # merged it away (its fault goes on in the other incident: not broadcast as ended).
     held: bool = False
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
@@ -223,8 +224,18 @@ def build_notification(
         quiet=_quiet(incident),
         held=change.merging
         or (change.kind is ChangeKind.REOPENED and _held_reopening(change.event.data))
-        or (change.kind is ChangeKind.RESOLVED and _ends_held_opening(incident.timeline)),
+        or (change.kind is ChangeKind.RESOLVED and _ends_held_opening(incident.timeline))
+        or _merged_away(change),
         folded=change.folded,
+    )
+
+
+def _merged_away(change: IncidentChange) -> bool:
+    """Whether the change resolved the incident by merging it into another: its fault goes on, told in the
+    other incident's thread, so this "resolved" is for its own thread only (never broadcast: the channel
+    would hear the fault ended while it is still being handled)."""
+    return (
+        change.kind is ChangeKind.RESOLVED and change.event.kind == "merged" and "into" in change.event.data
     )
 
 

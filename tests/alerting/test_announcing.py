@@ -33,7 +33,7 @@ from tests.alerting.test_handoff import _down, _kinds, _serve
 
 @contextmanager
 def _served(
-    tmp_path: Path, alerts: list[Alert]
+    tmp_path: Path, alerts: list[Alert], broadcast_resolutions: bool = False
 ) -> Iterator[tuple[IncidentEngine, Outbox, SlackRecorder, WebhookNotifier]]:
     """An engine with no announce delay at the alerts' last onset, its outbox sending to Slack (the
     recorder) and to the webhook ``oncall``, as ``serve`` wires them."""
@@ -44,7 +44,11 @@ def _served(
         make_engine(path), clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory()
     )
     with SlackRecorder() as recorder:
-        slack = SlackNotifier(make_client(recorder.token, base_url=recorder.base_url), "#gpu-incidents")
+        slack = SlackNotifier(
+            make_client(recorder.token, base_url=recorder.base_url),
+            "#gpu-incidents",
+            broadcast_resolutions=broadcast_resolutions,
+        )
         hook = WebhookNotifier(f"{recorder.root_url}/hooks/oncall", name="webhook:oncall")
         outbox = Outbox(make_engine(path), [slack, hook], clock)
         engine.subscribe(outbox)
@@ -236,6 +240,40 @@ def test_an_incident_merged_away_in_the_batch_that_escalated_it_pages_nobody_for
         assert ("merged", False) in told and ("priority", False) in told  # told in its thread, as it was
         escalations = [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "priority"]
         assert len(escalations) == 1  # the incident that goes on pages; the one merged away does not
+
+
+def test_the_resolution_of_an_incident_merged_away_is_not_broadcast_with_broadcast_resolutions(
+    tmp_path: Path,
+) -> None:
+    # Two incidents (a GPU lost, a node down), then their rack loses power: one takes the other in. With
+    # ``slack.broadcast_resolutions`` the one merged away had its "merged into" (a resolution) broadcast:
+    # the channel heard "resolved" of a fault still going on, told in the other incident's thread.
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
+    first = [lost, *sc.node_failure(1, 2, START)]
+    with _served(tmp_path, first, broadcast_resolutions=True) as (engine, outbox, recorder, _hook):
+        engine.ingest(first)
+        outbox.dispatch_due()
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        engine.ingest([*first, _rack_power_loss(1, 30)])
+        outbox.dispatch_due()
+        (gone,) = _merged(engine)
+        (gone_parent,) = [m for m in recorder.channel_messages() if gone in str(m.metadata)]
+        told = [(r.event, r.reply_broadcast) for r in recorder.replies(gone_parent.ts)]
+        assert ("merged", False) in told  # its own thread says where it went
+        assert [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "merged"] == []
+        # A real resolution still reaches the channel: everything stops firing and the quiet period passes.
+        (going_on,) = engine.open_incident_ids()
+        engine.clock.advance(60)  # type: ignore[attr-defined]
+        ended = engine.clock.now()
+        engine.ingest([replace(a, ends_at=ended) for a in [*first, _rack_power_loss(1, 30)]])
+        engine.clock.advance(engine.config.quiet_period_seconds + 1)  # type: ignore[attr-defined]
+        engine.tick()
+        outbox.dispatch_due()
+        assert going_on not in engine.open_incident_ids()
+        resolved = [m for m in recorder.visible_in_channel() if m.thread_ts and m.event == "resolved"]
+        assert len(resolved) == 1
 
 
 def test_what_a_batch_did_besides_its_told_changes_is_said_in_the_thread_once(tmp_path: Path) -> None:

@@ -10,9 +10,11 @@ import pytest
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.ingest import parse_postable_alerts
+from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
 from alerting.spans import earlier_start, merged_ends
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 
@@ -102,3 +104,67 @@ def test_a_resolution_ends_the_alert_though_the_stored_end_is_later(engine: Inci
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.status == AlertStatus.RESOLVED.value
     assert (row.starts_at, row.ends_at) == (_at(-45), _at(0))
+
+
+def _posted(engine: IncidentEngine, body: list[dict[str, object]]) -> None:
+    """Alerts as ``POST /api/v2/alerts`` reads them: one without endsAt ends the resolve timeout after now."""
+    timeout = timedelta(seconds=engine.config.resolve_timeout_seconds)
+    engine.ingest(parse_postable_alerts(body, engine.clock.now(), timeout))
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-process", "after-restart"])
+def test_an_explicit_end_earlier_than_the_resolve_timeout_stands(
+    engine: IncidentEngine, tmp_path: Path, restart: bool
+) -> None:
+    """Posted first without endsAt (it ends the resolve timeout, 300 s, after receipt), then with its own
+    endsAt 60 s ahead: the alert ends then, as in Alertmanager (``Timeout``), not 300 s ahead."""
+    _posted(engine, [{"labels": NODE_DOWN}])
+    if restart:
+        engine = IncidentEngine(make_engine(str(tmp_path / "incidents.db")), engine.clock, engine.config)
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(60))}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(60)
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(30))}])  # explicit, earlier: the later stays
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(60)
+
+
+def test_an_open_ended_repost_keeps_a_later_explicit_end_then_yields_to_the_next(
+    engine: IncidentEngine,
+) -> None:
+    """Alertmanager keeps a later explicit endsAt over a timeout posted next, but the merged alert is a
+    timeout (the newer post's mark): an explicit endsAt after that stands though it is earlier."""
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(900))}])
+    _posted(engine, [{"labels": NODE_DOWN}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(900)
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(120))}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(120)
+
+
+@pytest.mark.parametrize("annotations", [{}, {"summary": "new"}], ids=["repeat", "annotations-changed"])
+def test_a_repost_takes_the_newer_generator_url(engine: IncidentEngine, annotations: dict[str, str]) -> None:
+    """As Alertmanager's merge takes the newer post's attributes: GET /api/v2/alerts shows the rule link the
+    alert was last posted with (the fast path of a repeat, and the slow one)."""
+    first = "http://prom-0:9090/graph?g0.expr=up"
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(600)), "generatorURL": first}])
+    second = "http://prom-1:9090/graph?g0.expr=up"
+    body = {"labels": NODE_DOWN, "endsAt": rfc3339(_at(600)), "generatorURL": second}
+    _posted(engine, [{**body, "annotations": annotations}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.generator_url == second
+
+
+def test_an_alert_released_by_a_silence_keeps_its_resolve_timeout_mark(engine: IncidentEngine) -> None:
+    """A silence held the open-ended alert back; when it ends, the engine sends the stored alert through
+    ingest again, which must not make its resolve timeout an explicit end that outlasts the sender's own."""
+    engine.add_silence([parse_matcher('node="x1"')], _at(0), _at(60), "bob")
+    _posted(engine, [{"labels": NODE_DOWN}])
+    assert isinstance(engine.clock, FakeClock)
+    engine.clock.advance(61)
+    engine.tick()  # the silence ended: the alert is released
+    assert engine.open_incident_ids()
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(200))}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(200)

@@ -6,7 +6,7 @@ import pytest
 
 from alerting.engine import IncidentEngine
 from alerting.outbox import Outbox
-from gpuwarden.clock import FakeClock
+from gpuwarden.clock import FakeClock, rfc3339
 from tests.gpuwarden.api_client import AUTH, TestClient, api_client
 from tests.gpuwarden.api_error import error_field, error_text
 
@@ -162,3 +162,31 @@ def test_a_silence_until_the_last_representable_time_works_end_to_end(
     assert client.delete(f"/api/v2/silence/{silence_id}", headers=AUTH).status_code == 200
     engine.tick()
     assert len(client.get("/api/v1/incidents").json()) == 1  # the alert it held back, once it ended
+
+
+@pytest.mark.parametrize(
+    ("starts", "ends", "code"),
+    [
+        ("", "2026-01-02T00:00:00Z", 200),
+        ("0001-01-01T00:00:00Z", "2026-01-02T00:00:00Z", 200),
+        ("2025-12-31T00:00:00Z", "", 400),
+        ("2025-12-31T00:00:00Z", "0001-01-01T00:00:00Z", 400),
+        (None, "2026-01-02T00:00:00Z", 400),
+    ],
+    ids=["start-empty", "start-zero", "end-empty", "end-zero", "start-null"],
+)
+def test_an_empty_or_zero_silence_start_is_now_as_in_alertmanager(
+    client: TestClient, engine: IncidentEngine, starts: str | None, ends: str, code: int
+) -> None:
+    """Alertmanager 0.25 takes "" and Go's zero time as startsAt (a start before now: the silence starts
+    now) and refuses them as endsAt (measured with am_diff); gpuwarden answered 400 to both starts."""
+    posted = client.post(
+        "/api/v2/silences", json={**SILENCE, "startsAt": starts, "endsAt": ends}, headers=AUTH
+    )
+    assert posted.status_code == code, posted.text
+    listed = client.get("/api/v2/silences").json()
+    if code == 200:
+        (silence,) = listed
+        assert silence["startsAt"] == rfc3339(engine.clock.now()) and silence["status"]["state"] == "active"
+    else:
+        assert listed == []

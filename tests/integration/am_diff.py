@@ -4,12 +4,13 @@ serve``, and a comparison of what each answers (``benchmarks/am_diff.py`` prints
 
 Both servers get the same inhibition rules. A step is an HTTP request (or an ``amtool`` call) sent to both;
 what is compared is what a client acts on: the status class (2xx, 4xx, 5xx), and for alert and silence
-listings the alerts (labels, annotations, state, how many silences mute it, which alerts inhibit it,
-``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment, and within
-a second ``startsAt`` and ``updatedAt``, when each was last set, updated in place or expired). Silence ids
-differ between the two servers by nature: a step can save the id each one answered under a name that later
-paths and ``amtool`` arguments use (``{name}``). Times in a body are written ``@+600`` (now plus 600 s).
-Differences that are documented (README "Known gaps") or harmless are listed in ``KNOWN`` with the reason.
+listings the alerts (labels, annotations, ``generatorURL``, state, how many silences mute it, which alerts
+inhibit it, ``startsAt`` and ``endsAt`` within a second) or the silences (matchers, state, creator, comment,
+and within a second ``startsAt`` and ``updatedAt``, when each was last set, updated in place or expired).
+Silence ids differ between the two servers by nature: a step can save the id each one answered under a name
+that later paths and ``amtool`` arguments use (``{name}``). Times in a body are written ``@+600`` (now plus
+600 s). Differences that are documented (README "Known gaps") or harmless are listed in ``KNOWN`` with the
+reason.
 """
 
 from __future__ import annotations
@@ -172,6 +173,34 @@ STEPS: list[Step] = [
         {"labels": {"alertname": "HA"}, "startsAt": "@-45", "endsAt": "@+1"},
         {"labels": {"alertname": "HA2"}, "startsAt": "@-30", "endsAt": "@+1"},
     ),
+    # A post without endsAt ends at the resolve timeout, a mark (Alertmanager's ``Timeout``) that lets the
+    # sender's own endsAt posted next stand though it is earlier; a later explicit end is kept over a
+    # timeout posted after it, which an explicit end then overrides again.
+    _post("timeout-first", {"labels": {"alertname": "TO"}, "startsAt": "@-10"}),
+    _post(
+        "timeout-then-explicit-earlier", {"labels": {"alertname": "TO"}, "startsAt": "@-10", "endsAt": "@+60"}
+    ),
+    _query("timeout-explicit-end-stands", ("filter", 'alertname="TO"')),
+    _post("explicit-first", {"labels": {"alertname": "TO2"}, "startsAt": "@-10", "endsAt": "@+900"}),
+    _post("explicit-then-timeout", {"labels": {"alertname": "TO2"}, "startsAt": "@-10"}),
+    _query("explicit-later-end-kept", ("filter", 'alertname="TO2"')),
+    _post("timeout-then-explicit", {"labels": {"alertname": "TO2"}, "startsAt": "@-10", "endsAt": "@+120"}),
+    _query("explicit-after-merged-timeout-stands", ("filter", 'alertname="TO2"')),
+    # Only endsAt: Alertmanager takes it as the start too (a start in the future); gpuwarden starts it now.
+    _post("ends-only", {"labels": {"alertname": "EndsOnly"}, "endsAt": "@+600"}),
+    _query("ends-only-start", ("filter", 'alertname="EndsOnly"')),
+    _post("ends-only-resolved", {"labels": {"alertname": "EndsOnly"}, "startsAt": "@-10", "endsAt": "@-1"}),
+    # A re-post takes the newer post's generatorURL and annotations (repeat and changed annotations alike).
+    _post(
+        "repost-generator-url",
+        {"labels": {"alertname": "G"}, "generatorURL": "http://prom-1:9090/graph?g0.expr=up"},
+    ),
+    _query("generator-url-newest", ("filter", 'alertname="G"')),
+    _post(
+        "repost-generator-url-annotations",
+        {"labels": {"alertname": "G"}, "generatorURL": "http://prom-2:9090/graph", "annotations": {"s": "3"}},
+    ),
+    _query("generator-url-annotations-newest", ("filter", 'alertname="G"')),
     _query("alerts-all"),
     Step("alerts-short-ended", params=[("filter", 'alertname="Short"')], compare="alerts", wait=2.0),
     _query("ha-earliest-start-later-end", ("filter", 'alertname=~"HA2?"')),
@@ -195,6 +224,11 @@ STEPS: list[Step] = [
     _query("receiver-other", ("receiver", "other")),
     _query("receiver-unanchored", ("receiver", "gpu")),
     _query("receiver-bad", ("receiver", "(")),
+    _query("active-silenced-false", ("active", "false"), ("silenced", "false")),
+    _query("filter-re-not-inhibited", ("filter", 'alertname=~"A|R|GpuHot"'), ("inhibited", "false")),
+    Step("groups", path="/api/v2/alerts/groups"),
+    Step("groups-bad-filter", path="/api/v2/alerts/groups", params=[("filter", "bad")]),
+    Step("groups-bad-receiver", path="/api/v2/alerts/groups", params=[("receiver", "(")]),
     # Silences.
     _silence("silence-eq", [_m("alertname", "A")], save="s_eq"),
     _silence("silence-re", [_m("alertname", "A|B", regex=True)], save="s_re"),
@@ -224,6 +258,13 @@ STEPS: list[Step] = [
     _silence("silence-reversed", [_m("alertname", "A")], startsAt="@+100", endsAt="@+50"),
     _silence("silence-no-start", [_m("alertname", "A")], startsAt=None),
     _silence("silence-time-basic-format", [_m("alertname", "A")], endsAt="20361201T100000Z"),
+    # "" and Go's zero time: a start before now (it starts now); no end.
+    _silence("silence-start-empty", [_m("node", "z1")], startsAt=""),
+    _silence("silence-start-zero", [_m("node", "z2")], startsAt="0001-01-01T00:00:00Z"),
+    _silence("silence-end-empty", [_m("node", "z3")], endsAt=""),
+    _silence("silence-end-zero", [_m("node", "z4")], endsAt="0001-01-01T00:00:00Z"),
+    _silence("silence-times-empty", [_m("node", "z5")], startsAt="", endsAt=""),
+    _silences("silences-zero-start", 'node="z2"'),
     _declared(
         "silence-form-encoded",
         "application/x-www-form-urlencoded",
@@ -280,6 +321,23 @@ STEPS: list[Step] = [
     Step("silence-expire", "DELETE", "/api/v2/silence/{s_moved}"),
     Step("silence-expire-again", "DELETE", "/api/v2/silence/{s_moved}"),
     _silences("silences-after-expire"),
+    # An expired silence updated by its id: a new silence takes over (the expired one stays expired).
+    Step(
+        "silence-update-expired",
+        "POST",
+        "/api/v2/silences",
+        {
+            "id": "{s_moved}",
+            "matchers": [_m("alertname", "R")],
+            "startsAt": "@+0",
+            "endsAt": "@+600",
+            "createdBy": "probe",
+            "comment": "revived",
+        },
+    ),
+    _silences("silences-after-update-expired", 'alertname="R"'),
+    Step("silence-get-not-uuid", path="/api/v2/silence/nope"),
+    Step("silence-expire-unknown", "DELETE", "/api/v2/silence/00000000-0000-0000-0000-000000000000"),
     _query("alerts-after-expire", ("filter", 'alertname=~"A|R"')),
     # amtool against both.
     Step("amtool-alert-query", amtool=("alert", "query", "-o", "json"), compare="amtool-alerts"),
@@ -303,18 +361,70 @@ STEPS: list[Step] = [
         amtool=("silence", "query", "-o", "json", "node=n9"),
         compare="amtool-silences",
     ),
+    Step("amtool-silence-query-quiet", amtool=("silence", "query", "-q", "node=n9")),
     Step("amtool-silence-expire", amtool=("silence", "expire", "{s_amtool}")),
     Step(
         "amtool-silence-query-expired",
         amtool=("silence", "query", "--expired", "-o", "json", "node=n9"),
         compare="amtool-silences",
     ),
+    Step(
+        "amtool-alert-query-active",
+        amtool=("alert", "query", "--active", "-o", "json"),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-silenced-only",
+        amtool=("alert", "query", "--silenced", "-o", "json"),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-inhibited",
+        amtool=("alert", "query", "--inhibited", "-o", "json"),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-regex",
+        amtool=("alert", "query", "-o", "json", 'alertname=~"Gpu.*"'),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-not-equal",
+        amtool=("alert", "query", "-o", "json", 'alertname!="A"'),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-not-regex",
+        amtool=("alert", "query", "-o", "json", 'alertname!~"A|B"'),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-receiver",
+        amtool=("alert", "query", "-o", "json", "--receiver", "gpu.*"),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-alert-query-bare-name",
+        amtool=("alert", "query", "-o", "json", "GpuHot"),
+        compare="amtool-alerts",
+    ),
+    Step(
+        "amtool-silence-query-regex",
+        amtool=("silence", "query", "-o", "json", 'alertname=~"A|B"'),
+        compare="amtool-silences",
+    ),
+    Step("amtool-config-show", amtool=("config", "show")),
+    Step("amtool-config-routes", amtool=("config", "routes")),
+    Step("amtool-cluster-show", amtool=("cluster", "show")),
 ]
 
-# Differences that are on purpose (README "Known gaps" and the Alertmanager API paragraph) or harmless.
-# None differs now: the steps avoid the documented gaps, whose answers differ by design. A step added for one
-# goes here with the reason, e.g. "post-number-label-name": "label names outside the classic set (README)".
-KNOWN: dict[str, str] = {}
+# Differences that are on purpose (README "Known gaps" and the Alertmanager API paragraph) or harmless,
+# with the reason. Most steps avoid the documented gaps, whose answers differ by design.
+KNOWN: dict[str, str] = {
+    "ends-only-start": "an alert posted with endsAt and no startsAt starts when received; Alertmanager "
+    "shows its endsAt as its startsAt, a start in the future (README, Known gaps)",
+    "silence-expire-unknown": "expiring an unknown silence is a 404 naming it; Alertmanager answers 500",
+}
 
 
 @dataclass
@@ -379,6 +489,7 @@ def _alerts(items: list[dict[str, Any]], fingerprints: dict[str, str]) -> list[A
             (
                 json.dumps(a["labels"], sort_keys=True),
                 json.dumps(a.get("annotations") or {}, sort_keys=True),
+                a.get("generatorURL") or "",
                 status["state"],
                 len(status.get("silencedBy") or []),
                 sorted(fingerprints.get(f, f) for f in status.get("inhibitedBy") or []),
@@ -393,9 +504,9 @@ def _same_alerts(am: list[Any], gw: list[Any]) -> bool:
     if len(am) != len(gw):
         return False
     for x, y in zip(am, gw, strict=True):
-        if x[:5] != y[:5]:
+        if x[:-2] != y[:-2]:
             return False
-        if abs(_epoch(x[5]) - _epoch(y[5])) > 1.0 or abs(_epoch(x[6]) - _epoch(y[6])) > 1.0:
+        if abs(_epoch(x[-2]) - _epoch(y[-2])) > 1.0 or abs(_epoch(x[-1]) - _epoch(y[-1])) > 1.0:
             return False
     return True
 

@@ -22,7 +22,7 @@ def test_gpuwarden_answers_every_probe_step_as_alertmanager_does(tmp_path: Path)
     assert result["steps"] == len(STEPS) and set(result["known"]) <= set(KNOWN)
     # The probe compares what it must: both servers listed the batch's alerts, inhibited and silenced.
     listed = {o.step: o.gpuwarden for o in outcomes}
-    labels = [(json.loads(a[0]), a[2]) for a in listed["alerts-all"]]
+    labels = [(json.loads(a[0]), a[3]) for a in listed["alerts-all"]]
     states = {(x["alertname"], x.get("node")): state for x, state in labels}
     assert states[("GpuHot", "n1")] == "suppressed" and states[("GpuHot", "n2")] == "active"
     assert states[("Copy", None)] == states[("Word", None)] == "active"
