@@ -102,6 +102,7 @@ class IncidentEngine(
         self._quiet = timedelta(seconds=self.config.quiet_period_seconds)
         self._reopen_within = timedelta(seconds=self.config.reopen_window_seconds)
         self._cycling_within = self.config.cycling_reopens_seconds
+        self._remind_after = self.config.remind_after_seconds
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows

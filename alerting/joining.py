@@ -24,9 +24,9 @@ from alerting.impact import live_root_cause
 from alerting.member import Member, live
 from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
-from alerting.outcomes import duration_text
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
+from alerting.reminders import READ_KINDS, held_text, reminder_due
 from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
@@ -53,6 +53,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     counters: dict[str, int]
     _reopen_within: timedelta
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
+    _remind_after: float  # ``alerting.remind_after_seconds``
 
     def _member(self, row: StoredAlert) -> Member:
         """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
@@ -326,18 +327,19 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).
         # Either is still a reopening (a webhook's ticket opens again); the event's "flapping" or "cycling"
-        # says it is held: decided here, stored with the event, so a restarted serve tells it alike.
+        # says it is held: decided here, stored with the event, so a restarted serve tells it alike. Held,
+        # it pages all the same as a reminder once the incident's last page is old (``_reminder``).
         cycling = 0 if row.flapping else self._cycling(batch, target.id, row.fingerprint)
-        held = " (flapping: held, no page)" if row.flapping else ""
-        if cycling:
-            within = duration_text(self._cycling_within)
-            held = f" (cycling: reopened {cycling} times within {within} by this alert, no page)"
+        reminder = self._reminder(batch, target) if row.flapping or cycling else None
+        held = held_text(row.flapping, cycling, self._cycling_within, reminder)
         root = target_from_dict(target.root_target)
         label = target_label(root, cluster=root_cluster(root, self.inventory))  # a GPU's: its node's
         fired = f"fired, which its root cause {label} explains"
         data: dict[str, object] = {"fingerprint": row.fingerprint, "flapping": row.flapping}
         if cycling:
             data["cycling"] = cycling
+        if reminder is not None:
+            data["reminder"] = reminder
         batch.event(
             target.id,
             "reopened",
@@ -364,6 +366,21 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         )
         earlier = [(kind, at.timestamp(), frozenset(_named(data))) for kind, at, data in events]
         return repeats_reopening(fingerprint, earlier, batch.now.timestamp(), window)
+
+    def _reminder(self, batch: Batch, target: IncidentRow) -> float | None:
+        """How long ago the incident last paged, when its held reopening now pages as a reminder
+        (``alerting.reminders.reminder_due``: ``alerting.remind_after_seconds`` or longer, nobody took it up
+        since); None when it stays held, or a silence holds the incident (it pages nobody anyway). From the
+        stored timeline, newest first, as far back as its last page: a restarted serve decides alike."""
+        if self._remind_after <= 0 or self._held(target.id, batch.now):
+            return None
+        events = batch.session.execute(
+            select(TimelineRow.kind, TimelineRow.at, TimelineRow.data)
+            .where(TimelineRow.incident_id == target.id, TimelineRow.kind.in_(READ_KINDS))
+            .order_by(TimelineRow.seq.desc())
+        )
+        rows = ((kind, at, data) for kind, at, data in events)
+        return reminder_due(rows, batch.now, self._remind_after, target.opened_at)
 
 
 def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:

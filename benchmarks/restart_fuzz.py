@@ -4,7 +4,8 @@ A restart of ``serve`` must change nothing users see. For each seed this draws a
 (XIDs 13/31/43/48/79/119, node and rack down, NVLink, thermal, double-bit ECC, exporter stale, a service's
 error rate, stalled ranks of the training job; re-fires, flapping, slow cycles under the flap threshold and
 the quiet period (whose repeats are told folded) or resolved longer than the quiet period (whose reopenings
-after the first are held as cycling), expiry by ``endsAt``) and of what people and time do
+after the first are held as cycling, and remind once the last page is ``remind_after_seconds`` old: 0, 100
+or 300 s, drawn per seed), expiry by ``endsAt``) and of what people and time do
 (acknowledge, note, silence an incident, extend its silence by an hour, resolve, mitigate, matcher
 silences, inventory refreshes, time passing past the quiet, announce and reopen windows, and time brought to
 a second either side of a silence's end or of the start of its last half hour, ticked there or not, with a
@@ -144,6 +145,9 @@ def stream(seed: int, steps: int) -> tuple[dict[str, float], list[Step], list[in
         "flap_window_seconds": 300.0,
         "priority_settle_seconds": rng.choice((0.0, 120.0)),
     }
+    # How old a held reopening's last page must be for it to remind: short enough that a stream's cycles
+    # remind; drawn apart from the stream, so the steps are the ones they were without it.
+    config["remind_after_seconds"] = random.Random(f"remind-after-{seed}").choice((0.0, 100.0, 300.0))
     fired: list[tuple[dict[str, str], dict[str, str]]] = []
     out: list[Step] = []
     for _ in range(steps):

@@ -269,6 +269,14 @@ class AlertingConfig(Section):
         " false), not paged; its first reopening, one by another alert, or one after this long without any"
         " pages (0: every reopening pages)",
     )
+    remind_after_seconds: float = Field(
+        14400.0,
+        ge=0,
+        le=MAX_WINDOW_SECONDS,
+        description="a reopening held as cycling or flapping pages after all, told as a reminder, when the"
+        " incident last paged this long ago or longer and nobody acknowledged it since (Alertmanager's"
+        " repeat_interval; 0: never remind); no timer: only a held reopening reminds",
+    )
     assume_spare_capacity: bool = True
     priority_settle_seconds: float = Field(
         300.0,

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
+from alerting.reminders import PRIORITY_MOVES, held_reopening, rose
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
@@ -95,6 +96,9 @@ class Notification(BaseModel):
     # merged the incident into another (``IncidentChange.merging``: that one pages), or the resolution that
     # merged it away (its fault goes on in the other incident: not broadcast as ended).
     held: bool = False
+    # A reopening that would be held but pages as a reminder (``alerting.reminders``): how many seconds ago
+    # the incident last paged; None for any other change.
+    reminder: float | None = None
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
     folded: Folded | None = None
@@ -223,10 +227,11 @@ def build_notification(
         flapping=change.flapping,
         quiet=_quiet(incident),
         held=change.merging
-        or (change.kind is ChangeKind.REOPENED and _held_reopening(change.event.data))
+        or (change.kind is ChangeKind.REOPENED and held_reopening(change.event.data))
         or (change.kind is ChangeKind.RESOLVED and _ends_held_opening(incident.timeline))
         or _merged_away(change),
         folded=change.folded,
+        reminder=_reminder(change),
     )
 
 
@@ -239,30 +244,23 @@ def _merged_away(change: IncidentChange) -> bool:
     )
 
 
-def _held_reopening(data: Mapping[str, object]) -> bool:
-    """Whether a reopening's event says it pages nobody: the flap that made its alert flapping, or a repeat
-    of the incident's resolve / reopen cycle (``alerting.flapping.repeats_reopening``)."""
-    return bool(data.get("flapping") or data.get("cycling"))
+def _reminder(change: IncidentChange) -> float | None:
+    """How long ago the incident last paged, when its reopening pages as a reminder (its event says so)."""
+    value = change.event.data.get("reminder") if change.kind is ChangeKind.REOPENED else None
+    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 
 def _ends_held_opening(timeline: Sequence[TimelineEvent]) -> bool:
     """Whether a resolution ends an opening that paged nobody: the incident's latest opening is a held
-    reopening (``_held_reopening``) and its priority has not risen since (an escalation pages). Read from
+    reopening (``held_reopening``) and its priority has not risen since (an escalation pages). Read from
     its timeline as of the change, so told alike after a restart."""
     start = next((k for k in range(len(timeline) - 1, -1, -1) if timeline[k].kind in _OPENINGS), None)
-    if start is None or timeline[start].kind != "reopened" or not _held_reopening(timeline[start].data):
+    if start is None or timeline[start].kind != "reopened" or not held_reopening(timeline[start].data):
         return False
-    return not any(_rose(e.data) for e in timeline[start + 1 :] if e.kind in _PRIORITY_MOVES)
+    return not any(rose(e.data) for e in timeline[start + 1 :] if e.kind in PRIORITY_MOVES)
 
 
 _OPENINGS = frozenset({"opened", "reopened"})
-_PRIORITY_MOVES = frozenset({"priority", "silence_ended"})  # events whose data say "from" and "to"
-
-
-def _rose(data: Mapping[str, object]) -> bool:
-    """Whether an event's ``from`` and ``to`` priorities say it became more urgent (P0 is the most)."""
-    before, after = data.get("from"), data.get("to")
-    return isinstance(before, str) and isinstance(after, str) and after < before
 
 
 def _by(value: object) -> str:
@@ -295,7 +293,7 @@ def _escalated(change: IncidentChange) -> bool:
     """A priority change whose timeline event says it went to a more urgent priority (P0 is the most)."""
     if change.kind is not ChangeKind.PRIORITY_CHANGED:
         return False
-    return _rose(change.event.data)
+    return rose(change.event.data)
 
 
 @dataclass(frozen=True, slots=True)

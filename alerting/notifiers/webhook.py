@@ -110,7 +110,8 @@ def webhook_payload(
         "message": text(n.event_message),
         "escalated": n.escalated,
         # Whether people must see it arrive (Slack broadcasts it): a reopening or an escalation, not one of an
-        # incident its own transaction merged into another (that one pages) nor a flap's.
+        # incident its own transaction merged into another (that one pages) nor a flap's or a cycle's (unless
+        # it is a reminder).
         "pages": n.needs_attention,
         "by": text(n.event_by),  # who made the change, when a person did; empty for the engine's
         "also": items(n.also),  # what the change's transaction did besides that no change tells
@@ -118,6 +119,9 @@ def webhook_payload(
         # A repeat of the incident's cycle (Slack edits its message, no reply): how often, within how long,
         # its alerts fired again and it went quiet; null for any other change.
         "folded": None if n.folded is None else asdict(n.folded),
+        # A reopening held as cycling or flapping that pages after all, its incident's last page being
+        # ``alerting.remind_after_seconds`` old: how many seconds old; null for any other change.
+        "reminder": None if n.reminder is None else {"last_page_seconds": n.reminder},
     }
     return {
         "version": PAYLOAD_VERSION,

@@ -14,6 +14,7 @@ from alerting.inventory import StaticInventory
 from alerting.migrate import upgrade
 from alerting.notifiers.base import build_notification
 from alerting.notifiers.blocks import incident_message
+from alerting.notifiers.webhook import webhook_payload
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
@@ -23,10 +24,20 @@ from tests.migrated_store import migrated_sqlite
 HOT = {"alertname": "GpuTemperatureHigh", "cluster": "c8", "node": "ff-n1", "gpu": "2"}
 
 
-def _engine(tmp_path: Path, clock: FakeClock, inventory: StaticInventory | None = None) -> IncidentEngine:
+def _engine(
+    tmp_path: Path,
+    clock: FakeClock,
+    inventory: StaticInventory | None = None,
+    *,
+    remind_after_seconds: float = 14400,
+) -> IncidentEngine:
     sql = migrated_sqlite(tmp_path / "incidents.db")
     config = AlertingConfig(
-        announce_delay_seconds=0, quiet_period_seconds=3, flap_window_seconds=120, flap_start_transitions=6
+        announce_delay_seconds=0,
+        quiet_period_seconds=3,
+        flap_window_seconds=120,
+        flap_start_transitions=6,
+        remind_after_seconds=remind_after_seconds,
     )
     return IncidentEngine(sql, clock, config, inventory)
 
@@ -153,6 +164,61 @@ def test_an_incident_reopening_again_and_again_by_its_alert_pages_only_the_first
     # read from the stored timeline: the one after the restart too.
     ends = [build_notification(c).held for c in told if c.kind is ChangeKind.RESOLVED]
     assert ends == [False, False, True, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("remind_after", "cycles", "restart_before", "ack_before", "pages"),
+    [
+        pytest.param(14400, 40, 19, None, [1, 19, 37], id="reminded-every-4h-alike-after-a-restart"),
+        pytest.param(14400, 20, None, 2, [1], id="acknowledged-since-its-last-page"),
+        pytest.param(0, 20, None, None, [1], id="never-remind-as-before"),
+    ],
+)
+def test_an_incident_held_as_cycling_all_night_pages_again_as_a_reminder_once_its_last_page_is_old(
+    tmp_path: Path,
+    remind_after: float,
+    cycles: int,
+    restart_before: int | None,
+    ack_before: int | None,
+    pages: list[int],
+) -> None:
+    # A thermal alert firing 400 s, resolved 404 s (past the quiet period), 40 times: 9 hours, a reopening
+    # every 804 s. It paged at the opening and the first reopening, then was held as cycling all night. Now
+    # a held reopening pages as a reminder once the last page is 4 h (14400 s) old: the 19th, 18 x 804 s =
+    # 14472 s after the first, and the 37th (4 pages in 9 h, not 2); a serve restarted just before the 19th
+    # decides alike, from the stored timeline. Not when someone acknowledged the incident since its last
+    # page (after the first reopening), nor with remind_after_seconds 0 (20 cycles: past the 19th).
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock, remind_after_seconds=remind_after)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    engine.ingest([Alert(HOT)])
+    [incident_id] = engine.open_incident_ids()
+    said = {}
+    for k in range(1, cycles + 1):
+        if k == restart_before:
+            engine = _engine(tmp_path, clock, remind_after_seconds=remind_after)
+            engine.subscribe(told.append)
+        if k == ack_before:
+            engine.acknowledge(incident_id, "alice")
+        said[k] = _cycle_once(engine, clock, told, Alert(HOT))
+    assert [k for k, s in said.items() if s.startswith("pages")] == pages
+    assert [c.kind for c in told].count(ChangeKind.OPENED) == 1  # the opening, which paged too
+    hot = "GpuTemperatureHigh (ff-n1, 2) fired again (cycling: reopened 5 times within 1h by this alert"
+    assert said[18] == said[19 if 19 not in pages else 20] == f"held: reopened: {hot}, no page)"
+    if 19 in pages:  # 14472 s after the first reopening's page; the 37th 14472 s after the 19th's
+        assert (
+            said[19]
+            == said[37]
+            == f"pages: reopened: {hot}; still cycling 4h1m after the last page, reminding)"
+        )
+        reopened = [build_notification(c) for c in told if c.kind is ChangeKind.REOPENED]
+        event = webhook_payload(reopened[18], first_for_receiver=False)["event"]
+        assert event["pages"] is True and event["reminder"] == {"last_page_seconds": 14472.0}
+        assert webhook_payload(reopened[17], first_for_receiver=False)["event"]["reminder"] is None
+        # The reminder paged: its opening's end is not held (slack.broadcast_resolutions broadcasts it).
+        ends = [build_notification(c).held for c in told if c.kind is ChangeKind.RESOLVED]
+        assert ends[18:21] == [True, False, True]  # ends[k]: the end of the k-th reopening
 
 
 def test_a_recurrence_through_another_alert_reopens_the_incident_whose_root_explains_it(

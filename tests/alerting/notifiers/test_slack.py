@@ -479,10 +479,11 @@ def test_the_resolution_of_a_reopening_that_paged_nobody_is_not_broadcast_either
 ) -> None:
     # With broadcast_resolutions, each cycle's resolution of a cycling incident reached the channel while
     # its reopening, held, was a thread reply: the channel heard "resolved" of what it never heard reopen.
-    # Once the held opening escalates (that pages), its resolution is broadcast again.
+    # Once the held opening escalates (that pages), or reminds, its resolution is broadcast again.
     notifier, threads = notifier_for(recorder, broadcast_resolutions=True), Threads()
     inc = make_incident(priority=Priority.P2)
     cycling = {"fingerprint": "f1", "flapping": False, "cycling": 2}
+    reminder = {**cycling, "reminder": 14472.0}
     steps = [
         (ChangeKind.OPENED, "opened", None, None),
         (ChangeKind.RESOLVED, "resolved", None, None),
@@ -493,12 +494,17 @@ def test_the_resolution_of_a_reopening_that_paged_nobody_is_not_broadcast_either
         (ChangeKind.REOPENED, "reopened: X fired again (cycling: ...)", None, cycling),
         (ChangeKind.PRIORITY_CHANGED, "priority P0", "priority", {"from": "P2", "to": "P0"}),
         (ChangeKind.RESOLVED, "resolved", None, None),
+        (ChangeKind.REOPENED, "reopened: X fired again (cycling: ...)", None, cycling),
+        (ChangeKind.RESOLVED, "resolved", None, None),
+        # Still cycling 4 h after the last page: a reminder pages, as a reopening does, and so does its end.
+        (ChangeKind.REOPENED, "reopened: X fired again (cycling: ...; reminding)", None, reminder),
+        (ChangeKind.RESOLVED, "resolved", None, None),
     ]
     for minute, (kind, message, event_kind, data) in enumerate(steps):
         deliver(notifier, threads, build_notification(change(inc, kind, minute, message, event_kind, data)))
     [parent] = recorder.channel_messages()
     broadcast = [r.reply_broadcast for r in recorder.replies(parent.ts)]
-    assert broadcast == [False, True, True, True, False, False, False, True, True]
+    assert broadcast == [False, True, True, True, False, False, False, True, True, False, False, True, True]
 
 
 def _silenced(n: Notification) -> Notification:

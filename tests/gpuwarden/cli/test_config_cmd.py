@@ -105,6 +105,11 @@ def test_config_validate_lists_every_problem_of_the_file_each_at_its_line(tmp_pa
             id="seconds-as-1h30m",
         ),
         pytest.param(
+            "alerting:\n  remind_after_seconds: 4h\n",
+            "alerting.remind_after_seconds: '4h' is not a number; write the seconds as a number: 14400",
+            id="remind-after-as-4h",
+        ),
+        pytest.param(
             "alerting:\n  retention_days: 2 weeks\n",
             "alerting.retention_days: '2 weeks' is not a number; write the days as a number: 14",
             id="days-as-weeks",

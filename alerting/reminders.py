@@ -1,0 +1,84 @@
+"""Reminders: a reopening held as cycling or flapping pages after all once the incident's last page is old.
+
+A reopening that only repeats its incident's resolve / reopen cycle, or the flap that made its alert flapping,
+pages nobody (``alerting.flapping.repeats_reopening``). Held for as long as it cycles, a fault coming back all
+night paged once, at 23:00; Alertmanager notifies a firing group again every ``repeat_interval`` (4 h by
+default). So such a reopening pages when the incident's last page is ``alerting.remind_after_seconds`` old or
+older, told as a reminder, unless someone acknowledged (or took up) the incident since that page. Which events
+paged is read from the stored timeline (``paged``), the decision stored on the reopening's event: a restarted
+serve decides alike, and the outbox tells it once. No timer: reminders ride on held reopenings only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+
+from alerting.outcomes import duration_text
+
+# Timeline kinds whose data say "from" and "to" priorities: a rise is an escalation, which pages.
+PRIORITY_MOVES = frozenset({"priority", "silence_ended"})
+# Timeline kinds by which someone took the incident up (``alerting.lifecycle``): it is not reminded after.
+TAKEN_UP = frozenset({"acknowledged", "remediation_approved", "mitigating"})
+# Every timeline kind ``reminder_due`` reads: those that may have paged, and those that take it up.
+READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened"}))
+
+
+def held_reopening(data: Mapping[str, object]) -> bool:
+    """Whether a reopening's event says it pages nobody: the flap that made its alert flapping, or a repeat
+    of the incident's resolve / reopen cycle (``alerting.flapping.repeats_reopening``), not a reminder."""
+    return bool(data.get("flapping") or data.get("cycling")) and not data.get("reminder")
+
+
+def rose(data: Mapping[str, object]) -> bool:
+    """Whether an event's ``from`` and ``to`` priorities say it became more urgent (P0 is the most)."""
+    before, after = data.get("from"), data.get("to")
+    return isinstance(before, str) and isinstance(after, str) and after < before
+
+
+def paged(kind: str, data: Mapping[str, object]) -> bool:
+    """Whether a timeline event paged: the opening, a reopening not held (a reminder included), an
+    escalation (a priority change, or a silence's end, to a more urgent priority)."""
+    if kind == "opened":
+        return True
+    if kind == "reopened":
+        return not held_reopening(data)
+    return kind in PRIORITY_MOVES and rose(data)
+
+
+def reminder_due(
+    events: Iterable[tuple[str, datetime, Mapping[str, object]]],
+    now: datetime,
+    after: float,
+    opened: datetime,
+) -> float | None:
+    """How long ago the incident last paged, when a held reopening at ``now`` is to page as a reminder:
+    that page is ``after`` seconds old or older and nobody took the incident up since it (``TAKEN_UP``);
+    else None. ``events``: the incident's stored events of ``READ_KINDS`` (kind, at, data), newest first,
+    read only as far back as its last page; ``opened``: when it opened (its page if the timeline has none)."""
+    if after <= 0:
+        return None
+    last = opened
+    for kind, at, data in events:
+        if kind in TAKEN_UP:
+            return None
+        if paged(kind, data):
+            last = at
+            break
+    age = (now - last).total_seconds()
+    return age if age >= after else None
+
+
+def held_text(flapping: bool, cycling: int, within: float, reminder: float | None) -> str:
+    """What a reopening's message says of its hold: "(cycling: reopened 3 times within 1h by this alert, no
+    page)", a flap's "(flapping: held, no page)", or, when it reminds, "...; still cycling 4h after the last
+    page, reminding)"; empty for one that pages as any reopening does."""
+    if not flapping and not cycling:
+        return ""
+    what = "flapping" if flapping else "cycling"
+    said = [] if flapping else [f"reopened {cycling} times within {duration_text(within)} by this alert"]
+    if reminder is None:
+        return f" ({what}: {', '.join([*said, 'held, no page' if flapping else 'no page'])})"
+    age = reminder - reminder % 60 if reminder >= 60 else round(reminder)  # to the minute: "4h2m"
+    said.append(f"still {what} {duration_text(age)} after the last page, reminding")
+    return f" ({what}: {'; '.join(said)})"
