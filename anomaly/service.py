@@ -418,20 +418,30 @@ class AnomalyService:
         """Whether the tick read nothing an alert (by detector and query) is judged by, its query not due.
 
         Before, such a tick counted quiet: with ``step_seconds`` 30 and ``infer_every_seconds`` 5, GpuLost
-        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. The
-        detectors that combine queries judge nothing when one is missing (multivariate, thermal), or when
-        none of theirs was read (presence)."""
+        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. An alert
+        judged by several queries (``judged_by``: multivariate, thermal, GpuHung, a load-adjusted fleet
+        metric) is judged at a tick that read every one of them, and held at the others: GpuHung, with the
+        SM-active share on a longer step than utilisation, never raised: each tick between two SM steps read
+        utilisation, found no GpuHung and dropped its pending count. Presence waits when none of its queries
+        was read."""
         if not view.not_due:
             return lambda detector, query: False
-        combined: dict[str, bool] = {}
+        not_due = view.not_due
+        presence: dict[str, bool] = {}
+        judged: dict[str, Callable[[str], tuple[str, ...]]] = {}
         for d in self.detectors:
-            if isinstance(d, MultivariateDetector):
-                combined[d.name] = not view.not_due.isdisjoint(d.queries)
-            elif isinstance(d, ThermalDetector):
-                combined[d.name] = not view.not_due.isdisjoint((d.temp_query, d.power_query))
-            elif isinstance(d, PresenceDetector):
-                combined[d.name] = d.not_due(view)
-        return lambda detector, query: combined.get(detector, query in view.not_due)
+            if isinstance(d, PresenceDetector):
+                presence[d.name] = d.not_due(view)
+            elif isinstance(d, (MultivariateDetector, ThermalDetector, SignatureDetector, FleetDetector)):
+                judged[d.name] = d.judged_by
+
+        def held(detector: str, query: str) -> bool:
+            if detector in presence:
+                return presence[detector]
+            by = judged.get(detector)
+            return query in not_due if by is None else not not_due.isdisjoint(by(query))
+
+        return held
 
     def _update_alerts(
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]

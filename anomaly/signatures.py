@@ -133,6 +133,11 @@ class SignatureDetector:
         """Drop state of vanished series (what was last read per GPU stays)."""
         self._values.forget(ids)
 
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries an alert of ``query`` is judged by: GpuHung's (``GPU_UTIL``) by utilisation and the
+        SM-active share, which its rule reads together and judges nothing without; any other, its own."""
+        return (GPU_UTIL, SM_ACTIVE) if query == GPU_UTIL else (query,)
+
     def held(self) -> int:
         """Entries of per-GPU state held: bounded by the GPUs read within the memory windows."""
         return len(self._values) + len(self._sbe_read) + len(self._links_active) + len(self._vanished)
