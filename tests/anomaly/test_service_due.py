@@ -272,3 +272,66 @@ def test_a_multivariate_alert_is_held_when_any_of_its_columns_was_not_due(not_du
     assert decide("multivariate", "gpu_vector") is held
     assert decide("signatures", UP) is (UP in not_due)
     assert decide("fleet", POWER) is bool(not_due & {POWER, UTIL})
+
+
+def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps_count_neither_way(
+    prometheus, caplog
+):
+    # Asked on a 30 s step, answered on a 60 s one (downsampled data, or a recording rule evaluated every
+    # minute): every other step of the grid is empty. Before, each empty step was read as a read matching
+    # no series: the learned alert's pending count dropped at each one and it never raised, and the "matched
+    # no series" warning came back every minute. Now one warning names the query and both steps.
+    rng = np.random.default_rng(5)
+    hot = FakeClock().time() + 60
+
+    def temps(t: float) -> list[tuple[dict[str, str], float]]:
+        if t % 60:
+            return []
+        vals = 60 + rng.normal(0, 0.5, len(GPUS))
+        if t >= hot:
+            vals[3] = 95.0
+        return list(zip(GPUS, vals.tolist(), strict=True))
+
+    prometheus.answers[TEMP] = temps
+    prometheus.answers[UP] = lambda t: [(g, 1.0) for g in GPUS]  # on its step: the source is not empty
+    run = Run(
+        prometheus,
+        [TEMP, UP],
+        detectors=["adaptive"],
+        adaptive_metrics=[TEMP],
+        thresholds=AnomalyThresholdConfig(volatility_k=0),
+    )
+    caplog.set_level("INFO", logger="anomaly")
+    try:
+        assert run.service.warm_up() > 0
+        run.ticks(600)
+    finally:
+        run.close()
+    pending = run.service.cfg.pending_ticks
+    assert [e[:3] for e in run.events] == [("GpuwardenAnomaly", GPUS[3]["UUID"], AlertStatus.FIRING)]
+    assert run.events[0][3] == hot + (pending - 1) * 60  # its third answered step past the band
+    told = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(told) == 1
+    assert f"query {TEMP} answers on a 60s step, not the 30s asked" in told[0]
+    assert run.source.coarse.seen == {TEMP: 60.0}
+
+
+def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_answered_steps(prometheus):
+    # gpu_up asked on a 30 s step and answered on a 60 s one. With immediate_resolve_after 1, before, each
+    # empty step between two answered ones resolved GpuLost and the next answered step raised it again.
+    back = FakeClock().time() + 300
+    prometheus.answers[UP] = lambda t: [
+        (g, 0.0 if g["UUID"] == "GPU-n2-0" and t < back else 1.0) for g in GPUS if t % 60 == 0
+    ]
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
+    run = Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1)
+    try:
+        run.service.warm_up()  # as anomaly run does at start: the history shows the answers' step
+        run.ticks(480)
+    finally:
+        run.close()
+    assert [e[:3] for e in run.events] == [
+        ("GpuLost", "GPU-n2-0", AlertStatus.FIRING),
+        ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
+    ]
+    assert run.events[1][3] == back  # the first answered step that saw it up
