@@ -224,6 +224,8 @@ class PromQLSource:
             self._health.failed(self._outage(failed))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        for name, h in self._health.queries.items():
+            h.answer_step = self.coarse.seen.get(name)
         self._log_failures(failed)
         self._log_empty(empty, read)
         return frames

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from prometheus_client import CollectorRegistry
 
 from anomaly.detectors import Detector
 from anomaly.promql import PromQLSource, PromQuery
@@ -314,6 +315,14 @@ def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps
     assert len(told) == 1
     assert f"query {TEMP} answers on a 60s step, not the 30s asked" in told[0]
     assert run.source.coarse.seen == {TEMP: 60.0}
+    registry = CollectorRegistry()
+    registry.register(run.service.collector)
+    labels = {"source": "prometheus", "query": TEMP}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_answer_step_seconds", labels) == 60.0
+    assert (
+        registry.get_sample_value("gpuwarden_anomaly_query_answer_step_seconds", {**labels, "query": UP})
+        is None
+    )
 
 
 def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_answered_steps(prometheus):
