@@ -46,6 +46,7 @@ def server():
 @pytest.fixture
 def prometheus(server):
     server.answers.clear()
+    server.errors.clear()
     return server
 
 
@@ -183,7 +184,7 @@ def test_a_hung_gpu_whose_sm_share_is_on_a_longer_step_is_raised_once_and_resolv
     # the SM share (a profiling metric) every sixth, the ticks between two SM steps found no GpuHung and,
     # utilisation being read, counted quiet: its pending count dropped five ticks in six and it never raised.
     t0 = FakeClock().time()
-    hung, back = GPUS[5]["UUID"], t0 + 300
+    hung, back = GPUS[5]["UUID"], t0 + 150
     prometheus.answers[UTIL] = lambda t: [
         (g, 100.0 if g["UUID"] == hung and t < back else 60.0) for g in GPUS
     ]
@@ -196,7 +197,7 @@ def test_a_hung_gpu_whose_sm_share_is_on_a_longer_step_is_raised_once_and_resolv
         thresholds=AnomalyThresholdConfig(resolve_after=4),
     )
     try:
-        run.ticks(480)
+        run.ticks(300)
     finally:
         run.close()
     pending = run.service.cfg.pending_ticks
@@ -208,12 +209,36 @@ def test_a_hung_gpu_whose_sm_share_is_on_a_longer_step_is_raised_once_and_resolv
     assert run.events[1][3] == back + 3 * STEP  # the fourth read of both that saw it work
 
 
+def test_a_hung_gpu_stays_firing_while_its_sm_share_cannot_be_read(prometheus):
+    # Utilisation still read, the SM-active query failing (a DCGM profiling module that stopped): before,
+    # GpuHung found nothing, its query (utilisation) read well, and it resolved with the GPU still hung.
+    t0 = FakeClock().time()
+    hung = GPUS[5]["UUID"]
+    prometheus.answers[UTIL] = lambda t: [(g, 100.0 if g["UUID"] == hung else 60.0) for g in GPUS]
+    prometheus.answers[SM] = lambda t: [(g, 0.01 if g["UUID"] == hung else 0.5) for g in GPUS]
+    run = Run(
+        prometheus,
+        [UTIL, SM],
+        {UTIL: EVERY, SM: EVERY},
+        detectors=["signatures"],
+        thresholds=AnomalyThresholdConfig(resolve_after=4),
+    )
+    try:
+        run.ticks(60)
+        prometheus.errors[SM] = (422, "execution: profiling metrics unavailable")
+        run.ticks(60)
+    finally:
+        run.close()
+    assert [e[:3] for e in run.events] == [("GpuHung", hung, AlertStatus.FIRING)]
+    assert run.events[0][3] == t0 + run.service.cfg.pending_ticks * EVERY
+
+
 def test_a_thermal_alert_is_judged_only_at_ticks_that_read_both_temperature_and_power(prometheus):
     # Temperature read at every tick, power every sixth. The thermal detector scores a GPU only with both;
     # at the ticks between two power steps it finds nothing, and must hold its alert and pending count
     # rather than count those ticks quiet (then it would never raise). A warm-up of 3 reads keeps it cheap.
     t0 = FakeClock().time()
-    hot, cool = t0 + 120, t0 + 300
+    hot, cool = t0 + 120, t0 + 240
     hot_gpu = GPUS[9]["UUID"]
     rng = np.random.default_rng(7)
 
@@ -233,7 +258,7 @@ def test_a_thermal_alert_is_judged_only_at_ticks_that_read_both_temperature_and_
         thresholds=AnomalyThresholdConfig(resolve_after=4),
     )
     try:
-        run.ticks(480)
+        run.ticks(390)
     finally:
         run.close()
     pending = run.service.cfg.pending_ticks
@@ -305,7 +330,7 @@ def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps
     caplog.set_level("INFO", logger="anomaly")
     try:
         assert run.service.warm_up() > 0
-        run.ticks(600)
+        run.ticks(300)
     finally:
         run.close()
     pending = run.service.cfg.pending_ticks
@@ -328,7 +353,7 @@ def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps
 def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_answered_steps(prometheus):
     # gpu_up asked on a 30 s step and answered on a 60 s one. With immediate_resolve_after 1, before, each
     # empty step between two answered ones resolved GpuLost and the next answered step raised it again.
-    back = FakeClock().time() + 300
+    back = FakeClock().time() + 240
     prometheus.answers[UP] = lambda t: [
         (g, 0.0 if g["UUID"] == "GPU-n2-0" and t < back else 1.0) for g in GPUS if t % 60 == 0
     ]
@@ -336,7 +361,7 @@ def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_a
     run = Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1)
     try:
         run.service.warm_up()  # as anomaly run does at start: the history shows the answers' step
-        run.ticks(480)
+        run.ticks(300)
     finally:
         run.close()
     assert [e[:3] for e in run.events] == [
