@@ -18,7 +18,9 @@ of past ticks, how far a metric moves with the load metric (``load_query``, util
 (a ridge-regularised slope of deviation on deviation, averaged over hours); the GPU's deviation less what
 its load deviation explains is what is scored. Where peers share one load (ranks of a training job) there is
 no spread of load to learn from and the slope stays near 0: the plain comparison. A GPU drawing less power
-at the same or higher load (throttled, hung at 100 % utilisation) stands out more, not less.
+at the same or higher load (throttled, hung at 100 % utilisation) stands out more, not less. A tick that read
+such a metric but not its load (the load query's ``step_seconds`` longer: ``View.not_due``) does not score it:
+compared without its load, a replica at its peak would stand out, then not, at every other tick.
 """
 
 from __future__ import annotations
@@ -161,9 +163,16 @@ class FleetDetector:
         self._group_keys[step.query] = keys
         return group
 
+    def _adjusted(self, query: str) -> bool:
+        return self.load_query is not None and any(fnmatch.fnmatchcase(query, p) for p in self.load_adjusted)
+
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries an alert of ``query`` is judged by: its own, and the load where it is load-adjusted."""
+        return (query, self.load_query) if self.load_query is not None and self._adjusted(query) else (query,)
+
     def _load(self, step: Step, view: View) -> FloatArray | None:
         """The load metric of each row's GPU (NaN where not reported), or None when not adjusted."""
-        if self.load_query is None or not any(fnmatch.fnmatchcase(step.query, p) for p in self.load_adjusted):
+        if self.load_query is None or not self._adjusted(step.query):
             return None
         load = view.latest.get(self.load_query)
         if load is None or not load.labels:
@@ -303,6 +312,8 @@ class FleetDetector:
             step = view.latest.get(query)
             if step is None or not step.labels:
                 continue
+            if self.load_query in view.not_due and self._adjusted(query):
+                continue  # its load not read at this tick: judged at the next that reads both
             z = self.robust_z(step, self._load(step, view))
             self._report_coverage(step, z)
             ids = step.ids

@@ -128,6 +128,11 @@ class MultivariateDetector:
         assert self._model is not None
         return np.asarray(-self._model.score_samples(x), dtype=np.float64)
 
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries its alerts (``gpu_vector``) are judged by: every column; a GPU lacking one is not
+        scored."""
+        return self.queries
+
     def forget(self, ids: np.ndarray) -> None:
         """Rows are keyed by GPU, not series id; only the cached key lists may name reused ids."""
         if ids.size:

@@ -9,7 +9,9 @@ it lacks are missing from the answer, not from the fleet, and must not look abse
 detector; the query's alerts are held as in an outage and the read counts in its error metrics. Warnings
 that are all PromQL annotations (``PromQL warning: ...``, ``PromQL info: ...``) come with a whole answer:
 it is read, and they are logged once. Samples are placed on the grid by their timestamps, in whatever
-order they come; two on one step (an HA pair merged without dedup) read as the larger.
+order they come; two on one step (an HA pair merged without dedup) read as the larger. An answer on a coarser
+step than asked (downsampled data, a recording rule evaluated less often) is told once, and the steps it
+leaves empty between two of its points are not read rather than read as gaps (``anomaly.coarsesteps``).
 HTTP and payload errors are translated into ``SourceError`` in one place and then reported through
 ``SourceHealth``; ``read`` itself never raises.
 """
@@ -28,6 +30,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from anomaly.coarsesteps import CoarseSteps
 from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
@@ -143,6 +146,7 @@ class PromQLSource:
         self._read_until: dict[str, float] = {}
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
+        self.coarse = CoarseSteps(name)
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged
@@ -204,6 +208,8 @@ class PromQLSource:
                 errors.append(str(exc))
                 failed[query.name] = str(exc)
                 continue
+            if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
+                frame = self.coarse.keep(frame, query.step_seconds)
             if frame.timestamps.size:  # else the window held no step: nothing was asked
                 answered += 1
                 read.add(query.name)
@@ -212,13 +218,14 @@ class PromQLSource:
                 health.succeeded(self._clock.time(), len(frame.labels))
                 self._read_until[query.name] = end
                 _, guarded = query.sent
-                frames.append(
-                    self._edges.mask(frame, self._ranges[query.name], query.step_seconds, guarded=guarded)
-                )
+                step = self.coarse.step(query.name, query.step_seconds)
+                frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
         if errors and not answered:
             self._health.failed(self._outage(failed))
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
+        for name, h in self._health.queries.items():
+            h.answer_step = self.coarse.seen.get(name)
         self._log_failures(failed)
         self._log_empty(empty, read)
         return frames

@@ -147,6 +147,12 @@ class AnomalyService:
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
+        # Per detector whose alerts are judged by several queries: which (by the alert's query).
+        self._judged: dict[str, Callable[[str], tuple[str, ...]]] = {
+            d.name: d.judged_by
+            for d in self.detectors
+            if isinstance(d, (MultivariateDetector, ThermalDetector, SignatureDetector, FleetDetector))
+        }
         self._started = clock.time()
         self.ticks = 0
         self.last_tick_end: float | None = None  # clock.monotonic() when the last tick ended (/healthz)
@@ -392,8 +398,9 @@ class AnomalyService:
 
         Alerts of a query that cannot be read neither resolve nor count quiet ticks (a Prometheus outage
         must not resolve every alert, then raise them again); nor do those of a source that answers with no
-        series at all (every exporter gone). An alert not tied to one source's query (the presence and
-        multivariate detectors combine queries) waits while any source is down. A pending alert keeps its
+        series at all (every exporter gone). An alert judged by several queries (``judged_by``) waits while
+        any of them cannot be read: a failing SM-active query resolved GpuHung while the GPU was still hung.
+        One not tied to a query read yet (presence) waits while any source is down. A pending alert keeps its
         count through such a tick.
         """
         down_sources = {s.name for s in self.sources if not s.health().up or s.health().empty}
@@ -407,10 +414,15 @@ class AnomalyService:
                 return "query" in labels and labels.get("source") in down_sources
             if not_due(detector, query):
                 return True
-            source = self._query_source.get(query)
-            if source is None:
-                return bool(down_sources)
-            return source in down_sources or (source, query) in failing
+            by = self._judged.get(detector)
+            for q in by(query) if by is not None else (query,):
+                source = self._query_source.get(q)
+                if source is None:
+                    if down_sources:
+                        return True
+                elif source in down_sources or (source, q) in failing:
+                    return True
+            return False
 
         return unreadable
 
@@ -418,20 +430,24 @@ class AnomalyService:
         """Whether the tick read nothing an alert (by detector and query) is judged by, its query not due.
 
         Before, such a tick counted quiet: with ``step_seconds`` 30 and ``infer_every_seconds`` 5, GpuLost
-        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. The
-        detectors that combine queries judge nothing when one is missing (multivariate, thermal), or when
-        none of theirs was read (presence)."""
+        resolved 20 s after it fired while the GPU was still lost, and fired again at the next step. An alert
+        judged by several queries (``judged_by``: multivariate, thermal, GpuHung, a load-adjusted fleet
+        metric) is judged at a tick that read every one of them, and held at the others: GpuHung, with the
+        SM-active share on a longer step than utilisation, never raised: each tick between two SM steps read
+        utilisation, found no GpuHung and dropped its pending count. Presence waits when none of its queries
+        was read."""
         if not view.not_due:
             return lambda detector, query: False
-        combined: dict[str, bool] = {}
-        for d in self.detectors:
-            if isinstance(d, MultivariateDetector):
-                combined[d.name] = not view.not_due.isdisjoint(d.queries)
-            elif isinstance(d, ThermalDetector):
-                combined[d.name] = not view.not_due.isdisjoint((d.temp_query, d.power_query))
-            elif isinstance(d, PresenceDetector):
-                combined[d.name] = d.not_due(view)
-        return lambda detector, query: combined.get(detector, query in view.not_due)
+        not_due = view.not_due
+        presence = {d.name: d.not_due(view) for d in self.detectors if isinstance(d, PresenceDetector)}
+
+        def held(detector: str, query: str) -> bool:
+            if detector in presence:
+                return presence[detector]
+            by = self._judged.get(detector)
+            return query in not_due if by is None else not not_due.isdisjoint(by(query))
+
+        return held
 
     def _update_alerts(
         self, result: TickResult, now: float, unreadable: Callable[[str, str, Mapping[str, str]], bool]

@@ -125,6 +125,8 @@ class SignatureDetector:
         self._vanished: dict[tuple[str, str], tuple[Mapping[str, str], float]] = {}
         # Links seen active: one that never was (a board whose bridge leaves some unused) is not "down".
         self._links_active: set[tuple[str, str, str]] = set()
+        # gpu_up and the XID counters as last read together: the GPUs whose XIDs the counters raise.
+        self._counting: tuple[Step | None, Step] | None = None
 
     def fit(self, view: View) -> None:
         """Deterministic: nothing to fit."""
@@ -132,6 +134,11 @@ class SignatureDetector:
     def forget(self, ids: np.ndarray) -> None:
         """Drop state of vanished series (what was last read per GPU stays)."""
         self._values.forget(ids)
+
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries an alert of ``query`` is judged by: GpuHung's (``GPU_UTIL``) by utilisation and the
+        SM-active share, which its rule reads together and judges nothing without; any other, its own."""
+        return (GPU_UTIL, SM_ACTIVE) if query == GPU_UTIL else (query,)
 
     def held(self) -> int:
         """Entries of per-GPU state held: bounded by the GPUs read within the memory windows."""
@@ -220,9 +227,15 @@ class SignatureDetector:
         believed = self._values.confirmed(step, rows, values, before, ~plausible | cleared)
         rows, values, before = rows[believed], values[believed], before[believed]
         new = (values > 0) & np.isfinite(before) & (values != before)
-        # Only while the counters are read at all: a config that reads the gauge alone relies on it.
+        # Only while the counters are read at all: a config that reads the gauge alone relies on it. At a
+        # tick that did not read them because they were not due (a longer step than the gauge's), those of
+        # their last read: before, the gauge raised each XID the counters raised again at their next step.
         counters = _find(view, XID_COUNTER)
-        counted = self._counted_gpus(view, counters) if new.any() and counters is not None else set()
+        if counters is not None:
+            self._counting = (view.latest.get(GPU_UP), counters)
+        elif view.not_due.isdisjoint((XID_COUNTER, XID_COUNTER + "_total")):
+            self._counting = None
+        counted = self._counted_gpus(*self._counting) if new.any() and self._counting is not None else set()
         if counted:
             # gpuwarden's exporter counts XIDs exactly on its GPUs: the gauge would report them twice. A
             # mixed fleet's dcgm-exporter-only nodes have the gauge alone.
@@ -234,11 +247,10 @@ class SignatureDetector:
         return [self._xid_finding(step.query, labels, [int(v) for v in values[new]], values[new])]
 
     @staticmethod
-    def _counted_gpus(view: View, counters: Step) -> set[GpuKey]:
+    def _counted_gpus(up: Step | None, counters: Step) -> set[GpuKey]:
         """The GPUs whose XIDs gpuwarden's exporter counts: those it reports up (it exports ``gpu_up`` for
         each GPU it watches) and those with an XID counter series (one from each GPU's first XID)."""
-        steps = (view.latest.get(GPU_UP), counters)
-        return {gpu_key(labels) for step in steps if step is not None for labels in step.labels}
+        return {gpu_key(labels) for step in (up, counters) if step is not None for labels in step.labels}
 
     def _dbe(self, view: View) -> list[Findings]:
         step = _find(view, DBE)

@@ -45,6 +45,8 @@ class QueryHealth:
     last_error: str = ""
     errors_total: int = 0
     series: int = 0
+    answer_step: float | None = None
+    """The step its answers come on where coarser than the step asked (``anomaly.coarsesteps``), else None."""
 
     def succeeded(self, at: float, series: int) -> None:
         """Record a good read of the query."""

@@ -70,6 +70,10 @@ class ThermalDetector:
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
 
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries its alerts are judged by: temperature and power, read together or not at all."""
+        return (self.temp_query, self.power_query)
+
     def forget(self, ids: IntArray) -> None:
         """Drop the state of vanished series (and the cached join, which may name them)."""
         if ids.size:

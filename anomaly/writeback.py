@@ -141,6 +141,12 @@ class AnomalyCollector:
         query_series = Metric(
             "gpuwarden_anomaly_query_series", "Series the last good read of the query returned.", "gauge"
         )
+        answer_step = Metric(
+            "gpuwarden_anomaly_query_answer_step_seconds",
+            "The step a query's answers come on, where coarser than its step_seconds (downsampled data, a"
+            " recording rule's interval): the points between are not read. Absent otherwise.",
+            "gauge",
+        )
         for h in self._health:
             up.add_sample(up.name, {"source": h.name}, 1.0 if h.up else 0.0)
             errors.add_sample(errors.name + "_total", {"source": h.name}, float(h.errors_total))
@@ -152,4 +158,6 @@ class AnomalyCollector:
                 query_up.add_sample(query_up.name, labels, 1.0 if q.up else 0.0)
                 query_errors.add_sample(query_errors.name + "_total", labels, float(q.errors_total))
                 query_series.add_sample(query_series.name, labels, float(q.series))
-        return [up, errors, last, source_series, query_up, query_errors, query_series]
+                if q.answer_step is not None:
+                    answer_step.add_sample(answer_step.name, labels, q.answer_step)
+        return [up, errors, last, source_series, query_up, query_errors, query_series, answer_step]

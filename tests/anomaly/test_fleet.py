@@ -165,14 +165,20 @@ def replicas(n: int) -> list[dict[str, str]]:
 
 
 def run_with_load(
-    det: FleetDetector, util_rows: list[np.ndarray], power_rows: list[np.ndarray]
+    det: FleetDetector, util_rows: list[np.ndarray], power_rows: list[np.ndarray], load_every: int = 1
 ) -> list[np.ndarray]:
+    """Scores of each tick (none where the tick scored nothing); ``load_every``: utilisation read at every
+    n-th tick only (its step longer than the tick: ``View.not_due`` at the others), power at every tick."""
     index, rates, labs = SeriesIndex(), CounterRates(), replicas(util_rows[0].size)
     out = []
     for t, (u, p) in enumerate(zip(util_rows, power_rows, strict=True)):
         stamp = np.array([float(t)])
-        frames = [Frame(U, labs, stamp, u.reshape(-1, 1)), Frame(P, labs, stamp, p.reshape(-1, 1))]
-        out.append(det.detect(build_view(frames, index, rates, float(t)))[0].score)
+        frames = [Frame(P, labs, stamp, p.reshape(-1, 1))]
+        if t % load_every == 0:
+            frames.append(Frame(U, labs, stamp, u.reshape(-1, 1)))
+        view = build_view(frames, index, rates, float(t))
+        view.not_due = frozenset() if t % load_every == 0 else frozenset({U})
+        out.extend(f.score for f in det.detect(view))
     return out
 
 
@@ -195,6 +201,17 @@ def test_power_of_replicas_at_different_load_is_compared_net_of_load():
     assert max(s[2] for s in plain[400:]) > 1  # compared as is, its power looks like a lemon GPU
     adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power)
     assert max(s.max() for s in adjusted[200:]) < 1
+
+
+def test_a_busy_replica_is_not_compared_without_its_load_at_ticks_that_did_not_read_the_load():
+    # Utilisation on a step six times the tick's (step 30 s, a tick every 5 s): before, the five ticks in
+    # six that read power alone compared it as is, and the busy replica's power scored 3, a lemon GPU's.
+    util, power = replica_load(900)
+    for u, p in zip(util[450:], power[450:], strict=True):
+        u[2], p[2] = 75.0, 70 + 4.0 * 75.0  # twice the others' traffic: healthy, just busy
+    adjusted = run_with_load(FleetDetector([P], load_query=U, load_adjusted=[P]), util, power, load_every=6)
+    assert len(adjusted) == 150  # scored at the ticks that read both
+    assert max(s.max() for s in adjusted[50:]) < 1
 
 
 def test_a_replica_drawing_less_power_at_the_same_load_still_stands_out_net_of_load():

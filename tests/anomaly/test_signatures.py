@@ -29,13 +29,18 @@ class Feed:
         self.det = SignatureDetector()
         self.t = 0.0
 
-    def tick(self, *frames: tuple[str, list[dict[str, str]], list[float], str]):
+    def tick(
+        self,
+        *frames: tuple[str, list[dict[str, str]], list[float], str],
+        not_due: frozenset[str] = frozenset(),
+    ):
         self.t += 30
         fs = [
             Frame(q, labels, np.array([self.t]), np.array(vals, dtype=float).reshape(-1, 1), kind=kind)
             for q, labels, vals, kind in frames
         ]
         view = build_view(fs, self.index, self.rates, self.t)
+        view.not_due = not_due
         return [f for f in self.det.detect(view)]
 
 
@@ -109,6 +114,31 @@ def test_in_a_mixed_fleet_the_gauge_reports_the_gpus_gpuwardens_exporter_does_no
     hits = fired(tick(79, 79, 2))  # both GPUs: XID 79; n1's counter says XID 13 once more (its own)
     found = sorted((f.labels[i]["Hostname"], f.labels[i]["xid"]) for f, i in hits)
     assert found == [("n1", "13"), ("n2", "79")]  # n1's gauge is not reported twice; n2's is reported
+
+
+def test_the_gauge_does_not_raise_an_xid_again_at_a_tick_its_gpus_counters_were_not_due():
+    # The XID counters on a longer step than the gauge: at a tick between two of their steps, the gauge's
+    # new XID 79 on a GPU the exporter counts was raised, and the counter raised it again at its next step.
+    feed = Feed()
+    up = ("gpuwarden_gpu_up", [GPU], [1], "gauge")
+    counter = "gpuwarden_xid_errors_total"
+    feed.tick(
+        up,
+        (counter, [{**GPU, "xid": "13"}], [1], "counter"),
+        ("DCGM_FI_DEV_XID_ERRORS", [GPU], [13], "gauge"),
+    )
+    between = fired(
+        feed.tick(up, ("DCGM_FI_DEV_XID_ERRORS", [GPU], [79], "gauge"), not_due=frozenset({counter}))
+    )
+    counted = fired(
+        feed.tick(
+            up,
+            (counter, [{**GPU, "xid": "13"}, {**GPU, "xid": "79"}], [1, 1], "counter"),
+            ("DCGM_FI_DEV_XID_ERRORS", [GPU], [79], "gauge"),
+        )
+    )
+    assert between == []
+    assert [(f.query, f.labels[i]["xid"]) for f, i in counted] == [(counter, "79")]
 
 
 def test_a_config_that_reads_the_xid_gauge_and_gpu_up_but_no_counters_relies_on_the_gauge():

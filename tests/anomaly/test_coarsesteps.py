@@ -1,0 +1,95 @@
+"""Answers on a coarser step than asked: the empty steps between two answered ones are not read."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+
+from anomaly.coarsesteps import CoarseSteps
+from anomaly.promql import PromQLSource, PromQuery
+from anomaly.sources import Frame
+from gpuwarden.clock import FakeClock
+from tests.anomaly.fakes import FakePrometheus
+
+Q = "DCGM_FI_DEV_GPU_TEMP"
+LABELS = [{"UUID": "GPU-0"}, {"UUID": "GPU-1"}]
+
+
+def frame(times: list[float], answered: set[float]) -> Frame:
+    """A two-series frame on ``times`` with a point only at the ``answered`` times."""
+    ts = np.array(times)
+    values = np.where(np.isin(ts, list(answered)), 60.0, np.nan)
+    return Frame(Q, LABELS, ts, np.vstack([values, values]))
+
+
+def reads(coarse: CoarseSteps, start: float, stop: float, answered: set[float]) -> list[list[float]]:
+    """One read per 30 s step from ``start`` to ``stop``: the steps each read kept."""
+    return [coarse.keep(frame([t], answered), 30.0).timestamps.tolist() for t in np.arange(start, stop, 30.0)]
+
+
+def test_answers_on_every_step_are_left_as_they_are():
+    coarse = CoarseSteps("prometheus")
+    times = [30.0 * i for i in range(10)]
+    kept = coarse.keep(frame(times, set(times) - {120.0}), 30.0)
+    assert kept.timestamps.tolist() == times  # one missed step is a gap, as before
+    assert coarse.seen == {}
+
+
+def test_the_steps_between_answers_every_minute_are_dropped_once_three_spacings_agree(caplog):
+    coarse = CoarseSteps("prometheus")
+    minutes = {60.0 * i for i in range(100)}
+    with caplog.at_level(logging.WARNING, logger="anomaly"):
+        before = reads(coarse, 0, 240, minutes)
+        after = reads(coarse, 240, 480, minutes)
+    # Answers at 0, 60, 120 and 180 s: the third spacing of 60 s is seen at 180 s; 210 s is not read.
+    assert before == [[0.0], [30.0], [60.0], [90.0], [120.0], [150.0], [180.0], []]
+    assert after == [[240.0], [], [300.0], [], [360.0], [], [420.0], []]
+    assert coarse.seen == {Q: 60.0}
+    assert len([r for r in caplog.records if "answers on a 60s step, not the 30s asked" in r.message]) == 1
+
+
+def test_series_that_end_read_as_gone_at_the_next_expected_step():
+    coarse = CoarseSteps("prometheus")
+    window = [30.0 * i for i in range(40)]
+    coarse.keep(frame(window, {t for t in window if t % 60 == 0}), 30.0)
+    # The last answer at 1140 s; nothing after: 1170 s is an in-between step, 1200 s and on are gaps.
+    assert reads(coarse, 1200 - 30, 1290, set()) == [[], [1200.0], [1230.0], [1260.0]]
+
+
+@pytest.mark.parametrize("phase", [0.0, 30.0], ids=["on-the-minute", "half-past"])
+def test_the_answers_phase_is_taken_as_it_comes(phase):
+    coarse = CoarseSteps("prometheus")
+    window = [30.0 * i for i in range(40)]
+    answered = {t for t in window if (t - phase) % 60 == 0}
+    kept = coarse.keep(frame(window, answered), 30.0)
+    assert kept.timestamps.tolist() == sorted(answered)
+
+
+def test_answers_on_the_asked_step_again_end_it():
+    coarse = CoarseSteps("prometheus")
+    window = [30.0 * i for i in range(40)]
+    coarse.keep(frame(window, {t for t in window if t % 60 == 0}), 30.0)
+    assert coarse.seen == {Q: 60.0}
+    later = [1200.0 + 30.0 * i for i in range(4)]
+    assert coarse.keep(frame(later, set(later)), 30.0).timestamps.tolist() == later
+    assert coarse.seen == {}
+
+
+def test_a_range_query_answered_every_minute_is_not_blanked_as_a_new_run_at_each_point():
+    # A rate over 2 m asked on 30 s and answered on 60 s: each point came 2 steps after the last, and the
+    # range-edge mask took every one for a series back after a gap and blanked it. Read as PromQLSource does.
+    fake = FakePrometheus()
+    query = PromQuery("xid_rate", "rate(gpuwarden_xid_errors_total[2m])", 30.0)
+    fake.answers[query.sent[0]] = lambda t: [(lab, 0.0) for lab in LABELS] if t % 60 == 0 else []
+    clock = FakeClock()
+    source = PromQLSource(fake.url, [query], clock)
+    try:
+        now = clock.time()
+        (history,) = source.read(now - 1800, now)
+    finally:
+        source.close()
+        fake.close()
+    assert source.coarse.seen == {"xid_rate": 60.0}
+    assert np.isfinite(history.values[:, history.timestamps > now - 1500]).all()
