@@ -231,6 +231,7 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
 # (listings) or text (one item); each listing and each item takes both words for the human form.
 TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
+MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem draft
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -449,9 +450,19 @@ def _said(inc: dict[str, Any]) -> None:
 
 @incidents_app.command("postmortem")
 @gpuwarden_answers
-def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
+def postmortem(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="markdown (or text) or json: {incident, markdown}")
+    ] = "markdown",
+) -> None:
     """Print the Markdown postmortem draft."""
+    output = check_output(output, MARKDOWN_OUTPUTS)
     draft = api_request("GET", url, incident_path(incident_id, "/postmortem")).text
+    if output == "json":  # the shape of `gpuwarden demo -o json`'s postmortem; json.dumps escapes controls
+        typer.echo(json.dumps({"incident": incident_id, "markdown": draft}, indent=2))
+        return
     typer.echo(escape_controls(draft, keep="\n"))  # its lines stay lines; nothing else reaches the terminal
 
 

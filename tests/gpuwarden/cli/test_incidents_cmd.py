@@ -585,6 +585,30 @@ def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_
     ]
 
 
+@pytest.mark.parametrize("flag", ["-o", "--output"], ids=["short", "long"])
+def test_the_postmortem_is_given_as_json_for_scripts(flag: str) -> None:
+    """`postmortem` took no -o (its siblings list and show do): `-o json` was "No such option"."""
+    draft = "# Postmortem draft: Evil\x1b]0;pwned\x07\n\n- Incident: `inc-1`\n"
+    stub = FixedAnswer(200, draft.encode())
+    try:
+        result = runner.invoke(app, ["incidents", "postmortem", "inc-1", flag, "JSON", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"incident": "inc-1", "markdown": draft}
+
+
+def test_the_postmortem_refuses_an_unknown_output_before_asking_serve() -> None:
+    stub = FixedAnswer(200, b"# Postmortem draft\n")
+    try:
+        result = runner.invoke(app, ["incidents", "postmortem", "inc-1", "-o", "yaml", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 2
+    assert "markdown, text, json" in result.stderr
+    assert stub.paths == []
+
+
 def test_json_output_keeps_label_text_exact(monkeypatch: pytest.MonkeyPatch) -> None:
     stub = FixedAnswer(200, json.dumps([EVIL_DETAIL]).encode())
     try:
