@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import inspect
 import json
 import os
@@ -364,11 +365,31 @@ def show(
         console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
 
 
-ByOption = Annotated[str, typer.Option(help="Who does it (default: $USER).")]
+ByOption = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        "--author",
+        help="Who does it (default: $USER, else the OS user, as amtool's --author; else uid N).",
+    ),
+]
+
+
+def who(by: str) -> str:
+    """Who a command says did it: ``--by``, else ``$USER``, else the OS user name (``LOGNAME``, the password
+    database), else ``uid N``. A cron job or container has no ``$USER``, and every action read "by cli"."""
+    if by:
+        return by
+    if os.environ.get("USER"):
+        return os.environ["USER"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name variable and a uid the password database lacks (a container)
+        return f"uid {os.getuid()}"
 
 
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
-    body = {**body, "by": by or os.environ.get("USER", "cli")}
+    body = {**body, "by": who(by)}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
     return inc
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import socket
 import warnings
 from collections.abc import Iterator
@@ -448,6 +450,55 @@ def test_list_and_show_say_until_when_an_incident_is_silenced(
         assert f"({item['id']}, triggered (silenced until 2026-01-01T02:00:00Z))" in shown.stdout
         engine.clock.advance(7200)  # type: ignore[attr-defined]
         assert "silenced" not in runner.invoke(app, ["incidents", "list", "--url", URL]).stdout
+
+
+NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")  # what getpass.getuser() reads before pwd
+
+
+@pytest.mark.parametrize("passwd", [True, False], ids=["os-user", "uid-not-in-passwd"])
+def test_an_ack_without_user_set_names_the_os_user_not_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passwd: bool
+) -> None:
+    """A cron job or container has no $USER: every ack read "acknowledged by cli". As amtool's --author,
+    the OS user (the password database), else the uid."""
+    for name in NAME_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    expected = pwd.getpwuid(os.getuid()).pw_name if passwd else f"uid {os.getuid()}"
+    if not passwd:
+
+        def no_entry(uid: int) -> pwd.struct_passwd:
+            raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+        monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        (item,) = client.get("/api/v1/incidents").json()
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        result = runner.invoke(app, ["incidents", "ack", item["id"], "--url", URL])
+        assert result.exit_code == 0, result.output
+        (acked,) = [
+            e
+            for e in client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+            if e["kind"] == "acknowledged"
+        ]
+        assert acked["message"].endswith(f"by {expected}"), acked
+
+
+def test_author_is_the_same_option_as_by_as_amtool_spells_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+        client.post("/api/v2/alerts", json=[down], headers=AUTH)
+        (item,) = client.get("/api/v1/incidents").json()
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        result = runner.invoke(
+            app, ["incidents", "note", item["id"], "reseated", "--url", URL, "--author", "carol"]
+        )
+        assert result.exit_code == 0, result.output
+        timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+        assert any(e["message"] == "note by carol: reseated" for e in timeline), timeline
 
 
 def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
