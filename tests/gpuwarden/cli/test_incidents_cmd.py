@@ -10,6 +10,7 @@ import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -455,6 +456,15 @@ def test_list_and_show_say_until_when_an_incident_is_silenced(
 NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")  # what getpass.getuser() reads before pwd
 
 
+def _one_node_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The incident of one node down, and the token the CLI's writes need."""
+    down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+    client.post("/api/v2/alerts", json=[down], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+    return dict(item)
+
+
 @pytest.mark.parametrize("passwd", [True, False], ids=["os-user", "uid-not-in-passwd"])
 def test_an_ack_without_user_set_names_the_os_user_not_cli(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passwd: bool
@@ -471,10 +481,7 @@ def test_an_ack_without_user_set_names_the_os_user_not_cli(
 
         monkeypatch.setattr(pwd, "getpwuid", no_entry)
     with _in_process(tmp_path, monkeypatch) as (client, _):
-        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
-        client.post("/api/v2/alerts", json=[down], headers=AUTH)
-        (item,) = client.get("/api/v1/incidents").json()
-        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        item = _one_node_down(client, monkeypatch)
         result = runner.invoke(app, ["incidents", "ack", item["id"], "--url", URL])
         assert result.exit_code == 0, result.output
         (acked,) = [
@@ -489,10 +496,7 @@ def test_author_is_the_same_option_as_by_as_amtool_spells_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with _in_process(tmp_path, monkeypatch) as (client, _):
-        down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
-        client.post("/api/v2/alerts", json=[down], headers=AUTH)
-        (item,) = client.get("/api/v1/incidents").json()
-        monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+        item = _one_node_down(client, monkeypatch)
         result = runner.invoke(
             app, ["incidents", "note", item["id"], "reseated", "--url", URL, "--author", "carol"]
         )
