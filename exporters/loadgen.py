@@ -189,10 +189,17 @@ class _Tally:
 class _LoadRun:
     """One run of a plan: a sender that paces requests and the requests it started."""
 
-    def __init__(self, plan: LoadPlan, client: httpx.AsyncClient, now: Callable[[], float]) -> None:
+    def __init__(
+        self,
+        plan: LoadPlan,
+        client: httpx.AsyncClient,
+        now: Callable[[], float],
+        progress: Callable[[int], None] | None = None,
+    ) -> None:
         self.plan = plan
         self.client = client
         self.now = now
+        self.progress = progress
         self.tally = _Tally()
         self.gate = asyncio.Semaphore(plan.concurrency)
         self.running: set[asyncio.Task[None]] = set()
@@ -222,6 +229,8 @@ class _LoadRun:
             tally.failed(type(exc).__name__)
         finally:
             self.gate.release()
+            if self.progress is not None:  # finished so far; one cut by the duration bound adds none
+                self.progress(tally.ok + sum(tally.errors.values()))
 
     async def send_all(self) -> None:
         """Start every request on its schedule, then wait for the last to end."""
@@ -256,8 +265,10 @@ async def run_load(
     transport: httpx.AsyncBaseTransport | None = None,
     clock: Clock | None = None,
     stop: asyncio.Event | None = None,
+    progress: Callable[[int], None] | None = None,
 ) -> LoadReport:
     """Send the plan's requests (open loop at ``rate``, at most ``concurrency`` at once) and report.
+    ``progress`` is told how many requests have finished each time one does.
 
     Pacing waits with ``asyncio.sleep`` and the duration bound is an ``asyncio.timeout`` (the loop must
     keep serving responses meanwhile); durations are read from ``clock.monotonic()``. ``stop`` set (Ctrl-C)
@@ -267,7 +278,7 @@ async def run_load(
     now = (clock or SystemClock()).monotonic
     limits = httpx.Limits(max_connections=plan.concurrency, max_keepalive_connections=plan.concurrency)
     async with httpx.AsyncClient(timeout=plan.timeout_seconds, limits=limits, transport=transport) as client:
-        run = _LoadRun(plan, client, now)
+        run = _LoadRun(plan, client, now, progress)
         try:
             async with asyncio.timeout(plan.duration_seconds):
                 stopped = await _unless_stopped(run.send_all(), stop)

@@ -24,7 +24,7 @@ from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, Settings
 
 from gpuwarden.config_anomaly import AnomalyConfig, check_anomaly_queries
 from gpuwarden.config_notify import WebhookConfig, check_webhook_names
-from gpuwarden.config_problems import ConfigReport, validated
+from gpuwarden.config_problems import ConfigReport, miscased_sections, validated
 from gpuwarden.config_rules import (
     MAX_BODY_BYTES,
     MAX_GPUS_PER_NODE,
@@ -500,6 +500,10 @@ def examine_config(
         raw, positions = read_yaml(path)
         if raw is not None and not isinstance(raw, dict):
             raise ConfigError("the top level must be a mapping", path=where, line=1)
+        miscased = miscased_sections(raw or {}, GpuwardenConfig.model_fields, where, positions)
+        if miscased:  # refused, and left out: their own problems show once the name is right
+            problems.extend(miscased)
+            raw = {k: v for k, v in (raw or {}).items() if k not in {p.field for p in miscased}}
         problems.extend(literal_secrets(raw or {}, where, positions, _SECTIONS, _LISTS))
         referenced = secret_ref_names(raw)
         if secrets_for is not None and raw:

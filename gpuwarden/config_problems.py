@@ -11,7 +11,7 @@ checks that read it are left out rather than report what the file does not say.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, Protocol, TypeVar, get_args
 
@@ -116,13 +116,32 @@ def _with_suggestion(found: ConfigError, model: type[BaseModel], loc: Loc) -> Co
     if not loc or not isinstance(loc[-1], str):
         return found
     names = _field_names(model, loc[:-1])
-    close = [n for n in names if n.startswith(f"{loc[-1]}_")] or difflib.get_close_matches(
-        loc[-1], names, n=1, cutoff=0.75
+    close = (
+        [n for n in names if n.casefold() == loc[-1].casefold()]  # ``Port``: keys are matched exactly
+        or [n for n in names if n.startswith(f"{loc[-1]}_")]
+        or difflib.get_close_matches(loc[-1], names, n=1, cutoff=0.75)
     )
     if len(close) != 1:
         return found
     message = f"unknown field; did you mean {close[0]}? correct its spelling or remove it"
     return ConfigError(message, path=found.path, field=found.field, line=found.line)
+
+
+def miscased_sections(
+    raw: Mapping[Any, Any], names: Collection[str], where: str, positions: Mapping[Loc, int]
+) -> list[ConfigError]:
+    """A problem for each top-level key of ``raw`` that is one of ``names`` in another case (``Api:``).
+    pydantic-settings matches top-level keys in any case (as it does environment variables) though every key
+    below them is matched exactly; such a key was taken silently, also past the literal-secret check
+    (``Slack: {bot_token: xoxb-...}``), and one beside its lower-case twin overrode it."""
+    by_fold = {name.casefold(): name for name in names}
+    problems = []
+    for key in raw:
+        name = by_fold.get(key.casefold()) if isinstance(key, str) else None
+        if name is not None and key != name:
+            message = f"section names are lower case: write {name}: (keys are matched exactly)"
+            problems.append(ConfigError(message, path=where, field=key, line=positions.get((key,))))
+    return problems
 
 
 def _field_names(model: type[BaseModel], loc: Loc) -> list[str]:

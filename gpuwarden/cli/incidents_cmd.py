@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import getpass
 import inspect
 import json
 import os
@@ -231,6 +232,7 @@ def incident_path(incident_id: str, suffix: str = "") -> str:
 # (listings) or text (one item); each listing and each item takes both words for the human form.
 TABLE_OUTPUTS = ("table", "text", "json")
 TEXT_OUTPUTS = ("text", "table", "json")
+MARKDOWN_OUTPUTS = ("markdown", "text", "json")  # a document: the postmortem draft
 
 
 def check_output(output: str, allowed: tuple[str, ...]) -> str:
@@ -363,11 +365,31 @@ def show(
         console.print(f"  {event['at']}  {event['kind']:<20} {event['message']}", markup=False)
 
 
-ByOption = Annotated[str, typer.Option(help="Who does it (default: $USER).")]
+ByOption = Annotated[
+    str,
+    typer.Option(
+        "--by",
+        "--author",
+        help="Who does it (default: $USER, else the OS user, as amtool's --author; else uid N).",
+    ),
+]
+
+
+def who(by: str) -> str:
+    """Who a command says did it: ``--by``, else ``$USER``, else the OS user name (``LOGNAME``, the password
+    database), else ``uid N``. A cron job or container has no ``$USER``, and every action read "by cli"."""
+    if by:
+        return by
+    if os.environ.get("USER"):
+        return os.environ["USER"]
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no name variable and a uid the password database lacks (a container)
+        return f"uid {os.getuid()}"
 
 
 def _act(url: str, incident_id: str, action: str, body: dict[str, str], by: str) -> dict[str, Any]:
-    body = {**body, "by": by or os.environ.get("USER", "cli")}
+    body = {**body, "by": who(by)}
     inc: dict[str, Any] = api_json("POST", url, incident_path(incident_id, f"/{action}"), dict, json=body)
     return inc
 
@@ -449,9 +471,19 @@ def _said(inc: dict[str, Any]) -> None:
 
 @incidents_app.command("postmortem")
 @gpuwarden_answers
-def postmortem(incident_id: str, url: UrlOption = "http://127.0.0.1:8080") -> None:
+def postmortem(
+    incident_id: str,
+    url: UrlOption = "http://127.0.0.1:8080",
+    output: Annotated[
+        str, typer.Option("--output", "-o", help="markdown (or text) or json: {incident, markdown}")
+    ] = "markdown",
+) -> None:
     """Print the Markdown postmortem draft."""
+    output = check_output(output, MARKDOWN_OUTPUTS)
     draft = api_request("GET", url, incident_path(incident_id, "/postmortem")).text
+    if output == "json":  # the shape of `gpuwarden demo -o json`'s postmortem; json.dumps escapes controls
+        typer.echo(json.dumps({"incident": incident_id, "markdown": draft}, indent=2))
+        return
     typer.echo(escape_controls(draft, keep="\n"))  # its lines stay lines; nothing else reaches the terminal
 
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import signal
+from collections.abc import Callable
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -12,6 +14,7 @@ from rich.markup import escape
 
 from gpuwarden.cli.consoles import err_console
 from gpuwarden.cli.incidents_cmd import checked_url
+from gpuwarden.cli.progress import StepProgress
 from gpuwarden.errors import InputError
 
 if TYPE_CHECKING:
@@ -62,6 +65,9 @@ def loadgen(
     output: Annotated[
         Output, typer.Option("--output", "-o", case_sensitive=False, help="Report format.")
     ] = Output.TEXT,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", help="No progress bar on stderr (shown only at a terminal).")
+    ] = False,
 ) -> None:
     """Drive a local inference server at a given rate, bounded in count and time; print P50/P95/P99.
 
@@ -91,7 +97,10 @@ def loadgen(
     except InputError as exc:
         err_console.print(f"[red]error:[/red] {escape(str(exc))}")
         raise typer.Exit(2) from exc
-    report, interrupted = asyncio.run(_run_until_interrupted(plan))
+    with StepProgress(err_console, quiet=quiet) as progress:  # up to --duration (30 s) with nothing shown
+        progress.phase(f"{plan.requests} requests to {escape(plan.url)}", total=plan.requests)
+        told = functools.partial(progress.advance, total=plan.requests, redraw=False)  # not per request
+        report, interrupted = asyncio.run(_run_until_interrupted(plan, told))
     if report.statuses and not report.ok and set(report.statuses) <= CONNECT_ERRORS:
         err_console.print(  # not one request reached a server
             f"[red]error:[/red] cannot connect to {escape(url)}: is the server running? (`gpuwarden"
@@ -109,7 +118,7 @@ def loadgen(
 INTERRUPTED = 130  # 128 + SIGINT, as a shell reports a command stopped by Ctrl-C
 
 
-async def _run_until_interrupted(plan: LoadPlan) -> tuple[LoadReport, bool]:
+async def _run_until_interrupted(plan: LoadPlan, progress: Callable[[int], None]) -> tuple[LoadReport, bool]:
     """Run ``plan``; Ctrl-C (SIGINT) ends it as ``--duration`` would, so what finished is still reported."""
     from exporters.loadgen import run_load  # noqa: PLC0415 - httpx, for this command only
 
@@ -117,7 +126,7 @@ async def _run_until_interrupted(plan: LoadPlan) -> tuple[LoadReport, bool]:
     loop = asyncio.get_running_loop()
     loop.add_signal_handler(signal.SIGINT, stop.set)
     try:
-        return await run_load(plan, stop=stop), stop.is_set()
+        return await run_load(plan, stop=stop, progress=progress), stop.is_set()
     finally:
         loop.remove_signal_handler(signal.SIGINT)
 

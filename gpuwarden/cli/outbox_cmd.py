@@ -4,7 +4,6 @@ the orphaned ones of a notifier removed for good."""
 from __future__ import annotations
 
 import json
-import os
 from typing import Annotated, Any
 
 import typer
@@ -22,6 +21,7 @@ from gpuwarden.cli.incidents_cmd import (
     check_output,
     gpuwarden_answers,
     refuse_option,
+    who,
 )
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.printable import escape_controls, escape_controls_in
@@ -143,7 +143,7 @@ def discard(
     body: dict[str, Any] = {
         "notifier": notifier,
         "statuses": statuses,
-        "by": by or os.environ.get("USER", "cli"),
+        "by": who(by),
     }
     if incident is not None:
         body["incident"] = incident

@@ -64,7 +64,8 @@ class StepProgress:
         self._task = self._bar.add_task(description, total=total)
         self._bar.refresh()  # shown now, not at the next tick of the bar's timer
 
-    def advance(self, done: int, total: int) -> None:
-        """``done`` of ``total`` of the current step are done."""
+    def advance(self, done: int, total: int, *, redraw: bool = True) -> None:
+        """``done`` of ``total`` of the current step are done; ``redraw=False`` leaves drawing it to the bar's
+        own timer (10 a second), for a caller that advances too often to draw each time (loadgen)."""
         if self._bar is not None and self._task is not None:
-            self._bar.update(self._task, completed=done, total=total, refresh=True)
+            self._bar.update(self._task, completed=done, total=total, refresh=redraw)

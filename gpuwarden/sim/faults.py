@@ -7,6 +7,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from gpuwarden.durations import spoken_seconds
 from gpuwarden.errors import InputError
 from gpuwarden.model import GpuRef, NodeRef
 
@@ -146,6 +147,12 @@ def _params(kind: str, raw: Any) -> dict[str, float]:
         if key not in allowed:
             valid = ", ".join(allowed) or "none"
             raise InputError(f"unknown parameter {key!r} for kind {kind}; valid: {valid}", field="params")
+        seconds = spoken_seconds(value) if key == "duration" and isinstance(value, str) else None
+        if seconds is not None:  # `--param duration=5min`: said as config validate says it
+            raise InputError(
+                f"{value!r} is not a number; write the seconds as a number: {seconds:g}",
+                field=f"params.{key}",
+            )
         if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
             raise InputError(f"must be a finite number, got {value!r}", field=f"params.{key}")
         if not 0 <= value <= MAX_PARAM:

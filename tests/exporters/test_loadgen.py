@@ -125,6 +125,15 @@ def test_sends_exactly_the_requested_count_and_reports_ordered_percentiles() -> 
     assert report.ttft == {}
 
 
+def test_progress_is_told_each_finished_request_failures_included() -> None:
+    """loadgen showed nothing for up to --duration (30 s by default): its bar needs a count per request."""
+    told: list[int] = []
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=5, rate=0, concurrency=2)
+    report = asyncio.run(run_load(plan, transport=transport(speed=0.0), progress=told.append))
+    assert report.failed == 5
+    assert told == [1, 2, 3, 4, 5]
+
+
 def test_streaming_load_reports_time_to_first_token() -> None:
     plan = LoadPlan(
         url="http://127.0.0.1:1", requests=6, rate=0, concurrency=2, stream=True, route="completions"

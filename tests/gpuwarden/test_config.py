@@ -46,6 +46,42 @@ def test_unknown_field_names_file_line_and_field(tmp_path: Path) -> None:
     assert "unknown field" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "key", "name"),
+    [
+        ("sim:\n  seed: 1\nApi:\n  port: 9500\n", "Api", "api"),
+        ("sim:\n  seed: 1\nALERTING:\n  quiet_period_seconds: 5\n", "ALERTING", "alerting"),
+        ("sim:\n  seed: 1\nApi:\n  port: 9500\napi:\n  port: 9600\n", "Api", "api"),
+    ],
+    ids=["capital", "upper", "beside-its-twin"],
+)
+def test_a_section_written_in_another_case_is_refused_at_its_line(
+    tmp_path: Path, text: str, key: str, name: str
+) -> None:
+    """`Api:` was taken as `api:` (and beside `api:` overrode it) though `api: {Port: ...}` was refused."""
+    path = write(tmp_path, text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert (info.value.field, info.value.line) == (key, 3)
+    assert f"write {name}:" in str(info.value)
+    assert str(path) in str(info.value)
+
+
+def test_a_literal_secret_in_a_capitalised_section_is_not_taken(tmp_path: Path) -> None:
+    """`Slack: {bot_token: xoxb-...}` passed `config validate`: the literal-secret check read `slack`."""
+    path = write(tmp_path, "Slack:\n  bot_token: xoxb-1-2\n  channel: C1\n")
+    result = CliRunner().invoke(app, ["config", "validate", str(path)], env={"GPUWARDEN_API_TOKEN": "t"})
+    assert result.exit_code == 1
+    assert f"{path}:1: Slack: section names are lower case: write slack:" in result.output
+
+
+def test_a_key_in_another_case_suggests_the_field(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError) as info:
+        load_config(write(tmp_path, "api:\n  Db: x.db\n"))
+    assert (info.value.field, info.value.line) == ("api.Db", 2)
+    assert "did you mean db?" in str(info.value)
+
+
 def test_wrong_type_names_the_field(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(write(tmp_path, "sim:\n  gpus_per_node: lots\n"))

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import pwd
 import socket
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -450,6 +453,58 @@ def test_list_and_show_say_until_when_an_incident_is_silenced(
         assert "silenced" not in runner.invoke(app, ["incidents", "list", "--url", URL]).stdout
 
 
+NAME_VARIABLES = ("USER", "LOGNAME", "LNAME", "USERNAME")  # what getpass.getuser() reads before pwd
+
+
+def _one_node_down(client: TestClient, monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
+    """The incident of one node down, and the token the CLI's writes need."""
+    down = {"labels": {"alertname": "NodeDown", "cluster": "c1", "node": "r01-n01"}}
+    client.post("/api/v2/alerts", json=[down], headers=AUTH)
+    (item,) = client.get("/api/v1/incidents").json()
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", TOKEN)
+    return dict(item)
+
+
+@pytest.mark.parametrize("passwd", [True, False], ids=["os-user", "uid-not-in-passwd"])
+def test_an_ack_without_user_set_names_the_os_user_not_cli(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, passwd: bool
+) -> None:
+    """A cron job or container has no $USER: every ack read "acknowledged by cli". As amtool's --author,
+    the OS user (the password database), else the uid."""
+    for name in NAME_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    expected = pwd.getpwuid(os.getuid()).pw_name if passwd else f"uid {os.getuid()}"
+    if not passwd:
+
+        def no_entry(uid: int) -> pwd.struct_passwd:
+            raise KeyError(f"getpwuid(): uid not found: {uid}")
+
+        monkeypatch.setattr(pwd, "getpwuid", no_entry)
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        item = _one_node_down(client, monkeypatch)
+        result = runner.invoke(app, ["incidents", "ack", item["id"], "--url", URL])
+        assert result.exit_code == 0, result.output
+        (acked,) = [
+            e
+            for e in client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+            if e["kind"] == "acknowledged"
+        ]
+        assert acked["message"].endswith(f"by {expected}"), acked
+
+
+def test_author_is_the_same_option_as_by_as_amtool_spells_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with _in_process(tmp_path, monkeypatch) as (client, _):
+        item = _one_node_down(client, monkeypatch)
+        result = runner.invoke(
+            app, ["incidents", "note", item["id"], "reseated", "--url", URL, "--author", "carol"]
+        )
+        assert result.exit_code == 0, result.output
+        timeline = client.get(f"/api/v1/incidents/{item['id']}").json()["timeline"]
+        assert any(e["message"] == "note by carol: reseated" for e in timeline), timeline
+
+
 def test_a_server_that_takes_the_connection_but_does_not_answer_is_a_timeout_not_unreachable() -> None:
     """The probe's `incidents list` during a store outage said "cannot reach ...: timed out": the server was
     up, its read waited 10 s and the CLI gave up at 10 s. A timeout now says so and honours the option."""
@@ -583,6 +638,30 @@ def test_the_postmortem_keeps_its_lines_and_shows_every_other_control_character_
         "- Incident: `inc-1`",
         "",
     ]
+
+
+@pytest.mark.parametrize("flag", ["-o", "--output"], ids=["short", "long"])
+def test_the_postmortem_is_given_as_json_for_scripts(flag: str) -> None:
+    """`postmortem` took no -o (its siblings list and show do): `-o json` was "No such option"."""
+    draft = "# Postmortem draft: Evil\x1b]0;pwned\x07\n\n- Incident: `inc-1`\n"
+    stub = FixedAnswer(200, draft.encode())
+    try:
+        result = runner.invoke(app, ["incidents", "postmortem", "inc-1", flag, "JSON", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == {"incident": "inc-1", "markdown": draft}
+
+
+def test_the_postmortem_refuses_an_unknown_output_before_asking_serve() -> None:
+    stub = FixedAnswer(200, b"# Postmortem draft\n")
+    try:
+        result = runner.invoke(app, ["incidents", "postmortem", "inc-1", "-o", "yaml", "--url", stub.url])
+    finally:
+        stub.close()
+    assert result.exit_code == 2
+    assert "markdown, text, json" in result.stderr
+    assert stub.paths == []
 
 
 def test_json_output_keeps_label_text_exact(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -55,6 +55,11 @@ def test_every_documented_kind_is_accepted() -> None:
             "number",
         ),
         (
+            {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": "5 min"}},
+            "params.duration",
+            "write the seconds as a number: 300",
+        ),
+        (
             {"kind": "hung", "node": "node-01", "gpu": 0, "params": {"duration": -5}},
             "params.duration",
             "between 0 and",
@@ -93,6 +98,7 @@ def test_every_documented_kind_is_accepted() -> None:
         "unknown-param",
         "params-not-object",
         "param-not-number",
+        "duration-in-words",
         "negative-param",
         "huge-param",
         "zero-burst",
