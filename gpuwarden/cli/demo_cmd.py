@@ -85,13 +85,14 @@ class Story:
         for alert in firing(report.raised):
             event: dict[str, Any] = {"type": "alert", "alertname": alert.name}
             event["node"] = alert.labels.get("Hostname") or alert.labels.get("node", "")
-            for label in ("gpu", "for"):  # `for`: the query or metric an anomaly service alert is about
+            # `for`: the query or metric an anomaly service alert is about; `xid`: an XID alert's code
+            for label in ("gpu", "xid", "for"):
                 if alert.labels.get(label):
                     event[label] = alert.labels[label]
             if anomaly_subject(alert.labels):  # a generic alert: its detector tells it from its like
                 event["detector"] = detector_of(alert.labels)
             event["score"] = round(alert.score or 0.0, 1)
-            where = "".join(f" {k}={event[k]}" for k in ("gpu", "for", "detector") if k in event)
+            where = "".join(f" {k}={event[k]}" for k in ("gpu", "xid", "for", "detector") if k in event)
             self._tell(
                 event, f"alert    {alert.name:<20} {event['node']:<8}{where} score={event['score']:.1f}"
             )

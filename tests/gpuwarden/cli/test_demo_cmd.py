@@ -56,6 +56,8 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
     assert all(f"for={e['for']}" in text for e in anomaly)
     # Two alerts on the same metric of one GPU (peers, adaptive band, thermal) are told apart.
     assert all(f"for={e['for']} detector={e['detector']} " in text for e in anomaly)
+    (xid,) = [e for e in alerts if e["alertname"] == "GpuXidError"]  # which XID: the script is no alert
+    assert xid["xid"] == "79" and "GpuXidError          node-02  gpu=3 xid=79 " in text
     (node_down,) = [e for e in alerts if e["alertname"] == "NodeDown"]
     assert "gpu" not in node_down
 
