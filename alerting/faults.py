@@ -75,6 +75,17 @@ def xid_code(labels: Mapping[str, str], names: tuple[str, ...] = ("xid", "xid_co
     return None
 
 
+def anomaly_subject(labels: Mapping[str, str]) -> str:
+    """``DCGM_FI_DEV_GPU_TEMP [fleet]``: the series and the detector of a generic anomaly alert, which alone
+    tell it from its like on the same GPU; empty for an alert whose name says what broke (``GpuLost``)."""
+    metric = labels.get("for") or labels.get("metric") or labels.get("__name__")
+    detector = detector_of(labels)
+    name = normalised(labels.get("alertname", ""))
+    if not metric or not detector or any(pattern.search(name) for pattern, _ in _COMPILED):
+        return ""
+    return f"{metric} [{detector}]"
+
+
 def is_outage(kind: FaultKind, labels: Mapping[str, str]) -> bool:
     """True when the fault takes the GPU's capacity away: an outage kind, a double-bit ECC error, or an XID
     whose catalog action
@@ -110,11 +121,12 @@ def classify(labels: Mapping[str, str]) -> FaultKind:
     code, own = xid_code(labels), xid_code(labels, ("xid", "xid_code"))
     deviation = labels.get("deviation", "")
     return _classify(
-        explicit, alertname, code, _detector(labels), metric, job=job, own_xid=own, deviation=deviation
+        explicit, alertname, code, detector_of(labels), metric, job=job, own_xid=own, deviation=deviation
     )
 
 
-def _detector(labels: Mapping[str, str]) -> str:
+def detector_of(labels: Mapping[str, str]) -> str:
+    """The anomaly detector that raised an alert (its ``model`` label), empty for another alert."""
     # The anomaly service moves its detector to ``model_alias`` when the series has a ``model`` of its own.
     return labels.get("model_alias") or labels.get("model", "")
 

@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 
 from alerting.topology import target_label
-from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name
+from gpuwarden.model import Impact, Incident, Priority, TimelineEvent, WorkloadRef, fault_name, impact_text
 from gpuwarden.printable import escape_controls
 
 _COLLAPSE = frozenset({"alert_added", "alert_firing", "alert_resolved"})
@@ -251,7 +251,7 @@ def _impact(final: Impact, priority: Priority, peak: tuple[Priority, Impact] | N
         )
 
     def summary(impact: Impact) -> str:
-        return _md(impact.summary or "no workload impact known")
+        return _md(impact_text(impact.summary, impact.gpus_affected) or "no workload impact known")
 
     if peak is None or summary(worst) == summary(final):
         lines = [f"- {summary(final)}"]

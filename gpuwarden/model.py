@@ -372,6 +372,14 @@ class Impact:
         return ", ".join(self.parts)
 
 
+def impact_text(summary: str, gpus_affected: int) -> str:
+    """An impact as Slack, ``incidents show`` and the postmortem say it: its summary, or what a fault that
+    took no capacity degraded (``no capacity lost; 1 GPU degraded``); empty when nothing is known."""
+    if summary or not gpus_affected:
+        return summary
+    return f"no capacity lost; {gpus_affected} GPU{'' if gpus_affected == 1 else 's'} degraded"
+
+
 @dataclass(frozen=True, slots=True)
 class TimelineEvent:
     """One entry on an incident's timeline."""

@@ -10,7 +10,7 @@ from typing import Any
 
 from alerting.notifiers.base import Notification
 from alerting.silences import EXTENDABLE
-from gpuwarden.model import fault_name
+from gpuwarden.model import fault_name, impact_text
 
 ACTION_ACKNOWLEDGE = "gpuwarden_acknowledge"
 ACTION_APPROVE = "gpuwarden_approve_remediation"
@@ -126,9 +126,7 @@ def emoji(n: Notification) -> str:
 
 def _no_loss(n: Notification) -> str:
     """The impact line of an incident that took no capacity: what it touches degraded, or nothing known."""
-    if n.gpus_affected:
-        return f"no capacity lost; {counted(n.gpus_affected, 'GPU')} degraded"
-    return "_unknown_"
+    return impact_text("", n.gpus_affected) or "_unknown_"
 
 
 def _runbook(url: str) -> list[Block]:

@@ -79,16 +79,20 @@ class Story:
 
     def tick(self, report: TickReport) -> None:
         """What one tick raised, then what changed in the incidents."""
+        from alerting.faults import anomaly_subject, detector_of  # noqa: PLC0415 - a stage, see demo()
         from gpuwarden.app import firing  # noqa: PLC0415 - gpuwarden.app loads every stage, see demo()
 
         for alert in firing(report.raised):
             event: dict[str, Any] = {"type": "alert", "alertname": alert.name}
             event["node"] = alert.labels.get("Hostname") or alert.labels.get("node", "")
-            for label in ("gpu", "for"):  # `for`: the query or metric an anomaly service alert is about
+            # `for`: the query or metric an anomaly service alert is about; `xid`: an XID alert's code
+            for label in ("gpu", "xid", "for"):
                 if alert.labels.get(label):
                     event[label] = alert.labels[label]
+            if anomaly_subject(alert.labels):  # a generic alert: its detector tells it from its like
+                event["detector"] = detector_of(alert.labels)
             event["score"] = round(alert.score or 0.0, 1)
-            where = "".join(f" {k}={event[k]}" for k in ("gpu", "for") if k in event)
+            where = "".join(f" {k}={event[k]}" for k in ("gpu", "xid", "for", "detector") if k in event)
             self._tell(
                 event, f"alert    {alert.name:<20} {event['node']:<8}{where} score={event['score']:.1f}"
             )
@@ -246,7 +250,10 @@ def _run(story: Story, warmup_minutes: int) -> int:
     """The scripted story; the number of alerts raised during the warm-up."""
     pipeline = story.pipeline
     gpus = sum(len(n.gpus) for n in pipeline.fleet.nodes)
-    story.say(f"gpuwarden demo: {len(pipeline.fleet.nodes)} simulated nodes, {gpus} GPUs, fake clock")
+    story.say(
+        f"gpuwarden demo: {len(pipeline.fleet.nodes)} simulated nodes, {gpus} GPUs; a simulated clock from"
+        f" {pipeline.clock.now():%Y-%m-%d %H:%M} UTC, every time below is UTC"
+    )
     story.say(f"warming up: {warmup_minutes} simulated minutes of normal load, learning baselines ...")
     pipeline.run(warmup_minutes * 60)
     warmup_alerts = pipeline.alerts_raised

@@ -20,7 +20,7 @@ from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
 from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
-from gpuwarden.model import IncidentState, Priority, fault_name
+from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
 
@@ -355,7 +355,8 @@ def show(
         f"  ({escape(inc['id'])}, {escape(_state(inc))})"
     )
     console.print(f"root cause: {describe_root(inc['root_cause'])}", markup=False)
-    console.print(f"impact: {inc['impact']['summary'] or '-'}; alerts: {inc['alert_count']}", markup=False)
+    impact = impact_text(inc["impact"]["summary"], inc["impact"].get("gpus_affected", 0)) or "-"
+    console.print(f"impact: {impact}; alerts: {inc['alert_count']}", markup=False)
     actions = sorted(
         {a.get("recommended_action") or "none" for a in inc["alerts"] if a["status"] == "firing"} - {"none"}
     )

@@ -388,6 +388,18 @@ def test_an_impact_that_never_changed_is_shown_once(sql: Engine) -> None:
     ]
 
 
+def test_a_gpu_degraded_but_not_lost_is_said_as_slack_says_it_not_as_no_impact(sql: Engine) -> None:
+    # The demo's thermal incident: "no workload impact known" above "Workloads: inference service llm-chat",
+    # where Slack said "no capacity lost; 1 GPU degraded".
+    clock = FakeClock(T0.timestamp())
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), sc.fleet_inventory())
+    node = sc.node_name(7, 1)
+    engine.ingest([Alert({"alertname": "GpuClockSlowdown", "cluster": "c1", "Hostname": node, "gpu": "2"})])
+    [incident_id] = engine.open_incident_ids()
+    impact = _impact(engine.postmortem(incident_id))
+    assert impact[:2] == ["- no capacity lost; 1 GPU degraded", "- GPUs affected: 1; nodes affected: 0"]
+
+
 def test_an_incident_keeps_the_worst_impact_of_one_it_absorbed(sql: Engine) -> None:
     # The same power-brake slowdown spreads over three nodes of rack r07: the rack's fault, and the incident
     # opened first takes the other two in. The second had 8 GPUs slowed before 7 recovered; the draft

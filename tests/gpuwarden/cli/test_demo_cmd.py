@@ -26,6 +26,7 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
         _report(story, seed=7, warmup_minutes=40, warmup_alerts=0)
         summary = json.loads(capsys.readouterr().out)
         by_kind = {inc.root_cause.kind: inc for inc in pipeline.incidents()}
+        posted = str([m.attachments for m in pipeline.slack.channel_messages()])
     finally:
         pipeline.close()
 
@@ -35,6 +36,10 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
     assert by_kind[FaultKind.NODE_DOWN].state is IncidentState.RESOLVED
     assert by_kind[FaultKind.THERMAL].state is not IncidentState.RESOLVED  # its cooling was not repaired
     assert summary["slack_messages"] == 3
+    # Its thermal alerts each resolving is not a cycle: the message said "cycling: repeating" of it.
+    assert "cycling" not in posted
+    # The stream's times are the simulated clock's, in UTC, and it says so before the first.
+    assert "UTC, every time below is UTC" in text.split("warming up", 1)[0]
 
     thermal = by_kind[FaultKind.THERMAL]
     # The escalation the final table shows is in the stream, in both outputs.
@@ -49,6 +54,10 @@ def test_the_demo_tells_the_same_story_as_text_and_as_json(
     anomaly = [e for e in alerts if e["alertname"] == "GpuwardenAnomaly"]
     assert anomaly and all(e["for"] for e in anomaly)  # which metric each one is about
     assert all(f"for={e['for']}" in text for e in anomaly)
+    # Two alerts on the same metric of one GPU (peers, adaptive band, thermal) are told apart.
+    assert all(f"for={e['for']} detector={e['detector']} " in text for e in anomaly)
+    (xid,) = [e for e in alerts if e["alertname"] == "GpuXidError"]  # which XID: the script is no alert
+    assert xid["xid"] == "79" and "GpuXidError          node-02  gpu=3 xid=79 " in text
     (node_down,) = [e for e in alerts if e["alertname"] == "NodeDown"]
     assert "gpu" not in node_down
 

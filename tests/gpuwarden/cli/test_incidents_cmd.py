@@ -338,6 +338,13 @@ def test_show_prints_titles_as_they_are_and_timeline_entries_on_one_line_when_pi
     assert any(DETAIL["timeline"][0]["message"] in line for line in lines)  # type: ignore[index]
 
 
+def test_show_says_what_a_fault_that_took_no_capacity_degraded_as_slack_does() -> None:
+    # It printed "impact: -" where Slack's message said "no capacity lost; 1 GPU degraded".
+    detail = {**DETAIL, "impact": {"summary": "", "gpus_affected": 1, "nodes_affected": 0}}
+    shown = stdout_for(["incidents", "show", "inc-0123456789ab"], detail)
+    assert "impact: no capacity lost; 1 GPU degraded; alerts: 1" in shown.splitlines()
+
+
 def test_list_keeps_each_incident_on_one_row_when_piped(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("COLUMNS", raising=False)
     stub = FixedAnswer(200, json.dumps([DETAIL]).encode())

@@ -1,0 +1,50 @@
+"""How the timeline names an alert (``member.describe``): two alerts on one GPU are never named alike."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from alerting import scenarios as sc
+from alerting.member import describe
+from gpuwarden.model import Alert, AlertStatus
+from tests.alerting.test_announcing import _served
+from tests.alerting.test_arrival_order import START
+
+NODE = sc.node_name(1, 1)
+GPU = {"Hostname": NODE, "gpu": "5", "UUID": sc.gpu_uuid(NODE, 5), "cluster": sc.CLUSTER}
+
+
+def _anomaly(metric: str, detector: str) -> Alert:
+    """The anomaly service's generic alert: its series in ``for``, its detector in ``model``."""
+    labels = {**GPU, "alertname": "GpuwardenAnomaly", "for": metric, "model": detector}
+    return Alert(labels, starts_at=START)
+
+
+def test_two_anomaly_alerts_on_one_gpu_resolving_are_each_told_not_folded_as_a_cycle(tmp_path: Path) -> None:
+    # The demo's thermal incident: its alerts on node-03 GPU 5 were all "GpuwardenAnomaly (node-03, 5)", so
+    # the second one to resolve read as a repeat of the first's resolution: no reply, and the message said
+    # "cycling: repeating in the last hour" of an incident that never cycled.
+    hot = _anomaly("DCGM_FI_DEV_GPU_TEMP", "thermal")
+    peers, band = _anomaly("DCGM_FI_DEV_GPU_TEMP", "fleet"), _anomaly("DCGM_FI_DEV_GPU_TEMP", "adaptive")
+    with _served(tmp_path, [hot, peers, band]) as (engine, outbox, recorder, hook):
+        engine.ingest([hot, peers, band])
+        for alert in (peers, band):  # two detectors calm down; one still sees it hot
+            engine.clock.advance(60)  # type: ignore[attr-defined]
+            engine.ingest([replace(alert, status=AlertStatus.RESOLVED)])
+            engine.tick()
+            outbox.dispatch_due()
+        hook.close()
+        (parent,) = recorder.channel_messages()
+        resolved = [r.text for r in recorder.replies(parent.ts) if r.event == "alert_resolved"]
+        assert len(resolved) == 2 and resolved[0] != resolved[1]
+        assert "cycling" not in str(parent.attachments)
+        assert all(p["event"]["folded"] is None for p in recorder.hook_posts("oncall"))
+
+
+def test_an_anomaly_alert_is_named_by_its_series_and_detector() -> None:
+    temp = describe({**GPU, "alertname": "GpuwardenAnomaly", "for": "DCGM_FI_DEV_GPU_TEMP", "model": "fleet"})
+    assert temp.startswith("GpuwardenAnomaly on DCGM_FI_DEV_GPU_TEMP [fleet] (")
+    # An alert whose name says what broke keeps its short name, whatever detector raised it.
+    lost = describe({**GPU, "alertname": "GpuLost", "for": "gpuwarden_gpu_up", "model": "signatures"})
+    assert lost == f"GpuLost ({NODE}, 5)"
