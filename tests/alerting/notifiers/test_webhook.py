@@ -371,6 +371,19 @@ def test_an_escalation_of_an_incident_merged_away_in_its_transaction_says_it_pag
     )
 
 
+def test_an_opening_pages_unless_its_transaction_merged_it_away() -> None:
+    # A receiver pages on `pages`: a new P0 incident is what must page most, and an incident opened and merged
+    # into another in one POST pages nobody (the one it went into pages, once for the fault).
+    opened = lifecycle()[0]
+    receiver = Receiver()
+    for c in (opened, replace(opened, merging=True)):
+        receiver.hook().deliver(build_notification(c), ThreadState(), retry=False, save=nothing)
+    assert [(body["change"], body["event"]["pages"]) for body in receiver.bodies()] == [
+        ("opened", True),
+        ("opened", False),
+    ]
+
+
 def test_a_persons_change_names_them_and_the_engines_names_nobody() -> None:
     inc = make_incident("inc-n1")
     by_dave = change(inc, ChangeKind.MITIGATING, 2, "draining node n0701", "mitigating", {"by": "dave"})
