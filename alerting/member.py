@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from alerting.faults import SYMPTOM_KINDS, alert_xid, anomaly_subject, takes_capacity
+from alerting.faults import SYMPTOM_KINDS, alert_xid, anomaly_subject, takes_capacity, xid_code
 from alerting.topology import Location
 from gpuwarden.model import FaultKind, RecommendedAction
 
@@ -103,10 +103,11 @@ def live(members: dict[str, Member]) -> bool:
 
 
 def describe(labels: Mapping[str, str]) -> str:
-    """An alert as the timeline names it: ``GPUXid (r07-n01, 5)``; a generic anomaly alert with the series
-    and the detector that scored it, ``GpuwardenAnomaly on DCGM_FI_DEV_GPU_TEMP [fleet] (r07-n01, 5)``: named
-    alike, the several such alerts of one GPU were told apart by no one, and one's "resolved" was folded as a
-    repeat of another's (the incident said to be cycling)."""
+    """An alert as the timeline names it: ``GPUXid XID 79 (r07-n01, 5)`` (its XID code where it carries one);
+    a generic anomaly alert with the series and the detector that scored it, ``GpuwardenAnomaly on
+    DCGM_FI_DEV_GPU_TEMP [fleet] (r07-n01, 5)``: named alike, the several such alerts of one GPU were told
+    apart by no one, and one's "resolved" was folded as a repeat of another's (the incident said to be
+    cycling)."""
     where = [
         labels[k]
         for k in ("node", "Hostname", "instance", "gpu", "slurm_job", "job", "service")
@@ -115,4 +116,7 @@ def describe(labels: Mapping[str, str]) -> str:
     name = labels.get("alertname", "alert")
     subject = anomaly_subject(labels)
     name += f" on {subject}" if subject else ""
+    code = xid_code(labels, ("xid", "xid_code"))
+    if code is not None and str(code) not in name:
+        name += f" XID {code}"  # which XID, not only that one came: 13 is the app's, 79 the GPU's loss
     return f"{name} ({', '.join(where)})" if where else name

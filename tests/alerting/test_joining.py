@@ -302,7 +302,7 @@ def test_a_gpu_lost_again_through_its_xid_reopens_the_gpus_incident(tmp_path: Pa
     assert list(engine.open_incident_ids()) == [incident_id]
     assert [c.kind for c in told].count(ChangeKind.REOPENED) == 1
     reopened = [e.message for e in engine.store.get(incident_id).timeline if e.kind == "reopened"]
-    assert reopened == ["reopened: GPUXid (rc-n1, 3) fired, which its root cause gpu rc-n1/3 explains"]
+    assert reopened == ["reopened: GPUXid XID 79 (rc-n1, 3) fired, which its root cause gpu rc-n1/3 explains"]
 
 
 def _stale(*gpus: int) -> list[Alert]:
@@ -428,8 +428,9 @@ def test_another_gpu_of_a_silenced_incidents_node_lost_joins_it_and_ends_its_sil
     assert beside.fingerprint in incident.alert_fingerprints
     assert incident.title.startswith("node r07-n01 GPUs lost") and engine.silenced_until() == {}
     ended = next(e for e in incident.timeline if e.kind == "silence_ended")
+    named = "GPUXid XID 79" if alertname == "GPUXid" else alertname  # an XID alert says which XID came
     assert ended.message.startswith(
-        f"silence ended early (silenced by op): {alertname} (r07-n01, 5) fired, a fault beside the one the"
+        f"silence ended early (silenced by op): {named} (r07-n01, 5) fired, a fault beside the one the"
         " silence was set for"
     )
     assert told and all(c.silenced_until is None for c in told)  # what it told pages

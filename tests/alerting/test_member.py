@@ -48,3 +48,15 @@ def test_an_anomaly_alert_is_named_by_its_series_and_detector() -> None:
     # An alert whose name says what broke keeps its short name, whatever detector raised it.
     lost = describe({**GPU, "alertname": "GpuLost", "for": "gpuwarden_gpu_up", "model": "signatures"})
     assert lost == f"GpuLost ({NODE}, 5)"
+
+
+def test_an_xid_alert_says_which_xid() -> None:
+    # The demo's GPU falling off the bus read "GpuXidError (node-02, 3)" everywhere: XID 13 (the
+    # application's) and XID 79 (the GPU lost) were named alike.
+    assert describe({**GPU, "alertname": "GpuXidError", "xid": "79"}) == f"GpuXidError XID 79 ({NODE}, 5)"
+    assert describe({**GPU, "alertname": "GPUXid", "xid_code": "13"}) == f"GPUXid XID 13 ({NODE}, 5)"
+    # A name that already says the code does not say it twice; an alert without one is named as before.
+    assert (
+        describe({**GPU, "alertname": "Xid79GpuFellOffBus", "xid": "79"}) == f"Xid79GpuFellOffBus ({NODE}, 5)"
+    )
+    assert describe({**GPU, "alertname": "GPUXid"}) == f"GPUXid ({NODE}, 5)"

@@ -118,7 +118,7 @@ def test_an_alert_firing_again_through_a_merged_incident_is_on_the_timeline_of_t
     told = [
         e for e in engine.store.get(on).timeline if e.at == clock.now() and e.data.get("fingerprint") == fp
     ]
-    assert [(e.kind, e.message) for e in told] == [("alert_added", "alert GPUXid (r02-n01, 3) firing")]
+    assert [(e.kind, e.message) for e in told] == [("alert_added", "alert GPUXid XID 79 (r02-n01, 3) firing")]
     assert fp in {a.fingerprint for a in engine.store.alerts_of(on)}
 
 

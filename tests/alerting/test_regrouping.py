@@ -197,7 +197,8 @@ def test_an_xid_regrouped_into_a_rollout_whose_silence_its_post_ended_is_named_i
     [ended] = [e for e in engine.store.get(rollout).timeline if e.kind == "silence_ended"]
     assert ended.data["beside"] == 3
     assert ended.message.startswith(
-        "silence ended early (silenced by op): GPUXid (r07-n02, 0) fired, a fault beside the one the silence"
+        "silence ended early (silenced by op): GPUXid XID 119 (r07-n02, 0) fired, a fault beside the one the"
+        " silence"
     )
     moved_in = f"XID alerts of {lost} moved in (a rollout spreading), a fault beside the one the silence was"
     assert moved_in in ended.message
