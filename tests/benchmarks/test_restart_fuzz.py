@@ -75,3 +75,20 @@ def test_a_restart_before_the_tick_that_sees_a_silence_end_is_exercised(
     assert result["divergent"] == [47]
     first = result["first"]["47"]
     assert first["restarts"] == restarts and restarts[0] <= first["step"]
+
+
+def test_posts_without_ends_at_are_drawn_apart_from_the_stream(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some fires come without endsAt (by the API or a journal batch), some later fires of those alerts
+    with an endsAt of their own, earlier than the resolve timeout's end (300 s) or later, a restart before
+    some of those; the seed's configuration, steps and restarts are otherwise as they were."""
+    config, steps, restarts = fuzz.stream(5, 60)
+    monkeypatch.setattr(fuzz, "_timeout_posts", lambda _rng, _out: set())
+    config_before, before, restarts_before = fuzz.stream(5, 60)
+    assert config == config_before and set(restarts) >= set(restarts_before)
+    changed = [(now, was) for now, was in zip(steps, before, strict=True) if now != was]
+    assert {now[0] for now, _ in changed} == {"fire"}
+    assert {now[1].get("timeout") for now, _ in changed} >= {"api", "journal"}
+    explicit = {now[1]["ends_in"] for now, was in changed if was[1]["ends_in"] is None and now[1]["ends_in"]}
+    assert min(explicit) < 300 < max(explicit)
