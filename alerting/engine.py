@@ -119,9 +119,6 @@ class IncidentEngine(
         # Each firing alert's startsAt: a repeat that starts earlier (the other of an HA Prometheus pair)
         # takes the slow path, which moves it and its member's onset (``spans.earlier_start``).
         self._starts: dict[str, datetime] = {}
-        # Alerts whose stored endsAt is a resolve timeout (last posted without one, ``Alert.timeout``): a
-        # post with its own endsAt takes the slow path, where that endsAt stands (``spans.merged_ends``).
-        self._timeouts: set[str] = set()
         self._silenced_incidents: set[str] = set()
         self._catch_up_since: dict[str, datetime] = {}
         self._ending_told: dict[str, datetime] = {}
@@ -192,14 +189,9 @@ class IncidentEngine(
             self._muted.clear()
             self._measures.clear()
             self._starts.clear()
-            self._timeouts.clear()
-            timeout = timedelta(seconds=self.config.resolve_timeout_seconds)
             for alert in session.scalars(select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)):
                 self._inhibitor.update(alert.fingerprint, alert.labels, True)
                 self._starts[alert.fingerprint] = alert.starts_at
-                if alert.ends_at is not None and alert.ends_at == alert.last_seen + timeout:
-                    # Ends the resolve timeout after it was last posted: a timeout, as it was stored.
-                    self._timeouts.add(alert.fingerprint)
                 key = measures(alert.recommended_action, alert.annotations)
                 if key is not None:
                     self._measures[alert.fingerprint] = key
@@ -330,7 +322,6 @@ class IncidentEngine(
                                         alert.starts_at is None
                                         or alert.starts_at >= self._starts.get(fp, alert.starts_at)
                                     )
-                                    and (alert.timeout or fp not in self._timeouts)
                                 )
                             )
                         ):
@@ -342,10 +333,9 @@ class IncidentEngine(
                                     dict(alert.annotations),
                                     alert.score,
                                     alert.generator_url,
+                                    alert.timeout,
                                 )
                             )
-                            if alert.timeout:
-                                self._timeouts.add(fp)
                         else:
                             slow_fps.add(fp)
                             slow.append((alert, fp, status, ticket.result, at))
@@ -416,6 +406,7 @@ class IncidentEngine(
                 recommended_action=alert.recommended_action.value,
                 first_seen=now,
                 last_seen=now,
+                ends_by_timeout=alert.timeout,
             )
             batch.new.append(row)
             batch.rows[fp] = row
@@ -430,10 +421,11 @@ class IncidentEngine(
             row.generator_url = alert.generator_url  # the latest post's, as Alertmanager keeps it
             row.recommended_action = alert.recommended_action.value
             if previous == status.value:  # as Alertmanager merges an overlapping post (``alerting.spans``)
-                timed_out = fp in self._timeouts and status is AlertStatus.FIRING
+                timed_out = row.ends_by_timeout and status is AlertStatus.FIRING
                 row.ends_at = merged_ends(row.starts_at, row.ends_at, alert.ends_at, timed_out)
             else:
                 row.ends_at = alert.ends_at
+            row.ends_by_timeout = alert.timeout  # Alertmanager's merge keeps the newer post's ``Timeout``
             row.last_seen = now
             row.receive_count += 1
             row.status = status.value
@@ -446,7 +438,7 @@ class IncidentEngine(
             ):
                 row.starts_at = earlier
                 self._moved_onset(row)
-        self._remember_post(fp, row.starts_at, status, alert.timeout)
+        self._remember_post(fp, row.starts_at, status)
         changed = previous is not None and previous != status.value
         if changed or previous is None:
             self._inhibitor.update(fp, row.labels, status is AlertStatus.FIRING)
@@ -467,17 +459,12 @@ class IncidentEngine(
             return  # a repeat: dedup, only last_seen and endsAt moved (and what it measures)
         self._apply(batch, row, status, was_flapping, result)
 
-    def _remember_post(self, fp: str, starts_at: datetime, status: AlertStatus, timeout: bool) -> None:
-        """What the fast path reads of an alert just posted: its startsAt while it fires, and whether its
-        endsAt is now a resolve timeout (Alertmanager's merge keeps the newer post's ``Timeout``)."""
+    def _remember_post(self, fp: str, starts_at: datetime, status: AlertStatus) -> None:
+        """What the fast path reads of an alert just posted: its startsAt while it fires."""
         if status is AlertStatus.FIRING:
             self._starts[fp] = starts_at
         else:
             self._starts.pop(fp, None)
-        if timeout:
-            self._timeouts.add(fp)
-        else:
-            self._timeouts.discard(fp)
 
     def _moved_onset(self, row: StoredAlert) -> None:
         """An alert's startsAt moved earlier (another replica saw it first): its member's onset with it, as

@@ -57,7 +57,6 @@ class MuteTracking:
     # fingerprint -> (labels, incident id) of each firing alert that is muted
     _muted: dict[str, tuple[dict[str, str], str | None]]
     _recheck: set[str]  # fingerprints whose next repeat takes the slow path
-    _timeouts: set[str]  # firing alerts whose endsAt is a resolve timeout (``IncidentEngine``)
     _open: OpenIncidents
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
@@ -148,7 +147,7 @@ class MuteTracking:
             ]
             alerts = [
                 # Sent again as stored: an endsAt that is a resolve timeout stays one.
-                alert_from_row(r, AlertStatus.FIRING, r.fingerprint in self._timeouts)
+                alert_from_row(r, AlertStatus.FIRING, r.ends_by_timeout)
                 for r in rows
                 if r.status == AlertStatus.FIRING.value
             ]

@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any, cast
 
 import numpy as np
-from sqlalchemy import Table, and_, bindparam, case, func, insert, update
+from sqlalchemy import Table, and_, bindparam, case, false, func, insert, update
 from sqlalchemy.orm import Session
 
 from alerting.store_models import AlertRow
@@ -45,6 +45,7 @@ class PendingAlert:
     muted_by: str | None = None
     flapping: bool = False
     transitions: list[float] = field(default_factory=list)
+    ends_by_timeout: bool = False
 
 
 StoredAlert = AlertRow | PendingAlert
@@ -70,6 +71,7 @@ class Repeat:
     annotations: dict[str, str]
     score: float | None
     generator_url: str
+    timeout: bool  # its endsAt is a resolve timeout (``Alert.timeout``), as the newer post's mark stays
 
 
 _ENDS = bindparam("b_ends_at", type_=_ALERTS.c.ends_at.type)
@@ -77,10 +79,12 @@ _REPEAT = (
     update(_ALERTS)
     .where(_ALERTS.c.fingerprint == bindparam("b_fingerprint"))
     .values(
-        # ``spans.merged_ends`` in SQL (a repeat keeps its status): the later endsAt of an overlap stays.
+        # ``spans.merged_ends`` in SQL (a repeat keeps its status): the later endsAt of an overlap stays,
+        # unless the stored one is a resolve timeout.
         ends_at=case(
             (
                 and_(
+                    _ALERTS.c.ends_by_timeout.is_(false()),
                     _ENDS.is_not(None),
                     _ALERTS.c.ends_at.is_not(None),
                     _ALERTS.c.starts_at < _ENDS,
@@ -95,13 +99,14 @@ _REPEAT = (
         score=func.coalesce(bindparam("b_score", type_=_ALERTS.c.score.type), _ALERTS.c.score),
         last_seen=bindparam("b_last_seen", type_=_ALERTS.c.last_seen.type),
         receive_count=_ALERTS.c.receive_count + 1,
+        ends_by_timeout=bindparam("b_timeout", type_=_ALERTS.c.ends_by_timeout.type),
     )
 )
 
 
 def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -> None:
     """Record repeats (endsAt as ``spans.merged_ends``, annotations, generatorURL, score, last seen, receive
-    count) in one executemany."""
+    count, whether the end is a resolve timeout) in one executemany."""
     if not repeats:
         return
     params: list[dict[str, Any]] = [
@@ -112,6 +117,7 @@ def update_repeats(session: Session, repeats: Sequence[Repeat], now: datetime) -
             "b_generator_url": r.generator_url,
             "b_score": r.score,
             "b_last_seen": now,
+            "b_timeout": r.timeout,
         }
         for r in repeats
     ]

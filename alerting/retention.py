@@ -124,7 +124,6 @@ class StoreRetention:
     _sessions: sessionmaker[Session]
     _status: dict[str, str]
     _measures: dict[str, tuple[str, ...]]
-    _timeouts: set[str]
     _silences: list[Silence]
     _pruned_at: datetime | None = None
 
@@ -143,7 +142,6 @@ class StoreRetention:
                 for fingerprint in part.alerts:
                     self._status.pop(fingerprint, None)
                     self._measures.pop(fingerprint, None)
-                    self._timeouts.discard(fingerprint)
                 self._silences = [s for s in self._silences if s.ends_at >= cutoff]
             total.add(part)
             if not part.more:

@@ -161,7 +161,7 @@ def _impact_parts(data: dict[str, Any]) -> tuple[str, ...]:
 
 def alert_from_row(row: AlertRow, status: AlertStatus | None = None, timeout: bool = False) -> Alert:
     """The stored alert as a model value (with another ``status``, to send it through ingest again; with
-    ``timeout``, its endsAt is a resolve timeout, which the store does not say)."""
+    ``timeout``, its endsAt is a resolve timeout: ``row.ends_by_timeout`` when sent again as firing)."""
     return Alert(
         labels=row.labels,
         status=status or AlertStatus(row.status),

@@ -5,7 +5,19 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    false,
+)
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
@@ -60,6 +72,9 @@ class AlertRow(Base):
     muted_by: Mapped[str | None] = mapped_column(String(128), nullable=True)
     flapping: Mapped[bool] = mapped_column(Boolean, default=False)
     transitions: Mapped[list[float]] = mapped_column(JSON, default=list)
+    # Its endsAt is the resolve timeout (last posted without one, ``Alert.timeout``): a later post's own
+    # endsAt replaces it even when earlier (``spans.merged_ends``). Migration 0017.
+    ends_by_timeout: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class IncidentRow(Base):

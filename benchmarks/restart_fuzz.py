@@ -20,6 +20,10 @@ yet (all their stored columns, ``merging``, ``also`` and ``folded`` included), o
 says, pages and is told with), and what the engine answers (open incidents, muted alerts, silenced
 incidents). The first divergence of each seed is reported with its step and a diff.
 
+Some fires are posted without ``endsAt`` (they end by the resolve timeout), some of those applied in a
+journal batch with a later record, and some later re-fires of them carry an ``endsAt`` of their own, earlier
+or later, with a restart before half of those (``_timeout_posts``, drawn apart from the stream too).
+
 Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
 alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
 
@@ -159,7 +163,41 @@ def stream(seed: int, steps: int) -> tuple[dict[str, float], list[Step], list[in
     restarts |= {
         k + 1 for k, (kind, _) in enumerate(out[:-1]) if kind == "to_silence" and near.random() < 0.5
     }
+    restarts |= _timeout_posts(random.Random(f"timeout-posts-{seed}"), out)
     return config, out, sorted(restarts)
+
+
+def _timeout_posts(rng: random.Random, out: list[Step]) -> set[int]:
+    """Make some posts of ``out`` come as Alertmanager's API takes them without ``endsAt``, drawn from
+    ``rng`` (apart from the stream: its steps and their kinds stay the ones they were): a fire without an
+    end is posted without one in about half of them (``ingest.parse_postable_alerts`` ends it the resolve
+    timeout after it was received, ``Alert.timeout``), half of those applied as the journal applies them, in
+    a batch with a later record (the batch's time is the later one). In half of them, the next re-fire of
+    one alert within 8 steps re-fires that alert instead, with an ``endsAt`` of its own: earlier than the
+    timeout end, which stands (``spans.merged_ends``), or later, which a timeout post there next (the
+    re-fire after, likewise) keeps, as a timeout. Returns the steps before which to restart: half of those
+    explicit ends, so that the mark is read back from the store."""
+    restarts: set[int] = set()
+    follow: tuple[Any, str, int] | None = None  # (the alert, what its next post is, the step it was drawn)
+    for k, (kind, args) in enumerate(out):
+        if kind != "fire" or args["ends_in"] is not None:
+            continue
+        refire = len(args["alerts"]) == 1 and args["started"] == 0.0
+        if follow is not None and refire and k - follow[2] <= 8 and rng.random() < 0.5:
+            alert, then, _ = follow
+            args["alerts"] = [alert]
+            if then == "explicit":
+                args["ends_in"] = rng.choice((30.0, 120.0, 900.0))  # resolve_timeout is 300 s
+                if rng.random() < 0.5:
+                    restarts.add(k)
+                follow = (alert, "timeout", k) if args["ends_in"] > 300 else None
+            else:
+                args["timeout"] = "journal" if rng.random() < 0.5 else "api"
+                follow = (alert, "explicit", k)
+        elif rng.random() < 0.5:
+            args["timeout"] = "journal" if rng.random() < 0.5 else "api"
+            follow = (args["alerts"][0], "explicit", k)
+    return restarts
 
 
 def _step(
@@ -339,9 +377,27 @@ def _fire(run: Run, args: dict[str, Any]) -> None:
     now = run.now()
     ends = None if args["ends_in"] is None else now + timedelta(seconds=args["ends_in"])
     starts = now - timedelta(seconds=args["started"])
-    run.engine.ingest(
-        [Alert(labels, annotations=notes, starts_at=starts, ends_at=ends) for labels, notes in args["alerts"]]
-    )
+    timeout = args.get("timeout")
+    if timeout is None:
+        run.engine.ingest(
+            [
+                Alert(labels, annotations=notes, starts_at=starts, ends_at=ends)
+                for labels, notes in args["alerts"]
+            ]
+        )
+        return
+    # Posted without endsAt: as ``ingest.parse_postable_alerts`` stores it, ending the resolve timeout after
+    # it was received; by the journal, received a second before a later record applied in the same batch.
+    at = now - timedelta(seconds=1.0) if timeout == "journal" else now
+    ends = at + timedelta(seconds=run.config.resolve_timeout_seconds)
+    alerts = [
+        Alert(labels, annotations=notes, starts_at=at - (now - starts), ends_at=ends, timeout=True)
+        for labels, notes in args["alerts"]
+    ]
+    if timeout == "journal":
+        run.engine.apply_accepted([(at, alerts), (now, [])], lambda _session: None)
+    else:
+        run.engine.ingest(alerts)
 
 
 def _resolve(run: Run, args: dict[str, Any]) -> None:

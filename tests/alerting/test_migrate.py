@@ -7,10 +7,11 @@ import sys
 from pathlib import Path
 
 import pytest
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import inspect, text
+from sqlalchemy import Engine, inspect, text
 from sqlalchemy.orm import sessionmaker
 
 import alerting.store_models  # noqa: F401 - the tables under test
@@ -295,3 +296,36 @@ def _untold_stored_before(tmp_path: Path, revision: str, insert: str) -> UntoldC
     upgrade(engine)
     (stored,) = untold(sessionmaker(engine), 10)
     return stored
+
+
+def downgrade(engine: Engine, revision: str) -> None:
+    """Take the store behind ``engine`` back to ``revision``, as ``alembic downgrade`` does."""
+    cfg = alembic_config()
+    with engine.begin() as connection:
+        cfg.attributes["connection"] = connection
+        command.downgrade(cfg, revision)
+
+
+def test_an_alert_stored_before_0017_is_no_resolve_timeout_and_0017_downgrades(tmp_path: Path) -> None:
+    """Since 0017 the store says whether an alert's endsAt is a resolve timeout (it was posted without one);
+    one stored before is read as its sender's end, as the version before read it (its next post marks it).
+    Downgraded, the column goes; upgraded again, it is back."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine, "0016_untold_folded")
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "INSERT INTO alerts (fingerprint, labels, annotations, status, starts_at, ends_at, source,"
+                " generator_url, recommended_action, first_seen, last_seen, receive_count, flapping,"
+                " transitions) VALUES ('f1', '{}', '{}', 'firing', '2026-01-01 00:00:00.000000',"
+                " '2026-01-01 00:05:00.000000', 'alertmanager', '', 'none', '2026-01-01 00:00:00.000000',"
+                " '2026-01-01 00:00:00.000000', 1, 0, '[]')"
+            )
+        )
+    upgrade(engine, "0017_alert_ends_by_timeout")
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT ends_by_timeout FROM alerts")).all() == [(False,)]
+    downgrade(engine, "0016_untold_folded")
+    assert "ends_by_timeout" not in {c["name"] for c in inspect(engine).get_columns("alerts")}
+    upgrade(engine)
+    assert "ends_by_timeout" in {c["name"] for c in inspect(engine).get_columns("alerts")}

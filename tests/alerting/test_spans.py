@@ -120,7 +120,7 @@ def test_an_explicit_end_earlier_than_the_resolve_timeout_stands(
     endsAt 60 s ahead: the alert ends then, as in Alertmanager (``Timeout``), not 300 s ahead."""
     _posted(engine, [{"labels": NODE_DOWN}])
     if restart:
-        engine = IncidentEngine(make_engine(str(tmp_path / "incidents.db")), engine.clock, engine.config)
+        engine = _restarted(engine, tmp_path)
     _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(60))}])
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.ends_at == _at(60)
@@ -129,15 +129,24 @@ def test_an_explicit_end_earlier_than_the_resolve_timeout_stands(
     assert row is not None and row.ends_at == _at(60)
 
 
+def _restarted(engine: IncidentEngine, tmp_path: Path) -> IncidentEngine:
+    """A new engine on the same store, as the next ``serve`` starts."""
+    return IncidentEngine(make_engine(str(tmp_path / "incidents.db")), engine.clock, engine.config)
+
+
+@pytest.mark.parametrize("restart", [False, True], ids=["same-process", "after-restart"])
 def test_an_open_ended_repost_keeps_a_later_explicit_end_then_yields_to_the_next(
-    engine: IncidentEngine,
+    engine: IncidentEngine, tmp_path: Path, restart: bool
 ) -> None:
     """Alertmanager keeps a later explicit endsAt over a timeout posted next, but the merged alert is a
-    timeout (the newer post's mark): an explicit endsAt after that stands though it is earlier."""
+    timeout (the newer post's mark): an explicit endsAt after that stands though it is earlier, after a
+    restart too (the stored end is no resolve timeout after the last post: the mark must be stored)."""
     _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(900))}])
     _posted(engine, [{"labels": NODE_DOWN}])
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.ends_at == _at(900)
+    if restart:
+        engine = _restarted(engine, tmp_path)
     _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(120))}])
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.ends_at == _at(120)
@@ -168,3 +177,26 @@ def test_an_alert_released_by_a_silence_keeps_its_resolve_timeout_mark(engine: I
     _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(200))}])
     row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
     assert row is not None and row.ends_at == _at(200)
+
+
+def test_an_explicit_end_stands_over_a_timeout_repeated_in_a_journal_batch_after_a_restart(
+    engine: IncidentEngine, tmp_path: Path
+) -> None:
+    """The journal applies records accepted at different times in one transaction: a repeat without endsAt
+    accepted 10 s before another record of the batch ends 300 s after its own accept (its last seen is the
+    batch's time), and stays a resolve timeout once the engine restarts."""
+    assert isinstance(engine.clock, FakeClock)
+    timeout = timedelta(seconds=engine.config.resolve_timeout_seconds)
+    _posted(engine, [{"labels": NODE_DOWN}])
+    accepted = [
+        (_at(10), [{"labels": NODE_DOWN}]),
+        (_at(20), [{"labels": {"alertname": "Other", "node": "x2"}}]),
+    ]
+    engine.clock.advance(20)
+    engine.apply_accepted(
+        [(at, parse_postable_alerts(body, at, timeout)) for at, body in accepted], lambda _session: None
+    )
+    engine = _restarted(engine, tmp_path)
+    _posted(engine, [{"labels": NODE_DOWN, "endsAt": rfc3339(_at(120))}])
+    row = engine.store.alert(Alert(NODE_DOWN).fingerprint)
+    assert row is not None and row.ends_at == _at(120)

@@ -34,6 +34,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.query_plans import resolved_incident_query_plans
 from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
+from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
@@ -98,6 +99,31 @@ def test_on_postgres_repeats_keep_the_later_end_of_an_overlap_and_take_an_open_o
     engine.ingest([Alert(ha, starts_at=now - minute, ends_at=now + minute), Alert(hooked)])  # repeats
     ends = {a.labels["alertname"]: a.ends_at for a in engine.store.firing_alerts()}
     assert ends == {"HA": now + 4 * minute, "Hooked": None}
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_the_resolve_timeout_mark_outlives_a_restart_and_0017_downgrades(
+    postgres_url: str,
+) -> None:
+    """The repeats' UPDATE writes the mark (a boolean bound to PostgreSQL's type) and reads it in its CASE;
+    a restarted engine lets an explicit earlier endsAt stand over a timeout; 0017 goes down and up again."""
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    clock = FakeClock()
+    now, minute = clock.now(), timedelta(minutes=1)
+    labels = {"alertname": "Open", "node": "n1"}
+    engine = IncidentEngine(sql, clock)
+    engine.ingest([Alert(labels, ends_at=now + 15 * minute)])
+    # Posted again without endsAt (a repeat: the fast path): the later explicit end stays, as a timeout.
+    engine.ingest([Alert(labels, ends_at=now + 5 * minute, timeout=True)])
+    engine = IncidentEngine(sql, clock)
+    engine.ingest([Alert(labels, ends_at=now + minute)])
+    assert [a.ends_at for a in engine.store.firing_alerts()] == [now + minute]
+    downgrade(sql, "0016_untold_folded")
+    assert "ends_by_timeout" not in {c["name"] for c in inspect(sql).get_columns("alerts")}
+    upgrade(sql)
+    assert "ends_by_timeout" in {c["name"] for c in inspect(sql).get_columns("alerts")}
     sql.dispose()
 
 
