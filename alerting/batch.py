@@ -243,6 +243,10 @@ class Batch:
 
     session: Session
     now: datetime
+    # When the alerts it applies are checked against silences: when it is applied, not when each was
+    # received (a journal record received before a silence ended and applied after it is not muted by the
+    # ended silence, whose end the tick may have released its alerts at already, as a restart has dropped it).
+    silences_at: datetime | None = None
     touched: set[str] = field(default_factory=set)
     changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
     events: list[TimelineRow] = field(default_factory=list)  # every timeline event it writes, in order

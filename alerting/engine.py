@@ -298,6 +298,7 @@ class IncidentEngine(
             self._fresh()
             with self._sessions() as session, session.begin(), session.no_autoflush:
                 batch = Batch(session, now) if progress is None else Batch(session, now, progress=progress)
+                batch.silences_at = max(now, self.clock.now())
                 slow: list[tuple[Alert, str, AlertStatus, IngestResult, datetime]] = []
                 slow_fps: set[str] = set()
                 repeats: list[Repeat] = []

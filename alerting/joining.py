@@ -92,7 +92,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     ) -> None:
         now = batch.now
         firing = status is AlertStatus.FIRING
-        row.muted_by = self._mute_reason(row, now) if firing else row.muted_by
+        row.muted_by = self._mute_reason(row, batch.silences_at or now) if firing else row.muted_by
         inc = self._open.get(row.incident_id) if row.incident_id else None
         if inc is not None:
             member = self._refreshed(inc, row, firing)

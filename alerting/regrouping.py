@@ -59,17 +59,24 @@ def regroup_ranks(batch: Batch, inc: OpenIncident, others: Iterable[OpenIncident
             and (wider or not held(other.root_path, fp, other.members[fp]))
         ]
         if due and len(due) < len(other.members):  # a rooted incident keeps its fault's alerts
-            _move(batch, other, inc, due)
+            _move(batch, other, inc, sorted(due))  # as a restart reads them too (not in join order)
             changed |= {other.id, inc.id}
     if not rest:  # nowhere to move its own ranks: a wide incident alone is not walked at every batch
         return changed
-    for fp, member in [(fp, inc.members[fp]) for fp in inc.stalled_ranks()[0]]:
+    moves: list[tuple[str, OpenIncident]] = []
+    for fp in inc.stalled_ranks()[0]:
         # Where its GPU's fault is: another incident's root that holds it, where ``inc``'s does not or is
         # wider (a rollout's cluster holds every GPU; an NVSwitch's node is where the rank's fault is).
+        member = inc.members[fp]
         mine = len(inc.root_path) if holds(inc.root_path, member) else -1
         holders = [o for o in rest if len(o.root_path) > mine and holds(o.root_path, member)]
         target = max(holders, key=lambda o: len(o.root_path), default=None)
-        if target is not None and len(inc.members) > 1:
+        if target is not None:
+            moves.append((fp, target))
+    # By fingerprint, not member order: a restart reads members in stored order, not the order they joined
+    # in, and the order says which rank stays last and in which order the timelines tell the moves.
+    for fp, target in sorted(moves, key=lambda move: move[0]):
+        if len(inc.members) > 1:
             _move(batch, inc, target, [fp])
             changed |= {target.id, inc.id}
     return changed
@@ -126,7 +133,8 @@ def _strays(spread: OpenIncident, holder: OpenIncident, inventory: Inventory | N
     if not same or all(m.signal == signal for m in holder.members.values() if m.is_infra):
         return []
     candidate = spread.candidate()
-    return [fp for fp in same if join_rank(candidate, holder.members[fp], inventory) is not None]
+    # Sorted: the order of the members differs after a restart (stored order, not join order).
+    return sorted(fp for fp in same if join_rank(candidate, holder.members[fp], inventory) is not None)
 
 
 def _move(

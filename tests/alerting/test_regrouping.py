@@ -62,6 +62,32 @@ def test_a_rank_moved_to_the_fault_holding_its_gpu_leaves_what_its_old_incident_
     assert rack.facts() == root_facts([down, rank3])
 
 
+def _moves_of_ranks_joined_in(sql: Engine, order: list[int]) -> tuple[list[object], list[str]]:
+    """The moves' timeline data and what stays, of a cluster-wide incident holding stalled ranks (joined in
+    ``order``) whose GPUs a rack's fault then holds, as ``regroup_ranks`` moves them one by one."""
+    ranks = [_stall(f"rank{r:02d}", r) for r in order]  # 1, 9 and 17 run on r07
+    job = _incident("inc-job", ("c1",), *ranks)
+    power = _member("power", alertname="RackPowerLoss", rack="r07")
+    rack = _incident("inc-rack", power.location.path, power)
+    with Session(sql) as session:
+        for incident_id in ("inc-job", "inc-rack"):
+            _stored(session, incident_id, AT)
+        batch = Batch(session, AT)
+        regroup_ranks(batch, job, [job, rack])
+        moves = [(e.incident_id, e.data) for e in batch.events if e.kind == "alerts_moved"]
+        session.rollback()
+    return moves, list(job.members)
+
+
+def test_ranks_moved_one_by_one_are_told_in_the_same_order_whatever_order_they_joined_in(sql: Engine) -> None:
+    # Seed 112 of ``benchmarks/restart_fuzz.py``: a restart reads an incident's members in stored order, not
+    # the order they joined in, and its rack's incident listed the ranks it took over in another order.
+    moves, stays = _moves_of_ranks_joined_in(sql, [17, 1, 9])
+    assert [data["fingerprints"] for inc, data in moves if inc == "inc-rack"] == [["rank01"], ["rank09"]]
+    assert stays == ["rank17"]  # the last one stays: an incident is never left empty
+    assert _moves_of_ranks_joined_in(sql, [9, 17, 1]) == (moves, stays)
+
+
 def _stored(session: Session, incident_id: str, opened_at: datetime) -> IncidentRow:
     row = IncidentRow(
         id=incident_id,
@@ -125,6 +151,32 @@ def test_a_restart_keeps_out_of_the_count_alerts_of_an_absorbed_incidents_earlie
         batch.event(row.id, "alert_firing", "alert NodeDown (r07-n01) firing", {"fingerprint": "down"})
         session.flush()
         assert earlier_members(session, row, members) == {"rank3"}
+
+
+def test_a_rollouts_xids_taken_from_another_incident_are_listed_by_fingerprint(sql: Engine) -> None:
+    # As a restart reads them: the lost GPU's incident holds two XID 119s beside its fault, joined in another
+    # order than their fingerprints'; the rollout's ``alerts_moved`` lists them alike either way.
+    xids = [
+        _member(f"x{n}{g}", alertname="GPUXid", xid="119", Hostname=f"r07-n0{n}", gpu=str(g))
+        for n in (1, 2)
+        for g in range(8)
+    ]
+    spread = _incident("inc-rollout", ("c1", "r07"), *xids)
+    lost = _member("lost", alertname="GpuLost", Hostname="r08-n03", gpu="3")
+    xb, xa = (
+        _member(f"x{k}", alertname="GPUXid", xid="119", Hostname="r08-n03", gpu=g) for k, g in ("b5", "a6")
+    )
+    holder = _incident("inc-lost", lost.location.path, lost, xb, xa)
+    with Session(sql) as session:
+        for incident_id in ("inc-rollout", "inc-lost"):
+            _stored(session, incident_id, AT)
+        batch = Batch(session, AT)
+        regroup_spread(
+            batch, spread, [spread, holder], INVENTORY, held=lambda _i: False, end_if_beside=lambda *_a: None
+        )
+        moved = [e.data["fingerprints"] for e in batch.events if e.incident_id == "inc-rollout"]
+        session.rollback()
+    assert moved == [["xa", "xb"]]
 
 
 def _fleet(sql: Engine) -> tuple[FakeClock, IncidentEngine]:

@@ -318,6 +318,31 @@ def test_an_alert_two_silences_mute_names_the_same_one_after_a_restart(tmp_path:
     assert muted_by[1] == muted_by[0]
 
 
+def test_a_journal_record_applied_after_its_silence_ended_pages_alike_after_a_restart(tmp_path: Path) -> None:
+    # Seed 86 of ``benchmarks/restart_fuzz.py``: a record received a second before a silence ended, applied
+    # after the tick that saw the end. Live it was muted by the ended silence (the tick that frees what a
+    # silence muted had passed); a restarted serve had dropped that silence and opened the incident.
+    def steps(serve: Serve, restart: bool) -> None:
+        now = serve.clock.now()
+        serve.engine.add_silence(
+            [parse_matcher('alertname="NodeDown"')], now, now + timedelta(seconds=60), "dave"
+        )
+        serve.clock.advance(60)
+        serve.engine.tick()
+        if restart:
+            serve.restart()
+        at = serve.clock.now()
+        serve.engine.apply_accepted([(at - timedelta(seconds=1), [_DOWN]), (at, [])], lambda _session: None)
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    for serve in (live, restarted):
+        row = serve.engine.store.alert(_DOWN.fingerprint)
+        assert row is not None and (row.status, row.muted_by) == ("firing", None)
+        assert serve.engine.muted_count() == 0
+    assert [kinds[0] for kinds in live.kinds()] == ["opened"]
+    assert restarted.incidents() == live.incidents() and restarted.told() == live.told()
+
+
 # What the outbox tells of each change (not the title, root cause and impact: a change told late carries the
 # incident's latest, see ``alerting.event_state``).
 _TOLD = (
