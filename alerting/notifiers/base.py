@@ -123,6 +123,12 @@ class Notification(BaseModel):
         reopening (that message may be far up the channel) or an escalation, unless it is ``held``."""
         return (self.change is ChangeKind.REOPENED or self.escalated) and not self.held
 
+    @property
+    def pages(self) -> bool:
+        """Whether the change pages anyone: its ``needs_attention``, or an opening (Slack's new message in
+        the channel) unless ``held`` (its own transaction merged it into another, which pages)."""
+        return self.needs_attention or (self.change is ChangeKind.OPENED and not self.held)
+
 
 def target_fields(target: Target) -> dict[str, str]:
     """A target's non-empty identifying fields: ``node``, ``gpu``, ``uuid``, ``rack``, ``cluster``, ..."""

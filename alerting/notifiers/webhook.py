@@ -112,7 +112,7 @@ def webhook_payload(
         # Whether people must see it arrive: an opening (Slack's new message in the channel), a reopening or
         # an escalation (Slack broadcasts it), not one of an incident its own transaction merged into another
         # (that one pages) nor a flap's or a cycle's (unless it is a reminder).
-        "pages": n.needs_attention or (n.change is ChangeKind.OPENED and not n.held),
+        "pages": n.pages,
         "by": text(n.event_by),  # who made the change, when a person did; empty for the engine's
         "also": items(n.also),  # what the change's transaction did besides that no change tells
         "also_total": len(n.also),

@@ -214,16 +214,21 @@ def _rack_power_loss(rack: int, onset_offset: float) -> Alert:
     return Alert(labels, starts_at=START + timedelta(seconds=onset_offset))
 
 
+def _gpu_lost_and_node_down() -> list[Alert]:
+    """Two incidents' alerts in rack r01: GPU 3 of r01-n01 lost a minute before START, node r01-n02 down."""
+    node = sc.node_name(1, 1)
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
+    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
+    return [lost, *sc.node_failure(1, 2, START)]
+
+
 def test_an_incident_merged_away_in_the_batch_that_escalated_it_pages_nobody_for_that_escalation(
     tmp_path: Path,
 ) -> None:
     # Probe walk: a GPU lost on r01-n01 and node r01-n02 down are two incidents; then rack r01 loses power
     # (every replica of `chat`): in that one POST both rose to P0 and one took the other in. The one merged
     # away still broadcast its "priority P0" to the channel before its "merged into": two pages, one fault.
-    node = sc.node_name(1, 1)
-    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
-    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
-    first = [lost, *sc.node_failure(1, 2, START)]
+    first = _gpu_lost_and_node_down()
     rack = _rack_power_loss(1, 30)
     with _served(tmp_path, first) as (engine, outbox, recorder, _hook):
         engine.ingest(first)
@@ -248,10 +253,7 @@ def test_the_resolution_of_an_incident_merged_away_is_not_broadcast_with_broadca
     # Two incidents (a GPU lost, a node down), then their rack loses power: one takes the other in. With
     # ``slack.broadcast_resolutions`` the one merged away had its "merged into" (a resolution) broadcast:
     # the channel heard "resolved" of a fault still going on, told in the other incident's thread.
-    node = sc.node_name(1, 1)
-    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "3", "UUID": sc.gpu_uuid(node, 3)}
-    lost = Alert({**labels, "cluster": sc.CLUSTER}, starts_at=START - timedelta(seconds=60))
-    first = [lost, *sc.node_failure(1, 2, START)]
+    first = _gpu_lost_and_node_down()
     with _served(tmp_path, first, broadcast_resolutions=True) as (engine, outbox, recorder, _hook):
         engine.ingest(first)
         outbox.dispatch_due()
