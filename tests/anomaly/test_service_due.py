@@ -27,6 +27,7 @@ TEMP = "DCGM_FI_DEV_GPU_TEMP"
 POWER = "DCGM_FI_DEV_POWER_USAGE"
 UTIL = "DCGM_FI_DEV_GPU_UTIL"
 SM = "DCGM_FI_PROF_SM_ACTIVE"
+REMAP = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 STEP, EVERY = 30.0, 5.0  # the README walkthrough's settings: a query read once every six ticks
 NODES = ("n1", "n2", "n3")
 GPUS = [
@@ -118,10 +119,10 @@ def test_an_alert_whose_series_is_no_longer_answered_still_resolves(prometheus):
     # The opposite case: the query is read, and answers without the series (its GPU's exporter went away
     # for good). A read with the series absent is no outage: the alert ends.
     gone = FakeClock().time() + 300
-    prometheus.answers["DCGM_FI_DEV_ROW_REMAP_PENDING"] = lambda t: [
+    prometheus.answers[REMAP] = lambda t: [
         (g, 1.0 if g is GPUS[0] else 0.0) for g in GPUS if t < gone or g is not GPUS[0]
     ]
-    run = Run(prometheus, ["DCGM_FI_DEV_ROW_REMAP_PENDING"], detectors=["signatures"])
+    run = Run(prometheus, [REMAP], detectors=["signatures"])
     try:
         run.ticks(600)
     finally:
@@ -369,3 +370,27 @@ def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_a
         ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
     ]
     assert run.events[1][3] == back  # the first answered step that saw it up
+
+
+def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_after_its_last_answer(prometheus):
+    # Read as a filter (`x > 0`) is: the GPU's pending row remap is answered at four steps a minute apart,
+    # the steps between are legitimately empty. Before, three equal spacings made the query "answer on a
+    # 60 s step": the step after the last answer was no longer read, and GpuRowRemapPending, held firing
+    # through the flicker as it should, resolved a step late (N - 1 steps late for every Nth step).
+    start = FakeClock().time()
+    answered = {start + 60 * k for k in range(1, 5)}
+    prometheus.answers[REMAP] = lambda t: [(GPUS[0], 1.0)] if t in answered else []
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source is not empty
+    run = Run(prometheus, [REMAP, TEMP], detectors=["signatures"])
+    try:
+        run.ticks(600)
+    finally:
+        run.close()
+    resolve_after = run.service.cfg.immediate_resolve_after
+    assert [e[:3] for e in run.events] == [
+        ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.FIRING),
+        ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.RESOLVED),
+    ]
+    assert run.events[0][3] == min(answered)
+    assert run.events[1][3] == max(answered) + resolve_after * STEP  # its reads with no answer, every step
+    assert run.source.coarse.seen == {}
