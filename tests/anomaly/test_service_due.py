@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from anomaly.detectors import Detector
+from anomaly.detectors import Detector, Findings
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import View
 from anomaly.service import AnomalyService
@@ -299,6 +299,42 @@ def test_a_multivariate_alert_is_held_when_any_of_its_columns_was_not_due(not_du
     assert decide("multivariate", "gpu_vector") is held
     assert decide("signatures", UP) is (UP in not_due)
     assert decide("fleet", POWER) is bool(not_due & {POWER, UTIL})
+
+
+class PairDetector:
+    """A detector of the user's own, not one of the built-ins: its alerts (on temperature) are judged by
+    temperature and power together."""
+
+    name = "pair"
+
+    def fit(self, view: View) -> None:
+        pass
+
+    def detect(self, view: View) -> list[Findings]:
+        return []
+
+    def forget(self, ids: np.ndarray) -> None:
+        pass
+
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        return (TEMP, POWER)
+
+
+@pytest.mark.parametrize(
+    ("not_due", "held"),
+    [
+        pytest.param({POWER}, True, id="its-other-query-not-due"),
+        pytest.param({TEMP}, True, id="its-own-query-not-due"),
+        pytest.param({UP}, False, id="another-query-not-due"),
+    ],
+)
+def test_a_detector_that_names_the_queries_its_alerts_are_judged_by_is_held_by_any_of_them(not_due, held):
+    # Before, the service found judged_by only on four classes it listed: a new detector with judged_by
+    # had its alerts judged by their own query alone, and resolved at a tick that read temperature only.
+    config = AnomalyConfig(queries=[AnomalyQueryConfig(name=q, expr=q) for q in (TEMP, POWER, UP)])
+    service = AnomalyService(config, [], FakeClock(), [PairDetector()])
+    decide = service._not_due_alerts(View(time=0.0, not_due=frozenset(not_due)))
+    assert decide("pair", TEMP) is held
 
 
 def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps_count_neither_way(
