@@ -101,15 +101,14 @@ class CoarseSteps:
             if times >= CONFIRM and times * steps >= MIN_STEPS and self.seen.get(query) != spacing:
                 self.seen[query] = spacing
                 logger.warning(
-                    "promql: query %s answers on a %gs step, not the %gs asked (samples that far apart read"
-                    " with a shorter lookback: downsampled data, a recording rule evaluated less often, a"
-                    " short --query.lookback-delta): the steps between are not read, neither gaps nor quiet;"
-                    " look back at least %gs (last_over_time(...[%gs]) of a selector, or Prometheus'"
-                    " --query.lookback-delta): a step_seconds of %g alone can miss every sample",
+                    "promql: query %s answers on a %gs step, not the %gs asked (samples further apart than"
+                    " the lookback: downsampled data, a rule evaluated less often, a short"
+                    " --query.lookback-delta): the steps between are not read, neither gaps nor quiet; look"
+                    " back at least %gs (last_over_time(...[%gs]) of a selector, or --query.lookback-delta),"
+                    " not a longer step_seconds, which can miss every sample",
                     query,
                     spacing,
                     step,
-                    spacing,
                     spacing,
                     spacing,
                     extra={"source": self.source, "query": query},
