@@ -8,10 +8,19 @@ filled, a range query's points each looked like a new run (``anomaly.rangeedges`
 "matched no series" warning came and went at every tick.
 
 Per query, the spacing of the answered steps (a step with a point of any series) is followed across reads;
-three spacings in a row of the same whole number (2 or more) of asked steps make the step seen. From then
-the steps between two answered ones are dropped from the frame: not read (``View.not_due``), neither quiet
-nor a gap. An expected step that comes empty is kept, so series that end still end. One warning names the
-query, the step asked and the step seen; a spacing of one step again ends it, with a line in the log.
+spacings in a row of the same whole number N (2 or more) of asked steps make the step seen once there are
+at least three of them and they cover at least ``MIN_STEPS`` asked steps (ten spacings of two steps, four
+of five). A filter (``x > 0``, ``up == 0``) legitimately answers only some steps, and one answering exactly
+every other step three times in a row was taken as coarse: the step after its last answer was then not
+read, so its alert resolved a step late, and a later answer between two of the grid's steps did not end
+it. Evidence is counted in asked steps, not spacings: the warm-up's hour of history (120 steps) still
+shows a coarse answer at start, and a filter has to keep to one grid for ten minutes at step 30 s.
+
+From then the steps between two answered ones are dropped from the frame: not read (``View.not_due``),
+neither quiet nor a gap. An expected step that comes empty is kept, so series that end still end. One
+warning names the query, the step asked and the step seen. An answer off that coarser grid (a spacing of
+one step, or of any number of steps that is not a multiple of N) ends it, with a line in the log: data on a
+coarser grid answers nowhere between its points, a filter does.
 """
 
 from __future__ import annotations
@@ -25,6 +34,7 @@ from anomaly.sources import Frame
 logger = logging.getLogger(__name__)
 
 CONFIRM = 3  # spacings in a row of the same coarser step before it is believed: one outage is one spacing
+MIN_STEPS = 20  # asked steps those spacings cover at least: a filter's answers are on a grid by chance
 
 
 class CoarseSteps:
@@ -69,29 +79,37 @@ class CoarseSteps:
         stamps = answered if last is None else np.concatenate(([last], answered))
         for gap in np.diff(stamps).tolist():
             steps = round(gap / step)
+            seen = self.seen.get(query)
+            if seen is not None and steps % round(seen / step):  # an answer off the coarser grid
+                del self.seen[query]
+                logger.info(
+                    "promql: query %s answers off the %gs step seen, %gs after its last answer: read on its"
+                    " %gs step again",
+                    query,
+                    seen,
+                    steps * step,
+                    step,
+                    extra={"source": self.source, "query": query},
+                )
             if steps <= 1:
                 self._run.pop(query, None)
-                if self.seen.pop(query, None) is not None:
-                    logger.info(
-                        "promql: query %s answers on its %gs step again",
-                        query,
-                        step,
-                        extra={"source": self.source, "query": query},
-                    )
                 continue
             spacing = steps * step
             before, times = self._run.get(query, (0.0, 0))
             times = times + 1 if before == spacing else 1
             self._run[query] = (spacing, times)
-            if times >= CONFIRM and self.seen.get(query) != spacing:
+            if times >= CONFIRM and times * steps >= MIN_STEPS and self.seen.get(query) != spacing:
                 self.seen[query] = spacing
                 logger.warning(
-                    "promql: query %s answers on a %gs step, not the %gs asked (downsampled data, or a"
-                    " recording rule evaluated less often): the steps between are not read, neither gaps nor"
-                    " quiet; set its step_seconds to %g",
+                    "promql: query %s answers on a %gs step, not the %gs asked (samples further apart than"
+                    " the lookback: downsampled data, a rule evaluated less often, a short"
+                    " --query.lookback-delta): the steps between are not read, neither gaps nor quiet; look"
+                    " back at least %gs (last_over_time(...[%gs]) of a selector, or --query.lookback-delta),"
+                    " not a longer step_seconds, which can miss every sample",
                     query,
                     spacing,
                     step,
+                    spacing,
                     spacing,
                     extra={"source": self.source, "query": query},
                 )

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -76,6 +76,16 @@ class Detector(Protocol):
 
     def forget(self, ids: np.ndarray) -> None:
         """Series ids that disappeared; drop their state."""
+        ...
+
+
+@runtime_checkable
+class JudgedDetector(Detector, Protocol):
+    """A detector whose alerts are judged by several queries (thermal: temperature and power): the service
+    holds such an alert at a tick that did not read, or failed, any of them, and judges it at the others."""
+
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        """The queries an alert of ``query`` is judged by (its own query among them)."""
         ...
 
 

@@ -21,7 +21,7 @@ import numpy as np
 from anomaly.adaptive import AdaptiveDetector
 from anomaly.changepoint import LevelShiftDetector
 from anomaly.dataranges import DataRanges
-from anomaly.detectors import Detector, DetectorRegistry, Findings
+from anomaly.detectors import Detector, DetectorRegistry, Findings, JudgedDetector
 from anomaly.fleet import FleetDetector, peer_key
 from anomaly.multivariate import MultivariateDetector
 from anomaly.presence import PresenceDetector
@@ -147,11 +147,10 @@ class AnomalyService:
         self._query_source: dict[str, str] = {}
         self._exprs = {q.name: q.expr for q in cfg.queries}
         self._device_level: dict[str, bool] = {}
-        # Per detector whose alerts are judged by several queries: which (by the alert's query).
+        # Per detector whose alerts are judged by several queries: which (by the alert's query). Found by
+        # the method, not a list of classes: a detector that names its queries is never left out.
         self._judged: dict[str, Callable[[str], tuple[str, ...]]] = {
-            d.name: d.judged_by
-            for d in self.detectors
-            if isinstance(d, (MultivariateDetector, ThermalDetector, SignatureDetector, FleetDetector))
+            d.name: d.judged_by for d in self.detectors if isinstance(d, JudgedDetector)
         }
         self._started = clock.time()
         self.ticks = 0

@@ -37,17 +37,58 @@ def test_answers_on_every_step_are_left_as_they_are():
     assert coarse.seen == {}
 
 
-def test_the_steps_between_answers_every_minute_are_dropped_once_three_spacings_agree(caplog):
+def test_the_steps_between_answers_every_minute_are_dropped_once_ten_spacings_agree(caplog):
     coarse = CoarseSteps("prometheus")
     minutes = {60.0 * i for i in range(100)}
     with caplog.at_level(logging.WARNING, logger="anomaly"):
-        before = reads(coarse, 0, 240, minutes)
-        after = reads(coarse, 240, 480, minutes)
-    # Answers at 0, 60, 120 and 180 s: the third spacing of 60 s is seen at 180 s; 210 s is not read.
-    assert before == [[0.0], [30.0], [60.0], [90.0], [120.0], [150.0], [180.0], []]
-    assert after == [[240.0], [], [300.0], [], [360.0], [], [420.0], []]
+        before = reads(coarse, 0, 660, minutes)
+        after = reads(coarse, 660, 900, minutes)
+    # Answers at 0, 60, ... 600 s: the tenth spacing of 60 s (twenty asked steps) is seen at 600 s; 630 s is
+    # not read.
+    assert before == [[t] if t != 630 else [] for t in np.arange(0, 660, 30.0).tolist()]
+    assert after == [[660.0], [], [720.0], [], [780.0], [], [840.0], []]
     assert coarse.seen == {Q: 60.0}
     assert len([r for r in caplog.records if "answers on a 60s step, not the 30s asked" in r.message]) == 1
+
+
+@pytest.mark.parametrize(
+    ("every", "spacings"), [(2, 10), (4, 5), (5, 4), (10, 3)], ids=["60s", "120s", "150s", "300s"]
+)
+def test_a_coarser_step_is_seen_once_its_spacings_cover_twenty_asked_steps(every, spacings):
+    coarse = CoarseSteps("prometheus")
+    spacing = 30.0 * every
+    for k in range(spacings):  # one read per answer: the spacings follow across reads
+        coarse.keep(frame([spacing * k], {spacing * k}), 30.0)
+        assert coarse.seen == {}
+    coarse.keep(frame([spacing * spacings], {spacing * spacings}), 30.0)
+    assert coarse.seen == {Q: spacing}
+
+
+def test_a_filter_answering_every_other_step_three_times_is_read_at_every_step():
+    # `x > 0` answered at 0, 60, 120 and 180 s and not since: its steps between are empty because nothing
+    # passed the filter. Before, three equal spacings made it coarse and 210 s was not read, so its alerts
+    # resolved a step late (five steps late for a filter answering every sixth step).
+    coarse = CoarseSteps("prometheus")
+    answered = {0.0, 60.0, 120.0, 180.0}
+    assert reads(coarse, 0, 300, answered) == [[t] for t in np.arange(0, 300, 30.0).tolist()]
+    assert coarse.seen == {}
+
+
+def test_an_answer_off_the_coarser_grid_ends_it(caplog):
+    coarse = CoarseSteps("prometheus")
+    window = [30.0 * i for i in range(40)]
+    coarse.keep(frame(window, {t for t in window if t % 60 == 0}), 30.0)
+    assert coarse.seen == {Q: 60.0}
+    # The last answer at 1140 s, the next 90 s later: off a 60 s grid, which a filter answers and downsampled
+    # data does not. Before, the query stayed coarse and the step after each of its answers went unread
+    # (1260 s here); 1170 s, between two steps of the grid seen until then, is not read either way.
+    with caplog.at_level(logging.INFO, logger="anomaly"):
+        assert reads(coarse, 1170, 1320, {1230.0}) == [[], [1200.0], [1230.0], [1260.0], [1290.0]]
+    assert coarse.seen == {}
+    assert [r.message for r in caplog.records if "off the 60s step seen" in r.message] == [
+        "promql: query DCGM_FI_DEV_GPU_TEMP answers off the 60s step seen, 90s after its last answer: read"
+        " on its 30s step again"
+    ]
 
 
 def test_series_that_end_read_as_gone_at_the_next_expected_step():

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry
 
-from anomaly.detectors import Detector
+from anomaly.detectors import Detector, Findings
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.series import View
 from anomaly.service import AnomalyService
@@ -27,6 +27,7 @@ TEMP = "DCGM_FI_DEV_GPU_TEMP"
 POWER = "DCGM_FI_DEV_POWER_USAGE"
 UTIL = "DCGM_FI_DEV_GPU_UTIL"
 SM = "DCGM_FI_PROF_SM_ACTIVE"
+REMAP = "DCGM_FI_DEV_ROW_REMAP_PENDING"
 STEP, EVERY = 30.0, 5.0  # the README walkthrough's settings: a query read once every six ticks
 NODES = ("n1", "n2", "n3")
 GPUS = [
@@ -118,10 +119,10 @@ def test_an_alert_whose_series_is_no_longer_answered_still_resolves(prometheus):
     # The opposite case: the query is read, and answers without the series (its GPU's exporter went away
     # for good). A read with the series absent is no outage: the alert ends.
     gone = FakeClock().time() + 300
-    prometheus.answers["DCGM_FI_DEV_ROW_REMAP_PENDING"] = lambda t: [
+    prometheus.answers[REMAP] = lambda t: [
         (g, 1.0 if g is GPUS[0] else 0.0) for g in GPUS if t < gone or g is not GPUS[0]
     ]
-    run = Run(prometheus, ["DCGM_FI_DEV_ROW_REMAP_PENDING"], detectors=["signatures"])
+    run = Run(prometheus, [REMAP], detectors=["signatures"])
     try:
         run.ticks(600)
     finally:
@@ -300,6 +301,42 @@ def test_a_multivariate_alert_is_held_when_any_of_its_columns_was_not_due(not_du
     assert decide("fleet", POWER) is bool(not_due & {POWER, UTIL})
 
 
+class PairDetector:
+    """A detector of the user's own, not one of the built-ins: its alerts (on temperature) are judged by
+    temperature and power together."""
+
+    name = "pair"
+
+    def fit(self, view: View) -> None:
+        pass
+
+    def detect(self, view: View) -> list[Findings]:
+        return []
+
+    def forget(self, ids: np.ndarray) -> None:
+        pass
+
+    def judged_by(self, query: str) -> tuple[str, ...]:
+        return (TEMP, POWER)
+
+
+@pytest.mark.parametrize(
+    ("not_due", "held"),
+    [
+        pytest.param({POWER}, True, id="its-other-query-not-due"),
+        pytest.param({TEMP}, True, id="its-own-query-not-due"),
+        pytest.param({UP}, False, id="another-query-not-due"),
+    ],
+)
+def test_a_detector_that_names_the_queries_its_alerts_are_judged_by_is_held_by_any_of_them(not_due, held):
+    # Before, the service found judged_by only on four classes it listed: a new detector with judged_by
+    # had its alerts judged by their own query alone, and resolved at a tick that read temperature only.
+    config = AnomalyConfig(queries=[AnomalyQueryConfig(name=q, expr=q) for q in (TEMP, POWER, UP)])
+    service = AnomalyService(config, [], FakeClock(), [PairDetector()])
+    decide = service._not_due_alerts(View(time=0.0, not_due=frozenset(not_due)))
+    assert decide("pair", TEMP) is held
+
+
 def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps_count_neither_way(
     prometheus, caplog
 ):
@@ -369,3 +406,27 @@ def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_a
         ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
     ]
     assert run.events[1][3] == back  # the first answered step that saw it up
+
+
+def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_after_its_last_answer(prometheus):
+    # Read as a filter (`x > 0`) is: the GPU's pending row remap is answered at four steps a minute apart,
+    # the steps between are legitimately empty. Before, three equal spacings made the query "answer on a
+    # 60 s step": the step after the last answer was no longer read, and GpuRowRemapPending, held firing
+    # through the flicker as it should, resolved a step late (N - 1 steps late for every Nth step).
+    start = FakeClock().time()
+    answered = {start + 60 * k for k in range(1, 5)}
+    prometheus.answers[REMAP] = lambda t: [(GPUS[0], 1.0)] if t in answered else []
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source is not empty
+    run = Run(prometheus, [REMAP, TEMP], detectors=["signatures"])
+    try:
+        run.ticks(600)
+    finally:
+        run.close()
+    resolve_after = run.service.cfg.immediate_resolve_after
+    assert [e[:3] for e in run.events] == [
+        ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.FIRING),
+        ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.RESOLVED),
+    ]
+    assert run.events[0][3] == min(answered)
+    assert run.events[1][3] == max(answered) + resolve_after * STEP  # its reads with no answer, every step
+    assert run.source.coarse.seen == {}
