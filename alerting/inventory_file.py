@@ -20,9 +20,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from alerting.inventory import RUNNING, GpuKey, NodeInfo, StaticInventory, WorkloadInfo
+from gpuwarden.config_problems import suggesting_config_error
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import WorkloadKind, WorkloadRef
-from gpuwarden.yamlfile import field_path, read_yaml, validation_to_config_error
+from gpuwarden.yamlfile import field_path, read_yaml
 
 Name = Annotated[str, Field(min_length=1)]
 MAX_NODE_GPUS = 4096  # GPUs a node may advertise (time-sliced and MIG devices included)
@@ -169,7 +170,7 @@ def load_inventory(path: Path) -> StaticInventory:
     try:
         entries = InventoryFile.model_validate(data)
     except ValidationError as exc:
-        raise validation_to_config_error(exc, str(path), positions) from exc
+        raise suggesting_config_error(exc, InventoryFile, str(path), positions) from exc
 
     def refuse(message: str, *rest: str | int, loc_prefix: tuple[str | int, ...] = ()) -> ConfigError:
         loc = (*loc_prefix, *rest)

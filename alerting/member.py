@@ -12,6 +12,7 @@ from datetime import UTC, datetime
 from alerting.faults import SYMPTOM_KINDS, alert_xid, anomaly_subject, takes_capacity, xid_code
 from alerting.topology import Location
 from gpuwarden.model import FaultKind, RecommendedAction
+from gpuwarden.xid import follow_up_for_xid
 
 _NEVER = datetime.max.replace(tzinfo=UTC)
 # Recommended actions, the most drastic first: the order a person reads them in.
@@ -83,8 +84,12 @@ def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, 
 
 
 def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
-    """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice)."""
-    actions = {m.recommended_action for m in members if m.firing} - {
+    """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice), with the XID
+    catalog's follow-up of a firing XID alert (79: contact NVIDIA support, after the reboot)."""
+    firing = [m for m in members if m.firing]
+    follow_ups = (follow_up_for_xid(m.signal[2]) for m in firing if m.signal[2] is not None)
+    actions = {m.recommended_action for m in firing} | {a.value for a in follow_ups if a is not None}
+    actions -= {
         RecommendedAction.NONE.value,
         RecommendedAction.IGNORE.value,
     }
@@ -107,12 +112,17 @@ def describe(labels: Mapping[str, str]) -> str:
     a generic anomaly alert with the series and the detector that scored it, ``GpuwardenAnomaly on
     DCGM_FI_DEV_GPU_TEMP [fleet] (r07-n01, 5)``: named alike, the several such alerts of one GPU were told
     apart by no one, and one's "resolved" was folded as a repeat of another's (the incident said to be
-    cycling)."""
-    where = [
-        labels[k]
-        for k in ("node", "Hostname", "instance", "gpu", "slurm_job", "job", "service")
-        if labels.get(k)
+    cycling). A job or service is named as such, a service with its namespace as kubectl names it: ``(r07-n01,
+    5, Slurm job 8171)``, ``(service prod/llama)``; a bare ``8171`` or ``llama`` said nothing."""
+    where = [labels[k] for k in ("node", "Hostname", "instance", "gpu") if labels.get(k)]
+    where += [
+        f"{word} {labels[k]}" for k, word in (("slurm_job", "Slurm job"), ("job", "job")) if labels.get(k)
     ]
+    if labels.get("service"):
+        namespace = labels.get("namespace")
+        where.append(
+            f"service {namespace}/{labels['service']}" if namespace else f"service {labels['service']}"
+        )
     name = labels.get("alertname", "alert")
     subject = anomaly_subject(labels)
     name += f" on {subject}" if subject else ""

@@ -50,9 +50,10 @@ import itertools
 import json
 import sys
 import time
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar
 
 import numpy as np
 import numpy.typing as npt
@@ -153,6 +154,42 @@ def combine(
     return out
 
 
+Setting = TypeVar("Setting")
+Part = TypeVar("Part")
+Copy = TypeVar("Copy")
+
+
+def per_setting(
+    files: list[NabFile],
+    settings: Mapping[str, Setting | None],
+    default: tuple[dict[str, npt.NDArray[np.bool_]], float],
+    copies: tuple[Mapping[Part, Mapping[str, Copy]], Mapping[Part, float]],
+    parts: Callable[[Setting], Iterable[Part]],
+    combine: Callable[[npt.NDArray[np.bool_], dict[Part, Copy], Setting], npt.NDArray[np.bool_]],
+) -> tuple[dict[str, dict[str, npt.NDArray[np.bool_]]], dict[str, float]]:
+    """Alerts per setting and file, and seconds per setting, of settings that OR copies of the default's pass
+    (coarser scales here, residuals in ``nab_residual``) into it. ``default``: the default detector's alerts
+    per file and the seconds its pass took (a setting of None is it); ``copies``: each part's scored copy per
+    file and the seconds its pass took; ``parts``: the parts a setting reads. A setting's seconds are the
+    default's, its parts' and its combining."""
+    raised, base = default
+    scored, cost = copies
+    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]] = {}
+    seconds: dict[str, float] = {}
+    for label, setting in settings.items():
+        tick = time.perf_counter()
+        if setting is None:
+            alerts[label] = raised
+            seconds[label] = base
+            continue
+        alerts[label] = {
+            f.name: combine(raised[f.name], {p: scored[p][f.name] for p in parts(setting)}, setting)
+            for f in files
+        }
+        seconds[label] = base + sum(cost[p] for p in parts(setting)) + time.perf_counter() - tick
+    return alerts, seconds
+
+
 def detect_all(
     files: list[NabFile], settings: dict[str, MultiScale | None], levels: LevelParams | None = None
 ) -> tuple[dict[str, dict[str, npt.NDArray[np.bool_]]], dict[str, float]]:
@@ -177,19 +214,9 @@ def detect_all(
         scored = score_many([coarse(f.series, block) for f in files])
         copies[block] = {f.name: s for f, s in zip(files, scored, strict=True)}
         cost[block] = time.perf_counter() - tick
-    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]] = {}
-    seconds: dict[str, float] = {}
-    for label, setting in settings.items():
-        tick = time.perf_counter()
-        if setting is None:
-            alerts[label] = default
-            seconds[label] = base
-            continue
-        alerts[label] = {
-            f.name: combine(default[f.name], {b: copies[b][f.name] for b in setting.scales}, setting)
-            for f in files
-        }
-        seconds[label] = base + sum(cost[b] for b in setting.scales) + time.perf_counter() - tick
+    alerts, seconds = per_setting(
+        files, settings, (default, base), (copies, cost), lambda s: s.scales, combine
+    )
     if levels is not None:
         alerts = {
             label: per if label == "off" else {n: a | extra[n] for n, a in per.items()}
@@ -235,31 +262,55 @@ def frozen_report(
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = settings_parser(__doc__.splitlines()[0])
+    parser.add_argument("--with-levels", action="store_true", help="OR the level breakout into every setting")
+    args = parser.parse_args()
+    started = time.perf_counter()
+    files = settings_corpus(parser, args)
+    settings = grid() | (shaping() if args.tune else {})
+    alerts, seconds = detect_all(files, settings, LevelParams() if args.with_levels else None)
+    run = "nab_multiscale_with_levels" if args.with_levels else "nab_multiscale"
+    settings_report(parser, args, (files, alerts, seconds), "nab_multiscale", run, started)
+
+
+def settings_parser(description: str) -> argparse.ArgumentParser:
+    """The options of a harness comparing settings on the NAB corpus: the corpus, ``--tune``, ``--frozen``."""
+    parser = argparse.ArgumentParser(description=description)
     add_corpus_options(parser)
     parser.add_argument(
         "--tune",
         action="store_true",
         help="score the tune split only, per setting (shaping; no cross-validation)",
     )
-    parser.add_argument("--with-levels", action="store_true", help="OR the level breakout into every setting")
     parser.add_argument("--frozen", metavar="LABEL", help="the splits and categories of one setting")
-    args = parser.parse_args()
-    started = time.perf_counter()
+    return parser
+
+
+def settings_corpus(parser: argparse.ArgumentParser, args: argparse.Namespace) -> list[NabFile]:
+    """The corpus the options name, its tune split only with ``--tune``."""
     files = load_checked_corpus(parser, args)
-    if args.tune:
-        files = [f for f in files if is_tuning_file(f.name)]
-    settings = grid() | (shaping() if args.tune else {})
-    alerts, seconds = detect_all(files, settings, LevelParams() if args.with_levels else None)
+    return [f for f in files if is_tuning_file(f.name)] if args.tune else files
+
+
+def settings_report(
+    parser: argparse.ArgumentParser,
+    args: argparse.Namespace,
+    found: tuple[list[NabFile], dict[str, dict[str, npt.NDArray[np.bool_]]], dict[str, float]],
+    bench: str,
+    run: str,
+    started: float,
+) -> None:
+    """The JSON line the options ask for: ``--frozen LABEL``'s held-out look (``{bench}_frozen``),
+    ``--tune``'s shaping table (``{bench}_tune``), else the cross-validated report (``run``)."""
+    files, alerts, seconds = found
     if args.frozen is not None:
         if args.frozen not in alerts:
             parser.error(f"--frozen {args.frozen!r}: not a setting (one of {', '.join(alerts)})")
-        frozen_report(files, alerts, args.frozen)
+        frozen_report(files, alerts, args.frozen, bench=f"{bench}_frozen")
     elif args.tune:
-        tune_report(files, alerts)
+        tune_report(files, alerts, bench=f"{bench}_tune")
     else:
-        bench = "nab_multiscale_with_levels" if args.with_levels else "nab_multiscale"
-        print_report(files, alerts, seconds, bench, started)
+        print_report(files, alerts, seconds, run, started)
 
 
 def tune_report(

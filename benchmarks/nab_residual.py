@@ -38,7 +38,6 @@ over the default in both schemes.
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import sys
 import time
@@ -51,11 +50,9 @@ import numpy.typing as npt
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nab_inputs import add_corpus_options, load_checked_corpus
-from nab_multiscale import after_quiet, frozen_report, tune_report
-from nab_rebaseline import print_report
+from nab_multiscale import after_quiet, per_setting, settings_corpus, settings_parser, settings_report
 
-from anomaly.nab import NabFile, is_tuning_file
+from anomaly.nab import NabFile
 from anomaly.univariate import Series, score_many
 
 #: Lag of each residual in seconds; ``None``: the sample before (first difference).
@@ -129,45 +126,16 @@ def detect_all(
             for f, s, (_, at) in zip(files, scored, pairs, strict=True)
         }
         cost[kind] = time.perf_counter() - tick
-    alerts: dict[str, dict[str, npt.NDArray[np.bool_]]] = {}
-    seconds: dict[str, float] = {}
-    for label, setting in settings.items():
-        tick = time.perf_counter()
-        if setting is None:
-            alerts[label] = default
-            seconds[label] = base
-            continue
-        alerts[label] = {
-            f.name: combine(default[f.name], {k: copies[k][f.name] for k in setting.kinds}, setting)
-            for f in files
-        }
-        seconds[label] = base + sum(cost[k] for k in setting.kinds) + time.perf_counter() - tick
-    return alerts, seconds
+    return per_setting(files, settings, (default, base), (copies, cost), lambda s: s.kinds, combine)
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    add_corpus_options(parser)
-    parser.add_argument(
-        "--tune",
-        action="store_true",
-        help="score the tune split only, per setting (shaping; no cross-validation)",
-    )
-    parser.add_argument("--frozen", metavar="LABEL", help="the splits and categories of one setting")
+    parser = settings_parser(__doc__.splitlines()[0])
     args = parser.parse_args()
     started = time.perf_counter()
-    files = load_checked_corpus(parser, args)
-    if args.tune:
-        files = [f for f in files if is_tuning_file(f.name)]
+    files = settings_corpus(parser, args)
     alerts, seconds = detect_all(files, grid())
-    if args.frozen is not None:
-        if args.frozen not in alerts:
-            parser.error(f"--frozen {args.frozen!r}: not a setting (one of {', '.join(alerts)})")
-        frozen_report(files, alerts, args.frozen, bench="nab_residual_frozen")
-    elif args.tune:
-        tune_report(files, alerts, bench="nab_residual_tune")
-    else:
-        print_report(files, alerts, seconds, "nab_residual", started)
+    settings_report(parser, args, (files, alerts, seconds), "nab_residual", "nab_residual", started)
 
 
 if __name__ == "__main__":

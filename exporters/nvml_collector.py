@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
@@ -153,6 +154,11 @@ class NvmlCollector(MigInstances, NvLinkStates):
             out.add(fams.XID_WATCHER_GPUS, host, self._watcher.registered)
             out.add(fams.XID_WATCHER_ERRORS, host, self._watcher.errors)
         return out.families()
+
+    def found(self) -> tuple[Counter[str], str]:
+        """The GPUs the last pass found, counted by model, and the driver version ("" if NVML did not say)."""
+        models = Counter(gpu.labels.get("modelName") or "unknown model" for gpu in self._gpus)
+        return models, text(self._driver or "")
 
     def xid_families(self) -> list[Metric]:
         """The XID families from the watcher's ledger alone, calling no NVML: what the collection loop serves

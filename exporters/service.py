@@ -8,6 +8,7 @@ so an init failure is reported before anything starts.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -52,6 +53,7 @@ class ExporterService:
             except Exception:  # a loop boundary: the exporter still serves metrics without XID events
                 logger.exception("xid watcher failed to start")
         self.loop.run_once()
+        logger.info("%s", found_line(self.collectors, self.watchers))
         # The next collection one interval later, not at once: rates need a real interval between reads.
         self.loop.start(first_after=self.loop.interval)
 
@@ -64,6 +66,22 @@ class ExporterService:
         self.loop.stop()
         for watcher in self.watchers:
             watcher.stop()
+
+
+def found_line(collectors: Sequence[NvmlCollector], watchers: Sequence[XidWatcher]) -> str:
+    """The exporter's one start-up line about its GPUs: how many, of which models, on which driver, and how
+    many report XID events. Per GPU it is DEBUG: a line per GPU at INFO buried the log of a big node."""
+    models: Counter[str] = Counter()
+    drivers: set[str] = set()
+    for collector in collectors:
+        counted, driver = collector.found()
+        models.update(counted)
+        drivers.update({driver} if driver else set())
+    shown = ", ".join(f"{count} {model}" for model, count in sorted(models.items()))
+    return (
+        f"gpus found count={models.total()} hosts={len(collectors)} models={shown or '-'}"
+        f" driver={', '.join(sorted(drivers)) or '-'} xid_watched={sum(w.registered for w in watchers)}"
+    )
 
 
 def build_service(

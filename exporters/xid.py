@@ -152,7 +152,9 @@ class XidWatcher:
             self._devices[handle_key(handle)] = uuid
             self._registered.add(uuid)
         self._ledger.watch(uuid)
-        logger.info("xid events registered gpu_uuid=%s", uuid)
+        logger.debug(
+            "xid events registered gpu_uuid=%s", uuid
+        )  # one line per GPU: the start-up summary counts them
         return True
 
     def _register_offered(self) -> None:

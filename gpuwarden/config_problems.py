@@ -110,6 +110,25 @@ def validated(
     return None, problems, doubtful
 
 
+def suggesting_config_error(
+    exc: ValidationError, model: type[BaseModel], where: str, positions: Mapping[Loc, int]
+) -> ConfigError:
+    """``yamlfile.validation_to_config_error`` for a data file of ``model`` (an inventory file): the first
+    error naming file, line and field, the others in its ``more``, and an unknown field's naming the field
+    of ``model`` it was probably meant to be (``Gpus`` -> ``gpus``). Such a suggestion comes first: it
+    explains the "Field required" of the field it names, which pydantic reports before it."""
+    suggested, others = [], []
+    for error in exc.errors():
+        found = detail_to_config_error(error, where, positions)
+        if error["type"] == "extra_forbidden":
+            told = _with_suggestion(found, model, tuple(error["loc"]))
+            if told is not found:
+                suggested.append(told)
+                continue
+        others.append(found)
+    return ConfigError.first_of(suggested + others)
+
+
 def _with_suggestion(found: ConfigError, model: type[BaseModel], loc: Loc) -> ConfigError:
     """An unknown field's error naming the field of that section it was probably meant to be: the same
     name with a unit (``quiet_period`` -> ``quiet_period_seconds``), else a close spelling (``alertin``)."""

@@ -221,8 +221,12 @@ def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
         if not has_range_function(query.expr):
             continue
         shape = range_shape(query.expr)
-        if shape is not None and (shape.self_guarded or shape.written_guard or not shape.grouped):
-            continue  # guarded, or one total (sum, count) that a member's ramp keeps true
+        if shape is not None and (
+            shape.self_guarded or shape.written_guard or not shape.grouped or shape.aggregation == "count"
+        ):
+            # Guarded; or one total (sum, count) that a member's ramp keeps true; or a count, which does not
+            # ramp: a ramping series counts 1 until it ends, and a series that ends is forgotten, not a drop.
+            continue
         if shape is not None:
             fix = (
                 f"set guard: true if each of its series is one target's ({shape.aggregation} by (pod)), or"

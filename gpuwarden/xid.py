@@ -96,6 +96,16 @@ def xid_action(entry: XidEntry) -> RecommendedAction:
     return _BUCKETS.get(entry.immediate_action, RecommendedAction.INVESTIGATE)
 
 
+def follow_up_for_xid(xid: int) -> RecommendedAction | None:
+    """The catalog's follow-up (investigatory) action for XID ``xid`` where it is one gpuwarden recommends:
+    XID 79's ``CONTACT_SUPPORT`` after the reboot. None for the others (a workflow, "check the application")
+    and for an XID whose immediate action is to ignore it (63, 92: informational)."""
+    entry = xid_catalog().get(xid)
+    if entry is None or entry.immediate_action == "IGNORE" or entry.investigatory_action != "CONTACT_SUPPORT":
+        return None
+    return RecommendedAction.CONTACT_SUPPORT
+
+
 def action_for_xid(xid: int) -> RecommendedAction:
     """What the catalog says to do after XID ``xid``; an XID the catalog lacks: investigate."""
     entry = xid_catalog().get(xid)

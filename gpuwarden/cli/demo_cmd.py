@@ -258,6 +258,10 @@ def _run(story: Story, warmup_minutes: int) -> int:
     pipeline.run(warmup_minutes * 60)
     warmup_alerts = pipeline.alerts_raised
     story.say(f"warm-up done: {warmup_alerts} alerts while healthy")
+    story.say(
+        "each alert line: name, node, labels, and score: how far the series is from normal (above 1 is"
+        " anomalous, as vmanomaly's anomaly_score; 2.0: a fault signature that matched outright)"
+    )
     minute = 0
     for at_minute, text, spec in SCENARIO:
         pipeline.run((at_minute - minute) * 60, story.tick)

@@ -154,3 +154,29 @@ def test_node_and_workload_states_that_contradict_the_entry_are_refused_at_its_l
     with pytest.raises(ConfigError) as info:
         load_inventory(path)
     assert (info.value.line, info.value.field) == (2, field) and words in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "field", "meant"),
+    [
+        ("nodes:\n- {name: n1, cluster: c, rack: r, Gpus: 8}\n", "nodes[0].Gpus", "gpus"),
+        (
+            "nodes:\n- {name: n1, cluster: c, rack: r, gpus: 8, gpu_uuid: [GPU-1]}\n",
+            "nodes[0].gpu_uuid",
+            "gpu_uuids",
+        ),
+        ("workloads:\n- {kind: training_job, name: j, Units: [[n1:0]]}\n", "workloads[0].Units", "units"),
+        ("spare_gpu: {c: 1}\n", "spare_gpu", "spare_gpus"),
+    ],
+    ids=["miscased", "plural", "workload", "top-level"],
+)
+def test_a_miscased_or_misspelt_key_is_refused_naming_the_key_it_was_meant_to_be(
+    tmp_path: Path, text: str, field: str, meant: str
+) -> None:
+    """An inventory file's unknown key said only "Extra inputs are not permitted"; the configuration file's
+    loader already named the field meant (``Port`` -> ``port``), and an inventory file now does too."""
+    path = tmp_path / "inventory.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_inventory(path)
+    assert info.value.field == field and f"did you mean {meant}?" in str(info.value)

@@ -5,8 +5,12 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+import pytest
+
 from alerting import scenarios as sc
-from alerting.member import describe
+from alerting.faults import classify
+from alerting.member import Member, describe, recommended_by
+from alerting.topology import locate
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.test_announcing import _served
 from tests.alerting.test_arrival_order import START
@@ -60,3 +64,46 @@ def test_an_xid_alert_says_which_xid() -> None:
         describe({**GPU, "alertname": "Xid79GpuFellOffBus", "xid": "79"}) == f"Xid79GpuFellOffBus ({NODE}, 5)"
     )
     assert describe({**GPU, "alertname": "GPUXid"}) == f"GPUXid ({NODE}, 5)"
+
+
+def test_a_job_or_service_is_named_as_one_a_service_with_its_namespace() -> None:
+    # The demo's postmortem read "GpuXidError XID 79 (node-02, 3, 8171)": 8171 is the Slurm job on the GPU,
+    # and a bare service name did not say which namespace's Service it is.
+    job = describe({**GPU, "alertname": "GpuXidError", "xid": "79", "slurm_job": "8171"})
+    assert job == f"GpuXidError XID 79 ({NODE}, 5, Slurm job 8171)"
+    served = {"alertname": "HighErrorRate", "service": "llama", "namespace": "prod", "job": "vllm"}
+    assert describe(served) == "HighErrorRate (job vllm, service prod/llama)"
+    assert describe({"alertname": "HighErrorRate", "service": "llama"}) == "HighErrorRate (service llama)"
+
+
+def _firing(recommended: str, **labels: str) -> Member:
+    kind = classify(labels)
+    return Member(
+        labels["alertname"], kind, locate(labels, kind), START, True, labels, recommended_action=recommended
+    )
+
+
+@pytest.mark.parametrize(
+    ("xid", "recommended", "advice"),
+    [
+        (
+            "79",
+            "restart_node",
+            ("restart_node", "contact_support"),
+        ),  # the catalog: RESTART_BM, CONTACT_SUPPORT
+        (
+            "119",
+            "drain_and_reset",
+            ("drain_and_reset",),
+        ),  # its follow-up is INVESTIGATE_SW: no action of ours
+        ("92", "ignore", ()),  # informational: ignored, so its CONTACT_SUPPORT follow-up is not advice either
+    ],
+    ids=["fell-off-the-bus", "gsp-timeout", "informational"],
+)
+def test_an_xid_incident_recommends_the_catalogs_follow_up_after_its_immediate_action(
+    xid: str, recommended: str, advice: tuple[str, ...]
+) -> None:
+    # XID 79's CONTACT_SUPPORT (the catalog's investigatory action) was shown nowhere: the incident advised
+    # only the reboot, and a GPU that keeps falling off the bus is a case for NVIDIA.
+    alert = _firing(recommended, **GPU, alertname="GpuXidError", xid=xid)
+    assert recommended_by([alert]) == advice

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import threading
 from pathlib import Path
 
 import pynvml
+import pytest
 from prometheus_client import Metric
 from starlette.applications import Starlette
 
 from exporters.collection import CollectionLoop
-from exporters.service import ExporterService
+from exporters.service import ExporterService, NvmlInstance, build_service
 from exporters.xid import XidLedger, XidWatcher
 from gpuwarden.clock import FakeClock
+from gpuwarden.sim import SimNvml, build_fleet
+from gpuwarden.sim.nvml_base import DRIVER_VERSION
 
 
 class _TimedCollector:
@@ -140,3 +144,26 @@ def test_stopping_an_exporter_asks_every_xid_watcher_to_stop_before_waiting_for_
     service.stop()
     assert ran_out == []
     assert not any(watcher.watching for watcher in watchers)
+
+
+def test_the_exporter_says_its_gpus_in_one_info_line_at_start_not_one_per_gpu(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A line per GPU at INFO ("xid events registered gpu_uuid=...") buried a 1,000-GPU node's start-up log:
+    one line says how many GPUs of which models on which driver; each GPU's registration is DEBUG."""
+    clock = FakeClock()
+    fleet = build_fleet(2, 4, seed=0, clock=clock)
+    instances = []
+    for node in ("node-01", "node-02"):
+        nvml = SimNvml(fleet, node)
+        nvml.nvmlInit()
+        instances.append(NvmlInstance(nvml, node))
+    service = build_service(instances, clock=clock, interval=5.0, deadline=1.0)
+    caplog.set_level(logging.INFO, logger="exporters")
+    service.start()
+    service.stop()
+    said = [
+        r.getMessage() for r in caplog.records if r.name.startswith("exporters") and r.levelno == logging.INFO
+    ]
+    model = fleet.nodes[0].gpus[0].name
+    assert said == [f"gpus found count=8 hosts=2 models=8 {model} driver={DRIVER_VERSION} xid_watched=8"]

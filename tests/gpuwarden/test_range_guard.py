@@ -95,12 +95,14 @@ def warned(expr: str, **settings: object) -> list[str]:
         ("sum by (pod) (rate(x[5m]))", {}, True),
         ("sum by (pod) (rate(x[5m]))", {"guard": True}, False),
         ("sum by (service) (rate(x[5m]))", {"guard": False}, False),
+        # A count does not ramp: the series of a pod that went counts 1 until it ends, then it is forgotten.
+        ("count by (pod) (rate(x[5m]))", {}, False),
         ("rate(x[5m]) * 8", {}, True),
         ("rate(x[5m]) * 8", {"direction": "up"}, False),
         ("rate(x[5m]) * 8", {"adaptive": False}, False),
         ("x * 8", {}, False),
     ],
-    ids=["bare", "avg", "sum", "sum-by", "sum-by-guarded", "sum-by-declared", "arithmetic", "up",
+    ids=["bare", "avg", "sum", "sum-by", "sum-by-guarded", "sum-by-declared", "count-by", "arithmetic", "up",
          "not-adaptive", "no-range"],
 )  # fmt: skip
 def test_a_down_direction_range_query_left_unguarded_is_warned_of_by_name(expr, settings, warns):
