@@ -211,9 +211,9 @@ class SeriesSteps:
             carried.append((due[row < 0], j, self.value[due[row < 0]]))
         self._forget(float(ts[-1]), step)
         self.longest = float(self.seen.max(initial=0.0))
-        # Every series read answered its last step one step after its previous answer, none is coarse and
-        # none is on its way to being seen so: every series answers every step (again).
-        runs = self.longest or (self.spacing > 0).any()
+        # Every series read answered its last step one step after its previous answer, and none is coarse,
+        # on its way to being seen so, or answered once only: every series answers every step (again).
+        runs = self.longest or (np.isfinite(self.last) & ~(self.spacing == 0)).any()
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
             self._reset(frame.labels, float(ts[-1]))
         if out is values:

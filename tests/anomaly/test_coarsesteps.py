@@ -190,3 +190,14 @@ def test_a_series_passing_a_filter_every_other_step_three_times_is_not_read_betw
     ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 300.0, 30.0).tolist()]
     assert coarse.series_seen == {}
     assert [len(tick.labels) for tick in ticks] == [1, 2, 1, 2, 1, 2, 1, 2, 1, 1]
+
+
+def test_one_series_on_a_coarser_step_among_series_answering_every_step_is_read_between_its_answers():
+    # A read whose series all answered one step after their last is taken as "every series answers every
+    # step", and nothing is kept per series: GPU-1, absent then, must not be forgotten there, or its spacings
+    # were never counted.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(100)}, 1: {60.0 * k for k in range(50)}}
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 1500.0, 30.0).tolist()]
+    assert [len(tick.labels) for tick in ticks[-4:]] == [2, 2, 2, 2]
+    assert coarse.series_seen == {Q: 60.0}
