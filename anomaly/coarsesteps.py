@@ -40,7 +40,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 
 from anomaly.sources import Frame
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 logger = logging.getLogger(__name__)
 
@@ -152,6 +152,20 @@ class CoarseSteps:
 Key = tuple[tuple[str, str], ...]
 
 
+def _repeated(ts: FloatArray, answered: BoolArray, step: float) -> BoolArray:
+    """The steps that answer the series of the step before, which answered those of the one before it.
+
+    Such a step only moves those series' last answers on (each spacing is one step, followed at the step
+    before): it need not be looked at while none is coarse. A catch-up read of 11,000 steps took 4 s,
+    looked at step by step. The last step is always looked at."""
+    skip = np.zeros(ts.size, np.bool_)
+    if ts.size > 2 and (np.abs(np.diff(ts) - step) < step / 2).all():
+        skip[1:] = (answered[:, 1:] == answered[:, :-1]).all(axis=0)
+        skip[1:] &= skip[:-1].copy()
+        skip[-1] = False
+    return skip
+
+
 class SeriesSteps:
     """One query's series, in arrays by slot: the last answer of each, its run of equal coarser spacings and
     the step seen (0: none).
@@ -194,9 +208,16 @@ class SeriesSteps:
         row_of[slots] = np.arange(slots.size)
         out = values
         carried: list[tuple[IntArray, int, FloatArray]] = []  # slots absent from the read, column, values
+        skip = _repeated(ts, answered, step)
+        coarse = bool(self.seen.any())
         for j, t in enumerate(ts.tolist()):
+            if skip[j] and not coarse:
+                continue
+            if j and skip[j - 1]:
+                before = np.flatnonzero(answered[:, j - 1])
+                self.last[slots[before]], self.value[slots[before]] = ts[j - 1], values[before, j - 1]
             rows = np.flatnonzero(answered[:, j])
-            self._follow(slots[rows], t, step, told=told)
+            coarse = self._follow(slots[rows], t, step, told=told) or coarse
             self.last[slots[rows]], self.value[slots[rows]] = t, values[rows, j]
             with np.errstate(invalid="ignore"):
                 due = np.flatnonzero(
@@ -216,19 +237,22 @@ class SeriesSteps:
         runs = self.longest or (np.isfinite(self.last) & ~(self.spacing == 0)).any()
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
             self._reset(frame.labels, float(ts[-1]))
-        if out is values:
-            return frame
+        return frame if out is values else self._with(frame, out, carried)
+
+    def _with(self, frame: Frame, out: FloatArray, carried: list[tuple[IntArray, int, FloatArray]]) -> Frame:
+        """``frame`` with the values ``out``, and a row for each series absent from it that was ``carried``
+        (its slots, the column, their values)."""
         labels = list(frame.labels)
         absent = np.concatenate([c[0] for c in carried])
         if absent.size:
             added, index = np.unique(absent, return_inverse=True)
-            more = np.full((added.size, ts.size), np.nan)
+            more = np.full((added.size, frame.timestamps.size), np.nan)
             more[index, np.concatenate([np.full(c[0].size, c[1]) for c in carried])] = np.concatenate(
                 [c[2] for c in carried]
             )
             labels.extend(self._labels[slot] or {} for slot in added.tolist())
             out = np.vstack([out, more])
-        return Frame(frame.query, labels, ts, out, frame.kind)
+        return Frame(frame.query, labels, frame.timestamps, out, frame.kind)
 
     def _reset(self, labels: Sequence[Mapping[str, str]], at: float) -> None:
         """Nothing kept by slot: ``labels`` answered at ``at``, each one step after its previous answer."""
@@ -287,8 +311,9 @@ class SeriesSteps:
         self._free.extend(range(size - 1, slot, -1))
         return slot
 
-    def _follow(self, slots: IntArray, t: float, step: float, *, told: bool) -> None:
-        """The spacings of these series' answers at ``t``, by ``CoarseSteps``' rule per series."""
+    def _follow(self, slots: IntArray, t: float, step: float, *, told: bool) -> bool:
+        """The spacings of these series' answers at ``t``, by ``CoarseSteps``' rule per series; whether any
+        of them is now seen on a coarser step."""
         with np.errstate(invalid="ignore"):
             steps = np.rint((t - self.last[slots]) / step)
         known = np.isfinite(steps)
@@ -309,7 +334,7 @@ class SeriesSteps:
         self.spacing[slots], self.times[slots] = spacing, times
         confirmed = (times >= CONFIRM) & (times * steps >= MIN_STEPS) & (self.seen[slots] != spacing)
         if not confirmed.any():
-            return
+            return False
         self.seen[slots[confirmed]] = spacing[confirmed]
         if not told and not self._told:
             self._told = True
@@ -326,6 +351,7 @@ class SeriesSteps:
                 longest,
                 extra={"source": self.source, "query": self.query},
             )
+        return True
 
     def _forget(self, now: float, step: float) -> None:
         """Series not answered for 20 asked steps, or twice their step seen: their evidence is stale."""
