@@ -225,7 +225,7 @@ class PromQLSource:
         else:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
-            h.answer_step = self.coarse.seen.get(name)
+            h.answer_step = self.coarse.answer_step(name)
         self._log_failures(failed)
         self._log_empty(empty, read)
         return frames

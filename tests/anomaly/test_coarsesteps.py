@@ -134,3 +134,70 @@ def test_a_range_query_answered_every_minute_is_not_blanked_as_a_new_run_at_each
         fake.close()
     assert source.coarse.seen == {"xid_rate": 60.0}
     assert np.isfinite(history.values[:, history.timestamps > now - 1500]).all()
+
+
+def phased(times: list[float], answered: dict[int, set[float]]) -> Frame:
+    """The series of ``LABELS`` answered at least once in ``times``, each with a point at its ``answered``
+    times: what Prometheus sends (a series with no point in the window is not in the answer)."""
+    ts = np.array(times)
+    rows = [i for i in range(len(LABELS)) if answered[i] & set(times)]
+    values = [np.where(np.isin(ts, list(answered[i])), 60.0 + i, np.nan) for i in rows]
+    return Frame(Q, [LABELS[i] for i in rows], ts, np.array(values).reshape(len(rows), ts.size))
+
+
+def test_series_answering_every_minute_at_different_phases_read_their_last_answer_between():
+    # Two targets scraped every 60 s, 30 s apart, read at step 30 with a 30 s lookback: GPU-0 answers on the
+    # minute, GPU-1 on the half minute. Every step answers a series, so the query's steps showed nothing
+    # coarse, and each series was absent from every other read (GpuLost resolved and fired again each
+    # minute). Each series' own spacing is followed: its last answer is read again until its next is due.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {60.0 * k for k in range(100)}, 1: {60.0 * k + 30 for k in range(100)}}
+    history = [30.0 * i for i in range(40)]
+    kept = coarse.keep(phased(history, answered), 30.0)
+    # Each series' tenth spacing of 60 s (600 s and 630 s) makes its step seen; from then none is empty.
+    assert np.isfinite(kept.values[:, kept.timestamps > 630]).all()
+    for t in np.arange(1200.0, 1500.0, 30.0).tolist():
+        tick = coarse.keep(phased([t], answered), 30.0)
+        read = zip(tick.labels, tick.values[:, 0].tolist(), strict=True)
+        assert sorted((lab["UUID"], v) for lab, v in read) == [
+            ("GPU-0", 60.0),
+            ("GPU-1", 61.0),
+        ]
+    assert coarse.seen == {}
+    assert coarse.series_seen == {Q: 60.0}
+
+
+def test_a_series_answering_on_a_coarser_step_that_ends_is_gone_at_its_next_expected_answer():
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {60.0 * k for k in range(100)}, 1: {60.0 * k + 30 for k in range(21)}}  # GPU-1 to 1230 s
+    coarse.keep(phased([30.0 * i for i in range(40)], answered), 30.0)
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(1200.0, 1350.0, 30.0).tolist()]
+    # 1230 s its last answer, 1260 s read as it (its next is due at 1290 s), from 1290 s it is gone.
+    assert [sorted(lab["UUID"] for lab in tick.labels) for tick in ticks] == [
+        ["GPU-0", "GPU-1"],
+        ["GPU-0", "GPU-1"],
+        ["GPU-0", "GPU-1"],
+        ["GPU-0"],
+        ["GPU-0"],
+    ]
+
+
+def test_a_series_passing_a_filter_every_other_step_three_times_is_not_read_between():
+    # The README's rule for a filter holds per series: 3+ equal spacings covering 20+ asked steps. GPU-1
+    # passes `x > 0` at 30, 90, 150 and 210 s while GPU-0 answers every step: its answers are not carried.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(40)}, 1: {30.0, 90.0, 150.0, 210.0}}
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 300.0, 30.0).tolist()]
+    assert coarse.series_seen == {}
+    assert [len(tick.labels) for tick in ticks] == [1, 2, 1, 2, 1, 2, 1, 2, 1, 1]
+
+
+def test_one_series_on_a_coarser_step_among_series_answering_every_step_is_read_between_its_answers():
+    # A read whose series all answered one step after their last is taken as "every series answers every
+    # step", and nothing is kept per series: GPU-1, absent then, must not be forgotten there, or its spacings
+    # were never counted.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(100)}, 1: {60.0 * k for k in range(50)}}
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 1500.0, 30.0).tolist()]
+    assert [len(tick.labels) for tick in ticks[-4:]] == [2, 2, 2, 2]
+    assert coarse.series_seen == {Q: 60.0}

@@ -408,6 +408,40 @@ def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_a
     assert run.events[1][3] == back  # the first answered step that saw it up
 
 
+def test_a_lost_gpu_whose_host_answers_at_the_other_phase_of_a_coarser_step_stays_firing(prometheus, caplog):
+    # Two hosts scraped every 60 s, 30 s apart, read at step 30 with a 30 s lookback: n1's series answer on
+    # the minute, n2's and n3's on the half minute, so every step answers some series and nothing was seen
+    # as coarse. Each series was absent at every other step: GpuLost (immediate_resolve_after 1) on n2
+    # resolved at each minute and fired again at each half minute, 2 alerts a minute while the GPU was lost.
+    back = FakeClock().time() + 240
+    prometheus.answers[UP] = lambda t: [
+        (g, 0.0 if g["UUID"] == "GPU-n2-0" and t < back else 1.0)
+        for g in GPUS
+        if (t % 60 == 0) == (g["Hostname"] == "n1")
+    ]
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
+    run = Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1)
+    caplog.set_level("WARNING", logger="anomaly")
+    try:
+        run.service.warm_up()
+        run.ticks(300)
+    finally:
+        run.close()
+    assert [e[:3] for e in run.events] == [
+        ("GpuLost", "GPU-n2-0", AlertStatus.FIRING),
+        ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
+    ]
+    assert run.events[1][3] == min(t for t in np.arange(back, back + 60, STEP) if t % 60 == 30)
+    assert run.source.coarse.seen == {}  # the query as a whole answers every step: none of its steps dropped
+    assert run.source.coarse.series_seen == {UP: 60.0}
+    told = [r.getMessage() for r in caplog.records if "answer on a 60s step" in r.getMessage()]
+    assert len(told) == 1
+    registry = CollectorRegistry()
+    registry.register(run.service.collector)
+    labels = {"source": "prometheus", "query": UP}
+    assert registry.get_sample_value("gpuwarden_anomaly_query_answer_step_seconds", labels) == 60.0
+
+
 def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_after_its_last_answer(prometheus):
     # Read as a filter (`x > 0`) is: the GPU's pending row remap is answered at four steps a minute apart,
     # the steps between are legitimately empty. Before, three equal spacings made the query "answer on a
