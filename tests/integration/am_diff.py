@@ -50,11 +50,13 @@ class Step:
     path: str = "/api/v2/alerts"
     body: Any = None
     params: Sequence[tuple[str, str]] = ()
-    compare: str = "status"  # status (its class) | code (the status itself) | alerts | silences | amtool-...
+    compare: str = "status"  # status (its class) | code (the status) | shape | alerts | silences | amtool-...
     save: str = ""  # keep the silenceID answered under this name
     amtool: Sequence[str] = ()  # run amtool with these arguments instead of an HTTP request
     wait: float = 0.0  # seconds to wait before the step (an endsAt to pass)
     content_type: str | None = ""  # the body's declared Content-Type, if not application/json; None: none
+    raw: str | None = None  # a body sent as written, not JSON-encoded (a JSON null, a key given twice)
+    headers: Sequence[tuple[str, str]] = ()  # more request headers (a browser's Origin)
 
 
 def _post(name: str, *alerts: dict[str, Any]) -> Step:
@@ -416,6 +418,70 @@ STEPS: list[Step] = [
     Step("amtool-config-show", amtool=("config", "show")),
     Step("amtool-config-routes", amtool=("config", "routes")),
     Step("amtool-cluster-show", amtool=("cluster", "show")),
+    # Fifth round: paths and methods as tooling calls them, odd posts, filters and silences.
+    Step("status-fields", path="/api/v2/status", compare="shape"),
+    Step("post-trailing-slash", "POST", "/api/v2/alerts/", [{"labels": {"alertname": "Slash"}}]),
+    Step(
+        "alerts-trailing-slash",
+        path="/api/v2/alerts/",
+        params=[("filter", 'alertname="Slash"')],
+        compare="alerts",
+    ),
+    Step("groups-trailing-slash", path="/api/v2/alerts/groups/"),
+    Step("status-trailing-slash", path="/api/v2/status/"),
+    Step("receivers-trailing-slash", path="/api/v2/receivers/"),
+    Step("healthy-trailing-slash", path="/-/healthy/"),  # both redirect (Alertmanager 301, Starlette 307)
+    Step("alerts-wrong-method", "PUT", "/api/v2/alerts", compare="code"),
+    Step("status-wrong-method", "POST", "/api/v2/status", compare="code"),
+    Step("unknown-api-path", path="/api/v2/nope", compare="code"),
+    Step(
+        "cors-preflight",
+        "OPTIONS",
+        "/api/v2/alerts",
+        headers=[("Origin", "http://dashboard:3000"), ("Access-Control-Request-Method", "POST")],
+    ),
+    Step("post-null-body", "POST", "/api/v2/alerts", raw="null"),
+    Step("post-empty-body", "POST", "/api/v2/alerts", raw=""),
+    Step(
+        "post-duplicate-label",
+        "POST",
+        "/api/v2/alerts",
+        raw='[{"labels": {"alertname": "Dup", "x": "1", "x": "2"}}]',
+    ),
+    _query("duplicate-label-last-wins", ("filter", 'alertname="Dup"')),
+    _post("post-long-value", {"labels": {"alertname": "Long", "v": "x" * 20_000}}),
+    _query("long-value", ("filter", 'alertname="Long"')),
+    _post("post-future-start", {"labels": {"alertname": "Future"}, "startsAt": "@+600", "endsAt": "@+1200"}),
+    _query("future-start", ("filter", 'alertname="Future"')),
+    _query("filter-escaped-value", ("filter", r'v="a\"b\\c\n"')),
+    _query("filter-spaces", ("filter", ' alertname = "O" ')),
+    _query("filter-re-utf8", ("filter", 'u=~"ÿ.*"')),
+    _query("filter-ne-empty", ("filter", 'node!=""')),
+    _query("filter-trailing-comma", ("filter", 'alertname="A",')),
+    _query("filter-two-in-one", ("filter", 'alertname="GpuHot",node="n1"')),
+    _query("filter-braces", ("filter", '{alertname="A"}')),
+    _query("filter-empty", ("filter", "")),
+    _silence("silence-matches-nothing", [_m("zz", "q")], save="s_nothing"),
+    _silence("silence-matches-nothing-again", [_m("zz", "q")]),
+    _silences("silences-identical-two", 'zz="q"'),
+    _silence("silence-only-not-empty", [_m("zz", "", equal=False)]),
+    _silence("silence-comment-empty", [_m("zz", "c")], comment=""),
+    _silence("silence-created-by-empty", [_m("zz", "b")], createdBy=""),
+    Step(
+        "silence-post-trailing-slash",
+        "POST",
+        "/api/v2/silences/",
+        {**_silence("", [_m("zz", "slash")]).body, "comment": "slash"},
+        save="s_slash",
+    ),
+    Step("silence-get-trailing-slash", path="/api/v2/silence/{s_nothing}/"),
+    Step("silence-expire-trailing-slash", "DELETE", "/api/v2/silence/{s_slash}/"),
+    _silences("silences-slash-expired", 'zz="slash"'),
+    Step(
+        "silences-trailing-slash", path="/api/v2/silences/", params=[("filter", 'zz="q"')], compare="silences"
+    ),
+    Step("silence-get-unknown", path="/api/v2/silence/00000000-0000-0000-0000-000000000001", compare="code"),
+    Step("silence-expire-not-uuid", "DELETE", "/api/v2/silence/nope"),
 ]
 
 # Differences that are on purpose (README "Known gaps" and the Alertmanager API paragraph) or harmless,
@@ -424,6 +490,13 @@ KNOWN: dict[str, str] = {
     "ends-only-start": "an alert posted with endsAt and no startsAt starts when received; Alertmanager "
     "shows its endsAt as its startsAt, a start in the future (README, Known gaps)",
     "silence-expire-unknown": "expiring an unknown silence is a 404 naming it; Alertmanager answers 500",
+    "cors-preflight": "no CORS: a browser's preflight (OPTIONS) is a 405 and no Access-Control-Allow-Origin "
+    "is sent, where Alertmanager allows every origin; with no api.token set that would let any web page an "
+    "operator opens read the alerts (README, Known gaps)",
+    "post-null-body": "a JSON null is not an array of alerts: 400; Alertmanager takes it as an empty post "
+    "(README, Known gaps)",
+    "silence-created-by-empty": 'a silence with createdBy "" is refused 400 naming it; Alertmanager takes '
+    "it (README, Known gaps)",
 }
 
 
@@ -511,6 +584,18 @@ def _same_alerts(am: list[Any], gw: list[Any]) -> bool:
     return True
 
 
+def _shape(status: dict[str, Any]) -> list[Any]:
+    """What Grafana's Alertmanager data source and Karma read of ``/api/v2/status``: its fields, the cluster's
+    state, the version's fields, and that ``config.original`` and ``uptime`` are strings."""
+    return [
+        sorted(status),
+        status["cluster"]["status"],
+        sorted(status["versionInfo"]),
+        isinstance(status["config"]["original"], str),
+        isinstance(status["uptime"], str),
+    ]
+
+
 def _silence_list(items: list[dict[str, Any]]) -> list[Any]:
     return sorted(
         (
@@ -571,13 +656,16 @@ class Probe:
             ), done.stdout if done.returncode == 0 else done.stderr
         body = _ids(_times(step.body, now), target.ids) if step.body is not None else None
         path = _ids(step.path, target.ids)
-        headers = dict(target.headers)
+        headers = {**dict(step.headers), **target.headers}
         if step.content_type is not None:
             headers = {"Content-Type": step.content_type or "application/json", **headers}
+        content = step.raw.encode() if step.raw is not None else None
+        if body is not None:
+            content = json.dumps(body).encode()
         response = httpx.request(  # with bytes and no Content-Type given, httpx declares none
             step.method,
             target.url + path,
-            content=None if body is None else json.dumps(body).encode(),
+            content=content,
             params=list(step.params),
             headers=headers,
             timeout=30,
@@ -594,6 +682,9 @@ class Probe:
         (am_code, am), (gw_code, gw) = answers
         if step.compare == "code":
             return am_code == gw_code, [(am_code, am), (gw_code, gw)]
+        if step.compare == "shape" and am_code == gw_code == 200:
+            a, g = _shape(am), _shape(gw)
+            return a == g, [a, g]
         if am_code // 100 != gw_code // 100 or am_code // 100 != 2 or step.compare == "status":
             return am_code // 100 == gw_code // 100, [(am_code, am), (gw_code, gw)]
         if step.compare.startswith("amtool"):
