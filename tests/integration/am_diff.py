@@ -482,6 +482,39 @@ STEPS: list[Step] = [
     ),
     Step("silence-get-unknown", path="/api/v2/silence/00000000-0000-0000-0000-000000000001", compare="code"),
     Step("silence-expire-not-uuid", "DELETE", "/api/v2/silence/nope"),
+    # JSON nulls go as written (a body's None is left out): null is as absent to both servers.
+    Step(
+        "post-null-fields",
+        "POST",
+        "/api/v2/alerts",
+        raw='[{"labels": {"alertname": "P"}, "annotations": null, "generatorURL": null, "startsAt": null,'
+        ' "endsAt": null}]',
+    ),
+    _query("null-fields", ("filter", 'alertname="P"')),
+    _post("post-only-empty-value", {"labels": {"alertname": ""}}),
+    _post("post-label-name-not-classic", {"labels": {"alertname": "P", "1a": "x"}}),
+    _post(
+        "post-annotation-name-not-classic", {"labels": {"alertname": "P"}, "annotations": {"run-book": "x"}}
+    ),
+    Step("post-lone-surrogate", "POST", "/api/v2/alerts", raw='[{"labels": {"alertname": "\\ud800"}}]'),
+    _silence("silence-id-empty", [_m("zz", "i")], id=""),
+    Step(
+        "silence-id-and-is-equal-null",
+        "POST",
+        "/api/v2/silences",
+        raw='{"id": null, "matchers": [{"name": "zz", "value": "e", "isRegex": false, "isEqual": null}],'
+        ' "startsAt": "2020-01-01T00:00:00Z", "endsAt": "2099-01-01T00:00:00Z", "createdBy": "p",'
+        ' "comment": "nulls"}',
+    ),
+    _silences("silences-is-equal-null", 'zz="e"'),
+    _silence("silence-status-posted", [_m("zz", "s")], status={"state": "expired"}),
+    _silence("silence-regex-matches-empty", [_m("zz", "q|", regex=True)]),
+    _silence("silence-same-name-twice", [_m("zz", "q"), _m("zz", "r")]),
+    _silence("silence-matcher-name-not-classic", [_m("run-book", "x")]),
+    _silence("silence-ends-year-9999", [_m("zz", "y")], endsAt="9999-01-01T00:00:00Z"),
+    _silence("silence-ends-last-second", [_m("zz", "y")], endsAt="9999-12-31T23:59:59Z"),
+    _silences("silences-filter-bad-regex", 'zz=~"("'),
+    _silences("silences-filter-nre", 'zz!~"q"'),
 ]
 
 # Differences that are on purpose (README "Known gaps" and the Alertmanager API paragraph) or harmless,
@@ -491,12 +524,20 @@ KNOWN: dict[str, str] = {
     "shows its endsAt as its startsAt, a start in the future (README, Known gaps)",
     "silence-expire-unknown": "expiring an unknown silence is a 404 naming it; Alertmanager answers 500",
     "cors-preflight": "no CORS: a browser's preflight (OPTIONS) is a 405 and no Access-Control-Allow-Origin "
-    "is sent, where Alertmanager allows every origin; with no api.token set that would let any web page an "
+    "is sent, where Alertmanager allows every origin; reads need no token, so that would let any web page an "
     "operator opens read the alerts (README, Known gaps)",
     "post-null-body": "a JSON null is not an array of alerts: 400; Alertmanager takes it as an empty post "
     "(README, Known gaps)",
     "silence-created-by-empty": 'a silence with createdBy "" is refused 400 naming it; Alertmanager takes '
     "it (README, Known gaps)",
+    "post-label-name-not-classic": "label names outside Prometheus' classic set are taken, as newer "
+    "Prometheus and Alertmanager (UTF-8 names) do; Alertmanager 0.25 refuses them (README, Known gaps)",
+    "post-annotation-name-not-classic": "annotation names likewise (README, Known gaps)",
+    "silence-matcher-name-not-classic": "matcher names likewise (README, Known gaps)",
+    "post-lone-surrogate": "a JSON string with a lone UTF-16 surrogate is not text: 400; Alertmanager "
+    "reads it as U+FFFD (README, Known gaps)",
+    "silence-ends-last-second": "a silence ending at 9999-12-31T23:59:59Z is taken; Alertmanager refuses "
+    '"after 10000-01-01" (an end in 9999 before that both take) (README, Known gaps)',
 }
 
 
