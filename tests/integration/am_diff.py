@@ -515,6 +515,9 @@ STEPS: list[Step] = [
     _silence("silence-ends-last-second", [_m("zz", "y")], endsAt="9999-12-31T23:59:59Z"),
     _silences("silences-filter-bad-regex", 'zz=~"("'),
     _silences("silences-filter-nre", 'zz!~"q"'),
+    _query("filter-unquoted-operator", ("filter", "alertname==A")),
+    _query("filter-unquoted-space", ("filter", "alertname=A B")),
+    _query("filter-quoted-name", ("filter", '"alertname"="A"')),
 ]
 
 # Differences that are on purpose (README "Known gaps" and the Alertmanager API paragraph) or harmless,
@@ -536,6 +539,12 @@ KNOWN: dict[str, str] = {
     "silence-matcher-name-not-classic": "matcher names likewise (README, Known gaps)",
     "post-lone-surrogate": "a JSON string with a lone UTF-16 surrogate is not text: 400; Alertmanager "
     "reads it as U+FFFD (README, Known gaps)",
+    "filter-unquoted-operator": "an operator character in an unquoted value (alertname==A) is refused 400 "
+    'as a typo, saying to quote it; Alertmanager 0.25 reads the value "=A" (README, Known gaps)',
+    "filter-unquoted-space": "an unquoted value with a space is refused 400 (quote it); Alertmanager 0.25 "
+    "reads it up to the end (README, Known gaps)",
+    "filter-quoted-name": 'a quoted name ("alertname"="A") is read, as newer Alertmanager (UTF-8 names) '
+    "reads it; Alertmanager 0.25 refuses it (README, Known gaps)",
     "silence-ends-last-second": "a silence ending at 9999-12-31T23:59:59Z is taken; Alertmanager refuses "
     '"after 10000-01-01" (an end in 9999 before that both take) (README, Known gaps)',
 }
