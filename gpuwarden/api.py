@@ -341,7 +341,7 @@ class _Handlers:
         outbox = OutboxApi(self.outbox, self.engine.store)
         inventory = InventoryApi(self.engine)
         probes = HealthApi(self.engine, self.metrics, self.health, self.applier, self.fence)
-        return [
+        routes = [
             Route("/api/v2/alerts", self.write("/api/v2/alerts", self.post_alerts), methods=["POST"]),
             Route(
                 "/api/v1/webhook/alertmanager",
@@ -398,6 +398,19 @@ class _Handlers:
             Route("/-/healthy", probes.healthz, methods=["GET", "HEAD"]),
             Route("/-/ready", probes.ready, methods=["GET", "HEAD"]),
         ]
+        return [*routes, *_with_trailing_slash(routes)]
+
+
+def _with_trailing_slash(routes: Sequence[BaseRoute]) -> list[BaseRoute]:
+    """Alertmanager's API paths once more with a trailing slash, answered as without it as Alertmanager 0.25
+    does (``/api/v2/alerts/``), where Starlette would redirect (307) to an absolute ``http://`` URL built
+    from the Host header: a sender not following redirects stored nothing, and one behind a TLS proxy was
+    sent to plain http."""
+    return [
+        Route(f"{r.path}/", r.endpoint, methods=sorted(r.methods or ()))
+        for r in routes
+        if isinstance(r, Route) and r.path.startswith("/api/v2/")
+    ]
 
 
 def create_app(

@@ -8,7 +8,7 @@ import pytest
 
 from alerting.engine import IncidentEngine
 from gpuwarden import alertmanager_api, api, incident_api
-from tests.gpuwarden.api_client import AUTH, NODE_DOWN, api_client
+from tests.gpuwarden.api_client import AUTH, NODE_DOWN, TestClient, api_client
 
 SILENCE = {
     "matchers": [{"name": "alertname", "value": "Team1.*", "isRegex": True}],
@@ -72,3 +72,32 @@ def test_read_routes_match_and_render_in_the_thread_pool_not_on_the_event_loop(
     assert response.status_code == 200, response.text
     assert seen, "the route did none of the work it was expected to"
     assert [name for name, on_loop in seen if on_loop] == []
+
+
+def test_alertmanager_paths_with_a_trailing_slash_are_answered_as_without_not_redirected(
+    client: TestClient,
+) -> None:
+    """Alertmanager 0.25 answers ``/api/v2/alerts/`` as ``/api/v2/alerts`` (measured, am_diff
+    ``post-trailing-slash``). A 307 to an absolute ``http://`` URL built from the Host header instead left
+    ``curl -d`` (no ``-L``) and a sender not following redirects with nothing stored, and behind a TLS proxy
+    sent a following client, token and all, to plain http."""
+    alert = {"labels": {"alertname": "Slash", "node": "r02-n03"}, "startsAt": "2026-01-01T00:00:00Z"}
+    posted = client.post("/api/v2/alerts/", json=[alert], headers=AUTH, follow_redirects=False)
+    assert posted.status_code == 200
+    listed = client.get("/api/v2/alerts/", params={"filter": 'alertname="Slash"'}, headers=AUTH)
+    assert listed.status_code == 200
+    assert [a["labels"]["alertname"] for a in listed.json()] == ["Slash"]
+    silence = client.post("/api/v2/silences/", json=SILENCE, headers=AUTH, follow_redirects=False)
+    assert silence.status_code == 200
+    silence_id = silence.json()["silenceID"]
+    for path in (
+        "/api/v2/silences/",
+        f"/api/v2/silence/{silence_id}/",
+        "/api/v2/status/",
+        "/api/v2/receivers/",
+    ):
+        answer = client.get(path, headers=AUTH, follow_redirects=False)
+        assert answer.status_code == 200, path
+    expired = client.delete(f"/api/v2/silence/{silence_id}/", headers=AUTH, follow_redirects=False)
+    assert expired.status_code == 200
+    assert client.get(f"/api/v2/silence/{silence_id}", headers=AUTH).json()["status"]["state"] == "expired"
