@@ -113,3 +113,22 @@ def test_a_rebuild_that_loses_the_resolve_timeout_mark_is_reported(
     result = fuzz.main(["--seeds", "54", "--steps", "5"])
     assert result["divergent"] == [54]
     assert any('"ends_at"' in line for line in result["first"]["54"]["diff"] if line[:1] in "+-")
+
+
+def test_records_accepted_before_a_silence_step_and_alerts_stored_first_are_drawn_apart_from_the_stream(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some fires after a step that sets, extends or expires a silence, or brings time to its end, are
+    accepted before that step acts and applied at their own step (a restart between in some); some fires of
+    several alerts find some stored already. The seed's configuration and steps are otherwise as they were."""
+    config, steps, restarts = fuzz.stream(9, 60)
+    monkeypatch.setattr(fuzz, "_accepted_before", lambda _rng, _out: set())
+    monkeypatch.setattr(fuzz, "_stored_first", lambda _rng, _out: None)
+    config_before, before, restarts_before = fuzz.stream(9, 60)
+    assert config == config_before and set(restarts) >= set(restarts_before)
+    changed = [(k, now, was) for k, (now, was) in enumerate(zip(steps, before, strict=True)) if now != was]
+    assert all(now[0] == was[0] for _, now, was in changed)
+    accepting = {k for k, now, _ in changed if "accept" in now[1]}
+    assert accepting and {steps[k][0] for k in accepting} <= set(fuzz._ACCEPTING)
+    assert {k + 1 for k in accepting} == {k for k, now, _ in changed if "accepted" in now[1]}
+    assert any("stored_first" in now[1] for _, now, _ in changed)
