@@ -36,6 +36,9 @@ the store holds them in, which is the order a restart reads members in.
 
 Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
 alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
+``--reversed-members`` is a stress, not a restart as ``serve`` does one: each restart reverses the order
+of every open incident's members after the engine read them (in stored order, not the order they joined
+in), so any divergence is something that depends on member order.
 
     PYTHONPATH=. .venv/bin/python benchmarks/restart_fuzz.py --seeds 0-299 --steps 60
 """
@@ -343,6 +346,7 @@ class Run:
     ids: random.Random = field(default_factory=lambda: random.Random(7))
     inventory: Inventory = field(default_factory=sc.fleet_inventory)
     errors: list[str] = field(default_factory=list)  # what the last step refused, as users see it
+    reversed_members: bool = False  # ``--reversed-members``: each restart reverses the members' order
     # A record the journal accepted and has not applied (its time, and the alerts it carries in place of
     # the fire's own, if any): kept across a restart, as the journal keeps it.
     accepted: tuple[datetime, list[tuple[dict[str, str], dict[str, str]]] | None] | None = None
@@ -359,6 +363,10 @@ class Run:
         self.sql = make_engine(str(self.path))
         with self.active():
             self.engine = IncidentEngine(self.sql, self.clock, self.config, self.inventory)
+            if self.reversed_members:
+                for inc in self.engine._open.values():
+                    inc.members = dict(reversed(inc.members.items()))
+                    inc.forget_facts()
             self.outbox = Outbox(self.sql, [Quiet()], self.clock)
             self.engine.subscribe(self.outbox)
 
@@ -690,14 +698,16 @@ class Divergence:
     diff: list[str]
 
 
-def run_seed(seed: int, steps: int, work: Path, *, show: bool = False) -> Divergence | None:
+def run_seed(
+    seed: int, steps: int, work: Path, *, show: bool = False, reversed_members: bool = False
+) -> Divergence | None:
     """Both runs of one seed, compared after every step; the first divergence, if any."""
     config, actions, restarts = stream(seed, steps)
     down = random.Random(f"outbox-down-{seed}")  # apart from the stream: the same steps as without it
     outages = {k for k in range(steps) if down.random() < 0.1}
     alerting_config = AlertingConfig(**config)
     straight = Run(work / f"{seed}-straight.db", alerting_config)
-    restarted = Run(work / f"{seed}-restarted.db", alerting_config)
+    restarted = Run(work / f"{seed}-restarted.db", alerting_config, reversed_members=reversed_members)
     if show:
         print(
             json.dumps(
@@ -738,6 +748,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", default="0-9", help="A-B, A, or a comma-separated list (default 0-9)")
     parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
     parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
+    parser.add_argument(
+        "--reversed-members",
+        action="store_true",
+        help="a stress: each restart reverses every open incident's members (what depends on their order)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     chosen = [args.show] if args.show is not None else list(seeds(args.seeds))
@@ -749,7 +764,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as work, _drawn_ids():
             for seed in chosen:
-                divergence = run_seed(seed, args.steps, Path(work), show=args.show is not None)
+                divergence = run_seed(
+                    seed,
+                    args.steps,
+                    Path(work),
+                    show=args.show is not None,
+                    reversed_members=args.reversed_members,
+                )
                 if divergence is not None:
                     found.append(divergence)
     finally:
@@ -757,6 +778,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "seeds": len(chosen),
         "steps": args.steps,
+        **({"reversed_members": True} if args.reversed_members else {}),
         "divergent": [d.seed for d in found],
         "first": {
             str(d.seed): {"step": d.step, "action": d.action, "restarts": d.restarts, "diff": d.diff}
