@@ -570,10 +570,13 @@ def _expire_silence(run: Run, args: dict[str, Any]) -> None:
 def _to_silence(run: Run, args: dict[str, Any]) -> None:
     """Time brought to ``offset`` seconds from a running silence's end, or from the start of its last half
     hour (``alerting.silences.EXTENDABLE``): ticked along the way as a wait is, the last tick interval
-    (``serve`` ticks every 5 s) without one, then ticked there when ``tick``. The restart, when the stream
-    draws one, comes before the next step: within one tick of the mark."""
+    (``serve`` ticks every 5 s) without one, then ticked there when ``tick``. With ``accept``, an incident's
+    silence where one runs, the next step's record accepted at the start of that last interval. The restart,
+    when the stream draws one, comes before the next step: within one tick of the mark."""
     now = run.now()
     running = sorted((s for s in run.engine.silences() if s.ends_at > now), key=lambda s: s.id)
+    if "accept" in args:  # an incident's silence where there is one: its end is what the record straddles
+        running = [s for s in running if s.incident_id is not None] or running
     if not running:
         _accept(run, args, None, 0.0)
         return
