@@ -243,9 +243,10 @@ class Batch:
 
     session: Session
     now: datetime
-    # When the alerts it applies are checked against silences: when it is applied, not when each was
-    # received (a journal record received before a silence ended and applied after it is not muted by the
-    # ended silence, whose end the tick may have released its alerts at already, as a restart has dropped it).
+    # When the alerts it applies, and the incidents they come into, are checked against silences: when it
+    # is applied, not when each was received (a journal record received before a silence ended and applied
+    # after it is not muted by the ended silence, whose end the tick may have released its alerts at
+    # already, as a restart has dropped it); None: ``now`` (see ``silence_time``).
     silences_at: datetime | None = None
     touched: set[str] = field(default_factory=set)
     changes: list[tuple[str, ChangeKind, TimelineRow]] = field(default_factory=list)
@@ -299,6 +300,14 @@ class Batch:
         if change is not None:
             self.changes.append((incident_id, change, event))
         return event
+
+    def silence_time(self) -> datetime:
+        """When this transaction checks silences, of alerts and of incidents alike, and ends an incident's
+        silence early: ``silences_at`` where set (a journal record applied after it was received), else
+        ``now``. Not the record's time: a silence that ended between the record's accept and its apply is
+        still in a live engine's list and no longer in a restarted one's (``stored_silences``), so a check
+        at the record's time would decide differently after a restart; at this time both find it ended."""
+        return self.silences_at or self.now
 
     def is_new(self, incident_id: str) -> bool:
         """Whether the incident was opened in this transaction."""

@@ -106,7 +106,7 @@ class IncidentGrouping(IncidentMerging):
                     inc,
                     self._open.signal_partners(inc),
                     self.inventory,
-                    held=lambda i: self._held(i, batch.now),
+                    held=lambda i: self._held(i, batch.silence_time()),
                     end_if_beside=lambda o, members, why: self._end_if_beside(batch, o, members, lambda: why),
                 )
                 pending.extend(sorted(moved, key=self._order, reverse=True))

@@ -21,7 +21,7 @@ from alerting.capacity import PodSet, gpus_lost, has_spare, units_hit
 from alerting.correlation import gpu_keys
 from alerting.faults import normalised
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo, workloads_on
-from alerting.member import Member
+from alerting.member import Member, onset_key
 from alerting.root_cause import root_cause
 from alerting.topology import RACK_DEPTH, UNKNOWN, Path, alert_pod, target_label
 from gpuwarden.model import (
@@ -341,7 +341,7 @@ def assess(
         burn=burn,
         throttling=throttling,
         capacity_lost=bool(failed or nodes),
-        degrading=next((m.kind for m in live if m.kind in DEGRADING_KINDS), None),
+        degrading=_first_degrading(live),
     )
     reason = _reason_notes(reason, combined, shares, unready, own)
     namespaced = namesakes([*shares, root.target], inventory)
@@ -462,6 +462,14 @@ def _priority(
         what = "service degraded" if kind is FaultKind.SERVICE_DEGRADED else kind.value
         return Priority.P2, f"{what}: performance degraded"
     return Priority.P3, "potential problem, not urgent"
+
+
+def _first_degrading(live: Iterable[Member]) -> FaultKind | None:
+    """The kind of the earliest (``onset_key``) member whose fault degrades performance, if any: not the first
+    in member order, which is the order alerts joined while ``serve`` runs and the store's after a restart
+    (a job's straggler and a GPU's NVLink errors under an XID 13 said "straggler" or "nvlink" by that)."""
+    degrading = [m for m in live if m.kind in DEGRADING_KINDS]
+    return min(degrading, key=onset_key).kind if degrading else None
 
 
 def _impact_parts(

@@ -92,7 +92,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     ) -> None:
         now = batch.now
         firing = status is AlertStatus.FIRING
-        row.muted_by = self._mute_reason(row, batch.silences_at or now) if firing else row.muted_by
+        row.muted_by = self._mute_reason(row, batch.silence_time()) if firing else row.muted_by
         inc = self._open.get(row.incident_id) if row.incident_id else None
         if inc is not None:
             member = self._refreshed(inc, row, firing)
@@ -221,7 +221,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         if chosen is None:
             return False
         row.incident_id = chosen.id
-        beside = self._held(chosen.id, batch.now) and beside_held(chosen.root_path, chosen.facts, [member])
+        beside = self._held(chosen.id, batch.silence_time()) and beside_held(
+            chosen.root_path, chosen.facts, [member]
+        )
         held = list(chosen.members) if beside else []  # what the silence held, before this alert joins
         reopened = self._reopen(batch, row, explained=True)
         if reopened and beside:  # what else comes in beside it in this transaction is named in its end too
@@ -372,7 +374,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         (``alerting.reminders.reminder_due``: ``alerting.remind_after_seconds`` or longer, nobody took it up
         since); None when it stays held, or a silence holds the incident (it pages nobody anyway). From the
         stored timeline, newest first, as far back as its last page: a restarted serve decides alike."""
-        if self._remind_after <= 0 or self._held(target.id, batch.now):
+        if self._remind_after <= 0 or self._held(target.id, batch.silence_time()):
             return None
         events = batch.session.execute(
             select(TimelineRow.kind, TimelineRow.at, TimelineRow.data)

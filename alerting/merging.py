@@ -104,7 +104,7 @@ class IncidentMerging:
         (``joining.IncidentJoining._lift_if_beside``); ended by this transaction already (another incident
         merged in first), its end names this one too. A silence of ``other`` ends with it: it mutes nothing
         once its alerts are ``inc``'s, and the merge says whose it was."""
-        if not self._held(other.id, batch.now):
+        if not self._held(other.id, batch.silence_time()):
             self._end_if_beside(
                 batch,
                 inc,

@@ -217,7 +217,7 @@ class MuteTracking:
         have moved the root up to the rack) and, beside it too, named in the same ``silence_ended`` event."""
         lifted = batch.lifted.get(inc.id)
         if lifted is None:
-            if self._held(inc.id, batch.now) and beside_held(inc.root_path, inc.facts, new):
+            if self._held(inc.id, batch.silence_time()) and beside_held(inc.root_path, inc.facts, new):
                 # Before ``new`` joins: what the silence held.
                 self._lift_early(batch, inc.id, why(), root=inc.root_path, members=inc.members.values())
             return
@@ -248,16 +248,16 @@ class MuteTracking:
 
     def _expire_silences_of(self, batch: Batch, incident_id: str) -> list[SilenceRow]:
         """Expire the incident's running silences now, in the batch's transaction and in memory; their
-        rows."""
+        rows. Now is when the batch checks silences (``Batch.silence_time``), not a journal record's earlier
+        time: a silence that ended in between keeps its end, one set in between its start."""
+        now = batch.silence_time()
         rows = list(
             batch.session.scalars(
-                select(SilenceRow).where(
-                    SilenceRow.incident_id == incident_id, SilenceRow.ends_at > batch.now
-                )
+                select(SilenceRow).where(SilenceRow.incident_id == incident_id, SilenceRow.ends_at > now)
             )
         )
         for row in rows:
-            expire_row(row, batch.now)
+            expire_row(row, now)
         ended = {row.id: silence_from_row(row) for row in rows}
         self._silences = [ended.get(s.id, s) for s in self._silences]  # a failure rebuilds it (``_fresh``)
         return rows
@@ -266,7 +266,8 @@ class MuteTracking:
         """End the silences of an incident merged into another, now, quietly: it mutes nothing any more
         (its alerts are the other's), and must not read as silenced in listings, the API or Slack. Whose
         silences they were, for the merge to say (none: it was not silenced)."""
-        if not any(s.incident_id == incident_id and s.ends_at > batch.now for s in self._silences):
+        now = batch.silence_time()
+        if not any(s.incident_id == incident_id and s.ends_at > now for s in self._silences):
             return []
         rows = self._expire_silences_of(batch, incident_id)
         self._silenced_incidents.discard(incident_id)

@@ -24,8 +24,21 @@ Some fires are posted without ``endsAt`` (they end by the resolve timeout), some
 journal batch with a later record, and some later re-fires of them carry an ``endsAt`` of their own, earlier
 or later, with a restart before half of those (``_timeout_posts``, drawn apart from the stream too).
 
+Some fires that follow a step which sets, extends or expires a silence, or brings time to a silence's end,
+are accepted by the journal before that step acts (a second or three before a silence is set, extended or
+expired; within the last tick before the end) and applied at their own step, alone or in a batch with a later
+record, a restart in between in half of them (``_accepted_before``, drawn apart from the stream too): an
+incident silence starts or ends between a record's accept and its apply. Half of those records carry, in
+place of the fire's own alerts, an XID 79 on another GPU of the node of the incident the step names: a fault
+beside the one its silence was set for. And some fires of several alerts find some of them stored already,
+resolved (posted resolved just before, ``_stored_first``): they join their incident in another order than
+the store holds them in, which is the order a restart reads members in.
+
 Incident and silence ids are drawn from a random generator per run seeded alike, so both runs name them
 alike while they do the same. ``--show SEED`` prints that seed's steps and full diff to stderr.
+``--reversed-members`` is a stress, not a restart as ``serve`` does one: each restart reverses the order
+of every open incident's members after the engine read them (in stored order, not the order they joined
+in), so any divergence is something that depends on member order.
 
     PYTHONPATH=. .venv/bin/python benchmarks/restart_fuzz.py --seeds 0-299 --steps 60
 """
@@ -34,6 +47,7 @@ from __future__ import annotations
 
 import argparse
 import difflib
+import itertools
 import json
 import logging
 import random
@@ -164,7 +178,42 @@ def stream(seed: int, steps: int) -> tuple[dict[str, float], list[Step], list[in
         k + 1 for k, (kind, _) in enumerate(out[:-1]) if kind == "to_silence" and near.random() < 0.5
     }
     restarts |= _timeout_posts(random.Random(f"timeout-posts-{seed}"), out)
+    restarts |= _accepted_before(random.Random(f"accepted-before-{seed}"), out)
+    _stored_first(random.Random(f"stored-first-{seed}"), out)
     return config, out, sorted(restarts)
+
+
+_ACCEPTING = ("silence", "extend", "expire_silence", "to_silence")
+"""Steps before whose action the journal may accept the next step's fire (``_accepted_before``)."""
+
+
+def _accepted_before(rng: random.Random, out: list[Step]) -> set[int]:
+    """Make some fires that follow a step of ``_ACCEPTING`` accepted by the journal before that step acts,
+    drawn from ``rng`` (apart from the stream: its steps and their kinds stay the ones they were): the step
+    accepts the record (``accept``: ``gap`` seconds before a silence is set, extended or expired; a
+    ``to_silence`` within the last tick before its mark), and the fire applies it at its own time, alone or
+    in a batch with a later record (``accepted``), an XID 79 on another GPU of the node of the incident the
+    step names in half of them (``beside``). Returns the steps before which to restart: half of those fires
+    (between the accept and the apply)."""
+    restarts: set[int] = set()
+    for k, ((kind, args), (after, then)) in enumerate(itertools.pairwise(out)):
+        if kind not in _ACCEPTING or after != "fire" or "timeout" in then or rng.random() >= 0.8:
+            continue
+        args["accept"] = {"gap": rng.choice((1.0, 3.0)), "beside": rng.random() < 0.5}
+        then["accepted"] = {"later": rng.random() < 0.5}
+        if rng.random() < 0.5:
+            restarts.add(k + 1)
+    return restarts
+
+
+def _stored_first(rng: random.Random, out: list[Step]) -> None:
+    """Make some fires of several alerts find some of them, not the first, stored already (``stored_first``:
+    posted resolved at the start of the step when the store does not hold them), drawn from ``rng`` (apart
+    from the stream): they join in the order posted, and the store holds them in another."""
+    for kind, args in out:
+        if kind == "fire" and len(args["alerts"]) > 1 and "accepted" not in args and rng.random() < 0.4:
+            later = range(1, len(args["alerts"]))
+            args["stored_first"] = sorted(rng.sample(later, rng.randint(1, len(later))))
 
 
 def _timeout_posts(rng: random.Random, out: list[Step]) -> set[int]:
@@ -297,6 +346,10 @@ class Run:
     ids: random.Random = field(default_factory=lambda: random.Random(7))
     inventory: Inventory = field(default_factory=sc.fleet_inventory)
     errors: list[str] = field(default_factory=list)  # what the last step refused, as users see it
+    reversed_members: bool = False  # ``--reversed-members``: each restart reverses the members' order
+    # A record the journal accepted and has not applied (its time, and the alerts it carries in place of
+    # the fire's own, if any): kept across a restart, as the journal keeps it.
+    accepted: tuple[datetime, list[tuple[dict[str, str], dict[str, str]]] | None] | None = None
 
     def __post_init__(self) -> None:
         upgrade(make_engine(str(self.path)))
@@ -310,6 +363,10 @@ class Run:
         self.sql = make_engine(str(self.path))
         with self.active():
             self.engine = IncidentEngine(self.sql, self.clock, self.config, self.inventory)
+            if self.reversed_members:
+                for inc in self.engine._open.values():
+                    inc.members = dict(reversed(inc.members.items()))
+                    inc.forget_facts()
             self.outbox = Outbox(self.sql, [Quiet()], self.clock)
             self.engine.subscribe(self.outbox)
 
@@ -375,6 +432,13 @@ def _drawn_ids() -> Iterator[None]:
 
 def _fire(run: Run, args: dict[str, Any]) -> None:
     now = run.now()
+    if "accepted" in args and run.accepted is not None:
+        _apply_accepted(run, args)
+        return
+    for k in args.get("stored_first", ()):
+        labels = args["alerts"][k][0]
+        if run.engine.store.alert(Alert(labels).fingerprint) is None:
+            run.engine.ingest([Alert(labels, status=AlertStatus.RESOLVED)])
     ends = None if args["ends_in"] is None else now + timedelta(seconds=args["ends_in"])
     starts = now - timedelta(seconds=args["started"])
     timeout = args.get("timeout")
@@ -398,6 +462,57 @@ def _fire(run: Run, args: dict[str, Any]) -> None:
         run.engine.apply_accepted([(at, alerts), (now, [])], lambda _session: None)
     else:
         run.engine.ingest(alerts)
+
+
+def _apply_accepted(run: Run, args: dict[str, Any]) -> None:
+    """The fire the journal accepted at an earlier step (``_accept``), applied now as the applier applies it:
+    at its accept time, alone or with a later record (the batch's time is then now)."""
+    assert run.accepted is not None
+    (at, beside), run.accepted = run.accepted, None
+    back = timedelta(seconds=args["started"])
+    ends = None if args["ends_in"] is None else at + timedelta(seconds=args["ends_in"])
+    alerts = [
+        Alert(labels, annotations=notes, starts_at=at - back, ends_at=ends)
+        for labels, notes in (beside or args["alerts"])
+    ]
+    batches: list[tuple[datetime, list[Alert]]] = [(at, alerts)]
+    if args["accepted"]["later"]:
+        batches.append((run.now(), []))
+    run.engine.apply_accepted(batches, lambda _session: None)
+
+
+def _accept(run: Run, args: dict[str, Any], incident_id: str | None, gap: float | None = None) -> None:
+    """When the step says so (``_accepted_before``): the journal accepts the next step's fire now, before
+    this step's action, which comes ``gap`` seconds later (no tick between, as ``serve`` ticks every 5 s);
+    in place of the fire's own alerts, an XID 79 beside ``incident_id``'s fault when the step says so."""
+    accept = args.get("accept")
+    if accept is None:
+        return
+    beside = _beside(run, incident_id) if accept["beside"] and incident_id is not None else None
+    run.accepted = (run.now(), beside)
+    run.clock.advance(accept["gap"] if gap is None else gap)
+
+
+def _beside(run: Run, incident_id: str) -> list[tuple[dict[str, str], dict[str, str]]] | None:
+    """An XID 79 on the next GPU of the node of the incident's first alert (by fingerprint) that names a
+    node: a fault beside one rooted at that GPU or a GPU of that node; None when none of its alerts does."""
+    assert run.sql is not None
+    with Session(run.sql) as session:
+        rows = session.scalars(
+            select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.fingerprint)
+        ).all()
+    for row in rows:
+        node = row.labels.get("Hostname") or row.labels.get("node")
+        if node:
+            gpu = (int(row.labels.get("gpu", "0")) + 1) % len(GPUS)
+            labels = {
+                "cluster": sc.CLUSTER,
+                "Hostname": node,
+                "gpu": str(gpu),
+                "UUID": sc.gpu_uuid(node, gpu),
+            }
+            return [({**labels, "alertname": "GPUXid", "xid": "79"}, {})]
+    return None
 
 
 def _resolve(run: Run, args: dict[str, Any]) -> None:
@@ -431,6 +546,7 @@ def _wait(run: Run, args: dict[str, Any]) -> None:
 def _on_incident(act: Callable[[Run, str, dict[str, Any]], object]) -> Callable[[Run, dict[str, Any]], None]:
     def run_it(run: Run, args: dict[str, Any]) -> None:
         incident_id = run.incident(args["pick"])
+        _accept(run, args, incident_id)
         if incident_id is not None:
             act(run, incident_id, args)
 
@@ -444,19 +560,25 @@ def _matcher_silence(run: Run, args: dict[str, Any]) -> None:
 
 
 def _expire_silence(run: Run, args: dict[str, Any]) -> None:
-    silences = sorted(s.id for s in run.engine.silences())
-    if silences:
-        run.engine.expire_silence(silences[int(args["pick"] * len(silences))])
+    silences = sorted(run.engine.silences(), key=lambda s: s.id)
+    chosen = silences[int(args["pick"] * len(silences))] if silences else None
+    _accept(run, args, chosen.incident_id if chosen is not None else None)
+    if chosen is not None:
+        run.engine.expire_silence(chosen.id)
 
 
 def _to_silence(run: Run, args: dict[str, Any]) -> None:
     """Time brought to ``offset`` seconds from a running silence's end, or from the start of its last half
     hour (``alerting.silences.EXTENDABLE``): ticked along the way as a wait is, the last tick interval
-    (``serve`` ticks every 5 s) without one, then ticked there when ``tick``. The restart, when the stream
-    draws one, comes before the next step: within one tick of the mark."""
+    (``serve`` ticks every 5 s) without one, then ticked there when ``tick``. With ``accept``, an incident's
+    silence where one runs, the next step's record accepted at the start of that last interval. The restart,
+    when the stream draws one, comes before the next step: within one tick of the mark."""
     now = run.now()
     running = sorted((s for s in run.engine.silences() if s.ends_at > now), key=lambda s: s.id)
+    if "accept" in args:  # an incident's silence where there is one: its end is what the record straddles
+        running = [s for s in running if s.incident_id is not None] or running
     if not running:
+        _accept(run, args, None, 0.0)
         return
     silence = running[int(args["pick"] * len(running))]
     mark = silence.ends_at - (EXTENDABLE if args["mark"] == "half_hour" else timedelta(0))
@@ -464,6 +586,7 @@ def _to_silence(run: Run, args: dict[str, Any]) -> None:
     if seconds > TICK_SECONDS:
         _wait(run, {"seconds": seconds - TICK_SECONDS})
         seconds = TICK_SECONDS
+    _accept(run, args, silence.incident_id, 0.0)  # within the last tick before the mark
     if seconds > 0:
         run.clock.advance(seconds)
     if args["tick"]:
@@ -578,14 +701,16 @@ class Divergence:
     diff: list[str]
 
 
-def run_seed(seed: int, steps: int, work: Path, *, show: bool = False) -> Divergence | None:
+def run_seed(
+    seed: int, steps: int, work: Path, *, show: bool = False, reversed_members: bool = False
+) -> Divergence | None:
     """Both runs of one seed, compared after every step; the first divergence, if any."""
     config, actions, restarts = stream(seed, steps)
     down = random.Random(f"outbox-down-{seed}")  # apart from the stream: the same steps as without it
     outages = {k for k in range(steps) if down.random() < 0.1}
     alerting_config = AlertingConfig(**config)
     straight = Run(work / f"{seed}-straight.db", alerting_config)
-    restarted = Run(work / f"{seed}-restarted.db", alerting_config)
+    restarted = Run(work / f"{seed}-restarted.db", alerting_config, reversed_members=reversed_members)
     if show:
         print(
             json.dumps(
@@ -626,6 +751,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     parser.add_argument("--seeds", default="0-9", help="A-B, A, or a comma-separated list (default 0-9)")
     parser.add_argument("--steps", type=int, default=60, help="steps per stream (default 60)")
     parser.add_argument("--show", type=int, help="print this seed's steps and full diff to stderr")
+    parser.add_argument(
+        "--reversed-members",
+        action="store_true",
+        help="a stress: each restart reverses every open incident's members (what depends on their order)",
+    )
     args = parser.parse_args(argv)
     started = time.perf_counter()
     chosen = [args.show] if args.show is not None else list(seeds(args.seeds))
@@ -637,7 +767,13 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     try:
         with tempfile.TemporaryDirectory() as work, _drawn_ids():
             for seed in chosen:
-                divergence = run_seed(seed, args.steps, Path(work), show=args.show is not None)
+                divergence = run_seed(
+                    seed,
+                    args.steps,
+                    Path(work),
+                    show=args.show is not None,
+                    reversed_members=args.reversed_members,
+                )
                 if divergence is not None:
                     found.append(divergence)
     finally:
@@ -645,6 +781,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     result = {
         "seeds": len(chosen),
         "steps": args.steps,
+        **({"reversed_members": True} if args.reversed_members else {}),
         "divergent": [d.seed for d in found],
         "first": {
             str(d.seed): {"step": d.step, "action": d.action, "restarts": d.restarts, "diff": d.diff}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -9,11 +10,16 @@ import pytest
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.faults import classify
+from alerting.impact import assess
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.member import Member
 from alerting.migrate import upgrade
+from alerting.root_cause import root_cause
+from alerting.topology import locate
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, WorkloadKind, WorkloadRef
+from gpuwarden.model import Alert, AlertStatus, FaultKind, WorkloadKind, WorkloadRef, label_fingerprint
 
 
 def _priority_of(tmp_path: Path, alert: Alert, spare_gpus: int = 0) -> tuple[str, str]:
@@ -250,3 +256,30 @@ def test_a_lost_mig_gpu_takes_every_replica_whose_slice_its_alerts_name_not_only
         "inference service llm 70% of replicas lost",
     )
     assert row.priority == "P1"  # >= 25 % of a service's capacity
+
+
+def test_the_degrading_fault_a_priority_names_is_the_earliest_whatever_the_member_order() -> None:
+    # An XID 13 (no degrading root), then NVLink errors on its GPU, then the job's straggler alert. The
+    # members are in the order they joined while serve runs and in the store's order after a restart: the
+    # reason named whichever degrading member came first in that order ("straggler" after a restart that
+    # read the straggler first, an alert the store held from before).
+    inventory = scenarios.fleet_inventory()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    gpu = {"cluster": scenarios.CLUSTER, "Hostname": scenarios.node_name(7, 1), "gpu": "2"}
+    job = {"cluster": scenarios.CLUSTER, "slurm_job": "llm-70b", "rank": "2"}
+    members = [
+        _member(inventory, {**gpu, "alertname": "GPUXid", "xid": "13"}, start),
+        _member(inventory, {**gpu, "alertname": "GPUNVLinkErrors"}, start + timedelta(seconds=10)),
+        _member(inventory, {**job, "alertname": "TrainingStepTimeStraggler"}, start + timedelta(seconds=20)),
+    ]
+    reasons = set()
+    for order in (members, members[::-1], members[1:] + members[:1]):
+        path, root = root_cause(order, inventory)
+        assessment = assess(path, root, order, inventory)
+        reasons.add((root.kind, assessment.priority.value, assessment.reason))
+    assert reasons == {(FaultKind.XID, "P2", "nvlink: performance degraded")}
+
+
+def _member(inventory: StaticInventory, labels: dict[str, str], onset: datetime) -> Member:
+    kind = classify(labels)
+    return Member(label_fingerprint(labels), kind, locate(labels, kind, inventory), onset, True, labels)

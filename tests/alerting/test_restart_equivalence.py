@@ -343,6 +343,70 @@ def test_a_journal_record_applied_after_its_silence_ended_pages_alike_after_a_re
     assert restarted.incidents() == live.incidents() and restarted.told() == live.told()
 
 
+def _accepted_beside(serve: Serve, restart: bool, between: Callable[[Serve, str], object]) -> str:
+    """GPU 3 of r07-n01 lost (its incident); the journal accepts GPU 5 of the node lost (a fault beside the
+    first), then ``between`` happens to the incident, a restart with ``restart``, and it is applied."""
+    node = sc.node_name(7, 1)
+    serve.engine.ingest([_lost(node, 3)])
+    [incident_id] = serve.engine.open_incident_ids()
+    accepted = serve.clock.now()
+    between(serve, incident_id)
+    if restart:
+        serve.restart()
+    serve.engine.apply_accepted([(accepted, [_lost(node, 5)])], lambda _session: None)
+    return incident_id
+
+
+def test_a_record_accepted_before_an_incident_silence_ended_and_applied_after_joins_alike_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The incident's silence ends between the record's accept and its apply, a tick seeing the end. Live the
+    # ended silence was still held at the record's time, so the fault beside it "ended" it early a second
+    # time (a second silence_ended, its end moved back to the record's time); a restarted serve had dropped
+    # that silence and let the fault join. Both check the incident's silences when the record is applied.
+    def ends(serve: Serve, incident_id: str) -> None:
+        serve.engine.silence_incident(incident_id, 60, "op")
+        serve.clock.advance(61)  # the silence ended a second ago, a tick saw it
+        serve.engine.tick()
+
+    def steps(serve: Serve, restart: bool) -> None:
+        _accepted_beside(serve, restart, ends)
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    for serve in (live, restarted):
+        [incident] = [serve.engine.store.get(r.id) for r, _ in serve.engine.store.list_rows()]
+        assert [e.kind for e in incident.timeline].count("silence_ended") == 1
+        [silence] = serve.engine.all_silences()
+        assert silence.ends_at == silence.starts_at + timedelta(seconds=60)  # ended as set, not moved
+    assert restarted.kinds() == live.kinds() and restarted.told() == live.told()
+
+
+def test_a_fault_beside_accepted_before_its_incident_was_silenced_ends_the_silence_alike_after_a_restart(
+    tmp_path: Path,
+) -> None:
+    # The incident is silenced between the record's accept and its apply. Checked at the record's time the
+    # silence did not hold yet (pending then), so the fault beside it joined the silenced incident and was
+    # told silenced: nobody paged for a fault the silence was not set for. Checked when applied, as the
+    # record's alerts are, it holds, and the fault ends it early, with or without a restart in between.
+    def silenced(serve: Serve, incident_id: str) -> None:
+        serve.clock.advance(2)
+        serve.engine.silence_incident(incident_id, 600, "op")
+        serve.clock.advance(1)
+
+    def steps(serve: Serve, restart: bool) -> None:
+        _accepted_beside(serve, restart, silenced)
+
+    live, restarted = _both(tmp_path, steps, announce_delay_seconds=0)
+    for serve in (live, restarted):
+        [incident] = [serve.engine.store.get(r.id) for r, _ in serve.engine.store.list_rows()]
+        ended = [e for e in incident.timeline if e.kind == "silence_ended"]
+        assert [e.data.get("early", "")[:20] for e in ended] == ["GPULost (r07-n01, 5)"]
+        assert serve.engine.silenced_until() == {}
+        [silence] = serve.engine.all_silences()
+        assert silence.starts_at <= silence.ends_at == serve.clock.now()  # ended when it was applied
+    assert restarted.kinds() == live.kinds() and restarted.told() == live.told()
+
+
 # What the outbox tells of each change (not the title, root cause and impact: a change told late carries the
 # incident's latest, see ``alerting.event_state``).
 _TOLD = (

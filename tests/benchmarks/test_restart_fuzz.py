@@ -6,6 +6,7 @@ import importlib
 import json
 import logging
 from collections.abc import Iterable
+from pathlib import Path
 from types import ModuleType
 
 import pytest
@@ -15,6 +16,7 @@ from sqlalchemy.orm import Session
 from alerting.engine import IncidentEngine
 from alerting.silences import incident_silenced_until
 from alerting.store_models import AlertRow
+from gpuwarden.config import AlertingConfig
 from tests.benchmarks.harness import BENCHMARKS, run_harness
 
 
@@ -113,3 +115,39 @@ def test_a_rebuild_that_loses_the_resolve_timeout_mark_is_reported(
     result = fuzz.main(["--seeds", "54", "--steps", "5"])
     assert result["divergent"] == [54]
     assert any('"ends_at"' in line for line in result["first"]["54"]["diff"] if line[:1] in "+-")
+
+
+def test_records_accepted_before_a_silence_step_and_alerts_stored_first_are_drawn_apart_from_the_stream(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Some fires after a step that sets, extends or expires a silence, or brings time to its end, are
+    accepted before that step acts and applied at their own step (a restart between in some); some fires of
+    several alerts find some stored already. The seed's configuration and steps are otherwise as they were."""
+    config, steps, restarts = fuzz.stream(9, 60)
+    monkeypatch.setattr(fuzz, "_accepted_before", lambda _rng, _out: set())
+    monkeypatch.setattr(fuzz, "_stored_first", lambda _rng, _out: None)
+    config_before, before, restarts_before = fuzz.stream(9, 60)
+    assert config == config_before and set(restarts) >= set(restarts_before)
+    changed = [(k, now, was) for k, (now, was) in enumerate(zip(steps, before, strict=True)) if now != was]
+    assert all(now[0] == was[0] for _, now, was in changed)
+    accepting = {k for k, now, _ in changed if "accept" in now[1]}
+    assert accepting and {steps[k][0] for k in accepting} <= set(fuzz._ACCEPTING)
+    assert {k + 1 for k in accepting} == {k for k, now, _ in changed if "accepted" in now[1]}
+    assert any("stored_first" in now[1] for _, now, _ in changed)
+
+
+def test_reversed_members_reverse_each_open_incidents_members_at_a_restart(
+    fuzz: ModuleType, tmp_path: Path
+) -> None:
+    """``--reversed-members``: a stress under which whatever depends on member order diverges."""
+    config = AlertingConfig(announce_delay_seconds=0)
+    runs = [fuzz.Run(tmp_path / f"{k}.db", config, reversed_members=k == 1) for k in range(2)]
+    rack = [
+        ({"cluster": "c1", "alertname": "NodeDown", "node": fuzz.sc.node_name(7, n)}, {}) for n in (1, 2, 3)
+    ]
+    orders = []
+    for run in runs:
+        run.do(("fire", {"alerts": rack, "ends_in": None, "started": 0.0}))
+        run.restart()
+        orders.append([list(inc.members) for inc in run.engine._open.values()])
+    assert orders[1] == [order[::-1] for order in orders[0]] and len(orders[0][0]) == 3
