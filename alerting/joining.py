@@ -9,7 +9,7 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -54,6 +54,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     _reopen_within: timedelta
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
     _remind_after: float  # ``alerting.remind_after_seconds``
+    _remind_from: Callable[[str, datetime], None]  # ``alerting.reminding.SteadyReminding``'s
 
     def _member(self, row: StoredAlert) -> Member:
         """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
@@ -173,6 +174,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         path, root = root_cause([member], self.inventory)
         inc = OpenIncident(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
         self._open[inc.id] = inc
+        self._remind_from(inc.id, now)
         batch.session.add(
             IncidentRow(
                 id=inc.id,
@@ -300,8 +302,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             self._join_open(batch, self._open[target.id], row)
             return True
         target.state = IncidentState.TRIGGERED.value
-        target.resolved_at = None
-        target.quiet_since = None
+        target.resolved_at = target.quiet_since = None
         target.reopen_count += 1
         target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
@@ -323,6 +324,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         inc.root_moved = kept is None
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
+        self._remind_from(target.id, target.opened_at)
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).

@@ -1,0 +1,131 @@
+"""Reminding of an incident that fires steadily: the engine's tick pages again once its last page is old.
+
+An incident whose alert fires without a break never resolves, so never reopens: a reopening's reminder
+(``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
+Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
+again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
+something of it fires or flaps, no silence holds it, it was announced, its last page is
+``alerting.remind_after_seconds`` old or older and nobody took it up since (``reminders.TAKEN_UP``). The
+reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
+opening; a webhook's ``priorities`` filters them as it filters the rest).
+
+Decided from the stored timeline (``reminders.reminder_due``, as a held reopening's reminder is), in the
+tick's own transaction, and told through the outbox once. The tick does not read every incident's
+timeline: each open incident has a time before which no reminder can be due (its opening, or its last page,
+plus the delay; a check that finds it taken up, plus the delay, as any later page is later still), kept in a
+heap, and only those whose time came are read. A restarted serve starts from each incident's opening, so
+decides alike.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.batch import Batch
+from alerting.db import in_lists
+from alerting.member import live
+from alerting.muting import MuteTracking
+from alerting.reminders import READ_KINDS, REMINDER, last_page, steady_text
+from alerting.store_models import IncidentRow, TimelineRow
+from alerting.subscriptions import ChangeKind
+from gpuwarden.model import IncidentState
+
+_Event = tuple[str, datetime, Mapping[str, object]]
+
+
+class SteadyReminding(MuteTracking):
+    """The tick's reminders of incidents that fire steadily; mixed into ``IncidentEngine``."""
+
+    _remind_after: float  # ``alerting.remind_after_seconds``
+    _unannounced: dict[str, datetime]
+    # Per open incident, the time (epoch seconds) before which no reminder of it can be due, and the heap of
+    # those times (an entry whose time is no longer the incident's is stale, skipped when popped).
+    _remind_checks: dict[str, float]
+    _remind_heap: list[tuple[float, str]]
+    _rebuild_after_failure: Callable[[], None]  # the engine's
+
+    def _remind_from(self, incident_id: str, opened: datetime) -> None:
+        """An incident (re)opened in memory that opened at ``opened``: no reminder is due before its opening
+        is the delay old (its last page is that or later)."""
+        self._check_reminder_at(incident_id, opened + timedelta(seconds=self._remind_after))
+
+    def _check_reminder_at(self, incident_id: str, at: datetime) -> None:
+        """No reminder of the incident can be due before ``at``: look at it at the first tick from then."""
+        if self._remind_after <= 0:
+            return  # never reminds: nothing to look at
+        when = at.timestamp()
+        self._remind_checks[incident_id] = when
+        heapq.heappush(self._remind_heap, (when, incident_id))
+
+    def _reset_reminder_checks(self, opened: Iterable[tuple[str, datetime]]) -> None:
+        """At a rebuild: each open incident (id, opened at) looked at once its opening is the delay old."""
+        self._remind_checks, self._remind_heap = {}, []
+        for incident_id, at in opened:
+            self._remind_from(incident_id, at)
+
+    def _remind_steady(self, now: datetime) -> None:
+        """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""
+        if self._remind_after <= 0:
+            return
+        due, later = [], []
+        while self._remind_heap and self._remind_heap[0][0] <= now.timestamp():
+            when, incident_id = heapq.heappop(self._remind_heap)
+            if self._remind_checks.get(incident_id) != when:
+                continue  # looked at since, or set again
+            inc = self._open.get(incident_id)
+            if inc is None:
+                del self._remind_checks[incident_id]  # resolved or merged away
+            elif self._held(incident_id, now) or not live(inc.members) or incident_id in self._unannounced:
+                later.append((when, incident_id))  # looked at again at the next tick (in memory only)
+            else:
+                due.append(incident_id)
+        for entry in later:
+            heapq.heappush(self._remind_heap, entry)
+        if not due:
+            return
+        after = timedelta(seconds=self._remind_after)
+        checks: list[tuple[str, datetime]] = []
+        try:
+            with self._sessions() as session, session.begin():
+                batch = Batch(session, now)
+                timelines = _read_kinds(session, due)
+                for incident_id in due:
+                    row = session.get(IncidentRow, incident_id)
+                    if row is None or row.state == IncidentState.RESOLVED.value:
+                        continue
+                    last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at)
+                    age = (now - last).total_seconds()
+                    if taken_up or age < self._remind_after:
+                        # Not due before the delay after its last page; taken up, before the delay after now
+                        # (a later page is later than now).
+                        checks.append((incident_id, (now if taken_up else last) + after))
+                        continue
+                    row.updated_at = now
+                    message = steady_text(age)
+                    batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)
+                    checks.append((incident_id, now + after))
+        except Exception:
+            self._rebuild_after_failure()  # the COMMIT may have gone through: as the store has it
+            raise
+        for incident_id, at in checks:  # after the commit: a failed one is looked at again
+            self._check_reminder_at(incident_id, at)
+        self._notify(batch.changes)
+
+
+def _read_kinds(session: Session, incident_ids: list[str]) -> dict[str, list[_Event]]:
+    """The stored events of ``READ_KINDS`` of the incidents, each incident's newest first."""
+    events: dict[str, list[tuple[int, _Event]]] = defaultdict(list)
+    for chunk in in_lists(incident_ids):
+        query = select(
+            TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
+        )
+        query = query.where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(READ_KINDS))
+        for incident_id, seq, kind, at, data in session.execute(query):
+            events[incident_id].append((seq, (kind, at, data)))
+    return {i: [e for _, e in sorted(found, key=lambda s: -s[0])] for i, found in events.items()}
