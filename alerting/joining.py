@@ -26,7 +26,8 @@ from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
-from alerting.reminders import READ_KINDS, held_text, reminder_due
+from alerting.reminders import held_text, reminder_due
+from alerting.reminding import stored_pages
 from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
@@ -55,6 +56,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
     _remind_after: float  # ``alerting.remind_after_seconds``
     _remind_from: Callable[[str, datetime], None]  # ``alerting.reminding.SteadyReminding``'s
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
 
     def _member(self, row: StoredAlert) -> Member:
         """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
@@ -376,13 +378,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         stored timeline, newest first, as far back as its last page: a restarted serve decides alike."""
         if self._remind_after <= 0 or self._held(target.id, batch.now):
             return None
-        events = batch.session.execute(
-            select(TimelineRow.kind, TimelineRow.at, TimelineRow.data)
-            .where(TimelineRow.incident_id == target.id, TimelineRow.kind.in_(READ_KINDS))
-            .order_by(TimelineRow.seq.desc())
-        )
-        rows = ((kind, at, data) for kind, at, data in events)
-        return reminder_due(rows, batch.now, self._remind_after, target.opened_at)
+        hold = self._hold.total_seconds()
+        events = stored_pages(batch.session, [target.id], hold).get(target.id, [])
+        return reminder_due(events, batch.now, self._remind_after, target.opened_at, hold)
 
 
 def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:

@@ -13,7 +13,7 @@ reminded of by the engine's tick (``alerting.reminding``), by the same rule: its
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerting.outcomes import duration_text
 
@@ -41,26 +41,29 @@ def rose(data: Mapping[str, object]) -> bool:
 
 def paged(kind: str, data: Mapping[str, object]) -> bool:
     """Whether a timeline event paged: the opening, a reopening not held (a reminder included), an
-    escalation (a priority change, or a silence's end, to a more urgent priority), the tick's reminder."""
+    escalation (a priority change, or a silence's end, to a more urgent priority) but one told while a
+    silence held the incident (its event says ``silenced``: the silence's end pages for it), the tick's
+    reminder."""
     if kind in ("opened", REMINDER):
         return True
     if kind == "reopened":
         return not held_reopening(data)
-    return kind in PRIORITY_MOVES and rose(data)
+    return kind in PRIORITY_MOVES and rose(data) and not data.get("silenced")
 
 
 def last_page(
-    events: Iterable[tuple[str, datetime, Mapping[str, object]]], opened: datetime
+    events: Iterable[tuple[str, datetime, Mapping[str, object]]], opened: datetime, hold: float = 0.0
 ) -> tuple[datetime, bool]:
     """When the incident last paged, and whether someone took it up (``TAKEN_UP``) since. ``events``: its
     stored events of ``READ_KINDS`` (kind, at, data), newest first, read only as far back as its last page;
-    ``opened``: when it opened (its page if the timeline has none)."""
+    ``opened``: when it opened (its page if the timeline has none); ``hold``: the announce delay, seconds,
+    after which an opening is told (it pages then, not at its event)."""
     for kind, at, data in events:
         if kind in TAKEN_UP:
             return at, True  # no page after it: the last one is earlier (a lower bound is all callers need)
         if paged(kind, data):
-            return at, False
-    return opened, False
+            return (at + timedelta(seconds=hold) if kind == "opened" else at), False
+    return opened + timedelta(seconds=hold), False
 
 
 def reminder_due(
@@ -68,13 +71,14 @@ def reminder_due(
     now: datetime,
     after: float,
     opened: datetime,
+    hold: float = 0.0,
 ) -> float | None:
     """How long ago the incident last paged, when it is to page at ``now`` as a reminder: that page is
     ``after`` seconds old or older and nobody took the incident up since it (``TAKEN_UP``); else None.
-    ``events`` and ``opened`` as ``last_page`` reads them."""
+    ``events``, ``opened`` and ``hold`` as ``last_page`` reads them."""
     if after <= 0:
         return None
-    last, taken_up = last_page(events, opened)
+    last, taken_up = last_page(events, opened, hold)
     age = (now - last).total_seconds()
     return age if age >= after and not taken_up else None
 

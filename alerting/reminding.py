@@ -37,6 +37,7 @@ from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState
 
 _Event = tuple[str, datetime, Mapping[str, object]]
+_MERGED = "merged"  # the event of an incident merged into another, ``into`` it (``alerting.merging``)
 
 
 class SteadyReminding(MuteTracking):
@@ -44,6 +45,7 @@ class SteadyReminding(MuteTracking):
 
     _remind_after: float  # ``alerting.remind_after_seconds``
     _unannounced: dict[str, datetime]
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
     # Per open incident, the time (epoch seconds) before which no reminder of it can be due, and the heap of
     # those times (an entry whose time is no longer the incident's is stale, skipped when popped).
     _remind_checks: dict[str, float]
@@ -94,12 +96,13 @@ class SteadyReminding(MuteTracking):
         try:
             with self._sessions() as session, session.begin():
                 batch = Batch(session, now)
-                timelines = _read_kinds(session, due)
+                hold = self._hold.total_seconds()
+                timelines = stored_pages(session, due, hold)
                 for incident_id in due:
                     row = session.get(IncidentRow, incident_id)
                     if row is None or row.state == IncidentState.RESOLVED.value:
                         continue
-                    last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at)
+                    last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at, hold)
                     age = (now - last).total_seconds()
                     if taken_up or age < self._remind_after:
                         # Not due before the delay after its last page; taken up, before the delay after now
@@ -118,14 +121,33 @@ class SteadyReminding(MuteTracking):
         self._notify(batch.changes)
 
 
-def _read_kinds(session: Session, incident_ids: list[str]) -> dict[str, list[_Event]]:
-    """The stored events of ``READ_KINDS`` of the incidents, each incident's newest first."""
-    events: dict[str, list[tuple[int, _Event]]] = defaultdict(list)
+def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
+    """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
+    ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
+    now holds), but the opening of one merged before its announce delay (``hold``, seconds) passed: never
+    announced, it paged nobody."""
+    absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
-        query = select(
+        query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
+        absorbed.update((one, into) for one, into in session.execute(query) if into is not None)
+    found: dict[str, list[tuple[int, str, _Event]]] = defaultdict(list)
+    merged_at: dict[str, datetime] = {}
+    for chunk in in_lists([*incident_ids, *absorbed]):
+        events = select(
             TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
-        )
-        query = query.where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_(READ_KINDS))
-        for incident_id, seq, kind, at, data in session.execute(query):
-            events[incident_id].append((seq, (kind, at, data)))
-    return {i: [e for _, e in sorted(found, key=lambda s: -s[0])] for i, found in events.items()}
+        ).where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_((*READ_KINDS, _MERGED)))
+        for incident_id, seq, kind, at, data in session.execute(events):
+            if kind != _MERGED:
+                found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
+            elif incident_id in absorbed and "into" in data:
+                merged_at[incident_id] = at
+    delay = timedelta(seconds=hold)
+
+    def paged_anyone(incident_id: str, kind: str, at: datetime) -> bool:
+        end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
+        return kind != "opened" or end is None or at + delay < end
+
+    return {
+        owner: [e for _, one, e in sorted(events, key=lambda e: -e[0]) if paged_anyone(one, e[0], e[1])]
+        for owner, events in found.items()
+    }

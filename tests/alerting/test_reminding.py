@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from sqlalchemy.orm import Session
 
 from alerting import scenarios as sc
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
+from alerting.reminders import last_page
+from alerting.reminding import stored_pages
+from alerting.store_models import IncidentRow, TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert
@@ -111,3 +116,72 @@ def test_a_restart_between_reminders_reminds_alike_and_never_twice(tmp_path: Pat
         restarted.kinds() == live.kinds()
     )  # one reminder event each at 4 h and 8 h: none again at the restart
     assert restarted.told() == live.told()
+
+
+@pytest.mark.parametrize("silenced", [True, False], ids=["silenced", "not-silenced"])
+def test_an_escalation_while_a_silence_holds_the_incident_is_stored_as_paging_nobody(
+    tmp_path: Path, silenced: bool
+) -> None:
+    # Node r01-n02 down (P2), then rack r01's power lost (P0). Told while silenced, the escalation paged
+    # nobody: its event says so, and the reminders do not count it as a page (the silence's end pages).
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    if silenced:
+        serve.engine.silence_incident(incident_id, 3600, "alice")
+    serve.clock.advance(60)
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.ingest([Alert(rack)])
+    [rose] = [
+        e for e in serve.engine.store.get(incident_id).timeline if e.kind == "priority" and e.data["from"]
+    ]
+    assert (rose.data["from"], rose.data["to"]) == ("P2", "P0")
+    assert rose.data.get("silenced", False) is silenced
+
+
+def _stored(
+    session: Session, incident_id: str, into: str | None, *events: tuple[str, float, dict[str, object]]
+) -> None:
+    """An incident (merged into ``into``, if set) and its events (kind, hours after 23:00, data), stored."""
+    at = FakeClock().now()
+    session.add(
+        IncidentRow(
+            id=incident_id,
+            title="",
+            priority="P1",
+            state="resolved" if into else "triggered",
+            root_kind="xid",
+            root_target={},
+            opened_at=at,
+            updated_at=at,
+            last_alert_at=at,
+            first_onset_at=at,
+            impact={},
+            merged_into=into,
+        )
+    )
+    session.flush()
+    for kind, hours, data in events:
+        session.add(
+            TimelineRow(
+                incident_id=incident_id, at=at + timedelta(hours=hours), kind=kind, message="", data=data
+            )
+        )
+    session.flush()
+
+
+@pytest.mark.parametrize("told_before_merge", [True, False], ids=["announced", "never-announced"])
+def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
+    tmp_path: Path, told_before_merge: bool
+) -> None:
+    # inc-a paged at its opening (23:00) and an escalation (00:00); inc-b opened at 01:30, was told after
+    # the 10 s announce delay and paged, then merged into inc-a at 01:31: inc-a's fault was paged then. One
+    # merged 5 s after it opened was never announced: it paged nobody.
+    merged = 1.5 + (60 if told_before_merge else 5) / 3600
+    with Session(migrated_sqlite(tmp_path / "incidents.db")) as session:
+        _stored(session, "inc-a", None, ("opened", 0, {}), ("priority", 1, {"from": "P2", "to": "P1"}))
+        _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), ("merged", merged, {"into": "inc-a"}))
+        events = stored_pages(session, ["inc-a"], 10)["inc-a"]
+        page, taken_up = last_page(events, FakeClock().now(), 10)
+    assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
+    assert not taken_up
