@@ -40,11 +40,13 @@ class _Serve(Serve):
 
 
 def _night(serve: Serve, *, restart_at: int | None = None, by: str = "", silence: float = 0) -> None:
-    """The alert fires at 23:00 and all night; the tick runs every 20 minutes. At 01:00 someone takes the
-    incident up (``by``: acknowledged, mitigating) or silences it for ``silence`` seconds; at ``restart_at``
-    (seconds from 23:00) serve restarts."""
+    """The alert fires at 23:00 and all night, announced at 23:00:10; from then the tick runs every 20
+    minutes. At 01:00 someone takes the incident up (``by``: acknowledged, mitigating) or silences it for
+    ``silence`` seconds; at ``restart_at`` (seconds from 23:00:10) serve restarts."""
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(serve.config.announce_delay_seconds)  # announced: its page
+    serve.engine.tick()
     for at in range(_TICK, _NIGHT + 1, _TICK):
         serve.clock.advance(_TICK)
         if at == restart_at:
@@ -79,13 +81,14 @@ def test_an_incident_firing_steadily_pages_again_as_a_reminder_every_4h_unless_t
     tmp_path: Path, remind_after: float, by: str, silence: float, hours: list[int], ages: list[int]
 ) -> None:
     # The alert never resolves, so the incident never reopens: no reopening's reminder comes. The tick pages
-    # it again once its last page (the opening, at 23:00, told after the 10 s announce delay) is 4 h old,
+    # it again once its last page (the opening, told at 23:00:10 after the 10 s announce delay) is 4 h old,
     # then 4 h after that reminder, as Alertmanager's repeat_interval would: 2 reminders in 9 h.
     serve = _Serve(tmp_path / "serve", remind_after_seconds=remind_after)
     start = serve.clock.now()
     _night(serve, by=by, silence=silence)
     reminders = _reminders(serve)
-    assert [(n.event_at - start).total_seconds() / 3600 for n in reminders] == hours
+    told = start + timedelta(seconds=serve.config.announce_delay_seconds)  # the opening's page
+    assert [(n.event_at - told).total_seconds() / 3600 for n in reminders] == hours
     assert [n.reminder for n in reminders] == [age * 3600.0 for age in ages]
     for n in reminders:
         assert n.pages and n.needs_attention  # a channel broadcast, as a paged reopening
