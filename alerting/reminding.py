@@ -98,17 +98,19 @@ class SteadyReminding(MuteTracking):
                 batch = Batch(session, now)
                 hold = self._hold.total_seconds()
                 timelines = stored_pages(session, due, hold)
+                opened = _still_open(session, due)
                 for incident_id in due:
-                    row = session.get(IncidentRow, incident_id)
-                    if row is None or row.state == IncidentState.RESOLVED.value:
-                        continue
-                    last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at, hold)
+                    if incident_id not in opened:
+                        continue  # resolved by a commit whose answer was lost: gone at the next rebuild
+                    last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
                     age = (now - last).total_seconds()
                     if taken_up or age < self._remind_after:
                         # Not due before the delay after its last page; taken up, before the delay after now
                         # (a later page is later than now).
                         checks.append((incident_id, (now if taken_up else last) + after))
                         continue
+                    row = session.get(IncidentRow, incident_id)
+                    assert row is not None
                     row.updated_at = now
                     message = steady_text(age)
                     batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)
@@ -119,6 +121,17 @@ class SteadyReminding(MuteTracking):
         for incident_id, at in checks:  # after the commit: a failed one is looked at again
             self._check_reminder_at(incident_id, at)
         self._notify(batch.changes)
+
+
+def _still_open(session: Session, incident_ids: list[str]) -> dict[str, datetime]:
+    """When each of the incidents that are still open opened, read many at a time (``in_lists``)."""
+    opened: dict[str, datetime] = {}
+    for chunk in in_lists(incident_ids):
+        query = select(IncidentRow.id, IncidentRow.opened_at).where(
+            IncidentRow.id.in_(chunk), IncidentRow.state != IncidentState.RESOLVED.value
+        )
+        opened.update((incident_id, at) for incident_id, at in session.execute(query))
+    return opened
 
 
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
