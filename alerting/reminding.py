@@ -4,7 +4,7 @@ An incident whose alert fires without a break never resolves, so never reopens: 
 (``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
 Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
 again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
-something of it fires or flaps, no silence holds it, it was announced, its last page is
+something of it fires or flaps, no silence holds it, its last page (told after the announce delay) is
 ``alerting.remind_after_seconds`` old or older and nobody took it up since (``reminders.TAKEN_UP``). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
 opening; a webhook's ``priorities`` filters them as it filters the rest).
@@ -12,8 +12,9 @@ opening; a webhook's ``priorities`` filters them as it filters the rest).
 Decided from the stored timeline (``reminders.reminder_due``, as a held reopening's reminder is), in the
 tick's own transaction, and told through the outbox once. The tick does not read every incident's
 timeline: each open incident has a time before which no reminder can be due (its opening, or its last page,
-plus the delay; a check that finds it taken up, plus the delay, as any later page is later still), kept in a
-heap, and only those whose time came are read. A restarted serve starts from each incident's opening, so
+plus the delay; a check that finds it taken up, plus the delay, as any later page is later still; an
+incident that absorbs another, at once, as the other's pages and take-ups become its own), kept in a heap,
+and only those whose time came are read. A restarted serve starts from each incident's opening, so
 decides alike.
 """
 
@@ -44,7 +45,6 @@ class SteadyReminding(MuteTracking):
     """The tick's reminders of incidents that fire steadily; mixed into ``IncidentEngine``."""
 
     _remind_after: float  # ``alerting.remind_after_seconds``
-    _unannounced: dict[str, datetime]
     _hold: timedelta  # ``alerting.announce_delay_seconds``
     # Per open incident, the time (epoch seconds) before which no reminder of it can be due, and the heap of
     # those times (an entry whose time is no longer the incident's is stale, skipped when popped).
@@ -83,7 +83,7 @@ class SteadyReminding(MuteTracking):
             inc = self._open.get(incident_id)
             if inc is None:
                 del self._remind_checks[incident_id]  # resolved or merged away
-            elif self._held(incident_id, now) or not live(inc.members) or incident_id in self._unannounced:
+            elif self._held(incident_id, now) or not live(inc.members):
                 later.append((when, incident_id))  # looked at again at the next tick (in memory only)
             else:
                 due.append(incident_id)
