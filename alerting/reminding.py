@@ -98,10 +98,9 @@ class SteadyReminding(MuteTracking):
                 batch = Batch(session, now)
                 hold = self._hold.total_seconds()
                 timelines = stored_pages(session, due, hold)
-                opened = _still_open(session, due)
-                for incident_id in due:
-                    if incident_id not in opened:
-                        continue  # resolved by a commit whose answer was lost: gone at the next rebuild
+                opened = _still_open(session, due)  # of those not resolved by a commit whose answer was lost
+                # In the order they opened, not the heap's (its times differ after a restart): told alike.
+                for incident_id in sorted(opened, key=lambda i: (opened[i], i)):
                     last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
                     age = (now - last).total_seconds()
                     if taken_up or age < self._remind_after:
