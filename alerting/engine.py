@@ -40,6 +40,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.reassessment import InventoryReassessment, lost_gpus
+from alerting.reminding import SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
 from alerting.silencing import stored_silences
@@ -60,6 +61,7 @@ class IncidentEngine(
     IncidentJoining,
     IncidentLifecycle,
     StoreRetention,
+    SteadyReminding,
     MuteTracking,
 ):
     """Turns alerts into incidents; implements ``IncidentActions`` for Slack and the API."""
@@ -103,6 +105,8 @@ class IncidentEngine(
         self._reopen_within = timedelta(seconds=self.config.reopen_window_seconds)
         self._cycling_within = self.config.cycling_reopens_seconds
         self._remind_after = self.config.remind_after_seconds
+        self._remind_checks: dict[str, float] = {}  # see ``alerting.reminding``
+        self._remind_heap: list[tuple[float, str]] = []
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows
@@ -180,6 +184,7 @@ class IncidentEngine(
                 )
                 inc.resume(row.reassessment, row.reopen_count)  # what refreshes left pending of it
                 self._open[row.id] = inc
+            self._reset_reminder_checks((row.id, row.opened_at) for row in rows)
             self._announced &= set(self._open)  # merged or resolved meanwhile: forgotten
             self._reannounce &= set(self._unannounced)
             self._reassessed = False  # what the store holds was not assessed with this inventory
@@ -494,7 +499,7 @@ class IncidentEngine(
 
     def tick(self) -> None:
         """Resolve alerts whose endsAt passed and incidents quiet for the quiet period; catch up on incidents
-        whose silence ended."""
+        whose silence ended; remind of incidents firing steadily (``alerting.reminding``)."""
         with self._lock:
             self._fresh()
             now = self.clock.now()
@@ -521,6 +526,7 @@ class IncidentEngine(
             # After the announcements: a change of an incident still held folds into its announcement.
             self._end_incident_silences(now)
             self._tell_silences_ending(now)
+            self._remind_steady(now)  # after the silences' ends: an escalation caught up on is a page
         self._prune_if_due(now)
 
 

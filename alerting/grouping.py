@@ -257,6 +257,8 @@ class IncidentGrouping(IncidentMerging):
                     "from": None if is_new else old,
                     "to": assessment.priority.value,
                     "reason": assessment.reason,
+                    # Told while a silence holds it: paged nobody (``reminders.paged``); its end pages.
+                    **({"silenced": True} if not is_new and self._held(inc.id, now) else {}),
                 },
                 change=None if is_new else ChangeKind.PRIORITY_CHANGED,
             )

@@ -9,7 +9,7 @@ open incident that best explains it (``alerting.correlation``), or opens a new i
 from __future__ import annotations
 
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timedelta
 
 from sqlalchemy import func, select
@@ -26,7 +26,8 @@ from alerting.member import describe as _describe
 from alerting.muting import MuteTracking
 from alerting.pending import StoredAlert
 from alerting.recurrence import RecentlyResolved
-from alerting.reminders import READ_KINDS, held_text, reminder_due
+from alerting.reminders import held_text, reminder_due
+from alerting.reminding import stored_pages
 from alerting.root_cause import kept_root, root_cause
 from alerting.root_facts import beside_held, recurs
 from alerting.store import ALERT_MOVED
@@ -54,6 +55,8 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
     _reopen_within: timedelta
     _cycling_within: float  # ``alerting.cycling_reopens_seconds``
     _remind_after: float  # ``alerting.remind_after_seconds``
+    _remind_from: Callable[[str, datetime], None]  # ``alerting.reminding.SteadyReminding``'s
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
 
     def _member(self, row: StoredAlert) -> Member:
         """A stored alert as correlation sees it (its kind and place from its labels and the inventory)."""
@@ -173,6 +176,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         path, root = root_cause([member], self.inventory)
         inc = OpenIncident(f"inc-{uuid.uuid4().hex[:12]}", path, Priority.P3, IncidentState.TRIGGERED, now)
         self._open[inc.id] = inc
+        self._remind_from(inc.id, now)
         batch.session.add(
             IncidentRow(
                 id=inc.id,
@@ -302,8 +306,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
             self._join_open(batch, self._open[target.id], row)
             return True
         target.state = IncidentState.TRIGGERED.value
-        target.resolved_at = None
-        target.quiet_since = None
+        target.resolved_at = target.quiet_since = None
         target.reopen_count += 1
         target.last_opened_at = batch.now  # newest first in listings again
         inc = OpenIncident(target.id, (), Priority(target.priority), IncidentState.TRIGGERED, batch.now)
@@ -325,6 +328,7 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         inc.root_moved = kept is None
         self._set_workloads(inc, self._workloads_of(inc, None))
         self._open[target.id] = inc
+        self._remind_from(target.id, target.opened_at)
         # A flapping alert's re-fire (the one that made it flapping) is held: the incident stays open while
         # it flaps, its message says so, and nobody is paged for each flap (Alertmanager pages for none).
         # So is a reopening that only repeats the incident's slower resolve / reopen cycle (``_cycling``).
@@ -376,13 +380,9 @@ class IncidentJoining(IncidentGrouping, MuteTracking):
         stored timeline, newest first, as far back as its last page: a restarted serve decides alike."""
         if self._remind_after <= 0 or self._held(target.id, batch.silence_time()):
             return None
-        events = batch.session.execute(
-            select(TimelineRow.kind, TimelineRow.at, TimelineRow.data)
-            .where(TimelineRow.incident_id == target.id, TimelineRow.kind.in_(READ_KINDS))
-            .order_by(TimelineRow.seq.desc())
-        )
-        rows = ((kind, at, data) for kind, at, data in events)
-        return reminder_due(rows, batch.now, self._remind_after, target.opened_at)
+        hold = self._hold.total_seconds()
+        events = stored_pages(batch.session, [target.id], hold).get(target.id, [])
+        return reminder_due(events, batch.now, self._remind_after, target.opened_at, hold)
 
 
 def _may_take(inc: OpenIncident, new: Member, horizon: datetime) -> bool:

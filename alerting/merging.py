@@ -42,6 +42,7 @@ class IncidentMerging:
     _open: OpenIncidents
     _window: timedelta
     _held: Callable[[str, datetime], bool]  # whether a silence holds an incident now (``MuteTracking``)
+    _check_reminder_at: Callable[[str, datetime], None]  # ``reminding.SteadyReminding``'s
     # End the silence holding an incident when what comes in is beside what it was set for, saying why.
     _end_if_beside: Callable[[Batch, OpenIncident, Iterable[Member], Callable[[], str]], None]
     _drop_absorbed_silences: Callable[[Batch, str], list[str]]  # end a merged-away incident's, quietly
@@ -164,6 +165,9 @@ class IncidentMerging:
         )
         inc.last_alert_at = max(inc.last_alert_at, other.last_alert_at)
         del self._open[other.id]
+        # Its pages and take-ups are now ``inc``'s (``reminding.stored_pages``): one may make a reminder
+        # of ``inc`` due sooner than its check said (a page after the acknowledgement it found).
+        self._check_reminder_at(inc.id, batch.now)
 
     def _spread_in_rack(self, inc: OpenIncident, now: datetime) -> set[str]:
         """The other open incidents that, with ``inc``, hold one signal on ``SPREAD_NODES`` or more nodes of a

@@ -6,13 +6,14 @@ night paged once, at 23:00; Alertmanager notifies a firing group again every ``r
 default). So such a reopening pages when the incident's last page is ``alerting.remind_after_seconds`` old or
 older, told as a reminder, unless someone acknowledged (or took up) the incident since that page. Which events
 paged is read from the stored timeline (``paged``), the decision stored on the reopening's event: a restarted
-serve decides alike, and the outbox tells it once. No timer: reminders ride on held reopenings only.
+serve decides alike, and the outbox tells it once. An incident that fires steadily, never reopening, is
+reminded of by the engine's tick (``alerting.reminding``), by the same rule: its ``reminder`` event pages.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from alerting.outcomes import duration_text
 
@@ -20,8 +21,10 @@ from alerting.outcomes import duration_text
 PRIORITY_MOVES = frozenset({"priority", "silence_ended"})
 # Timeline kinds by which someone took the incident up (``alerting.lifecycle``): it is not reminded after.
 TAKEN_UP = frozenset({"acknowledged", "remediation_approved", "mitigating"})
+# The tick's reminder of an incident still firing (``alerting.reminding``): it pages.
+REMINDER = "reminder"
 # Every timeline kind ``reminder_due`` reads: those that may have paged, and those that take it up.
-READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened"}))
+READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened", REMINDER}))
 
 
 def held_reopening(data: Mapping[str, object]) -> bool:
@@ -38,12 +41,29 @@ def rose(data: Mapping[str, object]) -> bool:
 
 def paged(kind: str, data: Mapping[str, object]) -> bool:
     """Whether a timeline event paged: the opening, a reopening not held (a reminder included), an
-    escalation (a priority change, or a silence's end, to a more urgent priority)."""
-    if kind == "opened":
+    escalation (a priority change, or a silence's end, to a more urgent priority) but one told while a
+    silence held the incident (its event says ``silenced``: the silence's end pages for it), the tick's
+    reminder."""
+    if kind in ("opened", REMINDER):
         return True
     if kind == "reopened":
         return not held_reopening(data)
-    return kind in PRIORITY_MOVES and rose(data)
+    return kind in PRIORITY_MOVES and rose(data) and not data.get("silenced")
+
+
+def last_page(
+    events: Iterable[tuple[str, datetime, Mapping[str, object]]], opened: datetime, hold: float = 0.0
+) -> tuple[datetime, bool]:
+    """When the incident last paged, and whether someone took it up (``TAKEN_UP``) since. ``events``: its
+    stored events of ``READ_KINDS`` (kind, at, data), newest first, read only as far back as its last page;
+    ``opened``: when it opened (its page if the timeline has none); ``hold``: the announce delay, seconds,
+    after which an opening is told (it pages then, not at its event)."""
+    for kind, at, data in events:
+        if kind in TAKEN_UP:
+            return at, True  # no page after it: the last one is earlier (a lower bound is all callers need)
+        if paged(kind, data):
+            return (at + timedelta(seconds=hold) if kind == "opened" else at), False
+    return opened + timedelta(seconds=hold), False
 
 
 def reminder_due(
@@ -51,22 +71,27 @@ def reminder_due(
     now: datetime,
     after: float,
     opened: datetime,
+    hold: float = 0.0,
 ) -> float | None:
-    """How long ago the incident last paged, when a held reopening at ``now`` is to page as a reminder:
-    that page is ``after`` seconds old or older and nobody took the incident up since it (``TAKEN_UP``);
-    else None. ``events``: the incident's stored events of ``READ_KINDS`` (kind, at, data), newest first,
-    read only as far back as its last page; ``opened``: when it opened (its page if the timeline has none)."""
+    """How long ago the incident last paged, when it is to page at ``now`` as a reminder: that page is
+    ``after`` seconds old or older and nobody took the incident up since it (``TAKEN_UP``); else None.
+    ``events``, ``opened`` and ``hold`` as ``last_page`` reads them."""
     if after <= 0:
         return None
-    last = opened
-    for kind, at, data in events:
-        if kind in TAKEN_UP:
-            return None
-        if paged(kind, data):
-            last = at
-            break
+    last, taken_up = last_page(events, opened, hold)
     age = (now - last).total_seconds()
-    return age if age >= after else None
+    return age if age >= after and not taken_up else None
+
+
+def age_text(seconds: float) -> str:
+    """How long ago the last page was, as a reminder says it: to the minute ("4h2m"), seconds under one."""
+    return duration_text(seconds - seconds % 60 if seconds >= 60 else round(seconds))
+
+
+def steady_text(seconds: float) -> str:
+    """The tick's reminder of an incident firing steadily: "still firing 4h after the last page, not
+    acknowledged: reminding"."""
+    return f"still firing {age_text(seconds)} after the last page, not acknowledged: reminding"
 
 
 def held_text(flapping: bool, cycling: int, within: float, reminder: float | None) -> str:
@@ -79,6 +104,5 @@ def held_text(flapping: bool, cycling: int, within: float, reminder: float | Non
     said = [] if flapping else [f"reopened {cycling} times within {duration_text(within)} by this alert"]
     if reminder is None:
         return f" ({what}: {', '.join([*said, 'held, no page' if flapping else 'no page'])})"
-    age = reminder - reminder % 60 if reminder >= 60 else round(reminder)  # to the minute: "4h2m"
-    said.append(f"still {what} {duration_text(age)} after the last page, reminding")
+    said.append(f"still {what} {age_text(reminder)} after the last page, reminding")
     return f" ({what}: {'; '.join(said)})"

@@ -41,7 +41,6 @@ import gc
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -69,6 +68,7 @@ from alerting.notifiers.recorder import SlackRecorder
 from gpuwarden.cli.serve_cmd import build_applier, build_service
 from gpuwarden.config import load_config
 from gpuwarden.model import Alert
+from tests.integration.servers import free_port  # in GPUWARDEN_TEST_PORTS when set, as the tests' servers
 
 TOKEN = "bench-token"
 BATCH = 64
@@ -77,12 +77,6 @@ CHECK = "two_unrelated_faults"  # a correctness check (two incidents), not a sto
 SCALE = 30.0  # every timer runs 30x faster than in production: Alertmanager's, gpuwarden's, the storms'
 EVAL = 15.0 / SCALE  # Prometheus' rule evaluation interval (15 s), scaled
 HOLD = 120.0 / SCALE  # how long a storm keeps firing after its last onset before it is repaired
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
@@ -138,7 +132,7 @@ class CountingReceiver:
             def log_message(self, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", free_port()), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -409,7 +403,7 @@ def main() -> None:
     am_default_argv = alertmanager_argv(
         am_bin, work / "am-default", receiver_default.url, "10s", am_default_port
     )
-    recorder = SlackRecorder().start()
+    recorder = SlackRecorder(port=free_port()).start()
     inventory = work / "inventory.yaml"
     inventory.write_text(yaml.safe_dump(inventory_data(bench_inventory())))
     gw_cfg = work / "gw.yml"

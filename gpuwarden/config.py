@@ -273,9 +273,9 @@ class AlertingConfig(Section):
         14400.0,
         ge=0,
         le=MAX_WINDOW_SECONDS,
-        description="a reopening held as cycling or flapping pages after all, told as a reminder, when the"
-        " incident last paged this long ago or longer and nobody acknowledged it since (Alertmanager's"
-        " repeat_interval; 0: never remind); no timer: only a held reopening reminds",
+        description="an open incident that still fires (or a reopening held as cycling or flapping) pages"
+        " again, told as a reminder, when it last paged this long ago or longer and nobody acknowledged it"
+        " since (Alertmanager's repeat_interval; 0: never remind)",
     )
     assume_spare_capacity: bool = True
     priority_settle_seconds: float = Field(

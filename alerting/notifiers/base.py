@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
-from alerting.reminders import PRIORITY_MOVES, held_reopening, rose
+from alerting.reminders import PRIORITY_MOVES, REMINDER, held_reopening, rose
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
@@ -96,8 +96,9 @@ class Notification(BaseModel):
     # merged the incident into another (``IncidentChange.merging``: that one pages), or the resolution that
     # merged it away (its fault goes on in the other incident: not broadcast as ended).
     held: bool = False
-    # A reopening that would be held but pages as a reminder (``alerting.reminders``): how many seconds ago
-    # the incident last paged; None for any other change.
+    # A reopening that would be held but pages as a reminder (``alerting.reminders``), or the tick's reminder
+    # of an incident firing steadily (``alerting.reminding``): how many seconds ago the incident last paged;
+    # None for any other change.
     reminder: float | None = None
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
@@ -120,8 +121,10 @@ class Notification(BaseModel):
     @property
     def needs_attention(self) -> bool:
         """Whether people must see this change arrive, not only the incident's message change in place: a
-        reopening (that message may be far up the channel) or an escalation, unless it is ``held``."""
-        return (self.change is ChangeKind.REOPENED or self.escalated) and not self.held
+        reopening (that message may be far up the channel), an escalation or a reminder, unless it is
+        ``held``."""
+        reminds = self.reminder is not None
+        return (self.change is ChangeKind.REOPENED or self.escalated or reminds) and not self.held
 
     @property
     def pages(self) -> bool:
@@ -251,8 +254,10 @@ def _merged_away(change: IncidentChange) -> bool:
 
 
 def _reminder(change: IncidentChange) -> float | None:
-    """How long ago the incident last paged, when its reopening pages as a reminder (its event says so)."""
-    value = change.event.data.get("reminder") if change.kind is ChangeKind.REOPENED else None
+    """How long ago the incident last paged, when its reopening pages as a reminder, or the tick reminds of it
+    (its event says so)."""
+    reminds = change.kind is ChangeKind.REOPENED or change.event.kind == REMINDER
+    value = change.event.data.get("reminder") if reminds else None
     return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else None
 
 

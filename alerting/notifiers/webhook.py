@@ -109,9 +109,9 @@ def webhook_payload(
         "kind": n.event_kind,
         "message": text(n.event_message),
         "escalated": n.escalated,
-        # Whether people must see it arrive: an opening (Slack's new message in the channel), a reopening or
-        # an escalation (Slack broadcasts it), not one of an incident its own transaction merged into another
-        # (that one pages) nor a flap's or a cycle's (unless it is a reminder).
+        # Whether people must see it arrive: an opening (Slack's new message in the channel), a reopening, an
+        # escalation or a reminder (Slack broadcasts it), not one of an incident its own transaction merged
+        # into another (that one pages) nor a flap's or a cycle's (unless it is a reminder).
         "pages": n.pages,
         "by": text(n.event_by),  # who made the change, when a person did; empty for the engine's
         "also": items(n.also),  # what the change's transaction did besides that no change tells
@@ -119,7 +119,8 @@ def webhook_payload(
         # A repeat of the incident's cycle (Slack edits its message, no reply): how often, within how long,
         # its alerts fired again and it went quiet; null for any other change.
         "folded": None if n.folded is None else asdict(n.folded),
-        # A reopening held as cycling or flapping that pages after all, its incident's last page being
+        # A reopening held as cycling or flapping that pages after all, or the tick's reminder of an incident
+        # firing steadily (``change`` updated, ``kind`` reminder), its incident's last page being
         # ``alerting.remind_after_seconds`` old: how many seconds old; null for any other change.
         "reminder": None if n.reminder is None else {"last_page_seconds": n.reminder},
     }

@@ -40,6 +40,15 @@ def _at(hours: float) -> datetime:
         pytest.param(
             [("opened", 0, {}), ("silence_ended", 2, {"from": "P3", "to": "P0"})], 4, None, id="rose-silenced"
         ),
+        pytest.param(
+            [("opened", 0, {}), ("priority", 2, {"from": "P3", "to": "P1", "silenced": True})],
+            4,
+            5,
+            id="escalated-while-silenced-paged-nobody",
+        ),
+        pytest.param(
+            [("opened", 0, {}), ("reminder", 2, {"reminder": 7200.0})], 4, None, id="reminded-by-the-tick"
+        ),
         pytest.param([("reopened", 0.2, _HELD)], 4, 5, id="no-page-on-the-timeline-its-opening"),
         pytest.param([("opened", 0, {})], 0, None, id="never"),
     ],
@@ -81,3 +90,13 @@ def test_a_reopening_says_why_it_is_held_or_that_it_reminds(
     flapping: bool, cycling: int, reminder: float | None, said: str
 ) -> None:
     assert held_text(flapping, cycling, 3600, reminder) == said
+
+
+@pytest.mark.parametrize(("seconds", "due"), [(14405, None), (14410, 14400.0)], ids=["before", "after"])
+def test_an_opening_held_back_by_the_announce_delay_paged_when_told_not_at_its_event(
+    seconds: int, due: float | None
+) -> None:
+    # Opened at 23:00, told (and so paged) at 23:00:10 with a 10 s announce delay: its page is 4 h old at
+    # 03:00:10, not at 03:00.
+    said = reminder_due([("opened", _OPENED, {})], _OPENED + timedelta(seconds=seconds), 14400, _OPENED, 10)
+    assert said == due

@@ -675,3 +675,25 @@ def test_a_retry_after_longer_than_the_calls_time_left_is_the_outboxs_rate_limit
         deliver(notifier, Threads(), build_notification(lifecycle()[0]))
     assert caught.value.retry_after == 1.0
     assert [c.status for c in recorder.calls] == [429]
+
+
+def test_the_ticks_reminder_of_an_incident_still_firing_is_a_broadcast_thread_reply(
+    recorder: SlackRecorder,
+) -> None:
+    # A P0 nobody acknowledged at 23:00, still firing at 03:00: the reminder reaches the channel as a paged
+    # reopening does; another update of it (a note) stays in the thread.
+    notifier, threads = notifier_for(recorder), Threads()
+    inc = make_incident(priority=Priority.P0)
+    reminder = "still firing 4h after the last page, not acknowledged: reminding"
+    steps = [
+        (ChangeKind.OPENED, "opened", None, None),
+        (ChangeKind.UPDATED, "note", "note", {"by": "bob"}),
+        (ChangeKind.UPDATED, reminder, "reminder", {"reminder": 14400.0}),
+    ]
+    for minute, (kind, message, event_kind, data) in enumerate(steps):
+        deliver(notifier, threads, build_notification(change(inc, kind, minute, message, event_kind, data)))
+    [parent] = recorder.channel_messages()
+    assert [(r.text, r.reply_broadcast) for r in recorder.replies(parent.ts)][1:] == [
+        ("note (by bob)", False),
+        (f"reminder: {reminder}", True),
+    ]

@@ -1,0 +1,165 @@
+"""Reminding of an incident that fires steadily: the engine's tick pages again once its last page is old.
+
+An incident whose alert fires without a break never resolves, so never reopens: a reopening's reminder
+(``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
+Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
+again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
+something of it fires or flaps, no silence holds it, its last page (told after the announce delay) is
+``alerting.remind_after_seconds`` old or older and nobody took it up since (``reminders.TAKEN_UP``). The
+reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
+opening; a webhook's ``priorities`` filters them as it filters the rest).
+
+Decided from the stored timeline (``reminders.reminder_due``, as a held reopening's reminder is), in the
+tick's own transaction, and told through the outbox once. The tick does not read every incident's
+timeline: each open incident has a time before which no reminder can be due (its opening, or its last page,
+plus the delay; a check that finds it taken up, plus the delay, as any later page is later still; an
+incident that absorbs another, at once, as the other's pages and take-ups become its own), kept in a heap,
+and only those whose time came are read. A restarted serve starts from each incident's opening, so
+decides alike.
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.batch import Batch
+from alerting.db import in_lists
+from alerting.member import live
+from alerting.muting import MuteTracking
+from alerting.reminders import READ_KINDS, REMINDER, last_page, steady_text
+from alerting.store_models import IncidentRow, TimelineRow
+from alerting.subscriptions import ChangeKind
+from gpuwarden.model import IncidentState
+
+_Event = tuple[str, datetime, Mapping[str, object]]
+_MERGED = "merged"  # the event of an incident merged into another, ``into`` it (``alerting.merging``)
+
+
+class SteadyReminding(MuteTracking):
+    """The tick's reminders of incidents that fire steadily; mixed into ``IncidentEngine``."""
+
+    _remind_after: float  # ``alerting.remind_after_seconds``
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
+    # Per open incident, the time (epoch seconds) before which no reminder of it can be due, and the heap of
+    # those times (an entry whose time is no longer the incident's is stale, skipped when popped).
+    _remind_checks: dict[str, float]
+    _remind_heap: list[tuple[float, str]]
+    _rebuild_after_failure: Callable[[], None]  # the engine's
+
+    def _remind_from(self, incident_id: str, opened: datetime) -> None:
+        """An incident (re)opened in memory that opened at ``opened``: no reminder is due before its opening
+        is the delay old (its last page is that or later)."""
+        self._check_reminder_at(incident_id, opened + timedelta(seconds=self._remind_after))
+
+    def _check_reminder_at(self, incident_id: str, at: datetime) -> None:
+        """No reminder of the incident can be due before ``at``: look at it at the first tick from then."""
+        if self._remind_after <= 0:
+            return  # never reminds: nothing to look at
+        when = at.timestamp()
+        self._remind_checks[incident_id] = when
+        heapq.heappush(self._remind_heap, (when, incident_id))
+
+    def _reset_reminder_checks(self, opened: Iterable[tuple[str, datetime]]) -> None:
+        """At a rebuild: each open incident (id, opened at) looked at once its opening is the delay old."""
+        self._remind_checks, self._remind_heap = {}, []
+        for incident_id, at in opened:
+            self._remind_from(incident_id, at)
+
+    def _remind_steady(self, now: datetime) -> None:
+        """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""
+        if self._remind_after <= 0:
+            return
+        due, later = [], []
+        while self._remind_heap and self._remind_heap[0][0] <= now.timestamp():
+            when, incident_id = heapq.heappop(self._remind_heap)
+            if self._remind_checks.get(incident_id) != when:
+                continue  # looked at since, or set again
+            inc = self._open.get(incident_id)
+            if inc is None:
+                del self._remind_checks[incident_id]  # resolved or merged away
+            elif self._held(incident_id, now) or not live(inc.members):
+                later.append((when, incident_id))  # looked at again at the next tick (in memory only)
+            else:
+                due.append(incident_id)
+        for entry in later:
+            heapq.heappush(self._remind_heap, entry)
+        if not due:
+            return
+        after = timedelta(seconds=self._remind_after)
+        checks: list[tuple[str, datetime]] = []
+        try:
+            with self._sessions() as session, session.begin():
+                batch = Batch(session, now)
+                hold = self._hold.total_seconds()
+                timelines = stored_pages(session, due, hold)
+                opened = _still_open(session, due)  # of those not resolved by a commit whose answer was lost
+                # In the order they opened, not the heap's (its times differ after a restart): told alike.
+                for incident_id in sorted(opened, key=lambda i: (opened[i], i)):
+                    last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
+                    age = (now - last).total_seconds()
+                    if taken_up or age < self._remind_after:
+                        # Not due before the delay after its last page; taken up, before the delay after now
+                        # (a later page is later than now).
+                        checks.append((incident_id, (now if taken_up else last) + after))
+                        continue
+                    row = session.get(IncidentRow, incident_id)
+                    assert row is not None
+                    row.updated_at = now
+                    message = steady_text(age)
+                    batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)
+                    checks.append((incident_id, now + after))
+        except Exception:
+            self._rebuild_after_failure()  # the COMMIT may have gone through: as the store has it
+            raise
+        for incident_id, at in checks:  # after the commit: a failed one is looked at again
+            self._check_reminder_at(incident_id, at)
+        self._notify(batch.changes)
+
+
+def _still_open(session: Session, incident_ids: list[str]) -> dict[str, datetime]:
+    """When each of the incidents that are still open opened, read many at a time (``in_lists``)."""
+    opened: dict[str, datetime] = {}
+    for chunk in in_lists(incident_ids):
+        query = select(IncidentRow.id, IncidentRow.opened_at).where(
+            IncidentRow.id.in_(chunk), IncidentRow.state != IncidentState.RESOLVED.value
+        )
+        opened.update((incident_id, at) for incident_id, at in session.execute(query))
+    return opened
+
+
+def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
+    """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
+    ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
+    now holds), but the opening of one merged before its announce delay (``hold``, seconds) passed: never
+    announced, it paged nobody."""
+    absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
+    for chunk in in_lists(incident_ids):
+        query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
+        absorbed.update((one, into) for one, into in session.execute(query) if into is not None)
+    found: dict[str, list[tuple[int, str, _Event]]] = defaultdict(list)
+    merged_at: dict[str, datetime] = {}
+    for chunk in in_lists([*incident_ids, *absorbed]):
+        events = select(
+            TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
+        ).where(TimelineRow.incident_id.in_(chunk), TimelineRow.kind.in_((*READ_KINDS, _MERGED)))
+        for incident_id, seq, kind, at, data in session.execute(events):
+            if kind != _MERGED:
+                found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
+            elif incident_id in absorbed and "into" in data:
+                merged_at[incident_id] = at
+    delay = timedelta(seconds=hold)
+
+    def paged_anyone(incident_id: str, kind: str, at: datetime) -> bool:
+        end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
+        return kind != "opened" or end is None or at + delay < end
+
+    return {
+        owner: [e for _, one, e in sorted(events, key=lambda e: -e[0]) if paged_anyone(one, e[0], e[1])]
+        for owner, events in found.items()
+    }

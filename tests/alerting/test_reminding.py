@@ -1,0 +1,190 @@
+"""Reminding: an incident firing steadily, nobody taking it up, pages again from the tick every 4 h."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy.orm import Session
+
+from alerting import scenarios as sc
+from alerting.notifiers.base import Notification
+from alerting.notifiers.webhook import webhook_payload
+from alerting.reminders import last_page
+from alerting.reminding import stored_pages
+from alerting.store_models import IncidentRow, TimelineRow
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert
+from tests.alerting.test_restart_equivalence import Serve
+from tests.migrated_store import migrated_sqlite
+
+# A node fell off the fleet at 23:00 and stays down: its alert fires without a break all night.
+_DOWN = Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": "r05-n03"})
+_NIGHT = 9 * 3600
+_TICK = 1200  # serve ticks every 5 s; one each 20 minutes keeps the test cheap and the reminders on the hour
+
+
+class _Serve(Serve):
+    """``Serve`` on a copy of a migrated store (``migrated_sqlite``), not one migrated anew."""
+
+    def __init__(self, path: Path, remind_after_seconds: float = 14400) -> None:
+        path.mkdir()
+        self.db = str(path / "incidents.db")
+        migrated_sqlite(Path(self.db)).dispose()
+        self.clock = FakeClock()
+        self.config = AlertingConfig(remind_after_seconds=remind_after_seconds)
+        self.inventory = sc.fleet_inventory()
+        self.restart()
+
+
+def _night(serve: Serve, *, restart_at: int | None = None, by: str = "", silence: float = 0) -> None:
+    """The alert fires at 23:00 and all night, announced at 23:00:10; from then the tick runs every 20
+    minutes. At 01:00 someone takes the incident up (``by``: acknowledged, mitigating) or silences it for
+    ``silence`` seconds; at ``restart_at`` (seconds from 23:00:10) serve restarts."""
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(serve.config.announce_delay_seconds)  # announced: its page
+    serve.engine.tick()
+    for at in range(_TICK, _NIGHT + 1, _TICK):
+        serve.clock.advance(_TICK)
+        if at == restart_at:
+            serve.restart()
+        if at == 7200 and by == "acknowledged":
+            serve.engine.acknowledge(incident_id, "alice")
+        if at == 7200 and by == "mitigating":
+            serve.engine.mark_mitigating(incident_id, "alice", "drain_node")
+        if at == 7200 and silence:
+            serve.engine.silence_incident(incident_id, silence, "alice")
+        serve.engine.tick()
+
+
+def _reminders(serve: Serve) -> list[Notification]:
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    return [n for n in told if n.event_kind == "reminder"]
+
+
+@pytest.mark.parametrize(
+    ("remind_after", "by", "silence", "hours", "ages"),
+    [
+        pytest.param(14400, "", 0, [4, 8], [4, 4], id="reminded-at-4h-and-8h"),
+        pytest.param(14400, "acknowledged", 0, [], [], id="acknowledged-after-its-page"),
+        pytest.param(14400, "mitigating", 0, [], [], id="mitigating-after-its-page"),
+        pytest.param(14400, "", 8 * 3600, [], [], id="silenced-all-night"),
+        # Silenced from 01:00 to 04:00: none at 03:00; at 04:00, as the silence ends, 5 h after the opening.
+        pytest.param(14400, "", 3 * 3600, [5, 9], [5, 4], id="silenced-past-4h-reminded-as-it-ends"),
+        pytest.param(0, "", 0, [], [], id="never-as-before"),
+    ],
+)
+def test_an_incident_firing_steadily_pages_again_as_a_reminder_every_4h_unless_taken_up(
+    tmp_path: Path, remind_after: float, by: str, silence: float, hours: list[int], ages: list[int]
+) -> None:
+    # The alert never resolves, so the incident never reopens: no reopening's reminder comes. The tick pages
+    # it again once its last page (the opening, told at 23:00:10 after the 10 s announce delay) is 4 h old,
+    # then 4 h after that reminder, as Alertmanager's repeat_interval would: 2 reminders in 9 h.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=remind_after)
+    start = serve.clock.now()
+    _night(serve, by=by, silence=silence)
+    reminders = _reminders(serve)
+    told = start + timedelta(seconds=serve.config.announce_delay_seconds)  # the opening's page
+    assert [(n.event_at - told).total_seconds() / 3600 for n in reminders] == hours
+    assert [n.reminder for n in reminders] == [age * 3600.0 for age in ages]
+    for n in reminders:
+        assert n.pages and n.needs_attention  # a channel broadcast, as a paged reopening
+        assert n.event_message.startswith("still firing ")
+        assert n.event_message.endswith(" after the last page, not acknowledged: reminding")
+        event = webhook_payload(n, first_for_receiver=False)["event"]
+        assert event["pages"] is True and event["reminder"] == {"last_page_seconds": n.reminder}
+    assert (
+        reminders[:1] == []
+        or reminders[0].event_message
+        == f"still firing {ages[0]}h after the last page, not acknowledged: reminding"
+    )
+
+
+@pytest.mark.parametrize("restart_at", [4 * 3600 + _TICK, 6 * 3600], ids=["just-after-a-reminder", "between"])
+def test_a_restart_between_reminders_reminds_alike_and_never_twice(tmp_path: Path, restart_at: int) -> None:
+    # A restarted serve knows nothing of the reminder before it but what the store holds: it decides from
+    # the stored timeline, so reminds at 8 h as a running one does, and does not remind again at once.
+    live, restarted = _Serve(tmp_path / "live"), _Serve(tmp_path / "restarted")
+    _night(live)
+    _night(restarted, restart_at=restart_at)
+    assert len(_reminders(live)) == 2
+    said = [
+        [(n.event_at, n.event_message, n.reminder, n.pages) for n in _reminders(s)] for s in (live, restarted)
+    ]
+    assert said[1] == said[0]
+    assert (
+        restarted.kinds() == live.kinds()
+    )  # one reminder event each at 4 h and 8 h: none again at the restart
+    assert restarted.told() == live.told()
+
+
+@pytest.mark.parametrize("silenced", [True, False], ids=["silenced", "not-silenced"])
+def test_an_escalation_while_a_silence_holds_the_incident_is_stored_as_paging_nobody(
+    tmp_path: Path, silenced: bool
+) -> None:
+    # Node r01-n02 down (P2), then rack r01's power lost (P0). Told while silenced, the escalation paged
+    # nobody: its event says so, and the reminders do not count it as a page (the silence's end pages).
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    if silenced:
+        serve.engine.silence_incident(incident_id, 3600, "alice")
+    serve.clock.advance(60)
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.ingest([Alert(rack)])
+    [rose] = [
+        e for e in serve.engine.store.get(incident_id).timeline if e.kind == "priority" and e.data["from"]
+    ]
+    assert (rose.data["from"], rose.data["to"]) == ("P2", "P0")
+    assert rose.data.get("silenced", False) is silenced
+
+
+def _stored(
+    session: Session, incident_id: str, into: str | None, *events: tuple[str, float, dict[str, object]]
+) -> None:
+    """An incident (merged into ``into``, if set) and its events (kind, hours after 23:00, data), stored."""
+    at = FakeClock().now()
+    session.add(
+        IncidentRow(
+            id=incident_id,
+            title="",
+            priority="P1",
+            state="resolved" if into else "triggered",
+            root_kind="xid",
+            root_target={},
+            opened_at=at,
+            updated_at=at,
+            last_alert_at=at,
+            first_onset_at=at,
+            impact={},
+            merged_into=into,
+        )
+    )
+    session.flush()
+    for kind, hours, data in events:
+        session.add(
+            TimelineRow(
+                incident_id=incident_id, at=at + timedelta(hours=hours), kind=kind, message="", data=data
+            )
+        )
+    session.flush()
+
+
+@pytest.mark.parametrize("told_before_merge", [True, False], ids=["announced", "never-announced"])
+def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
+    tmp_path: Path, told_before_merge: bool
+) -> None:
+    # inc-a paged at its opening (23:00) and an escalation (00:00); inc-b opened at 01:30, was told after
+    # the 10 s announce delay and paged, then merged into inc-a at 01:31: inc-a's fault was paged then. One
+    # merged 5 s after it opened was never announced: it paged nobody.
+    merged = 1.5 + (60 if told_before_merge else 5) / 3600
+    with Session(migrated_sqlite(tmp_path / "incidents.db")) as session:
+        _stored(session, "inc-a", None, ("opened", 0, {}), ("priority", 1, {"from": "P2", "to": "P1"}))
+        _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), ("merged", merged, {"into": "inc-a"}))
+        events = stored_pages(session, ["inc-a"], 10)["inc-a"]
+        page, taken_up = last_page(events, FakeClock().now(), 10)
+    assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
+    assert not taken_up
