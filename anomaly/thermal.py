@@ -5,8 +5,9 @@ works alone: temperature moves with every workload change, and an idle GPU whose
 clock slowdown until it is far too late (it never reaches the throttle point). Per GPU, this detector keeps
 an online ridge regression of temperature on lagged power (exponentially weighted moments) and scores how far
 the temperature is *above* what the power predicts, in units of the usual error (at least
-``min_deviation`` degrees). Anomalous samples are winsorised at the band before they teach the regression,
-so a slow runaway does not become the new normal within minutes.
+``min_deviation`` degrees). A sample above the band teaches the regression nothing (others are winsorised at
+the band), so a runaway never becomes the new normal: its alert lasts while the GPU runs hot and resolves
+once the temperature is back where the power puts it.
 
 State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
 (``UUID``) once and reused while both queries keep the same series.
@@ -139,10 +140,13 @@ class ThermalDetector:
         dev = self.dev[ids]
         band = np.maximum(self.k * dev, self.min_deviation)
         score = np.where(n >= self.warmup, np.maximum(resid, 0.0) / band, 0.0)
-        # Learn from the sample winsorised at the band, so an excursion teaches little.
+        # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
+        # alert's) teaches nothing. Taught at the band, the error scale grew by (k - 1) * alpha a tick (the
+        # band is k of it) and the intercept by alpha bands: a runaway held at 92 C scored under 1 within 8
+        # minutes and its alert resolved while the GPU still cooked. Now it lasts as long as the heat does.
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
-        w = np.maximum(self.alpha, 1.0 / (n + 1.0))
+        w = np.where(score >= 1.0, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         self.mp[ids] = mp + w * (lagged - mp)
         self.mt[ids] = mt + w * (t_used - mt)
         self.mpp[ids] = mpp + w * (lagged * lagged - mpp)
