@@ -88,7 +88,7 @@ def test_a_cooling_failure_stays_flagged_while_it_lasts_and_clears_once_repaired
 
 
 def test_a_gpu_seen_only_idle_that_starts_a_job_is_not_flagged_for_good():
-    """Its prediction at a power it never learnt at is a guess: held like a fault's, that alert never ended."""
+    """Its prediction at a power it never learnt at is a guess: held like a fault's, that alert never ends."""
     rng = np.random.default_rng(5)
     gpus, det = Gpus(), ThermalDetector()
     for _ in range(150):
