@@ -9,6 +9,13 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   start and ``deadline`` seconds later: one collection interval for hard faults, 5 minutes for soft ones.
 * An alert is false when no fault window (start .. repair + ``grace``) is open on its node or on a GPU that
   shares its workload (a stalled training job slows every rank: those alerts are sympathetic, not false).
+* An alert on a fault's target (raised after its start) that resolves before the fault is repaired is a
+  premature resolution: an operator reads "resolved" while the GPU still has the fault. Counted per class
+  (``resolved_while_active``, injections with at least one; ``resolved_early_by``, per detector), and
+  ``quiet_while_active`` counts those whose target then had no alert firing at all (its incident would
+  resolve). The other side: an alert on its target raised after its start and still firing
+  ``stuck_seconds`` after its repair is stuck (``stuck_after_repair``), unless a later fault hit the same
+  target (3 hours: longer than the fleet detector's hold, 240 ticks).
 """
 
 from __future__ import annotations
@@ -35,6 +42,9 @@ class FaultClass:
     needs_workload: bool = False  # a slower idle GPU shows nothing: inject only where work runs
     node_level: bool = False  # aimed at a whole node; detected by an alert naming the node without a GPU
     deadline_seconds: float | None = None  # None: one interval for hard faults, 5 minutes for soft ones
+    hold_seconds: float | None = (
+        None  # how long it stays before the repair; None: the plan's ``hold_seconds``
+    )
 
     def deadline(self, interval: float) -> float:
         """Seconds after the start within which a detection counts."""
@@ -50,7 +60,9 @@ FAULT_CLASSES: tuple[FaultClass, ...] = (
     FaultClass("dbe_contained_xid_94", True, {"kind": "xid", "xid": 94}),
     FaultClass("hw_thermal_slowdown", False, {"kind": "hw_thermal_slowdown"}),
     FaultClass("power_brake", False, {"kind": "power_brake"}),
-    FaultClass("thermal_runaway", False, {"kind": "thermal_runaway"}),
+    # A failed cooler stays failed until someone repairs it: an hour, long enough for a detector whose band
+    # learns the heat to let its alert go (the thermal detector's did after ~40 minutes at 30 s ticks).
+    FaultClass("thermal_runaway", False, {"kind": "thermal_runaway"}, hold_seconds=3600.0),
     FaultClass("straggler", False, {"kind": "straggler"}, needs_workload=True),
     FaultClass("ecc_sbe_storm", False, {"kind": "ecc_sbe_storm"}),
     FaultClass("nvlink_crc_burst", False, {"kind": "nvlink_crc_burst", "link": 0}),
@@ -76,6 +88,9 @@ class Injection:
     repaired_at: float | None = None
     detected_at: float | None = None
     detected_by: str = ""
+    resolved_early_by: list[str] = field(default_factory=list)  # ``alertname:model`` resolved while active
+    quiet: bool = False  # its target had no alert firing left while it was still active
+    stuck: bool | None = None  # an alert still firing ``stuck_seconds`` after the repair; None: not checked
 
 
 @dataclass(slots=True)
@@ -89,6 +104,10 @@ class ClassResult:
     within_deadline: int = 0
     latencies: list[float] = field(default_factory=list)
     detected_by: dict[str, int] = field(default_factory=dict)
+    resolved_while_active: int = 0  # injections with an alert on their target resolved before the repair
+    resolved_early_by: dict[str, int] = field(default_factory=dict)
+    quiet_while_active: int = 0  # ... of which the target then had no alert firing (its incident resolves)
+    stuck_after_repair: int = 0  # injections with an alert on their target firing ``stuck_seconds`` after it
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict."""
@@ -104,6 +123,10 @@ class ClassResult:
             "latency_p90_s": lat[min(len(lat) - 1, (9 * len(lat)) // 10)] if lat else None,
             "latency_max_s": lat[-1] if lat else None,
             "detected_by": dict(sorted(self.detected_by.items(), key=lambda kv: -kv[1])),
+            "resolved_while_active": self.resolved_while_active,
+            "resolved_early_by": dict(sorted(self.resolved_early_by.items(), key=lambda kv: -kv[1])),
+            "quiet_while_active": self.quiet_while_active,
+            "stuck_after_repair": self.stuck_after_repair,
         }
 
 
@@ -163,6 +186,7 @@ class EvalPlan:
     spacing_seconds: float = 1200.0
     hold_seconds: float = 600.0
     grace_seconds: float = 900.0
+    stuck_seconds: float = 3 * 3600.0
     warmup_seconds: float = 3600.0
     seed: int = 0
     classes: tuple[FaultClass, ...] = FAULT_CLASSES
@@ -261,6 +285,9 @@ def run_fault_eval(
             last_fit = now
         for alert in result.raised:
             _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
+        for alert in result.resolved:
+            _resolved_early(alert, now, truth.injections, service)
+        _check_stuck(truth.injections, service, now, plan.stuck_seconds)
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
     return FaultEvalReport(
@@ -288,7 +315,8 @@ def run_fault_eval(
 
 def _repair_due(fleet: Fleet, injections: list[Injection], now: float, hold: float) -> None:
     for inj in injections:
-        if inj.repaired_at is None and now - inj.started_at >= hold:
+        held = inj.fault_class.hold_seconds
+        if inj.repaired_at is None and now - inj.started_at >= (hold if held is None else held):
             if any(r.id == inj.fault_id for r in fleet.active_faults()):
                 fleet.clear_fault(inj.fault_id)
             # A GPU fault on a node that another fault took down: its reboot repairs the GPU too.
@@ -313,11 +341,45 @@ def _attribute(
         false_alerts.append({**dict(alert.labels), "at": f"{now:.0f}"})
 
 
+def _resolved_early(alert: Alert, now: float, injections: list[Injection], service: AnomalyService) -> None:
+    """Note ``alert`` on every fault of its target that it was raised for and that is still active."""
+    target = _target(alert)
+    raised = now if alert.starts_at is None else alert.starts_at.timestamp()
+    for inj in injections:
+        if (inj.node, inj.gpu) == target and inj.repaired_at is None and inj.started_at <= raised:
+            inj.resolved_early_by.append(
+                f"{alert.labels.get('alertname', '')}:{alert.labels.get('model', '')}"
+            )
+            inj.quiet = inj.quiet or all(_target(f.alert) != target for f in service.firing.values())
+
+
+def _check_stuck(injections: list[Injection], service: AnomalyService, now: float, after: float) -> None:
+    """Mark each fault repaired ``after`` seconds ago whose target still fires an alert raised for it."""
+    for inj in injections:
+        if inj.stuck is not None or inj.repaired_at is None or now < inj.repaired_at + after:
+            continue
+        later = any(
+            o.node == inj.node and o.gpu == inj.gpu and o.started_at > inj.started_at for o in injections
+        )
+        inj.stuck = not later and any(
+            _target(f.alert) == (inj.node, inj.gpu)
+            and f.alert.starts_at is not None
+            and f.alert.starts_at.timestamp() >= inj.started_at
+            for f in service.firing.values()
+        )
+
+
 def _summarise(injections: list[Injection], plan: EvalPlan) -> dict[str, ClassResult]:
     out = {c.name: ClassResult(c.name, c.hard) for c in plan.classes}
     for inj in injections:
         res = out[inj.fault_class.name]
         res.injected += 1
+        res.stuck_after_repair += bool(inj.stuck)
+        if inj.resolved_early_by:
+            res.resolved_while_active += 1
+            res.quiet_while_active += inj.quiet
+            for by in inj.resolved_early_by:
+                res.resolved_early_by[by] = res.resolved_early_by.get(by, 0) + 1
         if inj.detected_at is None:
             continue
         latency = inj.detected_at - inj.started_at
@@ -341,6 +403,11 @@ def merge_reports(reports: list[FaultEvalReport]) -> FaultEvalReport:
             m.latencies.extend(c.latencies)
             for k, v in c.detected_by.items():
                 m.detected_by[k] = m.detected_by.get(k, 0) + v
+            m.resolved_while_active += c.resolved_while_active
+            m.quiet_while_active += c.quiet_while_active
+            m.stuck_after_repair += c.stuck_after_repair
+            for k, v in c.resolved_early_by.items():
+                m.resolved_early_by[k] = m.resolved_early_by.get(k, 0) + v
     return FaultEvalReport(
         classes=classes,
         gpu_days=sum(r.gpu_days for r in reports),

@@ -5,8 +5,9 @@ works alone: temperature moves with every workload change, and an idle GPU whose
 clock slowdown until it is far too late (it never reaches the throttle point). Per GPU, this detector keeps
 an online ridge regression of temperature on lagged power (exponentially weighted moments) and scores how far
 the temperature is *above* what the power predicts, in units of the usual error (at least
-``min_deviation`` degrees). Anomalous samples are winsorised at the band before they teach the regression,
-so a slow runaway does not become the new normal within minutes.
+``min_deviation`` degrees). A sample above the band at a power it has learnt at teaches the regression
+nothing (others are winsorised at the band), so a runaway never becomes the new normal: its alert lasts while
+the GPU runs hot and resolves once the temperature is back where the power puts it.
 
 State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
 (``UUID``) once and reused while both queries keep the same series.
@@ -23,7 +24,7 @@ from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev")
+_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax")
 
 
 class ThermalDetector:
@@ -47,6 +48,7 @@ class ThermalDetector:
         self.temp_query, self.power_query, self.key_label = temp_query, power_query, key_label
         self.lag_seconds, self.alpha, self.k = lag_seconds, alpha, k
         self.min_deviation, self.ridge, self.warmup = min_deviation, ridge_watts**2, warmup
+        self.ridge_watts = ridge_watts
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
@@ -55,6 +57,8 @@ class ThermalDetector:
         self.mpp = np.zeros(0)
         self.mpt = np.zeros(0)
         self.dev = np.zeros(0)
+        self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
+        self.pmax = np.zeros(0)
         self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
 
     def _grow(self, needed: int) -> None:
@@ -139,10 +143,21 @@ class ThermalDetector:
         dev = self.dev[ids]
         band = np.maximum(self.k * dev, self.min_deviation)
         score = np.where(n >= self.warmup, np.maximum(resid, 0.0) / band, 0.0)
-        # Learn from the sample winsorised at the band, so an excursion teaches little.
+        # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
+        # alert's) at a power it has learnt at teaches nothing. Taught at the band, the error scale grew by
+        # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
+        # 92 C scored under 1 within 8 minutes and its alert resolved while the GPU still cooked. At a power
+        # it never learnt at (a GPU seen only idle starts a job) its prediction is a guess: it learns as
+        # before, or that alert would never end.
+        pmin, pmax = np.where(fresh, lagged, self.pmin[ids]), np.where(fresh, lagged, self.pmax[ids])
+        known = (lagged >= pmin - self.ridge_watts) & (lagged <= pmax + self.ridge_watts)
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
-        w = np.maximum(self.alpha, 1.0 / (n + 1.0))
+        held = (score >= 1.0) & known
+        w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
+        learnt = score < 1.0
+        self.pmin[ids] = np.where(learnt, np.minimum(pmin, lagged), pmin)
+        self.pmax[ids] = np.where(learnt, np.maximum(pmax, lagged), pmax)
         self.mp[ids] = mp + w * (lagged - mp)
         self.mt[ids] = mt + w * (t_used - mt)
         self.mpp[ids] = mpp + w * (lagged * lagged - mpp)

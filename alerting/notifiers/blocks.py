@@ -240,7 +240,7 @@ RECOMMENDED = {
     "restart_node": "cordon and drain the node, then reboot it",
     "cordon_and_drain": "cordon and drain the node",
     "scale_out": "scale the service out",
-    "investigate": "investigate (no known remedy)",
+    "investigate": "investigate (no automatic remedy: the alerts say what to check)",
     "contact_support": "contact NVIDIA support",
 }
 

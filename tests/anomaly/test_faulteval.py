@@ -3,15 +3,27 @@
 from __future__ import annotations
 
 import logging
+from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import pytest
 
-from anomaly.faulteval import FAULT_CLASSES, EvalPlan, Injection, _repair_due, run_fault_eval
+from anomaly.faulteval import (
+    FAULT_CLASSES,
+    EvalPlan,
+    Injection,
+    _check_stuck,
+    _repair_due,
+    _resolved_early,
+    _summarise,
+    run_fault_eval,
+)
 from anomaly.service import AnomalyService
 from anomaly.sources import CollectorSource
 from exporters.simulated import sim_collectors
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
+from gpuwarden.model import Alert
 from gpuwarden.sim import build_fleet, parse_fault
 from gpuwarden.sim.faults import ACTION_KINDS, FAULT_KINDS
 
@@ -64,3 +76,43 @@ def test_every_fault_the_simulator_injects_is_a_class_of_the_evaluation():
     """ "Every fault class detected" silently left out ecc_sbe_storm, which nothing detected."""
     evaluated = {c.payload["kind"] for c in FAULT_CLASSES}
     assert sorted(set(FAULT_KINDS) - set(ACTION_KINDS) - evaluated) == []
+
+
+def _alert(name: str, gpu: str, at: float) -> Alert:
+    labels = {"alertname": name, "model": "thermal", "Hostname": "node-01", "gpu": gpu}
+    return Alert(labels=labels, starts_at=datetime.fromtimestamp(at, UTC))
+
+
+def _firing(*alerts: Alert) -> SimpleNamespace:
+    return SimpleNamespace(firing={str(i): SimpleNamespace(alert=a) for i, a in enumerate(alerts)})
+
+
+def test_an_alert_resolved_while_its_fault_is_active_is_counted_and_so_is_its_target_going_quiet():
+    """The demo's thermal alert resolved while the GPU was still hot, and the evaluation counted nothing."""
+    runaway = next(c for c in FAULT_CLASSES if c.name == "thermal_runaway")
+    early, late, other = (Injection(runaway, "node-01", gpu, 1000.0) for gpu in (2, 3, 4))
+    late.repaired_at = 1500.0
+    fleet_alert = _alert("GpuwardenAnomaly", "2", 1100.0)
+    _resolved_early(_alert("GpuwardenAnomaly", "2", 1060.0), 1900.0, [early], _firing(fleet_alert))
+    _resolved_early(_alert("GpuwardenAnomaly", "3", 1060.0), 1900.0, [late], _firing())  # after its repair
+    _resolved_early(_alert("GpuwardenAnomaly", "4", 900.0), 1900.0, [other], _firing())  # raised before it
+    result = _summarise([early, late, other], EvalPlan(duration_seconds=3600))["thermal_runaway"]
+    assert (result.resolved_while_active, result.quiet_while_active) == (1, 0)
+    assert result.resolved_early_by == {"GpuwardenAnomaly:thermal": 1}
+    _resolved_early(fleet_alert, 2000.0, [early], _firing())  # the last one: its incident would resolve
+    assert _summarise([early], EvalPlan(duration_seconds=3600))["thermal_runaway"].quiet_while_active == 1
+
+
+def test_an_alert_still_firing_hours_after_its_fault_was_repaired_is_counted_stuck():
+    runaway = next(c for c in FAULT_CLASSES if c.name == "thermal_runaway")
+    stuck, cleared = Injection(runaway, "node-01", 2, 1000.0), Injection(runaway, "node-01", 3, 1000.0)
+    stuck.repaired_at = cleared.repaired_at = 2000.0
+    service = _firing(_alert("GpuwardenAnomaly", "2", 1060.0))
+    _check_stuck([stuck, cleared], service, 2000.0 + 3600.0, after=3 * 3600.0)  # not yet due
+    assert stuck.stuck is None
+    _check_stuck([stuck, cleared], service, 2000.0 + 3 * 3600.0, after=3 * 3600.0)
+    assert (stuck.stuck, cleared.stuck) == (True, False)
+    assert (
+        _summarise([stuck, cleared], EvalPlan(duration_seconds=3600))["thermal_runaway"].stuck_after_repair
+        == 1
+    )

@@ -392,3 +392,13 @@ def _state_field(n: Notification) -> str:
     fields = [f["text"] for b in attachment["blocks"] for f in b.get("fields", ())]
     (state,) = [f for f in fields if f.startswith("*State*")]
     return str(state)
+
+
+def test_investigate_does_not_say_no_remedy_is_known_beside_an_alert_that_names_one() -> None:
+    """The demo's thermal incident read "investigate (no known remedy)" beside its alert's "the GPU runs
+    hotter than its power draw explains (cooling failing?)": the cooling is the remedy to look at."""
+    opened = change(make_incident(), ChangeKind.OPENED, 0, "opened")
+    message = incident_message(build_notification(replace(opened, recommended=("investigate",))))
+    [block] = [b for b in message.attachments[0]["blocks"] if b.get("block_id") == "recommended"]
+    assert "no known remedy" not in block["text"]["text"]
+    assert "the alerts say what to check" in block["text"]["text"]
