@@ -100,8 +100,9 @@ def follow_up_for_xid(xid: int) -> RecommendedAction | None:
     """The catalog's follow-up (investigatory) action for XID ``xid`` where it is one gpuwarden recommends:
     XID 79's ``CONTACT_SUPPORT`` after the reboot. None for the others (a workflow, "check the application"),
     for an XID whose immediate action is to ignore it (63, 92: informational), and for one whose immediate
-    action does not restart the machine: some 60 XIDs (39 a copy-engine exception: restart the application;
-    46: reset the GPU) have CONTACT_SUPPORT as the follow-up for a fault that recurs, not for its first alert."""
+    action does not restart the machine: some 60 XIDs (39 a copy-engine exception: restart the
+    application; 46: reset the GPU) have CONTACT_SUPPORT as the follow-up for a fault that recurs, not for
+    its first alert."""
     entry = xid_catalog().get(xid)
     if (
         entry is None
