@@ -85,9 +85,15 @@ def first_onset(members: Iterable[Member], incident_id: str) -> tuple[datetime, 
 
 def recommended_by(members: Iterable[Member]) -> tuple[str, ...]:
     """What the firing ``members`` recommend, the most drastic first ("ignore" is no advice), with the XID
-    catalog's follow-up of a firing XID alert (79: contact NVIDIA support, after the reboot)."""
+    catalog's follow-up of a firing XID alert (79: contact NVIDIA support, after the reboot), unless the alert
+    itself is to be ignored (its rule's ``recommended_action`` annotation says so)."""
     firing = [m for m in members if m.firing]
-    follow_ups = (follow_up_for_xid(m.signal[2]) for m in firing if m.signal[2] is not None)
+    ignore = RecommendedAction.IGNORE.value
+    follow_ups = (
+        follow_up_for_xid(m.signal[2])
+        for m in firing
+        if m.signal[2] is not None and m.recommended_action != ignore
+    )
     actions = {m.recommended_action for m in firing} | {a.value for a in follow_ups if a is not None}
     actions -= {
         RecommendedAction.NONE.value,

@@ -287,7 +287,7 @@ class SeriesSteps:
                 return slots
         out = np.empty(len(labels), np.int64)
         for i, lab in enumerate(labels):
-            key = tuple(lab.items())
+            key = tuple(sorted(lab.items()))  # one series whatever its keys' order
             slot = self._slots.get(key)
             if slot is None:
                 slot = self._slots[key] = self._free.pop() if self._free else self._grow()
@@ -362,7 +362,7 @@ class SeriesSteps:
         for slot in np.flatnonzero(stale).tolist():
             lab = self._labels[slot]
             if lab is not None:
-                del self._slots[tuple(lab.items())]
+                del self._slots[tuple(sorted(lab.items()))]
             self._labels[slot] = None
             self.last[slot], self.seen[slot] = np.nan, 0.0
             self._free.append(slot)

@@ -98,10 +98,17 @@ def xid_action(entry: XidEntry) -> RecommendedAction:
 
 def follow_up_for_xid(xid: int) -> RecommendedAction | None:
     """The catalog's follow-up (investigatory) action for XID ``xid`` where it is one gpuwarden recommends:
-    XID 79's ``CONTACT_SUPPORT`` after the reboot. None for the others (a workflow, "check the application")
-    and for an XID whose immediate action is to ignore it (63, 92: informational)."""
+    XID 79's ``CONTACT_SUPPORT`` after the reboot. None for the others (a workflow, "check the application"),
+    for an XID whose immediate action is to ignore it (63, 92: informational), and for one whose immediate
+    action does not restart the machine: some 60 XIDs (39 a copy-engine exception: restart the
+    application; 46: reset the GPU) have CONTACT_SUPPORT as the follow-up for a fault that recurs, not for
+    its first alert."""
     entry = xid_catalog().get(xid)
-    if entry is None or entry.immediate_action == "IGNORE" or entry.investigatory_action != "CONTACT_SUPPORT":
+    if (
+        entry is None
+        or entry.immediate_action not in NODE_WIDE_ACTIONS
+        or entry.investigatory_action != "CONTACT_SUPPORT"
+    ):
         return None
     return RecommendedAction.CONTACT_SUPPORT
 

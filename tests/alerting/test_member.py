@@ -97,8 +97,15 @@ def _firing(recommended: str, **labels: str) -> Member:
             ("drain_and_reset",),
         ),  # its follow-up is INVESTIGATE_SW: no action of ours
         ("92", "ignore", ()),  # informational: ignored, so its CONTACT_SUPPORT follow-up is not advice either
+        # The catalog's CONTACT_SUPPORT follow-up of a fault cleared without a reboot is for one that recurs:
+        # a copy-engine exception (RESTART_APP) or a GPU reset is not a case for NVIDIA at its first alert.
+        ("39", "restart_app", ("restart_app",)),
+        ("46", "drain_and_reset", ("drain_and_reset",)),
+        # An XID 79 alert its rule annotates `recommended_action: ignore` (a drill, a known-bad slot): the
+        # incident advised "contact NVIDIA support" alone, for an alert the operator said to ignore.
+        ("79", "ignore", ()),
     ],
-    ids=["fell-off-the-bus", "gsp-timeout", "informational"],
+    ids=["fell-off-the-bus", "gsp-timeout", "informational", "copy-engine", "gpu-timeout", "ignored-79"],
 )
 def test_an_xid_incident_recommends_the_catalogs_follow_up_after_its_immediate_action(
     xid: str, recommended: str, advice: tuple[str, ...]

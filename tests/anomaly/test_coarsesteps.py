@@ -201,3 +201,23 @@ def test_one_series_on_a_coarser_step_among_series_answering_every_step_is_read_
     ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 1500.0, 30.0).tolist()]
     assert [len(tick.labels) for tick in ticks[-4:]] == [2, 2, 2, 2]
     assert coarse.series_seen == {Q: 60.0}
+
+
+def test_a_series_is_the_same_series_whatever_the_order_of_its_labels():
+    # A label set is one series however its keys are ordered (promql's join and rangeedges sort them): a
+    # source that sent GPU-0's labels in another order at a later read had it taken for a new series with no
+    # last answer, so it was absent from the steps between its answers (GpuLost fired) until seen again.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {60.0 * k for k in range(100)}, 1: {60.0 * k + 30 for k in range(100)}}
+    labelled = [{"UUID": f"GPU-{i}", "Hostname": "n1"} for i in range(2)]
+    reordered = [{"Hostname": "n1", "UUID": f"GPU-{i}"} for i in range(2)]
+
+    def read(times: list[float], labels: list[dict[str, str]]) -> Frame:
+        plain = phased(times, answered)
+        return Frame(
+            Q, [labels[int(lab["UUID"][-1])] for lab in plain.labels], plain.timestamps, plain.values
+        )
+
+    coarse.keep(read([30.0 * i for i in range(40)], labelled), 30.0)
+    ticks = [coarse.keep(read([t], reordered), 30.0) for t in np.arange(1200.0, 1350.0, 30.0).tolist()]
+    assert [len(tick.labels) for tick in ticks] == [2, 2, 2, 2, 2]
