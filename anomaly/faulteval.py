@@ -13,9 +13,9 @@ imports the exporter), and every ``fit_every`` a ``fit``. Faults hit a random GP
   premature resolution: an operator reads "resolved" while the GPU still has the fault. Counted per class
   (``resolved_while_active``, injections with at least one; ``resolved_early_by``, per detector), and
   ``quiet_while_active`` counts those whose target then had no alert firing at all (its incident would
-  resolve). The other side: an alert on its target raised after its start and still firing
-  ``stuck_seconds`` after its repair is stuck (``stuck_after_repair``), unless a later fault hit the same
-  target (3 hours: longer than the fleet detector's hold, 240 ticks).
+  resolve). The other side: an alert on its target raised after its start (at most ``grace`` after its
+  repair) and still firing ``stuck_seconds`` after its repair is stuck (``stuck_after_repair``), unless a
+  later fault hit the same target (3 hours: longer than the fleet detector's hold, 240 ticks).
 """
 
 from __future__ import annotations
@@ -287,7 +287,7 @@ def run_fault_eval(
             _attribute(alert, now, truth, false_alerts, plan.warmup_seconds + start)
         for alert in result.resolved:
             _resolved_early(alert, now, truth.injections, service)
-        _check_stuck(truth.injections, service, now, plan.stuck_seconds)
+        _check_stuck(truth.injections, service, now, plan.stuck_seconds, grace=plan.grace_seconds)
     gpus = len(fleet.gpu_refs())
     observed = max(0.0, plan.duration_seconds - plan.warmup_seconds)
     return FaultEvalReport(
@@ -353,8 +353,11 @@ def _resolved_early(alert: Alert, now: float, injections: list[Injection], servi
             inj.quiet = inj.quiet or all(_target(f.alert) != target for f in service.firing.values())
 
 
-def _check_stuck(injections: list[Injection], service: AnomalyService, now: float, after: float) -> None:
-    """Mark each fault repaired ``after`` seconds ago whose target still fires an alert raised for it."""
+def _check_stuck(
+    injections: list[Injection], service: AnomalyService, now: float, after: float, *, grace: float
+) -> None:
+    """Mark each fault repaired ``after`` seconds ago whose target still fires an alert raised for it (from
+    its start to ``grace`` after its repair, the window that explains an alert; a later one is false)."""
     for inj in injections:
         if inj.stuck is not None or inj.repaired_at is None or now < inj.repaired_at + after:
             continue
@@ -364,7 +367,7 @@ def _check_stuck(injections: list[Injection], service: AnomalyService, now: floa
         inj.stuck = not later and any(
             _target(f.alert) == (inj.node, inj.gpu)
             and f.alert.starts_at is not None
-            and f.alert.starts_at.timestamp() >= inj.started_at
+            and inj.started_at <= f.alert.starts_at.timestamp() <= inj.repaired_at + grace
             for f in service.firing.values()
         )
 

@@ -24,7 +24,7 @@ from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax")
+_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax", "since", "hot_at")
 
 
 class ThermalDetector:
@@ -44,11 +44,12 @@ class ThermalDetector:
         min_deviation: float = 3.0,
         ridge_watts: float = 10.0,
         warmup: int = 60,
+        hold_seconds: float = 6 * 3600.0,
     ) -> None:
         self.temp_query, self.power_query, self.key_label = temp_query, power_query, key_label
         self.lag_seconds, self.alpha, self.k = lag_seconds, alpha, k
         self.min_deviation, self.ridge, self.warmup = min_deviation, ridge_watts**2, warmup
-        self.ridge_watts = ridge_watts
+        self.ridge_watts, self.hold_seconds = ridge_watts, hold_seconds
         self.n = np.zeros(0)
         self.last = np.zeros(0)
         self.lagged = np.zeros(0)
@@ -59,6 +60,8 @@ class ThermalDetector:
         self.dev = np.zeros(0)
         self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
         self.pmax = np.zeros(0)
+        self.since = np.zeros(0)  # when its current hold began (0: none yet)
+        self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
 
     def _grow(self, needed: int) -> None:
@@ -153,7 +156,16 @@ class ThermalDetector:
         known = (lagged >= pmin - self.ridge_watts) & (lagged <= pmax + self.ridge_watts)
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
-        held = (score >= 1.0) & known
+        # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
+        # fan curve) would otherwise hold its alert forever; after ``hold_seconds`` it learns as before. One
+        # hold lasts across quiet samples between (the same GPU cool at idle between its jobs), until none
+        # was hot for ``hold_seconds``.
+        hot = (score >= 1.0) & known
+        since, hot_at = np.where(fresh, 0.0, self.since[ids]), np.where(fresh, 0.0, self.hot_at[ids])
+        since = np.where(hot & ((since <= 0.0) | (at - hot_at >= self.hold_seconds)), at, since)
+        held = hot & (at - since < self.hold_seconds)
+        self.since[ids] = since
+        self.hot_at[ids] = np.where(hot, at, hot_at)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         learnt = score < 1.0
         self.pmin[ids] = np.where(learnt, np.minimum(pmin, lagged), pmin)

@@ -108,11 +108,25 @@ def test_an_alert_still_firing_hours_after_its_fault_was_repaired_is_counted_stu
     stuck, cleared = Injection(runaway, "node-01", 2, 1000.0), Injection(runaway, "node-01", 3, 1000.0)
     stuck.repaired_at = cleared.repaired_at = 2000.0
     service = _firing(_alert("GpuwardenAnomaly", "2", 1060.0))
-    _check_stuck([stuck, cleared], service, 2000.0 + 3600.0, after=3 * 3600.0)  # not yet due
+    _check_stuck([stuck, cleared], service, 2000.0 + 3600.0, after=3 * 3600.0, grace=900.0)  # not yet due
     assert stuck.stuck is None
-    _check_stuck([stuck, cleared], service, 2000.0 + 3 * 3600.0, after=3 * 3600.0)
+    _check_stuck([stuck, cleared], service, 2000.0 + 3 * 3600.0, after=3 * 3600.0, grace=900.0)
     assert (stuck.stuck, cleared.stuck) == (True, False)
     assert (
         _summarise([stuck, cleared], EvalPlan(duration_seconds=3600))["thermal_runaway"].stuck_after_repair
         == 1
     )
+
+
+def test_an_alert_raised_on_the_target_long_after_the_repair_is_not_counted_stuck_for_that_fault():
+    """Any alert on the target raised after the fault's start counted, so one raised two hours after the
+    repair (no longer the fault's: a false alert, counted as such) made the fault "stuck after repair"."""
+    runaway = next(c for c in FAULT_CLASSES if c.name == "thermal_runaway")
+    inj = Injection(runaway, "node-01", 2, 1000.0)
+    inj.repaired_at = 2000.0
+    plan = EvalPlan(duration_seconds=3600)
+    service = _firing(_alert("GpuwardenAnomaly", "2", inj.repaired_at + plan.grace_seconds + 3600.0))
+    _check_stuck(
+        [inj], service, inj.repaired_at + plan.stuck_seconds, plan.stuck_seconds, grace=plan.grace_seconds
+    )
+    assert inj.stuck is False

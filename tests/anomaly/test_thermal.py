@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 
@@ -96,3 +97,34 @@ def test_a_gpu_seen_only_idle_that_starts_a_job_is_not_flagged_for_good():
     busy = np.full(len(GPUS), 690.0)
     scores = [det.detect(gpus.step(busy, rng))[0].score.max() for _ in range(120)]
     assert max(scores[-20:]) <= 1.0
+
+
+def _hotter_for_good(power: Callable[[int], float], ticks_after_hold: int) -> tuple[int, list[float]]:
+    """GPU 2's scores once it runs 15 % hotter per watt for good, and the ticks its hold lasts."""
+    rng = np.random.default_rng(3)
+    gpus, det = Gpus(), ThermalDetector()
+    for tick in range(80):
+        det.detect(gpus.step(np.full(len(GPUS), power(tick)), rng))
+    gpus.resistance[2] = 0.065 * 1.15  # a hotter room, a worse slot or fan curve: from now on
+    held = int(det.hold_seconds // 30)
+    return held, [
+        float(det.detect(gpus.step(np.full(len(GPUS), power(tick)), rng))[0].score[2])
+        for tick in range(80, 80 + held + ticks_after_hold)
+    ]
+
+
+def test_a_gpu_that_runs_hotter_for_good_at_the_same_power_is_not_flagged_forever():
+    """A sample above the band at a learnt power taught nothing, so a GPU 4 C hotter for good at the same
+    400 W fired its alert for the rest of the run (24 hours and on; before that fix it resolved in 9 minutes).
+    A hold is bounded (``hold_seconds``, 6 hours); then it learns the new level as before."""
+    held, scores = _hotter_for_good(lambda tick: 400.0, 120)
+    assert min(scores[20 : held - 5]) > 1.0  # held while the hold lasts, as a failed cooler's
+    assert max(scores[-20:]) <= 1.0
+
+
+def test_a_hold_lasts_across_the_quiet_idle_between_jobs_and_still_ends():
+    """Cool enough at idle between its jobs, the same GPU started a new hold at each job: hot at every job
+    for good (an alert that flaps with the jobs, forever)."""
+    held, scores = _hotter_for_good(lambda tick: 690.0 if (tick // 40) % 2 else 75.0, 240)
+    assert max(scores[:held]) > 1.0
+    assert max(scores[-160:]) <= 1.0  # two whole job cycles
