@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from alerting import scenarios as sc
+from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
@@ -188,3 +189,26 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         page, taken_up = last_page(events, FakeClock().now(), 10)
     assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
     assert not taken_up
+
+
+@pytest.mark.parametrize("resent", [True, False], ids=["resent", "not-resent"])
+def test_an_incident_whose_only_firing_alert_a_silence_mutes_is_not_reminded(
+    tmp_path: Path, resent: bool
+) -> None:
+    # At 01:00 someone silences the node's alert itself (an Alertmanager silence on its labels, not the
+    # incident's): Alertmanager repeats no notification of a silenced alert, so no reminder comes while it
+    # holds (01:00 to 09:00); Prometheus may resend the alert meanwhile or not.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    for at in range(_TICK, _NIGHT + 1, _TICK):
+        serve.clock.advance(_TICK)
+        if at == 7200:
+            now = serve.clock.now()
+            matcher = parse_matcher('node="r05-n03"')
+            serve.engine.add_silence([matcher], now, now + timedelta(hours=8), "alice")
+        if resent:
+            serve.engine.ingest([_DOWN])
+        serve.engine.tick()
+    assert _reminders(serve) == []
