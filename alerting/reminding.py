@@ -6,7 +6,8 @@ Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So t
 again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
 something of it fires or flaps that nothing mutes (a silence, window or inhibition of that alert:
 Alertmanager repeats no muted alert), no silence holds it, its last page (told after the announce delay) is
-``alerting.remind_after_seconds`` old or older and nobody took it up since (``reminders.TAKEN_UP``). The
+``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it is not still acknowledged or
+mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
 opening; a webhook's ``priorities`` filters them as it filters the rest).
 
@@ -112,13 +113,16 @@ class SteadyReminding(MuteTracking):
                 for incident_id in sorted(opened, key=lambda i: (opened[i], i)):
                     last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
                     age = (now - last).total_seconds()
+                    row = session.get(IncidentRow, incident_id)
+                    assert row is not None
+                    # Still acknowledged (mitigating) though something paged since: taken up all the same
+                    # (only an opening or a reopening sets it triggered again, and either looks again).
+                    taken_up = taken_up or row.state != IncidentState.TRIGGERED.value
                     if taken_up or age < self._remind_after:
                         # Not due before the delay after its last page; taken up, before the delay after now
                         # (a later page is later than now).
                         checks.append((incident_id, (now if taken_up else last) + after))
                         continue
-                    row = session.get(IncidentRow, incident_id)
-                    assert row is not None
                     row.updated_at = now
                     message = steady_text(age)
                     batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)

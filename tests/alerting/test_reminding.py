@@ -212,3 +212,30 @@ def test_an_incident_whose_only_firing_alert_a_silence_mutes_is_not_reminded(
             serve.engine.ingest([_DOWN])
         serve.engine.tick()
     assert _reminders(serve) == []
+
+
+@pytest.mark.parametrize("by", ["acknowledged", "mitigating"])
+def test_an_incident_taken_up_before_an_escalation_is_not_reminded_while_it_stays_taken_up(
+    tmp_path: Path, by: str
+) -> None:
+    # Node r01-n02 down (P2) at 23:00, acknowledged (or a drain marked mitigating) at 23:01; rack r01's
+    # power lost at 23:30 escalates it to P0, which pages. It stays acknowledged (mitigating): a reminder
+    # at 03:30 saying "not acknowledged" would be false, and would page over a remediation in progress.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(60)
+    serve.engine.tick()
+    if by == "acknowledged":
+        serve.engine.acknowledge(incident_id, "alice")
+    else:
+        serve.engine.mark_mitigating(incident_id, "alice", "drain_node")
+    serve.clock.advance(1740)
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.ingest([Alert(rack)])
+    for _ in range(0, _NIGHT, _TICK):
+        serve.clock.advance(_TICK)
+        serve.engine.tick()
+    incident = serve.engine.store.get(incident_id)
+    assert incident.state.value == by and incident.priority.value == "P0"
+    assert _reminders(serve) == []
