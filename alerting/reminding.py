@@ -6,8 +6,8 @@ Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So t
 again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
 something of it fires or flaps that nothing mutes (a silence, window or inhibition of that alert:
 Alertmanager repeats no muted alert), no silence holds it, its last page (told after the announce delay) is
-``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it is not still acknowledged or
-mitigating from before (an escalation pages without changing its state). The
+``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it
+is not still acknowledged or mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
 opening; a webhook's ``priorities`` filters them as it filters the rest).
 
