@@ -239,3 +239,29 @@ def test_an_incident_taken_up_before_an_escalation_is_not_reminded_while_it_stay
     incident = serve.engine.store.get(incident_id)
     assert incident.state.value == by and incident.priority.value == "P0"
     assert _reminders(serve) == []
+
+
+def test_an_escalation_accepted_while_silenced_and_applied_after_the_silence_ended_is_a_page(
+    tmp_path: Path,
+) -> None:
+    # The rack's power loss is accepted while a 60 s silence holds the node's incident and applied after a
+    # tick saw the silence end. Silences are checked when a record is applied (``Batch.silence_time``): the
+    # escalation is told unsilenced and pages, so its event must not say ``silenced`` (the reminders would
+    # count no page there and remind 4 h after the opening, not after this escalation).
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.engine.silence_incident(incident_id, 60, "alice")
+    serve.clock.advance(30)
+    accepted = serve.clock.now()
+    serve.clock.advance(31)
+    serve.engine.tick()
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.apply_accepted([(accepted, [Alert(rack)])], lambda _session: None)
+    [rose] = [
+        e for e in serve.engine.store.get(incident_id).timeline if e.kind == "priority" and e.data["from"]
+    ]
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [escalation] = [n for n in told if n.event_kind == "priority" and n.escalated]
+    assert escalation.pages and escalation.silenced_until is None
+    assert rose.data.get("silenced", False) is False
