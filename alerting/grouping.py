@@ -258,7 +258,7 @@ class IncidentGrouping(IncidentMerging):
                     "to": assessment.priority.value,
                     "reason": assessment.reason,
                     # Told while a silence holds it: paged nobody (``reminders.paged``); its end pages.
-                    **({"silenced": True} if not is_new and self._held(inc.id, now) else {}),
+                    **({"silenced": True} if not is_new and self._held(inc.id, batch.silence_time()) else {}),
                 },
                 change=None if is_new else ChangeKind.PRIORITY_CHANGED,
             )

@@ -4,8 +4,10 @@ An incident whose alert fires without a break never resolves, so never reopens: 
 (``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
 Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
 again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
-something of it fires or flaps, no silence holds it, its last page (told after the announce delay) is
-``alerting.remind_after_seconds`` old or older and nobody took it up since (``reminders.TAKEN_UP``). The
+something of it fires or flaps that nothing mutes (a silence, window or inhibition of that alert:
+Alertmanager repeats no muted alert), no silence holds it, its last page (told after the announce delay) is
+``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it
+is not still acknowledged or mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
 opening; a webhook's ``priorities`` filters them as it filters the rest).
 
@@ -28,7 +30,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from alerting.batch import Batch
+from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.member import live
 from alerting.muting import MuteTracking
@@ -71,6 +73,14 @@ class SteadyReminding(MuteTracking):
         for incident_id, at in opened:
             self._remind_from(incident_id, at)
 
+    def _fires_unmuted(self, inc: OpenIncident, now: datetime) -> bool:
+        """Whether a member of ``inc`` fires (or flaps) that no silence, window or inhibition mutes now:
+        Alertmanager repeats no notification of a muted alert, though it stays the incident's member."""
+        return live(inc.members) and any(
+            (m.firing or m.flapping) and self._muted_by(fp, dict(m.labels), inc.id, now) is None
+            for fp, m in inc.members.items()
+        )
+
     def _remind_steady(self, now: datetime) -> None:
         """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""
         if self._remind_after <= 0:
@@ -83,7 +93,7 @@ class SteadyReminding(MuteTracking):
             inc = self._open.get(incident_id)
             if inc is None:
                 del self._remind_checks[incident_id]  # resolved or merged away
-            elif self._held(incident_id, now) or not live(inc.members):
+            elif self._held(incident_id, now) or not self._fires_unmuted(inc, now):
                 later.append((when, incident_id))  # looked at again at the next tick (in memory only)
             else:
                 due.append(incident_id)
@@ -103,13 +113,16 @@ class SteadyReminding(MuteTracking):
                 for incident_id in sorted(opened, key=lambda i: (opened[i], i)):
                     last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
                     age = (now - last).total_seconds()
+                    row = session.get(IncidentRow, incident_id)
+                    assert row is not None
+                    # Still acknowledged (mitigating) though something paged since: taken up all the same
+                    # (only an opening or a reopening sets it triggered again, and either looks again).
+                    taken_up = taken_up or row.state != IncidentState.TRIGGERED.value
                     if taken_up or age < self._remind_after:
                         # Not due before the delay after its last page; taken up, before the delay after now
                         # (a later page is later than now).
                         checks.append((incident_id, (now if taken_up else last) + after))
                         continue
-                    row = session.get(IncidentRow, incident_id)
-                    assert row is not None
                     row.updated_at = now
                     message = steady_text(age)
                     batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)

@@ -9,6 +9,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from alerting import scenarios as sc
+from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
@@ -188,3 +189,79 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         page, taken_up = last_page(events, FakeClock().now(), 10)
     assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
     assert not taken_up
+
+
+@pytest.mark.parametrize("resent", [True, False], ids=["resent", "not-resent"])
+def test_an_incident_whose_only_firing_alert_a_silence_mutes_is_not_reminded(
+    tmp_path: Path, resent: bool
+) -> None:
+    # At 01:00 someone silences the node's alert itself (an Alertmanager silence on its labels, not the
+    # incident's): Alertmanager repeats no notification of a silenced alert, so no reminder comes while it
+    # holds (01:00 to 09:00); Prometheus may resend the alert meanwhile or not.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    for at in range(_TICK, _NIGHT + 1, _TICK):
+        serve.clock.advance(_TICK)
+        if at == 7200:
+            now = serve.clock.now()
+            matcher = parse_matcher('node="r05-n03"')
+            serve.engine.add_silence([matcher], now, now + timedelta(hours=8), "alice")
+        if resent:
+            serve.engine.ingest([_DOWN])
+        serve.engine.tick()
+    assert _reminders(serve) == []
+
+
+@pytest.mark.parametrize("by", ["acknowledged", "mitigating"])
+def test_an_incident_taken_up_before_an_escalation_is_not_reminded_while_it_stays_taken_up(
+    tmp_path: Path, by: str
+) -> None:
+    # Node r01-n02 down (P2) at 23:00, acknowledged (or a drain marked mitigating) at 23:01; rack r01's
+    # power lost at 23:30 escalates it to P0, which pages. It stays acknowledged (mitigating): a reminder
+    # at 03:30 saying "not acknowledged" would be false, and would page over a remediation in progress.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(60)
+    serve.engine.tick()
+    if by == "acknowledged":
+        serve.engine.acknowledge(incident_id, "alice")
+    else:
+        serve.engine.mark_mitigating(incident_id, "alice", "drain_node")
+    serve.clock.advance(1740)
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.ingest([Alert(rack)])
+    for _ in range(0, _NIGHT, _TICK):
+        serve.clock.advance(_TICK)
+        serve.engine.tick()
+    incident = serve.engine.store.get(incident_id)
+    assert incident.state.value == by and incident.priority.value == "P0"
+    assert _reminders(serve) == []
+
+
+def test_an_escalation_accepted_while_silenced_and_applied_after_the_silence_ended_is_a_page(
+    tmp_path: Path,
+) -> None:
+    # The rack's power loss is accepted while a 60 s silence holds the node's incident and applied after a
+    # tick saw the silence end. Silences are checked when a record is applied (``Batch.silence_time``): the
+    # escalation is told unsilenced and pages, so its event must not say ``silenced`` (the reminders would
+    # count no page there and remind 4 h after the opening, not after this escalation).
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest(sc.node_failure(1, 2, serve.clock.now()))
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.engine.silence_incident(incident_id, 60, "alice")
+    serve.clock.advance(30)
+    accepted = serve.clock.now()
+    serve.clock.advance(31)
+    serve.engine.tick()
+    rack = {"cluster": sc.CLUSTER, "alertname": "RackPowerLoss", "rack": "r01", "severity": "critical"}
+    serve.engine.apply_accepted([(accepted, [Alert(rack)])], lambda _session: None)
+    [rose] = [
+        e for e in serve.engine.store.get(incident_id).timeline if e.kind == "priority" and e.data["from"]
+    ]
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [escalation] = [n for n in told if n.event_kind == "priority" and n.escalated]
+    assert escalation.pages and escalation.silenced_until is None
+    assert rose.data.get("silenced", False) is False
