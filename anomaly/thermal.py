@@ -24,7 +24,7 @@ from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax", "since", "hot_at")
+_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax", "held_for", "hot_at")
 
 
 class ThermalDetector:
@@ -60,7 +60,7 @@ class ThermalDetector:
         self.dev = np.zeros(0)
         self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
         self.pmax = np.zeros(0)
-        self.since = np.zeros(0)  # when its current hold began (0: none yet)
+        self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
 
@@ -157,14 +157,16 @@ class ThermalDetector:
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
-        # fan curve) would otherwise hold its alert forever; after ``hold_seconds`` it learns as before. One
-        # hold lasts across quiet samples between (the same GPU cool at idle between its jobs), until none
-        # was hot for ``hold_seconds``.
+        # fan curve) would otherwise hold its alert forever; once it has been hot for ``hold_seconds`` it
+        # learns as before. One hold lasts across quiet samples between (the same GPU cool at idle between its
+        # jobs), until none was hot for ``hold_seconds``. It counts the time spent hot, not the time since its
+        # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         hot = (score >= 1.0) & known
-        since, hot_at = np.where(fresh, 0.0, self.since[ids]), np.where(fresh, 0.0, self.hot_at[ids])
-        since = np.where(hot & ((since <= 0.0) | (at - hot_at >= self.hold_seconds)), at, since)
-        held = hot & (at - since < self.hold_seconds)
-        self.since[ids] = since
+        held_for, hot_at = np.where(fresh, 0.0, self.held_for[ids]), np.where(fresh, 0.0, self.hot_at[ids])
+        anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
+        held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
+        held = hot & (held_for < self.hold_seconds)
+        self.held_for[ids] = held_for
         self.hot_at[ids] = np.where(hot, at, hot_at)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         learnt = score < 1.0

@@ -124,7 +124,32 @@ def test_a_gpu_that_runs_hotter_for_good_at_the_same_power_is_not_flagged_foreve
 
 def test_a_hold_lasts_across_the_quiet_idle_between_jobs_and_still_ends():
     """Cool enough at idle between its jobs, the same GPU started a new hold at each job: hot at every job
-    for good (an alert that flaps with the jobs, forever)."""
-    held, scores = _hotter_for_good(lambda tick: 690.0 if (tick // 40) % 2 else 75.0, 240)
+    for good (an alert that flaps with the jobs, forever). A hold counts the time spent hot: busy half the
+    time, it ends after about twice ``hold_seconds``."""
+    held, scores = _hotter_for_good(
+        lambda tick: 690.0 if (tick // 40) % 2 else 75.0, 720 + 240
+    )  # 720: a hold
     assert max(scores[:held]) > 1.0
     assert max(scores[-160:]) <= 1.0  # two whole job cycles
+
+
+def test_a_few_hot_samples_hours_before_a_cooling_failure_do_not_use_up_its_hold():
+    """A hold counted from its first hot sample and lasted across quiet samples until none was hot for 6
+    hours: a handful of noisy samples over the band in the hours before a cooler failed had started the
+    clock, so the failure's alert let go within the hour (a runaway in `eval_gpu_faults` resolved early).
+    The hold is the time spent hot, not the time since the first hot sample."""
+    rng = np.random.default_rng(4)
+    gpus, det = Gpus(), ThermalDetector()
+    busy = np.full(len(GPUS), 400.0)
+    for _ in range(120):
+        det.detect(gpus.step(busy, rng))
+    glitches = []
+    for _ in range(5):  # a minute's spike each hour (a burst of work the power read missed): over the band
+        gpus.temp[2] += 20.0
+        glitches.append(float(det.detect(gpus.step(busy, rng))[0].score[2]))
+        for _ in range(119):
+            det.detect(gpus.step(busy, rng))
+    assert min(glitches) > 1.0
+    gpus.resistance[2] = 0.065 * 1.6  # 5 hours after the first glitch the cooler fails, for two hours
+    scores = [float(det.detect(gpus.step(busy, rng))[0].score[2]) for _ in range(240)]
+    assert min(scores[10:]) > 1.0
