@@ -68,6 +68,9 @@ from alerting.notifiers.recorder import SlackRecorder
 from gpuwarden.cli.serve_cmd import build_applier, build_service
 from gpuwarden.config import load_config
 from gpuwarden.model import Alert
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package, when
+# run as `python benchmarks/X.py` without PYTHONPATH (as CI's harness tests and `make bench` run it)
 from tests.integration.servers import free_port  # in GPUWARDEN_TEST_PORTS when set, as the tests' servers
 
 TOKEN = "bench-token"
