@@ -108,13 +108,12 @@ class SteadyReminding(MuteTracking):
                 batch = Batch(session, now)
                 hold = self._hold.total_seconds()
                 timelines = stored_pages(session, due, hold)
-                opened = _still_open(session, due)  # of those not resolved by a commit whose answer was lost
+                rows = _still_open(session, due)  # of those not resolved by a commit whose answer was lost
                 # In the order they opened, not the heap's (its times differ after a restart): told alike.
-                for incident_id in sorted(opened, key=lambda i: (opened[i], i)):
-                    last, taken_up = last_page(timelines.get(incident_id, ()), opened[incident_id], hold)
+                for row in sorted(rows, key=lambda r: (r.opened_at, r.id)):
+                    incident_id = row.id
+                    last, taken_up = last_page(timelines.get(incident_id, ()), row.opened_at, hold)
                     age = (now - last).total_seconds()
-                    row = session.get(IncidentRow, incident_id)
-                    assert row is not None
                     # Still acknowledged (mitigating) though something paged since: taken up all the same
                     # (only an opening or a reopening sets it triggered again, and either looks again).
                     taken_up = taken_up or row.state != IncidentState.TRIGGERED.value
@@ -135,15 +134,16 @@ class SteadyReminding(MuteTracking):
         self._notify(batch.changes)
 
 
-def _still_open(session: Session, incident_ids: list[str]) -> dict[str, datetime]:
-    """When each of the incidents that are still open opened, read many at a time (``in_lists``)."""
-    opened: dict[str, datetime] = {}
+def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
+    """The rows of the incidents that are still open, read many at a time (``in_lists``): the reminder
+    reads when each opened and its state, and stamps the one it reminds of."""
+    rows: list[IncidentRow] = []
     for chunk in in_lists(incident_ids):
-        query = select(IncidentRow.id, IncidentRow.opened_at).where(
+        query = select(IncidentRow).where(
             IncidentRow.id.in_(chunk), IncidentRow.state != IncidentState.RESOLVED.value
         )
-        opened.update((incident_id, at) for incident_id, at in session.execute(query))
-    return opened
+        rows.extend(session.scalars(query))
+    return rows
 
 
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
