@@ -88,10 +88,11 @@ def age_text(seconds: float) -> str:
     return duration_text(seconds - seconds % 60 if seconds >= 60 else round(seconds))
 
 
-def steady_text(seconds: float) -> str:
-    """The tick's reminder of an incident firing steadily: "still firing 4h after the last page, not
-    acknowledged: reminding"."""
-    return f"still firing {age_text(seconds)} after the last page, not acknowledged: reminding"
+def steady_text(seconds: float, flapping: bool = False) -> str:
+    """The tick's reminder of an incident still firing: "still firing 4h after the last page, not
+    acknowledged: reminding"; "still flapping ..." when what of it is not muted only flaps."""
+    what = "flapping" if flapping else "firing"
+    return f"still {what} {age_text(seconds)} after the last page, not acknowledged: reminding"
 
 
 def held_text(flapping: bool, cycling: int, within: float, reminder: float | None) -> str:

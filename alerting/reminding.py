@@ -3,9 +3,10 @@
 An incident whose alert fires without a break never resolves, so never reopens: a reopening's reminder
 (``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
 Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
-again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
-something of it fires or flaps that nothing mutes (a silence, window or inhibition of that alert:
-Alertmanager repeats no muted alert), no silence holds it, its last page (told after the announce delay) is
+again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding";
+"still flapping" when what of it is not muted only flaps), when something of it fires or flaps that
+nothing mutes (a silence, window or inhibition of that alert: Alertmanager repeats no muted alert), no
+silence holds it, its last page (told after the announce delay) is
 ``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it
 is not still acknowledged or mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
@@ -128,6 +129,14 @@ class SteadyReminding(MuteTracking):
                 return None  # fires unmuted
         return ParkedCheck(when, until, inhibited, placed)
 
+    def _only_flaps(self, inc: OpenIncident, now: datetime) -> bool:
+        """Whether every alert of ``inc`` that fires unmuted flaps (none fires steadily): its reminder says
+        "still flapping", not "still firing"."""
+        return not any(
+            m.firing and not m.flapping and self._muted_by(fp, dict(m.labels), inc.id, now) is None
+            for fp, m in inc.members.items()
+        )
+
     def _park(self, incident_id: str, parked: ParkedCheck) -> None:
         """Look at a held-back incident again when what holds it back may end (``_wake_parked``, else)."""
         if parked.until < math.inf:
@@ -167,7 +176,8 @@ class SteadyReminding(MuteTracking):
         if self._remind_after <= 0:
             return
         self._wake_parked()
-        due = []
+        due: list[str] = []
+        flapping: dict[str, bool] = {}
         while self._remind_heap and self._remind_heap[0][0] <= now.timestamp():
             when, incident_id = heapq.heappop(self._remind_heap)
             if self._remind_checks.get(incident_id) != when:
@@ -179,6 +189,7 @@ class SteadyReminding(MuteTracking):
             parked = self._held_back(inc, now, when)
             if parked is None:
                 due.append(incident_id)
+                flapping[incident_id] = self._only_flaps(inc, now)
             else:
                 self._park(incident_id, parked)  # looked at again when that may end (in memory only)
         if not due:
@@ -205,7 +216,7 @@ class SteadyReminding(MuteTracking):
                         checks.append((incident_id, (now if taken_up else last) + after))
                         continue
                     row.updated_at = now
-                    message = steady_text(age)
+                    message = steady_text(age, flapping[incident_id])
                     batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)
                     checks.append((incident_id, now + after))
         except Exception:

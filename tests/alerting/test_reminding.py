@@ -372,3 +372,24 @@ def test_an_incident_inhibited_past_its_reminder_time_is_reminded_once_the_sourc
     serve.clock.advance(5)
     serve.engine.tick()
     assert incident_id in [n.incident_id for n in _reminders(serve)]
+
+
+@pytest.mark.parametrize("steady", [False, True], ids=["only-flapping", "one-firing-steadily"])
+def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
+    tmp_path: Path, steady: bool
+) -> None:
+    # The node's alert fires and resolves every minute from 23:00 (flapping from its sixth change: the
+    # incident stays open); reminded of 20 minutes after its page, "still firing" would say what it is not
+    # doing. With another alert of it firing steadily (a GPU of the node fell off the bus), it is firing.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    gpu = Alert({"cluster": sc.CLUSTER, "alertname": "GpuFellOffBus", "node": "r05-n03", "gpu": "2"})
+    serve.engine.ingest([_DOWN, gpu] if steady else [_DOWN])
+    for change in range(1, 22):
+        serve.clock.advance(60)
+        status = AlertStatus.RESOLVED if change % 2 else AlertStatus.FIRING
+        serve.engine.ingest([Alert(dict(_DOWN.labels), status=status)])
+        serve.engine.tick()
+    assert len(serve.engine.open_incident_ids()) == 1
+    [reminder] = _reminders(serve)
+    what = "firing" if steady else "flapping"
+    assert reminder.event_message == f"still {what} 20m after the last page, not acknowledged: reminding"
