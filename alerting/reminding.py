@@ -39,9 +39,9 @@ from sqlalchemy.orm import Session
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.muting import MuteTracking
-from alerting.reminders import READ_KINDS, REMINDER, last_page, steady_text
+from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text
 from alerting.silences import SilenceKind
-from alerting.store_models import IncidentRow, TimelineRow
+from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState
 
@@ -242,14 +242,17 @@ def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
     """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
     ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
-    now holds), but the opening of one merged before its announce delay (``hold``, seconds) passed: never
-    announced, it paged nobody."""
+    now holds), each opening with when it was told unsilenced (``reminders.TOLD_AT``: after the announce
+    delay, ``hold`` seconds, or, when a silence of the incident set within it held it then, as that silence
+    ended: the opening paged nobody, and the channel first heard of it then), but the opening of one merged
+    before that: never told, it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
         absorbed.update((one, into) for one, into in session.execute(query) if into is not None)
     found: dict[str, list[tuple[int, str, _Event]]] = defaultdict(list)
     merged_at: dict[str, datetime] = {}
+    silenced: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)  # the incident silences
     for chunk in in_lists([*incident_ids, *absorbed]):
         events = select(
             TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
@@ -259,13 +262,36 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
                 found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
             elif incident_id in absorbed and "into" in data:
                 merged_at[incident_id] = at
+        held = select(SilenceRow.incident_id, SilenceRow.starts_at, SilenceRow.ends_at).where(
+            SilenceRow.incident_id.in_(chunk)
+        )
+        for one, starts_at, ends_at in session.execute(held):
+            if one is not None:
+                silenced[one].append((starts_at, ends_at))
     delay = timedelta(seconds=hold)
 
-    def paged_anyone(incident_id: str, kind: str, at: datetime) -> bool:
+    def as_told(incident_id: str, event: _Event) -> _Event | None:
+        kind, at, data = event
+        if kind != "opened":
+            return event
+        told = unsilenced_at(at + delay, silenced.get(incident_id, ()))
         end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
-        return kind != "opened" or end is None or at + delay < end
+        return (kind, at, {**data, TOLD_AT: told}) if end is None or told < end else None
 
-    return {
-        owner: [e for _, one, e in sorted(events, key=lambda e: -e[0]) if paged_anyone(one, e[0], e[1])]
-        for owner, events in found.items()
-    }
+    pages: dict[str, list[_Event]] = {}
+    for owner, stored in found.items():
+        told = (as_told(one, e) for _, one, e in sorted(stored, key=lambda e: -e[0]))
+        pages[owner] = [e for e in told if e is not None]
+    return pages
+
+
+def unsilenced_at(at: datetime, silences: Iterable[tuple[datetime, datetime]]) -> datetime:
+    """``at``, or when the silences (start, end) that hold at it end, one after another where they overlap."""
+    spans = sorted(silences)
+    moved = True
+    while moved:
+        moved = False
+        for start, end in spans:
+            if start <= at < end:
+                at, moved = end, True
+    return at

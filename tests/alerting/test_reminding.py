@@ -14,7 +14,7 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
-from alerting.reminding import stored_pages
+from alerting.reminding import stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence
 from alerting.store_models import IncidentRow, TimelineRow
@@ -393,3 +393,45 @@ def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
     [reminder] = _reminders(serve)
     what = "firing" if steady else "flapping"
     assert reminder.event_message == f"still {what} 20m after the last page, not acknowledged: reminding"
+
+
+def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts_the_reminder_clock(
+    tmp_path: Path,
+) -> None:
+    # The node's incident opens at 23:00; at 23:00:05, within its 10 s announce delay, someone silences it
+    # for 10 minutes (the API, the CLI): its opening is told silenced, paging nobody, and the channel first
+    # hears of it when the silence ends (23:10:05). Reminded 20 minutes after that, not 20 minutes after
+    # an opening page that never was.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(5)
+    serve.engine.silence_incident(incident_id, 600, "alice")
+    serve.clock.advance(5)
+    for _ in range(40):
+        serve.engine.tick()
+        serve.clock.advance(60)
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [opened] = [n for n in told if n.change.value == "opened"]
+    assert opened.silenced_until is not None  # paged nobody
+    reminders = _reminders(serve)
+    assert [(n.event_at - start).total_seconds() for n in reminders][:1] == [1810]  # the first tick from 1805
+    assert reminders[0].reminder == 1810 - 605
+
+
+@pytest.mark.parametrize(
+    ("silences", "told"),
+    [
+        pytest.param([], 10, id="none"),
+        pytest.param([(5, 600)], 600, id="set-within-the-delay"),
+        pytest.param([(5, 600), (300, 900), (900, 1000)], 1000, id="extended-one-after-another"),
+        pytest.param([(5, 8), (20, 600)], 10, id="ended-before-or-set-after"),
+    ],
+)
+def test_an_opening_is_told_when_the_silences_holding_it_end(
+    silences: list[tuple[int, int]], told: int
+) -> None:
+    at = FakeClock().now()
+    spans = [(at + timedelta(seconds=a), at + timedelta(seconds=b)) for a, b in silences]
+    assert unsilenced_at(at + timedelta(seconds=10), spans) == at + timedelta(seconds=told)
