@@ -379,12 +379,12 @@ def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
     tmp_path: Path, steady: bool
 ) -> None:
     # The node's alert fires and resolves every minute from 23:00 (flapping from its sixth change: the
-    # incident stays open); reminded of 20 minutes after its page, "still firing" would say what it is not
+    # incident stays open); reminded of 10 minutes after its page, "still firing" would say what it is not
     # doing. With another alert of it firing steadily (a GPU of the node fell off the bus), it is firing.
-    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=600)
     gpu = Alert({"cluster": sc.CLUSTER, "alertname": "GpuFellOffBus", "node": "r05-n03", "gpu": "2"})
     serve.engine.ingest([_DOWN, gpu] if steady else [_DOWN])
-    for change in range(1, 22):
+    for change in range(1, 12):
         serve.clock.advance(60)
         status = AlertStatus.RESOLVED if change % 2 else AlertStatus.FIRING
         serve.engine.ingest([Alert(dict(_DOWN.labels), status=status)])
@@ -392,7 +392,7 @@ def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
     assert len(serve.engine.open_incident_ids()) == 1
     [reminder] = _reminders(serve)
     what = "firing" if steady else "flapping"
-    assert reminder.event_message == f"still {what} 20m after the last page, not acknowledged: reminding"
+    assert reminder.event_message == f"still {what} 10m after the last page, not acknowledged: reminding"
 
 
 def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts_the_reminder_clock(
