@@ -40,7 +40,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.reassessment import InventoryReassessment, lost_gpus
-from alerting.reminding import SteadyReminding
+from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
 from alerting.silencing import stored_silences
@@ -107,6 +107,8 @@ class IncidentEngine(
         self._remind_after = self.config.remind_after_seconds
         self._remind_checks: dict[str, float] = {}  # see ``alerting.reminding``
         self._remind_heap: list[tuple[float, str]] = []
+        self._parked: dict[str, ParkedCheck] = {}
+        self._parked_with: tuple[object, object, object, int] | None = None
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows

@@ -222,6 +222,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_at: dict[str, float] = {}  # from when the tick has something to look at (``_tick_due_at``)
         self._tick_looked: set[str] = set()  # what the last tick was given (it may have changed them)
         self._tick_dirty: set[str] = set()  # members changed since: to look at again
+        self._remind_dirty: set[str] = set()  # members changed since the reminders last asked
 
     # --- the open set -------------------------------------------------------------------------
 
@@ -260,6 +261,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_at.pop(inc.id, None)
         self._tick_looked.discard(inc.id)
         self._tick_dirty.discard(inc.id)
+        self._remind_dirty.discard(inc.id)
         inc.index = None
         if filed is None:
             return
@@ -329,6 +331,7 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         else:
             self._memberless.add(incident_id)
         self._tick_dirty.add(incident_id)
+        self._remind_dirty.add(incident_id)
 
     def _count_signal(self, incident_id: str, filed: _Filed, signal: Signal, step: int) -> None:
         tables = ((self._holding, 1), (self._holding_twice, 2))
@@ -524,6 +527,12 @@ class OpenIncidents(dict[str, "OpenIncident"]):
         self._tick_dirty = set()
         self._tick_looked = {i for i, at in self._tick_at.items() if at <= now}
         return self._in_order(self._tick_looked)
+
+    def changed_for_reminders(self) -> set[str]:
+        """The open incidents whose members changed since the last call (``alerting.reminding``: one that
+        nothing of fired unmuted then may have such a member now)."""
+        changed, self._remind_dirty = self._remind_dirty, set()
+        return changed
 
     def filed(self, incident_id: str) -> dict[str, frozenset[Hashable]]:
         """What ``incident_id`` is filed under, table by table (a walk of every table: for checks and

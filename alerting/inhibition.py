@@ -31,6 +31,8 @@ class Inhibitor:
     rules: Sequence[InhibitRule]
     _sources: list[dict[tuple[str, ...], set[str]]] = field(default_factory=list)
     _both_sides: list[dict[tuple[str, ...], set[str]]] = field(default_factory=list)
+    # How often a firing source stopped firing: only that can free a target (``alerting.reminding``).
+    released: int = 0
 
     def __post_init__(self) -> None:
         self._sources = [defaultdict(set) for _ in self.rules]
@@ -47,7 +49,8 @@ class Inhibitor:
                 self._sources[i][key].add(fingerprint)
                 if both:
                     self._both_sides[i][key].add(fingerprint)
-            else:
+            elif fingerprint in self._sources[i].get(key, ()):
+                self.released += 1
                 self._sources[i][key].discard(fingerprint)
                 self._both_sides[i][key].discard(fingerprint)
 

@@ -25,6 +25,9 @@ TAKEN_UP = frozenset({"acknowledged", "remediation_approved", "mitigating"})
 REMINDER = "reminder"
 # Every timeline kind ``reminder_due`` reads: those that may have paged, and those that take it up.
 READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened", REMINDER}))
+# Set on an opening's data as read (``reminding.stored_pages``), never stored: when it was told unsilenced,
+# which a silence of the incident set within the announce delay puts off to that silence's end.
+TOLD_AT = "told_at"
 
 
 def held_reopening(data: Mapping[str, object]) -> bool:
@@ -57,12 +60,15 @@ def last_page(
     """When the incident last paged, and whether someone took it up (``TAKEN_UP``) since. ``events``: its
     stored events of ``READ_KINDS`` (kind, at, data), newest first, read only as far back as its last page;
     ``opened``: when it opened (its page if the timeline has none); ``hold``: the announce delay, seconds,
-    after which an opening is told (it pages then, not at its event)."""
+    after which an opening is told (it pages then, not at its event; at its data's ``TOLD_AT`` where set)."""
     for kind, at, data in events:
         if kind in TAKEN_UP:
             return at, True  # no page after it: the last one is earlier (a lower bound is all callers need)
         if paged(kind, data):
-            return (at + timedelta(seconds=hold) if kind == "opened" else at), False
+            if kind != "opened":
+                return at, False
+            told = data.get(TOLD_AT)
+            return (told if isinstance(told, datetime) else at + timedelta(seconds=hold)), False
     return opened + timedelta(seconds=hold), False
 
 
@@ -88,10 +94,11 @@ def age_text(seconds: float) -> str:
     return duration_text(seconds - seconds % 60 if seconds >= 60 else round(seconds))
 
 
-def steady_text(seconds: float) -> str:
-    """The tick's reminder of an incident firing steadily: "still firing 4h after the last page, not
-    acknowledged: reminding"."""
-    return f"still firing {age_text(seconds)} after the last page, not acknowledged: reminding"
+def steady_text(seconds: float, flapping: bool = False) -> str:
+    """The tick's reminder of an incident still firing: "still firing 4h after the last page, not
+    acknowledged: reminding"; "still flapping ..." when what of it is not muted only flaps."""
+    what = "flapping" if flapping else "firing"
+    return f"still {what} {age_text(seconds)} after the last page, not acknowledged: reminding"
 
 
 def held_text(flapping: bool, cycling: int, within: float, reminder: float | None) -> str:

@@ -3,9 +3,10 @@
 An incident whose alert fires without a break never resolves, so never reopens: a reopening's reminder
 (``alerting.reminders``) never comes, and a P0 nobody acknowledged at 23:00 was told once all night, while
 Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So the tick pages an open incident
-again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding"), when
-something of it fires or flaps that nothing mutes (a silence, window or inhibition of that alert:
-Alertmanager repeats no muted alert), no silence holds it, its last page (told after the announce delay) is
+again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding";
+"still flapping" when what of it is not muted only flaps), when something of it fires or flaps that
+nothing mutes (a silence, window or inhibition of that alert: Alertmanager repeats no muted alert), no
+silence holds it, its last page (told after the announce delay) is
 ``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it
 is not still acknowledged or mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
@@ -16,15 +17,20 @@ tick's own transaction, and told through the outbox once. The tick does not read
 timeline: each open incident has a time before which no reminder can be due (its opening, or its last page,
 plus the delay; a check that finds it taken up, plus the delay, as any later page is later still; an
 incident that absorbs another, at once, as the other's pages and take-ups become its own), kept in a heap,
-and only those whose time came are read. A restarted serve starts from each incident's opening, so
-decides alike.
+and only those whose time came are read. One whose time came but that something holds back (a silence of
+it, every firing alert muted, nothing firing) is looked at again when that may end: its silence's end, the
+end of the silences muting its alerts, or at once when its members, the silences, an inhibiting alert or
+(for a maintenance window) the inventory change (``ParkedCheck``); not at every tick. A restarted serve
+starts from each incident's opening, so decides alike.
 """
 
 from __future__ import annotations
 
 import heapq
+import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -32,15 +38,28 @@ from sqlalchemy.orm import Session
 
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
-from alerting.member import live
 from alerting.muting import MuteTracking
-from alerting.reminders import READ_KINDS, REMINDER, last_page, steady_text
-from alerting.store_models import IncidentRow, TimelineRow
+from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text
+from alerting.silences import SilenceKind
+from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState
 
 _Event = tuple[str, datetime, Mapping[str, object]]
 _MERGED = "merged"  # the event of an incident merged into another, ``into`` it (``alerting.merging``)
+
+
+@dataclass(frozen=True, slots=True)
+class ParkedCheck:
+    """An open incident past its check time that something held back: looked at again at ``until`` (epoch
+    seconds; infinite when no time ends it), or at once when what held it back may have let go: a change of
+    its members or of the silences, and, where it says so, an inhibiting alert's end (``inhibited``) or a
+    new inventory (``placed``: a maintenance window muted a member, as placed in the inventory)."""
+
+    when: float  # its check time, pushed again when something wakes it
+    until: float
+    inhibited: bool
+    placed: bool
 
 
 class SteadyReminding(MuteTracking):
@@ -52,6 +71,10 @@ class SteadyReminding(MuteTracking):
     # those times (an entry whose time is no longer the incident's is stale, skipped when popped).
     _remind_checks: dict[str, float]
     _remind_heap: list[tuple[float, str]]
+    # Open incidents held back when looked at (``ParkedCheck``), and the silences, inventory and inhibitor
+    # (with its count of released sources) they were judged with.
+    _parked: dict[str, ParkedCheck]
+    _parked_with: tuple[object, object, object, int] | None
     _rebuild_after_failure: Callable[[], None]  # the engine's
 
     def _remind_from(self, incident_id: str, opened: datetime) -> None:
@@ -61,31 +84,100 @@ class SteadyReminding(MuteTracking):
 
     def _check_reminder_at(self, incident_id: str, at: datetime) -> None:
         """No reminder of the incident can be due before ``at``: look at it at the first tick from then."""
+        self._look_at(incident_id, at.timestamp())
+
+    def _look_at(self, incident_id: str, when: float) -> None:
         if self._remind_after <= 0:
             return  # never reminds: nothing to look at
-        when = at.timestamp()
+        self._parked.pop(incident_id, None)
         self._remind_checks[incident_id] = when
         heapq.heappush(self._remind_heap, (when, incident_id))
 
     def _reset_reminder_checks(self, opened: Iterable[tuple[str, datetime]]) -> None:
         """At a rebuild: each open incident (id, opened at) looked at once its opening is the delay old."""
-        self._remind_checks, self._remind_heap = {}, []
+        self._remind_checks, self._remind_heap, self._parked = {}, [], {}
+        self._open.changed_for_reminders()  # all looked at anew
         for incident_id, at in opened:
             self._remind_from(incident_id, at)
 
-    def _fires_unmuted(self, inc: OpenIncident, now: datetime) -> bool:
-        """Whether a member of ``inc`` fires (or flaps) that no silence, window or inhibition mutes now:
-        Alertmanager repeats no notification of a muted alert, though it stays the incident's member."""
-        return live(inc.members) and any(
-            (m.firing or m.flapping) and self._muted_by(fp, dict(m.labels), inc.id, now) is None
+    def _held_back(self, inc: OpenIncident, now: datetime, when: float) -> ParkedCheck | None:
+        """What holds ``inc`` back from a reminder now, if anything: a silence of it (until it ends); every
+        member that fires (or flaps) muted by a silence or window (Alertmanager repeats no notification of a
+        muted alert, though it stays the incident's member: until the first of them may be free, the end of
+        the last silence muting it) or an inhibition (until its source ends); nothing firing (it waits out
+        its quiet period: until something of it fires again)."""
+        if self._silences:
+            held = self._indexed_silences().incident_held_until(inc.id, now)
+            if held is not None:
+                return ParkedCheck(when, held.timestamp(), False, False)
+        until, inhibited, placed = math.inf, False, False
+        for fp, m in reversed(inc.members.items()):  # the latest first, as ``live`` asks
+            if not (m.firing or m.flapping):
+                continue
+            labels = dict(m.labels)
+            muting = (
+                self._indexed_silences().muting(labels, now, inc.id, self._placed(labels))
+                if self._silences
+                else []
+            )
+            if muting:
+                until = min(until, max(s.ends_at.timestamp() for s in muting))
+                placed = placed or any(s.kind is SilenceKind.MAINTENANCE for s in muting)
+            elif self._inhibitor.inhibited_by(fp, labels) is not None:
+                inhibited = True
+            else:
+                return None  # fires unmuted
+        return ParkedCheck(when, until, inhibited, placed)
+
+    def _only_flaps(self, inc: OpenIncident, now: datetime) -> bool:
+        """Whether every alert of ``inc`` that fires unmuted flaps (none fires steadily): its reminder says
+        "still flapping", not "still firing"."""
+        return not any(
+            m.firing and not m.flapping and self._muted_by(fp, dict(m.labels), inc.id, now) is None
             for fp, m in inc.members.items()
         )
+
+    def _park(self, incident_id: str, parked: ParkedCheck) -> None:
+        """Look at a held-back incident again when what holds it back may end (``_wake_parked``, else)."""
+        if parked.until < math.inf:
+            self._look_at(incident_id, parked.until)
+        else:
+            self._remind_checks.pop(incident_id, None)  # its heap entries are stale
+        self._parked[incident_id] = parked
+
+    def _wake_parked(self) -> None:
+        """Look again at once at the parked incidents that what changed since may free: those whose members
+        changed; every one when the silences did; those an inhibition held when a source ended; those a
+        maintenance window held when the inventory changed."""
+        changed = self._open.changed_for_reminders()
+        now = (self._silences, self.inventory, self._inhibitor, self._inhibitor.released)
+        before, self._parked_with = self._parked_with, now
+        if not self._parked:
+            return
+        if len(self._parked) > len(self._open):  # resolved or merged away since (no heap entry forgets them)
+            self._parked = {i: p for i, p in self._parked.items() if i in self._open}
+        if before is None or before[0] is not now[0]:
+            woken = list(self._parked)
+        else:
+            inventory = before[1] is not now[1]
+            inhibitions = before[2] is not now[2] or before[3] != now[3]
+            woken = [
+                i
+                for i, p in self._parked.items()
+                if i in changed or (p.placed and inventory) or (p.inhibited and inhibitions)
+            ]
+        for incident_id in woken:
+            parked = self._parked.get(incident_id)
+            if parked is not None:
+                self._look_at(incident_id, parked.when)
 
     def _remind_steady(self, now: datetime) -> None:
         """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""
         if self._remind_after <= 0:
             return
-        due, later = [], []
+        self._wake_parked()
+        due: list[str] = []
+        flapping: dict[str, bool] = {}
         while self._remind_heap and self._remind_heap[0][0] <= now.timestamp():
             when, incident_id = heapq.heappop(self._remind_heap)
             if self._remind_checks.get(incident_id) != when:
@@ -93,12 +185,13 @@ class SteadyReminding(MuteTracking):
             inc = self._open.get(incident_id)
             if inc is None:
                 del self._remind_checks[incident_id]  # resolved or merged away
-            elif self._held(incident_id, now) or not self._fires_unmuted(inc, now):
-                later.append((when, incident_id))  # looked at again at the next tick (in memory only)
-            else:
+                continue
+            parked = self._held_back(inc, now, when)
+            if parked is None:
                 due.append(incident_id)
-        for entry in later:
-            heapq.heappush(self._remind_heap, entry)
+                flapping[incident_id] = self._only_flaps(inc, now)
+            else:
+                self._park(incident_id, parked)  # looked at again when that may end (in memory only)
         if not due:
             return
         after = timedelta(seconds=self._remind_after)
@@ -123,7 +216,7 @@ class SteadyReminding(MuteTracking):
                         checks.append((incident_id, (now if taken_up else last) + after))
                         continue
                     row.updated_at = now
-                    message = steady_text(age)
+                    message = steady_text(age, flapping[incident_id])
                     batch.event(incident_id, REMINDER, message, {"reminder": age}, change=ChangeKind.UPDATED)
                     checks.append((incident_id, now + after))
         except Exception:
@@ -149,14 +242,17 @@ def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
     """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
     ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
-    now holds), but the opening of one merged before its announce delay (``hold``, seconds) passed: never
-    announced, it paged nobody."""
+    now holds), each opening with when it was told unsilenced (``reminders.TOLD_AT``: after the announce
+    delay, ``hold`` seconds, or, when a silence of the incident set within it held it then, as that silence
+    ended: the opening paged nobody, and the channel first heard of it then), but the opening of one merged
+    before that: never told, it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
         absorbed.update((one, into) for one, into in session.execute(query) if into is not None)
     found: dict[str, list[tuple[int, str, _Event]]] = defaultdict(list)
     merged_at: dict[str, datetime] = {}
+    silenced: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)  # the incident silences
     for chunk in in_lists([*incident_ids, *absorbed]):
         events = select(
             TimelineRow.incident_id, TimelineRow.seq, TimelineRow.kind, TimelineRow.at, TimelineRow.data
@@ -166,13 +262,36 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
                 found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
             elif incident_id in absorbed and "into" in data:
                 merged_at[incident_id] = at
+        held = select(SilenceRow.incident_id, SilenceRow.starts_at, SilenceRow.ends_at).where(
+            SilenceRow.incident_id.in_(chunk)
+        )
+        for one, starts_at, ends_at in session.execute(held):
+            if one is not None:
+                silenced[one].append((starts_at, ends_at))
     delay = timedelta(seconds=hold)
 
-    def paged_anyone(incident_id: str, kind: str, at: datetime) -> bool:
+    def as_told(incident_id: str, event: _Event) -> _Event | None:
+        kind, at, data = event
+        if kind != "opened":
+            return event
+        told = unsilenced_at(at + delay, silenced.get(incident_id, ()))
         end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
-        return kind != "opened" or end is None or at + delay < end
+        return (kind, at, {**data, TOLD_AT: told}) if end is None or told < end else None
 
-    return {
-        owner: [e for _, one, e in sorted(events, key=lambda e: -e[0]) if paged_anyone(one, e[0], e[1])]
-        for owner, events in found.items()
-    }
+    pages: dict[str, list[_Event]] = {}
+    for owner, stored in found.items():
+        told = (as_told(one, e) for _, one, e in sorted(stored, key=lambda e: -e[0]))
+        pages[owner] = [e for e in told if e is not None]
+    return pages
+
+
+def unsilenced_at(at: datetime, silences: Iterable[tuple[datetime, datetime]]) -> datetime:
+    """``at``, or when the silences (start, end) that hold at it end, one after another where they overlap."""
+    spans = sorted(silences)
+    moved = True
+    while moved:
+        moved = False
+        for start, end in spans:
+            if start <= at < end:
+                at, moved = end, True
+    return at

@@ -142,7 +142,9 @@ class StoreRetention:
                 for fingerprint in part.alerts:
                     self._status.pop(fingerprint, None)
                     self._measures.pop(fingerprint, None)
-                self._silences = [s for s in self._silences if s.ends_at >= cutoff]
+                kept = [s for s in self._silences if s.ends_at >= cutoff]
+                if len(kept) != len(self._silences):  # a new list is a new version: only when one went
+                    self._silences = kept
             total.add(part)
             if not part.more:
                 break

@@ -81,6 +81,11 @@ class SilenceIndex:
         """Whether an active silence of the incident (``incidents silence``) holds it now."""
         return any(self.silences[i].state(now) == "active" for i in self._incident.get(incident_id, ()))
 
+    def incident_held_until(self, incident_id: str, now: datetime) -> datetime | None:
+        """When the last of the incident's silences active now ends (``holds_incident``); None if none is."""
+        held = (self.silences[i] for i in self._incident.get(incident_id, ()))
+        return max((s.ends_at for s in held if s.state(now) == "active"), default=None)
+
     def _regex_candidates(self, name: str, value: str) -> tuple[int, ...]:
         key = (name, value)
         hits = self._regex_hits.get(key)

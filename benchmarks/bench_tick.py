@@ -7,7 +7,9 @@ wait out their quiet period (which does not end during the run). Figures in mill
 and worst of ``--ticks`` ticks: a tick with N open incidents, all of them firing but the quiet ones.
 ``--flapping`` makes every one of those alerts flap first (resolved and fired again until it is flapping,
 ``flap_start_transitions`` changes, firing at the end): a stream where every alert flaps, none settling
-during the run (the flap window is 10 minutes).
+during the run (the flap window is 10 minutes). ``--muted`` sets a silence on every alert (12 h) and ticks
+from 4 h after the openings: every incident is past its reminder time (``alerting.remind_after_seconds``)
+but muted, so none is reminded of (the first tick, which finds them past it, is not counted).
 """
 
 from __future__ import annotations
@@ -19,12 +21,17 @@ import statistics
 import sys
 import tempfile
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from sqlalchemy import func, select
 
 from alerting.db import make_engine
 from alerting.engine import IncidentEngine
+from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
+from alerting.reminders import REMINDER
+from alerting.store_models import TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
@@ -63,8 +70,16 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quiet", type=int, default=100)
     parser.add_argument("--ticks", type=int, default=9)
     parser.add_argument("--flapping", action="store_true", help="every alert flaps first")
+    parser.add_argument(
+        "--muted", action="store_true", help="a silence mutes every alert, past reminder time"
+    )
     args = parser.parse_args(argv)
     engine = _engine(args.incidents, args.quiet, args.flapping)
+    if args.muted:
+        now = engine.clock.now()
+        engine.add_silence([parse_matcher('alertname="NodeDown"')], now, now + timedelta(hours=12), "bench")
+        engine.clock.advance(engine.config.remind_after_seconds + 60)  # type: ignore[attr-defined]
+        engine.tick()  # finds every incident past its reminder time, muted
     opened = len(engine._open)
     flapping = sum(any(m.flapping for m in inc.members.values()) for inc in engine._open.values())
     gc.collect()
@@ -74,6 +89,8 @@ def main(argv: list[str] | None = None) -> None:
         began = time.perf_counter()
         engine.tick()
         took.append((time.perf_counter() - began) * 1000)
+    with engine._sessions() as session:
+        reminders = session.scalar(select(func.count()).where(TimelineRow.kind == REMINDER))
     print(
         json.dumps(
             {
@@ -81,6 +98,8 @@ def main(argv: list[str] | None = None) -> None:
                 "open_incidents": opened,
                 "quiet_incidents": args.quiet,
                 "flapping_incidents": flapping,
+                "muted": args.muted,
+                "reminders": reminders,
                 "ticks": args.ticks,
                 "tick_ms": {
                     "median": round(statistics.median(took), 1),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy.orm import Session
@@ -13,11 +14,13 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
-from alerting.reminding import stored_pages
+from alerting.reminding import stored_pages, unsilenced_at
+from alerting.silence_index import SilenceIndex
+from alerting.silences import Silence
 from alerting.store_models import IncidentRow, TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.test_restart_equivalence import Serve
 from tests.migrated_store import migrated_sqlite
 
@@ -265,3 +268,170 @@ def test_an_escalation_accepted_while_silenced_and_applied_after_the_silence_end
     [escalation] = [n for n in told if n.event_kind == "priority" and n.escalated]
     assert escalation.pages and escalation.silenced_until is None
     assert rose.data.get("silenced", False) is False
+
+
+def _past_due_muted(tmp_path: Path, **config: object) -> tuple[_Serve, str, str]:
+    """The node's incident, announced at 23:00:10; its alert silenced (its own labels, 12 h) at 23:01; then
+    ticked at 03:01, past its reminder time but muted: the incident and the silence's ids."""
+    serve = _Serve(tmp_path / "serve")
+    if config:
+        serve.config = AlertingConfig(**config)  # type: ignore[arg-type]
+        serve.restart()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    serve.clock.advance(60)
+    now = serve.clock.now()
+    matchers = [parse_matcher('alertname="NodeDown"'), parse_matcher('node="r05-n03"')]
+    silence_id = serve.engine.add_silence(matchers, now, now + timedelta(hours=12), "alice")
+    serve.clock.advance(4 * 3600)
+    serve.engine.tick()
+    assert _reminders(serve) == []
+    return serve, incident_id, silence_id
+
+
+def test_an_incident_muted_past_its_reminder_time_is_not_looked_at_again_at_every_tick(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # 10,000 such incidents cost a quarter of a second a tick when each was matched against the silences
+    # at every tick; the silence's end is known, so nothing of it is looked at before then.
+    serve, _, _ = _past_due_muted(tmp_path)
+    asked: list[object] = []
+    muting = SilenceIndex.muting
+
+    def counted(self: SilenceIndex, *args: Any, **kwargs: Any) -> list[Silence]:
+        asked.append(args)
+        return muting(self, *args, **kwargs)
+
+    monkeypatch.setattr(SilenceIndex, "muting", counted)
+    for _ in range(5):
+        serve.clock.advance(5)
+        serve.engine.tick()
+    assert asked == []
+    assert _reminders(serve) == []
+
+
+@pytest.mark.parametrize(
+    "freed",
+    ["silence-expired", "silence-ran-out", "unmuted-alert-joined", "alert-fired-again"],
+)
+def test_an_incident_muted_past_its_reminder_time_is_reminded_at_the_first_tick_nothing_mutes_it(
+    tmp_path: Path, freed: str
+) -> None:
+    # Looked at again only when what mutes it may end: its silence's end, or at once when the silences
+    # change, or something of it changes (an alert joins that nothing mutes; a quiet incident's alert fires
+    # again): the reminder comes at the first tick after, as a restarted serve would remind.
+    serve, incident_id, silence_id = _past_due_muted(tmp_path)
+    for _ in range(3):
+        serve.clock.advance(5)
+        serve.engine.tick()
+    if freed == "silence-expired":
+        serve.engine.expire_silence(silence_id)
+    elif freed == "silence-ran-out":
+        serve.clock.advance(8 * 3600)
+    elif freed == "unmuted-alert-joined":
+        gpu = {"cluster": sc.CLUSTER, "alertname": "GpuFellOffBus", "node": "r05-n03", "gpu": "2"}
+        serve.engine.ingest([Alert(gpu)])
+        assert serve.engine.open_incident_ids() == [incident_id]
+    else:  # the alert resolves, the silence is lifted, and the alert fires again within the quiet period
+        serve.engine.ingest([Alert(dict(_DOWN.labels), status=AlertStatus.RESOLVED)])
+        serve.engine.tick()
+        serve.engine.expire_silence(silence_id)
+        serve.clock.advance(5)
+        serve.engine.tick()
+        assert _reminders(serve) == []  # nothing of it fires
+        serve.engine.ingest([_DOWN])
+    before = serve.clock.now()
+    serve.clock.advance(5)
+    serve.engine.tick()
+    [reminder] = _reminders(serve)
+    assert reminder.incident_id == incident_id and before < reminder.event_at <= serve.clock.now()
+
+
+def test_an_incident_inhibited_past_its_reminder_time_is_reminded_once_the_source_ends(
+    tmp_path: Path,
+) -> None:
+    # A maintenance alert of another cluster inhibits every NodeDown (no ``equal``): the node's incident is
+    # not reminded while it fires, and is at the first tick after it resolved.
+    rule = {"source_matchers": ['alertname="FleetMaintenance"'], "target_matchers": ['alertname="NodeDown"']}
+    serve = _Serve(tmp_path / "serve")
+    serve.config = AlertingConfig(inhibit_rules=[rule])  # type: ignore[list-item]
+    serve.restart()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    source = Alert({"cluster": "elsewhere", "alertname": "FleetMaintenance"})
+    serve.engine.ingest([source])
+    serve.clock.advance(4 * 3600 + 60)
+    serve.engine.tick()
+    for _ in range(3):
+        serve.clock.advance(5)
+        serve.engine.tick()
+    assert incident_id not in [n.incident_id for n in _reminders(serve)]
+    serve.engine.ingest([Alert(dict(source.labels), status=AlertStatus.RESOLVED)])
+    serve.clock.advance(5)
+    serve.engine.tick()
+    assert incident_id in [n.incident_id for n in _reminders(serve)]
+
+
+@pytest.mark.parametrize("steady", [False, True], ids=["only-flapping", "one-firing-steadily"])
+def test_a_reminder_of_an_incident_whose_alerts_only_flap_says_still_flapping(
+    tmp_path: Path, steady: bool
+) -> None:
+    # The node's alert fires and resolves every minute from 23:00 (flapping from its sixth change: the
+    # incident stays open); reminded of 10 minutes after its page, "still firing" would say what it is not
+    # doing. With another alert of it firing steadily (a GPU of the node fell off the bus), it is firing.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=600)
+    gpu = Alert({"cluster": sc.CLUSTER, "alertname": "GpuFellOffBus", "node": "r05-n03", "gpu": "2"})
+    serve.engine.ingest([_DOWN, gpu] if steady else [_DOWN])
+    for change in range(1, 12):
+        serve.clock.advance(60)
+        status = AlertStatus.RESOLVED if change % 2 else AlertStatus.FIRING
+        serve.engine.ingest([Alert(dict(_DOWN.labels), status=status)])
+        serve.engine.tick()
+    assert len(serve.engine.open_incident_ids()) == 1
+    [reminder] = _reminders(serve)
+    what = "firing" if steady else "flapping"
+    assert reminder.event_message == f"still {what} 10m after the last page, not acknowledged: reminding"
+
+
+def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts_the_reminder_clock(
+    tmp_path: Path,
+) -> None:
+    # The node's incident opens at 23:00; at 23:00:05, within its 10 s announce delay, someone silences it
+    # for 10 minutes (the API, the CLI): its opening is told silenced, paging nobody, and the channel first
+    # hears of it when the silence ends (23:10:05). Reminded 20 minutes after that, not 20 minutes after
+    # an opening page that never was.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    serve.clock.advance(5)
+    serve.engine.silence_incident(incident_id, 600, "alice")
+    serve.clock.advance(5)
+    for _ in range(40):
+        serve.engine.tick()
+        serve.clock.advance(60)
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [opened] = [n for n in told if n.change.value == "opened"]
+    assert opened.silenced_until is not None  # paged nobody
+    reminders = _reminders(serve)
+    assert [(n.event_at - start).total_seconds() for n in reminders][:1] == [1810]  # the first tick from 1805
+    assert reminders[0].reminder == 1810 - 605
+
+
+@pytest.mark.parametrize(
+    ("silences", "told"),
+    [
+        pytest.param([], 10, id="none"),
+        pytest.param([(5, 600)], 600, id="set-within-the-delay"),
+        pytest.param([(5, 600), (300, 900), (900, 1000)], 1000, id="extended-one-after-another"),
+        pytest.param([(5, 8), (20, 600)], 10, id="ended-before-or-set-after"),
+    ],
+)
+def test_an_opening_is_told_when_the_silences_holding_it_end(
+    silences: list[tuple[int, int]], told: int
+) -> None:
+    at = FakeClock().now()
+    spans = [(at + timedelta(seconds=a), at + timedelta(seconds=b)) for a, b in silences]
+    assert unsilenced_at(at + timedelta(seconds=10), spans) == at + timedelta(seconds=told)
