@@ -27,7 +27,9 @@ with a 30 s lookback) leave no step of the query empty: each series is absent fr
 read as a lost series at each (``GpuLost`` resolved and fired again every minute). So each series' spacing
 is followed as well, by the same rule (``series_seen``: the query's series that answer on a coarser step,
 warned once per query), and its last answer is read again over its empty steps until its next answer is
-due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. This runs on
+due, as Prometheus' own lookback would: a series that ends is gone at the step it was next due. A series is
+kept for its next answer up to twice its spacing, or ``LONGEST`` after an answer with none before it: a rule
+evaluated every 20 minutes, or hourly downsampled data, is seen from its fourth answer. This runs on
 one frame's series at once; while every series answers every step (the usual case) a read costs one
 comparison of its label sets with the last read's.
 """
@@ -47,6 +49,7 @@ logger = logging.getLogger(__name__)
 CONFIRM = 3  # spacings in a row of the same coarser step before it is believed: one outage is one spacing
 MIN_STEPS = 20  # asked steps those spacings cover at least: a filter's answers are on a grid by chance
 RECENT = 4  # reads whose label sets' slots are kept: series at up to four phases of a coarser step
+LONGEST = 7200.0  # seconds a series answered once is kept for its next answer: twice Thanos' coarsest step
 
 
 class CoarseSteps:
@@ -354,9 +357,15 @@ class SeriesSteps:
         return True
 
     def _forget(self, now: float, step: float) -> None:
-        """Series not answered for 20 asked steps, or twice their step seen: their evidence is stale."""
+        """Series whose evidence is stale: not answered for 20 asked steps, or for twice their step seen or
+        their run's spacing; one answered once only, for ``LONGEST``.
+
+        Forgetting each at 20 steps, a series answering every 15 minutes at step 30 was forgotten before its
+        next answer: its spacings never counted, it was absent from 29 reads in 30 for good. One whose last
+        answer was one step after the one before ended: it is forgotten at 20 steps, as before."""
         with np.errstate(invalid="ignore"):
-            stale = now - self.last > np.maximum(MIN_STEPS * step, 2 * self.seen)
+            run = np.where(np.isnan(self.spacing), LONGEST, 2 * self.spacing)
+            stale = now - self.last > np.maximum(np.maximum(MIN_STEPS * step, 2 * self.seen), run)
         if stale.any():
             self._recent.clear()  # their slots may be given to other series
         for slot in np.flatnonzero(stale).tolist():

@@ -221,3 +221,22 @@ def test_a_series_is_the_same_series_whatever_the_order_of_its_labels():
     coarse.keep(read([30.0 * i for i in range(40)], labelled), 30.0)
     ticks = [coarse.keep(read([t], reordered), 30.0) for t in np.arange(1200.0, 1350.0, 30.0).tolist()]
     assert [len(tick.labels) for tick in ticks] == [2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("every", [40, 120], ids=["20min", "1h"])
+def test_a_series_answering_less_often_than_every_ten_minutes_is_read_between_its_answers(every):
+    # A rule evaluated every 20 minutes (or Thanos' hourly downsampled data) read at step 30 with a 30 s
+    # lookback, GPU-0 on the hour and GPU-1 five minutes later: the query's answers are no regular grid, so
+    # only each series' own spacing shows its step. Each series was forgotten 20 steps after its answer,
+    # before the next came, and was absent from every read but its own answer's, for good.
+    coarse = CoarseSteps("prometheus")
+    spacing = 30.0 * every
+    answered = {0: {spacing * k for k in range(20)}, 1: {spacing * k + 300 for k in range(20)}}
+    coarse.keep(phased([30.0 * i for i in range(120)], answered), 30.0)  # the warm-up's hour
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(3600.0, 5 * spacing, 30.0).tolist()]
+    assert coarse.seen == {}
+    assert coarse.series_seen == {Q: spacing}
+    # From each series' fourth answer (three spacings) it is read at its last answer until its next is due.
+    assert [len(tick.labels) for tick in ticks if tick.timestamps[0] >= 3 * spacing + 300] == [2] * int(
+        (5 * spacing - 3 * spacing - 300) / 30
+    )
