@@ -236,8 +236,11 @@ class SeriesSteps:
         self._forget(float(ts[-1]), step)
         self.longest = float(self.seen.max(initial=0.0))
         # Every series read answered its last step one step after its previous answer, and none is coarse,
-        # on its way to being seen so, or answered once only: every series answers every step (again).
-        runs = self.longest or (np.isfinite(self.last) & ~(self.spacing == 0)).any()
+        # on its way to being seen so, or answered once only, in the last 20 steps: every series answers
+        # every step (again). One whose last answer is older is kept through it, for its next answer.
+        with np.errstate(invalid="ignore"):
+            recent = ts[-1] - self.last <= MIN_STEPS * step
+        runs = self.longest or (recent & ~(self.spacing == 0)).any()
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
             self._reset(frame.labels, float(ts[-1]))
         return frame if out is values else self._with(frame, out, carried)
@@ -258,13 +261,17 @@ class SeriesSteps:
         return Frame(frame.query, labels, frame.timestamps, out, frame.kind)
 
     def _reset(self, labels: Sequence[Mapping[str, str]], at: float) -> None:
-        """Nothing kept by slot: ``labels`` answered at ``at``, each one step after its previous answer."""
+        """Nothing kept by slot but the series absent from ``labels`` that answered once or after a gap (their
+        next answer may be an hour off): ``labels`` answered at ``at``, each one step after its previous."""
         self.steady = (labels, at)
-        self._slots.clear()
         self._recent.clear()
-        self._labels = [None] * self.last.size
-        self._free = list(range(self.last.size))
-        self.last[:] = np.nan
+        kept = np.isfinite(self.last) & ~(self.spacing == 0)
+        self._slots = {
+            tuple(sorted((self._labels[s] or {}).items())): s for s in np.flatnonzero(kept).tolist()
+        }
+        self._labels = [lab if keep else None for lab, keep in zip(self._labels, kept.tolist(), strict=True)]
+        self._free = np.flatnonzero(~kept).tolist()
+        self.last[~kept] = np.nan
 
     def _steady(self, frame: Frame, step: float) -> bool:
         """Whether ``frame`` reads as many series as the steady ones at the steps after the last read.

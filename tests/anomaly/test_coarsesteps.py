@@ -240,3 +240,14 @@ def test_a_series_answering_less_often_than_every_ten_minutes_is_read_between_it
     assert [len(tick.labels) for tick in ticks if tick.timestamps[0] >= 3 * spacing + 300] == [2] * int(
         (5 * spacing - 3 * spacing - 300) / 30
     )
+
+
+def test_a_series_answering_every_twenty_minutes_among_series_answering_every_step_is_read_between():
+    # GPU-0 answers every step, GPU-1 every 20 minutes: 20 steps after GPU-1's answer, every series read
+    # answers every step and nothing per series is kept (the cheap path), but GPU-1's last answer is, for
+    # its next one: else its spacings were never counted.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(400)}, 1: {1200.0 * k for k in range(10)}}
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 6000.0, 30.0).tolist()]
+    assert coarse.series_seen == {Q: 1200.0}
+    assert [len(tick.labels) for tick in ticks[120:]] == [2] * 80  # from GPU-1's fourth answer, at 3600 s
