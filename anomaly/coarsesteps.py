@@ -153,6 +153,7 @@ class CoarseSteps:
 
 
 Key = tuple[tuple[str, str], ...]
+Steady = tuple[Sequence[Mapping[str, str]], float, FloatArray]  # label sets, their last step, values there
 
 
 def _repeated(ts: FloatArray, answered: BoolArray, step: float) -> BoolArray:
@@ -173,9 +174,9 @@ class SeriesSteps:
     """One query's series, in arrays by slot: the last answer of each, its run of equal coarser spacings and
     the step seen (0: none).
 
-    ``steady``: the label sets of the last read and its last step, while each of those series answered that
-    step one step after its previous answer and none of the query's series is coarse: a read of the same
-    series at the next steps, all answered, changes nothing and is not looked at further.
+    ``steady``: the label sets of the last read, its last step and their values there, while each of those
+    series answered that step one step after its previous answer and none of the query's series is coarse:
+    a read of the same series at the next steps, all answered, changes nothing and is not looked at further.
     """
 
     def __init__(self, source: str, query: str) -> None:
@@ -188,7 +189,7 @@ class SeriesSteps:
         self.spacing = np.zeros(0)  # its run's spacing in seconds (0: its last was one step; NaN: not known)
         self.times = np.zeros(0, np.int64)  # spacings of that run in a row
         self.seen = np.zeros(0)  # the step it answers on (0: none seen)
-        self.steady: tuple[Sequence[Mapping[str, str]], float] | None = None
+        self.steady: Steady | None = None
         self.longest = 0.0
         self._told = False
         self._recent: list[tuple[Sequence[Mapping[str, str]], IntArray]] = []  # newest first
@@ -199,12 +200,10 @@ class SeriesSteps:
         ts, values = frame.timestamps, frame.values
         answered = np.isfinite(values)
         if self._steady(frame, step) and answered.all():
-            self.steady = (frame.labels, float(ts[-1]))
+            self.steady = (frame.labels, float(ts[-1]), np.ascontiguousarray(values[:, -1]))
             return frame
         if self.steady is not None:  # those series answered up to then one step apart: not known by slot
-            labels, at = self.steady
-            slots = self._slots_for(labels)
-            self.last[slots], self.spacing[slots], self.times[slots] = at, 0.0, 0
+            self._unsteady(self.steady, step, told=told)
             self.steady = None
         slots = self._slots_for(frame.labels)
         row_of = np.full(self.last.size, -1, np.int64)
@@ -242,7 +241,7 @@ class SeriesSteps:
             recent = ts[-1] - self.last <= MIN_STEPS * step
         runs = self.longest or (recent & ~(self.spacing == 0)).any()
         if not runs and (self.spacing[slots] == 0).all() and (self.last[slots] == ts[-1]).all():
-            self._reset(frame.labels, float(ts[-1]))
+            self._reset(frame.labels, float(ts[-1]), np.ascontiguousarray(values[:, -1]))
         return frame if out is values else self._with(frame, out, carried)
 
     def _with(self, frame: Frame, out: FloatArray, carried: list[tuple[IntArray, int, FloatArray]]) -> Frame:
@@ -260,10 +259,24 @@ class SeriesSteps:
             out = np.vstack([out, more])
         return Frame(frame.query, labels, frame.timestamps, out, frame.kind)
 
-    def _reset(self, labels: Sequence[Mapping[str, str]], at: float) -> None:
+    def _unsteady(self, steady: Steady, step: float, *, told: bool) -> None:
+        """The steady series by slot again, each last answered at the steady reads' last step.
+
+        A series kept for its next answer (``_reset``) that came back at a step where another left is among
+        them, though their count did not change: its spacing is counted there (it answered that step when it
+        came back at the last steady read, as one answering on a coarser step does), else its run was lost."""
+        labels, at, latest = steady
+        slots = self._slots_for(labels)
+        back = np.isfinite(self.last[slots])  # a new slot's last is -inf
+        self.spacing[slots[~back]], self.times[slots[~back]] = 0.0, 0
+        self._follow(slots[back], at, step, told=told)
+        self.last[slots], self.value[slots] = at, latest
+
+    def _reset(self, labels: Sequence[Mapping[str, str]], at: float, latest: FloatArray) -> None:
         """Nothing kept by slot but the series absent from ``labels`` that answered once or after a gap (their
-        next answer may be an hour off): ``labels`` answered at ``at``, each one step after its previous."""
-        self.steady = (labels, at)
+        next answer may be an hour off): ``labels`` answered at ``at`` (``latest``), each one step after its
+        previous."""
+        self.steady = (labels, at, latest)
         self._recent.clear()
         kept = np.isfinite(self.last) & ~(self.spacing == 0)
         self._slots = {
@@ -277,12 +290,12 @@ class SeriesSteps:
         """Whether ``frame`` reads as many series as the steady ones at the steps after the last read.
 
         Counted, not compared (comparing 250,000 label sets took 0.14 s a read): a series swapped for
-        another at the same step is taken as answering on, and one back there after an absence has that
-        spacing uncounted, a spacing less of evidence; a series that leaves, or one that comes back, alone
-        changes the count."""
+        another at the same step is taken as answering on, and one back there after an absence has its
+        spacing counted at the last steady read when the count changes (``_unsteady``); a series that
+        leaves, or one that comes back, alone changes the count."""
         if self.steady is None:
             return False
-        labels, at = self.steady
+        labels, at, _ = self.steady
         spacings = np.diff(frame.timestamps, prepend=at)
         return len(labels) == len(frame.labels) and bool((np.abs(spacings - step) < step / 2).all())
 

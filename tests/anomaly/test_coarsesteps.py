@@ -251,3 +251,23 @@ def test_a_series_answering_every_twenty_minutes_among_series_answering_every_st
     ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 6000.0, 30.0).tolist()]
     assert coarse.series_seen == {Q: 1200.0}
     assert [len(tick.labels) for tick in ticks[120:]] == [2] * 80  # from GPU-1's fourth answer, at 3600 s
+
+
+def test_a_series_back_at_the_step_another_leaves_has_that_answer_counted():
+    # GPU-1 answers every 20 minutes beside GPU-0 answering every step; GPU-2 answers every step until
+    # 2370 s, the step before GPU-1's third answer. At 2400 s the read holds as many series as the one
+    # before, each one step on, so it was taken as the same series answering on: GPU-1's answer there was
+    # not counted and its run of spacings started again, seen at 7200 s, not 3600 s.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(400)}, 1: {1200.0 * k for k in range(10)}}
+    answered[2] = {30.0 * i for i in range(80)}
+    labels = [*LABELS, {"UUID": "GPU-2"}]
+
+    def read(t: float) -> Frame:
+        rows = [i for i in range(3) if t in answered[i]]
+        values = np.array([[60.0 + i] for i in rows])
+        return Frame(Q, [labels[i] for i in rows], np.array([t]), values)
+
+    ticks = [coarse.keep(read(t), 30.0) for t in np.arange(0.0, 4800.0, 30.0).tolist()]
+    assert coarse.series_seen == {Q: 1200.0}
+    assert [len(tick.labels) for tick in ticks[120:]] == [2] * 40  # from GPU-1's fourth answer, at 3600 s
