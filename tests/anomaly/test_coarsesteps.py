@@ -221,3 +221,53 @@ def test_a_series_is_the_same_series_whatever_the_order_of_its_labels():
     coarse.keep(read([30.0 * i for i in range(40)], labelled), 30.0)
     ticks = [coarse.keep(read([t], reordered), 30.0) for t in np.arange(1200.0, 1350.0, 30.0).tolist()]
     assert [len(tick.labels) for tick in ticks] == [2, 2, 2, 2, 2]
+
+
+@pytest.mark.parametrize("every", [40, 120], ids=["20min", "1h"])
+def test_a_series_answering_less_often_than_every_ten_minutes_is_read_between_its_answers(every):
+    # A rule evaluated every 20 minutes (or Thanos' hourly downsampled data) read at step 30 with a 30 s
+    # lookback, GPU-0 on the hour and GPU-1 five minutes later: the query's answers are no regular grid, so
+    # only each series' own spacing shows its step. Each series was forgotten 20 steps after its answer,
+    # before the next came, and was absent from every read but its own answer's, for good.
+    coarse = CoarseSteps("prometheus")
+    spacing = 30.0 * every
+    answered = {0: {spacing * k for k in range(20)}, 1: {spacing * k + 300 for k in range(20)}}
+    coarse.keep(phased([30.0 * i for i in range(120)], answered), 30.0)  # the warm-up's hour
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(3600.0, 5 * spacing, 30.0).tolist()]
+    assert coarse.seen == {}
+    assert coarse.series_seen == {Q: spacing}
+    # From each series' fourth answer (three spacings) it is read at its last answer until its next is due.
+    assert [len(tick.labels) for tick in ticks if tick.timestamps[0] >= 3 * spacing + 300] == [2] * int(
+        (5 * spacing - 3 * spacing - 300) / 30
+    )
+
+
+def test_a_series_answering_every_twenty_minutes_among_series_answering_every_step_is_read_between():
+    # GPU-0 answers every step, GPU-1 every 20 minutes: 20 steps after GPU-1's answer, every series read
+    # answers every step and nothing per series is kept (the cheap path), but GPU-1's last answer is, for
+    # its next one: else its spacings were never counted.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(400)}, 1: {1200.0 * k for k in range(10)}}
+    ticks = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(0.0, 6000.0, 30.0).tolist()]
+    assert coarse.series_seen == {Q: 1200.0}
+    assert [len(tick.labels) for tick in ticks[120:]] == [2] * 80  # from GPU-1's fourth answer, at 3600 s
+
+
+def test_a_series_back_at_the_step_another_leaves_has_that_answer_counted():
+    # GPU-1 answers every 20 minutes beside GPU-0 answering every step; GPU-2 answers every step until
+    # 2370 s, the step before GPU-1's third answer. At 2400 s the read holds as many series as the one
+    # before, each one step on, so it was taken as the same series answering on: GPU-1's answer there was
+    # not counted and its run of spacings started again, seen at 7200 s, not 3600 s.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {30.0 * i for i in range(400)}, 1: {1200.0 * k for k in range(10)}}
+    answered[2] = {30.0 * i for i in range(80)}
+    labels = [*LABELS, {"UUID": "GPU-2"}]
+
+    def read(t: float) -> Frame:
+        rows = [i for i in range(3) if t in answered[i]]
+        values = np.array([[60.0 + i] for i in rows])
+        return Frame(Q, [labels[i] for i in rows], np.array([t]), values)
+
+    ticks = [coarse.keep(read(t), 30.0) for t in np.arange(0.0, 4800.0, 30.0).tolist()]
+    assert coarse.series_seen == {Q: 1200.0}
+    assert [len(tick.labels) for tick in ticks[120:]] == [2] * 40  # from GPU-1's fourth answer, at 3600 s
