@@ -42,7 +42,7 @@ def error_response(
     spec declares one (``string_answer``), which amtool's generated client decodes ("json: cannot
     unmarshal object" otherwise), and go-openapi's ``{"code", "message"}`` for every other error, as
     Alertmanager 0.25 answers an unknown path (404), a wrong method (405) or a body breaking its schema
-    (422, ``code`` the schema rule's: ``gpuwarden.errors.REQUIRED``...), and as Grafana reads it."""
+    (422, ``code`` the schema rule's: ``gpuwarden.errors.REQUIRED``...), for a client reading ``message``."""
     if route.startswith("/api/v2/"):
         headers = {FIELD_HEADER: header_text(field)} if field else None
         if string_answer(status, route):

@@ -635,7 +635,7 @@ def test_alertmanager_api_other_errors_are_go_openapis_code_and_message_naming_t
 ) -> None:
     """Alertmanager 0.25 answers these with go-openapi's ``{"code", "message"}`` (measured: 404 and 405 as
     the status, 422 with the failed schema rule's code: 602 required, 601 format, 612 too few items), and a
-    required field missing is its 422, not a 400; Grafana and Python clients read ``message``. Nothing is
+    required field missing is its 422, not a 400; a client reads ``message``. Nothing is
     stored."""
     refused = client.request(method, path, json=body, headers=AUTH)
     assert refused.status_code == status
