@@ -17,7 +17,7 @@ from typing import Any
 import orjson
 
 from alerting.request_uri import request_uri_problem
-from gpuwarden.errors import UNPROCESSABLE, InputError
+from gpuwarden.errors import INVALID_FORMAT, REQUIRED, UNPROCESSABLE, InputError
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import Alert, AlertSource, AlertStatus, RecommendedAction
 from gpuwarden.printable import escape_controls
@@ -132,7 +132,7 @@ def _alert(item: Any, where: str, source: AlertSource, strict: bool) -> Alert:
     if not isinstance(item, Mapping):
         raise InputError("must be an object", field=where)
     if item.get("labels") is None:  # absent or null: Alertmanager's 422 (a type error is a 400)
-        raise InputError("is required", field=f"{where}.labels", status=UNPROCESSABLE)
+        raise InputError("is required", field=f"{where}.labels", status=UNPROCESSABLE, code=REQUIRED)
     labels = _string_map(item.get("labels"), f"{where}.labels", required=True)
     if "" in labels:
         raise InputError("a label name must not be empty", field=f"{where}.labels")
@@ -157,6 +157,7 @@ def _alert(item: Any, where: str, source: AlertSource, strict: bool) -> Alert:
             f"must be a URI (an absolute URL such as http://prometheus:9090/graph?..., or a path): {bad}",
             field=f"{where}.generatorURL",
             status=UNPROCESSABLE,
+            code=INVALID_FORMAT,
         )
     status = AlertStatus.FIRING
     # Only the webhook's alerts carry a status. Alertmanager's postableAlert has none: it ignores the

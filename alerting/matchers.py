@@ -16,7 +16,7 @@ from typing import Any
 
 import re2
 
-from gpuwarden.errors import UNPROCESSABLE, InputError
+from gpuwarden.errors import REQUIRED, UNPROCESSABLE, InputError
 
 logger = logging.getLogger(__name__)
 _RE2_OPTIONS = re2.Options()
@@ -142,7 +142,7 @@ def matcher_from_dict(data: Mapping[str, Any], where: str = "matchers") -> Match
     """
     for required in ("name", "value", "isRegex"):  # null is absent to Alertmanager: 422 for either
         if data.get(required) is None:
-            raise InputError("is required", field=f"{where}.{required}", status=UNPROCESSABLE)
+            raise InputError("is required", field=f"{where}.{required}", status=UNPROCESSABLE, code=REQUIRED)
     name, value = data.get("name"), data.get("value")
     if not isinstance(name, str) or not name:
         raise InputError("must be a non-empty label name", field=f"{where}.name")

@@ -37,7 +37,7 @@ from alerting.store_models import AlertRow
 from gpuwarden import __version__
 from gpuwarden.alertmanager_config import RECEIVER, alertmanager_config
 from gpuwarden.clock import rfc3339
-from gpuwarden.errors import InputError
+from gpuwarden.errors import REQUIRED, TOO_FEW_ITEMS, UNPROCESSABLE, InputError
 from gpuwarden.params import single
 
 
@@ -171,8 +171,17 @@ class AlertmanagerApi:
         if not isinstance(data, dict):
             raise InputError("must be a JSON object", field="body")
         raw = data.get("matchers")
-        if not isinstance(raw, list) or not raw:
-            raise InputError("at least one matcher is required", field="matchers")
+        if raw is None:  # absent or null, as Alertmanager answers (an empty list: too few; text: a 400)
+            raise InputError("is required", field="matchers", status=UNPROCESSABLE, code=REQUIRED)
+        if not isinstance(raw, list):
+            raise InputError("must be a list of matchers", field="matchers")
+        if not raw:
+            raise InputError(
+                "at least one matcher is required",
+                field="matchers",
+                status=UNPROCESSABLE,
+                code=TOO_FEW_ITEMS,
+            )
         matchers = [
             matcher_from_dict(m, f"matchers[{i}]") if isinstance(m, dict) else _bad_matcher(i)
             for i, m in enumerate(raw)
@@ -345,6 +354,8 @@ def _start(data: dict[str, Any], now: datetime) -> datetime:
 
 
 def _required_time(data: dict[str, Any], name: str) -> datetime:
+    if data.get(name) is None:  # absent or null: Alertmanager's 422 (a time it cannot read is a 400)
+        raise InputError("is required (an RFC 3339 time)", field=name, status=UNPROCESSABLE, code=REQUIRED)
     parsed = parse_time(data.get(name), name)
     if parsed is None:
         raise InputError("required RFC 3339 time", field=name)

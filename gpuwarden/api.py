@@ -221,7 +221,7 @@ class _Handlers:
                 except Conflict as exc:
                     response = _error(409, str(exc), exc.field, route=route)
                 except InputError as exc:
-                    response = _error(exc.status, str(exc), exc.field, route=route)
+                    response = _error(exc.status, str(exc), exc.field, route=route, code=exc.code)
                 except NotActive as exc:  # nothing was journaled; a store commit was rolled back
                     response = _error(503, str(exc), route=route)
                     response.headers["Retry-After"] = "1"
@@ -242,7 +242,7 @@ class _Handlers:
             except NotFound as exc:
                 response = _error(404, str(exc), exc.field, route=route)
             except InputError as exc:
-                response = _error(exc.status, str(exc), exc.field, route=route)
+                response = _error(exc.status, str(exc), exc.field, route=route, code=exc.code)
             if lag:
                 response.headers[LAG_HEADER] = str(lag)
             self.metrics.count(route, response.status_code)
@@ -456,5 +456,6 @@ def create_app(
         lifespan=lifespan,
         exception_handlers={404: no_route, 405: no_route},
     )
+    app.router.redirect_slashes = False  # ``no_route`` redirects, to a relative reference
     app.add_middleware(CatchAll, metrics=metrics, health=health)
     return app

@@ -1,12 +1,13 @@
-"""The error answers of serve's API: ``{"error", "field"}``, or on Alertmanager's API a JSON string."""
+"""The error answers of serve's API: ``{"error", "field"}``, or on Alertmanager's API its own shapes."""
 
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import Match, Route
 
 FIELD_HEADER = "X-Gpuwarden-Field"
@@ -33,16 +34,29 @@ def failure_text(method: str, path: str, unreachable: bool) -> str:
     return f"{unknown}; look before you retry: if it was stored, a repeat stores it again"
 
 
-def error_response(status: int, message: str, field: str = "", *, route: str = "") -> JSONResponse:
-    """``{"error", "field"}``; on Alertmanager's API (``/api/v2``) a JSON string, as Alertmanager answers
-    and ``amtool`` prints ("json: cannot unmarshal object" otherwise), with the field in a header."""
+def error_response(
+    status: int, message: str, field: str = "", *, route: str = "", code: int | None = None
+) -> JSONResponse:
+    """``{"error", "field"}``; on Alertmanager's API (``/api/v2``) its shapes, with the field in a header
+    and at the start of the message ("field: what is wrong"): a JSON string where Alertmanager's OpenAPI
+    spec declares one (``string_answer``), which amtool's generated client decodes ("json: cannot
+    unmarshal object" otherwise), and go-openapi's ``{"code", "message"}`` for every other error, as
+    Alertmanager 0.25 answers an unknown path (404), a wrong method (405) or a body breaking its schema
+    (422, ``code`` the schema rule's: ``gpuwarden.errors.REQUIRED``...), for a client reading ``message``."""
     if route.startswith("/api/v2/"):
-        return JSONResponse(
-            message,  # names its field: "field: what is wrong"
-            status_code=status,
-            headers={FIELD_HEADER: header_text(field)} if field else None,
-        )
+        headers = {FIELD_HEADER: header_text(field)} if field else None
+        if string_answer(status, route):
+            return JSONResponse(message, status_code=status, headers=headers)
+        body = {"code": status if code is None else code, "message": message}
+        return JSONResponse(body, status_code=status, headers=headers)
     return JSONResponse({"error": message, **({"field": field} if field else {})}, status_code=status)
+
+
+def string_answer(status: int, route: str) -> bool:
+    """Whether Alertmanager's OpenAPI spec (api/v2/openapi.yaml) declares this error a string: 400 (its
+    ``BadRequest``) and 500 (``InternalServerError``; gpuwarden's 503s stand for it: a failure to retry),
+    and 404 of ``POST /silences`` (an update of an unknown id)."""
+    return status == 400 or status >= 500 or (status == 404 and route.rstrip("/") == "/api/v2/silences")
 
 
 def header_text(value: str) -> str:
@@ -71,4 +85,36 @@ async def no_route(request: Request, exc: Exception) -> Response:
         )
         response.headers["Allow"] = allow
         return response
-    return error_response(404, f"path: no route for {method} {path}", "path", route=path)
+    return slash_redirect(request) or error_response(
+        404, f"path: no route for {method} {path}", "path", route=path
+    )
+
+
+def slash_redirect(request: Request) -> Response | None:
+    """A 307 to the path without its trailing slash (or with one) where that path has a route, as Starlette
+    redirects, but to a relative reference (``/-/healthy/`` to ``../healthy``): Starlette's absolute URL,
+    built from the Host header, sent a client behind a TLS-terminating proxy to plain ``http://`` (and to
+    the wrong path behind one that strips a prefix). Alertmanager's ``Location`` is relative too
+    (``/-/healthy``, measured). None when neither path has a route, or for more than one trailing slash."""
+    path = request.url.path
+    if path.endswith("//"):  # clients resolve ``../`` over an empty segment differently: not guessed
+        return None
+    stripped = path.removesuffix("/")
+    if stripped == path:
+        toggled, location = path + "/", _segment(path.rsplit("/", 1)[1]) + "/"
+    else:
+        toggled, location = stripped, "../" + _segment(stripped.rsplit("/", 1)[1])
+    if not stripped or not any(
+        isinstance(r, Route) and r.matches({**request.scope, "path": toggled})[0] != Match.NONE
+        for r in request.app.router.routes
+    ):
+        return None
+    query = request.url.query
+    return RedirectResponse(location + (f"?{query}" if query else ""), status_code=307)
+
+
+def _segment(name: str) -> str:
+    """A path segment as a relative reference starts with it: percent-encoded, and after ``./`` if it holds
+    a colon (``a:b`` would read as a URL scheme)."""
+    quoted = quote(name, safe="!$&'()*+,;=:@-._~")
+    return f"./{quoted}" if ":" in quoted else quoted

@@ -70,15 +70,23 @@ UNPROCESSABLE = 422
 """What Alertmanager's API answers a body that parses but breaks its OpenAPI schema (a required field missing
 or null, a ``uri`` that is none), where a value of the wrong type is a 400."""
 
+# The ``code`` of go-openapi's error body (``{"code", "message"}``) that Alertmanager 0.25 answers with a 422:
+# which schema rule failed (measured: go-openapi/errors' InvalidTypeCode, RequiredFailCode, MinItemsFailCode).
+INVALID_FORMAT = 601  # a ``format`` not met: a generatorURL that is no ``uri``
+REQUIRED = 602  # a required field absent or null
+TOO_FEW_ITEMS = 612  # an array under its ``minItems``: a silence with no matchers
+
 
 class InputError(GpuwardenError):
     """A request payload or command-line value is malformed; names the field at fault. ``status``: the
-    HTTP status the API answers it with (400, or ``UNPROCESSABLE`` where Alertmanager's does)."""
+    HTTP status the API answers it with (400, or ``UNPROCESSABLE`` where Alertmanager's does); ``code``: the
+    go-openapi code Alertmanager's 422 body carries for it (``REQUIRED``...), None for the status."""
 
-    def __init__(self, message: str, *, field: str = "", status: int = 400) -> None:
+    def __init__(self, message: str, *, field: str = "", status: int = 400, code: int | None = None) -> None:
         self.message = message  # without the field, to name another field when re-raised
         self.field = field
         self.status = status
+        self.code = code
         super().__init__(f"{field}: {message}" if field else message)
 
 

@@ -9,12 +9,14 @@ from gpuwarden.api_errors import FIELD_HEADER
 
 def error_field(response: Any) -> str:
     """The field a refusal names: in the body on gpuwarden's API, in a header and the message's start on
-    Alertmanager's (``/api/v2``), whose errors are JSON strings as amtool reads them."""
+    Alertmanager's (``/api/v2``), whose errors are JSON strings as amtool reads them or go-openapi's
+    ``{"code", "message"}``."""
     body = response.json()
-    if isinstance(body, str):
+    if isinstance(body, str) or "message" in body:
+        message = body if isinstance(body, str) else body["message"]
         field = str(response.headers.get(FIELD_HEADER, ""))
         field = field.encode().decode("unicode_escape")  # escaped to ASCII for the header, if need be
-        assert body.startswith(f"{field}: ") if field else body, body
+        assert message.startswith(f"{field}: ") if field else message, message
         return field
     return str(body.get("field", ""))
 
@@ -22,4 +24,6 @@ def error_field(response: Any) -> str:
 def error_text(response: Any) -> str:
     """The message of a refusal on either API."""
     body = response.json()
-    return body if isinstance(body, str) else str(body.get("error", ""))
+    if isinstance(body, str):
+        return body
+    return str(body["message"] if "message" in body else body.get("error", ""))

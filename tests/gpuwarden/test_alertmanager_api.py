@@ -4,6 +4,7 @@ import asyncio
 from collections.abc import Callable
 from typing import Any
 
+import httpx
 import pytest
 
 from alerting.engine import IncidentEngine
@@ -101,3 +102,32 @@ def test_alertmanager_paths_with_a_trailing_slash_are_answered_as_without_not_re
     expired = client.delete(f"/api/v2/silence/{silence_id}/", headers=AUTH, follow_redirects=False)
     assert expired.status_code == 200
     assert client.get(f"/api/v2/silence/{silence_id}", headers=AUTH).json()["status"]["state"] == "expired"
+
+
+@pytest.mark.parametrize(
+    ("path", "location", "lands_on"),
+    [
+        ("/-/healthy/", "../healthy", "/-/healthy"),
+        ("/-/ready/?verbose=1", "../ready?verbose=1", "/-/ready"),
+        ("/api/v1/incidents/", "../incidents", "/api/v1/incidents"),
+    ],
+    ids=["healthy", "ready-with-query", "incidents"],
+)
+def test_a_trailing_slash_elsewhere_is_redirected_to_a_relative_location_kept_behind_a_tls_proxy(
+    client: TestClient, path: str, location: str, lands_on: str
+) -> None:
+    """Behind a proxy that terminates TLS, ``serve`` is asked over plain http: an absolute ``http://``
+    Location built from the Host header (Starlette's) sent the client, token and all, off https. A relative
+    one resolves against the URL the client asked for (Alertmanager answers ``Location: /-/healthy``,
+    measured)."""
+    redirected = client.get(f"http://serve.internal{path}", headers=AUTH, follow_redirects=False)
+    assert (redirected.status_code, redirected.headers["location"]) == (307, location)
+    asked = httpx.URL(f"https://gpuwarden.example{path}")  # what the client behind the proxy asked
+    assert asked.join(redirected.headers["location"]).path == lands_on
+    assert asked.join(redirected.headers["location"]).scheme == "https"
+    assert client.get(path, headers=AUTH, follow_redirects=True).status_code != 404
+
+
+def test_a_path_with_no_route_either_way_is_a_404_not_a_redirect(client: TestClient) -> None:
+    for path in ("/-/nope/", "/-/healthy//"):
+        assert client.get(path, follow_redirects=False).status_code == 404, path

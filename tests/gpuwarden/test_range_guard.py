@@ -95,6 +95,12 @@ def warned(expr: str, **settings: object) -> list[str]:
         ("sum by (pod) (rate(x[5m]))", {}, True),
         ("sum by (pod) (rate(x[5m]))", {"guard": True}, False),
         ("sum by (service) (rate(x[5m]))", {"guard": False}, False),
+        # One total guarded: a target going takes its share out at once, while the traffic it moved to the
+        # others enters their rates only over the range: a rollout reads as a drop for up to the range.
+        ("sum(rate(x[5m]))", {"guard": True}, True),
+        ("sum(rate(x[5m]) and x)", {"guard": False}, False),  # written by hand: it says it knows
+        ("sum(rate(x[5m]))", {"guard": True, "direction": "up"}, False),
+        ("count(rate(x[5m]))", {"guard": True}, False),  # a count does not ramp: guarded, it is current
         # A count does not ramp: the series of a pod that went counts 1 until it ends, then it is forgotten.
         ("count by (pod) (rate(x[5m]))", {}, False),
         ("rate(x[5m]) * 8", {}, True),
@@ -102,14 +108,16 @@ def warned(expr: str, **settings: object) -> list[str]:
         ("rate(x[5m]) * 8", {"adaptive": False}, False),
         ("x * 8", {}, False),
     ],
-    ids=["bare", "avg", "sum", "sum-by", "sum-by-guarded", "sum-by-declared", "count-by", "arithmetic", "up",
+    ids=["bare", "avg", "sum", "sum-by", "sum-by-guarded", "sum-by-declared", "sum-guarded",
+         "sum-hand-guarded", "sum-guarded-up", "count-guarded", "count-by", "arithmetic", "up",
          "not-adaptive", "no-range"],
 )  # fmt: skip
 def test_a_down_direction_range_query_left_unguarded_is_warned_of_by_name(expr, settings, warns):
     said = warned(expr, **settings)
     assert bool(said) is warns, said
     if warns:
-        assert said[0].startswith("anomaly.queries[0].expr: query 'requests': when its target goes away")
+        field = "guard" if settings.get("guard") else "expr"
+        assert said[0].startswith(f"anomaly.queries[0].{field}: query 'requests': when its target goes away")
         assert "guard: false" in said[0]
 
 
