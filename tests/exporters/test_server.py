@@ -95,11 +95,14 @@ def test_gzip_is_served_when_asked(nvml: SimNvml, clock: FakeClock) -> None:
 
 
 def test_healthz_reports_stale_hosts(nvml: SimNvml, clock: FakeClock) -> None:
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.2)
+    # The deadline is real time: 30 s for the collection that must finish (not waited out), 0.2 s for the
+    # one over the hung call (late however fast the machine): 0.2 s for both could mark the first stale.
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=30)
     loop.run_once()
     client = AsgiClient(create_app(loop))
     assert client.get("/healthz").json()["status"] == "ok"
     nvml.hang("nvmlDeviceGetTemperature", 60)
+    loop.deadline = 0.2
     try:
         loop.run_once()
         reply = client.get("/healthz")
