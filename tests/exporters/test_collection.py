@@ -131,7 +131,7 @@ def test_the_exposition_has_one_help_and_type_per_family_across_nodes(clock: Fak
         sim = SimNvml(two, node.name)
         sim.nvmlInit()
         collectors.append(NvmlCollector(sim, hostname=node.name))
-    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=5)
+    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     text = loop.exposition.text.decode()
     types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
@@ -143,7 +143,7 @@ def test_when_nvml_answers_nothing_the_host_is_stale_and_its_last_success_stays(
     nvml: SimNvml, fleet: Fleet, clock: FakeClock
 ) -> None:
     # A live host whose NVML stopped answering used to look healthy: stale 0, last success advancing.
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=5)
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     host = {"Hostname": NODE}
     last_success = served(loop).get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host)
