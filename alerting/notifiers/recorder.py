@@ -98,6 +98,7 @@ class SlackRecorder:
         self._trickles: dict[str, deque[float]] = {}
         self._trickles_end = threading.Event()
         self._trickling = 0
+        self._trickle_started = threading.Condition(self._lock)
         self.on_call: Callable[[RecordedCall], None] | None = None
         """Called after each call is recorded and before it is answered (tests kill a client here)."""
 
@@ -190,6 +191,7 @@ class SlackRecorder:
         until = time.monotonic() + seconds
         with self._lock:
             self._trickling += 1
+            self._trickle_started.notify_all()
         try:
             while time.monotonic() < until and not self._trickles_end.wait(0.05):
                 write(b"1\r\n \r\n")
@@ -201,6 +203,12 @@ class SlackRecorder:
         """How many answers are being trickled now."""
         with self._lock:
             return self._trickling
+
+    def wait_trickling(self, count: int = 1, timeout: float = 5.0) -> bool:
+        """Whether ``count`` answers are being trickled within ``timeout`` s: a call abandoned at its deadline
+        may reach this server only after it was abandoned (a stalled client), and then trickles as long."""
+        with self._trickle_started:
+            return self._trickle_started.wait_for(lambda: self._trickling >= count, timeout)
 
     def _take_failure(self, method: str) -> InjectedFailure | None:
         with self._lock:

@@ -270,13 +270,17 @@ def test_a_first_post_abandoned_at_its_deadline_is_found_by_its_retry_not_posted
     channel = recorder.channel_id("#gpu-incidents")
     client = make_client(recorder.token, base_url=recorder.base_url, rate_limit_retries=0)
     clock = FakeClock()
-    outbox = Outbox(engine, [SlackNotifier(client, channel, call_deadline_seconds=0.5)], clock)
+    notifier = SlackNotifier(client, channel, call_deadline_seconds=0.5)  # the trickled post: late anyway
+    outbox = Outbox(engine, [notifier], clock)
     recorder.trickle_next("chat.postMessage", seconds=10.0)
     outbox(lifecycle()[0])
     assert outbox.dispatch_due() == 0
     [waiting] = outbox.messages(PENDING)
     assert "abandoned" in (waiting.last_error or "")
     recorder.end_trickles()
+    # The retry waits for the abandoned post to end, then looks it up: calls that must answer, so 30 s (a
+    # bound not waited out); at 0.5 s a stalled test process saw Slack's retry lookup abandoned too.
+    notifier._deadline.seconds = 30.0
     clock.advance(60)
     assert outbox.dispatch_due() == 1
     [parent] = recorder.channel_messages()

@@ -23,12 +23,12 @@ from anomaly.sources import CollectorSource
 from gpuwarden.clock import FakeClock
 from gpuwarden.config_anomaly import AnomalyConfig
 from tests.anomaly.fakes import TableCollector
-from tests.integration.servers import free_port, wait_http_ok
+from tests.integration.servers import READY_SECONDS, free_port, wait_http_ok
 
 
 def _wait_for(path: Path, text: str, proc: subprocess.Popen[bytes]) -> str:
-    """The log once it holds ``text``; fails if the process ends first (or after 30 s, a hang)."""
-    deadline = time.monotonic() + 30
+    """The log once it holds ``text``; fails if the process ends first (or after READY_SECONDS, a hang)."""
+    deadline = time.monotonic() + READY_SECONDS
     while time.monotonic() < deadline:
         log = path.read_text()
         if text in log:

@@ -88,6 +88,12 @@ class Run:
     def close(self) -> None:
         self.source.close()
 
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def test_a_lost_gpu_read_every_sixth_tick_fires_once_and_stays_firing_until_it_is_back(prometheus):
     # XID 79 took GPU n1/1 off the bus: gpu_up reads 0 at every step. Before, the five ticks between two
@@ -99,13 +105,10 @@ def test_a_lost_gpu_read_every_sixth_tick_fires_once_and_stays_firing_until_it_i
         (g, 0.0 if g["UUID"] == "GPU-n1-1" and t < back else 1.0) for g in GPUS
     ]
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
-    run = Run(prometheus, [UP, TEMP], {TEMP: EVERY}, detectors=["signatures"])
-    try:
+    with Run(prometheus, [UP, TEMP], {TEMP: EVERY}, detectors=["signatures"]) as run:
         run.ticks(300)
         assert [e[:3] for e in run.events] == [("GpuLost", "GPU-n1-1", AlertStatus.FIRING)]
         run.ticks(300)
-    finally:
-        run.close()
     resolved = [e for e in run.events if e[2] is AlertStatus.RESOLVED]
     assert [e[:3] for e in run.events] == [
         ("GpuLost", "GPU-n1-1", AlertStatus.FIRING),
@@ -122,11 +125,8 @@ def test_an_alert_whose_series_is_no_longer_answered_still_resolves(prometheus):
     prometheus.answers[REMAP] = lambda t: [
         (g, 1.0 if g is GPUS[0] else 0.0) for g in GPUS if t < gone or g is not GPUS[0]
     ]
-    run = Run(prometheus, [REMAP], detectors=["signatures"])
-    try:
+    with Run(prometheus, [REMAP], detectors=["signatures"]) as run:
         run.ticks(600)
-    finally:
-        run.close()
     assert [e[:3] for e in run.events] == [
         ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.FIRING),
         ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.RESOLVED),
@@ -147,18 +147,15 @@ def test_a_lasting_spike_read_every_sixth_tick_raises_a_learned_alert_after_pend
         return list(zip(GPUS, vals.tolist(), strict=True))
 
     prometheus.answers[TEMP] = temps
-    run = Run(
+    with Run(
         prometheus,
         [TEMP],
         detectors=["adaptive"],
         adaptive_metrics=[TEMP],
         thresholds=AnomalyThresholdConfig(volatility_k=0),
-    )
-    try:
+    ) as run:
         assert run.service.warm_up() > 0  # an hour of history, as anomaly run reads at start
         run.ticks(600)
-    finally:
-        run.close()
     pending = run.service.cfg.pending_ticks
     assert [e[:3] for e in run.events] == [("GpuwardenAnomaly", GPUS[7]["UUID"], AlertStatus.FIRING)]
     assert run.events[0][3] == hot + (pending - 1) * STEP  # its third read past the band
@@ -170,11 +167,8 @@ def test_a_node_down_read_every_sixth_tick_is_raised_after_absent_after_and_stay
     # at the next tick (resolve_after 1) and was raised again at the next step.
     down = FakeClock().time() + 120
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS if t < down or g["Hostname"] != "n3"]
-    run = Run(prometheus, [TEMP], detectors=["presence"], absent_after_seconds=90)
-    try:
+    with Run(prometheus, [TEMP], detectors=["presence"], absent_after_seconds=90) as run:
         run.ticks(600)
-    finally:
-        run.close()
     assert [e[:3] for e in run.events] == [("NodeDown", "n3", AlertStatus.FIRING)]
     # Its last sample at down - 30; absent once more than 90 s older than a step: 120 s after it.
     assert run.events[0][3] == down - STEP + 4 * STEP
@@ -190,17 +184,14 @@ def test_a_hung_gpu_whose_sm_share_is_on_a_longer_step_is_raised_once_and_resolv
         (g, 100.0 if g["UUID"] == hung and t < back else 60.0) for g in GPUS
     ]
     prometheus.answers[SM] = lambda t: [(g, 0.01 if g["UUID"] == hung and t < back else 0.5) for g in GPUS]
-    run = Run(
+    with Run(
         prometheus,
         [UTIL, SM],
         {UTIL: EVERY},
         detectors=["signatures"],
         thresholds=AnomalyThresholdConfig(resolve_after=4),
-    )
-    try:
+    ) as run:
         run.ticks(300)
-    finally:
-        run.close()
     pending = run.service.cfg.pending_ticks
     assert [e[:3] for e in run.events] == [
         ("GpuHung", hung, AlertStatus.FIRING),
@@ -217,19 +208,16 @@ def test_a_hung_gpu_stays_firing_while_its_sm_share_cannot_be_read(prometheus):
     hung = GPUS[5]["UUID"]
     prometheus.answers[UTIL] = lambda t: [(g, 100.0 if g["UUID"] == hung else 60.0) for g in GPUS]
     prometheus.answers[SM] = lambda t: [(g, 0.01 if g["UUID"] == hung else 0.5) for g in GPUS]
-    run = Run(
+    with Run(
         prometheus,
         [UTIL, SM],
         {UTIL: EVERY, SM: EVERY},
         detectors=["signatures"],
         thresholds=AnomalyThresholdConfig(resolve_after=4),
-    )
-    try:
+    ) as run:
         run.ticks(60)
         prometheus.errors[SM] = (422, "execution: profiling metrics unavailable")
         run.ticks(60)
-    finally:
-        run.close()
     assert [e[:3] for e in run.events] == [("GpuHung", hung, AlertStatus.FIRING)]
     assert run.events[0][3] == t0 + run.service.cfg.pending_ticks * EVERY
 
@@ -251,17 +239,14 @@ def test_a_thermal_alert_is_judged_only_at_ticks_that_read_both_temperature_and_
 
     prometheus.answers[TEMP] = temps
     prometheus.answers[POWER] = lambda t: [(g, 300.0 + float(i)) for i, g in enumerate(GPUS)]
-    run = Run(
+    with Run(
         prometheus,
         [TEMP, POWER],
         {TEMP: EVERY},
         instances=[ThermalDetector(warmup=3)],
         thresholds=AnomalyThresholdConfig(resolve_after=4),
-    )
-    try:
+    ) as run:
         run.ticks(390)
-    finally:
-        run.close()
     pending = run.service.cfg.pending_ticks
     assert [e[:3] for e in run.events] == [
         ("GpuwardenAnomaly", hot_gpu, AlertStatus.FIRING),
@@ -357,19 +342,16 @@ def test_an_answer_on_a_coarser_step_than_asked_is_told_once_and_its_empty_steps
 
     prometheus.answers[TEMP] = temps
     prometheus.answers[UP] = lambda t: [(g, 1.0) for g in GPUS]  # on its step: the source is not empty
-    run = Run(
+    caplog.set_level("INFO", logger="anomaly")
+    with Run(
         prometheus,
         [TEMP, UP],
         detectors=["adaptive"],
         adaptive_metrics=[TEMP],
         thresholds=AnomalyThresholdConfig(volatility_k=0),
-    )
-    caplog.set_level("INFO", logger="anomaly")
-    try:
+    ) as run:
         assert run.service.warm_up() > 0
         run.ticks(300)
-    finally:
-        run.close()
     pending = run.service.cfg.pending_ticks
     assert [e[:3] for e in run.events] == [("GpuwardenAnomaly", GPUS[3]["UUID"], AlertStatus.FIRING)]
     assert run.events[0][3] == hot + (pending - 1) * 60  # its third answered step past the band
@@ -395,12 +377,9 @@ def test_a_lost_gpu_read_on_a_coarser_step_than_asked_stays_firing_between_the_a
         (g, 0.0 if g["UUID"] == "GPU-n2-0" and t < back else 1.0) for g in GPUS if t % 60 == 0
     ]
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
-    run = Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1)
-    try:
+    with Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1) as run:
         run.service.warm_up()  # as anomaly run does at start: the history shows the answers' step
         run.ticks(300)
-    finally:
-        run.close()
     assert [e[:3] for e in run.events] == [
         ("GpuLost", "GPU-n2-0", AlertStatus.FIRING),
         ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
@@ -420,13 +399,10 @@ def test_a_lost_gpu_whose_host_answers_at_the_other_phase_of_a_coarser_step_stay
         if (t % 60 == 0) == (g["Hostname"] == "n1")
     ]
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
-    run = Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1)
     caplog.set_level("WARNING", logger="anomaly")
-    try:
+    with Run(prometheus, [UP, TEMP], detectors=["signatures"], immediate_resolve_after=1) as run:
         run.service.warm_up()
         run.ticks(300)
-    finally:
-        run.close()
     assert [e[:3] for e in run.events] == [
         ("GpuLost", "GPU-n2-0", AlertStatus.FIRING),
         ("GpuLost", "GPU-n2-0", AlertStatus.RESOLVED),
@@ -451,11 +427,8 @@ def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_afte
     answered = {start + 60 * k for k in range(1, 5)}
     prometheus.answers[REMAP] = lambda t: [(GPUS[0], 1.0)] if t in answered else []
     prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source is not empty
-    run = Run(prometheus, [REMAP, TEMP], detectors=["signatures"])
-    try:
+    with Run(prometheus, [REMAP, TEMP], detectors=["signatures"]) as run:
         run.ticks(600)
-    finally:
-        run.close()
     resolve_after = run.service.cfg.immediate_resolve_after
     assert [e[:3] for e in run.events] == [
         ("GpuRowRemapPending", "GPU-n1-0", AlertStatus.FIRING),

@@ -15,6 +15,11 @@ from gpuwarden.sim import Fleet, SimNvml, build_fleet, parse_fault
 
 from .conftest import NODE
 
+# A tick's deadline is real time. Ticks over a hung call wait it out (the hang is a blocked Event, so they
+# are late however fast the machine): HUNG keeps them short. A collection that must finish gets IN_TIME,
+# an upper bound the tick does not wait out: 0.2-0.3 s, on a stalled test process, marked one stale.
+HUNG, IN_TIME = 0.2, 30.0
+
 
 class _Exposed:
     def __init__(self, families: list[Metric]) -> None:
@@ -34,7 +39,7 @@ def served(loop: CollectionLoop) -> CollectorRegistry:
 def test_a_hung_call_marks_the_host_stale_and_keeps_the_previous_values(
     nvml: SimNvml, clock: FakeClock
 ) -> None:
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.3)
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     before = served(loop)
     host = {"Hostname": NODE}
@@ -46,6 +51,7 @@ def test_a_hung_call_marks_the_host_stale_and_keeps_the_previous_values(
     last_success = before.get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host)
 
     nvml.hang("nvmlDeviceGetPowerUsage", 60)
+    loop.deadline = HUNG
     clock.advance(5)
     loop.run_once()  # returns after the deadline although the call is still blocked
     during = served(loop)
@@ -63,6 +69,7 @@ def test_a_hung_call_marks_the_host_stale_and_keeps_the_previous_values(
     assert served(loop).get_sample_value("gpuwarden_collection_overruns_total", overrun) == 1.0
 
     nvml.release_hangs()
+    loop.deadline = IN_TIME
     clock.advance(5)
     loop.run_once()  # the hung collection finishes and is taken
     loop.run_once()  # and a fresh one runs
@@ -78,11 +85,16 @@ def test_a_hung_node_does_not_stop_the_other_nodes(clock: FakeClock) -> None:
     for sim in sims:
         sim.nvmlInit()
     loop = CollectionLoop(
-        [NvmlCollector(sim, hostname=sim.node_name) for sim in sims], clock=clock, interval=5, deadline=0.3
+        [NvmlCollector(sim, hostname=sim.node_name) for sim in sims], clock=clock, interval=5, deadline=HUNG
     )
     sims[0].hang("nvmlDeviceGetFieldValues", 60)
     try:
-        loop.run_once()
+        # Each tick waits out the hung node's deadline; the other node's collection is taken at the first
+        # tick it finished by (the first, unless the machine stalled the test past HUNG).
+        for _ in range(round(IN_TIME / HUNG)):
+            loop.run_once()
+            if set(loop.stale_hosts()) != {n.name for n in two.nodes}:
+                break
         registry = served(loop)
         stale = {
             n.name: registry.get_sample_value("gpuwarden_exporter_stale", {"Hostname": n.name})
@@ -103,7 +115,7 @@ def test_a_collector_that_raises_is_counted_and_the_loop_goes_on(clock: FakeCloc
         def collect(self) -> list[Metric]:
             raise RuntimeError("a bug")
 
-    loop = CollectionLoop([Broken()], clock=clock, interval=5, deadline=1.0)
+    loop = CollectionLoop([Broken()], clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     loop.run_once()
     registry = served(loop)
@@ -119,7 +131,7 @@ def test_the_exposition_has_one_help_and_type_per_family_across_nodes(clock: Fak
         sim = SimNvml(two, node.name)
         sim.nvmlInit()
         collectors.append(NvmlCollector(sim, hostname=node.name))
-    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=5)
+    loop = CollectionLoop(collectors, clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     text = loop.exposition.text.decode()
     types = [line for line in text.splitlines() if line.startswith("# TYPE ")]
@@ -131,7 +143,7 @@ def test_when_nvml_answers_nothing_the_host_is_stale_and_its_last_success_stays(
     nvml: SimNvml, fleet: Fleet, clock: FakeClock
 ) -> None:
     # A live host whose NVML stopped answering used to look healthy: stale 0, last success advancing.
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=5)
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=IN_TIME)
     loop.run_once()
     host = {"Hostname": NODE}
     last_success = served(loop).get_sample_value("gpuwarden_collection_last_success_timestamp_seconds", host)
@@ -162,7 +174,7 @@ def test_an_absurd_interval_is_clamped_and_the_loop_thread_lives(nvml: SimNvml) 
     assert loop.interval == MAX_INTERVAL_SECONDS
     loop.start()
     pause = threading.Event()
-    for _ in range(200):
+    for _ in range(round(IN_TIME / 0.01)):  # returns at the first tick
         if loop.ticks:
             break
         pause.wait(0.01)
@@ -176,7 +188,7 @@ def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_cur
 ) -> None:
     ledger = XidLedger()
     loop = CollectionLoop(
-        [NvmlCollector(nvml, hostname=NODE, xids=ledger)], clock=clock, interval=5, deadline=0.2
+        [NvmlCollector(nvml, hostname=NODE, xids=ledger)], clock=clock, interval=5, deadline=IN_TIME
     )
     loop.run_once()
     uuid = nvml.nvmlDeviceGetUUID(nvml.nvmlDeviceGetHandleByIndex(3))
@@ -184,6 +196,7 @@ def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_cur
     clock.advance(5)
     loop.run_once()
     nvml.hang("nvmlDeviceGetPowerUsage", 60)
+    loop.deadline = HUNG
     try:
         clock.advance(5)
         loop.run_once()  # the tick it overran on: last values, marked stale
@@ -203,6 +216,7 @@ def test_a_hang_past_one_tick_leaves_the_host_s_gpu_values_out_not_served_as_cur
         assert registry.get_sample_value("gpuwarden_nvml_call_errors_total", errors) == 1.0
     finally:
         nvml.release_hangs()
+    loop.deadline = IN_TIME
     clock.advance(5)
     loop.run_once()  # the hung collection ends and is taken
     loop.run_once()  # and a fresh one runs: its values are current again
@@ -229,7 +243,7 @@ def test_the_last_success_reads_0_while_the_first_collection_hangs_so_an_age_ale
     seconds > 60`` had nothing to compare for an exporter whose first collection hung: it never fired."""
     nvml.hang("nvmlDeviceGetPowerUsage", 60)
     try:
-        loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.2)
+        loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=HUNG)
         loop.run_once()
         last = served(loop).get_sample_value(
             "gpuwarden_collection_last_success_timestamp_seconds", {"Hostname": NODE}

@@ -153,8 +153,10 @@ def test_json_report_says_null_for_what_the_run_did_not_measure() -> None:
 
 
 def test_duration_bound_stops_a_paced_run_before_its_count() -> None:
-    # At 2 req/s request i is due at i/2 s: within 0.75 s only requests 0 and 1 are due.
-    plan = LoadPlan(url="http://127.0.0.1:1", requests=100, rate=2, duration_seconds=0.75)
+    # At 1 req/s request i is due at i s: within 1.9 s only requests 0 and 1 are due. Pacing and the bound
+    # are real time; a late loop only sends later, so request 2 can never beat the bound, and request 1
+    # has 0.9 s to spare (at 2 req/s and 0.75 s, a 0.25-s stall of the loop left it unsent: sent 1).
+    plan = LoadPlan(url="http://127.0.0.1:1", requests=100, rate=1, duration_seconds=1.9)
     report = asyncio.run(run_load(plan, transport=transport()))
     assert report.sent == 2
 
@@ -277,12 +279,21 @@ def test_latency_from_the_schedule_counts_the_wait_that_latency_from_the_send_hi
     assert "below the target 10 req/s" in warning and "concurrency" in warning
 
 
-def test_an_on_schedule_run_gives_no_rate_warning() -> None:
-    # 2 req/s: the warning needs the last send 50 ms late on a 1 s schedule (at 20 req/s, 8 ms of a busy
-    # machine's scheduling delay was enough to warn, and the test failed on a loaded 2-core machine).
+def test_an_on_schedule_run_gives_no_rate_warning(monkeypatch: pytest.MonkeyPatch) -> None:
+    # 2 req/s, each request sent when due. The schedule runs on a fake clock that the pacing's sleeps move
+    # on: on the real one the warning needed only the last send 50 ms late on its 1 s schedule, which a
+    # loaded machine's scheduling delay gave (at 20 req/s, 8 ms did): a speed claim, not the rule.
+    clock, real_sleep = FakeClock(0.0), asyncio.sleep
+
+    async def paced(seconds: float) -> None:
+        clock.advance(max(0.0, seconds))
+        await real_sleep(0)
+
+    monkeypatch.setattr(asyncio, "sleep", paced)
     plan = LoadPlan(url="http://127.0.0.1:1", requests=3, rate=2, concurrency=4)
-    report = asyncio.run(run_load(plan, transport=transport()))
+    report = asyncio.run(run_load(plan, transport=transport(), clock=clock))
     assert report.ok == 3
+    assert report.achieved_rate == pytest.approx(2.0)
     assert report.warnings == []
     assert set(report.latency_from_schedule) == {"p50", "p95", "p99"}
 

@@ -44,7 +44,9 @@ class AsgiClient:
 
 
 def loop_for(nvml: SimNvml, clock: FakeClock) -> CollectionLoop:
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=5)
+    # deadline: real time, an upper bound the tick does not wait out; 5 s was passed once under six busy
+    # loops on two cores beside other test runs, and the collection's GPU families were missing.
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=30)
     loop.run_once()
     return loop
 
@@ -95,11 +97,14 @@ def test_gzip_is_served_when_asked(nvml: SimNvml, clock: FakeClock) -> None:
 
 
 def test_healthz_reports_stale_hosts(nvml: SimNvml, clock: FakeClock) -> None:
-    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=0.2)
+    # The deadline is real time: 30 s for the collection that must finish (not waited out), 0.2 s for the
+    # one over the hung call (late however fast the machine): 0.2 s for both could mark the first stale.
+    loop = CollectionLoop([NvmlCollector(nvml, hostname=NODE)], clock=clock, interval=5, deadline=30)
     loop.run_once()
     client = AsgiClient(create_app(loop))
     assert client.get("/healthz").json()["status"] == "ok"
     nvml.hang("nvmlDeviceGetTemperature", 60)
+    loop.deadline = 0.2
     try:
         loop.run_once()
         reply = client.get("/healthz")
@@ -168,7 +173,7 @@ def test_healthz_shows_each_xid_watcher_and_degrades_without_one(nvml: SimNvml, 
     ledger = XidLedger()
     watcher = XidWatcher(nvml, ledger, clock, wait_ms=0)
     collector = NvmlCollector(nvml, hostname=NODE, xids=ledger, watcher=watcher)
-    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=5)
+    loop = CollectionLoop([collector], clock=clock, interval=5, deadline=30)
     loop.run_once()
     client = AsgiClient(create_app(loop, xid_watchers={NODE: watcher}))
     body = client.get("/healthz").json()
@@ -197,7 +202,8 @@ def test_healthz_fails_when_nvml_answers_nothing_and_recovers(
 
 
 def test_healthz_fails_when_the_collection_loop_stops_ticking(nvml: SimNvml, clock: FakeClock) -> None:
-    loop = loop_for(nvml, clock)  # interval 5, deadline 5
+    loop = loop_for(nvml, clock)
+    loop.deadline = 5  # interval 5, deadline 5: stalled past 3 intervals plus a deadline (fake clock)
     client = AsgiClient(create_app(loop))
     clock.advance(15)
     assert client.get("/healthz").status_code == 200  # late, within three intervals plus a deadline

@@ -48,7 +48,7 @@ from typing import Any
 import httpx
 import yaml
 
-from tests.integration.servers import free_port, running
+from tests.integration.servers import READY_SECONDS, free_port, running
 
 SERVER_SCRIPT = Path(__file__).with_name("kube_api_server.py")
 TOKEN = "kube-api-test-token"
@@ -148,7 +148,7 @@ class KubeApi:
 
 
 @contextmanager
-def kube_api(log_dir: Path | None = None, timeout: float = 15.0) -> Iterator[KubeApi]:
+def kube_api(log_dir: Path | None = None, timeout: float = READY_SECONDS) -> Iterator[KubeApi]:
     """Run the stand-in on a free port until the block ends; its output goes to ``log_dir/kube-api.log``."""
     port = free_port()
     url = f"http://127.0.0.1:{port}"

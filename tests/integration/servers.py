@@ -71,7 +71,13 @@ def prometheus_argv(config: Path, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0) -> None:
+# How long a server the tests start may take to answer ready: an upper bound, never waited out when the
+# server is up (the poll returns at once). A Python server imports for seconds on a loaded machine: six
+# busy loops on two cores took `anomaly run` past the 30 s this was.
+READY_SECONDS = 120.0
+
+
+def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = READY_SECONDS) -> None:
     """Poll ``url`` until it answers 200, the process dies, or ``timeout`` passes."""
     deadline = time.monotonic() + timeout
     last = ""
@@ -89,7 +95,7 @@ def wait_http_ok(url: str, proc: subprocess.Popen[bytes], timeout: float = 30.0)
 
 @contextmanager
 def running(
-    argv: Sequence[str], ready_url: str, log_path: Path, timeout: float = 30.0
+    argv: Sequence[str], ready_url: str, log_path: Path, timeout: float = READY_SECONDS
 ) -> Iterator[subprocess.Popen[bytes]]:
     """Run ``argv`` with output to ``log_path``; yield once ``ready_url`` answers; always stop it."""
     with log_path.open("wb") as log:

@@ -55,8 +55,8 @@ def test_an_xid_in_the_exporter_becomes_an_incident_through_prometheus_and_anoma
     exporter_argv = simulated_exporter_argv("1x4", exporter_port)
     prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     with (
-        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
-        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log"),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
         gpuwarden_serve(tmp_path, str(tmp_path / "gw.db")) as (serve, _),
     ):
         config = tmp_path / "gpuwarden.yaml"
@@ -162,8 +162,8 @@ def test_the_example_prometheus_config_keeps_the_scored_series_instance_and_job(
     )
     argv = [gpuwarden_binary(), "anomaly", "run", "--config", str(anomaly_config)]
     with (
-        running(exporter_argv, f"http://{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
-        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=30),
+        running(exporter_argv, f"http://{exporter}/healthz", tmp_path / "exporter.log"),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
         running(argv, f"http://127.0.0.1:{anomaly_port}/healthz", tmp_path / "anomaly.log", timeout=60),
     ):
         scored = f'gpuwarden_anomaly_score{{for="{power}"}}'

@@ -61,8 +61,8 @@ def test_prometheus_reads_the_fleet_and_sees_one_gpu_fall_off_the_bus(tmp_path: 
         f"--web.listen-address=127.0.0.1:{prom_port}",
     ]  # fmt: skip
     with (
-        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=20),
-        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log"),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
     ):
         wait_for("16 GPUs up in Prometheus", lambda: len(query(prom, "gpuwarden_gpu_up == 1")) == 16, 20)
         utils = query(prom, "DCGM_FI_DEV_GPU_UTIL")
@@ -116,8 +116,8 @@ def test_the_example_config_keeps_the_workloads_pod_where_service_discovery_labe
     exporter_argv = simulated_exporter_argv("1x8", port)
     prom_argv = prometheus_argv(config, prom_port)
     with (
-        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),
-        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log"),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
     ):
         served = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=5).text
         workloads = {

@@ -340,8 +340,8 @@ def test_gpu_indices_of_pods_sharing_a_node_come_from_the_exporter_through_prome
     prom_argv = prometheus_argv(tmp_path / "prometheus.yml", prom_port)
     with (
         kube_api(tmp_path) as kube,
-        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log", timeout=20),
-        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log", timeout=20),
+        running(exporter_argv, f"http://127.0.0.1:{port}/healthz", tmp_path / "exporter.log"),
+        running(prom_argv, f"{prom}/-/ready", tmp_path / "prometheus.log"),
     ):
         for name in ("node-01", "node-02"):
             kube.create(gpu_node(name, "r1"))

@@ -99,8 +99,8 @@ def test_reading_victoriametrics_takes_its_latency_offset(tmp_path: Path) -> Non
         f"-promscrape.config={tmp_path / 'scrape.yml'}", f"-search.latencyOffset={OFFSET}s",
     ]  # fmt: skip
     with (
-        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log", timeout=30),
-        running(vm_argv, f"{url}/health", tmp_path / "vm.log", timeout=30),
+        running(exporter_argv, f"{exporter}/healthz", tmp_path / "exporter.log"),
+        running(vm_argv, f"{url}/health", tmp_path / "vm.log"),
     ):
         wait_for("two GPUs in VictoriaMetrics", lambda: len(query(url, POWER)) == 2, 60)
         time.sleep(OFFSET + 2)  # enough history behind the offset for both reads

@@ -606,8 +606,15 @@ def test_a_refused_minimal_message_fails_the_delivery_for_the_outbox_to_retry(
 
 # An answer trickled under the client's read timeout (a slow proxy, or Slack itself): the deadline of these
 # tests is far shorter than the trickle, so the call is seen to end while its answer still trickles.
-DEADLINE = 0.5  # every call of these tests has it: a local call takes milliseconds
+DEADLINE = 0.5  # the call to abandon: late however fast the machine, its answer trickles for TRICKLE
 TRICKLE = 10.0
+IN_TIME = 30.0  # the calls that must answer: an upper bound, never waited out
+
+
+def call_deadline(notifier: SlackNotifier, seconds: float) -> None:
+    """Set ``notifier``'s whole-call deadline (real time). DEADLINE for every call failed on a stalled test
+    process: the retry's history lookup after the trickle ended was abandoned at 0.5 s."""
+    notifier._deadline.seconds = seconds
 
 
 @pytest.mark.parametrize(
@@ -632,12 +639,16 @@ def test_an_answer_trickled_under_the_read_timeout_fails_the_call_at_its_deadlin
     opened = build_notification(change(incident, ChangeKind.OPENED, 0, "opened"), series=series)
     later = build_notification(change(incident, ChangeKind.UPDATED, 1, "2 more alerts"))
     if method in ("chat.update", "conversations.replies"):
+        call_deadline(notifier, IN_TIME)
         deliver(notifier, threads, opened)
+        call_deadline(notifier, DEADLINE)
     recorder.trickle_next(method, seconds=TRICKLE)
     with pytest.raises(BackendError, match="abandoned") as caught:
         deliver(notifier, threads, later if threads.state.ts else opened, retry=retry)
     assert caught.value.retryable
-    assert recorder.trickling() == 1, "the call ended while its answer still trickled"
+    # Its answer still trickles (for TRICKLE, from when the call reached the recorder: on a stalled test
+    # process that can come after the call was abandoned, which read 0 here).
+    assert recorder.wait_trickling() and recorder.trickling() == 1, "the call ended with its answer"
 
 
 @pytest.mark.parametrize("which", ["parent", "reply"])
@@ -647,7 +658,9 @@ def test_a_post_abandoned_at_its_deadline_that_reached_slack_is_not_posted_again
     notifier, threads = notifier_for(recorder, channel="C0123456789", deadline=DEADLINE), Threads()
     changes = [build_notification(c) for c in lifecycle()[:2]]
     if which == "reply":
+        call_deadline(notifier, IN_TIME)
         deliver(notifier, threads, changes[0])
+        call_deadline(notifier, DEADLINE)
     n = changes[1] if which == "reply" else changes[0]
     recorder.trickle_next("chat.postMessage", seconds=TRICKLE)  # Slack posted it; its answer trickles
     with pytest.raises(BackendError, match="abandoned"):
@@ -656,6 +669,7 @@ def test_a_post_abandoned_at_its_deadline_that_reached_slack_is_not_posted_again
     with pytest.raises(BackendError, match="still ran"):
         deliver(notifier, threads, n, retry=True)
     recorder.end_trickles()
+    call_deadline(notifier, IN_TIME)  # the retry waits for the abandoned post to end, then looks it up
     deliver(notifier, threads, n, retry=True)
 
     [parent] = recorder.channel_messages()
@@ -669,11 +683,13 @@ def test_a_retry_after_longer_than_the_calls_time_left_is_the_outboxs_rate_limit
 ) -> None:
     # slack-sdk slept a 429's Retry-After inside the call: past the call's deadline it was abandoned as a
     # timeout, not paused as a rate limit, and went on to post unwaited.
-    notifier = notifier_for(recorder, deadline=DEADLINE)
-    recorder.fail_next("chat.postMessage", status=429, retry_after=1)
+    # A 5 s deadline, not 0.5 s: the 429 itself must come within it on a loaded machine; Retry-After is
+    # longer still, and is not waited (the unfixed notifier slept it and was abandoned at the deadline).
+    notifier = notifier_for(recorder, deadline=5.0)
+    recorder.fail_next("chat.postMessage", status=429, retry_after=10)
     with pytest.raises(BackendError) as caught:
         deliver(notifier, Threads(), build_notification(lifecycle()[0]))
-    assert caught.value.retry_after == 1.0
+    assert caught.value.retry_after == 10.0
     assert [c.status for c in recorder.calls] == [429]
 
 

@@ -266,7 +266,9 @@ def test_a_receiver_that_answers_2xx_is_delivered_however_slowly_its_body_follow
             body_sent.wait(30)  # the rest of the body comes when the test is done
 
     server = LocalServer(Handler)
-    hook = WebhookNotifier(f"{server.url}/hook", name="webhook:slow", timeout_seconds=0.5)
+    # The timeout bounds each read: the 200 must come within it however loaded the machine (0.5 s left a
+    # stalled test process little room), while the body, held 30 s, outlasts it: reading it would fail.
+    hook = WebhookNotifier(f"{server.url}/hook", name="webhook:slow", timeout_seconds=5)
     try:
         delivered = hook.deliver(build_notification(lifecycle()[0]), ThreadState(), retry=False, save=nothing)
     finally:
