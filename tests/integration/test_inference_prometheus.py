@@ -141,7 +141,7 @@ def test_thermal_fault_on_the_servers_gpu_raises_p95_seen_by_prometheus(tmp_path
         wait_for_requests(prom, 121)
         hot = p95(prom, int(time.monotonic() - hot_start) + 1)
 
-        assert 0 < healthy < 0.5
+        assert healthy > 0  # no upper bound: that would be a speed claim on a loaded machine
         assert hot > 2 * healthy, (healthy, hot)
 
         # Exemplars made it into Prometheus: a slow bucket links to a trace id.
