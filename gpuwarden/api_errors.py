@@ -102,11 +102,13 @@ def slash_redirect(request: Request, routes: Sequence[BaseRoute] | None = None) 
     if path.endswith("//"):  # clients resolve ``../`` over an empty segment differently: not guessed
         return None
     stripped = path.removesuffix("/")
+    if not stripped:  # the root: no path without its slash (its last segment raised IndexError: a 503)
+        return None
     if stripped == path:
         toggled, location = path + "/", _segment(path.rsplit("/", 1)[1]) + "/"
     else:
         toggled, location = stripped, "../" + _segment(stripped.rsplit("/", 1)[1])
-    if not stripped or not any(
+    if not any(
         isinstance(r, Route) and r.matches({**request.scope, "path": toggled})[0] != Match.NONE
         for r in (request.app.router.routes if routes is None else routes)
     ):

@@ -27,8 +27,9 @@ def client(tmp_path: Path) -> TestClient:
         ("POST", "/api/v1/incidents/inc-1/ack"),
         ("GET", "/api/v1/ingest/status"),
         ("GET", "/no/such/path"),
+        ("GET", "/"),
     ],
-    ids=["list", "ack", "ingest-status", "unknown-path"],
+    ids=["list", "ack", "ingest-status", "unknown-path", "root"],
 )
 def test_every_api_request_is_refused_naming_the_active_server(
     client: TestClient, method: str, path: str
