@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from urllib.parse import quote
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, RedirectResponse, Response
-from starlette.routing import Match, Route
+from starlette.routing import BaseRoute, Match, Route
 
-FIELD_HEADER = "X-Gpuwarden-Field"
+from gpuwarden.headers import FIELD_HEADER
 
 REPEATS_CHANGE_NOTHING = re.compile(
     r"/api/v2/alerts|/api/v1/webhook/alertmanager|/api/v1/incidents/[^/]+/(ack|mitigate|resolve|silence)"
@@ -90,23 +91,26 @@ async def no_route(request: Request, exc: Exception) -> Response:
     )
 
 
-def slash_redirect(request: Request) -> Response | None:
+def slash_redirect(request: Request, routes: Sequence[BaseRoute] | None = None) -> Response | None:
     """A 307 to the path without its trailing slash (or with one) where that path has a route, as Starlette
     redirects, but to a relative reference (``/-/healthy/`` to ``../healthy``): Starlette's absolute URL,
     built from the Host header, sent a client behind a TLS-terminating proxy to plain ``http://`` (and to
     the wrong path behind one that strips a prefix). Alertmanager's ``Location`` is relative too
-    (``/-/healthy``, measured). None when neither path has a route, or for more than one trailing slash."""
+    (``/-/healthy``, measured). None when neither path has a route (of ``routes``, else the app's), or for
+    more than one trailing slash."""
     path = request.url.path
     if path.endswith("//"):  # clients resolve ``../`` over an empty segment differently: not guessed
         return None
     stripped = path.removesuffix("/")
+    if not stripped:  # the root: no path without its slash (its last segment raised IndexError: a 503)
+        return None
     if stripped == path:
         toggled, location = path + "/", _segment(path.rsplit("/", 1)[1]) + "/"
     else:
         toggled, location = stripped, "../" + _segment(stripped.rsplit("/", 1)[1])
-    if not stripped or not any(
+    if not any(
         isinstance(r, Route) and r.matches({**request.scope, "path": toggled})[0] != Match.NONE
-        for r in request.app.router.routes
+        for r in (request.app.router.routes if routes is None else routes)
     ):
         return None
     query = request.url.query

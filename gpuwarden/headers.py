@@ -8,6 +8,10 @@ runs, so a setting no request can carry is refused with its name instead of fail
 
 from __future__ import annotations
 
+FIELD_HEADER = "X-Gpuwarden-Field"
+"""The header naming the field a refusal on serve's Alertmanager API (``/api/v2``) is about; it also tells
+serve's ``{"code", "message"}`` there from another server's (a real Alertmanager's) answer."""
+
 TOKEN_UNSENDABLE = "holds characters an HTTP header cannot carry (a token is printable ASCII)"  # noqa: S105
 """Why a bearer token is refused; its characters are not shown (it is a secret)."""
 

@@ -20,7 +20,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
-from gpuwarden.api_errors import error_response
+from gpuwarden.api_errors import error_response, slash_redirect
 
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 # A standby takes the lock within about a second of its release (PostgreSQL wakes it; a SQLite file lock is
@@ -87,16 +87,19 @@ def standby_app(state: StandbyState) -> Starlette:
         return Response(generate_latest(registry), media_type="text/plain; version=0.0.4; charset=utf-8")
 
     async def refuse(request: Request) -> Response:
+        # A probe path with a trailing slash is redirected as the active server does (``../healthy``): the
+        # catch-all refused it 503, and a liveness probe written so restarted the standby.
+        redirect = slash_redirect(request, probes)
+        if redirect is not None:
+            return redirect
         response = error_response(503, state.message, route=request.url.path)
         response.headers["Retry-After"] = RETRY_AFTER_SECONDS
         return response
 
-    return Starlette(
-        routes=[
-            Route("/healthz", healthy, methods=["GET", "HEAD"]),
-            Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
-            Route("/-/ready", ready, methods=["GET", "HEAD"]),
-            Route("/metrics", metrics, methods=["GET"]),
-            Route("/{path:path}", refuse, methods=ALL_METHODS),
-        ]
-    )
+    probes = [
+        Route("/healthz", healthy, methods=["GET", "HEAD"]),
+        Route("/-/healthy", healthy, methods=["GET", "HEAD"]),
+        Route("/-/ready", ready, methods=["GET", "HEAD"]),
+        Route("/metrics", metrics, methods=["GET"]),
+    ]
+    return Starlette(routes=[*probes, Route("/{path:path}", refuse, methods=ALL_METHODS)])

@@ -19,7 +19,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
-from gpuwarden.headers import TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.headers import FIELD_HEADER, TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
@@ -158,9 +158,11 @@ def _refusal(response: httpx.Response, token: str | None) -> str:
         data = response.json()
     except ValueError:
         data = None
-    # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string.
+    # gpuwarden's API: {"error", "field"}; Alertmanager's (/api/v2): a JSON string or {"code", "message"}.
     if isinstance(data, dict) and isinstance(data.get("error"), str):
         message, ours = data["error"], True
+    elif isinstance(data, dict) and isinstance(data.get("message"), str) and FIELD_HEADER in response.headers:
+        message, ours = data["message"], True  # a real Alertmanager's has no field header: not ours
     elif isinstance(data, str):
         message, ours = data, True
     else:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from gpuwarden.api_errors import FIELD_HEADER
+from gpuwarden.headers import FIELD_HEADER
 
 
 def error_field(response: Any) -> str:

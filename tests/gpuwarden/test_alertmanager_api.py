@@ -131,3 +131,11 @@ def test_a_trailing_slash_elsewhere_is_redirected_to_a_relative_location_kept_be
 def test_a_path_with_no_route_either_way_is_a_404_not_a_redirect(client: TestClient) -> None:
     for path in ("/-/nope/", "/-/healthy//"):
         assert client.get(path, follow_redirects=False).status_code == 404, path
+
+
+def test_the_root_path_is_a_404_not_a_failed_request(client: TestClient) -> None:
+    """``GET /`` (a load balancer's default health check, a browser) has no route either way: looking for a
+    trailing-slash redirect raised IndexError there, answered 503 and logged a traceback each time."""
+    for method in ("GET", "HEAD", "POST"):
+        answered = client.request(method, "/", follow_redirects=False)
+        assert answered.status_code == 404, (method, answered.text)

@@ -27,8 +27,9 @@ def client(tmp_path: Path) -> TestClient:
         ("POST", "/api/v1/incidents/inc-1/ack"),
         ("GET", "/api/v1/ingest/status"),
         ("GET", "/no/such/path"),
+        ("GET", "/"),
     ],
-    ids=["list", "ack", "ingest-status", "unknown-path"],
+    ids=["list", "ack", "ingest-status", "unknown-path", "root"],
 )
 def test_every_api_request_is_refused_naming_the_active_server(
     client: TestClient, method: str, path: str
@@ -69,3 +70,20 @@ def test_a_standby_that_cannot_reach_the_store_says_why(tmp_path: Path) -> None:
     state.waiting(OSError("connection refused\nsecond line"))
     said = TestClient(standby_app(state)).get("/api/v1/incidents").json()["error"]
     assert "standby" in said and "connection refused" in said and "second line" not in said
+
+
+@pytest.mark.parametrize(
+    ("path", "location", "status"),
+    [("/-/healthy/", "../healthy", 200), ("/healthz/", "../healthz", 200), ("/-/ready/", "../ready", 503)],
+    ids=["healthy", "healthz", "ready"],
+)
+def test_a_probe_with_a_trailing_slash_is_redirected_as_the_active_server_does_not_refused(
+    client: TestClient, path: str, location: str, status: int
+) -> None:
+    """The active ``serve`` answers ``/-/healthy/`` with a 307 to ``../healthy`` (a success to a Kubernetes
+    probe); the standby's catch-all answered it 503, so a liveness probe written with a trailing slash
+    restarted every standby."""
+    for method in ("GET", "HEAD"):
+        redirected = client.request(method, path, follow_redirects=False)
+        assert (redirected.status_code, redirected.headers.get("location")) == (307, location), method
+    assert client.get(path).status_code == status

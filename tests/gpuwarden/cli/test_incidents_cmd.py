@@ -301,6 +301,38 @@ def test_gpuwardens_own_404_names_what_is_missing_without_the_hint() -> None:
     assert "HTTP 404: no incident inc-1" in said and "--url" not in said, said
 
 
+def test_serves_alertmanager_shaped_404_is_read_as_its_own_not_printed_raw(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # --url with Alertmanager's /api/v2 on it: serve's 404 there is go-openapi's {"code", "message"}; it was
+    # printed as raw JSON and called "not gpuwarden's answer".
+    sql = make_engine(str(tmp_path / "cli.db"))
+    upgrade(sql)
+    url = "http://gpuwarden.test"
+    with TestClient(create_app(IncidentEngine(sql, FakeClock()), ApiConfig()), base_url=url) as client:
+
+        def request(method: str, target: str, **kwargs: object) -> httpx.Response:
+            kwargs.pop("timeout", None)
+            return client.request(method, target.removeprefix(url), **kwargs)  # type: ignore[arg-type]
+
+        monkeypatch.setattr(httpx, "request", request)
+        result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", f"{url}/api/v2"])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1, said
+    assert "HTTP 404: path: no route for GET /api/v2/api/v1/incidents/inc-1" in said, said
+    assert '"code"' not in said and "not gpuwarden's answer" not in said, said
+
+
+def test_another_servers_code_and_message_still_asks_whether_url_is_a_gpuwarden_serve() -> None:
+    stub = FixedAnswer(404, b'{"code": 404, "message": "path /api/v1/incidents/inc-1 was not found"}')
+    try:  # a real Alertmanager's 404: the same shape, without serve's field header
+        result = runner.invoke(app, ["incidents", "show", "inc-1", "--url", stub.url])
+    finally:
+        stub.close()
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and "is --url a gpuwarden serve?" in said, said
+
+
 DETAIL = {
     "id": "inc-0123456789ab",
     "title": "[bold]gpu node-01/5 at 00000000:AB:00.0[/bold] lost",
