@@ -180,8 +180,10 @@ class SteadyReminding(MuteTracking):
         flapping: dict[str, bool] = {}
         while self._remind_heap and self._remind_heap[0][0] <= now.timestamp():
             when, incident_id = heapq.heappop(self._remind_heap)
-            if self._remind_checks.get(incident_id) != when:
-                continue  # looked at since, or set again
+            if self._remind_checks.get(incident_id) != when or incident_id in flapping:
+                # Looked at since, or set again; or due already: a second entry of one time (a parked
+                # incident woken and parked again until the same end, two merges into it in one batch).
+                continue
             inc = self._open.get(incident_id)
             if inc is None:
                 del self._remind_checks[incident_id]  # resolved or merged away

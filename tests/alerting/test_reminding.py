@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy.orm import Session
 
+import alerting.db
 from alerting import scenarios as sc
 from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
@@ -435,3 +436,24 @@ def test_an_opening_is_told_when_the_silences_holding_it_end(
     at = FakeClock().now()
     spans = [(at + timedelta(seconds=a), at + timedelta(seconds=b)) for a, b in silences]
     assert unsilenced_at(at + timedelta(seconds=10), spans) == at + timedelta(seconds=told)
+
+
+def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Parked until its silence's end, the incident is woken by each silence set elsewhere and parked again
+    # until the same end: each time one more entry for that end. At the end each entry made it due again
+    # in the same tick, and where its copies fell in two of ``_still_open``'s IN lists (513 due incidents
+    # or more: 600 muted incidents and two unrelated silences gave 602 reminders), it was reminded twice.
+    # IN lists of one value stand for that many here.
+    serve, incident_id, _ = _past_due_muted(tmp_path)
+    for k in range(2):
+        now = serve.clock.now()
+        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
+        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
+        serve.clock.advance(5)
+        serve.engine.tick()
+    monkeypatch.setattr(alerting.db, "IN_LIST_SIZES", (1,))
+    serve.clock.advance(8 * 3600)  # past the silence's end (23:01 + 12 h)
+    serve.engine.tick()
+    assert [n.incident_id for n in _reminders(serve)] == [incident_id]
