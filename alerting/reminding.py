@@ -56,7 +56,7 @@ class ParkedCheck:
     its members or of the silences, and, where it says so, an inhibiting alert's end (``inhibited``) or a
     new inventory (``placed``: a maintenance window muted a member, as placed in the inventory)."""
 
-    when: float  # its check time, pushed again when something wakes it
+    when: float  # when it was last looked at (its check time), pushed again when something wakes it
     until: float
     inhibited: bool
     placed: bool
@@ -92,6 +92,12 @@ class SteadyReminding(MuteTracking):
         self._parked.pop(incident_id, None)
         self._remind_checks[incident_id] = when
         heapq.heappush(self._remind_heap, (when, incident_id))
+        if len(self._remind_heap) > 2 * len(self._remind_checks) + 64:
+            # Stale entries (looked at since, parked again) are skipped when popped, but a parked incident
+            # woken by every silence change elsewhere left one more each time until its silence's end:
+            # 10,000 parked and a hundred changes, a million entries. Keep only the current ones.
+            self._remind_heap = [(at, one) for one, at in self._remind_checks.items()]
+            heapq.heapify(self._remind_heap)
 
     def _reset_reminder_checks(self, opened: Iterable[tuple[str, datetime]]) -> None:
         """At a rebuild: each open incident (id, opened at) looked at once its opening is the delay old."""

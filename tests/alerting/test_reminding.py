@@ -457,3 +457,22 @@ def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
     serve.clock.advance(8 * 3600)  # past the silence's end (23:01 + 12 h)
     serve.engine.tick()
     assert [n.incident_id for n in _reminders(serve)] == [incident_id]
+
+
+def test_a_parked_incident_woken_by_many_silence_changes_leaves_no_pile_of_stale_checks(
+    tmp_path: Path,
+) -> None:
+    # Each silence set elsewhere wakes the parked incident and parks it again: one more heap entry each
+    # time until its silence ends (skipped when popped, but 10,000 parked incidents and a hundred changes
+    # a day held a million). The stale ones are dropped once they outnumber the current ones.
+    serve, incident_id, _ = _past_due_muted(tmp_path)
+    for k in range(200):
+        now = serve.clock.now()
+        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
+        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
+        serve.clock.advance(5)
+        serve.engine.tick()
+    assert len(serve.engine._remind_heap) <= 2 * len(serve.engine._remind_checks) + 64
+    serve.clock.advance(12 * 3600)  # past the silence's end: reminded once, as before
+    serve.engine.tick()
+    assert [n.incident_id for n in _reminders(serve)] == [incident_id]
