@@ -158,8 +158,8 @@ class ThermalDetector:
         # before, or that alert would never end. Only above what it learnt at: the ridge shrinks the slope
         # towards zero, so below that its prediction errs high, never low; and a failing cooler throttles
         # the GPU down to a power it never ran at (a runaway at 630 W fell to 275 W at 100 C in
-        # `eval_gpu_faults`), where a lower bound let the runaway teach: its alert resolved within 20
-        # minutes, the GPU at 100 C.
+        # `eval_gpu_faults`), where a lower bound let the runaway teach: it scored under 1 after 20
+        # minutes (its alert resolved after 32), the GPU at 100 C.
         pmax = np.where(fresh, lagged, self.pmax[ids])
         known = lagged <= pmax + self.ridge_watts
         cap = np.where(n >= self.warmup, band, np.inf)

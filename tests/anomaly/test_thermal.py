@@ -157,10 +157,11 @@ def test_a_few_hot_samples_hours_before_a_cooling_failure_do_not_use_up_its_hold
 
 def test_a_cooling_failure_that_throttles_the_gpu_to_a_power_it_never_ran_at_stays_flagged():
     """A failing cooler throttles its GPU: in `eval_gpu_faults` a runaway on a GPU that had only run its job
-    at about 630 W fell to 275 W at 100 C. That power was below any it had learnt at, taken as a guess, so the
-    runaway's samples taught the regression (winsorised at the band): the band grew 5 % a tick and the alert
-    resolved after 20 minutes, the GPU still at 100 C. Below what it learnt at, the ridge's prediction errs
-    high, never low: a temperature above it there teaches nothing, as at a power it knows."""
+    at about 630 W fell to 275 W at 100 C. That power was below any it had learnt at, taken as a guess, so
+    the runaway's samples taught the regression (winsorised at the band): the band grew 5 % a tick, it scored
+    under 1 after 20 minutes and its alert resolved after 32, the GPU still at 100 C. Below what it learnt
+    at, the ridge's prediction errs high, never low: a temperature above it there teaches nothing, as at a
+    power it knows."""
     rng = np.random.default_rng(6)
     gpus, det = Gpus(), ThermalDetector()
     busy = np.full(len(GPUS), 630.0)
