@@ -178,14 +178,6 @@ def title(
         own = observed.startswith(_OWN_SOURCE)
         phrase, label = shortened(observed) + ("" if own else ", location unknown"), ""
     parts = list(assessment.impact.parts)
-    if not any(not _COUNT.fullmatch(p) for p in parts):
-        # A fault that stops nothing (heat, a power brake, ECC, NVLink) still names the workloads its alerts
-        # carry or the inventory puts on its GPUs, as its alerts' descriptions do ("Slurm job 8171").
-        parts += [
-            f"{target_label(ref, namespaced=ref in assessment.impact.namespaced)} affected"
-            for ref in assessment.impact.workloads
-            if ref != root.target
-        ]
     if f"{label} unavailable" in parts:  # a service said down: said once, not "degraded: ... unavailable"
         parts.remove(f"{label} unavailable")
         phrase = "unavailable"

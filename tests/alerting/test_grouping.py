@@ -80,25 +80,21 @@ def test_title_and_root_cause_stay_the_rack_while_its_gpus_cool_one_by_one(tmp_p
     hot = [(sc.node_name(1, n), g) for n in (1, 2, 3) for g in (0, 1)]
     engine.ingest([_heat(n, g) for n, g in hot])
     (row, _), *others = engine.store.list_rows()
-    hot_chat = "rack r01 thermal: inference service chat affected"  # the service on those GPUs
-    assert not others and row.title == hot_chat
+    assert not others and row.title == "rack r01 thermal"
     titles = []
     for node, gpu in hot[:-1]:
         clock.advance(30)
         engine.ingest([_heat(node, gpu, AlertStatus.RESOLVED)])
         titles.append(engine.store.get(row.id).title)
     # It stays the rack's fault, recovery shown as progress (not "gpu r01-n03/1 thermal" at the end).
-    # GPU 0 of each node runs a replica of chat; GPU 1 none: the last one hot (r01-n03/1) touches no workload.
-    assert titles == [f"{hot_chat}; {n} of 6 GPUs recovered" for n in range(1, 5)] + [
-        "rack r01 thermal; 5 of 6 GPUs recovered"
-    ]
+    assert titles == [f"rack r01 thermal; {n} of 6 GPUs recovered" for n in range(1, 6)]
     incident = engine.store.get(row.id)
     assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("thermal", "rack/r01")
     assert not [e for e in incident.timeline if e.kind == "root_cause_changed"]
     assert {build_notification(c).root_cause_target for c in told} == {"rack/r01"}
     clock.advance(30)
     engine.ingest([_heat(*hot[-1], AlertStatus.RESOLVED)])
-    assert engine.store.get(row.id).title == hot_chat  # all back: what happened, for the record
+    assert engine.store.get(row.id).title == "rack r01 thermal"  # all back: what happened, for the record
 
 
 def test_root_cause_stays_what_it_was_when_everything_resolves_at_once(tmp_path: Path) -> None:

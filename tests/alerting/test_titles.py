@@ -35,7 +35,6 @@ from gpuwarden.model import (
 from tests.alerting.test_grouping import _engine as _grouping_engine
 from tests.alerting.test_grouping import _heat
 from tests.gpuwarden.api_client import AUTH, api_client
-from tests.migrated_store import migrated_sqlite
 
 
 def _titled(summary: str, node: str = "n1") -> str:
@@ -301,18 +300,17 @@ def test_after_a_reopening_the_recovered_count_is_of_the_current_opening_only(tm
     clock.advance(60)
     again = [hot[0], hot[2]]
     engine.ingest([_heat(n, g) for n, g in again])
-    hot_chat = "rack r01 thermal: inference service chat affected"  # the service on those GPUs
-    assert engine.store.get(row.id).title == hot_chat
+    assert engine.store.get(row.id).title == "rack r01 thermal"
     clock.advance(30)
     engine.ingest([_heat(*again[0], AlertStatus.RESOLVED)])
-    assert engine.store.get(row.id).title == f"{hot_chat}; 1 of 2 GPUs recovered"
+    assert engine.store.get(row.id).title == "rack r01 thermal; 1 of 2 GPUs recovered"
     # A restarted serve reads which alerts fired since the reopening from the incident's timeline.
     restarted = _grouping_engine(tmp_path, clock)
     clock.advance(30)
     restarted.ingest([_heat(*again[0])])
-    assert restarted.store.get(row.id).title == hot_chat
+    assert restarted.store.get(row.id).title == "rack r01 thermal"
     restarted.ingest([_heat(*again[1], AlertStatus.RESOLVED)])
-    assert restarted.store.get(row.id).title == f"{hot_chat}; 1 of 2 GPUs recovered"
+    assert restarted.store.get(row.id).title == "rack r01 thermal; 1 of 2 GPUs recovered"
 
 
 def _llama_in_two_clusters(tmp_path: Path) -> IncidentEngine:
@@ -441,31 +439,5 @@ def test_a_restart_keeps_the_recovered_count_of_alerts_a_reopened_incident_absor
     # The n02 and n03 alerts came by merges, whose timeline events named none of them: a restarted serve
     # took n02 (resolved) for an alert of the earlier opening and titled "1 of 3 GPUs recovered".
     live = _reopened_rack_heat_absorbing_others(tmp_path / "live", restart=False)
-    assert live == "rack r01 thermal: inference service chat affected; 2 of 4 GPUs recovered"
+    assert live == "rack r01 thermal; 2 of 4 GPUs recovered"
     assert _reopened_rack_heat_absorbing_others(tmp_path / "restarted", restart=True) == live
-
-
-def test_a_thermal_incident_names_the_slurm_job_its_alert_carries(tmp_path: Path) -> None:
-    # The thermal detector's alert carries the GPU's workload labels and is described with them, as the
-    # signature alerts are ("(node-01, 0, Slurm job 8171)"), but a fault that stops nothing (heat, a power
-    # brake) had no workload in its title: "gpu node-03/5 thermal", where an XID on the next GPU said
-    # "training job pretrain-01 stopped". It names the workloads it touches, as affected.
-    engine = IncidentEngine(
-        migrated_sqlite(tmp_path / "incidents.db"), FakeClock(), AlertingConfig(announce_delay_seconds=0)
-    )
-    gpu = {"Hostname": "node-01", "gpu": "0", "slurm_job": "8171"}
-    engine.ingest(
-        [
-            Alert(
-                {
-                    **gpu,
-                    "alertname": "GpuwardenAnomaly",
-                    "for": "DCGM_FI_DEV_GPU_TEMP",
-                    "model": "thermal",
-                    "deviation": "up",
-                }
-            )
-        ]
-    )
-    ((row, _),) = engine.store.list_rows()
-    assert row.title == "gpu node-01/0 thermal: training job 8171 affected"
