@@ -5,9 +5,10 @@ works alone: temperature moves with every workload change, and an idle GPU whose
 clock slowdown until it is far too late (it never reaches the throttle point). Per GPU, this detector keeps
 an online ridge regression of temperature on lagged power (exponentially weighted moments) and scores how far
 the temperature is *above* what the power predicts, in units of the usual error (at least
-``min_deviation`` degrees). A sample above the band at a power it has learnt at teaches the regression
-nothing (others are winsorised at the band), so a runaway never becomes the new normal: its alert lasts while
-the GPU runs hot and resolves once the temperature is back where the power puts it.
+``min_deviation`` degrees). A sample above the band at a power no higher than it has learnt at teaches the
+regression nothing (others are winsorised at the band), so a runaway never becomes the new normal, not
+even once the heat throttles the GPU to a power it never ran at: its alert lasts while the GPU runs hot and
+resolves once the temperature is back where the power puts it.
 
 State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
 (``UUID``) once and reused while both queries keep the same series.
@@ -24,7 +25,7 @@ from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmin", "pmax", "held_for", "hot_at")
+_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmax", "held_for", "hot_at")
 
 
 class ThermalDetector:
@@ -58,8 +59,7 @@ class ThermalDetector:
         self.mpp = np.zeros(0)
         self.mpt = np.zeros(0)
         self.dev = np.zeros(0)
-        self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
-        self.pmax = np.zeros(0)
+        self.pmax = np.zeros(0)  # the highest lagged power it learnt at (from samples inside the band)
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
@@ -76,6 +76,10 @@ class ThermalDetector:
 
     def fit(self, view: View) -> None:
         """Online: nothing to refit."""
+
+    def state_bytes(self) -> int:
+        """Bytes of per-GPU state held: its arrays, indexed by series id up to the highest temperature id."""
+        return sum(int(getattr(self, name).nbytes) for name in _FIELDS)
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries its alerts are judged by: temperature and power, read together or not at all."""
@@ -151,9 +155,13 @@ class ThermalDetector:
         # (k - 1) * alpha a tick (the band is k of it) and the intercept by alpha bands: a runaway held at
         # 92 C scored under 1 within 8 minutes and its alert resolved while the GPU still cooked. At a power
         # it never learnt at (a GPU seen only idle starts a job) its prediction is a guess: it learns as
-        # before, or that alert would never end.
-        pmin, pmax = np.where(fresh, lagged, self.pmin[ids]), np.where(fresh, lagged, self.pmax[ids])
-        known = (lagged >= pmin - self.ridge_watts) & (lagged <= pmax + self.ridge_watts)
+        # before, or that alert would never end. Only above what it learnt at: the ridge shrinks the slope
+        # towards zero, so below that its prediction errs high, never low; and a failing cooler throttles
+        # the GPU down to a power it never ran at (a runaway at 630 W fell to 275 W at 100 C in
+        # `eval_gpu_faults`), where a lower bound let the runaway teach: it scored under 1 after 20
+        # minutes (its alert resolved after 32), the GPU at 100 C.
+        pmax = np.where(fresh, lagged, self.pmax[ids])
+        known = lagged <= pmax + self.ridge_watts
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
@@ -170,7 +178,6 @@ class ThermalDetector:
         self.hot_at[ids] = np.where(hot, at, hot_at)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         learnt = score < 1.0
-        self.pmin[ids] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[ids] = np.where(learnt, np.maximum(pmax, lagged), pmax)
         self.mp[ids] = mp + w * (lagged - mp)
         self.mt[ids] = mt + w * (t_used - mt)

@@ -2,7 +2,11 @@
 
 * ``samples_per_second_per_core``: adaptive-threshold updates (score + learn) over 250,000 series per tick,
   one process, numpy single-threaded.
-* ``state_bytes_per_series``: the detector's array state divided by series.
+* ``state_bytes_per_series``: the adaptive thresholds' array state divided by series, plus the thermal
+  detector's (its per-GPU regression, power range and hold, in arrays indexed by series id up to the highest
+  temperature series id) divided by the service's series; each part is given beside
+  (``adaptive_state_bytes_per_series``, ``thermal_state_bytes_per_series``), and
+  ``thermal_state_bytes_per_series_worst`` is the thermal part if the temperature series had the highest ids.
 * ``detector_tick_seconds``: one adaptive-threshold tick for 10,000 GPUs x 25 series (250,000 series).
 * ``service_tick_seconds``: one full ``AnomalyService.infer`` for the same fleet through the in-process source
   (collecting the families, mapping label sets to ids, every built-in detector on every series, alerts,
@@ -28,6 +32,7 @@ from prometheus_client.metrics_core import Metric  # noqa: E402
 from anomaly.onsets import OnsetTracker  # noqa: E402
 from anomaly.service import AnomalyService  # noqa: E402
 from anomaly.sources import CollectorSource, Frame  # noqa: E402
+from anomaly.thermal import ThermalDetector  # noqa: E402
 from anomaly.thresholds import AdaptiveThresholds  # noqa: E402
 from gpuwarden.clock import FakeClock  # noqa: E402
 from gpuwarden.config_anomaly import AnomalyConfig  # noqa: E402
@@ -106,9 +111,9 @@ class TimedSource(CollectorSource):
             self.last_read = time.perf_counter() - t0
 
 
-def bench_service() -> tuple[float, float, float]:
+def bench_service() -> tuple[tuple[float, float, float], AnomalyService]:
     """(whole infer tick, the part after the source read, the exporter's own collect inside the read) with
-    every series scored by every detector."""
+    every series scored by every detector, and the service (for its state)."""
     clock = FakeClock()
     exporter = FleetCollector()
     source = TimedSource([exporter], clock)
@@ -125,19 +130,32 @@ def bench_service() -> tuple[float, float, float]:
         service.infer()
         total = time.perf_counter() - start
         best = min(best, (total, total - source.last_read, exporter.last_collect))
-    return best
+    return best, service
+
+
+def thermal_state(service: AnomalyService) -> tuple[float, float]:
+    """The thermal detector's state per series of the service: as held, and if the temperature series had
+    the highest ids (its arrays reach the highest one it scored)."""
+    (thermal,) = [d for d in service.detectors if isinstance(d, ThermalDetector)]
+    held = thermal.state_bytes()
+    per_slot = held / thermal.n.size if thermal.n.size else 0.0
+    return held / len(service.index), per_slot
 
 
 def main() -> None:
     rate, state, tick = bench_detector()
-    service_tick, scoring_tick, exporter_collect = bench_service()
+    (service_tick, scoring_tick, exporter_collect), service = bench_service()
+    thermal, thermal_worst = thermal_state(service)
     print(
         json.dumps(
             {
                 "benchmark": "anomaly",
                 "series": SERIES,
                 "samples_per_second_per_core": round(rate),
-                "state_bytes_per_series": round(state, 1),
+                "state_bytes_per_series": round(state + thermal, 1),
+                "adaptive_state_bytes_per_series": round(state, 1),
+                "thermal_state_bytes_per_series": round(thermal, 1),
+                "thermal_state_bytes_per_series_worst": round(thermal_worst, 1),
                 "detector_tick_seconds": round(tick, 4),
                 "service_tick_seconds": round(service_tick, 3),
                 "service_tick_without_source_read_seconds": round(scoring_tick, 3),

@@ -153,3 +153,39 @@ def test_a_few_hot_samples_hours_before_a_cooling_failure_do_not_use_up_its_hold
     gpus.resistance[2] = 0.065 * 1.6  # 5 hours after the first glitch the cooler fails, for two hours
     scores = [float(det.detect(gpus.step(busy, rng))[0].score[2]) for _ in range(240)]
     assert min(scores[10:]) > 1.0
+
+
+def test_a_cooling_failure_that_throttles_the_gpu_to_a_power_it_never_ran_at_stays_flagged():
+    """A failing cooler throttles its GPU: in `eval_gpu_faults` a runaway on a GPU that had only run its job
+    at about 630 W fell to 275 W at 100 C. That power was below any it had learnt at, taken as a guess, so
+    the runaway's samples taught the regression (winsorised at the band): the band grew 5 % a tick, it scored
+    under 1 after 20 minutes and its alert resolved after 32, the GPU still at 100 C. Below what it learnt
+    at, the ridge's prediction errs high, never low: a temperature above it there teaches nothing, as at a
+    power it knows."""
+    rng = np.random.default_rng(6)
+    gpus, det = Gpus(), ThermalDetector()
+    busy = np.full(len(GPUS), 630.0)
+    for _ in range(120):
+        det.detect(gpus.step(busy, rng))
+    gpus.resistance[2] = 0.065 * 4.0  # the cooler fails and stays failed for an hour
+    scores = []
+    for tick in range(120):
+        power = busy.copy()
+        if tick >= 2:
+            power[2] = 275.0  # the heat slows the clocks: the GPU draws less than it ever did
+        scores.append(float(det.detect(gpus.step(power, rng))[0].score[2]))
+    assert min(scores[5:]) > 1.0
+    gpus.resistance[2] = 0.065  # repaired: its job runs at full power again
+    after = [float(det.detect(gpus.step(busy, rng))[0].score[2]) for _ in range(20)]
+    assert max(after[10:]) <= 1.0
+
+
+def test_a_gpu_seen_only_busy_whose_job_ends_raises_nothing():
+    """The other side of learning nothing below its learnt power: the idle temperature of a GPU that only ever
+    ran its job sits under the ridge's prediction there (its slope is shrunk towards zero), not above it."""
+    rng = np.random.default_rng(7)
+    gpus, det = Gpus(), ThermalDetector()
+    for _ in range(150):
+        det.detect(gpus.step(np.full(len(GPUS), 690.0), rng))
+    scores = [det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score.max() for _ in range(120)]
+    assert max(scores) <= 1.0
