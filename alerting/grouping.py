@@ -31,7 +31,7 @@ from alerting.root_cause import kept_root
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
 from alerting.subscriptions import ChangeKind
-from alerting.titles import progress, seen, title, title_cluster, without_progress
+from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import (
@@ -350,7 +350,9 @@ class IncidentGrouping(IncidentMerging):
         fired = [replace(m, firing=True, flapping=False) for m in members]
         assessment = assess(*kept, fired, self.inventory, self.config.assume_spare_capacity)
         cluster = title_cluster(kept[1].target, kept[0], self.inventory)
-        row.title = title(kept[1], assessment, seen(fired), placed=bool(kept[0]), cluster=cluster)
+        row.title = title(
+            kept[1], assessment, seen(fired), placed=bool(kept[0]), cluster=cluster, workloads=carried(fired)
+        )
 
     def _order(self, incident_id: str) -> tuple[datetime, str]:
         """An open incident's place in the merge pass: earliest onset first (see ``first_onset``)."""
@@ -430,7 +432,10 @@ def _titled(
     reopened incident's alerts of its earlier opening did not recover in this one."""
     shown = replace(assessment, root_down_now=root_down_now(path, root, members, inventory))
     cluster = title_cluster(root.target, path, inventory)
-    return title(root, shown, seen(members), placed=bool(path), cluster=cluster) + progress(opening, path)
+    named = carried(members)
+    return title(root, shown, seen(members), placed=bool(path), cluster=cluster, workloads=named) + progress(
+        opening, path
+    )
 
 
 def _tier(info: WorkloadInfo, lost: frozenset[GpuKey]) -> int:

@@ -10,7 +10,7 @@ workload stays in the incident's impact (``impact.workloads``, ``impact.summary`
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from alerting.impact import Assessment
 from alerting.inventory import Inventory
@@ -106,6 +106,13 @@ def seen(members: Sequence[Member]) -> str:
     return f"{name} on {metric}" if metric else name
 
 
+def carried(members: Iterable[Member]) -> frozenset[WorkloadRef]:
+    """The workloads the firing (or flapping) ``members``' own labels name (``slurm_job``, a pod, a known
+    ``job`` or ``service``, as ``topology.locate`` read them: not a scrape job's ``job``, nor a workload the
+    inventory only puts on their GPUs, which may not hold the faulty one)."""
+    return frozenset(w for m in members if m.firing or m.flapping for w in m.location.workloads)
+
+
 def own_source(labels: Mapping[str, str]) -> str:
     """``gpuwarden anomaly source prometheus (http://prom:9090) stale``, or ``gpuwarden anomaly query temp
     of prometheus (http://prom:9090) stale``: what a ``SOURCE_STALE`` alert's labels say the anomaly service
@@ -147,11 +154,19 @@ def root_cluster(target: Target, inventory: Inventory | None) -> str:
 
 
 def title(
-    root: RootCause, assessment: Assessment, observed: str = "", *, placed: bool = False, cluster: str = ""
+    root: RootCause,
+    assessment: Assessment,
+    observed: str = "",
+    *,
+    placed: bool = False,
+    cluster: str = "",
+    workloads: Iterable[WorkloadRef] = (),
 ) -> str:
     """``rack r07 lost power: 8 nodes, 64 GPUs, training job llm-70b stopped``. ``placed``: the root has a
     place in the topology (a cluster without a name is still a place when its alerts name their nodes).
-    ``cluster``: the root's, said after it (``title_cluster``)."""
+    ``cluster``: the root's, said after it (``title_cluster``). ``workloads``: those its alerts carry
+    (``carried``), named after the root where the impact names none (a fault that stops nothing: ``gpu
+    node-01/0 thermal (training job 8171)``)."""
     if (root.kind is FaultKind.UNKNOWN and observed) or (
         root.kind is FaultKind.XID and observed.startswith("XID ")
     ):
@@ -184,6 +199,14 @@ def title(
     if label and cluster:
         label = target_label(root.target, namespaced=namespaced, cluster=cluster)
     head = f"{shortened(label)} {shortened(phrase)}".lstrip()
+    if all(_COUNT.fullmatch(p) for p in parts):
+        # Heat, a power brake, ECC, NVLink: no workload stopped, but the alerts say whose GPU it is, as their
+        # timeline descriptions do ("Slurm job 8171"). Not those the impact only may put on the GPU.
+        named = sorted(
+            target_label(w, namespaced=w in assessment.impact.namespaced)
+            for w in set(workloads) - {root.target}
+        )
+        head += f" ({_listed(head, named)})" if named else ""
     return f"{head}: {_listed(head, parts)}" if parts else head
 
 

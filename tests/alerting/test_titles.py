@@ -441,3 +441,44 @@ def test_a_restart_keeps_the_recovered_count_of_alerts_a_reopened_incident_absor
     live = _reopened_rack_heat_absorbing_others(tmp_path / "live", restart=False)
     assert live == "rack r01 thermal; 2 of 4 GPUs recovered"
     assert _reopened_rack_heat_absorbing_others(tmp_path / "restarted", restart=True) == live
+
+
+def test_a_fault_that_stops_nothing_names_the_workloads_its_firing_alerts_carry(tmp_path: Path) -> None:
+    # Heat stops nothing: the title named no workload ("rack r01 thermal"), though the alerts carry the GPUs'
+    # Slurm jobs and the timeline describes them with them ("... (r01-n01, 1, Slurm job 8171)"). Not the
+    # scrape job (`job="dcgm-exporter"`), nor the chat service the inventory runs on GPU 0 of these nodes
+    # (no alert names it: an impact's workload that only may hold a GPU is no part of the title).
+    clock = FakeClock()
+    engine = _grouping_engine(tmp_path, clock)
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    scrape = {"job": "dcgm-exporter"}
+    jobs = {(sc.node_name(1, 1), 1): "8171", (sc.node_name(1, 2), 1): "8172"}
+    hot = [*jobs, (sc.node_name(1, 3), 0)]
+
+    def heat(node: str, gpu: int, status: AlertStatus = AlertStatus.FIRING) -> Alert:
+        alert = _heat(node, gpu, status)
+        job = {"slurm_job": jobs[node, gpu]} if (node, gpu) in jobs else {}
+        return Alert({**alert.labels, **scrape, **job}, status=status)
+
+    engine.ingest([heat(n, g) for n, g in hot])
+    ((row, _),) = engine.store.list_rows()
+    both = "rack r01 thermal (training job 8171, training job 8172)"
+    assert row.title == both
+    clock.advance(30)
+    engine.ingest([heat(*hot[0], AlertStatus.RESOLVED)])  # 8171's GPU cools: its alert no longer fires
+    one = "rack r01 thermal (training job 8172); 1 of 3 GPUs recovered"
+    assert engine.store.get(row.id).title == one
+    titled = [c for c in told if c.incident.id == row.id and c.incident.title == one]
+    assert len(titled) == 1, "the new title is told once"
+    for _ in range(3):
+        clock.advance(10)
+        engine.tick()
+    assert [c for c in told if c.incident.id == row.id][-1] is titled[0], "not again at each tick"
+    # A restarted serve titles it alike from the stored alerts, and names every job once all have cooled.
+    restarted = _grouping_engine(tmp_path, clock)
+    clock.advance(30)
+    restarted.ingest([heat(*hot[2], AlertStatus.RESOLVED)])
+    assert restarted.store.get(row.id).title == "rack r01 thermal (training job 8172); 2 of 3 GPUs recovered"
+    restarted.ingest([heat(*hot[1], AlertStatus.RESOLVED)])
+    assert restarted.store.get(row.id).title == both
