@@ -5,10 +5,10 @@ works alone: temperature moves with every workload change, and an idle GPU whose
 clock slowdown until it is far too late (it never reaches the throttle point). Per GPU, this detector keeps
 an online ridge regression of temperature on lagged power (exponentially weighted moments) and scores how far
 the temperature is *above* what the power predicts, in units of the usual error (at least
-``min_deviation`` degrees). A sample above the band at a power no higher than it has learnt at teaches the
-regression nothing (others are winsorised at the band), so a runaway never becomes the new normal, not
-even once the heat throttles the GPU to a power it never ran at: its alert lasts while the GPU runs hot and
-resolves once the temperature is back where the power puts it.
+``min_deviation`` degrees). A sample above the band at a power it has learnt at, or below it while the
+samples have been hot since one there, teaches the regression nothing (others are winsorised at the band),
+so a runaway never becomes the new normal, not even once the heat throttles the GPU to a power it never ran
+at: its alert lasts while the GPU runs hot and resolves once the temperature is back where the power puts it.
 
 State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
 (``UUID``) once and reused while both queries keep the same series.
@@ -25,7 +25,21 @@ from anomaly.steps import unlearned
 from anomaly.thresholds import FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
-_FIELDS = ("n", "last", "lagged", "mp", "mt", "mpp", "mpt", "dev", "pmax", "held_for", "hot_at")
+_FIELDS = (
+    "n",
+    "last",
+    "lagged",
+    "mp",
+    "mt",
+    "mpp",
+    "mpt",
+    "dev",
+    "pmin",
+    "pmax",
+    "held_for",
+    "hot_at",
+    "hot_in",
+)
 
 
 class ThermalDetector:
@@ -59,9 +73,11 @@ class ThermalDetector:
         self.mpp = np.zeros(0)
         self.mpt = np.zeros(0)
         self.dev = np.zeros(0)
-        self.pmax = np.zeros(0)  # the highest lagged power it learnt at (from samples inside the band)
+        self.pmin = np.zeros(0)  # the lagged power range it learnt at (from samples inside the band)
+        self.pmax = np.zeros(0)
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
+        self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
         self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
 
     def _grow(self, needed: int) -> None:
@@ -160,8 +176,14 @@ class ThermalDetector:
         # the GPU down to a power it never ran at (a runaway at 630 W fell to 275 W at 100 C in
         # `eval_gpu_faults`), where a lower bound let the runaway teach: it scored under 1 after 20
         # minutes (its alert resolved after 32), the GPU at 100 C.
-        pmax = np.where(fresh, lagged, self.pmax[ids])
-        known = lagged <= pmax + self.ridge_watts
+        # Below it only while the samples have been hot since one inside it (the runaway, hot, throttled
+        # down): a GPU whose idle power fell (a driver, a lowered cap, MIG) is no runaway and learns as
+        # before (without it, a GPU run at 90-400 W whose idle power fell to 20 W, its temperature as it
+        # was, was flagged for 6 hours).
+        pmin, pmax = np.where(fresh, lagged, self.pmin[ids]), np.where(fresh, lagged, self.pmax[ids])
+        held_for, hot_at = np.where(fresh, 0.0, self.held_for[ids]), np.where(fresh, 0.0, self.hot_at[ids])
+        throttled = (hot_at > 0.0) & (hot_at >= self.last[ids]) & (self.hot_in[ids] > 0.0)
+        known = (lagged <= pmax + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
         # A hold is bounded: a GPU that runs hotter for good at the same power (a hotter room, a worse slot or
@@ -170,14 +192,15 @@ class ThermalDetector:
         # jobs), until none was hot for ``hold_seconds``. It counts the time spent hot, not the time since its
         # first hot sample: a few noisy samples hours before a cooler failed would have used up its hold.
         hot = (score >= 1.0) & known
-        held_for, hot_at = np.where(fresh, 0.0, self.held_for[ids]), np.where(fresh, 0.0, self.hot_at[ids])
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
         self.held_for[ids] = held_for
         self.hot_at[ids] = np.where(hot, at, hot_at)
+        self.hot_in[ids] = np.where(hot, throttled | (lagged >= pmin), False)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         learnt = score < 1.0
+        self.pmin[ids] = np.where(learnt, np.minimum(pmin, lagged), pmin)
         self.pmax[ids] = np.where(learnt, np.maximum(pmax, lagged), pmax)
         self.mp[ids] = mp + w * (lagged - mp)
         self.mt[ids] = mt + w * (t_used - mt)

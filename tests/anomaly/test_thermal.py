@@ -189,3 +189,18 @@ def test_a_gpu_seen_only_busy_whose_job_ends_raises_nothing():
         det.detect(gpus.step(np.full(len(GPUS), 690.0), rng))
     scores = [det.detect(gpus.step(np.full(len(GPUS), 70.0), rng))[0].score.max() for _ in range(120)]
     assert max(scores) <= 1.0
+
+
+def test_a_gpu_whose_idle_power_falls_below_any_it_learnt_at_learns_it():
+    """Learning nothing below the learnt power is for a runaway that throttled its GPU there: hot first, at a
+    power it knows. A GPU run at 90-400 W whose idle power falls to 20 W (a driver update, MIG, a lowered
+    cap), its idle temperature as it was, is no runaway: it learns as before, not flagged for 6 hours."""
+    rng = np.random.default_rng(11)
+    gpus, det = Gpus(), ThermalDetector()
+    for tick in range(440):  # jobs at 400 W, idle at 90 W between, every 20 minutes; it ends idle
+        det.detect(gpus.step(np.full(len(GPUS), 400.0 if (tick // 40) % 2 else 90.0), rng))
+    idle = np.full(len(GPUS), 90.0)
+    idle[2] = 20.0
+    gpus.resistance[2] = 0.065 * 90.0 / 20.0  # the temperature it had at 90 W
+    scores = [float(det.detect(gpus.step(idle, rng))[0].score[2]) for _ in range(240)]
+    assert max(scores[120:]) <= 1.0  # learnt within the hour
