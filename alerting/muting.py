@@ -93,12 +93,17 @@ class MuteTracking:
     def _muted_by(
         self, fingerprint: str, labels: dict[str, str], incident_id: str | None, now: datetime
     ) -> str | None:
-        if self._silences:  # else no silence or window at all (the usual case): nothing to index or place
-            silences = self._indexed_silences().muting(labels, now, incident_id, self._placed(labels))
-            if silences:
-                return f"{silences[0].kind.value}:{silences[0].id}"
+        silences = self._muting(labels, incident_id, now)
+        if silences:
+            return f"{silences[0].kind.value}:{silences[0].id}"
         rule = self._inhibitor.inhibited_by(fingerprint, labels)
         return f"inhibited:{rule}" if rule is not None else None
+
+    def _muting(self, labels: dict[str, str], incident_id: str | None, now: datetime) -> list[Silence]:
+        """The silences and windows that mute the alert now, in the list's order."""
+        if not self._silences:  # no silence or window at all (the usual case): nothing to index or place
+            return []
+        return self._indexed_silences().muting(labels, now, incident_id, self._placed(labels))
 
     def _held(self, incident_id: str, now: datetime) -> bool:
         """Whether a silence of the incident holds it now: an alert that joins it beside what its root

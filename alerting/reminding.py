@@ -121,11 +121,7 @@ class SteadyReminding(MuteTracking):
             if not (m.firing or m.flapping):
                 continue
             labels = dict(m.labels)
-            muting = (
-                self._indexed_silences().muting(labels, now, inc.id, self._placed(labels))
-                if self._silences
-                else []
-            )
+            muting = self._muting(labels, inc.id, now)
             if muting:
                 until = min(until, max(s.ends_at.timestamp() for s in muting))
                 placed = placed or any(s.kind is SilenceKind.MAINTENANCE for s in muting)

@@ -79,7 +79,7 @@ class SilenceIndex:
 
     def holds_incident(self, incident_id: str, now: datetime) -> bool:
         """Whether an active silence of the incident (``incidents silence``) holds it now."""
-        return any(self.silences[i].state(now) == "active" for i in self._incident.get(incident_id, ()))
+        return self.incident_held_until(incident_id, now) is not None
 
     def incident_held_until(self, incident_id: str, now: datetime) -> datetime | None:
         """When the last of the incident's silences active now ends (``holds_incident``); None if none is."""

@@ -438,6 +438,17 @@ def test_an_opening_is_told_when_the_silences_holding_it_end(
     assert unsilenced_at(at + timedelta(seconds=10), spans) == at + timedelta(seconds=told)
 
 
+def _silence_elsewhere(serve: _Serve, count: int) -> None:
+    """Set ``count`` silences of alerts that are not the incident's, a tick after each: each wakes every
+    parked incident."""
+    for k in range(count):
+        now = serve.clock.now()
+        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
+        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
+        serve.clock.advance(5)
+        serve.engine.tick()
+
+
 def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -447,12 +458,7 @@ def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
     # or more: 600 muted incidents and two unrelated silences gave 602 reminders), it was reminded twice.
     # IN lists of one value stand for that many here.
     serve, incident_id, _ = _past_due_muted(tmp_path)
-    for k in range(2):
-        now = serve.clock.now()
-        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
-        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
-        serve.clock.advance(5)
-        serve.engine.tick()
+    _silence_elsewhere(serve, 2)
     monkeypatch.setattr(alerting.db, "IN_LIST_SIZES", (1,))
     serve.clock.advance(8 * 3600)  # past the silence's end (23:01 + 12 h)
     serve.engine.tick()
@@ -466,12 +472,7 @@ def test_a_parked_incident_woken_by_many_silence_changes_leaves_no_pile_of_stale
     # time until its silence ends (skipped when popped, but 10,000 parked incidents and a hundred changes
     # a day held a million). The stale ones are dropped once they outnumber the current ones.
     serve, incident_id, _ = _past_due_muted(tmp_path)
-    for k in range(200):
-        now = serve.clock.now()
-        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
-        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
-        serve.clock.advance(5)
-        serve.engine.tick()
+    _silence_elsewhere(serve, 200)
     assert len(serve.engine._remind_heap) <= 2 * len(serve.engine._remind_checks) + 64
     serve.clock.advance(12 * 3600)  # past the silence's end: reminded once, as before
     serve.engine.tick()
