@@ -15,7 +15,7 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
-from alerting.reminding import stored_pages, unsilenced_at
+from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence
 from alerting.store_models import IncidentRow, TimelineRow
@@ -477,3 +477,96 @@ def test_a_parked_incident_woken_by_many_silence_changes_leaves_no_pile_of_stale
     serve.clock.advance(12 * 3600)  # past the silence's end: reminded once, as before
     serve.engine.tick()
     assert [n.incident_id for n in _reminders(serve)] == [incident_id]
+
+
+def _parked_after_change(serve: _Serve, change: Any) -> list[str]:
+    """The incidents ``_held_back`` looks at in the tick after ``change`` (a call on the engine)."""
+    looked: list[str] = []
+    held_back = serve.engine._held_back
+
+    def counted(inc: Any, now: Any, when: float) -> Any:
+        looked.append(inc.id)
+        return held_back(inc, now, when)
+
+    serve.engine._held_back = counted  # type: ignore[method-assign]
+    change()
+    serve.clock.advance(5)
+    serve.engine.tick()
+    return looked
+
+
+def test_a_silence_set_or_extended_elsewhere_wakes_no_parked_incident(tmp_path: Path) -> None:
+    # A silence set (or one extended) can only mute more: no incident it did not hold can be freed by it.
+    # Every parked incident was looked at again at the tick after any such change (10,000 muted incidents:
+    # 400-900 ms, as every tick cost before they were parked).
+    serve, _, silence_id = _past_due_muted(tmp_path)
+    now = serve.clock.now()
+    unrelated = [parse_matcher('alertname="Unrelated"')]
+    assert (
+        _parked_after_change(
+            serve, lambda: serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
+        )
+        == []
+    )
+    own = serve.engine.silence(silence_id)
+    extended = lambda: serve.engine.add_silence(  # noqa: E731
+        own.matchers, own.starts_at, own.ends_at + timedelta(hours=1), "alice", update=silence_id
+    )
+    assert _parked_after_change(serve, extended) == []
+    assert _reminders(serve) == []
+
+
+@pytest.mark.parametrize("change", ["shortened", "matchers-changed", "expired-elsewhere-too"])
+def test_a_parked_incident_is_woken_when_a_silence_holding_it_may_mute_less(
+    tmp_path: Path, change: str
+) -> None:
+    # Its own silence (its alert's labels) ends sooner, or takes over with matchers that no longer match its
+    # alert: the reminder comes at the first tick nothing mutes it, as a restarted serve would remind.
+    serve, incident_id, silence_id = _past_due_muted(tmp_path)
+    own = serve.engine.silence(silence_id)
+    now = serve.clock.now()
+    if change == "shortened":
+        new = serve.engine.add_silence(
+            own.matchers, own.starts_at, now + timedelta(seconds=3), "a", update=silence_id
+        )
+        assert new == silence_id  # updated in place
+    elif change == "matchers-changed":
+        other = [parse_matcher('alertname="NodeDown"'), parse_matcher('node="r05-n04"')]
+        serve.engine.add_silence(other, now, own.ends_at, "alice", update=silence_id)
+    else:
+        serve.engine.add_silence(
+            [parse_matcher('alertname="Unrelated"')], now, now + timedelta(hours=1), "bob"
+        )
+        serve.engine.expire_silence(silence_id)
+    before = serve.clock.now()
+    serve.clock.advance(5)
+    serve.engine.tick()
+    [reminder] = _reminders(serve)
+    assert reminder.incident_id == incident_id and before < reminder.event_at <= serve.clock.now()
+
+
+def test_a_hold_said_to_end_in_the_past_is_looked_at_again_at_the_next_tick_not_in_a_loop(
+    tmp_path: Path,
+) -> None:
+    # ``_held_back`` answers a time that has passed (an inconsistency, a clock set back): parked until then,
+    # the incident was popped again in the same tick, for ever: the tick never returned.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=600)
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    serve.clock.advance(700)
+    looked: list[float] = []
+    holds = [True]
+
+    def held_in_the_past(inc: Any, now: Any, when: float) -> ParkedCheck | None:
+        looked.append(now.timestamp())
+        assert len(looked) < 20, "looked at again and again in one tick"
+        return ParkedCheck(when, now.timestamp() - 60, False, False) if holds[0] else None
+
+    serve.engine._held_back = held_in_the_past  # type: ignore[method-assign]
+    serve.engine.tick()
+    assert len(looked) == 1 and _reminders(serve) == []
+    holds[0] = False  # what held it has let go: reminded at the next tick
+    serve.clock.advance(5)
+    serve.engine.tick()
+    assert len(looked) == 2 and len(_reminders(serve)) == 1
