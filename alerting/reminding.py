@@ -19,7 +19,8 @@ plus the delay; a check that finds it taken up, plus the delay, as any later pag
 incident that absorbs another, at once, as the other's pages and take-ups become its own), kept in a heap,
 and only those whose time came are read. One whose time came but that something holds back (a silence of
 it, every firing alert muted, nothing firing) is looked at again when that may end: its silence's end, the
-end of the silences muting its alerts, or at once when its members, the silences, an inhibiting alert or
+end of the silences muting its alerts, or at once when its members, the silences that held it (one that
+may mute less: ``muting_less``; a silence set or extended elsewhere wakes none), an inhibiting alert or
 (for a maintenance window) the inventory change (``ParkedCheck``); not at every tick. A restarted serve
 starts from each incident's opening, so decides alike.
 """
