@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.muting import MuteTracking
-from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text
+from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text, unsilenced_at
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -323,15 +323,3 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         told = (as_told(one, e) for _, one, e in sorted(stored, key=lambda e: -e[0]))
         pages[owner] = [e for e in told if e is not None]
     return pages
-
-
-def unsilenced_at(at: datetime, silences: Iterable[tuple[datetime, datetime]]) -> datetime:
-    """``at``, or when the silences (start, end) that hold at it end, one after another where they overlap."""
-    spans = sorted(silences)
-    moved = True
-    while moved:
-        moved = False
-        for start, end in spans:
-            if start <= at < end:
-                at, moved = end, True
-    return at

@@ -13,6 +13,7 @@ import alerting.db
 from alerting import scenarios as sc
 from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
@@ -22,6 +23,7 @@ from alerting.store_models import IncidentRow, TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
+from tests.alerting.notifiers.test_slack import Threads, deliver, notifier_for
 from tests.alerting.test_restart_equivalence import Serve
 from tests.migrated_store import migrated_sqlite
 
@@ -418,7 +420,11 @@ def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts
     assert opened.silenced_until is not None  # paged nobody
     reminders = _reminders(serve)
     assert [(n.event_at - start).total_seconds() for n in reminders][:1] == [1810]  # the first tick from 1805
-    assert reminders[0].reminder == 1810 - 605
+    # The page is the silence's end as told, at the tick that saw it (23:10:10), when Slack posted the
+    # incident's first message (its ``silence_ended`` event says so), not the silence's end itself.
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    assert ended.first_told and (ended.event_at - start).total_seconds() == 610
+    assert reminders[0].reminder == 1810 - 610
 
 
 @pytest.mark.parametrize(
@@ -570,3 +576,64 @@ def test_a_hold_said_to_end_in_the_past_is_looked_at_again_at_the_next_tick_not_
     serve.clock.advance(5)
     serve.engine.tick()
     assert len(looked) == 2 and len(_reminders(serve)) == 1
+
+
+@pytest.mark.parametrize(
+    ("silenced_at", "pages"),
+    [
+        pytest.param(5, True, id="silenced-within-the-delay-first-told-at-its-end"),
+        pytest.param(60, False, id="silenced-after-the-opening-paged"),
+    ],
+)
+def test_the_end_of_a_silence_that_held_the_opening_pages_on_the_webhook_as_slack_posts_it(
+    tmp_path: Path, silenced_at: int, pages: bool
+) -> None:
+    # Silenced 5 s after it opened, within its 10 s announce delay: Slack posted nothing at the opening (told
+    # silenced) and posts the incident's first message, a new one in the channel, at the silence's end; the
+    # webhook heard of it first then too, its ``pages`` said false. Silenced after its opening paged: the
+    # end is an update, as before.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    for second in range(0, 700, 5):
+        if second == silenced_at:
+            serve.engine.silence_incident(incident_id, 600, "alice")
+        serve.engine.tick()
+        serve.clock.advance(5)
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    with SlackRecorder() as recorder:
+        notifier, threads = notifier_for(recorder), Threads()
+        for n in told:
+            before = len(recorder.channel_messages())
+            deliver(notifier, threads, n)
+            if n is ended:
+                slack_posted = len(recorder.channel_messages()) > before
+    assert slack_posted is pages
+    assert ended.pages is pages
+    assert webhook_payload(ended, first_for_receiver=pages)["event"]["pages"] is pages
+
+
+def test_retention_deleting_the_silence_that_held_the_opening_moves_no_reminder(tmp_path: Path) -> None:
+    # The opening was told as its silence (set within the announce delay) ended, at the tick of 23:10:10.
+    # Retention (here 0.01 day, 864 s) deletes that silence at 23:28:10 and serve restarts: the reminders
+    # read the opening as told at 23:00:10 then (no silence held it any more), and reminded at once, "28m
+    # after the last page", where a serve that pruned nothing reminded at 23:30:10, 20 minutes after it.
+    said = []
+    for pruned in (False, True):
+        serve = _Serve(tmp_path / f"pruned-{pruned}", remind_after_seconds=1200)
+        serve.config = AlertingConfig(remind_after_seconds=1200, retention_days=0.01)
+        serve.restart()
+        serve.engine.ingest([_DOWN])
+        [incident_id] = serve.engine.open_incident_ids()
+        serve.clock.advance(5)
+        serve.engine.silence_incident(incident_id, 600, "alice")
+        serve.clock.advance(5)
+        for second in range(10, 2400, 60):
+            if pruned and second == 1690:
+                assert serve.engine.prune().silences == 1
+                serve.restart()
+            serve.engine.tick()
+            serve.clock.advance(60)
+        said.append([(n.event_at, n.reminder) for n in _reminders(serve)])
+    assert said[1] == said[0] and said[0]
