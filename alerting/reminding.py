@@ -97,8 +97,9 @@ class SteadyReminding(MuteTracking):
         heapq.heappush(self._remind_heap, (when, incident_id))
         if len(self._remind_heap) > 2 * len(self._remind_checks) + 64:
             # Stale entries (looked at since, parked again) are skipped when popped, but a parked incident
-            # woken by every silence change elsewhere left one more each time until its silence's end:
-            # 10,000 parked and a hundred changes, a million entries. Keep only the current ones.
+            # woken by each change of a silence holding it (every silence change, before fix/remind4) left
+            # one more each time until its silence's end: 10,000 parked and a hundred changes, a million
+            # entries. Keep only the current ones.
             self._remind_heap = [(at, one) for one, at in self._remind_checks.items()]
             heapq.heapify(self._remind_heap)
 

@@ -444,27 +444,38 @@ def test_an_opening_is_told_when_the_silences_holding_it_end(
     assert unsilenced_at(at + timedelta(seconds=10), spans) == at + timedelta(seconds=told)
 
 
-def _silence_elsewhere(serve: _Serve, count: int) -> None:
-    """Set ``count`` silences of alerts that are not the incident's, a tick after each: each wakes every
-    parked incident."""
-    for k in range(count):
-        now = serve.clock.now()
-        unrelated = [parse_matcher(f'alertname="Unrelated{k}"')]
-        serve.engine.add_silence(unrelated, now, now + timedelta(hours=1), "bob")
+def _renew_silence(serve: _Serve, silence_id: str, count: int) -> int:
+    """Renew the silence muting the parked incident ``count`` times, a tick after each: each time with a
+    new start (now), its matchers and end as they were, which takes over with a new id and expires the old
+    one (Alertmanager's update of a silence whose start changed). Each wakes the incident (a silence that
+    held it ended), which is parked again until the same end. How many times it was looked at."""
+    looked = [0]
+    held_back = serve.engine._held_back
+
+    def counted(inc: Any, now: Any, when: float) -> Any:
+        looked[0] += 1
+        return held_back(inc, now, when)
+
+    serve.engine._held_back = counted  # type: ignore[method-assign]
+    for _ in range(count):
         serve.clock.advance(5)
+        old, now = serve.engine.silence(silence_id), serve.clock.now()
+        silence_id = serve.engine.add_silence(old.matchers, now, old.ends_at, "alice", update=silence_id)
         serve.engine.tick()
+    return looked[0]
 
 
 def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Parked until its silence's end, the incident is woken by each silence set elsewhere and parked again
-    # until the same end: each time one more entry for that end. At the end each entry made it due again
+    # Parked until its silence's end, the incident is woken by each renewal of that silence and parked
+    # again until the same end (a silence set elsewhere woke it too, before fix/remind4): each time one
+    # more entry for that end. At the end each entry made it due again
     # in the same tick, and where its copies fell in two of ``_still_open``'s IN lists (513 due incidents
     # or more: 600 muted incidents and two unrelated silences gave 602 reminders), it was reminded twice.
     # IN lists of one value stand for that many here.
-    serve, incident_id, _ = _past_due_muted(tmp_path)
-    _silence_elsewhere(serve, 2)
+    serve, incident_id, silence_id = _past_due_muted(tmp_path)
+    assert _renew_silence(serve, silence_id, 2) == 2
     monkeypatch.setattr(alerting.db, "IN_LIST_SIZES", (1,))
     serve.clock.advance(8 * 3600)  # past the silence's end (23:01 + 12 h)
     serve.engine.tick()
@@ -474,11 +485,12 @@ def test_an_incident_woken_while_parked_is_reminded_once_when_its_silence_ends(
 def test_a_parked_incident_woken_by_many_silence_changes_leaves_no_pile_of_stale_checks(
     tmp_path: Path,
 ) -> None:
-    # Each silence set elsewhere wakes the parked incident and parks it again: one more heap entry each
-    # time until its silence ends (skipped when popped, but 10,000 parked incidents and a hundred changes
-    # a day held a million). The stale ones are dropped once they outnumber the current ones.
-    serve, incident_id, _ = _past_due_muted(tmp_path)
-    _silence_elsewhere(serve, 200)
+    # Each renewal of its silence wakes the parked incident and parks it again (as each silence set
+    # elsewhere did before fix/remind4): one more heap entry each time until its silence ends (skipped
+    # when popped, but 10,000 parked incidents and a hundred changes a day held a million). The stale ones
+    # are dropped once they outnumber the current ones.
+    serve, incident_id, silence_id = _past_due_muted(tmp_path)
+    assert _renew_silence(serve, silence_id, 200) == 200
     assert len(serve.engine._remind_heap) <= 2 * len(serve.engine._remind_checks) + 64
     serve.clock.advance(12 * 3600)  # past the silence's end: reminded once, as before
     serve.engine.tick()
