@@ -108,7 +108,7 @@ class IncidentEngine(
         self._remind_checks: dict[str, float] = {}  # see ``alerting.reminding``
         self._remind_heap: list[tuple[float, str]] = []
         self._parked: dict[str, ParkedCheck] = {}
-        self._parked_with: tuple[object, object, object, int] | None = None
+        self._parked_with: tuple[list[Silence], object, object, int] | None = None
         rules, windows = configured_mutes(self.config)
         self._inhibitor = Inhibitor(rules)
         self._silences: list[Silence] = windows

@@ -34,6 +34,7 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.member import Member
 from alerting.pending import StoredAlert
+from alerting.reminders import FIRST_TOLD, unsilenced_at
 from alerting.root_facts import beside_held
 from alerting.silence_index import SilenceIndex
 from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
@@ -61,6 +62,7 @@ class MuteTracking:
     _silenced_incidents: set[str]  # incidents silenced and not caught up yet (see the module docstring)
     _catch_up_since: dict[str, datetime]  # of those, silenced by an earlier version: catch up from then
     _ending_told: dict[str, datetime]  # incident -> the end of its silence whose last half hour was told
+    _hold: timedelta  # ``alerting.announce_delay_seconds``
     inventory: Inventory | None
     _silence_index: SilenceIndex | None = None  # of the current ``_silences`` list (replaced on a change)
 
@@ -303,12 +305,30 @@ class MuteTracking:
         events = [e for e in events if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why)
-        event = batch.event(
-            incident_id, SILENCE_ENDED, message, {**data, "early": why}, change=ChangeKind.UPDATED
-        )
+        data = {**data, "early": why, **self._told_first(batch.session, incident_id, events)}
+        event = batch.event(incident_id, SILENCE_ENDED, message, data, change=ChangeKind.UPDATED)
         self._silenced_incidents.discard(incident_id)
         self._ending_told.pop(incident_id, None)
         return event
+
+    def _told_first(
+        self, session: Session, incident_id: str, timeline: Sequence[TimelineRow]
+    ) -> dict[str, object]:
+        """``{FIRST_TOLD: True}`` when the end of the incident's silence, told now, is the first the channel
+        hears of it: its opening was told while a silence of it held it (one set within the announce delay:
+        Slack posted nothing then, and posts the incident's message now), as ``reminding.stored_pages``
+        reads it, and no silence of it ended since; else nothing. Its ``pages`` says so, and the reminders
+        count it as the page it is, from the event, which retention never deletes while the incident is open
+        (it deletes the silence once ended for the retention period)."""
+        opened = next((e for e in timeline if e.kind == "opened"), None)
+        if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
+            return {}
+        told = opened.at + self._hold
+        held = session.execute(
+            select(SilenceRow.starts_at, SilenceRow.ends_at).where(SilenceRow.incident_id == incident_id)
+        )
+        spans = [(starts_at, ends_at) for starts_at, ends_at in held]
+        return {FIRST_TOLD: True} if unsilenced_at(told, spans) > told else {}
 
     def _tell_silences_ending(self, now: datetime) -> None:
         """A ``silence_ending`` event for each open silenced incident whose silence has less than
@@ -378,6 +398,7 @@ class MuteTracking:
                     message, data, rose = catch_up(
                         events, row.priority, self._catch_up_since.get(incident_id)
                     )
+                    data.update(self._told_first(session, incident_id, events))
                     row.updated_at = now
                     change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
                     batch.event(incident_id, SILENCE_ENDED, message, data, change=change)

@@ -28,6 +28,10 @@ READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened", REM
 # Set on an opening's data as read (``reminding.stored_pages``), never stored: when it was told unsilenced,
 # which a silence of the incident set within the announce delay puts off to that silence's end.
 TOLD_AT = "told_at"
+# Stored on a ``silence_ended`` event that is the first the channel hears of its incident (its opening was
+# told while a silence set within the announce delay held it: Slack posts the incident's message then): a
+# page, when it was told (``alerting.muting``).
+FIRST_TOLD = "first_told"
 
 
 def held_reopening(data: Mapping[str, object]) -> bool:
@@ -46,8 +50,10 @@ def paged(kind: str, data: Mapping[str, object]) -> bool:
     """Whether a timeline event paged: the opening, a reopening not held (a reminder included), an
     escalation (a priority change, or a silence's end, to a more urgent priority) but one told while a
     silence held the incident (its event says ``silenced``: the silence's end pages for it), the tick's
-    reminder."""
+    reminder, a silence's end that first told the incident (``FIRST_TOLD``)."""
     if kind in ("opened", REMINDER):
+        return True
+    if kind == "silence_ended" and data.get(FIRST_TOLD):
         return True
     if kind == "reopened":
         return not held_reopening(data)
@@ -70,6 +76,18 @@ def last_page(
             told = data.get(TOLD_AT)
             return (told if isinstance(told, datetime) else at + timedelta(seconds=hold)), False
     return opened + timedelta(seconds=hold), False
+
+
+def unsilenced_at(at: datetime, silences: Iterable[tuple[datetime, datetime]]) -> datetime:
+    """``at``, or when the silences (start, end) that hold at it end, one after another where they overlap."""
+    spans = sorted(silences)
+    moved = True
+    while moved:
+        moved = False
+        for start, end in spans:
+            if start <= at < end:
+                at, moved = end, True
+    return at
 
 
 def reminder_due(

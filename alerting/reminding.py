@@ -19,7 +19,8 @@ plus the delay; a check that finds it taken up, plus the delay, as any later pag
 incident that absorbs another, at once, as the other's pages and take-ups become its own), kept in a heap,
 and only those whose time came are read. One whose time came but that something holds back (a silence of
 it, every firing alert muted, nothing firing) is looked at again when that may end: its silence's end, the
-end of the silences muting its alerts, or at once when its members, the silences, an inhibiting alert or
+end of the silences muting its alerts, or at once when its members, the silences that held it (one that
+may mute less: ``muting_less``; a silence set or extended elsewhere wakes none), an inhibiting alert or
 (for a maintenance window) the inventory change (``ParkedCheck``); not at every tick. A restarted serve
 starts from each incident's opening, so decides alike.
 """
@@ -29,8 +30,8 @@ from __future__ import annotations
 import heapq
 import math
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -39,8 +40,8 @@ from sqlalchemy.orm import Session
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.muting import MuteTracking
-from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text
-from alerting.silences import SilenceKind
+from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text, unsilenced_at
+from alerting.silences import Silence, SilenceKind
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.model import IncidentState
@@ -53,13 +54,15 @@ _MERGED = "merged"  # the event of an incident merged into another, ``into`` it 
 class ParkedCheck:
     """An open incident past its check time that something held back: looked at again at ``until`` (epoch
     seconds; infinite when no time ends it), or at once when what held it back may have let go: a change of
-    its members or of the silences, and, where it says so, an inhibiting alert's end (``inhibited``) or a
-    new inventory (``placed``: a maintenance window muted a member, as placed in the inventory)."""
+    its members, a change of one of the ``silences`` that held it (their ids) by which it may mute less
+    (``muting_less``), and, where it says so, an inhibiting alert's end (``inhibited``) or a new inventory
+    (``placed``: a maintenance window muted a member, as placed in the inventory)."""
 
     when: float  # when it was last looked at (its check time), pushed again when something wakes it
     until: float
     inhibited: bool
     placed: bool
+    silences: tuple[str, ...] = ()
 
 
 class SteadyReminding(MuteTracking):
@@ -74,7 +77,7 @@ class SteadyReminding(MuteTracking):
     # Open incidents held back when looked at (``ParkedCheck``), and the silences, inventory and inhibitor
     # (with its count of released sources) they were judged with.
     _parked: dict[str, ParkedCheck]
-    _parked_with: tuple[object, object, object, int] | None
+    _parked_with: tuple[list[Silence], object, object, int] | None
     _rebuild_after_failure: Callable[[], None]  # the engine's
 
     def _remind_from(self, incident_id: str, opened: datetime) -> None:
@@ -94,8 +97,9 @@ class SteadyReminding(MuteTracking):
         heapq.heappush(self._remind_heap, (when, incident_id))
         if len(self._remind_heap) > 2 * len(self._remind_checks) + 64:
             # Stale entries (looked at since, parked again) are skipped when popped, but a parked incident
-            # woken by every silence change elsewhere left one more each time until its silence's end:
-            # 10,000 parked and a hundred changes, a million entries. Keep only the current ones.
+            # woken by each change of a silence holding it (every silence change, before fix/remind4) left
+            # one more each time until its silence's end: 10,000 parked and a hundred changes, a million
+            # entries. Keep only the current ones.
             self._remind_heap = [(at, one) for one, at in self._remind_checks.items()]
             heapq.heapify(self._remind_heap)
 
@@ -113,10 +117,12 @@ class SteadyReminding(MuteTracking):
         the last silence muting it) or an inhibition (until its source ends); nothing firing (it waits out
         its quiet period: until something of it fires again)."""
         if self._silences:
-            held = self._indexed_silences().incident_held_until(inc.id, now)
-            if held is not None:
-                return ParkedCheck(when, held.timestamp(), False, False)
+            holding = self._indexed_silences().holding_incident(inc.id, now)
+            if holding:
+                until = max(s.ends_at for s in holding).timestamp()
+                return ParkedCheck(when, until, False, False, tuple(s.id for s in holding))
         until, inhibited, placed = math.inf, False, False
+        by: dict[str, None] = {}  # the ids of the silences and windows that mute its members
         for fp, m in reversed(inc.members.items()):  # the latest first, as ``live`` asks
             if not (m.firing or m.flapping):
                 continue
@@ -125,11 +131,12 @@ class SteadyReminding(MuteTracking):
             if muting:
                 until = min(until, max(s.ends_at.timestamp() for s in muting))
                 placed = placed or any(s.kind is SilenceKind.MAINTENANCE for s in muting)
+                by.update(dict.fromkeys(s.id for s in muting))
             elif self._inhibitor.inhibited_by(fp, labels) is not None:
                 inhibited = True
             else:
                 return None  # fires unmuted
-        return ParkedCheck(when, until, inhibited, placed)
+        return ParkedCheck(when, until, inhibited, placed, tuple(by))
 
     def _only_flaps(self, inc: OpenIncident, now: datetime) -> bool:
         """Whether every alert of ``inc`` that fires unmuted flaps (none fires steadily): its reminder says
@@ -139,8 +146,12 @@ class SteadyReminding(MuteTracking):
             for fp, m in inc.members.items()
         )
 
-    def _park(self, incident_id: str, parked: ParkedCheck) -> None:
-        """Look at a held-back incident again when what holds it back may end (``_wake_parked``, else)."""
+    def _park(self, incident_id: str, parked: ParkedCheck, now: datetime) -> None:
+        """Look at a held-back incident again when what holds it back may end (``_wake_parked``, else); at
+        the next tick if that end has passed already (an inconsistency): looked at again at ``now``, the
+        tick that parked it would pop it again, and again, for ever."""
+        if parked.until <= now.timestamp():
+            parked = replace(parked, until=math.nextafter(now.timestamp(), math.inf))
         if parked.until < math.inf:
             self._look_at(incident_id, parked.until)
         else:
@@ -149,8 +160,9 @@ class SteadyReminding(MuteTracking):
 
     def _wake_parked(self) -> None:
         """Look again at once at the parked incidents that what changed since may free: those whose members
-        changed; every one when the silences did; those an inhibition held when a source ended; those a
-        maintenance window held when the inventory changed."""
+        changed; those a silence held that may mute less now (``muting_less``: one set or extended mutes only
+        more, so frees none); those an inhibition held when a source ended; those a maintenance window held
+        when the inventory changed."""
         changed = self._open.changed_for_reminders()
         now = (self._silences, self.inventory, self._inhibitor, self._inhibitor.released)
         before, self._parked_with = self._parked_with, now
@@ -158,15 +170,19 @@ class SteadyReminding(MuteTracking):
             return
         if len(self._parked) > len(self._open):  # resolved or merged away since (no heap entry forgets them)
             self._parked = {i: p for i, p in self._parked.items() if i in self._open}
-        if before is None or before[0] is not now[0]:
+        if before is None:
             woken = list(self._parked)
         else:
+            lost = set() if before[0] is now[0] else muting_less(before[0], now[0])
             inventory = before[1] is not now[1]
             inhibitions = before[2] is not now[2] or before[3] != now[3]
             woken = [
                 i
                 for i, p in self._parked.items()
-                if i in changed or (p.placed and inventory) or (p.inhibited and inhibitions)
+                if i in changed
+                or (lost and not lost.isdisjoint(p.silences))
+                or (p.placed and inventory)
+                or (p.inhibited and inhibitions)
             ]
         for incident_id in woken:
             parked = self._parked.get(incident_id)
@@ -195,7 +211,7 @@ class SteadyReminding(MuteTracking):
                 due.append(incident_id)
                 flapping[incident_id] = self._only_flaps(inc, now)
             else:
-                self._park(incident_id, parked)  # looked at again when that may end (in memory only)
+                self._park(incident_id, parked, now)  # looked at again when that may end (in memory only)
         if not due:
             return
         after = timedelta(seconds=self._remind_after)
@@ -229,6 +245,27 @@ class SteadyReminding(MuteTracking):
         for incident_id, at in checks:  # after the commit: a failed one is looked at again
             self._check_reminder_at(incident_id, at)
         self._notify(batch.changes)
+
+
+def muting_less(before: Sequence[Silence], after: Sequence[Silence]) -> set[str]:
+    """The ids of the silences of ``before`` that may mute less in ``after``: gone from it, ending sooner
+    (expired, shortened), starting later, or matching otherwise (matchers, kind, incident; an update that
+    changes them takes over with a new id, the old one expired). A silence added, or extended, mutes only
+    more: it frees nothing that was held."""
+    kept = {s.id: s for s in after}
+    lost: set[str] = set()
+    for old in before:
+        new = kept.get(old.id)
+        if new is old:
+            continue
+        if (
+            new is None
+            or new.ends_at < old.ends_at
+            or new.starts_at > old.starts_at
+            or (new.matchers, new.kind, new.incident_id) != (old.matchers, old.kind, old.incident_id)
+        ):
+            lost.add(old.id)
+    return lost
 
 
 def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
@@ -287,15 +324,3 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         told = (as_told(one, e) for _, one, e in sorted(stored, key=lambda e: -e[0]))
         pages[owner] = [e for e in told if e is not None]
     return pages
-
-
-def unsilenced_at(at: datetime, silences: Iterable[tuple[datetime, datetime]]) -> datetime:
-    """``at``, or when the silences (start, end) that hold at it end, one after another where they overlap."""
-    spans = sorted(silences)
-    moved = True
-    while moved:
-        moved = False
-        for start, end in spans:
-            if start <= at < end:
-                at, moved = end, True
-    return at

@@ -83,8 +83,12 @@ class SilenceIndex:
 
     def incident_held_until(self, incident_id: str, now: datetime) -> datetime | None:
         """When the last of the incident's silences active now ends (``holds_incident``); None if none is."""
+        return max((s.ends_at for s in self.holding_incident(incident_id, now)), default=None)
+
+    def holding_incident(self, incident_id: str, now: datetime) -> list[Silence]:
+        """The incident's silences (``incidents silence``) active now."""
         held = (self.silences[i] for i in self._incident.get(incident_id, ()))
-        return max((s.ends_at for s in held if s.state(now) == "active"), default=None)
+        return [s for s in held if s.state(now) == "active"]
 
     def _regex_candidates(self, name: str, value: str) -> tuple[int, ...]:
         key = (name, value)

@@ -136,7 +136,8 @@ class SilenceRow(Base):
     ends_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     created_by: Mapped[str] = mapped_column(String(128))
     comment: Mapped[str] = mapped_column(Text, default="")
-    incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Indexed (migration 0018): the reminders read the silences of the incidents due by it.
+    incident_id: Mapped[str | None] = mapped_column(String(40), nullable=True, index=True)
     # The order silences were created or last updated in: of those matching an alert, the first set mutes it
     # (``muted_by``). NULL on rows stored before migration 0012.
     seq: Mapped[int | None] = mapped_column(Integer, nullable=True)

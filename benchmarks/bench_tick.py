@@ -10,6 +10,8 @@ and worst of ``--ticks`` ticks: a tick with N open incidents, all of them firing
 during the run (the flap window is 10 minutes). ``--muted`` sets a silence on every alert (12 h) and ticks
 from 4 h after the openings: every incident is past its reminder time (``alerting.remind_after_seconds``)
 but muted, so none is reminded of (the first tick, which finds them past it, is not counted).
+``--silence-changes`` (with ``--muted``) sets a silence of another alert before each tick (not timed): the
+tick after a silence change, which woke every parked incident before fix/remind4 and wakes none now.
 """
 
 from __future__ import annotations
@@ -73,6 +75,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--muted", action="store_true", help="a silence mutes every alert, past reminder time"
     )
+    parser.add_argument(
+        "--silence-changes", action="store_true", help="a silence of another alert set before each tick"
+    )
     args = parser.parse_args(argv)
     engine = _engine(args.incidents, args.quiet, args.flapping)
     if args.muted:
@@ -84,8 +89,12 @@ def main(argv: list[str] | None = None) -> None:
     flapping = sum(any(m.flapping for m in inc.members.values()) for inc in engine._open.values())
     gc.collect()
     took = []
-    for _ in range(args.ticks):
+    for k in range(args.ticks):
         engine.clock.advance(5)  # type: ignore[attr-defined]
+        if args.silence_changes:
+            now = engine.clock.now()
+            other = [parse_matcher(f'alertname="Other{k}"')]
+            engine.add_silence(other, now, now + timedelta(hours=1), "bench")
         began = time.perf_counter()
         engine.tick()
         took.append((time.perf_counter() - began) * 1000)
@@ -99,6 +108,7 @@ def main(argv: list[str] | None = None) -> None:
                 "quiet_incidents": args.quiet,
                 "flapping_incidents": flapping,
                 "muted": args.muted,
+                "silence_changes": args.silence_changes,
                 "reminders": reminders,
                 "ticks": args.ticks,
                 "tick_ms": {

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
-from alerting.reminders import PRIORITY_MOVES, REMINDER, held_reopening, rose
+from alerting.reminders import FIRST_TOLD, PRIORITY_MOVES, REMINDER, held_reopening, rose
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
@@ -103,6 +103,9 @@ class Notification(BaseModel):
     # A repeat of the incident's cycle (``IncidentChange.folded``): what shows the incident is edited in
     # place, saying how often it cycled; no new reply.
     folded: Folded | None = None
+    # The end of a silence that held the incident's opening (set within the announce delay): the first the
+    # channel hears of it, Slack's new message there (``reminders.FIRST_TOLD``).
+    first_told: bool = False
 
     @property
     def root_cause_shown(self) -> str:
@@ -129,8 +132,10 @@ class Notification(BaseModel):
     @property
     def pages(self) -> bool:
         """Whether the change pages anyone: its ``needs_attention``, or an opening (Slack's new message in
-        the channel) unless ``held`` (its own transaction merged it into another, which pages)."""
-        return self.needs_attention or (self.change is ChangeKind.OPENED and not self.held)
+        the channel) unless ``held`` (its own transaction merged it into another, which pages), or the end
+        of a silence that held the opening (``first_told``: Slack's first message of it then)."""
+        opening = self.change is ChangeKind.OPENED and not self.held
+        return self.needs_attention or opening or self.first_told
 
 
 def target_fields(target: Target) -> dict[str, str]:
@@ -241,6 +246,7 @@ def build_notification(
         or _merged_away(change),
         folded=change.folded,
         reminder=_reminder(change),
+        first_told=change.event.kind == "silence_ended" and bool(change.event.data.get(FIRST_TOLD)),
     )
 
 

@@ -1,10 +1,13 @@
-"""The plans a store chooses for the queries that read resolved incidents by when they resolved."""
+"""The plans a store chooses for the queries that read resolved incidents by when they resolved, and the
+silences of incidents by incident."""
 
 from __future__ import annotations
 
 from sqlalchemy import Engine, event
+from sqlalchemy.orm import Session
 
 from alerting.engine import IncidentEngine
+from alerting.reminding import stored_pages
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
@@ -44,3 +47,27 @@ def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> 
             " / ".join(str(row[-1]) for row in conn.exec_driver_sql(f"{explain} {s}", p))  # type: ignore[arg-type]
             for s, p in sent
         ]
+
+
+def incident_silence_query_plan(engine: Engine, explain: str, *setup: str) -> str:
+    """The plan, as ``explain`` gives it after the ``setup`` statements, of the query by which the reminders
+    read the silences of the incidents due (``reminding.stored_pages``), in the (migrated) store behind
+    ``engine``."""
+    sent: list[tuple[str, object]] = []
+
+    def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
+        if statement.startswith("SELECT") and "FROM silences" in statement:
+            sent.append((statement, parameters))
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        with Session(engine) as session:
+            stored_pages(session, ["inc-a", "inc-b"], 10)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    [(statement, parameters)] = sent
+    with engine.connect() as conn:
+        for one in setup:
+            conn.exec_driver_sql(one)
+        rows = conn.exec_driver_sql(f"{explain} {statement}", parameters)  # type: ignore[arg-type]
+        return " / ".join(str(row[-1]) for row in rows)

@@ -21,7 +21,7 @@ from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
 from alerting.store import IncidentStore
 from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
-from tests.alerting.query_plans import resolved_incident_query_plans
+from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
 
 
 def test_upgrade_creates_the_store_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -329,3 +329,21 @@ def test_an_alert_stored_before_0017_is_no_resolve_timeout_and_0017_downgrades(t
     assert "ends_by_timeout" not in {c["name"] for c in inspect(engine).get_columns("alerts")}
     upgrade(engine)
     assert "ends_by_timeout" in {c["name"] for c in inspect(engine).get_columns("alerts")}
+
+
+def test_the_silences_of_the_incidents_due_a_reminder_are_read_through_the_incident_id_index(
+    tmp_path: Path,
+) -> None:
+    """The reminders read the silences of the incidents due (``reminding.stored_pages``) by ``incident_id``;
+    without an index each such tick read every silence the store keeps (expired ones too, for the
+    retention period). 0018 adds it; downgraded, it goes."""
+    engine = make_engine(str(tmp_path / "s.db"))
+    upgrade(engine)
+    plan = incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN")
+    assert "USING INDEX ix_silences_incident_id" in plan, plan
+    downgrade(engine, "0017_alert_ends_by_timeout")
+    engine.dispose()  # a pooled SQLite connection keeps planning with the schema it read
+    assert "ix_silences_incident_id" not in {ix["name"] for ix in inspect(engine).get_indexes("silences")}
+    assert "SCAN silences" in incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN")
+    upgrade(engine)
+    assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(engine).get_indexes("silences")}

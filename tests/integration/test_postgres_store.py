@@ -32,7 +32,7 @@ from alerting.notifiers.recorder import SlackRecorder
 from alerting.store_models import IncidentRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
-from tests.alerting.query_plans import resolved_incident_query_plans
+from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
 from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
 from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
@@ -571,6 +571,24 @@ def test_on_postgres_resolved_incidents_are_read_through_the_state_resolved_at_i
     plans = resolved_incident_query_plans(sql, "EXPLAIN", "SET enable_seqscan = off")
     assert len(plans) >= 3, plans  # recurrence: any at all, those near the node; retention
     assert all("ix_incidents_state_resolved_at" in plan for plan in plans), plans
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_the_silences_of_incidents_are_read_through_the_incident_id_index_and_0018_downgrades(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    indexes = {ix["name"]: ix["column_names"] for ix in inspect(sql).get_indexes("silences")}
+    assert indexes.get("ix_silences_incident_id") == ["incident_id"]
+    # A store this small is read whole; forbid that to see which index the planner would pick.
+    plan = incident_silence_query_plan(sql, "EXPLAIN", "SET enable_seqscan = off")
+    assert "ix_silences_incident_id" in plan, plan
+    downgrade(sql, "0017_alert_ends_by_timeout")
+    assert "ix_silences_incident_id" not in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
+    upgrade(sql)
+    assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
     sql.dispose()
 
 
