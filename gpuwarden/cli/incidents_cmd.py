@@ -133,7 +133,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
-            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}{_tls_hint(url, exc)}"
+            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}"
+            f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
         )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time
