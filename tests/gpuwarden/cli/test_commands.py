@@ -191,3 +191,18 @@ def test_an_unreachable_serve_says_where_the_commands_look_for_it(argv: list[str
     said = " ".join(result.stderr.split())
     assert result.exit_code == 1 and f"cannot connect to {CLOSED}" in said, said
     assert "is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)" in said, said
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["incidents", "list"], ["inventory", "nodes"], ["outbox", "list"]],
+    ids=["incidents", "inventory", "outbox"],
+)
+def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url(argv: list[str]) -> None:
+    """``GPUWARDEN_URL=ftp://x gpuwarden incidents list`` said "--url 'ftp://x': not a valid URL" to someone
+    who gave no --url."""
+    result = runner.invoke(app, argv, env={"GPUWARDEN_URL": "ftp://x"})
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "GPUWARDEN_URL 'ftp://x': not a valid URL" in said, said
+    given = runner.invoke(app, [*argv, "--url", "ftp://y"], env={"GPUWARDEN_URL": "ftp://x"})
+    assert given.exit_code == 2 and "--url 'ftp://y': not a valid URL" in " ".join(given.stderr.split())
