@@ -486,8 +486,12 @@ def _handler_for(recorder: SlackRecorder) -> type[BaseHTTPRequestHandler]:
 def main(argv: list[str] | None = None) -> None:
     """Serve the recorder until interrupted."""
     parser = argparse.ArgumentParser(description="Local Slack Web API stand-in that records calls.")
-    parser.add_argument("--port", type=int, default=0)
-    parser.add_argument("--token", default="xoxb-gpuwarden-test")
+    parser.add_argument(
+        "--port", type=int, default=0, help="port on 127.0.0.1 (default 0: a free port, logged)"
+    )
+    parser.add_argument(
+        "--token", default="xoxb-gpuwarden-test", help="the bot token it accepts (default %(default)s)"
+    )
     parser.add_argument(
         "--channel",
         action="append",

@@ -68,7 +68,7 @@ def show(
     path: Annotated[Path | None, typer.Argument(help="YAML configuration file.")] = None,
 ) -> None:
     """Print the effective configuration as JSON, secrets masked; a secret whose variable is unset is shown
-    as ``<unset: set NAME>`` (`config validate` and the commands that read it require it)."""
+    as `<unset: set NAME>` (`config validate` and the commands that read it require it)."""
     from gpuwarden.config import load_config  # noqa: PLC0415 - see validate
 
     unset = _unset_secrets(path)

@@ -89,12 +89,14 @@ UrlOption = Annotated[
 ]
 
 
-def checked_url(url: str) -> str:
-    """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2."""
+def checked_url(url: str, envvar: str | None = None) -> str:
+    """``url`` if requests can be sent to it; else ``error: --url URL: not a valid URL (why)``, exit 2,
+    naming ``envvar`` instead where the URL is that variable's value (the option's fallback)."""
     problem = url_problem(url) or _not_a_base(url)
     if problem is not None:
+        origin = envvar if envvar is not None and os.environ.get(envvar) == url else "--url"
         err_console.print(
-            f"[red]error:[/red] --url {escape(repr(url))}: not a valid URL ({escape(problem)})",
+            f"[red]error:[/red] {origin} {escape(repr(url))}: not a valid URL ({escape(problem)})",
             soft_wrap=True,
         )
         raise typer.Exit(2)
@@ -118,7 +120,7 @@ def _not_a_base(url: str) -> str | None:
 
 
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
-    checked_url(url)
+    checked_url(url, envvar="GPUWARDEN_URL")
     headers = kwargs.pop("headers", {})
     token = os.environ.get("GPUWARDEN_API_TOKEN")
     if token:
@@ -133,7 +135,8 @@ def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Respon
         response = httpx.request(method, url.rstrip("/") + path, headers=headers, timeout=timeout, **kwargs)
     except (httpx.ConnectError, httpx.ConnectTimeout) as exc:  # nothing listens there (or a standby's port)
         err_console.print(
-            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}{_tls_hint(url, exc)}"
+            f"[red]error:[/red] cannot connect to {url}: {escape(str(exc))}"
+            f"{_tls_hint(url, exc) or '; is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)'}"
         )
         raise typer.Exit(1) from exc
     except httpx.TimeoutException as exc:  # connected: serve took the request and did not answer in time

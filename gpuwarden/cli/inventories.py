@@ -197,8 +197,11 @@ def inventory_file(path: str) -> StaticInventory:
 
     try:
         return load_inventory(Path(path))
-    except ConfigError as exc:
-        raise ConfigError(str(exc), field="alerting.inventory_file") from exc
+    except ConfigError as exc:  # each of the file's problems, not the first "(and 2 more problems)"
+        problems = [
+            ConfigError(str(problem), field="alerting.inventory_file") for problem in (exc.alone(), *exc.more)
+        ]
+        raise ConfigError.first_of(problems) from exc
 
 
 def _kubeconfig_mapping(path: str) -> None:

@@ -171,7 +171,7 @@ def export(
     """Print the inventory as an inventory file (YAML by default) that `alerting.inventory_file` reads: a
     snapshot of what Slurm or Kubernetes said, to replay incidents or test rules offline.
 
-    With ``--file`` a failed export (serve unreachable) leaves the file as it was: ``> FILE`` empties it
+    With `--file` a failed export (serve unreachable) leaves the file as it was: `> FILE` empties it
     before the command starts."""
     output = check_output(output, ("yaml", "json"))
     if file is not None and str(file) != STDOUT:

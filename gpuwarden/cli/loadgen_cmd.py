@@ -94,8 +94,9 @@ def loadgen(
     )
     try:
         plan.validate()
-    except InputError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(exc))}")
+    except InputError as exc:  # named as the option is typed: --max-tokens, not the plan's max_tokens
+        option = "--" + exc.field.replace("_", "-") if exc.field else ""
+        err_console.print(f"[red]error:[/red] {escape(f'{option}: {exc.message}' if option else str(exc))}")
         raise typer.Exit(2) from exc
     with StepProgress(err_console, quiet=quiet) as progress:  # up to --duration (30 s) with nothing shown
         progress.phase(f"{plan.requests} requests to {escape(plan.url)}", total=plan.requests)

@@ -227,8 +227,8 @@ def _keep_problem(problems: list[ConfigError], run: Callable[[], object]) -> Non
     """Run one check, keeping the problem it raises: every one is checked, whatever the others say."""
     try:
         run()
-    except ConfigError as exc:
-        problems.append(exc)
+    except ConfigError as exc:  # each problem it carries (an inventory file's), not the first "(and 2 more)"
+        problems.extend((exc.alone(), *exc.more))
 
 
 def _alerting_checks(

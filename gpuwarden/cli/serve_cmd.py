@@ -114,7 +114,7 @@ def _checked_config(config: Path | None) -> GpuwardenConfig:
 def _failed(cfg: GpuwardenConfig, exc: ConfigError, store_field: str) -> typer.Exit:
     """Print a setting's error, and the others it carries, each naming the file and line, the variable or
     the option it came from."""
-    for problem in (exc, *exc.more):
+    for problem in (exc.alone(), *exc.more):  # each listed: no "(and 2 more problems)" on the first
         if problem.field == "api.db" and store_field != "api.db":  # the store errors name the setting
             problem = ConfigError(problem.message, field=store_field)  # noqa: PLW2901 - --db gave it
         err_console.print(f"[red]error:[/red] {escape(str(cfg.locate(problem)))}")
@@ -428,8 +428,8 @@ def _started(
             logger.warning("%s", cfg.locate(warning))
         try:
             prepare_inventories(cfg).close()
-        except ConfigError as exc:
-            problems.append(exc)
+        except ConfigError as exc:  # each problem of the inventory file, as config validate lists them
+            problems.extend((exc.alone(), *exc.more))
         if problems:  # every one, as config validate lists them; nothing made yet
             raise ConfigError.first_of(problems)
         # Bound before the store is opened: a taken port or a wrong --host must not leave a migrated store

@@ -170,3 +170,14 @@ def test_an_injected_refusal_carries_slacks_errors_detail(client: WebClient, rec
     with pytest.raises(SlackApiError) as caught:
         client.chat_postMessage(channel="#x", text="t")
     assert caught.value.response["errors"] == ["blocks[0]: bad"]
+
+
+def test_its_help_says_the_port_and_token_it_uses_unless_told(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README tells users to give serve the stand-in's token; ``--help`` showed ``--port PORT`` and
+    ``--token TOKEN`` with no word of either default."""
+    from alerting.notifiers.recorder import main  # noqa: PLC0415
+
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    said = " ".join(capsys.readouterr().out.split())
+    assert "xoxb-gpuwarden-test" in said and "0: a free port" in said, said

@@ -164,3 +164,36 @@ def test_python_dash_m_gpuwarden_is_the_gpuwarden_command(monkeypatch: pytest.Mo
     with pytest.raises(SystemExit) as done:
         runpy.run_module("gpuwarden", run_name="__main__", alter_sys=True)
     assert done.value.code in (0, None)
+
+
+def test_no_help_text_shows_restructuredtext_markup() -> None:
+    """``config show --help`` printed "shown as ``<unset: set NAME>``" and ``inventory export --help``
+    "With ``--file`` ...": the docstring's double backticks, which --help renders as they are."""
+    root = typer.main.get_command(app)
+    raw = {
+        path: text
+        for path, command in _commands(root, "gpuwarden")
+        for text in (command.help or "", *(getattr(param, "help", None) or "" for param in command.params))
+        if "``" in text
+    }
+    assert raw == {}
+
+
+def test_an_unreachable_serve_says_where_the_commands_look_for_it() -> None:
+    """A first run without serve said only "cannot connect to URL: [Errno 111] Connection refused", where
+    loadgen and sim inject say which server should be running (one request path serves every command)."""
+    result = runner.invoke(app, ["outbox", "list", "--url", CLOSED])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 1 and f"cannot connect to {CLOSED}" in said, said
+    assert "is `gpuwarden serve` running there? (--url or GPUWARDEN_URL)" in said, said
+
+
+def test_a_malformed_gpuwarden_url_is_named_as_the_variable_not_as_url() -> None:
+    """``GPUWARDEN_URL=ftp://x gpuwarden incidents list`` said "--url 'ftp://x': not a valid URL" to someone
+    who gave no --url."""
+    argv = ["inventory", "nodes"]
+    result = runner.invoke(app, argv, env={"GPUWARDEN_URL": "ftp://x"})
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and "GPUWARDEN_URL 'ftp://x': not a valid URL" in said, said
+    given = runner.invoke(app, [*argv, "--url", "ftp://y"], env={"GPUWARDEN_URL": "ftp://x"})
+    assert given.exit_code == 2 and "--url 'ftp://y': not a valid URL" in " ".join(given.stderr.split())

@@ -369,3 +369,22 @@ def test_config_validate_lists_every_problem_its_checks_after_loading_find(
     result = runner.invoke(app, ["config", "validate", str(path)])
     assert result.exit_code == 1
     assert problem_lines(result.stderr, path) == [6, 8, 10], result.stderr
+
+
+def test_config_validate_lists_every_problem_of_the_inventory_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An inventory file with three problems showed the first "(and 2 more problems)" and hid the others, so
+    each took a run of its own to find."""
+    inventory = tmp_path / "inventory.yaml"
+    inventory.write_text("nodes:\n  - name: n1\n    gpus: many\n")
+    path = tmp_path / "c.yaml"
+    path.write_text(startable(monkeypatch) + f"alerting:\n  inventory_file: {inventory}\n")
+    validated = runner.invoke(app, ["config", "validate", str(path)])
+    started = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
+    for result in (validated, started):  # serve listed them too, below the first's "(and 2 more problems)"
+        said = result.stderr
+        assert result.exit_code == 1 and "more problem" not in said, said
+        for field in ("nodes[0].cluster", "nodes[0].rack", "nodes[0].gpus"):
+            assert f"alerting.inventory_file: {inventory}:" in said and f": {field}: " in said, said
+    assert not (tmp_path / "x.db").exists()

@@ -132,3 +132,20 @@ def test_ctrl_c_prints_the_report_of_what_finished_and_exits_130() -> None:
     report = json.loads(result.stdout)
     assert report["sent"] == 5 and report["unfinished"] >= 3 and report["ok"] + report["unfinished"] == 5
     assert report["warnings"][0].startswith("interrupted after")
+
+
+@pytest.mark.parametrize(
+    ("args", "option"),
+    [
+        (["--rate", "-1"], "--rate"),
+        (["--max-tokens", "0"], "--max-tokens"),
+        (["--url", "http://example.com:8000"], "--url"),
+    ],
+    ids=["rate", "max-tokens", "remote-url"],
+)
+def test_a_bad_value_is_refused_naming_the_option_as_typed(args: list[str], option: str) -> None:
+    """``loadgen --rate -1`` said "error: rate: must be ...", ``--max-tokens 0`` "max_tokens: ...": names of
+    no option the user can type."""
+    result = runner.invoke(app, ["loadgen", *args])
+    said = " ".join(result.stderr.split())
+    assert result.exit_code == 2 and said.startswith(f"error: {option}: "), said
