@@ -31,7 +31,8 @@ due, as Prometheus' own lookback would: a series that ends is gone at the step i
 kept for its next answer up to twice its spacing, at most ``LONGEST``; one answered once is let go of after
 20 steps, its labels' hash kept until ``LONGEST`` after that answer: a rule evaluated every 20 minutes, or
 hourly downsampled data, is seen from its fourth answer. A filter query's series (``up == 0``) are kept 20
-steps only, as before: one passing for a step every 30 minutes is not read between. This runs on
+steps only, as before, and no step longer than 20 asked steps is seen for the query: one passing for a step
+every 30 minutes is read as absent between. This runs on
 one frame's series at once; while every series answers every step (the usual case) a read costs one
 comparison of its label sets with the last read's.
 """
@@ -91,8 +92,9 @@ class CoarseSteps:
 
     def __init__(self, source: str, filters: Collection[str] = ()) -> None:
         """``filters``: the queries whose series answer only where they pass a comparison (``up == 0``):
-        each is kept 20 steps after its last answer, not up to ``LONGEST``, so a series passing now and
-        then on a regular grid (a target down every 30 minutes) is not read between its answers."""
+        each is kept 20 steps after its last answer, not up to ``LONGEST``, and no step longer than 20 asked
+        steps is seen for them, so a series passing now and then on a regular grid (a target down every 30
+        minutes) is read as absent between its answers."""
         self.source = source
         self._filters = frozenset(filters)
         self._last: dict[str, float] = {}  # query -> the newest step with a point of any series
@@ -168,7 +170,10 @@ class CoarseSteps:
                     extra={"source": self.source, "query": query},
                 )
             spacing, times = self._run[query] = _run(steps, step, *self._run.get(query, (0.0, 0)))
-            if _confirms(times, steps, self.seen.get(query, 0.0), spacing):
+            # A filter passed for a step every 30 minutes was "seen" on a 30-minute step, its steps between
+            # not read: its alert, judged at its answers only, never resolved.
+            longer = query in self._filters and spacing > MIN_STEPS * step
+            if _confirms(times, steps, self.seen.get(query, 0.0), spacing) and not longer:
                 self.seen[query] = spacing
                 logger.warning(
                     "promql: query %s answers on a %gs step, not the %gs asked (samples further apart than"

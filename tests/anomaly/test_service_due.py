@@ -446,23 +446,29 @@ def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_afte
     assert run.source.coarse.seen == {}
 
 
-def test_a_filter_passed_every_half_hour_beside_series_passing_it_always_is_not_read_between(prometheus):
+@pytest.mark.parametrize("always", [True, False], ids=["beside-series-passing-always", "alone"])
+def test_a_filter_passed_for_a_step_every_half_hour_is_not_read_between(prometheus, always):
     # `ROW_REMAP_PENDING > 0`: GPU-n1-0's row remap pending shows for one step every 30 minutes (a flapping
-    # field), GPU-n1-1's always. Its answers three spacings of 60 steps apart made its step "seen", and its
-    # last answer was read over the next 30 minutes, where Prometheus answers nothing for it:
-    # GpuRowRemapPending fired at the second blip and stayed firing for good.
+    # field); GPU-n1-1's always, or none other. Three spacings of 60 steps made its step "seen": beside
+    # GPU-n1-1 its last answer was read over the next 30 minutes, alone the query's steps between were not
+    # read; either way GpuRowRemapPending fired at the fourth blip and stayed firing while Prometheus
+    # answered nothing for it.
     start = FakeClock().time()
+    blips = [start - 3570 + 1800 * k for k in range(4)]  # two in the warm-up's hour, the last a third spacing
     prometheus.answers[f"{REMAP} > 0"] = lambda t: [
-        (g, 1.0) for g in GPUS[:2] if g is GPUS[1] or (t - start) % 1800 == 0
+        (g, 1.0) for g in GPUS[:2] if (always and g is GPUS[1]) or t in blips
     ]
-    with Run(prometheus, [REMAP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]) as run:
-        run.service.warm_up()  # the hour before holds three of its answers: the fourth makes a third spacing
-        run.ticks(3900)
-    after = run.service.cfg.immediate_resolve_after * STEP
-    assert [(e[2], e[3] - start) for e in run.events if e[1] == "GPU-n1-0"] == [
-        (AlertStatus.FIRING, 1800.0),
-        (AlertStatus.RESOLVED, 1800.0 + after),
-        (AlertStatus.FIRING, 3600.0),
-        (AlertStatus.RESOLVED, 3600.0 + after),
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source answers: GPU-n1-0 is read
+    with Run(
+        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
+    ) as run:
+        after = run.service.cfg.immediate_resolve_after * STEP
+        run.service.warm_up()
+        run.ticks(blips[-1] - start + after + STEP)
+    assert [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"] == [
+        (AlertStatus.FIRING, blips[2]),
+        (AlertStatus.RESOLVED, blips[2] + after),
+        (AlertStatus.FIRING, blips[3]),
+        (AlertStatus.RESOLVED, blips[3] + after),
     ]
-    assert run.source.coarse.series_seen == {}
+    assert (run.source.coarse.seen, run.source.coarse.series_seen) == ({}, {})
