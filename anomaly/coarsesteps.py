@@ -452,6 +452,6 @@ class SeriesSteps:
             self._labels[slot] = None
             self.last[slot], self.seen[slot] = np.nan, 0.0
             self._free.append(slot)
-        if self._once and now - self._pruned >= MIN_STEPS * step:  # every 20 steps: 15 ms for 240,000
+        if self._once and now - self._pruned >= MIN_STEPS * step:  # every 20 steps: 0.05 s for 240,000
             self._pruned = now
             self._once = {h: t for h, t in self._once.items() if now - t <= self.reach}
