@@ -58,12 +58,21 @@ MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more point
 # quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
 _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
+_MATCHERS = re.compile(r"\{[^{}]*\}")
+_COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*bool\b)")
 
 
 def selected_metric(expr: str) -> str | None:
     """The metric of a bare selector (``X_TOTAL{gpu="0"}``: ``X_TOTAL``); None for any other expression."""
     match = _SELECTOR.fullmatch(expr)
     return None if match is None else match.group(1)
+
+
+def filters_series(expr: str) -> bool:
+    """Whether ``expr`` compares without ``bool`` (``up == 0``, ``x > 90``): its series answer only the steps
+    where they pass, so a series' absence between two of its answers is no coarser step."""
+    return _COMPARISON.search(_MATCHERS.sub("", _QUOTED.sub('""', expr))) is not None
 
 
 def inferred_kind(expr: str) -> SeriesKind:
@@ -146,7 +155,7 @@ class PromQLSource:
         self._read_until: dict[str, float] = {}
         self._ranges = {q.name: range_seconds(q.expr) for q in self.queries}
         self._edges = RangeEdges(forget_after=max_lookback_seconds)
-        self.coarse = CoarseSteps(name)
+        self.coarse = CoarseSteps(name, filters={q.name for q in self.queries if filters_series(q.expr)})
         self._logged_failures: dict[str, str] = {}  # query -> error, as last logged
         self._logged_empty: set[str] = set()  # queries last said to match no series
         self._logged_annotations: dict[str, str] = {}  # query -> its PromQL annotations, as last logged

@@ -7,7 +7,7 @@ import logging
 import numpy as np
 import pytest
 
-from anomaly.coarsesteps import CoarseSteps
+from anomaly.coarsesteps import LONGEST, MIN_STEPS, CoarseSteps
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.sources import Frame
 from gpuwarden.clock import FakeClock
@@ -271,3 +271,26 @@ def test_a_series_back_at_the_step_another_leaves_has_that_answer_counted():
     ticks = [coarse.keep(read(t), 30.0) for t in np.arange(0.0, 4800.0, 30.0).tolist()]
     assert coarse.series_seen == {Q: 1200.0}
     assert [len(tick.labels) for tick in ticks[120:]] == [2] * 40  # from GPU-1's fourth answer, at 3600 s
+
+
+def test_series_answering_once_are_let_go_of_after_twenty_steps_where_labels_churn():
+    # Pods that live one scrape: every read brings 50 label sets never seen again. Each was kept two hours
+    # for a next answer: 12 times what 20 steps held (243,300 label sets, 240 MiB, at 1,000 a read).
+    coarse = CoarseSteps("prometheus")
+    for k in range(80):
+        labels = [LABELS[0], *({"UUID": f"pod-{k}-{i}"} for i in range(50))]
+        coarse.keep(Frame(Q, labels, np.array([30.0 * k]), np.full((51, 1), 1.0)), 30.0)
+    assert coarse._series[Q].remembered <= 1 + 50 * (MIN_STEPS + 1)
+
+
+def test_a_series_answering_ever_more_rarely_is_kept_two_hours_at_most():
+    # Spacings of 20, 40 and 80 minutes: kept twice its last spacing, it was kept 160 minutes after its last
+    # answer, and ever longer as they grew. LONGEST bounds it. GPU-0 answers every minute throughout.
+    coarse = CoarseSteps("prometheus")
+    answered = {0: {60.0 * k for k in range(300)}, 1: {0.0, 1200.0, 3600.0, 8400.0}}
+    held = {}  # the series remembered after each read
+    for t in np.arange(0.0, 8400.0 + LONGEST + 90, 30.0).tolist():
+        coarse.keep(phased([t], answered), 30.0)
+        held[t] = coarse._series[Q].remembered
+    # GPU-1 kept through 8400 s + LONGEST; let go of at the next read (the query answers every minute).
+    assert (held[8400.0 + LONGEST], held[8400.0 + LONGEST + 60]) == (2, 1)

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from prometheus_client import CollectorRegistry, Gauge, start_http_server
 
-from anomaly.promql import PromQLSource, PromQuery
+from anomaly.promql import PromQLSource, PromQuery, filters_series
 from anomaly.service import AnomalyService
 from anomaly.signatures import DBE
 from gpuwarden.clock import FakeClock, SystemClock
@@ -541,3 +541,24 @@ def test_a_range_query_is_sent_guarded_where_its_shape_and_guard_say(fake_promet
     )
     source.read(clock.time() - 30, clock.time())
     assert [r["query"] for r in fake_prometheus.requests] == [sent]
+
+
+@pytest.mark.parametrize(
+    ("expr", "filters"),
+    [
+        ("up == 0", True),
+        ("DCGM_FI_DEV_ROW_REMAP_PENDING > 0", True),
+        ("sum by (node) (x) <= 3", True),
+        ("x > bool 0", False),
+        ("x >= bool 0", False),
+        ('up{job!="a"}', False),
+        ('x{a=~"b>c"}', False),
+        ("rate(x[5m]) and x", False),
+        ('label_replace(x, "a", "<", "b", "c")', False),
+    ],
+    ids=lambda v: v if isinstance(v, str) else "",
+)
+def test_a_query_is_a_filter_where_it_compares_without_bool(expr, filters):
+    # Its series answer only the steps where they pass: carried over their absence, a series passing for a
+    # step every 30 minutes read as present throughout (see test_service_due).
+    assert filters_series(expr) is filters

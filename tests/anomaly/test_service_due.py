@@ -53,7 +53,8 @@ def prometheus(server):
 
 class Run:
     """``anomaly run`` against ``prometheus``: a tick every ``EVERY`` s, each query on a ``STEP`` grid
-    unless ``steps`` gives it another; ``instances``: detectors built here rather than from the config."""
+    unless ``steps`` gives it another; ``instances``: detectors built here rather than from the config;
+    ``exprs``: a query's expression where it is not its name; ``every``: the tick, where not ``EVERY``."""
 
     def __init__(
         self,
@@ -61,23 +62,29 @@ class Run:
         queries: list[str],
         steps: dict[str, float] | None = None,
         instances: list[Detector] | None = None,
+        exprs: dict[str, str] | None = None,
+        every: float = EVERY,
         **cfg: object,
     ) -> None:
         self.clock = FakeClock()
+        self.every = every
         step = {q: (steps or {}).get(q, STEP) for q in queries}
+        expr = {q: (exprs or {}).get(q, q) for q in queries}
         config = AnomalyConfig(
-            infer_every_seconds=EVERY,
-            queries=[AnomalyQueryConfig(name=q, expr=q, step_seconds=step[q]) for q in queries],
+            infer_every_seconds=every,
+            queries=[AnomalyQueryConfig(name=q, expr=expr[q], step_seconds=step[q]) for q in queries],
             **cfg,
         )
-        self.source = PromQLSource(prometheus.url, [PromQuery(q, q, step[q]) for q in queries], self.clock)
+        self.source = PromQLSource(
+            prometheus.url, [PromQuery(q, expr[q], step[q]) for q in queries], self.clock
+        )
         self.service = AnomalyService(config, [self.source], self.clock, instances)
         self.events: list[tuple[str, str, AlertStatus, float]] = []  # alertname, GPU or node, status, when
         self.alerts: list[Alert] = []
 
     def ticks(self, seconds: float) -> None:
-        for _ in range(round(seconds / EVERY)):
-            self.clock.advance(EVERY)
+        for _ in range(round(seconds / self.every)):
+            self.clock.advance(self.every)
             result = self.service.infer()
             for alert in (*result.raised, *result.resolved):
                 self.alerts.append(alert)
@@ -437,3 +444,31 @@ def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_afte
     assert run.events[0][3] == min(answered)
     assert run.events[1][3] == max(answered) + resolve_after * STEP  # its reads with no answer, every step
     assert run.source.coarse.seen == {}
+
+
+@pytest.mark.parametrize("always", [True, False], ids=["beside-series-passing-always", "alone"])
+def test_a_filter_passed_for_a_step_every_half_hour_is_not_read_between(prometheus, always):
+    # `ROW_REMAP_PENDING > 0`: GPU-n1-0's row remap pending shows for one step every 30 minutes (a flapping
+    # field); GPU-n1-1's always, or none other. Three spacings of 60 steps made its step "seen": beside
+    # GPU-n1-1 its last answer was read over the next 30 minutes, alone the query's steps between were not
+    # read; either way GpuRowRemapPending fired at the fourth blip and stayed firing while Prometheus
+    # answered nothing for it.
+    start = FakeClock().time()
+    blips = [start - 3570 + 1800 * k for k in range(4)]  # two in the warm-up's hour, the last a third spacing
+    prometheus.answers[f"{REMAP} > 0"] = lambda t: [
+        (g, 1.0) for g in GPUS[:2] if (always and g is GPUS[1]) or t in blips
+    ]
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source answers: GPU-n1-0 is read
+    with Run(
+        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
+    ) as run:
+        after = run.service.cfg.immediate_resolve_after * STEP
+        run.service.warm_up()
+        run.ticks(blips[-1] - start + after + STEP)
+    assert [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"] == [
+        (AlertStatus.FIRING, blips[2]),
+        (AlertStatus.RESOLVED, blips[2] + after),
+        (AlertStatus.FIRING, blips[3]),
+        (AlertStatus.RESOLVED, blips[3] + after),
+    ]
+    assert (run.source.coarse.seen, run.source.coarse.series_seen) == ({}, {})
