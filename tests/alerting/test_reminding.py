@@ -15,11 +15,11 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
-from alerting.reminders import last_page
+from alerting.reminders import TOLD_AT, last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence
-from alerting.store_models import IncidentRow, TimelineRow
+from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
@@ -150,9 +150,14 @@ def test_an_escalation_while_a_silence_holds_the_incident_is_stored_as_paging_no
 
 
 def _stored(
-    session: Session, incident_id: str, into: str | None, *events: tuple[str, float, dict[str, object]]
+    session: Session,
+    incident_id: str,
+    into: str | None,
+    *events: tuple[str, float, dict[str, object]],
+    announced: float | None = None,
 ) -> None:
-    """An incident (merged into ``into``, if set) and its events (kind, hours after 23:00, data), stored."""
+    """An incident (merged into ``into``, if set; its opening ``announced`` seconds after 23:00, if set) and
+    its events (kind, hours after 23:00, data), stored."""
     at = FakeClock().now()
     session.add(
         IncidentRow(
@@ -168,6 +173,7 @@ def _stored(
             first_onset_at=at,
             impact={},
             merged_into=into,
+            announced_at=None if announced is None else at + timedelta(seconds=announced),
         )
     )
     session.flush()
@@ -195,6 +201,37 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         page, taken_up = last_page(events, FakeClock().now(), 10)
     assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
     assert not taken_up
+
+
+@pytest.mark.parametrize(
+    ("announced", "silenced", "told"),
+    [
+        pytest.param(None, None, 10, id="stored-before-0019-at-the-end-of-its-delay"),
+        pytest.param(3605, None, 3605, id="announced-an-hour-late"),
+        pytest.param(3605, (3600, 4200), 4200, id="announced-while-its-silence-held-it"),
+    ],
+)
+def test_an_opening_is_read_as_told_when_it_was_announced(
+    tmp_path: Path, announced: float | None, silenced: tuple[int, int] | None, told: int
+) -> None:
+    at = FakeClock().now()
+    with Session(migrated_sqlite(tmp_path / "incidents.db")) as session:
+        _stored(session, "inc-a", None, ("opened", 0, {}), announced=announced)
+        if silenced is not None:
+            start, end = (at + timedelta(seconds=s) for s in silenced)
+            session.add(
+                SilenceRow(
+                    id="s1",
+                    matchers=[],
+                    starts_at=start,
+                    ends_at=end,
+                    created_by="alice",
+                    incident_id="inc-a",
+                )
+            )
+            session.flush()
+        [(kind, _, data)] = stored_pages(session, ["inc-a"], 10)["inc-a"]
+    assert kind == "opened" and data[TOLD_AT] == at + timedelta(seconds=told)
 
 
 @pytest.mark.parametrize("resent", [True, False], ids=["resent", "not-resent"])
@@ -365,6 +402,8 @@ def test_an_incident_inhibited_past_its_reminder_time_is_reminded_once_the_sourc
     [incident_id] = serve.engine.open_incident_ids()
     source = Alert({"cluster": "elsewhere", "alertname": "FleetMaintenance"})
     serve.engine.ingest([source])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()  # its opening announced: the page the reminder counts from
     serve.clock.advance(4 * 3600 + 60)
     serve.engine.tick()
     for _ in range(3):
@@ -650,3 +689,42 @@ def test_retention_deleting_the_silence_that_held_the_opening_moves_no_reminder(
             serve.clock.advance(120)
         said.append([(n.event_at, n.reminder) for n in _reminders(serve)])
     assert said[1] == said[0] and said[0]
+
+
+@pytest.mark.parametrize(
+    ("announced", "restart"),
+    [
+        # serve stopped 5 s after the opening, within its 10 s announce delay, and started an hour later.
+        pytest.param(3605, True, id="serve-down-an-hour-during-the-announce-delay"),
+        # a tick 30 s late (a slow store, a storm): the opening was handed to the outbox at +40 s.
+        pytest.param(40, False, id="slow-tick"),
+    ],
+)
+def test_the_reminder_clock_counts_from_when_the_opening_was_announced(
+    tmp_path: Path, announced: int, restart: bool
+) -> None:
+    # The node's incident opens at 23:00; its opening is handed to the outbox (its page) only at
+    # ``announced`` seconds: the first reminder is 4 h after that, saying so, not 4 h after the end of the
+    # announce delay (which was 3 h after the page, or 30 s early). A restart after the announcement reads
+    # the same time back from the store.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(5)
+    serve.engine.tick()  # within the delay: nothing told
+    serve.clock.advance(announced - 5)
+    if restart:
+        serve.restart()
+    serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    assert [(n.change.value, (n.event_at - start).total_seconds()) for n in told] == [("opened", 0)]
+    for at in sorted((10 + 14400, 10000 + announced, announced + 14400 - 1, announced + 14400)):
+        serve.clock.advance(at - (serve.clock.now() - start).total_seconds())
+        if at == 10000 + announced and restart:
+            serve.restart()
+        serve.engine.tick()
+    reminders = _reminders(serve)
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in reminders] == [
+        (announced + 14400, 14400.0)
+    ]
+    assert reminders[0].event_message == "still firing 4h after the last page, not acknowledged: reminding"
