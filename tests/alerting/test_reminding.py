@@ -728,3 +728,28 @@ def test_the_reminder_clock_counts_from_when_the_opening_was_announced(
         (announced + 14400, 14400.0)
     ]
     assert reminders[0].event_message == "still firing 4h after the last page, not acknowledged: reminding"
+
+
+def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_silences_end(
+    tmp_path: Path,
+) -> None:
+    # The node's incident opens at 23:00; its 10 s announce delay ends with no tick, someone silences it at
+    # 23:00:20 for 10 minutes, and the late tick of 23:00:40 announces it silenced: Slack posts nothing, the
+    # channel first hears of it when the silence's end is told (23:10:25, marked ``first_told``, a page on
+    # the webhook), and the reminder comes 20 minutes after that, not 20 minutes after 23:00:10.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    for second in (20, 40, 625, 1824, 1825):
+        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        if second == 20:
+            serve.engine.silence_incident(incident_id, 600, "alice")
+        else:
+            serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [opened] = [n for n in told if n.change.value == "opened"]
+    assert opened.silenced_until is not None  # paged nobody
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    assert (ended.event_at - start).total_seconds() == 625 and ended.first_told and ended.pages
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
