@@ -219,20 +219,31 @@ class IncidentAnnouncing:
     def _announce_due(self, now: datetime) -> None:
         """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
         the next tick, or at its next change if that comes first (announced, then the change told), as a
-        process started then would do: it cannot know whether one whose delay passed was announced."""
-        due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
+        process started then would do: it cannot know whether one whose delay passed was announced. When
+        they were announced is stored once for all of them (``_store_announced``); when that fails, those
+        are announced again (the outbox dedupes them) to store it."""
+        due = {i: at for i, at in self._unannounced.items() if now - at >= self._hold}
+        told: list[str] = []
         try:
             for incident_id in due:
-                self._announce(incident_id, now)
+                self._announce(incident_id, now, told)
         except Exception as exc:  # noqa: BLE001 - loop boundary: still held, announced at a later tick
             self.counters["listener_errors"] += 1
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
             self._reannounce.update(i for i in due if i in self._unannounced)
+        try:
+            self._store_announced(told)
+        except Exception as exc:  # noqa: BLE001 - loop boundary: announced again at a later tick
+            self.counters["listener_errors"] += 1
+            logger.warning("storing when held incidents were announced failed; announced again: %r", exc)
+            for incident_id in told:
+                self._unannounced[incident_id] = due[incident_id]
+                self._reannounce.add(incident_id)
 
-    def _announce(self, incident_id: str, now: datetime) -> None:
+    def _announce(self, incident_id: str, now: datetime, told: list[str] | None = None) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
         announced, and an "opened" of it told again later is held, not sent); it stays held when that
-        raises."""
+        raises. When it was told is stored at once, or left to the caller that gives ``told`` (appended)."""
         announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
@@ -251,7 +262,10 @@ class IncidentAnnouncing:
                         root_cluster=root_cluster(incident.root_cause.target, self.inventory),
                     )
                 )
-                self._store_announced([incident_id])
+                if told is None:
+                    self._store_announced([incident_id])
+                else:
+                    told.append(incident_id)
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
         if announced:

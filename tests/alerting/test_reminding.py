@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import alerting.db
@@ -753,3 +754,31 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     [ended] = [n for n in told if n.event_kind == "silence_ended"]
     assert (ended.event_at - start).total_seconds() == 625 and ended.first_told and ended.pages
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
+
+
+def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
+    # tick announces it again (the outbox dedupes it) and stores that, a page later rather than none.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    store_announced = serve.engine._store_announced
+
+    def failing(incident_ids: Any) -> None:
+        if incident_ids:
+            raise OperationalError("UPDATE", None, Exception("store down"))
+
+    serve.clock.advance(10)
+    monkeypatch.setattr(serve.engine, "_store_announced", failing)
+    serve.engine.tick()
+    monkeypatch.setattr(serve.engine, "_store_announced", store_announced)
+    serve.clock.advance(5)
+    serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    assert [n.change.value for n in told] == ["opened"]  # once
+    with Session(alerting.db.make_engine(serve.db)) as session:
+        announced = session.get(IncidentRow, incident_id)
+        assert announced is not None and announced.announced_at == start + timedelta(seconds=15)
