@@ -315,15 +315,16 @@ class MuteTracking:
         self, session: Session, incident_id: str, timeline: Sequence[TimelineRow]
     ) -> dict[str, object]:
         """``{FIRST_TOLD: True}`` when the end of the incident's silence, told now, is the first the channel
-        hears of it: its opening was told (announced, ``IncidentRow.announced_at``; else at the end of the
-        announce delay) while a silence of it held it (one set before then: Slack posted nothing then, and
-        posts the incident's message now), as ``reminding.stored_pages`` reads it, and no silence of it ended
-        since; else nothing. Its ``pages`` says so, and the reminders
+        hears of it: its opening was told while a silence of it held it (one set within the announce delay:
+        Slack posted nothing then, and posts the incident's message now), as ``reminding.stored_pages``
+        reads it, and no silence of it ended since; else nothing. Its ``pages`` says so, and the reminders
         count it as the page it is, from the event, which retention never deletes while the incident is open
         (it deletes the silence once ended for the retention period)."""
         opened = next((e for e in timeline if e.kind == "opened"), None)
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
+        # Told when it was announced (a tick late, serve down then: a silence set since held it), where
+        # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
         announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
         told = opened.at + self._hold if announced is None else announced
         held = session.execute(

@@ -600,6 +600,7 @@ def test_on_postgres_an_opening_stored_before_0019_is_told_after_its_delay_and_0
     postgres_url: str,
 ) -> None:
     sql = make_engine(postgres_url)
+    upgrade(sql)
     an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(sql)
     sql.dispose()
 
