@@ -650,3 +650,35 @@ def test_retention_deleting_the_silence_that_held_the_opening_moves_no_reminder(
             serve.clock.advance(120)
         said.append([(n.event_at, n.reminder) for n in _reminders(serve)])
     assert said[1] == said[0] and said[0]
+
+
+def test_a_later_silence_of_an_incident_reopened_since_its_held_opening_is_no_first_tell(
+    tmp_path: Path,
+) -> None:
+    # Its opening held by a silence set within the announce delay, the incident resolved under it (nothing
+    # told) and the silence ended while it was resolved (no ``silence_ended``); it reopened at 1000 s, the
+    # first the channel heard of it (a page), and was silenced again from 1100 s to 2900 s. The end of that
+    # second silence was taken as the first tell (``first_told``): a webhook page for an update, and a page
+    # for the reminders, which put the reminder due at 2900 s (1900 s after the reopening) off to 4100 s.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    for second in (0, 5, 10, 100, 105, 400, 405, 605, 610, 1000, 1005, 1100, 1105, 2900, 2905):
+        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        if second == 5:
+            serve.engine.silence_incident(incident_id, 600, "alice")
+        if second == 100:
+            serve.engine.ingest([Alert(dict(_DOWN.labels), status=AlertStatus.RESOLVED)])
+        if second == 1000:
+            serve.engine.ingest([_DOWN])
+        if second == 1100:
+            serve.engine.silence_incident(incident_id, 1800, "bob")
+        serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [reopened] = [n for n in told if n.event_kind == "reopened"]
+    assert reopened.pages and reopened.silenced_until is None  # the first the channel heard of it
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    assert not ended.first_told and not ended.pages
+    [reminder] = _reminders(serve)
+    assert reminder.event_at == ended.event_at and reminder.reminder == 1900
