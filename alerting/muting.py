@@ -327,10 +327,10 @@ class MuteTracking:
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
         told = opened.at + self._hold
-        held = session.execute(
-            select(SilenceRow.starts_at, SilenceRow.ends_at).where(SilenceRow.incident_id == incident_id)
-        )
-        spans = [(starts_at, ends_at) for starts_at, ends_at in held]
+        # The rows, not their columns: a silence ``_lift_silences`` expired in this session, not flushed yet
+        # (ingest runs without autoflush), reads as it ends now, not as stored.
+        held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))
+        spans = [(row.starts_at, row.ends_at) for row in held]
         unsilenced = unsilenced_at(told, spans)
         if unsilenced == told or any(unsilenced < end <= now for _, end in spans):
             return {}
