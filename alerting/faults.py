@@ -14,6 +14,8 @@ from gpuwarden.xid import out_of_service
 OUTAGE_KINDS = frozenset({FaultKind.NODE_DOWN, FaultKind.GPU_LOST, FaultKind.RACK_DOWN, FaultKind.HUNG_GPU})
 # Faults seen on a workload: symptoms, never the root cause when an infrastructure fault explains them.
 SYMPTOM_KINDS = frozenset({FaultKind.JOB_STALLED, FaultKind.SERVICE_DEGRADED, FaultKind.STRAGGLER})
+JOB_FAULTS = SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
+"""Faults of a job itself (stalled, a straggler): an alert's ``job`` label names the job, not a scrape job."""
 ENVIRONMENT = frozenset({FaultKind.THERMAL, FaultKind.POWER_BRAKE})
 """Faults that can take a node or GPU down where they spread: heat, power. An XID before a node went down
 is not the node's cause (the node is)."""

@@ -9,8 +9,16 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from alerting.faults import SYMPTOM_KINDS, alert_xid, anomaly_subject, takes_capacity, xid_code
-from alerting.topology import Location
+from alerting.faults import (
+    JOB_FAULTS,
+    SYMPTOM_KINDS,
+    alert_xid,
+    anomaly_subject,
+    classify,
+    takes_capacity,
+    xid_code,
+)
+from alerting.topology import Location, alert_pod
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import follow_up_for_xid
 
@@ -113,17 +121,47 @@ def live(members: dict[str, Member]) -> bool:
     return any(m.firing or m.flapping for m in reversed(members.values()))
 
 
+_PLACING = (
+    "node",
+    "Hostname",
+    "gpu",
+    "UUID",
+    "uuid",
+    "slurm_job",
+    "training_job",
+    "pod",
+    "exported_pod",
+    "service",
+)
+"""Labels that say which GPU, node or workload an alert is about (``job`` aside)."""
+
+
+def _scrape_job(labels: Mapping[str, str]) -> bool:
+    """Whether ``job`` is only Prometheus' scrape job (``dcgm-exporter``, ``vllm``): the alert names its GPU,
+    node or workload otherwise and is no job's stall (a training job's own alert names it in ``job``). A
+    scrape job's alert about no other target (``TargetDown``) keeps it: it is all that says which."""
+    return any(labels.get(k) for k in _PLACING) and classify(labels) not in JOB_FAULTS
+
+
 def describe(labels: Mapping[str, str]) -> str:
     """An alert as the timeline names it: ``GPUXid XID 79 (r07-n01, 5)`` (its XID code where it carries one);
     a generic anomaly alert with the series and the detector that scored it, ``GpuwardenAnomaly on
     DCGM_FI_DEV_GPU_TEMP [fleet] (r07-n01, 5)``: named alike, the several such alerts of one GPU were told
     apart by no one, and one's "resolved" was folded as a repeat of another's (the incident said to be
-    cycling). A job or service is named as such, a service with its namespace as kubectl names it: ``(r07-n01,
-    5, Slurm job 8171)``, ``(service prod/llama)``; a bare ``8171`` or ``llama`` said nothing."""
+    cycling). A job, pod or service is named as such, a pod or service with its namespace as kubectl names
+    it: ``(r07-n01, 5, Slurm job 8171)``, ``(service prod/llama)``; a bare ``8171`` or ``llama`` said
+    nothing. ``job`` only where it is what the alert is about (``_scrape_job``)."""
     where = [labels[k] for k in ("node", "Hostname", "instance", "gpu") if labels.get(k)]
-    where += [
-        f"{word} {labels[k]}" for k, word in (("slurm_job", "Slurm job"), ("job", "job")) if labels.get(k)
-    ]
+    uuid = labels.get("UUID") or labels.get("uuid")
+    if uuid and not labels.get("gpu"):
+        where.append(uuid)  # the GPU, where no index names it
+    if labels.get("slurm_job"):
+        where.append(f"Slurm job {labels['slurm_job']}")
+    if labels.get("job") and not _scrape_job(labels):
+        where.append(f"job {labels['job']}")
+    pod = alert_pod(labels)
+    if pod is not None:
+        where.append(f"pod {pod[0]}/{pod[1]}")
     if labels.get("service"):
         namespace = labels.get("namespace")
         where.append(

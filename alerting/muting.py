@@ -305,21 +305,24 @@ class MuteTracking:
         events = [e for e in events if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
         message, data, _ = catch_up(events, incident.priority, since, early=why)
-        data = {**data, "early": why, **self._told_first(batch.session, incident_id, events)}
+        told_first = self._told_first(batch.session, incident_id, events, batch.silence_time())
+        data = {**data, "early": why, **told_first}
         event = batch.event(incident_id, SILENCE_ENDED, message, data, change=ChangeKind.UPDATED)
         self._silenced_incidents.discard(incident_id)
         self._ending_told.pop(incident_id, None)
         return event
 
     def _told_first(
-        self, session: Session, incident_id: str, timeline: Sequence[TimelineRow]
+        self, session: Session, incident_id: str, timeline: Sequence[TimelineRow], now: datetime
     ) -> dict[str, object]:
         """``{FIRST_TOLD: True}`` when the end of the incident's silence, told now, is the first the channel
         hears of it: its opening was told while a silence of it held it (one set within the announce delay:
         Slack posted nothing then, and posts the incident's message now), as ``reminding.stored_pages``
-        reads it, and no silence of it ended since; else nothing. Its ``pages`` says so, and the reminders
-        count it as the page it is, from the event, which retention never deletes while the incident is open
-        (it deletes the silence once ended for the retention period)."""
+        reads it, and no silence of it ended since, told or not: one that ended while it was resolved (no
+        ``silence_ended``: its reopening was the first tell) breaks the run of silences from the opening
+        before ``now``; else nothing. Its ``pages`` says so, and the reminders count it as the page it is,
+        from the event, which retention never deletes while the incident is open (it deletes the silence once
+        ended for the retention period)."""
         opened = next((e for e in timeline if e.kind == "opened"), None)
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
@@ -327,11 +330,14 @@ class MuteTracking:
         # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
         announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
         told = opened.at + self._hold if announced is None else announced
-        held = session.execute(
-            select(SilenceRow.starts_at, SilenceRow.ends_at).where(SilenceRow.incident_id == incident_id)
-        )
-        spans = [(starts_at, ends_at) for starts_at, ends_at in held]
-        return {FIRST_TOLD: True} if unsilenced_at(told, spans) > told else {}
+        # The rows, not their columns: a silence ``_lift_silences`` expired in this session, not flushed yet
+        # (ingest runs without autoflush), reads as it ends now, not as stored.
+        held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))
+        spans = [(row.starts_at, row.ends_at) for row in held]
+        unsilenced = unsilenced_at(told, spans)
+        if unsilenced == told or any(unsilenced < end <= now for _, end in spans):
+            return {}
+        return {FIRST_TOLD: True}
 
     def _tell_silences_ending(self, now: datetime) -> None:
         """A ``silence_ending`` event for each open silenced incident whose silence has less than
@@ -401,7 +407,7 @@ class MuteTracking:
                     message, data, rose = catch_up(
                         events, row.priority, self._catch_up_since.get(incident_id)
                     )
-                    data.update(self._told_first(session, incident_id, events))
+                    data.update(self._told_first(session, incident_id, events, now))
                     row.updated_at = now
                     change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
                     batch.event(incident_id, SILENCE_ENDED, message, data, change=change)

@@ -218,10 +218,15 @@ and endsAt then), so the resolved incident's alerts and postmortem stay as they 
 
 
 def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
-    """An incident's alert rows, and those that moved on to a later incident as it saw them, by startsAt."""
+    """An incident's alert rows, and those that moved on to a later incident as it saw them, by startsAt, then
+    fingerprint: alerts of one POST share a startsAt, and a tie left to the database listed them as they
+    arrived (SQLite) or as rows last moved (PostgreSQL rewrites a row on each update), not the same each
+    time."""
     rows = list(
         session.scalars(
-            select(AlertRow).where(AlertRow.incident_id == incident_id).order_by(AlertRow.starts_at)
+            select(AlertRow)
+            .where(AlertRow.incident_id == incident_id)
+            .order_by(AlertRow.starts_at, AlertRow.fingerprint)
         )
     )
     moved = session.scalars(
@@ -231,7 +236,9 @@ def member_alerts(session: Session, incident_id: str) -> list[AlertRow]:
     ).all()
     if not moved:
         return rows
-    return sorted(rows + moved_alerts(moved, {r.fingerprint for r in rows}), key=lambda a: a.starts_at)
+    return sorted(
+        rows + moved_alerts(moved, {r.fingerprint for r in rows}), key=lambda a: (a.starts_at, a.fingerprint)
+    )
 
 
 def moved_alerts(timeline: Sequence[TimelineRow], keep: set[str] | None = None) -> list[AlertRow]:
@@ -285,7 +292,7 @@ class IncidentStore:
             session.scalars(
                 select(AlertRow.fingerprint)
                 .where(AlertRow.incident_id == incident_id)
-                .order_by(AlertRow.first_seen)
+                .order_by(AlertRow.first_seen, AlertRow.fingerprint)  # a tie: see ``member_alerts``
             )
         )
         fps += [a.fingerprint for a in moved_alerts(timeline, set(fps))]
@@ -376,7 +383,7 @@ class IncidentStore:
         """Every firing alert, oldest first (what Alertmanager's ``GET /api/v2/alerts`` lists)."""
         with self.sessions() as session:
             query = select(AlertRow).where(AlertRow.status == AlertStatus.FIRING.value)
-            return list(session.scalars(query.order_by(AlertRow.starts_at)))
+            return list(session.scalars(query.order_by(AlertRow.starts_at, AlertRow.fingerprint)))
 
     def alert_count(self) -> int:
         """How many distinct alerts are stored."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from alerting.faults import SYMPTOM_KINDS
+from alerting.faults import JOB_FAULTS, SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import (
@@ -110,7 +110,7 @@ def _workloads(
     ):
         labels = {k: v for k, v in labels.items() if k != "service"}
     # `job` is also Prometheus' scrape-job label: only a known training job or a job fault counts.
-    job_fault = kind in SYMPTOM_KINDS - {FaultKind.SERVICE_DEGRADED}
+    job_fault = kind in JOB_FAULTS
     if job and (job_fault or known(WorkloadKind.TRAINING_JOB, job)):
         found.add(WorkloadRef(WorkloadKind.TRAINING_JOB, labels.get("namespace", ""), job, cluster))
     # Sloth's SLO alerts name their service in `sloth_service`.
@@ -306,8 +306,8 @@ def target_from_dict(data: Mapping[str, object]) -> Target:
 def target_label(target: Target, *, namespaced: bool = False, cluster: str = "") -> str:
     """A short human name: ``rack r07``, ``node n01``, ``gpu n01/3``, ``training job llm-70b``.
     ``namespaced``: a workload as kubectl names it, ``inference service prod/llama`` (where its name alone is
-    ambiguous, see ``impact.namesakes``), when it has a namespace. ``cluster``: the cluster it is in, said
-    after it (``rack r07 in cluster a``; see ``titles.title_cluster``)."""
+    ambiguous, see ``impact.namesakes``), when it has a namespace; a pod always so (``pod prod/llm-chat-5``).
+    ``cluster``: the cluster it is in, said after it (``rack r07 in cluster a``; ``titles.title_cluster``)."""
     if isinstance(target, ClusterRef):
         return f"cluster {target.name or '?'}"
     if cluster:
@@ -318,5 +318,8 @@ def target_label(target: Target, *, namespaced: bool = False, cluster: str = "")
         return f"node {target.name}"
     if isinstance(target, GpuRef):
         return f"gpu {target.node}/{target.index if target.index >= 0 else target.uuid}"
-    name = f"{target.namespace}/{target.name}" if namespaced and target.namespace else target.name
+    # A pod always: its name (a StatefulSet's llm-chat-5) repeats in every namespace it runs in, and kubectl
+    # finds it only with its namespace; a service or job only where its name alone is ambiguous.
+    spaced = namespaced or target.kind is WorkloadKind.POD
+    name = f"{target.namespace}/{target.name}" if spaced and target.namespace else target.name
     return f"{target.kind.value.replace('_', ' ')} {name}"

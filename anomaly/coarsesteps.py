@@ -400,6 +400,8 @@ class SeriesSteps:
         spacing, times = _run(steps, step, self.spacing[slots], self.times[slots])
         self.spacing[slots], self.times[slots] = spacing, times
         confirmed = _confirms(times, steps, self.seen[slots], spacing)
+        if self.reach <= MIN_STEPS * step:  # a filter's series: as its query, no step over 20 asked steps
+            confirmed &= spacing <= MIN_STEPS * step  # (one read may hold three: the warm-up's hour)
         if not confirmed.any():
             return False
         self.seen[slots[confirmed]] = spacing[confirmed]

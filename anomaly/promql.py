@@ -60,7 +60,7 @@ _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
 _MATCHERS = re.compile(r"\{[^{}]*\}")
-_COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*bool\b)")
+_COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # keywords are any case
 
 
 def selected_metric(expr: str) -> str | None:

@@ -27,12 +27,14 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 
+from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
 from gpuwarden.yamlfile import field_path
 
 MAX_BODY_BYTES = 1_048_576
+BODY_TIMEOUT_SECONDS = 30.0
 MAX_OUTPUT_TOKENS = 4096
 DEFAULT_MAX_TOKENS = 16
 
@@ -194,12 +196,22 @@ def _cannot_honour(value: ValueT, what: str) -> ValueT:
 
 async def parse_body(request: Request, kind: type[BodyT]) -> BodyT | JSONResponse:
     """The request's body as ``kind``, or the 4xx answer (OpenAI's shape) saying what is wrong."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > MAX_BODY_BYTES:
+    # Read as serve reads its bodies: a chunked body was read whole before its size was checked, and a
+    # client gone mid-body left ClientDisconnect to uvicorn, which logged a traceback.
+    try:
+        raw = await read_limited(request, MAX_BODY_BYTES, BODY_TIMEOUT_SECONDS)
+    except BodyTooLarge:
         return openai_error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
-    raw = await request.body()
-    if len(raw) > MAX_BODY_BYTES:
-        return openai_error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
+    except BodyTimeout:
+        message = f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
+        return openai_error(408, message, kind="invalid_request_error")
+    except BodyEncoded as exc:
+        message = f"Content-Encoding {exc} is not accepted; send the JSON as it is"
+        return openai_error(415, message, kind="invalid_request_error")
+    except ClientDisconnect:
+        message = "client disconnected before the body was read"
+        return openai_error(400, message, kind="invalid_request_error")
+    request._body = raw  # cached as request.body() caches it: the tracing wrapper reads it afterwards
     try:
         data = orjson.loads(raw)
     except orjson.JSONDecodeError as exc:

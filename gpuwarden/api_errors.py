@@ -56,8 +56,10 @@ def error_response(
 def string_answer(status: int, route: str) -> bool:
     """Whether Alertmanager's OpenAPI spec (api/v2/openapi.yaml) declares this error a string: 400 (its
     ``BadRequest``) and 500 (``InternalServerError``; gpuwarden's 503s stand for it: a failure to retry),
-    and 404 of ``POST /silences`` (an update of an unknown id)."""
-    return status == 400 or status >= 500 or (status == 404 and route.rstrip("/") == "/api/v2/silences")
+    and 404 of ``POST /silences`` (an update of an unknown id; with one trailing slash, the same route).
+    Not a path with more (``/api/v2/silences//``): no route, a 404 like every other unknown path."""
+    silences = route.removesuffix("/") == "/api/v2/silences"
+    return status == 400 or status >= 500 or (status == 404 and silences)
 
 
 def header_text(value: str) -> str:

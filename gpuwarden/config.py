@@ -32,6 +32,7 @@ from gpuwarden.config_rules import (
     MAX_RETENTION_DAYS,
     MAX_WINDOW_SECONDS,
     HttpUrl,
+    LocalPath,
     Secret,
     Section,
     SimulateSpec,
@@ -201,7 +202,7 @@ class KubernetesInventoryConfig(Section):
     cluster: str = Field(
         ..., min_length=1, description="the cluster's name as alerts carry it in `cluster` (the API has none)"
     )
-    kubeconfig: str | None = Field(
+    kubeconfig: LocalPath | None = Field(
         None,
         description="kubeconfig file; default: the pod's service account inside a cluster, else KUBECONFIG "
         "or ~/.kube/config",
@@ -236,7 +237,11 @@ class KubernetesInventoryConfig(Section):
     @field_validator("kubeconfig")
     @classmethod
     def _kubeconfig_is_a_file(cls, value: str | None) -> str | None:
-        if value is not None and not Path(value).is_file():
+        try:
+            is_file = value is None or Path(value).is_file()
+        except OSError as exc:  # a name over the system's limit: a traceback, not a validation error
+            raise ValueError(f"{value}: cannot use it: {exc.strerror}") from exc
+        if not is_file:
             raise ValueError(
                 f"{value} is not a file: give a kubeconfig's path, or leave the setting out to use the pod's"
                 " service account (in a cluster) or KUBECONFIG"
@@ -295,7 +300,9 @@ class AlertingConfig(Section):
     )
     inhibit_rules: list[InhibitRuleConfig] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindowConfig] = Field(default_factory=list)
-    inventory_file: str | None = Field(None, description="YAML inventory: nodes, racks, workload placement")
+    inventory_file: LocalPath | None = Field(
+        None, description="YAML inventory: nodes, racks, workload placement"
+    )
     sim_inventory: bool = Field(False, description="use the simulated fleet (sim section) as the inventory")
     slurm_inventory: bool = Field(
         False,
@@ -315,7 +322,7 @@ class AlertingConfig(Section):
         le=MAX_INTERVAL_SECONDS,
         description="how often the Slurm or Kubernetes inventory is re-read",
     )
-    journal_dir: str | None = Field(
+    journal_dir: LocalPath | None = Field(
         None,
         description="accept journal directory (default: <db>.journal for SQLite, ./gpuwarden-journal under"
         " the working directory else: set it for PostgreSQL, to a directory that outlives the process)",

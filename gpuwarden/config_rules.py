@@ -93,12 +93,21 @@ def _http_url(value: str) -> str:
     return value
 
 
+def _no_nul(value: str) -> str:
+    """A path (or URL) without a NUL character: no file can have one, and ``os`` raised ValueError."""
+    if "\0" in value:
+        raise ValueError(f"{value!r} holds a NUL character, which no path can; remove it")
+    return value
+
+
 # Shown (``config show``, the Alertmanager configuration's comment) with a password in it hidden, as serve's
 # own errors write a store URL: ``http://prom:***@host/``.
 _SHOWN_WITHOUT_PASSWORD = PlainSerializer(hidden_password, when_used="json")
 HttpUrl = Annotated[str, AfterValidator(_http_url), _SHOWN_WITHOUT_PASSWORD]
-StoreUrl = Annotated[str, _SHOWN_WITHOUT_PASSWORD]
+StoreUrl = Annotated[str, AfterValidator(_no_nul), _SHOWN_WITHOUT_PASSWORD]
 """A SQLite path or SQLAlchemy URL; ``config show`` prints it with its password hidden."""
+LocalPath = Annotated[str, AfterValidator(_no_nul)]
+"""A file or directory path of this machine."""
 
 
 # ASCII digits only: \d would take "٢x٨" (Arabic-Indic digits), which int() then reads.

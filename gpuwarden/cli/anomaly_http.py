@@ -12,6 +12,7 @@ import logging
 import socket
 import sys
 import threading
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -24,6 +25,8 @@ from anomaly.service import AnomalyService
 logger = logging.getLogger(__name__)
 INDEX = b"gpuwarden anomaly run: see /metrics, /healthz (liveness) and /-/ready (readiness)\n"
 PROBES = {"/healthz": liveness, "/-/healthy": liveness, "/-/ready": readiness}
+ALLOWED = "GET, HEAD"
+ALLOWED_TEXT = f"method not allowed: this port answers {ALLOWED}\n".encode()
 
 
 def serve_http(
@@ -48,12 +51,29 @@ def serve_http(
                     404, "text/plain; charset=utf-8", b"not found: see /metrics, /healthz and /-/ready\n"
                 )
 
-        def _send(self, status: int, content_type: str, body: bytes) -> None:
+        def do_HEAD(self) -> None:
+            """As GET without the body: serve's probe paths take HEAD, and some probes send it."""
+            self.do_GET()
+
+        def __getattr__(self, name: str) -> Callable[[], None]:
+            # socketserver answers a method without a do_<METHOD> with a 501 HTML page: this port serves
+            # only reads, so any other method is 405 naming them, as serve and the exporter answer.
+            if name.startswith("do_"):
+                return self._not_allowed
+            raise AttributeError(name)
+
+        def _not_allowed(self) -> None:
+            self._send(405, "text/plain; charset=utf-8", ALLOWED_TEXT, allow=ALLOWED)
+
+        def _send(self, status: int, content_type: str, body: bytes, allow: str = "") -> None:
             self.send_response(status)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
+            if allow:
+                self.send_header("Allow", allow)
             self.end_headers()
-            self.wfile.write(body)
+            if self.command != "HEAD":
+                self.wfile.write(body)
 
         def log_message(self, format: str, *args: object) -> None:
             """One line per tick says what the service did; a line per scrape would drown it."""

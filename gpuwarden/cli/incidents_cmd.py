@@ -265,12 +265,16 @@ def refuse_option(message: str) -> NoReturn:
 
 
 def describe_target(target: dict[str, Any]) -> str:
-    """A root cause's target as people read it: ``gpu node-01/3``, ``node node-06``, ``rack r01``."""
+    """A root cause's target as people read it, as titles name it: ``gpu node-01/3``, ``node node-06``,
+    ``inference service llama``, ``pod prod/llm-chat-5`` (a pod with its namespace, as kubectl needs it)."""
     kind = target.get("type", "")
     if kind == "gpu":
         return f"gpu {target.get('node')}/{target.get('index')}"
     if kind == "workload":
-        return f"{target.get('kind')} {target.get('name')}"
+        name, namespace = target.get("name"), target.get("namespace")
+        if target.get("kind") == "pod" and namespace:
+            name = f"{namespace}/{name}"
+        return f"{str(target.get('kind', '')).replace('_', ' ')} {name}"
     return f"{kind} {target.get('name', '')}"
 
 

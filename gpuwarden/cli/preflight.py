@@ -406,10 +406,19 @@ def check_store(db: str, field: str) -> None:
             " would be stored; give a file path (gpuwarden.db)",
             field=field,
         )
-    if Path(path).is_dir():
+    if _is_dir(path, field):
         raise ConfigError(
             f"{path} is a directory; give a file in it ({Path(path) / 'gpuwarden.db'})", field=field
         )
+
+
+def _is_dir(path: str, field: str) -> bool:
+    """Whether ``path`` is a directory; a path no file can have (a name over the system's limit) is a
+    ``ConfigError`` saying so, where ``is_dir`` raised OSError (a traceback)."""
+    try:
+        return Path(path).is_dir()
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot use it: {exc.strerror}", field=field) from exc
 
 
 def check_store_directory(db: str, field: str) -> None:
@@ -418,8 +427,12 @@ def check_store_directory(db: str, field: str) -> None:
     path = _sqlite_path(db)
     if not path or path == ":memory:":
         return
-    directory = Path(os.path.realpath(path)).parent
-    if not directory.is_dir():
+    try:
+        directory = Path(os.path.realpath(path)).parent
+        exists = directory.is_dir()
+    except OSError:  # a path no file can have (a name too long): check_store names why
+        return
+    if not exists:
         raise ConfigError(
             f"{path}: its directory {directory} does not exist; make it, or give a file in a directory that"
             " exists",
@@ -441,8 +454,11 @@ def check_journal_dir(directory: Path, field: str = "alerting.journal_dir") -> N
     """The journal directory exists, or can be made, and takes files: a directory is made in it, or in
     the nearest one above it that exists, and removed at once (``/proc/x`` passes every permission test)."""
     existing = directory.absolute()
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError as exc:  # a path no directory can have (a name over the system's limit)
+        raise ConfigError(f"{directory}: cannot use it: {exc.strerror}", field=field) from exc
     if not existing.is_dir():
         raise ConfigError(f"{directory}: cannot use it: {existing} is not a directory", field=field)
     try:

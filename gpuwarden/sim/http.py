@@ -1,8 +1,10 @@
 """HTTP routes that let a person or a chaos experiment break a running simulated fleet.
 
 ``POST /sim/faults`` takes a fault as JSON and answers 201 ``{"id", "kind"}``; bad input is a 400
-``{"error", "field"}``, a body over 64 KiB a 413. ``GET /sim/faults`` lists active faults and the log;
-``DELETE /sim/faults/{id}`` clears one. Mounted by the exporter only when ``--simulate`` is on.
+``{"error", "field"}``, a body over 64 KiB a 413, one not there within 30 s a 408 (read as serve reads
+its bodies: ``gpuwarden.httpbody``), a client gone mid-body a 400. ``GET /sim/faults`` lists active
+faults and the log; ``DELETE /sim/faults/{id}`` clears one. Mounted by the exporter only when
+``--simulate`` is on.
 """
 
 from __future__ import annotations
@@ -10,43 +12,40 @@ from __future__ import annotations
 import json
 import logging
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gpuwarden.errors import InputError
+from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
 from gpuwarden.sim.faults import parse_fault
 from gpuwarden.sim.fleet import Fleet
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
+BODY_TIMEOUT_SECONDS = 30.0
 
 
 def _error(status: int, message: str, field: str = "") -> JSONResponse:
     return JSONResponse({"error": message, "field": field}, status_code=status)
 
 
-async def _read_body(request: Request) -> bytes | None:
-    """The body, or ``None`` when it is larger than the limit (checked before and while reading)."""
-    declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > MAX_BODY_BYTES:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body.extend(chunk)
-        if len(body) > MAX_BODY_BYTES:
-            return None
-    return bytes(body)
-
-
 def fault_routes(fleet: Fleet) -> list[Route]:
     """Starlette routes for fault injection on ``fleet``."""
 
     async def post_fault(request: Request) -> JSONResponse:
-        body = await _read_body(request)
-        if body is None:
+        try:
+            body = await read_limited(request, MAX_BODY_BYTES, BODY_TIMEOUT_SECONDS)
+        except BodyTooLarge:
             return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
+        except BodyTimeout:
+            return _error(408, f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s")
+        except BodyEncoded as exc:
+            return _error(415, f"Content-Encoding {exc} is not accepted; send the JSON as it is")
+        except ClientDisconnect:  # a malformed chunked body too: uvicorn logged a traceback for each
+            logger.info("client disconnected before its body was read", extra={"path": "/sim/faults"})
+            return _error(400, "client disconnected before the body was read")
         try:
             payload = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:

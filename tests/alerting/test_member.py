@@ -72,8 +72,58 @@ def test_a_job_or_service_is_named_as_one_a_service_with_its_namespace() -> None
     job = describe({**GPU, "alertname": "GpuXidError", "xid": "79", "slurm_job": "8171"})
     assert job == f"GpuXidError XID 79 ({NODE}, 5, Slurm job 8171)"
     served = {"alertname": "HighErrorRate", "service": "llama", "namespace": "prod", "job": "vllm"}
-    assert describe(served) == "HighErrorRate (job vllm, service prod/llama)"
+    assert describe(served) == "HighErrorRate (service prod/llama)"  # `job`: the server's scrape job
     assert describe({"alertname": "HighErrorRate", "service": "llama"}) == "HighErrorRate (service llama)"
+
+
+SCRAPED = {
+    "instance": "10.0.0.1:9400",
+    "job": "dcgm-exporter",
+}  # what Prometheus adds to dcgm-exporter's series
+
+
+@pytest.mark.parametrize(
+    ("labels", "described"),
+    [
+        (
+            {
+                **GPU,
+                **SCRAPED,
+                "alertname": "GpuwardenAnomaly",
+                "for": "DCGM_FI_DEV_GPU_TEMP",
+                "model": "thermal",
+            },
+            f"GpuwardenAnomaly on DCGM_FI_DEV_GPU_TEMP [thermal] ({NODE}, 10.0.0.1:9400, 5)",
+        ),
+        (
+            {**GPU, **SCRAPED, "alertname": "GpuTempHigh", "pod": "llm-chat-5", "namespace": "prod"},
+            f"GpuTempHigh ({NODE}, 10.0.0.1:9400, 5, pod prod/llm-chat-5)",
+        ),
+        (
+            {
+                **SCRAPED,
+                "alertname": "GpuTempHigh",
+                "UUID": "GPU-1",
+                "exported_pod": "a",
+                "exported_namespace": "b",
+            },
+            "GpuTempHigh (10.0.0.1:9400, GPU-1, pod b/a)",
+        ),
+        # The scrape job is all that says which target is down; a training job's stall is the job's.
+        ({**SCRAPED, "alertname": "TargetDown"}, "TargetDown (10.0.0.1:9400, job dcgm-exporter)"),
+        (
+            {"alertname": "TrainingJobStalled", "job": "llm-70b", "node": NODE},
+            f"TrainingJobStalled ({NODE}, job llm-70b)",
+        ),
+    ],
+    ids=["anomaly-over-promql", "rule-with-pod", "exported-pod", "target-down", "job-stalled"],
+)
+def test_an_alert_is_named_by_its_gpu_and_workload_not_its_scrape_job(
+    labels: dict[str, str], described: str
+) -> None:
+    # `gpuwarden incidents show`, the Slack thread and the postmortem read "GpuTempHigh (node-01,
+    # 10.0.0.1:9400, 3, job dcgm-exporter)": the exporter's scrape job, not the pod the labels named.
+    assert describe(labels) == described
 
 
 def _firing(recommended: str, **labels: str) -> Member:

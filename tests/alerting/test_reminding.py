@@ -12,8 +12,9 @@ from sqlalchemy.orm import Session
 
 import alerting.db
 from alerting import scenarios as sc
+from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
-from alerting.notifiers.base import Notification
+from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
 from alerting.reminders import TOLD_AT, last_page
@@ -21,10 +22,12 @@ from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence
 from alerting.store_models import IncidentRow, TimelineRow
+from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.test_slack import Threads, deliver, notifier_for
+from tests.alerting.test_joining import _on
 from tests.alerting.test_restart_equivalence import Serve
 from tests.migrated_store import migrated_sqlite
 
@@ -768,3 +771,72 @@ def test_retention_deleting_the_silence_that_held_the_opening_moves_no_reminder(
             serve.clock.advance(120)
         said.append([(n.event_at, n.reminder) for n in _reminders(serve)])
     assert said[1] == said[0] and said[0]
+
+
+def test_a_later_silence_of_an_incident_reopened_since_its_held_opening_is_no_first_tell(
+    tmp_path: Path,
+) -> None:
+    # Its opening held by a silence set within the announce delay, the incident resolved under it (nothing
+    # told) and the silence ended while it was resolved (no ``silence_ended``); it reopened at 1000 s, the
+    # first the channel heard of it (a page), and was silenced again from 1100 s to 2900 s. The end of that
+    # second silence was taken as the first tell (``first_told``): a webhook page for an update, and a page
+    # for the reminders, which put the reminder due at 2900 s (1900 s after the reopening) off to 4100 s.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    for second in (0, 5, 10, 100, 105, 400, 405, 605, 610, 1000, 1005, 1100, 1105, 2900, 2905):
+        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        if second == 5:
+            serve.engine.silence_incident(incident_id, 600, "alice")
+        if second == 100:
+            serve.engine.ingest([Alert(dict(_DOWN.labels), status=AlertStatus.RESOLVED)])
+        if second == 1000:
+            serve.engine.ingest([_DOWN])
+        if second == 1100:
+            serve.engine.silence_incident(incident_id, 1800, "bob")
+        serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [reopened] = [n for n in told if n.event_kind == "reopened"]
+    assert reopened.pages and reopened.silenced_until is None  # the first the channel heard of it
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    assert not ended.first_told and not ended.pages
+    [reminder] = _reminders(serve)
+    assert reminder.event_at == ended.event_at and reminder.reminder == 1900
+
+
+def test_a_silence_lifted_early_after_the_incident_reopened_since_its_held_opening_is_no_first_tell(
+    tmp_path: Path,
+) -> None:
+    # As above, but the second silence ends early: an XID 79 on another GPU of the node joins the incident
+    # (a fault beside the one it was set for, ``_lift_silences``). Read as stored, not as just expired in the
+    # ingest's unflushed session, that silence still ran on, and its early end was taken for the first tell.
+    clock = FakeClock()
+    config = AlertingConfig(remind_after_seconds=1200)
+    engine = IncidentEngine(
+        migrated_sqlite(tmp_path / "i.db"), clock, config, sc.fleet_inventory(spare_gpus=8)
+    )
+    told: list[IncidentChange] = []
+    engine.subscribe(told.append)
+    start = clock.now()
+    engine.ingest([_on(3, alertname="GpuLost")])
+    [incident_id] = engine.open_incident_ids()
+    for second in (5, 10, 100, 400, 605, 1000, 1100, 1500):
+        clock.advance(second - (clock.now() - start).total_seconds())
+        if second == 5:
+            engine.silence_incident(incident_id, 600, "alice")
+        if second == 100:
+            engine.ingest([_on(3, AlertStatus.RESOLVED, alertname="GpuLost")])
+        if second == 1000:
+            engine.ingest([_on(3, alertname="GpuLost")])  # reopened: its first tell, a page
+        if second == 1100:
+            engine.silence_incident(incident_id, 1800, "bob")
+        if second == 1500:
+            engine.ingest([_on(5, alertname="GPUXid", xid="79")])
+        engine.tick()
+    notes = [build_notification(c) for c in told]
+    [reopened] = [n for n in notes if n.event_kind == "reopened"]
+    assert reopened.pages and reopened.silenced_until is None
+    [ended] = [n for n in notes if n.event_kind == "silence_ended"]
+    assert ended.event_message.startswith("silence ended early")
+    assert not ended.first_told and not ended.pages

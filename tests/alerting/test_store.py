@@ -3,10 +3,18 @@ still reads."""
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+from pathlib import Path
+
 import pytest
 
+from alerting import scenarios as sc
+from alerting.engine import IncidentEngine
 from alerting.store import PEAK, impact_from_dict, impact_to_dict, with_absorbed_peak
-from gpuwarden.model import Impact, WorkloadKind, WorkloadRef
+from gpuwarden.clock import FakeClock
+from gpuwarden.config import AlertingConfig
+from gpuwarden.model import Alert, Impact, WorkloadKind, WorkloadRef
+from tests.migrated_store import migrated_sqlite
 
 
 def test_an_impact_reads_back_with_its_parts_whole() -> None:
@@ -56,3 +64,26 @@ def test_a_merge_keeps_the_worse_peak_of_the_two_incidents(
     merged = with_absorbed_peak(kept[0], kept[1], absorbed[0], absorbed[1])
     assert (merged[PEAK]["priority"], merged[PEAK]["gpus_affected"]) == worst
     assert merged["gpus_affected"] == kept[0]["gpus_affected"]  # the current impact stays its own
+
+
+def test_alerts_of_one_post_with_one_start_are_listed_alike_whatever_order_they_came_in(
+    tmp_path: Path,
+) -> None:
+    # A GPU lost, its XID and its heat, posted together with one startsAt: the incident's alerts (the API's
+    # `alerts`, `incidents show -o json`) were listed in arrival order, ties left to the database, so two
+    # replicas (or a PostgreSQL row rewritten by an update) listed the same incident differently.
+    gpu = {"cluster": sc.CLUSTER, "Hostname": sc.node_name(1, 1), "gpu": "0"}
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    alerts = [
+        Alert({**gpu, "alertname": name, **extra}, starts_at=start)
+        for name, extra in (("GPULost", {}), ("GPUXid", {"xid": "79"}), ("GPUThermal", {}))
+    ]
+    listed = []
+    for i, order in enumerate((alerts, alerts[::-1])):
+        engine = IncidentEngine(migrated_sqlite(tmp_path / f"{i}.db"), FakeClock(), AlertingConfig())
+        engine.ingest(order)
+        ((row, _),) = engine.store.list_rows()
+        fingerprints = [a.fingerprint for a in engine.store.alerts_of(row.id)]
+        assert engine.store.get(row.id).alert_fingerprints == fingerprints
+        listed.append(fingerprints)
+    assert listed[0] == listed[1]

@@ -35,6 +35,7 @@ from gpuwarden.model import (
 from tests.alerting.test_grouping import _engine as _grouping_engine
 from tests.alerting.test_grouping import _heat
 from tests.gpuwarden.api_client import AUTH, api_client
+from tests.migrated_store import migrated_sqlite
 
 
 def _titled(summary: str, node: str = "n1") -> str:
@@ -482,3 +483,36 @@ def test_a_fault_that_stops_nothing_names_the_workloads_its_firing_alerts_carry(
     assert restarted.store.get(row.id).title == "rack r01 thermal (training job 8172); 2 of 3 GPUs recovered"
     restarted.ingest([heat(*hot[1], AlertStatus.RESOLVED)])
     assert restarted.store.get(row.id).title == both
+
+
+def test_a_pod_carried_into_a_title_is_named_with_its_namespace_as_kubectl_needs_it(tmp_path: Path) -> None:
+    # A StatefulSet's pod names repeat in every namespace it is deployed to: two hot GPUs under prod's and
+    # staging's llm-chat-5 were both titled "... thermal (pod llm-chat-5)", and `kubectl describe pod
+    # llm-chat-5` finds neither without -n. Titled "pod prod/llm-chat-5" as the timeline names it.
+    engine = _grouping_engine(tmp_path, FakeClock())
+    pods = {sc.node_name(1, 1): "prod", sc.node_name(2, 1): "staging"}
+    engine.ingest(
+        [Alert({**_heat(n, 3).labels, "pod": "llm-chat-5", "namespace": ns}) for n, ns in pods.items()]
+    )
+    titles = sorted(row.title for row, _ in engine.store.list_rows())
+    assert titles == [
+        f"gpu {sc.node_name(1, 1)}/3 thermal (pod prod/llm-chat-5)",
+        f"gpu {sc.node_name(2, 1)}/3 thermal (pod staging/llm-chat-5)",
+    ]
+
+
+def test_the_cli_names_a_workload_root_cause_as_its_title_does(tmp_path: Path) -> None:
+    # `gpuwarden incidents list` and `show` read "service degraded @ inference_service llama" (the API's
+    # kind, underscore and all) and "@ pod llm-chat-5" of a pod that the title names with its namespace.
+    engine = IncidentEngine(migrated_sqlite(tmp_path / "i.db"), FakeClock(), AlertingConfig())
+    slow = {"alertname": "InferenceLatencyHigh", "service": "llama", "namespace": "prod"}
+    stalled = {"alertname": "TrainingJobStalled", "pod": "llm-train-0", "namespace": "research"}
+    engine.ingest([Alert(slow), Alert(stalled)])
+    with api_client(engine) as client:
+        listed = client.get("/api/v1/incidents", headers=AUTH).json()
+    roots = sorted(describe_root(i["root_cause"]) for i in listed)
+    assert roots == ["job stalled @ pod research/llm-train-0", "service degraded @ inference service llama"]
+    assert sorted(i["title"] for i in listed) == [
+        "inference service llama degraded",
+        "pod research/llm-train-0 stalled",
+    ]

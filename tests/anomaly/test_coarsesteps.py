@@ -294,3 +294,17 @@ def test_a_series_answering_ever_more_rarely_is_kept_two_hours_at_most():
         held[t] = coarse._series[Q].remembered
     # GPU-1 kept through 8400 s + LONGEST; let go of at the next read (the query answers every minute).
     assert (held[8400.0 + LONGEST], held[8400.0 + LONGEST + 60]) == (2, 1)
+
+
+def test_a_filter_passing_every_quarter_hour_in_one_read_is_not_carried_after_it():
+    # `x > 0` passing for GPU-1 one step every 15 minutes (30 asked steps), GPU-0 every step. Read step by
+    # step, GPU-1 is forgotten 20 steps after each answer; but the warm-up's hour (or a catch-up read) holds
+    # four of its answers at once: three spacings of 30 steps made its step seen on 900 s, and its answer at
+    # the read's end was carried over the next 20 reads, while Prometheus answered nothing for it.
+    coarse = CoarseSteps("prometheus", filters={Q})
+    answered = {0: {30.0 * k for k in range(1, 200)}, 1: {900.0 * k for k in range(1, 7)}}
+    coarse.keep(phased([30.0 * k for k in range(1, 121)], answered), 30.0)  # to 3600 s: four of GPU-1's
+    assert coarse.series_seen == {}
+    read = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(3630.0, 5400.0, 30.0).tolist()]
+    present = [f.timestamps[0] for f in read if LABELS[1] in f.labels and np.isfinite(f.values[-1]).all()]
+    assert present == [4500.0]

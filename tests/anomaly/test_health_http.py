@@ -190,3 +190,38 @@ def test_readiness_and_liveness_say_when_the_source_answers_with_no_series_at_al
     clock.advance(30)
     service.infer()
     assert readiness(service)[0] == 200
+
+
+def _request(base: str, method: str, path: str) -> tuple[int, str, str]:
+    request = urllib.request.Request(f"{base}{path}", method=method)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.headers.get("Allow", ""), resp.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.headers.get("Allow", ""), exc.read().decode()
+
+
+def test_head_probes_answer_as_get_and_other_methods_405_naming_get_and_head():
+    # serve answers HEAD /-/healthy (Alertmanager's probe paths take it); this port answered every method
+    # but GET with socketserver's 501 HTML page: a HEAD probe read a healthy service as failing.
+    clock, _, service = _service()
+    clock.advance(30)
+    service.infer()
+    server = serve_http(service, CollectorRegistry(), "127.0.0.1", 0)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        head = {path: _request(base, "HEAD", path) for path in ("/-/healthy", "/-/ready", "/metrics", "/x")}
+        others = {m: _request(base, m, "/-/healthy") for m in ("POST", "PUT", "DELETE", "PATCH", "PURGE")}
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert {path: status for path, (status, _, _) in head.items()} == {
+        "/-/healthy": 200,
+        "/-/ready": 200,
+        "/metrics": 200,
+        "/x": 404,
+    }
+    assert all(body == "" for _, _, body in head.values())
+    assert {m: (status, allow) for m, (status, allow, _) in others.items()} == dict.fromkeys(
+        others, (405, "GET, HEAD")
+    )

@@ -551,6 +551,7 @@ def test_a_range_query_is_sent_guarded_where_its_shape_and_guard_say(fake_promet
         ("sum by (node) (x) <= 3", True),
         ("x > bool 0", False),
         ("x >= bool 0", False),
+        ("x > BOOL 0", False),  # PromQL's keywords are any case
         ('up{job!="a"}', False),
         ('x{a=~"b>c"}', False),
         ("rate(x[5m]) and x", False),

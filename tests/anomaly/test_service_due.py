@@ -472,3 +472,23 @@ def test_a_filter_passed_for_a_step_every_half_hour_is_not_read_between(promethe
         (AlertStatus.RESOLVED, blips[3] + after),
     ]
     assert (run.source.coarse.seen, run.source.coarse.series_seen) == ({}, {})
+
+
+def test_a_filter_passing_every_quarter_hour_in_the_warm_up_is_not_read_after_it(prometheus):
+    # As above, every 15 minutes: four blips in the warm-up's hour, its one read, the last just before the
+    # start. Their three spacings made GPU-n1-0's step seen on 900 s there, and its last blip was read over
+    # the first 20 reads: GpuRowRemapPending fired at the start with nothing in Prometheus.
+    start = FakeClock().time()
+    blips = [start - 2730 + 900 * k for k in range(5)]  # the fourth at start - 30, the fifth at start + 870
+    prometheus.answers[f"{REMAP} > 0"] = lambda t: [(g, 1.0) for g in GPUS[:1] if t in blips]
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
+    with Run(
+        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
+    ) as run:
+        after = run.service.cfg.immediate_resolve_after * STEP
+        run.service.warm_up()
+        run.ticks(blips[-1] - start + after + STEP)
+    assert [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"] == [
+        (AlertStatus.FIRING, blips[-1]),
+        (AlertStatus.RESOLVED, blips[-1] + after),
+    ]

@@ -565,3 +565,43 @@ def test_requests_are_counted_when_otel_sdk_disabled_turns_the_sdk_off(
         'gpuwarden_inference_requests_total{route="/v1/chat/completions",status_class="2xx"} 2.0' in metrics
     )
     assert 'gpuwarden_inference_output_tokens_total{route="/v1/chat/completions"} 10.0' in metrics
+
+
+def _raw_post(app: Any, parts: list[dict[str, Any]]) -> tuple[list[dict[str, Any]], int]:
+    """POST /v1/chat/completions over raw ASGI with the body as ``parts`` (``http.request`` chunks, maybe an
+    ``http.disconnect``); the messages sent and how many parts the app read."""
+    sent: list[dict[str, Any]] = []
+    left = list(parts)
+
+    async def receive() -> dict[str, Any]:
+        return left.pop(0) if left else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    path = "/v1/chat/completions"
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": path, "raw_path": path.encode(), "query_string": b"", "root_path": "",
+        "headers": [(b"content-type", b"application/json")], "client": ("127.0.0.1", 5), "server": None,
+    }  # fmt: skip
+    asyncio.run(app(scope, receive, send))
+    return sent, len(parts) - len(left)
+
+
+def test_a_chunked_body_past_the_limit_is_refused_before_it_is_all_read(h: Harness) -> None:
+    # Without a Content-Length the whole body was read into memory before its size was checked: a client
+    # streaming gigabytes held them all.
+    chunk = {"type": "http.request", "body": b" " * 65536, "more_body": True}
+    sent, read = _raw_post(h.client.app, [chunk] * 64 + [{"type": "http.request", "body": b""}])
+    assert sent[0]["status"] == 413
+    assert read <= MAX_BODY_BYTES // 65536 + 1
+
+
+def test_a_client_gone_mid_body_is_answered_400_not_a_traceback(h: Harness) -> None:
+    # A malformed chunked body (uvicorn drops it) or a client that hangs up: ClientDisconnect left the
+    # endpoint and uvicorn logged "Exception in ASGI application" with a traceback.
+    part = {"type": "http.request", "body": b'{"model": ', "more_body": True}
+    sent, _ = _raw_post(h.client.app, [part, {"type": "http.disconnect"}])
+    assert sent[0]["status"] == 400
+    assert "disconnected" in json.loads(sent[1]["body"])["error"]["message"]

@@ -120,6 +120,34 @@ def test_config_validate_warns_of_a_detector_whose_queries_are_missing_and_not_o
             ":2: api.db: {tmp}/missing/s.db: its directory {tmp}/missing does not exist",
             id="store-in-a-missing-directory",
         ),
+        # Paths no file can have ended config validate (and serve) in a traceback from the path checks
+        # (OSError: File name too long; ValueError: embedded null byte), or passed (a NUL journal_dir).
+        pytest.param(
+            "api:\n  db: {tmp}/" + "x" * 300 + ".db\n",
+            ":2: api.db: {tmp}/" + "x" * 300 + ".db: cannot use it: File name too long",
+            id="store-name-too-long",
+        ),
+        pytest.param(
+            'api:\n  db: "{tmp}/a\\0b.db"\n',
+            ":2: api.db: '{tmp}/a\\x00b.db' holds a NUL character, which no path can; remove it",
+            id="store-name-with-a-nul",
+        ),
+        pytest.param(
+            'api:\n  db: {tmp}/s.db\nalerting:\n  journal_dir: "{tmp}/j\\0"\n',
+            ":4: alerting.journal_dir: '{tmp}/j\\x00' holds a NUL character",
+            id="journal-dir-with-a-nul",
+        ),
+        pytest.param(
+            "api:\n  db: {tmp}/s.db\nalerting:\n  journal_dir: {tmp}/" + "j" * 300 + "\n",
+            ":4: alerting.journal_dir: {tmp}/" + "j" * 300 + ": cannot use it: File name too long",
+            id="journal-dir-name-too-long",
+        ),
+        pytest.param(
+            "api:\n  db: {tmp}/s.db\nalerting:\n  kubernetes_inventory:\n    cluster: c\n"
+            "    kubeconfig: {tmp}/" + "k" * 300 + "\n",
+            ":6: alerting.kubernetes_inventory.kubeconfig: {tmp}/" + "k" * 300 + ": cannot use it: File name",
+            id="kubeconfig-name-too-long",
+        ),
     ],
 )
 def test_config_validate_refuses_the_store_and_journal_places_serve_refuses(

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx
 from starlette.applications import Starlette
+from starlette.types import Message
 
 from gpuwarden.sim import Fleet, fault_routes
 
@@ -106,3 +107,30 @@ def test_delete_clears_a_fault_and_404s_an_unknown_one(fleet: Fleet) -> None:
     assert cleared.status_code == 200
     assert fleet.active_faults() == []
     assert unknown.status_code == 404
+
+
+def test_a_client_gone_before_its_body_arrived_is_answered_400_without_a_traceback(fleet: Fleet) -> None:
+    # A malformed chunked body (uvicorn drops the connection) or a client that hangs up mid-body: starlette's
+    # ClientDisconnect left the endpoint and uvicorn logged "Exception in ASGI application" with a traceback.
+    sent: list[Message] = []
+    parts: list[Message] = [
+        {"type": "http.request", "body": b'{"kind": "xid", ', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> Message:
+        return parts.pop(0)
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+        "scheme": "http", "path": "/sim/faults", "raw_path": b"/sim/faults", "query_string": b"",
+        "root_path": "", "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 9400),
+    }  # fmt: skip
+    asyncio.run(Starlette(routes=fault_routes(fleet))(scope, receive, send))
+    assert sent[0]["status"] == 400
+    assert json.loads(sent[1]["body"])["error"] == "client disconnected before the body was read"
+    assert fleet.active_faults() == []
