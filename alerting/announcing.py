@@ -20,8 +20,10 @@ import threading
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
+from alerting.db import in_lists
 from alerting.event_state import incident_as_of
 from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
@@ -29,7 +31,7 @@ from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
-from alerting.store_models import TimelineRow
+from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind, IncidentChange, IncidentListener
 from alerting.titles import root_cluster
 from gpuwarden.clock import Clock
@@ -180,6 +182,7 @@ class IncidentAnnouncing:
                 folded=telling.folded,
             )
             self._call_listeners(change)
+        self._store_announced([i for i, kind, *_ in changes if kind is ChangeKind.OPENED])
 
     def _recommended(self, incident_id: str) -> tuple[str, ...]:
         """What the incident's firing alerts recommend, the most drastic first ("ignore" is no advice)."""
@@ -216,20 +219,31 @@ class IncidentAnnouncing:
     def _announce_due(self, now: datetime) -> None:
         """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
         the next tick, or at its next change if that comes first (announced, then the change told), as a
-        process started then would do: it cannot know whether one whose delay passed was announced."""
-        due = [i for i, at in self._unannounced.items() if now - at >= self._hold]
+        process started then would do: it cannot know whether one whose delay passed was announced. When
+        they were announced is stored once for all of them (``_store_announced``); when that fails, those
+        are announced again (the outbox dedupes them) to store it."""
+        due = {i: at for i, at in self._unannounced.items() if now - at >= self._hold}
+        told: list[str] = []
         try:
             for incident_id in due:
-                self._announce(incident_id, now)
+                self._announce(incident_id, now, told)
         except Exception as exc:  # noqa: BLE001 - loop boundary: still held, announced at a later tick
             self.counters["listener_errors"] += 1
             logger.warning("announcing held incidents failed; tried again at the next tick: %r", exc)
             self._reannounce.update(i for i in due if i in self._unannounced)
+        try:
+            self._store_announced(told)
+        except Exception as exc:  # noqa: BLE001 - loop boundary: announced again at a later tick
+            self.counters["listener_errors"] += 1
+            logger.warning("storing when held incidents were announced failed; announced again: %r", exc)
+            for incident_id in told:
+                self._unannounced[incident_id] = due[incident_id]
+                self._reannounce.add(incident_id)
 
-    def _announce(self, incident_id: str, now: datetime) -> None:
+    def _announce(self, incident_id: str, now: datetime, told: list[str] | None = None) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
         announced, and an "opened" of it told again later is held, not sent); it stays held when that
-        raises."""
+        raises. When it was told is stored at once, or left to the caller that gives ``told`` (appended)."""
         announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
@@ -248,10 +262,31 @@ class IncidentAnnouncing:
                         root_cluster=root_cluster(incident.root_cause.target, self.inventory),
                     )
                 )
+                if told is None:
+                    self._store_announced([incident_id])
+                else:
+                    told.append(incident_id)
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
         if announced:
             self._announced.add(incident_id)
+
+    def _store_announced(self, incident_ids: Sequence[str]) -> None:
+        """Store when the listeners were first told these incidents opened (now, after they heard it; told
+        again, a restart's announcement that the outbox dedupes, it keeps the first): their opening's page,
+        which the reminders count from (``reminding.stored_pages``), not the end of the announce delay, which
+        is earlier when serve was down then or a tick came late. Raises what the store raised: the opening
+        is told again, as when a listener fails."""
+        if not incident_ids:
+            return
+        now = self.clock.now()
+        with self._sessions() as session, session.begin():
+            for chunk in in_lists(list(dict.fromkeys(incident_ids))):
+                session.execute(
+                    update(IncidentRow)
+                    .where(IncidentRow.id.in_(chunk), IncidentRow.announced_at.is_(None))
+                    .values(announced_at=now)
+                )
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:

@@ -326,7 +326,10 @@ class MuteTracking:
         opened = next((e for e in timeline if e.kind == "opened"), None)
         if opened is None or any(e.kind == SILENCE_ENDED for e in timeline):
             return {}
-        told = opened.at + self._hold
+        # Told when it was announced (a tick late, serve down then: a silence set since held it), where
+        # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
+        announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
+        told = opened.at + self._hold if announced is None else announced
         # The rows, not their columns: a silence ``_lift_silences`` expired in this session, not flushed yet
         # (ingest runs without autoflush), reads as it ends now, not as stored.
         held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))

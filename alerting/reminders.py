@@ -25,8 +25,9 @@ TAKEN_UP = frozenset({"acknowledged", "remediation_approved", "mitigating"})
 REMINDER = "reminder"
 # Every timeline kind ``reminder_due`` reads: those that may have paged, and those that take it up.
 READ_KINDS = tuple(sorted(PRIORITY_MOVES | TAKEN_UP | {"opened", "reopened", REMINDER}))
-# Set on an opening's data as read (``reminding.stored_pages``), never stored: when it was told unsilenced,
-# which a silence of the incident set within the announce delay puts off to that silence's end.
+# Set on an opening's data as read (``reminding.stored_pages``), never stored there: when it was told
+# unsilenced, its announcement (``IncidentRow.announced_at``, else the end of the announce delay), which a
+# silence of the incident holding it then puts off to that silence's end.
 TOLD_AT = "told_at"
 # Stored on a ``silence_ended`` event that is the first the channel hears of its incident (its opening was
 # told while a silence set within the announce delay held it: Slack posts the incident's message then): a

@@ -6,7 +6,7 @@ Alertmanager notifies a firing group again every ``repeat_interval`` (4 h). So t
 again, told as a ``reminder`` event ("still firing 4h after the last page, not acknowledged: reminding";
 "still flapping" when what of it is not muted only flaps), when something of it fires or flaps that
 nothing mutes (a silence, window or inhibition of that alert: Alertmanager repeats no muted alert), no
-silence holds it, its last page (told after the announce delay) is
+silence holds it, its last page (an opening's: when it was announced) is
 ``alerting.remind_after_seconds`` old or older, nobody took it up since (``reminders.TAKEN_UP``) and it
 is not still acknowledged or mitigating from before (an escalation pages without changing its state). The
 reminder is a page: the next comes that long after it. Every priority reminds (every one pages at its
@@ -22,7 +22,9 @@ it, every firing alert muted, nothing firing) is looked at again when that may e
 end of the silences muting its alerts, or at once when its members, the silences that held it (one that
 may mute less: ``muting_less``; a silence set or extended elsewhere wakes none), an inhibiting alert or
 (for a maintenance window) the inventory change (``ParkedCheck``); not at every tick. A restarted serve
-starts from each incident's opening, so decides alike.
+starts from each incident's opening, so decides alike: an opening's page is when the listeners (the outbox)
+were first told it, stored (``IncidentRow.announced_at``), not the end of its announce delay, which is
+earlier when serve was down then or a tick came late.
 """
 
 from __future__ import annotations
@@ -283,16 +285,18 @@ def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
     """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
     ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
-    now holds), each opening with when it was told unsilenced (``reminders.TOLD_AT``: after the announce
-    delay, ``hold`` seconds, or, when a silence of the incident set within it held it then, as that silence
-    ended: the opening paged nobody, and the channel first heard of it then), but the opening of one merged
-    before that: never told, it paged nobody."""
+    now holds), each opening with when it was told unsilenced (``reminders.TOLD_AT``: when it was announced,
+    its ``announced_at``, or, for one stored without it (before migration 0019, or announced with no
+    listener), after the announce delay, ``hold`` seconds; or, when a silence of the incident held it then,
+    as that silence ended: the opening paged nobody, and the channel first heard of it then), but the
+    opening of one merged before that: never told, it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
         absorbed.update((one, into) for one, into in session.execute(query) if into is not None)
     found: dict[str, list[tuple[int, str, _Event]]] = defaultdict(list)
     merged_at: dict[str, datetime] = {}
+    announced: dict[str, datetime] = {}  # when each opening was announced, where the store says (0019)
     silenced: dict[str, list[tuple[datetime, datetime]]] = defaultdict(list)  # the incident silences
     for chunk in in_lists([*incident_ids, *absorbed]):
         events = select(
@@ -303,6 +307,10 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
                 found[absorbed.get(incident_id, incident_id)].append((seq, incident_id, (kind, at, data)))
             elif incident_id in absorbed and "into" in data:
                 merged_at[incident_id] = at
+        announcements = select(IncidentRow.id, IncidentRow.announced_at).where(
+            IncidentRow.id.in_(chunk), IncidentRow.announced_at.is_not(None)
+        )
+        announced.update((one, at) for one, at in session.execute(announcements) if at is not None)
         held = select(SilenceRow.incident_id, SilenceRow.starts_at, SilenceRow.ends_at).where(
             SilenceRow.incident_id.in_(chunk)
         )
@@ -315,7 +323,7 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         kind, at, data = event
         if kind != "opened":
             return event
-        told = unsilenced_at(at + delay, silenced.get(incident_id, ()))
+        told = unsilenced_at(announced.get(incident_id, at + delay), silenced.get(incident_id, ()))
         end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
         return (kind, at, {**data, TOLD_AT: told}) if end is None or told < end else None
 

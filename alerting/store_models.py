@@ -108,6 +108,10 @@ class IncidentRow(Base):
     # What inventory refreshes left pending of its current opening (``OpenIncident.reassessment``), so that a
     # restart carries on with it; NULL: nothing (migration 0011).
     reassessment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # When its opening was first handed to the listeners (the outbox), after the announce delay: its page,
+    # which the reminders count from (``reminding.stored_pages``). NULL: not announced yet, announced with
+    # no listener, or stored before migration 0019 (read as told at the end of its delay, as before).
+    announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 
 class TimelineRow(Base):

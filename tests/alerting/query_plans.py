@@ -49,10 +49,9 @@ def resolved_incident_query_plans(engine: Engine, explain: str, *setup: str) -> 
         ]
 
 
-def incident_silence_query_plan(engine: Engine, explain: str, *setup: str) -> str:
-    """The plan, as ``explain`` gives it after the ``setup`` statements, of the query by which the reminders
-    read the silences of the incidents due (``reminding.stored_pages``), in the (migrated) store behind
-    ``engine``."""
+def incident_silence_query(engine: Engine) -> tuple[str, object]:
+    """The query (statement, parameters) by which the reminders read the silences of the incidents due
+    (``reminding.stored_pages``), as sent to the store behind ``engine`` (migrated to the newest revision)."""
     sent: list[tuple[str, object]] = []
 
     def record(conn: object, cursor: object, statement: str, parameters: object, *_: object) -> None:
@@ -65,7 +64,16 @@ def incident_silence_query_plan(engine: Engine, explain: str, *setup: str) -> st
             stored_pages(session, ["inc-a", "inc-b"], 10)
     finally:
         event.remove(engine, "before_cursor_execute", record)
-    [(statement, parameters)] = sent
+    [query] = sent
+    return query
+
+
+def incident_silence_query_plan(
+    engine: Engine, explain: str, *setup: str, query: tuple[str, object] | None = None
+) -> str:
+    """The plan, as ``explain`` gives it after the ``setup`` statements, of ``query`` (by default
+    ``incident_silence_query``'s) in the store behind ``engine``."""
+    statement, parameters = query or incident_silence_query(engine)
     with engine.connect() as conn:
         for one in setup:
             conn.exec_driver_sql(one)

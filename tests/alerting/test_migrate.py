@@ -4,6 +4,7 @@ import os
 import signal
 import subprocess
 import sys
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -11,17 +12,25 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Engine, inspect, text
-from sqlalchemy.orm import sessionmaker
+from sqlalchemy import Engine, insert, inspect, select, text
+from sqlalchemy.orm import Session, sessionmaker
 
 import alerting.store_models  # noqa: F401 - the tables under test
 from alerting.db import Base, make_engine
 from alerting.handoff import Telling, UntoldChange, untold
 from alerting.migrate import NewerSchema, alembic_config, open_store, upgrade
+from alerting.reminders import TOLD_AT
+from alerting.reminding import stored_pages
 from alerting.store import IncidentStore
+from alerting.store_models import IncidentRow, TimelineRow
 from alerting.subscriptions import ChangeKind
 from gpuwarden.errors import ConfigError
-from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
+from tests.alerting.query_plans import (
+    incident_silence_query,
+    incident_silence_query_plan,
+    resolved_incident_query_plans,
+)
+from tests.migrated_store import migrated_sqlite
 
 
 def test_upgrade_creates_the_store_tables_and_is_idempotent(tmp_path: Path) -> None:
@@ -339,11 +348,53 @@ def test_the_silences_of_the_incidents_due_a_reminder_are_read_through_the_incid
     retention period). 0018 adds it; downgraded, it goes."""
     engine = make_engine(str(tmp_path / "s.db"))
     upgrade(engine)
-    plan = incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN")
+    query = incident_silence_query(engine)  # as sent to the newest schema (0019's column is read too)
+    plan = incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN", query=query)
     assert "USING INDEX ix_silences_incident_id" in plan, plan
     downgrade(engine, "0017_alert_ends_by_timeout")
     engine.dispose()  # a pooled SQLite connection keeps planning with the schema it read
     assert "ix_silences_incident_id" not in {ix["name"] for ix in inspect(engine).get_indexes("silences")}
-    assert "SCAN silences" in incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN")
+    assert "SCAN silences" in incident_silence_query_plan(engine, "EXPLAIN QUERY PLAN", query=query)
     upgrade(engine)
     assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(engine).get_indexes("silences")}
+
+
+def an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(engine: Engine) -> None:
+    """Since 0019 the store says when an incident's opening was announced (``announced_at``), the page the
+    reminders count from; an incident stored before has none, and its opening is read as told at the end of
+    its announce delay, as before. Downgraded, the column goes. ``engine``: a store at the newest revision
+    (taken down to 0018 first, which is cheaper than migrating up to it); shared with the PostgreSQL test."""
+    downgrade(engine, "0018_silences_incident_index")
+    opened = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
+    at = {"opened_at": opened, "updated_at": opened, "last_alert_at": opened, "first_onset_at": opened}
+    with engine.begin() as conn:  # the columns 0018 has: no announced_at
+        conn.execute(
+            insert(IncidentRow.__table__).values(
+                id="inc-a",
+                title="",
+                priority="P1",
+                state="triggered",
+                root_kind="xid",
+                root_target={},
+                impact={},
+                **at,
+            )
+        )
+        conn.execute(
+            insert(TimelineRow.__table__).values(
+                incident_id="inc-a", at=opened, kind="opened", message="", data={}
+            )
+        )
+    upgrade(engine)
+    with Session(engine) as session:
+        assert session.scalar(select(IncidentRow.announced_at)) is None
+        [(kind, _, data)] = stored_pages(session, ["inc-a"], 10)["inc-a"]
+    assert (kind, data[TOLD_AT]) == ("opened", opened + timedelta(seconds=10))
+    downgrade(engine, "0018_silences_incident_index")
+    assert "announced_at" not in {c["name"] for c in inspect(engine).get_columns("incidents")}
+
+
+def test_an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay_and_0019_downgrades(
+    tmp_path: Path,
+) -> None:
+    an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(migrated_sqlite(tmp_path / "s.db"))

@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 import alerting.db
@@ -16,7 +17,7 @@ from alerting.matchers import parse_matcher
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
-from alerting.reminders import last_page
+from alerting.reminders import TOLD_AT, last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
 from alerting.silences import Silence
@@ -153,9 +154,14 @@ def test_an_escalation_while_a_silence_holds_the_incident_is_stored_as_paging_no
 
 
 def _stored(
-    session: Session, incident_id: str, into: str | None, *events: tuple[str, float, dict[str, object]]
+    session: Session,
+    incident_id: str,
+    into: str | None,
+    *events: tuple[str, float, dict[str, object]],
+    announced: float | None = None,
 ) -> None:
-    """An incident (merged into ``into``, if set) and its events (kind, hours after 23:00, data), stored."""
+    """An incident (merged into ``into``, if set; its opening ``announced`` seconds after 23:00, if set) and
+    its events (kind, hours after 23:00, data), stored."""
     at = FakeClock().now()
     session.add(
         IncidentRow(
@@ -171,6 +177,7 @@ def _stored(
             first_onset_at=at,
             impact={},
             merged_into=into,
+            announced_at=None if announced is None else at + timedelta(seconds=announced),
         )
     )
     session.flush()
@@ -198,6 +205,115 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         page, taken_up = last_page(events, FakeClock().now(), 10)
     assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
     assert not taken_up
+
+
+@pytest.mark.parametrize(
+    ("announced", "told"),
+    [
+        pytest.param(None, 10, id="stored-before-0019-at-the-end-of-its-delay"),
+        pytest.param(3605, 3605, id="announced-an-hour-late"),
+    ],
+)
+def test_an_opening_is_read_as_told_when_it_was_announced(
+    tmp_path: Path, announced: float | None, told: int
+) -> None:
+    at = FakeClock().now()
+    with Session(migrated_sqlite(tmp_path / "incidents.db")) as session:
+        _stored(session, "inc-a", None, ("opened", 0, {}), announced=announced)
+        [(kind, _, data)] = stored_pages(session, ["inc-a"], 10)["inc-a"]
+    assert kind == "opened" and data[TOLD_AT] == at + timedelta(seconds=told)
+
+
+@pytest.mark.parametrize(
+    ("announced", "restart"),
+    [
+        # serve stopped 5 s after the opening, within its 10 s announce delay, and started an hour later.
+        pytest.param(3605, True, id="serve-down-an-hour-during-the-announce-delay"),
+        # a tick 30 s late (a slow store, a storm): the opening was handed to the outbox at +40 s.
+        pytest.param(40, False, id="slow-tick"),
+    ],
+)
+def test_the_reminder_clock_counts_from_when_the_opening_was_announced(
+    tmp_path: Path, announced: int, restart: bool
+) -> None:
+    # The node's incident opens at 23:00; its opening is handed to the outbox (its page) only at
+    # ``announced`` seconds: the first reminder is 4 h after that, saying so, not 4 h after the end of the
+    # announce delay (which was 3 h after the page, or 30 s early). A restart after the announcement reads
+    # the same time back from the store.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(5)
+    serve.engine.tick()  # within the delay: nothing told
+    serve.clock.advance(announced - 5)
+    if restart:
+        serve.restart()
+    serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    assert [(n.change.value, (n.event_at - start).total_seconds()) for n in told] == [("opened", 0)]
+    for at in sorted((10 + 14400, 10000 + announced, announced + 14400 - 1, announced + 14400)):
+        serve.clock.advance(at - (serve.clock.now() - start).total_seconds())
+        if at == 10000 + announced and restart:
+            serve.restart()
+        serve.engine.tick()
+    reminders = _reminders(serve)
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in reminders] == [
+        (announced + 14400, 14400.0)
+    ]
+    assert reminders[0].event_message == "still firing 4h after the last page, not acknowledged: reminding"
+
+
+def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_silences_end(
+    tmp_path: Path,
+) -> None:
+    # The node's incident opens at 23:00; its 10 s announce delay ends with no tick, someone silences it at
+    # 23:00:20 for 10 minutes, and the late tick of 23:00:40 announces it silenced: Slack posts nothing, the
+    # channel first hears of it when the silence's end is told (23:10:25, marked ``first_told``, a page on
+    # the webhook), and the reminder comes 20 minutes after that, not 20 minutes after 23:00:10.
+    serve = _Serve(tmp_path / "serve", remind_after_seconds=1200)
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    for second in (20, 40, 625, 1824, 1825):
+        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        if second == 20:
+            serve.engine.silence_incident(incident_id, 600, "alice")
+        else:
+            serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    [opened] = [n for n in told if n.change.value == "opened"]
+    assert opened.silenced_until is not None  # paged nobody
+    [ended] = [n for n in told if n.event_kind == "silence_ended"]
+    assert (ended.event_at - start).total_seconds() == 625 and ended.first_told and ended.pages
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
+
+
+def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
+    # tick announces it again (the outbox dedupes it) and stores that, a page later rather than none.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    [incident_id] = serve.engine.open_incident_ids()
+    store_announced = serve.engine._store_announced
+
+    def failing(incident_ids: Any) -> None:
+        if incident_ids:
+            raise OperationalError("UPDATE", None, Exception("store down"))
+
+    serve.clock.advance(10)
+    monkeypatch.setattr(serve.engine, "_store_announced", failing)
+    serve.engine.tick()
+    monkeypatch.setattr(serve.engine, "_store_announced", store_announced)
+    serve.clock.advance(5)
+    serve.engine.tick()
+    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    assert [n.change.value for n in told] == ["opened"]  # once
+    with Session(alerting.db.make_engine(serve.db)) as session:
+        announced = session.get(IncidentRow, incident_id)
+        assert announced is not None and announced.announced_at == start + timedelta(seconds=15)
 
 
 @pytest.mark.parametrize("resent", [True, False], ids=["resent", "not-resent"])
@@ -368,6 +484,8 @@ def test_an_incident_inhibited_past_its_reminder_time_is_reminded_once_the_sourc
     [incident_id] = serve.engine.open_incident_ids()
     source = Alert({"cluster": "elsewhere", "alertname": "FleetMaintenance"})
     serve.engine.ingest([source])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()  # its opening announced: the page the reminder counts from
     serve.clock.advance(4 * 3600 + 60)
     serve.engine.tick()
     for _ in range(3):

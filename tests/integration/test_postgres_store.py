@@ -34,7 +34,10 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.model import Alert, AlertStatus, IncidentState, RackRef, label_fingerprint
 from tests.alerting.query_plans import incident_silence_query_plan, resolved_incident_query_plans
 from tests.alerting.test_kept_jobs import requeued_job_named_after_restart
-from tests.alerting.test_migrate import downgrade
+from tests.alerting.test_migrate import (
+    an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay,
+    downgrade,
+)
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
@@ -589,6 +592,16 @@ def test_on_postgres_the_silences_of_incidents_are_read_through_the_incident_id_
     assert "ix_silences_incident_id" not in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
     upgrade(sql)
     assert "ix_silences_incident_id" in {ix["name"] for ix in inspect(sql).get_indexes("silences")}
+    sql.dispose()
+
+
+@pytest.mark.integration
+def test_on_postgres_an_opening_stored_before_0019_is_told_after_its_delay_and_0019_downgrades(
+    postgres_url: str,
+) -> None:
+    sql = make_engine(postgres_url)
+    upgrade(sql)
+    an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(sql)
     sql.dispose()
 
 
