@@ -10,9 +10,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from typer.testing import CliRunner
+import typer
+from click.testing import CliRunner
 
 from gpuwarden.cli import app
+
+COMMAND = typer.main.get_command(app)  # built once: Typer builds it again at each invoke (most of its time)
 
 SERVE = ("serve", "--config", "{path}")
 ANOMALY = ("anomaly", "run", "--config", "{path}", "--ticks", "1")
@@ -133,14 +136,14 @@ def test_config_validate_says_what_the_command_says_at_its_start(
     monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
     if row.token is not None:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", row.token)
-    started = CliRunner().invoke(app, [arg.format(path=path) for arg in row.command])
+    started = CliRunner().invoke(COMMAND, [arg.format(path=path) for arg in row.command])
     assert started.exit_code == 1, started.output  # refused, or stopped once its warnings are said
     level = "warning" if row.warning else "error"
     lines = [line for line in said(started.output) if line.startswith(level) and row.names in line]
     assert lines, started.output  # the start-up says it: this row checks something
     if row.warning:
         monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
-    validated = CliRunner().invoke(app, ["config", "validate", str(path)])
+    validated = CliRunner().invoke(COMMAND, ["config", "validate", str(path)])
     output = " ".join(validated.output.split())
     assert validated.exit_code == (0 if row.warning else 1), output
     for line in lines:
