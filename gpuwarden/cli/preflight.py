@@ -5,7 +5,9 @@ names), the machine (addresses, directories) or a library (a kubeconfig).
 later, and ``check_starts``: what stops one of them at its start (no API token, no query to score). It
 cannot know which of the three a file is for, and exit 0 promises all three start with it, so each of
 these names the command it stops. ``serve`` runs ``check_serve`` before it makes any file, so a wrong
-setting leaves no store, lock or journal behind (and migrates no existing store).
+setting leaves no store, lock or journal behind (and migrates no existing store); ``anomaly run`` runs
+those of ``anomaly_checks``. Each check is one function that the command and ``config validate`` both
+call, so both say the same line (tests/gpuwarden/cli/test_startup_parity.py).
 """
 
 from __future__ import annotations

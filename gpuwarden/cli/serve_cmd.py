@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
+from gpuwarden.cli.anomaly_checks import TOKEN_ENV
 from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
     err_console,
     print_problems,
@@ -22,7 +23,12 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
-from gpuwarden.cli.preflight import check_serve, journal_field, listen_socket, serve_token_refusal
+from gpuwarden.cli.preflight import (
+    check_serve,
+    journal_field,
+    listen_socket,
+    serve_token_refusal,
+)
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -40,7 +46,6 @@ if TYPE_CHECKING:
     from gpuwarden.cli.active_server import Service
     from gpuwarden.config import ApiConfig, GpuwardenConfig
 
-TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
 
 
