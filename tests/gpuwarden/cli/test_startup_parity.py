@@ -1,6 +1,7 @@
-"""``config validate`` says what ``serve``, ``anomaly run`` and ``exporter`` say at their start from the
-configuration (and variables) alone, in the same words, at the same file, line and field: a warning as a
-warning (exit 0), a refusal as an error (exit 1). Users run it in CI before they deploy."""
+"""``config validate`` says what ``serve``, ``anomaly run``, ``exporter`` and ``inference-server`` say at
+their start from the configuration (and variables) alone, in the same words, at the same file, line and
+field: a warning as a warning (exit 0), a refusal as an error (exit 1). Users run it in CI before they
+deploy."""
 
 from __future__ import annotations
 
@@ -103,6 +104,16 @@ ROWS = {
     # the exporter's refusals
     "exporter-fleet-not-serve-s": Row(
         EXPORTER, "exporter:\n  simulate: 1x2\nsim:\n  gpus_per_node: 4\n", "sim.gpus_per_node"
+    ),
+    # inference-server's refusal: an OTEL_* variable it cannot honour
+    "otel-protocol-not-http": Row(
+        ("inference-server", "--config", "{path}", "--host", "203.0.113.7"),  # never serves
+        "tracing:\n  service_name: toy\n",
+        "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL",
+        env={
+            "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc",
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT": "http://127.0.0.1:1/v1/traces",
+        },
     ),
     "exporter-listen-address-not-here": Row(
         EXPORTER, "exporter:\n  listen_address: 203.0.113.7\n", "exporter.listen_address"
