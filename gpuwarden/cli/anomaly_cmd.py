@@ -223,15 +223,14 @@ def run(
     Alerts go to `gpuwarden serve` at anomaly.alert_url (token from GPUWARDEN_API_TOKEN) as Prometheus
     sends rule alerts, or are printed as JSON lines when no alert_url is set.
     """
+    cfg = _run_config(config, port, ticks)  # before the stage's imports: a refusal is said at once
     from prometheus_client import CollectorRegistry  # noqa: PLC0415
 
     from anomaly.promql import PromQLSource, PromQuery  # noqa: PLC0415
     from anomaly.service import AnomalyService  # noqa: PLC0415
     from gpuwarden.cli.anomaly_http import serve_http  # noqa: PLC0415
 
-    cfg = _run_config(config)
     configure_logging(logging.INFO, fmt="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    _warn_slow_steps(cfg)
     clock = SystemClock()
     forwarder = _forwarder(cfg, clock)
     queries = [PromQuery(q.name, q.expr, q.step_seconds, q.kind, q.guard) for q in cfg.queries]
@@ -251,7 +250,7 @@ def run(
     registry.register(service.collector)
     if forwarder is not None:
         registry.register(forwarder)
-    metrics_port = port if port is not None else (0 if ticks else cfg.port)  # a --ticks script: no port
+    metrics_port = _metrics_port(cfg, port, ticks)
     try:
         server = serve_http(service, registry, cfg.listen_address, metrics_port) if metrics_port else None
     except OSError as exc:
@@ -280,16 +279,23 @@ def run(
             server.server_close()
 
 
-def _run_config(config: Path | None) -> AnomalyConfig:
-    """``anomaly run``'s settings, checked as the service would check them; exit 1 naming the problem."""
-    from gpuwarden.cli.preflight import (  # noqa: PLC0415
-        anomaly_run_refusal,
-        check_detector_queries,
+def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
+    """Where ``anomaly run`` serves /metrics: ``--port``, else none for a ``--ticks`` script, else
+    ``anomaly.port``; 0: nowhere."""
+    return port if port is not None else (0 if ticks else cfg.port)
+
+
+def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyConfig:
+    """``anomaly run``'s settings, checked as ``config validate`` checks them (``anomaly_checks``): every
+    warning, then every refusal, each naming its file and line; exit 1 when any refuses."""
+    from gpuwarden.cli.anomaly_checks import (  # noqa: PLC0415
+        anomaly_run_refusals,
+        anomaly_run_warnings,
         check_detectors,
     )
+    from gpuwarden.cli.preflight import check_listen_address  # noqa: PLC0415
     from gpuwarden.config import load_config  # noqa: PLC0415
     from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
-    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     try:
         loaded = load_config(config, secrets_for={"anomaly"}) if config is not None else None
@@ -297,45 +303,30 @@ def _run_config(config: Path | None) -> AnomalyConfig:
         print_problems(exc)
         raise typer.Exit(1) from exc
     cfg = loaded.anomaly if loaded is not None else AnomalyConfig()
+    refusals = []
     try:
         check_detectors(cfg)  # the service would refuse them with a traceback
     except ConfigError as exc:
-        err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(exc) if loaded else exc))}")
-        raise typer.Exit(1) from exc
+        refusals.append(exc)
+    if _metrics_port(cfg, port, ticks):  # in config validate's words, not the bind's errno
+        try:
+            check_listen_address(cfg.listen_address, "anomaly.listen_address")
+        except ConfigError as exc:
+            refusals.append(exc)
     written = loaded is not None and "source" in cfg.model_fields_set
-    refusal = anomaly_run_refusal(cfg, source_written=written)
-    if refusal is not None and refusal.field == "anomaly.source":
-        err_console.print(f"[red]error:[/red] {escape(str(loaded.locate(refusal) if loaded else refusal))}")
-        raise typer.Exit(1)
-    if not cfg.queries:
-        where = f"{config} sets none" if config is not None else "pass --config FILE"
-        err_console.print(
-            f"[red]error:[/red] anomaly.queries is empty ({escape(where)}); declare the PromQL queries to"
-            " score under anomaly.queries, as deploy/gpuwarden.example.yaml does"
-        )
-        raise typer.Exit(1)
-    for warning in [*check_detector_queries(cfg), *check_range_guards(cfg)]:  # config validate says the same
+    refusals.extend(anomaly_run_refusals(cfg, os.environ, source_written=written))
+    for warning in anomaly_run_warnings(cfg):  # config validate says the same
         err_console.print(
             f"[yellow]warning:[/yellow] {escape(str(loaded.locate(warning) if loaded else warning))}"
         )
+    for refusal in refusals:
+        hint = "; pass --config FILE" if config is None and refusal.field == "anomaly.queries" else ""
+        err_console.print(
+            f"[red]error:[/red] {escape(str(loaded.locate(refusal) if loaded else refusal))}{hint}"
+        )
+    if refusals:
+        raise typer.Exit(1)
     return cfg
-
-
-def _warn_slow_steps(cfg: AnomalyConfig) -> None:
-    """Say so when a query's step is longer than the tick: most ticks then read nothing new of it, and its
-    alerts are raised and resolved by its reads, not by the ticks."""
-    for query in cfg.queries:
-        if query.step_seconds > cfg.infer_every_seconds:
-            err_console.print(
-                f"warning: anomaly.queries {query.name}: step_seconds {query.step_seconds:g} is longer than"
-                f" anomaly.infer_every_seconds {cfg.infer_every_seconds:g}: it is read once every"
-                f" {query.step_seconds:g} s, not every tick, and the ticks between its reads neither raise"
-                f" nor resolve its alerts: pending_ticks and the resolve counts count its reads, so they"
-                f" resolve {cfg.immediate_resolve_after * query.step_seconds:g} s (signatures) to"
-                f" {cfg.thresholds.resolve_after * query.step_seconds:g} s (learned detectors) after the"
-                f" fault ends; set its step_seconds to at most {cfg.infer_every_seconds:g}",
-                markup=False,
-            )
 
 
 class TickLog:
@@ -389,18 +380,12 @@ class TickLog:
 
 
 def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
-    """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set; a bad setting stops run."""
+    """The alert forwarder to ``gpuwarden serve`` when anomaly.alert_url is set."""
     from anomaly.forwarder import AlertForwarder  # noqa: PLC0415
 
     if not cfg.alert_url:  # a set one is a usable http(s) URL: the configuration checked it
         return None
-    token = os.environ.get("GPUWARDEN_API_TOKEN")
-    if not token:
-        err_console.print(
-            "[red]error:[/red] anomaly.alert_url is set but GPUWARDEN_API_TOKEN is not: export the token"
-            " `gpuwarden serve` takes (it refuses alerts without it)"
-        )
-        raise typer.Exit(1)
+    token = os.environ.get("GPUWARDEN_API_TOKEN", "")  # one serve takes: _run_config refused any other
     return AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
 
 

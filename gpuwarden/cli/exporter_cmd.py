@@ -185,14 +185,13 @@ def exporter(
     cfg = _exporter_settings(
         full, port=port, listen_address=listen_address, interval=interval, simulate=simulate
     )
-    from gpuwarden.cli.preflight import listen_socket  # noqa: PLC0415
+    from gpuwarden.cli.preflight import check_listen_address, listen_socket  # noqa: PLC0415
 
+    host_field = "--listen-address" if listen_address is not None else "exporter.listen_address"
     try:  # before NVML is touched: a port in use is one line naming the setting, not uvicorn's log line
+        check_listen_address(cfg.listen_address, host_field)  # an address not this machine's: as validate
         listener = listen_socket(
-            cfg.listen_address,
-            cfg.port,
-            "--listen-address" if listen_address is not None else "exporter.listen_address",
-            "--port" if port is not None else "exporter.port",
+            cfg.listen_address, cfg.port, host_field, "--port" if port is not None else "exporter.port"
         )
     except ConfigError as exc:
         raise _fail(str(full.locate(exc))) from exc

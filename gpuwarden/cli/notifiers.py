@@ -24,12 +24,7 @@ def build_notifiers(cfg: GpuwardenConfig, clock: Clock) -> list[Notifier]:
         # Imported only when Slack is configured: serve must start without slack-sdk work otherwise.
         from alerting.notifiers.slack import SlackNotifier  # noqa: PLC0415
 
-        if not cfg.slack.channel.startswith(("C", "G")) or not cfg.slack.channel[1:].isalnum():
-            logger.warning(
-                "slack.channel %r is a name, not an id (C...): after a crash between Slack's answer and the"
-                " outbox's record, the incident's message can be posted twice; set the channel id",
-                cfg.slack.channel,
-            )
+        # A channel name, not an id: serve warned at start (preflight.check_slack_channel).
         notifiers.append(SlackNotifier.from_config(cfg.slack))
     if cfg.webhooks:
         from alerting.notifiers.webhook import WebhookNotifier  # noqa: PLC0415

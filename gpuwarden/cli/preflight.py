@@ -5,7 +5,9 @@ names), the machine (addresses, directories) or a library (a kubeconfig).
 later, and ``check_starts``: what stops one of them at its start (no API token, no query to score). It
 cannot know which of the three a file is for, and exit 0 promises all three start with it, so each of
 these names the command it stops. ``serve`` runs ``check_serve`` before it makes any file, so a wrong
-setting leaves no store, lock or journal behind (and migrates no existing store).
+setting leaves no store, lock or journal behind (and migrates no existing store); ``anomaly run`` runs
+those of ``anomaly_checks``. Each check is one function that the command and ``config validate`` both
+call, so both say the same line (tests/gpuwarden/cli/test_startup_parity.py).
 """
 
 from __future__ import annotations
@@ -22,12 +24,17 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from gpuwarden.cli.anomaly_checks import (
+    TOKEN_ENV,
+    anomaly_run_refusals,
+    anomaly_run_warnings,
+    check_detectors,
+)
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import ConfigError
 
 if TYPE_CHECKING:
     from gpuwarden.config import AlertingConfig, GpuwardenConfig, SimConfig
-    from gpuwarden.config_anomaly import AnomalyConfig
     from gpuwarden.config_notify import WebhookConfig
 
 
@@ -37,15 +44,13 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     from gpuwarden.cli.inventories import inventory_file, kubernetes_inventory  # noqa: PLC0415
     from gpuwarden.cli.serve_cmd import journal_dir  # noqa: PLC0415 - serve's own rule for where it is
     from gpuwarden.clock import SystemClock  # noqa: PLC0415
-    from gpuwarden.range_guard import check_range_guards  # noqa: PLC0415
 
     problems: list[ConfigError] = []
     check = partial(_keep_problem, problems)
     warnings = _alerting_checks(cfg, check)
     check(lambda: check_detectors(cfg.anomaly))
     if "anomaly" in cfg.model_fields_set:  # a file for anomaly run, as check_starts has it; whatever source
-        warnings.extend(check_detector_queries(cfg.anomaly))
-        warnings.extend(check_range_guards(cfg.anomaly))
+        warnings.extend(anomaly_run_warnings(cfg.anomaly))
     for field, host in (
         ("api.listen_address", cfg.api.listen_address),
         ("exporter.listen_address", cfg.exporter.listen_address),
@@ -55,6 +60,7 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     check(lambda: check_store(cfg.api.db, "api.db"))
     check(lambda: check_store_directory(cfg.api.db, "api.db"))
     check(lambda: check_journal_dir(journal_dir(cfg, cfg.api.db), journal_field(cfg, "api.db")))
+    warnings.extend(check_journal_kept(cfg, cfg.api.db))
     if cfg.alerting.inventory_file:
         check(partial(inventory_file, cfg.alerting.inventory_file))
     kube = cfg.alerting.kubernetes_inventory
@@ -65,63 +71,47 @@ def check_config(cfg: GpuwardenConfig) -> tuple[list[ConfigError], list[ConfigEr
     return problems, warnings
 
 
-TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
-
-
 SERVE_SECTIONS = frozenset({"api", "alerting", "slack", "store", "webhooks"})  # a file written for serve
 
 
 def check_starts(cfg: GpuwardenConfig, environ: Mapping[str, str]) -> list[ConfigError]:
     """What would stop ``serve`` or ``anomaly run`` at its start, each naming the command: no API token in
     the file or in ``environ`` (``config validate`` runs with the variables serve gets), no query to score,
-    ``anomaly.source: in-process`` written in the file. Each only for a file (or variables) that write a
-    section of that command: a file for the exporter alone (a GPU node's) has neither a token nor queries,
-    and needs neither."""
-    from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - see check_maintenance_windows
-
+    ``anomaly.source: in-process`` written in the file, ``anomaly.alert_url`` without a token to send. Each
+    only for a file (or variables) that write a section of that command: a file for the exporter alone (a
+    GPU node's) has neither a token nor queries, and needs neither. Each in the words the command says."""
     refusals = []
     written = cfg.model_fields_set
-    token = environ.get(TOKEN_ENV)
-    problem = None if token is None else token_problem(token)
-    if not written & SERVE_SECTIONS:
-        pass  # not a file for serve
-    elif problem is not None:
-        refusals.append(
-            ConfigError(
-                f"{problem}; serve refuses to start with it (or unset it to use api.token)", field=TOKEN_ENV
+    refusal = serve_token_refusal(cfg.api.token is not None, environ)
+    if refusal is not None and written & SERVE_SECTIONS:
+        if refusal.field == "api.token":  # CI runs validate without serve's variables: say so
+            refusal = ConfigError(
+                f"{refusal.message}; run config validate with the variables serve gets", field=refusal.field
             )
-        )
-    elif not token and cfg.api.token is None:
-        refusals.append(
-            ConfigError(
-                f"serve refuses to start without an API token: set api.token ({{env: NAME}}) or export"
-                f" {TOKEN_ENV} (run config validate with the variables serve gets)",
-                field="api.token",
-            )
-        )
-    refusal = anomaly_run_refusal(cfg.anomaly, source_written="source" in cfg.anomaly.model_fields_set)
-    if refusal is not None and "anomaly" in written:
         refusals.append(refusal)
+    if "anomaly" in written:
+        source_written = "source" in cfg.anomaly.model_fields_set
+        refusals.extend(anomaly_run_refusals(cfg.anomaly, environ, source_written=source_written))
     return refusals
 
 
-def anomaly_run_refusal(cfg: AnomalyConfig, *, source_written: bool) -> ConfigError | None:
-    """Why ``anomaly run`` refuses to start with these settings, or None. It reads the queries from
-    Prometheus: ``in-process`` is the demo's source (its simulated fleet's collectors, in its own process),
-    which ``anomaly run`` has not, so a file that writes it is refused rather than read from Prometheus
-    anyway; left unset, the source is the queries' Prometheus."""
-    if source_written and cfg.source == "in-process":
+def serve_token_refusal(api_token_set: bool, environ: Mapping[str, str]) -> ConfigError | None:
+    """Why ``serve`` refuses to start with the write token it has, or None: a ``GPUWARDEN_API_TOKEN`` no
+    client can send (an empty one would let every request write), or no token at all (``api_token_set``:
+    the file's ``api.token``)."""
+    from gpuwarden.config_rules import token_problem  # noqa: PLC0415 - see check_maintenance_windows
+
+    token = environ.get(TOKEN_ENV)
+    problem = None if token is None else token_problem(token)
+    if problem is not None:
         return ConfigError(
-            "anomaly run refuses in-process: that is the demo's own source (its simulated fleet, inside"
-            " `gpuwarden demo`); anomaly run reads anomaly.queries from anomaly.prometheus_url: write"
-            " source: prometheus",
-            field="anomaly.source",
+            f"{problem}; serve refuses to start with it (or unset it to use api.token)", field=TOKEN_ENV
         )
-    if not cfg.queries:
+    if not token and not api_token_set:
         return ConfigError(
-            "anomaly run refuses to start: no query to score; declare the PromQL queries under"
-            " anomaly.queries, as deploy/gpuwarden.example.yaml does",
-            field="anomaly.queries",
+            f"serve refuses to start without an API token: set api.token ({{env: NAME}}) or export"
+            f" {TOKEN_ENV} (writes need a bearer token)",
+            field="api.token",
         )
     return None
 
@@ -220,6 +210,7 @@ def check_serve(
     check(partial(check_listen_address, host, host_field))
     check(partial(check_store, db, db_field))
     check(lambda: check_journal_dir(journal_dir(cfg, db), journal_field(cfg, db_field)))
+    warnings.extend(check_journal_kept(cfg, db))
     return problems, warnings
 
 
@@ -245,8 +236,40 @@ def _alerting_checks(
     check(lambda: configured_mutes(cfg.alerting))
     check(lambda: warnings.extend(check_maintenance_windows(cfg.alerting, SystemClock().now())))
     warnings.extend(check_webhooks(cfg.webhooks))
+    warnings.extend(check_slack_channel(cfg))
     warnings.extend(check_sim_inventory(cfg))
     return warnings
+
+
+def check_slack_channel(cfg: GpuwardenConfig) -> list[ConfigError]:
+    """A warning when Slack is configured with a channel name, not an id: Slack answers a post with the
+    channel's id, so the outbox cannot tell a posted message from one it never sent after a crash."""
+    channel = cfg.slack.channel
+    if cfg.slack.bot_token is None or (channel.startswith(("C", "G")) and channel[1:].isalnum()):
+        return []
+    return [
+        ConfigError(
+            f"{channel!r} is a name, not an id (C...): after a crash between Slack's answer and the"
+            " outbox's record, the incident's message can be posted twice; set the channel id",
+            field="slack.channel",
+        )
+    ]
+
+
+def check_journal_kept(cfg: GpuwardenConfig, db: str) -> list[ConfigError]:
+    """A warning when a database server's store (PostgreSQL) has no ``alerting.journal_dir``: its journal
+    is then ``gpuwarden-journal`` under serve's working directory, and alerts acknowledged but not yet
+    applied live there: a directory that is not kept (a container's) loses them."""
+    if cfg.alerting.journal_dir or _sqlite_path(db) is not None:
+        return []
+    return [
+        ConfigError(
+            "not set, so the journal of a database server's store is gpuwarden-journal under serve's working"
+            " directory, where acknowledged alerts wait until applied; set alerting.journal_dir to a"
+            " directory that outlives the process for a PostgreSQL store",
+            field="alerting.journal_dir",
+        )
+    ]
 
 
 def journal_field(cfg: GpuwardenConfig, db_field: str) -> str:
@@ -314,38 +337,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
-
-
-def check_detectors(cfg: AnomalyConfig) -> None:
-    """Every name in ``anomaly.detectors`` is a detector (the defaults are: the registry, which imports
-    numpy and scikit-learn, is asked only about other names)."""
-    from gpuwarden.config_anomaly import AnomalyConfig  # noqa: PLC0415
-
-    defaults = AnomalyConfig().detectors
-    if all(name in defaults for name in cfg.detectors):
-        return
-    from anomaly.service import builtin_registry  # noqa: PLC0415
-
-    known = builtin_registry(cfg).names()
-    unknown = [name for name in cfg.detectors if name not in known]
-    if unknown:
-        raise ConfigError(f"unknown detector(s) {unknown}; known: {known}", field="anomaly.detectors")
-
-
-def check_detector_queries(cfg: AnomalyConfig) -> list[ConfigError]:
-    """Warnings, one per configured detector that lacks queries it reads (it would find nothing, silently:
-    no GpuLost for a GPU that fell off the bus without ``gpuwarden_gpu_up``)."""
-    from anomaly.needs import missing_queries  # noqa: PLC0415
-
-    return [
-        ConfigError(
-            f"detector {detector!r} reads queries named {', '.join(names)}, which are not configured: what"
-            " it reads them for never fires (`a|b`: either will do); add them (named after the metric), or"
-            " drop the detector from anomaly.detectors",
-            field="anomaly.queries",
-        )
-        for detector, names in missing_queries(cfg).items()
-    ]
 
 
 def check_listen_address(host: str, field: str) -> None:

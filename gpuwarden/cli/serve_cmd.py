@@ -15,6 +15,7 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
+from gpuwarden.cli.anomaly_checks import TOKEN_ENV
 from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
     err_console,
     print_problems,
@@ -22,7 +23,12 @@ from gpuwarden.cli.consoles import (  # one line per error: paths and file:line 
 from gpuwarden.cli.inventories import inventory_refresh, prepare_inventories
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
 from gpuwarden.cli.notifiers import build_outbox, stored_outbox
-from gpuwarden.cli.preflight import check_serve, journal_field, listen_socket
+from gpuwarden.cli.preflight import (
+    check_serve,
+    journal_field,
+    listen_socket,
+    serve_token_refusal,
+)
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
@@ -40,7 +46,6 @@ if TYPE_CHECKING:
     from gpuwarden.cli.active_server import Service
     from gpuwarden.config import ApiConfig, GpuwardenConfig
 
-TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 logger = logging.getLogger("gpuwarden.serve")
 
 
@@ -80,23 +85,16 @@ def _tick_loop(engine: IncidentEngine, interval: float, health: ServiceHealth) -
 
 def _with_token(api: ApiConfig) -> tuple[ApiConfig, ConfigError | None]:
     """The API settings with the write token from the environment, and why serve cannot start with the
-    token it has (none at all, an empty one), listed with the other start-up problems."""
+    token it has (``serve_token_refusal``, which config validate says too), listed with the other start-up
+    problems."""
     from pydantic import SecretStr  # noqa: PLC0415 - see build_service
 
-    from gpuwarden.config_rules import token_problem  # noqa: PLC0415
-
+    refusal = serve_token_refusal(api.token is not None, os.environ)
+    if refusal is not None:
+        return api, refusal
     token = os.environ.get(TOKEN_ENV)
-    # An empty token would let every request write; a non-ASCII one no client can send (every write a 401).
-    problem = None if token is None else token_problem(token)
-    if problem is not None:
-        return api, ConfigError(f"{TOKEN_ENV} {problem} (or unset it to use api.token)")
     if token:
         api = api.model_copy(update={"token": SecretStr(token)})
-    if api.token is None:
-        return api, ConfigError(
-            f"no API token: export {TOKEN_ENV} or set api.token (writes need a bearer token)",
-            field="api.token",
-        )
     return api, None
 
 
@@ -257,14 +255,7 @@ def build_applier(
         # The directory is the one derived from the store, not a setting: name the file, not the config.
         raise ConfigError(exc.detail, path=f"journal {exc.segment or directory}") from exc
     where = directory.resolve()
-    if cfg.alerting.journal_dir or not _server_store(db):
-        logger.info("journal: %s", where)
-    else:  # acknowledged alerts live there until applied: a directory that is not kept loses them
-        logger.warning(
-            "journal: %s (alerting.journal_dir is not set, so it is under the working directory); set"
-            " alerting.journal_dir to a directory that outlives this process for a PostgreSQL store",
-            where,
-        )
+    logger.info("journal: %s", where)  # under the working directory for a server's store: check_serve warns
     given = None if cfg.alerting.journal_dir else _sqlite_file(db)
     beside_link = Path(f"{given}.journal")
     if given is not None and beside_link.is_dir() and beside_link.resolve() != where:
@@ -286,11 +277,6 @@ def build_applier(
             applier.replay_end - applier.applied,
         )
     return applier
-
-
-def _server_store(db: str) -> bool:
-    """Whether ``db`` names a database server (not a SQLite file, whose journal sits beside it)."""
-    return "://" in db and not db.startswith("sqlite")
 
 
 def build_service(

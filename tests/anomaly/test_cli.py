@@ -432,8 +432,9 @@ def test_run_warns_when_a_query_step_is_longer_than_the_tick(tmp_path):
     # Whether the 30 s query is due at the one tick depends on the clock: read (and refused: exit 1, nothing
     # scored) or not due (exit 0, nothing failed).
     assert result.exit_code == (1 if "source prometheus down" in result.stderr else 0), result.output
-    (line,) = [line for line in result.stderr.splitlines() if "queries temp: step_seconds" in line]
-    assert "anomaly.queries temp: step_seconds 30 is longer than anomaly.infer_every_seconds 5" in line
+    (line,) = [line for line in result.stderr.splitlines() if "query temp: step_seconds" in line]
+    located = f"{cfg}:6: anomaly.queries[0].step_seconds: query temp: step_seconds 30 is longer than"
+    assert f"{located} anomaly.infer_every_seconds 5" in line  # the query's line: step_seconds left unset
     # What it means for alerts: the ticks between two reads are not quiet ticks (4 reads, 30 s apart).
     assert "the ticks between its reads neither raise nor resolve its alerts" in line
     assert "resolve 120 s (signatures) to 720 s (learned detectors) after the fault ends" in line

@@ -353,6 +353,6 @@ def test_serve_without_a_token_lists_the_missing_token_with_the_file_s_problems(
     served = CliRunner().invoke(app, ["serve", "--db", str(tmp_path / "x.db"), "--config", str(path)])
     output = " ".join(served.output.split())
     assert served.exit_code == 1, output
-    assert "api.token: no API token: export GPUWARDEN_API_TOKEN" in output
+    assert "api.token: serve refuses to start without an API token: set api.token" in output
     assert f"{path}:2: alerting.journal_dir: /proc/x: cannot use it" in output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]

@@ -31,6 +31,7 @@ from alerting.outbox import Outbox
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
 from gpuwarden.cli.inventories import Inventories
+from gpuwarden.cli.preflight import check_serve
 from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, journal_dir, take_locks
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import ApiConfig, GpuwardenConfig
@@ -362,19 +363,23 @@ def test_serve_through_a_symlink_is_refused_while_a_server_holds_the_store(
     assert result.exit_code == 1 and "is in use by another gpuwarden serve" in output, output
 
 
-def test_a_postgres_store_without_journal_dir_warns_where_the_journal_went(
+def test_a_postgres_store_without_journal_dir_journals_under_the_working_directory_warned_at_start(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     monkeypatch.chdir(tmp_path)
+    db = "postgresql+psycopg://gw@db/gw"
     engine, _, _, _ = build_service(GpuwardenConfig(), str(tmp_path / "s.db"))  # the store behind the URL
     with caplog.at_level(logging.INFO, logger="gpuwarden.serve"):
-        applier = build_applier(GpuwardenConfig(), "postgresql+psycopg://gw@db/gw", engine)
+        applier = build_applier(GpuwardenConfig(), db, engine)
         applier.journal.close()
     assert applier.status()["quarantine_dir"] == str(tmp_path / "gpuwarden-journal" / "quarantine")
     (record,) = [r for r in caplog.records if r.name == "gpuwarden.serve"]
-    assert record.levelno == logging.WARNING
-    assert record.getMessage().startswith(f"journal: {tmp_path / 'gpuwarden-journal'} (alerting.journal_dir")
-    assert "set alerting.journal_dir" in record.getMessage()
+    assert record.getMessage() == f"journal: {tmp_path / 'gpuwarden-journal'}"
+    # The warning is serve's start-up check (said before any file is made, as config validate says it).
+    _, warnings = check_serve(GpuwardenConfig(), db, "api.db", "127.0.0.1", "api.listen_address")
+    (warning,) = [w for w in warnings if w.field == "alerting.journal_dir"]
+    assert "gpuwarden-journal under serve's working directory" in warning.message
+    assert "set alerting.journal_dir" in warning.message
 
 
 class _TickingEngine:
@@ -413,16 +418,14 @@ def test_ticks_wait_for_the_replay_and_tell_whether_the_store_is_up() -> None:
 
 @pytest.mark.parametrize(("channel", "warned"), [("#gpu-incidents", True), ("C0123ABCD", False)])
 def test_a_slack_channel_given_by_name_is_warned_of_at_start(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, channel: str, warned: bool
+    tmp_path: Path, channel: str, warned: bool
 ) -> None:
     cfg = GpuwardenConfig()
     cfg.slack.bot_token = SecretStr("xoxb-test")
-    cfg.slack.base_url = "http://127.0.0.1:9/api/"
     cfg.slack.channel = channel
-    with caplog.at_level(logging.WARNING, logger="gpuwarden.serve"):
-        build_service(cfg, str(tmp_path / "s.db"))
-    logged = " ".join(r.getMessage() for r in caplog.records if r.name == "gpuwarden.serve")
-    assert ("posted twice" in logged) is warned
+    # serve's start-up check, before any file (config validate says the same: test_startup_parity)
+    _, warnings = check_serve(cfg, str(tmp_path / "s.db"), "api.db", "127.0.0.1", "api.listen_address")
+    assert any(w.field == "slack.channel" and "posted twice" in w.message for w in warnings) is warned
 
 
 def test_a_failing_inventory_source_logs_one_traceback_then_a_line_per_failure_until_it_reads(
@@ -477,7 +480,7 @@ def test_serve_refuses_a_write_token_no_client_can_send_as_the_cli_does(
     result = runner.invoke(app, ["serve", "--db", str(tmp_path / "x.db")])
     assert result.exit_code == 1
     said = " ".join(result.output.split())
-    assert "GPUWARDEN_API_TOKEN holds characters an HTTP header cannot carry" in said and "tökén" not in said
+    assert "GPUWARDEN_API_TOKEN: holds characters an HTTP header cannot carry" in said and "tökén" not in said
     assert list(tmp_path.iterdir()) == []
 
 
