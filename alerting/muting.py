@@ -34,7 +34,7 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.member import Member
 from alerting.pending import StoredAlert
-from alerting.reminders import FIRST_TOLD, unsilenced_at
+from alerting.reminders import FIRST_TOLD, announced_at, unsilenced_at
 from alerting.root_facts import beside_held
 from alerting.silence_index import SilenceIndex
 from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
@@ -329,7 +329,7 @@ class MuteTracking:
         # Told when it was announced (a tick late, serve down then: a silence set since held it), where
         # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
         announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
-        told = opened.at + self._hold if announced is None else announced
+        told = announced_at(opened.at, announced, self._hold)
         # The rows, not their columns: a silence ``_lift_silences`` expired in this session, not flushed yet
         # (ingest runs without autoflush), reads as it ends now, not as stored.
         held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))

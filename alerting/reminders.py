@@ -35,6 +35,13 @@ TOLD_AT = "told_at"
 FIRST_TOLD = "first_told"
 
 
+def announced_at(opened: datetime, announced: datetime | None, hold: timedelta) -> datetime:
+    """When an opening at ``opened`` was announced: its stored ``IncidentRow.announced_at``, or the end of its
+    announce delay (``hold``) where the store does not know (NULL: not announced, or with no listener; its
+    ``opened_at``: announced before migration 0019, which set that)."""
+    return announced if announced is not None and announced > opened else opened + hold
+
+
 def held_reopening(data: Mapping[str, object]) -> bool:
     """Whether a reopening's event says it pages nobody: the flap that made its alert flapping, or a repeat
     of the incident's resolve / reopen cycle (``alerting.flapping.repeats_reopening``), not a reminder."""

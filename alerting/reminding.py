@@ -42,7 +42,15 @@ from sqlalchemy.orm import Session
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.muting import MuteTracking
-from alerting.reminders import READ_KINDS, REMINDER, TOLD_AT, last_page, steady_text, unsilenced_at
+from alerting.reminders import (
+    READ_KINDS,
+    REMINDER,
+    TOLD_AT,
+    announced_at,
+    last_page,
+    steady_text,
+    unsilenced_at,
+)
 from alerting.silences import Silence, SilenceKind
 from alerting.store_models import IncidentRow, SilenceRow, TimelineRow
 from alerting.subscriptions import ChangeKind
@@ -286,10 +294,10 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
     """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
     ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
     now holds), each opening with when it was told unsilenced (``reminders.TOLD_AT``: when it was announced,
-    its ``announced_at``, or, for one stored without it (before migration 0019, or announced with no
-    listener), after the announce delay, ``hold`` seconds; or, when a silence of the incident held it then,
-    as that silence ended: the opening paged nobody, and the channel first heard of it then), but the
-    opening of one merged before that: never told, it paged nobody."""
+    its ``announced_at``, or, for one stored without it (announced with no listener; before migration 0019,
+    which set its opening's time), after the announce delay, ``hold`` seconds; or, when a silence of the
+    incident held it then, as that silence ended: the opening paged nobody, and the channel first heard of
+    it then), but the opening of one merged before that: never told, it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
@@ -323,7 +331,9 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         kind, at, data = event
         if kind != "opened":
             return event
-        told = unsilenced_at(announced.get(incident_id, at + delay), silenced.get(incident_id, ()))
+        told = unsilenced_at(
+            announced_at(at, announced.get(incident_id), delay), silenced.get(incident_id, ())
+        )
         end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
         return (kind, at, {**data, TOLD_AT: told}) if end is None or told < end else None
 

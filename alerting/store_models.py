@@ -109,8 +109,9 @@ class IncidentRow(Base):
     # restart carries on with it; NULL: nothing (migration 0011).
     reassessment: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # When its opening was first handed to the listeners (the outbox), after the announce delay: its page,
-    # which the reminders count from (``reminding.stored_pages``). NULL: not announced yet, announced with
-    # no listener, or stored before migration 0019 (read as told at the end of its delay, as before).
+    # which the reminders count from (``reminding.stored_pages``). NULL: not announced yet, or announced with
+    # no listener; its ``opened_at``: stored before migration 0019. Both read as told at the end of its delay
+    # (``reminders.announced_at``), as before.
     announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 

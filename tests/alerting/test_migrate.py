@@ -361,8 +361,9 @@ def test_the_silences_of_the_incidents_due_a_reminder_are_read_through_the_incid
 
 def an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(engine: Engine) -> None:
     """Since 0019 the store says when an incident's opening was announced (``announced_at``), the page the
-    reminders count from; an incident stored before has none, and its opening is read as told at the end of
-    its announce delay, as before. Downgraded, the column goes. ``engine``: a store at the newest revision
+    reminders count from; an incident stored before gets its opening's time (not NULL: the first serve after
+    the upgrade announces it again and would store that), and its opening is read as told at the end of its
+    announce delay, as before. Downgraded, the column goes. ``engine``: a store at the newest revision
     (taken down to 0018 first, which is cheaper than migrating up to it); shared with the PostgreSQL test."""
     downgrade(engine, "0018_silences_incident_index")
     opened = datetime(2026, 1, 1, 23, 0, tzinfo=UTC)
@@ -387,7 +388,7 @@ def an_opening_stored_before_0019_is_read_as_told_at_the_end_of_its_delay(engine
         )
     upgrade(engine)
     with Session(engine) as session:
-        assert session.scalar(select(IncidentRow.announced_at)) is None
+        assert session.scalar(select(IncidentRow.announced_at)) == opened  # no time a restart overwrites
         [(kind, _, data)] = stored_pages(session, ["inc-a"], 10)["inc-a"]
     assert (kind, data[TOLD_AT]) == ("opened", opened + timedelta(seconds=10))
     downgrade(engine, "0018_silences_incident_index")

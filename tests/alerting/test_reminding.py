@@ -14,6 +14,7 @@ import alerting.db
 from alerting import scenarios as sc
 from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
+from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
@@ -28,6 +29,7 @@ from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.test_slack import Threads, deliver, notifier_for
 from tests.alerting.test_joining import _on
+from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_restart_equivalence import Serve
 from tests.migrated_store import migrated_sqlite
 
@@ -314,6 +316,32 @@ def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_st
     with Session(alerting.db.make_engine(serve.db)) as session:
         announced = session.get(IncidentRow, incident_id)
         assert announced is not None and announced.announced_at == start + timedelta(seconds=15)
+
+
+def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_page_not_the_restart(
+    tmp_path: Path,
+) -> None:
+    # The node's incident opens at 23:00 and is announced at 23:00:10 by a release before 0019 (which
+    # stores no announced_at); serve restarts on the upgraded store at 00:00:10 and announces it again at
+    # its first tick (the outbox dedupes it: nobody is paged then). The reminder comes 4 h after the page,
+    # as before the upgrade, not 4 h after the restart.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    store = alerting.db.make_engine(serve.db)
+    downgrade(store, "0018_silences_incident_index")  # as the release before 0019 left it
+    upgrade(store)
+    store.dispose()
+    for at in range(_TICK, 5 * 3600, _TICK):
+        serve.clock.advance(_TICK)
+        if at == 3600:
+            serve.restart()
+        serve.engine.tick()
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (14410, 14400.0)
+    ]
 
 
 @pytest.mark.parametrize("resent", [True, False], ids=["resent", "not-resent"])
