@@ -149,14 +149,17 @@ def describe(labels: Mapping[str, str]) -> str:
     DCGM_FI_DEV_GPU_TEMP [fleet] (r07-n01, 5)``: named alike, the several such alerts of one GPU were told
     apart by no one, and one's "resolved" was folded as a repeat of another's (the incident said to be
     cycling). A job, pod or service is named as such, a pod or service with its namespace as kubectl names
-    it: ``(r07-n01, 5, Slurm job 8171)``, ``(service prod/llama)``; a bare ``8171`` or ``llama`` said
-    nothing. ``job`` only where it is what the alert is about (``_scrape_job``)."""
+    it: ``(r07-n01, 5, Slurm job 8171)``, ``(training job llm-70b)``, ``(service prod/llama)``; a bare
+    ``8171`` or ``llama`` said nothing. ``job`` only where it is what the alert is about (``_scrape_job``)."""
     where = [labels[k] for k in ("node", "Hostname", "instance", "gpu") if labels.get(k)]
     uuid = labels.get("UUID") or labels.get("uuid")
     if uuid and not labels.get("gpu"):
         where.append(uuid)  # the GPU, where no index names it
     if labels.get("slurm_job"):
         where.append(f"Slurm job {labels['slurm_job']}")
+    training = labels.get("training_job")
+    if training and training != labels.get("job"):  # it places the alert: named, or nothing may be
+        where.append(f"training job {training}")
     if labels.get("job") and not _scrape_job(labels):
         where.append(f"job {labels['job']}")
     pod = alert_pod(labels)

@@ -115,8 +115,25 @@ SCRAPED = {
             {"alertname": "TrainingJobStalled", "job": "llm-70b", "node": NODE},
             f"TrainingJobStalled ({NODE}, job llm-70b)",
         ),
+        # `training_job` places the alert (its scrape job is left out): it is named, or nothing would be.
+        (
+            {"alertname": "NcclTimeout", "job": "pytorch-metrics", "training_job": "llm-70b"},
+            "NcclTimeout (training job llm-70b)",
+        ),
+        (
+            {"alertname": "TrainingJobStalled", "job": "llm-70b", "training_job": "llm-70b"},
+            "TrainingJobStalled (job llm-70b)",
+        ),
     ],
-    ids=["anomaly-over-promql", "rule-with-pod", "exported-pod", "target-down", "job-stalled"],
+    ids=[
+        "anomaly-over-promql",
+        "rule-with-pod",
+        "exported-pod",
+        "target-down",
+        "job-stalled",
+        "training-job",
+        "training-job-is-job",
+    ],
 )
 def test_an_alert_is_named_by_its_gpu_and_workload_not_its_scrape_job(
     labels: dict[str, str], described: str
