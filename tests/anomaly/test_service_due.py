@@ -446,6 +446,21 @@ def test_a_filter_answering_every_other_step_for_a_while_resolves_its_reads_afte
     assert run.source.coarse.seen == {}
 
 
+def _filter_run(
+    prometheus, start: float, blips: list[float]
+) -> tuple[Run, float, list[tuple[AlertStatus, float]]]:
+    """`REMAP > 0` beside TEMP (the source answers: GPU-n1-0 is read), warmed up and ticked until one
+    resolve after the last blip: the run, its resolve delay and GPU-n1-0's (status, time) events."""
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
+    with Run(
+        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
+    ) as run:
+        after = run.service.cfg.immediate_resolve_after * STEP
+        run.service.warm_up()
+        run.ticks(blips[-1] - start + after + STEP)
+    return run, after, [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"]
+
+
 @pytest.mark.parametrize("always", [True, False], ids=["beside-series-passing-always", "alone"])
 def test_a_filter_passed_for_a_step_every_half_hour_is_not_read_between(prometheus, always):
     # `ROW_REMAP_PENDING > 0`: GPU-n1-0's row remap pending shows for one step every 30 minutes (a flapping
@@ -458,14 +473,8 @@ def test_a_filter_passed_for_a_step_every_half_hour_is_not_read_between(promethe
     prometheus.answers[f"{REMAP} > 0"] = lambda t: [
         (g, 1.0) for g in GPUS[:2] if (always and g is GPUS[1]) or t in blips
     ]
-    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]  # the source answers: GPU-n1-0 is read
-    with Run(
-        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
-    ) as run:
-        after = run.service.cfg.immediate_resolve_after * STEP
-        run.service.warm_up()
-        run.ticks(blips[-1] - start + after + STEP)
-    assert [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"] == [
+    run, after, told = _filter_run(prometheus, start, blips)
+    assert told == [
         (AlertStatus.FIRING, blips[2]),
         (AlertStatus.RESOLVED, blips[2] + after),
         (AlertStatus.FIRING, blips[3]),
@@ -481,14 +490,8 @@ def test_a_filter_passing_every_quarter_hour_in_the_warm_up_is_not_read_after_it
     start = FakeClock().time()
     blips = [start - 2730 + 900 * k for k in range(5)]  # the fourth at start - 30, the fifth at start + 870
     prometheus.answers[f"{REMAP} > 0"] = lambda t: [(g, 1.0) for g in GPUS[:1] if t in blips]
-    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
-    with Run(
-        prometheus, [REMAP, TEMP], exprs={REMAP: f"{REMAP} > 0"}, every=STEP, detectors=["signatures"]
-    ) as run:
-        after = run.service.cfg.immediate_resolve_after * STEP
-        run.service.warm_up()
-        run.ticks(blips[-1] - start + after + STEP)
-    assert [(e[2], e[3]) for e in run.events if e[1] == "GPU-n1-0"] == [
+    _, after, told = _filter_run(prometheus, start, blips)
+    assert told == [
         (AlertStatus.FIRING, blips[-1]),
         (AlertStatus.RESOLVED, blips[-1] + after),
     ]
