@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -73,9 +73,18 @@ def _night(serve: Serve, *, restart_at: int | None = None, by: str = "", silence
         serve.engine.tick()
 
 
+def _told(serve: Serve) -> list[Notification]:
+    """Every change serve handed its outbox, in order."""
+    return [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+
+
 def _reminders(serve: Serve) -> list[Notification]:
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
-    return [n for n in told if n.event_kind == "reminder"]
+    return [n for n in _told(serve) if n.event_kind == "reminder"]
+
+
+def _advance_to(serve: Serve, start: datetime, second: float) -> None:
+    """Move serve's clock to ``second`` seconds after ``start``."""
+    serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
 
 
 @pytest.mark.parametrize(
@@ -251,10 +260,10 @@ def test_the_reminder_clock_counts_from_when_the_opening_was_announced(
     if restart:
         serve.restart()
     serve.engine.tick()
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     assert [(n.change.value, (n.event_at - start).total_seconds()) for n in told] == [("opened", 0)]
     for at in sorted((10 + 14400, 10000 + announced, announced + 14400 - 1, announced + 14400)):
-        serve.clock.advance(at - (serve.clock.now() - start).total_seconds())
+        _advance_to(serve, start, at)
         if at == 10000 + announced and restart:
             serve.restart()
         serve.engine.tick()
@@ -277,12 +286,12 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
     for second in (20, 40, 625, 1824, 1825):
-        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        _advance_to(serve, start, second)
         if second == 20:
             serve.engine.silence_incident(incident_id, 600, "alice")
         else:
             serve.engine.tick()
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     [opened] = [n for n in told if n.change.value == "opened"]
     assert opened.silenced_until is not None  # paged nobody
     [ended] = [n for n in told if n.event_kind == "silence_ended"]
@@ -311,7 +320,7 @@ def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_st
     monkeypatch.setattr(serve.engine, "_store_announced", store_announced)
     serve.clock.advance(5)
     serve.engine.tick()
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     assert [n.change.value for n in told] == ["opened"]  # once
     with Session(alerting.db.make_engine(serve.db)) as session:
         announced = session.get(IncidentRow, incident_id)
@@ -414,7 +423,7 @@ def test_an_escalation_accepted_while_silenced_and_applied_after_the_silence_end
     [rose] = [
         e for e in serve.engine.store.get(incident_id).timeline if e.kind == "priority" and e.data["from"]
     ]
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     [escalation] = [n for n in told if n.event_kind == "priority" and n.escalated]
     assert escalation.pages and escalation.silenced_until is None
     assert rose.data.get("silenced", False) is False
@@ -564,7 +573,7 @@ def test_an_opening_told_while_silenced_paged_nobody_and_the_silences_end_starts
     for _ in range(40):
         serve.engine.tick()
         serve.clock.advance(60)
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     [opened] = [n for n in told if n.change.value == "opened"]
     assert opened.silenced_until is not None  # paged nobody
     reminders = _reminders(serve)
@@ -758,11 +767,11 @@ def test_the_end_of_a_silence_that_held_the_opening_pages_on_the_webhook_as_slac
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
     for second in (0, 5, 10, 15, 60, 65, 605, 610, 660, 665):  # ticks around the changes: its end at 605+
-        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        _advance_to(serve, start, second)
         if second == silenced_at:
             serve.engine.silence_incident(incident_id, 600, "alice")
         serve.engine.tick()
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     [ended] = [n for n in told if n.event_kind == "silence_ended"]
     with SlackRecorder() as recorder:
         notifier, threads = notifier_for(recorder), Threads()
@@ -814,7 +823,7 @@ def test_a_later_silence_of_an_incident_reopened_since_its_held_opening_is_no_fi
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
     for second in (0, 5, 10, 100, 105, 400, 405, 605, 610, 1000, 1005, 1100, 1105, 2900, 2905):
-        serve.clock.advance(second - (serve.clock.now() - start).total_seconds())
+        _advance_to(serve, start, second)
         if second == 5:
             serve.engine.silence_incident(incident_id, 600, "alice")
         if second == 100:
@@ -824,7 +833,7 @@ def test_a_later_silence_of_an_incident_reopened_since_its_held_opening_is_no_fi
         if second == 1100:
             serve.engine.silence_incident(incident_id, 1800, "bob")
         serve.engine.tick()
-    told = [Notification.model_validate_json(m.payload) for m in serve.outbox.messages()]
+    told = _told(serve)
     [reopened] = [n for n in told if n.event_kind == "reopened"]
     assert reopened.pages and reopened.silenced_until is None  # the first the channel heard of it
     [ended] = [n for n in told if n.event_kind == "silence_ended"]
