@@ -218,8 +218,8 @@ def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
         direction = query.direction or cfg.thresholds.direction
         if direction == "up" or not cfg.adaptive_scores(query):
             continue
-        if query.guard and (total := _guarded_total(query.expr)):
-            warnings.append(_guarded_total_warning(query.name, total, direction, k))
+        if query.guard and _guards_one_total(query.expr):
+            warnings.append(_guarded_total_warning(query.name, direction, k))
         if query.guard is not None:
             continue
         if not has_range_function(query.expr):
@@ -253,20 +253,18 @@ def check_range_guards(cfg: AnomalyConfig) -> list[ConfigError]:
     return warnings
 
 
-def _guarded_total(expr: str) -> str | None:
-    """The aggregation of ``expr`` when it is one ``sum`` over every target its selector matches (no
-    ``by``/``without``), which ``guard: true`` guards as asked; None otherwise."""
+def _guards_one_total(expr: str) -> bool:
+    """Whether ``expr`` is one ``sum`` over every target its selector matches (no ``by``/``without``),
+    which ``guard: true`` guards as asked."""
     shape = range_shape(expr)
-    if shape is None or shape.aggregation != "sum" or shape.grouped or shape.written_guard:
-        return None
-    return shape.aggregation
+    return shape is not None and shape.aggregation == "sum" and not shape.grouped and not shape.written_guard
 
 
-def _guarded_total_warning(name: str, aggregation: str, direction: str, k: int) -> ConfigError:
+def _guarded_total_warning(name: str, direction: str, k: int) -> ConfigError:
     """The warning of ``guard: true`` on one total: a rollout reads as a drop for up to the range."""
     return ConfigError(
         f"query {name!r}: when its target goes away (a pod deleted in a rollout) guard: true takes that"
-        f" target's share out of the {aggregation} at once, while the traffic it moved to the other targets"
+        " target's share out of the sum at once, while the traffic it moved to the other targets"
         " enters their rates only over the range, so the total dips for up to the range and the adaptive"
         f" detector ({direction}) can alert on that as a drop (measured: two targets of 10/s, one stopped"
         " and its traffic moved, the guarded sum read 10.2 at the stop, the unguarded one 19.3 to 20.1);"

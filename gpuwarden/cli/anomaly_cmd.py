@@ -21,6 +21,7 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
+from gpuwarden.cli.anomaly_checks import TOKEN_ENV
 from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
@@ -385,7 +386,7 @@ def _forwarder(cfg: AnomalyConfig, clock: SystemClock) -> AlertForwarder | None:
 
     if not cfg.alert_url:  # a set one is a usable http(s) URL: the configuration checked it
         return None
-    token = os.environ.get("GPUWARDEN_API_TOKEN", "")  # one serve takes: _run_config refused any other
+    token = os.environ.get(TOKEN_ENV, "")  # one serve takes: _run_config refused any other
     return AlertForwarder(cfg.alert_url, token, clock, resend_seconds=cfg.infer_every_seconds)
 
 
