@@ -181,23 +181,21 @@ class SteadyReminding(MuteTracking):
         if len(self._parked) > len(self._open):  # resolved or merged away since (no heap entry forgets them)
             self._parked = {i: p for i, p in self._parked.items() if i in self._open}
         if before is None:
-            woken = list(self._parked)
+            woken = list(self._parked.items())
         else:
             lost = set() if before[0] is now[0] else muting_less(before[0], now[0])
             inventory = before[1] is not now[1]
             inhibitions = before[2] is not now[2] or before[3] != now[3]
             woken = [
-                i
+                (i, p)
                 for i, p in self._parked.items()
                 if i in changed
                 or (lost and not lost.isdisjoint(p.silences))
                 or (p.placed and inventory)
                 or (p.inhibited and inhibitions)
             ]
-        for incident_id in woken:
-            parked = self._parked.get(incident_id)
-            if parked is not None:
-                self._look_at(incident_id, parked.when)
+        for incident_id, parked in woken:  # listed first: ``_look_at`` unparks each
+            self._look_at(incident_id, parked.when)
 
     def _remind_steady(self, now: datetime) -> None:
         """Page again, as a reminder, each open incident that fires steadily and is due (module docstring)."""

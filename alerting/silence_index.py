@@ -79,11 +79,7 @@ class SilenceIndex:
 
     def holds_incident(self, incident_id: str, now: datetime) -> bool:
         """Whether an active silence of the incident (``incidents silence``) holds it now."""
-        return self.incident_held_until(incident_id, now) is not None
-
-    def incident_held_until(self, incident_id: str, now: datetime) -> datetime | None:
-        """When the last of the incident's silences active now ends (``holds_incident``); None if none is."""
-        return max((s.ends_at for s in self.holding_incident(incident_id, now)), default=None)
+        return bool(self.holding_incident(incident_id, now))
 
     def holding_incident(self, incident_id: str, now: datetime) -> list[Silence]:
         """The incident's silences (``incidents silence``) active now."""
