@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import TOKEN_ENV
 
 if TYPE_CHECKING:
     from gpuwarden.config_anomaly import AnomalyConfig
-
-TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 
 
 def anomaly_run_refusals(
