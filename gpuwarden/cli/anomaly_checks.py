@@ -29,8 +29,9 @@ def anomaly_run_refusals(
     if cfg.alert_url and not token:
         refusals.append(
             ConfigError(
-                f"anomaly run refuses to start: it is set but {TOKEN_ENV} is not; export the token"
-                " `gpuwarden serve` takes (it refuses alerts without it)",
+                f"anomaly run refuses to start: it is set but {TOKEN_ENV} is"
+                f" {'empty' if token == '' else 'not set'}; export the token `gpuwarden serve` takes (it"
+                " refuses alerts without it)",
                 field="anomaly.alert_url",
             )
         )
