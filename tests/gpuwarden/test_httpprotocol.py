@@ -133,3 +133,55 @@ def test_the_second_request_on_a_connection_has_a_deadline_too(server: int) -> N
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def answer(sock: socket.socket) -> bytes:
+    """One whole answer with a body of its ``content-length`` (the connection stays open)."""
+    received = b""
+    while b"\r\n\r\n" not in received:
+        received += sock.recv(4096)
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(
+        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(b":")[1]
+    )
+    while len(body) < length:
+        body += sock.recv(4096)
+    return head + b"\r\n\r\n" + body
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        pytest.param(b"FOO / HTTP/1.1", b"405", id="unknown-method-known-path"),
+        pytest.param(b"get / HTTP/1.1", b"405", id="lower-case-method"),  # methods are case-sensitive
+        pytest.param(b"FOO /nowhere HTTP/1.1", b"404", id="unknown-method-unknown-path"),
+    ],
+)
+def test_a_method_the_parser_does_not_know_reaches_the_app_and_the_connection_serves_on(
+    server: int, request_line: bytes, status: bytes
+) -> None:
+    # httptools (uvicorn's "auto") refused every method it does not know with a 400 "Invalid HTTP request
+    # received." and closed the connection; Prometheus and Alertmanager answer 405 naming the methods (Allow).
+    with connect(server) as sock:
+        sock.sendall(request_line[:2])  # the method may arrive in parts
+        time.sleep(0.05)
+        sock.sendall(request_line[2:] + b"\r\nHost: x\r\n\r\n")
+        answered = answer(sock)
+        assert answered.startswith(b"HTTP/1.1 " + status + b" "), answered
+        if status == b"405":
+            assert b"allow: " in answered.lower() and b"GET" in answered.split(b"llow: ", 1)[1], answered
+        sock.sendall(GET)
+        assert answer(sock).startswith(b"HTTP/1.1 200 ")
+
+
+def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_method(server: int) -> None:
+    # The second request began in the first one's packet: its body, "abc def g", starts with a token and a
+    # space, as a request line with an unknown method does; it is the body and it is read whole.
+    with connect(server) as sock:
+        sock.sendall(GET + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
+        first = answer(sock)
+        time.sleep(0.05)  # the body in a packet of its own
+        sock.sendall(b"abc def g")
+        second = answer(sock)
+    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"GET 0"), first
+    assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b"POST 9"), second
