@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -135,30 +136,23 @@ def test_the_second_request_on_a_connection_has_a_deadline_too(server: int) -> N
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
 
 
-def answer(sock: socket.socket) -> bytes:
-    """One whole answer with a body of its ``content-length`` (the connection stays open)."""
-    received = b""
-    while b"\r\n\r\n" not in received:
-        received += sock.recv(4096)
-    head, _, body = received.partition(b"\r\n\r\n")
-    length = int(
-        next(h for h in head.split(b"\r\n") if h.lower().startswith(b"content-length:")).split(b":")[1]
-    )
-    while len(body) < length:
-        body += sock.recv(4096)
-    return head + b"\r\n\r\n" + body
+def answer(sock: socket.socket) -> tuple[int, str, bytes]:
+    """The status, ``Allow`` header and body of one whole answer; the connection stays open."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.getheader("allow", ""), response.read()
 
 
 @pytest.mark.parametrize(
     ("request_line", "status"),
     [
-        pytest.param(b"FOO / HTTP/1.1", b"405", id="unknown-method-known-path"),
-        pytest.param(b"get / HTTP/1.1", b"405", id="lower-case-method"),  # methods are case-sensitive
-        pytest.param(b"FOO /nowhere HTTP/1.1", b"404", id="unknown-method-unknown-path"),
+        pytest.param(b"FOO / HTTP/1.1", 405, id="unknown-method-known-path"),
+        pytest.param(b"get / HTTP/1.1", 405, id="lower-case-method"),  # methods are case-sensitive
+        pytest.param(b"FOO /nowhere HTTP/1.1", 404, id="unknown-method-unknown-path"),
     ],
 )
 def test_a_method_the_parser_does_not_know_reaches_the_app_and_the_connection_serves_on(
-    server: int, request_line: bytes, status: bytes
+    server: int, request_line: bytes, status: int
 ) -> None:
     # httptools (uvicorn's "auto") refused every method it does not know with a 400 "Invalid HTTP request
     # received." and closed the connection; Prometheus and Alertmanager answer 405 naming the methods (Allow).
@@ -166,12 +160,10 @@ def test_a_method_the_parser_does_not_know_reaches_the_app_and_the_connection_se
         sock.sendall(request_line[:2])  # the method may arrive in parts
         time.sleep(0.05)
         sock.sendall(request_line[2:] + b"\r\nHost: x\r\n\r\n")
-        answered = answer(sock)
-        assert answered.startswith(b"HTTP/1.1 " + status + b" "), answered
-        if status == b"405":
-            assert b"allow: " in answered.lower() and b"GET" in answered.split(b"llow: ", 1)[1], answered
+        answered, allow, _ = answer(sock)
+        assert (answered, "GET" in allow) == (status, status == 405), allow
         sock.sendall(GET)
-        assert answer(sock).startswith(b"HTTP/1.1 200 ")
+        assert answer(sock) == (200, "", b"GET 0")
 
 
 def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_method(server: int) -> None:
@@ -183,5 +175,4 @@ def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_met
         time.sleep(0.05)  # the body in a packet of its own
         sock.sendall(b"abc def g")
         second = answer(sock)
-    assert first.startswith(b"HTTP/1.1 200 ") and first.endswith(b"GET 0"), first
-    assert second.startswith(b"HTTP/1.1 200 ") and second.endswith(b"POST 9"), second
+    assert (first, second) == ((200, "", b"GET 0"), (200, "", b"POST 9"))
