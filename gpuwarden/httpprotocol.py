@@ -40,14 +40,14 @@ TIMEOUT_RESPONSE = (
 )
 
 
-_TOKEN = frozenset(b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz")
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 tchar
 _LONGEST_METHOD = 64  # a longer "method" is no method: left to the parser's 400
 _STAND_IN = b"POST"  # known to llhttp, and nothing in how it parses a request depends on it
 
 
 def _method_may_go_on(head: bytes) -> bool:
     """Whether ``head``, with no space yet, may still be the start of a method (a token)."""
-    return len(head) < _LONGEST_METHOD and all(byte in _TOKEN for byte in head)
+    return len(head) < _LONGEST_METHOD and not head.translate(None, _TOKEN)  # nothing left: all tchar
 
 
 @functools.lru_cache(maxsize=256)
@@ -143,15 +143,16 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         header deadline's and uvicorn's (with nothing, while the start of a method is held)."""
         if self._at_request_start:
             data, self._head = self._head + data, b""
-            method, space, _ = data.partition(b" ")
-            if not space and _method_may_go_on(data):
+            space = data.find(b" ", 0, _LONGEST_METHOD)
+            if space < 0 and _method_may_go_on(data):
                 self._head = data
                 super().data_received(b"")  # starts the deadline, stops keep-alive's timer
                 return
             self._at_request_start = False
-            if space and _method_may_go_on(method) and _unknown_to_llhttp(method):
+            method = data[:space] if space > 0 else b""
+            if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
                 self._method = method.decode("ascii")
-                data = _STAND_IN + data[len(method) :]
+                data = _STAND_IN + data[space:]
         super().data_received(data)
 
     def on_message_begin(self) -> None:
