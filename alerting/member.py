@@ -18,7 +18,7 @@ from alerting.faults import (
     takes_capacity,
     xid_code,
 )
-from alerting.topology import Location, alert_pod
+from alerting.topology import NODE_LABELS, WORKLOAD_LABELS, Location, alert_pod
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import follow_up_for_xid
 
@@ -121,19 +121,9 @@ def live(members: dict[str, Member]) -> bool:
     return any(m.firing or m.flapping for m in reversed(members.values()))
 
 
-_PLACING = (
-    "node",
-    "Hostname",
-    "gpu",
-    "UUID",
-    "uuid",
-    "slurm_job",
-    "training_job",
-    "pod",
-    "exported_pod",
-    "service",
-)
-"""Labels that say which GPU, node or workload an alert is about (``job`` aside)."""
+_PLACING = (*NODE_LABELS, "gpu", "UUID", "uuid", *WORKLOAD_LABELS, "service")
+"""Labels that say which GPU, node or workload an alert is about, as ``alerting.topology`` places it (``job``
+aside; ``instance`` too, the scrape target's address: a ``TargetDown`` is named by its scrape job)."""
 
 
 def _scrape_job(labels: Mapping[str, str]) -> bool:
@@ -151,7 +141,7 @@ def describe(labels: Mapping[str, str]) -> str:
     cycling). A job, pod or service is named as such, a pod or service with its namespace as kubectl names
     it: ``(r07-n01, 5, Slurm job 8171)``, ``(training job llm-70b)``, ``(service prod/llama)``; a bare
     ``8171`` or ``llama`` said nothing. ``job`` only where it is what the alert is about (``_scrape_job``)."""
-    where = [labels[k] for k in ("node", "Hostname", "instance", "gpu") if labels.get(k)]
+    where = [labels[k] for k in (*NODE_LABELS, "instance", "gpu") if labels.get(k)]
     uuid = labels.get("UUID") or labels.get("uuid")
     if uuid and not labels.get("gpu"):
         where.append(uuid)  # the GPU, where no index names it

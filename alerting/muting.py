@@ -34,7 +34,7 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.member import Member
 from alerting.pending import StoredAlert
-from alerting.reminders import FIRST_TOLD, announced_at, unsilenced_at
+from alerting.reminders import FIRST_TOLD, SILENCE_ENDED, announced_at, unsilenced_at
 from alerting.root_facts import beside_held
 from alerting.silence_index import SilenceIndex
 from alerting.silences import EXTENDABLE, Silence, incident_silenced_until
@@ -419,7 +419,7 @@ class MuteTracking:
             self._notify(batch.changes)
 
 
-SILENCED, SILENCE_ENDED, SILENCE_ENDING = "silenced", "silence_ended", "silence_ending"
+SILENCED, SILENCE_ENDING = "silenced", "silence_ending"
 CAUGHT_UP_EVENTS = 5  # events listed in the catch-up event; the rest are counted
 CAUGHT_UP_CHARS = 200  # of each
 _CLOSING = ("resolved", "reopened")  # the timeline events that close and reopen an incident

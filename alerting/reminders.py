@@ -17,8 +17,11 @@ from datetime import datetime, timedelta
 
 from alerting.outcomes import duration_text
 
+# A silence's end, with what happened meanwhile (``alerting.muting`` writes it; reminders and notifiers read
+# it): named here, where both may import it, muting importing this module.
+SILENCE_ENDED = "silence_ended"
 # Timeline kinds whose data say "from" and "to" priorities: a rise is an escalation, which pages.
-PRIORITY_MOVES = frozenset({"priority", "silence_ended"})
+PRIORITY_MOVES = frozenset({"priority", SILENCE_ENDED})
 # Timeline kinds by which someone took the incident up (``alerting.lifecycle``): it is not reminded after.
 TAKEN_UP = frozenset({"acknowledged", "remediation_approved", "mitigating"})
 # The tick's reminder of an incident still firing (``alerting.reminding``): it pages.
@@ -61,7 +64,7 @@ def paged(kind: str, data: Mapping[str, object]) -> bool:
     reminder, a silence's end that first told the incident (``FIRST_TOLD``)."""
     if kind in ("opened", REMINDER):
         return True
-    if kind == "silence_ended" and data.get(FIRST_TOLD):
+    if kind == SILENCE_ENDED and data.get(FIRST_TOLD):
         return True
     if kind == "reopened":
         return not held_reopening(data)

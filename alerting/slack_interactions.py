@@ -45,7 +45,7 @@ from alerting.slack_replays import REPLAY_WINDOW_SECONDS, HandledSlackRequests
 from alerting.subscriptions import IncidentActions
 from gpuwarden.clock import Clock
 from gpuwarden.errors import GpuwardenError, InputError
-from gpuwarden.httpbody import BodyTooLarge, read_limited
+from gpuwarden.httpbody import BodyRefused, read_limited
 
 logger = logging.getLogger(__name__)
 
@@ -224,8 +224,8 @@ def slack_interaction_routes(
     async def interactions(request: Request) -> Response:
         try:
             body = await read_limited(request, MAX_BODY_BYTES)  # a chunked body too: never all of it
-        except BodyTooLarge:
-            return JSONResponse({"ok": False, "error": "body too large"}, status_code=413)
+        except BodyRefused as exc:
+            return JSONResponse({"ok": False, "error": str(exc)}, status_code=exc.status)
         problem = verify_slack_signature(secret, request.headers, body, clock.time())
         if problem is not None:
             logger.warning("slack request refused reason=%s", problem)

@@ -28,7 +28,11 @@ from gpuwarden.model import (
 UNKNOWN = "?"
 RACK_DEPTH = 2
 """Length of a rack's path (cluster, rack): a node's is one more, a GPU's two."""
-_WORKLOAD_LABELS = ("pod", "exported_pod", "slurm_job", "training_job")
+WORKLOAD_LABELS = ("pod", "exported_pod", "slurm_job", "training_job")
+"""Labels that name the workload an alert is about (``service`` and ``job`` are looked up first)."""
+NODE_LABELS = ("node", "Hostname", "hostname", "nodename")
+"""Labels that name an alert's node, the first one set winning (else the host of ``instance``): Kubernetes'
+``node``, dcgm-exporter's ``Hostname``, node-exporter's ``nodename`` and other exporters' ``hostname``."""
 Path = tuple[str, ...]
 
 
@@ -45,7 +49,7 @@ class Location:
 
 
 def _node_name(labels: Mapping[str, str]) -> str:
-    for name in ("node", "Hostname", "hostname", "nodename"):
+    for name in NODE_LABELS:
         if labels.get(name):
             return labels[name]
     return _instance_host(labels)
@@ -181,7 +185,7 @@ def locate(labels: Mapping[str, str], kind: FaultKind, inventory: Inventory | No
             )
             if short is not None:
                 info, node = short, short.name
-            elif any(labels.get(k) for k in _WORKLOAD_LABELS) and inventory.nodes_in(cluster or known):
+            elif any(labels.get(k) for k in WORKLOAD_LABELS) and inventory.nodes_in(cluster or known):
                 exporter_address = True
         if info is not None:
             lookup = cluster = info.cluster

@@ -27,10 +27,10 @@ from pydantic import (
     ValidationInfo,
     field_validator,
 )
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
+from gpuwarden.httpbody import BodyRefused, read_limited
 from gpuwarden.yamlfile import field_path
 
 MAX_BODY_BYTES = 1_048_576
@@ -200,17 +200,8 @@ async def parse_body(request: Request, kind: type[BodyT]) -> BodyT | JSONRespons
     # client gone mid-body left ClientDisconnect to uvicorn, which logged a traceback.
     try:
         raw = await read_limited(request, MAX_BODY_BYTES, BODY_TIMEOUT_SECONDS)
-    except BodyTooLarge:
-        return openai_error(413, f"body larger than {MAX_BODY_BYTES} bytes", kind="invalid_request_error")
-    except BodyTimeout:
-        message = f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s"
-        return openai_error(408, message, kind="invalid_request_error")
-    except BodyEncoded as exc:
-        message = f"Content-Encoding {exc} is not accepted; send the JSON as it is"
-        return openai_error(415, message, kind="invalid_request_error")
-    except ClientDisconnect:
-        message = "client disconnected before the body was read"
-        return openai_error(400, message, kind="invalid_request_error")
+    except BodyRefused as exc:
+        return openai_error(exc.status, str(exc), kind="invalid_request_error")
     request._body = raw  # cached as request.body() caches it: the tracing wrapper reads it afterwards
     try:
         data = orjson.loads(raw)

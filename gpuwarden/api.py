@@ -27,7 +27,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -50,15 +50,7 @@ from gpuwarden.api_metrics import ApiMetrics
 from gpuwarden.config import ApiConfig
 from gpuwarden.errors import InputError
 from gpuwarden.health_api import HealthApi
-from gpuwarden.httpbody import (
-    JSON_MEDIA_TYPE,
-    BodyEncoded,
-    BodyNotJson,
-    BodyTimeout,
-    BodyTooLarge,
-    check_json_body,
-    read_limited,
-)
+from gpuwarden.httpbody import BodyRefused, check_json_body, read_limited
 from gpuwarden.incident_api import IncidentActionsApi, detail_response
 from gpuwarden.inventory_api import (
     InventoryApi,
@@ -197,25 +189,8 @@ class _Handlers:
                     body = await self.read_body(request)
                     check_json_body(request, body)
                     response = await handler(request, body)
-                except BodyTooLarge:
-                    too_large = f"body larger than {self.config.max_body_bytes} bytes"
-                    response = _error(413, too_large, route=route)
-                except BodyTimeout:
-                    late = f"the body did not arrive within {self.config.body_timeout_seconds:g} s"
-                    response = _error(408, late, route=route)
-                except BodyEncoded as exc:
-                    encoded = f"Content-Encoding {exc} is not taken; send the body uncompressed"
-                    response = _error(415, encoded, "Content-Encoding", route=route)
-                except BodyNotJson as exc:
-                    declared = (
-                        repr(str(exc)) if str(exc) else "none declared (read as application/octet-stream)"
-                    )
-                    not_json = f"Content-Type: {declared} is not taken; send {JSON_MEDIA_TYPE}"
-                    response = _error(415, not_json, "Content-Type", route=route)
-                except ClientDisconnect:
-                    # Nobody reads this answer; a client that goes away mid-body is no server error.
-                    logger.info("client disconnected before its body was read", extra={"path": route})
-                    response = _error(400, "client disconnected before the body was read", route=route)
+                except BodyRefused as exc:
+                    response = _error(exc.status, str(exc), exc.field, route=route)
                 except NotFound as exc:
                     response = _error(404, str(exc), exc.field, route=route)
                 except Conflict as exc:

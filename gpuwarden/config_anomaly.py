@@ -16,6 +16,7 @@ from pydantic import AllowInfNan, Field, field_validator
 
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
@@ -221,7 +222,7 @@ class AnomalyConfig(Section):
         None,
         description=(
             "base URL of `gpuwarden serve` that `anomaly run` posts its alerts to (token from"
-            " GPUWARDEN_API_TOKEN); unset: they are printed as JSON lines"
+            f" {TOKEN_ENV}); unset: they are printed as JSON lines"
         ),
     )
     listen_address: str = Field("127.0.0.1", description="where `anomaly run` serves /metrics")

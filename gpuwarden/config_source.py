@@ -22,11 +22,12 @@ from pydantic_settings import SettingsError
 
 from gpuwarden.config_notify import literal_url_credential
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.yamlfile import field_path
 
 PREFIX = "GPUWARDEN_"
 ENVIRONMENT = "<environment>"
-OTHER_VARIABLES = frozenset({"GPUWARDEN_API_TOKEN", "GPUWARDEN_URL"})
+OTHER_VARIABLES = frozenset({TOKEN_ENV, "GPUWARDEN_URL"})
 """``GPUWARDEN_`` variables read by commands rather than the configuration: serve's token, the CLI's URL."""
 
 Loc = tuple[str | int, ...]
@@ -197,7 +198,7 @@ def located(
     return ConfigError(error.message, path=error.path or path, field=error.field, line=line)
 
 
-_SECRET_ENV = {("api", "token"): "GPUWARDEN_API_TOKEN"}  # what serve reads; others: SECTION_FIELD
+_SECRET_ENV = {("api", "token"): TOKEN_ENV}  # what serve reads; others: SECTION_FIELD
 
 
 def literal_secrets(

@@ -12,6 +12,10 @@ FIELD_HEADER = "X-Gpuwarden-Field"
 """The header naming the field a refusal on serve's Alertmanager API (``/api/v2``) is about; it also tells
 serve's ``{"code", "message"}`` there from another server's (a real Alertmanager's) answer."""
 
+TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
+"""The variable holding the bearer token: serve takes writes with it, the CLI and ``anomaly run`` send it.
+Named here, where the lightest command may import it (``config_source`` brings pydantic-settings)."""
+
 TOKEN_UNSENDABLE = "holds characters an HTTP header cannot carry (a token is printable ASCII)"  # noqa: S105
 """Why a bearer token is refused; its characters are not shown (it is a secret)."""
 

@@ -12,30 +12,71 @@ refuses them.
 from __future__ import annotations
 
 import asyncio
+import logging
 
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from gpuwarden.errors import InputError
 
-
-class BodyTooLarge(Exception):
-    """The body is over the limit (413)."""
-
-
-class BodyTimeout(Exception):
-    """The body did not arrive within the deadline (408)."""
-
-
-class BodyEncoded(Exception):
-    """The body carries a ``Content-Encoding`` the API does not decode (415)."""
-
-
-class BodyNotJson(Exception):
-    """A JSON endpoint's body is declared as another media type (415); the type is the message, empty when
-    none is declared."""
-
+logger = logging.getLogger(__name__)
 
 JSON_MEDIA_TYPE = "application/json"
+
+
+class BodyRefused(Exception):
+    """A body not read: every endpoint answers it with ``status``, this message (what is wrong, what to send
+    instead) and ``field`` (the header at fault, "" for none), each in its own shape, so that serve, the
+    simulator's fault routes, the toy inference server and Slack's interactions word a refusal alike."""
+
+    status = 400
+    field = ""
+
+
+class BodyTooLarge(BodyRefused):
+    """The body is over the limit (413)."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body larger than {limit} bytes")
+
+
+class BodyTimeout(BodyRefused):
+    """The body did not arrive within the deadline (408)."""
+
+    status = 408
+
+    def __init__(self, timeout: float) -> None:
+        super().__init__(f"the body did not arrive within {timeout:g} s")
+
+
+class BodyEncoded(BodyRefused):
+    """The body carries a ``Content-Encoding`` the API does not decode (415)."""
+
+    status = 415
+    field = "Content-Encoding"
+
+    def __init__(self, encoding: str) -> None:
+        super().__init__(f"Content-Encoding {encoding} is not accepted; send the body uncompressed")
+
+
+class BodyNotJson(BodyRefused):
+    """A JSON endpoint's body is declared as another media type, or as none (415)."""
+
+    status = 415
+    field = "Content-Type"
+
+    def __init__(self, media_type: str) -> None:
+        declared = repr(media_type) if media_type else "none declared (read as application/octet-stream)"
+        super().__init__(f"Content-Type: {declared} is not accepted; send {JSON_MEDIA_TYPE}")
+
+
+class BodyAbandoned(BodyRefused):
+    """The client went away before its whole body arrived (400: nobody reads it; it is no server error).
+    A malformed chunked body too, which uvicorn drops."""
+
+    def __init__(self) -> None:
+        super().__init__("client disconnected before the body was read")
 
 
 def check_json_body(request: Request, body: bytes) -> None:
@@ -124,13 +165,13 @@ def parse_media_type(header: str) -> str:
 async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> bytes:
     """The body, or ``BodyTooLarge`` as soon as more than ``limit`` bytes are declared or received,
     ``BodyTimeout`` when it is not all there ``timeout`` seconds after the request, ``BodyEncoded`` for a
-    compressed one. A client that goes away raises starlette's ``ClientDisconnect``."""
+    compressed one, ``BodyAbandoned`` (logged) when the client goes away: each a ``BodyRefused``."""
     encoding = request.headers.get("content-encoding", "identity").strip().lower()
     if encoding not in ("", "identity"):
         raise BodyEncoded(encoding)
     declared = request.headers.get("content-length", "")
     if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        raise BodyTooLarge
+        raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
     try:
@@ -138,8 +179,11 @@ async def read_limited(request: Request, limit: int, timeout: float = 30.0) -> b
             async for chunk in request.stream():
                 size += len(chunk)
                 if size > limit:
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
                 chunks.append(chunk)
     except TimeoutError as exc:
-        raise BodyTimeout from exc
+        raise BodyTimeout(timeout) from exc
+    except ClientDisconnect as exc:  # uvicorn logged a traceback for each where it reached it
+        logger.info("client disconnected before its body was read", extra={"path": request.url.path})
+        raise BodyAbandoned from exc
     return b"".join(chunks)

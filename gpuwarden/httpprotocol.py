@@ -9,17 +9,25 @@ answer if it sent nothing. The deadline runs from the moment the connection open
 connection, from the first byte of each later request (until that byte, uvicorn's keep-alive timeout
 applies). It stops once the headers are complete: the body has its own deadline in the app
 (``gpuwarden.httpbody``), and the app may take as long as it needs to answer.
+
+httptools (uvicorn's "auto") also refuses every method llhttp does not know (``FOO``, ``get``) with a 400
+"Invalid HTTP request received." and closes the connection, where h11, Go's net/http and so Prometheus and
+Alertmanager take any token as a method and answer 405 with ``Allow`` on a path that has routes. Such a
+request is parsed here under a stand-in method and given to the app under its own, as h11 gives it: the app
+answers 405 naming its methods, or 404 for a path it does not have.
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
 import h11
+import httptools
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -30,6 +38,27 @@ TIMEOUT_RESPONSE = (
     b"HTTP/1.1 408 Request Timeout\r\ncontent-type: text/plain; charset=utf-8\r\n"
     b"content-length: %d\r\nconnection: close\r\n\r\n%s" % (len(_MESSAGE), _MESSAGE)
 )
+
+
+_TOKEN = b"!#$%&'*+-.^_`|~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"  # RFC 9110 tchar
+_LONGEST_METHOD = 64  # a longer "method" is no method: left to the parser's 400
+_STAND_IN = b"POST"  # known to llhttp, and nothing in how it parses a request depends on it
+
+
+def _method_may_go_on(head: bytes) -> bool:
+    """Whether ``head``, with no space yet, may still be the start of a method (a token)."""
+    return len(head) < _LONGEST_METHOD and not head.translate(None, _TOKEN)  # nothing left: all tchar
+
+
+@functools.lru_cache(maxsize=256)
+def _unknown_to_llhttp(method: bytes) -> bool:
+    """Whether ``method``, a token, is one httptools refuses (it knows a fixed list, in upper case, and
+    refuses RTSP's ``FLUSH`` in HTTP otherwise): the rest of the line it reads here is valid."""
+    try:
+        httptools.HttpRequestParser(object()).feed_data(method + b" / HTTP/1.1\r\n")
+    except httptools.HttpParserError:
+        return True
+    return False
 
 
 class HeaderDeadline(asyncio.Protocol):
@@ -105,21 +134,51 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
     header deadline."""
 
     _message_begun = False
+    _at_request_start = True  # the next bytes begin a request: its method is looked at
+    _head = b""  # the start of a request held until its method is whole (it may arrive in parts)
+    _method: str | None = None  # the method a stand-in took the place of, for the request parsed now
+
+    def data_received(self, data: bytes) -> None:
+        """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
+        header deadline's and uvicorn's (with nothing, while the start of a method is held)."""
+        if self._at_request_start:
+            data, self._head = self._head + data, b""
+            space = data.find(b" ", 0, _LONGEST_METHOD)
+            if space < 0 and _method_may_go_on(data):
+                self._head = data
+                super().data_received(b"")  # starts the deadline, stops keep-alive's timer
+                return
+            self._at_request_start = False
+            method = data[:space] if space > 0 else b""
+            if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
+                self._method = method.decode("ascii")
+                data = _STAND_IN + data[space:]
+        super().data_received(data)
 
     def on_message_begin(self) -> None:
-        """A request's first byte was parsed; then uvicorn's."""
+        """A request's first byte was parsed (one sent right behind another too: its bytes are the parser's,
+        never looked at as a method); then uvicorn's."""
         self._message_begun = True
+        self._at_request_start = False
         super().on_message_begin()
 
     def on_headers_complete(self) -> None:
-        """The deadline ends; then uvicorn's."""
+        """The deadline ends; then uvicorn's, and the request's own method in its scope (the app has not run
+        yet: uvicorn only scheduled it)."""
         self._message_begun = False
         self._stop_header_deadline()
         super().on_headers_complete()
+        if self._method is not None:
+            self.scope["method"], self._method = self._method, None
+
+    def on_message_complete(self) -> None:
+        """What follows begins the next request; then uvicorn's."""
+        self._at_request_start = True
+        super().on_message_complete()
 
     def request_begun(self) -> bool:
-        """The parser began a request whose headers are not complete."""
-        return self._message_begun
+        """The parser began a request whose headers are not complete, or the start of its method is held."""
+        return self._message_begun or bool(self._head)
 
 
 BASES: Mapping[str, type[HeaderDeadline]] = MappingProxyType(

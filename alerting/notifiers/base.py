@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict
 
 from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
-from alerting.reminders import FIRST_TOLD, PRIORITY_MOVES, REMINDER, held_reopening, rose
+from alerting.reminders import FIRST_TOLD, PRIORITY_MOVES, REMINDER, SILENCE_ENDED, held_reopening, rose
 from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
@@ -246,7 +246,7 @@ def build_notification(
         or _merged_away(change),
         folded=change.folded,
         reminder=_reminder(change),
-        first_told=change.event.kind == "silence_ended" and bool(change.event.data.get(FIRST_TOLD)),
+        first_told=change.event.kind == SILENCE_ENDED and bool(change.event.data.get(FIRST_TOLD)),
     )
 
 

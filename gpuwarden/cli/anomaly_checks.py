@@ -7,11 +7,10 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import TOKEN_ENV
 
 if TYPE_CHECKING:
     from gpuwarden.config_anomaly import AnomalyConfig
-
-TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable name, not a secret
 
 
 def anomaly_run_refusals(
@@ -30,8 +29,9 @@ def anomaly_run_refusals(
     if cfg.alert_url and not token:
         refusals.append(
             ConfigError(
-                f"anomaly run refuses to start: it is set but {TOKEN_ENV} is not; export the token"
-                " `gpuwarden serve` takes (it refuses alerts without it)",
+                f"anomaly run refuses to start: it is set but {TOKEN_ENV} is"
+                f" {'empty' if token == '' else 'not set'}; export the token `gpuwarden serve` takes (it"
+                " refuses alerts without it)",
                 field="anomaly.alert_url",
             )
         )

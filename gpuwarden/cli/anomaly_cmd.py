@@ -21,7 +21,6 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from gpuwarden.cli.anomaly_checks import TOKEN_ENV
 from gpuwarden.cli.consoles import console, err_console, print_error, print_problems
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output
 from gpuwarden.cli.logs import configure_logging, keep_running_on_sighup
@@ -29,6 +28,7 @@ from gpuwarden.cli.output_file import STDOUT, check_writable, write_whole, write
 from gpuwarden.cli.progress import StepProgress
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError, InputError
+from gpuwarden.headers import TOKEN_ENV
 from gpuwarden.model import Alert, AlertStatus
 
 if TYPE_CHECKING:

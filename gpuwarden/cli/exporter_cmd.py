@@ -207,13 +207,7 @@ def exporter(
     logger.info("exporter serving %s on http://%s:%s/metrics", mode, cfg.listen_address, cfg.port)
     if publisher is not None:
         publisher.start()
-        logger.info(
-            "simulated training jobs push to %s every %g s",
-            publisher.adapter.pushgateway,
-            publisher.interval,
-        )
-    elif full.tracing.pushgateway_url is not None:
-        logger.info("tracing.pushgateway_url is set, but only simulated training jobs push from here")
+    _say_pushes(publisher, full.tracing)
     try:
         serve(service.app, listener)
     finally:
@@ -221,6 +215,23 @@ def exporter(
         if publisher is not None:
             publisher.stop()
         service.stop()
+
+
+def _say_pushes(publisher: SimTrainingPublisher | None, tracing: TracingConfig) -> None:
+    """Log where training metrics go: a warning when ``tracing.pushgateway_url`` is set for an exporter that
+    pushes nothing there (one on NVML: only simulated training jobs push from here)."""
+    if publisher is not None:
+        logger.info(
+            "simulated training jobs push to %s every %g s",
+            publisher.adapter.pushgateway,
+            publisher.interval,
+        )
+    elif tracing.pushgateway_url is not None:
+        logger.warning(
+            "tracing.pushgateway_url is set, but this exporter pushes nothing to it: only simulated"
+            " training jobs (--simulate) push from here; a training loop pushes its own"
+            " (TrainingMetrics(pushgateway=))"
+        )
 
 
 def register(app: typer.Typer) -> None:

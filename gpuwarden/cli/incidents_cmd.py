@@ -19,7 +19,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
-from gpuwarden.headers import FIELD_HEADER, TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
@@ -122,10 +122,10 @@ def _not_a_base(url: str) -> str | None:
 def api_request(method: str, url: str, path: str, **kwargs: Any) -> httpx.Response:
     checked_url(url, envvar="GPUWARDEN_URL")
     headers = kwargs.pop("headers", {})
-    token = os.environ.get("GPUWARDEN_API_TOKEN")
+    token = os.environ.get(TOKEN_ENV)
     if token:
         if unsendable_character(token, tab=False) is not None:  # httpx raised UnicodeEncodeError sending it
-            err_console.print(f"[red]error:[/red] GPUWARDEN_API_TOKEN {TOKEN_UNSENDABLE}")
+            err_console.print(f"[red]error:[/red] {TOKEN_ENV} {TOKEN_UNSENDABLE}")
             raise typer.Exit(2)
         headers["Authorization"] = f"Bearer {token}"
     import httpx  # noqa: PLC0415 - see TYPE_CHECKING above
@@ -172,7 +172,7 @@ def _refusal(response: httpx.Response, token: str | None) -> str:
         message, ours = response.text.strip() or "an empty answer", False
     said = f"HTTP {response.status_code}: {message}"
     if response.status_code == 401 and not token:
-        return f"{said}; GPUWARDEN_API_TOKEN is {'empty' if token == '' else 'not set'}"
+        return f"{said}; {TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
     return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
 
 

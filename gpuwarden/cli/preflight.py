@@ -25,13 +25,13 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from gpuwarden.cli.anomaly_checks import (
-    TOKEN_ENV,
     anomaly_run_refusals,
     anomaly_run_warnings,
     check_detectors,
 )
 from gpuwarden.clock import rfc3339
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import TOKEN_ENV
 
 if TYPE_CHECKING:
     from gpuwarden.config import AlertingConfig, GpuwardenConfig, SimConfig

@@ -15,7 +15,6 @@ import typer
 from rich.markup import escape
 
 from gpuwarden.cli.active_server import run_active  # light: uvicorn and the API are imported when it runs
-from gpuwarden.cli.anomaly_checks import TOKEN_ENV
 from gpuwarden.cli.consoles import (  # one line per error: paths and file:line stay whole
     err_console,
     print_problems,
@@ -32,6 +31,7 @@ from gpuwarden.cli.preflight import (
 from gpuwarden.clock import SystemClock
 from gpuwarden.errors import ConfigError
 from gpuwarden.graceful import StopAsked, StopRequest  # stdlib only: light for every command
+from gpuwarden.headers import TOKEN_ENV
 
 if TYPE_CHECKING:
     import socket

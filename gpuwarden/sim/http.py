@@ -1,10 +1,10 @@
 """HTTP routes that let a person or a chaos experiment break a running simulated fleet.
 
 ``POST /sim/faults`` takes a fault as JSON and answers 201 ``{"id", "kind"}``; bad input is a 400
-``{"error", "field"}``, a body over 64 KiB a 413, one not there within 30 s a 408 (read as serve reads
-its bodies: ``gpuwarden.httpbody``), a client gone mid-body a 400. ``GET /sim/faults`` lists active
-faults and the log; ``DELETE /sim/faults/{id}`` clears one. Mounted by the exporter only when
-``--simulate`` is on.
+``{"error", "field"}``, a body over 64 KiB a 413, one not there within 30 s a 408, a compressed one a
+415, a client gone mid-body a 400 (read as serve reads its bodies, and answered in its words:
+``gpuwarden.httpbody``). ``GET /sim/faults`` lists active faults and the log; ``DELETE
+/sim/faults/{id}`` clears one. Mounted by the exporter only when ``--simulate`` is on.
 """
 
 from __future__ import annotations
@@ -12,12 +12,12 @@ from __future__ import annotations
 import json
 import logging
 
-from starlette.requests import ClientDisconnect, Request
+from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from gpuwarden.errors import InputError
-from gpuwarden.httpbody import BodyEncoded, BodyTimeout, BodyTooLarge, read_limited
+from gpuwarden.httpbody import BodyRefused, read_limited
 from gpuwarden.sim.faults import parse_fault
 from gpuwarden.sim.fleet import Fleet
 
@@ -37,15 +37,8 @@ def fault_routes(fleet: Fleet) -> list[Route]:
     async def post_fault(request: Request) -> JSONResponse:
         try:
             body = await read_limited(request, MAX_BODY_BYTES, BODY_TIMEOUT_SECONDS)
-        except BodyTooLarge:
-            return _error(413, f"request body larger than {MAX_BODY_BYTES} bytes")
-        except BodyTimeout:
-            return _error(408, f"the body did not arrive within {BODY_TIMEOUT_SECONDS:g} s")
-        except BodyEncoded as exc:
-            return _error(415, f"Content-Encoding {exc} is not accepted; send the JSON as it is")
-        except ClientDisconnect:  # a malformed chunked body too: uvicorn logged a traceback for each
-            logger.info("client disconnected before its body was read", extra={"path": "/sim/faults"})
-            return _error(400, "client disconnected before the body was read")
+        except BodyRefused as exc:
+            return _error(exc.status, str(exc), exc.field)
         try:
             payload = json.loads(body or b"null")
         except (ValueError, UnicodeDecodeError) as exc:

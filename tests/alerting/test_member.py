@@ -109,6 +109,17 @@ SCRAPED = {
             },
             "GpuTempHigh (10.0.0.1:9400, GPU-1, pod b/a)",
         ),
+        # node-exporter's `nodename` places the alert on its node, as correlation places it: the timeline
+        # named the scrape job instead ("(10.0.0.1:9100, job node-exporter)") and not the node.
+        (
+            {
+                "alertname": "NodeDiskFull",
+                "nodename": NODE,
+                "instance": "10.0.0.1:9100",
+                "job": "node-exporter",
+            },
+            f"NodeDiskFull ({NODE}, 10.0.0.1:9100)",
+        ),
         # The scrape job is all that says which target is down; a training job's stall is the job's.
         ({**SCRAPED, "alertname": "TargetDown"}, "TargetDown (10.0.0.1:9400, job dcgm-exporter)"),
         (
@@ -129,6 +140,7 @@ SCRAPED = {
         "anomaly-over-promql",
         "rule-with-pod",
         "exported-pod",
+        "node-exporter-nodename",
         "target-down",
         "job-stalled",
         "training-job",

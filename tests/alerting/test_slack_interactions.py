@@ -333,6 +333,22 @@ def test_an_oversized_body_is_refused_before_it_is_verified(client: TestClient, 
     assert client.post(PATH, content=body, headers=signed(body, int(clock.time()))).status_code == 413
 
 
+def test_a_compressed_body_is_refused_415_as_serve_refuses_one_not_left_to_fail_the_request(
+    client: TestClient, clock: FakeClock, actions: RecordingActions
+) -> None:
+    # Only a body over the limit was answered here: read_limited's other refusals left the endpoint, and
+    # serve's catch-all made them a 503 "request failed", counted and logged with a traceback.
+    body = button_body("ack")
+    headers = {**signed(body, int(clock.time())), "Content-Encoding": "gzip"}
+    response = client.post(PATH, content=body, headers=headers)
+    assert response.status_code == 415, response.text
+    assert response.json() == {
+        "ok": False,
+        "error": "Content-Encoding gzip is not accepted; send the body uncompressed",
+    }
+    assert actions.calls == []
+
+
 def test_a_chunked_body_without_a_length_is_cut_off_at_the_limit_unsigned(
     clock: FakeClock, actions: RecordingActions, handled: HandledSlackRequests
 ) -> None:

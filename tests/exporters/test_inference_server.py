@@ -170,6 +170,19 @@ def test_bad_requests_get_a_4xx_naming_the_field_never_a_500(
         assert param in error["message"]
 
 
+def test_a_compressed_body_is_refused_415_in_the_words_serve_uses(h: Harness) -> None:
+    headers = {"content-type": "application/json", "content-encoding": "gzip"}
+    r = h.client.post("/v1/chat/completions", content=b"\x1f\x8b", headers=headers)
+    assert r.status_code == 415
+    message = "Content-Encoding gzip is not accepted; send the body uncompressed"
+    assert r.json()["error"] == {
+        "message": message,
+        "type": "invalid_request_error",
+        "param": None,
+        "code": None,
+    }
+
+
 def test_unknown_extra_openai_fields_are_accepted(h: Harness) -> None:
     r = h.client.post("/v1/chat/completions", json={**CHAT, "temperature": 0.2, "user": "u1", "n": 1})
     assert r.status_code == 200

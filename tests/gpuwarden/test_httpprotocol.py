@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import http.client
 import socket
 import threading
 import time
@@ -133,3 +134,45 @@ def test_the_second_request_on_a_connection_has_a_deadline_too(server: int) -> N
         assert sock.recv(4096).startswith(b"HTTP/1.1 200 ")
         sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")  # and never the end of the headers
         assert read_until_closed(sock).startswith(b"HTTP/1.1 408 ")
+
+
+def answer(sock: socket.socket) -> tuple[int, str, bytes]:
+    """The status, ``Allow`` header and body of one whole answer; the connection stays open."""
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    return response.status, response.getheader("allow", ""), response.read()
+
+
+@pytest.mark.parametrize(
+    ("request_line", "status"),
+    [
+        pytest.param(b"FOO / HTTP/1.1", 405, id="unknown-method-known-path"),
+        pytest.param(b"get / HTTP/1.1", 405, id="lower-case-method"),  # methods are case-sensitive
+        pytest.param(b"FOO /nowhere HTTP/1.1", 404, id="unknown-method-unknown-path"),
+    ],
+)
+def test_a_method_the_parser_does_not_know_reaches_the_app_and_the_connection_serves_on(
+    server: int, request_line: bytes, status: int
+) -> None:
+    # httptools (uvicorn's "auto") refused every method it does not know with a 400 "Invalid HTTP request
+    # received." and closed the connection; Prometheus and Alertmanager answer 405 naming the methods (Allow).
+    with connect(server) as sock:
+        sock.sendall(request_line[:2])  # the method may arrive in parts
+        time.sleep(0.05)
+        sock.sendall(request_line[2:] + b"\r\nHost: x\r\n\r\n")
+        answered, allow, _ = answer(sock)
+        assert (answered, "GET" in allow) == (status, status == 405), allow
+        sock.sendall(GET)
+        assert answer(sock) == (200, "", b"GET 0")
+
+
+def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_method(server: int) -> None:
+    # The second request began in the first one's packet: its body, "abc def g", starts with a token and a
+    # space, as a request line with an unknown method does; it is the body and it is read whole.
+    with connect(server) as sock:
+        sock.sendall(GET + b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 9\r\n\r\n")
+        first = answer(sock)
+        time.sleep(0.05)  # the body in a packet of its own
+        sock.sendall(b"abc def g")
+        second = answer(sock)
+    assert (first, second) == ((200, "", b"GET 0"), (200, "", b"POST 9"))

@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from exporters import training_export
 from gpuwarden.cli import app
-from gpuwarden.cli.exporter_cmd import _build, _simulated_service
+from gpuwarden.cli.exporter_cmd import _build, _say_pushes, _simulated_service
 from gpuwarden.cli.preflight import check_sim_section
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ExporterConfig, GpuwardenConfig, load_config
@@ -262,3 +262,13 @@ def test_config_validate_warns_of_a_simulated_inventory_whose_size_nothing_says(
     )
     told = runner.invoke(app, ["config", "validate", str(config)])
     assert told.exit_code == 0 and "sim_inventory" not in told.stderr, told.stderr
+
+
+def test_a_pushgateway_set_for_an_exporter_on_nvml_is_warned_of(caplog: pytest.LogCaptureFixture) -> None:
+    # Nothing is pushed there from an NVML exporter: a setting that does nothing was an info line.
+    tracing = GpuwardenConfig.model_validate({"tracing": {"pushgateway_url": "127.0.0.1:9"}}).tracing
+    with caplog.at_level(logging.INFO, logger="gpuwarden.cli.exporter_cmd"):
+        _say_pushes(None, tracing)
+    [record] = caplog.records
+    assert record.levelno == logging.WARNING, record
+    assert "tracing.pushgateway_url is set, but this exporter pushes nothing to it" in record.getMessage()

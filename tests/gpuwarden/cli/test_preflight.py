@@ -356,3 +356,30 @@ def test_serve_without_a_token_lists_the_missing_token_with_the_file_s_problems(
     assert "api.token: serve refuses to start without an API token: set api.token" in output
     assert f"{path}:2: alerting.journal_dir: /proc/x: cannot use it" in output
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gpuwarden.yaml"]
+
+
+@pytest.mark.parametrize("token", [None, ""], ids=["unset", "empty"])
+def test_an_alert_url_without_a_token_says_whether_the_variable_is_unset_or_empty(
+    token: str | None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An exported but empty GPUWARDEN_API_TOKEN was told "it is set but GPUWARDEN_API_TOKEN is not".
+    path = write(
+        tmp_path,
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  alert_url: http://127.0.0.1:1/api/v2/alerts\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP}\n",
+    )
+    monkeypatch.delenv("GPUWARDEN_API_TOKEN", raising=False)
+    if token is not None:
+        monkeypatch.setenv("GPUWARDEN_API_TOKEN", token)
+    state = "not set" if token is None else "empty"
+    expected = (
+        f"anomaly.alert_url: anomaly run refuses to start: it is set but GPUWARDEN_API_TOKEN is {state};"
+        " export the token `gpuwarden serve` takes (it refuses alerts without it)"
+    )
+    for argv in (
+        ["anomaly", "run", "--config", str(path), "--ticks", "1"],
+        ["config", "validate", str(path)],
+    ):
+        result = CliRunner().invoke(app, argv)
+        assert result.exit_code == 1, result.output
+        assert expected in " ".join(result.output.split()), result.output

@@ -86,6 +86,19 @@ def test_body_over_64_kib_is_refused_with_413(fleet: Fleet) -> None:
         streamed = client.post("/sim/faults", content=chunks())
     assert declared.status_code == 413
     assert streamed.status_code == 413
+    # Worded as serve and the toy inference server word it (this one said "request body larger than").
+    assert declared.json() == {"error": "body larger than 65536 bytes", "field": ""}
+    assert fleet.fault_log == []
+
+
+def test_a_compressed_body_is_refused_415_naming_the_header_as_serve_does(fleet: Fleet) -> None:
+    with _client(fleet) as client:
+        response = client.post("/sim/faults", content=b"\x1f\x8b", headers={"content-encoding": "gzip"})
+    assert response.status_code == 415
+    assert response.json() == {
+        "error": "Content-Encoding gzip is not accepted; send the body uncompressed",
+        "field": "Content-Encoding",
+    }
     assert fleet.fault_log == []
 
 
