@@ -312,25 +312,31 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
 
 
-def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
-    # tick announces it again (the outbox dedupes it) and stores when the outbox says it took it: the page.
-    serve = _Serve(tmp_path / "serve")
-    start = serve.clock.now()
+def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Serve, str]:
+    """A serve whose node incident opened at its start and was announced 10 s later by a tick that could
+    not store when (the store failed, or serve died, just after the outbox took it); that incident."""
+    serve = _Serve(path)
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
-    store_announced = serve.engine._store_announced
+    serve.clock.advance(10)
 
     def failing(incident_ids: Any) -> None:
         if incident_ids:
             raise OperationalError("UPDATE", None, Exception("store down"))
 
-    serve.clock.advance(10)
     monkeypatch.setattr(serve.engine, "_store_announced", failing)
     serve.engine.tick()
-    monkeypatch.setattr(serve.engine, "_store_announced", store_announced)
+    return serve, incident_id
+
+
+def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
+    # tick announces it again (the outbox dedupes it) and stores when the outbox says it took it: the page.
+    serve, incident_id = _announced_unstored(tmp_path / "serve", monkeypatch)
+    start = serve.clock.now() - timedelta(seconds=10)
+    monkeypatch.undo()  # the store is back
     serve.clock.advance(5)
     serve.engine.tick()
     told = _told(serve)
@@ -411,18 +417,8 @@ def test_an_opening_the_outbox_took_before_a_crash_counts_from_when_it_took_it(
     # The next serve, at 00:00:10, announces it again (the outbox drops the duplicate) and stored its own
     # time: the reminder came at 04:00:10, an hour late, "4h after the last page" 5 h after it. The outbox
     # says when it took the opening: that is stored.
-    serve = _Serve(tmp_path / "serve")
-    start = serve.clock.now()
-    serve.engine.ingest([_DOWN])
-    [incident_id] = serve.engine.open_incident_ids()
-    serve.clock.advance(10)
-
-    def crashed(incident_ids: Any) -> None:
-        if incident_ids:
-            raise OperationalError("UPDATE", None, Exception("serve killed"))
-
-    monkeypatch.setattr(serve.engine, "_store_announced", crashed)
-    serve.engine.tick()
+    serve, incident_id = _announced_unstored(tmp_path / "serve", monkeypatch)
+    start = serve.clock.now() - timedelta(seconds=10)
     serve.clock.advance(3600)
     serve.restart()
     serve.engine.tick()
