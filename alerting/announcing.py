@@ -10,17 +10,20 @@ another as the batch correlates) is not announced either: its "opened" would des
 closed, and only the incident that goes on speaks. The end of an incident never announced is still told,
 ``only_if_told``: a process that crashed before forgetting its "opened" may have handed that to the outbox.
 After a restart, incidents a previous process may have announced are announced again first; listeners such as
-the outbox dedupe them by the event's idempotency key.
+the outbox dedupe them by the event's idempotency key. Not those the store says were announced
+(``IncidentRow.announced_at``, ``reminders.was_announced``): only those held when it stopped, those whose
+announcement's time it could not store (a crash just after the outbox took it: the outbox says when it did,
+and that is stored), and those stored before migration 0019.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import update
+from sqlalchemy import Update, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -156,6 +159,7 @@ class IncidentAnnouncing:
             return
         cache: dict[str, Incident | None] = {}
         now = self.clock.now()
+        taken: dict[str, datetime | None] = {}  # the openings told, and when a listener took them before
         for incident_id, kind, event, only_if_told, telling in changes:
             if incident_id not in cache:
                 try:
@@ -181,8 +185,10 @@ class IncidentAnnouncing:
                 also=telling.also,
                 folded=telling.folded,
             )
-            self._call_listeners(change)
-        self._store_announced([i for i, kind, *_ in changes if kind is ChangeKind.OPENED])
+            before = self._call_listeners(change)
+            if kind is ChangeKind.OPENED:
+                taken.setdefault(incident_id, before)
+        self._store_announced(taken)
 
     def _recommended(self, incident_id: str) -> tuple[str, ...]:
         """What the incident's firing alerts recommend, the most drastic first ("ignore" is no advice)."""
@@ -205,16 +211,22 @@ class IncidentAnnouncing:
             return (), ()
         return tuple(end.data.get("recommended", ())), tuple(end.data.get("flapping", ()))
 
-    def _call_listeners(self, change: IncidentChange) -> None:
-        """Every listener hears of the change; then what one raised is raised (the change is told again)."""
+    def _call_listeners(self, change: IncidentChange) -> datetime | None:
+        """Every listener hears of the change; then what one raised is raised (the change is told again).
+        When a listener had it already (told again after a crash), the earliest time one says it took it."""
         failed: Exception | None = None
+        taken: list[datetime] = []
         for listener in list(self._listeners):
             try:
-                listener(change)
+                before = listener(change)
             except Exception as exc:  # noqa: BLE001 - the others are still told; raised below
                 failed = exc
+                continue
+            if isinstance(before, datetime):
+                taken.append(before)
         if failed is not None:
             raise failed
+        return min(taken, default=None)
 
     def _announce_due(self, now: datetime) -> None:
         """Announce held incidents whose delay has passed, as they are now; one that fails is tried again at
@@ -223,7 +235,7 @@ class IncidentAnnouncing:
         they were announced is stored once for all of them (``_store_announced``); when that fails, those
         are announced again (the outbox dedupes them) to store it."""
         due = {i: at for i, at in self._unannounced.items() if now - at >= self._hold}
-        told: list[str] = []
+        told: dict[str, datetime | None] = {}
         try:
             for incident_id in due:
                 self._announce(incident_id, now, told)
@@ -240,10 +252,13 @@ class IncidentAnnouncing:
                 self._unannounced[incident_id] = due[incident_id]
                 self._reannounce.add(incident_id)
 
-    def _announce(self, incident_id: str, now: datetime, told: list[str] | None = None) -> None:
+    def _announce(
+        self, incident_id: str, now: datetime, told: dict[str, datetime | None] | None = None
+    ) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
         announced, and an "opened" of it told again later is held, not sent); it stays held when that
-        raises. When it was told is stored at once, or left to the caller that gives ``told`` (appended)."""
+        raises. When it was told is stored at once, or left to the caller that gives ``told`` (added to it,
+        with when a listener took it before, if one did: ``_store_announced``)."""
         announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
@@ -251,7 +266,7 @@ class IncidentAnnouncing:
             if announced:
                 opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
                 silenced_until = incident_silenced_until(self._silences, incident_id, now)
-                self._call_listeners(
+                before = self._call_listeners(
                     IncidentChange(
                         ChangeKind.OPENED,
                         incident,
@@ -263,30 +278,39 @@ class IncidentAnnouncing:
                     )
                 )
                 if told is None:
-                    self._store_announced([incident_id])
+                    self._store_announced({incident_id: before})
                 else:
-                    told.append(incident_id)
+                    told[incident_id] = before
         del self._unannounced[incident_id]
         self._reannounce.discard(incident_id)
         if announced:
             self._announced.add(incident_id)
 
-    def _store_announced(self, incident_ids: Sequence[str]) -> None:
+    def _store_announced(self, taken: Mapping[str, datetime | None]) -> None:
         """Store when the listeners were first told these incidents opened (now, after they heard it; told
         again, a restart's announcement that the outbox dedupes, it keeps the first): their opening's page,
         which the reminders count from (``reminding.stored_pages``), not the end of the announce delay, which
-        is earlier when serve was down then or a tick came late. Raises what the store raised: the opening
-        is told again, as when a listener fails."""
-        if not incident_ids:
+        is earlier when serve was down then or a tick came late. ``taken``: per incident, when a listener
+        says it took the opening before (the outbox had it: a crash came between its enqueue and this), else
+        None (now). Raises what the store raised: the opening is told again, as when a listener fails."""
+        if not taken:
             return
         now = self.clock.now()
         with self._sessions() as session, session.begin():
-            for chunk in in_lists(list(dict.fromkeys(incident_ids))):
-                session.execute(
-                    update(IncidentRow)
-                    .where(IncidentRow.id.in_(chunk), IncidentRow.announced_at.is_(None))
-                    .values(announced_at=now)
-                )
+            for chunk in in_lists([i for i, before in taken.items() if before is None]):
+                session.execute(_stamp(chunk, now))
+            for incident_id, before in taken.items():  # few: only after a crash
+                if before is not None:
+                    session.execute(_stamp([incident_id], before))
+
+
+def _stamp(incident_ids: Sequence[str], at: datetime) -> Update:
+    """Store ``at`` as the announcement of those of the incidents that have none yet."""
+    return (
+        update(IncidentRow)
+        .where(IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
+        .values(announced_at=at)
+    )
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:

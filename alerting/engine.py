@@ -40,6 +40,7 @@ from alerting.pending import (
     update_repeats,
 )
 from alerting.reassessment import InventoryReassessment, lost_gpus
+from alerting.reminders import was_announced
 from alerting.reminding import ParkedCheck, SteadyReminding
 from alerting.retention import StoreRetention
 from alerting.silences import Silence, configured_mutes
@@ -173,9 +174,12 @@ class IncidentEngine(
                 # At start, a crash may have come between opening and announcing: announce again (listeners
                 # such as the outbox dedupe by the event's idempotency key). After a failed transaction,
                 # the incidents this process already knew were announced or are still held: not again.
-                if row.id not in known and row.reopen_count:
+                if row.id not in known and (
+                    row.reopen_count or was_announced(row.opened_at, row.announced_at)
+                ):
                     # Its reopening was told at once (a reopening is never held; one a crash left untold is
-                    # told from the store): announced, whatever became of its first opening.
+                    # told from the store): announced, whatever became of its first opening. Or the store
+                    # says its opening was (migration 0019): not offered to the listeners again.
                     self._announced.add(row.id)
                 elif row.id not in known:
                     self._unannounced[row.id] = row.opened_at

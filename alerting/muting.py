@@ -19,6 +19,7 @@ paging nobody) offers "Extend silence 1 h" on the incident's message (``_tell_si
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
@@ -463,14 +464,14 @@ def catch_up(
     timeline: Sequence[TimelineRow], priority: str, since: datetime | None = None, *, early: str = ""
 ) -> tuple[str, dict[str, object], bool]:
     """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
-    before and after the silence, who silenced it, how many events were held back) and whether the incident
+    before and after the silence, who silenced it, how many events were held back: of the run of silences
+    ending now, ``_last_run``) and whether the incident
     became more urgent meanwhile ("P0" < "P1": more urgent). With ``since``, only what came after it counts
     (a silence of a version that did not hold notifications back, caught up from the upgrade on). ``early``:
     why the silence ended before its time (``MuteTracking._lift_silences``)."""
     ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
     last = timeline[ends[-1] + 1 :] if ends else timeline
-    start = next((k for k, e in enumerate(last) if e.kind == SILENCED), 0)
-    during = last[start:]
+    during = last[_last_run(last) :]
     by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
     # Held back: what happened until the last silence ran out, not what came after it.
     ends_at = max((e.at + _length(e) for e in during if e.kind == SILENCED and _length(e)), default=None)
@@ -499,6 +500,25 @@ def catch_up(
         parts.append("nothing happened while silenced")
     data: dict[str, object] = {"from": before, "to": priority, "held": len(held), "silenced_by": by}
     return "; ".join(parts), data, rose
+
+
+def _last_run(events: Sequence[TimelineRow]) -> int:
+    """Where the run of silences that ends last (the one ending now) begins in ``events``: the index of its
+    first ``silenced`` event (0 with none). A silence starting before the run so far has ended (by its event's
+    time and length; one whose length is not said, until the next) is of it; one starting later begins a new
+    run: an earlier silence whose end nobody saw (the incident was resolved then, or serve down) is not of the
+    catch-up, nor is what came between, told unsilenced."""
+    start, end = 0, -math.inf
+    for k, e in enumerate(events):
+        if e.kind != SILENCED:
+            continue
+        length = _length(e)
+        until = (e.at + length).timestamp() if length else math.inf
+        if e.at.timestamp() > end:
+            start, end = k, until
+        else:
+            end = max(end, until)
+    return start
 
 
 def _length(event: TimelineRow) -> timedelta:

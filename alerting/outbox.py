@@ -33,6 +33,7 @@ import logging
 import threading
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from sqlalchemy import Engine, Select, func, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -60,7 +61,7 @@ from alerting.outbox_tables import (
     NotificationThread,
     OutboxMessage,
 )
-from alerting.subscriptions import IncidentChange
+from alerting.subscriptions import ChangeKind, IncidentChange
 from gpuwarden.clock import Clock
 from gpuwarden.errors import BackendError
 
@@ -126,10 +127,23 @@ class Outbox:
 
     # --- enqueue -----------------------------------------------------------------------------------
 
-    def __call__(self, change: IncidentChange) -> None:
+    def __call__(self, change: IncidentChange) -> datetime | None:
         """Listener entry point: enqueue. What fails (the store dropped) is raised: the engine keeps the
-        change stored and tells it again (``alerting.handoff``); the enqueue dedupes it."""
-        self.enqueue(change)
+        change stored and tells it again (``alerting.handoff``); the enqueue dedupes it, and says when it
+        first took it (a process that crashed before storing its announcement: the page was then)."""
+        if self.enqueue(change) or change.kind is not ChangeKind.OPENED:
+            return None
+        return self._taken_at(idempotency_key(change))
+
+    def _taken_at(self, key: str) -> datetime | None:
+        """When the first row of a change was stored, for any notifier (none: no row, all filtered)."""
+        with self._sessions() as session:
+            first = session.scalar(
+                select(func.min(OutboxMessage.created_at)).where(
+                    OutboxMessage.notifier.in_(list(self._notifiers)), OutboxMessage.idempotency_key == key
+                )
+            )
+        return None if first is None else datetime.fromtimestamp(first, UTC)
 
     def _notification(self, change: IncidentChange) -> Notification:
         # Only a snapshot here: this runs on the engine's path, so nothing slow (a chart's series is read

@@ -42,7 +42,14 @@ def announced_at(opened: datetime, announced: datetime | None, hold: timedelta) 
     """When an opening at ``opened`` was announced: its stored ``IncidentRow.announced_at``, or the end of its
     announce delay (``hold``) where the store does not know (NULL: not announced, or with no listener; its
     ``opened_at``: announced before migration 0019, which set that)."""
-    return announced if announced is not None and announced > opened else opened + hold
+    return announced if announced is not None and was_announced(opened, announced) else opened + hold
+
+
+def was_announced(opened: datetime, announced: datetime | None) -> bool:
+    """Whether the store says an opening at ``opened`` was handed to the listeners: its ``announced_at`` is
+    after it. NULL: never (held, merged or resolved before its delay ended, or no listener); ``opened``
+    itself: stored before migration 0019, which set that for every incident, told or not (not known)."""
+    return announced is not None and announced > opened
 
 
 def held_reopening(data: Mapping[str, object]) -> bool:

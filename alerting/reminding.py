@@ -295,7 +295,8 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
     its ``announced_at``, or, for one stored without it (announced with no listener; before migration 0019,
     which set its opening's time), after the announce delay, ``hold`` seconds; or, when a silence of the
     incident held it then, as that silence ended: the opening paged nobody, and the channel first heard of
-    it then), but the opening of one merged before that: never told, it paged nobody."""
+    it then), but the opening of one merged before that, or merged in with no ``announced_at`` at all
+    (``reminders.was_announced``): never told, it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
@@ -329,10 +330,12 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         kind, at, data = event
         if kind != "opened":
             return event
+        end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
+        if end is not None and incident_id not in announced:
+            return None  # merged in never announced (NULL: held, by a serve that stopped): it paged nobody
         told = unsilenced_at(
             announced_at(at, announced.get(incident_id), delay), silenced.get(incident_id, ())
         )
-        end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
         return (kind, at, {**data, TOLD_AT: told}) if end is None or told < end else None
 
     pages: dict[str, list[_Event]] = {}

@@ -65,10 +65,12 @@ class IncidentChange:
 class IncidentListener(Protocol):
     """Called by the engine after a change has been committed to the store."""
 
-    def __call__(self, change: IncidentChange) -> None:
+    def __call__(self, change: IncidentChange) -> datetime | None:
         """React to one committed change. What it raises makes the engine tell the change again later (to
         every listener: they dedupe by the event's idempotency key); ingest is never broken by it. A change
-        marked ``only_if_told`` is passed on only where the listener told of the incident before."""
+        marked ``only_if_told`` is passed on only where the listener told of the incident before. Returns
+        when it took this very change before, if it had it already (the outbox: told again after a crash),
+        which the engine stores as an opening's announcement; else None."""
         ...
 
 

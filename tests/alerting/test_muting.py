@@ -304,6 +304,31 @@ def test_the_catch_up_says_what_happened_during_the_last_silence(
     assert data["to"] == priority
 
 
+def test_a_catch_up_names_only_the_silences_that_ran_up_to_its_end() -> None:
+    # alice silenced the incident for 1 h at 00:00; it resolved while silenced, so her silence's end was
+    # seen by nobody (no catch-up for a resolved incident); it reopened at 02:00, paging, and bob silenced
+    # it at 03:00 for 1 h, then carol for 2 h at 03:30. The catch-up at 05:30 said "silenced by alice, bob,
+    # carol" and counted the reopening of 02:00, told unsilenced, as held back.
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+
+    def event(hours: float, kind: str, message: str, data: dict[str, object]) -> TimelineRow:
+        return TimelineRow(at=at + timedelta(hours=hours), kind=kind, message=message, data=data)
+
+    timeline = [
+        event(-1, *OPENED),
+        event(0, *SILENCED),
+        event(0.5, "resolved", "resolved: quiet for 10m", {}),
+        event(2, "reopened", "reopened: NodeDown fired again", {}),
+        event(3, "silenced", "silenced for 1h by bob", {"by": "bob", "seconds": 3600}),
+        event(3.5, "silenced", "silenced for 2h by carol", {"by": "carol", "seconds": 7200}),
+        event(4, *TO_P1),
+    ]
+    message, data, _ = catch_up(timeline, "P1")
+    assert message.startswith("silence ended (silenced by bob, carol); ")
+    assert data["silenced_by"] == ["bob", "carol"]
+    assert data["held"] == 1 and "1 event(s) while silenced: priority P1: node down" in message
+
+
 def _as_an_earlier_version_wrote_it(pipe: Pipeline) -> None:
     """The incident's ``silenced`` event as a version that held no notifications back stored it."""
     with pipe.sql.begin() as connection:

@@ -101,6 +101,21 @@ def test_the_same_change_enqueued_twice_is_stored_once(engine: Engine, recorder:
     assert len(recorder.channel_messages()) == 1
 
 
+def test_an_opening_told_again_says_when_the_outbox_first_took_it(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # A serve that crashed between the outbox's enqueue and storing its announcement: the next tells it
+    # again, and stores the time the outbox answers, when the page was, not its own.
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    opened, updated = lifecycle()[:2]
+    assert outbox(opened) is None
+    took = clock.now()
+    clock.advance(3600)
+    assert outbox(opened) == took
+    assert outbox(updated) is None and outbox(updated) is None  # only an opening's time is asked for
+
+
 def test_a_lifecycle_becomes_one_message_updated_in_place_and_a_thread(
     engine: Engine, recorder: SlackRecorder
 ) -> None:

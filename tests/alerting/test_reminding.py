@@ -170,10 +170,12 @@ def _stored(
     into: str | None,
     *events: tuple[str, float, dict[str, object]],
     announced: float | None = None,
+    opened: float = 0,
 ) -> None:
-    """An incident (merged into ``into``, if set; its opening ``announced`` seconds after 23:00, if set) and
-    its events (kind, hours after 23:00, data), stored."""
+    """An incident (merged into ``into``, if set; opened ``opened`` hours after 23:00, and announced
+    ``announced`` seconds after that, if set) and its events (kind, hours after 23:00, data), stored."""
     at = FakeClock().now()
+    opened_at = at + timedelta(hours=opened)
     session.add(
         IncidentRow(
             id=incident_id,
@@ -182,13 +184,13 @@ def _stored(
             state="resolved" if into else "triggered",
             root_kind="xid",
             root_target={},
-            opened_at=at,
+            opened_at=opened_at,
             updated_at=at,
             last_alert_at=at,
             first_onset_at=at,
             impact={},
             merged_into=into,
-            announced_at=None if announced is None else at + timedelta(seconds=announced),
+            announced_at=None if announced is None else opened_at + timedelta(seconds=announced),
         )
     )
     session.flush()
@@ -201,20 +203,31 @@ def _stored(
     session.flush()
 
 
-@pytest.mark.parametrize("told_before_merge", [True, False], ids=["announced", "never-announced"])
+@pytest.mark.parametrize(
+    ("announced", "merged", "page"),
+    [
+        pytest.param(10, 60, 1.5 * 3600 + 10, id="announced"),
+        # 0019 stored the opening's own time for incidents of before it: read as told at the end of the delay.
+        pytest.param(0, 60, 1.5 * 3600 + 10, id="stored-before-0019"),
+        pytest.param(None, 5, 3600, id="never-announced"),
+        # Past its delay but never announced (the serve holding it stopped; the next merged it before its
+        # first tick): it paged nobody either.
+        pytest.param(None, 60, 3600, id="never-announced-merged-after-its-delay"),
+    ],
+)
 def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
-    tmp_path: Path, told_before_merge: bool
+    tmp_path: Path, announced: float | None, merged: float, page: float
 ) -> None:
     # inc-a paged at its opening (23:00) and an escalation (00:00); inc-b opened at 01:30, was told after
     # the 10 s announce delay and paged, then merged into inc-a at 01:31: inc-a's fault was paged then. One
     # merged 5 s after it opened was never announced: it paged nobody.
-    merged = 1.5 + (60 if told_before_merge else 5) / 3600
     with Session(migrated_sqlite(tmp_path / "incidents.db")) as session:
         _stored(session, "inc-a", None, ("opened", 0, {}), ("priority", 1, {"from": "P2", "to": "P1"}))
-        _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), ("merged", merged, {"into": "inc-a"}))
+        b_merged = ("merged", 1.5 + merged / 3600, {"into": "inc-a"})
+        _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), b_merged, announced=announced, opened=1.5)
         events = stored_pages(session, ["inc-a"], 10)["inc-a"]
-        page, taken_up = last_page(events, FakeClock().now(), 10)
-    assert (page - FakeClock().now()).total_seconds() == (1.5 * 3600 + 10 if told_before_merge else 3600)
+        last, taken_up = last_page(events, FakeClock().now(), 10)
+    assert (last - FakeClock().now()).total_seconds() == page
     assert not taken_up
 
 
@@ -299,32 +312,38 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
 
 
-def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
-    # tick announces it again (the outbox dedupes it) and stores that, a page later rather than none.
-    serve = _Serve(tmp_path / "serve")
-    start = serve.clock.now()
+def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Serve, str]:
+    """A serve whose node incident opened at its start and was announced 10 s later by a tick that could
+    not store when (the store failed, or serve died, just after the outbox took it); that incident."""
+    serve = _Serve(path)
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
-    store_announced = serve.engine._store_announced
+    serve.clock.advance(10)
 
     def failing(incident_ids: Any) -> None:
         if incident_ids:
             raise OperationalError("UPDATE", None, Exception("store down"))
 
-    serve.clock.advance(10)
     monkeypatch.setattr(serve.engine, "_store_announced", failing)
     serve.engine.tick()
-    monkeypatch.setattr(serve.engine, "_store_announced", store_announced)
+    return serve, incident_id
+
+
+def test_an_announcement_whose_time_could_not_be_stored_is_announced_again_to_store_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The store fails just after the tick handed the opening to the outbox: when is not stored, so the next
+    # tick announces it again (the outbox dedupes it) and stores when the outbox says it took it: the page.
+    serve, incident_id = _announced_unstored(tmp_path / "serve", monkeypatch)
+    start = serve.clock.now() - timedelta(seconds=10)
+    monkeypatch.undo()  # the store is back
     serve.clock.advance(5)
     serve.engine.tick()
     told = _told(serve)
     assert [n.change.value for n in told] == ["opened"]  # once
     with Session(alerting.db.make_engine(serve.db)) as session:
         announced = session.get(IncidentRow, incident_id)
-        assert announced is not None and announced.announced_at == start + timedelta(seconds=15)
+        assert announced is not None and announced.announced_at == start + timedelta(seconds=10)
 
 
 def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_page_not_the_restart(
@@ -347,6 +366,67 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
         serve.clock.advance(_TICK)
         if at == 3600:
             serve.restart()
+        serve.engine.tick()
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (14410, 14400.0)
+    ]
+
+
+def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(tmp_path: Path) -> None:
+    # The node's incident opens at 23:00 and is announced at 23:00:10 (stored: announced_at). serve restarts
+    # at 00:00:10: its first tick announced it again, the outbox dropping the duplicate by its key, for every
+    # open incident (10,000 read and offered at start); the store says it was announced, so nothing is.
+    serve = _Serve(tmp_path / "serve")
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(serve.config.announce_delay_seconds)
+    serve.engine.tick()
+    serve.clock.advance(3600)
+    serve.restart()
+    heard: list[IncidentChange] = []
+    serve.engine.subscribe(heard.append)
+    serve.clock.advance(5)
+    serve.engine.tick()
+    assert heard == []
+    assert serve.outbox.stats.duplicates == 0
+    assert [n.change.value for n in _told(serve)] == ["opened"]
+
+
+def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:
+    # serve stopped 5 s into the node incident's 10 s announce delay, and the upgrade to 0019 stored its
+    # opening's time as its announcement (as for every incident before it: whether one was told is not
+    # known). The next serve still announces it, as it announces again every incident of before 0019.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(5)
+    serve.engine.tick()
+    store = alerting.db.make_engine(serve.db)
+    downgrade(store, "0018_silences_incident_index")
+    upgrade(store)
+    store.dispose()
+    serve.clock.advance(60)
+    serve.restart()
+    serve.engine.tick()
+    assert [(n.change.value, (n.event_at - start).total_seconds()) for n in _told(serve)] == [("opened", 0)]
+
+
+def test_an_opening_the_outbox_took_before_a_crash_counts_from_when_it_took_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The tick of 23:00:10 hands the opening to the outbox (the page) and serve dies before storing when.
+    # The next serve, at 00:00:10, announces it again (the outbox drops the duplicate) and stored its own
+    # time: the reminder came at 04:00:10, an hour late, "4h after the last page" 5 h after it. The outbox
+    # says when it took the opening: that is stored.
+    serve, incident_id = _announced_unstored(tmp_path / "serve", monkeypatch)
+    start = serve.clock.now() - timedelta(seconds=10)
+    serve.clock.advance(3600)
+    serve.restart()
+    serve.engine.tick()
+    with Session(alerting.db.make_engine(serve.db)) as session:
+        row = session.get(IncidentRow, incident_id)
+        assert row is not None and row.announced_at == start + timedelta(seconds=10)
+    for at in (14409, 14410):
+        _advance_to(serve, start, at)
         serve.engine.tick()
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14410, 14400.0)
