@@ -27,6 +27,7 @@ from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.outbox import Outbox
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
@@ -36,6 +37,7 @@ from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, jo
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
+from gpuwarden.model import Alert
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -678,3 +680,54 @@ def test_a_relist_during_serves_first_inventory_read_is_counted_once(
     source.expires = True
     inventories.read(engine)  # and one that relists again is counted
     assert engine.counters["inventory_relists"] == 2
+
+
+def test_an_incident_open_across_an_upgrade_is_retitled_once_at_start_without_any_inventory(
+    tmp_path: Path,
+) -> None:
+    # Without an inventory no refresh ever comes: the title an earlier release stored (a pod named without
+    # its namespace) stayed in the store, the API and Slack until one of the incident's alerts changed.
+    db = str(tmp_path / "s.db")
+    hot = {"alertname": "GpuTempHigh", "Hostname": "node-03", "gpu": "5", "pod": "llm-chat-5"}
+    hot |= {"namespace": "inference", "job": "dcgm-exporter"}
+    with SlackRecorder() as recorder:
+        cfg = GpuwardenConfig.model_validate(
+            {
+                "slack": {"bot_token": recorder.token, "base_url": recorder.base_url, "channel": "C0GPU"},
+                "webhooks": [{"name": "ops", "url": f"{recorder.root_url}/hooks/ops"}],
+                "alerting": {"announce_delay_seconds": 0},
+            }
+        )
+        engine, _, _, outbox = build_service(cfg, db)
+        assert outbox is not None
+        engine.ingest([Alert(hot)])
+        engine.ingest([Alert({**hot, "alertname": "GpuPowerHigh"})])  # the last event, told as an update
+        outbox.dispatch_due()
+        ((row, _),) = engine.store.list_rows(None)
+        title = row.title
+        assert title == "gpu node-03/5 GpuTempHigh (pod inference/llm-chat-5)"
+        with make_engine(db).begin() as conn:  # as the release before namespaced pods wrote it
+            old = "gpu node-03/5 GpuTempHigh (pod llm-chat-5)"
+            conn.execute(text("UPDATE incidents SET title = :t WHERE id = :i"), {"t": old, "i": row.id})
+        events = len(engine.store.get(row.id).timeline)
+
+        def restart() -> tuple[list[str], list[str]]:
+            """Start serve again on the store; the Slack calls and webhook changes it sent."""
+            calls, posts = len(recorder.calls), len(recorder.hook_posts("ops"))
+            engine, _, _, outbox = build_service(cfg, db)
+            assert outbox is not None
+            outbox.dispatch_due()
+            assert engine.store.get(row.id).title == title  # in the store, and so the API and the CLI
+            return (
+                [c.method for c in recorder.calls[calls:]],
+                [f"{p['change']} {p['incident']['title']}" for p in recorder.hook_posts("ops")[posts:]],
+            )
+
+        edits, hooks = restart()
+        assert edits.count("chat.update") == 1 and hooks == [f"updated {title}"]
+        edit = recorder.calls_to("chat.update")[-1]
+        assert title in edit.params["text"] and old not in edit.params["text"]
+        timeline = engine.store.get(row.id).timeline
+        assert len(timeline) == events + 1 and timeline[-1].data == {"from": old, "to": title}
+        assert restart() == ([], [])  # the next start finds nothing to tell
+        assert len(engine.store.get(row.id).timeline) == events + 1
