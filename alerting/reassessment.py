@@ -14,7 +14,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.grouping import IncidentGrouping, keep_reassessment, shown_of
+from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment, shown_of
 from alerting.impact import assess, failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
@@ -74,22 +74,25 @@ class InventoryReassessment(IncidentGrouping):
                 # assesses (a restarted serve's first): a serve tells the same as one restarted before it.
                 self._notify([])
                 return
-            self._reassess_open(previous)
+            self._notify(self._reassess_open(previous))
 
     def reassess_at_start(self) -> None:
         """Assess the open incidents again with the inventory the engine started with (a file's, or none),
         once its listeners have subscribed, as the first refresh does where a Slurm or Kubernetes inventory
         is refreshed: an incident open across an upgrade shows this release's title (and impact), stored and
         told as a refresh's change (a Slack edit), not the one an earlier release wrote. Nothing changes, and
-        nobody hears anything, where what it shows is already what this release says."""
+        nobody hears anything, where what it shows is already what this release says: what an earlier serve
+        left untold waits for the first change or tick, as it did before this ran (a restarted serve tells
+        the same as one that was not, ``benchmarks/restart_fuzz.py``)."""
         with self._lock:
             self._fresh()
-            if not self._reassessed:
-                self._reassess_open(self.inventory)
+            if not self._reassessed and (changes := self._reassess_open(self.inventory)):
+                self._notify(changes)
 
-    def _reassess_open(self, previous: Inventory | None) -> None:
+    def _reassess_open(self, previous: Inventory | None) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:
         """Place and assess the open incidents again with the current inventory (``previous``: the one they
-        were assessed with), under the lock; tells listeners what changed. See ``replace_inventory``."""
+        were assessed with), under the lock; the changes committed, for the caller to tell. See
+        ``replace_inventory``."""
         inventory = self.inventory
         self._reassessed = False
         for inc in self._open.values():
@@ -108,13 +111,14 @@ class InventoryReassessment(IncidentGrouping):
             try:
                 with self._sessions() as session, session.begin():
                     batch = Batch(session, self.clock.now())
+                    incident_rows(session, [inc.id for inc in live])  # held: one query a chunk, not each
                     for inc in live:
                         self._reassess(batch, inc, previous)
             except Exception:
                 self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
                 raise
         self._reassessed = True
-        self._notify(batch.changes if batch is not None else [])
+        return batch.changes if batch is not None else []
 
     def _lowering(self) -> bool:
         """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""
