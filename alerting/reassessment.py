@@ -6,6 +6,7 @@ listeners hear of a change.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -24,6 +25,8 @@ from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import RootCause, WorkloadRef, workload_from_dict
+
+logger = logging.getLogger(__name__)
 
 
 def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
@@ -87,6 +90,9 @@ class InventoryReassessment(IncidentGrouping):
         with self._lock:
             self._fresh()
             if not self._reassessed and (changes := self._reassess_open(self.inventory)):
+                logger.info(
+                    "open incidents assessed again at start: %d changed", len({c[0] for c in changes})
+                )
                 self._notify(changes)
 
     def _reassess_open(self, previous: Inventory | None) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:

@@ -23,7 +23,7 @@ from typer.testing import CliRunner
 from alerting import scenarios
 from alerting.db import make_engine
 from alerting.health import ServiceHealth
-from alerting.inventory import StaticInventory
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
@@ -37,7 +37,7 @@ from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, jo
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
-from gpuwarden.model import Alert
+from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -731,3 +731,27 @@ def test_an_incident_open_across_an_upgrade_is_retitled_once_at_start_without_an
         assert len(timeline) == events + 1 and timeline[-1].data == {"from": old, "to": title}
         assert restart() == ([], [])  # the next start finds nothing to tell
         assert len(engine.store.get(row.id).timeline) == events + 1
+
+
+def test_an_inventory_file_edited_while_serve_was_down_retitles_its_open_incidents_at_start(
+    tmp_path: Path,
+) -> None:
+    # Nothing re-reads an inventory file while serve runs: an open incident kept what the file said when
+    # serve last started, after the file was edited and serve restarted, until one of its alerts changed.
+    path, db = tmp_path / "inventory.yaml", str(tmp_path / "s.db")
+    nodes = [NodeInfo("n1", "c1", "r1", 8)]
+    path.write_text(yaml.safe_dump(inventory_data(StaticInventory(nodes, [], {"c1": 0}))))
+    cfg = GpuwardenConfig.model_validate(
+        {"alerting": {"inventory_file": str(path), "announce_delay_seconds": 0}}
+    )
+    engine, _, _, _ = build_service(cfg, db)
+    hot = {"alertname": "GpuTempHigh", "cluster": "c1", "node": "n1", "gpu": "1", "slurm_job": "6"}
+    engine.ingest([Alert(hot)])
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.title == "gpu n1/1 GpuTempHigh (training job 6)"
+    blip = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "blip (6)", "c1")
+    units = tuple(frozenset({("c1", "n1", i)}) for i in range(4))
+    job = WorkloadInfo(blip, units, aliases=("6", "blip"))
+    path.write_text(yaml.safe_dump(inventory_data(StaticInventory(nodes, [job], {"c1": 0}))))
+    engine, _, _, _ = build_service(cfg, db)  # the job is now listed by name
+    assert engine.store.get(row.id).title == "gpu n1/1 GpuTempHigh (training job blip (6))"
