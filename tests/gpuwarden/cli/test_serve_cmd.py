@@ -22,6 +22,7 @@ from typer.testing import CliRunner
 
 from alerting import scenarios
 from alerting.db import make_engine
+from alerting.engine import IncidentEngine
 from alerting.health import ServiceHealth
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.inventory_file import inventory_data
@@ -755,3 +756,44 @@ def test_an_inventory_file_edited_while_serve_was_down_retitles_its_open_inciden
     path.write_text(yaml.safe_dump(inventory_data(StaticInventory(nodes, [job], {"c1": 0}))))
     engine, _, _, _ = build_service(cfg, db)  # the job is now listed by name
     assert engine.store.get(row.id).title == "gpu n1/1 GpuTempHigh (training job blip (6))"
+
+
+def test_a_source_down_at_start_leaves_open_incidents_to_its_first_read_not_retitled_without_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Assessed without the jobs slurmctld lists, the incident would be retitled "training job 6" at start,
+    # then back at the refresh that reads them: two edits in Slack for nothing that changed.
+    class Slurm:
+        down = False
+
+        def read(self) -> StaticInventory:
+            if self.down:
+                raise SourceError("slurmctld not responding", source="slurm")
+            blip = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "blip (6)", "c1")
+            job = WorkloadInfo(blip, tuple(frozenset({("c1", "n1", i)}) for i in range(4)), aliases=("6",))
+            return StaticInventory([NodeInfo("n1", "c1", "r1", 8)], [job], {"c1": 0})
+
+    source, db = Slurm(), str(tmp_path / "s.db")
+    cfg = GpuwardenConfig.model_validate({"alerting": {"announce_delay_seconds": 0}})
+
+    def started() -> tuple[IncidentEngine, Inventories]:
+        inventories = Inventories([], [(source, "slurm")], SystemClock())
+        monkeypatch.setattr("gpuwarden.cli.serve_cmd.prepare_inventories", lambda _cfg: inventories)
+        engine, _, _, _ = build_service(cfg, db)
+        return engine, inventories
+
+    engine, _ = started()
+    engine.ingest(
+        [Alert({"alertname": "GpuTempHigh", "cluster": "c1", "node": "n1", "gpu": "1", "slurm_job": "6"})]
+    )
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.title == "gpu n1/1 GpuTempHigh (training job blip (6))"
+    kinds = [e.kind for e in engine.store.get(row.id).timeline]
+    source.down = True
+    engine, inventories = started()
+    assert engine.store.get(row.id).title == row.title
+    source.down = False
+    inventories.read(engine)
+    inventories.publish(engine)  # its first refresh that reads it assesses, with what it lists
+    incident = engine.store.get(row.id)
+    assert (incident.title, [e.kind for e in incident.timeline]) == (row.title, kinds)
