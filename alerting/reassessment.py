@@ -162,7 +162,7 @@ class InventoryReassessment(IncidentGrouping):
 
 
 def _tell_retitled(batch: Batch, row: IncidentRow, title: str) -> None:
-    """Tell a title that a reassessment changed, and nothing else people see but the impact, with an event
+    """Tell a title that a reassessment changed, its priority and root cause left as they were, with an event
     of its own (``title``: the one it had). Told with the incident's last event, the change had the key
     (``idempotency_key``) that event had when it was told as an update: the outbox took it for a repeat,
     and Slack and the webhooks kept the old title."""

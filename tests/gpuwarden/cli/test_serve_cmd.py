@@ -729,7 +729,8 @@ def test_an_incident_open_across_an_upgrade_is_retitled_once_at_start_without_an
         edit = recorder.calls_to("chat.update")[-1]
         assert title in edit.params["text"] and old not in edit.params["text"]
         timeline = engine.store.get(row.id).timeline
-        assert len(timeline) == events + 1 and timeline[-1].data == {"from": old, "to": title}
+        assert len(timeline) == events + 1
+        assert (timeline[-1].kind, timeline[-1].data) == ("retitled", {"from": old, "to": title})
         assert restart() == ([], [])  # the next start finds nothing to tell
         assert len(engine.store.get(row.id).timeline) == events + 1
 
