@@ -703,8 +703,9 @@ def test_an_incident_open_across_an_upgrade_is_retitled_once_at_start_without_an
         assert outbox is not None
         engine.ingest([Alert(hot)])
         engine.ingest([Alert({**hot, "alertname": "GpuPowerHigh"})])  # the last event, told as an update
+        engine.ingest([Alert({"alertname": "GpuTempHigh", "Hostname": "node-09", "gpu": "0"})])  # current
         outbox.dispatch_due()
-        ((row, _),) = engine.store.list_rows(None)
+        ((row, _),) = [(r, n) for r, n in engine.store.list_rows(None) if "node-03" in r.title]
         title = row.title
         assert title == "gpu node-03/5 GpuTempHigh (pod inference/llm-chat-5)"
         with make_engine(db).begin() as conn:  # as the release before namespaced pods wrote it
