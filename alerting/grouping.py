@@ -368,7 +368,7 @@ class IncidentGrouping(IncidentMerging):
             batch = Batch(session, now)
             gave_back = []
             candidates = self._open.quiet_candidates(now.timestamp())
-            rows = _rows(session, [inc.id for inc in candidates])
+            rows = incident_rows(session, [inc.id for inc in candidates])
             for inc in candidates:
                 row = rows.get(inc.id)
                 if row is None:
@@ -393,7 +393,7 @@ class IncidentGrouping(IncidentMerging):
         return batch
 
 
-def _rows(session: Session, ids: list[str]) -> dict[str, IncidentRow]:
+def incident_rows(session: Session, ids: list[str]) -> dict[str, IncidentRow]:
     """The rows of incidents ``ids``, read many at a time (not one query each; ``in_lists``)."""
     rows: dict[str, IncidentRow] = {}
     for chunk in in_lists(ids):

@@ -6,6 +6,7 @@ listeners hear of a change.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -14,7 +15,7 @@ from datetime import datetime
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.batch import Batch, OpenIncident
-from alerting.grouping import IncidentGrouping, keep_reassessment, shown_of
+from alerting.grouping import IncidentGrouping, incident_rows, keep_reassessment, shown_of
 from alerting.impact import assess, failed_gpus, live_root_cause
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory
@@ -24,6 +25,8 @@ from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import RootCause, WorkloadRef, workload_from_dict
+
+logger = logging.getLogger(__name__)
 
 
 def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
@@ -74,40 +77,64 @@ class InventoryReassessment(IncidentGrouping):
                 # assesses (a restarted serve's first): a serve tells the same as one restarted before it.
                 self._notify([])
                 return
-            self._reassessed = False
-            for inc in self._open.values():
-                # Members were located with the old inventory: a job that was unknown then (an alert naming
-                # it by Slurm id before the refresh that listed it) is known now.
-                for fp, m in inc.members.items():
-                    inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
-                inc.forget_facts()  # the members moved
-                if inc.members:
-                    inc.root_path, root = live_root_cause(inc.members.values(), inventory)
-                    inc.lost = lost_gpus(inc, root, inventory)  # all of them, before any is assessed
-                self._set_workloads(inc, self._workloads_of(inc, None))
-            live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
-            batch = None
-            if live:
-                try:
-                    with self._sessions() as session, session.begin():
-                        batch = Batch(session, self.clock.now())
-                        for inc in live:
-                            self._reassess(batch, inc, previous)
-                except Exception:
-                    self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
-                    raise
-            self._reassessed = True
-            self._notify(batch.changes if batch is not None else [])
+            self._notify(self._reassess_open(previous))
+
+    def reassess_at_start(self) -> None:
+        """Assess the open incidents again with the inventory the engine started with (a file's, or none),
+        once its listeners have subscribed, as the first refresh does where a Slurm or Kubernetes inventory
+        is refreshed: an incident open across an upgrade shows this release's title (and impact), stored and
+        told as a refresh's change (a Slack edit), not the one an earlier release wrote. Nothing changes, and
+        nobody hears anything, where what it shows is already what this release says: what an earlier serve
+        left untold waits for the first change or tick, as it did before this ran (a restarted serve tells
+        the same as one that was not, ``benchmarks/restart_fuzz.py``)."""
+        with self._lock:
+            self._fresh()
+            if not self._reassessed and (changes := self._reassess_open(self.inventory)):
+                logger.info(
+                    "open incidents assessed again at start: %d changed", len({c[0] for c in changes})
+                )
+                self._notify(changes)
+
+    def _reassess_open(self, previous: Inventory | None) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:
+        """Place and assess the open incidents again with the current inventory (``previous``: the one they
+        were assessed with), under the lock; the changes committed, for the caller to tell. See
+        ``replace_inventory``."""
+        inventory = self.inventory
+        self._reassessed = False
+        for inc in self._open.values():
+            # Members were located with the old inventory: a job that was unknown then (an alert naming
+            # it by Slurm id before the refresh that listed it) is known now.
+            for fp, m in inc.members.items():
+                inc.members[fp] = replace(m, location=locate(m.labels, m.kind, inventory))
+            inc.forget_facts()  # the members moved
+            if inc.members:
+                inc.root_path, root = live_root_cause(inc.members.values(), inventory)
+                inc.lost = lost_gpus(inc, root, inventory)  # all of them, before any is assessed
+            self._set_workloads(inc, self._workloads_of(inc, None))
+        live = [i for i in self._open.values() if any(m.firing or m.flapping for m in i.members.values())]
+        batch = None
+        if live:
+            try:
+                with self._sessions() as session, session.begin():
+                    batch = Batch(session, self.clock.now())
+                    incident_rows(session, [inc.id for inc in live])  # held: one query a chunk, not each
+                    for inc in live:
+                        self._reassess(batch, inc, previous)
+            except Exception:
+                self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
+                raise
+        self._reassessed = True
+        return batch.changes if batch is not None else []
 
     def _lowering(self) -> bool:
         """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""
         return any(inc.lower_since is not None for inc in self._open.values())
 
     def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
-        """One open incident after an inventory change (see ``replace_inventory``)."""
+        """One open incident after an inventory change, or at start (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
         current = self.inventory
-        if row is None or current is None:
+        if row is None:
             return
         shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
         for inventory in (previous, current):
@@ -119,17 +146,29 @@ class InventoryReassessment(IncidentGrouping):
         assessment = assess(
             path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
         )
-        gone = any(
+        gone = current is not None and any(
             current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None for w in inc.stopped & shown
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
-        before = shown_of(row)
+        before, title = shown_of(row), row.title
         updated_at = row.updated_at
         self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.drop_changes(inc.id)
+        elif row.title != title and inc.id not in batch.last_event:  # no priority or root cause event
+            _tell_retitled(batch, row, title)
+
+
+def _tell_retitled(batch: Batch, row: IncidentRow, title: str) -> None:
+    """Tell a title that a reassessment changed, its priority and root cause left as they were, with an event
+    of its own (``title``: the one it had). Told with the incident's last event, the change had the key
+    (``idempotency_key``) that event had when it was told as an update: the outbox took it for a repeat,
+    and Slack and the webhooks kept the old title."""
+    batch.drop_changes(row.id)
+    data: dict[str, object] = {"from": title, "to": row.title}
+    batch.event(row.id, "retitled", f"retitled: {row.title}", data, change=ChangeKind.UPDATED)
 
 
 def _listed_stopped(inventory: Inventory, ref: WorkloadRef) -> bool:

@@ -9,9 +9,12 @@ from sqlalchemy import Engine
 
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.notifiers.base import Notification
+from alerting.outbox import Outbox
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, Priority, WorkloadKind, WorkloadRef
+from tests.alerting.outbox_only import Quiet
 
 BLIP = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "blip (6)", "c1")
 XID = Alert({"alertname": "GpuXidError", "cluster": "c1", "node": "n1", "gpu": "1", "xid": "79"})
@@ -113,3 +116,29 @@ def test_the_incidents_own_alerts_change_its_priority_at_once(sql: Engine) -> No
     heat = Alert({"alertname": "GpuThermalThrottling", "cluster": "c1", "node": "n1", "gpu": "0"})
     engine.ingest([heat])  # one of its own alerts: assessed now, with what the inventory says now
     assert engine.store.get(row.id).priority is Priority.P1
+
+
+def test_a_refresh_that_only_retitles_an_incident_reaches_the_outbox_though_its_last_event_was_told(
+    sql: Engine,
+) -> None:
+    # The refresh names the Slurm job the alerts carried by its id; its priority and root stay. Told with
+    # the incident's last event ("alert GpuPowerHigh firing", told already as an update), the change had
+    # that update's idempotency key: the outbox took it for a repeat, and Slack kept the old title.
+    clock = FakeClock()
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), cluster())
+    outbox = Outbox(sql, [Quiet()], clock)
+    engine.subscribe(outbox)
+    hot = {"alertname": "GpuTempHigh", "cluster": "c1", "node": "n1", "gpu": "1", "slurm_job": "6"}
+    engine.ingest([Alert(hot)])
+    clock.advance(1)
+    engine.ingest([Alert({**hot, "alertname": "GpuPowerHigh"})])
+    refresh(engine, clock, cluster(job_on_n1()))
+    ((row, _),) = engine.store.list_rows(None)
+    assert row.priority == "P3" and row.title == "gpu n1/1 GpuTempHigh (training job blip (6))"
+    told = [Notification.model_validate_json(m.payload) for m in outbox.messages()]
+    assert [(n.change.value, n.title) for n in told][-1] == ("updated", row.title)
+    timeline = engine.store.get(row.id).timeline
+    assert (timeline[-1].kind, timeline[-1].data) == (
+        "retitled",
+        {"from": "gpu n1/1 GpuTempHigh (training job 6)", "to": row.title},
+    )
