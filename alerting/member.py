@@ -141,7 +141,10 @@ def describe(labels: Mapping[str, str]) -> str:
     cycling). A job, pod or service is named as such, a pod or service with its namespace as kubectl names
     it: ``(r07-n01, 5, Slurm job 8171)``, ``(training job llm-70b)``, ``(service prod/llama)``; a bare
     ``8171`` or ``llama`` said nothing. ``job`` only where it is what the alert is about (``_scrape_job``)."""
-    where = [labels[k] for k in (*NODE_LABELS, "instance", "gpu") if labels.get(k)]
+    # The machine's names each once: two labels may name one node (``node``, node_uname_info's ``nodename``).
+    where = list(dict.fromkeys(labels[k] for k in (*NODE_LABELS, "instance") if labels.get(k)))
+    if labels.get("gpu"):
+        where.append(labels["gpu"])
     uuid = labels.get("UUID") or labels.get("uuid")
     if uuid and not labels.get("gpu"):
         where.append(uuid)  # the GPU, where no index names it

@@ -142,7 +142,8 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
         """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
         header deadline's and uvicorn's (with nothing, while the start of a method is held)."""
         if self._at_request_start:
-            data, self._head = self._head + data, b""
+            # llhttp skips empty lines before a request line (RFC 9112 2.2): so does the look for its method.
+            data, self._head = (self._head + data).lstrip(b"\r\n"), b""
             space = data.find(b" ", 0, _LONGEST_METHOD)
             if space < 0 and _method_may_go_on(data):
                 self._head = data

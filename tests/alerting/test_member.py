@@ -120,6 +120,13 @@ SCRAPED = {
             },
             f"NodeDiskFull ({NODE}, 10.0.0.1:9100)",
         ),
+        # Two labels naming one node (kube-prometheus' `node` beside node_uname_info's `nodename`, or
+        # dcgm-exporter's `Hostname` beside `hostname`) name it once: it read "(r07-n01, r07-n01, ...)".
+        (
+            {"alertname": "NodeDiskFull", "node": NODE, "nodename": NODE, "instance": "10.0.0.1:9100"},
+            f"NodeDiskFull ({NODE}, 10.0.0.1:9100)",
+        ),
+        ({**GPU, "hostname": NODE, "alertname": "GpuTempHigh"}, f"GpuTempHigh ({NODE}, 5)"),
         # The scrape job is all that says which target is down; a training job's stall is the job's.
         ({**SCRAPED, "alertname": "TargetDown"}, "TargetDown (10.0.0.1:9400, job dcgm-exporter)"),
         (
@@ -141,6 +148,8 @@ SCRAPED = {
         "rule-with-pod",
         "exported-pod",
         "node-exporter-nodename",
+        "node-and-nodename-alike",
+        "hostname-twice",
         "target-down",
         "job-stalled",
         "training-job",

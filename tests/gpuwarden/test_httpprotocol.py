@@ -166,6 +166,34 @@ def test_a_method_the_parser_does_not_know_reaches_the_app_and_the_connection_se
         assert answer(sock) == (200, "", b"GET 0")
 
 
+@pytest.mark.parametrize("server", ["httptools"], indirect=True)  # h11 refuses it: "no request line received"
+@pytest.mark.parametrize(
+    "before",
+    [
+        # RFC 9112 2.2: a server ignores an empty line before a request line; GET was served after one.
+        pytest.param(b"", id="in-the-same-packet"),
+        # Some clients end a POST body with a CRLF the body does not count: it came in a packet of its own.
+        pytest.param(b"\r\n", id="in-a-packet-of-its-own"),
+    ],
+)
+def test_an_empty_line_before_a_method_the_parser_does_not_know_is_ignored(
+    server: int, before: bytes
+) -> None:
+    # The method was looked for in "\r\nFOO" (no token): the request had the parser's 400 and the
+    # connection was closed; after a CRLF alone, no later request's method was looked at.
+    with connect(server) as sock:
+        sock.sendall(GET)
+        assert answer(sock) == (200, "", b"GET 0")
+        if before:
+            sock.sendall(before)
+            time.sleep(0.05)
+        sock.sendall(b"\r\nFOO / HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered, allow, _ = answer(sock)
+        assert (answered, "GET" in allow) == (405, True), allow
+        sock.sendall(b"\r\n" + GET)
+        assert answer(sock) == (200, "", b"GET 0")
+
+
 def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_method(server: int) -> None:
     # The second request began in the first one's packet: its body, "abc def g", starts with a token and a
     # space, as a request line with an unknown method does; it is the body and it is read whole.
