@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import select
+from sqlalchemy import create_engine, select, text
 from sqlalchemy.orm import Session
 
 from alerting.db import make_engine
@@ -61,6 +61,7 @@ from alerting.store_models import AlertRow, IncidentRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
 from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary
+from tests.integration.postgres import Postgres, throwaway_postgres
 from tests.integration.servers import free_port, stop, wait_http_ok
 
 Step = tuple[str, dict[str, Any]]
@@ -139,7 +140,8 @@ def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
 def _config(folder: Path, recorder: SlackRecorder) -> Path:
     config = folder / "gpuwarden.yaml"
     config.write_text(
-        f"alerting:\n  tick_interval_seconds: {TICK_SECONDS}\n  quiet_period_seconds: 0\n"
+        f"alerting:\n  journal_dir: {folder / 'journal'}\n  tick_interval_seconds: {TICK_SECONDS}\n"
+        "  quiet_period_seconds: 0\n"
         "  announce_delay_seconds: 0\n  priority_settle_seconds: 0\n"
         f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: {CHANNEL}\n"
         f"  base_url: {recorder.base_url}\n  charts: false\n"
@@ -150,20 +152,18 @@ def _config(folder: Path, recorder: SlackRecorder) -> Path:
 
 @dataclass
 class Serve:
-    """``gpuwarden serve`` on one SQLite store, started again after each kill."""
+    """``gpuwarden serve`` on one store (a SQLite file or a PostgreSQL URL), started again after each kill;
+    its journal, configuration and logs in ``folder``."""
 
     folder: Path
     recorder: SlackRecorder
+    db: str
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     starts: int = 0
     kills: list[str] = field(default_factory=list)
     exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
     killed: bool = False
-
-    @property
-    def db(self) -> str:
-        return str(self.folder / "gw.db")
 
     def start(self) -> None:
         port = free_port()
@@ -395,7 +395,9 @@ def _incident_keys(session: Session) -> dict[str, str]:
     return keys
 
 
-def _store_view(db: str) -> tuple[dict[str, str], dict[str, tuple[str, str, bool]], set[str], list[str]]:
+def _store_view(
+    db: str, journal_dir: Path
+) -> tuple[dict[str, str], dict[str, tuple[str, str, bool]], set[str], list[str]]:
     """Incident keys by id, incidents by key, the webhook's outbox keys, and what is half written in the
     store or the journal."""
     sql = make_engine(db)
@@ -414,7 +416,7 @@ def _store_view(db: str) -> tuple[dict[str, str], dict[str, tuple[str, str, bool
                 )
             )
             half += [f"outbox {status}: {n}" for status, n in statuses.items() if status != "sent"]
-        journal = AcceptJournal(Path(f"{db}.journal"), lambda jid: applied_offset(sql, jid))
+        journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
         behind = journal.end - applied_offset(sql, journal.journal_id)
         journal.close()
         if behind:
@@ -448,7 +450,7 @@ def _posted(recorder: SlackRecorder, keys: dict[str, str]) -> tuple[Counter[str]
 
 def observe(serve: Serve) -> Seen:
     """What the stopped run left: in its store, its journal, Slack and the webhook."""
-    keys, incidents, hook_keys, half = _store_view(serve.db)
+    keys, incidents, hook_keys, half = _store_view(serve.db, serve.folder / "journal")
     parents, opened, duplicates = _posted(serve.recorder, keys)
     delivered = {body["idempotency_key"] for body in serve.recorder.hook_posts(HOOK)}
     lost = [f"webhook message {key} never delivered" for key in sorted(hook_keys - delivered)]
@@ -487,10 +489,13 @@ def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
 # --- seeds -------------------------------------------------------------------------------------------
 
 
-def run_once(folder: Path, steps: list[Step], kills: dict[int, str], seed: int) -> tuple[Seen, Serve]:
+def run_once(
+    folder: Path, db: str | None, steps: list[Step], kills: dict[int, str], seed: int
+) -> tuple[Seen, Serve]:
+    """One run in ``folder``, on the store ``db`` (a PostgreSQL URL; None: a SQLite file in ``folder``)."""
     folder.mkdir()
     with SlackRecorder(channels=[CHANNEL]) as recorder:
-        serve = Serve(folder, recorder)
+        serve = Serve(folder, recorder, db or str(folder / "gw.db"))
         try:
             run_steps(serve, steps, kills, seed)
         finally:
@@ -503,14 +508,16 @@ FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
 when nobody killed it."""
 
 
-def fuzz_seed(seed: int, steps: int, kills: int, comparison: Compare) -> dict[str, Any]:
-    """Both runs of one seed and what differs; the runs' folders (stores, logs) are kept when it found
-    something."""
+def fuzz_seed(
+    seed: int, steps: int, kills: int, comparison: Compare, postgres: Postgres | None = None
+) -> dict[str, Any]:
+    """Both runs of one seed and what differs, each on a SQLite file or a new database of ``postgres``; the
+    runs' folders (SQLite stores, journals, logs) are kept when it found something."""
     drawn = stream(seed, steps)
     plan = kill_plan(seed, steps, kills)
     tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
-    straight, first = run_once(tmp / "straight", drawn, {}, seed)
-    crashed, second = run_once(tmp / "crashed", drawn, plan, seed)
+    straight, first = run_once(tmp / "straight", _database(postgres, f"s{seed}_straight"), drawn, {}, seed)
+    crashed, second = run_once(tmp / "crashed", _database(postgres, f"s{seed}_crashed"), drawn, plan, seed)
     outcome = {
         "seed": seed,
         "plan": plan,
@@ -530,9 +537,43 @@ def fuzz_seed(seed: int, steps: int, kills: int, comparison: Compare) -> dict[st
     return outcome
 
 
+def _database(postgres: Postgres | None, name: str) -> str | None:
+    """The URL of a new database ``name`` on ``postgres``; None without one."""
+    if postgres is None:
+        return None
+    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.execute(text(f"CREATE DATABASE {name}"))
+    finally:
+        admin.dispose()
+    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def _store_server(postgres: bool) -> Iterator[Postgres | None]:
+    """A throwaway PostgreSQL 15 for ``--postgres`` (``tests/integration/postgres.py``: run as root)."""
+    if not postgres:
+        yield None
+        return
+    with throwaway_postgres(free_port()) as server:
+        yield server
+
+
 def _seeds(text: str) -> list[int]:
     first, _, last = text.partition("-")
     return list(range(int(first), int(last or first) + 1))
+
+
+def _tally(outcome: dict[str, Any], found: dict[str, list[int]], first: dict[str, dict[str, Any]]) -> None:
+    """Note the seed under each kind it found, and the first few of each kind for its first finding."""
+    seed = outcome["seed"]
+    for kind, seeds in found.items():
+        if outcome[kind]:
+            seeds.append(seed)
+            shown = {k: outcome[k][:5] for k in FOUND} | {k: outcome.get(k) for k in ("kills", "kept")}
+            first.setdefault(str(seed), shown)
+    print(f"seed {seed}: {json.dumps({k: len(outcome[k]) for k in FOUND})}", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[str, Any]:
@@ -540,26 +581,26 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     parser.add_argument("--seeds", default="0-4", help="A-B or one seed (default %(default)s)")
     parser.add_argument("--steps", type=int, default=30, help="steps per seed (default %(default)s)")
     parser.add_argument("--kills", type=int, default=3, help="kills per seed (default %(default)s)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="each run on a database of a throwaway PostgreSQL"
+    )
     parser.add_argument("--show", type=int, help="print this seed's steps, kills and differences to stderr")
     args = parser.parse_args(argv)
     started = time.monotonic()
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills = 0
-    for seed in _seeds(args.seeds):
-        outcome = fuzz_seed(seed, args.steps, args.kills, comparison)
-        kills += len(outcome["kills"])
-        for kind, seeds in found.items():
-            if outcome[kind]:
-                seeds.append(seed)
-                shown = {k: outcome[k][:5] for k in FOUND} | {k: outcome.get(k) for k in ("kills", "kept")}
-                first.setdefault(str(seed), shown)
-        print(f"seed {seed}: {json.dumps({k: len(outcome[k]) for k in FOUND})}", file=sys.stderr)
-        if args.show == seed:
-            print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
+    with _store_server(args.postgres) as postgres:
+        for seed in _seeds(args.seeds):
+            outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres)
+            kills += len(outcome["kills"])
+            _tally(outcome, found, first)
+            if args.show == seed:
+                print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
     result = {
         "seeds": len(_seeds(args.seeds)),
         "steps": args.steps,
+        "store": "postgresql" if args.postgres else "sqlite",
         "kills": kills,
         **found,
         "first": first,
