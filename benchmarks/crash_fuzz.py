@@ -294,19 +294,26 @@ def ticked(serve: Serve, timeout: float = 60.0) -> None:
 
 
 def _kill_mid_batch(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
-    """Post the step in a thread and kill serve while it may be in flight; then finish the step."""
+    """Post the step in a thread and kill serve while it may be in flight; then post it again unless serve
+    answered it before it died (as Alertmanager sends again what got no answer). A kill after the answer
+    is told apart (``batch-answered``)."""
     serve.ensure()
-    worker = threading.Thread(target=_quietly, args=(serve, step, ids))
+    answered = threading.Event()
+    worker = threading.Thread(target=_quietly, args=(serve, step, ids, answered))
     worker.start()
     time.sleep(rng.uniform(0.0, 0.06))
     serve.kill("batch")
     worker.join()
-    do(serve, step, ids)
+    if answered.is_set():
+        serve.kills[-1:] = ["batch-answered"]
+    else:
+        do(serve, step, ids)
 
 
-def _quietly(serve: Serve, step: Step, ids: dict[str, str]) -> None:
+def _quietly(serve: Serve, step: Step, ids: dict[str, str], answered: threading.Event) -> None:
     with suppress(httpx.HTTPError, RuntimeError):  # serve was killed under it: the step is done again
         _once(serve, step, ids)
+        answered.set()
 
 
 @contextmanager
@@ -589,11 +596,11 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     started = time.monotonic()
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
-    kills = 0
+    kills: Counter[str] = Counter()
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
             outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres)
-            kills += len(outcome["kills"])
+            kills.update(outcome["kills"])
             _tally(outcome, found, first)
             if args.show == seed:
                 print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
@@ -601,7 +608,8 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "seeds": len(_seeds(args.seeds)),
         "steps": args.steps,
         "store": "postgresql" if args.postgres else "sqlite",
-        "kills": kills,
+        "kills": sum(kills.values()),
+        "kills_by": dict(kills),
         **found,
         "first": first,
         "seconds": round(time.monotonic() - started, 1),
