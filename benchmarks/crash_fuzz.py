@@ -3,16 +3,17 @@
 "Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
 batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
 again) and of matcher silences set and expired through the API, and runs it twice against real ``serve``
-processes (SQLite store), each with the Slack stand-in (``alerting.notifiers.recorder``) as its Slack
+processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL 15), each with the Slack stand-in (``alerting.notifiers.recorder``) as its Slack
 Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
 
 - straight: one serve, never killed;
-- crashed: serve SIGKILLed 1-3 times (``--kills``) at random moments, each drawn as one of ``batch``
-  (while a POST of alerts is in flight), ``tick`` (a random moment after a step: the engine ticks every
-  0.2 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post it made), and restarted
+- crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each drawn as one of ``batch``
+  (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step: the engine ticks every
+  0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post it made), and restarted
   on the same store, the steps continuing where they were. A POST that got no answer is sent again, as
   Alertmanager does; a silence POST that got none is first looked up by its comment, as a careful client
-  does, so that no silence is set twice.
+  does, so that no silence is set twice. After each step both runs wait until serve applied it and then
+  for a few ticks (``TICKED_SECONDS``), so that time decides alike in both.
 
 Once both runs are quiet (journal applied, every outbox message sent) and stopped, it compares what users
 see, incidents keyed by their root and members (ids are random per run): every incident with the same
@@ -21,9 +22,13 @@ webhook (an ``opened`` change, counted by idempotency key; a receiver drops a re
 is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``, fewer
 ``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every outbox
 message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly, no
-outbox message left pending or failed (``half_written``).
+outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request
+when nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those
+found, and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``:
+serve had answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made
+again with the key and body already delivered, which the receiver drops.
 
-    PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 30 --kills 3
+    PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
 ``--show SEED`` prints that seed's steps, kills and differences to stderr.
 """
@@ -387,6 +392,7 @@ class Seen:
     duplicates: list[str]
     lost: list[str]  # outbox messages to the webhook that never reached it
     half_written: list[str]
+    redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
 
 
 def _incident_keys(session: Session) -> dict[str, str]:
@@ -459,9 +465,10 @@ def observe(serve: Serve) -> Seen:
     """What the stopped run left: in its store, its journal, Slack and the webhook."""
     keys, incidents, hook_keys, half = _store_view(serve.db, serve.folder / "journal")
     parents, opened, duplicates = _posted(serve.recorder, keys)
-    delivered = {body["idempotency_key"] for body in serve.recorder.hook_posts(HOOK)}
+    posts = serve.recorder.hook_posts(HOOK)
+    delivered = {body["idempotency_key"] for body in posts}
     lost = [f"webhook message {key} never delivered" for key in sorted(hook_keys - delivered)]
-    return Seen(incidents, parents, opened, duplicates, lost, half)
+    return Seen(incidents, parents, opened, duplicates, lost, half, len(posts) - len(delivered))
 
 
 Compare = Callable[[Seen, Seen], dict[str, list[str]]]
@@ -533,6 +540,7 @@ def fuzz_seed(
             "incidents": len(straight.incidents),
             "slack_parents": sum(straight.parents.values()),
             "webhook_openings": sum(straight.opened.values()),
+            "webhook_redelivered": crashed.redelivered,
         },
         **comparison(straight, crashed),
         "exits": first.exits + second.exits,
@@ -597,10 +605,12 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
+    redelivered = 0
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
             outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres)
             kills.update(outcome["kills"])
+            redelivered += outcome["seen"]["webhook_redelivered"]
             _tally(outcome, found, first)
             if args.show == seed:
                 print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
@@ -611,6 +621,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills": sum(kills.values()),
         "kills_by": dict(kills),
         **found,
+        "webhook_redelivered": redelivered,
         "first": first,
         "seconds": round(time.monotonic() - started, 1),
     }
@@ -619,4 +630,6 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
 
 
 if __name__ == "__main__":
+    # A SIGTERM (timeout, Ctrl-C's cousin) unwinds like an exception, so the serve it runs is stopped too.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
     main()
