@@ -3,17 +3,18 @@
 "Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
 batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
 again) and of matcher silences set and expired through the API, and runs it twice against real ``serve``
-processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL 15), each with the Slack stand-in (``alerting.notifiers.recorder``) as its Slack
-Web API and a webhook receiver (the stand-in's ``/hooks/crash``):
+processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL 15), each with the
+Slack stand-in (``alerting.notifiers.recorder``) as its Slack Web API and a webhook receiver (the
+stand-in's ``/hooks/crash``):
 
 - straight: one serve, never killed;
-- crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each drawn as one of ``batch``
-  (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step: the engine ticks every
-  0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post it made), and restarted
-  on the same store, the steps continuing where they were. A POST that got no answer is sent again, as
-  Alertmanager does; a silence POST that got none is first looked up by its comment, as a careful client
-  does, so that no silence is set twice. After each step both runs wait until serve applied it and then
-  for a few ticks (``TICKED_SECONDS``), so that time decides alike in both.
+- crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
+  ``batch`` (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step:
+  the engine ticks every 0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post
+  it made), and restarted on the same store, the steps continuing where they were. A POST that got no
+  answer is sent again, as Alertmanager does; a silence POST that got none is first looked up by its
+  comment, as a careful client does, so that no silence is set twice. After each step both runs wait until
+  serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time decides alike in both.
 
 Once both runs are quiet (journal applied, every outbox message sent) and stopped, it compares what users
 see, incidents keyed by their root and members (ids are random per run): every incident with the same
