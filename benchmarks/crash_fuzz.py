@@ -56,7 +56,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from sqlalchemy import create_engine, select, text
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from alerting.db import make_engine
@@ -555,15 +555,7 @@ def fuzz_seed(
 
 def _database(postgres: Postgres | None, name: str) -> str | None:
     """The URL of a new database ``name`` on ``postgres``; None without one."""
-    if postgres is None:
-        return None
-    admin = create_engine(postgres.url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        admin.dispose()
-    return postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return None if postgres is None else postgres.new_database(name)
 
 
 @contextmanager
