@@ -11,10 +11,12 @@ stand-in's ``/hooks/crash``):
 - crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
   ``batch`` (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step:
   the engine ticks every 0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post
-  it made), and restarted on the same store, the steps continuing where they were. A POST that got no
-  answer is sent again, as Alertmanager does; a silence POST that got none is first looked up by its
-  comment, as a careful client does, so that no silence is set twice. After each step both runs wait until
-  serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time decides alike in both.
+  it made), ``start`` (right after serve answered a step, and the next serve again while it starts,
+  maybe replaying that step), and restarted on the same store, the steps continuing where they were. A
+  POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
+  looked up by its comment, as a careful client does, so that no silence is set twice. After each step
+  both runs wait until serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time
+  decides alike in both.
 
 Once both runs are quiet (journal applied, every outbox message sent) and stopped, it compares what users
 see, incidents keyed by their root and members (ids are random per run): every incident with the same
@@ -75,7 +77,7 @@ NODES = ("n1", "n2", "n3", "n4")
 GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 HOOK = "crash"
-KILLS = ("batch", "tick", "send")
+KILLS = ("batch", "tick", "send", "start")
 TICK_SECONDS = 0.1
 """serve's tick interval here; after each step the harness waits until its alerts are applied and then
 ``TICKED_SECONDS``, so that both runs tick between the same steps: a tick applies what time decides (a
@@ -172,6 +174,13 @@ class Serve:
     killed: bool = False
 
     def start(self) -> None:
+        """Start serve and wait until it is ready (its journal's backlog applied)."""
+        self.launch()
+        assert self.proc is not None
+        wait_http_ok(f"{self.url}/-/ready", self.proc)
+
+    def launch(self) -> None:
+        """Start serve, not waiting for it."""
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", self.db]
@@ -182,7 +191,6 @@ class Serve:
         log = (self.folder / f"serve{self.starts}.log").open("wb")
         self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
         log.close()
-        wait_http_ok(f"{self.url}/-/ready", self.proc)
 
     def kill(self, how: str) -> None:
         """SIGKILL, once per start (a kill armed for a send may race one of a step)."""
@@ -339,6 +347,16 @@ def _armed_for_send(serve: Serve) -> Iterator[threading.Event]:
         serve.recorder.on_call = None
 
 
+def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
+    """Do the step and kill serve at once (what it acknowledged maybe not applied yet); then kill the next
+    serve while it starts, maybe while it replays that backlog (``start-up``)."""
+    do(serve, step, ids)
+    serve.kill("start")
+    serve.launch()
+    time.sleep(rng.uniform(0.1, 1.5))
+    serve.kill("start-up")
+
+
 def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int) -> None:
     """Every step in order against ``serve``, killing it before the steps of ``kills``."""
     rng = random.Random(f"moments-{seed}")
@@ -353,6 +371,8 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
             with _armed_for_send(serve) as fired:
                 do(serve, step, ids)
                 fired.wait(1.5)
+        elif how == "start":
+            _kill_at_start(serve, step, ids, rng)
         else:
             do(serve, step, ids)
             if how is not None:  # a tick, or a batch kill drawn for a step that posts nothing

@@ -42,8 +42,8 @@ def test_a_killed_serve_matches_the_straight_one_and_a_broken_comparison_is_repo
         found: dict[str, list[str]] = fuzz.compare(straight, crashed)
         return found
 
-    result = fuzz.main(["--seeds", "3", "--steps", "8", "--kills", "2"], comparison=recording)
-    assert result["kills"] >= 1
+    result = fuzz.main(["--seeds", "46", "--steps", "8", "--kills", "2"], comparison=recording)
+    assert result["kills"] >= 2  # a POST in flight; right after an answer, and the next serve starting
     assert (result["divergent"], result["duplicates"], result["lost"], result["half_written"]) == (
         [],
         [],
