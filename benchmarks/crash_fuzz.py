@@ -77,6 +77,8 @@ NODES = ("n1", "n2", "n3", "n4")
 GPUS = (0, 1, 2, 3)
 CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
 HOOK = "crash"
+SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
+"""The calls a ``send`` kill lands in (the first of them after its step starts)."""
 KILLS = ("batch", "tick", "send", "start")
 TICK_SECONDS = 0.1
 """serve's tick interval here; after each step the harness waits until its alerts are applied and then
@@ -145,13 +147,13 @@ def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
 # --- one serve, restartable ----------------------------------------------------------------------------
 
 
-def _config(folder: Path, recorder: SlackRecorder) -> Path:
+def _config(folder: Path, recorder: SlackRecorder, channel: str) -> Path:
     config = folder / "gpuwarden.yaml"
     config.write_text(
         f"alerting:\n  journal_dir: {folder / 'journal'}\n  tick_interval_seconds: {TICK_SECONDS}\n"
         "  quiet_period_seconds: 0\n"
         "  announce_delay_seconds: 0\n  priority_settle_seconds: 0\n"
-        f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: {CHANNEL}\n"
+        f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: '{channel}'\n"
         f"  base_url: {recorder.base_url}\n  charts: false\n"
         f"webhooks:\n  - name: {HOOK}\n    url: {recorder.root_url}/hooks/{HOOK}\n"
     )
@@ -166,6 +168,7 @@ class Serve:
     folder: Path
     recorder: SlackRecorder
     db: str
+    channel: str = CHANNEL
     proc: subprocess.Popen[bytes] | None = None
     url: str = ""
     starts: int = 0
@@ -184,7 +187,7 @@ class Serve:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", self.db]
-        argv += ["--config", str(_config(self.folder, self.recorder))]
+        argv += ["--config", str(_config(self.folder, self.recorder, self.channel))]
         env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
         self.starts += 1
         self.killed = False
@@ -336,7 +339,7 @@ def _armed_for_send(serve: Serve) -> Iterator[threading.Event]:
     fired = threading.Event()
 
     def on_call(call: RecordedCall) -> None:
-        if not fired.is_set() and call.method in ("chat.postMessage", "chat.update", f"hook:{HOOK}"):
+        if not fired.is_set() and call.method in SENDS:
             fired.set()
             serve.kill("send")
 
@@ -525,12 +528,12 @@ def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
 
 
 def run_once(
-    folder: Path, db: str | None, steps: list[Step], kills: dict[int, str], seed: int
+    folder: Path, db: str | None, steps: list[Step], kills: dict[int, str], seed: int, channel: str
 ) -> tuple[Seen, Serve]:
     """One run in ``folder``, on the store ``db`` (a PostgreSQL URL; None: a SQLite file in ``folder``)."""
     folder.mkdir()
     with SlackRecorder(channels=[CHANNEL]) as recorder:
-        serve = Serve(folder, recorder, db or str(folder / "gw.db"))
+        serve = Serve(folder, recorder, db or str(folder / "gw.db"), channel)
         try:
             run_steps(serve, steps, kills, seed)
         finally:
@@ -544,15 +547,24 @@ when nobody killed it."""
 
 
 def fuzz_seed(
-    seed: int, steps: int, kills: int, comparison: Compare, postgres: Postgres | None = None
+    seed: int,
+    steps: int,
+    kills: int,
+    comparison: Compare,
+    postgres: Postgres | None = None,
+    channel: str = CHANNEL,
 ) -> dict[str, Any]:
     """Both runs of one seed and what differs, each on a SQLite file or a new database of ``postgres``; the
     runs' folders (SQLite stores, journals, logs) are kept when it found something."""
     drawn = stream(seed, steps)
     plan = kill_plan(seed, steps, kills)
     tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
-    straight, first = run_once(tmp / "straight", _database(postgres, f"s{seed}_straight"), drawn, {}, seed)
-    crashed, second = run_once(tmp / "crashed", _database(postgres, f"s{seed}_crashed"), drawn, plan, seed)
+    straight, first = run_once(
+        tmp / "straight", _database(postgres, f"s{seed}_straight"), drawn, {}, seed, channel
+    )
+    crashed, second = run_once(
+        tmp / "crashed", _database(postgres, f"s{seed}_crashed"), drawn, plan, seed, channel
+    )
     outcome = {
         "seed": seed,
         "plan": plan,
@@ -612,6 +624,11 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     parser.add_argument(
         "--postgres", action="store_true", help="each run on a database of a throwaway PostgreSQL"
     )
+    parser.add_argument(
+        "--slack-channel",
+        default=CHANNEL,
+        help="slack.channel (default %(default)s; a #name has no exact lookup after a crash: a stress)",
+    )
     parser.add_argument("--show", type=int, help="print this seed's steps, kills and differences to stderr")
     args = parser.parse_args(argv)
     started = time.monotonic()
@@ -621,7 +638,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     redelivered = 0
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
-            outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres)
+            outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
             kills.update(outcome["kills"])
             redelivered += outcome["seen"]["webhook_redelivered"]
             _tally(outcome, found, first)

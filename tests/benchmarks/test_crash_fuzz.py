@@ -64,3 +64,18 @@ def test_a_killed_serve_matches_the_straight_one_and_a_broken_comparison_is_repo
     assert fuzz.compare(straight, other)["divergent"]
     behind = replace(crashed, half_written=["journal: 120 bytes not applied"])
     assert fuzz.compare(straight, behind)["half_written"]
+
+
+@pytest.mark.integration
+def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
+    fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a channel name (``#...``), not an id, serve cannot look its message up after a crash and posts
+    it again (at least once, as the README says): killed while Slack holds the first post of an incident's
+    message unanswered, the restarted serve posts it twice, which the fuzz must tell."""
+    monkeypatch.setattr(fuzz, "SENDS", ("chat.postMessage",))  # the kill lands in the parent's post
+    assert fuzz.kill_plan(0, 4, 1) == {0: "send"} and fuzz.stream(0, 4)[0][0] == "post"
+    result = fuzz.main(["--seeds", "0", "--steps", "4", "--kills", "1", "--slack-channel", "#crash-fuzz"])
+    assert result["kills_by"] == {"send": 1}
+    assert result["duplicates"] == [0]
+    assert any(":parent x2" in line for line in result["first"]["0"]["duplicates"])
