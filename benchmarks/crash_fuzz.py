@@ -505,7 +505,7 @@ def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
         for key in sorted(set(straight.incidents) | set(crashed.incidents))
         if straight.incidents.get(key) != crashed.incidents.get(key)
     ]
-    duplicates = list(crashed.duplicates)
+    duplicates = crashed.duplicates + straight.duplicates
     lost = crashed.lost + straight.lost
     for what, one, other in (
         ("slack", straight.parents, crashed.parents),
