@@ -616,10 +616,10 @@ def _tally(outcome: dict[str, Any], found: dict[str, list[int]], first: dict[str
     print(f"seed {seed}: {json.dumps({k: len(outcome[k]) for k in FOUND})}", file=sys.stderr)
 
 
-def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[str, Any]:
+def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", default="0-4", help="A-B or one seed (default %(default)s)")
-    parser.add_argument("--steps", type=int, default=30, help="steps per seed (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per seed (default %(default)s)")
     parser.add_argument("--kills", type=int, default=3, help="kills per seed (default %(default)s)")
     parser.add_argument(
         "--postgres", action="store_true", help="each run on a database of a throwaway PostgreSQL"
@@ -629,15 +629,27 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         default=CHANNEL,
         help="slack.channel (default %(default)s; a #name has no exact lookup after a crash: a stress)",
     )
+    parser.add_argument(
+        "--minutes", type=float, help="start no seed after this many minutes (the line counts seeds run)"
+    )
     parser.add_argument("--show", type=int, help="print this seed's steps, kills and differences to stderr")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[str, Any]:
+    """Run the seeds and print the one JSON line; ``comparison`` tells what differs (tests break it)."""
+    args = _parser().parse_args(argv)
     started = time.monotonic()
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
     redelivered = 0
+    done = 0
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
+            if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+                break
+            done += 1
             outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
             kills.update(outcome["kills"])
             redelivered += outcome["seen"]["webhook_redelivered"]
@@ -645,7 +657,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             if args.show == seed:
                 print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
     result = {
-        "seeds": len(_seeds(args.seeds)),
+        "seeds": done,
         "steps": args.steps,
         "store": "postgresql" if args.postgres else "sqlite",
         "kills": sum(kills.values()),
