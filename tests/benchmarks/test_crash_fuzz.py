@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import shutil
 from collections import Counter
 from dataclasses import replace
 from types import ModuleType
@@ -79,3 +80,4 @@ def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
     assert result["kills_by"] == {"send": 1}
     assert result["duplicates"] == [0]
     assert any(":parent x2" in line for line in result["first"]["0"]["duplicates"])
+    shutil.rmtree(result["first"]["0"]["kept"])  # the runs' folders, kept for whoever reads a finding
