@@ -373,7 +373,7 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
             serve.ensure()
             with _armed_for_send(serve) as fired:
                 do(serve, step, ids)
-                fired.wait(1.5)
+                settle(serve, killed=fired)  # the kill, or nothing left to send: this step sent nothing
         elif how == "start":
             _kill_at_start(serve, step, ids, rng)
         else:
@@ -388,13 +388,21 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
     serve.stop()
 
 
-def settle(serve: Serve, timeout: float = 60.0) -> None:
-    """Wait until the journal is applied and every outbox message is sent (twice alike, a tick apart)."""
+def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
+    """Wait until the journal is applied and every outbox message is sent (twice alike, a tick apart), or
+    until ``killed`` is set (a send kill landed)."""
     deadline = time.monotonic() + timeout
     last: object = None
     while time.monotonic() < deadline:
-        lag = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"]
-        counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+        try:
+            lag = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"]
+            counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+        except httpx.HTTPError:
+            if killed is not None and killed.is_set():
+                return
+            raise
+        if killed is not None and killed.is_set():
+            return
         now = (lag, counts)
         if lag == 0 and set(counts) <= {"sent"} and now == last:
             return
