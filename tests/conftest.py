@@ -38,6 +38,7 @@ _SLOWEST_FIRST = (
     "tests/integration/test_inference_prometheus.py",
     "tests/integration/test_victoriametrics.py",
     "tests/integration/test_crash_serve.py",
+    "tests/benchmarks/test_crash_fuzz.py",
     "tests/alerting/test_arrival_order.py",
     "tests/benchmarks/test_nab_cv.py",
     "tests/integration/test_serve_webhook.py",

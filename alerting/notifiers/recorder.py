@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 import threading
 import time
 from collections import deque
@@ -56,6 +57,16 @@ class InjectedFailure:
 
 
 _JSON_FIELDS = ("blocks", "attachments", "metadata", "files")
+
+
+class _Server(ThreadingHTTPServer):
+    """The HTTP server, quiet when a client goes away mid-request (a test killed it): socketserver printed
+    a traceback to stderr for each such connection."""
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
 
 
 def _decode_fields(params: JsonDict) -> JsonDict:
@@ -108,7 +119,7 @@ class SlackRecorder:
         """Listen (again) on the port; the first start picks a free port when ``port`` is 0."""
         if self._server is not None:
             return self
-        server = ThreadingHTTPServer((self.host, self.port), _handler_for(self))
+        server = _Server((self.host, self.port), _handler_for(self))
         server.daemon_threads = True
         self.port = int(server.server_address[1])
         self._server = server

@@ -6,7 +6,6 @@ import itertools
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import create_engine, text
 
 from tests.integration.postgres import PG_BIN, Postgres, throwaway_postgres
 from tests.integration.servers import free_port
@@ -40,11 +39,4 @@ _DATABASES = itertools.count(1)
 def postgres_url(_module_postgres: Postgres) -> str:
     """A new, empty database on the module's server: each test still starts from nothing (no schema, no
     rows, no advisory lock held: those are per database), without a server of its own."""
-    name = f"test_{next(_DATABASES)}"
-    admin = create_engine(_module_postgres.url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.execute(text(f"CREATE DATABASE {name}"))
-    finally:
-        admin.dispose()
-    return _module_postgres.url.rsplit("/", 1)[0] + f"/{name}"
+    return _module_postgres.new_database(f"test_{next(_DATABASES)}")

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from sqlalchemy import create_engine, text
+
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 
 
@@ -37,6 +39,17 @@ class Postgres:
         _as_postgres(
             str(PG_BIN / "pg_ctl"), "-D", str(self.base / "data"), "-o", options, "-l", log, "-w", "start"
         )
+
+    def new_database(self, name: str) -> str:
+        """Create an empty database ``name`` on this server; its URL (no schema, no rows, no advisory lock
+        held: those are per database)."""
+        admin = create_engine(self.url, isolation_level="AUTOCOMMIT")
+        try:
+            with admin.connect() as conn:
+                conn.execute(text(f"CREATE DATABASE {name}"))
+        finally:
+            admin.dispose()
+        return self.url.rsplit("/", 1)[0] + f"/{name}"
 
     def stop(self, mode: str = "fast", *, check: bool = True) -> None:
         """Stop the server (``fast``: as an operator's restart; ``immediate``: as a crash)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import struct
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -181,3 +183,15 @@ def test_its_help_says_the_port_and_token_it_uses_unless_told(capsys: pytest.Cap
         main(["--help"])
     said = " ".join(capsys.readouterr().out.split())
     assert "xoxb-gpuwarden-test" in said and "0: a free port" in said, said
+
+
+def test_a_client_that_goes_away_mid_request_prints_no_traceback(
+    recorder: SlackRecorder, capfd: pytest.CaptureFixture[str]
+) -> None:
+    # A serve killed while its keep-alive connection is open resets it: socketserver printed a traceback
+    # to stderr for each, dozens per run of benchmarks/crash_fuzz.py, burying its progress lines.
+    with socket.create_connection((recorder.host, recorder.port)) as sock:
+        sock.sendall(b"POST /api/chat.postMessage HTTP/1.1\r\nContent-Length: 100\r\n\r\n{")
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with a reset
+    assert httpx.get(f"{recorder.root_url}/_recorder/state", timeout=5).status_code == 200  # still serving
+    assert "Traceback" not in capfd.readouterr().err

@@ -1,0 +1,685 @@
+"""Crash fuzz of ``gpuwarden serve`` with real processes: one JSON line.
+
+"Nothing lost when something crashes; never repeats a page." For each seed this draws a storm of alert
+batches (XIDs, NodeDown, GPULost, thermal, on several GPUs of several nodes; firing, resolving, firing
+again) and of matcher silences set and expired through the API, and runs it twice against real ``serve``
+processes (a SQLite store; ``--postgres``: a database each on a throwaway PostgreSQL 15), each with the
+Slack stand-in (``alerting.notifiers.recorder``) as its Slack Web API and a webhook receiver (the
+stand-in's ``/hooks/crash``):
+
+- straight: one serve, never killed;
+- crashed: serve SIGKILLed ``--kills`` times, before steps drawn apart from the storm, each kill one of
+  ``batch`` (while a POST of alerts is in flight), ``tick`` (a random moment within 0.4 s after a step:
+  the engine ticks every 0.1 s), ``send`` (while serve waits for Slack's or the webhook's answer to a post
+  it made), ``start`` (right after serve answered a step, and the next serve again while it starts,
+  maybe replaying that step), and restarted on the same store, the steps continuing where they were. A
+  POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
+  looked up by its comment, as a careful client does, so that no silence is set twice. After each step
+  both runs wait until serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time
+  decides alike in both.
+
+Once both runs are quiet (journal applied, every outbox message sent) and stopped, it compares what users
+see, incidents keyed by their root and members (ids are random per run): every incident with the same
+state and priority (``divergent``); each incident's opening posted to Slack (its parent message) and to the
+webhook (an ``opened`` change, counted by idempotency key; a receiver drops a repeat of the same key, which
+is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``, fewer
+``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every outbox
+message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly, no
+outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request
+when nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those
+found, and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``:
+serve had answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made
+again with the key and body already delivered, which the receiver drops.
+
+    PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
+
+``--show SEED`` prints that seed's steps, kills and differences to stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from alerting.db import make_engine
+from alerting.journal import AcceptJournal, applied_offset
+from alerting.notifiers.recorder import RecordedCall, SlackRecorder
+from alerting.outbox_tables import OutboxMessage
+from alerting.store_models import AlertRow, IncidentRow
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
+from tests.integration.gpuwarden_server import AUTH, TOKEN, gpuwarden_binary
+from tests.integration.postgres import Postgres, throwaway_postgres
+from tests.integration.servers import free_port, stop, wait_http_ok
+
+Step = tuple[str, dict[str, Any]]
+NODES = ("n1", "n2", "n3", "n4")
+GPUS = (0, 1, 2, 3)
+CHANNEL = "C0CRASHFUZZ"  # a channel id: the notifier's lookup after a crash is exact with one
+HOOK = "crash"
+SENDS = ("chat.postMessage", "chat.update", f"hook:{HOOK}")
+"""The calls a ``send`` kill lands in (the first of them after its step starts)."""
+KILLS = ("batch", "tick", "send", "start")
+TICK_SECONDS = 0.1
+"""serve's tick interval here; after each step the harness waits until its alerts are applied and then
+``TICKED_SECONDS``, so that both runs tick between the same steps: a tick applies what time decides (a
+resolution after the quiet period, alerts a silence's expiry unmuted), and a tick that came before or after
+the next step's alerts in one run only made the two runs differ with no crash at all."""
+TICKED_SECONDS = 3 * TICK_SECONDS
+SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
+
+
+# --- the storm ---------------------------------------------------------------------------------------
+
+
+def _alert(rng: random.Random) -> dict[str, str]:
+    node = rng.choice(NODES)
+    kind = rng.choice(("xid", "xid", "thermal", "node", "lost"))
+    if kind == "node":
+        return {"alertname": "NodeDown", "cluster": "c1", "node": node}
+    gpu = str(rng.choice(GPUS))
+    if kind == "lost":
+        return {"alertname": "GPULost", "cluster": "c1", "Hostname": node, "gpu": gpu}
+    if kind == "thermal":
+        return {"alertname": "GPUTemperatureHigh", "cluster": "c1", "Hostname": node, "gpu": gpu}
+    return {
+        "alertname": "GPUXid",
+        "cluster": "c1",
+        "Hostname": node,
+        "gpu": gpu,
+        "xid": rng.choice(("13", "48", "79")),
+    }
+
+
+def stream(seed: int, steps: int) -> list[Step]:
+    """The seed's steps: ``post`` (a batch of alerts, each firing or resolved), ``silence`` (a matcher
+    silence on one node, named by its comment) and ``expire`` (of a silence set earlier)."""
+    rng = random.Random(seed)
+    out: list[Step] = []
+    fired: list[dict[str, str]] = []
+    silences: list[str] = []
+    for k in range(steps):
+        roll = rng.random()
+        if roll < 0.1:
+            name = f"crash-fuzz-{seed}-{k}"
+            silences.append(name)
+            out.append(("silence", {"comment": name, "node": rng.choice(NODES)}))
+        elif roll < 0.15 and silences:
+            out.append(("expire", {"comment": silences.pop(rng.randrange(len(silences)))}))
+        else:
+            batch = []
+            for _ in range(rng.randint(1, 6)):
+                resolve = fired and rng.random() < 0.35
+                labels = rng.choice(fired) if resolve else _alert(rng)
+                fired.append(labels)
+                batch.append({"labels": labels, "resolved": bool(resolve)})
+            out.append(("post", {"alerts": batch}))
+    return out
+
+
+def kill_plan(seed: int, steps: int, kills: int) -> dict[int, str]:
+    """Before which steps serve is killed, and how: drawn apart from the stream."""
+    rng = random.Random(f"kills-{seed}")
+    at = rng.sample(range(steps), min(kills, steps))
+    return {k: rng.choice(KILLS) for k in sorted(at)}
+
+
+# --- one serve, restartable ----------------------------------------------------------------------------
+
+
+def _config(folder: Path, recorder: SlackRecorder, channel: str) -> Path:
+    config = folder / "gpuwarden.yaml"
+    config.write_text(
+        f"alerting:\n  journal_dir: {folder / 'journal'}\n  tick_interval_seconds: {TICK_SECONDS}\n"
+        "  quiet_period_seconds: 0\n"
+        "  announce_delay_seconds: 0\n  priority_settle_seconds: 0\n"
+        f"slack:\n  bot_token: {{env: {SLACK_TOKEN_ENV}}}\n  channel: '{channel}'\n"
+        f"  base_url: {recorder.base_url}\n  charts: false\n"
+        f"webhooks:\n  - name: {HOOK}\n    url: {recorder.root_url}/hooks/{HOOK}\n"
+    )
+    return config
+
+
+@dataclass
+class Serve:
+    """``gpuwarden serve`` on one store (a SQLite file or a PostgreSQL URL), started again after each kill;
+    its journal, configuration and logs in ``folder``."""
+
+    folder: Path
+    recorder: SlackRecorder
+    db: str
+    channel: str = CHANNEL
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    starts: int = 0
+    kills: list[str] = field(default_factory=list)
+    exits: list[str] = field(default_factory=list)  # what went wrong with no kill: exits, dropped requests
+    killed: bool = False
+
+    def start(self) -> None:
+        """Start serve and wait until it is ready (its journal's backlog applied)."""
+        self.launch()
+        assert self.proc is not None
+        wait_http_ok(f"{self.url}/-/ready", self.proc)
+
+    def launch(self) -> None:
+        """Start serve, not waiting for it."""
+        port = free_port()
+        self.url = f"http://127.0.0.1:{port}"
+        argv = [gpuwarden_binary(), "serve", "--port", str(port), "--db", self.db]
+        argv += ["--config", str(_config(self.folder, self.recorder, self.channel))]
+        env = {**os.environ, "GPUWARDEN_API_TOKEN": TOKEN, SLACK_TOKEN_ENV: self.recorder.token}
+        self.starts += 1
+        self.killed = False
+        log = (self.folder / f"serve{self.starts}.log").open("wb")
+        self.proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, env=env)
+        log.close()
+
+    def kill(self, how: str) -> None:
+        """SIGKILL, once per start (a kill armed for a send may race one of a step)."""
+        proc = self.proc
+        if proc is not None and proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            self.killed = True
+            self.kills.append(how)
+
+    def gone(self, exc: httpx.HTTPError) -> bool:
+        """Whether serve is gone after a request it did not answer (``exc``): killed, or exited by itself,
+        which ``exits`` notes with its log's end, as it does a request dropped by a serve still running."""
+        assert self.proc is not None
+        try:
+            code = self.proc.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            self.exits.append(f"start {self.starts}: request dropped while running: {exc!r}")
+            return False
+        if not self.killed:
+            log = (self.folder / f"serve{self.starts}.log").read_text(errors="replace")[-600:]
+            self.exits.append(f"start {self.starts}: exited {code} unkilled: {log}")
+        return True
+
+    def dead(self) -> bool:
+        return self.proc is None or self.proc.poll() is not None
+
+    def ensure(self) -> None:
+        """Start again when it was killed."""
+        if self.dead():
+            self.start()
+
+    def stop(self) -> None:
+        if self.proc is not None:
+            stop(self.proc)
+
+
+# --- the steps, against one serve ------------------------------------------------------------------
+
+
+def _postable(alerts: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    now = datetime.now(UTC)
+    ended = (now - timedelta(seconds=1)).isoformat()
+    return [{"labels": a["labels"], **({"endsAt": ended} if a["resolved"] else {})} for a in alerts]
+
+
+def _silence_body(comment: str, node: str) -> dict[str, Any]:
+    now = datetime.now(UTC)
+    matchers = [{"name": "Hostname", "value": node, "isRegex": False, "isEqual": True}]
+    return {
+        "matchers": matchers,
+        "startsAt": now.isoformat(),
+        "endsAt": (now + timedelta(hours=2)).isoformat(),
+        "createdBy": "crash-fuzz",
+        "comment": comment,
+    }
+
+
+def _silence_id(serve: Serve, comment: str) -> str | None:
+    listed = httpx.get(f"{serve.url}/api/v2/silences", headers=AUTH, timeout=30).json()
+    return next((s["id"] for s in listed if s["comment"] == comment), None)
+
+
+def _once(serve: Serve, step: Step, ids: dict[str, str]) -> None:
+    """Do one step; ``httpx.HTTPError`` when serve died under it."""
+    kind, args = step
+    if kind == "post":
+        response = httpx.post(
+            f"{serve.url}/api/v2/alerts", json=_postable(args["alerts"]), headers=AUTH, timeout=30
+        )
+    elif kind == "silence":
+        found = _silence_id(serve, args["comment"])  # set before a crash that ate its answer
+        if found is not None:
+            ids[args["comment"]] = found
+            return
+        body = _silence_body(args["comment"], args["node"])
+        response = httpx.post(f"{serve.url}/api/v2/silences", json=body, headers=AUTH, timeout=30)
+        if response.status_code == 200:
+            ids[args["comment"]] = response.json()["silenceID"]
+    else:
+        silence_id = ids[args["comment"]]
+        response = httpx.delete(f"{serve.url}/api/v2/silence/{silence_id}", headers=AUTH, timeout=30)
+    if response.status_code != 200:
+        raise RuntimeError(f"{kind} answered {response.status_code}: {response.text}")
+
+
+def do(serve: Serve, step: Step, ids: dict[str, str]) -> None:
+    """Do one step until serve answers it, starting serve again whenever it died."""
+    while True:
+        serve.ensure()
+        try:
+            _once(serve, step, ids)
+            return
+        except httpx.HTTPError as exc:
+            serve.gone(exc)  # started again, or the request made again
+            if len(serve.exits) > 10:
+                raise RuntimeError(f"serve keeps failing: {serve.exits}") from exc
+
+
+def ticked(serve: Serve, timeout: float = 60.0) -> None:
+    """Wait until serve applied what it accepted, then for ticks (``TICKED_SECONDS``); on a kill under
+    it, start serve again and wait there."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        serve.ensure()
+        try:
+            if httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"] == 0:
+                time.sleep(TICKED_SECONDS)
+                if not serve.dead():
+                    return
+        except httpx.HTTPError as exc:
+            serve.gone(exc)
+        time.sleep(0.02)
+    raise RuntimeError(f"serve did not apply its journal within {timeout} s")
+
+
+def _kill_mid_batch(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
+    """Post the step in a thread and kill serve while it may be in flight; then post it again unless serve
+    answered it before it died (as Alertmanager sends again what got no answer). A kill after the answer
+    is told apart (``batch-answered``)."""
+    serve.ensure()
+    answered = threading.Event()
+    worker = threading.Thread(target=_quietly, args=(serve, step, ids, answered))
+    worker.start()
+    time.sleep(rng.uniform(0.0, 0.06))
+    serve.kill("batch")
+    worker.join()
+    if answered.is_set():
+        serve.kills[-1:] = ["batch-answered"]
+    else:
+        do(serve, step, ids)
+
+
+def _quietly(serve: Serve, step: Step, ids: dict[str, str], answered: threading.Event) -> None:
+    with suppress(httpx.HTTPError, RuntimeError):  # serve was killed under it: the step is done again
+        _once(serve, step, ids)
+        answered.set()
+
+
+@contextmanager
+def _armed_for_send(serve: Serve) -> Iterator[threading.Event]:
+    """Kill serve at the next Slack post or webhook POST it makes, before it hears the answer."""
+    fired = threading.Event()
+
+    def on_call(call: RecordedCall) -> None:
+        if not fired.is_set() and call.method in SENDS:
+            fired.set()
+            serve.kill("send")
+
+    serve.recorder.on_call = on_call
+    try:
+        yield fired
+    finally:
+        serve.recorder.on_call = None
+
+
+def _kill_at_start(serve: Serve, step: Step, ids: dict[str, str], rng: random.Random) -> None:
+    """Do the step and kill serve at once (what it acknowledged maybe not applied yet); then kill the next
+    serve while it starts, maybe while it replays that backlog (``start-up``)."""
+    do(serve, step, ids)
+    serve.kill("start")
+    serve.launch()
+    time.sleep(rng.uniform(0.1, 1.5))
+    serve.kill("start-up")
+
+
+def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int) -> None:
+    """Every step in order against ``serve``, killing it before the steps of ``kills``."""
+    rng = random.Random(f"moments-{seed}")
+    ids: dict[str, str] = {}
+    serve.start()
+    for k, step in enumerate(steps):
+        how = kills.get(k)
+        if how == "batch" and step[0] == "post":
+            _kill_mid_batch(serve, step, ids, rng)
+        elif how == "send":
+            serve.ensure()
+            with _armed_for_send(serve) as fired:
+                do(serve, step, ids)
+                settle(serve, killed=fired)  # the kill, or nothing left to send: this step sent nothing
+        elif how == "start":
+            _kill_at_start(serve, step, ids, rng)
+        else:
+            do(serve, step, ids)
+            if how is not None:  # a tick, or a batch kill drawn for a step that posts nothing
+                serve.ensure()
+                time.sleep(rng.uniform(0.0, 0.4))
+                serve.kill("tick")
+        ticked(serve)
+    serve.ensure()
+    settle(serve)
+    serve.stop()
+
+
+def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
+    """Wait until the journal is applied and every outbox message is sent (twice alike, a tick apart), or
+    until ``killed`` is set (a send kill landed)."""
+    deadline = time.monotonic() + timeout
+    last: object = None
+    while time.monotonic() < deadline:
+        try:
+            lag = httpx.get(f"{serve.url}/api/v1/ingest/status", timeout=10).json()["lag_bytes"]
+            counts = httpx.get(f"{serve.url}/api/v1/outbox", headers=AUTH, timeout=10).json()["counts"]
+        except httpx.HTTPError:
+            if killed is not None and killed.is_set():
+                return
+            raise
+        if killed is not None and killed.is_set():
+            return
+        now = (lag, counts)
+        if lag == 0 and set(counts) <= {"sent"} and now == last:
+            return
+        last = now
+        time.sleep(0.5)
+    raise RuntimeError(f"serve not quiet within {timeout} s: {last}")
+
+
+# --- what users see ------------------------------------------------------------------------------------
+
+
+@dataclass
+class Seen:
+    """One run's outcome: incidents by key, what was posted per incident key, and what went wrong inside."""
+
+    incidents: dict[str, tuple[str, str, bool]]  # key: (state, priority, announced)
+    parents: Counter[str]  # incident key: Slack parent messages
+    opened: Counter[str]  # incident key: webhook ``opened`` changes, distinct idempotency keys
+    duplicates: list[str]
+    lost: list[str]  # outbox messages to the webhook that never reached it
+    half_written: list[str]
+    redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
+
+
+def _incident_keys(session: Session) -> dict[str, str]:
+    """Each incident's id to a key alike in both runs: its root and its members' fingerprints."""
+    members: dict[str, list[str]] = {}
+    for fingerprint, incident_id in session.execute(select(AlertRow.fingerprint, AlertRow.incident_id)):
+        if incident_id is not None:
+            members.setdefault(incident_id, []).append(fingerprint)
+    keys = {}
+    for row in session.scalars(select(IncidentRow)):
+        root = json.dumps([row.root_kind, row.root_target], sort_keys=True)
+        keys[row.id] = f"{root} {sorted(members.get(row.id, []))} merged={row.merged_into is not None}"
+    return keys
+
+
+def _store_view(
+    db: str, journal_dir: Path
+) -> tuple[dict[str, str], dict[str, tuple[str, str, bool]], set[str], list[str]]:
+    """Incident keys by id, incidents by key, the webhook's outbox keys, and what is half written in the
+    store or the journal."""
+    sql = make_engine(db)
+    half: list[str] = []
+    try:
+        with Session(sql) as session:
+            keys = _incident_keys(session)
+            incidents = {
+                keys[r.id]: (r.state, r.priority, r.announced_at is not None)
+                for r in session.scalars(select(IncidentRow))
+            }
+            statuses = Counter(session.scalars(select(OutboxMessage.status)))
+            hook_keys = set(
+                session.scalars(
+                    select(OutboxMessage.idempotency_key).where(OutboxMessage.notifier == f"webhook:{HOOK}")
+                )
+            )
+            half += [f"outbox {status}: {n}" for status, n in statuses.items() if status != "sent"]
+        journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
+        behind = journal.end - applied_offset(sql, journal.journal_id)
+        journal.close()
+        if behind:
+            half.append(f"journal: {behind} bytes not applied")
+    finally:
+        sql.dispose()
+    return keys, incidents, hook_keys, half
+
+
+def _posted(recorder: SlackRecorder, keys: dict[str, str]) -> tuple[Counter[str], Counter[str], list[str]]:
+    """Slack parents and webhook openings per incident key, and every message there twice by its key."""
+    state = recorder.state()
+    parents: Counter[str] = Counter()
+    told: Counter[str] = Counter()
+    for message in state["messages"]:
+        payload = (message.get("metadata") or {}).get("event_payload") or {}
+        if message["thread_ts"] is None:
+            parents[keys.get(str(payload.get("incident_id")), "?")] += 1
+        told[f"slack {payload.get('key')}"] += 1
+    opened: Counter[str] = Counter()
+    bodies: dict[str, str] = {}
+    for body in state["hooks"].get(HOOK, []):
+        key = body["idempotency_key"]
+        if key not in bodies and body["change"] == "opened":
+            opened[keys.get(body["incident"]["id"], "?")] += 1
+        if bodies.setdefault(key, json.dumps(body, sort_keys=True)) != json.dumps(body, sort_keys=True):
+            told[f"webhook {key} (another body)"] += 2
+    duplicates = [f"{key} x{n}" for key, n in told.items() if n > 1]
+    return parents, opened, duplicates
+
+
+def observe(serve: Serve) -> Seen:
+    """What the stopped run left: in its store, its journal, Slack and the webhook."""
+    keys, incidents, hook_keys, half = _store_view(serve.db, serve.folder / "journal")
+    parents, opened, duplicates = _posted(serve.recorder, keys)
+    posts = serve.recorder.hook_posts(HOOK)
+    delivered = {body["idempotency_key"] for body in posts}
+    lost = [f"webhook message {key} never delivered" for key in sorted(hook_keys - delivered)]
+    return Seen(incidents, parents, opened, duplicates, lost, half, len(posts) - len(delivered))
+
+
+Compare = Callable[[Seen, Seen], dict[str, list[str]]]
+
+
+def compare(straight: Seen, crashed: Seen) -> dict[str, list[str]]:
+    """How the crashed run differs from the straight one, by kind."""
+    divergent = [
+        f"{key}: {straight.incidents.get(key)} != {crashed.incidents.get(key)}"
+        for key in sorted(set(straight.incidents) | set(crashed.incidents))
+        if straight.incidents.get(key) != crashed.incidents.get(key)
+    ]
+    duplicates = crashed.duplicates + straight.duplicates
+    lost = crashed.lost + straight.lost
+    for what, one, other in (
+        ("slack", straight.parents, crashed.parents),
+        ("webhook", straight.opened, crashed.opened),
+    ):
+        for key in sorted(set(one) | set(other)):
+            if other[key] > one[key]:
+                duplicates.append(f"{what} opening {key}: {other[key]} (straight {one[key]})")
+            elif other[key] < one[key]:
+                lost.append(f"{what} opening {key}: {other[key]} (straight {one[key]})")
+    return {
+        "divergent": divergent,
+        "duplicates": duplicates,
+        "lost": lost,
+        "half_written": crashed.half_written + straight.half_written,
+    }
+
+
+# --- seeds -------------------------------------------------------------------------------------------
+
+
+def run_once(
+    folder: Path, db: str | None, steps: list[Step], kills: dict[int, str], seed: int, channel: str
+) -> tuple[Seen, Serve]:
+    """One run in ``folder``, on the store ``db`` (a PostgreSQL URL; None: a SQLite file in ``folder``)."""
+    folder.mkdir()
+    with SlackRecorder(channels=[CHANNEL]) as recorder:
+        serve = Serve(folder, recorder, db or str(folder / "gw.db"), channel)
+        try:
+            run_steps(serve, steps, kills, seed)
+        finally:
+            serve.stop()
+        return observe(serve), serve
+
+
+FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
+"""What a seed can find, each a list in its outcome; ``exits``: a serve that exited or dropped a request
+when nobody killed it."""
+
+
+def fuzz_seed(
+    seed: int,
+    steps: int,
+    kills: int,
+    comparison: Compare,
+    postgres: Postgres | None = None,
+    channel: str = CHANNEL,
+) -> dict[str, Any]:
+    """Both runs of one seed and what differs, each on a SQLite file or a new database of ``postgres``; the
+    runs' folders (SQLite stores, journals, logs) are kept when it found something."""
+    drawn = stream(seed, steps)
+    plan = kill_plan(seed, steps, kills)
+    tmp = Path(tempfile.mkdtemp(prefix=f"crash-fuzz-{seed}-"))
+    straight, first = run_once(
+        tmp / "straight", _database(postgres, f"s{seed}_straight"), drawn, {}, seed, channel
+    )
+    crashed, second = run_once(
+        tmp / "crashed", _database(postgres, f"s{seed}_crashed"), drawn, plan, seed, channel
+    )
+    outcome = {
+        "seed": seed,
+        "plan": plan,
+        "kills": second.kills,
+        "seen": {
+            "incidents": len(straight.incidents),
+            "slack_parents": sum(straight.parents.values()),
+            "webhook_openings": sum(straight.opened.values()),
+            "webhook_redelivered": crashed.redelivered,
+        },
+        **comparison(straight, crashed),
+        "exits": first.exits + second.exits,
+    }
+    if any(outcome[kind] for kind in FOUND):
+        outcome["kept"] = str(tmp)
+    else:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return outcome
+
+
+def _database(postgres: Postgres | None, name: str) -> str | None:
+    """The URL of a new database ``name`` on ``postgres``; None without one."""
+    return None if postgres is None else postgres.new_database(name)
+
+
+@contextmanager
+def _store_server(postgres: bool) -> Iterator[Postgres | None]:
+    """A throwaway PostgreSQL 15 for ``--postgres`` (``tests/integration/postgres.py``: run as root)."""
+    if not postgres:
+        yield None
+        return
+    with throwaway_postgres(free_port()) as server:
+        yield server
+
+
+def _seeds(text: str) -> list[int]:
+    first, _, last = text.partition("-")
+    return list(range(int(first), int(last or first) + 1))
+
+
+def _tally(outcome: dict[str, Any], found: dict[str, list[int]], first: dict[str, dict[str, Any]]) -> None:
+    """Note the seed under each kind it found, and the first few of each kind for its first finding."""
+    seed = outcome["seed"]
+    for kind, seeds in found.items():
+        if outcome[kind]:
+            seeds.append(seed)
+            shown = {k: outcome[k][:5] for k in FOUND} | {k: outcome.get(k) for k in ("kills", "kept")}
+            first.setdefault(str(seed), shown)
+    print(f"seed {seed}: {json.dumps({k: len(outcome[k]) for k in FOUND})}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", default="0-4", help="A-B or one seed (default %(default)s)")
+    parser.add_argument("--steps", type=int, default=20, help="steps per seed (default %(default)s)")
+    parser.add_argument("--kills", type=int, default=3, help="kills per seed (default %(default)s)")
+    parser.add_argument(
+        "--postgres", action="store_true", help="each run on a database of a throwaway PostgreSQL"
+    )
+    parser.add_argument(
+        "--slack-channel",
+        default=CHANNEL,
+        help="slack.channel (default %(default)s; a #name has no exact lookup after a crash: a stress)",
+    )
+    parser.add_argument(
+        "--minutes", type=float, help="start no seed after this many minutes (the line counts seeds run)"
+    )
+    parser.add_argument("--show", type=int, help="print this seed's steps, kills and differences to stderr")
+    return parser
+
+
+def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[str, Any]:
+    """Run the seeds and print the one JSON line; ``comparison`` tells what differs (tests break it)."""
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+    found: dict[str, list[int]] = {kind: [] for kind in FOUND}
+    first: dict[str, dict[str, Any]] = {}
+    kills: Counter[str] = Counter()
+    redelivered = 0
+    done = 0
+    with _store_server(args.postgres) as postgres:
+        for seed in _seeds(args.seeds):
+            if args.minutes is not None and time.monotonic() - started > args.minutes * 60:
+                break
+            done += 1
+            outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
+            kills.update(outcome["kills"])
+            redelivered += outcome["seen"]["webhook_redelivered"]
+            _tally(outcome, found, first)
+            if args.show == seed:
+                print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
+    result = {
+        "seeds": done,
+        "steps": args.steps,
+        "store": "postgresql" if args.postgres else "sqlite",
+        "kills": sum(kills.values()),
+        "kills_by": dict(kills),
+        **found,
+        "webhook_redelivered": redelivered,
+        "first": first,
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    print(json.dumps(result))
+    return result
+
+
+if __name__ == "__main__":
+    # A SIGTERM (timeout, Ctrl-C's cousin) unwinds like an exception, so the serve it runs is stopped too.
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: sys.exit(143))
+    main()
