@@ -6,7 +6,6 @@ listeners hear of a change.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections.abc import Sequence
 from dataclasses import replace
@@ -25,8 +24,6 @@ from alerting.topology import locate
 from gpuwarden.clock import Clock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import RootCause, WorkloadRef, workload_from_dict
-
-logger = logging.getLogger(__name__)
 
 
 def lost_gpus(inc: OpenIncident, root: RootCause, inventory: Inventory | None) -> frozenset[GpuKey]:
@@ -79,22 +76,6 @@ class InventoryReassessment(IncidentGrouping):
                 return
             self._notify(self._reassess_open(previous))
 
-    def reassess_at_start(self) -> None:
-        """Assess the open incidents again with the inventory the engine started with (a file's, or none),
-        once its listeners have subscribed, as the first refresh does where a Slurm or Kubernetes inventory
-        is refreshed: an incident open across an upgrade shows this release's title (and impact), stored and
-        told as a refresh's change (a Slack edit), not the one an earlier release wrote. Nothing changes, and
-        nobody hears anything, where what it shows is already what this release says: what an earlier serve
-        left untold waits for the first change or tick, as it did before this ran (a restarted serve tells
-        the same as one that was not, ``benchmarks/restart_fuzz.py``)."""
-        with self._lock:
-            self._fresh()
-            if not self._reassessed and (changes := self._reassess_open(self.inventory)):
-                logger.info(
-                    "open incidents assessed again at start: %d changed", len({c[0] for c in changes})
-                )
-                self._notify(changes)
-
     def _reassess_open(self, previous: Inventory | None) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:
         """Place and assess the open incidents again with the current inventory (``previous``: the one they
         were assessed with), under the lock; the changes committed, for the caller to tell. See
@@ -131,7 +112,7 @@ class InventoryReassessment(IncidentGrouping):
         return any(inc.lower_since is not None for inc in self._open.values())
 
     def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
-        """One open incident after an inventory change, or at start (see ``replace_inventory``)."""
+        """One open incident after an inventory change (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
         current = self.inventory
         if row is None:

@@ -369,7 +369,6 @@ class Run:
                     inc.forget_facts()
             self.outbox = Outbox(self.sql, [Quiet()], self.clock)
             self.engine.subscribe(self.outbox)
-            self.engine.reassess_at_start()  # as serve does once the outbox listens
 
     def active(self) -> _Active:
         return _Active(self)

@@ -325,10 +325,6 @@ def build_service(
         background.append(outbox.run)
     else:  # the API still lists and discards what removed notifiers left
         outbox = stored_outbox(sql, clock)
-    # Once the outbox listens: an incident open across an upgrade gets this release's title as an edit. Not
-    # while a source is down: the first refresh that reads it assesses them, with the workloads it lists.
-    if not inventories.failing:
-        engine.reassess_at_start()
     if cfg.slack.signing_secret is not None:
         from alerting.slack_interactions import slack_interaction_routes  # noqa: PLC0415
         from alerting.slack_replays import HandledSlackRequests  # noqa: PLC0415

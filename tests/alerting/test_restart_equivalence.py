@@ -48,7 +48,6 @@ class Serve:
         self.engine = IncidentEngine(make_engine(self.db), self.clock, self.config, self.inventory)
         self.outbox = Outbox(make_engine(self.db), [Quiet()], self.clock)
         self.engine.subscribe(self.outbox)
-        self.engine.reassess_at_start()  # as serve does once the outbox listens
 
     def refresh(self, inventory: StaticInventory) -> None:
         """An inventory refresh (Slurm's, Kubernetes')."""

@@ -32,6 +32,15 @@ def test_a_few_seeds_run_straight_and_restarted_alike() -> None:
     assert (result["seeds"], result["steps"], result["divergent"]) == (2, 20, [])
 
 
+@pytest.mark.parametrize(("seed", "steps"), [(20, 4), (92, 22)])
+def test_seeds_a_start_up_reassessment_made_diverge_run_alike(seed: int, steps: int) -> None:
+    # An assessment of the open incidents at each start (fix/retitle's, taken out) folded members' onsets into
+    # first_onset_at (seed 20, step 2) and, where the rebuilt view no longer carried a stopped job, lowered
+    # P0 to P2 (seed 92, step 20): a restarted serve differed from one that was not restarted.
+    result = run_harness("restart_fuzz.py", "--seeds", str(seed), "--steps", str(steps), timeout=120)
+    assert (result["seeds"], result["divergent"]) == (1, [])
+
+
 def test_an_engine_rebuilt_without_its_held_announcements_is_reported_at_the_step_that_shows_it(
     fuzz: ModuleType, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -22,13 +22,11 @@ from typer.testing import CliRunner
 
 from alerting import scenarios
 from alerting.db import make_engine
-from alerting.engine import IncidentEngine
 from alerting.health import ServiceHealth
-from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.inventory import StaticInventory
 from alerting.inventory_file import inventory_data
 from alerting.journal import KIND_POSTABLE, AcceptJournal
 from alerting.migrate import alembic_config, upgrade
-from alerting.notifiers.recorder import SlackRecorder
 from alerting.outbox import Outbox
 from gpuwarden.api import create_app
 from gpuwarden.cli import app
@@ -38,7 +36,6 @@ from gpuwarden.cli.serve_cmd import _tick_loop, build_applier, build_service, jo
 from gpuwarden.clock import SystemClock
 from gpuwarden.config import ApiConfig, GpuwardenConfig
 from gpuwarden.errors import SourceError
-from gpuwarden.model import Alert, WorkloadKind, WorkloadRef
 from tests.alerting.notifiers.incidents import lifecycle
 from tests.gpuwarden.api_client import AUTH, TOKEN, TestClient
 from tests.gpuwarden.cli.stopping import run_then_sigterm
@@ -681,121 +678,3 @@ def test_a_relist_during_serves_first_inventory_read_is_counted_once(
     source.expires = True
     inventories.read(engine)  # and one that relists again is counted
     assert engine.counters["inventory_relists"] == 2
-
-
-def test_an_incident_open_across_an_upgrade_is_retitled_once_at_start_without_any_inventory(
-    tmp_path: Path,
-) -> None:
-    # Without an inventory no refresh ever comes: the title an earlier release stored (a pod named without
-    # its namespace) stayed in the store, the API and Slack until one of the incident's alerts changed.
-    db = str(tmp_path / "s.db")
-    hot = {"alertname": "GpuTempHigh", "Hostname": "node-03", "gpu": "5", "pod": "llm-chat-5"}
-    hot |= {"namespace": "inference", "job": "dcgm-exporter"}
-    with SlackRecorder() as recorder:
-        cfg = GpuwardenConfig.model_validate(
-            {
-                "slack": {"bot_token": recorder.token, "base_url": recorder.base_url, "channel": "C0GPU"},
-                "webhooks": [{"name": "ops", "url": f"{recorder.root_url}/hooks/ops"}],
-                "alerting": {"announce_delay_seconds": 0},
-            }
-        )
-        engine, _, _, outbox = build_service(cfg, db)
-        assert outbox is not None
-        engine.ingest([Alert(hot)])
-        engine.ingest([Alert({**hot, "alertname": "GpuPowerHigh"})])  # the last event, told as an update
-        engine.ingest([Alert({"alertname": "GpuTempHigh", "Hostname": "node-09", "gpu": "0"})])  # current
-        outbox.dispatch_due()
-        ((row, _),) = [(r, n) for r, n in engine.store.list_rows(None) if "node-03" in r.title]
-        title = row.title
-        assert title == "gpu node-03/5 GpuTempHigh (pod inference/llm-chat-5)"
-        with make_engine(db).begin() as conn:  # as the release before namespaced pods wrote it
-            old = "gpu node-03/5 GpuTempHigh (pod llm-chat-5)"
-            conn.execute(text("UPDATE incidents SET title = :t WHERE id = :i"), {"t": old, "i": row.id})
-        events = len(engine.store.get(row.id).timeline)
-
-        def restart() -> tuple[list[str], list[str]]:
-            """Start serve again on the store; the Slack calls and webhook changes it sent."""
-            calls, posts = len(recorder.calls), len(recorder.hook_posts("ops"))
-            engine, _, _, outbox = build_service(cfg, db)
-            assert outbox is not None
-            outbox.dispatch_due()
-            assert engine.store.get(row.id).title == title  # in the store, and so the API and the CLI
-            return (
-                [c.method for c in recorder.calls[calls:]],
-                [f"{p['change']} {p['incident']['title']}" for p in recorder.hook_posts("ops")[posts:]],
-            )
-
-        edits, hooks = restart()
-        assert edits.count("chat.update") == 1 and hooks == [f"updated {title}"]
-        edit = recorder.calls_to("chat.update")[-1]
-        assert title in edit.params["text"] and old not in edit.params["text"]
-        timeline = engine.store.get(row.id).timeline
-        assert len(timeline) == events + 1
-        assert (timeline[-1].kind, timeline[-1].data) == ("retitled", {"from": old, "to": title})
-        assert restart() == ([], [])  # the next start finds nothing to tell
-        assert len(engine.store.get(row.id).timeline) == events + 1
-
-
-def test_an_inventory_file_edited_while_serve_was_down_retitles_its_open_incidents_at_start(
-    tmp_path: Path,
-) -> None:
-    # Nothing re-reads an inventory file while serve runs: an open incident kept what the file said when
-    # serve last started, after the file was edited and serve restarted, until one of its alerts changed.
-    path, db = tmp_path / "inventory.yaml", str(tmp_path / "s.db")
-    nodes = [NodeInfo("n1", "c1", "r1", 8)]
-    path.write_text(yaml.safe_dump(inventory_data(StaticInventory(nodes, [], {"c1": 0}))))
-    cfg = GpuwardenConfig.model_validate(
-        {"alerting": {"inventory_file": str(path), "announce_delay_seconds": 0}}
-    )
-    engine, _, _, _ = build_service(cfg, db)
-    hot = {"alertname": "GpuTempHigh", "cluster": "c1", "node": "n1", "gpu": "1", "slurm_job": "6"}
-    engine.ingest([Alert(hot)])
-    ((row, _),) = engine.store.list_rows(None)
-    assert row.title == "gpu n1/1 GpuTempHigh (training job 6)"
-    blip = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "blip (6)", "c1")
-    units = tuple(frozenset({("c1", "n1", i)}) for i in range(4))
-    job = WorkloadInfo(blip, units, aliases=("6", "blip"))
-    path.write_text(yaml.safe_dump(inventory_data(StaticInventory(nodes, [job], {"c1": 0}))))
-    engine, _, _, _ = build_service(cfg, db)  # the job is now listed by name
-    assert engine.store.get(row.id).title == "gpu n1/1 GpuTempHigh (training job blip (6))"
-
-
-def test_a_source_down_at_start_leaves_open_incidents_to_its_first_read_not_retitled_without_it(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    # Assessed without the jobs slurmctld lists, the incident would be retitled "training job 6" at start,
-    # then back at the refresh that reads them: two edits in Slack for nothing that changed.
-    class Slurm:
-        down = False
-
-        def read(self) -> StaticInventory:
-            if self.down:
-                raise SourceError("slurmctld not responding", source="slurm")
-            blip = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "blip (6)", "c1")
-            job = WorkloadInfo(blip, tuple(frozenset({("c1", "n1", i)}) for i in range(4)), aliases=("6",))
-            return StaticInventory([NodeInfo("n1", "c1", "r1", 8)], [job], {"c1": 0})
-
-    source, db = Slurm(), str(tmp_path / "s.db")
-    cfg = GpuwardenConfig.model_validate({"alerting": {"announce_delay_seconds": 0}})
-
-    def started() -> tuple[IncidentEngine, Inventories]:
-        inventories = Inventories([], [(source, "slurm")], SystemClock())
-        monkeypatch.setattr("gpuwarden.cli.serve_cmd.prepare_inventories", lambda _cfg: inventories)
-        engine, _, _, _ = build_service(cfg, db)
-        return engine, inventories
-
-    engine, _ = started()
-    engine.ingest(
-        [Alert({"alertname": "GpuTempHigh", "cluster": "c1", "node": "n1", "gpu": "1", "slurm_job": "6"})]
-    )
-    ((row, _),) = engine.store.list_rows(None)
-    assert row.title == "gpu n1/1 GpuTempHigh (training job blip (6))"
-    kinds = [e.kind for e in engine.store.get(row.id).timeline]
-    source.down = True
-    engine, inventories = started()
-    assert engine.store.get(row.id).title == row.title
-    source.down = False
-    inventories.read(engine)
-    inventories.publish(engine)  # its first refresh that reads it assesses, with what it lists
-    incident = engine.store.get(row.id)
-    assert (incident.title, [e.kind for e in incident.timeline]) == (row.title, kinds)
