@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,7 @@ from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
+from alerting.outbox import Outbox
 from alerting.reminders import TOLD_AT, last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
@@ -28,6 +30,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.test_slack import Threads, deliver, notifier_for
+from tests.alerting.outbox_only import Quiet
 from tests.alerting.test_joining import _on
 from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_restart_equivalence import Serve
@@ -372,23 +375,50 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
     ]
 
 
-def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(tmp_path: Path) -> None:
-    # The node's incident opens at 23:00 and is announced at 23:00:10 (stored: announced_at). serve restarts
-    # at 00:00:10: its first tick announced it again, the outbox dropping the duplicate by its key, for every
-    # open incident (10,000 read and offered at start); the store says it was announced, so nothing is.
-    serve = _Serve(tmp_path / "serve")
-    serve.engine.ingest([_DOWN])
-    serve.clock.advance(serve.config.announce_delay_seconds)
-    serve.engine.tick()
-    serve.clock.advance(3600)
-    serve.restart()
-    heard: list[IncidentChange] = []
-    serve.engine.subscribe(heard.append)
-    serve.clock.advance(5)
-    serve.engine.tick()
-    assert heard == []
-    assert serve.outbox.stats.duplicates == 0
-    assert [n.change.value for n in _told(serve)] == ["opened"]
+@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
+    tmp_path: Path, delay: float
+) -> None:
+    db = tmp_path / "incidents.db"
+    migrated_sqlite(db).dispose()
+    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(str(db), delay)
+
+
+def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str, delay: float) -> None:
+    """The node's incident opens at 23:00 and is announced ``delay`` seconds later (stored: announced_at).
+    serve restarts an hour later: its first tick announced it again, the outbox dropping the duplicate by its
+    key, for every open incident (10,000 read and offered at start); the store says it was announced, so
+    nothing is. With no delay it is announced in the instant it opened (a clock that did not move, or was set
+    back): stored as its opening's time, it read as stored before 0019, offered again at every start."""
+    clock, config, sql = (
+        FakeClock(),
+        AlertingConfig(announce_delay_seconds=delay),
+        alerting.db.make_engine(db),
+    )
+    start = clock.now()
+    try:
+        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
+        engine.subscribe(Outbox(sql, [Quiet()], clock))
+        engine.ingest([_DOWN])
+        clock.advance(delay)
+        engine.tick()
+        clock.advance(3600)
+        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # the restart
+        outbox = Outbox(sql, [Quiet()], clock)
+        heard: list[IncidentChange] = []
+        engine.subscribe(outbox)
+        engine.subscribe(heard.append)
+        clock.advance(5)
+        engine.tick()
+        assert heard == []
+        assert outbox.stats.duplicates == 0
+        told = [Notification.model_validate_json(m.payload).change.value for m in outbox.messages()]
+        assert told == ["opened"]
+        with Session(sql) as session:
+            (announced,) = session.scalars(select(IncidentRow.announced_at))
+        assert announced is not None and announced - start == timedelta(seconds=delay or 1e-6)
+    finally:
+        sql.dispose()
 
 
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:
