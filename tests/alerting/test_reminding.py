@@ -20,6 +20,7 @@ from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
 from alerting.outbox import Outbox
+from alerting.outbox_tables import OutboxMessage
 from alerting.reminders import TOLD_AT, last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
@@ -207,19 +208,22 @@ def _stored(
 
 
 @pytest.mark.parametrize(
-    ("announced", "merged", "page"),
+    ("announced", "merged", "page", "taken"),
     [
-        pytest.param(10, 60, 1.5 * 3600 + 10, id="announced"),
+        pytest.param(10, 60, 1.5 * 3600 + 10, None, id="announced"),
         # 0019 stored the opening's own time for incidents of before it: read as told at the end of the delay.
-        pytest.param(0, 60, 1.5 * 3600 + 10, id="stored-before-0019"),
-        pytest.param(None, 5, 3600, id="never-announced"),
+        pytest.param(0, 60, 1.5 * 3600 + 10, None, id="stored-before-0019"),
+        pytest.param(None, 5, 3600, None, id="never-announced"),
         # Past its delay but never announced (the serve holding it stopped; the next merged it before its
         # first tick): it paged nobody either.
-        pytest.param(None, 60, 3600, id="never-announced-merged-after-its-delay"),
+        pytest.param(None, 60, 3600, None, id="never-announced-merged-after-its-delay"),
+        # The outbox took its opening 10 s after it opened, and storing when failed (the store dropped, or
+        # serve died); it was merged before it was announced again: it paged, when the outbox took it.
+        pytest.param(None, 60, 1.5 * 3600 + 10, 10, id="taken-by-the-outbox-unstored"),
     ],
 )
 def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
-    tmp_path: Path, announced: float | None, merged: float, page: float
+    tmp_path: Path, announced: float | None, merged: float, page: float, taken: float | None
 ) -> None:
     # inc-a paged at its opening (23:00) and an escalation (00:00); inc-b opened at 01:30, was told after
     # the 10 s announce delay and paged, then merged into inc-a at 01:31: inc-a's fault was paged then. One
@@ -228,6 +232,21 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         _stored(session, "inc-a", None, ("opened", 0, {}), ("priority", 1, {"from": "P2", "to": "P1"}))
         b_merged = ("merged", 1.5 + merged / 3600, {"into": "inc-a"})
         _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), b_merged, announced=announced, opened=1.5)
+        if taken is not None:  # its opening for two notifiers, then its merge (told: the outbox knew it)
+            at = FakeClock().time() + 1.5 * 3600 + taken
+            for notifier, key, after in (("slack", "o", 0), ("webhook:ops", "o", 0), ("slack", "m", 50)):
+                session.add(
+                    OutboxMessage(
+                        notifier=notifier,
+                        incident_id="inc-b",
+                        idempotency_key=key,
+                        payload="{}",
+                        status="sent",
+                        created_at=at + after,
+                        next_attempt_at=at + after,
+                    )
+                )
+            session.flush()
         events = stored_pages(session, ["inc-a"], 10)["inc-a"]
         last, taken_up = last_page(events, FakeClock().now(), 10)
     assert (last - FakeClock().now()).total_seconds() == page
