@@ -23,7 +23,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import Update, update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -298,19 +298,30 @@ class IncidentAnnouncing:
         now = self.clock.now()
         with self._sessions() as session, session.begin():
             for chunk in in_lists([i for i, before in taken.items() if before is None]):
-                session.execute(_stamp(chunk, now))
+                _stamp(session, chunk, now)
             for incident_id, before in taken.items():  # few: only after a crash
                 if before is not None:
-                    session.execute(_stamp([incident_id], before))
+                    _stamp(session, [incident_id], before)
 
 
-def _stamp(incident_ids: Sequence[str], at: datetime) -> Update:
-    """Store ``at`` as the announcement of those of the incidents that have none yet."""
-    return (
-        update(IncidentRow)
-        .where(IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
-        .values(announced_at=at)
-    )
+_AFTER_OPENING = timedelta(microseconds=1)
+
+
+def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
+    """Store ``at`` as the announcement of those of the incidents that have none yet; of one that opened at
+    ``at`` or later (no announce delay under a clock that did not move, or a wall clock set back), the
+    microsecond after its opening: its opening's own time reads as stored before migration 0019
+    (``reminders.was_announced``), offered to the listeners again at every start."""
+    unstamped = (IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
+    session.execute(update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at))
+    for incident_id, opened_at in session.execute(
+        select(IncidentRow.id, IncidentRow.opened_at).where(*unstamped)
+    ).all():
+        session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.id == incident_id)
+            .values(announced_at=opened_at + _AFTER_OPENING)
+        )
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:

@@ -48,7 +48,8 @@ def announced_at(opened: datetime, announced: datetime | None, hold: timedelta) 
 def was_announced(opened: datetime, announced: datetime | None) -> bool:
     """Whether the store says an opening at ``opened`` was handed to the listeners: its ``announced_at`` is
     after it. NULL: never (held, merged or resolved before its delay ended, or no listener); ``opened``
-    itself: stored before migration 0019, which set that for every incident, told or not (not known)."""
+    itself: stored before migration 0019, which set that for every incident, told or not (not known); one
+    told in the instant it opened is stored a microsecond after it (``announcing._stamp``)."""
     return announced is not None and announced > opened
 
 

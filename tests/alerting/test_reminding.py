@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -18,6 +19,8 @@ from alerting.migrate import upgrade
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.recorder import SlackRecorder
 from alerting.notifiers.webhook import webhook_payload
+from alerting.outbox import Outbox
+from alerting.outbox_tables import OutboxMessage
 from alerting.reminders import TOLD_AT, last_page
 from alerting.reminding import ParkedCheck, stored_pages, unsilenced_at
 from alerting.silence_index import SilenceIndex
@@ -28,6 +31,7 @@ from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
 from tests.alerting.notifiers.test_slack import Threads, deliver, notifier_for
+from tests.alerting.outbox_only import Quiet
 from tests.alerting.test_joining import _on
 from tests.alerting.test_migrate import downgrade
 from tests.alerting.test_restart_equivalence import Serve
@@ -204,19 +208,22 @@ def _stored(
 
 
 @pytest.mark.parametrize(
-    ("announced", "merged", "page"),
+    ("announced", "merged", "page", "taken"),
     [
-        pytest.param(10, 60, 1.5 * 3600 + 10, id="announced"),
+        pytest.param(10, 60, 1.5 * 3600 + 10, None, id="announced"),
         # 0019 stored the opening's own time for incidents of before it: read as told at the end of the delay.
-        pytest.param(0, 60, 1.5 * 3600 + 10, id="stored-before-0019"),
-        pytest.param(None, 5, 3600, id="never-announced"),
+        pytest.param(0, 60, 1.5 * 3600 + 10, None, id="stored-before-0019"),
+        pytest.param(None, 5, 3600, None, id="never-announced"),
         # Past its delay but never announced (the serve holding it stopped; the next merged it before its
         # first tick): it paged nobody either.
-        pytest.param(None, 60, 3600, id="never-announced-merged-after-its-delay"),
+        pytest.param(None, 60, 3600, None, id="never-announced-merged-after-its-delay"),
+        # The outbox took its opening 10 s after it opened, and storing when failed (the store dropped, or
+        # serve died); it was merged before it was announced again: it paged, when the outbox took it.
+        pytest.param(None, 60, 1.5 * 3600 + 10, 10, id="taken-by-the-outbox-unstored"),
     ],
 )
 def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
-    tmp_path: Path, announced: float | None, merged: float, page: float
+    tmp_path: Path, announced: float | None, merged: float, page: float, taken: float | None
 ) -> None:
     # inc-a paged at its opening (23:00) and an escalation (00:00); inc-b opened at 01:30, was told after
     # the 10 s announce delay and paged, then merged into inc-a at 01:31: inc-a's fault was paged then. One
@@ -225,6 +232,21 @@ def test_the_pages_of_an_incident_merged_in_count_as_the_incidents_own(
         _stored(session, "inc-a", None, ("opened", 0, {}), ("priority", 1, {"from": "P2", "to": "P1"}))
         b_merged = ("merged", 1.5 + merged / 3600, {"into": "inc-a"})
         _stored(session, "inc-b", "inc-a", ("opened", 1.5, {}), b_merged, announced=announced, opened=1.5)
+        if taken is not None:  # its opening for two notifiers, then its merge (told: the outbox knew it)
+            at = FakeClock().time() + 1.5 * 3600 + taken
+            for notifier, key, after in (("slack", "o", 0), ("webhook:ops", "o", 0), ("slack", "m", 50)):
+                session.add(
+                    OutboxMessage(
+                        notifier=notifier,
+                        incident_id="inc-b",
+                        idempotency_key=key,
+                        payload="{}",
+                        status="sent",
+                        created_at=at + after,
+                        next_attempt_at=at + after,
+                    )
+                )
+            session.flush()
         events = stored_pages(session, ["inc-a"], 10)["inc-a"]
         last, taken_up = last_page(events, FakeClock().now(), 10)
     assert (last - FakeClock().now()).total_seconds() == page
@@ -372,23 +394,50 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
     ]
 
 
-def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(tmp_path: Path) -> None:
-    # The node's incident opens at 23:00 and is announced at 23:00:10 (stored: announced_at). serve restarts
-    # at 00:00:10: its first tick announced it again, the outbox dropping the duplicate by its key, for every
-    # open incident (10,000 read and offered at start); the store says it was announced, so nothing is.
-    serve = _Serve(tmp_path / "serve")
-    serve.engine.ingest([_DOWN])
-    serve.clock.advance(serve.config.announce_delay_seconds)
-    serve.engine.tick()
-    serve.clock.advance(3600)
-    serve.restart()
-    heard: list[IncidentChange] = []
-    serve.engine.subscribe(heard.append)
-    serve.clock.advance(5)
-    serve.engine.tick()
-    assert heard == []
-    assert serve.outbox.stats.duplicates == 0
-    assert [n.change.value for n in _told(serve)] == ["opened"]
+@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
+    tmp_path: Path, delay: float
+) -> None:
+    db = tmp_path / "incidents.db"
+    migrated_sqlite(db).dispose()
+    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(str(db), delay)
+
+
+def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str, delay: float) -> None:
+    """The node's incident opens at 23:00 and is announced ``delay`` seconds later (stored: announced_at).
+    serve restarts an hour later: its first tick announced it again, the outbox dropping the duplicate by its
+    key, for every open incident (10,000 read and offered at start); the store says it was announced, so
+    nothing is. With no delay it is announced in the instant it opened (a clock that did not move, or was set
+    back): stored as its opening's time, it read as stored before 0019, offered again at every start."""
+    clock, config, sql = (
+        FakeClock(),
+        AlertingConfig(announce_delay_seconds=delay),
+        alerting.db.make_engine(db),
+    )
+    start = clock.now()
+    try:
+        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
+        engine.subscribe(Outbox(sql, [Quiet()], clock))
+        engine.ingest([_DOWN])
+        clock.advance(delay)
+        engine.tick()
+        clock.advance(3600)
+        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # the restart
+        outbox = Outbox(sql, [Quiet()], clock)
+        heard: list[IncidentChange] = []
+        engine.subscribe(outbox)
+        engine.subscribe(heard.append)
+        clock.advance(5)
+        engine.tick()
+        assert heard == []
+        assert outbox.stats.duplicates == 0
+        told = [Notification.model_validate_json(m.payload).change.value for m in outbox.messages()]
+        assert told == ["opened"]
+        with Session(sql) as session:
+            (announced,) = session.scalars(select(IncidentRow.announced_at))
+        assert announced is not None and announced - start == timedelta(seconds=delay or 1e-6)
+    finally:
+        sql.dispose()
 
 
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:
