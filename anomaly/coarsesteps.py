@@ -45,6 +45,7 @@ from typing import overload
 
 import numpy as np
 
+from anomaly.filterperiods import FilterPeriods
 from anomaly.sources import Frame
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
@@ -104,6 +105,7 @@ class CoarseSteps:
         self._series: dict[str, SeriesSteps] = {}
         self.series_seen: dict[str, float] = {}
         """Per query, the longest step any of its series answers on where coarser than asked."""
+        self.periods = FilterPeriods(source, CONFIRM, MIN_STEPS)
 
     def keep(self, frame: Frame, step: float) -> Frame:
         """``frame`` (a query's grid, ``step`` apart) without the steps its coarser answers leave empty, and
@@ -155,6 +157,8 @@ class CoarseSteps:
     def _follow(self, query: str, answered: np.ndarray, step: float) -> None:
         last = self._last.get(query)
         stamps = answered if last is None else np.concatenate(([last], answered))
+        if query in self._filters and query not in self.seen:  # a coarser step seen was told already
+            self.periods.follow(query, stamps, step)
         for gap in np.diff(stamps).tolist():
             steps = round(gap / step)
             seen = self.seen.get(query, 0.0)
