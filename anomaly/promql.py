@@ -247,8 +247,8 @@ class PromQLSource:
             self._health.failed(self._outage(failed))
         elif answered or self._health.up:
             # A read that asked nothing (no query's step in its window) is no news: a source down stays
-            # down. It came up, so `anomaly run --ticks 1` exited 0 or 1 by the wall clock, and a source
-            # down for good never turned stale while its queries' steps were longer than the tick.
+            # down. It came up after a failed warm-up, so `anomaly run --ticks 1` exited 0 or 1 by the
+            # wall clock (whether its one tick fell on a query's step).
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
