@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from anomaly import coarsesteps
 from anomaly.coarsesteps import LONGEST, MIN_STEPS, CoarseSteps
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.sources import Frame
@@ -347,3 +348,19 @@ def test_a_filter_back_at_uneven_times_or_a_query_that_is_no_filter_is_not_told_
             uneven.keep(frame([t], back), 30.0)
             plain.keep(rule_every_twenty_minutes([t]), 30.0)
     assert messages(caplog, "come back every") == []
+
+
+def test_hashes_of_series_answered_once_are_capped_oldest_first(monkeypatch):
+    # Kept two hours whatever the step, they grew as one over it: 1.4 million at step 5 s with 1,000 pods
+    # living one scrape at every read. Capped (here at 1,000), oldest first: GPU-1, answering every 35 steps
+    # among 50 fresh label sets a read, has its first spacing counted still, and is seen from its 4th answer.
+    monkeypatch.setattr(coarsesteps, "ONCE_MOST", 1000, raising=False)
+    coarse = CoarseSteps("prometheus")
+    held = []
+    for k in range(150):
+        labels = [LABELS[0], *({"UUID": f"pod-{k}-{i}"} for i in range(50))]
+        labels += [LABELS[1]] if k % 35 == 5 else []
+        coarse.keep(Frame(Q, labels, np.array([30.0 * k]), np.ones((len(labels), 1))), 30.0)
+        held.append(len(coarse._series[Q]._once))
+    assert max(held) == 1000
+    assert coarse.series_seen == {Q: 1050.0}
