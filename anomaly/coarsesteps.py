@@ -41,10 +41,12 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Collection, Mapping, Sequence
+from itertools import islice
 from typing import overload
 
 import numpy as np
 
+from anomaly.filterperiods import FilterPeriods
 from anomaly.sources import Frame
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
@@ -54,6 +56,9 @@ CONFIRM = 3  # spacings in a row of the same coarser step before it is believed:
 MIN_STEPS = 20  # asked steps those spacings cover at least: a filter's answers are on a grid by chance
 RECENT = 4  # reads whose label sets' slots are kept: series at up to four phases of a coarser step
 LONGEST = 7200.0  # seconds a series is kept for its next answer at most: twice Thanos' coarsest step
+# Hashes of series answered once kept per query at most: what two hours of 1,000 such series a read hold at
+# step 30 s (about 25 MiB); at shorter steps the oldest go first.
+ONCE_MOST = 250_000
 
 # The rule, for a query's answered steps (scalars, one answer at a time) and a read's series (arrays): written
 # once, in operators both take. The per-series code run on one slot cost 64 us an answer against 9 us.
@@ -104,6 +109,7 @@ class CoarseSteps:
         self._series: dict[str, SeriesSteps] = {}
         self.series_seen: dict[str, float] = {}
         """Per query, the longest step any of its series answers on where coarser than asked."""
+        self.periods = FilterPeriods(source, CONFIRM, MIN_STEPS)
 
     def keep(self, frame: Frame, step: float) -> Frame:
         """``frame`` (a query's grid, ``step`` apart) without the steps its coarser answers leave empty, and
@@ -155,6 +161,8 @@ class CoarseSteps:
     def _follow(self, query: str, answered: np.ndarray, step: float) -> None:
         last = self._last.get(query)
         stamps = answered if last is None else np.concatenate(([last], answered))
+        if query in self._filters and query not in self.seen:  # a coarser step seen was told already
+            self.periods.follow(query, stamps, step)
         for gap in np.diff(stamps).tolist():
             steps = round(gap / step)
             seen = self.seen.get(query, 0.0)
@@ -454,6 +462,19 @@ class SeriesSteps:
             self._labels[slot] = None
             self.last[slot], self.seen[slot] = np.nan, 0.0
             self._free.append(slot)
+        self._bound_once(now, step)
+
+    def _bound_once(self, now: float, step: float) -> None:
+        """Let go of the hashes older than ``reach``, and of the oldest past ``ONCE_MOST``.
+
+        Kept ``reach`` (two hours) whatever the step, they grew as one over the step: at step 5 s with 1,000
+        series answering once at every read, 1.4 million of them. Dropped oldest first (a dict keeps the
+        order they were let go of in, their answers' order): a series that churn pushes out is read as new
+        at its next answer, and its spacing is counted from the one after."""
         if self._once and now - self._pruned >= MIN_STEPS * step:  # every 20 steps: 0.05 s for 240,000
             self._pruned = now
             self._once = {h: t for h, t in self._once.items() if now - t <= self.reach}
+        over = len(self._once) - ONCE_MOST
+        if over > 0:
+            for h in list(islice(self._once, over)):
+                del self._once[h]

@@ -59,20 +59,34 @@ MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more point
 _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
 _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
+# A string or a comment, whichever starts first: a # in a string starts no comment, a quote in one no string.
+_QUOTED_OR_COMMENT = re.compile(rf"{_QUOTED.pattern}|#[^\n]*")
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # keywords are any case
 
 
+def uncommented(expr: str, *, blank_strings: bool = False) -> str:
+    """``expr`` without its ``#`` comments (each runs to the end of its line), its strings kept or, with
+    ``blank_strings``, emptied (``""``): what is left is what PromQL reads as operators and names."""
+
+    def keep(match: re.Match[str]) -> str:
+        text = match.group(0)
+        return "" if text.startswith("#") else '""' if blank_strings else text
+
+    return _QUOTED_OR_COMMENT.sub(keep, expr)
+
+
 def selected_metric(expr: str) -> str | None:
     """The metric of a bare selector (``X_TOTAL{gpu="0"}``: ``X_TOTAL``); None for any other expression."""
-    match = _SELECTOR.fullmatch(expr)
+    match = _SELECTOR.fullmatch(uncommented(expr))
     return None if match is None else match.group(1)
 
 
 def filters_series(expr: str) -> bool:
     """Whether ``expr`` compares without ``bool`` (``up == 0``, ``x > 90``): its series answer only the steps
-    where they pass, so a series' absence between two of its answers is no coarser step."""
-    return _COMPARISON.search(_MATCHERS.sub("", _QUOTED.sub('""', expr))) is not None
+    where they pass, so a series' absence between two of its answers is no coarser step. Comments are not
+    read: ``x  # alert when > 90`` is no filter."""
+    return _COMPARISON.search(_MATCHERS.sub("", uncommented(expr, blank_strings=True))) is not None
 
 
 def inferred_kind(expr: str) -> SeriesKind:
@@ -231,7 +245,10 @@ class PromQLSource:
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
         if errors and not answered:
             self._health.failed(self._outage(failed))
-        else:
+        elif answered or self._health.up:
+            # A read that asked nothing (no query's step in its window) is no news: a source down stays
+            # down. It came up after a failed warm-up, so `anomaly run --ticks 1` exited 0 or 1 by the
+            # wall clock (whether its one tick fell on a query's step).
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)

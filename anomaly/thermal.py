@@ -10,11 +10,15 @@ samples have been hot since one there, teaches the regression nothing (others ar
 so a runaway never becomes the new normal, not even once the heat throttles the GPU to a power it never ran
 at: its alert lasts while the GPU runs hot and resolves once the temperature is back where the power puts it.
 
-State is kept in arrays indexed by the temperature series' id; power rows are joined on ``key_label``
-(``UUID``) once and reused while both queries keep the same series.
+State is kept in arrays by slot, one slot per temperature series scored (given on its first score, freed
+when the series is forgotten): indexed by series id, they reached the highest temperature id, so six GPUs
+numbered after 200,000 other series held 20 MB. Power rows are joined on ``key_label`` (``UUID``), and the
+temperature series' slots looked up, once, and reused while both queries keep the same series.
 """
 
 from __future__ import annotations
+
+import sys
 
 import numpy as np
 
@@ -22,9 +26,10 @@ from anomaly.detectors import Findings
 from anomaly.needs import POWER, TEMP
 from anomaly.series import Step, View
 from anomaly.steps import unlearned
-from anomaly.thresholds import FloatArray, IntArray
+from anomaly.thresholds import BoolArray, FloatArray, IntArray
 from gpuwarden.model import RecommendedAction
 
+_INT_BYTES = sys.getsizeof(2**40)  # a series id or slot as a Python int in the map
 _FIELDS = (
     "n",
     "last",
@@ -78,12 +83,14 @@ class ThermalDetector:
         self.held_for = np.zeros(0)  # the seconds its current hold has been hot (the samples' gaps summed)
         self.hot_at = np.zeros(0)  # its last sample above the band at a learnt power
         self.hot_in = np.zeros(0)  # 1 where its current run of hot samples began inside the learnt range
-        self._join: tuple[IntArray, IntArray, IntArray, IntArray] | None = None
+        self._join: tuple[IntArray, IntArray, IntArray, IntArray, IntArray] | None = None
+        self._slot: dict[int, int] = {}  # temperature series id -> its row of the arrays
+        self._free: list[int] = []
 
     def _grow(self, needed: int) -> None:
         if needed <= self.n.size:
             return
-        size = max(needed, 2 * self.n.size, 1024)
+        size = max(needed, 2 * self.n.size, 64)
         for name in _FIELDS:
             old = getattr(self, name)
             new = np.zeros(size)
@@ -94,47 +101,60 @@ class ThermalDetector:
         """Online: nothing to refit."""
 
     def state_bytes(self) -> int:
-        """Bytes of per-GPU state held: its arrays, indexed by series id up to the highest temperature id."""
-        return sum(int(getattr(self, name).nbytes) for name in _FIELDS)
+        """Bytes of per-GPU state held: its arrays, a slot per temperature series scored (64 at least), and
+        the map of series ids to slots (its table and two integers an entry)."""
+        slots = sys.getsizeof(self._slot) + _INT_BYTES * 2 * len(self._slot)
+        return slots + sum(int(getattr(self, name).nbytes) for name in _FIELDS)
 
     def judged_by(self, query: str) -> tuple[str, ...]:
         """The queries its alerts are judged by: temperature and power, read together or not at all."""
         return (self.temp_query, self.power_query)
 
     def forget(self, ids: IntArray) -> None:
-        """Drop the state of vanished series (and the cached join, which may name them)."""
+        """Drop the state of vanished series and free their slots (the cached join may name them)."""
         if ids.size:
             self._join = None
-        ids = ids[ids < self.n.size]
-        self.n[ids] = 0
+        slots = [slot for sid in ids.tolist() if (slot := self._slot.pop(sid, None)) is not None]
+        self.n[slots] = 0
+        self._free.extend(slots)
 
-    def _rows(self, temp: Step, power: Step) -> tuple[IntArray, IntArray]:
-        """Rows of ``temp`` and the matching rows of ``power`` (same key label)."""
+    def _slots(self, ids: IntArray) -> IntArray:
+        """The slot of each temperature series id, a free one (or a new one) for an id not scored yet."""
+        out = np.empty(ids.size, np.int64)
+        for i, sid in enumerate(ids.tolist()):
+            slot = self._slot.get(sid)
+            if slot is None:
+                slot = self._slot[sid] = self._free.pop() if self._free else len(self._slot)
+            out[i] = slot
+        self._grow(int(out.max(initial=-1)) + 1)
+        return out
+
+    def _rows(self, temp: Step, power: Step) -> tuple[IntArray, IntArray, IntArray]:
+        """Rows of ``temp``, the matching rows of ``power`` (same key label), the temperature rows' slots."""
         j = self._join
         if j is not None and _same(j[0], temp.ids) and _same(j[1], power.ids):
-            return j[2], j[3]
+            return j[2], j[3], j[4]
         where = {lab.get(self.key_label): i for i, lab in enumerate(power.labels)}
         pairs = [(i, where.get(lab.get(self.key_label))) for i, lab in enumerate(temp.labels)]
         kept = [(i, p) for i, p in pairs if p is not None]
         rows_t = np.array([i for i, _ in kept], np.int64)
         rows_p = np.array([p for _, p in kept], np.int64)
-        self._join = (temp.ids, power.ids, rows_t, rows_p)
-        return rows_t, rows_p
+        slots = self._slots(temp.ids[rows_t])
+        self._join = (temp.ids, power.ids, rows_t, rows_p, slots)
+        return rows_t, rows_p, slots
 
     def detect(self, view: View) -> list[Findings]:
         """Score the newest temperature of every GPU that also reports power."""
         temp, power = view.latest.get(self.temp_query), view.latest.get(self.power_query)
         if temp is None or power is None or not temp.labels or not power.labels:
             return []
-        rows_t, rows_p = self._rows(temp, power)
+        rows_t, rows_p, slots = self._rows(temp, power)
         x_t, x_p = temp.value[rows_t], power.value[rows_p]
         ok = np.flatnonzero(np.isfinite(x_t) & np.isfinite(x_p))
         rows, t, p = rows_t[ok], x_t[ok], x_p[ok]
-        ids = temp.ids[rows]
-        if ids.size:
-            self._grow(int(ids.max()) + 1)
-        with unlearned([getattr(self, name) for name in _FIELDS], _wild(temp, power, rows_t, rows_p, ok)):
-            score = self._update(ids, t, p, temp.at)
+        wild = slots[ok][_wild(temp, power, rows_t, rows_p)[ok]]
+        with unlearned([getattr(self, name) for name in _FIELDS], wild):
+            score = self._update(slots[ok], t, p, temp.at)
         full = np.zeros(len(temp.labels))
         full[rows] = score
         return [
@@ -150,20 +170,20 @@ class ThermalDetector:
             )
         ]
 
-    def _update(self, ids: IntArray, t: FloatArray, p: FloatArray, at: float) -> FloatArray:
-        n = self.n[ids]
+    def _update(self, slots: IntArray, t: FloatArray, p: FloatArray, at: float) -> FloatArray:
+        n = self.n[slots]
         fresh = n == 0
-        gap = at - self.last[ids]
+        gap = at - self.last[slots]
         gain = np.where(fresh, 1.0, 1.0 - np.exp(-np.maximum(gap, 0.0) / self.lag_seconds))
-        lagged = np.where(fresh, p, self.lagged[ids] + gain * (p - self.lagged[ids]))
-        mp, mt = np.where(fresh, lagged, self.mp[ids]), np.where(fresh, t, self.mt[ids])
-        mpp = np.where(fresh, lagged * lagged, self.mpp[ids])
-        mpt = np.where(fresh, lagged * t, self.mpt[ids])
+        lagged = np.where(fresh, p, self.lagged[slots] + gain * (p - self.lagged[slots]))
+        mp, mt = np.where(fresh, lagged, self.mp[slots]), np.where(fresh, t, self.mt[slots])
+        mpp = np.where(fresh, lagged * lagged, self.mpp[slots])
+        mpt = np.where(fresh, lagged * t, self.mpt[slots])
         var = np.maximum(mpp - mp * mp, 0.0)
         slope = (mpt - mp * mt) / (var + self.ridge)
         yhat = mt + slope * (lagged - mp)
         resid = t - yhat
-        dev = self.dev[ids]
+        dev = self.dev[slots]
         band = np.maximum(self.k * dev, self.min_deviation)
         score = np.where(n >= self.warmup, np.maximum(resid, 0.0) / band, 0.0)
         # Learn from the sample winsorised at the band, so a dip teaches little; a sample above the band (an
@@ -180,9 +200,12 @@ class ThermalDetector:
         # down): a GPU whose idle power fell (a driver, a lowered cap, MIG) is no runaway and learns as
         # before (without it, a GPU run at 90-400 W whose idle power fell to 20 W, its temperature as it
         # was, was flagged for 6 hours).
-        pmin, pmax = np.where(fresh, lagged, self.pmin[ids]), np.where(fresh, lagged, self.pmax[ids])
-        held_for, hot_at = np.where(fresh, 0.0, self.held_for[ids]), np.where(fresh, 0.0, self.hot_at[ids])
-        throttled = (hot_at > 0.0) & (hot_at >= self.last[ids]) & (self.hot_in[ids] > 0.0)
+        pmin, pmax = np.where(fresh, lagged, self.pmin[slots]), np.where(fresh, lagged, self.pmax[slots])
+        held_for, hot_at = (
+            np.where(fresh, 0.0, self.held_for[slots]),
+            np.where(fresh, 0.0, self.hot_at[slots]),
+        )
+        throttled = (hot_at > 0.0) & (hot_at >= self.last[slots]) & (self.hot_in[slots] > 0.0)
         known = (lagged <= pmax + self.ridge_watts) & ((lagged >= pmin - self.ridge_watts) | throttled)
         cap = np.where(n >= self.warmup, band, np.inf)
         t_used = yhat + np.clip(resid, -cap, cap)
@@ -195,35 +218,33 @@ class ThermalDetector:
         anew = (hot_at <= 0.0) | (at - hot_at >= self.hold_seconds)
         held_for = np.where(hot, np.where(anew, 0.0, held_for + np.maximum(gap, 0.0)), held_for)
         held = hot & (held_for < self.hold_seconds)
-        self.held_for[ids] = held_for
-        self.hot_at[ids] = np.where(hot, at, hot_at)
-        self.hot_in[ids] = np.where(hot, throttled | (lagged >= pmin), False)
+        self.held_for[slots] = held_for
+        self.hot_at[slots] = np.where(hot, at, hot_at)
+        self.hot_in[slots] = np.where(hot, throttled | (lagged >= pmin), False)
         w = np.where(held, 0.0, np.maximum(self.alpha, 1.0 / (n + 1.0)))
         learnt = score < 1.0
-        self.pmin[ids] = np.where(learnt, np.minimum(pmin, lagged), pmin)
-        self.pmax[ids] = np.where(learnt, np.maximum(pmax, lagged), pmax)
-        self.mp[ids] = mp + w * (lagged - mp)
-        self.mt[ids] = mt + w * (t_used - mt)
-        self.mpp[ids] = mpp + w * (lagged * lagged - mpp)
-        self.mpt[ids] = mpt + w * (lagged * t_used - mpt)
-        self.dev[ids] = np.where(fresh, 0.0, dev + w * (np.minimum(np.abs(resid), cap) - dev))
-        self.lagged[ids] = lagged
-        self.last[ids] = at
-        self.n[ids] = n + 1
+        self.pmin[slots] = np.where(learnt, np.minimum(pmin, lagged), pmin)
+        self.pmax[slots] = np.where(learnt, np.maximum(pmax, lagged), pmax)
+        self.mp[slots] = mp + w * (lagged - mp)
+        self.mt[slots] = mt + w * (t_used - mt)
+        self.mpp[slots] = mpp + w * (lagged * lagged - mpp)
+        self.mpt[slots] = mpt + w * (lagged * t_used - mpt)
+        self.dev[slots] = np.where(fresh, 0.0, dev + w * (np.minimum(np.abs(resid), cap) - dev))
+        self.lagged[slots] = lagged
+        self.last[slots] = at
+        self.n[slots] = n + 1
         return score
 
 
-def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray, ok: IntArray) -> IntArray:
-    """The ids of the scored pairs (``ok`` of ``temp``'s ``rows_t`` and ``power``'s ``rows_p``) whose
-    temperature or power is outside its query's data range."""
-    if temp.outside is None and power.outside is None:
-        return temp.ids[:0]
+def _wild(temp: Step, power: Step, rows_t: IntArray, rows_p: IntArray) -> BoolArray:
+    """Per pair (``temp``'s ``rows_t`` and ``power``'s ``rows_p``), whether its temperature or power is
+    outside its query's data range."""
     wild = np.zeros(rows_t.size, np.bool_)
     if temp.outside is not None:
         wild |= temp.outside[rows_t]
     if power.outside is not None:
         wild |= power.outside[rows_p]
-    return temp.ids[rows_t[ok][wild[ok]]]
+    return wild
 
 
 def _same(a: IntArray, b: IntArray) -> bool:

@@ -3,10 +3,12 @@
 * ``samples_per_second_per_core``: adaptive-threshold updates (score + learn) over 250,000 series per tick,
   one process, numpy single-threaded.
 * ``state_bytes_per_series``: the adaptive thresholds' array state divided by series, plus the thermal
-  detector's (its per-GPU regression, power range and hold, in arrays indexed by series id up to the highest
-  temperature series id) divided by the service's series; each part is given beside
+  detector's (its per-GPU regression, power range and hold, in arrays of a slot per temperature series, and
+  its map of ids to slots) divided by the service's series; each part is given beside
   (``adaptive_state_bytes_per_series``, ``thermal_state_bytes_per_series``), and
-  ``thermal_state_bytes_per_series_worst`` is the thermal part if the temperature series had the highest ids.
+  ``thermal_state_bytes_per_series_worst`` is the thermal part per slot: what it would be were every series
+  a temperature series (before fix/anom6 the arrays were indexed by series id, and this was the thermal
+  part if the temperature series had the highest ids).
 * ``detector_tick_seconds``: one adaptive-threshold tick for 10,000 GPUs x 25 series (250,000 series).
 * ``service_tick_seconds``: one full ``AnomalyService.infer`` for the same fleet through the in-process source
   (collecting the families, mapping label sets to ids, every built-in detector on every series, alerts,
@@ -134,8 +136,8 @@ def bench_service() -> tuple[tuple[float, float, float], AnomalyService]:
 
 
 def thermal_state(service: AnomalyService) -> tuple[float, float]:
-    """The thermal detector's state per series of the service: as held, and if the temperature series had
-    the highest ids (its arrays reach the highest one it scored)."""
+    """The thermal detector's state per series of the service: as held, and per temperature series it
+    holds a slot for (were every series one)."""
     (thermal,) = [d for d in service.detectors if isinstance(d, ThermalDetector)]
     held = thermal.state_bytes()
     per_slot = held / thermal.n.size if thermal.n.size else 0.0

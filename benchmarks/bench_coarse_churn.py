@@ -1,10 +1,11 @@
 """Memory of ``CoarseSteps`` under label churn: one JSON line.
 
-One query read one step (30 s) at a time, as ``anomaly run`` reads it at each tick, for ``--hours``:
-``pods``: 2,000 pods answering every step, 5 % of them replaced every 3 minutes; ``one_scrape``: 2,000
-pods answering every step and 1,000 fresh label sets at every read, each answering once (pods that lived
-one scrape). For each: the label sets the query's state holds at the end, the hashes of series answered
-once that it keeps instead, and the bytes it holds (``tracemalloc``, the label sets it keeps included).
+One query read one step (``--step``, 30 s) at a time, as ``anomaly run`` reads it at each tick, for
+``--hours`` (``--only`` one of the two loads): ``pods``: 2,000 pods answering every step, 5 % of them
+replaced every 3 minutes; ``one_scrape``: 2,000 pods answering every step and 1,000 fresh label sets at
+every read, each answering once (pods that lived one scrape). For each: the label sets the query's state
+holds at the end, the hashes of series answered once that it keeps instead (at most ``ONCE_MOST`` since
+fix/anom6), and the bytes it holds (``tracemalloc``, the label sets it keeps included).
 Runs against whatever tree ``PYTHONPATH`` names first.
 """
 
@@ -21,6 +22,7 @@ from anomaly.coarsesteps import CoarseSteps
 from anomaly.sources import Frame
 
 STEP = 30.0
+REPLACED_EVERY = 180.0  # seconds between two replacements of 5 % of the pods
 
 
 def pod(name: str) -> dict[str, str]:
@@ -35,20 +37,21 @@ def pod(name: str) -> dict[str, str]:
     }
 
 
-def run(reads: int, one_scrape: bool) -> tuple[int, int, int]:
+def run(reads: int, one_scrape: bool, step: float = STEP) -> tuple[int, int, int]:
     coarse = CoarseSteps("prometheus")
     names = [f"job-{i}" for i in range(2000)]
     born = len(names)
     gc.collect()
     tracemalloc.start()
+    every = max(1, round(REPLACED_EVERY / step))
     for k in range(reads):
-        if k and k % 6 == 0:  # every 3 minutes, 5 % of the pods replaced
+        if k and k % every == 0:  # every 3 minutes, 5 % of the pods replaced
             for i in range(0, len(names), 20):
                 names[i], born = f"job-{born}", born + 1
         lab = [pod(n) for n in names]
         if one_scrape:
             lab += [pod(f"once-{k}-{i}") for i in range(1000)]
-        coarse.keep(Frame("q", lab, np.array([STEP * k]), np.ones((len(lab), 1))), STEP)
+        coarse.keep(Frame("q", lab, np.array([step * k]), np.ones((len(lab), 1))), step)
         del lab
     gc.collect()
     held = tracemalloc.get_traced_memory()[0]
@@ -63,11 +66,17 @@ def run(reads: int, one_scrape: bool) -> tuple[int, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hours", type=float, default=3.0)
+    parser.add_argument(
+        "--step", type=float, default=STEP, help="seconds between two reads (the query's step)"
+    )
+    parser.add_argument("--only", choices=("pods", "one_scrape"), help="run one of the two loads only")
     args = parser.parse_args()
-    reads = round(args.hours * 3600 / STEP)
-    out: dict[str, object] = {"benchmark": "coarse_churn", "reads": reads}
+    reads = round(args.hours * 3600 / args.step)
+    out: dict[str, object] = {"benchmark": "coarse_churn", "step": args.step, "reads": reads}
     for name, once in (("pods", False), ("one_scrape", True)):
-        series, hashes, held = run(reads, once)
+        if args.only not in (None, name):
+            continue
+        series, hashes, held = run(reads, once, args.step)
         out[f"{name}_series"] = series
         out[f"{name}_hashes"] = hashes
         out[f"{name}_mib"] = round(held / 2**20, 1)

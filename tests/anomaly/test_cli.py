@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 from anomaly import univariate
 from gpuwarden.cli import anomaly_cmd, app
 from gpuwarden.cli.consoles import CliConsole
+from gpuwarden.clock import FakeClock
 from tests.anomaly.fakes import FakePrometheus
 from tests.http_stub import LocalServer, QuietHandler
 
@@ -293,6 +294,25 @@ def test_run_reports_an_unreachable_prometheus_and_exits_cleanly(tmp_path):
         in " ".join(result.stderr.split())
     )
     assert "no source could be read in 1 tick: nothing was scored" in " ".join(result.stderr.split())
+
+
+@pytest.mark.parametrize("due", [True, False], ids=["tick-on-a-step", "tick-between-steps"])
+def test_run_exits_1_with_prometheus_down_whether_or_not_its_single_tick_fell_due(tmp_path, monkeypatch, due):
+    # A query on a 120 s step, ticks of 30 s: a tick between two of its steps asks Prometheus nothing.
+    # Such a tick marked the source up, so `--ticks 1` with Prometheus down exited 0 or 1 by the wall clock.
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        "anomaly:\n  prometheus_url: http://127.0.0.1:1\n  query_timeout_seconds: 1\n"
+        "  infer_every_seconds: 30\n  latency_offset_seconds: 0\n"
+        "  queries:\n    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 120}\n"
+    )
+    start = 1_767_225_600.0 + (0.0 if due else 30.0)  # 1_767_225_600 is a multiple of 120
+    monkeypatch.setattr(anomaly_cmd, "SystemClock", lambda: FakeClock(start))
+    result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    assert result.exit_code == 1 and isinstance(result.exception, SystemExit), result.output
+    said = " ".join(result.stderr.split())
+    assert "source prometheus down: 1 of 1 queries (temp)" in said
+    assert "no source could be read in 1 tick: nothing was scored" in said
 
 
 def test_run_refuses_a_config_without_queries():

@@ -7,6 +7,7 @@ import logging
 import numpy as np
 import pytest
 
+from anomaly import coarsesteps
 from anomaly.coarsesteps import LONGEST, MIN_STEPS, CoarseSteps
 from anomaly.promql import PromQLSource, PromQuery
 from anomaly.sources import Frame
@@ -308,3 +309,58 @@ def test_a_filter_passing_every_quarter_hour_in_one_read_is_not_carried_after_it
     read = [coarse.keep(phased([t], answered), 30.0) for t in np.arange(3630.0, 5400.0, 30.0).tolist()]
     present = [f.timestamps[0] for f in read if LABELS[1] in f.labels and np.isfinite(f.values[-1]).all()]
     assert present == [4500.0]
+
+
+def rule_every_twenty_minutes(times: list[float]) -> Frame:
+    """`job:x:20m > 0` read with a 5-minute lookback: each evaluation (every 1200 s) answers 10 steps."""
+    ts = np.array(times)
+    values = np.where(np.fmod(ts, 1200.0) < 300.0, 1.0, np.nan)
+    return Frame(Q, LABELS, ts, np.vstack([values, values]))
+
+
+def messages(caplog: pytest.LogCaptureFixture, text: str) -> list[str]:
+    return [r.getMessage() for r in caplog.records if text in r.getMessage()]
+
+
+@pytest.mark.parametrize("first", ["step-by-step", "warm-up-hour"])
+def test_a_filter_whose_series_come_back_on_a_period_is_told_once(caplog, first):
+    # A filter over a 20-minute recording rule read with a 5-minute lookback fired and resolved every 20
+    # minutes with no word in the log. Told once, naming the query, its period and what to change.
+    coarse = CoarseSteps("prometheus", filters={Q})
+    start = 0.0
+    if first == "warm-up-hour":  # the warm-up's read holds three returns at once
+        coarse.keep(rule_every_twenty_minutes([30.0 * k for k in range(1, 121)]), 30.0)
+        start = 3630.0
+    with caplog.at_level(logging.WARNING, logger="anomaly"):
+        for t in np.arange(start, 12000.0, 30.0).tolist():
+            coarse.keep(rule_every_twenty_minutes([t]), 30.0)
+    told = messages(caplog, "come back every 1200s")
+    assert len(told) == 1, told
+    assert f"query {Q} is a filter" in told[0] and "`bool`" in told[0] and "[1200s]" in told[0]
+
+
+def test_a_filter_back_at_uneven_times_or_a_query_that_is_no_filter_is_not_told_of_a_period(caplog):
+    uneven = CoarseSteps("prometheus", filters={Q})
+    back = {0.0, 600.0, 2100.0, 2700.0, 4800.0, 5100.0, 7200.0, 9900.0}  # a target down now and then
+    plain = CoarseSteps("prometheus")
+    with caplog.at_level(logging.WARNING, logger="anomaly"):
+        for t in np.arange(0.0, 12000.0, 30.0).tolist():
+            uneven.keep(frame([t], back), 30.0)
+            plain.keep(rule_every_twenty_minutes([t]), 30.0)
+    assert messages(caplog, "come back every") == []
+
+
+def test_hashes_of_series_answered_once_are_capped_oldest_first(monkeypatch):
+    # Kept two hours whatever the step, they grew as one over it: 1.4 million at step 5 s with 1,000 pods
+    # living one scrape at every read. Capped (here at 1,000), oldest first: GPU-1, answering every 35 steps
+    # among 50 fresh label sets a read, has its first spacing counted still, and is seen from its 4th answer.
+    monkeypatch.setattr(coarsesteps, "ONCE_MOST", 1000, raising=False)
+    coarse = CoarseSteps("prometheus")
+    held = []
+    for k in range(150):
+        labels = [LABELS[0], *({"UUID": f"pod-{k}-{i}"} for i in range(50))]
+        labels += [LABELS[1]] if k % 35 == 5 else []
+        coarse.keep(Frame(Q, labels, np.array([30.0 * k]), np.ones((len(labels), 1))), 30.0)
+        held.append(len(coarse._series[Q]._once))
+    assert max(held) == 1000
+    assert coarse.series_seen == {Q: 1050.0}

@@ -260,8 +260,17 @@ def test_a_200_of_another_shape_marks_the_source_down_instead_of_failing_the_tic
         ("DCGM_FI_DEV_XID_ERRORS", "gauge"),
         ("rate(DCGM_FI_DEV_ECC_DBE_VOL_TOTAL[5m])", "gauge"),
         ("sum by (gpu) (gpuwarden_xid_errors_total)", "gauge"),
+        ("DCGM_FI_DEV_ECC_DBE_VOL_TOTAL  # double-bit ECC", "counter"),
     ],
-    ids=["dcgm-total", "total-with-matcher", "dcgm-counter", "dcgm-gauge", "rate", "aggregation"],
+    ids=[
+        "dcgm-total",
+        "total-with-matcher",
+        "dcgm-counter",
+        "dcgm-gauge",
+        "rate",
+        "aggregation",
+        "commented",
+    ],
 )
 def test_a_bare_selector_of_a_counter_is_read_as_a_counter_unless_declared(expr, kind):
     assert PromQuery("q", expr).series_kind == kind
@@ -556,6 +565,12 @@ def test_a_range_query_is_sent_guarded_where_its_shape_and_guard_say(fake_promet
         ('x{a=~"b>c"}', False),
         ("rate(x[5m]) and x", False),
         ('label_replace(x, "a", "<", "b", "c")', False),
+        ("x  # alert when > 90", False),  # a comment runs to the end of its line
+        ("x # > 90\n> 0", True),
+        ('x{path="a#b"} > 0', True),  # a # in a string starts no comment
+        ('x{path="a#b", x=~">1"}', False),
+        ("x{path='a#b'} # '>'\n", False),
+        ("x # it's > 0", False),  # a quote in a comment opens no string
     ],
     ids=lambda v: v if isinstance(v, str) else "",
 )

@@ -495,3 +495,18 @@ def test_a_filter_passing_every_quarter_hour_in_the_warm_up_is_not_read_after_it
         (AlertStatus.FIRING, blips[-1]),
         (AlertStatus.RESOLVED, blips[-1] + after),
     ]
+
+
+def test_a_prometheus_down_at_start_stays_down_at_the_ticks_that_ask_it_nothing(prometheus):
+    # Never read, a query's window is the tick's own: the ticks between two steps ask nothing. Such a read
+    # marked the source up after the warm-up had failed: /metrics and `anomaly run --ticks` said up until
+    # the first tick on a step.
+    prometheus.errors[TEMP] = (503, "down")
+    with Run(prometheus, [TEMP], detectors=["signatures"]) as run:
+        run.service.warm_up()
+        registry = CollectorRegistry()
+        registry.register(run.service.collector)
+        for _ in range(round(STEP / EVERY)):
+            run.ticks(EVERY)
+            assert not run.source.health().up
+            assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}) == 0

@@ -204,3 +204,34 @@ def test_a_gpu_whose_idle_power_falls_below_any_it_learnt_at_learns_it():
     gpus.resistance[2] = 0.065 * 90.0 / 20.0  # the temperature it had at 90 W
     scores = [float(det.detect(gpus.step(idle, rng))[0].score[2]) for _ in range(240)]
     assert max(scores[120:]) <= 1.0  # learnt within the hour
+
+
+def _fed(other_series: int) -> ThermalDetector:
+    """A detector fed 30 ticks of the six GPUs, their series given ids after ``other_series`` others'."""
+    rng = np.random.default_rng(13)
+    gpus, det = Gpus(), ThermalDetector()
+    pods = [{"pod": f"p{i}"} for i in range(other_series)]
+    gpus.index.ids_for("other", pods, gpus.t)
+    for _ in range(30):
+        det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    return det
+
+
+def test_its_state_grows_with_the_gpus_it_scores_not_with_their_series_ids():
+    # Its arrays were indexed by series id up to the highest temperature id: six GPUs whose series came after
+    # 200,000 others (pods, another query) held 20 MB, against 106 KB for the same GPUs numbered first.
+    low, high = _fed(0), _fed(200_000)
+    assert high.state_bytes() == low.state_bytes() <= 104 * 64 + 1024  # 64 slots, the id map
+    assert np.array_equal(low.mt[: len(GPUS)], high.mt[: len(GPUS)])
+
+
+def test_a_forgotten_gpus_state_is_not_handed_to_the_next_series():
+    rng = np.random.default_rng(17)
+    gpus, det = Gpus(), ThermalDetector()
+    for _ in range(90):
+        det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))
+    gone = gpus.index.expire(gpus.t + 10_000, 1.0)  # every series unseen for long: forgotten, ids freed
+    det.forget(gone)
+    assert not det.n.any()
+    det.detect(gpus.step(np.full(len(GPUS), 300.0), rng))  # the same GPUs, new ids: learnt from the start
+    assert sorted(det.n[det.n > 0].tolist()) == [1.0] * len(GPUS)
