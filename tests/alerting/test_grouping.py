@@ -7,12 +7,14 @@ from pathlib import Path
 
 from alerting import scenarios as sc
 from alerting.engine import IncidentEngine
-from alerting.notifiers.base import build_notification
+from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.blocks import incident_message
+from alerting.outbox import Outbox
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, RecommendedAction
+from tests.alerting.outbox_only import Quiet
 from tests.migrated_store import migrated_sqlite
 
 BASE = {"cluster": sc.CLUSTER, "severity": "critical"}
@@ -142,3 +144,50 @@ def test_faults_of_other_kinds_on_other_nodes_that_a_job_joined_do_not_root_the_
     # The hung GPU, the outage that stopped the job, is the root (as it was while the step time fired).
     assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("hung_gpu", "gpu/r07-n06/1")
     assert "rack" not in incident.title
+
+
+def _told_by_outbox(engine: IncidentEngine, clock: FakeClock) -> Outbox:
+    outbox = Outbox(engine.store.engine, [Quiet()], clock)
+    engine.subscribe(outbox)
+    return outbox
+
+
+def _stored(outbox: Outbox) -> list[Notification]:
+    return [Notification.model_validate_json(m.payload) for m in outbox.messages()]
+
+
+def test_each_change_of_what_an_incidents_alerts_recommend_reaches_the_outbox(tmp_path: Path) -> None:
+    # Each re-post changes only what the alert recommends: told with the incident's last event, the second
+    # change had the first's idempotency key, the outbox took it for a repeat, and Slack's Recommended
+    # section and the webhook's recommended_actions kept "reset the GPU".
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    outbox = _told_by_outbox(engine, clock)
+    anomaly = {**BASE, "alertname": "GpuwardenAnomaly", "Hostname": sc.node_name(1, 1), "gpu": "7"}
+    for action in (
+        RecommendedAction.INVESTIGATE,
+        RecommendedAction.RESET_GPU,
+        RecommendedAction.RESTART_NODE,
+    ):
+        engine.ingest([Alert(anomaly, recommended_action=action)])
+        clock.advance(30)
+    told = _stored(outbox)
+    assert [n.recommended_actions for n in told] == [("investigate",), ("reset_gpu",), ("restart_node",)]
+    assert [n.event_kind for n in told[1:]] == ["reassessed", "reassessed"]  # edits, no thread reply each
+    (row, _), *_ = engine.store.list_rows()
+    assert [e.kind for e in engine.store.get(row.id).timeline].count("reassessed") == 2
+
+
+def test_an_error_ratio_that_moves_within_its_priority_tells_nobody(tmp_path: Path) -> None:
+    # Slack and the webhook show no error ratio: 5% then 8% then 12% is the same P2 message. It was sent
+    # once anyway (an edit, and a thread reply repeating the opening's "priority P2: error ratio 5%").
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    outbox = _told_by_outbox(engine, clock)
+    errors = {**BASE, "alertname": "ChatHighErrorRate", "namespace": "serving", "service": "chat"}
+    for ratio in ("0.05", "0.08", "0.12"):
+        engine.ingest([Alert(errors, annotations={"error_ratio": ratio})])
+        clock.advance(30)
+    (row, _), *_ = engine.store.list_rows()
+    assert (row.priority, row.impact["error_ratio"]) == ("P2", 0.12)  # the store has the latest figure
+    assert [n.change.value for n in _stored(outbox)] == ["opened"]
