@@ -7,13 +7,14 @@ from pathlib import Path
 
 from alerting import scenarios as sc
 from alerting.engine import IncidentEngine
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.blocks import incident_message
 from alerting.outbox import Outbox
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus, RecommendedAction
+from gpuwarden.model import Alert, AlertStatus, RecommendedAction, WorkloadKind, WorkloadRef
 from tests.alerting.outbox_only import Quiet
 from tests.migrated_store import migrated_sqlite
 
@@ -191,3 +192,40 @@ def test_an_error_ratio_that_moves_within_its_priority_tells_nobody(tmp_path: Pa
     (row, _), *_ = engine.store.list_rows()
     assert (row.priority, row.impact["error_ratio"]) == ("P2", 0.12)  # the store has the latest figure
     assert [n.change.value for n in _stored(outbox)] == ["opened"]
+
+
+def test_an_incident_assessed_again_as_another_gives_back_replicas_of_its_service_tells_the_outbox(
+    tmp_path: Path,
+) -> None:
+    # Node a05's outage stopped a job (P0) and took a replica of svc10; a02's took two more, then came
+    # back. a05's incident, P0 throughout, was assessed again each time (the service's loss crossed a
+    # tier) and told with its last event, the opening's "priority": the second had the first's key, the
+    # outbox dropped it, and Slack kept "(more in other incidents)" after the other incident had ended.
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc10", "k")
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "train", "k")
+    units = tuple(frozenset({("k", f"a0{n}", g)}) for n in range(1, 6) for g in range(2))
+    inventory = StaticInventory(
+        [NodeInfo(f"a0{n}", "k", f"r{n}", 2) for n in range(1, 6)],
+        [WorkloadInfo(svc, units[:9]), WorkloadInfo(job, (units[9],))],
+        {"k": 0},
+    )
+    clock = FakeClock()
+    sql = migrated_sqlite(tmp_path / "incidents.db")
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
+    outbox = _told_by_outbox(engine, clock)
+
+    def lost(node: str, status: AlertStatus = AlertStatus.FIRING) -> list[Alert]:
+        xid = {"alertname": "GPUXid", "cluster": "k", "Hostname": node, "xid": "79"}
+        return [Alert({**xid, "gpu": str(g)}, status=status) for g in range(2)]
+
+    for alerts in (lost("a05"), lost("a02"), lost("a02", AlertStatus.RESOLVED)):
+        engine.ingest(alerts)
+        clock.advance(1)
+    first = next(r for r, _ in engine.store.list_rows() if "a05" in r.title)
+    assert first.priority == "P0" and first.title.endswith("svc10 11% of replicas lost")
+    told = [n for n in _stored(outbox) if n.incident_id == first.id]
+    assert [(n.event_kind, n.title.endswith("(more in other incidents)")) for n in told] == [
+        ("opened", False),
+        ("retitled", True),
+        ("retitled", False),
+    ]
