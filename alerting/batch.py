@@ -255,9 +255,10 @@ class Batch:
     added: dict[str, list[tuple[str, str, str]]] = field(default_factory=dict)
     rows: dict[str, StoredAlert] = field(default_factory=dict)
     new: list[PendingAlert] = field(default_factory=list)
-    # Incidents changed in a way their row does not show (what their alerts recommend): told even when
-    # their title, priority and impact stay the same.
-    remeasured: set[str] = field(default_factory=set)
+    # Incidents whose alerts' recommended actions a repeat changed, with what they recommended before the
+    # transaction's first such change: their row does not show it, Slack's message and the webhooks do
+    # (``IncidentGrouping._recompute`` tells it when it differs).
+    remeasured: dict[str, tuple[str, ...]] = field(default_factory=dict)
     # Whether a root holds the GPU of a member's rank, by (fingerprint, root): see ``regroup_ranks``.
     held: dict[tuple[str, Path], bool] = field(default_factory=dict)
     # startsAt, endsAt, annotations and recommendation of alerts firing again, as they were (see

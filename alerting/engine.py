@@ -30,6 +30,7 @@ from alerting.inhibition import Inhibitor
 from alerting.inventory import Inventory
 from alerting.joining import IncidentJoining, earlier_members
 from alerting.lifecycle import IncidentLifecycle
+from alerting.member import recommended_by
 from alerting.muting import MuteTracking
 from alerting.pending import (
     FingerprintCache,
@@ -497,9 +498,12 @@ class IncidentEngine(
         member = self._member(row)
         member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
         member.settles_at = old.settles_at
+        if member.recommended_action != old.recommended_action and inc.id not in batch.remeasured:
+            batch.remeasured[inc.id] = recommended_by(
+                inc.members.values()
+            )  # as before the batch: told if it moved
         inc.members[row.fingerprint] = member
         batch.touched.add(inc.id)
-        batch.remeasured.add(inc.id)
 
     # --- time-driven work -----------------------------------------------------------------------
 

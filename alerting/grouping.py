@@ -24,13 +24,13 @@ from alerting.impact import SEVERE_SHARE, Assessment, assess, live_root_cause, r
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import GpuKey, Inventory, WorkloadInfo
 from alerting.lifecycle import close
-from alerting.member import Member, first_onset
+from alerting.member import Member, first_onset, recommended_by
 from alerting.merging import IncidentMerging
 from alerting.regrouping import regroup_ranks, regroup_spread
 from alerting.root_cause import kept_root
 from alerting.store import impact_to_dict, with_peak
 from alerting.store_models import AlertRow, IncidentRow
-from alerting.subscriptions import ChangeKind
+from alerting.subscriptions import REASSESSED, ChangeKind
 from alerting.titles import carried, progress, seen, title, title_cluster, without_progress
 from alerting.topology import Path, target_label, target_to_dict
 from gpuwarden.config import AlertingConfig
@@ -188,7 +188,7 @@ class IncidentGrouping(IncidentMerging):
             # Everything resolved: keep the peak impact and priority for the record, start the quiet period.
             self._start_quiet(batch, inc, row)
             return
-        shown = (shown_of(row), row.quiet_since)
+        told = (told_of(row), row.quiet_since)
         if assessed is None:
             path, root = live_root_cause(members, self.inventory)
             assessment = assess(
@@ -265,13 +265,18 @@ class IncidentGrouping(IncidentMerging):
         row.quiet_since = None
         if batch.has_change(inc.id):
             return
-        if (
-            inc.id in batch.last_event
-            or inc.id in batch.remeasured
-            or shown != (shown_of(row), row.quiet_since)
-        ):
-            batch.changes.append((inc.id, ChangeKind.UPDATED, batch.latest_event(inc.id)))
-        # else nothing anyone sees changed (a flapping alert's flap): no message edit per flap
+        if inc.id in batch.last_event:
+            batch.changes.append((inc.id, ChangeKind.UPDATED, batch.last_event[inc.id]))
+        elif told != (told_of(row), row.quiet_since) or self._recommends_else(batch, inc):
+            tell_reassessed(batch, row, str(told[0][1]), recommended_by(inc.members.values()))
+        # else nothing anyone sees changed (a flapping alert's flap, an error ratio within its tier): no
+        # message edit per flap or per scrape
+
+    @staticmethod
+    def _recommends_else(batch: Batch, inc: OpenIncident) -> bool:
+        """Whether a repeat in ``batch`` changed what the incident's alerts recommend (``_remeasure``)."""
+        before = batch.remeasured.get(inc.id)
+        return before is not None and recommended_by(inc.members.values()) != before
 
     def _shown_root(
         self, inc: OpenIncident, row: IncidentRow, path: Path, root: RootCause
@@ -415,6 +420,37 @@ def shown_of(row: IncidentRow) -> tuple[object, ...]:
     """What people see of an incident: priority, title, root cause and impact (a change to none of them
     tells nobody)."""
     return (row.priority, row.title, row.root_kind, row.root_target, row.impact)
+
+
+TOLD_IMPACT = ("summary", "parts", "gpus_affected", "nodes_affected", "workloads")
+"""The parts of an incident's stored impact that Slack's message and the webhooks show."""
+
+
+def told_of(row: IncidentRow) -> tuple[object, ...]:
+    """What notifiers show of an incident's row, its title second: not the figures behind its priority
+    (error ratio, burn rate, shares, the priority's reason, the peak), which neither Slack nor a webhook
+    shows (a change of those alone is stored, and told to nobody)."""
+    impact = row.impact or {}
+    return (row.priority, row.title, row.root_kind, row.root_target, *(impact.get(k) for k in TOLD_IMPACT))
+
+
+def tell_reassessed(batch: Batch, row: IncidentRow, title: str, recommended: Sequence[str]) -> None:
+    """Tell a change of what an incident shows that no event of its transaction tells (an alert's repeat
+    that changed what it recommends, an incident assessed again because another took replicas of its
+    service, an inventory refresh), with an event of its own: told with the incident's last event, it had
+    the idempotency key that event had when it was told as an update, the outbox took it for a repeat, and
+    Slack and the webhooks kept what they showed. A new title is a ``retitled`` event (``title``: the one
+    it had; Slack replies with it); anything else a ``reassessed`` one, which Slack shows by editing the
+    incident's message alone, with no reply per change (``Notification.edit_only``)."""
+    if row.title != title:
+        data: dict[str, object] = {"from": title, "to": row.title}
+        batch.event(row.id, "retitled", f"retitled: {row.title}", data, change=ChangeKind.UPDATED)
+        return
+    impact = str((row.impact or {}).get("summary") or "no capacity lost")
+    advice = ", ".join(recommended) or "nothing"
+    data = {"impact": impact, "recommended": list(recommended)}
+    message = f"reassessed: impact {impact}; recommended: {advice}"
+    batch.event(row.id, REASSESSED, message, data, change=ChangeKind.UPDATED)
 
 
 def _titled(

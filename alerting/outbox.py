@@ -13,7 +13,8 @@ ahead than the outbox ever sets is over: the wall clock went back since); a non-
 ``failed`` (kept, see ``requeue_failed``). A notifier that chooses what it is sent (a ``SelectiveNotifier``: a
 webhook's ``events`` and ``priorities``) gets no row for a change it does not want; once a row of an incident
 was stored for it, it is asked with ``known=True``. A change told ``only_if_told`` (the end of an incident
-never announced) is stored only for notifiers that have a row of its incident. Its metrics:
+never announced) is stored only for notifiers that have a row of its incident. An ``edit_only`` change
+waiting when a later message of its incident waits too is set aside unsent (``_superseded``). Its metrics:
 ``alerting.outbox_metrics``.
 
 Crash safety: a row is marked ``sending`` and committed before the notifier runs, and ``sent`` after.
@@ -53,6 +54,7 @@ from alerting.outbox_orphans import discard_messages
 from alerting.outbox_pauses import MAX_PAUSE_SECONDS, keep_pause, pause_over, stored_pauses
 from alerting.outbox_stats import OutboxStats
 from alerting.outbox_tables import (
+    DISCARDED,
     FAILED,
     PENDING,
     SENDING,
@@ -307,7 +309,7 @@ class Outbox:
         sent = 0
         while True:
             with self._sessions() as session:
-                head = session.scalars(
+                rows = session.scalars(
                     select(OutboxMessage)
                     .where(
                         OutboxMessage.notifier == notifier.name,
@@ -315,15 +317,40 @@ class Outbox:
                         OutboxMessage.status.in_(WAITING),
                     )
                     .order_by(OutboxMessage.id)
-                    .limit(1)
-                ).first()
-            if head is None or not self._due(head.next_attempt_at):
+                    .limit(2)  # the next one too: a later message may make the head's edit needless
+                ).all()
+            if not rows or not self._due(rows[0].next_attempt_at):
                 return sent, False
+            head = rows[0]
+            if len(rows) > 1 and self._superseded(head, rows[1].id):
+                continue
             result = self._attempt(notifier, head.id)
             if result is True:
                 sent += 1
             elif result is False:
                 return sent, True
+
+    def _superseded(self, head: OutboxMessage, by: int) -> bool:
+        """Set ``head`` aside unsent (``discarded``, saying by which message) when it is an ``edit_only``
+        change waiting (not in flight) and message ``by`` of its incident waits after it: every message
+        carries the whole incident as it is after its change, so the later one shows all the edit would,
+        and what changes at every scrape costs one call per dispatch round, not one per scrape. Kept with
+        its key, the same change told again (after a restart) is still a repeat. Only while this server
+        holds the store lock (``_attempt`` says why not)."""
+        if head.status != PENDING or not Notification.model_validate_json(head.payload).edit_only:
+            return False
+        try:
+            self.fence.require()
+        except NotActive:
+            return False
+        why = f"superseded by message {by}, which shows its incident as it is later"
+        with self._sessions() as session, session.begin():
+            row = session.get_one(OutboxMessage, head.id)
+            if row.status != PENDING:
+                return False
+            row.status, row.last_error = DISCARDED, why
+        self.stats.count(self.stats.by_notifier_superseded, head.notifier)
+        return True
 
     def _attempt(self, notifier: Notifier, row_id: int) -> bool | None:
         """True: sent. False: will be retried. None: failed for good (the next message may go)."""

@@ -59,6 +59,12 @@ class OutboxCollector:
             "Incident changes queued and then not sent, a silenced incident's, by notifier.",
             stats.by_notifier_held,
         )
+        yield self._by_notifier(
+            "gpuwarden_notifications_superseded",
+            "Queued edits of an incident's message not sent, a later message of it showing it as it is,"
+            " by notifier.",
+            stats.by_notifier_superseded,
+        )
         yield CounterMetricFamily(
             "gpuwarden_outbox_errors", "Unexpected errors in the outbox or a notifier.", value=stats.errors
         )

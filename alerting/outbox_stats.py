@@ -22,6 +22,8 @@ class OutboxStats:
     by_notifier_failed: dict[str, int] = field(default_factory=dict)
     by_notifier_filtered: dict[str, int] = field(default_factory=dict)  # left out by its events/priorities
     by_notifier_held: dict[str, int] = field(default_factory=dict)  # queued, then not sent (a silence)
+    # Queued edits not sent: a later message of their incident shows it as it is (``Outbox._superseded``).
+    by_notifier_superseded: dict[str, int] = field(default_factory=dict)
     # Each notifier's dispatcher thread counts beside the others (and the engine's enqueue).
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 

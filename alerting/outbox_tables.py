@@ -4,8 +4,9 @@ A message's ``status``: ``pending`` (waiting, maybe backing off), ``sending`` (h
 so at start, it is retried as one that may have arrived), ``sent``, ``failed`` (refused for good, kept until
 ``outbox retry``), ``orphaned`` (was waiting for a notifier that is no longer configured: set aside at
 start, out of the backlog, kept for inspection, queued again if a notifier of that name comes back),
-``discarded`` (an orphaned or failed message an operator dropped with ``outbox discard``: never sent, kept
-with who dropped it and when in ``last_error``, deleted with its incident by retention).
+``discarded`` (an orphaned or failed message an operator dropped with ``outbox discard``, kept with who
+dropped it and when in ``last_error``; or an edit the outbox set aside as a later message of its incident
+was waiting behind it, "superseded by message N": never sent, deleted with its incident by retention).
 """
 
 from __future__ import annotations

@@ -132,24 +132,12 @@ class InventoryReassessment(IncidentGrouping):
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent
             return
-        before, title = shown_of(row), row.title
+        before = shown_of(row)
         updated_at = row.updated_at
         self._recompute(batch, inc, (path, root, assessment), settle=True)
         if shown_of(row) == before:
             row.updated_at = updated_at  # nothing to tell anyone
             batch.drop_changes(inc.id)
-        elif row.title != title and inc.id not in batch.last_event:  # no priority or root cause event
-            _tell_retitled(batch, row, title)
-
-
-def _tell_retitled(batch: Batch, row: IncidentRow, title: str) -> None:
-    """Tell a title that a reassessment changed, its priority and root cause left as they were, with an event
-    of its own (``title``: the one it had). Told with the incident's last event, the change had the key
-    (``idempotency_key``) that event had when it was told as an update: the outbox took it for a repeat,
-    and Slack and the webhooks kept the old title."""
-    batch.drop_changes(row.id)
-    data: dict[str, object] = {"from": title, "to": row.title}
-    batch.event(row.id, "retitled", f"retitled: {row.title}", data, change=ChangeKind.UPDATED)
 
 
 def _listed_stopped(inventory: Inventory, ref: WorkloadRef) -> bool:

@@ -26,6 +26,11 @@ class ChangeKind(enum.StrEnum):
     REOPENED = "reopened"
 
 
+REASSESSED = "reassessed"
+"""The timeline event of a change of what an incident shows that no other event tells (what its alerts
+recommend, its impact): told as an update that edits what shows the incident, with no reply or page."""
+
+
 @dataclass(frozen=True, slots=True)
 class IncidentChange:
     """One change of one incident, with the incident as it is after the change."""

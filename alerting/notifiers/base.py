@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict
 from alerting.flapping import Folded
 from alerting.postmortem import action_text, taken
 from alerting.reminders import FIRST_TOLD, PRIORITY_MOVES, REMINDER, SILENCE_ENDED, held_reopening, rose
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.subscriptions import REASSESSED, ChangeKind, IncidentChange
 from gpuwarden.errors import ConfigError
 from gpuwarden.model import (
     ActionResult,
@@ -115,6 +115,13 @@ class Notification(BaseModel):
         if not cluster or self.root_cause_target.endswith(f"@{cluster}"):
             return self.root_cause_target
         return f"{self.root_cause_target}@{cluster}"
+
+    @property
+    def edit_only(self) -> bool:
+        """Whether the change is shown by editing what shows the incident alone, with no reply: a change of
+        what it shows that no other event tells (``subscriptions.REASSESSED``: what its alerts recommend,
+        its impact), which may come at every scrape; the outbox sends only the latest of those waiting."""
+        return self.event_kind == REASSESSED
 
     @property
     def is_resolution(self) -> bool:

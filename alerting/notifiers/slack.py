@@ -253,14 +253,15 @@ class SlackNotifier:
 
         For a silenced incident only an existing message is updated in place: no new message, no reply,
         no broadcast (an edit notifies nobody). A folded change (a repeat of the incident's cycle) updates
-        the message, which counts the cycles, and replies nothing."""
+        the message, which counts the cycles, and replies nothing; so does an ``edit_only`` one (what the
+        alerts recommend changed: the message's Recommended section says it, no reply per change)."""
         if notification.silenced_until is not None:
             return self._update_silenced(notification, thread)
         thread = self._shown(notification, thread, retry=retry, save=save)
         assert thread.channel is not None and thread.ts is not None
         channel, ts = thread.channel, thread.ts
-        if notification.folded is not None:
-            return True  # a repeat of its cycle: the message says how often, no reply per cycle
+        if notification.folded is not None or notification.edit_only:
+            return True  # the message says it all: no reply per cycle, nor per change of its figures
         if self._charts and not thread.chart_posted and notification.change in CHART_CHANGES:
             series = self._chart_series(notification)
             if series:

@@ -7,12 +7,15 @@ from pathlib import Path
 
 from alerting import scenarios as sc
 from alerting.engine import IncidentEngine
-from alerting.notifiers.base import build_notification
+from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
+from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.blocks import incident_message
+from alerting.outbox import Outbox
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
-from gpuwarden.model import Alert, AlertStatus
+from gpuwarden.model import Alert, AlertStatus, RecommendedAction, WorkloadKind, WorkloadRef
+from tests.alerting.outbox_only import Quiet
 from tests.migrated_store import migrated_sqlite
 
 BASE = {"cluster": sc.CLUSTER, "severity": "critical"}
@@ -142,3 +145,87 @@ def test_faults_of_other_kinds_on_other_nodes_that_a_job_joined_do_not_root_the_
     # The hung GPU, the outage that stopped the job, is the root (as it was while the step time fired).
     assert (incident.root_cause.kind.value, str(incident.root_cause.target)) == ("hung_gpu", "gpu/r07-n06/1")
     assert "rack" not in incident.title
+
+
+def _told_by_outbox(engine: IncidentEngine, clock: FakeClock) -> Outbox:
+    outbox = Outbox(engine.store.engine, [Quiet()], clock)
+    engine.subscribe(outbox)
+    return outbox
+
+
+def _stored(outbox: Outbox) -> list[Notification]:
+    return [Notification.model_validate_json(m.payload) for m in outbox.messages()]
+
+
+def test_each_change_of_what_an_incidents_alerts_recommend_reaches_the_outbox(tmp_path: Path) -> None:
+    # Each re-post changes only what the alert recommends: told with the incident's last event, the second
+    # change had the first's idempotency key, the outbox took it for a repeat, and Slack's Recommended
+    # section and the webhook's recommended_actions kept "reset the GPU".
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    outbox = _told_by_outbox(engine, clock)
+    anomaly = {**BASE, "alertname": "GpuwardenAnomaly", "Hostname": sc.node_name(1, 1), "gpu": "7"}
+    for action in (
+        RecommendedAction.INVESTIGATE,
+        RecommendedAction.RESET_GPU,
+        RecommendedAction.RESTART_NODE,
+    ):
+        engine.ingest([Alert(anomaly, recommended_action=action)])
+        clock.advance(30)
+    told = _stored(outbox)
+    assert [n.recommended_actions for n in told] == [("investigate",), ("reset_gpu",), ("restart_node",)]
+    assert [n.event_kind for n in told[1:]] == ["reassessed", "reassessed"]  # edits, no thread reply each
+    (row, _), *_ = engine.store.list_rows()
+    assert [e.kind for e in engine.store.get(row.id).timeline].count("reassessed") == 2
+
+
+def test_an_error_ratio_that_moves_within_its_priority_tells_nobody(tmp_path: Path) -> None:
+    # Slack and the webhook show no error ratio: 5% then 8% then 12% is the same P2 message. It was sent
+    # once anyway (an edit, and a thread reply repeating the opening's "priority P2: error ratio 5%").
+    clock = FakeClock()
+    engine = _engine(tmp_path, clock)
+    outbox = _told_by_outbox(engine, clock)
+    errors = {**BASE, "alertname": "ChatHighErrorRate", "namespace": "serving", "service": "chat"}
+    for ratio in ("0.05", "0.08", "0.12"):
+        engine.ingest([Alert(errors, annotations={"error_ratio": ratio})])
+        clock.advance(30)
+    (row, _), *_ = engine.store.list_rows()
+    assert (row.priority, row.impact["error_ratio"]) == ("P2", 0.12)  # the store has the latest figure
+    assert [n.change.value for n in _stored(outbox)] == ["opened"]
+
+
+def test_an_incident_assessed_again_as_another_gives_back_replicas_of_its_service_tells_the_outbox(
+    tmp_path: Path,
+) -> None:
+    # Node a05's outage stopped a job (P0) and took a replica of svc10; a02's took two more, then came
+    # back. a05's incident, P0 throughout, was assessed again each time (the service's loss crossed a
+    # tier) and told with its last event, the opening's "priority": the second had the first's key, the
+    # outbox dropped it, and Slack kept "(more in other incidents)" after the other incident had ended.
+    svc = WorkloadRef(WorkloadKind.INFERENCE_SERVICE, "prod", "svc10", "k")
+    job = WorkloadRef(WorkloadKind.TRAINING_JOB, "", "train", "k")
+    units = tuple(frozenset({("k", f"a0{n}", g)}) for n in range(1, 6) for g in range(2))
+    inventory = StaticInventory(
+        [NodeInfo(f"a0{n}", "k", f"r{n}", 2) for n in range(1, 6)],
+        [WorkloadInfo(svc, units[:9]), WorkloadInfo(job, (units[9],))],
+        {"k": 0},
+    )
+    clock = FakeClock()
+    sql = migrated_sqlite(tmp_path / "incidents.db")
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), inventory)
+    outbox = _told_by_outbox(engine, clock)
+
+    def lost(node: str, status: AlertStatus = AlertStatus.FIRING) -> list[Alert]:
+        xid = {"alertname": "GPUXid", "cluster": "k", "Hostname": node, "xid": "79"}
+        return [Alert({**xid, "gpu": str(g)}, status=status) for g in range(2)]
+
+    for alerts in (lost("a05"), lost("a02"), lost("a02", AlertStatus.RESOLVED)):
+        engine.ingest(alerts)
+        clock.advance(1)
+    first = next(r for r, _ in engine.store.list_rows() if "a05" in r.title)
+    assert first.priority == "P0" and first.title.endswith("svc10 11% of replicas lost")
+    told = [n for n in _stored(outbox) if n.incident_id == first.id]
+    assert [(n.event_kind, n.title.endswith("(more in other incidents)")) for n in told] == [
+        ("opened", False),
+        ("retitled", True),
+        ("retitled", False),
+    ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,8 +28,8 @@ from alerting.notifiers.slack import SlackNotifier, make_client
 from alerting.notifiers.webhook import WebhookNotifier
 from alerting.outbox import Backoff, Outbox
 from alerting.outbox_metrics import OutboxCollector
-from alerting.outbox_tables import FAILED, PENDING, SENDING, SENT
-from alerting.subscriptions import ChangeKind, IncidentChange
+from alerting.outbox_tables import DISCARDED, FAILED, PENDING, SENDING, SENT
+from alerting.subscriptions import REASSESSED, ChangeKind, IncidentChange
 from gpuwarden.clock import FakeClock, SystemClock
 from gpuwarden.model import Priority
 from tests.alerting.notifiers.incidents import change, gpu_temperature, lifecycle, make_incident
@@ -366,6 +368,80 @@ def test_webhook_messages_are_retried_through_the_outbox(engine: Engine, recorde
     assert outbox.dispatch_due() == 5
     assert [p["change"] for p in recorder.hook_posts("ops")] == REPLY_ORDER
     webhook.close()
+
+
+def _reassessed(recommended: str, minutes: float) -> IncidentChange:
+    """inc-r07 after a repeat of one of its alerts changed what they recommend: an edit of its message."""
+    told = change(make_incident(), ChangeKind.UPDATED, minutes, f"reassessed: {recommended}", REASSESSED)
+    return replace(told, recommended=(recommended,))
+
+
+def test_waiting_edits_of_an_incident_send_only_the_latest_and_reply_nothing(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # What the alerts recommend changed three times before a dispatch round (every scrape, say): one
+    # chat.update and one webhook POST with the latest, no thread reply; the same changes told again after
+    # a restart are repeats.
+    clock = FakeClock()
+    webhook = WebhookNotifier(f"{recorder.root_url}/hooks/ops", name="webhook:ops")
+    outbox = Outbox(engine, [slack(recorder), webhook], clock)
+    outbox(lifecycle()[0])
+    assert outbox.dispatch_due() == 2
+    edits = [_reassessed(a, k + 1) for k, a in enumerate(["investigate", "reset_gpu", "restart_node"])]
+    for c in edits:
+        outbox(c)
+    assert outbox.dispatch_due() == 2
+    [parent] = recorder.channel_messages()
+    assert parent.edits == 1 and reply_kinds(recorder, parent.ts) == ["opened"]
+    assert "cordon and drain the node, then reboot it" in json.dumps(parent.attachments)
+    assert [p["incident"]["recommended_actions"] for p in recorder.hook_posts("ops")] == [
+        [],
+        ["restart_node"],
+    ]
+    set_aside = [m for m in outbox.messages() if m.status == DISCARDED]
+    assert len(set_aside) == 4 and all("superseded by message" in str(m.last_error) for m in set_aside)
+    assert outbox.stats.by_notifier_superseded == {"slack": 2, "webhook:ops": 2}
+    restarted = Outbox(engine, [slack(recorder), webhook], clock)
+    assert sum(restarted.enqueue(c) for c in edits) == 0 and restarted.dispatch_due() == 0
+    webhook.close()
+
+
+def test_edits_queued_while_slack_rate_limits_go_out_as_the_latest_alone_once_the_pause_ends(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    outbox(lifecycle()[0])
+    outbox.dispatch_due()
+    recorder.fail_next("chat.update", status=429, retry_after=60)
+    outbox(_reassessed("reset_gpu", 1))
+    assert outbox.dispatch_due() == 0 and outbox.paused("slack")
+    outbox(_reassessed("restart_node", 2))
+    outbox(_reassessed("investigate", 3))
+    assert outbox.dispatch_due() == 0  # the pause holds: no call, nothing set aside
+    assert [m.status for m in outbox.messages()][1:] == [PENDING, PENDING, PENDING]
+    clock.advance(61)
+    assert outbox.dispatch_due() == 1
+    [parent] = recorder.channel_messages()
+    assert parent.edits == 1 and "investigate (no automatic remedy" in json.dumps(parent.attachments)
+    assert [m.status for m in outbox.messages()][1:] == [DISCARDED, DISCARDED, SENT]
+
+
+def test_an_edit_with_nothing_after_it_is_sent_whatever_came_before(
+    engine: Engine, recorder: SlackRecorder
+) -> None:
+    # Only a waiting edit is set aside, never the message after it: the incident's latest state goes out.
+    clock = FakeClock()
+    outbox = Outbox(engine, [slack(recorder)], clock)
+    opened, lowered = lifecycle()[:2]
+    outbox(opened)
+    outbox(_reassessed("reset_gpu", 1))
+    outbox(lowered)
+    outbox(_reassessed("restart_node", 4))
+    assert outbox.dispatch_due() == 3
+    [parent] = recorder.channel_messages()
+    assert reply_kinds(recorder, parent.ts) == ["opened", "priority_changed"]
+    assert "cordon and drain the node, then reboot it" in json.dumps(parent.attachments)
 
 
 def test_duplicate_notifier_names_are_refused(engine: Engine, recorder: SlackRecorder) -> None:
