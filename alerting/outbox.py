@@ -80,6 +80,13 @@ def _urgency(priority: str | None) -> int:
     return URGENCY_UNKNOWN
 
 
+def _stands_in(later: Notification, edit: Notification) -> bool:
+    """Whether ``later`` shows what ``edit`` would: not when a silence holds it and held nothing of the
+    edit (a webhook posts nothing for a silenced incident; the receiver would keep the edit's old figures
+    until the silence ends)."""
+    return later.silenced_until is None or edit.silenced_until is not None
+
+
 @dataclass(frozen=True, slots=True)
 class Backoff:
     """Exponential backoff between attempts of one message, capped; no attempt limit."""
@@ -322,7 +329,7 @@ class Outbox:
             if not rows or not self._due(rows[0].next_attempt_at):
                 return sent, False
             head = rows[0]
-            if len(rows) > 1 and self._superseded(head, rows[1].id):
+            if len(rows) > 1 and self._superseded(head, rows[1]):
                 continue
             result = self._attempt(notifier, head.id)
             if result is True:
@@ -330,20 +337,24 @@ class Outbox:
             elif result is False:
                 return sent, True
 
-    def _superseded(self, head: OutboxMessage, by: int) -> bool:
+    def _superseded(self, head: OutboxMessage, later: OutboxMessage) -> bool:
         """Set ``head`` aside unsent (``discarded``, saying by which message) when it is an ``edit_only``
-        change waiting (not in flight) and message ``by`` of its incident waits after it: every message
+        change waiting (not in flight) and message ``later`` of its incident waits after it: every message
         carries the whole incident as it is after its change, so the later one shows all the edit would,
-        and what changes at every scrape costs one call per dispatch round, not one per scrape. Kept with
-        its key, the same change told again (after a restart) is still a repeat. Only while this server
-        holds the store lock (``_attempt`` says why not)."""
-        if head.status != PENDING or not Notification.model_validate_json(head.payload).edit_only:
+        and what changes at every scrape costs one call per dispatch round, not one per scrape. Not when
+        ``later`` is told under a silence and the edit was not (``_stands_in``). Kept with its key, the same
+        change told again (after a restart) is still a repeat. Only while this server holds the store lock
+        (``_attempt`` says why not)."""
+        if head.status != PENDING:
+            return False
+        edit = Notification.model_validate_json(head.payload)
+        if not edit.edit_only or not _stands_in(Notification.model_validate_json(later.payload), edit):
             return False
         try:
             self.fence.require()
         except NotActive:
             return False
-        why = f"superseded by message {by}, which shows its incident as it is later"
+        why = f"superseded by message {later.id}, which shows its incident as it is later"
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, head.id)
             if row.status != PENDING:
