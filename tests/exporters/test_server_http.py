@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import threading
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +12,7 @@ import uvicorn
 from exporters.server import create_app, server_config
 from gpuwarden.clock import FakeClock
 from gpuwarden.sim import SimNvml
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, uvicorn_in_thread
 
 from .test_server import loop_for
 
@@ -28,17 +26,8 @@ def exporter(nvml: SimNvml, clock: FakeClock) -> Iterator[int]:
     port = free_port()
     sock = socket.create_server(("127.0.0.1", port))
     server = uvicorn.Server(server_config(create_app(loop_for(nvml, clock)), header_timeout=DEADLINE))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.05)
-    assert server.started, "uvicorn did not start"
-    yield port
-    server.should_exit = True
-    thread.join(10)
-    sock.close()
+    with sock, uvicorn_in_thread(server, [sock]):
+        yield port
 
 
 def answer(sock: socket.socket) -> tuple[int, str]:
