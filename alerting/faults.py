@@ -49,6 +49,10 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("xid", FaultKind.XID),
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
+NODE_LABELS = ("node", "Hostname", "hostname", "nodename")
+"""Labels that name an alert's node, the first one set winning (else the host of ``instance``): Kubernetes'
+``node``, dcgm-exporter's ``Hostname``, node-exporter's ``nodename`` and other exporters' ``hostname``.
+Here, not in ``topology`` (which imports this module), so that ``classify`` reads the same list."""
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
 # Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
 _NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")
@@ -118,7 +122,7 @@ def classify(labels: Mapping[str, str]) -> FaultKind:
     explicit = labels.get("fault_kind") or labels.get("fault") or ""
     metric = labels.get("for") or labels.get("metric") or labels.get("__name__") or ""
     alertname, job = labels.get("alertname", ""), labels.get("job", "")
-    if not any(labels.get(k) for k in ("instance", "node", "Hostname", "hostname")):
+    if not any(labels.get(k) for k in ("instance", *NODE_LABELS)):
         job = ""  # a scrape job's alert about no one target (kube-prometheus' TargetDown): not a node's
     code, own = xid_code(labels), xid_code(labels, ("xid", "xid_code"))
     deviation = labels.get("deviation", "")

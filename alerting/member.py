@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 
 from alerting.faults import (
     JOB_FAULTS,
+    NODE_LABELS,
     SYMPTOM_KINDS,
     alert_xid,
     anomaly_subject,
@@ -18,7 +19,7 @@ from alerting.faults import (
     takes_capacity,
     xid_code,
 )
-from alerting.topology import NODE_LABELS, WORKLOAD_LABELS, Location, alert_pod
+from alerting.topology import WORKLOAD_LABELS, Location, alert_pod
 from gpuwarden.model import FaultKind, RecommendedAction
 from gpuwarden.xid import follow_up_for_xid
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from alerting.faults import JOB_FAULTS, SYMPTOM_KINDS
+from alerting.faults import JOB_FAULTS, NODE_LABELS, SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import (
@@ -30,9 +30,6 @@ RACK_DEPTH = 2
 """Length of a rack's path (cluster, rack): a node's is one more, a GPU's two."""
 WORKLOAD_LABELS = ("pod", "exported_pod", "slurm_job", "training_job")
 """Labels that name the workload an alert is about (``service`` and ``job`` are looked up first)."""
-NODE_LABELS = ("node", "Hostname", "hostname", "nodename")
-"""Labels that name an alert's node, the first one set winning (else the host of ``instance``): Kubernetes'
-``node``, dcgm-exporter's ``Hostname``, node-exporter's ``nodename`` and other exporters' ``hostname``."""
 Path = tuple[str, ...]
 
 

@@ -35,6 +35,7 @@ from anomaly.rangeedges import RangeEdges, range_seconds
 from anomaly.sources import Frame, QueryHealth, SeriesKind, SourceHealth
 from gpuwarden.clock import Clock
 from gpuwarden.errors import SourceError
+from gpuwarden.promql_text import uncommented
 from gpuwarden.range_guard import range_shape
 from gpuwarden.redaction import hidden_password
 
@@ -58,22 +59,8 @@ MAX_POINTS = 11_000  # steps per query_range call: Prometheus refuses more point
 # quantile out of range, a rate() of a name that may not be a counter. Any other warning is a partial answer.
 _ANNOTATIONS = ("PromQL warning: ", "PromQL info: ")
 _SELECTOR = re.compile(r"\s*([A-Za-z_:][A-Za-z0-9_:]*)\s*(\{[^{}]*\})?\s*")
-_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'(?:[^'\\]|\\.)*'|`[^`]*`")
-# A string or a comment, whichever starts first: a # in a string starts no comment, a quote in one no string.
-_QUOTED_OR_COMMENT = re.compile(rf"{_QUOTED.pattern}|#[^\n]*")
 _MATCHERS = re.compile(r"\{[^{}]*\}")
 _COMPARISON = re.compile(r"(?:==|!=|>=|<=|>(?!=)|<(?!=))(?!\s*(?i:bool)\b)")  # keywords are any case
-
-
-def uncommented(expr: str, *, blank_strings: bool = False) -> str:
-    """``expr`` without its ``#`` comments (each runs to the end of its line), its strings kept or, with
-    ``blank_strings``, emptied (``""``): what is left is what PromQL reads as operators and names."""
-
-    def keep(match: re.Match[str]) -> str:
-        text = match.group(0)
-        return "" if text.startswith("#") else '""' if blank_strings else text
-
-    return _QUOTED_OR_COMMENT.sub(keep, expr)
 
 
 def selected_metric(expr: str) -> str | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
@@ -24,6 +24,9 @@ from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
 from gpuwarden.graceful import run_until_stopped
+
+if TYPE_CHECKING:
+    import uvicorn
 
 
 def _media_ranges(header: str) -> list[tuple[str, dict[str, str], float]]:
@@ -153,11 +156,28 @@ def create_app(
     return Starlette(routes=routes)
 
 
+HEADER_TIMEOUT_SECONDS = 10.0
+"""A request line and headers not all there this long after the connection opened (or the request's first
+byte) close the connection, 408 if part of a request came: serve's default. A scraper sends its request at
+once (Prometheus' whole scrape has 10 s by default); a connection that sends nothing held a descriptor."""
+
+
+def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> uvicorn.Config:
+    """uvicorn's configuration for the exporter's ``app``: serve's protocol (``gpuwarden.httpprotocol``), so
+    that a method the parser does not know (``FOO /metrics``) is answered 405 with ``Allow`` like ``POST``,
+    not 400, and a silent or trickling client does not keep its connection."""
+    import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
+
+    from gpuwarden.httpprotocol import header_deadline_protocol  # noqa: PLC0415 - imports uvicorn
+
+    return uvicorn.Config(app, log_level="warning", http=header_deadline_protocol(header_timeout))
+
+
 def serve(app: Starlette, sock: socket.socket) -> None:
     """Serve ``app`` on a bound socket until SIGINT/SIGTERM (uvicorn's graceful stop), then return."""
     import uvicorn  # noqa: PLC0415 - only the exporter command serves; importing exporters stays light
 
-    run_until_stopped(uvicorn.Server(uvicorn.Config(app, log_level="warning")), [sock])
+    run_until_stopped(uvicorn.Server(server_config(app)), [sock])
 
 
 def is_loopback(host: str | None) -> bool:

@@ -9,8 +9,9 @@ first failed scrape, or when service discovery drops the target, so the ramp is 
 
 Only shapes read here to the end are guarded, so nothing the user wrote is rewritten on a guess: one range
 function over one plain selector (``rate(x{job="api"}[5m])``), possibly inside one aggregation
-(``max by (pod) (...)``). Anything else (offsets, subqueries, arithmetic, ``or``, comments) is left as
-written. A guard already written (``rate(x[5m]) and x``) is recognised and not added again.
+(``max by (pod) (...)``). Anything else (offsets, subqueries, arithmetic, ``or``) is left as written.
+``#`` comments are read past, as PromQL reads them, and kept where they are. A guard already written
+(``rate(x[5m]) and x``) is recognised and not added again.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from gpuwarden.durations import UNIT_PATTERN
 from gpuwarden.errors import ConfigError
+from gpuwarden.promql_text import uncommented
 
 if TYPE_CHECKING:
     from gpuwarden.config_anomaly import AnomalyConfig
@@ -49,6 +51,7 @@ _TOKEN = re.compile(
         |(?P<name>[A-Za-z_:][A-Za-z0-9_:]*)
         |(?P<string>"(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*'|`[^`]*`)
         |(?P<op>=~|!~|!=|=|[(){{}}\[\],])
+        |(?P<comment>\#[^\n]*)  # to the end of its line, read past
     )""",
     re.VERBOSE,
 )
@@ -91,9 +94,10 @@ class _Reader:
             match = _TOKEN.match(expr, pos)
             if match is None or match.lastgroup is None:
                 raise _Unread
-            self.tokens.append(
-                (match.lastgroup, match.group(match.lastgroup), match.start(match.lastgroup), match.end())
-            )
+            if match.lastgroup != "comment":
+                self.tokens.append(
+                    (match.lastgroup, match.group(match.lastgroup), match.start(match.lastgroup), match.end())
+                )
             pos = match.end()
         self.at = 0
 
@@ -135,7 +139,7 @@ class _Reader:
             seen = True
         if not seen:
             raise _Unread
-        return self.expr[first : self.end()]
+        return uncommented(self.expr[first : self.end()])  # the guard repeats it: not its comments
 
     def grouping(self) -> bool:
         if self.peek()[0] != "name" or self.peek()[1].lower() not in ("by", "without"):
@@ -194,8 +198,9 @@ def range_shape(expr: str) -> RangeShape | None:
 
 
 def has_range_function(expr: str) -> bool:
-    """Whether ``expr`` calls a range function of ``RANGE_FUNCTIONS`` (a cheap textual look)."""
-    return RAMPING_CALL.search(expr) is not None
+    """Whether ``expr`` calls a range function of ``RANGE_FUNCTIONS`` (a cheap textual look past comments
+    and strings)."""
+    return RAMPING_CALL.search(uncommented(expr, blank_strings=True)) is not None
 
 
 GUARD_UNREAD = (  # the error of ``guard: true`` on an expression not read here

@@ -93,3 +93,11 @@ def test_a_temperature_that_fell_below_its_band_is_no_thermal_fault(deviation, k
 
 def test_a_single_bit_ecc_storm_signature_is_an_ecc_sbe_storm() -> None:
     assert classify({"alertname": "GpuSingleBitEccStorm"}) is FaultKind.ECC_SBE_STORM
+
+
+@pytest.mark.parametrize("label", ["node", "Hostname", "hostname", "nodename"])
+def test_a_scrape_down_alert_naming_its_node_by_any_node_label_is_a_node_down(label: str) -> None:
+    """node-exporter's ``nodename`` names a target as well as ``node`` does: its job's ``up == 0`` alert with
+    only ``nodename`` was read as a job's alert about no one target."""
+    labels = {"alertname": "TargetDown", "job": "node-exporter", label: "n1"}
+    assert classify(labels) is FaultKind.NODE_DOWN

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import http.client
 import socket
-import threading
 import time
 from collections.abc import Iterator
 
@@ -17,7 +16,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from gpuwarden.httpprotocol import header_deadline_protocol
-from tests.integration.servers import free_port
+from tests.integration.servers import free_port, uvicorn_in_thread
 
 DEADLINE = 1.0
 GIVE_UP = 30.0  # a connection still open this long after its deadline was never going to be closed
@@ -40,17 +39,8 @@ def server(request: pytest.FixtureRequest) -> Iterator[int]:
         http=header_deadline_protocol(DEADLINE, request.param),
         timeout_keep_alive=60,  # longer than the deadline: what closes the connections below is the deadline
     )
-    srv = uvicorn.Server(config)
-    thread = threading.Thread(target=srv.run, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if srv.started:
-            break
-        time.sleep(0.05)
-    assert srv.started, "uvicorn did not start"
-    yield port
-    srv.should_exit = True
-    thread.join(10)
+    with uvicorn_in_thread(uvicorn.Server(config)):
+        yield port
 
 
 def connect(port: int) -> socket.socket:

@@ -23,7 +23,12 @@ from gpuwarden.range_guard import check_range_guards, range_shape
         ("rate(x[5m:30s])", None),
         ("rate(x[5m]) * 8", None),
         ("rate(x[5m]) / rate(y[5m])", None),
-        ("rate(x[5m]) # per pod", None),
+        ("rate(x[5m]) # per pod", "rate(x[5m]) and x # per pod"),
+        ("max(rate(x[5m])  # per pod\n)", "max(rate(x[5m]) and x  # per pod\n)"),
+        ('rate(x{a="#b", # c\nd="e"}[5m])', 'rate(x{a="#b", # c\nd="e"}[5m]) and x{a="#b", \nd="e"}'),
+        ("rate(x[5m]) and x # guarded", "rate(x[5m]) and x # guarded"),
+        ("rate(x[5m]) # and x", "rate(x[5m]) and x # and x"),
+        ("rate(x[5m] # ) and\n offset 1m)", None),
         ("histogram_quantile(0.9, rate(x[5m]))", None),
         ("topk(3, rate(x[5m]))", None),
         ("max by (a) (rate(x[5m])) by (b)", None),
@@ -33,8 +38,9 @@ from gpuwarden.range_guard import check_range_guards, range_shape
     ],
     ids=[
         "bare", "matchers", "name-matcher", "max-by", "avg-without-after", "broken-string", "sum-by",
-        "written", "offset", "subquery", "arithmetic", "ratio", "comment", "quantile", "topk",
-        "two-groupings", "on", "function-case", "selector",
+        "written", "offset", "subquery", "arithmetic", "ratio", "comment", "comment-in-aggregation",
+        "comment-in-matchers", "comment-after-guard", "commented-guard", "comment-hiding-offset",
+        "quantile", "topk", "two-groupings", "on", "function-case", "selector",
     ],
 )  # fmt: skip
 def test_only_a_shape_read_to_the_end_is_guarded_and_the_guard_goes_next_to_the_call(expr, guarded):
@@ -75,8 +81,9 @@ def test_guard_true_on_an_expression_it_cannot_guard_names_file_line_field_and_f
 
 
 @pytest.mark.parametrize("guard", ["true", "false"])
-def test_guard_true_or_false_on_a_shape_it_reads_is_accepted(tmp_path: Path, guard: str) -> None:
-    cfg = load_config(query_file(tmp_path, "sum by (pod) (rate(x[5m]))", guard))
+@pytest.mark.parametrize("expr", ["sum by (pod) (rate(x[5m]))", "sum by (pod) (rate(x[5m]))  # per pod"])
+def test_guard_true_or_false_on_a_shape_it_reads_is_accepted(tmp_path: Path, guard: str, expr: str) -> None:
+    cfg = load_config(query_file(tmp_path, expr, guard))
     assert cfg.anomaly.queries[0].guard is (guard == "true")
 
 
@@ -107,10 +114,12 @@ def warned(expr: str, **settings: object) -> list[str]:
         ("rate(x[5m]) * 8", {"direction": "up"}, False),
         ("rate(x[5m]) * 8", {"adaptive": False}, False),
         ("x * 8", {}, False),
+        ("x * 8  # not rate(x[5m])", {}, False),  # a range function in a comment is none
+        ("sum by (pod) (rate(x[5m]) and x)  # guarded", {}, False),  # written by hand, then a comment
     ],
     ids=["bare", "avg", "sum", "sum-by", "sum-by-guarded", "sum-by-declared", "sum-guarded",
          "sum-hand-guarded", "sum-guarded-up", "count-guarded", "count-by", "arithmetic", "up",
-         "not-adaptive", "no-range"],
+         "not-adaptive", "no-range", "range-in-comment", "hand-guarded-commented"],
 )  # fmt: skip
 def test_a_down_direction_range_query_left_unguarded_is_warned_of_by_name(expr, settings, warns):
     said = warned(expr, **settings)
