@@ -211,6 +211,7 @@ class PromQLSource:
         frames: list[Frame] = []
         errors: list[str] = []
         failed: dict[str, str] = {}
+        refused: set[str] = set()  # failed with an answer of Prometheus' own (HTTP 4xx): it is reachable
         answered = 0
         read: set[str] = set()
         empty: list[str] = []
@@ -230,6 +231,8 @@ class PromQLSource:
                 health.failed(str(exc))
                 errors.append(str(exc))
                 failed[query.name] = str(exc)
+                if not exc.retryable:
+                    refused.add(query.name)
                 continue
             if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
                 frame = self.coarse.keep(frame, query.step_seconds)
@@ -243,7 +246,7 @@ class PromQLSource:
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
-        if errors and not answered:
+        if errors and not answered and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
         elif answered or self._health.up:
             # A read that asked nothing (no query's step in its window) is no news: a source down stays
@@ -255,6 +258,15 @@ class PromQLSource:
         self._log_failures(failed)
         self._log_empty(empty, read)
         return frames
+
+    def _up_elsewhere(self, failed: dict[str, str], refused: set[str]) -> bool:
+        """Whether a read whose every asked query failed leaves the source up: Prometheus refused each of
+        them (a 4xx: it answered) while another query, not asked this read (its step not due), read well
+        last. Without it, one bad query on a shorter step than the others marked the source down at every
+        tick only it fell due on, and up at the others: ``gpuwarden_anomaly_source_up`` flapped."""
+        return failed.keys() <= refused and any(
+            h.up for name, h in self._health.queries.items() if name not in failed
+        )
 
     def _outage(self, failed: dict[str, str]) -> str:
         """Why no query could be read: each cause once, with how many queries it failed and the first few.
