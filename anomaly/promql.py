@@ -255,7 +255,7 @@ class PromQLSource:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
-        self._log_failures(failed)
+        self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
 
@@ -309,14 +309,16 @@ class PromQLSource:
             logger.info("promql: matching series again: %s", ", ".join(back), extra=extra)
         self._logged_empty = (self._logged_empty - set(back)) | set(new)
 
-    def _log_failures(self, failed: dict[str, str]) -> None:
+    def _log_failures(self, failed: dict[str, str], read: set[str]) -> None:
         """One line a tick at most: the queries newly failing (or failing differently) and the first error.
 
         A Prometheus answering 502 to every query used to log a line per query per tick; a query failing as
-        it did last tick is counted in the line, not named again, and its recovery is said once.
+        it did last tick is counted in the line, not named again, and its recovery (a good read) is said
+        once. A query not asked this read (its step not due) stays as it was: taken as recovered, a step
+        longer than the tick logged "read again" and the same failure again at every step.
         """
         changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != e}
-        recovered = [q for q in self._logged_failures if q not in failed]
+        recovered = [q for q in self._logged_failures if q in read]
         extra = {"source": self.name}
         if changed:
             same = len(failed) - len(changed)
@@ -331,7 +333,7 @@ class PromQLSource:
             )
         if recovered:
             logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
-        self._logged_failures = failed
+        self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | failed
 
     def _since(self, query: str, start: float, end: float) -> float:
         """Where a query's read starts: the service's window, or earlier when the query failed since."""

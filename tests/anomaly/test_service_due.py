@@ -536,3 +536,16 @@ def test_a_query_refused_alone_on_its_step_leaves_the_source_up_while_an_outage_
             if run.clock.time() % STEP == 0 and run.clock.time() % 120.0:  # asked power only
                 seen.add(registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}))
         assert seen == {1.0 if up else 0.0}
+
+
+def test_a_prometheus_down_is_logged_once_not_again_at_each_step_with_a_recovery_between(prometheus, caplog):
+    # Step 30 s, ticks of 5 s: the five ticks between two steps ask nothing. Each such read was taken as
+    # every query's recovery ("read again", though none was read), so each step logged the failure anew.
+    prometheus.errors[TEMP] = (503, "down")
+    with Run(prometheus, [TEMP]) as run:
+        run.service.warm_up()
+        with caplog.at_level("INFO", logger="anomaly.promql"):
+            run.ticks(4 * STEP)
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.promql"]
+    assert not [m for m in said if "read again" in m], said
+    assert len([m for m in said if "queries failed" in m]) <= 1, said
