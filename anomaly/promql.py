@@ -198,6 +198,7 @@ class PromQLSource:
         frames: list[Frame] = []
         errors: list[str] = []
         failed: dict[str, str] = {}
+        refused: set[str] = set()  # failed with an answer of Prometheus' own (HTTP 4xx): it is reachable
         answered = 0
         read: set[str] = set()
         empty: list[str] = []
@@ -217,6 +218,8 @@ class PromQLSource:
                 health.failed(str(exc))
                 errors.append(str(exc))
                 failed[query.name] = str(exc)
+                if not exc.retryable:
+                    refused.add(query.name)
                 continue
             if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
                 frame = self.coarse.keep(frame, query.step_seconds)
@@ -230,7 +233,7 @@ class PromQLSource:
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
-        if errors and not answered:
+        if errors and not answered and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
         elif answered or self._health.up:
             # A read that asked nothing (no query's step in its window) is no news: a source down stays
@@ -239,9 +242,18 @@ class PromQLSource:
             self._health.succeeded(self._clock.time(), sum(h.series for h in self._health.queries.values()))
         for name, h in self._health.queries.items():
             h.answer_step = self.coarse.answer_step(name)
-        self._log_failures(failed)
+        self._log_failures(failed, read)
         self._log_empty(empty, read)
         return frames
+
+    def _up_elsewhere(self, failed: dict[str, str], refused: set[str]) -> bool:
+        """Whether a read whose every asked query failed leaves the source up: Prometheus refused each of
+        them (a 4xx: it answered) while another query, not asked this read (its step not due), read well
+        last. Without it, one bad query on a shorter step than the others marked the source down at every
+        tick only it fell due on, and up at the others: ``gpuwarden_anomaly_source_up`` flapped."""
+        return failed.keys() <= refused and any(
+            h.up for name, h in self._health.queries.items() if name not in failed
+        )
 
     def _outage(self, failed: dict[str, str]) -> str:
         """Why no query could be read: each cause once, with how many queries it failed and the first few.
@@ -284,14 +296,16 @@ class PromQLSource:
             logger.info("promql: matching series again: %s", ", ".join(back), extra=extra)
         self._logged_empty = (self._logged_empty - set(back)) | set(new)
 
-    def _log_failures(self, failed: dict[str, str]) -> None:
+    def _log_failures(self, failed: dict[str, str], read: set[str]) -> None:
         """One line a tick at most: the queries newly failing (or failing differently) and the first error.
 
         A Prometheus answering 502 to every query used to log a line per query per tick; a query failing as
-        it did last tick is counted in the line, not named again, and its recovery is said once.
+        it did last tick is counted in the line, not named again, and its recovery (a good read) is said
+        once. A query not asked this read (its step not due) stays as it was: taken as recovered, a step
+        longer than the tick logged "read again" and the same failure again at every step.
         """
         changed = {q: e for q, e in failed.items() if self._logged_failures.get(q) != e}
-        recovered = [q for q in self._logged_failures if q not in failed]
+        recovered = [q for q in self._logged_failures if q in read]
         extra = {"source": self.name}
         if changed:
             same = len(failed) - len(changed)
@@ -306,7 +320,7 @@ class PromQLSource:
             )
         if recovered:
             logger.info("promql: read again: %s", ", ".join(recovered), extra=extra)
-        self._logged_failures = failed
+        self._logged_failures = {q: e for q, e in self._logged_failures.items() if q not in read} | failed
 
     def _since(self, query: str, start: float, end: float) -> float:
         """Where a query's read starts: the service's window, or earlier when the query failed since."""

@@ -18,18 +18,18 @@ stand-in's ``/hooks/crash``):
   both runs wait until serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time
   decides alike in both.
 
-Once both runs are quiet (journal applied, every outbox message sent) and stopped, it compares what users
-see, incidents keyed by their root and members (ids are random per run): every incident with the same
-state and priority (``divergent``); each incident's opening posted to Slack (its parent message) and to the
-webhook (an ``opened`` change, counted by idempotency key; a receiver drops a repeat of the same key, which
-is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``, fewer
-``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every outbox
-message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly, no
-outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request
-when nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those
-found, and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``:
-serve had answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made
-again with the key and body already delivered, which the receiver drops.
+Once both runs are quiet (journal applied, every outbox message sent, or discarded as superseded) and stopped,
+it compares what users see, incidents keyed by their root and members (ids are random per run): every incident
+with the same state and priority (``divergent``); each incident's opening posted to Slack (its parent message)
+and to the webhook (an ``opened`` change, counted by idempotency key; a receiver drops a repeat of the same
+key, which is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``,
+fewer ``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every
+outbox message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly,
+no outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request when
+nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those found,
+and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had
+answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with
+the key and body already delivered, which the receiver drops.
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -64,7 +64,7 @@ from sqlalchemy.orm import Session
 from alerting.db import make_engine
 from alerting.journal import AcceptJournal, applied_offset
 from alerting.notifiers.recorder import RecordedCall, SlackRecorder
-from alerting.outbox_tables import OutboxMessage
+from alerting.outbox_tables import DISCARDED, SENT, OutboxMessage
 from alerting.store_models import AlertRow, IncidentRow
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package
@@ -87,6 +87,9 @@ resolution after the quiet period, alerts a silence's expiry unmuted), and a tic
 the next step's alerts in one run only made the two runs differ with no crash at all."""
 TICKED_SECONDS = 3 * TICK_SECONDS
 SLACK_TOKEN_ENV = "CRASH_FUZZ_SLACK_TOKEN"
+DONE = frozenset((SENT, DISCARDED))
+"""Outbox statuses with nothing left to do: sent, or discarded (an edit a later message of its incident
+shows, superseded with no crash at all; nobody discards by hand here)."""
 
 
 # --- the storm ---------------------------------------------------------------------------------------
@@ -389,7 +392,7 @@ def run_steps(serve: Serve, steps: list[Step], kills: dict[int, str], seed: int)
 
 
 def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None = None) -> None:
-    """Wait until the journal is applied and every outbox message is sent (twice alike, a tick apart), or
+    """Wait until the journal is applied and every outbox message is done (twice alike, a tick apart), or
     until ``killed`` is set (a send kill landed)."""
     deadline = time.monotonic() + timeout
     last: object = None
@@ -404,11 +407,17 @@ def settle(serve: Serve, timeout: float = 60.0, killed: threading.Event | None =
         if killed is not None and killed.is_set():
             return
         now = (lag, counts)
-        if lag == 0 and set(counts) <= {"sent"} and now == last:
+        if settled(lag, counts) and now == last:
             return
         last = now
         time.sleep(0.5)
     raise RuntimeError(f"serve not quiet within {timeout} s: {last}")
+
+
+def settled(lag: int, counts: dict[str, int]) -> bool:
+    """Whether serve applied its journal (``lag`` bytes behind) and its outbox (``counts`` by status) is
+    done."""
+    return lag == 0 and set(counts) <= DONE
 
 
 # --- what users see ------------------------------------------------------------------------------------
@@ -460,7 +469,7 @@ def _store_view(
                     select(OutboxMessage.idempotency_key).where(OutboxMessage.notifier == f"webhook:{HOOK}")
                 )
             )
-            half += [f"outbox {status}: {n}" for status, n in statuses.items() if status != "sent"]
+            half += [f"outbox {status}: {n}" for status, n in statuses.items() if status not in DONE]
         journal = AcceptJournal(journal_dir, lambda jid: applied_offset(sql, jid))
         behind = journal.end - applied_offset(sql, journal.journal_id)
         journal.close()

@@ -510,3 +510,42 @@ def test_a_prometheus_down_at_start_stays_down_at_the_ticks_that_ask_it_nothing(
             run.ticks(EVERY)
             assert not run.source.health().up
             assert registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}) == 0
+
+
+@pytest.mark.parametrize(
+    ("error", "up"),
+    [((400, "bad_data: parse error"), True), ((503, "unavailable"), False)],
+    ids=["one-query-refused", "prometheus-failing"],
+)
+def test_a_query_refused_alone_on_its_step_leaves_the_source_up_while_an_outage_marks_it_down(
+    prometheus, error, up
+):
+    # Power (step 30 s) refused by Prometheus (a typo: HTTP 400), temperature (step 120 s) read well: three
+    # ticks in four that asked only power marked the whole source down, the fourth up again, and
+    # gpuwarden_anomaly_source_up flapped though Prometheus answered every call. A 503 is still an outage
+    # at the first tick that asks anything.
+    prometheus.answers[TEMP] = lambda t: [(g, 60.0) for g in GPUS]
+    with Run(prometheus, [TEMP, POWER], steps={TEMP: 120.0, POWER: STEP}) as run:
+        run.service.warm_up()
+        prometheus.errors[POWER] = error
+        registry = CollectorRegistry()
+        registry.register(run.service.collector)
+        seen = set()
+        for _ in range(round(120.0 / EVERY)):
+            run.ticks(EVERY)
+            if run.clock.time() % STEP == 0 and run.clock.time() % 120.0:  # asked power only
+                seen.add(registry.get_sample_value("gpuwarden_anomaly_source_up", {"source": "prometheus"}))
+        assert seen == {1.0 if up else 0.0}
+
+
+def test_a_prometheus_down_is_logged_once_not_again_at_each_step_with_a_recovery_between(prometheus, caplog):
+    # Step 30 s, ticks of 5 s: the five ticks between two steps ask nothing. Each such read was taken as
+    # every query's recovery ("read again", though none was read), so each step logged the failure anew.
+    prometheus.errors[TEMP] = (503, "down")
+    with Run(prometheus, [TEMP]) as run:
+        run.service.warm_up()
+        with caplog.at_level("INFO", logger="anomaly.promql"):
+            run.ticks(4 * STEP)
+    said = [r.getMessage() for r in caplog.records if r.name == "anomaly.promql"]
+    assert not [m for m in said if "read again" in m], said
+    assert len([m for m in said if "queries failed" in m]) <= 1, said

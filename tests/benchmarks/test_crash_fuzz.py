@@ -6,12 +6,20 @@ import importlib
 import shutil
 from collections import Counter
 from dataclasses import replace
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
 
+from alerting.notifiers.recorder import SlackRecorder
+from alerting.outbox import Outbox
+from alerting.outbox_tables import DISCARDED
+from gpuwarden.clock import FakeClock
+from tests.alerting.notifiers.incidents import lifecycle
+from tests.alerting.test_outbox import _reassessed, slack
 from tests.benchmarks.harness import BENCHMARKS
+from tests.migrated_store import migrated_sqlite
 
 
 @pytest.fixture
@@ -81,3 +89,21 @@ def test_a_crash_that_pages_twice_is_reported_as_a_duplicate(
     assert result["duplicates"] == [0]
     assert any(":parent x2" in line for line in result["first"]["0"]["duplicates"])
     shutil.rmtree(result["first"]["0"]["kept"])  # the runs' folders, kept for whoever reads a finding
+
+
+def test_an_edit_superseded_by_a_later_one_is_no_finding(fuzz: ModuleType, tmp_path: Path) -> None:
+    """The outbox discards a waiting edit that a later message of its incident shows (fix/measures); the
+    fuzz read every status but ``sent`` as half written, and its settle waited for ``sent`` alone: an
+    uncrashed run that superseded an edit was a finding, or timed out as "serve not quiet"."""
+    engine = migrated_sqlite(tmp_path / "gw.db")
+    with SlackRecorder() as recorder:
+        outbox = Outbox(engine, [slack(recorder)], FakeClock())
+        outbox(lifecycle()[0])
+        outbox.dispatch_due()
+        outbox(_reassessed("reset_gpu", 1))
+        outbox(_reassessed("restart_node", 2))
+        assert outbox.dispatch_due() == 1 and DISCARDED in outbox.counts()
+    engine.dispose()
+    _, _, _, half = fuzz._store_view(str(tmp_path / "gw.db"), tmp_path / "journal")
+    assert half == []
+    assert fuzz.settled(0, outbox.counts())
