@@ -219,7 +219,9 @@ STEPS: list[Step] = [
         {"labels": {"alertname": "G"}, "generatorURL": "http://prom-2:9090/graph", "annotations": {"s": "3"}},
     ),
     _query("generator-url-annotations-newest", ("filter", 'alertname="G"')),
-    _query("alerts-all"),
+    # Every alert but Short, whose endsAt (1 s after its post) may pass between the two servers' answers on a
+    # loaded machine: one lists it and the other not (CI, 2026-12-02). alerts-short-ended checks it.
+    _query("alerts-all", ("filter", 'alertname!="Short"')),
     Step("alerts-short-ended", params=[("filter", 'alertname="Short"')], compare="alerts", wait=2.0),
     _query("ha-earliest-start-later-end", ("filter", 'alertname=~"HA2?"')),
     _query("filter-eq", ("filter", 'alertname="A"')),
