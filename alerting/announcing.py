@@ -296,12 +296,13 @@ class IncidentAnnouncing:
         if not taken:
             return
         now = self.clock.now()
+        by_time: dict[datetime, list[str]] = {}  # now for most; a crash's few keep the outbox's times
+        for incident_id, before in taken.items():
+            by_time.setdefault(now if before is None else before, []).append(incident_id)
         with self._sessions() as session, session.begin():
-            for chunk in in_lists([i for i, before in taken.items() if before is None]):
-                _stamp(session, chunk, now)
-            for incident_id, before in taken.items():  # few: only after a crash
-                if before is not None:
-                    _stamp(session, [incident_id], before)
+            for at, incident_ids in by_time.items():
+                for chunk in in_lists(incident_ids):
+                    _stamp(session, chunk, at)
 
 
 _AFTER_OPENING = timedelta(microseconds=1)

@@ -499,9 +499,8 @@ class IncidentEngine(
         member.firing, member.flapping, member.onset = old.firing, old.flapping, old.onset
         member.settles_at = old.settles_at
         if member.recommended_action != old.recommended_action and inc.id not in batch.remeasured:
-            batch.remeasured[inc.id] = recommended_by(
-                inc.members.values()
-            )  # as before the batch: told if it moved
+            # What the incident recommended before the batch's first such change: told if it moved.
+            batch.remeasured[inc.id] = recommended_by(inc.members.values())
         inc.members[row.fingerprint] = member
         batch.touched.add(inc.id)
 

@@ -329,25 +329,25 @@ class Outbox:
             if not rows or not self._due(rows[0].next_attempt_at):
                 return sent, False
             head = rows[0]
-            if len(rows) > 1 and self._superseded(head, rows[1]):
+            notification = Notification.model_validate_json(head.payload)  # stored once, never changed
+            if len(rows) > 1 and self._superseded(head, notification, rows[1]):
                 continue
-            result = self._attempt(notifier, head.id)
+            result = self._attempt(notifier, head.id, notification)
             if result is True:
                 sent += 1
             elif result is False:
                 return sent, True
 
-    def _superseded(self, head: OutboxMessage, later: OutboxMessage) -> bool:
-        """Set ``head`` aside unsent (``discarded``, saying by which message) when it is an ``edit_only``
-        change waiting (not in flight) and message ``later`` of its incident waits after it: every message
-        carries the whole incident as it is after its change, so the later one shows all the edit would,
-        and what changes at every scrape costs one call per dispatch round, not one per scrape. Not when
-        ``later`` is told under a silence and the edit was not (``_stands_in``). Kept with its key, the same
-        change told again (after a restart) is still a repeat. Only while this server holds the store lock
-        (``_attempt`` says why not)."""
+    def _superseded(self, head: OutboxMessage, edit: Notification, later: OutboxMessage) -> bool:
+        """Set ``head`` (its notification: ``edit``) aside unsent (``discarded``, saying by which message)
+        when it is an ``edit_only`` change waiting (not in flight) and message ``later`` of its incident waits
+        after it: every message carries the whole incident as it is after its change, so the later one shows
+        all the edit would, and what changes at every scrape costs one call per dispatch round, not one per
+        scrape. Not when ``later`` is told under a silence and the edit was not (``_stands_in``). Kept with
+        its key, the same change told again (after a restart) is still a repeat. Only while this server holds
+        the store lock (``_attempt`` says why not)."""
         if head.status != PENDING:
             return False
-        edit = Notification.model_validate_json(head.payload)
         if not edit.edit_only or not _stands_in(Notification.model_validate_json(later.payload), edit):
             return False
         try:
@@ -363,20 +363,20 @@ class Outbox:
         self.stats.count(self.stats.by_notifier_superseded, head.notifier)
         return True
 
-    def _attempt(self, notifier: Notifier, row_id: int) -> bool | None:
-        """True: sent. False: will be retried. None: failed for good (the next message may go)."""
+    def _attempt(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
+        """Send message ``row_id`` (its payload: ``notification``). True: sent. False: will be retried. None:
+        failed for good (the next message may go)."""
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
             row.status, row.attempts = SENDING, row.attempts + 1
-            attempts, payload, incident_id = row.attempts, row.payload, row.incident_id
+            attempts, incident_id = row.attempts, row.incident_id
             thread_row = session.get(NotificationThread, (notifier.name, incident_id))
             thread = (
                 ThreadState(thread_row.channel, thread_row.ts, thread_row.chart_posted)
                 if thread_row is not None
                 else ThreadState()
             )
-        notification = Notification.model_validate_json(payload)
         if not self._may_send(notifier.name, incident_id):
             return False  # left SENDING: the server that holds the lock sends it (as a retry)
 

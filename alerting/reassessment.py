@@ -74,13 +74,14 @@ class InventoryReassessment(IncidentGrouping):
                 # assesses (a restarted serve's first): a serve tells the same as one restarted before it.
                 self._notify([])
                 return
-            self._notify(self._reassess_open(previous))
+            self._notify(self._reassess_open(inventory, previous))
 
-    def _reassess_open(self, previous: Inventory | None) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:
-        """Place and assess the open incidents again with the current inventory (``previous``: the one they
-        were assessed with), under the lock; the changes committed, for the caller to tell. See
+    def _reassess_open(
+        self, inventory: Inventory, previous: Inventory | None
+    ) -> Sequence[tuple[str, ChangeKind, TimelineRow]]:
+        """Place and assess the open incidents again with ``inventory``, the current one (``previous``: the
+        one they were assessed with), under the lock; the changes committed, for the caller to tell. See
         ``replace_inventory``."""
-        inventory = self.inventory
         self._reassessed = False
         for inc in self._open.values():
             # Members were located with the old inventory: a job that was unknown then (an alert naming
@@ -100,7 +101,7 @@ class InventoryReassessment(IncidentGrouping):
                     batch = Batch(session, self.clock.now())
                     incident_rows(session, [inc.id for inc in live])  # held: one query a chunk, not each
                     for inc in live:
-                        self._reassess(batch, inc, previous)
+                        self._reassess(batch, inc, inventory, previous)
             except Exception:
                 self._rebuild_after_failure()  # the view back to what the store holds; the caller logs it
                 raise
@@ -111,10 +112,11 @@ class InventoryReassessment(IncidentGrouping):
         """Whether an open incident waits to be lowered (an unchanged inventory may now let it)."""
         return any(inc.lower_since is not None for inc in self._open.values())
 
-    def _reassess(self, batch: Batch, inc: OpenIncident, previous: Inventory | None) -> None:
-        """One open incident after an inventory change (see ``replace_inventory``)."""
+    def _reassess(
+        self, batch: Batch, inc: OpenIncident, current: Inventory, previous: Inventory | None
+    ) -> None:
+        """One open incident after an inventory change to ``current`` (see ``replace_inventory``)."""
         row = batch.session.get(IncidentRow, inc.id)
-        current = self.inventory
         if row is None:
             return
         shown = {workload_from_dict(w) for w in (row.impact or {}).get("workloads", [])}
@@ -127,7 +129,7 @@ class InventoryReassessment(IncidentGrouping):
         assessment = assess(
             path, root, members, current, self.config.assume_spare_capacity, elsewhere=self._elsewhere(inc)
         )
-        gone = current is not None and any(
+        gone = any(
             current.find_workload(w.kind, w.name, w.namespace, w.cluster) is None for w in inc.stopped & shown
         )
         if gone and assessment.priority.value > row.priority:  # "P3" > "P0": less urgent

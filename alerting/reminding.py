@@ -351,9 +351,8 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
             return event
         end = merged_at.get(incident_id)  # of an incident merged in; None for the incident itself
         if end is not None and incident_id not in announced:
-            return (
-                None  # merged in never announced (held, by a serve that stopped; no outbox row): paged nobody
-            )
+            # Merged in, never announced (held, by a serve that stopped; no outbox row): it paged nobody.
+            return None
         told = unsilenced_at(
             announced_at(at, announced.get(incident_id), delay), silenced.get(incident_id, ())
         )

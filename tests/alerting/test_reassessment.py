@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, event
 
 from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
@@ -142,3 +142,25 @@ def test_a_refresh_that_only_retitles_an_incident_reaches_the_outbox_though_its_
         "retitled",
         {"from": "gpu n1/1 GpuTempHigh (training job 6)", "to": row.title},
     )
+
+
+def test_a_refresh_reads_the_open_incidents_rows_a_chunk_at_a_time_not_one_query_each(sql: Engine) -> None:
+    # The rows read in chunks (``grouping.incident_rows``, its result not kept) are the ones each incident's
+    # reassessment gets from the session: one query for the 20, not one each (20 without the chunk read).
+    clock = FakeClock()
+    nodes = [NodeInfo(f"n{k:02d}", f"c{k:02d}", "r1", 8) for k in range(20)]  # one incident each
+    engine = IncidentEngine(sql, clock, AlertingConfig(announce_delay_seconds=0), StaticInventory(nodes, []))
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": n.cluster, "node": n.name}) for n in nodes])
+    assert len(engine.store.list_rows(None)) == len(nodes)
+    reads: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        if statement.lstrip().upper().startswith("SELECT") and "FROM incidents" in statement:
+            reads.append(statement)
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    try:
+        refresh(engine, clock, StaticInventory([*nodes, NodeInfo("n99", "c00", "r1", 8)], []))
+    finally:
+        event.remove(engine.store.engine, "before_cursor_execute", record)
+    assert reads and len(reads) < len(nodes), reads
