@@ -42,54 +42,21 @@ from __future__ import annotations
 import logging
 from collections.abc import Collection, Mapping, Sequence
 from itertools import islice
-from typing import overload
 
 import numpy as np
 
 from anomaly.filterperiods import FilterPeriods
 from anomaly.sources import Frame
+from anomaly.spacingrule import MIN_STEPS, confirms, off_grid, spacing_run
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
 logger = logging.getLogger(__name__)
 
-CONFIRM = 3  # spacings in a row of the same coarser step before it is believed: one outage is one spacing
-MIN_STEPS = 20  # asked steps those spacings cover at least: a filter's answers are on a grid by chance
 RECENT = 4  # reads whose label sets' slots are kept: series at up to four phases of a coarser step
 LONGEST = 7200.0  # seconds a series is kept for its next answer at most: twice Thanos' coarsest step
 # Hashes of series answered once kept per query at most: what two hours of 1,000 such series a read hold at
 # step 30 s (about 25 MiB); at shorter steps the oldest go first.
 ONCE_MOST = 250_000
-
-# The rule, for a query's answered steps (scalars, one answer at a time) and a read's series (arrays): written
-# once, in operators both take. The per-series code run on one slot cost 64 us an answer against 9 us.
-
-
-def _off_grid(steps: FloatArray, seen: FloatArray, step: float) -> BoolArray:
-    """Whether answers ``steps`` asked steps after the last are off the coarser step ``seen`` (0: none)."""
-    off: BoolArray = (seen > 0) & (np.fmod(steps, np.maximum(np.rint(seen / step), 1)) != 0)
-    return off
-
-
-@overload
-def _run(steps: int, step: float, before: float, times: int) -> tuple[float, int]: ...
-@overload
-def _run(
-    steps: FloatArray, step: float, before: FloatArray, times: IntArray
-) -> tuple[FloatArray, IntArray]: ...
-def _run(steps, step, before, times):  # type: ignore[no-untyped-def]
-    """After an answer ``steps`` asked steps after the last: the run's spacing in seconds (0: one step) and
-    how many in a row, from the run of ``times`` spacings of ``before`` seconds."""
-    spacing = (steps > 1) * steps * step
-    return spacing, ((before == spacing) * times + 1) * (spacing != 0)
-
-
-@overload
-def _confirms(times: int, steps: int, seen: float, spacing: float) -> bool: ...
-@overload
-def _confirms(times: IntArray, steps: FloatArray, seen: FloatArray, spacing: FloatArray) -> BoolArray: ...
-def _confirms(times, steps, seen, spacing):  # type: ignore[no-untyped-def]
-    """Whether a run of ``times`` spacings of ``steps`` asked steps makes ``spacing`` the step seen anew."""
-    return (times >= CONFIRM) & (times * steps >= MIN_STEPS) & (seen != spacing)
 
 
 class CoarseSteps:
@@ -109,7 +76,7 @@ class CoarseSteps:
         self._series: dict[str, SeriesSteps] = {}
         self.series_seen: dict[str, float] = {}
         """Per query, the longest step any of its series answers on where coarser than asked."""
-        self.periods = FilterPeriods(source, CONFIRM, MIN_STEPS)
+        self.periods = FilterPeriods(source)
 
     def keep(self, frame: Frame, step: float) -> Frame:
         """``frame`` (a query's grid, ``step`` apart) without the steps its coarser answers leave empty, and
@@ -166,7 +133,7 @@ class CoarseSteps:
         for gap in np.diff(stamps).tolist():
             steps = round(gap / step)
             seen = self.seen.get(query, 0.0)
-            if seen and _off_grid(np.array([steps], np.float64), np.array([seen]), step)[0]:
+            if seen and off_grid(np.array([steps], np.float64), np.array([seen]), step)[0]:
                 del self.seen[query]
                 logger.info(
                     "promql: query %s answers off the %gs step seen, %gs after its last answer: read on its"
@@ -177,11 +144,11 @@ class CoarseSteps:
                     step,
                     extra={"source": self.source, "query": query},
                 )
-            spacing, times = self._run[query] = _run(steps, step, *self._run.get(query, (0.0, 0)))
+            spacing, times = self._run[query] = spacing_run(steps, step, *self._run.get(query, (0.0, 0)))
             # A filter passed for a step every 30 minutes was "seen" on a 30-minute step, its steps between
             # not read: its alert, judged at its answers only, never resolved.
             longer = query in self._filters and spacing > MIN_STEPS * step
-            if _confirms(times, steps, self.seen.get(query, 0.0), spacing) and not longer:
+            if confirms(times, steps, self.seen.get(query, 0.0), spacing) and not longer:
                 self.seen[query] = spacing
                 logger.warning(
                     "promql: query %s answers on a %gs step, not the %gs asked (samples further apart than"
@@ -395,7 +362,7 @@ class SeriesSteps:
             steps = np.rint((t - self.last[slots]) / step)
         known = np.isfinite(steps)
         slots, steps = slots[known], steps[known]
-        off = _off_grid(steps, self.seen[slots], step)
+        off = off_grid(steps, self.seen[slots], step)
         if off.any():  # answers off the coarser grid: read on the asked step again
             self.seen[slots[off]] = 0.0
             logger.info(
@@ -405,9 +372,9 @@ class SeriesSteps:
                 step,
                 extra={"source": self.source, "query": self.query},
             )
-        spacing, times = _run(steps, step, self.spacing[slots], self.times[slots])
+        spacing, times = spacing_run(steps, step, self.spacing[slots], self.times[slots])
         self.spacing[slots], self.times[slots] = spacing, times
-        confirmed = _confirms(times, steps, self.seen[slots], spacing)
+        confirmed = confirms(times, steps, self.seen[slots], spacing)
         if self.reach <= MIN_STEPS * step:  # a filter's series: as its query, no step over 20 asked steps
             confirmed &= spacing <= MIN_STEPS * step  # (one read may hold three: the warm-up's hour)
         if not confirmed.any():

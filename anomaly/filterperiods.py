@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from anomaly.spacingrule import confirms, spacing_run
 from anomaly.thresholds import FloatArray
 
 logger = logging.getLogger(__name__)
@@ -25,17 +26,16 @@ logger = logging.getLogger(__name__)
 @dataclass(slots=True)
 class _Returns:
     last: float | None = None  # the query's last return (an answer after an empty step)
-    interval: int = 0  # asked steps between the last two returns
-    times: int = 0  # intervals of that many steps in a row
+    spacing: float = 0.0  # seconds between the last two returns
+    times: int = 0  # spacings of that many seconds in a row
 
 
 class FilterPeriods:
-    """Per filter query, its returns' interval, run and whether it was told."""
+    """Per filter query, its returns' spacing, run and whether it was told."""
 
-    def __init__(self, source: str, confirm: int, min_steps: int) -> None:
-        """``confirm``/``min_steps``: the evidence ``anomaly.coarsesteps`` asks of a coarser step."""
+    def __init__(self, source: str) -> None:
+        """The evidence asked of a period is ``anomaly.spacingrule``'s, as of a coarser step."""
         self.source = source
-        self._confirm, self._min_steps = confirm, min_steps
         self._returns: dict[str, _Returns] = {}
         self.told: dict[str, float] = {}
         """Per query told of, the period in seconds its answers came back on."""
@@ -48,13 +48,12 @@ class FilterPeriods:
         returns = self._returns.setdefault(query, _Returns())
         for t in back.tolist():
             if returns.last is not None:
-                interval = round((t - returns.last) / step)
-                returns.times = returns.times + 1 if interval == returns.interval else 1
-                returns.interval = interval
+                steps = round((t - returns.last) / step)  # 2 or more: a return follows an empty step
+                returns.spacing, returns.times = spacing_run(steps, step, returns.spacing, returns.times)
+                if confirms(returns.times, steps, 0.0, returns.spacing):  # 0.0: no period told yet
+                    self._tell(query, returns.spacing, step)
+                    return
             returns.last = t
-            if returns.times >= self._confirm and returns.times * returns.interval >= self._min_steps:
-                self._tell(query, returns.interval * step, step)
-                return
 
     def _tell(self, query: str, period: float, step: float) -> None:
         self.told[query] = period

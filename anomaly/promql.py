@@ -196,10 +196,8 @@ class PromQLSource:
         }
         wait(futures.values(), timeout=self.deadline_seconds)
         frames: list[Frame] = []
-        errors: list[str] = []
         failed: dict[str, str] = {}
         refused: set[str] = set()  # failed with an answer of Prometheus' own (HTTP 4xx): it is reachable
-        answered = 0
         read: set[str] = set()
         empty: list[str] = []
         for query in self.queries:
@@ -209,14 +207,12 @@ class PromQLSource:
                 future.cancel()  # one already running ends by the client's timeout; its answer is dropped
                 error = f"query {query.name}: no answer within the read's {self.deadline_seconds:g}s deadline"
                 health.failed(error)
-                errors.append(error)
                 failed[query.name] = error
                 continue
             try:
                 frame = future.result()
             except SourceError as exc:
                 health.failed(str(exc))
-                errors.append(str(exc))
                 failed[query.name] = str(exc)
                 if not exc.retryable:
                     refused.add(query.name)
@@ -224,7 +220,6 @@ class PromQLSource:
             if frame.timestamps.size:  # an answer on a coarser step leaves no step of it in some windows
                 frame = self.coarse.keep(frame, query.step_seconds)
             if frame.timestamps.size:  # else the window held no step: nothing was asked
-                answered += 1
                 read.add(query.name)
                 if not frame.labels:
                     empty.append(query.name)
@@ -233,9 +228,9 @@ class PromQLSource:
                 _, guarded = query.sent
                 step = self.coarse.step(query.name, query.step_seconds)
                 frames.append(self._edges.mask(frame, self._ranges[query.name], step, guarded=guarded))
-        if errors and not answered and not self._up_elsewhere(failed, refused):
+        if failed and not read and not self._up_elsewhere(failed, refused):
             self._health.failed(self._outage(failed))
-        elif answered or self._health.up:
+        elif read or self._health.up:
             # A read that asked nothing (no query's step in its window) is no news: a source down stays
             # down. It came up after a failed warm-up, so `anomaly run --ticks 1` exited 0 or 1 by the
             # wall clock (whether its one tick fell on a query's step).

@@ -17,6 +17,7 @@ from pydantic import AllowInfNan, Field, field_validator
 from gpuwarden.config_rules import MAX_INTERVAL_SECONDS, MAX_WINDOW_SECONDS, HttpUrl, Section
 from gpuwarden.errors import ConfigError
 from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.promql_text import QUOTED
 from gpuwarden.range_guard import GUARD_UNREAD, range_shape
 
 _Bound = Annotated[float, AllowInfNan(True)]  # a data range's end may be inf (NaN is refused before)
@@ -378,9 +379,8 @@ def promql_bracket_problem(expr: str) -> str | None:
     return None
 
 
-# A label matcher's regex (``=~`` / ``!~``) and its PromQL string: double or single quotes with escapes, or
-# backquotes without.
-_REGEX_MATCHER = re.compile(r"""([=!]~)\s*("(?:[^"\\]|\\.)*"|'(?:[^'\\]|\\.)*'|`[^`]*`)""")
+# A label matcher's regex (``=~`` / ``!~``) and its PromQL string (``gpuwarden.promql_text.QUOTED``).
+_REGEX_MATCHER = re.compile(rf"([=!]~)\s*({QUOTED.pattern})")
 _STRING_ESCAPES = {"\\": "\\", '"': '"', "'": "'", "n": "\n", "t": "\t", "r": "\r"}
 # What Python's ``re`` and Prometheus's RE2 (Go ``regexp``) both refuse: a broken set, group or repeat.
 # Where the two dialects differ (\p{L}, \z, (?<name>...), (?U)) nothing is said: Prometheus decides.

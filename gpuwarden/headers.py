@@ -16,6 +16,12 @@ TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable's name, not a sec
 """The variable holding the bearer token: serve takes writes with it, the CLI and ``anomaly run`` send it.
 Named here, where the lightest command may import it (``config_source`` brings pydantic-settings)."""
 
+
+def token_missing(token: str | None) -> str:
+    """Why no token is sent: ``TOKEN_ENV`` empty (``token`` "") or not set (None)."""
+    return f"{TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
+
+
 TOKEN_UNSENDABLE = "holds characters an HTTP header cannot carry (a token is printable ASCII)"  # noqa: S105
 """Why a bearer token is refused; its characters are not shown (it is a secret)."""
 

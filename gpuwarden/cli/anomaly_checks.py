@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gpuwarden.errors import ConfigError
-from gpuwarden.headers import TOKEN_ENV
+from gpuwarden.headers import TOKEN_ENV, token_missing
 
 if TYPE_CHECKING:
     from gpuwarden.config_anomaly import AnomalyConfig
@@ -29,9 +29,8 @@ def anomaly_run_refusals(
     if cfg.alert_url and not token:
         refusals.append(
             ConfigError(
-                f"anomaly run refuses to start: it is set but {TOKEN_ENV} is"
-                f" {'empty' if token == '' else 'not set'}; export the token `gpuwarden serve` takes (it"
-                " refuses alerts without it)",
+                f"anomaly run refuses to start: it is set but {token_missing(token)}; export the token"
+                " `gpuwarden serve` takes (it refuses alerts without it)",
                 field="anomaly.alert_url",
             )
         )

@@ -19,7 +19,7 @@ from rich.table import Table
 from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.listings import say_none_found
 from gpuwarden.errors import InputError
-from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, unsendable_character
+from gpuwarden.headers import FIELD_HEADER, TOKEN_ENV, TOKEN_UNSENDABLE, token_missing, unsendable_character
 from gpuwarden.model import IncidentState, Priority, fault_name, impact_text
 from gpuwarden.printable import escape_controls, escape_controls_in
 from gpuwarden.urls import url_problem
@@ -172,7 +172,7 @@ def _refusal(response: httpx.Response, token: str | None) -> str:
         message, ours = response.text.strip() or "an empty answer", False
     said = f"HTTP {response.status_code}: {message}"
     if response.status_code == 401 and not token:
-        return f"{said}; {TOKEN_ENV} is {'empty' if token == '' else 'not set'}"
+        return f"{said}; {token_missing(token)}"
     return said if ours else f"{said} (not gpuwarden's answer: is --url a gpuwarden serve?)"
 
 
