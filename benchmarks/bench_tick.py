@@ -35,13 +35,13 @@ from alerting.db import make_engine
 from alerting.engine import IncidentEngine
 from alerting.matchers import parse_matcher
 from alerting.migrate import upgrade
+from alerting.notifiers.base import Notification, ThreadSaver, ThreadState
 from alerting.outbox import Outbox
 from alerting.reminders import REMINDER
 from alerting.store_models import TimelineRow
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus
-from tests.alerting.outbox_only import Quiet  # a notifier that only has rows stored
 
 START = datetime(2026, 3, 1, 8, 0, tzinfo=UTC)
 BATCH = 500
@@ -71,13 +71,24 @@ def _engine(count: int, quiet: int, flapping: bool = False) -> IncidentEngine:
     return engine
 
 
+class _Unsent:
+    """A notifier the outbox keeps rows for and never delivers to here."""
+
+    name = "unsent"
+
+    def deliver(
+        self, notification: Notification, thread: ThreadState, *, retry: bool, save: ThreadSaver
+    ) -> None:
+        raise AssertionError("not dispatched in this benchmark")
+
+
 def _restart(count: int) -> dict[str, object]:
     """``count`` incidents opened and announced to an outbox, then a restart and its first tick, timed."""
     path = str(Path(tempfile.mkdtemp(prefix="bench-restart-")) / "gw.db")
     upgrade(make_engine(path))
     clock = FakeClock(START.timestamp())
     engine = IncidentEngine(make_engine(path), clock, AlertingConfig())
-    engine.subscribe(Outbox(make_engine(path), [Quiet()], clock))
+    engine.subscribe(Outbox(make_engine(path), [_Unsent()], clock))
     labels = [{"alertname": "NodeDown", "cluster": "bench", "node": f"n{i:05d}"} for i in range(count)]
     for at in range(0, count, BATCH):
         engine.ingest([Alert(one, starts_at=START) for one in labels[at : at + BATCH]])
@@ -87,7 +98,7 @@ def _restart(count: int) -> dict[str, object]:
     gc.collect()
     began = time.perf_counter()
     restarted = IncidentEngine(make_engine(path), clock, AlertingConfig())
-    outbox = Outbox(make_engine(path), [Quiet()], clock)
+    outbox = Outbox(make_engine(path), [_Unsent()], clock)
     restarted.subscribe(outbox)
     rebuilt = time.perf_counter()
     restarted.tick()
