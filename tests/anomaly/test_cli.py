@@ -598,3 +598,25 @@ def test_score_to_stdout_keeps_its_summary_off_the_csv_stream(tmp_path, spelling
     assert result.exit_code == 0, result.output
     assert result.stdout == out.read_text()
     assert result.stderr.startswith("stdout: 600 rows, " if spelling == "-" else f"{spelling}: 600 rows, ")
+
+
+def test_run_says_at_start_where_it_reads_serves_and_sends_before_its_warm_up(tmp_path, caplog):
+    """Before the warm-up (an hour of history: tens of seconds on a large fleet) it logged nothing, so an
+    operator could not tell where /metrics was served or where alerts went until the first tick."""
+    prometheus = _Prometheus()
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n"
+        "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+    )
+    caplog.set_level(logging.INFO)
+    try:
+        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "1", "--port", "0"])
+    finally:
+        prometheus.close()
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
+    assert lines[0] == (
+        f"anomaly run: 1 query from {prometheus.url} every 0.2 s; /metrics not served (--port 0);"
+        " alerts printed as JSON lines (no anomaly.alert_url); warming up from the last 24 s of history"
+    ), lines
