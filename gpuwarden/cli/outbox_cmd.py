@@ -87,6 +87,15 @@ def list_messages(
             escape(m["last_error"] or ""),
         )
     console.print(table)
+    _say_after_listing(counts, len(data["messages"]), status)
+
+
+def _say_after_listing(counts: dict[str, int], shown: int, status: str | None) -> None:
+    """On stderr, below the table: that it shows only the newest of more, and what failed and orphaned
+    messages wait for."""
+    total = counts.get(status, 0) if status is not None else sum(counts.values())  # what the filters match
+    if total > shown:
+        err_console.print(f"showing the newest {shown} of {total}; --limit {total} lists them all")
     if counts.get("failed"):
         err_console.print("failed messages wait for `gpuwarden outbox retry` once the cause is fixed")
     if counts.get("orphaned"):

@@ -216,3 +216,18 @@ def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> Non
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert counts == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "orphaned": 0, "discarded": 0}
+
+
+def test_list_says_when_it_shows_only_the_newest_of_more_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table stopped at --limit (100 by default) without a word, as `incidents list` does not: an
+    operator looking for an old failed message took it for gone."""
+    with _serving_orphans(tmp_path, monkeypatch):
+        some = runner.invoke(app, ["outbox", "list", "--url", URL, "--limit", "4"])
+        failed = runner.invoke(app, ["outbox", "list", "--url", URL, "--status", "failed", "--limit", "2"])
+        every = runner.invoke(app, ["outbox", "list", "--url", URL, "--status", "failed"])
+    assert some.exit_code == failed.exit_code == every.exit_code == 0, some.output
+    assert "showing the newest 4 of 15; --limit 15 lists them all" in " ".join(some.stderr.split())
+    assert "showing the newest 2 of 5; --limit 5 lists them all" in " ".join(failed.stderr.split())
+    assert "showing the newest" not in every.stderr
