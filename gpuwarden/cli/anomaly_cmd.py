@@ -88,7 +88,7 @@ def score(
     """Score a univariate CSV with the default configuration; label 1 where an alert would be raised.
 
     At a terminal, stderr shows a progress bar while it reads, scores and writes (a million rows take
-    minutes).
+    under a minute).
     """
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
     from anomaly.univariate import read_series_csv, score_many  # noqa: PLC0415
