@@ -113,7 +113,8 @@ def score(
         raise typer.Exit(1) from exc
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
-    typer.echo(f"{where}: {rows} rows, {int(scored.raised.sum())} alerts", err=to_stdout)
+    alerts = int(scored.raised.sum())
+    typer.echo(f"{where}: {rows} rows, {alerts} alert{'' if alerts == 1 else 's'}", err=to_stdout)
 
 
 def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> None:

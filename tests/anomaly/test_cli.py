@@ -63,6 +63,15 @@ def test_score_writes_scores_and_labels_an_alert_at_the_spike(tmp_path):
     assert frame["label"].sum() <= 3
 
 
+def test_score_counts_one_alert_in_the_singular(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src, spike_at=None)  # its noise alone raised one: "600 rows, 1 alerts" it said
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    alerts = int(pd.read_csv(out)["label"].sum())  # a detector's change may move it: the grammar follows
+    assert result.stdout == f"{out}: 600 rows, {alerts} alert{'' if alerts == 1 else 's'}\n"
+
+
 def test_score_rejects_a_csv_without_a_value_column(tmp_path):
     src = tmp_path / "in.csv"
     src.write_text("timestamp,v\n2024-01-01,1\n")
