@@ -3,7 +3,6 @@ an option it does not take is refused (exit 2), rather than ignored while the wh
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -28,16 +27,15 @@ HARNESSES = {
 
 
 def run(script: str, *args: str) -> subprocess.CompletedProcess[str]:
-    """``benchmarks/<script> args`` as `make bench` runs it: no PYTHONPATH, so only installed packages and
-    the script's own folder (and what it adds) can be imported; `am_diff.py` failed so on `tests`."""
-    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    """``benchmarks/<script> args`` as `make bench` runs it. Under `make test` (no PYTHONPATH) only installed
+    packages and the script's own folder (and what it adds) can be imported: `am_diff.py` failed so on
+    `tests`. The environment is kept as it is: PYTHONPATH is how a worktree's tests run its own code."""
     return subprocess.run(
         [sys.executable, str(BENCHMARKS / script), *args],
         capture_output=True,
         check=False,
         text=True,
         timeout=120,
-        env=env,
     )
 
 
