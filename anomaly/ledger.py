@@ -43,6 +43,7 @@ import numpy as np
 
 from anomaly.series import Step, View
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
+from gpuwarden.model import NODE_LABELS
 
 GpuKey = tuple[str, str]
 _Key = tuple[str, GpuKey, str]
@@ -53,11 +54,13 @@ ZERO_MEMORY_READS = 4
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey:
-    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance)."""
+    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance): its UUID, else
+    its node (the first of ``NODE_LABELS`` set, else ``instance``) and index."""
     uuid = labels.get("UUID") or labels.get("uuid")
     if uuid:
         return (uuid, "")
-    return (labels.get("Hostname") or labels.get("node") or labels.get("instance", ""), labels.get("gpu", ""))
+    node = next((labels[k] for k in NODE_LABELS if labels.get(k)), labels.get("instance", ""))
+    return (node, labels.get("gpu", ""))
 
 
 def _grown(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
