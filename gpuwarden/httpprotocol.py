@@ -31,6 +31,8 @@ import httptools
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
+from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
+
 logger = logging.getLogger(__name__)
 
 _MESSAGE = b"the request line and headers did not arrive in time"
@@ -64,7 +66,7 @@ def _unknown_to_llhttp(method: bytes) -> bool:
 class HeaderDeadline(asyncio.Protocol):
     """Mixed in before one of uvicorn's HTTP protocol classes: the header deadline on its connections."""
 
-    header_timeout: float = 10.0
+    header_timeout: float = HEADER_TIMEOUT_SECONDS
     # What uvicorn's protocol classes set (their cycle types differ, hence Any).
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
