@@ -22,7 +22,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from types import MappingProxyType
 from typing import Any
 
@@ -63,6 +63,22 @@ def _unknown_to_llhttp(method: bytes) -> bool:
     return False
 
 
+class ClientLogger(logging.LoggerAdapter[logging.Logger]):
+    """uvicorn's logger on one connection: its own lines (the parser's 400 "Invalid HTTP request received.",
+    an app that crashed) end with ``client=HOST:PORT``, as serve's own lines name their context."""
+
+    @property
+    def level(self) -> int:
+        """The logger's level: uvicorn's protocols compare it with their TRACE level."""
+        return self.logger.level
+
+    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
+        """The message with the client; a ``%`` in its address (an IPv6 zone) escaped: the message may be
+        formatted with arguments."""
+        client = str(self.extra["client"]).replace("%", "%%") if self.extra else ""
+        return f"{msg} client={client}", kwargs
+
+
 class HeaderDeadline(asyncio.Protocol):
     """Mixed in before one of uvicorn's HTTP protocol classes: the header deadline on its connections."""
 
@@ -72,11 +88,14 @@ class HeaderDeadline(asyncio.Protocol):
     transport: asyncio.Transport
     cycle: Any
     client: tuple[str, int] | None
+    logger: Any  # uvicorn's, then a ``ClientLogger`` around it
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """uvicorn's, then start the deadline for the first request."""
+        """uvicorn's, then its log lines name the client, and the deadline for the first request starts."""
         super().connection_made(transport)
+        if self.client:
+            self.logger = ClientLogger(self.logger, {"client": self._client_address()})
         self._start_header_deadline()
 
     def data_received(self, data: bytes) -> None:
@@ -94,6 +113,9 @@ class HeaderDeadline(asyncio.Protocol):
         """Whether part of a request whose headers are not complete was received."""
         raise NotImplementedError
 
+    def _client_address(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+
     def _start_header_deadline(self) -> None:
         if not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline_passed)
@@ -109,9 +131,9 @@ class HeaderDeadline(asyncio.Protocol):
             return
         if self.request_begun():
             logger.info(
-                "closed a connection whose request headers did not arrive within %g s (408)",
+                "closed a connection whose request headers did not arrive within %g s (408) client=%s",
                 self.header_timeout,
-                extra={"client": self.client[0] if self.client else ""},
+                self._client_address(),
             )
             self.transport.write(TIMEOUT_RESPONSE)
         self.transport.close()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.client
+import logging
 import socket
 import time
 from collections.abc import Iterator
@@ -194,3 +195,21 @@ def test_a_body_sent_after_a_request_right_behind_another_is_not_taken_for_a_met
         sock.sendall(b"abc def g")
         second = answer(sock)
     assert (first, second) == ((200, "", b"GET 0"), (200, "", b"POST 9"))
+
+
+def test_the_parsers_400_for_a_request_it_cannot_read_is_logged_with_the_clients_address(
+    server: int, caplog: pytest.LogCaptureFixture
+) -> None:
+    # uvicorn logs "Invalid HTTP request received." and nothing else: which client sent it was not said.
+    uvicorn_log = logging.getLogger("uvicorn.error")
+    uvicorn_log.addHandler(caplog.handler)
+    try:
+        with connect(server) as sock:
+            sock.sendall(b"GET / HTTP/1.1\r\nHost x\r\n\r\n")  # a header line with no colon
+            assert read_until_closed(sock).startswith(b"HTTP/1.1 400")
+            host, port = sock.getsockname()
+            client = f"{host}:{port}"
+    finally:
+        uvicorn_log.removeHandler(caplog.handler)
+    said = {r.getMessage() for r in caplog.records if r.name == "uvicorn.error"}  # caplog's root handler too
+    assert said == {f"Invalid HTTP request received. client={client}"}
