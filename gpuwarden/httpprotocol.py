@@ -164,8 +164,11 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
-        header deadline's and uvicorn's (with nothing, while the start of a method is held)."""
-        if self._at_request_start:
+        header deadline's and uvicorn's (with nothing, while the start of a method is held). Requests sent
+        right behind one another in one packet are parsed one header block at a time, so that the method
+        of each one after a request without a body is looked at too (a body's end is the parser's to find:
+        what follows one is parsed as it came)."""
+        while self._at_request_start:
             # llhttp skips empty lines before a request line (RFC 9112 2.2): so does the look for its method.
             data, self._head = (self._head + data).lstrip(b"\r\n"), b""
             space = data.find(b" ", 0, _LONGEST_METHOD)
@@ -178,6 +181,13 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
                 self._method = method.decode("ascii")
                 data = _STAND_IN + data[space:]
+            end = data.find(b"\r\n\r\n") + 4  # its header block's end: no header line holds an empty line
+            if end < 4 or end == len(data):
+                break
+            super().data_received(data[:end])  # a request without a body ends here: the next one begins
+            data = data[end:]
+            if self.transport.is_closing():
+                return
         super().data_received(data)
 
     def on_message_begin(self) -> None:
