@@ -15,6 +15,9 @@ httptools (uvicorn's "auto") also refuses every method llhttp does not know (``F
 Alertmanager take any token as a method and answer 405 with ``Allow`` on a path that has routes. Such a
 request is parsed here under a stand-in method and given to the app under its own, as h11 gives it: the app
 answers 405 naming its methods, or 404 for a path it does not have.
+
+uvicorn's own lines about a connection (that 400, an app that crashed) do not say whose it is: each
+connection's protocol logs through a ``ClientLogger``, which ends them with ``client=HOST:PORT``.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
 
@@ -72,11 +75,13 @@ class ClientLogger(logging.LoggerAdapter[logging.Logger]):
         """The logger's level: uvicorn's protocols compare it with their TRACE level."""
         return self.logger.level
 
-    def process(self, msg: Any, kwargs: MutableMapping[str, Any]) -> tuple[Any, MutableMapping[str, Any]]:
-        """The message with the client; a ``%`` in its address (an IPv6 zone) escaped: the message may be
-        formatted with arguments."""
-        client = str(self.extra["client"]).replace("%", "%%") if self.extra else ""
-        return f"{msg} client={client}", kwargs
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """The line with the client; a ``%`` in its address (an IPv6 zone) escaped where the line is
+        formatted with ``args``."""
+        if self.isEnabledFor(level):
+            client = str(self.extra["client"]) if self.extra else ""
+            client = client.replace("%", "%%") if args else client
+            self.logger.log(level, f"{str(msg).rstrip()} client={client}", *args, **kwargs)
 
 
 class HeaderDeadline(asyncio.Protocol):
