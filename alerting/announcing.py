@@ -22,8 +22,9 @@ import logging
 import threading
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -312,9 +313,18 @@ def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
     """Store ``at`` as the announcement of those of the incidents that have none yet; of one that opened at
     ``at`` or later (no announce delay under a clock that did not move, or a wall clock set back), the
     microsecond after its opening: its opening's own time reads as stored before migration 0019
-    (``reminders.was_announced``), offered to the listeners again at every start."""
+    (``reminders.was_announced``), offered to the listeners again at every start.
+
+    One UPDATE when it stamps them all (they opened before ``at``: an announce delay passed). Not one
+    statement for every case: that would compute ``opened_at`` plus a microsecond in SQL, which SQLite cannot
+    but by splicing the text SQLAlchemy stores (its date functions drop what is below a millisecond, and a
+    ``julianday`` double steps about 40 µs today); the few left are read and stamped one by one."""
     unstamped = (IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
-    session.execute(update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at))
+    stamped = session.execute(
+        update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at)
+    )
+    if cast("CursorResult[Any]", stamped).rowcount == len(set(incident_ids)):  # ``in_lists`` pads them
+        return
     for incident_id, opened_at in session.execute(
         select(IncidentRow.id, IncidentRow.opened_at).where(*unstamped)
     ).all():
