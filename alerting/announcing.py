@@ -32,6 +32,7 @@ from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
+from alerting.reminders import INSTANT
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import IncidentRow, TimelineRow
@@ -303,9 +304,28 @@ class IncidentAnnouncing:
             for at, incident_ids in by_time.items():
                 for chunk in in_lists(incident_ids):
                     _stamp(session, chunk, at)
+            for chunk in in_lists(list(taken)):
+                _settle_upgraded(session, chunk, self._hold)
 
 
-_AFTER_OPENING = timedelta(microseconds=1)
+_AFTER_OPENING = INSTANT
+
+
+def _settle_upgraded(session: Session, incident_ids: Sequence[str], hold: timedelta) -> None:
+    """Of the incidents just told opened, store those stored before migration 0019 (``announced_at`` their
+    opening's time: told or not, not known; offered to the listeners again at each start, the outbox
+    dropping the repeat) as announced at the end of their announce delay, as the reminders read them already
+    (``reminders.announced_at``; ``INSTANT`` after the opening with no delay): told now, no start after
+    this one offers them again, and they are reminded of as before."""
+    upgraded = select(IncidentRow.id, IncidentRow.opened_at).where(
+        IncidentRow.id.in_(incident_ids), IncidentRow.announced_at == IncidentRow.opened_at
+    )
+    for incident_id, opened_at in session.execute(upgraded).all():
+        session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.id == incident_id)
+            .values(announced_at=opened_at + max(hold, INSTANT))
+        )
 
 
 def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:

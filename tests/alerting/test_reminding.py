@@ -440,6 +440,40 @@ def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str,
         sql.dispose()
 
 
+@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_and_reminded_as_before(
+    tmp_path: Path, delay: float
+) -> None:
+    # The node's incident opens at 23:00 and is announced by a release before 0019; the upgrade stores its
+    # opening's time as its announcement (whether it was told is not known). The first serve after the
+    # upgrade offers it to the outbox again (deduped); every start after that did too, until it resolved.
+    # The first offer settles it; the reminder still counts from the end of the announce delay.
+    serve = _Serve(tmp_path / "serve")
+    serve.config = AlertingConfig(announce_delay_seconds=delay)
+    serve.restart()
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(delay)
+    serve.engine.tick()
+    store = alerting.db.make_engine(serve.db)
+    downgrade(store, "0018_silences_incident_index")  # as the release before 0019 left it
+    upgrade(store)
+    store.dispose()
+    offered: list[int] = []
+    for at in range(_TICK, 5 * 3600, _TICK):
+        serve.clock.advance(_TICK)
+        if at in (3600, 7200):
+            serve.restart()
+        serve.engine.tick()
+        if at in (3600, 7200):
+            offered.append(serve.outbox.stats.duplicates)
+    assert offered == [1, 0]
+    assert [n.change.value for n in _told(serve)].count("opened") == 1
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (14400 + delay, 14400.0)
+    ]
+
+
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:
     # serve stopped 5 s into the node incident's 10 s announce delay, and the upgrade to 0019 stored its
     # opening's time as its announcement (as for every incident before it: whether one was told is not
