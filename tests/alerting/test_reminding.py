@@ -334,6 +334,12 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
 
 
+def _failing_store(incident_ids: Any) -> None:
+    """``_store_announced`` as the store answers when it fails just after the outbox took an opening."""
+    if incident_ids:
+        raise OperationalError("UPDATE", None, Exception("store down"))
+
+
 def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Serve, str]:
     """A serve whose node incident opened at its start and was announced 10 s later by a tick that could
     not store when (the store failed, or serve died, just after the outbox took it); that incident."""
@@ -341,12 +347,7 @@ def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_S
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
     serve.clock.advance(10)
-
-    def failing(incident_ids: Any) -> None:
-        if incident_ids:
-            raise OperationalError("UPDATE", None, Exception("store down"))
-
-    monkeypatch.setattr(serve.engine, "_store_announced", failing)
+    monkeypatch.setattr(serve.engine, "_store_announced", _failing_store)
     serve.engine.tick()
     return serve, incident_id
 
@@ -513,6 +514,52 @@ def test_an_opening_the_outbox_took_before_a_crash_counts_from_when_it_took_it(
         serve.engine.tick()
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14410, 14400.0)
+    ]
+
+
+def _gpu_lost(node: str) -> Alert:
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "0", "UUID": sc.gpu_uuid(node, 0)}
+    return Alert({"cluster": sc.CLUSTER, **labels})
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["restarted", "store-back"])
+def test_an_incident_the_outbox_took_then_merged_before_it_was_announced_again_stores_that_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    # r07-n01's GPU is lost at 23:00 (paged 23:00:10), r07-n02's at 00:30; the tick of 00:30:10 hands that
+    # opening to the outbox (its page) and the store fails before storing when (or serve dies). The whole
+    # rack goes down at 00:31, before the next tick (or the restarted serve's first): the second incident
+    # is merged into the first, never announced again, and its announced_at stayed NULL, read as never
+    # handed to the outbox. The outbox's time is stored; the first incident is reminded 4 h after it.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_gpu_lost("r07-n01")])
+    [first] = serve.engine.open_incident_ids()
+    serve.clock.advance(10)
+    serve.engine.tick()
+    _advance_to(serve, start, 5400)
+    serve.engine.ingest([_gpu_lost("r07-n02")])
+    [second] = set(serve.engine.open_incident_ids()) - {first}
+    serve.clock.advance(10)
+    monkeypatch.setattr(serve.engine, "_store_announced", _failing_store)
+    serve.engine.tick()
+    monkeypatch.undo()
+    _advance_to(serve, start, 5460)
+    if restart:
+        serve.restart()
+    serve.engine.ingest(
+        [Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": f"r07-n0{n}"}) for n in range(1, 9)]
+    )
+    assert serve.engine.open_incident_ids() == [first]
+    with Session(alerting.db.make_engine(serve.db)) as session:
+        row = session.get(IncidentRow, second)
+        assert row is not None and row.merged_into == first
+        assert row.announced_at == start + timedelta(seconds=5410)
+    for at in (9000, 14410, 19809, 19810):  # 14410: 4 h after the first incident's page
+        _advance_to(serve, start, at)
+        serve.engine.tick()
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (19810, 14400.0)
     ]
 
 
