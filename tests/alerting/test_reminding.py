@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -473,6 +473,47 @@ def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_a
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14400 + delay, 14400.0)
     ]
+
+
+def an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(db: str, delay: float) -> None:
+    """The first start after the upgrade stores an incident of before 0019 (``announced_at`` its opening's
+    time) as announced at the end of its delay, a microsecond after its opening with none; shared with the
+    PostgreSQL test."""
+    clock, config, sql = (
+        FakeClock(),
+        AlertingConfig(announce_delay_seconds=delay),
+        alerting.db.make_engine(db),
+    )
+    start = clock.now()
+    try:
+        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
+        engine.subscribe(Outbox(sql, [Quiet()], clock))
+        engine.ingest([_DOWN])
+        clock.advance(delay)
+        engine.tick()
+        with sql.begin() as connection:  # as 0019 stores an incident of before it
+            connection.execute(update(IncidentRow).values(announced_at=IncidentRow.opened_at))
+        for _ in range(2):
+            clock.advance(3600)
+            engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # a restart
+            outbox = Outbox(sql, [Quiet()], clock)
+            engine.subscribe(outbox)
+            engine.tick()
+            with Session(sql) as session:
+                (announced,) = session.scalars(select(IncidentRow.announced_at))
+            assert announced - start == timedelta(seconds=delay or 1e-6)
+        assert outbox.stats.duplicates == 0  # the second start offered it nothing
+    finally:
+        sql.dispose()
+
+
+@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+def test_an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(
+    tmp_path: Path, delay: float
+) -> None:
+    db = tmp_path / "incidents.db"
+    migrated_sqlite(db).dispose()
+    an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(str(db), delay)
 
 
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:
