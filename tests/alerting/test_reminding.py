@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -396,12 +396,30 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
 
 
 @pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+@pytest.mark.parametrize("stored_before_0019", [False, True], ids=["announced", "stored-before-0019"])
 def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
-    tmp_path: Path, delay: float
+    tmp_path: Path, delay: float, stored_before_0019: bool
 ) -> None:
     db = tmp_path / "incidents.db"
     migrated_sqlite(db).dispose()
-    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(str(db), delay)
+    restart = (
+        an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay
+        if stored_before_0019
+        else a_restart_offers_the_outbox_no_opening_the_store_says_was_announced
+    )
+    restart(str(db), delay)
+
+
+def _announced(sql: Engine, delay: float) -> tuple[FakeClock, AlertingConfig]:
+    """A serve on ``sql`` whose node incident opens at 23:00 and is announced ``delay`` seconds later (stored:
+    announced_at); its clock and configuration, for the restarts that follow."""
+    clock, config = FakeClock(), AlertingConfig(announce_delay_seconds=delay)
+    engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
+    engine.subscribe(Outbox(sql, [Quiet()], clock))
+    engine.ingest([_DOWN])
+    clock.advance(delay)
+    engine.tick()
+    return clock, config
 
 
 def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str, delay: float) -> None:
@@ -410,18 +428,10 @@ def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str,
     key, for every open incident (10,000 read and offered at start); the store says it was announced, so
     nothing is. With no delay it is announced in the instant it opened (a clock that did not move, or was set
     back): stored as its opening's time, it read as stored before 0019, offered again at every start."""
-    clock, config, sql = (
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=delay),
-        alerting.db.make_engine(db),
-    )
-    start = clock.now()
+    sql = alerting.db.make_engine(db)
     try:
-        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
-        engine.subscribe(Outbox(sql, [Quiet()], clock))
-        engine.ingest([_DOWN])
-        clock.advance(delay)
-        engine.tick()
+        clock, config = _announced(sql, delay)
+        start = clock.now() - timedelta(seconds=delay)
         clock.advance(3600)
         engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # the restart
         outbox = Outbox(sql, [Quiet()], clock)
@@ -479,18 +489,10 @@ def an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(db
     """The first start after the upgrade stores an incident of before 0019 (``announced_at`` its opening's
     time) as announced at the end of its delay, a microsecond after its opening with none; shared with the
     PostgreSQL test."""
-    clock, config, sql = (
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=delay),
-        alerting.db.make_engine(db),
-    )
-    start = clock.now()
+    sql = alerting.db.make_engine(db)
     try:
-        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
-        engine.subscribe(Outbox(sql, [Quiet()], clock))
-        engine.ingest([_DOWN])
-        clock.advance(delay)
-        engine.tick()
+        clock, config = _announced(sql, delay)
+        start = clock.now() - timedelta(seconds=delay)
         with sql.begin() as connection:  # as 0019 stores an incident of before it
             connection.execute(update(IncidentRow).values(announced_at=IncidentRow.opened_at))
         for _ in range(2):
@@ -505,15 +507,6 @@ def an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(db
         assert outbox.stats.duplicates == 0  # the second start offered it nothing
     finally:
         sql.dispose()
-
-
-@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
-def test_an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(
-    tmp_path: Path, delay: float
-) -> None:
-    db = tmp_path / "incidents.db"
-    migrated_sqlite(db).dispose()
-    an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(str(db), delay)
 
 
 def test_an_incident_held_in_its_delay_at_the_upgrade_to_0019_is_still_announced(tmp_path: Path) -> None:

@@ -611,24 +611,21 @@ def test_on_postgres_an_opening_stored_before_0019_is_told_after_its_delay_and_0
 
 @pytest.mark.integration
 @pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+@pytest.mark.parametrize(
+    "restart",
+    [
+        a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
+        an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
+    ],
+    ids=["announced", "stored-before-0019"],
+)
 def test_on_postgres_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
-    postgres_url: str, delay: float
+    postgres_url: str, delay: float, restart: Callable[[str, float], None]
 ) -> None:
     sql = make_engine(postgres_url)
     upgrade(sql)
     sql.dispose()
-    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(postgres_url, delay)
-
-
-@pytest.mark.integration
-@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
-def test_on_postgres_an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(
-    postgres_url: str, delay: float
-) -> None:
-    sql = make_engine(postgres_url)
-    upgrade(sql)
-    sql.dispose()
-    an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(postgres_url, delay)
+    restart(postgres_url, delay)
 
 
 @pytest.mark.integration
