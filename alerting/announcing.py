@@ -13,7 +13,8 @@ After a restart, incidents a previous process may have announced are announced a
 the outbox dedupe them by the event's idempotency key. Not those the store says were announced
 (``IncidentRow.announced_at``, ``reminders.was_announced``): only those held when it stopped, those whose
 announcement's time it could not store (a crash just after the outbox took it: the outbox says when it did,
-and that is stored), and those stored before migration 0019.
+and that is stored, also for one merged or resolved before it is announced again), and, once, those stored
+before migration 0019 (then stored as announced at the end of their delay, as the reminders read them).
 """
 
 from __future__ import annotations
@@ -21,9 +22,10 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Mapping, Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from alerting.db import in_lists
@@ -32,6 +34,8 @@ from alerting.handoff import NOTHING_ELSE, Change, Telling, forget, untold
 from alerting.incident_index import OpenIncidents
 from alerting.inventory import Inventory
 from alerting.member import flapping_in, recommended_by
+from alerting.outbox_tables import OutboxMessage
+from alerting.reminders import INSTANT
 from alerting.silences import Silence, incident_silenced_until
 from alerting.store import IncidentNotFound, IncidentStore
 from alerting.store_models import IncidentRow, TimelineRow
@@ -256,14 +260,17 @@ class IncidentAnnouncing:
         self, incident_id: str, now: datetime, told: dict[str, datetime | None] | None = None
     ) -> None:
         """Tell listeners a held incident opened, as it is now (unless it resolved meanwhile: then it is not
-        announced, and an "opened" of it told again later is held, not sent); it stays held when that
+        announced, and an "opened" of it told again later is held, not sent; when the outbox took it before,
+        that is stored, ``_store_taken``); it stays held when that
         raises. When it was told is stored at once, or left to the caller that gives ``told`` (added to it,
         with when a listener took it before, if one did: ``_store_announced``)."""
         announced = True
         if self._listeners:
             incident = self.store.get(incident_id)
             announced = incident.state is not IncidentState.RESOLVED
-            if announced:
+            if not announced:
+                self._store_taken(incident_id)
+            else:
                 opened = next((e for e in incident.timeline if e.kind == "opened"), incident.timeline[0])
                 silenced_until = incident_silenced_until(self._silences, incident_id, now)
                 before = self._call_listeners(
@@ -286,6 +293,15 @@ class IncidentAnnouncing:
         if announced:
             self._announced.add(incident_id)
 
+    def _store_taken(self, incident_id: str) -> None:
+        """Store when the outbox first took the opening of a held incident that resolved (merged into
+        another, most often) before it was announced again, if it did (``taken_by_outbox``): the store
+        failed, or serve died, between that and ``_store_announced``. Its ``announced_at`` stayed NULL, read
+        as never handed to the outbox (``reminders.was_announced``), though it paged."""
+        with self._sessions() as session, session.begin():
+            for one, at in taken_by_outbox(session, [incident_id]).items():
+                _stamp(session, [one], at)
+
     def _store_announced(self, taken: Mapping[str, datetime | None]) -> None:
         """Store when the listeners were first told these incidents opened (now, after they heard it; told
         again, a restart's announcement that the outbox dedupes, it keeps the first): their opening's page,
@@ -303,18 +319,62 @@ class IncidentAnnouncing:
             for at, incident_ids in by_time.items():
                 for chunk in in_lists(incident_ids):
                     _stamp(session, chunk, at)
+            for chunk in in_lists(list(taken)):
+                _settle_upgraded(session, chunk, self._hold)
 
 
-_AFTER_OPENING = timedelta(microseconds=1)
+_AFTER_OPENING = INSTANT
+
+
+def taken_by_outbox(session: Session, incident_ids: Sequence[str]) -> dict[str, datetime]:
+    """When the outbox first took a change of each of these incidents (stored with no ``announced_at``):
+    their opening, the first it takes of one. The store failed, or serve died, just after the outbox took it
+    (``IncidentAnnouncing._store_announced``): it paged then. None for one the outbox never took (held: it
+    paged nobody)."""
+    taken: dict[str, datetime] = {}
+    for chunk in in_lists(incident_ids):
+        first = (
+            select(OutboxMessage.incident_id, func.min(OutboxMessage.created_at))
+            .where(OutboxMessage.incident_id.in_(chunk))
+            .group_by(OutboxMessage.incident_id)
+        )
+        taken.update((one, datetime.fromtimestamp(at, UTC)) for one, at in session.execute(first))
+    return taken
+
+
+def _settle_upgraded(session: Session, incident_ids: Sequence[str], hold: timedelta) -> None:
+    """Of the incidents just told opened, store those stored before migration 0019 (``announced_at`` their
+    opening's time: told or not, not known; offered to the listeners again at each start, the outbox
+    dropping the repeat) as announced at the end of their announce delay, as the reminders read them already
+    (``reminders.announced_at``; ``INSTANT`` after the opening with no delay): told now, no start after
+    this one offers them again, and they are reminded of as before."""
+    upgraded = select(IncidentRow.id, IncidentRow.opened_at).where(
+        IncidentRow.id.in_(incident_ids), IncidentRow.announced_at == IncidentRow.opened_at
+    )
+    for incident_id, opened_at in session.execute(upgraded).all():
+        session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.id == incident_id)
+            .values(announced_at=opened_at + max(hold, INSTANT))
+        )
 
 
 def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
     """Store ``at`` as the announcement of those of the incidents that have none yet; of one that opened at
     ``at`` or later (no announce delay under a clock that did not move, or a wall clock set back), the
     microsecond after its opening: its opening's own time reads as stored before migration 0019
-    (``reminders.was_announced``), offered to the listeners again at every start."""
+    (``reminders.was_announced``), offered to the listeners again at every start.
+
+    One UPDATE when it stamps them all (they opened before ``at``: an announce delay passed). Not one
+    statement for every case: that would compute ``opened_at`` plus a microsecond in SQL, which SQLite cannot
+    but by splicing the text SQLAlchemy stores (its date functions drop what is below a millisecond, and a
+    ``julianday`` double steps about 40 µs today); the few left are read and stamped one by one."""
     unstamped = (IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
-    session.execute(update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at))
+    stamped = session.execute(
+        update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at)
+    )
+    if cast("CursorResult[Any]", stamped).rowcount == len(set(incident_ids)):  # ``in_lists`` pads them
+        return
     for incident_id, opened_at in session.execute(
         select(IncidentRow.id, IncidentRow.opened_at).where(*unstamped)
     ).all():

@@ -7,7 +7,7 @@ import re
 from collections.abc import Mapping
 
 from gpuwarden.labelnumbers import label_number
-from gpuwarden.model import FaultKind
+from gpuwarden.model import NODE_LABELS, FaultKind
 from gpuwarden.xid import out_of_service
 
 # Faults that take capacity away; alerts of these kinds on sibling components escalate to their parent.
@@ -49,10 +49,6 @@ _NAME_PATTERNS: tuple[tuple[str, FaultKind], ...] = (
     ("xid", FaultKind.XID),
 )
 _COMPILED = tuple((re.compile(p), k) for p, k in _NAME_PATTERNS)
-NODE_LABELS = ("node", "Hostname", "hostname", "nodename")
-"""Labels that name an alert's node, the first one set winning (else the host of ``instance``): Kubernetes'
-``node``, dcgm-exporter's ``Hostname``, node-exporter's ``nodename`` and other exporters' ``hostname``.
-Here, not in ``topology`` (which imports this module), so that ``classify`` reads the same list."""
 _SCRAPE_DOWN = re.compile("instancedown|targetdown")
 # Scrape jobs whose target is the node itself: node exporter's, the kubelet's (and its cAdvisor).
 _NODE_JOB = re.compile(r"^(node|node[-_]exporter|kubelet|cadvisor|kubernetes-nodes(-cadvisor)?)$")

@@ -11,7 +11,6 @@ from datetime import UTC, datetime
 
 from alerting.faults import (
     JOB_FAULTS,
-    NODE_LABELS,
     SYMPTOM_KINDS,
     alert_xid,
     anomaly_subject,
@@ -20,7 +19,7 @@ from alerting.faults import (
     xid_code,
 )
 from alerting.topology import WORKLOAD_LABELS, Location, alert_pod
-from gpuwarden.model import FaultKind, RecommendedAction
+from gpuwarden.model import NODE_LABELS, FaultKind, RecommendedAction
 from gpuwarden.xid import follow_up_for_xid
 
 _NEVER = datetime.max.replace(tzinfo=UTC)

@@ -290,6 +290,7 @@ class MuteTracking:
         one they were set for joined it (``joining``), which must page. Its ``silence_ended`` event says
         so, with what the silence held back (``catch_up``), so the tick has nothing left to catch up on;
         ``cause``, the event of what ended it (the reopening that fault made), is not of those."""
+        spans = _spans(batch.session, incident_id)  # as set: all that came so far came while they held
         self._expire_silences_of(batch, incident_id)
         incident = batch.session.get(IncidentRow, incident_id)
         assert incident is not None
@@ -305,7 +306,7 @@ class MuteTracking:
         ]
         events = [e for e in events if e is not cause]
         since = self._catch_up_since.pop(incident_id, None)
-        message, data, _ = catch_up(events, incident.priority, since, early=why)
+        message, data, _ = catch_up(events, incident.priority, since, early=why, spans=spans)
         told_first = self._told_first(batch.session, incident_id, events, batch.silence_time())
         data = {**data, "early": why, **told_first}
         event = batch.event(incident_id, SILENCE_ENDED, message, data, change=ChangeKind.UPDATED)
@@ -331,10 +332,7 @@ class MuteTracking:
         # the store says (``IncidentRow.announced_at``); else at the end of its announce delay.
         announced = session.scalar(select(IncidentRow.announced_at).where(IncidentRow.id == incident_id))
         told = announced_at(opened.at, announced, self._hold)
-        # The rows, not their columns: a silence ``_lift_silences`` expired in this session, not flushed yet
-        # (ingest runs without autoflush), reads as it ends now, not as stored.
-        held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))
-        spans = [(row.starts_at, row.ends_at) for row in held]
+        spans = _spans(session, incident_id)
         unsilenced = unsilenced_at(told, spans)
         if unsilenced == told or any(unsilenced < end <= now for _, end in spans):
             return {}
@@ -405,9 +403,9 @@ class MuteTracking:
                     ).all()
                     if _resolved_at_end(session, incident_id, events):
                         continue  # nothing held back to tell: its reopening since pages as such
-                    message, data, rose = catch_up(
-                        events, row.priority, self._catch_up_since.get(incident_id)
-                    )
+                    since = self._catch_up_since.get(incident_id)
+                    spans = _spans(session, incident_id)
+                    message, data, rose = catch_up(events, row.priority, since, spans=spans)
                     data.update(self._told_first(session, incident_id, events, now))
                     row.updated_at = now
                     change = ChangeKind.PRIORITY_CHANGED if rose else ChangeKind.UPDATED
@@ -437,6 +435,14 @@ def _early(whys: Sequence[str]) -> str:
     return "; ".join(named)
 
 
+def _spans(session: Session, incident_id: str) -> list[tuple[datetime, datetime]]:
+    """The incident's stored silences, (start, end). The rows, not their columns: a silence
+    ``_lift_silences`` expired in this session, not flushed yet (ingest runs without autoflush), reads as
+    it ends now, not as stored."""
+    held = session.scalars(select(SilenceRow).where(SilenceRow.incident_id == incident_id))
+    return [(row.starts_at, row.ends_at) for row in held]
+
+
 def _resolved_at_end(session: Session, incident_id: str, timeline: Sequence[TimelineRow]) -> bool:
     """Whether the incident was resolved when its silence ended, or at any time since (``_resolved_since``),
     by its timeline after its last ``silenced`` event. Such an incident gets no catch-up, even when it is open
@@ -461,20 +467,28 @@ def _resolved_since(events: Sequence[tuple[str, datetime]], at: datetime) -> boo
 
 
 def catch_up(
-    timeline: Sequence[TimelineRow], priority: str, since: datetime | None = None, *, early: str = ""
+    timeline: Sequence[TimelineRow],
+    priority: str,
+    since: datetime | None = None,
+    *,
+    early: str = "",
+    spans: Sequence[tuple[datetime, datetime]] = (),
 ) -> tuple[str, dict[str, object], bool]:
     """The ``silence_ended`` event of an incident now at ``priority``: its message, its data (the priority
     before and after the silence, who silenced it, how many events were held back: of the run of silences
     ending now, ``_last_run``) and whether the incident
     became more urgent meanwhile ("P0" < "P1": more urgent). With ``since``, only what came after it counts
     (a silence of a version that did not hold notifications back, caught up from the upgrade on). ``early``:
-    why the silence ended before its time (``MuteTracking._lift_silences``)."""
+    why the silence ended before its time (``MuteTracking._lift_silences``). ``spans``: the incident's
+    stored silences (start, end), which say when each really ended (``_silence_ends``)."""
+    real = _silence_ends(timeline, spans)
     ends = [k for k, e in enumerate(timeline) if e.kind == SILENCE_ENDED]
     last = timeline[ends[-1] + 1 :] if ends else timeline
-    during = last[_last_run(last) :]
+    during = last[_last_run(last, real) :]
     by = sorted({str(e.data.get("by")) for e in during if e.kind == SILENCED and e.data.get("by")})
     # Held back: what happened until the last silence ran out, not what came after it.
-    ends_at = max((e.at + _length(e) for e in during if e.kind == SILENCED and _length(e)), default=None)
+    ran_out = (_end_of(e, real) for e in during if e.kind == SILENCED)
+    ends_at = max((end for end in ran_out if end is not None), default=None)
     held = [
         e
         for e in during
@@ -502,23 +516,52 @@ def catch_up(
     return "; ".join(parts), data, rose
 
 
-def _last_run(events: Sequence[TimelineRow]) -> int:
+def _last_run(events: Sequence[TimelineRow], real: Mapping[int, datetime]) -> int:
     """Where the run of silences that ends last (the one ending now) begins in ``events``: the index of its
-    first ``silenced`` event (0 with none). A silence starting before the run so far has ended (by its event's
-    time and length; one whose length is not said, until the next) is of it; one starting later begins a new
-    run: an earlier silence whose end nobody saw (the incident was resolved then, or serve down) is not of the
-    catch-up, nor is what came between, told unsilenced."""
+    first ``silenced`` event (0 with none). A silence starting before the run so far has ended (when it
+    really ended, ``real``; else by its event's time and length; one whose length is not said, until the
+    next) is of it; one starting later begins a new run: an earlier silence whose end nobody saw (the
+    incident was resolved then, or serve down; expired early through the API) is not of the catch-up, nor
+    is what came between, told unsilenced."""
     start, end = 0, -math.inf
     for k, e in enumerate(events):
         if e.kind != SILENCED:
             continue
-        length = _length(e)
-        until = (e.at + length).timestamp() if length else math.inf
+        ran_out = _end_of(e, real)
+        until = ran_out.timestamp() if ran_out is not None else math.inf
         if e.at.timestamp() > end:
             start, end = k, until
         else:
             end = max(end, until)
     return start
+
+
+def _silence_ends(
+    timeline: Sequence[TimelineRow], spans: Sequence[tuple[datetime, datetime]]
+) -> dict[int, datetime]:
+    """When the silence of each ``silenced`` event of ``timeline`` (by ``id``) really ended, where the
+    incident's stored silences (``spans``: start, end) say: one expired early (``DELETE``), updated in place
+    or ended early by a fault beside it did not run the length its event says. An event's silence is stored
+    just before it, under the engine's lock, so after the event before it: the latest end of those set from
+    that event up to this one (several set in one instant run until the last of them ends). None for an
+    event whose silence retention deleted (it ended long ago): its length stands."""
+    real: dict[int, datetime] = {}
+    after: datetime | None = None
+    for e in timeline:
+        if e.kind != SILENCED:
+            continue
+        ends = [end for start, end in spans if start <= e.at and (after is None or start >= after)]
+        if ends:
+            real[id(e)] = max(ends)
+        after = e.at
+    return real
+
+
+def _end_of(event: TimelineRow, real: Mapping[int, datetime]) -> datetime | None:
+    """When a ``silenced`` event's silence ended: really (``_silence_ends``), else by its length; None when
+    neither says."""
+    length = _length(event)
+    return real.get(id(event)) or (event.at + length if length else None)
 
 
 def _length(event: TimelineRow) -> timedelta:

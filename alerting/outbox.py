@@ -365,7 +365,11 @@ class Outbox:
 
     def _attempt(self, notifier: Notifier, row_id: int, notification: Notification) -> bool | None:
         """Send message ``row_id`` (its payload: ``notification``). True: sent. False: will be retried. None:
-        failed for good (the next message may go)."""
+        failed for good (the next message may go). Only while this server holds the store lock, asked before
+        the message is marked ``sending``: one that lost it leaves the message as it was, for the server
+        that holds it to send as it would have (not as a retry of a send that never happened)."""
+        if not self._may_send(notifier.name, notification.incident_id):
+            return False
         with self._sessions() as session, session.begin():
             row = session.get_one(OutboxMessage, row_id)
             retry = row.attempts > 0
@@ -377,8 +381,6 @@ class Outbox:
                 if thread_row is not None
                 else ThreadState()
             )
-        if not self._may_send(notifier.name, incident_id):
-            return False  # left SENDING: the server that holds the lock sends it (as a retry)
 
         def save(state: ThreadState) -> None:
             self._save_thread(notifier.name, incident_id, state)

@@ -38,11 +38,21 @@ TOLD_AT = "told_at"
 FIRST_TOLD = "first_told"
 
 
+# How long after its opening an announcement is stored when it came in the instant the incident opened (no
+# announce delay under a clock that did not move; a wall clock set back; one of before migration 0019 with
+# no delay, ``announcing._settle_upgraded``): its opening's own time reads as stored before 0019. Read as
+# the opening's time (``announced_at``).
+INSTANT = timedelta(microseconds=1)
+
+
 def announced_at(opened: datetime, announced: datetime | None, hold: timedelta) -> datetime:
-    """When an opening at ``opened`` was announced: its stored ``IncidentRow.announced_at``, or the end of its
-    announce delay (``hold``) where the store does not know (NULL: not announced, or with no listener; its
-    ``opened_at``: announced before migration 0019, which set that)."""
-    return announced if announced is not None and was_announced(opened, announced) else opened + hold
+    """When an opening at ``opened`` was announced: its stored ``IncidentRow.announced_at`` (``INSTANT``
+    after it: at its opening), or the end of its announce delay (``hold``) where the store does not know
+    (NULL: not announced, or with no listener; its ``opened_at``: announced before migration 0019, which set
+    that)."""
+    if announced is None or not was_announced(opened, announced):
+        return opened + hold
+    return opened if announced - opened <= INSTANT else announced
 
 
 def was_announced(opened: datetime, announced: datetime | None) -> bool:

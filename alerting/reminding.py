@@ -34,15 +34,15 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from alerting.announcing import taken_by_outbox
 from alerting.batch import Batch, OpenIncident
 from alerting.db import in_lists
 from alerting.muting import MuteTracking
-from alerting.outbox_tables import OutboxMessage
 from alerting.reminders import (
     READ_KINDS,
     REMINDER,
@@ -289,22 +289,6 @@ def _still_open(session: Session, incident_ids: list[str]) -> list[IncidentRow]:
     return rows
 
 
-def _taken_by_outbox(session: Session, incident_ids: list[str]) -> dict[str, datetime]:
-    """When the outbox first took a change of each of these incidents (merged in with no ``announced_at``):
-    their opening, the first it takes of one. The store failed, or serve died, just after the outbox took it
-    (``announcing._store_announced``), and the incident was merged before it was announced again (which
-    would have stored when): it paged then. None for one the outbox never took (held: it paged nobody)."""
-    taken: dict[str, datetime] = {}
-    for chunk in in_lists(incident_ids):
-        first = (
-            select(OutboxMessage.incident_id, func.min(OutboxMessage.created_at))
-            .where(OutboxMessage.incident_id.in_(chunk))
-            .group_by(OutboxMessage.incident_id)
-        )
-        taken.update((one, datetime.fromtimestamp(at, UTC)) for one, at in session.execute(first))
-    return taken
-
-
 def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict[str, list[_Event]]:
     """What ``reminders.last_page`` reads of each incident, newest first: its stored events of
     ``READ_KINDS``, and those of the incidents merged into it (their pages and take-ups were of the fault it
@@ -313,8 +297,9 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
     which set its opening's time), after the announce delay, ``hold`` seconds; or, when a silence of the
     incident held it then, as that silence ended: the opening paged nobody, and the channel first heard of
     it then), but the opening of one merged before that, or merged in with no ``announced_at`` at all
-    (``reminders.was_announced``) that the outbox never took (``_taken_by_outbox``): never told, it paged
-    nobody."""
+    (``reminders.was_announced``) that the outbox never took (``announcing.taken_by_outbox``; stored
+    with it now, ``IncidentAnnouncing._store_taken``, but not by a release before this one): never told,
+    it paged nobody."""
     absorbed: dict[str, str] = {}  # incident merged into one of ``incident_ids`` -> that one
     for chunk in in_lists(incident_ids):
         query = select(IncidentRow.id, IncidentRow.merged_into).where(IncidentRow.merged_into.in_(chunk))
@@ -342,7 +327,7 @@ def stored_pages(session: Session, incident_ids: list[str], hold: float) -> dict
         for one, starts_at, ends_at in session.execute(held):
             if one is not None:
                 silenced[one].append((starts_at, ends_at))
-    announced.update(_taken_by_outbox(session, [i for i in merged_at if i not in announced]))
+    announced.update(taken_by_outbox(session, [i for i in merged_at if i not in announced]))
     delay = timedelta(seconds=hold)
 
     def as_told(incident_id: str, event: _Event) -> _Event | None:

@@ -111,7 +111,8 @@ class IncidentRow(Base):
     # When its opening was first handed to the listeners (the outbox), after the announce delay: its page,
     # which the reminders count from (``reminding.stored_pages``). NULL: not announced yet, or announced with
     # no listener; its ``opened_at``: stored before migration 0019. Both read as told at the end of its delay
-    # (``reminders.announced_at``), as before.
+    # (``reminders.announced_at``), as before; the latter is stored so once offered to the listeners again
+    # (``announcing._settle_upgraded``).
     announced_at: Mapped[datetime | None] = mapped_column(UtcDateTime, nullable=True)
 
 

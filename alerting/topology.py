@@ -9,10 +9,11 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from alerting.faults import JOB_FAULTS, NODE_LABELS, SYMPTOM_KINDS
+from alerting.faults import JOB_FAULTS, SYMPTOM_KINDS
 from alerting.inventory import Inventory
 from gpuwarden.labelnumbers import label_number
 from gpuwarden.model import (
+    NODE_LABELS,
     ClusterRef,
     FaultKind,
     GpuRef,

@@ -42,7 +42,9 @@ from collections.abc import Mapping
 import numpy as np
 
 from anomaly.series import Step, View
+from anomaly.slots import Slots
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
+from gpuwarden.model import NODE_LABELS
 
 GpuKey = tuple[str, str]
 _Key = tuple[str, GpuKey, str]
@@ -53,11 +55,13 @@ ZERO_MEMORY_READS = 4
 
 
 def gpu_key(labels: Mapping[str, str]) -> GpuKey:
-    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance)."""
+    """The GPU a series is about, whatever else its labels say (pod, exporter pod, instance): its UUID, else
+    its node (the first of ``NODE_LABELS`` set, else ``instance``) and index."""
     uuid = labels.get("UUID") or labels.get("uuid")
     if uuid:
         return (uuid, "")
-    return (labels.get("Hostname") or labels.get("node") or labels.get("instance", ""), labels.get("gpu", ""))
+    node = next((labels[k] for k in NODE_LABELS if labels.get(k)), labels.get("instance", ""))
+    return (node, labels.get("gpu", ""))
 
 
 def _grown(arr: np.ndarray, size: int, fill: float) -> np.ndarray:
@@ -73,9 +77,7 @@ class GpuValueLedger:
 
     def __init__(self, memory_seconds: float = DEFAULT_MEMORY_SECONDS) -> None:
         self.memory_seconds = memory_seconds
-        self._index: dict[_Key, int] = {}
-        self._names: list[_Key | None] = []
-        self._free: list[int] = []
+        self._slots: Slots[_Key] = Slots()
         self.last = np.full(1024, np.nan)  # the last finite value of a key
         self.seen = np.full(1024, np.nan)  # when a key was last read
         self.since = np.full(1024, np.nan)  # when a key was first read
@@ -86,7 +88,7 @@ class GpuValueLedger:
         self._gpu_of_id = np.full(1024, -1, np.int64)  # series id -> its GPU's own key
 
     def __len__(self) -> int:
-        return len(self._index)
+        return len(self._slots)
 
     def forget(self, ids: IntArray) -> None:
         """Series ids the index freed: they may come back naming other series. Their keys are kept."""
@@ -97,19 +99,15 @@ class GpuValueLedger:
     def expire(self, now: float) -> set[GpuKey]:
         """Drop keys not read for ``memory_seconds``; return the GPUs forgotten with them (not read at all
         that long), whose other state the caller drops too: one expiry for every per-GPU memory."""
-        used = self.seen[: len(self._names)]
+        used = self.seen[: len(self._slots.keys)]
         stale = np.flatnonzero(used < now - self.memory_seconds)
         gone: set[GpuKey] = set()
         if not stale.size:
             return gone
         for k in stale.tolist():
-            name = self._names[k]
-            if name is not None:
-                del self._index[name]
-                self._names[k] = None
-                self._free.append(k)
-                if name[0] == _SEEN:
-                    gone.add(name[1])
+            name = self._slots.free(k)
+            if name is not None and name[0] == _SEEN:
+                gone.add(name[1])
         self.last[stale] = self.seen[stale] = self.since[stale] = self.held[stale] = np.nan
         self.before_zero[stale] = np.nan
         drop = np.isin(self._key_of_id, stale) | np.isin(self._gpu_of_id, stale)
@@ -244,21 +242,16 @@ class GpuValueLedger:
         return self._key_of_id[ids], self._gpu_of_id[ids]
 
     def _key(self, name: _Key, now: float) -> int:
-        k = self._index.get(name)
+        k = self._slots.index.get(name)
         if k is not None:
             return k
-        if self._free:
-            k = self._free.pop()
-            self._names[k] = name
-        else:
-            k = len(self._names)
-            self._names.append(name)
+        k = self._slots.take(name)
+        if k >= self.last.size:
             self.last = _grown(self.last, k + 1, np.nan)
             self.seen = _grown(self.seen, k + 1, np.nan)
             self.since = _grown(self.since, k + 1, np.nan)
             self.held = _grown(self.held, k + 1, np.nan)
             self.before_zero = _grown(self.before_zero, k + 1, np.nan)
             self.zero_reads = _grown(self.zero_reads, k + 1, 0.0)
-        self._index[name] = k
         self.since[k] = self.seen[k] = now
         return k

@@ -29,6 +29,7 @@ from anomaly.detectors import Findings
 from anomaly.needs import GPU_UP
 from anomaly.series import View
 from anomaly.signatures import FIRED
+from anomaly.slots import Slots
 from anomaly.thresholds import IntArray
 from gpuwarden.model import RecommendedAction
 
@@ -61,15 +62,23 @@ class PresenceDetector:
         self.forget_after = forget_after
         self.max_absent_share = max_absent_share
         self.resolve_after = resolve_after
-        self.slots: dict[GpuKey, int] = {}
-        self.keys: list[GpuKey | None] = []
+        self._slots: Slots[GpuKey] = Slots()
         self.labels: list[Mapping[str, str]] = []
         self.last_seen = np.zeros(0)  # per GPU slot; NaN for a free slot
         self._series_slot = np.full(1024, _UNRESOLVED, np.int64)  # per series id
-        self._free: list[int] = []
         self._by_uuid: dict[str, set[int]] = {}  # the slots of each GPU UUID (one, unless it was renamed)
         self._matches: dict[str, bool] = {}
         self._last_tick: float | None = None
+
+    @property
+    def slots(self) -> dict[GpuKey, int]:
+        """Each GPU's slot."""
+        return self._slots.index
+
+    @property
+    def keys(self) -> list[GpuKey | None]:
+        """Each slot's GPU; None for a free slot."""
+        return self._slots.keys
 
     def matches(self, query: str) -> bool:
         """Whether ``query`` counts as a sign of life of the GPU it is about."""
@@ -97,19 +106,16 @@ class PresenceDetector:
         slot = self.slots.get(key)
         if slot is None:
             kept = {k: labels[k] for k in _KEPT_LABELS if k in labels}
-            if self._free:
-                slot = self._free.pop()
-                self.keys[slot], self.labels[slot] = key, kept
+            slot = self._slots.take(key)
+            if slot < len(self.labels):
+                self.labels[slot] = kept
             else:
-                slot = len(self.keys)
-                self.keys.append(key)
                 self.labels.append(kept)
                 if slot >= self.last_seen.size:
                     grown = np.full(max(64, 2 * self.last_seen.size), np.nan)
                     grown[: self.last_seen.size] = self.last_seen
                     self.last_seen = grown
             self.last_seen[slot] = -np.inf
-            self.slots[key] = slot
             if kept.get("UUID"):
                 self._by_uuid.setdefault(kept["UUID"], set()).add(slot)
         return slot
@@ -136,11 +142,7 @@ class PresenceDetector:
 
     def _drop(self, slots: IntArray) -> None:
         for slot in slots.tolist():
-            key = self.keys[slot]
-            if key is not None:
-                del self.slots[key]
-                self.keys[slot] = None
-                self._free.append(slot)
+            if self._slots.free(slot) is not None:
                 uuid = self.labels[slot].get("UUID")
                 if uuid and uuid in self._by_uuid:
                     self._by_uuid[uuid].discard(slot)

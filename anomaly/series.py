@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from anomaly.sentinels import blank_not_available
+from anomaly.slots import Slots
 from anomaly.sources import Frame, SeriesKind
 from anomaly.thresholds import BoolArray, FloatArray, IntArray
 
@@ -24,15 +25,18 @@ class SeriesIndex:
     """Maps (query, labels) to dense integer ids and remembers when each was last seen."""
 
     def __init__(self) -> None:
-        self._ids: dict[SeriesKey, int] = {}
-        self.keys: list[SeriesKey | None] = []
+        self._slots: Slots[SeriesKey] = Slots()
         self.labels: list[Mapping[str, str]] = []
         self.last_seen = np.zeros(0, np.float64)
-        self._free: list[int] = []
         self._last: dict[str, tuple[Sequence[Mapping[str, str]], IntArray]] = {}
 
     def __len__(self) -> int:
-        return len(self._ids)
+        return len(self._slots)
+
+    @property
+    def keys(self) -> list[SeriesKey | None]:
+        """Each id's (query, labels); None for a free id."""
+        return self._slots.keys
 
     def ids_for(self, query: str, labels: Sequence[Mapping[str, str]], now: float) -> IntArray:
         """Ids for every label set (new ones are assigned); marks them seen at ``now``.
@@ -53,7 +57,7 @@ class SeriesIndex:
 
     def _lookup(self, query: str, labels: Sequence[Mapping[str, str]]) -> IntArray:
         out = np.empty(len(labels), np.int64)
-        ids = self._ids
+        ids = self._slots.index
         for i, lab in enumerate(labels):
             key = (query, tuple(lab.items()))
             sid = ids.get(key)
@@ -63,19 +67,15 @@ class SeriesIndex:
         return out
 
     def _assign(self, key: SeriesKey, labels: Mapping[str, str]) -> int:
-        if self._free:
-            sid = self._free.pop()
-            self.keys[sid] = key
+        sid = self._slots.take(key)
+        if sid < len(self.labels):
             self.labels[sid] = labels
         else:
-            sid = len(self.keys)
-            self.keys.append(key)
             self.labels.append(labels)
             if sid >= self.last_seen.size:
                 grown = np.full(max(1024, 2 * self.last_seen.size), np.nan)
                 grown[: self.last_seen.size] = self.last_seen
                 self.last_seen = grown
-        self._ids[key] = sid
         return sid
 
     def expire(self, now: float, forget_after: float) -> IntArray:
@@ -85,11 +85,7 @@ class SeriesIndex:
         if gone.size:
             self._last.clear()  # freed ids may be reassigned: no cached mapping may still name them
         for sid in gone.tolist():
-            key = self.keys[sid]
-            if key is not None:
-                del self._ids[key]
-                self.keys[sid] = None
-                self._free.append(sid)
+            self._slots.free(sid)
         self.last_seen[gone] = np.nan
         return gone.astype(np.int64)
 

@@ -24,6 +24,7 @@ from exporters.collection import CollectionLoop
 from exporters.exposition import OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE
 from exporters.xid import XidWatcher
 from gpuwarden.graceful import run_until_stopped
+from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
 if TYPE_CHECKING:
     import uvicorn
@@ -154,12 +155,6 @@ def create_app(
         *extra_routes,
     ]
     return Starlette(routes=routes)
-
-
-HEADER_TIMEOUT_SECONDS = 10.0
-"""A request line and headers not all there this long after the connection opened (or the request's first
-byte) close the connection, 408 if part of a request came: serve's default. A scraper sends its request at
-once (Prometheus' whole scrape has 10 s by default); a connection that sends nothing held a descriptor."""
 
 
 def server_config(app: Starlette, header_timeout: float = HEADER_TIMEOUT_SECONDS) -> uvicorn.Config:

@@ -51,6 +51,7 @@ from gpuwarden.config_source import (
     settings_error,
 )
 from gpuwarden.errors import ConfigError
+from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 from gpuwarden.urls import pushgateway_base_url
 from gpuwarden.yamlfile import read_yaml, resolve_secret_refs, secret_ref_names
 
@@ -139,7 +140,7 @@ class ApiConfig(Section):
         30.0, gt=0, le=3600, description="a request body not all there this long after the request: 408"
     )
     header_timeout_seconds: float = Field(
-        10.0,
+        HEADER_TIMEOUT_SECONDS,
         gt=0,
         le=3600,
         description="a request line and headers not all there this long after the connection opened (or the"

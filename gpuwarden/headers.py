@@ -12,6 +12,12 @@ FIELD_HEADER = "X-Gpuwarden-Field"
 """The header naming the field a refusal on serve's Alertmanager API (``/api/v2``) is about; it also tells
 serve's ``{"code", "message"}`` there from another server's (a real Alertmanager's) answer."""
 
+HEADER_TIMEOUT_SECONDS = 10.0
+"""The default deadline on a request's line and headers (``gpuwarden.httpprotocol``) for serve, the standby
+and the exporter: not all there this long after the connection opened (or the request's first byte), the
+connection is closed, with a 408 if part of a request came. A client sends its request at once (Prometheus'
+whole scrape has 10 s by default); a connection that sends nothing held a descriptor."""
+
 TOKEN_ENV = "GPUWARDEN_API_TOKEN"  # noqa: S105 - the variable's name, not a secret
 """The variable holding the bearer token: serve takes writes with it, the CLI and ``anomaly run`` send it.
 Named here, where the lightest command may import it (``config_source`` brings pydantic-settings)."""

@@ -15,6 +15,9 @@ httptools (uvicorn's "auto") also refuses every method llhttp does not know (``F
 Alertmanager take any token as a method and answer 405 with ``Allow`` on a path that has routes. Such a
 request is parsed here under a stand-in method and given to the app under its own, as h11 gives it: the app
 answers 405 naming its methods, or 404 for a path it does not have.
+
+uvicorn's own lines about a connection (that 400, an app that crashed) do not say whose it is: each
+connection's protocol logs through a ``ClientLogger``, which ends them with ``client=HOST:PORT``.
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import h11
 import httptools
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+from gpuwarden.headers import HEADER_TIMEOUT_SECONDS
 
 logger = logging.getLogger(__name__)
 
@@ -61,20 +66,41 @@ def _unknown_to_llhttp(method: bytes) -> bool:
     return False
 
 
+class ClientLogger(logging.LoggerAdapter[logging.Logger]):
+    """uvicorn's logger on one connection: its own lines (the parser's 400 "Invalid HTTP request received.",
+    an app that crashed) end with ``client=HOST:PORT``, as serve's own lines name their context."""
+
+    @property
+    def level(self) -> int:
+        """The logger's level: uvicorn's protocols compare it with their TRACE level."""
+        return self.logger.level
+
+    def log(self, level: int, msg: object, *args: object, **kwargs: Any) -> None:
+        """The line with the client; a ``%`` in its address (an IPv6 zone) escaped where the line is
+        formatted with ``args``."""
+        if self.isEnabledFor(level):
+            client = str(self.extra["client"]) if self.extra else ""
+            client = client.replace("%", "%%") if args else client
+            self.logger.log(level, f"{str(msg).rstrip()} client={client}", *args, **kwargs)
+
+
 class HeaderDeadline(asyncio.Protocol):
     """Mixed in before one of uvicorn's HTTP protocol classes: the header deadline on its connections."""
 
-    header_timeout: float = 10.0
+    header_timeout: float = HEADER_TIMEOUT_SECONDS
     # What uvicorn's protocol classes set (their cycle types differ, hence Any).
     loop: asyncio.AbstractEventLoop
     transport: asyncio.Transport
     cycle: Any
     client: tuple[str, int] | None
+    logger: Any  # uvicorn's, then a ``ClientLogger`` around it
     _header_timer: asyncio.TimerHandle | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        """uvicorn's, then start the deadline for the first request."""
+        """uvicorn's, then its log lines name the client, and the deadline for the first request starts."""
         super().connection_made(transport)
+        if self.client:
+            self.logger = ClientLogger(self.logger, {"client": self._client_address()})
         self._start_header_deadline()
 
     def data_received(self, data: bytes) -> None:
@@ -92,6 +118,9 @@ class HeaderDeadline(asyncio.Protocol):
         """Whether part of a request whose headers are not complete was received."""
         raise NotImplementedError
 
+    def _client_address(self) -> str:
+        return f"{self.client[0]}:{self.client[1]}" if self.client else ""
+
     def _start_header_deadline(self) -> None:
         if not self.transport.is_closing():
             self._header_timer = self.loop.call_later(self.header_timeout, self._header_deadline_passed)
@@ -107,9 +136,9 @@ class HeaderDeadline(asyncio.Protocol):
             return
         if self.request_begun():
             logger.info(
-                "closed a connection whose request headers did not arrive within %g s (408)",
+                "closed a connection whose request headers did not arrive within %g s (408) client=%s",
                 self.header_timeout,
-                extra={"client": self.client[0] if self.client else ""},
+                self._client_address(),
             )
             self.transport.write(TIMEOUT_RESPONSE)
         self.transport.close()
@@ -140,8 +169,11 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
 
     def data_received(self, data: bytes) -> None:
         """A request whose method llhttp does not know is parsed under a stand-in (``_STAND_IN``); then the
-        header deadline's and uvicorn's (with nothing, while the start of a method is held)."""
-        if self._at_request_start:
+        header deadline's and uvicorn's (with nothing, while the start of a method is held). Requests sent
+        right behind one another in one packet are parsed one header block at a time, so that the method
+        of each one after a request without a body is looked at too (a body's end is the parser's to find:
+        what follows one is parsed as it came)."""
+        while self._at_request_start:
             # llhttp skips empty lines before a request line (RFC 9112 2.2): so does the look for its method.
             data, self._head = (self._head + data).lstrip(b"\r\n"), b""
             space = data.find(b" ", 0, _LONGEST_METHOD)
@@ -154,6 +186,13 @@ class HttpToolsDeadlineProtocol(HeaderDeadline, HttpToolsProtocol):
             if method and _method_may_go_on(method) and _unknown_to_llhttp(method):
                 self._method = method.decode("ascii")
                 data = _STAND_IN + data[space:]
+            end = data.find(b"\r\n\r\n") + 4  # its header block's end: no header line holds an empty line
+            if end < 4 or end == len(data):
+                break
+            super().data_received(data[:end])  # a request without a body ends here: the next one begins
+            data = data[end:]
+            if self.transport.is_closing():
+                return
         super().data_received(data)
 
     def on_message_begin(self) -> None:

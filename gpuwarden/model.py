@@ -37,6 +37,12 @@ class RackRef:
         return f"rack/{self.name}"
 
 
+NODE_LABELS = ("node", "Hostname", "hostname", "nodename")
+"""Labels that name a series' or an alert's node, the first one set winning (else the host of ``instance``):
+Kubernetes' ``node``, dcgm-exporter's ``Hostname``, node-exporter's ``nodename`` and other exporters'
+``hostname``. One list for alerting (where an alert is placed) and anomaly (which GPU a series is about)."""
+
+
 @dataclass(frozen=True, slots=True)
 class NodeRef:
     """A host with GPUs."""

@@ -1510,3 +1510,27 @@ def test_the_engine_sends_a_few_in_list_statements_whatever_the_batch_sizes(
         engine.tick()  # k incidents quiet: k rows read
         engine.ingest([Alert(one) for one in labels[:k]])
     assert len(texts) <= 4 * 4, sorted(texts)  # a few query sites, each at most IN_LIST_SIZES' lengths
+
+
+def test_the_announcements_of_incidents_whose_delay_passed_are_stored_in_one_statement(
+    db: str, clock: FakeClock
+) -> None:
+    # An UPDATE stamps them all; the read of those it left (opened in the instant they were announced)
+    # and an UPDATE per one of them came after it at every announcement.
+    engine = _engine(db, clock, announce_delay_seconds=10)
+    engine.subscribe(lambda change: None)
+    engine.ingest([Alert({"alertname": "NodeDown", "cluster": "c1", "node": f"n{k}"}) for k in range(3)])
+    stamping: list[str] = []
+
+    def record(conn: object, cursor: object, statement: str, *rest: object) -> None:
+        words = " ".join(statement.split())
+        if words.startswith(
+            ("UPDATE incidents SET announced_at", "SELECT incidents.id, incidents.opened_at FROM")
+        ):
+            stamping.append(words.split()[0])
+
+    event.listen(engine.store.engine, "before_cursor_execute", record)
+    clock.advance(10)
+    engine.tick()
+    assert stamping == ["UPDATE"]
+    assert [r.announced_at for r, _ in engine.store.list_rows()] == [clock.now()] * 3

@@ -10,12 +10,14 @@ from alerting.engine import IncidentEngine
 from alerting.inventory import NodeInfo, StaticInventory, WorkloadInfo
 from alerting.notifiers.base import Notification, build_notification
 from alerting.notifiers.blocks import incident_message
+from alerting.notifiers.recorder import SlackRecorder
 from alerting.outbox import Outbox
 from alerting.subscriptions import IncidentChange
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import AlertingConfig
 from gpuwarden.model import Alert, AlertStatus, RecommendedAction, WorkloadKind, WorkloadRef
 from tests.alerting.outbox_only import Quiet
+from tests.alerting.test_muting import Pipeline
 from tests.migrated_store import migrated_sqlite
 
 BASE = {"cluster": sc.CLUSTER, "severity": "critical"}
@@ -229,3 +231,25 @@ def test_an_incident_assessed_again_as_another_gives_back_replicas_of_its_servic
         ("retitled", True),
         ("retitled", False),
     ]
+
+
+def test_a_recommendation_flipping_at_every_evaluation_edits_the_slack_message_and_pages_nobody(
+    tmp_path: Path,
+) -> None:
+    # A detector near its threshold recommends "investigate", then "reset the GPU", by turns, every 30 s
+    # all night. Each flip is told (Slack's Recommended section and a webhook's recommended_actions follow
+    # it), as an edit of the incident's message: no thread reply, no broadcast, no webhook event that pages.
+    with SlackRecorder() as recorder:
+        pipe = Pipeline(migrated_sqlite(tmp_path / "incidents.db"), recorder)
+        anomaly = {"cluster": "c1", "alertname": "GpuwardenAnomaly", "node": "n05", "gpu": "3"}
+        for k in range(10):
+            action = RecommendedAction.RESET_GPU if k % 2 else RecommendedAction.INVESTIGATE
+            pipe.clock.advance(30)
+            pipe.engine.ingest([Alert(anomaly, recommended_action=action)])
+            pipe.outbox.dispatch_due()
+        pipe.hook.close()
+    assert pipe.replies() == ["opened"] and len(recorder.visible_in_channel()) == 1
+    assert pipe.parent().edits == 9
+    posts = recorder.hook_posts("ops")
+    assert [(p["event"]["kind"], p["event"]["pages"]) for p in posts[1:]] == [("reassessed", False)] * 9
+    assert [p["incident"]["recommended_actions"] for p in posts[-2:]] == [["investigate"], ["reset_gpu"]]

@@ -150,6 +150,50 @@ def test_a_silence_expired_early_without_a_rise_catches_up_in_the_thread_only(pi
     assert "nothing happened while silenced" in caught_up.text
 
 
+def test_an_escalation_after_a_silence_was_expired_early_is_not_caught_up_on_as_held_back(
+    pipe: Pipeline,
+) -> None:
+    # alice's hour-long silence is expired through the API (DELETE) 10 minutes in; n05 goes down a minute
+    # later, before the tick sees the end: unsilenced, its escalation pages at once. The catch-up counted
+    # the silence as running its full hour: "priority rose from P2 to P1 while silenced", a second page.
+    _opened_and_silenced(pipe)
+    [silence] = [s for s in pipe.engine.silences() if s.incident_id == pipe.incident_id()]
+    pipe.clock.advance(600)
+    pipe.engine.expire_silence(silence.id)
+    pipe.ingest(NODE_DOWN)
+    pipe.tick(5)
+    assert pipe.replies() == ["opened", "root_cause_changed", "priority", "silence_ended"]
+    *_, escalated, caught_up = pipe.recorder.replies(pipe.parent().ts)
+    assert escalated.reply_broadcast  # paged as it came
+    assert not caught_up.reply_broadcast
+    assert caught_up.text == "silence ended (silenced by slack:alice); nothing happened while silenced"
+    assert pipe.hook_events() == ["opened", "root_cause_changed", "priority", "silence_ended"]
+    assert pipe.recorder.hook_posts("ops")[-1]["event"]["pages"] is False
+
+
+def test_a_silence_expired_early_while_resolved_is_not_of_the_next_silences_catch_up(pipe: Pipeline) -> None:
+    # alice silences the incident for 4 h; it resolves, and she expires her silence through the API (no
+    # catch-up: it is resolved). It reopens, paging, and bob silences it for 1 h. Counted as running its
+    # 4 h, alice's silence overlapped bob's: his catch-up said "silenced by slack:alice, slack:bob" and
+    # counted the reopening, told unsilenced, as held back.
+    pipe.ingest(XID)
+    pipe.engine.silence_incident(pipe.incident_id(), 4 * 3600, "slack:alice")
+    [silence] = [s for s in pipe.engine.silences() if s.incident_id == pipe.incident_id()]
+    pipe.ingest(XID, AlertStatus.RESOLVED)
+    pipe.tick(pipe.engine.config.quiet_period_seconds + 1)
+    pipe.engine.expire_silence(silence.id)
+    pipe.tick(5)
+    pipe.ingest(XID)
+    assert pipe.replies() == ["opened", "reopened"]
+    pipe.engine.silence_incident(pipe.incident_id(), 3600, "slack:bob")
+    pipe.ingest(NODE_DOWN)
+    pipe.tick(3600)
+    assert pipe.replies()[-1] == "silence_ended"
+    caught_up = pipe.recorder.replies(pipe.parent().ts)[-1]
+    assert caught_up.text.startswith("silence ended (silenced by slack:bob); priority rose from P2 to P1")
+    assert "reopened" not in caught_up.text
+
+
 def test_a_silenced_incident_that_resolves_is_only_edited_green_in_slack_and_closes_a_webhooks_ticket(
     pipe: Pipeline,
 ) -> None:

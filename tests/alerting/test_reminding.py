@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import Engine, select, update
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -334,6 +334,12 @@ def test_an_opening_announced_late_while_a_silence_held_it_is_first_told_at_the_
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [(1825, 1200.0)]
 
 
+def _failing_store(incident_ids: Any) -> None:
+    """``_store_announced`` as the store answers when it fails just after the outbox took an opening."""
+    if incident_ids:
+        raise OperationalError("UPDATE", None, Exception("store down"))
+
+
 def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_Serve, str]:
     """A serve whose node incident opened at its start and was announced 10 s later by a tick that could
     not store when (the store failed, or serve died, just after the outbox took it); that incident."""
@@ -341,12 +347,7 @@ def _announced_unstored(path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[_S
     serve.engine.ingest([_DOWN])
     [incident_id] = serve.engine.open_incident_ids()
     serve.clock.advance(10)
-
-    def failing(incident_ids: Any) -> None:
-        if incident_ids:
-            raise OperationalError("UPDATE", None, Exception("store down"))
-
-    monkeypatch.setattr(serve.engine, "_store_announced", failing)
+    monkeypatch.setattr(serve.engine, "_store_announced", _failing_store)
     serve.engine.tick()
     return serve, incident_id
 
@@ -395,12 +396,30 @@ def test_an_incident_announced_before_the_upgrade_to_0019_is_reminded_from_its_p
 
 
 @pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+@pytest.mark.parametrize("stored_before_0019", [False, True], ids=["announced", "stored-before-0019"])
 def test_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
-    tmp_path: Path, delay: float
+    tmp_path: Path, delay: float, stored_before_0019: bool
 ) -> None:
     db = tmp_path / "incidents.db"
     migrated_sqlite(db).dispose()
-    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(str(db), delay)
+    restart = (
+        an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay
+        if stored_before_0019
+        else a_restart_offers_the_outbox_no_opening_the_store_says_was_announced
+    )
+    restart(str(db), delay)
+
+
+def _announced(sql: Engine, delay: float) -> tuple[FakeClock, AlertingConfig]:
+    """A serve on ``sql`` whose node incident opens at 23:00 and is announced ``delay`` seconds later (stored:
+    announced_at); its clock and configuration, for the restarts that follow."""
+    clock, config = FakeClock(), AlertingConfig(announce_delay_seconds=delay)
+    engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
+    engine.subscribe(Outbox(sql, [Quiet()], clock))
+    engine.ingest([_DOWN])
+    clock.advance(delay)
+    engine.tick()
+    return clock, config
 
 
 def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str, delay: float) -> None:
@@ -409,18 +428,10 @@ def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str,
     key, for every open incident (10,000 read and offered at start); the store says it was announced, so
     nothing is. With no delay it is announced in the instant it opened (a clock that did not move, or was set
     back): stored as its opening's time, it read as stored before 0019, offered again at every start."""
-    clock, config, sql = (
-        FakeClock(),
-        AlertingConfig(announce_delay_seconds=delay),
-        alerting.db.make_engine(db),
-    )
-    start = clock.now()
+    sql = alerting.db.make_engine(db)
     try:
-        engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())
-        engine.subscribe(Outbox(sql, [Quiet()], clock))
-        engine.ingest([_DOWN])
-        clock.advance(delay)
-        engine.tick()
+        clock, config = _announced(sql, delay)
+        start = clock.now() - timedelta(seconds=delay)
         clock.advance(3600)
         engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # the restart
         outbox = Outbox(sql, [Quiet()], clock)
@@ -436,6 +447,64 @@ def a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(db: str,
         with Session(sql) as session:
             (announced,) = session.scalars(select(IncidentRow.announced_at))
         assert announced is not None and announced - start == timedelta(seconds=delay or 1e-6)
+    finally:
+        sql.dispose()
+
+
+@pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+def test_an_incident_of_before_0019_is_offered_to_the_outbox_at_one_start_only_and_reminded_as_before(
+    tmp_path: Path, delay: float
+) -> None:
+    # The node's incident opens at 23:00 and is announced by a release before 0019; the upgrade stores its
+    # opening's time as its announcement (whether it was told is not known). The first serve after the
+    # upgrade offers it to the outbox again (deduped); every start after that did too, until it resolved.
+    # The first offer settles it; the reminder still counts from the end of the announce delay.
+    serve = _Serve(tmp_path / "serve")
+    serve.config = AlertingConfig(announce_delay_seconds=delay)
+    serve.restart()
+    start = serve.clock.now()
+    serve.engine.ingest([_DOWN])
+    serve.clock.advance(delay)
+    serve.engine.tick()
+    store = alerting.db.make_engine(serve.db)
+    downgrade(store, "0018_silences_incident_index")  # as the release before 0019 left it
+    upgrade(store)
+    store.dispose()
+    offered: list[int] = []
+    for at in range(_TICK, 5 * 3600, _TICK):
+        serve.clock.advance(_TICK)
+        if at in (3600, 7200):
+            serve.restart()
+        serve.engine.tick()
+        if at in (3600, 7200):
+            offered.append(serve.outbox.stats.duplicates)
+    assert offered == [1, 0]
+    assert [n.change.value for n in _told(serve)].count("opened") == 1
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (14400 + delay, 14400.0)
+    ]
+
+
+def an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay(db: str, delay: float) -> None:
+    """The first start after the upgrade stores an incident of before 0019 (``announced_at`` its opening's
+    time) as announced at the end of its delay, a microsecond after its opening with none; shared with the
+    PostgreSQL test."""
+    sql = alerting.db.make_engine(db)
+    try:
+        clock, config = _announced(sql, delay)
+        start = clock.now() - timedelta(seconds=delay)
+        with sql.begin() as connection:  # as 0019 stores an incident of before it
+            connection.execute(update(IncidentRow).values(announced_at=IncidentRow.opened_at))
+        for _ in range(2):
+            clock.advance(3600)
+            engine = IncidentEngine(sql, clock, config, sc.fleet_inventory())  # a restart
+            outbox = Outbox(sql, [Quiet()], clock)
+            engine.subscribe(outbox)
+            engine.tick()
+            with Session(sql) as session:
+                (announced,) = session.scalars(select(IncidentRow.announced_at))
+            assert announced - start == timedelta(seconds=delay or 1e-6)
+        assert outbox.stats.duplicates == 0  # the second start offered it nothing
     finally:
         sql.dispose()
 
@@ -479,6 +548,52 @@ def test_an_opening_the_outbox_took_before_a_crash_counts_from_when_it_took_it(
         serve.engine.tick()
     assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
         (14410, 14400.0)
+    ]
+
+
+def _gpu_lost(node: str) -> Alert:
+    labels = {"alertname": "GPULost", "Hostname": node, "gpu": "0", "UUID": sc.gpu_uuid(node, 0)}
+    return Alert({"cluster": sc.CLUSTER, **labels})
+
+
+@pytest.mark.parametrize("restart", [True, False], ids=["restarted", "store-back"])
+def test_an_incident_the_outbox_took_then_merged_before_it_was_announced_again_stores_that_page(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, restart: bool
+) -> None:
+    # r07-n01's GPU is lost at 23:00 (paged 23:00:10), r07-n02's at 00:30; the tick of 00:30:10 hands that
+    # opening to the outbox (its page) and the store fails before storing when (or serve dies). The whole
+    # rack goes down at 00:31, before the next tick (or the restarted serve's first): the second incident
+    # is merged into the first, never announced again, and its announced_at stayed NULL, read as never
+    # handed to the outbox. The outbox's time is stored; the first incident is reminded 4 h after it.
+    serve = _Serve(tmp_path / "serve")
+    start = serve.clock.now()
+    serve.engine.ingest([_gpu_lost("r07-n01")])
+    [first] = serve.engine.open_incident_ids()
+    serve.clock.advance(10)
+    serve.engine.tick()
+    _advance_to(serve, start, 5400)
+    serve.engine.ingest([_gpu_lost("r07-n02")])
+    [second] = set(serve.engine.open_incident_ids()) - {first}
+    serve.clock.advance(10)
+    monkeypatch.setattr(serve.engine, "_store_announced", _failing_store)
+    serve.engine.tick()
+    monkeypatch.undo()
+    _advance_to(serve, start, 5460)
+    if restart:
+        serve.restart()
+    serve.engine.ingest(
+        [Alert({"cluster": sc.CLUSTER, "alertname": "NodeDown", "node": f"r07-n0{n}"}) for n in range(1, 9)]
+    )
+    assert serve.engine.open_incident_ids() == [first]
+    with Session(alerting.db.make_engine(serve.db)) as session:
+        row = session.get(IncidentRow, second)
+        assert row is not None and row.merged_into == first
+        assert row.announced_at == start + timedelta(seconds=5410)
+    for at in (9000, 14410, 19809, 19810):  # 14410: 4 h after the first incident's page
+        _advance_to(serve, start, at)
+        serve.engine.tick()
+    assert [((n.event_at - start).total_seconds(), n.reminder) for n in _reminders(serve)] == [
+        (19810, 14400.0)
     ]
 
 

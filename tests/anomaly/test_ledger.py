@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from anomaly.ledger import GpuValueLedger, gpu_key
 from anomaly.series import CounterRates, SeriesIndex, View, build_view
@@ -36,6 +37,17 @@ class Reads:
 def test_a_gpu_is_its_uuid_or_else_its_host_and_index():
     assert gpu_key({**A, "pod": "p"}) == gpu_key({**A, "instance": "x:9400"}) == ("GPU-a", "")
     assert gpu_key({"instance": "x:9400", "gpu": "3"}) == ("x:9400", "3")
+
+
+@pytest.mark.parametrize("label", ["node", "Hostname", "hostname", "nodename"])
+def test_the_gpus_of_two_nodes_named_by_any_node_label_are_two_gpus_with_an_error_each(label):
+    # No UUID and no instance (a relabelled federation): the node label alone tells node n1's GPU 0 from
+    # n2's, as alerting places their alerts (gpuwarden.model.NODE_LABELS).
+    one, two = {label: "n1", "gpu": "0"}, {label: "n2", "gpu": "0"}
+    assert gpu_key(one) != gpu_key(two)
+    reads = Reads()
+    reads.read(0.0, [], [one, two])
+    assert reads.read(30.0, [(one, 1.0), (two, 1.0)], [one, two]) == [1.0, 1.0]
 
 
 def test_two_series_of_one_gpu_count_its_error_once():

@@ -103,3 +103,23 @@ def test_an_outbox_that_lost_the_lock_sends_nothing() -> None:
         assert outbox.dispatch_due() == 0
         assert recorder.channel_messages() == []
         assert {m.status for m in outbox.messages()} <= {PENDING, SENDING}
+
+
+def test_an_outbox_that_lost_the_lock_marks_no_message_sending_and_the_active_one_sends_it_as_new() -> None:
+    # The resumed server checks its lock before it marks a message in flight: one it marked and never sent
+    # read as sent once to the server that took over, which looked for it in the channel's history
+    # (conversations.history) before posting, and `outbox list` showed it sending, one attempt made.
+    sql = make_engine("sqlite://")
+    upgrade(sql)
+    lock = PausedLock()
+    with SlackRecorder() as recorder:
+        client = make_client(recorder.token, base_url=recorder.base_url)
+        outbox = Outbox(sql, [SlackNotifier(client, "#gpu")], FakeClock())
+        outbox.fence = lock.fence()
+        outbox(lifecycle()[0])
+        lock.taken_during_a_pause()
+        assert outbox.dispatch_due() == 0
+        assert [(m.status, m.attempts) for m in outbox.messages()] == [(PENDING, 0)]
+        active = Outbox(sql, [SlackNotifier(client, "#gpu")], FakeClock())
+        assert active.dispatch_due() == 1
+        assert {c.method for c in recorder.calls} == {"chat.postMessage"}  # no look for an earlier post

@@ -39,7 +39,10 @@ from tests.alerting.test_migrate import (
     downgrade,
 )
 from tests.alerting.test_outbox_pauses import a_rate_limit_pause_outlives_a_restart
-from tests.alerting.test_reminding import a_restart_offers_the_outbox_no_opening_the_store_says_was_announced
+from tests.alerting.test_reminding import (
+    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
+    an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
+)
 from tests.integration.gpuwarden_server import AUTH, gpuwarden_serve, serve_metric
 from tests.integration.postgres import Postgres
 from tests.integration.servers import free_port
@@ -608,13 +611,21 @@ def test_on_postgres_an_opening_stored_before_0019_is_told_after_its_delay_and_0
 
 @pytest.mark.integration
 @pytest.mark.parametrize("delay", [10, 0], ids=["delay-10s", "no-delay"])
+@pytest.mark.parametrize(
+    "restart",
+    [
+        a_restart_offers_the_outbox_no_opening_the_store_says_was_announced,
+        an_incident_of_before_0019_is_stored_as_announced_at_the_end_of_its_delay,
+    ],
+    ids=["announced", "stored-before-0019"],
+)
 def test_on_postgres_a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(
-    postgres_url: str, delay: float
+    postgres_url: str, delay: float, restart: Callable[[str, float], None]
 ) -> None:
     sql = make_engine(postgres_url)
     upgrade(sql)
     sql.dispose()
-    a_restart_offers_the_outbox_no_opening_the_store_says_was_announced(postgres_url, delay)
+    restart(postgres_url, delay)
 
 
 @pytest.mark.integration
