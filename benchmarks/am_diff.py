@@ -9,17 +9,24 @@ differing step. Run from the repository root with ``GPUWARDEN_TEST_PORTS`` set t
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the repository root: its tests package, when
+# run as `python benchmarks/am_diff.py` without PYTHONPATH (`tests` is no installed package)
 from tests.integration.am_diff import Probe, alertmanager_and_gpuwarden, summary
 
 
 def main() -> None:
-    verbose = "--verbose" in sys.argv[1:]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--verbose", action="store_true", help="print every step's answers")
+    verbose = parser.parse_args().verbose
     with (
         tempfile.TemporaryDirectory(prefix="am-diff-") as work,
         alertmanager_and_gpuwarden(Path(work)) as (am, gw),

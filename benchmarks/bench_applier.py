@@ -15,6 +15,7 @@ pass to stderr.
 
 from __future__ import annotations
 
+import argparse
 import cProfile
 import gc
 import json
@@ -55,6 +56,11 @@ def _apply(applier: JournalApplier, bodies: list[bytes], profile: cProfile.Profi
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--profile", action="store_true", help="print a cProfile of the applier on stderr")
+    profiled = parser.parse_args().profile
     work = Path(tempfile.mkdtemp(prefix="bench-applier-"))
     inventory = work / "inventory.yaml"
     inventory.write_text(yaml.safe_dump(inventory_data(bench.bench_inventory())))
@@ -70,7 +76,7 @@ def main() -> None:
     items = [bench.as_postable(a, later) for a in stream]
     gc.freeze()  # as serve does
     gc.set_threshold(10_000, 10, 10)
-    profile = cProfile.Profile() if "--profile" in sys.argv[1:] else None
+    profile = cProfile.Profile() if profiled else None
     rates = []
     bodies: list[bytes] = []
     for k in range(3):

@@ -11,6 +11,7 @@ Also ``import gpuwarden.cli`` as ``python -X importtime`` reports it, and the ba
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import statistics
@@ -105,4 +106,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # --help; no option
     main()

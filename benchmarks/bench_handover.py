@@ -18,6 +18,7 @@ Ports come from ``GPUWARDEN_TEST_PORTS=LOW-HIGH`` (as in the tests) when set.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import random
@@ -128,7 +129,11 @@ def store(work: Path, postgres: bool) -> Iterator[Path | str]:
 
 
 def main() -> None:
-    postgres = "--postgres" in sys.argv[1:]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--postgres", action="store_true", help="on a throwaway PostgreSQL 15, not SQLite")
+    postgres = parser.parse_args().postgres
     with tempfile.TemporaryDirectory(prefix="bench-handover-") as tmp, store(Path(tmp), postgres) as db:
         work = Path(tmp)
         ports = [free_port(), free_port()]

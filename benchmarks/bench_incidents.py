@@ -37,6 +37,7 @@ as Prometheus does, held 2 min (scaled) after its last onset, then resolved.
 
 from __future__ import annotations
 
+import argparse
 import gc
 import json
 import os
@@ -389,8 +390,14 @@ def throughput_section(
 
 
 def main() -> None:
-    storms_only = "--storms-only" in sys.argv[1:]
-    throughput_only = "--throughput-only" in sys.argv[1:]
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    half = parser.add_mutually_exclusive_group()
+    half.add_argument("--storms-only", action="store_true", help="only the notifications per storm")
+    half.add_argument("--throughput-only", action="store_true", help="only the alerts per second")
+    args = parser.parse_args()
+    storms_only, throughput_only = args.storms_only, args.throughput_only
     am_bin = shutil.which("prometheus-alertmanager") or "/usr/bin/prometheus-alertmanager"
     gw_bin = str(Path(sys.executable).with_name("gpuwarden"))
     work = Path(tempfile.mkdtemp(prefix="bench-incidents-"))

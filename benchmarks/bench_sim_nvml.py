@@ -6,6 +6,7 @@ simulator itself must stay well below that.
 
 from __future__ import annotations
 
+import argparse
 import json
 import time
 from typing import Any
@@ -121,4 +122,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":
+    argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    ).parse_args()  # --help; no option
     main()

@@ -25,6 +25,7 @@ Usage: ``.venv/bin/python benchmarks/bench_tracing.py [--quick]``
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import statistics
@@ -237,7 +238,11 @@ def loss(token_seconds: float, requests: int, repeats: int) -> dict[str, Any]:
 
 
 def main() -> None:
-    quick = "--quick" in sys.argv
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer requests and repeats (about a minute)")
+    quick = parser.parse_args().quick
     repeats = 3 if quick else 7
     lat = added_latency(4000 if quick else 20000)
     stream = added_latency(2000 if quick else 10000, "/v1/chat/completions")

@@ -11,8 +11,8 @@ Alerts per second overall and for the last thousand, and the number of incidents
 
 from __future__ import annotations
 
+import argparse
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -65,4 +65,8 @@ def main(racks: int = RACKS) -> None:
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[sys.argv.index("--racks") + 1]) if "--racks" in sys.argv else RACKS)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--racks", type=int, default=RACKS, help=f"racks of the cluster (default {RACKS})")
+    main(parser.parse_args().racks)

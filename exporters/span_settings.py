@@ -163,7 +163,11 @@ def _check_protocol(environ: Mapping[str, str], source: str) -> None:
     variable = OTEL_TRACES_PROTOCOL if environ.get(OTEL_TRACES_PROTOCOL, "").strip() else OTEL_PROTOCOL
     protocol = environ.get(variable, "").strip() or "http/protobuf"
     if protocol != "http/protobuf":
-        raise ValueError(f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source})")
+        raise ValueError(
+            f"{variable}={protocol}: only http/protobuf is exported (endpoint from {source}); set"
+            f" {variable}=http/protobuf (or unset it) and point the endpoint at the collector's OTLP/HTTP"
+            " port (4318 by default, not gRPC's 4317)"
+        )
 
 
 def _environment_endpoint(environ: Mapping[str, str]) -> tuple[str, str]:

@@ -23,6 +23,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from errno import EADDRINUSE
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
@@ -511,7 +512,15 @@ def main(argv: list[str] | None = None) -> None:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO)
-    recorder = SlackRecorder(token=args.token, port=args.port, channels=args.channel).start()
+    recorder = SlackRecorder(token=args.token, port=args.port, channels=args.channel)
+    try:
+        recorder.start()
+    except OSError as exc:  # as serve and exporter say it (gpuwarden.cli.preflight.listen_socket)
+        hint = "; another process listens there; stop it or choose another port"
+        taken = hint if exc.errno == EADDRINUSE else ""
+        parser.exit(
+            1, f"error: --port: cannot listen on {recorder.host}:{args.port}: {exc.strerror}{taken}\n"
+        )
     logger.info(
         "slack recorder listening base_url=%s state=%s/_recorder/state", recorder.base_url, recorder.root_url
     )

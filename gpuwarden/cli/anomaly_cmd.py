@@ -88,7 +88,7 @@ def score(
     """Score a univariate CSV with the default configuration; label 1 where an alert would be raised.
 
     At a terminal, stderr shows a progress bar while it reads, scores and writes (a million rows take
-    minutes).
+    under a minute).
     """
     from anomaly.thresholds import ThresholdParams  # noqa: PLC0415
     from anomaly.univariate import read_series_csv, score_many  # noqa: PLC0415
@@ -113,7 +113,8 @@ def score(
         raise typer.Exit(1) from exc
     # Only the CSV on stdout when it carries the CSV: `... --output - | next-tool` reads rows, nothing else.
     where = "stdout" if str(output) == STDOUT else str(output)
-    typer.echo(f"{where}: {rows} rows, {int(scored.raised.sum())} alerts", err=to_stdout)
+    alerts = int(scored.raised.sum())
+    typer.echo(f"{where}: {rows} rows, {alerts} alert{'' if alerts == 1 else 's'}", err=to_stdout)
 
 
 def _write_scores(scored: ScoredSeries, output: Path, *, to_stdout: bool) -> None:
@@ -265,6 +266,7 @@ def run(
             f" {escape(str(exc.strerror or exc))}"
         )
         raise typer.Exit(1) from exc
+    logger.info(_start_line(service, port, ticks, metrics_port))
     try:
         service.warm_up()  # Prometheus' recent history: the detectors score from the first tick after start
         if ticks:
@@ -284,6 +286,28 @@ def _metrics_port(cfg: AnomalyConfig, port: int | None, ticks: int) -> int:
     """Where ``anomaly run`` serves /metrics: ``--port``, else none for a ``--ticks`` script, else
     ``anomaly.port``; 0: nowhere."""
     return port if port is not None else (0 if ticks else cfg.port)
+
+
+def _start_line(service: AnomalyService, port: int | None, ticks: int, metrics_port: int) -> str:
+    """What ``anomaly run`` says before its warm-up (an hour of history, tens of seconds on a large fleet):
+    what it reads and how often, where /metrics is (or why it is not served) and where alerts go."""
+    cfg = service.cfg
+    count = len(cfg.queries)
+    if metrics_port:
+        metrics = f"/metrics on http://{cfg.listen_address}:{metrics_port}/metrics"
+    else:
+        why = "--port 0" if port is not None else ("--ticks without --port" if ticks else "anomaly.port 0")
+        metrics = f"/metrics not served ({why})"
+    alerts = (
+        f"alerts to {cfg.alert_url}"
+        if cfg.alert_url
+        else "alerts printed as JSON lines (no anomaly.alert_url)"
+    )
+    return (
+        f"anomaly run: {count} quer{'y' if count == 1 else 'ies'} from {cfg.prometheus_url} every"
+        f" {cfg.infer_every_seconds:g} s; {metrics}; {alerts}; warming up from the last"
+        f" {service.warmup_seconds():g} s of history"
+    )
 
 
 def _run_config(config: Path | None, port: int | None, ticks: int) -> AnomalyConfig:

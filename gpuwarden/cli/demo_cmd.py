@@ -19,9 +19,10 @@ import typer
 from rich.rule import Rule
 from rich.table import Table
 
-from gpuwarden.cli.consoles import console
+from gpuwarden.cli.consoles import console, err_console
 from gpuwarden.cli.incidents_cmd import TEXT_OUTPUTS, check_output, describe_root
 from gpuwarden.cli.logs import configure_logging
+from gpuwarden.cli.progress import StepProgress
 from gpuwarden.sim import FaultSpec
 
 if TYPE_CHECKING:
@@ -66,7 +67,22 @@ class Story:
     pipeline: SimulatedPipeline
     quiet: bool
     events: list[dict[str, Any]] = field(default_factory=list)
+    progress: StepProgress | None = None  # `-o json` at a terminal: simulated minutes done, on stderr
     _seen: dict[str, int] = field(default_factory=dict)  # timeline entries already told, per incident
+    _began: datetime | None = None
+    _minutes = 0
+
+    def begin(self, minutes: int) -> None:
+        """The story will last ``minutes`` of simulated time from now: the progress bar's length."""
+        self._began, self._minutes = self.pipeline.clock.now(), minutes
+        if self.progress is not None:
+            self.progress.phase("simulated minutes", minutes)
+
+    def passed(self, _report: TickReport | None = None) -> None:
+        """After a tick: the simulated minutes done so far, on the progress bar (if any)."""
+        if self.progress is not None and self._began is not None:
+            done = (self.pipeline.clock.now() - self._began).total_seconds() // 60
+            self.progress.advance(int(done), self._minutes)
 
     def say(self, text: str) -> None:
         """A line of narration, not an event."""
@@ -103,6 +119,7 @@ class Story:
                 told = _incident_event(inc, entry)
                 if told is not None:
                     self._tell(told[0], told[1], "bold", entry.at)
+        self.passed()
 
     def _tell(self, event: dict[str, Any], line: str, style: str = "", at: datetime | None = None) -> None:
         when = at or self.pipeline.clock.now()
@@ -205,7 +222,10 @@ def demo(
         pipeline = build_simulated_pipeline(Path(tmp) / "demo.db", seed=seed)
         try:
             story = Story(pipeline, quiet=output == "json")
-            warmup_alerts = _run(story, warmup_minutes)
+            # The text tells each event as it happens; JSON comes at the end: meanwhile a bar at a terminal.
+            with StepProgress(err_console, quiet=not story.quiet) as progress:
+                story.progress = progress
+                warmup_alerts = _run(story, warmup_minutes)
             _report(story, seed=seed, warmup_minutes=warmup_minutes, warmup_alerts=warmup_alerts)
         finally:
             pipeline.close()
@@ -255,7 +275,8 @@ def _run(story: Story, warmup_minutes: int) -> int:
         f" {pipeline.clock.now():%Y-%m-%d %H:%M} UTC, every time below is UTC"
     )
     story.say(f"warming up: {warmup_minutes} simulated minutes of normal load, learning baselines ...")
-    pipeline.run(warmup_minutes * 60)
+    story.begin(warmup_minutes + SCENARIO[-1][0] + RECOVERY_MINUTES)
+    pipeline.run(warmup_minutes * 60, story.passed)
     warmup_alerts = pipeline.alerts_raised
     story.say(f"warm-up done: {warmup_alerts} alerts while healthy")
     story.say(

@@ -157,7 +157,10 @@ def exporter(
         int | None,
         typer.Option(help="Port to listen on (default 9400, like dcgm-exporter)."),
     ] = None,
-    listen_address: Annotated[str | None, typer.Option(help="Address to listen on.")] = None,
+    listen_address: Annotated[
+        str | None,
+        typer.Option(help="Address to listen on (default 0.0.0.0, every interface, like dcgm-exporter)."),
+    ] = None,
     interval: Annotated[float | None, typer.Option(help="Seconds between collections (default 5).")] = None,
     simulate: Annotated[
         str | None, typer.Option(help="Serve a simulated fleet of NODESxGPUS (e.g. 2x8) instead of NVML.")

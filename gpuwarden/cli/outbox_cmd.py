@@ -35,6 +35,11 @@ STATUSES = ("pending", "sending", "sent", "failed", "orphaned", "discarded")
 DISCARDABLE = ("orphaned", "failed")
 
 
+MOST_MESSAGES = 1_000_000
+"""What serve lists at most (``gpuwarden.outbox_api.MAX_MESSAGES``; not imported: the CLI starts without
+the API): what ``--limit 0`` asks for."""
+
+
 @outbox_app.command("list")
 @gpuwarden_answers
 def list_messages(
@@ -44,13 +49,15 @@ def list_messages(
         typer.Option(help="Only this status: pending, sending, sent, failed, orphaned, discarded."),
     ] = None,
     incident: Annotated[str | None, typer.Option(help="Only this incident's messages.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many, the newest.", min=1, max=1_000_000)] = 100,
+    limit: Annotated[
+        int, typer.Option(help="At most this many, the newest; 0 lists all.", min=0, max=MOST_MESSAGES)
+    ] = 100,
     output: Annotated[str, typer.Option("--output", "-o", help="table (or text) or json")] = "table",
 ) -> None:
     """Count messages by status and list the newest, with why each failed one failed."""
     output = check_output(output, TABLE_OUTPUTS)
     status = check_choice("--status", status, STATUSES)
-    params: dict[str, str | int] = {"limit": limit}
+    params: dict[str, str | int] = {"limit": limit or MOST_MESSAGES}
     if status is not None:
         params["status"] = status
     if incident is not None:
@@ -87,6 +94,15 @@ def list_messages(
             escape(m["last_error"] or ""),
         )
     console.print(table)
+    _say_after_listing(counts, len(data["messages"]), status)
+
+
+def _say_after_listing(counts: dict[str, int], shown: int, status: str | None) -> None:
+    """On stderr, below the table: that it shows only the newest of more, and what failed and orphaned
+    messages wait for."""
+    total = counts.get(status, 0) if status is not None else sum(counts.values())  # what the filters match
+    if total > shown:
+        err_console.print(f"showing the newest {shown} of {total}; --limit 0 lists them all")
     if counts.get("failed"):
         err_console.print("failed messages wait for `gpuwarden outbox retry` once the cause is fixed")
     if counts.get("orphaned"):

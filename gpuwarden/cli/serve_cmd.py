@@ -233,6 +233,15 @@ def _sqlite_file(db: str) -> str | None:
     return None
 
 
+def _store_shown(db: str) -> str:
+    """The store as serve's start-up line names it: a SQLite file's absolute path, a server's URL without
+    its password."""
+    from gpuwarden.redaction import hidden_password  # noqa: PLC0415 - see build_service
+
+    path = _sqlite_file(db)
+    return str(Path(path).absolute()) if path is not None else hidden_password(db)
+
+
 def build_applier(
     cfg: GpuwardenConfig,
     db: str,
@@ -355,7 +364,11 @@ def serve(
     ] = None,
     host: Annotated[str | None, typer.Option(help="Listen address (default api.listen_address).")] = None,
     db: Annotated[
-        str | None, typer.Option(help="SQLite path or SQLAlchemy URL (postgresql+psycopg://...).")
+        str | None,
+        typer.Option(
+            help="SQLite path or SQLAlchemy URL (postgresql+psycopg://...); default api.db:"
+            " gpuwarden.db in the working directory."
+        ),
     ] = None,
     config: Annotated[Path | None, typer.Option("--config", help="YAML configuration file.")] = None,
     standby: Annotated[
@@ -377,6 +390,7 @@ def serve(
     address, address_field = (host, "--host") if host else (api.listen_address, "api.listen_address")
     port_number, port_field = (port, "--port") if port else (api.port, "api.port")
     _log_json()
+    logger.info("store: %s (%s)", _store_shown(store), store_field)  # api.db's default: the working directory
     keep_running_on_sighup("serve")
     where = (address, port_number, address_field, port_field)
     # From here to the end a stop signal is remembered, never fatal and never lost: one that comes as a

@@ -8,6 +8,7 @@ import re
 import socket
 import urllib.parse
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -60,6 +61,15 @@ def test_score_writes_scores_and_labels_an_alert_at_the_spike(tmp_path):
     assert frame.loc[400, "label"] == 1
     assert frame.loc[400, "anomaly_score"] > 1
     assert frame["label"].sum() <= 3
+
+
+def test_score_counts_one_alert_in_the_singular(tmp_path):
+    src, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    write_series(src, spike_at=None)  # its noise alone raised one: "600 rows, 1 alerts" it said
+    result = runner.invoke(app, ["anomaly", "score", "--input", str(src), "--output", str(out)])
+    assert result.exit_code == 0, result.output
+    alerts = int(pd.read_csv(out)["label"].sum())  # a detector's change may move it: the grammar follows
+    assert result.stdout == f"{out}: 600 rows, {alerts} alert{'' if alerts == 1 else 's'}\n"
 
 
 def test_score_rejects_a_csv_without_a_value_column(tmp_path):
@@ -413,19 +423,29 @@ class _Prometheus(LocalServer):
         super().__init__(Handler)
 
 
-def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):
+def _run_on_fake_prometheus(tmp_path: Path, queries: str, ticks: int) -> tuple[str, Any]:
+    """``anomaly run --ticks N --port 0`` on ``_Prometheus`` with ``queries`` (YAML list items), ticking
+    every 0.2 s: that Prometheus' URL and the CLI's result."""
     prometheus = _Prometheus()
     cfg = tmp_path / "c.yaml"
     cfg.write_text(
-        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n"
-        "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
-        "    - {name: typo, expr: bad, step_seconds: 0.2}\n"
+        f"anomaly:\n  prometheus_url: {prometheus.url}\n  infer_every_seconds: 0.2\n  queries:\n{queries}"
     )
-    caplog.set_level(logging.INFO)
     try:
-        result = runner.invoke(app, ["anomaly", "run", "--config", str(cfg), "--ticks", "4", "--port", "0"])
+        args = ["anomaly", "run", "--config", str(cfg), "--ticks", str(ticks), "--port", "0"]
+        return prometheus.url, runner.invoke(app, args)
     finally:
         prometheus.close()
+
+
+def test_run_logs_one_line_per_tick_not_one_per_http_request(tmp_path, caplog):
+    caplog.set_level(logging.INFO)
+    _, result = _run_on_fake_prometheus(
+        tmp_path,
+        "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n"
+        "    - {name: typo, expr: bad, step_seconds: 0.2}\n",
+        ticks=4,
+    )
     assert result.exit_code == 0, result.output
     assert not [r for r in caplog.records if r.name.startswith(("httpx", "httpcore"))]
     ticks = [r.getMessage() for r in caplog.records if r.getMessage().startswith("tick:")]
@@ -598,3 +618,18 @@ def test_score_to_stdout_keeps_its_summary_off_the_csv_stream(tmp_path, spelling
     assert result.exit_code == 0, result.output
     assert result.stdout == out.read_text()
     assert result.stderr.startswith("stdout: 600 rows, " if spelling == "-" else f"{spelling}: 600 rows, ")
+
+
+def test_run_says_at_start_where_it_reads_serves_and_sends_before_its_warm_up(tmp_path, caplog):
+    """Before the warm-up (an hour of history: tens of seconds on a large fleet) it logged nothing, so an
+    operator could not tell where /metrics was served or where alerts went until the first tick."""
+    caplog.set_level(logging.INFO)
+    url, result = _run_on_fake_prometheus(
+        tmp_path, "    - {name: temp, expr: DCGM_FI_DEV_GPU_TEMP, step_seconds: 0.2}\n", ticks=1
+    )
+    assert result.exit_code == 0, result.output
+    lines = [r.getMessage() for r in caplog.records if r.name == "gpuwarden.cli.anomaly_cmd"]
+    assert lines[0] == (
+        f"anomaly run: 1 query from {url} every 0.2 s; /metrics not served (--port 0);"
+        " alerts printed as JSON lines (no anomaly.alert_url); warming up from the last 24 s of history"
+    ), lines

@@ -206,3 +206,15 @@ def test_grpc_protocol_is_refused_for_an_endpoint_from_the_configuration_too() -
     with pytest.raises(ValueError, match=r"OTEL_EXPORTER_OTLP_PROTOCOL=grpc: .*from tracing.otlp_endpoint"):
         resolve_tracing(TracingConfig(otlp_endpoint=OTLP), environ)
     assert resolve_tracing(TracingConfig(), environ).destination == "none (no OTLP endpoint set)"
+
+
+def test_a_grpc_protocol_refusal_says_what_to_set_instead() -> None:
+    """It said only that http/protobuf is exported: the operator had to guess whether to change the
+    variable, the endpoint's port or the collector."""
+    environ = {"OTEL_EXPORTER_OTLP_TRACES_PROTOCOL": "grpc"}
+    with pytest.raises(ValueError) as refused:
+        resolve_tracing(TracingConfig(otlp_endpoint=OTLP), environ)
+    assert str(refused.value).endswith(
+        "; set OTEL_EXPORTER_OTLP_TRACES_PROTOCOL=http/protobuf (or unset it) and point the endpoint at the"
+        " collector's OTLP/HTTP port (4318 by default, not gRPC's 4317)"
+    ), str(refused.value)

@@ -185,6 +185,23 @@ def test_its_help_says_the_port_and_token_it_uses_unless_told(capsys: pytest.Cap
     assert "xoxb-gpuwarden-test" in said and "0: a free port" in said, said
 
 
+def test_a_taken_port_is_named_with_exit_1_not_a_traceback(
+    recorder: SlackRecorder, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The README's `python -m alerting.notifiers.recorder --port 8010` on a port in use (a recorder left
+    running) ended in an OSError traceback, as no other gpuwarden server does."""
+    from alerting.notifiers.recorder import main  # noqa: PLC0415
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["--port", str(recorder.port)])
+    said = " ".join(capsys.readouterr().err.split())
+    assert stopped.value.code == 1 and "Traceback" not in said
+    assert said == (
+        f"error: --port: cannot listen on 127.0.0.1:{recorder.port}: Address already in use; another process"
+        " listens there; stop it or choose another port"
+    )
+
+
 def test_a_client_that_goes_away_mid_request_prints_no_traceback(
     recorder: SlackRecorder, capfd: pytest.CaptureFixture[str]
 ) -> None:

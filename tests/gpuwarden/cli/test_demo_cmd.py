@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -7,7 +8,8 @@ import pytest
 from typer.testing import CliRunner
 
 from gpuwarden.app import build_simulated_pipeline
-from gpuwarden.cli import app
+from gpuwarden.cli import app, demo_cmd
+from gpuwarden.cli.consoles import CliConsole
 from gpuwarden.cli.demo_cmd import Story, _report, _run
 from gpuwarden.model import FaultKind, IncidentState
 
@@ -80,3 +82,14 @@ def test_an_unknown_output_format_is_refused_before_the_demo_runs() -> None:
 def test_a_negative_warmup_is_refused_naming_the_flag() -> None:
     result = CliRunner().invoke(app, ["demo", "--warmup-minutes", "-5"])
     assert result.exit_code == 2 and "--warmup-minutes" in result.output
+
+
+def test_the_json_demo_shows_its_progress_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`demo -o json` printed nothing for the whole run (about a minute on 2 cores), where the text demo
+    tells each event as it happens; a pipe or a log still gets nothing on stderr (StepProgress)."""
+    stderr = io.StringIO()
+    monkeypatch.setattr(demo_cmd, "err_console", CliConsole(file=stderr, force_terminal=True, width=100))
+    result = CliRunner().invoke(app, ["demo", "-o", "json", "--warmup-minutes", "0"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["warmup_minutes"] == 0
+    assert "simulated minutes" in stderr.getvalue() and "50/50" in stderr.getvalue()

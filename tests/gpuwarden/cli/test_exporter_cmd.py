@@ -272,3 +272,12 @@ def test_a_pushgateway_set_for_an_exporter_on_nvml_is_warned_of(caplog: pytest.L
     [record] = caplog.records
     assert record.levelno == logging.WARNING, record
     assert "tracing.pushgateway_url is set, but this exporter pushes nothing to it" in record.getMessage()
+
+
+def test_help_says_the_exporter_listens_on_every_interface_by_default() -> None:
+    """--help gave --port's and --interval's defaults but not --listen-address's: 0.0.0.0 (as dcgm-exporter),
+    where serve, anomaly run and inference-server listen on 127.0.0.1 unless told."""
+    result = CliRunner().invoke(app, ["exporter", "--help"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    line = next(line for line in result.stdout.splitlines() if "--listen-address" in line)
+    assert "default 0.0.0.0" in line, line

@@ -23,8 +23,9 @@ from alerting.notifiers.recorder import SlackRecorder
 from alerting.outbox import Outbox
 from alerting.outbox_orphans import reconcile_orphans
 from alerting.outbox_tables import DISCARDED, FAILED, ORPHANED, SENT
+from gpuwarden import outbox_api
 from gpuwarden.api import create_app
-from gpuwarden.cli import app
+from gpuwarden.cli import app, outbox_cmd
 from gpuwarden.clock import FakeClock
 from gpuwarden.config import ApiConfig
 from tests.alerting.test_outbox_orphans import CLOCK, NOW, Destination, queued_for
@@ -216,3 +217,22 @@ def test_list_json_counts_every_status_as_the_table_does_zeros_included() -> Non
     assert result.exit_code == 0, result.output
     counts = json.loads(result.stdout)["counts"]
     assert counts == {"pending": 0, "sending": 0, "sent": 3, "failed": 0, "orphaned": 0, "discarded": 0}
+
+
+def test_list_says_when_it_shows_only_the_newest_of_more_messages(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The table stopped at --limit (100 by default) without a word, as `incidents list` does not: an
+    operator looking for an old failed message took it for gone."""
+    with _serving_orphans(tmp_path, monkeypatch):
+        some = runner.invoke(app, ["outbox", "list", "--url", URL, "--limit", "4"])
+        failed = runner.invoke(app, ["outbox", "list", "--url", URL, "--status", "failed", "--limit", "2"])
+        every = runner.invoke(app, ["outbox", "list", "--url", URL, "--status", "failed"])
+        # 0 lists all, as `incidents list --limit 0` does (it was refused: "greater than or equal to 1")
+        whole = runner.invoke(app, ["outbox", "list", "--url", URL, "--limit", "0", "-o", "json"])
+    assert some.exit_code == failed.exit_code == every.exit_code == whole.exit_code == 0, whole.output
+    assert "showing the newest 4 of 15; --limit 0 lists them all" in " ".join(some.stderr.split())
+    assert "showing the newest 2 of 5; --limit 0 lists them all" in " ".join(failed.stderr.split())
+    assert "showing the newest" not in every.stderr
+    assert len(json.loads(whole.stdout)["messages"]) == 15
+    assert outbox_cmd.MOST_MESSAGES == outbox_api.MAX_MESSAGES  # what 0 asks serve for: all it lists

@@ -173,7 +173,7 @@ def test_serve_logs_a_maintenance_window_that_already_ended_and_goes_on(
     # It went on past the window to the next check, the inventory file, which stops it here.
     assert result.exit_code == 1 and "alerting.inventory_file" in output, output
     logged = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
-    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged] == [
+    assert [(r["level"], r["msg"].split(", so")[0]) for r in logged if r["level"] != "info"] == [
         (
             "warning",
             f"{config}:6: alerting.maintenance_windows[0].ends_at: the window ended at 2020-01-01T02:00:00Z",
@@ -678,3 +678,29 @@ def test_a_relist_during_serves_first_inventory_read_is_counted_once(
     source.expires = True
     inventories.read(engine)  # and one that relists again is counted
     assert engine.counters["inventory_relists"] == 2
+
+
+@pytest.mark.parametrize(
+    ("given", "shown"),
+    [
+        ("incidents.db", "{tmp}/incidents.db (--db)"),
+        ("postgresql+psycopg://gw:secret@db:5432/gw", "postgresql+psycopg://gw:***@db:5432/gw (--db)"),
+        (None, "{tmp}/gpuwarden.db (api.db)"),
+    ],
+    ids=["sqlite-relative", "postgres-password-hidden", "default-in-the-working-directory"],
+)
+def test_serve_says_at_start_which_store_it_opens(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, given: str | None, shown: str
+) -> None:
+    """Without --db serve made gpuwarden.db in whatever directory it started in and said nothing of it (only
+    of the journal beside it): an operator found incidents missing after starting it from another one."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("GPUWARDEN_API_TOKEN", "t")
+    with socket.socket() as taken:  # it stops at the port: the store line comes before anything is opened
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        result = runner.invoke(app, ["serve", "--port", port, *(["--db", given] if given else [])])
+    assert result.exit_code == 1, result.output
+    messages = [json.loads(line)["msg"] for line in result.stderr.splitlines() if line.startswith("{")]
+    assert f"store: {shown.format(tmp=tmp_path)}" in messages, result.stderr
