@@ -318,9 +318,8 @@ class IncidentAnnouncing:
         with self._sessions() as session, session.begin():
             for at, incident_ids in by_time.items():
                 for chunk in in_lists(incident_ids):
-                    _stamp(session, chunk, at)
-            for chunk in in_lists(list(taken)):
-                _settle_upgraded(session, chunk, self._hold)
+                    if not _stamp(session, chunk, at):  # some had a time: perhaps stored before 0019
+                        _settle_upgraded(session, chunk, self._hold)
 
 
 _AFTER_OPENING = INSTANT
@@ -359,7 +358,7 @@ def _settle_upgraded(session: Session, incident_ids: Sequence[str], hold: timede
         )
 
 
-def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
+def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> bool:
     """Store ``at`` as the announcement of those of the incidents that have none yet; of one that opened at
     ``at`` or later (no announce delay under a clock that did not move, or a wall clock set back), the
     microsecond after its opening: its opening's own time reads as stored before migration 0019
@@ -368,13 +367,14 @@ def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
     One UPDATE when it stamps them all (they opened before ``at``: an announce delay passed). Not one
     statement for every case: that would compute ``opened_at`` plus a microsecond in SQL, which SQLite cannot
     but by splicing the text SQLAlchemy stores (its date functions drop what is below a millisecond, and a
-    ``julianday`` double steps about 40 µs today); the few left are read and stamped one by one."""
+    ``julianday`` double steps about 40 µs today); the few left are read and stamped one by one. True when
+    the UPDATE stamped them all: none had a time already (``_settle_upgraded`` has nothing to look at)."""
     unstamped = (IncidentRow.id.in_(incident_ids), IncidentRow.announced_at.is_(None))
     stamped = session.execute(
         update(IncidentRow).where(*unstamped, IncidentRow.opened_at < at).values(announced_at=at)
     )
     if cast("CursorResult[Any]", stamped).rowcount == len(set(incident_ids)):  # ``in_lists`` pads them
-        return
+        return True
     for incident_id, opened_at in session.execute(
         select(IncidentRow.id, IncidentRow.opened_at).where(*unstamped)
     ).all():
@@ -383,6 +383,7 @@ def _stamp(session: Session, incident_ids: Sequence[str], at: datetime) -> None:
             .where(IncidentRow.id == incident_id)
             .values(announced_at=opened_at + _AFTER_OPENING)
         )
+    return False
 
 
 def _event_told(timeline: Sequence[TimelineEvent], event: TimelineRow) -> TimelineEvent | None:
