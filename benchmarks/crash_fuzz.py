@@ -15,21 +15,24 @@ stand-in's ``/hooks/crash``):
   maybe replaying that step), and restarted on the same store, the steps continuing where they were. A
   POST that got no answer is sent again, as Alertmanager does; a silence POST that got none is first
   looked up by its comment, as a careful client does, so that no silence is set twice. After each step
-  both runs wait until serve applied it and then for a few ticks (``TICKED_SECONDS``), so that time
-  decides alike in both.
+  both runs wait until serve applied it and then for ticks begun after that (``TICKS``, counted by serve's
+  ``GET /api/v1/ingest/status``), so that time decides alike in both. The two runs of a seed run at once.
 
 Once both runs are quiet (journal applied, every outbox message sent, or discarded as superseded) and stopped,
-it compares what users see, incidents keyed by their root and members (ids are random per run): every incident
-with the same state and priority (``divergent``); each incident's opening posted to Slack (its parent message)
-and to the webhook (an ``opened`` change, counted by idempotency key; a receiver drops a repeat of the same
-key, which is the only repeat a crash may cause) as often as in the straight run: more is a ``duplicate``,
-fewer ``lost``; every reply in Slack and every webhook change at most once by key (``duplicates``), every
-outbox message delivered (``lost``), and nothing half written: the journal fully applied and opened cleanly,
-no outbox message left pending or failed (``half_written``); and a serve that exited or dropped a request when
-nobody killed it (``exits``). Each lists the seeds that found it; ``first`` shows what each of those found,
-and where its runs were kept. ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had
-answered the POST before it died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with
-the key and body already delivered, which the receiver drops.
+it compares what users see (``crash_view.py``), incidents keyed by their root and members (ids are random per
+run): every incident with the same state and priority (``divergent``); per incident, its Slack message as
+posted and as each edit changed it, its thread's replies (text, broadcast or not) and its webhook changes
+(each idempotency key's first delivery: opening, updates, resolution), each in order, against the straight
+run's: an item more often is a ``duplicate`` (a change told twice), less often ``lost``, another order
+``divergent`` (what a crash may legitimately change, and what differs with no crash at all, is left out:
+``crash_view``'s docstring says what and why); every Slack message and webhook change at most once by key
+(``duplicates``), every outbox message the outbox took as sent delivered (``lost``), and nothing half
+written: the journal fully applied and opened cleanly, no outbox message left pending or failed
+(``half_written``); and a serve that exited or dropped a request when nobody killed it (``exits``). Each
+lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
+``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
+died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
+delivered, which the receiver drops.
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
