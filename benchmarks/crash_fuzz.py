@@ -32,7 +32,8 @@ written: the journal fully applied and opened cleanly, no outbox message left pe
 lists the seeds that found it; ``first`` shows what each of those found, and where its runs were kept.
 ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
 died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
-delivered, which the receiver drops.
+delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
+edit before them again (a retry after a crash: idempotent).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -475,7 +476,11 @@ def fuzz_seed(
         "seed": seed,
         "plan": plan,
         "kills": second.kills,
-        "seen": {**straight.counts(), "webhook_redelivered": crashed.redelivered},
+        "seen": straight.counts(),
+        "repeated": {
+            "webhook_redelivered": crashed.redelivered,
+            "slack_edits_repeated": crashed.edits_repeated,
+        },
         **comparison(straight, crashed),
         "exits": first.exits + second.exits,
     }
@@ -544,7 +549,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
     found: dict[str, list[int]] = {kind: [] for kind in FOUND}
     first: dict[str, dict[str, Any]] = {}
     kills: Counter[str] = Counter()
-    redelivered = 0
+    repeated: Counter[str] = Counter()
     done = 0
     with _store_server(args.postgres) as postgres:
         for seed in _seeds(args.seeds):
@@ -553,7 +558,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
             done += 1
             outcome = fuzz_seed(seed, args.steps, args.kills, comparison, postgres, args.slack_channel)
             kills.update(outcome["kills"])
-            redelivered += outcome["seen"]["webhook_redelivered"]
+            repeated.update(outcome["repeated"])
             _tally(outcome, found, first)
             if args.show == seed:
                 print(json.dumps({**outcome, "steps": stream(seed, args.steps)}, indent=1), file=sys.stderr)
@@ -564,7 +569,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills": sum(kills.values()),
         "kills_by": dict(kills),
         **found,
-        "webhook_redelivered": redelivered,
+        **{what: repeated[what] for what in ("webhook_redelivered", "slack_edits_repeated")},
         "first": first,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -11,7 +11,8 @@ less often ``lost`` (never allowed), the same items in another order ``divergent
 What a crash may change, left out of the comparison: an edit that rewrote what the message already showed (the
 outbox sends again a message a crash left ``sending``; Slack's ``chat.update`` of the stored message is
 idempotent), and a webhook POST of a key already delivered with the same body (a receiver drops it by its
-``Idempotency-Key``; counted as ``redelivered``). And what differs with no crash at all: for an incident one
+``Idempotency-Key``; counted as ``redelivered``, as edits that sent the very call before them again are as
+``edits_repeated``). And what differs with no crash at all: for an incident one
 of whose ``reassessed`` edits the outbox discarded in either run (``superseded``: a later message of its
 incident was waiting, which depends on when the dispatcher ran), only the message as it ends counts, not the
 edits on the way, and its webhook deliveries are compared without ``reassessed`` ones.
@@ -72,6 +73,7 @@ class Seen:
     half_written: list[str]
     superseded: set[str] = field(default_factory=set)  # keys with an edit the outbox discarded unsent
     redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
+    edits_repeated: int = 0  # chat.update calls that sent again the very edit before (a retry)
 
     def counts(self) -> dict[str, int]:
         """How much this run told: incidents, Slack parents, edits and replies, webhook openings and
@@ -85,7 +87,6 @@ class Seen:
             "slack_replies": sum(len(items) for items in self.replies.values()),
             "webhook_openings": sum(item.startswith("opened/") for item in deliveries),
             "webhook_deliveries": len(deliveries),
-            "webhook_redelivered": self.redelivered,
         }
 
 
@@ -155,10 +156,13 @@ def _incident_of(params: dict[str, Any], keys: dict[str, str]) -> str:
     return keys.get(str(payload.get("incident_id")), "?")
 
 
-def slack_edits(recorder: SlackRecorder, keys: dict[str, str]) -> Sequences:
-    """Each incident's Slack message as posted and as each ``chat.update`` that changed it left it."""
+def slack_edits(recorder: SlackRecorder, keys: dict[str, str]) -> tuple[Sequences, int]:
+    """Each incident's Slack message as posted and as each ``chat.update`` that changed it left it, and how
+    many edits sent again the very call before them to the message (times included: a retry)."""
     edits: Sequences = {}
     shown: dict[str, str] = {}  # ts: what the message shows now
+    sent: dict[str, str] = {}  # ts: the last call's text and attachments as sent
+    repeated = 0
     owner: dict[str, str] = {}  # ts: incident key
     for call in recorder.calls:
         if call.response.get("ok") is not True:
@@ -172,12 +176,14 @@ def slack_edits(recorder: SlackRecorder, keys: dict[str, str]) -> Sequences:
             key = owner.get(ts, "?")
         else:
             continue
-        content = plain({"text": params.get("text"), "attachments": params.get("attachments")})
+        raw = json.dumps([params.get("text"), params.get("attachments")], sort_keys=True)
+        repeated += sent.get(ts) == raw
+        sent[ts], content = raw, plain({"text": params.get("text"), "attachments": params.get("attachments")})
         if how == "edit" and shown.get(ts) == content:
-            continue  # rewrote what it showed: a retried edit
+            continue  # rewrote what it showed: a retried edit, or a change that shows nothing new
         shown[ts] = content
         edits.setdefault(key, []).append(f"{how} {content}")
-    return edits
+    return edits, repeated
 
 
 def slack_replies(state: dict[str, Any], keys: dict[str, str]) -> tuple[Sequences, Counter[str]]:
@@ -232,7 +238,7 @@ def observe(recorder: SlackRecorder, db: str, journal_dir: Path) -> Seen:
     duplicates = [f"{key} x{n}" for key, n in told.items() if n > 1]
     delivered = {body["idempotency_key"] for body in posts}
     lost = [f"webhook message {key} never delivered" for key in sorted(view.hook_keys - delivered)]
-    edits = slack_edits(recorder, view.keys)
+    edits, edits_repeated = slack_edits(recorder, view.keys)
     return Seen(
         view.incidents,
         edits,
@@ -243,6 +249,7 @@ def observe(recorder: SlackRecorder, db: str, journal_dir: Path) -> Seen:
         view.half_written,
         view.superseded,
         repeated,
+        edits_repeated,
     )
 
 

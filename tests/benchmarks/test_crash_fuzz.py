@@ -132,8 +132,8 @@ def test_a_retried_edit_that_changed_nothing_is_left_out_of_the_messages_edits(v
         ts = client.chat_postMessage(channel="C0CRASHVIEW", text="P2 (triggered)", metadata=metadata)["ts"]
         for text in ("P1 (triggered)", "P1 (triggered)", "P1 (resolved)"):
             client.chat_update(channel="C0CRASHVIEW", ts=ts, text=text)
-        edits = view.slack_edits(recorder, {"inc-1": "key"})
-    assert [item.split(" ", 1)[0] for item in edits["key"]] == ["post", "edit", "edit"]
+        edits, repeated = view.slack_edits(recorder, {"inc-1": "key"})
+    assert [item.split(" ", 1)[0] for item in edits["key"]] == ["post", "edit", "edit"] and repeated == 1
     assert '"P1 (resolved)"' in edits["key"][-1]
 
 
