@@ -33,7 +33,8 @@ lists the seeds that found it; ``first`` shows what each of those found, and whe
 ``kills_by`` counts the kills that landed by kind (``batch-answered``: serve had answered the POST before it
 died); ``webhook_redelivered`` counts the webhook POSTs a crash made again with the key and body already
 delivered, which the receiver drops, and ``slack_edits_repeated`` the ``chat.update`` calls that sent the very
-edit before them again (a retry after a crash: idempotent).
+call before them again, byte for byte (a retry after a crash does, idempotent; some come with no crash too:
+``slack_edits_repeated_straight``, the straight runs' count).
 
     PYTHONPATH=. .venv/bin/python benchmarks/crash_fuzz.py --seeds 0-9 --steps 20 --kills 3
 
@@ -448,6 +449,8 @@ def run_once(
 
 
 Compare = Callable[[Seen, Seen], dict[str, list[str]]]
+REPEATED = ("webhook_redelivered", "slack_edits_repeated", "slack_edits_repeated_straight")
+"""Counts of repeats a receiver or Slack takes as one (the crashed run's, and the straight one's edits)."""
 FOUND = ("divergent", "duplicates", "lost", "half_written", "exits")
 """What a seed can find, each a list in its outcome; ``exits``: a serve that exited or dropped a request
 when nobody killed it."""
@@ -480,6 +483,7 @@ def fuzz_seed(
         "repeated": {
             "webhook_redelivered": crashed.redelivered,
             "slack_edits_repeated": crashed.edits_repeated,
+            "slack_edits_repeated_straight": straight.edits_repeated,
         },
         **comparison(straight, crashed),
         "exits": first.exits + second.exits,
@@ -569,7 +573,7 @@ def main(argv: list[str] | None = None, comparison: Compare = compare) -> dict[s
         "kills": sum(kills.values()),
         "kills_by": dict(kills),
         **found,
-        **{what: repeated[what] for what in ("webhook_redelivered", "slack_edits_repeated")},
+        **{what: repeated[what] for what in REPEATED},
         "first": first,
         "seconds": round(time.monotonic() - started, 1),
     }

@@ -10,12 +10,13 @@ less often ``lost`` (never allowed), the same items in another order ``divergent
 
 What a crash may change, left out of the comparison: an edit that rewrote what the message already showed (the
 outbox sends again a message a crash left ``sending``; Slack's ``chat.update`` of the stored message is
-idempotent), and a webhook POST of a key already delivered with the same body (a receiver drops it by its
-``Idempotency-Key``; counted as ``redelivered``, as edits that sent the very call before them again are as
-``edits_repeated``). And what differs with no crash at all: for an incident one
-of whose ``reassessed`` edits the outbox discarded in either run (``superseded``: a later message of its
-incident was waiting, which depends on when the dispatcher ran), only the message as it ends counts, not the
-edits on the way, and its webhook deliveries are compared without ``reassessed`` ones.
+idempotent; ``edits_repeated`` counts the edits that sent the call before them again byte for byte, which a
+retry does and, now and then, two changes alike with no crash), and a webhook POST of a key already delivered
+with the same body (a receiver drops it by its ``Idempotency-Key``; counted as ``redelivered``). And what
+differs with no crash at all: for an incident one of whose ``reassessed`` edits the outbox discarded in either
+run (``superseded``: a later message of its incident was waiting, which depends on when the dispatcher ran),
+only the message as it ends counts, not the edits on the way, and its webhook deliveries are compared without
+``reassessed`` ones.
 """
 
 from __future__ import annotations
@@ -73,7 +74,7 @@ class Seen:
     half_written: list[str]
     superseded: set[str] = field(default_factory=set)  # keys with an edit the outbox discarded unsent
     redelivered: int = 0  # webhook POSTs of a key already delivered, same body: a receiver drops them
-    edits_repeated: int = 0  # chat.update calls that sent again the very edit before (a retry)
+    edits_repeated: int = 0  # chat.update calls that sent the call before them again, byte for byte
 
     def counts(self) -> dict[str, int]:
         """How much this run told: incidents, Slack parents, edits and replies, webhook openings and
@@ -158,7 +159,7 @@ def _incident_of(params: dict[str, Any], keys: dict[str, str]) -> str:
 
 def slack_edits(recorder: SlackRecorder, keys: dict[str, str]) -> tuple[Sequences, int]:
     """Each incident's Slack message as posted and as each ``chat.update`` that changed it left it, and how
-    many edits sent again the very call before them to the message (times included: a retry)."""
+    many edits sent again the very call before them to the message, byte for byte (a retry does)."""
     edits: Sequences = {}
     shown: dict[str, str] = {}  # ts: what the message shows now
     sent: dict[str, str] = {}  # ts: the last call's text and attachments as sent
